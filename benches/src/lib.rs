@@ -1,0 +1,1 @@
+//! Shared code of kcon's benchmarks.

@@ -1,0 +1,1 @@
+//! Compression codecs of record batches, every decompression bounded by a cap.

@@ -1,0 +1,1 @@
+//! Entry points of the fuzz targets in `fuzz/`: each target is one call into this module.

@@ -1,0 +1,29 @@
+//! The Kafka wire codec of kcon: pure functions over [`bytes::Bytes`], no IO, no clock.
+//!
+//! - [`frame`]: size-prefixed frames, read incrementally and bounded before anything is allocated.
+//! - [`header`]: request headers v0–v2 and response headers v0–v1.
+//! - [`message`]: typed `encode_request` / `decode_response` over `kafka-protocol`'s message types,
+//!   with every response checked by [`guard`] before it is decoded.
+//! - [`versions`]: the API versions kcon speaks and the negotiation with a broker's ApiVersions answer.
+//! - [`records`]: kcon's own record-batch decoder (magic 0, 1, 2) and encoder (magic 2).
+//! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
+//!
+//! Hostile input: for any byte string, no decoder here panics, loops without consuming input, or
+//! allocates more than a small multiple of the input length plus the decompression cap. The fuzz
+//! targets in the workspace's `fuzz/` folder check exactly that.
+
+pub mod compression;
+pub mod error;
+pub mod frame;
+mod guard;
+pub mod header;
+pub mod message;
+pub mod records;
+pub mod versions;
+mod wire;
+
+#[cfg(any(feature = "fuzzing", test))]
+pub mod fuzzing;
+
+pub use error::{Error, Result};
+pub use kafka_protocol;

@@ -1,0 +1,166 @@
+//! The API versions kcon speaks, and the negotiation with what a broker offers.
+//!
+//! Every request is sent at the highest version both sides support. kcon's own range for an API
+//! is the range its code handles *and* its response guard covers: a version outside it is never
+//! sent, so a response at a version kcon cannot check is never decoded.
+
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+use crate::error::{Error, Result};
+
+/// The APIs kcon speaks, with the `(min, max)` versions of each.
+///
+/// Lower bounds: the oldest versions `kafka-protocol` still encodes, raised where an older
+/// version lacks something kcon relies on (Fetch v4: record batches and the last stable offset;
+/// Produce v3: record batches).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+];
+
+/// kcon's `(min, max)` versions of an API, or `None` when kcon does not speak it.
+pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// Whether kcon speaks `api_key` at `version`.
+pub fn is_supported(api_key: i16, version: i16) -> bool {
+    ApiKey::try_from(api_key)
+        .ok()
+        .and_then(supported)
+        .is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+/// The highest version of `api_key` in both kcon's range and the broker's `theirs`.
+pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
+    let ours = supported(api_key).ok_or(Error::UnsupportedVersion {
+        api_key: api_key as i16,
+        version: -1,
+    })?;
+    match theirs {
+        Some((min, max)) if min.max(ours.0) <= max.min(ours.1) => Ok(max.min(ours.1)),
+        _ => Err(Error::NoCommonVersion {
+            api_key: api_key as i16,
+            ours,
+            theirs,
+        }),
+    }
+}
+
+/// The versions a broker offers, from its ApiVersions answer, with the negotiated version of
+/// every API kcon speaks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerVersions {
+    /// `(api key, min, max)` as the broker sent them.
+    offered: Vec<(i16, i16, i16)>,
+}
+
+impl BrokerVersions {
+    /// From a decoded ApiVersions response.
+    pub fn from_response(response: &ApiVersionsResponse) -> Self {
+        let mut offered: Vec<_> = response
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        offered.sort_unstable();
+        BrokerVersions { offered }
+    }
+
+    /// From `(api key, min, max)` triples.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
+        let mut offered: Vec<_> = ranges.into_iter().collect();
+        offered.sort_unstable();
+        BrokerVersions { offered }
+    }
+
+    /// The broker's `(min, max)` for `api_key`, or `None` if it does not offer it.
+    pub fn offered(&self, api_key: ApiKey) -> Option<(i16, i16)> {
+        let key = api_key as i16;
+        self.offered
+            .binary_search_by(|&(k, _, _)| k.cmp(&key))
+            .ok()
+            .map(|i| (self.offered[i].1, self.offered[i].2))
+    }
+
+    /// The version to send `api_key` at: the highest both sides support.
+    pub fn version(&self, api_key: ApiKey) -> Result<i16> {
+        negotiate(api_key, self.offered(api_key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_highest_common_version() {
+        assert_eq!(negotiate(ApiKey::Fetch, Some((0, 16))), Ok(16));
+        assert_eq!(negotiate(ApiKey::Fetch, Some((0, 99))), Ok(17));
+        assert_eq!(negotiate(ApiKey::Fetch, Some((4, 4))), Ok(4));
+    }
+
+    #[test]
+    fn no_overlap_names_the_api_and_both_ranges() {
+        let err = negotiate(ApiKey::Fetch, Some((0, 3))).unwrap_err();
+        assert_eq!(
+            err,
+            Error::NoCommonVersion {
+                api_key: 1,
+                ours: (4, 17),
+                theirs: Some((0, 3))
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "no common version of Fetch: kcon speaks v4-v17, the broker v0-v3"
+        );
+        let missing = negotiate(ApiKey::OffsetForLeaderEpoch, None).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "the broker does not offer OffsetForLeaderEpoch"
+        );
+    }
+
+    #[test]
+    fn broker_versions_look_up_by_key() {
+        let b = BrokerVersions::from_ranges([(3, 0, 12), (1, 0, 16), (18, 0, 4)]);
+        assert_eq!(b.offered(ApiKey::Fetch), Some((0, 16)));
+        assert_eq!(b.version(ApiKey::Metadata), Ok(12));
+        assert_eq!(b.version(ApiKey::ApiVersions), Ok(3));
+        assert!(b.version(ApiKey::JoinGroup).is_err());
+    }
+
+    #[test]
+    fn every_supported_range_is_one_kafka_protocol_can_encode() {
+        for &(api, min, max) in SUPPORTED {
+            let theirs = api.valid_versions();
+            assert!(
+                theirs.min <= min && max <= theirs.max && min <= max,
+                "{api:?}: kcon v{min}-v{max}, kafka-protocol {theirs}"
+            );
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Support code for kcon's integration tests: starting and stopping real brokers.
