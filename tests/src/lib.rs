@@ -1,1 +1,9 @@
-//! Support code for kcon's integration tests: starting and stopping real brokers.
+//! Support code for kcon's integration tests: real brokers started per test, and the peer
+//! clients that share topics and groups with kcon.
+//!
+//! Brokers come from `scripts/brokers install` (the README's test command runs it first). A
+//! broker that cannot be found or started fails the test with the reason: nothing here skips.
+
+pub mod blocking;
+pub mod brokers;
+pub mod peers;

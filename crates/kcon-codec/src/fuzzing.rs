@@ -1,1 +1,157 @@
-//! Entry points of the fuzz targets in `fuzz/`: each target is one call into this module.
+//! Entry points of the fuzz targets in the workspace's `fuzz/` folder: each target is one call
+//! into this module, so the same code also runs in the unit tests that replay the committed
+//! corpora.
+//!
+//! Input layouts (the seed corpora follow them):
+//! - [`frames`]: `[api key: i16][version: i16]` then a raw byte stream of size-prefixed frames.
+//! - [`response`]: `[api key: i16][version: i16]` then one response frame without its size prefix.
+//! - [`record_batches`]: `[flags: u8]` then the bytes of a fetch response's `records` field.
+//! - [`batch_round_trip`]: any bytes, read as a description of a batch to encode.
+//!
+//! Each function panics only when the code under test breaks a promise (a decoder that
+//! disagrees with itself, a round trip that is not the identity); errors are expected.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages as m;
+
+use crate::frame::FrameDecoder;
+use crate::header::{decode_response_header, peek_correlation_id};
+use crate::message::decode_response;
+use crate::versions::SUPPORTED;
+
+/// Largest frame the frame target accepts: small, so that the fuzzer explores the size check
+/// rather than waiting for megabytes.
+const FUZZ_MAX_FRAME: usize = 64 * 1024;
+
+fn split_key_version(data: &[u8]) -> Option<(i16, i16, &[u8])> {
+    let (head, rest) = data.split_first_chunk::<4>()?;
+    let api_key = i16::from_be_bytes([head[0], head[1]]);
+    let version = i16::from_be_bytes([head[2], head[3]]);
+    Some((api_key, version, rest))
+}
+
+/// Maps any `(api key, version)` onto one kcon speaks, so that most inputs reach a decoder.
+fn supported_key_version(api_key: i16, version: i16) -> (m::ApiKey, i16) {
+    let (api, min, max) = SUPPORTED[usize::from(api_key.unsigned_abs()) % SUPPORTED.len()];
+    let span = (max - min + 1) as u16;
+    (api, min + (version.unsigned_abs() % span) as i16)
+}
+
+/// Splits the stream into frames twice, all at once and in two pieces fed one after the other,
+/// and checks both ways give the same frames; reads each frame's response header.
+pub fn frames(data: &[u8]) {
+    let Some((api_key, version, stream)) = split_key_version(data) else {
+        return;
+    };
+    let decoder = FrameDecoder::new(FUZZ_MAX_FRAME);
+    let whole = split_all(&decoder, BytesMut::from(stream));
+
+    let cut = usize::from(api_key.unsigned_abs()) % (stream.len() + 1);
+    let mut buf = BytesMut::from(&stream[..cut]);
+    let mut pieces = Vec::new();
+    while let Ok(Some(f)) = decoder.decode(&mut buf) {
+        pieces.push(f);
+    }
+    buf.extend_from_slice(&stream[cut..]);
+    let rest = split_all(&decoder, buf);
+    pieces.extend(rest.0);
+    assert_eq!(whole.0, pieces, "frames depend on how the bytes arrived");
+
+    let (api, version) = supported_key_version(api_key, version);
+    for frame in &whole.0 {
+        let peeked = peek_correlation_id(frame);
+        if let Ok((header, used)) = decode_response_header(api as i16, version, frame) {
+            assert_eq!(peeked, Ok(header.correlation_id));
+            assert!(used <= frame.len());
+        }
+    }
+}
+
+fn split_all(decoder: &FrameDecoder, mut buf: BytesMut) -> (Vec<Bytes>, bool) {
+    let mut frames = Vec::new();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => return (frames, false),
+            Err(_) => return (frames, true),
+        }
+    }
+}
+
+/// Decodes one response frame at the API and version named by the first four bytes (mapped
+/// onto the versions kcon speaks).
+pub fn response(data: &[u8]) {
+    let Some((api_key, version, frame)) = split_key_version(data) else {
+        return;
+    };
+    let (api, version) = supported_key_version(api_key, version);
+    decode_as(api, version, Bytes::copy_from_slice(frame));
+}
+
+macro_rules! decode_as {
+    ($api:expr, $version:expr, $frame:expr, $($key:ident => $req:ty),* $(,)?) => {
+        match $api {
+            $(m::ApiKey::$key => {
+                let _ = decode_response::<$req>($frame, $version);
+            })*
+            // `supported_key_version` only yields APIs from SUPPORTED, each listed above; the
+            // test `every_supported_api_is_fuzzed` checks that.
+            other => panic!("{other:?} is in SUPPORTED but has no fuzz dispatch"),
+        }
+    };
+}
+
+fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
+    decode_as!(api, version, frame,
+        Produce => m::ProduceRequest,
+        Fetch => m::FetchRequest,
+        ListOffsets => m::ListOffsetsRequest,
+        Metadata => m::MetadataRequest,
+        OffsetCommit => m::OffsetCommitRequest,
+        OffsetFetch => m::OffsetFetchRequest,
+        FindCoordinator => m::FindCoordinatorRequest,
+        JoinGroup => m::JoinGroupRequest,
+        Heartbeat => m::HeartbeatRequest,
+        LeaveGroup => m::LeaveGroupRequest,
+        SyncGroup => m::SyncGroupRequest,
+        DescribeGroups => m::DescribeGroupsRequest,
+        ListGroups => m::ListGroupsRequest,
+        SaslHandshake => m::SaslHandshakeRequest,
+        ApiVersions => m::ApiVersionsRequest,
+        CreateTopics => m::CreateTopicsRequest,
+        DeleteGroups => m::DeleteGroupsRequest,
+        SaslAuthenticate => m::SaslAuthenticateRequest,
+        OffsetForLeaderEpoch => m::OffsetForLeaderEpochRequest,
+        OffsetDelete => m::OffsetDeleteRequest,
+        ConsumerGroupHeartbeat => m::ConsumerGroupHeartbeatRequest,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_api_is_fuzzed() {
+        for (i, &(api, min, max)) in SUPPORTED.iter().enumerate() {
+            for v in min..=max {
+                assert_eq!(supported_key_version(i as i16, v - min), (api, v));
+                // An empty frame is an error for every API, never a panic or a missing arm.
+                decode_as(api, v, Bytes::new());
+            }
+        }
+    }
+
+    #[test]
+    fn frames_agree_however_they_arrive() {
+        let mut data = vec![0, 7, 0, 3];
+        for body in [&b"abcd"[..], b"", b"0123456789"] {
+            data.extend((body.len() as i32).to_be_bytes());
+            data.extend(body);
+        }
+        data.extend([0, 0, 0, 9, 1]);
+        frames(&data);
+        frames(&data[..3]);
+        frames(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    }
+}
