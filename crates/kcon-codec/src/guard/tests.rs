@@ -1,0 +1,873 @@
+//! The guard's tests. The central one encodes a populated response at every supported version
+//! and requires the guard to accept it and kafka-protocol to give it back: that is what proves
+//! the hand-written schemas match kafka-protocol's decoders.
+
+use std::fmt::Debug;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    SyncGroupRequest, fetch_response as fr,
+};
+use kafka_protocol::protocol::{Decodable, Request};
+use proptest::prelude::*;
+
+use super::schema::{Elem, StructDef, Ty};
+use super::{MESSAGES, check_response, covers, populated};
+use crate::error::{DecodeError, DecodeReason, Part};
+use crate::frame::decode_frame;
+use crate::header::decode_response_header;
+use crate::message::{decode_response, encode_response};
+use crate::versions::{SUPPORTED, is_supported};
+use crate::wire::put_uvarint;
+
+/// Runs `$body` with `$R` the request type of `$api` and `$build` its populated-response
+/// builder.
+macro_rules! dispatch {
+    ($api:expr, $R:ident, $build:ident => $body:expr) => {
+        match $api {
+            ApiKey::Produce => {
+                type $R = ProduceRequest;
+                let $build = populated::produce;
+                $body
+            }
+            ApiKey::Fetch => {
+                type $R = FetchRequest;
+                let $build = populated::fetch;
+                $body
+            }
+            ApiKey::ListOffsets => {
+                type $R = ListOffsetsRequest;
+                let $build = populated::list_offsets;
+                $body
+            }
+            ApiKey::Metadata => {
+                type $R = MetadataRequest;
+                let $build = populated::metadata;
+                $body
+            }
+            ApiKey::OffsetCommit => {
+                type $R = OffsetCommitRequest;
+                let $build = populated::offset_commit;
+                $body
+            }
+            ApiKey::OffsetFetch => {
+                type $R = OffsetFetchRequest;
+                let $build = populated::offset_fetch;
+                $body
+            }
+            ApiKey::FindCoordinator => {
+                type $R = FindCoordinatorRequest;
+                let $build = populated::find_coordinator;
+                $body
+            }
+            ApiKey::JoinGroup => {
+                type $R = JoinGroupRequest;
+                let $build = populated::join_group;
+                $body
+            }
+            ApiKey::Heartbeat => {
+                type $R = HeartbeatRequest;
+                let $build = populated::heartbeat;
+                $body
+            }
+            ApiKey::LeaveGroup => {
+                type $R = LeaveGroupRequest;
+                let $build = populated::leave_group;
+                $body
+            }
+            ApiKey::SyncGroup => {
+                type $R = SyncGroupRequest;
+                let $build = populated::sync_group;
+                $body
+            }
+            ApiKey::DescribeGroups => {
+                type $R = DescribeGroupsRequest;
+                let $build = populated::describe_groups;
+                $body
+            }
+            ApiKey::ListGroups => {
+                type $R = ListGroupsRequest;
+                let $build = populated::list_groups;
+                $body
+            }
+            ApiKey::SaslHandshake => {
+                type $R = SaslHandshakeRequest;
+                let $build = populated::sasl_handshake;
+                $body
+            }
+            ApiKey::ApiVersions => {
+                type $R = ApiVersionsRequest;
+                let $build = populated::api_versions;
+                $body
+            }
+            ApiKey::CreateTopics => {
+                type $R = CreateTopicsRequest;
+                let $build = populated::create_topics;
+                $body
+            }
+            ApiKey::DeleteGroups => {
+                type $R = DeleteGroupsRequest;
+                let $build = populated::delete_groups;
+                $body
+            }
+            ApiKey::SaslAuthenticate => {
+                type $R = SaslAuthenticateRequest;
+                let $build = populated::sasl_authenticate;
+                $body
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                type $R = OffsetForLeaderEpochRequest;
+                let $build = populated::offset_for_leader_epoch;
+                $body
+            }
+            ApiKey::OffsetDelete => {
+                type $R = OffsetDeleteRequest;
+                let $build = populated::offset_delete;
+                $body
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                type $R = ConsumerGroupHeartbeatRequest;
+                let $build = populated::consumer_group_heartbeat;
+                $body
+            }
+            other => panic!("no populated response for {other:?}"),
+        }
+    };
+}
+
+/// Encodes `resp` as a frame, checks that the guard accepts its body and that it decodes back
+/// to `resp`, and returns the body.
+fn round_trip<R: Request>(version: i16, resp: R::Response) -> Bytes
+where
+    R::Response: PartialEq + Debug,
+{
+    let mut buf = BytesMut::new();
+    encode_response::<R>(&mut buf, 7, version, &resp)
+        .unwrap_or_else(|e| panic!("api {} v{version} does not encode: {e}", R::KEY));
+    // `encode_response` wrote exactly one whole frame.
+    let frame = decode_frame(&mut buf).unwrap().unwrap();
+    let (_, header_len) = decode_response_header(R::KEY, version, &frame).unwrap();
+    let body = frame.slice(header_len..);
+    if let Err(e) = check_response(R::KEY, version, &body) {
+        panic!("the guard refuses a valid response: {e}");
+    }
+    let (header, back) = decode_response::<R>(frame, version)
+        .unwrap_or_else(|e| panic!("api {} v{version} does not decode: {e}", R::KEY));
+    assert_eq!(header.correlation_id, 7);
+    assert_eq!(back, resp, "api {} v{version}", R::KEY);
+    body
+}
+
+/// The body of a populated `api` response at `version`, after checking its round trip.
+fn populated_body(api: ApiKey, version: i16, alt: bool) -> Bytes {
+    dispatch!(api, R, build => round_trip::<R>(version, build(version, alt)))
+}
+
+/// Whether kafka-protocol decodes `body` as the `api` response at `version`, all of it.
+///
+/// Only call this on bodies the guard accepted, or on bodies whose array counts are known to
+/// be small: on anything else it may try to allocate without bound.
+fn kafka_protocol_decodes(api: ApiKey, version: i16, body: &[u8]) -> Result<(), String> {
+    fn decode<T: Decodable>(body: &[u8], version: i16) -> Result<(), String> {
+        let mut buf = Bytes::copy_from_slice(body);
+        T::decode(&mut buf, version).map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} bytes left over", buf.len()))
+        }
+    }
+    dispatch!(api, R, _build => decode::<<R as Request>::Response>(body, version))
+}
+
+/// Every supported `(api, version)`.
+fn supported_pairs() -> impl Iterator<Item = (ApiKey, i16)> {
+    SUPPORTED
+        .iter()
+        .flat_map(|&(api, min, max)| (min..=max).map(move |v| (api, v)))
+}
+
+#[test]
+fn every_supported_version_round_trips_through_the_guard() {
+    let mut pairs = 0;
+    for (api, version) in supported_pairs() {
+        for alt in [false, true] {
+            let body = populated_body(api, version, alt);
+            assert!(!body.is_empty());
+        }
+        pairs += 1;
+    }
+    // 21 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 132);
+}
+
+#[test]
+fn covers_exactly_the_supported_versions() {
+    for api_key in -2..=80 {
+        for version in -2..=30 {
+            assert_eq!(
+                covers(api_key, version),
+                is_supported(api_key, version),
+                "api {api_key} v{version}"
+            );
+        }
+    }
+    assert_eq!(MESSAGES.len(), SUPPORTED.len());
+}
+
+#[test]
+fn an_uncovered_version_is_refused() {
+    let err = check_response(ApiKey::Fetch as i16, 3, &[]).unwrap_err();
+    assert!(matches!(err.reason, DecodeReason::Other(_)), "{err:?}");
+}
+
+/// Calls `f` on every array field of `def` present at `version`, looking through nested structs.
+fn each_array(def: &StructDef, version: i16, f: &mut impl FnMut(&'static str, Elem)) {
+    for field in def.fields {
+        if !field.versions.contains(version) {
+            continue;
+        }
+        match field.ty {
+            Ty::Array(elem) => {
+                f(field.path, elem);
+                if let Elem::Struct(inner) = elem {
+                    each_array(inner, version, f);
+                }
+            }
+            Ty::Struct(inner) | Ty::OptStruct(inner) => each_array(inner, version, f),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_array_element_takes_at_least_one_byte() {
+    // The bound `count × min_size ≤ remaining` only limits allocation if every element takes
+    // space; the walker clamps the minimum to one regardless, but a zero here would mean a
+    // schema mistake (an element with no fields at a version that has the array).
+    for msg in MESSAGES {
+        for version in 0..=20 {
+            if !msg.versions.contains(version) {
+                continue;
+            }
+            let flexible = version >= msg.flexible;
+            each_array(msg.body, version, &mut |path, elem| {
+                assert!(
+                    elem.min_size(version, flexible) >= 1,
+                    "{:?} v{version} {path}",
+                    msg.api_key
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn each_array_allocates_under_64_bytes_per_input_byte() {
+    // kafka-protocol reserves `count × size_of::<T>()` for an array; the guard allows
+    // `count ≤ remaining / min_size`, so the reservation is at most `size_of / min_size` bytes
+    // per input byte. The fuzz harness fails any single allocation over 64 bytes per input
+    // byte (plus 64 KiB): every element type must stay under that ratio at every version.
+    use kafka_protocol::messages::{
+        api_versions_response as av, consumer_group_heartbeat_response as cgh,
+        create_topics_response as ct, delete_groups_response as dg,
+        describe_groups_response as dsg, fetch_response as fr, find_coordinator_response as fc,
+        join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
+        list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
+        offset_delete_response as od, offset_fetch_response as of,
+        offset_for_leader_epoch_response as ofle, produce_response as pr,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use std::mem::size_of;
+    let element_sizes: &[(ApiKey, &str, usize)] = &[
+        (
+            ApiKey::Produce,
+            "responses",
+            size_of::<pr::TopicProduceResponse>(),
+        ),
+        (
+            ApiKey::Produce,
+            "responses.partition_responses",
+            size_of::<pr::PartitionProduceResponse>(),
+        ),
+        (
+            ApiKey::Produce,
+            "responses.partition_responses.record_errors",
+            size_of::<pr::BatchIndexAndErrorMessage>(),
+        ),
+        (
+            ApiKey::Produce,
+            "node_endpoints",
+            size_of::<pr::NodeEndpoint>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "responses",
+            size_of::<fr::FetchableTopicResponse>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "responses.partitions",
+            size_of::<fr::PartitionData>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "responses.partitions.aborted_transactions",
+            size_of::<fr::AbortedTransaction>(),
+        ),
+        (
+            ApiKey::Fetch,
+            "node_endpoints",
+            size_of::<fr::NodeEndpoint>(),
+        ),
+        (
+            ApiKey::ListOffsets,
+            "topics",
+            size_of::<lo::ListOffsetsTopicResponse>(),
+        ),
+        (
+            ApiKey::ListOffsets,
+            "topics.partitions",
+            size_of::<lo::ListOffsetsPartitionResponse>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "brokers",
+            size_of::<md::MetadataResponseBroker>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "topics",
+            size_of::<md::MetadataResponseTopic>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "topics.partitions",
+            size_of::<md::MetadataResponsePartition>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "topics.partitions.replica_nodes",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "topics.partitions.isr_nodes",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::Metadata,
+            "topics.partitions.offline_replicas",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            "topics",
+            size_of::<oc::OffsetCommitResponseTopic>(),
+        ),
+        (
+            ApiKey::OffsetCommit,
+            "topics.partitions",
+            size_of::<oc::OffsetCommitResponsePartition>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "topics",
+            size_of::<of::OffsetFetchResponseTopic>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "topics.partitions",
+            size_of::<of::OffsetFetchResponsePartition>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "groups",
+            size_of::<of::OffsetFetchResponseGroup>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "groups.topics",
+            size_of::<of::OffsetFetchResponseTopics>(),
+        ),
+        (
+            ApiKey::OffsetFetch,
+            "groups.topics.partitions",
+            size_of::<of::OffsetFetchResponsePartitions>(),
+        ),
+        (
+            ApiKey::FindCoordinator,
+            "coordinators",
+            size_of::<fc::Coordinator>(),
+        ),
+        (
+            ApiKey::JoinGroup,
+            "members",
+            size_of::<jg::JoinGroupResponseMember>(),
+        ),
+        (
+            ApiKey::LeaveGroup,
+            "members",
+            size_of::<lg::MemberResponse>(),
+        ),
+        (
+            ApiKey::DescribeGroups,
+            "groups",
+            size_of::<dsg::DescribedGroup>(),
+        ),
+        (
+            ApiKey::DescribeGroups,
+            "groups.members",
+            size_of::<dsg::DescribedGroupMember>(),
+        ),
+        (ApiKey::ListGroups, "groups", size_of::<lsg::ListedGroup>()),
+        (ApiKey::SaslHandshake, "mechanisms", size_of::<StrBytes>()),
+        (ApiKey::ApiVersions, "api_keys", size_of::<av::ApiVersion>()),
+        (
+            ApiKey::ApiVersions,
+            "supported_features",
+            size_of::<av::SupportedFeatureKey>(),
+        ),
+        (
+            ApiKey::ApiVersions,
+            "finalized_features",
+            size_of::<av::FinalizedFeatureKey>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "topics",
+            size_of::<ct::CreatableTopicResult>(),
+        ),
+        (
+            ApiKey::CreateTopics,
+            "topics.configs",
+            size_of::<ct::CreatableTopicConfigs>(),
+        ),
+        (
+            ApiKey::DeleteGroups,
+            "results",
+            size_of::<dg::DeletableGroupResult>(),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            "topics",
+            size_of::<ofle::OffsetForLeaderTopicResult>(),
+        ),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            "topics.partitions",
+            size_of::<ofle::EpochEndOffset>(),
+        ),
+        (
+            ApiKey::OffsetDelete,
+            "topics",
+            size_of::<od::OffsetDeleteResponseTopic>(),
+        ),
+        (
+            ApiKey::OffsetDelete,
+            "topics.partitions",
+            size_of::<od::OffsetDeleteResponsePartition>(),
+        ),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            "assignment.topic_partitions",
+            size_of::<cgh::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            "assignment.topic_partitions.partitions",
+            size_of::<i32>(),
+        ),
+    ];
+    for msg in MESSAGES {
+        for version in 0..=20 {
+            if !msg.versions.contains(version) {
+                continue;
+            }
+            let flexible = version >= msg.flexible;
+            each_array(msg.body, version, &mut |path, elem| {
+                let Some(&(_, _, size)) = element_sizes
+                    .iter()
+                    .find(|(api, p, _)| *api == msg.api_key && *p == path)
+                else {
+                    panic!(
+                        "{:?} {path}: add its element type to this table",
+                        msg.api_key
+                    );
+                };
+                let ratio = size as f64 / elem.min_size(version, flexible) as f64;
+                assert!(
+                    ratio <= 64.0,
+                    "{:?} v{version} {path}: {ratio:.1}",
+                    msg.api_key
+                );
+            });
+        }
+    }
+    // The largest ratio today is about 51: ListGroups v3 `groups`, four strings in a
+    // 152-byte struct against three bytes at least on the wire.
+}
+
+#[test]
+fn every_truncation_is_an_error_and_kafka_protocol_agrees() {
+    // The brief's five, plus every other supported pair: a proper prefix of a valid body is
+    // never itself valid, since the walk reads the same bytes and needs more.
+    let named = [
+        (ApiKey::Fetch, 17),
+        (ApiKey::Metadata, 12),
+        (ApiKey::JoinGroup, 9),
+        (ApiKey::OffsetFetch, 9),
+        (ApiKey::ApiVersions, 3),
+    ];
+    for (api, version) in named.into_iter().chain(supported_pairs()) {
+        for alt in [false, true] {
+            let body = populated_body(api, version, alt);
+            for cut in 0..body.len() {
+                let prefix = &body[..cut];
+                assert!(
+                    check_response(api as i16, version, prefix).is_err(),
+                    "{api:?} v{version} cut at {cut}"
+                );
+                // The counts in a prefix of a valid body are the valid ones, so kafka-protocol
+                // can safely be asked too: it must fail as well.
+                assert!(
+                    kafka_protocol_decodes(api, version, prefix).is_err(),
+                    "{api:?} v{version} cut at {cut}: kafka-protocol decodes it"
+                );
+            }
+        }
+    }
+}
+
+/// A body under construction.
+#[derive(Default)]
+struct Body(Vec<u8>);
+
+impl Body {
+    fn i16(mut self, v: i16) -> Self {
+        self.0.put_i16(v);
+        self
+    }
+    fn i32(mut self, v: i32) -> Self {
+        self.0.put_i32(v);
+        self
+    }
+    fn i64(mut self, v: i64) -> Self {
+        self.0.put_i64(v);
+        self
+    }
+    fn uv(mut self, v: u32) -> Self {
+        put_uvarint(&mut self.0, u64::from(v));
+        self
+    }
+    fn raw(mut self, b: &[u8]) -> Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn pad_to(mut self, len: usize) -> Self {
+        self.0.resize(len, 0);
+        self
+    }
+}
+
+fn check(api: ApiKey, version: i16, body: &Body) -> Result<(), DecodeError> {
+    check_response(api as i16, version, &body.0)
+}
+
+#[test]
+fn a_huge_count_in_a_tiny_body_is_refused() {
+    // Metadata v12 (flexible): throttle, no brokers, null cluster id, controller, then a topics
+    // count of 2^30, padded to 20 bytes.
+    let body = Body::default()
+        .i32(0)
+        .uv(1)
+        .uv(0)
+        .i32(1)
+        .uv((1 << 30) + 1)
+        .pad_to(20);
+    let err = check(ApiKey::Metadata, 12, &body).unwrap_err();
+    assert_eq!(err.part, Part::ResponseBody);
+    assert_eq!(err.field, Some("topics"));
+    assert_eq!(err.offset, 10);
+    assert_eq!(
+        err.reason,
+        DecodeReason::CountTooLarge {
+            count: 1 << 30,
+            remaining: 5
+        }
+    );
+
+    // Metadata v1 (not flexible): the brokers count comes first, as an int32.
+    let body = Body::default().i32(1 << 30).pad_to(20);
+    let err = check(ApiKey::Metadata, 1, &body).unwrap_err();
+    assert_eq!(err.field, Some("brokers"));
+    assert_eq!(err.offset, 0);
+    assert_eq!(
+        err.reason,
+        DecodeReason::CountTooLarge {
+            count: 1 << 30,
+            remaining: 16
+        }
+    );
+
+    // A count that fits the bytes but not the elements' size: 4 brokers of at least 14 bytes
+    // (node id, empty host, port, empty rack) do not fit in 20.
+    let body = Body::default().i32(4).pad_to(24);
+    let err = check(ApiKey::Metadata, 1, &body).unwrap_err();
+    assert_eq!(
+        err.reason,
+        DecodeReason::CountTooLarge {
+            count: 4,
+            remaining: 20
+        }
+    );
+
+    // Nested: Fetch v4, one topic, a partitions count of 2^31 - 1.
+    let body = Body::default()
+        .i32(0)
+        .i32(1)
+        .i16(1)
+        .raw(b"t")
+        .i32(i32::MAX)
+        .pad_to(64);
+    let err = check(ApiKey::Fetch, 4, &body).unwrap_err();
+    assert_eq!(err.field, Some("responses.partitions"));
+    assert!(matches!(err.reason, DecodeReason::CountTooLarge { .. }));
+
+    // A tagged-field count is bounded the same way: Heartbeat v4 claims 2^28 tagged fields.
+    let body = Body::default().i32(0).i16(0).uv(1 << 28).pad_to(16);
+    let err = check(ApiKey::Heartbeat, 4, &body).unwrap_err();
+    assert_eq!(err.field, Some("_tagged_fields"));
+    assert!(matches!(err.reason, DecodeReason::CountTooLarge { .. }));
+}
+
+#[test]
+fn lengths_are_checked_against_the_bytes_left() {
+    // SaslAuthenticate v0: error code, error message of length 1000 in a short body.
+    let body = Body::default().i16(0).i16(1000).raw(b"short");
+    let err = check(ApiKey::SaslAuthenticate, 0, &body).unwrap_err();
+    assert_eq!(err.field, Some("error_message"));
+    assert_eq!(err.offset, 4);
+    assert_eq!(
+        err.reason,
+        DecodeReason::Truncated {
+            needed: 1000,
+            available: 5
+        }
+    );
+
+    // A negative length other than -1.
+    let body = Body::default().i16(0).i16(-2);
+    let err = check(ApiKey::SaslAuthenticate, 0, &body).unwrap_err();
+    assert_eq!(err.reason, DecodeReason::InvalidLength(-2));
+
+    // Bytes with a compact length of 2^32 - 2 (SaslAuthenticate v2 auth_bytes).
+    let body = Body::default().i16(0).uv(0).uv(u32::MAX).pad_to(16);
+    let err = check(ApiKey::SaslAuthenticate, 2, &body).unwrap_err();
+    assert_eq!(err.field, Some("auth_bytes"));
+    assert!(matches!(err.reason, DecodeReason::Truncated { .. }));
+
+    // Null where the decoder has no null: a mechanism of SaslHandshake.
+    let body = Body::default().i16(0).i32(1).i16(-1);
+    let err = check(ApiKey::SaslHandshake, 0, &body).unwrap_err();
+    assert_eq!(err.field, Some("mechanisms"));
+    assert_eq!(err.reason, DecodeReason::InvalidLength(-1));
+    assert!(kafka_protocol_decodes(ApiKey::SaslHandshake, 0, &body.0).is_err());
+
+    // Not UTF-8.
+    let body = Body::default().i16(0).i32(1).i16(2).raw(&[0xc3, 0x28]);
+    let err = check(ApiKey::SaslHandshake, 0, &body).unwrap_err();
+    assert_eq!(err.reason, DecodeReason::InvalidUtf8);
+    assert!(kafka_protocol_decodes(ApiKey::SaslHandshake, 0, &body.0).is_err());
+}
+
+#[test]
+fn leftover_bytes_are_an_error() {
+    let body = Body::default().i16(0).raw(&[0]);
+    let err = check(ApiKey::Heartbeat, 0, &body).unwrap_err();
+    assert_eq!(err.offset, 2);
+    assert_eq!(err.reason, DecodeReason::TrailingBytes { remaining: 1 });
+}
+
+/// A Fetch body (v12 or later) with one topic and one partition, whose tagged-field sections
+/// are `root_tags` and `partition_tags` (count and entries).
+fn fetch_body(version: i16, root_tags: &[u8], partition_tags: &[u8]) -> Body {
+    let body = Body::default()
+        .i32(0) // throttle_time_ms
+        .i16(0) // error_code
+        .i32(0) // session_id
+        .uv(2); // one topic
+    // v13 replaced the topic name by its id.
+    let body = if version <= 12 {
+        body.uv(2).raw(b"t")
+    } else {
+        body.raw(&[0x11; 16])
+    };
+    body.uv(2) // one partition
+        .i32(0) // partition_index
+        .i16(0) // error_code
+        .i64(10) // high_watermark
+        .i64(10) // last_stable_offset
+        .i64(0) // log_start_offset
+        .uv(0) // null aborted_transactions
+        .i32(-1) // preferred_read_replica
+        .uv(0) // null records
+        .raw(partition_tags)
+        .uv(0) // topic tags
+        .raw(root_tags)
+}
+
+#[test]
+fn known_tags_are_read_as_their_field_whatever_their_size_says() {
+    // diverging_epoch (tag 0) announced with size 0 but followed by a whole EpochEndOffset:
+    // kafka-protocol reads the struct and never looks at the size, so the guard must too.
+    let mut tags = Body::default().uv(1).uv(0).uv(0).i32(4).i64(300).uv(0);
+    let body = fetch_body(12, &[0], &tags.0);
+    check(ApiKey::Fetch, 12, &body).unwrap();
+    kafka_protocol_decodes(ApiKey::Fetch, 12, &body.0).unwrap();
+    let mut buf = Bytes::from(body.0.clone());
+    let resp = <fr::FetchResponse as Decodable>::decode(&mut buf, 12).unwrap();
+    assert_eq!(resp.responses[0].partitions[0].diverging_epoch.epoch, 4);
+
+    // The same tag with a size that covers the struct, but the struct cut short: the guard
+    // reads the struct, not the size, and finds the body too short.
+    tags = Body::default().uv(1).uv(0).uv(13).i32(4);
+    let body = fetch_body(12, &[0], &tags.0);
+    assert!(check(ApiKey::Fetch, 12, &body).is_err());
+
+    // An unknown tag is skipped by its size.
+    let tags = Body::default().uv(1).uv(7).uv(3).raw(b"abc");
+    let body = fetch_body(12, &[0], &tags.0);
+    check(ApiKey::Fetch, 12, &body).unwrap();
+    kafka_protocol_decodes(ApiKey::Fetch, 12, &body.0).unwrap();
+}
+
+#[test]
+fn a_known_tag_outside_its_versions_is_refused_as_kafka_protocol_does() {
+    // node_endpoints (tag 0 of the Fetch body) exists from v16: at v12 kafka-protocol bails.
+    let root = Body::default().uv(1).uv(0).uv(1).uv(1);
+    let body = fetch_body(12, &root.0, &[0]);
+    let err = check(ApiKey::Fetch, 12, &body).unwrap_err();
+    assert_eq!(err.reason, DecodeReason::InvalidTag(0));
+    assert_eq!(err.field, Some("node_endpoints"));
+    let kp = kafka_protocol_decodes(ApiKey::Fetch, 12, &body.0).unwrap_err();
+    assert!(kp.contains("Tag 0 is not valid for version 12"), "{kp}");
+    // At v16 the same bytes are an empty node_endpoints array.
+    check(ApiKey::Fetch, 16, &fetch_body(16, &root.0, &[0])).unwrap();
+}
+
+#[test]
+fn an_absent_optional_struct_is_any_presence_byte_but_one() {
+    // ConsumerGroupHeartbeat v0 with presence byte 0 (kafka-protocol writes -1, reads "not 1").
+    for presence in [0u8, 0xff, 7] {
+        let body = Body::default()
+            .i32(0)
+            .i16(0)
+            .uv(0)
+            .uv(0)
+            .i32(1)
+            .i32(5000)
+            .raw(&[presence])
+            .uv(0);
+        check(ApiKey::ConsumerGroupHeartbeat, 0, &body).unwrap();
+        kafka_protocol_decodes(ApiKey::ConsumerGroupHeartbeat, 0, &body.0).unwrap();
+    }
+}
+
+#[test]
+fn single_byte_changes_the_guard_accepts_kafka_protocol_decodes() {
+    // Every position of every populated body, set to values that flip signs, nullness and
+    // varint continuation: whatever the guard lets through must decode. This is what catches
+    // a guard that is more lenient than the decoder (a known tag skipped by size instead of
+    // read as its field, a field at the wrong version, a missing nullability check...).
+    let mut accepted = 0usize;
+    for (api, version) in supported_pairs() {
+        for alt in [false, true] {
+            let body = populated_body(api, version, alt).to_vec();
+            for at in 0..body.len() {
+                let old = body[at];
+                for new in [
+                    0x00,
+                    0x01,
+                    0x02,
+                    0x7f,
+                    0x80,
+                    0xff,
+                    old.wrapping_add(1),
+                    old.wrapping_sub(1),
+                ] {
+                    if new == old {
+                        continue;
+                    }
+                    let mut changed = body.clone();
+                    changed[at] = new;
+                    if check_response(api as i16, version, &changed).is_ok() {
+                        accepted += 1;
+                        if let Err(e) = kafka_protocol_decodes(api, version, &changed) {
+                            panic!(
+                                "{api:?} v{version} byte {at} = {new:#x}: guard accepts, kafka-protocol: {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Most changes land in values (offsets, ids, string contents) and stay valid.
+    assert!(accepted > 1000, "{accepted}");
+}
+
+/// A supported `(api, version)` picked by two numbers.
+fn pick(api: usize, version: u16) -> (ApiKey, i16) {
+    let (key, min, max) = SUPPORTED[api % SUPPORTED.len()];
+    let span = (max - min + 1) as u16;
+    (key, min + (version % span) as i16)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn random_bytes_never_panic(
+        api in 0..SUPPORTED.len(),
+        version in any::<u16>(),
+        body in proptest::collection::vec(any::<u8>(), 0..128),
+    ) {
+        let (api, version) = pick(api, version);
+        if check_response(api as i16, version, &body).is_ok() {
+            // Whatever the guard accepts, kafka-protocol can decode without a runaway
+            // allocation; that it also succeeds shows the two agree.
+            let kp = kafka_protocol_decodes(api, version, &body);
+            prop_assert!(kp.is_ok(), "{:?} v{} {:?}: {:?}", api, version, body, kp);
+        }
+    }
+
+    #[test]
+    fn mutated_valid_responses_never_panic(
+        api in 0..SUPPORTED.len(),
+        version in any::<u16>(),
+        alt in any::<bool>(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in any::<usize>(),
+    ) {
+        let (api, version) = pick(api, version);
+        let mut body = populated_body(api, version, alt).to_vec();
+        for (at, byte) in edits {
+            let at = at % body.len();
+            body[at] = byte;
+        }
+        // Sometimes also drop a tail, so that counts meet the end of the body.
+        if cut % 4 == 0 {
+            body.truncate(cut % (body.len() + 1));
+        }
+        if check_response(api as i16, version, &body).is_ok() {
+            let kp = kafka_protocol_decodes(api, version, &body);
+            prop_assert!(kp.is_ok(), "{:?} v{} {:?}: {:?}", api, version, body, kp);
+        }
+    }
+}
