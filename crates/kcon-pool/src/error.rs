@@ -1,0 +1,409 @@
+//! The one error type of kcon-pool, and who caused it.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kcon_codec::error::api_name;
+use kcon_codec::kafka_protocol::ResponseError;
+
+use crate::config::ConfigError;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in kcon-pool, grouped by who caused it.
+///
+/// It is `Clone` because one failure can have many receivers: when a connection dies, every
+/// request waiting on it gets the error that killed it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The network or the connection failed: a connect refused or reset, a closed socket, a
+    /// timeout. A retry, on a fresh connection, can help.
+    Transport {
+        /// The broker at the other end.
+        peer: Peer,
+        /// What happened.
+        kind: TransportError,
+    },
+    /// The broker sent bytes that are not a valid answer (a frame of impossible size, a response
+    /// that does not decode, an answer to no request). The connection is closed: nothing after
+    /// the bad bytes can be trusted.
+    Corrupt {
+        /// The broker that sent them.
+        peer: Peer,
+        /// What was wrong.
+        kind: Corruption,
+    },
+    /// The broker does not offer an API, or no version of it that kcon speaks.
+    Unsupported {
+        /// The broker.
+        peer: Peer,
+        /// The API key.
+        api_key: i16,
+        /// The versions kcon speaks, `(min, max)`.
+        ours: (i16, i16),
+        /// The versions the broker offers, `(min, max)`; `None` when it does not offer the API.
+        theirs: Option<(i16, i16)>,
+    },
+    /// The broker answered a request that kcon-pool makes itself (the ApiVersions handshake)
+    /// with an error code.
+    Broker {
+        /// The broker.
+        peer: Peer,
+        /// The API key of the request it answered.
+        api_key: i16,
+        /// The Kafka error code.
+        error_code: i16,
+    },
+    /// No broker with this id is in the metadata, even after a refresh.
+    UnknownBroker {
+        /// The broker id asked for.
+        id: i32,
+    },
+    /// The caller asked for something kcon cannot do.
+    Misuse(Misuse),
+    /// A configuration value is invalid.
+    Config(ConfigError),
+    /// The task doing the work was stopped before it answered: the Tokio runtime is shutting
+    /// down.
+    Stopped,
+}
+
+impl Error {
+    /// Whether the same request can succeed if tried again (after a backoff, maybe on another
+    /// connection or after a metadata refresh).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::UnknownBroker { .. } => true,
+            Error::Broker { error_code, .. } => {
+                ResponseError::try_from_code(*error_code).is_some_and(|e| e.is_retriable())
+            }
+            // Corrupt data comes from a broken (or hostile) broker: the same request is likely
+            // to get the same answer. Versions, misuse and configuration do not change by
+            // themselves.
+            Error::Corrupt { .. }
+            | Error::Unsupported { .. }
+            | Error::Misuse(_)
+            | Error::Config(_)
+            | Error::Stopped => false,
+        }
+    }
+
+    /// The broker the error is about, where it is about one.
+    pub fn peer(&self) -> Option<&Peer> {
+        match self {
+            Error::Transport { peer, .. }
+            | Error::Corrupt { peer, .. }
+            | Error::Unsupported { peer, .. }
+            | Error::Broker { peer, .. } => Some(peer),
+            Error::UnknownBroker { .. } | Error::Misuse(_) | Error::Config(_) | Error::Stopped => {
+                None
+            }
+        }
+    }
+
+    pub(crate) fn transport(peer: &Peer, kind: TransportError) -> Self {
+        Error::Transport {
+            peer: peer.clone(),
+            kind,
+        }
+    }
+
+    pub(crate) fn io(peer: &Peer, e: io::Error) -> Self {
+        Error::transport(peer, TransportError::Io(Arc::new(e)))
+    }
+
+    pub(crate) fn corrupt(peer: &Peer, kind: Corruption) -> Self {
+        Error::Corrupt {
+            peer: peer.clone(),
+            kind,
+        }
+    }
+
+    /// Maps a codec error met while choosing or encoding a request's version: the broker lacks
+    /// the API, kcon does not speak it, or the caller's request does not fit the version.
+    pub(crate) fn from_request_codec(peer: &Peer, e: kcon_codec::Error) -> Self {
+        match e {
+            kcon_codec::Error::NoCommonVersion {
+                api_key,
+                ours,
+                theirs,
+            } => Error::Unsupported {
+                peer: peer.clone(),
+                api_key,
+                ours,
+                theirs,
+            },
+            kcon_codec::Error::UnsupportedVersion { api_key, .. } => {
+                Error::Misuse(Misuse::UnsupportedApi { api_key })
+            }
+            other => Error::Misuse(Misuse::Encode(other)),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport { peer, kind } => write!(f, "{peer}: {kind}"),
+            Error::Corrupt { peer, kind } => {
+                write!(f, "{peer} sent a corrupt answer, connection closed: {kind}")
+            }
+            Error::Unsupported {
+                peer,
+                api_key,
+                theirs: None,
+                ..
+            } => write!(f, "{peer} does not offer {}", api_name(*api_key)),
+            Error::Unsupported {
+                peer,
+                api_key,
+                ours,
+                theirs: Some(theirs),
+            } => write!(
+                f,
+                "{peer} offers {} v{}-v{}, kcon speaks v{}-v{}: no common version",
+                api_name(*api_key),
+                theirs.0,
+                theirs.1,
+                ours.0,
+                ours.1
+            ),
+            Error::Broker {
+                peer,
+                api_key,
+                error_code,
+            } => {
+                write!(f, "{peer} answered {} with ", api_name(*api_key))?;
+                match ResponseError::try_from_code(*error_code) {
+                    Some(e) => write!(f, "error {error_code} ({e:?})"),
+                    None => write!(f, "error {error_code}"),
+                }
+            }
+            Error::UnknownBroker { id } => {
+                write!(f, "broker {id} is not in the cluster metadata")
+            }
+            Error::Misuse(m) => m.fmt(f),
+            Error::Config(c) => c.fmt(f),
+            Error::Stopped => f.write_str("the Tokio runtime is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport {
+                kind: TransportError::Io(e),
+                ..
+            } => Some(&**e),
+            Error::Corrupt {
+                kind: Corruption::Codec(e),
+                ..
+            } => Some(e),
+            Error::Misuse(Misuse::Encode(e)) => Some(e),
+            Error::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+/// The broker at the other end of a connection: its id, when known, and the address dialled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The broker id from the cluster metadata; `None` for a bootstrap server, whose id is not
+    /// known yet.
+    pub id: Option<i32>,
+    /// The `host:port` dialled.
+    pub address: String,
+}
+
+impl Peer {
+    /// A broker with a known id.
+    pub fn broker(id: i32, address: impl Into<String>) -> Self {
+        Peer {
+            id: Some(id),
+            address: address.into(),
+        }
+    }
+
+    /// A bootstrap server, or any address whose broker id is not known.
+    pub fn bootstrap(address: impl Into<String>) -> Self {
+        Peer {
+            id: None,
+            address: address.into(),
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id {
+            Some(id) => write!(f, "broker {id} ({})", self.address),
+            None => write!(f, "bootstrap server {}", self.address),
+        }
+    }
+}
+
+/// How the network or the connection failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// An IO error: name resolution, connect, read or write.
+    Io(Arc<io::Error>),
+    /// The host name resolved to no address.
+    NoAddress,
+    /// The broker closed the connection between two answers.
+    Closed,
+    /// The broker closed the connection in the middle of an answer.
+    ClosedMidFrame {
+        /// Bytes of the unfinished frame that had arrived.
+        buffered: usize,
+    },
+    /// kcon closed the connection (it was dropped, retired or idle) while the request waited.
+    ClosedByClient,
+    /// No answer came within the request timeout (`request.timeout.ms`). If the request had
+    /// been sent, the connection was closed, as the Java client does (`NetworkClient`,
+    /// "Disconnecting from node due to request timeout") and librdkafka with
+    /// `socket.max.fails=1`: a later answer could no longer be told from a fresh one.
+    RequestTimeout {
+        /// The API key of the request that timed out.
+        api_key: i16,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The connection was not set up (TCP connect and ApiVersions) within
+    /// `socket.connection.setup.timeout.ms`.
+    SetupTimeout {
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Io(e) => write!(f, "{e}"),
+            TransportError::NoAddress => f.write_str("the host name resolved to no address"),
+            TransportError::Closed => f.write_str("the broker closed the connection"),
+            TransportError::ClosedMidFrame { buffered } => write!(
+                f,
+                "the broker closed the connection in the middle of an answer ({buffered} bytes in)"
+            ),
+            TransportError::ClosedByClient => f.write_str("the connection was closed by kcon"),
+            TransportError::RequestTimeout { api_key, timeout } => write!(
+                f,
+                "{} got no answer within {} ms (request.timeout.ms)",
+                api_name(*api_key),
+                timeout.as_millis()
+            ),
+            TransportError::SetupTimeout { timeout } => write!(
+                f,
+                "connection not set up within {} ms (socket.connection.setup.timeout.ms)",
+                timeout.as_millis()
+            ),
+        }
+    }
+}
+
+/// What was wrong with the bytes a broker sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// A frame or a response that does not decode.
+    Codec(kcon_codec::Error),
+    /// An answer whose correlation id matches no request sent on the connection.
+    UnknownCorrelationId(i32),
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Corruption::Codec(e) => e.fmt(f),
+            Corruption::UnknownCorrelationId(id) => {
+                write!(f, "answer with correlation id {id}, which no request has")
+            }
+        }
+    }
+}
+
+/// Something the caller asked for that kcon cannot do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// kcon does not speak this API at all (see `kcon_codec::versions::SUPPORTED`).
+    UnsupportedApi {
+        /// The API key.
+        api_key: i16,
+    },
+    /// The request cannot be encoded at the version negotiated with the broker (it sets a field
+    /// that version cannot carry, ...). Build the request for
+    /// [`Connection::version`](crate::Connection::version).
+    Encode(kcon_codec::Error),
+    /// [`Pool::new`](crate::Pool::new) was called outside a Tokio runtime.
+    NoRuntime,
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Misuse::UnsupportedApi { api_key } => {
+                write!(f, "kcon does not speak {}", api_name(*api_key))
+            }
+            Misuse::Encode(e) => e.fmt(f),
+            Misuse::NoRuntime => f.write_str("the pool must be created inside a Tokio runtime"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_broker_and_the_api() {
+        let peer = Peer::broker(3, "kafka-3:9092");
+        let e = Error::Unsupported {
+            peer: peer.clone(),
+            api_key: 23,
+            ours: (2, 4),
+            theirs: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "broker 3 (kafka-3:9092) does not offer OffsetForLeaderEpoch"
+        );
+        assert!(!e.is_retriable());
+        let t = Error::transport(
+            &Peer::bootstrap("b:9092"),
+            TransportError::RequestTimeout {
+                api_key: 1,
+                timeout: Duration::from_secs(30),
+            },
+        );
+        assert_eq!(
+            t.to_string(),
+            "bootstrap server b:9092: Fetch got no answer within 30000 ms (request.timeout.ms)"
+        );
+        assert!(t.is_retriable());
+        let b = Error::Broker {
+            peer,
+            api_key: 18,
+            error_code: 35,
+        };
+        assert_eq!(
+            b.to_string(),
+            "broker 3 (kafka-3:9092) answered ApiVersions with error 35 (UnsupportedVersion)"
+        );
+        assert!(!b.is_retriable());
+    }
+}

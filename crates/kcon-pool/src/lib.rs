@@ -1,0 +1,31 @@
+//! Broker connections for kcon: the tokio layer between the wire codec and the consumer.
+//!
+//! - [`Connection`]: one TCP connection to a broker. Requests are pipelined (up to
+//!   `max.in.flight.requests.per.connection`), matched to answers by correlation id, sent at the
+//!   highest version both sides speak (ApiVersions on connect), each bounded by
+//!   `request.timeout.ms`. Dropping a request future at any point leaves the connection usable;
+//!   corrupt data closes it and fails every request waiting on it, once.
+//! - [`Pool`]: connections made on demand per broker and [`Purpose`], bootstrap, the cluster
+//!   [`Metadata`] cache with coalesced refreshes, reconnect backoff, idle close.
+//! - [`PoolConfig`]: the Kafka properties of all that, settable by name.
+//! - [`ExponentialBackoff`]: KIP-580's backoff, a pure function of attempt and randomness.
+//!
+//! Every request gets a debug-level `tracing` span with its API, version, broker id,
+//! correlation id and latency; payloads are never logged.
+
+mod backoff;
+pub mod config;
+mod connection;
+pub mod error;
+pub mod metadata;
+mod pool;
+
+pub use backoff::ExponentialBackoff;
+pub use config::{ConfigError, PoolConfig};
+pub use connection::Connection;
+pub use error::{Corruption, Error, Misuse, Peer, Result, TransportError};
+pub use metadata::{
+    BrokerMetadata, Metadata, PartitionMetadata, TopicId, TopicMetadata, TopicScope,
+    is_stale_metadata_error,
+};
+pub use pool::{BrokerTarget, Pool, Purpose};

@@ -1,0 +1,720 @@
+//! The pool: one connection per broker (and per purpose that needs its own), bootstrap, the
+//! metadata cache and its refreshes, reconnect backoff, idle connections.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::kafka_protocol::protocol::Request;
+use kcon_codec::versions::BrokerVersions;
+use tokio::sync::{Notify, watch};
+use tokio::task::AbortHandle;
+use tokio::time::{self, Instant};
+use tracing::debug;
+
+use crate::backoff::ExponentialBackoff;
+use crate::config::{ConfigError, PoolConfig};
+use crate::connection::Connection;
+use crate::error::{Error, Misuse, Peer, Result};
+use crate::metadata::{Metadata, TopicScope, is_stale_metadata_error, metadata_request};
+
+/// A pool of broker connections with the cluster metadata: a cheap-to-clone handle.
+///
+/// - Connections are made on first use, one per broker, plus one per broker and
+///   [`Purpose`] for traffic that must not queue behind the rest (heartbeats behind a long
+///   fetch). A connection that fails is replaced on the next request, after the reconnect
+///   backoff.
+/// - Until a Metadata answer names the brokers, [`BrokerTarget::Any`] goes to the bootstrap
+///   servers; after, the advertised brokers replace them.
+/// - The metadata is refreshed on demand ([`refresh_metadata`](Pool::refresh_metadata)), after
+///   errors that mean it is stale ([`invalidate`](Pool::invalidate),
+///   [`request_refresh`](Pool::request_refresh)), and every `metadata.max.age.ms`. Concurrent
+///   refreshes share one Metadata request.
+/// - A background task (stopped when the last handle is dropped) does the periodic refreshes
+///   and closes connections idle for `connections.max.idle.ms`.
+///
+/// Requests are not retried by the pool: a retriable error ([`Error::is_retriable`]) is the
+/// caller's to retry, with [`PoolConfig::retry_backoff_policy`], because only the caller knows
+/// whether its request may be sent twice.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+impl Pool {
+    /// A pool for `config`, which is validated. It connects to nothing yet.
+    ///
+    /// Must be called inside a Tokio runtime: it spawns the pool's background task there.
+    pub fn new(config: PoolConfig) -> Result<Pool> {
+        config.validate()?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| Error::Misuse(Misuse::NoRuntime))?;
+        let inner = Arc::new(PoolInner {
+            config,
+            state: Mutex::new(PoolState {
+                metadata: Arc::new(Metadata::default()),
+                tracked: TopicScope::none(),
+                slots: HashMap::new(),
+                versions: HashMap::new(),
+                refresh: None,
+                next_refresh_id: 0,
+                stale: false,
+                refresh_failures: 0,
+                refresh_not_before: None,
+            }),
+            wake: Arc::new(Notify::new()),
+            housekeeping: Mutex::new(None),
+        });
+        let task = runtime.spawn(housekeeping(Arc::downgrade(&inner), inner.wake.clone()));
+        *inner
+            .housekeeping
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        Ok(Pool { inner })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// Sends `request` to `target` and waits for its answer (at most `request.timeout.ms` once a
+    /// connection is there; setting one up has its own timeout).
+    ///
+    /// The version is the highest both kcon and the broker speak; when the request's shape
+    /// depends on it, get a [`connection`](Pool::connection), ask it for the
+    /// [`version`](Connection::version) and send there instead.
+    pub async fn send<R: Request>(&self, target: BrokerTarget, request: &R) -> Result<R::Response> {
+        self.send_with_timeout(target, request, self.inner.config.request_timeout)
+            .await
+    }
+
+    /// [`send`](Pool::send) with a timeout of its own, for requests the broker may hold longer
+    /// than `request.timeout.ms`.
+    pub async fn send_with_timeout<R: Request>(
+        &self,
+        target: BrokerTarget,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let conn = self.connection(target).await?;
+        conn.send_with_timeout(request, timeout).await
+    }
+
+    /// An open connection to `target`, made if needed.
+    ///
+    /// [`BrokerTarget::Any`] picks the open connection with the fewest requests in flight (the
+    /// Java client's `leastLoadedNode`), else connects to the brokers in turn, starting at a
+    /// random one, skipping those in reconnect backoff. A broker id that is not in the metadata
+    /// triggers one refresh before [`Error::UnknownBroker`].
+    pub async fn connection(&self, target: BrokerTarget) -> Result<Connection> {
+        match target {
+            BrokerTarget::Any => self.inner.any_connection().await,
+            BrokerTarget::Broker(id) => self.inner.broker_connection(id, None).await,
+            BrokerTarget::Dedicated(id, purpose) => {
+                self.inner.broker_connection(id, Some(purpose)).await
+            }
+        }
+    }
+
+    /// The current metadata snapshot.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.inner.lock().metadata.clone()
+    }
+
+    /// Asks the cluster for the metadata of `scope` now and returns the snapshot with the
+    /// answer applied. The topics are added to those the periodic refresh asks about.
+    ///
+    /// Joins a refresh already in flight whose scope covers `scope`, so that many callers that
+    /// noticed the same stale leader cause one Metadata request.
+    pub async fn refresh_metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>> {
+        self.inner.lock().tracked.include(&scope);
+        self.inner.refresh(scope).await
+    }
+
+    /// Replaces the topics the periodic refresh asks about, and drops the others from the cache
+    /// (the consumer's subscription changed).
+    pub fn track_topics(&self, scope: TopicScope) {
+        let mut st = self.inner.lock();
+        st.metadata = Arc::new(st.metadata.retained(&scope));
+        st.tracked = scope;
+    }
+
+    /// Marks the metadata stale: the background task refreshes the tracked topics as soon as the
+    /// retry backoff since the last refresh allows (the Java client's `Metadata.requestUpdate`).
+    pub fn request_refresh(&self) {
+        self.inner.lock().stale = true;
+        self.inner.wake.notify_one();
+    }
+
+    /// If `error_code` (from any response) means the metadata is stale, requests a refresh and
+    /// returns `true`. See [`is_stale_metadata_error`].
+    pub fn invalidate(&self, error_code: i16) -> bool {
+        let stale = is_stale_metadata_error(error_code);
+        if stale {
+            self.request_refresh();
+        }
+        stale
+    }
+
+    /// The API versions broker `id` offered on the last connection made to it.
+    pub fn broker_versions(&self, id: i32) -> Option<BrokerVersions> {
+        self.inner.lock().versions.get(&id).cloned()
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("Pool")
+            .field("bootstrap_servers", &self.inner.config.bootstrap_servers)
+            .field("brokers", &st.metadata.brokers.len())
+            .field("metadata_generation", &st.metadata.generation)
+            .field("slots", &st.slots.len())
+            .finish()
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokerTarget {
+    /// Any broker: the least loaded open connection, else the first broker that connects; the
+    /// bootstrap servers until a Metadata answer has named the brokers.
+    Any,
+    /// The broker with this id, on its shared connection.
+    Broker(i32),
+    /// The broker with this id, on a connection of its own for this purpose.
+    Dedicated(i32, Purpose),
+}
+
+/// Why a request needs a connection apart from the broker's shared one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// Group coordination (JoinGroup, SyncGroup, Heartbeat, OffsetCommit): heartbeats must not
+    /// wait behind a fetch that the broker holds for `fetch.max.wait.ms`. The Java client does
+    /// the same, with a second node id (`Integer.MAX_VALUE - id`) for the coordinator.
+    Coordinator,
+}
+
+/// Where the connections of one broker (or bootstrap server) and purpose live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SlotKey {
+    Bootstrap(usize),
+    Broker(i32, Option<Purpose>),
+}
+
+struct PoolInner {
+    config: PoolConfig,
+    state: Mutex<PoolState>,
+    /// Wakes the background task early: a refresh was requested.
+    wake: Arc<Notify>,
+    housekeeping: Mutex<Option<AbortHandle>>,
+}
+
+struct PoolState {
+    metadata: Arc<Metadata>,
+    /// What the periodic and requested refreshes ask about.
+    tracked: TopicScope,
+    slots: HashMap<SlotKey, Arc<Slot>>,
+    versions: HashMap<i32, BrokerVersions>,
+    /// The newest Metadata request in flight.
+    refresh: Option<InFlightRefresh>,
+    next_refresh_id: u64,
+    /// A refresh of the tracked topics was requested.
+    stale: bool,
+    /// Failed refreshes in a row.
+    refresh_failures: u32,
+    /// No background refresh before this: the retry backoff after the last one.
+    refresh_not_before: Option<Instant>,
+}
+
+type RefreshResult = Option<Result<Arc<Metadata>>>;
+
+struct InFlightRefresh {
+    id: u64,
+    scope: TopicScope,
+    done: watch::Receiver<RefreshResult>,
+}
+
+impl PoolInner {
+    /// The pool lock. Held only for short synchronous steps, never across an await. Lock
+    /// order, when nested: pool, then a slot's state, then a connection's state (no lock is
+    /// taken while holding a later one). A slot's gate (async) is never awaited while holding
+    /// any of them. Each step leaves the state consistent, so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn any_connection(&self) -> Result<Connection> {
+        let slots = self.candidate_slots();
+        if let Some(conn) = slots
+            .iter()
+            .filter_map(|s| s.open())
+            .min_by_key(Connection::in_flight)
+        {
+            return Ok(conn);
+        }
+        let now = Instant::now();
+        let mut last_error = None;
+        for slot in slots.iter().filter(|s| !s.backing_off(now)) {
+            match self.connect_slot(slot).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    debug!(peer = %slot.peer, error = %e, "connect failed; trying the next broker");
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            return Err(e);
+        }
+        // Every candidate is backing off: wait for the first to come back.
+        match slots.iter().min_by_key(|s| s.not_before()) {
+            Some(slot) => self.connect_slot(slot).await,
+            None => Err(Error::Config(ConfigError::InvalidValue {
+                property: "bootstrap.servers".to_owned(),
+                value: String::new(),
+                expected: "at least one host:port",
+            })),
+        }
+    }
+
+    /// The slots `Any` may use, in the order to try them: the advertised brokers from a random
+    /// one on (spreading clients, as `leastLoadedNode`'s random offset does), or the bootstrap
+    /// servers in the configured order.
+    fn candidate_slots(&self) -> Vec<Arc<Slot>> {
+        let mut st = self.lock();
+        if st.metadata.brokers.is_empty() {
+            return self
+                .config
+                .bootstrap_servers
+                .iter()
+                .enumerate()
+                .map(|(i, address)| {
+                    st.slot(SlotKey::Bootstrap(i), Peer::bootstrap(address.as_str()))
+                })
+                .collect();
+        }
+        let mut brokers: Vec<(i32, String)> = st
+            .metadata
+            .brokers
+            .values()
+            .map(|b| (b.id, b.address()))
+            .collect();
+        let start = fastrand::usize(..brokers.len());
+        brokers.rotate_left(start);
+        brokers
+            .into_iter()
+            .map(|(id, address)| st.slot(SlotKey::Broker(id, None), Peer::broker(id, address)))
+            .collect()
+    }
+
+    async fn broker_connection(
+        self: &Arc<Self>,
+        id: i32,
+        purpose: Option<Purpose>,
+    ) -> Result<Connection> {
+        let slot = match self.broker_slot(id, purpose) {
+            Some(slot) => slot,
+            None => {
+                // Not in the metadata (yet): refresh once before giving up on it, as the Java
+                // client does for a node it does not know.
+                let tracked = self.lock().tracked.clone();
+                self.refresh(tracked).await?;
+                self.broker_slot(id, purpose)
+                    .ok_or(Error::UnknownBroker { id })?
+            }
+        };
+        self.connect_slot(&slot).await
+    }
+
+    fn broker_slot(&self, id: i32, purpose: Option<Purpose>) -> Option<Arc<Slot>> {
+        let mut st = self.lock();
+        let address = st.metadata.broker(id)?.address();
+        Some(st.slot(SlotKey::Broker(id, purpose), Peer::broker(id, address)))
+    }
+
+    /// The slot's connection, made if it has none open: one caller connects, the others wait
+    /// for it (the gate) and share the result.
+    async fn connect_slot(&self, slot: &Slot) -> Result<Connection> {
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
+        }
+        let _gate = slot.gate.lock().await;
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
+        }
+        let policy = self.config.reconnect_backoff_policy();
+        if let Some(not_before) = slot.backoff_until(&policy) {
+            time::sleep_until(not_before).await;
+        }
+        match Connection::connect(slot.peer.clone(), &self.config).await {
+            Ok(conn) => {
+                slot.connected(conn.clone());
+                if let Some(id) = slot.peer.id {
+                    self.lock().versions.insert(id, conn.versions().clone());
+                }
+                // The background task schedules the new connection's idle close.
+                self.wake.notify_one();
+                Ok(conn)
+            }
+            Err(e) => {
+                slot.failed(&policy);
+                Err(e)
+            }
+        }
+    }
+
+    /// Joins the refresh in flight if it covers `scope`, else starts one, and waits for it.
+    async fn refresh(self: &Arc<Self>, scope: TopicScope) -> Result<Arc<Metadata>> {
+        let mut done = {
+            let mut st = self.lock();
+            match &st.refresh {
+                Some(r) if r.scope.covers(&scope) => r.done.clone(),
+                _ => self.start_refresh(&mut st, scope),
+            }
+        };
+        // The Metadata request runs in a task of its own, so a caller that stops waiting does
+        // not cancel it for the others.
+        match done.wait_for(Option::is_some).await {
+            Ok(result) => result.clone().unwrap_or(Err(Error::Stopped)),
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+
+    fn start_refresh(
+        self: &Arc<Self>,
+        st: &mut PoolState,
+        scope: TopicScope,
+    ) -> watch::Receiver<RefreshResult> {
+        let (tx, rx) = watch::channel(None);
+        let id = st.next_refresh_id;
+        st.next_refresh_id += 1;
+        st.refresh = Some(InFlightRefresh {
+            id,
+            scope: scope.clone(),
+            done: rx.clone(),
+        });
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let result = inner.fetch_metadata(&scope).await;
+            inner.finish_refresh(id, &scope, &result);
+            let _ = tx.send(Some(result));
+        });
+        rx
+    }
+
+    async fn fetch_metadata(&self, scope: &TopicScope) -> Result<Arc<Metadata>> {
+        let conn = self.any_connection().await?;
+        let version = conn.version(ApiKey::Metadata)?;
+        let request = metadata_request(scope, version, self.config.allow_auto_create_topics);
+        let answer = conn.send(&request).await?;
+        let now = Instant::now();
+        let (snapshot, retired) = {
+            let mut st = self.lock();
+            let merged = Arc::new(st.metadata.merged(&answer, scope, version >= 9, now));
+            st.metadata = merged.clone();
+            (merged, st.retire_moved())
+        };
+        // Dropped outside the lock: a connection's last handle closes it.
+        for slot in retired {
+            debug!(peer = %slot.peer, "broker left or moved: retiring its connection");
+        }
+        Ok(snapshot)
+    }
+
+    fn finish_refresh(&self, id: u64, scope: &TopicScope, result: &Result<Arc<Metadata>>) {
+        let mut st = self.lock();
+        if st.refresh.as_ref().is_some_and(|r| r.id == id) {
+            st.refresh = None;
+        }
+        let policy = self.config.retry_backoff_policy();
+        match result {
+            Ok(_) => {
+                if scope.covers(&st.tracked) {
+                    st.stale = false;
+                }
+                st.refresh_failures = 0;
+                // Even after a success, the next background refresh waits a retry backoff
+                // (Java's `Metadata.timeToAllowUpdate`): a burst of stale-leader errors must
+                // not become a burst of Metadata requests.
+                st.refresh_not_before = Some(Instant::now() + policy.delay_random(0));
+            }
+            Err(e) => {
+                debug!(error = %e, failures = st.refresh_failures + 1, "metadata refresh failed");
+                st.refresh_not_before =
+                    Some(Instant::now() + policy.delay_random(st.refresh_failures));
+                st.refresh_failures = st.refresh_failures.saturating_add(1);
+                // Retried by the background task after the backoff.
+                st.stale = true;
+            }
+        }
+        // The background task schedules the next refresh from this one.
+        self.wake.notify_one();
+    }
+
+    /// Refreshes the metadata if due, closes idle connections.
+    async fn housekeep(self: &Arc<Self>) {
+        let now = Instant::now();
+        let due = {
+            let st = self.lock();
+            st.refresh_due(&self.config, now)
+                .then(|| st.tracked.clone())
+        };
+        if let Some(scope) = due {
+            // A failure is recorded by `finish_refresh` and retried after the backoff.
+            let _ = self.refresh(scope).await;
+        }
+        let idle = self.close_idle(Instant::now());
+        drop(idle);
+    }
+
+    /// When the background task should next look: a refresh due, an idle connection to close.
+    fn next_housekeeping(&self, now: Instant) -> Instant {
+        let st = self.lock();
+        let mut next = now + HOUSEKEEPING_MAX_SLEEP;
+        if let Some(at) = st.refresh_at(&self.config) {
+            next = next.min(at);
+        }
+        let max_idle = self.config.connections_max_idle;
+        if !max_idle.is_zero() {
+            for slot in st.slots.values() {
+                if let Some(at) = slot.idle_deadline(now, max_idle) {
+                    next = next.min(at);
+                }
+            }
+        }
+        next.max(now)
+    }
+
+    /// Takes out of their slots the connections idle for `connections.max.idle.ms` (the Java
+    /// client's `Selector.maybeCloseOldestConnection`), and returns them to be dropped.
+    fn close_idle(&self, now: Instant) -> Vec<Connection> {
+        let max_idle = self.config.connections_max_idle;
+        if max_idle.is_zero() {
+            return Vec::new();
+        }
+        let st = self.lock();
+        st.slots
+            .values()
+            .filter_map(|slot| {
+                let conn = slot.take_if_idle(now, max_idle)?;
+                debug!(peer = %slot.peer, "closing idle connection");
+                Some(conn)
+            })
+            .collect()
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        let task = self
+            .housekeeping
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+}
+
+/// The longest the background task sleeps without looking.
+const HOUSEKEEPING_MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+impl PoolState {
+    /// The slot for `key`, made if missing. A slot whose peer differs (the broker moved to a new
+    /// address) is replaced: its connection is retired.
+    fn slot(&mut self, key: SlotKey, peer: Peer) -> Arc<Slot> {
+        match self.slots.get(&key) {
+            Some(slot) if slot.peer == peer => slot.clone(),
+            _ => {
+                let slot = Arc::new(Slot::new(peer));
+                self.slots.insert(key, slot.clone());
+                slot
+            }
+        }
+    }
+
+    /// Removes the slots the metadata no longer backs: brokers gone or moved (same id, new
+    /// address, which the Java client follows by closing the old connection), and the
+    /// bootstrap servers once the advertised brokers are known.
+    fn retire_moved(&mut self) -> Vec<Arc<Slot>> {
+        let brokers = &self.metadata.brokers;
+        let mut retired = Vec::new();
+        self.slots.retain(|key, slot| {
+            let keep = match key {
+                SlotKey::Bootstrap(_) => brokers.is_empty(),
+                SlotKey::Broker(id, _) => brokers
+                    .get(id)
+                    .is_some_and(|b| b.address() == slot.peer.address),
+            };
+            if !keep {
+                retired.push(slot.clone());
+            }
+            keep
+        });
+        retired
+    }
+
+    /// When the background task should refresh the metadata, if it should.
+    fn refresh_at(&self, config: &PoolConfig) -> Option<Instant> {
+        let at = if self.stale {
+            self.refresh_not_before
+        } else {
+            // Only periodic once there is metadata: before, nothing asked for any.
+            let updated = self.metadata.updated_at()?;
+            Some(updated + config.metadata_max_age)
+        };
+        match (at, self.refresh_not_before) {
+            (Some(at), Some(not_before)) => Some(at.max(not_before)),
+            (Some(at), None) => Some(at),
+            // Stale and never refreshed: now.
+            (None, _) => Some(Instant::now()),
+        }
+    }
+
+    fn refresh_due(&self, config: &PoolConfig, now: Instant) -> bool {
+        self.refresh_at(config).is_some_and(|at| at <= now)
+    }
+}
+
+/// The connection of one broker (or bootstrap server) and purpose, and its reconnect state.
+struct Slot {
+    peer: Peer,
+    /// Held while connecting, so that one caller connects and the others wait for it.
+    gate: tokio::sync::Mutex<()>,
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    conn: Option<Connection>,
+    /// Connection losses and failed connects since the last success.
+    failures: u32,
+    /// No connect before this.
+    not_before: Option<Instant>,
+}
+
+impl Slot {
+    fn new(peer: Peer) -> Slot {
+        Slot {
+            peer,
+            gate: tokio::sync::Mutex::new(()),
+            state: Mutex::new(SlotState {
+                conn: None,
+                failures: 0,
+                not_before: None,
+            }),
+        }
+    }
+
+    /// The slot's lock: short synchronous steps only; after the pool's and before a
+    /// connection's when nested (see `PoolInner::lock`).
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open(&self) -> Option<Connection> {
+        self.lock().conn.clone().filter(|c| !c.is_closed())
+    }
+
+    fn not_before(&self) -> Option<Instant> {
+        self.lock().not_before
+    }
+
+    fn backing_off(&self, now: Instant) -> bool {
+        self.not_before().is_some_and(|t| t > now)
+    }
+
+    /// Takes out a dead connection and starts the reconnect backoff from its death (the Java
+    /// client's `ClusterConnectionStates.disconnected`); returns when a connect may start.
+    fn backoff_until(&self, policy: &ExponentialBackoff) -> Option<Instant> {
+        let mut st = self.lock();
+        if let Some(dead) = st.conn.take() {
+            let died = dead.closed_at().unwrap_or_else(Instant::now);
+            let until = died + policy.delay_random(st.failures);
+            st.failures = st.failures.saturating_add(1);
+            st.not_before = Some(st.not_before.map_or(until, |t| t.max(until)));
+        }
+        st.not_before.filter(|&t| t > Instant::now())
+    }
+
+    fn connected(&self, conn: Connection) {
+        let mut st = self.lock();
+        st.conn = Some(conn);
+        st.failures = 0;
+        st.not_before = None;
+    }
+
+    fn failed(&self, policy: &ExponentialBackoff) {
+        let mut st = self.lock();
+        st.not_before = Some(Instant::now() + policy.delay_random(st.failures));
+        st.failures = st.failures.saturating_add(1);
+    }
+
+    /// When the slot's connection would be idle long enough to close, counting one busy now
+    /// as busy until now; `None` without an open connection.
+    fn idle_deadline(&self, now: Instant, max_idle: Duration) -> Option<Instant> {
+        let st = self.lock();
+        let conn = st.conn.as_ref().filter(|c| !c.is_closed())?;
+        Some(conn.idle_since().unwrap_or(now) + max_idle)
+    }
+
+    fn take_if_idle(&self, now: Instant, max_idle: Duration) -> Option<Connection> {
+        let mut st = self.lock();
+        let since = st.conn.as_ref()?.idle_since()?;
+        if now < since + max_idle {
+            return None;
+        }
+        st.conn.take()
+    }
+}
+
+/// The pool's background task: refreshes the metadata when due and closes idle connections,
+/// until the pool is dropped.
+async fn housekeeping(pool: Weak<PoolInner>, wake: Arc<Notify>) {
+    loop {
+        let next = match pool.upgrade() {
+            Some(inner) => inner.next_housekeeping(Instant::now()),
+            None => return,
+        };
+        tokio::select! {
+            () = time::sleep_until(next) => {}
+            () = wake.notified() => {}
+        }
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        inner.housekeep().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_a_moved_broker() {
+        let mut st = PoolState {
+            metadata: Arc::new(Metadata::default()),
+            tracked: TopicScope::none(),
+            slots: HashMap::new(),
+            versions: HashMap::new(),
+            refresh: None,
+            next_refresh_id: 0,
+            stale: false,
+            refresh_failures: 0,
+            refresh_not_before: None,
+        };
+        let a = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
+        let same = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
+        assert!(Arc::ptr_eq(&a, &same));
+        let moved = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "b:1"));
+        assert!(!Arc::ptr_eq(&a, &moved));
+        assert_eq!(st.slots.len(), 1);
+    }
+}
