@@ -6,4 +6,5 @@
 
 pub mod blocking;
 pub mod brokers;
+pub mod mock;
 pub mod peers;
