@@ -338,6 +338,21 @@ pub enum BatchErrorKind {
     },
     /// A control record that cannot be read.
     InvalidControlRecord,
+    /// The declared records were all read, but bytes of the batch are left over.
+    TrailingBytes {
+        /// Bytes left after the last record.
+        remaining: usize,
+    },
+    /// A message inside a compressed magic 0/1 wrapper is itself compressed: only one level
+    /// of nesting is legal.
+    NestedCompression,
+    /// A message inside a compressed magic 0/1 wrapper has a different magic than the wrapper.
+    InnerMagicMismatch {
+        /// The wrapper's magic.
+        wrapper: i8,
+        /// The inner message's magic.
+        inner: i8,
+    },
     /// Anything else, described.
     Other(&'static str),
 }
@@ -369,6 +384,16 @@ impl fmt::Display for BatchErrorKind {
                 "{codec} data decompresses to more than the {cap}-byte cap"
             ),
             BatchErrorKind::InvalidControlRecord => f.write_str("unreadable control record"),
+            BatchErrorKind::TrailingBytes { remaining } => {
+                write!(f, "{remaining} bytes left after the declared records")
+            }
+            BatchErrorKind::NestedCompression => {
+                f.write_str("compressed message inside a compressed wrapper")
+            }
+            BatchErrorKind::InnerMagicMismatch { wrapper, inner } => write!(
+                f,
+                "inner message has magic {inner}, its wrapper magic {wrapper}"
+            ),
             BatchErrorKind::Other(s) => f.write_str(s),
         }
     }

@@ -3,7 +3,7 @@
 //! - [`frame`]: size-prefixed frames, read incrementally and bounded before anything is allocated.
 //! - [`header`]: request headers v0–v2 and response headers v0–v1.
 //! - [`message`]: typed `encode_request` / `decode_response` over `kafka-protocol`'s message types,
-//!   with every response checked by [`guard`] before it is decoded.
+//!   with every response checked by kcon's guard before it is decoded.
 //! - [`versions`]: the API versions kcon speaks and the negotiation with a broker's ApiVersions answer.
 //! - [`records`]: kcon's own record-batch decoder (magic 0, 1, 2) and encoder (magic 2).
 //! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
