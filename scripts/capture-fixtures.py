@@ -18,7 +18,7 @@ client connection passes through the proxy. Then, through the proxy:
   4. writes the interesting frames to crates/kcon-codec/tests/fixtures/ with a
      manifest.json (api, version, direction, client, and for Produce requests the
      records each producer was asked to send, so Rust tests can compare exactly);
-  5. writes fuzz seed corpora to fuzz/corpus/response/ and fuzz/corpus/frame/.
+  5. writes fuzz seed corpora to fuzz/corpus/{response,frame,record_batches}/.
 
 It checks what it captured (batch magic and codec bits, CRCs, records decoded from
 uncompressed and gzip'd batches against what was sent, records consumed against what
@@ -818,7 +818,7 @@ def clear_outputs() -> None:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     for path in list(FIXTURES.glob("*.bin")) + [FIXTURES / "manifest.json"]:
         path.unlink(missing_ok=True)
-    for sub in ("response", "frame"):
+    for sub in ("response", "frame", "record_batches"):
         shutil.rmtree(CORPUS / sub, ignore_errors=True)
         (CORPUS / sub).mkdir(parents=True)
 
@@ -874,7 +874,31 @@ def write_corpus(frames: list[Frame]) -> dict:
         write_seed(CORPUS / "response", frame, seed)
         written += 1
     streams = write_frame_streams(frames)
-    return {"response_seeds": written, "frame_seeds": streams}
+    records = write_record_seeds(frames)
+    return {"response_seeds": written, "frame_seeds": streams, "record_batch_seeds": records}
+
+
+def write_record_seeds(frames: list[Frame]) -> int:
+    """Seeds for the record-batch target: every distinct records field, as producers wrote it
+    (Produce requests: magic 0, 1 and 2, every codec) and as Tansu served it (Fetch responses)."""
+    seen: set[bytes] = set()
+    folder = CORPUS / "record_batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame in frames:
+        if frame.api_key == 0 and frame.direction == REQUEST:
+            doc = wire.parse_produce_request(frame.data, frame.api_version)
+        elif frame.api_key == 1 and frame.direction == RESPONSE:
+            doc = wire.parse_fetch_response(frame.data, frame.api_version)
+        else:
+            continue
+        for topic in doc["topics"]:
+            for part in topic["partitions"]:
+                records = part["records"]
+                if records and records not in seen:
+                    seen.add(records)
+                    digest = hashlib.sha1(records).hexdigest()[:16]
+                    (folder / f"{wire.api_name(frame.api_key)}-{digest}").write_bytes(records)
+    return len(seen)
 
 
 def write_seed(folder: Path, frame: Frame, seed: bytes) -> None:

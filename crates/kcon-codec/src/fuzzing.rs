@@ -5,8 +5,10 @@
 //! Input layouts (the seed corpora follow them):
 //! - [`frames`]: `[api key: i16][version: i16]` then a raw byte stream of size-prefixed frames.
 //! - [`response`]: `[api key: i16][version: i16]` then one response frame without its size prefix.
-//! - [`record_batches`]: `[flags: u8]` then the bytes of a fetch response's `records` field.
-//! - [`batch_round_trip`]: any bytes, read as a description of a batch to encode.
+//! - [`record_batches`]: the bytes of a fetch response's `records` field (any magic, any codec),
+//!   decoded with CRC checks on and off under a [`DECOMPRESSION_CAP`] cap.
+//! - [`batch_round_trip`]: any bytes, read as a description of a batch to encode, decode and
+//!   compare.
 //!
 //! Each function panics only when the code under test breaks a promise (a decoder that
 //! disagrees with itself, a round trip that is not the identity); errors are expected.
@@ -18,6 +20,20 @@ use crate::frame::FrameDecoder;
 use crate::header::{decode_response_header, peek_correlation_id};
 use crate::message::decode_response;
 use crate::versions::SUPPORTED;
+
+/// The decompression cap of the record-batch target: its allocation bound adds this to the
+/// per-input-byte allowance.
+pub const DECOMPRESSION_CAP: usize = 1 << 20;
+
+/// Decodes every batch and touches every record and header; see [`crate::records`].
+pub fn record_batches(data: &[u8]) {
+    crate::records::fuzz_decode_all(data, DECOMPRESSION_CAP);
+}
+
+/// Encodes the batch `data` describes, decodes it and checks the result is what was encoded.
+pub fn batch_round_trip(data: &[u8]) {
+    crate::records::fuzz_round_trip(data);
+}
 
 /// Largest frame the frame target accepts: small, so that the fuzzer explores the size check
 /// rather than waiting for megabytes.

@@ -7,14 +7,15 @@ use super::{Batch, DecodeOptions, NewRecord, RecordBatchBuilder, RecordBatches, 
 use crate::compression::Compression;
 
 /// Decodes every batch of `data` and touches every record and header, with CRC verification
-/// on and off and a 1 MiB decompression cap. Must never panic, loop, or allocate past the cap.
+/// on and off and a decompression cap of `cap` bytes. Must never panic, loop, or allocate past
+/// the cap.
 #[doc(hidden)]
-pub fn fuzz_decode_all(data: &[u8]) {
+pub fn fuzz_decode_all(data: &[u8], cap: usize) {
     let bytes = Bytes::copy_from_slice(data);
     for verify_crc in [true, false] {
         let opts = DecodeOptions::default()
             .with_verify_crc(verify_crc)
-            .with_max_decompressed_bytes(1 << 20);
+            .with_max_decompressed_bytes(cap);
         let mut batches = RecordBatches::new(bytes.clone(), opts);
         let mut consumed = 0;
         for batch in &mut batches {

@@ -221,7 +221,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(data in vec(any::<u8>(), 0..400)) {
-        fuzz_decode_all(&data);
+        fuzz_decode_all(&data, 1 << 20);
     }
 
     #[test]
@@ -234,7 +234,7 @@ proptest! {
             let i = i.index(buf.len());
             buf[i] ^= x | 1;
         }
-        fuzz_decode_all(&buf);
+        fuzz_decode_all(&buf, 1 << 20);
     }
 
     #[test]
@@ -359,7 +359,7 @@ fn a_flipped_byte_is_a_crc_error_carrying_the_base_offset() {
             assert!(matches!(kind, BatchErrorKind::CrcMismatch { .. }), "{kind}");
             assert_eq!(it.bytes_consumed(), first.len());
             // Without verification: whatever comes out, no panic.
-            fuzz_decode_all(&bad);
+            fuzz_decode_all(&bad, 1 << 20);
         }
     }
 }
@@ -389,7 +389,7 @@ fn a_flipped_byte_in_a_legacy_message_is_a_crc_error() {
             let (base, _, kind) = corrupt_kind(batches[0].as_ref().unwrap_err());
             assert_eq!(*base, Some(51), "the wrapper's offset");
             assert!(matches!(kind, BatchErrorKind::CrcMismatch { .. }), "{kind}");
-            fuzz_decode_all(&bad);
+            fuzz_decode_all(&bad, 1 << 20);
         }
     }
 }
