@@ -382,6 +382,22 @@ fn lz4_header_len(input: &[u8]) -> Option<usize> {
     (input.len() > len).then_some(len)
 }
 
+/// Bytes lz4_flex allocates for the block buffers of the frame at the front of `input`: twice
+/// the maximum block size its descriptor's BD byte declares (64 KiB, 256 KiB, 1 MiB or 4 MiB).
+fn lz4_block_buffers(input: &[u8]) -> Option<usize> {
+    if !input.starts_with(&LZ4_FRAME_MAGIC) {
+        return None;
+    }
+    let bd = *input.get(5)?;
+    let block_max = match (bd >> 4) & 0x7 {
+        5 => 256 << 10,
+        6 => 1 << 20,
+        7 => 4 << 20,
+        _ => 64 << 10,
+    };
+    Some(2 * block_max)
+}
+
 /// The frame header checksum: the second byte of the xxHash32 of the descriptor (the header
 /// without the magic number and without the checksum itself).
 fn lz4_header_checksum(descriptor: &[u8]) -> u8 {
@@ -396,9 +412,14 @@ fn lz4_decompress(
 ) -> Result<(), CompressionError> {
     let codec = Compression::Lz4;
     let hint = input.len().saturating_mul(4);
-    // lz4_flex's frame decoder allocates its block buffers from the frame's declared maximum
-    // block size, which the format limits to 4 MiB (8 MiB and a window for linked blocks):
-    // bounded whatever the payload says, and it reads no content size.
+    // lz4_flex's frame decoder allocates two block buffers from the frame's declared maximum
+    // block size (up to 4 MiB each) before reading a block, however little data follows. A
+    // frame whose buffers would exceed the cap is refused, so a 20-byte header cannot cost
+    // 8 MiB under a smaller cap. Kafka's producers declare 64 KiB blocks (the Java client's
+    // `KafkaLZ4BlockOutputStream` and librdkafka both), far below any sensible cap.
+    if lz4_block_buffers(input).is_some_and(|need| need > cap) {
+        return Err(CompressionError::TooLarge { codec, cap });
+    }
     match (checksum, lz4_header_len(input)) {
         (Lz4HeaderChecksum::Ignore, Some(hc_at)) => {
             // Replace the stored checksum by the correct one, so the frame decoder accepts
@@ -652,6 +673,35 @@ mod tests {
         for id in 5..=7 {
             assert_eq!(Compression::from_id(id), None);
         }
+    }
+
+    /// Found by the record_batches fuzz target: a frame header declaring 4 MiB blocks made
+    /// the frame decoder allocate 8 MiB for a 1 KiB input under a 1 MiB cap.
+    #[test]
+    fn an_lz4_frame_whose_block_buffers_exceed_the_cap_is_refused_up_front() {
+        // Magic, FLG (version 01, independent blocks), BD declaring 4 MiB blocks, a header
+        // checksum, then an end mark.
+        let mut frame = LZ4_FRAME_MAGIC.to_vec();
+        frame.extend([0x60, 0x70]);
+        frame.push(lz4_header_checksum(&frame[4..6]));
+        frame.extend([0, 0, 0, 0]);
+        assert_eq!(lz4_block_buffers(&frame), Some(8 << 20));
+        assert_eq!(
+            decompress(Compression::Lz4, &frame, 1 << 20),
+            Err(CompressionError::TooLarge {
+                codec: Compression::Lz4,
+                cap: 1 << 20
+            })
+        );
+        // Under the default cap the same (empty) frame decodes.
+        assert_eq!(
+            decompress(Compression::Lz4, &frame, DEFAULT_MAX_DECOMPRESSED_BYTES),
+            Ok(Vec::new())
+        );
+        // Kafka's 64 KiB blocks fit a small cap.
+        frame[5] = 0x40;
+        frame[6] = lz4_header_checksum(&frame[4..6]);
+        assert_eq!(decompress(Compression::Lz4, &frame, 1 << 20), Ok(Vec::new()));
     }
 
     #[test]
