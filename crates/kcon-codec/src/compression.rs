@@ -382,6 +382,9 @@ fn lz4_header_len(input: &[u8]) -> Option<usize> {
     (input.len() > len).then_some(len)
 }
 
+/// The block buffers of a frame of 64 KiB blocks, the size Kafka's producers write.
+const LZ4_KAFKA_BLOCK_BUFFERS: usize = 2 * (64 << 10);
+
 /// Bytes lz4_flex allocates for the block buffers of the frame at the front of `input`: twice
 /// the maximum block size its descriptor's BD byte declares (64 KiB, 256 KiB, 1 MiB or 4 MiB).
 fn lz4_block_buffers(input: &[u8]) -> Option<usize> {
@@ -417,7 +420,20 @@ fn lz4_decompress(
     // frame whose buffers would exceed the cap is refused, so a 20-byte header cannot cost
     // 8 MiB under a smaller cap. Kafka's producers declare 64 KiB blocks (the Java client's
     // `KafkaLZ4BlockOutputStream` and librdkafka both), far below any sensible cap.
-    if lz4_block_buffers(input).is_some_and(|need| need > cap) {
+    //
+    // Only the standard frame format is accepted (KIP-57): lz4_flex would also read the legacy
+    // format (8 MiB blocks, so 8 MiB allocated up front) and skippable frames ahead of a real
+    // one, neither of which any Kafka client writes, and both of which would slip past this
+    // check.
+    let Some(need) = lz4_block_buffers(input) else {
+        return Err(CompressionError::Corrupt {
+            codec,
+            reason: "not an LZ4 frame (no frame magic number)".into(),
+        });
+    };
+    // Frames of 64 KiB blocks (128 KiB of buffers, a fixed cost) are always read, however small
+    // the cap, so that a small cap still reads what every Kafka producer writes.
+    if need > cap.max(LZ4_KAFKA_BLOCK_BUFFERS) {
         return Err(CompressionError::TooLarge { codec, cap });
     }
     match (checksum, lz4_header_len(input)) {
@@ -701,7 +717,23 @@ mod tests {
         // Kafka's 64 KiB blocks fit a small cap.
         frame[5] = 0x40;
         frame[6] = lz4_header_checksum(&frame[4..6]);
-        assert_eq!(decompress(Compression::Lz4, &frame, 1 << 20), Ok(Vec::new()));
+        assert_eq!(
+            decompress(Compression::Lz4, &frame, 1 << 20),
+            Ok(Vec::new())
+        );
+        // The legacy LZ4 format (8 MiB blocks), found by the same target right after, and a
+        // skippable frame in front of a real one, are not Kafka's format: refused.
+        let legacy = [0x02, 0x21, 0x4c, 0x18, 0, 0, 0, 0];
+        assert!(matches!(
+            decompress(Compression::Lz4, &legacy, 1 << 20),
+            Err(CompressionError::Corrupt { .. })
+        ));
+        let mut skippable = vec![0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0];
+        skippable.extend(&frame);
+        assert!(matches!(
+            decompress(Compression::Lz4, &skippable, 1 << 20),
+            Err(CompressionError::Corrupt { .. })
+        ));
     }
 
     #[test]
