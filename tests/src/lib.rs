@@ -8,3 +8,4 @@ pub mod blocking;
 pub mod brokers;
 pub mod mock;
 pub mod peers;
+pub mod pool;

@@ -1,0 +1,420 @@
+//! Support for kcon-pool's tests against real brokers (`tests/pool_tansu.rs`,
+//! `tests/pool_mock.rs`): configs, requests whose answers say which request they answer, the
+//! pipelining and cancellation scenarios, and the reconnect-backoff check.
+//!
+//! The scenarios take a [`Connection`] or a [`Pool`] and know nothing of the broker, so the same
+//! assertions run against Tansu and against librdkafka's mock cluster.
+
+use std::collections::BTreeMap;
+use std::future::{Future, poll_fn};
+use std::net::{SocketAddr, TcpListener};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kcon_codec::kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
+use kcon_codec::versions::SUPPORTED;
+use kcon_pool::{
+    BrokerTarget, Connection, Error, ExponentialBackoff, Pool, PoolConfig, TransportError,
+};
+use proptest::prelude::*;
+use tokio::task::JoinSet;
+
+/// UNKNOWN_TOPIC_OR_PARTITION: what both brokers answer for a topic that does not exist when
+/// auto-creation is off.
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// A pool configuration with `bootstrap` (a comma-separated `host:port` list) and the rest at
+/// the defaults.
+pub fn config(bootstrap: &str) -> PoolConfig {
+    let mut c = PoolConfig::default();
+    c.set("bootstrap.servers", bootstrap)
+        .unwrap_or_else(|e| panic!("bootstrap list {bootstrap:?}: {e}"));
+    c
+}
+
+/// A loopback address where nothing listens: a port bound and released, so a connect to it is
+/// refused at once (the kernel answers with a reset; no timeout is involved).
+pub fn dead_address() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    l.local_addr().expect("a bound listener has an address")
+}
+
+/// A Metadata request for `topics` that must not create them: the answer then names each topic
+/// asked for, existing or not, which makes it tell which request it answers.
+pub fn metadata_request(topics: &[&str]) -> MetadataRequest {
+    MetadataRequest::default()
+        .with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
+                })
+                .collect(),
+        ))
+        .with_allow_auto_topic_creation(false)
+}
+
+/// The one topic of a Metadata answer: its name, error code and partition count. Panics if the
+/// answer has another number of topics.
+pub fn only_topic(answer: &MetadataResponse) -> (String, i16, usize) {
+    assert_eq!(answer.topics.len(), 1, "{answer:?}");
+    let t = &answer.topics[0];
+    let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+    (name, t.error_code, t.partitions.len())
+}
+
+/// Checks that a Metadata answer is the one for `topic`: same name, and either its
+/// `partitions` with no error, or UNKNOWN_TOPIC_OR_PARTITION when `partitions` is `None`.
+pub fn assert_answers(answer: &MetadataResponse, topic: &str, partitions: Option<usize>) {
+    let (name, error_code, count) = only_topic(answer);
+    assert_eq!(name, topic, "an answer for another request");
+    match partitions {
+        Some(n) => assert_eq!((error_code, count), (0, n), "{topic}"),
+        None => assert_eq!(error_code, UNKNOWN_TOPIC_OR_PARTITION, "{topic}"),
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The version kcon should send `api` at to a broker offering `theirs`: the highest in both
+/// ranges. Written out here, apart from `kcon_codec::versions::negotiate`, so that the tests
+/// check the pool against the rule rather than against its own code.
+pub fn expected_version(ours: (i16, i16), theirs: Option<(i16, i16)>) -> Option<i16> {
+    let (min, max) = theirs?;
+    let v = max.min(ours.1);
+    (v >= min.max(ours.0)).then_some(v)
+}
+
+/// Checks every API kcon speaks on `conn`: the version it sends at is the highest both sides
+/// speak, and an API without a common version is refused as unsupported, naming both ranges.
+/// Returns `(api, version)` for the APIs that have one.
+pub fn assert_negotiated(conn: &Connection) -> BTreeMap<i16, i16> {
+    let mut negotiated = BTreeMap::new();
+    for &(api, min, max) in SUPPORTED {
+        let theirs = conn.versions().offered(api);
+        match (expected_version((min, max), theirs), conn.version(api)) {
+            (Some(want), Ok(got)) => {
+                assert_eq!(got, want, "{api:?}: kcon v{min}-v{max}, broker {theirs:?}");
+                negotiated.insert(api as i16, got);
+            }
+            (
+                None,
+                Err(Error::Unsupported {
+                    api_key,
+                    ours,
+                    theirs: named,
+                    ..
+                }),
+            ) => {
+                assert_eq!((api_key, ours, named), (api as i16, (min, max), theirs));
+            }
+            (want, got) => panic!("{api:?}: expected {want:?}, got {got:?} (broker {theirs:?})"),
+        }
+    }
+    negotiated
+}
+
+/// Polls every future in turn until all are done, like `futures::future::join_all`, calling
+/// `after_first_round` once every future has been polled once.
+///
+/// On a current-thread runtime no other task runs during that first round, so the hook sees
+/// the state right after every request was handed to the connection and before any answer
+/// could be read.
+pub async fn join_all<F: Future>(
+    futures: Vec<F>,
+    mut after_first_round: impl FnMut(),
+) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut first = true;
+    poll_fn(|cx| {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                if let Poll::Ready(v) = future.as_mut().poll(cx) {
+                    *output = Some(v);
+                }
+            }
+        }
+        if std::mem::take(&mut first) {
+            after_first_round();
+        }
+        if outputs.iter().all(Option::is_some) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// Sends one Metadata request per name on `conn`, all at once (the connection's
+/// `max.in.flight.requests.per.connection` must allow them), and checks that every answer is
+/// the one for its own request: `partitions` gives the partition count of the names that
+/// exist; the others must come back as unknown topics.
+///
+/// Returns how many requests were in flight right after all were handed to the connection (on
+/// a current-thread runtime: all of them, since no answer can have been read yet).
+pub async fn assert_pipelined_metadata(
+    conn: &Connection,
+    names: &[String],
+    partitions: &BTreeMap<String, usize>,
+) -> usize {
+    let requests: Vec<MetadataRequest> = names.iter().map(|n| metadata_request(&[n])).collect();
+    let mut in_flight = 0;
+    // Unconstrained: tokio's cooperative budget would otherwise make the semaphore refuse a
+    // slot after ~128 operations in one poll (to be retried at once), which says nothing about
+    // the connection, only about the budget of this task.
+    let answers = tokio::task::unconstrained(join_all(
+        requests.iter().map(|r| conn.send(r)).collect(),
+        || in_flight = conn.in_flight(),
+    ))
+    .await;
+    for (name, answer) in names.iter().zip(answers) {
+        let answer = answer.unwrap_or_else(|e| panic!("Metadata for {name}: {e}"));
+        assert_answers(&answer, name, partitions.get(name).copied());
+    }
+    assert_eq!(conn.in_flight(), 0, "every answer frees its slot");
+    assert!(!conn.is_closed(), "{:?}", conn.close_reason());
+    in_flight
+}
+
+/// Checks that no in-flight slot of `conn` was lost: sends `requests` Metadata requests at
+/// once, and requires `in_flight` of them (with those the caller already has in flight) to be
+/// on the wire together right after they were handed over, then each answer to be its own.
+///
+/// The caller must make sure the broker cannot answer during that moment (Tansu holding a
+/// Fetch ahead of them, or a mock RTT), and that `in_flight` is the connection's
+/// `max.in.flight.requests.per.connection`, so that a slot kept by a finished or cancelled
+/// request shows as a request left waiting.
+pub async fn assert_slots_usable(
+    conn: &Connection,
+    prefix: &str,
+    requests: usize,
+    in_flight: usize,
+) {
+    let names: Vec<String> = (0..requests)
+        .map(|i| format!("{prefix}-slot-{i}"))
+        .collect();
+    let requests: Vec<MetadataRequest> = names.iter().map(|n| metadata_request(&[n])).collect();
+    let mut seen = 0;
+    // Unconstrained for the reason given in `assert_pipelined_metadata`.
+    let answers = tokio::task::unconstrained(join_all(
+        requests.iter().map(|r| conn.send(r)).collect(),
+        || seen = conn.in_flight(),
+    ))
+    .await;
+    assert_eq!(seen, in_flight, "in-flight slots were lost");
+    for (name, answer) in names.iter().zip(answers) {
+        let answer = answer.unwrap_or_else(|e| panic!("Metadata for {name}: {e}"));
+        assert_answers(&answer, name, None);
+    }
+}
+
+/// When a request of the cancellation scenario is given up.
+#[derive(Debug, Clone, Copy)]
+pub enum Cancel {
+    /// Never: the request runs to its answer.
+    Never,
+    /// After this many polls, yielding to the runtime between them rather than waiting for the
+    /// answer: before the request has a slot, or just after it was handed to the writer.
+    AfterPolls(u8),
+    /// After this many microseconds (`tokio::time::timeout`, so rounded up to the timer's
+    /// millisecond): anywhere, mostly while the request is on the wire.
+    AfterMicros(u16),
+}
+
+/// Cancellation points for the property: a third run to completion, the rest dropped after a
+/// few polls or a tiny timeout.
+pub fn cancel_strategy() -> impl Strategy<Value = Cancel> {
+    prop_oneof![
+        Just(Cancel::Never),
+        (1u8..5).prop_map(Cancel::AfterPolls),
+        (0u16..3000).prop_map(Cancel::AfterMicros),
+    ]
+}
+
+/// Polls `future` `polls` times, waking itself at once after each (a yield, not a wait for the
+/// answer), then drops it.
+async fn poll_then_drop<F: Future>(future: F, polls: u8) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut n = 0;
+    poll_fn(|cx| {
+        if n == polls {
+            return Poll::Ready(None);
+        }
+        n += 1;
+        match future.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// What the cancellation scenario saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelOutcome {
+    /// Requests that ran to their answer (each checked to be its own).
+    pub answered: usize,
+    /// Requests given up before their answer.
+    pub cancelled: usize,
+    /// Requests given up while on the wire and still unanswered once every cancellable request
+    /// had ended (a lower bound of those cancelled mid-flight: others may have been answered,
+    /// and their answers thrown away, before the count).
+    pub orphaned: usize,
+}
+
+/// The cancellation scenario, on `conn`: one Metadata request per entry of `cancels`, for topic
+/// `<prefix>-<index>`, each given up as its entry says.
+///
+/// First every request that may be cancelled is sent, all at once; once they have all ended,
+/// the requests still in flight beyond `held` (requests the caller keeps in flight on `conn`
+/// meanwhile, such as one the broker holds so that the others queue behind it on the wire)
+/// can only be cancelled ones still on the wire: [`CancelOutcome::orphaned`]. Then the
+/// requests never cancelled are sent, all at once, behind those orphans, whose answers must be
+/// thrown away rather than delivered to them.
+///
+/// Every request that runs to its answer must get the answer for its own topic. Afterwards the
+/// connection must still be open, must answer one more request correctly, and must get every
+/// in-flight slot back within 5 s (cancelled requests hold theirs until the broker answers
+/// them; the caller's `held` requests must be answered by then too).
+pub async fn cancel_scenario(
+    conn: &Connection,
+    prefix: &str,
+    cancels: &[Cancel],
+    held: usize,
+) -> CancelOutcome {
+    let run = |wanted: fn(&Cancel) -> bool| {
+        let mut tasks = JoinSet::new();
+        for (i, &cancel) in cancels.iter().enumerate().filter(|(_, c)| wanted(c)) {
+            let conn = conn.clone();
+            let topic = format!("{prefix}-{i}");
+            tasks.spawn(async move {
+                let request = metadata_request(&[&topic]);
+                let send = conn.send(&request);
+                let outcome = match cancel {
+                    Cancel::Never => Some(send.await),
+                    Cancel::AfterPolls(n) => poll_then_drop(send, n).await,
+                    Cancel::AfterMicros(us) => {
+                        tokio::time::timeout(Duration::from_micros(u64::from(us)), send)
+                            .await
+                            .ok()
+                    }
+                };
+                let Some(answer) = outcome else {
+                    return false;
+                };
+                let answer = answer.unwrap_or_else(|e| panic!("Metadata for {topic}: {e}"));
+                assert_answers(&answer, &topic, None);
+                true
+            });
+        }
+        tasks
+    };
+    let (mut answered, mut cancelled) = (0, 0);
+    let mut count = |joined: Result<bool, tokio::task::JoinError>| match joined {
+        Ok(true) => answered += 1,
+        Ok(false) => cancelled += 1,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let mut cancellable = run(|c| !matches!(c, Cancel::Never));
+    while let Some(joined) = cancellable.join_next().await {
+        count(joined);
+    }
+    let orphaned = conn.in_flight().saturating_sub(held);
+    let mut never = run(|c| matches!(c, Cancel::Never));
+    while let Some(joined) = never.join_next().await {
+        count(joined);
+    }
+    let topic = format!("{prefix}-after");
+    let answer = conn
+        .send(&metadata_request(&[&topic]))
+        .await
+        .unwrap_or_else(|e| panic!("the connection no longer serves: {e}"));
+    assert_answers(&answer, &topic, None);
+    wait_until(
+        "the cancelled requests' slots are back",
+        Duration::from_secs(5),
+        || conn.in_flight() == 0,
+    )
+    .await;
+    assert!(!conn.is_closed(), "{:?}", conn.close_reason());
+    CancelOutcome {
+        answered,
+        cancelled,
+        orphaned,
+    }
+}
+
+/// Sends `request` to `target` `attempts` times in a row, each expected to fail because the
+/// broker refuses connections (it is down), and returns when each failure came back.
+pub async fn refused_attempts<R: Request>(
+    pool: &Pool,
+    target: BrokerTarget,
+    request: &R,
+    attempts: usize,
+) -> Vec<Instant> {
+    let mut at = Vec::with_capacity(attempts);
+    for _ in 0..attempts {
+        let e = pool.send(target, request).await.map(|_| ()).unwrap_err();
+        let refused = matches!(
+            &e,
+            Error::Transport { kind: TransportError::Io(io), .. }
+                if io.kind() == std::io::ErrorKind::ConnectionRefused
+        );
+        assert!(refused && e.is_retriable(), "{e:?}");
+        at.push(Instant::now());
+    }
+    at
+}
+
+/// Checks the reconnect backoff between connect attempts to a broker that is down.
+///
+/// `died` is a time before the broker went away; `failures` are the times at which the
+/// attempts that followed failed. The pool waits `delay(k)` of `policy` before attempt `k`
+/// (counting from 0: the first, after the lost connection), so attempt 0 fails at least
+/// `delay(0)` after `died` and attempt `k + 1` at least `delay(k + 1)` after attempt `k`, with
+/// the jitter's low end. Timers never fire early, so the lower bounds are exact; a refused
+/// connect takes microseconds, so the upper bounds (jitter's high end) only get `slack` for a
+/// loaded machine.
+pub fn assert_backoff_spacing(
+    died: Instant,
+    failures: &[Instant],
+    policy: &ExponentialBackoff,
+    slack: Duration,
+) {
+    let first = failures[0] - died;
+    assert!(
+        first >= policy.delay(0, 0.0),
+        "attempt 0 came {first:?} after the connection was lost: no backoff"
+    );
+    for (k, pair) in failures.windows(2).enumerate() {
+        let attempt = k as u32 + 1;
+        let gap = pair[1] - pair[0];
+        let (low, high) = (policy.delay(attempt, 0.0), policy.delay(attempt, 1.0));
+        assert!(
+            gap >= low && gap <= high + slack,
+            "attempt {attempt} came {gap:?} after the previous one, expected {low:?}..={high:?}; \
+             all gaps: {:?}",
+            failures.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,613 @@
+//! kcon-pool against librdkafka's mock cluster (3 brokers): bootstrap, version negotiation and
+//! lowered versions, moved leaders, slow brokers, brokers going down and up, pipelining,
+//! cancellation, and connections the broker drops.
+//!
+//! Each test starts its own cluster (its own process and ports), so they run in parallel. The
+//! same scenarios run against Tansu in `pool_tansu.rs` where Tansu can play them.
+//!
+//! The mock answers Metadata at v8 at most (the harness lowers it: its v9+ answers carry a
+//! stray byte), so there are no topic ids here.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use kcon_codec::kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, TopicName,
+};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_pool::{BrokerTarget, Connection, Error, Peer, Pool, TopicScope, TransportError};
+use kcon_tests::blocking::BlockingConnection;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::mock::{MockCluster, TRANSPORT_ERROR};
+use kcon_tests::pool::{
+    assert_answers, assert_backoff_spacing, assert_negotiated, assert_pipelined_metadata,
+    assert_slots_usable, cancel_scenario, cancel_strategy, config, dead_address, join_all,
+    metadata_request, refused_attempts, wait_until,
+};
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+
+/// NOT_LEADER_OR_FOLLOWER.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+/// ListOffsets for the latest offset of `topic`'s `partition`, without a leader epoch (so the
+/// broker checks only that it leads the partition).
+fn list_offsets(topic: &str, partition: i32) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_current_leader_epoch(-1)
+                        .with_timestamp(-1),
+                ]),
+        ])
+}
+
+/// The error code broker `id` answers ListOffsets for `topic`'s `partition` with.
+async fn list_offsets_error(pool: &Pool, id: i32, topic: &str, partition: i32) -> i16 {
+    let answer = pool
+        .send(BrokerTarget::Broker(id), &list_offsets(topic, partition))
+        .await
+        .unwrap();
+    let p = &answer.topics[0].partitions[0];
+    assert_eq!(
+        (answer.topics[0].name.0.as_str(), p.partition_index),
+        (topic, partition)
+    );
+    p.error_code
+}
+
+/// Whether `e` is the loss of a connection the broker closed (EOF or reset), which is what a
+/// broker going down or dropping a connection looks like.
+fn is_connection_lost(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Transport {
+            kind: TransportError::Closed
+                | TransportError::ClosedMidFrame { .. }
+                | TransportError::Io(_),
+            ..
+        }
+    )
+}
+
+/// A pool on `mock` that has fetched the cluster metadata.
+async fn pool_on(mock: &MockCluster, tune: impl FnOnce(&mut kcon_pool::PoolConfig)) -> Pool {
+    let mut c = config(mock.bootstrap());
+    tune(&mut c);
+    let pool = Pool::new(c).unwrap();
+    let m = pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    assert_eq!(m.brokers.len(), 3, "{m:?}");
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_skips_a_dead_first_address() {
+    let mock = MockCluster::start(3);
+    let dead = dead_address();
+    // Alone, the dead address gets nowhere: refused at once.
+    let alone = Pool::new(config(&dead.to_string())).unwrap();
+    let e = alone
+        .refresh_metadata(TopicScope::none())
+        .await
+        .unwrap_err();
+    let refused = matches!(
+        &e,
+        Error::Transport { kind: TransportError::Io(io), .. }
+            if io.kind() == std::io::ErrorKind::ConnectionRefused
+    );
+    assert!(refused, "{e:?}");
+    let mut c = config(&format!("{dead},{}", mock.bootstrap()));
+    // Refused, not timed out: the dead address costs nothing like this setup timeout.
+    c.socket_connection_setup_timeout = Duration::from_secs(5);
+    let pool = Pool::new(c).unwrap();
+    let started = Instant::now();
+    let m = pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let brokers: Vec<(i32, String)> = m.brokers.values().map(|b| (b.id, b.address())).collect();
+    let expected: Vec<(i32, String)> = (1..=3)
+        .map(|id| (id, mock.broker_addr(id).to_string()))
+        .collect();
+    assert_eq!(brokers, expected);
+    assert!(m.cluster_id.is_some(), "{m:?}");
+    // From now on `Any` means an advertised broker, and every one of them answers.
+    let topic = unique_name("absent");
+    let answer = pool
+        .send(BrokerTarget::Any, &metadata_request(&[&topic]))
+        .await
+        .unwrap();
+    assert_answers(&answer, &topic, None);
+    for id in 1..=3 {
+        let answer = pool
+            .send(BrokerTarget::Broker(id), &metadata_request(&[&topic]))
+            .await
+            .unwrap();
+        assert_answers(&answer, &topic, None);
+    }
+}
+
+/// A Fetch of `topic`'s partition 0 from offset 0 that does not wait.
+fn fetch_now(topic: &str) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
+    let mock = MockCluster::start(3);
+    let topic = unique_name("t");
+    mock.create_topic(&topic, 2, 3);
+    let pool = pool_on(&mock, |_| {}).await;
+    for id in 1..=3 {
+        let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
+        // What the pool learned is what the broker says to an independent client.
+        let independent = BlockingConnection::connect(mock.broker_addr(id)).unwrap();
+        assert_eq!(
+            pool.broker_versions(id).as_ref(),
+            Some(independent.versions())
+        );
+        let negotiated = assert_negotiated(&conn);
+        // librdkafka 2.16's ranges (shared/BROKERS.md, with the harness's caps) against
+        // kcon's: pinned, so that a change on either side shows here.
+        for (api, version) in [
+            (ApiKey::Metadata, 8),
+            (ApiKey::Fetch, 12),
+            (ApiKey::ListOffsets, 7),
+            (ApiKey::Produce, 10),
+            (ApiKey::ApiVersions, 2),
+            (ApiKey::OffsetForLeaderEpoch, 2),
+            (ApiKey::JoinGroup, 5),
+            (ApiKey::ConsumerGroupHeartbeat, 1),
+        ] {
+            assert_eq!(
+                negotiated.get(&(api as i16)),
+                Some(&version),
+                "broker {id} {api:?}"
+            );
+        }
+    }
+    // Metadata v8 carries leader epochs (v7+).
+    let m = pool
+        .refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .unwrap();
+    assert!(m.partition(&topic, 0).unwrap().leader_epoch.is_some());
+
+    let (fetch_min, _) = mock.implemented_versions(ApiKey::Fetch).unwrap();
+    let (metadata_min, _) = mock.implemented_versions(ApiKey::Metadata).unwrap();
+    mock.set_apiversion(ApiKey::Fetch, fetch_min, 9);
+    mock.set_apiversion(ApiKey::Metadata, metadata_min, 6);
+
+    let fresh = pool_on(&mock, |_| {}).await;
+    for id in 1..=3 {
+        let conn = fresh.connection(BrokerTarget::Broker(id)).await.unwrap();
+        let offered = fresh.broker_versions(id).unwrap();
+        assert_eq!(
+            offered.offered(ApiKey::Fetch),
+            Some((fetch_min, 9)),
+            "broker {id}"
+        );
+        assert_eq!(
+            offered.offered(ApiKey::Metadata),
+            Some((metadata_min, 6)),
+            "broker {id}"
+        );
+        assert_eq!(conn.version(ApiKey::Fetch).unwrap(), 9);
+        assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 6);
+        assert_negotiated(&conn);
+    }
+    // The old pool's connections keep what they learned when they were made.
+    let old = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    assert_eq!(old.version(ApiKey::Metadata).unwrap(), 8);
+
+    // Metadata at v6 works, and is really v6 on the wire: the answer has the topic and its
+    // leaders but no leader epochs, which only v7+ carries.
+    let m = fresh
+        .refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .unwrap();
+    let t = m.topic(&topic).expect("the topic is in the metadata");
+    assert_eq!(t.partitions.len(), 2, "{t:?}");
+    for p in t.partitions.values() {
+        assert!(p.leader.is_some(), "{p:?}");
+        assert_eq!(
+            p.leader_epoch, None,
+            "an epoch in a Metadata v6 answer: {p:?}"
+        );
+    }
+    // And Fetch at v9 is answered by the leader.
+    let leader = m.leader(&topic, 0).unwrap().id;
+    let answer = fresh
+        .send(BrokerTarget::Broker(leader), &fetch_now(&topic))
+        .await
+        .unwrap();
+    let p = &answer.responses[0].partitions[0];
+    assert_eq!((p.partition_index, p.error_code), (0, 0), "{answer:?}");
+}
+
+// Mock only: Tansu is one broker and never moves a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_follows_a_moved_leader_after_invalidate() {
+    let mock = MockCluster::start(3);
+    let topic = unique_name("moving");
+    mock.create_topic(&topic, 3, 3);
+    mock.set_leader(&topic, 0, 1);
+    let pool = pool_on(&mock, |_| {}).await;
+    let before = pool
+        .refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .unwrap();
+    let p = before.partition(&topic, 0).unwrap().clone();
+    assert_eq!(p.leader, Some(1), "{p:?}");
+    let epoch = p.leader_epoch.expect("Metadata v8 carries leader epochs");
+    assert_eq!(list_offsets_error(&pool, 1, &topic, 0).await, 0);
+
+    mock.set_leader(&topic, 0, 2);
+    // The old leader says so, and that error is one that makes the metadata stale.
+    let code = list_offsets_error(&pool, 1, &topic, 0).await;
+    assert_eq!(code, NOT_LEADER_OR_FOLLOWER);
+    assert!(!pool.invalidate(0), "no error is no reason to refresh");
+    assert!(pool.invalidate(code));
+    // The background refresh comes within the retry backoff (100 ms ± 20 %).
+    wait_until(
+        "the metadata names the new leader",
+        Duration::from_secs(5),
+        || pool.metadata().partition(&topic, 0).and_then(|p| p.leader) == Some(2),
+    )
+    .await;
+    let after = pool.metadata();
+    let moved = after.partition(&topic, 0).unwrap();
+    let new_epoch = moved
+        .leader_epoch
+        .expect("Metadata v8 carries leader epochs");
+    assert!(new_epoch > epoch, "leader epoch {epoch} -> {new_epoch}");
+    assert!(after.generation > before.generation);
+    // The partitions that did not move are unchanged.
+    for i in 1..3 {
+        assert_eq!(after.partition(&topic, i), before.partition(&topic, i));
+    }
+    assert_eq!(list_offsets_error(&pool, 2, &topic, 0).await, 0);
+}
+
+// Mock only: Tansu can't delay its answers (but see pool_tansu.rs, where it holds a Fetch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_broker_times_out_retriably_and_the_next_request_uses_a_fresh_connection() {
+    let mock = MockCluster::start(3);
+    let timeout = Duration::from_millis(300);
+    let pool = pool_on(&mock, |c| c.request_timeout = timeout).await;
+    // Connected before the RTT is set, so that the handshake is quick.
+    let conn = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
+    let rtt = Duration::from_millis(1500);
+    mock.set_rtt(2, rtt);
+    let started = Instant::now();
+    let e = pool
+        .send(BrokerTarget::Broker(2), &metadata_request(&[]))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport { kind: TransportError::RequestTimeout { api_key: 3, timeout: t }, .. }
+                if *t == timeout
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_retriable());
+    assert!(took >= timeout && took < rtt, "{took:?}");
+    // The request was on the wire: its connection is closed, since a late answer could no
+    // longer be told apart.
+    assert!(conn.is_closed());
+    assert!(matches!(
+        conn.close_reason(),
+        Some(Error::Transport {
+            kind: TransportError::RequestTimeout { .. },
+            ..
+        })
+    ));
+
+    mock.set_rtt(2, Duration::ZERO);
+    mock.start_request_tracking();
+    let topic = unique_name("absent");
+    let answer = pool
+        .send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
+        .await
+        .unwrap();
+    assert_answers(&answer, &topic, None);
+    let fresh = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
+    assert!(!fresh.is_closed());
+    // Fresh: broker 2 saw a new connection's handshake before the request.
+    let to_two: Vec<i16> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.broker_id == 2)
+        .map(|r| r.api_key)
+        .collect();
+    assert_eq!(
+        to_two.first(),
+        Some(&(ApiKey::ApiVersions as i16)),
+        "{to_two:?}"
+    );
+    assert_eq!(
+        to_two.last(),
+        Some(&(ApiKey::Metadata as i16)),
+        "{to_two:?}"
+    );
+}
+
+// Mock only: set_down/set_up. (pool_tansu.rs kills and restarts Tansu for the same story.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_fails_pending_requests_backs_off_and_is_used_again_once_up() {
+    let mock = MockCluster::start(3);
+    let pool = pool_on(&mock, |c| {
+        c.reconnect_backoff = Duration::from_millis(50);
+        c.reconnect_backoff_max = Duration::from_millis(500);
+        // Two in flight: of the three requests below, two are at the broker and the third
+        // waits for a slot.
+        c.max_in_flight_requests_per_connection = 2;
+    })
+    .await;
+    let policy = pool.config().reconnect_backoff_policy();
+    let conn = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
+    // Answers held for 5 s, so that requests are pending when the broker goes down.
+    mock.set_rtt(2, Duration::from_secs(5));
+    mock.start_request_tracking();
+    let prefix = unique_name("pending");
+    let pending: Vec<_> = (0..3)
+        .map(|i| {
+            let pool = pool.clone();
+            let topic = format!("{prefix}-{i}");
+            tokio::spawn(async move {
+                pool.send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
+                    .await
+            })
+        })
+        .collect();
+    wait_until(
+        "the broker has two of the requests",
+        Duration::from_secs(5),
+        || {
+            let metadata = ApiKey::Metadata as i16;
+            let requests = mock.requests();
+            requests
+                .iter()
+                .filter(|r| r.broker_id == 2 && r.api_key == metadata)
+                .count()
+                == 2
+        },
+    )
+    .await;
+    assert_eq!(conn.in_flight(), 2);
+
+    let died = Instant::now();
+    mock.set_down(2);
+    // Every pending request fails, now: not after the 5 s RTT, nor after request.timeout.ms
+    // (30 s). The two at the broker get the lost connection; the one waiting for a slot gets
+    // it too, or, had it not reached the slot yet, a refused reconnect.
+    for p in pending {
+        let e = tokio::time::timeout(Duration::from_secs(2), p)
+            .await
+            .expect("a pending request hung after the broker went down")
+            .unwrap()
+            .unwrap_err();
+        assert!(is_connection_lost(&e) && e.is_retriable(), "{e:?}");
+    }
+    assert!(conn.is_closed());
+    mock.set_rtt(2, Duration::ZERO);
+
+    let probe = metadata_request(&[]);
+    let failures = refused_attempts(&pool, BrokerTarget::Broker(2), &probe, 5).await;
+    assert_backoff_spacing(died, &failures, &policy, Duration::from_millis(300));
+    // The other brokers are not held back by broker 2's backoff.
+    let started = Instant::now();
+    pool.send(BrokerTarget::Broker(1), &probe).await.unwrap();
+    assert!(started.elapsed() < policy.max(), "{:?}", started.elapsed());
+
+    mock.set_up(2);
+    // Back: the next request connects (after what is left of the backoff, at most
+    // reconnect.backoff.max.ms) and is answered.
+    let started = Instant::now();
+    let topic = unique_name("back");
+    let answer = pool
+        .send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
+        .await
+        .unwrap();
+    assert_answers(&answer, &topic, None);
+    let took = started.elapsed();
+    assert!(took < policy.max() + Duration::from_millis(500), "{took:?}");
+}
+
+// A current-thread runtime: while the test polls the 1,000 sends once each, the connection's
+// reader cannot run, so all of them are in flight at once, which the test asserts.
+#[tokio::test]
+async fn a_thousand_pipelined_requests_are_answered_and_matched() {
+    let mock = MockCluster::start(3);
+    let prefix = unique_name("pipelined");
+    let existing: Vec<(String, usize)> = (1..=4).map(|n| (format!("{prefix}-{n}p"), n)).collect();
+    for (topic, n) in &existing {
+        mock.create_topic(topic, *n as i32, 3);
+    }
+    let pool = pool_on(&mock, |c| c.max_in_flight_requests_per_connection = 1000).await;
+    // Most names don't exist (the answer names them with UNKNOWN_TOPIC_OR_PARTITION); four
+    // exist with 1 to 4 partitions, so those answers differ in content too.
+    let names: Vec<String> = (0..1000)
+        .map(|i| match i % 250 {
+            7 => existing[i / 250].0.clone(),
+            _ => format!("{prefix}-absent-{i}"),
+        })
+        .collect();
+    let partitions: BTreeMap<String, usize> = existing.into_iter().collect();
+    let conn = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    mock.start_request_tracking();
+    // Every answer 50 ms late: one at a time, 1,000 requests would take 50 s.
+    mock.set_rtt(1, Duration::from_millis(50));
+    let started = Instant::now();
+    let in_flight = assert_pipelined_metadata(&conn, &names, &partitions).await;
+    let took = started.elapsed();
+    eprintln!("1000 pipelined Metadata requests to the mock (RTT 50 ms): {took:?}");
+    assert_eq!(
+        in_flight, 1000,
+        "the requests were not all on the wire at once"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}: not pipelined");
+    let metadata = ApiKey::Metadata as i16;
+    let received = mock.requests();
+    let at_one = received
+        .iter()
+        .filter(|r| r.broker_id == 1 && r.api_key == metadata);
+    assert_eq!(at_one.count(), 1000);
+    assert_eq!(received.len(), 1000, "one connection, no new handshake");
+}
+
+// Not a `proptest!` function: the cluster is started once and serves every case, each case on
+// a connection of its own. Broker 1's answers are 3 ms late, so that cancellations after a few
+// polls or a tiny timeout land while the request is on the wire.
+#[test]
+fn cancelled_requests_leave_the_connection_usable() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = MockCluster::start(3);
+    const RTT: Duration = Duration::from_millis(3);
+    mock.set_rtt(1, RTT);
+    let peer = Peer::broker(1, mock.broker_addr(1).to_string());
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 16,
+        failure_persistence: None,
+        // Each failing case can cost a request timeout (a slot that never came back): keep the
+        // shrinking short.
+        max_shrink_iters: 8,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        1usize..=4,
+        proptest::collection::vec(cancel_strategy(), 1..24),
+    );
+    // `run` takes an `Fn`: the sum goes through a `Cell`.
+    let orphaned = std::cell::Cell::new(0);
+    let result = runner.run(&strategy, |(cap, cancels)| {
+        let outcome = runtime.block_on(async {
+            let mut c = config(mock.bootstrap());
+            // A small cap makes requests wait for slots too, so that some are cancelled while
+            // waiting and some while on the wire.
+            c.max_in_flight_requests_per_connection = cap;
+            // A slot lost by a cancelled request shows as a request timing out waiting for one:
+            // soon, rather than after the default 30 s.
+            c.request_timeout = Duration::from_secs(3);
+            let conn = Connection::connect(peer.clone(), &c)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("connect: {e}")))?;
+            let prefix = unique_name("cancel");
+            let outcome = cancel_scenario(&conn, &prefix, &cancels, 0).await;
+            // No slot was lost: with answers 100 ms late, `cap` requests fit on the wire.
+            mock.set_rtt(1, Duration::from_millis(100));
+            assert_slots_usable(&conn, &prefix, cap, cap).await;
+            mock.set_rtt(1, RTT);
+            // Cancelled requests keep their slots until answered: never more than `cap` on
+            // the wire.
+            proptest::prop_assert!(outcome.orphaned <= cap, "{outcome:?}");
+            proptest::prop_assert_eq!(outcome.answered + outcome.cancelled, cancels.len());
+            Ok(outcome)
+        })?;
+        orphaned.set(orphaned.get() + outcome.orphaned);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // Otherwise the property never cancelled a request on the wire, the case it is about.
+    assert!(
+        orphaned.get() > 0,
+        "no request was cancelled mid-flight in any case"
+    );
+}
+
+// Mock only: Tansu can't be told to drop a connection on a given request. (A cut stream and a
+// wrong frame size are kcon-pool's scripted-peer tests; this is the real-broker angle.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_broker_drops_fails_its_requests_once_and_the_next_uses_a_fresh_one() {
+    let mock = MockCluster::start(3);
+    let pool = pool_on(&mock, |_| {}).await;
+    let conn = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    let prefix = unique_name("dropped");
+    let before = format!("{prefix}-before");
+    assert_answers(
+        &conn.send(&metadata_request(&[&before])).await.unwrap(),
+        &before,
+        None,
+    );
+    mock.start_request_tracking();
+    // The next Metadata request broker 1 reads makes it close the connection.
+    mock.push_request_error_rtts(1, ApiKey::Metadata, &[(TRANSPORT_ERROR, Duration::ZERO)]);
+    // Three requests pipelined on the connection: the first is read and the connection closed
+    // under the other two.
+    let topics: Vec<String> = (0..3).map(|i| format!("{prefix}-{i}")).collect();
+    let requests: Vec<_> = topics.iter().map(|t| metadata_request(&[t])).collect();
+    let results = join_all(requests.iter().map(|r| conn.send(r)).collect(), || {}).await;
+    let reason = conn.close_reason().expect("the connection is closed");
+    assert!(
+        is_connection_lost(&reason) && reason.is_retriable(),
+        "{reason:?}"
+    );
+    for result in results {
+        // Each gets the error that closed the connection, once.
+        let e = result.unwrap_err();
+        assert_eq!(e.to_string(), reason.to_string());
+    }
+    assert_eq!(
+        mock.error_stack_len(1, ApiKey::Metadata),
+        0,
+        "the error was used"
+    );
+    assert_eq!(conn.in_flight(), 0);
+
+    let after = format!("{prefix}-after");
+    let answer = pool
+        .send(BrokerTarget::Broker(1), &metadata_request(&[&after]))
+        .await
+        .unwrap();
+    assert_answers(&answer, &after, None);
+    let fresh = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    assert!(!fresh.is_closed());
+    // Fresh: after the request that closed the old connection, broker 1 saw a new
+    // connection's handshake, then the request that was answered.
+    let to_one: Vec<i16> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.broker_id == 1)
+        .map(|r| r.api_key)
+        .collect();
+    let (metadata, api_versions) = (ApiKey::Metadata as i16, ApiKey::ApiVersions as i16);
+    assert_eq!(to_one.first(), Some(&metadata), "{to_one:?}");
+    assert_eq!(to_one.last(), Some(&metadata), "{to_one:?}");
+    assert!(to_one.contains(&api_versions), "{to_one:?}");
+}
