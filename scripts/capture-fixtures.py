@@ -18,7 +18,7 @@ client connection passes through the proxy. Then, through the proxy:
   4. writes the interesting frames to crates/kcon-codec/tests/fixtures/ with a
      manifest.json (api, version, direction, client, and for Produce requests the
      records each producer was asked to send, so Rust tests can compare exactly);
-  5. writes fuzz seed corpora to fuzz/corpus/{response,frame,record_batches}/.
+  5. writes fuzz seed corpora to fuzz/corpus/{response,frames,record_batches}/.
 
 It checks what it captured (batch magic and codec bits, CRCs, records decoded from
 uncompressed and gzip'd batches against what was sent, records consumed against what
@@ -818,7 +818,7 @@ def clear_outputs() -> None:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     for path in list(FIXTURES.glob("*.bin")) + [FIXTURES / "manifest.json"]:
         path.unlink(missing_ok=True)
-    for sub in ("response", "frame", "record_batches"):
+    for sub in ("response", "frames", "record_batches"):
         shutil.rmtree(CORPUS / sub, ignore_errors=True)
         (CORPUS / sub).mkdir(parents=True)
 
@@ -928,7 +928,7 @@ def write_frame_streams(frames: list[Frame], per_stream: int = 8,
             if stream and len(stream) + len(chunk) > max_bytes:
                 break
             stream += chunk
-        write_seed(CORPUS / "frame", run[0], struct.pack(">hh", api, version) + stream)
+        write_seed(CORPUS / "frames", run[0], struct.pack(">hh", api, version) + stream)
     return len(best)
 
 
