@@ -421,8 +421,7 @@ impl Io {
                 TransportError::ClosedByClient,
             ));
         }
-        st.pending
-            .insert(correlation_id, Pending { reply, _slot: slot });
+        st.pending.insert(correlation_id, Pending { reply, slot });
         drop(st);
         self.shared.touch();
         Ok((correlation_id, answer))
@@ -477,7 +476,20 @@ struct State {
 /// entry is dropped (answer delivered or discarded, or connection dead).
 struct Pending {
     reply: oneshot::Sender<Result<Bytes>>,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    /// Gives the slot back, then the answer to the caller (if it is still waiting).
+    ///
+    /// In that order: a caller woken by its answer may send again at once, and must find the
+    /// slot its last request held already free. Sending first left a window, on a busy
+    /// machine, where `in_flight()` read 0 but a slot was still taken.
+    fn answer(self, result: Result<Bytes>) {
+        let Pending { reply, slot } = self;
+        drop(slot);
+        let _ = reply.send(result);
+    }
 }
 
 impl Shared {
@@ -532,7 +544,7 @@ impl Shared {
         self.slots.close();
         debug!(peer = %self.peer, %error, pending = pending.len(), "connection closed");
         for (_, p) in pending {
-            let _ = p.reply.send(Err(error.clone()));
+            p.answer(Err(error.clone()));
         }
         for t in tasks {
             t.abort();
@@ -560,8 +572,8 @@ impl Shared {
         };
         self.touch();
         // The caller may be gone (its future was dropped): then the answer is discarded here,
-        // and dropping `pending` releases its slot.
-        let _ = pending.reply.send(Ok(frame));
+        // after its slot was released.
+        pending.answer(Ok(frame));
         Ok(())
     }
 
