@@ -1,4 +1,5 @@
-//! Real brokers for tests: Tansu processes on free loopback ports, stopped on drop.
+//! Real brokers for tests: Tansu processes on free loopback ports, stopped on drop (and, for
+//! tests of a broker going away, stopped and restarted on the same port).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -66,10 +67,12 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
-/// A Tansu broker (an independent one-broker cluster with memory storage), killed on drop.
+/// A Tansu broker (an independent one-broker cluster with memory storage), killed on drop. It
+/// can be stopped and restarted on the same address; a restart is an empty cluster.
 #[derive(Debug)]
 pub struct Tansu {
-    child: Child,
+    /// `None` while stopped.
+    child: Option<Child>,
     addr: SocketAddr,
 }
 
@@ -78,51 +81,45 @@ impl Tansu {
     pub fn start() -> Tansu {
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Tansu::try_start() {
-                Ok(t) => return t,
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            match spawn_tansu(addr, Duration::from_secs(15)) {
+                Ok(child) => {
+                    return Tansu {
+                        child: Some(child),
+                        addr,
+                    };
+                }
                 Err(e) => last_error = e,
             }
         }
         panic!("Tansu did not start: {last_error}");
     }
 
-    fn try_start() -> Result<Tansu, String> {
-        let tansu = &installed().tansu;
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", tansu.display()))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                let mut err = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    let _ = s.read_to_string(&mut err);
-                }
-                return Err(format!("tansu exited with {status}: {err}"));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(Tansu { child, addr });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// Kills the broker and waits for the process to end: its sockets are closed then.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!(
-            "tansu did not accept connections on {addr} within 15 s"
-        ))
+    }
+
+    /// Starts the stopped broker again on its address, retrying for up to 15 s while the port
+    /// can't be bound yet. Memory storage: it comes back as an empty cluster.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last_error = String::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match spawn_tansu(self.addr, left) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(e) => last_error = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Tansu did not restart on {}: {last_error}", self.addr);
     }
 
     /// The broker's address.
@@ -138,9 +135,48 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// Runs a Tansu broker listening on (and advertising) `addr`, and waits up to `within` until it
+/// accepts connections. The error says why not, with tansu's stderr if it exited (for instance
+/// because the port was taken).
+fn spawn_tansu(addr: SocketAddr, within: Duration) -> Result<Child, String> {
+    let tansu = &installed().tansu;
+    let url = format!("tcp://{addr}");
+    let mut child = Command::new(tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", tansu.display()))?;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            return Err(format!("tansu exited with {status}: {err}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!(
+        "tansu did not accept connections on {addr} within {within:?}"
+    ))
 }
 
 /// A name no other test uses: `prefix-<pid>-<counter>`.

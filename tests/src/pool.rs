@@ -1,26 +1,37 @@
 //! Support for kcon-pool's tests against real brokers (`tests/pool_tansu.rs`,
-//! `tests/pool_mock.rs`): configs, requests whose answers say which request they answer, the
-//! pipelining and cancellation scenarios, and the reconnect-backoff check.
+//! `tests/pool_mock.rs`): configs, requests whose answers say which request they answer, and
+//! the scenarios both files play: bootstrap past a dead address, version negotiation, request
+//! timeouts, pipelining, cancellation, and a broker going away and coming back.
 //!
-//! The scenarios take a [`Connection`] or a [`Pool`] and know nothing of the broker, so the same
-//! assertions run against Tansu and against librdkafka's mock cluster.
+//! The scenarios take a [`Connection`] or a [`Pool`] (and, where the brokers differ, what the
+//! caller expects of its broker) and know nothing of the broker otherwise, so the same
+//! assertions run against Tansu and against librdkafka's mock cluster. Each test file says,
+//! where it calls them, how its broker plays its part.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::future::{Future, poll_fn};
 use std::net::{SocketAddr, TcpListener};
+use std::ops::RangeInclusive;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kcon_codec::kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kcon_codec::kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
 use kcon_codec::versions::SUPPORTED;
 use kcon_pool::{
-    BrokerTarget, Connection, Error, ExponentialBackoff, Pool, PoolConfig, TransportError,
+    BrokerTarget, Connection, Error, ExponentialBackoff, Peer, Pool, PoolConfig, TopicScope,
+    TransportError,
 };
 use proptest::prelude::*;
-use tokio::task::JoinSet;
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use tokio::runtime::Runtime;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::blocking::BlockingConnection;
+use crate::brokers::unique_name;
 
 /// UNKNOWN_TOPIC_OR_PARTITION: what both brokers answer for a topic that does not exist when
 /// auto-creation is off.
@@ -40,6 +51,29 @@ pub fn config(bootstrap: &str) -> PoolConfig {
 pub fn dead_address() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
     l.local_addr().expect("a bound listener has an address")
+}
+
+/// Whether `e` is a refused connect: what a dead address, or a broker that is down, answers.
+pub fn is_refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Transport { kind: TransportError::Io(io), .. }
+            if io.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Whether `e` is the loss of a connection the broker closed (EOF or reset), which is what a
+/// broker going down or dropping a connection looks like.
+pub fn is_connection_lost(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Transport {
+            kind: TransportError::Closed
+                | TransportError::ClosedMidFrame { .. }
+                | TransportError::Io(_),
+            ..
+        }
+    )
 }
 
 /// A Metadata request for `topics` that must not create them: the answer then names each topic
@@ -76,6 +110,70 @@ pub fn assert_answers(answer: &MetadataResponse, topic: &str, partitions: Option
         Some(n) => assert_eq!((error_code, count), (0, n), "{topic}"),
         None => assert_eq!(error_code, UNKNOWN_TOPIC_OR_PARTITION, "{topic}"),
     }
+}
+
+/// The bootstrap scenario: a pool bootstrapped from a dead address followed by `bootstrap`
+/// skips the dead one at once and fetches the cluster metadata from the live one.
+///
+/// The metadata must advertise brokers at the `advertised` addresses (in id order) and a
+/// cluster id; then `Any`, and each advertised broker by its id, must answer. Returns the
+/// advertised brokers' ids, in order.
+pub async fn assert_bootstrap_skips_a_dead_first_address(
+    bootstrap: &str,
+    advertised: &[String],
+) -> Vec<i32> {
+    let dead = dead_address();
+    // Alone, the dead address gets nowhere: refused at once.
+    let alone = Pool::new(config(&dead.to_string())).unwrap();
+    let e = alone
+        .refresh_metadata(TopicScope::none())
+        .await
+        .unwrap_err();
+    assert!(is_refused(&e), "{e:?}");
+    let mut c = config(&format!("{dead},{bootstrap}"));
+    // Refused, not timed out: the dead address costs nothing like this setup timeout.
+    c.socket_connection_setup_timeout = Duration::from_secs(5);
+    let pool = Pool::new(c).unwrap();
+    let started = Instant::now();
+    let m = pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (ids, addresses): (Vec<i32>, Vec<String>) =
+        m.brokers.values().map(|b| (b.id, b.address())).unzip();
+    assert_eq!(addresses, advertised, "{m:?}");
+    assert!(m.cluster_id.is_some(), "{m:?}");
+    // From now on `Any` means an advertised broker, and every one of them answers.
+    let topic = unique_name("absent");
+    let targets =
+        std::iter::once(BrokerTarget::Any).chain(ids.iter().map(|&id| BrokerTarget::Broker(id)));
+    for target in targets {
+        let answer = pool
+            .send(target, &metadata_request(&[&topic]))
+            .await
+            .unwrap();
+        assert_answers(&answer, &topic, None);
+    }
+    ids
+}
+
+/// Sends broker `id` a Metadata request for a topic that does not exist, checks that the answer
+/// is its own and that the connection the pool then holds for `id` is open, and returns how
+/// long the answer took (connecting first, if the pool had no open connection to `id`).
+pub async fn assert_answered_again(pool: &Pool, id: i32) -> Duration {
+    let started = Instant::now();
+    let topic = unique_name("absent");
+    let answer = pool
+        .send(BrokerTarget::Broker(id), &metadata_request(&[&topic]))
+        .await
+        .unwrap();
+    assert_answers(&answer, &topic, None);
+    let took = started.elapsed();
+    let fresh = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
+    assert!(!fresh.is_closed(), "{:?}", fresh.close_reason());
+    took
 }
 
 /// Polls `cond` every 10 ms until it holds; panics naming `what` after `within`.
@@ -128,6 +226,75 @@ pub fn assert_negotiated(conn: &Connection) -> BTreeMap<i16, i16> {
     negotiated
 }
 
+/// Checks the versions `pool` negotiated with broker `id`, listening at `addr`: what the pool
+/// learned is what the broker says to an independent client (the blocking one, which decodes
+/// ApiVersions on its own path), every API is negotiated as [`assert_negotiated`] requires, and
+/// the APIs in `pinned` at exactly the versions given. Returns the pool's connection to `id`.
+pub async fn assert_versions_of(
+    pool: &Pool,
+    id: i32,
+    addr: SocketAddr,
+    pinned: &[(ApiKey, i16)],
+) -> Connection {
+    let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
+    let independent = BlockingConnection::connect(addr).unwrap();
+    assert_eq!(
+        pool.broker_versions(id).as_ref(),
+        Some(independent.versions())
+    );
+    assert_eq!(conn.versions(), independent.versions());
+    let negotiated = assert_negotiated(&conn);
+    for &(api, version) in pinned {
+        assert_eq!(
+            negotiated.get(&(api as i16)),
+            Some(&version),
+            "broker {id} {api:?}"
+        );
+    }
+    conn
+}
+
+/// The request-timeout scenario: sends `request` to broker `id`, which the caller has made
+/// answer it only after `slow` (longer than the pool's `request.timeout.ms`), on the connection
+/// the pool holds for `id`. The request must fail, retriably, with a request timeout after
+/// `request.timeout.ms` and before `slow`.
+pub async fn assert_request_times_out<R: Request>(
+    pool: &Pool,
+    id: i32,
+    request: &R,
+    slow: Duration,
+) {
+    let timeout = pool.config().request_timeout;
+    let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
+    let started = Instant::now();
+    let e = pool
+        .send(BrokerTarget::Broker(id), request)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport { kind: TransportError::RequestTimeout { api_key, timeout: t }, .. }
+                if *api_key == R::KEY && *t == timeout
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_retriable());
+    assert!(took >= timeout && took < slow, "{took:?}");
+    // The request was on the wire: its connection is closed, since a late answer could no
+    // longer be told apart.
+    assert!(conn.is_closed());
+    assert!(matches!(
+        conn.close_reason(),
+        Some(Error::Transport {
+            kind: TransportError::RequestTimeout { .. },
+            ..
+        })
+    ));
+}
+
 /// Polls every future in turn until all are done, like `futures::future::join_all`, calling
 /// `after_first_round` once every future has been polled once.
 ///
@@ -162,6 +329,25 @@ pub async fn join_all<F: Future>(
     outputs.into_iter().map(Option::unwrap).collect()
 }
 
+/// Sends one Metadata request per name on `conn`, all at once, and returns how many requests
+/// were in flight right after all were handed to the connection, and the answers in order.
+async fn send_at_once(
+    conn: &Connection,
+    names: &[String],
+) -> (usize, Vec<kcon_pool::Result<MetadataResponse>>) {
+    let requests: Vec<MetadataRequest> = names.iter().map(|n| metadata_request(&[n])).collect();
+    let mut in_flight = 0;
+    // Unconstrained: tokio's cooperative budget would otherwise make the semaphore refuse a
+    // slot after ~128 operations in one poll (to be retried at once), which says nothing about
+    // the connection, only about the budget of this task.
+    let answers = tokio::task::unconstrained(join_all(
+        requests.iter().map(|r| conn.send(r)).collect(),
+        || in_flight = conn.in_flight(),
+    ))
+    .await;
+    (in_flight, answers)
+}
+
 /// Sends one Metadata request per name on `conn`, all at once (the connection's
 /// `max.in.flight.requests.per.connection` must allow them), and checks that every answer is
 /// the one for its own request: `partitions` gives the partition count of the names that
@@ -174,16 +360,7 @@ pub async fn assert_pipelined_metadata(
     names: &[String],
     partitions: &BTreeMap<String, usize>,
 ) -> usize {
-    let requests: Vec<MetadataRequest> = names.iter().map(|n| metadata_request(&[n])).collect();
-    let mut in_flight = 0;
-    // Unconstrained: tokio's cooperative budget would otherwise make the semaphore refuse a
-    // slot after ~128 operations in one poll (to be retried at once), which says nothing about
-    // the connection, only about the budget of this task.
-    let answers = tokio::task::unconstrained(join_all(
-        requests.iter().map(|r| conn.send(r)).collect(),
-        || in_flight = conn.in_flight(),
-    ))
-    .await;
+    let (in_flight, answers) = send_at_once(conn, names).await;
     for (name, answer) in names.iter().zip(answers) {
         let answer = answer.unwrap_or_else(|e| panic!("Metadata for {name}: {e}"));
         assert_answers(&answer, name, partitions.get(name).copied());
@@ -210,19 +387,50 @@ pub async fn assert_slots_usable(
     let names: Vec<String> = (0..requests)
         .map(|i| format!("{prefix}-slot-{i}"))
         .collect();
-    let requests: Vec<MetadataRequest> = names.iter().map(|n| metadata_request(&[n])).collect();
-    let mut seen = 0;
-    // Unconstrained for the reason given in `assert_pipelined_metadata`.
-    let answers = tokio::task::unconstrained(join_all(
-        requests.iter().map(|r| conn.send(r)).collect(),
-        || seen = conn.in_flight(),
-    ))
-    .await;
+    let (seen, answers) = send_at_once(conn, &names).await;
     assert_eq!(seen, in_flight, "in-flight slots were lost");
     for (name, answer) in names.iter().zip(answers) {
         let answer = answer.unwrap_or_else(|e| panic!("Metadata for {name}: {e}"));
         assert_answers(&answer, name, None);
     }
+}
+
+/// The topics of the pipelining scenario that exist: `<prefix>-1p` to `<prefix>-4p`, with 1 to
+/// 4 partitions, for the caller to create.
+pub fn pipelined_topics(prefix: &str) -> Vec<(String, usize)> {
+    (1..=4).map(|n| (format!("{prefix}-{n}p"), n)).collect()
+}
+
+/// The pipelining scenario: 1,000 Metadata requests on `conn` at once (its
+/// `max.in.flight.requests.per.connection` must be 1,000, and the runtime a current-thread
+/// one), each answered with its own answer ([`assert_pipelined_metadata`]), all of them in
+/// flight together. Returns how long they took, which it also prints, naming `broker`.
+///
+/// Most names don't exist (the answer names them with UNKNOWN_TOPIC_OR_PARTITION); the four of
+/// `existing` ([`pipelined_topics`], created) exist with 1 to 4 partitions, so those answers
+/// differ in content too.
+pub async fn assert_thousand_pipelined(
+    conn: &Connection,
+    prefix: &str,
+    existing: &[(String, usize)],
+    broker: &str,
+) -> Duration {
+    let names: Vec<String> = (0..1000)
+        .map(|i| match i % 250 {
+            7 => existing[i / 250].0.clone(),
+            _ => format!("{prefix}-absent-{i}"),
+        })
+        .collect();
+    let partitions: BTreeMap<String, usize> = existing.iter().cloned().collect();
+    let started = Instant::now();
+    let in_flight = assert_pipelined_metadata(conn, &names, &partitions).await;
+    let took = started.elapsed();
+    eprintln!("1000 pipelined Metadata requests to {broker}: {took:?}");
+    assert_eq!(
+        in_flight, 1000,
+        "the requests were not all on the wire at once"
+    );
+    took
 }
 
 /// When a request of the cancellation scenario is given up.
@@ -364,6 +572,131 @@ pub async fn cancel_scenario(
     }
 }
 
+/// A multi-thread runtime with two workers, for a plain `#[test]` that drives async code.
+pub fn multi_thread_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The cancellation property, on the broker at `peer` (whose cluster `bootstrap` reaches): 16
+/// cases, each on a connection of its own whose `max.in.flight.requests.per.connection` is
+/// drawn from `caps`. A case hands `case` the connection, the cap, a value of `extra` (what the
+/// broker's own part of the case needs) and the cancellations drawn; `case` plays
+/// [`cancel_scenario`] with them, with whatever its broker needs around it and the bounds it
+/// sets on the outcome, and returns the outcome.
+///
+/// Every request of a case must be answered or cancelled; and in some case at least one must
+/// have been cancelled while on the wire.
+pub fn assert_cancellation_property<E: Strategy>(
+    runtime: &Runtime,
+    bootstrap: &str,
+    peer: &Peer,
+    caps: RangeInclusive<usize>,
+    extra: E,
+    case: impl AsyncFn(&Connection, usize, E::Value, &[Cancel]) -> Result<CancelOutcome, TestCaseError>,
+) {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 16,
+        failure_persistence: None,
+        // Each failing case can cost a request timeout (a slot that never came back): keep the
+        // shrinking short.
+        max_shrink_iters: 8,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        caps,
+        extra,
+        proptest::collection::vec(cancel_strategy(), 1..24),
+    );
+    // `run` takes an `Fn`: the sum goes through a `Cell`.
+    let orphaned = std::cell::Cell::new(0);
+    let result = runner.run(&strategy, |(cap, extra, cancels)| {
+        let outcome = runtime.block_on(async {
+            let mut c = config(bootstrap);
+            // A small cap makes requests wait for slots too, so that some are cancelled while
+            // waiting and some while on the wire.
+            c.max_in_flight_requests_per_connection = cap;
+            // A slot lost by a cancelled request shows as a request timing out waiting for one:
+            // soon, rather than after the default 30 s.
+            c.request_timeout = Duration::from_secs(3);
+            let conn = Connection::connect(peer.clone(), &c)
+                .await
+                .map_err(|e| TestCaseError::fail(format!("connect: {e}")))?;
+            let outcome = case(&conn, cap, extra, &cancels).await?;
+            proptest::prop_assert_eq!(outcome.answered + outcome.cancelled, cancels.len());
+            Ok(outcome)
+        })?;
+        orphaned.set(orphaned.get() + outcome.orphaned);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // Otherwise the property never cancelled a request on the wire, the case it is about.
+    assert!(
+        orphaned.get() > 0,
+        "no request was cancelled mid-flight in any case"
+    );
+}
+
+/// Sends each of `requests` to broker `id` from a task of its own, so that they are all pending
+/// at once.
+pub fn spawn_sends<R>(
+    pool: &Pool,
+    id: i32,
+    requests: Vec<R>,
+) -> Vec<JoinHandle<kcon_pool::Result<R::Response>>>
+where
+    R: Request + Send + Sync + 'static,
+    R::Response: Send,
+{
+    requests
+        .into_iter()
+        .map(|request| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(BrokerTarget::Broker(id), &request).await })
+        })
+        .collect()
+}
+
+/// Checks that each of `pending`, requests that were pending when their broker went away,
+/// fails within `within`: the ones on the wire with the lost connection; one waiting for a slot
+/// gets it too, or, had it not reached the slot yet, a refused reconnect. Either is retriable.
+pub async fn assert_pending_fail<T: Debug>(
+    pending: Vec<JoinHandle<kcon_pool::Result<T>>>,
+    within: Duration,
+) {
+    for p in pending {
+        let e = tokio::time::timeout(within, p)
+            .await
+            .expect("a pending request hung after the broker went away")
+            .unwrap()
+            .unwrap_err();
+        assert!(is_connection_lost(&e) && e.is_retriable(), "{e:?}");
+    }
+}
+
+/// Checks, while broker `id` is down, that the pool's next five connects to it are refused and
+/// spaced by the pool's reconnect backoff ([`assert_backoff_spacing`], with 300 ms of slack for
+/// a loaded machine), `died` being a time before the broker went down.
+pub async fn assert_refused_with_backoff(pool: &Pool, id: i32, died: Instant) {
+    let policy = pool.config().reconnect_backoff_policy();
+    let probe = metadata_request(&[]);
+    let failures = refused_attempts(pool, BrokerTarget::Broker(id), &probe, 5).await;
+    assert_backoff_spacing(died, &failures, &policy, Duration::from_millis(300));
+}
+
+/// Checks, once broker `id` is back, that the next request to it connects (after what is left
+/// of the backoff, at most `reconnect.backoff.max.ms`) and is answered.
+pub async fn assert_back_within_backoff(pool: &Pool, id: i32) {
+    let max = pool.config().reconnect_backoff_policy().max();
+    let took = assert_answered_again(pool, id).await;
+    assert!(took < max + Duration::from_millis(500), "{took:?}");
+}
+
 /// Sends `request` to `target` `attempts` times in a row, each expected to fail because the
 /// broker refuses connections (it is down), and returns when each failure came back.
 pub async fn refused_attempts<R: Request>(
@@ -375,12 +708,7 @@ pub async fn refused_attempts<R: Request>(
     let mut at = Vec::with_capacity(attempts);
     for _ in 0..attempts {
         let e = pool.send(target, request).await.map(|_| ()).unwrap_err();
-        let refused = matches!(
-            &e,
-            Error::Transport { kind: TransportError::Io(io), .. }
-                if io.kind() == std::io::ErrorKind::ConnectionRefused
-        );
-        assert!(refused && e.is_retriable(), "{e:?}");
+        assert!(is_refused(&e) && e.is_retriable(), "{e:?}");
         at.push(Instant::now());
     }
     at

@@ -8,7 +8,6 @@
 //! The mock answers Metadata at v8 at most (the harness lowers it: its v9+ answers carry a
 //! stray byte), so there are no topic ids here.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -19,16 +18,18 @@ use kcon_codec::kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_pool::{BrokerTarget, Connection, Error, Peer, Pool, TopicScope, TransportError};
-use kcon_tests::blocking::BlockingConnection;
+use kcon_pool::{BrokerTarget, Peer, Pool, TopicScope};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::mock::{MockCluster, TRANSPORT_ERROR};
 use kcon_tests::pool::{
-    assert_answers, assert_backoff_spacing, assert_negotiated, assert_pipelined_metadata,
-    assert_slots_usable, cancel_scenario, cancel_strategy, config, dead_address, join_all,
-    metadata_request, refused_attempts, wait_until,
+    assert_answered_again, assert_answers, assert_back_within_backoff,
+    assert_bootstrap_skips_a_dead_first_address, assert_cancellation_property, assert_negotiated,
+    assert_pending_fail, assert_refused_with_backoff, assert_request_times_out,
+    assert_slots_usable, assert_thousand_pipelined, assert_versions_of, cancel_scenario, config,
+    is_connection_lost, join_all, metadata_request, multi_thread_runtime, pipelined_topics,
+    spawn_sends, wait_until,
 };
-use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use proptest::strategy::Just;
 
 /// NOT_LEADER_OR_FOLLOWER.
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -68,18 +69,13 @@ async fn list_offsets_error(pool: &Pool, id: i32, topic: &str, partition: i32) -
     p.error_code
 }
 
-/// Whether `e` is the loss of a connection the broker closed (EOF or reset), which is what a
-/// broker going down or dropping a connection looks like.
-fn is_connection_lost(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Transport {
-            kind: TransportError::Closed
-                | TransportError::ClosedMidFrame { .. }
-                | TransportError::Io(_),
-            ..
-        }
-    )
+/// The API keys of the requests broker `id` received since request tracking started, in order.
+fn api_keys_received(mock: &MockCluster, id: i32) -> Vec<i16> {
+    mock.requests()
+        .iter()
+        .filter(|r| r.broker_id == id)
+        .map(|r| r.api_key)
+        .collect()
 }
 
 /// A pool on `mock` that has fetched the cluster metadata.
@@ -95,50 +91,10 @@ async fn pool_on(mock: &MockCluster, tune: impl FnOnce(&mut kcon_pool::PoolConfi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_skips_a_dead_first_address() {
     let mock = MockCluster::start(3);
-    let dead = dead_address();
-    // Alone, the dead address gets nowhere: refused at once.
-    let alone = Pool::new(config(&dead.to_string())).unwrap();
-    let e = alone
-        .refresh_metadata(TopicScope::none())
-        .await
-        .unwrap_err();
-    let refused = matches!(
-        &e,
-        Error::Transport { kind: TransportError::Io(io), .. }
-            if io.kind() == std::io::ErrorKind::ConnectionRefused
-    );
-    assert!(refused, "{e:?}");
-    let mut c = config(&format!("{dead},{}", mock.bootstrap()));
-    // Refused, not timed out: the dead address costs nothing like this setup timeout.
-    c.socket_connection_setup_timeout = Duration::from_secs(5);
-    let pool = Pool::new(c).unwrap();
-    let started = Instant::now();
-    let m = pool.refresh_metadata(TopicScope::none()).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    let brokers: Vec<(i32, String)> = m.brokers.values().map(|b| (b.id, b.address())).collect();
-    let expected: Vec<(i32, String)> = (1..=3)
-        .map(|id| (id, mock.broker_addr(id).to_string()))
-        .collect();
-    assert_eq!(brokers, expected);
-    assert!(m.cluster_id.is_some(), "{m:?}");
-    // From now on `Any` means an advertised broker, and every one of them answers.
-    let topic = unique_name("absent");
-    let answer = pool
-        .send(BrokerTarget::Any, &metadata_request(&[&topic]))
-        .await
-        .unwrap();
-    assert_answers(&answer, &topic, None);
-    for id in 1..=3 {
-        let answer = pool
-            .send(BrokerTarget::Broker(id), &metadata_request(&[&topic]))
-            .await
-            .unwrap();
-        assert_answers(&answer, &topic, None);
-    }
+    // The three brokers, ids 1 to 3, each at the address the harness reports for it.
+    let advertised: Vec<String> = (1..=3).map(|id| mock.broker_addr(id).to_string()).collect();
+    let ids = assert_bootstrap_skips_a_dead_first_address(mock.bootstrap(), &advertised).await;
+    assert_eq!(ids, [1, 2, 3]);
 }
 
 /// A Fetch of `topic`'s partition 0 from offset 0 that does not wait.
@@ -166,17 +122,9 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     mock.create_topic(&topic, 2, 3);
     let pool = pool_on(&mock, |_| {}).await;
     for id in 1..=3 {
-        let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
-        // What the pool learned is what the broker says to an independent client.
-        let independent = BlockingConnection::connect(mock.broker_addr(id)).unwrap();
-        assert_eq!(
-            pool.broker_versions(id).as_ref(),
-            Some(independent.versions())
-        );
-        let negotiated = assert_negotiated(&conn);
         // librdkafka 2.16's ranges (shared/BROKERS.md, with the harness's caps) against
         // kcon's: pinned, so that a change on either side shows here.
-        for (api, version) in [
+        let pinned = [
             (ApiKey::Metadata, 8),
             (ApiKey::Fetch, 12),
             (ApiKey::ListOffsets, 7),
@@ -185,13 +133,8 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
             (ApiKey::OffsetForLeaderEpoch, 2),
             (ApiKey::JoinGroup, 5),
             (ApiKey::ConsumerGroupHeartbeat, 1),
-        ] {
-            assert_eq!(
-                negotiated.get(&(api as i16)),
-                Some(&version),
-                "broker {id} {api:?}"
-            );
-        }
+        ];
+        assert_versions_of(&pool, id, mock.broker_addr(id), &pinned).await;
     }
     // Metadata v8 carries leader epochs (v7+).
     let m = pool
@@ -303,53 +246,16 @@ async fn a_slow_broker_times_out_retriably_and_the_next_request_uses_a_fresh_con
     let timeout = Duration::from_millis(300);
     let pool = pool_on(&mock, |c| c.request_timeout = timeout).await;
     // Connected before the RTT is set, so that the handshake is quick.
-    let conn = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
+    pool.connection(BrokerTarget::Broker(2)).await.unwrap();
     let rtt = Duration::from_millis(1500);
     mock.set_rtt(2, rtt);
-    let started = Instant::now();
-    let e = pool
-        .send(BrokerTarget::Broker(2), &metadata_request(&[]))
-        .await
-        .unwrap_err();
-    let took = started.elapsed();
-    assert!(
-        matches!(
-            &e,
-            Error::Transport { kind: TransportError::RequestTimeout { api_key: 3, timeout: t }, .. }
-                if *t == timeout
-        ),
-        "{e:?}"
-    );
-    assert!(e.is_retriable());
-    assert!(took >= timeout && took < rtt, "{took:?}");
-    // The request was on the wire: its connection is closed, since a late answer could no
-    // longer be told apart.
-    assert!(conn.is_closed());
-    assert!(matches!(
-        conn.close_reason(),
-        Some(Error::Transport {
-            kind: TransportError::RequestTimeout { .. },
-            ..
-        })
-    ));
+    assert_request_times_out(&pool, 2, &metadata_request(&[]), rtt).await;
 
     mock.set_rtt(2, Duration::ZERO);
     mock.start_request_tracking();
-    let topic = unique_name("absent");
-    let answer = pool
-        .send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
-        .await
-        .unwrap();
-    assert_answers(&answer, &topic, None);
-    let fresh = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
-    assert!(!fresh.is_closed());
+    assert_answered_again(&pool, 2).await;
     // Fresh: broker 2 saw a new connection's handshake before the request.
-    let to_two: Vec<i16> = mock
-        .requests()
-        .iter()
-        .filter(|r| r.broker_id == 2)
-        .map(|r| r.api_key)
-        .collect();
+    let to_two = api_keys_received(&mock, 2);
     assert_eq!(
         to_two.first(),
         Some(&(ApiKey::ApiVersions as i16)),
@@ -380,16 +286,10 @@ async fn a_broker_down_fails_pending_requests_backs_off_and_is_used_again_once_u
     mock.set_rtt(2, Duration::from_secs(5));
     mock.start_request_tracking();
     let prefix = unique_name("pending");
-    let pending: Vec<_> = (0..3)
-        .map(|i| {
-            let pool = pool.clone();
-            let topic = format!("{prefix}-{i}");
-            tokio::spawn(async move {
-                pool.send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
-                    .await
-            })
-        })
+    let requests = (0..3)
+        .map(|i| metadata_request(&[&format!("{prefix}-{i}")]))
         .collect();
+    let pending = spawn_sends(&pool, 2, requests);
     wait_until(
         "the broker has two of the requests",
         Duration::from_secs(5),
@@ -409,39 +309,21 @@ async fn a_broker_down_fails_pending_requests_backs_off_and_is_used_again_once_u
     let died = Instant::now();
     mock.set_down(2);
     // Every pending request fails, now: not after the 5 s RTT, nor after request.timeout.ms
-    // (30 s). The two at the broker get the lost connection; the one waiting for a slot gets
-    // it too, or, had it not reached the slot yet, a refused reconnect.
-    for p in pending {
-        let e = tokio::time::timeout(Duration::from_secs(2), p)
-            .await
-            .expect("a pending request hung after the broker went down")
-            .unwrap()
-            .unwrap_err();
-        assert!(is_connection_lost(&e) && e.is_retriable(), "{e:?}");
-    }
+    // (30 s). The two at the broker get the lost connection.
+    assert_pending_fail(pending, Duration::from_secs(2)).await;
     assert!(conn.is_closed());
     mock.set_rtt(2, Duration::ZERO);
 
-    let probe = metadata_request(&[]);
-    let failures = refused_attempts(&pool, BrokerTarget::Broker(2), &probe, 5).await;
-    assert_backoff_spacing(died, &failures, &policy, Duration::from_millis(300));
+    assert_refused_with_backoff(&pool, 2, died).await;
     // The other brokers are not held back by broker 2's backoff.
     let started = Instant::now();
-    pool.send(BrokerTarget::Broker(1), &probe).await.unwrap();
+    pool.send(BrokerTarget::Broker(1), &metadata_request(&[]))
+        .await
+        .unwrap();
     assert!(started.elapsed() < policy.max(), "{:?}", started.elapsed());
 
     mock.set_up(2);
-    // Back: the next request connects (after what is left of the backoff, at most
-    // reconnect.backoff.max.ms) and is answered.
-    let started = Instant::now();
-    let topic = unique_name("back");
-    let answer = pool
-        .send(BrokerTarget::Broker(2), &metadata_request(&[&topic]))
-        .await
-        .unwrap();
-    assert_answers(&answer, &topic, None);
-    let took = started.elapsed();
-    assert!(took < policy.max() + Duration::from_millis(500), "{took:?}");
+    assert_back_within_backoff(&pool, 2).await;
 }
 
 // A current-thread runtime: while the test polls the 1,000 sends once each, the connection's
@@ -450,32 +332,16 @@ async fn a_broker_down_fails_pending_requests_backs_off_and_is_used_again_once_u
 async fn a_thousand_pipelined_requests_are_answered_and_matched() {
     let mock = MockCluster::start(3);
     let prefix = unique_name("pipelined");
-    let existing: Vec<(String, usize)> = (1..=4).map(|n| (format!("{prefix}-{n}p"), n)).collect();
+    let existing = pipelined_topics(&prefix);
     for (topic, n) in &existing {
         mock.create_topic(topic, *n as i32, 3);
     }
     let pool = pool_on(&mock, |c| c.max_in_flight_requests_per_connection = 1000).await;
-    // Most names don't exist (the answer names them with UNKNOWN_TOPIC_OR_PARTITION); four
-    // exist with 1 to 4 partitions, so those answers differ in content too.
-    let names: Vec<String> = (0..1000)
-        .map(|i| match i % 250 {
-            7 => existing[i / 250].0.clone(),
-            _ => format!("{prefix}-absent-{i}"),
-        })
-        .collect();
-    let partitions: BTreeMap<String, usize> = existing.into_iter().collect();
     let conn = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
     mock.start_request_tracking();
     // Every answer 50 ms late: one at a time, 1,000 requests would take 50 s.
     mock.set_rtt(1, Duration::from_millis(50));
-    let started = Instant::now();
-    let in_flight = assert_pipelined_metadata(&conn, &names, &partitions).await;
-    let took = started.elapsed();
-    eprintln!("1000 pipelined Metadata requests to the mock (RTT 50 ms): {took:?}");
-    assert_eq!(
-        in_flight, 1000,
-        "the requests were not all on the wire at once"
-    );
+    let took = assert_thousand_pipelined(&conn, &prefix, &existing, "the mock (RTT 50 ms)").await;
     assert!(took < Duration::from_secs(10), "{took:?}: not pipelined");
     let metadata = ApiKey::Metadata as i16;
     let received = mock.requests();
@@ -491,63 +357,29 @@ async fn a_thousand_pipelined_requests_are_answered_and_matched() {
 // polls or a tiny timeout land while the request is on the wire.
 #[test]
 fn cancelled_requests_leave_the_connection_usable() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     let mock = MockCluster::start(3);
     const RTT: Duration = Duration::from_millis(3);
     mock.set_rtt(1, RTT);
     let peer = Peer::broker(1, mock.broker_addr(1).to_string());
-    let mut runner = TestRunner::new(ProptestConfig {
-        cases: 16,
-        failure_persistence: None,
-        // Each failing case can cost a request timeout (a slot that never came back): keep the
-        // shrinking short.
-        max_shrink_iters: 8,
-        ..ProptestConfig::default()
-    });
-    let strategy = (
-        1usize..=4,
-        proptest::collection::vec(cancel_strategy(), 1..24),
-    );
-    // `run` takes an `Fn`: the sum goes through a `Cell`.
-    let orphaned = std::cell::Cell::new(0);
-    let result = runner.run(&strategy, |(cap, cancels)| {
-        let outcome = runtime.block_on(async {
-            let mut c = config(mock.bootstrap());
-            // A small cap makes requests wait for slots too, so that some are cancelled while
-            // waiting and some while on the wire.
-            c.max_in_flight_requests_per_connection = cap;
-            // A slot lost by a cancelled request shows as a request timing out waiting for one:
-            // soon, rather than after the default 30 s.
-            c.request_timeout = Duration::from_secs(3);
-            let conn = Connection::connect(peer.clone(), &c)
-                .await
-                .map_err(|e| TestCaseError::fail(format!("connect: {e}")))?;
+    assert_cancellation_property(
+        &runtime,
+        mock.bootstrap(),
+        &peer,
+        1..=4,
+        Just(()),
+        async |conn, cap, (), cancels| {
             let prefix = unique_name("cancel");
-            let outcome = cancel_scenario(&conn, &prefix, &cancels, 0).await;
+            let outcome = cancel_scenario(conn, &prefix, cancels, 0).await;
             // No slot was lost: with answers 100 ms late, `cap` requests fit on the wire.
             mock.set_rtt(1, Duration::from_millis(100));
-            assert_slots_usable(&conn, &prefix, cap, cap).await;
+            assert_slots_usable(conn, &prefix, cap, cap).await;
             mock.set_rtt(1, RTT);
             // Cancelled requests keep their slots until answered: never more than `cap` on
             // the wire.
             proptest::prop_assert!(outcome.orphaned <= cap, "{outcome:?}");
-            proptest::prop_assert_eq!(outcome.answered + outcome.cancelled, cancels.len());
             Ok(outcome)
-        })?;
-        orphaned.set(orphaned.get() + outcome.orphaned);
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    // Otherwise the property never cancelled a request on the wire, the case it is about.
-    assert!(
-        orphaned.get() > 0,
-        "no request was cancelled mid-flight in any case"
+        },
     );
 }
 
@@ -590,22 +422,10 @@ async fn a_connection_the_broker_drops_fails_its_requests_once_and_the_next_uses
     );
     assert_eq!(conn.in_flight(), 0);
 
-    let after = format!("{prefix}-after");
-    let answer = pool
-        .send(BrokerTarget::Broker(1), &metadata_request(&[&after]))
-        .await
-        .unwrap();
-    assert_answers(&answer, &after, None);
-    let fresh = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
-    assert!(!fresh.is_closed());
+    assert_answered_again(&pool, 1).await;
     // Fresh: after the request that closed the old connection, broker 1 saw a new
     // connection's handshake, then the request that was answered.
-    let to_one: Vec<i16> = mock
-        .requests()
-        .iter()
-        .filter(|r| r.broker_id == 1)
-        .map(|r| r.api_key)
-        .collect();
+    let to_one = api_keys_received(&mock, 1);
     let (metadata, api_versions) = (ApiKey::Metadata as i16, ApiKey::ApiVersions as i16);
     assert_eq!(to_one.first(), Some(&metadata), "{to_one:?}");
     assert_eq!(to_one.last(), Some(&metadata), "{to_one:?}");
