@@ -53,17 +53,7 @@ impl Pool {
             tokio::runtime::Handle::try_current().map_err(|_| Error::Misuse(Misuse::NoRuntime))?;
         let inner = Arc::new(PoolInner {
             config,
-            state: Mutex::new(PoolState {
-                metadata: Arc::new(Metadata::default()),
-                tracked: TopicScope::none(),
-                slots: HashMap::new(),
-                versions: HashMap::new(),
-                refresh: None,
-                next_refresh_id: 0,
-                stale: false,
-                refresh_failures: 0,
-                refresh_not_before: None,
-            }),
+            state: Mutex::new(PoolState::new()),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
         });
@@ -527,6 +517,21 @@ impl Drop for PoolInner {
 const HOUSEKEEPING_MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 impl PoolState {
+    /// The state of a new pool: no metadata, no connections, nothing tracked.
+    fn new() -> PoolState {
+        PoolState {
+            metadata: Arc::new(Metadata::default()),
+            tracked: TopicScope::none(),
+            slots: HashMap::new(),
+            versions: HashMap::new(),
+            refresh: None,
+            next_refresh_id: 0,
+            stale: false,
+            refresh_failures: 0,
+            refresh_not_before: None,
+        }
+    }
+
     /// The slot for `key`, made if missing. A slot whose peer differs (the broker moved to a new
     /// address) is replaced: its connection is retired.
     fn slot(&mut self, key: SlotKey, peer: Peer) -> Arc<Slot> {
@@ -699,17 +704,7 @@ mod tests {
 
     #[test]
     fn slots_follow_a_moved_broker() {
-        let mut st = PoolState {
-            metadata: Arc::new(Metadata::default()),
-            tracked: TopicScope::none(),
-            slots: HashMap::new(),
-            versions: HashMap::new(),
-            refresh: None,
-            next_refresh_id: 0,
-            stale: false,
-            refresh_failures: 0,
-            refresh_not_before: None,
-        };
+        let mut st = PoolState::new();
         let a = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
         let same = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
         assert!(Arc::ptr_eq(&a, &same));
