@@ -177,9 +177,12 @@ impl fmt::Debug for RecordBatches {
 pub struct Batch {
     position: usize,
     raw: Bytes,
-    /// The records: the magic-2 records section (decompressed if need be), or the legacy
-    /// message set.
+    /// The records: the decompressed magic-2 records section, or the legacy message set.
+    /// Empty for an uncompressed magic-2 batch, whose records are read in place from `raw`
+    /// (one reference count less to take and drop per batch).
     data: Bytes,
+    /// Whether the records are the uncompressed section of `raw`, after the header.
+    records_in_raw: bool,
     magic: i8,
     base_offset: i64,
     last_offset: i64,
@@ -235,7 +238,7 @@ impl Batch {
         };
         let count = usize::try_from(record_count).map_err(|_| count_error.clone())?;
         let data = if compression == Compression::None {
-            raw.slice(v2::HEADER_LEN..)
+            Bytes::new()
         } else {
             // Decompressed once into one buffer; the records are slices of it.
             let mut out = Vec::new();
@@ -250,7 +253,12 @@ impl Batch {
         };
         // A count the bytes cannot hold is refused before any record is read (nothing is sized
         // from it, but it would otherwise surface only at the end of the walk).
-        if count > data.len() / v2::MIN_RECORD_LEN {
+        let section_len = if compression == Compression::None {
+            raw.len().saturating_sub(v2::HEADER_LEN)
+        } else {
+            data.len()
+        };
+        if count > section_len / v2::MIN_RECORD_LEN {
             return Err(count_error);
         }
         let last_offset_delta = i32::from_be_bytes(read_array(h, v2::LAST_OFFSET_DELTA));
@@ -277,6 +285,7 @@ impl Batch {
                 TimestampType::CreateTime
             },
             legacy: None,
+            records_in_raw: compression == Compression::None,
             raw,
             data,
         })
@@ -309,6 +318,7 @@ impl Batch {
             compression: d.compression,
             timestamp_type: d.timestamp_type,
             legacy: Some(d.walk),
+            records_in_raw: false,
             raw,
             data: d.data,
         })
@@ -334,10 +344,31 @@ impl Batch {
         .into()
     }
 
-    /// The buffer the records' slices point into.
+    /// The buffer the records' slices point into: `raw` for an uncompressed magic-2 batch.
     #[inline]
     pub(crate) fn data(&self) -> &Bytes {
-        &self.data
+        if self.records_in_raw {
+            &self.raw
+        } else {
+            &self.data
+        }
+    }
+
+    /// The records: the magic-2 records section (decompressed if need be), or the legacy
+    /// message set.
+    #[inline]
+    pub(crate) fn records_section(&self) -> &[u8] {
+        if self.records_in_raw {
+            self.raw.get(v2::HEADER_LEN..).unwrap_or_default()
+        } else {
+            &self.data
+        }
+    }
+
+    /// How the messages of a magic 0/1 entry map to records; `None` for magic 2.
+    #[inline]
+    pub(crate) fn legacy_walk(&self) -> Option<legacy::Walk> {
+        self.legacy
     }
 
     /// The records, read lazily: each a view into this batch.
@@ -365,10 +396,7 @@ impl Batch {
     /// ```
     #[inline]
     pub fn records(&self) -> Records<'_> {
-        match self.legacy {
-            None => Records::new_v2(self),
-            Some(walk) => Records::new_legacy(self, walk),
-        }
+        Records::new(self)
     }
 
     /// Byte position of the batch in the records buffer it was read from.
