@@ -135,8 +135,7 @@ impl<'a> Reader<'a> {
     /// A zigzag-encoded signed varint of at most 5 bytes (record fields).
     #[inline]
     pub(crate) fn varint(&mut self) -> Result<i32, WireError> {
-        let v = self.uvarint()?;
-        Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+        Ok(unzigzag32(self.uvarint()?))
     }
 
     /// A zigzag-encoded signed varlong of at most 10 bytes (record timestamp and offset deltas).
@@ -155,12 +154,24 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(unzigzag64(value));
             }
         }
         self.pos = start;
         Err(WireError::InvalidVarint { offset: start })
     }
+}
+
+/// Undoes the zigzag encoding of a signed varint.
+#[inline(always)]
+pub(crate) fn unzigzag32(v: u32) -> i32 {
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+/// Undoes the zigzag encoding of a signed varlong.
+#[inline(always)]
+pub(crate) fn unzigzag64(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Appends `v` as an unsigned varint.

@@ -8,7 +8,7 @@ use super::TimestampType;
 use super::batch::Batch;
 use super::legacy;
 use crate::error::{BatchErrorKind, Result};
-use crate::wire::{Reader, WireError};
+use crate::wire::{Reader, WireError, unzigzag32, unzigzag64};
 
 /// One record of a [`Batch`]: a view into the batch's buffer.
 ///
@@ -379,37 +379,28 @@ impl Fail {
     }
 }
 
+/// An unsigned varint of one or two bytes at `p`, with where it ends: the common case of
+/// every record field (deltas and lengths below 8192). `None` for anything longer, or cut.
+#[inline(always)]
+fn short_uvarint(buf: &[u8], p: usize) -> Option<(u32, usize)> {
+    let b0 = *buf.get(p)?;
+    if b0 < 0x80 {
+        return Some((u32::from(b0), p + 1));
+    }
+    let b1 = *buf.get(p + 1)?;
+    (b1 < 0x80).then(|| (u32::from(b0 & 0x7f) | u32::from(b1) << 7, p + 2))
+}
+
 /// A zigzag varint of at most 5 bytes (Java's `ByteUtils.readVarint`). The one-byte case,
 /// which covers most deltas and small lengths, is a compare and a branch.
 #[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> std::result::Result<i32, Fail> {
-    let p = *pos;
-    if let Some(&b0) = buf.get(p) {
-        if b0 < 0x80 {
-            *pos = p + 1;
-            return Ok(unzigzag32(u32::from(b0)));
-        }
-        // Two bytes: lengths of 64 to 8191 bytes, offset deltas up to 8191.
-        if let Some(&b1) = buf.get(p + 1) {
-            if b1 < 0x80 {
-                *pos = p + 2;
-                return Ok(unzigzag32(u32::from(b0 & 0x7f) | u32::from(b1) << 7));
-            }
-        }
-    }
-    let (v, next) = read_varint_multi(buf, p)?;
+    let (v, next) = match short_uvarint(buf, *pos) {
+        Some((v, next)) => (unzigzag32(v), next),
+        None => read_varint_multi(buf, *pos)?,
+    };
     *pos = next;
     Ok(v)
-}
-
-#[inline(always)]
-fn unzigzag32(v: u32) -> i32 {
-    ((v >> 1) as i32) ^ -((v & 1) as i32)
-}
-
-#[inline(always)]
-fn unzigzag64(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Three bytes or more, or an error: through the shared bounds-checked reader, out of line so
@@ -425,20 +416,10 @@ fn read_varint_multi(buf: &[u8], pos: usize) -> std::result::Result<(i32, usize)
 /// A zigzag varlong of at most 10 bytes (Java's `ByteUtils.readVarlong`).
 #[inline(always)]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, Fail> {
-    let p = *pos;
-    if let Some(&b0) = buf.get(p) {
-        if b0 < 0x80 {
-            *pos = p + 1;
-            return Ok(unzigzag64(u64::from(b0)));
-        }
-        if let Some(&b1) = buf.get(p + 1) {
-            if b1 < 0x80 {
-                *pos = p + 2;
-                return Ok(unzigzag64(u64::from(b0 & 0x7f) | u64::from(b1) << 7));
-            }
-        }
-    }
-    let (v, next) = read_varlong_multi(buf, p)?;
+    let (v, next) = match short_uvarint(buf, *pos) {
+        Some((v, next)) => (unzigzag64(u64::from(v)), next),
+        None => read_varlong_multi(buf, *pos)?,
+    };
     *pos = next;
     Ok(v)
 }
