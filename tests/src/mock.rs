@@ -16,10 +16,18 @@
 //! - Some advertised versions are misparsed or misanswered; [`MockCluster::start`] lowers them
 //!   (see [`VERSION_WORKAROUNDS`]). With Metadata capped at v8 there are no topic ids.
 //! - Error answers to FindCoordinator, JoinGroup and SyncGroup carry null in non-nullable
-//!   fields (host, leader, assignment) at every version, so a strict decoder can't read them:
-//!   push errors for those APIs only to see a client cope with an unreadable answer. Heartbeat,
-//!   LeaveGroup, OffsetCommit, OffsetFetch, ListOffsets, OffsetForLeaderEpoch, Fetch, Produce
-//!   and ConsumerGroupHeartbeat carry pushed errors readably.
+//!   fields at every version: FindCoordinator's `host`, JoinGroup's `leader` and `member_id`
+//!   (and its nullable `protocol_name`), SyncGroup's `assignment` (also when a sync fails in
+//!   the group, e.g. REBALANCE_IN_PROGRESS). Java's decoders would refuse them; kcon-codec, like
+//!   librdkafka, reads exactly these nulls as empty when the answer's error code is non-zero,
+//!   so pushed errors for these APIs reach the caller in a typed answer and the connection
+//!   stays open. Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListOffsets,
+//!   OffsetForLeaderEpoch, Fetch, Produce and ConsumerGroupHeartbeat carry pushed errors in
+//!   well-formed answers.
+//! - A classic group's sync completes as soon as the leader's SyncGroup has assigned every
+//!   member; a follower whose SyncGroup comes after that is refused with INVALID_REQUEST (42)
+//!   and must rejoin. Followers have to sync before the leader does (librdkafka's nearly always
+//!   do; kafka-python's often don't, see [`crate::group_peers`]).
 //! - ConsumerGroupHeartbeat must set both `SubscribedTopicNames` and `SubscribedTopicRegex`
 //!   or neither (librdkafka sends an empty regex with the names); otherwise an assertion
 //!   aborts the whole mock process, and every later command fails with that in its stderr.

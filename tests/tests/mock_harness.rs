@@ -15,8 +15,8 @@ use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic
 use kcon_codec::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kcon_codec::kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, MetadataRequest, MetadataResponse,
-    SyncGroupRequest, TopicName,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, MetadataRequest,
+    MetadataResponse, SyncGroupRequest, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_tests::blocking::BlockingConnection;
@@ -217,8 +217,9 @@ fn heartbeat(conn: &mut BlockingConnection, group: &str) -> i16 {
     conn.send(&req).expect("Heartbeat").1.error_code
 }
 
-// Heartbeat carries pushed errors: its error answers decode. FindCoordinator's, JoinGroup's and
-// SyncGroup's don't (see `group_api_error_answers_are_malformed_in_the_mock`).
+// Heartbeat carries pushed errors in a well-formed answer. FindCoordinator's, JoinGroup's and
+// SyncGroup's carry nulls kcon-codec reads as empty (see
+// `group_api_error_answers_have_nulls_read_as_empty`).
 #[test]
 fn pushed_errors_answer_the_next_requests_in_order() {
     let mock = MockCluster::start(2);
@@ -432,15 +433,9 @@ fn the_leader_names_the_follower_which_reports_its_watermarks() {
     );
 }
 
-/// A classic JoinGroup for a new member of `group`, answered once the group's rebalance ends.
-fn join(
-    conn: &mut BlockingConnection,
-    group: &str,
-) -> (
-    Duration,
-    kcon_codec::kafka_protocol::messages::JoinGroupResponse,
-) {
-    let req = JoinGroupRequest::default()
+/// A classic JoinGroup for a new member of `group`.
+fn join_request(group: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
         .with_group_id(GroupId(str_bytes(group)))
         .with_session_timeout_ms(6000)
         .with_rebalance_timeout_ms(6000)
@@ -449,9 +444,13 @@ fn join(
             JoinGroupRequestProtocol::default()
                 .with_name(str_bytes("range"))
                 .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0])),
-        ]);
+        ])
+}
+
+/// A classic JoinGroup for a new member of `group`, answered once the group's rebalance ends.
+fn join(conn: &mut BlockingConnection, group: &str) -> (Duration, JoinGroupResponse) {
     let started = Instant::now();
-    let (_, resp) = conn.send(&req).expect("JoinGroup");
+    let (_, resp) = conn.send(&join_request(group)).expect("JoinGroup");
     (started.elapsed(), resp)
 }
 
@@ -513,15 +512,7 @@ fn a_classic_group_round_trip_works_at_the_lowered_versions() {
 }
 
 fn join_result(conn: &mut BlockingConnection, group: &str) -> Result<i16, String> {
-    let req = JoinGroupRequest::default()
-        .with_group_id(GroupId(str_bytes(group)))
-        .with_session_timeout_ms(6000)
-        .with_rebalance_timeout_ms(6000)
-        .with_protocol_type(str_bytes("consumer"))
-        .with_protocols(vec![
-            JoinGroupRequestProtocol::default().with_name(str_bytes("range")),
-        ]);
-    conn.send(&req).map(|(_, r)| r.error_code)
+    conn.send(&join_request(group)).map(|(_, r)| r.error_code)
 }
 
 #[test]
@@ -607,37 +598,58 @@ fn the_mock_as_shipped_mishandles_the_versions_the_harness_lowers() {
     assert!(err.contains("malformed LeaveGroup v3 response"), "{err}");
 }
 
+/// A SyncGroup for a member of `group` that doesn't exist, without assignments.
+fn sync_request(group: &str) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_generation_id(1)
+        .with_member_id(str_bytes("no-such-member"))
+}
+
 /// Not fixable by versions: the mock's error answers to FindCoordinator, JoinGroup and
-/// SyncGroup put null in non-nullable strings and bytes (host, leader, assignment), which a
-/// strict decoder (and Java's generated one) rejects. Errors for these APIs can't be observed
-/// through the mock; Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListOffsets, Fetch,
-/// Produce and ConsumerGroupHeartbeat carry them fine.
+/// SyncGroup put null in non-nullable strings and bytes (host; leader and member id;
+/// assignment), which Java's generated decoders would reject. kcon-codec reads exactly those
+/// nulls as empty when the answer's error code is non-zero, as librdkafka does; this pins
+/// which fields the mock nulls (at the harness's versions: FindCoordinator v3, compact; JoinGroup
+/// v5 and SyncGroup v3, fixed-width).
 #[test]
-fn group_api_error_answers_are_malformed_in_the_mock() {
+fn group_api_error_answers_have_nulls_read_as_empty() {
     let mock = MockCluster::start(1);
     let group = unique_name("g");
     let pushed = code(ResponseError::NotCoordinator);
+    let mut conn = mock.connect(1).unwrap();
 
     mock.push_request_errors(ApiKey::FindCoordinator, &[pushed]);
-    let mut conn = mock.connect(1).unwrap();
     let req = FindCoordinatorRequest::default().with_key(str_bytes(&group));
-    let err = conn.send(&req).unwrap_err();
-    assert!(err.contains("(field host): invalid length -1"), "{err}");
+    let (version, resp) = conn.send(&req).expect("FindCoordinator");
+    assert_eq!(version, 3);
+    assert_eq!(
+        (
+            resp.error_code,
+            resp.node_id.0,
+            resp.host.as_str(),
+            resp.port
+        ),
+        (pushed, -1, "", -1)
+    );
+    assert!(resp.error_message.is_some_and(|m| !m.is_empty()));
 
     mock.push_request_errors(ApiKey::JoinGroup, &[pushed]);
-    let mut conn = mock.connect(1).unwrap();
-    let err = join_result(&mut conn, &group).unwrap_err();
-    assert!(err.contains("(field leader): invalid length -1"), "{err}");
+    let (version, resp) = conn.send(&join_request(&group)).expect("JoinGroup");
+    assert_eq!(version, 5);
+    assert_eq!((resp.error_code, resp.generation_id), (pushed, -1));
+    assert_eq!(resp.protocol_name, None);
+    assert_eq!((resp.leader.as_str(), resp.member_id.as_str()), ("", ""));
+    assert!(resp.members.is_empty());
 
-    let mut conn = mock.connect(1).unwrap();
-    let sync = SyncGroupRequest::default()
-        .with_group_id(GroupId(str_bytes(&group)))
-        .with_member_id(str_bytes("no-such-member"));
-    let err = conn.send(&sync).unwrap_err();
-    assert!(
-        err.contains("(field assignment): invalid length -1"),
-        "{err}"
-    );
+    mock.push_request_errors(ApiKey::SyncGroup, &[pushed]);
+    let (version, resp) = conn.send(&sync_request(&group)).expect("SyncGroup");
+    assert_eq!(version, 3);
+    assert_eq!((resp.error_code, resp.assignment.len()), (pushed, 0));
+
+    // The same connection goes on answering.
+    let resp = find_coordinator(&mut conn, &group, 0);
+    assert_eq!((resp.error_code, resp.node_id.0), (0, 1));
 }
 
 /// A test that dies never runs drop; its pipes close instead, and the script must then end on
@@ -674,4 +686,159 @@ fn the_script_exits_when_its_stdin_closes() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+/// kcon-pool over the mock's error answers to the group APIs: each pushed error comes back in
+/// the typed answer (the nulls the mock writes beside it read as empty), and the connection
+/// stays open and usable, both for a held [`kcon_pool::Connection`] and through the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_reads_group_api_errors_and_keeps_the_connection() {
+    use kcon_pool::{BrokerTarget, Pool};
+    use kcon_tests::pool::config;
+
+    let mock = MockCluster::start(3);
+    let group = unique_name("g");
+    let not_coordinator = code(ResponseError::NotCoordinator);
+    let not_available = code(ResponseError::CoordinatorNotAvailable);
+    let unknown_member = code(ResponseError::UnknownMemberId);
+    let rebalancing = code(ResponseError::RebalanceInProgress);
+    let pool = Pool::new(config(mock.bootstrap())).unwrap();
+    let conn = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    let find = FindCoordinatorRequest::default().with_key(str_bytes(&group));
+
+    mock.push_request_errors(ApiKey::FindCoordinator, &[not_coordinator, not_available]);
+    for pushed in [not_coordinator, not_available] {
+        let resp = conn.send(&find).await.unwrap();
+        assert_eq!(
+            (
+                resp.error_code,
+                resp.node_id.0,
+                resp.host.as_str(),
+                resp.port
+            ),
+            (pushed, -1, "", -1)
+        );
+    }
+    mock.push_request_errors(ApiKey::JoinGroup, &[unknown_member, rebalancing]);
+    for pushed in [unknown_member, rebalancing] {
+        let resp = conn.send(&join_request(&group)).await.unwrap();
+        assert_eq!((resp.error_code, resp.generation_id), (pushed, -1));
+        assert_eq!((resp.leader.as_str(), resp.member_id.as_str()), ("", ""));
+    }
+    mock.push_request_errors(ApiKey::SyncGroup, &[unknown_member, rebalancing]);
+    for pushed in [unknown_member, rebalancing] {
+        let resp = conn.send(&sync_request(&group)).await.unwrap();
+        assert_eq!((resp.error_code, resp.assignment.len()), (pushed, 0));
+    }
+    assert!(!conn.is_closed(), "closed: {:?}", conn.close_reason());
+    let resp = conn.send(&find).await.unwrap();
+    assert_eq!(resp.error_code, 0);
+    let coordinator = resp.node_id.0;
+    assert_eq!(
+        format!("{}:{}", resp.host.as_str(), resp.port),
+        mock.broker_addr(coordinator).to_string()
+    );
+
+    // Through the pool: an error answer leaves the pooled connection in place (the pool hands
+    // out the same one again), and the next request on it succeeds.
+    let target = BrokerTarget::Broker(2);
+    let before = pool.connection(target).await.unwrap();
+    mock.push_request_errors(ApiKey::SyncGroup, &[rebalancing]);
+    let resp = pool.send(target, &sync_request(&group)).await.unwrap();
+    assert_eq!(resp.error_code, rebalancing);
+    let after = pool.connection(target).await.unwrap();
+    assert!(!before.is_closed(), "closed: {:?}", before.close_reason());
+    assert_eq!(after.socket_addr(), before.socket_addr());
+    let resp = pool.send(target, &find).await.unwrap();
+    assert_eq!((resp.error_code, resp.node_id.0), (0, coordinator));
+}
+
+/// Two members of a new `group` join at once; returns each one's connection and JoinGroup
+/// answer, the leader first.
+fn join_two(mock: &MockCluster, group: &str) -> [(BlockingConnection, JoinGroupResponse); 2] {
+    // Both JoinGroups are held until the rebalance ends, so each waits on its own thread.
+    let joins: Vec<_> = (0..2)
+        .map(|_| {
+            let mut conn = mock.connect(1).unwrap();
+            let group = group.to_owned();
+            std::thread::spawn(move || {
+                let (_, resp) = join(&mut conn, &group);
+                (conn, resp)
+            })
+        })
+        .collect();
+    let mut joined: Vec<_> = joins.into_iter().map(|j| j.join().unwrap()).collect();
+    for (_, resp) in &joined {
+        assert_eq!(resp.error_code, 0, "{resp:?}");
+    }
+    joined.sort_by_key(|(_, resp)| resp.leader != resp.member_id);
+    let [leader, follower]: [_; 2] = joined.try_into().unwrap();
+    assert_eq!(leader.1.members.len(), 2, "the leader gets the member list");
+    [leader, follower]
+}
+
+/// SyncGroup for `joined`'s member, with `assignments` (the leader's) or none.
+fn sync_of(
+    joined: &JoinGroupResponse,
+    group: &str,
+    assignments: Vec<SyncGroupRequestAssignment>,
+) -> SyncGroupRequest {
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(str_bytes(group)))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(assignments)
+}
+
+/// A limit of the mock's classic groups that a client's followers must live with: the mock
+/// completes a sync as soon as the leader's SyncGroup has assigned every member (it counts
+/// assignments, not SyncGroup requests: `rd_kafka_mock_cgrp_classic_sync_check`), and answers a
+/// follower's SyncGroup that comes after that, with the group already stable, with
+/// INVALID_REQUEST (`check_state`). A follower that syncs first is held and answered with its
+/// assignment. librdkafka's followers sync at once while the leader computes, so they nearly
+/// always win; kafka-python's often lose (see `kcon_tests::group_peers`).
+#[test]
+fn the_mock_refuses_a_follower_that_syncs_after_the_leader() {
+    let mock = MockCluster::start(1);
+    mock.set_group_initial_rebalance_delay(Duration::from_millis(500));
+    let mine = |resp: &JoinGroupResponse| bytes::Bytes::from(resp.member_id.as_str().to_owned());
+    let assign_all = |leader: &JoinGroupResponse| {
+        leader
+            .members
+            .iter()
+            .map(|m| {
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(m.member_id.clone())
+                    .with_assignment(bytes::Bytes::from(m.member_id.as_str().to_owned()))
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // The follower first: held until the leader's SyncGroup, then both get their assignment.
+    let group = unique_name("g");
+    let [(mut leader, led), (mut follower, followed)] = join_two(&mock, &group);
+    let sync = sync_of(&followed, &group, Vec::new());
+    let waiting = std::thread::spawn(move || follower.send(&sync).expect("SyncGroup").1);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, synced) = leader
+        .send(&sync_of(&led, &group, assign_all(&led)))
+        .expect("SyncGroup");
+    assert_eq!((synced.error_code, synced.assignment), (0, mine(&led)));
+    let synced = waiting.join().unwrap();
+    assert_eq!((synced.error_code, synced.assignment), (0, mine(&followed)));
+
+    // The leader first: the group is stable at once, and the follower is refused.
+    let group = unique_name("g");
+    let [(mut leader, led), (mut follower, followed)] = join_two(&mock, &group);
+    let (_, synced) = leader
+        .send(&sync_of(&led, &group, assign_all(&led)))
+        .expect("SyncGroup");
+    assert_eq!((synced.error_code, synced.assignment), (0, mine(&led)));
+    let (_, refused) = follower
+        .send(&sync_of(&followed, &group, Vec::new()))
+        .expect("SyncGroup");
+    assert_eq!(
+        (refused.error_code, refused.assignment.len()),
+        (code(ResponseError::InvalidRequest), 0)
+    );
 }

@@ -6,6 +6,12 @@
 //! `kafka-protocol` reserves `Vec` capacity straight from counts on the wire. Only then is the
 //! body decoded, and every byte must have been read.
 //!
+//! The guard is as strict as the decoder but for one thing: in an error answer to
+//! FindCoordinator, JoinGroup or SyncGroup, a null in the few non-nullable fields librdkafka's
+//! mock cluster nulls there (host, leader, member id, assignment) is read as empty, as
+//! librdkafka reads it. Successful answers are read strictly. See the guard's `null_on_error`
+//! module.
+//!
 //! Broker side, for the scripted peers of kcon's tests: [`decode_request`] and
 //! [`encode_response`]. Requests come from kcon's own code, not from the network, so they are
 //! not guarded.
@@ -52,6 +58,8 @@ pub fn encode_request<R: Request>(
 ///
 /// Fails with [`Error::UnsupportedVersion`] for a version kcon does not speak (and so has no
 /// guard for), and with [`Error::Decode`] for bytes that are not exactly one valid response.
+/// The one exception to strictness is described in the module doc: a null where librdkafka's
+/// mock cluster puts one in an error answer comes back empty.
 pub fn decode_response<R: Request>(
     frame: Bytes,
     version: i16,
@@ -65,7 +73,8 @@ pub fn decode_response<R: Request>(
     }
     let (header, header_len) = decode_response_header(R::KEY, version, &frame)?;
     let body = frame.slice(header_len..);
-    guard::check_response(R::KEY, version, &body)?;
+    let nulls = guard::check_response(R::KEY, version, &body)?;
+    let body = nulls.apply(body);
     let response = decode_exact(R::KEY, version, Part::ResponseBody, body)?;
     Ok((header, response))
 }

@@ -2,7 +2,9 @@
 //! LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups,
 //! DeleteGroups, ConsumerGroupHeartbeat.
 //!
-//! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
+//! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders;
+//! `null_on_error` marks the fields librdkafka's mock cluster nulls in its error answers (see
+//! [`super::null_on_error`]).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -24,7 +26,7 @@ structs! {
         error_code: I16, until(3);
         error_message: Str, only(1, 3), nullable;
         node_id: I32, until(3);
-        host: Str, until(3);
+        host: Str, until(3), null_on_error;
         port: I32, until(3);
         coordinators: array(&FIND_COORDINATOR_COORDINATOR), since(4);
     }
@@ -53,9 +55,9 @@ structs! {
         protocol_type: Str, since(7), nullable;
         // Nullable in the decoder at every version (the protocol says from v7).
         protocol_name: Str, ALL, nullable;
-        leader: Str, ALL;
+        leader: Str, ALL, null_on_error;
         skip_assignment: Bool, since(9);
-        member_id: Str, ALL;
+        member_id: Str, ALL, null_on_error;
         members: array(&JOIN_GROUP_MEMBER), ALL;
     }
     JOIN_GROUP_MEMBER = "members." {
@@ -112,7 +114,7 @@ structs! {
         error_code: I16, ALL;
         protocol_type: Str, since(5), nullable;
         protocol_name: Str, since(5), nullable;
-        assignment: Bytes, ALL;
+        assignment: Bytes, ALL, null_on_error;
     }
 }
 

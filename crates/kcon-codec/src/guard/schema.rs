@@ -88,10 +88,8 @@ pub(super) struct Field {
     /// Versions in which the field is on the wire (for a tagged field: in which its tag is
     /// accepted; kafka-protocol rejects a known tag outside them).
     pub(super) versions: Versions,
-    /// Whether the decoder accepts null (length -1, or compact length 0). kafka-protocol decides
-    /// this by the Rust type (`Option<_>`), the same at every version, so this is a flag, not a
-    /// version range.
-    pub(super) nullable: bool,
+    /// What a null (length -1, or compact length 0) means here.
+    pub(super) null: Null,
     /// The tag of a tagged field: it is read only from the struct's tagged-field section.
     pub(super) tag: Option<u32>,
 }
@@ -102,13 +100,19 @@ impl Field {
             path,
             ty,
             versions,
-            nullable: false,
+            null: Null::Refused,
             tag: None,
         }
     }
 
     pub(super) const fn nullable(mut self) -> Field {
-        self.nullable = true;
+        self.null = Null::Allowed;
+        self
+    }
+
+    /// See [`Null::EmptyOnError`].
+    pub(super) const fn null_on_error(mut self) -> Field {
+        self.null = Null::EmptyOnError;
         self
     }
 
@@ -116,6 +120,24 @@ impl Field {
         self.tag = Some(tag);
         self
     }
+}
+
+/// How the walk takes a null string, bytes or array.
+///
+/// kafka-protocol decides nullability by the Rust type (`Option<_>`), the same at every
+/// version, so this is per field, not per version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Null {
+    /// The decoder's type has no null: kafka-protocol refuses it as a negative length, and so
+    /// does the walk.
+    Refused,
+    /// The decoder's type is an `Option`.
+    Allowed,
+    /// The decoder's type has no null, but in an answer whose top-level `error_code` (read
+    /// before this field) is non-zero a null is taken for empty: the walk notes where, and
+    /// [`super::null_on_error`] rewrites it to an empty value before decoding. Only for the
+    /// fields a real broker is known to null; see that module for which and why.
+    EmptyOnError,
 }
 
 /// A struct: its fields in wire order, then (in flexible versions) a tagged-field section.
@@ -193,7 +215,7 @@ pub(super) const NEVER: i16 = i16::MAX;
 
 /// Defines `StructDef` consts: `NAME = "path.prefix." { field: TYPE, VERSIONS [, flag]*; ... }`.
 /// Each field's error path is the prefix followed by the field name; flags are the [`Field`]
-/// builder methods (`nullable`, `tag(n)`).
+/// builder methods (`nullable`, `null_on_error`, `tag(n)`).
 macro_rules! structs {
     ($(
         $id:ident = $prefix:literal {

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
 
 use super::schema::{Elem, StructDef, Ty};
-use super::{MESSAGES, check_response, covers, populated};
+use super::{MESSAGES, NullPatches, check_response, covers, populated};
 use crate::error::{DecodeError, DecodeReason, Part};
 use crate::frame::decode_frame;
 use crate::header::decode_response_header;
@@ -153,8 +153,12 @@ where
     let frame = decode_frame(&mut buf).unwrap().unwrap();
     let (_, header_len) = decode_response_header(R::KEY, version, &frame).unwrap();
     let body = frame.slice(header_len..);
-    if let Err(e) = check_response(R::KEY, version, &body) {
-        panic!("the guard refuses a valid response: {e}");
+    match check_response(R::KEY, version, &body) {
+        Ok(nulls) => assert!(
+            nulls.is_empty(),
+            "a valid response needs no rewrite: {nulls:?}"
+        ),
+        Err(e) => panic!("the guard refuses a valid response: {e}"),
     }
     let (header, back) = decode_response::<R>(frame, version)
         .unwrap_or_else(|e| panic!("api {} v{version} does not decode: {e}", R::KEY));
@@ -183,6 +187,13 @@ fn kafka_protocol_decodes(api: ApiKey, version: i16, body: &[u8]) -> Result<(), 
         }
     }
     dispatch!(api, R, _build => decode::<<R as Request>::Response>(body, version))
+}
+
+/// What the guard hands kafka-protocol's decoder: `body` with the nulls it took for empty
+/// rewritten, or `None` when it refuses `body`.
+fn guarded(api: ApiKey, version: i16, body: &[u8]) -> Option<Vec<u8>> {
+    let nulls = check_response(api as i16, version, body).ok()?;
+    Some(nulls.apply(Bytes::copy_from_slice(body)).to_vec())
 }
 
 /// Every supported `(api, version)`.
@@ -575,7 +586,7 @@ impl Body {
     }
 }
 
-fn check(api: ApiKey, version: i16, body: &Body) -> Result<(), DecodeError> {
+fn check(api: ApiKey, version: i16, body: &Body) -> Result<NullPatches, DecodeError> {
     check_response(api as i16, version, &body.0)
 }
 
@@ -806,9 +817,9 @@ fn single_byte_changes_the_guard_accepts_kafka_protocol_decodes() {
                     }
                     let mut changed = body.clone();
                     changed[at] = new;
-                    if check_response(api as i16, version, &changed).is_ok() {
+                    if let Some(rewritten) = guarded(api, version, &changed) {
                         accepted += 1;
-                        if let Err(e) = kafka_protocol_decodes(api, version, &changed) {
+                        if let Err(e) = kafka_protocol_decodes(api, version, &rewritten) {
                             panic!(
                                 "{api:?} v{version} byte {at} = {new:#x}: guard accepts, kafka-protocol: {e}"
                             );
@@ -839,10 +850,10 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..128),
     ) {
         let (api, version) = pick(api, version);
-        if check_response(api as i16, version, &body).is_ok() {
+        if let Some(rewritten) = guarded(api, version, &body) {
             // Whatever the guard accepts, kafka-protocol can decode without a runaway
             // allocation; that it also succeeds shows the two agree.
-            let kp = kafka_protocol_decodes(api, version, &body);
+            let kp = kafka_protocol_decodes(api, version, &rewritten);
             prop_assert!(kp.is_ok(), "{:?} v{} {:?}: {:?}", api, version, body, kp);
         }
     }
@@ -865,9 +876,283 @@ proptest! {
         if cut % 4 == 0 {
             body.truncate(cut % (body.len() + 1));
         }
-        if check_response(api as i16, version, &body).is_ok() {
-            let kp = kafka_protocol_decodes(api, version, &body);
+        if let Some(rewritten) = guarded(api, version, &body) {
+            let kp = kafka_protocol_decodes(api, version, &rewritten);
             prop_assert!(kp.is_ok(), "{:?} v{} {:?}: {:?}", api, version, body, kp);
         }
+    }
+}
+
+// --- Null read as empty in error answers (see `null_on_error`) ---
+
+/// NOT_COORDINATOR, an error the mock cluster is asked to answer with in kcon's tests.
+const NOT_COORDINATOR: i16 = 16;
+
+impl Body {
+    /// A string (`Some`) or null (`None`), in the compact encoding when `flexible`.
+    fn str(self, flexible: bool, s: Option<&str>) -> Self {
+        match (flexible, s) {
+            (true, None) => self.uv(0),
+            (true, Some(s)) => self.uv(s.len() as u32 + 1).raw(s.as_bytes()),
+            (false, None) => self.i16(-1),
+            (false, Some(s)) => self.i16(s.len() as i16).raw(s.as_bytes()),
+        }
+    }
+    /// Null bytes (or a null array), in the compact encoding when `flexible`.
+    fn null_bytes(self, flexible: bool) -> Self {
+        if flexible { self.uv(0) } else { self.i32(-1) }
+    }
+    /// An empty array, in the compact encoding when `flexible`.
+    fn empty_array(self, flexible: bool) -> Self {
+        if flexible { self.uv(1) } else { self.i32(0) }
+    }
+    /// The tagged-field section of a flexible version: none.
+    fn no_tags(self, flexible: bool) -> Self {
+        if flexible { self.uv(0) } else { self }
+    }
+}
+
+/// The FindCoordinator answer librdkafka's mock cluster writes for `error` at `version` (v0-v3,
+/// `rd_kafka_mock_handle_FindCoordinator`): node id -1, null host, port -1.
+fn mock_find_coordinator(version: i16, error: i16) -> Body {
+    let flexible = version >= 3;
+    let mut body = Body::default();
+    if version >= 1 {
+        body = body.i32(0);
+    }
+    body = body.i16(error);
+    if version >= 1 {
+        body = body.str(flexible, Some("Broker: Not coordinator"));
+    }
+    body.i32(-1).str(flexible, None).i32(-1).no_tags(flexible)
+}
+
+/// The JoinGroup answer the mock writes for `error` (`rd_kafka_mock_handle_JoinGroup`'s error
+/// case): generation -1, null protocol name, leader and member id, no members. Written here
+/// correctly for the flexible v6, which the mock itself gets wrong (it writes a 4-byte count).
+fn mock_join_group(version: i16, error: i16) -> Body {
+    let flexible = version >= 6;
+    let mut body = Body::default();
+    if version >= 2 {
+        body = body.i32(0);
+    }
+    body.i16(error)
+        .i32(-1)
+        .str(flexible, None)
+        .str(flexible, None)
+        .str(flexible, None)
+        .empty_array(flexible)
+        .no_tags(flexible)
+}
+
+/// The SyncGroup answer the mock writes for `error` (`rd_kafka_mock_handle_SyncGroup`'s error
+/// case, and `rd_kafka_mock_cgrp_classic_sync_done` with an error): null assignment.
+fn mock_sync_group(version: i16, error: i16) -> Body {
+    let flexible = version >= 4;
+    let mut body = Body::default();
+    if version >= 1 {
+        body = body.i32(0);
+    }
+    body.i16(error).null_bytes(flexible).no_tags(flexible)
+}
+
+/// `body` as a response frame (without its size prefix) with correlation id 7.
+fn frame_of(api: ApiKey, version: i16, body: &Body) -> Bytes {
+    use kafka_protocol::protocol::HeaderVersion;
+    let header_version = dispatch!(api, R, _build => {
+        <<R as Request>::Response as HeaderVersion>::header_version(version)
+    });
+    let mut frame = Body::default().i32(7);
+    if header_version >= 1 {
+        frame = frame.uv(0);
+    }
+    frame.raw(&body.0).0.into()
+}
+
+#[test]
+fn the_mock_clusters_error_answers_decode_with_empty_values() {
+    for version in 0..=3 {
+        let body = mock_find_coordinator(version, NOT_COORDINATOR);
+        let nulls = check(ApiKey::FindCoordinator, version, &body).unwrap();
+        assert!(!nulls.is_empty(), "v{version}");
+        let frame = frame_of(ApiKey::FindCoordinator, version, &body);
+        let (h, resp) = decode_response::<FindCoordinatorRequest>(frame, version).unwrap();
+        assert_eq!(h.correlation_id, 7);
+        assert_eq!(resp.error_code, NOT_COORDINATOR, "v{version}");
+        assert_eq!(
+            (resp.node_id.0, resp.host.as_str(), resp.port),
+            (-1, "", -1)
+        );
+    }
+    for version in 0..=6 {
+        let body = mock_join_group(version, NOT_COORDINATOR);
+        let frame = frame_of(ApiKey::JoinGroup, version, &body);
+        let (_, resp) = decode_response::<JoinGroupRequest>(frame, version).unwrap();
+        assert_eq!(resp.error_code, NOT_COORDINATOR, "v{version}");
+        assert_eq!(resp.generation_id, -1);
+        // Nullable in kafka-protocol already: stays null.
+        assert_eq!(resp.protocol_name, None);
+        assert_eq!((resp.leader.as_str(), resp.member_id.as_str()), ("", ""));
+        assert!(resp.members.is_empty());
+    }
+    for version in 0..=4 {
+        let body = mock_sync_group(version, NOT_COORDINATOR);
+        let frame = frame_of(ApiKey::SyncGroup, version, &body);
+        let (_, resp) = decode_response::<SyncGroupRequest>(frame, version).unwrap();
+        assert_eq!(resp.error_code, NOT_COORDINATOR, "v{version}");
+        assert!(resp.assignment.is_empty());
+    }
+}
+
+#[test]
+fn the_rewrite_keeps_the_size_and_only_touches_the_nulls() {
+    // JoinGroup v5: throttle, error, generation, then three null strings at 10, 12 and 14.
+    let body = mock_join_group(5, NOT_COORDINATOR);
+    let nulls = check(ApiKey::JoinGroup, 5, &body).unwrap();
+    let rewritten = nulls.apply(Bytes::from(body.0.clone()));
+    assert_eq!(rewritten.len(), body.0.len());
+    let mut expected = body.0.clone();
+    // The protocol name is nullable, so its null stays; leader and member id become empty.
+    expected[12..16].fill(0);
+    assert_eq!(&rewritten[..], &expected[..]);
+
+    // Compact: a null is any encoding of 0, a padded one too; the rewrite sets its lowest bit.
+    let body = Body::default()
+        .i32(0)
+        .i16(NOT_COORDINATOR)
+        .uv(0)
+        .i32(-1)
+        .raw(&[0x80, 0x00])
+        .i32(-1)
+        .uv(0);
+    let nulls = check(ApiKey::FindCoordinator, 3, &body).unwrap();
+    let rewritten = nulls.apply(Bytes::from(body.0.clone()));
+    assert_eq!(&rewritten[11..13], &[0x81, 0x00]);
+    kafka_protocol_decodes(ApiKey::FindCoordinator, 3, &rewritten).unwrap();
+}
+
+#[test]
+fn a_null_is_still_refused_in_a_successful_answer() {
+    for (api, version, body, field) in [
+        (
+            ApiKey::FindCoordinator,
+            2,
+            mock_find_coordinator(2, 0),
+            "host",
+        ),
+        (
+            ApiKey::FindCoordinator,
+            3,
+            mock_find_coordinator(3, 0),
+            "host",
+        ),
+        (ApiKey::JoinGroup, 5, mock_join_group(5, 0), "leader"),
+        (ApiKey::SyncGroup, 3, mock_sync_group(3, 0), "assignment"),
+        (ApiKey::SyncGroup, 4, mock_sync_group(4, 0), "assignment"),
+    ] {
+        let err = check(api, version, &body).unwrap_err();
+        assert_eq!(err.field, Some(field), "{api:?} v{version}");
+        assert_eq!(err.reason, DecodeReason::InvalidLength(-1));
+        let frame = frame_of(api, version, &body);
+        let decoded = dispatch!(api, R, _build => decode_response::<R>(frame, version).map(|_| ()));
+        assert!(decoded.is_err(), "{api:?} v{version}");
+    }
+}
+
+#[test]
+fn a_null_is_still_refused_in_fields_not_marked() {
+    // JoinGroup v5 with an error and one member whose id is null: the members' ids are not
+    // among the fields the mock nulls.
+    let body = Body::default()
+        .i32(0)
+        .i16(NOT_COORDINATOR)
+        .i32(-1)
+        .str(false, None)
+        .str(false, Some("m-1"))
+        .str(false, Some("m-1"))
+        .i32(1)
+        .str(false, None)
+        .str(false, None)
+        .i32(0);
+    let err = check(ApiKey::JoinGroup, 5, &body).unwrap_err();
+    assert_eq!(err.field, Some("members.member_id"));
+
+    // A nested error code is no top-level one: DescribeGroups' group id stays non-nullable
+    // even in a group with an error.
+    let body = Body::default()
+        .i32(0)
+        .i32(1)
+        .i16(NOT_COORDINATOR)
+        .str(false, None)
+        .pad_to(64);
+    let err = check(ApiKey::DescribeGroups, 1, &body).unwrap_err();
+    assert_eq!(err.field, Some("groups.group_id"));
+
+    // Nor is any other error code than the answer's own: a null host after an error code of
+    // 0 is refused whatever the error message says.
+    let body = mock_find_coordinator(1, 0);
+    assert!(check(ApiKey::FindCoordinator, 1, &body).is_err());
+}
+
+#[test]
+fn null_on_error_marks_only_top_level_strings_and_bytes_after_the_error_code() {
+    use super::schema::Null;
+    use super::walk::TOP_LEVEL_ERROR_CODE;
+    let mut marked = Vec::new();
+    for msg in MESSAGES {
+        for version in 0..=20 {
+            if !msg.versions.contains(version) {
+                continue;
+            }
+            let mut error_code_read = false;
+            for f in msg.body.fields {
+                if !f.versions.contains(version) || f.tag.is_some() {
+                    continue;
+                }
+                if f.path == TOP_LEVEL_ERROR_CODE {
+                    assert!(matches!(f.ty, Ty::I16), "{:?}", msg.api_key);
+                    error_code_read = true;
+                }
+                if f.null == Null::EmptyOnError {
+                    assert!(matches!(f.ty, Ty::Str | Ty::Bytes), "{}", f.path);
+                    assert!(
+                        error_code_read,
+                        "{:?} v{version} {}: no error code before it",
+                        msg.api_key, f.path
+                    );
+                    marked.push((msg.api_key as i16, f.path));
+                }
+            }
+        }
+        // Nothing below the top level is marked: the rule reads the top-level error code.
+        let mut nested = |def: &StructDef| {
+            for f in def.fields {
+                assert_ne!(f.null, Null::EmptyOnError, "{}", f.path);
+            }
+        };
+        each_struct(msg.body, &mut nested);
+    }
+    marked.sort();
+    marked.dedup();
+    assert_eq!(
+        marked,
+        [
+            (ApiKey::FindCoordinator as i16, "host"),
+            (ApiKey::JoinGroup as i16, "leader"),
+            (ApiKey::JoinGroup as i16, "member_id"),
+            (ApiKey::SyncGroup as i16, "assignment"),
+        ]
+    );
+}
+
+/// Calls `f` on every struct nested in `def` (not `def` itself).
+fn each_struct(def: &StructDef, f: &mut impl FnMut(&StructDef)) {
+    for field in def.fields {
+        let inner = match field.ty {
+            Ty::Array(Elem::Struct(inner)) | Ty::Struct(inner) | Ty::OptStruct(inner) => inner,
+            _ => continue,
+        };
+        f(inner);
+        each_struct(inner, f);
     }
 }

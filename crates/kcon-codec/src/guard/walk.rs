@@ -6,18 +6,27 @@
 //! least one byte long); both end at the end of the input. Recursion follows the schema tree,
 //! whose depth is fixed.
 
-use super::schema::{Elem, Field, Message, StructDef, Ty};
+use super::null_on_error::{NullLength, NullPatches};
+use super::schema::{Elem, Field, Message, Null, StructDef, Ty};
 use crate::error::{DecodeError, DecodeReason, Part};
 use crate::header::wire_decode_error;
 use crate::wire::{Reader, WireError};
 
+/// The path of a message's top-level error code: the root struct's path prefix is empty, so
+/// its fields' paths are their bare names (see `structs!`).
+pub(super) const TOP_LEVEL_ERROR_CODE: &str = "error_code";
+
 /// Walks `body` against `msg` at `version`; Ok only if every field reads and nothing is left.
-pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<(), DecodeError> {
+/// The answer lists the nulls to read as empty (see [`super::null_on_error`]): none for any
+/// body kafka-protocol decodes as it is.
+pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<NullPatches, DecodeError> {
     let mut w = Walker {
         r: Reader::new(body),
         api_key: msg.api_key as i16,
         version,
         flexible: version >= msg.flexible,
+        error_code: None,
+        nulls: NullPatches::default(),
     };
     w.structure(msg.body)?;
     if w.r.remaining() > 0 {
@@ -29,7 +38,7 @@ pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<(), Decod
             },
         ));
     }
-    Ok(())
+    Ok(w.nulls)
 }
 
 struct Walker<'a> {
@@ -37,6 +46,10 @@ struct Walker<'a> {
     api_key: i16,
     version: i16,
     flexible: bool,
+    /// The top-level error code, once read.
+    error_code: Option<i16>,
+    /// Nulls taken for empty so far.
+    nulls: NullPatches,
 }
 
 /// Which fixed-width length prefix a non-compact value has.
@@ -88,12 +101,17 @@ impl<'a> Walker<'a> {
     fn value(&mut self, f: &'static Field) -> Result<(), DecodeError> {
         match f.ty {
             Ty::Bool | Ty::I8 => self.fixed(f.path, 1),
+            Ty::I16 if f.path == TOP_LEVEL_ERROR_CODE => {
+                let code = self.r.i16().map_err(|e| self.wire(f.path, e))?;
+                self.error_code = Some(code);
+                Ok(())
+            }
             Ty::I16 => self.fixed(f.path, 2),
             Ty::I32 => self.fixed(f.path, 4),
             Ty::I64 => self.fixed(f.path, 8),
             Ty::Uuid => self.fixed(f.path, 16),
-            Ty::Str => self.string(f.path, f.nullable),
-            Ty::Bytes => self.bytes(f.path, f.nullable).map(|_| ()),
+            Ty::Str => self.string(f.path, f.null),
+            Ty::Bytes => self.bytes(f.path, f.null).map(|_| ()),
             Ty::Struct(def) => self.structure(def),
             Ty::OptStruct(def) => {
                 // kafka-protocol reads the struct only for a presence byte of exactly 1 and
@@ -112,13 +130,14 @@ impl<'a> Walker<'a> {
         self.r.skip(n).map_err(|e| self.wire(path, e))
     }
 
-    /// A length prefix: `None` for null. Compact lengths are uvarint n+1 with 0 for null;
-    /// fixed-width ones are n with -1 for null and any other negative value an error.
+    /// A length prefix: `None` for null (or for a null taken for empty, which is noted).
+    /// Compact lengths are uvarint n+1 with 0 for null; fixed-width ones are n with -1 for null
+    /// and any other negative value an error.
     fn length(
         &mut self,
         path: &'static str,
         prefix: Prefix,
-        nullable: bool,
+        null: Null,
     ) -> Result<Option<u64>, DecodeError> {
         let start = self.r.pos();
         let n: i64 = if self.flexible {
@@ -129,25 +148,34 @@ impl<'a> Walker<'a> {
                 Prefix::Long => i64::from(self.r.i32().map_err(|e| self.wire(path, e))?),
             }
         };
-        match n {
-            -1 if nullable => Ok(None),
+        match (n, null) {
+            (-1, Null::Allowed) => Ok(None),
+            (-1, Null::EmptyOnError) if self.error_code.is_some_and(|code| code != 0) => {
+                let length = match (self.flexible, prefix) {
+                    (true, _) => NullLength::Compact,
+                    (false, Prefix::Short) => NullLength::Short,
+                    (false, Prefix::Long) => NullLength::Long,
+                };
+                self.nulls.push(start, length);
+                Ok(None)
+            }
             // Null where the decoder's type has no null: kafka-protocol refuses it as a negative
             // length, and so do we.
-            n if n < 0 => Err(self.fail(Some(path), start, DecodeReason::InvalidLength(n))),
-            n => Ok(Some(n as u64)),
+            (n, _) if n < 0 => Err(self.fail(Some(path), start, DecodeReason::InvalidLength(n))),
+            (n, _) => Ok(Some(n as u64)),
         }
     }
 
     /// Consumes a bytes value and returns its content (empty for null).
-    fn bytes(&mut self, path: &'static str, nullable: bool) -> Result<&'a [u8], DecodeError> {
-        let Some(len) = self.length(path, Prefix::Long, nullable)? else {
+    fn bytes(&mut self, path: &'static str, null: Null) -> Result<&'a [u8], DecodeError> {
+        let Some(len) = self.length(path, Prefix::Long, null)? else {
             return Ok(&[]);
         };
         self.content(path, len)
     }
 
-    fn string(&mut self, path: &'static str, nullable: bool) -> Result<(), DecodeError> {
-        let Some(len) = self.length(path, Prefix::Short, nullable)? else {
+    fn string(&mut self, path: &'static str, null: Null) -> Result<(), DecodeError> {
+        let Some(len) = self.length(path, Prefix::Short, null)? else {
             return Ok(());
         };
         let start = self.r.pos();
@@ -170,7 +198,7 @@ impl<'a> Walker<'a> {
     /// element can have, before any element is read.
     fn array(&mut self, f: &'static Field, elem: Elem) -> Result<(), DecodeError> {
         let start = self.r.pos();
-        let Some(count) = self.length(f.path, Prefix::Long, f.nullable)? else {
+        let Some(count) = self.length(f.path, Prefix::Long, f.null)? else {
             return Ok(());
         };
         // An element that could take no bytes at all still counts as one, so the loop below is
@@ -187,7 +215,7 @@ impl<'a> Walker<'a> {
         for _ in 0..count {
             match elem {
                 Elem::I32 => self.fixed(f.path, 4)?,
-                Elem::Str => self.string(f.path, false)?,
+                Elem::Str => self.string(f.path, Null::Refused)?,
                 Elem::Struct(def) => self.structure(def)?,
             }
         }
