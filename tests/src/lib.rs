@@ -9,3 +9,5 @@ pub mod brokers;
 pub mod mock;
 pub mod peers;
 pub mod pool;
+pub mod sasl;
+pub mod tls;

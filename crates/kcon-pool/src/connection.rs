@@ -1,5 +1,6 @@
-//! One TCP connection to a broker: requests pipelined, answers matched by correlation id,
-//! cancellation-safe, versions negotiated once with ApiVersions.
+//! One connection to a broker (TCP, or TLS over TCP): requests pipelined, answers matched by
+//! correlation id, cancellation-safe, versions negotiated once with ApiVersions, SASL
+//! authentication on setup and re-authentication before the session expires (KIP-368).
 //!
 //! Three parties share a connection, each owning one thing:
 //! - callers ([`Connection::send`]) encode a whole frame, register it in the pending table with
@@ -14,12 +15,21 @@
 //! pending entry owns the permit, so the frame is written whole, the answer is read and thrown
 //! away (the oneshot's receiver is gone), and only then is the slot released, because only
 //! then has the broker stopped working on the request.
+//!
+//! The reader and writer are generic over the stream's halves: a TCP stream's own halves, or
+//! the halves of a TLS stream (`tokio::io::split`). Monomorphised, so plaintext connections
+//! run exactly the code they ran before TLS existed.
+//!
+//! Re-authentication (KIP-368) pauses the connection: from the SaslHandshake until the last
+//! SaslAuthenticate is answered, no other request may be sent (the broker would refuse it in
+//! the middle of an exchange). See [`Shared::pause`].
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,16 +39,17 @@ use kcon_codec::kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
 use kcon_codec::message::{decode_response, encode_request};
 use kcon_codec::versions::BrokerVersions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
 use tracing::{Instrument, Span, debug, debug_span, field};
 
-use crate::config::PoolConfig;
-use crate::error::{Corruption, Error, Misuse, Peer, Result, TransportError};
+use crate::config::{ConfigError, PoolConfig};
+use crate::error::{Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError};
+use crate::sasl::Sasl;
+use crate::tls::Tls;
 
 /// A connection to one broker, set up and ready: cheap to clone, closed when the last clone is
 /// dropped (or when it fails).
@@ -52,6 +63,12 @@ use crate::error::{Corruption, Error, Misuse, Peer, Result, TransportError};
 /// arrives. A framing or decoding error, or a request timeout, closes the connection: every
 /// request waiting on it fails once with that error, and so does every later one (a
 /// [`Pool`](crate::Pool) then opens a fresh connection).
+///
+/// Security (`security.protocol`): TLS is set up right after the TCP connect, SASL right after
+/// the ApiVersions handshake. When the broker gives the SASL session a lifetime (or an
+/// OAUTHBEARER token has one), the connection re-authenticates before it ends, holding new
+/// requests back meanwhile; a failed re-authentication closes the connection with
+/// [`Error::Authentication`].
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
@@ -63,19 +80,56 @@ struct Inner {
     io: Io,
 }
 
+/// A pool's TLS and SASL settings, loaded once (certificates read, keys parsed) and shared by
+/// every connection it makes.
+#[derive(Clone, Default)]
+pub(crate) struct Security {
+    tls: Option<Tls>,
+    sasl: Option<Sasl>,
+}
+
+impl Security {
+    /// The settings of `config`, which has been validated.
+    pub(crate) fn from_config(config: &PoolConfig) -> Result<Security, ConfigError> {
+        Ok(Security {
+            tls: Tls::from_config(config)?,
+            sasl: Sasl::from_config(config),
+        })
+    }
+}
+
 impl Connection {
     /// Resolves `peer.address` (`host:port`) to all its addresses and connects to the first that
     /// answers, trying them in turn, as the Java client's `client.dns.lookup=use_all_dns_ips`.
     /// Each try is bounded by `socket.connection.setup.timeout.ms`.
+    ///
+    /// The config's security settings are validated and its certificate files read on every
+    /// call; a [`Pool`](crate::Pool) does that once.
     pub async fn connect(peer: Peer, config: &PoolConfig) -> Result<Connection> {
+        Connection::connect_secured(peer, config, &security(config)?).await
+    }
+
+    /// [`connect`](Connection::connect) with the security settings loaded already.
+    pub(crate) async fn connect_secured(
+        peer: Peer,
+        config: &PoolConfig,
+        security: &Security,
+    ) -> Result<Connection> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(peer.address.as_str())
             .await
             .map_err(|e| Error::io(&peer, e))?
             .collect();
         let mut last = Error::transport(&peer, TransportError::NoAddress);
         for addr in addrs {
-            match Connection::connect_addr(peer.clone(), addr, config).await {
+            match Connection::connect_addr_secured(peer.clone(), addr, config, security).await {
                 Ok(conn) => return Ok(conn),
+                // Another address of the same broker has the same certificate and the same
+                // credentials: trying it would only fail again.
+                Err(e @ (Error::Tls { .. } | Error::Authentication { .. }))
+                    if !e.is_retriable() =>
+                {
+                    return Err(e);
+                }
                 Err(e) => {
                     debug!(%peer, %addr, error = %e, "connect failed; trying the next address");
                     last = e;
@@ -85,39 +139,97 @@ impl Connection {
         Err(last)
     }
 
-    /// Connects to `addr`, sets TCP_NODELAY and asks the broker for its API versions, all within
-    /// `socket.connection.setup.timeout.ms` (librdkafka counts the handshake in it too).
+    /// Connects to `addr`, sets TCP_NODELAY, runs the TLS handshake (`SSL`, `SASL_SSL`), asks
+    /// the broker for its API versions and authenticates (`SASL_*`), all within
+    /// `socket.connection.setup.timeout.ms` (librdkafka counts the handshakes in it too).
     ///
     /// The config's `client.id`, `request.timeout.ms`, `max.in.flight.requests.per.connection`
-    /// and `receive.message.max.bytes` apply to the connection.
+    /// and `receive.message.max.bytes` apply to the connection. Its security settings are
+    /// validated and its certificate files read on every call.
     pub async fn connect_addr(
         peer: Peer,
         addr: SocketAddr,
         config: &PoolConfig,
     ) -> Result<Connection> {
+        Connection::connect_addr_secured(peer, addr, config, &security(config)?).await
+    }
+
+    /// [`connect_addr`](Connection::connect_addr) with the security settings loaded already.
+    ///
+    /// Each step runs against the one setup deadline, and a timeout or a closed connection
+    /// names the step: "no answer to the TLS hello" and "closed after the ApiVersions request"
+    /// are what a `security.protocol` that differs from the listener's looks like.
+    pub(crate) async fn connect_addr_secured(
+        peer: Peer,
+        addr: SocketAddr,
+        config: &PoolConfig,
+        security: &Security,
+    ) -> Result<Connection> {
         let timeout = config.socket_connection_setup_timeout;
-        let setup = async {
-            let stream = TcpStream::connect(addr)
-                .await
-                .map_err(|e| Error::io(&peer, e))?;
-            // Requests are small and latency-bound: Nagle's algorithm would hold a heartbeat
-            // back behind an unacknowledged fetch. The Java client and librdkafka set it too.
-            stream.set_nodelay(true).map_err(|e| Error::io(&peer, e))?;
-            let io = Io::start(stream, peer.clone(), config);
-            let versions = handshake(&io).await?;
-            debug!(%peer, %addr, "connected");
-            Ok(Connection {
-                inner: Arc::new(Inner { addr, versions, io }),
-            })
+        let deadline = Instant::now() + timeout;
+        let step = |stage| Step {
+            peer: &peer,
+            deadline,
+            timeout,
+            stage,
+            tls: security.tls.is_some(),
         };
-        // Dropping `setup` on timeout drops its `Io`, which closes the socket.
-        match time::timeout(timeout, setup).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::transport(
-                &peer,
-                TransportError::SetupTimeout { timeout },
-            )),
+        let stream = step(SetupStage::Connect)
+            .run(async {
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| Error::io(&peer, e))?;
+                // Requests are small and latency-bound: Nagle's algorithm would hold a
+                // heartbeat back behind an unacknowledged fetch. The Java client and
+                // librdkafka set it too.
+                stream.set_nodelay(true).map_err(|e| Error::io(&peer, e))?;
+                Ok(stream)
+            })
+            .await?;
+        // From here on, an error drops `io`, which closes the socket.
+        let io = match &security.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                Io::start(rd, wr, peer.clone(), config, false)
+            }
+            Some(tls) => {
+                let stream = step(SetupStage::TlsHandshake)
+                    .run(tls.handshake(&peer, stream))
+                    .await?;
+                let (rd, wr) = tokio::io::split(stream);
+                Io::start(rd, wr, peer.clone(), config, true)
+            }
+        };
+        let versions = step(SetupStage::ApiVersions).run(handshake(&io)).await?;
+        let reauthenticate_at = match &security.sasl {
+            None => None,
+            Some(sasl) => {
+                step(SetupStage::SaslAuthentication)
+                    .run(async {
+                        let start = sasl.start().await.map_err(|kind| Error::Authentication {
+                            peer: peer.clone(),
+                            mechanism: sasl.mechanism(),
+                            kind,
+                        })?;
+                        sasl.run(&io, &versions, start, Lane::Normal).await
+                    })
+                    .await?
+                    .reauthenticate_at
+            }
+        };
+        debug!(%peer, %addr, "connected");
+        let conn = Connection {
+            inner: Arc::new(Inner { addr, versions, io }),
+        };
+        if let (Some(sasl), Some(at)) = (&security.sasl, reauthenticate_at) {
+            let task = tokio::spawn(reauthenticate(
+                Arc::downgrade(&conn.inner),
+                sasl.clone(),
+                at,
+            ));
+            conn.inner.io.shared.adopt_tasks([task.abort_handle()]);
         }
+        Ok(conn)
     }
 
     /// The broker at the other end.
@@ -161,7 +273,11 @@ impl Connection {
         let api = ApiKey::try_from(R::KEY)
             .map_err(|()| Error::Misuse(Misuse::UnsupportedApi { api_key: R::KEY }))?;
         let version = self.version(api)?;
-        let frame = self.inner.io.exchange(request, version, timeout).await?;
+        let frame = self
+            .inner
+            .io
+            .exchange(request, version, timeout, Lane::Normal)
+            .await?;
         self.inner.io.decode::<R>(frame, version)
     }
 
@@ -207,6 +323,147 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// Loads `config`'s security settings for a single connect. Only they are validated: a
+/// connection has no use for `bootstrap.servers`.
+fn security(config: &PoolConfig) -> Result<Security> {
+    config.validate_security()?;
+    Ok(Security::from_config(config)?)
+}
+
+/// One step of a connection's setup, bounded by the setup deadline.
+struct Step<'a> {
+    peer: &'a Peer,
+    deadline: Instant,
+    timeout: Duration,
+    stage: SetupStage,
+    tls: bool,
+}
+
+impl Step<'_> {
+    /// Runs `step`; a timeout or a connection closed under it becomes an error naming the step.
+    async fn run<T>(self, step: impl Future<Output = Result<T>>) -> Result<T> {
+        let stage = self.stage;
+        match time::timeout_at(self.deadline, step).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) if is_closed(&e) => Err(Error::transport(
+                self.peer,
+                TransportError::ClosedDuringSetup {
+                    stage,
+                    tls: self.tls,
+                },
+            )),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::transport(
+                self.peer,
+                TransportError::SetupTimeout {
+                    timeout: self.timeout,
+                    stage,
+                },
+            )),
+        }
+    }
+}
+
+/// Whether `e` says the broker closed or reset the connection.
+fn is_closed(e: &Error) -> bool {
+    match e {
+        Error::Transport { kind, .. } => match kind {
+            TransportError::Closed | TransportError::ClosedMidFrame { .. } => true,
+            TransportError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Re-authenticates the connection at `at`, and again whenever the new session says, until the
+/// connection is gone (KIP-368).
+///
+/// Holds only a `Weak`: an idle connection that every caller has dropped closes as before, and
+/// its close aborts this task.
+async fn reauthenticate(conn: Weak<Inner>, sasl: Sasl, mut at: Instant) {
+    loop {
+        time::sleep_until(at).await;
+        let Some(inner) = conn.upgrade() else {
+            return;
+        };
+        match inner.reauthenticate(&sasl).await {
+            Some(next) => at = next,
+            None => return,
+        }
+    }
+}
+
+impl Inner {
+    /// One re-authentication. Returns when the next one is due, or `None` when no other is
+    /// (or the connection died: then it was failed with the error, before new requests could
+    /// go out on it).
+    ///
+    /// The steps, and why in this order:
+    /// 1. Prepare the exchange (OAUTHBEARER: ask for a token) while requests still flow: an
+    ///    identity provider may take its time.
+    /// 2. Pause: requests not yet registered wait, from now on, until step 4; those on the wire
+    ///    go on and their answers are delivered as usual (the broker answers a connection's
+    ///    requests in order, so they come before the SaslHandshake answer).
+    /// 3. SaslHandshake and SaslAuthenticate, through the same pending table as any request.
+    /// 4. Resume. On failure, fail the connection first: the paused requests then find it
+    ///    dead, rather than going out on a connection the broker is about to close.
+    async fn reauthenticate(&self, sasl: &Sasl) -> Option<Instant> {
+        let shared = &self.io.shared;
+        let prepared = time::timeout(self.io.request_timeout, sasl.start()).await;
+        let start = match prepared {
+            Ok(Ok(start)) => start,
+            Ok(Err(kind)) => {
+                shared.fail(Error::Authentication {
+                    peer: shared.peer.clone(),
+                    mechanism: sasl.mechanism(),
+                    kind,
+                });
+                return None;
+            }
+            Err(_) => {
+                shared.fail(Error::Authentication {
+                    peer: shared.peer.clone(),
+                    mechanism: sasl.mechanism(),
+                    kind: crate::error::AuthError::TokenProvider(format!(
+                        "no token within {} ms (request.timeout.ms)",
+                        self.io.request_timeout.as_millis()
+                    )),
+                });
+                return None;
+            }
+        };
+        let paused = shared.pause().ok()?;
+        debug!(peer = %shared.peer, mechanism = sasl.mechanism().name(), "re-authenticating");
+        let result = sasl.run(&self.io, &self.versions, start, Lane::Auth).await;
+        let next = match result {
+            Ok(done) => done.reauthenticate_at,
+            Err(e) => {
+                shared.fail(e);
+                None
+            }
+        };
+        drop(paused);
+        next
+    }
+}
+
+/// Who is sending: ordinary requests wait while the connection re-authenticates; the
+/// re-authentication's own requests do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Any request: held back while the connection is paused.
+    Normal,
+    /// SaslHandshake and SaslAuthenticate of a re-authentication.
+    Auth,
+}
+
 /// Error code 35: the broker does not speak the version asked for.
 const UNSUPPORTED_VERSION: i16 = 35;
 /// Bytes of the correlation id, all of response header v0.
@@ -222,7 +479,12 @@ async fn handshake(io: &Io) -> Result<BrokerVersions> {
         .with_client_software_name(StrBytes::from_static_str("kcon"))
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
     let frame = io
-        .exchange(&request, API_VERSIONS_FIRST, io.request_timeout)
+        .exchange(
+            &request,
+            API_VERSIONS_FIRST,
+            io.request_timeout,
+            Lane::Normal,
+        )
         .await?;
     // ApiVersions answers with response header v0 in every version, and every version's body
     // starts with the error code: so the code can be read before the layout of the rest is
@@ -266,7 +528,12 @@ async fn handshake(io: &Io) -> Result<BrokerVersions> {
         None => 0,
     };
     let frame = io
-        .exchange(&ApiVersionsRequest::default(), fallback, io.request_timeout)
+        .exchange(
+            &ApiVersionsRequest::default(),
+            fallback,
+            io.request_timeout,
+            Lane::Normal,
+        )
         .await?;
     let answer = io.decode::<ApiVersionsRequest>(frame, fallback)?;
     if answer.error_code != 0 {
@@ -280,7 +547,7 @@ async fn handshake(io: &Io) -> Result<BrokerVersions> {
 }
 
 /// The pipelined request/answer machinery of one socket, from before the handshake on.
-struct Io {
+pub(crate) struct Io {
     shared: Arc<Shared>,
     /// Whole frames for the writer task. Unbounded because the in-flight slots bound it: a frame
     /// is only queued by a caller holding a slot.
@@ -291,9 +558,13 @@ struct Io {
 }
 
 impl Io {
-    /// Splits `stream` and spawns its reader and writer tasks.
-    fn start(stream: TcpStream, peer: Peer, config: &PoolConfig) -> Io {
-        let (rd, wr) = stream.into_split();
+    /// Spawns the reader and writer tasks of a stream's two halves. `tls` says whether the
+    /// stream is TLS: a plaintext one watches for a TLS answer instead of a frame.
+    fn start<R, W>(rd: R, wr: W, peer: Peer, config: &PoolConfig, tls: bool) -> Io
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared::new(
             peer,
             config.max_in_flight_requests_per_connection,
@@ -303,6 +574,7 @@ impl Io {
             rd,
             shared.clone(),
             FrameDecoder::new(config.receive_message_max_bytes),
+            !tls,
         ));
         let writer = tokio::spawn(write_loop(wr, queued, shared.clone()));
         shared.adopt_tasks([reader.abort_handle(), writer.abort_handle()]);
@@ -315,13 +587,24 @@ impl Io {
         }
     }
 
+    /// The broker at the other end.
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.shared.peer
+    }
+
+    /// `request.timeout.ms`.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Sends `request` at `version` and returns the answer's frame, in a debug span naming the
     /// API, version, broker, correlation id and latency (never the payload).
-    async fn exchange<R: Request>(
+    pub(crate) async fn exchange<R: Request>(
         &self,
         request: &R,
         version: i16,
         timeout: Duration,
+        lane: Lane,
     ) -> Result<Bytes> {
         let span = debug_span!(
             "kafka_request",
@@ -333,7 +616,7 @@ impl Io {
         );
         let started = Instant::now();
         let result = self
-            .round_trip(request, version, timeout, &span)
+            .round_trip(request, version, timeout, lane, &span)
             .instrument(span.clone())
             .await;
         span.record("latency_us", started.elapsed().as_micros() as u64);
@@ -349,6 +632,7 @@ impl Io {
         request: &R,
         version: i16,
         timeout: Duration,
+        lane: Lane,
         span: &Span,
     ) -> Result<Bytes> {
         let deadline = Instant::now() + timeout;
@@ -361,15 +645,29 @@ impl Io {
                 },
             )
         };
-        // Waiting for a slot: nothing is registered or written yet, so giving up here (on
-        // timeout, or because the caller dropped us) leaves the connection as it was.
-        let slot = match time::timeout_at(deadline, self.shared.slots.clone().acquire_owned()).await
-        {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(_closed)) => return Err(self.shared.death()),
-            Ok(Ok(slot)) => slot,
+        let (correlation_id, reply) = loop {
+            // Waiting for a re-authentication to end, then for a slot: nothing is registered
+            // or written yet, so giving up here (on timeout, or because the caller dropped us)
+            // leaves the connection as it was. No slot is held while paused, so the
+            // re-authentication's own requests find one.
+            if lane == Lane::Normal
+                && time::timeout_at(deadline, self.shared.resumed())
+                    .await
+                    .is_err()
+            {
+                return Err(timed_out());
+            }
+            let slot =
+                match time::timeout_at(deadline, self.shared.slots.clone().acquire_owned()).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(_closed)) => return Err(self.shared.death()),
+                    Ok(Ok(slot)) => slot,
+                };
+            // `None`: a re-authentication began while we waited for the slot (released).
+            if let Some(sent) = self.enqueue(request, version, slot, lane)? {
+                break sent;
+            }
         };
-        let (correlation_id, reply) = self.enqueue(request, version, slot)?;
         span.record("correlation_id", correlation_id);
         match time::timeout_at(deadline, reply).await {
             Ok(Ok(answer)) => answer,
@@ -388,12 +686,14 @@ impl Io {
     }
 
     /// Encodes `request`, registers it and hands it to the writer, in one synchronous step.
+    /// `None`, with the slot released, if the connection is paused and `lane` must wait.
     fn enqueue<R: Request>(
         &self,
         request: &R,
         version: i16,
         slot: OwnedSemaphorePermit,
-    ) -> Result<(i32, oneshot::Receiver<Result<Bytes>>)> {
+        lane: Lane,
+    ) -> Result<Option<(i32, oneshot::Receiver<Result<Bytes>>)>> {
         // Non-negative and wrapping, as the Java client's correlation ids. An id comes back into
         // use after 2^31 requests, long after its first request was answered or failed.
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
@@ -411,6 +711,11 @@ impl Io {
         if let Some(e) = &st.dead {
             return Err(e.clone());
         }
+        // Read under the lock that `pause` takes to set it: either the pause comes after this
+        // request in the writer's queue, or this request sees it.
+        if lane == Lane::Normal && self.shared.paused.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         // Registered and queued under one lock: a connection that dies meanwhile either finds
         // the request registered (and fails it) or refused it just above; a request is never
         // sent unregistered, nor registered unsent.
@@ -424,11 +729,11 @@ impl Io {
         st.pending.insert(correlation_id, Pending { reply, slot });
         drop(st);
         self.shared.touch();
-        Ok((correlation_id, answer))
+        Ok(Some((correlation_id, answer)))
     }
 
     /// Decodes an answer; one that does not decode closes the connection.
-    fn decode<R: Request>(&self, frame: Bytes, version: i16) -> Result<R::Response> {
+    pub(crate) fn decode<R: Request>(&self, frame: Bytes, version: i16) -> Result<R::Response> {
         match decode_response::<R>(frame, version) {
             Ok((_, response)) => Ok(response),
             Err(e) => {
@@ -458,6 +763,12 @@ struct Shared {
     /// the connection dies so that waiters fail at once.
     slots: Arc<Semaphore>,
     state: Mutex<State>,
+    /// Set while the connection re-authenticates: requests wait. Changed only under the state
+    /// lock, so `enqueue` reads it in order with the re-authentication's own requests; read
+    /// without the lock only as a fast check.
+    paused: AtomicBool,
+    /// Wakes the requests waiting for a pause to end, or for the connection's death.
+    resume: Notify,
     /// Time base of `last_active_nanos`.
     born: Instant,
     last_active_nanos: AtomicU64,
@@ -503,6 +814,8 @@ impl Shared {
                 closed_at: None,
                 tasks: Vec::new(),
             }),
+            paused: AtomicBool::new(false),
+            resume: Notify::new(),
             born: Instant::now(),
             last_active_nanos: AtomicU64::new(0),
         }
@@ -515,15 +828,42 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn adopt_tasks(&self, tasks: [AbortHandle; 2]) {
+    fn adopt_tasks<const N: usize>(&self, tasks: [AbortHandle; N]) {
         let mut st = self.lock();
         if st.dead.is_some() {
-            // A task failed before its handle got here: stop the other one now.
+            // The connection failed before the handles got here: stop the tasks now.
             drop(st);
             tasks.iter().for_each(AbortHandle::abort);
             return;
         }
         st.tasks.extend(tasks);
+    }
+
+    /// Holds new requests back until the returned guard is dropped (a re-authentication);
+    /// fails if the connection is dead.
+    fn pause(&self) -> Result<Paused<'_>> {
+        let st = self.lock();
+        if let Some(e) = &st.dead {
+            return Err(e.clone());
+        }
+        self.paused.store(true, Ordering::Release);
+        Ok(Paused(self))
+    }
+
+    /// Returns once the connection is not paused, or is dead (the request then fails when it
+    /// tries to register).
+    async fn resumed(&self) {
+        loop {
+            // Registered before the check, so a resume between the check and the await is not
+            // missed (`notify_waiters` wakes only futures that exist).
+            let notified = self.resume.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if !self.paused.load(Ordering::Acquire) || self.lock().dead.is_some() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Kills the connection with `error`, once: every pending request gets it, waiters for a
@@ -542,6 +882,7 @@ impl Shared {
             )
         };
         self.slots.close();
+        self.resume.notify_waiters();
         debug!(peer = %self.peer, %error, pending = pending.len(), "connection closed");
         for (_, p) in pending {
             p.answer(Err(error.clone()));
@@ -587,6 +928,18 @@ impl Shared {
     }
 }
 
+/// A paused connection; dropping it resumes the waiting requests.
+struct Paused<'a>(&'a Shared);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let st = self.0.lock();
+        self.0.paused.store(false, Ordering::Release);
+        drop(st);
+        self.0.resume.notify_waiters();
+    }
+}
+
 /// The smallest read buffer reserved at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// The most reserved at once for a frame whose size is known: a large answer is read in steps
@@ -597,15 +950,34 @@ const MAX_READ_RESERVE: usize = 1024 * 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Reads frames and routes them until the stream ends or breaks, then fails the connection.
-async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameDecoder) {
+///
+/// `plaintext`: the first bytes are checked for a TLS record, the sign of a TLS listener.
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    shared: Arc<Shared>,
+    frames: FrameDecoder,
+    plaintext: bool,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut first = plaintext;
     let error = loop {
         match frames.decode(&mut buf) {
             Ok(Some(frame)) => match shared.deliver(frame) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    first = false;
+                    continue;
+                }
                 Err(e) => break e,
             },
             Ok(None) => {}
+            // A TLS alert or handshake record (type 21 or 22, version 3.x) read as a size is
+            // hundreds of megabytes: refused as a frame, but it says what the listener is.
+            Err(_) if first && matches!(buf.get(..2), Some([0x15 | 0x16, 0x03])) => {
+                break Error::Tls {
+                    peer: shared.peer.clone(),
+                    kind: TlsError::UnexpectedTls,
+                };
+            }
             Err(e) => break Error::corrupt(&shared.peer, Corruption::Codec(e)),
         }
         let missing = match frames.peek_size(&buf) {
@@ -613,7 +985,13 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameDeco
             _ => 0,
         };
         buf.reserve(missing.clamp(READ_CHUNK, MAX_READ_RESERVE));
-        match rd.read_buf(&mut buf).await {
+        let read = match rd.read_buf(&mut buf).await {
+            // rustls reports a TCP close without TLS's close_notify so; for kcon it is a close
+            // like any other (Kafka brokers do not send close_notify either).
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            read => read,
+        };
+        match read {
             Ok(0) if buf.is_empty() => {
                 break Error::transport(&shared.peer, TransportError::Closed);
             }
@@ -633,8 +1011,8 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, frames: FrameDeco
 }
 
 /// Writes whole frames from the channel until every sender is gone or a write fails.
-async fn write_loop(
-    wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
     mut queued: mpsc::UnboundedReceiver<Bytes>,
     shared: Arc<Shared>,
 ) {
@@ -647,8 +1025,8 @@ async fn write_loop(
     }
 }
 
-async fn write_batch(
-    wr: &mut BufWriter<OwnedWriteHalf>,
+async fn write_batch<W: AsyncWrite + Unpin>(
+    wr: &mut BufWriter<W>,
     first: Bytes,
     queued: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<()> {

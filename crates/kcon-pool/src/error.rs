@@ -8,7 +8,7 @@ use std::time::Duration;
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, SaslMechanism};
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +58,25 @@ pub enum Error {
         /// The Kafka error code.
         error_code: i16,
     },
+    /// The TLS handshake failed, or TLS was met where it was not expected: the broker's
+    /// certificate, the client's, or the two ends' `security.protocol` disagree.
+    Tls {
+        /// The broker.
+        peer: Peer,
+        /// What went wrong.
+        kind: TlsError,
+    },
+    /// SASL authentication failed. Not retriable: the same credentials would be refused again,
+    /// and retrying would only lock accounts and flood the broker's log, so the pool hands it
+    /// to the caller instead of reconnecting.
+    Authentication {
+        /// The broker.
+        peer: Peer,
+        /// The mechanism tried.
+        mechanism: SaslMechanism,
+        /// Why it failed.
+        kind: AuthError,
+    },
     /// No broker with this id is in the metadata, even after a refresh.
     UnknownBroker {
         /// The broker id asked for.
@@ -78,6 +97,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::UnknownBroker { .. } => true,
+            Error::Tls { kind, .. } => kind.is_retriable(),
             Error::Broker { error_code, .. } => {
                 ResponseError::try_from_code(*error_code).is_some_and(|e| e.is_retriable())
             }
@@ -88,6 +108,7 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::Misuse(_)
             | Error::Config(_)
+            | Error::Authentication { .. }
             | Error::Stopped => false,
         }
     }
@@ -98,7 +119,9 @@ impl Error {
             Error::Transport { peer, .. }
             | Error::Corrupt { peer, .. }
             | Error::Unsupported { peer, .. }
-            | Error::Broker { peer, .. } => Some(peer),
+            | Error::Broker { peer, .. }
+            | Error::Tls { peer, .. }
+            | Error::Authentication { peer, .. } => Some(peer),
             Error::UnknownBroker { .. } | Error::Misuse(_) | Error::Config(_) | Error::Stopped => {
                 None
             }
@@ -112,8 +135,18 @@ impl Error {
         }
     }
 
+    /// An IO error; one that carries a TLS error (tokio-rustls wraps rustls' errors in
+    /// `io::Error`, on the handshake and on every later read and write) becomes
+    /// [`Error::Tls`], so that a broker refusing the client's certificate after a TLS 1.3
+    /// handshake (its alert arrives with the first answer) says so.
     pub(crate) fn io(peer: &Peer, e: io::Error) -> Self {
-        Error::transport(peer, TransportError::Io(Arc::new(e)))
+        match crate::tls::classify(&e) {
+            Some(kind) => Error::Tls {
+                peer: peer.clone(),
+                kind,
+            },
+            None => Error::transport(peer, TransportError::Io(Arc::new(e))),
+        }
     }
 
     pub(crate) fn corrupt(peer: &Peer, kind: Corruption) -> Self {
@@ -183,6 +216,12 @@ impl fmt::Display for Error {
                     None => write!(f, "error {error_code}"),
                 }
             }
+            Error::Tls { peer, kind } => write!(f, "{peer}: TLS: {kind}"),
+            Error::Authentication {
+                peer,
+                mechanism,
+                kind,
+            } => write!(f, "{peer}: SASL {mechanism} authentication failed: {kind}"),
             Error::UnknownBroker { id } => {
                 write!(f, "broker {id} is not in the cluster metadata")
             }
@@ -281,12 +320,46 @@ pub enum TransportError {
         /// The timeout.
         timeout: Duration,
     },
-    /// The connection was not set up (TCP connect and ApiVersions) within
+    /// The connection was not set up (TCP connect, TLS, ApiVersions and SASL together) within
     /// `socket.connection.setup.timeout.ms`.
     SetupTimeout {
         /// The timeout.
         timeout: Duration,
+        /// The step that was under way.
+        stage: SetupStage,
     },
+    /// The broker closed the connection while it was being set up.
+    ClosedDuringSetup {
+        /// The step that was under way.
+        stage: SetupStage,
+        /// Whether the connection uses TLS.
+        tls: bool,
+    },
+}
+
+/// The steps of setting a connection up, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SetupStage {
+    /// The TCP connect.
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// The ApiVersions request.
+    ApiVersions,
+    /// SaslHandshake and SaslAuthenticate.
+    SaslAuthentication,
+}
+
+impl fmt::Display for SetupStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetupStage::Connect => "the TCP connect",
+            SetupStage::TlsHandshake => "the TLS handshake",
+            SetupStage::ApiVersions => "the ApiVersions request",
+            SetupStage::SaslAuthentication => "SASL authentication",
+        })
+    }
 }
 
 impl fmt::Display for TransportError {
@@ -306,11 +379,190 @@ impl fmt::Display for TransportError {
                 api_name(*api_key),
                 timeout.as_millis()
             ),
-            TransportError::SetupTimeout { timeout } => write!(
-                f,
-                "connection not set up within {} ms (socket.connection.setup.timeout.ms)",
-                timeout.as_millis()
+            TransportError::SetupTimeout { timeout, stage } => {
+                write!(
+                    f,
+                    "connection not set up within {} ms (socket.connection.setup.timeout.ms), \
+                     during {stage}",
+                    timeout.as_millis()
+                )?;
+                if *stage == SetupStage::TlsHandshake {
+                    // Measured with Tansu: a plaintext listener reads the TLS hello as the size
+                    // of a ~370 MB request and waits for the rest.
+                    f.write_str(
+                        ": a plaintext listener never answers a TLS hello (is \
+                         security.protocol SSL or SASL_SSL only where the broker's is?)",
+                    )?;
+                }
+                Ok(())
+            }
+            TransportError::ClosedDuringSetup { stage, tls } => {
+                write!(f, "the broker closed the connection during {stage}")?;
+                match (stage, tls) {
+                    // A TLS listener cannot parse a Kafka request as a TLS record and drops the
+                    // connection (socat/OpenSSL: "wrong version number", then a reset).
+                    (SetupStage::ApiVersions, false) => f.write_str(
+                        ": a TLS listener does that to a plaintext client (security.protocol \
+                         SSL or SASL_SSL?)",
+                    ),
+                    // Measured with Tansu: it closes on a SaslHandshake for a mechanism it does
+                    // not enable (PLAIN) instead of answering error 33; a listener without SASL
+                    // may close on any SaslHandshake.
+                    (SetupStage::SaslAuthentication, _) => f.write_str(
+                        ": it may not enable sasl.mechanism, or not expect SASL on this \
+                         listener (security.protocol)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// How a TLS handshake failed, or why a connection met TLS it did not expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The broker's certificate is not signed by a trusted CA (`ssl.ca.location`, or the
+    /// system's trust store when it is unset).
+    UnknownCa,
+    /// The broker's certificate does not name the host dialled. `none` as
+    /// `ssl.endpoint.identification.algorithm` turns the check off.
+    HostnameMismatch {
+        /// The host dialled.
+        host: String,
+        /// The names the certificate gives, where rustls reports them.
+        presented: Vec<String>,
+    },
+    /// Something else is wrong with the broker's certificate (expired, not yet valid, revoked,
+    /// not for server authentication, ...).
+    BadCertificate(String),
+    /// The broker ended the handshake with an alert: it may want a client certificate
+    /// (`ssl.certificate.location`), refuse the one given, or share no protocol version or
+    /// cipher suite with the client.
+    Refused {
+        /// The TLS alert received.
+        alert: String,
+    },
+    /// The broker answered the TLS hello with something that is not TLS: a plaintext listener.
+    NotTls,
+    /// A plaintext connection got a TLS record back: the listener wants TLS.
+    UnexpectedTls,
+    /// The broker closed the connection in the middle of the TLS handshake.
+    ClosedInHandshake,
+    /// The host to check the certificate against is not a valid DNS name or IP address.
+    InvalidServerName(String),
+    /// Any other TLS failure, as rustls words it.
+    Other(String),
+}
+
+impl TlsError {
+    /// Whether trying again can help: only when the connection was cut, which a broker
+    /// restarting does too. A certificate or protocol mismatch stays until someone fixes the
+    /// configuration (the Java client's `SslAuthenticationException` is fatal too).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, TlsError::ClosedInHandshake)
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::UnknownCa => f.write_str(
+                "the broker's certificate is not signed by a trusted CA (ssl.ca.location, or \
+                 the system's trust store when unset)",
             ),
+            TlsError::HostnameMismatch { host, presented } if presented.is_empty() => write!(
+                f,
+                "the broker's certificate is not valid for {host} \
+                 (ssl.endpoint.identification.algorithm=none skips this check)"
+            ),
+            TlsError::HostnameMismatch { host, presented } => write!(
+                f,
+                "the broker's certificate is for {}, not for {host} \
+                 (ssl.endpoint.identification.algorithm=none skips this check)",
+                presented.join(", ")
+            ),
+            TlsError::BadCertificate(why) => {
+                write!(f, "the broker's certificate is invalid: {why}")
+            }
+            TlsError::Refused { alert } => write!(
+                f,
+                "the broker refused the handshake (alert {alert}): it may want a client \
+                 certificate (ssl.certificate.location), refuse the one given, or share no \
+                 protocol version or cipher suite with kcon"
+            ),
+            TlsError::NotTls => f.write_str(
+                "the broker did not answer in TLS: a plaintext listener? (security.protocol \
+                 PLAINTEXT or SASL_PLAINTEXT)",
+            ),
+            TlsError::UnexpectedTls => f.write_str(
+                "the broker answered a plaintext request in TLS: its listener wants TLS \
+                 (security.protocol SSL or SASL_SSL)",
+            ),
+            TlsError::ClosedInHandshake => f.write_str(
+                "the broker closed the connection during the TLS handshake (a plaintext \
+                 listener, or a client certificate it refused)",
+            ),
+            TlsError::InvalidServerName(host) => {
+                write!(f, "{host:?} is not a valid DNS name or IP address")
+            }
+            TlsError::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Why SASL authentication failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The broker does not enable the mechanism (SaslHandshake error 33).
+    MechanismNotEnabled {
+        /// The mechanisms it does enable.
+        enabled: Vec<String>,
+    },
+    /// The broker refused: wrong credentials, an unknown user, an invalid token.
+    Refused {
+        /// The Kafka error code, when the refusal came as one (58, SASL_AUTHENTICATION_FAILED,
+        /// for bad credentials).
+        error_code: Option<i16>,
+        /// The broker's own words.
+        message: Option<String>,
+    },
+    /// The broker broke the mechanism's rules: a malformed message, or a SCRAM signature
+    /// proving it does not hold the credential.
+    Protocol(String),
+    /// The application's OAUTHBEARER token provider failed, or gave a token that cannot be
+    /// sent.
+    TokenProvider(String),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::MechanismNotEnabled { enabled } => write!(
+                f,
+                "the broker does not enable it; it enables [{}]",
+                enabled.join(", ")
+            ),
+            AuthError::Refused {
+                error_code,
+                message,
+            } => {
+                f.write_str("refused by the broker")?;
+                if let Some(code) = error_code {
+                    match ResponseError::try_from_code(*code) {
+                        Some(e) => write!(f, " (error {code}, {e:?})")?,
+                        None => write!(f, " (error {code})")?,
+                    }
+                }
+                match message {
+                    Some(m) => write!(f, ": {m}"),
+                    None => Ok(()),
+                }
+            }
+            AuthError::Protocol(what) => write!(f, "protocol violation: {what}"),
+            AuthError::TokenProvider(why) => write!(f, "the token provider failed: {why}"),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - [`Pool`]: connections made on demand per broker and [`Purpose`], bootstrap, the cluster
 //!   [`Metadata`] cache with coalesced refreshes, reconnect backoff, idle close.
 //! - [`PoolConfig`]: the Kafka properties of all that, settable by name.
+//! - Security (`security.protocol`): TLS with rustls (`ssl.*`), SASL PLAIN, SCRAM-SHA-256/512
+//!   and OAUTHBEARER (`sasl.*`, and an [`OAuthBearerTokenProvider`] for tokens), with
+//!   re-authentication before the session expires (KIP-368).
 //! - [`ExponentialBackoff`]: KIP-580's backoff, a pure function of attempt and randomness.
 //!
 //! Every request gets a debug-level `tracing` span with its API, version, broker id,
@@ -19,13 +22,22 @@ mod connection;
 pub mod error;
 pub mod metadata;
 mod pool;
+mod sasl;
+mod tls;
 
 pub use backoff::ExponentialBackoff;
-pub use config::{ConfigError, PoolConfig};
+pub use config::{
+    ConfigError, EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol,
+};
 pub use connection::Connection;
-pub use error::{Corruption, Error, Misuse, Peer, Result, TransportError};
+pub use error::{
+    AuthError, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
+};
 pub use metadata::{
     BrokerMetadata, Metadata, PartitionMetadata, TopicId, TopicMetadata, TopicScope,
     is_stale_metadata_error,
 };
 pub use pool::{BrokerTarget, Pool, Purpose};
+pub use sasl::oauthbearer::{
+    BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider,
+};

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::backoff::ExponentialBackoff;
 use crate::config::{ConfigError, PoolConfig};
-use crate::connection::Connection;
+use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
 use crate::metadata::{Metadata, TopicScope, is_stale_metadata_error, metadata_request};
 
@@ -49,10 +49,13 @@ impl Pool {
     /// Must be called inside a Tokio runtime: it spawns the pool's background task there.
     pub fn new(config: PoolConfig) -> Result<Pool> {
         config.validate()?;
+        // Certificates and keys are read once, here: a bad file fails now, with its property.
+        let security = Security::from_config(&config)?;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| Error::Misuse(Misuse::NoRuntime))?;
         let inner = Arc::new(PoolInner {
             config,
+            security,
             state: Mutex::new(PoolState::new()),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
@@ -199,6 +202,8 @@ enum SlotKey {
 
 struct PoolInner {
     config: PoolConfig,
+    /// TLS and SASL settings, loaded from `config` once.
+    security: Security,
     state: Mutex<PoolState>,
     /// Wakes the background task early: a refresh was requested.
     wake: Arc<Notify>,
@@ -342,7 +347,7 @@ impl PoolInner {
         if let Some(not_before) = slot.backoff_until(&policy) {
             time::sleep_until(not_before).await;
         }
-        match Connection::connect(slot.peer.clone(), &self.config).await {
+        match Connection::connect_secured(slot.peer.clone(), &self.config, &self.security).await {
             Ok(conn) => {
                 slot.connected(conn.clone());
                 if let Some(id) = slot.peer.id {

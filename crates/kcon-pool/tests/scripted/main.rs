@@ -2,4 +2,5 @@
 
 mod connection;
 mod pool;
+mod sasl;
 mod support;
