@@ -1,0 +1,336 @@
+//! The group member's configuration: Kafka property names, the Java client's defaults.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kcon_pool::{ConfigError, ExponentialBackoff};
+
+use crate::assignor::{self, Assignor, RebalanceProtocol};
+
+/// The configuration of one group member ([`GroupMachine`](crate::GroupMachine)).
+///
+/// Fields can be set directly or by Kafka property name with [`GroupConfig::set`]. Defaults are
+/// the Java consumer's.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct GroupConfig {
+    /// `group.id`: the group to join. No default: [`validate`](GroupConfig::validate) refuses
+    /// an empty id.
+    pub group_id: String,
+    /// `group.instance.id`: makes the member static (KIP-345): it keeps its assignment across
+    /// restarts within `session.timeout.ms` and does not leave the group on close.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms`: how long the coordinator waits for a heartbeat before it takes the
+    /// member out of the group. Default 45 s.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`: the time between heartbeats. Default 3 s; must be below
+    /// `session.timeout.ms`.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the longest the application may go without polling before the
+    /// member leaves the group; also the rebalance timeout sent in JoinGroup, and the longest a
+    /// revocation may wait for the application. Default 5 min.
+    pub max_poll_interval: Duration,
+    /// `retry.backoff.ms`: the first wait before retrying after a retriable error (KIP-580).
+    /// Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the longest such wait. Default 1 s.
+    pub retry_backoff_max: Duration,
+    /// `partition.assignment.strategy`: the assignors, in order of preference. The rebalance
+    /// protocol is cooperative only when every one of them supports it (as in the Java client,
+    /// which makes `range,cooperative-sticky` the upgrade path from eager). Default
+    /// `range,cooperative-sticky`.
+    pub partition_assignment_strategy: Vec<Arc<dyn Assignor>>,
+    /// `client.rack`: the member's rack, sent in its subscription for rack-aware assignment
+    /// (KIP-881). Default none.
+    pub client_rack: Option<String>,
+}
+
+impl GroupConfig {
+    /// The Kafka property names [`GroupConfig::set`] accepts.
+    pub const PROPERTIES: &'static [&'static str] = &[
+        "group.id",
+        "group.instance.id",
+        "group.protocol",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        "partition.assignment.strategy",
+        "client.rack",
+    ];
+
+    /// A configuration for `group_id`, everything else at its default.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        GroupConfig {
+            group_id: group_id.into(),
+            ..GroupConfig::default()
+        }
+    }
+
+    /// Sets a property by its Kafka name from its string form.
+    ///
+    /// Durations are whole milliseconds; `partition.assignment.strategy` is a comma-separated
+    /// list of assignor names (`range`, `roundrobin`, `sticky`, `cooperative-sticky`, or the
+    /// Java class names); `group.protocol` accepts `classic` only. A bad value is refused with
+    /// an error naming the property and what it accepts, and leaves the configuration
+    /// unchanged.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match name {
+            "group.id" => self.group_id = value.to_owned(),
+            "group.instance.id" => {
+                self.group_instance_id = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.to_owned())
+                };
+            }
+            "group.protocol" => {
+                if !v.eq_ignore_ascii_case("classic") {
+                    return Err(invalid(
+                        name,
+                        value,
+                        "classic (the KIP-848 consumer protocol is not supported yet)",
+                    ));
+                }
+            }
+            "session.timeout.ms" => self.session_timeout = millis(name, v, 1)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = millis(name, v, 1)?,
+            "max.poll.interval.ms" => self.max_poll_interval = millis(name, v, 1)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
+            "partition.assignment.strategy" => {
+                let mut list = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let Some(a) = assignor::assignor(part) else {
+                        return Err(invalid(name, value, STRATEGY_EXPECTED));
+                    };
+                    if list
+                        .iter()
+                        .any(|b: &Arc<dyn Assignor>| b.name() == a.name())
+                    {
+                        return Err(invalid(name, value, STRATEGY_EXPECTED));
+                    }
+                    list.push(a);
+                }
+                if list.is_empty() {
+                    return Err(invalid(name, value, STRATEGY_EXPECTED));
+                }
+                self.partition_assignment_strategy = list;
+            }
+            "client.rack" => {
+                self.client_rack = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.to_owned())
+                };
+            }
+            _ => {
+                return Err(ConfigError::UnknownProperty {
+                    property: name.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what `set` cannot check one property at a time, and the fields set directly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group_id.is_empty() {
+            return Err(invalid("group.id", "", "a non-empty group id"));
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(invalid(
+                "heartbeat.interval.ms",
+                &self.heartbeat_interval.as_millis().to_string(),
+                "a value below session.timeout.ms",
+            ));
+        }
+        if self.partition_assignment_strategy.is_empty() {
+            return Err(invalid(
+                "partition.assignment.strategy",
+                "",
+                STRATEGY_EXPECTED,
+            ));
+        }
+        if self.max_poll_interval.as_millis() > i32::MAX as u128 {
+            return Err(invalid(
+                "max.poll.interval.ms",
+                &self.max_poll_interval.as_millis().to_string(),
+                "at most 2147483647",
+            ));
+        }
+        if self.session_timeout.as_millis() > i32::MAX as u128 {
+            return Err(invalid(
+                "session.timeout.ms",
+                &self.session_timeout.as_millis().to_string(),
+                "at most 2147483647",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rebalance protocol the member follows: cooperative when every configured assignor
+    /// supports it, else eager (the Java client's `ConsumerCoordinator` does the same).
+    pub fn rebalance_protocol(&self) -> RebalanceProtocol {
+        let all_cooperative = self.partition_assignment_strategy.iter().all(|a| {
+            a.supported_protocols()
+                .contains(&RebalanceProtocol::Cooperative)
+        });
+        if all_cooperative {
+            RebalanceProtocol::Cooperative
+        } else {
+            RebalanceProtocol::Eager
+        }
+    }
+
+    /// The retry backoff (KIP-580) from `retry.backoff.ms` and `retry.backoff.max.ms`.
+    pub fn retry_backoff_policy(&self) -> ExponentialBackoff {
+        ExponentialBackoff::new(self.retry_backoff, self.retry_backoff_max)
+    }
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        let strategy = ["range", "cooperative-sticky"]
+            .iter()
+            // Invariant: both names are among the assignors kcon-group ships.
+            .map(|n| assignor::assignor(n).expect("a built-in assignor"))
+            .collect();
+        GroupConfig {
+            group_id: String::new(),
+            group_instance_id: None,
+            session_timeout: Duration::from_millis(45_000),
+            heartbeat_interval: Duration::from_millis(3_000),
+            max_poll_interval: Duration::from_millis(300_000),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
+            partition_assignment_strategy: strategy,
+            client_rack: None,
+        }
+    }
+}
+
+impl fmt::Debug for GroupConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let strategy: Vec<&str> = self
+            .partition_assignment_strategy
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        f.debug_struct("GroupConfig")
+            .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("session_timeout", &self.session_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_poll_interval", &self.max_poll_interval)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("retry_backoff_max", &self.retry_backoff_max)
+            .field("partition_assignment_strategy", &strategy)
+            .field("client_rack", &self.client_rack)
+            .finish()
+    }
+}
+
+const STRATEGY_EXPECTED: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
+     sticky, cooperative-sticky (or their Java class names)";
+const MILLIS_EXPECTED: &str = "a whole number of milliseconds from 0 to 2147483647";
+const POSITIVE_MILLIS_EXPECTED: &str = "a whole number of milliseconds from 1 to 2147483647";
+
+fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        property: property.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+fn millis(name: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
+    let expected = if min == 0 {
+        MILLIS_EXPECTED
+    } else {
+        POSITIVE_MILLIS_EXPECTED
+    };
+    match v.parse::<u64>() {
+        Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
+        _ => Err(invalid(name, v, expected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_java_clients() {
+        let c = GroupConfig::new("g");
+        assert_eq!(c.session_timeout, Duration::from_secs(45));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(300));
+        let names: Vec<_> = c
+            .partition_assignment_strategy
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(names, ["range", "cooperative-sticky"]);
+        // range is eager only, so the default group is eager until range is dropped.
+        assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Eager);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn strategy_list_decides_the_protocol() {
+        let mut c = GroupConfig::new("g");
+        c.set("partition.assignment.strategy", "cooperative-sticky")
+            .unwrap();
+        assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        c.set(
+            "partition.assignment.strategy",
+            "org.apache.kafka.clients.consumer.RoundRobinAssignor, range",
+        )
+        .unwrap();
+        assert_eq!(c.partition_assignment_strategy[0].name(), "roundrobin");
+        assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Eager);
+    }
+
+    #[test]
+    fn bad_values_name_the_property() {
+        let mut c = GroupConfig::new("g");
+        for (name, value) in [
+            ("partition.assignment.strategy", "fair"),
+            ("partition.assignment.strategy", ""),
+            ("partition.assignment.strategy", "range,range"),
+            ("session.timeout.ms", "0"),
+            ("session.timeout.ms", "-5"),
+            ("session.timeout.ms", "2147483648"),
+            ("heartbeat.interval.ms", "x"),
+            ("group.protocol", "consumer"),
+        ] {
+            let e = c.set(name, value).unwrap_err();
+            assert_eq!(e.property(), name, "{e}");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        assert!(matches!(
+            c.set("group.idd", "x"),
+            Err(ConfigError::UnknownProperty { .. })
+        ));
+        c.set("group.protocol", "CLASSIC").unwrap();
+    }
+
+    #[test]
+    fn validate_checks_across_properties() {
+        let mut c = GroupConfig::new("");
+        assert_eq!(c.validate().unwrap_err().property(), "group.id");
+        c.group_id = "g".into();
+        c.set("session.timeout.ms", "3000").unwrap();
+        c.set("heartbeat.interval.ms", "3000").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().property(),
+            "heartbeat.interval.ms"
+        );
+        c.set("heartbeat.interval.ms", "1000").unwrap();
+        c.validate().unwrap();
+    }
+}

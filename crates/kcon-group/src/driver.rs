@@ -1,0 +1,380 @@
+//! The tokio driver: one task that owns a [`GroupMachine`], sends its requests through a
+//! [`Pool`], sleeps until its next timer, and hands its events to the application.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::kafka_protocol::protocol::Request;
+use kcon_pool::{
+    BrokerTarget, ConfigError, Connection, Error as PoolError, Metadata, Pool, Purpose, TopicScope,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{self, JoinHandle, JoinSet};
+use tokio::time::{self, Instant, MissedTickBehavior};
+use tracing::debug;
+
+use crate::assignor::{PartitionInfo, TopicPartitions};
+use crate::config::GroupConfig;
+use crate::machine::{Generation, GroupEvent, GroupMachine, MemberState, RevocationId};
+use crate::messages::{
+    Coordinator, GroupRequest, GroupResponse, Outgoing, RequestFailure, RequestId, Target,
+};
+use crate::protocol::TopicPartition;
+use crate::wire;
+
+/// How often the driver looks for a new metadata snapshot in the pool (the leader rejoins when
+/// a topic it assigned gained partitions).
+const METADATA_CHECK: Duration = Duration::from_secs(1);
+
+/// A group member run by a tokio task: a handle to subscribe, acknowledge revocations, read
+/// events and close.
+///
+/// The member must be told the application is alive with [`poll`](GroupMember::poll) at least
+/// every `max.poll.interval.ms`, or it leaves the group (as the Java client's does) and rejoins
+/// on the next `poll`.
+///
+/// Dropping the handle closes the member in the background (revocations acknowledged at once,
+/// LeaveGroup for a dynamic member).
+#[derive(Debug)]
+pub struct GroupMember {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<GroupEvent>,
+    snapshot: watch::Receiver<MemberSnapshot>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// What the member looks like now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    /// The coarse state.
+    pub state: MemberState,
+    /// The generation (id -1 when none).
+    pub generation: Generation,
+    /// The partitions owned.
+    pub assignment: BTreeSet<TopicPartition>,
+    /// The coordinator, when known.
+    pub coordinator: Option<Coordinator>,
+}
+
+impl MemberSnapshot {
+    fn of(m: &GroupMachine) -> MemberSnapshot {
+        MemberSnapshot {
+            state: m.state(),
+            generation: m.generation().clone(),
+            assignment: m.assignment().clone(),
+            coordinator: m.coordinator().cloned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Subscribe(Vec<String>),
+    Unsubscribe,
+    Poll,
+    RevocationDone(RevocationId),
+    /// Close, acknowledging revocations at once.
+    Close,
+}
+
+impl GroupMember {
+    /// Validates `config` and starts the member's task on the current tokio runtime. It joins
+    /// nothing until [`subscribe`](GroupMember::subscribe).
+    pub fn start(pool: Pool, config: GroupConfig) -> Result<GroupMember, ConfigError> {
+        config.validate()?;
+        let now = Instant::now().into_std();
+        let machine = GroupMachine::new(config, now, fastrand::u64(..));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let (snapshot_tx, snapshot) = watch::channel(MemberSnapshot::of(&machine));
+        let task = tokio::spawn(run(pool, machine, command_rx, event_tx, snapshot_tx));
+        Ok(GroupMember {
+            commands,
+            events,
+            snapshot,
+            task: Some(task),
+        })
+    }
+
+    /// Subscribes to `topics`, replacing the subscription (empty: unsubscribe).
+    pub fn subscribe<I, S>(&self, topics: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics = topics.into_iter().map(Into::into).collect();
+        let _ = self.commands.send(Command::Subscribe(topics));
+    }
+
+    /// Leaves the group, revoking the partitions first.
+    pub fn unsubscribe(&self) {
+        let _ = self.commands.send(Command::Unsubscribe);
+    }
+
+    /// Tells the member the application is alive (it polled).
+    pub fn poll(&self) {
+        let _ = self.commands.send(Command::Poll);
+    }
+
+    /// Acknowledges [`GroupEvent::Revoked`] `id`: the application has stopped consuming the
+    /// partitions and committed what it wanted.
+    pub fn revocation_done(&self, id: RevocationId) {
+        let _ = self.commands.send(Command::RevocationDone(id));
+    }
+
+    /// The next event; `None` once the member has stopped and every event was read.
+    pub async fn next_event(&mut self) -> Option<GroupEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_next_event(&mut self) -> Option<GroupEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// The member's state now.
+    pub fn snapshot(&self) -> MemberSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the snapshot.
+    pub fn watch(&self) -> watch::Receiver<MemberSnapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Closes the member (revocations are acknowledged at once: read the events before if the
+    /// application must commit on revocation) and waits, at most `timeout`, for LeaveGroup to
+    /// be answered. Returns the events that came meanwhile.
+    pub async fn close(mut self, timeout: Duration) -> Vec<GroupEvent> {
+        let _ = self.commands.send(Command::Close);
+        let mut events = Vec::new();
+        let _ = time::timeout(timeout, async {
+            while let Some(e) = self.events.recv().await {
+                events.push(e);
+            }
+        })
+        .await;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        events
+    }
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        // The task sees the command channel close and closes the member on its own; it ends
+        // when LeaveGroup is answered or fails. Nothing to do here.
+        if let Some(task) = self.task.take() {
+            drop(task);
+        }
+    }
+}
+
+async fn run(
+    pool: Pool,
+    mut machine: GroupMachine,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<GroupEvent>,
+    snapshot: watch::Sender<MemberSnapshot>,
+) {
+    let mut in_flight: JoinSet<Result<GroupResponse, RequestFailure>> = JoinSet::new();
+    let mut ids: HashMap<task::Id, RequestId> = HashMap::new();
+    let mut closing = false;
+    let mut metadata_seen = 0u64;
+    let mut metadata_tick = time::interval(METADATA_CHECK);
+    metadata_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let group_id = machine.config().group_id.clone();
+    loop {
+        let now = Instant::now().into_std();
+        while let Some(out) = machine.poll_request(now) {
+            let id = out.id;
+            let handle = in_flight.spawn(send(pool.clone(), out));
+            ids.insert(handle.id(), id);
+        }
+        while let Some(event) = machine.poll_event() {
+            if closing && let GroupEvent::Revoked { id, .. } = &event {
+                machine.revocation_done(*id, now);
+            }
+            let _ = events.send(event);
+            // Acknowledging may have queued requests: send them now.
+            while let Some(out) = machine.poll_request(now) {
+                let id = out.id;
+                let handle = in_flight.spawn(send(pool.clone(), out));
+                ids.insert(handle.id(), id);
+            }
+        }
+        snapshot.send_if_modified(|s| {
+            let new = MemberSnapshot::of(&machine);
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+        if machine.is_terminated() {
+            break;
+        }
+        let deadline = machine.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                let now = Instant::now().into_std();
+                match joined {
+                    Ok((task_id, result)) => {
+                        if let Some(id) = ids.remove(&task_id) {
+                            machine.handle_response(now, id, result);
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(id) = ids.remove(&e.id()) {
+                            machine.handle_response(now, id, Err(RequestFailure {
+                                retriable: true,
+                                reason: format!("the request task ended: {e}"),
+                            }));
+                        }
+                    }
+                }
+            }
+            command = commands.recv(), if !closing => {
+                let now = Instant::now().into_std();
+                match command {
+                    Some(Command::Subscribe(topics)) => {
+                        pool.track_topics(TopicScope::topics(topics.iter().cloned()));
+                        machine.subscribe(topics, now);
+                    }
+                    Some(Command::Unsubscribe) => machine.unsubscribe(now),
+                    Some(Command::Poll) => machine.application_polled(now),
+                    Some(Command::RevocationDone(id)) => machine.revocation_done(id, now),
+                    Some(Command::Close) | None => {
+                        debug!(group = %group_id, "closing the group member");
+                        closing = true;
+                        machine.close(now);
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {
+                machine.handle_timeout(Instant::now().into_std());
+            }
+            _ = metadata_tick.tick() => {
+                let metadata = pool.metadata();
+                if metadata.generation != metadata_seen {
+                    metadata_seen = metadata.generation;
+                    let topics = topic_partitions(&metadata, &machine.watched_topics());
+                    machine.metadata_updated(&topics, Instant::now().into_std());
+                }
+            }
+        }
+    }
+    debug!(group = %group_id, "group member task ends");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The partitions of `topics` in `metadata`, with the racks of each partition's replicas.
+/// Topics the metadata lacks, or has only an error for, are left out.
+pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -> TopicPartitions {
+    topics
+        .iter()
+        .filter_map(|name| {
+            let t = metadata.topic(name)?;
+            if t.partitions.is_empty() {
+                return None;
+            }
+            let partitions = t
+                .partitions
+                .values()
+                .map(|p| {
+                    let mut racks: Vec<String> = p
+                        .replicas
+                        .iter()
+                        .filter_map(|id| metadata.broker(*id)?.rack.clone())
+                        .collect();
+                    racks.sort();
+                    racks.dedup();
+                    PartitionInfo {
+                        partition: p.partition,
+                        replica_racks: racks,
+                    }
+                })
+                .collect();
+            Some((name.clone(), partitions))
+        })
+        .collect()
+}
+
+fn failure(e: PoolError) -> RequestFailure {
+    // A corrupt answer closed the connection; a fresh one may do better, and the machine's
+    // backoff keeps that from looping fast.
+    let retriable = e.is_retriable() || matches!(e, PoolError::Corrupt { .. });
+    RequestFailure {
+        retriable,
+        reason: e.to_string(),
+    }
+}
+
+fn version_failure(e: wire::VersionError) -> RequestFailure {
+    RequestFailure {
+        retriable: false,
+        reason: e.0,
+    }
+}
+
+async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure> {
+    let target = match &out.target {
+        Target::Any => BrokerTarget::Any,
+        Target::Coordinator(c) => BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+    };
+    let timeout = out.timeout.unwrap_or(pool.config().request_timeout);
+    if let GroupRequest::Metadata { topics } = &out.request {
+        let metadata = pool
+            .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+            .await
+            .map_err(failure)?;
+        return Ok(GroupResponse::Metadata(topic_partitions(&metadata, topics)));
+    }
+    let conn = pool.connection(target).await.map_err(failure)?;
+    let version = |api: ApiKey| conn.version(api).map_err(failure);
+    let answer = match &out.request {
+        GroupRequest::FindCoordinator { group_id } => {
+            let v = version(ApiKey::FindCoordinator)?;
+            let request = Ok(wire::find_coordinator_request(group_id, v));
+            wire::find_coordinator_response(group_id, call(&conn, request, timeout).await?, v)
+        }
+        GroupRequest::JoinGroup(j) => {
+            let request = wire::join_group_request(j, version(ApiKey::JoinGroup)?);
+            wire::join_group_response(call(&conn, request, timeout).await?)
+        }
+        GroupRequest::SyncGroup(j) => {
+            let request = wire::sync_group_request(j, version(ApiKey::SyncGroup)?);
+            wire::sync_group_response(call(&conn, request, timeout).await?)
+        }
+        GroupRequest::Heartbeat(h) => {
+            let request = wire::heartbeat_request(h, version(ApiKey::Heartbeat)?);
+            wire::heartbeat_response(call(&conn, request, timeout).await?)
+        }
+        GroupRequest::LeaveGroup(l) => {
+            let request = Ok(wire::leave_group_request(l, version(ApiKey::LeaveGroup)?));
+            wire::leave_group_response(call(&conn, request, timeout).await?)
+        }
+        // Invariant: Metadata was answered above, before any connection was asked for.
+        GroupRequest::Metadata { .. } => unreachable!("Metadata is answered by the pool"),
+    };
+    Ok(answer)
+}
+
+/// Sends `request` (built for the connection's version, or why it could not be) and waits for
+/// the answer.
+async fn call<R: Request>(
+    conn: &Connection,
+    request: Result<R, wire::VersionError>,
+    timeout: Duration,
+) -> Result<R::Response, RequestFailure> {
+    let request = request.map_err(version_failure)?;
+    conn.send_with_timeout(&request, timeout)
+        .await
+        .map_err(failure)
+}

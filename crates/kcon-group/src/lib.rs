@@ -1,0 +1,28 @@
+//! Consumer group membership for kcon: classic consumer groups (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), eager and cooperative (KIP-429), with static membership (KIP-345).
+//!
+//! - [`GroupMachine`]: the member's state machine. It does no IO and reads no clock; time and
+//!   answers are fed in, requests and events are drained out (see its driving contract).
+//! - [`protocol`]: the embedded consumer protocol (subscriptions and assignments v0-v3).
+//! - [`assignor`]: range, roundrobin, sticky and cooperative-sticky, as pure functions.
+//! - [`wire`]: the machine's requests in kafka-protocol's types, per version.
+//! - [`GroupMember`]: a tokio task that drives a machine through a [`kcon_pool::Pool`].
+
+pub mod assignor;
+mod config;
+mod driver;
+mod error;
+mod machine;
+mod messages;
+pub mod protocol;
+pub mod wire;
+
+pub use config::GroupConfig;
+pub use driver::{GroupMember, MemberSnapshot};
+pub use error::GroupError;
+pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
+pub use messages::{
+    Coordinator, GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember,
+    LeaveGroup, Outgoing, RequestFailure, RequestId, SyncGroup, Target,
+};
+pub use protocol::TopicPartition;

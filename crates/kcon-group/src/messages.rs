@@ -1,0 +1,236 @@
+//! What the group machine asks to send and what it is fed back, independent of protocol
+//! versions: [`wire`](crate::wire) turns them into and out of kafka-protocol's types for the
+//! version a broker speaks.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::assignor::TopicPartitions;
+
+/// Identifies one request of a [`GroupMachine`](crate::GroupMachine); its answer is fed back
+/// with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub(crate) u64);
+
+/// The group coordinator, as FindCoordinator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coordinator {
+    /// Its broker id.
+    pub id: i32,
+    /// Its host.
+    pub host: String,
+    /// Its port.
+    pub port: i32,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// Any broker (FindCoordinator, Metadata).
+    Any,
+    /// The group coordinator, on a connection of its own so that heartbeats never wait behind
+    /// fetches.
+    Coordinator(Coordinator),
+}
+
+/// A request the machine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The id to feed the answer back with.
+    pub id: RequestId,
+    /// Where to send it.
+    pub target: Target,
+    /// What to send.
+    pub request: GroupRequest,
+    /// How long to wait for the answer, when it is not `request.timeout.ms`: the broker holds
+    /// a JoinGroup for up to the rebalance timeout, so the Java client waits that long plus 5 s.
+    pub timeout: Option<Duration>,
+}
+
+/// The requests of a classic group member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupRequest {
+    /// FindCoordinator for the group (key type 0).
+    FindCoordinator {
+        /// The group id.
+        group_id: String,
+    },
+    /// Metadata for these topics: the leader needs every subscribed topic's partitions to
+    /// assign them.
+    Metadata {
+        /// The topics (the union of all members' subscriptions).
+        topics: BTreeSet<String>,
+    },
+    /// JoinGroup.
+    JoinGroup(JoinGroup),
+    /// SyncGroup.
+    SyncGroup(SyncGroup),
+    /// Heartbeat.
+    Heartbeat(Heartbeat),
+    /// LeaveGroup for this member.
+    LeaveGroup(LeaveGroup),
+}
+
+/// A JoinGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroup {
+    /// The group id.
+    pub group_id: String,
+    /// `session.timeout.ms`.
+    pub session_timeout_ms: i32,
+    /// The rebalance timeout: `max.poll.interval.ms` (JoinGroup v1+).
+    pub rebalance_timeout_ms: i32,
+    /// The member id: empty on the first join.
+    pub member_id: String,
+    /// `group.instance.id` (JoinGroup v5+).
+    pub group_instance_id: Option<String>,
+    /// Always "consumer".
+    pub protocol_type: String,
+    /// The assignors, in order of preference, each with the member's subscription encoded for
+    /// it.
+    pub protocols: Vec<(String, Bytes)>,
+    /// Why the member joins (KIP-800, JoinGroup v8+).
+    pub reason: Option<String>,
+}
+
+/// A SyncGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The generation joined.
+    pub generation_id: i32,
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id` (v3+).
+    pub group_instance_id: Option<String>,
+    /// "consumer" (v5+).
+    pub protocol_type: String,
+    /// The assignor the coordinator chose (v5+).
+    pub protocol_name: String,
+    /// From the leader: every member's encoded assignment; empty from the others.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// A Heartbeat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The group id.
+    pub group_id: String,
+    /// The generation.
+    pub generation_id: i32,
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id` (v3+).
+    pub group_instance_id: Option<String>,
+}
+
+/// A LeaveGroup request for one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveGroup {
+    /// The group id.
+    pub group_id: String,
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id` (v3+); static members leave only when asked to explicitly, which
+    /// kcon's machine never does on close (KIP-345).
+    pub group_instance_id: Option<String>,
+    /// Why (KIP-800, v5+).
+    pub reason: Option<String>,
+}
+
+/// An answer, in the terms the machine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupResponse {
+    /// FindCoordinator's answer for the group.
+    FindCoordinator {
+        /// The error code.
+        error_code: i16,
+        /// The broker's message, if any.
+        error_message: Option<String>,
+        /// The coordinator, when the error code is 0.
+        coordinator: Option<Coordinator>,
+    },
+    /// The partitions of the topics asked for (topics that don't exist are left out).
+    Metadata(TopicPartitions),
+    /// JoinGroup's answer.
+    JoinGroup(JoinGroupAnswer),
+    /// SyncGroup's answer.
+    SyncGroup {
+        /// The error code.
+        error_code: i16,
+        /// The protocol type (v5+).
+        protocol_type: Option<String>,
+        /// The protocol name (v5+).
+        protocol_name: Option<String>,
+        /// The member's encoded assignment.
+        assignment: Bytes,
+    },
+    /// Heartbeat's answer.
+    Heartbeat {
+        /// The error code.
+        error_code: i16,
+    },
+    /// LeaveGroup's answer: the top-level error, else this member's.
+    LeaveGroup {
+        /// The error code.
+        error_code: i16,
+    },
+}
+
+/// JoinGroup's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinGroupAnswer {
+    /// The error code.
+    pub error_code: i16,
+    /// The generation.
+    pub generation_id: i32,
+    /// The protocol type (v7+).
+    pub protocol_type: Option<String>,
+    /// The assignor the coordinator chose.
+    pub protocol_name: Option<String>,
+    /// The leader's member id.
+    pub leader: String,
+    /// Whether the leader should skip assigning (KIP-814, v9+): a static leader rejoined and
+    /// the coordinator kept the assignment.
+    pub skip_assignment: bool,
+    /// This member's id (the one to use from now on; with MEMBER_ID_REQUIRED, the one to rejoin
+    /// with).
+    pub member_id: String,
+    /// For the leader: every member and its subscription bytes for the chosen protocol.
+    pub members: Vec<JoinedMember>,
+}
+
+/// A member as JoinGroup tells the leader about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    /// Its member id.
+    pub member_id: String,
+    /// Its `group.instance.id`.
+    pub group_instance_id: Option<String>,
+    /// Its subscription, encoded.
+    pub metadata: Bytes,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFailure {
+    /// Whether trying again can help: a lost connection or a timeout is retriable (and, for a
+    /// coordinator request, means the coordinator must be found again); a broker that lacks
+    /// the API or version is not.
+    pub retriable: bool,
+    /// What happened, for the log and for a fatal error.
+    pub reason: String,
+}
+
+impl fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
