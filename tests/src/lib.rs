@@ -6,6 +6,8 @@
 
 pub mod blocking;
 pub mod brokers;
+pub mod group;
+pub mod group_peers;
 pub mod mock;
 pub mod peers;
 pub mod pool;

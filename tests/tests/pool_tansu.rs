@@ -12,14 +12,14 @@
 
 use std::time::{Duration, Instant};
 
-use kcon_codec::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_pool::{BrokerTarget, Connection, Error, Peer, Pool, Result, TopicId, TopicScope};
 use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::group::create_topics;
 use kcon_tests::pool::{
     assert_answered_again, assert_back_within_backoff, assert_bootstrap_skips_a_dead_first_address,
     assert_cancellation_property, assert_pending_fail, assert_refused_with_backoff,
@@ -35,33 +35,6 @@ async fn broker_id(pool: &Pool) -> i32 {
     let ids: Vec<i32> = m.brokers.keys().copied().collect();
     assert_eq!(ids.len(), 1, "Tansu is a one-broker cluster: {m:?}");
     ids[0]
-}
-
-/// Creates each `(topic, partitions)` with CreateTopics through the pool (Tansu does not
-/// create topics on Metadata), failing on any per-topic error.
-async fn create_topics(pool: &Pool, id: i32, topics: &[(&str, i32)]) {
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(
-            topics
-                .iter()
-                .map(|&(name, partitions)| {
-                    CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
-                        .with_num_partitions(partitions)
-                        .with_replication_factor(1)
-                })
-                .collect(),
-        );
-    let answer = pool.send(BrokerTarget::Broker(id), &request).await.unwrap();
-    assert_eq!(answer.topics.len(), topics.len(), "{answer:?}");
-    for t in &answer.topics {
-        assert_eq!(
-            t.error_code, 0,
-            "creating {}: {:?}",
-            t.name.0, t.error_message
-        );
-    }
 }
 
 /// A Fetch of partition 0 of `topic` from offset 0 that waits up to `max_wait` for a byte.
@@ -89,7 +62,7 @@ fn long_poll(topic: &str, id: TopicId, max_wait: Duration) -> FetchRequest {
 /// Creates a one-partition topic, for Fetches that Tansu holds, and returns its name and id.
 async fn empty_topic(pool: &Pool, id: i32) -> (String, TopicId) {
     let topic = unique_name("held");
-    create_topics(pool, id, &[(&topic, 1)]).await;
+    create_topics(pool, BrokerTarget::Broker(id), &[(&topic, 1)]).await;
     let m = pool
         .refresh_metadata(TopicScope::topics([topic.clone()]))
         .await
@@ -141,7 +114,7 @@ async fn negotiated_versions_are_the_highest_both_sides_speak() {
     }
     // The pool's own Metadata goes out at v12: topic ids (v10+) come back.
     let topic = unique_name("t");
-    create_topics(&pool, id, &[(&topic, 2)]).await;
+    create_topics(&pool, BrokerTarget::Broker(id), &[(&topic, 2)]).await;
     let m = pool
         .refresh_metadata(TopicScope::topics([topic.clone()]))
         .await
@@ -169,7 +142,7 @@ async fn a_thousand_pipelined_requests_are_answered_and_matched() {
         .iter()
         .map(|(t, n)| (t.as_str(), *n as i32))
         .collect();
-    create_topics(&pool, id, &specs).await;
+    create_topics(&pool, BrokerTarget::Broker(id), &specs).await;
     let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
     // No bound on the time, unlike against the mock: with no RTT to add, it says nothing about
     // pipelining here; the 1,000 requests in flight at once do.

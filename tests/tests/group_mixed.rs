@@ -1,0 +1,198 @@
+//! kcon members in one group with librdkafka (confluent-kafka 2.16) and kafka-python 3.0.12
+//! members: with range and with cooperative-sticky, kcon leading (it joins first, alone) and a
+//! peer leading. Every partition is assigned exactly once after each rebalance: a kcon leader
+//! must read the peers' subscriptions and give them assignments they read, and a kcon follower
+//! must read the peer leader's assignment.
+//!
+//! kafka-python joins groups on Tansu only (on the mock cluster it cannot bootstrap without an
+//! old protocol version, and then loses the mock's sync race: see `kcon_tests::group_peers`).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kcon_group::MemberState;
+use kcon_pool::{BrokerTarget, Pool};
+use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::group::{
+    Member, MemberLog, REBALANCE_WITHIN, Tp, create_topics, group_config, partitions,
+};
+use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, split_exactly_once};
+use kcon_tests::mock::MockCluster;
+use kcon_tests::pool::config;
+use tokio::task::block_in_place;
+
+/// Which side joins first, alone, and so leads the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leader {
+    Kcon,
+    Peer,
+}
+
+/// Where the group lives.
+enum Broker {
+    Tansu(Tansu),
+    Mock(MockCluster),
+}
+
+impl Broker {
+    fn bootstrap(&self) -> String {
+        match self {
+            Broker::Tansu(t) => t.bootstrap(),
+            Broker::Mock(m) => m.bootstrap().to_owned(),
+        }
+    }
+}
+
+async fn tansu() -> (Broker, String) {
+    let tansu = Tansu::start();
+    let topic = unique_name("mixed-topic");
+    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    create_topics(&pool, BrokerTarget::Any, &[(&topic, 6)]).await;
+    (Broker::Tansu(tansu), topic)
+}
+
+fn mock() -> (Broker, String) {
+    let mock = MockCluster::start(3);
+    mock.set_group_initial_rebalance_delay(Duration::from_millis(200));
+    let topic = unique_name("mixed-topic");
+    mock.create_topic(&topic, 6, 3);
+    (Broker::Mock(mock), topic)
+}
+
+/// Two kcon members and two `client` members in one group with `strategy`; `leader` joins
+/// first. After all four have joined, every partition is owned exactly once; then one member
+/// of the side that did not lead leaves, and again.
+async fn mixed(broker: Broker, topic: &str, client: PeerClient, strategy: &str, leader: Leader) {
+    let bootstrap = broker.bootstrap();
+    let group = unique_name("mixed");
+    let all = partitions(topic, 6);
+    let kcon = |name: &str| {
+        Member::start(
+            name,
+            &bootstrap,
+            group_config(&group, strategy, &[]),
+            &[topic],
+        )
+    };
+    let mut peer_config = GroupPeerConfig::new(client, &bootstrap, &group, &[topic], strategy);
+    if matches!(broker, Broker::Mock(_)) {
+        peer_config = peer_config.for_mock_cluster();
+    }
+    let peer = || block_in_place(|| GroupPeer::start_with(&peer_config));
+
+    let (k1, p1) = match leader {
+        Leader::Kcon => {
+            let k1 = kcon("kcon-1");
+            wait_for_split(&[&k1], &[], &all).await;
+            (k1, peer())
+        }
+        Leader::Peer => {
+            let p1 = peer();
+            wait_for_split(&[], &[&p1], &all).await;
+            (kcon("kcon-1"), p1)
+        }
+    };
+    let k2 = kcon("kcon-2");
+    let p2 = peer();
+    wait_for_split(&[&k1, &k2], &[&p1, &p2], &all).await;
+    assert_eq!(
+        k1.log().leader,
+        leader == Leader::Kcon,
+        "kcon-1 should {}lead: {:?}",
+        if leader == Leader::Kcon { "" } else { "not " },
+        k1.log()
+    );
+
+    // A member of the side that follows leaves: the leader assigns again over the mixed
+    // subscriptions.
+    match leader {
+        Leader::Kcon => {
+            block_in_place(|| p2.close());
+            wait_for_split(&[&k1, &k2], &[&p1], &all).await;
+            k2.close().await;
+        }
+        Leader::Peer => {
+            let log = k2.close().await;
+            assert!(log.closed && log.fatal.is_none(), "{log:?}");
+            wait_for_split(&[&k1], &[&p1, &p2], &all).await;
+            block_in_place(|| p2.close());
+        }
+    }
+    let log: MemberLog = k1.close().await;
+    assert!(log.fatal.is_none(), "{log:?}");
+    block_in_place(|| p1.close());
+}
+
+/// Waits until kcon members (all stable) and peers together own every partition exactly once,
+/// each member some, and that holds for a second.
+async fn wait_for_split(kcon: &[&Member], peers: &[&GroupPeer], all: &BTreeSet<Tp>) {
+    let deadline = Instant::now() + REBALANCE_WITHIN;
+    let mut held_since: Option<Instant> = None;
+    loop {
+        let mut owned: Vec<BTreeSet<Tp>> = kcon.iter().map(|m| m.owned()).collect();
+        owned.extend(peers.iter().map(|p| p.assignment()));
+        let stable = kcon
+            .iter()
+            .all(|m| m.snapshot().state == MemberState::Stable);
+        let split = split_exactly_once(&owned, all)
+            .and_then(|()| match owned.iter().any(BTreeSet::is_empty) {
+                true => Err("a member owns nothing".to_owned()),
+                false => Ok(()),
+            })
+            .and_then(|()| {
+                if stable {
+                    Ok(())
+                } else {
+                    Err("a kcon member is not stable".into())
+                }
+            });
+        match split {
+            Ok(()) => {
+                let since = *held_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_secs(1) {
+                    return;
+                }
+            }
+            Err(why) => {
+                held_since = None;
+                if Instant::now() >= deadline {
+                    let kcon_logs: Vec<String> = kcon
+                        .iter()
+                        .map(|m| format!("{}: {:?}", m.name, m.log()))
+                        .collect();
+                    let peer_events: Vec<String> =
+                        peers.iter().map(|p| format!("{:?}", p.events())).collect();
+                    panic!(
+                        "no exactly-once split within {REBALANCE_WITHIN:?}: {why}\nkcon: {kcon_logs:#?}\npeers: {peer_events:#?}"
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+macro_rules! mixed_tests {
+    ($($name:ident: $broker:expr, $client:expr, $strategy:expr, $leader:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (broker, topic) = $broker;
+            mixed(broker, &topic, $client, $strategy, $leader).await;
+        }
+    )*};
+}
+
+mixed_tests! {
+    tansu_librdkafka_range_kcon_leads: tansu().await, PeerClient::Librdkafka, "range", Leader::Kcon;
+    tansu_librdkafka_range_librdkafka_leads: tansu().await, PeerClient::Librdkafka, "range", Leader::Peer;
+    tansu_librdkafka_cooperative_kcon_leads: tansu().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
+    tansu_librdkafka_cooperative_librdkafka_leads: tansu().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
+    tansu_kafka_python_range_kcon_leads: tansu().await, PeerClient::KafkaPython, "range", Leader::Kcon;
+    tansu_kafka_python_range_kafka_python_leads: tansu().await, PeerClient::KafkaPython, "range", Leader::Peer;
+    tansu_kafka_python_cooperative_kcon_leads: tansu().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Kcon;
+    tansu_kafka_python_cooperative_kafka_python_leads: tansu().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Peer;
+    mock_librdkafka_range_kcon_leads: mock(), PeerClient::Librdkafka, "range", Leader::Kcon;
+    mock_librdkafka_range_librdkafka_leads: mock(), PeerClient::Librdkafka, "range", Leader::Peer;
+    mock_librdkafka_cooperative_kcon_leads: mock(), PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
+    mock_librdkafka_cooperative_librdkafka_leads: mock(), PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
+}

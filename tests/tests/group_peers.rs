@@ -1,0 +1,177 @@
+//! The group peers of `kcon_tests::group_peers` against real brokers: librdkafka and
+//! kafka-python members split a 6-partition topic exactly once on Tansu, librdkafka members on
+//! the mock cluster, and kafka-python's limits on the mock are pinned.
+//!
+//! Every test runs its own broker and group, so they run in parallel. Joins on Tansu take about
+//! half the session timeout (6 s here), so each group step is given [`SPLIT_WITHIN`].
+
+use std::time::Duration;
+
+use kcon_pool::{BrokerTarget, Pool};
+use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::group::{create_topics, partitions};
+use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, wait_for_split};
+use kcon_tests::mock::MockCluster;
+use kcon_tests::pool::config;
+
+/// How long a group of fresh peers may take to settle: a first join (about 3 s on Tansu, plus
+/// the mock's initial rebalance delay there), a second round when the other member arrives
+/// during the first, and a loaded machine.
+const SPLIT_WITHIN: Duration = Duration::from_secs(25);
+
+/// Creates a 6-partition topic on `tansu` and returns its name.
+fn six_partition_topic(tansu: &Tansu) -> String {
+    let topic = unique_name("t");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+        create_topics(&pool, BrokerTarget::Any, &[(&topic, 6)]).await;
+    });
+    topic
+}
+
+/// Two peers of `clients` in one group on a fresh Tansu topic split its 6 partitions exactly
+/// once; then the first leaves and the second ends up with all 6.
+fn two_peers_split_on_tansu(clients: [PeerClient; 2], strategy: &str) {
+    let tansu = Tansu::start();
+    let topic = six_partition_topic(&tansu);
+    let group = unique_name("g");
+    let all = partitions(&topic, 6);
+    let start = |client| {
+        GroupPeer::start(
+            client,
+            &tansu.bootstrap(),
+            &group,
+            &[&topic],
+            strategy,
+            None,
+        )
+    };
+    let first = start(clients[0]);
+    let second = start(clients[1]);
+    wait_for_split(&[&first, &second], &all, SPLIT_WITHIN);
+
+    first.close();
+    second.wait_for("every partition after the other left", SPLIT_WITHIN, |a| {
+        *a == all
+    });
+    second.close();
+}
+
+#[test]
+fn two_librdkafka_members_split_with_range_on_tansu() {
+    two_peers_split_on_tansu([PeerClient::Librdkafka; 2], "range");
+}
+
+#[test]
+fn two_librdkafka_members_split_with_cooperative_sticky_on_tansu() {
+    two_peers_split_on_tansu([PeerClient::Librdkafka; 2], "cooperative-sticky");
+}
+
+#[test]
+fn librdkafka_and_kafka_python_split_with_range_on_tansu() {
+    two_peers_split_on_tansu([PeerClient::Librdkafka, PeerClient::KafkaPython], "range");
+}
+
+/// kafka-python's other assignors on Tansu, each in its own group on one topic, at once.
+#[test]
+fn kafka_python_splits_with_roundrobin_sticky_and_cooperative_sticky_on_tansu() {
+    let tansu = Tansu::start();
+    let topic = six_partition_topic(&tansu);
+    let all = partitions(&topic, 6);
+    let groups: Vec<(GroupPeer, GroupPeer)> = ["roundrobin", "sticky", "cooperative-sticky"]
+        .iter()
+        .map(|strategy| {
+            let group = unique_name("g");
+            let start = || {
+                let client = PeerClient::KafkaPython;
+                GroupPeer::start(
+                    client,
+                    &tansu.bootstrap(),
+                    &group,
+                    &[&topic],
+                    strategy,
+                    None,
+                )
+            };
+            (start(), start())
+        })
+        .collect();
+    for (a, b) in &groups {
+        wait_for_split(&[a, b], &all, SPLIT_WITHIN);
+    }
+}
+
+/// librdkafka members on the mock cluster, as static members (KIP-345; the mock elects the one
+/// with the lowest `group.instance.id` as leader).
+#[test]
+fn two_librdkafka_members_split_on_the_mock_cluster() {
+    let mock = MockCluster::start(3);
+    let topic = unique_name("t");
+    mock.create_topic(&topic, 6, 3);
+    mock.set_group_initial_rebalance_delay(Duration::from_millis(500));
+    let group = unique_name("g");
+    let all = partitions(&topic, 6);
+    let start = |id| {
+        let client = PeerClient::Librdkafka;
+        GroupPeer::start(
+            client,
+            mock.bootstrap(),
+            &group,
+            &[&topic],
+            "range",
+            Some(id),
+        )
+    };
+    let a = start("a");
+    let b = start("b");
+    wait_for_split(&[&a, &b], &all, SPLIT_WITHIN);
+    a.close();
+    b.close();
+}
+
+/// kafka-python bootstraps from the mock only when told to speak as to Kafka 2.3 (see the
+/// `group_peers` module doc); alone in a group (so it leads, and the mock's sync race can't
+/// hit it) it then gets every partition.
+#[test]
+fn kafka_python_needs_an_old_api_version_on_the_mock_cluster() {
+    let mock = MockCluster::start(1);
+    let topic = unique_name("t");
+    mock.create_topic(&topic, 6, 1);
+    mock.set_group_initial_rebalance_delay(Duration::ZERO);
+    let group = unique_name("g");
+    let config = GroupPeerConfig::new(
+        PeerClient::KafkaPython,
+        mock.bootstrap(),
+        &group,
+        &[&topic],
+        "range",
+    )
+    .for_mock_cluster();
+    let peer = GroupPeer::start_with(&config);
+    let all = partitions(&topic, 6);
+    peer.wait_for("every partition", SPLIT_WITHIN, |a| *a == all);
+    peer.close();
+}
+
+/// Without `api_version`, kafka-python 3.0.12 can't read the mock's refusal of ApiVersions v4
+/// and never bootstraps.
+#[test]
+#[should_panic(expected = "Unable to bootstrap")]
+fn kafka_python_cannot_bootstrap_from_the_mock_cluster_by_default() {
+    let mock = MockCluster::start(1);
+    let mut config = GroupPeerConfig::new(
+        PeerClient::KafkaPython,
+        mock.bootstrap(),
+        &unique_name("g"),
+        &["t"],
+        "range",
+    );
+    config
+        .extra
+        .insert("bootstrap_timeout_ms".to_owned(), serde_json::json!(3000));
+    GroupPeer::start_with(&config);
+}
