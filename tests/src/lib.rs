@@ -9,6 +9,7 @@ pub mod brokers;
 pub mod group;
 pub mod group_peers;
 pub mod mock;
+pub mod offsets;
 pub mod peers;
 pub mod pool;
 pub mod sasl;

@@ -1,0 +1,356 @@
+//! One-shot requests a consumer tool needs: ListOffsets (earliest, latest, max timestamp, by
+//! timestamp; watermarks), DescribeGroups, ListGroups, OffsetDelete (KIP-496).
+//!
+//! These hold no state between calls, so they are plain async functions over a [`Pool`]
+//! with the per-version conversions of [`wire`]; the stateful offset logic (commit
+//! order, retries, auto-commit) is the sans-IO [`CommitMachine`](crate::CommitMachine).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kcon_codec::error::api_name;
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_pool::{
+    BrokerTarget, Error as PoolError, Pool, Purpose, TopicScope, is_stale_metadata_error,
+};
+
+use crate::config::IsolationLevel;
+use crate::positions::{OffsetSpec, Watermarks};
+use crate::{Coordinator, TopicPartition, wire};
+
+/// How many times a ListOffsets round is retried after stale-metadata errors (a moved leader):
+/// each retry refreshes the metadata first.
+const LIST_OFFSETS_ATTEMPTS: u32 = 5;
+
+/// How long to wait between those retries (the metadata refresh itself is coalesced by the
+/// pool).
+const LIST_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One partition of a ListOffsets answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The error code (0 when the offset is valid).
+    pub error_code: i16,
+    /// The offset; -1 when a timestamp query found no record at or after the timestamp.
+    pub offset: i64,
+    /// The record's timestamp for timestamp and max-timestamp queries; -1 otherwise.
+    pub timestamp: i64,
+    /// The leader epoch of the offset (v4+).
+    pub leader_epoch: Option<i32>,
+}
+
+/// A group as DescribeGroups describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// The error code for this group.
+    pub error_code: i16,
+    /// Its state: `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`, `Dead`.
+    pub state: String,
+    /// Its protocol type (`consumer` for consumer groups).
+    pub protocol_type: String,
+    /// The chosen protocol (the assignor), when stable.
+    pub protocol: String,
+    /// Its members.
+    pub members: Vec<GroupMemberDescription>,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
+    /// The client id.
+    pub client_id: String,
+    /// The client host.
+    pub client_host: String,
+    /// Its subscription, encoded (see `kcon_group::protocol`).
+    pub metadata: Bytes,
+    /// Its assignment, encoded.
+    pub assignment: Bytes,
+}
+
+/// A group as ListGroups lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedGroup {
+    /// The group id.
+    pub group_id: String,
+    /// Its protocol type.
+    pub protocol_type: String,
+    /// Its state (ListGroups v4+).
+    pub state: Option<String>,
+}
+
+/// Why an admin request failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The pool could not send the request or get its answer.
+    Pool(PoolError),
+    /// A broker answered with an error for the request as a whole.
+    Broker {
+        /// The API key of the request.
+        api_key: i16,
+        /// The error code.
+        error_code: i16,
+    },
+    /// The request cannot be expressed at the version the broker speaks.
+    Version(String),
+    /// A partition has no leader in the metadata, even after a refresh.
+    NoLeader(TopicPartition),
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::Pool(e) => write!(f, "{e}"),
+            AdminError::Broker {
+                api_key,
+                error_code,
+            } => write!(f, "{} answered error {error_code}", api_name(*api_key)),
+            AdminError::Version(e) => f.write_str(e),
+            AdminError::NoLeader(tp) => {
+                write!(
+                    f,
+                    "{}-{} has no leader in the metadata",
+                    tp.topic, tp.partition
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Pool(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PoolError> for AdminError {
+    fn from(e: PoolError) -> Self {
+        AdminError::Pool(e)
+    }
+}
+
+impl From<wire::VersionError> for AdminError {
+    fn from(e: wire::VersionError) -> Self {
+        AdminError::Version(e.0)
+    }
+}
+
+/// ListOffsets for `partitions`, each sent to its leader. Partitions whose answer is a
+/// stale-metadata error (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH,
+/// ...) are asked again after a metadata refresh, up to a bound; what is still an error then is
+/// returned with its error code, like the Java client's `ListOffsetsResult` per partition.
+pub async fn list_offsets(
+    pool: &Pool,
+    partitions: &BTreeMap<TopicPartition, OffsetSpec>,
+    isolation: IsolationLevel,
+) -> Result<BTreeMap<TopicPartition, ListedOffset>, AdminError> {
+    let mut out = BTreeMap::new();
+    let mut todo: BTreeMap<TopicPartition, OffsetSpec> = partitions.clone();
+    let topics: BTreeSet<String> = partitions.keys().map(|tp| tp.topic.clone()).collect();
+    let mut metadata = pool.metadata();
+    if topics.iter().any(|t| metadata.topic(t).is_none()) {
+        metadata = pool
+            .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+            .await?;
+    }
+    for attempt in 0..LIST_OFFSETS_ATTEMPTS {
+        let mut by_leader: BTreeMap<i32, BTreeMap<TopicPartition, (OffsetSpec, Option<i32>)>> =
+            BTreeMap::new();
+        for (tp, spec) in &todo {
+            let Some(p) = metadata.partition(&tp.topic, tp.partition) else {
+                out.insert(tp.clone(), missing(3));
+                continue;
+            };
+            let Some(leader) = p.leader else {
+                out.insert(tp.clone(), missing(5));
+                continue;
+            };
+            by_leader
+                .entry(leader)
+                .or_default()
+                .insert(tp.clone(), (*spec, p.leader_epoch));
+        }
+        let mut stale = BTreeMap::new();
+        for (leader, batch) in by_leader {
+            let conn = pool.connection(BrokerTarget::Broker(leader)).await?;
+            let v = conn.version(ApiKey::ListOffsets)?;
+            let req = wire::list_offsets_request(&batch, isolation, v)?;
+            let answer = wire::list_offsets_response(conn.send(&req).await?);
+            for (tp, (spec, _)) in batch {
+                let listed = answer.get(&tp).copied().unwrap_or(missing(3));
+                if is_stale_metadata_error(listed.error_code) && attempt + 1 < LIST_OFFSETS_ATTEMPTS
+                {
+                    stale.insert(tp.clone(), spec);
+                }
+                out.insert(tp, listed);
+            }
+        }
+        if stale.is_empty() {
+            break;
+        }
+        tokio::time::sleep(LIST_OFFSETS_BACKOFF).await;
+        metadata = pool
+            .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+            .await?;
+        todo = stale;
+    }
+    Ok(out)
+}
+
+fn missing(error_code: i16) -> ListedOffset {
+    ListedOffset {
+        error_code,
+        offset: -1,
+        timestamp: -1,
+        leader_epoch: None,
+    }
+}
+
+/// The watermarks of `partitions`: log start (earliest), high watermark (latest under
+/// read_uncommitted) and last stable offset (latest under read_committed). Partitions with an
+/// error in any of the three lookups are left out.
+pub async fn watermarks(
+    pool: &Pool,
+    partitions: &BTreeSet<TopicPartition>,
+) -> Result<BTreeMap<TopicPartition, Watermarks>, AdminError> {
+    let spec = |s: OffsetSpec| partitions.iter().map(|tp| (tp.clone(), s)).collect();
+    let start = list_offsets(
+        pool,
+        &spec(OffsetSpec::Earliest),
+        IsolationLevel::ReadUncommitted,
+    )
+    .await?;
+    let high = list_offsets(
+        pool,
+        &spec(OffsetSpec::Latest),
+        IsolationLevel::ReadUncommitted,
+    )
+    .await?;
+    let stable = list_offsets(
+        pool,
+        &spec(OffsetSpec::Latest),
+        IsolationLevel::ReadCommitted,
+    )
+    .await;
+    let mut out = BTreeMap::new();
+    for tp in partitions {
+        let (Some(s), Some(h)) = (start.get(tp), high.get(tp)) else {
+            continue;
+        };
+        if s.error_code != 0 || h.error_code != 0 {
+            continue;
+        }
+        let last_stable = stable
+            .as_ref()
+            .ok()
+            .and_then(|m| m.get(tp))
+            .filter(|l| l.error_code == 0)
+            .map(|l| l.offset);
+        out.insert(
+            tp.clone(),
+            Watermarks {
+                log_start: s.offset,
+                high_watermark: h.offset,
+                last_stable,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The coordinator of `group_id` (FindCoordinator, key type 0).
+pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator, AdminError> {
+    let conn = pool.connection(BrokerTarget::Any).await?;
+    let v = conn.version(ApiKey::FindCoordinator)?;
+    let r = conn
+        .send(&kcon_group::wire::find_coordinator_request(group_id, v))
+        .await?;
+    match kcon_group::wire::find_coordinator_response(group_id, r, v) {
+        kcon_group::GroupResponse::FindCoordinator {
+            coordinator: Some(c),
+            ..
+        } => Ok(c),
+        kcon_group::GroupResponse::FindCoordinator { error_code, .. } => Err(AdminError::Broker {
+            api_key: ApiKey::FindCoordinator as i16,
+            error_code,
+        }),
+        _ => Err(AdminError::Version(
+            "FindCoordinator decoded as another answer".into(),
+        )),
+    }
+}
+
+/// DescribeGroups for `group_id`, sent to its coordinator.
+pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescription, AdminError> {
+    let c = find_coordinator(pool, group_id).await?;
+    let r = pool
+        .send(
+            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+            &wire::describe_groups_request(&[group_id.to_owned()]),
+        )
+        .await?;
+    wire::describe_groups_response(r)
+        .into_iter()
+        .find(|g| g.group_id == group_id)
+        .ok_or(AdminError::Broker {
+            api_key: ApiKey::DescribeGroups as i16,
+            error_code: 15,
+        })
+}
+
+/// ListGroups on every broker of the cluster (each coordinates some groups), merged and
+/// sorted, as the Java admin client's `listConsumerGroups` does.
+pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, AdminError> {
+    let metadata = pool.refresh_metadata(TopicScope::none()).await?;
+    let mut out = BTreeSet::new();
+    for id in metadata.brokers.keys() {
+        let (error_code, groups) = wire::list_groups_response(
+            pool.send(BrokerTarget::Broker(*id), &wire::list_groups_request())
+                .await?,
+        );
+        if error_code != 0 {
+            return Err(AdminError::Broker {
+                api_key: ApiKey::ListGroups as i16,
+                error_code,
+            });
+        }
+        out.extend(groups);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// OffsetDelete (v0, KIP-496): deletes `group_id`'s committed offsets for `partitions`. The
+/// group must be empty or not subscribed to the topics (else GROUP_SUBSCRIBED_TO_TOPIC per
+/// partition). Returns each partition's error code.
+pub async fn delete_offsets(
+    pool: &Pool,
+    group_id: &str,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, i16>, AdminError> {
+    let c = find_coordinator(pool, group_id).await?;
+    let (error_code, out) = wire::offset_delete_response(
+        pool.send(
+            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+            &wire::offset_delete_request(group_id, partitions),
+        )
+        .await?,
+    );
+    if error_code != 0 {
+        return Err(AdminError::Broker {
+            api_key: ApiKey::OffsetDelete as i16,
+            error_code,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,248 @@
+//! The offset configuration: Kafka property names, the Java client's defaults.
+
+use std::time::Duration;
+
+use kcon_pool::{ConfigError, ExponentialBackoff};
+
+use crate::positions::ResetPolicy;
+
+/// `isolation.level`: which records a consumer reads, and so which offsets it may commit and
+/// which end offset its lag counts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// `read_uncommitted` (the default): everything up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// `read_committed`: up to the last stable offset; committed offsets are fetched with
+    /// `require_stable` (KIP-447).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value (ListOffsets, Fetch).
+    pub fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+/// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
+/// reset policy).
+///
+/// Fields can be set directly or by Kafka property name with [`OffsetsConfig::set`]. Defaults
+/// are the Java consumer's.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OffsetsConfig {
+    /// `group.id`: the group whose offsets are committed and fetched. Required by
+    /// [`validate`](OffsetsConfig::validate).
+    pub group_id: String,
+    /// `group.instance.id`: sent with commits (OffsetCommit v7+, KIP-345) so that the
+    /// coordinator can fence a stale static member.
+    pub group_instance_id: Option<String>,
+    /// `enable.auto.commit`: commit stored offsets every `auto.commit.interval.ms`. Default
+    /// true.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`. Default 5 s.
+    pub auto_commit_interval: Duration,
+    /// `enable.auto.offset.store`: whether the consumer stores a record's offset when the
+    /// application polls again after receiving it (at-least-once, the Java client's
+    /// behaviour); when false only what the application stores with
+    /// [`CommitMachine::store_offset`](crate::CommitMachine::store_offset) is committed
+    /// (librdkafka's two-stage pattern). The consumer applies it; the machine only stores what
+    /// it is told. Default true.
+    pub enable_auto_offset_store: bool,
+    /// `auto.offset.reset`: where to start when there is no committed offset or the position is
+    /// out of range. Default latest.
+    pub auto_offset_reset: ResetPolicy,
+    /// `isolation.level`. Default read_uncommitted.
+    pub isolation_level: IsolationLevel,
+    /// `retry.backoff.ms`: the first wait before a retry (KIP-580). Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the longest such wait. Default 1 s.
+    pub retry_backoff_max: Duration,
+    /// `default.api.timeout.ms`: how long a commit or offset fetch may keep retrying before it
+    /// fails with a timeout. Default 60 s.
+    pub default_api_timeout: Duration,
+}
+
+impl OffsetsConfig {
+    /// The Kafka property names [`OffsetsConfig::set`] accepts.
+    pub const PROPERTIES: &'static [&'static str] = &[
+        "group.id",
+        "group.instance.id",
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+        "isolation.level",
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        "default.api.timeout.ms",
+    ];
+
+    /// A configuration for `group_id`, everything else at its default.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        OffsetsConfig {
+            group_id: group_id.into(),
+            ..OffsetsConfig::default()
+        }
+    }
+
+    /// Sets a property by its Kafka name from its string form. Durations are whole
+    /// milliseconds, booleans `true`/`false`. A bad value is refused with an error naming the
+    /// property and what it accepts, and leaves the configuration unchanged.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match name {
+            "group.id" => self.group_id = value.to_owned(),
+            "group.instance.id" => {
+                self.group_instance_id = (!v.is_empty()).then(|| v.to_owned());
+            }
+            "enable.auto.commit" => self.enable_auto_commit = boolean(name, v)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = millis(name, v, 0)?,
+            "enable.auto.offset.store" => self.enable_auto_offset_store = boolean(name, v)?,
+            "auto.offset.reset" => self.auto_offset_reset = ResetPolicy::parse(v)?,
+            "isolation.level" => {
+                self.isolation_level = match v.to_ascii_lowercase().as_str() {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    _ => {
+                        return Err(invalid(name, value, "read_uncommitted or read_committed"));
+                    }
+                };
+            }
+            "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
+            "default.api.timeout.ms" => self.default_api_timeout = millis(name, v, 1)?,
+            _ => {
+                return Err(ConfigError::UnknownProperty {
+                    property: name.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what `set` cannot check one property at a time, and the fields set directly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.group_id.is_empty() {
+            return Err(invalid("group.id", "", "a non-empty group id"));
+        }
+        if self.enable_auto_commit && self.auto_commit_interval.is_zero() {
+            // A zero interval would commit in a busy loop; the Java client requires >= 0 but
+            // treats 0 as "every poll", which a timer-driven machine cannot mean.
+            return Err(invalid(
+                "auto.commit.interval.ms",
+                "0",
+                "a whole number of milliseconds from 1 to 2147483647 when enable.auto.commit=true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The retry backoff (KIP-580) from `retry.backoff.ms` and `retry.backoff.max.ms`.
+    pub fn retry_backoff_policy(&self) -> ExponentialBackoff {
+        ExponentialBackoff::new(self.retry_backoff, self.retry_backoff_max)
+    }
+}
+
+impl Default for OffsetsConfig {
+    fn default() -> Self {
+        OffsetsConfig {
+            group_id: String::new(),
+            group_instance_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_millis(5_000),
+            enable_auto_offset_store: true,
+            auto_offset_reset: ResetPolicy::Latest,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
+            default_api_timeout: Duration::from_millis(60_000),
+        }
+    }
+}
+
+pub(crate) fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        property: property.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, v, "true or false")),
+    }
+}
+
+fn millis(name: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
+    let expected = if min == 0 {
+        "a whole number of milliseconds from 0 to 2147483647"
+    } else {
+        "a whole number of milliseconds from 1 to 2147483647"
+    };
+    match v.parse::<u64>() {
+        Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
+        _ => Err(invalid(name, v, expected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_java_clients() {
+        let c = OffsetsConfig::new("g");
+        assert!(c.enable_auto_commit);
+        assert_eq!(c.auto_commit_interval, Duration::from_secs(5));
+        assert_eq!(c.auto_offset_reset, ResetPolicy::Latest);
+        assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
+        assert_eq!(c.default_api_timeout, Duration::from_secs(60));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn properties_set_and_bad_values_name_the_property() {
+        let mut c = OffsetsConfig::new("g");
+        c.set("enable.auto.commit", "FALSE").unwrap();
+        c.set("auto.commit.interval.ms", "250").unwrap();
+        c.set("isolation.level", "read_committed").unwrap();
+        c.set("auto.offset.reset", "by_duration:PT1H").unwrap();
+        c.set("group.instance.id", "i").unwrap();
+        assert!(!c.enable_auto_commit);
+        assert_eq!(c.auto_commit_interval, Duration::from_millis(250));
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(
+            c.auto_offset_reset,
+            ResetPolicy::ByDuration(Duration::from_secs(3600))
+        );
+        for (name, value) in [
+            ("enable.auto.commit", "yes"),
+            ("auto.commit.interval.ms", "-1"),
+            ("isolation.level", "committed"),
+            ("auto.offset.reset", "smallest"),
+            ("auto.offset.reset", "by_duration:1h"),
+            ("default.api.timeout.ms", "0"),
+        ] {
+            let e = c.set(name, value).unwrap_err();
+            assert_eq!(e.property(), name, "{e}");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        assert!(matches!(
+            c.set("auto.commit.interval", "1"),
+            Err(ConfigError::UnknownProperty { .. })
+        ));
+        assert_eq!(
+            OffsetsConfig::new("").validate().unwrap_err().property(),
+            "group.id"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Why a commit or an offset fetch failed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kcon_codec::error::api_name;
+use kcon_codec::kafka_protocol::ResponseError;
+
+use crate::TopicPartition;
+use crate::machine::CommitId;
+
+fn error_name(code: i16) -> String {
+    ResponseError::try_from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+/// Why a commit failed. Coordinator errors (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+/// COORDINATOR_LOAD_IN_PROGRESS), lost connections and timeouts are retried by the machine
+/// until `default.api.timeout.ms` and never show up here on their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// REBALANCE_IN_PROGRESS: the group is rebalancing. The offsets stay stored, so the next
+    /// commit (after the member rejoined, e.g. on revocation) sends them again; the Java
+    /// client raises `RebalanceInProgressException` for the same reason.
+    RebalanceInProgress,
+    /// The coordinator refused the commit: ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID (the
+    /// member's generation is over and its partitions may be lost; the Java client's
+    /// `CommitFailedException`), FENCED_INSTANCE_ID, OFFSET_METADATA_TOO_LARGE,
+    /// INVALID_COMMIT_OFFSET_SIZE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, ...
+    Broker {
+        /// The error that decided the outcome (the first refusing partition's, in order).
+        error_code: i16,
+        /// Every partition's error code that was not 0.
+        partitions: BTreeMap<TopicPartition, i16>,
+    },
+    /// The commit kept failing with retriable errors until `default.api.timeout.ms`.
+    TimedOut {
+        /// The last retriable error.
+        last: String,
+    },
+    /// The request could not be sent in a form the coordinator accepts, or the coordinator
+    /// could not be found for good (GROUP_AUTHORIZATION_FAILED on FindCoordinator).
+    Request(String),
+    /// An async commit whose offsets went with a later commit (`by`), which completes for
+    /// both: a later commit supersedes an earlier one that was not sent yet.
+    Superseded {
+        /// The commit that carries these offsets.
+        by: CommitId,
+    },
+}
+
+impl CommitError {
+    /// Whether the member's generation is over (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
+    /// FENCED_INSTANCE_ID): its partitions may already belong to another member.
+    pub fn is_generation_lost(&self) -> bool {
+        matches!(
+            self,
+            CommitError::Broker {
+                error_code: 22 | 25 | 82,
+                ..
+            }
+        )
+    }
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommitError::RebalanceInProgress => f.write_str(
+                "the group is rebalancing (REBALANCE_IN_PROGRESS); the offsets stay stored for the next commit",
+            ),
+            CommitError::Broker {
+                error_code,
+                partitions,
+            } => write!(
+                f,
+                "{} answered error {error_code} ({}) for {} partition(s)",
+                api_name(8),
+                error_name(*error_code),
+                partitions.len()
+            ),
+            CommitError::TimedOut { last } => {
+                write!(f, "the commit timed out (default.api.timeout.ms); last error: {last}")
+            }
+            CommitError::Request(e) => f.write_str(e),
+            CommitError::Superseded { by } => {
+                write!(f, "superseded by commit {}, which carries its offsets", by.0)
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommitError {}
+
+/// Why fetching committed offsets failed. UNSTABLE_OFFSET_COMMIT (KIP-447), coordinator errors
+/// and lost connections are retried until `default.api.timeout.ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The coordinator refused: GROUP_AUTHORIZATION_FAILED, GROUP_ID_NOT_FOUND, or per
+    /// partition (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION, ...).
+    Broker {
+        /// The group's error code, else the first partition's.
+        error_code: i16,
+        /// Every partition's error code that was not 0.
+        partitions: BTreeMap<TopicPartition, i16>,
+    },
+    /// Retriable errors until `default.api.timeout.ms`.
+    TimedOut {
+        /// The last retriable error.
+        last: String,
+    },
+    /// The request could not be sent in a form the coordinator accepts.
+    Request(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Broker {
+                error_code,
+                partitions,
+            } => write!(
+                f,
+                "{} answered error {error_code} ({}) ({} partition error(s))",
+                api_name(9),
+                error_name(*error_code),
+                partitions.len()
+            ),
+            FetchError::TimedOut { last } => write!(
+                f,
+                "fetching committed offsets timed out (default.api.timeout.ms); last error: {last}"
+            ),
+            FetchError::Request(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}

@@ -1,0 +1,1579 @@
+//! The commit machine: OffsetCommit and OffsetFetch against the group coordinator, stored
+//! offsets, sync/async/auto commits, coordinator discovery and retries.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use kcon_pool::ExponentialBackoff;
+use tracing::{debug, warn};
+
+use crate::config::{IsolationLevel, OffsetsConfig};
+use crate::error::{CommitError, FetchError};
+use crate::messages::{
+    CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
+    RequestId,
+};
+use crate::{Coordinator, RequestFailure, Target, TopicPartition};
+
+/// Kafka error codes the machine acts on.
+pub(crate) mod code {
+    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub(crate) const REQUEST_TIMED_OUT: i16 = 7;
+    pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub(crate) const NOT_COORDINATOR: i16 = 16;
+    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+}
+
+/// Identifies a commit; its outcome comes as [`OffsetsEvent::Committed`] with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitId(pub(crate) u64);
+
+/// Identifies an offset fetch; its outcome comes as [`OffsetsEvent::Fetched`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchId(pub(crate) u64);
+
+/// Who asked for a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitKind {
+    /// The application waits for it (`commitSync`): never merged with another commit.
+    Sync,
+    /// The application is told later (`commitAsync`): a later async or auto commit queued
+    /// behind it before it was sent supersedes it.
+    Async,
+    /// The auto-commit timer (or the final commit on close).
+    Auto,
+}
+
+impl CommitKind {
+    fn mergeable(self) -> bool {
+        self != CommitKind::Sync
+    }
+}
+
+/// What the machine reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OffsetsEvent {
+    /// A commit completed.
+    Committed {
+        /// The commit.
+        id: CommitId,
+        /// Who asked.
+        kind: CommitKind,
+        /// The offsets the coordinator acknowledged, or why not.
+        result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
+    },
+    /// An offset fetch completed.
+    Fetched {
+        /// The fetch.
+        id: FetchId,
+        /// Each partition's committed offset (`None`: the group has none), or why not.
+        result: Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, FetchError>,
+    },
+}
+
+/// The machine's timers, one table (their minimum is [`CommitMachine::poll_timeout`]).
+#[derive(Debug, Default)]
+struct Timers {
+    /// The next auto-commit.
+    auto_commit: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum CoordinatorState {
+    /// Not known; look it up (after `retry_at`, when set) once something needs it.
+    Unknown {
+        retry_at: Option<Instant>,
+    },
+    /// FindCoordinator in flight.
+    Finding(RequestId),
+    Known(Coordinator),
+}
+
+#[derive(Debug)]
+struct PendingCommit {
+    id: CommitId,
+    kind: CommitKind,
+    offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    deadline: Instant,
+    in_flight: Option<RequestId>,
+    last_error: String,
+}
+
+#[derive(Debug)]
+struct PendingFetch {
+    partitions: Option<BTreeSet<TopicPartition>>,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    deadline: Instant,
+    in_flight: Option<RequestId>,
+    last_error: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum InFlight {
+    Find,
+    Commit(CommitId),
+    Fetch(FetchId),
+}
+
+/// What to do with a request that failed in a way a retry may fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// The coordinator moved or is gone: look it up again first.
+    Rediscover,
+    /// Same coordinator, after the backoff.
+    Backoff,
+}
+
+/// The offset state of one consumer in one group: offsets stored for commit, commits in
+/// order, committed-offset fetches, the auto-commit timer. It does no IO and reads no clock:
+/// time comes in as `now`, randomness (backoff jitter) from a seed.
+///
+/// # Driving it
+/// - Inputs: [`store_offset`](Self::store_offset), [`store`](Self::store),
+///   [`commit_stored`](Self::commit_stored), [`commit`](Self::commit),
+///   [`fetch_committed`](Self::fetch_committed), [`set_generation`](Self::set_generation),
+///   [`set_coordinator`](Self::set_coordinator), [`forget`](Self::forget),
+///   [`close`](Self::close) (application and group member);
+///   [`handle_response`](Self::handle_response) (every request's answer or failure, exactly
+///   once); [`handle_timeout`](Self::handle_timeout) (once `poll_timeout` has passed).
+/// - Outputs: [`poll_request`](Self::poll_request), [`poll_event`](Self::poll_event),
+///   [`poll_timeout`](Self::poll_timeout).
+/// - After any input, drain `poll_request` and `poll_event` until `None`, then read
+///   `poll_timeout` again.
+///
+/// # Ordering
+/// Commits go one at a time, in the order they were asked for, so the offsets of a partition
+/// are committed in order (the Java client pipelines async commits and relies on the
+/// coordinator's in-order handling of one connection; one at a time gives the same order
+/// without depending on it). While a commit is queued and not yet sent, a later async or auto
+/// commit takes its offsets along (its own win where both name a partition) and the earlier
+/// one completes as [`CommitError::Superseded`]. Fetches run beside commits.
+///
+/// See DESIGN.md for the state diagram.
+#[derive(Debug)]
+pub struct CommitMachine {
+    config: OffsetsConfig,
+    backoff: ExponentialBackoff,
+    rng: fastrand::Rng,
+    next_id: u64,
+    generation_id: i32,
+    member_id: String,
+    coordinator: CoordinatorState,
+    /// Consecutive failed coordinator lookups, for the backoff.
+    find_attempts: u32,
+    stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    commits: VecDeque<PendingCommit>,
+    fetches: BTreeMap<FetchId, PendingFetch>,
+    in_flight: HashMap<RequestId, InFlight>,
+    timers: Timers,
+    closing: bool,
+    events: VecDeque<OffsetsEvent>,
+}
+
+impl CommitMachine {
+    /// A machine for `config.group_id`, outside any generation (generation -1, empty member
+    /// id: commits are those of an inactive group, as a tool resetting offsets sends them)
+    /// until [`set_generation`](Self::set_generation). The auto-commit timer, when enabled,
+    /// first fires one interval after `now`.
+    pub fn new(config: OffsetsConfig, now: Instant, seed: u64) -> Self {
+        let timers = Timers {
+            auto_commit: config
+                .enable_auto_commit
+                .then(|| now + config.auto_commit_interval),
+        };
+        CommitMachine {
+            backoff: config.retry_backoff_policy(),
+            config,
+            rng: fastrand::Rng::with_seed(seed),
+            next_id: 0,
+            generation_id: -1,
+            member_id: String::new(),
+            coordinator: CoordinatorState::Unknown { retry_at: None },
+            find_attempts: 0,
+            stored: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            commits: VecDeque::new(),
+            fetches: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            timers,
+            closing: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OffsetsConfig {
+        &self.config
+    }
+
+    /// The offsets stored for commit.
+    pub fn stored(&self) -> &BTreeMap<TopicPartition, OffsetAndMetadata> {
+        &self.stored
+    }
+
+    /// The offsets this machine's commits got acknowledged (or its fetches read).
+    pub fn committed(&self) -> &BTreeMap<TopicPartition, OffsetAndMetadata> {
+        &self.committed
+    }
+
+    /// The coordinator, when known.
+    pub fn coordinator(&self) -> Option<&Coordinator> {
+        match &self.coordinator {
+            CoordinatorState::Known(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether no commit is queued or in flight (close waits for that).
+    pub fn commits_idle(&self) -> bool {
+        self.commits.is_empty()
+    }
+
+    /// Marks the record at `offset` of `tp` processed: the next commit sends `offset + 1` with
+    /// the record's leader epoch (KIP-320), as the Java client commits "the next offset to
+    /// consume".
+    pub fn store_offset(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+        self.store(
+            tp,
+            OffsetAndMetadata {
+                offset: offset.saturating_add(1),
+                leader_epoch,
+                metadata: String::new(),
+            },
+        );
+    }
+
+    /// Stores `offset` (already the next offset to consume) for `tp`, replacing what was
+    /// stored: a seek back stores a smaller offset, and that is what is committed next.
+    pub fn store(&mut self, tp: TopicPartition, offset: OffsetAndMetadata) {
+        self.stored.insert(tp, offset);
+    }
+
+    /// Forgets the stored and known committed offsets of `partitions` (they were lost or
+    /// revoked: another member commits them now, and nothing here may).
+    pub fn forget<'a>(&mut self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
+        for tp in partitions {
+            self.stored.remove(tp);
+            self.committed.remove(tp);
+        }
+    }
+
+    /// The member's generation and id, sent with every commit from now on (including a
+    /// commit being retried: the Java client also reads the generation when it builds the
+    /// request). Generation -1 and an empty id commit as an inactive group.
+    pub fn set_generation(&mut self, generation_id: i32, member_id: impl Into<String>) {
+        self.generation_id = generation_id;
+        self.member_id = member_id.into();
+    }
+
+    /// The coordinator as the group member found it, saving a lookup; `None` forgets it.
+    pub fn set_coordinator(&mut self, coordinator: Option<Coordinator>) {
+        match coordinator {
+            Some(c) => {
+                if self.coordinator() != Some(&c)
+                    && !matches!(self.coordinator, CoordinatorState::Finding(_))
+                {
+                    self.coordinator = CoordinatorState::Known(c);
+                }
+            }
+            None => self.coordinator_lost(),
+        }
+    }
+
+    /// Commits every stored offset: all of them for a sync or async commit (like the Java
+    /// client's `commitSync()`, which resends unchanged offsets), only those not yet
+    /// acknowledged for an auto commit. Nothing to commit completes at once, successfully.
+    pub fn commit_stored(&mut self, kind: CommitKind, now: Instant) -> CommitId {
+        let offsets = match kind {
+            CommitKind::Auto => self.uncommitted(),
+            _ => self.stored.clone(),
+        };
+        self.commit(kind, offsets, now)
+    }
+
+    /// Commits `offsets` (each already the next offset to consume).
+    pub fn commit(
+        &mut self,
+        kind: CommitKind,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        now: Instant,
+    ) -> CommitId {
+        let id = CommitId(self.next());
+        if offsets.is_empty() && !self.tail_mergeable(kind) {
+            self.events.push_back(OffsetsEvent::Committed {
+                id,
+                kind,
+                result: Ok(BTreeMap::new()),
+            });
+            return id;
+        }
+        let mut commit = PendingCommit {
+            id,
+            kind,
+            offsets,
+            attempts: 0,
+            retry_at: None,
+            deadline: now + self.config.default_api_timeout,
+            in_flight: None,
+            last_error: String::new(),
+        };
+        if self.tail_mergeable(kind) {
+            // Invariant: tail_mergeable saw a last element.
+            let earlier = self.commits.pop_back().expect("a queued commit");
+            commit.merge_earlier(earlier, &mut self.events);
+        }
+        self.commits.push_back(commit);
+        id
+    }
+
+    /// Fetches the committed offsets of `partitions` (`None`: every partition the group has
+    /// an offset for). Under read_committed the request asks for stable offsets (KIP-447) and
+    /// UNSTABLE_OFFSET_COMMIT is retried.
+    pub fn fetch_committed(
+        &mut self,
+        partitions: Option<BTreeSet<TopicPartition>>,
+        now: Instant,
+    ) -> FetchId {
+        let id = FetchId(self.next());
+        self.fetches.insert(
+            id,
+            PendingFetch {
+                partitions,
+                attempts: 0,
+                retry_at: None,
+                deadline: now + self.config.default_api_timeout,
+                in_flight: None,
+                last_error: String::new(),
+            },
+        );
+        id
+    }
+
+    /// Stops the auto-commit timer and, with `enable.auto.commit`, queues a final commit of
+    /// what is stored and not yet acknowledged (the Java client's `close` does the same before
+    /// LeaveGroup). Returns that commit, if one was queued.
+    pub fn close(&mut self, now: Instant) -> Option<CommitId> {
+        self.closing = true;
+        self.timers.auto_commit = None;
+        if !self.config.enable_auto_commit || self.uncommitted().is_empty() {
+            return None;
+        }
+        Some(self.commit_stored(CommitKind::Auto, now))
+    }
+
+    /// The next request to send.
+    pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let coordinator = match &self.coordinator {
+            CoordinatorState::Known(c) => c.clone(),
+            CoordinatorState::Finding(_) => return None,
+            CoordinatorState::Unknown { retry_at, .. } => {
+                if !self.needs_coordinator() || retry_at.is_some_and(|t| t > now) {
+                    return None;
+                }
+                let id = self.request_id();
+                self.coordinator = CoordinatorState::Finding(id);
+                self.in_flight.insert(id, InFlight::Find);
+                return Some(Outgoing {
+                    id,
+                    target: Target::Any,
+                    request: OffsetsRequest::FindCoordinator {
+                        group_id: self.config.group_id.clone(),
+                    },
+                    timeout: None,
+                });
+            }
+        };
+        if let Some(front) = self.commits.front()
+            && front.in_flight.is_none()
+            && front.retry_at.is_none_or(|t| t <= now)
+        {
+            let request = CommitRequest {
+                group_id: self.config.group_id.clone(),
+                generation_id: self.generation_id,
+                member_id: self.member_id.clone(),
+                group_instance_id: self.config.group_instance_id.clone(),
+                offsets: front.offsets.clone(),
+            };
+            let cid = front.id;
+            let id = self.request_id();
+            // Invariant: `front` was just seen.
+            self.commits.front_mut().expect("a queued commit").in_flight = Some(id);
+            self.in_flight.insert(id, InFlight::Commit(cid));
+            return Some(Outgoing {
+                id,
+                target: Target::Coordinator(coordinator),
+                request: OffsetsRequest::OffsetCommit(request),
+                timeout: None,
+            });
+        }
+        let fid = self
+            .fetches
+            .iter()
+            .find(|(_, f)| f.in_flight.is_none() && f.retry_at.is_none_or(|t| t <= now))
+            .map(|(id, _)| *id)?;
+        let id = self.request_id();
+        // Invariant: `fid` was just found in the map.
+        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
+        fetch.in_flight = Some(id);
+        let request = FetchRequest {
+            group_id: self.config.group_id.clone(),
+            partitions: fetch.partitions.clone(),
+            require_stable: self.config.isolation_level == IsolationLevel::ReadCommitted,
+        };
+        self.in_flight.insert(id, InFlight::Fetch(fid));
+        Some(Outgoing {
+            id,
+            target: Target::Coordinator(coordinator),
+            request: OffsetsRequest::OffsetFetch(request),
+            timeout: None,
+        })
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<OffsetsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of the auto-commit
+    /// timer, a retry backoff ending, or a deadline of something waiting to be retried.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.timers.auto_commit;
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        if let CoordinatorState::Unknown { retry_at, .. } = &self.coordinator
+            && self.needs_coordinator()
+        {
+            min(*retry_at);
+        }
+        if let Some(c) = self.commits.front()
+            && c.in_flight.is_none()
+        {
+            min(c.retry_at);
+            min(Some(c.deadline));
+        }
+        for f in self.fetches.values().filter(|f| f.in_flight.is_none()) {
+            min(f.retry_at);
+            min(Some(f.deadline));
+        }
+        t
+    }
+
+    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
+    /// waiting to be retried.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(at) = self.timers.auto_commit
+            && at <= now
+        {
+            self.timers.auto_commit = Some(now + self.config.auto_commit_interval);
+            // Auto-commit skips a round while an earlier auto-commit is still queued or in
+            // flight with nothing new stored, as the Java client's
+            // `maybeAutoCommitOffsetsAsync` sends only when it has something to send.
+            let uncommitted = self.uncommitted();
+            if !uncommitted.is_empty() {
+                debug!(partitions = uncommitted.len(), "auto-commit");
+                self.commit(CommitKind::Auto, uncommitted, now);
+            }
+        }
+        if let Some(c) = self.commits.front()
+            && c.in_flight.is_none()
+            && c.deadline <= now
+        {
+            // Invariant: `front` was just seen.
+            let c = self.commits.pop_front().expect("a queued commit");
+            let last = c.last_error.clone();
+            self.complete_commit(c, Err(CommitError::TimedOut { last }));
+        }
+        let expired: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.in_flight.is_none() && f.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            // Invariant: the ids were just collected from the map.
+            let f = self.fetches.remove(&id).expect("a pending fetch");
+            self.events.push_back(OffsetsEvent::Fetched {
+                id,
+                result: Err(FetchError::TimedOut { last: f.last_error }),
+            });
+        }
+    }
+
+    /// Feeds the answer, or failure, of request `id`.
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        let Some(what) = self.in_flight.remove(&id) else {
+            return;
+        };
+        match what {
+            InFlight::Find => self.on_find(now, id, result),
+            InFlight::Commit(cid) => self.on_commit(now, id, cid, result),
+            InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
+        }
+    }
+
+    fn on_find(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        if !matches!(self.coordinator, CoordinatorState::Finding(f) if f == id) {
+            return;
+        }
+        let failed = match result {
+            Ok(OffsetsResponse::FindCoordinator {
+                error_code: 0,
+                coordinator: Some(c),
+            }) => {
+                debug!(coordinator = c.id, group = %self.config.group_id, "found the coordinator");
+                self.find_attempts = 0;
+                self.coordinator = CoordinatorState::Known(c);
+                return;
+            }
+            Ok(OffsetsResponse::FindCoordinator { error_code, .. })
+                if !is_retriable_find_error(error_code) =>
+            {
+                self.coordinator = CoordinatorState::Unknown { retry_at: None };
+                self.fail_all(format!(
+                    "FindCoordinator answered error {error_code} for group {}",
+                    self.config.group_id
+                ));
+                return;
+            }
+            Ok(OffsetsResponse::FindCoordinator { error_code, .. }) => {
+                format!("FindCoordinator answered error {error_code}")
+            }
+            Ok(other) => format!("FindCoordinator got an unexpected answer: {other:?}"),
+            Err(f) if f.retriable => f.reason,
+            Err(f) => {
+                self.coordinator = CoordinatorState::Unknown { retry_at: None };
+                self.fail_all(format!("FindCoordinator: {}", f.reason));
+                return;
+            }
+        };
+        debug!(reason = %failed, "coordinator lookup failed; retrying after backoff");
+        self.note_error(&failed);
+        let delay = self.backoff.delay(self.find_attempts, self.rng.f64());
+        self.find_attempts = self.find_attempts.saturating_add(1);
+        self.coordinator = CoordinatorState::Unknown {
+            retry_at: Some(now + delay),
+        };
+    }
+
+    fn on_commit(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        cid: CommitId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        let Some(front) = self.commits.front_mut() else {
+            return;
+        };
+        if front.id != cid || front.in_flight != Some(id) {
+            return;
+        }
+        front.in_flight = None;
+        let (retry, reason) = match result {
+            Err(f) if f.retriable => (Retry::Rediscover, f.reason),
+            Err(f) => {
+                // Invariant: `front` was just seen.
+                let c = self.commits.pop_front().expect("a queued commit");
+                self.complete_commit(c, Err(CommitError::Request(f.reason)));
+                return;
+            }
+            Ok(OffsetsResponse::OffsetCommit { partitions }) => {
+                match classify_commit(&partitions) {
+                    CommitOutcome::Done => {
+                        // Invariant: `front` was just seen.
+                        let c = self.commits.pop_front().expect("a queued commit");
+                        // Only what the coordinator named counts as committed: an answer that
+                        // left a partition out did not commit it.
+                        let acked: BTreeMap<_, _> = c
+                            .offsets
+                            .iter()
+                            .filter(|(tp, _)| partitions.contains_key(*tp))
+                            .map(|(tp, o)| (tp.clone(), o.clone()))
+                            .collect();
+                        for (tp, o) in &acked {
+                            self.committed.insert(tp.clone(), o.clone());
+                        }
+                        self.complete_commit(c, Ok(acked));
+                        return;
+                    }
+                    CommitOutcome::Fail(e) => {
+                        // Invariant: `front` was just seen.
+                        let c = self.commits.pop_front().expect("a queued commit");
+                        // The offsets stay stored: REBALANCE_IN_PROGRESS means the next
+                        // generation commits them (Java's ConsumerCoordinator keeps them in
+                        // its subscription state for the same reason).
+                        self.complete_commit(c, Err(e));
+                        return;
+                    }
+                    CommitOutcome::Retry(retry, code) => {
+                        (retry, format!("OffsetCommit answered error {code}"))
+                    }
+                }
+            }
+            Ok(other) => {
+                // Invariant: `front` was just seen.
+                let c = self.commits.pop_front().expect("a queued commit");
+                self.complete_commit(
+                    c,
+                    Err(CommitError::Request(format!(
+                        "OffsetCommit got an unexpected answer: {other:?}"
+                    ))),
+                );
+                return;
+            }
+        };
+        debug!(reason = %reason, "commit failed; retrying");
+        if retry == Retry::Rediscover {
+            self.coordinator_lost();
+        }
+        let delay = self.backoff.delay(
+            self.commits.front().map_or(0, |c| c.attempts),
+            self.rng.f64(),
+        );
+        // Invariant: `front` was just seen and nothing removed it.
+        let mut c = self.commits.pop_front().expect("a queued commit");
+        c.attempts = c.attempts.saturating_add(1);
+        c.retry_at = Some(now + delay);
+        c.last_error = reason;
+        if c.deadline <= now {
+            let last = c.last_error.clone();
+            self.complete_commit(c, Err(CommitError::TimedOut { last }));
+            return;
+        }
+        // A later async commit waiting behind a failed async one takes its offsets along
+        // instead of sending them twice (a later commit supersedes an earlier one).
+        if c.kind.mergeable()
+            && let Some(next) = self.commits.front_mut()
+            && next.kind.mergeable()
+        {
+            // The backoff still applies: the coordinator that failed it is the one `next`
+            // goes to.
+            next.retry_at = next.retry_at.max(c.retry_at);
+            next.attempts = next.attempts.max(c.attempts);
+            next.merge_earlier(c, &mut self.events);
+            return;
+        }
+        self.commits.push_front(c);
+    }
+
+    fn on_fetch(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        fid: FetchId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        let Some(fetch) = self.fetches.get_mut(&fid) else {
+            return;
+        };
+        if fetch.in_flight != Some(id) {
+            return;
+        }
+        fetch.in_flight = None;
+        let outcome = match result {
+            Err(f) if f.retriable => FetchOutcome::Retry(Retry::Rediscover, f.reason),
+            Err(f) => FetchOutcome::Fail(FetchError::Request(f.reason)),
+            Ok(OffsetsResponse::OffsetFetch {
+                error_code,
+                partitions,
+            }) => classify_fetch(error_code, partitions, fetch.partitions.as_ref()),
+            Ok(other) => FetchOutcome::Fail(FetchError::Request(format!(
+                "OffsetFetch got an unexpected answer: {other:?}"
+            ))),
+        };
+        let (retry, reason) = match outcome {
+            FetchOutcome::Done(offsets) => {
+                self.fetches.remove(&fid);
+                for (tp, o) in &offsets {
+                    if let Some(o) = o {
+                        self.committed.insert(tp.clone(), o.clone());
+                    }
+                }
+                self.events.push_back(OffsetsEvent::Fetched {
+                    id: fid,
+                    result: Ok(offsets),
+                });
+                return;
+            }
+            FetchOutcome::Fail(e) => {
+                self.fetches.remove(&fid);
+                self.events.push_back(OffsetsEvent::Fetched {
+                    id: fid,
+                    result: Err(e),
+                });
+                return;
+            }
+            FetchOutcome::Retry(retry, reason) => (retry, reason),
+        };
+        debug!(reason = %reason, "offset fetch failed; retrying");
+        if retry == Retry::Rediscover {
+            self.coordinator_lost();
+        }
+        let random = self.rng.f64();
+        // Invariant: the fetch was found above and nothing removed it since.
+        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
+        if fetch.deadline <= now {
+            self.fetches.remove(&fid);
+            self.events.push_back(OffsetsEvent::Fetched {
+                id: fid,
+                result: Err(FetchError::TimedOut { last: reason }),
+            });
+            return;
+        }
+        fetch.retry_at = Some(now + self.backoff.delay(fetch.attempts, random));
+        fetch.attempts = fetch.attempts.saturating_add(1);
+        fetch.last_error = reason;
+    }
+
+    fn complete_commit(
+        &mut self,
+        c: PendingCommit,
+        result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
+    ) {
+        if let Err(e) = &result {
+            warn!(commit = c.id.0, error = %e, "commit failed");
+        }
+        self.events.push_back(OffsetsEvent::Committed {
+            id: c.id,
+            kind: c.kind,
+            result,
+        });
+    }
+
+    /// Fails every queued commit and pending fetch: the coordinator cannot be found for good.
+    fn fail_all(&mut self, reason: String) {
+        while let Some(c) = self.commits.pop_front() {
+            if let Some(r) = c.in_flight {
+                self.in_flight.remove(&r);
+            }
+            self.complete_commit(c, Err(CommitError::Request(reason.clone())));
+        }
+        for (id, f) in std::mem::take(&mut self.fetches) {
+            if let Some(r) = f.in_flight {
+                self.in_flight.remove(&r);
+            }
+            self.events.push_back(OffsetsEvent::Fetched {
+                id,
+                result: Err(FetchError::Request(reason.clone())),
+            });
+        }
+    }
+
+    fn note_error(&mut self, reason: &str) {
+        for c in &mut self.commits {
+            c.last_error = reason.to_owned();
+        }
+        for f in self.fetches.values_mut() {
+            f.last_error = reason.to_owned();
+        }
+    }
+
+    /// The coordinator moved or its connection failed: look it up again (a lookup already
+    /// under way is kept).
+    fn coordinator_lost(&mut self) {
+        if matches!(self.coordinator, CoordinatorState::Known(_)) {
+            self.coordinator = CoordinatorState::Unknown { retry_at: None };
+        }
+    }
+
+    fn needs_coordinator(&self) -> bool {
+        !self.commits.is_empty() || !self.fetches.is_empty()
+    }
+
+    fn tail_mergeable(&self, kind: CommitKind) -> bool {
+        kind.mergeable()
+            && self
+                .commits
+                .back()
+                .is_some_and(|c| c.kind.mergeable() && c.in_flight.is_none())
+    }
+
+    /// Stored offsets the coordinator has not acknowledged.
+    fn uncommitted(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        self.stored
+            .iter()
+            .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
+            .map(|(tp, o)| (tp.clone(), o.clone()))
+            .collect()
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        RequestId(self.next())
+    }
+}
+
+impl PendingCommit {
+    /// Takes `earlier`'s offsets along (this commit's own win per partition) and reports
+    /// `earlier` superseded.
+    fn merge_earlier(&mut self, earlier: PendingCommit, events: &mut VecDeque<OffsetsEvent>) {
+        for (tp, o) in earlier.offsets {
+            self.offsets.entry(tp).or_insert(o);
+        }
+        self.deadline = self.deadline.max(earlier.deadline);
+        events.push_back(OffsetsEvent::Committed {
+            id: earlier.id,
+            kind: earlier.kind,
+            result: Err(CommitError::Superseded { by: self.id }),
+        });
+    }
+}
+
+enum FetchOutcome {
+    Done(BTreeMap<TopicPartition, Option<OffsetAndMetadata>>),
+    Fail(FetchError),
+    Retry(Retry, String),
+}
+
+enum CommitOutcome {
+    Done,
+    Fail(CommitError),
+    Retry(Retry, i16),
+}
+
+/// What an OffsetCommit answer means for the commit, following the Java client's
+/// `ConsumerCoordinator.OffsetCommitResponseHandler`: a refusing partition fails the commit
+/// (REBALANCE_IN_PROGRESS as its own kind), else a coordinator error rediscovers and retries,
+/// else a retriable error retries after the backoff.
+fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome {
+    let errors: BTreeMap<TopicPartition, i16> = partitions
+        .iter()
+        .filter(|(_, c)| **c != 0)
+        .map(|(tp, c)| (tp.clone(), *c))
+        .collect();
+    let Some(_) = errors.values().next() else {
+        return CommitOutcome::Done;
+    };
+    let is_retriable = |c: i16| {
+        matches!(
+            c,
+            code::COORDINATOR_LOAD_IN_PROGRESS
+                | code::REQUEST_TIMED_OUT
+                | code::UNKNOWN_TOPIC_OR_PARTITION
+                | code::COORDINATOR_NOT_AVAILABLE
+                | code::NOT_COORDINATOR
+        )
+    };
+    if let Some(&fatal) = errors.values().find(|c| !is_retriable(**c)) {
+        if fatal == code::REBALANCE_IN_PROGRESS {
+            return CommitOutcome::Fail(CommitError::RebalanceInProgress);
+        }
+        return CommitOutcome::Fail(CommitError::Broker {
+            error_code: fatal,
+            partitions: errors,
+        });
+    }
+    if let Some(&c) = errors
+        .values()
+        .find(|c| matches!(**c, code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR))
+    {
+        return CommitOutcome::Retry(Retry::Rediscover, c);
+    }
+    // Invariant: `errors` is not empty (checked above).
+    let c = *errors.values().next().expect("an error");
+    CommitOutcome::Retry(Retry::Backoff, c)
+}
+
+/// What an OffsetFetch answer means: the group's coordinator errors retry (rediscovering for
+/// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE), UNSTABLE_OFFSET_COMMIT on a partition
+/// retries after the backoff (KIP-447: a transaction's offsets are pending), anything else
+/// fails. The offsets are those asked for, `None` where the group has none.
+fn classify_fetch(
+    error_code: i16,
+    partitions: BTreeMap<TopicPartition, crate::PartitionOffset>,
+    asked: Option<&BTreeSet<TopicPartition>>,
+) -> FetchOutcome {
+    match error_code {
+        0 => {}
+        // UNSTABLE_OFFSET_COMMIT belongs to partitions (KIP-447), but librdkafka's mock
+        // cluster puts it at the group level, and librdkafka's own client retries it there
+        // too (`rd_kafka_handle_OffsetFetch`); retrying is harmless when a broker does that.
+        code::COORDINATOR_LOAD_IN_PROGRESS | code::UNSTABLE_OFFSET_COMMIT => {
+            return FetchOutcome::Retry(
+                Retry::Backoff,
+                format!("OffsetFetch answered error {error_code}"),
+            );
+        }
+        code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR => {
+            return FetchOutcome::Retry(
+                Retry::Rediscover,
+                format!("OffsetFetch answered error {error_code}"),
+            );
+        }
+        _ => {
+            return FetchOutcome::Fail(FetchError::Broker {
+                error_code,
+                partitions: BTreeMap::new(),
+            });
+        }
+    }
+    let errors: BTreeMap<TopicPartition, i16> = partitions
+        .iter()
+        .filter(|(_, p)| p.error_code != 0)
+        .map(|(tp, p)| (tp.clone(), p.error_code))
+        .collect();
+    if let Some(&first) = errors
+        .values()
+        .find(|c| **c != code::UNSTABLE_OFFSET_COMMIT)
+    {
+        return FetchOutcome::Fail(FetchError::Broker {
+            error_code: first,
+            partitions: errors,
+        });
+    }
+    if !errors.is_empty() {
+        return FetchOutcome::Retry(
+            Retry::Backoff,
+            format!(
+                "OffsetFetch answered UNSTABLE_OFFSET_COMMIT for {} partition(s)",
+                errors.len()
+            ),
+        );
+    }
+    let mut out: BTreeMap<TopicPartition, Option<OffsetAndMetadata>> = match asked {
+        Some(asked) => asked.iter().map(|tp| (tp.clone(), None)).collect(),
+        None => BTreeMap::new(),
+    };
+    for (tp, p) in partitions {
+        if asked.is_none_or(|a| a.contains(&tp)) {
+            out.insert(tp, p.committed);
+        }
+    }
+    FetchOutcome::Done(out)
+}
+
+/// FindCoordinator errors worth retrying (the Java client's `RetriableException`s for it).
+fn is_retriable_find_error(error_code: i16) -> bool {
+    matches!(
+        error_code,
+        code::COORDINATOR_LOAD_IN_PROGRESS
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::NOT_COORDINATOR
+            | code::REQUEST_TIMED_OUT
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::PartitionOffset;
+
+    const T0: u64 = 1_000;
+
+    struct Harness {
+        m: CommitMachine,
+        now: Instant,
+    }
+
+    fn coordinator(id: i32) -> Coordinator {
+        Coordinator {
+            id,
+            host: "h".into(),
+            port: 9092,
+        }
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn config(auto: bool) -> OffsetsConfig {
+        let mut c = OffsetsConfig::new("g");
+        c.enable_auto_commit = auto;
+        c.auto_commit_interval = Duration::from_secs(1);
+        c
+    }
+
+    impl Harness {
+        fn new(config: OffsetsConfig) -> Harness {
+            let now = Instant::now() + Duration::from_secs(T0);
+            Harness {
+                m: CommitMachine::new(config, now, 7),
+                now,
+            }
+        }
+
+        fn advance(&mut self, d: Duration) {
+            self.now += d;
+            self.m.handle_timeout(self.now);
+        }
+
+        /// Advances to the machine's next timer.
+        fn run_to_timeout(&mut self) -> Duration {
+            let at = self.m.poll_timeout().expect("a timer");
+            let d = at.saturating_duration_since(self.now);
+            self.now = at.max(self.now);
+            self.m.handle_timeout(self.now);
+            d
+        }
+
+        fn request(&mut self) -> Option<Outgoing> {
+            self.m.poll_request(self.now)
+        }
+
+        fn expect_request(&mut self) -> Outgoing {
+            self.request().expect("a request")
+        }
+
+        /// Answers the FindCoordinator the machine sends next with coordinator `id`.
+        fn find(&mut self, id: i32) {
+            let out = self.expect_request();
+            assert!(
+                matches!(out.request, OffsetsRequest::FindCoordinator { .. }),
+                "{out:?}"
+            );
+            assert_eq!(out.target, Target::Any);
+            self.answer(
+                out.id,
+                OffsetsResponse::FindCoordinator {
+                    error_code: 0,
+                    coordinator: Some(coordinator(id)),
+                },
+            );
+        }
+
+        fn answer(&mut self, id: RequestId, r: OffsetsResponse) {
+            self.m.handle_response(self.now, id, Ok(r));
+        }
+
+        fn expect_commit(&mut self) -> (RequestId, CommitRequest) {
+            let out = self.expect_request();
+            match out.request {
+                OffsetsRequest::OffsetCommit(c) => (out.id, c),
+                other => panic!("expected OffsetCommit, got {other:?}"),
+            }
+        }
+
+        fn answer_commit(&mut self, id: RequestId, c: &CommitRequest, code: i16) {
+            let partitions = c.offsets.keys().map(|tp| (tp.clone(), code)).collect();
+            self.answer(id, OffsetsResponse::OffsetCommit { partitions });
+        }
+
+        fn events(&mut self) -> Vec<OffsetsEvent> {
+            std::iter::from_fn(|| self.m.poll_event()).collect()
+        }
+
+        fn committed(&mut self) -> Vec<(CommitId, CommitResult)> {
+            self.events()
+                .into_iter()
+                .filter_map(|e| match e {
+                    OffsetsEvent::Committed { id, result, .. } => Some((id, result)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    type CommitResult = Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>;
+
+    /// A stored record offset is committed as offset + 1 with its leader epoch, with the
+    /// member's generation; the acknowledgement completes the sync commit.
+    #[test]
+    fn sync_commit_sends_the_next_offset_with_epoch_and_generation() {
+        let mut h = Harness::new(config(false));
+        h.m.set_generation(5, "member-1");
+        h.m.store_offset(tp(0), 41, Some(3));
+        let id = h.m.commit_stored(CommitKind::Sync, h.now);
+        h.find(2);
+        let (rid, c) = h.expect_commit();
+        assert_eq!(c.generation_id, 5);
+        assert_eq!(c.member_id, "member-1");
+        assert_eq!(
+            c.offsets[&tp(0)],
+            OffsetAndMetadata {
+                offset: 42,
+                leader_epoch: Some(3),
+                metadata: String::new()
+            }
+        );
+        assert!(h.request().is_none(), "one commit at a time");
+        h.answer_commit(rid, &c, 0);
+        let done = h.committed();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, id);
+        assert_eq!(done[0].1.as_ref().unwrap()[&tp(0)].offset, 42);
+        assert_eq!(h.m.committed()[&tp(0)].offset, 42);
+        assert!(h.m.commits_idle());
+    }
+
+    /// Outside a generation a commit is an inactive group's: generation -1, empty member id.
+    #[test]
+    fn commits_outside_a_generation_are_an_inactive_groups() {
+        let mut h = Harness::new(config(false));
+        h.m.store(tp(1), OffsetAndMetadata::new(7));
+        h.m.commit_stored(CommitKind::Sync, h.now);
+        h.find(1);
+        let (_, c) = h.expect_commit();
+        assert_eq!((c.generation_id, c.member_id.as_str()), (-1, ""));
+    }
+
+    /// REBALANCE_IN_PROGRESS fails the commit and keeps the offsets stored, so the next commit
+    /// (in the next generation) sends them again.
+    #[test]
+    fn rebalance_in_progress_fails_and_keeps_offsets_stored() {
+        let mut h = Harness::new(config(false));
+        h.m.set_generation(1, "m");
+        h.m.store_offset(tp(0), 9, None);
+        h.m.commit_stored(CommitKind::Sync, h.now);
+        h.find(1);
+        let (rid, c) = h.expect_commit();
+        h.answer_commit(rid, &c, code::REBALANCE_IN_PROGRESS);
+        let done = h.committed();
+        assert_eq!(done[0].1, Err(CommitError::RebalanceInProgress));
+        assert_eq!(h.m.stored()[&tp(0)].offset, 10);
+        assert!(h.m.committed().is_empty());
+        h.m.set_generation(2, "m");
+        h.m.commit_stored(CommitKind::Auto, h.now);
+        let (rid, c) = h.expect_commit();
+        assert_eq!((c.generation_id, c.offsets[&tp(0)].offset), (2, 10));
+        h.answer_commit(rid, &c, 0);
+        assert!(h.committed()[0].1.is_ok());
+    }
+
+    /// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID and FENCED_INSTANCE_ID fail the commit as a lost
+    /// generation; OFFSET_METADATA_TOO_LARGE and the authorization errors fail it too; none is
+    /// retried.
+    #[test]
+    fn refusals_fail_without_retry() {
+        for (code, lost) in [
+            (22, true),
+            (25, true),
+            (82, true),
+            (12, false),
+            (29, false),
+            (30, false),
+        ] {
+            let mut h = Harness::new(config(false));
+            h.m.store_offset(tp(0), 1, None);
+            h.m.commit_stored(CommitKind::Sync, h.now);
+            h.find(1);
+            let (rid, c) = h.expect_commit();
+            h.answer_commit(rid, &c, code);
+            let done = h.committed();
+            let Err(e) = &done[0].1 else {
+                panic!("error {code} did not fail the commit");
+            };
+            assert!(
+                matches!(e, CommitError::Broker { error_code, .. } if *error_code == code),
+                "{e:?}"
+            );
+            assert_eq!(e.is_generation_lost(), lost, "{code}");
+            assert!(h.request().is_none(), "error {code} was retried");
+            assert!(h.m.poll_timeout().is_none());
+        }
+    }
+
+    /// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE: look the coordinator up again and retry
+    /// there; a lost connection does the same.
+    #[test]
+    fn coordinator_errors_rediscover_and_retry() {
+        for fail in [
+            Some(code::NOT_COORDINATOR),
+            Some(code::COORDINATOR_NOT_AVAILABLE),
+            None,
+        ] {
+            let mut h = Harness::new(config(false));
+            h.m.store_offset(tp(0), 1, None);
+            h.m.commit_stored(CommitKind::Sync, h.now);
+            h.find(1);
+            let (rid, c) = h.expect_commit();
+            match fail {
+                Some(code) => h.answer_commit(rid, &c, code),
+                None => h.m.handle_response(
+                    h.now,
+                    rid,
+                    Err(RequestFailure {
+                        retriable: true,
+                        reason: "connection closed".into(),
+                    }),
+                ),
+            }
+            assert!(h.committed().is_empty());
+            assert!(h.m.coordinator().is_none());
+            // The lookup happens at once; the commit waits for its backoff.
+            h.find(2);
+            assert!(h.request().is_none());
+            let waited = h.run_to_timeout();
+            assert!(
+                waited >= Duration::from_millis(80) && waited <= Duration::from_millis(120),
+                "{waited:?}"
+            );
+            let out = h.expect_request();
+            assert_eq!(out.target, Target::Coordinator(coordinator(2)));
+            let OffsetsRequest::OffsetCommit(c) = out.request else {
+                panic!("not a commit");
+            };
+            h.answer_commit(out.id, &c, 0);
+            assert!(h.committed()[0].1.is_ok());
+        }
+    }
+
+    /// COORDINATOR_LOAD_IN_PROGRESS retries on the same coordinator with a growing backoff,
+    /// until `default.api.timeout.ms`, then the commit times out naming the last error.
+    #[test]
+    fn load_in_progress_retries_until_the_deadline() {
+        let mut cfg = config(false);
+        cfg.default_api_timeout = Duration::from_secs(3);
+        let mut h = Harness::new(cfg);
+        h.m.store_offset(tp(0), 1, None);
+        h.m.commit_stored(CommitKind::Sync, h.now);
+        h.find(1);
+        let start = h.now;
+        let mut sends = 0;
+        loop {
+            if let Some(out) = h.request() {
+                let OffsetsRequest::OffsetCommit(c) = out.request else {
+                    panic!("the coordinator was looked up again: {out:?}");
+                };
+                sends += 1;
+                h.answer_commit(out.id, &c, code::COORDINATOR_LOAD_IN_PROGRESS);
+            }
+            let done = h.committed();
+            if let Some((_, r)) = done.into_iter().next() {
+                let Err(CommitError::TimedOut { last }) = r else {
+                    panic!("{r:?}");
+                };
+                assert!(last.contains("14"), "{last}");
+                break;
+            }
+            h.run_to_timeout();
+        }
+        assert!(
+            h.now - start <= Duration::from_secs(4),
+            "{:?}",
+            h.now - start
+        );
+        assert!(
+            (4..=10).contains(&sends),
+            "{sends} sends (backoff 100 ms doubling to 1 s)"
+        );
+    }
+
+    /// Async commits: a later one asked for before an earlier one was sent supersedes it and
+    /// carries its partitions; commits go one at a time, in order.
+    #[test]
+    fn later_async_commit_supersedes_a_queued_one() {
+        let mut h = Harness::new(config(false));
+        h.m.store_offset(tp(0), 1, None);
+        let first = h.m.commit_stored(CommitKind::Async, h.now);
+        h.find(1);
+        let (rid1, c1) = h.expect_commit();
+        // While `first` is in flight, two more async commits: the later (`third`) supersedes
+        // the queued `second`.
+        h.m.store_offset(tp(0), 5, None);
+        h.m.store_offset(tp(1), 2, None);
+        let mut only_p1 = BTreeMap::new();
+        only_p1.insert(tp(1), OffsetAndMetadata::new(3));
+        let second = h.m.commit_stored(CommitKind::Async, h.now);
+        let third = h.m.commit(CommitKind::Async, only_p1, h.now);
+        assert!(
+            h.request().is_none(),
+            "the second commit waits for the first"
+        );
+        let done = h.committed();
+        assert_eq!(
+            done,
+            vec![(second, Err(CommitError::Superseded { by: third }))]
+        );
+        h.answer_commit(rid1, &c1, 0);
+        assert_eq!(h.committed()[0].0, first);
+        let (rid3, c3) = h.expect_commit();
+        // `third`'s own offset wins for p1; p0 comes from the superseded `second`.
+        assert_eq!(c3.offsets[&tp(0)].offset, 6);
+        assert_eq!(c3.offsets[&tp(1)].offset, 3);
+        h.answer_commit(rid3, &c3, 0);
+        let done = h.committed();
+        assert_eq!(done[0].0, third);
+        assert_eq!(h.m.committed()[&tp(0)].offset, 6);
+    }
+
+    /// A sync commit is never merged: it completes with its own acknowledgement.
+    #[test]
+    fn sync_commits_are_not_superseded() {
+        let mut h = Harness::new(config(false));
+        h.m.store_offset(tp(0), 1, None);
+        let a = h.m.commit_stored(CommitKind::Sync, h.now);
+        let b = h.m.commit_stored(CommitKind::Async, h.now);
+        h.find(1);
+        let (r, c) = h.expect_commit();
+        h.answer_commit(r, &c, 0);
+        let (r, c) = h.expect_commit();
+        h.answer_commit(r, &c, 0);
+        let ids: Vec<_> = h
+            .committed()
+            .into_iter()
+            .map(|(id, r)| (id, r.is_ok()))
+            .collect();
+        assert_eq!(ids, vec![(a, true), (b, true)]);
+    }
+
+    /// A failed async commit waiting for its retry goes along with a later async commit
+    /// instead of being sent twice.
+    #[test]
+    fn retried_async_commit_merges_into_the_next() {
+        let mut h = Harness::new(config(false));
+        h.m.store_offset(tp(0), 1, None);
+        let a = h.m.commit_stored(CommitKind::Async, h.now);
+        h.find(1);
+        let (r, c) = h.expect_commit();
+        let mut p1 = BTreeMap::new();
+        p1.insert(tp(1), OffsetAndMetadata::new(9));
+        let b = h.m.commit(CommitKind::Async, p1, h.now);
+        h.answer_commit(r, &c, code::COORDINATOR_LOAD_IN_PROGRESS);
+        assert_eq!(
+            h.committed(),
+            vec![(a, Err(CommitError::Superseded { by: b }))]
+        );
+        h.run_to_timeout();
+        let (r, c) = h.expect_commit();
+        assert_eq!(c.offsets.len(), 2);
+        h.answer_commit(r, &c, 0);
+        assert_eq!(h.committed()[0].0, b);
+    }
+
+    /// Auto-commit fires every `auto.commit.interval.ms`, sends only offsets not yet
+    /// acknowledged, and sends nothing when there is nothing new.
+    #[test]
+    fn auto_commit_runs_on_its_interval() {
+        let mut h = Harness::new(config(true));
+        let start = h.now;
+        assert_eq!(h.m.poll_timeout(), Some(start + Duration::from_secs(1)));
+        // Nothing stored: the timer fires and sends nothing.
+        h.run_to_timeout();
+        assert!(h.request().is_none());
+        assert_eq!(h.m.poll_timeout(), Some(start + Duration::from_secs(2)));
+        h.m.store_offset(tp(0), 10, Some(1));
+        h.advance(Duration::from_millis(500));
+        assert!(h.request().is_none(), "auto-commit before its interval");
+        assert_eq!(h.run_to_timeout(), Duration::from_millis(500));
+        h.find(1);
+        let (r, c) = h.expect_commit();
+        assert_eq!(c.offsets[&tp(0)].offset, 11);
+        h.answer_commit(r, &c, 0);
+        assert!(h.committed()[0].1.is_ok());
+        // Acknowledged and unchanged: the next round sends nothing.
+        h.run_to_timeout();
+        assert!(h.request().is_none());
+        // A new offset goes in the next round, and only that partition's.
+        h.m.store_offset(tp(1), 3, None);
+        h.run_to_timeout();
+        let (_, c) = h.expect_commit();
+        assert_eq!(c.offsets.keys().cloned().collect::<Vec<_>>(), vec![tp(1)]);
+    }
+
+    /// Close commits what auto-commit has not yet; without auto-commit it commits nothing.
+    #[test]
+    fn close_makes_the_final_auto_commit() {
+        let mut h = Harness::new(config(true));
+        h.m.store_offset(tp(0), 1, None);
+        assert!(h.m.close(h.now).is_some());
+        assert!(
+            h.m.poll_timeout().is_some_and(|t| t > h.now),
+            "only the commit's deadline"
+        );
+        h.find(1);
+        let (r, c) = h.expect_commit();
+        h.answer_commit(r, &c, 0);
+        assert!(h.m.commits_idle());
+        let mut h = Harness::new(config(false));
+        h.m.store_offset(tp(0), 1, None);
+        assert!(h.m.close(h.now).is_none());
+    }
+
+    fn fetch_answer(error_code: i16, parts: &[(i32, i16, i64)]) -> OffsetsResponse {
+        OffsetsResponse::OffsetFetch {
+            error_code,
+            partitions: parts
+                .iter()
+                .map(|&(p, e, o)| {
+                    (
+                        tp(p),
+                        PartitionOffset {
+                            error_code: e,
+                            committed: (o >= 0).then(|| OffsetAndMetadata::new(o)),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn expect_fetch(h: &mut Harness) -> (RequestId, FetchRequest) {
+        let out = h.expect_request();
+        match out.request {
+            OffsetsRequest::OffsetFetch(f) => (out.id, f),
+            other => panic!("expected OffsetFetch, got {other:?}"),
+        }
+    }
+
+    /// Under read_committed the fetch requires stable offsets; UNSTABLE_OFFSET_COMMIT is
+    /// retried after the backoff; partitions without an offset come back as `None`.
+    #[test]
+    fn fetch_requires_stable_and_retries_unstable() {
+        let mut cfg = config(false);
+        cfg.isolation_level = IsolationLevel::ReadCommitted;
+        let mut h = Harness::new(cfg);
+        let asked: BTreeSet<_> = [tp(0), tp(1)].into();
+        let id = h.m.fetch_committed(Some(asked), h.now);
+        h.find(1);
+        let (r, f) = expect_fetch(&mut h);
+        assert!(f.require_stable);
+        h.answer(
+            r,
+            fetch_answer(0, &[(0, code::UNSTABLE_OFFSET_COMMIT, -1), (1, 0, -1)]),
+        );
+        assert!(h.events().is_empty());
+        assert!(h.request().is_none());
+        h.run_to_timeout();
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(0, &[(0, 0, 12)]));
+        let ev = h.events();
+        let OffsetsEvent::Fetched {
+            id: got,
+            result: Ok(map),
+        } = &ev[0]
+        else {
+            panic!("{ev:?}");
+        };
+        assert_eq!(*got, id);
+        assert_eq!(map[&tp(0)].as_ref().map(|o| o.offset), Some(12));
+        assert_eq!(map[&tp(1)], None);
+        assert_eq!(h.m.committed()[&tp(0)].offset, 12);
+    }
+
+    /// UNSTABLE_OFFSET_COMMIT at the group level (where librdkafka's mock cluster puts it) is
+    /// retried like the partition-level one.
+    #[test]
+    fn group_level_unstable_offset_commit_is_retried() {
+        let mut h = Harness::new(config(false));
+        h.m.fetch_committed(None, h.now);
+        h.find(1);
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(code::UNSTABLE_OFFSET_COMMIT, &[]));
+        assert!(h.events().is_empty());
+        h.run_to_timeout();
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(0, &[(0, 0, 1)]));
+        assert!(matches!(
+            &h.events()[0],
+            OffsetsEvent::Fetched { result: Ok(_), .. }
+        ));
+    }
+
+    /// Fetch errors: NOT_COORDINATOR rediscovers, COORDINATOR_LOAD_IN_PROGRESS retries,
+    /// GROUP_AUTHORIZATION_FAILED and partition errors fail.
+    #[test]
+    fn fetch_errors() {
+        let mut h = Harness::new(config(false));
+        h.m.fetch_committed(None, h.now);
+        h.find(1);
+        let (r, f) = expect_fetch(&mut h);
+        assert!(!f.require_stable && f.partitions.is_none());
+        h.answer(r, fetch_answer(code::NOT_COORDINATOR, &[]));
+        h.find(2);
+        h.run_to_timeout();
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(code::COORDINATOR_LOAD_IN_PROGRESS, &[]));
+        h.run_to_timeout();
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(30, &[]));
+        let ev = h.events();
+        assert!(
+            matches!(
+                &ev[0],
+                OffsetsEvent::Fetched {
+                    result: Err(FetchError::Broker { error_code: 30, .. }),
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        h.m.fetch_committed(None, h.now);
+        let (r, _) = expect_fetch(&mut h);
+        h.answer(r, fetch_answer(0, &[(0, 29, -1)]));
+        let ev = h.events();
+        assert!(
+            matches!(
+                &ev[0],
+                OffsetsEvent::Fetched {
+                    result: Err(FetchError::Broker { error_code: 29, .. }),
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+    }
+
+    /// GROUP_AUTHORIZATION_FAILED on FindCoordinator fails everything waiting; retriable
+    /// lookup errors back off.
+    #[test]
+    fn coordinator_lookup_errors() {
+        let mut h = Harness::new(config(false));
+        h.m.store_offset(tp(0), 1, None);
+        h.m.commit_stored(CommitKind::Sync, h.now);
+        let out = h.expect_request();
+        h.answer(
+            out.id,
+            OffsetsResponse::FindCoordinator {
+                error_code: 15,
+                coordinator: None,
+            },
+        );
+        assert!(h.request().is_none());
+        assert!(h.run_to_timeout() >= Duration::from_millis(80));
+        let out = h.expect_request();
+        h.answer(
+            out.id,
+            OffsetsResponse::FindCoordinator {
+                error_code: 30,
+                coordinator: None,
+            },
+        );
+        assert!(matches!(&h.committed()[0].1, Err(CommitError::Request(r)) if r.contains("30")));
+        assert!(h.request().is_none());
+    }
+
+    /// Answers to requests the machine no longer waits for, and unknown ids, are ignored.
+    #[test]
+    fn stray_answers_are_ignored() {
+        let mut h = Harness::new(config(false));
+        h.answer(RequestId(999), fetch_answer(0, &[]));
+        h.m.store_offset(tp(0), 1, None);
+        h.m.set_coordinator(Some(coordinator(3)));
+        h.m.commit_stored(CommitKind::Sync, h.now);
+        let (r, c) = h.expect_commit();
+        h.answer_commit(r, &c, 0);
+        h.answer_commit(r, &c, ILLEGAL_GENERATION_FOR_TEST);
+        let done = h.committed();
+        assert_eq!(done.len(), 1);
+        assert!(done[0].1.is_ok());
+    }
+
+    const ILLEGAL_GENERATION_FOR_TEST: i16 = 22;
+}

@@ -1,0 +1,363 @@
+//! Where a consumer reads next, as pure functions: the `auto.offset.reset` policy (including
+//! KIP-1106's `by_duration`), the ListOffsets query it turns into, watermarks and lag.
+
+use std::fmt;
+use std::time::Duration;
+
+use kcon_pool::ConfigError;
+
+use crate::TopicPartition;
+use crate::config::{IsolationLevel, invalid};
+
+/// `auto.offset.reset`: where a partition without a valid position starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetPolicy {
+    /// `earliest`: the log start offset.
+    Earliest,
+    /// `latest` (the default): the end of the log (under read_committed, the last stable
+    /// offset).
+    Latest,
+    /// `none`: no reset; the application gets an error naming the partitions.
+    None,
+    /// `by_duration:<ISO-8601 duration>` (KIP-1106): the first record whose timestamp is at
+    /// most this long ago; the end of the log when there is none.
+    ByDuration(Duration),
+}
+
+const RESET_EXPECTED: &str = "earliest, latest, none, or by_duration:<ISO-8601 duration> \
+     (KIP-1106, e.g. by_duration:P1DT2H30M)";
+
+impl ResetPolicy {
+    /// Parses an `auto.offset.reset` value; the error names the property.
+    pub fn parse(value: &str) -> Result<ResetPolicy, ConfigError> {
+        let v = value.trim();
+        let lower = v.to_ascii_lowercase();
+        match lower.as_str() {
+            "earliest" => return Ok(ResetPolicy::Earliest),
+            "latest" => return Ok(ResetPolicy::Latest),
+            "none" => return Ok(ResetPolicy::None),
+            _ => {}
+        }
+        let Some(duration) = lower.strip_prefix("by_duration:") else {
+            return Err(invalid("auto.offset.reset", value, RESET_EXPECTED));
+        };
+        parse_iso8601_duration(duration)
+            .map(ResetPolicy::ByDuration)
+            .ok_or_else(|| invalid("auto.offset.reset", value, RESET_EXPECTED))
+    }
+
+    /// The ListOffsets query that resets a partition under this policy, `now_ms` being the
+    /// wall-clock time in milliseconds since the epoch; `None` for [`ResetPolicy::None`].
+    pub fn offset_spec(self, now_ms: i64) -> Option<OffsetSpec> {
+        match self {
+            ResetPolicy::Earliest => Some(OffsetSpec::Earliest),
+            ResetPolicy::Latest => Some(OffsetSpec::Latest),
+            ResetPolicy::None => None,
+            ResetPolicy::ByDuration(d) => {
+                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                // A duration longer than the epoch is "from the beginning of time": timestamp 0
+                // finds the first record, which is what the user asked for.
+                Some(OffsetSpec::Timestamp(now_ms.saturating_sub(ms).max(0)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ResetPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResetPolicy::Earliest => f.write_str("earliest"),
+            ResetPolicy::Latest => f.write_str("latest"),
+            ResetPolicy::None => f.write_str("none"),
+            ResetPolicy::ByDuration(d) => write!(f, "by_duration:PT{}S", d.as_secs_f64()),
+        }
+    }
+}
+
+/// Parses an ISO-8601 duration the way Java's `java.time.Duration.parse` does, which is what
+/// KIP-1106 specifies: `PnDTnHnMn.nS`, case-insensitive, each part optional but at least one
+/// present, seconds with up to nine fraction digits. Signs are refused: a reset into the future
+/// means nothing. Years, months and weeks are refused, as Java refuses them.
+pub fn parse_iso8601_duration(s: &str) -> Option<Duration> {
+    let s = s.trim().to_ascii_uppercase();
+    let rest = s.strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, t)) => {
+            if t.is_empty() {
+                return None;
+            }
+            (d, Some(t))
+        }
+        None => (rest, None),
+    };
+    let mut total = Duration::ZERO;
+    let mut any = false;
+    if !date.is_empty() {
+        let days = date.strip_suffix('D')?;
+        total = total.checked_add(Duration::from_secs(whole(days)?.checked_mul(86_400)?))?;
+        any = true;
+    }
+    if let Some(mut t) = time {
+        for (unit, secs) in [('H', 3_600u64), ('M', 60)] {
+            if let Some(i) = t.find(unit) {
+                let n = whole(&t[..i])?;
+                total = total.checked_add(Duration::from_secs(n.checked_mul(secs)?))?;
+                t = &t[i + 1..];
+                any = true;
+            }
+        }
+        if !t.is_empty() {
+            let secs = t.strip_suffix('S')?;
+            let (int, frac) = match secs.split_once('.') {
+                Some((i, f)) => (i, f),
+                None => (secs, ""),
+            };
+            let mut d = Duration::from_secs(whole(int)?);
+            if !frac.is_empty() || secs.contains('.') {
+                if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
+                d += Duration::from_nanos(u64::from(nanos));
+            }
+            total = total.checked_add(d)?;
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+/// A non-empty run of ASCII digits (no sign: see `parse_iso8601_duration`).
+fn whole(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// What a ListOffsets query asks for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OffsetSpec {
+    /// The log start offset (timestamp -2).
+    Earliest,
+    /// The end of the log (timestamp -1): the high watermark, or the last stable offset under
+    /// read_committed.
+    Latest,
+    /// The offset of the record with the largest timestamp (timestamp -3, ListOffsets v7+,
+    /// KIP-734).
+    MaxTimestamp,
+    /// The first offset whose record timestamp is at or after this one (ms since the epoch).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    /// The timestamp ListOffsets carries for this query.
+    pub fn timestamp(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::MaxTimestamp => -3,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+/// Where a partition's log starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// The log start offset.
+    pub log_start: i64,
+    /// The high watermark: the offset after the last replicated record.
+    pub high_watermark: i64,
+    /// The last stable offset (read_committed's end), when known.
+    pub last_stable: Option<i64>,
+}
+
+impl Watermarks {
+    /// The offset a consumer at `isolation` can read up to: the high watermark, or the last
+    /// stable offset under read_committed (`None` when that is unknown).
+    pub fn end(&self, isolation: IsolationLevel) -> Option<i64> {
+        match isolation {
+            IsolationLevel::ReadUncommitted => Some(self.high_watermark),
+            IsolationLevel::ReadCommitted => self.last_stable,
+        }
+    }
+}
+
+/// The lag in records of a consumer at `position` (the next offset it reads, or a committed
+/// offset): the end of the log for `isolation` minus the position, never negative. A position
+/// below the log start counts from the log start, since the records before it are gone (the
+/// Java client's `SubscriptionState.partitionLag` counts the same way from the position it
+/// would read). `None` when the end is unknown.
+pub fn record_lag(
+    position: i64,
+    watermarks: &Watermarks,
+    isolation: IsolationLevel,
+) -> Option<i64> {
+    let end = watermarks.end(isolation)?;
+    let from = position.max(watermarks.log_start);
+    Some(end.saturating_sub(from).max(0))
+}
+
+/// The lag in time: how old the oldest unconsumed record is, from the timestamp (ms since the
+/// epoch) of the record at the consumer's position when it is known. `Some(ZERO)` when the
+/// consumer is caught up (`position >= end`); `None` when it is behind but the next record's
+/// timestamp is not known yet. A timestamp in the future (clock skew) counts as no lag.
+pub fn time_lag(
+    now_ms: i64,
+    position: i64,
+    end: i64,
+    next_record_timestamp: Option<i64>,
+) -> Option<Duration> {
+    if position >= end {
+        return Some(Duration::ZERO);
+    }
+    let ts = next_record_timestamp?;
+    let age = now_ms.saturating_sub(ts).max(0);
+    Some(Duration::from_millis(age as u64))
+}
+
+/// The answer of a reset lookup, turned into the position to use: KIP-1106 resets
+/// `by_duration` to the end of the log when no record is that recent (ListOffsets answers
+/// offset -1), and `latest_offset` is that end.
+pub fn reset_position(looked_up: i64, latest_offset: i64) -> i64 {
+    if looked_up < 0 {
+        latest_offset
+    } else {
+        looked_up
+    }
+}
+
+/// The error for `auto.offset.reset=none`: the partitions that have no valid position (the
+/// Java client's `NoOffsetForPartitionException`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoResetPolicy {
+    /// The partitions.
+    pub partitions: Vec<TopicPartition>,
+}
+
+impl fmt::Display for NoResetPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no committed offset and auto.offset.reset=none for ")?;
+        for (i, tp) in self.partitions.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}-{}", tp.topic, tp.partition)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NoResetPolicy {}
+
+/// The query that resets `partitions` under `policy`, or, for `none`, the error naming them.
+pub fn reset_spec(
+    policy: ResetPolicy,
+    partitions: &[TopicPartition],
+    now_ms: i64,
+) -> Result<OffsetSpec, NoResetPolicy> {
+    policy.offset_spec(now_ms).ok_or_else(|| NoResetPolicy {
+        partitions: partitions.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_durations_as_java_parses_them() {
+        let d = |s| parse_iso8601_duration(s);
+        assert_eq!(d("PT1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(d("P1D"), Some(Duration::from_secs(86_400)));
+        assert_eq!(d("p1dt2h30m"), Some(Duration::from_secs(86_400 + 9_000)));
+        assert_eq!(d("PT0.5S"), Some(Duration::from_millis(500)));
+        assert_eq!(d("PT10M5.000000001S"), Some(Duration::new(605, 1)));
+        assert_eq!(d("PT0S"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "1H",
+            "PT1",
+            "P1W",
+            "P1Y",
+            "P1M",
+            "PT-1H",
+            "PT+1H",
+            "PT1.S",
+            "PT1.0000000001S",
+            "PT1H1H",
+            "PTH",
+            "P1DT",
+            "PT1M1H",
+            "P99999999999999999999D",
+        ] {
+            assert_eq!(d(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reset_policies_parse_and_turn_into_queries() {
+        assert_eq!(
+            ResetPolicy::parse("Earliest").unwrap(),
+            ResetPolicy::Earliest
+        );
+        assert_eq!(ResetPolicy::parse("none").unwrap(), ResetPolicy::None);
+        let p = ResetPolicy::parse("by_duration:PT1M").unwrap();
+        assert_eq!(p.offset_spec(100_000), Some(OffsetSpec::Timestamp(40_000)));
+        assert_eq!(
+            ResetPolicy::parse("by_duration:P100000D")
+                .unwrap()
+                .offset_spec(5),
+            Some(OffsetSpec::Timestamp(0))
+        );
+        let e = ResetPolicy::parse("by_duration:").unwrap_err();
+        assert_eq!(e.property(), "auto.offset.reset");
+        assert!(e.to_string().contains("ISO-8601"), "{e}");
+        let tp = TopicPartition::new("t", 3);
+        let e = reset_spec(ResetPolicy::None, std::slice::from_ref(&tp), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no committed offset and auto.offset.reset=none for t-3"
+        );
+        assert_eq!(OffsetSpec::MaxTimestamp.timestamp(), -3);
+        assert_eq!(reset_position(-1, 42), 42);
+        assert_eq!(reset_position(7, 42), 7);
+    }
+
+    #[test]
+    fn lag_counts_to_the_isolation_levels_end() {
+        let w = Watermarks {
+            log_start: 10,
+            high_watermark: 100,
+            last_stable: Some(90),
+        };
+        assert_eq!(
+            record_lag(40, &w, IsolationLevel::ReadUncommitted),
+            Some(60)
+        );
+        assert_eq!(record_lag(40, &w, IsolationLevel::ReadCommitted), Some(50));
+        assert_eq!(record_lag(0, &w, IsolationLevel::ReadUncommitted), Some(90));
+        assert_eq!(
+            record_lag(120, &w, IsolationLevel::ReadUncommitted),
+            Some(0)
+        );
+        let unknown = Watermarks {
+            last_stable: None,
+            ..w
+        };
+        assert_eq!(
+            record_lag(40, &unknown, IsolationLevel::ReadCommitted),
+            None
+        );
+        assert_eq!(time_lag(10_000, 5, 5, None), Some(Duration::ZERO));
+        assert_eq!(time_lag(10_000, 4, 5, None), None);
+        assert_eq!(
+            time_lag(10_000, 4, 5, Some(7_500)),
+            Some(Duration::from_millis(2_500))
+        );
+        assert_eq!(time_lag(10_000, 4, 5, Some(20_000)), Some(Duration::ZERO));
+    }
+}

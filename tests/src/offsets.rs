@@ -1,0 +1,155 @@
+//! Support for kcon-offsets' tests against real brokers (`tests/offsets_tansu.rs`,
+//! `tests/offsets_mock.rs`): records produced with kcon's own batch builder, the high
+//! watermark as a Fetch answer reports it, and offset configurations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use kcon_codec::kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::records::RecordBatchBuilder;
+use kcon_offsets::{OffsetAndMetadata, OffsetsConfig, TopicPartition};
+use kcon_pool::{BrokerTarget, Pool, TopicScope};
+
+/// An offsets configuration for `group` with auto-commit off (tests commit explicitly unless
+/// they say otherwise), a 10 s `default.api.timeout.ms` so that a stuck commit fails the test
+/// quickly, and `extra` properties.
+pub fn offsets_config(group: &str, extra: &[(&str, &str)]) -> OffsetsConfig {
+    let mut c = OffsetsConfig::new(group);
+    for (k, v) in [
+        ("enable.auto.commit", "false"),
+        ("default.api.timeout.ms", "10000"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        c.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+    }
+    c
+}
+
+/// The milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The leader of `topic`-`partition`, refreshing the metadata until it has one (at most 10 s).
+pub async fn leader(pool: &Pool, topic: &str, partition: i32) -> i32 {
+    for _ in 0..100 {
+        let m = pool
+            .refresh_metadata(TopicScope::topics([topic.to_owned()]))
+            .await
+            .expect("metadata");
+        if let Some(id) = m.partition(topic, partition).and_then(|p| p.leader) {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{topic}-{partition} has no leader");
+}
+
+/// Produces one batch of `n` records (timestamps `timestamp`, `timestamp + 1`, ...) to
+/// `topic`-`partition` with acks=all; returns the batch's base offset.
+pub async fn produce(pool: &Pool, topic: &str, partition: i32, n: usize, timestamp: i64) -> i64 {
+    let mut b = RecordBatchBuilder::new(0);
+    for i in 0..n {
+        let v = format!("value-{i}");
+        b.record(timestamp + i as i64, None, Some(v.as_bytes()));
+    }
+    let records = b.build().expect("a batch");
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let id = leader(pool, topic, partition).await;
+    let answer = pool
+        .send(BrokerTarget::Broker(id), &request)
+        .await
+        .expect("produce");
+    let p = &answer.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "produce to {topic}-{partition}: {p:?}");
+    p.base_offset
+}
+
+/// The high watermark of `topic`-`partition` as a Fetch answer reports it (ground truth on
+/// Tansu, whose ListOffsets latest is the last batch's base offset + 1; see BROKERS.md).
+pub async fn fetch_high_watermark(pool: &Pool, topic: &str, partition: i32) -> i64 {
+    let id = leader(pool, topic, partition).await;
+    // The topic id from a Metadata answer of our own: Fetch v13+ names topics by id.
+    let meta = pool
+        .send(
+            BrokerTarget::Broker(id),
+            &crate::pool::metadata_request(&[topic]),
+        )
+        .await
+        .expect("metadata");
+    let topic_id = meta.topics[0].topic_id;
+    let conn = pool
+        .connection(BrokerTarget::Broker(id))
+        .await
+        .expect("a connection");
+    let t = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+        .with_topic_id(topic_id)
+        .with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1024),
+        ]);
+    let req = FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(1024)
+        .with_topics(vec![t]);
+    let answer = conn.send(&req).await.expect("fetch");
+    assert_eq!(
+        answer.error_code, 0,
+        "fetch {topic}-{partition}: {answer:?}"
+    );
+    let p = answer
+        .responses
+        .first()
+        .and_then(|r| r.partitions.first())
+        .unwrap_or_else(|| panic!("fetch {topic}-{partition}: no partition in {answer:?}"));
+    assert_eq!(p.error_code, 0, "fetch {topic}-{partition}: {p:?}");
+    p.high_watermark
+}
+
+/// `offsets` as a commit map: `(topic, partition, next offset, leader epoch, metadata)`.
+pub fn commit_map(
+    offsets: &[(&str, i32, i64, Option<i32>, &str)],
+) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    offsets
+        .iter()
+        .map(|&(t, p, offset, leader_epoch, metadata)| {
+            (
+                TopicPartition::new(t, p),
+                OffsetAndMetadata {
+                    offset,
+                    leader_epoch,
+                    metadata: metadata.to_owned(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The partitions of `offsets`.
+pub fn keys<V>(offsets: &BTreeMap<TopicPartition, V>) -> BTreeSet<TopicPartition> {
+    offsets.keys().cloned().collect()
+}
