@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kcon_pool::config::parse_millis as millis;
 use kcon_pool::{ConfigError, ExponentialBackoff};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
@@ -89,7 +90,7 @@ impl GroupConfig {
             }
             "group.protocol" => {
                 if !v.eq_ignore_ascii_case("classic") {
-                    return Err(invalid(
+                    return Err(ConfigError::invalid(
                         name,
                         value,
                         "classic (the KIP-848 consumer protocol is not supported yet)",
@@ -105,18 +106,18 @@ impl GroupConfig {
                 let mut list = Vec::new();
                 for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     let Some(a) = assignor::assignor(part) else {
-                        return Err(invalid(name, value, STRATEGY_EXPECTED));
+                        return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
                     };
                     if list
                         .iter()
                         .any(|b: &Arc<dyn Assignor>| b.name() == a.name())
                     {
-                        return Err(invalid(name, value, STRATEGY_EXPECTED));
+                        return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
                     }
                     list.push(a);
                 }
                 if list.is_empty() {
-                    return Err(invalid(name, value, STRATEGY_EXPECTED));
+                    return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
                 }
                 self.partition_assignment_strategy = list;
             }
@@ -139,31 +140,31 @@ impl GroupConfig {
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.group_id.is_empty() {
-            return Err(invalid("group.id", "", "a non-empty group id"));
+            return Err(ConfigError::invalid("group.id", "", "a non-empty group id"));
         }
         if self.heartbeat_interval >= self.session_timeout {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "heartbeat.interval.ms",
                 &self.heartbeat_interval.as_millis().to_string(),
                 "a value below session.timeout.ms",
             ));
         }
         if self.partition_assignment_strategy.is_empty() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "partition.assignment.strategy",
                 "",
                 STRATEGY_EXPECTED,
             ));
         }
         if self.max_poll_interval.as_millis() > i32::MAX as u128 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "max.poll.interval.ms",
                 &self.max_poll_interval.as_millis().to_string(),
                 "at most 2147483647",
             ));
         }
         if self.session_timeout.as_millis() > i32::MAX as u128 {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "session.timeout.ms",
                 &self.session_timeout.as_millis().to_string(),
                 "at most 2147483647",
@@ -236,29 +237,6 @@ impl fmt::Debug for GroupConfig {
 
 const STRATEGY_EXPECTED: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
      sticky, cooperative-sticky (or their Java class names)";
-const MILLIS_EXPECTED: &str = "a whole number of milliseconds from 0 to 2147483647";
-const POSITIVE_MILLIS_EXPECTED: &str = "a whole number of milliseconds from 1 to 2147483647";
-
-fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::InvalidValue {
-        property: property.to_owned(),
-        value: value.to_owned(),
-        expected,
-    }
-}
-
-fn millis(name: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
-    let expected = if min == 0 {
-        MILLIS_EXPECTED
-    } else {
-        POSITIVE_MILLIS_EXPECTED
-    };
-    match v.parse::<u64>() {
-        Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
-        _ => Err(invalid(name, v, expected)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

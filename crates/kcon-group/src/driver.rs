@@ -2,6 +2,7 @@
 //! [`Pool`], sleeps until its next timer, and hands its events to the application.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -179,8 +180,7 @@ async fn run(
     events: mpsc::UnboundedSender<GroupEvent>,
     snapshot: watch::Sender<MemberSnapshot>,
 ) {
-    let mut in_flight: JoinSet<Result<GroupResponse, RequestFailure>> = JoinSet::new();
-    let mut ids: HashMap<task::Id, RequestId> = HashMap::new();
+    let mut in_flight: InFlight<RequestId, GroupResponse> = InFlight::new();
     let mut closing = false;
     let mut metadata_seen = 0u64;
     let mut metadata_tick = time::interval(METADATA_CHECK);
@@ -189,9 +189,7 @@ async fn run(
     loop {
         let now = Instant::now().into_std();
         while let Some(out) = machine.poll_request(now) {
-            let id = out.id;
-            let handle = in_flight.spawn(send(pool.clone(), out));
-            ids.insert(handle.id(), id);
+            in_flight.spawn(out.id, send(pool.clone(), out));
         }
         while let Some(event) = machine.poll_event() {
             if closing && let GroupEvent::Revoked { id, .. } = &event {
@@ -200,9 +198,7 @@ async fn run(
             let _ = events.send(event);
             // Acknowledging may have queued requests: send them now.
             while let Some(out) = machine.poll_request(now) {
-                let id = out.id;
-                let handle = in_flight.spawn(send(pool.clone(), out));
-                ids.insert(handle.id(), id);
+                in_flight.spawn(out.id, send(pool.clone(), out));
             }
         }
         snapshot.send_if_modified(|s| {
@@ -216,23 +212,8 @@ async fn run(
         }
         let deadline = machine.poll_timeout().map(Instant::from_std);
         tokio::select! {
-            Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                let now = Instant::now().into_std();
-                match joined {
-                    Ok((task_id, result)) => {
-                        if let Some(id) = ids.remove(&task_id) {
-                            machine.handle_response(now, id, result);
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(id) = ids.remove(&e.id()) {
-                            machine.handle_response(now, id, Err(RequestFailure {
-                                retriable: true,
-                                reason: format!("the request task ended: {e}"),
-                            }));
-                        }
-                    }
-                }
+            (id, result) = in_flight.next() => {
+                machine.handle_response(Instant::now().into_std(), id, result);
             }
             command = commands.recv(), if !closing => {
                 let now = Instant::now().into_std();
@@ -265,6 +246,70 @@ async fn run(
         }
     }
     debug!(group = %group_id, "group member task ends");
+}
+
+/// Requests sent on tasks of their own, each answered exactly once: with its answer, or with a
+/// failure when the task ended without one. Drivers of sans-IO machines keep theirs here and
+/// feed each `(id, result)` back to the machine.
+#[derive(Debug)]
+pub struct InFlight<Id, T> {
+    tasks: JoinSet<Result<T, RequestFailure>>,
+    ids: HashMap<task::Id, Id>,
+}
+
+impl<Id, T: Send + 'static> InFlight<Id, T> {
+    /// No requests.
+    pub fn new() -> Self {
+        InFlight {
+            tasks: JoinSet::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Runs `request` on a task of its own, on the current runtime; its result comes back from
+    /// [`next`](InFlight::next) with `id`.
+    pub fn spawn<F>(&mut self, id: Id, request: F)
+    where
+        F: Future<Output = Result<T, RequestFailure>> + Send + 'static,
+    {
+        let handle = self.tasks.spawn(request);
+        self.ids.insert(handle.id(), id);
+    }
+
+    /// Whether no request is running.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The next result; pending forever while no request is running (so it can sit in a
+    /// `select!` beside other branches).
+    pub async fn next(&mut self) -> (Id, Result<T, RequestFailure>) {
+        loop {
+            let Some(joined) = self.tasks.join_next_with_id().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            let (task_id, result) = match joined {
+                Ok((task_id, result)) => (task_id, result),
+                Err(e) => (
+                    e.id(),
+                    Err(RequestFailure {
+                        retriable: true,
+                        reason: format!("the request task ended: {e}"),
+                    }),
+                ),
+            };
+            if let Some(id) = self.ids.remove(&task_id) {
+                return (id, result);
+            }
+        }
+    }
+}
+
+impl<Id, T: Send + 'static> Default for InFlight<Id, T> {
+    fn default() -> Self {
+        InFlight::new()
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use kcon_pool::config::{parse_bool, parse_millis as millis};
 use kcon_pool::{ConfigError, ExponentialBackoff};
 
 use crate::positions::ResetPolicy;
@@ -101,16 +102,20 @@ impl OffsetsConfig {
             "group.instance.id" => {
                 self.group_instance_id = (!v.is_empty()).then(|| v.to_owned());
             }
-            "enable.auto.commit" => self.enable_auto_commit = boolean(name, v)?,
+            "enable.auto.commit" => self.enable_auto_commit = parse_bool(name, v)?,
             "auto.commit.interval.ms" => self.auto_commit_interval = millis(name, v, 0)?,
-            "enable.auto.offset.store" => self.enable_auto_offset_store = boolean(name, v)?,
+            "enable.auto.offset.store" => self.enable_auto_offset_store = parse_bool(name, v)?,
             "auto.offset.reset" => self.auto_offset_reset = ResetPolicy::parse(v)?,
             "isolation.level" => {
                 self.isolation_level = match v.to_ascii_lowercase().as_str() {
                     "read_uncommitted" => IsolationLevel::ReadUncommitted,
                     "read_committed" => IsolationLevel::ReadCommitted,
                     _ => {
-                        return Err(invalid(name, value, "read_uncommitted or read_committed"));
+                        return Err(ConfigError::invalid(
+                            name,
+                            value,
+                            "read_uncommitted or read_committed",
+                        ));
                     }
                 };
             }
@@ -129,12 +134,12 @@ impl OffsetsConfig {
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.group_id.is_empty() {
-            return Err(invalid("group.id", "", "a non-empty group id"));
+            return Err(ConfigError::invalid("group.id", "", "a non-empty group id"));
         }
         if self.enable_auto_commit && self.auto_commit_interval.is_zero() {
             // A zero interval would commit in a busy loop; the Java client requires >= 0 but
             // treats 0 as "every poll", which a timer-driven machine cannot mean.
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "auto.commit.interval.ms",
                 "0",
                 "a whole number of milliseconds from 1 to 2147483647 when enable.auto.commit=true",
@@ -163,34 +168,6 @@ impl Default for OffsetsConfig {
             retry_backoff_max: Duration::from_millis(1_000),
             default_api_timeout: Duration::from_millis(60_000),
         }
-    }
-}
-
-pub(crate) fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::InvalidValue {
-        property: property.to_owned(),
-        value: value.to_owned(),
-        expected,
-    }
-}
-
-fn boolean(name: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(invalid(name, v, "true or false")),
-    }
-}
-
-fn millis(name: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
-    let expected = if min == 0 {
-        "a whole number of milliseconds from 0 to 2147483647"
-    } else {
-        "a whole number of milliseconds from 1 to 2147483647"
-    };
-    match v.parse::<u64>() {
-        Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
-        _ => Err(invalid(name, v, expected)),
     }
 }
 

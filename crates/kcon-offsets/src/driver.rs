@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_group::MemberSnapshot;
+use kcon_group::{InFlight, MemberSnapshot};
 use kcon_pool::{BrokerTarget, ConfigError, Error as PoolError, Pool, Purpose};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{self, JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
 use tracing::{debug, warn};
 
@@ -187,8 +187,7 @@ async fn run(
     mut machine: CommitMachine,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut in_flight: JoinSet<Result<OffsetsResponse, RequestFailure>> = JoinSet::new();
-    let mut ids: HashMap<task::Id, RequestId> = HashMap::new();
+    let mut in_flight: InFlight<RequestId, OffsetsResponse> = InFlight::new();
     let mut commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>> = HashMap::new();
     let mut fetch_replies: HashMap<FetchId, oneshot::Sender<FetchResult>> = HashMap::new();
     let mut member: Option<watch::Receiver<MemberSnapshot>> = None;
@@ -197,9 +196,7 @@ async fn run(
     loop {
         let now = Instant::now().into_std();
         while let Some(out) = machine.poll_request(now) {
-            let id = out.id;
-            let handle = in_flight.spawn(send(pool.clone(), group_id.clone(), out));
-            ids.insert(handle.id(), id);
+            in_flight.spawn(out.id, send(pool.clone(), group_id.clone(), out));
         }
         while let Some(event) = machine.poll_event() {
             match event {
@@ -227,23 +224,8 @@ async fn run(
         }
         let deadline = machine.poll_timeout().map(Instant::from_std);
         tokio::select! {
-            Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                let now = Instant::now().into_std();
-                match joined {
-                    Ok((task_id, result)) => {
-                        if let Some(id) = ids.remove(&task_id) {
-                            machine.handle_response(now, id, result);
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(id) = ids.remove(&e.id()) {
-                            machine.handle_response(now, id, Err(RequestFailure {
-                                retriable: true,
-                                reason: format!("the request task ended: {e}"),
-                            }));
-                        }
-                    }
-                }
+            (id, result) = in_flight.next() => {
+                machine.handle_response(Instant::now().into_std(), id, result);
             }
             changed = async { member.as_mut()?.changed().await.ok() }, if member.is_some() => {
                 match changed {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kcon_pool::ConfigError;
 
 use crate::TopicPartition;
-use crate::config::{IsolationLevel, invalid};
+use crate::config::IsolationLevel;
 
 /// `auto.offset.reset`: where a partition without a valid position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +39,15 @@ impl ResetPolicy {
             _ => {}
         }
         let Some(duration) = lower.strip_prefix("by_duration:") else {
-            return Err(invalid("auto.offset.reset", value, RESET_EXPECTED));
+            return Err(ConfigError::invalid(
+                "auto.offset.reset",
+                value,
+                RESET_EXPECTED,
+            ));
         };
         parse_iso8601_duration(duration)
             .map(ResetPolicy::ByDuration)
-            .ok_or_else(|| invalid("auto.offset.reset", value, RESET_EXPECTED))
+            .ok_or_else(|| ConfigError::invalid("auto.offset.reset", value, RESET_EXPECTED))
     }
 
     /// The ListOffsets query that resets a partition under this policy, `now_ms` being the

@@ -119,19 +119,19 @@ impl PoolConfig {
             "bootstrap.servers" => self.bootstrap_servers = parse_servers(v)?,
             "client.id" => self.client_id = value.to_owned(),
             "socket.connection.setup.timeout.ms" => {
-                self.socket_connection_setup_timeout = millis(name, v, 1)?;
+                self.socket_connection_setup_timeout = parse_millis(name, v, 1)?;
             }
-            "request.timeout.ms" => self.request_timeout = millis(name, v, 1)?,
+            "request.timeout.ms" => self.request_timeout = parse_millis(name, v, 1)?,
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight_requests_per_connection =
                     count(name, v, 1, MAX_IN_FLIGHT_LIMIT, IN_FLIGHT_EXPECTED)?;
             }
-            "metadata.max.age.ms" => self.metadata_max_age = millis(name, v, 0)?,
-            "reconnect.backoff.ms" => self.reconnect_backoff = millis(name, v, 0)?,
-            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = millis(name, v, 0)?,
-            "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
-            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
-            "connections.max.idle.ms" => self.connections_max_idle = millis(name, v, 0)?,
+            "metadata.max.age.ms" => self.metadata_max_age = parse_millis(name, v, 0)?,
+            "reconnect.backoff.ms" => self.reconnect_backoff = parse_millis(name, v, 0)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = parse_millis(name, v, 0)?,
+            "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = parse_millis(name, v, 0)?,
+            "connections.max.idle.ms" => self.connections_max_idle = parse_millis(name, v, 0)?,
             "receive.message.max.bytes" => {
                 self.receive_message_max_bytes = count(
                     name,
@@ -142,11 +142,7 @@ impl PoolConfig {
                 )?;
             }
             "allow.auto.create.topics" => {
-                self.allow_auto_create_topics = match v {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(ConfigError::invalid(name, value, "true or false")),
-                };
+                self.allow_auto_create_topics = parse_bool(name, v)?;
             }
             "security.protocol" => {
                 self.security_protocol = SecurityProtocol::parse(v)
@@ -582,7 +578,8 @@ impl ConfigError {
         }
     }
 
-    fn invalid(property: &str, value: &str, expected: &'static str) -> Self {
+    /// The error for `value` refused for `property`, which accepts `expected`.
+    pub fn invalid(property: &str, value: &str, expected: &'static str) -> Self {
         ConfigError::InvalidValue {
             property: property.to_owned(),
             value: value.to_owned(),
@@ -658,7 +655,9 @@ fn path(v: &str) -> Option<PathBuf> {
     (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
-fn millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
+/// A duration property in whole milliseconds, at least `min` (0 or 1) and at most
+/// 2147483647: what every `*.ms` property of kcon's crates accepts.
+pub fn parse_millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
     let expected = if min == 0 {
         "a whole number of milliseconds, at least 0"
     } else {
@@ -669,6 +668,15 @@ fn millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
     match v.parse::<u64>() {
         Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
         _ => Err(ConfigError::invalid(property, v, expected)),
+    }
+}
+
+/// A boolean property: `true` or `false`, in any case (as the Java client's `ConfigDef`).
+pub fn parse_bool(property: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::invalid(property, v, "true or false")),
     }
 }
 
