@@ -310,10 +310,10 @@ pub async fn join_all<F: Future>(
     let mut first = true;
     poll_fn(|cx| {
         for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                if let Poll::Ready(v) = future.as_mut().poll(cx) {
-                    *output = Some(v);
-                }
+            if output.is_none()
+                && let Poll::Ready(v) = future.as_mut().poll(cx)
+            {
+                *output = Some(v);
             }
         }
         if std::mem::take(&mut first) {

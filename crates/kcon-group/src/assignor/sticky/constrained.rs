@@ -150,18 +150,18 @@ impl<'c, 'g, 'a> Builder<'c, 'g, 'a> {
                     i % self.under_min.len()
                 };
                 chosen = Some(m);
-            } else if !self.exactly_min.is_empty() {
-                if let Some(i) = racks.next_rack_consumer(tp, &self.exactly_min, 0) {
-                    let m = self.exactly_min[i];
-                    if self.assignment[m].len() + 1 == self.max_quota {
-                        self.exactly_min.remove(i);
-                        self.current_over_min += 1;
-                        if self.current_over_min == self.expected_over_min {
-                            self.exactly_min.clear();
-                        }
+            } else if !self.exactly_min.is_empty()
+                && let Some(i) = racks.next_rack_consumer(tp, &self.exactly_min, 0)
+            {
+                let m = self.exactly_min[i];
+                if self.assignment[m].len() + 1 == self.max_quota {
+                    self.exactly_min.remove(i);
+                    self.current_over_min += 1;
+                    if self.current_over_min == self.expected_over_min {
+                        self.exactly_min.clear();
                     }
-                    chosen = Some(m);
                 }
+                chosen = Some(m);
             }
             match chosen {
                 Some(m) => {

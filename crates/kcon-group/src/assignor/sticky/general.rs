@@ -302,16 +302,15 @@ impl<'c, 'g, 'a> Builder<'c, 'g, 'a> {
                 // Back to the member of an older generation, if that evens things out. Java
                 // does not check that this member still subscribes to the topic (it would
                 // hand it a partition of a topic it left); kcon does.
-                if let Some((previous, _)) = prev[tp.0][tp.1] {
-                    if self.participating[previous]
-                        && self.subscribes[previous][tp.0]
-                        && held > self.current[previous].len() + 1
-                    {
-                        self.reassign_to(tp, previous);
-                        reassigned = true;
-                        modified = true;
-                        continue;
-                    }
+                if let Some((previous, _)) = prev[tp.0][tp.1]
+                    && self.participating[previous]
+                    && self.subscribes[previous][tp.0]
+                    && held > self.current[previous].len() + 1
+                {
+                    self.reassign_to(tp, previous);
+                    reassigned = true;
+                    modified = true;
+                    continue;
                 }
 
                 if self.has_much_less_loaded_subscriber(tp, holder) {
