@@ -1,0 +1,30 @@
+//! Fetching for kcon.
+//!
+//! - [`FetchSession`]: the fetch session with one broker (KIP-227), a sans-IO state machine:
+//!   it decides whether the next Fetch is full or incremental, which partitions it carries and
+//!   which it forgets, and how the session recovers from errors. [`fetch_request`] turns its
+//!   version-free [`SessionRequest`] into kafka-protocol's `FetchRequest` for Fetch v4–v17.
+//! - [`transactions`]: read_committed filtering (KIP-98) over one partition's decoded batches,
+//!   as a pure function of the batches and the response's aborted-transactions list.
+//! - [`position`]: one partition's fetch state (position, leader, pause, read replica) and its
+//!   transitions on a Fetch answer, per error code, as pure functions.
+//! - [`validation`]: truncation detection after a leader change (KIP-320): OffsetForLeaderEpoch
+//!   requests per leader and what their answers mean for the position.
+//! - [`budget`]: the prefetch byte budget shared by all partitions, and the fetch order.
+//!
+//! No fetch loop drives these yet: that, with pipelining per leader, comes next.
+
+pub mod budget;
+mod error;
+pub mod position;
+mod session;
+pub mod transactions;
+pub mod validation;
+
+pub use error::SessionError;
+pub use kcon_group::TopicPartition;
+pub use session::wire::{FetchParams, IsolationLevel, VersionError, fetch_request};
+pub use session::{
+    FINAL_EPOCH, FetchSession, Forgotten, INITIAL_EPOCH, PartitionFetch, RequestKind,
+    SessionOutcome, SessionRequest, SessionReset,
+};
