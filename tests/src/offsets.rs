@@ -85,6 +85,35 @@ pub async fn produce(pool: &Pool, topic: &str, partition: i32, n: usize, timesta
     p.base_offset
 }
 
+/// Produces `records` records spread evenly over `topic`'s partitions `0..partitions`, in
+/// batches of `batch`: record `k` of a partition has the value `value-{k % batch}`. Returns how
+/// many records each partition got.
+pub async fn produce_spread(
+    pool: &Pool,
+    topic: &str,
+    partitions: i32,
+    records: i64,
+    batch: i64,
+) -> Vec<i64> {
+    let n = i64::from(partitions);
+    let per_partition: Vec<i64> = (0..n)
+        .map(|p| records / n + i64::from(p < records % n))
+        .collect();
+    for (p, &count) in per_partition.iter().enumerate() {
+        let mut produced = 0;
+        while produced < count {
+            let size = batch.min(count - produced);
+            let base = produce(pool, topic, p as i32, size as usize, 1_000).await;
+            assert_eq!(
+                base, produced,
+                "{topic}-{p}: batches must start at multiples of {batch}"
+            );
+            produced += size;
+        }
+    }
+    per_partition
+}
+
 /// The high watermark of `topic`-`partition` as a Fetch answer reports it (ground truth on
 /// Tansu, whose ListOffsets latest is the last batch's base offset + 1; see BROKERS.md).
 pub async fn fetch_high_watermark(pool: &Pool, topic: &str, partition: i32) -> i64 {

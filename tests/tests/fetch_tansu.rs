@@ -17,7 +17,7 @@ use kcon_fetch::{
 use kcon_pool::{BrokerTarget, Pool, TopicId, TopicScope};
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::group::create_topics;
-use kcon_tests::offsets::produce;
+use kcon_tests::offsets::produce_spread;
 use kcon_tests::pool::config;
 
 const PARTITIONS: i32 = 6;
@@ -31,18 +31,7 @@ async fn a_sessionless_broker_gets_full_fetches_and_every_record_arrives_in_orde
     let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
     let topic = unique_name("fetch");
     create_topics(&pool, BrokerTarget::Any, &[(&topic, PARTITIONS)]).await;
-    let per_partition: Vec<i64> = (0..PARTITIONS as i64)
-        .map(|p| RECORDS / PARTITIONS as i64 + i64::from(p < RECORDS % PARTITIONS as i64))
-        .collect();
-    for (p, &n) in per_partition.iter().enumerate() {
-        let mut produced = 0;
-        while produced < n {
-            let count = BATCH.min(n - produced);
-            let base = produce(&pool, &topic, p as i32, count as usize, 1_000).await;
-            assert_eq!(base, produced, "partition {p}");
-            produced += count;
-        }
-    }
+    let per_partition = produce_spread(&pool, &topic, PARTITIONS, RECORDS, BATCH).await;
 
     let metadata = pool
         .refresh_metadata(TopicScope::topics([topic.clone()]))

@@ -12,7 +12,8 @@
 //!   requests per leader and what their answers mean for the position.
 //! - [`budget`]: the prefetch byte budget shared by all partitions, and the fetch order.
 //!
-//! No fetch loop drives these yet: that, with pipelining per leader, comes next.
+//! - [`FetchMachine`]: the fetch loop that drives these, sans-IO; [`Fetcher`]: its tokio
+//!   driver, sending through a [`kcon_pool::Pool`].
 
 pub mod budget;
 mod error;
@@ -28,3 +29,18 @@ pub use session::{
     FINAL_EPOCH, FetchSession, Forgotten, INITIAL_EPOCH, PartitionFetch, RequestKind,
     SessionOutcome, SessionRequest, SessionReset,
 };
+
+mod config;
+mod driver;
+mod machine;
+mod messages;
+mod records;
+
+pub use config::FetchConfig;
+pub use driver::Fetcher;
+pub use machine::{FetchMachine, is_session_close};
+pub use messages::{
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
+    RequestFailure, RequestId, StartPosition,
+};
+pub use records::{ConsumerRecord, FetchedRecords};

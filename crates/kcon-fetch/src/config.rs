@@ -1,0 +1,137 @@
+//! The fetcher's configuration, under the Java consumer's property names (plus one of kcon's
+//! own, `fetch.buffer.max.bytes`).
+
+use std::time::Duration;
+
+use kcon_offsets::ResetPolicy;
+use kcon_pool::ConfigError;
+use kcon_pool::config::parse_millis;
+
+use crate::IsolationLevel;
+
+/// How the fetcher fetches. [`set`](FetchConfig::set) takes Kafka property names; the fields
+/// can also be set directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchConfig {
+    /// `fetch.min.bytes`: the broker waits for this many bytes (or `fetch.max.wait.ms`).
+    pub min_bytes: i32,
+    /// `fetch.max.wait.ms`: how long the broker may hold a Fetch waiting for `fetch.min.bytes`.
+    pub max_wait: Duration,
+    /// `fetch.max.bytes`: the most one Fetch answer may carry (a first batch larger than it is
+    /// still returned, KIP-74).
+    pub max_bytes: i32,
+    /// `max.partition.fetch.bytes`: the most one partition of an answer may carry.
+    pub partition_max_bytes: i32,
+    /// `isolation.level`.
+    pub isolation_level: IsolationLevel,
+    /// `client.rack` (KIP-392): sent with every Fetch so the leader can name a follower in the
+    /// same rack; empty when unset.
+    pub client_rack: String,
+    /// `auto.offset.reset`.
+    pub reset_policy: ResetPolicy,
+    /// `retry.backoff.ms`: how long a partition (or a broker whose Fetch failed) waits before
+    /// it is fetched again after an error.
+    pub retry_backoff: Duration,
+    /// `metadata.max.age.ms`: also how long a preferred read replica is used (as the Java
+    /// client does).
+    pub metadata_max_age: Duration,
+    /// `fetch.buffer.max.bytes`, kcon's own property: the prefetch budget, bytes fetched and
+    /// not yet taken by the application plus bytes reserved by Fetches in flight, for all
+    /// partitions together. Defaults to 3 × `fetch.max.bytes`.
+    pub buffer_max_bytes: usize,
+    /// Whether `fetch.buffer.max.bytes` was set; if not it follows `fetch.max.bytes`.
+    buffer_max_bytes_set: bool,
+}
+
+impl Default for FetchConfig {
+    /// The Java consumer's defaults.
+    fn default() -> Self {
+        FetchConfig {
+            min_bytes: 1,
+            max_wait: Duration::from_millis(500),
+            max_bytes: 52_428_800,
+            partition_max_bytes: 1_048_576,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            client_rack: String::new(),
+            reset_policy: ResetPolicy::Latest,
+            retry_backoff: Duration::from_millis(100),
+            metadata_max_age: Duration::from_secs(300),
+            buffer_max_bytes: 3 * 52_428_800,
+            buffer_max_bytes_set: false,
+        }
+    }
+}
+
+impl FetchConfig {
+    /// Sets one property by its Kafka name.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match name {
+            "fetch.min.bytes" => self.min_bytes = int(name, v, 0)?,
+            "fetch.max.wait.ms" => self.max_wait = parse_millis(name, v, 0)?,
+            "fetch.max.bytes" => {
+                self.max_bytes = int(name, v, 0)?;
+                if !self.buffer_max_bytes_set {
+                    self.buffer_max_bytes = 3 * self.max_bytes as usize;
+                }
+            }
+            "max.partition.fetch.bytes" => self.partition_max_bytes = int(name, v, 0)?,
+            "isolation.level" => {
+                self.isolation_level = match v.to_ascii_lowercase().as_str() {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    _ => {
+                        return Err(ConfigError::invalid(
+                            name,
+                            value,
+                            "read_uncommitted or read_committed",
+                        ));
+                    }
+                }
+            }
+            "client.rack" => self.client_rack = v.to_owned(),
+            "auto.offset.reset" => self.reset_policy = ResetPolicy::parse(v)?,
+            "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,
+            "metadata.max.age.ms" => self.metadata_max_age = parse_millis(name, v, 0)?,
+            "fetch.buffer.max.bytes" => {
+                self.buffer_max_bytes = int(name, v, 1)? as usize;
+                self.buffer_max_bytes_set = true;
+            }
+            _ => {
+                return Err(ConfigError::UnknownProperty {
+                    property: name.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
+    pub(crate) fn params(&self, max_bytes: usize) -> crate::FetchParams {
+        crate::FetchParams {
+            // Invariant: `parse_millis` caps durations at i32::MAX ms.
+            max_wait_ms: i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX),
+            min_bytes: self.min_bytes,
+            max_bytes: i32::try_from(max_bytes).unwrap_or(i32::MAX),
+            isolation_level: self.isolation_level,
+            rack_id: self.client_rack.clone(),
+        }
+    }
+}
+
+/// A non-negative 32-bit count, at least `min`.
+fn int(property: &str, v: &str, min: i32) -> Result<i32, ConfigError> {
+    match v.parse::<i32>() {
+        Ok(n) if n >= min => Ok(n),
+        _ if min == 0 => Err(ConfigError::invalid(
+            property,
+            v,
+            "a whole number, 0 to 2147483647",
+        )),
+        _ => Err(ConfigError::invalid(
+            property,
+            v,
+            "a whole number, 1 to 2147483647",
+        )),
+    }
+}

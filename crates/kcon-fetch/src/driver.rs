@@ -1,0 +1,411 @@
+//! The tokio driver: one task that owns a [`FetchMachine`], sends its requests through a
+//! [`Pool`], sleeps until its next timer, and hands its events to the application.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_group::InFlight;
+use kcon_offsets::ResetPolicy;
+use kcon_offsets::admin::{self, ListedOffset};
+use kcon_pool::{BrokerTarget, ConfigError, Error as PoolError, Metadata, Pool, TopicScope};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{self, Instant, MissedTickBehavior};
+use tracing::debug;
+
+use crate::config::FetchConfig;
+use crate::machine::FetchMachine;
+use crate::messages::{
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
+    RequestFailure, RequestId, StartPosition,
+};
+use crate::position::LeaderAndEpoch;
+use crate::validation::{can_validate, offset_for_leader_epoch_request};
+use crate::{IsolationLevel, TopicPartition, fetch_request};
+
+/// How often the driver looks for a new metadata snapshot in the pool (leader changes that
+/// another user of the pool noticed).
+const METADATA_CHECK: Duration = Duration::from_secs(1);
+
+/// A fetch loop run by a tokio task: a handle to assign, pause, seek and read records.
+///
+/// Records come in batches per partition ([`FetchEvent::Records`]); handing one out from
+/// [`next`](Fetcher::next) releases its bytes from the prefetch budget, so the next Fetch for
+/// that partition goes out while the application works on them. The bytes the application
+/// holds are its own: the budget bounds what is fetched and not yet taken.
+///
+/// Dropping the handle stops the task without closing the fetch sessions (the brokers evict
+/// them); [`close`](Fetcher::close) closes them.
+#[derive(Debug)]
+pub struct Fetcher {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<Item>,
+    /// Partitions sought or unassigned: records fetched before the command are dropped here
+    /// until the task confirms it applied it (records still in the channel are stale).
+    fences: HashMap<TopicPartition, u64>,
+    next_fence: u64,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Assign(Vec<(TopicPartition, StartPosition)>),
+    Unassign(Vec<TopicPartition>, u64),
+    Pause(TopicPartition),
+    Resume(TopicPartition),
+    Seek(TopicPartition, i64, Option<i32>, u64),
+    Consumed(TopicPartition, usize),
+    Close,
+}
+
+#[derive(Debug)]
+enum Item {
+    Event(FetchEvent),
+    /// The command with this fence was applied: later records of the partition are current.
+    Fenced(Vec<TopicPartition>, u64),
+}
+
+impl Fetcher {
+    /// Starts the fetch loop's task on the current tokio runtime. It fetches nothing until
+    /// [`assign`](Fetcher::assign).
+    pub fn start(pool: Pool, config: FetchConfig) -> Result<Fetcher, ConfigError> {
+        if config.max_bytes <= 0 {
+            return Err(ConfigError::invalid(
+                "fetch.max.bytes",
+                &config.max_bytes.to_string(),
+                "a whole number, 1 to 2147483647",
+            ));
+        }
+        let machine = FetchMachine::new(config, Instant::now().into_std());
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(pool, machine, command_rx, event_tx));
+        Ok(Fetcher {
+            commands,
+            events,
+            fences: HashMap::new(),
+            next_fence: 0,
+            task: Some(task),
+        })
+    }
+
+    /// Starts fetching `partitions`, each from its start.
+    pub fn assign(&self, partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>) {
+        let _ = self
+            .commands
+            .send(Command::Assign(partitions.into_iter().collect()));
+    }
+
+    /// Stops fetching `partitions`; records of them not yet read are dropped.
+    pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
+        let fence = self.fence(&partitions);
+        let _ = self.commands.send(Command::Unassign(partitions, fence));
+    }
+
+    /// Stops fetching `tp` (it leaves its fetch session). Records fetched before may still
+    /// arrive.
+    pub fn pause(&self, tp: TopicPartition) {
+        let _ = self.commands.send(Command::Pause(tp));
+    }
+
+    /// Fetches `tp` again.
+    pub fn resume(&self, tp: TopicPartition) {
+        let _ = self.commands.send(Command::Resume(tp));
+    }
+
+    /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); records
+    /// fetched for the old position are dropped.
+    pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+        let fence = self.fence(std::slice::from_ref(&tp));
+        let _ = self
+            .commands
+            .send(Command::Seek(tp, offset, leader_epoch, fence));
+    }
+
+    /// The next event; `None` once the task has stopped and every event was read.
+    pub async fn next(&mut self) -> Option<FetchEvent> {
+        loop {
+            match self.events.recv().await? {
+                Item::Fenced(partitions, fence) => {
+                    for tp in partitions {
+                        if self.fences.get(&tp) == Some(&fence) {
+                            self.fences.remove(&tp);
+                        }
+                    }
+                }
+                // Fetched before a seek or unassignment: the task already dropped its bytes
+                // from the budget.
+                Item::Event(FetchEvent::Records(r)) if self.fences.contains_key(&r.partition) => {}
+                Item::Event(e) => {
+                    if let FetchEvent::Records(r) = &e {
+                        let _ = self
+                            .commands
+                            .send(Command::Consumed(r.partition.clone(), r.size));
+                    }
+                    return Some(e);
+                }
+            }
+        }
+    }
+
+    /// Closes every fetch session (epoch -1) and waits for the brokers' answers, at most
+    /// `timeout`. Returns the events not yet read.
+    pub async fn close(mut self, timeout: Duration) -> Vec<FetchEvent> {
+        let _ = self.commands.send(Command::Close);
+        let mut events = Vec::new();
+        let _ = time::timeout(timeout, async {
+            while let Some(item) = self.events.recv().await {
+                match item {
+                    Item::Event(FetchEvent::Closed) => break,
+                    Item::Event(e) => events.push(e),
+                    Item::Fenced(..) => {}
+                }
+            }
+        })
+        .await;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        events
+    }
+
+    fn fence(&mut self, partitions: &[TopicPartition]) -> u64 {
+        self.next_fence += 1;
+        for tp in partitions {
+            self.fences.insert(tp.clone(), self.next_fence);
+        }
+        self.next_fence
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    pool: Pool,
+    mut machine: FetchMachine,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Item>,
+) {
+    let mut in_flight: InFlight<RequestId, FetchAnswer> = InFlight::new();
+    let mut metadata_seen = 0u64;
+    let mut metadata_tick = time::interval(METADATA_CHECK);
+    metadata_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let config = machine.config().clone();
+    loop {
+        let now = Instant::now().into_std();
+        while let Some(out) = machine.poll_request(now) {
+            in_flight.spawn(out.id, send(pool.clone(), config.clone(), out));
+        }
+        while let Some(event) = machine.poll_event() {
+            let closed = event == FetchEvent::Closed;
+            let _ = events.send(Item::Event(event));
+            if closed {
+                debug!("fetcher task ends");
+                return;
+            }
+        }
+        let deadline = machine.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            (id, result) = in_flight.next() => {
+                machine.handle_response(Instant::now().into_std(), id, result);
+            }
+            command = commands.recv() => {
+                let now = Instant::now().into_std();
+                match command {
+                    Some(Command::Assign(partitions)) => {
+                        let topics: BTreeSet<String> = partitions.iter().map(|(tp, _)| tp.topic.clone()).collect();
+                        pool.track_topics(TopicScope::topics(machine.topics().into_iter().chain(topics)));
+                        machine.assign(now, partitions);
+                    }
+                    Some(Command::Unassign(partitions, fence)) => {
+                        machine.unassign(&partitions);
+                        let _ = events.send(Item::Fenced(partitions, fence));
+                    }
+                    Some(Command::Pause(tp)) => machine.pause(&tp),
+                    Some(Command::Resume(tp)) => machine.resume(&tp),
+                    Some(Command::Seek(tp, offset, epoch, fence)) => {
+                        machine.seek(&tp, offset, epoch);
+                        let _ = events.send(Item::Fenced(vec![tp], fence));
+                    }
+                    Some(Command::Consumed(tp, bytes)) => machine.records_consumed(&tp, bytes),
+                    Some(Command::Close) | None => machine.close(now),
+                }
+            }
+            _ = sleep_until(deadline) => {
+                machine.handle_timeout(Instant::now().into_std());
+            }
+            _ = metadata_tick.tick() => {
+                let metadata = pool.metadata();
+                if metadata.generation != metadata_seen {
+                    metadata_seen = metadata.generation;
+                    let view = metadata_view(&pool, &metadata, &machine.topics());
+                    machine.metadata_updated(Instant::now().into_std(), &view);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The fetcher's view of `metadata`: the partitions of `topics`, and the brokers the pool
+/// has connected to (their versions).
+fn metadata_view(pool: &Pool, metadata: &Metadata, topics: &BTreeSet<String>) -> MetadataView {
+    let mut view = MetadataView::default();
+    for name in topics {
+        let Some(t) = metadata.topic(name) else {
+            continue;
+        };
+        for p in t.partitions.values() {
+            view.partitions.insert(
+                TopicPartition::new(name.as_str(), p.partition),
+                PartitionInfo {
+                    leader: LeaderAndEpoch {
+                        leader: p.leader,
+                        epoch: p.leader_epoch,
+                    },
+                    topic_id: t.id,
+                },
+            );
+        }
+    }
+    for id in metadata.brokers.keys() {
+        if let Some(info) = pool.broker_versions(*id).and_then(|v| broker_info(*id, &v)) {
+            view.brokers.insert(*id, info);
+        }
+    }
+    view
+}
+
+fn broker_info(id: i32, versions: &kcon_codec::versions::BrokerVersions) -> Option<BrokerInfo> {
+    Some(BrokerInfo {
+        id,
+        fetch_version: versions.version(ApiKey::Fetch).ok()?,
+        can_validate: can_validate(versions),
+    })
+}
+
+fn failure(e: PoolError) -> RequestFailure {
+    // A corrupt answer closed the connection; a fresh one may do better, and the machine's
+    // backoff keeps that from looping fast.
+    let retriable = e.is_retriable() || matches!(e, PoolError::Corrupt { .. });
+    RequestFailure {
+        retriable,
+        reason: e.to_string(),
+    }
+}
+
+fn refused(reason: String) -> RequestFailure {
+    RequestFailure {
+        retriable: false,
+        reason,
+    }
+}
+
+async fn send(
+    pool: Pool,
+    config: FetchConfig,
+    out: Outgoing,
+) -> Result<FetchAnswer, RequestFailure> {
+    match out.request {
+        FetchRequest::Fetch {
+            broker,
+            version,
+            session,
+            params,
+        } => {
+            let conn = pool
+                .connection(BrokerTarget::Broker(broker))
+                .await
+                .map_err(failure)?;
+            let v = conn.version(ApiKey::Fetch).map_err(failure)?;
+            if v != version {
+                // A new connection to an upgraded or downgraded broker: the machine learns the
+                // versions again and rebuilds a full request.
+                return Err(refused(format!(
+                    "the session's Fetch was built for v{version}, the connection speaks v{v}"
+                )));
+            }
+            let request = fetch_request(&session, &params, version).map_err(|e| refused(e.0))?;
+            // The broker holds a Fetch up to fetch.max.wait.ms before it answers.
+            let timeout = pool.config().request_timeout + config.max_wait;
+            let answer = conn
+                .send_with_timeout(&request, timeout)
+                .await
+                .map_err(failure)?;
+            Ok(FetchAnswer::Fetch(Box::new(answer)))
+        }
+        FetchRequest::Connect { broker } => {
+            let conn = pool
+                .connection(BrokerTarget::Broker(broker))
+                .await
+                .map_err(failure)?;
+            broker_info(broker, conn.versions())
+                .map(FetchAnswer::Broker)
+                .ok_or_else(|| {
+                    refused(format!(
+                        "broker {broker} offers no Fetch version kcon speaks"
+                    ))
+                })
+        }
+        FetchRequest::ListOffsets { partitions, policy } => {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let Some(spec) = policy.offset_spec(now_ms) else {
+                return Err(refused(format!(
+                    "no reset under auto.offset.reset={}",
+                    ResetPolicy::None
+                )));
+            };
+            let isolation = match config.isolation_level {
+                IsolationLevel::ReadUncommitted => kcon_offsets::IsolationLevel::ReadUncommitted,
+                IsolationLevel::ReadCommitted => kcon_offsets::IsolationLevel::ReadCommitted,
+            };
+            let specs = partitions.into_iter().map(|tp| (tp, spec)).collect();
+            let answer: std::collections::BTreeMap<TopicPartition, ListedOffset> =
+                admin::list_offsets(&pool, &specs, isolation)
+                    .await
+                    .map_err(|e| RequestFailure {
+                        retriable: true,
+                        reason: e.to_string(),
+                    })?;
+            Ok(FetchAnswer::ListOffsets(answer))
+        }
+        FetchRequest::Validate(request) => {
+            let conn = pool
+                .connection(BrokerTarget::Broker(request.broker))
+                .await
+                .map_err(failure)?;
+            let v = conn
+                .version(ApiKey::OffsetForLeaderEpoch)
+                .map_err(failure)?;
+            let r = offset_for_leader_epoch_request(&request, v).map_err(|e| refused(e.0))?;
+            let answer = conn.send(&r).await.map_err(failure)?;
+            Ok(FetchAnswer::Validation(Box::new(answer)))
+        }
+        FetchRequest::Metadata { topics } => {
+            let metadata = pool
+                .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+                .await
+                .map_err(failure)?;
+            let topics: BTreeSet<String> = topics.into_iter().collect();
+            Ok(FetchAnswer::Metadata(metadata_view(
+                &pool, &metadata, &topics,
+            )))
+        }
+    }
+}

@@ -1,0 +1,932 @@
+//! The fetch loop as a sans-IO state machine: it ties one [`FetchSession`] per broker, the
+//! [`PartitionState`] of every assigned partition, the [`PrefetchBudget`], resets and
+//! validation together, and decides what to send next.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
+use kcon_group::TopicPartition;
+use kcon_offsets::ResetPolicy;
+use kcon_pool::TopicId;
+use tracing::{debug, warn};
+
+use crate::budget::PrefetchBudget;
+use crate::config::FetchConfig;
+use crate::messages::{
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, RequestFailure,
+    RequestId, StartPosition,
+};
+use crate::position::{
+    AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionState,
+    ResetReason,
+};
+use crate::records::{FetchedRecords, decode_partition};
+use crate::transactions::AbortedTransaction;
+use crate::validation::{EpochQuery, epoch_answers, plan_validation};
+use crate::{FetchSession, IsolationLevel, PartitionFetch, RequestKind, SessionOutcome};
+
+/// The fetch loop of one consumer. It does no IO and reads no clock: `now` is an argument.
+///
+/// # Driving it
+/// - Inputs from the application: [`assign`](Self::assign), [`unassign`](Self::unassign),
+///   [`pause`](Self::pause), [`resume`](Self::resume), [`seek`](Self::seek),
+///   [`records_consumed`](Self::records_consumed) (the application took a
+///   [`FetchedRecords`]: its bytes leave the prefetch budget), [`close`](Self::close).
+/// - From the environment: [`metadata_updated`](Self::metadata_updated) with every new
+///   metadata snapshot (leaders, epochs, topic ids, broker versions).
+/// - Answers: [`handle_response`](Self::handle_response) with the answer to each request, or
+///   why there was none; time: [`handle_timeout`](Self::handle_timeout) once
+///   [`poll_timeout`](Self::poll_timeout) has passed.
+/// - After every input, drain [`poll_request`](Self::poll_request) (send each) and
+///   [`poll_event`](Self::poll_event) (hand each to the application), then sleep until
+///   [`poll_timeout`](Self::poll_timeout) or the next input.
+///
+/// At most one Fetch is in flight per broker (a session's requests are numbered, KIP-227);
+/// Fetches to different brokers go out in parallel, and a partition is fetched again as soon
+/// as the application took its previous records, while it still works on them.
+#[derive(Debug)]
+pub struct FetchMachine {
+    config: FetchConfig,
+    partitions: BTreeMap<TopicPartition, Assigned>,
+    brokers: BTreeMap<i32, Broker>,
+    budget: PrefetchBudget,
+    pending: HashMap<RequestId, Pending>,
+    queued: VecDeque<Outgoing>,
+    events: VecDeque<FetchEvent>,
+    next_id: u64,
+    /// Metadata must be refreshed (a leader moved, a topic changed, a partition has no leader).
+    metadata_wanted: bool,
+    metadata_in_flight: bool,
+    timers: Timers,
+    now: Instant,
+    closing: bool,
+    closed_told: bool,
+}
+
+/// Every timer of the machine: [`FetchMachine::poll_timeout`] is the earliest one still ahead.
+/// Partition backoffs live in each [`PartitionState`] (`retry_at`) and are read from there.
+#[derive(Debug, Default)]
+struct Timers {
+    /// When metadata may be asked for again after a failed refresh.
+    metadata_retry: Option<Instant>,
+}
+
+/// One assigned partition.
+#[derive(Debug)]
+struct Assigned {
+    state: PartitionState,
+    topic: Arc<str>,
+    topic_id: Option<TopicId>,
+    /// A ListOffsets for its reset is in flight.
+    resetting: bool,
+    /// An OffsetForLeaderEpoch for it is in flight.
+    validating: bool,
+    /// `auto.offset.reset=none` and the application was told it has no position.
+    no_position_told: bool,
+}
+
+/// One broker the fetcher has fetched from or wants to.
+#[derive(Debug, Default)]
+struct Broker {
+    session: FetchSession,
+    info: Option<BrokerInfo>,
+    connecting: bool,
+    /// The Fetch in flight.
+    fetching: Option<RequestId>,
+    /// After a failed Fetch or Connect, not before this.
+    retry_at: Option<Instant>,
+}
+
+/// What a request in flight was about, to read its answer.
+#[derive(Debug)]
+enum Pending {
+    Fetch {
+        broker: i32,
+        /// The fetch offset of every partition the session holds for this request.
+        offsets: BTreeMap<TopicPartition, i64>,
+    },
+    Close {
+        broker: i32,
+    },
+    Connect {
+        broker: i32,
+    },
+    ListOffsets {
+        partitions: Vec<(TopicPartition, ResetReason)>,
+    },
+    Validate {
+        queries: Vec<EpochQuery>,
+    },
+    Metadata,
+}
+
+impl FetchMachine {
+    /// A machine with nothing assigned.
+    pub fn new(config: FetchConfig, now: Instant) -> Self {
+        let budget = PrefetchBudget::new(config.buffer_max_bytes, config.max_bytes.max(1) as usize);
+        FetchMachine {
+            config,
+            partitions: BTreeMap::new(),
+            brokers: BTreeMap::new(),
+            budget,
+            pending: HashMap::new(),
+            queued: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+            metadata_wanted: false,
+            metadata_in_flight: false,
+            timers: Timers::default(),
+            now,
+            closing: false,
+            closed_told: false,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    /// The assigned partitions and their state.
+    pub fn partitions(&self) -> impl Iterator<Item = (&TopicPartition, &PartitionState)> {
+        self.partitions.iter().map(|(tp, a)| (tp, &a.state))
+    }
+
+    /// The state of one assigned partition.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionState> {
+        self.partitions.get(tp).map(|a| &a.state)
+    }
+
+    /// The fetch session with `broker`, if one was ever used.
+    pub fn session(&self, broker: i32) -> Option<&FetchSession> {
+        self.brokers.get(&broker).map(|b| &b.session)
+    }
+
+    /// The prefetch budget.
+    pub fn budget(&self) -> &PrefetchBudget {
+        &self.budget
+    }
+
+    /// The topics of the assigned partitions: what metadata is needed for.
+    pub fn topics(&self) -> BTreeSet<String> {
+        self.partitions.keys().map(|tp| tp.topic.clone()).collect()
+    }
+
+    /// Whether [`close`](Self::close) was called and every session close was answered.
+    pub fn is_closed(&self) -> bool {
+        self.closing
+            && !self
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::Close { .. }))
+    }
+
+    /// Adds partitions to fetch. A partition already assigned keeps its state. The leader is
+    /// learnt from the next [`metadata_updated`](Self::metadata_updated); a metadata refresh is
+    /// asked for.
+    pub fn assign(
+        &mut self,
+        now: Instant,
+        partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>,
+    ) {
+        self.now = now;
+        for (tp, start) in partitions {
+            if self.partitions.contains_key(&tp) {
+                continue;
+            }
+            let mut state = PartitionState::new(LeaderAndEpoch::default());
+            match start {
+                // Validated against the leader once the metadata names it (Java
+                // `seekUnvalidated` of a committed offset).
+                StartPosition::Committed {
+                    offset,
+                    leader_epoch,
+                } => state.seek_unvalidated(offset, leader_epoch),
+                StartPosition::Reset => state.request_reset(ResetReason::NoPosition),
+            }
+            let topic: Arc<str> = Arc::from(tp.topic.as_str());
+            self.partitions.insert(
+                tp,
+                Assigned {
+                    state,
+                    topic,
+                    topic_id: None,
+                    resetting: false,
+                    validating: false,
+                    no_position_told: false,
+                },
+            );
+        }
+        self.metadata_wanted = true;
+    }
+
+    /// Stops fetching `partitions`: they leave their sessions with the next Fetch to their
+    /// broker (the forgotten list), and their buffered records are dropped.
+    pub fn unassign<'a>(&mut self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
+        for tp in partitions {
+            if self.partitions.remove(tp).is_some() {
+                self.drop_buffered(tp);
+                self.budget.remove(tp);
+            }
+        }
+    }
+
+    /// Stops fetching `tp` until [`resume`](Self::resume): it leaves its session (the
+    /// forgotten list of the next Fetch to its broker). Records already handed out stay valid.
+    pub fn pause(&mut self, tp: &TopicPartition) {
+        if let Some(a) = self.partitions.get_mut(tp) {
+            a.state.pause();
+        }
+    }
+
+    /// Fetches `tp` again; it rejoins its session with the next Fetch.
+    pub fn resume(&mut self, tp: &TopicPartition) {
+        if let Some(a) = self.partitions.get_mut(tp) {
+            a.state.resume();
+        }
+    }
+
+    /// Moves `tp` to `offset` (Java `seek`): records fetched for the old position and not yet
+    /// handed out are dropped; with a known epoch the position is validated first (KIP-320).
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+        let Some(a) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        a.state.seek_unvalidated(offset, leader_epoch);
+        a.no_position_told = false;
+        self.drop_buffered(tp);
+    }
+
+    /// Looks `tp`'s position up again under `auto.offset.reset` (the application's
+    /// `seek_to_beginning` / `seek_to_end` go through a policy too).
+    pub fn reset(&mut self, tp: &TopicPartition) {
+        let Some(a) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        a.state.request_reset(ResetReason::NoPosition);
+        a.no_position_told = false;
+        self.drop_buffered(tp);
+    }
+
+    /// The application took `bytes` of `tp`'s records (a [`FetchedRecords::size`]): they leave
+    /// the prefetch budget, and once `tp` holds nothing it is fetched again.
+    pub fn records_consumed(&mut self, tp: &TopicPartition, bytes: usize) {
+        self.budget.consumed(tp, bytes);
+    }
+
+    /// A new metadata snapshot: leaders and epochs (a change may start validation, KIP-320),
+    /// topic ids, and the versions of the brokers connected so far.
+    pub fn metadata_updated(&mut self, now: Instant, view: &MetadataView) {
+        self.now = now;
+        for (id, info) in &view.brokers {
+            let broker = self.brokers.entry(*id).or_default();
+            broker.info = Some(*info);
+        }
+        let mut leaderless = false;
+        for (tp, a) in &mut self.partitions {
+            let Some(p) = view.partitions.get(tp) else {
+                leaderless = true;
+                continue;
+            };
+            a.topic_id = p.topic_id;
+            leaderless |= p.leader.leader.is_none();
+            // A leader whose versions are unknown yet is taken as able to validate: the
+            // partition then waits for them (see `plan`) rather than skipping validation.
+            let can_validate = p
+                .leader
+                .leader
+                .and_then(|id| self.brokers.get(&id)?.info)
+                .is_none_or(|i| i.can_validate);
+            a.state.update_leader(p.leader, can_validate);
+        }
+        // A partition the metadata does not name (yet), or names without a leader, needs
+        // another look; the backoff keeps that from becoming a loop.
+        if leaderless {
+            self.metadata_wanted = true;
+            self.timers.metadata_retry = Some(now + self.config.retry_backoff);
+        }
+    }
+
+    /// Closes every fetch session (epoch -1, KIP-227) so the brokers free their cache slots at
+    /// once. Nothing is fetched after; [`FetchEvent::Closed`] comes when the closes are
+    /// answered (or failed).
+    pub fn close(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        self.now = now;
+        self.closing = true;
+        let ids: Vec<i32> = self.brokers.keys().copied().collect();
+        for id in ids {
+            // Invariant: `ids` are keys of `brokers`.
+            let Some(b) = self.brokers.get_mut(&id) else {
+                continue;
+            };
+            let Some(session) = b.session.close() else {
+                continue;
+            };
+            let Some(info) = b.info else {
+                continue;
+            };
+            let params = self.config.params(0);
+            self.next_id += 1;
+            let id_ = RequestId(self.next_id);
+            self.pending.insert(id_, Pending::Close { broker: id });
+            self.queued.push_back(Outgoing {
+                id: id_,
+                request: FetchRequest::Fetch {
+                    broker: id,
+                    version: info.fetch_version,
+                    session,
+                    params,
+                },
+            });
+        }
+    }
+
+    /// The next request to send.
+    pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        self.now = now;
+        if self.queued.is_empty() && !self.closing {
+            self.plan(now);
+        }
+        self.queued.pop_front()
+    }
+
+    /// The next event for the application. Records move the partition's position as they are
+    /// handed out.
+    pub fn poll_event(&mut self) -> Option<FetchEvent> {
+        if let Some(e) = self.events.pop_front() {
+            if let FetchEvent::Records(r) = &e
+                && let Some(a) = self.partitions.get_mut(&r.partition)
+            {
+                let epoch = r.records.last().and_then(|r| r.leader_epoch);
+                a.state.advance(r.next_offset, epoch);
+            }
+            return Some(e);
+        }
+        if self.is_closed() && !self.closed_told {
+            self.closed_told = true;
+            return Some(FetchEvent::Closed);
+        }
+        None
+    }
+
+    /// The earliest timer still ahead: a partition's or a broker's backoff, or the metadata
+    /// retry.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let partitions = self.partitions.values().filter_map(|a| a.state.retry_at());
+        let brokers = self.brokers.values().filter_map(|b| b.retry_at);
+        partitions
+            .chain(brokers)
+            .chain(self.timers.metadata_retry)
+            .filter(|t| *t > self.now)
+            .min()
+    }
+
+    /// Time passed: backoffs that ended let their partitions be fetched again (picked up by
+    /// the next [`poll_request`](Self::poll_request)).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.timers.metadata_retry.is_some_and(|t| now >= t) {
+            self.timers.metadata_retry = None;
+        }
+    }
+
+    /// The answer to request `id`, or why there was none.
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<FetchAnswer, RequestFailure>,
+    ) {
+        self.now = now;
+        let Some(pending) = self.pending.remove(&id) else {
+            debug!(
+                ?id,
+                "an answer to a request the fetcher no longer waits for"
+            );
+            return;
+        };
+        match (pending, result) {
+            (Pending::Fetch { broker, offsets }, Ok(FetchAnswer::Fetch(r))) => {
+                self.on_fetch(now, broker, &offsets, &r);
+            }
+            (Pending::Fetch { broker, offsets }, Err(e)) => {
+                self.on_fetch_failed(now, broker, &offsets, &e)
+            }
+            (Pending::Close { broker }, result) => {
+                debug!(broker, ok = result.is_ok(), "fetch session close answered");
+            }
+            (Pending::Connect { broker }, Ok(FetchAnswer::Broker(info))) => {
+                let b = self.brokers.entry(broker).or_default();
+                b.connecting = false;
+                b.info = Some(info);
+            }
+            (Pending::Connect { broker }, Err(e)) => {
+                debug!(broker, %e, "could not learn the broker's versions");
+                let b = self.brokers.entry(broker).or_default();
+                b.connecting = false;
+                b.retry_at = Some(now + self.config.retry_backoff);
+                self.metadata_wanted = true;
+            }
+            (Pending::ListOffsets { partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
+                for (tp, reason) in partitions {
+                    let listed = answer.get(&tp).copied();
+                    self.on_reset_answer(now, &tp, reason, listed);
+                }
+            }
+            (Pending::ListOffsets { partitions }, Err(e)) => {
+                debug!(%e, "ListOffsets for a reset failed");
+                for (tp, reason) in partitions {
+                    self.on_reset_answer(now, &tp, reason, None);
+                }
+            }
+            (Pending::Validate { queries }, Ok(FetchAnswer::Validation(r))) => {
+                let answers = epoch_answers(&r);
+                for q in queries {
+                    self.on_validation_answer(now, &q, answers.get(&q.partition));
+                }
+            }
+            (Pending::Validate { queries }, Err(e)) => {
+                debug!(%e, "OffsetForLeaderEpoch failed");
+                for q in queries {
+                    self.on_validation_answer(now, &q, None);
+                }
+            }
+            (Pending::Metadata, Ok(FetchAnswer::Metadata(view))) => {
+                self.metadata_in_flight = false;
+                self.metadata_updated(now, &view);
+            }
+            (Pending::Metadata, Err(e)) => {
+                debug!(%e, "metadata refresh failed");
+                self.metadata_in_flight = false;
+                self.metadata_wanted = true;
+                self.timers.metadata_retry = Some(now + self.config.retry_backoff);
+            }
+            (pending, Ok(other)) => {
+                // A driver bug: the answer is not of the request's kind. Treated as a failure
+                // so that nothing waits forever.
+                warn!(?pending, ?other, "an answer of the wrong kind");
+                let failure = Err(RequestFailure {
+                    retriable: true,
+                    reason: "an answer of the wrong kind".to_owned(),
+                });
+                self.pending.insert(id, pending);
+                self.handle_response(now, id, failure);
+            }
+        }
+    }
+
+    fn id(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
+    fn ctx(&self, now: Instant) -> AnswerContext {
+        AnswerContext {
+            now,
+            reset_policy: self.config.reset_policy,
+            retry_backoff: self.config.retry_backoff,
+            replica_lease: self.config.metadata_max_age,
+        }
+    }
+
+    /// Records of `tp` fetched and not yet handed out are dropped, and their bytes leave the
+    /// budget (a seek, a reset, an unassignment).
+    fn drop_buffered(&mut self, tp: &TopicPartition) {
+        self.events
+            .retain(|e| !matches!(e, FetchEvent::Records(r) if &r.partition == tp));
+        self.budget.discard(tp);
+    }
+
+    /// Decides every request that can go out now, in this order: metadata, connections,
+    /// resets, validations, fetches.
+    fn plan(&mut self, now: Instant) {
+        if self.metadata_wanted
+            && !self.metadata_in_flight
+            && self.timers.metadata_retry.is_none_or(|t| now >= t)
+            && !self.partitions.is_empty()
+        {
+            self.metadata_wanted = false;
+            self.metadata_in_flight = true;
+            let id = self.id();
+            self.pending.insert(id, Pending::Metadata);
+            let topics = self.topics().into_iter().collect();
+            self.queued.push_back(Outgoing {
+                id,
+                request: FetchRequest::Metadata { topics },
+            });
+        }
+        self.plan_resets(now);
+        self.plan_validations(now);
+        self.plan_fetches(now);
+    }
+
+    fn plan_resets(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut no_position = Vec::new();
+        for (tp, a) in &mut self.partitions {
+            if a.resetting {
+                continue;
+            }
+            let Some(reason) = a.state.needs_reset(now) else {
+                continue;
+            };
+            if self.config.reset_policy == ResetPolicy::None {
+                if !a.no_position_told {
+                    a.no_position_told = true;
+                    no_position.push(tp.clone());
+                }
+                continue;
+            }
+            a.resetting = true;
+            due.push((tp.clone(), reason));
+        }
+        if !no_position.is_empty() {
+            self.events.push_back(FetchEvent::NoPosition {
+                partitions: no_position,
+            });
+        }
+        if due.is_empty() {
+            return;
+        }
+        let id = self.id();
+        let partitions = due.iter().map(|(tp, _)| tp.clone()).collect();
+        self.pending
+            .insert(id, Pending::ListOffsets { partitions: due });
+        self.queued.push_back(Outgoing {
+            id,
+            request: FetchRequest::ListOffsets {
+                partitions,
+                policy: self.config.reset_policy,
+            },
+        });
+    }
+
+    fn plan_validations(&mut self, now: Instant) {
+        let brokers = &self.brokers;
+        let mut connect = BTreeSet::new();
+        // Only partitions whose leader's versions are known: `plan_validation` completes the
+        // others at once (their leader "cannot validate"), which must not happen to a leader we
+        // simply have not connected to yet.
+        let candidates = self.partitions.iter_mut().filter(|(_, a)| {
+            if a.validating {
+                return false;
+            }
+            let leader = a.state.position().and_then(|p| p.current_leader.leader);
+            match leader.map(|id| brokers.get(&id).and_then(|b| b.info)) {
+                Some(Some(_)) => true,
+                Some(None) => {
+                    if let Some(id) = leader {
+                        connect.insert(id);
+                    }
+                    false
+                }
+                None => false,
+            }
+        });
+        let plan = plan_validation(candidates.map(|(tp, a)| (tp, &mut a.state)), now, |id| {
+            brokers
+                .get(&id)
+                .and_then(|b| b.info)
+                .is_some_and(|i| i.can_validate)
+        });
+        for id in connect {
+            self.connect(now, id);
+        }
+        for request in plan.requests {
+            for q in &request.queries {
+                if let Some(a) = self.partitions.get_mut(&q.partition) {
+                    a.validating = true;
+                }
+            }
+            let id = self.id();
+            self.pending.insert(
+                id,
+                Pending::Validate {
+                    queries: request.queries.clone(),
+                },
+            );
+            self.queued.push_back(Outgoing {
+                id,
+                request: FetchRequest::Validate(request),
+            });
+        }
+    }
+
+    fn connect(&mut self, now: Instant, broker: i32) {
+        let b = self.brokers.entry(broker).or_default();
+        if b.connecting || b.info.is_some() || b.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        b.connecting = true;
+        let id = self.id();
+        self.pending.insert(id, Pending::Connect { broker });
+        self.queued.push_back(Outgoing {
+            id,
+            request: FetchRequest::Connect { broker },
+        });
+    }
+
+    fn plan_fetches(&mut self, now: Instant) {
+        let mut per_broker: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        for (tp, a) in &mut self.partitions {
+            if let Some(broker) = a.state.fetch_target(now) {
+                per_broker.entry(broker).or_default().push(tp.clone());
+            }
+        }
+        for (broker, candidates) in per_broker {
+            let b = self.brokers.entry(broker).or_default();
+            if b.fetching.is_some() || b.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            let Some(info) = b.info else {
+                self.connect(now, broker);
+                continue;
+            };
+            let Some(grant) = self.budget.grant(broker, candidates) else {
+                continue;
+            };
+            let mut wanted = BTreeMap::new();
+            for tp in &grant.partitions {
+                // Invariant: the candidates are assigned partitions with a position (they
+                // had a fetch target).
+                let Some(a) = self.partitions.get(tp) else {
+                    continue;
+                };
+                let Some(position) = a.state.position() else {
+                    continue;
+                };
+                wanted.insert(
+                    tp.clone(),
+                    PartitionFetch {
+                        topic_id: a.topic_id,
+                        fetch_offset: position.offset,
+                        log_start_offset: -1,
+                        current_leader_epoch: a.state.leader().epoch,
+                        last_fetched_epoch: position.offset_epoch,
+                        partition_max_bytes: self.config.partition_max_bytes,
+                    },
+                );
+            }
+            let version = info.fetch_version;
+            let b = self.brokers.entry(broker).or_default();
+            let session = match b.session.build(&wanted, version) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Fetch v13+ and a topic the metadata gave no id: the pool cannot send an
+                    // older version on the connection, so wait for metadata with the id.
+                    warn!(broker, %e, "could not build a Fetch");
+                    self.budget.failed(broker);
+                    b.retry_at = Some(now + self.config.retry_backoff);
+                    self.metadata_wanted = true;
+                    continue;
+                }
+            };
+            let offsets = wanted
+                .iter()
+                .map(|(tp, p)| (tp.clone(), p.fetch_offset))
+                .collect();
+            self.next_id += 1;
+            let id = RequestId(self.next_id);
+            b.fetching = Some(id);
+            self.pending.insert(id, Pending::Fetch { broker, offsets });
+            self.queued.push_back(Outgoing {
+                id,
+                request: FetchRequest::Fetch {
+                    broker,
+                    version,
+                    session,
+                    params: self.config.params(grant.max_bytes),
+                },
+            });
+        }
+    }
+
+    fn on_fetch_failed(
+        &mut self,
+        now: Instant,
+        broker: i32,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        e: &RequestFailure,
+    ) {
+        debug!(broker, %e, "Fetch failed");
+        self.budget.failed(broker);
+        let b = self.brokers.entry(broker).or_default();
+        b.fetching = None;
+        // The session's next request is full (the broker may or may not have applied this
+        // one); the versions are asked again, as the connection may be a new one.
+        let _ = b.session.handle_failure();
+        b.info = None;
+        b.retry_at = Some(now + self.config.retry_backoff);
+        for tp in offsets.keys() {
+            if let Some(a) = self.partitions.get_mut(tp) {
+                a.state.broker_failed(broker);
+            }
+        }
+        self.metadata_wanted = true;
+    }
+
+    fn on_fetch(
+        &mut self,
+        now: Instant,
+        broker: i32,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        response: &FetchResponse,
+    ) {
+        let b = self.brokers.entry(broker).or_default();
+        b.fetching = None;
+        let outcome = match b.session.handle_response(response) {
+            Ok(o) => o,
+            Err(e) => {
+                // Closed meanwhile: the answer is of no use.
+                debug!(broker, %e, "Fetch answer ignored");
+                self.budget.failed(broker);
+                return;
+            }
+        };
+        if let SessionOutcome::Reset(reason) = outcome {
+            self.budget.failed(broker);
+            if reason.needs_metadata_refresh() {
+                self.metadata_wanted = true;
+            }
+            // A session error is answered by a full fetch at once; any other top-level error
+            // backs the broker off, so an error answered at once cannot become a loop.
+            if !matches!(
+                reason,
+                crate::SessionReset::SessionNotFound | crate::SessionReset::InvalidEpoch
+            ) {
+                b.retry_at = Some(now + self.config.retry_backoff);
+            }
+            return;
+        }
+        let ctx = self.ctx(now);
+        let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
+        let mut received = Vec::new();
+        for t in &response.responses {
+            let name = if t.topic.is_empty() {
+                let id = TopicId(*t.topic_id.as_bytes());
+                match self
+                    .brokers
+                    .get(&broker)
+                    .and_then(|b| b.session.topic_name(id))
+                {
+                    Some(n) => n.to_owned(),
+                    None => continue,
+                }
+            } else {
+                t.topic.to_string()
+            };
+            for p in &t.partitions {
+                let tp = TopicPartition::new(name.as_str(), p.partition_index);
+                let Some(&fetch_offset) = offsets.get(&tp) else {
+                    continue;
+                };
+                let Some(a) = self.partitions.get_mut(&tp) else {
+                    continue;
+                };
+                let mut answer = PartitionAnswer::error(broker, fetch_offset, p.error_code);
+                answer.preferred_read_replica =
+                    (p.preferred_read_replica.0 >= 0).then_some(p.preferred_read_replica.0);
+                let hint = &p.current_leader;
+                answer.leader_hint = (hint.leader_id.0 >= 0)
+                    .then(|| LeaderAndEpoch::new(hint.leader_id.0, hint.leader_epoch));
+                let decoded = match (&p.records, p.error_code) {
+                    (Some(bytes), 0) if !bytes.is_empty() => {
+                        let aborted = read_committed.then(|| {
+                            p.aborted_transactions
+                                .iter()
+                                .flatten()
+                                .map(AbortedTransaction::from)
+                                .collect()
+                        });
+                        Some(decode_partition(
+                            &tp,
+                            &a.topic,
+                            bytes.clone(),
+                            fetch_offset,
+                            aborted,
+                            p.last_stable_offset,
+                        ))
+                    }
+                    _ => None,
+                };
+                answer.corrupt_at = decoded.as_ref().and_then(|d| d.corrupt_at);
+                let (state, actions) = a.state.on_fetch_answer(&answer, &ctx);
+                a.state = state;
+                for action in actions {
+                    match action {
+                        FetchAction::Deliver => {
+                            let Some(d) = &decoded else { continue };
+                            if d.records.is_empty() {
+                                // Only control batches or aborted data: move past them.
+                                a.state.advance(d.position, None);
+                                continue;
+                            }
+                            let size = p.records.as_ref().map_or(0, |b| b.len());
+                            received.push((tp.clone(), size));
+                            self.events.push_back(FetchEvent::Records(FetchedRecords {
+                                partition: tp.clone(),
+                                records: d.records.clone(),
+                                next_offset: d.position,
+                                high_watermark: p.high_watermark,
+                                size,
+                            }));
+                        }
+                        FetchAction::Discard => {}
+                        FetchAction::RefreshMetadata => self.metadata_wanted = true,
+                        // The partition awaits its reset; `plan_resets` sends it.
+                        FetchAction::Reset(_) => {}
+                        FetchAction::Report(error) => {
+                            self.events.push_back(FetchEvent::PartitionError {
+                                partition: tp.clone(),
+                                error,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        self.budget.complete(broker, received);
+    }
+
+    fn on_reset_answer(
+        &mut self,
+        now: Instant,
+        tp: &TopicPartition,
+        reason: ResetReason,
+        listed: Option<kcon_offsets::admin::ListedOffset>,
+    ) {
+        let backoff = self.config.retry_backoff;
+        let Some(a) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        a.resetting = false;
+        match listed {
+            Some(l) if l.error_code == 0 && l.offset >= 0 => {
+                if a.state.complete_reset(l.offset, l.leader_epoch) {
+                    self.events.push_back(FetchEvent::Reset {
+                        partition: tp.clone(),
+                        reason,
+                        offset: l.offset,
+                    });
+                }
+            }
+            Some(l) => {
+                // ByDuration with no record that recent also answers -1 (KIP-1106 wants the
+                // end then): looked up again, which for now finds the same; see DESIGN.md.
+                a.state.reset_failed(now, backoff);
+                if kcon_pool::is_stale_metadata_error(l.error_code) {
+                    self.metadata_wanted = true;
+                }
+                self.events.push_back(FetchEvent::ResetFailed {
+                    partition: tp.clone(),
+                    error_code: l.error_code,
+                });
+            }
+            None => a.state.reset_failed(now, backoff),
+        }
+    }
+
+    fn on_validation_answer(
+        &mut self,
+        now: Instant,
+        q: &EpochQuery,
+        answer: Option<&crate::validation::EpochAnswer>,
+    ) {
+        let ctx = self.ctx(now);
+        let Some(a) = self.partitions.get_mut(&q.partition) else {
+            return;
+        };
+        a.validating = false;
+        let Some(answer) = answer else {
+            a.state.validation_failed(now, ctx.retry_backoff);
+            return;
+        };
+        let (state, actions) = a.state.on_validation_answer(&q.position, answer, &ctx);
+        a.state = state;
+        for action in actions {
+            match action {
+                FetchAction::RefreshMetadata => self.metadata_wanted = true,
+                FetchAction::Report(error) => self.events.push_back(FetchEvent::PartitionError {
+                    partition: q.partition.clone(),
+                    error,
+                }),
+                FetchAction::Deliver | FetchAction::Discard | FetchAction::Reset(_) => {}
+            }
+        }
+        if a.state.status() == FetchStatus::Fetching {
+            // A truncation under a reset policy moved the position: what was fetched for the
+            // old one must not reach the application.
+            self.drop_buffered(&q.partition);
+        }
+    }
+}
+
+/// Whether a request is a session close (for drivers and tests).
+pub fn is_session_close(request: &FetchRequest) -> bool {
+    matches!(request, FetchRequest::Fetch { session, .. } if session.kind == RequestKind::Close)
+}

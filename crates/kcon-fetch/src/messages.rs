@@ -1,0 +1,180 @@
+//! What the [`FetchMachine`](crate::FetchMachine) asks for and is answered with, independent
+//! of protocol versions except where the session's shape depends on one (the Fetch version
+//! decides topic ids and whether sessions exist, so the machine builds Fetches for a version
+//! the driver told it).
+
+use std::collections::BTreeMap;
+
+use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
+use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
+use kcon_group::TopicPartition;
+use kcon_offsets::ResetPolicy;
+use kcon_offsets::admin::ListedOffset;
+use kcon_pool::TopicId;
+
+use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
+use crate::records::FetchedRecords;
+use crate::validation::ValidationRequest;
+use crate::{FetchParams, SessionRequest};
+
+pub use kcon_group::RequestFailure;
+
+/// Names a request of the machine; its answer is fed back under the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub(crate) u64);
+
+/// A request the driver must send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Feed the answer back with this id.
+    pub id: RequestId,
+    /// What to send.
+    pub request: FetchRequest,
+}
+
+/// The requests of the fetch loop.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FetchRequest {
+    /// A Fetch to `broker`, on its shared connection, at `version` (build it with
+    /// [`fetch_request`](crate::fetch_request)); answered with [`FetchAnswer::Fetch`]. A
+    /// session close (epoch -1) is one of these too.
+    Fetch {
+        /// The broker.
+        broker: i32,
+        /// The Fetch version the session was built for.
+        version: i16,
+        /// What the session decided.
+        session: SessionRequest,
+        /// The other fields.
+        params: FetchParams,
+    },
+    /// Connect to `broker` and tell its API versions ([`FetchAnswer::Broker`]): the machine
+    /// needs its Fetch version before building a session's request.
+    Connect {
+        /// The broker.
+        broker: i32,
+    },
+    /// ListOffsets for partitions that reset under `auto.offset.reset`, each to its leader;
+    /// answered with [`FetchAnswer::ListOffsets`]. The driver turns the policy into a query
+    /// with [`ResetPolicy::offset_spec`] and its wall clock (the machine reads none).
+    ListOffsets {
+        /// The partitions.
+        partitions: Vec<TopicPartition>,
+        /// The policy (never `none`).
+        policy: ResetPolicy,
+    },
+    /// OffsetForLeaderEpoch to one leader (KIP-320); answered with
+    /// [`FetchAnswer::Validation`]. Build it with
+    /// [`offset_for_leader_epoch_request`](crate::validation::offset_for_leader_epoch_request).
+    Validate(ValidationRequest),
+    /// Refresh the metadata of these topics; answered with [`FetchAnswer::Metadata`].
+    Metadata {
+        /// The topics.
+        topics: Vec<String>,
+    },
+}
+
+/// An answer to a [`FetchRequest`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FetchAnswer {
+    /// The Fetch answer.
+    Fetch(Box<FetchResponse>),
+    /// A broker's versions after a [`FetchRequest::Connect`].
+    Broker(BrokerInfo),
+    /// Each partition's ListOffsets answer.
+    ListOffsets(BTreeMap<TopicPartition, ListedOffset>),
+    /// The OffsetForLeaderEpoch answer.
+    Validation(Box<OffsetForLeaderEpochResponse>),
+    /// A metadata snapshot.
+    Metadata(MetadataView),
+}
+
+/// What the fetcher needs to know of a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// The broker id.
+    pub id: i32,
+    /// The Fetch version kcon and the broker both speak.
+    pub fetch_version: i16,
+    /// Whether it offers OffsetForLeaderEpoch at a version kcon speaks (KIP-320 validation).
+    pub can_validate: bool,
+}
+
+/// What the fetcher needs to know of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Its leader and epoch.
+    pub leader: LeaderAndEpoch,
+    /// Its topic's id (KIP-516), when the metadata carries one.
+    pub topic_id: Option<TopicId>,
+}
+
+/// The cluster as the fetcher sees it: the pool's metadata with each broker's versions where
+/// known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataView {
+    /// The partitions the metadata names.
+    pub partitions: BTreeMap<TopicPartition, PartitionInfo>,
+    /// Brokers whose versions are known (a connection was made); others are asked for with
+    /// [`FetchRequest::Connect`].
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+}
+
+/// Where an assigned partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The committed offset with the leader epoch it was committed with, if known: fetched
+    /// from there, after validation when both epochs are known (KIP-320).
+    Committed {
+        /// The offset.
+        offset: i64,
+        /// Its leader epoch.
+        leader_epoch: Option<i32>,
+    },
+    /// No committed offset: look one up under `auto.offset.reset`.
+    Reset,
+}
+
+/// What the fetch loop tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchEvent {
+    /// Records of one partition, in order.
+    Records(FetchedRecords),
+    /// An error for one partition. For a corrupt batch, the records before it were delivered
+    /// and the position stays at its offset; a log truncation under a reset policy has moved
+    /// the position already (see [`PartitionError`]).
+    PartitionError {
+        /// The partition.
+        partition: TopicPartition,
+        /// What happened.
+        error: PartitionError,
+    },
+    /// A partition's position was set by `auto.offset.reset`.
+    Reset {
+        /// The partition.
+        partition: TopicPartition,
+        /// Why it was reset.
+        reason: ResetReason,
+        /// The new position.
+        offset: i64,
+    },
+    /// These partitions have no position and `auto.offset.reset` is `none` (the Java client's
+    /// `NoOffsetForPartitionException`): the application must seek. Told once per need.
+    NoPosition {
+        /// The partitions.
+        partitions: Vec<TopicPartition>,
+    },
+    /// ListOffsets failed for a partition being reset (a broker error code); retried after
+    /// `retry.backoff.ms`.
+    ResetFailed {
+        /// The partition.
+        partition: TopicPartition,
+        /// The error code.
+        error_code: i16,
+    },
+    /// Every fetch session was closed (or could not be): the machine is done.
+    Closed,
+}

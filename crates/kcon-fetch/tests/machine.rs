@@ -1,0 +1,615 @@
+//! Simulation of the fetch loop: a `FetchMachine` on a virtual clock, with scripted answers
+//! (layer 2 of the test plan in `shared/ARCHITECTURE.md`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcon_codec::kafka_protocol::messages::TopicName;
+use kcon_codec::kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::records::RecordBatchBuilder;
+use kcon_fetch::position::{FetchStatus, LeaderAndEpoch, PartitionError};
+use kcon_fetch::{
+    BrokerInfo, FetchAnswer, FetchConfig, FetchEvent, FetchMachine, FetchRequest, MetadataView,
+    Outgoing, PartitionInfo, RequestFailure, RequestKind, StartPosition, TopicPartition,
+};
+use kcon_offsets::admin::ListedOffset;
+
+const TOPIC: &str = "t";
+
+fn tp(p: i32) -> TopicPartition {
+    TopicPartition::new(TOPIC, p)
+}
+
+/// `n` records from `base`, values `v{offset}`, in one batch of leader epoch `epoch`.
+fn batch(base: i64, n: usize, epoch: i32) -> Bytes {
+    let mut b = RecordBatchBuilder::new(base).partition_leader_epoch(epoch);
+    for i in 0..n {
+        let v = format!("v{}", base + i as i64);
+        b.record(1_000 + i as i64, Some(b"k"), Some(v.as_bytes()));
+    }
+    b.build().expect("a batch")
+}
+
+struct Sim {
+    m: FetchMachine,
+    now: Instant,
+}
+
+impl Sim {
+    /// Partitions 0 and 1 of `t` led by broker 1 at epoch 5, assigned at `start`, the metadata
+    /// and broker versions answered: ready to fetch.
+    fn new(config: FetchConfig, start: StartPosition) -> Sim {
+        let now = Instant::now();
+        let mut sim = Sim {
+            m: FetchMachine::new(config, now),
+            now,
+        };
+        sim.m.assign(now, [(tp(0), start), (tp(1), start)]);
+        let out = sim.requests();
+        let md = out
+            .iter()
+            .find(|o| matches!(o.request, FetchRequest::Metadata { .. }))
+            .expect("a metadata request");
+        let view = view(&[(0, 1, 5), (1, 1, 5)]);
+        sim.m
+            .handle_response(now, md.id, Ok(FetchAnswer::Metadata(view)));
+        sim
+    }
+
+    fn requests(&mut self) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        while let Some(o) = self.m.poll_request(self.now) {
+            out.push(o);
+        }
+        out
+    }
+
+    fn events(&mut self) -> Vec<FetchEvent> {
+        let mut out = Vec::new();
+        while let Some(e) = self.m.poll_event() {
+            out.push(e);
+        }
+        out
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.m.handle_timeout(self.now);
+    }
+
+    /// The one Fetch among the next requests.
+    fn fetch(&mut self) -> Outgoing {
+        let mut fetches: Vec<Outgoing> = self
+            .requests()
+            .into_iter()
+            .filter(|o| matches!(o.request, FetchRequest::Fetch { .. }))
+            .collect();
+        assert_eq!(fetches.len(), 1, "{fetches:?}");
+        fetches.remove(0)
+    }
+
+    fn answer(&mut self, id: &Outgoing, r: FetchResponse) {
+        self.m
+            .handle_response(self.now, id.id, Ok(FetchAnswer::Fetch(Box::new(r))));
+    }
+}
+
+fn view(partitions: &[(i32, i32, i32)]) -> MetadataView {
+    let mut v = MetadataView::default();
+    for &(p, leader, epoch) in partitions {
+        v.partitions.insert(
+            tp(p),
+            PartitionInfo {
+                leader: LeaderAndEpoch::new(leader, epoch),
+                topic_id: None,
+            },
+        );
+        v.brokers.insert(
+            leader,
+            BrokerInfo {
+                id: leader,
+                fetch_version: 12,
+                can_validate: true,
+            },
+        );
+    }
+    v
+}
+
+fn session_of(o: &Outgoing) -> &kcon_fetch::SessionRequest {
+    match &o.request {
+        FetchRequest::Fetch { session, .. } => session,
+        other => panic!("not a Fetch: {other:?}"),
+    }
+}
+
+fn offsets_of(o: &Outgoing) -> BTreeMap<i32, i64> {
+    session_of(o)
+        .partitions
+        .iter()
+        .map(|(tp, p)| (tp.partition, p.fetch_offset))
+        .collect()
+}
+
+/// An answer in session `session_id` with these partitions: (partition, error, records).
+fn response(session_id: i32, parts: Vec<(i32, i16, Option<Bytes>)>) -> FetchResponse {
+    let mut t = FetchableTopicResponse::default();
+    t.topic = TopicName(StrBytes::from_static_str(TOPIC));
+    for (p, error_code, records) in parts {
+        let mut d = PartitionData::default();
+        d.partition_index = p;
+        d.error_code = error_code;
+        d.high_watermark = 100;
+        d.records = records;
+        t.partitions.push(d);
+    }
+    let mut r = FetchResponse::default();
+    r.session_id = session_id;
+    r.responses.push(t);
+    r
+}
+
+fn committed(offset: i64) -> StartPosition {
+    StartPosition::Committed {
+        offset,
+        leader_epoch: None,
+    }
+}
+
+fn config(extra: &[(&str, &str)]) -> FetchConfig {
+    let mut c = FetchConfig::default();
+    c.set("auto.offset.reset", "earliest").unwrap();
+    for (k, v) in extra {
+        c.set(k, v).unwrap();
+    }
+    c
+}
+
+#[test]
+fn the_first_fetch_is_full_then_incremental_and_records_are_slices_of_the_answer() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    let s = session_of(&first);
+    assert_eq!((s.kind, s.session_id, s.epoch), (RequestKind::Full, 0, 0));
+    assert_eq!(offsets_of(&first), BTreeMap::from([(0, 0), (1, 0)]));
+
+    let data = batch(0, 3, 5);
+    sim.answer(
+        &first,
+        response(7, vec![(0, 0, Some(data.clone())), (1, 0, None)]),
+    );
+    let events = sim.events();
+    let [FetchEvent::Records(r)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(r.partition, tp(0));
+    assert_eq!(r.next_offset, 3);
+    let offsets: Vec<i64> = r.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [0, 1, 2]);
+    assert_eq!(r.records[1].value.as_deref(), Some(&b"v1"[..]));
+    assert_eq!(r.records[1].leader_epoch, Some(5));
+    // Zero-copy: the value points into the answer's buffer.
+    let range = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
+    let value = r.records[1].value.as_ref().unwrap();
+    assert!(range.contains(&(value.as_ptr() as usize)));
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        3
+    );
+
+    // Partition 0 holds records the application has not taken: it leaves the session (the
+    // Java client's rule: a partition with buffered data is not fetched).
+    let second = sim.fetch();
+    let s = session_of(&second);
+    assert_eq!(
+        (s.kind, s.session_id, s.epoch),
+        (RequestKind::Incremental, 7, 1)
+    );
+    assert!(s.partitions.is_empty(), "{s:?}");
+    assert_eq!(s.forgotten.len(), 1);
+    assert_eq!(s.forgotten[0].partition, tp(0));
+    sim.answer(&second, response(7, vec![]));
+    sim.m.records_consumed(&tp(0), r.size);
+
+    // Taken: it rejoins at its new offset.
+    let third = sim.fetch();
+    let s = session_of(&third);
+    assert_eq!((s.kind, s.epoch), (RequestKind::Incremental, 2));
+    assert_eq!(offsets_of(&third), BTreeMap::from([(0, 3)]));
+}
+
+#[test]
+fn a_paused_partition_is_forgotten_and_a_resumed_one_returns() {
+    let mut sim = Sim::new(config(&[]), committed(4));
+    let first = sim.fetch();
+    sim.answer(&first, response(9, vec![]));
+    sim.m.pause(&tp(1));
+    let second = sim.fetch();
+    let s = session_of(&second);
+    assert_eq!(s.kind, RequestKind::Incremental);
+    assert_eq!(s.forgotten.len(), 1);
+    assert_eq!(s.forgotten[0].partition, tp(1));
+    sim.answer(&second, response(9, vec![]));
+    sim.m.resume(&tp(1));
+    let third = sim.fetch();
+    assert_eq!(offsets_of(&third), BTreeMap::from([(1, 4)]));
+    assert!(session_of(&third).forgotten.is_empty());
+}
+
+#[test]
+fn one_fetch_per_broker_and_brokers_in_parallel() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    sim.m
+        .metadata_updated(sim.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+    let out = sim.requests();
+    let brokers: Vec<i32> = out
+        .iter()
+        .filter_map(|o| match o.request {
+            FetchRequest::Fetch { broker, .. } => Some(broker),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(brokers, [1, 2]);
+    assert!(
+        sim.requests().is_empty(),
+        "a second Fetch while one is in flight"
+    );
+}
+
+#[test]
+fn session_errors_start_a_full_fetch() {
+    for (code, close) in [(70i16, 0), (71, 7), (106, 7)] {
+        let mut sim = Sim::new(config(&[]), committed(0));
+        let first = sim.fetch();
+        sim.answer(&first, response(7, vec![]));
+        let second = sim.fetch();
+        let mut r = response(0, vec![]);
+        r.error_code = code;
+        sim.answer(&second, r);
+        if code == 106 {
+            // FETCH_SESSION_TOPIC_ID_ERROR: metadata first, and the broker backs off.
+            let out = sim.requests();
+            assert!(
+                out.iter()
+                    .any(|o| matches!(o.request, FetchRequest::Metadata { .. })),
+                "{out:?}"
+            );
+            sim.advance(Duration::from_millis(100));
+        }
+        let third = sim.fetch();
+        let s = session_of(&third);
+        assert_eq!(
+            (s.kind, s.session_id, s.epoch),
+            (RequestKind::Full, close, 0),
+            "error {code}"
+        );
+        assert_eq!(s.partitions.len(), 2);
+    }
+}
+
+#[test]
+fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(7, vec![]));
+    let second = sim.fetch();
+    sim.m.handle_response(
+        sim.now,
+        second.id,
+        Err(RequestFailure {
+            retriable: true,
+            reason: "connection lost".into(),
+        }),
+    );
+    // Nothing to the broker during the backoff but learning its versions again.
+    let out = sim.requests();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "{out:?}"
+    );
+    sim.advance(Duration::from_millis(100));
+    let out = sim.requests();
+    let connect = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::Connect { broker: 1 }))
+        .expect("a Connect");
+    let info = BrokerInfo {
+        id: 1,
+        fetch_version: 12,
+        can_validate: true,
+    };
+    sim.m
+        .handle_response(sim.now, connect.id, Ok(FetchAnswer::Broker(info)));
+    let third = sim.fetch();
+    let s = session_of(&third);
+    assert_eq!((s.kind, s.session_id, s.epoch), (RequestKind::Full, 7, 0));
+}
+
+/// Every per-partition error: what follows it.
+#[test]
+fn every_partition_error_has_its_consequence() {
+    // (code, metadata refresh, reset lookup, reported)
+    let table: &[(i16, bool, bool, bool)] = &[
+        (6, true, false, false),   // NOT_LEADER_OR_FOLLOWER
+        (74, true, false, false),  // FENCED_LEADER_EPOCH
+        (76, true, false, false),  // UNKNOWN_LEADER_EPOCH
+        (9, true, false, false),   // REPLICA_NOT_AVAILABLE
+        (56, true, false, false),  // KAFKA_STORAGE_ERROR
+        (78, true, false, false),  // OFFSET_NOT_AVAILABLE
+        (3, true, false, false),   // UNKNOWN_TOPIC_OR_PARTITION
+        (100, true, false, false), // UNKNOWN_TOPIC_ID
+        (110, true, false, false), // INCONSISTENT_TOPIC_ID
+        (1, false, true, false),   // OFFSET_OUT_OF_RANGE, earliest
+        (2, false, false, true),   // CORRUPT_MESSAGE
+        (29, false, false, true),  // TOPIC_AUTHORIZATION_FAILED
+        (-1, false, false, false), // UNKNOWN_SERVER_ERROR
+        (87, false, false, true),  // another code
+    ];
+    for &(code, refresh, reset, reported) in table {
+        let mut sim = Sim::new(config(&[]), committed(5));
+        let first = sim.fetch();
+        sim.answer(&first, response(0, vec![(0, code, None), (1, 0, None)]));
+        let out = sim.requests();
+        let has = |f: &dyn Fn(&FetchRequest) -> bool| out.iter().any(|o| f(&o.request));
+        assert_eq!(
+            has(&|r| matches!(r, FetchRequest::Metadata { .. })),
+            refresh,
+            "code {code}: {out:?}"
+        );
+        assert_eq!(
+            has(
+                &|r| matches!(r, FetchRequest::ListOffsets { partitions, .. } if partitions == &[tp(0)])
+            ),
+            reset,
+            "code {code}: {out:?}"
+        );
+        // The erring partition is not fetched again at once (backoff or reset), the other is.
+        for o in &out {
+            if let FetchRequest::Fetch { .. } = o.request {
+                assert!(!offsets_of(o).contains_key(&0), "code {code}: {o:?}");
+            }
+        }
+        let events = sim.events();
+        assert_eq!(
+            events.iter().any(
+                |e| matches!(e, FetchEvent::PartitionError { partition, .. } if *partition == tp(0))
+            ),
+            reported,
+            "code {code}: {events:?}"
+        );
+    }
+}
+
+#[test]
+fn offset_out_of_range_under_none_is_an_error_and_a_reset_moves_the_position() {
+    let mut sim = Sim::new(config(&[("auto.offset.reset", "none")]), committed(5));
+    let first = sim.fetch();
+    sim.answer(&first, response(0, vec![(0, 1, None)]));
+    let events = sim.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [FetchEvent::PartitionError {
+                error: PartitionError::OffsetOutOfRange { offset: 5 },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+
+    let mut sim = Sim::new(config(&[]), committed(5));
+    let first = sim.fetch();
+    sim.answer(&first, response(0, vec![(0, 1, None)]));
+    let out = sim.requests();
+    let lo = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::ListOffsets { .. }))
+        .expect("ListOffsets");
+    let answer = BTreeMap::from([(
+        tp(0),
+        ListedOffset {
+            error_code: 0,
+            offset: 2,
+            timestamp: -1,
+            leader_epoch: Some(5),
+        },
+    )]);
+    sim.m
+        .handle_response(sim.now, lo.id, Ok(FetchAnswer::ListOffsets(answer)));
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [FetchEvent::Reset { offset: 2, .. }]),
+        "{events:?}"
+    );
+    // The reset position has an epoch: it is validated against the leader first (KIP-320).
+    let out = sim.requests();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o.request, FetchRequest::Validate(_))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    let good = batch(0, 3, 5);
+    let mut bad = batch(3, 2, 5).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff; // breaks the CRC
+    let mut both = good.to_vec();
+    both.extend_from_slice(&bad);
+    sim.answer(&first, response(0, vec![(0, 0, Some(Bytes::from(both)))]));
+    let events = sim.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                FetchEvent::Records(r),
+                FetchEvent::PartitionError {
+                    error: PartitionError::Corrupt { offset: 3 },
+                    ..
+                }
+            ] if r.records.len() == 3 && r.next_offset == 3
+        ),
+        "{events:?}"
+    );
+    let state = sim.m.partition(&tp(0)).unwrap();
+    assert_eq!(state.position().unwrap().offset, 3, "no advance past it");
+    // Fetched again from the bad batch once the backoff passed and the records were taken.
+    let FetchEvent::Records(r) = &events[0] else {
+        unreachable!()
+    };
+    sim.m.records_consumed(&tp(0), r.size);
+    sim.advance(Duration::from_millis(100));
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next).get(&0), Some(&3));
+}
+
+#[test]
+fn the_budget_holds_fetches_back_until_the_application_takes_records() {
+    let mut sim = Sim::new(
+        config(&[
+            ("fetch.max.bytes", "1000"),
+            ("fetch.buffer.max.bytes", "1000"),
+        ]),
+        committed(0),
+    );
+    let first = sim.fetch();
+    let FetchRequest::Fetch { params, .. } = &first.request else {
+        unreachable!()
+    };
+    assert_eq!(params.max_bytes, 1000);
+    // A first batch beyond the limit (KIP-74) fills the budget.
+    let big = batch(0, 100, 5);
+    assert!(big.len() > 1000);
+    sim.answer(&first, response(0, vec![(0, 0, Some(big)), (1, 0, None)]));
+    let events = sim.events();
+    let FetchEvent::Records(r) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "fetched beyond the budget"
+    );
+    sim.m.records_consumed(&tp(0), r.size);
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next), BTreeMap::from([(0, 100), (1, 0)]));
+}
+
+#[test]
+fn a_leader_change_validates_the_position_and_a_truncation_moves_it() {
+    let start = StartPosition::Committed {
+        offset: 10,
+        leader_epoch: Some(5),
+    };
+    let mut sim = Sim::new(config(&[]), start);
+    // Committed with an epoch: validated against the leader before any Fetch.
+    let out = sim.requests();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "{out:?}"
+    );
+    let v = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::Validate(_)))
+        .expect("OffsetForLeaderEpoch");
+    let answer = |end: i64| {
+        let mut r = OffsetForLeaderEpochResponse::default();
+        let mut t = OffsetForLeaderTopicResult::default();
+        t.topic = TopicName(StrBytes::from_static_str(TOPIC));
+        for p in 0..2 {
+            let mut e = EpochEndOffset::default();
+            e.partition = p;
+            e.leader_epoch = 5;
+            e.end_offset = end;
+            t.partitions.push(e);
+        }
+        r.topics.push(t);
+        r
+    };
+    sim.m.handle_response(
+        sim.now,
+        v.id,
+        Ok(FetchAnswer::Validation(Box::new(answer(20)))),
+    );
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().status(),
+        FetchStatus::Fetching
+    );
+    let first = sim.fetch();
+    sim.answer(&first, response(0, vec![]));
+
+    // The leader moves to broker 2 at epoch 6, which truncated the log at 8.
+    sim.m
+        .metadata_updated(sim.now, &view(&[(0, 2, 6), (1, 2, 6)]));
+    let out = sim.requests();
+    let v = out
+        .iter()
+        .find(|o| matches!(&o.request, FetchRequest::Validate(r) if r.broker == 2))
+        .expect("OffsetForLeaderEpoch to the new leader");
+    sim.m.handle_response(
+        sim.now,
+        v.id,
+        Ok(FetchAnswer::Validation(Box::new(answer(8)))),
+    );
+    let events = sim.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().all(|e| matches!(
+        e,
+        FetchEvent::PartitionError {
+            error: PartitionError::LogTruncation {
+                offset: 10,
+                divergent: Some((8, 5)),
+                repositioned: true
+            },
+            ..
+        }
+    )));
+    let next = sim.fetch();
+    assert!(matches!(
+        next.request,
+        FetchRequest::Fetch { broker: 2, .. }
+    ));
+    assert_eq!(offsets_of(&next), BTreeMap::from([(0, 8), (1, 8)]));
+}
+
+#[test]
+fn a_seek_drops_records_not_yet_handed_out() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(0, vec![(0, 0, Some(batch(0, 3, 5)))]));
+    sim.m.seek(&tp(0), 50, None);
+    assert!(sim.events().is_empty());
+    assert_eq!(sim.m.budget().buffered(), 0);
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next).get(&0), Some(&50));
+}
+
+#[test]
+fn close_sends_each_session_close_then_says_closed() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(7, vec![]));
+    sim.m.close(sim.now);
+    let out = sim.requests();
+    assert_eq!(out.len(), 1, "{out:?}");
+    let s = session_of(&out[0]);
+    assert_eq!((s.kind, s.session_id, s.epoch), (RequestKind::Close, 7, -1));
+    assert!(!sim.m.is_closed());
+    sim.answer(&out[0], response(0, vec![]));
+    assert!(sim.m.is_closed());
+    assert_eq!(sim.events(), [FetchEvent::Closed]);
+}
