@@ -1,7 +1,7 @@
 //! The tokio driver: one task that owns a [`FetchMachine`], sends its requests through a
 //! [`Pool`], sleeps until its next timer, and hands its events to the application.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -21,6 +21,7 @@ use crate::messages::{
     RequestFailure, RequestId, StartPosition,
 };
 use crate::position::LeaderAndEpoch;
+use crate::records::FetchedRecords;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use crate::{IsolationLevel, TopicPartition, fetch_request};
 
@@ -45,6 +46,14 @@ pub struct Fetcher {
     /// until the task confirms it applied it (records still in the channel are stale).
     fences: HashMap<TopicPartition, u64>,
     next_fence: u64,
+    /// Partitions the application paused. The task learns of a pause through the command
+    /// channel, so records it sent before are still in the event channel: they are held here,
+    /// in order, until the resume (the task holds back what it fetches after).
+    paused: HashSet<TopicPartition>,
+    /// Records of paused partitions that reached the handle, oldest first.
+    held: VecDeque<FetchedRecords>,
+    /// Records of resumed partitions, handed out before anything newer from the channel.
+    released: VecDeque<FetchedRecords>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -86,6 +95,9 @@ impl Fetcher {
             events,
             fences: HashMap::new(),
             next_fence: 0,
+            paused: HashSet::new(),
+            held: VecDeque::new(),
+            released: VecDeque::new(),
             task: Some(task),
         })
     }
@@ -100,18 +112,33 @@ impl Fetcher {
     /// Stops fetching `partitions`; records of them not yet read are dropped.
     pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
         let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
+        for tp in &partitions {
+            self.paused.remove(tp);
+        }
         let fence = self.fence(&partitions);
         let _ = self.commands.send(Command::Unassign(partitions, fence));
     }
 
-    /// Stops fetching `tp` (it leaves its fetch session). Records fetched before may still
-    /// arrive.
-    pub fn pause(&self, tp: TopicPartition) {
+    /// Stops fetching `tp` (it leaves its fetch session) and hands out none of its records
+    /// until [`resume`](Fetcher::resume), not even those already fetched (the Java consumer's
+    /// `pause`): they are kept, and their bytes stay in the prefetch budget.
+    pub fn pause(&mut self, tp: TopicPartition) {
+        self.paused.insert(tp.clone());
         let _ = self.commands.send(Command::Pause(tp));
     }
 
-    /// Fetches `tp` again.
-    pub fn resume(&self, tp: TopicPartition) {
+    /// Fetches `tp` again; its records kept during the pause come first, in order.
+    pub fn resume(&mut self, tp: TopicPartition) {
+        if !self.paused.remove(&tp) {
+            let _ = self.commands.send(Command::Resume(tp));
+            return;
+        }
+        // The held records are older than anything of `tp` still in the channel: the task
+        // sent nothing of it after it applied the pause, and nothing before the resume.
+        let (resumed, still): (VecDeque<_>, VecDeque<_>) =
+            self.held.drain(..).partition(|r| r.partition == tp);
+        self.held = still;
+        self.released.extend(resumed);
         let _ = self.commands.send(Command::Resume(tp));
     }
 
@@ -127,6 +154,9 @@ impl Fetcher {
     /// The next event; `None` once the task has stopped and every event was read.
     pub async fn next(&mut self) -> Option<FetchEvent> {
         loop {
+            if let Some(r) = self.released.pop_front() {
+                return Some(self.hand_out(r));
+            }
             match self.events.recv().await? {
                 Item::Fenced(partitions, fence) => {
                     for tp in partitions {
@@ -138,14 +168,11 @@ impl Fetcher {
                 // Fetched before a seek or unassignment: the task already dropped its bytes
                 // from the budget.
                 Item::Event(FetchEvent::Records(r)) if self.fences.contains_key(&r.partition) => {}
-                Item::Event(e) => {
-                    if let FetchEvent::Records(r) = &e {
-                        let _ = self
-                            .commands
-                            .send(Command::Consumed(r.partition.clone(), r.size));
-                    }
-                    return Some(e);
+                Item::Event(FetchEvent::Records(r)) if self.paused.contains(&r.partition) => {
+                    self.held.push_back(r);
                 }
+                Item::Event(FetchEvent::Records(r)) => return Some(self.hand_out(r)),
+                Item::Event(e) => return Some(e),
             }
         }
     }
@@ -171,11 +198,24 @@ impl Fetcher {
         events
     }
 
+    /// Records leave the handle: their bytes leave the prefetch budget.
+    fn hand_out(&self, r: FetchedRecords) -> FetchEvent {
+        let _ = self
+            .commands
+            .send(Command::Consumed(r.partition.clone(), r.size));
+        FetchEvent::Records(r)
+    }
+
+    /// Records of `partitions` fetched for their old position are stale from now: those in the
+    /// channel are dropped until the task confirms, those held or released at once (the task
+    /// drops their bytes from the budget when it applies the command).
     fn fence(&mut self, partitions: &[TopicPartition]) -> u64 {
         self.next_fence += 1;
         for tp in partitions {
             self.fences.insert(tp.clone(), self.next_fence);
         }
+        self.held.retain(|r| !partitions.contains(&r.partition));
+        self.released.retain(|r| !partitions.contains(&r.partition));
         self.next_fence
     }
 }

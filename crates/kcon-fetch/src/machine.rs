@@ -19,8 +19,8 @@ use crate::messages::{
     RequestId, StartPosition,
 };
 use crate::position::{
-    AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionState,
-    ResetReason,
+    AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionError,
+    PartitionState, ResetReason,
 };
 use crate::records::{FetchedRecords, decode_partition};
 use crate::transactions::AbortedTransaction;
@@ -85,6 +85,11 @@ struct Assigned {
     validating: bool,
     /// `auto.offset.reset=none` and the application was told it has no position.
     no_position_told: bool,
+    /// The offset of the corrupt batch the application was last told about. The partition
+    /// stays there and refetches it after each backoff (a new leader, or a transient fault,
+    /// may serve a good copy); the same finding is not reported again until a seek or reset
+    /// moves the position.
+    corrupt_told: Option<i64>,
 }
 
 /// One broker the fetcher has fetched from or wants to.
@@ -216,6 +221,7 @@ impl FetchMachine {
                     resetting: false,
                     validating: false,
                     no_position_told: false,
+                    corrupt_told: None,
                 },
             );
         }
@@ -234,7 +240,9 @@ impl FetchMachine {
     }
 
     /// Stops fetching `tp` until [`resume`](Self::resume): it leaves its session (the
-    /// forgotten list of the next Fetch to its broker). Records already handed out stay valid.
+    /// forgotten list of the next Fetch to its broker). Records already handed out stay valid;
+    /// records fetched and not yet handed out are held back until the resume (their bytes stay
+    /// in the budget, and a partition holding records is not fetched).
     pub fn pause(&mut self, tp: &TopicPartition) {
         if let Some(a) = self.partitions.get_mut(tp) {
             a.state.pause();
@@ -256,6 +264,7 @@ impl FetchMachine {
         };
         a.state.seek_unvalidated(offset, leader_epoch);
         a.no_position_told = false;
+        a.corrupt_told = None;
         self.drop_buffered(tp);
     }
 
@@ -267,6 +276,7 @@ impl FetchMachine {
         };
         a.state.request_reset(ResetReason::NoPosition);
         a.no_position_told = false;
+        a.corrupt_told = None;
         self.drop_buffered(tp);
     }
 
@@ -356,9 +366,16 @@ impl FetchMachine {
     }
 
     /// The next event for the application. Records move the partition's position as they are
-    /// handed out.
+    /// handed out. Records of a paused partition are held back, in order, until it is resumed
+    /// (as the Java client's `FetchCollector` skips paused partitions' buffered fetches).
     pub fn poll_event(&mut self) -> Option<FetchEvent> {
-        if let Some(e) = self.events.pop_front() {
+        let partitions = &self.partitions;
+        let held = |e: &FetchEvent| {
+            matches!(e, FetchEvent::Records(r)
+                if partitions.get(&r.partition).is_some_and(|a| a.state.is_paused()))
+        };
+        let next = self.events.iter().position(|e| !held(e));
+        if let Some(e) = next.and_then(|i| self.events.remove(i)) {
             if let FetchEvent::Records(r) = &e
                 && let Some(a) = self.partitions.get_mut(&r.partition)
             {
@@ -431,6 +448,12 @@ impl FetchMachine {
                 b.connecting = false;
                 b.retry_at = Some(now + self.config.retry_backoff);
                 self.metadata_wanted = true;
+                // A read replica we cannot reach is given up for the leader (Java
+                // `AbstractFetch.selectReadReplica` falls back when the node is offline);
+                // otherwise a partition would wait on a dead follower for the whole lease.
+                for a in self.partitions.values_mut() {
+                    a.state.broker_failed(broker);
+                }
             }
             (Pending::ListOffsets { partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
                 for (tp, reason) in partitions {
@@ -840,7 +863,12 @@ impl FetchMachine {
                         FetchAction::RefreshMetadata => self.metadata_wanted = true,
                         // The partition awaits its reset; `plan_resets` sends it.
                         FetchAction::Reset(_) => {}
+                        FetchAction::Report(PartitionError::Corrupt { offset })
+                            if a.corrupt_told == Some(offset) => {}
                         FetchAction::Report(error) => {
+                            if let PartitionError::Corrupt { offset } = error {
+                                a.corrupt_told = Some(offset);
+                            }
                             self.events.push_back(FetchEvent::PartitionError {
                                 partition: tp.clone(),
                                 error,

@@ -473,6 +473,65 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
     sim.advance(Duration::from_millis(100));
     let next = sim.fetch();
     assert_eq!(offsets_of(&next).get(&0), Some(&3));
+    // The same bad batch again: the application was told already, and is not told after every
+    // backoff; the partition stays at its offset.
+    sim.answer(
+        &next,
+        response(0, vec![(0, 0, Some(Bytes::from(bad.clone())))]),
+    );
+    assert_eq!(sim.events(), []);
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        3
+    );
+    // A seek back to it is a new finding.
+    sim.m.seek(&tp(0), 3, None);
+    sim.advance(Duration::from_millis(100));
+    let again = sim.fetch();
+    sim.answer(&again, response(0, vec![(0, 0, Some(Bytes::from(bad)))]));
+    assert!(
+        matches!(
+            sim.events().as_slice(),
+            [FetchEvent::PartitionError {
+                error: PartitionError::Corrupt { offset: 3 },
+                ..
+            }]
+        ),
+        "told again after a seek"
+    );
+}
+
+#[test]
+fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(
+        &first,
+        response(
+            0,
+            vec![(0, 0, Some(batch(0, 2, 5))), (1, 0, Some(batch(0, 3, 5)))],
+        ),
+    );
+    sim.m.pause(&tp(0));
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(1)),
+        "{events:?}"
+    );
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        0
+    );
+    sim.m.resume(&tp(0));
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(0) && r.next_offset == 2),
+        "{events:?}"
+    );
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        2
+    );
 }
 
 #[test]
