@@ -74,25 +74,49 @@ pub struct Tansu {
     /// `None` while stopped.
     child: Option<Child>,
     addr: SocketAddr,
+    /// The address it tells clients in metadata: `addr`, or a proxy's (see
+    /// [`Tansu::start_advertising`]).
+    advertised: SocketAddr,
 }
 
 impl Tansu {
     /// Starts a Tansu broker on a free loopback port and waits until it accepts connections.
     pub fn start() -> Tansu {
+        Tansu::start_with(None)
+    }
+
+    /// Starts a Tansu broker on a free loopback port that advertises `127.0.0.1:advertised_port`
+    /// in metadata rather than its own address: clients that bootstrap there follow the metadata
+    /// to that port, so a proxy listening on it (`crate::proxy::RecordingProxy`) sees all of
+    /// their traffic. [`Tansu::addr`] is the broker's own address, the proxy's upstream.
+    pub fn start_advertising(advertised_port: u16) -> Tansu {
+        Tansu::start_with(Some(SocketAddr::from(([127, 0, 0, 1], advertised_port))))
+    }
+
+    /// Starts on a free port (retrying on another if it was taken meanwhile), advertising
+    /// `advertised` or its own address.
+    fn start_with(advertised: Option<SocketAddr>) -> Tansu {
         let mut last_error = String::new();
         for _ in 0..3 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            match spawn_tansu(addr, Duration::from_secs(15)) {
+            let advertised = advertised.unwrap_or(addr);
+            match spawn_tansu(addr, advertised, Duration::from_secs(15)) {
                 Ok(child) => {
                     return Tansu {
                         child: Some(child),
                         addr,
+                        advertised,
                     };
                 }
                 Err(e) => last_error = e,
             }
         }
         panic!("Tansu did not start: {last_error}");
+    }
+
+    /// The address the broker advertises in metadata.
+    pub fn advertised(&self) -> SocketAddr {
+        self.advertised
     }
 
     /// Kills the broker and waits for the process to end: its sockets are closed then.
@@ -110,7 +134,7 @@ impl Tansu {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut last_error = String::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match spawn_tansu(self.addr, left) {
+            match spawn_tansu(self.addr, self.advertised, left) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -139,19 +163,24 @@ impl Drop for Tansu {
     }
 }
 
-/// Runs a Tansu broker listening on (and advertising) `addr`, and waits up to `within` until it
-/// accepts connections. The error says why not, with tansu's stderr if it exited (for instance
-/// because the port was taken).
-fn spawn_tansu(addr: SocketAddr, within: Duration) -> Result<Child, String> {
+/// Runs a Tansu broker listening on `addr` and advertising `advertised` in metadata (its own
+/// address, or a proxy's), and waits up to `within` until it accepts connections. The error
+/// says why not, with tansu's stderr if it exited (for instance because the port was taken).
+fn spawn_tansu(
+    addr: SocketAddr,
+    advertised: SocketAddr,
+    within: Duration,
+) -> Result<Child, String> {
     let tansu = &installed().tansu;
     let url = format!("tcp://{addr}");
+    let advertised_url = format!("tcp://{advertised}");
     let mut child = Command::new(tansu)
         .args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised_url,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -12,5 +12,6 @@ pub mod mock;
 pub mod offsets;
 pub mod peers;
 pub mod pool;
+pub mod proxy;
 pub mod sasl;
 pub mod tls;

@@ -39,6 +39,9 @@ pub struct FetchConfig {
     /// not yet taken by the application plus bytes reserved by Fetches in flight, for all
     /// partitions together. Defaults to 3 × `fetch.max.bytes`.
     pub buffer_max_bytes: usize,
+    /// `max.poll.records`: the most records one [`Fetcher::next`](crate::Fetcher::next) batch
+    /// hands out (1 to i32::MAX); a larger fetched batch is handed out in parts, in order.
+    pub max_poll_records: i32,
     /// Whether `fetch.buffer.max.bytes` was set; if not it follows `fetch.max.bytes`.
     buffer_max_bytes_set: bool,
 }
@@ -57,6 +60,7 @@ impl Default for FetchConfig {
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
             buffer_max_bytes: 3 * 52_428_800,
+            max_poll_records: 500,
             buffer_max_bytes_set: false,
         }
     }
@@ -97,6 +101,7 @@ impl FetchConfig {
                 self.buffer_max_bytes = int(name, v, 1)? as usize;
                 self.buffer_max_bytes_set = true;
             }
+            "max.poll.records" => self.max_poll_records = int(name, v, 1)?,
             _ => {
                 return Err(ConfigError::UnknownProperty {
                     property: name.to_owned(),

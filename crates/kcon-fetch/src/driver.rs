@@ -36,6 +36,13 @@ const METADATA_CHECK: Duration = Duration::from_secs(1);
 /// that partition goes out while the application works on them. The bytes the application
 /// holds are its own: the budget bounds what is fetched and not yet taken.
 ///
+/// A batch of more than `max.poll.records` records is handed out in parts of at most that
+/// many, in order, before anything else of the channel (the Java consumer's `poll` drains its
+/// current `CompletedFetch` in slices the same way). Its bytes leave the budget when the last
+/// part is handed out, not proportionally: until then the partition still holds fetched records
+/// and is not fetched again (the budget's rule), so the parts are never overtaken by newer
+/// records. Each part but the last has `size` 0; the last carries the whole batch's size.
+///
 /// Dropping the handle stops the task without closing the fetch sessions (the brokers evict
 /// them); [`close`](Fetcher::close) closes them.
 #[derive(Debug)]
@@ -52,8 +59,11 @@ pub struct Fetcher {
     paused: HashSet<TopicPartition>,
     /// Records of paused partitions that reached the handle, oldest first.
     held: VecDeque<FetchedRecords>,
-    /// Records of resumed partitions, handed out before anything newer from the channel.
+    /// Records of resumed partitions, and the rest of a batch split by `max.poll.records`
+    /// (at the front), handed out before anything newer from the channel.
     released: VecDeque<FetchedRecords>,
+    /// `max.poll.records`, at least 1.
+    max_poll_records: usize,
     task: Option<JoinHandle<()>>,
 }
 
@@ -86,11 +96,37 @@ impl Fetcher {
                 "a whole number, 1 to 2147483647",
             ));
         }
+        // The field can be set directly, past `FetchConfig::set`'s check.
+        let max_poll_records = usize::try_from(config.max_poll_records)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "max.poll.records",
+                    &config.max_poll_records.to_string(),
+                    "a whole number, 1 to 2147483647",
+                )
+            })?;
         let machine = FetchMachine::new(config, Instant::now().into_std());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(pool, machine, command_rx, event_tx));
-        Ok(Fetcher {
+        Ok(Fetcher::handle(
+            commands,
+            events,
+            max_poll_records,
+            Some(task),
+        ))
+    }
+
+    /// The handle's side of the channels to the task.
+    fn handle(
+        commands: mpsc::UnboundedSender<Command>,
+        events: mpsc::UnboundedReceiver<Item>,
+        max_poll_records: usize,
+        task: Option<JoinHandle<()>>,
+    ) -> Fetcher {
+        Fetcher {
             commands,
             events,
             fences: HashMap::new(),
@@ -98,8 +134,9 @@ impl Fetcher {
             paused: HashSet::new(),
             held: VecDeque::new(),
             released: VecDeque::new(),
-            task: Some(task),
-        })
+            max_poll_records,
+            task,
+        }
     }
 
     /// Starts fetching `partitions`, each from its start.
@@ -151,10 +188,17 @@ impl Fetcher {
             .send(Command::Seek(tp, offset, leader_epoch, fence));
     }
 
-    /// The next event; `None` once the task has stopped and every event was read.
+    /// The next event; `None` once the task has stopped and every event was read. Records come
+    /// at most `max.poll.records` at a time.
     pub async fn next(&mut self) -> Option<FetchEvent> {
         loop {
             if let Some(r) = self.released.pop_front() {
+                // The rest of a split batch whose partition was paused since: held like the
+                // records the channel brings for it.
+                if self.paused.contains(&r.partition) {
+                    self.held.push_back(r);
+                    continue;
+                }
                 return Some(self.hand_out(r));
             }
             match self.events.recv().await? {
@@ -198,8 +242,13 @@ impl Fetcher {
         events
     }
 
-    /// Records leave the handle: their bytes leave the prefetch budget.
-    fn hand_out(&self, r: FetchedRecords) -> FetchEvent {
+    /// Records leave the handle: at most `max.poll.records` of them, the rest first in line
+    /// for the next call. The bytes leave the prefetch budget with the last part.
+    fn hand_out(&mut self, mut r: FetchedRecords) -> FetchEvent {
+        if let Some(rest) = split_off(&mut r, self.max_poll_records) {
+            self.released.push_front(rest);
+            return FetchEvent::Records(r);
+        }
         let _ = self
             .commands
             .send(Command::Consumed(r.partition.clone(), r.size));
@@ -218,6 +267,30 @@ impl Fetcher {
         self.released.retain(|r| !partitions.contains(&r.partition));
         self.next_fence
     }
+}
+
+/// Splits `r` after its first `max` records (`max` ≥ 1) and returns the rest, or `None` if
+/// it has no more than `max`. The first part ends after its last record and weighs nothing;
+/// the rest keeps the batch's `next_offset` (which may be past its last record: control
+/// batches, aborted transactions), watermark and size.
+fn split_off(r: &mut FetchedRecords, max: usize) -> Option<FetchedRecords> {
+    if r.records.len() <= max {
+        return None;
+    }
+    let rest = FetchedRecords {
+        partition: r.partition.clone(),
+        records: r.records.split_off(max),
+        next_offset: r.next_offset,
+        high_watermark: r.high_watermark,
+        size: r.size,
+    };
+    // Invariant: `max` ≥ 1, so the first part holds a record.
+    r.next_offset = r
+        .records
+        .last()
+        .map_or(r.next_offset, |last| last.offset + 1);
+    r.size = 0;
+    Some(rest)
 }
 
 impl Drop for Fetcher {
@@ -447,5 +520,110 @@ async fn send(
                 &pool, &metadata, &topics,
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handle's side of `max.poll.records`, with the task replaced by the test: events go
+    //! into the channel by hand and the commands the handle sends are read back.
+
+    use std::sync::Arc;
+
+    use kcon_codec::records::TimestampType;
+
+    use super::*;
+    use crate::records::ConsumerRecord;
+
+    fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
+        FetchedRecords {
+            partition: TopicPartition::new("t", partition),
+            records: offsets
+                .map(|offset| ConsumerRecord {
+                    topic: Arc::from("t"),
+                    partition,
+                    offset,
+                    leader_epoch: Some(1),
+                    timestamp: 0,
+                    timestamp_type: TimestampType::CreateTime,
+                    key: None,
+                    value: None,
+                    headers: Vec::new(),
+                })
+                .collect(),
+            next_offset,
+            high_watermark: next_offset,
+            size: 700,
+        }
+    }
+
+    fn offsets(e: Option<FetchEvent>) -> (i32, Vec<i64>, i64, usize) {
+        match e {
+            Some(FetchEvent::Records(r)) => (
+                r.partition.partition,
+                r.records.iter().map(|r| r.offset).collect(),
+                r.next_offset,
+                r.size,
+            ),
+            other => panic!("not records: {other:?}"),
+        }
+    }
+
+    fn consumed(commands: &mut mpsc::UnboundedReceiver<Command>) -> Vec<(i32, usize)> {
+        let mut out = Vec::new();
+        while let Ok(c) = commands.try_recv() {
+            if let Command::Consumed(tp, bytes) = c {
+                out.push((tp.partition, bytes));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_max_poll_records_is_handed_out_in_parts_in_order() {
+        let (command_tx, mut commands) = mpsc::unbounded_channel();
+        let (events, event_rx) = mpsc::unbounded_channel();
+        let mut f = Fetcher::handle(command_tx, event_rx, 3, None);
+        // Offsets 10..17, then a control batch: the position after is 18.
+        let send = |r| events.send(Item::Event(FetchEvent::Records(r))).unwrap();
+        send(records(0, 10..17, 18));
+        send(records(1, 0..2, 2));
+
+        assert_eq!(offsets(f.next().await), (0, vec![10, 11, 12], 13, 0));
+        assert_eq!(consumed(&mut commands), []);
+        assert_eq!(offsets(f.next().await), (0, vec![13, 14, 15], 16, 0));
+        assert_eq!(consumed(&mut commands), []);
+        // The last part carries the rest of the position and the whole batch's bytes.
+        assert_eq!(offsets(f.next().await), (0, vec![16], 18, 700));
+        assert_eq!(consumed(&mut commands), [(0, 700)]);
+        assert_eq!(offsets(f.next().await), (1, vec![0, 1], 2, 700));
+        assert_eq!(consumed(&mut commands), [(1, 700)]);
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_split_batch_waits_out_a_pause_and_a_seek_drops_it() {
+        let (command_tx, mut commands) = mpsc::unbounded_channel();
+        let (events, event_rx) = mpsc::unbounded_channel();
+        let mut f = Fetcher::handle(command_tx, event_rx, 2, None);
+        let send = |r| events.send(Item::Event(FetchEvent::Records(r))).unwrap();
+        send(records(0, 0..5, 5));
+        send(records(1, 0..1, 1));
+        assert_eq!(offsets(f.next().await), (0, vec![0, 1], 2, 0));
+        f.pause(TopicPartition::new("t", 0));
+        // Partition 0's rest is held; partition 1 comes.
+        assert_eq!(offsets(f.next().await), (1, vec![0], 1, 700));
+        f.resume(TopicPartition::new("t", 0));
+        assert_eq!(offsets(f.next().await), (0, vec![2, 3], 4, 0));
+        f.seek(TopicPartition::new("t", 0), 0, None);
+        assert!(f.released.is_empty() && f.held.is_empty());
+        // Only partition 1's bytes were released: partition 0's go with the seek, in the task.
+        assert_eq!(consumed(&mut commands), [(1, 700)]);
+    }
+
+    #[test]
+    fn a_batch_within_max_poll_records_is_not_split() {
+        let mut r = records(0, 0..3, 3);
+        assert_eq!(split_off(&mut r, 3), None);
+        assert_eq!(r, records(0, 0..3, 3));
     }
 }

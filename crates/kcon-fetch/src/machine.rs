@@ -81,6 +81,9 @@ struct Assigned {
     topic_id: Option<TopicId>,
     /// A ListOffsets for its reset is in flight.
     resetting: bool,
+    /// `auto.offset.reset=by_duration` found no record that recent: the reset is looked up
+    /// again as `latest` (KIP-1106), not by the duration.
+    reset_to_latest: bool,
     /// An OffsetForLeaderEpoch for it is in flight.
     validating: bool,
     /// `auto.offset.reset=none` and the application was told it has no position.
@@ -219,6 +222,7 @@ impl FetchMachine {
                     topic,
                     topic_id: None,
                     resetting: false,
+                    reset_to_latest: false,
                     validating: false,
                     no_position_told: false,
                     corrupt_told: None,
@@ -263,6 +267,7 @@ impl FetchMachine {
             return;
         };
         a.state.seek_unvalidated(offset, leader_epoch);
+        a.reset_to_latest = false;
         a.no_position_told = false;
         a.corrupt_told = None;
         self.drop_buffered(tp);
@@ -275,6 +280,7 @@ impl FetchMachine {
             return;
         };
         a.state.request_reset(ResetReason::NoPosition);
+        a.reset_to_latest = false;
         a.no_position_told = false;
         a.corrupt_told = None;
         self.drop_buffered(tp);
@@ -566,27 +572,37 @@ impl FetchMachine {
                 continue;
             }
             a.resetting = true;
-            due.push((tp.clone(), reason));
+            due.push((tp.clone(), reason, a.reset_to_latest));
         }
         if !no_position.is_empty() {
             self.events.push_back(FetchEvent::NoPosition {
                 partitions: no_position,
             });
         }
-        if due.is_empty() {
-            return;
+        // One ListOffsets per policy: the configured one, and `latest` for partitions whose
+        // by_duration lookup found nothing.
+        let (latest, configured): (Vec<_>, Vec<_>) =
+            due.into_iter().partition(|(_, _, to_latest)| *to_latest);
+        for (due, policy) in [
+            (configured, self.config.reset_policy),
+            (latest, ResetPolicy::Latest),
+        ] {
+            if due.is_empty() {
+                continue;
+            }
+            let id = self.id();
+            let partitions = due.iter().map(|(tp, _, _)| tp.clone()).collect();
+            let due = due
+                .into_iter()
+                .map(|(tp, reason, _)| (tp, reason))
+                .collect();
+            self.pending
+                .insert(id, Pending::ListOffsets { partitions: due });
+            self.queued.push_back(Outgoing {
+                id,
+                request: FetchRequest::ListOffsets { partitions, policy },
+            });
         }
-        let id = self.id();
-        let partitions = due.iter().map(|(tp, _)| tp.clone()).collect();
-        self.pending
-            .insert(id, Pending::ListOffsets { partitions: due });
-        self.queued.push_back(Outgoing {
-            id,
-            request: FetchRequest::ListOffsets {
-                partitions,
-                policy: self.config.reset_policy,
-            },
-        });
     }
 
     fn plan_validations(&mut self, now: Instant) {
@@ -895,6 +911,7 @@ impl FetchMachine {
         a.resetting = false;
         match listed {
             Some(l) if l.error_code == 0 && l.offset >= 0 => {
+                a.reset_to_latest = false;
                 if a.state.complete_reset(l.offset, l.leader_epoch) {
                     self.events.push_back(FetchEvent::Reset {
                         partition: tp.clone(),
@@ -903,9 +920,20 @@ impl FetchMachine {
                     });
                 }
             }
+            // By timestamp, no record that recent answers offset -1 without an error. KIP-1106:
+            // `by_duration` then resets to the end of the log. The partition stays awaiting
+            // its reset with no backoff, and the next `plan_resets` asks `latest` for it (the
+            // answer to a lookup by time cannot tell the end; asking the same again would
+            // answer -1 forever).
+            Some(l)
+                if l.error_code == 0
+                    && matches!(self.config.reset_policy, ResetPolicy::ByDuration(_))
+                    && !a.reset_to_latest =>
+            {
+                debug!(%tp, "no record within auto.offset.reset's duration: reset to latest");
+                a.reset_to_latest = true;
+            }
             Some(l) => {
-                // ByDuration with no record that recent also answers -1 (KIP-1106 wants the
-                // end then): looked up again, which for now finds the same; see DESIGN.md.
                 a.state.reset_failed(now, backoff);
                 if kcon_pool::is_stale_metadata_error(l.error_code) {
                     self.metadata_wanted = true;

@@ -19,6 +19,7 @@ use kcon_fetch::{
     BrokerInfo, FetchAnswer, FetchConfig, FetchEvent, FetchMachine, FetchRequest, MetadataView,
     Outgoing, PartitionInfo, RequestFailure, RequestKind, StartPosition, TopicPartition,
 };
+use kcon_offsets::ResetPolicy;
 use kcon_offsets::admin::ListedOffset;
 
 const TOPIC: &str = "t";
@@ -671,4 +672,112 @@ fn close_sends_each_session_close_then_says_closed() {
     sim.answer(&out[0], response(0, vec![]));
     assert!(sim.m.is_closed());
     assert_eq!(sim.events(), [FetchEvent::Closed]);
+}
+
+/// The ListOffsets among `out`: (its partitions, its policy).
+fn list_offsets(out: &[Outgoing]) -> Vec<(&Outgoing, Vec<i32>, ResetPolicy)> {
+    out.iter()
+        .filter_map(|o| match &o.request {
+            FetchRequest::ListOffsets { partitions, policy } => Some((
+                o,
+                partitions.iter().map(|tp| tp.partition).collect(),
+                *policy,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn listed(offset: i64) -> ListedOffset {
+    ListedOffset {
+        error_code: 0,
+        offset,
+        timestamp: -1,
+        leader_epoch: None,
+    }
+}
+
+#[test]
+fn by_duration_with_no_record_that_recent_resets_to_the_end() {
+    // KIP-1106: a lookup by timestamp finds no record that recent (offset -1, no error); the
+    // partition goes to the end of the log, it does not look the same time up forever.
+    let mut sim = Sim::new(
+        config(&[("auto.offset.reset", "by_duration:PT3600S")]),
+        committed(0),
+    );
+    // (`Sim::new` drops the requests sent with the metadata: reset here instead.)
+    sim.m.reset(&tp(0));
+    sim.m.reset(&tp(1));
+    let out = sim.requests();
+    let lo = list_offsets(&out);
+    assert_eq!(lo.len(), 1, "{out:?}");
+    let (req, partitions, policy) = &lo[0];
+    assert_eq!(partitions, &[0, 1]);
+    assert!(matches!(policy, ResetPolicy::ByDuration(_)), "{policy:?}");
+    let answer = BTreeMap::from([(tp(0), listed(-1)), (tp(1), listed(7))]);
+    sim.m
+        .handle_response(sim.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [FetchEvent::Reset { partition, offset: 7, .. }] if partition == &tp(1)),
+        "{events:?}"
+    );
+
+    // At once, without a backoff: `latest` for partition 0 alone (and partition 1 fetched).
+    let out = sim.requests();
+    let lo = list_offsets(&out);
+    assert_eq!(lo.len(), 1, "{out:?}");
+    let fetch = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::Fetch { .. }))
+        .expect("a Fetch");
+    assert_eq!(offsets_of(fetch), BTreeMap::from([(1, 7)]));
+    let (req, partitions, policy) = &lo[0];
+    assert_eq!(
+        (partitions.as_slice(), *policy),
+        (&[0][..], ResetPolicy::Latest)
+    );
+    let answer = BTreeMap::from([(tp(0), listed(42))]);
+    sim.m
+        .handle_response(sim.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [FetchEvent::Reset { partition, offset: 42, .. }] if partition == &tp(0)),
+        "{events:?}"
+    );
+    assert_eq!(
+        sim.m.partition(&tp(0)).unwrap().status(),
+        FetchStatus::Fetching
+    );
+    let position = sim.m.partition(&tp(0)).unwrap().position().unwrap();
+    assert_eq!(position.offset, 42);
+    // A later reset of partition 0 is by duration again.
+    sim.m.reset(&tp(0));
+    let out = sim.requests();
+    assert!(
+        matches!(list_offsets(&out).as_slice(), [(_, p, ResetPolicy::ByDuration(_))] if p == &[0]),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn max_poll_records_is_a_positive_32_bit_count() {
+    let mut c = FetchConfig::default();
+    assert_eq!(c.max_poll_records, 500, "the Java default");
+    c.set("max.poll.records", "1").unwrap();
+    assert_eq!(c.max_poll_records, 1);
+    c.set("max.poll.records", "2147483647").unwrap();
+    assert_eq!(c.max_poll_records, i32::MAX);
+    for bad in ["0", "-1", "2147483648", "many"] {
+        let e = c.set("max.poll.records", bad).unwrap_err().to_string();
+        assert!(
+            e.contains("max.poll.records") && e.contains("1 to 2147483647"),
+            "{bad}: {e}"
+        );
+    }
+    assert_eq!(
+        c.max_poll_records,
+        i32::MAX,
+        "a rejected value changes nothing"
+    );
 }
