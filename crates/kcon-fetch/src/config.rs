@@ -80,19 +80,7 @@ impl FetchConfig {
                 }
             }
             "max.partition.fetch.bytes" => self.partition_max_bytes = int(name, v, 0)?,
-            "isolation.level" => {
-                self.isolation_level = match v.to_ascii_lowercase().as_str() {
-                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
-                    "read_committed" => IsolationLevel::ReadCommitted,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            name,
-                            value,
-                            "read_uncommitted or read_committed",
-                        ));
-                    }
-                }
-            }
+            "isolation.level" => self.isolation_level = IsolationLevel::parse(value)?,
             "client.rack" => self.client_rack = v.to_owned(),
             "auto.offset.reset" => self.reset_policy = ResetPolicy::parse(v)?,
             "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,

@@ -8,7 +8,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_group::InFlight;
 use kcon_offsets::ResetPolicy;
 use kcon_offsets::admin::{self, ListedOffset};
-use kcon_pool::{BrokerTarget, ConfigError, Error as PoolError, Metadata, Pool, TopicScope};
+use kcon_pool::{BrokerTarget, ConfigError, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant, MissedTickBehavior};
@@ -23,7 +23,7 @@ use crate::messages::{
 use crate::position::LeaderAndEpoch;
 use crate::records::FetchedRecords;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
-use crate::{IsolationLevel, TopicPartition, fetch_request};
+use crate::{TopicPartition, fetch_request};
 
 /// How often the driver looks for a new metadata snapshot in the pool (leader changes that
 /// another user of the pool noticed).
@@ -411,16 +411,6 @@ fn broker_info(id: i32, versions: &kcon_codec::versions::BrokerVersions) -> Opti
     })
 }
 
-fn failure(e: PoolError) -> RequestFailure {
-    // A corrupt answer closed the connection; a fresh one may do better, and the machine's
-    // backoff keeps that from looping fast.
-    let retriable = e.is_retriable() || matches!(e, PoolError::Corrupt { .. });
-    RequestFailure {
-        retriable,
-        reason: e.to_string(),
-    }
-}
-
 fn refused(reason: String) -> RequestFailure {
     RequestFailure {
         retriable: false,
@@ -443,8 +433,10 @@ async fn send(
             let conn = pool
                 .connection(BrokerTarget::Broker(broker))
                 .await
-                .map_err(failure)?;
-            let v = conn.version(ApiKey::Fetch).map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
+            let v = conn
+                .version(ApiKey::Fetch)
+                .map_err(RequestFailure::from_pool)?;
             if v != version {
                 // A new connection to an upgraded or downgraded broker: the machine learns the
                 // versions again and rebuilds a full request.
@@ -458,14 +450,14 @@ async fn send(
             let answer = conn
                 .send_with_timeout(&request, timeout)
                 .await
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             Ok(FetchAnswer::Fetch(Box::new(answer)))
         }
         FetchRequest::Connect { broker } => {
             let conn = pool
                 .connection(BrokerTarget::Broker(broker))
                 .await
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             broker_info(broker, conn.versions())
                 .map(FetchAnswer::Broker)
                 .ok_or_else(|| {
@@ -484,10 +476,7 @@ async fn send(
                     ResetPolicy::None
                 )));
             };
-            let isolation = match config.isolation_level {
-                IsolationLevel::ReadUncommitted => kcon_offsets::IsolationLevel::ReadUncommitted,
-                IsolationLevel::ReadCommitted => kcon_offsets::IsolationLevel::ReadCommitted,
-            };
+            let isolation = config.isolation_level;
             let specs = partitions.into_iter().map(|tp| (tp, spec)).collect();
             let answer: std::collections::BTreeMap<TopicPartition, ListedOffset> =
                 admin::list_offsets(&pool, &specs, isolation)
@@ -502,19 +491,19 @@ async fn send(
             let conn = pool
                 .connection(BrokerTarget::Broker(request.broker))
                 .await
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             let v = conn
                 .version(ApiKey::OffsetForLeaderEpoch)
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             let r = offset_for_leader_epoch_request(&request, v).map_err(|e| refused(e.0))?;
-            let answer = conn.send(&r).await.map_err(failure)?;
+            let answer = conn.send(&r).await.map_err(RequestFailure::from_pool)?;
             Ok(FetchAnswer::Validation(Box::new(answer)))
         }
         FetchRequest::Metadata { topics } => {
             let metadata = pool
                 .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
                 .await
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             let topics: BTreeSet<String> = topics.into_iter().collect();
             Ok(FetchAnswer::Metadata(metadata_view(
                 &pool, &metadata, &topics,

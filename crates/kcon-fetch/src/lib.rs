@@ -24,7 +24,8 @@ pub mod validation;
 
 pub use error::SessionError;
 pub use kcon_group::TopicPartition;
-pub use session::wire::{FetchParams, IsolationLevel, VersionError, fetch_request};
+pub use kcon_offsets::IsolationLevel;
+pub use session::wire::{FetchParams, VersionError, fetch_request};
 pub use session::{
     FINAL_EPOCH, FetchSession, Forgotten, INITIAL_EPOCH, PartitionFetch, RequestKind,
     SessionOutcome, SessionRequest, SessionReset,

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::protocol::Request;
-use kcon_pool::{
-    BrokerTarget, ConfigError, Connection, Error as PoolError, Metadata, Pool, Purpose, TopicScope,
-};
+use kcon_pool::{BrokerTarget, ConfigError, Connection, Metadata, Pool, Purpose, TopicScope};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinHandle, JoinSet};
 use tokio::time::{self, Instant, MissedTickBehavior};
@@ -351,16 +349,6 @@ pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -
         .collect()
 }
 
-fn failure(e: PoolError) -> RequestFailure {
-    // A corrupt answer closed the connection; a fresh one may do better, and the machine's
-    // backoff keeps that from looping fast.
-    let retriable = e.is_retriable() || matches!(e, PoolError::Corrupt { .. });
-    RequestFailure {
-        retriable,
-        reason: e.to_string(),
-    }
-}
-
 fn version_failure(e: wire::VersionError) -> RequestFailure {
     RequestFailure {
         retriable: false,
@@ -378,11 +366,14 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
         let metadata = pool
             .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
             .await
-            .map_err(failure)?;
+            .map_err(RequestFailure::from_pool)?;
         return Ok(GroupResponse::Metadata(topic_partitions(&metadata, topics)));
     }
-    let conn = pool.connection(target).await.map_err(failure)?;
-    let version = |api: ApiKey| conn.version(api).map_err(failure);
+    let conn = pool
+        .connection(target)
+        .await
+        .map_err(RequestFailure::from_pool)?;
+    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from_pool);
     let answer = match &out.request {
         GroupRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
@@ -421,5 +412,5 @@ async fn call<R: Request>(
     let request = request.map_err(version_failure)?;
     conn.send_with_timeout(&request, timeout)
         .await
-        .map_err(failure)
+        .map_err(RequestFailure::from_pool)
 }

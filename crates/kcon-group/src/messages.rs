@@ -229,6 +229,19 @@ pub struct RequestFailure {
     pub reason: String,
 }
 
+impl RequestFailure {
+    /// Why a request sent through the pool got no answer. A corrupt answer closed its
+    /// connection, so it counts as retriable: a fresh connection may do better, and the
+    /// machines' backoff keeps that from looping fast.
+    pub fn from_pool(e: kcon_pool::Error) -> RequestFailure {
+        let retriable = e.is_retriable() || matches!(e, kcon_pool::Error::Corrupt { .. });
+        RequestFailure {
+            retriable,
+            reason: e.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for RequestFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.reason)

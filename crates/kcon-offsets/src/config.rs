@@ -20,6 +20,20 @@ pub enum IsolationLevel {
 }
 
 impl IsolationLevel {
+    /// `isolation.level` from its string form, `read_uncommitted` or `read_committed` in any
+    /// case; the error names the property.
+    pub fn parse(value: &str) -> Result<IsolationLevel, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            _ => Err(ConfigError::invalid(
+                "isolation.level",
+                value,
+                "read_uncommitted or read_committed",
+            )),
+        }
+    }
+
     /// The wire value (ListOffsets, Fetch).
     pub fn code(self) -> i8 {
         match self {
@@ -106,19 +120,7 @@ impl OffsetsConfig {
             "auto.commit.interval.ms" => self.auto_commit_interval = millis(name, v, 0)?,
             "enable.auto.offset.store" => self.enable_auto_offset_store = parse_bool(name, v)?,
             "auto.offset.reset" => self.auto_offset_reset = ResetPolicy::parse(v)?,
-            "isolation.level" => {
-                self.isolation_level = match v.to_ascii_lowercase().as_str() {
-                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
-                    "read_committed" => IsolationLevel::ReadCommitted,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            name,
-                            value,
-                            "read_uncommitted or read_committed",
-                        ));
-                    }
-                };
-            }
+            "isolation.level" => self.isolation_level = IsolationLevel::parse(value)?,
             "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
             "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
             "default.api.timeout.ms" => self.default_api_timeout = millis(name, v, 1)?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_group::{InFlight, MemberSnapshot};
-use kcon_pool::{BrokerTarget, ConfigError, Error as PoolError, Pool, Purpose};
+use kcon_pool::{BrokerTarget, ConfigError, Pool, Purpose};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
@@ -291,16 +291,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-pub(crate) fn failure(e: PoolError) -> RequestFailure {
-    // A corrupt answer closed the connection; a fresh one may do better, and the machine's
-    // backoff keeps that from looping fast (as in kcon-group's driver).
-    let retriable = e.is_retriable() || matches!(e, PoolError::Corrupt { .. });
-    RequestFailure {
-        retriable,
-        reason: e.to_string(),
-    }
-}
-
 fn version_failure(e: wire::VersionError) -> RequestFailure {
     RequestFailure {
         retriable: false,
@@ -318,8 +308,11 @@ async fn send(
         _ => BrokerTarget::Any,
     };
     let timeout = out.timeout.unwrap_or(pool.config().request_timeout);
-    let conn = pool.connection(target).await.map_err(failure)?;
-    let version = |api: ApiKey| conn.version(api).map_err(failure);
+    let conn = pool
+        .connection(target)
+        .await
+        .map_err(RequestFailure::from_pool)?;
+    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from_pool);
     let answer = match &out.request {
         OffsetsRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
@@ -329,7 +322,7 @@ async fn send(
                     timeout,
                 )
                 .await
-                .map_err(failure)?;
+                .map_err(RequestFailure::from_pool)?;
             match kcon_group::wire::find_coordinator_response(group_id, r, v) {
                 kcon_group::GroupResponse::FindCoordinator {
                     error_code,
@@ -353,7 +346,7 @@ async fn send(
             wire::offset_commit_response(
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(failure)?,
+                    .map_err(RequestFailure::from_pool)?,
             )
         }
         OffsetsRequest::OffsetFetch(f) => {
@@ -369,7 +362,7 @@ async fn send(
                 &f.group_id,
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(failure)?,
+                    .map_err(RequestFailure::from_pool)?,
                 v,
             )
         }

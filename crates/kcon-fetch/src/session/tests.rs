@@ -13,8 +13,9 @@ use kcon_group::TopicPartition;
 use kcon_pool::TopicId;
 use proptest::prelude::*;
 
-use super::wire::{FetchParams, IsolationLevel, fetch_request, set_uuid};
+use super::wire::{FetchParams, fetch_request, set_uuid};
 use super::*;
+use crate::IsolationLevel;
 
 // ---------------------------------------------------------------------------------------
 // The model broker.

@@ -9,6 +9,7 @@ use kcon_codec::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_offsets::IsolationLevel;
 use kcon_pool::TopicId;
 
 use super::{RequestKind, SessionRequest};
@@ -24,16 +25,6 @@ impl fmt::Display for VersionError {
 }
 
 impl std::error::Error for VersionError {}
-
-/// `isolation.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IsolationLevel {
-    /// Every record up to the high watermark, aborted transactions included.
-    #[default]
-    ReadUncommitted,
-    /// Only committed records, up to the last stable offset (KIP-98).
-    ReadCommitted,
-}
 
 /// The consumer settings a Fetch request carries besides the session's partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,10 +100,7 @@ pub fn fetch_request(
     r.max_wait_ms = params.max_wait_ms;
     r.min_bytes = params.min_bytes;
     r.max_bytes = params.max_bytes;
-    r.isolation_level = match params.isolation_level {
-        IsolationLevel::ReadUncommitted => 0,
-        IsolationLevel::ReadCommitted => 1,
-    };
+    r.isolation_level = params.isolation_level.code();
     r.session_id = request.session_id;
     r.session_epoch = request.epoch;
     if version >= 11 {
