@@ -526,8 +526,8 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
 
 #[test]
 fn every_truncation_is_an_error_and_kafka_protocol_agrees() {
-    // The brief's five, plus every other supported pair: a proper prefix of a valid body is
-    // never itself valid, since the walk reads the same bytes and needs more.
+    // The five pairs named first, plus every other supported pair: a proper prefix of a valid
+    // body is never itself valid, since the walk reads the same bytes and needs more.
     let named = [
         (ApiKey::Fetch, 17),
         (ApiKey::Metadata, 12),
