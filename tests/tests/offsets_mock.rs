@@ -2,18 +2,18 @@
 //! and leader epoch, live and stale generations of a kcon group member, ListOffsets, and
 //! errors pushed for OffsetCommit and OffsetFetch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_offsets::admin::list_offsets;
+use kcon_offsets::admin::{self, AdminError, list_offsets};
 use kcon_offsets::{CommitError, FetchError, IsolationLevel, OffsetSpec, Offsets, TopicPartition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::{
     Member, REBALANCE_WITHIN, group_config, partitions, wait_for_exactly_once,
 };
-use kcon_tests::mock::MockCluster;
+use kcon_tests::mock::{CoordinatorType, MockCluster};
 use kcon_tests::offsets::{commit_map, keys, now_ms, offsets_config, produce};
 use kcon_tests::pool::config;
 
@@ -273,4 +273,85 @@ async fn offsets_follow_a_group_members_generation() {
         .unwrap();
     assert_eq!(acked.len(), 1);
     member.close(Duration::from_secs(5)).await;
+}
+
+/// The committed offsets of several groups in one call where the coordinators speak only
+/// OffsetFetch v6 (the mock): one request per group, each to its own coordinator (two groups
+/// share broker 1, the third is on broker 2), giving what each group's own fetch gives; an
+/// error pushed for the first request fails that group only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_of_several_groups_fall_back_to_one_request_per_group() {
+    let (mock, pool, topic) = mock_with_topic(2);
+    let groups = [unique_name("g1"), unique_name("g2"), unique_name("g3")];
+    for (group, coordinator) in groups.iter().zip([1, 1, 2]) {
+        mock.set_coordinator(CoordinatorType::Group, group, coordinator);
+    }
+    let commits = [
+        commit_map(&[(&topic, 0, 42, None, "first"), (&topic, 1, 7, None, "")]),
+        commit_map(&[(&topic, 0, 3, None, "second")]),
+        commit_map(&[(&topic, 1, 11, None, "third")]),
+    ];
+    let p0 = TopicPartition::new(&topic, 0);
+    let p1 = TopicPartition::new(&topic, 1);
+    let asked = BTreeSet::from([p0.clone(), p1.clone()]);
+    let mut single = BTreeMap::new();
+    for (group, offsets) in groups.iter().zip(&commits) {
+        let o = Offsets::start(pool.clone(), offsets_config(group, &[])).unwrap();
+        o.commit_sync(Some(offsets.clone())).await.unwrap();
+        single.insert(
+            group.clone(),
+            o.committed(Some(asked.clone())).await.unwrap(),
+        );
+        o.close(Duration::from_secs(5)).await;
+    }
+    assert_eq!(single[&groups[0]][&p0].as_ref().map(|o| o.offset), Some(42));
+    assert_eq!(single[&groups[1]][&p1], None);
+
+    mock.start_request_tracking();
+    let got = admin::committed_offsets_of_groups(&pool, &groups, Some(&asked), true)
+        .await
+        .unwrap();
+    let fetches: Vec<_> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api() == Some(ApiKey::OffsetFetch))
+        .map(|r| r.broker_id)
+        .collect();
+    assert_eq!(
+        fetches,
+        [1, 1, 2],
+        "one request per group, to its coordinator"
+    );
+    let as_single = |r: &admin::GroupOffsets| -> BTreeMap<_, _> {
+        r.as_ref()
+            .expect("the group's offsets")
+            .iter()
+            .map(|(tp, p)| {
+                assert_eq!(p.error_code, 0, "{p:?}");
+                (tp.clone(), p.committed.clone())
+            })
+            .collect()
+    };
+    for group in &groups {
+        assert_eq!(as_single(&got[group]), single[group], "{group}");
+    }
+
+    // A group-level error for the first request (the first group's) fails that group only.
+    mock.push_request_errors(ApiKey::OffsetFetch, &[GROUP_AUTHORIZATION_FAILED]);
+    let got = admin::committed_offsets_of_groups(&pool, &groups, Some(&asked), false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            got[&groups[0]],
+            Err(AdminError::Broker {
+                error_code: GROUP_AUTHORIZATION_FAILED,
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    for group in &groups[1..] {
+        assert_eq!(as_single(&got[group]), single[group], "{group}");
+    }
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_offsets::admin::{self, list_offsets};
 use kcon_offsets::positions::{Watermarks, record_lag};
 use kcon_offsets::{CommitError, IsolationLevel, OffsetSpec, Offsets, TopicPartition};
@@ -266,4 +267,68 @@ async fn list_offsets_against_the_fetch_high_watermark() {
         .unwrap();
     assert_eq!(marks[&p1].log_start, 0);
     assert_eq!(marks[&p1].high_watermark, 0);
+}
+
+/// The committed offsets of two groups (inactive-group commits) read back in one call
+/// (OffsetFetch v9: both groups in one request to their coordinator), for asked partitions and
+/// for all of each group's; a group with no commits reads back as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_of_several_groups_in_one_call() {
+    let (_tansu, pool, topic) = tansu_with_topic(2).await;
+    let v = pool.connection(BrokerTarget::Any).await.unwrap();
+    assert_eq!(
+        v.version(ApiKey::OffsetFetch).unwrap(),
+        9,
+        "Tansu speaks v9"
+    );
+    let (g1, g2, g3) = (unique_name("g1"), unique_name("g2"), unique_name("g3"));
+    let want = [
+        (
+            &g1,
+            commit_map(&[(&topic, 0, 42, None, ""), (&topic, 1, 7, None, "")]),
+        ),
+        (&g2, commit_map(&[(&topic, 0, 3, None, "")])),
+    ];
+    for (group, offsets) in &want {
+        let o = Offsets::start(pool.clone(), offsets_config(group, &[])).unwrap();
+        o.commit_sync(Some(offsets.clone())).await.unwrap();
+        o.close(Duration::from_secs(5)).await;
+    }
+    let p0 = TopicPartition::new(&topic, 0);
+    let p1 = TopicPartition::new(&topic, 1);
+    let groups = [g1.clone(), g2.clone(), g3.clone()];
+    let asked = BTreeSet::from([p0.clone(), p1.clone()]);
+    let offset = |r: &admin::GroupOffsets, tp: &TopicPartition| {
+        let p = &r.as_ref().expect("the group's offsets")[tp];
+        assert_eq!(p.error_code, 0, "{p:?}");
+        p.committed.as_ref().map(|o| o.offset)
+    };
+    for require_stable in [false, true] {
+        let got = admin::committed_offsets_of_groups(&pool, &groups, Some(&asked), require_stable)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(offset(&got[&g1], &p0), Some(42), "{got:?}");
+        assert_eq!(offset(&got[&g1], &p1), Some(7), "{got:?}");
+        assert_eq!(offset(&got[&g2], &p0), Some(3), "{got:?}");
+        assert_eq!(offset(&got[&g2], &p1), None, "{got:?}");
+        assert_eq!(offset(&got[&g3], &p0), None, "{got:?}");
+        assert_eq!(offset(&got[&g3], &p1), None, "{got:?}");
+    }
+    let all = admin::committed_offsets_of_groups(&pool, &groups[..2], None, false)
+        .await
+        .unwrap();
+    for (group, offsets) in &want {
+        let got: BTreeMap<_, _> = all[*group]
+            .as_ref()
+            .expect("the group's offsets")
+            .iter()
+            .filter_map(|(tp, p)| Some((tp.clone(), p.committed.as_ref()?.offset)))
+            .collect();
+        let want: BTreeMap<_, _> = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), o.offset))
+            .collect();
+        assert_eq!(got, want, "{group}");
+    }
 }

@@ -1,5 +1,6 @@
 //! One-shot requests a consumer tool needs: ListOffsets (earliest, latest, max timestamp, by
-//! timestamp; watermarks), DescribeGroups, ListGroups, OffsetDelete (KIP-496).
+//! timestamp; watermarks), the committed offsets of several groups (OffsetFetch, KIP-709),
+//! DescribeGroups, ListGroups, OffsetDelete (KIP-496).
 //!
 //! These hold no state between calls, so they are plain async functions over a [`Pool`]
 //! with the per-version conversions of [`wire`]; the stateful offset logic (commit
@@ -15,8 +16,10 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_pool::{
     BrokerTarget, Error as PoolError, Pool, Purpose, TopicScope, is_stale_metadata_error,
 };
+use tracing::debug;
 
 use crate::config::IsolationLevel;
+use crate::messages::PartitionOffset;
 use crate::positions::{OffsetSpec, Watermarks};
 use crate::{Coordinator, TopicPartition, wire};
 
@@ -27,6 +30,19 @@ const LIST_OFFSETS_ATTEMPTS: u32 = 5;
 /// How long to wait between those retries (the metadata refresh itself is coalesced by the
 /// pool).
 const LIST_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How many times the committed offsets of a group are asked for after a retriable group error
+/// (a moved or loading coordinator, UNSTABLE_OFFSET_COMMIT at the group level); each retry
+/// finds the coordinator again.
+const GROUP_OFFSETS_ATTEMPTS: u32 = 5;
+
+/// How long to wait between those retries.
+const GROUP_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One group's committed offsets as [`committed_offsets_of_groups`] answers them: each
+/// partition's error code and committed offset (`None` where the group has none), or why the
+/// group as a whole has no answer.
+pub type GroupOffsets = Result<BTreeMap<TopicPartition, PartitionOffset>, AdminError>;
 
 /// One partition of a ListOffsets answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,4 +369,135 @@ pub async fn delete_offsets(
         });
     }
     Ok(out)
+}
+
+/// The committed offsets of `groups` (OffsetFetch), each group's from its coordinator:
+/// groups sharing a coordinator go in one request where it speaks OffsetFetch v8+ (KIP-709),
+/// one request per group below v8. `partitions` are the partitions asked for in every group
+/// (`None`: all a group has offsets for); every asked partition is in a group's answer, `None`
+/// where the group has no offset. `require_stable` (KIP-447, for read_committed) is sent from
+/// v7 and dropped below, as by the commit machine.
+///
+/// Each group has its own outcome: an error for one group (its FindCoordinator or OffsetFetch
+/// error code, or its coordinator unreachable) leaves the others' answers intact. Coordinator
+/// errors (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) and a
+/// group-level UNSTABLE_OFFSET_COMMIT are retried a bounded number of times, with the
+/// coordinator found again. The call as a whole fails only when FindCoordinator cannot be sent
+/// at all (the cluster is unreachable).
+pub async fn committed_offsets_of_groups(
+    pool: &Pool,
+    groups: &[String],
+    partitions: Option<&BTreeSet<TopicPartition>>,
+    require_stable: bool,
+) -> Result<BTreeMap<String, GroupOffsets>, AdminError> {
+    let mut out = BTreeMap::new();
+    let mut todo: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+    for attempt in 0..GROUP_OFFSETS_ATTEMPTS {
+        let last = attempt + 1 == GROUP_OFFSETS_ATTEMPTS;
+        let mut retry = BTreeSet::new();
+        let mut by_coordinator: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for group in todo {
+            match find_coordinator(pool, group).await {
+                Ok(c) => by_coordinator.entry(c.id).or_default().push(group),
+                Err(e @ AdminError::Broker { error_code, .. }) => {
+                    if is_retriable_group_error(error_code) && !last {
+                        retry.insert(group);
+                    }
+                    out.insert(group.to_owned(), Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (coordinator, batch) in by_coordinator {
+            let answers =
+                match fetch_from_coordinator(pool, coordinator, &batch, partitions, require_stable)
+                    .await
+                {
+                    Ok(answers) => answers,
+                    Err(e) => {
+                        for group in batch {
+                            out.insert(group.to_owned(), Err(e.clone()));
+                        }
+                        continue;
+                    }
+                };
+            for (group, (error_code, mut got)) in answers {
+                if error_code != 0 {
+                    if is_retriable_group_error(error_code) && !last {
+                        retry.extend(batch.iter().find(|g| **g == group));
+                    }
+                    let e = AdminError::Broker {
+                        api_key: ApiKey::OffsetFetch as i16,
+                        error_code,
+                    };
+                    out.insert(group, Err(e));
+                    continue;
+                }
+                for tp in partitions.into_iter().flatten() {
+                    got.entry(tp.clone()).or_insert(PartitionOffset {
+                        error_code: 0,
+                        committed: None,
+                    });
+                }
+                out.insert(group, Ok(got));
+            }
+        }
+        if retry.is_empty() {
+            break;
+        }
+        tokio::time::sleep(GROUP_OFFSETS_BACKOFF).await;
+        todo = retry;
+    }
+    Ok(out)
+}
+
+/// OffsetFetch for `groups`, all coordinated by `coordinator`: one request from v8, one per
+/// group below.
+async fn fetch_from_coordinator(
+    pool: &Pool,
+    coordinator: i32,
+    groups: &[&str],
+    partitions: Option<&BTreeSet<TopicPartition>>,
+    require_stable: bool,
+) -> Result<BTreeMap<String, wire::GroupFetchAnswer>, AdminError> {
+    let conn = pool
+        .connection(BrokerTarget::Dedicated(coordinator, Purpose::Coordinator))
+        .await?;
+    let v = conn.version(ApiKey::OffsetFetch)?;
+    let requests: Vec<&[&str]> = if v >= 8 {
+        vec![groups]
+    } else {
+        groups.chunks(1).collect()
+    };
+    let mut out = BTreeMap::new();
+    for batch in requests {
+        let (req, dropped_stable) =
+            wire::offset_fetch_groups_request(batch, partitions, require_stable, v)?;
+        if dropped_stable {
+            debug!(
+                coordinator,
+                version = v,
+                "the coordinator cannot require stable offsets (OffsetFetch < v7)"
+            );
+        }
+        out.extend(wire::offset_fetch_groups_response(
+            batch,
+            conn.send(&req).await?,
+            v,
+        ));
+    }
+    Ok(out)
+}
+
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, and
+/// UNSTABLE_OFFSET_COMMIT where librdkafka's mock cluster puts it, at the group level.
+fn is_retriable_group_error(error_code: i16) -> bool {
+    use crate::machine::code;
+    matches!(
+        error_code,
+        code::COORDINATOR_LOAD_IN_PROGRESS
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::NOT_COORDINATOR
+            | code::UNSTABLE_OFFSET_COMMIT
+    )
 }

@@ -9,7 +9,8 @@
 //!   `by_duration`), watermarks and lag.
 //! - [`wire`]: the requests in kafka-protocol's types, per version.
 //! - [`Offsets`]: a tokio task that drives a [`CommitMachine`] through a [`kcon_pool::Pool`];
-//!   [`admin`]: one-shot requests (ListOffsets, DescribeGroups, ListGroups, OffsetDelete).
+//!   [`admin`]: one-shot requests (ListOffsets, several groups' committed offsets,
+//!   DescribeGroups, ListGroups, OffsetDelete).
 
 pub mod admin;
 mod config;

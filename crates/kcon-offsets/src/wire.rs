@@ -2,7 +2,7 @@
 //! version lacks are left out (kafka-protocol refuses a request that sets them), and what a
 //! version cannot express is an error rather than a silently different request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
@@ -139,54 +139,77 @@ pub fn offset_fetch_request(
     f: &FetchRequest,
     version: i16,
 ) -> Result<(OffsetFetchRequest, bool), VersionError> {
+    offset_fetch_groups_request(
+        &[f.group_id.as_str()],
+        f.partitions.as_ref(),
+        f.require_stable,
+        version,
+    )
+}
+
+/// OffsetFetch for `group_ids`, each asking for `partitions` (`None`: every partition the
+/// group has an offset for), and whether `require_stable` had to be dropped, as in
+/// [`offset_fetch_request`]. From v8 (KIP-709) the groups go together in the `groups` array;
+/// before v8 a request holds exactly one group, so more is an error.
+pub fn offset_fetch_groups_request(
+    group_ids: &[&str],
+    partitions: Option<&BTreeSet<TopicPartition>>,
+    require_stable: bool,
+    version: i16,
+) -> Result<(OffsetFetchRequest, bool), VersionError> {
     if version < 1 {
         return Err(VersionError(format!(
             "OffsetFetch v{version}: kcon speaks v1 and later"
         )));
     }
-    if f.partitions.is_none() && version < 2 {
+    if partitions.is_none() && version < 2 {
         return Err(VersionError(
             "fetching all of a group's offsets needs OffsetFetch v2".into(),
         ));
     }
     let mut r = OffsetFetchRequest::default();
-    let dropped_stable = f.require_stable && version < 7;
+    let dropped_stable = require_stable && version < 7;
     if version >= 7 {
-        r.require_stable = f.require_stable;
+        r.require_stable = require_stable;
     }
-    let grouped = f
-        .partitions
-        .as_ref()
-        .map(|ps| by_topic(ps.iter().map(|tp| (tp, ()))));
+    let grouped = partitions.map(|ps| by_topic(ps.iter().map(|tp| (tp, ()))));
+    // The topics of a request (`OffsetFetchRequestTopic` before v8, `...Topics` in a v8+
+    // group: the same fields in two types).
+    macro_rules! fetch_topics {
+        ($ty:ty, $grouped:expr) => {
+            $grouped.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|(topic, ps)| {
+                        let mut t = <$ty>::default();
+                        t.name = topic_name(topic);
+                        t.partition_indexes = ps.iter().map(|(p, ())| *p).collect();
+                        t
+                    })
+                    .collect()
+            })
+        };
+    }
     if version >= 8 {
-        let mut g = OffsetFetchRequestGroup::default();
-        g.group_id = GroupId(s(&f.group_id));
-        g.topics = grouped.map(|topics| {
-            topics
-                .into_iter()
-                .map(|(topic, ps)| {
-                    let mut t = OffsetFetchRequestTopics::default();
-                    t.name = topic_name(topic);
-                    t.partition_indexes = ps.into_iter().map(|(p, ())| p).collect();
-                    t
-                })
-                .collect()
-        });
-        r.groups = vec![g];
-    } else {
-        r.group_id = GroupId(s(&f.group_id));
-        r.topics = grouped.map(|topics| {
-            topics
-                .into_iter()
-                .map(|(topic, ps)| {
-                    let mut t = OffsetFetchRequestTopic::default();
-                    t.name = topic_name(topic);
-                    t.partition_indexes = ps.into_iter().map(|(p, ())| p).collect();
-                    t
-                })
-                .collect()
-        });
+        r.groups = group_ids
+            .iter()
+            .map(|group_id| {
+                let mut g = OffsetFetchRequestGroup::default();
+                g.group_id = GroupId(s(group_id));
+                g.topics = fetch_topics!(OffsetFetchRequestTopics, &grouped);
+                g
+            })
+            .collect();
+        return Ok((r, dropped_stable));
     }
+    let [group_id] = group_ids else {
+        return Err(VersionError(format!(
+            "OffsetFetch for {} groups in one request needs v8 (KIP-709); the coordinator speaks up to v{version}",
+            group_ids.len()
+        )));
+    };
+    r.group_id = GroupId(s(group_id));
+    r.topics = fetch_topics!(OffsetFetchRequestTopic, &grouped);
     Ok((r, dropped_stable))
 }
 
@@ -213,53 +236,68 @@ pub fn offset_fetch_response(
     r: OffsetFetchResponse,
     version: i16,
 ) -> OffsetsResponse {
-    let mut partitions = BTreeMap::new();
-    if version >= 8 {
-        let Some(g) = r
-            .groups
-            .into_iter()
-            .find(|g| g.group_id.0.as_str() == group_id)
-        else {
-            return OffsetsResponse::OffsetFetch {
-                error_code: 15,
-                partitions,
-            };
-        };
-        for t in g.topics {
-            for p in t.partitions {
-                partitions.insert(
-                    TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                    partition_offset(
-                        p.committed_offset,
-                        p.committed_leader_epoch,
-                        p.metadata.as_ref(),
-                        p.error_code,
-                    ),
-                );
-            }
-        }
-        return OffsetsResponse::OffsetFetch {
-            error_code: g.error_code,
-            partitions,
-        };
-    }
-    for t in r.topics {
-        for p in t.partitions {
-            partitions.insert(
-                TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                partition_offset(
-                    p.committed_offset,
-                    p.committed_leader_epoch,
-                    p.metadata.as_ref(),
-                    p.error_code,
-                ),
-            );
-        }
-    }
+    let (error_code, partitions) = offset_fetch_groups_response(&[group_id], r, version)
+        .remove(group_id)
+        .unwrap_or_default();
     OffsetsResponse::OffsetFetch {
-        error_code: r.error_code,
+        error_code,
         partitions,
     }
+}
+
+/// One group's part of an OffsetFetch answer: its error code and its partitions.
+pub type GroupFetchAnswer = (i16, BTreeMap<TopicPartition, PartitionOffset>);
+
+/// An OffsetFetch answer for each of `group_ids`, the groups asked with
+/// [`offset_fetch_groups_request`]. From v8 each group has its own error code and partitions,
+/// and a group the answer leaves out is COORDINATOR_NOT_AVAILABLE (15, retriable); before v8
+/// the answer is the one group's.
+pub fn offset_fetch_groups_response(
+    group_ids: &[&str],
+    r: OffsetFetchResponse,
+    version: i16,
+) -> BTreeMap<String, GroupFetchAnswer> {
+    // The partitions of an answer (`OffsetFetchResponseTopic` before v8, `...Topics` in a v8+
+    // group: the same fields in two types).
+    macro_rules! fetched_partitions {
+        ($topics:expr) => {
+            $topics
+                .into_iter()
+                .flat_map(|t| {
+                    t.partitions.into_iter().map(move |p| {
+                        (
+                            TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                            partition_offset(
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata.as_ref(),
+                                p.error_code,
+                            ),
+                        )
+                    })
+                })
+                .collect()
+        };
+    }
+    let mut out: BTreeMap<String, GroupFetchAnswer> = group_ids
+        .iter()
+        .map(|g| ((*g).to_owned(), (15, BTreeMap::new())))
+        .collect();
+    if version < 8 {
+        let partitions = fetched_partitions!(r.topics);
+        if let Some(g) = group_ids.first() {
+            out.insert((*g).to_owned(), (r.error_code, partitions));
+        }
+        return out;
+    }
+    for g in r.groups {
+        let Some(entry) = out.get_mut(g.group_id.0.as_str()) else {
+            continue;
+        };
+        let partitions = fetched_partitions!(g.topics);
+        *entry = (g.error_code, partitions);
+    }
+    out
 }
 
 /// ListOffsets at `version` (kcon speaks v1–v9) for `partitions`, each with its query and the
@@ -564,5 +602,137 @@ mod tests {
             offset_fetch_response("other", r, 8),
             OffsetsResponse::OffsetFetch { error_code: 15, .. }
         ));
+    }
+
+    fn asked() -> BTreeSet<TopicPartition> {
+        [
+            TopicPartition::new("a", 0),
+            TopicPartition::new("a", 1),
+            TopicPartition::new("b", 0),
+        ]
+        .into()
+    }
+
+    /// From v8 several groups go in one request's `groups` array, each asking for the same
+    /// partitions (or all), with `require_stable`; below v8 a request holds one group at the
+    /// top level, and several are refused.
+    #[test]
+    fn several_groups_in_one_request_from_v8() {
+        let ps = asked();
+        for v in 8..=9 {
+            let (r, dropped) =
+                offset_fetch_groups_request(&["g1", "g2"], Some(&ps), true, v).unwrap();
+            assert!(!dropped && r.require_stable);
+            assert!(r.group_id.0.is_empty());
+            assert_eq!(r.topics, OffsetFetchRequest::default().topics);
+            let ids: Vec<_> = r.groups.iter().map(|g| g.group_id.0.as_str()).collect();
+            assert_eq!(ids, ["g1", "g2"]);
+            for g in &r.groups {
+                let topics = g.topics.as_ref().expect("the asked partitions");
+                let got: Vec<_> = topics
+                    .iter()
+                    .map(|t| (t.name.0.as_str(), t.partition_indexes.clone()))
+                    .collect();
+                assert_eq!(got, [("a", vec![0, 1]), ("b", vec![0])]);
+            }
+            encodes(&r, v);
+            let (all, _) = offset_fetch_groups_request(&["g1", "g2"], None, false, v).unwrap();
+            assert!(all.groups.iter().all(|g| g.topics.is_none()));
+            encodes(&all, v);
+        }
+        // The fallback: one group per request below v8.
+        let (r, dropped) = offset_fetch_groups_request(&["g1"], Some(&ps), true, 7).unwrap();
+        assert!(!dropped && r.require_stable);
+        assert_eq!(r.group_id.0.as_str(), "g1");
+        assert!(r.groups.is_empty());
+        assert_eq!(r.topics.as_ref().map(Vec::len), Some(2));
+        encodes(&r, 7);
+        let (r, dropped) = offset_fetch_groups_request(&["g1"], Some(&ps), true, 6).unwrap();
+        assert!(dropped && !r.require_stable);
+        encodes(&r, 6);
+        for v in [1, 6, 7] {
+            let e = offset_fetch_groups_request(&["g1", "g2"], Some(&ps), false, v).unwrap_err();
+            assert!(e.0.contains("needs v8"), "{e:?}");
+        }
+    }
+
+    /// A v8/v9 answer: each group its own error code and partitions; a group-level error in
+    /// one group leaves the others' offsets intact; a group the answer leaves out is
+    /// COORDINATOR_NOT_AVAILABLE; a group not asked for is ignored. Below v8 the answer is the
+    /// one group's.
+    #[test]
+    fn several_groups_answers_with_per_group_errors() {
+        use kcon_codec::kafka_protocol::messages::offset_fetch_response::{
+            OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+            OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+        };
+        let group = |id: &str, error_code: i16, offsets: &[(i32, i64, i16)]| {
+            let mut t = OffsetFetchResponseTopics::default();
+            t.name = topic_name("a");
+            t.partitions = offsets
+                .iter()
+                .map(|&(partition, offset, error_code)| {
+                    let mut p = OffsetFetchResponsePartitions::default();
+                    p.partition_index = partition;
+                    p.committed_offset = offset;
+                    p.committed_leader_epoch = -1;
+                    p.error_code = error_code;
+                    p
+                })
+                .collect();
+            let mut g = OffsetFetchResponseGroup::default();
+            g.group_id = GroupId(s(id));
+            g.error_code = error_code;
+            g.topics = vec![t];
+            g
+        };
+        let mut r = OffsetFetchResponse::default();
+        r.groups = vec![
+            group("g2", 30, &[]),
+            group("g1", 0, &[(0, 5, 0), (1, -1, 0), (2, -1, 88)]),
+            group("not-asked", 0, &[(0, 1, 0)]),
+        ];
+        for v in 8..=9 {
+            let got = offset_fetch_groups_response(&["g1", "g2", "g3"], r.clone(), v);
+            assert_eq!(
+                got.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["g1", "g2", "g3"]
+            );
+            let (error_code, g1) = &got["g1"];
+            assert_eq!(*error_code, 0);
+            assert_eq!(
+                g1[&TopicPartition::new("a", 0)].committed,
+                Some(OffsetAndMetadata::new(5))
+            );
+            assert_eq!(g1[&TopicPartition::new("a", 1)].committed, None);
+            assert_eq!(g1[&TopicPartition::new("a", 2)].error_code, 88);
+            assert_eq!(got["g2"], (30, BTreeMap::new()));
+            assert_eq!(got["g3"], (15, BTreeMap::new()));
+        }
+        // v7: the top-level answer is the one group's.
+        let mut old = OffsetFetchResponse::default().with_topics(vec![
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name("b"))
+                .with_partitions(vec![
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(3)
+                        .with_committed_offset(11)
+                        .with_committed_leader_epoch(4)
+                        .with_metadata(Some(s("m"))),
+                ]),
+        ]);
+        let got = offset_fetch_groups_response(&["g1"], old.clone(), 7);
+        let (error_code, g1) = &got["g1"];
+        assert_eq!(*error_code, 0);
+        assert_eq!(
+            g1[&TopicPartition::new("b", 3)].committed,
+            Some(OffsetAndMetadata {
+                offset: 11,
+                leader_epoch: Some(4),
+                metadata: "m".into()
+            })
+        );
+        old.error_code = 16;
+        assert_eq!(offset_fetch_groups_response(&["g1"], old, 7)["g1"].0, 16);
     }
 }
