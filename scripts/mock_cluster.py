@@ -30,6 +30,7 @@ drop the connection instead of answering). Broker -1 means every broker where no
     partition_set_leader                 topic, partition, broker (-1: no leader)
     partition_set_follower               topic, partition, broker
     partition_set_follower_wmarks        topic, partition, lo, hi (-1: the leader's)
+    partition_push_request_errors        topic, partition, api_key, errors: [code, ...]
     coordinator_set                      key_type ("group" | "transaction"), key, broker
     topic_create                         topic, partitions, replication_factor
     topic_set_error                      topic, error
@@ -43,6 +44,16 @@ drop the connection instead of answering). Broker -1 means every broker where no
 
 librdkafka 2.16 has no accessor for a tracked request's API version, so get_requests
 has none.
+
+partition_push_request_errors gives one partition its own error stack for api_key: each
+request of that API that names the partition, reaches its leader (for Fetch also its
+follower) and passes the mock's own checks takes the next code as that partition's error
+code; the request's other partitions and its top level are untouched. Only the Produce,
+Fetch and ShareFetch handlers look at these stacks. Cluster-wide (push_request_errors) and
+broker errors take precedence and leave the partition's stack as it is. A code is written
+into the answer as it is (-195 closes nothing here). The topic is created if it doesn't
+exist; there is no accessor for how many errors are left, and clear_request_errors does not
+clear them.
 
 The process exits (after destroying the cluster) on the `quit` command and also when
 stdin reaches end of file: a test that dies closes the pipe, so no cluster outlives it.
@@ -119,6 +130,8 @@ def load(path: str) -> ctypes.CDLL:
         "rd_kafka_mock_partition_set_leader": (err, [vp, c_char_p, i32, i32]),
         "rd_kafka_mock_partition_set_follower": (err, [vp, c_char_p, i32, i32]),
         "rd_kafka_mock_partition_set_follower_wmarks": (err, [vp, c_char_p, i32, i64, i64]),
+        # Variadic after `cnt`: the error codes are passed as c_int each (see above).
+        "rd_kafka_mock_partition_push_request_errors": (err, [vp, c_char_p, i32, i16, size_t]),
         "rd_kafka_mock_coordinator_set": (err, [vp, c_char_p, c_char_p, i32]),
         "rd_kafka_mock_topic_create": (err, [vp, c_char_p, c_int, c_int]),
         "rd_kafka_mock_topic_set_error": (None, [vp, c_char_p, err]),
@@ -308,6 +321,21 @@ def partition_set_follower_wmarks(c: Cluster, cmd: dict[str, Any]) -> dict[str, 
                        num(cmd, "lo", 64), num(cmd, "hi", 64)))
 
 
+def partition_push_request_errors(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    errors = [ctypes.c_int(e) for e in int_list(cmd, "errors")]
+    partition = num(cmd, "partition")
+    # librdkafka checks only the upper bound: a negative index would write before the
+    # topic's partition array. Past the end it answers UNKNOWN_TOPIC_OR_PART.
+    if partition < 0:
+        raise CommandError(f"partition must not be negative, got {partition}")
+    # No array form exists; variadic ints travel like fixed ones on x86-64 and aarch64
+    # Linux (see broker_push_request_error_rtts).
+    return c.check("partition_push_request_errors",
+                   c.lib.rd_kafka_mock_partition_push_request_errors(
+                       c.mc, text(cmd, "topic"), partition, num(cmd, "api_key", 16),
+                       len(errors), *errors))
+
+
 def coordinator_set(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
     key_type = arg(cmd, "key_type", str)
     # librdkafka asserts on other key types (it would abort the whole process).
@@ -388,7 +416,7 @@ COMMANDS: dict[str, Callable[[Cluster, dict[str, Any]], dict[str, Any]]] = {
         push_request_errors, broker_push_request_error_rtts, broker_error_stack_cnt,
         clear_request_errors,
         partition_set_leader, partition_set_follower, partition_set_follower_wmarks,
-        coordinator_set, topic_create, topic_set_error, set_apiversion,
+        partition_push_request_errors, coordinator_set, topic_create, topic_set_error, set_apiversion,
         start_request_tracking, stop_request_tracking, get_requests, clear_requests,
         group_initial_rebalance_delay_ms, set_group_consumer_session_timeout_ms,
         set_group_consumer_heartbeat_interval_ms,

@@ -406,6 +406,42 @@ impl MockCluster {
         }));
     }
 
+    /// Gives `topic`'s `partition` its own errors for `api`: each later request of `api` that
+    /// names the partition takes the next code, in order, as that partition's error code in
+    /// the answer; the request's other partitions and its top-level error are untouched (a code
+    /// of 0 lets that request's partition through).
+    ///
+    /// What the mock (librdkafka 2.16, `rd_kafka_mock_partition_push_request_errors`) does with
+    /// them:
+    /// - Only the Produce, Fetch and ShareFetch handlers use them; for other APIs they are
+    ///   never consumed.
+    /// - One error is used per request naming the partition, and only when the request gets as
+    ///   far as the partition: to its leader (for Fetch also to its `set_follower` replica),
+    ///   with an acceptable leader epoch, and with no cluster-wide or broker error pushed for
+    ///   the request ([`push_request_errors`](MockCluster::push_request_errors) and
+    ///   [`push_request_error_rtts`](MockCluster::push_request_error_rtts) take precedence
+    ///   and leave these in place). A Fetch that doesn't name the partition (a fetch session
+    ///   leaving it out) uses none.
+    /// - A Fetch answer's erroring partition has no records but real watermarks; with
+    ///   NOT_LEADER_OR_FOLLOWER at v12+ it also carries the current leader (KIP-951), which has
+    ///   not changed. A Produce to it appends nothing.
+    /// - Codes are written as they are: [`TRANSPORT_ERROR`] closes nothing here.
+    /// - The topic is created if it doesn't exist; a partition past its end is refused. There
+    ///   is no way to see how many are left, and
+    ///   [`clear_request_errors`](MockCluster::clear_request_errors) does not clear them.
+    pub fn push_partition_request_errors(
+        &self,
+        topic: &str,
+        partition: i32,
+        api: ApiKey,
+        errors: &[i16],
+    ) {
+        self.command(json!({
+            "cmd": "partition_push_request_errors", "topic": topic, "partition": partition,
+            "api_key": api as i16, "errors": errors,
+        }));
+    }
+
     /// Makes broker `id` the coordinator for `key` (a group id or transactional id).
     pub fn set_coordinator(&self, kind: CoordinatorType, key: &str, id: i32) {
         self.command(json!({

@@ -8,11 +8,11 @@
 //!   produced in small batches and kept small (the mock's fetch path is slow).
 //! - An error pushed with `push_request_errors` is the answer's top-level error code (Fetch v7+)
 //!   and every partition's. The Java client and kcon ignore the partitions of an answer with a
-//!   top-level error, so pushed errors test the session-level path; partition-level errors come
-//!   from the mock's own checks: NOT_LEADER_OR_FOLLOWER (with the KIP-951 current leader) after
-//!   `set_leader`, FENCED/UNKNOWN_LEADER_EPOCH, and OFFSET_OUT_OF_RANGE for an offset past the
-//!   log end. (librdkafka exports `rd_kafka_mock_partition_push_request_errors` for
-//!   per-partition errors; the harness script does not offer it yet.)
+//!   top-level error, so pushed errors test the session-level path. Partition-level errors come
+//!   from the mock's own checks (NOT_LEADER_OR_FOLLOWER with the KIP-951 current leader after
+//!   `set_leader`, FENCED/UNKNOWN_LEADER_EPOCH, OFFSET_OUT_OF_RANGE for an offset past the log
+//!   end) and from `push_partition_request_errors`, which fails one partition of each Fetch
+//!   that names it, one error per Fetch, and leaves the others alone.
 //! - KIP-392: the leader names `set_follower`'s broker as preferred read replica (Fetch v11+)
 //!   in every answer, with no records, whatever the client's `client.rack` and the brokers'
 //!   racks say: the mock reads the request's rack id and ignores it. It names the follower even
@@ -285,6 +285,82 @@ async fn pushed_fetch_errors_lose_and_repeat_nothing() {
         "every pushed error was answered"
     );
     assert!(reader.others.is_empty(), "{:?}", reader.others);
+    fetcher.close(Duration::from_secs(5)).await;
+}
+
+/// Errors pushed for single partitions: partition 0 answers NOT_LEADER_OR_FOLLOWER,
+/// UNKNOWN_TOPIC_OR_PARTITION and KAFKA_STORAGE_ERROR (twice over) to the Fetches that name it,
+/// and partition 1 OFFSET_OUT_OF_RANGE once, under `auto.offset.reset=none`. Partition 0 is
+/// retried after each backoff (metadata refreshed, nothing reported); partitions 1 and 2 are
+/// fetched meanwhile and read to their ends before partition 0 delivers anything. Partition 1's
+/// error is reported for it alone, its position stays, and the next Fetch reads it from there.
+/// Every record of every partition arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_errors_hold_up_only_their_partition() {
+    const PARTITIONS: i32 = 3;
+    const BATCH: i64 = 50;
+    // Six errors, each followed by a backoff: partition 0's first records come 3 s after its
+    // first Fetch at the earliest; partitions 1 and 2 need four batches each (and partition 1
+    // one backoff), far less.
+    const BACKOFF: &str = "500";
+    let (mock, topic, producer) = mock_with_topic(PARTITIONS);
+    let per_partition = produce_spread(&producer, &topic, PARTITIONS, 600, BATCH).await;
+    let transient = [
+        NOT_LEADER_OR_FOLLOWER,
+        UNKNOWN_TOPIC_OR_PARTITION,
+        KAFKA_STORAGE_ERROR,
+    ];
+    mock.push_partition_request_errors(&topic, 0, ApiKey::Fetch, &transient.repeat(2));
+    mock.push_partition_request_errors(&topic, 1, ApiKey::Fetch, &[OFFSET_OUT_OF_RANGE]);
+    mock.start_request_tracking();
+    let started = Instant::now();
+    let mut fetcher = start(
+        &mock,
+        fetch_config(&[("auto.offset.reset", "none"), ("retry.backoff.ms", BACKOFF)]),
+    );
+    fetcher.assign(from_zero(&topic, 0..PARTITIONS));
+    let mut reader = Reader::new(&topic, BATCH);
+    reader
+        .read_until(
+            &mut fetcher,
+            |_| {},
+            |r| r.next(0) > 0 || (1..PARTITIONS).all(|p| r.next(p) >= per_partition[p as usize]),
+        )
+        .await;
+    assert_eq!(
+        reader.next(0),
+        0,
+        "partition 0 delivered before the others were read: {:?}",
+        reader.next
+    );
+    let others_done = started.elapsed();
+    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
+    let p0_done = started.elapsed();
+    assert_eq!(
+        reader.others,
+        [FetchEvent::PartitionError {
+            partition: TopicPartition::new(&topic, 1),
+            error: PartitionError::OffsetOutOfRange { offset: 0 },
+        }],
+        "one error, for partition 1 only"
+    );
+    // Partition 0 was asked again after each error: 7 Fetches naming it at least, all to the
+    // leader, and Metadata was refreshed.
+    let fetches = fetches_per_broker(&mock);
+    assert!(fetches.keys().eq([&1]) && fetches[&1] >= 7, "{fetches:?}");
+    assert!(
+        mock.requests()
+            .iter()
+            .filter(|r| r.api_key == ApiKey::Metadata as i16)
+            .count()
+            >= 2,
+        "metadata refreshed after the errors"
+    );
+    assert!(
+        p0_done >= Duration::from_millis(2_500),
+        "partition 0 backed off after each of its errors, done after {p0_done:?}"
+    );
+    eprintln!("partitions 1 and 2 read in {others_done:?}, partition 0 in {p0_done:?}");
     fetcher.close(Duration::from_secs(5)).await;
 }
 

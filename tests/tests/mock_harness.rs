@@ -842,3 +842,102 @@ fn the_mock_refuses_a_follower_that_syncs_after_the_leader() {
         (code(ResponseError::InvalidRequest), 0)
     );
 }
+
+/// A Fetch from offset 0 of `topic`'s partitions `0..partitions`, over kcon-pool: `(top-level
+/// error, [(error, high watermark, has records)])` per partition in order.
+async fn pool_fetch(
+    pool: &kcon_pool::Pool,
+    broker: i32,
+    topic: &str,
+    partitions: i32,
+) -> (i16, Vec<(i16, i64, bool)>) {
+    let wanted = (0..partitions)
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(str_bytes(topic)))
+                .with_partitions(wanted),
+        ]);
+    let resp = pool
+        .send(kcon_pool::BrokerTarget::Broker(broker), &req)
+        .await
+        .expect("Fetch");
+    assert_eq!(resp.responses.len(), 1);
+    let partitions = resp.responses[0]
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            assert_eq!(p.partition_index, i as i32, "answered in request order");
+            let has_records = p.records.as_ref().is_some_and(|r| !r.is_empty());
+            (p.error_code, p.high_watermark, has_records)
+        })
+        .collect();
+    (resp.error_code, partitions)
+}
+
+/// Errors pushed for one partition's Fetch are that partition's error code in the next Fetch
+/// answers that reach its leader, one per answer, while the other partitions get their records
+/// and the top level stays clear. A Fetch to another broker doesn't use them, nor does one
+/// that a cluster-wide error answers; a partition past the topic's end is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_request_errors_fail_only_that_partition() {
+    use kcon_tests::offsets::produce;
+
+    let mock = MockCluster::start(2);
+    let topic = unique_name("t");
+    mock.create_topic(&topic, 3, 2);
+    for p in 0..3 {
+        mock.set_leader(&topic, p, 1);
+    }
+    let pool = kcon_pool::Pool::new(kcon_tests::pool::config(mock.bootstrap())).unwrap();
+    for p in 0..3 {
+        produce(&pool, &topic, p, 5, 1_000).await;
+    }
+    let not_leader = code(ResponseError::NotLeaderOrFollower);
+    let storage = code(ResponseError::KafkaStorageError);
+    let unknown = code(ResponseError::UnknownTopicOrPartition);
+    let ok = (0, 5, true);
+    mock.push_partition_request_errors(&topic, 1, ApiKey::Fetch, &[not_leader, storage, unknown]);
+
+    // Broker 2 leads nothing: its own NOT_LEADER_OR_FOLLOWER everywhere, the stack untouched.
+    let (top, parts) = pool_fetch(&pool, 2, &topic, 3).await;
+    assert_eq!(top, 0);
+    assert!(parts.iter().all(|p| p.0 == not_leader), "{parts:?}");
+
+    // The leader: one pushed error per Fetch, for partition 1 only.
+    let fetch = || pool_fetch(&pool, 1, &topic, 3);
+    assert_eq!(fetch().await, (0, vec![ok, (not_leader, 5, false), ok]));
+    assert_eq!(fetch().await, (0, vec![ok, (storage, 5, false), ok]));
+
+    // A cluster-wide error answers the whole Fetch first and leaves the partition's error.
+    mock.push_request_errors(ApiKey::Fetch, &[storage]);
+    let (top, parts) = fetch().await;
+    assert_eq!(top, storage);
+    assert!(parts.iter().all(|p| p.0 == storage), "{parts:?}");
+    assert_eq!(fetch().await, (0, vec![ok, (unknown, 5, false), ok]));
+
+    // Used up.
+    assert_eq!(fetch().await, (0, vec![ok, ok, ok]));
+
+    let refused = mock.try_command(&serde_json::json!({
+        "cmd": "partition_push_request_errors", "topic": topic, "partition": 3,
+        "api_key": ApiKey::Fetch as i16, "errors": [not_leader],
+    }));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("Unknown topic or partition")),
+        "{refused:?}"
+    );
+}
