@@ -164,29 +164,51 @@ impl Drop for Tansu {
 }
 
 /// Runs a Tansu broker listening on `addr` and advertising `advertised` in metadata (its own
-/// address, or a proxy's), and waits up to `within` until it accepts connections. The error
-/// says why not, with tansu's stderr if it exited (for instance because the port was taken).
-fn spawn_tansu(
+/// address, or a proxy's), and waits up to `within` until it accepts connections.
+pub(crate) fn spawn_tansu(
     addr: SocketAddr,
     advertised: SocketAddr,
     within: Duration,
 ) -> Result<Child, String> {
-    let tansu = &installed().tansu;
     let url = format!("tcp://{addr}");
     let advertised_url = format!("tcp://{advertised}");
-    let mut child = Command::new(tansu)
-        .args([
+    spawn_listening(
+        &installed().tansu,
+        &[
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
             &advertised_url,
-        ])
+        ],
+        None,
+        addr,
+        within,
+    )
+}
+
+/// Runs `program` with `args` (in `dir` if given) and waits up to `within` until `addr`
+/// accepts connections. The error says why not, with the program's stderr if it exited (for
+/// instance because the port was taken); a process that doesn't come up in time is killed.
+pub fn spawn_listening(
+    program: &Path,
+    args: &[&str],
+    dir: Option<&Path>,
+    addr: SocketAddr,
+    within: Duration,
+) -> Result<Child, String> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", tansu.display()))?;
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -194,9 +216,12 @@ fn spawn_tansu(
             if let Some(mut s) = child.stderr.take() {
                 let _ = s.read_to_string(&mut err);
             }
-            return Err(format!("tansu exited with {status}: {err}"));
+            return Err(format!("{} exited with {status}: {err}", program.display()));
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Nothing reads stderr from now on: let it go nowhere rather than fill a pipe
+            // that would block the process once full.
+            drop(child.stderr.take());
             return Ok(child);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -204,7 +229,8 @@ fn spawn_tansu(
     let _ = child.kill();
     let _ = child.wait();
     Err(format!(
-        "tansu did not accept connections on {addr} within {within:?}"
+        "{} did not accept connections on {addr} within {within:?}",
+        program.display()
     ))
 }
 

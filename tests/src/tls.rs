@@ -3,10 +3,10 @@
 //! Tansu advertising the TLS port, so that every connection a client makes goes through TLS;
 //! and a Produce/Fetch round trip to run over it.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -25,7 +25,7 @@ use rcgen::{
 };
 use tempfile::TempDir;
 
-use crate::brokers::{free_port, installed, unique_name};
+use crate::brokers::{free_port, installed, spawn_listening, spawn_tansu, unique_name};
 
 /// A test PKI in a scratch directory: a CA, certificates it signed for the server (for
 /// `localhost` and `127.0.0.1`, and one for another host) and for a client, and a second CA
@@ -155,41 +155,8 @@ impl Server {
         addr: SocketAddr,
         within: Duration,
     ) -> Result<Server, String> {
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(dir) = dir {
-            command.current_dir(dir);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                let mut err = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = s.read_to_string(&mut err);
-                }
-                return Err(format!("{} exited with {status}: {err}", program.display()));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                // Nothing reads stderr from now on: let it go nowhere rather than fill a pipe.
-                drop(child.stderr.take());
-                return Ok(Server { child, addr });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!(
-            "{} did not accept connections on {addr} within {within:?}",
-            program.display()
-        ))
+        let child = spawn_listening(program, args, dir, addr, within)?;
+        Ok(Server { child, addr })
     }
 
     /// The address it serves.
@@ -301,21 +268,11 @@ pub fn free_addr() -> SocketAddr {
 /// Tansu (memory storage) on a plaintext port, advertising `advertised` (the TLS port in front
 /// of it).
 pub fn tansu_advertising(listen: SocketAddr, advertised: SocketAddr) -> Result<Server, String> {
-    let listener = format!("tcp://{listen}");
-    let advertised = format!("tcp://{advertised}");
-    Server::spawn(
-        &installed().tansu,
-        &[
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &advertised,
-        ],
-        None,
-        listen,
-        Duration::from_secs(15),
-    )
+    let child = spawn_tansu(listen, advertised, Duration::from_secs(15))?;
+    Ok(Server {
+        child,
+        addr: listen,
+    })
 }
 
 /// Tansu behind socat: every address it advertises is the TLS port.
