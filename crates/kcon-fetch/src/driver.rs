@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_group::InFlight;
+use kcon_group::{InFlight, sleep_until};
 use kcon_offsets::ResetPolicy;
 use kcon_offsets::admin::{self, ListedOffset};
 use kcon_pool::{BrokerTarget, ConfigError, Metadata, Pool, TopicScope};
@@ -364,13 +364,6 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

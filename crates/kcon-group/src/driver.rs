@@ -310,7 +310,9 @@ impl<Id, T: Send + 'static> Default for InFlight<Id, T> {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or for ever when there is none: a machine's `poll_timeout` as a
+/// `select!` branch.
+pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -18,7 +18,7 @@ pub mod protocol;
 pub mod wire;
 
 pub use config::GroupConfig;
-pub use driver::{GroupMember, InFlight, MemberSnapshot};
+pub use driver::{GroupMember, InFlight, MemberSnapshot, sleep_until};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
 pub use messages::{

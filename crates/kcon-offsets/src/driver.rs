@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_group::{InFlight, MemberSnapshot};
+use kcon_group::{InFlight, MemberSnapshot, sleep_until};
 use kcon_pool::{BrokerTarget, ConfigError, Pool, Purpose};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -282,13 +282,6 @@ async fn run(
         }
     }
     debug!(group = %group_id, "offsets task ends");
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn version_failure(e: wire::VersionError) -> RequestFailure {
