@@ -1,0 +1,473 @@
+//! The consumer's configuration: Kafka's property names, routed to the parts that use them.
+
+use std::time::Duration;
+
+use kcon_fetch::FetchConfig;
+use kcon_group::GroupConfig;
+use kcon_offsets::{IsolationLevel, OffsetsConfig, ResetPolicy};
+use kcon_pool::{ConfigError, PoolConfig, TokenProvider};
+
+use crate::Consumer;
+use crate::error::Error;
+use crate::listener::RebalanceListener;
+
+/// The properties the fetcher takes (its `set` has no list of its own).
+const FETCH_PROPERTIES: &[&str] = &[
+    "fetch.min.bytes",
+    "fetch.max.wait.ms",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "client.rack",
+    "auto.offset.reset",
+    "retry.backoff.ms",
+    "metadata.max.age.ms",
+    "fetch.buffer.max.bytes",
+    "max.poll.records",
+];
+
+/// Properties of the consumer itself.
+const CONSUMER_PROPERTIES: &[&str] = &["close.timeout.ms"];
+
+/// Builds a [`Consumer`]: typed setters for the common properties, and
+/// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
+/// name. Nothing is checked until [`build`](ConsumerBuilder::build), which names the first
+/// property that is unknown, has a bad value, or conflicts with another.
+///
+/// ```
+/// use kcon::{Consumer, ResetPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kcon::Error> {
+/// let consumer = Consumer::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .group_id("billing")
+///     .auto_offset_reset(ResetPolicy::Earliest)
+///     .set("partition.assignment.strategy", "cooperative-sticky")
+///     .set("session.timeout.ms", "10000")
+///     .build()?;
+/// # drop(consumer);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Default)]
+pub struct ConsumerBuilder {
+    properties: Vec<(String, String)>,
+    token_provider: Option<TokenProvider>,
+    listener: Option<Box<dyn RebalanceListener>>,
+}
+
+/// Every part's configuration, checked together.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) pool: PoolConfig,
+    /// `None` without `group.id`.
+    pub(crate) group: Option<GroupConfig>,
+    /// `None` without `group.id`.
+    pub(crate) offsets: Option<OffsetsConfig>,
+    pub(crate) fetch: FetchConfig,
+    /// `close.timeout.ms` (kcon's own): how long [`Consumer::close`] may take. Default 30 s,
+    /// the Java client's default close timeout.
+    pub(crate) close_timeout: Duration,
+}
+
+impl ConsumerBuilder {
+    /// An empty configuration: at least `bootstrap.servers` must be set.
+    pub fn new() -> Self {
+        ConsumerBuilder::default()
+    }
+
+    /// Sets a property by its Kafka name (`"group.id"`, `"auto.offset.reset"`,
+    /// `"partition.assignment.strategy"`, `"security.protocol"`, ...). A later value of the same
+    /// property replaces an earlier one. Unknown names and bad values are reported by
+    /// [`build`](ConsumerBuilder::build).
+    ///
+    /// ```
+    /// let builder = kcon::Consumer::builder()
+    ///     .set("bootstrap.servers", "localhost:9092")
+    ///     .set("isolation.level", "read_committed");
+    /// # drop(builder);
+    /// ```
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.properties.push((name.trim().to_owned(), value.into()));
+        self
+    }
+
+    /// `bootstrap.servers`: `host:port` pairs, comma-separated.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().bootstrap_servers("k1:9092,k2:9092");
+    /// # drop(b);
+    /// ```
+    pub fn bootstrap_servers(self, servers: &str) -> Self {
+        self.set("bootstrap.servers", servers)
+    }
+
+    /// `group.id`: the consumer group; needed for [`Consumer::subscribe`] and commits.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().group_id("billing");
+    /// # drop(b);
+    /// ```
+    pub fn group_id(self, group: &str) -> Self {
+        self.set("group.id", group)
+    }
+
+    /// `group.instance.id`: makes the member static (KIP-345).
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().group_instance_id("billing-0");
+    /// # drop(b);
+    /// ```
+    pub fn group_instance_id(self, id: &str) -> Self {
+        self.set("group.instance.id", id)
+    }
+
+    /// `client.id`.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().client_id("billing-service");
+    /// # drop(b);
+    /// ```
+    pub fn client_id(self, id: &str) -> Self {
+        self.set("client.id", id)
+    }
+
+    /// `auto.offset.reset`: where a partition without a committed offset starts.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().auto_offset_reset(kcon::ResetPolicy::Earliest);
+    /// # drop(b);
+    /// ```
+    pub fn auto_offset_reset(self, policy: ResetPolicy) -> Self {
+        let value = match policy {
+            ResetPolicy::Earliest => "earliest".to_owned(),
+            ResetPolicy::Latest => "latest".to_owned(),
+            ResetPolicy::None => "none".to_owned(),
+            ResetPolicy::ByDuration(d) => format!("by_duration:PT{}S", d.as_secs()),
+        };
+        self.set("auto.offset.reset", value)
+    }
+
+    /// `enable.auto.commit`: commit stored offsets every `auto.commit.interval.ms`, on
+    /// revocation and on close. Default true with a `group.id`.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().enable_auto_commit(false);
+    /// # drop(b);
+    /// ```
+    pub fn enable_auto_commit(self, on: bool) -> Self {
+        self.set("enable.auto.commit", on.to_string())
+    }
+
+    /// `enable.auto.offset.store`: store a record's offset when the application asks for more
+    /// records after it. Default true; false stores only what
+    /// [`Consumer::store_offset`] stores.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().enable_auto_offset_store(false);
+    /// # drop(b);
+    /// ```
+    pub fn enable_auto_offset_store(self, on: bool) -> Self {
+        self.set("enable.auto.offset.store", on.to_string())
+    }
+
+    /// `isolation.level`.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().isolation_level(kcon::IsolationLevel::ReadCommitted);
+    /// # drop(b);
+    /// ```
+    pub fn isolation_level(self, level: IsolationLevel) -> Self {
+        let value = match level {
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+            IsolationLevel::ReadCommitted => "read_committed",
+        };
+        self.set("isolation.level", value)
+    }
+
+    /// `partition.assignment.strategy`: assignor names in order of preference (`range`,
+    /// `roundrobin`, `sticky`, `cooperative-sticky`).
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().partition_assignment_strategy("cooperative-sticky");
+    /// # drop(b);
+    /// ```
+    pub fn partition_assignment_strategy(self, strategies: &str) -> Self {
+        self.set("partition.assignment.strategy", strategies)
+    }
+
+    /// `session.timeout.ms`.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().session_timeout(std::time::Duration::from_secs(10));
+    /// # drop(b);
+    /// ```
+    pub fn session_timeout(self, timeout: Duration) -> Self {
+        self.set("session.timeout.ms", timeout.as_millis().to_string())
+    }
+
+    /// `max.poll.interval.ms`: the longest the application may go without asking for
+    /// records before the member leaves the group.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().max_poll_interval(std::time::Duration::from_secs(60));
+    /// # drop(b);
+    /// ```
+    pub fn max_poll_interval(self, interval: Duration) -> Self {
+        self.set("max.poll.interval.ms", interval.as_millis().to_string())
+    }
+
+    /// `max.poll.records`: the most records [`Consumer::recv_batch`] returns.
+    ///
+    /// ```
+    /// let b = kcon::Consumer::builder().max_poll_records(100);
+    /// # drop(b);
+    /// ```
+    pub fn max_poll_records(self, n: u32) -> Self {
+        self.set("max.poll.records", n.to_string())
+    }
+
+    /// The OAUTHBEARER token provider (`sasl.mechanism=OAUTHBEARER`).
+    ///
+    /// ```
+    /// use kcon::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};
+    /// use std::time::Duration;
+    ///
+    /// struct Fixed;
+    /// impl OAuthBearerTokenProvider for Fixed {
+    ///     fn token(&self) -> TokenFuture<'_> {
+    ///         Box::pin(async { Ok(OAuthBearerToken::new("eyJ...", Some(Duration::from_secs(3600)))) })
+    ///     }
+    /// }
+    /// let b = kcon::Consumer::builder().oauthbearer_token_provider(TokenProvider::new(Fixed));
+    /// # drop(b);
+    /// ```
+    pub fn oauthbearer_token_provider(mut self, provider: TokenProvider) -> Self {
+        self.token_provider = Some(provider);
+        self
+    }
+
+    /// The listener told of partitions assigned, revoked and lost.
+    ///
+    /// ```
+    /// struct Quiet;
+    /// impl kcon::RebalanceListener for Quiet {}
+    /// let b = kcon::Consumer::builder().rebalance_listener(Quiet);
+    /// # drop(b);
+    /// ```
+    pub fn rebalance_listener(mut self, listener: impl RebalanceListener) -> Self {
+        self.listener = Some(Box::new(listener));
+        self
+    }
+
+    /// Checks the configuration and starts the consumer's tasks on the current tokio runtime
+    /// (it connects lazily: a broker that is down is no error here).
+    ///
+    /// Fails with [`ErrorKind::Config`] naming the property when a name is unknown, a value
+    /// bad, or settings conflict.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let err = kcon::Consumer::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .set("fetch.wait.max", "100")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.property(), Some("fetch.wait.max"));
+    /// # }
+    /// ```
+    pub fn build(self) -> Result<Consumer, Error> {
+        let settings = self.settings()?;
+        Consumer::start(settings, self.listener)
+    }
+
+    /// Every property applied in order to the parts that take it, then checked together.
+    pub(crate) fn settings(&self) -> Result<Settings, Error> {
+        let mut pool = PoolConfig::default();
+        let mut group = GroupConfig::default();
+        let mut offsets = OffsetsConfig::default();
+        let mut fetch = FetchConfig::default();
+        let mut close_timeout = Duration::from_secs(30);
+        let mut group_id: Option<String> = None;
+        let mut explicit_auto_commit = false;
+        for (name, value) in &self.properties {
+            let name = name.as_str();
+            let mut known = false;
+            if PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms" {
+                pool.set(name, value)?;
+                known = true;
+            }
+            if GroupConfig::PROPERTIES.contains(&name) {
+                group.set(name, value)?;
+                known = true;
+            }
+            if OffsetsConfig::PROPERTIES.contains(&name) {
+                offsets.set(name, value)?;
+                known = true;
+            }
+            if FETCH_PROPERTIES.contains(&name) {
+                fetch.set(name, value)?;
+                known = true;
+            }
+            if CONSUMER_PROPERTIES.contains(&name) {
+                close_timeout = kcon_pool::config::parse_millis(name, value.trim(), 0)?;
+                known = true;
+            }
+            if !known {
+                return Err(ConfigError::UnknownProperty {
+                    property: name.to_owned(),
+                }
+                .into());
+            }
+            match name {
+                "group.id" => group_id = Some(value.clone()).filter(|g| !g.is_empty()),
+                "enable.auto.commit" => explicit_auto_commit = offsets.enable_auto_commit,
+                _ => {}
+            }
+        }
+        if let Some(p) = self.token_provider.clone() {
+            pool.sasl_oauthbearer_token_provider = Some(p);
+        }
+        if pool.bootstrap_servers.is_empty() {
+            return Err(Error::config(
+                "bootstrap.servers",
+                "",
+                "at least one host:port",
+            ));
+        }
+        pool.validate()?;
+        if group_id.is_none() {
+            // The Java client refuses the same conflicts (`InvalidConfigurationException`).
+            if explicit_auto_commit {
+                return Err(Error::config(
+                    "enable.auto.commit",
+                    "true",
+                    "false without a group.id (commits need a group)",
+                ));
+            }
+            if group.group_instance_id.is_some() {
+                return Err(Error::config(
+                    "group.instance.id",
+                    group.group_instance_id.as_deref().unwrap_or_default(),
+                    "unset without a group.id",
+                ));
+            }
+            return Ok(Settings {
+                pool,
+                group: None,
+                offsets: None,
+                fetch,
+                close_timeout,
+            });
+        }
+        group.validate()?;
+        offsets.validate()?;
+        Ok(Settings {
+            pool,
+            group: Some(group),
+            offsets: Some(offsets),
+            fetch,
+            close_timeout,
+        })
+    }
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords are not shown.
+        let names: Vec<&str> = self.properties.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ConsumerBuilder")
+            .field("properties", &names)
+            .field("listener", &self.listener.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn settings(props: &[(&str, &str)]) -> Result<Settings, Error> {
+        let mut b = ConsumerBuilder::new().bootstrap_servers("localhost:9092");
+        for (n, v) in props {
+            b = b.set(n, *v);
+        }
+        b.settings()
+    }
+
+    #[test]
+    fn properties_reach_every_part_that_takes_them() {
+        let s = settings(&[
+            ("group.id", "g"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("retry.backoff.ms", "250"),
+            ("client.rack", "r1"),
+            ("max.poll.records", "7"),
+            ("close.timeout.ms", "1500"),
+        ])
+        .unwrap();
+        let offsets = s.offsets.unwrap();
+        let group = s.group.unwrap();
+        assert_eq!(offsets.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(s.fetch.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(offsets.auto_offset_reset, ResetPolicy::Earliest);
+        assert_eq!(s.fetch.reset_policy, ResetPolicy::Earliest);
+        assert_eq!(s.pool.retry_backoff, Duration::from_millis(250));
+        assert_eq!(group.retry_backoff, Duration::from_millis(250));
+        assert_eq!(s.fetch.retry_backoff, Duration::from_millis(250));
+        assert_eq!(group.client_rack.as_deref(), Some("r1"));
+        assert_eq!(s.fetch.client_rack, "r1");
+        assert_eq!(s.fetch.max_poll_records, 7);
+        assert_eq!(s.close_timeout, Duration::from_millis(1500));
+        assert_eq!(group.group_id, "g");
+        assert_eq!(offsets.group_id, "g");
+    }
+
+    #[test]
+    fn an_unknown_property_is_named() {
+        let e = settings(&[("fetch.wait.max.ms", "10")]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("fetch.wait.max.ms"));
+        assert!(e.to_string().contains("fetch.wait.max.ms"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_property_and_what_is_allowed() {
+        let e = settings(&[("auto.offset.reset", "smallest-ish")]).unwrap_err();
+        assert_eq!(e.property(), Some("auto.offset.reset"));
+        assert!(e.to_string().contains("earliest"), "{e}");
+        let e = settings(&[("partition.assignment.strategy", "fastest")]).unwrap_err();
+        assert_eq!(e.property(), Some("partition.assignment.strategy"));
+    }
+
+    #[test]
+    fn conflicts_are_refused_at_build_time() {
+        let e = settings(&[("enable.auto.commit", "true")]).unwrap_err();
+        assert_eq!(e.property(), Some("enable.auto.commit"));
+        let e = settings(&[("group.instance.id", "a")]).unwrap_err();
+        assert_eq!(e.property(), Some("group.instance.id"));
+        let e = settings(&[
+            ("group.id", "g"),
+            ("session.timeout.ms", "1000"),
+            ("heartbeat.interval.ms", "2000"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let e = ConsumerBuilder::new().settings().unwrap_err();
+        assert_eq!(e.property(), Some("bootstrap.servers"));
+    }
+
+    #[test]
+    fn without_a_group_nothing_commits() {
+        let s = settings(&[]).unwrap();
+        assert!(s.group.is_none() && s.offsets.is_none());
+        // Not an error: auto-commit is simply off without a group (the Java client's rule
+        // when it is not set explicitly).
+        let s = settings(&[("enable.auto.commit", "false")]).unwrap();
+        assert!(s.offsets.is_none());
+    }
+}

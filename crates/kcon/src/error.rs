@@ -1,0 +1,357 @@
+//! The one error type of the consumer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kcon_codec::error::api_name;
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_fetch::position::PartitionError;
+use kcon_group::GroupError;
+use kcon_offsets::admin::AdminError;
+use kcon_offsets::{CommitError, FetchError};
+use kcon_pool::ConfigError;
+
+use crate::TopicPartition;
+
+/// What went wrong, and whose doing it was.
+///
+/// Every error of the consumer is an [`Error`]; its [`kind`](Error::kind) says who caused it,
+/// [`is_retriable`](Error::is_retriable) whether the same call can succeed later without the
+/// application changing anything, and [`code`](Error::code) / [`api`](Error::api) the broker's
+/// error code and the request it answered, when a broker refused.
+///
+/// ```
+/// use kcon::{Consumer, ErrorKind};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = Consumer::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .set("session.timeout.ms", "soon")
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert_eq!(err.property(), Some("session.timeout.ms"));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    retriable: bool,
+    code: Option<i16>,
+    api_key: Option<i16>,
+    property: Option<String>,
+    partitions: Vec<TopicPartition>,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Who caused an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A configuration property is unknown, has a bad value, or conflicts with another; the
+    /// error names the property ([`Error::property`]) and what is allowed.
+    Config,
+    /// The application asked for something the consumer cannot do in its state (subscribing
+    /// without `group.id`, seeking a partition it does not own, using a closed consumer).
+    Misuse,
+    /// A broker answered with an error code ([`Error::code`]) for a request
+    /// ([`Error::api`]).
+    Broker,
+    /// The network, a connection, TLS, or a timeout.
+    Transport,
+    /// Authentication failed (SASL): not retried.
+    Authentication,
+    /// A broker sent bytes that are not a valid answer, or a record batch that does not
+    /// decode: nothing after them was delivered.
+    Corrupt,
+    /// The group member cannot go on (fenced by another instance, not authorized, an
+    /// inconsistent protocol): the consumer must be closed.
+    Fatal,
+    /// Partitions have no position and `auto.offset.reset` is `none`, or their offset is out
+    /// of range under it ([`Error::partitions`]): seek them.
+    NoOffset,
+    /// The log was truncated under the position (KIP-320) and `auto.offset.reset` is `none`.
+    LogTruncation,
+    /// The consumer was closed.
+    Closed,
+}
+
+impl Error {
+    /// Who caused it.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the same call can succeed later without the application changing anything.
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+
+    /// The broker's error code, when a broker refused.
+    pub fn code(&self) -> Option<i16> {
+        self.code
+    }
+
+    /// The name of the request the broker's error answered (`"OffsetCommit"`, ...).
+    pub fn api(&self) -> Option<String> {
+        self.api_key.map(api_name)
+    }
+
+    /// The configuration property a [`ErrorKind::Config`] error is about.
+    pub fn property(&self) -> Option<&str> {
+        self.property.as_deref()
+    }
+
+    /// The partitions the error is about, if it is about some.
+    pub fn partitions(&self) -> &[TopicPartition] {
+        &self.partitions
+    }
+
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            retriable: false,
+            code: None,
+            api_key: None,
+            property: None,
+            partitions: Vec::new(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn misuse(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Misuse, message)
+    }
+
+    pub(crate) fn closed() -> Error {
+        Error::new(ErrorKind::Closed, "the consumer is closed")
+    }
+
+    pub(crate) fn config(property: &str, value: &str, expected: &'static str) -> Error {
+        Error::from(ConfigError::invalid(property, value, expected))
+    }
+
+    pub(crate) fn retriable(mut self, retriable: bool) -> Error {
+        self.retriable = retriable;
+        self
+    }
+
+    pub(crate) fn with_partitions(mut self, partitions: Vec<TopicPartition>) -> Error {
+        self.partitions = partitions;
+        self
+    }
+
+    fn broker(api_key: i16, code: i16, message: String) -> Error {
+        let retriable = ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable());
+        Error {
+            code: Some(code),
+            api_key: Some(api_key),
+            retriable,
+            ..Error::new(ErrorKind::Broker, message)
+        }
+    }
+
+    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The error for one partition's fetch failure.
+    pub(crate) fn partition(tp: &TopicPartition, e: &PartitionError) -> Error {
+        let at = format!("{}-{}", tp.topic, tp.partition);
+        let err = match e {
+            PartitionError::OffsetOutOfRange { offset } => Error::new(
+                ErrorKind::NoOffset,
+                format!(
+                    "offset {offset} of {at} is out of range and auto.offset.reset is none: seek it"
+                ),
+            ),
+            PartitionError::Corrupt { offset } => Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "the record batch at offset {offset} of {at} is corrupt; nothing at or after it was delivered"
+                ),
+            ),
+            PartitionError::LogTruncation {
+                offset,
+                divergent,
+                repositioned,
+            } => Error::new(
+                ErrorKind::LogTruncation,
+                match (divergent, repositioned) {
+                    (_, true) => format!(
+                        "the log of {at} was truncated under offset {offset}; auto.offset.reset moved the position"
+                    ),
+                    (Some((at_offset, epoch)), false) => format!(
+                        "the log of {at} was truncated under offset {offset} (diverges from offset {at_offset}, epoch {epoch}): seek it"
+                    ),
+                    (None, false) => {
+                        format!("the log of {at} was truncated under offset {offset}: seek it")
+                    }
+                },
+            ),
+            PartitionError::TopicAuthorization => Error {
+                code: Some(29),
+                api_key: Some(1),
+                ..Error::new(
+                    ErrorKind::Broker,
+                    format!(
+                        "not authorized to read {} (TOPIC_AUTHORIZATION_FAILED)",
+                        tp.topic
+                    ),
+                )
+            },
+            PartitionError::Broker { code } => {
+                let name = ResponseError::try_from_code(*code)
+                    .map(|e| format!("{e:?}"))
+                    .unwrap_or_else(|| "unknown error".to_owned());
+                Error::broker(
+                    1,
+                    *code,
+                    format!("Fetch of {at} answered error {code} ({name})"),
+                )
+                .retriable(e.is_retriable())
+            }
+            other => Error::new(
+                ErrorKind::Broker,
+                format!("fetching {at} failed: {other:?}"),
+            )
+            .retriable(other.is_retriable()),
+        };
+        err.with_partitions(vec![tp.clone()])
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error {
+            property: Some(e.property().to_owned()),
+            ..Error::new(ErrorKind::Config, e.to_string())
+        }
+        .with_source(e)
+    }
+}
+
+impl From<kcon_pool::Error> for Error {
+    fn from(e: kcon_pool::Error) -> Error {
+        use kcon_pool::Error as P;
+        let message = e.to_string();
+        let err = match &e {
+            P::Transport { .. } | P::UnknownBroker { .. } | P::Tls { .. } | P::Stopped => {
+                Error::new(ErrorKind::Transport, message).retriable(e.is_retriable())
+            }
+            P::Corrupt { .. } => Error::new(ErrorKind::Corrupt, message),
+            P::Authentication { .. } => Error::new(ErrorKind::Authentication, message),
+            P::Broker {
+                api_key,
+                error_code,
+                ..
+            } => Error::broker(*api_key, *error_code, message),
+            P::Config(c) => return Error::from(c.clone()),
+            _ => Error::new(ErrorKind::Misuse, message),
+        };
+        err.with_source(e)
+    }
+}
+
+impl From<AdminError> for Error {
+    fn from(e: AdminError) -> Error {
+        match e {
+            AdminError::Pool(p) => Error::from(p),
+            AdminError::Broker {
+                api_key,
+                error_code,
+            } => {
+                let message = e.to_string();
+                Error::broker(api_key, error_code, message).with_source(e)
+            }
+            AdminError::NoLeader(ref tp) => {
+                let tp = tp.clone();
+                Error::new(ErrorKind::Transport, e.to_string())
+                    .retriable(true)
+                    .with_partitions(vec![tp])
+                    .with_source(e)
+            }
+            _ => Error::new(ErrorKind::Broker, e.to_string()).with_source(e),
+        }
+    }
+}
+
+impl From<CommitError> for Error {
+    fn from(e: CommitError) -> Error {
+        let message = e.to_string();
+        match &e {
+            CommitError::RebalanceInProgress => {
+                Error::broker(8, 27, message).retriable(true).with_source(e)
+            }
+            CommitError::Broker {
+                error_code,
+                partitions,
+            } => {
+                let parts = partitions.keys().cloned().collect();
+                Error::broker(8, *error_code, message)
+                    .with_partitions(parts)
+                    .with_source(e)
+            }
+            CommitError::TimedOut { .. } => Error::new(ErrorKind::Transport, message)
+                .retriable(true)
+                .with_source(e),
+            _ => Error::new(ErrorKind::Broker, message).with_source(e),
+        }
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(e: FetchError) -> Error {
+        let message = e.to_string();
+        match &e {
+            FetchError::Broker {
+                error_code,
+                partitions,
+            } => {
+                let parts = partitions.keys().cloned().collect();
+                Error::broker(9, *error_code, message)
+                    .with_partitions(parts)
+                    .with_source(e)
+            }
+            FetchError::TimedOut { .. } => Error::new(ErrorKind::Transport, message)
+                .retriable(true)
+                .with_source(e),
+            _ => Error::new(ErrorKind::Broker, message).with_source(e),
+        }
+    }
+}
+
+impl From<GroupError> for Error {
+    fn from(e: GroupError) -> Error {
+        let message = e.to_string();
+        let mut err = Error::new(ErrorKind::Fatal, message);
+        if let GroupError::Broker {
+            api_key,
+            error_code,
+            ..
+        } = &e
+        {
+            err.code = Some(*error_code);
+            err.api_key = Some(*api_key);
+        }
+        err.with_source(e)
+    }
+}

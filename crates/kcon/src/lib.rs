@@ -1,0 +1,64 @@
+//! kcon: a pure-Rust Apache Kafka consumer.
+//!
+//! A [`Consumer`] joins a consumer group (eager or cooperative rebalancing, static
+//! membership), or reads partitions the application assigns; it fetches with fetch sessions
+//! (KIP-227), detects log truncation (KIP-320), reads transactions `read_committed`, and
+//! commits offsets at-least-once by default. It speaks TLS and SASL (PLAIN, SCRAM,
+//! OAUTHBEARER) with nothing but Rust.
+//!
+//! Configuration takes the Java client's and librdkafka's property names:
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), kcon::Error> {
+//! let mut consumer = kcon::Consumer::builder()
+//!     .set("bootstrap.servers", "localhost:9092")
+//!     .set("group.id", "billing")
+//!     .set("auto.offset.reset", "earliest")
+//!     .set("partition.assignment.strategy", "cooperative-sticky")
+//!     .build()?;
+//! consumer.subscribe(["invoices"])?;
+//! loop {
+//!     let batch = consumer.recv_batch().await?;
+//!     for record in &batch {
+//!         // ... process ...
+//! #       let _ = record;
+//!     }
+//!     consumer.commit().await?; // at-least-once: commit after processing
+//! #   break;
+//! }
+//! consumer.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The parts underneath are crates of their own: `kcon-codec` (the wire format),
+//! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
+//! `kcon-offsets` (commits and offset lookups) and `kcon-fetch` (fetch sessions).
+
+mod config;
+mod consumer;
+mod error;
+mod listener;
+mod metrics;
+mod partitions;
+mod stream;
+
+pub use config::ConsumerBuilder;
+pub use consumer::Consumer;
+pub use error::{Error, ErrorKind};
+pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
+pub use metrics::{Metrics, PartitionLag};
+pub use partitions::{PartitionStream, PartitionStreams};
+pub use stream::RecordStream;
+
+/// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
+/// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
+/// with duplicates kept.
+pub type Record = kcon_fetch::ConsumerRecord;
+
+pub use kcon_codec::records::TimestampType;
+pub use kcon_group::TopicPartition;
+pub use kcon_offsets::positions::Watermarks;
+pub use kcon_offsets::{IsolationLevel, ResetPolicy};
+pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};
