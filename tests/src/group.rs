@@ -237,8 +237,9 @@ pub async fn wait_for_exactly_once(members: &[&Member], expected: &BTreeSet<Tp>,
                 .iter()
                 .map(|m| format!("{}: {:?}\n  {:?}", m.name, m.snapshot(), m.log()))
                 .collect();
+            // The headline comes last too: CI shows the tail of a failing test's output.
             panic!(
-                "partitions not assigned exactly once within {within:?}: {why}\n{}",
+                "partitions not assigned exactly once within {within:?}: {why}\n{}\npartitions not assigned exactly once within {within:?}: {why}",
                 logs.join("\n")
             );
         }

@@ -162,8 +162,9 @@ async fn wait_for_split(kcon: &[&Member], peers: &[&GroupPeer], all: &BTreeSet<T
                         .collect();
                     let peer_events: Vec<String> =
                         peers.iter().map(|p| format!("{:?}", p.events())).collect();
+                    // The headline comes last too: CI shows the tail of a failing test's output.
                     panic!(
-                        "no exactly-once split within {REBALANCE_WITHIN:?}: {why}\nkcon: {kcon_logs:#?}\npeers: {peer_events:#?}"
+                        "no exactly-once split within {REBALANCE_WITHIN:?}: {why}\nkcon: {kcon_logs:#?}\npeers: {peer_events:#?}\nno exactly-once split within {REBALANCE_WITHIN:?}: {why}"
                     );
                 }
             }
