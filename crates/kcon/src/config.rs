@@ -140,13 +140,8 @@ impl ConsumerBuilder {
     /// # drop(b);
     /// ```
     pub fn auto_offset_reset(self, policy: ResetPolicy) -> Self {
-        let value = match policy {
-            ResetPolicy::Earliest => "earliest".to_owned(),
-            ResetPolicy::Latest => "latest".to_owned(),
-            ResetPolicy::None => "none".to_owned(),
-            ResetPolicy::ByDuration(d) => format!("by_duration:PT{}S", d.as_secs()),
-        };
-        self.set("auto.offset.reset", value)
+        // The policy's own spelling, which its parser reads back (fractions of seconds too).
+        self.set("auto.offset.reset", policy.to_string())
     }
 
     /// `enable.auto.commit`: commit stored offsets every `auto.commit.interval.ms`, on
@@ -292,7 +287,15 @@ impl ConsumerBuilder {
         let mut close_timeout = Duration::from_secs(30);
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
-        for (name, value) in &self.properties {
+        // A later value of a property replaces an earlier one, even a bad one.
+        let last: Vec<&(String, String)> = self
+            .properties
+            .iter()
+            .enumerate()
+            .filter(|(i, (name, _))| !self.properties[i + 1..].iter().any(|(n, _)| n == name))
+            .map(|(_, p)| p)
+            .collect();
+        for (name, value) in last {
             let name = name.as_str();
             let mut known = false;
             if PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms" {

@@ -12,6 +12,7 @@ use kcon_offsets::{IsolationLevel, OffsetAndMetadata, OffsetSpec, Offsets};
 use kcon_pool::{Pool, TopicScope};
 use regex::Regex;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
 use tracing::{debug, info, warn};
 
@@ -93,6 +94,12 @@ pub struct Consumer {
     /// The metadata snapshot a regex subscription was last matched against.
     metadata_seen: Option<Instant>,
     metrics: MetricsState,
+    /// A revocation or loss being handled: kept until it is done, so a receiving call
+    /// cancelled half-way (in the listener, in the commit) finishes it on the next call and
+    /// the member is always told the revocation is done.
+    pending: Option<Pending>,
+    /// When a pattern subscription last refreshed the metadata of every topic.
+    pattern_refreshed: Option<Instant>,
     /// Set when the consumer feeds per-partition streams: told of partitions leaving before
     /// they go, and records are stored by the streams, not when handed out.
     leaving: Option<LeavingHook>,
@@ -206,6 +213,8 @@ impl Consumer {
             metadata_seen: None,
             metrics: MetricsState::new(),
             leaving: None,
+            pending: None,
+            pattern_refreshed: None,
         })
     }
 
@@ -263,6 +272,7 @@ impl Consumer {
             })?;
             self.subscription = Subscription::Pattern(regex, None);
             self.metadata_seen = None;
+            self.pattern_refreshed = None;
         }
         self.metrics.rebalance_started(Instant::now());
         Ok(())
@@ -310,25 +320,30 @@ impl Consumer {
         Ok(())
     }
 
-    /// Stops reading: a group member leaves the group (its partitions are revoked first, with
-    /// the listener told and, under auto-commit, offsets committed, on the next receiving
-    /// call); assigned partitions are dropped.
+    /// Stops reading. A group member gives its partitions up at once, as on a revocation
+    /// (the listener's `on_revoked`, then under auto-commit a commit of the stored offsets),
+    /// and leaves the group; partitions assigned by the application are dropped. The consumer
+    /// can then subscribe or assign again.
     ///
     /// ```no_run
     /// # async fn f(consumer: &mut kcon::Consumer) {
-    /// consumer.unsubscribe();
+    /// consumer.unsubscribe().await;
     /// # }
     /// ```
-    pub fn unsubscribe(&mut self) {
+    pub async fn unsubscribe(&mut self) {
+        // A revocation left half-way by a cancelled call is finished first.
+        self.finish_pending().await;
+        let all: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
         match self.subscription {
-            Subscription::Manual => {
-                let all: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
-                self.drop_partitions(&all);
-            }
+            Subscription::Manual => self.drop_partitions(&all),
             Subscription::Topics(_) | Subscription::Pattern(..) => {
+                // The member's own revocation event comes later and finds nothing left to give
+                // up (the subscription is gone); it is only acknowledged then.
                 if let Some(g) = &self.group {
                     g.unsubscribe();
                 }
+                self.begin(Pending::revoke(all, None, self.auto_commit()));
+                self.finish_pending().await;
             }
             Subscription::None => {}
         }
@@ -923,11 +938,24 @@ impl Consumer {
     pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let mut result = Ok(());
+        if time::timeout_at(deadline, self.finish_pending())
+            .await
+            .is_err()
+        {
+            warn!("a revocation in progress did not finish before the close deadline");
+        }
+        self.finish_current();
         self.store_processed();
-        if self.fatal.is_none() && self.group.is_some() && !self.assignment.is_empty() {
+        if self.fatal.is_none() && self.in_group() && !self.assignment.is_empty() {
+            // The listener is told, the final commit below commits (not the revocation's own).
             let owned: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
-            let listener = time::timeout_at(deadline, self.call_listener(Hook::Revoked, &owned));
-            if listener.await.is_err() {
+            let mut pending = Pending::revoke(owned, None, false);
+            pending.let_go = false;
+            self.begin(pending);
+            if time::timeout_at(deadline, self.finish_pending())
+                .await
+                .is_err()
+            {
                 warn!("the rebalance listener did not return before the close deadline");
             }
         }
@@ -984,6 +1012,7 @@ impl Consumer {
             if let Some(e) = &self.fatal {
                 return Err(e.clone());
             }
+            self.finish_pending().await;
             self.store_processed();
             self.match_pattern().await;
             self.start_partitions().await?;
@@ -1028,29 +1057,33 @@ impl Consumer {
                 partitions,
                 generation_id,
             } => {
+                if !self.in_group() {
+                    // Assigned before an unsubscribe reached the member: it revokes them next.
+                    debug!(?partitions, "assigned after unsubscribing: ignored");
+                    return Ok(());
+                }
                 info!(generation_id, ?partitions, "partitions assigned");
                 for tp in &partitions {
                     self.assignment.insert(tp.clone());
                     self.starting.insert(tp.clone(), None);
                 }
-                self.call_listener(Hook::Assigned, &partitions).await;
                 self.metrics.rebalance_done(Instant::now());
+                self.begin(Pending::new(Hook::Assigned, partitions, None, false));
+                self.finish_pending().await;
             }
             GroupEvent::Revoked { partitions, id } => {
                 info!(?partitions, "partitions revoked");
                 self.metrics.rebalance_started(Instant::now());
-                self.revoke(partitions, id).await;
+                let owned = self.group_owned(&partitions);
+                self.begin(Pending::revoke(owned, Some(id), self.auto_commit()));
+                self.finish_pending().await;
             }
             GroupEvent::Lost { partitions } => {
                 warn!(?partitions, "partitions lost");
-                self.tell_leaving(&partitions);
                 self.metrics.rebalance_started(Instant::now());
-                for tp in &partitions {
-                    self.unstored.remove(tp);
-                }
-                self.drop_current_of(&partitions);
-                self.call_listener(Hook::Lost, &partitions).await;
-                self.drop_partitions(&partitions);
+                let owned = self.group_owned(&partitions);
+                self.begin(Pending::new(Hook::Lost, owned, None, false));
+                self.finish_pending().await;
             }
             GroupEvent::Fatal(e) => {
                 let e = Error::from(e);
@@ -1064,28 +1097,169 @@ impl Consumer {
         Ok(())
     }
 
-    /// Gives up `partitions` in order: the listener, then (auto-commit) a commit of the stored
-    /// offsets while the generation is still valid, then the fetcher lets them go and the
-    /// member is told.
-    async fn revoke(&mut self, partitions: Vec<TopicPartition>, id: RevocationId) {
-        self.tell_leaving(&partitions);
-        self.store_processed();
-        self.drop_current_of(&partitions);
-        self.call_listener(Hook::Revoked, &partitions).await;
-        if self.auto_commit()
-            && let Some(offsets) = &self.offsets
-        {
-            let started = Instant::now();
-            let result = offsets.commit_sync(None).await;
-            self.metrics.commit_done(started.elapsed(), result.is_ok());
-            if let Err(e) = result {
-                warn!(error = %e, "the commit before giving up partitions failed");
+    /// Starts handling a group event whose steps await. The previous one is done: every path
+    /// that begins one finished the pending one first.
+    fn begin(&mut self, pending: Pending) {
+        debug_assert!(self.pending.is_none());
+        self.pending = Some(pending);
+    }
+
+    /// Takes the pending group event to its end. Each await is on a spawned task (the
+    /// listener's hook, the commit) whose handle stays in `pending`: a receiving call cancelled
+    /// meanwhile leaves the work running, and the next call picks up where it stopped. So the
+    /// member is always told a revocation is done, and the listener runs exactly once.
+    async fn finish_pending(&mut self) {
+        loop {
+            let Some(pending) = self.pending.as_mut() else {
+                return;
+            };
+            match &mut pending.stage {
+                Stage::Start => self.start_pending(),
+                Stage::Hook(task) => {
+                    let done = task.await;
+                    self.hook_done(done);
+                }
+                Stage::Commit(task) => {
+                    let (latency, result) = match task.await {
+                        Ok(r) => r,
+                        Err(e) => (Duration::ZERO, Err(format!("the commit task failed: {e}"))),
+                    };
+                    self.metrics.commit_done(latency, result.is_ok());
+                    if let Err(e) = result {
+                        warn!(error = %e, "the commit before giving up partitions failed");
+                    }
+                    self.end_pending();
+                }
             }
         }
-        self.drop_partitions(&partitions);
-        if let Some(g) = &self.group {
+    }
+
+    /// The steps before the listener's hook, then the hook on a task of its own.
+    fn start_pending(&mut self) {
+        let Some(pending) = self.pending.as_ref() else {
+            return;
+        };
+        let (hook, partitions) = (pending.hook, pending.partitions.clone());
+        match hook {
+            Hook::Assigned => {}
+            Hook::Revoked => {
+                // What was handed out counts: stored, and the position the listener sees.
+                self.tell_leaving(&partitions);
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|b| partitions.contains(&b.partition))
+                {
+                    self.finish_current();
+                }
+                self.store_processed();
+            }
+            Hook::Lost => {
+                // Nothing of these may be committed any more.
+                self.tell_leaving(&partitions);
+                for tp in &partitions {
+                    self.unstored.remove(tp);
+                }
+                self.drop_current_of(&partitions);
+            }
+        }
+        // `on_assigned` hears of every assignment, empty ones too (a cooperative rebalance
+        // that added nothing), as the Java client's listener does; nothing is revoked or lost
+        // without partitions.
+        let call = hook == Hook::Assigned || !partitions.is_empty();
+        let listener = if call { self.listener.take() } else { None };
+        let Some(mut listener) = listener else {
+            self.hook_done(Ok((None, Vec::new())));
+            return;
+        };
+        let ctx = RebalanceContext {
+            offsets: self.offsets.clone(),
+            positions: self.positions.clone(),
+            seeks: Mutex::new(Vec::new()),
+        };
+        let task = tokio::spawn(async move {
+            match hook {
+                Hook::Assigned => listener.on_assigned(&ctx, &partitions).await,
+                Hook::Revoked => listener.on_revoked(&ctx, &partitions).await,
+                Hook::Lost => listener.on_lost(&ctx, &partitions).await,
+            }
+            let seeks = ctx.seeks.into_inner().unwrap_or_else(|p| p.into_inner());
+            (Some(listener), seeks)
+        });
+        if let Some(p) = self.pending.as_mut() {
+            p.stage = Stage::Hook(task);
+        }
+    }
+
+    /// The hook returned: the listener back in place, its seeks applied, then the commit (a
+    /// revocation under auto-commit) or the end.
+    fn hook_done(&mut self, done: Result<HookDone, tokio::task::JoinError>) {
+        match done {
+            Ok((listener, seeks)) => {
+                if listener.is_some() {
+                    self.listener = listener;
+                }
+                for (tp, offset) in seeks {
+                    if let Err(e) = self.seek(tp, offset) {
+                        warn!(error = %e, "a seek from the rebalance listener was refused");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "the rebalance listener panicked; it is dropped"),
+        }
+        let commit = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.commit && !p.partitions.is_empty());
+        match (&self.offsets, commit) {
+            (Some(offsets), true) => {
+                let offsets = offsets.clone();
+                let task = tokio::spawn(async move {
+                    let started = Instant::now();
+                    let result = offsets.commit_sync(None).await;
+                    (
+                        started.elapsed(),
+                        result.map(drop).map_err(|e| e.to_string()),
+                    )
+                });
+                if let Some(p) = self.pending.as_mut() {
+                    p.stage = Stage::Commit(task);
+                }
+            }
+            _ => self.end_pending(),
+        }
+    }
+
+    /// The last steps: the partitions leave (revoked, lost), the member is told.
+    fn end_pending(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        if pending.hook != Hook::Assigned && pending.let_go {
+            self.drop_partitions(&pending.partitions);
+        }
+        if let (Some(id), Some(g)) = (pending.revocation, &self.group) {
             g.revocation_done(id);
         }
+    }
+
+    /// Those of `partitions` the consumer owns through its group subscription.
+    fn group_owned(&self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        if !self.in_group() {
+            return Vec::new();
+        }
+        partitions
+            .iter()
+            .filter(|tp| self.assignment.contains(tp))
+            .cloned()
+            .collect()
+    }
+
+    fn in_group(&self) -> bool {
+        matches!(
+            self.subscription,
+            Subscription::Topics(_) | Subscription::Pattern(..)
+        )
     }
 
     /// Handles one fetch event; true when `current` has records to hand out.
@@ -1206,8 +1380,15 @@ impl Consumer {
         let Subscription::Pattern(regex, matched) = &self.subscription else {
             return;
         };
+        // The pool's own refreshes cover only the topics its users track (the matched ones):
+        // new topics show up only in a refresh of every topic, every `metadata.max.age.ms`.
         let mut metadata = self.pool.metadata();
-        if matched.is_none() || metadata.updated_at().is_none() {
+        let max_age = self.settings.pool.metadata_max_age;
+        let due = self
+            .pattern_refreshed
+            .is_none_or(|at| at.elapsed() >= max_age);
+        if matched.is_none() || due {
+            self.pattern_refreshed = Some(Instant::now());
             match self.pool.refresh_metadata(TopicScope::All).await {
                 Ok(m) => metadata = m,
                 Err(e) => {
@@ -1233,29 +1414,6 @@ impl Consumer {
             }
             if let Subscription::Pattern(_, m) = &mut self.subscription {
                 *m = Some(now);
-            }
-        }
-    }
-
-    async fn call_listener(&mut self, hook: Hook, partitions: &[TopicPartition]) {
-        let Some(mut listener) = self.listener.take() else {
-            return;
-        };
-        let ctx = RebalanceContext {
-            offsets: self.offsets.as_deref(),
-            positions: &self.positions,
-            seeks: Mutex::new(Vec::new()),
-        };
-        match hook {
-            Hook::Assigned => listener.on_assigned(&ctx, partitions).await,
-            Hook::Revoked => listener.on_revoked(&ctx, partitions).await,
-            Hook::Lost => listener.on_lost(&ctx, partitions).await,
-        }
-        let seeks = ctx.seeks.into_inner().unwrap_or_else(|p| p.into_inner());
-        self.listener = Some(listener);
-        for (tp, offset) in seeks {
-            if let Err(e) = self.seek(tp, offset) {
-                warn!(error = %e, "a seek from the rebalance listener was refused");
             }
         }
     }
@@ -1428,7 +1586,60 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// A group event whose handling awaits the listener's hook and maybe a commit, each on a task
+/// of its own.
+struct Pending {
+    hook: Hook,
+    partitions: Vec<TopicPartition>,
+    /// The member's revocation to acknowledge at the end.
+    revocation: Option<RevocationId>,
+    /// Whether the stored offsets are committed after the hook.
+    commit: bool,
+    /// Whether the partitions are let go at the end (not at close, which commits after the
+    /// listener and then stops everything).
+    let_go: bool,
+    stage: Stage,
+}
+
+impl Pending {
+    fn new(
+        hook: Hook,
+        partitions: Vec<TopicPartition>,
+        revocation: Option<RevocationId>,
+        commit: bool,
+    ) -> Pending {
+        Pending {
+            hook,
+            partitions,
+            revocation,
+            commit,
+            let_go: true,
+            stage: Stage::Start,
+        }
+    }
+
+    fn revoke(
+        partitions: Vec<TopicPartition>,
+        revocation: Option<RevocationId>,
+        commit: bool,
+    ) -> Pending {
+        Pending::new(Hook::Revoked, partitions, revocation, commit)
+    }
+}
+
+/// What the listener's task hands back: the listener, and the seeks it asked for.
+type HookDone = (
+    Option<Box<dyn RebalanceListener>>,
+    Vec<(TopicPartition, i64)>,
+);
+
+enum Stage {
+    Start,
+    Hook(JoinHandle<HookDone>),
+    Commit(JoinHandle<(Duration, Result<(), String>)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hook {
     Assigned,
     Revoked,

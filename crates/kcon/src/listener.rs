@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 
@@ -37,7 +38,7 @@ pub type ListenerFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// impl RebalanceListener for CommitOnRevoke {
 ///     fn on_revoked<'a>(
 ///         &'a mut self,
-///         ctx: &'a RebalanceContext<'_>,
+///         ctx: &'a RebalanceContext,
 ///         partitions: &'a [TopicPartition],
 ///     ) -> ListenerFuture<'a> {
 ///         Box::pin(async move {
@@ -52,7 +53,7 @@ pub trait RebalanceListener: Send + 'static {
     /// Partitions added to the assignment.
     fn on_assigned<'a>(
         &'a mut self,
-        ctx: &'a RebalanceContext<'_>,
+        ctx: &'a RebalanceContext,
         partitions: &'a [TopicPartition],
     ) -> ListenerFuture<'a> {
         let _ = (ctx, partitions);
@@ -62,7 +63,7 @@ pub trait RebalanceListener: Send + 'static {
     /// Partitions about to be given up; offsets committed here count.
     fn on_revoked<'a>(
         &'a mut self,
-        ctx: &'a RebalanceContext<'_>,
+        ctx: &'a RebalanceContext,
         partitions: &'a [TopicPartition],
     ) -> ListenerFuture<'a> {
         let _ = (ctx, partitions);
@@ -72,7 +73,7 @@ pub trait RebalanceListener: Send + 'static {
     /// Partitions lost: another member may own them already.
     fn on_lost<'a>(
         &'a mut self,
-        ctx: &'a RebalanceContext<'_>,
+        ctx: &'a RebalanceContext,
         partitions: &'a [TopicPartition],
     ) -> ListenerFuture<'a> {
         let _ = (ctx, partitions);
@@ -83,17 +84,18 @@ pub trait RebalanceListener: Send + 'static {
 /// What a [`RebalanceListener`] can do while the consumer waits for it: read positions, store
 /// and commit offsets, and choose where newly assigned partitions start.
 #[derive(Debug)]
-pub struct RebalanceContext<'c> {
-    pub(crate) offsets: Option<&'c Offsets>,
-    pub(crate) positions: &'c HashMap<TopicPartition, i64>,
+pub struct RebalanceContext {
+    pub(crate) offsets: Option<Arc<Offsets>>,
+    /// The positions when the hook was called.
+    pub(crate) positions: HashMap<TopicPartition, i64>,
     pub(crate) seeks: std::sync::Mutex<Vec<(TopicPartition, i64)>>,
 }
 
-impl RebalanceContext<'_> {
+impl RebalanceContext {
     /// The next offset the consumer hands out for `tp`, when known.
     ///
     /// ```
-    /// # fn f(ctx: &kcon::RebalanceContext<'_>) {
+    /// # fn f(ctx: &kcon::RebalanceContext) {
     /// let next = ctx.position(&kcon::TopicPartition::new("orders", 0));
     /// # let _ = next;
     /// # }
@@ -105,7 +107,7 @@ impl RebalanceContext<'_> {
     /// Stores `offset` as the next offset to consume of `tp` (what a commit sends).
     ///
     /// ```
-    /// # fn f(ctx: &kcon::RebalanceContext<'_>) -> Result<(), kcon::Error> {
+    /// # fn f(ctx: &kcon::RebalanceContext) -> Result<(), kcon::Error> {
     /// ctx.store_offset(kcon::TopicPartition::new("orders", 0), 42)?;
     /// # Ok(())
     /// # }
@@ -126,7 +128,7 @@ impl RebalanceContext<'_> {
     /// Commits every stored offset and waits for the coordinator's answer.
     ///
     /// ```
-    /// # async fn f(ctx: &kcon::RebalanceContext<'_>) -> Result<(), kcon::Error> {
+    /// # async fn f(ctx: &kcon::RebalanceContext) -> Result<(), kcon::Error> {
     /// ctx.commit().await?;
     /// # Ok(())
     /// # }
@@ -139,7 +141,7 @@ impl RebalanceContext<'_> {
     /// Commits `offsets` (partition → the next offset to consume) and waits for the answer.
     ///
     /// ```
-    /// # async fn f(ctx: &kcon::RebalanceContext<'_>) -> Result<(), kcon::Error> {
+    /// # async fn f(ctx: &kcon::RebalanceContext) -> Result<(), kcon::Error> {
     /// ctx.commit_offsets([(kcon::TopicPartition::new("orders", 0), 42)]).await?;
     /// # Ok(())
     /// # }
@@ -157,7 +159,7 @@ impl RebalanceContext<'_> {
     /// [`RebalanceListener::on_assigned`]; elsewhere use [`Consumer::seek`](crate::Consumer::seek)).
     ///
     /// ```
-    /// # fn f(ctx: &kcon::RebalanceContext<'_>) {
+    /// # fn f(ctx: &kcon::RebalanceContext) {
     /// ctx.seek(kcon::TopicPartition::new("orders", 0), 0);
     /// # }
     /// ```
@@ -170,7 +172,7 @@ impl RebalanceContext<'_> {
     }
 
     fn offsets(&self) -> Result<&Offsets, Error> {
-        self.offsets.ok_or_else(|| {
+        self.offsets.as_deref().ok_or_else(|| {
             Error::misuse("offsets can only be stored and committed with a group.id")
         })
     }

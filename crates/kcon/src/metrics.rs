@@ -42,11 +42,12 @@ pub struct Metrics {
     /// How long the last rebalance took, from the first sign of it (revocation, loss, a new
     /// subscription, a join) to the assignment.
     pub last_rebalance: Option<Duration>,
-    /// Commits acknowledged and failed.
+    /// Synchronous commits made (by `commit`, `commit_offsets`, and before partitions are
+    /// given up), acknowledged or failed; auto-commits and `commit_async` are not counted.
     pub commits: u64,
-    /// Commits that failed.
+    /// Of those, the commits that failed.
     pub commit_failures: u64,
-    /// The latency of the last commit.
+    /// The latency of the last of those commits.
     pub last_commit_latency: Option<Duration>,
     /// The longest commit latency seen.
     pub max_commit_latency: Option<Duration>,
