@@ -6,6 +6,7 @@
 
 pub mod blocking;
 pub mod brokers;
+pub mod consumer;
 pub mod group;
 pub mod group_peers;
 pub mod mock;

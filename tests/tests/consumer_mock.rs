@@ -1,0 +1,243 @@
+//! `kcon::Consumer` against librdkafka's mock cluster (3 brokers): a group shared with a
+//! librdkafka consumer, errors pushed on OffsetCommit (retried or returned as the kcon-offsets
+//! docs say), and `auto.offset.reset=none`.
+//!
+//! The mock's fetch path is slow (see `shared/BROKERS.md`): data volumes stay small.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kcon::{Consumer, ErrorKind, ResetPolicy, TopicPartition};
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::{
+    Driven, REBALANCE_WITHIN, STEP, assert_exactly, builder, expect_no_record, group_builder,
+    partitions, recv_n, wait_until,
+};
+use kcon_tests::group_peers::{GroupPeer, PeerClient, split_exactly_once};
+use kcon_tests::mock::MockCluster;
+use kcon_tests::offsets::{now_ms, produce};
+use kcon_tests::pool::config;
+use tokio::task::block_in_place;
+
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const NOT_COORDINATOR: i16 = 16;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+
+/// A 3-broker mock with `topic` of `partitions` partitions, a short initial rebalance delay,
+/// and a pool for producing.
+fn mock_with_topic(partitions: i32) -> (MockCluster, String, Pool) {
+    let mock = MockCluster::start(3);
+    mock.set_group_initial_rebalance_delay(Duration::from_millis(200));
+    let topic = unique_name("consumer-mock");
+    mock.create_topic(&topic, partitions, 3);
+    let pool = Pool::new(config(mock.bootstrap())).unwrap();
+    (mock, topic, pool)
+}
+
+/// The kcon consumer's and the peer's assignments as tests write them.
+fn as_tps(set: &BTreeSet<TopicPartition>) -> BTreeSet<(String, i32)> {
+    set.iter()
+        .map(|tp| (tp.topic.clone(), tp.partition))
+        .collect()
+}
+
+/// A kcon consumer leads a cooperative-sticky group; a librdkafka consumer joins, and the
+/// partitions split exactly once between them; the peer leaves and the kcon consumer owns
+/// everything again and reads what is produced then, every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kcon_consumer_and_a_librdkafka_peer_split_the_partitions_exactly_once() {
+    let (mock, topic, pool) = mock_with_topic(4);
+    let all = partitions(&topic, 4);
+    let expected = as_tps(&all);
+    let group = unique_name("g");
+    let mut c = group_builder(mock.bootstrap(), &group, "cooperative-sticky")
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    let kcon = Driven::start("kcon", c, STEP);
+    wait_until(
+        "kcon owns everything",
+        REBALANCE_WITHIN,
+        || kcon.assignment() == all,
+        || kcon.state(),
+    )
+    .await;
+
+    let peer = block_in_place(|| {
+        GroupPeer::start(
+            PeerClient::Librdkafka,
+            mock.bootstrap(),
+            &group,
+            &[&topic],
+            "cooperative-sticky",
+            None,
+        )
+    });
+    wait_until(
+        "split exactly once",
+        REBALANCE_WITHIN,
+        || {
+            let (k, p) = (as_tps(&kcon.assignment()), peer.assignment());
+            !k.is_empty() && !p.is_empty() && split_exactly_once(&[k, p], &expected).is_ok()
+        },
+        || (kcon.state(), peer.events()),
+    )
+    .await;
+
+    block_in_place(|| peer.close());
+    wait_until(
+        "kcon owns everything again",
+        REBALANCE_WITHIN,
+        || kcon.assignment() == all,
+        || kcon.state(),
+    )
+    .await;
+    for p in 0..4 {
+        produce(&pool, &topic, p, 5, now_ms()).await;
+    }
+    wait_until(
+        "20 records",
+        Duration::from_secs(20),
+        || kcon.received() >= 20,
+        || kcon.state(),
+    )
+    .await;
+    let (c, seen) = kcon.stop().await;
+    assert_exactly(
+        &seen.records,
+        &BTreeMap::new(),
+        &all.iter().map(|tp| (tp.clone(), 5)).collect(),
+        10,
+    );
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    c.close().await.unwrap();
+}
+
+/// OffsetCommit errors pushed on the mock, through `Consumer::commit`: REBALANCE_IN_PROGRESS is
+/// returned (a retriable broker error naming OffsetCommit) and the stored offsets go with the
+/// next commit; NOT_COORDINATOR (the coordinator is looked up again) and
+/// COORDINATOR_LOAD_IN_PROGRESS are retried inside the commit; GROUP_AUTHORIZATION_FAILED is
+/// returned, not retriable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_errors_pushed_on_the_coordinator_are_retried_or_returned() {
+    let (mock, topic, pool) = mock_with_topic(1);
+    let tp = TopicPartition::new(&topic, 0);
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let mut c = group_builder(mock.bootstrap(), &unique_name("g"), "range")
+        .enable_auto_commit(false)
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    recv_n(&mut c, 10, REBALANCE_WITHIN).await;
+    c.commit().await.unwrap();
+    assert_eq!(committed(&c, &tp).await, Some(10));
+
+    // REBALANCE_IN_PROGRESS: returned; the next commit carries the stored offset.
+    produce(&pool, &topic, 0, 5, now_ms()).await;
+    recv_n(&mut c, 5, Duration::from_secs(10)).await;
+    mock.push_request_errors(ApiKey::OffsetCommit, &[REBALANCE_IN_PROGRESS]);
+    let e = c.commit().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Broker, "{e}");
+    assert_eq!(
+        (e.code(), e.api().as_deref()),
+        (Some(REBALANCE_IN_PROGRESS), Some("OffsetCommit"))
+    );
+    assert!(e.is_retriable(), "{e}");
+    assert_eq!(committed(&c, &tp).await, Some(10));
+    c.commit().await.unwrap();
+    assert_eq!(committed(&c, &tp).await, Some(15));
+
+    // NOT_COORDINATOR: the coordinator is found again and the commit retried.
+    produce(&pool, &topic, 0, 2, now_ms()).await;
+    recv_n(&mut c, 2, Duration::from_secs(10)).await;
+    mock.start_request_tracking();
+    mock.push_request_errors(ApiKey::OffsetCommit, &[NOT_COORDINATOR]);
+    c.commit().await.unwrap();
+    let apis: Vec<ApiKey> = mock.requests().iter().filter_map(|r| r.api()).collect();
+    assert!(apis.contains(&ApiKey::FindCoordinator), "{apis:?}");
+    assert_eq!(
+        apis.iter().filter(|a| **a == ApiKey::OffsetCommit).count(),
+        2,
+        "{apis:?}"
+    );
+    assert_eq!(committed(&c, &tp).await, Some(17));
+
+    // COORDINATOR_LOAD_IN_PROGRESS, twice: retried.
+    produce(&pool, &topic, 0, 1, now_ms()).await;
+    recv_n(&mut c, 1, Duration::from_secs(10)).await;
+    mock.push_request_errors(
+        ApiKey::OffsetCommit,
+        &[COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_LOAD_IN_PROGRESS],
+    );
+    c.commit().await.unwrap();
+    assert_eq!(committed(&c, &tp).await, Some(18));
+
+    // GROUP_AUTHORIZATION_FAILED: returned, not retriable; nothing committed.
+    produce(&pool, &topic, 0, 1, now_ms()).await;
+    recv_n(&mut c, 1, Duration::from_secs(10)).await;
+    mock.push_request_errors(ApiKey::OffsetCommit, &[GROUP_AUTHORIZATION_FAILED]);
+    let e = c.commit().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Broker, "{e}");
+    assert_eq!(e.code(), Some(GROUP_AUTHORIZATION_FAILED), "{e}");
+    assert!(!e.is_retriable(), "{e}");
+    assert_eq!(committed(&c, &tp).await, Some(18));
+    let m = c.metrics();
+    assert_eq!((m.commits, m.commit_failures), (6, 2), "{m:?}");
+    c.close().await.unwrap();
+}
+
+/// The committed offset of `tp`.
+async fn committed(c: &Consumer, tp: &TopicPartition) -> Option<i64> {
+    c.committed([tp.clone()]).await.unwrap()[tp]
+}
+
+/// With `auto.offset.reset=none`, partitions without a committed offset fail the receiving
+/// call with `NoOffset`, naming them; once sought they are read from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_offset_reset_none_names_the_partitions_without_an_offset_until_sought() {
+    let (mock, topic, pool) = mock_with_topic(2);
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    produce(&pool, &topic, 0, 4, now_ms()).await;
+    produce(&pool, &topic, 1, 4, now_ms()).await;
+    let mut c = builder(mock.bootstrap())
+        .group_id(&unique_name("g"))
+        .auto_offset_reset(ResetPolicy::None)
+        .build()
+        .unwrap();
+    c.assign([p0.clone(), p1.clone()]).unwrap();
+    let mut named = BTreeSet::new();
+    for _ in 0..2 {
+        if named.len() == 2 {
+            break;
+        }
+        let e = tokio::time::timeout(Duration::from_secs(10), c.recv())
+            .await
+            .expect("an answer")
+            .expect_err("no partition has an offset");
+        assert_eq!(e.kind(), ErrorKind::NoOffset, "{e}");
+        assert!(!e.partitions().is_empty(), "{e}");
+        for tp in e.partitions() {
+            assert!(e.to_string().contains(&tp.to_string()), "{e}");
+        }
+        named.extend(e.partitions().iter().cloned());
+    }
+    assert_eq!(named, [p0.clone(), p1.clone()].into());
+    expect_no_record(&mut c, Duration::from_millis(500)).await;
+
+    c.seek(p0.clone(), 1).unwrap();
+    c.seek(p1.clone(), 3).unwrap();
+    let records = recv_n(&mut c, 4, Duration::from_secs(10)).await;
+    assert_exactly(
+        &records,
+        &[(p0.clone(), 1), (p1.clone(), 3)].into(),
+        &[(p0, 4), (p1, 4)].into(),
+        4,
+    );
+    c.close().await.unwrap();
+}
