@@ -7,8 +7,9 @@
 //! takes a batch, the task hands over the kept one and resumes the partition. Other
 //! partitions are not held back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -20,8 +21,16 @@ use tracing::debug;
 
 use crate::{Consumer, Error, ErrorKind, Record, TopicPartition};
 
-/// Partitions whose streams must stop handing out records (revoked, lost, unassigned).
-type Gone = Arc<Mutex<HashSet<TopicPartition>>>;
+/// The channel to each partition's stream, and the flag that ends the stream. Shared by the
+/// router and the consumer's leaving hook: a partition leaving (revoked, lost, unassigned)
+/// has its flag set and its sender dropped at once, before the revocation's commit, so its
+/// stream hands out nothing more and wakes up to end.
+type Outlets = Arc<Mutex<HashMap<TopicPartition, Outlet>>>;
+
+struct Outlet {
+    sender: mpsc::Sender<Item>,
+    gone: Arc<AtomicBool>,
+}
 
 /// What a partition's channel carries.
 type Item = Result<Vec<Record>, Error>;
@@ -73,7 +82,8 @@ pub struct PartitionStream {
     batches: mpsc::Receiver<Item>,
     current: VecDeque<Record>,
     wake: mpsc::UnboundedSender<Wake>,
-    gone: Gone,
+    /// Set when the partition left the consumer: buffered records are not handed out.
+    gone: Arc<AtomicBool>,
     offsets: Option<Arc<Offsets>>,
     auto_store: bool,
     /// The last record handed out, not stored yet: its offset and leader epoch.
@@ -100,19 +110,22 @@ impl Consumer {
     pub fn into_partition_streams(mut self, buffer: usize) -> PartitionStreams {
         let (stream_tx, streams) = mpsc::unbounded_channel();
         let (wake, wake_rx) = mpsc::unbounded_channel();
-        let gone: Gone = Arc::default();
-        let hook_gone = gone.clone();
+        let outlets: Outlets = Arc::default();
+        let leaving = outlets.clone();
         self.set_leaving_hook(Box::new(move |partitions| {
-            let mut g = hook_gone.lock().unwrap_or_else(|p| p.into_inner());
-            g.extend(partitions.iter().cloned());
+            let mut outlets = leaving.lock().unwrap_or_else(|p| p.into_inner());
+            for tp in partitions {
+                if let Some(outlet) = outlets.remove(tp) {
+                    outlet.gone.store(true, Ordering::Release);
+                }
+            }
         }));
         let router = Router {
             buffer: buffer.max(1),
-            senders: HashMap::new(),
+            outlets,
             kept: HashMap::new(),
             streams: stream_tx,
             wake: wake.clone(),
-            gone,
             offsets: self.shared_offsets(),
             auto_store: self.stores_processed(),
         };
@@ -201,11 +214,11 @@ impl PartitionStream {
                 },
             );
         }
-        if self.is_gone() {
-            self.current.clear();
-            return Poll::Ready(None);
-        }
         loop {
+            if self.gone.load(Ordering::Acquire) {
+                self.current.clear();
+                return Poll::Ready(None);
+            }
             if let Some(record) = self.current.pop_front() {
                 self.handed = Some((record.offset, record.leader_epoch));
                 return Poll::Ready(Some(Ok(record)));
@@ -222,13 +235,6 @@ impl PartitionStream {
                 }
             }
         }
-    }
-
-    fn is_gone(&self) -> bool {
-        self.gone
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&self.partition)
     }
 }
 
@@ -252,11 +258,12 @@ impl std::fmt::Debug for PartitionStream {
 /// The task's side: a channel per partition, and the batch kept for a full one.
 struct Router {
     buffer: usize,
-    senders: HashMap<TopicPartition, mpsc::Sender<Item>>,
-    kept: HashMap<TopicPartition, Item>,
+    outlets: Outlets,
+    /// Batches that found their stream full, oldest first (one, as the partition is paused
+    /// at once; more only if records fetched before the pause come after).
+    kept: HashMap<TopicPartition, VecDeque<Item>>,
     streams: mpsc::UnboundedSender<PartitionStream>,
     wake: mpsc::UnboundedSender<Wake>,
-    gone: Gone,
     offsets: Option<Arc<Offsets>>,
     auto_store: bool,
 }
@@ -265,31 +272,47 @@ impl Router {
     /// Hands `item` to `tp`'s stream (made now if `tp` is new); pauses `tp` when its channel
     /// is full.
     fn route(&mut self, consumer: &mut Consumer, tp: TopicPartition, item: Item) {
-        self.forget_gone(consumer);
-        let sender = match self.senders.get(&tp) {
-            Some(s) => s.clone(),
-            None => {
-                let (tx, rx) = mpsc::channel(self.buffer);
-                let stream = PartitionStream {
-                    partition: tp.clone(),
-                    batches: rx,
-                    current: VecDeque::new(),
-                    wake: self.wake.clone(),
-                    gone: self.gone.clone(),
-                    offsets: self.offsets.clone(),
-                    auto_store: self.auto_store,
-                    handed: None,
-                };
-                let _ = self.streams.send(stream);
-                self.senders.insert(tp.clone(), tx.clone());
-                tx
+        let sender = {
+            let mut outlets = self.outlets.lock().unwrap_or_else(|p| p.into_inner());
+            // Batches kept for partitions that left since are dropped with them.
+            self.kept.retain(|tp, _| outlets.contains_key(tp));
+            match outlets.get(&tp) {
+                Some(o) => o.sender.clone(),
+                None => {
+                    let (sender, rx) = mpsc::channel(self.buffer);
+                    let gone = Arc::new(AtomicBool::new(false));
+                    let stream = PartitionStream {
+                        partition: tp.clone(),
+                        batches: rx,
+                        current: VecDeque::new(),
+                        wake: self.wake.clone(),
+                        gone: gone.clone(),
+                        offsets: self.offsets.clone(),
+                        auto_store: self.auto_store,
+                        handed: None,
+                    };
+                    let _ = self.streams.send(stream);
+                    outlets.insert(
+                        tp.clone(),
+                        Outlet {
+                            sender: sender.clone(),
+                            gone,
+                        },
+                    );
+                    sender
+                }
             }
         };
+        if let Some(queue) = self.kept.get_mut(&tp) {
+            // Behind what is kept already: in order, after it.
+            queue.push_back(item);
+            return;
+        }
         match sender.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(item)) => {
                 debug!(partition = %tp, "its stream is full: pausing it");
-                self.kept.insert(tp.clone(), item);
+                self.kept.insert(tp.clone(), VecDeque::from([item]));
                 let _ = consumer.pause([tp]);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -299,36 +322,38 @@ impl Router {
         }
     }
 
-    /// `tp`'s stream took a batch: hand over the kept one and resume.
+    /// `tp`'s stream took a batch: hand over what is kept, and resume once all is.
     fn took(&mut self, consumer: &mut Consumer, tp: TopicPartition) {
-        let Some(item) = self.kept.remove(&tp) else {
+        let Some(mut queue) = self.kept.remove(&tp) else {
             return;
         };
-        let Some(sender) = self.senders.get(&tp) else {
-            return;
+        let sender = {
+            let outlets = self.outlets.lock().unwrap_or_else(|p| p.into_inner());
+            match outlets.get(&tp) {
+                Some(o) => o.sender.clone(),
+                None => return,
+            }
         };
-        match sender.try_send(item) {
-            Ok(()) => {
-                let _ = consumer.resume([tp]);
+        while let Some(item) = queue.pop_front() {
+            match sender.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    queue.push_front(item);
+                    self.kept.insert(tp, queue);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                self.kept.insert(tp, item);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+        let _ = consumer.resume([tp]);
     }
 
-    /// Drops the channels of partitions that left (their streams end) and forgets that they
-    /// left once the consumer no longer owns them, so a partition assigned again gets a new
-    /// stream.
-    fn forget_gone(&mut self, consumer: &Consumer) {
-        let owned = consumer.assignment();
-        let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
-        for tp in gone.iter() {
-            self.senders.remove(tp);
-            self.kept.remove(tp);
+    /// Ends every stream: the consumer is closing.
+    fn end_all(&self) {
+        let mut outlets = self.outlets.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, outlet) in outlets.drain() {
+            outlet.gone.store(true, Ordering::Release);
         }
-        gone.retain(|tp| !owned.contains(tp));
     }
 }
 
@@ -342,12 +367,12 @@ async fn route(
             Ok(Ok((tp, records))) => router.route(&mut consumer, tp, Ok(records)),
             Ok(Err(Wake::Took(tp))) => router.took(&mut consumer, tp),
             Ok(Err(Wake::Close(reply))) => {
-                end_all(&router);
+                router.end_all();
                 let _ = reply.send(consumer.close().await);
                 return Ok(());
             }
             Err(e) if matches!(e.kind(), ErrorKind::Fatal | ErrorKind::Closed) => {
-                end_all(&router);
+                router.end_all();
                 return Err(e);
             }
             Err(e) => match e.partitions().first() {
@@ -367,10 +392,4 @@ async fn route(
             },
         }
     }
-}
-
-/// Ends every stream: the consumer is closing.
-fn end_all(router: &Router) {
-    let mut gone = router.gone.lock().unwrap_or_else(|p| p.into_inner());
-    gone.extend(router.senders.keys().cloned());
 }
