@@ -1017,3 +1017,140 @@ async fn a_dropped_consumer_leaves_its_group() {
     let (b, _) = b.stop().await;
     b.close().await.unwrap();
 }
+
+/// Per-partition streams: a partition whose stream nobody reads does not hold the others back
+/// (its stream fills, the partition is paused), and once read it yields every record in order
+/// (the kept batch is handed over and the partition resumed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_streams_hold_back_only_the_partition_not_read() {
+    let topic = unique_name("consumer");
+    let (tansu, pool) = tansu_with(&[(&topic, 2)]).await;
+    let (p0, p1) = (
+        TopicPartition::new(&topic, 0),
+        TopicPartition::new(&topic, 1),
+    );
+    produce_spread(&pool, &topic, 2, 200, 10).await;
+    let mut c = builder(&tansu.bootstrap())
+        .max_poll_records(5)
+        .build()
+        .unwrap();
+    c.assign([p0.clone(), p1.clone()]).unwrap();
+    let mut streams = c.into_partition_streams(1);
+    let mut by_partition = BTreeMap::new();
+    while by_partition.len() < 2 {
+        let s = tokio::time::timeout(Duration::from_secs(10), streams.next())
+            .await
+            .expect("a stream per partition")
+            .expect("the consumer runs");
+        by_partition.insert(s.partition().clone(), s);
+    }
+    let mut s0 = by_partition.remove(&p0).unwrap();
+    let mut s1 = by_partition.remove(&p1).unwrap();
+
+    // p0 is not read at all while every record of p1 comes.
+    let mut read = Vec::new();
+    while read.len() < 100 {
+        let r = tokio::time::timeout(Duration::from_secs(10), s1.recv())
+            .await
+            .unwrap_or_else(|_| panic!("p1 stalled after {} records", read.len()))
+            .expect("p1's stream ends only when p1 leaves")
+            .unwrap();
+        read.push(r);
+    }
+    let mut all = read.clone();
+    read.clear();
+    while read.len() < 100 {
+        let r = tokio::time::timeout(Duration::from_secs(10), s0.recv())
+            .await
+            .unwrap_or_else(|_| panic!("p0 stalled after {} records", read.len()))
+            .expect("p0's stream ends only when p0 leaves")
+            .unwrap();
+        read.push(r);
+    }
+    all.extend(read);
+    assert_exactly(&all, &BTreeMap::new(), &[(p0, 100), (p1, 100)].into(), 10);
+    streams.close().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), s0.recv())
+            .await
+            .expect("a closed consumer's streams end")
+            .is_none()
+    );
+}
+
+/// In a group, the partitions revoked from a consumer split into streams end their streams
+/// (range is eager: both), after the offsets the streams stored were committed: the member
+/// that gets a partition starts after what was processed, and nothing is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_end_their_streams_after_their_offsets_are_committed() {
+    let topic = unique_name("consumer");
+    let (tansu, pool) = tansu_with(&[(&topic, 2)]).await;
+    let group = unique_name("g");
+    produce_spread(&pool, &topic, 2, 40, 10).await;
+    let mut a = group_builder(&tansu.bootstrap(), &group, "range")
+        .build()
+        .unwrap();
+    a.subscribe([topic.as_str()]).unwrap();
+    let mut streams = a.into_partition_streams(4);
+    let mut tasks = Vec::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..2 {
+        let mut s = tokio::time::timeout(REBALANCE_WITHIN, streams.next())
+            .await
+            .expect("a stream per partition")
+            .expect("the consumer runs");
+        let done = done_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(r) = s.recv().await {
+                let _ = done.send(());
+                got.push(r.unwrap());
+            }
+            got
+        }));
+    }
+    for _ in 0..40 {
+        tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+            .await
+            .expect("records from both streams");
+    }
+
+    // b joins: the eager revocation ends both of a's streams.
+    let mut b = group_builder(&tansu.bootstrap(), &group, "range")
+        .build()
+        .unwrap();
+    b.subscribe([topic.as_str()]).unwrap();
+    let deadline = Instant::now() + REBALANCE_WITHIN;
+    let mut read_by_b = Vec::new();
+    while !tasks.iter().all(|t| t.is_finished()) || b.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "a's streams did not end");
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), b.recv()).await {
+            read_by_b.push(r.unwrap());
+        }
+    }
+    let mut read_by_a = Vec::new();
+    for t in tasks {
+        read_by_a.extend(t.await.unwrap());
+    }
+    assert_exactly(
+        &read_by_a,
+        &BTreeMap::new(),
+        &ends(&partitions(&topic, 2), 20),
+        10,
+    );
+    // b starts its partition after what a processed.
+    let owned: Vec<TopicPartition> = b.assignment().into_iter().collect();
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    let tp = owned[0].clone();
+    produce(&pool, &topic, tp.partition, 5, now_ms()).await;
+    let more = 5 - read_by_b.len().min(5);
+    read_by_b.extend(recv_n(&mut b, more, Duration::from_secs(10)).await);
+    assert_exactly(
+        &read_by_b,
+        &[(tp.clone(), 20)].into(),
+        &[(tp, 25)].into(),
+        5,
+    );
+    b.close().await.unwrap();
+    streams.close().await.unwrap();
+}
