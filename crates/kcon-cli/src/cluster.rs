@@ -1,0 +1,171 @@
+//! The connection every command makes: `-b` and `-X`, a pool, and the first Metadata request
+//! that tells an unreachable cluster, a failed login and unknown topics apart before anything
+//! else starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use kcon_pool::{Metadata, Pool, PoolConfig, TopicScope};
+
+use crate::failure::{Failure, error_name};
+
+/// How long the first contact with the cluster may take in all, on top of the pool's own
+/// per-connection timeouts: bounds the wait on a black-holed address list.
+const FIRST_CONTACT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The options that say where the cluster is and how to talk to it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClusterArgs {
+    /// Bootstrap brokers, comma-separated.
+    #[arg(
+        short = 'b',
+        long = "bootstrap-servers",
+        value_name = "HOST:PORT[,...]"
+    )]
+    pub(crate) brokers: String,
+
+    /// A client property by its Kafka name, e.g. -X security.protocol=SASL_SSL
+    /// -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=U -X sasl.password=P
+    /// -X ssl.ca.location=ca.pem. Repeatable; a later value replaces an earlier one.
+    #[arg(short = 'X', value_name = "PROP=VALUE", value_parser = parse_property)]
+    pub(crate) properties: Vec<(String, String)>,
+}
+
+impl ClusterArgs {
+    /// The last value given for `name` with `-X`.
+    pub(crate) fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The pool's configuration: `-b` and the connection properties among `-X`. Any other
+    /// property is refused, naming it, unless `also_allowed` has it (the caller uses it);
+    /// `None` lets every other property through (the caller has checked them).
+    pub(crate) fn pool_config(&self, also_allowed: Option<&[&str]>) -> Result<PoolConfig, Failure> {
+        let mut config = PoolConfig::default();
+        config.client_id = "kcon".to_owned();
+        // Asking about a topic must not create it (Tansu creates topics on Metadata when
+        // allowed); `-X allow.auto.create.topics=true` restores the Java client's default.
+        config.allow_auto_create_topics = false;
+        set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;
+        for (name, value) in &self.properties {
+            if is_pool_property(name) {
+                set_pool_property(&mut config, name, value)?;
+            } else if also_allowed.is_some_and(|a| !a.contains(&name.as_str())) {
+                return Err(Failure::usage(format!(
+                    "bad configuration: unknown property {name:?} for this command (it takes the \
+                     connection properties: {})",
+                    PoolConfig::PROPERTIES.join(", ")
+                )));
+            }
+        }
+        config
+            .validate()
+            .map_err(|e| Failure::usage(format!("bad configuration: {e}")))?;
+        Ok(config)
+    }
+
+    /// A pool that has answered one Metadata request: the cluster is reachable and the
+    /// credentials work.
+    pub(crate) async fn connect(&self, also_allowed: Option<&[&str]>) -> Result<Cluster, Failure> {
+        let config = self.pool_config(also_allowed)?;
+        let pool = Pool::new(config).map_err(Failure::from_pool)?;
+        let cluster = Cluster {
+            pool,
+            brokers: self.brokers.clone(),
+        };
+        cluster.metadata(TopicScope::none()).await?;
+        Ok(cluster)
+    }
+}
+
+/// A reachable cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Cluster {
+    pub(crate) pool: Pool,
+    brokers: String,
+}
+
+impl Cluster {
+    /// Metadata for `scope`, with unreachable brokers named in the error.
+    pub(crate) async fn metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>, Failure> {
+        match tokio::time::timeout(FIRST_CONTACT_LIMIT, self.pool.refresh_metadata(scope)).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(e @ kcon_pool::Error::Transport { .. })) => Err(Failure::runtime(format!(
+                "cannot reach any broker of {}: {e}",
+                self.brokers
+            ))),
+            Ok(Err(e)) => Err(Failure::from_pool(e)),
+            Err(_) => Err(Failure::runtime(format!(
+                "cannot reach any broker of {}: no answer within {} s",
+                self.brokers,
+                FIRST_CONTACT_LIMIT.as_secs()
+            ))),
+        }
+    }
+
+    /// The partitions of each of `topics`, which must all exist and be readable.
+    pub(crate) async fn partitions(
+        &self,
+        topics: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Vec<i32>>, Failure> {
+        let metadata = self
+            .metadata(TopicScope::topics(topics.iter().cloned()))
+            .await?;
+        let mut out = BTreeMap::new();
+        for name in topics {
+            let Some(t) = metadata.topic(name) else {
+                return Err(Failure::runtime(format!("unknown topic {name:?}")));
+            };
+            match t.error_code {
+                0 => {}
+                3 => return Err(Failure::runtime(format!("unknown topic {name:?}"))),
+                29 => {
+                    return Err(Failure::runtime(format!(
+                        "not authorized to access topic {name:?} [{}]",
+                        error_name(29)
+                    )));
+                }
+                code => {
+                    return Err(Failure::runtime(format!(
+                        "topic {name:?}: the broker answered {}",
+                        error_name(code)
+                    )));
+                }
+            }
+            if t.partitions.is_empty() {
+                return Err(Failure::runtime(format!(
+                    "topic {name:?} has no partitions yet"
+                )));
+            }
+            out.insert(name.clone(), t.partitions.keys().copied().collect());
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the pool takes `name` (librdkafka's `sasl.mechanisms` spelling included).
+pub(crate) fn is_pool_property(name: &str) -> bool {
+    PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms"
+}
+
+fn set_pool_property(config: &mut PoolConfig, name: &str, value: &str) -> Result<(), Failure> {
+    config
+        .set(name, value)
+        .map_err(|e| Failure::usage(format!("bad configuration: {e}")))
+}
+
+/// `-X name=value`.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected PROP=VALUE, got {s:?}")),
+    }
+}

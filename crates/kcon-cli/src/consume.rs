@@ -1,0 +1,380 @@
+//! `kcon consume`: records to stdout, rebalance events to stderr.
+//!
+//! Without a group the tool assigns itself every partition of the topics; with one it
+//! subscribes. Offsets are committed at-least-once and never ahead of the output:
+//!
+//! 1. `enable.auto.offset.store=false`: the consumer stores nothing on its own;
+//! 2. a batch is written to stdout and flushed;
+//! 3. only then is the offset after the last record written stored (`store_offset`);
+//! 4. auto-commit (every `auto.commit.interval.ms`, 1 s by default here) commits what is
+//!    stored; so do the consumer itself before it gives up revoked partitions and `close`.
+//!
+//! Why not `commit()` after each batch, or auto-commit with automatic stores: those commit
+//! everything handed out, and when a write fails (a closed pipe) or `-c` stops in the middle
+//! of a batch, records that were never written would count as consumed. Storing explicitly
+//! commits exactly what reached stdout, with no commit round trip per batch.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::pin::pin;
+use std::time::Duration;
+
+use clap::Args;
+use kcon::{Consumer, ListenerFuture, RebalanceContext, RebalanceListener, TopicPartition};
+use kcon_pool::TopicScope;
+use regex::Regex;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::cluster::ClusterArgs;
+use crate::failure::Failure;
+use crate::record_format::Format;
+
+/// How long `-e` waits for records before asking whether every partition is at its end.
+const END_CHECK_AFTER: Duration = Duration::from_millis(300);
+
+/// Consume records and write them to stdout.
+///
+/// Without -g, every partition of the topics is read by assignment, no offsets committed.
+/// With -g, the tool joins the group and commits the offsets of what it has written
+/// (at-least-once: after stdout is flushed). auto.offset.reset is earliest unless
+/// -X auto.offset.reset=... says otherwise. Ctrl-C or SIGTERM: commit, leave the group,
+/// exit 0.
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+
+    /// Consumer group to join (the same as -X group.id=GROUP).
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    group: Option<String>,
+
+    /// Exit after writing COUNT records.
+    #[arg(short = 'c', long = "count", value_name = "COUNT")]
+    count: Option<u64>,
+
+    /// Exit once every assigned partition is read to its end (with -g, once the group has
+    /// assigned partitions to this member).
+    #[arg(short = 'e', long = "exit-at-end")]
+    exit_at_end: bool,
+
+    /// Output format: text (one line per record: TOPIC/PARTITION@OFFSET key=KEY VALUE) or
+    /// json (one object per record with topic, partition, offset, timestamp, key, value,
+    /// headers; bytes that are not UTF-8 as {"base64":"..."}; rebalance events as JSON
+    /// objects on stderr).
+    #[arg(long = "format", value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Topics to read; a name starting with ^ is a regular expression.
+    #[arg(value_name = "TOPIC", required = true)]
+    topics: Vec<String>,
+}
+
+/// Why the consume loop ended.
+enum Stop {
+    /// `-c` or `-e` reached.
+    Done,
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// Whoever read stdout went away.
+    PipeClosed,
+    /// Something failed.
+    Failed(Failure),
+}
+
+/// Runs `kcon consume`.
+pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
+    let group = args
+        .group
+        .clone()
+        .or_else(|| args.cluster.property("group.id").map(str::to_owned))
+        .filter(|g| !g.is_empty());
+    let mut builder = Consumer::builder()
+        .set("bootstrap.servers", &args.cluster.brokers)
+        .set("client.id", "kcon")
+        .set("auto.offset.reset", "earliest")
+        // As for every command of the tool: reading a topic does not create it.
+        .set("allow.auto.create.topics", "false");
+    if group.is_some() {
+        builder = builder
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000");
+    }
+    for (name, value) in &args.cluster.properties {
+        builder = builder.set(name, value.as_str());
+    }
+    if let Some(g) = &group {
+        builder = builder.set("group.id", g.as_str());
+    }
+    let mut shutdown = Shutdown::new()?;
+    // Every property is checked here, before any broker is asked anything: exit 2.
+    let mut consumer = builder
+        .rebalance_listener(RebalanceEvents {
+            format: args.format,
+        })
+        .build()
+        .map_err(Failure::from_consumer)?;
+
+    // A signal while the cluster is being looked at ends the run at once: nothing was read.
+    let started = tokio::select! {
+        r = start(&mut consumer, &args, group.is_some()) => r,
+        () = shutdown.wait() => return Ok(()),
+    };
+    started?;
+
+    let mut written = 0u64;
+    let stop = consume(
+        &mut consumer,
+        &args,
+        group.is_some(),
+        &mut shutdown,
+        &mut written,
+    )
+    .await;
+    if args.format == Format::Text && !matches!(stop, Stop::PipeClosed) {
+        eprintln!("kcon: consumed {written} records");
+    }
+    let closed = tokio::select! {
+        r = consumer.close() => r.map_err(Failure::from_consumer),
+        () = shutdown.wait() => Err(Failure::runtime(
+            "interrupted again while closing: nothing more was committed",
+        )),
+    };
+    match stop {
+        Stop::Failed(f) => Err(f),
+        Stop::Done | Stop::Signal | Stop::PipeClosed => closed,
+    }
+}
+
+/// Checks the cluster and the topics, then subscribes (with a group) or assigns every
+/// partition of the topics (without).
+async fn start(consumer: &mut Consumer, args: &ConsumeArgs, in_group: bool) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(None).await?;
+    let (patterns, names): (Vec<String>, Vec<String>) = args
+        .topics
+        .iter()
+        .cloned()
+        .partition(|t| t.starts_with('^'));
+    let mut names: BTreeSet<String> = names.into_iter().collect();
+    if in_group {
+        // A subscription to a topic that does not exist would wait for it silently.
+        if !names.is_empty() {
+            cluster.partitions(&names).await?;
+        }
+        return consumer
+            .subscribe(args.topics.iter().cloned())
+            .map_err(Failure::from_consumer);
+    }
+    names.extend(matching_topics(&cluster, &patterns).await?);
+    let partitions = cluster.partitions(&names).await?;
+    let all = partitions
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |p| TopicPartition::new(t.as_str(), *p)));
+    consumer.assign(all).map_err(Failure::from_consumer)
+}
+
+/// The loop: receive a batch, write it, store its offsets; until `-c`, `-e`, a signal, a
+/// closed stdout or an error.
+async fn consume(
+    consumer: &mut Consumer,
+    args: &ConsumeArgs,
+    in_group: bool,
+    shutdown: &mut Shutdown,
+    written: &mut u64,
+) -> Stop {
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        let take_max = match args.count {
+            Some(count) if *written >= count => return Stop::Done,
+            Some(count) => (count - *written) as usize,
+            None => usize::MAX,
+        };
+        let received = tokio::select! {
+            biased;
+            () = shutdown.wait() => return Stop::Signal,
+            r = next_batch(consumer, args.exit_at_end) => r,
+        };
+        let batch = match received {
+            None => match at_end(consumer).await {
+                Ok(true) => return Stop::Done,
+                Ok(false) => continue,
+                Err(e) => return Stop::Failed(e),
+            },
+            Some(Ok(batch)) => batch,
+            Some(Err(e)) if e.is_retriable() => {
+                tracing::warn!(error = %e, "retrying");
+                continue;
+            }
+            Some(Err(e)) => return Stop::Failed(Failure::from_consumer(e)),
+        };
+        let batch = &batch[..batch.len().min(take_max)];
+        out.clear();
+        for record in batch {
+            args.format.write_record(&mut out, record);
+        }
+        let mut stdout = io::stdout().lock();
+        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Stop::PipeClosed,
+            Err(e) => {
+                return Stop::Failed(Failure::runtime(format!("cannot write to stdout: {e}")));
+            }
+        }
+        drop(stdout);
+        // Written and flushed: now the records count as consumed.
+        if in_group
+            && let Some(last) = batch.last()
+            && let Err(e) = consumer.store_offset(last)
+        {
+            return Stop::Failed(Failure::from_consumer(e));
+        }
+        *written += batch.len() as u64;
+    }
+}
+
+/// The next batch; with `-e`, `None` when none came within [`END_CHECK_AFTER`]. The
+/// consumer's receiving calls are cancel-safe, so giving up on one loses nothing.
+async fn next_batch(
+    consumer: &mut Consumer,
+    exit_at_end: bool,
+) -> Option<Result<Vec<kcon::Record>, kcon::Error>> {
+    if !exit_at_end {
+        return Some(consumer.recv_batch().await);
+    }
+    tokio::time::timeout(END_CHECK_AFTER, consumer.recv_batch())
+        .await
+        .ok()
+}
+
+/// Whether every owned partition is read to its end (none owned yet: no).
+///
+/// The end is the larger of what ListOffsets says now (`lag`) and the high watermark of the
+/// last Fetch answer (`metrics`): either alone can be behind. A ListOffsets answer may predate
+/// records that a Fetch has since brought, and Tansu answers ListOffsets latest with the last
+/// batch's base offset + 1 (shared/BROKERS.md), which only the Fetch high watermark corrects.
+async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
+    let owned = consumer.assignment();
+    if owned.is_empty() {
+        return Ok(false);
+    }
+    let listed = match consumer.lag().await {
+        Ok(l) => l,
+        Err(e) if e.is_retriable() => return Ok(false),
+        Err(e) => return Err(Failure::from_consumer(e)),
+    };
+    let fetched = consumer.metrics().partitions;
+    for tp in &owned {
+        let Some(position) = consumer.position(tp) else {
+            return Ok(false);
+        };
+        let end = listed
+            .get(tp)
+            .and_then(|l| l.end)
+            .max(fetched.get(tp).and_then(|l| l.end));
+        match end {
+            Some(end) if position >= end => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// The topics whose names match one of `patterns` (each starting with `^`).
+async fn matching_topics(
+    cluster: &crate::cluster::Cluster,
+    patterns: &[String],
+) -> Result<BTreeSet<String>, Failure> {
+    if patterns.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let regexes = patterns
+        .iter()
+        .map(|p| {
+            Regex::new(p)
+                .map_err(|e| Failure::usage(format!("{p:?} is not a regular expression: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = cluster.metadata(TopicScope::All).await?;
+    let found: BTreeSet<String> = metadata
+        .topics
+        .values()
+        .filter(|t| !t.is_internal && regexes.iter().any(|r| r.is_match(&t.name)))
+        .map(|t| t.name.clone())
+        .collect();
+    if found.is_empty() {
+        return Err(Failure::runtime(format!(
+            "no topic matches {}",
+            patterns.join(" or ")
+        )));
+    }
+    Ok(found)
+}
+
+/// Tells stderr of every rebalance event, in the output format.
+struct RebalanceEvents {
+    format: Format,
+}
+
+impl RebalanceEvents {
+    fn tell(&self, event: &str, partitions: &[TopicPartition]) {
+        let line = self.format.rebalance_event(event, partitions);
+        // Nothing to do when stderr is gone.
+        let _ = io::stderr().lock().write_all(&line);
+    }
+}
+
+impl RebalanceListener for RebalanceEvents {
+    fn on_assigned<'a>(
+        &'a mut self,
+        _ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        self.tell("assigned", partitions);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn on_revoked<'a>(
+        &'a mut self,
+        _ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        self.tell("revoked", partitions);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn on_lost<'a>(
+        &'a mut self,
+        _ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        self.tell("lost", partitions);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, registered once so that none is missed between waits.
+struct Shutdown {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Shutdown {
+    fn new() -> Result<Shutdown, Failure> {
+        let register = |kind| {
+            signal(kind).map_err(|e| Failure::runtime(format!("cannot handle signals: {e}")))
+        };
+        Ok(Shutdown {
+            interrupt: register(SignalKind::interrupt())?,
+            terminate: register(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn wait(&mut self) {
+        let interrupt = pin!(self.interrupt.recv());
+        let terminate = pin!(self.terminate.recv());
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+}

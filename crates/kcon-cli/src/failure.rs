@@ -1,0 +1,131 @@
+//! Why a command failed, and the exit status that says so.
+
+use std::fmt;
+
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_offsets::admin::AdminError;
+
+/// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
+/// refusal (authorization), bad input data.
+pub(crate) const EXIT_RUNTIME: u8 = 1;
+
+/// Exit status of a usage or configuration error: bad arguments, an unknown or bad `-X`
+/// property. Also what clap exits with on a usage error.
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+/// A command's failure: the message for stderr and whether the user's invocation was at fault
+/// (exit 2) or the world (exit 1).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    usage: bool,
+    message: String,
+}
+
+impl Failure {
+    /// The world failed: exit 1.
+    pub(crate) fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            usage: false,
+            message: message.into(),
+        }
+    }
+
+    /// The invocation is wrong: exit 2.
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            usage: true,
+            message: message.into(),
+        }
+    }
+
+    /// The exit status for this failure.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.usage { EXIT_USAGE } else { EXIT_RUNTIME }
+    }
+
+    /// A consumer error: configuration errors are the user's (they name the property), the
+    /// rest are runtime failures, worded for someone who did not write the code.
+    pub(crate) fn from_consumer(e: kcon::Error) -> Failure {
+        use kcon::ErrorKind;
+        match e.kind() {
+            ErrorKind::Config => Failure::usage(format!("bad configuration: {e}")),
+            ErrorKind::Transport => Failure::runtime(format!("cannot reach the brokers: {e}")),
+            ErrorKind::Authentication => Failure::runtime(format!("authentication failed: {e}")),
+            _ => match e.code() {
+                Some(code) => Failure::runtime(format!("{e} [{}]", error_name(code))),
+                None => Failure::runtime(e.to_string()),
+            },
+        }
+    }
+
+    /// A pool error from a request the tool sends itself.
+    pub(crate) fn from_pool(e: kcon_pool::Error) -> Failure {
+        use kcon_pool::Error as P;
+        match &e {
+            P::Config(c) => Failure::usage(format!("bad configuration: {c}")),
+            P::Transport { .. } | P::Tls { .. } | P::UnknownBroker { .. } => {
+                Failure::runtime(format!("cannot reach the brokers: {e}"))
+            }
+            P::Authentication { .. } => Failure::runtime(format!("authentication failed: {e}")),
+            P::Corrupt { .. } => {
+                Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
+            }
+            _ => Failure::runtime(e.to_string()),
+        }
+    }
+
+    /// An admin request's error; `what` says what the request was for.
+    pub(crate) fn from_admin(what: &str, e: AdminError) -> Failure {
+        match e {
+            AdminError::Pool(p) => Failure::from_pool(p),
+            AdminError::Broker { error_code, .. } => Failure::runtime(format!(
+                "{what}: the broker answered {}",
+                error_name(error_code)
+            )),
+            other => Failure::runtime(format!("{what}: {other}")),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A Kafka error code as the protocol documentation names it: `GROUP_AUTHORIZATION_FAILED
+/// (30)`, or `error 123` for a code this build does not know.
+pub(crate) fn error_name(code: i16) -> String {
+    let e = match ResponseError::try_from_code(code) {
+        None | Some(ResponseError::Unknown(_)) => return format!("error {code}"),
+        Some(e) => e,
+    };
+    // The enum's variants are the documented names in CamelCase.
+    let camel = format!("{e:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    format!("{name} ({code})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_named_as_kafka_documents_them() {
+        assert_eq!(error_name(30), "GROUP_AUTHORIZATION_FAILED (30)");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert_eq!(error_name(-32000), "error -32000");
+    }
+
+    #[test]
+    fn configuration_errors_exit_2_and_the_rest_1() {
+        assert_eq!(Failure::usage("x").exit_code(), 2);
+        assert_eq!(Failure::runtime("x").exit_code(), 1);
+    }
+}

@@ -1,0 +1,880 @@
+//! `kcon group list | describe | reset-offsets`: consumer groups as
+//! `kafka-consumer-groups.sh` shows and changes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use kcon::TopicPartition;
+use kcon_group::protocol::Assignment;
+use kcon_offsets::admin::{self, GroupDescription};
+use kcon_offsets::positions::{Watermarks, parse_iso8601_duration, record_lag};
+use kcon_offsets::{IsolationLevel, OffsetAndMetadata, OffsetSpec, Offsets, OffsetsConfig};
+use kcon_pool::Pool;
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, ClusterArgs};
+use crate::failure::{Failure, error_name};
+use crate::fetch_probe::{self, LogState};
+use crate::record_format::Format;
+use crate::table::{Table, cell, print_json_lines, print_table, print_text};
+
+/// GROUP_ID_NOT_FOUND: DescribeGroups v6+ for a group that does not exist.
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+/// The group subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List the groups of the cluster, with their state and protocol type.
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    List(ListArgs),
+    /// Describe a group: state, members (client id, host, assignment), and per partition
+    /// the committed offset (CURRENT-OFFSET), the end of the log (LOG-END-OFFSET), the lag in
+    /// records (LAG) and in time (LAG-SECONDS: the age of the record at the committed offset;
+    /// 0 when caught up, - when unknown).
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    Describe(DescribeArgs),
+    /// Reset the committed offsets of an inactive group (no members). Prints the partitions
+    /// with their current and new offsets; commits them only with --execute. A group that
+    /// does not exist yet gets the offsets (and so comes to exist), as with
+    /// kafka-consumer-groups.sh.
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    ResetOffsets(ResetArgs),
+}
+
+/// `kcon group list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Output format: a table, or one JSON object per group.
+    #[arg(long = "format", value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// `kcon group describe`.
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The group.
+    #[arg(value_name = "GROUP")]
+    group: String,
+    /// Output format: tables, or one JSON object.
+    #[arg(long = "format", value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// `kcon group reset-offsets`.
+#[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The group.
+    #[arg(value_name = "GROUP")]
+    group: String,
+    /// A topic whose offsets to reset: TOPIC (every partition) or TOPIC:0,1,2. Repeatable.
+    #[arg(long = "topic", value_name = "TOPIC[:PARTITIONS]", required = true, value_parser = parse_topic)]
+    topics: Vec<(String, Option<Vec<i32>>)>,
+    #[command(flatten)]
+    target: ResetTarget,
+    /// Commit the new offsets; without it nothing changes (a dry run).
+    #[arg(long = "execute")]
+    execute: bool,
+}
+
+/// Where reset-offsets moves each partition: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ResetTarget {
+    /// The start of the log.
+    #[arg(long = "to-earliest")]
+    to_earliest: bool,
+    /// The end of the log.
+    #[arg(long = "to-latest")]
+    to_latest: bool,
+    /// The first record at or after this time: YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM|-HH:MM]
+    /// (UTC when no zone is given); the end of the log if no record is that recent.
+    #[arg(long = "to-datetime", value_name = "ISO8601", value_parser = parse_datetime)]
+    to_datetime: Option<i64>,
+    /// The first record at most this long ago, an ISO-8601 duration (PnDTnHnMnS, e.g.
+    /// PT1H30M); the end of the log if no record is that recent.
+    #[arg(long = "by-duration", value_name = "DURATION", value_parser = parse_duration)]
+    by_duration: Option<Duration>,
+    /// This offset, kept within the log (start ≤ offset ≤ end).
+    #[arg(long = "to-offset", value_name = "OFFSET")]
+    to_offset: Option<i64>,
+}
+
+/// Runs a group subcommand.
+pub(crate) async fn run(command: GroupCommand) -> Result<(), Failure> {
+    match command {
+        GroupCommand::List(args) => list(args).await,
+        GroupCommand::Describe(args) => describe(args).await,
+        GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+    }
+}
+
+async fn list(args: ListArgs) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(Some(&[])).await?;
+    let groups = admin::list_groups(&cluster.pool)
+        .await
+        .map_err(|e| Failure::from_admin("listing groups", e))?;
+    match args.format {
+        Format::Json => {
+            let lines: Vec<Value> = groups
+                .iter()
+                .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type}))
+                .collect();
+            print_json_lines(&lines)
+        }
+        Format::Text => {
+            let mut t = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
+            for g in &groups {
+                t.row(vec![
+                    g.group_id.clone(),
+                    g.state.clone().unwrap_or_else(|| "-".to_owned()),
+                    or_dash(&g.protocol_type),
+                ]);
+            }
+            print_table(&t)
+        }
+    }
+}
+
+/// One partition of a described group.
+struct PartitionRow {
+    tp: TopicPartition,
+    committed: Option<i64>,
+    end: Option<i64>,
+    lag: Option<i64>,
+    lag_seconds: Option<f64>,
+    /// The index of the member that owns it.
+    owner: Option<usize>,
+}
+
+async fn describe(args: DescribeArgs) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(Some(&[])).await?;
+    let pool = &cluster.pool;
+    let group = args.group.as_str();
+    let description = describe_group(pool, group).await?;
+    let committed = committed_offsets(pool, group).await?;
+    // Apache Kafka says Dead for a group it does not know, Tansu says Empty: either way a
+    // group with neither members nor offsets is none.
+    if description.members.is_empty() && committed.is_empty() {
+        return Err(Failure::runtime(format!(
+            "unknown group {group:?} (no members, no committed offsets)"
+        )));
+    }
+    let assignments: Vec<Option<Vec<TopicPartition>>> = description
+        .members
+        .iter()
+        .map(|m| member_partitions(&description, &m.assignment))
+        .collect();
+    let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
+    partitions.extend(assignments.iter().flatten().flatten().cloned());
+    let at = partitions
+        .iter()
+        .map(|tp| (tp.clone(), committed.get(tp).copied().unwrap_or(0)))
+        .collect();
+    let logs = fetch_probe::probe(pool, &at).await?;
+    let now = now_ms();
+    let rows: Vec<PartitionRow> = partitions
+        .iter()
+        .map(|tp| {
+            let owner = assignments
+                .iter()
+                .position(|a| a.as_ref().is_some_and(|a| a.contains(tp)));
+            partition_row(
+                tp.clone(),
+                committed.get(tp).copied(),
+                logs.get(tp),
+                owner,
+                now,
+            )
+        })
+        .collect();
+    match args.format {
+        Format::Json => print_json_lines(&[describe_json(&description, &assignments, &rows)]),
+        Format::Text => print_description(&description, &assignments, &rows),
+    }
+}
+
+fn partition_row(
+    tp: TopicPartition,
+    committed: Option<i64>,
+    log: Option<&LogState>,
+    owner: Option<usize>,
+    now: i64,
+) -> PartitionRow {
+    let end = log.and_then(|l| l.end);
+    let (lag, lag_seconds) = match (committed, log, end) {
+        (Some(c), Some(log), Some(end)) => {
+            let marks = Watermarks {
+                log_start: log.start.unwrap_or(0),
+                high_watermark: end,
+                last_stable: None,
+            };
+            let lag = record_lag(c, &marks, IsolationLevel::ReadUncommitted);
+            let seconds = if lag == Some(0) {
+                Some(0.0)
+            } else {
+                log.timestamp
+                    .map(|ts| now.saturating_sub(ts).max(0) as f64 / 1000.0)
+            };
+            (lag, seconds)
+        }
+        _ => (None, None),
+    };
+    PartitionRow {
+        tp,
+        committed,
+        end,
+        lag,
+        lag_seconds,
+        owner,
+    }
+}
+
+fn print_description(
+    d: &GroupDescription,
+    assignments: &[Option<Vec<TopicPartition>>],
+    rows: &[PartitionRow],
+) -> Result<(), Failure> {
+    let mut text = format!(
+        "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n\n",
+        d.group_id,
+        or_dash(&d.state),
+        d.members.len(),
+        if d.members.len() == 1 { "" } else { "s" },
+        or_dash(&d.protocol_type),
+        or_dash(&d.protocol),
+    );
+    let mut t = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "LAG-SECONDS",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    for r in rows {
+        let owner = r.owner.map(|i| &d.members[i]);
+        t.row(vec![
+            d.group_id.clone(),
+            r.tp.topic.clone(),
+            r.tp.partition.to_string(),
+            cell(r.committed),
+            cell(r.end),
+            cell(r.lag),
+            r.lag_seconds
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
+            owner.map_or_else(|| "-".to_owned(), |m| m.member_id.clone()),
+            owner.map_or_else(|| "-".to_owned(), |m| or_dash(&m.client_host)),
+            owner.map_or_else(|| "-".to_owned(), |m| or_dash(&m.client_id)),
+        ]);
+    }
+    text.push_str(&t.render());
+    if d.members.is_empty() {
+        text.push_str(&format!(
+            "\nGroup {:?} has no active members.\n",
+            d.group_id
+        ));
+    } else {
+        let mut m = Table::new(&[
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID",
+            "#PARTITIONS",
+            "ASSIGNMENT",
+        ]);
+        for (member, assigned) in d.members.iter().zip(assignments) {
+            m.row(vec![
+                member.member_id.clone(),
+                or_dash(&member.client_host),
+                or_dash(&member.client_id),
+                assigned
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |a| a.len().to_string()),
+                assigned.as_deref().map_or_else(|| "-".to_owned(), compact),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&m.render());
+    }
+    print_text(&text)
+}
+
+fn describe_json(
+    d: &GroupDescription,
+    assignments: &[Option<Vec<TopicPartition>>],
+    rows: &[PartitionRow],
+) -> Value {
+    let members: Vec<Value> = d
+        .members
+        .iter()
+        .zip(assignments)
+        .map(|(m, a)| {
+            json!({
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "host": m.client_host,
+                "assignment": a.as_ref().map(|a| {
+                    a.iter()
+                        .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
+                        .collect::<Vec<_>>()
+                }),
+            })
+        })
+        .collect();
+    let partitions: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "topic": r.tp.topic,
+                "partition": r.tp.partition,
+                "current_offset": r.committed,
+                "log_end_offset": r.end,
+                "lag": r.lag,
+                "lag_seconds": r.lag_seconds,
+                "member_id": r.owner.map(|i| d.members[i].member_id.clone()),
+            })
+        })
+        .collect();
+    json!({
+        "group": d.group_id,
+        "state": d.state,
+        "protocol_type": d.protocol_type,
+        "protocol": d.protocol,
+        "members": members,
+        "partitions": partitions,
+    })
+}
+
+/// `t:0,1,2 u:0`: partitions grouped by topic.
+fn compact(partitions: &[TopicPartition]) -> String {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in partitions {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    let parts: Vec<String> = by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            let list: Vec<String> = ps.iter().map(ToString::to_string).collect();
+            format!("{t}:{}", list.join(","))
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A member's assigned partitions, from its encoded assignment (consumer groups only);
+/// `None` when unknown: the broker sent none (Tansu never does), or it does not decode.
+fn member_partitions(d: &GroupDescription, assignment: &[u8]) -> Option<Vec<TopicPartition>> {
+    if d.protocol_type != kcon_group::PROTOCOL_TYPE || assignment.is_empty() {
+        return None;
+    }
+    match Assignment::decode(assignment) {
+        Ok(a) => Some(a.partitions),
+        Err(e) => {
+            tracing::warn!(error = %e, "a member's assignment does not decode");
+            None
+        }
+    }
+}
+
+async fn describe_group(pool: &Pool, group: &str) -> Result<GroupDescription, Failure> {
+    let d = admin::describe_group(pool, group)
+        .await
+        .map_err(|e| Failure::from_admin(&format!("describing group {group:?}"), e))?;
+    match d.error_code {
+        0 => Ok(d),
+        GROUP_ID_NOT_FOUND => Err(Failure::runtime(format!("unknown group {group:?}"))),
+        code => Err(Failure::runtime(format!(
+            "describing group {group:?}: the broker answered {}",
+            error_name(code)
+        ))),
+    }
+}
+
+/// The group's committed offsets (the next offset to consume) of every partition it has one
+/// for.
+async fn committed_offsets(
+    pool: &Pool,
+    group: &str,
+) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
+    let what = format!("reading the committed offsets of group {group:?}");
+    let mut answers = admin::committed_offsets_of_groups(pool, &[group.to_owned()], None, false)
+        .await
+        .map_err(|e| Failure::from_admin(&what, e))?;
+    let offsets = answers
+        .remove(group)
+        .ok_or_else(|| Failure::runtime(format!("{what}: no answer")))?
+        .map_err(|e| Failure::from_admin(&what, e))?;
+    Ok(offsets
+        .into_iter()
+        .filter_map(|(tp, p)| {
+            let offset = p.committed?.offset;
+            (p.error_code == 0 && offset >= 0).then_some((tp, offset))
+        })
+        .collect())
+}
+
+async fn reset_offsets(args: ResetArgs) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(Some(&[])).await?;
+    let pool = &cluster.pool;
+    let group = args.group.as_str();
+    let description = match admin::describe_group(pool, group).await {
+        Ok(d) if d.error_code == 0 || d.error_code == GROUP_ID_NOT_FOUND => d,
+        Ok(d) => {
+            return Err(Failure::runtime(format!(
+                "describing group {group:?}: the broker answered {}",
+                error_name(d.error_code)
+            )));
+        }
+        Err(e) => {
+            return Err(Failure::from_admin(
+                &format!("describing group {group:?}"),
+                e,
+            ));
+        }
+    };
+    if !description.members.is_empty() {
+        return Err(Failure::runtime(format!(
+            "group {group:?} has {} active member{} (state {}): offsets can only be reset \
+             while the group is inactive; stop its consumers first",
+            description.members.len(),
+            if description.members.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            description.state
+        )));
+    }
+    let partitions = chosen_partitions(&cluster, &args.topics).await?;
+    let committed = committed_offsets(pool, group).await?;
+    let new = new_offsets(pool, &partitions, &args.target).await?;
+
+    let mut t = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "NEW-OFFSET",
+    ]);
+    for (tp, offset) in &new {
+        t.row(vec![
+            group.to_owned(),
+            tp.topic.clone(),
+            tp.partition.to_string(),
+            cell(committed.get(tp).copied()),
+            offset.to_string(),
+        ]);
+    }
+    print_table(&t)?;
+    if !args.execute {
+        eprintln!("kcon: dry run, nothing committed: add --execute to commit these offsets");
+        return Ok(());
+    }
+    commit_inactive(pool, group, &new).await?;
+    eprintln!(
+        "kcon: committed the new offsets of {} partition{} for group {group:?}",
+        new.len(),
+        if new.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+/// The partitions `--topic` names, checked against the metadata.
+async fn chosen_partitions(
+    cluster: &Cluster,
+    topics: &[(String, Option<Vec<i32>>)],
+) -> Result<BTreeSet<TopicPartition>, Failure> {
+    let names: BTreeSet<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+    let existing = cluster.partitions(&names).await?;
+    let mut out = BTreeSet::new();
+    for (topic, chosen) in topics {
+        let all = &existing[topic];
+        match chosen {
+            None => out.extend(all.iter().map(|p| TopicPartition::new(topic.as_str(), *p))),
+            Some(ps) => {
+                for p in ps {
+                    if !all.contains(p) {
+                        return Err(Failure::runtime(format!(
+                            "topic {topic:?} has no partition {p} (it has {})",
+                            all.len()
+                        )));
+                    }
+                    out.insert(TopicPartition::new(topic.as_str(), *p));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where each partition goes under `target`.
+async fn new_offsets(
+    pool: &Pool,
+    partitions: &BTreeSet<TopicPartition>,
+    target: &ResetTarget,
+) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
+    let starts = list_offsets(pool, partitions, OffsetSpec::Earliest).await?;
+    let at_start = starts.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+    let logs = fetch_probe::probe(pool, &at_start).await?;
+    let mut ends = BTreeMap::new();
+    for tp in partitions {
+        match logs.get(tp).and_then(|l| l.end) {
+            Some(end) => ends.insert(tp.clone(), end),
+            None => {
+                let code = logs.get(tp).map_or(3, |l| l.error_code);
+                return Err(Failure::runtime(format!(
+                    "cannot find the end of {tp}: {}",
+                    error_name(code)
+                )));
+            }
+        };
+    }
+    let by_time = match (target.to_datetime, target.by_duration) {
+        (Some(ts), _) => Some(ts),
+        (None, Some(d)) => Some(now_ms().saturating_sub(d.as_millis() as i64).max(0)),
+        (None, None) => None,
+    };
+    let mut out = BTreeMap::new();
+    if let Some(ts) = by_time {
+        let found = list_offsets_raw(pool, partitions, OffsetSpec::Timestamp(ts)).await?;
+        for tp in partitions {
+            // No record that recent: the end of the log, as kafka-consumer-groups.sh does.
+            let offset = found
+                .get(tp)
+                .copied()
+                .filter(|&o| o >= 0)
+                .unwrap_or(ends[tp]);
+            out.insert(tp.clone(), offset);
+        }
+        return Ok(out);
+    }
+    for tp in partitions {
+        let (start, end) = (starts[tp], ends[tp]);
+        let offset = if target.to_earliest {
+            start
+        } else if target.to_latest {
+            end
+        } else {
+            // Invariant: clap requires exactly one target; the others are handled above.
+            target
+                .to_offset
+                .unwrap_or(start)
+                .clamp(start, end.max(start))
+        };
+        out.insert(tp.clone(), offset);
+    }
+    Ok(out)
+}
+
+/// ListOffsets for `partitions`; every answer must be good.
+async fn list_offsets(
+    pool: &Pool,
+    partitions: &BTreeSet<TopicPartition>,
+    spec: OffsetSpec,
+) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
+    let found = list_offsets_raw(pool, partitions, spec).await?;
+    for tp in partitions {
+        if !found.contains_key(tp) {
+            return Err(Failure::runtime(format!("no offset found for {tp}")));
+        }
+    }
+    Ok(found)
+}
+
+/// ListOffsets for `partitions`: the offsets answered (-1 for a timestamp no record reaches).
+async fn list_offsets_raw(
+    pool: &Pool,
+    partitions: &BTreeSet<TopicPartition>,
+    spec: OffsetSpec,
+) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
+    let specs = partitions.iter().map(|tp| (tp.clone(), spec)).collect();
+    let found = admin::list_offsets(pool, &specs, IsolationLevel::ReadUncommitted)
+        .await
+        .map_err(|e| Failure::from_admin("looking up offsets", e))?;
+    let mut out = BTreeMap::new();
+    for (tp, l) in found {
+        if l.error_code != 0 {
+            return Err(Failure::runtime(format!(
+                "looking up offsets of {tp}: the broker answered {}",
+                error_name(l.error_code)
+            )));
+        }
+        out.insert(tp, l.offset);
+    }
+    Ok(out)
+}
+
+/// Commits `offsets` for `group` as an inactive group does (generation -1, no member id),
+/// which the coordinator accepts only while the group has no members.
+async fn commit_inactive(
+    pool: &Pool,
+    group: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Result<(), Failure> {
+    let mut config = OffsetsConfig::new(group);
+    config.enable_auto_commit = false;
+    let committer = Offsets::start(pool.clone(), config)
+        .map_err(|e| Failure::usage(format!("bad configuration: {e}")))?;
+    committer.set_generation(-1, "");
+    let map = offsets
+        .iter()
+        .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
+        .collect();
+    let result = committer.commit_sync(Some(map)).await;
+    committer.close(Duration::from_secs(1)).await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(kcon_offsets::CommitError::Broker { error_code, .. }) => {
+            Err(Failure::runtime(format!(
+                "committing the offsets of group {group:?}: the coordinator answered {}",
+                error_name(error_code)
+            )))
+        }
+        Err(e) => Err(Failure::runtime(format!(
+            "committing the offsets of group {group:?}: {e}"
+        ))),
+    }
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `TOPIC` or `TOPIC:0,1,2`.
+fn parse_topic(s: &str) -> Result<(String, Option<Vec<i32>>), String> {
+    let Some((topic, list)) = s.rsplit_once(':') else {
+        return Ok((s.to_owned(), None));
+    };
+    let partitions = list
+        .split(',')
+        .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
+        .collect::<Option<Vec<i32>>>()
+        .ok_or_else(|| format!("expected TOPIC or TOPIC:0,1,2, got {s:?}"))?;
+    if topic.is_empty() {
+        return Err(format!("expected TOPIC or TOPIC:0,1,2, got {s:?}"));
+    }
+    Ok((topic.to_owned(), Some(partitions)))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    parse_iso8601_duration(s)
+        .ok_or_else(|| format!("expected an ISO-8601 duration such as PT1H or P1DT12H, got {s:?}"))
+}
+
+/// `YYYY-MM-DDTHH:MM[:SS[.fff]]` with an optional `Z` or `±HH:MM` / `±HHMM` zone (UTC without
+/// one), as milliseconds since the epoch.
+pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
+    let bad = || {
+        format!(
+            "expected a time like 2024-05-01T12:00:00Z or 2024-05-01T14:00:00.000+02:00, got {s:?}"
+        )
+    };
+    let s = s.trim();
+    let (date, rest) = s.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+    let mut d = date.splitn(3, '-');
+    let year: i64 = number(d.next(), 4).ok_or_else(bad)?;
+    let month: i64 = number(d.next(), 2).ok_or_else(bad)?;
+    let day: i64 = number(d.next(), 2).ok_or_else(bad)?;
+    // The zone: Z, or a sign after the time (a '-' in the time part cannot be a date's).
+    let (time, zone_minutes) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+        (t, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let (t, z) = rest.split_at(i);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        let z = z[1..].replace(':', "");
+        if z.len() != 4 {
+            return Err(bad());
+        }
+        let hours: i64 = number(Some(&z[..2]), 2).ok_or_else(bad)?;
+        let minutes: i64 = number(Some(&z[2..]), 2).ok_or_else(bad)?;
+        if hours > 23 || minutes > 59 {
+            return Err(bad());
+        }
+        (t, sign * (hours * 60 + minutes))
+    } else {
+        (rest, 0)
+    };
+    let mut t = time.splitn(3, ':');
+    let hour: i64 = number(t.next(), 2).ok_or_else(bad)?;
+    let minute: i64 = number(t.next(), 2).ok_or_else(bad)?;
+    let (second, millis) = match t.next() {
+        None => (0, 0),
+        Some(sec) => {
+            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+            let second: i64 = number(Some(whole), 2).ok_or_else(bad)?;
+            if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let millis = format!("{frac:0<3}")[..3]
+                .parse::<i64>()
+                .map_err(|_| bad())?;
+            (second, millis)
+        }
+    };
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(bad());
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - zone_minutes * 60;
+    Ok(seconds * 1_000 + millis)
+}
+
+/// Exactly `digits` ASCII digits.
+fn number(s: Option<&str>, digits: usize) -> Option<i64> {
+    let s = s?;
+    if s.len() != digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date: years counted from March, so that the
+/// leap day ends a year, in 400-year eras of 146,097 days.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    // 719,468 days from 0000-03-01 to 1970-01-01.
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_parse_to_epoch_milliseconds() {
+        assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_datetime("2000-03-01T00:00:00Z"), Ok(951_868_800_000));
+        assert_eq!(
+            parse_datetime("2024-02-29T12:34:56.789Z"),
+            Ok(1_709_210_096_789)
+        );
+        assert_eq!(
+            parse_datetime("2024-02-29T14:34:56.789+02:00"),
+            Ok(1_709_210_096_789)
+        );
+        assert_eq!(
+            parse_datetime("2024-02-29T07:04:56.789-0530"),
+            Ok(1_709_210_096_789)
+        );
+        assert_eq!(parse_datetime("2024-02-29T12:34"), Ok(1_709_210_040_000));
+        assert_eq!(parse_datetime("1969-12-31T23:59:59Z"), Ok(-1_000));
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01",
+            "2024-01-01T24:00:00Z",
+            "2024-1-01T00:00:00Z",
+            "2024-01-01T00:00:00+2",
+            "yesterday",
+        ] {
+            assert!(parse_datetime(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topics_with_and_without_partitions() {
+        assert_eq!(parse_topic("orders"), Ok(("orders".to_owned(), None)));
+        assert_eq!(
+            parse_topic("orders:0,2"),
+            Ok(("orders".to_owned(), Some(vec![0, 2])))
+        );
+        assert!(parse_topic("orders:x").is_err());
+        assert!(parse_topic(":1").is_err());
+    }
+
+    #[test]
+    fn lag_counts_from_the_committed_offset_and_seconds_from_its_record() {
+        let log = LogState {
+            error_code: 0,
+            end: Some(100),
+            start: Some(10),
+            read_from: 40,
+            timestamp: Some(5_000),
+        };
+        let r = partition_row(
+            TopicPartition::new("t", 0),
+            Some(40),
+            Some(&log),
+            None,
+            7_500,
+        );
+        assert_eq!((r.lag, r.lag_seconds), (Some(60), Some(2.5)));
+        let r = partition_row(
+            TopicPartition::new("t", 0),
+            Some(100),
+            Some(&log),
+            None,
+            7_500,
+        );
+        assert_eq!((r.lag, r.lag_seconds), (Some(0), Some(0.0)));
+        // Below the log start: the records before it are gone.
+        let r = partition_row(
+            TopicPartition::new("t", 0),
+            Some(0),
+            Some(&log),
+            None,
+            7_500,
+        );
+        assert_eq!(r.lag, Some(90));
+        let r = partition_row(TopicPartition::new("t", 0), None, Some(&log), None, 7_500);
+        assert_eq!((r.lag, r.lag_seconds, r.end), (None, None, Some(100)));
+    }
+
+    #[test]
+    fn assignments_are_shown_per_topic() {
+        let tps = [
+            TopicPartition::new("b", 1),
+            TopicPartition::new("a", 2),
+            TopicPartition::new("b", 0),
+        ];
+        assert_eq!(compact(&tps), "a:2 b:0,1");
+        assert_eq!(compact(&[]), "-");
+    }
+}

@@ -1,0 +1,119 @@
+//! `kcon`: consume, produce and administer consumer groups from the command line, with the
+//! kcon crates underneath.
+//!
+//! ```text
+//! kcon consume -b HOST:PORT [-g GROUP] [-X prop=value]... [-c COUNT] [-e] [--format json|text] TOPIC...
+//! kcon produce -b HOST:PORT TOPIC [-p PARTITION] [-K DELIM] [--format lines|json] [-z CODEC] [-H key=value]...
+//! kcon group list|describe|reset-offsets ...
+//! kcon topic create|list ...
+//! ```
+//!
+//! Exit status: 0 success; 1 runtime error (a broker unreachable, an unknown topic or group,
+//! an authorization failure, bad input data); 2 usage or configuration error (bad arguments,
+//! an unknown or bad `-X` property). Log lines go to stderr, filtered by `KCON_LOG`
+//! (`warn` by default; e.g. `KCON_LOG=kcon=debug,info`).
+
+mod bytes_json;
+mod cluster;
+mod consume;
+mod failure;
+mod fetch_probe;
+mod group;
+mod partitioner;
+mod produce;
+mod record_format;
+mod table;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::failure::Failure;
+
+pub(crate) const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  runtime error: a broker unreachable, an unknown topic or group, an authorization
+     failure, bad input data
+  2  usage or configuration error: bad arguments, an unknown or bad -X property
+
+Log lines go to stderr, filtered by KCON_LOG (default warn; e.g. KCON_LOG=kcon=debug,info).";
+
+/// Consume, produce and manage consumer groups on a Kafka cluster (pure Rust, no librdkafka).
+#[derive(Debug, Parser)]
+#[command(name = "kcon", version, after_help = EXIT_STATUS_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Consume(consume::ConsumeArgs),
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Produce(produce::ProduceArgs),
+    /// Consumer groups: list, describe, reset offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Topics: create, list.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&Failure::runtime(format!("cannot start the runtime: {e}"))),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Consume(args) => consume::run(args).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Group(command) => group::run(command).await,
+            Command::Topic(command) => topic::run(command).await,
+        }
+    });
+    // Tasks still running (a pool's housekeeping) are not waited for.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => fail(&f),
+    }
+}
+
+fn fail(failure: &Failure) -> ExitCode {
+    eprintln!("kcon: error: {failure}");
+    ExitCode::from(failure.exit_code())
+}
+
+/// Log lines on stderr: `KCON_LOG` in `tracing_subscriber`'s `Targets` syntax, `warn` when
+/// unset; a value that does not parse is said so once and `warn` used.
+fn init_logging() {
+    let spec = std::env::var("KCON_LOG").unwrap_or_default();
+    let filter = if spec.trim().is_empty() {
+        Targets::new().with_default(LevelFilter::WARN)
+    } else {
+        spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("kcon: KCON_LOG={spec:?} is not a log filter ({e}); using warn");
+            Targets::new().with_default(LevelFilter::WARN)
+        })
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    // A subscriber set twice is the only failure, and this is the only place that sets one.
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init();
+}

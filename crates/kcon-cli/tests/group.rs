@@ -1,0 +1,266 @@
+//! `kcon group list | describe | reset-offsets` against Tansu.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Broker, FAST_GROUP, Running, described_partitions, kcon};
+use kcon_tests::brokers::unique_name;
+use serde_json::{Value, json};
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+async fn describe_json(bootstrap: &str, group: &str) -> Value {
+    let run = kcon(&[
+        "group", "describe", "-b", bootstrap, group, "--format", "json",
+    ])
+    .await
+    .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// Starts a group member reading `topic` and waits until it has partitions.
+async fn member(bootstrap: &str, group: &str, topic: &str) -> Running {
+    let mut args = vec!["consume", "-b", bootstrap, "-g", group, "--format", "json"];
+    args.extend(FAST_GROUP);
+    args.push(topic);
+    let mut running = Running::start(&args);
+    running
+        .stderr_until("\"event\":\"assigned\"", Duration::from_secs(30))
+        .await;
+    running
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_and_describe_show_members_offsets_and_lag() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("described");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 2).await;
+    // Records a minute old: LAG-SECONDS is their age while the group has not read them.
+    let minute_ago = kcon_tests::offsets::now_ms() - 60_000;
+    for p in 0..2 {
+        kcon_tests::offsets::produce(&broker.pool, &topic, p, 5, minute_ago).await;
+    }
+
+    let run = kcon(&["group", "describe", "-b", &b, &group]).await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr.contains("unknown group"), "{}", run.stderr);
+
+    kcon(&[
+        "group",
+        "reset-offsets",
+        "-b",
+        &b,
+        &group,
+        "--topic",
+        &topic,
+        "--to-earliest",
+        "--execute",
+    ])
+    .await
+    .ok();
+    let d = describe_json(&b, &group).await;
+    for p in d["partitions"].as_array().unwrap() {
+        assert_eq!(
+            (&p["current_offset"], &p["log_end_offset"], &p["lag"]),
+            (&json!(0), &json!(5), &json!(5)),
+            "{d}"
+        );
+        let age = p["lag_seconds"].as_f64().unwrap_or_else(|| panic!("{d}"));
+        assert!(
+            (59.0..600.0).contains(&age),
+            "the record is a minute old: {d}"
+        );
+    }
+
+    let mut running = member(&b, &group, &topic).await;
+    running.stdout_lines(10, Duration::from_secs(20)).await;
+    let list = kcon(&["group", "list", "-b", &b]).await.ok();
+    assert!(list.stdout.starts_with("GROUP"), "{}", list.stdout);
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{group} "))),
+        "{}",
+        list.stdout
+    );
+    let list = kcon(&["group", "list", "-b", &b, "--format", "json"])
+        .await
+        .ok();
+    assert!(
+        list.json_lines().iter().any(|g| g["group"] == json!(group)),
+        "{}",
+        list.stdout
+    );
+
+    // Commits follow the output within auto.commit.interval.ms (1 s for the tool).
+    let mut d = describe_json(&b, &group).await;
+    for _ in 0..50 {
+        if described_partitions(&d)
+            .values()
+            .all(|(_, _, lag)| *lag == Some(0))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        d = describe_json(&b, &group).await;
+    }
+    let members = d["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{d}");
+    assert!(!members[0]["member_id"].as_str().unwrap().is_empty(), "{d}");
+    for (current, end, lag) in described_partitions(&d).values() {
+        assert_eq!((*current, *end, *lag), (Some(5), Some(5), Some(0)), "{d}");
+    }
+    for p in d["partitions"].as_array().unwrap() {
+        assert_eq!(p["lag_seconds"], json!(0.0), "caught up: {d}");
+    }
+    let text = kcon(&["group", "describe", "-b", &b, &group]).await.ok();
+    assert!(
+        text.stdout.contains("state Stable, 1 member"),
+        "{}",
+        text.stdout
+    );
+    let header = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("GROUP"))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "LAG-SECONDS",
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID"
+        ]
+    );
+
+    running.terminate();
+    let (status, _, stderr) = running.wait(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let d = describe_json(&b, &group).await;
+    assert_eq!(d["members"], json!([]), "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_offsets_is_a_dry_run_until_execute() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("reset");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 1).await;
+    // Three batches of 10: Tansu's ListOffsets latest would say 21, the log ends at 30.
+    for _ in 0..3 {
+        kcon_tests::offsets::produce(&broker.pool, &topic, 0, 10, 1_000).await;
+    }
+    let mut consume = vec!["consume", "-b", &b, "-g", &group, "--format", "json", "-e"];
+    consume.extend(FAST_GROUP);
+    consume.push(&topic);
+    assert_eq!(kcon(&consume).await.ok().json_lines().len(), 30);
+    let committed = |d: &Value| described_partitions(d)[&(topic.clone(), 0)].0;
+    assert_eq!(committed(&describe_json(&b, &group).await), Some(30));
+
+    let reset = |extra: &[&str]| {
+        let mut args = vec![
+            "group".to_owned(),
+            "reset-offsets".to_owned(),
+            "-b".to_owned(),
+            b.clone(),
+            group.clone(),
+            "--topic".to_owned(),
+            topic.clone(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let row = |run: &common::Run| -> Vec<String> {
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{}", run.stdout);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "NEW-OFFSET"
+            ]
+        );
+        lines[1].split_whitespace().map(str::to_owned).collect()
+    };
+
+    let a = reset(&["--to-offset", "12"]);
+    let run = kcon(&strs(&a)).await.ok();
+    assert_eq!(row(&run), [group.as_str(), &topic, "0", "30", "12"]);
+    assert!(run.stderr.contains("dry run"), "{}", run.stderr);
+    assert_eq!(
+        committed(&describe_json(&b, &group).await),
+        Some(30),
+        "a dry run commits nothing"
+    );
+
+    let a = reset(&["--to-latest"]);
+    assert_eq!(
+        row(&kcon(&strs(&a)).await.ok())[4],
+        "30",
+        "the true end of the log"
+    );
+    let a = reset(&["--to-earliest"]);
+    assert_eq!(row(&kcon(&strs(&a)).await.ok())[4], "0");
+    let a = reset(&["--to-offset", "999"]);
+    assert_eq!(
+        row(&kcon(&strs(&a)).await.ok())[4],
+        "30",
+        "kept within the log"
+    );
+
+    let a = reset(&["--to-offset", "12", "--execute"]);
+    let run = kcon(&strs(&a)).await.ok();
+    assert!(run.stderr.contains("committed"), "{}", run.stderr);
+    assert_eq!(committed(&describe_json(&b, &group).await), Some(12));
+    let offsets: Vec<i64> = kcon(&consume)
+        .await
+        .ok()
+        .json_lines()
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (12..30).collect::<Vec<i64>>(),
+        "the group goes on from the new offset"
+    );
+
+    // Refused while the group has a member.
+    kcon_tests::offsets::produce(&broker.pool, &topic, 0, 1, 1_000).await;
+    let running = member(&b, &group, &topic).await;
+    let a = reset(&["--to-earliest", "--execute"]);
+    let run = kcon(&strs(&a)).await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr.contains("active member"), "{}", run.stderr);
+    running.terminate();
+    let (status, _, stderr) = running.wait(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert_eq!(
+        committed(&describe_json(&b, &group).await),
+        Some(31),
+        "the refused reset changed nothing"
+    );
+
+    // Exactly one target, and a well-formed one: usage errors.
+    let a = reset(&["--to-earliest", "--to-latest"]);
+    assert_eq!(kcon(&strs(&a)).await.code(), 2);
+    let a = reset(&["--to-datetime", "yesterday"]);
+    assert_eq!(kcon(&strs(&a)).await.code(), 2);
+}

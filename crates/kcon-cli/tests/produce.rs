@@ -1,0 +1,199 @@
+//! `kcon produce` against Tansu: partitions by key as the Java producer chooses them,
+//! JSON input that round-trips `kcon consume --format json`, codecs, bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::{Broker, TestRecord, kcon, kcon_with_input};
+use kcon_tests::brokers::{installed, unique_name};
+use serde_json::{Value, json};
+
+/// The partition of each key among `partitions` by kafka-python's murmur2 partitioner (an
+/// independent implementation of the Java client's).
+fn partitions_by_peer(keys: &[String], partitions: usize) -> Vec<i64> {
+    let script = "import json, sys\n\
+                  from kafka.partitioner.default import murmur2\n\
+                  keys = json.loads(sys.argv[1])\n\
+                  n = int(sys.argv[2])\n\
+                  print(json.dumps([(murmur2(k.encode()) & 0x7fffffff) % n for k in keys]))";
+    let out = Command::new(&installed().python)
+        .args([
+            "-c",
+            script,
+            &serde_json::to_string(keys).unwrap(),
+            &partitions.to_string(),
+        ])
+        .output()
+        .expect("run kafka-python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON list")
+}
+
+async fn consume_all(bootstrap: &str, topic: &str) -> Vec<Value> {
+    kcon(&["consume", "-b", bootstrap, "--format", "json", "-e", topic])
+        .await
+        .ok()
+        .json_lines()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyed_lines_land_where_the_java_producer_puts_them() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("keyed");
+    broker.create_topic(&topic, 4).await;
+    let keys: Vec<String> = (0..300).map(|i| format!("user-{i}")).collect();
+    let mut input = String::new();
+    for (i, k) in keys.iter().enumerate() {
+        input.push_str(&format!("{k}::v{i}::x\n"));
+    }
+    // Lines without the delimiter have a null key: one per partition in turn.
+    for i in 0..8 {
+        input.push_str(&format!("no key {i}\n"));
+    }
+    let run = kcon_with_input(&["produce", "-b", &b, &topic, "-K", "::"], input.as_bytes())
+        .await
+        .ok();
+    assert!(
+        run.stderr.contains("produced 308 records"),
+        "{}",
+        run.stderr
+    );
+
+    let records = consume_all(&b, &topic).await;
+    assert_eq!(records.len(), 308);
+    let expected = partitions_by_peer(&keys, 4);
+    let mut null_keys = BTreeMap::new();
+    for r in &records {
+        match r["key"].as_str() {
+            Some(k) => {
+                let i: usize = k["user-".len()..].parse().unwrap();
+                assert_eq!(r["partition"], json!(expected[i]), "{r}");
+                assert_eq!(r["value"], json!(format!("v{i}::x")), "{r}");
+            }
+            None => {
+                *null_keys
+                    .entry(r["partition"].as_i64().unwrap())
+                    .or_insert(0) += 1
+            }
+        }
+    }
+    assert_eq!(null_keys, BTreeMap::from([(0, 2), (1, 2), (2, 2), (3, 2)]));
+    // Each partition keeps the input order.
+    for p in 0..4 {
+        let values: Vec<usize> = records
+            .iter()
+            .filter(|r| r["partition"] == p && r["key"].is_string())
+            .map(|r| r["key"].as_str().unwrap()["user-".len()..].parse().unwrap())
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_input_reproduces_what_consume_wrote_with_every_codec() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let source = unique_name("source");
+    broker.create_topic(&source, 2).await;
+    broker
+        .produce_batch(
+            &source,
+            1,
+            &[
+                TestRecord {
+                    timestamp: 1_600_000_000_000,
+                    key: None,
+                    value: Some(b"\x00\xffraw".to_vec()),
+                    headers: vec![
+                        (b"h".to_vec(), None),
+                        (b"h".to_vec(), Some(b"\xfe".to_vec())),
+                    ],
+                },
+                TestRecord {
+                    timestamp: 1_600_000_000_001,
+                    key: Some(b"k".to_vec()),
+                    value: None,
+                    headers: vec![],
+                },
+            ],
+        )
+        .await;
+    let written = kcon(&["consume", "-b", &b, "--format", "json", "-e", &source])
+        .await
+        .ok();
+    assert_eq!(written.json_lines().len(), 2);
+
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let copy = unique_name(&format!("copy-{codec}"));
+        broker.create_topic(&copy, 2).await;
+        kcon_with_input(
+            &[
+                "produce", "-b", &b, &copy, "--format", "json", "-z", codec, "-H", "via=kcon",
+            ],
+            written.stdout.as_bytes(),
+        )
+        .await
+        .ok();
+        let copied = consume_all(&b, &copy).await;
+        assert_eq!(copied.len(), 2, "{codec}");
+        for (orig, got) in written.json_lines().iter().zip(&copied) {
+            let mut want = orig.clone();
+            want["topic"] = json!(copy);
+            want["headers"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(["via", "kcon"]));
+            assert_eq!(got, &want, "{codec}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_and_bad_partitions_are_refused() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("strict");
+    broker.create_topic(&topic, 2).await;
+
+    let run = kcon_with_input(
+        &["produce", "-b", &b, &topic, "--format", "json"],
+        b"{\"value\":\"fine\"}\n{\"value\":5}\n",
+    )
+    .await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr.contains("input line 2"), "{}", run.stderr);
+
+    let run = kcon_with_input(
+        &["produce", "-b", &b, &topic, "--format", "json"],
+        b"{\"value\":\"v\",\"partition\":7}\n",
+    )
+    .await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains("partition 7 does not exist"),
+        "{}",
+        run.stderr
+    );
+
+    let run = kcon_with_input(&["produce", "-b", &b, &topic, "-p", "2"], b"v\n").await;
+    assert_eq!(run.code(), 2, "{run:?}");
+
+    let run = kcon_with_input(&["produce", "-b", &b, &unique_name("nowhere")], b"v\n").await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(run.stderr.contains("unknown topic"), "{}", run.stderr);
+
+    // -p puts every record in one partition.
+    kcon_with_input(&["produce", "-b", &b, &topic, "-p", "1"], b"a\nb\nc\n")
+        .await
+        .ok();
+    let records = consume_all(&b, &topic).await;
+    let partitions: Vec<&Value> = records.iter().map(|r| &r["partition"]).collect();
+    assert_eq!(partitions, [&json!(1), &json!(1), &json!(1)]);
+}
