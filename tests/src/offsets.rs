@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kcon_codec::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
@@ -62,7 +63,12 @@ pub async fn produce(pool: &Pool, topic: &str, partition: i32, n: usize, timesta
         let v = format!("value-{i}");
         b.record(timestamp + i as i64, None, Some(v.as_bytes()));
     }
-    let records = b.build().expect("a batch");
+    produce_batch(pool, topic, partition, b.build().expect("a batch")).await
+}
+
+/// Sends the encoded record batch `records` to the leader of `topic`-`partition` with
+/// acks=all; returns the batch's base offset.
+pub async fn produce_batch(pool: &Pool, topic: &str, partition: i32, records: Bytes) -> i64 {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)

@@ -6,11 +6,6 @@
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use kcon_codec::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, TopicProduceData,
-};
-use kcon_codec::kafka_protocol::messages::{ProduceRequest, TopicName};
-use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::{NewRecord, RecordBatchBuilder};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::Tansu;
@@ -260,27 +255,8 @@ impl Broker {
                 ..NewRecord::default()
             });
         }
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(b.build().expect("a batch"))),
-                    ]),
-            ]);
-        let leader = kcon_tests::offsets::leader(&self.pool, topic, partition).await;
-        let answer = self
-            .pool
-            .send(BrokerTarget::Broker(leader), &request)
-            .await
-            .expect("produce");
-        let p = &answer.responses[0].partition_responses[0];
-        assert_eq!(p.error_code, 0, "produce to {topic}-{partition}: {p:?}");
-        p.base_offset
+        let batch = b.build().expect("a batch");
+        kcon_tests::offsets::produce_batch(&self.pool, topic, partition, batch).await
     }
 
     /// Produces `n` records `value-0..` (null keys) to each of `topic`'s partitions `0..partitions`,
