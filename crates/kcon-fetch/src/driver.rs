@@ -21,7 +21,7 @@ use crate::messages::{
     RequestFailure, RequestId, StartPosition,
 };
 use crate::position::LeaderAndEpoch;
-use crate::records::FetchedRecords;
+use crate::records::{ConsumerRecord, FetchedRecords};
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use crate::{TopicPartition, fetch_request};
 
@@ -244,15 +244,21 @@ impl Fetcher {
 
     /// Records leave the handle: at most `max.poll.records` of them, the rest first in line
     /// for the next call. The bytes leave the prefetch budget with the last part.
-    fn hand_out(&mut self, mut r: FetchedRecords) -> FetchEvent {
-        if let Some(rest) = split_off(&mut r, self.max_poll_records) {
+    fn hand_out(&mut self, r: FetchedRecords) -> FetchEvent {
+        let mut parts = split(r, self.max_poll_records);
+        // Invariant: `split` returns at least one part.
+        let first = parts.pop_front().expect("a part");
+        while let Some(rest) = parts.pop_back() {
             self.released.push_front(rest);
-            return FetchEvent::Records(r);
         }
-        let _ = self
-            .commands
-            .send(Command::Consumed(r.partition.clone(), r.size));
-        FetchEvent::Records(r)
+        // Every part but the last weighs nothing: the budget learns of the batch's bytes
+        // with the last (and has no entry for nothing buffered, so a 0 would be a no-op).
+        if first.size > 0 {
+            let _ = self
+                .commands
+                .send(Command::Consumed(first.partition.clone(), first.size));
+        }
+        FetchEvent::Records(first)
     }
 
     /// Records of `partitions` fetched for their old position are stale from now: those in the
@@ -269,28 +275,39 @@ impl Fetcher {
     }
 }
 
-/// Splits `r` after its first `max` records (`max` ≥ 1) and returns the rest, or `None` if
-/// it has no more than `max`. The first part ends after its last record and weighs nothing;
-/// the rest keeps the batch's `next_offset` (which may be past its last record: control
-/// batches, aborted transactions), watermark and size.
-fn split_off(r: &mut FetchedRecords, max: usize) -> Option<FetchedRecords> {
+/// Splits `r` into parts of at most `max` records (`max` ≥ 1), in order, each record moved
+/// once (splitting the rest again and again would move the tail every time). Every part but the
+/// last ends after its last record and weighs nothing; the last keeps the batch's `next_offset`
+/// (which may be past its last record: control batches, aborted transactions), watermark and
+/// size. A batch of at most `max` records is one part, unchanged.
+fn split(r: FetchedRecords, max: usize) -> VecDeque<FetchedRecords> {
     if r.records.len() <= max {
-        return None;
+        return VecDeque::from([r]);
     }
-    let rest = FetchedRecords {
-        partition: r.partition.clone(),
-        records: r.records.split_off(max),
-        next_offset: r.next_offset,
-        high_watermark: r.high_watermark,
-        size: r.size,
-    };
-    // Invariant: `max` ≥ 1, so the first part holds a record.
-    r.next_offset = r
-        .records
-        .last()
-        .map_or(r.next_offset, |last| last.offset + 1);
-    r.size = 0;
-    Some(rest)
+    let FetchedRecords {
+        partition,
+        records,
+        next_offset,
+        high_watermark,
+        size,
+    } = r;
+    let count = records.len().div_ceil(max);
+    let mut parts = VecDeque::with_capacity(count);
+    let mut records = records.into_iter();
+    for i in 0..count {
+        let part: Vec<ConsumerRecord> = records.by_ref().take(max).collect();
+        let last = i + 1 == count;
+        // Invariant: `max` ≥ 1 and `count` parts hold every record, so each part has one.
+        let after = part.last().map_or(next_offset, |r| r.offset + 1);
+        parts.push_back(FetchedRecords {
+            partition: partition.clone(),
+            records: part,
+            next_offset: if last { next_offset } else { after },
+            high_watermark,
+            size: if last { size } else { 0 },
+        });
+    }
+    parts
 }
 
 impl Drop for Fetcher {
@@ -515,7 +532,6 @@ mod tests {
     use kcon_codec::records::TimestampType;
 
     use super::*;
-    use crate::records::ConsumerRecord;
 
     fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
         FetchedRecords {
@@ -604,8 +620,7 @@ mod tests {
 
     #[test]
     fn a_batch_within_max_poll_records_is_not_split() {
-        let mut r = records(0, 0..3, 3);
-        assert_eq!(split_off(&mut r, 3), None);
-        assert_eq!(r, records(0, 0..3, 3));
+        let r = records(0, 0..3, 3);
+        assert_eq!(split(r.clone(), 3), VecDeque::from([r]));
     }
 }

@@ -33,6 +33,10 @@ pub struct ConsumerRecord {
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
+/// The fewest bytes a magic-2 record takes: length, attributes, timestamp and offset deltas,
+/// key and value lengths, header count (one byte each).
+const MIN_RECORD_BYTES: usize = 7;
+
 /// Records of one partition from one Fetch answer, in offset order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecords {
@@ -109,6 +113,11 @@ pub(crate) fn decode_partition(
         let epoch = batch.partition_leader_epoch();
         let leader_epoch = (epoch >= 0).then_some(epoch);
         let start = out.records.len();
+        // Room for the batch's records, as many as its bytes can hold (the count is the
+        // wire's word: a hostile one must not reserve more than the bytes present).
+        let declared = usize::try_from(batch.record_count()).unwrap_or(0);
+        out.records
+            .reserve(declared.min(batch.size_in_bytes() / MIN_RECORD_BYTES));
         for r in batch.records() {
             let r = match r {
                 Ok(r) => r,

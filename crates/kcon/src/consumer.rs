@@ -123,26 +123,39 @@ enum Subscription {
 /// Records of one partition being handed out.
 struct Batch {
     partition: TopicPartition,
-    records: std::vec::IntoIter<Record>,
+    /// The records not handed out yet. The Vec the fetcher made stays whole until `recv`
+    /// takes a first record, so `recv_batch` hands it over without moving a record.
+    records: Remaining,
     /// The position after the batch (past control batches too).
     next_offset: i64,
     /// The position after the last record handed out, and that record's epoch.
     handed: Option<(i64, Option<i32>)>,
 }
 
+enum Remaining {
+    Whole(Vec<Record>),
+    Rest(std::vec::IntoIter<Record>),
+}
+
 impl Batch {
     fn new(r: FetchedRecords) -> Batch {
         Batch {
             partition: r.partition,
-            records: r.records.into_iter(),
+            records: Remaining::Whole(r.records),
             next_offset: r.next_offset,
             handed: None,
         }
     }
 
     fn next(&mut self) -> Option<Record> {
-        let record = self.records.next()?;
-        let next = if self.records.len() == 0 {
+        if let Remaining::Whole(v) = &mut self.records {
+            self.records = Remaining::Rest(std::mem::take(v).into_iter());
+        }
+        let Remaining::Rest(rest) = &mut self.records else {
+            return None;
+        };
+        let record = rest.next()?;
+        let next = if rest.len() == 0 {
             self.next_offset
         } else {
             record.offset + 1
@@ -151,13 +164,32 @@ impl Batch {
         Some(record)
     }
 
+    /// Every record not handed out yet, at once.
+    fn take_rest(&mut self) -> Vec<Record> {
+        let records = match &mut self.records {
+            Remaining::Whole(v) => std::mem::take(v),
+            Remaining::Rest(rest) => rest.by_ref().collect(),
+        };
+        if let Some(last) = records.last() {
+            self.handed = Some((self.next_offset, last.leader_epoch));
+        }
+        records
+    }
+
     fn is_done(&self) -> bool {
-        self.records.len() == 0
+        match &self.records {
+            Remaining::Whole(v) => v.is_empty(),
+            Remaining::Rest(rest) => rest.len() == 0,
+        }
     }
 
     /// The timestamp of the next record to hand out.
     fn next_timestamp(&self) -> Option<i64> {
-        self.records.as_slice().first().map(|r| r.timestamp)
+        match &self.records {
+            Remaining::Whole(v) => v.first(),
+            Remaining::Rest(rest) => rest.as_slice().first(),
+        }
+        .map(|r| r.timestamp)
     }
 }
 
@@ -444,9 +476,7 @@ impl Consumer {
     /// The rest of the current batch, if any.
     fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
         let batch = self.current.as_mut().filter(|b| !b.is_done())?;
-        let records: Vec<Record> = batch.records.by_ref().collect();
-        let last = records.last()?;
-        batch.handed = Some((batch.next_offset, last.leader_epoch));
+        let records = batch.take_rest();
         Some((batch.partition.clone(), records))
     }
 
