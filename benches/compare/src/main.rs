@@ -1,0 +1,163 @@
+//! `kcon-compare`: one Kafka client consuming one workload, as a process of its own, so that the
+//! driver (`benches/compare/run`) can read the client's CPU time and peak RSS from `wait4`.
+//!
+//! Subcommands (every option is `--name value`):
+//!
+//! - `fill --bootstrap B --topic T --partitions P --records N --size S --codec none|lz4|zstd
+//!   --batch K`: creates the topic and produces N records of S-byte values, spread evenly over
+//!   the partitions, K records per batch. Prints one JSON line with each partition's count.
+//! - `consume --client C --bootstrap B --topic T --ends E0,E1,.. [--group G]`: consumes every
+//!   partition from offset 0 to its end `Ei` with client C (see [`Client`]), in a group when G is
+//!   given, else by assigning the partitions. Prints one JSON line: counts, times and the
+//!   exactly-once check.
+//! - `member --client C --bootstrap B --topic T --group G --strategy range|cooperative-sticky`:
+//!   a group member for the rebalance benchmark, printing a JSON line per second (records
+//!   received per partition, with the times of the first and last) until its stdin closes,
+//!   then leaving the group.
+//! - `produce --bootstrap B --topic T --partitions P --rate R`: produces R records per second
+//!   per partition until its stdin closes (the rebalance benchmark's traffic).
+
+mod args;
+mod fill;
+mod kcon_client;
+mod krafka_client;
+mod member;
+mod rdkafka_client;
+mod rskafka_client;
+mod tally;
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use args::Args;
+use tally::Tally;
+
+/// A boxed error: the clients' error types differ, and every error ends the process.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The clients and their configurations. Every one reads from the earliest offset (the one
+/// setting all of them need to read a topic from its start); the rest is as named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// kcon, default settings.
+    Kcon,
+    /// rust-rdkafka's `BaseConsumer`, default settings.
+    RdkafkaBase,
+    /// rust-rdkafka's `BaseConsumer` with `fetch.queue.backoff.ms=0`.
+    RdkafkaBaseNoBackoff,
+    /// rust-rdkafka's `StreamConsumer`, default settings.
+    RdkafkaStream,
+    /// krafka, default settings.
+    Krafka,
+    /// krafka with `max_poll_records=10000` and `max_buffered_records=20000`.
+    KrafkaTuned,
+    /// rskafka (no consumer groups): one `StreamConsumer` per partition, merged.
+    Rskafka,
+}
+
+impl Client {
+    /// Every client, by its command-line name.
+    pub const ALL: [(&'static str, Client); 7] = [
+        ("kcon", Client::Kcon),
+        ("rdkafka-base", Client::RdkafkaBase),
+        ("rdkafka-base-backoff0", Client::RdkafkaBaseNoBackoff),
+        ("rdkafka-stream", Client::RdkafkaStream),
+        ("krafka", Client::Krafka),
+        ("krafka-tuned", Client::KrafkaTuned),
+        ("rskafka", Client::Rskafka),
+    ];
+
+    fn parse(name: &str) -> Result<Client, BoxError> {
+        Client::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, c)| c)
+            .ok_or_else(|| format!("unknown client {name:?}").into())
+    }
+}
+
+/// What one `consume` process reads.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// `host:port`.
+    pub bootstrap: String,
+    /// The topic; its partitions are `0..ends.len()`.
+    pub topic: String,
+    /// Read in this group (subscribing), or by assignment when `None`.
+    pub group: Option<String>,
+    /// The end offset of each partition: everything below it is read.
+    pub ends: Vec<i64>,
+}
+
+impl Workload {
+    /// The partitions, `0..n`.
+    pub fn partitions(&self) -> std::ops::Range<i32> {
+        0..self.ends.len() as i32
+    }
+}
+
+fn main() -> ExitCode {
+    // Taken first: the child's own view of when it started (the driver also notes when it
+    // spawned the process).
+    let started = SystemTime::now();
+    let mut argv = std::env::args().skip(1);
+    let Some(command) = argv.next() else {
+        eprintln!("usage: kcon-compare fill|consume|member|produce --name value ...");
+        return ExitCode::from(2);
+    };
+    let result = Args::parse(argv).and_then(|args| match command.as_str() {
+        "fill" => fill::main(&args),
+        "consume" => consume(&args, started),
+        "member" => member::main(&args),
+        "produce" => fill::produce_main(&args),
+        other => Err(format!("unknown subcommand {other:?}").into()),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kcon-compare {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn consume(args: &Args, started: SystemTime) -> Result<(), BoxError> {
+    let client = Client::parse(args.required("client")?)?;
+    let workload = Workload {
+        bootstrap: args.required("bootstrap")?.to_owned(),
+        topic: args.required("topic")?.to_owned(),
+        group: args.optional("group").map(str::to_owned),
+        ends: args.list("ends")?,
+    };
+    let mut tally = Tally::new(started, &workload.ends);
+    match client {
+        // rdkafka's BaseConsumer runs no async code: no runtime of ours around it.
+        Client::RdkafkaBase | Client::RdkafkaBaseNoBackoff => {
+            rdkafka_client::run_base(&workload, client, &mut tally)?
+        }
+        _ => {
+            // The runtime an application gets from `#[tokio::main]`.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                match client {
+                    Client::Kcon => kcon_client::run(&workload, &mut tally).await,
+                    Client::RdkafkaStream => {
+                        rdkafka_client::run_stream(&workload, &mut tally).await
+                    }
+                    Client::Krafka | Client::KrafkaTuned => {
+                        krafka_client::run(&workload, client, &mut tally).await
+                    }
+                    Client::Rskafka => rskafka_client::run(&workload, &mut tally).await,
+                    Client::RdkafkaBase | Client::RdkafkaBaseNoBackoff => {
+                        unreachable!("handled above")
+                    }
+                }
+            })?;
+        }
+    }
+    let done = SystemTime::now();
+    println!("{}", tally.report(done));
+    Ok(())
+}
