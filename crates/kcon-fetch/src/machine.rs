@@ -93,6 +93,8 @@ struct Assigned {
     /// may serve a good copy); the same finding is not reported again until a seek or reset
     /// moves the position.
     corrupt_told: Option<i64>,
+    /// The high watermark of its last Fetch answer without error.
+    high_watermark: Option<i64>,
 }
 
 /// One broker the fetcher has fetched from or wants to.
@@ -226,6 +228,7 @@ impl FetchMachine {
                     validating: false,
                     no_position_told: false,
                     corrupt_told: None,
+                    high_watermark: None,
                 },
             );
         }
@@ -670,6 +673,21 @@ impl FetchMachine {
         });
     }
 
+    /// Whether `tp` is drained and may have records to fetch: not known to be at its high
+    /// watermark.
+    fn behind(&self, tp: &TopicPartition) -> bool {
+        if self.budget.buffered_for(tp) > 0 {
+            return false;
+        }
+        let Some(a) = self.partitions.get(tp) else {
+            return false;
+        };
+        match (a.state.position(), a.high_watermark) {
+            (Some(p), Some(hw)) => p.offset < hw,
+            _ => true,
+        }
+    }
+
     fn plan_fetches(&mut self, now: Instant) {
         let mut per_broker: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for (tp, a) in &mut self.partitions {
@@ -686,6 +704,16 @@ impl FetchMachine {
                 self.connect(now, broker);
                 continue;
             };
+            // A Fetch carrying only partitions already at their high watermark waits at the
+            // broker for `fetch.max.wait.ms`, and with one Fetch in flight per broker the
+            // partitions the application is draining meanwhile would wait for it too. While
+            // one of this broker's partitions still has records being taken, hold such a
+            // Fetch back: its drain plans again, and the Fetch then carries both. (Paused
+            // partitions have no fetch target, so they never hold one back.)
+            let draining = candidates.iter().any(|tp| self.budget.buffered_for(tp) > 0);
+            if draining && !candidates.iter().any(|tp| self.behind(tp)) {
+                continue;
+            }
             let Some(grant) = self.budget.grant(broker, candidates) else {
                 continue;
             };
@@ -833,7 +861,10 @@ impl FetchMachine {
                 let hint = &p.current_leader;
                 answer.leader_hint = (hint.leader_id.0 >= 0)
                     .then(|| LeaderAndEpoch::new(hint.leader_id.0, hint.leader_epoch));
-                let decoded = match (&p.records, p.error_code) {
+                if p.error_code == 0 && p.high_watermark >= 0 {
+                    a.high_watermark = Some(p.high_watermark);
+                }
+                let mut decoded = match (&p.records, p.error_code) {
                     (Some(bytes), 0) if !bytes.is_empty() => {
                         let aborted = read_committed.then(|| {
                             p.aborted_transactions
@@ -859,7 +890,7 @@ impl FetchMachine {
                 for action in actions {
                     match action {
                         FetchAction::Deliver => {
-                            let Some(d) = &decoded else { continue };
+                            let Some(d) = decoded.as_mut() else { continue };
                             if d.records.is_empty() {
                                 // Only control batches or aborted data: move past them.
                                 a.state.advance(d.position, None);
@@ -869,7 +900,8 @@ impl FetchMachine {
                             received.push((tp.clone(), size));
                             self.events.push_back(FetchEvent::Records(FetchedRecords {
                                 partition: tp.clone(),
-                                records: d.records.clone(),
+                                // Delivered once per answer: the records move out.
+                                records: std::mem::take(&mut d.records),
                                 next_offset: d.position,
                                 high_watermark: p.high_watermark,
                                 size,

@@ -781,3 +781,30 @@ fn max_poll_records_is_a_positive_32_bit_count() {
         "a rejected value changes nothing"
     );
 }
+
+/// A Fetch that would carry only partitions at their high watermark waits while another
+/// partition of the broker is being drained (the broker would hold it for
+/// `fetch.max.wait.ms`, and the drained partition would wait behind it); the drain sends one
+/// Fetch for both.
+#[test]
+fn a_fetch_of_caught_up_partitions_waits_while_another_is_drained() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    let mut r = response(0, vec![(0, 0, Some(batch(0, 10, 5))), (1, 0, None)]);
+    r.responses[0].partitions[0].high_watermark = 10;
+    r.responses[0].partitions[1].high_watermark = 0;
+    sim.answer(&first, r);
+    let events = sim.events();
+    let FetchEvent::Records(records) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "a Fetch of the caught-up partition alone"
+    );
+    sim.m.records_consumed(&tp(0), records.size);
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next), BTreeMap::from([(0, 10), (1, 0)]));
+}
