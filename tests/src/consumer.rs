@@ -99,6 +99,12 @@ pub fn assert_exactly(
         .filter(|(_, offsets): &(_, Vec<i64>)| !offsets.is_empty())
         .collect();
     assert_eq!(got, want, "records received (offsets per partition)");
+    assert_values(records, batch);
+}
+
+/// Checks each record's value is the one `kcon_tests::offsets::produce` gave it in batches of
+/// `batch` records starting at multiples of `batch`: `value-{offset % batch}`.
+fn assert_values(records: &[Record], batch: i64) {
     for r in records {
         let value = format!("value-{}", r.offset % batch);
         assert_eq!(
@@ -125,16 +131,7 @@ pub fn assert_once_in_group(lists: &[&[Record]], to: &BTreeMap<TopicPartition, i
             );
             union.entry(tp).or_default().extend(offsets);
         }
-        for r in list.iter() {
-            let value = format!("value-{}", r.offset % batch);
-            assert_eq!(
-                r.value.as_deref(),
-                Some(value.as_bytes()),
-                "{}@{}",
-                partition_of(r),
-                r.offset
-            );
-        }
+        assert_values(list, batch);
     }
     for offsets in union.values_mut() {
         offsets.sort_unstable();

@@ -67,6 +67,21 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
+    /// The Kafka property names [`FetchConfig::set`] accepts.
+    pub const PROPERTIES: &'static [&'static str] = &[
+        "fetch.min.bytes",
+        "fetch.max.wait.ms",
+        "fetch.max.bytes",
+        "max.partition.fetch.bytes",
+        "isolation.level",
+        "client.rack",
+        "auto.offset.reset",
+        "retry.backoff.ms",
+        "metadata.max.age.ms",
+        "fetch.buffer.max.bytes",
+        "max.poll.records",
+    ];
+
     /// Sets one property by its Kafka name.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let v = value.trim();

@@ -11,21 +11,6 @@ use crate::Consumer;
 use crate::error::Error;
 use crate::listener::RebalanceListener;
 
-/// The properties the fetcher takes (its `set` has no list of its own).
-const FETCH_PROPERTIES: &[&str] = &[
-    "fetch.min.bytes",
-    "fetch.max.wait.ms",
-    "fetch.max.bytes",
-    "max.partition.fetch.bytes",
-    "isolation.level",
-    "client.rack",
-    "auto.offset.reset",
-    "retry.backoff.ms",
-    "metadata.max.age.ms",
-    "fetch.buffer.max.bytes",
-    "max.poll.records",
-];
-
 /// Properties of the consumer itself.
 const CONSUMER_PROPERTIES: &[&str] = &["close.timeout.ms"];
 
@@ -310,7 +295,7 @@ impl ConsumerBuilder {
                 offsets.set(name, value)?;
                 known = true;
             }
-            if FETCH_PROPERTIES.contains(&name) {
+            if FetchConfig::PROPERTIES.contains(&name) {
                 fetch.set(name, value)?;
                 known = true;
             }
