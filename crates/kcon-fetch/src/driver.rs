@@ -21,7 +21,7 @@ use crate::messages::{
     RequestFailure, RequestId, StartPosition,
 };
 use crate::position::LeaderAndEpoch;
-use crate::records::{ConsumerRecord, FetchedRecords};
+use crate::records::FetchedRecords;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use crate::{TopicPartition, fetch_request};
 
@@ -36,12 +36,13 @@ const METADATA_CHECK: Duration = Duration::from_secs(1);
 /// that partition goes out while the application works on them. The bytes the application
 /// holds are its own: the budget bounds what is fetched and not yet taken.
 ///
-/// A batch of more than `max.poll.records` records is handed out in parts of at most that
-/// many, in order, before anything else of the channel (the Java consumer's `poll` drains its
+/// Records are decoded as they are handed out (the task only checks them). A partition's
+/// records of one answer, when more than `max.poll.records`, are handed out in parts of at most
+/// that many, in order, before anything else of the channel (the Java consumer's `poll` drains its
 /// current `CompletedFetch` in slices the same way). Its bytes leave the budget when the last
 /// part is handed out, not proportionally: until then the partition still holds fetched records
 /// and is not fetched again (the budget's rule), so the parts are never overtaken by newer
-/// records. Each part but the last has `size` 0; the last carries the whole batch's size.
+/// records. Each part but the last has `size` 0; the last carries the whole answer's size.
 ///
 /// Dropping the handle stops the task without closing the fetch sessions (the brokers evict
 /// them); [`close`](Fetcher::close) closes them.
@@ -242,23 +243,21 @@ impl Fetcher {
         events
     }
 
-    /// Records leave the handle: at most `max.poll.records` of them, the rest first in line
-    /// for the next call. The bytes leave the prefetch budget with the last part.
-    fn hand_out(&mut self, r: FetchedRecords) -> FetchEvent {
-        let mut parts = split(r, self.max_poll_records);
-        // Invariant: `split` returns at least one part.
-        let first = parts.pop_front().expect("a part");
-        while let Some(rest) = parts.pop_back() {
-            self.released.push_front(rest);
+    /// Records leave the handle: at most `max.poll.records` of them, decoded now; the rest
+    /// first in line for the next call. The bytes leave the prefetch budget with the last part.
+    fn hand_out(&mut self, mut r: FetchedRecords) -> FetchEvent {
+        let part = r.take(self.max_poll_records);
+        if !r.is_empty() {
+            self.released.push_front(r);
         }
         // Every part but the last weighs nothing: the budget learns of the batch's bytes
         // with the last (and has no entry for nothing buffered, so a 0 would be a no-op).
-        if first.size > 0 {
+        if part.size > 0 {
             let _ = self
                 .commands
-                .send(Command::Consumed(first.partition.clone(), first.size));
+                .send(Command::Consumed(part.partition.clone(), part.size));
         }
-        FetchEvent::Records(first)
+        FetchEvent::Records(part)
     }
 
     /// Records of `partitions` fetched for their old position are stale from now: those in the
@@ -273,41 +272,6 @@ impl Fetcher {
         self.released.retain(|r| !partitions.contains(&r.partition));
         self.next_fence
     }
-}
-
-/// Splits `r` into parts of at most `max` records (`max` ≥ 1), in order, each record moved
-/// once (splitting the rest again and again would move the tail every time). Every part but the
-/// last ends after its last record and weighs nothing; the last keeps the batch's `next_offset`
-/// (which may be past its last record: control batches, aborted transactions), watermark and
-/// size. A batch of at most `max` records is one part, unchanged.
-fn split(r: FetchedRecords, max: usize) -> VecDeque<FetchedRecords> {
-    if r.records.len() <= max {
-        return VecDeque::from([r]);
-    }
-    let FetchedRecords {
-        partition,
-        records,
-        next_offset,
-        high_watermark,
-        size,
-    } = r;
-    let count = records.len().div_ceil(max);
-    let mut parts = VecDeque::with_capacity(count);
-    let mut records = records.into_iter();
-    for i in 0..count {
-        let part: Vec<ConsumerRecord> = records.by_ref().take(max).collect();
-        let last = i + 1 == count;
-        // Invariant: `max` ≥ 1 and `count` parts hold every record, so each part has one.
-        let after = part.last().map_or(next_offset, |r| r.offset + 1);
-        parts.push_back(FetchedRecords {
-            partition: partition.clone(),
-            records: part,
-            next_offset: if last { next_offset } else { after },
-            high_watermark,
-            size: if last { size } else { 0 },
-        });
-    }
-    parts
 }
 
 impl Drop for Fetcher {
@@ -532,27 +496,24 @@ mod tests {
     use kcon_codec::records::TimestampType;
 
     use super::*;
+    use crate::records::ConsumerRecord;
 
     fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
-        FetchedRecords {
-            partition: TopicPartition::new("t", partition),
-            records: offsets
-                .map(|offset| ConsumerRecord {
-                    topic: Arc::from("t"),
-                    partition,
-                    offset,
-                    leader_epoch: Some(1),
-                    timestamp: 0,
-                    timestamp_type: TimestampType::CreateTime,
-                    key: None,
-                    value: None,
-                    headers: Vec::new(),
-                })
-                .collect(),
-            next_offset,
-            high_watermark: next_offset,
-            size: 700,
-        }
+        let records = offsets
+            .map(|offset| ConsumerRecord {
+                topic: Arc::from("t"),
+                partition,
+                offset,
+                leader_epoch: Some(1),
+                timestamp: 0,
+                timestamp_type: TimestampType::CreateTime,
+                key: None,
+                value: None,
+                headers: Vec::new(),
+            })
+            .collect();
+        let tp = TopicPartition::new("t", partition);
+        FetchedRecords::new(tp, records, next_offset, next_offset, 700)
     }
 
     fn offsets(e: Option<FetchEvent>) -> (i32, Vec<i64>, i64, usize) {
@@ -620,7 +581,9 @@ mod tests {
 
     #[test]
     fn a_batch_within_max_poll_records_is_not_split() {
-        let r = records(0, 0..3, 3);
-        assert_eq!(split(r.clone(), 3), VecDeque::from([r]));
+        let mut r = records(0, 0..3, 3);
+        let whole = r.clone();
+        assert_eq!(r.take(3), whole);
+        assert!(r.is_empty());
     }
 }

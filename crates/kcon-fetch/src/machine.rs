@@ -388,8 +388,7 @@ impl FetchMachine {
             if let FetchEvent::Records(r) = &e
                 && let Some(a) = self.partitions.get_mut(&r.partition)
             {
-                let epoch = r.records.last().and_then(|r| r.leader_epoch);
-                a.state.advance(r.next_offset, epoch);
+                a.state.advance(r.next_offset, r.last_leader_epoch());
             }
             return Some(e);
         }
@@ -891,20 +890,21 @@ impl FetchMachine {
                     match action {
                         FetchAction::Deliver => {
                             let Some(d) = decoded.as_mut() else { continue };
-                            if d.records.is_empty() {
+                            if d.records.len() == 0 {
                                 // Only control batches or aborted data: move past them.
                                 a.state.advance(d.position, None);
                                 continue;
                             }
-                            let size = p.records.as_ref().map_or(0, |b| b.len());
+                            let size = p.records.as_ref().map_or(0, |b| b.len()) + d.decompressed;
                             received.push((tp.clone(), size));
                             self.events.push_back(FetchEvent::Records(FetchedRecords {
                                 partition: tp.clone(),
-                                // Delivered once per answer: the records move out.
-                                records: std::mem::take(&mut d.records),
+                                records: Vec::new(),
                                 next_offset: d.position,
                                 high_watermark: p.high_watermark,
                                 size,
+                                // Delivered once per answer: the batches move out.
+                                undecoded: std::mem::take(&mut d.records),
                             }));
                         }
                         FetchAction::Discard => {}

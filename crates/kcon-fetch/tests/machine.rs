@@ -75,7 +75,10 @@ impl Sim {
     fn events(&mut self) -> Vec<FetchEvent> {
         let mut out = Vec::new();
         while let Some(e) = self.m.poll_event() {
-            out.push(e);
+            out.push(match e {
+                FetchEvent::Records(r) => FetchEvent::Records(r.decoded()),
+                e => e,
+            });
         }
         out
     }

@@ -399,6 +399,16 @@ impl Batch {
         Records::new(self)
     }
 
+    /// Bytes of the records' own buffer, the decompressed ones: 0 when the records are read in
+    /// place from [`as_bytes`](Self::as_bytes) (an uncompressed magic-2 batch).
+    pub fn decompressed_len(&self) -> usize {
+        if self.records_in_raw || self.compression == Compression::None {
+            0
+        } else {
+            self.data.len()
+        }
+    }
+
     /// Byte position of the batch in the records buffer it was read from.
     pub fn position(&self) -> usize {
         self.position
