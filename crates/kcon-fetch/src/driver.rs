@@ -231,6 +231,9 @@ impl Fetcher {
             while let Some(item) = self.events.recv().await {
                 match item {
                     Item::Event(FetchEvent::Closed) => break,
+                    Item::Event(FetchEvent::Records(r)) => {
+                        events.push(FetchEvent::Records(r.decoded()))
+                    }
                     Item::Event(e) => events.push(e),
                     Item::Fenced(..) => {}
                 }
