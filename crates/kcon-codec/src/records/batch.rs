@@ -399,10 +399,10 @@ impl Batch {
         Records::new(self)
     }
 
-    /// Bytes of the records' own buffer, the decompressed ones: 0 when the records are read in
-    /// place from [`as_bytes`](Self::as_bytes) (an uncompressed magic-2 batch).
+    /// Bytes of the records' own buffer, the decompressed ones: 0 for an uncompressed batch,
+    /// whose records are read in place from [`as_bytes`](Self::as_bytes).
     pub fn decompressed_len(&self) -> usize {
-        if self.records_in_raw || self.compression == Compression::None {
+        if self.compression == Compression::None {
             0
         } else {
             self.data.len()
