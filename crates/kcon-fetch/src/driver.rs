@@ -253,7 +253,7 @@ impl Fetcher {
         if !r.is_empty() {
             self.released.push_front(r);
         }
-        // Every part but the last weighs nothing: the budget learns of the batch's bytes
+        // Every part but the last weighs nothing: the budget learns of the answer's bytes
         // with the last (and has no entry for nothing buffered, so a 0 would be a no-op).
         if part.size > 0 {
             let _ = self

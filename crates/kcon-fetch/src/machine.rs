@@ -22,7 +22,7 @@ use crate::position::{
     AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionError,
     PartitionState, ResetReason,
 };
-use crate::records::{FetchedRecords, decode_partition};
+use crate::records::{FetchedRecords, check_partition};
 use crate::transactions::AbortedTransaction;
 use crate::validation::{EpochQuery, epoch_answers, plan_validation};
 use crate::{FetchSession, IsolationLevel, PartitionFetch, RequestKind, SessionOutcome};
@@ -863,7 +863,7 @@ impl FetchMachine {
                 if p.error_code == 0 && p.high_watermark >= 0 {
                     a.high_watermark = Some(p.high_watermark);
                 }
-                let mut decoded = match (&p.records, p.error_code) {
+                let mut checked = match (&p.records, p.error_code) {
                     (Some(bytes), 0) if !bytes.is_empty() => {
                         let aborted = read_committed.then(|| {
                             p.aborted_transactions
@@ -872,7 +872,7 @@ impl FetchMachine {
                                 .map(AbortedTransaction::from)
                                 .collect()
                         });
-                        Some(decode_partition(
+                        Some(check_partition(
                             &tp,
                             &a.topic,
                             bytes.clone(),
@@ -883,14 +883,14 @@ impl FetchMachine {
                     }
                     _ => None,
                 };
-                answer.corrupt_at = decoded.as_ref().and_then(|d| d.corrupt_at);
+                answer.corrupt_at = checked.as_ref().and_then(|c| c.corrupt_at);
                 let (state, actions) = a.state.on_fetch_answer(&answer, &ctx);
                 a.state = state;
                 for action in actions {
                     match action {
                         FetchAction::Deliver => {
-                            let Some(d) = decoded.as_mut() else { continue };
-                            if d.records.len() == 0 {
+                            let Some(d) = checked.as_mut() else { continue };
+                            if d.batches.is_empty() {
                                 // Only control batches or aborted data: move past them.
                                 a.state.advance(d.position, None);
                                 continue;
@@ -904,7 +904,7 @@ impl FetchMachine {
                                 high_watermark: p.high_watermark,
                                 size,
                                 // Delivered once per answer: the batches move out.
-                                undecoded: std::mem::take(&mut d.records),
+                                undecoded: std::mem::take(&mut d.batches),
                             }));
                         }
                         FetchAction::Discard => {}

@@ -197,6 +197,10 @@ impl Undecoded {
         self.spill.len() + self.in_batches
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Appends up to `want` records to `out`, in order, decoding batches as needed; the rest
     /// of the last batch decoded waits in `spill`.
     fn decode_into(&mut self, out: &mut Vec<ConsumerRecord>, mut want: usize) {
@@ -246,9 +250,9 @@ impl Undecoded {
 
 /// What one partition's record bytes held, read in order until the first problem.
 #[derive(Debug)]
-pub(crate) struct Decoded {
-    /// The batches to deliver, checked.
-    pub(crate) records: Undecoded,
+pub(crate) struct Checked {
+    /// The batches to deliver.
+    pub(crate) batches: Undecoded,
     /// The offset to fetch next.
     pub(crate) position: i64,
     /// The offset of a batch that failed to decode; nothing at or after it was read.
@@ -263,20 +267,20 @@ pub(crate) struct Decoded {
 /// `corrupt_at`: never a panic, a skip or an advance past it. A truncated last batch (the
 /// broker's limit cut it) is not an error: it is fetched again from its start. Every record is
 /// read here once to check it; none is decoded (see [`FetchedRecords::take`]).
-pub(crate) fn decode_partition(
+pub(crate) fn check_partition(
     partition: &TopicPartition,
     topic: &Arc<str>,
     bytes: Bytes,
     fetch_offset: i64,
     aborted: Option<Vec<AbortedTransaction>>,
     last_stable_offset: i64,
-) -> Decoded {
+) -> Checked {
     let mut filter = match aborted {
         Some(list) => TransactionFilter::read_committed(fetch_offset, list, last_stable_offset),
         None => TransactionFilter::read_uncommitted(fetch_offset),
     };
-    let mut out = Decoded {
-        records: Undecoded {
+    let mut out = Checked {
+        batches: Undecoded {
             topic: Some(topic.clone()),
             partition: partition.partition,
             ..Undecoded::default()
@@ -325,8 +329,8 @@ pub(crate) fn decode_partition(
         }
         if count > 0 {
             out.decompressed += batch.decompressed_len();
-            out.records.in_batches += count;
-            out.records.batches.push_back(Deliverable {
+            out.batches.in_batches += count;
+            out.batches.batches.push_back(Deliverable {
                 batch,
                 from,
                 until,

@@ -29,18 +29,18 @@ fn tp() -> TopicPartition {
     TopicPartition::new("t", 2)
 }
 
-fn check(bytes: Bytes, from: i64) -> Decoded {
-    decode_partition(&tp(), &Arc::from("t"), bytes, from, None, -1)
+fn check(bytes: Bytes, from: i64) -> Checked {
+    check_partition(&tp(), &Arc::from("t"), bytes, from, None, -1)
 }
 
-fn fetched(d: Decoded, size: usize) -> FetchedRecords {
+fn fetched(d: Checked, size: usize) -> FetchedRecords {
     FetchedRecords {
         partition: tp(),
         records: Vec::new(),
         next_offset: d.position,
         high_watermark: 100,
         size,
-        undecoded: d.records,
+        undecoded: d.batches,
     }
 }
 
