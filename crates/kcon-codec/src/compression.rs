@@ -21,10 +21,16 @@
 //! assert!(decompress(Compression::Zstd, &packed, 100).is_err());
 //! ```
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use bytes::Bytes;
+
 use crate::error::BatchErrorKind;
+
+mod lz4;
+pub(crate) mod pool;
 
 /// The default cap on the decompressed size of one batch: 64 MiB.
 ///
@@ -195,8 +201,8 @@ pub(crate) enum Lz4HeaderChecksum {
 }
 
 /// Decompresses `input` into `out` (cleared first), bounded by `cap`. On error `out` holds
-/// whatever was decompressed so far; its capacity is never more than `cap + 1` bytes (the
-/// bomb tests check exactly that).
+/// part of the output; its capacity is never more than `cap + 1` bytes (the bomb tests check
+/// exactly that).
 pub(crate) fn decompress_into(
     codec: Compression,
     input: &[u8],
@@ -205,6 +211,46 @@ pub(crate) fn decompress_into(
     out: &mut Vec<u8>,
 ) -> Result<(), CompressionError> {
     out.clear();
+    let len = decompress_over(codec, input, cap, lz4_checksum, out)?;
+    out.truncate(len);
+    Ok(())
+}
+
+/// Decompresses `input` into a buffer of the process-wide pool (see [`pool`]): the result is
+/// shared, and the buffer goes back to the pool once every `Bytes` sliced from it is dropped.
+/// Also returns the bytes of the buffer the result holds on to, which may be more than the
+/// output when the buffer was larger from an earlier batch.
+pub(crate) fn decompress_pooled(
+    codec: Compression,
+    input: &[u8],
+    cap: usize,
+    lz4_checksum: Lz4HeaderChecksum,
+) -> Result<(Bytes, usize), CompressionError> {
+    let mut buf = pool::POOL.take(cap.saturating_add(1));
+    match decompress_over(codec, input, cap, lz4_checksum, &mut buf) {
+        Ok(len) => {
+            let held = buf.capacity();
+            Ok((pool::POOL.share(buf, len), held))
+        }
+        Err(e) => {
+            pool::POOL.give_back(buf);
+            Err(e)
+        }
+    }
+}
+
+/// Decompresses `input` over the front of `out`, bounded by `cap`, and returns the output's
+/// length. `out`'s bytes are overwritten, not cleared first, and its length is used as room
+/// before it grows (lz4, gzip and zstd; snappy clears it), so a buffer reused from an earlier
+/// batch costs no zero-filling. A buffer longer than `cap + 1` is cut to that first.
+fn decompress_over(
+    codec: Compression,
+    input: &[u8],
+    cap: usize,
+    lz4_checksum: Lz4HeaderChecksum,
+    out: &mut Vec<u8>,
+) -> Result<usize, CompressionError> {
+    out.truncate(cap.saturating_add(1));
     // The first guess at the output size comes from the compressed size, which is bytes present,
     // never from a length the payload declares. 4x is a typical ratio for the text payloads
     // Kafka carries; the buffer doubles from there up to the cap.
@@ -214,44 +260,52 @@ pub(crate) fn decompress_into(
             if input.len() > cap {
                 return Err(CompressionError::TooLarge { codec, cap });
             }
+            out.clear();
             out.extend_from_slice(input);
-            Ok(())
+            Ok(out.len())
         }
         Compression::Gzip => {
             // `MultiGzDecoder`: Java's `GZIPInputStream` also reads concatenated members.
             let reader = flate2::bufread::MultiGzDecoder::new(input);
             read_bounded(reader, out, hint, cap, codec)
         }
-        Compression::Snappy => snappy_decompress(input, cap, out),
-        Compression::Lz4 => lz4_decompress(input, cap, lz4_checksum, out),
+        Compression::Snappy => {
+            out.clear();
+            snappy_decompress(input, cap, out)?;
+            Ok(out.len())
+        }
+        Compression::Lz4 => lz4::decompress(input, cap, lz4_checksum, hint, out),
         Compression::Zstd => zstd_decompress(input, cap, out),
     }
 }
 
-/// Reads `reader` to its end into `out`, failing once more than `cap` bytes come out.
+/// Reads `reader` to its end over the front of `out`, failing once more than `cap` bytes come
+/// out; returns how many came out.
 ///
-/// The buffer starts at `hint` (clamped to `cap + 1`) and doubles, each step reserved exactly,
-/// so its capacity never passes `cap + 1`: reading one byte more than the cap is how the cap is
-/// detected (`Read::take(cap + 1)` by hand, because `read_to_end` grows the buffer by its own
-/// policy, up to twice what it holds).
+/// `out`'s length is used as room first (its bytes are overwritten); when that is short it
+/// grows to `hint` (clamped to `cap + 1`) and doubles from there, each step reserved exactly,
+/// so its capacity never passes `cap + 1`: reading one byte more than the cap is how the cap
+/// is detected (`Read::take(cap + 1)` by hand, because `read_to_end` grows the buffer by its
+/// own policy, up to twice what it holds).
 fn read_bounded<R: Read>(
     mut reader: R,
     out: &mut Vec<u8>,
     hint: usize,
     cap: usize,
     codec: Compression,
-) -> Result<(), CompressionError> {
+) -> Result<usize, CompressionError> {
     const MIN_BUFFER: usize = 4096;
     let limit = cap.saturating_add(1);
-    out.clear();
+    out.truncate(limit);
     let first = hint.max(MIN_BUFFER).min(limit);
-    out.reserve_exact(first);
-    out.resize(first, 0);
+    if out.len() < first {
+        out.reserve_exact(first - out.len());
+        out.resize(first, 0);
+    }
     let mut filled = 0;
     loop {
         if filled == out.len() {
             if filled >= limit {
-                out.truncate(filled);
                 return Err(CompressionError::TooLarge { codec, cap });
             }
             // `filled < limit` here, so the buffer grows by at least a byte.
@@ -266,7 +320,6 @@ fn read_bounded<R: Read>(
             Ok(n) => filled += n.min(out.len() - filled),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                out.truncate(filled);
                 return Err(CompressionError::Corrupt {
                     codec,
                     reason: e.to_string(),
@@ -274,8 +327,7 @@ fn read_bounded<R: Read>(
             }
         }
     }
-    out.truncate(filled);
-    Ok(())
+    Ok(filled)
 }
 
 /// The magic of the xerial snappy framing (`snappy-java`'s `SnappyCodec.MAGIC_HEADER`).
@@ -359,110 +411,6 @@ fn snappy_raw_append(block: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
-/// The LZ4 frame magic number, little-endian on the wire.
-const LZ4_FRAME_MAGIC: [u8; 4] = 0x184D_2204u32.to_le_bytes();
-/// FLG bits of the frame descriptor that add optional header fields.
-const LZ4_FLG_CONTENT_SIZE: u8 = 0x08;
-const LZ4_FLG_DICT_ID: u8 = 0x01;
-
-/// Length of the frame header up to (not including) its checksum byte, when `input` starts
-/// with a frame header and holds all of it.
-fn lz4_header_len(input: &[u8]) -> Option<usize> {
-    if !input.starts_with(&LZ4_FRAME_MAGIC) {
-        return None;
-    }
-    let flg = *input.get(4)?;
-    let mut len = 6;
-    if flg & LZ4_FLG_CONTENT_SIZE != 0 {
-        len += 8;
-    }
-    if flg & LZ4_FLG_DICT_ID != 0 {
-        len += 4;
-    }
-    (input.len() > len).then_some(len)
-}
-
-/// The block buffers of a frame of 64 KiB blocks, the size Kafka's producers write.
-const LZ4_KAFKA_BLOCK_BUFFERS: usize = 2 * (64 << 10);
-
-/// Bytes lz4_flex allocates for the block buffers of the frame at the front of `input`: twice
-/// the maximum block size its descriptor's BD byte declares (64 KiB, 256 KiB, 1 MiB or 4 MiB).
-fn lz4_block_buffers(input: &[u8]) -> Option<usize> {
-    if !input.starts_with(&LZ4_FRAME_MAGIC) {
-        return None;
-    }
-    let bd = *input.get(5)?;
-    let block_max = match (bd >> 4) & 0x7 {
-        5 => 256 << 10,
-        6 => 1 << 20,
-        7 => 4 << 20,
-        _ => 64 << 10,
-    };
-    Some(2 * block_max)
-}
-
-/// The frame header checksum: the second byte of the xxHash32 of the descriptor (the header
-/// without the magic number and without the checksum itself).
-fn lz4_header_checksum(descriptor: &[u8]) -> u8 {
-    (twox_hash::XxHash32::oneshot(0, descriptor) >> 8) as u8
-}
-
-fn lz4_decompress(
-    input: &[u8],
-    cap: usize,
-    checksum: Lz4HeaderChecksum,
-    out: &mut Vec<u8>,
-) -> Result<(), CompressionError> {
-    let codec = Compression::Lz4;
-    let hint = input.len().saturating_mul(4);
-    // lz4_flex's frame decoder allocates two block buffers from the frame's declared maximum
-    // block size (up to 4 MiB each) before reading a block, however little data follows. A
-    // frame whose buffers would exceed the cap is refused, so a 20-byte header cannot cost
-    // 8 MiB under a smaller cap. Kafka's producers declare 64 KiB blocks (the Java client's
-    // `KafkaLZ4BlockOutputStream` and librdkafka both), far below any sensible cap.
-    //
-    // Only the standard frame format is accepted (KIP-57): lz4_flex would also read the legacy
-    // format (8 MiB blocks, so 8 MiB allocated up front) and skippable frames ahead of a real
-    // one, neither of which any Kafka client writes, and both of which would slip past this
-    // check.
-    let Some(need) = lz4_block_buffers(input) else {
-        return Err(CompressionError::Corrupt {
-            codec,
-            reason: "not an LZ4 frame (no frame magic number)".into(),
-        });
-    };
-    // Frames of 64 KiB blocks (128 KiB of buffers, a fixed cost) are always read, however small
-    // the cap, so that a small cap still reads what every Kafka producer writes.
-    if need > cap.max(LZ4_KAFKA_BLOCK_BUFFERS) {
-        return Err(CompressionError::TooLarge { codec, cap });
-    }
-    match (checksum, lz4_header_len(input)) {
-        (Lz4HeaderChecksum::Ignore, Some(hc_at)) => {
-            // Replace the stored checksum by the correct one, so the frame decoder accepts
-            // the header whatever checksum the old client wrote: a patched copy of the header
-            // chained with the rest of the input, the payload itself is not copied.
-            let mut header = [0u8; 19];
-            header[..hc_at].copy_from_slice(&input[..hc_at]);
-            header[hc_at] = lz4_header_checksum(&input[4..hc_at]);
-            let reader = io::Cursor::new(&header[..=hc_at]).chain(&input[hc_at + 1..]);
-            read_bounded(
-                lz4_flex::frame::FrameDecoder::new(reader),
-                out,
-                hint,
-                cap,
-                codec,
-            )
-        }
-        _ => read_bounded(
-            lz4_flex::frame::FrameDecoder::new(input),
-            out,
-            hint,
-            cap,
-            codec,
-        ),
-    }
-}
-
 /// The zstd frame magic number, little-endian on the wire.
 const ZSTD_MAGIC: [u8; 4] = 0xFD2F_B528u32.to_le_bytes();
 /// zstd's smallest and largest window logs (`ZSTD_WINDOWLOG_ABSOLUTEMIN`, `ZSTD_WINDOWLOG_MAX_64`).
@@ -495,25 +443,110 @@ fn zstd_window_size(input: &[u8]) -> Option<u64> {
     Some(if fcs_len == 2 { fcs + 256 } else { fcs })
 }
 
-fn zstd_decompress(input: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<(), CompressionError> {
+/// Above this size a thread's zstd decompression context is freed after use instead of kept:
+/// a frame with a large window (up to the cap) leaves its window buffer in the context.
+const ZSTD_KEEP_CONTEXT_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// Each thread's zstd decompression context, reused from batch to batch: creating one per
+    /// batch allocated its window buffers anew each time (and paid their page faults).
+    static ZSTD_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_decompress(input: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<usize, CompressionError> {
     let codec = Compression::Zstd;
-    let corrupt = |e: io::Error| CompressionError::Corrupt {
-        codec,
-        reason: e.to_string(),
-    };
     // A frame whose window is larger than the cap would make the decoder allocate that window
     // before producing a byte: refused as too large, since a larger cap is what would admit it.
     if zstd_window_size(input).is_some_and(|w| w > cap as u64) {
         return Err(CompressionError::TooLarge { codec, cap });
     }
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(corrupt)?;
-    // And the decoder's own limit, for whatever frames follow the first: the smallest power of
+    ZSTD_CONTEXT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let context = match slot.take() {
+            Some(context) => context,
+            None => {
+                zstd::zstd_safe::DCtx::try_create().ok_or_else(|| CompressionError::Corrupt {
+                    codec,
+                    reason: "zstd could not allocate a decompression context".into(),
+                })?
+            }
+        };
+        let mut context = context;
+        let result = zstd_stream(&mut context, input, cap, out);
+        if context.sizeof() <= ZSTD_KEEP_CONTEXT_BYTES {
+            *slot = Some(context);
+        }
+        result
+    })
+}
+
+/// Decompresses every zstd frame of `input` with `context`, over the front of `out` (its
+/// length used as room first, as in [`read_bounded`], growing the same way up to `cap + 1`).
+fn zstd_stream(
+    context: &mut zstd::zstd_safe::DCtx<'static>,
+    input: &[u8],
+    cap: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, CompressionError> {
+    use zstd::zstd_safe::{DParameter, InBuffer, OutBuffer, ResetDirective};
+    const MIN_BUFFER: usize = 4096;
+    let codec = Compression::Zstd;
+    let corrupt = |code: usize| CompressionError::Corrupt {
+        codec,
+        reason: zstd::zstd_safe::get_error_name(code).to_string(),
+    };
+    context
+        .reset(ResetDirective::SessionAndParameters)
+        .map_err(corrupt)?;
+    // The decoder's own limit, for whatever frames follow the first: the smallest power of
     // two at least the cap, so a window within the cap is accepted and none past twice it is.
     let window_log = usize::BITS - cap.saturating_sub(1).leading_zeros();
-    decoder
-        .window_log_max(window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX))
+    context
+        .set_parameter(DParameter::WindowLogMax(
+            window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX),
+        ))
         .map_err(corrupt)?;
-    read_bounded(decoder, out, input.len().saturating_mul(4), cap, codec)
+    let limit = cap.saturating_add(1);
+    out.truncate(limit);
+    let first = input.len().saturating_mul(4).max(MIN_BUFFER).min(limit);
+    if out.len() < first {
+        out.reserve_exact(first - out.len());
+        out.resize(first, 0);
+    }
+    let mut source = InBuffer::around(input);
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            if filled >= limit {
+                return Err(CompressionError::TooLarge { codec, cap });
+            }
+            let grown = filled.saturating_mul(2).max(MIN_BUFFER).min(limit);
+            out.reserve_exact(grown - filled);
+            out.resize(grown, 0);
+        }
+        let mut dest = OutBuffer::around(&mut out[filled..]);
+        let hint = context
+            .decompress_stream(&mut dest, &mut source)
+            .map_err(corrupt)?;
+        filled += dest.pos();
+        if filled > cap {
+            return Err(CompressionError::TooLarge { codec, cap });
+        }
+        let input_left = source.pos() < input.len();
+        if hint == 0 {
+            // A frame ended (and is wholly written out); another may follow.
+            if !input_left {
+                return Ok(filled);
+            }
+        } else if !input_left && filled < out.len() {
+            // The frame wants more input, there is none, and it had room to write.
+            return Err(CompressionError::Corrupt {
+                codec,
+                reason: "zstd frame cut short".into(),
+            });
+        }
+    }
 }
 
 /// Compresses `input` as a Kafka producer would: gzip at the default level, snappy in the
@@ -559,8 +592,8 @@ pub(crate) fn compress_with(
             let mut out = enc.finish().map_err(|e| failed(&e))?;
             if broken_lz4_checksum {
                 // KAFKA-3160: the checksum of Kafka before 0.10 covered the magic number too.
-                if let Some(hc_at) = lz4_header_len(&out) {
-                    out[hc_at] = lz4_header_checksum(&out[..hc_at]);
+                if let Some(hc_at) = lz4::header_len(&out) {
+                    out[hc_at] = lz4::header_checksum(&out[..hc_at]);
                 }
             }
             Ok(out)
@@ -625,9 +658,9 @@ pub(crate) fn test_bomb(codec: Compression, mib: usize) -> Vec<u8> {
         Compression::Lz4 => {
             // FLG: version 01, independent blocks; BD: 1 MiB maximum block size.
             let descriptor = [0x60, 0x60];
-            out.extend_from_slice(&LZ4_FRAME_MAGIC);
+            out.extend_from_slice(&lz4::FRAME_MAGIC);
             out.extend_from_slice(&descriptor);
-            out.push(lz4_header_checksum(&descriptor));
+            out.push(lz4::header_checksum(&descriptor));
             let block = lz4_flex::block::compress(&zeros);
             for _ in 0..mib {
                 out.extend_from_slice(&(block.len() as u32).to_le_bytes());
@@ -691,35 +724,35 @@ mod tests {
         }
     }
 
-    /// Found by the record_batches fuzz target: a frame header declaring 4 MiB blocks made
-    /// the frame decoder allocate 8 MiB for a 1 KiB input under a 1 MiB cap.
+    /// Found by the record_batches fuzz target: a frame header declaring 4 MiB blocks once made
+    /// the decoder allocate 8 MiB of block buffers for a 1 KiB input under a 1 MiB cap. Blocks
+    /// are now decompressed straight into the output, which never passes the cap.
     #[test]
-    fn an_lz4_frame_whose_block_buffers_exceed_the_cap_is_refused_up_front() {
-        // Magic, FLG (version 01, independent blocks), BD declaring 4 MiB blocks, a header
-        // checksum, then an end mark.
-        let mut frame = LZ4_FRAME_MAGIC.to_vec();
-        frame.extend([0x60, 0x70]);
-        frame.push(lz4_header_checksum(&frame[4..6]));
-        frame.extend([0, 0, 0, 0]);
-        assert_eq!(lz4_block_buffers(&frame), Some(8 << 20));
+    fn an_lz4_frame_of_large_blocks_is_read_within_the_cap() {
+        let data = b"four mebibyte blocks ".repeat(2000);
+        let info = lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max4MB);
+        let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        enc.write_all(&data).unwrap();
+        let frame = enc.finish().unwrap();
+        assert_eq!(frame[5], 0x70, "BD declares 4 MiB blocks");
+        let mut out = Vec::new();
+        decompress_into(
+            Compression::Lz4,
+            &frame,
+            1 << 20,
+            Lz4HeaderChecksum::Verify,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, data);
+        assert!(out.capacity() <= 1 << 20);
+        // Past a cap below its content, it is too large.
         assert_eq!(
-            decompress(Compression::Lz4, &frame, 1 << 20),
+            decompress(Compression::Lz4, &frame, 1000),
             Err(CompressionError::TooLarge {
                 codec: Compression::Lz4,
-                cap: 1 << 20
+                cap: 1000
             })
-        );
-        // Under the default cap the same (empty) frame decodes.
-        assert_eq!(
-            decompress(Compression::Lz4, &frame, DEFAULT_MAX_DECOMPRESSED_BYTES),
-            Ok(Vec::new())
-        );
-        // Kafka's 64 KiB blocks fit a small cap.
-        frame[5] = 0x40;
-        frame[6] = lz4_header_checksum(&frame[4..6]);
-        assert_eq!(
-            decompress(Compression::Lz4, &frame, 1 << 20),
-            Ok(Vec::new())
         );
         // The legacy LZ4 format (8 MiB blocks), found by the same target right after, and a
         // skippable frame in front of a real one, are not Kafka's format: refused.

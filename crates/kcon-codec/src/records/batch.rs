@@ -181,6 +181,9 @@ pub struct Batch {
     /// Empty for an uncompressed magic-2 batch, whose records are read in place from `raw`
     /// (one reference count less to take and drop per batch).
     data: Bytes,
+    /// Bytes of the buffer `data` keeps alive besides `raw`: the decompression buffer, which
+    /// may be longer than `data` when it was reused from a larger batch.
+    held: usize,
     /// Whether the records are the uncompressed section of `raw`, after the header.
     records_in_raw: bool,
     magic: i8,
@@ -237,19 +240,16 @@ impl Batch {
             value: i64::from(record_count),
         };
         let count = usize::try_from(record_count).map_err(|_| count_error.clone())?;
-        let data = if compression == Compression::None {
-            Bytes::new()
+        let (data, held) = if compression == Compression::None {
+            (Bytes::new(), 0)
         } else {
-            // Decompressed once into one buffer; the records are slices of it.
-            let mut out = Vec::new();
-            compression::decompress_into(
+            // Decompressed once into one pooled buffer; the records are slices of it.
+            compression::decompress_pooled(
                 compression,
                 &raw[v2::HEADER_LEN..],
                 opts.max_decompressed_bytes,
                 Lz4HeaderChecksum::Verify,
-                &mut out,
-            )?;
-            Bytes::from(out)
+            )?
         };
         // A count the bytes cannot hold is refused before any record is read (nothing is sized
         // from it, but it would otherwise surface only at the end of the walk).
@@ -288,6 +288,7 @@ impl Batch {
             records_in_raw: compression == Compression::None,
             raw,
             data,
+            held,
         })
     }
 
@@ -320,6 +321,11 @@ impl Batch {
             legacy: Some(d.walk),
             records_in_raw: false,
             raw,
+            held: if d.compression == Compression::None {
+                0
+            } else {
+                d.data.len()
+            },
             data: d.data,
         })
     }
@@ -399,14 +405,12 @@ impl Batch {
         Records::new(self)
     }
 
-    /// Bytes of the records' own buffer, the decompressed ones: 0 for an uncompressed batch,
-    /// whose records are read in place from [`as_bytes`](Self::as_bytes).
+    /// Bytes of the records' own buffer, the one they were decompressed into, which the batch
+    /// and its records keep in memory besides [`as_bytes`](Self::as_bytes): 0 for an
+    /// uncompressed batch, whose records are read in place. At least the decompressed size;
+    /// more when the buffer is one reused from a larger batch.
     pub fn decompressed_len(&self) -> usize {
-        if self.compression == Compression::None {
-            0
-        } else {
-            self.data.len()
-        }
+        self.held
     }
 
     /// Byte position of the batch in the records buffer it was read from.
