@@ -279,6 +279,44 @@ fn decompress_over(
     }
 }
 
+/// The smallest buffer a streaming decode starts with.
+const MIN_BUFFER: usize = 4096;
+
+/// Readies `out` as room for a streaming decode bounded by `cap`: cut to `cap + 1` bytes, and
+/// at least `hint` long (at least [`MIN_BUFFER`], at most `cap + 1`), keeping what it holds.
+fn start_room(out: &mut Vec<u8>, hint: usize, cap: usize) {
+    let limit = cap.saturating_add(1);
+    out.truncate(limit);
+    let first = hint.max(MIN_BUFFER).min(limit);
+    if out.len() < first {
+        out.reserve_exact(first - out.len());
+        out.resize(first, 0);
+    }
+}
+
+/// Grows `out` when the output fills it (`filled == out.len()`): to double, each step
+/// reserved exactly, never past `cap + 1` bytes. A buffer already full at `cap + 1` means the
+/// output passed the cap.
+fn more_room(
+    out: &mut Vec<u8>,
+    filled: usize,
+    codec: Compression,
+    cap: usize,
+) -> Result<(), CompressionError> {
+    if filled < out.len() {
+        return Ok(());
+    }
+    let limit = cap.saturating_add(1);
+    if filled >= limit {
+        return Err(CompressionError::TooLarge { codec, cap });
+    }
+    // `filled < limit` here, so the buffer grows by at least a byte.
+    let grown = filled.saturating_mul(2).max(MIN_BUFFER).min(limit);
+    out.reserve_exact(grown - filled);
+    out.resize(grown, 0);
+    Ok(())
+}
+
 /// Reads `reader` to its end over the front of `out`, failing once more than `cap` bytes come
 /// out; returns how many came out.
 ///
@@ -294,25 +332,10 @@ fn read_bounded<R: Read>(
     cap: usize,
     codec: Compression,
 ) -> Result<usize, CompressionError> {
-    const MIN_BUFFER: usize = 4096;
-    let limit = cap.saturating_add(1);
-    out.truncate(limit);
-    let first = hint.max(MIN_BUFFER).min(limit);
-    if out.len() < first {
-        out.reserve_exact(first - out.len());
-        out.resize(first, 0);
-    }
+    start_room(out, hint, cap);
     let mut filled = 0;
     loop {
-        if filled == out.len() {
-            if filled >= limit {
-                return Err(CompressionError::TooLarge { codec, cap });
-            }
-            // `filled < limit` here, so the buffer grows by at least a byte.
-            let grown = filled.saturating_mul(2).max(MIN_BUFFER).min(limit);
-            out.reserve_exact(grown - filled);
-            out.resize(grown, 0);
-        }
+        more_room(out, filled, codec, cap)?;
         match reader.read(&mut out[filled..]) {
             Ok(0) => break,
             // `min`: a reader claiming more than the slice it was given must not move `filled`
@@ -490,7 +513,6 @@ fn zstd_stream(
     out: &mut Vec<u8>,
 ) -> Result<usize, CompressionError> {
     use zstd::zstd_safe::{DParameter, InBuffer, OutBuffer, ResetDirective};
-    const MIN_BUFFER: usize = 4096;
     let codec = Compression::Zstd;
     let corrupt = |code: usize| CompressionError::Corrupt {
         codec,
@@ -507,24 +529,11 @@ fn zstd_stream(
             window_log.clamp(ZSTD_WINDOW_LOG_MIN, ZSTD_WINDOW_LOG_MAX),
         ))
         .map_err(corrupt)?;
-    let limit = cap.saturating_add(1);
-    out.truncate(limit);
-    let first = input.len().saturating_mul(4).max(MIN_BUFFER).min(limit);
-    if out.len() < first {
-        out.reserve_exact(first - out.len());
-        out.resize(first, 0);
-    }
+    start_room(out, input.len().saturating_mul(4), cap);
     let mut source = InBuffer::around(input);
     let mut filled = 0;
     loop {
-        if filled == out.len() {
-            if filled >= limit {
-                return Err(CompressionError::TooLarge { codec, cap });
-            }
-            let grown = filled.saturating_mul(2).max(MIN_BUFFER).min(limit);
-            out.reserve_exact(grown - filled);
-            out.resize(grown, 0);
-        }
+        more_room(out, filled, codec, cap)?;
         let mut dest = OutBuffer::around(&mut out[filled..]);
         let hint = context
             .decompress_stream(&mut dest, &mut source)
