@@ -486,7 +486,7 @@ fn zstd_decompress(input: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<usize,
     }
     ZSTD_CONTEXT.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let context = match slot.take() {
+        let mut context = match slot.take() {
             Some(context) => context,
             None => {
                 zstd::zstd_safe::DCtx::try_create().ok_or_else(|| CompressionError::Corrupt {
@@ -495,7 +495,6 @@ fn zstd_decompress(input: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<usize,
                 })?
             }
         };
-        let mut context = context;
         let result = zstd_stream(&mut context, input, cap, out);
         if context.sizeof() <= ZSTD_KEEP_CONTEXT_BYTES {
             *slot = Some(context);

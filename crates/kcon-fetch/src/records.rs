@@ -98,10 +98,7 @@ impl FetchedRecords {
     pub fn last_leader_epoch(&self) -> Option<i32> {
         let u = &self.undecoded;
         match u.batches.back() {
-            Some(d) => {
-                let epoch = d.batch.partition_leader_epoch();
-                (epoch >= 0).then_some(epoch)
-            }
+            Some(d) => d.leader_epoch(),
             None => u.spill.back().or(self.records.last())?.leader_epoch,
         }
     }
@@ -176,6 +173,14 @@ struct Deliverable {
     count: usize,
 }
 
+impl Deliverable {
+    /// The leader epoch the batch was written in, when it says (magic 2 batches do).
+    fn leader_epoch(&self) -> Option<i32> {
+        let epoch = self.batch.partition_leader_epoch();
+        (epoch >= 0).then_some(epoch)
+    }
+}
+
 impl PartialEq for Undecoded {
     fn eq(&self, other: &Self) -> bool {
         self.topic == other.topic
@@ -212,8 +217,7 @@ impl Undecoded {
                 break;
             };
             self.in_batches -= d.count;
-            let epoch = d.batch.partition_leader_epoch();
-            let leader_epoch = (epoch >= 0).then_some(epoch);
+            let leader_epoch = d.leader_epoch();
             // Invariant: set with the first batch.
             let topic = self.topic.as_ref().expect("a topic with the batches");
             let mut taken = 0;
