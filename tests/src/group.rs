@@ -98,7 +98,7 @@ pub struct MemberLog {
 
 impl MemberLog {
     fn record(&mut self, event: &GroupEvent) {
-        let tps = |v: &[kcon_group::TopicPartition]| -> Vec<Tp> {
+        let tps = |v: &[kcon_core::TopicPartition]| -> Vec<Tp> {
             v.iter().map(|t| (t.topic.clone(), t.partition)).collect()
         };
         self.events.push(format!("{event:?}"));

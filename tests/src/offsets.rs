@@ -13,7 +13,8 @@ use kcon_codec::kafka_protocol::messages::produce_request::{
 use kcon_codec::kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
-use kcon_offsets::{OffsetAndMetadata, OffsetsConfig, TopicPartition};
+use kcon_core::TopicPartition;
+use kcon_offsets::{OffsetAndMetadata, OffsetsConfig};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 
 /// An offsets configuration for `group` with auto-commit off (tests commit explicitly unless

@@ -21,9 +21,9 @@ use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic
 use kcon_codec::kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
 use kcon_codec::versions::SUPPORTED;
+use kcon_core::ExponentialBackoff;
 use kcon_pool::{
-    BrokerTarget, Connection, Error, ExponentialBackoff, Peer, Pool, PoolConfig, TopicScope,
-    TransportError,
+    BrokerTarget, Connection, Error, Peer, Pool, PoolConfig, TopicScope, TransportError,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};

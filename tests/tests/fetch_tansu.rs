@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::records::{Batch, DecodeOptions, RecordBatches};
+use kcon_core::{TopicId, TopicPartition};
 use kcon_fetch::transactions::committed_records;
 use kcon_fetch::{
-    FetchParams, FetchSession, PartitionFetch, RequestKind, SessionOutcome, TopicPartition,
-    fetch_request,
+    FetchParams, FetchSession, PartitionFetch, RequestKind, SessionOutcome, fetch_request,
 };
-use kcon_pool::{BrokerTarget, Pool, TopicId, TopicScope};
+use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::group::create_topics;
 use kcon_tests::offsets::produce_spread;

@@ -22,8 +22,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::TopicPartition;
 use kcon_fetch::position::{PartitionError, ResetReason};
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition, TopicPartition};
+use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::mock::{MockCluster, TRANSPORT_ERROR};

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition, TopicPartition};
+use kcon_core::TopicPartition;
+use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::group::create_topics;

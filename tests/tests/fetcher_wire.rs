@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition, TopicPartition};
+use kcon_core::TopicPartition;
+use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::create_topics;

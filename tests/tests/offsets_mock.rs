@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
 use kcon_offsets::admin::{self, AdminError, list_offsets};
-use kcon_offsets::{CommitError, FetchError, IsolationLevel, OffsetSpec, Offsets, TopicPartition};
+use kcon_offsets::{CommitError, FetchError, Offsets};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::{
@@ -245,7 +246,7 @@ async fn offsets_follow_a_group_members_generation() {
         kcon_group::GroupMember::start(member_pool, group_config(&group, "range", &[])).unwrap();
     member.subscribe([topic.clone()]);
     let offsets = Offsets::start(pool, offsets_config(&group, &[])).unwrap();
-    offsets.follow(member.watch());
+    offsets.follow(member.membership());
     let deadline = std::time::Instant::now() + REBALANCE_WITHIN;
     while member.snapshot().state != kcon_group::MemberState::Stable {
         assert!(

@@ -17,7 +17,8 @@ use kcon_codec::kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_pool::{BrokerTarget, Connection, Error, Peer, Pool, Result, TopicId, TopicScope};
+use kcon_core::TopicId;
+use kcon_pool::{BrokerTarget, Connection, Error, Peer, Pool, Result, TopicScope};
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::group::create_topics;
 use kcon_tests::pool::{

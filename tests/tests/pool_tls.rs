@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use kcon_core::ConfigError;
 use kcon_pool::{
-    ConfigError, EndpointIdentification, Error, Pool, PoolConfig, SecurityProtocol, SetupStage,
-    TlsError, TopicScope, TransportError,
+    EndpointIdentification, Error, Pool, PoolConfig, SecurityProtocol, SetupStage, TlsError,
+    TopicScope, TransportError,
 };
 use kcon_tests::tls::{ClientAuth, Pki, TlsTansu, assert_produce_fetch_round_trip};
 

@@ -13,13 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use kcon::TopicPartition;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::records::{DecodeOptions, RecordBatches};
+use kcon_core::{IsolationLevel, OffsetSpec, TopicId};
 use kcon_fetch::{
-    FINAL_EPOCH, FetchParams, IsolationLevel, PartitionFetch, RequestKind, SessionRequest,
-    fetch_request,
+    FINAL_EPOCH, FetchParams, PartitionFetch, RequestKind, SessionRequest, fetch_request,
 };
-use kcon_offsets::OffsetSpec;
 use kcon_offsets::admin;
-use kcon_pool::{BrokerTarget, Pool, TopicId, TopicScope};
+use kcon_pool::{BrokerTarget, Pool, TopicScope};
 
 use crate::failure::{Failure, error_name};
 

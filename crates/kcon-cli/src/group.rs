@@ -6,10 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use kcon::TopicPartition;
+use kcon_core::offsets::{Watermarks, parse_iso8601_duration, record_lag};
+use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_group::protocol::Assignment;
 use kcon_offsets::admin::{self, GroupDescription};
-use kcon_offsets::positions::{Watermarks, parse_iso8601_duration, record_lag};
-use kcon_offsets::{IsolationLevel, OffsetAndMetadata, OffsetSpec, Offsets, OffsetsConfig};
+use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
 use kcon_pool::Pool;
 use serde_json::{Value, json};
 

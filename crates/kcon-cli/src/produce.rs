@@ -21,7 +21,8 @@ use kcon_codec::kafka_protocol::messages::produce_request::{
 use kcon_codec::kafka_protocol::messages::{ProduceRequest, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::{NewRecord, RecordBatchBuilder};
-use kcon_pool::{BrokerTarget, TopicScope, is_stale_metadata_error};
+use kcon_core::error_codes::is_stale_metadata_error;
+use kcon_pool::{BrokerTarget, TopicScope};
 use serde_json::Value;
 use tokio::sync::mpsc;
 

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kcon_group::TopicPartition;
+use kcon_core::TopicPartition;
 
 /// The shared prefetch budget. Pure bookkeeping: no IO, no clock.
 #[derive(Debug, Clone, PartialEq, Eq)]

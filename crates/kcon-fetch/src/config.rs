@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use kcon_offsets::ResetPolicy;
-use kcon_pool::ConfigError;
-use kcon_pool::config::parse_millis;
+use kcon_core::ConfigError;
+use kcon_core::ResetPolicy;
+use kcon_core::property::parse_millis;
 
 use crate::IsolationLevel;
 

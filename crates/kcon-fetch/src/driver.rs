@@ -5,10 +5,11 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_group::{InFlight, sleep_until};
-use kcon_offsets::ResetPolicy;
+use kcon_core::ConfigError;
+use kcon_core::ResetPolicy;
 use kcon_offsets::admin::{self, ListedOffset};
-use kcon_pool::{BrokerTarget, ConfigError, Metadata, Pool, TopicScope};
+use kcon_pool::driver::{InFlight, sleep_until};
+use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant, MissedTickBehavior};
@@ -410,10 +411,8 @@ async fn send(
             let conn = pool
                 .connection(BrokerTarget::Broker(broker))
                 .await
-                .map_err(RequestFailure::from_pool)?;
-            let v = conn
-                .version(ApiKey::Fetch)
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
+            let v = conn.version(ApiKey::Fetch).map_err(RequestFailure::from)?;
             if v != version {
                 // A new connection to an upgraded or downgraded broker: the machine learns the
                 // versions again and rebuilds a full request.
@@ -427,14 +426,14 @@ async fn send(
             let answer = conn
                 .send_with_timeout(&request, timeout)
                 .await
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
             Ok(FetchAnswer::Fetch(Box::new(answer)))
         }
         FetchRequest::Connect { broker } => {
             let conn = pool
                 .connection(BrokerTarget::Broker(broker))
                 .await
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
             broker_info(broker, conn.versions())
                 .map(FetchAnswer::Broker)
                 .ok_or_else(|| {
@@ -468,19 +467,19 @@ async fn send(
             let conn = pool
                 .connection(BrokerTarget::Broker(request.broker))
                 .await
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
             let v = conn
                 .version(ApiKey::OffsetForLeaderEpoch)
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
             let r = offset_for_leader_epoch_request(&request, v).map_err(|e| refused(e.0))?;
-            let answer = conn.send(&r).await.map_err(RequestFailure::from_pool)?;
+            let answer = conn.send(&r).await.map_err(RequestFailure::from)?;
             Ok(FetchAnswer::Validation(Box::new(answer)))
         }
         FetchRequest::Metadata { topics } => {
             let metadata = pool
                 .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
                 .await
-                .map_err(RequestFailure::from_pool)?;
+                .map_err(RequestFailure::from)?;
             let topics: BTreeSet<String> = topics.into_iter().collect();
             Ok(FetchAnswer::Metadata(metadata_view(
                 &pool, &metadata, &topics,

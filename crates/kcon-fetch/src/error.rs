@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use kcon_group::TopicPartition;
+use kcon_core::TopicPartition;
 
 /// Why the session refused a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,8 +23,6 @@ pub mod transactions;
 pub mod validation;
 
 pub use error::SessionError;
-pub use kcon_group::TopicPartition;
-pub use kcon_offsets::IsolationLevel;
 pub use session::wire::{FetchParams, VersionError, fetch_request};
 pub use session::{
     FINAL_EPOCH, FetchSession, Forgotten, INITIAL_EPOCH, PartitionFetch, RequestKind,
@@ -45,3 +43,6 @@ pub use messages::{
     RequestFailure, RequestId, StartPosition,
 };
 pub use records::{ConsumerRecord, FetchedRecords};
+
+// The shared vocabulary, for the modules here as `crate::X`.
+use kcon_core::{IsolationLevel, TopicPartition};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
-use kcon_group::TopicPartition;
-use kcon_offsets::ResetPolicy;
-use kcon_pool::TopicId;
+use kcon_core::ResetPolicy;
+use kcon_core::TopicId;
+use kcon_core::TopicPartition;
 use tracing::{debug, warn};
 
 use crate::budget::PrefetchBudget;
@@ -967,7 +967,7 @@ impl FetchMachine {
             }
             Some(l) => {
                 a.state.reset_failed(now, backoff);
-                if kcon_pool::is_stale_metadata_error(l.error_code) {
+                if kcon_core::error_codes::is_stale_metadata_error(l.error_code) {
                     self.metadata_wanted = true;
                 }
                 self.events.push_back(FetchEvent::ResetFailed {

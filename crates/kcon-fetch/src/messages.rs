@@ -7,17 +7,17 @@ use std::collections::BTreeMap;
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
-use kcon_group::TopicPartition;
-use kcon_offsets::ResetPolicy;
+use kcon_core::ResetPolicy;
+use kcon_core::TopicId;
+use kcon_core::TopicPartition;
 use kcon_offsets::admin::ListedOffset;
-use kcon_pool::TopicId;
 
 use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
 use crate::records::FetchedRecords;
 use crate::validation::ValidationRequest;
 use crate::{FetchParams, SessionRequest};
 
-pub use kcon_group::RequestFailure;
+pub use kcon_core::RequestFailure;
 
 /// Names a request of the machine; its answer is fed back under the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -24,7 +24,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use kcon_offsets::ResetPolicy;
+use kcon_core::ResetPolicy;
 
 /// Error codes a partition of a Fetch answer (or of an OffsetForLeaderEpoch answer) carries.
 pub(crate) mod codes {

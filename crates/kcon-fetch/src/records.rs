@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, TimestampType};
-use kcon_group::TopicPartition;
+use kcon_core::TopicPartition;
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
 

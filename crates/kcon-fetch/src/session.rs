@@ -25,8 +25,8 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
-use kcon_group::TopicPartition;
-use kcon_pool::TopicId;
+use kcon_core::TopicId;
+use kcon_core::TopicPartition;
 use tracing::{debug, info};
 
 use crate::error::SessionError;

@@ -27,8 +27,8 @@ use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::Offs
 use kcon_codec::kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::versions::BrokerVersions;
-use kcon_group::TopicPartition;
-use kcon_offsets::ResetPolicy;
+use kcon_core::ResetPolicy;
+use kcon_core::TopicPartition;
 
 use crate::VersionError;
 use crate::position::{

@@ -14,12 +14,12 @@ use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
+use kcon_core::{ResetPolicy, TopicPartition};
 use kcon_fetch::position::{FetchStatus, LeaderAndEpoch, PartitionError};
 use kcon_fetch::{
     BrokerInfo, FetchAnswer, FetchConfig, FetchEvent, FetchMachine, FetchRequest, MetadataView,
-    Outgoing, PartitionInfo, RequestFailure, RequestKind, StartPosition, TopicPartition,
+    Outgoing, PartitionInfo, RequestFailure, RequestKind, StartPosition,
 };
-use kcon_offsets::ResetPolicy;
 use kcon_offsets::admin::ListedOffset;
 
 const TOPIC: &str = "t";

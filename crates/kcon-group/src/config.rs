@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_pool::config::parse_millis as millis;
-use kcon_pool::{ConfigError, ExponentialBackoff};
+use kcon_core::property::parse_millis as millis;
+use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
 

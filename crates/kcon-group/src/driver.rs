@@ -1,25 +1,24 @@
 //! The tokio driver: one task that owns a [`GroupMachine`], sends its requests through a
 //! [`Pool`], sleeps until its next timer, and hands its events to the application.
 
-use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::protocol::Request;
-use kcon_pool::{BrokerTarget, ConfigError, Connection, Metadata, Pool, Purpose, TopicScope};
+use kcon_core::coordinator;
+use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, Target, TopicPartition};
+use kcon_pool::driver::{InFlight, sleep_until};
+use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, Purpose, TopicScope};
 use tokio::sync::{mpsc, watch};
-use tokio::task::{self, JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::{self, Instant, MissedTickBehavior};
 use tracing::debug;
 
 use crate::assignor::{PartitionInfo, TopicPartitions};
 use crate::config::GroupConfig;
 use crate::machine::{Generation, GroupEvent, GroupMachine, MemberState, RevocationId};
-use crate::messages::{
-    Coordinator, GroupRequest, GroupResponse, Outgoing, RequestFailure, RequestId, Target,
-};
-use crate::protocol::TopicPartition;
+use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::wire;
 
 /// How often the driver looks for a new metadata snapshot in the pool (the leader rejoins when
@@ -40,6 +39,7 @@ pub struct GroupMember {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<GroupEvent>,
     snapshot: watch::Receiver<MemberSnapshot>,
+    membership: watch::Receiver<Membership>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -65,6 +65,14 @@ impl MemberSnapshot {
             coordinator: m.coordinator().cloned(),
         }
     }
+
+    fn membership(&self) -> Membership {
+        Membership {
+            generation_id: self.generation.id,
+            member_id: self.generation.member_id.clone(),
+            coordinator: self.coordinator.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -86,12 +94,19 @@ impl GroupMember {
         let machine = GroupMachine::new(config, now, fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        let (snapshot_tx, snapshot) = watch::channel(MemberSnapshot::of(&machine));
-        let task = tokio::spawn(run(pool, machine, command_rx, event_tx, snapshot_tx));
+        let first = MemberSnapshot::of(&machine);
+        let (membership_tx, membership) = watch::channel(first.membership());
+        let (snapshot_tx, snapshot) = watch::channel(first);
+        let watchers = Watchers {
+            snapshot: snapshot_tx,
+            membership: membership_tx,
+        };
+        let task = tokio::spawn(run(pool, machine, command_rx, event_tx, watchers));
         Ok(GroupMember {
             commands,
             events,
             snapshot,
+            membership,
             task: Some(task),
         })
     }
@@ -142,6 +157,12 @@ impl GroupMember {
         self.snapshot.clone()
     }
 
+    /// A receiver that sees every change of what commits must carry (generation, member id,
+    /// coordinator): what an offsets task follows.
+    pub fn membership(&self) -> watch::Receiver<Membership> {
+        self.membership.clone()
+    }
+
     /// Closes the member (revocations are acknowledged at once: read the events before if the
     /// application must commit on revocation) and waits, at most `timeout`, for LeaveGroup to
     /// be answered. Returns the events that came meanwhile.
@@ -171,14 +192,37 @@ impl Drop for GroupMember {
     }
 }
 
+/// The member's two views for other tasks, sent when they change.
+struct Watchers {
+    snapshot: watch::Sender<MemberSnapshot>,
+    membership: watch::Sender<Membership>,
+}
+
+impl Watchers {
+    fn update(&self, machine: &GroupMachine) {
+        let new = MemberSnapshot::of(machine);
+        let membership = new.membership();
+        self.snapshot.send_if_modified(|s| {
+            let changed = *s != new;
+            *s = new;
+            changed
+        });
+        self.membership.send_if_modified(|m| {
+            let changed = *m != membership;
+            *m = membership;
+            changed
+        });
+    }
+}
+
 async fn run(
     pool: Pool,
     mut machine: GroupMachine,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<GroupEvent>,
-    snapshot: watch::Sender<MemberSnapshot>,
+    watchers: Watchers,
 ) {
-    let mut in_flight: InFlight<RequestId, GroupResponse> = InFlight::new();
+    let mut in_flight: InFlight<kcon_core::RequestId, GroupResponse> = InFlight::new();
     let mut closing = false;
     let mut metadata_seen = 0u64;
     let mut metadata_tick = time::interval(METADATA_CHECK);
@@ -199,12 +243,7 @@ async fn run(
                 in_flight.spawn(out.id, send(pool.clone(), out));
             }
         }
-        snapshot.send_if_modified(|s| {
-            let new = MemberSnapshot::of(&machine);
-            let changed = *s != new;
-            *s = new;
-            changed
-        });
+        watchers.update(&machine);
         if machine.is_terminated() {
             break;
         }
@@ -246,79 +285,6 @@ async fn run(
     debug!(group = %group_id, "group member task ends");
 }
 
-/// Requests sent on tasks of their own, each answered exactly once: with its answer, or with a
-/// failure when the task ended without one. Drivers of sans-IO machines keep theirs here and
-/// feed each `(id, result)` back to the machine.
-#[derive(Debug)]
-pub struct InFlight<Id, T> {
-    tasks: JoinSet<Result<T, RequestFailure>>,
-    ids: HashMap<task::Id, Id>,
-}
-
-impl<Id, T: Send + 'static> InFlight<Id, T> {
-    /// No requests.
-    pub fn new() -> Self {
-        InFlight {
-            tasks: JoinSet::new(),
-            ids: HashMap::new(),
-        }
-    }
-
-    /// Runs `request` on a task of its own, on the current runtime; its result comes back from
-    /// [`next`](InFlight::next) with `id`.
-    pub fn spawn<F>(&mut self, id: Id, request: F)
-    where
-        F: Future<Output = Result<T, RequestFailure>> + Send + 'static,
-    {
-        let handle = self.tasks.spawn(request);
-        self.ids.insert(handle.id(), id);
-    }
-
-    /// Whether no request is running.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
-    /// The next result; pending forever while no request is running (so it can sit in a
-    /// `select!` beside other branches).
-    pub async fn next(&mut self) -> (Id, Result<T, RequestFailure>) {
-        loop {
-            let Some(joined) = self.tasks.join_next_with_id().await else {
-                std::future::pending::<()>().await;
-                continue;
-            };
-            let (task_id, result) = match joined {
-                Ok((task_id, result)) => (task_id, result),
-                Err(e) => (
-                    e.id(),
-                    Err(RequestFailure {
-                        retriable: true,
-                        reason: format!("the request task ended: {e}"),
-                    }),
-                ),
-            };
-            if let Some(id) = self.ids.remove(&task_id) {
-                return (id, result);
-            }
-        }
-    }
-}
-
-impl<Id, T: Send + 'static> Default for InFlight<Id, T> {
-    fn default() -> Self {
-        InFlight::new()
-    }
-}
-
-/// Sleeps until `deadline`, or for ever when there is none: a machine's `poll_timeout` as a
-/// `select!` branch.
-pub async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The partitions of `topics` in `metadata`, with the racks of each partition's replicas.
 /// Topics the metadata lacks, or has only an error for, are left out.
 pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -> TopicPartitions {
@@ -352,10 +318,7 @@ pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -
 }
 
 fn version_failure(e: wire::VersionError) -> RequestFailure {
-    RequestFailure {
-        retriable: false,
-        reason: e.0,
-    }
+    RequestFailure::fatal(e.0)
 }
 
 async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure> {
@@ -368,19 +331,25 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
         let metadata = pool
             .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
             .await
-            .map_err(RequestFailure::from_pool)?;
+            .map_err(RequestFailure::from)?;
         return Ok(GroupResponse::Metadata(topic_partitions(&metadata, topics)));
     }
     let conn = pool
         .connection(target)
         .await
-        .map_err(RequestFailure::from_pool)?;
-    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from_pool);
+        .map_err(RequestFailure::from)?;
+    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from);
     let answer = match &out.request {
         GroupRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
-            let request = Ok(wire::find_coordinator_request(group_id, v));
-            wire::find_coordinator_response(group_id, call(&conn, request, timeout).await?, v)
+            let request = Ok(coordinator::find_coordinator_request(group_id, v));
+            let answer = call(&conn, request, timeout).await?;
+            let found = coordinator::find_coordinator_response(group_id, answer, v);
+            GroupResponse::FindCoordinator {
+                error_code: found.error_code,
+                error_message: found.error_message,
+                coordinator: found.coordinator,
+            }
         }
         GroupRequest::JoinGroup(j) => {
             let request = wire::join_group_request(j, version(ApiKey::JoinGroup)?);
@@ -414,5 +383,5 @@ async fn call<R: Request>(
     let request = request.map_err(version_failure)?;
     conn.send_with_timeout(&request, timeout)
         .await
-        .map_err(RequestFailure::from_pool)
+        .map_err(RequestFailure::from)
 }

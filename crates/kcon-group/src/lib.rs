@@ -18,11 +18,10 @@ pub mod protocol;
 pub mod wire;
 
 pub use config::GroupConfig;
-pub use driver::{GroupMember, InFlight, MemberSnapshot, sleep_until};
+pub use driver::{GroupMember, MemberSnapshot};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
 pub use messages::{
-    Coordinator, GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember,
-    LeaveGroup, Outgoing, RequestFailure, RequestId, SyncGroup, Target,
+    GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup,
+    Outgoing, SyncGroup,
 };
-pub use protocol::TopicPartition;

@@ -6,17 +6,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_pool::ExponentialBackoff;
+use kcon_core::{
+    Coordinator, ExponentialBackoff, RequestFailure, RequestId, Target, TopicPartition,
+};
 use tracing::{debug, info, warn};
 
 use crate::assignor::{Assignor, MemberSubscription, RebalanceProtocol, TopicPartitions};
 use crate::config::GroupConfig;
 use crate::error::GroupError;
 use crate::messages::{
-    Coordinator, GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup,
-    Outgoing, RequestFailure, RequestId, SyncGroup, Target,
+    GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
+    SyncGroup,
 };
-use crate::protocol::{self, Assignment, Subscription, TopicPartition};
+use crate::protocol::{self, Assignment, Subscription};
 
 /// The protocol type of consumer groups.
 pub const PROTOCOL_TYPE: &str = "consumer";
@@ -1397,7 +1399,7 @@ impl GroupMachine {
 
     fn phase_request(&mut self, now: Instant) -> Option<Outgoing> {
         let coordinator = self.coordinator.known.clone();
-        let id = RequestId(self.next_id);
+        let id = RequestId::new(self.next_id);
         let request = match &mut self.phase {
             Phase::Joining {
                 in_flight: in_flight @ None,
@@ -1562,7 +1564,7 @@ impl GroupMachine {
     // ----- helpers -----
 
     fn new_id(&mut self) -> RequestId {
-        let id = RequestId(self.next_id);
+        let id = RequestId::new(self.next_id);
         self.next_id += 1;
         id
     }

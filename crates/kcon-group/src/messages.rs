@@ -3,53 +3,14 @@
 //! version a broker speaks.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::time::Duration;
 
 use bytes::Bytes;
+use kcon_core::Coordinator;
 
 use crate::assignor::TopicPartitions;
 
-/// Identifies one request of a [`GroupMachine`](crate::GroupMachine); its answer is fed back
-/// with the same id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub(crate) u64);
-
-/// The group coordinator, as FindCoordinator names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coordinator {
-    /// Its broker id.
-    pub id: i32,
-    /// Its host.
-    pub host: String,
-    /// Its port.
-    pub port: i32,
-}
-
-/// Where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Target {
-    /// Any broker (FindCoordinator, Metadata).
-    Any,
-    /// The group coordinator, on a connection of its own so that heartbeats never wait behind
-    /// fetches.
-    Coordinator(Coordinator),
-}
-
-/// A request the machine wants sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The id to feed the answer back with.
-    pub id: RequestId,
-    /// Where to send it.
-    pub target: Target,
-    /// What to send.
-    pub request: GroupRequest,
-    /// How long to wait for the answer, when it is not `request.timeout.ms`: the broker holds
-    /// a JoinGroup for up to the rebalance timeout, so the Java client waits that long plus 5 s.
-    pub timeout: Option<Duration>,
-}
+/// A request the group machine wants sent.
+pub type Outgoing = kcon_core::Outgoing<GroupRequest>;
 
 /// The requests of a classic group member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,34 +177,4 @@ pub struct JoinedMember {
     pub group_instance_id: Option<String>,
     /// Its subscription, encoded.
     pub metadata: Bytes,
-}
-
-/// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestFailure {
-    /// Whether trying again can help: a lost connection or a timeout is retriable (and, for a
-    /// coordinator request, means the coordinator must be found again); a broker that lacks
-    /// the API or version is not.
-    pub retriable: bool,
-    /// What happened, for the log and for a fatal error.
-    pub reason: String,
-}
-
-impl RequestFailure {
-    /// Why a request sent through the pool got no answer. A corrupt answer closed its
-    /// connection, so it counts as retriable: a fresh connection may do better, and the
-    /// machines' backoff keeps that from looping fast.
-    pub fn from_pool(e: kcon_pool::Error) -> RequestFailure {
-        let retriable = e.is_retriable() || matches!(e, kcon_pool::Error::Corrupt { .. });
-        RequestFailure {
-            retriable,
-            reason: e.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for RequestFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
 }

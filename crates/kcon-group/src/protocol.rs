@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kcon_core::TopicPartition;
 
 /// The ConsumerProtocolSubscription version kcon writes (the highest it knows, as the Java
 /// client does).
@@ -51,32 +52,6 @@ const EXPANSION_SLACK: usize = 64 * 1024;
 
 const SUBSCRIPTION: &str = "ConsumerProtocolSubscription";
 const ASSIGNMENT: &str = "ConsumerProtocolAssignment";
-
-/// A topic partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic name.
-    pub topic: String,
-    /// The partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    /// `topic-partition`, as the Java client prints a `TopicPartition`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
 
 /// What a member sends in JoinGroup (the protocol metadata).
 ///

@@ -3,8 +3,6 @@
 //! version cannot express is an error rather than a silently different request.
 
 use kcon_codec::kafka_protocol::messages::GroupId;
-use kcon_codec::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
-use kcon_codec::kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use kcon_codec::kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use kcon_codec::kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
 use kcon_codec::kafka_protocol::messages::join_group_request::{
@@ -22,8 +20,7 @@ use kcon_codec::kafka_protocol::messages::sync_group_response::SyncGroupResponse
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 
 use crate::messages::{
-    Coordinator, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup,
-    SyncGroup,
+    GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup, SyncGroup,
 };
 
 /// Why a request cannot be sent at the version the broker speaks.
@@ -36,53 +33,6 @@ fn s(v: &str) -> StrBytes {
 
 fn text(v: &StrBytes) -> String {
     v.to_string()
-}
-
-/// FindCoordinator for a group (key type 0); v4+ batches keys, kcon sends one.
-pub fn find_coordinator_request(group_id: &str, version: i16) -> FindCoordinatorRequest {
-    let mut r = FindCoordinatorRequest::default();
-    if version >= 4 {
-        r.coordinator_keys = vec![s(group_id)];
-    } else {
-        r.key = s(group_id);
-    }
-    r
-}
-
-/// The coordinator from a FindCoordinator answer (v4+: the entry for `group_id`).
-pub fn find_coordinator_response(
-    group_id: &str,
-    r: FindCoordinatorResponse,
-    version: i16,
-) -> GroupResponse {
-    let (error_code, error_message, id, host, port) = if version >= 4 {
-        let Some(c) = r
-            .coordinators
-            .into_iter()
-            .find(|c| c.key.as_str() == group_id)
-        else {
-            // COORDINATOR_NOT_AVAILABLE: retriable, which is right for an answer that left the
-            // group out.
-            return GroupResponse::FindCoordinator {
-                error_code: 15,
-                error_message: Some("the answer names no coordinator for the group".into()),
-                coordinator: None,
-            };
-        };
-        (c.error_code, c.error_message, c.node_id.0, c.host, c.port)
-    } else {
-        (r.error_code, r.error_message, r.node_id.0, r.host, r.port)
-    };
-    let coordinator = (error_code == 0).then(|| Coordinator {
-        id,
-        host: text(&host),
-        port,
-    });
-    GroupResponse::FindCoordinator {
-        error_code,
-        error_message: error_message.as_ref().map(text).filter(|m| !m.is_empty()),
-        coordinator,
-    }
 }
 
 /// JoinGroup at `version`; static membership needs v5.
@@ -261,9 +211,6 @@ mod tests {
 
     #[test]
     fn every_version_encodes() {
-        for v in 0..=6 {
-            encodes(&find_coordinator_request("g", v), v);
-        }
         for v in 0..=9 {
             encodes(&join_group_request(&join(), v).unwrap(), v);
         }
@@ -313,42 +260,5 @@ mod tests {
             group_instance_id: Some("i".into()),
         };
         assert!(heartbeat_request(&hb, 2).is_err());
-    }
-
-    #[test]
-    fn batched_find_coordinator_picks_the_groups_entry() {
-        use kcon_codec::kafka_protocol::messages::BrokerId;
-        use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator as C;
-        let mut r = FindCoordinatorResponse::default();
-        let mut other = C::default();
-        other.key = s("other");
-        other.node_id = BrokerId(9);
-        let mut mine = C::default();
-        mine.key = s("g");
-        mine.node_id = BrokerId(2);
-        mine.host = s("h");
-        mine.port = 9092;
-        r.coordinators = vec![other, mine];
-        assert_eq!(
-            find_coordinator_response("g", r.clone(), 4),
-            GroupResponse::FindCoordinator {
-                error_code: 0,
-                error_message: None,
-                coordinator: Some(Coordinator {
-                    id: 2,
-                    host: "h".into(),
-                    port: 9092
-                }),
-            }
-        );
-        r.coordinators.remove(1);
-        assert!(matches!(
-            find_coordinator_response("g", r, 4),
-            GroupResponse::FindCoordinator {
-                error_code: 15,
-                coordinator: None,
-                ..
-            }
-        ));
     }
 }

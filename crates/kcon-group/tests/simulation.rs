@@ -12,7 +12,8 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kcon_group::{GroupError, GroupEvent, GroupRequest, MemberState, TopicPartition};
+use kcon_core::TopicPartition;
+use kcon_group::{GroupError, GroupEvent, GroupRequest, MemberState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use sim::coordinator::{CoordinatorConfig, GroupState};

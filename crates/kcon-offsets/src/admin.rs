@@ -13,14 +13,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_pool::{
-    BrokerTarget, Error as PoolError, Pool, Purpose, TopicScope, is_stale_metadata_error,
-};
+use kcon_pool::{BrokerTarget, Error as PoolError, Pool, Purpose, TopicScope};
 use tracing::debug;
 
-use crate::config::IsolationLevel;
+use kcon_core::coordinator;
+use kcon_core::error_codes::is_stale_metadata_error;
+use kcon_core::{IsolationLevel, OffsetSpec, Watermarks};
+
 use crate::messages::PartitionOffset;
-use crate::positions::{OffsetSpec, Watermarks};
 use crate::{Coordinator, TopicPartition, wire};
 
 /// How many times a ListOffsets round is retried after stale-metadata errors (a moved leader):
@@ -290,21 +290,13 @@ pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator
     let conn = pool.connection(BrokerTarget::Any).await?;
     let v = conn.version(ApiKey::FindCoordinator)?;
     let r = conn
-        .send(&kcon_group::wire::find_coordinator_request(group_id, v))
+        .send(&coordinator::find_coordinator_request(group_id, v))
         .await?;
-    match kcon_group::wire::find_coordinator_response(group_id, r, v) {
-        kcon_group::GroupResponse::FindCoordinator {
-            coordinator: Some(c),
-            ..
-        } => Ok(c),
-        kcon_group::GroupResponse::FindCoordinator { error_code, .. } => Err(AdminError::Broker {
-            api_key: ApiKey::FindCoordinator as i16,
-            error_code,
-        }),
-        _ => Err(AdminError::Version(
-            "FindCoordinator decoded as another answer".into(),
-        )),
-    }
+    let found = coordinator::find_coordinator_response(group_id, r, v);
+    found.coordinator.ok_or(AdminError::Broker {
+        api_key: ApiKey::FindCoordinator as i16,
+        error_code: found.error_code,
+    })
 }
 
 /// DescribeGroups for `group_id`, sent to its coordinator.

@@ -2,46 +2,8 @@
 
 use std::time::Duration;
 
-use kcon_pool::config::{parse_bool, parse_millis as millis};
-use kcon_pool::{ConfigError, ExponentialBackoff};
-
-use crate::positions::ResetPolicy;
-
-/// `isolation.level`: which records a consumer reads, and so which offsets it may commit and
-/// which end offset its lag counts to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IsolationLevel {
-    /// `read_uncommitted` (the default): everything up to the high watermark.
-    #[default]
-    ReadUncommitted,
-    /// `read_committed`: up to the last stable offset; committed offsets are fetched with
-    /// `require_stable` (KIP-447).
-    ReadCommitted,
-}
-
-impl IsolationLevel {
-    /// `isolation.level` from its string form, `read_uncommitted` or `read_committed` in any
-    /// case; the error names the property.
-    pub fn parse(value: &str) -> Result<IsolationLevel, ConfigError> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
-            "read_committed" => Ok(IsolationLevel::ReadCommitted),
-            _ => Err(ConfigError::invalid(
-                "isolation.level",
-                value,
-                "read_uncommitted or read_committed",
-            )),
-        }
-    }
-
-    /// The wire value (ListOffsets, Fetch).
-    pub fn code(self) -> i8 {
-        match self {
-            IsolationLevel::ReadUncommitted => 0,
-            IsolationLevel::ReadCommitted => 1,
-        }
-    }
-}
+use kcon_core::property::{parse_bool, parse_millis as millis};
+use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel, ResetPolicy};
 
 /// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
 /// reset policy).

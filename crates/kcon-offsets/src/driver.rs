@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_group::{InFlight, MemberSnapshot, sleep_until};
-use kcon_pool::{BrokerTarget, ConfigError, Pool, Purpose};
+use kcon_core::coordinator;
+use kcon_core::{ConfigError, Membership};
+use kcon_pool::driver::{InFlight, sleep_until};
+use kcon_pool::{BrokerTarget, Pool, Purpose};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
@@ -15,8 +17,8 @@ use tracing::{debug, warn};
 use crate::config::OffsetsConfig;
 use crate::error::{CommitError, FetchError};
 use crate::machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};
-use crate::messages::{OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing, RequestId};
-use crate::{Coordinator, RequestFailure, Target, TopicPartition, wire};
+use crate::messages::{OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing};
+use crate::{Coordinator, RequestFailure, RequestId, Target, TopicPartition, wire};
 
 type CommitResult = Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>;
 type FetchResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, FetchError>;
@@ -51,7 +53,7 @@ enum Command {
     },
     Generation(i32, String),
     Coordinator(Option<Coordinator>),
-    Follow(watch::Receiver<MemberSnapshot>),
+    Follow(watch::Receiver<Membership>),
     Forget(Vec<TopicPartition>),
     Close(oneshot::Sender<()>),
 }
@@ -147,9 +149,9 @@ impl Offsets {
         let _ = self.commands.send(Command::Coordinator(coordinator));
     }
 
-    /// Follows a group member ([`kcon_group::GroupMember::watch`]): its generation, member id
-    /// and coordinator are used from now on, as they change.
-    pub fn follow(&self, member: watch::Receiver<MemberSnapshot>) {
+    /// Follows a group member's [`Membership`] (`kcon_group::GroupMember::membership`): its
+    /// generation, member id and coordinator are used from now on, as they change.
+    pub fn follow(&self, member: watch::Receiver<Membership>) {
         let _ = self.commands.send(Command::Follow(member));
     }
 
@@ -190,7 +192,7 @@ async fn run(
     let mut in_flight: InFlight<RequestId, OffsetsResponse> = InFlight::new();
     let mut commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>> = HashMap::new();
     let mut fetch_replies: HashMap<FetchId, oneshot::Sender<FetchResult>> = HashMap::new();
-    let mut member: Option<watch::Receiver<MemberSnapshot>> = None;
+    let mut member: Option<watch::Receiver<Membership>> = None;
     let mut closed: Option<oneshot::Sender<()>> = None;
     let group_id = machine.config().group_id.clone();
     loop {
@@ -231,11 +233,7 @@ async fn run(
                 match changed {
                     Some(()) => {
                         if let Some(m) = &member {
-                            let s = m.borrow().clone();
-                            machine.set_generation(s.generation.id, s.generation.member_id);
-                            if s.coordinator.is_some() {
-                                machine.set_coordinator(s.coordinator);
-                            }
+                            follow(&mut machine, m.borrow().clone());
                         }
                     }
                     // The member is gone: keep its last generation (commits will be refused
@@ -261,11 +259,7 @@ async fn run(
                     Some(Command::Generation(g, m)) => machine.set_generation(g, m),
                     Some(Command::Coordinator(c)) => machine.set_coordinator(c),
                     Some(Command::Follow(m)) => {
-                        let s = m.borrow().clone();
-                        machine.set_generation(s.generation.id, s.generation.member_id);
-                        if s.coordinator.is_some() {
-                            machine.set_coordinator(s.coordinator);
-                        }
+                        follow(&mut machine, m.borrow().clone());
                         member = Some(m);
                     }
                     Some(Command::Forget(ps)) => machine.forget(&ps),
@@ -284,11 +278,17 @@ async fn run(
     debug!(group = %group_id, "offsets task ends");
 }
 
-fn version_failure(e: wire::VersionError) -> RequestFailure {
-    RequestFailure {
-        retriable: false,
-        reason: e.0,
+/// Commits from now on carry `m`'s generation and member id, and go to its coordinator when it
+/// names one (a member between coordinators keeps the commit machine's own lookup going).
+fn follow(machine: &mut CommitMachine, m: Membership) {
+    machine.set_generation(m.generation_id, m.member_id);
+    if m.coordinator.is_some() {
+        machine.set_coordinator(m.coordinator);
     }
+}
+
+fn version_failure(e: wire::VersionError) -> RequestFailure {
+    RequestFailure::fatal(e.0)
 }
 
 async fn send(
@@ -304,33 +304,19 @@ async fn send(
     let conn = pool
         .connection(target)
         .await
-        .map_err(RequestFailure::from_pool)?;
-    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from_pool);
+        .map_err(RequestFailure::from)?;
+    let version = |api: ApiKey| conn.version(api).map_err(RequestFailure::from);
     let answer = match &out.request {
         OffsetsRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
             let r = conn
-                .send_with_timeout(
-                    &kcon_group::wire::find_coordinator_request(group_id, v),
-                    timeout,
-                )
+                .send_with_timeout(&coordinator::find_coordinator_request(group_id, v), timeout)
                 .await
-                .map_err(RequestFailure::from_pool)?;
-            match kcon_group::wire::find_coordinator_response(group_id, r, v) {
-                kcon_group::GroupResponse::FindCoordinator {
-                    error_code,
-                    coordinator,
-                    ..
-                } => OffsetsResponse::FindCoordinator {
-                    error_code,
-                    coordinator,
-                },
-                other => {
-                    return Err(RequestFailure {
-                        retriable: false,
-                        reason: format!("FindCoordinator decoded as {other:?}"),
-                    });
-                }
+                .map_err(RequestFailure::from)?;
+            let found = coordinator::find_coordinator_response(group_id, r, v);
+            OffsetsResponse::FindCoordinator {
+                error_code: found.error_code,
+                coordinator: found.coordinator,
             }
         }
         OffsetsRequest::OffsetCommit(c) => {
@@ -339,7 +325,7 @@ async fn send(
             wire::offset_commit_response(
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from_pool)?,
+                    .map_err(RequestFailure::from)?,
             )
         }
         OffsetsRequest::OffsetFetch(f) => {
@@ -355,7 +341,7 @@ async fn send(
                 &f.group_id,
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from_pool)?,
+                    .map_err(RequestFailure::from)?,
                 v,
             )
         }

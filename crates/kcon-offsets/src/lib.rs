@@ -18,17 +18,16 @@ mod driver;
 mod error;
 mod machine;
 mod messages;
-pub mod positions;
 pub mod wire;
 
-pub use config::{IsolationLevel, OffsetsConfig};
+pub use config::OffsetsConfig;
 pub use driver::Offsets;
 pub use error::{CommitError, FetchError};
 pub use machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};
 pub use messages::{
     CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
-    PartitionOffset, RequestId,
+    PartitionOffset,
 };
-pub use positions::{OffsetSpec, ResetPolicy};
 
-pub use kcon_group::{Coordinator, RequestFailure, Target, TopicPartition};
+// The shared vocabulary, for the modules here as `crate::X`.
+use kcon_core::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};

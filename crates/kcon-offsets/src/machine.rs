@@ -4,16 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use kcon_pool::ExponentialBackoff;
+use kcon_core::{ExponentialBackoff, IsolationLevel};
 use tracing::{debug, warn};
 
-use crate::config::{IsolationLevel, OffsetsConfig};
+use crate::config::OffsetsConfig;
 use crate::error::{CommitError, FetchError};
 use crate::messages::{
     CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
-    RequestId,
 };
-use crate::{Coordinator, RequestFailure, Target, TopicPartition};
+use crate::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
 
 /// Kafka error codes the machine acts on.
 pub(crate) mod code {
@@ -823,7 +822,7 @@ impl CommitMachine {
     }
 
     fn request_id(&mut self) -> RequestId {
-        RequestId(self.next())
+        RequestId::new(self.next())
     }
 }
 
@@ -1563,7 +1562,7 @@ mod tests {
     #[test]
     fn stray_answers_are_ignored() {
         let mut h = Harness::new(config(false));
-        h.answer(RequestId(999), fetch_answer(0, &[]));
+        h.answer(RequestId::new(999), fetch_answer(0, &[]));
         h.m.store_offset(tp(0), 1, None);
         h.m.set_coordinator(Some(coordinator(3)));
         h.m.commit_stored(CommitKind::Sync, h.now);

@@ -2,14 +2,8 @@
 //! versions: [`wire`](crate::wire) turns them into and out of kafka-protocol's types.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use crate::{Coordinator, Target, TopicPartition};
-
-/// Identifies one request of a [`CommitMachine`](crate::CommitMachine); its answer is fed back
-/// with the same id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub(crate) u64);
+use crate::{Coordinator, TopicPartition};
 
 /// An offset to commit, or one that was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,18 +28,8 @@ impl OffsetAndMetadata {
     }
 }
 
-/// A request the machine wants sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The id to feed the answer back with.
-    pub id: RequestId,
-    /// Where to send it.
-    pub target: Target,
-    /// What to send.
-    pub request: OffsetsRequest,
-    /// How long to wait for the answer, when not `request.timeout.ms`.
-    pub timeout: Option<Duration>,
-}
+/// A request the commit machine wants sent.
+pub type Outgoing = kcon_core::Outgoing<OffsetsRequest>;
 
 /// The requests of the commit machine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,14 +26,13 @@ use kcon_codec::kafka_protocol::messages::offset_fetch_request::{
 use kcon_codec::kafka_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 use kcon_codec::kafka_protocol::messages::{BrokerId, GroupId, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::{IsolationLevel, OffsetSpec};
 
 use crate::TopicPartition;
 use crate::admin::{GroupDescription, GroupMemberDescription, ListedGroup, ListedOffset};
-use crate::config::IsolationLevel;
 use crate::messages::{
     CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsResponse, PartitionOffset,
 };
-use crate::positions::OffsetSpec;
 
 /// Why a request cannot be sent at the version the broker speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use kcon_codec::frame::DEFAULT_MAX_FRAME_SIZE;
 
-use crate::backoff::ExponentialBackoff;
 use crate::sasl::oauthbearer::TokenProvider;
+use kcon_core::property::{parse_bool, parse_count as count, parse_millis};
+use kcon_core::{ConfigError, ExponentialBackoff};
 
 /// The configuration of a [`Pool`](crate::Pool) and of the [`Connection`](crate::Connection)s
 /// it makes.
@@ -530,89 +531,6 @@ const PROTOCOL_EXPECTED: &str = "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL";
 const MECHANISM_EXPECTED: &str =
     "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not supported)";
 
-/// A configuration value that was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No property has this name.
-    UnknownProperty {
-        /// The name given.
-        property: String,
-    },
-    /// The value is not one the property accepts.
-    InvalidValue {
-        /// The property.
-        property: String,
-        /// The value given.
-        value: String,
-        /// What the property accepts.
-        expected: &'static str,
-    },
-    /// The value names something that cannot be used: a file that cannot be read, or that
-    /// holds no certificate or key.
-    Unusable {
-        /// The property.
-        property: String,
-        /// The value given.
-        value: String,
-        /// Why it cannot be used.
-        reason: String,
-    },
-}
-
-impl ConfigError {
-    /// The name of the property the error is about.
-    pub fn property(&self) -> &str {
-        match self {
-            ConfigError::UnknownProperty { property }
-            | ConfigError::InvalidValue { property, .. }
-            | ConfigError::Unusable { property, .. } => property,
-        }
-    }
-
-    pub(crate) fn unusable(property: &str, value: &str, reason: impl Into<String>) -> Self {
-        ConfigError::Unusable {
-            property: property.to_owned(),
-            value: value.to_owned(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The error for `value` refused for `property`, which accepts `expected`.
-    pub fn invalid(property: &str, value: &str, expected: &'static str) -> Self {
-        ConfigError::InvalidValue {
-            property: property.to_owned(),
-            value: value.to_owned(),
-            expected,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::UnknownProperty { property } => {
-                write!(f, "unknown configuration property {property:?}")
-            }
-            ConfigError::InvalidValue {
-                property,
-                value,
-                expected,
-            } => write!(
-                f,
-                "invalid value {value:?} for {property}: expected {expected}"
-            ),
-            ConfigError::Unusable {
-                property,
-                value,
-                reason,
-            } => write!(f, "cannot use {value:?} for {property}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// Splits `host:port` (IPv6 hosts in brackets, `[::1]:9092`); `None` if it is not one.
 pub(crate) fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = s.rsplit_once(':')?;
@@ -653,44 +571,6 @@ fn parse_servers(v: &str) -> Result<Vec<String>, ConfigError> {
 /// A file location; empty unsets it.
 fn path(v: &str) -> Option<PathBuf> {
     (!v.is_empty()).then(|| PathBuf::from(v))
-}
-
-/// A duration property in whole milliseconds, at least `min` (0 or 1) and at most
-/// 2147483647: what every `*.ms` property of kcon's crates accepts.
-pub fn parse_millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
-    let expected = if min == 0 {
-        "a whole number of milliseconds, at least 0"
-    } else {
-        "a whole number of milliseconds, at least 1"
-    };
-    // The upper bound keeps `Instant + Duration` from overflowing: i32::MAX ms (24.8 days) is
-    // also the Java client's largest int-typed timeout.
-    match v.parse::<u64>() {
-        Ok(ms) if ms >= min && ms <= i32::MAX as u64 => Ok(Duration::from_millis(ms)),
-        _ => Err(ConfigError::invalid(property, v, expected)),
-    }
-}
-
-/// A boolean property: `true` or `false`, in any case (as the Java client's `ConfigDef`).
-pub fn parse_bool(property: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ConfigError::invalid(property, v, "true or false")),
-    }
-}
-
-fn count(
-    property: &str,
-    v: &str,
-    min: usize,
-    max: usize,
-    expected: &'static str,
-) -> Result<usize, ConfigError> {
-    match v.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::invalid(property, v, expected)),
-    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,9 @@ use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
 use tracing::{Instrument, Span, debug, debug_span, field};
 
-use crate::config::{ConfigError, PoolConfig};
+use kcon_core::ConfigError;
+
+use crate::config::PoolConfig;
 use crate::error::{Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError};
 use crate::sasl::Sasl;
 use crate::tls::Tls;

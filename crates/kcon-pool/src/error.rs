@@ -8,7 +8,9 @@ use std::time::Duration;
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 
-use crate::config::{ConfigError, SaslMechanism};
+use kcon_core::{ConfigError, RequestFailure};
+
+use crate::config::SaslMechanism;
 
 /// A `Result` whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -174,6 +176,19 @@ impl Error {
                 Error::Misuse(Misuse::UnsupportedApi { api_key })
             }
             other => Error::Misuse(Misuse::Encode(other)),
+        }
+    }
+}
+
+/// Why a machine's request sent through the pool got no answer. A corrupt answer closed its
+/// connection, so it counts as retriable: a fresh connection may do better, and the machines'
+/// backoff keeps that from looping fast.
+impl From<Error> for RequestFailure {
+    fn from(e: Error) -> RequestFailure {
+        let retriable = e.is_retriable() || matches!(e, Error::Corrupt { .. });
+        RequestFailure {
+            retriable,
+            reason: e.to_string(),
         }
     }
 }

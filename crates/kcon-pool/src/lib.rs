@@ -11,32 +11,28 @@
 //! - Security (`security.protocol`): TLS with rustls (`ssl.*`), SASL PLAIN, SCRAM-SHA-256/512
 //!   and OAUTHBEARER (`sasl.*`, and an [`OAuthBearerTokenProvider`] for tokens), with
 //!   re-authentication before the session expires (KIP-368).
-//! - [`ExponentialBackoff`]: KIP-580's backoff, a pure function of attempt and randomness.
+//! - [`driver`]: what runs a sans-IO machine on tokio: requests in flight, each answered once.
+//! - [`RequestFailure`](kcon_core::RequestFailure) from a pool [`Error`]: how a machine's
+//!   driver reports a request the pool could not get answered.
 //!
 //! Every request gets a debug-level `tracing` span with its API, version, broker id,
 //! correlation id and latency; payloads are never logged.
 
-mod backoff;
 pub mod config;
 mod connection;
+pub mod driver;
 pub mod error;
 pub mod metadata;
 mod pool;
 mod sasl;
 mod tls;
 
-pub use backoff::ExponentialBackoff;
-pub use config::{
-    ConfigError, EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol,
-};
+pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};
 pub use connection::Connection;
 pub use error::{
     AuthError, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
 };
-pub use metadata::{
-    BrokerMetadata, Metadata, PartitionMetadata, TopicId, TopicMetadata, TopicScope,
-    is_stale_metadata_error,
-};
+pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope};
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use sasl::oauthbearer::{
     BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider,

@@ -2,7 +2,6 @@
 //! answers describe them, merged so that no partition's leader epoch goes backwards.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kcon_codec::kafka_protocol::messages::metadata_response::MetadataResponseTopic;
@@ -10,6 +9,7 @@ use kcon_codec::kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::TopicId;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -263,35 +263,6 @@ pub struct PartitionMetadata {
     pub offline_replicas: Vec<i32>,
 }
 
-/// A topic id (KIP-516): 16 bytes, shown as Kafka shows them, URL-safe base64 without padding.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicId(pub [u8; 16]);
-
-impl fmt::Display for TopicId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::with_capacity(22);
-        for chunk in self.0.chunks(3) {
-            let mut n = 0u32;
-            for (i, b) in chunk.iter().enumerate() {
-                n |= u32::from(*b) << (16 - 8 * i);
-            }
-            // 3 bytes give 4 characters; the last 1-byte chunk gives 2 (no padding).
-            for i in 0..=chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            }
-        }
-        f.write_str(&out)
-    }
-}
-
-impl fmt::Debug for TopicId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TopicId({self})")
-    }
-}
-
 /// Which topics a Metadata request asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicScope {
@@ -343,24 +314,6 @@ impl TopicScope {
             }
         }
     }
-}
-
-/// Whether a partition-level error code means the cached metadata is stale and should be
-/// refreshed: the errors on which the Java consumer's fetcher and offset code call
-/// `requestMetadataUpdate`.
-pub fn is_stale_metadata_error(error_code: i16) -> bool {
-    matches!(
-        error_code,
-        3 // UNKNOWN_TOPIC_OR_PARTITION
-        | 5 // LEADER_NOT_AVAILABLE
-        | 6 // NOT_LEADER_OR_FOLLOWER
-        | 9 // REPLICA_NOT_AVAILABLE
-        | 56 // KAFKA_STORAGE_ERROR
-        | 74 // FENCED_LEADER_EPOCH
-        | 78 // OFFSET_NOT_AVAILABLE
-        | 100 // UNKNOWN_TOPIC_ID
-        | 103 // INCONSISTENT_TOPIC_ID
-    )
 }
 
 /// The Metadata request for `scope` at `version`.
@@ -536,25 +489,5 @@ mod tests {
         assert!(!all.allow_auto_topic_creation);
         let some = metadata_request(&some(&["x"]), 12, true);
         assert_eq!(some.topics.unwrap().len(), 1);
-    }
-
-    #[test]
-    fn stale_codes() {
-        for code in [3, 5, 6, 74, 100] {
-            assert!(is_stale_metadata_error(code), "{code}");
-        }
-        for code in [0, 1, 15, 16, 27, 35] {
-            assert!(!is_stale_metadata_error(code), "{code}");
-        }
-    }
-
-    #[test]
-    fn topic_ids_print_as_kafka_does() {
-        // Kafka's Uuid.toString: URL-safe base64 of the 16 bytes, no padding.
-        assert_eq!(TopicId([0; 16]).to_string(), "AAAAAAAAAAAAAAAAAAAAAA");
-        assert_eq!(TopicId([0xff; 16]).to_string(), "_____________________w");
-        let mut id = [0u8; 16];
-        id[15] = 1;
-        assert_eq!(TopicId(id).to_string(), "AAAAAAAAAAAAAAAAAAAAAQ");
     }
 }

@@ -14,11 +14,14 @@ use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
 use tracing::debug;
 
-use crate::backoff::ExponentialBackoff;
-use crate::config::{ConfigError, PoolConfig};
+use kcon_core::{ConfigError, ExponentialBackoff};
+
+use crate::config::PoolConfig;
 use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
-use crate::metadata::{Metadata, TopicScope, is_stale_metadata_error, metadata_request};
+use kcon_core::error_codes::is_stale_metadata_error;
+
+use crate::metadata::{Metadata, TopicScope, metadata_request};
 
 /// A pool of broker connections with the cluster metadata: a cheap-to-clone handle.
 ///

@@ -23,7 +23,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{ConfigError, EndpointIdentification, PoolConfig, split_host_port};
+use kcon_core::ConfigError;
+
+use crate::config::{EndpointIdentification, PoolConfig, split_host_port};
 use crate::error::{Error, Peer, TlsError};
 
 /// A pool's TLS settings, loaded: certificates read, keys parsed, verifier chosen.

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use kcon_core::{ConfigError, IsolationLevel, ResetPolicy};
 use kcon_fetch::FetchConfig;
 use kcon_group::GroupConfig;
-use kcon_offsets::{IsolationLevel, OffsetsConfig, ResetPolicy};
-use kcon_pool::{ConfigError, PoolConfig, TokenProvider};
+use kcon_offsets::OffsetsConfig;
+use kcon_pool::{PoolConfig, TokenProvider};
 
 use crate::Consumer;
 use crate::error::Error;
@@ -300,7 +301,7 @@ impl ConsumerBuilder {
                 known = true;
             }
             if CONSUMER_PROPERTIES.contains(&name) {
-                close_timeout = kcon_pool::config::parse_millis(name, value.trim(), 0)?;
+                close_timeout = kcon_core::property::parse_millis(name, value.trim(), 0)?;
                 known = true;
             }
             if !known {

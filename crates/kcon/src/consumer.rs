@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kcon_core::offsets::{Watermarks, time_lag};
+use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_fetch::{FetchEvent, FetchedRecords, Fetcher, StartPosition};
 use kcon_group::{GroupEvent, GroupMember, RevocationId};
 use kcon_offsets::admin::{self, ListedOffset};
-use kcon_offsets::positions::{Watermarks, time_lag};
-use kcon_offsets::{IsolationLevel, OffsetAndMetadata, OffsetSpec, Offsets};
+use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
 use regex::Regex;
 use tokio::sync::mpsc;
@@ -219,7 +220,7 @@ impl Consumer {
             (Some(g), Some(o)) => {
                 let member = GroupMember::start(pool.clone(), g.clone())?;
                 let offsets = Offsets::start(pool.clone(), o.clone())?;
-                offsets.follow(member.watch());
+                offsets.follow(member.membership());
                 (Some(member), Some(Arc::new(offsets)))
             }
             _ => (None, None),

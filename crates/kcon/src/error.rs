@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
+use kcon_core::ConfigError;
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::admin::AdminError;
 use kcon_offsets::{CommitError, FetchError};
-use kcon_pool::ConfigError;
 
 use crate::TopicPartition;
 

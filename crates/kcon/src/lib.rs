@@ -58,7 +58,5 @@ pub use stream::RecordStream;
 pub type Record = kcon_fetch::ConsumerRecord;
 
 pub use kcon_codec::records::TimestampType;
-pub use kcon_group::TopicPartition;
-pub use kcon_offsets::positions::Watermarks;
-pub use kcon_offsets::{IsolationLevel, ResetPolicy};
+pub use kcon_core::{IsolationLevel, ResetPolicy, TopicPartition, Watermarks};
 pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};

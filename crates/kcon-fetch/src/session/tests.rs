@@ -9,8 +9,8 @@ use kcon_codec::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kcon_codec::kafka_protocol::protocol::{Encodable, StrBytes};
-use kcon_group::TopicPartition;
-use kcon_pool::TopicId;
+use kcon_core::TopicId;
+use kcon_core::TopicPartition;
 use proptest::prelude::*;
 
 use super::wire::{FetchParams, fetch_request, set_uuid};

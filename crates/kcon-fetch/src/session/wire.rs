@@ -9,8 +9,8 @@ use kcon_codec::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_offsets::IsolationLevel;
-use kcon_pool::TopicId;
+use kcon_core::IsolationLevel;
+use kcon_core::TopicId;
 
 use super::{RequestKind, SessionRequest};
 

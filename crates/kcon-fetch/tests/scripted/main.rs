@@ -9,8 +9,9 @@ mod sessions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kcon_core::TopicPartition;
 use kcon_fetch::position::PartitionError;
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition, TopicPartition};
+use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
 use kcon_pool::{Pool, PoolConfig};
 use tokio::time::Instant;
 

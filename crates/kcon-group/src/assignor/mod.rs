@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::protocol::{Assignment, Subscription, TopicPartition};
+use kcon_core::TopicPartition;
+
+use crate::protocol::{Assignment, Subscription};
 use java_order::{JavaHashOrder, java_cmp, java_string_hash};
 
 mod java_order;

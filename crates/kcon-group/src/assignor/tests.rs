@@ -10,7 +10,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::protocol::{Subscription, TopicPartition};
+use kcon_core::TopicPartition;
+
+use crate::protocol::Subscription;
 
 // ---------------------------------------------------------------------------------------------
 // Building inputs

@@ -24,10 +24,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use kcon_core::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
-    Coordinator, GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse, MemberState,
-    RequestFailure, RequestId, RevocationId, Target, TopicPartition,
+    GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse, MemberState, RevocationId,
 };
 
 use coordinator::{CoordinatorConfig, GroupCoordinator, Ticket, join_error, sync_error};

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, HeartbeatRequest, MetadataResponse};
-use kcon_pool::{BrokerTarget, ConfigError, Corruption, Error, Misuse, Pool, Purpose, TopicScope};
+use kcon_core::ConfigError;
+use kcon_pool::{BrokerTarget, Corruption, Error, Misuse, Pool, Purpose, TopicScope};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 

@@ -36,7 +36,9 @@ use super::rack::{replica_racks, use_rack_aware_assignment};
 use super::{
     AssignError, Assignor, GroupView, MemberSubscription, RebalanceProtocol, TopicPartitions, Tp,
 };
-use crate::protocol::{Assignment, Subscription, TopicPartition};
+use kcon_core::TopicPartition;
+
+use crate::protocol::{Assignment, Subscription};
 
 mod constrained;
 mod general;
@@ -461,7 +463,9 @@ impl<'a> RackInfo<'a> {
 #[cfg(test)]
 pub(super) mod tests_support {
     use super::{Flavour, MemberData};
-    use crate::protocol::{Subscription, TopicPartition};
+    use kcon_core::TopicPartition;
+
+    use crate::protocol::Subscription;
 
     /// What the sticky (`cooperative == false`) or cooperative-sticky assignor reads from a
     /// subscription: previous partitions and generation.

@@ -9,7 +9,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::protocol::{Reader, TopicPartition, put_topic_partitions};
+use kcon_core::TopicPartition;
+
+use crate::protocol::{Reader, put_topic_partitions};
 
 const PREVIOUS_ASSIGNMENT: &str = "StickyAssignorUserData.previous_assignment";
 const TOPIC: &str = "StickyAssignorUserData.previous_assignment.topic";

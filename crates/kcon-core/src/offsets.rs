@@ -1,13 +1,48 @@
-//! Where a consumer reads next, as pure functions: the `auto.offset.reset` policy (including
-//! KIP-1106's `by_duration`), the ListOffsets query it turns into, watermarks and lag.
+//! Where a consumer reads next, as pure functions: `isolation.level`, the `auto.offset.reset`
+//! policy (including KIP-1106's `by_duration`), the ListOffsets query it turns into,
+//! watermarks and lag.
 
 use std::fmt;
 use std::time::Duration;
 
-use kcon_pool::ConfigError;
+use crate::partition::TopicPartition;
+use crate::property::ConfigError;
 
-use crate::TopicPartition;
-use crate::config::IsolationLevel;
+/// `isolation.level`: which records a consumer reads, and so which offsets it may commit and
+/// which end offset its lag counts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// `read_uncommitted` (the default): everything up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// `read_committed`: up to the last stable offset; committed offsets are fetched with
+    /// `require_stable` (KIP-447).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// `isolation.level` from its string form, `read_uncommitted` or `read_committed` in any
+    /// case; the error names the property.
+    pub fn parse(value: &str) -> Result<IsolationLevel, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            _ => Err(ConfigError::invalid(
+                "isolation.level",
+                value,
+                "read_uncommitted or read_committed",
+            )),
+        }
+    }
+
+    /// The wire value (ListOffsets, Fetch).
+    pub fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
 
 /// `auto.offset.reset`: where a partition without a valid position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

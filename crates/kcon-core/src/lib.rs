@@ -1,0 +1,33 @@
+//! The shared vocabulary of kcon's parts, with no IO and no clock.
+//!
+//! The group, offsets and fetch machines are siblings over this crate: what more than one of
+//! them speaks of is defined here once, so none of them depends on another (or on tokio) for
+//! a type.
+//!
+//! - [`partition`]: [`TopicPartition`] and [`TopicId`].
+//! - [`offsets`]: `isolation.level`, `auto.offset.reset` (with KIP-1106's `by_duration`), the
+//!   ListOffsets query a reset turns into, watermarks and lag.
+//! - [`backoff`]: KIP-580's exponential backoff with jitter, a pure function of the attempt and a
+//!   random number.
+//! - [`property`]: [`ConfigError`] and the parsers of durations, booleans and counts every
+//!   part's configuration shares.
+//! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
+//!   asks it.
+//! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
+//! - [`machine`]: what a sans-IO machine sends ([`Outgoing`], [`Target`], [`RequestId`]) and
+//!   why a request got no answer ([`RequestFailure`]).
+
+pub mod backoff;
+pub mod coordinator;
+pub mod error_codes;
+pub mod machine;
+pub mod offsets;
+pub mod partition;
+pub mod property;
+
+pub use backoff::ExponentialBackoff;
+pub use coordinator::Membership;
+pub use machine::{Coordinator, Outgoing, RequestFailure, RequestId, RequestIds, Target};
+pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
+pub use partition::{TopicId, TopicPartition};
+pub use property::ConfigError;

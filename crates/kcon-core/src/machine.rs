@@ -1,0 +1,119 @@
+//! What every sans-IO machine of kcon sends and is answered with: request ids, where a request
+//! goes, how long to wait for it, and why it got no answer.
+//!
+//! A machine never sends anything itself. It hands out [`Outgoing`] requests; whoever drives it
+//! (a tokio task in production, a virtual clock in tests) sends each one and feeds back exactly
+//! one result under the same [`RequestId`]: the answer, or a [`RequestFailure`].
+
+use std::fmt;
+use std::time::Duration;
+
+/// Identifies one request of a machine; its answer is fed back with the same id. Ids are unique
+/// within one machine, handed out in order by [`RequestIds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    /// The id numbered `n` (tests feed answers to made-up ids with it).
+    pub fn new(n: u64) -> RequestId {
+        RequestId(n)
+    }
+
+    /// Its number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Hands out a machine's request ids, in order from 0.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIds {
+    next: u64,
+}
+
+impl RequestIds {
+    /// The next id.
+    pub fn next_id(&mut self) -> RequestId {
+        let id = RequestId(self.next);
+        self.next += 1;
+        id
+    }
+}
+
+/// A group coordinator, as FindCoordinator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coordinator {
+    /// Its broker id.
+    pub id: i32,
+    /// Its host.
+    pub host: String,
+    /// Its port.
+    pub port: i32,
+}
+
+/// Where a request goes. Not `#[non_exhaustive]`: every driver must send to every target, so a
+/// new one should fail to compile where it is not handled yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Any broker (FindCoordinator, Metadata).
+    Any,
+    /// The group coordinator, on a connection of its own so that heartbeats and commits never
+    /// wait behind fetches (the Java client's separate coordinator node).
+    Coordinator(Coordinator),
+}
+
+/// A request a machine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing<R> {
+    /// The id to feed the answer back with.
+    pub id: RequestId,
+    /// Where to send it.
+    pub target: Target,
+    /// What to send.
+    pub request: R,
+    /// How long to wait for the answer, when not `request.timeout.ms`: the broker holds a
+    /// JoinGroup for up to the rebalance timeout, so the Java client waits that long plus 5 s.
+    pub timeout: Option<Duration>,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFailure {
+    /// Whether trying again can help: a lost connection or a timeout is retriable (and, for a
+    /// coordinator request, means the coordinator must be found again); a broker that lacks
+    /// the API or version is not.
+    pub retriable: bool,
+    /// What happened, for the log and for a fatal error.
+    pub reason: String,
+}
+
+impl RequestFailure {
+    /// A failure trying again can help with.
+    pub fn retriable(reason: impl Into<String>) -> RequestFailure {
+        RequestFailure {
+            retriable: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure trying again cannot help with (the broker lacks the API or version, the
+    /// request cannot be expressed at it).
+    pub fn fatal(reason: impl Into<String>) -> RequestFailure {
+        RequestFailure {
+            retriable: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
