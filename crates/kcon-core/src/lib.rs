@@ -14,16 +14,20 @@
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
+//! - [`list_offsets`]: ListOffsets, the query resets, watermarks and timestamp lookups send.
+//! - [`wire`]: what every part's kafka-protocol conversions share ([`wire::VersionError`]).
 //! - [`machine`]: what a sans-IO machine sends ([`Outgoing`], [`Target`], [`RequestId`]) and
 //!   why a request got no answer ([`RequestFailure`]).
 
 pub mod backoff;
 pub mod coordinator;
 pub mod error_codes;
+pub mod list_offsets;
 pub mod machine;
 pub mod offsets;
 pub mod partition;
 pub mod property;
+pub mod wire;
 
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::ConfigError;
 use kcon_core::ResetPolicy;
-use kcon_offsets::admin::{self, ListedOffset};
+use kcon_core::list_offsets::{list_offsets_request, list_offsets_response};
+use kcon_core::{ConfigError, RequestFailure, RequestId};
 use kcon_pool::driver::{InFlight, sleep_until};
 use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
@@ -19,7 +19,7 @@ use crate::config::FetchConfig;
 use crate::machine::FetchMachine;
 use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
-    RequestFailure, RequestId, StartPosition,
+    StartPosition,
 };
 use crate::position::LeaderAndEpoch;
 use crate::records::FetchedRecords;
@@ -442,7 +442,11 @@ async fn send(
                     ))
                 })
         }
-        FetchRequest::ListOffsets { partitions, policy } => {
+        FetchRequest::ListOffsets {
+            broker,
+            partitions,
+            policy,
+        } => {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -452,16 +456,20 @@ async fn send(
                     ResetPolicy::None
                 )));
             };
-            let isolation = config.isolation_level;
-            let specs = partitions.into_iter().map(|tp| (tp, spec)).collect();
-            let answer: std::collections::BTreeMap<TopicPartition, ListedOffset> =
-                admin::list_offsets(&pool, &specs, isolation)
-                    .await
-                    .map_err(|e| RequestFailure {
-                        retriable: true,
-                        reason: e.to_string(),
-                    })?;
-            Ok(FetchAnswer::ListOffsets(answer))
+            let queries = partitions
+                .into_iter()
+                .map(|(tp, epoch)| (tp, (spec, epoch)))
+                .collect();
+            let conn = pool
+                .connection(BrokerTarget::Broker(broker))
+                .await
+                .map_err(RequestFailure::from)?;
+            let v = conn
+                .version(ApiKey::ListOffsets)
+                .map_err(RequestFailure::from)?;
+            let request = list_offsets_request(&queries, config.isolation_level, v)?;
+            let answer = conn.send(&request).await.map_err(RequestFailure::from)?;
+            Ok(FetchAnswer::ListOffsets(list_offsets_response(answer)))
         }
         FetchRequest::Validate(request) => {
             let conn = pool

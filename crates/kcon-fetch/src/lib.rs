@@ -23,7 +23,7 @@ pub mod transactions;
 pub mod validation;
 
 pub use error::SessionError;
-pub use session::wire::{FetchParams, VersionError, fetch_request};
+pub use session::wire::{FetchParams, fetch_request};
 pub use session::{
     FINAL_EPOCH, FetchSession, Forgotten, INITIAL_EPOCH, PartitionFetch, RequestKind,
     SessionOutcome, SessionRequest, SessionReset,
@@ -40,7 +40,7 @@ pub use driver::Fetcher;
 pub use machine::{FetchMachine, is_session_close};
 pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
-    RequestFailure, RequestId, StartPosition,
+    StartPosition,
 };
 pub use records::{ConsumerRecord, FetchedRecords};
 

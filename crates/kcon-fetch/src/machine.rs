@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
-use kcon_core::ResetPolicy;
-use kcon_core::TopicId;
-use kcon_core::TopicPartition;
+use kcon_core::list_offsets::ListedOffset;
+use kcon_core::{RequestFailure, RequestId, ResetPolicy, TopicId, TopicPartition};
 use tracing::{debug, warn};
 
 use crate::budget::PrefetchBudget;
 use crate::config::FetchConfig;
 use crate::messages::{
-    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, RequestFailure,
-    RequestId, StartPosition,
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, StartPosition,
 };
 use crate::position::{
     AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionError,
@@ -350,8 +348,7 @@ impl FetchMachine {
                 continue;
             };
             let params = self.config.params(0);
-            self.next_id += 1;
-            let id_ = RequestId(self.next_id);
+            let id_ = self.id();
             self.pending.insert(id_, Pending::Close { broker: id });
             self.queued.push_back(Outgoing {
                 id: id_,
@@ -513,7 +510,7 @@ impl FetchMachine {
 
     fn id(&mut self) -> RequestId {
         self.next_id += 1;
-        RequestId(self.next_id)
+        RequestId::new(self.next_id)
     }
 
     fn ctx(&self, now: Instant) -> AnswerContext {
@@ -581,19 +578,35 @@ impl FetchMachine {
                 partitions: no_position,
             });
         }
-        // One ListOffsets per policy: the configured one, and `latest` for partitions whose
-        // by_duration lookup found nothing.
-        let (latest, configured): (Vec<_>, Vec<_>) =
-            due.into_iter().partition(|(_, _, to_latest)| *to_latest);
-        for (due, policy) in [
-            (configured, self.config.reset_policy),
-            (latest, ResetPolicy::Latest),
-        ] {
-            if due.is_empty() {
+        // One ListOffsets per leader and policy: the configured one, and `latest` for
+        // partitions whose by_duration lookup found nothing. Each goes to the partition's
+        // leader, as the Java client's `OffsetFetcher` groups its lookups by node; a partition
+        // whose leader is unknown waits for the metadata (its reset stays due).
+        // (leader, to latest) → (partition, why, its leader epoch).
+        type Lookup = (TopicPartition, ResetReason, Option<i32>);
+        let mut requests: BTreeMap<(i32, bool), Vec<Lookup>> = BTreeMap::new();
+        for (tp, reason, to_latest) in due {
+            // Invariant: `due` holds assigned partitions.
+            let a = self.partitions.get_mut(&tp).expect("an assigned partition");
+            let leader = a.state.leader();
+            let Some(broker) = leader.leader else {
+                a.resetting = false;
+                self.metadata_wanted = true;
                 continue;
-            }
+            };
+            requests
+                .entry((broker, to_latest))
+                .or_default()
+                .push((tp, reason, leader.epoch));
+        }
+        for ((broker, to_latest), due) in requests {
+            let policy = if to_latest {
+                ResetPolicy::Latest
+            } else {
+                self.config.reset_policy
+            };
             let id = self.id();
-            let partitions = due.iter().map(|(tp, _, _)| tp.clone()).collect();
+            let partitions = due.iter().map(|(tp, _, e)| (tp.clone(), *e)).collect();
             let due = due
                 .into_iter()
                 .map(|(tp, reason, _)| (tp, reason))
@@ -602,7 +615,11 @@ impl FetchMachine {
                 .insert(id, Pending::ListOffsets { partitions: due });
             self.queued.push_back(Outgoing {
                 id,
-                request: FetchRequest::ListOffsets { partitions, policy },
+                request: FetchRequest::ListOffsets {
+                    broker,
+                    partitions,
+                    policy,
+                },
             });
         }
     }
@@ -757,7 +774,7 @@ impl FetchMachine {
                 .map(|(tp, p)| (tp.clone(), p.fetch_offset))
                 .collect();
             self.next_id += 1;
-            let id = RequestId(self.next_id);
+            let id = RequestId::new(self.next_id);
             b.fetching = Some(id);
             self.pending.insert(id, Pending::Fetch { broker, offsets });
             self.queued.push_back(Outgoing {
@@ -934,7 +951,7 @@ impl FetchMachine {
         now: Instant,
         tp: &TopicPartition,
         reason: ResetReason,
-        listed: Option<kcon_offsets::admin::ListedOffset>,
+        listed: Option<ListedOffset>,
     ) {
         let backoff = self.config.retry_backoff;
         let Some(a) = self.partitions.get_mut(tp) else {

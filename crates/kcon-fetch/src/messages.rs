@@ -7,21 +7,13 @@ use std::collections::BTreeMap;
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
-use kcon_core::ResetPolicy;
-use kcon_core::TopicId;
-use kcon_core::TopicPartition;
-use kcon_offsets::admin::ListedOffset;
+use kcon_core::list_offsets::ListedOffset;
+use kcon_core::{RequestId, ResetPolicy, TopicId, TopicPartition};
 
 use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
 use crate::records::FetchedRecords;
 use crate::validation::ValidationRequest;
 use crate::{FetchParams, SessionRequest};
-
-pub use kcon_core::RequestFailure;
-
-/// Names a request of the machine; its answer is fed back under the same id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub(crate) u64);
 
 /// A request the driver must send.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,12 +47,17 @@ pub enum FetchRequest {
         /// The broker.
         broker: i32,
     },
-    /// ListOffsets for partitions that reset under `auto.offset.reset`, each to its leader;
-    /// answered with [`FetchAnswer::ListOffsets`]. The driver turns the policy into a query
-    /// with [`ResetPolicy::offset_spec`] and its wall clock (the machine reads none).
+    /// ListOffsets to `broker`, the leader of `partitions`, which reset under
+    /// `auto.offset.reset`; answered with [`FetchAnswer::ListOffsets`]. The driver turns the
+    /// policy into a query with [`ResetPolicy::offset_spec`] and its wall clock (the machine
+    /// reads none), and builds the request with
+    /// [`list_offsets_request`](kcon_core::list_offsets::list_offsets_request).
     ListOffsets {
-        /// The partitions.
-        partitions: Vec<TopicPartition>,
+        /// The leader.
+        broker: i32,
+        /// The partitions, each with the leader epoch the metadata gave (ListOffsets v4+
+        /// sends it, so a stale leader is fenced, KIP-320).
+        partitions: Vec<(TopicPartition, Option<i32>)>,
         /// The policy (never `none`).
         policy: ResetPolicy,
     },

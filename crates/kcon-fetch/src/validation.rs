@@ -30,11 +30,11 @@ use kcon_codec::versions::BrokerVersions;
 use kcon_core::ResetPolicy;
 use kcon_core::TopicPartition;
 
-use crate::VersionError;
 use crate::position::{
     AnswerContext, FetchAction, FetchPosition, FetchStatus, PartitionError, PartitionState,
     ResetReason, codes,
 };
+use kcon_core::wire::VersionError;
 
 /// The epoch or end offset a leader answers when it has no epoch at or below the one asked
 /// about (KIP-320 `UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`).

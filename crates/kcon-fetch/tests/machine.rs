@@ -14,13 +14,13 @@ use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
-use kcon_core::{ResetPolicy, TopicPartition};
+use kcon_core::list_offsets::ListedOffset;
+use kcon_core::{RequestFailure, ResetPolicy, TopicPartition};
 use kcon_fetch::position::{FetchStatus, LeaderAndEpoch, PartitionError};
 use kcon_fetch::{
     BrokerInfo, FetchAnswer, FetchConfig, FetchEvent, FetchMachine, FetchRequest, MetadataView,
-    Outgoing, PartitionInfo, RequestFailure, RequestKind, StartPosition,
+    Outgoing, PartitionInfo, RequestKind, StartPosition,
 };
-use kcon_offsets::admin::ListedOffset;
 
 const TOPIC: &str = "t";
 
@@ -370,7 +370,8 @@ fn every_partition_error_has_its_consequence() {
         );
         assert_eq!(
             has(
-                &|r| matches!(r, FetchRequest::ListOffsets { partitions, .. } if partitions == &[tp(0)])
+                &|r| matches!(r, FetchRequest::ListOffsets { partitions, .. }
+                    if partitions.iter().map(|(tp, _)| tp).eq([&tp(0)]))
             ),
             reset,
             "code {code}: {out:?}"
@@ -681,9 +682,11 @@ fn close_sends_each_session_close_then_says_closed() {
 fn list_offsets(out: &[Outgoing]) -> Vec<(&Outgoing, Vec<i32>, ResetPolicy)> {
     out.iter()
         .filter_map(|o| match &o.request {
-            FetchRequest::ListOffsets { partitions, policy } => Some((
+            FetchRequest::ListOffsets {
+                partitions, policy, ..
+            } => Some((
                 o,
-                partitions.iter().map(|tp| tp.partition).collect(),
+                partitions.iter().map(|(tp, _)| tp.partition).collect(),
                 *policy,
             )),
             _ => None,

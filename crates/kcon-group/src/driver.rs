@@ -7,6 +7,7 @@ use std::time::Duration;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::protocol::Request;
 use kcon_core::coordinator;
+use kcon_core::wire::VersionError;
 use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, Target, TopicPartition};
 use kcon_pool::driver::{InFlight, sleep_until};
 use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, Purpose, TopicScope};
@@ -317,10 +318,6 @@ pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -
         .collect()
 }
 
-fn version_failure(e: wire::VersionError) -> RequestFailure {
-    RequestFailure::fatal(e.0)
-}
-
 async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure> {
     let target = match &out.target {
         Target::Any => BrokerTarget::Any,
@@ -377,10 +374,10 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
 /// the answer.
 async fn call<R: Request>(
     conn: &Connection,
-    request: Result<R, wire::VersionError>,
+    request: Result<R, VersionError>,
     timeout: Duration,
 ) -> Result<R::Response, RequestFailure> {
-    let request = request.map_err(version_failure)?;
+    let request = request.map_err(RequestFailure::from)?;
     conn.send_with_timeout(&request, timeout)
         .await
         .map_err(RequestFailure::from)

@@ -18,18 +18,11 @@ use kcon_codec::kafka_protocol::messages::sync_group_request::{
 };
 use kcon_codec::kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::wire::{VersionError, str_bytes as s};
 
 use crate::messages::{
     GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup, SyncGroup,
 };
-
-/// Why a request cannot be sent at the version the broker speaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionError(pub String);
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_owned())
-}
 
 fn text(v: &StrBytes) -> String {
     v.to_string()

@@ -18,6 +18,8 @@ use tracing::debug;
 
 use kcon_core::coordinator;
 use kcon_core::error_codes::is_stale_metadata_error;
+use kcon_core::list_offsets::{ListedOffset, list_offsets_request, list_offsets_response};
+use kcon_core::wire::VersionError;
 use kcon_core::{IsolationLevel, OffsetSpec, Watermarks};
 
 use crate::messages::PartitionOffset;
@@ -43,19 +45,6 @@ const GROUP_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
 /// partition's error code and committed offset (`None` where the group has none), or why the
 /// group as a whole has no answer.
 pub type GroupOffsets = Result<BTreeMap<TopicPartition, PartitionOffset>, AdminError>;
-
-/// One partition of a ListOffsets answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListedOffset {
-    /// The error code (0 when the offset is valid).
-    pub error_code: i16,
-    /// The offset; -1 when a timestamp query found no record at or after the timestamp.
-    pub offset: i64,
-    /// The record's timestamp for timestamp and max-timestamp queries; -1 otherwise.
-    pub timestamp: i64,
-    /// The leader epoch of the offset (v4+).
-    pub leader_epoch: Option<i32>,
-}
 
 /// A group as DescribeGroups describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,8 +145,8 @@ impl From<PoolError> for AdminError {
     }
 }
 
-impl From<wire::VersionError> for AdminError {
-    fn from(e: wire::VersionError) -> Self {
+impl From<VersionError> for AdminError {
+    fn from(e: VersionError) -> Self {
         AdminError::Version(e.0)
     }
 }
@@ -201,8 +190,8 @@ pub async fn list_offsets(
         for (leader, batch) in by_leader {
             let conn = pool.connection(BrokerTarget::Broker(leader)).await?;
             let v = conn.version(ApiKey::ListOffsets)?;
-            let req = wire::list_offsets_request(&batch, isolation, v)?;
-            let answer = wire::list_offsets_response(conn.send(&req).await?);
+            let req = list_offsets_request(&batch, isolation, v)?;
+            let answer = list_offsets_response(conn.send(&req).await?);
             for (tp, (spec, _)) in batch {
                 let listed = answer.get(&tp).copied().unwrap_or(missing(3));
                 if is_stale_metadata_error(listed.error_code) && attempt + 1 < LIST_OFFSETS_ATTEMPTS

@@ -287,10 +287,6 @@ fn follow(machine: &mut CommitMachine, m: Membership) {
     }
 }
 
-fn version_failure(e: wire::VersionError) -> RequestFailure {
-    RequestFailure::fatal(e.0)
-}
-
 async fn send(
     pool: Pool,
     group_id: String,
@@ -321,7 +317,7 @@ async fn send(
         }
         OffsetsRequest::OffsetCommit(c) => {
             let v = version(ApiKey::OffsetCommit)?;
-            let req = wire::offset_commit_request(c, v).map_err(version_failure)?;
+            let req = wire::offset_commit_request(c, v).map_err(RequestFailure::from)?;
             wire::offset_commit_response(
                 conn.send_with_timeout(&req, timeout)
                     .await
@@ -331,7 +327,7 @@ async fn send(
         OffsetsRequest::OffsetFetch(f) => {
             let v = version(ApiKey::OffsetFetch)?;
             let (req, dropped_stable) =
-                wire::offset_fetch_request(f, v).map_err(version_failure)?;
+                wire::offset_fetch_request(f, v).map_err(RequestFailure::from)?;
             if dropped_stable {
                 // The Java client's default too: without require_stable (OffsetFetch < v7)
                 // a pending transactional commit may be read before it is stable.

@@ -4,14 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kcon_codec::kafka_protocol::messages::GroupId;
 use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
 use kcon_codec::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kcon_codec::kafka_protocol::messages::list_groups_response::ListGroupsResponse;
-use kcon_codec::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
-};
-use kcon_codec::kafka_protocol::messages::list_offsets_response::ListOffsetsResponse;
 use kcon_codec::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -24,46 +21,15 @@ use kcon_codec::kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kcon_codec::kafka_protocol::messages::offset_fetch_response::OffsetFetchResponse;
-use kcon_codec::kafka_protocol::messages::{BrokerId, GroupId, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_core::{IsolationLevel, OffsetSpec};
+use kcon_core::wire::VersionError;
+use kcon_core::wire::{by_topic, epoch, str_bytes as s, topic_name};
 
 use crate::TopicPartition;
-use crate::admin::{GroupDescription, GroupMemberDescription, ListedGroup, ListedOffset};
+use crate::admin::{GroupDescription, GroupMemberDescription, ListedGroup};
 use crate::messages::{
     CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsResponse, PartitionOffset,
 };
-
-/// Why a request cannot be sent at the version the broker speaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionError(pub String);
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_owned())
-}
-
-fn topic_name(v: &str) -> TopicName {
-    TopicName(s(v))
-}
-
-fn epoch(e: i32) -> Option<i32> {
-    (e >= 0).then_some(e)
-}
-
-/// Groups `items` by topic, keeping partition order (the maps are sorted by topic then
-/// partition, so each topic's partitions are adjacent).
-fn by_topic<'a, T: 'a>(
-    items: impl IntoIterator<Item = (&'a TopicPartition, T)>,
-) -> Vec<(&'a str, Vec<(i32, T)>)> {
-    let mut out: Vec<(&str, Vec<(i32, T)>)> = Vec::new();
-    for (tp, v) in items {
-        match out.last_mut() {
-            Some((t, ps)) if *t == tp.topic => ps.push((tp.partition, v)),
-            _ => out.push((&tp.topic, vec![(tp.partition, v)])),
-        }
-    }
-    out
-}
 
 /// OffsetCommit at `version` (kcon speaks v2–v9). The retention time is left to the broker
 /// (-1, v2–v4); the leader epoch goes from v6 (KIP-320); `group.instance.id` needs v7
@@ -299,71 +265,6 @@ pub fn offset_fetch_groups_response(
     out
 }
 
-/// ListOffsets at `version` (kcon speaks v1–v9) for `partitions`, each with its query and the
-/// leader epoch the caller knows (v4+, KIP-320; the broker fences a stale one). Isolation
-/// levels need v2, the max-timestamp query v7 (KIP-734).
-pub fn list_offsets_request(
-    partitions: &BTreeMap<TopicPartition, (OffsetSpec, Option<i32>)>,
-    isolation: IsolationLevel,
-    version: i16,
-) -> Result<ListOffsetsRequest, VersionError> {
-    if version < 1 {
-        return Err(VersionError(format!(
-            "ListOffsets v{version}: kcon speaks v1 and later"
-        )));
-    }
-    let mut r = ListOffsetsRequest::default();
-    r.replica_id = BrokerId(-1);
-    if version >= 2 {
-        r.isolation_level = isolation.code();
-    } else if isolation == IsolationLevel::ReadCommitted {
-        return Err(VersionError(
-            "read_committed needs ListOffsets v2; the broker speaks v1".into(),
-        ));
-    }
-    let mut topics = Vec::new();
-    for (topic, ps) in by_topic(partitions) {
-        let mut t = ListOffsetsTopic::default();
-        t.name = topic_name(topic);
-        for (partition, (spec, leader_epoch)) in ps {
-            if *spec == OffsetSpec::MaxTimestamp && version < 7 {
-                return Err(VersionError(format!(
-                    "the max-timestamp query needs ListOffsets v7 (KIP-734); the broker speaks up to v{version}"
-                )));
-            }
-            let mut p = ListOffsetsPartition::default();
-            p.partition_index = partition;
-            p.timestamp = spec.timestamp();
-            if version >= 4 {
-                p.current_leader_epoch = leader_epoch.unwrap_or(-1);
-            }
-            t.partitions.push(p);
-        }
-        topics.push(t);
-    }
-    r.topics = topics;
-    Ok(r)
-}
-
-/// A ListOffsets answer, per partition.
-pub fn list_offsets_response(r: ListOffsetsResponse) -> BTreeMap<TopicPartition, ListedOffset> {
-    let mut out = BTreeMap::new();
-    for t in r.topics {
-        for p in t.partitions {
-            out.insert(
-                TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                ListedOffset {
-                    error_code: p.error_code,
-                    offset: p.offset,
-                    timestamp: p.timestamp,
-                    leader_epoch: epoch(p.leader_epoch),
-                },
-            );
-        }
-    }
-    out
-}
-
 /// DescribeGroups for `groups` (v0–v5).
 pub fn describe_groups_request(groups: &[String]) -> DescribeGroupsRequest {
     let mut r = DescribeGroupsRequest::default();
@@ -527,28 +428,6 @@ mod tests {
         for v in 2..=9 {
             encodes(&offset_fetch_request(&all, v).unwrap().0, v);
         }
-        let mut lo = BTreeMap::new();
-        lo.insert(TopicPartition::new("a", 0), (OffsetSpec::Earliest, Some(1)));
-        lo.insert(
-            TopicPartition::new("a", 1),
-            (OffsetSpec::Timestamp(1_000), None),
-        );
-        for v in 1..=9 {
-            encodes(
-                &list_offsets_request(&lo, IsolationLevel::ReadUncommitted, v).unwrap(),
-                v,
-            );
-        }
-        assert!(list_offsets_request(&lo, IsolationLevel::ReadCommitted, 1).is_err());
-        lo.insert(
-            TopicPartition::new("a", 2),
-            (OffsetSpec::MaxTimestamp, None),
-        );
-        assert!(list_offsets_request(&lo, IsolationLevel::ReadCommitted, 6).is_err());
-        encodes(
-            &list_offsets_request(&lo, IsolationLevel::ReadCommitted, 7).unwrap(),
-            7,
-        );
         for v in 0..=5 {
             encodes(&describe_groups_request(&["g".into()]), v);
             encodes(&list_groups_request(), v);

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::{Watermarks, time_lag};
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_fetch::{FetchEvent, FetchedRecords, Fetcher, StartPosition};
 use kcon_group::{GroupEvent, GroupMember, RevocationId};
-use kcon_offsets::admin::{self, ListedOffset};
+use kcon_offsets::admin;
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
 use regex::Regex;

@@ -2,29 +2,15 @@
 //! (v4–v17): fields a version lacks are left out (kafka-protocol refuses a request that sets
 //! them), and what a version cannot express is an error rather than a different request.
 
-use std::fmt;
-
 use kcon_codec::kafka_protocol::messages::TopicName;
 use kcon_codec::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_core::IsolationLevel;
-use kcon_core::TopicId;
+use kcon_core::wire::VersionError;
+use kcon_core::{IsolationLevel, TopicId};
 
 use super::{RequestKind, SessionRequest};
-
-/// Why a request cannot be sent at the version the broker speaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionError(pub String);
-
-impl fmt::Display for VersionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for VersionError {}
 
 /// The consumer settings a Fetch request carries besides the session's partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
