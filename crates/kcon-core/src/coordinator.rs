@@ -1,12 +1,18 @@
-//! The group coordinator: finding it (FindCoordinator in kafka-protocol's types, for the group
-//! member, the commit machine and one-shot group administration alike), and what a member
-//! shows it to commit.
+//! The group coordinator: finding it ([`CoordinatorLookup`], the one lookup of the group member
+//! and the commit machine; FindCoordinator in kafka-protocol's types, for them and for one-shot
+//! group administration alike), and what a member shows it to commit.
 
 use kcon_codec::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kcon_codec::kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 
-use crate::machine::Coordinator;
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::backoff::ExponentialBackoff;
+use crate::error_codes::is_fatal_group_error;
+use crate::machine::{Coordinator, RequestFailure, RequestId};
 
 /// FindCoordinator's answer for one group, whatever the version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,176 @@ impl Default for Membership {
             member_id: String::new(),
             coordinator: None,
         }
+    }
+}
+
+/// Finding a group's coordinator, sans-IO: the part of a machine that talks to the coordinator
+/// which knows whether it is known, looks it up when wanted, and backs off between failed
+/// lookups (KIP-580).
+///
+/// The owning machine drives it: [`is_due`](Self::is_due) says when a FindCoordinator must go
+/// out (the machine sends it under its own request type, to any broker, and reports it with
+/// [`sent`](Self::sent)), [`handle_answer`](Self::handle_answer) takes its answer, [`retry_at`](Self::retry_at)
+/// is the lookup's timer for the machine's timer table, and [`lost`](Self::lost) forgets the
+/// coordinator when a request to it says it moved or its connection failed.
+///
+/// What ends a lookup for good is decided here once: an error no retry can fix
+/// ([`is_fatal_group_error`]) or a request the broker can never answer (a failure that is not
+/// retriable). Every other error, a lost connection or a timeout backs off and tries again.
+#[derive(Debug)]
+pub struct CoordinatorLookup {
+    group_id: String,
+    backoff: ExponentialBackoff,
+    known: Option<Coordinator>,
+    in_flight: Option<RequestId>,
+    /// Consecutive failed lookups, for the backoff.
+    attempts: u32,
+    /// After a failed lookup, not before this.
+    retry_at: Option<Instant>,
+}
+
+/// What a FindCoordinator answer means to the machine that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The coordinator is known now.
+    Found(Coordinator),
+    /// The lookup failed in a way a retry may fix; it goes out again after the backoff.
+    Retrying {
+        /// What happened, for the log.
+        reason: String,
+    },
+    /// The lookup failed for good.
+    Failed {
+        /// The broker's error code, when it answered one.
+        error_code: Option<i16>,
+        /// The broker's message, or why the request got no answer.
+        message: Option<String>,
+    },
+}
+
+impl CoordinatorLookup {
+    /// Nothing known yet for `group_id`; failed lookups back off by `backoff`.
+    pub fn new(group_id: impl Into<String>, backoff: ExponentialBackoff) -> Self {
+        CoordinatorLookup {
+            group_id: group_id.into(),
+            backoff,
+            known: None,
+            in_flight: None,
+            attempts: 0,
+            retry_at: None,
+        }
+    }
+
+    /// The group.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The coordinator, when known.
+    pub fn known(&self) -> Option<&Coordinator> {
+        self.known.as_ref()
+    }
+
+    /// Whether request `id` is this lookup's FindCoordinator.
+    pub fn is_lookup(&self, id: RequestId) -> bool {
+        self.in_flight == Some(id)
+    }
+
+    /// Whether a FindCoordinator is in flight.
+    pub fn is_looking(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether a FindCoordinator should go out now, when the machine `wants` the coordinator:
+    /// it is not known, no lookup is in flight and no backoff runs. The machine then sends one
+    /// and says so with [`sent`](Self::sent).
+    pub fn is_due(&self, now: Instant, wants: bool) -> bool {
+        wants
+            && self.known.is_none()
+            && self.in_flight.is_none()
+            && self.retry_at.is_none_or(|t| now >= t)
+    }
+
+    /// The machine sent FindCoordinator as request `id`.
+    pub fn sent(&mut self, id: RequestId) {
+        self.in_flight = Some(id);
+        self.retry_at = None;
+    }
+
+    /// When the next lookup may go out after a failure, while the machine `wants` the
+    /// coordinator and none is known or being looked up: the lookup's timer.
+    pub fn retry_at(&self, wants: bool) -> Option<Instant> {
+        (wants && self.known.is_none() && self.in_flight.is_none())
+            .then_some(self.retry_at)
+            .flatten()
+    }
+
+    /// The answer to the lookup in flight (check [`is_lookup`](Self::is_lookup) first), or
+    /// why it got none; `random` in `[0, 1)` spreads the backoff.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        result: Result<FoundCoordinator, RequestFailure>,
+        random: f64,
+    ) -> Lookup {
+        self.in_flight = None;
+        let reason = match result {
+            Ok(FoundCoordinator {
+                error_code: 0,
+                coordinator: Some(c),
+                ..
+            }) => {
+                debug!(group = %self.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
+                self.known = Some(c.clone());
+                self.attempts = 0;
+                return Lookup::Found(c);
+            }
+            Ok(FoundCoordinator {
+                error_code,
+                error_message,
+                ..
+            }) if is_fatal_group_error(error_code) => {
+                return Lookup::Failed {
+                    error_code: Some(error_code),
+                    message: error_message,
+                };
+            }
+            Ok(FoundCoordinator { error_code, .. }) => {
+                format!("FindCoordinator answered error {error_code}")
+            }
+            Err(f) if f.retriable => f.reason,
+            Err(f) => {
+                return Lookup::Failed {
+                    error_code: None,
+                    message: Some(f.reason),
+                };
+            }
+        };
+        let delay = self.backoff.delay(self.attempts, random);
+        self.attempts = self.attempts.saturating_add(1);
+        debug!(group = %self.group_id, %reason, ?delay, "finding the coordinator again after a backoff");
+        self.retry_at = Some(now + delay);
+        Lookup::Retrying { reason }
+    }
+
+    /// The coordinator as someone else found it (saving a lookup). Ignored while a lookup is in
+    /// flight: its answer is newer.
+    pub fn set(&mut self, coordinator: Coordinator) {
+        if self.in_flight.is_none() {
+            self.known = Some(coordinator);
+            self.retry_at = None;
+        }
+    }
+
+    /// The coordinator moved or its connection failed: it is looked up again as soon as it is
+    /// next wanted (a lookup in flight goes on; a late answer from a coordinator already
+    /// forgotten leaves a running backoff alone). Returns whether one was known.
+    pub fn lost(&mut self) -> bool {
+        let was_known = self.known.take().is_some();
+        if was_known {
+            self.retry_at = None;
+        }
+        was_known
     }
 }
 

@@ -38,6 +38,12 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
+    /// The id [`next_id`](Self::next_id) will hand out, without taking it (a machine that records
+    /// the id in its state before it builds the request).
+    pub fn peek(&self) -> RequestId {
+        RequestId(self.next)
+    }
+
     /// The next id.
     pub fn next_id(&mut self) -> RequestId {
         let id = RequestId(self.next);

@@ -341,12 +341,9 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
             let v = version(ApiKey::FindCoordinator)?;
             let request = Ok(coordinator::find_coordinator_request(group_id, v));
             let answer = call(&conn, request, timeout).await?;
-            let found = coordinator::find_coordinator_response(group_id, answer, v);
-            GroupResponse::FindCoordinator {
-                error_code: found.error_code,
-                error_message: found.error_message,
-                coordinator: found.coordinator,
-            }
+            GroupResponse::FindCoordinator(coordinator::find_coordinator_response(
+                group_id, answer, v,
+            ))
         }
         GroupRequest::JoinGroup(j) => {
             let request = wire::join_group_request(j, version(ApiKey::JoinGroup)?);

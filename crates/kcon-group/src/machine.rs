@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::coordinator::{CoordinatorLookup, Lookup};
+use kcon_core::error_codes::is_fatal_group_error;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, RequestFailure, RequestId, Target, TopicPartition,
+    Coordinator, ExponentialBackoff, RequestFailure, RequestId, RequestIds, Target, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -164,11 +166,11 @@ pub struct GroupMachine {
     protocol: RebalanceProtocol,
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
-    next_id: u64,
+    ids: RequestIds,
     /// The topics subscribed to.
     topics: BTreeSet<String>,
     phase: Phase,
-    coordinator: CoordinatorState,
+    coordinator: CoordinatorLookup,
     generation: Generation,
     /// The partitions the member owns (including those whose revocation is pending).
     assignment: BTreeSet<TopicPartition>,
@@ -259,14 +261,6 @@ impl Revocation {
     }
 }
 
-#[derive(Debug, Default)]
-struct CoordinatorState {
-    known: Option<Coordinator>,
-    in_flight: Option<RequestId>,
-    attempts: u32,
-    retry_at: Option<Instant>,
-}
-
 #[derive(Debug)]
 struct HeartbeatState {
     /// The heartbeat in flight and the generation it was sent for.
@@ -302,10 +296,13 @@ impl GroupMachine {
             protocol: config.rebalance_protocol(),
             backoff: config.retry_backoff_policy(),
             rng: fastrand::Rng::with_seed(seed),
-            next_id: 0,
+            ids: RequestIds::default(),
             topics: BTreeSet::new(),
             phase: Phase::Idle,
-            coordinator: CoordinatorState::default(),
+            coordinator: CoordinatorLookup::new(
+                config.group_id.clone(),
+                config.retry_backoff_policy(),
+            ),
             generation: Generation::none(),
             assignment: BTreeSet::new(),
             previous_assignment: Vec::new(),
@@ -359,7 +356,7 @@ impl GroupMachine {
 
     /// The coordinator, when known.
     pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.known.as_ref()
+        self.coordinator.known()
     }
 
     /// The coarse state.
@@ -505,14 +502,9 @@ impl GroupMachine {
         if self.is_terminated() {
             return None;
         }
-        if self.needs_coordinator()
-            && self.coordinator.known.is_none()
-            && self.coordinator.in_flight.is_none()
-            && self.coordinator.retry_at.is_none_or(|t| now >= t)
-        {
-            let id = self.new_id();
-            self.coordinator.in_flight = Some(id);
-            self.coordinator.retry_at = None;
+        if self.coordinator.is_due(now, self.needs_coordinator()) {
+            let id = self.ids.next_id();
+            self.coordinator.sent(id);
             return Some(Outgoing {
                 id,
                 target: Target::Any,
@@ -582,16 +574,7 @@ impl GroupMachine {
 
     fn timer(&self, timer: Timer) -> Option<Instant> {
         match timer {
-            Timer::CoordinatorRetry => {
-                if self.needs_coordinator()
-                    && self.coordinator.known.is_none()
-                    && self.coordinator.in_flight.is_none()
-                {
-                    self.coordinator.retry_at
-                } else {
-                    None
-                }
-            }
+            Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
             Timer::RebalanceRetry => match &self.phase {
                 Phase::Joining {
                     in_flight: None,
@@ -605,10 +588,10 @@ impl GroupMachine {
                 _ => None,
             },
             Timer::Heartbeat => (self.heartbeating()
-                && self.coordinator.known.is_some()
+                && self.coordinator.known().is_some()
                 && self.heartbeat.in_flight.is_none())
             .then_some(self.heartbeat.next_at),
-            Timer::Session => (self.heartbeating() && self.coordinator.known.is_some())
+            Timer::Session => (self.heartbeating() && self.coordinator.known().is_some())
                 .then_some(self.heartbeat.session_deadline),
             Timer::Poll => self
                 .poll_timer_armed()
@@ -626,8 +609,7 @@ impl GroupMachine {
         id: RequestId,
         result: Result<GroupResponse, RequestFailure>,
     ) {
-        if self.coordinator.in_flight == Some(id) {
-            self.coordinator.in_flight = None;
+        if self.coordinator.is_lookup(id) {
             self.on_find_coordinator(result, now);
             return;
         }
@@ -674,49 +656,37 @@ impl GroupMachine {
     }
 
     fn on_find_coordinator(&mut self, result: Result<GroupResponse, RequestFailure>, now: Instant) {
-        let failure = match result {
-            Ok(GroupResponse::FindCoordinator {
-                error_code: code::NONE,
-                coordinator: Some(c),
-                ..
-            }) => {
+        let result = match result {
+            Ok(GroupResponse::FindCoordinator(found)) => Ok(found),
+            Ok(other) => Err(RequestFailure::retriable(format!(
+                "an answer of the wrong kind: {other:?}"
+            ))),
+            Err(f) => Err(f),
+        };
+        match self.coordinator.handle_answer(now, result, self.rng.f64()) {
+            Lookup::Found(c) => {
                 info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
-                self.coordinator.known = Some(c);
-                self.coordinator.attempts = 0;
                 // Heartbeats go out at once to the new coordinator.
                 self.heartbeat.next_at = now;
                 self.heartbeat.session_deadline = now + self.config.session_timeout;
-                return;
             }
-            Ok(GroupResponse::FindCoordinator {
-                error_code,
-                error_message,
-                ..
-            }) => {
-                if is_fatal(error_code) {
-                    self.fail(
-                        GroupError::Broker {
-                            api_key: ApiKey::FindCoordinator as i16,
-                            error_code,
-                            message: error_message,
-                        },
-                        now,
-                    );
-                    return;
-                }
-                format!("FindCoordinator answered error {error_code}")
-            }
-            Ok(other) => format!("an answer of the wrong kind: {other:?}"),
-            Err(f) if f.retriable => f.reason,
-            Err(f) => {
-                self.fail(GroupError::Request(f.reason), now);
-                return;
-            }
-        };
-        let delay = self.next_backoff(self.coordinator.attempts);
-        self.coordinator.attempts += 1;
-        debug!(group = %self.config.group_id, %failure, ?delay, "finding the coordinator again after a backoff");
-        self.coordinator.retry_at = Some(now + delay);
+            Lookup::Retrying { .. } => {}
+            Lookup::Failed {
+                error_code: Some(error_code),
+                message,
+            } => self.fail(
+                GroupError::Broker {
+                    api_key: ApiKey::FindCoordinator as i16,
+                    error_code,
+                    message,
+                },
+                now,
+            ),
+            Lookup::Failed {
+                error_code: None,
+                message,
+            } => self.fail(GroupError::Request(message.unwrap_or_default()), now),
+        }
     }
 
     fn on_heartbeat(
@@ -770,7 +740,9 @@ impl GroupMachine {
             code::COORDINATOR_LOAD_IN_PROGRESS => {
                 self.heartbeat.next_at = now + self.config.retry_backoff;
             }
-            _ if is_fatal(error_code) => self.fail_broker(ApiKey::Heartbeat, error_code, now),
+            _ if is_fatal_group_error(error_code) => {
+                self.fail_broker(ApiKey::Heartbeat, error_code, now)
+            }
             _ => {
                 // Retriable, or unexpected: try again after the backoff.
                 self.heartbeat.next_at = now + self.config.retry_backoff;
@@ -832,7 +804,7 @@ impl GroupMachine {
                 self.fail_broker(ApiKey::JoinGroup, error_code, now);
                 return;
             }
-            _ if is_fatal(error_code) => {
+            _ if is_fatal_group_error(error_code) => {
                 self.fail_broker(ApiKey::JoinGroup, error_code, now);
                 return;
             }
@@ -1020,7 +992,7 @@ impl GroupMachine {
                 self.coordinator_lost("SyncGroup: the coordinator moved", now);
                 return;
             }
-            _ if is_fatal(error_code) => {
+            _ if is_fatal_group_error(error_code) => {
                 self.fail_broker(ApiKey::SyncGroup, error_code, now);
                 return;
             }
@@ -1221,10 +1193,9 @@ impl GroupMachine {
     }
 
     fn coordinator_lost(&mut self, reason: &str, now: Instant) {
-        if self.coordinator.known.is_some() {
+        if self.coordinator.lost() {
             info!(group = %self.config.group_id, reason, "lost the group coordinator; finding it again");
         }
-        self.coordinator.known = None;
         self.heartbeat.in_flight = None;
         match &mut self.phase {
             Phase::Joining {
@@ -1364,7 +1335,7 @@ impl GroupMachine {
     fn leave_request(&self, reason: &str) -> Option<LeaveGroup> {
         if self.config.group_instance_id.is_some()
             || self.generation.member_id.is_empty()
-            || self.coordinator.known.is_none()
+            || self.coordinator.known().is_none()
         {
             return None;
         }
@@ -1398,8 +1369,8 @@ impl GroupMachine {
     // ----- requests -----
 
     fn phase_request(&mut self, now: Instant) -> Option<Outgoing> {
-        let coordinator = self.coordinator.known.clone();
-        let id = RequestId::new(self.next_id);
+        let coordinator = self.coordinator.known().cloned();
+        let id = self.ids.peek();
         let request = match &mut self.phase {
             Phase::Joining {
                 in_flight: in_flight @ None,
@@ -1485,7 +1456,7 @@ impl GroupMachine {
         {
             return None;
         }
-        let coordinator = self.coordinator.known.clone()?;
+        let coordinator = self.coordinator.known().cloned()?;
         let out = self.outgoing(
             Target::Coordinator(coordinator),
             GroupRequest::Heartbeat(Heartbeat {
@@ -1554,7 +1525,7 @@ impl GroupMachine {
         timeout: Option<Duration>,
     ) -> Outgoing {
         Outgoing {
-            id: self.new_id(),
+            id: self.ids.next_id(),
             target,
             request,
             timeout,
@@ -1562,12 +1533,6 @@ impl GroupMachine {
     }
 
     // ----- helpers -----
-
-    fn new_id(&mut self) -> RequestId {
-        let id = RequestId::new(self.next_id);
-        self.next_id += 1;
-        id
-    }
 
     fn next_backoff(&mut self, attempts: u32) -> Duration {
         self.backoff.delay(attempts, self.rng.f64())
@@ -1636,12 +1601,4 @@ impl GroupMachine {
 /// The version a member wrote its subscription in: the first two bytes.
 fn subscription_version(metadata: &[u8]) -> Option<i16> {
     Some(i16::from_be_bytes(metadata.get(..2)?.try_into().ok()?))
-}
-
-/// Errors no retry can fix: the member stops and the application is told. FENCED_INSTANCE_ID
-/// (another instance took this `group.instance.id`), GROUP_AUTHORIZATION_FAILED,
-/// INCONSISTENT_GROUP_PROTOCOL, GROUP_MAX_SIZE_REACHED, and configuration the broker refuses
-/// (INVALID_SESSION_TIMEOUT, INVALID_GROUP_ID, UNRELEASED_INSTANCE_ID, UNSUPPORTED_VERSION).
-fn is_fatal(error_code: i16) -> bool {
-    matches!(error_code, 23 | 24 | 26 | 30 | 35 | 81 | 82 | 111)
 }

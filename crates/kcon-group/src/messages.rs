@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use kcon_core::Coordinator;
+use kcon_core::coordinator::FoundCoordinator;
 
 use crate::assignor::TopicPartitions;
 
@@ -110,14 +110,7 @@ pub struct LeaveGroup {
 #[non_exhaustive]
 pub enum GroupResponse {
     /// FindCoordinator's answer for the group.
-    FindCoordinator {
-        /// The error code.
-        error_code: i16,
-        /// The broker's message, if any.
-        error_message: Option<String>,
-        /// The coordinator, when the error code is 0.
-        coordinator: Option<Coordinator>,
-    },
+    FindCoordinator(FoundCoordinator),
     /// The partitions of the topics asked for (topics that don't exist are left out).
     Metadata(TopicPartitions),
     /// JoinGroup's answer.

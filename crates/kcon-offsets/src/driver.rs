@@ -309,11 +309,7 @@ async fn send(
                 .send_with_timeout(&coordinator::find_coordinator_request(group_id, v), timeout)
                 .await
                 .map_err(RequestFailure::from)?;
-            let found = coordinator::find_coordinator_response(group_id, r, v);
-            OffsetsResponse::FindCoordinator {
-                error_code: found.error_code,
-                coordinator: found.coordinator,
-            }
+            OffsetsResponse::FindCoordinator(coordinator::find_coordinator_response(group_id, r, v))
         }
         OffsetsRequest::OffsetCommit(c) => {
             let v = version(ApiKey::OffsetCommit)?;

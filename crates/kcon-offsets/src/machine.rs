@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
+use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::{ExponentialBackoff, IsolationLevel};
 use tracing::{debug, warn};
 
@@ -81,17 +82,6 @@ struct Timers {
 }
 
 #[derive(Debug)]
-enum CoordinatorState {
-    /// Not known; look it up (after `retry_at`, when set) once something needs it.
-    Unknown {
-        retry_at: Option<Instant>,
-    },
-    /// FindCoordinator in flight.
-    Finding(RequestId),
-    Known(Coordinator),
-}
-
-#[derive(Debug)]
 struct PendingCommit {
     id: CommitId,
     kind: CommitKind,
@@ -163,9 +153,7 @@ pub struct CommitMachine {
     next_id: u64,
     generation_id: i32,
     member_id: String,
-    coordinator: CoordinatorState,
-    /// Consecutive failed coordinator lookups, for the backoff.
-    find_attempts: u32,
+    coordinator: CoordinatorLookup,
     stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
     committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
     commits: VecDeque<PendingCommit>,
@@ -189,13 +177,15 @@ impl CommitMachine {
         };
         CommitMachine {
             backoff: config.retry_backoff_policy(),
+            coordinator: CoordinatorLookup::new(
+                config.group_id.clone(),
+                config.retry_backoff_policy(),
+            ),
             config,
             rng: fastrand::Rng::with_seed(seed),
             next_id: 0,
             generation_id: -1,
             member_id: String::new(),
-            coordinator: CoordinatorState::Unknown { retry_at: None },
-            find_attempts: 0,
             stored: BTreeMap::new(),
             committed: BTreeMap::new(),
             commits: VecDeque::new(),
@@ -224,10 +214,7 @@ impl CommitMachine {
 
     /// The coordinator, when known.
     pub fn coordinator(&self) -> Option<&Coordinator> {
-        match &self.coordinator {
-            CoordinatorState::Known(c) => Some(c),
-            _ => None,
-        }
+        self.coordinator.known()
     }
 
     /// Whether no commit is queued or in flight (close waits for that).
@@ -275,13 +262,7 @@ impl CommitMachine {
     /// The coordinator as the group member found it, saving a lookup; `None` forgets it.
     pub fn set_coordinator(&mut self, coordinator: Option<Coordinator>) {
         match coordinator {
-            Some(c) => {
-                if self.coordinator() != Some(&c)
-                    && !matches!(self.coordinator, CoordinatorState::Finding(_))
-                {
-                    self.coordinator = CoordinatorState::Known(c);
-                }
-            }
+            Some(c) => self.coordinator.set(c),
             None => self.coordinator_lost(),
         }
     }
@@ -369,26 +350,20 @@ impl CommitMachine {
 
     /// The next request to send.
     pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        let coordinator = match &self.coordinator {
-            CoordinatorState::Known(c) => c.clone(),
-            CoordinatorState::Finding(_) => return None,
-            CoordinatorState::Unknown { retry_at, .. } => {
-                if !self.needs_coordinator() || retry_at.is_some_and(|t| t > now) {
-                    return None;
-                }
-                let id = self.request_id();
-                self.coordinator = CoordinatorState::Finding(id);
-                self.in_flight.insert(id, InFlight::Find);
-                return Some(Outgoing {
-                    id,
-                    target: Target::Any,
-                    request: OffsetsRequest::FindCoordinator {
-                        group_id: self.config.group_id.clone(),
-                    },
-                    timeout: None,
-                });
-            }
-        };
+        if self.coordinator.is_due(now, self.needs_coordinator()) {
+            let id = self.request_id();
+            self.coordinator.sent(id);
+            self.in_flight.insert(id, InFlight::Find);
+            return Some(Outgoing {
+                id,
+                target: Target::Any,
+                request: OffsetsRequest::FindCoordinator {
+                    group_id: self.config.group_id.clone(),
+                },
+                timeout: None,
+            });
+        }
+        let coordinator = self.coordinator.known()?.clone();
         if let Some(front) = self.commits.front()
             && front.in_flight.is_none()
             && front.retry_at.is_none_or(|t| t <= now)
@@ -449,11 +424,7 @@ impl CommitMachine {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        if let CoordinatorState::Unknown { retry_at, .. } = &self.coordinator
-            && self.needs_coordinator()
-        {
-            min(*retry_at);
-        }
+        min(self.coordinator.retry_at(self.needs_coordinator()));
         if let Some(c) = self.commits.front()
             && c.in_flight.is_none()
         {
@@ -531,47 +502,31 @@ impl CommitMachine {
         id: RequestId,
         result: Result<OffsetsResponse, RequestFailure>,
     ) {
-        if !matches!(self.coordinator, CoordinatorState::Finding(f) if f == id) {
+        if !self.coordinator.is_lookup(id) {
             return;
         }
-        let failed = match result {
-            Ok(OffsetsResponse::FindCoordinator {
-                error_code: 0,
-                coordinator: Some(c),
-            }) => {
-                debug!(coordinator = c.id, group = %self.config.group_id, "found the coordinator");
-                self.find_attempts = 0;
-                self.coordinator = CoordinatorState::Known(c);
-                return;
-            }
-            Ok(OffsetsResponse::FindCoordinator { error_code, .. })
-                if !is_retriable_find_error(error_code) =>
-            {
-                self.coordinator = CoordinatorState::Unknown { retry_at: None };
-                self.fail_all(format!(
-                    "FindCoordinator answered error {error_code} for group {}",
-                    self.config.group_id
-                ));
-                return;
-            }
-            Ok(OffsetsResponse::FindCoordinator { error_code, .. }) => {
-                format!("FindCoordinator answered error {error_code}")
-            }
-            Ok(other) => format!("FindCoordinator got an unexpected answer: {other:?}"),
-            Err(f) if f.retriable => f.reason,
-            Err(f) => {
-                self.coordinator = CoordinatorState::Unknown { retry_at: None };
-                self.fail_all(format!("FindCoordinator: {}", f.reason));
-                return;
-            }
+        let result = match result {
+            Ok(OffsetsResponse::FindCoordinator(found)) => Ok(found),
+            Ok(other) => Err(RequestFailure::retriable(format!(
+                "FindCoordinator got an unexpected answer: {other:?}"
+            ))),
+            Err(f) => Err(f),
         };
-        debug!(reason = %failed, "coordinator lookup failed; retrying after backoff");
-        self.note_error(&failed);
-        let delay = self.backoff.delay(self.find_attempts, self.rng.f64());
-        self.find_attempts = self.find_attempts.saturating_add(1);
-        self.coordinator = CoordinatorState::Unknown {
-            retry_at: Some(now + delay),
-        };
+        match self.coordinator.handle_answer(now, result, self.rng.f64()) {
+            Lookup::Found(_) => {}
+            Lookup::Retrying { reason } => self.note_error(&reason),
+            Lookup::Failed {
+                error_code: Some(error_code),
+                ..
+            } => self.fail_all(format!(
+                "FindCoordinator answered error {error_code} for group {}",
+                self.config.group_id
+            )),
+            Lookup::Failed {
+                error_code: None,
+                message,
+            } => self.fail_all(format!("FindCoordinator: {}", message.unwrap_or_default())),
+        }
     }
 
     fn on_commit(
@@ -790,9 +745,7 @@ impl CommitMachine {
     /// The coordinator moved or its connection failed: look it up again (a lookup already
     /// under way is kept).
     fn coordinator_lost(&mut self) {
-        if matches!(self.coordinator, CoordinatorState::Known(_)) {
-            self.coordinator = CoordinatorState::Unknown { retry_at: None };
-        }
+        self.coordinator.lost();
     }
 
     fn needs_coordinator(&self) -> bool {
@@ -965,20 +918,11 @@ fn classify_fetch(
     FetchOutcome::Done(out)
 }
 
-/// FindCoordinator errors worth retrying (the Java client's `RetriableException`s for it).
-fn is_retriable_find_error(error_code: i16) -> bool {
-    matches!(
-        error_code,
-        code::COORDINATOR_LOAD_IN_PROGRESS
-            | code::COORDINATOR_NOT_AVAILABLE
-            | code::NOT_COORDINATOR
-            | code::REQUEST_TIMED_OUT
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use kcon_core::coordinator::FoundCoordinator;
 
     use super::*;
     use crate::PartitionOffset;
@@ -1050,10 +994,11 @@ mod tests {
             assert_eq!(out.target, Target::Any);
             self.answer(
                 out.id,
-                OffsetsResponse::FindCoordinator {
+                OffsetsResponse::FindCoordinator(FoundCoordinator {
                     error_code: 0,
+                    error_message: None,
                     coordinator: Some(coordinator(id)),
-                },
+                }),
             );
         }
 
@@ -1539,20 +1484,22 @@ mod tests {
         let out = h.expect_request();
         h.answer(
             out.id,
-            OffsetsResponse::FindCoordinator {
+            OffsetsResponse::FindCoordinator(FoundCoordinator {
                 error_code: 15,
+                error_message: None,
                 coordinator: None,
-            },
+            }),
         );
         assert!(h.request().is_none());
         assert!(h.run_to_timeout() >= Duration::from_millis(80));
         let out = h.expect_request();
         h.answer(
             out.id,
-            OffsetsResponse::FindCoordinator {
+            OffsetsResponse::FindCoordinator(FoundCoordinator {
                 error_code: 30,
+                error_message: None,
                 coordinator: None,
-            },
+            }),
         );
         assert!(matches!(&h.committed()[0].1, Err(CommitError::Request(r)) if r.contains("30")));
         assert!(h.request().is_none());

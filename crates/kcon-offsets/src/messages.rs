@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{Coordinator, TopicPartition};
+use kcon_core::coordinator::FoundCoordinator;
+
+use crate::TopicPartition;
 
 /// An offset to commit, or one that was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +80,7 @@ pub struct FetchRequest {
 #[non_exhaustive]
 pub enum OffsetsResponse {
     /// FindCoordinator's answer for the group.
-    FindCoordinator {
-        /// The error code.
-        error_code: i16,
-        /// The coordinator, when the error code is 0.
-        coordinator: Option<Coordinator>,
-    },
+    FindCoordinator(FoundCoordinator),
     /// OffsetCommit's answer: the error code of each partition.
     OffsetCommit {
         /// Per partition.

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
@@ -842,11 +843,11 @@ impl Sim {
                 let c = broker(self.coordinator_broker);
                 reply(
                     self,
-                    Ok(GroupResponse::FindCoordinator {
+                    Ok(GroupResponse::FindCoordinator(FoundCoordinator {
                         error_code: code::NONE,
                         error_message: None,
                         coordinator: Some(c),
-                    }),
+                    })),
                 );
             }
             (_, GroupRequest::Metadata { topics }) => {
@@ -1117,7 +1118,7 @@ pub(crate) fn broker(id: i32) -> Coordinator {
 /// The error code an answer carries (0 for Metadata).
 pub(crate) fn error_code(r: &GroupResponse) -> i16 {
     match r {
-        GroupResponse::FindCoordinator { error_code, .. }
+        GroupResponse::FindCoordinator(FoundCoordinator { error_code, .. })
         | GroupResponse::SyncGroup { error_code, .. }
         | GroupResponse::Heartbeat { error_code }
         | GroupResponse::LeaveGroup { error_code } => *error_code,
@@ -1129,11 +1130,11 @@ pub(crate) fn error_code(r: &GroupResponse) -> i16 {
 /// The answer to `request` that carries only `code`.
 fn error_response(request: &GroupRequest, code: i16) -> GroupResponse {
     match request {
-        GroupRequest::FindCoordinator { .. } => GroupResponse::FindCoordinator {
+        GroupRequest::FindCoordinator { .. } => GroupResponse::FindCoordinator(FoundCoordinator {
             error_code: code,
             error_message: Some("injected".to_owned()),
             coordinator: None,
-        },
+        }),
         GroupRequest::JoinGroup(j) => join_error(code, &j.member_id),
         GroupRequest::SyncGroup(_) => sync_error(code),
         GroupRequest::Heartbeat(_) => GroupResponse::Heartbeat { error_code: code },
