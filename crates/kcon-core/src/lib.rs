@@ -14,6 +14,7 @@
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
+//! - [`harness`]: any machine on a virtual clock, answered by a test.
 //! - [`list_offsets`]: ListOffsets, the query resets, watermarks and timestamp lookups send.
 //! - [`wire`]: what every part's kafka-protocol conversions share ([`wire::VersionError`]).
 //! - [`machine`]: what a sans-IO machine sends ([`Outgoing`], [`Target`], [`RequestId`]) and
@@ -22,6 +23,7 @@
 pub mod backoff;
 pub mod coordinator;
 pub mod error_codes;
+pub mod harness;
 pub mod list_offsets;
 pub mod machine;
 pub mod offsets;
@@ -31,7 +33,7 @@ pub mod wire;
 
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;
-pub use machine::{Coordinator, Outgoing, RequestFailure, RequestId, RequestIds, Target};
+pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};
 pub use property::ConfigError;

@@ -1,12 +1,61 @@
-//! What every sans-IO machine of kcon sends and is answered with: request ids, where a request
-//! goes, how long to wait for it, and why it got no answer.
+//! The contract every sans-IO machine of kcon follows ([`Machine`]), and what it sends and is
+//! answered with: request ids, where a request goes, how long to wait for it, and why it got
+//! no answer.
 //!
 //! A machine never sends anything itself. It hands out [`Outgoing`] requests; whoever drives it
 //! (a tokio task in production, a virtual clock in tests) sends each one and feeds back exactly
 //! one result under the same [`RequestId`]: the answer, or a [`RequestFailure`].
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A sans-IO state machine: the group member, the commit machine, the fetch loop and the
+/// consumer's own bookkeeping each are one. It never touches a socket or a clock, spawns nothing
+/// and owns no random source: time comes in as `now`, randomness as a seed or an argument.
+///
+/// # Driving it
+/// - Inputs: [`handle_response`](Self::handle_response) (the answer to every request it handed
+///   out, or why there was none: exactly once per request),
+///   [`handle_timeout`](Self::handle_timeout) (once [`poll_timeout`](Self::poll_timeout) has
+///   passed), and the machine's own commands (each takes `now` first, like these).
+/// - Outputs: [`poll_request`](Self::poll_request) (the next request to send, and where),
+///   [`poll_event`](Self::poll_event) (the next thing to tell its owner),
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next; its timers live
+///   in one table).
+/// - After any input, drain `poll_request` and `poll_event` until both give `None`, then
+///   sleep until `poll_timeout` or the next input. The polls change nothing but the queues they
+///   drain: handing a request out records it as in flight, handing an event out forgets it.
+///
+/// One generic driver runs any machine on tokio (kcon-pool's `driver`), and one harness runs
+/// any machine, or several wired together, on a virtual clock.
+pub trait Machine {
+    /// What it asks to send.
+    type Request;
+    /// What a request is answered with.
+    type Response;
+    /// What it tells its owner.
+    type Event;
+
+    /// The answer to request `id`, or why there was none.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Self::Response, RequestFailure>,
+    );
+
+    /// Time passed: every timer due at `now` fires.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// The next request to send, if any.
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing<Self::Request>>;
+
+    /// The next event for the owner, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// The earliest timer still armed.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
 
 /// Identifies one request of a machine; its answer is fed back with the same id. Ids are unique
 /// within one machine, handed out in order by [`RequestIds`].
@@ -72,6 +121,8 @@ pub enum Target {
     /// The group coordinator, on a connection of its own so that heartbeats and commits never
     /// wait behind fetches (the Java client's separate coordinator node).
     Coordinator(Coordinator),
+    /// This broker, on its shared connection (a partition's leader or read replica).
+    Broker(i32),
 }
 
 /// A request a machine wants sent.

@@ -1,18 +1,20 @@
-//! The tokio driver: one task that owns a [`FetchMachine`], sends its requests through a
-//! [`Pool`], sleeps until its next timer, and hands its events to the application.
+//! The fetch task: a [`FetchMachine`] run by kcon-pool's generic driver, which sends its
+//! requests through a [`Pool`] and sleeps until its next timer; this module says how each
+//! request is sent, and hands records out to the application through the [`Fetcher`] handle.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::ResetPolicy;
 use kcon_core::list_offsets::{list_offsets_request, list_offsets_response};
-use kcon_core::{ConfigError, RequestFailure, RequestId};
-use kcon_pool::driver::{InFlight, sleep_until};
+use kcon_core::{ConfigError, RequestFailure};
+use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{self, Instant, MissedTickBehavior};
+use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::config::FetchConfig;
@@ -25,10 +27,6 @@ use crate::position::LeaderAndEpoch;
 use crate::records::FetchedRecords;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use crate::{TopicPartition, fetch_request};
-
-/// How often the driver looks for a new metadata snapshot in the pool (leader changes that
-/// another user of the pool noticed).
-const METADATA_CHECK: Duration = Duration::from_secs(1);
 
 /// A fetch loop run by a tokio task: a handle to assign, pause, seek and read records.
 ///
@@ -112,7 +110,12 @@ impl Fetcher {
         let machine = FetchMachine::new(config, Instant::now().into_std());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, machine, command_rx, event_tx));
+        let task = FetchTask {
+            events: event_tx,
+            config: machine.config().clone(),
+            closed: false,
+        };
+        let task = tokio::spawn(drive(pool, machine, task, command_rx));
         Ok(Fetcher::handle(
             commands,
             events,
@@ -286,69 +289,85 @@ impl Drop for Fetcher {
     }
 }
 
-async fn run(
-    pool: Pool,
-    mut machine: FetchMachine,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+/// The fetch task: the fetch machine driven by kcon-pool's driver, its events sent to the
+/// handle.
+struct FetchTask {
     events: mpsc::UnboundedSender<Item>,
-) {
-    let mut in_flight: InFlight<RequestId, FetchAnswer> = InFlight::new();
-    let mut metadata_seen = 0u64;
-    let mut metadata_tick = time::interval(METADATA_CHECK);
-    metadata_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let config = machine.config().clone();
-    loop {
-        let now = Instant::now().into_std();
-        while let Some(out) = machine.poll_request(now) {
-            in_flight.spawn(out.id, send(pool.clone(), config.clone(), out));
+    config: FetchConfig,
+    /// The machine told `Closed`: the task is done.
+    closed: bool,
+}
+
+impl Drive for FetchTask {
+    type Machine = FetchMachine;
+    type Command = Command;
+
+    fn send(
+        &self,
+        pool: &Pool,
+        out: Outgoing,
+    ) -> impl Future<Output = Result<FetchAnswer, RequestFailure>> + Send + 'static {
+        send(pool.clone(), self.config.clone(), out)
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut FetchMachine,
+        pool: &Pool,
+        now: std::time::Instant,
+        command: Option<Command>,
+    ) {
+        match command {
+            Some(Command::Assign(partitions)) => {
+                let topics: BTreeSet<String> =
+                    partitions.iter().map(|(tp, _)| tp.topic.clone()).collect();
+                pool.track_topics(TopicScope::topics(
+                    machine.topics().into_iter().chain(topics),
+                ));
+                machine.assign(now, partitions);
+            }
+            Some(Command::Unassign(partitions, fence)) => {
+                machine.unassign(&partitions);
+                let _ = self.events.send(Item::Fenced(partitions, fence));
+            }
+            Some(Command::Pause(tp)) => machine.pause(&tp),
+            Some(Command::Resume(tp)) => machine.resume(&tp),
+            Some(Command::Seek(tp, offset, epoch, fence)) => {
+                machine.seek(&tp, offset, epoch);
+                let _ = self.events.send(Item::Fenced(vec![tp], fence));
+            }
+            Some(Command::Consumed(tp, bytes)) => machine.records_consumed(&tp, bytes),
+            Some(Command::Close) | None => machine.close(now),
         }
-        while let Some(event) = machine.poll_event() {
-            let closed = event == FetchEvent::Closed;
-            let _ = events.send(Item::Event(event));
-            if closed {
-                debug!("fetcher task ends");
-                return;
-            }
+    }
+
+    fn event(&mut self, _machine: &mut FetchMachine, _now: std::time::Instant, event: FetchEvent) {
+        if event == FetchEvent::Closed {
+            self.closed = true;
         }
-        let deadline = machine.poll_timeout().map(Instant::from_std);
-        tokio::select! {
-            (id, result) = in_flight.next() => {
-                machine.handle_response(Instant::now().into_std(), id, result);
-            }
-            command = commands.recv() => {
-                let now = Instant::now().into_std();
-                match command {
-                    Some(Command::Assign(partitions)) => {
-                        let topics: BTreeSet<String> = partitions.iter().map(|(tp, _)| tp.topic.clone()).collect();
-                        pool.track_topics(TopicScope::topics(machine.topics().into_iter().chain(topics)));
-                        machine.assign(now, partitions);
-                    }
-                    Some(Command::Unassign(partitions, fence)) => {
-                        machine.unassign(&partitions);
-                        let _ = events.send(Item::Fenced(partitions, fence));
-                    }
-                    Some(Command::Pause(tp)) => machine.pause(&tp),
-                    Some(Command::Resume(tp)) => machine.resume(&tp),
-                    Some(Command::Seek(tp, offset, epoch, fence)) => {
-                        machine.seek(&tp, offset, epoch);
-                        let _ = events.send(Item::Fenced(vec![tp], fence));
-                    }
-                    Some(Command::Consumed(tp, bytes)) => machine.records_consumed(&tp, bytes),
-                    Some(Command::Close) | None => machine.close(now),
-                }
-            }
-            _ = sleep_until(deadline) => {
-                machine.handle_timeout(Instant::now().into_std());
-            }
-            _ = metadata_tick.tick() => {
-                let metadata = pool.metadata();
-                if metadata.generation != metadata_seen {
-                    metadata_seen = metadata.generation;
-                    let view = metadata_view(&pool, &metadata, &machine.topics());
-                    machine.metadata_updated(Instant::now().into_std(), &view);
-                }
-            }
+        let _ = self.events.send(Item::Event(event));
+    }
+
+    fn settled(&mut self, _machine: &FetchMachine) -> bool {
+        if self.closed {
+            debug!("fetcher task ends");
         }
+        self.closed
+    }
+
+    fn follows_metadata(&self) -> bool {
+        true
+    }
+
+    fn metadata_changed(
+        &mut self,
+        machine: &mut FetchMachine,
+        pool: &Pool,
+        now: std::time::Instant,
+        metadata: &Metadata,
+    ) {
+        let view = metadata_view(pool, metadata, &machine.topics());
+        machine.metadata_updated(now, &view);
     }
 }
 

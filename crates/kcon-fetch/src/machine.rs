@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{RequestFailure, RequestId, ResetPolicy, TopicId, TopicPartition};
+use kcon_core::{Machine, RequestFailure, RequestId, ResetPolicy, TopicId, TopicPartition};
 use tracing::{debug, warn};
 
 use crate::budget::PrefetchBudget;
@@ -350,161 +350,25 @@ impl FetchMachine {
             let params = self.config.params(0);
             let id_ = self.id();
             self.pending.insert(id_, Pending::Close { broker: id });
-            self.queued.push_back(Outgoing {
-                id: id_,
-                request: FetchRequest::Fetch {
+            self.queued.push_back(outgoing(
+                id_,
+                FetchRequest::Fetch {
                     broker: id,
                     version: info.fetch_version,
                     session,
                     params,
                 },
-            });
+            ));
         }
+        // Without a session to close, closed at once.
+        self.tell_if_closed();
     }
 
-    /// The next request to send.
-    pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        self.now = now;
-        if self.queued.is_empty() && !self.closing {
-            self.plan(now);
-        }
-        self.queued.pop_front()
-    }
-
-    /// The next event for the application. Records move the partition's position as they are
-    /// handed out. Records of a paused partition are held back, in order, until it is resumed
-    /// (as the Java client's `FetchCollector` skips paused partitions' buffered fetches).
-    pub fn poll_event(&mut self) -> Option<FetchEvent> {
-        let partitions = &self.partitions;
-        let held = |e: &FetchEvent| {
-            matches!(e, FetchEvent::Records(r)
-                if partitions.get(&r.partition).is_some_and(|a| a.state.is_paused()))
-        };
-        let next = self.events.iter().position(|e| !held(e));
-        if let Some(e) = next.and_then(|i| self.events.remove(i)) {
-            if let FetchEvent::Records(r) = &e
-                && let Some(a) = self.partitions.get_mut(&r.partition)
-            {
-                a.state.advance(r.next_offset, r.last_leader_epoch());
-            }
-            return Some(e);
-        }
+    /// Queues [`FetchEvent::Closed`] once every session close was answered.
+    fn tell_if_closed(&mut self) {
         if self.is_closed() && !self.closed_told {
             self.closed_told = true;
-            return Some(FetchEvent::Closed);
-        }
-        None
-    }
-
-    /// The earliest timer still ahead: a partition's or a broker's backoff, or the metadata
-    /// retry.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let partitions = self.partitions.values().filter_map(|a| a.state.retry_at());
-        let brokers = self.brokers.values().filter_map(|b| b.retry_at);
-        partitions
-            .chain(brokers)
-            .chain(self.timers.metadata_retry)
-            .filter(|t| *t > self.now)
-            .min()
-    }
-
-    /// Time passed: backoffs that ended let their partitions be fetched again (picked up by
-    /// the next [`poll_request`](Self::poll_request)).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        if self.timers.metadata_retry.is_some_and(|t| now >= t) {
-            self.timers.metadata_retry = None;
-        }
-    }
-
-    /// The answer to request `id`, or why there was none.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<FetchAnswer, RequestFailure>,
-    ) {
-        self.now = now;
-        let Some(pending) = self.pending.remove(&id) else {
-            debug!(
-                ?id,
-                "an answer to a request the fetcher no longer waits for"
-            );
-            return;
-        };
-        match (pending, result) {
-            (Pending::Fetch { broker, offsets }, Ok(FetchAnswer::Fetch(r))) => {
-                self.on_fetch(now, broker, &offsets, &r);
-            }
-            (Pending::Fetch { broker, offsets }, Err(e)) => {
-                self.on_fetch_failed(now, broker, &offsets, &e)
-            }
-            (Pending::Close { broker }, result) => {
-                debug!(broker, ok = result.is_ok(), "fetch session close answered");
-            }
-            (Pending::Connect { broker }, Ok(FetchAnswer::Broker(info))) => {
-                let b = self.brokers.entry(broker).or_default();
-                b.connecting = false;
-                b.info = Some(info);
-            }
-            (Pending::Connect { broker }, Err(e)) => {
-                debug!(broker, %e, "could not learn the broker's versions");
-                let b = self.brokers.entry(broker).or_default();
-                b.connecting = false;
-                b.retry_at = Some(now + self.config.retry_backoff);
-                self.metadata_wanted = true;
-                // A read replica we cannot reach is given up for the leader (Java
-                // `AbstractFetch.selectReadReplica` falls back when the node is offline);
-                // otherwise a partition would wait on a dead follower for the whole lease.
-                for a in self.partitions.values_mut() {
-                    a.state.broker_failed(broker);
-                }
-            }
-            (Pending::ListOffsets { partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
-                for (tp, reason) in partitions {
-                    let listed = answer.get(&tp).copied();
-                    self.on_reset_answer(now, &tp, reason, listed);
-                }
-            }
-            (Pending::ListOffsets { partitions }, Err(e)) => {
-                debug!(%e, "ListOffsets for a reset failed");
-                for (tp, reason) in partitions {
-                    self.on_reset_answer(now, &tp, reason, None);
-                }
-            }
-            (Pending::Validate { queries }, Ok(FetchAnswer::Validation(r))) => {
-                let answers = epoch_answers(&r);
-                for q in queries {
-                    self.on_validation_answer(now, &q, answers.get(&q.partition));
-                }
-            }
-            (Pending::Validate { queries }, Err(e)) => {
-                debug!(%e, "OffsetForLeaderEpoch failed");
-                for q in queries {
-                    self.on_validation_answer(now, &q, None);
-                }
-            }
-            (Pending::Metadata, Ok(FetchAnswer::Metadata(view))) => {
-                self.metadata_in_flight = false;
-                self.metadata_updated(now, &view);
-            }
-            (Pending::Metadata, Err(e)) => {
-                debug!(%e, "metadata refresh failed");
-                self.metadata_in_flight = false;
-                self.metadata_wanted = true;
-                self.timers.metadata_retry = Some(now + self.config.retry_backoff);
-            }
-            (pending, Ok(other)) => {
-                // A driver bug: the answer is not of the request's kind. Treated as a failure
-                // so that nothing waits forever.
-                warn!(?pending, ?other, "an answer of the wrong kind");
-                let failure = Err(RequestFailure {
-                    retriable: true,
-                    reason: "an answer of the wrong kind".to_owned(),
-                });
-                self.pending.insert(id, pending);
-                self.handle_response(now, id, failure);
-            }
+            self.events.push_back(FetchEvent::Closed);
         }
     }
 
@@ -543,10 +407,8 @@ impl FetchMachine {
             let id = self.id();
             self.pending.insert(id, Pending::Metadata);
             let topics = self.topics().into_iter().collect();
-            self.queued.push_back(Outgoing {
-                id,
-                request: FetchRequest::Metadata { topics },
-            });
+            self.queued
+                .push_back(outgoing(id, FetchRequest::Metadata { topics }));
         }
         self.plan_resets(now);
         self.plan_validations(now);
@@ -613,14 +475,14 @@ impl FetchMachine {
                 .collect();
             self.pending
                 .insert(id, Pending::ListOffsets { partitions: due });
-            self.queued.push_back(Outgoing {
+            self.queued.push_back(outgoing(
                 id,
-                request: FetchRequest::ListOffsets {
+                FetchRequest::ListOffsets {
                     broker,
                     partitions,
                     policy,
                 },
-            });
+            ));
         }
     }
 
@@ -668,10 +530,8 @@ impl FetchMachine {
                     queries: request.queries.clone(),
                 },
             );
-            self.queued.push_back(Outgoing {
-                id,
-                request: FetchRequest::Validate(request),
-            });
+            self.queued
+                .push_back(outgoing(id, FetchRequest::Validate(request)));
         }
     }
 
@@ -683,10 +543,8 @@ impl FetchMachine {
         b.connecting = true;
         let id = self.id();
         self.pending.insert(id, Pending::Connect { broker });
-        self.queued.push_back(Outgoing {
-            id,
-            request: FetchRequest::Connect { broker },
-        });
+        self.queued
+            .push_back(outgoing(id, FetchRequest::Connect { broker }));
     }
 
     /// Whether `tp` is drained and may have records to fetch: not known to be at its high
@@ -777,15 +635,15 @@ impl FetchMachine {
             let id = RequestId::new(self.next_id);
             b.fetching = Some(id);
             self.pending.insert(id, Pending::Fetch { broker, offsets });
-            self.queued.push_back(Outgoing {
+            self.queued.push_back(outgoing(
                 id,
-                request: FetchRequest::Fetch {
+                FetchRequest::Fetch {
                     broker,
                     version,
                     session,
                     params: self.config.params(grant.max_bytes),
                 },
-            });
+            ));
         }
     }
 
@@ -1028,6 +886,166 @@ impl FetchMachine {
             // old one must not reach the application.
             self.drop_buffered(&q.partition);
         }
+    }
+}
+
+impl Machine for FetchMachine {
+    type Request = FetchRequest;
+    type Response = FetchAnswer;
+    type Event = FetchEvent;
+
+    /// The next request to send.
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        self.now = now;
+        if self.queued.is_empty() && !self.closing {
+            self.plan(now);
+        }
+        self.queued.pop_front()
+    }
+
+    /// The next event for the application. Records move the partition's position as they are
+    /// handed out. Records of a paused partition are held back, in order, until it is resumed
+    /// (as the Java client's `FetchCollector` skips paused partitions' buffered fetches).
+    fn poll_event(&mut self) -> Option<FetchEvent> {
+        let partitions = &self.partitions;
+        let held = |e: &FetchEvent| {
+            matches!(e, FetchEvent::Records(r)
+                if partitions.get(&r.partition).is_some_and(|a| a.state.is_paused()))
+        };
+        let next = self.events.iter().position(|e| !held(e))?;
+        let event = self.events.remove(next)?;
+        // Records handed out are the application's: the partition's position moves past them
+        // here, the one state change of this poll (the Java client's position moves when poll
+        // returns records, too).
+        if let FetchEvent::Records(r) = &event
+            && let Some(a) = self.partitions.get_mut(&r.partition)
+        {
+            a.state.advance(r.next_offset, r.last_leader_epoch());
+        }
+        Some(event)
+    }
+
+    /// The earliest timer still ahead: a partition's or a broker's backoff, or the metadata
+    /// retry.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let partitions = self.partitions.values().filter_map(|a| a.state.retry_at());
+        let brokers = self.brokers.values().filter_map(|b| b.retry_at);
+        partitions
+            .chain(brokers)
+            .chain(self.timers.metadata_retry)
+            .filter(|t| *t > self.now)
+            .min()
+    }
+
+    /// Time passed: backoffs that ended let their partitions be fetched again (picked up by
+    /// the next [`poll_request`](Self::poll_request)).
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.timers.metadata_retry.is_some_and(|t| now >= t) {
+            self.timers.metadata_retry = None;
+        }
+    }
+
+    /// The answer to request `id`, or why there was none.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<FetchAnswer, RequestFailure>,
+    ) {
+        self.now = now;
+        let Some(pending) = self.pending.remove(&id) else {
+            debug!(
+                ?id,
+                "an answer to a request the fetcher no longer waits for"
+            );
+            return;
+        };
+        match (pending, result) {
+            (Pending::Fetch { broker, offsets }, Ok(FetchAnswer::Fetch(r))) => {
+                self.on_fetch(now, broker, &offsets, &r);
+            }
+            (Pending::Fetch { broker, offsets }, Err(e)) => {
+                self.on_fetch_failed(now, broker, &offsets, &e)
+            }
+            (Pending::Close { broker }, result) => {
+                debug!(broker, ok = result.is_ok(), "fetch session close answered");
+                self.tell_if_closed();
+            }
+            (Pending::Connect { broker }, Ok(FetchAnswer::Broker(info))) => {
+                let b = self.brokers.entry(broker).or_default();
+                b.connecting = false;
+                b.info = Some(info);
+            }
+            (Pending::Connect { broker }, Err(e)) => {
+                debug!(broker, %e, "could not learn the broker's versions");
+                let b = self.brokers.entry(broker).or_default();
+                b.connecting = false;
+                b.retry_at = Some(now + self.config.retry_backoff);
+                self.metadata_wanted = true;
+                // A read replica we cannot reach is given up for the leader (Java
+                // `AbstractFetch.selectReadReplica` falls back when the node is offline);
+                // otherwise a partition would wait on a dead follower for the whole lease.
+                for a in self.partitions.values_mut() {
+                    a.state.broker_failed(broker);
+                }
+            }
+            (Pending::ListOffsets { partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
+                for (tp, reason) in partitions {
+                    let listed = answer.get(&tp).copied();
+                    self.on_reset_answer(now, &tp, reason, listed);
+                }
+            }
+            (Pending::ListOffsets { partitions }, Err(e)) => {
+                debug!(%e, "ListOffsets for a reset failed");
+                for (tp, reason) in partitions {
+                    self.on_reset_answer(now, &tp, reason, None);
+                }
+            }
+            (Pending::Validate { queries }, Ok(FetchAnswer::Validation(r))) => {
+                let answers = epoch_answers(&r);
+                for q in queries {
+                    self.on_validation_answer(now, &q, answers.get(&q.partition));
+                }
+            }
+            (Pending::Validate { queries }, Err(e)) => {
+                debug!(%e, "OffsetForLeaderEpoch failed");
+                for q in queries {
+                    self.on_validation_answer(now, &q, None);
+                }
+            }
+            (Pending::Metadata, Ok(FetchAnswer::Metadata(view))) => {
+                self.metadata_in_flight = false;
+                self.metadata_updated(now, &view);
+            }
+            (Pending::Metadata, Err(e)) => {
+                debug!(%e, "metadata refresh failed");
+                self.metadata_in_flight = false;
+                self.metadata_wanted = true;
+                self.timers.metadata_retry = Some(now + self.config.retry_backoff);
+            }
+            (pending, Ok(other)) => {
+                // A driver bug: the answer is not of the request's kind. Treated as a failure
+                // so that nothing waits forever.
+                warn!(?pending, ?other, "an answer of the wrong kind");
+                let failure = Err(RequestFailure {
+                    retriable: true,
+                    reason: "an answer of the wrong kind".to_owned(),
+                });
+                self.pending.insert(id, pending);
+                self.handle_response(now, id, failure);
+            }
+        }
+    }
+}
+
+/// A request of the machine, to where it goes.
+fn outgoing(id: RequestId, request: FetchRequest) -> Outgoing {
+    Outgoing {
+        id,
+        target: request.target(),
+        request,
+        timeout: None,
     }
 }
 

@@ -8,21 +8,17 @@ use std::collections::BTreeMap;
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{RequestId, ResetPolicy, TopicId, TopicPartition};
+use kcon_core::{ResetPolicy, Target, TopicId, TopicPartition};
 
 use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
 use crate::records::FetchedRecords;
 use crate::validation::ValidationRequest;
 use crate::{FetchParams, SessionRequest};
 
-/// A request the driver must send.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing {
-    /// Feed the answer back with this id.
-    pub id: RequestId,
-    /// What to send.
-    pub request: FetchRequest,
-}
+/// A request the fetch machine wants sent. Its target is [`FetchRequest::target`]; the driver
+/// gives a Fetch `request.timeout.ms` plus `fetch.max.wait.ms` to be answered, since the broker
+/// holds it up to that long.
+pub type Outgoing = kcon_core::Outgoing<FetchRequest>;
 
 /// The requests of the fetch loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +66,19 @@ pub enum FetchRequest {
         /// The topics.
         topics: Vec<String>,
     },
+}
+
+impl FetchRequest {
+    /// Where it goes: the broker it names (on its shared connection), any broker for Metadata.
+    pub fn target(&self) -> Target {
+        match self {
+            FetchRequest::Fetch { broker, .. }
+            | FetchRequest::Connect { broker }
+            | FetchRequest::ListOffsets { broker, .. } => Target::Broker(*broker),
+            FetchRequest::Validate(v) => Target::Broker(v.broker),
+            FetchRequest::Metadata { .. } => Target::Any,
+        }
+    }
 }
 
 /// An answer to a [`FetchRequest`].

@@ -14,8 +14,9 @@ use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
+use kcon_core::harness::Harness;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{RequestFailure, ResetPolicy, TopicPartition};
+use kcon_core::{Machine, RequestFailure, ResetPolicy, TopicPartition};
 use kcon_fetch::position::{FetchStatus, LeaderAndEpoch, PartitionError};
 use kcon_fetch::{
     BrokerInfo, FetchAnswer, FetchConfig, FetchEvent, FetchMachine, FetchRequest, MetadataView,
@@ -38,9 +39,21 @@ fn batch(base: i64, n: usize, epoch: i32) -> Bytes {
     b.build().expect("a batch")
 }
 
-struct Sim {
-    m: FetchMachine,
-    now: Instant,
+/// The fetch machine on the shared harness, with this file's setup and helpers.
+struct Sim(Harness<FetchMachine>);
+
+impl std::ops::Deref for Sim {
+    type Target = Harness<FetchMachine>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Sim {
@@ -48,44 +61,28 @@ impl Sim {
     /// and broker versions answered: ready to fetch.
     fn new(config: FetchConfig, start: StartPosition) -> Sim {
         let now = Instant::now();
-        let mut sim = Sim {
-            m: FetchMachine::new(config, now),
-            now,
-        };
-        sim.m.assign(now, [(tp(0), start), (tp(1), start)]);
+        let mut sim = Sim(Harness::new(FetchMachine::new(config, now), now));
+        sim.machine.assign(now, [(tp(0), start), (tp(1), start)]);
         let out = sim.requests();
         let md = out
             .iter()
             .find(|o| matches!(o.request, FetchRequest::Metadata { .. }))
             .expect("a metadata request");
         let view = view(&[(0, 1, 5), (1, 1, 5)]);
-        sim.m
-            .handle_response(now, md.id, Ok(FetchAnswer::Metadata(view)));
+        sim.0.answer(md.id, FetchAnswer::Metadata(view));
         sim
     }
 
-    fn requests(&mut self) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        while let Some(o) = self.m.poll_request(self.now) {
-            out.push(o);
-        }
-        out
-    }
-
+    /// The events, records decoded.
     fn events(&mut self) -> Vec<FetchEvent> {
-        let mut out = Vec::new();
-        while let Some(e) = self.m.poll_event() {
-            out.push(match e {
+        self.0
+            .events()
+            .into_iter()
+            .map(|e| match e {
                 FetchEvent::Records(r) => FetchEvent::Records(r.decoded()),
                 e => e,
-            });
-        }
-        out
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        self.m.handle_timeout(self.now);
+            })
+            .collect()
     }
 
     /// The one Fetch among the next requests.
@@ -99,9 +96,9 @@ impl Sim {
         fetches.remove(0)
     }
 
-    fn answer(&mut self, id: &Outgoing, r: FetchResponse) {
-        self.m
-            .handle_response(self.now, id.id, Ok(FetchAnswer::Fetch(Box::new(r))));
+    /// `request` answered with the Fetch response `r`.
+    fn answer(&mut self, request: &Outgoing, r: FetchResponse) {
+        self.0.answer(request.id, FetchAnswer::Fetch(Box::new(r)));
     }
 }
 
@@ -204,7 +201,12 @@ fn the_first_fetch_is_full_then_incremental_and_records_are_slices_of_the_answer
     let value = r.records[1].value.as_ref().unwrap();
     assert!(range.contains(&(value.as_ptr() as usize)));
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
         3
     );
 
@@ -220,7 +222,7 @@ fn the_first_fetch_is_full_then_incremental_and_records_are_slices_of_the_answer
     assert_eq!(s.forgotten.len(), 1);
     assert_eq!(s.forgotten[0].partition, tp(0));
     sim.answer(&second, response(7, vec![]));
-    sim.m.records_consumed(&tp(0), r.size);
+    sim.machine.records_consumed(&tp(0), r.size);
 
     // Taken: it rejoins at its new offset.
     let third = sim.fetch();
@@ -234,14 +236,14 @@ fn a_paused_partition_is_forgotten_and_a_resumed_one_returns() {
     let mut sim = Sim::new(config(&[]), committed(4));
     let first = sim.fetch();
     sim.answer(&first, response(9, vec![]));
-    sim.m.pause(&tp(1));
+    sim.machine.pause(&tp(1));
     let second = sim.fetch();
     let s = session_of(&second);
     assert_eq!(s.kind, RequestKind::Incremental);
     assert_eq!(s.forgotten.len(), 1);
     assert_eq!(s.forgotten[0].partition, tp(1));
     sim.answer(&second, response(9, vec![]));
-    sim.m.resume(&tp(1));
+    sim.machine.resume(&tp(1));
     let third = sim.fetch();
     assert_eq!(offsets_of(&third), BTreeMap::from([(1, 4)]));
     assert!(session_of(&third).forgotten.is_empty());
@@ -250,8 +252,9 @@ fn a_paused_partition_is_forgotten_and_a_resumed_one_returns() {
 #[test]
 fn one_fetch_per_broker_and_brokers_in_parallel() {
     let mut sim = Sim::new(config(&[]), committed(0));
-    sim.m
-        .metadata_updated(sim.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+    sim.0
+        .machine
+        .metadata_updated(sim.0.now, &view(&[(0, 1, 5), (1, 2, 5)]));
     let out = sim.requests();
     let brokers: Vec<i32> = out
         .iter()
@@ -304,8 +307,8 @@ fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
     let first = sim.fetch();
     sim.answer(&first, response(7, vec![]));
     let second = sim.fetch();
-    sim.m.handle_response(
-        sim.now,
+    sim.0.machine.handle_response(
+        sim.0.now,
         second.id,
         Err(RequestFailure {
             retriable: true,
@@ -330,8 +333,9 @@ fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
         fetch_version: 12,
         can_validate: true,
     };
-    sim.m
-        .handle_response(sim.now, connect.id, Ok(FetchAnswer::Broker(info)));
+    sim.0
+        .machine
+        .handle_response(sim.0.now, connect.id, Ok(FetchAnswer::Broker(info)));
     let third = sim.fetch();
     let s = session_of(&third);
     assert_eq!((s.kind, s.session_id, s.epoch), (RequestKind::Full, 7, 0));
@@ -427,8 +431,9 @@ fn offset_out_of_range_under_none_is_an_error_and_a_reset_moves_the_position() {
             leader_epoch: Some(5),
         },
     )]);
-    sim.m
-        .handle_response(sim.now, lo.id, Ok(FetchAnswer::ListOffsets(answer)));
+    sim.0
+        .machine
+        .handle_response(sim.0.now, lo.id, Ok(FetchAnswer::ListOffsets(answer)));
     let events = sim.events();
     assert!(
         matches!(events.as_slice(), [FetchEvent::Reset { offset: 2, .. }]),
@@ -468,13 +473,13 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
         ),
         "{events:?}"
     );
-    let state = sim.m.partition(&tp(0)).unwrap();
+    let state = sim.machine.partition(&tp(0)).unwrap();
     assert_eq!(state.position().unwrap().offset, 3, "no advance past it");
     // Fetched again from the bad batch once the backoff passed and the records were taken.
     let FetchEvent::Records(r) = &events[0] else {
         unreachable!()
     };
-    sim.m.records_consumed(&tp(0), r.size);
+    sim.machine.records_consumed(&tp(0), r.size);
     sim.advance(Duration::from_millis(100));
     let next = sim.fetch();
     assert_eq!(offsets_of(&next).get(&0), Some(&3));
@@ -486,11 +491,16 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
     );
     assert_eq!(sim.events(), []);
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
         3
     );
     // A seek back to it is a new finding.
-    sim.m.seek(&tp(0), 3, None);
+    sim.machine.seek(&tp(0), 3, None);
     sim.advance(Duration::from_millis(100));
     let again = sim.fetch();
     sim.answer(&again, response(0, vec![(0, 0, Some(Bytes::from(bad)))]));
@@ -517,24 +527,34 @@ fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
             vec![(0, 0, Some(batch(0, 2, 5))), (1, 0, Some(batch(0, 3, 5)))],
         ),
     );
-    sim.m.pause(&tp(0));
+    sim.machine.pause(&tp(0));
     let events = sim.events();
     assert!(
         matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(1)),
         "{events:?}"
     );
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
         0
     );
-    sim.m.resume(&tp(0));
+    sim.machine.resume(&tp(0));
     let events = sim.events();
     assert!(
         matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(0) && r.next_offset == 2),
         "{events:?}"
     );
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().position().unwrap().offset,
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
         2
     );
 }
@@ -567,7 +587,7 @@ fn the_budget_holds_fetches_back_until_the_application_takes_records() {
             .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
         "fetched beyond the budget"
     );
-    sim.m.records_consumed(&tp(0), r.size);
+    sim.machine.records_consumed(&tp(0), r.size);
     let next = sim.fetch();
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 100), (1, 0)]));
 }
@@ -604,28 +624,29 @@ fn a_leader_change_validates_the_position_and_a_truncation_moves_it() {
         r.topics.push(t);
         r
     };
-    sim.m.handle_response(
-        sim.now,
+    sim.0.machine.handle_response(
+        sim.0.now,
         v.id,
         Ok(FetchAnswer::Validation(Box::new(answer(20)))),
     );
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().status(),
+        sim.machine.partition(&tp(0)).unwrap().status(),
         FetchStatus::Fetching
     );
     let first = sim.fetch();
     sim.answer(&first, response(0, vec![]));
 
     // The leader moves to broker 2 at epoch 6, which truncated the log at 8.
-    sim.m
-        .metadata_updated(sim.now, &view(&[(0, 2, 6), (1, 2, 6)]));
+    sim.0
+        .machine
+        .metadata_updated(sim.0.now, &view(&[(0, 2, 6), (1, 2, 6)]));
     let out = sim.requests();
     let v = out
         .iter()
         .find(|o| matches!(&o.request, FetchRequest::Validate(r) if r.broker == 2))
         .expect("OffsetForLeaderEpoch to the new leader");
-    sim.m.handle_response(
-        sim.now,
+    sim.0.machine.handle_response(
+        sim.0.now,
         v.id,
         Ok(FetchAnswer::Validation(Box::new(answer(8)))),
     );
@@ -655,9 +676,9 @@ fn a_seek_drops_records_not_yet_handed_out() {
     let mut sim = Sim::new(config(&[]), committed(0));
     let first = sim.fetch();
     sim.answer(&first, response(0, vec![(0, 0, Some(batch(0, 3, 5)))]));
-    sim.m.seek(&tp(0), 50, None);
+    sim.machine.seek(&tp(0), 50, None);
     assert!(sim.events().is_empty());
-    assert_eq!(sim.m.budget().buffered(), 0);
+    assert_eq!(sim.machine.budget().buffered(), 0);
     let next = sim.fetch();
     assert_eq!(offsets_of(&next).get(&0), Some(&50));
 }
@@ -667,14 +688,14 @@ fn close_sends_each_session_close_then_says_closed() {
     let mut sim = Sim::new(config(&[]), committed(0));
     let first = sim.fetch();
     sim.answer(&first, response(7, vec![]));
-    sim.m.close(sim.now);
+    sim.0.machine.close(sim.0.now);
     let out = sim.requests();
     assert_eq!(out.len(), 1, "{out:?}");
     let s = session_of(&out[0]);
     assert_eq!((s.kind, s.session_id, s.epoch), (RequestKind::Close, 7, -1));
-    assert!(!sim.m.is_closed());
+    assert!(!sim.machine.is_closed());
     sim.answer(&out[0], response(0, vec![]));
-    assert!(sim.m.is_closed());
+    assert!(sim.machine.is_closed());
     assert_eq!(sim.events(), [FetchEvent::Closed]);
 }
 
@@ -712,8 +733,8 @@ fn by_duration_with_no_record_that_recent_resets_to_the_end() {
         committed(0),
     );
     // (`Sim::new` drops the requests sent with the metadata: reset here instead.)
-    sim.m.reset(&tp(0));
-    sim.m.reset(&tp(1));
+    sim.machine.reset(&tp(0));
+    sim.machine.reset(&tp(1));
     let out = sim.requests();
     let lo = list_offsets(&out);
     assert_eq!(lo.len(), 1, "{out:?}");
@@ -721,8 +742,9 @@ fn by_duration_with_no_record_that_recent_resets_to_the_end() {
     assert_eq!(partitions, &[0, 1]);
     assert!(matches!(policy, ResetPolicy::ByDuration(_)), "{policy:?}");
     let answer = BTreeMap::from([(tp(0), listed(-1)), (tp(1), listed(7))]);
-    sim.m
-        .handle_response(sim.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
+    sim.0
+        .machine
+        .handle_response(sim.0.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
     let events = sim.events();
     assert!(
         matches!(events.as_slice(), [FetchEvent::Reset { partition, offset: 7, .. }] if partition == &tp(1)),
@@ -744,21 +766,22 @@ fn by_duration_with_no_record_that_recent_resets_to_the_end() {
         (&[0][..], ResetPolicy::Latest)
     );
     let answer = BTreeMap::from([(tp(0), listed(42))]);
-    sim.m
-        .handle_response(sim.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
+    sim.0
+        .machine
+        .handle_response(sim.0.now, req.id, Ok(FetchAnswer::ListOffsets(answer)));
     let events = sim.events();
     assert!(
         matches!(events.as_slice(), [FetchEvent::Reset { partition, offset: 42, .. }] if partition == &tp(0)),
         "{events:?}"
     );
     assert_eq!(
-        sim.m.partition(&tp(0)).unwrap().status(),
+        sim.machine.partition(&tp(0)).unwrap().status(),
         FetchStatus::Fetching
     );
-    let position = sim.m.partition(&tp(0)).unwrap().position().unwrap();
+    let position = sim.machine.partition(&tp(0)).unwrap().position().unwrap();
     assert_eq!(position.offset, 42);
     // A later reset of partition 0 is by duration again.
-    sim.m.reset(&tp(0));
+    sim.machine.reset(&tp(0));
     let out = sim.requests();
     assert!(
         matches!(list_offsets(&out).as_slice(), [(_, p, ResetPolicy::ByDuration(_))] if p == &[0]),
@@ -810,7 +833,7 @@ fn a_fetch_of_caught_up_partitions_waits_while_another_is_drained() {
             .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
         "a Fetch of the caught-up partition alone"
     );
-    sim.m.records_consumed(&tp(0), records.size);
+    sim.machine.records_consumed(&tp(0), records.size);
     let next = sim.fetch();
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 10), (1, 0)]));
 }

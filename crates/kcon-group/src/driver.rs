@@ -1,19 +1,21 @@
-//! The tokio driver: one task that owns a [`GroupMachine`], sends its requests through a
-//! [`Pool`], sleeps until its next timer, and hands its events to the application.
+//! The member's task: a [`GroupMachine`] run by kcon-pool's generic driver, which sends its
+//! requests through a [`Pool`] and sleeps until its next timer; this module says how each
+//! request is sent and what the handle's commands and the machine's events become.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::protocol::Request;
 use kcon_core::coordinator;
 use kcon_core::wire::VersionError;
-use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, Target, TopicPartition};
-use kcon_pool::driver::{InFlight, sleep_until};
-use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, Purpose, TopicScope};
+use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, TopicPartition};
+use kcon_pool::driver::{Drive, drive};
+use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, TopicScope};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{self, Instant, MissedTickBehavior};
+use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::assignor::{PartitionInfo, TopicPartitions};
@@ -21,10 +23,6 @@ use crate::config::GroupConfig;
 use crate::machine::{Generation, GroupEvent, GroupMachine, MemberState, RevocationId};
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::wire;
-
-/// How often the driver looks for a new metadata snapshot in the pool (the leader rejoins when
-/// a topic it assigned gained partitions).
-const METADATA_CHECK: Duration = Duration::from_secs(1);
 
 /// A group member run by a tokio task: a handle to subscribe, acknowledge revocations, read
 /// events and close.
@@ -102,7 +100,13 @@ impl GroupMember {
             snapshot: snapshot_tx,
             membership: membership_tx,
         };
-        let task = tokio::spawn(run(pool, machine, command_rx, event_tx, watchers));
+        let task = MemberTask {
+            events: event_tx,
+            watchers,
+            closing: false,
+            group_id: machine.config().group_id.clone(),
+        };
+        let task = tokio::spawn(drive(pool, machine, task, command_rx));
         Ok(GroupMember {
             commands,
             events,
@@ -216,74 +220,86 @@ impl Watchers {
     }
 }
 
-async fn run(
-    pool: Pool,
-    mut machine: GroupMachine,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+/// The member's task: the group machine driven by kcon-pool's driver.
+struct MemberTask {
     events: mpsc::UnboundedSender<GroupEvent>,
     watchers: Watchers,
-) {
-    let mut in_flight: InFlight<kcon_core::RequestId, GroupResponse> = InFlight::new();
-    let mut closing = false;
-    let mut metadata_seen = 0u64;
-    let mut metadata_tick = time::interval(METADATA_CHECK);
-    metadata_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let group_id = machine.config().group_id.clone();
-    loop {
-        let now = Instant::now().into_std();
-        while let Some(out) = machine.poll_request(now) {
-            in_flight.spawn(out.id, send(pool.clone(), out));
-        }
-        while let Some(event) = machine.poll_event() {
-            if closing && let GroupEvent::Revoked { id, .. } = &event {
-                machine.revocation_done(*id, now);
+    closing: bool,
+    group_id: String,
+}
+
+impl Drive for MemberTask {
+    type Machine = GroupMachine;
+    type Command = Command;
+
+    fn send(
+        &self,
+        pool: &Pool,
+        out: Outgoing,
+    ) -> impl Future<Output = Result<GroupResponse, RequestFailure>> + Send + 'static {
+        send(pool.clone(), out)
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut GroupMachine,
+        pool: &Pool,
+        now: std::time::Instant,
+        command: Option<Command>,
+    ) {
+        match command {
+            Some(Command::Subscribe(topics)) => {
+                pool.track_topics(TopicScope::topics(topics.iter().cloned()));
+                machine.subscribe(now, topics);
             }
-            let _ = events.send(event);
-            // Acknowledging may have queued requests: send them now.
-            while let Some(out) = machine.poll_request(now) {
-                in_flight.spawn(out.id, send(pool.clone(), out));
-            }
-        }
-        watchers.update(&machine);
-        if machine.is_terminated() {
-            break;
-        }
-        let deadline = machine.poll_timeout().map(Instant::from_std);
-        tokio::select! {
-            (id, result) = in_flight.next() => {
-                machine.handle_response(Instant::now().into_std(), id, result);
-            }
-            command = commands.recv(), if !closing => {
-                let now = Instant::now().into_std();
-                match command {
-                    Some(Command::Subscribe(topics)) => {
-                        pool.track_topics(TopicScope::topics(topics.iter().cloned()));
-                        machine.subscribe(topics, now);
-                    }
-                    Some(Command::Unsubscribe) => machine.unsubscribe(now),
-                    Some(Command::Poll) => machine.application_polled(now),
-                    Some(Command::RevocationDone(id)) => machine.revocation_done(id, now),
-                    Some(Command::Close) | None => {
-                        debug!(group = %group_id, "closing the group member");
-                        closing = true;
-                        machine.close(now);
-                    }
-                }
-            }
-            _ = sleep_until(deadline) => {
-                machine.handle_timeout(Instant::now().into_std());
-            }
-            _ = metadata_tick.tick() => {
-                let metadata = pool.metadata();
-                if metadata.generation != metadata_seen {
-                    metadata_seen = metadata.generation;
-                    let topics = topic_partitions(&metadata, &machine.watched_topics());
-                    machine.metadata_updated(&topics, Instant::now().into_std());
-                }
+            Some(Command::Unsubscribe) => machine.unsubscribe(now),
+            Some(Command::Poll) => machine.application_polled(now),
+            Some(Command::RevocationDone(id)) => machine.revocation_done(now, id),
+            Some(Command::Close) | None => {
+                debug!(group = %self.group_id, "closing the group member");
+                self.closing = true;
+                machine.close(now);
             }
         }
     }
-    debug!(group = %group_id, "group member task ends");
+
+    fn event(&mut self, machine: &mut GroupMachine, now: std::time::Instant, event: GroupEvent) {
+        // Nobody is left to acknowledge a revocation once closing: the member does it itself.
+        if self.closing
+            && let GroupEvent::Revoked { id, .. } = &event
+        {
+            machine.revocation_done(now, *id);
+        }
+        let _ = self.events.send(event);
+    }
+
+    fn settled(&mut self, machine: &GroupMachine) -> bool {
+        self.watchers.update(machine);
+        let done = machine.is_terminated();
+        if done {
+            debug!(group = %self.group_id, "group member task ends");
+        }
+        done
+    }
+
+    fn takes_commands(&self) -> bool {
+        !self.closing
+    }
+
+    fn follows_metadata(&self) -> bool {
+        true
+    }
+
+    fn metadata_changed(
+        &mut self,
+        machine: &mut GroupMachine,
+        _pool: &Pool,
+        now: std::time::Instant,
+        metadata: &Metadata,
+    ) {
+        let topics = topic_partitions(metadata, &machine.watched_topics());
+        machine.metadata_updated(now, &topics);
+    }
 }
 
 /// The partitions of `topics` in `metadata`, with the racks of each partition's replicas.
@@ -319,10 +335,7 @@ pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -
 }
 
 async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure> {
-    let target = match &out.target {
-        Target::Any => BrokerTarget::Any,
-        Target::Coordinator(c) => BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
-    };
+    let target = BrokerTarget::from(&out.target);
     let timeout = out.timeout.unwrap_or(pool.config().request_timeout);
     if let GroupRequest::Metadata { topics } = &out.request {
         let metadata = pool

@@ -9,7 +9,8 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::is_fatal_group_error;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, RequestFailure, RequestId, RequestIds, Target, TopicPartition,
+    Coordinator, ExponentialBackoff, Machine, RequestFailure, RequestId, RequestIds, Target,
+    TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -395,7 +396,7 @@ impl GroupMachine {
 
     /// Subscribes to `topics` (replacing the previous subscription): joins the group, or
     /// rejoins when the topics changed. An empty list unsubscribes.
-    pub fn subscribe<I, S>(&mut self, topics: I, now: Instant)
+    pub fn subscribe<I, S>(&mut self, now: Instant, topics: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -447,7 +448,7 @@ impl GroupMachine {
     }
 
     /// The application finished with the revocation `id` (and committed what it wanted).
-    pub fn revocation_done(&mut self, id: RevocationId, now: Instant) {
+    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
         };
@@ -468,7 +469,7 @@ impl GroupMachine {
     /// The cluster metadata changed: as leader, rejoin when a topic it assigned has a
     /// different number of partitions now (the Java client's `ConsumerCoordinator` does the
     /// same, so new partitions get consumed).
-    pub fn metadata_updated(&mut self, topics: &TopicPartitions, now: Instant) {
+    pub fn metadata_updated(&mut self, now: Instant, topics: &TopicPartitions) {
         let Some(assigned) = &self.assigned_metadata else {
             return;
         };
@@ -495,82 +496,7 @@ impl GroupMachine {
         }
     }
 
-    // ----- outputs -----
-
-    /// The next request to send, if any.
-    pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        if self.is_terminated() {
-            return None;
-        }
-        if self.coordinator.is_due(now, self.needs_coordinator()) {
-            let id = self.ids.next_id();
-            self.coordinator.sent(id);
-            return Some(Outgoing {
-                id,
-                target: Target::Any,
-                request: GroupRequest::FindCoordinator {
-                    group_id: self.config.group_id.clone(),
-                },
-                timeout: None,
-            });
-        }
-        if let Some(out) = self.phase_request(now) {
-            return Some(out);
-        }
-        self.heartbeat_request(now)
-    }
-
-    /// The next event for the application, if any.
-    pub fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            Timer::CoordinatorRetry,
-            Timer::RebalanceRetry,
-            Timer::Heartbeat,
-            Timer::Session,
-            Timer::Poll,
-            Timer::Revocation,
-        ]
-        .into_iter()
-        .filter_map(|t| self.timer(t))
-        .min()
-    }
-
-    /// Acts on every timer that has passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.timer(Timer::Revocation).is_some_and(|t| now >= t) {
-            warn!(group = %self.config.group_id,
-                "the application did not acknowledge a revocation within max.poll.interval.ms; going on");
-            // The machine goes on without the acknowledgement, and the group may give the
-            // partitions to another member at once: the application, which may still be
-            // working on them, is told they are lost (no more commits), not left believing
-            // it owns them.
-            if let Some(r) = &self.revocation {
-                self.events.push_back(GroupEvent::Lost {
-                    partitions: r.partitions().cloned().collect(),
-                });
-            }
-            self.finish_revocation(now);
-        }
-        if self.timer(Timer::Poll).is_some_and(|t| now >= t) {
-            self.poll_expired(now);
-        }
-        if self.timer(Timer::Session).is_some_and(|t| now >= t) {
-            // Java's heartbeat thread does the same: without an answer for a whole session the
-            // coordinator is presumed gone. The session timer restarts so that, once found
-            // again, a heartbeat is tried before giving up on it again; if the coordinator did
-            // evict the member, that heartbeat says so.
-            warn!(group = %self.config.group_id,
-                "no heartbeat answered within session.timeout.ms; finding the coordinator again");
-            self.heartbeat.session_deadline = now + self.config.session_timeout;
-            self.coordinator_lost("session timeout without a heartbeat answer", now);
-        }
-        // The other timers only gate what poll_request sends.
-    }
+    // ----- timers -----
 
     fn timer(&self, timer: Timer) -> Option<Instant> {
         match timer {
@@ -600,60 +526,7 @@ impl GroupMachine {
         }
     }
 
-    // ----- responses -----
-
-    /// Feeds the answer to request `id` (or why it got none).
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<GroupResponse, RequestFailure>,
-    ) {
-        if self.coordinator.is_lookup(id) {
-            self.on_find_coordinator(result, now);
-            return;
-        }
-        if let Some((hb, generation)) = self.heartbeat.in_flight
-            && hb == id
-        {
-            self.heartbeat.in_flight = None;
-            self.on_heartbeat(generation, result, now);
-            return;
-        }
-        let phase_id = match &self.phase {
-            Phase::Joining { in_flight, .. }
-            | Phase::Assigning { in_flight, .. }
-            | Phase::Syncing { in_flight, .. }
-            | Phase::Leaving { in_flight, .. } => *in_flight,
-            _ => None,
-        };
-        if phase_id != Some(id) {
-            debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
-            return;
-        }
-        match result {
-            Err(failure) => self.on_phase_failure(failure, now),
-            Ok(GroupResponse::JoinGroup(answer)) => self.on_join(answer, now),
-            Ok(GroupResponse::Metadata(topics)) => self.on_metadata(topics, now),
-            Ok(GroupResponse::SyncGroup {
-                error_code,
-                protocol_type,
-                protocol_name,
-                assignment,
-            }) => self.on_sync(error_code, protocol_type, protocol_name, assignment, now),
-            Ok(GroupResponse::LeaveGroup { error_code }) => {
-                if error_code != code::NONE {
-                    // The member is out of the group either way (the coordinator forgets it
-                    // after the session timeout); nothing to retry.
-                    debug!(group = %self.config.group_id, error_code, "LeaveGroup answered an error");
-                }
-                self.left(now);
-            }
-            Ok(other) => {
-                warn!(group = %self.config.group_id, ?other, "an answer of the wrong kind; ignored");
-            }
-        }
-    }
+    // ----- answers -----
 
     fn on_find_coordinator(&mut self, result: Result<GroupResponse, RequestFailure>, now: Instant) {
         let result = match result {
@@ -1595,6 +1468,140 @@ impl GroupMachine {
                     | Phase::Stable
                     | Phase::Revoking(AfterRevoke::Join)
             )
+    }
+}
+
+impl Machine for GroupMachine {
+    type Request = GroupRequest;
+    type Response = GroupResponse;
+    type Event = GroupEvent;
+
+    /// The next request to send, if any.
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        if self.is_terminated() {
+            return None;
+        }
+        if self.coordinator.is_due(now, self.needs_coordinator()) {
+            let id = self.ids.next_id();
+            self.coordinator.sent(id);
+            return Some(Outgoing {
+                id,
+                target: Target::Any,
+                request: GroupRequest::FindCoordinator {
+                    group_id: self.config.group_id.clone(),
+                },
+                timeout: None,
+            });
+        }
+        if let Some(out) = self.phase_request(now) {
+            return Some(out);
+        }
+        self.heartbeat_request(now)
+    }
+
+    /// The next event for the application, if any.
+    fn poll_event(&mut self) -> Option<GroupEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
+    fn poll_timeout(&self) -> Option<Instant> {
+        [
+            Timer::CoordinatorRetry,
+            Timer::RebalanceRetry,
+            Timer::Heartbeat,
+            Timer::Session,
+            Timer::Poll,
+            Timer::Revocation,
+        ]
+        .into_iter()
+        .filter_map(|t| self.timer(t))
+        .min()
+    }
+
+    /// Acts on every timer that has passed.
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.timer(Timer::Revocation).is_some_and(|t| now >= t) {
+            warn!(group = %self.config.group_id,
+                "the application did not acknowledge a revocation within max.poll.interval.ms; going on");
+            // The machine goes on without the acknowledgement, and the group may give the
+            // partitions to another member at once: the application, which may still be
+            // working on them, is told they are lost (no more commits), not left believing
+            // it owns them.
+            if let Some(r) = &self.revocation {
+                self.events.push_back(GroupEvent::Lost {
+                    partitions: r.partitions().cloned().collect(),
+                });
+            }
+            self.finish_revocation(now);
+        }
+        if self.timer(Timer::Poll).is_some_and(|t| now >= t) {
+            self.poll_expired(now);
+        }
+        if self.timer(Timer::Session).is_some_and(|t| now >= t) {
+            // Java's heartbeat thread does the same: without an answer for a whole session the
+            // coordinator is presumed gone. The session timer restarts so that, once found
+            // again, a heartbeat is tried before giving up on it again; if the coordinator did
+            // evict the member, that heartbeat says so.
+            warn!(group = %self.config.group_id,
+                "no heartbeat answered within session.timeout.ms; finding the coordinator again");
+            self.heartbeat.session_deadline = now + self.config.session_timeout;
+            self.coordinator_lost("session timeout without a heartbeat answer", now);
+        }
+        // The other timers only gate what poll_request sends.
+    }
+
+    /// Feeds the answer to request `id` (or why it got none).
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<GroupResponse, RequestFailure>,
+    ) {
+        if self.coordinator.is_lookup(id) {
+            self.on_find_coordinator(result, now);
+            return;
+        }
+        if let Some((hb, generation)) = self.heartbeat.in_flight
+            && hb == id
+        {
+            self.heartbeat.in_flight = None;
+            self.on_heartbeat(generation, result, now);
+            return;
+        }
+        let phase_id = match &self.phase {
+            Phase::Joining { in_flight, .. }
+            | Phase::Assigning { in_flight, .. }
+            | Phase::Syncing { in_flight, .. }
+            | Phase::Leaving { in_flight, .. } => *in_flight,
+            _ => None,
+        };
+        if phase_id != Some(id) {
+            debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
+            return;
+        }
+        match result {
+            Err(failure) => self.on_phase_failure(failure, now),
+            Ok(GroupResponse::JoinGroup(answer)) => self.on_join(answer, now),
+            Ok(GroupResponse::Metadata(topics)) => self.on_metadata(topics, now),
+            Ok(GroupResponse::SyncGroup {
+                error_code,
+                protocol_type,
+                protocol_name,
+                assignment,
+            }) => self.on_sync(error_code, protocol_type, protocol_name, assignment, now),
+            Ok(GroupResponse::LeaveGroup { error_code }) => {
+                if error_code != code::NONE {
+                    // The member is out of the group either way (the coordinator forgets it
+                    // after the session timeout); nothing to retry.
+                    debug!(group = %self.config.group_id, error_code, "LeaveGroup answered an error");
+                }
+                self.left(now);
+            }
+            Ok(other) => {
+                warn!(group = %self.config.group_id, ?other, "an answer of the wrong kind; ignored");
+            }
+        }
     }
 }
 

@@ -1,14 +1,16 @@
-//! The tokio driver: one task that owns a [`CommitMachine`], sends its requests through a
-//! [`Pool`], sleeps until its next timer, and answers the application's commits and fetches.
+//! The offsets task: a [`CommitMachine`] run by kcon-pool's generic driver, which sends its
+//! requests through a [`Pool`] and sleeps until its next timer; this module answers the
+//! application's commits and fetches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator;
 use kcon_core::{ConfigError, Membership};
-use kcon_pool::driver::{InFlight, sleep_until};
-use kcon_pool::{BrokerTarget, Pool, Purpose};
+use kcon_pool::driver::{Drive, drive};
+use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
@@ -18,7 +20,7 @@ use crate::config::OffsetsConfig;
 use crate::error::{CommitError, FetchError};
 use crate::machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};
 use crate::messages::{OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing};
-use crate::{Coordinator, RequestFailure, RequestId, Target, TopicPartition, wire};
+use crate::{Coordinator, RequestFailure, TopicPartition, wire};
 
 type CommitResult = Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>;
 type FetchResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, FetchError>;
@@ -53,7 +55,8 @@ enum Command {
     },
     Generation(i32, String),
     Coordinator(Option<Coordinator>),
-    Follow(watch::Receiver<Membership>),
+    /// The followed member's generation, member id and coordinator (now, or as changed).
+    Membership(Membership),
     Forget(Vec<TopicPartition>),
     Close(oneshot::Sender<()>),
 }
@@ -64,7 +67,14 @@ impl Offsets {
         config.validate()?;
         let machine = CommitMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, machine, rx));
+        let task = OffsetsTask {
+            commit_replies: HashMap::new(),
+            fetch_replies: HashMap::new(),
+            closed: None,
+            abandoned: false,
+            group_id: machine.config().group_id.clone(),
+        };
+        let task = tokio::spawn(drive(pool, machine, task, rx));
         Ok(Offsets {
             commands,
             task: Some(task),
@@ -151,8 +161,24 @@ impl Offsets {
 
     /// Follows a group member's [`Membership`] (`kcon_group::GroupMember::membership`): its
     /// generation, member id and coordinator are used from now on, as they change.
-    pub fn follow(&self, member: watch::Receiver<Membership>) {
-        let _ = self.commands.send(Command::Follow(member));
+    pub fn follow(&self, mut member: watch::Receiver<Membership>) {
+        // The membership now goes in order with the commands sent after this call; later
+        // changes are forwarded by a task that ends with the member or with this task.
+        let now = member.borrow_and_update().clone();
+        if self.commands.send(Command::Membership(now)).is_err() {
+            return;
+        }
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            // When the member is gone, its last generation stays: commits under it are refused
+            // if it is over, which is the truth.
+            while member.changed().await.is_ok() {
+                let m = member.borrow_and_update().clone();
+                if commands.send(Command::Membership(m)).is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     /// Forgets the stored offsets of `partitions` (lost or revoked).
@@ -184,98 +210,110 @@ fn stopped() -> CommitError {
     CommitError::Request("the offsets task has stopped".into())
 }
 
-async fn run(
-    pool: Pool,
-    mut machine: CommitMachine,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut in_flight: InFlight<RequestId, OffsetsResponse> = InFlight::new();
-    let mut commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>> = HashMap::new();
-    let mut fetch_replies: HashMap<FetchId, oneshot::Sender<FetchResult>> = HashMap::new();
-    let mut member: Option<watch::Receiver<Membership>> = None;
-    let mut closed: Option<oneshot::Sender<()>> = None;
-    let group_id = machine.config().group_id.clone();
-    loop {
-        let now = Instant::now().into_std();
-        while let Some(out) = machine.poll_request(now) {
-            in_flight.spawn(out.id, send(pool.clone(), group_id.clone(), out));
+/// The offsets task: the commit machine driven by kcon-pool's driver, answering the handle's
+/// commits and fetches.
+struct OffsetsTask {
+    commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>>,
+    fetch_replies: HashMap<FetchId, oneshot::Sender<FetchResult>>,
+    /// Set by `close`: the task ends once no commit is queued or in flight.
+    closed: Option<oneshot::Sender<()>>,
+    /// Every handle is gone.
+    abandoned: bool,
+    group_id: String,
+}
+
+impl Drive for OffsetsTask {
+    type Machine = CommitMachine;
+    type Command = Command;
+
+    fn send(
+        &self,
+        pool: &Pool,
+        out: Outgoing,
+    ) -> impl Future<Output = Result<OffsetsResponse, RequestFailure>> + Send + 'static {
+        send(pool.clone(), self.group_id.clone(), out)
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut CommitMachine,
+        _pool: &Pool,
+        now: std::time::Instant,
+        command: Option<Command>,
+    ) {
+        let Some(command) = command else {
+            self.abandoned = true;
+            return;
+        };
+        // After close only the member's changes count: the final commit carries the
+        // generation the member has when it goes out. Anything else is dropped, and its
+        // caller told the task has stopped.
+        if self.closed.is_some() && !matches!(command, Command::Membership(_)) {
+            return;
         }
-        while let Some(event) = machine.poll_event() {
-            match event {
-                OffsetsEvent::Committed { id, kind, result } => {
-                    if let Some(reply) = commit_replies.remove(&id) {
-                        let _ = reply.send(result);
-                    } else if let Err(e) = result
-                        && kind == CommitKind::Auto
-                    {
-                        warn!(group = %group_id, error = %e, "auto-commit failed");
-                    }
-                }
-                OffsetsEvent::Fetched { id, result } => {
-                    if let Some(reply) = fetch_replies.remove(&id) {
-                        let _ = reply.send(result);
-                    }
-                }
+        match command {
+            Command::Store(tp, o) => machine.store(tp, o),
+            Command::Commit {
+                kind,
+                offsets,
+                reply,
+            } => {
+                let id = match offsets {
+                    Some(o) => machine.commit(now, kind, o),
+                    None => machine.commit_stored(now, kind),
+                };
+                self.commit_replies.insert(id, reply);
             }
-        }
-        if closed.is_some() && machine.commits_idle() {
-            if let Some(done) = closed.take() {
-                let _ = done.send(());
+            Command::Fetch { partitions, reply } => {
+                let id = machine.fetch_committed(now, partitions);
+                self.fetch_replies.insert(id, reply);
             }
-            break;
-        }
-        let deadline = machine.poll_timeout().map(Instant::from_std);
-        tokio::select! {
-            (id, result) = in_flight.next() => {
-                machine.handle_response(Instant::now().into_std(), id, result);
-            }
-            changed = async { member.as_mut()?.changed().await.ok() }, if member.is_some() => {
-                match changed {
-                    Some(()) => {
-                        if let Some(m) = &member {
-                            follow(&mut machine, m.borrow().clone());
-                        }
-                    }
-                    // The member is gone: keep its last generation (commits will be refused
-                    // if it is over, which is the truth).
-                    None => member = None,
-                }
-            }
-            command = commands.recv(), if closed.is_none() => {
-                let now = Instant::now().into_std();
-                match command {
-                    Some(Command::Store(tp, o)) => machine.store(tp, o),
-                    Some(Command::Commit { kind, offsets, reply }) => {
-                        let id = match offsets {
-                            Some(o) => machine.commit(kind, o, now),
-                            None => machine.commit_stored(kind, now),
-                        };
-                        commit_replies.insert(id, reply);
-                    }
-                    Some(Command::Fetch { partitions, reply }) => {
-                        let id = machine.fetch_committed(partitions, now);
-                        fetch_replies.insert(id, reply);
-                    }
-                    Some(Command::Generation(g, m)) => machine.set_generation(g, m),
-                    Some(Command::Coordinator(c)) => machine.set_coordinator(c),
-                    Some(Command::Follow(m)) => {
-                        follow(&mut machine, m.borrow().clone());
-                        member = Some(m);
-                    }
-                    Some(Command::Forget(ps)) => machine.forget(&ps),
-                    Some(Command::Close(done)) => {
-                        machine.close(now);
-                        closed = Some(done);
-                    }
-                    None => break,
-                }
-            }
-            _ = sleep_until(deadline) => {
-                machine.handle_timeout(Instant::now().into_std());
+            Command::Generation(g, m) => machine.set_generation(g, m),
+            Command::Coordinator(c) => machine.set_coordinator(c),
+            Command::Membership(m) => follow(machine, m),
+            Command::Forget(ps) => machine.forget(&ps),
+            Command::Close(done) => {
+                machine.close(now);
+                self.closed = Some(done);
             }
         }
     }
-    debug!(group = %group_id, "offsets task ends");
+
+    fn event(
+        &mut self,
+        _machine: &mut CommitMachine,
+        _now: std::time::Instant,
+        event: OffsetsEvent,
+    ) {
+        match event {
+            OffsetsEvent::Committed { id, kind, result } => {
+                if let Some(reply) = self.commit_replies.remove(&id) {
+                    let _ = reply.send(result);
+                } else if let Err(e) = result
+                    && kind == CommitKind::Auto
+                {
+                    warn!(group = %self.group_id, error = %e, "auto-commit failed");
+                }
+            }
+            OffsetsEvent::Fetched { id, result } => {
+                if let Some(reply) = self.fetch_replies.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    fn settled(&mut self, machine: &CommitMachine) -> bool {
+        let closed = self.closed.is_some() && machine.commits_idle();
+        if closed && let Some(done) = self.closed.take() {
+            let _ = done.send(());
+        }
+        let done = closed || self.abandoned;
+        if done {
+            debug!(group = %self.group_id, "offsets task ends");
+        }
+        done
+    }
 }
 
 /// Commits from now on carry `m`'s generation and member id, and go to its coordinator when it
@@ -292,10 +330,7 @@ async fn send(
     group_id: String,
     out: Outgoing,
 ) -> Result<OffsetsResponse, RequestFailure> {
-    let target = match &out.target {
-        Target::Coordinator(c) => BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
-        _ => BrokerTarget::Any,
-    };
+    let target = BrokerTarget::from(&out.target);
     let timeout = out.timeout.unwrap_or(pool.config().request_timeout);
     let conn = pool
         .connection(target)

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::{ExponentialBackoff, IsolationLevel};
+use kcon_core::{ExponentialBackoff, IsolationLevel, Machine};
 use tracing::{debug, warn};
 
 use crate::config::OffsetsConfig;
@@ -270,20 +270,20 @@ impl CommitMachine {
     /// Commits every stored offset: all of them for a sync or async commit (like the Java
     /// client's `commitSync()`, which resends unchanged offsets), only those not yet
     /// acknowledged for an auto commit. Nothing to commit completes at once, successfully.
-    pub fn commit_stored(&mut self, kind: CommitKind, now: Instant) -> CommitId {
+    pub fn commit_stored(&mut self, now: Instant, kind: CommitKind) -> CommitId {
         let offsets = match kind {
             CommitKind::Auto => self.uncommitted(),
             _ => self.stored.clone(),
         };
-        self.commit(kind, offsets, now)
+        self.commit(now, kind, offsets)
     }
 
     /// Commits `offsets` (each already the next offset to consume).
     pub fn commit(
         &mut self,
+        now: Instant,
         kind: CommitKind,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-        now: Instant,
     ) -> CommitId {
         let id = CommitId(self.next());
         if offsets.is_empty() && !self.tail_mergeable(kind) {
@@ -318,8 +318,8 @@ impl CommitMachine {
     /// UNSTABLE_OFFSET_COMMIT is retried.
     pub fn fetch_committed(
         &mut self,
-        partitions: Option<BTreeSet<TopicPartition>>,
         now: Instant,
+        partitions: Option<BTreeSet<TopicPartition>>,
     ) -> FetchId {
         let id = FetchId(self.next());
         self.fetches.insert(
@@ -345,155 +345,7 @@ impl CommitMachine {
         if !self.config.enable_auto_commit || self.uncommitted().is_empty() {
             return None;
         }
-        Some(self.commit_stored(CommitKind::Auto, now))
-    }
-
-    /// The next request to send.
-    pub fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        if self.coordinator.is_due(now, self.needs_coordinator()) {
-            let id = self.request_id();
-            self.coordinator.sent(id);
-            self.in_flight.insert(id, InFlight::Find);
-            return Some(Outgoing {
-                id,
-                target: Target::Any,
-                request: OffsetsRequest::FindCoordinator {
-                    group_id: self.config.group_id.clone(),
-                },
-                timeout: None,
-            });
-        }
-        let coordinator = self.coordinator.known()?.clone();
-        if let Some(front) = self.commits.front()
-            && front.in_flight.is_none()
-            && front.retry_at.is_none_or(|t| t <= now)
-        {
-            let request = CommitRequest {
-                group_id: self.config.group_id.clone(),
-                generation_id: self.generation_id,
-                member_id: self.member_id.clone(),
-                group_instance_id: self.config.group_instance_id.clone(),
-                offsets: front.offsets.clone(),
-            };
-            let cid = front.id;
-            let id = self.request_id();
-            // Invariant: `front` was just seen.
-            self.commits.front_mut().expect("a queued commit").in_flight = Some(id);
-            self.in_flight.insert(id, InFlight::Commit(cid));
-            return Some(Outgoing {
-                id,
-                target: Target::Coordinator(coordinator),
-                request: OffsetsRequest::OffsetCommit(request),
-                timeout: None,
-            });
-        }
-        let fid = self
-            .fetches
-            .iter()
-            .find(|(_, f)| f.in_flight.is_none() && f.retry_at.is_none_or(|t| t <= now))
-            .map(|(id, _)| *id)?;
-        let id = self.request_id();
-        // Invariant: `fid` was just found in the map.
-        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
-        fetch.in_flight = Some(id);
-        let request = FetchRequest {
-            group_id: self.config.group_id.clone(),
-            partitions: fetch.partitions.clone(),
-            require_stable: self.config.isolation_level == IsolationLevel::ReadCommitted,
-        };
-        self.in_flight.insert(id, InFlight::Fetch(fid));
-        Some(Outgoing {
-            id,
-            target: Target::Coordinator(coordinator),
-            request: OffsetsRequest::OffsetFetch(request),
-            timeout: None,
-        })
-    }
-
-    /// The next event.
-    pub fn poll_event(&mut self) -> Option<OffsetsEvent> {
-        self.events.pop_front()
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of the auto-commit
-    /// timer, a retry backoff ending, or a deadline of something waiting to be retried.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.timers.auto_commit;
-        let mut min = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        min(self.coordinator.retry_at(self.needs_coordinator()));
-        if let Some(c) = self.commits.front()
-            && c.in_flight.is_none()
-        {
-            min(c.retry_at);
-            min(Some(c.deadline));
-        }
-        for f in self.fetches.values().filter(|f| f.in_flight.is_none()) {
-            min(f.retry_at);
-            min(Some(f.deadline));
-        }
-        t
-    }
-
-    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
-    /// waiting to be retried.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(at) = self.timers.auto_commit
-            && at <= now
-        {
-            self.timers.auto_commit = Some(now + self.config.auto_commit_interval);
-            // Auto-commit skips a round while an earlier auto-commit is still queued or in
-            // flight with nothing new stored, as the Java client's
-            // `maybeAutoCommitOffsetsAsync` sends only when it has something to send.
-            let uncommitted = self.uncommitted();
-            if !uncommitted.is_empty() {
-                debug!(partitions = uncommitted.len(), "auto-commit");
-                self.commit(CommitKind::Auto, uncommitted, now);
-            }
-        }
-        if let Some(c) = self.commits.front()
-            && c.in_flight.is_none()
-            && c.deadline <= now
-        {
-            // Invariant: `front` was just seen.
-            let c = self.commits.pop_front().expect("a queued commit");
-            let last = c.last_error.clone();
-            self.complete_commit(c, Err(CommitError::TimedOut { last }));
-        }
-        let expired: Vec<FetchId> = self
-            .fetches
-            .iter()
-            .filter(|(_, f)| f.in_flight.is_none() && f.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            // Invariant: the ids were just collected from the map.
-            let f = self.fetches.remove(&id).expect("a pending fetch");
-            self.events.push_back(OffsetsEvent::Fetched {
-                id,
-                result: Err(FetchError::TimedOut { last: f.last_error }),
-            });
-        }
-    }
-
-    /// Feeds the answer, or failure, of request `id`.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<OffsetsResponse, RequestFailure>,
-    ) {
-        let Some(what) = self.in_flight.remove(&id) else {
-            return;
-        };
-        match what {
-            InFlight::Find => self.on_find(now, id, result),
-            InFlight::Commit(cid) => self.on_commit(now, id, cid, result),
-            InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
-        }
+        Some(self.commit_stored(now, CommitKind::Auto))
     }
 
     fn on_find(
@@ -779,6 +631,160 @@ impl CommitMachine {
     }
 }
 
+impl Machine for CommitMachine {
+    type Request = OffsetsRequest;
+    type Response = OffsetsResponse;
+    type Event = OffsetsEvent;
+
+    /// The next request to send.
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        if self.coordinator.is_due(now, self.needs_coordinator()) {
+            let id = self.request_id();
+            self.coordinator.sent(id);
+            self.in_flight.insert(id, InFlight::Find);
+            return Some(Outgoing {
+                id,
+                target: Target::Any,
+                request: OffsetsRequest::FindCoordinator {
+                    group_id: self.config.group_id.clone(),
+                },
+                timeout: None,
+            });
+        }
+        let coordinator = self.coordinator.known()?.clone();
+        if let Some(front) = self.commits.front()
+            && front.in_flight.is_none()
+            && front.retry_at.is_none_or(|t| t <= now)
+        {
+            let request = CommitRequest {
+                group_id: self.config.group_id.clone(),
+                generation_id: self.generation_id,
+                member_id: self.member_id.clone(),
+                group_instance_id: self.config.group_instance_id.clone(),
+                offsets: front.offsets.clone(),
+            };
+            let cid = front.id;
+            let id = self.request_id();
+            // Invariant: `front` was just seen.
+            self.commits.front_mut().expect("a queued commit").in_flight = Some(id);
+            self.in_flight.insert(id, InFlight::Commit(cid));
+            return Some(Outgoing {
+                id,
+                target: Target::Coordinator(coordinator),
+                request: OffsetsRequest::OffsetCommit(request),
+                timeout: None,
+            });
+        }
+        let fid = self
+            .fetches
+            .iter()
+            .find(|(_, f)| f.in_flight.is_none() && f.retry_at.is_none_or(|t| t <= now))
+            .map(|(id, _)| *id)?;
+        let id = self.request_id();
+        // Invariant: `fid` was just found in the map.
+        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
+        fetch.in_flight = Some(id);
+        let request = FetchRequest {
+            group_id: self.config.group_id.clone(),
+            partitions: fetch.partitions.clone(),
+            require_stable: self.config.isolation_level == IsolationLevel::ReadCommitted,
+        };
+        self.in_flight.insert(id, InFlight::Fetch(fid));
+        Some(Outgoing {
+            id,
+            target: Target::Coordinator(coordinator),
+            request: OffsetsRequest::OffsetFetch(request),
+            timeout: None,
+        })
+    }
+
+    /// The next event.
+    fn poll_event(&mut self) -> Option<OffsetsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of the auto-commit
+    /// timer, a retry backoff ending, or a deadline of something waiting to be retried.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.timers.auto_commit;
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        min(self.coordinator.retry_at(self.needs_coordinator()));
+        if let Some(c) = self.commits.front()
+            && c.in_flight.is_none()
+        {
+            min(c.retry_at);
+            min(Some(c.deadline));
+        }
+        for f in self.fetches.values().filter(|f| f.in_flight.is_none()) {
+            min(f.retry_at);
+            min(Some(f.deadline));
+        }
+        t
+    }
+
+    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
+    /// waiting to be retried.
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(at) = self.timers.auto_commit
+            && at <= now
+        {
+            self.timers.auto_commit = Some(now + self.config.auto_commit_interval);
+            // Auto-commit skips a round while an earlier auto-commit is still queued or in
+            // flight with nothing new stored, as the Java client's
+            // `maybeAutoCommitOffsetsAsync` sends only when it has something to send.
+            let uncommitted = self.uncommitted();
+            if !uncommitted.is_empty() {
+                debug!(partitions = uncommitted.len(), "auto-commit");
+                self.commit(now, CommitKind::Auto, uncommitted);
+            }
+        }
+        if let Some(c) = self.commits.front()
+            && c.in_flight.is_none()
+            && c.deadline <= now
+        {
+            // Invariant: `front` was just seen.
+            let c = self.commits.pop_front().expect("a queued commit");
+            let last = c.last_error.clone();
+            self.complete_commit(c, Err(CommitError::TimedOut { last }));
+        }
+        let expired: Vec<FetchId> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.in_flight.is_none() && f.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            // Invariant: the ids were just collected from the map.
+            let f = self.fetches.remove(&id).expect("a pending fetch");
+            self.events.push_back(OffsetsEvent::Fetched {
+                id,
+                result: Err(FetchError::TimedOut { last: f.last_error }),
+            });
+        }
+    }
+
+    /// Feeds the answer, or failure, of request `id`.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        let Some(what) = self.in_flight.remove(&id) else {
+            return;
+        };
+        match what {
+            InFlight::Find => self.on_find(now, id, result),
+            InFlight::Commit(cid) => self.on_commit(now, id, cid, result),
+            InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
+        }
+    }
+}
+
 impl PendingCommit {
     /// Takes `earlier`'s offsets along (this commit's own win per partition) and reports
     /// `earlier` superseded.
@@ -929,10 +935,7 @@ mod tests {
 
     const T0: u64 = 1_000;
 
-    struct Harness {
-        m: CommitMachine,
-        now: Instant,
-    }
+    type Harness = kcon_core::harness::Harness<CommitMachine>;
 
     fn coordinator(id: i32) -> Coordinator {
         Coordinator {
@@ -953,33 +956,21 @@ mod tests {
         c
     }
 
-    impl Harness {
-        fn new(config: OffsetsConfig) -> Harness {
-            let now = Instant::now() + Duration::from_secs(T0);
-            Harness {
-                m: CommitMachine::new(config, now, 7),
-                now,
-            }
-        }
+    fn harness(config: OffsetsConfig) -> Harness {
+        let now = Instant::now() + Duration::from_secs(T0);
+        Harness::new(CommitMachine::new(config, now, 7), now)
+    }
 
-        fn advance(&mut self, d: Duration) {
-            self.now += d;
-            self.m.handle_timeout(self.now);
-        }
+    /// What the commit machine's tests script beyond the harness.
+    trait Script {
+        fn expect_request(&mut self) -> Outgoing;
+        fn find(&mut self, id: i32);
+        fn expect_commit(&mut self) -> (RequestId, CommitRequest);
+        fn answer_commit(&mut self, id: RequestId, c: &CommitRequest, code: i16);
+        fn committed(&mut self) -> Vec<(CommitId, CommitResult)>;
+    }
 
-        /// Advances to the machine's next timer.
-        fn run_to_timeout(&mut self) -> Duration {
-            let at = self.m.poll_timeout().expect("a timer");
-            let d = at.saturating_duration_since(self.now);
-            self.now = at.max(self.now);
-            self.m.handle_timeout(self.now);
-            d
-        }
-
-        fn request(&mut self) -> Option<Outgoing> {
-            self.m.poll_request(self.now)
-        }
-
+    impl Script for Harness {
         fn expect_request(&mut self) -> Outgoing {
             self.request().expect("a request")
         }
@@ -1002,10 +993,6 @@ mod tests {
             );
         }
 
-        fn answer(&mut self, id: RequestId, r: OffsetsResponse) {
-            self.m.handle_response(self.now, id, Ok(r));
-        }
-
         fn expect_commit(&mut self) -> (RequestId, CommitRequest) {
             let out = self.expect_request();
             match out.request {
@@ -1017,10 +1004,6 @@ mod tests {
         fn answer_commit(&mut self, id: RequestId, c: &CommitRequest, code: i16) {
             let partitions = c.offsets.keys().map(|tp| (tp.clone(), code)).collect();
             self.answer(id, OffsetsResponse::OffsetCommit { partitions });
-        }
-
-        fn events(&mut self) -> Vec<OffsetsEvent> {
-            std::iter::from_fn(|| self.m.poll_event()).collect()
         }
 
         fn committed(&mut self) -> Vec<(CommitId, CommitResult)> {
@@ -1040,10 +1023,10 @@ mod tests {
     /// member's generation; the acknowledgement completes the sync commit.
     #[test]
     fn sync_commit_sends_the_next_offset_with_epoch_and_generation() {
-        let mut h = Harness::new(config(false));
-        h.m.set_generation(5, "member-1");
-        h.m.store_offset(tp(0), 41, Some(3));
-        let id = h.m.commit_stored(CommitKind::Sync, h.now);
+        let mut h = harness(config(false));
+        h.machine.set_generation(5, "member-1");
+        h.machine.store_offset(tp(0), 41, Some(3));
+        let id = h.machine.commit_stored(h.now, CommitKind::Sync);
         h.find(2);
         let (rid, c) = h.expect_commit();
         assert_eq!(c.generation_id, 5);
@@ -1062,16 +1045,16 @@ mod tests {
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].0, id);
         assert_eq!(done[0].1.as_ref().unwrap()[&tp(0)].offset, 42);
-        assert_eq!(h.m.committed()[&tp(0)].offset, 42);
-        assert!(h.m.commits_idle());
+        assert_eq!(h.machine.committed()[&tp(0)].offset, 42);
+        assert!(h.machine.commits_idle());
     }
 
     /// Outside a generation a commit is an inactive group's: generation -1, empty member id.
     #[test]
     fn commits_outside_a_generation_are_an_inactive_groups() {
-        let mut h = Harness::new(config(false));
-        h.m.store(tp(1), OffsetAndMetadata::new(7));
-        h.m.commit_stored(CommitKind::Sync, h.now);
+        let mut h = harness(config(false));
+        h.machine.store(tp(1), OffsetAndMetadata::new(7));
+        h.machine.commit_stored(h.now, CommitKind::Sync);
         h.find(1);
         let (_, c) = h.expect_commit();
         assert_eq!((c.generation_id, c.member_id.as_str()), (-1, ""));
@@ -1081,19 +1064,19 @@ mod tests {
     /// (in the next generation) sends them again.
     #[test]
     fn rebalance_in_progress_fails_and_keeps_offsets_stored() {
-        let mut h = Harness::new(config(false));
-        h.m.set_generation(1, "m");
-        h.m.store_offset(tp(0), 9, None);
-        h.m.commit_stored(CommitKind::Sync, h.now);
+        let mut h = harness(config(false));
+        h.machine.set_generation(1, "m");
+        h.machine.store_offset(tp(0), 9, None);
+        h.machine.commit_stored(h.now, CommitKind::Sync);
         h.find(1);
         let (rid, c) = h.expect_commit();
         h.answer_commit(rid, &c, code::REBALANCE_IN_PROGRESS);
         let done = h.committed();
         assert_eq!(done[0].1, Err(CommitError::RebalanceInProgress));
-        assert_eq!(h.m.stored()[&tp(0)].offset, 10);
-        assert!(h.m.committed().is_empty());
-        h.m.set_generation(2, "m");
-        h.m.commit_stored(CommitKind::Auto, h.now);
+        assert_eq!(h.machine.stored()[&tp(0)].offset, 10);
+        assert!(h.machine.committed().is_empty());
+        h.machine.set_generation(2, "m");
+        h.machine.commit_stored(h.now, CommitKind::Auto);
         let (rid, c) = h.expect_commit();
         assert_eq!((c.generation_id, c.offsets[&tp(0)].offset), (2, 10));
         h.answer_commit(rid, &c, 0);
@@ -1113,9 +1096,9 @@ mod tests {
             (29, false),
             (30, false),
         ] {
-            let mut h = Harness::new(config(false));
-            h.m.store_offset(tp(0), 1, None);
-            h.m.commit_stored(CommitKind::Sync, h.now);
+            let mut h = harness(config(false));
+            h.machine.store_offset(tp(0), 1, None);
+            h.machine.commit_stored(h.now, CommitKind::Sync);
             h.find(1);
             let (rid, c) = h.expect_commit();
             h.answer_commit(rid, &c, code);
@@ -1129,7 +1112,7 @@ mod tests {
             );
             assert_eq!(e.is_generation_lost(), lost, "{code}");
             assert!(h.request().is_none(), "error {code} was retried");
-            assert!(h.m.poll_timeout().is_none());
+            assert!(h.machine.poll_timeout().is_none());
         }
     }
 
@@ -1142,14 +1125,14 @@ mod tests {
             Some(code::COORDINATOR_NOT_AVAILABLE),
             None,
         ] {
-            let mut h = Harness::new(config(false));
-            h.m.store_offset(tp(0), 1, None);
-            h.m.commit_stored(CommitKind::Sync, h.now);
+            let mut h = harness(config(false));
+            h.machine.store_offset(tp(0), 1, None);
+            h.machine.commit_stored(h.now, CommitKind::Sync);
             h.find(1);
             let (rid, c) = h.expect_commit();
             match fail {
                 Some(code) => h.answer_commit(rid, &c, code),
-                None => h.m.handle_response(
+                None => h.machine.handle_response(
                     h.now,
                     rid,
                     Err(RequestFailure {
@@ -1159,7 +1142,7 @@ mod tests {
                 ),
             }
             assert!(h.committed().is_empty());
-            assert!(h.m.coordinator().is_none());
+            assert!(h.machine.coordinator().is_none());
             // The lookup happens at once; the commit waits for its backoff.
             h.find(2);
             assert!(h.request().is_none());
@@ -1184,9 +1167,9 @@ mod tests {
     fn load_in_progress_retries_until_the_deadline() {
         let mut cfg = config(false);
         cfg.default_api_timeout = Duration::from_secs(3);
-        let mut h = Harness::new(cfg);
-        h.m.store_offset(tp(0), 1, None);
-        h.m.commit_stored(CommitKind::Sync, h.now);
+        let mut h = harness(cfg);
+        h.machine.store_offset(tp(0), 1, None);
+        h.machine.commit_stored(h.now, CommitKind::Sync);
         h.find(1);
         let start = h.now;
         let mut sends = 0;
@@ -1223,19 +1206,19 @@ mod tests {
     /// carries its partitions; commits go one at a time, in order.
     #[test]
     fn later_async_commit_supersedes_a_queued_one() {
-        let mut h = Harness::new(config(false));
-        h.m.store_offset(tp(0), 1, None);
-        let first = h.m.commit_stored(CommitKind::Async, h.now);
+        let mut h = harness(config(false));
+        h.machine.store_offset(tp(0), 1, None);
+        let first = h.machine.commit_stored(h.now, CommitKind::Async);
         h.find(1);
         let (rid1, c1) = h.expect_commit();
         // While `first` is in flight, two more async commits: the later (`third`) supersedes
         // the queued `second`.
-        h.m.store_offset(tp(0), 5, None);
-        h.m.store_offset(tp(1), 2, None);
+        h.machine.store_offset(tp(0), 5, None);
+        h.machine.store_offset(tp(1), 2, None);
         let mut only_p1 = BTreeMap::new();
         only_p1.insert(tp(1), OffsetAndMetadata::new(3));
-        let second = h.m.commit_stored(CommitKind::Async, h.now);
-        let third = h.m.commit(CommitKind::Async, only_p1, h.now);
+        let second = h.machine.commit_stored(h.now, CommitKind::Async);
+        let third = h.machine.commit(h.now, CommitKind::Async, only_p1);
         assert!(
             h.request().is_none(),
             "the second commit waits for the first"
@@ -1254,16 +1237,16 @@ mod tests {
         h.answer_commit(rid3, &c3, 0);
         let done = h.committed();
         assert_eq!(done[0].0, third);
-        assert_eq!(h.m.committed()[&tp(0)].offset, 6);
+        assert_eq!(h.machine.committed()[&tp(0)].offset, 6);
     }
 
     /// A sync commit is never merged: it completes with its own acknowledgement.
     #[test]
     fn sync_commits_are_not_superseded() {
-        let mut h = Harness::new(config(false));
-        h.m.store_offset(tp(0), 1, None);
-        let a = h.m.commit_stored(CommitKind::Sync, h.now);
-        let b = h.m.commit_stored(CommitKind::Async, h.now);
+        let mut h = harness(config(false));
+        h.machine.store_offset(tp(0), 1, None);
+        let a = h.machine.commit_stored(h.now, CommitKind::Sync);
+        let b = h.machine.commit_stored(h.now, CommitKind::Async);
         h.find(1);
         let (r, c) = h.expect_commit();
         h.answer_commit(r, &c, 0);
@@ -1281,14 +1264,14 @@ mod tests {
     /// instead of being sent twice.
     #[test]
     fn retried_async_commit_merges_into_the_next() {
-        let mut h = Harness::new(config(false));
-        h.m.store_offset(tp(0), 1, None);
-        let a = h.m.commit_stored(CommitKind::Async, h.now);
+        let mut h = harness(config(false));
+        h.machine.store_offset(tp(0), 1, None);
+        let a = h.machine.commit_stored(h.now, CommitKind::Async);
         h.find(1);
         let (r, c) = h.expect_commit();
         let mut p1 = BTreeMap::new();
         p1.insert(tp(1), OffsetAndMetadata::new(9));
-        let b = h.m.commit(CommitKind::Async, p1, h.now);
+        let b = h.machine.commit(h.now, CommitKind::Async, p1);
         h.answer_commit(r, &c, code::COORDINATOR_LOAD_IN_PROGRESS);
         assert_eq!(
             h.committed(),
@@ -1305,14 +1288,20 @@ mod tests {
     /// acknowledged, and sends nothing when there is nothing new.
     #[test]
     fn auto_commit_runs_on_its_interval() {
-        let mut h = Harness::new(config(true));
+        let mut h = harness(config(true));
         let start = h.now;
-        assert_eq!(h.m.poll_timeout(), Some(start + Duration::from_secs(1)));
+        assert_eq!(
+            h.machine.poll_timeout(),
+            Some(start + Duration::from_secs(1))
+        );
         // Nothing stored: the timer fires and sends nothing.
         h.run_to_timeout();
         assert!(h.request().is_none());
-        assert_eq!(h.m.poll_timeout(), Some(start + Duration::from_secs(2)));
-        h.m.store_offset(tp(0), 10, Some(1));
+        assert_eq!(
+            h.machine.poll_timeout(),
+            Some(start + Duration::from_secs(2))
+        );
+        h.machine.store_offset(tp(0), 10, Some(1));
         h.advance(Duration::from_millis(500));
         assert!(h.request().is_none(), "auto-commit before its interval");
         assert_eq!(h.run_to_timeout(), Duration::from_millis(500));
@@ -1325,7 +1314,7 @@ mod tests {
         h.run_to_timeout();
         assert!(h.request().is_none());
         // A new offset goes in the next round, and only that partition's.
-        h.m.store_offset(tp(1), 3, None);
+        h.machine.store_offset(tp(1), 3, None);
         h.run_to_timeout();
         let (_, c) = h.expect_commit();
         assert_eq!(c.offsets.keys().cloned().collect::<Vec<_>>(), vec![tp(1)]);
@@ -1334,20 +1323,20 @@ mod tests {
     /// Close commits what auto-commit has not yet; without auto-commit it commits nothing.
     #[test]
     fn close_makes_the_final_auto_commit() {
-        let mut h = Harness::new(config(true));
-        h.m.store_offset(tp(0), 1, None);
-        assert!(h.m.close(h.now).is_some());
+        let mut h = harness(config(true));
+        h.machine.store_offset(tp(0), 1, None);
+        assert!(h.machine.close(h.now).is_some());
         assert!(
-            h.m.poll_timeout().is_some_and(|t| t > h.now),
+            h.machine.poll_timeout().is_some_and(|t| t > h.now),
             "only the commit's deadline"
         );
         h.find(1);
         let (r, c) = h.expect_commit();
         h.answer_commit(r, &c, 0);
-        assert!(h.m.commits_idle());
-        let mut h = Harness::new(config(false));
-        h.m.store_offset(tp(0), 1, None);
-        assert!(h.m.close(h.now).is_none());
+        assert!(h.machine.commits_idle());
+        let mut h = harness(config(false));
+        h.machine.store_offset(tp(0), 1, None);
+        assert!(h.machine.close(h.now).is_none());
     }
 
     fn fetch_answer(error_code: i16, parts: &[(i32, i16, i64)]) -> OffsetsResponse {
@@ -1382,9 +1371,9 @@ mod tests {
     fn fetch_requires_stable_and_retries_unstable() {
         let mut cfg = config(false);
         cfg.isolation_level = IsolationLevel::ReadCommitted;
-        let mut h = Harness::new(cfg);
+        let mut h = harness(cfg);
         let asked: BTreeSet<_> = [tp(0), tp(1)].into();
-        let id = h.m.fetch_committed(Some(asked), h.now);
+        let id = h.machine.fetch_committed(h.now, Some(asked));
         h.find(1);
         let (r, f) = expect_fetch(&mut h);
         assert!(f.require_stable);
@@ -1408,15 +1397,15 @@ mod tests {
         assert_eq!(*got, id);
         assert_eq!(map[&tp(0)].as_ref().map(|o| o.offset), Some(12));
         assert_eq!(map[&tp(1)], None);
-        assert_eq!(h.m.committed()[&tp(0)].offset, 12);
+        assert_eq!(h.machine.committed()[&tp(0)].offset, 12);
     }
 
     /// UNSTABLE_OFFSET_COMMIT at the group level (where librdkafka's mock cluster puts it) is
     /// retried like the partition-level one.
     #[test]
     fn group_level_unstable_offset_commit_is_retried() {
-        let mut h = Harness::new(config(false));
-        h.m.fetch_committed(None, h.now);
+        let mut h = harness(config(false));
+        h.machine.fetch_committed(h.now, None);
         h.find(1);
         let (r, _) = expect_fetch(&mut h);
         h.answer(r, fetch_answer(code::UNSTABLE_OFFSET_COMMIT, &[]));
@@ -1434,8 +1423,8 @@ mod tests {
     /// GROUP_AUTHORIZATION_FAILED and partition errors fail.
     #[test]
     fn fetch_errors() {
-        let mut h = Harness::new(config(false));
-        h.m.fetch_committed(None, h.now);
+        let mut h = harness(config(false));
+        h.machine.fetch_committed(h.now, None);
         h.find(1);
         let (r, f) = expect_fetch(&mut h);
         assert!(!f.require_stable && f.partitions.is_none());
@@ -1458,7 +1447,7 @@ mod tests {
             ),
             "{ev:?}"
         );
-        h.m.fetch_committed(None, h.now);
+        h.machine.fetch_committed(h.now, None);
         let (r, _) = expect_fetch(&mut h);
         h.answer(r, fetch_answer(0, &[(0, 29, -1)]));
         let ev = h.events();
@@ -1478,9 +1467,9 @@ mod tests {
     /// lookup errors back off.
     #[test]
     fn coordinator_lookup_errors() {
-        let mut h = Harness::new(config(false));
-        h.m.store_offset(tp(0), 1, None);
-        h.m.commit_stored(CommitKind::Sync, h.now);
+        let mut h = harness(config(false));
+        h.machine.store_offset(tp(0), 1, None);
+        h.machine.commit_stored(h.now, CommitKind::Sync);
         let out = h.expect_request();
         h.answer(
             out.id,
@@ -1508,11 +1497,11 @@ mod tests {
     /// Answers to requests the machine no longer waits for, and unknown ids, are ignored.
     #[test]
     fn stray_answers_are_ignored() {
-        let mut h = Harness::new(config(false));
+        let mut h = harness(config(false));
         h.answer(RequestId::new(999), fetch_answer(0, &[]));
-        h.m.store_offset(tp(0), 1, None);
-        h.m.set_coordinator(Some(coordinator(3)));
-        h.m.commit_stored(CommitKind::Sync, h.now);
+        h.machine.store_offset(tp(0), 1, None);
+        h.machine.set_coordinator(Some(coordinator(3)));
+        h.machine.commit_stored(h.now, CommitKind::Sync);
         let (r, c) = h.expect_commit();
         h.answer_commit(r, &c, 0);
         h.answer_commit(r, &c, ILLEGAL_GENERATION_FOR_TEST);

@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
 use tracing::debug;
 
-use kcon_core::{ConfigError, ExponentialBackoff};
+use kcon_core::{ConfigError, ExponentialBackoff, Target};
 
 use crate::config::PoolConfig;
 use crate::connection::{Connection, Security};
@@ -184,6 +184,18 @@ pub enum BrokerTarget {
     Broker(i32),
     /// The broker with this id, on a connection of its own for this purpose.
     Dedicated(i32, Purpose),
+}
+
+/// Where a machine's request goes on the pool's connections: the coordinator on its own
+/// connection (heartbeats and commits never wait behind a fetch), a broker on its shared one.
+impl From<&Target> for BrokerTarget {
+    fn from(target: &Target) -> BrokerTarget {
+        match target {
+            Target::Any => BrokerTarget::Any,
+            Target::Coordinator(c) => BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+            Target::Broker(id) => BrokerTarget::Broker(*id),
+        }
+    }
 }
 
 /// Why a request needs a connection apart from the broker's shared one.

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use kcon_core::coordinator::FoundCoordinator;
-use kcon_core::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
+use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
     GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse, MemberState, RevocationId,
@@ -387,7 +387,7 @@ impl Sim {
             node.outstanding.clear();
         }
         let mut machine = GroupMachine::new(node.config.clone(), now, seed);
-        machine.subscribe(node.topics.iter().cloned(), now);
+        machine.subscribe(now, node.topics.iter().cloned());
         node.machine = Some(machine);
         node.app.owned.clear();
         node.app.pending.clear();
@@ -431,7 +431,7 @@ impl Sim {
         let now = self.now;
         self.nodes[i].topics = topics.iter().map(|t| (*t).to_owned()).collect();
         if let Some(m) = self.nodes[i].machine.as_mut() {
-            m.subscribe(topics.iter().copied(), now);
+            m.subscribe(now, topics.iter().copied());
             self.drain(i);
             self.check_invariants();
         }
@@ -744,7 +744,7 @@ impl Sim {
                     return;
                 }
                 m.application_polled(now);
-                m.metadata_updated(&self.topics, now);
+                m.metadata_updated(now, &self.topics);
                 self.drain(member);
                 self.schedule_poll(member);
             }
@@ -1035,7 +1035,7 @@ impl Sim {
             node.app.owned.remove(tp);
         }
         if let Some(m) = node.machine.as_mut() {
-            m.revocation_done(id, now);
+            m.revocation_done(now, id);
             self.drain(i);
         }
     }
