@@ -106,7 +106,11 @@ impl Producer {
         Producer {
             shared: Arc::new(Shared {
                 commands,
-                memory: Arc::new(Semaphore::new(config.buffer_memory)),
+                // Invariant: buffer.memory is at most u32::MAX; the clamp only matters where usize is
+                // narrow.
+                memory: Arc::new(Semaphore::new(
+                    config.buffer_memory.min(Semaphore::MAX_PERMITS),
+                )),
                 config,
                 pool,
                 stats,
