@@ -1,6 +1,9 @@
-//! Support for kcon-produce's tests against Tansu (`tests/produce_tansu.rs`): a proxy in front
-//! of a broker that loses the answer to a chosen request, so that the producer must retry a
-//! batch the broker has already written.
+//! Support for kcon-produce's tests (`tests/produce_tansu.rs`, `tests/produce_scripted.rs`): a
+//! proxy in front of a broker that loses the answer to a chosen request, so that the producer
+//! must retry a batch the broker has already written, and a scripted broker for the sequence
+//! errors of idempotence ([`scripted`]).
+
+pub mod scripted;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
