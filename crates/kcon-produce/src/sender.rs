@@ -540,7 +540,9 @@ impl Sender {
         // with every broker that answers InitProducerId.
         let request = InitProducerIdRequest::default()
             .with_transactional_id(None)
-            .with_transaction_timeout_ms(i32::MAX)
+            // Unused without a transactional id; the Java client's `transaction.timeout.ms`
+            // default, within any broker's `transaction.max.timeout.ms`.
+            .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
         i.init = Some(tokio::spawn(async move {
