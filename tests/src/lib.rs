@@ -13,6 +13,7 @@ pub mod mock;
 pub mod offsets;
 pub mod peers;
 pub mod pool;
+pub mod produce;
 pub mod proxy;
 pub mod sasl;
 pub mod tls;

@@ -19,7 +19,6 @@ mod consume;
 mod failure;
 mod fetch_probe;
 mod group;
-mod partitioner;
 mod produce;
 mod record_format;
 mod table;

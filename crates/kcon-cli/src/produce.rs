@@ -1,55 +1,40 @@
-//! `kcon produce`: records from stdin, one per line, batched per partition and sent with
-//! acks=all.
+//! `kcon produce`: records from stdin, one per line, sent through kcon-produce's `Producer`
+//! with acks=all.
 //!
-//! A thread reads and parses stdin and hands records over in chunks; the async side puts each
-//! in its partition's batch and sends a batch once it holds [`BATCH_RECORDS`] records or
-//! [`BATCH_BYTES`] bytes, and every batch left at the end of the input. One Produce request is
-//! in flight at a time, so each partition's records are written in input order. Errors that
-//! mean the metadata is stale (a moved leader) are retried after a refresh, a bounded number of
-//! times; a retried request may write its batch twice (at-least-once, no idempotence).
+//! A thread reads and parses stdin and hands records over in chunks; the async side sends each
+//! through the producer, which partitions them (murmur2 for keys, in turn for null keys),
+//! batches up to [`BATCH_RECORDS`] records or [`BATCH_BYTES`] bytes per partition, keeps each
+//! partition's records in input order and retries what can be retried. A task awaits the
+//! deliveries in input order and reports the first failure with its input line. Without
+//! `-X enable.idempotence=true` a retried batch may be written twice (at-least-once).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use kcon_codec::compression::Compression;
-use kcon_codec::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, TopicProduceData,
-};
-use kcon_codec::kafka_protocol::messages::{ProduceRequest, TopicName};
-use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_codec::records::{NewRecord, RecordBatchBuilder};
-use kcon_core::error_codes::is_stale_metadata_error;
-use kcon_pool::{BrokerTarget, TopicScope};
+use kcon_produce::{Delivery, ProduceError, Producer, ProducerConfig, ProducerRecord};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::bytes_json::read_bytes;
-use crate::cluster::{Cluster, ClusterArgs};
-use crate::failure::{Failure, error_name};
-use crate::partitioner::Partitioner;
+use crate::cluster::ClusterArgs;
+use crate::failure::Failure;
 
 /// The most records in one batch.
 const BATCH_RECORDS: usize = 1000;
 
-/// The most bytes of keys, values and headers in one batch (1 MiB, the broker's default
-/// `message.max.bytes` less room for the batch's own overhead is what matters; keys and values
-/// larger than this go in a batch of their own).
+/// The most bytes of records in one batch (1 MiB, the broker's default `message.max.bytes`,
+/// less room for the batch's own overhead; a record larger than this goes in a batch of its
+/// own).
 const BATCH_BYTES: usize = 1024 * 1024 - 16 * 1024;
 
 /// How many records the reader hands over at once.
 const CHUNK: usize = 1000;
 
-/// How many times a batch is sent when the leader has moved.
-const ATTEMPTS: u32 = 5;
-
 /// How often progress is shown on a terminal.
 const PROGRESS_EVERY: u64 = 100_000;
-
-/// How long the broker may take to have every replica acknowledge a batch.
-const ACK_TIMEOUT_MS: i32 = 30_000;
 
 /// Produce records read from stdin to TOPIC.
 ///
@@ -60,7 +45,8 @@ const ACK_TIMEOUT_MS: i32 = 30_000;
 /// strings, null, or {"base64":"..."} (what `kcon consume --format json` writes). A keyed
 /// record goes to the partition the Java producer would choose (murmur2), others round-robin,
 /// unless -p or the record's "partition" says. Sent with acks=all, in batches of up to 1000
-/// records or 1 MiB per partition. A summary goes to stderr.
+/// records or 1 MiB per partition; -X also takes the producer's properties (linger.ms,
+/// enable.idempotence, delivery.timeout.ms, ...). A summary goes to stderr.
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     #[command(flatten)]
@@ -111,13 +97,14 @@ enum Codec {
 }
 
 impl Codec {
-    fn compression(self) -> Compression {
+    /// Its `compression.type`.
+    fn property(self) -> &'static str {
         match self {
-            Codec::None => Compression::None,
-            Codec::Gzip => Compression::Gzip,
-            Codec::Snappy => Compression::Snappy,
-            Codec::Lz4 => Compression::Lz4,
-            Codec::Zstd => Compression::Zstd,
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
         }
     }
 }
@@ -144,7 +131,17 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             "-K splits lines; with --format json give the key as a field",
         ));
     }
-    let cluster = args.cluster.connect(Some(&[])).await?;
+    // A bad producer property is a usage error, told before anything is dialled.
+    let mut check = ProducerConfig::default();
+    for (name, value) in producer_properties(&args) {
+        check
+            .set(name, value)
+            .map_err(|e| Failure::usage(format!("bad configuration: {e}")))?;
+    }
+    let cluster = args
+        .cluster
+        .connect(Some(ProducerConfig::PROPERTIES))
+        .await?;
     let topic = args.topic.clone();
     let partitions = cluster.partitions(&BTreeSet::from([topic.clone()])).await?;
     let count = partitions[&topic].len() as i32;
@@ -156,6 +153,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             count - 1
         )));
     }
+    let producer = producer(&args, cluster.pool.clone())?;
 
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Input>, Failure>>(4);
     let format = args.format;
@@ -163,14 +161,12 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     // A thread of its own: reading stdin blocks, and a pipe may stay open for a long time.
     std::thread::spawn(move || read_stdin(format, delimiter.as_deref(), &tx));
 
+    // Deliveries are awaited in input order by a task of their own, so that sending never
+    // waits for an acknowledgement; the first failure ends the run.
+    let (deliveries, pending) = mpsc::unbounded_channel::<(u64, Delivery)>();
+    let checker = tokio::spawn(first_failure(pending));
+
     let started = Instant::now();
-    let mut sender = Sender {
-        cluster,
-        topic: topic.clone(),
-        batches_sent: 0,
-    };
-    let mut partitioner = Partitioner::new(count);
-    let mut batches: BTreeMap<i32, Batch> = BTreeMap::new();
     let extra_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = args
         .headers
         .iter()
@@ -178,38 +174,52 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         .collect();
     let progress = std::io::stderr().is_terminal();
     let mut produced = 0u64;
-    while let Some(chunk) = rx.recv().await {
-        for mut input in chunk? {
-            input.headers.extend(extra_headers.iter().cloned());
-            let partition = match input.partition.or(args.partition) {
-                Some(p) if (0..count).contains(&p) => p,
-                Some(p) => {
-                    return Err(Failure::runtime(format!(
-                        "input line {}: partition {p} does not exist (topic {topic:?} has {count})",
-                        input.line
-                    )));
-                }
-                None => partitioner.partition(input.key.as_deref()),
-            };
-            let batch = batches
-                .entry(partition)
-                .or_insert_with(|| Batch::new(args.compression.compression()));
-            batch.push(&input);
-            if batch.is_full() {
-                // Invariant: the entry was just filled.
-                if let Some(full) = batches.remove(&partition) {
-                    sender.send(vec![(partition, full)]).await?;
-                }
+    let sent = async {
+        while let Some(chunk) = rx.recv().await {
+            if checker.is_finished() {
+                break;
             }
-            produced += 1;
-            if progress && produced.is_multiple_of(PROGRESS_EVERY) {
-                eprint!("\rkcon: {produced} records read");
+            for mut input in chunk? {
+                input.headers.extend(extra_headers.iter().cloned());
+                let partition = match input.partition.or(args.partition) {
+                    Some(p) if (0..count).contains(&p) => Some(p),
+                    Some(p) => {
+                        return Err(Failure::runtime(format!(
+                            "input line {}: partition {p} does not exist (topic {topic:?} has \
+                             {count})",
+                            input.line
+                        )));
+                    }
+                    None => None,
+                };
+                let line = input.line;
+                let record = input.into_record(&topic, partition);
+                let delivery = producer
+                    .send(record)
+                    .await
+                    .map_err(|e| Failure::runtime(format!("input line {line}: {e}")))?;
+                // The checker stopped at a failure: it is reported below.
+                let _ = deliveries.send((line, delivery));
+                produced += 1;
+                if progress && produced.is_multiple_of(PROGRESS_EVERY) {
+                    eprint!("\rkcon: {produced} records read");
+                }
             }
         }
+        Ok(())
     }
-    let rest: Vec<(i32, Batch)> = std::mem::take(&mut batches).into_iter().collect();
-    if !rest.is_empty() {
-        sender.send(rest).await?;
+    .await;
+    drop(deliveries);
+    // Whatever was sent is finished (acknowledged or failed) before the verdict.
+    producer.close().await;
+    let failed = match checker.await {
+        Ok(Ok(())) => None,
+        Ok(Err((line, e))) => Some(Failure::runtime(format!("input line {line}: {e}"))),
+        Err(e) => Some(Failure::runtime(format!("the delivery check failed: {e}"))),
+    };
+    sent?;
+    if let Some(f) = failed {
+        return Err(f);
     }
     let elapsed = started.elapsed().as_secs_f64();
     if progress && produced >= PROGRESS_EVERY {
@@ -217,7 +227,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     eprintln!(
         "kcon: produced {produced} records to {topic} in {} batches, {elapsed:.2} s{}",
-        sender.batches_sent,
+        producer.stats().batches_delivered,
         if elapsed > 0.0 && produced > 0 {
             format!(", {:.0} records/s", produced as f64 / elapsed)
         } else {
@@ -227,188 +237,59 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One partition's batch being filled.
-struct Batch {
-    builder: RecordBatchBuilder,
-    bytes: usize,
-    /// The first input line in it, for error messages.
-    first_line: u64,
+/// The producer: acks=all, the codec of -z, batches of [`BATCH_RECORDS`] records or
+/// [`BATCH_BYTES`] bytes, then the producer properties among -X (a later one wins), sending
+/// through the pool the command already connected with.
+fn producer(args: &ProduceArgs, pool: kcon_pool::Pool) -> Result<Producer, Failure> {
+    let mut builder = Producer::builder()
+        .pool(pool)
+        .set("acks", "all")
+        .set("compression.type", args.compression.property())
+        .set("batch.num.messages", BATCH_RECORDS.to_string())
+        .set("batch.size", BATCH_BYTES.to_string());
+    for (name, value) in producer_properties(args) {
+        builder = builder.set(name, value);
+    }
+    builder.build().map_err(|e| match e.kind() {
+        kcon_produce::ErrorKind::Config => Failure::usage(e.to_string()),
+        _ => Failure::runtime(e.to_string()),
+    })
 }
 
-impl Batch {
-    fn new(compression: Compression) -> Batch {
-        Batch {
-            builder: RecordBatchBuilder::new(0).compression(compression),
-            bytes: 0,
-            first_line: 0,
-        }
-    }
+/// The producer's own properties among -X, in the order given.
+fn producer_properties(args: &ProduceArgs) -> impl Iterator<Item = (&str, &str)> {
+    args.cluster
+        .properties
+        .iter()
+        .filter(|(name, _)| ProducerConfig::PROPERTIES.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+}
 
-    fn push(&mut self, input: &Input) {
-        if self.builder.is_empty() {
-            self.first_line = input.line;
-        }
-        let headers: Vec<(&[u8], Option<&[u8]>)> = input
+/// Awaits each delivery in input order; the first that failed, with its input line.
+async fn first_failure(
+    mut pending: mpsc::UnboundedReceiver<(u64, Delivery)>,
+) -> Result<(), (u64, ProduceError)> {
+    while let Some((line, delivery)) = pending.recv().await {
+        delivery.await.map_err(|e| (line, e))?;
+    }
+    Ok(())
+}
+
+impl Input {
+    /// The record to send to `topic` (and `partition`, if one was chosen).
+    fn into_record(self, topic: &str, partition: Option<i32>) -> ProducerRecord {
+        let mut record = ProducerRecord::default();
+        record.topic = topic.to_owned();
+        record.partition = partition;
+        record.key = self.key.map(Bytes::from);
+        record.value = self.value.map(Bytes::from);
+        record.headers = self
             .headers
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .into_iter()
+            .map(|(k, v)| (Bytes::from(k), v.map(Bytes::from)))
             .collect();
-        self.builder.push(NewRecord {
-            timestamp: input.timestamp.unwrap_or_else(now_ms),
-            key: input.key.as_deref(),
-            value: input.value.as_deref(),
-            headers: &headers,
-            ..NewRecord::default()
-        });
-        // Each record's own framing (lengths, deltas, attributes) is a few bytes more.
-        self.bytes += 16
-            + input.key.as_ref().map_or(0, Vec::len)
-            + input.value.as_ref().map_or(0, Vec::len)
-            + input
-                .headers
-                .iter()
-                .map(|(k, v)| 4 + k.len() + v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>();
-    }
-
-    fn is_full(&self) -> bool {
-        self.builder.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES
-    }
-}
-
-/// Sends batches of one topic to their leaders.
-struct Sender {
-    cluster: Cluster,
-    topic: String,
-    batches_sent: u64,
-}
-
-impl Sender {
-    /// Sends `batches` (partition, batch): one request per leader, retried after a metadata
-    /// refresh while a partition's error says its leader moved.
-    async fn send(&mut self, batches: Vec<(i32, Batch)>) -> Result<(), Failure> {
-        let mut todo: BTreeMap<i32, (Bytes, u64)> = BTreeMap::new();
-        for (partition, batch) in batches {
-            let bytes = batch.builder.build().map_err(|e| {
-                Failure::runtime(format!(
-                    "cannot encode the batch starting at input line {}: {e}",
-                    batch.first_line
-                ))
-            })?;
-            todo.insert(partition, (bytes, batch.first_line));
-        }
-        let mut attempt = 0;
-        while !todo.is_empty() {
-            attempt += 1;
-            let metadata = if attempt == 1 {
-                self.cluster.pool.metadata()
-            } else {
-                tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-                self.cluster
-                    .metadata(TopicScope::topics([self.topic.clone()]))
-                    .await?
-            };
-            let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-            for &p in todo.keys() {
-                match metadata.partition(&self.topic, p).and_then(|m| m.leader) {
-                    Some(leader) => by_leader.entry(leader).or_default().push(p),
-                    None if attempt < ATTEMPTS => by_leader.entry(-1).or_default().push(p),
-                    None => {
-                        return Err(Failure::runtime(format!(
-                            "{}-{p} has no leader",
-                            self.topic
-                        )));
-                    }
-                }
-            }
-            let mut retry = BTreeMap::new();
-            for (leader, partitions) in by_leader {
-                if leader < 0 {
-                    for p in partitions {
-                        retry.extend(todo.remove_entry(&p));
-                    }
-                    continue;
-                }
-                let answer = self.send_to(leader, &partitions, &todo).await;
-                let codes = match answer {
-                    Ok(codes) => codes,
-                    Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
-                        tracing::warn!(error = %e, "producing failed; retrying");
-                        partitions.iter().map(|p| (*p, -1)).collect()
-                    }
-                    Err(e) => return Err(Failure::from_pool(e)),
-                };
-                for p in partitions {
-                    let code = codes.get(&p).copied().unwrap_or(3);
-                    let Some((bytes, line)) = todo.remove(&p) else {
-                        continue;
-                    };
-                    match code {
-                        0 => self.batches_sent += 1,
-                        -1 => {
-                            retry.insert(p, (bytes, line));
-                        }
-                        c if is_stale_metadata_error(c) && attempt < ATTEMPTS => {
-                            retry.insert(p, (bytes, line));
-                        }
-                        c => {
-                            return Err(Failure::runtime(format!(
-                                "producing to {}-{p} (the batch starting at input line {line}) \
-                                 failed: the broker answered {}",
-                                self.topic,
-                                error_name(c)
-                            )));
-                        }
-                    }
-                }
-            }
-            todo = retry;
-        }
-        Ok(())
-    }
-
-    /// One Produce request to `leader`; each partition's error code.
-    async fn send_to(
-        &self,
-        leader: i32,
-        partitions: &[i32],
-        batches: &BTreeMap<i32, (Bytes, u64)>,
-    ) -> Result<BTreeMap<i32, i16>, kcon_pool::Error> {
-        let data = partitions
-            .iter()
-            .filter_map(|p| {
-                let (bytes, _) = batches.get(p)?;
-                Some(
-                    PartitionProduceData::default()
-                        .with_index(*p)
-                        .with_records(Some(bytes.clone())),
-                )
-            })
-            .collect();
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(ACK_TIMEOUT_MS)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
-                    .with_partition_data(data),
-            ]);
-        let answer = self
-            .cluster
-            .pool
-            .send_with_timeout(
-                BrokerTarget::Broker(leader),
-                &request,
-                Duration::from_millis(ACK_TIMEOUT_MS as u64 + 5_000),
-            )
-            .await?;
-        Ok(answer
-            .responses
-            .iter()
-            .filter(|t| t.name.as_str() == self.topic)
-            .flat_map(|t| t.partition_responses.iter())
-            .map(|p| (p.index, p.error_code))
-            .collect())
+        record.timestamp = self.timestamp;
+        record
     }
 }
 
@@ -538,12 +419,6 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,26 +471,5 @@ mod tests {
             let e = parse_json(line).unwrap_err();
             assert!(e.contains(wanted), "{e} should say {wanted}");
         }
-    }
-
-    #[test]
-    fn a_batch_is_full_at_its_record_or_byte_limit() {
-        let mut b = Batch::new(Compression::None);
-        let small = Input {
-            value: Some(b"v".to_vec()),
-            ..Input::default()
-        };
-        for _ in 0..BATCH_RECORDS - 1 {
-            b.push(&small);
-        }
-        assert!(!b.is_full());
-        b.push(&small);
-        assert!(b.is_full());
-        let mut b = Batch::new(Compression::None);
-        b.push(&Input {
-            value: Some(vec![0; BATCH_BYTES]),
-            ..Input::default()
-        });
-        assert!(b.is_full());
     }
 }

@@ -197,3 +197,51 @@ async fn bad_input_and_bad_partitions_are_refused() {
     let partitions: Vec<&Value> = records.iter().map(|r| &r["partition"]).collect();
     assert_eq!(partitions, [&json!(1), &json!(1), &json!(1)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn producer_properties_are_taken_with_x() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("props");
+    broker.create_topic(&topic, 2).await;
+
+    // Refused before anything is sent, naming the property.
+    let run = kcon_with_input(&["produce", "-b", &b, &topic, "-X", "acks=0"], b"v\n").await;
+    assert_eq!(run.code(), 2, "{run:?}");
+    assert!(run.stderr.contains("acks"), "{}", run.stderr);
+    let run = kcon_with_input(
+        &["produce", "-b", &b, &topic, "-X", "linger.ms=soon"],
+        b"v\n",
+    )
+    .await;
+    assert_eq!(run.code(), 2, "{run:?}");
+    assert!(run.stderr.contains("linger.ms"), "{}", run.stderr);
+
+    // Idempotence on: every line once.
+    let input: String = (0..50).map(|i| format!("k{i}::v{i}\n")).collect();
+    let run = kcon_with_input(
+        &[
+            "produce",
+            "-b",
+            &b,
+            &topic,
+            "-K",
+            "::",
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "linger.ms=0",
+        ],
+        input.as_bytes(),
+    )
+    .await
+    .ok();
+    assert!(run.stderr.contains("produced 50 records"), "{}", run.stderr);
+    let records = consume_all(&b, &topic).await;
+    let mut values: Vec<String> = records
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    values.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+    assert_eq!(values, (0..50).map(|i| format!("v{i}")).collect::<Vec<_>>());
+}

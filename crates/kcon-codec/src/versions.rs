@@ -35,6 +35,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// kcon's `(min, max)` versions of an API, or `None` when kcon does not speak it.

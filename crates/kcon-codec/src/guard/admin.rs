@@ -1,5 +1,5 @@
 //! Schemas of the connection and admin responses: ApiVersions, SaslHandshake,
-//! SaslAuthenticate, CreateTopics.
+//! SaslAuthenticate, CreateTopics, InitProducerId.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 
@@ -104,5 +104,21 @@ structs! {
         read_only: Bool, since(5);
         config_source: I8, since(5);
         is_sensitive: Bool, since(5);
+    }
+}
+
+pub(super) const INIT_PRODUCER_ID: Message = Message {
+    api_key: ApiKey::InitProducerId,
+    versions: only(0, 5),
+    flexible: 2,
+    body: &INIT_PRODUCER_ID_BODY,
+};
+
+structs! {
+    INIT_PRODUCER_ID_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
+        producer_id: I64, ALL;
+        producer_epoch: I16, ALL;
     }
 }

@@ -77,6 +77,7 @@ const MESSAGES: &[&Message] = &[
     &data::OFFSET_FOR_LEADER_EPOCH,
     &groups::OFFSET_DELETE,
     &groups::CONSUMER_GROUP_HEARTBEAT,
+    &admin::INIT_PRODUCER_ID,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

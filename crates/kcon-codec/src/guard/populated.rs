@@ -12,10 +12,11 @@ use kafka_protocol::messages::{
     BrokerId, GroupId, ProducerId, TopicName, api_versions_response as av,
     consumer_group_heartbeat_response as cgh, create_topics_response as ct,
     delete_groups_response as dg, describe_groups_response as dsg, fetch_response as fr,
-    find_coordinator_response as fc, heartbeat_response as hb, join_group_response as jg,
-    leave_group_response as lg, list_groups_response as lsg, list_offsets_response as lo,
-    metadata_response as md, offset_commit_response as oc, offset_delete_response as od,
-    offset_fetch_response as of, offset_for_leader_epoch_response as ofle, produce_response as pr,
+    find_coordinator_response as fc, heartbeat_response as hb, init_producer_id_response as ipi,
+    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
+    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
+    offset_delete_response as od, offset_fetch_response as of,
+    offset_for_leader_epoch_response as ofle, produce_response as pr,
     sasl_authenticate_response as sa, sasl_handshake_response as sh, sync_group_response as sg,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
@@ -419,6 +420,17 @@ pub(super) fn heartbeat(v: i16, _alt: bool) -> hb::HeartbeatResponse {
         .when(v >= 1, |r| r.with_throttle_time_ms(8))
         .with_error_code(27)
         .when(v >= 4, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
+}
+
+pub(super) fn init_producer_id(v: i16, _alt: bool) -> ipi::InitProducerIdResponse {
+    ipi::InitProducerIdResponse::default()
+        .with_throttle_time_ms(8)
+        .with_error_code(51)
+        .with_producer_id(ProducerId(7_000_000_000))
+        .with_producer_epoch(3)
+        .when(v >= 2, |r| {
             r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
         })
 }

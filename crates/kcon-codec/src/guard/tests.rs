@@ -8,10 +8,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
-    SyncGroupRequest, fetch_response as fr,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, fetch_response as fr,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
@@ -135,6 +135,11 @@ macro_rules! dispatch {
                 let $build = populated::consumer_group_heartbeat;
                 $body
             }
+            ApiKey::InitProducerId => {
+                type $R = InitProducerIdRequest;
+                let $build = populated::init_producer_id;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -213,8 +218,8 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 21 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 132);
+    // 22 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 138);
 }
 
 #[test]

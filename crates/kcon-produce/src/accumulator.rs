@@ -1,0 +1,492 @@
+//! Per-partition batches, with no IO: which batch a record joins, when a batch is ready, when
+//! it expires. The sender task asks it what to send and tells it what came back.
+//!
+//! Each partition has a queue of batches, oldest first. Only the head is ever sent, and only
+//! one at a time: a partition has at most one batch in flight, so a retried batch can never
+//! land behind a later one (what the Java client gets only with
+//! `max.in.flight.requests.per.connection=1` or idempotence), and with idempotence a batch's
+//! sequence numbers are those the broker expects next. Batches of other partitions on the
+//! same broker go in the same request, and several requests per broker may be in flight.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kcon_codec::compression::Compression;
+use kcon_codec::records::{EncodeError, NewRecord, RecordBatchBuilder};
+use kcon_core::TopicPartition;
+use tokio::time::Instant;
+
+use crate::error::ProduceError;
+
+/// When a batch is full, and how long one that is not waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchLimits {
+    /// `batch.num.messages`.
+    pub(crate) max_records: usize,
+    /// `batch.size`, in [`size_upper_bound`](crate::ProducerRecord::size_upper_bound) units.
+    pub(crate) max_bytes: usize,
+    /// `linger.ms`.
+    pub(crate) linger: Duration,
+}
+
+/// The producer id, epoch and base sequence a batch was encoded with (idempotence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sequenced {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+}
+
+/// One batch of one partition: the records (encoded on first send), with `T` per record for
+/// whoever waits on it.
+#[derive(Debug)]
+pub(crate) struct Batch<T> {
+    builder: RecordBatchBuilder,
+    pub(crate) records: Vec<T>,
+    /// The records' size bounds added up.
+    pub(crate) bytes: usize,
+    /// When the batch was opened: `linger.ms` counts from here.
+    pub(crate) created: Instant,
+    /// When it fails if not acknowledged: its first record's arrival plus `delivery.timeout.ms`.
+    pub(crate) deadline: Instant,
+    /// Sends that failed and were retried.
+    pub(crate) retries: u32,
+    /// No send before this (the retry backoff).
+    pub(crate) retry_at: Option<Instant>,
+    /// The encoded batch, once it was first sent; a retry sends the same bytes.
+    pub(crate) encoded: Option<(Bytes, Option<Sequenced>)>,
+    /// The failure being retried, for the error if time runs out.
+    pub(crate) last_error: Option<ProduceError>,
+}
+
+impl<T> Batch<T> {
+    fn new(compression: Compression, now: Instant, deadline: Instant) -> Self {
+        Batch {
+            builder: RecordBatchBuilder::new(0).compression(compression),
+            records: Vec::new(),
+            bytes: 0,
+            created: now,
+            deadline,
+            retries: 0,
+            retry_at: None,
+            encoded: None,
+            last_error: None,
+        }
+    }
+
+    fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.records.len() >= limits.max_records || self.bytes >= limits.max_bytes
+    }
+
+    /// Whether `size` more bytes fit: an empty batch takes any record, however large.
+    fn fits(&self, size: usize, limits: &BatchLimits) -> bool {
+        self.records.is_empty()
+            || (self.records.len() < limits.max_records
+                && self.bytes.saturating_add(size) <= limits.max_bytes)
+    }
+
+    /// Encodes the batch (once; again only when `sequenced` differs from what it was encoded
+    /// with, after the producer id was reset) and returns the bytes to send.
+    pub(crate) fn encode(&mut self, sequenced: Option<Sequenced>) -> Result<Bytes, EncodeError> {
+        if let Some((bytes, with)) = &self.encoded
+            && *with == sequenced
+        {
+            return Ok(bytes.clone());
+        }
+        let (id, epoch, sequence) = sequenced.map_or((-1, -1, -1), |s| {
+            (s.producer_id, s.producer_epoch, s.base_sequence)
+        });
+        let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
+        self.builder = builder.producer(id, epoch, sequence);
+        let bytes = self.builder.build()?;
+        self.encoded = Some((bytes.clone(), sequenced));
+        Ok(bytes)
+    }
+
+    /// The sequencing it was sent with, if it was sent by an idempotent producer.
+    pub(crate) fn sequenced(&self) -> Option<Sequenced> {
+        self.encoded.as_ref().and_then(|(_, s)| *s)
+    }
+}
+
+#[derive(Debug)]
+struct Queue<T> {
+    batches: VecDeque<Batch<T>>,
+    /// The head is in a request not answered yet.
+    in_flight: bool,
+}
+
+/// Every partition's queue of batches.
+#[derive(Debug)]
+pub(crate) struct Accumulator<T> {
+    limits: BatchLimits,
+    compression: Compression,
+    queues: BTreeMap<TopicPartition, Queue<T>>,
+}
+
+impl<T> Accumulator<T> {
+    pub(crate) fn new(limits: BatchLimits, compression: Compression) -> Self {
+        Accumulator {
+            limits,
+            compression,
+            queues: BTreeMap::new(),
+        }
+    }
+
+    /// Appends a record of `size` bytes to the partition's last batch, or to a new one when it
+    /// is full, already sent, or the record does not fit. `deadline` is the record's (a new
+    /// batch takes its first record's). Returns whether the batch is now full.
+    pub(crate) fn append(
+        &mut self,
+        tp: &TopicPartition,
+        record: NewRecord<'_>,
+        size: usize,
+        item: T,
+        now: Instant,
+        deadline: Instant,
+    ) -> bool {
+        let limits = self.limits;
+        let queue = self.queues.entry(tp.clone()).or_insert_with(|| Queue {
+            batches: VecDeque::new(),
+            in_flight: false,
+        });
+        let open = queue
+            .batches
+            .back()
+            .is_some_and(|b| b.encoded.is_none() && b.fits(size, &limits));
+        if !open {
+            queue
+                .batches
+                .push_back(Batch::new(self.compression, now, deadline));
+        }
+        // Invariant: a batch was pushed just above if there was none.
+        let Some(batch) = queue.batches.back_mut() else {
+            return false;
+        };
+        batch.builder.push(record);
+        batch.records.push(item);
+        batch.bytes = batch.bytes.saturating_add(size);
+        batch.is_full(&limits)
+    }
+
+    /// The partitions whose head batch may be sent now: not in flight, past its retry backoff,
+    /// and full, not alone in its queue (the Java client's `RecordAccumulator.ready` rule), a
+    /// retry, lingered `linger.ms`, or `flushing` (flush or close).
+    pub(crate) fn ready(&self, now: Instant, flushing: bool) -> Vec<TopicPartition> {
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.in_flight)
+            .filter_map(|(tp, q)| {
+                let head = q.batches.front()?;
+                if head.retry_at.is_some_and(|at| at > now) {
+                    return None;
+                }
+                let ready = flushing
+                    || q.batches.len() > 1
+                    || head.is_full(&self.limits)
+                    || head.retries > 0
+                    || now >= head.created + self.limits.linger;
+                ready.then(|| tp.clone())
+            })
+            .collect()
+    }
+
+    /// When something next changes without outside help, after `now`: a head's linger or
+    /// backoff ends, or a batch not in flight reaches its deadline. (What was due by `now` is
+    /// ready already, or waits for something else: a leader, a free request slot.)
+    pub(crate) fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let mut wake: Option<Instant> = None;
+        let mut at = |t: Instant| {
+            if t > now {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        };
+        for q in self.queues.values() {
+            let mut waiting = q.batches.iter();
+            if q.in_flight {
+                waiting.next();
+            } else if let Some(head) = q.batches.front() {
+                at(head.retry_at.unwrap_or(head.created + self.limits.linger));
+            }
+            // Later batches were opened later, and their deadlines come later.
+            if let Some(first) = waiting.next() {
+                at(first.deadline);
+            }
+        }
+        wake
+    }
+
+    /// The head batch of a partition.
+    pub(crate) fn head_mut(&mut self, tp: &TopicPartition) -> Option<&mut Batch<T>> {
+        self.queues.get_mut(tp)?.batches.front_mut()
+    }
+
+    /// Marks the partition's head as sent.
+    pub(crate) fn set_in_flight(&mut self, tp: &TopicPartition) {
+        if let Some(q) = self.queues.get_mut(tp) {
+            q.in_flight = true;
+        }
+    }
+
+    /// Whether the partition's head is in flight.
+    #[cfg(test)]
+    pub(crate) fn is_in_flight(&self, tp: &TopicPartition) -> bool {
+        self.queues.get(tp).is_some_and(|q| q.in_flight)
+    }
+
+    /// Takes the head batch off the queue (acknowledged, or failed for good).
+    pub(crate) fn pop_head(&mut self, tp: &TopicPartition) -> Option<Batch<T>> {
+        let q = self.queues.get_mut(tp)?;
+        q.in_flight = false;
+        let head = q.batches.pop_front();
+        if q.batches.is_empty() {
+            self.queues.remove(tp);
+        }
+        head
+    }
+
+    /// Puts the head back to be sent again at `at`, remembering why it failed.
+    pub(crate) fn retry_head(&mut self, tp: &TopicPartition, at: Instant, error: ProduceError) {
+        if let Some(q) = self.queues.get_mut(tp) {
+            q.in_flight = false;
+            if let Some(head) = q.batches.front_mut() {
+                head.retries += 1;
+                head.retry_at = Some(at);
+                head.last_error = Some(error);
+            }
+        }
+    }
+
+    /// Takes out every batch not in flight whose deadline has passed, oldest first per
+    /// partition.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(TopicPartition, Batch<T>)> {
+        let mut out = Vec::new();
+        for (tp, q) in self.queues.iter_mut() {
+            let skip = usize::from(q.in_flight);
+            while q.batches.len() > skip && q.batches[skip].deadline <= now {
+                if let Some(b) = q.batches.remove(skip) {
+                    out.push((tp.clone(), b));
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.batches.is_empty());
+        out
+    }
+
+    /// Takes out every batch not in flight (the producer cannot go on).
+    pub(crate) fn drain_waiting(&mut self) -> Vec<(TopicPartition, Batch<T>)> {
+        let mut out = Vec::new();
+        for (tp, q) in self.queues.iter_mut() {
+            let skip = usize::from(q.in_flight);
+            while q.batches.len() > skip {
+                if let Some(b) = q.batches.remove(skip) {
+                    out.push((tp.clone(), b));
+                }
+            }
+        }
+        self.queues.retain(|_, q| !q.batches.is_empty());
+        out
+    }
+
+    /// Forgets how every head not in flight was encoded: after a new producer id, each is
+    /// encoded again with the new id and fresh sequence numbers.
+    pub(crate) fn forget_sequences(&mut self) {
+        for q in self.queues.values_mut() {
+            if !q.in_flight
+                && let Some(head) = q.batches.front_mut()
+            {
+                head.encoded = None;
+            }
+        }
+    }
+
+    /// Whether no batch is waiting or in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+}
+
+/// The sequence after `records` more from `sequence`, wrapping to 0 past `i32::MAX` as the
+/// Java client's `DefaultRecordBatch.incrementSequence` (and the broker) do.
+pub(crate) fn next_sequence(sequence: i32, records: i32) -> i32 {
+    if sequence > i32::MAX - records {
+        records - (i32::MAX - sequence) - 1
+    } else {
+        sequence + records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        max_records: 3,
+        max_bytes: 100,
+        linger: Duration::from_millis(10),
+    };
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn record(value: &[u8]) -> NewRecord<'_> {
+        NewRecord {
+            value: Some(value),
+            ..NewRecord::default()
+        }
+    }
+
+    fn acc() -> Accumulator<u32> {
+        Accumulator::new(LIMITS, Compression::None)
+    }
+
+    fn far(now: Instant) -> Instant {
+        now + Duration::from_secs(100)
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_record_count() {
+        let now = Instant::now();
+        let mut a = acc();
+        assert!(!a.append(&tp(0), record(b"a"), 10, 1, now, far(now)));
+        assert!(!a.append(&tp(0), record(b"b"), 10, 2, now, far(now)));
+        assert!(a.append(&tp(0), record(b"c"), 10, 3, now, far(now)));
+        // The fourth opens a second batch: the first is now ready without lingering.
+        assert!(!a.append(&tp(0), record(b"d"), 10, 4, now, far(now)));
+        assert_eq!(a.ready(now, false), [tp(0)]);
+        let head = a.pop_head(&tp(0)).unwrap();
+        assert_eq!(head.records, [1, 2, 3]);
+        assert_eq!(a.head_mut(&tp(0)).unwrap().records, [4]);
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_byte_size_and_a_large_record_goes_alone() {
+        let now = Instant::now();
+        let mut a = acc();
+        assert!(!a.append(&tp(0), record(b"a"), 60, 1, now, far(now)));
+        // 60 + 50 > 100: a new batch.
+        assert!(!a.append(&tp(0), record(b"b"), 50, 2, now, far(now)));
+        assert!(a.append(&tp(0), record(b"c"), 50, 3, now, far(now)));
+        // Larger than batch.size: a batch of its own, full at once.
+        assert!(a.append(&tp(0), record(b"d"), 500, 4, now, far(now)));
+        let batches: Vec<Vec<u32>> = std::iter::from_fn(|| a.pop_head(&tp(0)))
+            .map(|b| b.records)
+            .collect();
+        assert_eq!(batches, [vec![1], vec![2, 3], vec![4]]);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_lone_batch_lingers_unless_flushing() {
+        let now = Instant::now();
+        let mut a = acc();
+        a.append(&tp(1), record(b"a"), 10, 1, now, far(now));
+        assert!(a.ready(now, false).is_empty());
+        assert_eq!(a.next_wake(now), Some(now + LIMITS.linger));
+        assert_eq!(a.ready(now, true), [tp(1)]);
+        assert_eq!(a.ready(now + LIMITS.linger, false), [tp(1)]);
+        // Once its linger is over (say its leader is unknown), only its deadline is ahead: a
+        // past instant is never a wake-up time.
+        assert_eq!(a.next_wake(now + LIMITS.linger), Some(far(now)));
+    }
+
+    #[test]
+    fn one_batch_in_flight_per_partition_and_records_keep_their_order() {
+        let now = Instant::now();
+        let mut a = acc();
+        for i in 0..7 {
+            a.append(&tp(0), record(b"x"), 10, i, now, far(now));
+        }
+        a.append(&tp(1), record(b"y"), 10, 100, now, far(now));
+        let later = now + LIMITS.linger;
+        assert_eq!(a.ready(later, false), [tp(0), tp(1)]);
+        let bytes = a.head_mut(&tp(0)).unwrap().encode(None).unwrap();
+        a.set_in_flight(&tp(0));
+        // Sent: nothing more joins it, and the partition's next batch waits for it.
+        assert_eq!(a.ready(later, true), [tp(1)]);
+        a.append(&tp(0), record(b"z"), 10, 7, now, far(now));
+        // Failed and retried: the same bytes go again, before any later batch.
+        a.retry_head(
+            &tp(0),
+            later + Duration::from_millis(5),
+            ProduceError::closed(),
+        );
+        assert_eq!(a.ready(later, false), [tp(1)]);
+        assert_eq!(
+            a.ready(later + Duration::from_millis(5), false),
+            [tp(0), tp(1)]
+        );
+        let head = a.head_mut(&tp(0)).unwrap();
+        assert_eq!(head.retries, 1);
+        assert_eq!(head.encode(None).unwrap(), bytes);
+        let mut order = Vec::new();
+        while let Some(b) = a.pop_head(&tp(0)) {
+            order.extend(b.records);
+        }
+        assert_eq!(order, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn batches_not_in_flight_expire_at_their_deadline() {
+        let now = Instant::now();
+        let mut a = acc();
+        let d1 = now + Duration::from_secs(1);
+        let d2 = now + Duration::from_secs(2);
+        for i in 0..4 {
+            a.append(&tp(0), record(b"x"), 10, i, now, d1);
+        }
+        a.append(&tp(1), record(b"x"), 10, 9, now, d2);
+        a.set_in_flight(&tp(0));
+        // Partition 1's head lingers first.
+        assert_eq!(a.next_wake(now), Some(now + LIMITS.linger));
+        a.set_in_flight(&tp(1));
+        // Then partition 0's waiting batch reaches its deadline.
+        assert_eq!(a.next_wake(now), Some(d1));
+        let gone = a.expire(d1);
+        // The in-flight heads stay: their requests decide.
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1.records, [3]);
+        assert!(a.is_in_flight(&tp(0)));
+        assert!(a.expire(d2).is_empty());
+        assert!(a.drain_waiting().is_empty());
+        assert_eq!(a.pop_head(&tp(1)).unwrap().records, [9]);
+        assert_eq!(a.next_wake(now), None);
+        assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn a_new_producer_id_reencodes_the_heads() {
+        let now = Instant::now();
+        let mut a = acc();
+        a.append(&tp(0), record(b"x"), 10, 0, now, far(now));
+        let first = Sequenced {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 40,
+        };
+        let old = a.head_mut(&tp(0)).unwrap().encode(Some(first)).unwrap();
+        assert_eq!(a.head_mut(&tp(0)).unwrap().sequenced(), Some(first));
+        a.forget_sequences();
+        let second = Sequenced {
+            producer_id: 8,
+            producer_epoch: 0,
+            base_sequence: 0,
+        };
+        let new = a.head_mut(&tp(0)).unwrap().encode(Some(second)).unwrap();
+        assert_ne!(old, new);
+        // Producer id at byte 43, base sequence at 53 of a magic-2 batch header.
+        assert_eq!(i64::from_be_bytes(new[43..51].try_into().unwrap()), 8);
+        assert_eq!(i32::from_be_bytes(new[53..57].try_into().unwrap()), 0);
+        assert_eq!(i32::from_be_bytes(old[53..57].try_into().unwrap()), 40);
+    }
+
+    #[test]
+    fn sequences_wrap_as_the_broker_expects() {
+        assert_eq!(next_sequence(0, 5), 5);
+        assert_eq!(next_sequence(i32::MAX - 2, 2), i32::MAX);
+        assert_eq!(next_sequence(i32::MAX - 2, 3), 0);
+        assert_eq!(next_sequence(i32::MAX, 10), 9);
+    }
+}

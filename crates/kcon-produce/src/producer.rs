@@ -1,0 +1,336 @@
+//! The application's side: the [`Producer`] handle, its builder, and the [`Delivery`] a send
+//! returns.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use kcon_pool::{Pool, PoolConfig};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::ProducerConfig;
+use crate::error::{ErrorKind, ProduceError};
+use crate::record::{Delivered, ProducerRecord};
+use crate::sender::{Command, Incoming, Sender};
+
+/// A Kafka producer: a cheap-to-clone handle on one background task that batches, sends and
+/// retries.
+///
+/// ```no_run
+/// use kcon_produce::{Producer, ProducerRecord};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kcon_produce::ProduceError> {
+/// let producer = Producer::builder()
+///     .set("bootstrap.servers", "localhost:9092")
+///     .set("enable.idempotence", "true")
+///     .set("compression.type", "zstd")
+///     .build()?;
+/// // Waits for room in `buffer.memory`, then the record is queued: records of one partition
+/// // are written in the order their sends returned.
+/// let delivery = producer.send(ProducerRecord::new("invoices", "paid").with_key("c-7")).await?;
+/// // Resolves once the broker acknowledged the record with the configured acks.
+/// let delivered = delivery.await?;
+/// println!("{}-{} at {:?}", delivered.topic, delivered.partition, delivered.offset);
+/// producer.close().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    /// `buffer.memory`, in bytes of records not yet acknowledged.
+    memory: Arc<Semaphore>,
+    config: Arc<ProducerConfig>,
+    pool: Pool,
+    stats: Arc<Counters>,
+}
+
+/// What the producer has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// Records the brokers acknowledged.
+    pub records_delivered: u64,
+    /// Batches the brokers acknowledged.
+    pub batches_delivered: u64,
+    /// Records that failed.
+    pub records_failed: u64,
+    /// Batches sent again after a retriable failure.
+    pub retries: u64,
+}
+
+/// The counters behind [`ProducerStats`], shared with the task.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) records_delivered: AtomicU64,
+    pub(crate) batches_delivered: AtomicU64,
+    pub(crate) records_failed: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Producer {
+    /// A builder taking Kafka property names.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    /// A producer for `config`, with a pool of its own. Must be called inside a Tokio runtime:
+    /// the producer's task and the pool's are spawned there.
+    pub fn new(config: ProducerConfig) -> Result<Producer, ProduceError> {
+        config.validate()?;
+        let pool = Pool::new(config.pool.clone()).map_err(|e| ProduceError::pool(e, "the pool"))?;
+        Ok(Producer::start(config, pool))
+    }
+
+    fn start(config: ProducerConfig, pool: Pool) -> Producer {
+        let config = Arc::new(config);
+        let (commands, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Counters::default());
+        let sender = Sender::new(pool.clone(), config.clone(), stats.clone());
+        tokio::spawn(sender.run(rx));
+        Producer {
+            shared: Arc::new(Shared {
+                commands,
+                // Invariant: buffer.memory is at most u32::MAX; the clamp only matters where usize is
+                // narrow.
+                memory: Arc::new(Semaphore::new(
+                    config.buffer_memory.min(Semaphore::MAX_PERMITS),
+                )),
+                config,
+                pool,
+                stats,
+            }),
+        }
+    }
+
+    /// Queues `record` and returns the [`Delivery`] to await its result.
+    ///
+    /// Waits first while the records sent and not yet acknowledged take `buffer.memory` (the
+    /// Java client's `send` blocks the same way); waiters are served in turn. A task that
+    /// awaits each send before the next gets its records of one partition written in that
+    /// order. Fails at once, without queuing, for a record larger than `max.request.size` or
+    /// `buffer.memory`, a negative partition, or a closed producer.
+    ///
+    /// Without `enable.idempotence`, a batch sent again after a lost answer or a timeout may
+    /// be written twice (at-least-once); with it, the broker drops the second copy.
+    pub async fn send(&self, record: ProducerRecord) -> Result<Delivery, ProduceError> {
+        let config = &self.shared.config;
+        let size = record.size_upper_bound();
+        let limit = config.max_request_size.min(config.buffer_memory);
+        if size > limit {
+            return Err(ProduceError::new(
+                ErrorKind::InvalidRecord,
+                false,
+                format!(
+                    "a record of up to {size} bytes for {} is larger than {} ({limit} bytes)",
+                    record.topic,
+                    if limit == config.max_request_size {
+                        "max.request.size"
+                    } else {
+                        "buffer.memory"
+                    }
+                ),
+            ));
+        }
+        if let Some(p) = record.partition
+            && p < 0
+        {
+            return Err(ProduceError::new(
+                ErrorKind::InvalidRecord,
+                false,
+                format!(
+                    "partition {p} of {}: partitions are numbered from 0",
+                    record.topic
+                ),
+            ));
+        }
+        // At most u32::MAX: buffer.memory is capped there.
+        let permit = self
+            .shared
+            .memory
+            .clone()
+            .acquire_many_owned(size.max(1) as u32)
+            .await
+            .map_err(|_| ProduceError::closed())?;
+        self.queue(record, size, permit)
+    }
+
+    fn queue(
+        &self,
+        record: ProducerRecord,
+        size: usize,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Delivery, ProduceError> {
+        let (reply, rx) = oneshot::channel();
+        let incoming = Incoming {
+            record,
+            size,
+            reply,
+            permit,
+            received: Instant::now(),
+        };
+        self.shared
+            .commands
+            .send(Command::Record(incoming))
+            .map_err(|_| ProduceError::closed())?;
+        Ok(Delivery { rx })
+    }
+
+    /// Sends every record queued so far without waiting for `linger.ms`, and returns once each
+    /// of them has been acknowledged or has failed (their [`Delivery`]s say which).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.commands.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Refuses further records, sends every record queued, and returns once each has been
+    /// acknowledged or has failed (at most `delivery.timeout.ms` after the last was queued);
+    /// then the producer's task ends. Every handle of this producer is closed.
+    pub async fn close(&self) {
+        self.shared.memory.close();
+        let (tx, rx) = oneshot::channel();
+        if self.shared.commands.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// What the producer has done so far.
+    pub fn stats(&self) -> ProducerStats {
+        let s = &self.shared.stats;
+        ProducerStats {
+            records_delivered: s.records_delivered.load(Ordering::Relaxed),
+            batches_delivered: s.batches_delivered.load(Ordering::Relaxed),
+            records_failed: s.records_failed.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// The pool the producer sends through.
+    pub fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("pool", &self.shared.pool)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The result of one [`Producer::send`]: resolves to the [`Delivered`] record once the broker
+/// acknowledged it, or to the error it failed with.
+#[derive(Debug)]
+#[must_use = "a delivery says whether the record was written"]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<Delivered, ProduceError>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<Delivered, ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(ProduceError::closed())))
+    }
+}
+
+/// Builds a [`Producer`] from Kafka property names.
+///
+/// ```
+/// use kcon_produce::{ErrorKind, Producer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = Producer::builder()
+///     .set("bootstrap.servers", "localhost:9092")
+///     .set("compression.type", "brotli")
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert_eq!(err.property(), Some("compression.type"));
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct ProducerBuilder {
+    properties: Vec<(String, String)>,
+    pool: Option<Pool>,
+}
+
+impl ProducerBuilder {
+    /// Sets a property by its Kafka name (`"acks"`, `"linger.ms"`, `"enable.idempotence"`, or
+    /// any connection property: `"bootstrap.servers"`, `"security.protocol"`, ...). A later
+    /// value replaces an earlier one. Unknown names and bad values are reported by
+    /// [`build`](ProducerBuilder::build).
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.properties.push((name.trim().to_owned(), value.into()));
+        self
+    }
+
+    /// `bootstrap.servers`: `host:port` pairs, comma-separated.
+    pub fn bootstrap_servers(self, servers: &str) -> Self {
+        self.set("bootstrap.servers", servers)
+    }
+
+    /// Sends through `pool` (shared with a consumer, say) rather than a pool of the producer's
+    /// own. The pool's configuration then stands: setting a connection property here is an
+    /// error. `request.timeout.ms`, `retry.backoff.ms`, `retry.backoff.max.ms` and
+    /// `max.in.flight.requests.per.connection` are read from it.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The producer. Must be called inside a Tokio runtime.
+    pub fn build(self) -> Result<Producer, ProduceError> {
+        let mut config = ProducerConfig::default();
+        if let Some(pool) = &self.pool {
+            config.pool = pool.config().clone();
+        }
+        for (name, value) in &self.properties {
+            if self.pool.is_some()
+                && (PoolConfig::PROPERTIES.contains(&name.as_str()) || name == "sasl.mechanisms")
+            {
+                return Err(ProduceError::config(kcon_core::ConfigError::invalid(
+                    name,
+                    value,
+                    "unset: the producer sends through a pool given to the builder, whose \
+                     configuration stands",
+                )));
+            }
+            config.set(name, value)?;
+        }
+        match self.pool {
+            Some(pool) => {
+                config.validate()?;
+                Ok(Producer::start(config, pool))
+            }
+            None => Producer::new(config),
+        }
+    }
+}
