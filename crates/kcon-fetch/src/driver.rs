@@ -2,7 +2,7 @@
 //! requests through a [`Pool`] and sleeps until its next timer; this module says how each
 //! request is sent, and hands records out to the application through the [`Fetcher`] handle.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +18,13 @@ use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::config::FetchConfig;
+use crate::handout::{Arrival, HandedOut, Handout};
 use crate::machine::FetchMachine;
 use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     StartPosition,
 };
 use crate::position::LeaderAndEpoch;
-use crate::records::FetchedRecords;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use crate::{TopicPartition, fetch_request};
 
@@ -48,22 +48,10 @@ use crate::{TopicPartition, fetch_request};
 #[derive(Debug)]
 pub struct Fetcher {
     commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<Item>,
-    /// Partitions sought or unassigned: records fetched before the command are dropped here
-    /// until the task confirms it applied it (records still in the channel are stale).
-    fences: HashMap<TopicPartition, u64>,
-    next_fence: u64,
-    /// Partitions the application paused. The task learns of a pause through the command
-    /// channel, so records it sent before are still in the event channel: they are held here,
-    /// in order, until the resume (the task holds back what it fetches after).
-    paused: HashSet<TopicPartition>,
-    /// Records of paused partitions that reached the handle, oldest first.
-    held: VecDeque<FetchedRecords>,
-    /// Records of resumed partitions, and the rest of a batch split by `max.poll.records`
-    /// (at the front), handed out before anything newer from the channel.
-    released: VecDeque<FetchedRecords>,
-    /// `max.poll.records`, at least 1.
-    max_poll_records: usize,
+    events: mpsc::UnboundedReceiver<Arrival>,
+    /// What happens to the task's events before they are handed out: fences, pauses,
+    /// `max.poll.records`.
+    handout: Handout,
     task: Option<JoinHandle<()>>,
 }
 
@@ -76,13 +64,6 @@ enum Command {
     Seek(TopicPartition, i64, Option<i32>, u64),
     Consumed(TopicPartition, usize),
     Close,
-}
-
-#[derive(Debug)]
-enum Item {
-    Event(FetchEvent),
-    /// The command with this fence was applied: later records of the partition are current.
-    Fenced(Vec<TopicPartition>, u64),
 }
 
 impl Fetcher {
@@ -127,19 +108,14 @@ impl Fetcher {
     /// The handle's side of the channels to the task.
     fn handle(
         commands: mpsc::UnboundedSender<Command>,
-        events: mpsc::UnboundedReceiver<Item>,
+        events: mpsc::UnboundedReceiver<Arrival>,
         max_poll_records: usize,
         task: Option<JoinHandle<()>>,
     ) -> Fetcher {
         Fetcher {
             commands,
             events,
-            fences: HashMap::new(),
-            next_fence: 0,
-            paused: HashSet::new(),
-            held: VecDeque::new(),
-            released: VecDeque::new(),
-            max_poll_records,
+            handout: Handout::new(max_poll_records),
             task,
         }
     }
@@ -154,10 +130,7 @@ impl Fetcher {
     /// Stops fetching `partitions`; records of them not yet read are dropped.
     pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
         let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
-        for tp in &partitions {
-            self.paused.remove(tp);
-        }
-        let fence = self.fence(&partitions);
+        let fence = self.handout.unassign(&partitions);
         let _ = self.commands.send(Command::Unassign(partitions, fence));
     }
 
@@ -165,29 +138,20 @@ impl Fetcher {
     /// until [`resume`](Fetcher::resume), not even those already fetched (the Java consumer's
     /// `pause`): they are kept, and their bytes stay in the prefetch budget.
     pub fn pause(&mut self, tp: TopicPartition) {
-        self.paused.insert(tp.clone());
+        self.handout.pause(tp.clone());
         let _ = self.commands.send(Command::Pause(tp));
     }
 
     /// Fetches `tp` again; its records kept during the pause come first, in order.
     pub fn resume(&mut self, tp: TopicPartition) {
-        if !self.paused.remove(&tp) {
-            let _ = self.commands.send(Command::Resume(tp));
-            return;
-        }
-        // The held records are older than anything of `tp` still in the channel: the task
-        // sent nothing of it after it applied the pause, and nothing before the resume.
-        let (resumed, still): (VecDeque<_>, VecDeque<_>) =
-            self.held.drain(..).partition(|r| r.partition == tp);
-        self.held = still;
-        self.released.extend(resumed);
+        self.handout.resume(&tp);
         let _ = self.commands.send(Command::Resume(tp));
     }
 
     /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); records
     /// fetched for the old position are dropped.
     pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
-        let fence = self.fence(std::slice::from_ref(&tp));
+        let fence = self.handout.seek(&tp);
         let _ = self
             .commands
             .send(Command::Seek(tp, offset, leader_epoch, fence));
@@ -197,31 +161,12 @@ impl Fetcher {
     /// at most `max.poll.records` at a time.
     pub async fn next(&mut self) -> Option<FetchEvent> {
         loop {
-            if let Some(r) = self.released.pop_front() {
-                // The rest of a split batch whose partition was paused since: held like the
-                // records the channel brings for it.
-                if self.paused.contains(&r.partition) {
-                    self.held.push_back(r);
-                    continue;
-                }
-                return Some(self.hand_out(r));
+            if let Some(h) = self.handout.next_released() {
+                return Some(self.hand_out(h));
             }
-            match self.events.recv().await? {
-                Item::Fenced(partitions, fence) => {
-                    for tp in partitions {
-                        if self.fences.get(&tp) == Some(&fence) {
-                            self.fences.remove(&tp);
-                        }
-                    }
-                }
-                // Fetched before a seek or unassignment: the task already dropped its bytes
-                // from the budget.
-                Item::Event(FetchEvent::Records(r)) if self.fences.contains_key(&r.partition) => {}
-                Item::Event(FetchEvent::Records(r)) if self.paused.contains(&r.partition) => {
-                    self.held.push_back(r);
-                }
-                Item::Event(FetchEvent::Records(r)) => return Some(self.hand_out(r)),
-                Item::Event(e) => return Some(e),
+            let arrival = self.events.recv().await?;
+            if let Some(h) = self.handout.arrive(arrival) {
+                return Some(self.hand_out(h));
             }
         }
     }
@@ -232,14 +177,14 @@ impl Fetcher {
         let _ = self.commands.send(Command::Close);
         let mut events = Vec::new();
         let _ = time::timeout(timeout, async {
-            while let Some(item) = self.events.recv().await {
-                match item {
-                    Item::Event(FetchEvent::Closed) => break,
-                    Item::Event(FetchEvent::Records(r)) => {
+            while let Some(arrival) = self.events.recv().await {
+                match arrival {
+                    Arrival::Event(FetchEvent::Closed) => break,
+                    Arrival::Event(FetchEvent::Records(r)) => {
                         events.push(FetchEvent::Records(r.decoded()))
                     }
-                    Item::Event(e) => events.push(e),
-                    Item::Fenced(..) => {}
+                    Arrival::Event(e) => events.push(e),
+                    Arrival::Fenced(..) => {}
                 }
             }
         })
@@ -250,34 +195,12 @@ impl Fetcher {
         events
     }
 
-    /// Records leave the handle: at most `max.poll.records` of them, decoded now; the rest
-    /// first in line for the next call. The bytes leave the prefetch budget with the last part.
-    fn hand_out(&mut self, mut r: FetchedRecords) -> FetchEvent {
-        let part = r.take(self.max_poll_records);
-        if !r.is_empty() {
-            self.released.push_front(r);
+    /// An event leaves the handle; the bytes it releases leave the prefetch budget.
+    fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
+        if let Some((tp, bytes)) = h.consumed {
+            let _ = self.commands.send(Command::Consumed(tp, bytes));
         }
-        // Every part but the last weighs nothing: the budget learns of the answer's bytes
-        // with the last (and has no entry for nothing buffered, so a 0 would be a no-op).
-        if part.size > 0 {
-            let _ = self
-                .commands
-                .send(Command::Consumed(part.partition.clone(), part.size));
-        }
-        FetchEvent::Records(part)
-    }
-
-    /// Records of `partitions` fetched for their old position are stale from now: those in the
-    /// channel are dropped until the task confirms, those held or released at once (the task
-    /// drops their bytes from the budget when it applies the command).
-    fn fence(&mut self, partitions: &[TopicPartition]) -> u64 {
-        self.next_fence += 1;
-        for tp in partitions {
-            self.fences.insert(tp.clone(), self.next_fence);
-        }
-        self.held.retain(|r| !partitions.contains(&r.partition));
-        self.released.retain(|r| !partitions.contains(&r.partition));
-        self.next_fence
+        h.event
     }
 }
 
@@ -292,7 +215,7 @@ impl Drop for Fetcher {
 /// The fetch task: the fetch machine driven by kcon-pool's driver, its events sent to the
 /// handle.
 struct FetchTask {
-    events: mpsc::UnboundedSender<Item>,
+    events: mpsc::UnboundedSender<Arrival>,
     config: FetchConfig,
     /// The machine told `Closed`: the task is done.
     closed: bool,
@@ -328,13 +251,13 @@ impl Drive for FetchTask {
             }
             Some(Command::Unassign(partitions, fence)) => {
                 machine.unassign(&partitions);
-                let _ = self.events.send(Item::Fenced(partitions, fence));
+                let _ = self.events.send(Arrival::Fenced(partitions, fence));
             }
             Some(Command::Pause(tp)) => machine.pause(&tp),
             Some(Command::Resume(tp)) => machine.resume(&tp),
             Some(Command::Seek(tp, offset, epoch, fence)) => {
                 machine.seek(&tp, offset, epoch);
-                let _ = self.events.send(Item::Fenced(vec![tp], fence));
+                let _ = self.events.send(Arrival::Fenced(vec![tp], fence));
             }
             Some(Command::Consumed(tp, bytes)) => machine.records_consumed(&tp, bytes),
             Some(Command::Close) | None => machine.close(now),
@@ -345,7 +268,7 @@ impl Drive for FetchTask {
         if event == FetchEvent::Closed {
             self.closed = true;
         }
-        let _ = self.events.send(Item::Event(event));
+        let _ = self.events.send(Arrival::Event(event));
     }
 
     fn settled(&mut self, _machine: &FetchMachine) -> bool {
@@ -525,7 +448,7 @@ mod tests {
     use kcon_codec::records::TimestampType;
 
     use super::*;
-    use crate::records::ConsumerRecord;
+    use crate::records::{ConsumerRecord, FetchedRecords};
 
     fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
         let records = offsets
@@ -573,7 +496,7 @@ mod tests {
         let (events, event_rx) = mpsc::unbounded_channel();
         let mut f = Fetcher::handle(command_tx, event_rx, 3, None);
         // Offsets 10..17, then a control batch: the position after is 18.
-        let send = |r| events.send(Item::Event(FetchEvent::Records(r))).unwrap();
+        let send = |r| events.send(Arrival::Event(FetchEvent::Records(r))).unwrap();
         send(records(0, 10..17, 18));
         send(records(1, 0..2, 2));
 
@@ -593,7 +516,7 @@ mod tests {
         let (command_tx, mut commands) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::unbounded_channel();
         let mut f = Fetcher::handle(command_tx, event_rx, 2, None);
-        let send = |r| events.send(Item::Event(FetchEvent::Records(r))).unwrap();
+        let send = |r| events.send(Arrival::Event(FetchEvent::Records(r))).unwrap();
         send(records(0, 0..5, 5));
         send(records(1, 0..1, 1));
         assert_eq!(offsets(f.next().await), (0, vec![0, 1], 2, 0));
@@ -603,7 +526,7 @@ mod tests {
         f.resume(TopicPartition::new("t", 0));
         assert_eq!(offsets(f.next().await), (0, vec![2, 3], 4, 0));
         f.seek(TopicPartition::new("t", 0), 0, None);
-        assert!(f.released.is_empty() && f.held.is_empty());
+        assert!(f.handout.is_idle());
         // Only partition 1's bytes were released: partition 0's go with the seek, in the task.
         assert_eq!(consumed(&mut commands), [(1, 700)]);
     }

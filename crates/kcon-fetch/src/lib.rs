@@ -31,6 +31,7 @@ pub use session::{
 
 mod config;
 mod driver;
+pub mod handout;
 mod machine;
 mod messages;
 mod records;

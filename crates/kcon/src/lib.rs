@@ -37,7 +37,7 @@
 //! `kcon-offsets` (commits and offset lookups) and `kcon-fetch` (fetch sessions).
 
 mod config;
-mod consumer;
+pub mod consumer;
 mod error;
 mod listener;
 mod metrics;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::TopicPartition;
 
@@ -84,9 +84,9 @@ impl MetricsState {
         }
     }
 
-    pub(crate) fn fetched(&mut self, records: usize, bytes: usize) {
+    pub(crate) fn fetched(&mut self, now: Instant, records: usize, bytes: usize) {
         if records > 0 && self.first_record.is_none() {
-            self.first_record = Some(Instant::now());
+            self.first_record = Some(now);
         }
         self.records += records as u64;
         self.bytes += bytes as u64;
@@ -113,10 +113,14 @@ impl MetricsState {
         self.max_commit = Some(self.max_commit.map_or(latency, |m| m.max(latency)));
     }
 
-    pub(crate) fn snapshot(&self, partitions: BTreeMap<TopicPartition, PartitionLag>) -> Metrics {
+    pub(crate) fn snapshot(
+        &self,
+        now: Instant,
+        partitions: BTreeMap<TopicPartition, PartitionLag>,
+    ) -> Metrics {
         let elapsed = self
             .first_record
-            .map(|t| t.elapsed().as_secs_f64())
+            .map(|t| now.saturating_duration_since(t).as_secs_f64())
             .filter(|&s| s > 0.0);
         let rate = |n: u64| elapsed.map_or(0.0, |s| n as f64 / s);
         Metrics {

@@ -18,7 +18,7 @@
 //!   `Lost`), each application's view equal to its machine's `assignment()`, and no
 //!   `poll_timeout` left at or before `now` once `handle_timeout(now)` ran.
 
-pub(crate) mod coordinator;
+pub(crate) use kcon_sim::coordinator;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -33,21 +33,8 @@ use kcon_group::{
 
 use coordinator::{CoordinatorConfig, GroupCoordinator, Ticket, join_error, sync_error};
 
-/// Kafka error codes.
-pub(crate) mod code {
-    pub(crate) const NONE: i16 = 0;
-    pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub(crate) const NOT_COORDINATOR: i16 = 16;
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-    pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-    pub(crate) const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
-}
+/// Kafka error codes, by name.
+pub(crate) use kcon_sim::code;
 
 /// The group every simulated member joins.
 pub(crate) const GROUP: &str = "sim-group";

@@ -42,18 +42,18 @@ use kcon_group::{
     SyncGroup,
 };
 
-use super::code;
+use crate::code;
 
 /// Identifies a request delivered to the coordinator; its answer comes back with it.
-pub(crate) type Ticket = u64;
+pub type Ticket = u64;
 
 /// The coordinator's settings (broker configuration).
 #[derive(Debug, Clone)]
-pub(crate) struct CoordinatorConfig {
+pub struct CoordinatorConfig {
     /// `group.initial.rebalance.delay.ms` (the broker default is 3 s).
-    pub(crate) initial_rebalance_delay: Duration,
+    pub initial_rebalance_delay: Duration,
     /// `group.max.size`.
-    pub(crate) max_size: usize,
+    pub max_size: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -68,10 +68,14 @@ impl Default for CoordinatorConfig {
 /// The group's state (Kafka's `ClassicGroupState`, without Dead: the model has one group
 /// that is never deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GroupState {
+pub enum GroupState {
+    /// No members.
     Empty,
+    /// A rebalance began: JoinGroup waits for every member.
     PreparingRebalance,
+    /// Joined: the leader's SyncGroup is awaited.
     CompletingRebalance,
+    /// Every member has its assignment.
     Stable,
 }
 
@@ -106,7 +110,7 @@ struct Snapshot {
 
 /// One group's coordinator.
 #[derive(Debug)]
-pub(crate) struct GroupCoordinator {
+pub struct GroupCoordinator {
     config: CoordinatorConfig,
     state: GroupState,
     generation: i32,
@@ -129,11 +133,12 @@ pub(crate) struct GroupCoordinator {
     persisted: Snapshot,
     answers: Vec<(Ticket, GroupResponse)>,
     /// Completed JoinGroup barriers, for tests that count rebalances.
-    pub(crate) rebalances: u32,
+    pub rebalances: u32,
 }
 
 impl GroupCoordinator {
-    pub(crate) fn new(config: CoordinatorConfig) -> Self {
+    /// An empty group.
+    pub fn new(config: CoordinatorConfig) -> Self {
         GroupCoordinator {
             config,
             state: GroupState::Empty,
@@ -162,29 +167,33 @@ impl GroupCoordinator {
 
     // ----- queries -----
 
-    pub(crate) fn state(&self) -> GroupState {
+    /// The group's state.
+    pub fn state(&self) -> GroupState {
         self.state
     }
 
-    pub(crate) fn generation(&self) -> i32 {
+    /// The current generation.
+    pub fn generation(&self) -> i32 {
         self.generation
     }
 
-    pub(crate) fn member_ids(&self) -> BTreeSet<String> {
+    /// The members' ids.
+    pub fn member_ids(&self) -> BTreeSet<String> {
         self.members.keys().cloned().collect()
     }
 
-    pub(crate) fn leader(&self) -> Option<&str> {
+    /// The leader's member id.
+    pub fn leader(&self) -> Option<&str> {
         self.leader.as_deref()
     }
 
     /// The answers produced since the last call, to deliver.
-    pub(crate) fn take_answers(&mut self) -> Vec<(Ticket, GroupResponse)> {
+    pub fn take_answers(&mut self) -> Vec<(Ticket, GroupResponse)> {
         std::mem::take(&mut self.answers)
     }
 
     /// The earliest timer, if any.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Instant> {
         let sessions = self
             .members
             .values()
@@ -205,7 +214,7 @@ impl GroupCoordinator {
     // ----- inputs -----
 
     /// A request addressed to this coordinator.
-    pub(crate) fn handle(&mut self, now: Instant, ticket: Ticket, request: &GroupRequest) {
+    pub fn handle(&mut self, now: Instant, ticket: Ticket, request: &GroupRequest) {
         match request {
             GroupRequest::JoinGroup(j) => self.join(now, ticket, j),
             GroupRequest::SyncGroup(s) => self.sync(now, ticket, s),
@@ -216,7 +225,7 @@ impl GroupCoordinator {
     }
 
     /// Acts on every timer that has passed.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Instant) {
         let expired_pending: Vec<String> = self
             .pending
             .iter()
@@ -273,7 +282,7 @@ impl GroupCoordinator {
     /// The coordinator moved to another broker: parked requests are answered NOT_COORDINATOR
     /// by the old one, and the new one starts from what was persisted, with fresh session
     /// timers (as after loading `__consumer_offsets`).
-    pub(crate) fn fail_over(&mut self, now: Instant) {
+    pub fn fail_over(&mut self, now: Instant) {
         let parked: Vec<(Ticket, bool)> = self
             .members
             .values()
@@ -705,6 +714,39 @@ impl GroupCoordinator {
         self.answer(ticket, GroupResponse::Heartbeat { error_code: error });
     }
 
+    // ----- OffsetCommit -----
+
+    /// The error an OffsetCommit gets, or NONE when the coordinator takes it
+    /// (`ClassicGroup.validateOffsetCommit`): a commit from outside any generation (-1, empty
+    /// member id) only while the group is Empty; otherwise from a member the group knows, of
+    /// its current generation, and not while the generation is being completed (its members
+    /// have no assignment yet). While a rebalance is being prepared the old generation still
+    /// commits: that is how a member commits before giving its partitions up.
+    pub fn validate_commit(
+        &self,
+        generation_id: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        if generation_id < 0 && member_id.is_empty() && instance_id.is_none() {
+            return if self.state == GroupState::Empty {
+                code::NONE
+            } else {
+                code::UNKNOWN_MEMBER_ID
+            };
+        }
+        if let Err(e) = self.validate(member_id, instance_id) {
+            return e;
+        }
+        if generation_id != self.generation {
+            return code::ILLEGAL_GENERATION;
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return code::REBALANCE_IN_PROGRESS;
+        }
+        code::NONE
+    }
+
     // ----- LeaveGroup -----
 
     fn leave(&mut self, now: Instant, ticket: Ticket, l: &LeaveGroup) {
@@ -890,7 +932,7 @@ fn ms(v: i32) -> Duration {
 }
 
 /// A JoinGroup answer carrying only an error.
-pub(crate) fn join_error(error_code: i16, member_id: &str) -> GroupResponse {
+pub fn join_error(error_code: i16, member_id: &str) -> GroupResponse {
     GroupResponse::JoinGroup(JoinGroupAnswer {
         error_code,
         generation_id: -1,
@@ -900,7 +942,7 @@ pub(crate) fn join_error(error_code: i16, member_id: &str) -> GroupResponse {
 }
 
 /// A SyncGroup answer carrying only an error.
-pub(crate) fn sync_error(error_code: i16) -> GroupResponse {
+pub fn sync_error(error_code: i16) -> GroupResponse {
     GroupResponse::SyncGroup {
         error_code,
         protocol_type: None,

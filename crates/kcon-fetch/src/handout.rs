@@ -1,0 +1,183 @@
+//! The fetcher's side that faces the application, sans-IO: what it does with the fetch task's
+//! events before handing them out.
+//!
+//! The fetch task runs ahead of the application: records it sent before it applied a seek, an
+//! unassignment or a pause are already on their way. [`Handout`] sorts them out in the order
+//! the application's commands were given:
+//! - a seek or an unassignment fences its partitions: records of them that arrive before the
+//!   task confirms the command ([`Arrival::Fenced`]) are stale and dropped (the task dropped
+//!   their bytes from the budget when it applied the command);
+//! - records of a paused partition are held, in order, and handed out after the resume before
+//!   anything newer (the Java consumer withholds a paused partition's buffered records);
+//! - records are decoded as they are handed out, at most `max.poll.records` at a time; the rest
+//!   of a batch goes first on the next call. The answer's bytes leave the prefetch budget with
+//!   the last part ([`HandedOut::consumed`]), not proportionally: until then the partition
+//!   still holds fetched records and is not fetched again, so the parts are never overtaken.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use kcon_core::TopicPartition;
+
+use crate::messages::FetchEvent;
+use crate::records::FetchedRecords;
+
+/// What reaches the application's side from the fetch task, in order.
+#[derive(Debug)]
+pub enum Arrival {
+    /// An event of the machine.
+    Event(FetchEvent),
+    /// The command with this fence was applied to these partitions: their later records are
+    /// current.
+    Fenced(Vec<TopicPartition>, u64),
+}
+
+/// An event handed to the application, and the bytes it releases from the prefetch budget
+/// (to tell the fetch machine with `records_consumed`).
+#[derive(Debug)]
+pub struct HandedOut {
+    /// The event.
+    pub event: FetchEvent,
+    /// The partition whose buffered bytes leave the budget now, and how many.
+    pub consumed: Option<(TopicPartition, usize)>,
+}
+
+/// The application's side of a fetcher (see the module documentation).
+#[derive(Debug)]
+pub struct Handout {
+    /// Partitions sought or unassigned, and the fence their records wait for.
+    fences: HashMap<TopicPartition, u64>,
+    next_fence: u64,
+    /// Partitions the application paused.
+    paused: HashSet<TopicPartition>,
+    /// Records of paused partitions, oldest first.
+    held: VecDeque<FetchedRecords>,
+    /// Records of resumed partitions, and the rest of a batch split by `max.poll.records`
+    /// (at the front), handed out before anything newer.
+    released: VecDeque<FetchedRecords>,
+    /// `max.poll.records`, at least 1.
+    max_poll_records: usize,
+}
+
+impl Handout {
+    /// Nothing fenced, paused or held; records handed out `max_poll_records` at a time.
+    pub fn new(max_poll_records: usize) -> Self {
+        Handout {
+            fences: HashMap::new(),
+            next_fence: 0,
+            paused: HashSet::new(),
+            held: VecDeque::new(),
+            released: VecDeque::new(),
+            max_poll_records: max_poll_records.max(1),
+        }
+    }
+
+    /// The application stops fetching `partitions`: their records, held, released or on
+    /// their way, are stale. Returns the fence to send with the command.
+    pub fn unassign(&mut self, partitions: &[TopicPartition]) -> u64 {
+        for tp in partitions {
+            self.paused.remove(tp);
+        }
+        self.fence(partitions)
+    }
+
+    /// The application moves `tp`: its records fetched for the old position are stale.
+    /// Returns the fence to send with the command.
+    pub fn seek(&mut self, tp: &TopicPartition) -> u64 {
+        self.fence(std::slice::from_ref(tp))
+    }
+
+    /// The application pauses `tp`: none of its records are handed out until the resume.
+    pub fn pause(&mut self, tp: TopicPartition) {
+        self.paused.insert(tp);
+    }
+
+    /// The application resumes `tp`: its held records come first, in order. Returns whether
+    /// it was paused.
+    pub fn resume(&mut self, tp: &TopicPartition) -> bool {
+        if !self.paused.remove(tp) {
+            return false;
+        }
+        // The held records are older than anything of `tp` still on its way: the task sent
+        // nothing of it after it applied the pause, and nothing before the resume.
+        let (resumed, still): (VecDeque<_>, VecDeque<_>) =
+            self.held.drain(..).partition(|r| &r.partition == tp);
+        self.held = still;
+        self.released.extend(resumed);
+        true
+    }
+
+    /// The next records released (a resumed partition's, or the rest of a split batch).
+    pub fn next_released(&mut self) -> Option<HandedOut> {
+        while let Some(r) = self.released.pop_front() {
+            // The rest of a split batch whose partition was paused since: held like the
+            // records that arrive for it.
+            if self.paused.contains(&r.partition) {
+                self.held.push_back(r);
+                continue;
+            }
+            return Some(self.hand_out(r));
+        }
+        None
+    }
+
+    /// What arrived from the task: an event to hand out, or nothing (a confirmation, stale
+    /// records, records held for a pause).
+    pub fn arrive(&mut self, arrival: Arrival) -> Option<HandedOut> {
+        match arrival {
+            Arrival::Fenced(partitions, fence) => {
+                for tp in partitions {
+                    if self.fences.get(&tp) == Some(&fence) {
+                        self.fences.remove(&tp);
+                    }
+                }
+                None
+            }
+            // Fetched before a seek or unassignment: the task already dropped their bytes.
+            Arrival::Event(FetchEvent::Records(r)) if self.fences.contains_key(&r.partition) => {
+                None
+            }
+            Arrival::Event(FetchEvent::Records(r)) if self.paused.contains(&r.partition) => {
+                self.held.push_back(r);
+                None
+            }
+            Arrival::Event(FetchEvent::Records(r)) => Some(self.hand_out(r)),
+            Arrival::Event(event) => Some(HandedOut {
+                event,
+                consumed: None,
+            }),
+        }
+    }
+
+    /// Records leave: at most `max.poll.records` of them, decoded now; the rest first in line
+    /// for the next call. The bytes leave the prefetch budget with the last part.
+    fn hand_out(&mut self, mut r: FetchedRecords) -> HandedOut {
+        let part = r.take(self.max_poll_records);
+        if !r.is_empty() {
+            self.released.push_front(r);
+        }
+        // Every part but the last weighs nothing: the budget learns of the answer's bytes with
+        // the last (and has no entry for nothing buffered, so a 0 would be a no-op).
+        let consumed = (part.size > 0).then(|| (part.partition.clone(), part.size));
+        HandedOut {
+            event: FetchEvent::Records(part),
+            consumed,
+        }
+    }
+
+    /// Records of `partitions` fetched for their old position are stale from now: those on
+    /// their way are dropped until the task confirms, those held or released at once.
+    fn fence(&mut self, partitions: &[TopicPartition]) -> u64 {
+        self.next_fence += 1;
+        for tp in partitions {
+            self.fences.insert(tp.clone(), self.next_fence);
+        }
+        self.held.retain(|r| !partitions.contains(&r.partition));
+        self.released.retain(|r| !partitions.contains(&r.partition));
+        self.next_fence
+    }
+
+    /// Whether nothing is held or released.
+    pub fn is_idle(&self) -> bool {
+        self.held.is_empty() && self.released.is_empty()
+    }
+}

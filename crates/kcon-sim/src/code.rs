@@ -1,0 +1,28 @@
+//! The Kafka error codes the simulated brokers answer, by name.
+
+use kcon_codec::kafka_protocol::ResponseError as E;
+
+/// No error.
+pub const NONE: i16 = 0;
+/// COORDINATOR_LOAD_IN_PROGRESS.
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = E::CoordinatorLoadInProgress.code();
+/// COORDINATOR_NOT_AVAILABLE.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
+/// NOT_COORDINATOR.
+pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
+/// ILLEGAL_GENERATION.
+pub const ILLEGAL_GENERATION: i16 = E::IllegalGeneration.code();
+/// INCONSISTENT_GROUP_PROTOCOL.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = E::InconsistentGroupProtocol.code();
+/// UNKNOWN_MEMBER_ID.
+pub const UNKNOWN_MEMBER_ID: i16 = E::UnknownMemberId.code();
+/// REBALANCE_IN_PROGRESS.
+pub const REBALANCE_IN_PROGRESS: i16 = E::RebalanceInProgress.code();
+/// GROUP_AUTHORIZATION_FAILED.
+pub const GROUP_AUTHORIZATION_FAILED: i16 = E::GroupAuthorizationFailed.code();
+/// MEMBER_ID_REQUIRED.
+pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
+/// GROUP_MAX_SIZE_REACHED.
+pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
+/// FENCED_INSTANCE_ID.
+pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();

@@ -1,0 +1,11 @@
+//! A deterministic simulation of a Kafka cluster for kcon's sans-IO machines, on a virtual
+//! clock: a classic group coordinator ([`coordinator`]), partition logs and committed offsets
+//! ([`cluster`]), and whole consumers wired from their four machines ([`world`]).
+//!
+//! It is a test tool: kcon's tests use it to replay rebalances, faults and timeouts exactly,
+//! in milliseconds of real time.
+
+pub mod cluster;
+pub mod code;
+pub mod coordinator;
+pub mod world;

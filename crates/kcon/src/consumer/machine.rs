@@ -1,0 +1,1051 @@
+//! The consumer's own bookkeeping as a sans-IO machine: subscription and pattern matching,
+//! assignment, positions, offsets handed out and not yet stored, pauses, the records being
+//! handed out, and the rebalance steps. It owns that state alone; the [`Consumer`](crate::Consumer)
+//! only drives it.
+//!
+//! # Driving it
+//! Like kcon-core's `Machine`, it never touches a socket or a clock (`now` is an argument) and
+//! speaks through queues, drained after every input:
+//! - inputs: the application's calls (`subscribe`, `assign`, `seek`, `pause`, taking records,
+//!   ...), what the other parts tell it ([`group_event`](ConsumerMachine::group_event),
+//!   [`fetch_event`](ConsumerMachine::fetch_event)), the answers to its steps
+//!   ([`handle_step`](ConsumerMachine::handle_step)) and time ([`tick`](ConsumerMachine::tick));
+//! - outputs: [`poll_command`](ConsumerMachine::poll_command), what the group member, the
+//!   fetcher, the offsets task, the pool or the partition streams must do (fire and forget, in
+//!   order); [`poll_step`](ConsumerMachine::poll_step), a step the machine waits for (the
+//!   listener's hook, a commit before partitions go, a committed-offset lookup, every topic's
+//!   metadata for a pattern), answered exactly once under its id; the errors of
+//!   [`take_error`](ConsumerMachine::take_error).
+//!
+//! Steps go one at a time, in order: while one is out the machine takes no group or fetch event
+//! (the listener runs with no records handed out, and events are handled in the order the
+//! group sent them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use kcon_core::{RequestId, RequestIds, TopicPartition};
+use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
+use kcon_group::{GroupEvent, RevocationId};
+use tracing::{debug, info, warn};
+
+use super::batch::Batch;
+use super::rebalance::{Hook, Rebalance, Stage};
+use super::subscription::Subscription;
+use crate::Record;
+use crate::error::{Error, ErrorKind};
+use crate::metrics::{MetricsState, PartitionLag};
+
+/// How often a consumer blocked in a receiving call tells its group member it is alive, and
+/// looks for new metadata (regex subscriptions).
+pub(crate) const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// What the consumer's settings tell its machine.
+#[derive(Debug, Clone)]
+pub struct MachineOptions {
+    /// A `group.id` is set: the consumer may subscribe and commit.
+    pub group: bool,
+    /// `enable.auto.commit`.
+    pub auto_commit: bool,
+    /// `enable.auto.offset.store`.
+    pub auto_store: bool,
+    /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
+    pub metadata_max_age: Duration,
+}
+
+/// What the machine tells the other parts to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// The group member subscribes to these topics.
+    Subscribe(BTreeSet<String>),
+    /// The group member leaves.
+    Unsubscribe,
+    /// The group member hears the application is alive.
+    Alive,
+    /// The group member hears the revocation is done.
+    RevocationDone(RevocationId),
+    /// The pool keeps these topics' metadata fresh.
+    TrackTopics(BTreeSet<String>),
+    /// The fetcher starts these partitions.
+    Assign(Vec<(TopicPartition, StartPosition)>),
+    /// The fetcher stops these partitions.
+    Unassign(Vec<TopicPartition>),
+    /// The fetcher pauses a partition.
+    Pause(TopicPartition),
+    /// The fetcher resumes a partition.
+    Resume(TopicPartition),
+    /// The fetcher moves a partition.
+    Seek(TopicPartition, i64),
+    /// The offsets task stores a partition's next offset and its record's leader epoch.
+    Store(TopicPartition, i64, Option<i32>),
+    /// The offsets task forgets these partitions' stored offsets.
+    Forget(Vec<TopicPartition>),
+    /// The partition streams hear these partitions leave, before anything else is done.
+    Leaving(Vec<TopicPartition>),
+}
+
+/// A step the machine waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Call the listener's hook; its answer is [`StepAnswer::Listener`].
+    Listener {
+        /// Which hook.
+        hook: Hook,
+        /// The partitions it hears of.
+        partitions: Vec<TopicPartition>,
+        /// The positions now, for the listener to read.
+        positions: HashMap<TopicPartition, i64>,
+    },
+    /// Commit every stored offset and wait for the coordinator; answered with
+    /// [`StepAnswer::Commit`].
+    Commit,
+    /// Look up the committed offsets of these partitions; answered with
+    /// [`StepAnswer::Committed`].
+    Committed(BTreeSet<TopicPartition>),
+    /// Ask for every topic's metadata (a pattern subscription); answered with
+    /// [`StepAnswer::Topics`].
+    AllTopics,
+}
+
+/// Each partition's committed offset (the next offset to consume) and the leader epoch it was
+/// committed with; `None` where the group has none.
+pub type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
+
+/// The answer to a [`Step`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StepAnswer {
+    /// The hook returned, with the seeks it asked for; or it panicked (why).
+    Listener(Result<Vec<(TopicPartition, i64)>, String>),
+    /// The commit's latency and outcome.
+    Commit {
+        /// How long it took.
+        latency: Duration,
+        /// Whether the coordinator acknowledged it.
+        result: Result<(), String>,
+    },
+    /// The committed offsets found (next offset and leader epoch; `None` when there is none),
+    /// or why the lookup failed.
+    Committed(Result<CommittedOffsets, Error>),
+    /// Every topic of the cluster in a metadata snapshot (its generation), or why it failed.
+    Topics(Result<(u64, BTreeSet<String>), String>),
+    /// Whatever the step was, it could not be carried out (its task died): why.
+    Failed(String),
+}
+
+/// The consumer's bookkeeping (see the module documentation for how to drive it).
+#[derive(Debug)]
+pub struct ConsumerMachine {
+    options: MachineOptions,
+    subscription: Subscription,
+    /// The partitions the consumer owns (by the group, or assigned by the application).
+    assignment: BTreeSet<TopicPartition>,
+    /// Owned, not yet handed to the fetcher: where each starts (`None`: the committed offset,
+    /// else by `auto.offset.reset`).
+    starting: BTreeMap<TopicPartition, Option<i64>>,
+    /// The next offset to hand out, per partition, outside the current batch.
+    positions: HashMap<TopicPartition, i64>,
+    /// The high watermark of each partition's last Fetch answer.
+    high_watermarks: HashMap<TopicPartition, i64>,
+    /// Offsets processed (handed out before the application's current call) and not yet
+    /// stored: the next offset and its leader epoch.
+    unstored: HashMap<TopicPartition, (i64, Option<i32>)>,
+    /// The batch being handed out.
+    current: Option<Batch>,
+    paused: BTreeSet<TopicPartition>,
+    /// Errors for the next receiving calls, in order.
+    errors: VecDeque<Error>,
+    /// The member's fatal error: every later call returns it.
+    fatal: Option<Error>,
+    /// The group event being handled.
+    rebalance: Option<Rebalance>,
+    /// The step out, and what it is.
+    step: Option<(RequestId, StepKind)>,
+    ids: RequestIds,
+    commands: VecDeque<Command>,
+    steps: VecDeque<(RequestId, Step)>,
+    /// When the group member was last told the application is alive.
+    last_liveness: Option<Instant>,
+    /// Feeding per-partition streams: they store offsets themselves, and hear of partitions
+    /// leaving.
+    streams: bool,
+    metrics: MetricsState,
+}
+
+/// What the step out is, to read its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    Rebalance,
+    Committed,
+    Topics,
+}
+
+impl ConsumerMachine {
+    /// A consumer that reads nothing yet, made at `now`.
+    pub fn new(options: MachineOptions, now: Instant) -> Self {
+        ConsumerMachine {
+            options,
+            subscription: Subscription::None,
+            assignment: BTreeSet::new(),
+            starting: BTreeMap::new(),
+            positions: HashMap::new(),
+            high_watermarks: HashMap::new(),
+            unstored: HashMap::new(),
+            current: None,
+            paused: BTreeSet::new(),
+            errors: VecDeque::new(),
+            fatal: None,
+            rebalance: None,
+            step: None,
+            ids: RequestIds::default(),
+            commands: VecDeque::new(),
+            steps: VecDeque::new(),
+            last_liveness: Some(now),
+            streams: false,
+            metrics: MetricsState::new(),
+        }
+    }
+
+    // ----- queries -----
+
+    /// The partitions owned now.
+    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.assignment
+    }
+
+    /// The topics subscribed: those named, or those a pattern matches now.
+    pub fn subscription(&self) -> BTreeSet<String> {
+        self.subscription.topics()
+    }
+
+    /// Whether the consumer reads through its group.
+    pub fn in_group(&self) -> bool {
+        self.subscription.in_group()
+    }
+
+    /// The partitions paused.
+    pub fn paused(&self) -> &BTreeSet<TopicPartition> {
+        &self.paused
+    }
+
+    /// The next offset handed out for `tp`, when known.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        if let Some(b) = &self.current
+            && &b.partition == tp
+            && let Some((next, _)) = b.handed
+        {
+            return Some(next);
+        }
+        match self.starting.get(tp) {
+            Some(explicit) => *explicit,
+            None => self.positions.get(tp).copied(),
+        }
+    }
+
+    /// The fatal error, once there is one.
+    pub fn fatal(&self) -> Option<&Error> {
+        self.fatal.as_ref()
+    }
+
+    /// An error if the consumer can no longer be used.
+    pub fn usable(&self) -> Result<(), Error> {
+        match &self.fatal {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a step is out or waiting to go: the machine takes no event until it is done.
+    pub fn is_busy(&self) -> bool {
+        self.step.is_some() || !self.steps.is_empty()
+    }
+
+    /// Whether a group event is being handled.
+    pub fn is_rebalancing(&self) -> bool {
+        self.rebalance.is_some()
+    }
+
+    /// Whether records are ready to hand out.
+    pub fn has_records(&self) -> bool {
+        self.current.as_ref().is_some_and(|b| !b.is_done())
+    }
+
+    /// Whether offsets are stored once processed (`enable.auto.offset.store`).
+    pub fn stores_processed(&self) -> bool {
+        self.options.auto_store
+    }
+
+    /// Whether `enable.auto.commit` is on.
+    pub fn auto_commit(&self) -> bool {
+        self.options.auto_commit
+    }
+
+    /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against `end`.
+    pub fn partition_lag(
+        &self,
+        tp: &TopicPartition,
+        end: Option<i64>,
+        now_ms: i64,
+    ) -> PartitionLag {
+        let position = self.position(tp);
+        let next_ts = self
+            .current
+            .as_ref()
+            .filter(|b| &b.partition == tp)
+            .and_then(Batch::next_timestamp);
+        PartitionLag {
+            position,
+            end,
+            records: match (position, end) {
+                (Some(p), Some(e)) => Some(e.saturating_sub(p).max(0)),
+                _ => None,
+            },
+            time: match (position, end) {
+                (Some(p), Some(e)) => kcon_core::offsets::time_lag(now_ms, p, e, next_ts),
+                _ => None,
+            },
+        }
+    }
+
+    /// Every owned partition's lag against the high watermark of its last Fetch answer.
+    pub fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
+        self.assignment
+            .iter()
+            .map(|tp| {
+                let end = self.high_watermarks.get(tp).copied();
+                (tp.clone(), self.partition_lag(tp, end, now_ms))
+            })
+            .collect()
+    }
+
+    /// The counters behind the metrics.
+    pub(crate) fn metrics(&self) -> &MetricsState {
+        &self.metrics
+    }
+
+    // ----- outputs -----
+
+    /// The next command for another part.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next step to carry out, under its id.
+    pub fn poll_step(&mut self) -> Option<(RequestId, Step)> {
+        self.steps.pop_front()
+    }
+
+    /// The next error for the application.
+    pub fn take_error(&mut self) -> Option<Error> {
+        if let Some(e) = self.errors.pop_front() {
+            return Some(e);
+        }
+        self.fatal.clone()
+    }
+
+    // ----- the application's calls -----
+
+    /// Subscribes to `topics` (names; `^` patterns), replacing the subscription.
+    pub fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.usable()?;
+        if !self.options.group {
+            return Err(Error::misuse("subscribe needs a group.id"));
+        }
+        if matches!(self.subscription, Subscription::Manual) {
+            return Err(Error::misuse(
+                "the consumer has partitions assigned by the application: unsubscribe first",
+            ));
+        }
+        let subscription = Subscription::parse(topics)?;
+        if let Subscription::Topics(names) = &subscription {
+            self.commands.push_back(Command::TrackTopics(names.clone()));
+            self.commands.push_back(Command::Subscribe(names.clone()));
+        }
+        self.subscription = subscription;
+        self.metrics.rebalance_started(now);
+        Ok(())
+    }
+
+    /// Reads `partitions` without a group, replacing the previous assignment.
+    pub fn assign(
+        &mut self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<(), Error> {
+        self.usable()?;
+        if self.in_group() {
+            return Err(Error::misuse(
+                "the consumer is subscribed in a group: unsubscribe before assigning partitions",
+            ));
+        }
+        let new: BTreeSet<TopicPartition> = partitions.into_iter().collect();
+        let gone: Vec<TopicPartition> = self.assignment.difference(&new).cloned().collect();
+        self.drop_partitions(&gone);
+        let added: Vec<TopicPartition> = new.difference(&self.assignment).cloned().collect();
+        self.commands.push_back(Command::TrackTopics(
+            new.iter().map(|tp| tp.topic.clone()).collect(),
+        ));
+        for tp in added {
+            self.starting.insert(tp.clone(), None);
+            self.assignment.insert(tp);
+        }
+        self.subscription = if self.assignment.is_empty() {
+            Subscription::None
+        } else {
+            Subscription::Manual
+        };
+        Ok(())
+    }
+
+    /// Stops reading: a group member gives its partitions up as on a revocation and leaves;
+    /// assigned partitions are dropped. A rebalance in progress must be finished first
+    /// ([`is_busy`](Self::is_busy) false); the revocation this begins is finished by the
+    /// driver, then [`unsubscribed`](Self::unsubscribed).
+    pub fn unsubscribe(&mut self) {
+        let all: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
+        match self.subscription {
+            Subscription::Manual => self.drop_partitions(&all),
+            Subscription::Topics(_) | Subscription::Pattern(_) => {
+                // The member's own revocation event comes later and finds nothing left to give
+                // up (the subscription is gone); it is only acknowledged then.
+                self.commands.push_back(Command::Unsubscribe);
+                let commit = self.options.auto_commit;
+                self.begin(Rebalance::revoke(all, None, commit));
+            }
+            Subscription::None => {}
+        }
+    }
+
+    /// The unsubscription's revocation is done.
+    pub fn unsubscribed(&mut self) {
+        self.subscription = Subscription::None;
+    }
+
+    /// The next record of the current batch, if any.
+    pub fn next_record(&mut self) -> Option<Record> {
+        self.current.as_mut()?.next()
+    }
+
+    /// The rest of the current batch, with its partition, if any.
+    pub fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
+        let batch = self.current.as_mut().filter(|b| !b.is_done())?;
+        let records = batch.take_rest();
+        Some((batch.partition.clone(), records))
+    }
+
+    /// Marks the record at `offset` of `tp` processed.
+    pub fn store_offset(
+        &mut self,
+        tp: TopicPartition,
+        offset: i64,
+        leader_epoch: Option<i32>,
+    ) -> Result<(), Error> {
+        self.usable()?;
+        if !self.assignment.contains(&tp) {
+            return Err(Error::misuse(format!(
+                "cannot store an offset for {tp}: the consumer does not own it"
+            ))
+            .with_partitions(vec![tp]));
+        }
+        if !self.options.group {
+            return Err(Error::misuse(
+                "offsets can only be stored and committed with a group.id",
+            ));
+        }
+        self.commands
+            .push_back(Command::Store(tp, offset.saturating_add(1), leader_epoch));
+        Ok(())
+    }
+
+    /// Moves `tp` (owned) to `offset`.
+    pub fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
+        self.usable()?;
+        if offset < 0 {
+            return Err(Error::misuse(format!(
+                "cannot seek {tp} to {offset}: offsets are not negative (see seek_to_beginning and seek_to_end)"
+            )));
+        }
+        if !self.assignment.contains(&tp) {
+            return Err(
+                Error::misuse(format!("cannot seek {tp}: the consumer does not own it"))
+                    .with_partitions(vec![tp]),
+            );
+        }
+        if let Some(start) = self.starting.get_mut(&tp) {
+            *start = Some(offset);
+            return Ok(());
+        }
+        self.finish_current_of(&tp);
+        self.commands.push_back(Command::Seek(tp.clone(), offset));
+        self.positions.insert(tp, offset);
+        Ok(())
+    }
+
+    /// Stops handing out and fetching `partitions` (owned).
+    pub fn pause(
+        &mut self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<(), Error> {
+        for tp in partitions {
+            self.owned(&tp)?;
+            if !self.paused.insert(tp.clone()) {
+                continue;
+            }
+            // Records of the current batch not handed out yet are fetched again on resume.
+            if let Some(b) = &self.current
+                && b.partition == tp
+                && !b.is_done()
+            {
+                let at = self.position(&tp);
+                self.finish_current_of(&tp);
+                if let Some(at) = at.or_else(|| self.positions.get(&tp).copied()) {
+                    self.commands.push_back(Command::Seek(tp.clone(), at));
+                }
+            }
+            self.commands.push_back(Command::Pause(tp));
+        }
+        Ok(())
+    }
+
+    /// Hands out and fetches `partitions` again.
+    pub fn resume(
+        &mut self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<(), Error> {
+        for tp in partitions {
+            self.owned(&tp)?;
+            if self.paused.remove(&tp) {
+                self.commands.push_back(Command::Resume(tp));
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds per-partition streams from now on: they store offsets as their records are
+    /// processed, and hear of partitions leaving.
+    pub fn feed_streams(&mut self) {
+        self.streams = true;
+    }
+
+    /// Stores what the application has processed: everything handed out before its current
+    /// call (with `enable.auto.offset.store`).
+    pub fn store_processed(&mut self) {
+        if !self.options.auto_store || self.streams || !self.options.group {
+            self.unstored.clear();
+            return;
+        }
+        if let Some(b) = &self.current
+            && let Some(handed) = b.handed
+        {
+            self.unstored.insert(b.partition.clone(), handed);
+        }
+        let mut stored: Vec<(TopicPartition, (i64, Option<i32>))> = self.unstored.drain().collect();
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        for (tp, (offset, leader_epoch)) in stored {
+            self.commands
+                .push_back(Command::Store(tp, offset, leader_epoch));
+        }
+    }
+
+    /// The current batch is spent: its position becomes the partition's.
+    pub fn finish_current(&mut self) {
+        let Some(b) = self.current.take() else {
+            return;
+        };
+        if let Some((next, epoch)) = b.handed {
+            self.positions.insert(b.partition.clone(), next);
+            if self.options.auto_store && !self.streams {
+                self.unstored.insert(b.partition, (next, epoch));
+            }
+        }
+    }
+
+    /// The application is in a receiving call at `now`: the group member hears it is alive,
+    /// at most twice per [`HOUSEKEEPING`].
+    pub fn tick(&mut self, now: Instant) {
+        if !self.options.group {
+            return;
+        }
+        let due = self
+            .last_liveness
+            .is_none_or(|at| now.saturating_duration_since(at) >= HOUSEKEEPING / 2);
+        if due {
+            self.commands.push_back(Command::Alive);
+            self.last_liveness = Some(now);
+        }
+    }
+
+    /// Before waiting for events: what is processed is stored; a pattern subscription asks
+    /// for every topic when due, or is matched against the pool's metadata snapshot
+    /// `generation` (its topics, asked for only when the snapshot is news); partitions whose
+    /// start must be looked up are.
+    pub fn prepare<'a, T>(&mut self, now: Instant, generation: u64, topics: impl FnOnce() -> T)
+    where
+        T: IntoIterator<Item = &'a String>,
+    {
+        if self.is_busy() {
+            return;
+        }
+        self.store_processed();
+        if let Subscription::Pattern(p) = &mut self.subscription {
+            if p.refresh_due(now, self.options.metadata_max_age) {
+                p.refreshing(now);
+                self.push_step(StepKind::Topics, Step::AllTopics);
+                return;
+            }
+            if p.is_new(generation) {
+                self.topics(generation, topics());
+            }
+        }
+        self.start_partitions();
+    }
+
+    /// Matches a pattern subscription against the cluster's topics in the pool's metadata
+    /// snapshot `generation`.
+    fn topics<'a>(&mut self, generation: u64, topics: impl IntoIterator<Item = &'a String>) {
+        let Subscription::Pattern(p) = &mut self.subscription else {
+            return;
+        };
+        if let Some(now) = p.matches(generation, topics) {
+            info!(topics = ?now, "the topic pattern matches");
+            self.commands.push_back(Command::Subscribe(now));
+        }
+    }
+
+    /// Closing: what was handed out counts, and a group member's partitions are revoked
+    /// (the listener hears of them; the final commit is the driver's, not the revocation's).
+    /// Returns whether a revocation began.
+    pub fn begin_close(&mut self) -> bool {
+        self.finish_current();
+        self.store_processed();
+        if self.fatal.is_some() || !self.in_group() || self.assignment.is_empty() {
+            return false;
+        }
+        let owned: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
+        let mut rebalance = Rebalance::revoke(owned, None, false);
+        rebalance.let_go = false;
+        self.begin(rebalance);
+        true
+    }
+
+    /// A commit the application asked for finished after `latency`.
+    pub fn commit_done(&mut self, latency: Duration, ok: bool) {
+        self.metrics.commit_done(latency, ok);
+    }
+
+    // ----- what the other parts tell it -----
+
+    /// An event of the group member. A fatal one is returned (and kept for every later call).
+    pub fn group_event(&mut self, now: Instant, event: Option<GroupEvent>) -> Result<(), Error> {
+        let Some(event) = event else {
+            // The member's task stopped without a fatal error: the runtime is shutting down.
+            let e = Error::closed();
+            self.fatal = Some(e.clone());
+            return Err(e);
+        };
+        match event {
+            GroupEvent::Joined {
+                generation_id,
+                member_id,
+                leader,
+            } => {
+                debug!(generation_id, member_id, leader, "joined the group");
+                self.metrics.rebalance_started(now);
+            }
+            GroupEvent::Assigned {
+                partitions,
+                generation_id,
+            } => {
+                if !self.in_group() {
+                    // Assigned before an unsubscribe reached the member: it revokes them next.
+                    debug!(?partitions, "assigned after unsubscribing: ignored");
+                    return Ok(());
+                }
+                info!(generation_id, ?partitions, "partitions assigned");
+                for tp in &partitions {
+                    self.assignment.insert(tp.clone());
+                    self.starting.insert(tp.clone(), None);
+                }
+                self.metrics.rebalance_done(now);
+                self.begin(Rebalance::new(Hook::Assigned, partitions, None, false));
+            }
+            GroupEvent::Revoked { partitions, id } => {
+                info!(?partitions, "partitions revoked");
+                self.metrics.rebalance_started(now);
+                let owned = self.group_owned(&partitions);
+                let commit = self.options.auto_commit;
+                self.begin(Rebalance::revoke(owned, Some(id), commit));
+            }
+            GroupEvent::Lost { partitions } => {
+                warn!(?partitions, "partitions lost");
+                self.metrics.rebalance_started(now);
+                let owned = self.group_owned(&partitions);
+                self.begin(Rebalance::new(Hook::Lost, owned, None, false));
+            }
+            GroupEvent::Fatal(e) => {
+                let e = Error::from(e);
+                warn!(error = %e, "the group member cannot go on");
+                self.fatal = Some(e.clone());
+                return Err(e);
+            }
+            // Closed (after close) needs nothing here.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An event of the fetcher (`None`: it stopped). Returns whether records are ready to hand
+    /// out; a partition's error is returned once.
+    pub fn fetch_event(&mut self, now: Instant, event: Option<FetchEvent>) -> Result<bool, Error> {
+        let Some(event) = event else {
+            return Err(Error::closed());
+        };
+        match event {
+            FetchEvent::Records(r) => Ok(self.records(now, r)),
+            FetchEvent::PartitionError { partition, error } => {
+                Err(Error::partition(&partition, &error))
+            }
+            FetchEvent::Reset {
+                partition,
+                reason,
+                offset,
+            } => {
+                debug!(%partition, ?reason, offset, "position reset");
+                if self.assignment.contains(&partition) {
+                    self.positions.insert(partition, offset);
+                }
+                Ok(false)
+            }
+            FetchEvent::NoPosition { partitions } => {
+                let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+                Err(Error::new(
+                    ErrorKind::NoOffset,
+                    format!(
+                        "no committed offset for {} and auto.offset.reset is none: seek them",
+                        names.join(", ")
+                    ),
+                )
+                .with_partitions(partitions))
+            }
+            FetchEvent::ResetFailed {
+                partition,
+                error_code,
+            } => {
+                warn!(%partition, error_code, "looking up a reset offset failed; retrying");
+                Ok(false)
+            }
+            FetchEvent::Closed => Err(Error::closed()),
+            _ => Ok(false),
+        }
+    }
+
+    /// The answer to step `id`.
+    pub fn handle_step(&mut self, id: RequestId, answer: StepAnswer) {
+        let Some((out, kind)) = self.step else {
+            return;
+        };
+        if out != id {
+            return;
+        }
+        self.step = None;
+        match (kind, answer) {
+            (StepKind::Rebalance, StepAnswer::Listener(result)) => self.hook_done(result),
+            (StepKind::Rebalance, StepAnswer::Commit { latency, result }) => {
+                self.handle_step_commit(latency, result);
+            }
+            (StepKind::Committed, StepAnswer::Committed(result)) => self.committed(result),
+            (StepKind::Topics, StepAnswer::Topics(Ok((generation, topics)))) => {
+                self.topics(generation, &topics);
+            }
+            (StepKind::Topics, StepAnswer::Topics(Err(e)) | StepAnswer::Failed(e)) => {
+                warn!(error = %e, "metadata for the topic pattern failed; retrying");
+            }
+            (StepKind::Rebalance, StepAnswer::Failed(e)) => match self.rebalance.as_ref() {
+                Some(r) if matches!(r.stage, Stage::Commit(_)) => {
+                    let result = Err(format!("the commit task failed: {e}"));
+                    self.handle_step_commit(Duration::ZERO, result);
+                }
+                _ => self.hook_done(Err(e)),
+            },
+            (StepKind::Committed, StepAnswer::Failed(e)) => {
+                self.committed(Err(Error::new(ErrorKind::Transport, e).retriable(true)));
+            }
+            (kind, answer) => {
+                warn!(
+                    ?kind,
+                    ?answer,
+                    "a step answered with the wrong kind of answer"
+                );
+            }
+        }
+    }
+
+    // ----- the rebalance steps -----
+
+    /// The commit before partitions go returned.
+    fn handle_step_commit(&mut self, latency: Duration, result: Result<(), String>) {
+        self.metrics.commit_done(latency, result.is_ok());
+        if let Err(e) = result {
+            warn!(error = %e, "the commit before giving up partitions failed");
+        }
+        self.end_rebalance();
+    }
+
+    /// Starts handling a group event whose steps wait. The previous one is done: every path
+    /// that begins one waited for the machine to be idle.
+    fn begin(&mut self, rebalance: Rebalance) {
+        debug_assert!(self.rebalance.is_none());
+        self.rebalance = Some(rebalance);
+        self.start_rebalance();
+    }
+
+    /// The steps before the listener's hook, then the hook.
+    fn start_rebalance(&mut self) {
+        let Some(r) = self.rebalance.as_ref() else {
+            return;
+        };
+        let (hook, partitions) = (r.hook, r.partitions.clone());
+        match hook {
+            Hook::Assigned => {}
+            Hook::Revoked => {
+                // What was handed out counts: stored, and the position the listener sees.
+                self.tell_leaving(&partitions);
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|b| partitions.contains(&b.partition))
+                {
+                    self.finish_current();
+                }
+                self.store_processed();
+            }
+            Hook::Lost => {
+                // Nothing of these may be committed any more.
+                self.tell_leaving(&partitions);
+                for tp in &partitions {
+                    self.unstored.remove(tp);
+                }
+                self.drop_current_of(&partitions);
+            }
+        }
+        // `on_assigned` hears of every assignment, empty ones too (a cooperative rebalance
+        // that added nothing), as the Java client's listener does; nothing is revoked or lost
+        // without partitions.
+        if hook == Hook::Assigned || !partitions.is_empty() {
+            let id = self.push_step(
+                StepKind::Rebalance,
+                Step::Listener {
+                    hook,
+                    partitions,
+                    positions: self.positions.clone(),
+                },
+            );
+            if let Some(r) = self.rebalance.as_mut() {
+                r.stage = Stage::Listener(id);
+            }
+        } else {
+            self.hook_done(Ok(Vec::new()));
+        }
+    }
+
+    /// The hook returned: its seeks applied, then the commit (a revocation under auto-commit)
+    /// or the end.
+    fn hook_done(&mut self, result: Result<Vec<(TopicPartition, i64)>, String>) {
+        match result {
+            Ok(seeks) => {
+                for (tp, offset) in seeks {
+                    if let Err(e) = self.seek(tp, offset) {
+                        warn!(error = %e, "a seek from the rebalance listener was refused");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "the rebalance listener panicked; it is dropped"),
+        }
+        let commit = self
+            .rebalance
+            .as_ref()
+            .is_some_and(|r| r.commit && !r.partitions.is_empty());
+        if commit && self.options.group {
+            let id = self.push_step(StepKind::Rebalance, Step::Commit);
+            if let Some(r) = self.rebalance.as_mut() {
+                r.stage = Stage::Commit(id);
+            }
+        } else {
+            self.end_rebalance();
+        }
+    }
+
+    /// The last steps: the partitions leave (revoked, lost), the member is told.
+    fn end_rebalance(&mut self) {
+        let Some(r) = self.rebalance.take() else {
+            return;
+        };
+        if r.hook != Hook::Assigned && r.let_go {
+            self.drop_partitions(&r.partitions);
+        }
+        if let Some(id) = r.revocation {
+            self.commands.push_back(Command::RevocationDone(id));
+        }
+    }
+
+    // ----- helpers -----
+
+    fn push_step(&mut self, kind: StepKind, step: Step) -> RequestId {
+        let id = self.ids.next_id();
+        self.step = Some((id, kind));
+        self.steps.push_back((id, step));
+        id
+    }
+
+    /// Looks up where newly owned partitions start, or hands them to the fetcher when every
+    /// start is known.
+    fn start_partitions(&mut self) {
+        if self.starting.is_empty() || self.is_busy() {
+            return;
+        }
+        let lookup: BTreeSet<TopicPartition> = self
+            .starting
+            .iter()
+            .filter(|(_, at)| at.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if !lookup.is_empty() && self.options.group {
+            self.push_step(StepKind::Committed, Step::Committed(lookup));
+            return;
+        }
+        self.committed(Ok(BTreeMap::new()));
+    }
+
+    /// The committed offsets of the partitions starting: each starts there, or by
+    /// `auto.offset.reset` without one. A failed lookup leaves them waiting, retried on the
+    /// next call, and the error goes to the application.
+    fn committed(&mut self, result: Result<CommittedOffsets, Error>) {
+        let committed = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.errors.push_back(e);
+                return;
+            }
+        };
+        let mut starts = Vec::new();
+        for (tp, at) in std::mem::take(&mut self.starting) {
+            let start = match at {
+                Some(offset) => StartPosition::Committed {
+                    offset,
+                    leader_epoch: None,
+                },
+                None => match committed.get(&tp) {
+                    Some(Some((offset, leader_epoch))) if *offset >= 0 => {
+                        StartPosition::Committed {
+                            offset: *offset,
+                            leader_epoch: *leader_epoch,
+                        }
+                    }
+                    _ => StartPosition::Reset,
+                },
+            };
+            if let StartPosition::Committed { offset, .. } = start {
+                self.positions.insert(tp.clone(), offset);
+            }
+            starts.push((tp, start));
+        }
+        debug!(?starts, "fetching newly owned partitions");
+        self.commands.push_back(Command::Assign(starts));
+    }
+
+    /// Records of one partition from the fetcher; true when they are ready to hand out.
+    fn records(&mut self, now: Instant, r: FetchedRecords) -> bool {
+        if !self.assignment.contains(&r.partition) {
+            return false;
+        }
+        self.metrics.fetched(now, r.records.len(), r.size);
+        self.high_watermarks
+            .insert(r.partition.clone(), r.high_watermark);
+        if r.records.is_empty() {
+            // Control batches or aborted transactions only: the position moves.
+            if self.options.auto_store
+                && !self.streams
+                && let Some(last) = self.positions.get(&r.partition)
+                && *last < r.next_offset
+            {
+                self.unstored
+                    .insert(r.partition.clone(), (r.next_offset, None));
+            }
+            self.positions.insert(r.partition, r.next_offset);
+            return false;
+        }
+        self.current = Some(Batch::new(r));
+        true
+    }
+
+    /// Those of `partitions` the consumer owns through its group subscription.
+    fn group_owned(&self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        if !self.in_group() {
+            return Vec::new();
+        }
+        partitions
+            .iter()
+            .filter(|tp| self.assignment.contains(tp))
+            .cloned()
+            .collect()
+    }
+
+    fn finish_current_of(&mut self, tp: &TopicPartition) {
+        if self.current.as_ref().is_some_and(|b| &b.partition == tp) {
+            self.finish_current();
+        }
+    }
+
+    fn drop_current_of(&mut self, partitions: &[TopicPartition]) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|b| partitions.contains(&b.partition))
+        {
+            self.current = None;
+        }
+    }
+
+    /// Forgets `partitions`: the fetcher stops, stored offsets and positions go.
+    fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
+        if partitions.is_empty() {
+            return;
+        }
+        self.tell_leaving(partitions);
+        self.drop_current_of(partitions);
+        self.commands
+            .push_back(Command::Unassign(partitions.to_vec()));
+        if self.options.group {
+            self.commands
+                .push_back(Command::Forget(partitions.to_vec()));
+        }
+        for tp in partitions {
+            self.assignment.remove(tp);
+            self.starting.remove(tp);
+            self.positions.remove(tp);
+            self.high_watermarks.remove(tp);
+            self.unstored.remove(tp);
+            self.paused.remove(tp);
+        }
+    }
+
+    fn tell_leaving(&mut self, partitions: &[TopicPartition]) {
+        if self.streams {
+            self.commands
+                .push_back(Command::Leaving(partitions.to_vec()));
+        }
+    }
+
+    fn owned(&self, tp: &TopicPartition) -> Result<(), Error> {
+        if self.assignment.contains(tp) {
+            return Ok(());
+        }
+        Err(Error::misuse(format!("the consumer does not own {tp}"))
+            .with_partitions(vec![tp.clone()]))
+    }
+}

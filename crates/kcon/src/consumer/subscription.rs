@@ -1,0 +1,130 @@
+//! What the consumer reads: topics by name or pattern in its group, or partitions the
+//! application assigned; and a pattern matched against the cluster's topics.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::error::Error;
+
+/// What the consumer reads.
+#[derive(Debug)]
+pub(crate) enum Subscription {
+    None,
+    /// Topics by name, in the group.
+    Topics(BTreeSet<String>),
+    /// Topics whose names match, in the group.
+    Pattern(Pattern),
+    /// Partitions the application assigned.
+    Manual,
+}
+
+/// A topic pattern and what it matched.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    regex: Regex,
+    /// The topics matched last; `None` before the first match.
+    matched: Option<BTreeSet<String>>,
+    /// The metadata snapshot (its generation) matched last.
+    seen: Option<u64>,
+    /// When every topic's metadata was last asked for.
+    refreshed: Option<Instant>,
+}
+
+impl Subscription {
+    /// The subscription for `topics`: names, and names starting with `^` as regular expressions
+    /// (librdkafka's convention). Names and patterns together become one pattern that also
+    /// matches the names exactly.
+    pub(crate) fn parse<I, S>(topics: I) -> Result<Subscription, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut names = BTreeSet::new();
+        let mut patterns = Vec::new();
+        for t in topics {
+            let t: String = t.into();
+            match t.strip_prefix('^') {
+                Some(_) => patterns.push(t),
+                None if t.is_empty() => return Err(Error::misuse("an empty topic name")),
+                None => {
+                    names.insert(t);
+                }
+            }
+        }
+        if patterns.is_empty() {
+            return Ok(Subscription::Topics(names));
+        }
+        let mut alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+        alternatives.extend(names.iter().map(|n| format!("^{}$", regex::escape(n))));
+        let joined = alternatives.join("|");
+        let regex = Regex::new(&joined).map_err(|e| {
+            Error::misuse(format!(
+                "the topic pattern {joined:?} is not a regular expression: {e}"
+            ))
+        })?;
+        Ok(Subscription::Pattern(Pattern {
+            regex,
+            matched: None,
+            seen: None,
+            refreshed: None,
+        }))
+    }
+
+    /// Whether the consumer reads through its group.
+    pub(crate) fn in_group(&self) -> bool {
+        matches!(self, Subscription::Topics(_) | Subscription::Pattern(_))
+    }
+
+    /// The topics subscribed: those named, or those the pattern matches now.
+    pub(crate) fn topics(&self) -> BTreeSet<String> {
+        match self {
+            Subscription::Topics(t) => t.clone(),
+            Subscription::Pattern(p) => p.matched.clone().unwrap_or_default(),
+            Subscription::None | Subscription::Manual => BTreeSet::new(),
+        }
+    }
+}
+
+impl Pattern {
+    /// Whether every topic's metadata must be asked for now: the pool's own refreshes cover
+    /// only the topics its users track (the matched ones), so new topics show up only in a
+    /// refresh of every topic: at first, then every `metadata.max.age.ms`.
+    pub(crate) fn refresh_due(&self, now: Instant, max_age: Duration) -> bool {
+        self.matched.is_none()
+            || self
+                .refreshed
+                .is_none_or(|at| now.saturating_duration_since(at) >= max_age)
+    }
+
+    /// Every topic's metadata was asked for at `now`.
+    pub(crate) fn refreshing(&mut self, now: Instant) {
+        self.refreshed = Some(now);
+    }
+
+    /// Whether the snapshot `generation` is news to the pattern.
+    pub(crate) fn is_new(&self, generation: u64) -> bool {
+        self.matched.is_none() || self.seen != Some(generation)
+    }
+
+    /// Matches `topics`, the cluster's topics in snapshot `generation`; the new set when it
+    /// differs from the last.
+    pub(crate) fn matches<'a>(
+        &mut self,
+        generation: u64,
+        topics: impl IntoIterator<Item = &'a String>,
+    ) -> Option<BTreeSet<String>> {
+        self.seen = Some(generation);
+        let now: BTreeSet<String> = topics
+            .into_iter()
+            .filter(|t| self.regex.is_match(t))
+            .cloned()
+            .collect();
+        if self.matched.as_ref() == Some(&now) {
+            return None;
+        }
+        self.matched = Some(now.clone());
+        Some(now)
+    }
+}
