@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kcon_admin as admin;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::offsets::{Watermarks, time_lag};
+use kcon_core::offsets::Watermarks;
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_fetch::{FetchEvent, FetchedRecords, Fetcher, StartPosition};
 use kcon_group::{GroupEvent, GroupMember, RevocationId};
-use kcon_offsets::admin;
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
 use regex::Regex;
@@ -769,12 +770,8 @@ impl Consumer {
     ) -> Result<BTreeMap<TopicPartition, ListedOffset>, Error> {
         let found = admin::list_offsets(&self.pool, specs, self.isolation()).await?;
         for (tp, l) in &found {
-            if l.error_code != 0 {
-                return Err(Error::from(admin::AdminError::Broker {
-                    api_key: 2,
-                    error_code: l.error_code,
-                })
-                .with_partitions(vec![tp.clone()]));
+            if let Some(e) = admin::Error::partition(ApiKey::ListOffsets, l.error_code, tp) {
+                return Err(Error::from(e));
             }
         }
         Ok(found)
@@ -804,7 +801,9 @@ impl Consumer {
 
     /// The lag of every owned partition, asked of the leaders now: records between the
     /// position and the end of the log (the high watermark, or the last stable offset under
-    /// read_committed), and the age of the next record when the consumer holds it.
+    /// read_committed; under read_uncommitted the larger of ListOffsets' answer and the last
+    /// Fetch answer's high watermark, by kcon-admin's rule), and the age of the next record
+    /// when the consumer holds it.
     ///
     /// ```no_run
     /// # async fn f(consumer: &kcon::Consumer) -> Result<(), kcon::Error> {
@@ -821,7 +820,12 @@ impl Consumer {
         Ok(found
             .into_iter()
             .map(|(tp, w)| {
-                let lag = self.partition_lag(&tp, w.end(isolation), now);
+                let fetched = match isolation {
+                    IsolationLevel::ReadUncommitted => self.high_watermarks.get(&tp).copied(),
+                    IsolationLevel::ReadCommitted => None,
+                };
+                let end = admin::lag::log_end(w.end(isolation), fetched);
+                let lag = self.partition_lag(&tp, Some(w.log_start), end, now);
                 (tp, lag)
             })
             .collect())
@@ -830,6 +834,7 @@ impl Consumer {
     fn partition_lag(
         &self,
         tp: &TopicPartition,
+        log_start: Option<i64>,
         end: Option<i64>,
         now: i64,
     ) -> crate::PartitionLag {
@@ -839,17 +844,15 @@ impl Consumer {
             .as_ref()
             .filter(|b| &b.partition == tp)
             .and_then(Batch::next_timestamp);
+        let lag = match (position, end) {
+            (Some(p), Some(e)) => admin::lag::lag(p, log_start, e, next_ts, now),
+            _ => admin::Lag::default(),
+        };
         crate::PartitionLag {
             position,
             end,
-            records: match (position, end) {
-                (Some(p), Some(e)) => Some(e.saturating_sub(p).max(0)),
-                _ => None,
-            },
-            time: match (position, end) {
-                (Some(p), Some(e)) => time_lag(now, p, e, next_ts),
-                _ => None,
-            },
+            records: lag.records,
+            time: lag.time,
         }
     }
 
@@ -938,7 +941,7 @@ impl Consumer {
             .iter()
             .map(|tp| {
                 let end = self.high_watermarks.get(tp).copied();
-                (tp.clone(), self.partition_lag(tp, end, now))
+                (tp.clone(), self.partition_lag(tp, None, end, now))
             })
             .collect();
         self.metrics.snapshot(partitions)
