@@ -475,7 +475,7 @@ pub async fn wait_for_split(
 
 /// The member ids of `group` as its coordinator lists them (DescribeGroups).
 pub async fn group_members(pool: &Pool, group: &str) -> Vec<String> {
-    let coordinator = kcon_offsets::admin::find_coordinator(pool, group)
+    let coordinator = kcon_admin::find_coordinator(pool, group)
         .await
         .unwrap_or_else(|e| panic!("the coordinator of {group}: {e:?}"));
     let request = DescribeGroupsRequest::default()

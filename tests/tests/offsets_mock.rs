@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use kcon_admin::{self as admin, Error as AdminError, list_offsets};
+use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
-use kcon_offsets::admin::{self, AdminError, list_offsets};
 use kcon_offsets::{CommitError, FetchError, Offsets};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
@@ -346,7 +347,7 @@ async fn committed_offsets_of_several_groups_fall_back_to_one_request_per_group(
         matches!(
             got[&groups[0]],
             Err(AdminError::Broker {
-                error_code: GROUP_AUTHORIZATION_FAILED,
+                error: ResponseError::GroupAuthorizationFailed,
                 ..
             })
         ),

@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use kcon_admin::{self as admin, list_offsets};
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::offsets::{Watermarks, record_lag};
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
-use kcon_offsets::admin::{self, list_offsets};
 use kcon_offsets::{CommitError, Offsets};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::{Tansu, unique_name};

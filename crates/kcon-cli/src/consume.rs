@@ -247,10 +247,10 @@ async fn next_batch(
 
 /// Whether every owned partition is read to its end (none owned yet: no).
 ///
-/// The end is the larger of what ListOffsets says now (`lag`) and the high watermark of the
-/// last Fetch answer (`metrics`): either alone can be behind. A ListOffsets answer may predate
-/// records that a Fetch has since brought, and Tansu answers ListOffsets latest with the last
-/// batch's base offset + 1 (shared/BROKERS.md), which only the Fetch high watermark corrects.
+/// The end is the one `lag` reports: by kcon-admin's rule, the larger of what ListOffsets
+/// says now and the high watermark of the last Fetch answer, since either alone can be behind
+/// (a ListOffsets answer may predate records a Fetch has since brought, and Tansu answers
+/// ListOffsets latest with the last batch's base offset + 1).
 async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
     let owned = consumer.assignment();
     if owned.is_empty() {
@@ -261,16 +261,11 @@ async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
         Err(e) if e.is_retriable() => return Ok(false),
         Err(e) => return Err(Failure::from_consumer(e)),
     };
-    let fetched = consumer.metrics().partitions;
     for tp in &owned {
         let Some(position) = consumer.position(tp) else {
             return Ok(false);
         };
-        let end = listed
-            .get(tp)
-            .and_then(|l| l.end)
-            .max(fetched.get(tp).and_then(|l| l.end));
-        match end {
+        match listed.get(tp).and_then(|l| l.end) {
             Some(end) if position >= end => {}
             _ => return Ok(false),
         }

@@ -3,7 +3,6 @@
 use std::fmt;
 
 use kcon_codec::kafka_protocol::ResponseError;
-use kcon_offsets::admin::AdminError;
 
 /// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
 /// refusal (authorization), bad input data.
@@ -75,13 +74,24 @@ impl Failure {
     }
 
     /// An admin request's error; `what` says what the request was for.
-    pub(crate) fn from_admin(what: &str, e: AdminError) -> Failure {
+    pub(crate) fn from_admin(what: &str, e: kcon_admin::Error) -> Failure {
+        use kcon_admin::Error as A;
         match e {
-            AdminError::Pool(p) => Failure::from_pool(p),
-            AdminError::Broker { error_code, .. } => Failure::runtime(format!(
-                "{what}: the broker answered {}",
-                error_name(error_code)
-            )),
+            A::Connection(p) => Failure::from_pool(p),
+            A::Config(c) => Failure::usage(format!("bad configuration: {c}")),
+            A::Broker {
+                error,
+                partition,
+                message,
+                ..
+            } => {
+                let about = partition.map(|tp| format!(" for {tp}")).unwrap_or_default();
+                let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+                Failure::runtime(format!(
+                    "{what}: the broker answered {}{about}{detail}",
+                    kcon_admin::error_name(error)
+                ))
+            }
             other => Failure::runtime(format!("{what}: {other}")),
         }
     }
@@ -96,20 +106,10 @@ impl fmt::Display for Failure {
 /// A Kafka error code as the protocol documentation names it: `GROUP_AUTHORIZATION_FAILED
 /// (30)`, or `error 123` for a code this build does not know.
 pub(crate) fn error_name(code: i16) -> String {
-    let e = match ResponseError::try_from_code(code) {
-        None | Some(ResponseError::Unknown(_)) => return format!("error {code}"),
-        Some(e) => e,
-    };
-    // The enum's variants are the documented names in CamelCase.
-    let camel = format!("{e:?}");
-    let mut name = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
+    match ResponseError::try_from_code(code) {
+        None => format!("error {code}"),
+        Some(e) => kcon_admin::error_name(e),
     }
-    format!("{name} ({code})")
 }
 
 #[cfg(test)]

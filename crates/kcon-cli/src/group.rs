@@ -6,17 +6,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use kcon::TopicPartition;
-use kcon_core::offsets::{Watermarks, parse_iso8601_duration, record_lag};
+use kcon_admin::{self as admin, GroupDescription, LagOptions};
+use kcon_core::offsets::parse_iso8601_duration;
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_group::protocol::Assignment;
-use kcon_offsets::admin::{self, GroupDescription};
 use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
 use kcon_pool::Pool;
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::failure::{Failure, error_name};
-use crate::fetch_probe::{self, LogState};
 use crate::record_format::Format;
 use crate::table::{Table, cell, print_json_lines, print_table, print_text};
 
@@ -150,6 +149,8 @@ struct PartitionRow {
     end: Option<i64>,
     lag: Option<i64>,
     lag_seconds: Option<f64>,
+    /// Why something above is unknown.
+    error: Option<String>,
     /// The index of the member that owns it.
     owner: Option<usize>,
 }
@@ -159,81 +160,55 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     let pool = &cluster.pool;
     let group = args.group.as_str();
     let description = describe_group(pool, group).await?;
-    let committed = committed_offsets(pool, group).await?;
-    // Apache Kafka says Dead for a group it does not know, Tansu says Empty: either way a
-    // group with neither members nor offsets is none.
-    if description.members.is_empty() && committed.is_empty() {
-        return Err(Failure::runtime(format!(
-            "unknown group {group:?} (no members, no committed offsets)"
-        )));
-    }
     let assignments: Vec<Option<Vec<TopicPartition>>> = description
         .members
         .iter()
         .map(|m| member_partitions(&description, &m.assignment))
         .collect();
-    let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
-    partitions.extend(assignments.iter().flatten().flatten().cloned());
-    let at = partitions
-        .iter()
-        .map(|tp| (tp.clone(), committed.get(tp).copied().unwrap_or(0)))
-        .collect();
-    let logs = fetch_probe::probe(pool, &at).await?;
-    let now = now_ms();
-    let rows: Vec<PartitionRow> = partitions
-        .iter()
-        .map(|tp| {
+    // Every partition with a committed offset, and those assigned without one; lag is
+    // kcon-admin's, computed as for any other user of it.
+    let options = LagOptions {
+        isolation: IsolationLevel::ReadUncommitted,
+        include: assignments.iter().flatten().flatten().cloned().collect(),
+    };
+    let lag = admin::group_lag(pool, group, &options)
+        .await
+        .map_err(|e| Failure::from_admin(&format!("measuring the lag of group {group:?}"), e))?;
+    // Apache Kafka says Dead for a group it does not know, Tansu says Empty: either way a
+    // group with neither members nor offsets is none.
+    if description.members.is_empty() && lag.partitions.values().all(|p| p.committed.is_none()) {
+        return Err(Failure::runtime(format!(
+            "unknown group {group:?} (no members, no committed offsets)"
+        )));
+    }
+    let rows: Vec<PartitionRow> = lag
+        .partitions
+        .into_iter()
+        .map(|(tp, p)| {
             let owner = assignments
                 .iter()
-                .position(|a| a.as_ref().is_some_and(|a| a.contains(tp)));
-            partition_row(
-                tp.clone(),
-                committed.get(tp).copied(),
-                logs.get(tp),
+                .position(|a| a.as_ref().is_some_and(|a| a.contains(&tp)));
+            PartitionRow {
+                tp,
+                committed: p.committed,
+                end: p.log_end,
+                lag: p.lag.records,
+                lag_seconds: p.lag.time.map(|t| t.as_secs_f64()),
+                error: p.error.map(|e| e.to_string()),
                 owner,
-                now,
-            )
+            }
         })
         .collect();
     match args.format {
         Format::Json => print_json_lines(&[describe_json(&description, &assignments, &rows)]),
-        Format::Text => print_description(&description, &assignments, &rows),
-    }
-}
-
-fn partition_row(
-    tp: TopicPartition,
-    committed: Option<i64>,
-    log: Option<&LogState>,
-    owner: Option<usize>,
-    now: i64,
-) -> PartitionRow {
-    let end = log.and_then(|l| l.end);
-    let (lag, lag_seconds) = match (committed, log, end) {
-        (Some(c), Some(log), Some(end)) => {
-            let marks = Watermarks {
-                log_start: log.start.unwrap_or(0),
-                high_watermark: end,
-                last_stable: None,
-            };
-            let lag = record_lag(c, &marks, IsolationLevel::ReadUncommitted);
-            let seconds = if lag == Some(0) {
-                Some(0.0)
-            } else {
-                log.timestamp
-                    .map(|ts| now.saturating_sub(ts).max(0) as f64 / 1000.0)
-            };
-            (lag, seconds)
+        Format::Text => {
+            for r in &rows {
+                if let Some(e) = &r.error {
+                    eprintln!("kcon: {}: {e}", r.tp);
+                }
+            }
+            print_description(&description, &assignments, &rows)
         }
-        _ => (None, None),
-    };
-    PartitionRow {
-        tp,
-        committed,
-        end,
-        lag,
-        lag_seconds,
-        owner,
     }
 }
 
@@ -343,6 +318,7 @@ fn describe_json(
                 "log_end_offset": r.end,
                 "lag": r.lag,
                 "lag_seconds": r.lag_seconds,
+                "error": r.error,
                 "member_id": r.owner.map(|i| d.members[i].member_id.clone()),
             })
         })
@@ -530,21 +506,27 @@ async fn new_offsets(
     partitions: &BTreeSet<TopicPartition>,
     target: &ResetTarget,
 ) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
-    let starts = list_offsets(pool, partitions, OffsetSpec::Earliest).await?;
-    let at_start = starts.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
-    let logs = fetch_probe::probe(pool, &at_start).await?;
+    // The end by kcon-admin's rule: the larger of ListOffsets latest and a Fetch's high
+    // watermark.
+    let ranges = admin::log_ranges(pool, partitions, IsolationLevel::ReadUncommitted)
+        .await
+        .map_err(|e| Failure::from_admin("looking up where the logs start and end", e))?;
+    let mut starts = BTreeMap::new();
     let mut ends = BTreeMap::new();
     for tp in partitions {
-        match logs.get(tp).and_then(|l| l.end) {
-            Some(end) => ends.insert(tp.clone(), end),
-            None => {
-                let code = logs.get(tp).map_or(3, |l| l.error_code);
-                return Err(Failure::runtime(format!(
-                    "cannot find the end of {tp}: {}",
-                    error_name(code)
-                )));
+        match ranges.get(tp) {
+            Some(Ok(r)) => {
+                starts.insert(tp.clone(), r.start);
+                ends.insert(tp.clone(), r.end);
             }
-        };
+            Some(Err(e)) => {
+                return Err(Failure::from_admin(
+                    &format!("cannot find where {tp} starts and ends"),
+                    e.clone(),
+                ));
+            }
+            None => return Err(Failure::runtime(format!("no offset found for {tp}"))),
+        }
     }
     let by_time = match (target.to_datetime, target.by_duration) {
         (Some(ts), _) => Some(ts),
@@ -581,21 +563,6 @@ async fn new_offsets(
         out.insert(tp.clone(), offset);
     }
     Ok(out)
-}
-
-/// ListOffsets for `partitions`; every answer must be good.
-async fn list_offsets(
-    pool: &Pool,
-    partitions: &BTreeSet<TopicPartition>,
-    spec: OffsetSpec,
-) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
-    let found = list_offsets_raw(pool, partitions, spec).await?;
-    for tp in partitions {
-        if !found.contains_key(tp) {
-            return Err(Failure::runtime(format!("no offset found for {tp}")));
-        }
-    }
-    Ok(found)
 }
 
 /// ListOffsets for `partitions`: the offsets answered (-1 for a timestamp no record reaches).
@@ -828,44 +795,6 @@ mod tests {
         );
         assert!(parse_topic("orders:x").is_err());
         assert!(parse_topic(":1").is_err());
-    }
-
-    #[test]
-    fn lag_counts_from_the_committed_offset_and_seconds_from_its_record() {
-        let log = LogState {
-            error_code: 0,
-            end: Some(100),
-            start: Some(10),
-            read_from: 40,
-            timestamp: Some(5_000),
-        };
-        let r = partition_row(
-            TopicPartition::new("t", 0),
-            Some(40),
-            Some(&log),
-            None,
-            7_500,
-        );
-        assert_eq!((r.lag, r.lag_seconds), (Some(60), Some(2.5)));
-        let r = partition_row(
-            TopicPartition::new("t", 0),
-            Some(100),
-            Some(&log),
-            None,
-            7_500,
-        );
-        assert_eq!((r.lag, r.lag_seconds), (Some(0), Some(0.0)));
-        // Below the log start: the records before it are gone.
-        let r = partition_row(
-            TopicPartition::new("t", 0),
-            Some(0),
-            Some(&log),
-            None,
-            7_500,
-        );
-        assert_eq!(r.lag, Some(90));
-        let r = partition_row(TopicPartition::new("t", 0), None, Some(&log), None, 7_500);
-        assert_eq!((r.lag, r.lag_seconds, r.end), (None, None, Some(100)));
     }
 
     #[test]

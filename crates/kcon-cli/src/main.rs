@@ -17,7 +17,6 @@ mod bytes_json;
 mod cluster;
 mod consume;
 mod failure;
-mod fetch_probe;
 mod group;
 mod produce;
 mod record_format;

@@ -1,24 +1,16 @@
 //! `kcon topic create | list`: enough topic administration to set up a demo or a test on a
 //! broker that creates no topic on its own (Tansu).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use kcon_codec::kafka_protocol::messages::create_topics_request::{
-    CreatableTopic, CreatableTopicConfig,
-};
-use kcon_codec::kafka_protocol::messages::{CreateTopicsRequest, TopicName};
-use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_pool::{BrokerTarget, TopicScope};
+use kcon_admin::{self as admin, Created, NewTopic};
 use serde_json::json;
 
 use crate::cluster::ClusterArgs;
-use crate::failure::{Failure, error_name};
+use crate::failure::Failure;
 use crate::record_format::Format;
 use crate::table::{Table, print_json_lines, print_table};
-
-/// TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// How long `create` waits for the new topic's partitions to have leaders.
 const LEADERS_WITHIN: Duration = Duration::from_secs(15);
@@ -85,103 +77,44 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
         let (k, v) = c
             .split_once('=')
             .ok_or_else(|| Failure::usage(format!("--config expects KEY=VALUE, got {c:?}")))?;
-        configs.push(
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(k.to_owned()))
-                .with_value(Some(StrBytes::from_string(v.to_owned()))),
-        );
+        configs.push((k.to_owned(), v.to_owned()));
     }
     let cluster = args.cluster.connect(Some(&[])).await?;
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![
-            CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(args.topic.clone())))
-                .with_num_partitions(args.partitions)
-                .with_replication_factor(args.replication_factor)
-                .with_configs(configs),
-        ]);
-    // Topics are created by the controller; a broker that names none takes it itself.
-    let target = cluster
-        .pool
-        .metadata()
-        .controller_id
-        .filter(|id| *id >= 0)
-        .map_or(BrokerTarget::Any, BrokerTarget::Broker);
-    let answer = cluster
-        .pool
-        .send(target, &request)
+    let topic = NewTopic {
+        name: args.topic.clone(),
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        configs,
+    };
+    let created = admin::create_topic(&cluster.pool, &topic, args.if_not_exists, LEADERS_WITHIN)
         .await
-        .map_err(Failure::from_pool)?;
-    let result = answer
-        .topics
-        .iter()
-        .find(|t| t.name.as_str() == args.topic)
-        .ok_or_else(|| Failure::runtime("CreateTopics answered without the topic"))?;
-    match result.error_code {
-        0 => {}
-        TOPIC_ALREADY_EXISTS if args.if_not_exists => {
-            eprintln!("kcon: topic {:?} exists already", args.topic);
-            return Ok(());
-        }
-        code => {
-            let detail = result
-                .error_message
-                .as_ref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            return Err(Failure::runtime(format!(
-                "creating topic {:?}: the broker answered {}{detail}",
-                args.topic,
-                error_name(code)
-            )));
-        }
+        .map_err(|e| Failure::from_admin(&format!("creating topic {:?}", args.topic), e))?;
+    match created {
+        Created::AlreadyExists => eprintln!("kcon: topic {:?} exists already", args.topic),
+        Created::Created => eprintln!(
+            "kcon: created topic {:?} with {} partition{}",
+            args.topic,
+            args.partitions,
+            if args.partitions == 1 { "" } else { "s" }
+        ),
     }
-    // Producing at once would meet LEADER_NOT_AVAILABLE while the leaders are elected.
-    let deadline = Instant::now() + LEADERS_WITHIN;
-    loop {
-        let m = cluster
-            .metadata(TopicScope::topics([args.topic.clone()]))
-            .await?;
-        let ready = m.topic(&args.topic).is_some_and(|t| {
-            t.error_code == 0
-                && t.partitions.len() == args.partitions as usize
-                && t.partitions.values().all(|p| p.leader.is_some())
-        });
-        if ready {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::runtime(format!(
-                "topic {:?} was created, but its partitions have no leaders after {} s",
-                args.topic,
-                LEADERS_WITHIN.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!(
-        "kcon: created topic {:?} with {} partition{}",
-        args.topic,
-        args.partitions,
-        if args.partitions == 1 { "" } else { "s" }
-    );
     Ok(())
 }
 
 async fn list(args: ListArgs) -> Result<(), Failure> {
     let cluster = args.cluster.connect(Some(&[])).await?;
-    let m = cluster.metadata(TopicScope::All).await?;
+    let topics = admin::list_topics(&cluster.pool)
+        .await
+        .map_err(|e| Failure::from_admin("listing topics", e))?;
     match args.format {
         Format::Json => {
-            let lines: Vec<serde_json::Value> = m
-                .topics
-                .values()
+            let lines: Vec<serde_json::Value> = topics
+                .iter()
                 .map(|t| {
                     json!({
                         "topic": t.name,
-                        "partitions": t.partitions.len(),
-                        "internal": t.is_internal,
+                        "partitions": t.partitions,
+                        "internal": t.internal,
                         "id": t.id.map(|id| id.to_string()),
                     })
                 })
@@ -190,8 +123,8 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         }
         Format::Text => {
             let mut t = Table::new(&["TOPIC", "PARTITIONS"]);
-            for topic in m.topics.values() {
-                t.row(vec![topic.name.clone(), topic.partitions.len().to_string()]);
+            for topic in &topics {
+                t.row(vec![topic.name.clone(), topic.partitions.to_string()]);
             }
             print_table(&t)
         }

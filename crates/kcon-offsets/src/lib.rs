@@ -1,18 +1,18 @@
-//! Offsets for kcon: what a consumer has done (committed offsets) and where it reads next
-//! (positions, resets, lag).
+//! Offsets for kcon: what a consumer has done (committed offsets), as a group member or from
+//! outside any generation.
 //!
 //! - [`CommitMachine`]: a sans-IO state machine for OffsetCommit and OffsetFetch against the
 //!   group coordinator: stored offsets, sync and async commits (a later async commit
 //!   supersedes a queued earlier one), the auto-commit timer, coordinator discovery and
 //!   retries. It does no IO and reads no clock.
-//! - [`positions`]: pure functions: the `auto.offset.reset` policy (with KIP-1106's
-//!   `by_duration`), watermarks and lag.
-//! - [`wire`]: the requests in kafka-protocol's types, per version.
-//! - [`Offsets`]: a tokio task that drives a [`CommitMachine`] through a [`kcon_pool::Pool`];
-//!   [`admin`]: one-shot requests (ListOffsets, several groups' committed offsets,
-//!   DescribeGroups, ListGroups, OffsetDelete).
+//! - [`wire`]: its requests in kafka-protocol's types, per version (OffsetFetch for one group
+//!   or several, which kcon-admin sends too).
+//! - [`Offsets`]: a tokio task that drives a [`CommitMachine`] through a [`kcon_pool::Pool`].
+//!
+//! The stateless calls (ListOffsets, watermarks, several groups' committed offsets,
+//! DescribeGroups, ListGroups, OffsetDelete, lag) are kcon-admin's; the reset policy and the
+//! lag arithmetic are `kcon_core::offsets`'.
 
-pub mod admin;
 mod config;
 mod driver;
 mod error;

@@ -1,22 +1,17 @@
 //! The offset messages in kafka-protocol's types, for the version a broker speaks: fields a
 //! version lacks are left out (kafka-protocol refuses a request that sets them), and what a
 //! version cannot express is an error rather than a silently different request.
+//!
+//! OffsetFetch is one conversion for one group or several (KIP-709): the commit machine asks
+//! for its own group, kcon-admin for several groups per coordinator.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kcon_codec::kafka_protocol::messages::GroupId;
-use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
-use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
-use kcon_codec::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
-use kcon_codec::kafka_protocol::messages::list_groups_response::ListGroupsResponse;
 use kcon_codec::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kcon_codec::kafka_protocol::messages::offset_commit_response::OffsetCommitResponse;
-use kcon_codec::kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
-use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
 use kcon_codec::kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
@@ -26,7 +21,6 @@ use kcon_core::wire::VersionError;
 use kcon_core::wire::{by_topic, epoch, str_bytes as s, topic_name};
 
 use crate::TopicPartition;
-use crate::admin::{GroupDescription, GroupMemberDescription, ListedGroup};
 use crate::messages::{
     CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsResponse, PartitionOffset,
 };
@@ -265,98 +259,6 @@ pub fn offset_fetch_groups_response(
     out
 }
 
-/// DescribeGroups for `groups` (v0–v5).
-pub fn describe_groups_request(groups: &[String]) -> DescribeGroupsRequest {
-    let mut r = DescribeGroupsRequest::default();
-    r.groups = groups.iter().map(|g| GroupId(s(g))).collect();
-    r
-}
-
-/// A DescribeGroups answer.
-pub fn describe_groups_response(r: DescribeGroupsResponse) -> Vec<GroupDescription> {
-    r.groups
-        .into_iter()
-        .map(|g| GroupDescription {
-            group_id: g.group_id.0.to_string(),
-            error_code: g.error_code,
-            state: g.group_state.to_string(),
-            protocol_type: g.protocol_type.to_string(),
-            protocol: g.protocol_data.to_string(),
-            members: g
-                .members
-                .into_iter()
-                .map(|m| GroupMemberDescription {
-                    member_id: m.member_id.to_string(),
-                    group_instance_id: m.group_instance_id.map(|i| i.to_string()),
-                    client_id: m.client_id.to_string(),
-                    client_host: m.client_host.to_string(),
-                    metadata: m.member_metadata,
-                    assignment: m.member_assignment,
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-/// ListGroups (v0–v5), all states and types.
-pub fn list_groups_request() -> ListGroupsRequest {
-    ListGroupsRequest::default()
-}
-
-/// A ListGroups answer: its error code and groups.
-pub fn list_groups_response(r: ListGroupsResponse) -> (i16, Vec<ListedGroup>) {
-    let groups = r
-        .groups
-        .into_iter()
-        .map(|g| ListedGroup {
-            group_id: g.group_id.0.to_string(),
-            protocol_type: g.protocol_type.to_string(),
-            state: (!g.group_state.is_empty()).then(|| g.group_state.to_string()),
-        })
-        .collect();
-    (r.error_code, groups)
-}
-
-/// OffsetDelete (v0, KIP-496) for `partitions` of `group_id`.
-pub fn offset_delete_request(group_id: &str, partitions: &[TopicPartition]) -> OffsetDeleteRequest {
-    let mut sorted = partitions.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let mut r = OffsetDeleteRequest::default();
-    r.group_id = GroupId(s(group_id));
-    r.topics = by_topic(sorted.iter().map(|tp| (tp, ())))
-        .into_iter()
-        .map(|(topic, ps)| {
-            let mut t = OffsetDeleteRequestTopic::default();
-            t.name = topic_name(topic);
-            t.partitions = ps
-                .into_iter()
-                .map(|(p, ())| {
-                    let mut x = OffsetDeleteRequestPartition::default();
-                    x.partition_index = p;
-                    x
-                })
-                .collect();
-            t
-        })
-        .collect();
-    r
-}
-
-/// An OffsetDelete answer: the group's error code and each partition's.
-pub fn offset_delete_response(r: OffsetDeleteResponse) -> (i16, BTreeMap<TopicPartition, i16>) {
-    let mut out = BTreeMap::new();
-    for t in r.topics {
-        for p in t.partitions {
-            out.insert(
-                TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                p.error_code,
-            );
-        }
-    }
-    (r.error_code, out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,14 +330,6 @@ mod tests {
         for v in 2..=9 {
             encodes(&offset_fetch_request(&all, v).unwrap().0, v);
         }
-        for v in 0..=5 {
-            encodes(&describe_groups_request(&["g".into()]), v);
-            encodes(&list_groups_request(), v);
-        }
-        encodes(
-            &offset_delete_request("g", &[TopicPartition::new("a", 0)]),
-            0,
-        );
     }
 
     #[test]

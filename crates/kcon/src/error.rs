@@ -8,7 +8,6 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_core::ConfigError;
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
-use kcon_offsets::admin::AdminError;
 use kcon_offsets::{CommitError, FetchError};
 
 use crate::TopicPartition;
@@ -271,26 +270,26 @@ impl From<kcon_pool::Error> for Error {
     }
 }
 
-impl From<AdminError> for Error {
-    fn from(e: AdminError) -> Error {
-        match e {
-            AdminError::Pool(p) => Error::from(p),
-            AdminError::Broker {
-                api_key,
-                error_code,
-            } => {
-                let message = e.to_string();
-                Error::broker(api_key, error_code, message).with_source(e)
-            }
-            AdminError::NoLeader(ref tp) => {
-                let tp = tp.clone();
-                Error::new(ErrorKind::Transport, e.to_string())
-                    .retriable(true)
-                    .with_partitions(vec![tp])
-                    .with_source(e)
-            }
-            _ => Error::new(ErrorKind::Broker, e.to_string()).with_source(e),
-        }
+impl From<kcon_admin::Error> for Error {
+    fn from(e: kcon_admin::Error) -> Error {
+        use kcon_admin::Error as A;
+        let message = e.to_string();
+        let err = match &e {
+            A::Connection(p) => return Error::from(p.clone()),
+            A::Config(c) => return Error::from(c.clone()),
+            A::Broker {
+                api,
+                error,
+                partition,
+                ..
+            } => Error::broker(*api as i16, error.code(), message)
+                .with_partitions(partition.iter().cloned().collect()),
+            A::NoLeader(tp) => Error::new(ErrorKind::Transport, message)
+                .retriable(true)
+                .with_partitions(vec![tp.clone()]),
+            _ => Error::new(ErrorKind::Broker, message).retriable(e.is_retriable()),
+        };
+        err.with_source(e)
     }
 }
 

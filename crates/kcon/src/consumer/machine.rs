@@ -282,10 +282,17 @@ impl ConsumerMachine {
         self.options.auto_commit
     }
 
-    /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against `end`.
+    /// The high watermark of `tp`'s last Fetch answer.
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.high_watermarks.get(tp).copied()
+    }
+
+    /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
+    /// (and its start, when known), by kcon-admin's one rule.
     pub fn partition_lag(
         &self,
         tp: &TopicPartition,
+        log_start: Option<i64>,
         end: Option<i64>,
         now_ms: i64,
     ) -> PartitionLag {
@@ -295,17 +302,15 @@ impl ConsumerMachine {
             .as_ref()
             .filter(|b| &b.partition == tp)
             .and_then(Batch::next_timestamp);
+        let lag = match (position, end) {
+            (Some(p), Some(e)) => kcon_admin::lag::lag(p, log_start, e, next_ts, now_ms),
+            _ => kcon_admin::Lag::default(),
+        };
         PartitionLag {
             position,
             end,
-            records: match (position, end) {
-                (Some(p), Some(e)) => Some(e.saturating_sub(p).max(0)),
-                _ => None,
-            },
-            time: match (position, end) {
-                (Some(p), Some(e)) => kcon_core::offsets::time_lag(now_ms, p, e, next_ts),
-                _ => None,
-            },
+            records: lag.records,
+            time: lag.time,
         }
     }
 
@@ -315,7 +320,7 @@ impl ConsumerMachine {
             .iter()
             .map(|tp| {
                 let end = self.high_watermarks.get(tp).copied();
-                (tp.clone(), self.partition_lag(tp, end, now_ms))
+                (tp.clone(), self.partition_lag(tp, None, end, now_ms))
             })
             .collect()
     }

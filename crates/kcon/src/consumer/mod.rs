@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kcon_admin as admin;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
 use kcon_core::{IsolationLevel, OffsetSpec, RequestId};
 use kcon_fetch::Fetcher;
 use kcon_group::{GroupEvent, GroupMember};
-use kcon_offsets::admin;
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
 use tokio::sync::mpsc;
@@ -553,12 +554,8 @@ impl Consumer {
     ) -> Result<BTreeMap<TopicPartition, ListedOffset>, Error> {
         let found = admin::list_offsets(&self.pool, specs, self.isolation()).await?;
         for (tp, l) in &found {
-            if l.error_code != 0 {
-                return Err(Error::from(admin::AdminError::Broker {
-                    api_key: 2,
-                    error_code: l.error_code,
-                })
-                .with_partitions(vec![tp.clone()]));
+            if let Some(e) = admin::Error::partition(ApiKey::ListOffsets, l.error_code, tp) {
+                return Err(Error::from(e));
             }
         }
         Ok(found)
@@ -588,7 +585,9 @@ impl Consumer {
 
     /// The lag of every owned partition, asked of the leaders now: records between the
     /// position and the end of the log (the high watermark, or the last stable offset under
-    /// read_committed), and the age of the next record when the consumer holds it.
+    /// read_committed; under read_uncommitted the larger of ListOffsets' answer and the last
+    /// Fetch answer's high watermark, by kcon-admin's rule), and the age of the next record
+    /// when the consumer holds it.
     ///
     /// ```no_run
     /// # async fn f(consumer: &kcon::Consumer) -> Result<(), kcon::Error> {
@@ -605,7 +604,12 @@ impl Consumer {
         Ok(found
             .into_iter()
             .map(|(tp, w)| {
-                let lag = self.machine.partition_lag(&tp, w.end(isolation), now);
+                let fetched = match isolation {
+                    IsolationLevel::ReadUncommitted => self.machine.high_watermark(&tp),
+                    IsolationLevel::ReadCommitted => None,
+                };
+                let end = admin::lag::log_end(w.end(isolation), fetched);
+                let lag = self.machine.partition_lag(&tp, Some(w.log_start), end, now);
                 (tp, lag)
             })
             .collect())

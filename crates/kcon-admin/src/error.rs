@@ -1,0 +1,246 @@
+//! The one error type of kcon-admin, and who caused it.
+
+use std::fmt;
+
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::wire::VersionError;
+use kcon_core::{ConfigError, TopicPartition};
+
+/// Why an admin call, or one partition or group of it, has no answer.
+///
+/// The variant says who caused it: a broker that answered an error code
+/// ([`Error::Broker`]), the connection to a broker ([`Error::Connection`]), the configuration
+/// ([`Error::Config`]), a broker that cannot carry the request ([`Error::Unsupported`]), or a
+/// partition that has no leader ([`Error::NoLeader`]). [`is_retriable`](Error::is_retriable)
+/// says whether asking again later can help.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// A broker answered `api` with an error code: for the request as a whole, a group, or
+    /// one partition (`partition`).
+    Broker {
+        /// The request it answered.
+        api: ApiKey,
+        /// The error, by name.
+        error: ResponseError,
+        /// The partition the error is about, where it is about one.
+        partition: Option<TopicPartition>,
+        /// The broker's message, when it sent one.
+        message: Option<String>,
+    },
+    /// The request could not be sent or its answer not read: the network, TLS, SASL
+    /// authentication, a corrupt answer, a broker missing from the metadata, a runtime
+    /// shutting down. The pool's error says which, and whether a retry can help.
+    Connection(kcon_pool::Error),
+    /// A configuration value is invalid; the error names the property.
+    Config(ConfigError),
+    /// The broker does not offer `api`, or not at a version that can carry the request (a
+    /// field or feature it lacks).
+    Unsupported {
+        /// The request.
+        api: Option<ApiKey>,
+        /// What is missing.
+        reason: String,
+    },
+    /// The partition has no leader in the metadata, even after a refresh (a leader election
+    /// under way, or every replica offline).
+    NoLeader(TopicPartition),
+}
+
+impl Error {
+    /// A broker's error code for `api`; `None` for code 0 (no error).
+    pub fn broker(api: ApiKey, code: i16) -> Option<Error> {
+        ResponseError::try_from_code(code).map(|error| Error::Broker {
+            api,
+            error,
+            partition: None,
+            message: None,
+        })
+    }
+
+    /// A broker's error code for one partition of `api`; `None` for code 0.
+    pub fn partition(api: ApiKey, code: i16, tp: &TopicPartition) -> Option<Error> {
+        ResponseError::try_from_code(code).map(|error| Error::Broker {
+            api,
+            error,
+            partition: Some(tp.clone()),
+            message: None,
+        })
+    }
+
+    /// Whether the same call can succeed later without anything changing on the caller's
+    /// side: a retriable Kafka error (as the protocol classifies it: a moved leader or
+    /// coordinator, a load in progress, a timeout), a connection that may come back, a leader
+    /// being elected. Refusals (authorization, an unknown group id format), configuration and
+    /// missing versions are not.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Broker { error, .. } => error.is_retriable(),
+            Error::Connection(e) => e.is_retriable(),
+            Error::NoLeader(_) => true,
+            Error::Config(_) | Error::Unsupported { .. } => false,
+        }
+    }
+
+    /// The broker's error, when a broker answered one.
+    pub fn code(&self) -> Option<ResponseError> {
+        match self {
+            Error::Broker { error, .. } => Some(*error),
+            _ => None,
+        }
+    }
+
+    /// The request the error is about, when known.
+    pub fn api(&self) -> Option<ApiKey> {
+        match self {
+            Error::Broker { api, .. } => Some(*api),
+            Error::Unsupported { api, .. } => *api,
+            _ => None,
+        }
+    }
+
+    /// The partition the error is about, when it is about one.
+    pub fn topic_partition(&self) -> Option<&TopicPartition> {
+        match self {
+            Error::Broker { partition, .. } => partition.as_ref(),
+            Error::NoLeader(tp) => Some(tp),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn version(api: ApiKey, e: VersionError) -> Error {
+        Error::Unsupported {
+            api: Some(api),
+            reason: e.0,
+        }
+    }
+}
+
+impl From<kcon_pool::Error> for Error {
+    fn from(e: kcon_pool::Error) -> Error {
+        use kcon_pool::Error as P;
+        match e {
+            P::Config(c) => Error::Config(c),
+            P::Unsupported { api_key, .. } => Error::Unsupported {
+                api: ApiKey::try_from(api_key).ok(),
+                reason: e.to_string(),
+            },
+            // Only the pool's own handshake (ApiVersions) answers with a code here.
+            P::Broker {
+                api_key,
+                error_code,
+                ..
+            } => match (
+                ApiKey::try_from(api_key),
+                ResponseError::try_from_code(error_code),
+            ) {
+                (Ok(api), Some(error)) => Error::Broker {
+                    api,
+                    error,
+                    partition: None,
+                    message: Some(e.to_string()),
+                },
+                _ => Error::Connection(e),
+            },
+            other => Error::Connection(other),
+        }
+    }
+}
+
+/// A Kafka error as the protocol documentation names it, `GROUP_AUTHORIZATION_FAILED (30)`;
+/// a code this build does not know is `error 123`.
+pub fn error_name(error: ResponseError) -> String {
+    if let ResponseError::Unknown(code) = error {
+        return format!("error {code}");
+    }
+    // kafka-protocol's variants are the documented names in CamelCase.
+    let camel = format!("{error:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    format!("{name} ({})", error.code())
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Broker {
+                api,
+                error,
+                partition,
+                message,
+            } => {
+                write!(f, "{api:?} answered {}", error_name(*error))?;
+                if let Some(tp) = partition {
+                    write!(f, " for {tp}")?;
+                }
+                if let Some(m) = message {
+                    write!(f, ": {m}")?;
+                }
+                Ok(())
+            }
+            Error::Connection(e) => write!(f, "{e}"),
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Unsupported { reason, .. } => f.write_str(reason),
+            Error::NoLeader(tp) => write!(f, "{tp} has no leader in the metadata"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connection(e) => Some(e),
+            Error::Config(e) => Some(e),
+            Error::Broker { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_named_as_kafka_documents_them() {
+        let e = Error::broker(ApiKey::OffsetFetch, 30).expect("an error");
+        assert_eq!(
+            e.to_string(),
+            "OffsetFetch answered GROUP_AUTHORIZATION_FAILED (30)"
+        );
+        assert_eq!(e.code(), Some(ResponseError::GroupAuthorizationFailed));
+        assert_eq!(e.api(), Some(ApiKey::OffsetFetch));
+        assert!(!e.is_retriable());
+        let tp = TopicPartition::new("t", 2);
+        let e = Error::partition(ApiKey::ListOffsets, 6, &tp).expect("an error");
+        assert_eq!(
+            e.to_string(),
+            "ListOffsets answered NOT_LEADER_OR_FOLLOWER (6) for t-2"
+        );
+        assert!(e.is_retriable());
+        assert_eq!(e.topic_partition(), Some(&tp));
+        assert!(Error::broker(ApiKey::Fetch, 0).is_none());
+        assert_eq!(error_name(ResponseError::Unknown(-32000)), "error -32000");
+        assert!(Error::NoLeader(tp).is_retriable());
+    }
+
+    #[test]
+    fn pool_errors_keep_who_caused_them() {
+        let e = Error::from(kcon_pool::Error::UnknownBroker { id: 3 });
+        assert!(matches!(e, Error::Connection(_)), "{e:?}");
+        assert!(e.is_retriable());
+        let e = Error::from(kcon_pool::Error::Config(ConfigError::invalid(
+            "request.timeout.ms",
+            "soon",
+            "a number",
+        )));
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(!e.is_retriable());
+    }
+}

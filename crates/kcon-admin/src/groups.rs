@@ -1,0 +1,307 @@
+//! Consumer groups: their coordinator, DescribeGroups, ListGroups, OffsetDelete, and the
+//! committed offsets of several groups (OffsetFetch, KIP-709).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::coordinator;
+use kcon_core::{Coordinator, TopicPartition};
+use kcon_offsets::PartitionOffset;
+use kcon_offsets::wire::{
+    GroupFetchAnswer, offset_fetch_groups_request, offset_fetch_groups_response,
+};
+use kcon_pool::{BrokerTarget, Pool, Purpose, TopicScope};
+use tracing::debug;
+
+use crate::{Error, wire};
+
+/// How many times the committed offsets of a group are asked for after a retriable group error
+/// (a moved or loading coordinator, UNSTABLE_OFFSET_COMMIT at the group level); each retry
+/// finds the coordinator again.
+const GROUP_OFFSETS_ATTEMPTS: u32 = 5;
+
+/// How long to wait between those retries.
+const GROUP_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One group's committed offsets as [`committed_offsets_of_groups`] answers them: each
+/// partition's error code and committed offset (`None` where the group has none), or why the
+/// group as a whole has no answer.
+pub type GroupOffsets = Result<BTreeMap<TopicPartition, PartitionOffset>, Error>;
+
+/// A group as DescribeGroups describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// The error code for this group.
+    pub error_code: i16,
+    /// Its state: `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`, `Dead`.
+    pub state: String,
+    /// Its protocol type (`consumer` for consumer groups).
+    pub protocol_type: String,
+    /// The chosen protocol (the assignor), when stable.
+    pub protocol: String,
+    /// Its members.
+    pub members: Vec<GroupMemberDescription>,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
+    /// The client id.
+    pub client_id: String,
+    /// The client host.
+    pub client_host: String,
+    /// Its subscription, encoded (see `kcon_group::protocol`).
+    pub metadata: Bytes,
+    /// Its assignment, encoded.
+    pub assignment: Bytes,
+}
+
+/// A group as ListGroups lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedGroup {
+    /// The group id.
+    pub group_id: String,
+    /// Its protocol type.
+    pub protocol_type: String,
+    /// Its state (ListGroups v4+).
+    pub state: Option<String>,
+}
+
+/// The coordinator of `group_id` (FindCoordinator, key type 0).
+pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator, Error> {
+    let conn = pool.connection(BrokerTarget::Any).await?;
+    let v = conn.version(ApiKey::FindCoordinator)?;
+    let r = conn
+        .send(&coordinator::find_coordinator_request(group_id, v))
+        .await?;
+    let found = coordinator::find_coordinator_response(group_id, r, v);
+    if let Some(c) = found.coordinator {
+        return Ok(c);
+    }
+    // An answer without a coordinator and without an error code is a broker that has none
+    // to give yet: COORDINATOR_NOT_AVAILABLE, which is retried.
+    let error = ResponseError::try_from_code(found.error_code)
+        .unwrap_or(ResponseError::CoordinatorNotAvailable);
+    Err(Error::Broker {
+        api: ApiKey::FindCoordinator,
+        error,
+        partition: None,
+        message: found.error_message,
+    })
+}
+
+/// DescribeGroups for `group_id`, sent to its coordinator. The group's own error code is in
+/// the description (GROUP_ID_NOT_FOUND from v6 for a group that does not exist), as the Java
+/// admin client's `describeConsumerGroups` reports it per group.
+pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescription, Error> {
+    let c = find_coordinator(pool, group_id).await?;
+    let r = pool
+        .send(
+            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+            &wire::describe_groups_request(&[group_id.to_owned()]),
+        )
+        .await?;
+    wire::describe_groups_response(r)
+        .into_iter()
+        .find(|g| g.group_id == group_id)
+        .ok_or(Error::Broker {
+            api: ApiKey::DescribeGroups,
+            error: ResponseError::CoordinatorNotAvailable,
+            partition: None,
+            message: Some("the answer leaves the group out".into()),
+        })
+}
+
+/// ListGroups on every broker of the cluster (each coordinates some groups), merged and
+/// sorted, as the Java admin client's `listConsumerGroups` does.
+pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
+    let metadata = pool.refresh_metadata(TopicScope::none()).await?;
+    let mut out = BTreeSet::new();
+    for id in metadata.brokers.keys() {
+        let (error_code, groups) = wire::list_groups_response(
+            pool.send(BrokerTarget::Broker(*id), &wire::list_groups_request())
+                .await?,
+        );
+        if let Some(e) = Error::broker(ApiKey::ListGroups, error_code) {
+            return Err(e);
+        }
+        out.extend(groups);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// OffsetDelete (v0, KIP-496): deletes `group_id`'s committed offsets for `partitions`. The
+/// group must be empty or not subscribed to the topics (else GROUP_SUBSCRIBED_TO_TOPIC per
+/// partition). Each partition's outcome, as the Java admin client's
+/// `deleteConsumerGroupOffsets` gives one per partition; a group-level error fails the call.
+pub async fn delete_offsets(
+    pool: &Pool,
+    group_id: &str,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, Result<(), Error>>, Error> {
+    let c = find_coordinator(pool, group_id).await?;
+    let (error_code, answered) = wire::offset_delete_response(
+        pool.send(
+            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+            &wire::offset_delete_request(group_id, partitions),
+        )
+        .await?,
+    );
+    if let Some(e) = Error::broker(ApiKey::OffsetDelete, error_code) {
+        return Err(e);
+    }
+    Ok(partitions
+        .iter()
+        .map(|tp| {
+            // A partition the answer leaves out was not deleted.
+            let code = answered
+                .get(tp)
+                .copied()
+                .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
+            let outcome = match Error::partition(ApiKey::OffsetDelete, code, tp) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            };
+            (tp.clone(), outcome)
+        })
+        .collect())
+}
+
+/// The committed offsets of `groups` (OffsetFetch), each group's from its coordinator:
+/// groups sharing a coordinator go in one request where it speaks OffsetFetch v8+ (KIP-709),
+/// one request per group below v8. `partitions` are the partitions asked for in every group
+/// (`None`: all a group has offsets for); every asked partition is in a group's answer, `None`
+/// where the group has no offset. `require_stable` (KIP-447, for read_committed) is sent from
+/// v7 and dropped below, as by the commit machine.
+///
+/// Each group has its own outcome: an error for one group (its FindCoordinator or OffsetFetch
+/// error code, or its coordinator unreachable) leaves the others' answers intact, as the Java
+/// admin client's `listConsumerGroupOffsets` completes each group's future on its own.
+/// Coordinator errors (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+/// NOT_COORDINATOR) and a group-level UNSTABLE_OFFSET_COMMIT are retried a bounded number of
+/// times, with the coordinator found again. The call as a whole fails only when
+/// FindCoordinator cannot be sent at all (the cluster is unreachable).
+pub async fn committed_offsets_of_groups(
+    pool: &Pool,
+    groups: &[String],
+    partitions: Option<&BTreeSet<TopicPartition>>,
+    require_stable: bool,
+) -> Result<BTreeMap<String, GroupOffsets>, Error> {
+    let mut out = BTreeMap::new();
+    let mut todo: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+    for attempt in 0..GROUP_OFFSETS_ATTEMPTS {
+        let last = attempt + 1 == GROUP_OFFSETS_ATTEMPTS;
+        let mut retry = BTreeSet::new();
+        let mut by_coordinator: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for group in todo {
+            match find_coordinator(pool, group).await {
+                Ok(c) => by_coordinator.entry(c.id).or_default().push(group),
+                Err(e @ Error::Broker { error, .. }) => {
+                    if is_retriable_group_error(error) && !last {
+                        retry.insert(group);
+                    }
+                    out.insert(group.to_owned(), Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (coordinator, batch) in by_coordinator {
+            let answers =
+                match fetch_from_coordinator(pool, coordinator, &batch, partitions, require_stable)
+                    .await
+                {
+                    Ok(answers) => answers,
+                    Err(e) => {
+                        for group in batch {
+                            out.insert(group.to_owned(), Err(e.clone()));
+                        }
+                        continue;
+                    }
+                };
+            for (group, (error_code, mut got)) in answers {
+                if let Some(e) = Error::broker(ApiKey::OffsetFetch, error_code) {
+                    if e.code().is_some_and(is_retriable_group_error) && !last {
+                        retry.extend(batch.iter().find(|g| **g == group));
+                    }
+                    out.insert(group, Err(e));
+                    continue;
+                }
+                for tp in partitions.into_iter().flatten() {
+                    got.entry(tp.clone()).or_insert(PartitionOffset {
+                        error_code: 0,
+                        committed: None,
+                    });
+                }
+                out.insert(group, Ok(got));
+            }
+        }
+        if retry.is_empty() {
+            break;
+        }
+        tokio::time::sleep(GROUP_OFFSETS_BACKOFF).await;
+        todo = retry;
+    }
+    Ok(out)
+}
+
+/// OffsetFetch for `groups`, all coordinated by `coordinator`: one request from v8, one per
+/// group below.
+async fn fetch_from_coordinator(
+    pool: &Pool,
+    coordinator: i32,
+    groups: &[&str],
+    partitions: Option<&BTreeSet<TopicPartition>>,
+    require_stable: bool,
+) -> Result<BTreeMap<String, GroupFetchAnswer>, Error> {
+    let conn = pool
+        .connection(BrokerTarget::Dedicated(coordinator, Purpose::Coordinator))
+        .await?;
+    let v = conn.version(ApiKey::OffsetFetch)?;
+    let requests: Vec<&[&str]> = if v >= 8 {
+        vec![groups]
+    } else {
+        groups.chunks(1).collect()
+    };
+    let mut out = BTreeMap::new();
+    for batch in requests {
+        let (req, dropped_stable) =
+            offset_fetch_groups_request(batch, partitions, require_stable, v)
+                .map_err(|e| Error::version(ApiKey::OffsetFetch, e))?;
+        if dropped_stable {
+            debug!(
+                coordinator,
+                version = v,
+                "the coordinator cannot require stable offsets (OffsetFetch < v7)"
+            );
+        }
+        out.extend(offset_fetch_groups_response(
+            batch,
+            conn.send(&req).await?,
+            v,
+        ));
+    }
+    Ok(out)
+}
+
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR (the Java admin
+/// client's `ListConsumerGroupOffsetsHandler` retries these), and UNSTABLE_OFFSET_COMMIT where
+/// librdkafka's mock cluster puts it, at the group level.
+fn is_retriable_group_error(error: ResponseError) -> bool {
+    use ResponseError as E;
+    matches!(
+        error,
+        E::CoordinatorLoadInProgress
+            | E::CoordinatorNotAvailable
+            | E::NotCoordinator
+            | E::UnstableOffsetCommit
+    )
+}

@@ -1,0 +1,298 @@
+//! The admin-only messages in kafka-protocol's types: DescribeGroups, ListGroups, OffsetDelete,
+//! CreateTopics, and the sessionless Fetch of the log probe. (OffsetFetch, which the commit
+//! machine sends too, is `kcon_offsets::wire`'s; ListOffsets and FindCoordinator are
+//! `kcon_core`'s.)
+
+use std::collections::BTreeMap;
+
+use kcon_codec::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
+use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
+use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kcon_codec::kafka_protocol::messages::list_groups_response::ListGroupsResponse;
+use kcon_codec::kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
+use kcon_codec::kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, GroupId};
+use kcon_core::wire::{VersionError, by_topic, str_bytes as s, topic_name};
+use kcon_core::{IsolationLevel, TopicId, TopicPartition};
+
+use crate::groups::{GroupDescription, GroupMemberDescription, ListedGroup};
+use crate::topics::NewTopic;
+
+/// DescribeGroups for `groups` (v0–v5).
+pub fn describe_groups_request(groups: &[String]) -> DescribeGroupsRequest {
+    let mut r = DescribeGroupsRequest::default();
+    r.groups = groups.iter().map(|g| GroupId(s(g))).collect();
+    r
+}
+
+/// A DescribeGroups answer.
+pub fn describe_groups_response(r: DescribeGroupsResponse) -> Vec<GroupDescription> {
+    r.groups
+        .into_iter()
+        .map(|g| GroupDescription {
+            group_id: g.group_id.0.to_string(),
+            error_code: g.error_code,
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMemberDescription {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.group_instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    metadata: m.member_metadata,
+                    assignment: m.member_assignment,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// ListGroups (v0–v5), all states and types.
+pub fn list_groups_request() -> ListGroupsRequest {
+    ListGroupsRequest::default()
+}
+
+/// A ListGroups answer: its error code and groups.
+pub fn list_groups_response(r: ListGroupsResponse) -> (i16, Vec<ListedGroup>) {
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|g| ListedGroup {
+            group_id: g.group_id.0.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            state: (!g.group_state.is_empty()).then(|| g.group_state.to_string()),
+        })
+        .collect();
+    (r.error_code, groups)
+}
+
+/// OffsetDelete (v0, KIP-496) for `partitions` of `group_id`.
+pub fn offset_delete_request(group_id: &str, partitions: &[TopicPartition]) -> OffsetDeleteRequest {
+    let mut sorted = partitions.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut r = OffsetDeleteRequest::default();
+    r.group_id = GroupId(s(group_id));
+    r.topics = by_topic(sorted.iter().map(|tp| (tp, ())))
+        .into_iter()
+        .map(|(topic, ps)| {
+            let mut t = OffsetDeleteRequestTopic::default();
+            t.name = topic_name(topic);
+            t.partitions = ps
+                .into_iter()
+                .map(|(p, ())| {
+                    let mut x = OffsetDeleteRequestPartition::default();
+                    x.partition_index = p;
+                    x
+                })
+                .collect();
+            t
+        })
+        .collect();
+    r
+}
+
+/// An OffsetDelete answer: the group's error code and each partition's.
+pub fn offset_delete_response(r: OffsetDeleteResponse) -> (i16, BTreeMap<TopicPartition, i16>) {
+    let mut out = BTreeMap::new();
+    for t in r.topics {
+        for p in t.partitions {
+            out.insert(
+                TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                p.error_code,
+            );
+        }
+    }
+    (r.error_code, out)
+}
+
+/// CreateTopics (v2–v7) for one topic; the broker has `timeout_ms` to create it.
+pub fn create_topics_request(topic: &NewTopic, timeout_ms: i32) -> CreateTopicsRequest {
+    let configs = topic
+        .configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(s(k))
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    CreateTopicsRequest::default()
+        .with_timeout_ms(timeout_ms)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic_name(&topic.name))
+                .with_num_partitions(topic.partitions)
+                .with_replication_factor(topic.replication_factor)
+                .with_configs(configs),
+        ])
+}
+
+/// One partition of a probe: where to read from, and the topic's id (Fetch v13+ names topics
+/// by id only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeAt {
+    /// The offset to read from.
+    pub offset: i64,
+    /// The topic's id, from the metadata.
+    pub topic_id: Option<TopicId>,
+}
+
+/// A sessionless Fetch (session id 0, epoch -1: the broker keeps no state for it, KIP-227) at
+/// `version` (v4–v17, what kcon speaks) for `partitions`, each from its offset with
+/// `partition_max_bytes`, answered after at most `max_wait_ms` with whatever is there
+/// (`min_bytes` 0). The fetch loop's requests come from `kcon_fetch`'s session; this one has no
+/// session, no leader epochs and no rack, so it is built here.
+pub fn probe_request(
+    partitions: &BTreeMap<TopicPartition, ProbeAt>,
+    isolation: IsolationLevel,
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+    max_bytes: i32,
+    version: i16,
+) -> Result<FetchRequest, VersionError> {
+    if !(4..=17).contains(&version) {
+        return Err(VersionError(format!(
+            "kcon speaks Fetch v4-v17, not v{version}"
+        )));
+    }
+    let by_ids = version >= 13;
+    let mut r = FetchRequest::default();
+    r.max_wait_ms = max_wait_ms;
+    r.min_bytes = 0;
+    r.max_bytes = max_bytes;
+    r.isolation_level = isolation.code();
+    r.session_id = 0;
+    r.session_epoch = -1;
+    for (topic, ps) in by_topic(partitions) {
+        let mut t = FetchTopic::default();
+        t.topic = topic_name(topic);
+        if by_ids {
+            let Some(id) = ps.first().and_then(|(_, at)| at.topic_id) else {
+                return Err(VersionError(format!(
+                    "Fetch v{version} names topics by id, and the metadata gave no id for {topic:?}"
+                )));
+            };
+            set_uuid(&mut t.topic_id, id);
+        }
+        for (partition, at) in ps {
+            let mut p = FetchPartition::default();
+            p.partition = partition;
+            p.fetch_offset = at.offset;
+            p.partition_max_bytes = partition_max_bytes;
+            t.partitions.push(p);
+        }
+        r.topics.push(t);
+    }
+    Ok(r)
+}
+
+/// kafka-protocol's `Uuid` (the `uuid` crate's, which it does not re-export) from a topic id,
+/// through its text form: the one constructor reachable without naming the type.
+fn set_uuid<U: std::str::FromStr>(field: &mut U, id: TopicId) {
+    let text: String = id.0.iter().map(|b| format!("{b:02x}")).collect();
+    // Invariant: 32 hex digits are the `simple` form every `uuid` version parses.
+    if let Ok(v) = text.parse() {
+        *field = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
+
+    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
+        let mut b = bytes::BytesMut::new();
+        r.encode(&mut b, version)
+            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
+    }
+
+    #[test]
+    fn every_version_encodes() {
+        for v in 0..=5 {
+            encodes(&describe_groups_request(&["g".into()]), v);
+            encodes(&list_groups_request(), v);
+        }
+        encodes(
+            &offset_delete_request("g", &[TopicPartition::new("a", 0)]),
+            0,
+        );
+        let topic = NewTopic {
+            name: "t".into(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: vec![("retention.ms".into(), "1000".into())],
+        };
+        for v in 2..=7 {
+            encodes(&create_topics_request(&topic, 1_000), v);
+        }
+    }
+
+    /// The probe asks each partition from its offset, by name below v13 and by id from v13;
+    /// a topic without an id cannot be asked at v13+, and versions kcon does not speak are
+    /// refused.
+    #[test]
+    fn probe_requests_name_topics_as_the_version_does() {
+        let id = TopicId([7; 16]);
+        let mut at = BTreeMap::new();
+        for (tp, offset) in [(("a", 1), 5), (("a", 0), 3), (("b", 0), 0)] {
+            at.insert(
+                TopicPartition::new(tp.0, tp.1),
+                ProbeAt {
+                    offset,
+                    topic_id: Some(id),
+                },
+            );
+        }
+        for v in 4..=17 {
+            let r = probe_request(&at, IsolationLevel::ReadCommitted, 50, 1024, 4096, v).unwrap();
+            assert_eq!((r.session_id, r.session_epoch, r.min_bytes), (0, -1, 0));
+            assert_eq!(r.isolation_level, 1);
+            let got: Vec<_> = r
+                .topics
+                .iter()
+                .map(|t| {
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition, p.fetch_offset))
+                        .collect();
+                    (t.topic.as_str(), ps)
+                })
+                .collect();
+            assert_eq!(got, [("a", vec![(0, 3), (1, 5)]), ("b", vec![(0, 0)])]);
+            if v >= 13 {
+                assert_eq!(r.topics[0].topic_id.as_bytes(), &[7; 16]);
+            }
+            encodes(&r, v);
+        }
+        let no_id: BTreeMap<_, _> = at
+            .into_iter()
+            .map(|(tp, p)| {
+                (
+                    tp,
+                    ProbeAt {
+                        topic_id: None,
+                        ..p
+                    },
+                )
+            })
+            .collect();
+        assert!(probe_request(&no_id, IsolationLevel::ReadUncommitted, 50, 1, 1, 12).is_ok());
+        let e = probe_request(&no_id, IsolationLevel::ReadUncommitted, 50, 1, 1, 13).unwrap_err();
+        assert!(e.0.contains("no id"), "{e}");
+        assert!(probe_request(&no_id, IsolationLevel::ReadUncommitted, 50, 1, 1, 3).is_err());
+        assert!(probe_request(&no_id, IsolationLevel::ReadUncommitted, 50, 1, 1, 18).is_err());
+    }
+}
