@@ -409,7 +409,7 @@ def produce_kafka_python(bootstrap: str, sc: Scenario) -> None:
 
 def expected_counts(all_scenarios: list[Scenario]) -> dict[str, int]:
     """Records each topic should hand back: everything delivered, aborted ones included,
-    because Tansu returns aborted records even to read_committed (see shared/BROKERS.md)."""
+    because Tansu returns aborted records even to read_committed (see DESIGN.md, "The brokers")."""
     return {sc.topic: sc.delivered for sc in all_scenarios if sc.delivered}
 
 
@@ -417,7 +417,7 @@ def consume_librdkafka_group(bootstrap: str, counts: dict[str, int]) -> dict[str
     consumer = ck.Consumer(rdk_base(bootstrap, f"{BROKER_CLIENT_ID_PREFIX}rdk-group-consumer") | {
         "group.id": "fx-group", "auto.offset.reset": "earliest",
         "isolation.level": "read_uncommitted", "enable.auto.commit": False,
-        # Tansu completes a join after about session.timeout.ms / 2 (BROKERS.md).
+        # Tansu completes a join after about session.timeout.ms / 2 (DESIGN.md, "The brokers").
         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
     consumer.subscribe(sorted(counts))
     # Polling on after the last record makes the broker answer a few empty Fetches

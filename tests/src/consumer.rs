@@ -48,7 +48,7 @@ pub fn builder(bootstrap: &str) -> ConsumerBuilder {
 }
 
 /// [`builder`] in `group` with `strategy`, a 6 s session timeout and 1 s heartbeats (what
-/// Tansu's join delay needs, see `shared/BROKERS.md`), and a 10 s `default.api.timeout.ms`.
+/// Tansu's join delay needs, see DESIGN.md, "The brokers"), and a 10 s `default.api.timeout.ms`.
 pub fn group_builder(bootstrap: &str, group: &str, strategy: &str) -> ConsumerBuilder {
     builder(bootstrap)
         .group_id(group)

@@ -122,7 +122,8 @@ pub async fn produce_spread(
 }
 
 /// The high watermark of `topic`-`partition` as a Fetch answer reports it (ground truth on
-/// Tansu, whose ListOffsets latest is the last batch's base offset + 1; see BROKERS.md).
+/// Tansu, whose ListOffsets latest is the last batch's base offset + 1; see DESIGN.md, "The
+/// brokers").
 pub async fn fetch_high_watermark(pool: &Pool, topic: &str, partition: i32) -> i64 {
     let id = leader(pool, topic, partition).await;
     // The topic id from a Metadata answer of our own: Fetch v13+ names topics by id.

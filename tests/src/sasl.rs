@@ -2,7 +2,7 @@
 //!
 //! Tansu keeps SCRAM credentials in its storage and creates them with
 //! AlterUserScramCredentials, which needs an authenticated connection once authentication is
-//! on. So (shared/BROKERS.md), with the Tansu built with SQLite storage: start it without
+//! on. So (DESIGN.md, "The brokers"), with the Tansu built with SQLite storage: start it without
 //! `--authentication` on a fresh database file, create the users with `tansu user create`,
 //! stop it, and start it again on the same file with `--authentication`.
 

@@ -1,5 +1,5 @@
 //! TLS in front of real brokers: a throwaway PKI made by the test (rcgen), socat as the TLS
-//! terminator (shared/BROKERS.md: Tansu 0.6.0's own `--cert/--key` cannot be used together),
+//! terminator (DESIGN.md, "The brokers": Tansu 0.6.0's own `--cert/--key` cannot be used together),
 //! Tansu advertising the TLS port, so that every connection a client makes goes through TLS;
 //! and a Produce/Fetch round trip to run over it.
 

@@ -2,7 +2,7 @@
 //! librdkafka consumer, errors pushed on OffsetCommit (retried or returned as the kcon-offsets
 //! docs say), and `auto.offset.reset=none`.
 //!
-//! The mock's fetch path is slow (see `shared/BROKERS.md`): data volumes stay small.
+//! The mock's fetch path is slow (see DESIGN.md, "The brokers"): data volumes stay small.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! pause/resume, watermarks, lag), regex subscriptions, batch sizes and the `Stream`, metrics,
 //! configuration errors and misuse, and closing or dropping a consumer.
 //!
-//! Tansu's quirks shape the data (see `shared/BROKERS.md`): its ListOffsets "latest" is the last
-//! batch's base offset + 1, so tests that look up the end of a log (`seek_to_end`, `lag`,
+//! Tansu's quirks shape the data (see DESIGN.md, "The brokers"): its ListOffsets "latest" is the
+//! last batch's base offset + 1, so tests that look up the end of a log (`seek_to_end`, `lag`,
 //! `watermarks`) produce one record per batch, where that is the true end; a join completes
 //! after half the session timeout (3 s with the 6 s used here); and it answers every lookup by
 //! timestamp with offset 0, so `offsets_for_times` and resets by duration are tested against a
@@ -613,7 +613,7 @@ async fn watermarks_and_lag_count_the_records_not_consumed() {
 
 /// `offsets_for_times` finds, per partition, the first offset whose record's timestamp is at
 /// or after the one asked, with that record's timestamp, and `None` when no record is that
-/// recent. Tansu answers every timestamp lookup with offset 0 (see `shared/BROKERS.md`), so a
+/// recent. Tansu answers every timestamp lookup with offset 0 (see DESIGN.md, "The brokers"), so a
 /// scripted broker holding records of known timestamps stands in for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_finds_the_first_record_at_or_after_each_timestamp() {

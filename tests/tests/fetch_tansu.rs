@@ -1,7 +1,7 @@
 //! kcon-fetch's building blocks against Tansu: the fetch session (KIP-227) and the record
 //! filter read 100,000 records over 6 partitions, in order per partition, none missing. Tansu
-//! keeps no fetch sessions (it answers session id 0 to a request for one, see BROKERS.md), so
-//! every request after the first must be a correct full, sessionless fetch that still asks for
+//! keeps no fetch sessions (it answers session id 0 to a request for one, see DESIGN.md, "The
+//! brokers"), so every request after the first must be a correct full, sessionless fetch that still asks for
 //! a session.
 
 use std::collections::BTreeMap;

@@ -210,7 +210,7 @@ async fn live_generation_commits_and_stale_generation_is_refused() {
 
 /// ListOffsets earliest and latest after producing; by timestamp is answered by the mock
 /// with an offset we only check for being a valid one (the mock does not implement timestamp
-/// lookup, see BROKERS.md).
+/// lookup, see DESIGN.md, "The brokers").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_earliest_and_latest() {
     let (_mock, pool, topic) = mock_with_topic(2);

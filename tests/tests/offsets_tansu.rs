@@ -221,8 +221,8 @@ async fn auto_commit_and_the_final_commit_on_close() {
 }
 
 /// ListOffsets earliest is the log start; latest is compared with the Fetch high watermark
-/// (Tansu answers the last batch's base offset + 1, a known quirk: see BROKERS.md); lag from
-/// a committed offset is the high watermark minus it.
+/// (Tansu answers the last batch's base offset + 1, a known quirk: see DESIGN.md, "The
+/// brokers"); lag from a committed offset is the high watermark minus it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_against_the_fetch_high_watermark() {
     let (_tansu, pool, topic) = tansu_with_topic(2).await;

@@ -122,7 +122,7 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     mock.create_topic(&topic, 2, 3);
     let pool = pool_on(&mock, |_| {}).await;
     for id in 1..=3 {
-        // librdkafka 2.16's ranges (shared/BROKERS.md, with the harness's caps) against
+        // librdkafka 2.16's ranges (DESIGN.md, "The brokers", with the harness's caps) against
         // kcon's: pinned, so that a change on either side shows here.
         let pinned = [
             (ApiKey::Metadata, 8),

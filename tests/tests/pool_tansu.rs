@@ -93,7 +93,7 @@ async fn negotiated_versions_are_the_highest_both_sides_speak() {
     let tansu = Tansu::start();
     let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
     let id = broker_id(&pool).await;
-    // Tansu 0.6.0's ranges (shared/BROKERS.md) against kcon's: pinned, so that a change on
+    // Tansu 0.6.0's ranges (DESIGN.md, "The brokers") against kcon's: pinned, so that a change on
     // either side shows here.
     let pinned = [
         (ApiKey::Metadata, 12),

@@ -5,7 +5,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::partition::TopicPartition;
 use crate::property::ConfigError;
 
 /// `isolation.level`: which records a consumer reads, and so which offsets it may commit and
@@ -256,51 +255,6 @@ pub fn time_lag(
     Some(Duration::from_millis(age as u64))
 }
 
-/// The answer of a reset lookup, turned into the position to use: KIP-1106 resets
-/// `by_duration` to the end of the log when no record is that recent (ListOffsets answers
-/// offset -1), and `latest_offset` is that end.
-pub fn reset_position(looked_up: i64, latest_offset: i64) -> i64 {
-    if looked_up < 0 {
-        latest_offset
-    } else {
-        looked_up
-    }
-}
-
-/// The error for `auto.offset.reset=none`: the partitions that have no valid position (the
-/// Java client's `NoOffsetForPartitionException`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoResetPolicy {
-    /// The partitions.
-    pub partitions: Vec<TopicPartition>,
-}
-
-impl fmt::Display for NoResetPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no committed offset and auto.offset.reset=none for ")?;
-        for (i, tp) in self.partitions.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{}-{}", tp.topic, tp.partition)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for NoResetPolicy {}
-
-/// The query that resets `partitions` under `policy`, or, for `none`, the error naming them.
-pub fn reset_spec(
-    policy: ResetPolicy,
-    partitions: &[TopicPartition],
-    now_ms: i64,
-) -> Result<OffsetSpec, NoResetPolicy> {
-    policy.offset_spec(now_ms).ok_or_else(|| NoResetPolicy {
-        partitions: partitions.to_vec(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,15 +309,7 @@ mod tests {
         let e = ResetPolicy::parse("by_duration:").unwrap_err();
         assert_eq!(e.property(), "auto.offset.reset");
         assert!(e.to_string().contains("ISO-8601"), "{e}");
-        let tp = TopicPartition::new("t", 3);
-        let e = reset_spec(ResetPolicy::None, std::slice::from_ref(&tp), 0).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "no committed offset and auto.offset.reset=none for t-3"
-        );
         assert_eq!(OffsetSpec::MaxTimestamp.timestamp(), -3);
-        assert_eq!(reset_position(-1, 42), 42);
-        assert_eq!(reset_position(7, 42), 7);
     }
 
     #[test]

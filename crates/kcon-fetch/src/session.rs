@@ -12,8 +12,8 @@
 //!
 //! The answer to a full request carries the new session's id, or 0 when the broker keeps no
 //! session (its cache is full, or it does not implement sessions: Tansu and librdkafka's mock
-//! cluster never do, see `shared/BROKERS.md`). The answer to an incremental request carries only
-//! the partitions with something new; the others are unchanged, not empty.
+//! cluster never do, see DESIGN.md, "The brokers"). The answer to an incremental request
+//! carries only the partitions with something new; the others are unchanged, not empty.
 //!
 //! The client's side matches the Java client's `FetchSessionHandler` (behaviour, not code).
 

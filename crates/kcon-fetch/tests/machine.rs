@@ -1,5 +1,5 @@
 //! Simulation of the fetch loop: a `FetchMachine` on a virtual clock, with scripted answers
-//! (layer 2 of the test plan in `shared/ARCHITECTURE.md`).
+//! (layer 2 of the tests in DESIGN.md).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

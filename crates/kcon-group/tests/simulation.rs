@@ -1,5 +1,5 @@
 //! Deterministic simulation of kcon-group members against a model of the broker's classic
-//! group coordinator, on a virtual clock (layer 2 of the test plan in ARCHITECTURE.md; the
+//! group coordinator, on a virtual clock (layer 2 of the tests in DESIGN.md; the
 //! harness is in `sim/`).
 //!
 //! Every run is reproducible: time is virtual and all randomness comes from seeds. Each step

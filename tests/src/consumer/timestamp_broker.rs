@@ -1,6 +1,6 @@
 //! A scripted broker for timestamp lookups, which neither real broker here answers truthfully
 //! (Tansu answers offset 0 to every ListOffsets by timestamp, the mock cluster doesn't look
-//! timestamps up: see `shared/BROKERS.md`).
+//! timestamps up: see DESIGN.md, "The brokers").
 //!
 //! One broker (id 1) leads every partition of one topic whose records have the timestamps the
 //! test gives. It answers ApiVersions, Metadata and ListOffsets (by timestamp: the first record

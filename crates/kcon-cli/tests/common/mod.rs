@@ -16,7 +16,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 /// The longest any one `kcon` run may take in a test.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// Group settings that make Tansu complete a join in about 3 s (shared/BROKERS.md).
+/// Group settings that make Tansu complete a join in about 3 s (DESIGN.md, "The brokers").
 pub const FAST_GROUP: [&str; 4] = [
     "-X",
     "session.timeout.ms=6000",

@@ -1,5 +1,5 @@
 //! The `Fetcher` against a scripted broker that keeps fetch sessions (layer 3 of the test plan
-//! in `shared/ARCHITECTURE.md`): what neither real broker here can show. Every test asserts
+//! in DESIGN.md): what neither real broker here can show. Every test asserts
 //! what the wire carried, as the peer recorded it.
 
 mod peer;
