@@ -59,7 +59,7 @@ pub struct GroupMemberDescription {
     pub client_id: String,
     /// The client host.
     pub client_host: String,
-    /// Its subscription, encoded (see `kcon_group::protocol`).
+    /// Its subscription, encoded (see `kcon_codec::consumer_protocol`).
     pub metadata: Bytes,
     /// Its assignment, encoded.
     pub assignment: Bytes,

@@ -9,6 +9,8 @@
 //!   decoded with CRC checks on and off under a [`DECOMPRESSION_CAP`] cap.
 //! - [`batch_round_trip`]: any bytes, read as a description of a batch to encode, decode and
 //!   compare.
+//! - [`consumer_protocol`]: a first byte choosing subscription (even) or assignment (odd), then
+//!   the message's bytes as a group member sends them.
 //!
 //! Each function panics only when the code under test breaks a promise (a decoder that
 //! disagrees with itself, a round trip that is not the identity); errors are expected.
@@ -33,6 +35,27 @@ pub fn record_batches(data: &[u8]) {
 /// Encodes the batch `data` describes, decodes it and checks the result is what was encoded.
 pub fn batch_round_trip(data: &[u8]) {
     crate::records::fuzz_round_trip(data);
+}
+
+/// Decodes a consumer-protocol subscription or assignment from bytes another group member
+/// sent; one that decodes must encode at its version and decode back to itself.
+pub fn consumer_protocol(data: &[u8]) {
+    use crate::consumer_protocol::{Assignment, HIGHEST_VERSION, Subscription};
+    let Some((kind, rest)) = data.split_first() else {
+        return;
+    };
+    let version = rest
+        .first_chunk::<2>()
+        .map_or(0, |v| i16::from_be_bytes(*v).clamp(0, HIGHEST_VERSION));
+    if kind % 2 == 0 {
+        if let Ok(s) = Subscription::decode(rest) {
+            let again = Subscription::decode(&s.encode(version)).expect("an encoding decodes");
+            assert_eq!(again, s, "a subscription changed through encode and decode");
+        }
+    } else if let Ok(a) = Assignment::decode(rest) {
+        let again = Assignment::decode(&a.encode(version)).expect("an encoding decodes");
+        assert_eq!(again, a, "an assignment changed through encode and decode");
+    }
 }
 
 /// Largest frame the frame target accepts: small, so that the fuzzer explores the size check

@@ -6,6 +6,8 @@
 //!   with every response checked by kcon's guard before it is decoded.
 //! - [`versions`]: the API versions kcon speaks and the negotiation with a broker's ApiVersions answer.
 //! - [`records`]: kcon's own record-batch decoder (magic 0, 1, 2) and encoder (magic 2).
+//! - [`consumer_protocol`]: the embedded consumer protocol (subscriptions and assignments that
+//!   group members exchange through JoinGroup and SyncGroup), and [`TopicPartition`].
 //! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
 //!
 //! Hostile input: for any byte string, no decoder here panics, loops without consuming input, or
@@ -13,6 +15,7 @@
 //! targets in the workspace's `fuzz/` folder check exactly that.
 
 pub mod compression;
+pub mod consumer_protocol;
 pub mod error;
 pub mod frame;
 mod guard;
@@ -25,5 +28,6 @@ mod wire;
 #[cfg(any(feature = "fuzzing", test))]
 pub mod fuzzing;
 
+pub use consumer_protocol::TopicPartition;
 pub use error::{Error, Result};
 pub use kafka_protocol;

@@ -2,31 +2,9 @@
 
 use std::fmt;
 
-/// A topic partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// The topic name.
-    pub topic: String,
-    /// The partition index.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    /// `topic-partition`, as the Java client prints a `TopicPartition`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+/// A topic partition: defined with the consumer protocol's codec, whose partition lists are
+/// made of it.
+pub use kcon_codec::TopicPartition;
 
 /// A topic id (KIP-516): 16 bytes, shown as Kafka shows them, URL-safe base64 without padding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,7 +6,7 @@ use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 
 use crate::assignor::AssignError;
-use crate::protocol::ProtocolError;
+use kcon_codec::consumer_protocol::ProtocolError;
 
 /// Why a member cannot go on; the machine stops after reporting one
 /// ([`GroupEvent::Fatal`](crate::GroupEvent::Fatal)). Retriable conditions never show up here:

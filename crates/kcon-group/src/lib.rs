@@ -3,7 +3,8 @@
 //!
 //! - [`GroupMachine`]: the member's state machine. It does no IO and reads no clock; time and
 //!   answers are fed in, requests and events are drained out (see its driving contract).
-//! - [`protocol`]: the embedded consumer protocol (subscriptions and assignments v0-v3).
+//! - The embedded consumer protocol they exchange (subscriptions and assignments v0-v3) is
+//!   kcon-codec's `consumer_protocol`.
 //! - [`assignor`]: range, roundrobin, sticky and cooperative-sticky, as pure functions.
 //! - [`wire`]: the machine's requests in kafka-protocol's types, per version.
 //! - [`GroupMember`]: a tokio task that drives a machine through a [`kcon_pool::Pool`].
@@ -14,7 +15,6 @@ mod driver;
 mod error;
 mod machine;
 mod messages;
-pub mod protocol;
 pub mod wire;
 
 pub use config::GroupConfig;

@@ -21,7 +21,7 @@ use crate::messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
     SyncGroup,
 };
-use crate::protocol::{self, Assignment, Subscription};
+use kcon_codec::consumer_protocol::{self as protocol, Assignment, Subscription};
 
 /// The protocol type of consumer groups.
 pub const PROTOCOL_TYPE: &str = "consumer";

@@ -25,8 +25,8 @@ use bytes::Bytes;
 
 use kcon_core::TopicPartition;
 
-use crate::protocol::{Assignment, Subscription};
 use java_order::{JavaHashOrder, java_cmp, java_string_hash};
+use kcon_codec::consumer_protocol::{Assignment, Subscription};
 
 mod java_order;
 mod rack;

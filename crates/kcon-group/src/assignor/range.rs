@@ -6,7 +6,7 @@ use super::rack::{replica_racks, use_rack_aware_assignment};
 use super::{
     AssignError, Assignor, GroupView, MemberSubscription, RebalanceProtocol, TopicPartitions, Tp,
 };
-use crate::protocol::Assignment;
+use kcon_codec::consumer_protocol::Assignment;
 
 /// `range`: each topic on its own, its partitions in index order cut into contiguous ranges,
 /// one per subscribed member in member order (static members by `group.instance.id` first,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{
     AssignError, Assignor, GroupView, MemberSubscription, RebalanceProtocol, TopicPartitions, Tp,
 };
-use crate::protocol::Assignment;
+use kcon_codec::consumer_protocol::Assignment;
 
 /// `roundrobin`: every partition of every subscribed topic, sorted by topic then index, is
 /// dealt to the members in turn (static members by `group.instance.id` first, then by member

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::*;
 use kcon_core::TopicPartition;
 
-use crate::protocol::Subscription;
+use kcon_codec::consumer_protocol::Subscription;
 
 // ---------------------------------------------------------------------------------------------
 // Building inputs

@@ -38,7 +38,7 @@ use super::{
 };
 use kcon_core::TopicPartition;
 
-use crate::protocol::{Assignment, Subscription};
+use kcon_codec::consumer_protocol::{Assignment, Subscription};
 
 mod constrained;
 mod general;
@@ -465,7 +465,7 @@ pub(super) mod tests_support {
     use super::{Flavour, MemberData};
     use kcon_core::TopicPartition;
 
-    use crate::protocol::Subscription;
+    use kcon_codec::consumer_protocol::Subscription;
 
     /// What the sticky (`cooperative == false`) or cooperative-sticky assignor reads from a
     /// subscription: previous partitions and generation.

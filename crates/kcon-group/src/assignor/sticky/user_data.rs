@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use kcon_core::TopicPartition;
 
-use crate::protocol::{Reader, put_topic_partitions};
+use kcon_codec::consumer_protocol::{Reader, put_topic_partitions};
 
 const PREVIOUS_ASSIGNMENT: &str = "StickyAssignorUserData.previous_assignment";
 const TOPIC: &str = "StickyAssignorUserData.previous_assignment.topic";

@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kcon_core::TopicPartition;
+
+use crate::wire::{self, WireError};
 
 /// The ConsumerProtocolSubscription version kcon writes (the highest it knows, as the Java
 /// client does).
@@ -38,7 +39,7 @@ pub const SUBSCRIPTION_VERSION: i16 = 3;
 pub const ASSIGNMENT_VERSION: i16 = 3;
 
 /// The highest version of either message that kcon knows; later versions are read as this one.
-const HIGHEST_VERSION: i16 = 3;
+pub const HIGHEST_VERSION: i16 = 3;
 
 /// Flattened partition lists may take at most this many bytes of topic names per input byte
 /// (plus 64 KiB). A real topic name is at most 249 bytes (Kafka's
@@ -52,6 +53,33 @@ const EXPANSION_SLACK: usize = 64 * 1024;
 
 const SUBSCRIPTION: &str = "ConsumerProtocolSubscription";
 const ASSIGNMENT: &str = "ConsumerProtocolAssignment";
+
+/// A topic partition: the pair the consumer protocol's partition lists are made of, and the
+/// name every part of kcon uses for it (kcon-core re-exports it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic name.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    /// `topic-partition`, as the Java client prints a `TopicPartition`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
 
 /// What a member sends in JoinGroup (the protocol metadata).
 ///
@@ -321,20 +349,22 @@ impl fmt::Display for ProtocolError {
 impl std::error::Error for ProtocolError {}
 
 /// A bounds-checked cursor over hostile bytes with the classic (non-flexible) Kafka
-/// encodings; every error names the field being read. Also used for the assignors' user data.
+/// encodings, on kcon-codec's wire reader; every error names the field being read. Also used
+/// for the assignors' user data.
 #[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub struct Reader<'a> {
+    wire: wire::Reader<'a>,
+    input_len: usize,
     /// Topic-name bytes still allowed to be copied while flattening partition lists.
     expansion_budget: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// A reader of `buf`, from its first byte.
+    pub fn new(buf: &'a [u8]) -> Self {
         Reader {
-            buf,
-            pos: 0,
+            wire: wire::Reader::new(buf),
+            input_len: buf.len(),
             expansion_budget: buf
                 .len()
                 .saturating_mul(EXPANSION_FACTOR)
@@ -343,35 +373,25 @@ impl<'a> Reader<'a> {
     }
 
     fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.wire.remaining()
+    }
+
+    fn pos(&self) -> usize {
+        self.wire.pos()
     }
 
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ProtocolError> {
-        if n > self.remaining() {
-            return Err(ProtocolError::Truncated {
-                field,
-                offset: self.pos,
-                needed: n,
-                available: self.remaining(),
-            });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        self.wire.take(n).map_err(|e| truncated(e, field))
     }
 
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], ProtocolError> {
-        let s = self.take(N, field)?;
-        // `take` returned exactly N bytes, so the conversion cannot fail.
-        Ok(s.try_into().unwrap_or([0; N]))
+    /// An `i16`.
+    pub fn i16(&mut self, field: &'static str) -> Result<i16, ProtocolError> {
+        self.wire.i16().map_err(|e| truncated(e, field))
     }
 
-    pub(crate) fn i16(&mut self, field: &'static str) -> Result<i16, ProtocolError> {
-        Ok(i16::from_be_bytes(self.array(field)?))
-    }
-
-    pub(crate) fn i32(&mut self, field: &'static str) -> Result<i32, ProtocolError> {
-        Ok(i32::from_be_bytes(self.array(field)?))
+    /// An `i32`.
+    pub fn i32(&mut self, field: &'static str) -> Result<i32, ProtocolError> {
+        self.wire.i32().map_err(|e| truncated(e, field))
     }
 
     /// The `i16` version header, clamped to the highest known version.
@@ -385,12 +405,12 @@ impl<'a> Reader<'a> {
 
     /// An `i32` array count, checked against the bytes left: each element needs at least
     /// `element_size` bytes, so a larger count cannot be honest and nothing is reserved for it.
-    pub(crate) fn array_len(
+    pub fn array_len(
         &mut self,
         field: &'static str,
         element_size: usize,
     ) -> Result<usize, ProtocolError> {
-        let offset = self.pos;
+        let offset = self.pos();
         let count = self.i32(field)?;
         let Ok(n) = usize::try_from(count) else {
             return Err(ProtocolError::NegativeLength {
@@ -426,8 +446,8 @@ impl<'a> Reader<'a> {
     }
 
     /// A non-nullable string with an `i16` length.
-    pub(crate) fn string(&mut self, field: &'static str) -> Result<String, ProtocolError> {
-        let offset = self.pos;
+    pub fn string(&mut self, field: &'static str) -> Result<String, ProtocolError> {
+        let offset = self.pos();
         let len = self.i16(field)?;
         let Ok(n) = usize::try_from(len) else {
             return Err(ProtocolError::NegativeLength {
@@ -441,7 +461,7 @@ impl<'a> Reader<'a> {
 
     /// A nullable string with an `i16` length; `None` for a negative length.
     fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, ProtocolError> {
-        let offset = self.pos;
+        let offset = self.pos();
         let Ok(n) = usize::try_from(self.i16(field)?) else {
             return Ok(None);
         };
@@ -457,7 +477,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array of `(Topic string, Partitions [i32])`, flattened in wire order.
-    pub(crate) fn topic_partitions(
+    pub fn topic_partitions(
         &mut self,
         field: &'static str,
         topic_field: &'static str,
@@ -468,14 +488,14 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         for _ in 0..topics {
             let topic = self.string(topic_field)?;
-            let offset = self.pos;
+            let offset = self.pos();
             let count = self.array_len(partitions_field, 4)?;
             let copied = count.saturating_mul(topic.len());
             if copied > self.expansion_budget {
                 return Err(ProtocolError::TooLarge {
                     field: partitions_field,
                     offset,
-                    input_len: self.buf.len(),
+                    input_len: self.input_len,
                 });
             }
             self.expansion_budget -= copied;
@@ -492,6 +512,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The field-named error of a read that ran out of bytes.
+fn truncated(e: WireError, field: &'static str) -> ProtocolError {
+    match e {
+        WireError::Truncated {
+            offset,
+            needed,
+            available,
+        } => ProtocolError::Truncated {
+            field,
+            offset,
+            needed,
+            available,
+        },
+        // The classic encodings have no varints; a reader that reads none cannot meet one.
+        WireError::InvalidVarint { offset } => ProtocolError::Truncated {
+            field,
+            offset,
+            needed: 0,
+            available: 0,
+        },
+    }
+}
+
 /// Appends an `i32` array count.
 fn put_array_len(buf: &mut BytesMut, len: usize) {
     // A documented panic of the encoders: such a list cannot come from the network.
@@ -500,7 +543,7 @@ fn put_array_len(buf: &mut BytesMut, len: usize) {
 }
 
 /// Appends a non-nullable string with its `i16` length.
-pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
+pub fn put_string(buf: &mut BytesMut, s: &str) {
     // A documented panic of the encoders: the wire has no longer string.
     let len = i16::try_from(s.len()).expect("a string longer than i16::MAX bytes");
     buf.put_i16(len);
@@ -528,7 +571,7 @@ fn put_nullable_bytes(buf: &mut BytesMut, b: Option<&[u8]>) {
 
 /// Appends `partitions` as `[Topic string, Partitions [i32]]`: grouped per topic in
 /// first-seen order, partition order kept within a topic.
-pub(crate) fn put_topic_partitions(buf: &mut BytesMut, partitions: &[TopicPartition]) {
+pub fn put_topic_partitions(buf: &mut BytesMut, partitions: &[TopicPartition]) {
     let mut groups: Vec<(&str, Vec<i32>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for tp in partitions {
