@@ -25,13 +25,16 @@ pub struct FetchConfig {
     /// `isolation.level`.
     pub isolation_level: IsolationLevel,
     /// `client.rack` (KIP-392): sent with every Fetch so the leader can name a follower in the
-    /// same rack; empty when unset.
-    pub client_rack: String,
+    /// same rack. Default none.
+    pub client_rack: Option<String>,
     /// `auto.offset.reset`.
     pub reset_policy: ResetPolicy,
     /// `retry.backoff.ms`: how long a partition (or a broker whose Fetch failed) waits before
     /// it is fetched again after an error.
     pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the longest retry wait (KIP-580). The fetcher does not use it
+    /// yet: it waits `retry.backoff.ms` after every error.
+    pub retry_backoff_max: Duration,
     /// `metadata.max.age.ms`: also how long a preferred read replica is used (as the Java
     /// client does).
     pub metadata_max_age: Duration,
@@ -55,9 +58,10 @@ impl Default for FetchConfig {
             max_bytes: 52_428_800,
             partition_max_bytes: 1_048_576,
             isolation_level: IsolationLevel::ReadUncommitted,
-            client_rack: String::new(),
+            client_rack: None,
             reset_policy: ResetPolicy::Latest,
             retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
             metadata_max_age: Duration::from_secs(300),
             buffer_max_bytes: 3 * 52_428_800,
             max_poll_records: 500,
@@ -77,6 +81,7 @@ impl FetchConfig {
         "client.rack",
         "auto.offset.reset",
         "retry.backoff.ms",
+        "retry.backoff.max.ms",
         "metadata.max.age.ms",
         "fetch.buffer.max.bytes",
         "max.poll.records",
@@ -96,9 +101,10 @@ impl FetchConfig {
             }
             "max.partition.fetch.bytes" => self.partition_max_bytes = int(name, v, 0)?,
             "isolation.level" => self.isolation_level = IsolationLevel::parse(value)?,
-            "client.rack" => self.client_rack = v.to_owned(),
+            "client.rack" => self.client_rack = (!v.is_empty()).then(|| v.to_owned()),
             "auto.offset.reset" => self.reset_policy = ResetPolicy::parse(v)?,
             "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = parse_millis(name, v, 0)?,
             "metadata.max.age.ms" => self.metadata_max_age = parse_millis(name, v, 0)?,
             "fetch.buffer.max.bytes" => {
                 self.buffer_max_bytes = int(name, v, 1)? as usize;
@@ -122,7 +128,7 @@ impl FetchConfig {
             min_bytes: self.min_bytes,
             max_bytes: i32::try_from(max_bytes).unwrap_or(i32::MAX),
             isolation_level: self.isolation_level,
-            rack_id: self.client_rack.clone(),
+            rack_id: self.client_rack.clone().unwrap_or_default(),
         }
     }
 }
@@ -141,5 +147,21 @@ fn int(property: &str, v: &str, min: i32) -> Result<i32, ConfigError> {
             v,
             "a whole number, 1 to 2147483647",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_rack_is_sent_empty_when_unset() {
+        let mut c = FetchConfig::default();
+        assert_eq!(c.params(1).rack_id, "");
+        c.set("client.rack", " r1 ").unwrap();
+        assert_eq!(c.client_rack.as_deref(), Some("r1"));
+        assert_eq!(c.params(1).rack_id, "r1");
+        c.set("client.rack", "").unwrap();
+        assert_eq!(c.client_rack, None);
     }
 }

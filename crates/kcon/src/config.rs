@@ -394,6 +394,7 @@ mod tests {
             ("isolation.level", "read_committed"),
             ("auto.offset.reset", "earliest"),
             ("retry.backoff.ms", "250"),
+            ("retry.backoff.max.ms", "700"),
             ("client.rack", "r1"),
             ("max.poll.records", "7"),
             ("close.timeout.ms", "1500"),
@@ -408,8 +409,10 @@ mod tests {
         assert_eq!(s.pool.retry_backoff, Duration::from_millis(250));
         assert_eq!(group.retry_backoff, Duration::from_millis(250));
         assert_eq!(s.fetch.retry_backoff, Duration::from_millis(250));
+        assert_eq!(s.fetch.retry_backoff_max, Duration::from_millis(700));
+        assert_eq!(group.retry_backoff_max, Duration::from_millis(700));
         assert_eq!(group.client_rack.as_deref(), Some("r1"));
-        assert_eq!(s.fetch.client_rack, "r1");
+        assert_eq!(s.fetch.client_rack.as_deref(), Some("r1"));
         assert_eq!(s.fetch.max_poll_records, 7);
         assert_eq!(s.close_timeout, Duration::from_millis(1500));
         assert_eq!(group.group_id, "g");
