@@ -72,22 +72,6 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
-    /// The Kafka property names [`FetchConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "fetch.min.bytes",
-        "fetch.max.wait.ms",
-        "fetch.max.bytes",
-        "max.partition.fetch.bytes",
-        "isolation.level",
-        "client.rack",
-        "auto.offset.reset",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "metadata.max.age.ms",
-        "fetch.buffer.max.bytes",
-        "max.poll.records",
-    ];
-
     /// Sets one property by its Kafka name, as the property registry reads it
     /// (`kcon_core::property::registry`). A property the fetcher does not take is unknown
     /// here. A bad value is refused with an error naming the property and what it accepts,

@@ -49,20 +49,6 @@ pub struct GroupConfig {
 }
 
 impl GroupConfig {
-    /// The Kafka property names [`GroupConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "group.id",
-        "group.instance.id",
-        "group.protocol",
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "partition.assignment.strategy",
-        "client.rack",
-    ];
-
     /// A configuration for `group_id`, everything else at its default.
     pub fn new(group_id: impl Into<String>) -> Self {
         GroupConfig {

@@ -47,20 +47,6 @@ pub struct OffsetsConfig {
 }
 
 impl OffsetsConfig {
-    /// The Kafka property names [`OffsetsConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "group.id",
-        "group.instance.id",
-        "enable.auto.commit",
-        "auto.commit.interval.ms",
-        "enable.auto.offset.store",
-        "auto.offset.reset",
-        "isolation.level",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "default.api.timeout.ms",
-    ];
-
     /// A configuration for `group_id`, everything else at its default.
     pub fn new(group_id: impl Into<String>) -> Self {
         OffsetsConfig {

@@ -87,31 +87,6 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// The Kafka property names [`PoolConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "bootstrap.servers",
-        "client.id",
-        "socket.connection.setup.timeout.ms",
-        "request.timeout.ms",
-        "max.in.flight.requests.per.connection",
-        "metadata.max.age.ms",
-        "reconnect.backoff.ms",
-        "reconnect.backoff.max.ms",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "connections.max.idle.ms",
-        "receive.message.max.bytes",
-        "allow.auto.create.topics",
-        "security.protocol",
-        "ssl.ca.location",
-        "ssl.certificate.location",
-        "ssl.key.location",
-        "ssl.endpoint.identification.algorithm",
-        "sasl.mechanism",
-        "sasl.username",
-        "sasl.password",
-    ];
-
     /// Sets a property by its Kafka name from its string form, as the property registry reads
     /// it (`kcon_core::property::registry`): durations are whole milliseconds, counts whole
     /// numbers, booleans `true`/`false`, `bootstrap.servers` a comma-separated list of
