@@ -245,8 +245,8 @@ impl ConsumerBuilder {
     /// Checks the configuration and starts the consumer's tasks on the current tokio runtime
     /// (it connects lazily: a broker that is down is no error here).
     ///
-    /// Fails with [`ErrorKind::Config`] naming the property when a name is unknown, a value
-    /// bad, or settings conflict.
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) naming the property when a
+    /// name is unknown, a value bad, or settings conflict.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
