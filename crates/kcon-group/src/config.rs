@@ -186,6 +186,7 @@ impl Configurable for GroupConfig {
         true
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
