@@ -155,13 +155,10 @@ fn not_for_this_command(name: &str, property: Option<&Property>) -> Failure {
         .map(|p| p.name)
         .collect();
     let what = match property {
-        Some(p) => {
-            let parts: Vec<&str> = p.parts.iter().map(|part| part.name()).collect();
-            format!(
-                "property {name:?} configures the consumer's {}, not this command",
-                parts.join(", ")
-            )
-        }
+        Some(p) => format!(
+            "property {name:?} configures the consumer's {}, not this command",
+            p.part_names()
+        ),
         None => format!("unknown property {name:?} for this command"),
     };
     Failure::usage(format!(

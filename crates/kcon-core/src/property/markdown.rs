@@ -22,12 +22,11 @@ pub fn markdown_table() -> String {
             DefaultValue::Unset => "unset".to_owned(),
             DefaultValue::Derived(words) => words.to_owned(),
         };
-        let parts: Vec<&str> = p.parts.iter().map(|part| part.name()).collect();
         let _ = writeln!(
             out,
             "| {name} | {default} | {} | {} | {} |",
             cell(p.allowed()),
-            parts.join(", "),
+            p.part_names(),
             cell(p.doc),
         );
     }

@@ -154,6 +154,12 @@ impl Property {
         self.parts.contains(&part)
     }
 
+    /// The names of the parts it configures, comma-separated (`group, offsets`).
+    pub fn part_names(&self) -> String {
+        let names: Vec<&str> = self.parts.iter().map(|part| part.name()).collect();
+        names.join(", ")
+    }
+
     /// Whether `name` is the property's name or one of its aliases.
     pub fn is_named(&self, name: &str) -> bool {
         self.name == name || self.aliases.contains(&name)
