@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use kcon_core::property::{Part, Property, registry};
 use kcon_pool::{Metadata, Pool, PoolConfig, TopicScope};
 
 use crate::failure::{Failure, error_name};
@@ -43,9 +44,10 @@ impl ClusterArgs {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The pool's configuration: `-b` and the connection properties among `-X`. Any other
-    /// property is refused, naming it, unless `also_allowed` has it (the caller uses it);
-    /// `None` lets every other property through (the caller has checked them).
+    /// The pool's configuration: `-b` and the connection properties among `-X` (those the
+    /// property registry routes to the pool). Any other property is refused, naming it, unless
+    /// `also_allowed` has it (the caller uses it); `None` lets every other property through
+    /// (the caller has checked them).
     pub(crate) fn pool_config(&self, also_allowed: Option<&[&str]>) -> Result<PoolConfig, Failure> {
         let mut config = PoolConfig::default();
         config.client_id = "kcon".to_owned();
@@ -54,14 +56,11 @@ impl ClusterArgs {
         config.allow_auto_create_topics = false;
         set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;
         for (name, value) in &self.properties {
-            if is_pool_property(name) {
+            let property = registry::lookup(name);
+            if property.is_some_and(|p| p.configures(Part::Pool)) {
                 set_pool_property(&mut config, name, value)?;
             } else if also_allowed.is_some_and(|a| !a.contains(&name.as_str())) {
-                return Err(Failure::usage(format!(
-                    "bad configuration: unknown property {name:?} for this command (it takes the \
-                     connection properties: {})",
-                    PoolConfig::PROPERTIES.join(", ")
-                )));
+                return Err(not_for_this_command(name, property));
             }
         }
         config
@@ -149,9 +148,23 @@ impl Cluster {
     }
 }
 
-/// Whether the pool takes `name` (librdkafka's `sasl.mechanisms` spelling included).
-pub(crate) fn is_pool_property(name: &str) -> bool {
-    PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms"
+/// The error for `-X name=...` on a command that takes only the connection properties:
+/// `property` is the registry's entry for `name`, if it has one.
+fn not_for_this_command(name: &str, property: Option<&Property>) -> Failure {
+    let connection: Vec<&str> = registry::properties_of(Part::Pool)
+        .map(|p| p.name)
+        .collect();
+    let what = match property {
+        Some(p) => format!(
+            "property {name:?} configures the consumer's {}, not this command",
+            p.part_names()
+        ),
+        None => format!("unknown property {name:?} for this command"),
+    };
+    Failure::usage(format!(
+        "bad configuration: {what} (it takes the connection properties: {})",
+        connection.join(", ")
+    ))
 }
 
 fn set_pool_property(config: &mut PoolConfig, name: &str, value: &str) -> Result<(), Failure> {
@@ -167,5 +180,61 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
             Ok((name.trim().to_owned(), value.to_owned()))
         }
         _ => Err(format!("expected PROP=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(properties: &[(&str, &str)]) -> ClusterArgs {
+        ClusterArgs {
+            brokers: "kafka:9092".to_owned(),
+            properties: properties
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn connection_properties_reach_the_pool_under_any_of_their_names() {
+        let config = args(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("group.id", "g"),
+        ])
+        .pool_config(None)
+        .unwrap();
+        assert_eq!(config.sasl_mechanism, Some(kcon_pool::SaslMechanism::Plain));
+        assert_eq!(config.bootstrap_servers, ["kafka:9092"]);
+        assert!(!config.allow_auto_create_topics, "the tool's own default");
+    }
+
+    #[test]
+    fn a_command_without_a_consumer_names_what_it_does_not_take() {
+        let e = args(&[("group.id", "g")])
+            .pool_config(Some(&[]))
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = e.to_string();
+        assert!(
+            e.contains("\"group.id\" configures the consumer's group, offsets"),
+            "{e}"
+        );
+        assert!(e.contains("sasl.mechanism"), "{e}");
+        let e = args(&[("group.idd", "g")])
+            .pool_config(Some(&[]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown property \"group.idd\""),
+            "{e}"
+        );
+        let e = args(&[("request.timeout.ms", "0")])
+            .pool_config(Some(&[]))
+            .unwrap_err();
+        assert!(e.to_string().contains("request.timeout.ms"), "{e}");
     }
 }

@@ -9,8 +9,12 @@
 //!   ListOffsets query a reset turns into, watermarks and lag.
 //! - [`backoff`]: KIP-580's exponential backoff with jitter, a pure function of the attempt and a
 //!   random number.
-//! - [`property`]: [`ConfigError`] and the parsers of durations, booleans and counts every
-//!   part's configuration shares.
+//! - [`property`]: the registry of every property kcon accepts ([`property::registry`]): names,
+//!   aliases, defaults, what each allows, the parts it configures; [`ConfigError`]; the
+//!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
+//!   implements.
+//! - [`security`]: the values of the TLS and SASL properties.
+//! - [`assignor`]: the built-in assignors by name.
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
@@ -20,6 +24,7 @@
 //! - [`machine`]: what a sans-IO machine sends ([`Outgoing`], [`Target`], [`RequestId`]) and
 //!   why a request got no answer ([`RequestFailure`]).
 
+pub mod assignor;
 pub mod backoff;
 pub mod coordinator;
 pub mod error_codes;
@@ -29,11 +34,14 @@ pub mod machine;
 pub mod offsets;
 pub mod partition;
 pub mod property;
+pub mod security;
 pub mod wire;
 
+pub use assignor::BuiltinAssignor;
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};
-pub use property::ConfigError;
+pub use property::{ConfigError, Configurable, Part, Setting};
+pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};

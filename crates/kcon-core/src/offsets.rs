@@ -20,6 +20,9 @@ pub enum IsolationLevel {
 }
 
 impl IsolationLevel {
+    /// The values `isolation.level` takes, in words.
+    pub const ALLOWED: &'static str = "read_uncommitted or read_committed";
+
     /// `isolation.level` from its string form, `read_uncommitted` or `read_committed` in any
     /// case; the error names the property.
     pub fn parse(value: &str) -> Result<IsolationLevel, ConfigError> {
@@ -29,7 +32,7 @@ impl IsolationLevel {
             _ => Err(ConfigError::invalid(
                 "isolation.level",
                 value,
-                "read_uncommitted or read_committed",
+                IsolationLevel::ALLOWED,
             )),
         }
     }
@@ -58,10 +61,11 @@ pub enum ResetPolicy {
     ByDuration(Duration),
 }
 
-const RESET_EXPECTED: &str = "earliest, latest, none, or by_duration:<ISO-8601 duration> \
-     (KIP-1106, e.g. by_duration:P1DT2H30M)";
-
 impl ResetPolicy {
+    /// The values `auto.offset.reset` takes, in words.
+    pub const ALLOWED: &'static str = "earliest, latest, none, or by_duration:<ISO-8601 \
+         duration> (KIP-1106, e.g. by_duration:P1DT2H30M)";
+
     /// Parses an `auto.offset.reset` value; the error names the property.
     pub fn parse(value: &str) -> Result<ResetPolicy, ConfigError> {
         let v = value.trim();
@@ -76,12 +80,12 @@ impl ResetPolicy {
             return Err(ConfigError::invalid(
                 "auto.offset.reset",
                 value,
-                RESET_EXPECTED,
+                ResetPolicy::ALLOWED,
             ));
         };
         parse_iso8601_duration(duration)
             .map(ResetPolicy::ByDuration)
-            .ok_or_else(|| ConfigError::invalid("auto.offset.reset", value, RESET_EXPECTED))
+            .ok_or_else(|| ConfigError::invalid("auto.offset.reset", value, ResetPolicy::ALLOWED))
     }
 
     /// The ListOffsets query that resets a partition under this policy, `now_ms` being the

@@ -1,9 +1,17 @@
-//! Kafka properties by name: the error a refused value gets, and the parsers every part's
-//! configuration shares, so that a duration, a boolean or a count is read the same way
-//! whichever part takes it.
+//! Kafka properties by name: the [`registry`] of every property kcon accepts, the error a
+//! refused value gets, and the parsers of durations, booleans, counts and `host:port` that the
+//! registry's entries share.
 
 use std::fmt;
 use std::time::Duration;
+
+mod markdown;
+pub mod registry;
+mod setting;
+mod table;
+
+pub use registry::{Configurable, DefaultValue, PROPERTIES, Part, Property, lookup, set};
+pub use setting::Setting;
 
 /// A configuration value that was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,14 +97,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A duration property in whole milliseconds, at least `min` (0 or 1) and at most
-/// 2147483647: what every `*.ms` property of kcon's crates accepts.
-pub fn parse_millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
-    let expected = if min == 0 {
+/// What a duration property with lower bound `min` accepts, in words.
+pub const fn millis_allowed(min: u64) -> &'static str {
+    if min == 0 {
         "a whole number of milliseconds, at least 0"
     } else {
         "a whole number of milliseconds, at least 1"
-    };
+    }
+}
+
+/// A duration property in whole milliseconds, at least `min` (0 or 1) and at most
+/// 2147483647: what every `*.ms` property of kcon's crates accepts.
+pub fn parse_millis(property: &str, v: &str, min: u64) -> Result<Duration, ConfigError> {
+    let expected = millis_allowed(min);
     // The upper bound keeps `Instant + Duration` from overflowing: i32::MAX ms (24.8 days) is
     // also the Java client's largest int-typed timeout.
     match v.parse::<u64>() {
@@ -125,5 +138,31 @@ pub fn parse_count(
     match v.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::invalid(property, v, expected)),
+    }
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets, `[::1]:9092`); `None` if it is not one.
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|&p| p > 0)?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("kafka:9092"), Some(("kafka", 9092)));
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1", 9092)));
+        assert_eq!(split_host_port("10.0.0.1:1"), Some(("10.0.0.1", 1)));
+        assert_eq!(split_host_port("kafka"), None);
+        assert_eq!(split_host_port("[::1:9092"), None);
     }
 }

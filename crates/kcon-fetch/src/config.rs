@@ -1,16 +1,17 @@
-//! The fetcher's configuration, under the Java consumer's property names (plus one of kcon's
-//! own, `fetch.buffer.max.bytes`).
+//! The fetcher's configuration: its typed fields and the Java consumer's defaults (plus one
+//! property of kcon's own, `fetch.buffer.max.bytes`). Names and parsing are the property
+//! registry's (`kcon_core::property`).
 
 use std::time::Duration;
 
-use kcon_core::ConfigError;
-use kcon_core::ResetPolicy;
-use kcon_core::property::parse_millis;
+use kcon_core::property::{self, Configurable, Part, Setting};
+use kcon_core::{ConfigError, ResetPolicy};
 
 use crate::IsolationLevel;
 
 /// How the fetcher fetches. [`set`](FetchConfig::set) takes Kafka property names; the fields
-/// can also be set directly.
+/// can also be set directly. Defaults are the Java consumer's, as the property registry lists
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchConfig {
     /// `fetch.min.bytes`: the broker waits for this many bytes (or `fetch.max.wait.ms`).
@@ -25,13 +26,16 @@ pub struct FetchConfig {
     /// `isolation.level`.
     pub isolation_level: IsolationLevel,
     /// `client.rack` (KIP-392): sent with every Fetch so the leader can name a follower in the
-    /// same rack; empty when unset.
-    pub client_rack: String,
+    /// same rack. Default none.
+    pub client_rack: Option<String>,
     /// `auto.offset.reset`.
     pub reset_policy: ResetPolicy,
     /// `retry.backoff.ms`: how long a partition (or a broker whose Fetch failed) waits before
     /// it is fetched again after an error.
     pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the longest retry wait (KIP-580). The fetcher does not use it
+    /// yet: it waits `retry.backoff.ms` after every error.
+    pub retry_backoff_max: Duration,
     /// `metadata.max.age.ms`: also how long a preferred read replica is used (as the Java
     /// client does).
     pub metadata_max_age: Duration,
@@ -55,9 +59,10 @@ impl Default for FetchConfig {
             max_bytes: 52_428_800,
             partition_max_bytes: 1_048_576,
             isolation_level: IsolationLevel::ReadUncommitted,
-            client_rack: String::new(),
+            client_rack: None,
             reset_policy: ResetPolicy::Latest,
             retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
             metadata_max_age: Duration::from_secs(300),
             buffer_max_bytes: 3 * 52_428_800,
             max_poll_records: 500,
@@ -67,51 +72,12 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
-    /// The Kafka property names [`FetchConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "fetch.min.bytes",
-        "fetch.max.wait.ms",
-        "fetch.max.bytes",
-        "max.partition.fetch.bytes",
-        "isolation.level",
-        "client.rack",
-        "auto.offset.reset",
-        "retry.backoff.ms",
-        "metadata.max.age.ms",
-        "fetch.buffer.max.bytes",
-        "max.poll.records",
-    ];
-
-    /// Sets one property by its Kafka name.
+    /// Sets one property by its Kafka name, as the property registry reads it
+    /// (`kcon_core::property::registry`). A property the fetcher does not take is unknown
+    /// here. A bad value is refused with an error naming the property and what it accepts,
+    /// and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.trim();
-        match name {
-            "fetch.min.bytes" => self.min_bytes = int(name, v, 0)?,
-            "fetch.max.wait.ms" => self.max_wait = parse_millis(name, v, 0)?,
-            "fetch.max.bytes" => {
-                self.max_bytes = int(name, v, 0)?;
-                if !self.buffer_max_bytes_set {
-                    self.buffer_max_bytes = 3 * self.max_bytes as usize;
-                }
-            }
-            "max.partition.fetch.bytes" => self.partition_max_bytes = int(name, v, 0)?,
-            "isolation.level" => self.isolation_level = IsolationLevel::parse(value)?,
-            "client.rack" => self.client_rack = v.to_owned(),
-            "auto.offset.reset" => self.reset_policy = ResetPolicy::parse(v)?,
-            "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,
-            "metadata.max.age.ms" => self.metadata_max_age = parse_millis(name, v, 0)?,
-            "fetch.buffer.max.bytes" => {
-                self.buffer_max_bytes = int(name, v, 1)? as usize;
-                self.buffer_max_bytes_set = true;
-            }
-            "max.poll.records" => self.max_poll_records = int(name, v, 1)?,
-            _ => {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
-                });
-            }
-        }
-        Ok(())
+        property::set(self, name, value)
     }
 
     /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
@@ -122,24 +88,78 @@ impl FetchConfig {
             min_bytes: self.min_bytes,
             max_bytes: i32::try_from(max_bytes).unwrap_or(i32::MAX),
             isolation_level: self.isolation_level,
-            rack_id: self.client_rack.clone(),
+            rack_id: self.client_rack.clone().unwrap_or_default(),
         }
     }
 }
 
-/// A non-negative 32-bit count, at least `min`.
-fn int(property: &str, v: &str, min: i32) -> Result<i32, ConfigError> {
-    match v.parse::<i32>() {
-        Ok(n) if n >= min => Ok(n),
-        _ if min == 0 => Err(ConfigError::invalid(
-            property,
-            v,
-            "a whole number, 0 to 2147483647",
-        )),
-        _ => Err(ConfigError::invalid(
-            property,
-            v,
-            "a whole number, 1 to 2147483647",
-        )),
+impl Configurable for FetchConfig {
+    const PART: Part = Part::Fetch;
+
+    fn apply(&mut self, setting: &Setting) -> bool {
+        match setting {
+            Setting::FetchMinBytes(n) => self.min_bytes = *n,
+            Setting::FetchMaxWait(d) => self.max_wait = *d,
+            Setting::FetchMaxBytes(n) => {
+                self.max_bytes = *n;
+                if !self.buffer_max_bytes_set {
+                    self.buffer_max_bytes = 3 * self.max_bytes as usize;
+                }
+            }
+            Setting::MaxPartitionFetchBytes(n) => self.partition_max_bytes = *n,
+            Setting::IsolationLevel(level) => self.isolation_level = *level,
+            Setting::ClientRack(rack) => self.client_rack = rack.clone(),
+            Setting::AutoOffsetReset(policy) => self.reset_policy = *policy,
+            Setting::RetryBackoff(d) => self.retry_backoff = *d,
+            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            Setting::MetadataMaxAge(d) => self.metadata_max_age = *d,
+            Setting::FetchBufferMaxBytes(n) => {
+                self.buffer_max_bytes = *n;
+                self.buffer_max_bytes_set = true;
+            }
+            Setting::MaxPollRecords(n) => self.max_poll_records = *n,
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_registrys() {
+        assert_eq!(
+            kcon_core::property::registry::defaults_disagreeing::<FetchConfig>(),
+            [] as [&str; 0]
+        );
+        let c = FetchConfig::default();
+        assert_eq!(c.buffer_max_bytes, 3 * c.max_bytes as usize);
+    }
+
+    #[test]
+    fn the_buffer_follows_fetch_max_bytes_until_set() {
+        let mut c = FetchConfig::default();
+        c.set("fetch.max.bytes", "1000").unwrap();
+        assert_eq!(c.buffer_max_bytes, 3000);
+        c.set("fetch.buffer.max.bytes", "500").unwrap();
+        c.set("fetch.max.bytes", "2000").unwrap();
+        assert_eq!(c.buffer_max_bytes, 500);
+    }
+
+    #[test]
+    fn client_rack_is_sent_empty_when_unset() {
+        let mut c = FetchConfig::default();
+        assert_eq!(c.params(1).rack_id, "");
+        c.set("client.rack", " r1 ").unwrap();
+        assert_eq!(c.client_rack.as_deref(), Some("r1"));
+        assert_eq!(c.params(1).rack_id, "r1");
+        c.set("client.rack", "").unwrap();
+        assert_eq!(c.client_rack, None);
+        assert!(matches!(
+            c.set("session.timeout.ms", "1000"),
+            Err(ConfigError::UnknownProperty { .. })
+        ));
     }
 }

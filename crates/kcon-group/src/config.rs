@@ -1,18 +1,19 @@
-//! The group member's configuration: Kafka property names, the Java client's defaults.
+//! The group member's configuration: its typed fields, the Java client's defaults and the
+//! checks across them. Names and parsing are the property registry's (`kcon_core::property`).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_core::property::parse_millis as millis;
-use kcon_core::{ConfigError, ExponentialBackoff};
+use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::{BuiltinAssignor, ConfigError, ExponentialBackoff};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
 
 /// The configuration of one group member ([`GroupMachine`](crate::GroupMachine)).
 ///
 /// Fields can be set directly or by Kafka property name with [`GroupConfig::set`]. Defaults are
-/// the Java consumer's.
+/// the Java consumer's, as the property registry lists them.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct GroupConfig {
@@ -48,20 +49,6 @@ pub struct GroupConfig {
 }
 
 impl GroupConfig {
-    /// The Kafka property names [`GroupConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "group.id",
-        "group.instance.id",
-        "group.protocol",
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "partition.assignment.strategy",
-        "client.rack",
-    ];
-
     /// A configuration for `group_id`, everything else at its default.
     pub fn new(group_id: impl Into<String>) -> Self {
         GroupConfig {
@@ -70,71 +57,16 @@ impl GroupConfig {
         }
     }
 
-    /// Sets a property by its Kafka name from its string form.
+    /// Sets a property by its Kafka name from its string form, as the property registry reads
+    /// it (`kcon_core::property::registry`).
     ///
     /// Durations are whole milliseconds; `partition.assignment.strategy` is a comma-separated
     /// list of assignor names (`range`, `roundrobin`, `sticky`, `cooperative-sticky`, or the
-    /// Java class names); `group.protocol` accepts `classic` only. A bad value is refused with
-    /// an error naming the property and what it accepts, and leaves the configuration
-    /// unchanged.
+    /// Java class names); `group.protocol` accepts `classic` only. A property the member does
+    /// not take is unknown here. A bad value is refused with an error naming the property and
+    /// what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.trim();
-        match name {
-            "group.id" => self.group_id = value.to_owned(),
-            "group.instance.id" => {
-                self.group_instance_id = if v.is_empty() {
-                    None
-                } else {
-                    Some(v.to_owned())
-                };
-            }
-            "group.protocol" => {
-                if !v.eq_ignore_ascii_case("classic") {
-                    return Err(ConfigError::invalid(
-                        name,
-                        value,
-                        "classic (the KIP-848 consumer protocol is not supported yet)",
-                    ));
-                }
-            }
-            "session.timeout.ms" => self.session_timeout = millis(name, v, 1)?,
-            "heartbeat.interval.ms" => self.heartbeat_interval = millis(name, v, 1)?,
-            "max.poll.interval.ms" => self.max_poll_interval = millis(name, v, 1)?,
-            "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
-            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
-            "partition.assignment.strategy" => {
-                let mut list = Vec::new();
-                for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let Some(a) = assignor::assignor(part) else {
-                        return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
-                    };
-                    if list
-                        .iter()
-                        .any(|b: &Arc<dyn Assignor>| b.name() == a.name())
-                    {
-                        return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
-                    }
-                    list.push(a);
-                }
-                if list.is_empty() {
-                    return Err(ConfigError::invalid(name, value, STRATEGY_EXPECTED));
-                }
-                self.partition_assignment_strategy = list;
-            }
-            "client.rack" => {
-                self.client_rack = if v.is_empty() {
-                    None
-                } else {
-                    Some(v.to_owned())
-                };
-            }
-            _ => {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
-                });
-            }
-        }
-        Ok(())
+        property::set(self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -150,11 +82,7 @@ impl GroupConfig {
             ));
         }
         if self.partition_assignment_strategy.is_empty() {
-            return Err(ConfigError::invalid(
-                "partition.assignment.strategy",
-                "",
-                STRATEGY_EXPECTED,
-            ));
+            return Err(registry::refused("partition.assignment.strategy", ""));
         }
         if self.max_poll_interval.as_millis() > i32::MAX as u128 {
             return Err(ConfigError::invalid(
@@ -195,10 +123,9 @@ impl GroupConfig {
 
 impl Default for GroupConfig {
     fn default() -> Self {
-        let strategy = ["range", "cooperative-sticky"]
-            .iter()
-            // Invariant: both names are among the assignors kcon-group ships.
-            .map(|n| assignor::assignor(n).expect("a built-in assignor"))
+        let strategy = [BuiltinAssignor::Range, BuiltinAssignor::CooperativeSticky]
+            .into_iter()
+            .map(assignor::builtin)
             .collect();
         GroupConfig {
             group_id: String::new(),
@@ -235,8 +162,31 @@ impl fmt::Debug for GroupConfig {
     }
 }
 
-const STRATEGY_EXPECTED: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
-     sticky, cooperative-sticky (or their Java class names)";
+impl Configurable for GroupConfig {
+    const PART: Part = Part::Group;
+
+    fn apply(&mut self, setting: &Setting) -> bool {
+        match setting {
+            Setting::GroupId(id) => self.group_id = id.clone(),
+            Setting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
+            // `classic`, the only protocol the member speaks: nothing to keep.
+            Setting::GroupProtocol => {}
+            Setting::SessionTimeout(d) => self.session_timeout = *d,
+            Setting::HeartbeatInterval(d) => self.heartbeat_interval = *d,
+            Setting::MaxPollInterval(d) => self.max_poll_interval = *d,
+            Setting::RetryBackoff(d) => self.retry_backoff = *d,
+            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            Setting::PartitionAssignmentStrategy(list) => {
+                self.partition_assignment_strategy =
+                    list.iter().copied().map(assignor::builtin).collect();
+            }
+            Setting::ClientRack(rack) => self.client_rack = rack.clone(),
+            _ => return false,
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +206,11 @@ mod tests {
         // range is eager only, so the default group is eager until range is dropped.
         assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Eager);
         c.validate().unwrap();
+        assert_eq!(
+            registry::defaults_disagreeing::<GroupConfig>(),
+            [] as [&str; 0],
+            "the registry's defaults are the member's"
+        );
     }
 
     #[test]

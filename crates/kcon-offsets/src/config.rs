@@ -1,15 +1,16 @@
-//! The offset configuration: Kafka property names, the Java client's defaults.
+//! The offset configuration: its typed fields, the Java client's defaults and the checks
+//! across them. Names and parsing are the property registry's (`kcon_core::property`).
 
 use std::time::Duration;
 
-use kcon_core::property::{parse_bool, parse_millis as millis};
+use kcon_core::property::{self, Configurable, Part, Setting};
 use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel, ResetPolicy};
 
 /// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
 /// reset policy).
 ///
 /// Fields can be set directly or by Kafka property name with [`OffsetsConfig::set`]. Defaults
-/// are the Java consumer's.
+/// are the Java consumer's, as the property registry lists them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct OffsetsConfig {
@@ -46,20 +47,6 @@ pub struct OffsetsConfig {
 }
 
 impl OffsetsConfig {
-    /// The Kafka property names [`OffsetsConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "group.id",
-        "group.instance.id",
-        "enable.auto.commit",
-        "auto.commit.interval.ms",
-        "enable.auto.offset.store",
-        "auto.offset.reset",
-        "isolation.level",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "default.api.timeout.ms",
-    ];
-
     /// A configuration for `group_id`, everything else at its default.
     pub fn new(group_id: impl Into<String>) -> Self {
         OffsetsConfig {
@@ -68,31 +55,13 @@ impl OffsetsConfig {
         }
     }
 
-    /// Sets a property by its Kafka name from its string form. Durations are whole
-    /// milliseconds, booleans `true`/`false`. A bad value is refused with an error naming the
-    /// property and what it accepts, and leaves the configuration unchanged.
+    /// Sets a property by its Kafka name from its string form, as the property registry reads
+    /// it (`kcon_core::property::registry`). Durations are whole milliseconds, booleans
+    /// `true`/`false`. A property the offsets do not take is unknown here. A bad value is
+    /// refused with an error naming the property and what it accepts, and leaves the
+    /// configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.trim();
-        match name {
-            "group.id" => self.group_id = value.to_owned(),
-            "group.instance.id" => {
-                self.group_instance_id = (!v.is_empty()).then(|| v.to_owned());
-            }
-            "enable.auto.commit" => self.enable_auto_commit = parse_bool(name, v)?,
-            "auto.commit.interval.ms" => self.auto_commit_interval = millis(name, v, 0)?,
-            "enable.auto.offset.store" => self.enable_auto_offset_store = parse_bool(name, v)?,
-            "auto.offset.reset" => self.auto_offset_reset = ResetPolicy::parse(v)?,
-            "isolation.level" => self.isolation_level = IsolationLevel::parse(value)?,
-            "retry.backoff.ms" => self.retry_backoff = millis(name, v, 0)?,
-            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, v, 0)?,
-            "default.api.timeout.ms" => self.default_api_timeout = millis(name, v, 1)?,
-            _ => {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
-                });
-            }
-        }
-        Ok(())
+        property::set(self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -135,6 +104,27 @@ impl Default for OffsetsConfig {
     }
 }
 
+impl Configurable for OffsetsConfig {
+    const PART: Part = Part::Offsets;
+
+    fn apply(&mut self, setting: &Setting) -> bool {
+        match setting {
+            Setting::GroupId(id) => self.group_id = id.clone(),
+            Setting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
+            Setting::EnableAutoCommit(on) => self.enable_auto_commit = *on,
+            Setting::AutoCommitInterval(d) => self.auto_commit_interval = *d,
+            Setting::EnableAutoOffsetStore(on) => self.enable_auto_offset_store = *on,
+            Setting::AutoOffsetReset(policy) => self.auto_offset_reset = *policy,
+            Setting::IsolationLevel(level) => self.isolation_level = *level,
+            Setting::RetryBackoff(d) => self.retry_backoff = *d,
+            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            Setting::DefaultApiTimeout(d) => self.default_api_timeout = *d,
+            _ => return false,
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +138,11 @@ mod tests {
         assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(c.default_api_timeout, Duration::from_secs(60));
         c.validate().unwrap();
+        assert_eq!(
+            kcon_core::property::registry::defaults_disagreeing::<OffsetsConfig>(),
+            [] as [&str; 0],
+            "the registry's defaults are the offsets'"
+        );
     }
 
     #[test]

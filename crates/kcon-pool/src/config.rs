@@ -1,20 +1,28 @@
-//! The pool's configuration: Kafka property names, Java client and librdkafka defaults.
+//! The pool's configuration: its typed fields, their defaults (the Java client's, librdkafka's
+//! where Java has no such property) and the checks across them. Names and parsing are the
+//! property registry's (`kcon_core::property`); the TLS and SASL checks are in
+//! `config/security.rs`.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kcon_codec::frame::DEFAULT_MAX_FRAME_SIZE;
+use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::sasl::oauthbearer::TokenProvider;
-use kcon_core::property::{parse_bool, parse_count as count, parse_millis};
-use kcon_core::{ConfigError, ExponentialBackoff};
+
+mod security;
+
+pub(crate) use kcon_core::property::split_host_port;
+pub use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 /// The configuration of a [`Pool`](crate::Pool) and of the [`Connection`](crate::Connection)s
 /// it makes.
 ///
 /// Fields can be set directly or by Kafka property name with [`PoolConfig::set`]. Defaults are
-/// the Java client's (librdkafka's where Java has no such property).
+/// the Java client's (librdkafka's where Java has no such property), as the property registry
+/// lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolConfig {
@@ -82,98 +90,15 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// The Kafka property names [`PoolConfig::set`] accepts.
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "bootstrap.servers",
-        "client.id",
-        "socket.connection.setup.timeout.ms",
-        "request.timeout.ms",
-        "max.in.flight.requests.per.connection",
-        "metadata.max.age.ms",
-        "reconnect.backoff.ms",
-        "reconnect.backoff.max.ms",
-        "retry.backoff.ms",
-        "retry.backoff.max.ms",
-        "connections.max.idle.ms",
-        "receive.message.max.bytes",
-        "allow.auto.create.topics",
-        "security.protocol",
-        "ssl.ca.location",
-        "ssl.certificate.location",
-        "ssl.key.location",
-        "ssl.endpoint.identification.algorithm",
-        "sasl.mechanism",
-        "sasl.username",
-        "sasl.password",
-    ];
-
-    /// Sets a property by its Kafka name from its string form.
-    ///
-    /// Durations are whole milliseconds, counts whole numbers, booleans `true`/`false`,
-    /// `bootstrap.servers` a comma-separated list of `host:port`, names of protocols and
-    /// mechanisms in any case; an empty file location or user name unsets it. `sasl.mechanisms`
-    /// (librdkafka's spelling) is taken as `sasl.mechanism`. A bad value is refused with an
-    /// error naming the property and what it accepts, and leaves the configuration unchanged.
+    /// Sets a property by its Kafka name from its string form, as the property registry reads
+    /// it (`kcon_core::property::registry`): durations are whole milliseconds, counts whole
+    /// numbers, booleans `true`/`false`, `bootstrap.servers` a comma-separated list of
+    /// `host:port`, names of protocols and mechanisms in any case; an empty file location or
+    /// user name unsets it; `sasl.mechanisms` (librdkafka's spelling) is `sasl.mechanism`. A
+    /// property the pool does not take is unknown here. A bad value is refused with an error
+    /// naming the property and what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.trim();
-        match name {
-            "bootstrap.servers" => self.bootstrap_servers = parse_servers(v)?,
-            "client.id" => self.client_id = value.to_owned(),
-            "socket.connection.setup.timeout.ms" => {
-                self.socket_connection_setup_timeout = parse_millis(name, v, 1)?;
-            }
-            "request.timeout.ms" => self.request_timeout = parse_millis(name, v, 1)?,
-            "max.in.flight.requests.per.connection" => {
-                self.max_in_flight_requests_per_connection =
-                    count(name, v, 1, MAX_IN_FLIGHT_LIMIT, IN_FLIGHT_EXPECTED)?;
-            }
-            "metadata.max.age.ms" => self.metadata_max_age = parse_millis(name, v, 0)?,
-            "reconnect.backoff.ms" => self.reconnect_backoff = parse_millis(name, v, 0)?,
-            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = parse_millis(name, v, 0)?,
-            "retry.backoff.ms" => self.retry_backoff = parse_millis(name, v, 0)?,
-            "retry.backoff.max.ms" => self.retry_backoff_max = parse_millis(name, v, 0)?,
-            "connections.max.idle.ms" => self.connections_max_idle = parse_millis(name, v, 0)?,
-            "receive.message.max.bytes" => {
-                self.receive_message_max_bytes = count(
-                    name,
-                    v,
-                    MIN_RECEIVE_MESSAGE_MAX_BYTES,
-                    i32::MAX as usize,
-                    RECEIVE_MAX_EXPECTED,
-                )?;
-            }
-            "allow.auto.create.topics" => {
-                self.allow_auto_create_topics = parse_bool(name, v)?;
-            }
-            "security.protocol" => {
-                self.security_protocol = SecurityProtocol::parse(v)
-                    .ok_or_else(|| ConfigError::invalid(name, value, PROTOCOL_EXPECTED))?;
-            }
-            "ssl.ca.location" => self.ssl_ca_location = path(v),
-            "ssl.certificate.location" => self.ssl_certificate_location = path(v),
-            "ssl.key.location" => self.ssl_key_location = path(v),
-            "ssl.endpoint.identification.algorithm" => {
-                self.ssl_endpoint_identification_algorithm = EndpointIdentification::parse(v)
-                    .ok_or_else(|| ConfigError::invalid(name, value, "https or none"))?;
-            }
-            "sasl.mechanism" | "sasl.mechanisms" => {
-                self.sasl_mechanism = Some(
-                    SaslMechanism::parse(v)
-                        .ok_or_else(|| ConfigError::invalid(name, value, MECHANISM_EXPECTED))?,
-                );
-            }
-            // Taken as given, not trimmed: spaces can be part of a user name or password.
-            "sasl.username" => {
-                self.sasl_username = (!value.is_empty()).then(|| value.to_owned());
-            }
-            "sasl.password" => self.sasl_password = Some(Password::new(value)),
-            _ => {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
-                });
-            }
-        }
-        Ok(())
+        property::set(self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly:
@@ -188,30 +113,20 @@ impl PoolConfig {
         }
         for server in &self.bootstrap_servers {
             if split_host_port(server).is_none() {
-                return Err(ConfigError::invalid(
-                    "bootstrap.servers",
-                    server,
-                    SERVERS_EXPECTED,
-                ));
+                return Err(registry::refused("bootstrap.servers", server));
             }
         }
-        if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&self.max_in_flight_requests_per_connection) {
-            return Err(ConfigError::invalid(
+        // Counts set directly are checked against the registry's range for them.
+        for (name, value) in [
+            (
                 "max.in.flight.requests.per.connection",
-                &self.max_in_flight_requests_per_connection.to_string(),
-                IN_FLIGHT_EXPECTED,
-            ));
+                self.max_in_flight_requests_per_connection,
+            ),
+            ("receive.message.max.bytes", self.receive_message_max_bytes),
+        ] {
+            registry::check(name, &value.to_string())?;
         }
-        if !(MIN_RECEIVE_MESSAGE_MAX_BYTES..=i32::MAX as usize)
-            .contains(&self.receive_message_max_bytes)
-        {
-            return Err(ConfigError::invalid(
-                "receive.message.max.bytes",
-                &self.receive_message_max_bytes.to_string(),
-                RECEIVE_MAX_EXPECTED,
-            ));
-        }
-        for (property, value) in [
+        for (name, value) in [
             ("request.timeout.ms", self.request_timeout),
             (
                 "socket.connection.setup.timeout.ms",
@@ -219,123 +134,10 @@ impl PoolConfig {
             ),
         ] {
             if value.is_zero() {
-                return Err(ConfigError::invalid(
-                    property,
-                    "0",
-                    "a whole number of milliseconds, at least 1",
-                ));
+                return Err(registry::refused(name, "0"));
             }
         }
         self.validate_security()
-    }
-
-    /// TLS and SASL settings: what the protocol and mechanism need is there, and nothing is
-    /// set that they would ignore. Settings that would be ignored are refused rather than
-    /// dropped silently (librdkafka ignores them): `ssl.ca.location` with `PLAINTEXT` most
-    /// likely means the user believes the connection is encrypted.
-    pub(crate) fn validate_security(&self) -> Result<(), ConfigError> {
-        let protocol = self.security_protocol;
-        if !protocol.uses_tls() {
-            for (property, set) in [
-                ("ssl.ca.location", &self.ssl_ca_location),
-                ("ssl.certificate.location", &self.ssl_certificate_location),
-                ("ssl.key.location", &self.ssl_key_location),
-            ] {
-                if let Some(path) = set {
-                    return Err(ConfigError::invalid(
-                        property,
-                        &path.display().to_string(),
-                        "unset unless security.protocol is SSL or SASL_SSL",
-                    ));
-                }
-            }
-        }
-        match (&self.ssl_certificate_location, &self.ssl_key_location) {
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "ssl.key.location",
-                    "",
-                    "the client certificate's private key, since ssl.certificate.location is set",
-                ));
-            }
-            (None, Some(key)) => {
-                return Err(ConfigError::invalid(
-                    "ssl.certificate.location",
-                    &key.display().to_string(),
-                    "the client certificate, since ssl.key.location is set",
-                ));
-            }
-            _ => {}
-        }
-        if !protocol.uses_sasl() {
-            let set = [
-                ("sasl.mechanism", self.sasl_mechanism.is_some()),
-                ("sasl.username", self.sasl_username.is_some()),
-                ("sasl.password", self.sasl_password.is_some()),
-                (
-                    "sasl.oauthbearer.token.provider",
-                    self.sasl_oauthbearer_token_provider.is_some(),
-                ),
-            ];
-            if let Some((property, _)) = set.iter().find(|(_, set)| *set) {
-                return Err(ConfigError::invalid(
-                    property,
-                    "(set)",
-                    "unset unless security.protocol is SASL_PLAINTEXT or SASL_SSL",
-                ));
-            }
-            return Ok(());
-        }
-        let Some(mechanism) = self.sasl_mechanism else {
-            return Err(ConfigError::invalid(
-                "sasl.mechanism",
-                "",
-                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER: security.protocol \
-                 SASL_PLAINTEXT and SASL_SSL need one",
-            ));
-        };
-        if mechanism == SaslMechanism::OAuthBearer {
-            if self.sasl_oauthbearer_token_provider.is_none() {
-                return Err(ConfigError::invalid(
-                    "sasl.oauthbearer.token.provider",
-                    "",
-                    "a token provider in PoolConfig::sasl_oauthbearer_token_provider: \
-                     sasl.mechanism OAUTHBEARER needs one",
-                ));
-            }
-            return Ok(());
-        }
-        // PLAIN and SCRAM. A NUL would split PLAIN's message (RFC 4616) in the wrong place.
-        match &self.sasl_username {
-            None => {
-                return Err(ConfigError::invalid(
-                    "sasl.username",
-                    "",
-                    "a user name: sasl.mechanism PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 need one",
-                ));
-            }
-            Some(user) if user.contains('\0') => {
-                return Err(ConfigError::invalid(
-                    "sasl.username",
-                    user,
-                    "a user name without NUL characters",
-                ));
-            }
-            Some(_) => {}
-        }
-        match &self.sasl_password {
-            None => Err(ConfigError::invalid(
-                "sasl.password",
-                "",
-                "a password: sasl.mechanism PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 need one",
-            )),
-            Some(p) if p.expose().contains('\0') => Err(ConfigError::invalid(
-                "sasl.password",
-                "<redacted>",
-                "a password without NUL characters",
-            )),
-            Some(_) => Ok(()),
-        }
     }
 
     /// The reconnect backoff: `reconnect.backoff.ms` doubling up to `reconnect.backoff.max.ms`,
@@ -380,197 +182,40 @@ impl Default for PoolConfig {
     }
 }
 
-/// `security.protocol`: how connections are protected and authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum SecurityProtocol {
-    /// Neither TLS nor SASL.
-    #[default]
-    Plaintext,
-    /// TLS.
-    Ssl,
-    /// SASL, without TLS.
-    SaslPlaintext,
-    /// SASL over TLS.
-    SaslSsl,
-}
+impl Configurable for PoolConfig {
+    const PART: Part = Part::Pool;
 
-impl SecurityProtocol {
-    /// The property value: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
+    fn apply(&mut self, setting: &Setting) -> bool {
+        match setting {
+            Setting::BootstrapServers(s) => self.bootstrap_servers = s.clone(),
+            Setting::ClientId(id) => self.client_id = id.clone(),
+            Setting::SocketConnectionSetupTimeout(d) => self.socket_connection_setup_timeout = *d,
+            Setting::RequestTimeout(d) => self.request_timeout = *d,
+            Setting::MaxInFlightRequestsPerConnection(n) => {
+                self.max_in_flight_requests_per_connection = *n;
+            }
+            Setting::MetadataMaxAge(d) => self.metadata_max_age = *d,
+            Setting::ReconnectBackoff(d) => self.reconnect_backoff = *d,
+            Setting::ReconnectBackoffMax(d) => self.reconnect_backoff_max = *d,
+            Setting::RetryBackoff(d) => self.retry_backoff = *d,
+            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            Setting::ConnectionsMaxIdle(d) => self.connections_max_idle = *d,
+            Setting::ReceiveMessageMaxBytes(n) => self.receive_message_max_bytes = *n,
+            Setting::AllowAutoCreateTopics(on) => self.allow_auto_create_topics = *on,
+            Setting::SecurityProtocol(p) => self.security_protocol = *p,
+            Setting::SslCaLocation(p) => self.ssl_ca_location = p.clone(),
+            Setting::SslCertificateLocation(p) => self.ssl_certificate_location = p.clone(),
+            Setting::SslKeyLocation(p) => self.ssl_key_location = p.clone(),
+            Setting::SslEndpointIdentificationAlgorithm(e) => {
+                self.ssl_endpoint_identification_algorithm = *e;
+            }
+            Setting::SaslMechanism(m) => self.sasl_mechanism = Some(*m),
+            Setting::SaslUsername(u) => self.sasl_username = u.clone(),
+            Setting::SaslPassword(p) => self.sasl_password = Some(p.clone()),
+            _ => return false,
         }
+        true
     }
-
-    /// Whether connections use TLS.
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-
-    /// Whether connections authenticate with SASL.
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-
-    fn parse(v: &str) -> Option<Self> {
-        [
-            SecurityProtocol::Plaintext,
-            SecurityProtocol::Ssl,
-            SecurityProtocol::SaslPlaintext,
-            SecurityProtocol::SaslSsl,
-        ]
-        .into_iter()
-        .find(|p| p.name().eq_ignore_ascii_case(v))
-    }
-}
-
-/// `ssl.endpoint.identification.algorithm`: whether the broker's certificate must name the host
-/// dialled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum EndpointIdentification {
-    /// `https`: it must (RFC 6125), as a browser checks a web server's.
-    #[default]
-    Https,
-    /// `none` (the Java client: an empty value): any name will do, as long as a trusted CA
-    /// signed the certificate. For brokers whose certificates name other hosts than the
-    /// addresses they advertise.
-    None,
-}
-
-impl EndpointIdentification {
-    fn parse(v: &str) -> Option<Self> {
-        if v.eq_ignore_ascii_case("https") {
-            Some(EndpointIdentification::Https)
-        } else if v.is_empty() || v.eq_ignore_ascii_case("none") {
-            Some(EndpointIdentification::None)
-        } else {
-            None
-        }
-    }
-}
-
-/// `sasl.mechanism`: how a connection authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SaslMechanism {
-    /// `PLAIN` (RFC 4616): user name and password in the clear, so only over TLS in practice.
-    Plain,
-    /// `SCRAM-SHA-256` (RFC 5802, RFC 7677): a challenge-response; the password never travels.
-    ScramSha256,
-    /// `SCRAM-SHA-512`: the same with SHA-512.
-    ScramSha512,
-    /// `OAUTHBEARER` (RFC 7628, KIP-255): a bearer token from the application's
-    /// [`OAuthBearerTokenProvider`](crate::OAuthBearerTokenProvider).
-    OAuthBearer,
-}
-
-impl SaslMechanism {
-    /// The mechanism's SASL name, as the broker knows it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-            SaslMechanism::OAuthBearer => "OAUTHBEARER",
-        }
-    }
-
-    fn parse(v: &str) -> Option<Self> {
-        [
-            SaslMechanism::Plain,
-            SaslMechanism::ScramSha256,
-            SaslMechanism::ScramSha512,
-            SaslMechanism::OAuthBearer,
-        ]
-        .into_iter()
-        .find(|m| m.name().eq_ignore_ascii_case(v))
-    }
-}
-
-impl fmt::Display for SaslMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A password: `Debug` shows `<redacted>`, so a logged configuration leaks nothing.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps `password`.
-    pub fn new(password: impl Into<String>) -> Self {
-        Password(password.into())
-    }
-
-    /// The password itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// librdkafka's range for `max.in.flight.requests.per.connection`.
-const MAX_IN_FLIGHT_LIMIT: usize = 1_000_000;
-/// librdkafka's lower bound for `receive.message.max.bytes`.
-const MIN_RECEIVE_MESSAGE_MAX_BYTES: usize = 1_000;
-const IN_FLIGHT_EXPECTED: &str = "a whole number from 1 to 1000000";
-const RECEIVE_MAX_EXPECTED: &str = "a whole number from 1000 to 2147483647";
-const SERVERS_EXPECTED: &str = "a comma-separated list of host:port, port from 1 to 65535";
-const PROTOCOL_EXPECTED: &str = "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL";
-const MECHANISM_EXPECTED: &str =
-    "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not supported)";
-
-/// Splits `host:port` (IPv6 hosts in brackets, `[::1]:9092`); `None` if it is not one.
-pub(crate) fn split_host_port(s: &str) -> Option<(&str, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|&p| p > 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(inner) => inner.strip_suffix(']')?,
-        None if host.contains(':') => return None,
-        None => host,
-    };
-    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
-}
-
-fn parse_servers(v: &str) -> Result<Vec<String>, ConfigError> {
-    // Empty entries ("a:1,,b:2", a trailing comma) are skipped, as Java's LIST type does.
-    let servers: Vec<String> = v
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if servers.is_empty() {
-        return Err(ConfigError::invalid(
-            "bootstrap.servers",
-            v,
-            "at least one host:port",
-        ));
-    }
-    if let Some(bad) = servers.iter().find(|s| split_host_port(s).is_none()) {
-        return Err(ConfigError::invalid(
-            "bootstrap.servers",
-            bad,
-            SERVERS_EXPECTED,
-        ));
-    }
-    Ok(servers)
-}
-
-/// A file location; empty unsets it.
-fn path(v: &str) -> Option<PathBuf> {
-    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 #[cfg(test)]
@@ -591,6 +236,11 @@ mod tests {
         assert_eq!(c.retry_backoff_max, Duration::from_secs(1));
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
         assert_eq!(c.receive_message_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(
+            registry::defaults_disagreeing::<PoolConfig>(),
+            [] as [&str; 0],
+            "the registry's defaults are the pool's"
+        );
     }
 
     #[test]
@@ -611,8 +261,8 @@ mod tests {
             _ => "5000",
         };
         let mut c = PoolConfig::default();
-        for name in PoolConfig::PROPERTIES {
-            c.set(name, good(name)).unwrap();
+        for p in registry::properties_of(Part::Pool) {
+            c.set(p.name, good(p.name)).unwrap();
         }
         assert_eq!(c.bootstrap_servers, ["a:1", "[::1]:9092"]);
         assert_eq!(c.request_timeout, Duration::from_secs(5));
@@ -631,83 +281,6 @@ mod tests {
         assert_eq!(c.sasl_mechanism, Some(SaslMechanism::Plain));
         c.set("ssl.ca.location", "").unwrap();
         assert_eq!(c.ssl_ca_location, None);
-    }
-
-    /// A SASL_SSL config with SCRAM, valid.
-    fn sasl() -> PoolConfig {
-        let mut c = PoolConfig {
-            bootstrap_servers: vec!["h:1".into()],
-            ..PoolConfig::default()
-        };
-        c.set("security.protocol", "SASL_SSL").unwrap();
-        c.set("sasl.mechanism", "SCRAM-SHA-256").unwrap();
-        c.set("sasl.username", "alice").unwrap();
-        c.set("sasl.password", "secret").unwrap();
-        c.validate().unwrap();
-        c
-    }
-
-    #[test]
-    fn security_settings_are_checked_together() {
-        let e = |c: &PoolConfig| c.validate().unwrap_err();
-        let mut c = sasl();
-        c.sasl_username = None;
-        assert_eq!(e(&c).property(), "sasl.username");
-        assert!(e(&c).to_string().contains("need one"), "{}", e(&c));
-        let mut c = sasl();
-        c.sasl_password = None;
-        assert_eq!(e(&c).property(), "sasl.password");
-        let mut c = sasl();
-        c.sasl_password = Some(Password::new("a\0b"));
-        assert_eq!(e(&c).property(), "sasl.password");
-        assert!(
-            !e(&c).to_string().contains("a\0b"),
-            "the password is not shown"
-        );
-        let mut c = sasl();
-        c.sasl_mechanism = None;
-        assert_eq!(e(&c).property(), "sasl.mechanism");
-        let mut c = sasl();
-        c.sasl_mechanism = Some(SaslMechanism::OAuthBearer);
-        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.provider");
-        // Set, but for a protocol that would ignore them.
-        let mut c = sasl();
-        c.security_protocol = SecurityProtocol::Ssl;
-        assert_eq!(e(&c).property(), "sasl.mechanism");
-        let mut c = sasl();
-        c.security_protocol = SecurityProtocol::SaslPlaintext;
-        c.set("ssl.ca.location", "/ca.pem").unwrap();
-        assert_eq!(e(&c).property(), "ssl.ca.location");
-        let mut c = sasl();
-        c.set("ssl.certificate.location", "/c.pem").unwrap();
-        assert_eq!(e(&c).property(), "ssl.key.location");
-        let mut c = sasl();
-        c.set("ssl.key.location", "/k.pem").unwrap();
-        assert_eq!(e(&c).property(), "ssl.certificate.location");
-        // Bad values.
-        let mut c = sasl();
-        let gssapi = c.set("sasl.mechanism", "GSSAPI").unwrap_err();
-        assert!(
-            gssapi.to_string().contains("GSSAPI is not supported"),
-            "{gssapi}"
-        );
-        assert_eq!(
-            c.set("security.protocol", "TLS").unwrap_err().to_string(),
-            "invalid value \"TLS\" for security.protocol: expected PLAINTEXT, SSL, \
-             SASL_PLAINTEXT or SASL_SSL"
-        );
-        assert!(
-            c.set("ssl.endpoint.identification.algorithm", "dns")
-                .is_err()
-        );
-        assert_eq!(c, sasl(), "a refused value changes nothing");
-    }
-
-    #[test]
-    fn debug_does_not_show_the_password() {
-        let shown = format!("{:?}", sasl());
-        assert!(!shown.contains("secret"), "{shown}");
-        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]
@@ -768,14 +341,5 @@ mod tests {
         c.max_in_flight_requests_per_connection = 1;
         c.request_timeout = Duration::ZERO;
         assert_eq!(c.validate().unwrap_err().property(), "request.timeout.ms");
-    }
-
-    #[test]
-    fn host_port_splitting() {
-        assert_eq!(split_host_port("kafka:9092"), Some(("kafka", 9092)));
-        assert_eq!(split_host_port("[::1]:9092"), Some(("::1", 9092)));
-        assert_eq!(split_host_port("10.0.0.1:1"), Some(("10.0.0.1", 1)));
-        assert_eq!(split_host_port("kafka"), None);
-        assert_eq!(split_host_port("[::1:9092"), None);
     }
 }

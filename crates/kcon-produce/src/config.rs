@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kcon_codec::compression::Compression;
 use kcon_core::ConfigError;
+use kcon_core::property::registry::{self, Part};
 use kcon_core::property::{parse_bool, parse_count, parse_millis};
 use kcon_pool::PoolConfig;
 
@@ -178,7 +179,7 @@ impl ProducerConfig {
                 self.partitioner = PartitionerKind::parse(v)
                     .ok_or_else(|| ConfigError::invalid(name, value, PartitionerKind::EXPECTED))?;
             }
-            _ if PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms" => {
+            _ if registry::lookup(name).is_some_and(|p| p.configures(Part::Pool)) => {
                 self.pool.set(name, value)?;
             }
             _ => {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use kcon_pool::{Pool, PoolConfig};
+use kcon_core::property::registry::{self, Part};
+use kcon_pool::Pool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -314,7 +315,7 @@ impl ProducerBuilder {
         }
         for (name, value) in &self.properties {
             if self.pool.is_some()
-                && (PoolConfig::PROPERTIES.contains(&name.as_str()) || name == "sasl.mechanisms")
+                && registry::lookup(name).is_some_and(|p| p.configures(Part::Pool))
             {
                 return Err(ProduceError::config(kcon_core::ConfigError::invalid(
                     name,

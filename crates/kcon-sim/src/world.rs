@@ -26,6 +26,7 @@ use kcon::consumer::{
     Command, CommittedOffsets, ConsumerMachine, Hook, MachineOptions, Step, StepAnswer,
 };
 use kcon_core::coordinator::{FoundCoordinator, Membership};
+use kcon_core::property::registry::{self, Part as Configures};
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
@@ -90,20 +91,17 @@ impl ClientConfig {
         let mut offsets = OffsetsConfig::new(GROUP);
         let mut fetch = FetchConfig::default();
         for (name, value) in &self.properties {
-            let mut known = false;
-            if GroupConfig::PROPERTIES.contains(&name.as_str()) {
-                group.set(name, value).expect("a valid group property");
-                known = true;
+            let property = registry::lookup(name).expect("a property kcon knows");
+            for part in property.parts {
+                match part {
+                    Configures::Group => group.set(name, value).expect("a valid group property"),
+                    Configures::Offsets => {
+                        offsets.set(name, value).expect("a valid offsets property")
+                    }
+                    Configures::Fetch => fetch.set(name, value).expect("a valid fetch property"),
+                    other => panic!("{name} goes to the {other:?}, which the simulation has not"),
+                }
             }
-            if OffsetsConfig::PROPERTIES.contains(&name.as_str()) {
-                offsets.set(name, value).expect("a valid offsets property");
-                known = true;
-            }
-            if FetchConfig::PROPERTIES.contains(&name.as_str()) {
-                fetch.set(name, value).expect("a valid fetch property");
-                known = true;
-            }
-            assert!(known, "{name} is not a property the simulation routes");
         }
         group.validate().expect("a valid group configuration");
         (group, offsets, fetch)

@@ -1,7 +1,9 @@
-//! The consumer's configuration: Kafka's property names, routed to the parts that use them.
+//! The consumer's configuration: Kafka's property names, routed by the property registry
+//! (`kcon_core::property::registry`) to every part that takes them.
 
 use std::time::Duration;
 
+use kcon_core::property::{Configurable, Part, Setting, registry};
 use kcon_core::{ConfigError, IsolationLevel, ResetPolicy};
 use kcon_fetch::FetchConfig;
 use kcon_group::GroupConfig;
@@ -11,9 +13,6 @@ use kcon_pool::{PoolConfig, TokenProvider};
 use crate::Consumer;
 use crate::error::Error;
 use crate::listener::RebalanceListener;
-
-/// Properties of the consumer itself.
-const CONSUMER_PROPERTIES: &[&str] = &["close.timeout.ms"];
 
 /// Builds a [`Consumer`]: typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
@@ -64,9 +63,10 @@ impl ConsumerBuilder {
     }
 
     /// Sets a property by its Kafka name (`"group.id"`, `"auto.offset.reset"`,
-    /// `"partition.assignment.strategy"`, `"security.protocol"`, ...). A later value of the same
-    /// property replaces an earlier one. Unknown names and bad values are reported by
-    /// [`build`](ConsumerBuilder::build).
+    /// `"partition.assignment.strategy"`, `"security.protocol"`, ...): any property of the
+    /// registry (`kcon_core::property::registry`, the README's configuration table). A later
+    /// value of the same property, under any of its names, replaces an earlier one. Unknown
+    /// names and bad values are reported by [`build`](ConsumerBuilder::build).
     ///
     /// ```
     /// let builder = kcon::Consumer::builder()
@@ -245,8 +245,8 @@ impl ConsumerBuilder {
     /// Checks the configuration and starts the consumer's tasks on the current tokio runtime
     /// (it connects lazily: a broker that is down is no error here).
     ///
-    /// Fails with [`ErrorKind::Config`] naming the property when a name is unknown, a value
-    /// bad, or settings conflict.
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) naming the property when a
+    /// name is unknown, a value bad, or settings conflict.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -264,7 +264,8 @@ impl ConsumerBuilder {
         Consumer::start(settings, self.listener)
     }
 
-    /// Every property applied in order to the parts that take it, then checked together.
+    /// Every property read once by the registry and applied, in order, to each part it
+    /// configures; then the parts checked together.
     pub(crate) fn settings(&self) -> Result<Settings, Error> {
         let mut pool = PoolConfig::default();
         let mut group = GroupConfig::default();
@@ -273,46 +274,41 @@ impl ConsumerBuilder {
         let mut close_timeout = Duration::from_secs(30);
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
-        // A later value of a property replaces an earlier one, even a bad one.
-        let last: Vec<&(String, String)> = self
-            .properties
-            .iter()
-            .enumerate()
-            .filter(|(i, (name, _))| !self.properties[i + 1..].iter().any(|(n, _)| n == name))
-            .map(|(_, p)| p)
-            .collect();
-        for (name, value) in last {
-            let name = name.as_str();
-            let mut known = false;
-            if PoolConfig::PROPERTIES.contains(&name) || name == "sasl.mechanisms" {
-                pool.set(name, value)?;
-                known = true;
+        for (i, (name, value)) in self.properties.iter().enumerate() {
+            let unknown = || ConfigError::UnknownProperty {
+                property: name.clone(),
+            };
+            let property = registry::lookup(name).ok_or_else(unknown)?;
+            // A later value of the property replaces this one, even a bad one.
+            if self.properties[i + 1..]
+                .iter()
+                .any(|(later, _)| property.is_named(later))
+            {
+                continue;
             }
-            if GroupConfig::PROPERTIES.contains(&name) {
-                group.set(name, value)?;
-                known = true;
-            }
-            if OffsetsConfig::PROPERTIES.contains(&name) {
-                offsets.set(name, value)?;
-                known = true;
-            }
-            if FetchConfig::PROPERTIES.contains(&name) {
-                fetch.set(name, value)?;
-                known = true;
-            }
-            if CONSUMER_PROPERTIES.contains(&name) {
-                close_timeout = kcon_core::property::parse_millis(name, value.trim(), 0)?;
-                known = true;
-            }
-            if !known {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
+            let setting = property.parse(value)?;
+            for part in property.parts {
+                let taken = match part {
+                    Part::Pool => pool.apply(&setting),
+                    Part::Group => group.apply(&setting),
+                    Part::Offsets => offsets.apply(&setting),
+                    Part::Fetch => fetch.apply(&setting),
+                    Part::Consumer => match setting {
+                        Setting::CloseTimeout(d) => {
+                            close_timeout = d;
+                            true
+                        }
+                        _ => false,
+                    },
+                };
+                // A part that does not take what the registry routes to it: as `set` does.
+                if !taken {
+                    return Err(unknown().into());
                 }
-                .into());
             }
-            match name {
-                "group.id" => group_id = Some(value.clone()).filter(|g| !g.is_empty()),
-                "enable.auto.commit" => explicit_auto_commit = offsets.enable_auto_commit,
+            match setting {
+                Setting::GroupId(g) => group_id = Some(g).filter(|g| !g.is_empty()),
+                Setting::EnableAutoCommit(on) => explicit_auto_commit = on,
                 _ => {}
             }
         }
@@ -394,6 +390,7 @@ mod tests {
             ("isolation.level", "read_committed"),
             ("auto.offset.reset", "earliest"),
             ("retry.backoff.ms", "250"),
+            ("retry.backoff.max.ms", "700"),
             ("client.rack", "r1"),
             ("max.poll.records", "7"),
             ("close.timeout.ms", "1500"),
@@ -408,12 +405,57 @@ mod tests {
         assert_eq!(s.pool.retry_backoff, Duration::from_millis(250));
         assert_eq!(group.retry_backoff, Duration::from_millis(250));
         assert_eq!(s.fetch.retry_backoff, Duration::from_millis(250));
+        assert_eq!(s.fetch.retry_backoff_max, Duration::from_millis(700));
+        assert_eq!(group.retry_backoff_max, Duration::from_millis(700));
         assert_eq!(group.client_rack.as_deref(), Some("r1"));
-        assert_eq!(s.fetch.client_rack, "r1");
+        assert_eq!(s.fetch.client_rack.as_deref(), Some("r1"));
         assert_eq!(s.fetch.max_poll_records, 7);
         assert_eq!(s.close_timeout, Duration::from_millis(1500));
         assert_eq!(group.group_id, "g");
         assert_eq!(offsets.group_id, "g");
+    }
+
+    #[test]
+    fn the_registry_routes_each_value_to_every_part_it_names() {
+        let s = settings(&[
+            ("group.id", "g"),
+            ("retry.backoff.max.ms", "700"),
+            ("metadata.max.age.ms", "9000"),
+            ("group.instance.id", "i"),
+        ])
+        .unwrap();
+        let (group, offsets) = (s.group.unwrap(), s.offsets.unwrap());
+        let max = Duration::from_millis(700);
+        assert_eq!(s.pool.retry_backoff_max, max);
+        assert_eq!(group.retry_backoff_max, max);
+        assert_eq!(offsets.retry_backoff_max, max);
+        assert_eq!(s.fetch.retry_backoff_max, max);
+        assert_eq!(s.pool.metadata_max_age, Duration::from_secs(9));
+        assert_eq!(s.fetch.metadata_max_age, Duration::from_secs(9));
+        assert_eq!(group.group_instance_id.as_deref(), Some("i"));
+        assert_eq!(offsets.group_instance_id.as_deref(), Some("i"));
+        assert_eq!(
+            registry::lookup("close.timeout.ms").unwrap().default,
+            registry::DefaultValue::Value("30000"),
+        );
+        assert_eq!(
+            settings(&[]).unwrap().close_timeout,
+            Duration::from_secs(30),
+            "the registry's default is the consumer's"
+        );
+    }
+
+    #[test]
+    fn an_alias_is_its_property() {
+        let s = settings(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ])
+        .unwrap();
+        assert_eq!(s.pool.sasl_mechanism, Some(kcon_pool::SaslMechanism::Plain));
     }
 
     #[test]

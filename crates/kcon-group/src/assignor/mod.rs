@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use kcon_core::TopicPartition;
+use kcon_core::{BuiltinAssignor, TopicPartition};
 
 use java_order::{JavaHashOrder, java_cmp, java_string_hash};
 use kcon_codec::consumer_protocol::{Assignment, Subscription};
@@ -115,28 +115,28 @@ pub trait Assignor: Send + Sync + fmt::Debug {
 }
 
 /// The Kafka names of the built-in assignors.
-pub const ASSIGNOR_NAMES: &[&str] = &["range", "roundrobin", "sticky", "cooperative-sticky"];
+pub const ASSIGNOR_NAMES: &[&str] = &[
+    BuiltinAssignor::Range.name(),
+    BuiltinAssignor::RoundRobin.name(),
+    BuiltinAssignor::Sticky.name(),
+    BuiltinAssignor::CooperativeSticky.name(),
+];
 
 /// A built-in assignor by its Kafka name (`range`, `roundrobin`, `sticky`,
 /// `cooperative-sticky`) or by the Java client's class name
 /// (`org.apache.kafka.clients.consumer.RangeAssignor`, ...), as `partition.assignment.strategy`
 /// accepts both.
 pub fn assignor(name: &str) -> Option<Arc<dyn Assignor>> {
-    const JAVA_PACKAGE: &str = "org.apache.kafka.clients.consumer.";
-    let short = match name.strip_prefix(JAVA_PACKAGE) {
-        Some("RangeAssignor") => "range",
-        Some("RoundRobinAssignor") => "roundrobin",
-        Some("StickyAssignor") => "sticky",
-        Some("CooperativeStickyAssignor") => "cooperative-sticky",
-        Some(_) => return None,
-        None => name,
-    };
-    match short {
-        "range" => Some(Arc::new(RangeAssignor::new())),
-        "roundrobin" => Some(Arc::new(RoundRobinAssignor::new())),
-        "sticky" => Some(Arc::new(StickyAssignor::new())),
-        "cooperative-sticky" => Some(Arc::new(CooperativeStickyAssignor::new())),
-        _ => None,
+    BuiltinAssignor::from_name(name).map(builtin)
+}
+
+/// The implementation of the built-in assignor `which`.
+pub fn builtin(which: BuiltinAssignor) -> Arc<dyn Assignor> {
+    match which {
+        BuiltinAssignor::Range => Arc::new(RangeAssignor::new()),
+        BuiltinAssignor::RoundRobin => Arc::new(RoundRobinAssignor::new()),
+        BuiltinAssignor::Sticky => Arc::new(StickyAssignor::new()),
+        BuiltinAssignor::CooperativeSticky => Arc::new(CooperativeStickyAssignor::new()),
     }
 }
 

@@ -1,0 +1,42 @@
+//! The README's configuration table, written from the registry.
+
+use std::fmt::Write;
+
+use super::registry::{DefaultValue, PROPERTIES};
+
+/// The registry as a markdown table: name (and aliases), default, what is allowed, the parts
+/// configured and what the property does, one row per property. The README holds it between
+/// two marker comments; a test of kcon-core checks that it is this text.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| property | default | allowed | parts | what it does |\n|---|---|---|---|---|\n",
+    );
+    for p in PROPERTIES {
+        let mut name = format!("`{}`", p.name);
+        for alias in p.aliases {
+            // Invariant: writing to a String cannot fail.
+            let _ = write!(name, " (also `{alias}`)");
+        }
+        let default = match p.default {
+            DefaultValue::Value(v) => format!("`{v}`"),
+            DefaultValue::Unset => "unset".to_owned(),
+            DefaultValue::Derived(words) => words.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {default} | {} | {} | {} |",
+            cell(p.allowed()),
+            p.part_names(),
+            cell(p.doc),
+        );
+    }
+    out
+}
+
+/// Text made safe for a table cell: a `|` would end the cell, `<` and `>` would be read as
+/// HTML.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,606 @@
+//! The registry's entries: every property kcon accepts, under the Java client's name and with
+//! its default (librdkafka's where Java has no such property), grouped by the part they
+//! mostly configure. To add one, see DESIGN.md ("How to add a property").
+
+use std::path::PathBuf;
+
+use super::registry::{DefaultValue, Input, Kind, Part, Property};
+use super::setting::Setting;
+use super::{ConfigError, split_host_port};
+use crate::assignor::BuiltinAssignor;
+use crate::offsets::{IsolationLevel, ResetPolicy};
+use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
+
+const POOL: &[Part] = &[Part::Pool];
+const POOL_FETCH: &[Part] = &[Part::Pool, Part::Fetch];
+const RETRYING: &[Part] = &[Part::Pool, Part::Group, Part::Offsets, Part::Fetch];
+const GROUP: &[Part] = &[Part::Group];
+const GROUP_OFFSETS: &[Part] = &[Part::Group, Part::Offsets];
+const GROUP_FETCH: &[Part] = &[Part::Group, Part::Fetch];
+const OFFSETS: &[Part] = &[Part::Offsets];
+const OFFSETS_FETCH: &[Part] = &[Part::Offsets, Part::Fetch];
+const FETCH: &[Part] = &[Part::Fetch];
+const CONSUMER: &[Part] = &[Part::Consumer];
+
+/// The largest count: Kafka's counts are 32-bit, so every count fits an `i32`.
+const MAX_COUNT: usize = i32::MAX as usize;
+
+const FROM_0: &str = "a whole number from 0 to 2147483647";
+const FROM_1: &str = "a whole number from 1 to 2147483647";
+const SERVERS: &str = "a comma-separated list of host:port, port from 1 to 65535";
+const FILE: &str = "the path of a PEM file; empty unsets it";
+const STRATEGY: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
+     sticky, cooperative-sticky (or their Java class names)";
+
+pub(super) static TABLE: &[Property] = &[
+    Property {
+        name: "bootstrap.servers",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "Brokers to ask first for the cluster's metadata; required. A name is tried at \
+              each address it resolves to.",
+        kind: Kind::Other {
+            allowed: SERVERS,
+            parse: servers,
+        },
+    },
+    Property {
+        name: "client.id",
+        aliases: &[],
+        default: DefaultValue::Value("kcon"),
+        parts: POOL,
+        doc: "The name in every request's header, by which brokers' logs and quotas know the \
+              client.",
+        kind: Kind::Text {
+            allowed: "any text",
+            setting: Setting::ClientId,
+        },
+    },
+    Property {
+        name: "socket.connection.setup.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: POOL,
+        doc: "How long a new connection may take to be ready: TCP connect and the ApiVersions \
+              exchange together.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::SocketConnectionSetupTimeout,
+        },
+    },
+    Property {
+        name: "request.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("30000"),
+        parts: POOL,
+        doc: "How long a request may wait in all, for a free in-flight slot and then for its \
+              answer.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::RequestTimeout,
+        },
+    },
+    Property {
+        name: "max.in.flight.requests.per.connection",
+        aliases: &[],
+        default: DefaultValue::Value("5"),
+        parts: POOL,
+        doc: "Requests one connection may have sent and not yet seen answered; further ones \
+              wait for a slot.",
+        kind: Kind::Count {
+            min: 1,
+            // librdkafka's upper bound.
+            max: 1_000_000,
+            allowed: "a whole number from 1 to 1000000",
+            setting: Setting::MaxInFlightRequestsPerConnection,
+        },
+    },
+    Property {
+        name: "metadata.max.age.ms",
+        aliases: &[],
+        default: DefaultValue::Value("300000"),
+        parts: POOL_FETCH,
+        doc: "The longest the cluster's metadata goes unrefreshed; also how long the fetcher \
+              keeps reading from a preferred replica.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::MetadataMaxAge,
+        },
+    },
+    Property {
+        name: "reconnect.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("50"),
+        parts: POOL,
+        doc: "The first pause before connecting again to a broker that failed; it doubles, \
+              with jitter, at each failure.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::ReconnectBackoff,
+        },
+    },
+    Property {
+        name: "reconnect.backoff.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("1000"),
+        parts: POOL,
+        doc: "The most the reconnection pause grows to.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::ReconnectBackoffMax,
+        },
+    },
+    Property {
+        name: "retry.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: RETRYING,
+        doc: "The first pause before a failed request is tried again; it doubles, with jitter, \
+              at each failure (KIP-580).",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::RetryBackoff,
+        },
+    },
+    Property {
+        name: "retry.backoff.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("1000"),
+        parts: RETRYING,
+        doc: "The most the retry pause grows to (KIP-580).",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::RetryBackoffMax,
+        },
+    },
+    Property {
+        name: "connections.max.idle.ms",
+        aliases: &[],
+        default: DefaultValue::Value("540000"),
+        parts: POOL,
+        doc: "A connection with nothing in flight for this long is closed; 0 never closes an \
+              idle one.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::ConnectionsMaxIdle,
+        },
+    },
+    Property {
+        name: "receive.message.max.bytes",
+        aliases: &[],
+        default: DefaultValue::Value("104857600"),
+        parts: POOL,
+        doc: "The largest answer a connection accepts; a larger size prefix closes the \
+              connection before anything is allocated.",
+        kind: Kind::Count {
+            // librdkafka's lower bound.
+            min: 1_000,
+            max: MAX_COUNT,
+            allowed: "a whole number from 1000 to 2147483647",
+            setting: Setting::ReceiveMessageMaxBytes,
+        },
+    },
+    Property {
+        name: "allow.auto.create.topics",
+        aliases: &[],
+        default: DefaultValue::Value("true"),
+        parts: POOL,
+        doc: "Whether asking for a missing topic's metadata may create it, on brokers \
+              configured to.",
+        kind: Kind::Bool(Setting::AllowAutoCreateTopics),
+    },
+    Property {
+        name: "security.protocol",
+        aliases: &[],
+        default: DefaultValue::Value("PLAINTEXT"),
+        parts: POOL,
+        doc: "Whether connections are encrypted with TLS, authenticated with SASL, both or \
+              neither.",
+        kind: Kind::Other {
+            allowed: "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+            parse: |i| {
+                SecurityProtocol::parse(i.trimmed())
+                    .map(Setting::SecurityProtocol)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "ssl.ca.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "CA certificates that may sign the brokers' certificates; unset, the system's \
+              trust store.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| Setting::SslCaLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.certificate.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "The client's certificate, then its chain, for brokers that authenticate clients \
+              by certificate; needs ssl.key.location.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| Setting::SslCertificateLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.key.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "The unencrypted private key (PKCS#8, PKCS#1 or SEC1) of the client's \
+              certificate; needs ssl.certificate.location.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| Setting::SslKeyLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.endpoint.identification.algorithm",
+        aliases: &[],
+        default: DefaultValue::Value("https"),
+        parts: POOL,
+        doc: "https: a broker's certificate must name the host dialled; none: any trusted \
+              certificate will do.",
+        kind: Kind::Other {
+            allowed: "https or none",
+            parse: |i| {
+                EndpointIdentification::parse(i.trimmed())
+                    .map(Setting::SslEndpointIdentificationAlgorithm)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.mechanism",
+        aliases: &["sasl.mechanisms"],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
+              tokens from the application.",
+        kind: Kind::Other {
+            allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not \
+                      supported)",
+            parse: |i| {
+                SaslMechanism::parse(i.trimmed())
+                    .map(Setting::SaslMechanism)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.username",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "The user that PLAIN and SCRAM log in as.",
+        kind: Kind::Optional {
+            trim: false,
+            allowed: "any text, spaces kept; empty unsets it",
+            setting: Setting::SaslUsername,
+        },
+    },
+    Property {
+        name: "sasl.password",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "The password of PLAIN and SCRAM; debug output and logs show it as <redacted>.",
+        kind: Kind::Text {
+            allowed: "any text, spaces kept",
+            setting: |p| Setting::SaslPassword(Password::new(p)),
+        },
+    },
+    Property {
+        name: "group.id",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: GROUP_OFFSETS,
+        doc: "The consumer group to join and commit for; without it the consumer reads only \
+              the partitions it is assigned and commits nothing.",
+        kind: Kind::Text {
+            allowed: "any text, spaces kept",
+            setting: Setting::GroupId,
+        },
+    },
+    Property {
+        name: "group.instance.id",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: GROUP_OFFSETS,
+        doc: "Makes the member static (KIP-345): restarted within session.timeout.ms it gets \
+              its partitions back without a rebalance.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a name, unique in the group; empty unsets it",
+            setting: Setting::GroupInstanceId,
+        },
+    },
+    Property {
+        name: "group.protocol",
+        aliases: &[],
+        default: DefaultValue::Value("classic"),
+        parts: GROUP,
+        doc: "The group protocol; kcon speaks the classic one (JoinGroup, SyncGroup, \
+              Heartbeat).",
+        kind: Kind::Other {
+            allowed: "classic (the KIP-848 consumer protocol is not supported yet)",
+            parse: |i| {
+                if i.trimmed().eq_ignore_ascii_case("classic") {
+                    Ok(Setting::GroupProtocol)
+                } else {
+                    Err(i.refused())
+                }
+            },
+        },
+    },
+    Property {
+        name: "session.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("45000"),
+        parts: GROUP,
+        doc: "How long the coordinator waits for a heartbeat before it takes the member out of \
+              the group.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::SessionTimeout,
+        },
+    },
+    Property {
+        name: "heartbeat.interval.ms",
+        aliases: &[],
+        default: DefaultValue::Value("3000"),
+        parts: GROUP,
+        doc: "The time between heartbeats; below session.timeout.ms.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::HeartbeatInterval,
+        },
+    },
+    Property {
+        name: "max.poll.interval.ms",
+        aliases: &[],
+        default: DefaultValue::Value("300000"),
+        parts: GROUP,
+        doc: "The longest the application may go without asking for records before the member \
+              leaves the group; also the rebalance timeout.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::MaxPollInterval,
+        },
+    },
+    Property {
+        name: "partition.assignment.strategy",
+        aliases: &[],
+        default: DefaultValue::Value("range,cooperative-sticky"),
+        parts: GROUP,
+        doc: "Assignors in order of preference; the member rebalances cooperatively only when \
+              every one listed can.",
+        kind: Kind::Other {
+            allowed: STRATEGY,
+            parse: assignors,
+        },
+    },
+    Property {
+        name: "client.rack",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: GROUP_FETCH,
+        doc: "The consumer's rack: for rack-aware assignment (KIP-881) and for reading from a \
+              replica in the same rack (KIP-392).",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a rack name; empty unsets it",
+            setting: Setting::ClientRack,
+        },
+    },
+    Property {
+        name: "enable.auto.commit",
+        aliases: &[],
+        default: DefaultValue::Value("true"),
+        parts: OFFSETS,
+        doc: "Commit the stored offsets every auto.commit.interval.ms, before partitions are \
+              given up, and on close.",
+        kind: Kind::Bool(Setting::EnableAutoCommit),
+    },
+    Property {
+        name: "auto.commit.interval.ms",
+        aliases: &[],
+        default: DefaultValue::Value("5000"),
+        parts: OFFSETS,
+        doc: "The time between automatic commits; at least 1 with enable.auto.commit.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::AutoCommitInterval,
+        },
+    },
+    Property {
+        name: "enable.auto.offset.store",
+        aliases: &[],
+        default: DefaultValue::Value("true"),
+        parts: OFFSETS,
+        doc: "Store a record's offset for commit once the application asks for more records; \
+              false commits only what the application stores.",
+        kind: Kind::Bool(Setting::EnableAutoOffsetStore),
+    },
+    Property {
+        name: "auto.offset.reset",
+        aliases: &[],
+        default: DefaultValue::Value("latest"),
+        parts: OFFSETS_FETCH,
+        doc: "Where a partition starts when it has no committed offset or its position is out \
+              of range; none makes that an error.",
+        kind: Kind::Other {
+            allowed: ResetPolicy::ALLOWED,
+            parse: |i| ResetPolicy::parse(i.trimmed()).map(Setting::AutoOffsetReset),
+        },
+    },
+    Property {
+        name: "isolation.level",
+        aliases: &[],
+        default: DefaultValue::Value("read_uncommitted"),
+        parts: OFFSETS_FETCH,
+        doc: "read_committed leaves out records of aborted transactions and stops at the first \
+              open one.",
+        kind: Kind::Other {
+            allowed: IsolationLevel::ALLOWED,
+            parse: |i| IsolationLevel::parse(i.value).map(Setting::IsolationLevel),
+        },
+    },
+    Property {
+        name: "default.api.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("60000"),
+        parts: OFFSETS,
+        doc: "How long a commit or an offset lookup may keep retrying before it fails.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Setting::DefaultApiTimeout,
+        },
+    },
+    Property {
+        name: "fetch.min.bytes",
+        aliases: &[],
+        default: DefaultValue::Value("1"),
+        parts: FETCH,
+        doc: "The bytes a broker waits to have (or fetch.max.wait.ms to pass) before it answers \
+              a Fetch.",
+        kind: Kind::Count {
+            min: 0,
+            max: MAX_COUNT,
+            allowed: FROM_0,
+            setting: |n| Setting::FetchMinBytes(n as i32),
+        },
+    },
+    Property {
+        name: "fetch.max.wait.ms",
+        aliases: &[],
+        default: DefaultValue::Value("500"),
+        parts: FETCH,
+        doc: "The longest a broker holds a Fetch waiting for fetch.min.bytes.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::FetchMaxWait,
+        },
+    },
+    Property {
+        name: "fetch.max.bytes",
+        aliases: &[],
+        default: DefaultValue::Value("52428800"),
+        parts: FETCH,
+        doc: "The most a Fetch answer may carry, though a first batch larger than that still \
+              comes whole (KIP-74).",
+        kind: Kind::Count {
+            min: 0,
+            max: MAX_COUNT,
+            allowed: FROM_0,
+            setting: |n| Setting::FetchMaxBytes(n as i32),
+        },
+    },
+    Property {
+        name: "max.partition.fetch.bytes",
+        aliases: &[],
+        default: DefaultValue::Value("1048576"),
+        parts: FETCH,
+        doc: "The most one partition's part of a Fetch answer may carry.",
+        kind: Kind::Count {
+            min: 0,
+            max: MAX_COUNT,
+            allowed: FROM_0,
+            setting: |n| Setting::MaxPartitionFetchBytes(n as i32),
+        },
+    },
+    Property {
+        name: "fetch.buffer.max.bytes",
+        aliases: &[],
+        default: DefaultValue::Derived("3 × fetch.max.bytes"),
+        parts: FETCH,
+        doc: "kcon's own: the prefetch budget, bytes fetched and not yet handed out plus bytes \
+              reserved by Fetches in flight, all partitions together.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: Setting::FetchBufferMaxBytes,
+        },
+    },
+    Property {
+        name: "max.poll.records",
+        aliases: &[],
+        default: DefaultValue::Value("500"),
+        parts: FETCH,
+        doc: "The most records one batch hands the application; a larger fetched batch is \
+              handed out in parts.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: |n| Setting::MaxPollRecords(n as i32),
+        },
+    },
+    Property {
+        name: "close.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("30000"),
+        parts: CONSUMER,
+        doc: "kcon's own: the longest closing the consumer may take, final commit and leaving \
+              the group included.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::CloseTimeout,
+        },
+    },
+];
+
+/// `bootstrap.servers`: empty entries (`a:1,,b:2`, a trailing comma) are skipped, as the Java
+/// client's list type does; a bad entry is named.
+fn servers(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    let servers: Vec<String> = i
+        .trimmed()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if servers.is_empty() {
+        return Err(ConfigError::invalid(
+            i.property,
+            i.trimmed(),
+            "at least one host:port",
+        ));
+    }
+    if let Some(bad) = servers.iter().find(|s| split_host_port(s).is_none()) {
+        return Err(ConfigError::invalid(i.property, bad, i.allowed));
+    }
+    Ok(Setting::BootstrapServers(servers))
+}
+
+/// `partition.assignment.strategy`: at least one assignor, none twice.
+fn assignors(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    let mut list = Vec::new();
+    for name in i
+        .trimmed()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match BuiltinAssignor::from_name(name) {
+            Some(a) if !list.contains(&a) => list.push(a),
+            _ => return Err(i.refused()),
+        }
+    }
+    if list.is_empty() {
+        return Err(i.refused());
+    }
+    Ok(Setting::PartitionAssignmentStrategy(list))
+}
