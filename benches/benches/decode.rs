@@ -2,6 +2,8 @@
 //!
 //! - `kcon`: kcon-codec's decoder with default options (CRC checked), every record visited and
 //!   its key and value touched;
+//! - `kcon-deferred` (compressed): the same, each batch decompressed after the walk, as the
+//!   fetcher does when it hands records out;
 //! - `kafka-protocol`: that crate's `RecordBatchDecoder` over the same bytes, doing the same
 //!   touching (given kcon's decompressor, since its own compression features are off);
 //! - `crc32c` (uncompressed): one bare CRC-32C pass over the bytes, the least any checked
@@ -36,6 +38,20 @@ fn kcon(data: &DataSet) -> usize {
     let mut sum = 0;
     for batch in RecordBatches::new(data.bytes.clone(), DecodeOptions::default()) {
         let batch = batch.expect("benchmark data decodes");
+        for record in batch.records() {
+            let record = record.expect("benchmark record decodes");
+            sum += touch(record.key(), record.value());
+        }
+    }
+    sum
+}
+
+fn kcon_deferred(data: &DataSet) -> usize {
+    let opts = DecodeOptions::default().with_deferred_decompression(true);
+    let mut sum = 0;
+    for batch in RecordBatches::new(data.bytes.clone(), opts) {
+        let mut batch = batch.expect("benchmark data decodes");
+        batch.decompress().expect("benchmark data decompresses");
         for record in batch.records() {
             let record = record.expect("benchmark record decodes");
             sum += touch(record.key(), record.value());
@@ -93,6 +109,10 @@ fn bench(c: &mut Criterion) {
                     b.iter(|| black_box(crc32c::crc32c(&d.bytes)))
                 });
             } else {
+                assert_eq!(kcon(&data), kcon_deferred(&data));
+                group.bench_with_input(BenchmarkId::new("kcon-deferred", codec), &data, |b, d| {
+                    b.iter(|| black_box(kcon_deferred(d)))
+                });
                 group.bench_with_input(BenchmarkId::new("decompress", codec), &data, |b, d| {
                     b.iter(|| {
                         let mut n = 0;
