@@ -11,6 +11,11 @@
 //! 3. [`PrefetchBudget::consumed`] as the application takes records, [`PrefetchBudget::discard`]
 //!    when buffered records are dropped (seek, reset, revocation).
 //!
+//! Buffered bytes are an answer's bytes as they came, plus the decompressed bytes held for
+//! records not handed out yet ([`PrefetchBudget::hold`]): a compressed batch is decompressed
+//! as its records are handed out, and when `max.poll.records` cuts it, the rest of it waits
+//! decompressed.
+//!
 //! Two rules from the Java client (`AbstractFetch.fetchablePartitions`, `FetchBuffer`):
 //! a partition with buffered data is not fetched again until it is drained, so one partition
 //! never holds more than one answer's worth; and partitions that just got data move to the
@@ -144,6 +149,17 @@ impl PrefetchBudget {
             self.served.insert(tp, self.next_serial);
             self.next_serial += 1;
         }
+    }
+
+    /// `bytes` more are held for `tp`'s buffered records: decompressed as some were handed out,
+    /// for the rest. Counted until [`consumed`](Self::consumed) gives them back. Nothing for a
+    /// partition with nothing buffered: its records were dropped, and so were their bytes.
+    pub fn hold(&mut self, tp: &TopicPartition, bytes: usize) {
+        let Some(held) = self.buffered.get_mut(tp) else {
+            return;
+        };
+        *held += bytes;
+        self.buffered_total += bytes;
     }
 
     /// `broker`'s request failed or was cancelled: its reservation is released.

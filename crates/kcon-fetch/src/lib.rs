@@ -44,4 +44,4 @@ pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     RequestFailure, RequestId, StartPosition,
 };
-pub use records::{ConsumerRecord, FetchedRecords};
+pub use records::{ConsumerRecord, CorruptRecords, FetchedRecords};

@@ -53,6 +53,25 @@ fn buffered_partitions_wait_until_drained() {
 }
 
 #[test]
+fn decompressed_bytes_held_count_until_given_back() {
+    let mut b = PrefetchBudget::new(1000, 500);
+    b.grant(1, tps(0..2));
+    b.complete(1, [(tp(0), 300)]);
+    // A batch decompressed for a part, its rest waiting: 250 more held for partition 0.
+    b.hold(&tp(0), 250);
+    assert_eq!((b.buffered(), b.buffered_for(&tp(0))), (550, 550));
+    assert_eq!(b.available(), 450);
+    // The next part hands that batch out: its bytes go back, the answer's stay.
+    b.consumed(&tp(0), 250);
+    assert_eq!(b.buffered_for(&tp(0)), 300);
+    // Nothing is held for a partition whose records were dropped.
+    b.discard(&tp(0));
+    b.hold(&tp(0), 100);
+    b.hold(&tp(1), 100);
+    assert_eq!(b.buffered(), 0);
+}
+
+#[test]
 fn an_oversized_answer_blocks_requests_until_drained_below_the_budget() {
     let mut b = PrefetchBudget::new(1000, 1000);
     b.grant(1, tps([0, 1]));
