@@ -18,10 +18,16 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kafka_protocol::records::{Compression as KpCompression, RecordBatchDecoder};
 use kcon_benches::{DataSet, data_set};
-use kcon_codec::compression::{Compression, DEFAULT_MAX_DECOMPRESSED_BYTES, decompress};
+use kcon_codec::compression::{
+    Compression, DEFAULT_MAX_DECOMPRESSED_BYTES, FreeListShare, decompress,
+};
 use kcon_codec::records::{DecodeOptions, RecordBatches};
 
 const TOTAL: usize = 1 << 20;
+
+/// The free list a consumer's fetcher lets decompression keep when it buffers nothing: its
+/// default budget, three times the default `fetch.max.bytes` (50 MiB).
+const CONSUMER_FREE_LIST: usize = 3 * 50 * 1024 * 1024;
 
 fn touch(key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
     // Read the length and the first byte of each, so the data is really reached.
@@ -82,6 +88,8 @@ fn kafka_protocol(data: &DataSet) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
+    // Decompression buffers are reused as in a consumer; with no share they would not be.
+    let _free_list = FreeListShare::new(CONSUMER_FREE_LIST);
     for value_len in [100, 1024] {
         let mut group = c.benchmark_group(format!("decode/{value_len}B"));
         for codec in [

@@ -72,6 +72,27 @@ fn decompressed_bytes_held_count_until_given_back() {
 }
 
 #[test]
+fn the_free_list_share_is_what_the_budget_has_not_buffered() {
+    let mut b = PrefetchBudget::new(1000, 500);
+    assert_eq!(b.free_list_share(), 1000);
+    // A reservation is not memory yet: the share stays.
+    b.grant(1, tps(0..2));
+    assert_eq!(b.free_list_share(), 1000);
+    b.complete(1, [(tp(0), 300), (tp(1), 200)]);
+    assert_eq!(b.free_list_share(), 500);
+    b.hold(&tp(0), 100);
+    assert_eq!(b.free_list_share(), 400);
+    b.consumed(&tp(0), 400);
+    assert_eq!(b.free_list_share(), 800);
+    b.discard(&tp(1));
+    assert_eq!(b.free_list_share(), 1000);
+    // Past the budget (a first batch larger than asked, KIP-74): no idle buffer is kept.
+    b.grant(1, tps([0]));
+    b.complete(1, [(tp(0), 1500)]);
+    assert_eq!(b.free_list_share(), 0);
+}
+
+#[test]
 fn an_oversized_answer_blocks_requests_until_drained_below_the_budget() {
     let mut b = PrefetchBudget::new(1000, 1000);
     b.grant(1, tps([0, 1]));
