@@ -2,6 +2,8 @@
 //!
 //! - `kcon`: kcon-codec's decoder with default options (CRC checked), every record visited and
 //!   its key and value touched;
+//! - `kcon-deferred` (compressed): the same, each batch decompressed after the walk, as the
+//!   fetcher does when it hands records out;
 //! - `kafka-protocol`: that crate's `RecordBatchDecoder` over the same bytes, doing the same
 //!   touching (given kcon's decompressor, since its own compression features are off);
 //! - `crc32c` (uncompressed): one bare CRC-32C pass over the bytes, the least any checked
@@ -16,10 +18,16 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kafka_protocol::records::{Compression as KpCompression, RecordBatchDecoder};
 use kcon_benches::{DataSet, data_set};
-use kcon_codec::compression::{Compression, DEFAULT_MAX_DECOMPRESSED_BYTES, decompress};
+use kcon_codec::compression::{
+    Compression, DEFAULT_MAX_DECOMPRESSED_BYTES, FreeListShare, decompress,
+};
 use kcon_codec::records::{DecodeOptions, RecordBatches};
 
 const TOTAL: usize = 1 << 20;
+
+/// The free list a consumer's fetcher lets decompression keep when it buffers nothing: its
+/// default budget, three times the default `fetch.max.bytes` (50 MiB).
+const CONSUMER_FREE_LIST: usize = 3 * 50 * 1024 * 1024;
 
 fn touch(key: Option<&[u8]>, value: Option<&[u8]>) -> usize {
     // Read the length and the first byte of each, so the data is really reached.
@@ -36,6 +44,20 @@ fn kcon(data: &DataSet) -> usize {
     let mut sum = 0;
     for batch in RecordBatches::new(data.bytes.clone(), DecodeOptions::default()) {
         let batch = batch.expect("benchmark data decodes");
+        for record in batch.records() {
+            let record = record.expect("benchmark record decodes");
+            sum += touch(record.key(), record.value());
+        }
+    }
+    sum
+}
+
+fn kcon_deferred(data: &DataSet) -> usize {
+    let opts = DecodeOptions::default().with_deferred_decompression(true);
+    let mut sum = 0;
+    for batch in RecordBatches::new(data.bytes.clone(), opts) {
+        let mut batch = batch.expect("benchmark data decodes");
+        batch.decompress().expect("benchmark data decompresses");
         for record in batch.records() {
             let record = record.expect("benchmark record decodes");
             sum += touch(record.key(), record.value());
@@ -66,6 +88,8 @@ fn kafka_protocol(data: &DataSet) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
+    // Decompression buffers are reused as in a consumer; with no share they would not be.
+    let _free_list = FreeListShare::new(CONSUMER_FREE_LIST);
     for value_len in [100, 1024] {
         let mut group = c.benchmark_group(format!("decode/{value_len}B"));
         for codec in [
@@ -93,6 +117,10 @@ fn bench(c: &mut Criterion) {
                     b.iter(|| black_box(crc32c::crc32c(&d.bytes)))
                 });
             } else {
+                assert_eq!(kcon(&data), kcon_deferred(&data));
+                group.bench_with_input(BenchmarkId::new("kcon-deferred", codec), &data, |b, d| {
+                    b.iter(|| black_box(kcon_deferred(d)))
+                });
                 group.bench_with_input(BenchmarkId::new("decompress", codec), &data, |b, d| {
                     b.iter(|| {
                         let mut n = 0;

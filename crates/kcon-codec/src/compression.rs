@@ -32,6 +32,8 @@ use crate::error::BatchErrorKind;
 mod lz4;
 pub(crate) mod pool;
 
+pub use pool::{FreeListShare, free_list_usage};
+
 /// The default cap on the decompressed size of one batch: 64 MiB.
 ///
 /// Large enough for any batch a broker accepts with its default `message.max.bytes` (1 MiB

@@ -11,6 +11,17 @@
 //! 3. [`PrefetchBudget::consumed`] as the application takes records, [`PrefetchBudget::discard`]
 //!    when buffered records are dropped (seek, reset, revocation).
 //!
+//! Buffered bytes are an answer's bytes as they came, plus the decompressed bytes held for
+//! records not handed out yet ([`PrefetchBudget::hold`]): a compressed batch is decompressed
+//! as its records are handed out, and when `max.poll.records` cuts it, the rest of it waits
+//! decompressed.
+//!
+//! The budget also sizes the process-wide free list of decompression buffers: it holds a
+//! [`FreeListShare`] of what it has not buffered (`max_buffered` less the buffered bytes), so
+//! idle buffers kept for the next decompression and the records the consumer holds stay within
+//! the budget together, and a consumer that holds little keeps room for reuse. Reservations of
+//! requests in flight are not memory yet and do not shrink it.
+//!
 //! Two rules from the Java client (`AbstractFetch.fetchablePartitions`, `FetchBuffer`):
 //! a partition with buffered data is not fetched again until it is drained, so one partition
 //! never holds more than one answer's worth; and partitions that just got data move to the
@@ -20,9 +31,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kcon_codec::compression::FreeListShare;
 use kcon_core::TopicPartition;
 
-/// The shared prefetch budget. Pure bookkeeping: no IO, no clock.
+/// The shared prefetch budget. Bookkeeping, and the size of its share of the free list of
+/// decompression buffers: no IO, no clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefetchBudget {
     max_buffered: usize,
@@ -35,6 +48,8 @@ pub struct PrefetchBudget {
     /// served go first. Partitions never served count as 0.
     served: BTreeMap<TopicPartition, u64>,
     next_serial: u64,
+    /// `max_buffered` less `buffered_total`: what idle decompression buffers may take.
+    free_list: FreeListShare,
 }
 
 /// What one Fetch request to a broker may ask for.
@@ -60,7 +75,20 @@ impl PrefetchBudget {
             in_flight_total: 0,
             served: BTreeMap::new(),
             next_serial: 1,
+            free_list: FreeListShare::new(max_buffered),
         }
+    }
+
+    /// The share of the process-wide free list of decompression buffers this budget holds:
+    /// what it has not buffered.
+    pub fn free_list_share(&self) -> usize {
+        self.free_list.bytes()
+    }
+
+    /// Keeps the free list's share at what is not buffered.
+    fn buffered_changed(&mut self) {
+        let unbuffered = self.max_buffered.saturating_sub(self.buffered_total);
+        self.free_list.set(unbuffered);
     }
 
     /// Bytes fetched and not yet consumed.
@@ -144,6 +172,19 @@ impl PrefetchBudget {
             self.served.insert(tp, self.next_serial);
             self.next_serial += 1;
         }
+        self.buffered_changed();
+    }
+
+    /// `bytes` more are held for `tp`'s buffered records: decompressed as some were handed out,
+    /// for the rest. Counted until [`consumed`](Self::consumed) gives them back. Nothing for a
+    /// partition with nothing buffered: its records were dropped, and so were their bytes.
+    pub fn hold(&mut self, tp: &TopicPartition, bytes: usize) {
+        let Some(held) = self.buffered.get_mut(tp) else {
+            return;
+        };
+        *held += bytes;
+        self.buffered_total += bytes;
+        self.buffered_changed();
     }
 
     /// `broker`'s request failed or was cancelled: its reservation is released.
@@ -163,6 +204,7 @@ impl PrefetchBudget {
         if *left == 0 {
             self.buffered.remove(tp);
         }
+        self.buffered_changed();
     }
 
     /// `tp`'s buffered records were dropped (a seek, a reset, a stale answer): all its bytes
@@ -170,6 +212,7 @@ impl PrefetchBudget {
     pub fn discard(&mut self, tp: &TopicPartition) {
         if let Some(bytes) = self.buffered.remove(tp) {
             self.buffered_total -= bytes;
+            self.buffered_changed();
         }
     }
 

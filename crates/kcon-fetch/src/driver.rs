@@ -18,7 +18,7 @@ use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::config::FetchConfig;
-use crate::handout::{Arrival, HandedOut, Handout};
+use crate::handout::{Arrival, HandedOut, Handout, Release};
 use crate::machine::FetchMachine;
 use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
@@ -35,13 +35,23 @@ use crate::{TopicPartition, fetch_request};
 /// that partition goes out while the application works on them. The bytes the application
 /// holds are its own: the budget bounds what is fetched and not yet taken.
 ///
-/// Records are decoded as they are handed out (the task only checks them). A partition's
-/// records of one answer, when more than `max.poll.records`, are handed out in parts of at most
-/// that many, in order, before anything else of the channel (the Java consumer's `poll` drains its
-/// current `CompletedFetch` in slices the same way). Its bytes leave the budget when the last
-/// part is handed out, not proportionally: until then the partition still holds fetched records
-/// and is not fetched again (the budget's rule), so the parts are never overtaken by newer
-/// records. Each part but the last has `size` 0; the last carries the whole answer's size.
+/// Records are decoded as they are handed out, and compressed batches decompressed then (the
+/// task only checks them). A partition's records of one answer, when more than
+/// `max.poll.records`, are handed out in parts of at most that many, in order, before anything
+/// else of the channel (the Java consumer's `poll` drains its current `CompletedFetch` in slices
+/// the same way). Its bytes leave the budget when the last part is handed out, not
+/// proportionally: until then the partition still holds fetched records and is not fetched
+/// again (the budget's rule), so the parts are never overtaken by newer records. A batch
+/// decompressed for one part whose later records wait for the next is held decompressed
+/// meanwhile: the budget counts those bytes too, from that part to the one that hands out the
+/// batch's last records. The last part carries the rest of the answer's size.
+///
+/// A corrupt record found as a compressed batch is read here ends the answer's records: the
+/// records before it are handed out, the task moves the partition back to it (the answer had
+/// moved it to its end) and the application gets [`PartitionError::Corrupt`] at its offset
+/// once, after those records.
+///
+/// [`PartitionError::Corrupt`]: crate::position::PartitionError::Corrupt
 ///
 /// Dropping the handle stops the task without closing the fetch sessions (the brokers evict
 /// them); [`close`](Fetcher::close) closes them.
@@ -62,7 +72,8 @@ enum Command {
     Pause(TopicPartition),
     Resume(TopicPartition),
     Seek(TopicPartition, i64, Option<i32>, u64),
-    Consumed(TopicPartition, usize),
+    /// What records handed out release or hold.
+    Release(Release),
     Close,
 }
 
@@ -195,10 +206,10 @@ impl Fetcher {
         events
     }
 
-    /// An event leaves the handle; the bytes it releases leave the prefetch budget.
+    /// An event leaves the handle; what it releases or holds goes to the task's budget.
     fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
-        if let Some((tp, bytes)) = h.consumed {
-            let _ = self.commands.send(Command::Consumed(tp, bytes));
+        for release in h.releases {
+            let _ = self.commands.send(Command::Release(release));
         }
         h.event
     }
@@ -259,7 +270,7 @@ impl Drive for FetchTask {
                 machine.seek(&tp, offset, epoch);
                 let _ = self.events.send(Arrival::Fenced(vec![tp], fence));
             }
-            Some(Command::Consumed(tp, bytes)) => machine.records_consumed(&tp, bytes),
+            Some(Command::Release(release)) => release.apply(machine, now),
             Some(Command::Close) | None => machine.close(now),
         }
     }
@@ -445,7 +456,8 @@ mod tests {
 
     use std::sync::Arc;
 
-    use kcon_codec::records::TimestampType;
+    use kcon_codec::compression::Compression;
+    use kcon_codec::records::{RecordBatchBuilder, TimestampType};
 
     use super::*;
     use crate::records::{ConsumerRecord, FetchedRecords};
@@ -483,7 +495,7 @@ mod tests {
     fn consumed(commands: &mut mpsc::UnboundedReceiver<Command>) -> Vec<(i32, usize)> {
         let mut out = Vec::new();
         while let Ok(c) = commands.try_recv() {
-            if let Command::Consumed(tp, bytes) = c {
+            if let Command::Release(Release::Consumed(tp, bytes)) = c {
                 out.push((tp.partition, bytes));
             }
         }
@@ -529,6 +541,89 @@ mod tests {
         assert!(f.handout.is_idle());
         // Only partition 1's bytes were released: partition 0's go with the seek, in the task.
         assert_eq!(consumed(&mut commands), [(1, 700)]);
+    }
+
+    /// `n` records from `base` in one batch compressed with `codec`; `cut` cuts its payload
+    /// short under a CRC that holds.
+    fn compressed(base: i64, n: usize, codec: Compression, cut: bool) -> Vec<u8> {
+        let mut b = RecordBatchBuilder::new(base)
+            .partition_leader_epoch(2)
+            .compression(codec);
+        for i in 0..n {
+            b.record(0, None, Some(format!("v{}", base + i as i64).as_bytes()));
+        }
+        let mut b = b.build().unwrap().to_vec();
+        if cut {
+            b.truncate(b.len() - 5);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        b
+    }
+
+    fn checked(bytes: Vec<u8>, next_offset_expected: i64) -> FetchedRecords {
+        let tp = TopicPartition::new("t", 0);
+        let len = bytes.len();
+        let d = crate::records::check_partition(
+            &tp,
+            &Arc::from("t"),
+            bytes.into(),
+            0,
+            Some(1),
+            None,
+            -1,
+        );
+        assert_eq!(d.position, next_offset_expected);
+        let mut r = FetchedRecords::new(tp, Vec::new(), d.position, d.position, len);
+        r.undecoded = d.batches;
+        r
+    }
+
+    #[tokio::test]
+    async fn decompressed_bytes_between_parts_are_held_and_a_corrupt_record_ends_the_answer() {
+        let (command_tx, mut commands) = mpsc::unbounded_channel();
+        let (events, event_rx) = mpsc::unbounded_channel();
+        let mut f = Fetcher::handle(command_tx, event_rx, 3, None);
+        let mut answer = compressed(0, 5, Compression::Lz4, false);
+        answer.extend(compressed(5, 3, Compression::Zstd, true));
+        answer.extend(compressed(8, 2, Compression::Lz4, false));
+        let wire = answer.len();
+        let r = checked(answer, 10);
+        events.send(Arrival::Event(FetchEvent::Records(r))).unwrap();
+
+        let mut sent = Vec::new();
+        let mut take = |c: &mut mpsc::UnboundedReceiver<Command>| {
+            while let Ok(c) = c.try_recv() {
+                sent.push(c);
+            }
+            std::mem::take(&mut sent)
+        };
+        // The first batch is decompressed for offsets 0..3; 3 and 4 wait in it: held.
+        assert_eq!(offsets(f.next().await).1, [0, 1, 2]);
+        let held = match take(&mut commands).as_slice() {
+            [Command::Release(Release::Held(tp, bytes))] if tp.partition == 0 && *bytes > 0 => {
+                *bytes
+            }
+            other => panic!("{other:?}"),
+        };
+        // 3 and 4, then the second batch does not decompress: the last part, with one
+        // command that releases everything and says where the records stop.
+        let (_, offsets_out, next, size) = offsets(f.next().await);
+        assert_eq!((offsets_out, next, size), (vec![3, 4], 5, wire + held));
+        match take(&mut commands).as_slice() {
+            [Command::Release(Release::Corrupt(tp, c, bytes))] => {
+                assert_eq!(tp.partition, 0);
+                assert_eq!((c.offset, c.leader_epoch, c.answer_end), (5, Some(2), 10));
+                assert_eq!(*bytes, wire + held);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            f.handout.is_idle(),
+            "nothing after the corrupt record waits"
+        );
     }
 
     #[test]

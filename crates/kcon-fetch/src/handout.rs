@@ -9,17 +9,28 @@
 //!   their bytes from the budget when it applied the command);
 //! - records of a paused partition are held, in order, and handed out after the resume before
 //!   anything newer (the Java consumer withholds a paused partition's buffered records);
-//! - records are decoded as they are handed out, at most `max.poll.records` at a time; the rest
-//!   of a batch goes first on the next call. The answer's bytes leave the prefetch budget with
-//!   the last part ([`HandedOut::consumed`]), not proportionally: until then the partition
-//!   still holds fetched records and is not fetched again, so the parts are never overtaken.
+//! - records are decoded (and compressed batches decompressed) as they are handed out, at most
+//!   `max.poll.records` at a time; the rest of a batch goes first on the next call. The
+//!   answer's bytes leave the prefetch budget with the last part, not proportionally: until
+//!   then the partition still holds fetched records and is not fetched again, so the parts are
+//!   never overtaken. A batch decompressed for one part whose later records wait for the next
+//!   is held decompressed meanwhile, and the budget counts those bytes too;
+//! - a corrupt record found as a compressed batch is read ends the answer's records: the
+//!   records before it are handed out, and the task hears, in the same message that releases
+//!   the answer's bytes, that the partition goes back to the corrupt record (the answer had
+//!   moved it to its end).
+//!
+//! What the task must hear of a hand-out comes as [`Release`]s, applied to the machine with
+//! [`Release::apply`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 
 use kcon_core::TopicPartition;
 
+use crate::machine::FetchMachine;
 use crate::messages::FetchEvent;
-use crate::records::FetchedRecords;
+use crate::records::{CorruptRecords, FetchedRecords};
 
 /// What reaches the application's side from the fetch task, in order.
 #[derive(Debug)]
@@ -31,14 +42,39 @@ pub enum Arrival {
     Fenced(Vec<TopicPartition>, u64),
 }
 
-/// An event handed to the application, and the bytes it releases from the prefetch budget
-/// (to tell the fetch machine with `records_consumed`).
+/// An event handed to the application, and what the fetch machine must hear of it, in order.
 #[derive(Debug)]
 pub struct HandedOut {
     /// The event.
     pub event: FetchEvent,
-    /// The partition whose buffered bytes leave the budget now, and how many.
-    pub consumed: Option<(TopicPartition, usize)>,
+    /// What it holds or releases from the prefetch budget.
+    pub releases: Vec<Release>,
+}
+
+/// What records handed out do to the fetch machine's budget and positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Decompressed bytes now held for records still to come of a batch.
+    Held(TopicPartition, usize),
+    /// The answer's bytes leave the budget: its last records were handed out.
+    Consumed(TopicPartition, usize),
+    /// The records handed out end at a corrupt record: the answer's bytes leave the budget and
+    /// the partition goes back to the corrupt record. One message, since between a release
+    /// and a rewind the machine could fetch the partition from the answer's end.
+    Corrupt(TopicPartition, CorruptRecords, usize),
+}
+
+impl Release {
+    /// Tells `machine`, at `now`.
+    pub fn apply(self, machine: &mut FetchMachine, now: Instant) {
+        match self {
+            Release::Held(tp, bytes) => machine.records_held(&tp, bytes),
+            Release::Consumed(tp, bytes) => machine.records_consumed(&tp, bytes),
+            Release::Corrupt(tp, corrupt, bytes) => {
+                machine.records_corrupt(now, &tp, &corrupt, bytes);
+            }
+        }
+    }
 }
 
 /// The application's side of a fetcher (see the module documentation).
@@ -143,24 +179,34 @@ impl Handout {
             Arrival::Event(FetchEvent::Records(r)) => Some(self.hand_out(r)),
             Arrival::Event(event) => Some(HandedOut {
                 event,
-                consumed: None,
+                releases: Vec::new(),
             }),
         }
     }
 
     /// Records leave: at most `max.poll.records` of them, decoded now; the rest first in line
-    /// for the next call. The bytes leave the prefetch budget with the last part.
+    /// for the next call. The bytes leave the prefetch budget with the last part (and
+    /// decompressed bytes held between parts with the part that ends their batch).
     fn hand_out(&mut self, mut r: FetchedRecords) -> HandedOut {
         let part = r.take(self.max_poll_records);
         if !r.is_empty() {
             self.released.push_front(r);
         }
-        // Every part but the last weighs nothing: the budget learns of the answer's bytes with
-        // the last (and has no entry for nothing buffered, so a 0 would be a no-op).
-        let consumed = (part.size > 0).then(|| (part.partition.clone(), part.size));
+        let tp = &part.partition;
+        let mut releases = Vec::new();
+        if part.held_more() > 0 {
+            releases.push(Release::Held(tp.clone(), part.held_more()));
+        }
+        if let Some(corrupt) = part.corrupt() {
+            releases.push(Release::Corrupt(tp.clone(), *corrupt, part.size));
+        } else if part.size > 0 {
+            // Parts that release nothing say nothing (the budget has no entry for nothing
+            // buffered, so a 0 would be a no-op).
+            releases.push(Release::Consumed(tp.clone(), part.size));
+        }
         HandedOut {
             event: FetchEvent::Records(part),
-            consumed,
+            releases,
         }
     }
 

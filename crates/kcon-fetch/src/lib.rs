@@ -43,7 +43,7 @@ pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     StartPosition,
 };
-pub use records::{ConsumerRecord, FetchedRecords};
+pub use records::{ConsumerRecord, CorruptRecords, FetchedRecords};
 
 // The shared vocabulary, for the modules here as `crate::X`.
 use kcon_core::{IsolationLevel, TopicPartition};

@@ -20,7 +20,7 @@ use crate::position::{
     AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionError,
     PartitionState, ResetReason,
 };
-use crate::records::{FetchedRecords, check_partition};
+use crate::records::{CorruptRecords, FetchedRecords, check_partition};
 use crate::transactions::AbortedTransaction;
 use crate::validation::{EpochQuery, epoch_answers, plan_validation};
 use crate::{FetchSession, IsolationLevel, PartitionFetch, RequestKind, SessionOutcome};
@@ -291,6 +291,50 @@ impl FetchMachine {
     /// the prefetch budget, and once `tp` holds nothing it is fetched again.
     pub fn records_consumed(&mut self, tp: &TopicPartition, bytes: usize) {
         self.budget.consumed(tp, bytes);
+    }
+
+    /// Handing out `tp`'s records left `bytes` more held for those still to come (a
+    /// [`FetchedRecords::held_more`]: a batch decompressed for a part, whose later records wait
+    /// for the next): the prefetch budget counts them until a part's `size` gives them back.
+    pub fn records_held(&mut self, tp: &TopicPartition, bytes: usize) {
+        self.budget.hold(tp, bytes);
+    }
+
+    /// Handing out `tp`'s records found a corrupt one (the part that ends before it carries
+    /// `corrupt`, and `bytes`, its `size`, leave the budget): the partition goes back to that
+    /// offset, though the answer had moved it past, and is fetched again from there after
+    /// `retry.backoff.ms`, in case a new leader serves a good copy. The application is told once
+    /// per offset, after the records before it. Nothing happens to a partition sought, reset or
+    /// unassigned since: those records were stale.
+    pub fn records_corrupt(
+        &mut self,
+        now: Instant,
+        tp: &TopicPartition,
+        corrupt: &CorruptRecords,
+        bytes: usize,
+    ) {
+        self.budget.consumed(tp, bytes);
+        let retry_at = now + self.config.retry_backoff;
+        let Some(a) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        if !a.state.rewind_to_corrupt(
+            corrupt.offset,
+            corrupt.leader_epoch,
+            corrupt.answer_end,
+            retry_at,
+        ) {
+            return;
+        }
+        if a.corrupt_told != Some(corrupt.offset) {
+            a.corrupt_told = Some(corrupt.offset);
+            self.events.push_back(FetchEvent::PartitionError {
+                partition: tp.clone(),
+                error: PartitionError::Corrupt {
+                    offset: corrupt.offset,
+                },
+            });
+        }
     }
 
     /// A new metadata snapshot: leaders and epochs (a change may start validation, KIP-320),
@@ -752,6 +796,7 @@ impl FetchMachine {
                             &a.topic,
                             bytes.clone(),
                             fetch_offset,
+                            a.state.position().and_then(|p| p.offset_epoch),
                             aborted,
                             p.last_stable_offset,
                         ))
@@ -772,15 +817,16 @@ impl FetchMachine {
                             }
                             let size = p.records.as_ref().map_or(0, |b| b.len()) + d.decompressed;
                             received.push((tp.clone(), size));
-                            self.events.push_back(FetchEvent::Records(FetchedRecords {
-                                partition: tp.clone(),
-                                records: Vec::new(),
-                                next_offset: d.position,
-                                high_watermark: p.high_watermark,
+                            let mut records = FetchedRecords::new(
+                                tp.clone(),
+                                Vec::new(),
+                                d.position,
+                                p.high_watermark,
                                 size,
-                                // Delivered once per answer: the batches move out.
-                                undecoded: std::mem::take(&mut d.batches),
-                            }));
+                            );
+                            // Delivered once per answer: the batches move out.
+                            records.undecoded = std::mem::take(&mut d.batches);
+                            self.events.push_back(FetchEvent::Records(records));
                         }
                         FetchAction::Discard => {}
                         FetchAction::RefreshMetadata => self.metadata_wanted = true,

@@ -213,9 +213,10 @@ pub enum PartitionError {
         /// The offset that was out of range.
         offset: i64,
     },
-    /// The batch at `offset` is corrupt (our decoder's finding, or CORRUPT_MESSAGE from the
-    /// broker). The position does not move past it: nothing is skipped silently; the
-    /// application may seek past it.
+    /// The batch at `offset`, or the record at `offset` of a compressed batch (read only as it
+    /// is handed out), is corrupt: our decoder's finding, or CORRUPT_MESSAGE from the broker.
+    /// The position does not move past it: nothing is skipped silently; the application may
+    /// seek past it.
     Corrupt {
         /// The first offset not delivered.
         offset: i64,
@@ -399,6 +400,36 @@ impl PartitionState {
             // best lower bound for validation.
             p.offset_epoch = last_epoch.or(p.offset_epoch);
         }
+    }
+
+    /// Records handed out found a corrupt one at `offset` (a compressed batch is decompressed
+    /// and read only then), after the partition had moved to `from`, the end of their answer:
+    /// the position goes back to `offset`, the last record before it in `last_epoch` (the
+    /// epoch the position had before the answer when none of it was handed out), and the
+    /// partition is fetched again from there after `retry_at`. Only a fetching partition still
+    /// at `from` moves (one sought or reset since has dropped those records). Returns whether
+    /// it moved.
+    pub fn rewind_to_corrupt(
+        &mut self,
+        offset: i64,
+        last_epoch: Option<i32>,
+        from: i64,
+        retry_at: Instant,
+    ) -> bool {
+        if self.status != FetchStatus::Fetching {
+            return false;
+        }
+        let Some(p) = &mut self.position else {
+            return false;
+        };
+        if p.offset != from || offset > from {
+            return false;
+        }
+        p.offset = offset;
+        // Not `or` the epoch held now: that is the answer's last record's, past `offset`.
+        p.offset_epoch = last_epoch;
+        self.retry_at = Some(retry_at);
+        true
     }
 
     /// A new metadata snapshot names `leader` for the partition. When the leader or its epoch

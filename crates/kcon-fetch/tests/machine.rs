@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kcon_codec::compression::Compression;
 use kcon_codec::kafka_protocol::messages::TopicName;
 use kcon_codec::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
@@ -514,6 +515,127 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
         ),
         "told again after a seek"
     );
+}
+
+/// `n` records from `base` in one lz4 batch of epoch `epoch` whose payload is cut short, the
+/// CRC computed over what is left: it holds, the payload does not decompress.
+fn compressed_cut(base: i64, n: usize, epoch: i32) -> Bytes {
+    let mut b = RecordBatchBuilder::new(base)
+        .partition_leader_epoch(epoch)
+        .compression(Compression::Lz4);
+    for i in 0..n {
+        let v = format!("v{}", base + i as i64);
+        b.record(1_000 + i as i64, Some(b"k"), Some(v.as_bytes()));
+    }
+    let mut b = b.build().expect("a batch").to_vec();
+    b.truncate(b.len() - 5);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+#[test]
+fn a_corrupt_record_found_when_handed_out_moves_the_position_back_to_it_and_is_told_once() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    let mut answer = batch(0, 3, 5).to_vec();
+    answer.extend_from_slice(&compressed_cut(3, 2, 5));
+    answer.extend_from_slice(&batch(5, 2, 5));
+    let answer = Bytes::from(answer);
+    sim.answer(&first, response(0, vec![(0, 0, Some(answer.clone()))]));
+    // Nothing looks wrong when the answer comes: the CRCs hold, the payload is not read.
+    let Some(FetchEvent::Records(mut r)) = sim.machine.poll_event() else {
+        panic!("records")
+    };
+    assert_eq!((r.next_offset, r.size), (7, answer.len()));
+    assert_eq!(sim.machine.poll_event(), None);
+    assert_eq!(
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
+        7
+    );
+
+    // Handed out: the records before the bad batch, then the end.
+    let part = r.take(500);
+    assert!(r.is_empty());
+    let offsets: Vec<i64> = part.records.iter().map(|r| r.offset).collect();
+    assert_eq!((offsets, part.next_offset), (vec![0, 1, 2], 3));
+    let corrupt = *part.corrupt().expect("found when handed out");
+    sim.0
+        .machine
+        .records_corrupt(sim.0.now, &tp(0), &corrupt, part.size);
+    let state = sim.machine.partition(&tp(0)).unwrap();
+    let position = state.position().unwrap();
+    assert_eq!(
+        (position.offset, position.offset_epoch),
+        (3, Some(5)),
+        "back to it"
+    );
+    assert_eq!(
+        sim.events(),
+        [FetchEvent::PartitionError {
+            partition: tp(0),
+            error: PartitionError::Corrupt { offset: 3 },
+        }]
+    );
+    assert_eq!(
+        sim.machine.budget().buffered(),
+        0,
+        "the answer's bytes left the budget"
+    );
+
+    // Fetched again from it once the backoff passed; the same finding is not told again.
+    // Partition 1 alone goes out meanwhile.
+    let other = sim.fetch();
+    assert_eq!(offsets_of(&other), BTreeMap::from([(1, 0)]));
+    sim.answer(&other, response(0, vec![(1, 0, None)]));
+    sim.advance(Duration::from_millis(100));
+    let again = sim.fetch();
+    assert_eq!(offsets_of(&again).get(&0), Some(&3));
+    let bad = compressed_cut(3, 2, 5);
+    sim.answer(&again, response(0, vec![(0, 0, Some(bad.clone()))]));
+    let Some(FetchEvent::Records(mut r)) = sim.machine.poll_event() else {
+        panic!("records")
+    };
+    let part = r.take(500);
+    assert!(part.records.is_empty());
+    let corrupt = *part.corrupt().expect("found again");
+    assert_eq!(corrupt.offset, 3);
+    sim.0
+        .machine
+        .records_corrupt(sim.0.now, &tp(0), &corrupt, part.size);
+    assert_eq!(sim.events(), []);
+    assert_eq!(
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
+        3
+    );
+
+    // A finding for records a seek made stale moves nothing.
+    sim.machine.seek(&tp(0), 1, None);
+    sim.0
+        .machine
+        .records_corrupt(sim.0.now, &tp(0), &corrupt, 0);
+    assert_eq!(
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
+        1
+    );
+    assert_eq!(sim.events(), []);
 }
 
 #[test]

@@ -1125,8 +1125,8 @@ impl World {
         let Some(h) = handed else {
             return Fill::Wait;
         };
-        if let Some((tp, bytes)) = h.consumed {
-            c.fetch.records_consumed(&tp, bytes);
+        for release in h.releases {
+            release.apply(&mut c.fetch, now);
         }
         let ready = c.consumer.fetch_event(now, Some(h.event));
         self.run_commands(i);

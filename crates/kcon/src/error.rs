@@ -171,7 +171,7 @@ impl Error {
             PartitionError::Corrupt { offset } => Error::new(
                 ErrorKind::Corrupt,
                 format!(
-                    "the record batch at offset {offset} of {at} is corrupt; nothing at or after it was delivered"
+                    "the records of {at} at offset {offset} are corrupt; nothing at or after it was delivered"
                 ),
             ),
             PartitionError::LogTruncation {

@@ -125,6 +125,22 @@ impl RecordBatches {
     }
 }
 
+/// The records section of the magic-2 batch `raw` decompressed into a pooled buffer, and the
+/// bytes that buffer holds.
+fn decompress_section(
+    codec: Compression,
+    raw: &[u8],
+    cap: usize,
+) -> std::result::Result<(Bytes, usize), BatchErrorKind> {
+    let section = raw.get(v2::HEADER_LEN..).unwrap_or_default();
+    Ok(compression::decompress_pooled(
+        codec,
+        section,
+        cap,
+        Lz4HeaderChecksum::Verify,
+    )?)
+}
+
 /// `N` bytes of `buf` at `at`; `buf` is a fixed-size header the caller has checked is long
 /// enough, so the fallback of zeros is never taken.
 #[inline]
@@ -184,6 +200,10 @@ pub struct Batch {
     /// Bytes of the buffer `data` keeps alive besides `raw`: the decompression buffer, which
     /// may be longer than `data` when it was reused from a larger batch.
     held: usize,
+    /// The decompression cap, while the records are still compressed in `raw`
+    /// ([`DecodeOptions::defer_decompression`]); `None` once `data` holds them, and for
+    /// batches whose records never needed decompressing.
+    deferred: Option<usize>,
     /// Whether the records are the uncompressed section of `raw`, after the header.
     records_in_raw: bool,
     magic: i8,
@@ -240,21 +260,20 @@ impl Batch {
             value: i64::from(record_count),
         };
         let count = usize::try_from(record_count).map_err(|_| count_error.clone())?;
-        let (data, held) = if compression == Compression::None {
+        let defer = compression != Compression::None && opts.defer_decompression;
+        let (data, held) = if compression == Compression::None || defer {
             (Bytes::new(), 0)
         } else {
             // Decompressed once into one pooled buffer; the records are slices of it.
-            compression::decompress_pooled(
-                compression,
-                &raw[v2::HEADER_LEN..],
-                opts.max_decompressed_bytes,
-                Lz4HeaderChecksum::Verify,
-            )?
+            decompress_section(compression, &raw, opts.max_decompressed_bytes)?
         };
         // A count the bytes cannot hold is refused before any record is read (nothing is sized
-        // from it, but it would otherwise surface only at the end of the walk).
+        // from it, but it would otherwise surface only at the end of the walk). Still
+        // compressed, the records can be no longer than the cap.
         let section_len = if compression == Compression::None {
             raw.len().saturating_sub(v2::HEADER_LEN)
+        } else if defer {
+            opts.max_decompressed_bytes
         } else {
             data.len()
         };
@@ -289,7 +308,57 @@ impl Batch {
             raw,
             data,
             held,
+            deferred: defer.then_some(opts.max_decompressed_bytes),
         })
+    }
+
+    /// Decompresses the records of a batch read with
+    /// [`DecodeOptions::defer_decompression`], bounded by the cap the walk was given; does
+    /// nothing when they are not compressed or already decompressed. Until then
+    /// [`records`](Self::records) yields an error.
+    ///
+    /// A payload that does not decompress, or whose output cannot hold the records the header
+    /// counts, is the same [`Error::CorruptBatch`] the walk would have returned, at the same
+    /// base offset and position; the batch then stays compressed, and calling this again
+    /// fails again.
+    ///
+    /// ```
+    /// use kcon_codec::compression::Compression;
+    /// use kcon_codec::records::{DecodeOptions, RecordBatchBuilder, RecordBatches};
+    ///
+    /// let mut builder = RecordBatchBuilder::new(7).compression(Compression::Zstd);
+    /// builder.record(0, None, Some(b"v"));
+    /// let opts = DecodeOptions::default().with_deferred_decompression(true);
+    /// let mut batch = RecordBatches::new(builder.build().unwrap(), opts).next().unwrap().unwrap();
+    /// assert!(batch.needs_decompression());
+    /// assert!(batch.records().next().unwrap().is_err());
+    /// batch.decompress().unwrap();
+    /// assert_eq!(batch.records().next().unwrap().unwrap().offset(), 7);
+    /// ```
+    pub fn decompress(&mut self) -> Result<()> {
+        let Some(cap) = self.deferred else {
+            return Ok(());
+        };
+        let (data, held) =
+            decompress_section(self.compression, &self.raw, cap).map_err(|k| self.corrupt(k))?;
+        // The check the walk makes of a batch it decompresses.
+        let count = self.record_count.max(0) as usize;
+        if count > data.len() / v2::MIN_RECORD_LEN {
+            return Err(self.corrupt(BatchErrorKind::InvalidLength {
+                field: "record count",
+                value: i64::from(self.record_count),
+            }));
+        }
+        self.data = data;
+        self.held = held;
+        self.deferred = None;
+        Ok(())
+    }
+
+    /// Whether the records are still compressed: [`decompress`](Self::decompress) must come
+    /// before [`records`](Self::records).
+    pub fn needs_decompression(&self) -> bool {
+        self.deferred.is_some()
     }
 
     /// Reads a magic 0/1 entry from `raw`, which holds exactly its declared size.
@@ -321,6 +390,7 @@ impl Batch {
             legacy: Some(d.walk),
             records_in_raw: false,
             raw,
+            deferred: None,
             held: if d.compression == Compression::None {
                 0
             } else {
@@ -377,7 +447,9 @@ impl Batch {
         self.legacy
     }
 
-    /// The records, read lazily: each a view into this batch.
+    /// The records, read lazily: each a view into this batch. For a batch whose decompression
+    /// was deferred and has not happened yet ([`needs_decompression`](Self::needs_decompression)),
+    /// one error and nothing else.
     ///
     /// ```
     /// use kcon_codec::records::{DecodeOptions, NewRecord, RecordBatchBuilder, RecordBatches};
@@ -407,8 +479,9 @@ impl Batch {
 
     /// Bytes of the records' own buffer, the one they were decompressed into, which the batch
     /// and its records keep in memory besides [`as_bytes`](Self::as_bytes): 0 for an
-    /// uncompressed batch, whose records are read in place. At least the decompressed size;
-    /// more when the buffer is one reused from a larger batch.
+    /// uncompressed batch, whose records are read in place, and for one whose decompression
+    /// is deferred and still to come. At least the decompressed size; more when the buffer is
+    /// one reused from a larger batch.
     pub fn decompressed_len(&self) -> usize {
         self.held
     }

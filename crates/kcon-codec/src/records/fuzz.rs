@@ -12,16 +12,24 @@ use crate::compression::Compression;
 #[doc(hidden)]
 pub fn fuzz_decode_all(data: &[u8], cap: usize) {
     let bytes = Bytes::copy_from_slice(data);
-    for verify_crc in [true, false] {
+    for (verify_crc, defer) in [(true, false), (false, false), (true, true)] {
         let opts = DecodeOptions::default()
             .with_verify_crc(verify_crc)
-            .with_max_decompressed_bytes(cap);
+            .with_max_decompressed_bytes(cap)
+            .with_deferred_decompression(defer);
         let mut batches = RecordBatches::new(bytes.clone(), opts);
         let mut consumed = 0;
         for batch in &mut batches {
-            let Ok(batch) = batch else { break };
+            let Ok(mut batch) = batch else { break };
             assert_eq!(batch.position(), consumed);
             consumed += batch.size_in_bytes();
+            if batch.needs_decompression() {
+                // Read too early, then decompressed as a consumer does when handing it out.
+                touch(&batch);
+                if batch.decompress().is_err() {
+                    continue;
+                }
+            }
             touch(&batch);
         }
         assert_eq!(batches.bytes_consumed(), consumed);

@@ -87,6 +87,14 @@ pub struct DecodeOptions {
     /// ([`crate::error::BatchErrorKind::DecompressedTooLarge`]). Default
     /// [`DEFAULT_MAX_DECOMPRESSED_BYTES`] (64 MiB).
     pub max_decompressed_bytes: usize,
+    /// Leave a compressed magic-2 batch's records compressed until
+    /// [`Batch::decompress`](crate::records::Batch::decompress) is called, rather than
+    /// decompressing them as the walk reads the batch. The walk still checks the CRC (over the
+    /// compressed bytes, as the producer computed it) and the header. A consumer holding many
+    /// batches then holds their compressed bytes only, and decompresses each when its records
+    /// are wanted. Off by default. Magic 0 and 1 wrappers are always decompressed by the walk:
+    /// their inner offsets are needed to know the wrapper's.
+    pub defer_decompression: bool,
 }
 
 impl DecodeOptions {
@@ -101,6 +109,13 @@ impl DecodeOptions {
         self.max_decompressed_bytes = max;
         self
     }
+
+    /// These options with decompression deferred, or not (see
+    /// [`defer_decompression`](Self::defer_decompression)).
+    pub fn with_deferred_decompression(mut self, defer: bool) -> Self {
+        self.defer_decompression = defer;
+        self
+    }
 }
 
 impl Default for DecodeOptions {
@@ -108,6 +123,7 @@ impl Default for DecodeOptions {
         DecodeOptions {
             verify_crc: true,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            defer_decompression: false,
         }
     }
 }

@@ -784,6 +784,8 @@ pub struct Records<'a> {
     /// Whether the walk is a magic-2 one whose end (no bytes after the last record) is still
     /// to be checked.
     v2_end: bool,
+    /// Whether the batch's records are still compressed: the walk is one error.
+    compressed: bool,
     /// Added to each record's offset delta.
     base_offset: i64,
     /// Added to each record's timestamp delta masked with `timestamp_mask`: the base timestamp
@@ -796,13 +798,18 @@ impl<'a> Records<'a> {
     #[inline]
     pub(crate) fn new(batch: &'a Batch) -> Self {
         let count = batch.record_count().max(0) as u32;
-        if batch.legacy_walk().is_some() {
+        if batch.legacy_walk().is_some() || batch.needs_decompression() {
             return Records {
                 batch,
                 rest: batch.records_section(),
                 v2_left: 0,
-                legacy_left: count,
+                legacy_left: if batch.needs_decompression() {
+                    0
+                } else {
+                    count
+                },
                 v2_end: false,
+                compressed: batch.needs_decompression(),
                 base_offset: 0,
                 timestamp_base: 0,
                 timestamp_mask: 0,
@@ -815,6 +822,7 @@ impl<'a> Records<'a> {
             v2_left: count,
             legacy_left: 0,
             v2_end: true,
+            compressed: false,
             base_offset: batch.base_offset(),
             timestamp_base: if log_append_time {
                 batch.max_timestamp()
@@ -856,6 +864,7 @@ impl<'a> Records<'a> {
         self.v2_left = 0;
         self.legacy_left = 0;
         self.v2_end = false;
+        self.compressed = false;
         Some(Err(self.batch.corrupt(kind)))
     }
 
@@ -873,6 +882,11 @@ impl<'a> Records<'a> {
             return None;
         }
         if self.legacy_left == 0 {
+            if self.compressed {
+                return self.fail(BatchErrorKind::Other(
+                    "the records were read before the batch was decompressed",
+                ));
+            }
             return None;
         }
         match legacy_next(self.batch, self.rest) {
@@ -931,7 +945,7 @@ impl<'a> Iterator for Records<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = (self.v2_left + self.legacy_left) as usize;
-        if left == 0 && !self.v2_end {
+        if left == 0 && !self.v2_end && !self.compressed {
             return (0, Some(0));
         }
         // One more for a trailing-bytes error after the last record.

@@ -841,3 +841,200 @@ fn an_error_stops_the_walk() {
     assert!(batches[1].is_err());
     assert_eq!(it.bytes_consumed(), second);
 }
+
+/// The walk with decompression deferred, each batch decompressed after: what the walk alone
+/// gives, error for error.
+fn decode_deferred(buf: Bytes, opts: DecodeOptions) -> Vec<Result<Batch, Error>> {
+    let mut out = Vec::new();
+    for b in RecordBatches::new(buf, opts.with_deferred_decompression(true)) {
+        match b {
+            Ok(mut b) => {
+                let r = b.decompress();
+                let failed = r.is_err();
+                out.push(r.map(|()| b));
+                if failed {
+                    break;
+                }
+            }
+            Err(e) => {
+                out.push(Err(e));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_deferred_batch_is_decompressed_only_when_asked_and_then_reads_as_any() {
+    for codec in CODECS {
+        let spec = simple_spec(40, codec, 5);
+        let opts = DecodeOptions::default().with_deferred_decompression(true);
+        let mut batch = RecordBatches::new(spec.encode(), opts)
+            .next()
+            .unwrap()
+            .unwrap();
+        let compressed = codec != Compression::None;
+        assert_eq!(batch.needs_decompression(), compressed, "{codec}");
+        assert_eq!(batch.decompressed_len(), 0, "{codec}: nothing held yet");
+        if compressed {
+            // Read too early: one error, nothing more, no panic.
+            let early: Vec<_> = batch.records().collect();
+            assert_eq!(early.len(), 1, "{codec}");
+            let (base, _, kind) = corrupt_kind(early[0].as_ref().unwrap_err());
+            assert_eq!(*base, Some(40));
+            assert!(matches!(kind, BatchErrorKind::Other(_)), "{codec}: {kind}");
+        }
+        batch.decompress().unwrap();
+        batch.decompress().unwrap();
+        assert!(!batch.needs_decompression());
+        assert_eq!(batch.decompressed_len() > 0, compressed, "{codec}");
+        spec.check(&batch);
+    }
+}
+
+#[test]
+fn a_deferred_batch_with_a_bad_payload_passes_the_walk_and_fails_where_the_walk_would() {
+    for codec in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let good = simple_spec(0, codec, 3).encode();
+        // The payload cut short, the CRC computed over the cut bytes: the producer's CRC
+        // holds, the records do not decompress.
+        let mut bad = simple_spec(3, codec, 3).encode().to_vec();
+        bad.truncate(bad.len() - 6);
+        seal(&mut bad);
+        let mut buf = good.to_vec();
+        buf.extend_from_slice(&bad);
+        let buf = Bytes::from(buf);
+
+        let (eager, _) = decode_all(buf.clone(), DecodeOptions::default());
+        let walked: Vec<_> = RecordBatches::new(
+            buf.clone(),
+            DecodeOptions::default().with_deferred_decompression(true),
+        )
+        .collect();
+        assert!(walked.iter().all(Result::is_ok), "{codec}: the CRC holds");
+        let deferred = decode_deferred(buf, DecodeOptions::default());
+        assert_eq!(deferred.len(), 2, "{codec}");
+        assert!(deferred[0].is_ok());
+        let e = corrupt_kind(eager[1].as_ref().unwrap_err());
+        let d = corrupt_kind(deferred[1].as_ref().unwrap_err());
+        assert_eq!(e, d, "{codec}");
+        assert_eq!((*d.0, d.1), (Some(3), good.len()));
+
+        // A flipped byte is still found on the walk, without decompressing.
+        let mut flipped = simple_spec(0, codec, 3).encode().to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        let opts = DecodeOptions::default().with_deferred_decompression(true);
+        let (walked, _) = decode_all(flipped.into(), opts);
+        let (_, _, kind) = corrupt_kind(walked[0].as_ref().unwrap_err());
+        assert!(
+            matches!(kind, BatchErrorKind::CrcMismatch { .. }),
+            "{codec}"
+        );
+    }
+}
+
+#[test]
+fn a_deferred_bomb_hits_the_walks_cap_and_a_count_past_it_is_refused_on_the_walk() {
+    const CAP: usize = 1 << 20;
+    let opts = DecodeOptions::default()
+        .with_max_decompressed_bytes(CAP)
+        .with_deferred_decompression(true);
+    for codec in [Compression::Gzip, Compression::Zstd, Compression::Lz4] {
+        let bomb = compression::test_bomb(codec, 100);
+        let raw = raw_batch(9, i16::from(codec.id()), 1, &bomb);
+        let mut batch = RecordBatches::new(raw.into(), opts)
+            .next()
+            .unwrap()
+            .unwrap();
+        let e = batch.decompress().unwrap_err();
+        let (base, _, kind) = corrupt_kind(&e);
+        assert_eq!(*base, Some(9));
+        assert_eq!(
+            kind,
+            &BatchErrorKind::DecompressedTooLarge {
+                codec: codec.name(),
+                cap: CAP
+            }
+        );
+        assert!(batch.needs_decompression(), "still compressed");
+        assert_eq!(batch.decompressed_len(), 0);
+    }
+    // More records than the cap could hold, however the payload decompresses.
+    let payload = compression::compress(Compression::Lz4, b"x").unwrap();
+    let count = (CAP / v2::MIN_RECORD_LEN + 1) as i32;
+    let raw = raw_batch(0, i16::from(Compression::Lz4.id()), count, &payload);
+    let (walked, _) = decode_all(raw.into(), opts);
+    let (_, _, kind) = corrupt_kind(walked[0].as_ref().unwrap_err());
+    assert!(
+        matches!(
+            kind,
+            BatchErrorKind::InvalidLength {
+                field: "record count",
+                ..
+            }
+        ),
+        "{kind}"
+    );
+    // A count the decompressed records cannot hold is found when decompressing.
+    let raw = raw_batch(0, i16::from(Compression::Lz4.id()), 1000, &payload);
+    let mut batch = RecordBatches::new(raw.into(), opts)
+        .next()
+        .unwrap()
+        .unwrap();
+    let e = batch.decompress().unwrap_err();
+    let (_, _, kind) = corrupt_kind(&e);
+    assert!(
+        matches!(
+            kind,
+            BatchErrorKind::InvalidLength {
+                field: "record count",
+                ..
+            }
+        ),
+        "{kind}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn deferred_decompression_reads_what_the_walk_reads(
+        specs in vec(spec(), 1..4),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let mut buf = Vec::new();
+        for s in &specs {
+            buf.extend_from_slice(&s.encode());
+        }
+        for (i, x) in flips {
+            let i = i.index(buf.len());
+            buf[i] ^= x | 1;
+        }
+        let buf = Bytes::from(buf);
+        for verify_crc in [true, false] {
+            let opts = DecodeOptions::default().with_verify_crc(verify_crc);
+            let (eager, _) = decode_all(buf.clone(), opts);
+            let deferred = decode_deferred(buf.clone(), opts);
+            prop_assert_eq!(eager.len(), deferred.len());
+            for (e, d) in eager.iter().zip(&deferred) {
+                match (e, d) {
+                    (Ok(e), Ok(d)) => {
+                        let e: Vec<_> = e.records().map(|r| r.map(|r| (r.offset(), r.value_bytes()))).collect();
+                        let d: Vec<_> = d.records().map(|r| r.map(|r| (r.offset(), r.value_bytes()))).collect();
+                        prop_assert_eq!(e, d);
+                    }
+                    (Err(e), Err(d)) => prop_assert_eq!(e, d),
+                    _ => prop_assert!(false, "{:?} against {:?}", e, d),
+                }
+            }
+        }
+    }
+}

@@ -53,6 +53,46 @@ fn buffered_partitions_wait_until_drained() {
 }
 
 #[test]
+fn decompressed_bytes_held_count_until_given_back() {
+    let mut b = PrefetchBudget::new(1000, 500);
+    b.grant(1, tps(0..2));
+    b.complete(1, [(tp(0), 300)]);
+    // A batch decompressed for a part, its rest waiting: 250 more held for partition 0.
+    b.hold(&tp(0), 250);
+    assert_eq!((b.buffered(), b.buffered_for(&tp(0))), (550, 550));
+    assert_eq!(b.available(), 450);
+    // The next part hands that batch out: its bytes go back, the answer's stay.
+    b.consumed(&tp(0), 250);
+    assert_eq!(b.buffered_for(&tp(0)), 300);
+    // Nothing is held for a partition whose records were dropped.
+    b.discard(&tp(0));
+    b.hold(&tp(0), 100);
+    b.hold(&tp(1), 100);
+    assert_eq!(b.buffered(), 0);
+}
+
+#[test]
+fn the_free_list_share_is_what_the_budget_has_not_buffered() {
+    let mut b = PrefetchBudget::new(1000, 500);
+    assert_eq!(b.free_list_share(), 1000);
+    // A reservation is not memory yet: the share stays.
+    b.grant(1, tps(0..2));
+    assert_eq!(b.free_list_share(), 1000);
+    b.complete(1, [(tp(0), 300), (tp(1), 200)]);
+    assert_eq!(b.free_list_share(), 500);
+    b.hold(&tp(0), 100);
+    assert_eq!(b.free_list_share(), 400);
+    b.consumed(&tp(0), 400);
+    assert_eq!(b.free_list_share(), 800);
+    b.discard(&tp(1));
+    assert_eq!(b.free_list_share(), 1000);
+    // Past the budget (a first batch larger than asked, KIP-74): no idle buffer is kept.
+    b.grant(1, tps([0]));
+    b.complete(1, [(tp(0), 1500)]);
+    assert_eq!(b.free_list_share(), 0);
+}
+
+#[test]
 fn an_oversized_answer_blocks_requests_until_drained_below_the_budget() {
     let mut b = PrefetchBudget::new(1000, 1000);
     b.grant(1, tps([0, 1]));

@@ -30,18 +30,13 @@ fn tp() -> TopicPartition {
 }
 
 fn check(bytes: Bytes, from: i64) -> Checked {
-    check_partition(&tp(), &Arc::from("t"), bytes, from, None, -1)
+    check_partition(&tp(), &Arc::from("t"), bytes, from, Some(0), None, -1)
 }
 
 fn fetched(d: Checked, size: usize) -> FetchedRecords {
-    FetchedRecords {
-        partition: tp(),
-        records: Vec::new(),
-        next_offset: d.position,
-        high_watermark: 100,
-        size,
-        undecoded: d.batches,
-    }
+    let mut r = FetchedRecords::new(tp(), Vec::new(), d.position, 100, size);
+    r.undecoded = d.batches;
+    r
 }
 
 fn offsets(r: &FetchedRecords) -> Vec<i64> {
@@ -92,7 +87,7 @@ fn decoding_everything_gives_what_the_parts_give() {
         batch(4, 3, 1, Compression::Zstd),
     ]);
     let d = check(bytes.clone(), 0);
-    assert!(d.decompressed > 0, "decompressed bytes are counted");
+    assert_eq!(d.decompressed, 0, "nothing decompressed yet");
     let whole = fetched(d, 1).decoded();
     assert_eq!(offsets(&whole), (0..7).collect::<Vec<_>>());
 
@@ -146,4 +141,195 @@ fn decoded_records_taken_in_parts_keep_their_order() {
         (vec![3], 4, 9)
     );
     assert!(r.is_empty());
+}
+
+/// The compressed batch `base..base + n` (values `v{offset}`) whose record at `bad` (an index
+/// into the batch) does not parse: its length made longer than the records left. The payload
+/// decompresses and the CRC holds, as a producer with a bug would write it.
+fn compressed_with_bad_record(base: i64, n: usize, bad: usize, codec: Compression) -> Bytes {
+    const HEADER: usize = 61;
+    let plain = batch(base, n, 1, Compression::None);
+    let mut section = plain[HEADER..].to_vec();
+    // Every record here is shorter than 64 bytes: its length is one zigzag varint byte.
+    let mut at = 0;
+    for _ in 0..bad {
+        at += 1 + usize::from(section[at] >> 1);
+    }
+    section[at] = 0x7e;
+    let packed = kcon_codec::compression::compress(codec, &section).expect("compresses");
+    let mut b = plain[..HEADER].to_vec();
+    let attributes = i16::from_be_bytes([b[21], b[22]]) | i16::from(codec.id());
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&packed);
+    seal(&mut b);
+    Bytes::from(b)
+}
+
+/// The compressed batch `base..base + n` whose payload does not decompress: cut short, the
+/// CRC computed over what is left.
+fn compressed_cut(base: i64, n: usize, codec: Compression) -> Bytes {
+    let mut b = batch(base, n, 1, codec).to_vec();
+    b.truncate(b.len() - 5);
+    seal(&mut b);
+    Bytes::from(b)
+}
+
+/// The batch length and CRC of `b` written again over its bytes.
+fn seal(b: &mut [u8]) {
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn a_compressed_batch_is_decompressed_only_when_its_records_are_handed_out() {
+    for codec in [Compression::Lz4, Compression::Zstd] {
+        let bytes = joined(&[batch(0, 4, 1, codec), batch(4, 4, 1, codec)]);
+        let d = check(bytes.clone(), 0);
+        assert_eq!((d.position, d.corrupt_at, d.decompressed), (8, None, 0));
+        let mut r = fetched(d, bytes.len());
+        let still = |r: &FetchedRecords| -> Vec<bool> {
+            r.undecoded
+                .batches
+                .iter()
+                .map(|d| d.batch.needs_decompression())
+                .collect()
+        };
+        assert_eq!(still(&r), [true, true], "{codec}: held as they came");
+        assert_eq!(r.len(), 8, "counted from the headers");
+
+        let first = r.take(4);
+        assert_eq!(offsets(&first), [0, 1, 2, 3]);
+        assert_eq!(still(&r), [true], "{codec}: the second waits, compressed");
+        let second = r.take(4);
+        assert_eq!(
+            (offsets(&second), second.size),
+            (vec![4, 5, 6, 7], bytes.len())
+        );
+        assert_eq!(second.records[0].value.as_deref(), Some(&b"v4"[..]));
+    }
+}
+
+#[test]
+fn decompressed_bytes_held_for_the_next_part_are_counted_until_it_goes() {
+    let bytes = joined(&[
+        batch(0, 5, 1, Compression::Lz4),
+        batch(5, 5, 1, Compression::Zstd),
+    ]);
+    let wire = bytes.len();
+    let mut r = fetched(check(bytes, 0), wire);
+    let mut counted = wire;
+    let mut released = 0;
+    let mut parts = Vec::new();
+    while !r.is_empty() {
+        let part = r.take(3);
+        counted += part.held_more();
+        released += part.size;
+        // What the budget counts for the rest is what the rest holds: the answer's bytes and
+        // the decompressed batch its next records wait in.
+        let held = r.undecoded.spill_held;
+        assert_eq!(counted - released, r.size);
+        assert_eq!(r.size, if r.is_empty() { 0 } else { wire + held });
+        parts.push((offsets(&part), held > 0));
+    }
+    assert_eq!(released, counted, "everything counted was given back");
+    assert_eq!(
+        parts,
+        [
+            // The first batch decompressed; two of its records wait in it.
+            (vec![0, 1, 2], true),
+            // The second decompressed; two of its records wait in it.
+            (vec![3, 4, 5], true),
+            (vec![6, 7, 8], true),
+            (vec![9], false),
+        ]
+    );
+    // The first part's decompression was announced to the budget.
+    let mut r = fetched(check(batch(0, 5, 1, Compression::Lz4), 0), 1);
+    assert!(r.take(3).held_more() > 0);
+    assert_eq!(r.take(3).held_more(), 0, "the last part holds nothing more");
+}
+
+#[test]
+fn a_corrupt_compressed_payload_is_found_when_handed_out_and_ends_the_records_there() {
+    for codec in [Compression::Lz4, Compression::Zstd, Compression::Gzip] {
+        let bytes = joined(&[
+            batch(0, 3, 4, codec),
+            compressed_cut(3, 3, codec),
+            batch(6, 3, 4, codec),
+        ]);
+        // The CRC holds: nothing is wrong when the answer comes.
+        let d = check(bytes.clone(), 0);
+        assert_eq!((d.position, d.corrupt_at), (9, None), "{codec}");
+        let mut r = fetched(d, bytes.len());
+        let first = r.take(2);
+        assert_eq!(
+            (offsets(&first), first.next_offset, first.corrupt()),
+            (vec![0, 1], 2, None)
+        );
+        // The next part reaches the bad batch: it is the last, ends before it, and carries
+        // everything counted, so the budget lets go of the answer as it would at its end.
+        let last = r.take(2);
+        assert!(r.is_empty(), "{codec}: nothing after the bad batch is kept");
+        assert_eq!(
+            (offsets(&last), last.next_offset, last.size),
+            (vec![2], 3, bytes.len() + first.held_more())
+        );
+        assert_eq!(
+            last.corrupt(),
+            Some(&CorruptRecords {
+                offset: 3,
+                leader_epoch: Some(4),
+                answer_end: 9,
+            }),
+            "{codec}"
+        );
+    }
+}
+
+#[test]
+fn a_record_that_does_not_parse_is_found_when_handed_out_and_the_records_before_it_go_out() {
+    let bytes = joined(&[
+        batch(0, 2, 4, Compression::Lz4),
+        compressed_with_bad_record(2, 4, 2, Compression::Lz4),
+        batch(6, 3, 4, Compression::Lz4),
+    ]);
+    let d = check(bytes.clone(), 0);
+    assert_eq!((d.position, d.corrupt_at), (9, None));
+    let whole = fetched(d, bytes.len()).decoded();
+    // 2 and 3 parse; 4 does not: the records end at 4, the answer's end is not reached.
+    assert_eq!(offsets(&whole), [0, 1, 2, 3]);
+    assert_eq!((whole.next_offset, whole.size), (4, bytes.len()));
+    assert_eq!(
+        whole.corrupt().map(|c| (c.offset, c.answer_end)),
+        Some((4, 9))
+    );
+
+    // Cut by parts, the good records of the bad batch still go out before the error.
+    let mut r = fetched(check(bytes, 0), 1);
+    let mut seen = Vec::new();
+    let mut corrupt = None;
+    while !r.is_empty() {
+        let part = r.take(1);
+        seen.extend(offsets(&part));
+        corrupt = part.corrupt().copied().or(corrupt);
+    }
+    assert_eq!(seen, [0, 1, 2, 3]);
+    assert_eq!(corrupt.map(|c| c.offset), Some(4));
+
+    // Nothing of the batch parses: the error is at its first offset, with the epoch of the
+    // position the answer was fetched from.
+    let bad_first = compressed_with_bad_record(10, 3, 0, Compression::Zstd);
+    let d = check_partition(&tp(), &Arc::from("t"), bad_first, 10, Some(7), None, -1);
+    let r = fetched(d, 1).decoded();
+    assert!(r.records.is_empty());
+    assert_eq!(
+        r.corrupt(),
+        Some(&CorruptRecords {
+            offset: 10,
+            leader_epoch: Some(7),
+            answer_end: 13,
+        })
+    );
 }

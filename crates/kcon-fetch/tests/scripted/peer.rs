@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kcon_codec::compression::{Compression, compress};
 use kcon_codec::frame::FrameDecoder;
 use kcon_codec::kafka_protocol::messages::api_versions_response::ApiVersion;
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
@@ -275,6 +276,40 @@ impl SessionBroker {
         let mut bytes = b.build().unwrap().to_vec();
         // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1): the CRC.
         bytes[17] ^= 0xff;
+        push(log, Bytes::from(bytes), n);
+        drop(s);
+        self.wake.notify_waiters();
+    }
+
+    /// Appends `n` records as one lz4 batch whose record at index `bad` does not parse (its
+    /// length runs past the records), though the payload decompresses and the CRC holds: what a
+    /// producer with a bug could write.
+    pub fn append_bad_compressed(&self, p: i32, n: usize, bad: usize) {
+        const HEADER: usize = 61;
+        let mut s = self.state();
+        let log = &mut s.logs[p as usize];
+        let mut b = RecordBatchBuilder::new(log.end).partition_leader_epoch(log.leader_epoch);
+        for i in 0..n {
+            let v = value(p, log.end + i as i64);
+            b.record(1_000, Some(b"k"), Some(v.as_bytes()));
+        }
+        let plain = b.build().unwrap();
+        let mut section = plain[HEADER..].to_vec();
+        // Each record here is shorter than 64 bytes: its length is one zigzag varint byte.
+        let mut at = 0;
+        for _ in 0..bad {
+            at += 1 + usize::from(section[at] >> 1);
+        }
+        section[at] = 0x7e;
+        let packed = compress(Compression::Lz4, &section).unwrap();
+        let mut bytes = plain[..HEADER].to_vec();
+        // attributes (i16 at 21): the codec in the low bits.
+        bytes[22] |= Compression::Lz4.id();
+        bytes.extend_from_slice(&packed);
+        let len = (bytes.len() - 12) as i32;
+        bytes[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
         push(log, Bytes::from(bytes), n);
         drop(s);
         self.wake.notify_waiters();

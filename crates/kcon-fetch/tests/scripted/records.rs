@@ -99,6 +99,53 @@ async fn a_corrupt_batch_is_an_error_at_its_offset_and_nothing_past_it_is_handed
 }
 
 #[tokio::test]
+async fn a_bad_record_of_a_compressed_batch_is_found_when_handed_out_and_the_position_stays_there()
+{
+    let b = SessionBroker::start(2, 5, 12).await;
+    b.append(0, 3); // 0..=2
+    b.append_bad_compressed(0, 4, 2); // 3..=6: 3 and 4 parse, 5 does not
+    b.append(0, 2); // 7, 8
+    b.append(1, 2);
+    let mut c = Consumer::start(&b, config(&[]));
+    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
+    c.until("the bad record's error", |c| !c.errors.is_empty())
+        .await;
+    c.until_count(1, 2).await;
+    // The records before it were handed out, the error came after them, at its offset.
+    assert_eq!(c.errors[0], (0, PartitionError::Corrupt { offset: 5 }));
+    assert_eq!(c.records[&0], expected(0, 0..5));
+
+    // Fetched again from it after the backoff, never past it, told once; the other partition
+    // goes on.
+    b.wait_until("a Fetch again from 5", |b| {
+        b.fetches()
+            .iter()
+            .filter(|f| summary(f).2.contains(&(0, 5)))
+            .count()
+            >= 2
+            || b.fetches()
+                .iter()
+                .any(|f| f.session_epoch > 1 && summary(f).2.contains(&(0, 5)))
+    })
+    .await;
+    b.append(1, 2);
+    c.until_count(1, 4).await;
+    c.read_for(Duration::from_millis(300)).await;
+    assert_eq!(c.records[&0], expected(0, 0..5));
+    assert_eq!(c.records[&1], expected(1, 0..4));
+    assert_eq!(c.errors, [(0, PartitionError::Corrupt { offset: 5 })]);
+    let fetches = b.fetches();
+    assert!(
+        fetches
+            .iter()
+            .flat_map(|f| summary(f).2)
+            .all(|(p, o)| p != 0 || o <= 5),
+        "{:#?}",
+        summarize(&fetches)
+    );
+}
+
+#[tokio::test]
 async fn a_log_truncated_by_a_new_leader_is_reported_and_the_position_moves_to_the_divergence() {
     let b = SessionBroker::start(1, 5, 12).await;
     b.append(0, 6); // 0..=5
