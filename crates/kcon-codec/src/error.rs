@@ -22,7 +22,8 @@ pub enum Error {
         max: usize,
     },
     /// A response (or request) did not decode: it ended early, held a value no valid message
-    /// can hold, or (a request only) had bytes left over.
+    /// can hold, or had bytes left over (a request; a response only when the guard and the
+    /// decoder disagree on where it ends).
     Decode(Box<DecodeError>),
     /// kcon does not speak this API at this version, so it will neither encode nor decode it.
     UnsupportedVersion {
