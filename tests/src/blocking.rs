@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kcon_codec::frame::FrameDecoder;
 use kcon_codec::kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
@@ -62,28 +62,7 @@ impl BlockingConnection {
 
     /// Sends `req` at `version` and waits for its answer.
     pub fn send_at<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response, String> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let mut out = BytesMut::new();
-        let client = StrBytes::from_static_str("kcon-tests");
-        encode_request(&mut out, correlation_id, Some(&client), version, req)
-            .map_err(|e| e.to_string())?;
-        self.stream.write_all(&out).map_err(|e| e.to_string())?;
-        let frame = loop {
-            if let Some(f) = self
-                .frames
-                .decode(&mut self.buf)
-                .map_err(|e| e.to_string())?
-            {
-                break f;
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            let n = self.stream.read(&mut chunk).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("the broker closed the connection".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        };
+        let (correlation_id, frame) = self.exchange(req, version)?;
         let (header, resp) = decode_response::<R>(frame, version).map_err(|e| e.to_string())?;
         if header.correlation_id != correlation_id {
             return Err(format!(
@@ -92,5 +71,37 @@ impl BlockingConnection {
             ));
         }
         Ok(resp)
+    }
+
+    /// Sends `req` at `version` and returns its answer's frame as it came (header and body,
+    /// without the size prefix), undecoded, for tests that look at the bytes themselves.
+    pub fn send_raw_at<R: Request>(&mut self, req: &R, version: i16) -> Result<Bytes, String> {
+        self.exchange(req, version).map(|(_, frame)| frame)
+    }
+
+    /// Sends `req` at `version`; returns its correlation id and the next frame that comes back.
+    fn exchange<R: Request>(&mut self, req: &R, version: i16) -> Result<(i32, Bytes), String> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let mut out = BytesMut::new();
+        let client = StrBytes::from_static_str("kcon-tests");
+        encode_request(&mut out, correlation_id, Some(&client), version, req)
+            .map_err(|e| e.to_string())?;
+        self.stream.write_all(&out).map_err(|e| e.to_string())?;
+        loop {
+            if let Some(f) = self
+                .frames
+                .decode(&mut self.buf)
+                .map_err(|e| e.to_string())?
+            {
+                return Ok((correlation_id, f));
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the broker closed the connection".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
 }

@@ -241,3 +241,98 @@ async fn auto_offset_reset_none_names_the_partitions_without_an_offset_until_sou
     );
     c.close().await.unwrap();
 }
+
+/// What a new user does first, on a 3-broker mock at the versions it advertises (Metadata v12,
+/// whose answers carry a byte after the message, and Fetch v16, by topic id): a group consumer
+/// with default settings, bar `auto.offset.reset=earliest` as `kcon consume` sets it, reads a
+/// topic led by all three brokers while each broker in turn goes down and comes back. The
+/// partitions of the up brokers go on being read meanwhile, the down broker's are read once it
+/// is back, the coordinator's outage included; in the end every record is read, once and in
+/// order, and no receiving call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_consumer_reads_everything_while_each_broker_is_bounced() {
+    const PARTITIONS: i32 = 6;
+    const BATCH: usize = 10;
+    let (mock, topic, pool) = mock_with_topic(PARTITIONS);
+    let leader_of = |p: i32| p % 3 + 1;
+    for p in 0..PARTITIONS {
+        mock.set_leader(&topic, p, leader_of(p));
+    }
+    let mut produced: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    // One batch to each partition whose leader is not `down` (0: every partition).
+    let produce_round = |produced: &mut BTreeMap<TopicPartition, i64>, down: i32| {
+        let to: Vec<i32> = (0..PARTITIONS).filter(|&p| leader_of(p) != down).collect();
+        for &p in &to {
+            *produced.entry(TopicPartition::new(&topic, p)).or_default() += BATCH as i64;
+        }
+        let (pool, topic) = (&pool, &topic);
+        async move {
+            for p in to {
+                produce(pool, topic, p, BATCH, now_ms()).await;
+            }
+        }
+    };
+    produce_round(&mut produced, 0).await;
+
+    let mut c = Consumer::builder()
+        .bootstrap_servers(mock.bootstrap())
+        .group_id(&unique_name("g"))
+        .auto_offset_reset(ResetPolicy::Earliest)
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    let kcon = Driven::start("kcon", c, STEP);
+    // Records read of the partitions `count` selects.
+    let read = |count: &dyn Fn(i32) -> bool| {
+        kcon.state()
+            .records
+            .iter()
+            .filter(|r| count(r.partition))
+            .count() as i64
+    };
+    let total = |produced: &BTreeMap<TopicPartition, i64>, count: &dyn Fn(i32) -> bool| {
+        produced
+            .iter()
+            .filter(|(tp, _)| count(tp.partition))
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    };
+    let want = total(&produced, &|_| true);
+    wait_until(
+        "every record before the first bounce",
+        REBALANCE_WITHIN,
+        || read(&|_| true) == want,
+        || kcon.state(),
+    )
+    .await;
+
+    for id in 1..=3 {
+        mock.set_down(id);
+        produce_round(&mut produced, id).await;
+        let others = |p: i32| leader_of(p) != id;
+        let want = total(&produced, &others);
+        wait_until(
+            &format!("the partitions of the brokers up while {id} is down read"),
+            Duration::from_secs(30),
+            || read(&others) == want,
+            || kcon.state(),
+        )
+        .await;
+
+        mock.set_up(id);
+        produce_round(&mut produced, 0).await;
+        let want = total(&produced, &|_| true);
+        wait_until(
+            &format!("every partition read once broker {id} is back"),
+            Duration::from_secs(60),
+            || read(&|_| true) == want,
+            || kcon.state(),
+        )
+        .await;
+    }
+
+    let (c, seen) = kcon.stop().await;
+    assert_exactly(&seen.records, &BTreeMap::new(), &produced, BATCH as i64);
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    c.close().await.unwrap();
+}

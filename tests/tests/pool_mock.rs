@@ -5,8 +5,8 @@
 //! Each test starts its own cluster (its own process and ports), so they run in parallel. The
 //! same scenarios run against Tansu in `pool_tansu.rs` where Tansu can play them.
 //!
-//! The mock answers Metadata at v8 at most (the harness lowers it: its v9+ answers carry a
-//! stray byte), so there are no topic ids here.
+//! The mock runs Metadata and Fetch at the versions it advertises (v12 and v16 with kcon), so
+//! topics have ids here as on Kafka.
 
 use std::time::{Duration, Instant};
 
@@ -122,11 +122,11 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     mock.create_topic(&topic, 2, 3);
     let pool = pool_on(&mock, |_| {}).await;
     for id in 1..=3 {
-        // librdkafka 2.16's ranges (DESIGN.md, "The brokers", with the harness's caps) against
-        // kcon's: pinned, so that a change on either side shows here.
+        // librdkafka 2.16's ranges (with the harness's caps) against kcon's: pinned, so that
+        // a change on either side shows here.
         let pinned = [
-            (ApiKey::Metadata, 8),
-            (ApiKey::Fetch, 12),
+            (ApiKey::Metadata, 12),
+            (ApiKey::Fetch, 16),
             (ApiKey::ListOffsets, 7),
             (ApiKey::Produce, 10),
             (ApiKey::ApiVersions, 2),
@@ -136,12 +136,13 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
         ];
         assert_versions_of(&pool, id, mock.broker_addr(id), &pinned).await;
     }
-    // Metadata v8 carries leader epochs (v7+).
+    // Metadata v12 carries leader epochs (v7+) and topic ids (v10+).
     let m = pool
         .refresh_metadata(TopicScope::topics([topic.clone()]))
         .await
         .unwrap();
     assert!(m.partition(&topic, 0).unwrap().leader_epoch.is_some());
+    assert!(m.topic(&topic).unwrap().id.is_some(), "{m:?}");
 
     let (fetch_min, _) = mock.implemented_versions(ApiKey::Fetch).unwrap();
     let (metadata_min, _) = mock.implemented_versions(ApiKey::Metadata).unwrap();
@@ -168,7 +169,7 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     }
     // The old pool's connections keep what they learned when they were made.
     let old = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
-    assert_eq!(old.version(ApiKey::Metadata).unwrap(), 8);
+    assert_eq!(old.version(ApiKey::Metadata).unwrap(), 12);
 
     // Metadata at v6 works, and is really v6 on the wire: the answer has the topic and its
     // leaders but no leader epochs, which only v7+ carries.
@@ -209,7 +210,7 @@ async fn metadata_follows_a_moved_leader_after_invalidate() {
         .unwrap();
     let p = before.partition(&topic, 0).unwrap().clone();
     assert_eq!(p.leader, Some(1), "{p:?}");
-    let epoch = p.leader_epoch.expect("Metadata v8 carries leader epochs");
+    let epoch = p.leader_epoch.expect("Metadata v12 carries leader epochs");
     assert_eq!(list_offsets_error(&pool, 1, &topic, 0).await, 0);
 
     mock.set_leader(&topic, 0, 2);
@@ -229,7 +230,7 @@ async fn metadata_follows_a_moved_leader_after_invalidate() {
     let moved = after.partition(&topic, 0).unwrap();
     let new_epoch = moved
         .leader_epoch
-        .expect("Metadata v8 carries leader epochs");
+        .expect("Metadata v12 carries leader epochs");
     assert!(new_epoch > epoch, "leader epoch {epoch} -> {new_epoch}");
     assert!(after.generation > before.generation);
     // The partitions that did not move are unchanged.

@@ -21,8 +21,9 @@ pub enum Error {
         /// The largest size accepted.
         max: usize,
     },
-    /// A response (or request) did not decode: it ended early, had bytes left over, or held a
-    /// value no valid message can hold.
+    /// A response (or request) did not decode: it ended early, held a value no valid message
+    /// can hold, or had bytes left over (a request; a response only when the guard and the
+    /// decoder disagree on where it ends).
     Decode(Box<DecodeError>),
     /// kcon does not speak this API at this version, so it will neither encode nor decode it.
     UnsupportedVersion {
@@ -230,7 +231,9 @@ pub enum DecodeReason {
     InvalidVarint,
     /// A string is not UTF-8.
     InvalidUtf8,
-    /// The message decoded, but bytes were left over.
+    /// The message decoded, but bytes were left over. Only for requests, and for a response
+    /// whose decoder stopped before the end the guard found: bytes after a response's end are
+    /// not an error (see `message::decode_response`).
     TrailingBytes {
         /// How many.
         remaining: usize,

@@ -4,7 +4,9 @@
 //! [`decode_response`] reads one back. Every response is first walked by kcon's guard, which
 //! checks each length and array count against the bytes actually present, because
 //! `kafka-protocol` reserves `Vec` capacity straight from counts on the wire. Only then is the
-//! body decoded, and every byte must have been read.
+//! body decoded, up to where the guard found the message to end. A body that ends early is an
+//! error; bytes after the message are ignored and logged at debug level, as the Java client
+//! and librdkafka ignore them (see the guard's module doc for why).
 //!
 //! The guard is as strict as the decoder but for one thing: in an error answer to
 //! FindCoordinator, JoinGroup or SyncGroup, a null in the few non-nullable fields librdkafka's
@@ -19,8 +21,9 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tracing::debug;
 
-use crate::error::{DecodeError, DecodeReason, Error, Part, Result};
+use crate::error::{DecodeError, DecodeReason, Error, Part, Result, api_name};
 use crate::frame::write_frame;
 use crate::guard;
 use crate::header::{ResponseHeader, decode_response_header};
@@ -57,9 +60,10 @@ pub fn encode_request<R: Request>(
 /// Decodes a response frame (without its size prefix) to `R` sent at `version`.
 ///
 /// Fails with [`Error::UnsupportedVersion`] for a version kcon does not speak (and so has no
-/// guard for), and with [`Error::Decode`] for bytes that are not exactly one valid response.
-/// The one exception to strictness is described in the module doc: a null where librdkafka's
-/// mock cluster puts one in an error answer comes back empty.
+/// guard for), and with [`Error::Decode`] for bytes that do not start with one valid response.
+/// Bytes after the response are not read: they are logged at debug level and dropped. The one
+/// other leniency is described in the module doc: a null where librdkafka's mock cluster puts
+/// one in an error answer comes back empty.
 pub fn decode_response<R: Request>(
     frame: Bytes,
     version: i16,
@@ -73,8 +77,22 @@ pub fn decode_response<R: Request>(
     }
     let (header, header_len) = decode_response_header(R::KEY, version, &frame)?;
     let body = frame.slice(header_len..);
-    let nulls = guard::check_response(R::KEY, version, &body)?;
-    let body = nulls.apply(body);
+    let checked = guard::check_response(R::KEY, version, &body)?;
+    let trailing = body.len() - checked.end;
+    if trailing > 0 {
+        // Not an error: the Java client and librdkafka stop reading at the message's last field
+        // too, and librdkafka's mock cluster ends every flexible Metadata answer with one byte
+        // more. The message itself was fully read and checked, and nothing is read from these.
+        debug!(
+            api = %api_name(R::KEY),
+            version,
+            bytes = trailing,
+            "ignoring bytes after the end of a response"
+        );
+    }
+    let body = checked.nulls.apply(body.slice(..checked.end));
+    // Exactly the message: a decoder that stops elsewhere than the guard disagrees with it,
+    // and that is an error rather than a guess at which of the two is right.
     let response = decode_exact(R::KEY, version, Part::ResponseBody, body)?;
     Ok((header, response))
 }
@@ -153,6 +171,10 @@ fn check_version<R: Request>(version: i16) -> Result<()> {
 }
 
 /// Decodes `T` from all of `body`: bytes left over are an error, as are bytes missing.
+///
+/// A response body arrives here cut where the guard found its end, so leftovers mean the guard
+/// and the decoder disagree on where the message ends. A request body comes from kcon's own
+/// encoder (through a scripted peer), where leftovers mean a bug in one of the two.
 fn decode_exact<T: Decodable>(api_key: i16, version: i16, part: Part, body: Bytes) -> Result<T> {
     let len = body.len();
     let mut buf = body;
@@ -184,7 +206,9 @@ fn decode_exact<T: Decodable>(api_key: i16, version: i16, part: Part, body: Byte
 mod tests {
     use super::*;
     use crate::frame::decode_frame;
-    use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, MetadataRequest};
+    use kafka_protocol::messages::{
+        HeartbeatRequest, HeartbeatResponse, MetadataRequest, MetadataResponse,
+    };
 
     #[test]
     fn request_frame_round_trips_through_the_peer_side() {
@@ -219,23 +243,91 @@ mod tests {
         }
     }
 
-    #[test]
-    fn leftover_and_missing_bytes_are_errors() {
+    /// A Metadata v12 response frame with one broker and one topic of two partitions.
+    fn metadata_v12_frame() -> (MetadataResponse, Bytes) {
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, TopicName};
+        let partitions = (0..2)
+            .map(|p| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_leader_id(BrokerId(1))
+                    .with_replica_nodes(vec![BrokerId(1)])
+                    .with_isr_nodes(vec![BrokerId(1)])
+            })
+            .collect();
+        let resp = MetadataResponse::default()
+            .with_brokers(vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(9092),
+            ])
+            .with_cluster_id(Some(StrBytes::from_static_str("mock")))
+            .with_controller_id(BrokerId(1))
+            .with_topics(vec![
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("T"))))
+                    .with_partitions(partitions),
+            ]);
         let mut buf = BytesMut::new();
-        encode_response::<HeartbeatRequest>(&mut buf, 1, 0, &HeartbeatResponse::default()).unwrap();
-        let frame = decode_frame(&mut buf).unwrap().unwrap();
-        let mut long = frame.to_vec();
-        long.push(0);
-        let err = decode_response::<HeartbeatRequest>(long.into(), 0).unwrap_err();
-        assert!(
-            matches!(&err, Error::Decode(d) if d.reason == DecodeReason::TrailingBytes { remaining: 1 }),
-            "{err:?}"
-        );
-        let short = frame.slice(..frame.len() - 1);
-        assert!(matches!(
-            decode_response::<HeartbeatRequest>(short, 0),
-            Err(Error::Decode(_))
-        ));
+        encode_response::<MetadataRequest>(&mut buf, 5, 12, &resp).unwrap();
+        (resp, decode_frame(&mut buf).unwrap().unwrap())
+    }
+
+    #[test]
+    fn bytes_after_the_response_are_ignored() {
+        let (resp, frame) = metadata_v12_frame();
+        // One empty tagged-field section more, as librdkafka's mock cluster sends; bytes that
+        // would ask for a huge array or run a varint past its five bytes if anything read
+        // them; a whole second copy of the message.
+        let tails: [&[u8]; 4] = [
+            &[0],
+            &[0xff, 0xff, 0xff, 0xff, 0x0f],
+            &[0x80; 64],
+            &frame[4..],
+        ];
+        for tail in tails {
+            let mut long = frame.to_vec();
+            long.extend_from_slice(tail);
+            let (h, back) = decode_response::<MetadataRequest>(long.into(), 12)
+                .unwrap_or_else(|e| panic!("{} bytes after: {e}", tail.len()));
+            assert_eq!(h.correlation_id, 5);
+            assert_eq!(back, resp);
+        }
+
+        // A version without tagged fields too: Heartbeat v0 is one error code.
+        let mut buf = BytesMut::new();
+        let answer = HeartbeatResponse::default().with_error_code(27);
+        encode_response::<HeartbeatRequest>(&mut buf, 1, 0, &answer).unwrap();
+        let mut long = decode_frame(&mut buf).unwrap().unwrap().to_vec();
+        long.extend_from_slice(&[0, 0, 0, 1]);
+        let (_, back) = decode_response::<HeartbeatRequest>(long.into(), 0).unwrap();
+        assert_eq!(back, answer);
+    }
+
+    #[test]
+    fn a_response_that_ends_early_is_an_error() {
+        let (_, frame) = metadata_v12_frame();
+        // The correlation id and the header's tagged-field section take 5 bytes; every cut
+        // after them leaves the body short of its last field, found as a field or an array
+        // that needs more bytes than are left.
+        for cut in 5..frame.len() {
+            let err = decode_response::<MetadataRequest>(frame.slice(..cut), 12).unwrap_err();
+            let Error::Decode(d) = &err else {
+                panic!("cut at {cut}: {err:?}")
+            };
+            assert_eq!(d.part, Part::ResponseBody, "cut at {cut}");
+            assert!(
+                matches!(
+                    d.reason,
+                    DecodeReason::Truncated { .. } | DecodeReason::CountTooLarge { .. }
+                ),
+                "cut at {cut}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,19 @@
 //! string or bytes value `length ≤ bytes left`. Since the decoder sees the same counts, each
 //! `Vec::with_capacity` it then makes holds at most `size_of::<T>() / min_encoded_size` times
 //! the bytes the array could occupy: the decoder allocates at most a small constant multiple of
-//! the body length. The walk also requires the body to end exactly where the message does.
+//! the body length.
+//!
+//! # Where the message ends
+//!
+//! The walk stops where the message does and says where that is ([`Checked::end`]): a body
+//! that ends before it is refused, and bytes after it are not read, so only the message is
+//! handed to the decoder. Bytes after the end are the caller's to report, not an error: the
+//! Java client's generated readers (`MetadataResponseData.read` and the rest, reached through
+//! `AbstractResponse.parseResponse`) stop at the message's last field and never look at what is
+//! left in the buffer, and librdkafka's response handlers likewise stop reading (its Fetch
+//! handler alone fails on leftovers). librdkafka's mock cluster depends on that: its flexible
+//! Metadata answers (v9+) end with one byte more than the message. Nothing is read, or
+//! allocated, from those bytes, so the bound above holds for the prefix that is decoded.
 //!
 //! # Shape
 //!
@@ -87,15 +99,24 @@ fn schema(api_key: i16, version: i16) -> Option<&'static Message> {
         .find(|m| m.api_key as i16 == api_key && m.versions.contains(version))
 }
 
+/// What the walk learnt of a body it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// Where the message ends: `body[..end]` is the whole message, and anything after it was
+    /// not read.
+    pub(crate) end: usize,
+    /// The nulls to rewrite before decoding (none in a successful answer).
+    pub(crate) nulls: NullPatches,
+}
+
 /// Checks `body` (a response body, header already removed) of `api_key` at `version`: Ok only
-/// if `kafka-protocol` can decode it, once the returned nulls are rewritten (see
-/// [`null_on_error`]; there are none in a successful answer), without an allocation out of
-/// proportion to its length.
+/// if `kafka-protocol` can decode `body[..end]` exactly, once the returned nulls are rewritten
+/// (see [`null_on_error`]), without an allocation out of proportion to its length.
 pub(crate) fn check_response(
     api_key: i16,
     version: i16,
     body: &[u8],
-) -> Result<NullPatches, DecodeError> {
+) -> Result<Checked, DecodeError> {
     match schema(api_key, version) {
         Some(msg) => walk::walk(msg, version, body),
         // `decode_response` asks `covers` first, so this is only reached by a caller that did

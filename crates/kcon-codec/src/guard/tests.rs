@@ -159,10 +159,14 @@ where
     let (_, header_len) = decode_response_header(R::KEY, version, &frame).unwrap();
     let body = frame.slice(header_len..);
     match check_response(R::KEY, version, &body) {
-        Ok(nulls) => assert!(
-            nulls.is_empty(),
-            "a valid response needs no rewrite: {nulls:?}"
-        ),
+        Ok(checked) => {
+            assert!(
+                checked.nulls.is_empty(),
+                "a valid response needs no rewrite: {:?}",
+                checked.nulls
+            );
+            assert_eq!(checked.end, body.len(), "the message is the whole body");
+        }
         Err(e) => panic!("the guard refuses a valid response: {e}"),
     }
     let (header, back) = decode_response::<R>(frame, version)
@@ -194,11 +198,15 @@ fn kafka_protocol_decodes(api: ApiKey, version: i16, body: &[u8]) -> Result<(), 
     dispatch!(api, R, _build => decode::<<R as Request>::Response>(body, version))
 }
 
-/// What the guard hands kafka-protocol's decoder: `body` with the nulls it took for empty
-/// rewritten, or `None` when it refuses `body`.
+/// What the guard hands kafka-protocol's decoder: `body` up to the end of the message, with
+/// the nulls it took for empty rewritten, or `None` when it refuses `body`.
+///
+/// The callers ask kafka-protocol to decode that *exactly*, so they also check that the two
+/// agree on where the message ends.
 fn guarded(api: ApiKey, version: i16, body: &[u8]) -> Option<Vec<u8>> {
-    let nulls = check_response(api as i16, version, body).ok()?;
-    Some(nulls.apply(Bytes::copy_from_slice(body)).to_vec())
+    let checked = check_response(api as i16, version, body).ok()?;
+    let message = Bytes::copy_from_slice(&body[..checked.end]);
+    Some(checked.nulls.apply(message).to_vec())
 }
 
 /// Every supported `(api, version)`.
@@ -591,8 +599,11 @@ impl Body {
     }
 }
 
+/// The nulls the guard takes for empty in `body`, which must be one whole message.
 fn check(api: ApiKey, version: i16, body: &Body) -> Result<NullPatches, DecodeError> {
-    check_response(api as i16, version, &body.0)
+    let checked = check_response(api as i16, version, &body.0)?;
+    assert_eq!(checked.end, body.0.len(), "the message is the whole body");
+    Ok(checked.nulls)
 }
 
 #[test]
@@ -703,11 +714,45 @@ fn lengths_are_checked_against_the_bytes_left() {
 }
 
 #[test]
-fn leftover_bytes_are_an_error() {
-    let body = Body::default().i16(0).raw(&[0]);
-    let err = check(ApiKey::Heartbeat, 0, &body).unwrap_err();
-    assert_eq!(err.offset, 2);
-    assert_eq!(err.reason, DecodeReason::TrailingBytes { remaining: 1 });
+fn the_walk_stops_at_the_end_of_the_message_and_reads_nothing_after_it() {
+    // Heartbeat v0 is one error code: the message ends after two bytes, whatever follows.
+    for after in [&[][..], &[0], &[0xff; 9]] {
+        let body = Body::default().i16(0).raw(after);
+        let checked = check_response(ApiKey::Heartbeat as i16, 0, &body.0).unwrap();
+        assert_eq!(checked.end, 2, "{after:?}");
+    }
+
+    // Metadata v12 as librdkafka's mock cluster answers it: the body's tagged-field section,
+    // then one more empty one. After it, bytes that would be a huge array count or a broken
+    // varint if anything read them.
+    let message = Body::default()
+        .i32(0) // throttle_time_ms
+        .uv(1) // no brokers
+        .uv(0) // null cluster_id
+        .i32(1) // controller_id
+        .uv(1) // no topics
+        .uv(0); // no tagged fields
+    let end = message.0.len();
+    for after in [&[0][..], &[0xff, 0xff, 0xff, 0xff, 0x0f], &[0x80; 7]] {
+        let body = Body(message.0.clone()).raw(after);
+        let checked = check_response(ApiKey::Metadata as i16, 12, &body.0).unwrap();
+        assert_eq!(checked.end, end, "{after:?}");
+        let decoded = guarded(ApiKey::Metadata, 12, &body.0).unwrap();
+        kafka_protocol_decodes(ApiKey::Metadata, 12, &decoded).unwrap();
+    }
+
+    // A message that ends early is still refused, at every cut: a field, or an array count,
+    // needs more bytes than are left.
+    for cut in 0..end {
+        let err = check_response(ApiKey::Metadata as i16, 12, &message.0[..cut]).unwrap_err();
+        assert!(
+            matches!(
+                err.reason,
+                DecodeReason::Truncated { .. } | DecodeReason::CountTooLarge { .. }
+            ),
+            "cut at {cut}: {err}"
+        );
+    }
 }
 
 /// A Fetch body (v12 or later) with one topic and one partition, whose tagged-field sections

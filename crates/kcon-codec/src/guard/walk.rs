@@ -6,6 +6,7 @@
 //! least one byte long); both end at the end of the input. Recursion follows the schema tree,
 //! whose depth is fixed.
 
+use super::Checked;
 use super::null_on_error::{NullLength, NullPatches};
 use super::schema::{Elem, Field, Message, Null, StructDef, Ty};
 use crate::error::{DecodeError, DecodeReason, Part};
@@ -16,10 +17,11 @@ use crate::wire::{Reader, WireError};
 /// its fields' paths are their bare names (see `structs!`).
 pub(super) const TOP_LEVEL_ERROR_CODE: &str = "error_code";
 
-/// Walks `body` against `msg` at `version`; Ok only if every field reads and nothing is left.
-/// The answer lists the nulls to read as empty (see [`super::null_on_error`]): none for any
-/// body kafka-protocol decodes as it is.
-pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<NullPatches, DecodeError> {
+/// Walks `body` against `msg` at `version`; Ok if every field reads. Bytes after the end of the
+/// message are not read: the answer says where the message ends (see [`Checked`]), and lists
+/// the nulls to read as empty (see [`super::null_on_error`]): none for any body kafka-protocol
+/// decodes as it is.
+pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<Checked, DecodeError> {
     let mut w = Walker {
         r: Reader::new(body),
         api_key: msg.api_key as i16,
@@ -29,16 +31,10 @@ pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<NullPatch
         nulls: NullPatches::default(),
     };
     w.structure(msg.body)?;
-    if w.r.remaining() > 0 {
-        return Err(w.fail(
-            None,
-            w.r.pos(),
-            DecodeReason::TrailingBytes {
-                remaining: w.r.remaining(),
-            },
-        ));
-    }
-    Ok(w.nulls)
+    Ok(Checked {
+        end: w.r.pos(),
+        nulls: w.nulls,
+    })
 }
 
 struct Walker<'a> {
