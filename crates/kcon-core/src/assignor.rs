@@ -1,6 +1,34 @@
-//! The assignors kcon ships, by the names `partition.assignment.strategy` takes. kcon-group
-//! implements them; their names are here so that the property registry reads the property
-//! without knowing the group member.
+//! The assignors kcon ships, by the names `partition.assignment.strategy` takes, and the group
+//! protocols `group.protocol` names. kcon-group implements them; their names are here so that
+//! the property registry reads the properties without knowing the group member.
+
+/// The group protocol a member speaks (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupProtocol {
+    /// `classic`: JoinGroup, SyncGroup, Heartbeat and LeaveGroup; the client's leader assigns.
+    #[default]
+    Classic,
+    /// `consumer`: KIP-848's ConsumerGroupHeartbeat; the coordinator assigns, and each member
+    /// reconciles towards its target assignment on its own.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The name `group.protocol` takes: `classic` or `consumer`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+
+    /// The protocol named `name`, in any case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [GroupProtocol::Classic, GroupProtocol::Consumer]
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
 
 /// One of the built-in assignors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

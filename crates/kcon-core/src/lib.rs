@@ -14,7 +14,7 @@
 //!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
 //!   implements.
 //! - [`security`]: the values of the TLS and SASL properties.
-//! - [`assignor`]: the built-in assignors by name.
+//! - [`assignor`]: the built-in assignors and the group protocols by name.
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
@@ -37,7 +37,7 @@ pub mod property;
 pub mod security;
 pub mod wire;
 
-pub use assignor::BuiltinAssignor;
+pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_core::property::{self, Configurable, Part, Setting, registry};
-use kcon_core::{BuiltinAssignor, ConfigError, ExponentialBackoff};
+use kcon_core::{BuiltinAssignor, ConfigError, ExponentialBackoff, GroupProtocol};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
 
@@ -44,9 +44,25 @@ pub struct GroupConfig {
     /// `range,cooperative-sticky`.
     pub partition_assignment_strategy: Vec<Arc<dyn Assignor>>,
     /// `client.rack`: the member's rack, sent in its subscription for rack-aware assignment
-    /// (KIP-881). Default none.
+    /// (KIP-881), or in its heartbeat under the consumer protocol. Default none.
     pub client_rack: Option<String>,
+    /// `group.protocol`: classic (default) or consumer (KIP-848).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: under the consumer protocol, the coordinator's assignor to
+    /// use; `None` for the coordinator's default.
+    pub group_remote_assignor: Option<String>,
+    /// The properties set by name (through [`set`](GroupConfig::set) or the registry) that
+    /// the consumer protocol refuses: the coordinator decides them there.
+    explicitly_set: Vec<&'static str>,
 }
+
+/// The properties the consumer protocol (KIP-848) refuses when set explicitly, as the Java
+/// client does: the coordinator runs the session, the heartbeat interval and the assignor.
+const CLASSIC_ONLY: [&str; 3] = [
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+];
 
 impl GroupConfig {
     /// A configuration for `group_id`, everything else at its default.
@@ -62,8 +78,8 @@ impl GroupConfig {
     ///
     /// Durations are whole milliseconds; `partition.assignment.strategy` is a comma-separated
     /// list of assignor names (`range`, `roundrobin`, `sticky`, `cooperative-sticky`, or the
-    /// Java class names); `group.protocol` accepts `classic` only. A property the member does
-    /// not take is unknown here. A bad value is refused with an error naming the property and
+    /// Java class names); `group.protocol` is `classic` or `consumer`. A property the member
+    /// does not take is unknown here. A bad value is refused with an error naming the property and
     /// what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         property::set(self, name, value)
@@ -73,6 +89,43 @@ impl GroupConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.group_id.is_empty() {
             return Err(ConfigError::invalid("group.id", "", "a non-empty group id"));
+        }
+        match self.group_protocol {
+            GroupProtocol::Consumer => {
+                // The Java client refuses these under the consumer protocol too
+                // (`ConsumerConfig`): the coordinator decides them.
+                if let Some(name) = CLASSIC_ONLY
+                    .iter()
+                    .find(|n| self.explicitly_set.contains(n))
+                {
+                    let value = match *name {
+                        "session.timeout.ms" => self.session_timeout.as_millis().to_string(),
+                        "heartbeat.interval.ms" => self.heartbeat_interval.as_millis().to_string(),
+                        _ => self
+                            .partition_assignment_strategy
+                            .iter()
+                            .map(|a| a.name())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    };
+                    return Err(ConfigError::invalid(
+                        name,
+                        &value,
+                        "unset with group.protocol=consumer: the coordinator decides it \
+                         (group.remote.assignor chooses the coordinator's assignor)",
+                    ));
+                }
+            }
+            GroupProtocol::Classic => {
+                if let Some(a) = &self.group_remote_assignor {
+                    return Err(ConfigError::invalid(
+                        "group.remote.assignor",
+                        a,
+                        "unset with group.protocol=classic (it names the coordinator's \
+                         assignor under group.protocol=consumer)",
+                    ));
+                }
+            }
         }
         if self.heartbeat_interval >= self.session_timeout {
             return Err(ConfigError::invalid(
@@ -137,6 +190,9 @@ impl Default for GroupConfig {
             retry_backoff_max: Duration::from_millis(1_000),
             partition_assignment_strategy: strategy,
             client_rack: None,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
+            explicitly_set: Vec::new(),
         }
     }
 }
@@ -158,7 +214,17 @@ impl fmt::Debug for GroupConfig {
             .field("retry_backoff_max", &self.retry_backoff_max)
             .field("partition_assignment_strategy", &strategy)
             .field("client_rack", &self.client_rack)
+            .field("group_protocol", &self.group_protocol)
+            .field("group_remote_assignor", &self.group_remote_assignor)
             .finish()
+    }
+}
+
+impl GroupConfig {
+    fn set_explicitly(&mut self, name: &'static str) {
+        if !self.explicitly_set.contains(&name) {
+            self.explicitly_set.push(name);
+        }
     }
 }
 
@@ -169,16 +235,23 @@ impl Configurable for GroupConfig {
         match setting {
             Setting::GroupId(id) => self.group_id = id.clone(),
             Setting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
-            // `classic`, the only protocol the member speaks: nothing to keep.
-            Setting::GroupProtocol => {}
-            Setting::SessionTimeout(d) => self.session_timeout = *d,
-            Setting::HeartbeatInterval(d) => self.heartbeat_interval = *d,
+            Setting::GroupProtocol(p) => self.group_protocol = *p,
+            Setting::GroupRemoteAssignor(a) => self.group_remote_assignor = a.clone(),
+            Setting::SessionTimeout(d) => {
+                self.session_timeout = *d;
+                self.set_explicitly("session.timeout.ms");
+            }
+            Setting::HeartbeatInterval(d) => {
+                self.heartbeat_interval = *d;
+                self.set_explicitly("heartbeat.interval.ms");
+            }
             Setting::MaxPollInterval(d) => self.max_poll_interval = *d,
             Setting::RetryBackoff(d) => self.retry_backoff = *d,
             Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
             Setting::PartitionAssignmentStrategy(list) => {
                 self.partition_assignment_strategy =
                     list.iter().copied().map(assignor::builtin).collect();
+                self.set_explicitly("partition.assignment.strategy");
             }
             Setting::ClientRack(rack) => self.client_rack = rack.clone(),
             _ => return false,
@@ -239,7 +312,7 @@ mod tests {
             ("session.timeout.ms", "-5"),
             ("session.timeout.ms", "2147483648"),
             ("heartbeat.interval.ms", "x"),
-            ("group.protocol", "consumer"),
+            ("group.protocol", "kip848"),
         ] {
             let e = c.set(name, value).unwrap_err();
             assert_eq!(e.property(), name, "{e}");
@@ -250,6 +323,37 @@ mod tests {
             Err(ConfigError::UnknownProperty { .. })
         ));
         c.set("group.protocol", "CLASSIC").unwrap();
+        c.set("group.protocol", " Consumer ").unwrap();
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+    }
+
+    /// The consumer protocol refuses what the coordinator decides, naming the property, as the
+    /// Java client does; a default left alone is no conflict. The classic protocol refuses a
+    /// remote assignor.
+    #[test]
+    fn the_consumer_protocol_refuses_classic_settings() {
+        let mut c = GroupConfig::new("g");
+        c.set("group.protocol", "consumer").unwrap();
+        c.set("group.remote.assignor", "uniform").unwrap();
+        c.validate().unwrap();
+        for name in CLASSIC_ONLY {
+            let mut c = c.clone();
+            let value = if name == "partition.assignment.strategy" {
+                "range"
+            } else {
+                "1000"
+            };
+            c.set(name, value).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.property(), name, "{e}");
+            assert!(e.to_string().contains("group.protocol=consumer"), "{e}");
+        }
+        let mut classic = GroupConfig::new("g");
+        classic.set("group.remote.assignor", "range").unwrap();
+        let e = classic.validate().unwrap_err();
+        assert_eq!(e.property(), "group.remote.assignor");
+        classic.set("group.remote.assignor", " ").unwrap();
+        classic.validate().unwrap();
     }
 
     #[test]

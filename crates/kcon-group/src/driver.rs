@@ -89,6 +89,13 @@ impl GroupMember {
     /// nothing until [`subscribe`](GroupMember::subscribe).
     pub fn start(pool: Pool, config: GroupConfig) -> Result<GroupMember, ConfigError> {
         config.validate()?;
+        if config.group_protocol == kcon_core::GroupProtocol::Consumer {
+            return Err(ConfigError::invalid(
+                "group.protocol",
+                "consumer",
+                "classic: the consumer protocol's member is not there yet",
+            ));
+        }
         let now = Instant::now().into_std();
         let machine = GroupMachine::new(config, now, fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();

@@ -492,6 +492,36 @@ mod tests {
         assert_eq!(e.property(), Some("bootstrap.servers"));
     }
 
+    /// Under `group.protocol=consumer` the coordinator runs sessions, heartbeats and
+    /// assignment: setting one of those is refused at build time, naming it.
+    #[test]
+    fn the_consumer_protocol_refuses_what_the_coordinator_decides() {
+        let s = settings(&[
+            ("group.id", "g"),
+            ("group.protocol", "consumer"),
+            ("group.remote.assignor", "uniform"),
+        ])
+        .unwrap();
+        let group = s.group.unwrap();
+        assert_eq!(group.group_protocol, kcon_core::GroupProtocol::Consumer);
+        assert_eq!(group.group_remote_assignor.as_deref(), Some("uniform"));
+        for (name, value) in [
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ] {
+            let e = settings(&[
+                (name, value),
+                ("group.id", "g"),
+                ("group.protocol", "consumer"),
+            ])
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert_eq!(e.property(), Some(name), "{e}");
+            assert!(e.to_string().contains("group.protocol=consumer"), "{e}");
+        }
+    }
+
     #[test]
     fn without_a_group_nothing_commits() {
         let s = settings(&[]).unwrap();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::assignor::BuiltinAssignor;
+use crate::assignor::{BuiltinAssignor, GroupProtocol};
 use crate::offsets::{IsolationLevel, ResetPolicy};
 use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
@@ -60,8 +60,10 @@ pub enum Setting {
     GroupId(String),
     /// `group.instance.id`; `None` when set empty.
     GroupInstanceId(Option<String>),
-    /// `group.protocol`, which can only be `classic`: nothing to keep.
-    GroupProtocol,
+    /// `group.protocol`.
+    GroupProtocol(GroupProtocol),
+    /// `group.remote.assignor`; `None` when set empty (the coordinator's default).
+    GroupRemoteAssignor(Option<String>),
     /// `session.timeout.ms`.
     SessionTimeout(Duration),
     /// `heartbeat.interval.ms`.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::registry::{DefaultValue, Input, Kind, Part, Property};
 use super::setting::Setting;
 use super::{ConfigError, split_host_port};
-use crate::assignor::BuiltinAssignor;
+use crate::assignor::{BuiltinAssignor, GroupProtocol};
 use crate::offsets::{IsolationLevel, ResetPolicy};
 use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
@@ -331,17 +331,28 @@ pub(super) static TABLE: &[Property] = &[
         aliases: &[],
         default: DefaultValue::Value("classic"),
         parts: GROUP,
-        doc: "The group protocol; kcon speaks the classic one (JoinGroup, SyncGroup, \
-              Heartbeat).",
+        doc: "The group protocol: classic (JoinGroup, SyncGroup, Heartbeat; a member assigns) \
+              or consumer (KIP-848's ConsumerGroupHeartbeat; the coordinator assigns).",
         kind: Kind::Other {
-            allowed: "classic (the KIP-848 consumer protocol is not supported yet)",
+            allowed: "classic or consumer",
             parse: |i| {
-                if i.trimmed().eq_ignore_ascii_case("classic") {
-                    Ok(Setting::GroupProtocol)
-                } else {
-                    Err(i.refused())
-                }
+                GroupProtocol::from_name(i.trimmed())
+                    .map(Setting::GroupProtocol)
+                    .ok_or_else(|| i.refused())
             },
+        },
+    },
+    Property {
+        name: "group.remote.assignor",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: GROUP,
+        doc: "With group.protocol=consumer: the coordinator's assignor to use (uniform or range \
+              on Apache Kafka); unset, the coordinator's default.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "an assignor the coordinator offers; empty unsets it",
+            setting: Setting::GroupRemoteAssignor,
         },
     },
     Property {
@@ -350,7 +361,7 @@ pub(super) static TABLE: &[Property] = &[
         default: DefaultValue::Value("45000"),
         parts: GROUP,
         doc: "How long the coordinator waits for a heartbeat before it takes the member out of \
-              the group.",
+              the group; classic protocol only (the coordinator sets it under consumer).",
         kind: Kind::Millis {
             min: 1,
             setting: Setting::SessionTimeout,
@@ -361,7 +372,8 @@ pub(super) static TABLE: &[Property] = &[
         aliases: &[],
         default: DefaultValue::Value("3000"),
         parts: GROUP,
-        doc: "The time between heartbeats; below session.timeout.ms.",
+        doc: "The time between heartbeats, below session.timeout.ms; classic protocol only \
+              (the coordinator sets it under consumer).",
         kind: Kind::Millis {
             min: 1,
             setting: Setting::HeartbeatInterval,
@@ -385,7 +397,7 @@ pub(super) static TABLE: &[Property] = &[
         default: DefaultValue::Value("range,cooperative-sticky"),
         parts: GROUP,
         doc: "Assignors in order of preference; the member rebalances cooperatively only when \
-              every one listed can.",
+              every one listed can. Classic protocol only (see group.remote.assignor).",
         kind: Kind::Other {
             allowed: STRATEGY,
             parse: assignors,
