@@ -1,8 +1,9 @@
-//! The member's task: a [`GroupMachine`] run by kcon-pool's generic driver, which sends its
-//! requests through a [`Pool`] and sleeps until its next timer; this module says how each
-//! request is sent and what the handle's commands and the machine's events become.
+//! The member's task: a [`MemberMachine`] (the classic member or the consumer protocol's, by
+//! `group.protocol`) run by kcon-pool's generic driver, which sends its requests through a
+//! [`Pool`] and sleeps until its next timer; this module says how each request is sent and what
+//! the handle's commands and the machine's events become.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::protocol::Request;
 use kcon_core::coordinator;
 use kcon_core::wire::VersionError;
-use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, TopicPartition};
+use kcon_core::{ConfigError, Coordinator, Membership, RequestFailure, TopicId, TopicPartition};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, TopicScope};
 use tokio::sync::{mpsc, watch};
@@ -20,7 +21,9 @@ use tracing::debug;
 
 use crate::assignor::{PartitionInfo, TopicPartitions};
 use crate::config::GroupConfig;
-use crate::machine::{Generation, GroupEvent, GroupMachine, MemberState, RevocationId};
+use crate::consumer_group::wire as consumer_wire;
+use crate::machine::{Generation, GroupEvent, MemberState, RevocationId};
+use crate::member::MemberMachine;
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::wire;
 
@@ -56,10 +59,10 @@ pub struct MemberSnapshot {
 }
 
 impl MemberSnapshot {
-    fn of(m: &GroupMachine) -> MemberSnapshot {
+    fn of(m: &MemberMachine) -> MemberSnapshot {
         MemberSnapshot {
             state: m.state(),
-            generation: m.generation().clone(),
+            generation: m.generation(),
             assignment: m.assignment().clone(),
             coordinator: m.coordinator().cloned(),
         }
@@ -89,15 +92,8 @@ impl GroupMember {
     /// nothing until [`subscribe`](GroupMember::subscribe).
     pub fn start(pool: Pool, config: GroupConfig) -> Result<GroupMember, ConfigError> {
         config.validate()?;
-        if config.group_protocol == kcon_core::GroupProtocol::Consumer {
-            return Err(ConfigError::invalid(
-                "group.protocol",
-                "consumer",
-                "classic: the consumer protocol's member is not there yet",
-            ));
-        }
         let now = Instant::now().into_std();
-        let machine = GroupMachine::new(config, now, fastrand::u64(..));
+        let machine = MemberMachine::new(config, now, fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let first = MemberSnapshot::of(&machine);
@@ -211,7 +207,7 @@ struct Watchers {
 }
 
 impl Watchers {
-    fn update(&self, machine: &GroupMachine) {
+    fn update(&self, machine: &MemberMachine) {
         let new = MemberSnapshot::of(machine);
         let membership = new.membership();
         self.snapshot.send_if_modified(|s| {
@@ -236,7 +232,7 @@ struct MemberTask {
 }
 
 impl Drive for MemberTask {
-    type Machine = GroupMachine;
+    type Machine = MemberMachine;
     type Command = Command;
 
     fn send(
@@ -249,7 +245,7 @@ impl Drive for MemberTask {
 
     fn command(
         &mut self,
-        machine: &mut GroupMachine,
+        machine: &mut MemberMachine,
         pool: &Pool,
         now: std::time::Instant,
         command: Option<Command>,
@@ -270,7 +266,7 @@ impl Drive for MemberTask {
         }
     }
 
-    fn event(&mut self, machine: &mut GroupMachine, now: std::time::Instant, event: GroupEvent) {
+    fn event(&mut self, machine: &mut MemberMachine, now: std::time::Instant, event: GroupEvent) {
         // Nobody is left to acknowledge a revocation once closing: the member does it itself.
         if self.closing
             && let GroupEvent::Revoked { id, .. } = &event
@@ -280,7 +276,7 @@ impl Drive for MemberTask {
         let _ = self.events.send(event);
     }
 
-    fn settled(&mut self, machine: &GroupMachine) -> bool {
+    fn settled(&mut self, machine: &MemberMachine) -> bool {
         self.watchers.update(machine);
         let done = machine.is_terminated();
         if done {
@@ -299,13 +295,13 @@ impl Drive for MemberTask {
 
     fn metadata_changed(
         &mut self,
-        machine: &mut GroupMachine,
+        machine: &mut MemberMachine,
         _pool: &Pool,
         now: std::time::Instant,
         metadata: &Metadata,
     ) {
         let topics = topic_partitions(metadata, &machine.watched_topics());
-        machine.metadata_updated(now, &topics);
+        machine.metadata_updated(now, &topics, &topic_ids(metadata));
     }
 }
 
@@ -341,6 +337,15 @@ pub(crate) fn topic_partitions(metadata: &Metadata, topics: &BTreeSet<String>) -
         .collect()
 }
 
+/// Every topic id `metadata` knows, with its topic's name.
+pub(crate) fn topic_ids(metadata: &Metadata) -> BTreeMap<TopicId, String> {
+    metadata
+        .topics
+        .values()
+        .filter_map(|t| Some((t.id?, t.name.clone())))
+        .collect()
+}
+
 async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure> {
     let target = BrokerTarget::from(&out.target);
     let timeout = out.timeout.unwrap_or(pool.config().request_timeout);
@@ -350,6 +355,13 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
             .await
             .map_err(RequestFailure::from)?;
         return Ok(GroupResponse::Metadata(topic_partitions(&metadata, topics)));
+    }
+    if let GroupRequest::TopicIds { topics } = &out.request {
+        let metadata = pool
+            .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+            .await
+            .map_err(RequestFailure::from)?;
+        return Ok(GroupResponse::TopicIds(topic_ids(&metadata)));
     }
     let conn = pool
         .connection(target)
@@ -381,8 +393,18 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
             let request = Ok(wire::leave_group_request(l, version(ApiKey::LeaveGroup)?));
             wire::leave_group_response(call(&conn, request, timeout).await?)
         }
-        // Invariant: Metadata was answered above, before any connection was asked for.
-        GroupRequest::Metadata { .. } => unreachable!("Metadata is answered by the pool"),
+        GroupRequest::ConsumerGroupHeartbeat(h) => {
+            let v = version(ApiKey::ConsumerGroupHeartbeat)?;
+            let request = consumer_wire::heartbeat_request(h, v);
+            GroupResponse::ConsumerGroupHeartbeat(consumer_wire::heartbeat_response(
+                call(&conn, request, timeout).await?,
+            ))
+        }
+        // Invariant: Metadata and TopicIds were answered above, before any connection was
+        // asked for.
+        GroupRequest::Metadata { .. } | GroupRequest::TopicIds { .. } => {
+            unreachable!("Metadata is answered by the pool")
+        }
     };
     Ok(answer)
 }

@@ -7,20 +7,26 @@
 //!   kcon-codec's `consumer_protocol`.
 //! - [`assignor`]: range, roundrobin, sticky and cooperative-sticky, as pure functions.
 //! - [`wire`]: the machine's requests in kafka-protocol's types, per version.
+//! - [`consumer_group`]: the member of the consumer protocol (KIP-848, `group.protocol=consumer`),
+//!   [`ConsumerGroupMachine`], on the same contract and with the same events.
 //! - [`GroupMember`]: a tokio task that drives a machine through a [`kcon_pool::Pool`].
 
 pub mod assignor;
 mod config;
+pub mod consumer_group;
 mod driver;
 mod error;
 mod machine;
+mod member;
 mod messages;
 pub mod wire;
 
 pub use config::GroupConfig;
+pub use consumer_group::ConsumerGroupMachine;
 pub use driver::{GroupMember, MemberSnapshot};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
+pub use member::MemberMachine;
 pub use messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup,
     Outgoing, SyncGroup,

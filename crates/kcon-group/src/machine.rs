@@ -91,6 +91,13 @@ pub enum GroupEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RevocationId(u64);
 
+impl RevocationId {
+    /// The `n`th revocation of a member (the consumer-protocol member numbers its own).
+    pub(crate) fn new(n: u64) -> RevocationId {
+        RevocationId(n)
+    }
+}
+
 /// The member's place in the group, as offset commits need it (generation, member id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {

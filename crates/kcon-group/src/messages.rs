@@ -2,17 +2,20 @@
 //! versions: [`wire`](crate::wire) turns them into and out of kafka-protocol's types for the
 //! version a broker speaks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use kcon_core::TopicId;
 use kcon_core::coordinator::FoundCoordinator;
 
 use crate::assignor::TopicPartitions;
+use crate::consumer_group::{ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer};
 
 /// A request the group machine wants sent.
 pub type Outgoing = kcon_core::Outgoing<GroupRequest>;
 
-/// The requests of a classic group member.
+/// The requests of a group member: a classic one's, and a consumer-protocol one's (KIP-848:
+/// ConsumerGroupHeartbeat, and the topic names of its assignment's topic ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GroupRequest {
@@ -35,6 +38,14 @@ pub enum GroupRequest {
     Heartbeat(Heartbeat),
     /// LeaveGroup for this member.
     LeaveGroup(LeaveGroup),
+    /// ConsumerGroupHeartbeat (KIP-848): joining, heartbeating and leaving, all in one.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeat),
+    /// Metadata for these topics (the subscription, or every topic when that names none of
+    /// the ids wanted): the coordinator assigns by topic id, and the member needs the names.
+    TopicIds {
+        /// The topics subscribed to.
+        topics: BTreeSet<String>,
+    },
 }
 
 /// A JoinGroup request.
@@ -136,6 +147,10 @@ pub enum GroupResponse {
         /// The error code.
         error_code: i16,
     },
+    /// ConsumerGroupHeartbeat's answer.
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatAnswer),
+    /// Topic names by id, as the metadata has them.
+    TopicIds(BTreeMap<TopicId, String>),
 }
 
 /// JoinGroup's answer.
