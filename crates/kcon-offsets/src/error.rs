@@ -53,12 +53,13 @@ pub enum CommitError {
 
 impl CommitError {
     /// Whether the member's generation is over (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
-    /// FENCED_INSTANCE_ID): its partitions may already belong to another member.
+    /// FENCED_INSTANCE_ID, and the consumer protocol's FENCED_MEMBER_EPOCH): its partitions
+    /// may already belong to another member.
     pub fn is_generation_lost(&self) -> bool {
         matches!(
             self,
             CommitError::Broker {
-                error_code: 22 | 25 | 82,
+                error_code: 22 | 25 | 82 | 110,
                 ..
             }
         )

@@ -24,6 +24,7 @@ pub(crate) mod code {
     pub(crate) const NOT_COORDINATOR: i16 = 16;
     pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
     pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
 }
 
 /// Identifies a commit; its outcome comes as [`OffsetsEvent::Committed`] with the same id.
@@ -91,6 +92,9 @@ struct PendingCommit {
     deadline: Instant,
     in_flight: Option<RequestId>,
     last_error: String,
+    /// The coordinator answered STALE_MEMBER_EPOCH: sent again as soon as the member's epoch
+    /// changes (after the next heartbeat), or after the backoff.
+    stale_epoch: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +121,9 @@ enum Retry {
     Rediscover,
     /// Same coordinator, after the backoff.
     Backoff,
+    /// The member epoch was stale (KIP-848): again with the member's next epoch, or after the
+    /// backoff.
+    NewEpoch,
 }
 
 /// The offset state of one consumer in one group: offsets stored for commit, commits in
@@ -255,8 +262,19 @@ impl CommitMachine {
     /// commit being retried: the Java client also reads the generation when it builds the
     /// request). Generation -1 and an empty id commit as an inactive group.
     pub fn set_generation(&mut self, generation_id: i32, member_id: impl Into<String>) {
+        let member_id = member_id.into();
+        let changed = generation_id != self.generation_id || member_id != self.member_id;
         self.generation_id = generation_id;
-        self.member_id = member_id.into();
+        self.member_id = member_id;
+        // A commit refused for a stale member epoch goes again with the new one at once, as
+        // the Java client retries it after the heartbeat that brings the epoch.
+        if changed
+            && let Some(front) = self.commits.front_mut()
+            && front.stale_epoch
+            && front.in_flight.is_none()
+        {
+            front.retry_at = None;
+        }
     }
 
     /// The coordinator as the group member found it, saving a lookup; `None` forgets it.
@@ -303,6 +321,7 @@ impl CommitMachine {
             deadline: now + self.config.default_api_timeout,
             in_flight: None,
             last_error: String::new(),
+            stale_epoch: false,
         };
         if self.tail_mergeable(kind) {
             // Invariant: tail_mergeable saw a last element.
@@ -452,6 +471,9 @@ impl CommitMachine {
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
+        if let Some(front) = self.commits.front_mut() {
+            front.stale_epoch = retry == Retry::NewEpoch;
+        }
         let delay = self.backoff.delay(
             self.commits.front().map_or(0, |c| c.attempts),
             self.rng.f64(),
@@ -476,6 +498,7 @@ impl CommitMachine {
             // goes to.
             next.retry_at = next.retry_at.max(c.retry_at);
             next.attempts = next.attempts.max(c.attempts);
+            next.stale_epoch |= c.stale_epoch;
             next.merge_earlier(c, &mut self.events);
             return;
         }
@@ -816,7 +839,8 @@ enum CommitOutcome {
 /// What an OffsetCommit answer means for the commit, following the Java client's
 /// `ConsumerCoordinator.OffsetCommitResponseHandler`: a refusing partition fails the commit
 /// (REBALANCE_IN_PROGRESS as its own kind), else a coordinator error rediscovers and retries,
-/// else a retriable error retries after the backoff.
+/// else STALE_MEMBER_EPOCH (KIP-848) retries with the member's next epoch, else a retriable
+/// error retries after the backoff.
 fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome {
     let errors: BTreeMap<TopicPartition, i16> = partitions
         .iter()
@@ -834,6 +858,7 @@ fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome 
                 | code::UNKNOWN_TOPIC_OR_PARTITION
                 | code::COORDINATOR_NOT_AVAILABLE
                 | code::NOT_COORDINATOR
+                | code::STALE_MEMBER_EPOCH
         )
     };
     if let Some(&fatal) = errors.values().find(|c| !is_retriable(**c)) {
@@ -850,6 +875,9 @@ fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome 
         .find(|c| matches!(**c, code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR))
     {
         return CommitOutcome::Retry(Retry::Rediscover, c);
+    }
+    if errors.values().any(|c| *c == code::STALE_MEMBER_EPOCH) {
+        return CommitOutcome::Retry(Retry::NewEpoch, code::STALE_MEMBER_EPOCH);
     }
     // Invariant: `errors` is not empty (checked above).
     let c = *errors.values().next().expect("an error");
@@ -1092,6 +1120,7 @@ mod tests {
             (22, true),
             (25, true),
             (82, true),
+            (110, true),
             (12, false),
             (29, false),
             (30, false),
@@ -1114,6 +1143,34 @@ mod tests {
             assert!(h.request().is_none(), "error {code} was retried");
             assert!(h.machine.poll_timeout().is_none());
         }
+    }
+
+    /// STALE_MEMBER_EPOCH (KIP-848): the commit waits for the member's next epoch and goes
+    /// again at once with it, the same offsets; with no new epoch it is retried after the
+    /// backoff, until its deadline.
+    #[test]
+    fn a_stale_member_epoch_retries_with_the_next_epoch() {
+        let mut h = harness(config(false));
+        h.machine.set_generation(4, "m");
+        h.machine.store_offset(tp(0), 7, None);
+        h.machine.commit_stored(h.now, CommitKind::Sync);
+        h.find(1);
+        let (rid, c) = h.expect_commit();
+        assert_eq!(c.generation_id, 4);
+        h.answer_commit(rid, &c, code::STALE_MEMBER_EPOCH);
+        assert!(h.committed().is_empty(), "not failed");
+        assert!(h.request().is_none(), "not at once with the same epoch");
+        h.machine.set_generation(5, "m");
+        let (rid, c) = h.expect_commit();
+        assert_eq!((c.generation_id, c.offsets[&tp(0)].offset), (5, 8));
+        h.answer_commit(rid, &c, code::STALE_MEMBER_EPOCH);
+        // No new epoch: after the backoff.
+        let waited = h.run_to_timeout();
+        assert!(waited > Duration::ZERO);
+        let (rid, c) = h.expect_commit();
+        assert_eq!(c.generation_id, 5);
+        h.answer_commit(rid, &c, 0);
+        assert!(matches!(&h.committed()[..], [(_, Ok(o))] if o[&tp(0)].offset == 8));
     }
 
     /// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE: look the coordinator up again and retry
