@@ -430,6 +430,10 @@ impl ConsumerGroupMachine {
                 self.owned.extend(partitions.iter().cloned());
                 self.end_reconciliation(partitions, now);
             }
+            // Partitions whose topic has no name yet come with this reconciliation's end
+            // (the lookup is under way), so that joining tells one assignment, not an empty
+            // one first.
+            Step::Done if !self.unresolved.is_empty() => {}
             Step::Done => {
                 if self.reconciling {
                     self.end_reconciliation(Vec::new(), now);
