@@ -5,11 +5,14 @@ Input: one JSON object, as argv[1] or else as the first line of stdin:
   {"client": "confluent" | "kafka-python", "bootstrap": "host:port,...", "group": "g",
    "topics": ["t", ...], "strategy": "range" | "roundrobin" | "cooperative-sticky" | "sticky",
    "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
-   "group_instance_id": null | "id", "extra": {property: value, ...}}
+   "group_instance_id": null | "id", "group_protocol": null | "classic" | "consumer",
+   "extra": {property: value, ...}}
 `extra` holds client-specific settings: librdkafka property names for "confluent"
 ("auto.offset.reset", ...), KafkaConsumer keyword arguments for "kafka-python"
 ("auto_offset_reset", ...). "sticky" exists only in kafka-python (librdkafka's classic
-protocol has no eager sticky assignor).
+protocol has no eager sticky assignor). "group_protocol": "consumer" (librdkafka only) joins
+with KIP-848's protocol: the coordinator assigns, so strategy, session timeout and heartbeat
+interval are not set (librdkafka refuses them there), and the assignment is incremental.
 
 The member subscribes, then polls without end, consuming and discarding records, and prints
 one JSON object per line on stdout, flushed at once:
@@ -87,15 +90,19 @@ def run_confluent(cfg, commands):
     strategy = cfg["strategy"]
     if strategy == "sticky":
         raise ValueError("librdkafka has no eager sticky assignor; use cooperative-sticky")
+    kip848 = cfg.get("group_protocol") == "consumer"
     conf = {
         "bootstrap.servers": cfg["bootstrap"],
         "group.id": cfg["group"],
-        "partition.assignment.strategy": strategy,
-        "session.timeout.ms": cfg.get("session_timeout_ms", 6000),
-        "heartbeat.interval.ms": cfg.get("heartbeat_interval_ms", 1000),
         "auto.offset.reset": "earliest",
         "error_cb": lambda err: emit("error", message=str(err)),
     }
+    if kip848:
+        conf["group.protocol"] = "consumer"
+    else:
+        conf["partition.assignment.strategy"] = strategy
+        conf["session.timeout.ms"] = cfg.get("session_timeout_ms", 6000)
+        conf["heartbeat.interval.ms"] = cfg.get("heartbeat_interval_ms", 1000)
     if cfg.get("group_instance_id"):
         conf["group.instance.id"] = cfg["group_instance_id"]
     debug = os.environ.get("GROUP_MEMBER_DEBUG")
@@ -103,7 +110,7 @@ def run_confluent(cfg, commands):
         conf["debug"] = "cgrp" if debug == "1" else debug
     conf.update(cfg.get("extra") or {})
     consumer = Consumer(conf)
-    tracked = Assignment(strategy == "cooperative-sticky")
+    tracked = Assignment(kip848 or strategy == "cooperative-sticky")
     # confluent-kafka applies the (incremental) assign or unassign itself after each callback
     # that doesn't.
     consumer.subscribe(

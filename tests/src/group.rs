@@ -164,10 +164,12 @@ impl Member {
                 tokio::select! {
                     event = member.next_event() => {
                         let Some(event) = event else { return };
+                        // Recorded before acknowledged: the log never shows a partition as
+                        // owned after the coordinator may have given it to another member.
+                        task_log.lock().unwrap().record(&event);
                         if let GroupEvent::Revoked { id, .. } = &event {
                             member.revocation_done(*id);
                         }
-                        task_log.lock().unwrap().record(&event);
                     }
                     _ = tick.tick() => member.poll(),
                     _ = &mut stopped => {

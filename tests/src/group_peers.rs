@@ -100,6 +100,9 @@ pub struct GroupPeerConfig {
     pub heartbeat_interval_ms: u32,
     /// `group.instance.id` (KIP-345 static membership), if any.
     pub group_instance_id: Option<String>,
+    /// `group.protocol`: `None` (classic) or `Some("consumer")` (KIP-848, librdkafka only:
+    /// `strategy` and the session and heartbeat settings are then not used).
+    pub group_protocol: Option<String>,
     /// Client-specific settings: librdkafka properties for [`PeerClient::Librdkafka`],
     /// `KafkaConsumer` keyword arguments for [`PeerClient::KafkaPython`].
     pub extra: Map<String, Value>,
@@ -123,6 +126,7 @@ impl GroupPeerConfig {
             session_timeout_ms: 6000,
             heartbeat_interval_ms: 1000,
             group_instance_id: None,
+            group_protocol: None,
             extra: Map::new(),
         }
     }
@@ -148,6 +152,7 @@ impl GroupPeerConfig {
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "group_instance_id": self.group_instance_id,
+            "group_protocol": self.group_protocol,
             "extra": self.extra,
         })
     }

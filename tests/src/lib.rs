@@ -9,6 +9,7 @@ pub mod brokers;
 pub mod consumer;
 pub mod group;
 pub mod group_peers;
+pub mod kip848;
 pub mod mock;
 pub mod offsets;
 pub mod peers;
