@@ -65,3 +65,46 @@ async fn consume_to_the_end_reads_every_partition_of_a_three_broker_mock() {
     }
     assert_eq!(got, expected);
 }
+
+/// `-X group.protocol=consumer` joins a KIP-848 group (the mock offers ConsumerGroupHeartbeat):
+/// the first run reads every record and commits, a second run of the group reads nothing new.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_protocol_group_reads_everything_once() {
+    let mock = kcon_tests::kip848::mock();
+    let b = mock.bootstrap().to_owned();
+    let topic = unique_name("T");
+    let group = unique_name("g");
+    mock.create_topic(&topic, 3, 3);
+    let pool = Pool::new(kcon_tests::pool::config(&b)).expect("a pool");
+    for (p, &n) in RECORDS.iter().enumerate() {
+        produce(&pool, &topic, p as i32, n, now_ms()).await;
+    }
+    let args = [
+        "consume",
+        "-b",
+        &b,
+        "-g",
+        &group,
+        "-X",
+        "group.protocol=consumer",
+        "--format",
+        "json",
+        "-e",
+        &topic,
+    ];
+    let run = kcon(&args).await.ok();
+    let mut got = BTreeMap::new();
+    for l in run.json_lines() {
+        let at = (
+            l["partition"].as_i64().expect("partition"),
+            l["offset"].as_i64().expect("offset"),
+        );
+        assert!(got.insert(at, ()).is_none(), "{at:?} twice");
+    }
+    assert_eq!(got.len(), RECORDS.iter().sum::<usize>(), "{run:?}");
+    let run = kcon(&args).await.ok();
+    assert_eq!(
+        run.stdout, "",
+        "the second run must read nothing new: {run:?}"
+    );
+}
