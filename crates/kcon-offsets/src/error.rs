@@ -49,6 +49,12 @@ pub enum CommitError {
         /// The commit that carries these offsets.
         by: CommitId,
     },
+    /// Every partition of a commit not yet sent was revoked or lost meanwhile: another member
+    /// commits them now, so nothing was sent (the Java client fails such a commit too).
+    PartitionsGone {
+        /// The partitions it was for.
+        partitions: Vec<TopicPartition>,
+    },
 }
 
 impl CommitError {
@@ -89,6 +95,11 @@ impl fmt::Display for CommitError {
             CommitError::Superseded { by } => {
                 write!(f, "superseded by commit {}, which carries its offsets", by.0)
             }
+            CommitError::PartitionsGone { partitions } => write!(
+                f,
+                "not sent: its {} partition(s) were revoked or lost before it could go",
+                partitions.len()
+            ),
         }
     }
 }

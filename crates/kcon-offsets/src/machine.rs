@@ -250,11 +250,31 @@ impl CommitMachine {
     }
 
     /// Forgets the stored and known committed offsets of `partitions` (they were lost or
-    /// revoked: another member commits them now, and nothing here may).
+    /// revoked: another member commits them now, and nothing here may), and takes them out of
+    /// commits not sent yet: a commit queued, or waiting to be retried, must not carry them
+    /// to the coordinator later, under a membership that no longer owns them. A commit left
+    /// with nothing fails with [`CommitError::PartitionsGone`].
     pub fn forget<'a>(&mut self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
-        for tp in partitions {
-            self.stored.remove(tp);
-            self.committed.remove(tp);
+        let partitions: BTreeSet<&TopicPartition> = partitions.into_iter().collect();
+        for tp in &partitions {
+            self.stored.remove(*tp);
+            self.committed.remove(*tp);
+        }
+        let mut emptied = Vec::new();
+        for (i, c) in self.commits.iter_mut().enumerate() {
+            if c.in_flight.is_some() {
+                continue;
+            }
+            let had: Vec<TopicPartition> = c.offsets.keys().cloned().collect();
+            c.offsets.retain(|tp, _| !partitions.contains(tp));
+            if c.offsets.is_empty() && !had.is_empty() {
+                emptied.push((i, had));
+            }
+        }
+        for (i, gone) in emptied.into_iter().rev() {
+            // Invariant: the indexes were just collected, and removed from the back.
+            let c = self.commits.remove(i).expect("a queued commit");
+            self.complete_commit(c, Err(CommitError::PartitionsGone { partitions: gone }));
         }
     }
 
@@ -1171,6 +1191,31 @@ mod tests {
         assert_eq!(c.generation_id, 5);
         h.answer_commit(rid, &c, 0);
         assert!(matches!(&h.committed()[..], [(_, Ok(o))] if o[&tp(0)].offset == 8));
+    }
+
+    /// A commit waiting to be retried loses the partitions forgotten meanwhile (revoked or
+    /// lost): it goes with the rest, or fails at once with nothing left.
+    #[test]
+    fn forgotten_partitions_leave_queued_commits() {
+        let mut h = harness(config(false));
+        h.machine.set_generation(4, "m");
+        h.machine.store_offset(tp(0), 7, None);
+        h.machine.store_offset(tp(1), 3, None);
+        h.machine.commit_stored(h.now, CommitKind::Sync);
+        h.find(1);
+        let (rid, c) = h.expect_commit();
+        h.answer_commit(rid, &c, code::STALE_MEMBER_EPOCH);
+        h.machine.forget(&[tp(0)]);
+        h.machine.set_generation(5, "m");
+        let (rid, c) = h.expect_commit();
+        assert_eq!(c.offsets.keys().collect::<Vec<_>>(), [&tp(1)]);
+        h.answer_commit(rid, &c, code::STALE_MEMBER_EPOCH);
+        h.machine.forget(&[tp(1)]);
+        assert!(matches!(
+            &h.committed()[..],
+            [(_, Err(CommitError::PartitionsGone { partitions }))] if *partitions == [tp(1)]
+        ));
+        assert!(h.request().is_none());
     }
 
     /// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE: look the coordinator up again and retry
