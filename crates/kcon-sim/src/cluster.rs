@@ -15,7 +15,7 @@ use kcon_codec::kafka_protocol::messages::fetch_response::{
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{OffsetSpec, TopicPartition};
+use kcon_core::{OffsetSpec, TopicId, TopicPartition};
 use kcon_fetch::position::LeaderAndEpoch;
 use kcon_fetch::{BrokerInfo, MetadataView, PartitionInfo, SessionRequest};
 use kcon_group::assignor::{self, TopicPartitions};
@@ -74,6 +74,25 @@ impl Cluster {
     /// Every topic's name.
     pub fn topic_names(&self) -> BTreeSet<String> {
         self.topics.keys().cloned().collect()
+    }
+
+    /// A topic's id: the same for the same name, different for different ones (KIP-848's
+    /// coordinator assigns by id).
+    pub fn topic_id(name: &str) -> TopicId {
+        let mut id = [0u8; 16];
+        for (i, b) in name.bytes().enumerate() {
+            id[i % 16] = id[i % 16].wrapping_mul(31).wrapping_add(b);
+        }
+        id[15] = name.len() as u8;
+        TopicId(id)
+    }
+
+    /// Every topic's id, name and partition count.
+    pub fn topic_ids(&self) -> Vec<(String, TopicId, i32)> {
+        self.topics
+            .iter()
+            .map(|(t, ps)| (t.clone(), Cluster::topic_id(t), ps.len() as i32))
+            .collect()
     }
 
     /// The group's committed offsets.

@@ -26,3 +26,15 @@ pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
 pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
 /// FENCED_INSTANCE_ID.
 pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
+/// FENCED_MEMBER_EPOCH (KIP-848).
+pub const FENCED_MEMBER_EPOCH: i16 = E::FencedMemberEpoch.code();
+/// UNRELEASED_INSTANCE_ID (KIP-848).
+pub const UNRELEASED_INSTANCE_ID: i16 = E::UnreleasedInstanceId.code();
+/// UNSUPPORTED_ASSIGNOR (KIP-848).
+pub const UNSUPPORTED_ASSIGNOR: i16 = E::UnsupportedAssignor.code();
+/// STALE_MEMBER_EPOCH (KIP-848).
+pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
+/// INVALID_REGULAR_EXPRESSION (KIP-848).
+pub const INVALID_REGULAR_EXPRESSION: i16 = E::InvalidRegularExpression.code();
+/// INVALID_REQUEST.
+pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();

@@ -1,11 +1,13 @@
 //! A deterministic simulation of a Kafka cluster for kcon's sans-IO machines, on a virtual
-//! clock: a classic group coordinator ([`coordinator`]), partition logs and committed offsets
-//! ([`cluster`]), and whole consumers wired from their four machines ([`world`]).
+//! clock: a classic group coordinator ([`coordinator`]), a KIP-848 one ([`consumer_group`]),
+//! partition logs and committed offsets ([`cluster`]), and whole consumers wired from their
+//! four machines ([`world`]), under either group protocol.
 //!
 //! It is a test tool: kcon's tests use it to replay rebalances, faults and timeouts exactly,
 //! in milliseconds of real time.
 
 pub mod cluster;
 pub mod code;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod world;

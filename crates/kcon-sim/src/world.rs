@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 use kcon::consumer::{
     Command, CommittedOffsets, ConsumerMachine, Hook, MachineOptions, Step, StepAnswer,
 };
+use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::property::registry::{self, Part as Configures};
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
-use kcon_group::{GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse};
+use kcon_group::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberMachine};
 use kcon_offsets::{
     CommitId, CommitKind, CommitMachine, FetchId, OffsetAndMetadata, OffsetsConfig, OffsetsEvent,
     OffsetsRequest, OffsetsResponse,
@@ -38,6 +39,7 @@ use kcon_offsets::{
 
 use crate::cluster::{BROKER, Cluster, broker_info};
 use crate::code;
+use crate::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
 use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
 
 /// The group every simulated consumer joins.
@@ -72,6 +74,24 @@ impl ClientConfig {
                 ("fetch.max.wait.ms", "100"),
                 ("auto.commit.interval.ms", "1000"),
                 ("partition.assignment.strategy", strategy),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        }
+    }
+
+    /// The simulation's defaults under `group.protocol=consumer` (KIP-848): the coordinator
+    /// decides sessions, heartbeats and assignment, so only `max.poll.interval.ms=30000`,
+    /// `auto.offset.reset=earliest`, `fetch.max.wait.ms=100` and `auto.commit.interval.ms=1000`.
+    pub fn consumer_protocol() -> Self {
+        ClientConfig {
+            properties: [
+                ("group.protocol", "consumer"),
+                ("max.poll.interval.ms", "30000"),
+                ("auto.offset.reset", "earliest"),
+                ("fetch.max.wait.ms", "100"),
+                ("auto.commit.interval.ms", "1000"),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -228,8 +248,8 @@ pub enum Happened {
 pub struct Client {
     /// The consumer's own bookkeeping.
     pub consumer: ConsumerMachine,
-    /// The group member.
-    pub group: GroupMachine,
+    /// The group member, of either protocol.
+    pub group: MemberMachine,
     /// The commit machine.
     pub offsets: CommitMachine,
     /// The fetch loop.
@@ -258,6 +278,10 @@ pub struct Client {
     /// Where a close is.
     close: Option<Closing>,
     topics: Vec<String>,
+    /// Partitions the member told lost whose loss the consumer has not handled yet: under
+    /// KIP-848 the member rejoins at once, so the coordinator may hand them on before the
+    /// application hears of it; `Lost` says they may already be another member's.
+    lost_unhandled: BTreeSet<TopicPartition>,
 }
 
 impl Client {
@@ -292,8 +316,10 @@ pub struct World {
     pub now: Instant,
     /// The cluster's data and committed offsets.
     pub cluster: Cluster,
-    /// The group coordinator.
+    /// The group coordinator of the classic protocol.
     pub coordinator: GroupCoordinator,
+    /// The group coordinator of the consumer protocol (KIP-848).
+    pub consumer_coordinator: ConsumerGroupCoordinator,
     /// The consumers.
     pub clients: Vec<Client>,
     /// Whether no partition may be owned by two consumers at once. Scenarios that lose a
@@ -318,10 +344,15 @@ impl World {
     /// A cluster with `topics` (name, partition count), empty, and no consumers yet.
     pub fn new(topics: &[(&str, i32)]) -> World {
         let base = Instant::now();
+        let cluster = Cluster::new(topics);
         World {
             base,
             now: base,
-            cluster: Cluster::new(topics),
+            consumer_coordinator: ConsumerGroupCoordinator::new(
+                ConsumerGroupConfig::default(),
+                &cluster.topic_ids(),
+            ),
+            cluster,
             coordinator: GroupCoordinator::new(CoordinatorConfig {
                 initial_rebalance_delay: Duration::from_millis(500),
                 ..CoordinatorConfig::default()
@@ -374,7 +405,7 @@ impl World {
         let max_poll_records = fetch.max_poll_records.max(1) as usize;
         let client = Client {
             consumer: ConsumerMachine::new(options, now),
-            group: GroupMachine::new(group, now, seed),
+            group: MemberMachine::new(group, now, seed),
             offsets: CommitMachine::new(offsets, now, seed),
             fetch: FetchMachine::new(fetch, now),
             app,
@@ -391,9 +422,21 @@ impl World {
             member_closing: false,
             close: None,
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            lost_unhandled: BTreeSet::new(),
         };
         self.clients.push(client);
         let i = self.clients.len() - 1;
+        // The pool's metadata names the subscribed topics' ids, as the member's task feeds
+        // them in.
+        let ids = self
+            .cluster
+            .topic_ids()
+            .into_iter()
+            .map(|(name, id, _)| (id, name))
+            .collect();
+        self.clients[i]
+            .group
+            .metadata_updated(now, &Default::default(), &ids);
         let topics = self.clients[i].topics.clone();
         self.clients[i]
             .consumer
@@ -496,14 +539,29 @@ impl World {
         if live.is_empty() {
             return true;
         }
-        if self.coordinator.state() != GroupState::Stable {
+        let kip848 = live
+            .iter()
+            .all(|c| c.group.protocol() == GroupProtocol::Consumer);
+        if kip848 {
+            if !self.consumer_coordinator.is_reconciled() {
+                return false;
+            }
+        } else if self.coordinator.state() != GroupState::Stable {
             return false;
         }
         let mut owned = BTreeSet::new();
         for c in &live {
-            if c.consumer.is_rebalancing()
-                || c.group.generation().id != self.coordinator.generation()
-            {
+            let in_step = if kip848 {
+                c.group.state() != kcon_group::MemberState::Stable
+                    || !c.group_events.is_empty()
+                    || self
+                        .consumer_coordinator
+                        .member_epoch(&c.group.generation().member_id)
+                        != Some(c.group.generation().id)
+            } else {
+                c.group.generation().id != self.coordinator.generation()
+            };
+            if c.consumer.is_rebalancing() || in_step {
                 return false;
             }
             for tp in c.owned() {
@@ -581,11 +639,13 @@ impl World {
             .collect();
         all.sort_by_key(|(at, i, _)| (*at, *i));
         let mut out = format!(
-            "at {:.3}s, coordinator {:?} generation {} members {:?}\n",
+            "at {:.3}s, coordinator {:?} generation {} members {:?}; KIP-848 group epoch {} members {:?}\n",
             self.secs(self.now),
             self.coordinator.state(),
             self.coordinator.generation(),
-            self.coordinator.member_ids()
+            self.coordinator.member_ids(),
+            self.consumer_coordinator.group_epoch(),
+            self.consumer_coordinator.member_ids()
         );
         for (i, c) in self.clients.iter().enumerate() {
             let _ = writeln!(
@@ -620,6 +680,7 @@ impl World {
         queued
             .into_iter()
             .chain(self.coordinator.next_deadline())
+            .chain(self.consumer_coordinator.next_deadline())
             .chain(machines)
             .min()
     }
@@ -636,6 +697,14 @@ impl World {
         if self.coordinator.next_deadline().is_some_and(|d| d <= now) {
             self.coordinator.tick(now);
             self.flush_coordinator();
+        }
+        if self
+            .consumer_coordinator
+            .next_deadline()
+            .is_some_and(|d| d <= now)
+        {
+            self.consumer_coordinator.tick(now);
+            self.check_invariants();
         }
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > now {
@@ -790,6 +859,25 @@ impl World {
                 let known = self.cluster.topic_partitions(&topics);
                 reply(self, Answer::Group(GroupResponse::Metadata(known)));
             }
+            Request::Group(GroupRequest::TopicIds { .. }) => {
+                let ids = self
+                    .cluster
+                    .topic_ids()
+                    .into_iter()
+                    .map(|(name, id, _)| (id, name))
+                    .collect();
+                reply(self, Answer::Group(GroupResponse::TopicIds(ids)));
+            }
+            Request::Group(GroupRequest::ConsumerGroupHeartbeat(h)) => {
+                assert_eq!(target, Target::Coordinator(broker()), "{h:?}");
+                assert_eq!(h.group_id, GROUP);
+                let answer = self.consumer_coordinator.heartbeat(now, &h);
+                self.check_invariants();
+                reply(
+                    self,
+                    Answer::Group(GroupResponse::ConsumerGroupHeartbeat(answer)),
+                );
+            }
             Request::Group(request) => {
                 assert_eq!(target, Target::Coordinator(broker()), "{request:?}");
                 let ticket = self.next_ticket;
@@ -799,11 +887,26 @@ impl World {
                 self.flush_coordinator();
             }
             Request::Offsets(OffsetsRequest::OffsetCommit(c)) => {
-                let error = self.coordinator.validate_commit(
-                    c.generation_id,
-                    &c.member_id,
-                    c.group_instance_id.as_deref(),
-                );
+                let error = if self.clients[client].group.protocol() == GroupProtocol::Consumer {
+                    self.consumer_coordinator
+                        .validate_commit(c.generation_id, &c.member_id)
+                } else {
+                    self.coordinator.validate_commit(
+                        c.generation_id,
+                        &c.member_id,
+                        c.group_instance_id.as_deref(),
+                    )
+                };
+                if error == code::NONE
+                    && self.clients[client].group.protocol() == GroupProtocol::Consumer
+                {
+                    self.assert_commit_by_an_owner(
+                        client,
+                        c.generation_id,
+                        &c.member_id,
+                        &c.offsets,
+                    );
+                }
                 if error == code::NONE {
                     self.assert_processed_up_to(client, &c.offsets);
                     self.cluster.commit(&c.offsets);
@@ -961,6 +1064,19 @@ impl World {
                 continue;
             }
             if let Some(event) = c.group.poll_event() {
+                if c.group.protocol() == GroupProtocol::Consumer {
+                    match &event {
+                        GroupEvent::Lost { partitions } => {
+                            c.lost_unhandled.extend(partitions.iter().cloned());
+                        }
+                        GroupEvent::Assigned { partitions, .. } => {
+                            for tp in partitions {
+                                c.lost_unhandled.remove(tp);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 // A closing member's task acknowledges its revocations itself.
                 if c.member_closing
                     && let GroupEvent::Revoked { id, .. } = &event
@@ -1290,6 +1406,14 @@ impl World {
     /// No partition owned by two live consumers; the committed offsets never past what was
     /// processed.
     fn check_invariants(&self) {
+        // The KIP-848 coordinator never lets two members hold a partition.
+        for (tp, holders) in self.consumer_coordinator.holders() {
+            assert!(
+                holders.len() <= 1,
+                "the KIP-848 coordinator lets {holders:?} hold {tp}\n{}",
+                self.dump(60)
+            );
+        }
         if !self.strict_ownership {
             return;
         }
@@ -1299,6 +1423,9 @@ impl World {
                 continue;
             }
             for tp in c.owned() {
+                if c.lost_unhandled.contains(tp) {
+                    continue;
+                }
                 if let Some(j) = owners.insert(tp, i) {
                     panic!(
                         "{tp} owned by consumers {j} and {i} at once\n{}",
@@ -1306,6 +1433,34 @@ impl World {
                     );
                 }
             }
+        }
+    }
+
+    /// Under KIP-848 a commit is accepted only with the member's current epoch, and only for
+    /// partitions the coordinator counts the member as holding: a commit from a fenced
+    /// member, or of a partition lost and handed on, must have been refused.
+    fn assert_commit_by_an_owner(
+        &self,
+        client: usize,
+        epoch: i32,
+        member_id: &str,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) {
+        assert_eq!(
+            self.consumer_coordinator.member_epoch(member_id),
+            Some(epoch),
+            "consumer {client}'s commit was accepted with a stale epoch\n{}",
+            self.dump(40)
+        );
+        let holders = self.consumer_coordinator.holders();
+        for tp in offsets.keys() {
+            let holder = holders.get(tp).and_then(|h| h.first());
+            assert_eq!(
+                holder.map(String::as_str),
+                Some(member_id),
+                "consumer {client} commits {tp}, held by {holder:?}\n{}",
+                self.dump(40)
+            );
         }
     }
 
