@@ -85,6 +85,9 @@ struct Member {
     topic: String,
     group: String,
     strategy: String,
+    /// `fetch.max.wait.ms`, when not the client's default (the mock cluster holds a Fetch for
+    /// all of it even when records come meanwhile).
+    fetch_max_wait_ms: Option<String>,
 }
 
 /// The `member` subcommand.
@@ -95,6 +98,7 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
         topic: args.required("topic")?.to_owned(),
         group: args.required("group")?.to_owned(),
         strategy: args.required("strategy")?.to_owned(),
+        fetch_max_wait_ms: args.optional("fetch-max-wait-ms").map(str::to_owned),
     };
     let shared = Arc::new(Shared {
         window: Mutex::new(Window::default()),
@@ -134,15 +138,28 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
 const SESSION_TIMEOUT_MS: u64 = 6000;
 const HEARTBEAT_INTERVAL_MS: u64 = 1000;
 
+/// The strategy that stands for the consumer group protocol (KIP-848): the coordinator assigns,
+/// and runs the session and the heartbeats.
+const CONSUMER_PROTOCOL: &str = "consumer";
+
 async fn kcon_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
-    let mut consumer = kcon::Consumer::builder()
+    let builder = kcon::Consumer::builder()
         .set("bootstrap.servers", m.bootstrap.as_str())
         .set("group.id", m.group.as_str())
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", m.strategy.as_str())
-        .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
-        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
-        .build()?;
+        .set("auto.offset.reset", "earliest");
+    let builder = if m.strategy == CONSUMER_PROTOCOL {
+        builder.set("group.protocol", "consumer")
+    } else {
+        builder
+            .set("partition.assignment.strategy", m.strategy.as_str())
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
+    };
+    let builder = match &m.fetch_max_wait_ms {
+        Some(ms) => builder.set("fetch.max.wait.ms", ms.as_str()),
+        None => builder,
+    };
+    let mut consumer = builder.build()?;
     consumer.subscribe([m.topic.as_str()])?;
     while !shared.stop.load(Ordering::SeqCst) {
         tokio::select! {
@@ -160,14 +177,23 @@ async fn rdkafka_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
 
-    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", &m.bootstrap)
         .set("group.id", &m.group)
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", &m.strategy)
-        .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
-        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
-        .create()?;
+        .set("auto.offset.reset", "earliest");
+    if m.strategy == CONSUMER_PROTOCOL {
+        config.set("group.protocol", "consumer");
+    } else {
+        config
+            .set("partition.assignment.strategy", &m.strategy)
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string());
+    }
+    if let Some(ms) = &m.fetch_max_wait_ms {
+        config.set("fetch.wait.max.ms", ms);
+    }
+    let consumer: StreamConsumer = config.create()?;
     consumer.subscribe(&[m.topic.as_str()])?;
     while !shared.stop.load(Ordering::SeqCst) {
         tokio::select! {
@@ -188,7 +214,7 @@ async fn krafka_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
     let strategy = match m.strategy.as_str() {
         "range" => PartitionAssignmentStrategy::Range,
         "cooperative-sticky" => PartitionAssignmentStrategy::CooperativeSticky,
-        other => return Err(format!("unknown strategy {other:?}").into()),
+        other => return Err(format!("krafka has no strategy {other:?}").into()),
     };
     let kafka = krafka::Kafka::builder(m.bootstrap.as_str())
         .connect()
