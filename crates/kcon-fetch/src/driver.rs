@@ -99,7 +99,7 @@ impl Fetcher {
                     "a whole number, 1 to 2147483647",
                 )
             })?;
-        let machine = FetchMachine::new(config, Instant::now().into_std());
+        let machine = FetchMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = FetchTask {

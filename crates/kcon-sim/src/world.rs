@@ -376,7 +376,7 @@ impl World {
             consumer: ConsumerMachine::new(options, now),
             group: GroupMachine::new(group, now, seed),
             offsets: CommitMachine::new(offsets, now, seed),
-            fetch: FetchMachine::new(fetch, now),
+            fetch: FetchMachine::new(fetch, now, seed),
             app,
             doing: Doing::Calling,
             processed: Vec::new(),
