@@ -144,6 +144,27 @@ mod tests {
     }
 
     #[test]
+    fn auto_offset_reset_is_set_and_bad_values_name_it() {
+        let mut c = FetchConfig::default();
+        assert_eq!(c.reset_policy, ResetPolicy::Latest);
+        c.set("auto.offset.reset", "by_duration:PT1H").unwrap();
+        assert_eq!(
+            c.reset_policy,
+            ResetPolicy::ByDuration(Duration::from_secs(3600))
+        );
+        for value in ["smallest", "by_duration:1h"] {
+            let e = c.set("auto.offset.reset", value).unwrap_err();
+            assert_eq!(e.property(), "auto.offset.reset", "{e}");
+            assert!(e.to_string().contains("auto.offset.reset"), "{e}");
+        }
+        assert_eq!(
+            c.reset_policy,
+            ResetPolicy::ByDuration(Duration::from_secs(3600)),
+            "a bad value leaves the setting as it was"
+        );
+    }
+
+    #[test]
     fn the_buffer_follows_fetch_max_bytes_until_set() {
         let mut c = FetchConfig::default();
         c.set("fetch.max.bytes", "1000").unwrap();
