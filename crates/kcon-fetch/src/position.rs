@@ -26,25 +26,7 @@ use std::time::{Duration, Instant};
 
 use kcon_core::{ExponentialBackoff, ResetPolicy};
 
-/// Error codes a partition of a Fetch answer (or of an OffsetForLeaderEpoch answer) carries.
-pub(crate) mod codes {
-    pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub(crate) const NONE: i16 = 0;
-    pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub(crate) const CORRUPT_MESSAGE: i16 = 2;
-    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub(crate) const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub(crate) const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub(crate) const REPLICA_NOT_AVAILABLE: i16 = 9;
-    pub(crate) const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-    pub(crate) const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    pub(crate) const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub(crate) const FENCED_LEADER_EPOCH: i16 = 74;
-    pub(crate) const UNKNOWN_LEADER_EPOCH: i16 = 76;
-    pub(crate) const OFFSET_NOT_AVAILABLE: i16 = 78;
-    pub(crate) const UNKNOWN_TOPIC_ID: i16 = 100;
-    pub(crate) const INCONSISTENT_TOPIC_ID: i16 = 110;
-}
+pub(crate) use kcon_core::error_codes::code as codes;
 
 /// A partition's leader as the metadata names it (Java `Metadata.LeaderAndEpoch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

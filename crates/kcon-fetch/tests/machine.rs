@@ -353,13 +353,13 @@ fn every_partition_error_has_its_consequence() {
     let table: &[(i16, bool, bool, bool)] = &[
         (6, true, false, false),   // NOT_LEADER_OR_FOLLOWER
         (74, true, false, false),  // FENCED_LEADER_EPOCH
-        (76, true, false, false),  // UNKNOWN_LEADER_EPOCH
+        (75, true, false, false),  // UNKNOWN_LEADER_EPOCH
         (9, true, false, false),   // REPLICA_NOT_AVAILABLE
         (56, true, false, false),  // KAFKA_STORAGE_ERROR
         (78, true, false, false),  // OFFSET_NOT_AVAILABLE
         (3, true, false, false),   // UNKNOWN_TOPIC_OR_PARTITION
         (100, true, false, false), // UNKNOWN_TOPIC_ID
-        (110, true, false, false), // INCONSISTENT_TOPIC_ID
+        (103, true, false, false), // INCONSISTENT_TOPIC_ID
         (1, false, true, false),   // OFFSET_OUT_OF_RANGE, earliest
         (2, false, false, true),   // CORRUPT_MESSAGE
         (29, false, false, true),  // TOPIC_AUTHORIZATION_FAILED

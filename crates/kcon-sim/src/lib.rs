@@ -6,6 +6,8 @@
 //! in milliseconds of real time.
 
 pub mod cluster;
-pub mod code;
 pub mod coordinator;
 pub mod world;
+
+/// The Kafka error codes the simulated brokers answer, by name.
+pub use kcon_core::error_codes::code;
