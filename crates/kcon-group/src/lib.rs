@@ -11,6 +11,7 @@
 
 pub mod assignor;
 mod config;
+#[cfg(feature = "driver")]
 mod driver;
 mod error;
 mod machine;
@@ -18,6 +19,7 @@ mod messages;
 pub mod wire;
 
 pub use config::GroupConfig;
+#[cfg(feature = "driver")]
 pub use driver::{GroupMember, MemberSnapshot};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
