@@ -1261,6 +1261,9 @@ struct Schedule {
     max_latency_ms: u64,
     /// Whether messages get lost (`Network::drop_rate` and `Injected::Drop`).
     lossy: bool,
+    /// Whether the coordinator answers waiting SyncGroups on a timer (Tansu's way, see
+    /// `CoordinatorConfig::sync_looks`) rather than with the leader's.
+    sync_looks: bool,
     /// When each member starts (milliseconds).
     start_ms: Vec<u64>,
     ops: Vec<Op>,
@@ -1276,6 +1279,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
             prop::collection::vec(any::<bool>(), n),
             prop::collection::vec(prop_oneof![Just(0u64), 0u64..3_000], n),
             1u64..100,
+            any::<bool>(),
             prop::collection::vec(0u64..10_000, n),
             prop::collection::vec(op(n, lossy), 10..40),
         )
@@ -1286,6 +1290,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
                     static_members,
                     revocation_delay_ms,
                     max_latency_ms,
+                    sync_looks,
                     start_ms,
                     ops,
                 )| {
@@ -1296,6 +1301,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
                         revocation_delay_ms,
                         max_latency_ms,
                         lossy,
+                        sync_looks,
                         start_ms,
                         ops,
                     }
@@ -1305,7 +1311,11 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
 }
 
 fn run_schedule(s: &Schedule) {
-    let mut sim = Sim::new(s.seed, &[("t", 6), ("u", 2)], CoordinatorConfig::default());
+    let coordinator = CoordinatorConfig {
+        sync_looks: s.sync_looks.then_some(secs(1)),
+        ..CoordinatorConfig::default()
+    };
+    let mut sim = Sim::new(s.seed, &[("t", 6), ("u", 2)], coordinator);
     sim.net.latency_ms = (1, s.max_latency_ms);
     if s.lossy {
         sim.net.drop_rate = 0.02;
