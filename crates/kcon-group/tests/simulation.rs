@@ -287,6 +287,100 @@ fn eager_revokes_everything_cooperative_only_what_moves() {
     }
 }
 
+// ----- generations per rebalance (KIP-429) -----
+
+/// The two ways coordinators answer the SyncGroups that wait for the leader's: Kafka's (all
+/// with the leader's), and Tansu's (each looked at again once a second).
+const SYNC_ANSWERS: [(&str, Option<Duration>); 2] = [
+    ("SyncGroup answered with the leader's", None),
+    (
+        "SyncGroup looked at once a second",
+        Some(Duration::from_secs(1)),
+    ),
+];
+
+/// SyncGroups of member `i` answered REBALANCE_IN_PROGRESS since `mark`.
+fn failed_syncs(sim: &Sim, i: usize, mark: u64) -> usize {
+    sim.nodes[i]
+        .since(mark)
+        .filter(|e| {
+            matches!(
+                e.kind,
+                Kind::Answered(Api::SyncGroup, Ok(code::REBALANCE_IN_PROGRESS))
+            )
+        })
+        .count()
+}
+
+/// KIP-429 under cooperative-sticky, counted in generations. A member joining takes two: the
+/// one its JoinGroup starts, in which the members that give partitions up are told to revoke
+/// them, and the one their rejoin starts, which hands those partitions to the newcomer. A
+/// member leaving takes one: it revoked everything before its LeaveGroup, so nobody else
+/// owns its partitions and they go to the others at once. Four members share 24 partitions; a
+/// fifth joins, then the first leaves.
+///
+/// The same against a coordinator that answers waiting SyncGroups on a timer (Tansu): a
+/// member that rejoined the moment its own SyncGroup was answered would start the next
+/// generation before the others' were, they would fail, and the hand-over would take a
+/// generation more (or several, one member's partitions at a time).
+#[test]
+fn cooperative_join_takes_two_generations_and_leave_one() {
+    for (coordinator, sync_looks) in SYNC_ANSWERS {
+        let cfg = CoordinatorConfig {
+            sync_looks,
+            ..CoordinatorConfig::default()
+        };
+        let mut sim = Sim::new(29, &[("t", 24)], cfg);
+        let m: Vec<usize> = (0..5)
+            .map(|_| sim.add(config("cooperative-sticky", None), &["t"], App::default()))
+            .collect();
+        for &i in &m[..4] {
+            sim.start(i);
+        }
+        settle(&mut sim, secs(60));
+        let before: Vec<BTreeSet<TopicPartition>> = m.iter().map(|&i| owned(&sim, i)).collect();
+
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        sim.start(m[4]);
+        settle(&mut sim, secs(60));
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 2, "{coordinator}: join\n{}", sim.dump(80));
+        // Each of the four gave the newcomer one partition and kept the rest throughout.
+        assert_eq!(owned(&sim, m[4]).len(), 4, "{coordinator}");
+        for &i in &m[..4] {
+            let events = sim.nodes[i].events_since(mark);
+            let gone: BTreeSet<TopicPartition> =
+                before[i].difference(&owned(&sim, i)).cloned().collect();
+            assert_eq!(revoked(&events), gone, "{coordinator}: member {i}");
+            assert_eq!(gone.len(), 1, "{coordinator}: member {i}");
+            assert!(lost(&events).is_empty(), "{coordinator}: member {i}");
+            assert_eq!(failed_syncs(&sim, i, mark), 0, "{coordinator}: member {i}");
+        }
+
+        let kept: Vec<BTreeSet<TopicPartition>> = m.iter().map(|&i| owned(&sim, i)).collect();
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        sim.close(m[0]);
+        let closed = sim.run_until_cond(secs(60), |s| {
+            s.nodes[m[0]].machine().is_terminated() && s.is_settled()
+        });
+        assert!(closed, "{coordinator}: leave\n{}", sim.dump(80));
+        sim.assert_settled();
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 1, "{coordinator}: leave\n{}", sim.dump(80));
+        for &i in &m[1..] {
+            // Nothing taken from those that stay: they only gain the leaver's partitions.
+            let events = sim.nodes[i].events_since(mark);
+            assert!(revoked(&events).is_empty(), "{coordinator}: member {i}");
+            assert!(lost(&events).is_empty(), "{coordinator}: member {i}");
+            assert!(
+                kept[i].is_subset(&owned(&sim, i)),
+                "{coordinator}: member {i}"
+            );
+            assert_eq!(failed_syncs(&sim, i, mark), 0, "{coordinator}: member {i}");
+        }
+    }
+}
+
 /// Closing while the application still holds a revocation (cooperative: the partitions that
 /// move): the pending `Revoked` stands, only the rest is revoked anew, and the member leaves
 /// once the application acknowledged both.
