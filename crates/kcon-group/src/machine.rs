@@ -194,6 +194,10 @@ pub struct GroupMachine {
     generation: Generation,
     /// The partitions the member owns (including those whose revocation is pending).
     assignment: BTreeSet<TopicPartition>,
+    /// The generation `assignment` was received in (the last SyncGroup that completed), -1
+    /// when the member owns nothing through a generation. A cooperative subscription states
+    /// this one, not the generation last joined: see `join_request`.
+    owned_generation: i32,
     /// What the member owned before an eager revocation: the sticky assignor's user data
     /// carries it into the next join (Java's `StickyAssignor.memberAssignment`).
     previous_assignment: Vec<TopicPartition>,
@@ -335,6 +339,7 @@ impl GroupMachine {
             coordinator: CoordinatorState::default(),
             generation: Generation::none(),
             assignment: BTreeSet::new(),
+            owned_generation: -1,
             previous_assignment: Vec::new(),
             previous_generation: -1,
             heartbeat: HeartbeatState {
@@ -1105,6 +1110,7 @@ impl GroupMachine {
         self.rebalance_attempts = 0;
         let new: BTreeSet<TopicPartition> = assigned.partitions.into_iter().collect();
         let generation_id = self.generation.id;
+        self.owned_generation = generation_id;
         self.phase = Phase::Stable;
         self.heartbeat.next_at = now + self.config.heartbeat_interval;
         match self.protocol {
@@ -1248,6 +1254,7 @@ impl GroupMachine {
 
     fn lose_all(&mut self) {
         self.revocation = None;
+        self.owned_generation = -1;
         if self.assignment.is_empty() {
             return;
         }
@@ -1540,9 +1547,22 @@ impl GroupMachine {
 
     fn join_request(&self) -> JoinGroup {
         let owned: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
+        // A cooperative member states the generation its owned partitions were assigned in
+        // (KIP-792 added the field to qualify them), as librdkafka's sticky assignor does and
+        // as Java's `CooperativeStickyAssignor` writes in its user data (its `onAssignment`
+        // generation). Not the generation last joined: after a SyncGroup that failed with
+        // REBALANCE_IN_PROGRESS the member owns what it owned before, and a subscription that
+        // changed only in its generation is new metadata to a coordinator. Step by step, on a
+        // coordinator that answers parked SyncGroups on a timer (Tansu): (1) the member joins
+        // generation 5 with (owned P, generation 4); (2) another member starts generation 6
+        // before this one's SyncGroup is answered, which fails; (3) the member rejoins, and
+        // by then generation 6 may have completed without it (Tansu keeps a member's last
+        // subscription instead of waiting for it); (4) a subscription saying (P, 5) differs
+        // from the stored one and starts generation 7, which assigns exactly what 6 did,
+        // while (P, 4) is the same bytes and joins 6 as it stands.
         let (user_owned, user_generation) = match self.protocol {
             RebalanceProtocol::Eager => (&self.previous_assignment, self.previous_generation),
-            RebalanceProtocol::Cooperative => (&owned, self.generation.id),
+            RebalanceProtocol::Cooperative => (&owned, self.owned_generation),
         };
         let protocols = self
             .config
@@ -1560,7 +1580,7 @@ impl GroupMachine {
                     // rebalance (KIP-345).
                     generation_id: match self.protocol {
                         RebalanceProtocol::Eager => -1,
-                        RebalanceProtocol::Cooperative => self.generation.id,
+                        RebalanceProtocol::Cooperative => self.owned_generation,
                     },
                     rack_id: self.config.client_rack.clone(),
                 };

@@ -12,7 +12,8 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kcon_group::{GroupError, GroupEvent, GroupRequest, MemberState, TopicPartition};
+use kcon_group::protocol::Subscription;
+use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, MemberState, TopicPartition};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use sim::coordinator::{CoordinatorConfig, GroupState};
@@ -378,6 +379,56 @@ fn cooperative_join_takes_two_generations_and_leave_one() {
             );
             assert_eq!(failed_syncs(&sim, i, mark), 0, "{coordinator}: member {i}");
         }
+    }
+}
+
+/// A member whose SyncGroup fails with REBALANCE_IN_PROGRESS owns what it owned before, and
+/// rejoins saying so in the same bytes: its subscription states the generation its partitions
+/// were assigned in, not the one it joined and never completed. A coordinator compares
+/// subscriptions (Kafka's and Tansu's both), and one that changed only in its generation
+/// would start a generation more; the same bytes get the generation as it stands. So a join
+/// still takes KIP-429's two generations, with either way of answering SyncGroup.
+#[test]
+fn a_member_whose_sync_failed_rejoins_with_the_same_subscription() {
+    for (coordinator, sync_looks) in SYNC_ANSWERS {
+        let cfg = CoordinatorConfig {
+            sync_looks,
+            ..CoordinatorConfig::default()
+        };
+        let mut sim = Sim::new(31, &[("t", 6)], cfg);
+        let m: Vec<usize> = (0..3)
+            .map(|_| sim.add(config("cooperative-sticky", None), &["t"], App::default()))
+            .collect();
+        sim.start(m[0]);
+        sim.start(m[1]);
+        settle(&mut sim, secs(60));
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        // Member 1 (a follower: member 0 joined first and leads) loses the answer of the
+        // SyncGroup that follows the third member's arrival.
+        sim.inject(
+            Api::SyncGroup,
+            Some(m[1]),
+            Injected::Error(code::REBALANCE_IN_PROGRESS),
+        );
+        sim.start(m[2]);
+        settle(&mut sim, secs(120));
+        assert!(sim.faults[0].fired.is_some(), "{coordinator}");
+        let joins: Vec<JoinGroup> = sim.nodes[m[1]]
+            .sent_since(mark)
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                GroupRequest::JoinGroup(j) => Some(j),
+                _ => None,
+            })
+            .collect();
+        // The join the arrival caused, the one after the failed SyncGroup, the hand-over.
+        assert_eq!(joins.len(), 3, "{coordinator}\n{}", sim.dump(60));
+        assert_eq!(joins[1].protocols, joins[0].protocols, "{coordinator}");
+        let said = Subscription::decode(&joins[1].protocols[0].1).expect("a subscription");
+        assert_eq!(said.generation_id, generation, "{coordinator}");
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 2, "{coordinator}\n{}", sim.dump(80));
+        assert_eq!(owned(&sim, m[2]).len(), 2, "{coordinator}");
     }
 }
 
