@@ -382,6 +382,67 @@ fn cooperative_join_takes_two_generations_and_leave_one() {
     }
 }
 
+/// The hand-over rejoin waits after the SyncGroup that revoked (so that the other members get
+/// that generation's assignment first), but not when another member has already started the
+/// next generation: a heartbeat answered REBALANCE_IN_PROGRESS while the application still
+/// holds the revocation makes the member rejoin as soon as it is acknowledged. Here the
+/// applications take 1.2 s to acknowledge, and the newcomer changes its subscription 0.5 s
+/// after the revocation.
+#[test]
+fn a_rebalance_under_way_ends_the_hand_over_wait() {
+    let mut sim = Sim::new(37, &[("t", 4), ("u", 2)], CoordinatorConfig::default());
+    let slow = App {
+        revocation: RevocationPolicy::After(Duration::from_millis(1200)),
+        ..App::default()
+    };
+    let m: Vec<usize> = (0..3)
+        .map(|_| sim.add(config("cooperative-sticky", None), &["t"], slow.clone()))
+        .collect();
+    sim.start(m[0]);
+    sim.start(m[1]);
+    settle(&mut sim, secs(60));
+    let mark = sim.mark();
+    sim.start(m[2]);
+    let revoking = |s: &Sim| {
+        m[..2]
+            .iter()
+            .copied()
+            .find(|&i| !s.nodes[i].app.pending.is_empty())
+    };
+    assert!(
+        sim.run_until_cond(secs(60), |s| revoking(s).is_some()),
+        "{}",
+        sim.dump(40)
+    );
+    let (r, revoked_at) = (revoking(&sim).expect("a revoking member"), sim.now);
+    sim.run_for(Duration::from_millis(500));
+    sim.subscribe(m[2], &["t", "u"]);
+    let joined = sim.run_until_cond(secs(10), |s| {
+        s.nodes[r]
+            .sent_since(mark)
+            .iter()
+            .filter(|(_, q)| matches!(q, GroupRequest::JoinGroup(_)))
+            .count()
+            == 2
+    });
+    assert!(joined, "{}", sim.dump(40));
+    let rejoined_at = sim.nodes[r]
+        .sent_since(mark)
+        .into_iter()
+        .filter(|(_, q)| matches!(q, GroupRequest::JoinGroup(_)))
+        .map(|(at, _)| at)
+        .next_back()
+        .expect("the hand-over JoinGroup");
+    // At the acknowledgement, not 1.5 s after the SyncGroup.
+    assert_eq!(
+        rejoined_at,
+        revoked_at + Duration::from_millis(1200),
+        "{}",
+        sim.dump(40)
+    );
+    settle(&mut sim, secs(60));
+}
+
 /// A member whose SyncGroup fails with REBALANCE_IN_PROGRESS owns what it owned before, and
 /// rejoins saying so in the same bytes: its subscription states the generation its partitions
 /// were assigned in, not the one it joined and never completed. A coordinator compares
