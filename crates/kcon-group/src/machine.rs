@@ -29,6 +29,30 @@ pub const PROTOCOL_TYPE: &str = "consumer";
 /// Why the leader rejoins when a topic's partition count changed (KIP-800 join reason).
 const PARTITION_COUNT_CHANGED: &str = "the leader saw the partition count of a topic change";
 
+/// How long after the SyncGroup that revoked partitions a cooperative member waits, at the
+/// least, before it rejoins to hand them over (KIP-429's second rebalance). The Java client's
+/// `ConsumerCoordinator` and librdkafka rejoin as soon as the revocation is done.
+///
+/// The rejoin starts the next generation, and the coordinator then answers REBALANCE_IN_PROGRESS
+/// to any SyncGroup of the current one still waiting: that member never learns what the
+/// generation took from it, keeps those partitions, and a further generation must ask again.
+/// Kafka's coordinator answers every waiting SyncGroup the moment the leader's arrives, so
+/// nothing is waiting by the time anyone rejoins. Tansu looks at a waiting SyncGroup once a
+/// second. Step by step (Tansu 0.6, four members and a fifth joining, every old member giving
+/// one partition up): (1) at S the leader's SyncGroup completes generation N and the leader
+/// learns its revocation; the followers' SyncGroups, sent before S, wait for their next look,
+/// up to a second later; (2) the leader revokes and rejoins at S, which starts generation N+1
+/// at once; (3) each follower's look finds N+1, and its SyncGroup waits for 0.8 ×
+/// `session.timeout.ms` and fails; (4) the followers rejoin still owning what they should
+/// have given up, N+1 withholds it again, and whichever member learns its revocation first
+/// ends N+1 for the others the same way. Measured: up to seven generations and 23 s for the
+/// join, where KIP-429 needs two.
+///
+/// Every member's SyncGroup is answered by S + 1 s, and each member learns its own assignment
+/// at S or later: waiting a little over a second from there lets all of them through. Against
+/// Kafka's coordinator the hand-over comes this much later.
+const HANDOVER_DELAY: Duration = Duration::from_millis(1500);
+
 /// Kafka error codes the machine acts on.
 pub(crate) mod code {
     pub(crate) const NONE: i16 = 0;
@@ -175,6 +199,10 @@ pub struct GroupMachine {
     generation: Generation,
     /// The partitions the member owns (including those whose revocation is pending).
     assignment: BTreeSet<TopicPartition>,
+    /// The generation `assignment` was received in (the last SyncGroup that completed), -1
+    /// when the member owns nothing through a generation. A cooperative subscription states
+    /// this one, not the generation last joined: see `join_request`.
+    owned_generation: i32,
     /// What the member owned before an eager revocation: the sticky assignor's user data
     /// carries it into the next join (Java's `StickyAssignor.memberAssignment`).
     previous_assignment: Vec<TopicPartition>,
@@ -235,7 +263,11 @@ enum Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterRevoke {
+    /// Rejoin at once (the group is rebalancing, or the subscription changed).
     Join,
+    /// Rejoin to hand the partitions over to their new owner (KIP-429's second rebalance), not
+    /// before this instant ([`HANDOVER_DELAY`] after the SyncGroup that revoked them).
+    HandOver(Instant),
     Leave(AfterLeave),
 }
 
@@ -277,7 +309,8 @@ struct HeartbeatState {
 enum Timer {
     /// Find the coordinator again after a failure.
     CoordinatorRetry,
-    /// Retry JoinGroup or the leader's Metadata request after a failure.
+    /// Retry JoinGroup or the leader's Metadata request after a failure; send the hand-over
+    /// JoinGroup once `HANDOVER_DELAY` has passed.
     RebalanceRetry,
     /// Send the next heartbeat.
     Heartbeat,
@@ -306,6 +339,7 @@ impl GroupMachine {
             ),
             generation: Generation::none(),
             assignment: BTreeSet::new(),
+            owned_generation: -1,
             previous_assignment: Vec::new(),
             previous_generation: -1,
             heartbeat: HeartbeatState {
@@ -599,6 +633,11 @@ impl GroupMachine {
                     Phase::Stable if self.revocation.is_none() => {
                         info!(group = %self.config.group_id, "the group is rebalancing; rejoining");
                         self.prepare_rejoin("the coordinator started a rebalance", now);
+                    }
+                    // Another member has started the next generation already: the hand-over
+                    // need not wait for this one to reach everybody.
+                    Phase::Revoking(AfterRevoke::HandOver(_)) => {
+                        self.phase = Phase::Revoking(AfterRevoke::Join);
                     }
                     // Syncing: the SyncGroup answer will say so. Revoking: a rejoin follows.
                     _ => {}
@@ -918,6 +957,7 @@ impl GroupMachine {
         self.rebalance_attempts = 0;
         let new: BTreeSet<TopicPartition> = assigned.partitions.into_iter().collect();
         let generation_id = self.generation.id;
+        self.owned_generation = generation_id;
         self.phase = Phase::Stable;
         self.heartbeat.next_at = now + self.config.heartbeat_interval;
         match self.protocol {
@@ -936,12 +976,13 @@ impl GroupMachine {
                 let revoked: Vec<TopicPartition> =
                     self.assignment.difference(&new).cloned().collect();
                 info!(group = %self.config.group_id, generation = generation_id, added = added.len(), revoked = revoked.len(), "assigned (cooperative)");
-                // KIP-429: partitions taken away are revoked first; the member then rejoins at
-                // once so the leader can give them to their new owner. Partitions kept are
-                // consumed throughout.
+                // KIP-429: partitions taken away are revoked first; the member then rejoins so
+                // the leader can give them to their new owner, once the other members have
+                // had time to get this generation's assignment (HANDOVER_DELAY). Partitions
+                // kept are consumed throughout.
                 self.assignment.extend(added.iter().cloned());
                 if !revoked.is_empty() {
-                    self.revoke(revoked, AfterRevoke::Join, now);
+                    self.revoke(revoked, AfterRevoke::HandOver(now + HANDOVER_DELAY), now);
                     // The revoke left the phase at Revoking; the member stays in its
                     // generation and keeps heartbeating meanwhile.
                 }
@@ -1018,6 +1059,9 @@ impl GroupMachine {
         }
         match self.phase {
             Phase::Revoking(AfterRevoke::Join) => self.start_join(None),
+            Phase::Revoking(AfterRevoke::HandOver(at)) => {
+                self.start_join(Some(at).filter(|&t| t > now))
+            }
             Phase::Revoking(AfterRevoke::Leave(then)) => self.send_leave(then, now),
             _ => {}
         }
@@ -1057,6 +1101,7 @@ impl GroupMachine {
 
     fn lose_all(&mut self) {
         self.revocation = None;
+        self.owned_generation = -1;
         if self.assignment.is_empty() {
             return;
         }
@@ -1348,9 +1393,22 @@ impl GroupMachine {
 
     fn join_request(&self) -> JoinGroup {
         let owned: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
+        // A cooperative member states the generation its owned partitions were assigned in
+        // (KIP-792 added the field to qualify them), as librdkafka's sticky assignor does and
+        // as Java's `CooperativeStickyAssignor` writes in its user data (its `onAssignment`
+        // generation). Not the generation last joined: after a SyncGroup that failed with
+        // REBALANCE_IN_PROGRESS the member owns what it owned before, and a subscription that
+        // changed only in its generation is new metadata to a coordinator. Step by step, on a
+        // coordinator that answers parked SyncGroups on a timer (Tansu): (1) the member joins
+        // generation 5 with (owned P, generation 4); (2) another member starts generation 6
+        // before this one's SyncGroup is answered, which fails; (3) the member rejoins, and
+        // by then generation 6 may have completed without it (Tansu keeps a member's last
+        // subscription instead of waiting for it); (4) a subscription saying (P, 5) differs
+        // from the stored one and starts generation 7, which assigns exactly what 6 did,
+        // while (P, 4) is the same bytes and joins 6 as it stands.
         let (user_owned, user_generation) = match self.protocol {
             RebalanceProtocol::Eager => (&self.previous_assignment, self.previous_generation),
-            RebalanceProtocol::Cooperative => (&owned, self.generation.id),
+            RebalanceProtocol::Cooperative => (&owned, self.owned_generation),
         };
         let protocols = self
             .config
@@ -1368,7 +1426,7 @@ impl GroupMachine {
                     // rebalance (KIP-345).
                     generation_id: match self.protocol {
                         RebalanceProtocol::Eager => -1,
-                        RebalanceProtocol::Cooperative => self.generation.id,
+                        RebalanceProtocol::Cooperative => self.owned_generation,
                     },
                     rack_id: self.config.client_rack.clone(),
                 };
@@ -1466,7 +1524,7 @@ impl GroupMachine {
                     | Phase::Assigning { .. }
                     | Phase::Syncing { .. }
                     | Phase::Stable
-                    | Phase::Revoking(AfterRevoke::Join)
+                    | Phase::Revoking(AfterRevoke::Join | AfterRevoke::HandOver(_))
             )
     }
 }
