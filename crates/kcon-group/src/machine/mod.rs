@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::error_codes::is_fatal_group_error;
+use kcon_core::error_codes::{code, is_fatal_group_error};
 use kcon_core::{
     Coordinator, ExponentialBackoff, Machine, RequestFailure, RequestId, RequestIds, Target,
     TopicPartition,
@@ -60,19 +60,6 @@ const PARTITION_COUNT_CHANGED: &str = "the leader saw the partition count of a t
 /// at S or later: waiting a little over a second from there lets all of them through. Against
 /// Kafka's coordinator the hand-over comes this much later.
 const HANDOVER_DELAY: Duration = Duration::from_millis(1500);
-
-/// Kafka error codes the machine acts on.
-pub(crate) mod code {
-    pub(crate) const NONE: i16 = 0;
-    pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub(crate) const NOT_COORDINATOR: i16 = 16;
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-    pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
-}
 
 /// What the machine tells the application, in order.
 #[derive(Debug, Clone)]
