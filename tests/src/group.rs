@@ -278,36 +278,78 @@ fn exactly_once(members: &[&Member], expected: &BTreeSet<Tp>) -> (bool, String) 
 /// is shared and loaded.
 pub const REBALANCE_WITHIN: Duration = Duration::from_secs(45);
 
-/// Members of one group on `topic` (6 partitions) with `strategy`: three join; a fourth joins;
-/// the first leaves. After each step every partition is owned exactly once. Under an eager
-/// strategy every member gives up everything at each rebalance; under cooperative-sticky a
-/// member is never revoked a partition it keeps.
-pub async fn join_then_leave(bootstrap: &str, topic: &str, group: &str, strategy: &str) {
-    let all = partitions(topic, 6);
+/// The partitions of the topic [`join_then_leave`] runs on: three members own 4 each, then four
+/// own 3 each, so under cooperative-sticky every one of the first three gives the fourth one
+/// partition. With several members revoking at once, the hand-over needs each of them to get
+/// the first generation's assignment before any rejoins (on Tansu, whose SyncGroup answers
+/// come up to a second apart, a rejoin that comes too early costs generations).
+pub const JOIN_THEN_LEAVE_PARTITIONS: i32 = 12;
+
+/// Members of one group on `topic` ([`JOIN_THEN_LEAVE_PARTITIONS`]) with `strategy`: three
+/// join; a fourth joins; the first leaves. After each step every partition is owned exactly
+/// once. Under an eager strategy every member gives up everything at each rebalance; under
+/// cooperative-sticky a member is never revoked a partition it keeps.
+///
+/// With `count_generations` the group must also go through just the generations KIP-429 needs
+/// under cooperative-sticky: two for the join (the members that give partitions up revoke
+/// them, then their rejoin hands them over), one for the leave (the leaver revoked its
+/// partitions itself, so nobody else owns them).
+pub async fn join_then_leave(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    strategy: &str,
+    count_generations: bool,
+) {
+    let all = partitions(topic, JOIN_THEN_LEAVE_PARTITIONS);
     let cfg = || group_config(group, strategy, &[]);
     let a = Member::start("a", bootstrap, cfg(), &[topic]);
     let b = Member::start("b", bootstrap, cfg(), &[topic]);
     let c = Member::start("c", bootstrap, cfg(), &[topic]);
     wait_for_exactly_once(&[&a, &b, &c], &all, REBALANCE_WITHIN).await;
     for m in [&a, &b, &c] {
-        assert_eq!(m.owned().len(), 2, "{}: {:?}", m.name, m.log());
+        assert_eq!(m.owned().len(), 4, "{}: {:?}", m.name, m.log());
     }
 
     let before = [a.log(), b.log(), c.log()];
+    let generation = b.snapshot().generation.id;
     let d = Member::start("d", bootstrap, cfg(), &[topic]);
     wait_for_exactly_once(&[&a, &b, &c, &d], &all, REBALANCE_WITHIN).await;
     check_revocations(strategy, &[&a, &b, &c], &before);
+    if count_generations {
+        check_generations("the fourth member's join", &[&a, &b, &c, &d], generation, 2);
+    }
 
     let before = [b.log(), c.log(), d.log()];
+    let generation = b.snapshot().generation.id;
     let a_log = a.close().await;
     assert!(a_log.closed, "a did not close: {a_log:?}");
     assert!(a_log.owned.is_empty(), "a still owns {:?}", a_log.owned);
     wait_for_exactly_once(&[&b, &c, &d], &all, REBALANCE_WITHIN).await;
     check_revocations(strategy, &[&b, &c, &d], &before);
+    if count_generations {
+        check_generations("the first member's leave", &[&b, &c, &d], generation, 1);
+    }
     for m in [b, c, d] {
         let log = m.close().await;
         assert!(log.closed && log.fatal.is_none(), "{log:?}");
     }
+}
+
+/// After a rebalance that started in generation `from`, the members are in generation
+/// `from + expected`.
+fn check_generations(what: &str, members: &[&Member], from: i32, expected: i32) {
+    let now = members[0].snapshot().generation.id;
+    let logs: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}: {:?}", m.name, m.log()))
+        .collect();
+    assert_eq!(
+        now - from,
+        expected,
+        "{what}: generations {from} to {now}, KIP-429 needs {expected}\n{}",
+        logs.join("\n")
+    );
 }
 
 /// After a rebalance: eager members were revoked all they owned before it; cooperative members

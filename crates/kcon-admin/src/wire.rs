@@ -210,13 +210,7 @@ fn set_uuid<U: std::str::FromStr>(field: &mut U, id: TopicId) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
-
-    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
-        let mut b = bytes::BytesMut::new();
-        r.encode(&mut b, version)
-            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
-    }
+    use kcon_core::wire::assert_encodes as encodes;
 
     #[test]
     fn every_version_encodes() {

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use kcon::TopicPartition;
 use kcon_admin::{self as admin, GroupDescription, LagOptions};
 use kcon_codec::consumer_protocol::Assignment;
+use kcon_core::error_codes::code::GROUP_ID_NOT_FOUND;
 use kcon_core::offsets::parse_iso8601_duration;
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
@@ -18,9 +19,6 @@ use crate::cluster::{Cluster, ClusterArgs};
 use crate::failure::{Failure, error_name};
 use crate::record_format::Format;
 use crate::table::{Table, cell, print_json_lines, print_table, print_text};
-
-/// GROUP_ID_NOT_FOUND: DescribeGroups v6+ for a group that does not exist.
-const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// The group subcommands.
 #[derive(Debug, Subcommand)]
@@ -411,6 +409,7 @@ async fn reset_offsets(args: ResetArgs) -> Result<(), Failure> {
     let pool = &cluster.pool;
     let group = args.group.as_str();
     let description = match admin::describe_group(pool, group).await {
+        // DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for a group that does not exist.
         Ok(d) if d.error_code == 0 || d.error_code == GROUP_ID_NOT_FOUND => d,
         Ok(d) => {
             return Err(Failure::runtime(format!(

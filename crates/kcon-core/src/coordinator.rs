@@ -275,15 +275,9 @@ pub fn find_coordinator_response(
 
 #[cfg(test)]
 mod tests {
-    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
+    use crate::wire::assert_encodes as encodes;
 
     use super::*;
-
-    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
-        let mut buf = bytes::BytesMut::new();
-        r.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
-    }
 
     #[test]
     fn every_version_encodes() {

@@ -49,9 +49,90 @@ pub fn is_fatal_group_error(error_code: i16) -> bool {
     )
 }
 
+/// The codes kcon acts on, as constants to match on, each defined from its name.
+pub mod code {
+    use kcon_codec::kafka_protocol::ResponseError;
+
+    /// No error.
+    pub const NONE: i16 = 0;
+
+    macro_rules! codes {
+        ($($name:ident = $variant:ident,)*) => {
+            $(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                pub const $name: i16 = ResponseError::$variant.code();
+            )*
+        };
+    }
+
+    codes! {
+    UNKNOWN_SERVER_ERROR = UnknownServerError,
+    OFFSET_OUT_OF_RANGE = OffsetOutOfRange,
+    CORRUPT_MESSAGE = CorruptMessage,
+    UNKNOWN_TOPIC_OR_PARTITION = UnknownTopicOrPartition,
+    LEADER_NOT_AVAILABLE = LeaderNotAvailable,
+    NOT_LEADER_OR_FOLLOWER = NotLeaderOrFollower,
+    REQUEST_TIMED_OUT = RequestTimedOut,
+    REPLICA_NOT_AVAILABLE = ReplicaNotAvailable,
+    COORDINATOR_LOAD_IN_PROGRESS = CoordinatorLoadInProgress,
+    COORDINATOR_NOT_AVAILABLE = CoordinatorNotAvailable,
+    NOT_COORDINATOR = NotCoordinator,
+    ILLEGAL_GENERATION = IllegalGeneration,
+    INCONSISTENT_GROUP_PROTOCOL = InconsistentGroupProtocol,
+    INVALID_GROUP_ID = InvalidGroupId,
+    UNKNOWN_MEMBER_ID = UnknownMemberId,
+    INVALID_SESSION_TIMEOUT = InvalidSessionTimeout,
+    REBALANCE_IN_PROGRESS = RebalanceInProgress,
+    TOPIC_AUTHORIZATION_FAILED = TopicAuthorizationFailed,
+    GROUP_AUTHORIZATION_FAILED = GroupAuthorizationFailed,
+    CLUSTER_AUTHORIZATION_FAILED = ClusterAuthorizationFailed,
+    UNSUPPORTED_VERSION = UnsupportedVersion,
+    INVALID_REQUEST = InvalidRequest,
+    KAFKA_STORAGE_ERROR = KafkaStorageError,
+    GROUP_ID_NOT_FOUND = GroupIdNotFound,
+    FETCH_SESSION_ID_NOT_FOUND = FetchSessionIdNotFound,
+    INVALID_FETCH_SESSION_EPOCH = InvalidFetchSessionEpoch,
+    FENCED_LEADER_EPOCH = FencedLeaderEpoch,
+    UNKNOWN_LEADER_EPOCH = UnknownLeaderEpoch,
+    OFFSET_NOT_AVAILABLE = OffsetNotAvailable,
+    MEMBER_ID_REQUIRED = MemberIdRequired,
+    GROUP_MAX_SIZE_REACHED = GroupMaxSizeReached,
+    FENCED_INSTANCE_ID = FencedInstanceId,
+    UNSTABLE_OFFSET_COMMIT = UnstableOffsetCommit,
+    UNKNOWN_TOPIC_ID = UnknownTopicId,
+    FETCH_SESSION_TOPIC_ID_ERROR = FetchSessionTopicIdError,
+    INCONSISTENT_TOPIC_ID = InconsistentTopicId,
+    FENCED_MEMBER_EPOCH = FencedMemberEpoch,
+    UNRELEASED_INSTANCE_ID = UnreleasedInstanceId,
+    UNSUPPORTED_ASSIGNOR = UnsupportedAssignor,
+    STALE_MEMBER_EPOCH = StaleMemberEpoch,
+    INVALID_REGULAR_EXPRESSION = InvalidRegularExpression,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_named_codes_are_the_numbers_brokers_send() {
+        let named = [
+            (code::UNKNOWN_SERVER_ERROR, -1),
+            (code::OFFSET_OUT_OF_RANGE, 1),
+            (code::NOT_COORDINATOR, 16),
+            (code::REBALANCE_IN_PROGRESS, 27),
+            (code::FENCED_LEADER_EPOCH, 74),
+            (code::INVALID_REQUEST, 42),
+            (code::FENCED_INSTANCE_ID, 82),
+            (code::UNSTABLE_OFFSET_COMMIT, 88),
+            (code::INCONSISTENT_TOPIC_ID, 103),
+            (code::FENCED_MEMBER_EPOCH, 110),
+            (code::STALE_MEMBER_EPOCH, 113),
+        ];
+        for (c, n) in named {
+            assert_eq!(c, n);
+        }
+    }
 
     #[test]
     fn stale_codes() {

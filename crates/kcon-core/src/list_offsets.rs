@@ -93,15 +93,9 @@ pub fn list_offsets_response(r: ListOffsetsResponse) -> BTreeMap<TopicPartition,
 
 #[cfg(test)]
 mod tests {
-    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
+    use crate::wire::assert_encodes as encodes;
 
     use super::*;
-
-    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
-        let mut b = bytes::BytesMut::new();
-        r.encode(&mut b, version)
-            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
-    }
 
     #[test]
     fn every_version_encodes_and_what_a_version_lacks_is_refused() {

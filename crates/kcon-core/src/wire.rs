@@ -9,7 +9,7 @@
 use std::fmt;
 
 use kcon_codec::kafka_protocol::messages::TopicName;
-use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::kafka_protocol::protocol::{Encodable, Request, StrBytes};
 
 use crate::machine::RequestFailure;
 use crate::partition::TopicPartition;
@@ -46,6 +46,15 @@ pub fn topic_name(v: &str) -> TopicName {
 /// A leader epoch from the wire, where -1 means unknown.
 pub fn epoch(e: i32) -> Option<i32> {
     (e >= 0).then_some(e)
+}
+
+/// Encodes `request` at `version`, and panics naming the type and version when it cannot:
+/// the wire modules' tests build every request at every version they send with it.
+pub fn assert_encodes<R: Request + Encodable>(request: &R, version: i16) {
+    let mut buf = bytes::BytesMut::new();
+    request
+        .encode(&mut buf, version)
+        .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
 }
 
 /// Groups `items` by topic, keeping partition order (items sorted by topic then partition, as

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kcon_core::property::{self, Configurable, Part, Setting};
-use kcon_core::{ConfigError, ResetPolicy};
+use kcon_core::{ConfigError, ExponentialBackoff, ResetPolicy};
 
 use crate::IsolationLevel;
 
@@ -31,10 +31,10 @@ pub struct FetchConfig {
     /// `auto.offset.reset`.
     pub reset_policy: ResetPolicy,
     /// `retry.backoff.ms`: how long a partition (or a broker whose Fetch failed) waits before
-    /// it is fetched again after an error.
+    /// it is fetched again after its first error; the wait doubles with each error in a row.
     pub retry_backoff: Duration,
-    /// `retry.backoff.max.ms`: the longest retry wait (KIP-580). The fetcher does not use it
-    /// yet: it waits `retry.backoff.ms` after every error.
+    /// `retry.backoff.max.ms`: the longest retry wait (KIP-580). Each wait is jittered by
+    /// ±20 %, never above this.
     pub retry_backoff_max: Duration,
     /// `metadata.max.age.ms`: also how long a preferred read replica is used (as the Java
     /// client does).
@@ -72,6 +72,11 @@ impl Default for FetchConfig {
 }
 
 impl FetchConfig {
+    /// KIP-580's backoff from `retry.backoff.ms` to `retry.backoff.max.ms`.
+    pub fn retry_backoff_policy(&self) -> ExponentialBackoff {
+        ExponentialBackoff::new(self.retry_backoff, self.retry_backoff_max)
+    }
+
     /// Sets one property by its Kafka name, as the property registry reads it
     /// (`kcon_core::property::registry`). A property the fetcher does not take is unknown
     /// here. A bad value is refused with an error naming the property and what it accepts,
@@ -136,6 +141,27 @@ mod tests {
         );
         let c = FetchConfig::default();
         assert_eq!(c.buffer_max_bytes, 3 * c.max_bytes as usize);
+    }
+
+    #[test]
+    fn auto_offset_reset_is_set_and_bad_values_name_it() {
+        let mut c = FetchConfig::default();
+        assert_eq!(c.reset_policy, ResetPolicy::Latest);
+        c.set("auto.offset.reset", "by_duration:PT1H").unwrap();
+        assert_eq!(
+            c.reset_policy,
+            ResetPolicy::ByDuration(Duration::from_secs(3600))
+        );
+        for value in ["smallest", "by_duration:1h"] {
+            let e = c.set("auto.offset.reset", value).unwrap_err();
+            assert_eq!(e.property(), "auto.offset.reset", "{e}");
+            assert!(e.to_string().contains("auto.offset.reset"), "{e}");
+        }
+        assert_eq!(
+            c.reset_policy,
+            ResetPolicy::ByDuration(Duration::from_secs(3600)),
+            "a bad value leaves the setting as it was"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::config::FetchConfig;
+use crate::fetch_request;
 use crate::handout::{Arrival, HandedOut, Handout, Release};
 use crate::machine::FetchMachine;
 use crate::messages::{
@@ -26,7 +27,7 @@ use crate::messages::{
 };
 use crate::position::LeaderAndEpoch;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
-use crate::{TopicPartition, fetch_request};
+use kcon_core::TopicPartition;
 
 /// A fetch loop run by a tokio task: a handle to assign, pause, seek and read records.
 ///
@@ -99,7 +100,7 @@ impl Fetcher {
                     "a whole number, 1 to 2147483647",
                 )
             })?;
-        let machine = FetchMachine::new(config, Instant::now().into_std());
+        let machine = FetchMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = FetchTask {

@@ -30,6 +30,7 @@ pub use session::{
 };
 
 mod config;
+#[cfg(feature = "driver")]
 mod driver;
 pub mod handout;
 mod machine;
@@ -37,6 +38,7 @@ mod messages;
 mod records;
 
 pub use config::FetchConfig;
+#[cfg(feature = "driver")]
 pub use driver::Fetcher;
 pub use machine::{FetchMachine, is_session_close};
 pub use messages::{
@@ -46,4 +48,4 @@ pub use messages::{
 pub use records::{ConsumerRecord, CorruptRecords, FetchedRecords};
 
 // The shared vocabulary, for the modules here as `crate::X`.
-use kcon_core::{IsolationLevel, TopicPartition};
+use kcon_core::IsolationLevel;

@@ -17,8 +17,8 @@ use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, StartPosition,
 };
 use crate::position::{
-    AnswerContext, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer, PartitionError,
-    PartitionState, ResetReason,
+    AnswerContext, Backoff, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer,
+    PartitionError, PartitionState, ResetReason,
 };
 use crate::records::{CorruptRecords, FetchedRecords, check_partition};
 use crate::transactions::AbortedTransaction;
@@ -61,6 +61,8 @@ pub struct FetchMachine {
     now: Instant,
     closing: bool,
     closed_told: bool,
+    /// Draws the jitter of every backoff; seeded, so that a run can be replayed.
+    rng: fastrand::Rng,
 }
 
 /// Every timer of the machine: [`FetchMachine::poll_timeout`] is the earliest one still ahead.
@@ -69,6 +71,9 @@ pub struct FetchMachine {
 struct Timers {
     /// When metadata may be asked for again after a failed refresh.
     metadata_retry: Option<Instant>,
+    /// Failed refreshes (or snapshots still missing a leader) in a row: the exponent of the
+    /// next wait.
+    metadata_failures: u32,
 }
 
 /// One assigned partition.
@@ -105,6 +110,8 @@ struct Broker {
     fetching: Option<RequestId>,
     /// After a failed Fetch or Connect, not before this.
     retry_at: Option<Instant>,
+    /// Failed Fetches and Connects in a row since its last good Fetch answer.
+    failures: u32,
 }
 
 /// What a request in flight was about, to read its answer.
@@ -131,8 +138,8 @@ enum Pending {
 }
 
 impl FetchMachine {
-    /// A machine with nothing assigned.
-    pub fn new(config: FetchConfig, now: Instant) -> Self {
+    /// A machine with nothing assigned; `seed` seeds the jitter of its backoffs.
+    pub fn new(config: FetchConfig, now: Instant, seed: u64) -> Self {
         let budget = PrefetchBudget::new(config.buffer_max_bytes, config.max_bytes.max(1) as usize);
         FetchMachine {
             config,
@@ -149,6 +156,7 @@ impl FetchMachine {
             now,
             closing: false,
             closed_told: false,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -314,7 +322,7 @@ impl FetchMachine {
         bytes: usize,
     ) {
         self.budget.consumed(tp, bytes);
-        let retry_at = now + self.config.retry_backoff;
+        let backoff = self.backoff();
         let Some(a) = self.partitions.get_mut(tp) else {
             return;
         };
@@ -322,7 +330,8 @@ impl FetchMachine {
             corrupt.offset,
             corrupt.leader_epoch,
             corrupt.answer_end,
-            retry_at,
+            now,
+            &backoff,
         ) {
             return;
         }
@@ -366,7 +375,9 @@ impl FetchMachine {
         // another look; the backoff keeps that from becoming a loop.
         if leaderless {
             self.metadata_wanted = true;
-            self.timers.metadata_retry = Some(now + self.config.retry_backoff);
+            self.metadata_backoff(now);
+        } else {
+            self.timers.metadata_failures = 0;
         }
     }
 
@@ -421,13 +432,36 @@ impl FetchMachine {
         RequestId::new(self.next_id)
     }
 
-    fn ctx(&self, now: Instant) -> AnswerContext {
+    fn ctx(&mut self, now: Instant) -> AnswerContext {
         AnswerContext {
             now,
             reset_policy: self.config.reset_policy,
-            retry_backoff: self.config.retry_backoff,
+            retry_backoff: self.backoff(),
             replica_lease: self.config.metadata_max_age,
         }
+    }
+
+    /// The backoff for the next failure, with a fresh jitter.
+    fn backoff(&mut self) -> Backoff {
+        Backoff {
+            policy: self.config.retry_backoff_policy(),
+            random: self.rng.f64(),
+        }
+    }
+
+    /// `broker` failed (a Fetch, a Connect, a Fetch that could not be built): it is not asked
+    /// again before its backoff.
+    fn broker_backoff(&mut self, now: Instant, broker: i32) {
+        let backoff = self.backoff();
+        let b = self.brokers.entry(broker).or_default();
+        b.retry_at = Some(backoff.retry_at(now, &mut b.failures));
+    }
+
+    /// A metadata refresh failed, or left a partition without a leader.
+    fn metadata_backoff(&mut self, now: Instant) {
+        let backoff = self.backoff();
+        self.timers.metadata_retry =
+            Some(backoff.retry_at(now, &mut self.timers.metadata_failures));
     }
 
     /// Records of `tp` fetched and not yet handed out are dropped, and their bytes leave the
@@ -666,7 +700,7 @@ impl FetchMachine {
                     // older version on the connection, so wait for metadata with the id.
                     warn!(broker, %e, "could not build a Fetch");
                     self.budget.failed(broker);
-                    b.retry_at = Some(now + self.config.retry_backoff);
+                    self.broker_backoff(now, broker);
                     self.metadata_wanted = true;
                     continue;
                 }
@@ -706,7 +740,7 @@ impl FetchMachine {
         // one); the versions are asked again, as the connection may be a new one.
         let _ = b.session.handle_failure();
         b.info = None;
-        b.retry_at = Some(now + self.config.retry_backoff);
+        self.broker_backoff(now, broker);
         for tp in offsets.keys() {
             if let Some(a) = self.partitions.get_mut(tp) {
                 a.state.broker_failed(broker);
@@ -744,10 +778,11 @@ impl FetchMachine {
                 reason,
                 crate::SessionReset::SessionNotFound | crate::SessionReset::InvalidEpoch
             ) {
-                b.retry_at = Some(now + self.config.retry_backoff);
+                self.broker_backoff(now, broker);
             }
             return;
         }
+        b.failures = 0;
         let ctx = self.ctx(now);
         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
         let mut received = Vec::new();
@@ -857,7 +892,7 @@ impl FetchMachine {
         reason: ResetReason,
         listed: Option<ListedOffset>,
     ) {
-        let backoff = self.config.retry_backoff;
+        let backoff = self.backoff();
         let Some(a) = self.partitions.get_mut(tp) else {
             return;
         };
@@ -887,7 +922,7 @@ impl FetchMachine {
                 a.reset_to_latest = true;
             }
             Some(l) => {
-                a.state.reset_failed(now, backoff);
+                a.state.reset_failed(now, &backoff);
                 if kcon_core::error_codes::is_stale_metadata_error(l.error_code) {
                     self.metadata_wanted = true;
                 }
@@ -896,7 +931,7 @@ impl FetchMachine {
                     error_code: l.error_code,
                 });
             }
-            None => a.state.reset_failed(now, backoff),
+            None => a.state.reset_failed(now, &backoff),
         }
     }
 
@@ -912,7 +947,7 @@ impl FetchMachine {
         };
         a.validating = false;
         let Some(answer) = answer else {
-            a.state.validation_failed(now, ctx.retry_backoff);
+            a.state.validation_failed(now, &ctx.retry_backoff);
             return;
         };
         let (state, actions) = a.state.on_validation_answer(&q.position, answer, &ctx);
@@ -1025,9 +1060,8 @@ impl Machine for FetchMachine {
             }
             (Pending::Connect { broker }, Err(e)) => {
                 debug!(broker, %e, "could not learn the broker's versions");
-                let b = self.brokers.entry(broker).or_default();
-                b.connecting = false;
-                b.retry_at = Some(now + self.config.retry_backoff);
+                self.brokers.entry(broker).or_default().connecting = false;
+                self.broker_backoff(now, broker);
                 self.metadata_wanted = true;
                 // A read replica we cannot reach is given up for the leader (Java
                 // `AbstractFetch.selectReadReplica` falls back when the node is offline);
@@ -1068,7 +1102,7 @@ impl Machine for FetchMachine {
                 debug!(%e, "metadata refresh failed");
                 self.metadata_in_flight = false;
                 self.metadata_wanted = true;
-                self.timers.metadata_retry = Some(now + self.config.retry_backoff);
+                self.metadata_backoff(now);
             }
             (pending, Ok(other)) => {
                 // A driver bug: the answer is not of the request's kind. Treated as a failure

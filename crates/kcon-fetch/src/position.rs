@@ -24,27 +24,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use kcon_core::ResetPolicy;
+use kcon_core::{ExponentialBackoff, ResetPolicy};
 
-/// Error codes a partition of a Fetch answer (or of an OffsetForLeaderEpoch answer) carries.
-pub(crate) mod codes {
-    pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub(crate) const NONE: i16 = 0;
-    pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub(crate) const CORRUPT_MESSAGE: i16 = 2;
-    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub(crate) const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub(crate) const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub(crate) const REPLICA_NOT_AVAILABLE: i16 = 9;
-    pub(crate) const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-    pub(crate) const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    pub(crate) const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub(crate) const FENCED_LEADER_EPOCH: i16 = 74;
-    pub(crate) const UNKNOWN_LEADER_EPOCH: i16 = 76;
-    pub(crate) const OFFSET_NOT_AVAILABLE: i16 = 78;
-    pub(crate) const UNKNOWN_TOPIC_ID: i16 = 100;
-    pub(crate) const INCONSISTENT_TOPIC_ID: i16 = 110;
-}
+pub(crate) use kcon_core::error_codes::code as codes;
 
 /// A partition's leader as the metadata names it (Java `Metadata.LeaderAndEpoch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +110,9 @@ pub struct PartitionState {
     paused: bool,
     read_replica: Option<ReadReplica>,
     retry_at: Option<Instant>,
+    /// Errors in a row since the partition last fetched cleanly or moved: the exponent of its
+    /// backoff.
+    failures: u32,
 }
 
 /// The part of one partition's Fetch answer the state machine acts on; the records themselves
@@ -172,16 +157,44 @@ impl PartitionAnswer {
     }
 }
 
+/// The wait before something that failed is tried again: KIP-580's exponential backoff
+/// (`retry.backoff.ms` doubling per failure in a row, up to `retry.backoff.max.ms`), jittered
+/// by a random number the machine draws, so that the machine stays a function of its inputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// `retry.backoff.ms` and `retry.backoff.max.ms`.
+    pub policy: ExponentialBackoff,
+    /// A number in `[0, 1)` that picks the jitter.
+    pub random: f64,
+}
+
+impl Backoff {
+    /// Always `wait`, without jitter (`retry.backoff.max.ms` not above `retry.backoff.ms`).
+    pub fn constant(wait: Duration) -> Self {
+        Backoff {
+            policy: ExponentialBackoff::new(wait, wait),
+            random: 0.0,
+        }
+    }
+
+    /// When to try again after one more failure, `failures` being the failures in a row
+    /// before this one; counts this one.
+    pub fn retry_at(&self, now: Instant, failures: &mut u32) -> Instant {
+        let wait = self.policy.delay(*failures, self.random);
+        *failures = failures.saturating_add(1);
+        now + wait
+    }
+}
+
 /// The settings a transition needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnswerContext {
     /// The time the answer arrived.
     pub now: Instant,
     /// `auto.offset.reset`.
     pub reset_policy: ResetPolicy,
-    /// How long a partition waits before it is fetched again after a retriable error
-    /// (`retry.backoff.ms`, or the driver's exponential backoff).
-    pub retry_backoff: Duration,
+    /// How long a partition waits before it is fetched again after an error.
+    pub retry_backoff: Backoff,
     /// How long a preferred read replica is used (`metadata.max.age.ms`, as the Java client).
     pub replica_lease: Duration,
 }
@@ -292,6 +305,7 @@ impl PartitionState {
             paused: false,
             read_replica: None,
             retry_at: None,
+            failures: 0,
         }
     }
 
@@ -357,14 +371,14 @@ impl PartitionState {
             current_leader: self.leader,
         });
         self.status = FetchStatus::Fetching;
-        self.retry_at = None;
+        self.clear_backoff();
     }
 
     /// Asks for a reset under the policy (no committed offset, or the application's
     /// `seek_to_beginning`/`seek_to_end`).
     pub fn request_reset(&mut self, reason: ResetReason) {
         self.status = FetchStatus::AwaitingReset(reason);
-        self.retry_at = None;
+        self.clear_backoff();
     }
 
     /// The ListOffsets answer of a reset: `offset` with the leader epoch ListOffsets gave.
@@ -379,9 +393,9 @@ impl PartitionState {
     }
 
     /// A failed reset lookup: try again after `backoff` (Java `requestFailed`).
-    pub fn reset_failed(&mut self, now: Instant, backoff: Duration) {
+    pub fn reset_failed(&mut self, now: Instant, backoff: &Backoff) {
         if matches!(self.status, FetchStatus::AwaitingReset(_)) {
-            self.retry_at = Some(now + backoff);
+            self.back_off(now, backoff);
         }
     }
 
@@ -406,7 +420,7 @@ impl PartitionState {
     /// and read only then), after the partition had moved to `from`, the end of their answer:
     /// the position goes back to `offset`, the last record before it in `last_epoch` (the
     /// epoch the position had before the answer when none of it was handed out), and the
-    /// partition is fetched again from there after `retry_at`. Only a fetching partition still
+    /// partition is fetched again from there after `backoff`. Only a fetching partition still
     /// at `from` moves (one sought or reset since has dropped those records). Returns whether
     /// it moved.
     pub fn rewind_to_corrupt(
@@ -414,7 +428,8 @@ impl PartitionState {
         offset: i64,
         last_epoch: Option<i32>,
         from: i64,
-        retry_at: Instant,
+        now: Instant,
+        backoff: &Backoff,
     ) -> bool {
         if self.status != FetchStatus::Fetching {
             return false;
@@ -428,7 +443,7 @@ impl PartitionState {
         p.offset = offset;
         // Not `or` the epoch held now: that is the answer's last record's, past `offset`.
         p.offset_epoch = last_epoch;
-        self.retry_at = Some(retry_at);
+        self.back_off(now, backoff);
         true
     }
 
@@ -477,7 +492,7 @@ impl PartitionState {
     pub fn complete_validation(&mut self) {
         if self.status == FetchStatus::AwaitingValidation {
             self.status = FetchStatus::Fetching;
-            self.retry_at = None;
+            self.clear_backoff();
         }
     }
 
@@ -556,12 +571,15 @@ impl PartitionState {
                 }
                 self.note_read_replica(answer, ctx);
                 actions.push(FetchAction::Deliver);
+                if answer.corrupt_at.is_none() {
+                    self.failures = 0;
+                }
                 if let Some(offset) = answer.corrupt_at {
                     // The good records before the batch are delivered; the position stops
                     // there and the error reaches the application when it gets there. The
                     // backoff keeps a refetch of the same bad batch from spinning.
                     actions.push(FetchAction::Report(PartitionError::Corrupt { offset }));
-                    self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                    self.back_off(ctx.now, &ctx.retry_backoff);
                 }
             }
             codes::NOT_LEADER_OR_FOLLOWER
@@ -582,7 +600,7 @@ impl PartitionState {
                     self.update_leader(hint, true);
                 }
                 actions.push(FetchAction::RefreshMetadata);
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
             codes::OFFSET_OUT_OF_RANGE => {
                 if from_replica {
@@ -597,14 +615,14 @@ impl PartitionState {
                             }));
                             // The position stays (the application must seek); fetching it again
                             // gives the same error, as in Java, but not in a tight loop.
-                            self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                            self.back_off(ctx.now, &ctx.retry_backoff);
                         }
                         policy => {
                             self.status =
                                 FetchStatus::AwaitingReset(ResetReason::OffsetOutOfRange {
                                     offset: position.offset,
                                 });
-                            self.retry_at = None;
+                            self.clear_backoff();
                             actions.push(FetchAction::Reset(policy));
                         }
                     }
@@ -617,27 +635,27 @@ impl PartitionState {
                 // metadata tells which (and the assignment follows it).
                 self.read_replica = None;
                 actions.push(FetchAction::RefreshMetadata);
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
             codes::CORRUPT_MESSAGE => {
                 actions.push(FetchAction::Report(PartitionError::Corrupt {
                     offset: answer.fetch_offset,
                 }));
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
             codes::TOPIC_AUTHORIZATION_FAILED => {
                 actions.push(FetchAction::Report(PartitionError::TopicAuthorization));
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
             codes::UNKNOWN_SERVER_ERROR => {
                 // Java logs and retries.
                 self.read_replica = self.read_replica.filter(|_| !from_replica);
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
             code => {
                 actions.push(FetchAction::Report(PartitionError::Broker { code }));
                 self.read_replica = self.read_replica.filter(|_| !from_replica);
-                self.retry_at = Some(ctx.now + ctx.retry_backoff);
+                self.back_off(ctx.now, &ctx.retry_backoff);
             }
         }
         (self, actions)
@@ -668,7 +686,7 @@ impl PartitionState {
     /// position and the leader's; without them there is nothing to compare.
     fn validate_position(&mut self, position: FetchPosition) {
         self.position = Some(position);
-        self.retry_at = None;
+        self.clear_backoff();
         self.status = if position.offset_epoch.is_some() && position.current_leader.epoch.is_some()
         {
             FetchStatus::AwaitingValidation
@@ -679,9 +697,9 @@ impl PartitionState {
 
     /// Validation failed with a retriable error, or its request failed in transport: asked
     /// again after `backoff` (Java `SubscriptionState.requestFailed`).
-    pub fn validation_failed(&mut self, now: Instant, backoff: Duration) {
+    pub fn validation_failed(&mut self, now: Instant, backoff: &Backoff) {
         if self.status == FetchStatus::AwaitingValidation {
-            self.retry_at = Some(now + backoff);
+            self.back_off(now, backoff);
         }
     }
 
@@ -689,7 +707,18 @@ impl PartitionState {
     pub(crate) fn set_validated(&mut self, position: FetchPosition) {
         self.position = Some(position);
         self.status = FetchStatus::Fetching;
+        self.clear_backoff();
+    }
+
+    /// One more failure in a row: not tried again before its backoff.
+    fn back_off(&mut self, now: Instant, backoff: &Backoff) {
+        self.retry_at = Some(backoff.retry_at(now, &mut self.failures));
+    }
+
+    /// A clean answer or a new position: no wait, and the next failure waits the least.
+    fn clear_backoff(&mut self) {
         self.retry_at = None;
+        self.failures = 0;
     }
 
     fn backoff_passed(&self, now: Instant) -> bool {

@@ -36,13 +36,7 @@ pub const INITIAL_EPOCH: i32 = 0;
 /// The epoch of a request that wants no session, or closes one (KIP-227 `FINAL_EPOCH`).
 pub const FINAL_EPOCH: i32 = -1;
 
-/// Top-level error codes the session acts on.
-mod code {
-    pub(super) const NONE: i16 = 0;
-    pub(super) const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-    pub(super) const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
-    pub(super) const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
-}
+use kcon_core::error_codes::code;
 
 /// What the consumer asks of one partition: the fields of a Fetch request's partition entry
 /// that a fetch session caches on the broker.

@@ -305,7 +305,7 @@ impl PartitionState {
                 actions.push(truncation(Some((offset, epoch)), false));
                 // Asked again after the backoff, and reported again, until the application
                 // seeks: the same as Java, without a tight loop.
-                self.validation_failed(ctx.now, ctx.retry_backoff);
+                self.validation_failed(ctx.now, &ctx.retry_backoff);
             }
             Validation::Unknown if !none => {
                 self.request_reset(ResetReason::UnknownTruncation {
@@ -316,17 +316,17 @@ impl PartitionState {
             }
             Validation::Unknown => {
                 actions.push(truncation(None, false));
-                self.validation_failed(ctx.now, ctx.retry_backoff);
+                self.validation_failed(ctx.now, &ctx.retry_backoff);
             }
             Validation::Retry { refresh_metadata } => {
                 if refresh_metadata {
                     actions.push(FetchAction::RefreshMetadata);
                 }
-                self.validation_failed(ctx.now, ctx.retry_backoff);
+                self.validation_failed(ctx.now, &ctx.retry_backoff);
             }
             Validation::Failed(e) => {
                 actions.push(FetchAction::Report(e));
-                self.validation_failed(ctx.now, ctx.retry_backoff);
+                self.validation_failed(ctx.now, &ctx.retry_backoff);
             }
         }
         (self, actions)

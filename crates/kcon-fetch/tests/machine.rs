@@ -62,7 +62,7 @@ impl Sim {
     /// and broker versions answered: ready to fetch.
     fn new(config: FetchConfig, start: StartPosition) -> Sim {
         let now = Instant::now();
-        let mut sim = Sim(Harness::new(FetchMachine::new(config, now), now));
+        let mut sim = Sim(Harness::new(FetchMachine::new(config, now, 7), now));
         sim.machine.assign(now, [(tp(0), start), (tp(1), start)]);
         let out = sim.requests();
         let md = out
@@ -164,6 +164,10 @@ fn committed(offset: i64) -> StartPosition {
         leader_epoch: None,
     }
 }
+
+/// Past the longest first retry wait at the default `retry.backoff.ms` (100 ms, plus KIP-580's
+/// jitter of up to 20 %).
+const BACKOFF_PASSED: Duration = Duration::from_millis(120);
 
 fn config(extra: &[(&str, &str)]) -> FetchConfig {
     let mut c = FetchConfig::default();
@@ -289,7 +293,7 @@ fn session_errors_start_a_full_fetch() {
                     .any(|o| matches!(o.request, FetchRequest::Metadata { .. })),
                 "{out:?}"
             );
-            sim.advance(Duration::from_millis(100));
+            sim.advance(BACKOFF_PASSED);
         }
         let third = sim.fetch();
         let s = session_of(&third);
@@ -323,7 +327,7 @@ fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
             .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
         "{out:?}"
     );
-    sim.advance(Duration::from_millis(100));
+    sim.advance(BACKOFF_PASSED);
     let out = sim.requests();
     let connect = out
         .iter()
@@ -349,13 +353,13 @@ fn every_partition_error_has_its_consequence() {
     let table: &[(i16, bool, bool, bool)] = &[
         (6, true, false, false),   // NOT_LEADER_OR_FOLLOWER
         (74, true, false, false),  // FENCED_LEADER_EPOCH
-        (76, true, false, false),  // UNKNOWN_LEADER_EPOCH
+        (75, true, false, false),  // UNKNOWN_LEADER_EPOCH
         (9, true, false, false),   // REPLICA_NOT_AVAILABLE
         (56, true, false, false),  // KAFKA_STORAGE_ERROR
         (78, true, false, false),  // OFFSET_NOT_AVAILABLE
         (3, true, false, false),   // UNKNOWN_TOPIC_OR_PARTITION
         (100, true, false, false), // UNKNOWN_TOPIC_ID
-        (110, true, false, false), // INCONSISTENT_TOPIC_ID
+        (103, true, false, false), // INCONSISTENT_TOPIC_ID
         (1, false, true, false),   // OFFSET_OUT_OF_RANGE, earliest
         (2, false, false, true),   // CORRUPT_MESSAGE
         (29, false, false, true),  // TOPIC_AUTHORIZATION_FAILED
@@ -481,7 +485,7 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
         unreachable!()
     };
     sim.machine.records_consumed(&tp(0), r.size);
-    sim.advance(Duration::from_millis(100));
+    sim.advance(BACKOFF_PASSED);
     let next = sim.fetch();
     assert_eq!(offsets_of(&next).get(&0), Some(&3));
     // The same bad batch again: the application was told already, and is not told after every
@@ -502,7 +506,7 @@ fn a_corrupt_batch_delivers_what_came_before_and_reports_its_offset() {
     );
     // A seek back to it is a new finding.
     sim.machine.seek(&tp(0), 3, None);
-    sim.advance(Duration::from_millis(100));
+    sim.advance(BACKOFF_PASSED);
     let again = sim.fetch();
     sim.answer(&again, response(0, vec![(0, 0, Some(Bytes::from(bad)))]));
     assert!(
@@ -595,7 +599,7 @@ fn a_corrupt_record_found_when_handed_out_moves_the_position_back_to_it_and_is_t
     let other = sim.fetch();
     assert_eq!(offsets_of(&other), BTreeMap::from([(1, 0)]));
     sim.answer(&other, response(0, vec![(1, 0, None)]));
-    sim.advance(Duration::from_millis(100));
+    sim.advance(BACKOFF_PASSED);
     let again = sim.fetch();
     assert_eq!(offsets_of(&again).get(&0), Some(&3));
     let bad = compressed_cut(3, 2, 5);
@@ -958,4 +962,97 @@ fn a_fetch_of_caught_up_partitions_waits_while_another_is_drained() {
     sim.machine.records_consumed(&tp(0), records.size);
     let next = sim.fetch();
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 10), (1, 0)]));
+}
+
+/// Fails the next `n` Fetches in transport, reconnecting after each: how long the machine
+/// waited each time before it asked the broker again.
+fn fail_fetches(sim: &mut Sim, n: usize) -> Vec<Duration> {
+    let mut waits = Vec::new();
+    for _ in 0..n {
+        let f = sim.fetch();
+        sim.fail(
+            f.id,
+            RequestFailure {
+                retriable: true,
+                reason: "connection lost".into(),
+            },
+        );
+        let out = sim.requests();
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o.request, FetchRequest::Connect { .. })),
+            "{out:?}"
+        );
+        waits.push(sim.run_to_timeout());
+        let out = sim.requests();
+        let connect = out
+            .iter()
+            .find(|o| matches!(o.request, FetchRequest::Connect { broker: 1 }))
+            .expect("a Connect after the backoff");
+        let info = BrokerInfo {
+            id: 1,
+            fetch_version: 12,
+            can_validate: true,
+        };
+        sim.0.answer(connect.id, FetchAnswer::Broker(info));
+    }
+    waits
+}
+
+/// KIP-580's bounds for the wait after `failures` errors in a row at 100 ms..1 s.
+fn within_kip580(failures: usize, wait: Duration) -> bool {
+    let base = (100u64 << failures).min(1_000) as f64;
+    let low = (base * 0.8).min(1_000.0);
+    let high = (base * 1.2).min(1_000.0);
+    let ms = wait.as_secs_f64() * 1_000.0;
+    (low - 0.001..=high + 0.001).contains(&ms)
+}
+
+#[test]
+fn a_broker_that_keeps_failing_waits_longer_each_time_up_to_retry_backoff_max() {
+    let settings = [
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+    ];
+    let mut sim = Sim::new(config(&settings), committed(0));
+    let waits = fail_fetches(&mut sim, 7);
+    for (n, w) in waits.iter().enumerate() {
+        assert!(within_kip580(n, *w), "failure {n}: {w:?} in {waits:?}");
+    }
+    assert!(waits[3] > waits[0] * 4, "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w <= Duration::from_secs(1)),
+        "{waits:?}"
+    );
+    // A good answer: the next failure waits the least again.
+    let f = sim.fetch();
+    sim.answer(&f, response(0, vec![(0, 0, None), (1, 0, None)]));
+    let again = fail_fetches(&mut sim, 1);
+    assert!(within_kip580(0, again[0]), "{again:?}");
+
+    // The jitter comes from the machine's seed: the same seed waits the same.
+    let mut twin = Sim::new(config(&settings), committed(0));
+    assert_eq!(fail_fetches(&mut twin, 7), waits);
+}
+
+#[test]
+fn a_partition_answered_with_an_error_again_and_again_backs_off_exponentially() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let f = sim.fetch();
+        // UNKNOWN_SERVER_ERROR: retried after the backoff, nothing else.
+        sim.answer(&f, response(0, vec![(0, -1, None), (1, -1, None)]));
+        waits.push(sim.run_to_timeout());
+    }
+    for (n, w) in waits.iter().enumerate() {
+        assert!(within_kip580(n, *w), "failure {n}: {w:?} in {waits:?}");
+    }
+    // A clean answer, then an error: the first wait again.
+    let f = sim.fetch();
+    sim.answer(&f, response(0, vec![(0, 0, None), (1, 0, None)]));
+    let f = sim.fetch();
+    sim.answer(&f, response(0, vec![(0, -1, None), (1, -1, None)]));
+    let wait = sim.run_to_timeout();
+    assert!(within_kip580(0, wait), "{wait:?}");
 }

@@ -14,6 +14,7 @@
 pub mod assignor;
 mod config;
 pub mod consumer_group;
+#[cfg(feature = "driver")]
 mod driver;
 mod error;
 mod machine;
@@ -23,6 +24,7 @@ pub mod wire;
 
 pub use config::GroupConfig;
 pub use consumer_group::ConsumerGroupMachine;
+#[cfg(feature = "driver")]
 pub use driver::{GroupMember, MemberSnapshot};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};

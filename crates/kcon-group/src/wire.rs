@@ -181,7 +181,7 @@ pub fn leave_group_response(r: LeaveGroupResponse) -> GroupResponse {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
+    use kcon_core::wire::assert_encodes as encodes;
 
     fn join() -> JoinGroup {
         JoinGroup {
@@ -194,12 +194,6 @@ mod tests {
             protocols: vec![("range".into(), Bytes::from_static(b"\0\0"))],
             reason: Some("why".into()),
         }
-    }
-
-    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
-        let mut buf = bytes::BytesMut::new();
-        r.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
     }
 
     #[test]

@@ -12,8 +12,9 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use kcon_codec::consumer_protocol::Subscription;
 use kcon_core::TopicPartition;
-use kcon_group::{GroupError, GroupEvent, GroupRequest, MemberState};
+use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, MemberState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use sim::coordinator::{CoordinatorConfig, GroupState};
@@ -285,6 +286,211 @@ fn eager_revokes_everything_cooperative_only_what_moves() {
                 .collect();
             assert_eq!(moved, after[2], "{strategy}");
         }
+    }
+}
+
+// ----- generations per rebalance (KIP-429) -----
+
+/// The two ways coordinators answer the SyncGroups that wait for the leader's: Kafka's (all
+/// with the leader's), and Tansu's (each looked at again once a second).
+const SYNC_ANSWERS: [(&str, Option<Duration>); 2] = [
+    ("SyncGroup answered with the leader's", None),
+    (
+        "SyncGroup looked at once a second",
+        Some(Duration::from_secs(1)),
+    ),
+];
+
+/// SyncGroups of member `i` answered REBALANCE_IN_PROGRESS since `mark`.
+fn failed_syncs(sim: &Sim, i: usize, mark: u64) -> usize {
+    sim.nodes[i]
+        .since(mark)
+        .filter(|e| {
+            matches!(
+                e.kind,
+                Kind::Answered(Api::SyncGroup, Ok(code::REBALANCE_IN_PROGRESS))
+            )
+        })
+        .count()
+}
+
+/// KIP-429 under cooperative-sticky, counted in generations. A member joining takes two: the
+/// one its JoinGroup starts, in which the members that give partitions up are told to revoke
+/// them, and the one their rejoin starts, which hands those partitions to the newcomer. A
+/// member leaving takes one: it revoked everything before its LeaveGroup, so nobody else
+/// owns its partitions and they go to the others at once. Four members share 24 partitions; a
+/// fifth joins, then the first leaves.
+///
+/// The same against a coordinator that answers waiting SyncGroups on a timer (Tansu): a
+/// member that rejoined the moment its own SyncGroup was answered would start the next
+/// generation before the others' were, they would fail, and the hand-over would take a
+/// generation more (or several, one member's partitions at a time).
+#[test]
+fn cooperative_join_takes_two_generations_and_leave_one() {
+    for (coordinator, sync_looks) in SYNC_ANSWERS {
+        let cfg = CoordinatorConfig {
+            sync_looks,
+            ..CoordinatorConfig::default()
+        };
+        let mut sim = Sim::new(29, &[("t", 24)], cfg);
+        let m: Vec<usize> = (0..5)
+            .map(|_| sim.add(config("cooperative-sticky", None), &["t"], App::default()))
+            .collect();
+        for &i in &m[..4] {
+            sim.start(i);
+        }
+        settle(&mut sim, secs(60));
+        let before: Vec<BTreeSet<TopicPartition>> = m.iter().map(|&i| owned(&sim, i)).collect();
+
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        sim.start(m[4]);
+        settle(&mut sim, secs(60));
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 2, "{coordinator}: join\n{}", sim.dump(80));
+        // Each of the four gave the newcomer one partition and kept the rest throughout.
+        assert_eq!(owned(&sim, m[4]).len(), 4, "{coordinator}");
+        for &i in &m[..4] {
+            let events = sim.nodes[i].events_since(mark);
+            let gone: BTreeSet<TopicPartition> =
+                before[i].difference(&owned(&sim, i)).cloned().collect();
+            assert_eq!(revoked(&events), gone, "{coordinator}: member {i}");
+            assert_eq!(gone.len(), 1, "{coordinator}: member {i}");
+            assert!(lost(&events).is_empty(), "{coordinator}: member {i}");
+            assert_eq!(failed_syncs(&sim, i, mark), 0, "{coordinator}: member {i}");
+        }
+
+        let kept: Vec<BTreeSet<TopicPartition>> = m.iter().map(|&i| owned(&sim, i)).collect();
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        sim.close(m[0]);
+        let closed = sim.run_until_cond(secs(60), |s| {
+            s.nodes[m[0]].machine().is_terminated() && s.is_settled()
+        });
+        assert!(closed, "{coordinator}: leave\n{}", sim.dump(80));
+        sim.assert_settled();
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 1, "{coordinator}: leave\n{}", sim.dump(80));
+        for &i in &m[1..] {
+            // Nothing taken from those that stay: they only gain the leaver's partitions.
+            let events = sim.nodes[i].events_since(mark);
+            assert!(revoked(&events).is_empty(), "{coordinator}: member {i}");
+            assert!(lost(&events).is_empty(), "{coordinator}: member {i}");
+            assert!(
+                kept[i].is_subset(&owned(&sim, i)),
+                "{coordinator}: member {i}"
+            );
+            assert_eq!(failed_syncs(&sim, i, mark), 0, "{coordinator}: member {i}");
+        }
+    }
+}
+
+/// The hand-over rejoin waits after the SyncGroup that revoked (so that the other members get
+/// that generation's assignment first), but not when another member has already started the
+/// next generation: a heartbeat answered REBALANCE_IN_PROGRESS while the application still
+/// holds the revocation makes the member rejoin as soon as it is acknowledged. Here the
+/// applications take 1.2 s to acknowledge, and the newcomer changes its subscription 0.5 s
+/// after the revocation.
+#[test]
+fn a_rebalance_under_way_ends_the_hand_over_wait() {
+    let mut sim = Sim::new(37, &[("t", 4), ("u", 2)], CoordinatorConfig::default());
+    let slow = App {
+        revocation: RevocationPolicy::After(Duration::from_millis(1200)),
+        ..App::default()
+    };
+    let m: Vec<usize> = (0..3)
+        .map(|_| sim.add(config("cooperative-sticky", None), &["t"], slow.clone()))
+        .collect();
+    sim.start(m[0]);
+    sim.start(m[1]);
+    settle(&mut sim, secs(60));
+    let mark = sim.mark();
+    sim.start(m[2]);
+    let revoking = |s: &Sim| {
+        m[..2]
+            .iter()
+            .copied()
+            .find(|&i| !s.nodes[i].app.pending.is_empty())
+    };
+    assert!(
+        sim.run_until_cond(secs(60), |s| revoking(s).is_some()),
+        "{}",
+        sim.dump(40)
+    );
+    let (r, revoked_at) = (revoking(&sim).expect("a revoking member"), sim.now);
+    sim.run_for(Duration::from_millis(500));
+    sim.subscribe(m[2], &["t", "u"]);
+    let joined = sim.run_until_cond(secs(10), |s| {
+        s.nodes[r]
+            .sent_since(mark)
+            .iter()
+            .filter(|(_, q)| matches!(q, GroupRequest::JoinGroup(_)))
+            .count()
+            == 2
+    });
+    assert!(joined, "{}", sim.dump(40));
+    let rejoined_at = sim.nodes[r]
+        .sent_since(mark)
+        .into_iter()
+        .filter(|(_, q)| matches!(q, GroupRequest::JoinGroup(_)))
+        .map(|(at, _)| at)
+        .next_back()
+        .expect("the hand-over JoinGroup");
+    // At the acknowledgement, not 1.5 s after the SyncGroup.
+    assert_eq!(
+        rejoined_at,
+        revoked_at + Duration::from_millis(1200),
+        "{}",
+        sim.dump(40)
+    );
+    settle(&mut sim, secs(60));
+}
+
+/// A member whose SyncGroup fails with REBALANCE_IN_PROGRESS owns what it owned before, and
+/// rejoins saying so in the same bytes: its subscription states the generation its partitions
+/// were assigned in, not the one it joined and never completed. A coordinator compares
+/// subscriptions (Kafka's and Tansu's both), and one that changed only in its generation
+/// would start a generation more; the same bytes get the generation as it stands. So a join
+/// still takes KIP-429's two generations, with either way of answering SyncGroup.
+#[test]
+fn a_member_whose_sync_failed_rejoins_with_the_same_subscription() {
+    for (coordinator, sync_looks) in SYNC_ANSWERS {
+        let cfg = CoordinatorConfig {
+            sync_looks,
+            ..CoordinatorConfig::default()
+        };
+        let mut sim = Sim::new(31, &[("t", 6)], cfg);
+        let m: Vec<usize> = (0..3)
+            .map(|_| sim.add(config("cooperative-sticky", None), &["t"], App::default()))
+            .collect();
+        sim.start(m[0]);
+        sim.start(m[1]);
+        settle(&mut sim, secs(60));
+        let (generation, mark) = (sim.coordinator.generation(), sim.mark());
+        // Member 1 (a follower: member 0 joined first and leads) loses the answer of the
+        // SyncGroup that follows the third member's arrival.
+        sim.inject(
+            Api::SyncGroup,
+            Some(m[1]),
+            Injected::Error(code::REBALANCE_IN_PROGRESS),
+        );
+        sim.start(m[2]);
+        settle(&mut sim, secs(120));
+        assert!(sim.faults[0].fired.is_some(), "{coordinator}");
+        let joins: Vec<JoinGroup> = sim.nodes[m[1]]
+            .sent_since(mark)
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                GroupRequest::JoinGroup(j) => Some(j),
+                _ => None,
+            })
+            .collect();
+        // The join the arrival caused, the one after the failed SyncGroup, the hand-over.
+        assert_eq!(joins.len(), 3, "{coordinator}\n{}", sim.dump(60));
+        assert_eq!(joins[1].protocols, joins[0].protocols, "{coordinator}");
+        let said = Subscription::decode(&joins[1].protocols[0].1).expect("a subscription");
+        assert_eq!(said.generation_id, generation, "{coordinator}");
+        let generations = sim.coordinator.generation() - generation;
+        assert_eq!(generations, 2, "{coordinator}\n{}", sim.dump(80));
+        assert_eq!(owned(&sim, m[2]).len(), 2, "{coordinator}");
     }
 }
 
@@ -1262,6 +1468,9 @@ struct Schedule {
     max_latency_ms: u64,
     /// Whether messages get lost (`Network::drop_rate` and `Injected::Drop`).
     lossy: bool,
+    /// Whether the coordinator answers waiting SyncGroups on a timer (Tansu's way, see
+    /// `CoordinatorConfig::sync_looks`) rather than with the leader's.
+    sync_looks: bool,
     /// When each member starts (milliseconds).
     start_ms: Vec<u64>,
     ops: Vec<Op>,
@@ -1277,6 +1486,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
             prop::collection::vec(any::<bool>(), n),
             prop::collection::vec(prop_oneof![Just(0u64), 0u64..3_000], n),
             1u64..100,
+            any::<bool>(),
             prop::collection::vec(0u64..10_000, n),
             prop::collection::vec(op(n, lossy), 10..40),
         )
@@ -1287,6 +1497,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
                     static_members,
                     revocation_delay_ms,
                     max_latency_ms,
+                    sync_looks,
                     start_ms,
                     ops,
                 )| {
@@ -1297,6 +1508,7 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
                         revocation_delay_ms,
                         max_latency_ms,
                         lossy,
+                        sync_looks,
                         start_ms,
                         ops,
                     }
@@ -1306,7 +1518,11 @@ fn schedule(lossy: bool) -> impl Strategy<Value = Schedule> {
 }
 
 fn run_schedule(s: &Schedule) {
-    let mut sim = Sim::new(s.seed, &[("t", 6), ("u", 2)], CoordinatorConfig::default());
+    let coordinator = CoordinatorConfig {
+        sync_looks: s.sync_looks.then_some(secs(1)),
+        ..CoordinatorConfig::default()
+    };
+    let mut sim = Sim::new(s.seed, &[("t", 6), ("u", 2)], coordinator);
     sim.net.latency_ms = (1, s.max_latency_ms);
     if s.lossy {
         sim.net.drop_rate = 0.02;

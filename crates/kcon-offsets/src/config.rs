@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kcon_core::property::{self, Configurable, Part, Setting};
-use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel, ResetPolicy};
+use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel};
 
 /// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
 /// reset policy).
@@ -32,9 +32,6 @@ pub struct OffsetsConfig {
     /// (librdkafka's two-stage pattern). The consumer applies it; the machine only stores what
     /// it is told. Default true.
     pub enable_auto_offset_store: bool,
-    /// `auto.offset.reset`: where to start when there is no committed offset or the position is
-    /// out of range. Default latest.
-    pub auto_offset_reset: ResetPolicy,
     /// `isolation.level`. Default read_uncommitted.
     pub isolation_level: IsolationLevel,
     /// `retry.backoff.ms`: the first wait before a retry (KIP-580). Default 100 ms.
@@ -95,7 +92,6 @@ impl Default for OffsetsConfig {
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_millis(5_000),
             enable_auto_offset_store: true,
-            auto_offset_reset: ResetPolicy::Latest,
             isolation_level: IsolationLevel::ReadUncommitted,
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_millis(1_000),
@@ -114,7 +110,6 @@ impl Configurable for OffsetsConfig {
             Setting::EnableAutoCommit(on) => self.enable_auto_commit = *on,
             Setting::AutoCommitInterval(d) => self.auto_commit_interval = *d,
             Setting::EnableAutoOffsetStore(on) => self.enable_auto_offset_store = *on,
-            Setting::AutoOffsetReset(policy) => self.auto_offset_reset = *policy,
             Setting::IsolationLevel(level) => self.isolation_level = *level,
             Setting::RetryBackoff(d) => self.retry_backoff = *d,
             Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
@@ -134,7 +129,6 @@ mod tests {
         let c = OffsetsConfig::new("g");
         assert!(c.enable_auto_commit);
         assert_eq!(c.auto_commit_interval, Duration::from_secs(5));
-        assert_eq!(c.auto_offset_reset, ResetPolicy::Latest);
         assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(c.default_api_timeout, Duration::from_secs(60));
         c.validate().unwrap();
@@ -151,21 +145,14 @@ mod tests {
         c.set("enable.auto.commit", "FALSE").unwrap();
         c.set("auto.commit.interval.ms", "250").unwrap();
         c.set("isolation.level", "read_committed").unwrap();
-        c.set("auto.offset.reset", "by_duration:PT1H").unwrap();
         c.set("group.instance.id", "i").unwrap();
         assert!(!c.enable_auto_commit);
         assert_eq!(c.auto_commit_interval, Duration::from_millis(250));
         assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
-        assert_eq!(
-            c.auto_offset_reset,
-            ResetPolicy::ByDuration(Duration::from_secs(3600))
-        );
         for (name, value) in [
             ("enable.auto.commit", "yes"),
             ("auto.commit.interval.ms", "-1"),
             ("isolation.level", "committed"),
-            ("auto.offset.reset", "smallest"),
-            ("auto.offset.reset", "by_duration:1h"),
             ("default.api.timeout.ms", "0"),
         ] {
             let e = c.set(name, value).unwrap_err();

@@ -14,6 +14,7 @@
 //! lag arithmetic are `kcon_core::offsets`'.
 
 mod config;
+#[cfg(feature = "driver")]
 mod driver;
 mod error;
 mod machine;
@@ -21,6 +22,7 @@ mod messages;
 pub mod wire;
 
 pub use config::OffsetsConfig;
+#[cfg(feature = "driver")]
 pub use driver::Offsets;
 pub use error::{CommitError, FetchError};
 pub use machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};

@@ -15,17 +15,7 @@ use crate::messages::{
 };
 use crate::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
 
-/// Kafka error codes the machine acts on.
-pub(crate) mod code {
-    pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub(crate) const REQUEST_TIMED_OUT: i16 = 7;
-    pub(crate) const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub(crate) const NOT_COORDINATOR: i16 = 16;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
-    pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
-}
+pub(crate) use kcon_core::error_codes::code;
 
 /// Identifies a commit; its outcome comes as [`OffsetsEvent::Committed`] with the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1606,11 +1596,9 @@ mod tests {
         h.machine.commit_stored(h.now, CommitKind::Sync);
         let (r, c) = h.expect_commit();
         h.answer_commit(r, &c, 0);
-        h.answer_commit(r, &c, ILLEGAL_GENERATION_FOR_TEST);
+        h.answer_commit(r, &c, code::ILLEGAL_GENERATION);
         let done = h.committed();
         assert_eq!(done.len(), 1);
         assert!(done[0].1.is_ok());
     }
-
-    const ILLEGAL_GENERATION_FOR_TEST: i16 = 22;
 }

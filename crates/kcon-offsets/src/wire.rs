@@ -262,13 +262,7 @@ pub fn offset_fetch_groups_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kcon_codec::kafka_protocol::protocol::{Encodable, Request};
-
-    fn encodes<R: Request + Encodable>(r: &R, version: i16) {
-        let mut b = bytes::BytesMut::new();
-        r.encode(&mut b, version)
-            .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<R>()));
-    }
+    use kcon_core::wire::assert_encodes as encodes;
 
     fn commit(instance: Option<&str>) -> CommitRequest {
         let mut offsets = BTreeMap::new();

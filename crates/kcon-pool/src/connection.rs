@@ -466,8 +466,8 @@ pub(crate) enum Lane {
     Auth,
 }
 
-/// Error code 35: the broker does not speak the version asked for.
-const UNSUPPORTED_VERSION: i16 = 35;
+/// The broker does not speak the version asked for.
+const UNSUPPORTED_VERSION: i16 = kcon_core::error_codes::code::UNSUPPORTED_VERSION;
 /// Bytes of the correlation id, all of response header v0.
 const CORRELATION_ID_LEN: usize = 4;
 /// The ApiVersions version kcon asks with first: v3 carries the client software name and

@@ -16,7 +16,9 @@
 //!   support.
 //! - SyncGroup from the leader stores every member's assignment and makes the group Stable;
 //!   the others' SyncGroup waits for it. A member that doesn't SyncGroup within the rebalance
-//!   timeout is removed (the "pending sync" timeout).
+//!   timeout is removed (the "pending sync" timeout). [`CoordinatorConfig::sync_looks`]
+//!   answers the waiting ones the way Tansu does instead (measured against Tansu 0.6 and read
+//!   in its group coordinator): on a timer of their own, not with the leader's.
 //! - Heartbeat answers REBALANCE_IN_PROGRESS while PreparingRebalance, NONE in
 //!   CompletingRebalance and Stable, UNKNOWN_MEMBER_ID / FENCED_INSTANCE_ID /
 //!   ILLEGAL_GENERATION for members the group no longer knows in that form.
@@ -54,6 +56,14 @@ pub struct CoordinatorConfig {
     pub initial_rebalance_delay: Duration,
     /// `group.max.size`.
     pub max_size: usize,
+    /// When set, a SyncGroup that cannot be answered when it arrives is looked at again every
+    /// this long, as Tansu 0.6 does (once a second): it is answered at the first look that
+    /// finds the group Stable in the generation it names, and REBALANCE_IN_PROGRESS at the
+    /// first look after 0.8 × the member's session timeout without that. Nothing else answers
+    /// it: not the leader's SyncGroup, nor a rebalance starting meanwhile. When unset, as in
+    /// Kafka, the leader's SyncGroup answers every waiting one at once, and a rebalance that
+    /// starts first answers them REBALANCE_IN_PROGRESS at once.
+    pub sync_looks: Option<Duration>,
 }
 
 impl Default for CoordinatorConfig {
@@ -61,6 +71,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             initial_rebalance_delay: Duration::from_secs(3),
             max_size: usize::MAX,
+            sync_looks: None,
         }
     }
 }
@@ -92,9 +103,21 @@ struct Member {
     session_deadline: Instant,
     awaiting_join: Option<Ticket>,
     awaiting_sync: Option<Ticket>,
+    /// With `sync_looks`: when the waiting SyncGroup is looked at next, and the generation it
+    /// names.
+    sync_look: Option<SyncLook>,
     /// Whether the member has sent SyncGroup for the generation being completed.
     synced: bool,
     assignment: Bytes,
+}
+
+/// A SyncGroup waiting for its next look (`CoordinatorConfig::sync_looks`).
+#[derive(Debug, Clone, Copy)]
+struct SyncLook {
+    next: Instant,
+    /// From the first look at or after this, it is answered REBALANCE_IN_PROGRESS.
+    give_up: Instant,
+    generation: i32,
 }
 
 /// What a coordinator persists after a generation's assignment is stored, and what a new
@@ -199,6 +222,10 @@ impl GroupCoordinator {
             .values()
             .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
             .map(|m| m.session_deadline);
+        let looks = self
+            .members
+            .values()
+            .filter_map(|m| Some(m.sync_look?.next));
         [
             self.rebalance_deadline,
             self.initial_delay.map(|d| d.0),
@@ -207,6 +234,7 @@ impl GroupCoordinator {
         .into_iter()
         .flatten()
         .chain(sessions)
+        .chain(looks)
         .chain(self.pending.values().copied())
         .min()
     }
@@ -226,6 +254,7 @@ impl GroupCoordinator {
 
     /// Acts on every timer that has passed.
     pub fn tick(&mut self, now: Instant) {
+        self.look_at_syncs(now);
         let expired_pending: Vec<String> = self
             .pending
             .iter()
@@ -310,6 +339,7 @@ impl GroupCoordinator {
         for m in self.members.values_mut() {
             m.awaiting_join = None;
             m.awaiting_sync = None;
+            m.sync_look = None;
             m.synced = true;
             m.session_deadline = now + m.session_timeout;
         }
@@ -414,6 +444,7 @@ impl GroupCoordinator {
             session_deadline: now + ms(j.session_timeout_ms),
             awaiting_join: Some(ticket),
             awaiting_sync: None,
+            sync_look: None,
             synced: false,
             assignment: Bytes::new(),
         };
@@ -459,6 +490,7 @@ impl GroupCoordinator {
         if let Some(t) = m.awaiting_sync.take() {
             self.answer(t, sync_error(code::FENCED_INSTANCE_ID));
         }
+        m.sync_look = None;
         self.fenced.insert(old_id.to_owned());
         m.id = new_id.clone();
         m.protocols = j.protocols.clone();
@@ -529,7 +561,7 @@ impl GroupCoordinator {
     }
 
     fn prepare_rebalance(&mut self, now: Instant) {
-        if self.state == GroupState::CompletingRebalance {
+        if self.state == GroupState::CompletingRebalance && self.config.sync_looks.is_none() {
             // resetAndPropagateAssignmentWithError: members waiting in SyncGroup learn that
             // this generation will not complete.
             self.fail_pending_syncs(code::REBALANCE_IN_PROGRESS);
@@ -630,13 +662,29 @@ impl GroupCoordinator {
             self.answer(ticket, sync_error(code::INCONSISTENT_GROUP_PROTOCOL));
             return;
         }
+        let is_leader = self.leader.as_deref() == Some(s.member_id.as_str());
         match self.state {
             GroupState::Empty => self.answer(ticket, sync_error(code::UNKNOWN_MEMBER_ID)),
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance
+                if !is_leader && self.config.sync_looks.is_some() =>
+            {
+                // Tansu: nothing to hand out yet; look again later.
+                let every = self.config.sync_looks.unwrap_or_default();
+                // Invariant: validated above.
+                let m = self.members.get_mut(&s.member_id).expect("a member");
+                m.awaiting_sync = Some(ticket);
+                m.synced = true;
+                m.session_deadline = now + m.session_timeout;
+                m.sync_look = Some(SyncLook {
+                    next: now + every,
+                    give_up: now + m.session_timeout.mul_f64(0.8),
+                    generation: s.generation_id,
+                });
+            }
             GroupState::PreparingRebalance => {
                 self.answer(ticket, sync_error(code::REBALANCE_IN_PROGRESS));
             }
             GroupState::CompletingRebalance => {
-                let is_leader = self.leader.as_deref() == Some(s.member_id.as_str());
                 // Invariant: validated above.
                 let m = self.members.get_mut(&s.member_id).expect("a member");
                 m.awaiting_sync = Some(ticket);
@@ -657,6 +705,8 @@ impl GroupCoordinator {
                 let waiting: Vec<(Ticket, Bytes)> = self
                     .members
                     .values_mut()
+                    // With `sync_looks` only the leader's own is answered now.
+                    .filter(|m| m.sync_look.is_none())
                     .filter_map(|m| Some((m.awaiting_sync.take()?, m.assignment.clone())))
                     .collect();
                 for (t, assignment) in waiting {
@@ -672,6 +722,44 @@ impl GroupCoordinator {
                 let answer = self.sync_answer(assignment);
                 self.answer(ticket, answer);
             }
+        }
+    }
+
+    /// `sync_looks`: the waiting SyncGroups whose look is due get their assignment if the group
+    /// is Stable in the generation they name, else wait for the next look, or give up.
+    fn look_at_syncs(&mut self, now: Instant) {
+        let every = self.config.sync_looks.unwrap_or_default();
+        let (state, generation) = (self.state, self.generation);
+        let mut answers = Vec::new();
+        for m in self.members.values_mut() {
+            let Some(look) = m.sync_look.as_mut() else {
+                continue;
+            };
+            if look.next > now {
+                continue;
+            }
+            let outcome = if state == GroupState::Stable && look.generation == generation {
+                Some(Ok(m.assignment.clone()))
+            } else if now >= look.give_up {
+                Some(Err(code::REBALANCE_IN_PROGRESS))
+            } else {
+                look.next = now + every;
+                None
+            };
+            if let Some(outcome) = outcome {
+                m.sync_look = None;
+                m.session_deadline = now + m.session_timeout;
+                // Invariant: a look is armed only with a SyncGroup waiting.
+                let ticket = m.awaiting_sync.take().expect("a waiting SyncGroup");
+                answers.push((ticket, outcome));
+            }
+        }
+        for (ticket, outcome) in answers {
+            let answer = match outcome {
+                Ok(assignment) => self.sync_answer(assignment),
+                Err(error) => sync_error(error),
+            };
+            self.answer(ticket, answer);
         }
     }
 

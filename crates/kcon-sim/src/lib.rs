@@ -7,7 +7,9 @@
 //! in milliseconds of real time.
 
 pub mod cluster;
-pub mod code;
 pub mod consumer_group;
 pub mod coordinator;
 pub mod world;
+
+/// The Kafka error codes the simulated brokers answer, by name.
+pub use kcon_core::error_codes::code;

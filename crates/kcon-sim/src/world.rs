@@ -407,7 +407,7 @@ impl World {
             consumer: ConsumerMachine::new(options, now),
             group: MemberMachine::new(group, now, seed),
             offsets: CommitMachine::new(offsets, now, seed),
-            fetch: FetchMachine::new(fetch, now),
+            fetch: FetchMachine::new(fetch, now, seed),
             app,
             doing: Doing::Calling,
             processed: Vec::new(),

@@ -400,7 +400,6 @@ mod tests {
         let group = s.group.unwrap();
         assert_eq!(offsets.isolation_level, IsolationLevel::ReadCommitted);
         assert_eq!(s.fetch.isolation_level, IsolationLevel::ReadCommitted);
-        assert_eq!(offsets.auto_offset_reset, ResetPolicy::Earliest);
         assert_eq!(s.fetch.reset_policy, ResetPolicy::Earliest);
         assert_eq!(s.pool.retry_backoff, Duration::from_millis(250));
         assert_eq!(group.retry_backoff, Duration::from_millis(250));

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::ConfigError;
+use kcon_core::error_codes::code;
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::{CommitError, FetchError};
@@ -86,6 +88,13 @@ impl Error {
     /// Whether the same call can succeed later without the application changing anything.
     pub fn is_retriable(&self) -> bool {
         self.retriable
+    }
+
+    /// Whether the consumer cannot go on and must be closed: its group member was fenced by
+    /// another instance, is not authorized, or does not fit the group. Every later call
+    /// returns the same error.
+    pub fn is_fatal(&self) -> bool {
+        self.kind == ErrorKind::Fatal
     }
 
     /// The broker's error code, when a broker refused.
@@ -193,8 +202,8 @@ impl Error {
                 },
             ),
             PartitionError::TopicAuthorization => Error {
-                code: Some(29),
-                api_key: Some(1),
+                code: Some(code::TOPIC_AUTHORIZATION_FAILED),
+                api_key: Some(ApiKey::Fetch as i16),
                 ..Error::new(
                     ErrorKind::Broker,
                     format!(
@@ -208,7 +217,7 @@ impl Error {
                     .map(|e| format!("{e:?}"))
                     .unwrap_or_else(|| "unknown error".to_owned());
                 Error::broker(
-                    1,
+                    ApiKey::Fetch as i16,
                     *code,
                     format!("Fetch of {at} answered error {code} ({name})"),
                 )
@@ -297,15 +306,19 @@ impl From<CommitError> for Error {
     fn from(e: CommitError) -> Error {
         let message = e.to_string();
         match &e {
-            CommitError::RebalanceInProgress => {
-                Error::broker(8, 27, message).retriable(true).with_source(e)
-            }
+            CommitError::RebalanceInProgress => Error::broker(
+                ApiKey::OffsetCommit as i16,
+                code::REBALANCE_IN_PROGRESS,
+                message,
+            )
+            .retriable(true)
+            .with_source(e),
             CommitError::Broker {
                 error_code,
                 partitions,
             } => {
                 let parts = partitions.keys().cloned().collect();
-                Error::broker(8, *error_code, message)
+                Error::broker(ApiKey::OffsetCommit as i16, *error_code, message)
                     .with_partitions(parts)
                     .with_source(e)
             }
@@ -326,7 +339,7 @@ impl From<FetchError> for Error {
                 partitions,
             } => {
                 let parts = partitions.keys().cloned().collect();
-                Error::broker(9, *error_code, message)
+                Error::broker(ApiKey::OffsetFetch as i16, *error_code, message)
                     .with_partitions(parts)
                     .with_source(e)
             }
@@ -352,5 +365,42 @@ impl From<GroupError> for Error {
             err.api_key = Some(*api_key);
         }
         err.with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_member_is_fatal_with_its_code_and_request() {
+        let e = Error::from(GroupError::Broker {
+            api_key: ApiKey::JoinGroup as i16,
+            error_code: code::FENCED_INSTANCE_ID,
+            message: None,
+        });
+        assert!(e.is_fatal());
+        assert!(!e.is_retriable());
+        assert_eq!(e.code(), Some(82));
+        assert_eq!(e.api().as_deref(), Some("JoinGroup"));
+    }
+
+    #[test]
+    fn broker_errors_say_what_follows_them() {
+        let rebalancing = Error::from(CommitError::RebalanceInProgress);
+        assert_eq!(rebalancing.kind(), ErrorKind::Broker);
+        assert!(rebalancing.is_retriable() && !rebalancing.is_fatal());
+        assert_eq!(rebalancing.code(), Some(27));
+        assert_eq!(rebalancing.api().as_deref(), Some("OffsetCommit"));
+
+        let tp = TopicPartition::new("t", 0);
+        let denied = Error::partition(&tp, &PartitionError::TopicAuthorization);
+        assert_eq!(denied.code(), Some(29));
+        assert_eq!(denied.api().as_deref(), Some("Fetch"));
+        assert!(!denied.is_retriable() && !denied.is_fatal());
+
+        let config = Error::config("session.timeout.ms", "soon", "milliseconds");
+        assert_eq!(config.kind(), ErrorKind::Config);
+        assert!(!config.is_fatal() && !config.is_retriable());
     }
 }

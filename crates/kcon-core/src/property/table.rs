@@ -449,7 +449,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "auto.offset.reset",
         aliases: &[],
         default: DefaultValue::Value("latest"),
-        parts: OFFSETS_FETCH,
+        parts: FETCH,
         doc: "Where a partition starts when it has no committed offset or its position is out \
               of range; none makes that an error.",
         kind: Kind::Other {

@@ -11,7 +11,7 @@ fn ctx(now: Instant, policy: ResetPolicy) -> AnswerContext {
     AnswerContext {
         now,
         reset_policy: policy,
-        retry_backoff: Duration::from_millis(100),
+        retry_backoff: Backoff::constant(Duration::from_millis(100)),
         replica_lease: Duration::from_secs(300),
     }
 }
@@ -71,7 +71,7 @@ fn failed_reset_backs_off() {
     let now = t0();
     let mut s = PartitionState::new(LeaderAndEpoch::new(LEADER, 5));
     s.request_reset(ResetReason::NoPosition);
-    s.reset_failed(now, Duration::from_millis(100));
+    s.reset_failed(now, &Backoff::constant(Duration::from_millis(100)));
     assert_eq!(s.needs_reset(now), None);
     assert!(s.needs_reset(now + Duration::from_millis(100)).is_some());
 }

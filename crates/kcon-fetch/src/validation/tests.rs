@@ -7,7 +7,7 @@ use kcon_codec::kafka_protocol::protocol::{Decodable, Encodable};
 use proptest::prelude::*;
 
 use super::*;
-use crate::position::LeaderAndEpoch;
+use crate::position::{Backoff, LeaderAndEpoch};
 
 const OLD: i32 = 1;
 const NEW: i32 = 2;
@@ -20,7 +20,7 @@ fn ctx(now: Instant, policy: ResetPolicy) -> AnswerContext {
     AnswerContext {
         now,
         reset_policy: policy,
-        retry_backoff: Duration::from_millis(100),
+        retry_backoff: Backoff::constant(Duration::from_millis(100)),
         replica_lease: Duration::from_secs(300),
     }
 }
@@ -86,7 +86,7 @@ fn plan_groups_by_new_leader_and_skips_brokers_without_the_api() {
 fn plan_waits_for_the_backoff() {
     let now = Instant::now();
     let mut s = moved();
-    s.validation_failed(now, Duration::from_millis(100));
+    s.validation_failed(now, &Backoff::constant(Duration::from_millis(100)));
     let key = tp(0);
     let plan = plan_validation([(&key, &mut s)], now, |_| true);
     assert!(plan.requests.is_empty());

@@ -66,15 +66,7 @@ const BROKER_ID: i32 = 1;
 /// The longest a Fetch with nothing to return is held (or `max_wait_ms`, if shorter).
 const LONGEST_HOLD: Duration = Duration::from_millis(200);
 
-mod code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-    pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-}
+use kcon_core::error_codes::code;
 
 /// A request as the peer read it.
 #[derive(Debug, Clone)]

@@ -285,7 +285,8 @@ impl Start {
 
 /// SaslHandshake's error code when the broker does not enable the mechanism; the answer lists
 /// those it does.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const UNSUPPORTED_SASL_MECHANISM: i16 =
+    kcon_codec::kafka_protocol::ResponseError::UnsupportedSaslMechanism.code();
 
 /// When to re-authenticate: 85–95 % (`jitter` ∈ [0, 1) picks where) into the shorter of the
 /// session lifetime the broker gave and the token's lifetime, counted from `sent_at`. Never
