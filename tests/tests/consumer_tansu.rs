@@ -896,6 +896,7 @@ async fn configuration_errors_name_the_property_and_misuse_is_refused() {
         ErrorKind::Misuse
     );
     assert_eq!(plain.commit().await.unwrap_err().kind(), ErrorKind::Misuse);
+    assert_eq!(plain.commit_handle().unwrap_err().kind(), ErrorKind::Misuse);
     plain.assign([tp.clone()]).unwrap();
     assert_eq!(
         plain.seek(tp.clone(), -1).unwrap_err().kind(),
@@ -905,18 +906,16 @@ async fn configuration_errors_name_the_property_and_misuse_is_refused() {
 
     // Misuse in a group.
     let mut grouped = group_builder(bootstrap, "g", "range").build().unwrap();
-    let record = Record {
-        topic: "t".into(),
-        partition: 0,
-        offset: 5,
-        leader_epoch: None,
-        timestamp: 0,
-        timestamp_type: kcon::TimestampType::CreateTime,
-        key: None,
-        value: None,
-        headers: Vec::new(),
-    };
+    let record = Record::new("t", 0, 5, None, None);
     let e = grouped.store_offset(&record).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Misuse, "{e}");
+    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+    // A commit handle refuses a partition the consumer does not own just the same.
+    let e = grouped
+        .commit_handle()
+        .unwrap()
+        .store_offset(&record)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Misuse, "{e}");
     assert_eq!(e.partitions(), std::slice::from_ref(&tp));
     for e in [

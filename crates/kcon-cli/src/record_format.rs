@@ -150,20 +150,18 @@ mod tests {
     use super::*;
 
     fn record(key: Option<&'static [u8]>, value: Option<&'static [u8]>) -> Record {
-        Record {
-            topic: Arc::from("t\"q"),
-            partition: 3,
-            offset: 41,
-            leader_epoch: None,
-            timestamp: 1_700_000_000_123,
-            timestamp_type: TimestampType::CreateTime,
-            key: key.map(Bytes::from_static),
-            value: value.map(Bytes::from_static),
-            headers: vec![
-                (Bytes::from_static(b"h"), Some(Bytes::from_static(b"\xfe"))),
-                (Bytes::from_static(b"h"), None),
-            ],
-        }
+        Record::new(
+            Arc::<str>::from("t\"q"),
+            3,
+            41,
+            key.map(Bytes::from_static),
+            value.map(Bytes::from_static),
+        )
+        .with_timestamp(1_700_000_000_123, TimestampType::CreateTime)
+        .with_headers(vec![
+            (Bytes::from_static(b"h"), Some(Bytes::from_static(b"\xfe"))),
+            (Bytes::from_static(b"h"), None),
+        ])
     }
 
     fn line(format: Format, r: &Record) -> String {

@@ -40,6 +40,7 @@ pub struct ConsumerBuilder {
     properties: Vec<(String, String)>,
     token_provider: Option<TokenProvider>,
     listener: Option<Box<dyn RebalanceListener>>,
+    hooks: Vec<std::sync::Arc<dyn crate::ConsumerHooks>>,
 }
 
 /// Every part's configuration, checked together.
@@ -242,6 +243,20 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Adds `hooks`, told of what the consumer does (batches fetched, records handed out,
+    /// rebalances, commits, partition errors); several are called in the order added.
+    ///
+    /// ```
+    /// struct Quiet;
+    /// impl kcon::ConsumerHooks for Quiet {}
+    /// let b = kcon::Consumer::builder().hooks(Quiet);
+    /// # drop(b);
+    /// ```
+    pub fn hooks(mut self, hooks: impl crate::ConsumerHooks) -> Self {
+        self.hooks.push(std::sync::Arc::new(hooks));
+        self
+    }
+
     /// Checks the configuration and starts the consumer's tasks on the current tokio runtime
     /// (it connects lazily: a broker that is down is no error here).
     ///
@@ -261,7 +276,7 @@ impl ConsumerBuilder {
     /// ```
     pub fn build(self) -> Result<Consumer, Error> {
         let settings = self.settings()?;
-        Consumer::start(settings, self.listener)
+        Consumer::start(settings, self.listener, self.hooks)
     }
 
     /// Every property read once by the registry and applied, in order, to each part it
@@ -366,6 +381,7 @@ impl std::fmt::Debug for ConsumerBuilder {
         f.debug_struct("ConsumerBuilder")
             .field("properties", &names)
             .field("listener", &self.listener.is_some())
+            .field("hooks", &self.hooks.len())
             .finish()
     }
 }

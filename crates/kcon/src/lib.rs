@@ -36,26 +36,28 @@
 //! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
 //! `kcon-offsets` (commits and offset lookups) and `kcon-fetch` (fetch sessions).
 
+mod commit;
 mod config;
 pub mod consumer;
 mod error;
+mod hooks;
 mod listener;
 mod metrics;
 mod partitions;
+mod record;
 mod stream;
 
+pub use commit::CommitHandle;
 pub use config::ConsumerBuilder;
 pub use consumer::Consumer;
 pub use error::{Error, ErrorKind};
+pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
-pub use metrics::{Metrics, PartitionLag};
+pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
 pub use stream::RecordStream;
 
-/// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
-/// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
-/// with duplicates kept.
-pub type Record = kcon_fetch::ConsumerRecord;
+pub use record::Record;
 
 pub use kcon_codec::records::TimestampType;
 pub use kcon_core::{IsolationLevel, ResetPolicy, TopicPartition, Watermarks};

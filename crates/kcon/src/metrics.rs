@@ -1,9 +1,9 @@
-//! The consumer's metrics: a snapshot on demand, counted as records pass (no extra request).
+//! The consumer's metrics: a snapshot on demand, counted as records pass (no extra request),
+//! and a handle that reads them from any task.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::TopicPartition;
 
@@ -20,6 +20,34 @@ pub struct PartitionLag {
     /// How old the next unconsumed record is: zero when caught up, `None` when behind but
     /// the consumer does not hold the next record yet.
     pub time: Option<Duration>,
+}
+
+/// What a partition's lag is computed from, at any time: the lag in seconds grows while the
+/// application holds on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LagInputs {
+    pub(crate) position: Option<i64>,
+    pub(crate) end: Option<i64>,
+    /// The timestamp of the next record, when the consumer holds it.
+    pub(crate) next_timestamp: Option<i64>,
+}
+
+impl LagInputs {
+    /// The lag at `now_ms` (wall clock), by kcon-admin's one rule.
+    pub(crate) fn lag(&self, log_start: Option<i64>, now_ms: i64) -> PartitionLag {
+        let lag = match (self.position, self.end) {
+            (Some(p), Some(e)) => {
+                kcon_admin::lag::lag(p, log_start, e, self.next_timestamp, now_ms)
+            }
+            _ => kcon_admin::Lag::default(),
+        };
+        PartitionLag {
+            position: self.position,
+            end: self.end,
+            records: lag.records,
+            time: lag.time,
+        }
+    }
 }
 
 /// A snapshot of a consumer's metrics ([`Consumer::metrics`](crate::Consumer::metrics)).
@@ -42,8 +70,9 @@ pub struct Metrics {
     /// How long the last rebalance took, from the first sign of it (revocation, loss, a new
     /// subscription, a join) to the assignment.
     pub last_rebalance: Option<Duration>,
-    /// Synchronous commits made (by `commit`, `commit_offsets`, and before partitions are
-    /// given up), acknowledged or failed; auto-commits and `commit_async` are not counted.
+    /// Synchronous commits made (by `commit`, `commit_offsets`, a commit handle, and before
+    /// partitions are given up), acknowledged or failed; auto-commits and `commit_async` are
+    /// not counted.
     pub commits: u64,
     /// Of those, the commits that failed.
     pub commit_failures: u64,
@@ -54,7 +83,7 @@ pub struct Metrics {
 }
 
 /// The counters behind [`Metrics`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MetricsState {
     first_record: Option<Instant>,
     records: u64,
@@ -62,10 +91,27 @@ pub(crate) struct MetricsState {
     rebalances: u64,
     rebalance_since: Option<Instant>,
     last_rebalance: Option<Duration>,
+    commits: CommitCounts,
+}
+
+/// Commits made, failed, and their latencies.
+#[derive(Debug, Clone, Default)]
+struct CommitCounts {
     commits: u64,
-    commit_failures: u64,
-    last_commit: Option<Duration>,
-    max_commit: Option<Duration>,
+    failures: u64,
+    last: Option<Duration>,
+    max: Option<Duration>,
+}
+
+impl CommitCounts {
+    fn commit_done(&mut self, latency: Duration, ok: bool) {
+        self.commits += 1;
+        if !ok {
+            self.failures += 1;
+        }
+        self.last = Some(latency);
+        self.max = Some(self.max.map_or(latency, |m| m.max(latency)));
+    }
 }
 
 impl MetricsState {
@@ -77,10 +123,7 @@ impl MetricsState {
             rebalances: 0,
             rebalance_since: None,
             last_rebalance: None,
-            commits: 0,
-            commit_failures: 0,
-            last_commit: None,
-            max_commit: None,
+            commits: CommitCounts::default(),
         }
     }
 
@@ -105,12 +148,16 @@ impl MetricsState {
     }
 
     pub(crate) fn commit_done(&mut self, latency: Duration, ok: bool) {
-        self.commits += 1;
-        if !ok {
-            self.commit_failures += 1;
-        }
-        self.last_commit = Some(latency);
-        self.max_commit = Some(self.max_commit.map_or(latency, |m| m.max(latency)));
+        self.commits.commit_done(latency, ok);
+    }
+
+    /// Adds commits counted elsewhere, the latest last.
+    fn add_commits(&mut self, other: &CommitCounts) {
+        let c = &mut self.commits;
+        c.commits += other.commits;
+        c.failures += other.failures;
+        c.last = other.last.or(c.last);
+        c.max = c.max.max(other.max);
     }
 
     pub(crate) fn snapshot(
@@ -131,10 +178,102 @@ impl MetricsState {
             bytes_per_second: rate(self.bytes),
             rebalances: self.rebalances,
             last_rebalance: self.last_rebalance,
-            commits: self.commits,
-            commit_failures: self.commit_failures,
-            last_commit_latency: self.last_commit,
-            max_commit_latency: self.max_commit,
+            commits: self.commits.commits,
+            commit_failures: self.commits.failures,
+            last_commit_latency: self.commits.last,
+            max_commit_latency: self.commits.max,
         }
     }
+}
+
+/// Reads a consumer's metrics from any task or thread, while the consumer runs
+/// ([`Consumer::metrics_handle`](crate::Consumer::metrics_handle)).
+///
+/// The consumer publishes its figures as it works: at most every
+/// [`PUBLISH_EVERY`](MetricsHandle::PUBLISH_EVERY) while records flow, and at once after a
+/// rebalance or a commit; so a partition's position may be that far behind
+/// [`Consumer::metrics`](crate::Consumer::metrics)'. The lag in seconds is computed when
+/// read: it keeps growing while the application holds on to a record.
+///
+/// ```no_run
+/// # fn f(consumer: &kcon::Consumer) {
+/// let metrics = consumer.metrics_handle();
+/// std::thread::spawn(move || loop {
+///     let m = metrics.snapshot();
+///     println!("{} records, {} rebalances", m.records_consumed, m.rebalances);
+///     std::thread::sleep(std::time::Duration::from_secs(10));
+/// });
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MetricsHandle {
+    shared: Arc<Mutex<Published>>,
+}
+
+/// What the consumer last published, and commits counted by commit handles since.
+#[derive(Debug)]
+pub(crate) struct Published {
+    state: MetricsState,
+    partitions: BTreeMap<crate::TopicPartition, LagInputs>,
+    /// Commits made through a commit handle since, for the consumer to count too.
+    handle_commits: CommitCounts,
+}
+
+impl MetricsHandle {
+    /// How often, at most, a consumer handing out records publishes its figures.
+    pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+    pub(crate) fn new() -> MetricsHandle {
+        MetricsHandle {
+            shared: Arc::new(Mutex::new(Published {
+                state: MetricsState::new(),
+                partitions: BTreeMap::new(),
+                handle_commits: CommitCounts::default(),
+            })),
+        }
+    }
+
+    /// The consumer's metrics as last published, lag in seconds as of now.
+    pub fn snapshot(&self) -> Metrics {
+        let now = tokio::time::Instant::now().into_std();
+        let now_ms = wall_ms();
+        let p = self.lock();
+        let lags = p
+            .partitions
+            .iter()
+            .map(|(tp, i)| (tp.clone(), i.lag(None, now_ms)))
+            .collect();
+        p.state.snapshot(now, lags)
+    }
+
+    /// The consumer publishes: commits counted by handles meanwhile go into `state` first.
+    pub(crate) fn publish(
+        &self,
+        state: &mut MetricsState,
+        partitions: BTreeMap<crate::TopicPartition, LagInputs>,
+    ) {
+        let mut p = self.lock();
+        let counted = std::mem::take(&mut p.handle_commits);
+        state.add_commits(&counted);
+        p.state = state.clone();
+        p.partitions = partitions;
+    }
+
+    /// A commit handle's commit finished: counted at once, and by the consumer when it
+    /// next publishes.
+    pub(crate) fn handle_commit(&self, latency: Duration, ok: bool) {
+        let mut p = self.lock();
+        p.state.commit_done(latency, ok);
+        p.handle_commits.commit_done(latency, ok);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -26,7 +26,7 @@ impl Batch {
     pub(crate) fn new(r: FetchedRecords) -> Batch {
         Batch {
             partition: r.partition,
-            records: Remaining::Whole(r.records),
+            records: Remaining::Whole(r.records.into_iter().map(Record::from).collect()),
             next_offset: r.next_offset,
             handed: None,
         }
@@ -60,6 +60,14 @@ impl Batch {
             self.handed = Some((self.next_offset, last.leader_epoch));
         }
         records
+    }
+
+    /// Every record, when none was handed out yet.
+    pub(crate) fn fresh(&self) -> Option<&[Record]> {
+        match &self.records {
+            Remaining::Whole(v) if self.handed.is_none() => Some(v),
+            _ => None,
+        }
     }
 
     /// Whether every record was handed out.

@@ -34,7 +34,7 @@ use super::rebalance::{Hook, Rebalance, Stage};
 use super::subscription::Subscription;
 use crate::Record;
 use crate::error::{Error, ErrorKind};
-use crate::metrics::{MetricsState, PartitionLag};
+use crate::metrics::{LagInputs, MetricsState, PartitionLag};
 
 /// How often a consumer blocked in a receiving call tells its group member it is alive, and
 /// looks for new metadata (regex subscriptions).
@@ -296,38 +296,59 @@ impl ConsumerMachine {
         end: Option<i64>,
         now_ms: i64,
     ) -> PartitionLag {
-        let position = self.position(tp);
-        let next_ts = self
+        self.lag_inputs(tp, end).lag(log_start, now_ms)
+    }
+
+    /// What `tp`'s lag is computed from: its position, the given `end`, and the timestamp of
+    /// the next record when the consumer holds it.
+    fn lag_inputs(&self, tp: &TopicPartition, end: Option<i64>) -> LagInputs {
+        let next_timestamp = self
             .current
             .as_ref()
             .filter(|b| &b.partition == tp)
             .and_then(Batch::next_timestamp);
-        let lag = match (position, end) {
-            (Some(p), Some(e)) => kcon_admin::lag::lag(p, log_start, e, next_ts, now_ms),
-            _ => kcon_admin::Lag::default(),
-        };
-        PartitionLag {
-            position,
+        LagInputs {
+            position: self.position(tp),
             end,
-            records: lag.records,
-            time: lag.time,
+            next_timestamp,
         }
     }
 
-    /// Every owned partition's lag against the high watermark of its last Fetch answer.
-    pub fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
+    /// Every owned partition's lag inputs against the high watermark of its last Fetch
+    /// answer: the lag at any later time is computed from them.
+    pub(crate) fn lags_inputs(&self) -> BTreeMap<TopicPartition, LagInputs> {
         self.assignment
             .iter()
             .map(|tp| {
                 let end = self.high_watermarks.get(tp).copied();
-                (tp.clone(), self.partition_lag(tp, None, end, now_ms))
+                (tp.clone(), self.lag_inputs(tp, end))
             })
             .collect()
+    }
+
+    /// Every owned partition's lag against the high watermark of its last Fetch answer.
+    pub fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
+        self.lags_inputs()
+            .into_iter()
+            .map(|(tp, i)| (tp, i.lag(None, now_ms)))
+            .collect()
+    }
+
+    /// The batch about to be handed out, when nothing of it was yet: its partition and
+    /// records.
+    pub fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
+        let b = self.current.as_ref()?;
+        Some((&b.partition, b.fresh()?))
     }
 
     /// The counters behind the metrics.
     pub(crate) fn metrics(&self) -> &MetricsState {
         &self.metrics
+    }
+
+    /// The counters, to add commits made elsewhere.
+    pub(crate) fn metrics_mut(&mut self) -> &mut MetricsState {
+        &mut self.metrics
     }
 
     // ----- outputs -----

@@ -15,7 +15,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
 use kcon_core::{IsolationLevel, OffsetSpec, RequestId};
-use kcon_fetch::Fetcher;
+use kcon_fetch::{FetchEvent, Fetcher};
 use kcon_group::{GroupEvent, GroupMember};
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
@@ -24,10 +24,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
 use tracing::{info, warn};
 
+use crate::commit::{CommitHandle, Owned};
 use crate::config::{ConsumerBuilder, Settings};
 use crate::error::{Error, ErrorKind};
+use crate::hooks::{CommitSource, ConsumerHooks, FetchedBatch, HookList};
 use crate::listener::{RebalanceContext, RebalanceListener};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsHandle};
 use crate::{Record, TopicPartition};
 
 pub use machine::{Command, CommittedOffsets, ConsumerMachine, MachineOptions, Step, StepAnswer};
@@ -87,7 +89,41 @@ pub struct Consumer {
     /// Set when the consumer feeds per-partition streams: told of partitions leaving before
     /// they go.
     leaving: Option<LeavingHook>,
+    hooks: HookList,
+    /// Where the consumer publishes its metrics for [`MetricsHandle`]s, and when next.
+    published: MetricsHandle,
+    next_publish: std::time::Instant,
+    /// Records handed out one at a time: the clock is read every [`PUBLISH_CHECK`] of them.
+    handed: u32,
+    /// The partitions owned, as commit handles see them.
+    owned: Owned,
 }
+
+/// The outcome of [`Consumer::commit_async`]: awaited directly, or through the task that
+/// tells the hooks.
+enum CommitOutcome<F> {
+    Direct(std::pin::Pin<Box<F>>),
+    Told(JoinHandle<Result<(), Error>>),
+}
+
+impl<F: std::future::Future<Output = Result<(), Error>>> std::future::Future for CommitOutcome<F> {
+    type Output = Result<(), Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            CommitOutcome::Direct(f) => f.as_mut().poll(cx),
+            CommitOutcome::Told(t) => std::pin::Pin::new(t)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(Error::closed()))),
+        }
+    }
+}
+
+/// Records `recv` hands out between two looks at the clock for publishing metrics.
+const PUBLISH_CHECK: u32 = 128;
 
 /// Told of partitions about to leave the consumer (revoked, lost, unassigned).
 pub(crate) type LeavingHook = Box<dyn FnMut(&[TopicPartition]) + Send>;
@@ -109,6 +145,7 @@ impl Consumer {
     pub(crate) fn start(
         settings: Settings,
         listener: Option<Box<dyn RebalanceListener>>,
+        hooks: Vec<Arc<dyn ConsumerHooks>>,
     ) -> Result<Consumer, Error> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::misuse(
@@ -148,6 +185,11 @@ impl Consumer {
             listener,
             step: None,
             leaving: None,
+            hooks: HookList::new(hooks),
+            published: MetricsHandle::new(),
+            next_publish: now(),
+            handed: 0,
+            owned: Owned::default(),
         })
     }
 
@@ -249,6 +291,10 @@ impl Consumer {
     pub async fn recv(&mut self) -> Result<Record, Error> {
         loop {
             if let Some(record) = self.machine.next_record() {
+                self.handed = self.handed.wrapping_add(1);
+                if self.handed.is_multiple_of(PUBLISH_CHECK) {
+                    self.publish(false);
+                }
                 return Ok(record);
             }
             self.machine.finish_current();
@@ -271,6 +317,7 @@ impl Consumer {
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
         loop {
             if let Some((_, records)) = self.machine.take_batch() {
+                self.publish(false);
                 return Ok(records);
             }
             self.machine.finish_current();
@@ -286,6 +333,7 @@ impl Consumer {
     ) -> Result<Result<(TopicPartition, Vec<Record>), T>, Error> {
         loop {
             if let Some(batch) = self.machine.take_batch() {
+                self.publish(false);
                 return Ok(Ok(batch));
             }
             self.machine.finish_current();
@@ -357,9 +405,7 @@ impl Consumer {
         let offsets = self.offsets_handle()?.clone();
         let started = Instant::now();
         let result = offsets.commit_sync(None).await;
-        self.machine.commit_done(started.elapsed(), result.is_ok());
-        result?;
-        Ok(())
+        self.commit_done(CommitSource::Commit, None, started, result.map(drop))
     }
 
     /// Commits `offsets` (partition → the next offset to consume) and waits for the answer.
@@ -375,13 +421,34 @@ impl Consumer {
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
         self.machine.usable()?;
-        let map = offset_map(offsets);
+        let given: BTreeMap<TopicPartition, i64> = offsets.into_iter().collect();
+        let map = offset_map(given.clone());
         let handle = self.offsets_handle()?.clone();
         let started = Instant::now();
         let result = handle.commit_sync(Some(map)).await;
-        self.machine.commit_done(started.elapsed(), result.is_ok());
-        result?;
-        Ok(())
+        self.commit_done(
+            CommitSource::Commit,
+            Some(&given),
+            started,
+            result.map(drop),
+        )
+    }
+
+    /// A commit the application asked for finished: counted, told to the hooks, published.
+    fn commit_done(
+        &mut self,
+        source: CommitSource,
+        given: Option<&BTreeMap<TopicPartition, i64>>,
+        started: Instant,
+        result: Result<(), kcon_offsets::CommitError>,
+    ) -> Result<(), Error> {
+        let latency = started.elapsed();
+        let result = result.map_err(Error::from);
+        self.machine.commit_done(latency, result.is_ok());
+        self.hooks
+            .commit(source, given, latency, result.as_ref().err());
+        self.publish(true);
+        result
     }
 
     /// Commits the stored offsets without waiting; the returned future (which need not be
@@ -404,13 +471,30 @@ impl Consumer {
         self.machine.store_processed();
         self.run_commands();
         let rx = self.offsets_handle()?.commit_async(None);
-        Ok(async move {
+        let outcome = async move {
             match rx.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(Error::from(e)),
                 Err(_) => Err(Error::closed()),
             }
-        })
+        };
+        if self.hooks.is_empty() {
+            return Ok(CommitOutcome::Direct(Box::pin(outcome)));
+        }
+        // The hooks hear of the outcome even when the future is never polled.
+        let hooks = self.hooks.clone();
+        let started = Instant::now();
+        let told = tokio::spawn(async move {
+            let result = outcome.await;
+            hooks.commit(
+                CommitSource::CommitAsync,
+                None,
+                started.elapsed(),
+                result.as_ref().err(),
+            );
+            result
+        });
+        Ok(CommitOutcome::Told(told))
     }
 
     /// The committed offsets of `partitions` (the next offset to consume; `None` when the
@@ -678,6 +762,57 @@ impl Consumer {
         self.machine.metrics().snapshot(now(), lags)
     }
 
+    /// A handle that reads the consumer's metrics from any task or thread while the consumer
+    /// runs (this method needs the consumer; the handle does not).
+    ///
+    /// ```no_run
+    /// # fn f(consumer: &kcon::Consumer) {
+    /// let metrics = consumer.metrics_handle();
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         println!("{:?}", metrics.snapshot().partitions);
+    ///         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn metrics_handle(&self) -> crate::MetricsHandle {
+        self.published.clone()
+    }
+
+    /// A cloneable handle that stores and commits offsets from any task while the consumer
+    /// runs: for [`stream`](Consumer::stream) users and per-partition workers. Needs a
+    /// `group.id`.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let commits = consumer.commit_handle()?;
+    /// let record = consumer.recv().await?;
+    /// commits.store_offset(&record)?;
+    /// commits.commit().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn commit_handle(&self) -> Result<CommitHandle, Error> {
+        Ok(CommitHandle::new(
+            self.offsets_handle()?.clone(),
+            self.owned.clone(),
+            self.published.clone(),
+            self.hooks.clone(),
+        ))
+    }
+
+    /// Publishes the metrics for [`MetricsHandle`]s: at once when `force`, else when due.
+    fn publish(&mut self, force: bool) {
+        let now = now();
+        if !force && now < self.next_publish {
+            return;
+        }
+        self.next_publish = now + MetricsHandle::PUBLISH_EVERY;
+        let inputs = self.machine.lags_inputs();
+        self.published.publish(self.machine.metrics_mut(), inputs);
+    }
+
     /// Closes the consumer within `close.timeout.ms` (default 30 s): the listener is told the
     /// partitions are revoked, a final commit of the stored offsets (with
     /// `enable.auto.commit`), LeaveGroup (not for a static member), fetch sessions closed.
@@ -724,7 +859,14 @@ impl Consumer {
             && self.machine.auto_commit()
             && let Some(offsets) = &self.offsets
         {
-            match time::timeout_at(deadline, offsets.commit_sync(None)).await {
+            let started = Instant::now();
+            let done = time::timeout_at(deadline, offsets.commit_sync(None)).await;
+            if let Ok(outcome) = &done {
+                let error = outcome.as_ref().err().map(|e| Error::from(e.clone()));
+                self.hooks
+                    .commit(CommitSource::Close, None, started.elapsed(), error.as_ref());
+            }
+            match done {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => result = Err(Error::from(e)),
                 Err(_) => {
@@ -771,6 +913,9 @@ impl Consumer {
         self.machine.tick(now());
         self.run_commands();
         loop {
+            // Every event (a fetch answer, a group event, the housekeeping tick) may change
+            // what the metrics handles read.
+            self.publish(false);
             if let Some(e) = self.machine.take_error() {
                 return Err(e);
             }
@@ -790,14 +935,38 @@ impl Consumer {
                 event = next_group_event(self.group.as_mut()) => {
                     let handled = self.machine.group_event(now(), event);
                     self.run_commands();
+                    self.publish(true);
                     handled?;
                 }
                 Some(t) = next_interrupt(interrupt.as_deref_mut()) => return Ok(Some(t)),
                 event = self.fetcher.next() => {
+                    if let Some(FetchEvent::Records(r)) = &event {
+                        let batch = FetchedBatch {
+                            partition: &r.partition,
+                            records: r.records.len(),
+                            bytes: r.size,
+                            high_watermark: r.high_watermark,
+                        };
+                        self.hooks.each(|h| h.on_fetched(&batch));
+                    }
                     let ready = self.machine.fetch_event(now(), event);
                     self.run_commands();
-                    if ready? {
-                        return Ok(None);
+                    match ready {
+                        Ok(true) => {
+                            if !self.hooks.is_empty()
+                                && let Some((tp, records)) = self.machine.fresh_batch()
+                            {
+                                self.hooks.each(|h| h.on_records(tp, records));
+                            }
+                            return Ok(None);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            for tp in e.partitions() {
+                                self.hooks.each(|h| h.on_partition_error(tp, &e));
+                            }
+                            return Err(e);
+                        }
                     }
                 }
                 () = next => {
@@ -855,6 +1024,7 @@ impl Consumer {
                 partitions,
                 positions,
             } => {
+                self.hooks.each(|h| h.on_rebalance(hook, &partitions));
                 let Some(mut listener) = self.listener.take() else {
                     return Err(StepAnswer::Listener(Ok(Vec::new())));
                 };
@@ -877,11 +1047,19 @@ impl Consumer {
                 let Some(offsets) = self.offsets.clone() else {
                     return Err(StepAnswer::Failed("no offsets without a group.id".into()));
                 };
+                let hooks = self.hooks.clone();
                 Ok(tokio::spawn(async move {
                     let started = Instant::now();
                     let result = offsets.commit_sync(None).await;
                     let latency = started.elapsed();
-                    let result = result.map(drop).map_err(|e| e.to_string());
+                    let result = result.map(drop).map_err(Error::from);
+                    hooks.commit(
+                        CommitSource::Rebalance,
+                        None,
+                        latency,
+                        result.as_ref().err(),
+                    );
+                    let result = result.map_err(|e| e.to_string());
                     (None, StepAnswer::Commit { latency, result })
                 }))
             }
@@ -942,8 +1120,14 @@ impl Consumer {
                     }
                 }
                 Command::TrackTopics(topics) => self.pool.track_topics(TopicScope::topics(topics)),
-                Command::Assign(starts) => self.fetcher.assign(starts),
-                Command::Unassign(partitions) => self.fetcher.unassign(partitions),
+                Command::Assign(starts) => {
+                    self.owned.add(starts.iter().map(|(tp, _)| tp.clone()));
+                    self.fetcher.assign(starts);
+                }
+                Command::Unassign(partitions) => {
+                    self.owned.remove(&partitions, || {});
+                    self.fetcher.unassign(partitions);
+                }
                 Command::Pause(tp) => self.fetcher.pause(tp),
                 Command::Resume(tp) => self.fetcher.resume(tp),
                 Command::Seek(tp, offset) => self.fetcher.seek(tp, offset, None),
@@ -960,9 +1144,12 @@ impl Consumer {
                     }
                 }
                 Command::Forget(partitions) => {
-                    if let Some(o) = &self.offsets {
-                        o.forget(partitions);
-                    }
+                    let offsets = self.offsets.as_ref();
+                    self.owned.remove(&partitions.clone(), || {
+                        if let Some(o) = offsets {
+                            o.forget(partitions);
+                        }
+                    });
                 }
                 Command::Leaving(partitions) => {
                     if let Some(hook) = &mut self.leaving {

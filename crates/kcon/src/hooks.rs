@@ -1,0 +1,150 @@
+//! Hooks: what the consumer tells an observer as it goes (a batch fetched, records about to be
+//! handed out, a rebalance, a commit, a partition's error), for metrics, tracing or audit
+//! without wrapping every call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::consumer::Hook;
+use crate::{Error, Record, TopicPartition};
+
+/// An observer of a consumer, given to [`ConsumerBuilder::hooks`](crate::ConsumerBuilder::hooks).
+///
+/// Every method has an empty default: implement those you need. They are called on the task
+/// that drives the consumer (or, for commits, the one that asked for the commit), in the
+/// middle of its work: return quickly and never block. Several hooks are called in the order
+/// they were added.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use kcon::{ConsumerHooks, FetchedBatch};
+///
+/// #[derive(Default)]
+/// struct Bytes(AtomicU64);
+///
+/// impl ConsumerHooks for Bytes {
+///     fn on_fetched(&self, batch: &FetchedBatch<'_>) {
+///         self.0.fetch_add(batch.bytes as u64, Ordering::Relaxed);
+///     }
+/// }
+/// let b = kcon::Consumer::builder().hooks(Bytes::default());
+/// # drop(b);
+/// ```
+pub trait ConsumerHooks: Send + Sync + 'static {
+    /// A batch of one partition came from a Fetch answer, before any of it is handed out.
+    fn on_fetched(&self, batch: &FetchedBatch<'_>) {
+        let _ = batch;
+    }
+
+    /// These records of `partition` are about to be handed out, in order (by `recv` one at a
+    /// time, by `recv_batch` or a stream all at once).
+    fn on_records(&self, partition: &TopicPartition, records: &[Record]) {
+        let _ = (partition, records);
+    }
+
+    /// Partitions were assigned, revoked or lost: called before the rebalance listener.
+    fn on_rebalance(&self, kind: Hook, partitions: &[TopicPartition]) {
+        let _ = (kind, partitions);
+    }
+
+    /// A commit finished, acknowledged or not. Auto-commits (made by the offsets task in the
+    /// background) are not reported.
+    fn on_commit(&self, commit: &CommitDone<'_>) {
+        let _ = commit;
+    }
+
+    /// A partition's error, as `recv` returns it (corrupt data, an offset out of range
+    /// under `auto.offset.reset=none`, no position).
+    fn on_partition_error(&self, partition: &TopicPartition, error: &Error) {
+        let _ = (partition, error);
+    }
+}
+
+/// A batch fetched ([`ConsumerHooks::on_fetched`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FetchedBatch<'a> {
+    /// The partition.
+    pub partition: &'a TopicPartition,
+    /// Records in it.
+    pub records: usize,
+    /// Bytes of the Fetch answer they came in.
+    pub bytes: usize,
+    /// The high watermark the answer reported.
+    pub high_watermark: i64,
+}
+
+/// Who asked for a commit ([`CommitDone::source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitSource {
+    /// [`Consumer::commit`](crate::Consumer::commit) or
+    /// [`commit_offsets`](crate::Consumer::commit_offsets).
+    Commit,
+    /// [`Consumer::commit_async`](crate::Consumer::commit_async).
+    CommitAsync,
+    /// The consumer, before partitions are given up (`enable.auto.commit`).
+    Rebalance,
+    /// [`Consumer::close`](crate::Consumer::close)'s final commit.
+    Close,
+    /// A [`CommitHandle`](crate::CommitHandle).
+    Handle,
+}
+
+/// A finished commit ([`ConsumerHooks::on_commit`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CommitDone<'a> {
+    /// Who asked for it.
+    pub source: CommitSource,
+    /// The offsets given explicitly (partition → next offset to consume); `None` for a commit
+    /// of what was stored.
+    pub offsets: Option<&'a BTreeMap<TopicPartition, i64>>,
+    /// From asking to the answer.
+    pub latency: Duration,
+    /// Why it failed; `None` when acknowledged.
+    pub error: Option<&'a Error>,
+}
+
+/// The hooks of one consumer, cheap to clone into a task.
+#[derive(Clone, Default)]
+pub(crate) struct HookList(Arc<Vec<Arc<dyn ConsumerHooks>>>);
+
+impl HookList {
+    pub(crate) fn new(hooks: Vec<Arc<dyn ConsumerHooks>>) -> HookList {
+        HookList(Arc::new(hooks))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn each(&self, mut f: impl FnMut(&dyn ConsumerHooks)) {
+        for h in self.0.iter() {
+            f(h.as_ref());
+        }
+    }
+
+    pub(crate) fn commit(
+        &self,
+        source: CommitSource,
+        offsets: Option<&BTreeMap<TopicPartition, i64>>,
+        latency: Duration,
+        error: Option<&Error>,
+    ) {
+        let done = CommitDone {
+            source,
+            offsets,
+            latency,
+            error,
+        };
+        self.each(|h| h.on_commit(&done));
+    }
+}
+
+impl std::fmt::Debug for HookList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} hooks", self.0.len())
+    }
+}
