@@ -9,7 +9,7 @@ use kcon_admin::{self as admin, Error as AdminError, list_offsets};
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
-use kcon_offsets::{CommitError, FetchError, Offsets};
+use kcon_offsets::{CommitError, CommittedError, Offsets};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::{
@@ -165,7 +165,7 @@ async fn pushed_fetch_errors() {
     assert!(
         matches!(
             e,
-            FetchError::Broker {
+            CommittedError::Broker {
                 error_code: GROUP_AUTHORIZATION_FAILED,
                 ..
             }

@@ -17,13 +17,13 @@ use tokio::time::{self, Instant};
 use tracing::{debug, warn};
 
 use crate::config::OffsetsConfig;
-use crate::error::{CommitError, FetchError};
-use crate::machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};
+use crate::error::{CommitError, CommittedError};
+use crate::machine::{CommitId, CommitKind, CommitMachine, CommittedId, OffsetsEvent};
 use crate::messages::{OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing};
 use crate::{Coordinator, RequestFailure, TopicPartition, wire};
 
 type CommitResult = Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>;
-type FetchResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, FetchError>;
+type CommittedResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, CommittedError>;
 
 /// A consumer's offsets in one group, run by a tokio task: store offsets, commit them (sync,
 /// async, or by the auto-commit timer), fetch committed offsets.
@@ -51,7 +51,7 @@ enum Command {
     },
     Fetch {
         partitions: Option<BTreeSet<TopicPartition>>,
-        reply: oneshot::Sender<FetchResult>,
+        reply: oneshot::Sender<CommittedResult>,
     },
     Generation(i32, String),
     Coordinator(Option<Coordinator>),
@@ -140,11 +140,14 @@ impl Offsets {
 
     /// The committed offsets of `partitions` (`None`: every partition the group has one for),
     /// read stable under read_committed (KIP-447).
-    pub async fn committed(&self, partitions: Option<BTreeSet<TopicPartition>>) -> FetchResult {
+    pub async fn committed(&self, partitions: Option<BTreeSet<TopicPartition>>) -> CommittedResult {
         let (reply, rx) = oneshot::channel();
         let _ = self.commands.send(Command::Fetch { partitions, reply });
-        rx.await
-            .unwrap_or_else(|_| Err(FetchError::Request("the offsets task has stopped".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(CommittedError::Request(
+                "the offsets task has stopped".into(),
+            ))
+        })
     }
 
     /// The generation and member id to commit with (-1 and empty: an inactive group).
@@ -214,7 +217,7 @@ fn stopped() -> CommitError {
 /// commits and fetches.
 struct OffsetsTask {
     commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>>,
-    fetch_replies: HashMap<FetchId, oneshot::Sender<FetchResult>>,
+    fetch_replies: HashMap<CommittedId, oneshot::Sender<CommittedResult>>,
     /// Set by `close`: the task ends once no commit is queued or in flight.
     closed: Option<oneshot::Sender<()>>,
     /// Every handle is gone.
@@ -295,7 +298,7 @@ impl Drive for OffsetsTask {
                     warn!(group = %self.group_id, error = %e, "auto-commit failed");
                 }
             }
-            OffsetsEvent::Fetched { id, result } => {
+            OffsetsEvent::CommittedOffsets { id, result } => {
                 if let Some(reply) = self.fetch_replies.remove(&id) {
                     let _ = reply.send(result);
                 }

@@ -110,7 +110,7 @@ impl std::error::Error for CommitError {}
 /// and lost connections are retried until `default.api.timeout.ms`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum FetchError {
+pub enum CommittedError {
     /// The coordinator refused: GROUP_AUTHORIZATION_FAILED, GROUP_ID_NOT_FOUND, or per
     /// partition (TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION, ...).
     Broker {
@@ -128,10 +128,10 @@ pub enum FetchError {
     Request(String),
 }
 
-impl fmt::Display for FetchError {
+impl fmt::Display for CommittedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FetchError::Broker {
+            CommittedError::Broker {
                 error_code,
                 partitions,
             } => write!(
@@ -141,13 +141,13 @@ impl fmt::Display for FetchError {
                 error_name(*error_code),
                 partitions.len()
             ),
-            FetchError::TimedOut { last } => write!(
+            CommittedError::TimedOut { last } => write!(
                 f,
                 "fetching committed offsets timed out (default.api.timeout.ms); last error: {last}"
             ),
-            FetchError::Request(e) => f.write_str(e),
+            CommittedError::Request(e) => f.write_str(e),
         }
     }
 }
 
-impl std::error::Error for FetchError {}
+impl std::error::Error for CommittedError {}

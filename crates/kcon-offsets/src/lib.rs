@@ -24,10 +24,10 @@ pub mod wire;
 pub use config::OffsetsConfig;
 #[cfg(feature = "driver")]
 pub use driver::Offsets;
-pub use error::{CommitError, FetchError};
-pub use machine::{CommitId, CommitKind, CommitMachine, FetchId, OffsetsEvent};
+pub use error::{CommitError, CommittedError};
+pub use machine::{CommitId, CommitKind, CommitMachine, CommittedId, OffsetsEvent};
 pub use messages::{
-    CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
+    CommitRequest, CommittedRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
     PartitionOffset,
 };
 

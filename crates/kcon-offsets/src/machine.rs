@@ -9,9 +9,9 @@ use kcon_core::{ExponentialBackoff, IsolationLevel, Machine};
 use tracing::{debug, warn};
 
 use crate::config::OffsetsConfig;
-use crate::error::{CommitError, FetchError};
+use crate::error::{CommitError, CommittedError};
 use crate::messages::{
-    CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
+    CommitRequest, CommittedRequest, OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoing,
 };
 use crate::{Coordinator, RequestFailure, RequestId, Target, TopicPartition};
 
@@ -21,9 +21,9 @@ pub(crate) use kcon_core::error_codes::code;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommitId(pub(crate) u64);
 
-/// Identifies an offset fetch; its outcome comes as [`OffsetsEvent::Fetched`].
+/// Identifies a lookup of committed offsets (OffsetFetch); its outcome comes as [`OffsetsEvent::CommittedOffsets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FetchId(pub(crate) u64);
+pub struct CommittedId(pub(crate) u64);
 
 /// Who asked for a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +56,12 @@ pub enum OffsetsEvent {
         /// The offsets the coordinator acknowledged, or why not.
         result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
     },
-    /// An offset fetch completed.
-    Fetched {
+    /// A lookup of committed offsets (OffsetFetch) completed.
+    CommittedOffsets {
         /// The fetch.
-        id: FetchId,
+        id: CommittedId,
         /// Each partition's committed offset (`None`: the group has none), or why not.
-        result: Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, FetchError>,
+        result: Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, CommittedError>,
     },
 }
 
@@ -101,7 +101,7 @@ struct PendingFetch {
 enum InFlight {
     Find,
     Commit(CommitId),
-    Fetch(FetchId),
+    Fetch(CommittedId),
 }
 
 /// What to do with a request that failed in a way a retry may fix.
@@ -154,7 +154,7 @@ pub struct CommitMachine {
     stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
     committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
     commits: VecDeque<PendingCommit>,
-    fetches: BTreeMap<FetchId, PendingFetch>,
+    fetches: BTreeMap<CommittedId, PendingFetch>,
     in_flight: HashMap<RequestId, InFlight>,
     timers: Timers,
     closing: bool,
@@ -349,8 +349,8 @@ impl CommitMachine {
         &mut self,
         now: Instant,
         partitions: Option<BTreeSet<TopicPartition>>,
-    ) -> FetchId {
-        let id = FetchId(self.next());
+    ) -> CommittedId {
+        let id = CommittedId(self.next());
         self.fetches.insert(
             id,
             PendingFetch {
@@ -519,7 +519,7 @@ impl CommitMachine {
         &mut self,
         now: Instant,
         id: RequestId,
-        fid: FetchId,
+        fid: CommittedId,
         result: Result<OffsetsResponse, RequestFailure>,
     ) {
         let Some(fetch) = self.fetches.get_mut(&fid) else {
@@ -531,12 +531,12 @@ impl CommitMachine {
         fetch.in_flight = None;
         let outcome = match result {
             Err(f) if f.retriable => FetchOutcome::Retry(Retry::Rediscover, f.reason),
-            Err(f) => FetchOutcome::Fail(FetchError::Request(f.reason)),
+            Err(f) => FetchOutcome::Fail(CommittedError::Request(f.reason)),
             Ok(OffsetsResponse::OffsetFetch {
                 error_code,
                 partitions,
             }) => classify_fetch(error_code, partitions, fetch.partitions.as_ref()),
-            Ok(other) => FetchOutcome::Fail(FetchError::Request(format!(
+            Ok(other) => FetchOutcome::Fail(CommittedError::Request(format!(
                 "OffsetFetch got an unexpected answer: {other:?}"
             ))),
         };
@@ -548,7 +548,7 @@ impl CommitMachine {
                         self.committed.insert(tp.clone(), o.clone());
                     }
                 }
-                self.events.push_back(OffsetsEvent::Fetched {
+                self.events.push_back(OffsetsEvent::CommittedOffsets {
                     id: fid,
                     result: Ok(offsets),
                 });
@@ -556,7 +556,7 @@ impl CommitMachine {
             }
             FetchOutcome::Fail(e) => {
                 self.fetches.remove(&fid);
-                self.events.push_back(OffsetsEvent::Fetched {
+                self.events.push_back(OffsetsEvent::CommittedOffsets {
                     id: fid,
                     result: Err(e),
                 });
@@ -573,9 +573,9 @@ impl CommitMachine {
         let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
         if fetch.deadline <= now {
             self.fetches.remove(&fid);
-            self.events.push_back(OffsetsEvent::Fetched {
+            self.events.push_back(OffsetsEvent::CommittedOffsets {
                 id: fid,
-                result: Err(FetchError::TimedOut { last: reason }),
+                result: Err(CommittedError::TimedOut { last: reason }),
             });
             return;
         }
@@ -611,9 +611,9 @@ impl CommitMachine {
             if let Some(r) = f.in_flight {
                 self.in_flight.remove(&r);
             }
-            self.events.push_back(OffsetsEvent::Fetched {
+            self.events.push_back(OffsetsEvent::CommittedOffsets {
                 id,
-                result: Err(FetchError::Request(reason.clone())),
+                result: Err(CommittedError::Request(reason.clone())),
             });
         }
     }
@@ -717,7 +717,7 @@ impl Machine for CommitMachine {
         // Invariant: `fid` was just found in the map.
         let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
         fetch.in_flight = Some(id);
-        let request = FetchRequest {
+        let request = CommittedRequest {
             group_id: self.config.group_id.clone(),
             partitions: fetch.partitions.clone(),
             require_stable: self.config.isolation_level == IsolationLevel::ReadCommitted,
@@ -784,7 +784,7 @@ impl Machine for CommitMachine {
             let last = c.last_error.clone();
             self.complete_commit(c, Err(CommitError::TimedOut { last }));
         }
-        let expired: Vec<FetchId> = self
+        let expired: Vec<CommittedId> = self
             .fetches
             .iter()
             .filter(|(_, f)| f.in_flight.is_none() && f.deadline <= now)
@@ -793,9 +793,9 @@ impl Machine for CommitMachine {
         for id in expired {
             // Invariant: the ids were just collected from the map.
             let f = self.fetches.remove(&id).expect("a pending fetch");
-            self.events.push_back(OffsetsEvent::Fetched {
+            self.events.push_back(OffsetsEvent::CommittedOffsets {
                 id,
-                result: Err(FetchError::TimedOut { last: f.last_error }),
+                result: Err(CommittedError::TimedOut { last: f.last_error }),
             });
         }
     }
@@ -836,7 +836,7 @@ impl PendingCommit {
 
 enum FetchOutcome {
     Done(BTreeMap<TopicPartition, Option<OffsetAndMetadata>>),
-    Fail(FetchError),
+    Fail(CommittedError),
     Retry(Retry, String),
 }
 
@@ -921,7 +921,7 @@ fn classify_fetch(
             );
         }
         _ => {
-            return FetchOutcome::Fail(FetchError::Broker {
+            return FetchOutcome::Fail(CommittedError::Broker {
                 error_code,
                 partitions: BTreeMap::new(),
             });
@@ -936,7 +936,7 @@ fn classify_fetch(
         .values()
         .find(|c| **c != code::UNSTABLE_OFFSET_COMMIT)
     {
-        return FetchOutcome::Fail(FetchError::Broker {
+        return FetchOutcome::Fail(CommittedError::Broker {
             error_code: first,
             partitions: errors,
         });
@@ -1449,7 +1449,7 @@ mod tests {
         }
     }
 
-    fn expect_fetch(h: &mut Harness) -> (RequestId, FetchRequest) {
+    fn expect_fetch(h: &mut Harness) -> (RequestId, CommittedRequest) {
         let out = h.expect_request();
         match out.request {
             OffsetsRequest::OffsetFetch(f) => (out.id, f),
@@ -1479,7 +1479,7 @@ mod tests {
         let (r, _) = expect_fetch(&mut h);
         h.answer(r, fetch_answer(0, &[(0, 0, 12)]));
         let ev = h.events();
-        let OffsetsEvent::Fetched {
+        let OffsetsEvent::CommittedOffsets {
             id: got,
             result: Ok(map),
         } = &ev[0]
@@ -1507,7 +1507,7 @@ mod tests {
         h.answer(r, fetch_answer(0, &[(0, 0, 1)]));
         assert!(matches!(
             &h.events()[0],
-            OffsetsEvent::Fetched { result: Ok(_), .. }
+            OffsetsEvent::CommittedOffsets { result: Ok(_), .. }
         ));
     }
 
@@ -1532,8 +1532,8 @@ mod tests {
         assert!(
             matches!(
                 &ev[0],
-                OffsetsEvent::Fetched {
-                    result: Err(FetchError::Broker { error_code: 30, .. }),
+                OffsetsEvent::CommittedOffsets {
+                    result: Err(CommittedError::Broker { error_code: 30, .. }),
                     ..
                 }
             ),
@@ -1546,8 +1546,8 @@ mod tests {
         assert!(
             matches!(
                 &ev[0],
-                OffsetsEvent::Fetched {
-                    result: Err(FetchError::Broker { error_code: 29, .. }),
+                OffsetsEvent::CommittedOffsets {
+                    result: Err(CommittedError::Broker { error_code: 29, .. }),
                     ..
                 }
             ),

@@ -45,7 +45,7 @@ pub enum OffsetsRequest {
     /// OffsetCommit.
     OffsetCommit(CommitRequest),
     /// OffsetFetch.
-    OffsetFetch(FetchRequest),
+    OffsetFetch(CommittedRequest),
 }
 
 /// An OffsetCommit request.
@@ -65,7 +65,7 @@ pub struct CommitRequest {
 
 /// An OffsetFetch request for one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchRequest {
+pub struct CommittedRequest {
     /// The group id.
     pub group_id: String,
     /// The partitions; `None` for every partition the group has an offset for (v2+).

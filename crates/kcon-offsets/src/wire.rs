@@ -22,7 +22,7 @@ use kcon_core::wire::{by_topic, epoch, str_bytes as s, topic_name};
 
 use crate::TopicPartition;
 use crate::messages::{
-    CommitRequest, FetchRequest, OffsetAndMetadata, OffsetsResponse, PartitionOffset,
+    CommitRequest, CommittedRequest, OffsetAndMetadata, OffsetsResponse, PartitionOffset,
 };
 
 /// OffsetCommit at `version` (kcon speaks v2–v9). The retention time is left to the broker
@@ -95,7 +95,7 @@ pub fn offset_commit_response(r: OffsetCommitResponse) -> OffsetsResponse {
 /// goes without it, and the caller logs that transactional offsets may be read unstable. All
 /// partitions (`None`) needs v2. From v8 the group goes in the `groups` array (KIP-709).
 pub fn offset_fetch_request(
-    f: &FetchRequest,
+    f: &CommittedRequest,
     version: i16,
 ) -> Result<(OffsetFetchRequest, bool), VersionError> {
     offset_fetch_groups_request(
@@ -306,7 +306,7 @@ mod tests {
                 .0
                 .contains("group.instance.id")
         );
-        let f = FetchRequest {
+        let f = CommittedRequest {
             group_id: "g".into(),
             partitions: Some(commit(None).offsets.keys().cloned().collect()),
             require_stable: true,
@@ -316,7 +316,7 @@ mod tests {
             assert_eq!(dropped, v < 7);
             encodes(&r, v);
         }
-        let all = FetchRequest {
+        let all = CommittedRequest {
             partitions: None,
             ..f
         };

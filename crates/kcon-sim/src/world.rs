@@ -33,8 +33,8 @@ use kcon_fetch::handout::{Arrival, Handout};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
 use kcon_group::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberMachine};
 use kcon_offsets::{
-    CommitId, CommitKind, CommitMachine, FetchId, OffsetAndMetadata, OffsetsConfig, OffsetsEvent,
-    OffsetsRequest, OffsetsResponse,
+    CommitId, CommitKind, CommitMachine, CommittedId, OffsetAndMetadata, OffsetsConfig,
+    OffsetsEvent, OffsetsRequest, OffsetsResponse,
 };
 
 use crate::cluster::{BROKER, Cluster, broker_info};
@@ -225,7 +225,7 @@ enum Running {
     /// A commit of everything stored, since then.
     Commit(CommitId, Instant),
     /// A committed-offset lookup.
-    Committed(FetchId),
+    Committed(CommittedId),
 }
 
 /// Something that happened to a consumer, for the test to read.
@@ -1132,7 +1132,7 @@ impl World {
                     c.close = Some(Closing::Leaving);
                 }
             }
-            OffsetsEvent::Fetched { id, result } => {
+            OffsetsEvent::CommittedOffsets { id, result } => {
                 if let Some((step, Running::Committed(fid))) = &c.step
                     && *fid == id
                 {

@@ -10,7 +10,7 @@ use kcon_core::ConfigError;
 use kcon_core::error_codes::code;
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
-use kcon_offsets::{CommitError, FetchError};
+use kcon_offsets::{CommitError, CommittedError};
 
 use crate::TopicPartition;
 
@@ -330,11 +330,11 @@ impl From<CommitError> for Error {
     }
 }
 
-impl From<FetchError> for Error {
-    fn from(e: FetchError) -> Error {
+impl From<CommittedError> for Error {
+    fn from(e: CommittedError) -> Error {
         let message = e.to_string();
         match &e {
-            FetchError::Broker {
+            CommittedError::Broker {
                 error_code,
                 partitions,
             } => {
@@ -343,7 +343,7 @@ impl From<FetchError> for Error {
                     .with_partitions(parts)
                     .with_source(e)
             }
-            FetchError::TimedOut { .. } => Error::new(ErrorKind::Transport, message)
+            CommittedError::TimedOut { .. } => Error::new(ErrorKind::Transport, message)
                 .retriable(true)
                 .with_source(e),
             _ => Error::new(ErrorKind::Broker, message).with_source(e),
