@@ -135,6 +135,22 @@ impl CoordinatorLookup {
             && self.retry_at.is_none_or(|t| now >= t)
     }
 
+    /// The id of a FindCoordinator to send now, taken from `next_id`, when one is due (see
+    /// [`is_due`](Self::is_due)); the lookup counts as sent.
+    pub fn poll_lookup(
+        &mut self,
+        now: Instant,
+        wants: bool,
+        next_id: impl FnOnce() -> RequestId,
+    ) -> Option<RequestId> {
+        if !self.is_due(now, wants) {
+            return None;
+        }
+        let id = next_id();
+        self.sent(id);
+        Some(id)
+    }
+
     /// The machine sent FindCoordinator as request `id`.
     pub fn sent(&mut self, id: RequestId) {
         self.in_flight = Some(id);

@@ -14,6 +14,18 @@ use crate::consumer_group::{ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer
 /// A request the group machine wants sent.
 pub type Outgoing = kcon_core::Outgoing<GroupRequest>;
 
+/// FindCoordinator for `group_id`, sent as request `id` to any broker.
+pub(crate) fn find_coordinator(id: kcon_core::RequestId, group_id: &str) -> Outgoing {
+    Outgoing {
+        id,
+        target: kcon_core::Target::Any,
+        request: GroupRequest::FindCoordinator {
+            group_id: group_id.to_owned(),
+        },
+        timeout: None,
+    }
+}
+
 /// The requests of a group member: a classic one's, and a consumer-protocol one's (KIP-848:
 /// ConsumerGroupHeartbeat, and the topic names of its assignment's topic ids).
 #[derive(Debug, Clone, PartialEq, Eq)]

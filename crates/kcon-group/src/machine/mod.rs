@@ -565,17 +565,12 @@ impl Machine for GroupMachine {
         if self.is_terminated() {
             return None;
         }
-        if self.coordinator.is_due(now, self.needs_coordinator()) {
-            let id = self.ids.next_id();
-            self.coordinator.sent(id);
-            return Some(Outgoing {
-                id,
-                target: Target::Any,
-                request: GroupRequest::FindCoordinator {
-                    group_id: self.config.group_id.clone(),
-                },
-                timeout: None,
-            });
+        let wants = self.needs_coordinator();
+        if let Some(id) = self
+            .coordinator
+            .poll_lookup(now, wants, || self.ids.next_id())
+        {
+            return Some(crate::messages::find_coordinator(id, &self.config.group_id));
         }
         if let Some(out) = self.phase_request(now) {
             return Some(out);
