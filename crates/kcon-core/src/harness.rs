@@ -75,3 +75,76 @@ impl<M: fmt::Debug> fmt::Debug for Harness<M> {
             .finish_non_exhaustive()
     }
 }
+
+/// What is in flight in a simulation of several machines: messages delivered in time order,
+/// those sent for the same instant in the order sent. Both kcon simulations (the group
+/// member's and the whole client's) schedule through it.
+#[derive(Debug)]
+pub struct Schedule<T> {
+    queue: std::collections::BTreeMap<(Instant, u64), T>,
+    sent: u64,
+}
+
+impl<T> Default for Schedule<T> {
+    fn default() -> Self {
+        Schedule {
+            queue: std::collections::BTreeMap::new(),
+            sent: 0,
+        }
+    }
+}
+
+impl<T> Schedule<T> {
+    /// Delivers `message` at `at`, after whatever was sent for `at` before it.
+    pub fn send(&mut self, at: Instant, message: T) {
+        self.sent += 1;
+        self.queue.insert((at, self.sent), message);
+    }
+
+    /// When the next message is due.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.queue.keys().next().map(|(t, _)| *t)
+    }
+
+    /// The next message due at `now` or before, taken out.
+    pub fn take_due(&mut self, now: Instant) -> Option<T> {
+        let entry = self.queue.first_entry()?;
+        (entry.key().0 <= now).then(|| entry.remove())
+    }
+
+    /// The messages in flight, in delivery order, with when each is due.
+    pub fn iter(&self) -> impl Iterator<Item = (Instant, &T)> {
+        self.queue.iter().map(|((t, _), m)| (*t, m))
+    }
+
+    /// How many messages are in flight.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_delivers_in_time_order_and_ties_in_the_order_sent() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        s.send(t0 + Duration::from_millis(5), "late");
+        s.send(t0, "first");
+        s.send(t0, "second");
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.next_at(), Some(t0));
+        assert_eq!(s.take_due(t0), Some("first"));
+        assert_eq!(s.take_due(t0), Some("second"));
+        assert_eq!(s.take_due(t0), None, "the last is not due yet");
+        assert_eq!(s.take_due(t0 + Duration::from_millis(5)), Some("late"));
+        assert!(s.is_empty());
+    }
+}

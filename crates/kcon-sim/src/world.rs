@@ -27,6 +27,7 @@ use kcon::consumer::{
 };
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
+use kcon_core::harness::Schedule;
 use kcon_core::property::registry::{self, Part as Configures};
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout};
@@ -330,8 +331,7 @@ pub struct World {
     pub commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
     /// Consumers whose network is cut until then.
     pub isolated: BTreeMap<usize, Instant>,
-    queue: BTreeMap<(Instant, u64), Msg>,
-    seq: u64,
+    queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, RequestId)>,
     next_ticket: Ticket,
     steps: u64,
@@ -361,8 +361,7 @@ impl World {
             strict_ownership: true,
             commits: Vec::new(),
             isolated: BTreeMap::new(),
-            queue: BTreeMap::new(),
-            seq: 0,
+            queue: Schedule::default(),
             tickets: BTreeMap::new(),
             next_ticket: 0,
             steps: 0,
@@ -667,7 +666,7 @@ impl World {
     // ----- the loop -----
 
     fn next_due(&self) -> Option<Instant> {
-        let queued = self.queue.keys().next().map(|(t, _)| *t);
+        let queued = self.queue.next_at();
         let machines = self.clients.iter().filter(|c| c.is_live()).flat_map(|c| {
             [
                 c.group.poll_timeout(),
@@ -706,11 +705,7 @@ impl World {
             self.consumer_coordinator.tick(now);
             self.check_invariants();
         }
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let msg = entry.remove();
+        while let Some(msg) = self.queue.take_due(now) {
             self.deliver(msg);
             self.check_invariants();
         }
@@ -1493,8 +1488,7 @@ impl World {
     }
 
     fn push(&mut self, at: Instant, msg: Msg) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), msg);
+        self.queue.send(at, msg);
     }
 
     fn is_isolated(&self, i: usize) -> bool {

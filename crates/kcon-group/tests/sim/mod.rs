@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use kcon_core::coordinator::FoundCoordinator;
+use kcon_core::harness::Schedule;
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
@@ -299,8 +300,7 @@ pub(crate) struct Sim {
     /// coordinator cannot know it was evicted, so the Java client, librdkafka and kcon all
     /// own partitions the group has already given to others until they hear of it.
     pub(crate) strict_ownership: bool,
-    queue: BTreeMap<(Instant, u64), Msg>,
-    seq: u64,
+    queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, u32, RequestId)>,
     next_ticket: Ticket,
     steps: u64,
@@ -328,8 +328,7 @@ impl Sim {
             nodes: Vec::new(),
             faults: Vec::new(),
             strict_ownership: true,
-            queue: BTreeMap::new(),
-            seq: 0,
+            queue: Schedule::default(),
             tickets: BTreeMap::new(),
             next_ticket: 0,
             steps: 0,
@@ -623,7 +622,7 @@ impl Sim {
     // ----- the loop -----
 
     fn next_due(&self) -> Option<Instant> {
-        let queued = self.queue.keys().next().map(|(t, _)| *t);
+        let queued = self.queue.next_at();
         let machines = self
             .nodes
             .iter()
@@ -648,11 +647,7 @@ impl Sim {
             self.coordinator.tick(now);
             self.flush_coordinator();
         }
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let msg = entry.remove();
+        while let Some(msg) = self.queue.take_due(now) {
             self.deliver(msg);
             self.check_invariants();
         }
@@ -1067,8 +1062,7 @@ impl Sim {
     }
 
     fn push(&mut self, at: Instant, msg: Msg) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), msg);
+        self.queue.send(at, msg);
     }
 
     fn latency(&mut self) -> Duration {
