@@ -44,6 +44,8 @@ mod hooks;
 mod listener;
 mod metrics;
 mod partitions;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod record;
 mod stream;
 

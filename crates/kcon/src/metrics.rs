@@ -190,8 +190,9 @@ impl MetricsState {
 /// ([`Consumer::metrics_handle`](crate::Consumer::metrics_handle)).
 ///
 /// The consumer publishes its figures as it works: at most every
-/// [`PUBLISH_EVERY`](MetricsHandle::PUBLISH_EVERY) while records flow, and at once after a
-/// rebalance or a commit; so a partition's position may be that far behind
+/// [`PUBLISH_EVERY`](MetricsHandle::PUBLISH_EVERY) while records flow (a publish put off
+/// as too soon is made when due, while a receiving call waits), and at once after a rebalance
+/// or a commit; so a partition's position may be that far behind
 /// [`Consumer::metrics`](crate::Consumer::metrics)'. The lag in seconds is computed when
 /// read: it keeps growing while the application holds on to a record.
 ///
@@ -208,6 +209,8 @@ impl MetricsState {
 #[derive(Debug, Clone)]
 pub struct MetricsHandle {
     shared: Arc<Mutex<Published>>,
+    /// The consumer's `client.id` and `group.id`.
+    identity: Arc<(String, Option<String>)>,
 }
 
 /// What the consumer last published, and commits counted by commit handles since.
@@ -223,8 +226,9 @@ impl MetricsHandle {
     /// How often, at most, a consumer handing out records publishes its figures.
     pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-    pub(crate) fn new() -> MetricsHandle {
+    pub(crate) fn new(client_id: &str, group_id: Option<&str>) -> MetricsHandle {
         MetricsHandle {
+            identity: Arc::new((client_id.to_owned(), group_id.map(str::to_owned))),
             shared: Arc::new(Mutex::new(Published {
                 state: MetricsState::new(),
                 partitions: BTreeMap::new(),
@@ -244,6 +248,11 @@ impl MetricsHandle {
             .map(|(tp, i)| (tp.clone(), i.lag(None, now_ms)))
             .collect();
         p.state.snapshot(now, lags)
+    }
+
+    /// The consumer's `client.id` and `group.id`.
+    pub fn identity(&self) -> (&str, Option<&str>) {
+        (&self.identity.0, self.identity.1.as_deref())
     }
 
     /// The consumer publishes: commits counted by handles meanwhile go into `state` first.

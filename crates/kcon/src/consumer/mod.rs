@@ -93,6 +93,8 @@ pub struct Consumer {
     /// Where the consumer publishes its metrics for [`MetricsHandle`]s, and when next.
     published: MetricsHandle,
     next_publish: std::time::Instant,
+    /// A publish was skipped as too soon: the consumer wakes for it at `next_publish`.
+    publish_due: bool,
     /// Records handed out one at a time: the clock is read every [`PUBLISH_CHECK`] of them.
     handed: u32,
     /// The partitions owned, as commit handles see them.
@@ -175,6 +177,10 @@ impl Consumer {
                 .is_some_and(|o| o.enable_auto_offset_store),
             metadata_max_age: settings.pool.metadata_max_age,
         };
+        let published = MetricsHandle::new(
+            &settings.pool.client_id,
+            settings.group.as_ref().map(|g| g.group_id.as_str()),
+        );
         Ok(Consumer {
             machine: ConsumerMachine::new(options, now()),
             pool,
@@ -186,8 +192,9 @@ impl Consumer {
             step: None,
             leaving: None,
             hooks: HookList::new(hooks),
-            published: MetricsHandle::new(),
+            published,
             next_publish: now(),
+            publish_due: false,
             handed: 0,
             owned: Owned::default(),
         })
@@ -806,8 +813,10 @@ impl Consumer {
     fn publish(&mut self, force: bool) {
         let now = now();
         if !force && now < self.next_publish {
+            self.publish_due = true;
             return;
         }
+        self.publish_due = false;
         self.next_publish = now + MetricsHandle::PUBLISH_EVERY;
         let inputs = self.machine.lags_inputs();
         self.published.publish(self.machine.metrics_mut(), inputs);
@@ -929,7 +938,13 @@ impl Consumer {
                 // pattern): it is finished before anything else.
                 continue;
             }
-            let next = time::sleep(HOUSEKEEPING);
+            let wake = Instant::now() + HOUSEKEEPING;
+            let wake = if self.publish_due {
+                wake.min(Instant::from_std(self.next_publish))
+            } else {
+                wake
+            };
+            let next = time::sleep_until(wake);
             tokio::select! {
                 biased;
                 event = next_group_event(self.group.as_mut()) => {
@@ -953,6 +968,7 @@ impl Consumer {
                     self.run_commands();
                     match ready {
                         Ok(true) => {
+                            self.publish(false);
                             if !self.hooks.is_empty()
                                 && let Some((tp, records)) = self.machine.fresh_batch()
                             {

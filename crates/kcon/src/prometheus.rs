@@ -1,0 +1,190 @@
+//! The consumer's metrics in a `prometheus_client` registry the application owns (cargo
+//! feature `prometheus`).
+//!
+//! Every scrape reads the [`MetricsHandle`]'s latest snapshot, so nothing is counted twice
+//! and the lag in seconds is as of the scrape. Names follow Prometheus' conventions: base
+//! units (seconds, bytes), `_total` on counters (added by the encoder), labels `client_id`,
+//! `group` (when the consumer has one), and `topic`, `partition` on per-partition series.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::MetricsHandle;
+
+impl MetricsHandle {
+    /// Registers the consumer's metrics into `registry`: read at every scrape, from any task,
+    /// while the consumer runs (and frozen at their last values once it is closed).
+    ///
+    /// | series | type | what |
+    /// |---|---|---|
+    /// | `kcon_consumer_records_consumed_total` | counter | records fetched and handed to the consumer |
+    /// | `kcon_consumer_consumed_bytes_total` | counter | bytes of the Fetch answers they came in |
+    /// | `kcon_consumer_rebalances_total` | counter | rebalances completed (assignments received) |
+    /// | `kcon_consumer_last_rebalance_seconds` | gauge | how long the last rebalance took |
+    /// | `kcon_consumer_commits_total` | counter | synchronous commits, acknowledged or failed |
+    /// | `kcon_consumer_commit_failures_total` | counter | those that failed |
+    /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
+    /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
+    /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
+    /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
+    /// | `kcon_consumer_partition_lag_seconds` | gauge | per partition: the age of the next record not consumed, 0 when caught up |
+    ///
+    /// A per-partition series is absent while its value is unknown (before the first Fetch
+    /// answer, or the lag in seconds while the next record is not fetched yet).
+    ///
+    /// ```no_run
+    /// # fn f(consumer: &kcon::Consumer) {
+    /// let mut registry = prometheus_client::registry::Registry::default();
+    /// consumer.metrics_handle().register(&mut registry);
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    /// # }
+    /// ```
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(Scrape {
+            handle: self.clone(),
+        }));
+    }
+}
+
+/// What the registry calls at every scrape.
+#[derive(Debug)]
+struct Scrape {
+    handle: MetricsHandle,
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let m = self.handle.snapshot();
+        let (client_id, group) = self.handle.identity();
+        let mut base: Vec<(&str, String)> = vec![("client_id", client_id.to_owned())];
+        if let Some(g) = group {
+            base.push(("group", g.to_owned()));
+        }
+        let seconds = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+
+        let mut one = |name: &str, help: &str, value: Value| -> fmt::Result {
+            let Some(metric) = value.metric() else {
+                return Ok(());
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, metric.kind())?;
+            metric.encode(family.encode_family(&base)?)
+        };
+        one(
+            "kcon_consumer_records_consumed",
+            "Records fetched and handed to the consumer.",
+            Value::Counter(m.records_consumed),
+        )?;
+        one(
+            "kcon_consumer_consumed_bytes",
+            "Bytes of the Fetch answers the consumed records came in.",
+            Value::Counter(m.bytes_consumed),
+        )?;
+        one(
+            "kcon_consumer_rebalances",
+            "Rebalances completed (assignments received).",
+            Value::Counter(m.rebalances),
+        )?;
+        one(
+            "kcon_consumer_last_rebalance_seconds",
+            "How long the last rebalance took, from its first sign to the assignment.",
+            Value::Gauge(seconds(m.last_rebalance)),
+        )?;
+        one(
+            "kcon_consumer_commits",
+            "Synchronous commits made, acknowledged or failed.",
+            Value::Counter(m.commits),
+        )?;
+        one(
+            "kcon_consumer_commit_failures",
+            "Synchronous commits that failed.",
+            Value::Counter(m.commit_failures),
+        )?;
+        one(
+            "kcon_consumer_last_commit_seconds",
+            "The latency of the last synchronous commit.",
+            Value::Gauge(seconds(m.last_commit_latency)),
+        )?;
+        one(
+            "kcon_consumer_max_commit_seconds",
+            "The longest synchronous commit latency seen.",
+            Value::Gauge(seconds(m.max_commit_latency)),
+        )?;
+
+        let per_partition = [
+            (
+                "kcon_consumer_partition_position",
+                "The next offset the consumer hands out.",
+                (|l: &crate::PartitionLag| l.position.map(|p| p as f64)) as fn(&_) -> _,
+            ),
+            (
+                "kcon_consumer_partition_lag_records",
+                "Records between the position and the end of the log.",
+                |l| l.records.map(|r| r as f64),
+            ),
+            (
+                "kcon_consumer_partition_lag_seconds",
+                "How old the next record not consumed is; 0 when caught up.",
+                |l| l.time.map(|t| t.as_secs_f64()),
+            ),
+        ];
+        for (name, help, value) in per_partition {
+            if m.partitions.values().all(|l| value(l).is_none()) {
+                continue;
+            }
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (tp, lag) in &m.partitions {
+                let Some(v) = value(lag) else {
+                    continue;
+                };
+                let mut labels = base.clone();
+                labels.push(("topic", tp.topic.to_string()));
+                labels.push(("partition", tp.partition.to_string()));
+                ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One value of a series without per-partition labels.
+enum Value {
+    Counter(u64),
+    Gauge(Option<f64>),
+}
+
+enum Metric {
+    Counter(ConstCounter<u64>),
+    Gauge(ConstGauge<f64>),
+}
+
+impl Value {
+    fn metric(self) -> Option<Metric> {
+        match self {
+            Value::Counter(n) => Some(Metric::Counter(ConstCounter::new(n))),
+            Value::Gauge(v) => v.map(|v| Metric::Gauge(ConstGauge::new(v))),
+        }
+    }
+}
+
+impl Metric {
+    fn kind(&self) -> MetricType {
+        match self {
+            Metric::Counter(c) => c.metric_type(),
+            Metric::Gauge(g) => g.metric_type(),
+        }
+    }
+
+    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder<'_>) -> fmt::Result {
+        match self {
+            Metric::Counter(c) => c.encode(encoder),
+            Metric::Gauge(g) => g.encode(encoder),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The consumer's metrics in a prometheus-client registry (feature `prometheus`), against
+//! Tansu: the text a scrape returns is read by the Prometheus project's own parser (the Python
+//! `prometheus_client` in the test virtualenv), and every value equals what
+//! `Consumer::metrics` says.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kcon_pool::{BrokerTarget, Pool};
+use kcon_tests::brokers::{Tansu, installed, unique_name};
+use kcon_tests::consumer::{REBALANCE_WITHIN, expect_no_record, group_builder, recv_n};
+use kcon_tests::group::create_topics;
+use kcon_tests::offsets::produce_spread;
+use kcon_tests::pool::config;
+use prometheus_client::registry::Registry;
+
+/// Parses Prometheus text with `prometheus_client.parser` and returns every sample as
+/// `name{label="value",...}` (labels sorted) → value.
+fn parse_with_prometheus_client(text: &str) -> BTreeMap<String, f64> {
+    const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % kv for kv in sorted(s.labels.items()))
+        out["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(&installed().python)
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the virtualenv's python starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the exposition ({}):\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the parser")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
+    let tansu = Tansu::start();
+    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    let topic = unique_name("prom");
+    create_topics(&pool, BrokerTarget::Any, &[(&topic, 2)]).await;
+    produce_spread(&pool, &topic, 2, 30, 10).await;
+    let group = unique_name("g");
+    let mut c = group_builder(&tansu.bootstrap(), &group, "range")
+        .set("client.id", "scraped")
+        .enable_auto_commit(false)
+        .build()
+        .unwrap();
+    let mut registry = Registry::default();
+    c.metrics_handle().register(&mut registry);
+    c.subscribe([topic.as_str()]).unwrap();
+    // Half of the records: the lag is not zero yet.
+    let first = recv_n(&mut c, 15, REBALANCE_WITHIN).await;
+    c.commit().await.unwrap();
+    let rest = recv_n(&mut c, 15, Duration::from_secs(10)).await;
+    expect_no_record(&mut c, Duration::from_millis(300)).await;
+    assert_eq!(first.len() + rest.len(), 30);
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    let m = c.metrics();
+    let base = format!(r#"client_id="scraped",group="{group}""#);
+    let get = |name: &str, labels: &str| -> f64 {
+        *samples
+            .get(&format!("{name}{{{labels}}}"))
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+    };
+    assert_eq!(get("kcon_consumer_records_consumed_total", &base), 30.0);
+    assert_eq!(
+        get("kcon_consumer_records_consumed_total", &base),
+        m.records_consumed as f64
+    );
+    assert_eq!(
+        get("kcon_consumer_consumed_bytes_total", &base),
+        m.bytes_consumed as f64
+    );
+    assert_eq!(
+        get("kcon_consumer_rebalances_total", &base),
+        m.rebalances as f64
+    );
+    assert_eq!(get("kcon_consumer_commits_total", &base), 1.0);
+    assert_eq!(get("kcon_consumer_commit_failures_total", &base), 0.0);
+    assert_eq!(
+        get("kcon_consumer_last_commit_seconds", &base),
+        m.last_commit_latency.unwrap().as_secs_f64()
+    );
+    assert_eq!(
+        get("kcon_consumer_last_rebalance_seconds", &base),
+        m.last_rebalance.unwrap().as_secs_f64()
+    );
+    assert_eq!(m.partitions.len(), 2, "{m:?}");
+    for (tp, lag) in &m.partitions {
+        // Labels in sorted order: client_id, group, partition, topic.
+        let labels = format!(
+            r#"client_id="scraped",group="{group}",partition="{}",topic="{}""#,
+            tp.partition, tp.topic
+        );
+        assert_eq!(
+            get("kcon_consumer_partition_position", &labels),
+            lag.position.unwrap() as f64
+        );
+        assert_eq!(get("kcon_consumer_partition_position", &labels), 15.0);
+        assert_eq!(get("kcon_consumer_partition_lag_records", &labels), 0.0);
+        assert_eq!(get("kcon_consumer_partition_lag_seconds", &labels), 0.0);
+    }
+    // Counters carry the unit-less `_total` samples only, each with a TYPE line.
+    assert!(
+        text.contains("# TYPE kcon_consumer_records_consumed counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE kcon_consumer_partition_lag_seconds gauge"),
+        "{text}"
+    );
+    c.close().await.unwrap();
+}
