@@ -20,6 +20,7 @@ mod error;
 mod machine;
 mod member;
 mod messages;
+mod revocation;
 pub mod wire;
 
 pub use config::GroupConfig;

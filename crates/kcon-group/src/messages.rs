@@ -14,6 +14,19 @@ use crate::consumer_group::{ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer
 /// A request the group machine wants sent.
 pub type Outgoing = kcon_core::Outgoing<GroupRequest>;
 
+/// The coordinator a FindCoordinator answer names, or why there is none.
+pub(crate) fn found_coordinator(
+    result: Result<GroupResponse, kcon_core::RequestFailure>,
+) -> Result<kcon_core::coordinator::FoundCoordinator, kcon_core::RequestFailure> {
+    match result {
+        Ok(GroupResponse::FindCoordinator(found)) => Ok(found),
+        Ok(other) => Err(kcon_core::RequestFailure::retriable(format!(
+            "an answer of the wrong kind: {other:?}"
+        ))),
+        Err(f) => Err(f),
+    }
+}
+
 /// FindCoordinator for `group_id`, sent as request `id` to any broker.
 pub(crate) fn find_coordinator(id: kcon_core::RequestId, group_id: &str) -> Outgoing {
     Outgoing {

@@ -25,6 +25,7 @@ use crate::config::GroupConfig;
 use crate::error::GroupError;
 use crate::machine::{Generation, GroupEvent, MemberState, RevocationId};
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
+use crate::revocation::Revocation;
 
 /// The shortest heartbeat interval taken from a coordinator: a smaller one (a hostile or
 /// broken broker's 0) would make the member heartbeat in a loop.
@@ -104,19 +105,6 @@ enum Phase {
 enum AfterLeave {
     Idle,
     Closed,
-}
-
-#[derive(Debug)]
-struct Revocation {
-    /// Each `Revoked` told and not acknowledged yet.
-    parts: Vec<(RevocationId, Vec<TopicPartition>)>,
-    deadline: Instant,
-}
-
-impl Revocation {
-    fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
-        self.parts.iter().flat_map(|(_, p)| p)
-    }
 }
 
 /// What the coordinator was last told, so a heartbeat repeats nothing unchanged.
@@ -469,15 +457,8 @@ impl ConsumerGroupMachine {
             partitions: partitions.clone(),
             id,
         });
-        match &mut self.revocation {
-            Some(r) => r.parts.push((id, partitions)),
-            None => {
-                self.revocation = Some(Revocation {
-                    parts: vec![(id, partitions)],
-                    deadline: now + self.config.max_poll_interval,
-                });
-            }
-        }
+        let deadline = now + self.config.max_poll_interval;
+        Revocation::add(&mut self.revocation, id, partitions, deadline);
     }
 
     /// Every owned partition is lost (nothing may be committed for them any more).
@@ -561,17 +542,7 @@ impl ConsumerGroupMachine {
         if self.epoch > 0 {
             // A pending revocation is widened to everything owned (only the rest is revoked
             // anew: the application holds the first one already).
-            let pending: BTreeSet<&TopicPartition> = self
-                .revocation
-                .iter()
-                .flat_map(|r| r.partitions())
-                .collect();
-            let rest: Vec<TopicPartition> = self
-                .owned
-                .iter()
-                .filter(|tp| !pending.contains(tp))
-                .cloned()
-                .collect();
+            let rest = Revocation::not_pending(&self.revocation, &self.owned);
             if !rest.is_empty() {
                 self.revoke(rest, now);
             }
@@ -647,13 +618,7 @@ impl ConsumerGroupMachine {
     // ----- answers -----
 
     fn on_find_coordinator(&mut self, result: Result<GroupResponse, RequestFailure>, now: Instant) {
-        let result = match result {
-            Ok(GroupResponse::FindCoordinator(found)) => Ok(found),
-            Ok(other) => Err(RequestFailure::retriable(format!(
-                "an answer of the wrong kind: {other:?}"
-            ))),
-            Err(f) => Err(f),
-        };
+        let result = crate::messages::found_coordinator(result);
         match self.coordinator.handle_answer(now, result, self.rng.f64()) {
             Lookup::Found(c) => {
                 info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");

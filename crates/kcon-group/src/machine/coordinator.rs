@@ -8,13 +8,7 @@ impl GroupMachine {
         result: Result<GroupResponse, RequestFailure>,
         now: Instant,
     ) {
-        let result = match result {
-            Ok(GroupResponse::FindCoordinator(found)) => Ok(found),
-            Ok(other) => Err(RequestFailure::retriable(format!(
-                "an answer of the wrong kind: {other:?}"
-            ))),
-            Err(f) => Err(f),
-        };
+        let result = crate::messages::found_coordinator(result);
         match self.coordinator.handle_answer(now, result, self.rng.f64()) {
             Lookup::Found(c) => {
                 info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");

@@ -384,16 +384,9 @@ impl GroupMachine {
             partitions: partitions.clone(),
             id,
         });
-        match &mut self.revocation {
-            // Widening a pending revocation (see `leave`): its deadline stands.
-            Some(r) => r.parts.push((id, partitions)),
-            None => {
-                self.revocation = Some(Revocation {
-                    parts: vec![(id, partitions)],
-                    deadline: now + self.config.max_poll_interval,
-                });
-            }
-        }
+        // Widening a pending revocation (see `leave`): its deadline stands.
+        let deadline = now + self.config.max_poll_interval;
+        Revocation::add(&mut self.revocation, id, partitions, deadline);
         self.phase = Phase::Revoking(then);
     }
 

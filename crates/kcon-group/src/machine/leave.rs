@@ -35,17 +35,7 @@ impl GroupMachine {
             // already holds the pending `Revoked` (and may have committed for it): revoking
             // the same partitions again under a new id would leave its acknowledgement of the
             // first one unheard. So only the rest is revoked, and the leave waits for both.
-            let pending: BTreeSet<&TopicPartition> = self
-                .revocation
-                .iter()
-                .flat_map(|r| r.partitions())
-                .collect();
-            let rest: Vec<TopicPartition> = self
-                .assignment
-                .iter()
-                .filter(|tp| !pending.contains(tp))
-                .cloned()
-                .collect();
+            let rest = Revocation::not_pending(&self.revocation, &self.assignment);
             if rest.is_empty() {
                 self.phase = Phase::Revoking(AfterRevoke::Leave(then));
             } else {

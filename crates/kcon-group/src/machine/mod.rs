@@ -21,6 +21,7 @@ use crate::messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
     SyncGroup,
 };
+use crate::revocation::Revocation;
 use kcon_codec::consumer_protocol::{self as protocol, Assignment, Subscription};
 
 mod coordinator;
@@ -279,21 +280,6 @@ enum AfterLeave {
     Idle,
     /// Closed for good.
     Closed,
-}
-
-#[derive(Debug)]
-struct Revocation {
-    /// Each `Revoked` told and not acknowledged yet, with its partitions. More than one when
-    /// `close` or `unsubscribe` came while a revocation was pending: the application already
-    /// holds that one, so only the rest is revoked anew, and each is acknowledged on its own.
-    parts: Vec<(RevocationId, Vec<TopicPartition>)>,
-    deadline: Instant,
-}
-
-impl Revocation {
-    fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
-        self.parts.iter().flat_map(|(_, p)| p)
-    }
 }
 
 #[derive(Debug)]
