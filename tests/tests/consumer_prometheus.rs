@@ -122,6 +122,23 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
         assert_eq!(get("kcon_consumer_partition_lag_records", &labels), 0.0);
         assert_eq!(get("kcon_consumer_partition_lag_seconds", &labels), 0.0);
     }
+    // Fetch latency, read live: the scrape's count is at most the later snapshot's, every
+    // request falls in some bucket, and the buckets add up to the count.
+    let later = c.metrics().fetch_latency;
+    let count = get("kcon_consumer_fetch_latency_seconds_count", &base);
+    assert!(
+        count >= 1.0 && count <= later.count as f64,
+        "{count} {later:?}"
+    );
+    assert_eq!(
+        get(
+            "kcon_consumer_fetch_latency_seconds_bucket",
+            &format!(r#"{base},le="+Inf""#)
+        ),
+        count
+    );
+    assert!(get("kcon_consumer_fetch_latency_seconds_sum", &base) > 0.0);
+    assert_eq!(later.buckets.iter().sum::<u64>(), later.count);
     // Counters carry the unit-less `_total` samples only, each with a TYPE line.
     assert!(
         text.contains("# TYPE kcon_consumer_records_consumed counter"),

@@ -826,6 +826,8 @@ async fn metrics_count_records_rebalances_and_commits() {
     assert!(m.rebalances >= 1, "{m:?}");
     assert!(m.last_rebalance.is_some(), "{m:?}");
     assert_eq!(m.partitions.keys().cloned().collect::<BTreeSet<_>>(), all);
+    assert!(m.fetch_latency.count >= 1, "{m:?}");
+    assert!(m.fetch_latency.max > Duration::ZERO, "{m:?}");
     for (tp, lag) in &m.partitions {
         assert_eq!((lag.position, lag.records), (Some(10), Some(0)), "{tp}");
     }

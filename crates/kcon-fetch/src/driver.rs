@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -20,6 +21,7 @@ use tracing::debug;
 use crate::config::FetchConfig;
 use crate::fetch_request;
 use crate::handout::{Arrival, HandedOut, Handout, Release};
+use crate::latency::{FetchLatency, LatencyHistogram};
 use crate::machine::FetchMachine;
 use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
@@ -64,6 +66,8 @@ pub struct Fetcher {
     /// `max.poll.records`.
     handout: Handout,
     task: Option<JoinHandle<()>>,
+    /// Fetch latencies, counted by the task's request tasks.
+    latency: Arc<FetchLatency>,
 }
 
 #[derive(Debug)]
@@ -103,18 +107,17 @@ impl Fetcher {
         let machine = FetchMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
+        let latency = Arc::new(FetchLatency::default());
         let task = FetchTask {
             events: event_tx,
             config: machine.config().clone(),
             closed: false,
+            latency: latency.clone(),
         };
         let task = tokio::spawn(drive(pool, machine, task, command_rx));
-        Ok(Fetcher::handle(
-            commands,
-            events,
-            max_poll_records,
-            Some(task),
-        ))
+        let mut fetcher = Fetcher::handle(commands, events, max_poll_records, Some(task));
+        fetcher.latency = latency;
+        Ok(fetcher)
     }
 
     /// The handle's side of the channels to the task.
@@ -129,7 +132,19 @@ impl Fetcher {
             events,
             handout: Handout::new(max_poll_records),
             task,
+            latency: Arc::default(),
         }
+    }
+
+    /// How long Fetch requests took so far, from sending to the answer (the broker's wait
+    /// for data included).
+    pub fn latency(&self) -> LatencyHistogram {
+        self.latency.snapshot()
+    }
+
+    /// The counter itself, to read from other tasks.
+    pub fn latency_counter(&self) -> Arc<FetchLatency> {
+        self.latency.clone()
     }
 
     /// Starts fetching `partitions`, each from its start.
@@ -231,6 +246,7 @@ struct FetchTask {
     config: FetchConfig,
     /// The machine told `Closed`: the task is done.
     closed: bool,
+    latency: Arc<FetchLatency>,
 }
 
 impl Drive for FetchTask {
@@ -242,7 +258,7 @@ impl Drive for FetchTask {
         pool: &Pool,
         out: Outgoing,
     ) -> impl Future<Output = Result<FetchAnswer, RequestFailure>> + Send + 'static {
-        send(pool.clone(), self.config.clone(), out)
+        send(pool.clone(), self.config.clone(), self.latency.clone(), out)
     }
 
     fn command(
@@ -353,6 +369,7 @@ fn refused(reason: String) -> RequestFailure {
 async fn send(
     pool: Pool,
     config: FetchConfig,
+    latency: Arc<FetchLatency>,
     out: Outgoing,
 ) -> Result<FetchAnswer, RequestFailure> {
     match out.request {
@@ -377,10 +394,12 @@ async fn send(
             let request = fetch_request(&session, &params, version).map_err(|e| refused(e.0))?;
             // The broker holds a Fetch up to fetch.max.wait.ms before it answers.
             let timeout = pool.config().request_timeout + config.max_wait;
+            let sent = Instant::now();
             let answer = conn
                 .send_with_timeout(&request, timeout)
                 .await
                 .map_err(RequestFailure::from)?;
+            latency.record(sent.elapsed());
             Ok(FetchAnswer::Fetch(Box::new(answer)))
         }
         FetchRequest::Connect { broker } => {

@@ -33,6 +33,7 @@ mod config;
 #[cfg(feature = "driver")]
 mod driver;
 pub mod handout;
+mod latency;
 mod machine;
 mod messages;
 mod records;
@@ -40,6 +41,7 @@ mod records;
 pub use config::FetchConfig;
 #[cfg(feature = "driver")]
 pub use driver::Fetcher;
+pub use latency::{FetchLatency, LATENCY_BUCKETS, LatencyHistogram};
 pub use machine::{FetchMachine, is_session_close};
 pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,

@@ -63,4 +63,5 @@ pub use record::Record;
 
 pub use kcon_codec::records::TimestampType;
 pub use kcon_core::{IsolationLevel, ResetPolicy, TopicPartition, Watermarks};
+pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
 pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};

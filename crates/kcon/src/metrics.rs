@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kcon_fetch::{FetchLatency, LatencyHistogram};
+
 use crate::TopicPartition;
 
 /// One partition's lag.
@@ -80,6 +82,10 @@ pub struct Metrics {
     pub last_commit_latency: Option<Duration>,
     /// The longest commit latency seen.
     pub max_commit_latency: Option<Duration>,
+    /// How long Fetch requests took, from sending to the answer (the broker's wait for data,
+    /// up to `fetch.max.wait.ms`, included): count, sum, maximum and a histogram over
+    /// [`LATENCY_BUCKETS`](crate::LATENCY_BUCKETS).
+    pub fetch_latency: LatencyHistogram,
 }
 
 /// The counters behind [`Metrics`].
@@ -164,6 +170,7 @@ impl MetricsState {
         &self,
         now: Instant,
         partitions: BTreeMap<TopicPartition, PartitionLag>,
+        fetch_latency: LatencyHistogram,
     ) -> Metrics {
         let elapsed = self
             .first_record
@@ -182,6 +189,7 @@ impl MetricsState {
             commit_failures: self.commits.failures,
             last_commit_latency: self.commits.last,
             max_commit_latency: self.commits.max,
+            fetch_latency,
         }
     }
 }
@@ -211,6 +219,8 @@ pub struct MetricsHandle {
     shared: Arc<Mutex<Published>>,
     /// The consumer's `client.id` and `group.id`.
     identity: Arc<(String, Option<String>)>,
+    /// Counted by the fetch task's requests: read live, not published.
+    fetch_latency: Arc<FetchLatency>,
 }
 
 /// What the consumer last published, and commits counted by commit handles since.
@@ -226,8 +236,13 @@ impl MetricsHandle {
     /// How often, at most, a consumer handing out records publishes its figures.
     pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-    pub(crate) fn new(client_id: &str, group_id: Option<&str>) -> MetricsHandle {
+    pub(crate) fn new(
+        client_id: &str,
+        group_id: Option<&str>,
+        fetch_latency: Arc<FetchLatency>,
+    ) -> MetricsHandle {
         MetricsHandle {
+            fetch_latency,
             identity: Arc::new((client_id.to_owned(), group_id.map(str::to_owned))),
             shared: Arc::new(Mutex::new(Published {
                 state: MetricsState::new(),
@@ -247,7 +262,7 @@ impl MetricsHandle {
             .iter()
             .map(|(tp, i)| (tp.clone(), i.lag(None, now_ms)))
             .collect();
-        p.state.snapshot(now, lags)
+        p.state.snapshot(now, lags, self.fetch_latency.snapshot())
     }
 
     /// The consumer's `client.id` and `group.id`.

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -31,6 +31,7 @@ impl MetricsHandle {
     /// | `kcon_consumer_commit_failures_total` | counter | those that failed |
     /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
     /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
+    /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
     /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
     /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
     /// | `kcon_consumer_partition_lag_seconds` | gauge | per partition: the age of the next record not consumed, 0 when caught up |
@@ -116,6 +117,22 @@ impl Collector for Scrape {
             "The longest synchronous commit latency seen.",
             Value::Gauge(seconds(m.max_commit_latency)),
         )?;
+
+        let h = &m.fetch_latency;
+        let bounds = crate::LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.as_secs_f64())
+            .chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(h.buckets.iter().copied()).collect();
+        let mut family = encoder.encode_descriptor(
+            "kcon_consumer_fetch_latency_seconds",
+            "How long Fetch requests took, from sending to the answer (the broker's wait for data included).",
+            None,
+            MetricType::Histogram,
+        )?;
+        family
+            .encode_family(&base)?
+            .encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count, &buckets, None)?;
 
         let per_partition = [
             (

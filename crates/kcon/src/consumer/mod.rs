@@ -180,6 +180,7 @@ impl Consumer {
         let published = MetricsHandle::new(
             &settings.pool.client_id,
             settings.group.as_ref().map(|g| g.group_id.as_str()),
+            fetcher.latency_counter(),
         );
         Ok(Consumer {
             machine: ConsumerMachine::new(options, now()),
@@ -766,7 +767,9 @@ impl Consumer {
     /// ```
     pub fn metrics(&self) -> Metrics {
         let lags = self.machine.lags(now_ms());
-        self.machine.metrics().snapshot(now(), lags)
+        self.machine
+            .metrics()
+            .snapshot(now(), lags, self.fetcher.latency())
     }
 
     /// A handle that reads the consumer's metrics from any task or thread while the consumer
