@@ -17,4 +17,5 @@ pub mod pool;
 pub mod produce;
 pub mod proxy;
 pub mod sasl;
+pub mod scripted;
 pub mod tls;

@@ -477,3 +477,26 @@ async fn mock_quirk_a_duplicate_static_member_is_unknown_not_unreleased() {
     assert!(a.log().lost.is_empty(), "{:?}", a.log());
     a.close().await;
 }
+
+/// The mock cluster offers ConsumerGroupHeartbeat but neither ConsumerGroupDescribe nor
+/// DescribeGroups: kcon-admin finds no consumer-protocol description (the API is missing, so
+/// `None`), and the classic fall back fails naming DescribeGroups. If this test fails, the mock
+/// describes groups now: test `kcon group describe` against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_quirk_no_api_describes_a_group() {
+    let mock = shared();
+    let (topic, group) = topic_and_group(mock);
+    let a = start(mock, "a", &group, &topic, &[]);
+    wait_for_reconciled(&[&a], &partitions(&topic, PARTITIONS), RECONCILED_WITHIN).await;
+    let pool = Pool::new(config(mock.bootstrap())).unwrap();
+    let described = kcon_admin::describe_consumer_group(&pool, &group).await;
+    assert!(matches!(described, Ok(None)), "{described:?}");
+    let classic = kcon_admin::describe_group(&pool, &group).await;
+    match classic {
+        Err(kcon_admin::Error::Unsupported { api, .. }) => {
+            assert_eq!(api, Some(ApiKey::DescribeGroups));
+        }
+        other => panic!("the mock described the group: {other:?}"),
+    }
+    a.close().await;
+}

@@ -48,6 +48,50 @@ pub struct GroupDescription {
     pub members: Vec<GroupMemberDescription>,
 }
 
+/// A consumer group of the consumer protocol (KIP-848) as ConsumerGroupDescribe describes
+/// it: the coordinator's assignment, with every member's epoch and both its current and its
+/// target assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// Its state: `Empty`, `Assigning`, `Reconciling`, `Stable`, `Dead`.
+    pub state: String,
+    /// The group's epoch: it moves with every change of members or subscriptions.
+    pub group_epoch: i32,
+    /// The epoch of the target assignment.
+    pub assignment_epoch: i32,
+    /// The coordinator's assignor (`uniform`, `range`, ...).
+    pub assignor: String,
+    /// Its members.
+    pub members: Vec<ConsumerGroupMember>,
+}
+
+/// A member of a consumer-protocol group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMember {
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub instance_id: Option<String>,
+    /// `client.rack`, when sent.
+    pub rack_id: Option<String>,
+    /// The member's epoch: equal to the assignment epoch once it has reconciled.
+    pub member_epoch: i32,
+    /// The client id.
+    pub client_id: String,
+    /// The client host.
+    pub client_host: String,
+    /// The topics it subscribed to by name.
+    pub subscribed_topics: Vec<String>,
+    /// The regular expression it subscribed with, if any.
+    pub subscribed_regex: Option<String>,
+    /// The partitions it owns now.
+    pub assignment: Vec<TopicPartition>,
+    /// The partitions the coordinator wants it to own.
+    pub target_assignment: Vec<TopicPartition>,
+}
+
 /// A member of a described group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMemberDescription {
@@ -119,6 +163,56 @@ pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescript
             partition: None,
             message: Some("the answer leaves the group out".into()),
         })
+}
+
+/// ConsumerGroupDescribe for `group_id`, sent to its coordinator: `None` when the broker does
+/// not offer the API or the group is not a consumer-protocol group (GROUP_ID_NOT_FOUND, which
+/// is also the answer for a classic group), where [`describe_group`] describes it. The Java
+/// admin client falls back from one to the other the same way.
+pub async fn describe_consumer_group(
+    pool: &Pool,
+    group_id: &str,
+) -> Result<Option<ConsumerGroupDescription>, Error> {
+    let c = find_coordinator(pool, group_id).await?;
+    let target = BrokerTarget::Dedicated(c.id, Purpose::Coordinator);
+    let answer = pool
+        .send(
+            target,
+            &wire::consumer_group_describe_request(&[group_id.to_owned()]),
+        )
+        .await;
+    let r = match answer {
+        Ok(r) => r,
+        Err(kcon_pool::Error::Unsupported { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some((error_code, message, group)) = wire::consumer_group_describe_response(r)
+        .into_iter()
+        .find(|(_, _, g)| g.group_id == group_id)
+    else {
+        return Err(Error::Broker {
+            api: ApiKey::ConsumerGroupDescribe,
+            error: ResponseError::CoordinatorNotAvailable,
+            partition: None,
+            message: Some("the answer leaves the group out".into()),
+        });
+    };
+    match ResponseError::try_from_code(error_code) {
+        None if error_code == 0 => Ok(Some(group)),
+        Some(ResponseError::GroupIdNotFound) => Ok(None),
+        Some(error) => Err(Error::Broker {
+            api: ApiKey::ConsumerGroupDescribe,
+            error,
+            partition: None,
+            message,
+        }),
+        None => Err(Error::Broker {
+            api: ApiKey::ConsumerGroupDescribe,
+            error: ResponseError::UnknownServerError,
+            partition: None,
+            message: Some(format!("error code {error_code}")),
+        }),
+    }
 }
 
 /// ListGroups on every broker of the cluster (each coordinates some groups), merged and

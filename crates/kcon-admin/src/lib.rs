@@ -26,8 +26,9 @@ pub mod wire;
 
 pub use error::{Error, error_name};
 pub use groups::{
-    GroupDescription, GroupMemberDescription, GroupOffsets, ListedGroup,
-    committed_offsets_of_groups, delete_offsets, describe_group, find_coordinator, list_groups,
+    ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
+    GroupOffsets, ListedGroup, committed_offsets_of_groups, delete_offsets,
+    describe_consumer_group, describe_group, find_coordinator, list_groups,
 };
 pub use lag::{
     GroupLag, Lag, LagOptions, LogRange, PartitionLag, group_lag, groups_lag, log_ranges,

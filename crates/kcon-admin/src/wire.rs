@@ -17,11 +17,17 @@ use kcon_codec::kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
-use kcon_codec::kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, GroupId};
+use kcon_codec::kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, CreateTopicsRequest, FetchRequest,
+    GroupId,
+};
 use kcon_core::wire::{VersionError, by_topic, str_bytes as s, topic_name};
 use kcon_core::{IsolationLevel, TopicId, TopicPartition};
 
-use crate::groups::{GroupDescription, GroupMemberDescription, ListedGroup};
+use crate::groups::{
+    ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
+    ListedGroup,
+};
 use crate::topics::NewTopic;
 
 /// DescribeGroups for `groups` (v0–v5).
@@ -53,6 +59,77 @@ pub fn describe_groups_response(r: DescribeGroupsResponse) -> Vec<GroupDescripti
                     assignment: m.member_assignment,
                 })
                 .collect(),
+        })
+        .collect()
+}
+
+/// ConsumerGroupDescribe for `groups` (v0–v1), without authorized operations.
+pub fn consumer_group_describe_request(groups: &[String]) -> ConsumerGroupDescribeRequest {
+    let mut r = ConsumerGroupDescribeRequest::default();
+    r.group_ids = groups.iter().map(|g| GroupId(s(g))).collect();
+    r
+}
+
+/// A ConsumerGroupDescribe answer: each group's error code and message, and its description.
+/// A topic the answer names by id only (an empty name) is shown by its id.
+pub fn consumer_group_describe_response(
+    r: ConsumerGroupDescribeResponse,
+) -> Vec<(i16, Option<String>, ConsumerGroupDescription)> {
+    use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::Assignment;
+    let partitions = |a: Assignment| -> Vec<TopicPartition> {
+        let mut out: Vec<TopicPartition> = a
+            .topic_partitions
+            .into_iter()
+            .flat_map(|t| {
+                let topic = if t.topic_name.0.is_empty() {
+                    TopicId(*t.topic_id.as_bytes()).to_string()
+                } else {
+                    t.topic_name.0.to_string()
+                };
+                t.partitions
+                    .into_iter()
+                    .map(move |p| TopicPartition::new(topic.clone(), p))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    r.groups
+        .into_iter()
+        .map(|g| {
+            let members = g
+                .members
+                .into_iter()
+                .map(|m| ConsumerGroupMember {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.instance_id.map(|i| i.to_string()),
+                    rack_id: m.rack_id.map(|r| r.to_string()),
+                    member_epoch: m.member_epoch,
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    subscribed_topics: m
+                        .subscribed_topic_names
+                        .into_iter()
+                        .map(|t| t.0.to_string())
+                        .collect(),
+                    subscribed_regex: m.subscribed_topic_regex.map(|r| r.to_string()),
+                    assignment: partitions(m.assignment),
+                    target_assignment: partitions(m.target_assignment),
+                })
+                .collect();
+            let description = ConsumerGroupDescription {
+                group_id: g.group_id.0.to_string(),
+                state: g.group_state.to_string(),
+                group_epoch: g.group_epoch,
+                assignment_epoch: g.assignment_epoch,
+                assignor: g.assignor_name.to_string(),
+                members,
+            };
+            (
+                g.error_code,
+                g.error_message.map(|m| m.to_string()),
+                description,
+            )
         })
         .collect()
 }
@@ -211,6 +288,79 @@ fn set_uuid<U: std::str::FromStr>(field: &mut U, id: TopicId) {
 mod tests {
     use super::*;
     use kcon_core::wire::assert_encodes as encodes;
+
+    #[test]
+    fn a_consumer_group_description_names_topics_and_shows_an_unnamed_one_by_id() {
+        use kcon_codec::kafka_protocol::messages::TopicName;
+        use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
+            Assignment, DescribedGroup, Member, TopicPartitions,
+        };
+        for v in 0..=1 {
+            encodes(&consumer_group_describe_request(&["g".into()]), v);
+        }
+        let topic = |id: u8, name: &str, partitions: Vec<i32>| {
+            TopicPartitions::default()
+                // Every byte `id`: the uuid crate's type is reachable only through parsing.
+                .with_topic_id(format!("{id:02x}").repeat(16).parse().unwrap())
+                .with_topic_name(TopicName(s(name)))
+                .with_partitions(partitions)
+        };
+        let member =
+            Member::default()
+                .with_member_id(s("m-1"))
+                .with_instance_id(Some(s("i-1")))
+                .with_member_epoch(5)
+                .with_client_id(s("kcon"))
+                .with_client_host(s("/10.0.0.1"))
+                .with_subscribed_topic_names(vec![TopicName(s("orders"))])
+                .with_assignment(Assignment::default().with_topic_partitions(vec![
+                    topic(1, "orders", vec![2, 0]),
+                    topic(9, "", vec![1]),
+                ]))
+                .with_target_assignment(Assignment::default().with_topic_partitions(vec![topic(
+                    1,
+                    "orders",
+                    vec![0],
+                )]));
+        let r = ConsumerGroupDescribeResponse::default().with_groups(vec![
+            DescribedGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_group_state(s("Reconciling"))
+                .with_group_epoch(6)
+                .with_assignment_epoch(6)
+                .with_assignor_name(s("uniform"))
+                .with_members(vec![member]),
+            DescribedGroup::default()
+                .with_group_id(GroupId(s("classic")))
+                .with_error_code(69)
+                .with_error_message(Some(s("not a consumer group"))),
+        ]);
+        let got = consumer_group_describe_response(r);
+        assert_eq!(got.len(), 2);
+        let (code, message, g) = &got[0];
+        assert_eq!((*code, message), (0, &None));
+        assert_eq!(
+            (g.state.as_str(), g.group_epoch, g.assignment_epoch),
+            ("Reconciling", 6, 6)
+        );
+        assert_eq!(g.assignor, "uniform");
+        let m = &g.members[0];
+        assert_eq!((m.member_epoch, m.instance_id.as_deref()), (5, Some("i-1")));
+        assert_eq!(m.subscribed_topics, ["orders"]);
+        let unnamed = TopicId([9; 16]).to_string();
+        assert_eq!(
+            m.assignment,
+            // Sorted: the id's text form sorts before "orders".
+            [
+                TopicPartition::new(unnamed, 1),
+                TopicPartition::new("orders", 0),
+                TopicPartition::new("orders", 2),
+            ]
+        );
+        assert_eq!(m.target_assignment, [TopicPartition::new("orders", 0)]);
+        assert_eq!(got[1].0, 69);
+        assert_eq!(got[1].1.as_deref(), Some("not a consumer group"));
+    }
 
     #[test]
     fn every_version_encodes() {

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use kcon::TopicPartition;
-use kcon_admin::{self as admin, GroupDescription, LagOptions};
+use kcon_admin::{
+    self as admin, ConsumerGroupDescription, GroupDescription, GroupMemberDescription, LagOptions,
+};
 use kcon_codec::consumer_protocol::Assignment;
 use kcon_core::error_codes::code::GROUP_ID_NOT_FOUND;
 use kcon_core::offsets::parse_iso8601_duration;
@@ -29,7 +31,9 @@ pub(crate) enum GroupCommand {
     /// Describe a group: state, members (client id, host, assignment), and per partition
     /// the committed offset (CURRENT-OFFSET), the end of the log (LOG-END-OFFSET), the lag in
     /// records (LAG) and in time (LAG-SECONDS: the age of the record at the committed offset;
-    /// 0 when caught up, - when unknown).
+    /// 0 when caught up, - when unknown). A group of the consumer protocol (KIP-848) is
+    /// described with ConsumerGroupDescribe where the broker offers it: also the group and
+    /// assignment epochs, each member's epoch and its target assignment.
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Describe(DescribeArgs),
     /// Reset the committed offsets of an inactive group (no members). Prints the partitions
@@ -157,12 +161,21 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     let cluster = args.cluster.connect(Some(&[])).await?;
     let pool = &cluster.pool;
     let group = args.group.as_str();
-    let description = describe_group(pool, group).await?;
-    let assignments: Vec<Option<Vec<TopicPartition>>> = description
-        .members
-        .iter()
-        .map(|m| member_partitions(&description, &m.assignment))
-        .collect();
+    let consumer_group = admin::describe_consumer_group(pool, group)
+        .await
+        .map_err(|e| Failure::from_admin(&format!("describing group {group:?}"), e))?;
+    let (description, assignments) = match &consumer_group {
+        Some(cg) => consumer_group_as_classic(cg),
+        None => {
+            let description = describe_group(pool, group).await?;
+            let assignments: Vec<Option<Vec<TopicPartition>>> = description
+                .members
+                .iter()
+                .map(|m| member_partitions(&description, &m.assignment))
+                .collect();
+            (description, assignments)
+        }
+    };
     // Every partition with a committed offset, and those assigned without one; lag is
     // kcon-admin's, computed as for any other user of it.
     let options = LagOptions {
@@ -198,25 +211,100 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
         })
         .collect();
     match args.format {
-        Format::Json => print_json_lines(&[describe_json(&description, &assignments, &rows)]),
+        Format::Json => {
+            let mut value = describe_json(&description, &assignments, &rows);
+            value["consumer_protocol"] = consumer_group.as_ref().map_or(Value::Null, epochs_json);
+            print_json_lines(&[value])
+        }
         Format::Text => {
             for r in &rows {
                 if let Some(e) = &r.error {
                     eprintln!("kcon: {}: {e}", r.tp);
                 }
             }
-            print_description(&description, &assignments, &rows)
+            print_description(&description, &assignments, &rows, consumer_group.as_ref())
         }
     }
+}
+
+/// A consumer-protocol group in the shape of a classic description (its members' current
+/// assignments decoded already), for the parts of the output the two share.
+fn consumer_group_as_classic(
+    cg: &ConsumerGroupDescription,
+) -> (GroupDescription, Vec<Option<Vec<TopicPartition>>>) {
+    let members = cg
+        .members
+        .iter()
+        .map(|m| GroupMemberDescription {
+            member_id: m.member_id.clone(),
+            group_instance_id: m.instance_id.clone(),
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            metadata: Default::default(),
+            assignment: Default::default(),
+        })
+        .collect();
+    let description = GroupDescription {
+        group_id: cg.group_id.clone(),
+        error_code: 0,
+        state: cg.state.clone(),
+        protocol_type: kcon_group::PROTOCOL_TYPE.to_owned(),
+        protocol: cg.assignor.clone(),
+        members,
+    };
+    let assignments = cg
+        .members
+        .iter()
+        .map(|m| Some(m.assignment.clone()))
+        .collect();
+    (description, assignments)
+}
+
+/// What only a consumer-protocol group has, as JSON: epochs, subscriptions, targets.
+fn epochs_json(cg: &ConsumerGroupDescription) -> Value {
+    let partitions = |tps: &[TopicPartition]| -> Vec<Value> {
+        tps.iter()
+            .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
+            .collect()
+    };
+    let members: Vec<Value> = cg
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "member_id": m.member_id,
+                "member_epoch": m.member_epoch,
+                "rack_id": m.rack_id,
+                "subscribed_topics": m.subscribed_topics,
+                "subscribed_regex": m.subscribed_regex,
+                "target_assignment": partitions(&m.target_assignment),
+            })
+        })
+        .collect();
+    json!({
+        "group_epoch": cg.group_epoch,
+        "assignment_epoch": cg.assignment_epoch,
+        "members": members,
+    })
 }
 
 fn print_description(
     d: &GroupDescription,
     assignments: &[Option<Vec<TopicPartition>>],
     rows: &[PartitionRow],
+    consumer_group: Option<&ConsumerGroupDescription>,
 ) -> Result<(), Failure> {
+    print_text(&description_text(d, assignments, rows, consumer_group))
+}
+
+fn description_text(
+    d: &GroupDescription,
+    assignments: &[Option<Vec<TopicPartition>>],
+    rows: &[PartitionRow],
+    consumer_group: Option<&ConsumerGroupDescription>,
+) -> String {
     let mut text = format!(
-        "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n\n",
+        "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n",
         d.group_id,
         or_dash(&d.state),
         d.members.len(),
@@ -224,6 +312,13 @@ fn print_description(
         or_dash(&d.protocol_type),
         or_dash(&d.protocol),
     );
+    if let Some(cg) = consumer_group {
+        text.push_str(&format!(
+            "Consumer protocol (KIP-848): group epoch {}, assignment epoch {}\n",
+            cg.group_epoch, cg.assignment_epoch
+        ));
+    }
+    text.push('\n');
     let mut t = Table::new(&[
         "GROUP",
         "TOPIC",
@@ -280,7 +375,34 @@ fn print_description(
         text.push('\n');
         text.push_str(&m.render());
     }
-    print_text(&text)
+    if let Some(cg) = consumer_group.filter(|cg| !cg.members.is_empty()) {
+        let mut m = Table::new(&[
+            "CONSUMER-ID",
+            "MEMBER-EPOCH",
+            "INSTANCE-ID",
+            "SUBSCRIBED",
+            "TARGET-ASSIGNMENT",
+        ]);
+        for member in &cg.members {
+            let mut subscribed = member.subscribed_topics.join(",");
+            if let Some(regex) = &member.subscribed_regex {
+                if !subscribed.is_empty() {
+                    subscribed.push(',');
+                }
+                subscribed.push_str(regex);
+            }
+            m.row(vec![
+                member.member_id.clone(),
+                member.member_epoch.to_string(),
+                member.instance_id.clone().unwrap_or_else(|| "-".to_owned()),
+                or_dash(&subscribed),
+                compact(&member.target_assignment),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&m.render());
+    }
+    text
 }
 
 fn describe_json(
@@ -753,6 +875,71 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kcon_admin::ConsumerGroupMember;
+
+    fn consumer_group() -> ConsumerGroupDescription {
+        let orders = |p: i32| TopicPartition::new("orders", p);
+        let member =
+            |id: &str, epoch: i32, owned: Vec<TopicPartition>, target| ConsumerGroupMember {
+                member_id: id.to_owned(),
+                instance_id: None,
+                rack_id: None,
+                member_epoch: epoch,
+                client_id: "kcon".to_owned(),
+                client_host: "/127.0.0.1".to_owned(),
+                subscribed_topics: vec!["orders".to_owned()],
+                subscribed_regex: None,
+                assignment: owned,
+                target_assignment: target,
+            };
+        ConsumerGroupDescription {
+            group_id: "g".to_owned(),
+            state: "Reconciling".to_owned(),
+            group_epoch: 5,
+            assignment_epoch: 5,
+            assignor: "uniform".to_owned(),
+            members: vec![
+                member("m-1", 5, vec![orders(0), orders(1)], vec![orders(0)]),
+                member("m-2", 4, vec![], vec![orders(1)]),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_consumer_protocol_group_shows_its_epochs_owned_and_target_partitions() {
+        let cg = consumer_group();
+        let (d, assignments) = consumer_group_as_classic(&cg);
+        assert_eq!(d.protocol_type, "consumer");
+        assert_eq!(d.protocol, "uniform");
+        assert_eq!(
+            assignments,
+            [
+                Some(vec![
+                    TopicPartition::new("orders", 0),
+                    TopicPartition::new("orders", 1)
+                ]),
+                Some(vec![])
+            ]
+        );
+        let text = description_text(&d, &assignments, &[], Some(&cg));
+        assert!(
+            text.contains("Consumer protocol (KIP-848): group epoch 5, assignment epoch 5"),
+            "{text}"
+        );
+        assert!(text.contains("MEMBER-EPOCH"), "{text}");
+        let m2 = text
+            .lines()
+            .rfind(|l| l.starts_with("m-2"))
+            .expect("a row for m-2");
+        assert!(m2.contains(" 4 ") && m2.ends_with("orders:1"), "{m2:?}");
+        let json = epochs_json(&cg);
+        assert_eq!(json["group_epoch"], 5);
+        assert_eq!(json["members"][1]["member_epoch"], 4);
+        assert_eq!(
+            json["members"][0]["target_assignment"],
+            json!([{"topic": "orders", "partition": 0}])
+        );
+    }
 
     #[test]
     fn datetimes_parse_to_epoch_milliseconds() {

@@ -108,3 +108,28 @@ async fn a_consumer_protocol_group_reads_everything_once() {
         "the second run must read nothing new: {run:?}"
     );
 }
+
+/// `kcon group describe` of a consumer-protocol group on the mock cluster, which offers neither
+/// ConsumerGroupDescribe nor DescribeGroups: a clear error naming the API, exit status 1 (the
+/// output for a described consumer-protocol group is tested in the tool's unit tests, and
+/// kcon-admin's ConsumerGroupDescribe against a scripted broker).
+#[tokio::test(flavor = "multi_thread")]
+async fn group_describe_on_the_mock_names_the_api_it_lacks() {
+    use kcon_tests::group::{Member, partitions};
+    use kcon_tests::kip848::{RECONCILED_WITHIN, consumer_config, wait_for_reconciled};
+
+    let mock = kcon_tests::kip848::mock();
+    let b = mock.bootstrap().to_owned();
+    let topic = unique_name("T");
+    let group = unique_name("g");
+    mock.create_topic(&topic, 2, 3);
+    let member = Member::start("a", &b, consumer_config(&group, &[]), &[&topic]);
+    wait_for_reconciled(&[&member], &partitions(&topic, 2), RECONCILED_WITHIN).await;
+    let run = kcon(&["group", "describe", "-b", &b, &group]).await;
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("does not offer DescribeGroups"),
+        "{run:?}"
+    );
+    member.close().await;
+}

@@ -175,6 +175,7 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         OffsetForLeaderEpoch => m::OffsetForLeaderEpochRequest,
         OffsetDelete => m::OffsetDeleteRequest,
         ConsumerGroupHeartbeat => m::ConsumerGroupHeartbeatRequest,
+        ConsumerGroupDescribe => m::ConsumerGroupDescribeRequest,
         InitProducerId => m::InitProducerIdRequest,
     )
 }

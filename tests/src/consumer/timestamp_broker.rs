@@ -9,31 +9,18 @@
 //! consumer's fetcher waits on them without failing the test.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use kcon_codec::kafka_protocol::messages::api_versions_response::ApiVersion;
 use kcon_codec::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kcon_codec::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    RequestHeader,
 };
-use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_codec::message::{decode_request, decode_request_header, encode_response};
-use kcon_codec::versions::supported;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use kcon_codec::message::{decode_request, encode_response};
 
-const BROKER_ID: i32 = 1;
-
-/// The largest request frame the broker reads; kcon's requests here are tiny.
-const MAX_FRAME: usize = 1 << 20;
+use crate::scripted::{Script, ScriptedBroker, api_versions, metadata};
 
 /// ListOffsets' special timestamps.
 const LATEST: i64 = -1;
@@ -54,7 +41,6 @@ pub struct Query {
 
 #[derive(Debug)]
 struct State {
-    addr: SocketAddr,
     topic: String,
     /// Per partition, the timestamp of each record in offset order.
     timestamps: Vec<Vec<i64>>,
@@ -63,157 +49,67 @@ struct State {
 
 /// The scripted broker, serving until dropped.
 #[derive(Debug)]
-pub struct TimestampBroker {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    task: JoinHandle<()>,
-}
+pub struct TimestampBroker(ScriptedBroker<State>);
 
 impl TimestampBroker {
     /// Starts a broker whose `topic` has one partition per entry of `timestamps`, holding one
     /// record per timestamp, in order (timestamps need not increase, as with CreateTime).
     pub async fn start(topic: &str, timestamps: Vec<Vec<i64>>) -> TimestampBroker {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let state = Arc::new(Mutex::new(State {
-            addr,
-            topic: topic.to_owned(),
-            timestamps,
-            queries: Vec::new(),
-        }));
-        let task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                // Dropped with this task: aborting it ends every connection too.
-                let mut connections = JoinSet::new();
-                while let Ok((stream, _)) = listener.accept().await {
-                    connections.spawn(serve(stream, state.clone()));
-                }
-            }
-        });
-        TimestampBroker { addr, state, task }
+        TimestampBroker(
+            ScriptedBroker::start(State {
+                topic: topic.to_owned(),
+                timestamps,
+                queries: Vec::new(),
+            })
+            .await,
+        )
     }
 
     /// `host:port`, as a bootstrap list.
     pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
+        self.0.bootstrap()
     }
 
     /// Every ListOffsets query so far, in the order received.
     pub fn queries(&self) -> Vec<Query> {
-        lock(&self.state).queries.clone()
+        self.0.script().queries.clone()
     }
 }
 
-impl Drop for TimestampBroker {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Script for State {
+    /// Panics on a request kcon's codec cannot decode: that is a bug in what kcon sent.
+    fn answer(
+        &mut self,
+        addr: SocketAddr,
+        header: &RequestHeader,
+        body: Bytes,
+        out: &mut BytesMut,
+    ) -> bool {
+        let version = header.request_api_version;
+        let id = header.correlation_id;
+        match ApiKey::try_from(header.request_api_key) {
+            Ok(ApiKey::ApiVersions) => {
+                let fetch = (ApiKey::Fetch, 4, 12);
+                let r = api_versions(&ANSWERED, &[fetch]);
+                encode_response::<ApiVersionsRequest>(out, id, version, &r)
+            }
+            Ok(ApiKey::Metadata) => {
+                let _ =
+                    decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
+                let r = metadata(addr, &[(&self.topic, self.timestamps.len())]);
+                encode_response::<MetadataRequest>(out, id, version, &r)
+            }
+            Ok(ApiKey::ListOffsets) => {
+                let request = decode_request::<ListOffsetsRequest>(body, version)
+                    .expect("a ListOffsets request");
+                let response = list_offsets(self, &request);
+                encode_response::<ListOffsetsRequest>(out, id, version, &response)
+            }
+            _ => return false,
+        }
+        .expect("an answer kcon's codec encodes");
+        true
     }
-}
-
-/// Reads requests off one connection and answers them in order, until it closes.
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    loop {
-        let mut size = [0u8; 4];
-        if stream.read_exact(&mut size).await.is_err() {
-            return;
-        }
-        let size = i32::from_be_bytes(size);
-        let Ok(size) = usize::try_from(size) else {
-            return;
-        };
-        if size > MAX_FRAME {
-            return;
-        }
-        let mut frame = vec![0u8; size];
-        if stream.read_exact(&mut frame).await.is_err() {
-            return;
-        }
-        let Some(answer) = answer(Bytes::from(frame), &state) else {
-            continue;
-        };
-        if stream.write_all(&answer).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The answer frame to one request frame, or `None` for an API the broker leaves unanswered.
-/// Panics on a request kcon's codec cannot decode: that is a bug in what kcon sent.
-fn answer(frame: Bytes, state: &Mutex<State>) -> Option<Bytes> {
-    let (header, body) = decode_request_header(frame).expect("a request header");
-    let version = header.request_api_version;
-    let id = header.correlation_id;
-    let mut out = BytesMut::new();
-    match ApiKey::try_from(header.request_api_key) {
-        Ok(ApiKey::ApiVersions) => {
-            encode_response::<ApiVersionsRequest>(&mut out, id, version, &api_versions())
-        }
-        Ok(ApiKey::Metadata) => {
-            let _ = decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
-            encode_response::<MetadataRequest>(&mut out, id, version, &metadata(&lock(state)))
-        }
-        Ok(ApiKey::ListOffsets) => {
-            let request =
-                decode_request::<ListOffsetsRequest>(body, version).expect("a ListOffsets request");
-            let response = list_offsets(&mut lock(state), &request);
-            encode_response::<ListOffsetsRequest>(&mut out, id, version, &response)
-        }
-        _ => return None,
-    }
-    .expect("an answer kcon's codec encodes");
-    Some(out.freeze())
-}
-
-fn api_versions() -> ApiVersionsResponse {
-    let mut keys: Vec<ApiVersion> = ANSWERED
-        .iter()
-        .map(|&k| {
-            // Invariant: kcon speaks every API in ANSWERED.
-            let (min, max) = supported(k).expect("kcon speaks it");
-            ApiVersion::default()
-                .with_api_key(k as i16)
-                .with_min_version(min)
-                .with_max_version(max)
-        })
-        .collect();
-    keys.push(
-        ApiVersion::default()
-            .with_api_key(ApiKey::Fetch as i16)
-            .with_min_version(4)
-            .with_max_version(12),
-    );
-    ApiVersionsResponse::default().with_api_keys(keys)
-}
-
-fn metadata(s: &State) -> MetadataResponse {
-    let partitions = (0..s.timestamps.len())
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p as i32)
-                .with_leader_id(BrokerId(BROKER_ID))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(BROKER_ID)])
-                .with_isr_nodes(vec![BrokerId(BROKER_ID)])
-        })
-        .collect();
-    MetadataResponse::default()
-        .with_controller_id(BrokerId(BROKER_ID))
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(BROKER_ID))
-                .with_host(StrBytes::from_string(s.addr.ip().to_string()))
-                .with_port(i32::from(s.addr.port())),
-        ])
-        .with_topics(vec![
-            MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(s.topic.clone()))))
-                .with_partitions(partitions),
-        ])
 }
 
 fn list_offsets(s: &mut State, request: &ListOffsetsRequest) -> ListOffsetsResponse {
@@ -258,9 +154,4 @@ fn list_offsets(s: &mut State, request: &ListOffsetsRequest) -> ListOffsetsRespo
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
-}
-
-/// Locks, ignoring poisoning: each critical section here is a single update.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

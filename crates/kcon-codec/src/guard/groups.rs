@@ -1,6 +1,6 @@
 //! Schemas of the consumer-group responses: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups,
-//! DeleteGroups, ConsumerGroupHeartbeat.
+//! DeleteGroups, ConsumerGroupHeartbeat, ConsumerGroupDescribe.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders;
 //! `null_on_error` marks the fields librdkafka's mock cluster nulls in its error answers (see
@@ -8,9 +8,10 @@
 
 use kafka_protocol::messages::ApiKey;
 
-use super::schema::Ty::{Bool, Bytes, I16, I32, I64, Str, Uuid};
+use super::schema::Ty::{Bool, Bytes, I8, I16, I32, I64, Str, Uuid};
 use super::schema::{
-    ALL, Field, I32_ARRAY, Message, NEVER, StructDef, Ty, array, only, since, structs, until,
+    ALL, Field, I32_ARRAY, Message, NEVER, STR_ARRAY, StructDef, Ty, array, only, since, structs,
+    until,
 };
 
 pub(super) const FIND_COORDINATOR: Message = Message {
@@ -301,6 +302,60 @@ structs! {
     }
     CONSUMER_GROUP_HEARTBEAT_TOPIC = "assignment.topic_partitions." {
         topic_id: Uuid, ALL;
+        partitions: I32_ARRAY, ALL;
+    }
+}
+
+pub(super) const CONSUMER_GROUP_DESCRIBE: Message = Message {
+    api_key: ApiKey::ConsumerGroupDescribe,
+    versions: only(0, 1),
+    flexible: 0,
+    body: &CONSUMER_GROUP_DESCRIBE_BODY,
+};
+
+structs! {
+    CONSUMER_GROUP_DESCRIBE_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        groups: array(&CONSUMER_GROUP_DESCRIBE_GROUP), ALL;
+    }
+    CONSUMER_GROUP_DESCRIBE_GROUP = "groups." {
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        group_id: Str, ALL;
+        group_state: Str, ALL;
+        group_epoch: I32, ALL;
+        assignment_epoch: I32, ALL;
+        assignor_name: Str, ALL;
+        members: array(&CONSUMER_GROUP_DESCRIBE_MEMBER), ALL;
+        authorized_operations: I32, ALL;
+    }
+    CONSUMER_GROUP_DESCRIBE_MEMBER = "groups.members." {
+        member_id: Str, ALL;
+        instance_id: Str, ALL, nullable;
+        rack_id: Str, ALL, nullable;
+        member_epoch: I32, ALL;
+        client_id: Str, ALL;
+        client_host: Str, ALL;
+        subscribed_topic_names: STR_ARRAY, ALL;
+        subscribed_topic_regex: Str, ALL, nullable;
+        assignment: Ty::Struct(&CONSUMER_GROUP_DESCRIBE_ASSIGNMENT), ALL;
+        target_assignment: Ty::Struct(&CONSUMER_GROUP_DESCRIBE_TARGET), ALL;
+        member_type: I8, since(1);
+    }
+    CONSUMER_GROUP_DESCRIBE_ASSIGNMENT = "groups.members.assignment." {
+        topic_partitions: array(&CONSUMER_GROUP_DESCRIBE_TOPIC), ALL;
+    }
+    CONSUMER_GROUP_DESCRIBE_TOPIC = "groups.members.assignment.topic_partitions." {
+        topic_id: Uuid, ALL;
+        topic_name: Str, ALL;
+        partitions: I32_ARRAY, ALL;
+    }
+    CONSUMER_GROUP_DESCRIBE_TARGET = "groups.members.target_assignment." {
+        topic_partitions: array(&CONSUMER_GROUP_DESCRIBE_TARGET_TOPIC), ALL;
+    }
+    CONSUMER_GROUP_DESCRIBE_TARGET_TOPIC = "groups.members.target_assignment.topic_partitions." {
+        topic_id: Uuid, ALL;
+        topic_name: Str, ALL;
         partitions: I32_ARRAY, ALL;
     }
 }

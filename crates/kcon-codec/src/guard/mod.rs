@@ -89,6 +89,7 @@ const MESSAGES: &[&Message] = &[
     &data::OFFSET_FOR_LEADER_EPOCH,
     &groups::OFFSET_DELETE,
     &groups::CONSUMER_GROUP_HEARTBEAT,
+    &groups::CONSUMER_GROUP_DESCRIBE,
     &admin::INIT_PRODUCER_ID,
 ];
 

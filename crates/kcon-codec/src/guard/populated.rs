@@ -10,12 +10,12 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{
     BrokerId, GroupId, ProducerId, TopicName, api_versions_response as av,
-    consumer_group_heartbeat_response as cgh, create_topics_response as ct,
-    delete_groups_response as dg, describe_groups_response as dsg, fetch_response as fr,
-    find_coordinator_response as fc, heartbeat_response as hb, init_producer_id_response as ipi,
-    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
-    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
-    offset_delete_response as od, offset_fetch_response as of,
+    consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
+    create_topics_response as ct, delete_groups_response as dg, describe_groups_response as dsg,
+    fetch_response as fr, find_coordinator_response as fc, heartbeat_response as hb,
+    init_producer_id_response as ipi, join_group_response as jg, leave_group_response as lg,
+    list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
+    offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
     offset_for_leader_epoch_response as ofle, produce_response as pr,
     sasl_authenticate_response as sa, sasl_handshake_response as sh, sync_group_response as sg,
 };
@@ -710,5 +710,55 @@ pub(super) fn consumer_group_heartbeat(_v: i16, alt: bool) -> cgh::ConsumerGroup
         .with_member_epoch(4)
         .with_heartbeat_interval_ms(5000)
         .with_assignment(null_or(alt, assignment))
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn consumer_group_describe(v: i16, alt: bool) -> cgd::ConsumerGroupDescribeResponse {
+    let topic = |id: u8, name: &'static str, partitions: Vec<i32>| {
+        cgd::TopicPartitions::default()
+            .with_topic_id(uuid!(id))
+            .with_topic_name(TopicName(s(name)))
+            .with_partitions(partitions)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let assignment = |first: i32| {
+        cgd::Assignment::default()
+            .with_topic_partitions(vec![
+                topic(1, "a", vec![first, first + 1]),
+                topic(2, "b", vec![0]),
+            ])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let member = |id: &'static str, null: bool| {
+        cgd::Member::default()
+            .with_member_id(s(id))
+            .with_instance_id(null_or(null, s("instance")))
+            .with_rack_id(null_or(!null, s("rack-1")))
+            .with_member_epoch(7)
+            .with_client_id(s("kcon"))
+            .with_client_host(s("/10.0.0.1"))
+            .with_subscribed_topic_names(vec![TopicName(s("a")), TopicName(s("b"))])
+            .with_subscribed_topic_regex(null_or(null, s("^a.*")))
+            .with_assignment(assignment(0))
+            .with_target_assignment(assignment(2))
+            .when(v >= 1, |m| m.with_member_type(1))
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let group = |id: &'static str| {
+        cgd::DescribedGroup::default()
+            .with_error_code(0)
+            .with_error_message(null_or(!alt, s("fine")))
+            .with_group_id(GroupId(s(id)))
+            .with_group_state(s("Stable"))
+            .with_group_epoch(9)
+            .with_assignment_epoch(8)
+            .with_assignor_name(s("uniform"))
+            .with_members(vec![member("m-1", alt), member("m-2", !alt)])
+            .with_authorized_operations(0x0f)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    cgd::ConsumerGroupDescribeResponse::default()
+        .with_throttle_time_ms(3)
+        .with_groups(vec![group("g1"), group("g2")])
         .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
 }

@@ -6,10 +6,10 @@ use std::fmt::Debug;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, fetch_response as fr,
 };
@@ -135,6 +135,11 @@ macro_rules! dispatch {
                 let $build = populated::consumer_group_heartbeat;
                 $body
             }
+            ApiKey::ConsumerGroupDescribe => {
+                type $R = ConsumerGroupDescribeRequest;
+                let $build = populated::consumer_group_describe;
+                $body
+            }
             ApiKey::InitProducerId => {
                 type $R = InitProducerIdRequest;
                 let $build = populated::init_producer_id;
@@ -226,8 +231,8 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 22 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 138);
+    // 23 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 140);
 }
 
 #[test]
@@ -298,12 +303,12 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
     // per input byte. The fuzz harness fails any single allocation over 64 bytes per input
     // byte (plus 64 KiB): every element type must stay under that ratio at every version.
     use kafka_protocol::messages::{
-        api_versions_response as av, consumer_group_heartbeat_response as cgh,
-        create_topics_response as ct, delete_groups_response as dg,
-        describe_groups_response as dsg, fetch_response as fr, find_coordinator_response as fc,
-        join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
-        list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
-        offset_delete_response as od, offset_fetch_response as of,
+        api_versions_response as av, consumer_group_describe_response as cgd,
+        consumer_group_heartbeat_response as cgh, create_topics_response as ct,
+        delete_groups_response as dg, describe_groups_response as dsg, fetch_response as fr,
+        find_coordinator_response as fc, join_group_response as jg, leave_group_response as lg,
+        list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
+        offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
         offset_for_leader_epoch_response as ofle, produce_response as pr,
     };
     use kafka_protocol::protocol::StrBytes;
@@ -505,6 +510,41 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
         (
             ApiKey::ConsumerGroupHeartbeat,
             "assignment.topic_partitions.partitions",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups",
+            size_of::<cgd::DescribedGroup>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members",
+            size_of::<cgd::Member>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members.subscribed_topic_names",
+            size_of::<StrBytes>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members.assignment.topic_partitions",
+            size_of::<cgd::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members.assignment.topic_partitions.partitions",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members.target_assignment.topic_partitions",
+            size_of::<cgd::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            "groups.members.target_assignment.topic_partitions.partitions",
             size_of::<i32>(),
         ),
     ];

@@ -1,0 +1,212 @@
+//! kcon-admin against a scripted broker, for what no real broker here answers: a consumer
+//! group of the consumer protocol (KIP-848) described by ConsumerGroupDescribe (Tansu lacks
+//! the API; librdkafka's mock cluster lacks it and DescribeGroups, see `kip848_mock.rs`), and
+//! the fall back to DescribeGroups for a classic group.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment, DescribedGroup, Member, TopicPartitions,
+};
+use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribedGroup as ClassicGroup;
+use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kcon_codec::kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest, RequestHeader,
+    TopicName,
+};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::message::{decode_request, encode_response};
+use kcon_core::TopicPartition;
+use kcon_pool::Pool;
+use kcon_tests::pool::config;
+use kcon_tests::scripted::{BROKER_ID, Script, ScriptedBroker, api_versions, metadata};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+/// Answers FindCoordinator with itself, ConsumerGroupDescribe with the consumer-protocol group
+/// `g848` (GROUP_ID_NOT_FOUND for any other, as Kafka answers for a classic group), and
+/// DescribeGroups with the classic group `classic`; records the groups each describe asked for.
+#[derive(Default)]
+struct Groups {
+    asked_consumer: Vec<String>,
+    asked_classic: Vec<String>,
+}
+
+fn consumer_group() -> DescribedGroup {
+    let topic = |name: &str, partitions: Vec<i32>| {
+        TopicPartitions::default()
+            // Every byte 0x11: the uuid crate's type is reachable only through parsing.
+            .with_topic_id("11".repeat(16).parse().unwrap())
+            .with_topic_name(TopicName(s(name)))
+            .with_partitions(partitions)
+    };
+    let member = |id: &str, epoch: i32, owned: Vec<i32>, target: Vec<i32>| {
+        Member::default()
+            .with_member_id(s(id))
+            .with_member_epoch(epoch)
+            .with_client_id(s("kcon"))
+            .with_client_host(s("/127.0.0.1"))
+            .with_subscribed_topic_names(vec![TopicName(s("orders"))])
+            .with_assignment(
+                Assignment::default().with_topic_partitions(vec![topic("orders", owned)]),
+            )
+            .with_target_assignment(
+                Assignment::default().with_topic_partitions(vec![topic("orders", target)]),
+            )
+    };
+    DescribedGroup::default()
+        .with_group_id(GroupId(s("g848")))
+        .with_group_state(s("Reconciling"))
+        .with_group_epoch(4)
+        .with_assignment_epoch(4)
+        .with_assignor_name(s("uniform"))
+        .with_members(vec![
+            member("m-1", 4, vec![0, 1], vec![0]),
+            member("m-2", 3, vec![], vec![1]),
+        ])
+}
+
+impl Script for Groups {
+    fn answer(
+        &mut self,
+        addr: SocketAddr,
+        header: &RequestHeader,
+        body: Bytes,
+        out: &mut BytesMut,
+    ) -> bool {
+        let version = header.request_api_version;
+        let id = header.correlation_id;
+        match ApiKey::try_from(header.request_api_key) {
+            Ok(ApiKey::ApiVersions) => {
+                let answered = [
+                    ApiKey::ApiVersions,
+                    ApiKey::Metadata,
+                    ApiKey::FindCoordinator,
+                    ApiKey::ConsumerGroupDescribe,
+                    ApiKey::DescribeGroups,
+                ];
+                let r = api_versions(&answered, &[]);
+                encode_response::<ApiVersionsRequest>(out, id, version, &r)
+            }
+            Ok(ApiKey::Metadata) => {
+                let _ = decode_request::<MetadataRequest>(body, version).unwrap();
+                encode_response::<MetadataRequest>(out, id, version, &metadata(addr, &[]))
+            }
+            Ok(ApiKey::FindCoordinator) => {
+                let r = decode_request::<FindCoordinatorRequest>(body, version).unwrap();
+                let host = s(&addr.ip().to_string());
+                let port = i32::from(addr.port());
+                let answer = if version >= 4 {
+                    let coordinators = r
+                        .coordinator_keys
+                        .iter()
+                        .map(|k| {
+                            Coordinator::default()
+                                .with_key(k.clone())
+                                .with_node_id(BrokerId(BROKER_ID))
+                                .with_host(host.clone())
+                                .with_port(port)
+                        })
+                        .collect();
+                    FindCoordinatorResponse::default().with_coordinators(coordinators)
+                } else {
+                    FindCoordinatorResponse::default()
+                        .with_node_id(BrokerId(BROKER_ID))
+                        .with_host(host)
+                        .with_port(port)
+                };
+                encode_response::<FindCoordinatorRequest>(out, id, version, &answer)
+            }
+            Ok(ApiKey::ConsumerGroupDescribe) => {
+                let r = decode_request::<ConsumerGroupDescribeRequest>(body, version).unwrap();
+                let groups = r
+                    .group_ids
+                    .iter()
+                    .map(|g| {
+                        self.asked_consumer.push(g.0.to_string());
+                        if g.0.as_str() == "g848" {
+                            consumer_group()
+                        } else {
+                            DescribedGroup::default()
+                                .with_group_id(g.clone())
+                                .with_error_code(69) // GROUP_ID_NOT_FOUND
+                                .with_error_message(Some(s("not a consumer group")))
+                        }
+                    })
+                    .collect();
+                let answer = ConsumerGroupDescribeResponse::default().with_groups(groups);
+                encode_response::<ConsumerGroupDescribeRequest>(out, id, version, &answer)
+            }
+            Ok(ApiKey::DescribeGroups) => {
+                let r = decode_request::<DescribeGroupsRequest>(body, version).unwrap();
+                let groups = r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        self.asked_classic.push(g.0.to_string());
+                        ClassicGroup::default()
+                            .with_group_id(g.clone())
+                            .with_group_state(s("Empty"))
+                            .with_protocol_type(s("consumer"))
+                    })
+                    .collect();
+                let answer = DescribeGroupsResponse::default().with_groups(groups);
+                encode_response::<DescribeGroupsRequest>(out, id, version, &answer)
+            }
+            _ => return false,
+        }
+        .expect("an answer kcon's codec encodes");
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_protocol_group_is_described_with_its_epochs_and_targets() {
+    let broker = ScriptedBroker::start(Groups::default()).await;
+    let pool = Pool::new(config(&broker.bootstrap())).unwrap();
+    let d = kcon_admin::describe_consumer_group(&pool, "g848")
+        .await
+        .expect("an answer")
+        .expect("a consumer-protocol group");
+    assert_eq!(d.group_id, "g848");
+    assert_eq!(
+        (d.state.as_str(), d.assignor.as_str()),
+        ("Reconciling", "uniform")
+    );
+    assert_eq!((d.group_epoch, d.assignment_epoch), (4, 4));
+    assert_eq!(d.members.len(), 2);
+    let (m1, m2) = (&d.members[0], &d.members[1]);
+    assert_eq!((m1.member_id.as_str(), m1.member_epoch), ("m-1", 4));
+    let orders = |p: i32| TopicPartition::new("orders", p);
+    assert_eq!(m1.assignment, [orders(0), orders(1)]);
+    assert_eq!(m1.target_assignment, [orders(0)]);
+    // m-2 has not reconciled yet: an older epoch, nothing owned, partition 1 its target.
+    assert_eq!(m2.member_epoch, 3);
+    assert!(m2.assignment.is_empty());
+    assert_eq!(m2.target_assignment, [orders(1)]);
+    assert_eq!(m1.subscribed_topics, ["orders"]);
+    assert_eq!(broker.script().asked_consumer, ["g848"]);
+    assert!(broker.script().asked_classic.is_empty());
+}
+
+#[tokio::test]
+async fn a_classic_group_is_not_a_consumer_protocol_group_and_describe_groups_describes_it() {
+    let broker = ScriptedBroker::start(Groups::default()).await;
+    let pool = Pool::new(config(&broker.bootstrap())).unwrap();
+    let d = kcon_admin::describe_consumer_group(&pool, "classic")
+        .await
+        .expect("an answer");
+    assert_eq!(
+        d, None,
+        "GROUP_ID_NOT_FOUND means: not a consumer-protocol group"
+    );
+    let classic = kcon_admin::describe_group(&pool, "classic").await.unwrap();
+    assert_eq!((classic.state.as_str(), classic.error_code), ("Empty", 0));
+    assert_eq!(broker.script().asked_consumer, ["classic"]);
+    assert_eq!(broker.script().asked_classic, ["classic"]);
+}
