@@ -5,30 +5,19 @@
 //! each Produce carried.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use kcon_codec::kafka_protocol::messages::api_versions_response::ApiVersion;
-use kcon_codec::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kcon_codec::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, InitProducerIdRequest,
-    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ProducerId, TopicName,
+    ApiKey, ApiVersionsRequest, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
+    ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
 };
-use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_codec::message::{decode_request, decode_request_header, encode_response};
-use kcon_codec::versions::supported;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use kcon_codec::message::{decode_request, encode_response};
 
-const BROKER_ID: i32 = 1;
-const MAX_FRAME: usize = 16 << 20;
+use crate::scripted::{Script, ScriptedBroker, api_versions, metadata};
+
 const ANSWERED: [ApiKey; 4] = [
     ApiKey::ApiVersions,
     ApiKey::Metadata,
@@ -55,7 +44,6 @@ pub struct Sent {
 
 #[derive(Debug)]
 struct State {
-    addr: SocketAddr,
     topic: String,
     partitions: i32,
     /// Error codes for the next batches, in order; success once empty.
@@ -68,165 +56,85 @@ struct State {
 
 /// The scripted broker, serving until dropped.
 #[derive(Debug)]
-pub struct SequenceBroker {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    task: JoinHandle<()>,
-}
+pub struct SequenceBroker(ScriptedBroker<State>);
 
 impl SequenceBroker {
     /// A broker for `topic` with `partitions` partitions whose first batches are answered with
     /// `script`'s codes, in order.
     pub async fn start(topic: &str, partitions: i32, script: Vec<i16>) -> SequenceBroker {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("a bound listener's address");
-        let state = Arc::new(Mutex::new(State {
-            addr,
-            topic: topic.to_owned(),
-            partitions,
-            script,
-            sent: Vec::new(),
-            ends: vec![0; partitions as usize],
-            producer_ids: 0,
-        }));
-        let task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                let mut connections = JoinSet::new();
-                while let Ok((stream, _)) = listener.accept().await {
-                    connections.spawn(serve(stream, state.clone()));
-                }
-            }
-        });
-        SequenceBroker { addr, state, task }
+        SequenceBroker(
+            ScriptedBroker::start(State {
+                topic: topic.to_owned(),
+                partitions,
+                script,
+                sent: Vec::new(),
+                ends: vec![0; partitions as usize],
+                producer_ids: 0,
+            })
+            .await,
+        )
     }
 
     /// `host:port`, as a bootstrap list.
     pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
+        self.0.bootstrap()
     }
 
     /// Every batch received, in order.
     pub fn sent(&self) -> Vec<Sent> {
-        lock(&self.state).sent.clone()
+        self.0.script().sent.clone()
     }
 
     /// How many producer ids it gave out.
     pub fn producer_ids(&self) -> i64 {
-        lock(&self.state).producer_ids
+        self.0.script().producer_ids
     }
 }
 
-impl Drop for SequenceBroker {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Script for State {
+    /// Panics on a request kcon's codec cannot decode (a bug in what kcon sent).
+    fn answer(
+        &mut self,
+        addr: SocketAddr,
+        header: &RequestHeader,
+        body: Bytes,
+        out: &mut BytesMut,
+    ) -> bool {
+        let version = header.request_api_version;
+        let id = header.correlation_id;
+        match ApiKey::try_from(header.request_api_key) {
+            Ok(ApiKey::ApiVersions) => encode_response::<ApiVersionsRequest>(
+                out,
+                id,
+                version,
+                &api_versions(&ANSWERED, &[]),
+            ),
+            Ok(ApiKey::Metadata) => {
+                let _ =
+                    decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
+                let r = metadata(addr, &[(&self.topic, self.partitions as usize)]);
+                encode_response::<MetadataRequest>(out, id, version, &r)
+            }
+            Ok(ApiKey::InitProducerId) => {
+                let _ = decode_request::<InitProducerIdRequest>(body, version)
+                    .expect("an InitProducerId request");
+                self.producer_ids += 1;
+                let response = InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(self.producer_ids))
+                    .with_producer_epoch(0);
+                encode_response::<InitProducerIdRequest>(out, id, version, &response)
+            }
+            Ok(ApiKey::Produce) => {
+                let request =
+                    decode_request::<ProduceRequest>(body, version).expect("a Produce request");
+                let response = produce(self, &request);
+                encode_response::<ProduceRequest>(out, id, version, &response)
+            }
+            _ => return false,
+        }
+        .expect("an answer kcon's codec encodes");
+        true
     }
-}
-
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    loop {
-        let mut size = [0u8; 4];
-        if stream.read_exact(&mut size).await.is_err() {
-            return;
-        }
-        let Some(size) = usize::try_from(i32::from_be_bytes(size))
-            .ok()
-            .filter(|&s| s <= MAX_FRAME)
-        else {
-            return;
-        };
-        let mut frame = vec![0u8; size];
-        if stream.read_exact(&mut frame).await.is_err() {
-            return;
-        }
-        let Some(answer) = answer(Bytes::from(frame), &state) else {
-            continue;
-        };
-        if stream.write_all(&answer).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The answer to one request frame; panics on a request kcon's codec cannot decode (a bug in
-/// what kcon sent).
-fn answer(frame: Bytes, state: &Mutex<State>) -> Option<Bytes> {
-    let (header, body) = decode_request_header(frame).expect("a request header");
-    let version = header.request_api_version;
-    let id = header.correlation_id;
-    let mut out = BytesMut::new();
-    match ApiKey::try_from(header.request_api_key) {
-        Ok(ApiKey::ApiVersions) => {
-            encode_response::<ApiVersionsRequest>(&mut out, id, version, &api_versions())
-        }
-        Ok(ApiKey::Metadata) => {
-            let _ = decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
-            encode_response::<MetadataRequest>(&mut out, id, version, &metadata(&lock(state)))
-        }
-        Ok(ApiKey::InitProducerId) => {
-            let _ = decode_request::<InitProducerIdRequest>(body, version)
-                .expect("an InitProducerId request");
-            let mut s = lock(state);
-            s.producer_ids += 1;
-            let response = InitProducerIdResponse::default()
-                .with_producer_id(ProducerId(s.producer_ids))
-                .with_producer_epoch(0);
-            encode_response::<InitProducerIdRequest>(&mut out, id, version, &response)
-        }
-        Ok(ApiKey::Produce) => {
-            let request =
-                decode_request::<ProduceRequest>(body, version).expect("a Produce request");
-            let response = produce(&mut lock(state), &request);
-            encode_response::<ProduceRequest>(&mut out, id, version, &response)
-        }
-        _ => return None,
-    }
-    .expect("an answer kcon's codec encodes");
-    Some(out.freeze())
-}
-
-fn api_versions() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(
-        ANSWERED
-            .iter()
-            .map(|&k| {
-                // Invariant: kcon speaks every API in ANSWERED.
-                let (min, max) = supported(k).expect("kcon speaks it");
-                ApiVersion::default()
-                    .with_api_key(k as i16)
-                    .with_min_version(min)
-                    .with_max_version(max)
-            })
-            .collect(),
-    )
-}
-
-fn metadata(s: &State) -> MetadataResponse {
-    let partitions = (0..s.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(BrokerId(BROKER_ID))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(BROKER_ID)])
-                .with_isr_nodes(vec![BrokerId(BROKER_ID)])
-        })
-        .collect();
-    MetadataResponse::default()
-        .with_controller_id(BrokerId(BROKER_ID))
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(BROKER_ID))
-                .with_host(StrBytes::from_string(s.addr.ip().to_string()))
-                .with_port(i32::from(s.addr.port())),
-        ])
-        .with_topics(vec![
-            MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(s.topic.clone()))))
-                .with_partitions(partitions),
-        ])
 }
 
 fn produce(s: &mut State, request: &ProduceRequest) -> ProduceResponse {
@@ -269,8 +177,4 @@ fn produce(s: &mut State, request: &ProduceRequest) -> ProduceResponse {
         );
     }
     ProduceResponse::default().with_responses(topics)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
