@@ -21,6 +21,7 @@ mod groups;
 pub mod lag;
 mod offsets;
 pub mod probe;
+pub mod status;
 mod topics;
 pub mod wire;
 
