@@ -402,6 +402,13 @@ fn a_commit_below_the_log_start_is_err_and_makes_the_group_err() {
 fn a_window_keeps_its_last_commits_and_log_ends() {
     let mut w = Window::new(3);
     assert_eq!(w.status(10, 0, 0, None), Status::Ok, "no history: OK");
+    w.commit(c(900, 50_000, Some(10)));
+    assert_eq!(
+        w.status(10, 0, 10_000_000, None),
+        Status::Ok,
+        "one commit spans no time: not stopped however long ago"
+    );
+    assert_eq!(w.status(10, 0, 0, Some(901)), Status::Err, "below the log start");
     for i in 0..5 {
         w.commit(c(1000, 100_000 * (i + 1), Some(100 + 50 * i as u64)));
         w.log_end(1100 + 50 * i);
