@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use kcon::TopicPartition;
+use kcon_admin::status::{Commit, Status, Window};
 use kcon_admin::{
     self as admin, ConsumerGroupDescription, GroupDescription, GroupMemberDescription, LagOptions,
 };
@@ -36,6 +37,14 @@ pub(crate) enum GroupCommand {
     /// assignment epochs, each member's epoch and its target assignment.
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Describe(DescribeArgs),
+    /// A group's lag per partition (committed offset, log end, lag in records and seconds)
+    /// with a status by Burrow's rules over the last commits seen: OK, WARN (lag growing),
+    /// STOP (commits stopped), STALL (the same offset committed), REWIND (an offset went back),
+    /// ERR (committed below the log start), and the group's (its worst partition, STOP, STALL
+    /// and REWIND counting as ERR). Once, or with --watch every --interval, redrawn in place;
+    /// the status needs a few samples to say more than OK.
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    Lag(LagArgs),
     /// Reset the committed offsets of an inactive group (no members). Prints the partitions
     /// with their current and new offsets; commits them only with --execute. A group that
     /// does not exist yet gets the offsets (and so comes to exist), as with
@@ -63,6 +72,29 @@ pub(crate) struct DescribeArgs {
     #[arg(value_name = "GROUP")]
     group: String,
     /// Output format: tables, or one JSON object.
+    #[arg(long = "format", value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// `kcon group lag`.
+#[derive(Debug, Args)]
+pub(crate) struct LagArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// The group.
+    #[arg(value_name = "GROUP")]
+    group: String,
+    /// Measure again every --interval until interrupted, redrawing the table in place (with
+    /// --format json: one object per measurement).
+    #[arg(long = "watch")]
+    watch: bool,
+    /// Time between measurements with --watch, an ISO-8601 duration (default PT5S).
+    #[arg(long = "interval", value_name = "DURATION", value_parser = parse_duration, default_value = "PT5S")]
+    interval: Duration,
+    /// How many commits of each partition the status is judged on (Burrow's default is 10).
+    #[arg(long = "window", value_name = "N", default_value_t = 10)]
+    window: usize,
+    /// Output format: a table, or one JSON object per measurement.
     #[arg(long = "format", value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -113,6 +145,7 @@ pub(crate) async fn run(command: GroupCommand) -> Result<(), Failure> {
     match command {
         GroupCommand::List(args) => list(args).await,
         GroupCommand::Describe(args) => describe(args).await,
+        GroupCommand::Lag(args) => lag(args).await,
         GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
     }
 }
@@ -225,6 +258,156 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
             print_description(&description, &assignments, &rows, consumer_group.as_ref())
         }
     }
+}
+
+/// Each partition's window of commits seen, kept across measurements.
+#[derive(Default)]
+struct Watched {
+    windows: BTreeMap<TopicPartition, Window>,
+}
+
+impl Watched {
+    /// Feeds one measurement and returns each partition's status, and the group's.
+    fn observe(
+        &mut self,
+        lag: &admin::GroupLag,
+        capacity: usize,
+    ) -> (BTreeMap<TopicPartition, Status>, Status) {
+        let mut statuses = BTreeMap::new();
+        for (tp, p) in &lag.partitions {
+            let Some(committed) = p.committed else {
+                continue;
+            };
+            let w = self
+                .windows
+                .entry(tp.clone())
+                .or_insert_with(|| Window::new(capacity));
+            // OffsetFetch shows the offset, not when it was committed: a commit is seen when
+            // the offset moves.
+            let lag_records = p.lag.records.map(|r| r.max(0) as u64);
+            if w.commits().last().is_none_or(|c| c.offset != committed) {
+                w.commit(Commit {
+                    offset: committed,
+                    at_ms: lag.measured_at_ms,
+                    lag: lag_records,
+                });
+            }
+            if let Some(end) = p.log_end {
+                w.log_end(end);
+            }
+            let status = w.status(lag_records.unwrap_or(0), 0, lag.measured_at_ms, p.log_start);
+            statuses.insert(tp.clone(), status);
+        }
+        let group = admin::status::group_status(statuses.values().copied());
+        (statuses, group)
+    }
+}
+
+async fn lag(args: LagArgs) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(Some(&[])).await?;
+    let pool = &cluster.pool;
+    let group = args.group.as_str();
+    let mut watched = Watched::default();
+    loop {
+        let lag = admin::group_lag(pool, group, &LagOptions::default())
+            .await
+            .map_err(|e| {
+                Failure::from_admin(&format!("measuring the lag of group {group:?}"), e)
+            })?;
+        if lag.partitions.values().all(|p| p.committed.is_none()) && !args.watch {
+            return Err(Failure::runtime(format!(
+                "group {group:?} has no committed offsets"
+            )));
+        }
+        let (statuses, status) = watched.observe(&lag, args.window);
+        match args.format {
+            Format::Json => print_json_lines(&[lag_json(&lag, &statuses, status)])?,
+            Format::Text => {
+                let table = lag_text(&lag, &statuses, status);
+                if args.watch {
+                    // Clear the screen and go home, then draw: the table refreshes in place.
+                    print_text(&format!("\x1b[2J\x1b[H{table}"))?;
+                } else {
+                    print_text(&table)?;
+                }
+            }
+        }
+        if !args.watch {
+            return Ok(());
+        }
+        tokio::time::sleep(args.interval).await;
+    }
+}
+
+fn lag_text(
+    lag: &admin::GroupLag,
+    statuses: &BTreeMap<TopicPartition, Status>,
+    group: Status,
+) -> String {
+    let mut t = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "LAG-SECONDS",
+        "STATUS",
+    ]);
+    for (tp, p) in &lag.partitions {
+        t.row(vec![
+            tp.topic.clone(),
+            tp.partition.to_string(),
+            cell(p.committed),
+            cell(p.log_end),
+            cell(p.lag.records),
+            p.lag
+                .time
+                .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.as_secs_f64())),
+            statuses
+                .get(tp)
+                .map_or_else(|| "-".to_owned(), |s| s.name().to_owned()),
+        ]);
+    }
+    let seconds = lag
+        .max_time()
+        .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.as_secs_f64()));
+    format!(
+        "Group {:?}: {group}, lag {} records, {seconds} s at most\n\n{}",
+        lag.group_id,
+        lag.total_records(),
+        t.render()
+    )
+}
+
+fn lag_json(
+    lag: &admin::GroupLag,
+    statuses: &BTreeMap<TopicPartition, Status>,
+    group: Status,
+) -> Value {
+    let partitions: Vec<Value> = lag
+        .partitions
+        .iter()
+        .map(|(tp, p)| {
+            json!({
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "current_offset": p.committed,
+                "log_start_offset": p.log_start,
+                "log_end_offset": p.log_end,
+                "lag": p.lag.records,
+                "lag_seconds": p.lag.time.map(|t| t.as_secs_f64()),
+                "status": statuses.get(tp).map(|s| s.name()),
+                "error": p.error.as_ref().map(ToString::to_string),
+            })
+        })
+        .collect();
+    json!({
+        "group": lag.group_id,
+        "measured_at_ms": lag.measured_at_ms,
+        "status": group.name(),
+        "lag": lag.total_records(),
+        "partitions": partitions,
+    })
 }
 
 /// A consumer-protocol group in the shape of a classic description (its members' current

@@ -1,4 +1,4 @@
-//! `kcon group list | describe | reset-offsets` against Tansu.
+//! `kcon group list | describe | lag | reset-offsets` against Tansu.
 
 mod common;
 
@@ -263,4 +263,88 @@ async fn reset_offsets_is_a_dry_run_until_execute() {
     assert_eq!(kcon(&strs(&a)).await.code(), 2);
     let a = reset(&["--to-datetime", "yesterday"]);
     assert_eq!(kcon(&strs(&a)).await.code(), 2);
+}
+
+/// `kcon group lag`: once, the lag of every partition with OK (one commit seen says nothing
+/// more); with --watch, a status that follows the commits: after the committed offset moved
+/// once and then stood still for longer than that took, with lag left, the partition is STOP
+/// and the group ERR.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_lag_measures_and_watch_calls_a_partition_that_stopped_committing_stop() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("lag");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 1).await;
+    broker.fill(&topic, 1, 30).await;
+    let reset = |to: &'static str| {
+        let (b, group, topic) = (b.clone(), group.clone(), topic.clone());
+        async move {
+            kcon(&[
+                "group",
+                "reset-offsets",
+                "-b",
+                &b,
+                &group,
+                "--topic",
+                &topic,
+                "--to-offset",
+                to,
+                "--execute",
+            ])
+            .await
+            .ok();
+        }
+    };
+    reset("5").await;
+    let once = kcon(&["group", "lag", "-b", &b, &group, "--format", "json"])
+        .await
+        .ok();
+    let v: Value = serde_json::from_str(once.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["status"], "OK", "{v}");
+    assert_eq!(v["lag"], 25, "{v}");
+    assert_eq!(v["partitions"][0]["current_offset"], 5, "{v}");
+    assert_eq!(v["partitions"][0]["log_end_offset"], 30, "{v}");
+    assert_eq!(v["partitions"][0]["status"], "OK", "{v}");
+    let text = kcon(&["group", "lag", "-b", &b, &group]).await.ok();
+    assert!(text.stdout.contains("STATUS"), "{}", text.stdout);
+
+    let mut watch = Running::start(&[
+        "group",
+        "lag",
+        "-b",
+        &b,
+        &group,
+        "--watch",
+        "--interval",
+        "PT0.2S",
+        "--format",
+        "json",
+    ]);
+    let first = watch.stdout_lines(1, Duration::from_secs(20)).await;
+    let first: Value = serde_json::from_str(&first[0]).unwrap();
+    assert_eq!(first["partitions"][0]["status"], "OK", "{first}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reset("10").await;
+    // The offset moved (a second commit seen); standing still for longer than the window spans
+    // then reads as STOP, with 20 records of lag.
+    let mut seen = Vec::new();
+    let stopped = loop {
+        let line = watch.stdout_lines(1, Duration::from_secs(20)).await;
+        let v: Value = serde_json::from_str(&line[0]).unwrap();
+        let status = v["partitions"][0]["status"].clone();
+        if status == "STOP" {
+            break v;
+        }
+        assert!(seen.len() < 100, "never STOP: {seen:?}");
+        seen.push(status);
+    };
+    assert_eq!(stopped["status"], "ERR", "{stopped}");
+    assert_eq!(stopped["lag"], 20, "{stopped}");
+    assert!(
+        seen.iter().any(|s| s == "OK"),
+        "OK while the commits were recent: {seen:?}"
+    );
+    watch.terminate();
+    let _ = watch.wait(Duration::from_secs(10)).await;
 }
