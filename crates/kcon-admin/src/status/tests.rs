@@ -408,7 +408,11 @@ fn a_window_keeps_its_last_commits_and_log_ends() {
         Status::Ok,
         "one commit spans no time: not stopped however long ago"
     );
-    assert_eq!(w.status(10, 0, 0, Some(901)), Status::Err, "below the log start");
+    assert_eq!(
+        w.status(10, 0, 0, Some(901)),
+        Status::Err,
+        "below the log start"
+    );
     for i in 0..5 {
         w.commit(c(1000, 100_000 * (i + 1), Some(100 + 50 * i as u64)));
         w.log_end(1100 + 50 * i);
