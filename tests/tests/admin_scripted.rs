@@ -1,7 +1,7 @@
 //! kcon-admin against a scripted broker, for what no real broker here answers: a consumer
-//! group of the consumer protocol (KIP-848) described by ConsumerGroupDescribe (Tansu lacks
-//! the API; librdkafka's mock cluster lacks it and DescribeGroups, see `kip848_mock.rs`), and
-//! the fall back to DescribeGroups for a classic group.
+//! group of the consumer protocol (KIP-848) described by ConsumerGroupDescribe (Tansu has no
+//! such group to describe; librdkafka's mock cluster lacks the API and DescribeGroups, see
+//! `kip848_mock.rs`), and the fall back to DescribeGroups for a classic group.
 
 use std::net::SocketAddr;
 

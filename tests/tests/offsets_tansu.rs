@@ -138,6 +138,11 @@ async fn live_generation_commits_and_stale_generation_is_refused() {
     offsets.close(Duration::from_secs(5)).await;
 
     // The group as a tool sees it: described by its coordinator, listed by the cluster.
+    // Tansu answers ConsumerGroupDescribe for this classic group with an empty description
+    // (epochs -1) where Kafka answers GROUP_ID_NOT_FOUND: either way, not a consumer-protocol
+    // group.
+    let consumer_protocol = admin::describe_consumer_group(&pool, &group).await.unwrap();
+    assert_eq!(consumer_protocol, None);
     let described = admin::describe_group(&pool, &group).await.unwrap();
     assert_eq!(described.error_code, 0, "{described:?}");
     assert_eq!(described.protocol_type, "consumer", "{described:?}");
