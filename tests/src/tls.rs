@@ -177,6 +177,16 @@ impl Drop for Server {
     }
 }
 
+/// Debian's prometheus, installed by `scripts/brokers install`; panics saying so when missing.
+pub fn prometheus_binary() -> PathBuf {
+    let p = &installed_extra().prometheus;
+    assert!(
+        !p.as_os_str().is_empty(),
+        "prometheus is not installed: run `scripts/brokers install` (it installs Debian's prometheus)"
+    );
+    p.clone()
+}
+
 /// The installed socat, or a panic saying how to install it.
 pub fn socat_binary() -> PathBuf {
     let socat = &installed_extra().socat;
@@ -194,9 +204,11 @@ pub struct Extras {
     pub socat: PathBuf,
     /// Tansu built with SQLite storage, or empty when not built.
     pub tansu_libsql: PathBuf,
+    /// Debian's prometheus (the exporter's tests), or empty when missing.
+    pub prometheus: PathBuf,
 }
 
-/// The TLS and SASL extras, read once.
+/// The extras beyond the brokers (TLS, SASL, Prometheus), read once.
 pub fn installed_extra() -> &'static Extras {
     static EXTRAS: std::sync::OnceLock<Extras> = std::sync::OnceLock::new();
     EXTRAS.get_or_init(|| {
@@ -217,6 +229,7 @@ pub fn installed_extra() -> &'static Extras {
         Extras {
             socat: value("socat"),
             tansu_libsql: value("tansu_libsql"),
+            prometheus: value("prometheus"),
         }
     })
 }

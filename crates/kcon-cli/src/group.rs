@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use kcon::TopicPartition;
-use kcon_admin::status::{Commit, Status, Window};
+use kcon_admin::status::Status;
 use kcon_admin::{
     self as admin, ConsumerGroupDescription, GroupDescription, GroupMemberDescription, LagOptions,
 };
@@ -260,54 +260,11 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     }
 }
 
-/// Each partition's window of commits seen, kept across measurements.
-#[derive(Default)]
-struct Watched {
-    windows: BTreeMap<TopicPartition, Window>,
-}
-
-impl Watched {
-    /// Feeds one measurement and returns each partition's status, and the group's.
-    fn observe(
-        &mut self,
-        lag: &admin::GroupLag,
-        capacity: usize,
-    ) -> (BTreeMap<TopicPartition, Status>, Status) {
-        let mut statuses = BTreeMap::new();
-        for (tp, p) in &lag.partitions {
-            let Some(committed) = p.committed else {
-                continue;
-            };
-            let w = self
-                .windows
-                .entry(tp.clone())
-                .or_insert_with(|| Window::new(capacity));
-            // OffsetFetch shows the offset, not when it was committed: a commit is seen when
-            // the offset moves.
-            let lag_records = p.lag.records.map(|r| r.max(0) as u64);
-            if w.commits().last().is_none_or(|c| c.offset != committed) {
-                w.commit(Commit {
-                    offset: committed,
-                    at_ms: lag.measured_at_ms,
-                    lag: lag_records,
-                });
-            }
-            if let Some(end) = p.log_end {
-                w.log_end(end);
-            }
-            let status = w.status(lag_records.unwrap_or(0), 0, lag.measured_at_ms, p.log_start);
-            statuses.insert(tp.clone(), status);
-        }
-        let group = admin::status::group_status(statuses.values().copied());
-        (statuses, group)
-    }
-}
-
 async fn lag(args: LagArgs) -> Result<(), Failure> {
     let cluster = args.cluster.connect(Some(&[])).await?;
     let pool = &cluster.pool;
     let group = args.group.as_str();
-    let mut watched = Watched::default();
+    let mut watched = crate::watched::Watched::default();
     loop {
         let lag = admin::group_lag(pool, group, &LagOptions::default())
             .await
@@ -954,7 +911,7 @@ fn parse_topic(s: &str) -> Result<(String, Option<Vec<i32>>), String> {
     Ok((topic.to_owned(), Some(partitions)))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     parse_iso8601_duration(s)
         .ok_or_else(|| format!("expected an ISO-8601 duration such as PT1H or P1DT12H, got {s:?}"))
 }

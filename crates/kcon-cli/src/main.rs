@@ -16,12 +16,14 @@
 mod bytes_json;
 mod cluster;
 mod consume;
+mod exporter;
 mod failure;
 mod group;
 mod produce;
 mod record_format;
 mod table;
 mod topic;
+mod watched;
 
 use std::process::ExitCode;
 
@@ -61,6 +63,13 @@ enum Command {
     /// Topics: create, list.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// Serve every matching group's lag and Burrow-style status as Prometheus metrics at
+    /// /metrics: per partition the committed offset, log end, lag in records and seconds and
+    /// status; per group the status, total lag and largest lag in seconds; and the exporter's
+    /// own polls, errors and poll duration. Runs until interrupted; a failed measurement (a
+    /// broker down) leaves the last one published and is counted.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Exporter(exporter::ExporterArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Group(command) => group::run(command).await,
             Command::Topic(command) => topic::run(command).await,
+            Command::Exporter(args) => exporter::run(args).await,
         }
     });
     // Tasks still running (a pool's housekeeping) are not waited for.

@@ -1,0 +1,360 @@
+//! `kcon exporter`: every matching group's lag and Burrow-style status as Prometheus metrics,
+//! served over HTTP at `/metrics`.
+//!
+//! One task measures: every `--interval` it lists the groups, keeps those a `--group`
+//! expression matches (all without one), measures them with kcon-admin's `groups_lag` (one
+//! request per coordinator and leader for all of them) and judges each partition over its
+//! window of commits. The measurement replaces the published one whole: a group deleted or no
+//! longer matching disappears from the next scrape. When a measurement fails (a broker down
+//! or restarting), the last one stays published, the failure is counted, and the next interval
+//! tries again: the process does not end. The HTTP side answers every scrape from the
+//! published measurement, never waiting on a broker.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use kcon::TopicPartition;
+use kcon_admin::status::Status;
+use kcon_admin::{self as admin, GroupLag, LagOptions};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+use crate::cluster::ClusterArgs;
+use crate::failure::Failure;
+use crate::watched::Watched;
+
+/// `kcon exporter`.
+#[derive(Debug, Args)]
+pub(crate) struct ExporterArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// A regular expression a group id must match (anywhere; anchor it with ^...$), repeatable;
+    /// every group without one.
+    #[arg(long = "group", value_name = "REGEX")]
+    groups: Vec<String>,
+    /// Where to serve /metrics.
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:9308")]
+    listen: SocketAddr,
+    /// Time between measurements, an ISO-8601 duration (default PT30S).
+    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::group::parse_duration, default_value = "PT30S")]
+    interval: Duration,
+    /// How many commits of each partition the status is judged on (Burrow's default is 10).
+    #[arg(long = "window", value_name = "N", default_value_t = 10)]
+    window: usize,
+}
+
+/// What a scrape reads: the last measurement of every matching group, and the exporter's own
+/// health.
+#[derive(Debug, Default)]
+struct Published {
+    groups: BTreeMap<String, Measured>,
+    polls: u64,
+    poll_errors: u64,
+    last_poll: Option<Duration>,
+    last_success_s: Option<f64>,
+}
+
+/// One group as last measured.
+#[derive(Debug)]
+struct Measured {
+    lag: GroupLag,
+    statuses: BTreeMap<TopicPartition, Status>,
+    status: Status,
+}
+
+pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
+    let filters = args
+        .groups
+        .iter()
+        .map(|g| {
+            Regex::new(g).map_err(|e| {
+                Failure::usage(format!("--group {g:?} is not a regular expression: {e}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cluster = args.cluster.connect(Some(&[])).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    // The address on stderr, so a caller that asked for port 0 learns the port.
+    eprintln!("kcon: serving /metrics on http://{addr}");
+    let published = Arc::new(Mutex::new(Published::default()));
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(published.clone())));
+    let registry = Arc::new(registry);
+    tokio::spawn(serve(listener, registry));
+
+    let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
+    loop {
+        let started = Instant::now();
+        let outcome = measure(&cluster.pool, &filters).await;
+        let took = started.elapsed();
+        {
+            let mut p = lock(&published);
+            p.polls += 1;
+            p.last_poll = Some(took);
+            match outcome {
+                Ok(lags) => {
+                    // Windows of groups gone go with them.
+                    watched.retain(|g, _| lags.contains_key(g));
+                    let mut groups = BTreeMap::new();
+                    for (group, lag) in lags {
+                        let (statuses, status) = watched
+                            .entry(group.clone())
+                            .or_default()
+                            .observe(&lag, args.window);
+                        groups.insert(
+                            group,
+                            Measured {
+                                lag,
+                                statuses,
+                                status,
+                            },
+                        );
+                    }
+                    p.groups = groups;
+                    p.last_success_s = Some(wall_s());
+                }
+                Err(e) => {
+                    p.poll_errors += 1;
+                    warn!(error = %e, "measuring the groups failed; the last measurement stays published");
+                }
+            }
+        }
+        tokio::time::sleep(args.interval).await;
+    }
+}
+
+/// Every matching group's lag; a group whose own lookup failed is left out (and logged).
+async fn measure(
+    pool: &kcon_pool::Pool,
+    filters: &[Regex],
+) -> Result<BTreeMap<String, GroupLag>, admin::Error> {
+    let listed = admin::list_groups(pool).await?;
+    let names: Vec<String> = listed
+        .into_iter()
+        .filter(|g| g.protocol_type.is_empty() || g.protocol_type == kcon_group::PROTOCOL_TYPE)
+        .map(|g| g.group_id)
+        .filter(|g| filters.is_empty() || filters.iter().any(|f| f.is_match(g)))
+        .collect();
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let lags = admin::groups_lag(pool, &names, &LagOptions::default()).await?;
+    let mut out = BTreeMap::new();
+    for (group, lag) in lags {
+        match lag {
+            Ok(lag) => {
+                out.insert(group, lag);
+            }
+            Err(e) => info!(%group, error = %e, "no lag for this group this time"),
+        }
+    }
+    Ok(out)
+}
+
+/// Answers HTTP requests: GET /metrics with the registry's text, anything else 404.
+async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &registry).await {
+                info!(error = %e, "an HTTP exchange failed");
+            }
+        });
+    }
+}
+
+/// The largest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+
+async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, content_type, body) = if method == b"GET" && path == b"/metrics" {
+        let mut text = String::new();
+        match prometheus_client::encoding::text::encode(&mut text, registry) {
+            Ok(()) => (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            ),
+            Err(_) => (
+                "500 Internal Server Error",
+                "text/plain",
+                "encoding failed\n".into(),
+            ),
+        }
+    } else {
+        (
+            "404 Not Found",
+            "text/plain",
+            "only /metrics is served\n".into(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The registry's collector: the published measurement, written at every scrape.
+#[derive(Debug)]
+struct Scrape(Arc<Mutex<Published>>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let p = lock(&self.0);
+        // Per partition.
+        type Get = fn(&Measured, &TopicPartition) -> Option<f64>;
+        let per_partition: [(&str, &str, Get); 5] = [
+            (
+                "kcon_group_partition_committed_offset",
+                "The group's committed offset: the next offset it reads.",
+                |m, tp| m.lag.partitions[tp].committed.map(|o| o as f64),
+            ),
+            (
+                "kcon_group_partition_log_end_offset",
+                "The end of the partition's log (the high watermark).",
+                |m, tp| m.lag.partitions[tp].log_end.map(|o| o as f64),
+            ),
+            (
+                "kcon_group_partition_lag_records",
+                "Records between the committed offset and the end of the log.",
+                |m, tp| m.lag.partitions[tp].lag.records.map(|r| r as f64),
+            ),
+            (
+                "kcon_group_partition_lag_seconds",
+                "How old the record at the committed offset is; 0 when caught up.",
+                |m, tp| m.lag.partitions[tp].lag.time.map(|t| t.as_secs_f64()),
+            ),
+            (
+                "kcon_group_partition_status",
+                "Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR.",
+                |m, tp| m.statuses.get(tp).map(|s| f64::from(s.code())),
+            ),
+        ];
+        for (name, help, get) in per_partition {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (group, m) in &p.groups {
+                for tp in m.lag.partitions.keys() {
+                    let Some(v) = get(m, tp) else {
+                        continue;
+                    };
+                    let labels = [
+                        ("group", group.clone()),
+                        ("topic", tp.topic.clone()),
+                        ("partition", tp.partition.to_string()),
+                    ];
+                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        // Per group.
+        type GroupGet = fn(&Measured) -> Option<f64>;
+        let per_group: [(&str, &str, GroupGet); 3] = [
+            (
+                "kcon_group_status",
+                "The group's status, its worst partition's: 0 OK, 1 WARN, 5 ERR.",
+                |m| Some(f64::from(m.status.code())),
+            ),
+            (
+                "kcon_group_lag_records",
+                "The group's lag in records, summed over its partitions.",
+                |m| Some(m.lag.total_records() as f64),
+            ),
+            (
+                "kcon_group_max_lag_seconds",
+                "The largest lag in seconds of the group's partitions.",
+                |m| m.lag.max_time().map(|t| t.as_secs_f64()),
+            ),
+        ];
+        for (name, help, get) in per_group {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (group, m) in &p.groups {
+                if let Some(v) = get(m) {
+                    ConstGauge::new(v)
+                        .encode(family.encode_family(&[("group", group.clone())])?)?;
+                }
+            }
+        }
+        // The exporter's own health.
+        let polls = ConstCounter::new(p.polls);
+        polls.encode(encoder.encode_descriptor(
+            "kcon_exporter_polls",
+            "Measurements of the groups made.",
+            None,
+            polls.metric_type(),
+        )?)?;
+        let errors = ConstCounter::new(p.poll_errors);
+        errors.encode(encoder.encode_descriptor(
+            "kcon_exporter_poll_errors",
+            "Measurements that failed (the previous one stayed published).",
+            None,
+            errors.metric_type(),
+        )?)?;
+        if let Some(d) = p.last_poll {
+            let g = ConstGauge::new(d.as_secs_f64());
+            g.encode(encoder.encode_descriptor(
+                "kcon_exporter_poll_duration_seconds",
+                "How long the last measurement took.",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        if let Some(t) = p.last_success_s {
+            let g = ConstGauge::new(t);
+            g.encode(encoder.encode_descriptor(
+                "kcon_exporter_last_success_timestamp_seconds",
+                "When the last measurement that succeeded was made (Unix time).",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+fn wall_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
