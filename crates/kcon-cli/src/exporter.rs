@@ -171,8 +171,14 @@ async fn measure(
 /// Answers HTTP requests: GET /metrics with the registry's text, anything else 404.
 async fn serve(listener: TcpListener, registry: Arc<Registry>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let registry = registry.clone();
         tokio::spawn(async move {
