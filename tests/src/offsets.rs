@@ -42,18 +42,25 @@ pub fn now_ms() -> i64 {
 }
 
 /// The leader of `topic`-`partition`, refreshing the metadata until it has one (at most 10 s).
+/// A refresh that fails on a connection a test has just bounced is tried again meanwhile.
 pub async fn leader(pool: &Pool, topic: &str, partition: i32) -> i32 {
+    let mut last_error = None;
     for _ in 0..100 {
-        let m = pool
+        match pool
             .refresh_metadata(TopicScope::topics([topic.to_owned()]))
             .await
-            .expect("metadata");
-        if let Some(id) = m.partition(topic, partition).and_then(|p| p.leader) {
-            return id;
+        {
+            Ok(m) => {
+                if let Some(id) = m.partition(topic, partition).and_then(|p| p.leader) {
+                    return id;
+                }
+            }
+            Err(e) if e.is_retriable() => last_error = Some(e),
+            Err(e) => panic!("metadata: {e:?}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{topic}-{partition} has no leader");
+    panic!("{topic}-{partition} has no leader (last error: {last_error:?})");
 }
 
 /// Produces one batch of `n` records (timestamps `timestamp`, `timestamp + 1`, ...) to
