@@ -19,6 +19,7 @@
 
 mod args;
 mod fill;
+mod kacrab_client;
 mod kcon_client;
 mod krafka_client;
 mod member;
@@ -53,11 +54,13 @@ pub enum Client {
     KrafkaTuned,
     /// rskafka (no consumer groups): one `StreamConsumer` per partition, merged.
     Rskafka,
+    /// kacrab, default settings.
+    Kacrab,
 }
 
 impl Client {
     /// Every client, by its command-line name.
-    pub const ALL: [(&'static str, Client); 7] = [
+    pub const ALL: [(&'static str, Client); 8] = [
         ("kcon", Client::Kcon),
         ("rdkafka-base", Client::RdkafkaBase),
         ("rdkafka-base-backoff0", Client::RdkafkaBaseNoBackoff),
@@ -65,6 +68,7 @@ impl Client {
         ("krafka", Client::Krafka),
         ("krafka-tuned", Client::KrafkaTuned),
         ("rskafka", Client::Rskafka),
+        ("kacrab", Client::Kacrab),
     ];
 
     fn parse(name: &str) -> Result<Client, BoxError> {
@@ -150,6 +154,7 @@ fn consume(args: &Args, started: SystemTime) -> Result<(), BoxError> {
                         krafka_client::run(&workload, client, &mut tally).await
                     }
                     Client::Rskafka => rskafka_client::run(&workload, &mut tally).await,
+                    Client::Kacrab => kacrab_client::run(&workload, &mut tally).await,
                     Client::RdkafkaBase | Client::RdkafkaBaseNoBackoff => {
                         unreachable!("handled above")
                     }
