@@ -369,6 +369,12 @@ impl SessionBroker {
         self.wake.notify_waiters();
     }
 
+    /// From now on the peer keeps no fetch sessions, as Tansu and librdkafka's mock cluster:
+    /// a request that opens one is answered session id 0, so every Fetch is a full one.
+    pub fn keep_no_sessions(&self) {
+        self.state().keep_sessions = false;
+    }
+
     /// Drops every session from the cache (an eviction): their next incremental request gets
     /// FETCH_SESSION_ID_NOT_FOUND by the rules.
     pub fn evict_sessions(&self) {

@@ -371,3 +371,75 @@ async fn close_sends_epoch_minus_one_for_the_session() {
     );
     assert!(b.sessions().is_empty(), "the peer dropped the session");
 }
+
+/// The Fetch requests of a consumer owning `n` partitions, once it has read a record of each
+/// and then, five times over, a new record of partition 0: (every request's body size, in
+/// order; those of the steady part).
+async fn request_sizes(n: i32, keep_sessions: bool) -> (Vec<usize>, Vec<usize>) {
+    let b = SessionBroker::start(n, 5, 17).await;
+    if !keep_sessions {
+        b.keep_no_sessions();
+    }
+    for p in 0..n {
+        b.append(p, 1);
+    }
+    let mut c = Consumer::start(&b, config(&[]));
+    c.fetcher().assign((0..n).map(|p| (tp(p), from(0))));
+    c.until(&format!("a record of each of {n} partitions"), |c| {
+        (0..n).all(|p| c.offsets(p).len() == 1)
+    })
+    .await;
+    let before = b.received().len();
+    for i in 1..=5 {
+        b.append(0, 1);
+        c.until_count(0, 1 + i).await;
+    }
+    let sizes = |from: usize| -> Vec<usize> {
+        b.received()[from..]
+            .iter()
+            .filter(|r| r.api_key() == 1)
+            .map(|r| r.body.len())
+            .collect()
+    };
+    let steady = sizes(before);
+    let all = sizes(0);
+    assert_eq!(c.offsets(0), (0..6).collect::<Vec<_>>());
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    if keep_sessions {
+        assert!(
+            b.answered().iter().any(|a| a.incremental),
+            "the peer kept a session"
+        );
+    }
+    (all, steady)
+}
+
+/// What a fetch session (KIP-227) saves a consumer owning 2,000 partitions of one broker: with
+/// it, a Fetch names only the partitions whose position moved (the first after every
+/// partition got a record names them all again); without it (Tansu, the mock, librdkafka),
+/// every Fetch names all 2,000. Prints the sizes (`--nocapture`); the figures are quoted in
+/// benches/README.md.
+#[tokio::test]
+#[allow(clippy::print_stdout, reason = "the test prints the sizes it measures")]
+async fn request_size_at_2000_partitions() {
+    let (all_with, mut with) = request_sizes(2000, true).await;
+    let (_, without) = request_sizes(2000, false).await;
+    println!(
+        "Fetch v17 request bodies at 2,000 partitions: the first (full) {} bytes; then, one \
+         partition moving, {with:?} bytes in a session against {without:?} without",
+        all_with[0]
+    );
+    let smallest_without = *without
+        .iter()
+        .min()
+        .expect("steady Fetches without a session");
+    // Without a session every request names every partition: at least ~30 bytes each.
+    assert!(smallest_without >= 2000 * 30, "{without:?}");
+    // In the session, most requests carry only the partition that moved.
+    with.sort_unstable();
+    let median_with = with[with.len() / 2];
+    assert!(
+        median_with * 100 < smallest_without,
+        "with a session {with:?}, without {without:?}"
+    );
+}
