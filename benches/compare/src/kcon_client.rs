@@ -33,3 +33,42 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
     consumer.close().await?;
     Ok(())
 }
+
+/// An experiment, not a configuration of kcon: `consumers` kcon consumers in one process, each
+/// assigned every `consumers`-th partition, read side by side. kcon keeps one Fetch in flight per
+/// broker; these keep that many, each on a connection of its own (a broker serves the requests
+/// of one connection one at a time), which shows what more fetch concurrency per broker would
+/// gain and cost.
+pub async fn run_split(w: &Workload, consumers: usize, tally: &mut Tally) -> Result<(), BoxError> {
+    if w.group.is_some() {
+        return Err("the split experiment reads by assignment only".into());
+    }
+    let mut all = Vec::new();
+    for i in 0..consumers {
+        let mut consumer = Consumer::builder()
+            .set("bootstrap.servers", w.bootstrap.as_str())
+            .set("auto.offset.reset", "earliest")
+            .build()?;
+        consumer.assign(
+            w.partitions()
+                .filter(|p| *p as usize % consumers == i)
+                .map(|p| TopicPartition::new(w.topic.as_str(), p)),
+        )?;
+        all.push(consumer);
+    }
+    while !tally.done() {
+        let next = futures::future::select_all(all.iter_mut().map(|c| Box::pin(c.recv_batch())));
+        let (batch, _, _) = next.await;
+        for r in batch? {
+            tally.observe(
+                r.partition,
+                r.offset,
+                r.value.as_ref().map_or(0, |v| v.len()),
+            );
+        }
+    }
+    for c in all {
+        c.close().await?;
+    }
+    Ok(())
+}

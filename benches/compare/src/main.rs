@@ -18,6 +18,7 @@
 //!   per partition until its stdin closes (the rebalance benchmark's traffic).
 
 mod args;
+mod confluent_client;
 mod fill;
 mod kacrab_client;
 mod kcon_client;
@@ -56,11 +57,16 @@ pub enum Client {
     Rskafka,
     /// kacrab, default settings.
     Kacrab,
+    /// Confluent's Rust client (`confluent-kafka`), default settings, by assignment only.
+    Confluent,
+    /// An experiment: two kcon consumers in one process, each assigned half the partitions
+    /// (two Fetches in flight to the broker, on two connections).
+    KconSplit2,
 }
 
 impl Client {
     /// Every client, by its command-line name.
-    pub const ALL: [(&'static str, Client); 8] = [
+    pub const ALL: [(&'static str, Client); 10] = [
         ("kcon", Client::Kcon),
         ("rdkafka-base", Client::RdkafkaBase),
         ("rdkafka-base-backoff0", Client::RdkafkaBaseNoBackoff),
@@ -69,6 +75,8 @@ impl Client {
         ("krafka-tuned", Client::KrafkaTuned),
         ("rskafka", Client::Rskafka),
         ("kacrab", Client::Kacrab),
+        ("confluent", Client::Confluent),
+        ("kcon-split2", Client::KconSplit2),
     ];
 
     fn parse(name: &str) -> Result<Client, BoxError> {
@@ -133,7 +141,7 @@ fn consume(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         group: args.optional("group").map(str::to_owned),
         ends: args.list("ends")?,
     };
-    let mut tally = Tally::new(started, &workload.ends);
+    let mut tally = Tally::new(started, &workload.ends, &workload.bootstrap);
     match client {
         // rdkafka's BaseConsumer runs no async code: no runtime of ours around it.
         Client::RdkafkaBase | Client::RdkafkaBaseNoBackoff => {
@@ -155,6 +163,8 @@ fn consume(args: &Args, started: SystemTime) -> Result<(), BoxError> {
                     }
                     Client::Rskafka => rskafka_client::run(&workload, &mut tally).await,
                     Client::Kacrab => kacrab_client::run(&workload, &mut tally).await,
+                    Client::Confluent => confluent_client::run(&workload, &mut tally).await,
+                    Client::KconSplit2 => kcon_client::run_split(&workload, 2, &mut tally).await,
                     Client::RdkafkaBase | Client::RdkafkaBaseNoBackoff => {
                         unreachable!("handled above")
                     }
