@@ -39,11 +39,13 @@
 mod commit;
 mod config;
 pub mod consumer;
+pub mod deserialize;
 mod error;
 mod hooks;
 mod listener;
 mod metrics;
 mod partitions;
+pub mod policy;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod record;
@@ -57,6 +59,10 @@ pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
+pub use policy::{
+    Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks, PolicyMetrics,
+    PolicyMetricsHandle, Processor, ProcessorBuilder, Stage,
+};
 pub use stream::RecordStream;
 
 pub use record::Record;

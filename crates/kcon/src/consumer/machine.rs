@@ -168,8 +168,8 @@ pub struct ConsumerMachine {
     steps: VecDeque<(RequestId, Step)>,
     /// When the group member was last told the application is alive.
     last_liveness: Option<Instant>,
-    /// Feeding per-partition streams: they store offsets themselves, and hear of partitions
-    /// leaving.
+    /// An owner above the consumer (per-partition streams, a record processor) stores
+    /// offsets itself, and hears of partitions leaving.
     streams: bool,
     metrics: MetricsState,
 }
@@ -552,9 +552,10 @@ impl ConsumerMachine {
         Ok(())
     }
 
-    /// Feeds per-partition streams from now on: they store offsets as their records are
-    /// processed, and hear of partitions leaving.
-    pub fn feed_streams(&mut self) {
+    /// Hands storing to an owner above the consumer from now on (per-partition streams, a
+    /// record processor): nothing is stored as it is handed out; the owner stores records as
+    /// it processes them, and hears of partitions leaving.
+    pub fn store_elsewhere(&mut self) {
         self.streams = true;
     }
 
