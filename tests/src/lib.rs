@@ -13,6 +13,7 @@ pub mod kip848;
 pub mod mock;
 pub mod offsets;
 pub mod peers;
+pub mod policy;
 pub mod pool;
 pub mod produce;
 pub mod proxy;
