@@ -49,6 +49,8 @@ pub mod policy;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod record;
+#[cfg(feature = "schema-registry")]
+pub mod schema_registry;
 mod stream;
 
 pub use commit::CommitHandle;
