@@ -18,5 +18,6 @@ pub mod pool;
 pub mod produce;
 pub mod proxy;
 pub mod sasl;
+pub mod schema_registry;
 pub mod scripted;
 pub mod tls;
