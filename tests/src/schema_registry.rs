@@ -128,6 +128,11 @@ impl TestRegistry {
         }
     }
 
+    /// Its loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -638,3 +638,99 @@ async fn credentials_go_as_configured_and_a_subject_is_named_when_asked() {
     .unwrap();
     assert_eq!(d.value, json!(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_registrys_ca_and_a_client_certificate() {
+    use kcon_tests::tls::{ClientAuth, Pki, free_addr, socat};
+
+    let registry = TestRegistry::start();
+    let id = registry.register("t-value", r#""int""#, None);
+    let bytes = [&[0][..], &id.to_be_bytes(), &[6]].concat();
+    let pki = Pki::new();
+    let listen = free_addr();
+    let _tls = socat(
+        listen,
+        registry.addr(),
+        &pki.server(),
+        &pki,
+        ClientAuth::Required,
+    )
+    .unwrap();
+    let client = pki.client();
+    let ca = pki.ca().display().to_string();
+    let cert = client.cert.display().to_string();
+    let key = client.key.display().to_string();
+    let url = format!("https://localhost:{}", listen.port());
+    let with = |ca: &str, url: &str, extra: &[(&str, &str)]| {
+        let mut b = SchemaRegistry::builder()
+            .set("schema.registry.url", url)
+            .set("schema.registry.ssl.ca.location", ca)
+            .set("schema.registry.ssl.certificate.location", cert.as_str())
+            .set("schema.registry.ssl.key.location", key.as_str())
+            .set("schema.registry.request.timeout.ms", "5000");
+        for (n, v) in extra {
+            b = b.set(*n, *v);
+        }
+        AvroJsonDeserializer::new(b.build().unwrap())
+    };
+    let d = decode(
+        raw("t", bytes.clone()),
+        &BytesDeserializer,
+        &with(&ca, &url, &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.value, json!(3));
+    assert_eq!(registry.gets().len(), 1);
+
+    // A registry whose certificate the client does not trust: retriable, saying TLS.
+    let other = pki.other_ca().display().to_string();
+    let f = decode(
+        raw("t", bytes.clone()),
+        &BytesDeserializer,
+        &with(&other, &url, &[]),
+    )
+    .await
+    .unwrap_err();
+    assert!(f.error.is_retriable());
+    assert!(f.error.to_string().contains("TLS"), "{}", f.error);
+    // A certificate for another host name: refused, unless host names are not checked.
+    let elsewhere = free_addr();
+    let _tls2 = socat(
+        elsewhere,
+        registry.addr(),
+        &pki.elsewhere(),
+        &pki,
+        ClientAuth::None,
+    )
+    .unwrap();
+    let url2 = format!("https://localhost:{}", elsewhere.port());
+    let f = decode(
+        raw("t", bytes.clone()),
+        &BytesDeserializer,
+        &with(&ca, &url2, &[]),
+    )
+    .await
+    .unwrap_err();
+    assert!(f.error.is_retriable());
+    assert!(f.error.to_string().contains("TLS"), "{}", f.error);
+    let no_check = with(
+        &ca,
+        &url2,
+        &[(
+            "schema.registry.ssl.endpoint.identification.algorithm",
+            "none",
+        )],
+    );
+    let d = decode(raw("t", bytes.clone()), &BytesDeserializer, &no_check)
+        .await
+        .unwrap();
+    assert_eq!(d.value, json!(3));
+    // A bad CA file is a configuration error naming the property.
+    let e = SchemaRegistry::builder()
+        .set("schema.registry.url", url.as_str())
+        .set("schema.registry.ssl.ca.location", "/nonexistent/ca.pem")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.property(), Some("schema.registry.ssl.ca.location"));
+}
