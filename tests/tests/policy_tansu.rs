@@ -433,3 +433,101 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     let letters: Vec<Record> = read_exactly(&b, "letters", 1, 15).await;
     assert_eq!(letters.len(), 15, "3 of the burst and 12 scattered");
 }
+
+/// A `processor_member` process (a `Processor` of its own) and its stdout lines, as JSON.
+struct Member {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Member {
+    fn start(bootstrap: &str, topic: &str, group: &str, dlq: &str) -> Member {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor_member"))
+            .args([bootstrap, topic, group, dlq])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start processor_member");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Member {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Reads lines until one has `key`; every line read so far.
+    async fn until(&mut self, key: &str) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = timeout(WITHIN, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {key} within {WITHIN:?}: {seen:?}"))
+                .expect("read stdout")
+                .unwrap_or_else(|| panic!("the member ended before {key}: {seen:?}"));
+            let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            let done = value.get(key).is_some();
+            seen.push(value);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Killed (SIGKILL) between a dead-letter write and the commit, a processor dead-letters the
+/// record again after its restart: twice, never zero times. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_between_the_dead_letter_and_the_commit_dead_letters_again() {
+    let topic = unique_name("orders");
+    let dlq = format!("{topic}.dlq");
+    let tansu = tansu_with(&[(&topic, 1), (&dlq, 1)]).await;
+    let b = tansu.bootstrap();
+    produce_kinds(&producer(&b), &topic, 0, &kinds_with(10, &[5], &[])).await;
+    let group = unique_name("g");
+    let tp = TopicPartition::new(&topic, 0);
+
+    let mut member = Member::start(&b, &topic, &group, &dlq);
+    member.until("dead_lettered").await;
+    member.child.start_kill().expect("SIGKILL");
+    member.child.wait().await.expect("the member ends");
+    assert_eq!(
+        committed(&b, &group, &topic, 1).await[&tp],
+        None,
+        "killed before any commit"
+    );
+    assert_eq!(read_exactly(&b, &dlq, 1, 1).await.len(), 1);
+
+    let mut member = Member::start(&b, &topic, &group, &dlq);
+    let mut lines = member.until("dead_lettered").await;
+    while !lines.iter().any(|l| l["processed"] == 9) {
+        lines.extend(member.until("processed").await);
+    }
+    let processed: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| l["processed"].as_i64())
+        .collect();
+    assert_eq!(
+        processed,
+        [0, 1, 2, 3, 4, 6, 7, 8, 9],
+        "everything again, in order"
+    );
+    let pid = member.child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(status.expect("kill -TERM").success());
+    let exit = timeout(WITHIN, member.child.wait())
+        .await
+        .expect("closes")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(committed(&b, &group, &topic, 1).await[&tp], Some(10));
+    let letters = read_exactly(&b, &dlq, 1, 2).await;
+    let offsets: Vec<Option<String>> = letters.iter().map(|l| header(l, headers::OFFSET)).collect();
+    assert_eq!(
+        offsets,
+        [Some("5".to_owned()), Some("5".to_owned())],
+        "twice, never zero times"
+    );
+}

@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 pub use config::PolicyConfig;
-pub use dead_letter::{headers, is_dead_letter_header};
+pub use dead_letter::{DeadLetterContext, dead_letter_record, headers, is_dead_letter_header};
 pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
@@ -453,13 +453,13 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         let Some(d) = &self.dead_letter else {
             return Err("no dead-letter producer".to_owned());
         };
-        let cx = dead_letter::Context {
+        let cx = DeadLetterContext {
             failure,
             attempts,
             group: self.group.as_deref(),
             failed_at_ms: now_ms(),
         };
-        let copy = dead_letter::dead_letter_record(&d.topic, record, cx);
+        let copy = dead_letter_record(&d.topic, record, cx);
         let delivery = d.producer.send(copy).await.map_err(|e| e.to_string())?;
         delivery.await.map(drop).map_err(|e| e.to_string())
     }
