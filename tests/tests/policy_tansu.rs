@@ -20,6 +20,7 @@ use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
 use kcon_tests::policy::{Kind, Order, Seen, committed, header, produce_kinds, read_exactly};
 use kcon_tests::pool::config;
+use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -86,6 +87,50 @@ async fn handle(
     Ok(())
 }
 
+/// A scrape of `registry`, read by Prometheus' own parser, says what `m` says.
+fn assert_scrape_equals(
+    registry: &prometheus_client::registry::Registry,
+    m: &kcon::PolicyMetrics,
+    group: &str,
+) {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    for (tp, c) in &m.partitions {
+        let labels = format!(
+            r#"client_id="kcon",group="{group}",partition="{}",topic="{}""#,
+            tp.partition, tp.topic
+        );
+        for (name, value) in [
+            ("kcon_policy_records_processed_total", c.processed),
+            ("kcon_policy_retries_total", c.retried),
+            ("kcon_policy_records_skipped_total", c.skipped),
+            ("kcon_policy_records_dead_lettered_total", c.dead_lettered),
+        ] {
+            assert_eq!(
+                samples[&format!("{name}{{{labels}}}")],
+                value as f64,
+                "{name} {tp}"
+            );
+        }
+    }
+    let labels = format!(r#"{{client_id="kcon",group="{group}"}}"#);
+    assert_eq!(
+        samples[&format!("kcon_policy_dead_letter_rate{labels}")],
+        m.dead_letter_rate
+    );
+    assert!(m.dead_letter_rate > 0.0);
+    assert_eq!(
+        samples[&format!("kcon_policy_breaker_trips_total{labels}")],
+        0.0
+    );
+    assert_eq!(samples[&format!("kcon_policy_breaker_open{labels}")], 0.0);
+    assert_eq!(
+        samples[&format!("kcon_policy_records_waiting{labels}")],
+        0.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_once() {
     let topic = unique_name("orders");
@@ -116,6 +161,8 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
         .value(JsonDeserializer::<Order>::new())
         .build()
         .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    processor.metrics_handle().register(&mut registry);
     let seen = Seen::default();
     let log = seen.clone();
     let stop = until(processor.metrics_handle(), |m| {
@@ -130,6 +177,7 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
     .unwrap();
     processor.commit().await.unwrap();
     let m = processor.metrics();
+    assert_scrape_equals(&registry, &processor.metrics_handle().snapshot(), &group);
     processor.close().await.unwrap();
 
     // Good ones once each, in partition order; poison ones once (the handler saw them),
