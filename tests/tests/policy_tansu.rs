@@ -131,6 +131,51 @@ fn assert_scrape_equals(
     );
 }
 
+/// The processor of these tests: string keys, JSON orders, `producer` for dead letters if
+/// given.
+fn orders(consumer: kcon::Consumer, producer: Option<Producer>) -> OrderProcessor {
+    let mut b = Processor::builder(consumer)
+        .key(StringDeserializer)
+        .value(JsonDeserializer::<Order>::new());
+    if let Some(p) = producer {
+        b = b.dead_letter_producer(p);
+    }
+    b.build().unwrap()
+}
+
+type OrderProcessor = Processor<StringDeserializer, JsonDeserializer<Order>>;
+
+/// Runs `processor` with [`handle`] until its counts satisfy `done` (within [`WITHIN`]); what
+/// the handler saw.
+async fn process_until(
+    processor: &mut OrderProcessor,
+    done: impl Fn(&kcon::PolicyMetrics) -> bool,
+) -> Seen {
+    let seen = Seen::default();
+    let log = seen.clone();
+    let stop = until(processor.metrics_handle(), done);
+    timeout(
+        WITHIN,
+        processor.run_until(stop, async move |r| handle(&log, r).await),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    seen
+}
+
+/// Runs `processor` with [`handle`] until it stops with an error (within [`WITHIN`]); the error
+/// and what the handler saw.
+async fn process_until_error(processor: &mut OrderProcessor) -> (kcon::Error, Seen) {
+    let seen = Seen::default();
+    let log = seen.clone();
+    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
+        .await
+        .expect("stopped within the time")
+        .unwrap_err();
+    (err, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_once() {
     let topic = unique_name("orders");
@@ -156,25 +201,13 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
             ("errors.deadletterqueue.topic.name", &dlq),
         ],
     );
-    let mut processor = Processor::builder(c)
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
+    let mut processor = orders(c, None);
     let mut registry = prometheus_client::registry::Registry::default();
     processor.metrics_handle().register(&mut registry);
-    let seen = Seen::default();
-    let log = seen.clone();
-    let stop = until(processor.metrics_handle(), |m| {
+    let seen = process_until(&mut processor, |m| {
         m.records_processed == 48 && m.records_dead_lettered == 12
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("every record done within the time")
-    .unwrap();
+    })
+    .await;
     processor.commit().await.unwrap();
     let m = processor.metrics();
     assert_scrape_equals(&registry, &processor.metrics_handle().snapshot(), &group);
@@ -266,11 +299,7 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
             ("errors.retry.delay.max.ms", "1500"),
         ],
     );
-    let mut processor = Processor::builder(c)
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
+    let mut processor = orders(c, None);
     let (first_failure, mut failed) = mpsc::unbounded_channel();
     let seen = Seen::default();
     let log = seen.clone();
@@ -352,18 +381,8 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
         .set("linger.ms", "0")
         .build()
         .unwrap();
-    let mut processor = Processor::builder(consumer(&b, &group, &topic, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .dead_letter_producer(failing)
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
-        .await
-        .expect("the write fails within the time")
-        .unwrap_err();
+    let mut processor = orders(consumer(&b, &group, &topic, &policy), Some(failing));
+    let (err, seen) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::DeadLetter, "{err}");
     assert!(err.to_string().contains(&format!("{topic}-0@4")), "{err}");
     let tp = TopicPartition::new(&topic, 0);
@@ -378,23 +397,11 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
     // The cause fixed, a restarted consumer dead-letters the record and goes on.
     let pool = Pool::new(config(&b)).unwrap();
     create_topics(&pool, BrokerTarget::Any, &[(&dlq, 1)]).await;
-    let mut processor = Processor::builder(consumer(&b, &group, &topic, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let stop = until(processor.metrics_handle(), |m| {
+    let mut processor = orders(consumer(&b, &group, &topic, &policy), None);
+    let seen = process_until(&mut processor, |m| {
         m.records_dead_lettered == 1 && m.records_processed == 5
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("done within the time")
-    .unwrap();
+    })
+    .await;
     processor.commit().await.unwrap();
     processor.close().await.unwrap();
     assert_eq!(seen.offsets(&tp), [4, 5, 6, 7, 8, 9]);
@@ -429,17 +436,8 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     ];
 
     let group = unique_name("g");
-    let mut processor = Processor::builder(consumer(&b, &group, &burst, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
-        .await
-        .expect("the breaker opens within the time")
-        .unwrap_err();
+    let mut processor = orders(consumer(&b, &group, &burst, &policy), None);
+    let (err, _) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
     let tp = TopicPartition::new(&burst, 0);
     assert_eq!(processor.consumer().paused(), [tp.clone()].into());
@@ -456,22 +454,11 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     );
 
     let group = unique_name("g");
-    let mut processor = Processor::builder(consumer(&b, &group, &scattered, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let log = Seen::default();
-    let stop = until(processor.metrics_handle(), |m| {
+    let mut processor = orders(consumer(&b, &group, &scattered, &policy), None);
+    process_until(&mut processor, |m| {
         m.records_processed + m.records_dead_lettered == 60
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("done within the time")
-    .unwrap();
+    })
+    .await;
     let m = processor.metrics();
     assert_eq!((m.breaker_trips, m.records_dead_lettered), (0, 12));
     processor.commit().await.unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Broker, FAST_GROUP, TestRecord, described_partitions, kcon};
+use common::{Broker, FAST_GROUP, TestRecord, by_position, described_partitions, kcon};
 use kcon_tests::brokers::unique_name;
 use serde_json::{Value, json};
 
@@ -30,11 +30,11 @@ fn mixed() -> Vec<TestRecord> {
     ]
 }
 
-/// The records of a `--format json` output, by offset.
+/// The records of a `--format json` output of one partition, by offset.
 fn by_offset(lines: &[Value]) -> BTreeMap<i64, Value> {
-    lines
-        .iter()
-        .map(|l| (l["offset"].as_i64().unwrap(), l.clone()))
+    by_position(lines)
+        .into_iter()
+        .map(|((_, offset), record)| (offset, record))
         .collect()
 }
 

@@ -64,10 +64,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let m = self.handle.snapshot();
         let (client_id, group) = self.handle.identity();
-        let mut base: Vec<(&str, String)> = vec![("client_id", client_id.to_owned())];
-        if let Some(g) = group {
-            base.push(("group", g.to_owned()));
-        }
+        let base = base_labels(client_id, group);
         let seconds = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
 
         let mut one = |name: &str, help: &str, value: Value| -> fmt::Result {
@@ -205,10 +202,7 @@ impl Collector for PolicyScrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let m = self.handle.snapshot();
         let (client_id, group) = self.handle.identity();
-        let mut base: Vec<(&str, String)> = vec![("client_id", client_id.to_owned())];
-        if let Some(g) = group {
-            base.push(("group", g.to_owned()));
-        }
+        let base = base_labels(client_id, group);
         let per_partition = [
             (
                 "kcon_policy_records_processed",
@@ -276,6 +270,15 @@ impl Collector for PolicyScrape {
         }
         Ok(())
     }
+}
+
+/// The labels of every series: `client_id`, and `group` when there is one.
+fn base_labels(client_id: &str, group: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut base = vec![("client_id", client_id.to_owned())];
+    if let Some(g) = group {
+        base.push(("group", g.to_owned()));
+    }
+    base
 }
 
 /// One value of a series without per-partition labels.

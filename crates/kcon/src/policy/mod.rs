@@ -478,19 +478,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
 
     fn tell_hooks(&mut self) {
         while let Some(event) = self.machine.poll_event() {
-            for h in &self.hooks {
-                match &event {
-                    Event::Retrying {
-                        record,
-                        failure,
-                        attempt,
-                        delay,
-                    } => h.on_retry(record, failure, *attempt, *delay),
-                    Event::Skipped { record, failure } => h.on_skip(record, failure),
-                    Event::DeadLettered { record, failure } => h.on_dead_letter(record, failure),
-                    Event::BreakerOpened { record, failure } => h.on_breaker_open(record, failure),
-                }
-            }
+            let hooks = self.hooks.iter();
             match &event {
                 Event::Retrying {
                     record,
@@ -498,16 +486,20 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                     attempt,
                     delay,
                 } => {
-                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}")
+                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}");
+                    hooks.for_each(|h| h.on_retry(record, failure, *attempt, *delay));
                 }
                 Event::Skipped { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
+                    hooks.for_each(|h| h.on_skip(record, failure));
                 }
                 Event::DeadLettered { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
+                    hooks.for_each(|h| h.on_dead_letter(record, failure));
                 }
                 Event::BreakerOpened { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}");
+                    hooks.for_each(|h| h.on_breaker_open(record, failure));
                 }
             }
         }
