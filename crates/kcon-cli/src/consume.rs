@@ -115,6 +115,14 @@ enum Stop {
 
 /// Runs `kcon consume`.
 pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
+    if let Some(topic) = &args.dlq_topic
+        && args.topics.contains(topic)
+    {
+        return Err(Failure::usage(format!(
+            "--dlq-topic {topic} is also a topic to read: its records that do not read would \
+             be dead-lettered into it again and again"
+        )));
+    }
     let group = args
         .group
         .clone()
@@ -270,6 +278,18 @@ async fn handle_batch(
         };
         if failure.error.is_retriable() {
             handled.stopped_at = Some((i, Failure::runtime(failure.to_string())));
+            return;
+        }
+        if let Some(d) = dead_letters
+            && *record.topic == *d.topic
+        {
+            // A pattern may match the dead-letter topic itself: its records would go round.
+            let message = format!(
+                "{}-{}@{} does not read and comes from the dead-letter topic itself: not \
+                 written there again",
+                record.topic, record.partition, record.offset
+            );
+            handled.stopped_at = Some((i, Failure::runtime(message)));
             return;
         }
         let topic = dead_letters.map(|d| d.topic.as_str());

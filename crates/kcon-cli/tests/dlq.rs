@@ -233,3 +233,14 @@ async fn without_a_dead_letter_topic_a_record_that_does_not_read_is_reported_and
     );
     assert!(reports[0].get("dead_letter_topic").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_topic_that_is_also_read_is_a_usage_error() {
+    let run = kcon(&["consume", "-b", "127.0.0.1:9", "--dlq-topic", "t", "t"]).await;
+    assert_eq!(run.code(), 2, "{run:?}");
+    assert!(
+        run.stderr.contains("--dlq-topic t is also a topic to read"),
+        "{}",
+        run.stderr
+    );
+}

@@ -244,6 +244,16 @@ impl<K, V> ProcessorBuilder<K, V> {
                 })
             }
         };
+        if let Some(d) = &dead_letter
+            && reads_topic(&consumer, &d.topic)
+        {
+            return Err(Error::config(
+                "errors.deadletterqueue.topic.name",
+                &d.topic,
+                "a topic the consumer does not read (a record failing there would be \
+                 dead-lettered into itself, again and again)",
+            ));
+        }
         consumer.store_now();
         let leaving: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
         let told = leaving.clone();
@@ -453,6 +463,15 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         let Some(d) = &self.dead_letter else {
             return Err("no dead-letter producer".to_owned());
         };
+        // A pattern subscription may come to match the dead-letter topic itself: its records
+        // failing there would go round forever.
+        if *record.topic == *d.topic {
+            return Err(format!(
+                "the record is from the dead-letter topic {} itself; it is not written there \
+                 again",
+                d.topic
+            ));
+        }
         let cx = DeadLetterContext {
             failure,
             attempts,
@@ -607,6 +626,12 @@ impl<K, V> std::fmt::Debug for ProcessorBuilder<K, V> {
     }
 }
 
+/// Whether `consumer` reads `topic`, by subscription or assignment.
+fn reads_topic(consumer: &Consumer, topic: &str) -> bool {
+    consumer.subscription().contains(topic)
+        || consumer.assignment().iter().any(|tp| tp.topic == topic)
+}
+
 /// Whether `stop` has completed, without waiting for it.
 fn is_ready<S: Future<Output = ()>>(stop: Pin<&mut S>) -> bool {
     stop.poll(&mut Context::from_waker(Waker::noop()))
@@ -617,5 +642,61 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(props: &[(&str, &str)]) -> Consumer {
+        let mut b = Consumer::builder()
+            .bootstrap_servers("127.0.0.1:9")
+            .group_id("g");
+        for (n, v) in props {
+            b = b.set(n, *v);
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_topic_the_consumer_reads_is_refused() {
+        let dlq = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "orders"),
+        ];
+        let mut c = consumer(&dlq);
+        c.subscribe(["orders", "payments"]).unwrap();
+        let e = Processor::builder(c).build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("errors.deadletterqueue.topic.name"));
+        let mut c = consumer(&dlq);
+        c.subscribe(["payments"]).unwrap();
+        assert!(Processor::builder(c).build().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_producer_needs_a_topic_and_acks_all() {
+        let producer = |acks: &str| {
+            Producer::builder()
+                .bootstrap_servers("127.0.0.1:9")
+                .set("acks", acks)
+                .build()
+                .unwrap()
+        };
+        let e = Processor::builder(consumer(&[]))
+            .dead_letter_producer(producer("all"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse);
+        let with_topic = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "d"),
+        ];
+        let e = Processor::builder(consumer(&with_topic))
+            .dead_letter_producer(producer("1"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("acks"));
     }
 }
