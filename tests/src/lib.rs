@@ -16,6 +16,7 @@ pub mod peers;
 pub mod policy;
 pub mod pool;
 pub mod produce;
+pub mod prometheus;
 pub mod proxy;
 pub mod sasl;
 pub mod schema_registry;

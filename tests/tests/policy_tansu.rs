@@ -20,6 +20,7 @@ use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
 use kcon_tests::policy::{Kind, Order, Seen, committed, header, produce_kinds, read_exactly};
 use kcon_tests::pool::config;
+use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -86,6 +87,95 @@ async fn handle(
     Ok(())
 }
 
+/// A scrape of `registry`, read by Prometheus' own parser, says what `m` says.
+fn assert_scrape_equals(
+    registry: &prometheus_client::registry::Registry,
+    m: &kcon::PolicyMetrics,
+    group: &str,
+) {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    for (tp, c) in &m.partitions {
+        let labels = format!(
+            r#"client_id="kcon",group="{group}",partition="{}",topic="{}""#,
+            tp.partition, tp.topic
+        );
+        for (name, value) in [
+            ("kcon_policy_records_processed_total", c.processed),
+            ("kcon_policy_retries_total", c.retried),
+            ("kcon_policy_records_skipped_total", c.skipped),
+            ("kcon_policy_records_dead_lettered_total", c.dead_lettered),
+        ] {
+            assert_eq!(
+                samples[&format!("{name}{{{labels}}}")],
+                value as f64,
+                "{name} {tp}"
+            );
+        }
+    }
+    let labels = format!(r#"{{client_id="kcon",group="{group}"}}"#);
+    assert_eq!(
+        samples[&format!("kcon_policy_dead_letter_rate{labels}")],
+        m.dead_letter_rate
+    );
+    assert!(m.dead_letter_rate > 0.0);
+    assert_eq!(
+        samples[&format!("kcon_policy_breaker_trips_total{labels}")],
+        0.0
+    );
+    assert_eq!(samples[&format!("kcon_policy_breaker_open{labels}")], 0.0);
+    assert_eq!(
+        samples[&format!("kcon_policy_records_waiting{labels}")],
+        0.0
+    );
+}
+
+/// The processor of these tests: string keys, JSON orders, `producer` for dead letters if
+/// given.
+fn orders(consumer: kcon::Consumer, producer: Option<Producer>) -> OrderProcessor {
+    let mut b = Processor::builder(consumer)
+        .key(StringDeserializer)
+        .value(JsonDeserializer::<Order>::new());
+    if let Some(p) = producer {
+        b = b.dead_letter_producer(p);
+    }
+    b.build().unwrap()
+}
+
+type OrderProcessor = Processor<StringDeserializer, JsonDeserializer<Order>>;
+
+/// Runs `processor` with [`handle`] until its counts satisfy `done` (within [`WITHIN`]); what
+/// the handler saw.
+async fn process_until(
+    processor: &mut OrderProcessor,
+    done: impl Fn(&kcon::PolicyMetrics) -> bool,
+) -> Seen {
+    let seen = Seen::default();
+    let log = seen.clone();
+    let stop = until(processor.metrics_handle(), done);
+    timeout(
+        WITHIN,
+        processor.run_until(stop, async move |r| handle(&log, r).await),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    seen
+}
+
+/// Runs `processor` with [`handle`] until it stops with an error (within [`WITHIN`]); the error
+/// and what the handler saw.
+async fn process_until_error(processor: &mut OrderProcessor) -> (kcon::Error, Seen) {
+    let seen = Seen::default();
+    let log = seen.clone();
+    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
+        .await
+        .expect("stopped within the time")
+        .unwrap_err();
+    (err, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_once() {
     let topic = unique_name("orders");
@@ -111,25 +201,16 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
             ("errors.deadletterqueue.topic.name", &dlq),
         ],
     );
-    let mut processor = Processor::builder(c)
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let stop = until(processor.metrics_handle(), |m| {
+    let mut processor = orders(c, None);
+    let mut registry = prometheus_client::registry::Registry::default();
+    processor.metrics_handle().register(&mut registry);
+    let seen = process_until(&mut processor, |m| {
         m.records_processed == 48 && m.records_dead_lettered == 12
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("every record done within the time")
-    .unwrap();
+    })
+    .await;
     processor.commit().await.unwrap();
     let m = processor.metrics();
+    assert_scrape_equals(&registry, &processor.metrics_handle().snapshot(), &group);
     processor.close().await.unwrap();
 
     // Good ones once each, in partition order; poison ones once (the handler saw them),
@@ -218,11 +299,7 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
             ("errors.retry.delay.max.ms", "1500"),
         ],
     );
-    let mut processor = Processor::builder(c)
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
+    let mut processor = orders(c, None);
     let (first_failure, mut failed) = mpsc::unbounded_channel();
     let seen = Seen::default();
     let log = seen.clone();
@@ -304,18 +381,8 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
         .set("linger.ms", "0")
         .build()
         .unwrap();
-    let mut processor = Processor::builder(consumer(&b, &group, &topic, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .dead_letter_producer(failing)
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
-        .await
-        .expect("the write fails within the time")
-        .unwrap_err();
+    let mut processor = orders(consumer(&b, &group, &topic, &policy), Some(failing));
+    let (err, seen) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::DeadLetter, "{err}");
     assert!(err.to_string().contains(&format!("{topic}-0@4")), "{err}");
     let tp = TopicPartition::new(&topic, 0);
@@ -330,23 +397,11 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
     // The cause fixed, a restarted consumer dead-letters the record and goes on.
     let pool = Pool::new(config(&b)).unwrap();
     create_topics(&pool, BrokerTarget::Any, &[(&dlq, 1)]).await;
-    let mut processor = Processor::builder(consumer(&b, &group, &topic, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let stop = until(processor.metrics_handle(), |m| {
+    let mut processor = orders(consumer(&b, &group, &topic, &policy), None);
+    let seen = process_until(&mut processor, |m| {
         m.records_dead_lettered == 1 && m.records_processed == 5
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("done within the time")
-    .unwrap();
+    })
+    .await;
     processor.commit().await.unwrap();
     processor.close().await.unwrap();
     assert_eq!(seen.offsets(&tp), [4, 5, 6, 7, 8, 9]);
@@ -381,17 +436,8 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     ];
 
     let group = unique_name("g");
-    let mut processor = Processor::builder(consumer(&b, &group, &burst, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let seen = Seen::default();
-    let log = seen.clone();
-    let err = timeout(WITHIN, processor.run(async move |r| handle(&log, r).await))
-        .await
-        .expect("the breaker opens within the time")
-        .unwrap_err();
+    let mut processor = orders(consumer(&b, &group, &burst, &policy), None);
+    let (err, _) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
     let tp = TopicPartition::new(&burst, 0);
     assert_eq!(processor.consumer().paused(), [tp.clone()].into());
@@ -408,22 +454,11 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     );
 
     let group = unique_name("g");
-    let mut processor = Processor::builder(consumer(&b, &group, &scattered, &policy))
-        .key(StringDeserializer)
-        .value(JsonDeserializer::<Order>::new())
-        .build()
-        .unwrap();
-    let log = Seen::default();
-    let stop = until(processor.metrics_handle(), |m| {
+    let mut processor = orders(consumer(&b, &group, &scattered, &policy), None);
+    process_until(&mut processor, |m| {
         m.records_processed + m.records_dead_lettered == 60
-    });
-    timeout(
-        WITHIN,
-        processor.run_until(stop, async move |r| handle(&log, r).await),
-    )
-    .await
-    .expect("done within the time")
-    .unwrap();
+    })
+    .await;
     let m = processor.metrics();
     assert_eq!((m.breaker_trips, m.records_dead_lettered), (0, 12));
     processor.commit().await.unwrap();
@@ -432,4 +467,102 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     assert_eq!(committed(&b, &group, &scattered, 1).await[&tp], Some(60));
     let letters: Vec<Record> = read_exactly(&b, "letters", 1, 15).await;
     assert_eq!(letters.len(), 15, "3 of the burst and 12 scattered");
+}
+
+/// A `processor_member` process (a `Processor` of its own) and its stdout lines, as JSON.
+struct Member {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Member {
+    fn start(bootstrap: &str, topic: &str, group: &str, dlq: &str) -> Member {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor_member"))
+            .args([bootstrap, topic, group, dlq])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start processor_member");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Member {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Reads lines until one has `key`; every line read so far.
+    async fn until(&mut self, key: &str) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = timeout(WITHIN, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {key} within {WITHIN:?}: {seen:?}"))
+                .expect("read stdout")
+                .unwrap_or_else(|| panic!("the member ended before {key}: {seen:?}"));
+            let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            let done = value.get(key).is_some();
+            seen.push(value);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Killed (SIGKILL) between a dead-letter write and the commit, a processor dead-letters the
+/// record again after its restart: twice, never zero times. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_between_the_dead_letter_and_the_commit_dead_letters_again() {
+    let topic = unique_name("orders");
+    let dlq = format!("{topic}.dlq");
+    let tansu = tansu_with(&[(&topic, 1), (&dlq, 1)]).await;
+    let b = tansu.bootstrap();
+    produce_kinds(&producer(&b), &topic, 0, &kinds_with(10, &[5], &[])).await;
+    let group = unique_name("g");
+    let tp = TopicPartition::new(&topic, 0);
+
+    let mut member = Member::start(&b, &topic, &group, &dlq);
+    member.until("dead_lettered").await;
+    member.child.start_kill().expect("SIGKILL");
+    member.child.wait().await.expect("the member ends");
+    assert_eq!(
+        committed(&b, &group, &topic, 1).await[&tp],
+        None,
+        "killed before any commit"
+    );
+    assert_eq!(read_exactly(&b, &dlq, 1, 1).await.len(), 1);
+
+    let mut member = Member::start(&b, &topic, &group, &dlq);
+    let mut lines = member.until("dead_lettered").await;
+    while !lines.iter().any(|l| l["processed"] == 9) {
+        lines.extend(member.until("processed").await);
+    }
+    let processed: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| l["processed"].as_i64())
+        .collect();
+    assert_eq!(
+        processed,
+        [0, 1, 2, 3, 4, 6, 7, 8, 9],
+        "everything again, in order"
+    );
+    let pid = member.child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(status.expect("kill -TERM").success());
+    let exit = timeout(WITHIN, member.child.wait())
+        .await
+        .expect("closes")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(committed(&b, &group, &topic, 1).await[&tp], Some(10));
+    let letters = read_exactly(&b, &dlq, 1, 2).await;
+    let offsets: Vec<Option<String>> = letters.iter().map(|l| header(l, headers::OFFSET)).collect();
+    assert_eq!(
+        offsets,
+        [Some("5".to_owned()), Some("5".to_owned())],
+        "twice, never zero times"
+    );
 }

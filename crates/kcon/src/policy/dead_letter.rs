@@ -42,18 +42,26 @@ const MAX_MESSAGE: usize = 8 * 1024;
 
 /// Where and why a record failed, for its dead-letter copy.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Context<'a> {
-    pub(crate) failure: &'a FailureInfo,
-    pub(crate) attempts: u32,
-    pub(crate) group: Option<&'a str>,
-    pub(crate) failed_at_ms: i64,
+pub struct DeadLetterContext<'a> {
+    /// The failure.
+    pub failure: &'a FailureInfo,
+    /// How many times the record was tried.
+    pub attempts: u32,
+    /// The consumer group that failed it, if any.
+    pub group: Option<&'a str>,
+    /// When it failed for good, milliseconds since the epoch.
+    pub failed_at_ms: i64,
 }
 
 /// `record`'s copy for the dead-letter `topic`: key, value and headers unchanged, then the
 /// `kcon.dlq.*` headers. Its partition follows its key (murmur2), as for any produced record;
 /// its timestamp is the time it is written (the original is in a header), so the topic's
 /// retention counts from the failure.
-pub(crate) fn dead_letter_record(topic: &str, record: &Record, cx: Context<'_>) -> ProducerRecord {
+pub fn dead_letter_record(
+    topic: &str,
+    record: &Record,
+    cx: DeadLetterContext<'_>,
+) -> ProducerRecord {
     let mut out = ProducerRecord::default();
     out.topic = topic.to_owned();
     out.key = record.key.clone();
@@ -120,7 +128,7 @@ mod tests {
             .with_timestamp(1_700, crate::TimestampType::CreateTime)
             .with_headers(vec![("trace".into(), Some("7".into())), ("n".into(), None)]);
         let f = failure("expected value".into());
-        let cx = Context {
+        let cx = DeadLetterContext {
             failure: &f,
             attempts: 3,
             group: Some("billing"),
@@ -168,7 +176,7 @@ mod tests {
     #[test]
     fn a_huge_message_is_cut_at_a_character_boundary_and_null_stays_null() {
         let f = failure("é".repeat(MAX_MESSAGE));
-        let cx = Context {
+        let cx = DeadLetterContext {
             failure: &f,
             attempts: 1,
             group: None,

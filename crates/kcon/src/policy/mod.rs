@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 pub use config::PolicyConfig;
-pub use dead_letter::{headers, is_dead_letter_header};
+pub use dead_letter::{DeadLetterContext, dead_letter_record, headers, is_dead_letter_header};
 pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
@@ -244,6 +244,16 @@ impl<K, V> ProcessorBuilder<K, V> {
                 })
             }
         };
+        if let Some(d) = &dead_letter
+            && reads_topic(&consumer, &d.topic)
+        {
+            return Err(Error::config(
+                "errors.deadletterqueue.topic.name",
+                &d.topic,
+                "a topic the consumer does not read (a record failing there would be \
+                 dead-lettered into itself, again and again)",
+            ));
+        }
         consumer.store_now();
         let leaving: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
         let told = leaving.clone();
@@ -453,13 +463,22 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         let Some(d) = &self.dead_letter else {
             return Err("no dead-letter producer".to_owned());
         };
-        let cx = dead_letter::Context {
+        // A pattern subscription may come to match the dead-letter topic itself: its records
+        // failing there would go round forever.
+        if *record.topic == *d.topic {
+            return Err(format!(
+                "the record is from the dead-letter topic {} itself; it is not written there \
+                 again",
+                d.topic
+            ));
+        }
+        let cx = DeadLetterContext {
             failure,
             attempts,
             group: self.group.as_deref(),
             failed_at_ms: now_ms(),
         };
-        let copy = dead_letter::dead_letter_record(&d.topic, record, cx);
+        let copy = dead_letter_record(&d.topic, record, cx);
         let delivery = d.producer.send(copy).await.map_err(|e| e.to_string())?;
         delivery.await.map(drop).map_err(|e| e.to_string())
     }
@@ -478,19 +497,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
 
     fn tell_hooks(&mut self) {
         while let Some(event) = self.machine.poll_event() {
-            for h in &self.hooks {
-                match &event {
-                    Event::Retrying {
-                        record,
-                        failure,
-                        attempt,
-                        delay,
-                    } => h.on_retry(record, failure, *attempt, *delay),
-                    Event::Skipped { record, failure } => h.on_skip(record, failure),
-                    Event::DeadLettered { record, failure } => h.on_dead_letter(record, failure),
-                    Event::BreakerOpened { record, failure } => h.on_breaker_open(record, failure),
-                }
-            }
+            let hooks = self.hooks.iter();
             match &event {
                 Event::Retrying {
                     record,
@@ -498,16 +505,20 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                     attempt,
                     delay,
                 } => {
-                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}")
+                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}");
+                    hooks.for_each(|h| h.on_retry(record, failure, *attempt, *delay));
                 }
                 Event::Skipped { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
+                    hooks.for_each(|h| h.on_skip(record, failure));
                 }
                 Event::DeadLettered { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
+                    hooks.for_each(|h| h.on_dead_letter(record, failure));
                 }
                 Event::BreakerOpened { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}")
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}");
+                    hooks.for_each(|h| h.on_breaker_open(record, failure));
                 }
             }
         }
@@ -615,6 +626,12 @@ impl<K, V> std::fmt::Debug for ProcessorBuilder<K, V> {
     }
 }
 
+/// Whether `consumer` reads `topic`, by subscription or assignment.
+fn reads_topic(consumer: &Consumer, topic: &str) -> bool {
+    consumer.subscription().contains(topic)
+        || consumer.assignment().iter().any(|tp| tp.topic == topic)
+}
+
 /// Whether `stop` has completed, without waiting for it.
 fn is_ready<S: Future<Output = ()>>(stop: Pin<&mut S>) -> bool {
     stop.poll(&mut Context::from_waker(Waker::noop()))
@@ -625,5 +642,61 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(props: &[(&str, &str)]) -> Consumer {
+        let mut b = Consumer::builder()
+            .bootstrap_servers("127.0.0.1:9")
+            .group_id("g");
+        for (n, v) in props {
+            b = b.set(n, *v);
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_topic_the_consumer_reads_is_refused() {
+        let dlq = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "orders"),
+        ];
+        let mut c = consumer(&dlq);
+        c.subscribe(["orders", "payments"]).unwrap();
+        let e = Processor::builder(c).build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("errors.deadletterqueue.topic.name"));
+        let mut c = consumer(&dlq);
+        c.subscribe(["payments"]).unwrap();
+        assert!(Processor::builder(c).build().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_producer_needs_a_topic_and_acks_all() {
+        let producer = |acks: &str| {
+            Producer::builder()
+                .bootstrap_servers("127.0.0.1:9")
+                .set("acks", acks)
+                .build()
+                .unwrap()
+        };
+        let e = Processor::builder(consumer(&[]))
+            .dead_letter_producer(producer("all"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse);
+        let with_topic = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "d"),
+        ];
+        let e = Processor::builder(consumer(&with_topic))
+            .dead_letter_producer(producer("1"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("acks"));
     }
 }
