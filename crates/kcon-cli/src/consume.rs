@@ -40,7 +40,7 @@ use regex::Regex;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cluster::ClusterArgs;
-use crate::decode::{FieldDeserializer, FieldFormat};
+use crate::decode::{FieldDeserializer, FieldFormat, is_registry_property, registry};
 use crate::failure::Failure;
 use crate::record_format::{Format, failure_line};
 
@@ -85,10 +85,19 @@ pub(crate) struct ConsumeArgs {
     #[arg(long = "key-format", value_enum, default_value_t = FieldFormat::Bytes)]
     key_format: FieldFormat,
 
-    /// How values are read: bytes (as they are), string (UTF-8) or json (written as the JSON
-    /// value itself). A value that does not read is reported on stderr, as for keys.
+    /// How values are read: bytes (as they are), string (UTF-8), json (written as the JSON
+    /// value itself), or avro, protobuf, json-schema (written by Confluent's serializers,
+    /// decoded with the schema from --schema-registry, written as JSON). A value that does not
+    /// read is reported on stderr, as for keys.
     #[arg(long = "value-format", value_enum, default_value_t = FieldFormat::Bytes)]
     value_format: FieldFormat,
+
+    /// The Schema Registry of --key-format/--value-format avro, protobuf and json-schema (the
+    /// same as -X schema.registry.url=URL). Its other properties go with -X under Confluent's
+    /// names: basic.auth.user.info, bearer.auth.token, schema.registry.ssl.ca.location,
+    /// schema.registry.request.timeout.ms, ...
+    #[arg(long = "schema-registry", value_name = "URL")]
+    schema_registry: Option<String>,
 
     /// Also write each record that does not read to this topic (acks=all, idempotent): its
     /// key, value and headers unchanged, plus kcon.dlq.* headers saying where it came from
@@ -139,9 +148,27 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000");
     }
-    for (name, value) in &args.cluster.properties {
+    // The Schema Registry client's properties are its own, not the consumer's.
+    for (name, value) in args
+        .cluster
+        .properties
+        .iter()
+        .filter(|(n, _)| !is_registry_property(n))
+    {
         builder = builder.set(name, value.as_str());
     }
+    let registry = if args.key_format.needs_registry() || args.value_format.needs_registry() {
+        Some(registry(
+            args.schema_registry.as_deref(),
+            &args.cluster.properties,
+        )?)
+    } else {
+        None
+    };
+    let fields = Fields {
+        key: FieldDeserializer::new(args.key_format, registry.as_ref()),
+        value: FieldDeserializer::new(args.value_format, registry.as_ref()),
+    };
     if let Some(g) = &group {
         builder = builder.set("group.id", g.as_str());
     }
@@ -169,6 +196,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let stop = consume(
         &mut consumer,
         &args,
+        &fields,
         group.is_some(),
         dead_letters.as_ref(),
         &mut shutdown,
@@ -191,6 +219,12 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
         Stop::Failed(f) => Err(f),
         Stop::Done | Stop::Signal | Stop::PipeClosed => closed,
     }
+}
+
+/// How keys and values are read, for the whole run.
+struct Fields {
+    key: FieldDeserializer,
+    value: FieldDeserializer,
 }
 
 /// Where records that do not read go with `--dlq-topic`.
@@ -254,21 +288,19 @@ struct Handled {
 async fn handle_batch(
     batch: &[Record],
     args: &ConsumeArgs,
+    fields: &Fields,
     dead_letters: Option<&DeadLetters>,
     handled: &mut Handled,
 ) {
-    if args.key_format == FieldFormat::Bytes && args.value_format == FieldFormat::Bytes {
+    if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
         for record in batch {
             args.format.write_record(&mut handled.out, record);
         }
         return;
     }
-    let (key, value) = (
-        FieldDeserializer(args.key_format),
-        FieldDeserializer(args.value_format),
-    );
+    let (key, value) = (&fields.key, &fields.value);
     for (i, record) in batch.iter().enumerate() {
-        let failure = match decode(record.clone(), &key, &value).await {
+        let failure = match decode(record.clone(), key, value).await {
             Ok(d) => {
                 args.format
                     .write_decoded(&mut handled.out, record, &d.key, &d.value);
@@ -340,6 +372,7 @@ async fn start(consumer: &mut Consumer, args: &ConsumeArgs, in_group: bool) -> R
 async fn consume(
     consumer: &mut Consumer,
     args: &ConsumeArgs,
+    fields: &Fields,
     in_group: bool,
     dead_letters: Option<&DeadLetters>,
     shutdown: &mut Shutdown,
@@ -377,7 +410,7 @@ async fn consume(
         handled.out.clear();
         handled.reports.clear();
         handled.dead.clear();
-        handle_batch(batch, args, dead_letters, &mut handled).await;
+        handle_batch(batch, args, fields, dead_letters, &mut handled).await;
         let mut stdout = io::stdout().lock();
         match stdout.write_all(&handled.out).and_then(|()| stdout.flush()) {
             Ok(()) => {}

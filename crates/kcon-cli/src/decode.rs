@@ -1,12 +1,21 @@
 //! `kcon consume --key-format/--value-format`: how a record's key and value are read before
 //! they are written out, with kcon's deserializers. A field that does not read makes the
-//! record a failure: reported on stderr and, with `--dlq-topic`, dead-lettered.
+//! record a failure: reported on stderr and, with `--dlq-topic`, dead-lettered. The Schema
+//! Registry formats (`avro`, `protobuf`, `json-schema`) read through one registry client,
+//! whose properties (`schema.registry.*`, `basic.auth.*`, `bearer.auth.*`,
+//! `max.schemas.per.subject`) come with `-X`.
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use kcon::deserialize::{
     Context, DeserializeError, Deserializer, JsonDeserializer, Nullable, StringDeserializer,
 };
+use kcon::schema_registry::{
+    AvroJsonDeserializer, JsonSchemaDeserializer, PROPERTIES, ProtobufJsonDeserializer,
+    SchemaRegistry,
+};
+
+use crate::failure::Failure;
 
 /// How a key or a value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,6 +26,50 @@ pub(crate) enum FieldFormat {
     String,
     /// JSON; anything else fails. Written as the JSON value itself.
     Json,
+    /// Avro written by Confluent's serializer (schema from --schema-registry), as JSON.
+    Avro,
+    /// Protobuf written by Confluent's serializer, as Protobuf's JSON mapping.
+    Protobuf,
+    /// JSON Schema written by Confluent's serializer, as the JSON value.
+    JsonSchema,
+}
+
+impl FieldFormat {
+    /// Whether reading needs a Schema Registry.
+    pub(crate) fn needs_registry(self) -> bool {
+        matches!(
+            self,
+            FieldFormat::Avro | FieldFormat::Protobuf | FieldFormat::JsonSchema
+        )
+    }
+}
+
+/// Whether `-X name` is a Schema Registry client's property (then it is not the consumer's).
+pub(crate) fn is_registry_property(name: &str) -> bool {
+    name == "schema.registry.basic.auth.user.info" || PROPERTIES.iter().any(|(n, ..)| *n == name)
+}
+
+/// The registry client for `url` (or `-X schema.registry.url`) and the registry properties
+/// among `properties`; a bad one is a usage error naming it.
+pub(crate) fn registry(
+    url: Option<&str>,
+    properties: &[(String, String)],
+) -> Result<SchemaRegistry, Failure> {
+    let mut builder = SchemaRegistry::builder();
+    if let Some(url) = url {
+        builder = builder.set("schema.registry.url", url);
+    }
+    for (name, value) in properties.iter().filter(|(n, _)| is_registry_property(n)) {
+        builder = builder.set(name.as_str(), value.as_str());
+    }
+    if url.is_none() && !properties.iter().any(|(n, _)| n == "schema.registry.url") {
+        return Err(Failure::usage(
+            "--key-format/--value-format avro, protobuf and json-schema need --schema-registry URL",
+        ));
+    }
+    builder
+        .build()
+        .map_err(|e| Failure::usage(format!("bad configuration: {e}")))
 }
 
 /// A field as read.
@@ -27,9 +80,42 @@ pub(crate) enum Field {
     Json(serde_json::Value),
 }
 
-/// Reads a field in a [`FieldFormat`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FieldDeserializer(pub(crate) FieldFormat);
+/// Reads a field in a [`FieldFormat`]. Made once per run, so the schemas a registry format
+/// fetched stay cached.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldDeserializer {
+    format: FieldFormat,
+    schema: Option<SchemaFormat>,
+}
+
+#[derive(Debug, Clone)]
+enum SchemaFormat {
+    Avro(AvroJsonDeserializer),
+    Protobuf(ProtobufJsonDeserializer),
+    JsonSchema(JsonSchemaDeserializer),
+}
+
+impl FieldDeserializer {
+    /// A deserializer of `format`; the registry formats need `registry`.
+    pub(crate) fn new(format: FieldFormat, registry: Option<&SchemaRegistry>) -> Self {
+        let schema = registry.and_then(|r| match format {
+            FieldFormat::Avro => Some(SchemaFormat::Avro(AvroJsonDeserializer::new(r.clone()))),
+            FieldFormat::Protobuf => Some(SchemaFormat::Protobuf(ProtobufJsonDeserializer::new(
+                r.clone(),
+            ))),
+            FieldFormat::JsonSchema => Some(SchemaFormat::JsonSchema(JsonSchemaDeserializer::new(
+                r.clone(),
+            ))),
+            _ => None,
+        });
+        FieldDeserializer { format, schema }
+    }
+
+    /// Its format.
+    pub(crate) fn format(&self) -> FieldFormat {
+        self.format
+    }
+}
 
 impl Deserializer for FieldDeserializer {
     type Output = Field;
@@ -39,7 +125,18 @@ impl Deserializer for FieldDeserializer {
         data: Option<&'a Bytes>,
         context: Context<'a>,
     ) -> Result<Field, DeserializeError> {
-        Ok(match self.0 {
+        if let Some(schema) = &self.schema {
+            // A null field (a tombstone) is written as JSON null, as for --value-format json.
+            if data.is_none() {
+                return Ok(Field::Json(serde_json::Value::Null));
+            }
+            return Ok(Field::Json(match schema {
+                SchemaFormat::Avro(d) => d.deserialize(data, context).await?,
+                SchemaFormat::Protobuf(d) => d.deserialize(data, context).await?,
+                SchemaFormat::JsonSchema(d) => d.deserialize(data, context).await?,
+            }));
+        }
+        Ok(match self.format {
             FieldFormat::Bytes => Field::Bytes(data.cloned()),
             // A null field (a tombstone's value, a record without key) is no failure.
             FieldFormat::String => Field::Text(
@@ -52,6 +149,14 @@ impl Deserializer for FieldDeserializer {
                     .deserialize(data, context)
                     .await?,
             ),
+            // Invariant: `new` made a schema deserializer for these whenever it had a
+            // registry, and consume asks for one before it makes them.
+            FieldFormat::Avro | FieldFormat::Protobuf | FieldFormat::JsonSchema => {
+                return Err(DeserializeError::permanent(
+                    "schema-registry",
+                    "no Schema Registry configured (--schema-registry URL)",
+                ));
+            }
         })
     }
 }
@@ -65,8 +170,8 @@ mod tests {
 
     async fn read(format: FieldFormat, value: Option<&'static [u8]>) -> Result<Field, String> {
         let record = Record::new("t", 0, 0, None, value.map(Bytes::from_static));
-        let key = FieldDeserializer(FieldFormat::Bytes);
-        decode(record, &key, &FieldDeserializer(format))
+        let key = FieldDeserializer::new(FieldFormat::Bytes, None);
+        decode(record, &key, &FieldDeserializer::new(format, None))
             .await
             .map(|d| d.value)
             .map_err(|f| f.error.kind().to_owned())
