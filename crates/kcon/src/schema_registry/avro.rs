@@ -13,7 +13,10 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use apache_avro::schema::{Name, NamesRef, Namespace, ResolvedSchema, Schema};
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
+use apache_avro::schema::{Name, Namespace, ResolvedSchema, Schema};
 use apache_avro::types::Value;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -35,11 +38,20 @@ struct Writer {
     references: Vec<Schema>,
 }
 
+/// A writer's schema as a deserializer keeps it: with its named types by full name, for the
+/// payload walk (resolved once, not per record).
+struct Parsed {
+    writer: Writer,
+    names: Names,
+}
+
+type Names = HashMap<Name, Schema>;
+
 struct Core {
     registry: SchemaRegistry,
     subject: SubjectLookup,
     reader: Option<Writer>,
-    parsed: Cache<ParsedKey, Writer, SchemaError>,
+    parsed: Cache<ParsedKey, Parsed, SchemaError>,
 }
 
 impl Core {
@@ -56,7 +68,7 @@ impl Core {
         &self,
         schema: kcon_codec::schema_id::SchemaRef,
         subject: Option<String>,
-    ) -> Result<Arc<Writer>, SchemaError> {
+    ) -> Result<Arc<Parsed>, SchemaError> {
         let key = (schema, subject);
         self.parsed
             .get_or_load(&key, || async {
@@ -81,9 +93,20 @@ impl Core {
                 let schema_parsed = schema_parsed.map_err(|e| {
                     SchemaError::unusable("avro", schema, format!("not an Avro schema: {e}"))
                 })?;
-                Ok(Writer {
-                    schema: schema_parsed,
-                    references,
+                let mut schemata: Vec<&Schema> = vec![&schema_parsed];
+                schemata.extend(references.iter());
+                let names: Names = ResolvedSchema::try_from(schemata)
+                    .map_err(|e| SchemaError::unusable("avro", schema, e))?
+                    .get_names()
+                    .iter()
+                    .map(|(n, s)| (n.clone(), (*s).clone()))
+                    .collect();
+                Ok(Parsed {
+                    writer: Writer {
+                        schema: schema_parsed,
+                        references,
+                    },
+                    names,
                 })
             })
             .await
@@ -96,7 +119,8 @@ impl Core {
     ) -> Result<Value, DeserializeError> {
         let framed = framed(data, &context, false)?;
         let subject = self.subject.subject(&context);
-        let writer = self.writer(framed.schema, subject).await?;
+        let parsed = self.writer(framed.schema, subject).await?;
+        let writer = &parsed.writer;
         let field = context.field;
         let bad = |what: String| {
             DeserializeError::permanent(
@@ -107,11 +131,9 @@ impl Core {
                 ),
             )
         };
+        check(&writer.schema, &parsed.names, framed.payload).map_err(bad)?;
         let mut schemata: Vec<&Schema> = vec![&writer.schema];
         schemata.extend(writer.references.iter());
-        let resolved =
-            ResolvedSchema::try_from(schemata.clone()).map_err(|e| bad(e.to_string()))?;
-        check(&writer.schema, resolved.get_names(), framed.payload).map_err(bad)?;
         let mut input = framed.payload;
         let value = match &self.reader {
             None => apache_avro::from_avro_datum_schemata(
@@ -422,7 +444,11 @@ fn unscaled_digits(bytes: &[u8]) -> String {
 
 /// Walks `payload` with `schema` and refuses what would make the decoder allocate or recurse
 /// without bound (see the module documentation).
-pub(crate) fn check(schema: &Schema, names: &NamesRef<'_>, payload: &[u8]) -> Result<(), String> {
+pub(crate) fn check<S: Borrow<Schema>>(
+    schema: &Schema,
+    names: &HashMap<Name, S>,
+    payload: &[u8],
+) -> Result<(), String> {
     let mut walk = Walk {
         buf: payload,
         pos: 0,
@@ -433,15 +459,15 @@ pub(crate) fn check(schema: &Schema, names: &NamesRef<'_>, payload: &[u8]) -> Re
     walk.walk(schema, &None, 0)
 }
 
-struct Walk<'a> {
+struct Walk<'a, S> {
     buf: &'a [u8],
     pos: usize,
-    names: &'a NamesRef<'a>,
+    names: &'a HashMap<Name, S>,
     values: usize,
     max_values: usize,
 }
 
-impl Walk<'_> {
+impl<S: Borrow<Schema>> Walk<'_, S> {
     fn left(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -553,11 +579,11 @@ impl Walk<'_> {
             }
             Schema::Ref { name } => {
                 let full: Name = name.fully_qualified_name(ns);
-                let target = *self
-                    .names
+                let names = self.names;
+                let target = names
                     .get(&full)
                     .ok_or_else(|| format!("an unknown named type {}", full.fullname(None)))?;
-                self.walk(target, &full.namespace, depth + 1)
+                self.walk(target.borrow(), &full.namespace, depth + 1)
             }
         }
     }
