@@ -32,6 +32,12 @@
 //! # }
 //! ```
 //!
+//! Records are decoded by [`deserialize`]'s deserializers, and a [`Processor`] applies
+//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. With
+//! cargo feature `schema-registry`, `kcon::schema_registry` decodes keys and values written by
+//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
+//! Registry.
+//!
 //! The parts underneath are crates of their own: `kcon-codec` (the wire format),
 //! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
 //! `kcon-offsets` (commits and offset lookups) and `kcon-fetch` (fetch sessions).
