@@ -125,6 +125,8 @@ struct InFlight {
     epoch: i32,
     told: Told,
     sent_at: Instant,
+    /// Sent after the member gave partitions up, while it waited to be moved on.
+    held_back: bool,
 }
 
 #[derive(Debug)]
@@ -137,6 +139,11 @@ struct Beat {
     told: Option<Told>,
     /// Consecutive failed heartbeats, for the backoff.
     attempts: u32,
+    /// The epoch at which the member last gave partitions up, until an answer carries a later
+    /// one (see [`ConsumerGroupMachine::on_heartbeat_ok`]).
+    held_back: Option<i32>,
+    /// Heartbeats answered at that epoch since, for the backoff between them.
+    hold_polls: u32,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +199,8 @@ impl ConsumerGroupMachine {
                 interval: Duration::from_secs(3),
                 told: None,
                 attempts: 0,
+                held_back: None,
+                hold_polls: 0,
             },
             lookup: TopicLookup::default(),
             last_poll: now,
@@ -384,6 +393,10 @@ impl ConsumerGroupMachine {
         if r.parts.is_empty() {
             self.revocation = None;
         }
+        if self.phase == Phase::Active && self.epoch > 0 {
+            self.heartbeat.held_back = Some(self.epoch);
+            self.heartbeat.hold_polls = 0;
+        }
         // The coordinator hears of it at once: it hands the partitions on only then.
         self.heartbeat.next_at = now;
         self.reconcile(now);
@@ -410,6 +423,7 @@ impl ConsumerGroupMachine {
         self.phase = Phase::Active;
         self.epoch = 0;
         self.heartbeat.told = None;
+        self.heartbeat.held_back = None;
         self.heartbeat.next_at = now;
     }
 
@@ -512,6 +526,7 @@ impl ConsumerGroupMachine {
         self.target = None;
         self.unresolved.clear();
         self.heartbeat.told = None;
+        self.heartbeat.held_back = None;
     }
 
     /// FENCED_MEMBER_EPOCH or UNKNOWN_MEMBER_ID: the coordinator gave the partitions to others
@@ -790,6 +805,15 @@ impl ConsumerGroupMachine {
         if self.phase != Phase::Active {
             return;
         }
+        if answer.member_epoch == 0 && sent.epoch == 0 {
+            // Not admitted yet: librdkafka's mock cluster answers a join at epoch 0 until the
+            // partitions it is to get are free (Kafka admits at once, at the group's epoch).
+            // Asked again after a backoff, in full.
+            debug!(group = %self.config.group_id, "the coordinator holds the join at epoch 0; joining again after a backoff");
+            self.heartbeat.told = None;
+            self.heartbeat.next_at = now + self.next_backoff();
+            return;
+        }
         if answer.member_epoch <= 0 {
             // Not an epoch a member can have: take nothing from this answer.
             warn!(group = %self.config.group_id, epoch = answer.member_epoch, "a heartbeat answer without a valid member epoch; heartbeating again after a backoff");
@@ -818,6 +842,30 @@ impl ConsumerGroupMachine {
         }
         self.epoch = answer.member_epoch;
         self.heartbeat.told = Some(sent.told);
+        // A member that gave partitions up is moving to a new target epoch, and may be due
+        // partitions other members are giving up meanwhile; the coordinator hands those over
+        // only in answers. Kafka moves it to the new epoch as soon as it reported the
+        // revocation (and sends what others still hold later); librdkafka's mock cluster keeps
+        // it at the old epoch until everything it is due is free. While an answer to a
+        // heartbeat sent after the revocation still carries the old epoch, the member asks
+        // again after a backoff (retry.backoff.ms doubling, at most the interval) rather than
+        // a whole interval later: each hop of a partition moving down a chain of members
+        // would otherwise wait up to an interval.
+        match self.heartbeat.held_back {
+            Some(at) if answer.member_epoch > at => {
+                self.heartbeat.held_back = None;
+                self.heartbeat.hold_polls = 0;
+            }
+            Some(_) if sent.held_back => {
+                let delay = self
+                    .backoff
+                    .delay(self.heartbeat.hold_polls, self.rng.f64())
+                    .min(self.heartbeat.interval);
+                self.heartbeat.hold_polls = self.heartbeat.hold_polls.saturating_add(1);
+                self.heartbeat.next_at = self.heartbeat.next_at.min(now + delay);
+            }
+            _ => {}
+        }
         if let Some(mut assignment) = answer.assignment {
             // No partition number is negative; a topic with no partitions is no topic.
             for partitions in assignment.values_mut() {
@@ -971,6 +1019,7 @@ impl ConsumerGroupMachine {
             epoch: self.epoch,
             told,
             sent_at: now,
+            held_back: self.heartbeat.held_back.is_some(),
         });
         self.heartbeat.next_at = now + self.heartbeat.interval;
         self.maybe_member = true;
@@ -1018,6 +1067,7 @@ impl ConsumerGroupMachine {
                     owned: TopicIdPartitions::new(),
                 },
                 sent_at: now,
+                held_back: false,
             });
             self.phase = Phase::Leaving {
                 then,

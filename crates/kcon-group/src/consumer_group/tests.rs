@@ -659,3 +659,86 @@ fn an_invalid_regex_is_fatal_and_named() {
     assert_eq!(h.machine.state(), MemberState::Failed);
     assert!(h.requests().is_empty());
 }
+
+/// Revokes a0 at epoch 1 (the target moved on): returns the harness with the revocation
+/// acknowledged and its heartbeat out.
+fn revoked_a0() -> (H, RequestId) {
+    let mut h = member(&[(A, &[0, 1])]);
+    h.run_to_timeout();
+    let (id, _) = heartbeat(&mut h);
+    // Told to give a0 up, at its epoch (others hold what it is due next).
+    h.answer(id, ok(1, Some(assignment(&[(A, &[1])]))));
+    let revocation = match &h.events()[..] {
+        [GroupEvent::Joined { .. }, GroupEvent::Revoked { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    h.machine.revocation_done(h.now, revocation);
+    h.events();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.owned, Some(assignment(&[(A, &[1])])));
+    (h, id)
+}
+
+/// After giving partitions up, a member the coordinator keeps at its old epoch (librdkafka's
+/// mock cluster does until what it is due is free) asks again after a backoff, sooner each
+/// time than the interval, until an answer moves it on; then the interval again.
+#[test]
+fn a_member_held_at_its_epoch_after_a_revocation_asks_again_soon() {
+    let (mut h, id) = revoked_a0();
+    h.answer(id, ok(1, None));
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        waits.push(h.run_to_timeout());
+        let (id, hb) = heartbeat(&mut h);
+        assert_eq!(hb.member_epoch, 1);
+        h.answer(id, ok(1, None));
+    }
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_secs(1)),
+        "{waits:?}"
+    );
+    assert!(waits[0] < waits[2], "the pause grows: {waits:?}");
+    // Moved on, with what it was due.
+    let d = h.run_to_timeout();
+    assert!(d < Duration::from_secs(1), "{d:?}");
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(2, Some(assignment(&[(A, &[1]), (B, &[0])]))));
+    assert!(h.events().iter().any(
+        |e| matches!(e, GroupEvent::Assigned { partitions, .. } if *partitions == [tp("b", 0)])
+    ));
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(2, None));
+    assert_eq!(h.run_to_timeout(), Duration::from_secs(1));
+}
+
+/// A coordinator that moves the member on as soon as it reported the revocation (Kafka's way)
+/// sees heartbeats at the interval.
+#[test]
+fn a_member_moved_on_after_a_revocation_keeps_the_interval() {
+    let (mut h, id) = revoked_a0();
+    h.answer(id, ok(2, None));
+    assert_eq!(h.run_to_timeout(), Duration::from_secs(1));
+}
+
+/// A join the coordinator holds at epoch 0 is asked again after a growing backoff, in full,
+/// without taking anything from the answer.
+#[test]
+fn a_join_held_at_epoch_zero_is_asked_again() {
+    let (mut h, id, _) = joining(&[]);
+    h.answer(id, ok(0, None));
+    assert!(h.events().is_empty());
+    assert_eq!(h.machine.state(), MemberState::Joining);
+    let first = h.run_to_timeout();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.member_epoch, 0);
+    assert!(hb.subscribed_topic_names.is_some() && hb.rebalance_timeout_ms > 0);
+    h.answer(id, ok(0, None));
+    let second = h.run_to_timeout();
+    assert!(
+        first < second && second < Duration::from_secs(1),
+        "{first:?} {second:?}"
+    );
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(3, Some(assignment(&[(A, &[0])]))));
+    assert_eq!(h.machine.generation().id, 3);
+}
