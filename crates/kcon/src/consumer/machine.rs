@@ -51,6 +51,12 @@ pub struct MachineOptions {
     pub auto_store: bool,
     /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
     pub metadata_max_age: Duration,
+    /// The group coordinator matches a pattern subscription (`group.protocol=consumer`,
+    /// KIP-848's `SubscribedTopicRegex`): the member is subscribed to the pattern once, and
+    /// what the consumer matches itself only answers [`subscription`](ConsumerMachine::subscription).
+    /// Otherwise (the classic protocol) the consumer subscribes the member to the names it
+    /// matched, again whenever they change.
+    pub coordinator_regex: bool,
 }
 
 /// What the machine tells the other parts to do, in order.
@@ -59,6 +65,14 @@ pub struct MachineOptions {
 pub enum Command {
     /// The group member subscribes to these topics.
     Subscribe(BTreeSet<String>),
+    /// The group member subscribes to these topics and to whatever the regex matches, which
+    /// the coordinator works out (`group.protocol=consumer`).
+    SubscribeRegex {
+        /// The topics named.
+        topics: BTreeSet<String>,
+        /// The regex, as the coordinator gets it.
+        regex: String,
+    },
     /// The group member leaves.
     Unsubscribe,
     /// The group member hears the application is alive.
@@ -389,9 +403,23 @@ impl ConsumerMachine {
             ));
         }
         let subscription = Subscription::parse(topics)?;
-        if let Subscription::Topics(names) = &subscription {
-            self.commands.push_back(Command::TrackTopics(names.clone()));
-            self.commands.push_back(Command::Subscribe(names.clone()));
+        match &subscription {
+            Subscription::Topics(names) => {
+                self.commands.push_back(Command::TrackTopics(names.clone()));
+                self.commands.push_back(Command::Subscribe(names.clone()));
+            }
+            Subscription::Pattern(p) if self.options.coordinator_regex => {
+                let regex = p.coordinator_regex();
+                info!(%regex, names = ?p.names(), "subscribing by regex; the group coordinator matches it");
+                self.commands
+                    .push_back(Command::TrackTopics(p.names().clone()));
+                self.commands.push_back(Command::SubscribeRegex {
+                    topics: p.names().clone(),
+                    regex,
+                });
+            }
+            // The classic protocol: the member is subscribed to what the pattern matches.
+            _ => {}
         }
         self.subscription = subscription;
         self.metrics.rebalance_started(now);
@@ -640,7 +668,9 @@ impl ConsumerMachine {
         };
         if let Some(now) = p.matches(generation, topics) {
             info!(topics = ?now, "the topic pattern matches");
-            self.commands.push_back(Command::Subscribe(now));
+            if !self.options.coordinator_regex {
+                self.commands.push_back(Command::Subscribe(now));
+            }
         }
     }
 

@@ -176,6 +176,10 @@ impl Consumer {
                 .as_ref()
                 .is_some_and(|o| o.enable_auto_offset_store),
             metadata_max_age: settings.pool.metadata_max_age,
+            coordinator_regex: settings
+                .group
+                .as_ref()
+                .is_some_and(|g| g.group_protocol == kcon_core::GroupProtocol::Consumer),
         };
         let published = MetricsHandle::new(
             &settings.pool.client_id,
@@ -203,7 +207,12 @@ impl Consumer {
 
     /// Subscribes to `topics` in the group (`group.id`), replacing the subscription. A name
     /// starting with `^` is a regular expression (librdkafka's convention): every topic whose
-    /// name matches is subscribed, re-evaluated when the metadata refreshes.
+    /// name matches is subscribed. Under the classic protocol the consumer matches it against
+    /// the cluster's topics, again when the metadata refreshes. Under `group.protocol=consumer`
+    /// the group coordinator does (KIP-848's `SubscribedTopicRegex`, as librdkafka and the Java
+    /// client's `SubscriptionPattern` do): Apache Kafka reads it in RE2/J syntax and matches
+    /// whole names, so `^audit-.*` takes every topic starting with `audit-`, and `^audit` only
+    /// `audit`. Several patterns go as `(a)|(b)`, names beside them by name.
     ///
     /// ```no_run
     /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
@@ -1121,6 +1130,11 @@ impl Consumer {
                 Command::Subscribe(topics) => {
                     if let Some(g) = &self.group {
                         g.subscribe(topics);
+                    }
+                }
+                Command::SubscribeRegex { topics, regex } => {
+                    if let Some(g) = &self.group {
+                        g.subscribe_with_regex(topics, Some(regex));
                     }
                 }
                 Command::Unsubscribe => {
