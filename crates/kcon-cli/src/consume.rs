@@ -13,6 +13,14 @@
 //! everything handed out, and when a write fails (a closed pipe) or `-c` stops in the middle
 //! of a batch, records that were never written would count as consumed. Storing explicitly
 //! commits exactly what reached stdout, with no commit round trip per batch.
+//!
+//! With `--key-format`/`--value-format`, a record whose key or value does not read is
+//! reported on stderr instead of written (it counts as consumed once reported); with
+//! `--dlq-topic` it is also written to that topic (kcon's dead-letter record: the original
+//! bytes and headers plus `kcon.dlq.*` headers), and the batch's offset is stored only once
+//! every dead letter of the batch is acknowledged. A dead-letter write that fails stops the
+//! tool with nothing stored past the record before it. A failure that may pass (kcon's
+//! deserializers call it retriable) stops the tool the same way, before the record.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -20,14 +28,21 @@ use std::pin::pin;
 use std::time::Duration;
 
 use clap::Args;
-use kcon::{Consumer, ListenerFuture, RebalanceContext, RebalanceListener, TopicPartition};
+use kcon::deserialize::decode;
+use kcon::policy::{DeadLetterContext, dead_letter_record};
+use kcon::{
+    Consumer, FailureInfo, ListenerFuture, RebalanceContext, RebalanceListener, Record,
+    TopicPartition,
+};
 use kcon_pool::TopicScope;
+use kcon_produce::{Delivery, Producer};
 use regex::Regex;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cluster::ClusterArgs;
+use crate::decode::{FieldDeserializer, FieldFormat, is_registry_property, registry};
 use crate::failure::Failure;
-use crate::record_format::Format;
+use crate::record_format::{Format, failure_line};
 
 /// How long `-e` waits for records before asking whether every partition is at its end.
 const END_CHECK_AFTER: Duration = Duration::from_millis(300);
@@ -64,6 +79,32 @@ pub(crate) struct ConsumeArgs {
     #[arg(long = "format", value_enum, default_value_t = Format::Text)]
     format: Format,
 
+    /// How keys are read: bytes (as they are), string (UTF-8) or json. A key that does not
+    /// read is reported on stderr as a JSON line (topic, partition, offset, field, kind,
+    /// message) instead of the record being written.
+    #[arg(long = "key-format", value_enum, default_value_t = FieldFormat::Bytes)]
+    key_format: FieldFormat,
+
+    /// How values are read: bytes (as they are), string (UTF-8), json (written as the JSON
+    /// value itself), or avro, protobuf, json-schema (written by Confluent's serializers,
+    /// decoded with the schema from --schema-registry, written as JSON). A value that does not
+    /// read is reported on stderr, as for keys.
+    #[arg(long = "value-format", value_enum, default_value_t = FieldFormat::Bytes)]
+    value_format: FieldFormat,
+
+    /// The Schema Registry of --key-format/--value-format avro, protobuf and json-schema (the
+    /// same as -X schema.registry.url=URL). Its other properties go with -X under Confluent's
+    /// names: basic.auth.user.info, bearer.auth.token, schema.registry.ssl.ca.location,
+    /// schema.registry.request.timeout.ms, ...
+    #[arg(long = "schema-registry", value_name = "URL")]
+    schema_registry: Option<String>,
+
+    /// Also write each record that does not read to this topic (acks=all, idempotent): its
+    /// key, value and headers unchanged, plus kcon.dlq.* headers saying where it came from
+    /// and why. Its offset is committed only once the topic has it.
+    #[arg(long = "dlq-topic", value_name = "TOPIC")]
+    dlq_topic: Option<String>,
+
     /// Topics to read; a name starting with ^ is a regular expression.
     #[arg(value_name = "TOPIC", required = true)]
     topics: Vec<String>,
@@ -83,6 +124,14 @@ enum Stop {
 
 /// Runs `kcon consume`.
 pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
+    if let Some(topic) = &args.dlq_topic
+        && args.topics.contains(topic)
+    {
+        return Err(Failure::usage(format!(
+            "--dlq-topic {topic} is also a topic to read: its records that do not read would \
+             be dead-lettered into it again and again"
+        )));
+    }
     let group = args
         .group
         .clone()
@@ -99,9 +148,27 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000");
     }
-    for (name, value) in &args.cluster.properties {
+    // The Schema Registry client's properties are its own, not the consumer's.
+    for (name, value) in args
+        .cluster
+        .properties
+        .iter()
+        .filter(|(n, _)| !is_registry_property(n))
+    {
         builder = builder.set(name, value.as_str());
     }
+    let registry = if args.key_format.needs_registry() || args.value_format.needs_registry() {
+        Some(registry(
+            args.schema_registry.as_deref(),
+            &args.cluster.properties,
+        )?)
+    } else {
+        None
+    };
+    let fields = Fields {
+        key: FieldDeserializer::new(args.key_format, registry.as_ref()),
+        value: FieldDeserializer::new(args.value_format, registry.as_ref()),
+    };
     if let Some(g) = &group {
         builder = builder.set("group.id", g.as_str());
     }
@@ -121,11 +188,17 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     };
     started?;
 
+    let dead_letters = match &args.dlq_topic {
+        Some(topic) => Some(DeadLetters::new(&args, topic, group.clone())?),
+        None => None,
+    };
     let mut written = 0u64;
     let stop = consume(
         &mut consumer,
         &args,
+        &fields,
         group.is_some(),
+        dead_letters.as_ref(),
         &mut shutdown,
         &mut written,
     )
@@ -139,9 +212,131 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             "interrupted again while closing: nothing more was committed",
         )),
     };
+    if let Some(d) = &dead_letters {
+        d.producer.close().await;
+    }
     match stop {
         Stop::Failed(f) => Err(f),
         Stop::Done | Stop::Signal | Stop::PipeClosed => closed,
+    }
+}
+
+/// How keys and values are read, for the whole run.
+struct Fields {
+    key: FieldDeserializer,
+    value: FieldDeserializer,
+}
+
+/// Where records that do not read go with `--dlq-topic`.
+struct DeadLetters {
+    topic: String,
+    group: Option<String>,
+    producer: Producer,
+}
+
+impl DeadLetters {
+    /// A producer over the tool's connection properties: acks=all, idempotent.
+    fn new(args: &ConsumeArgs, topic: &str, group: Option<String>) -> Result<DeadLetters, Failure> {
+        let pool =
+            kcon_pool::Pool::new(args.cluster.pool_config(None)?).map_err(Failure::from_pool)?;
+        let producer = Producer::builder()
+            .pool(pool)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .build()
+            .map_err(|e| Failure::runtime(format!("the dead-letter producer: {e}")))?;
+        Ok(DeadLetters {
+            topic: topic.to_owned(),
+            group,
+            producer,
+        })
+    }
+
+    /// Queues `record`'s dead-letter copy; the delivery says when the topic has it.
+    async fn send(&self, record: &Record, failure: &FailureInfo) -> Result<Delivery, Failure> {
+        let cx = DeadLetterContext {
+            failure,
+            attempts: 1,
+            group: self.group.as_deref(),
+            failed_at_ms: now_ms(),
+        };
+        self.producer
+            .send(dead_letter_record(&self.topic, record, cx))
+            .await
+            .map_err(|e| Failure::runtime(format!("dead-lettering to {}: {e}", self.topic)))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What became of a batch's records: the output for stdout, the reports for stderr, the
+/// dead letters in flight (with the index of their record), and the index of a record that
+/// failed retriably (nothing from it on is handled).
+#[derive(Default)]
+struct Handled {
+    out: Vec<u8>,
+    reports: Vec<u8>,
+    dead: Vec<(usize, Delivery)>,
+    stopped_at: Option<(usize, Failure)>,
+}
+
+/// Writes `batch` into `handled`, reading keys and values as `args` says.
+async fn handle_batch(
+    batch: &[Record],
+    args: &ConsumeArgs,
+    fields: &Fields,
+    dead_letters: Option<&DeadLetters>,
+    handled: &mut Handled,
+) {
+    if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
+        for record in batch {
+            args.format.write_record(&mut handled.out, record);
+        }
+        return;
+    }
+    let (key, value) = (&fields.key, &fields.value);
+    for (i, record) in batch.iter().enumerate() {
+        let failure = match decode(record.clone(), key, value).await {
+            Ok(d) => {
+                args.format
+                    .write_decoded(&mut handled.out, record, &d.key, &d.value);
+                continue;
+            }
+            Err(f) => f,
+        };
+        if failure.error.is_retriable() {
+            handled.stopped_at = Some((i, Failure::runtime(failure.to_string())));
+            return;
+        }
+        if let Some(d) = dead_letters
+            && *record.topic == *d.topic
+        {
+            // A pattern may match the dead-letter topic itself: its records would go round.
+            let message = format!(
+                "{}-{}@{} does not read and comes from the dead-letter topic itself: not \
+                 written there again",
+                record.topic, record.partition, record.offset
+            );
+            handled.stopped_at = Some((i, Failure::runtime(message)));
+            return;
+        }
+        let topic = dead_letters.map(|d| d.topic.as_str());
+        handled
+            .reports
+            .extend(failure_line(record, failure.field, &failure.error, topic));
+        if let Some(d) = dead_letters {
+            match d.send(record, &FailureInfo::from(&failure)).await {
+                Ok(delivery) => handled.dead.push((i, delivery)),
+                Err(f) => {
+                    handled.stopped_at = Some((i, f));
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -177,11 +372,16 @@ async fn start(consumer: &mut Consumer, args: &ConsumeArgs, in_group: bool) -> R
 async fn consume(
     consumer: &mut Consumer,
     args: &ConsumeArgs,
+    fields: &Fields,
     in_group: bool,
+    dead_letters: Option<&DeadLetters>,
     shutdown: &mut Shutdown,
     written: &mut u64,
 ) -> Stop {
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut handled = Handled {
+        out: Vec::with_capacity(64 * 1024),
+        ..Handled::default()
+    };
     loop {
         let take_max = match args.count {
             Some(count) if *written >= count => return Stop::Done,
@@ -207,12 +407,12 @@ async fn consume(
             Some(Err(e)) => return Stop::Failed(Failure::from_consumer(e)),
         };
         let batch = &batch[..batch.len().min(take_max)];
-        out.clear();
-        for record in batch {
-            args.format.write_record(&mut out, record);
-        }
+        handled.out.clear();
+        handled.reports.clear();
+        handled.dead.clear();
+        handle_batch(batch, args, fields, dead_letters, &mut handled).await;
         let mut stdout = io::stdout().lock();
-        match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+        match stdout.write_all(&handled.out).and_then(|()| stdout.flush()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Stop::PipeClosed,
             Err(e) => {
@@ -220,20 +420,48 @@ async fn consume(
             }
         }
         drop(stdout);
-        // Written and flushed: now the records count as consumed.
+        // Nothing to do when stderr is gone.
+        let _ = io::stderr().lock().write_all(&handled.reports);
+        // Written and flushed, reported, dead-lettered: now the records count as consumed, up
+        // to the first that was not.
+        let mut done = batch.len();
+        let mut stop = handled.stopped_at.take();
+        for (i, delivery) in handled.dead.drain(..) {
+            if i >= done {
+                break;
+            }
+            if let Err(e) = delivery.await {
+                let r = &batch[i];
+                let topic = dead_letters.map_or("", |d| d.topic.as_str());
+                stop = Some((
+                    i,
+                    Failure::runtime(format!(
+                        "dead-lettering {}-{}@{} to {topic} failed: {e}; nothing from it on was committed",
+                        r.topic, r.partition, r.offset
+                    )),
+                ));
+                done = i;
+            }
+        }
+        if let Some((i, _)) = &stop {
+            done = done.min(*i);
+        }
         if in_group
-            && let Some(last) = batch.last()
+            && let Some(last) = batch[..done].last()
             && let Err(e) = consumer.store_offset(last)
         {
             return Stop::Failed(Failure::from_consumer(e));
         }
-        *written += batch.len() as u64;
+        *written += done as u64;
+        if let Some((_, failure)) = stop {
+            return Stop::Failed(failure);
+        }
     }
 }
 
 /// The next batch; with `-e`, `None` when none came within [`END_CHECK_AFTER`]. The
 /// consumer's receiving calls are cancel-safe, so giving up on one loses nothing.
-async fn next_batch(
+pub(crate) async fn next_batch(
     consumer: &mut Consumer,
     exit_at_end: bool,
 ) -> Option<Result<Vec<kcon::Record>, kcon::Error>> {
@@ -251,7 +479,7 @@ async fn next_batch(
 /// says now and the high watermark of the last Fetch answer, since either alone can be behind
 /// (a ListOffsets answer may predate records a Fetch has since brought, and Tansu answers
 /// ListOffsets latest with the last batch's base offset + 1).
-async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
+pub(crate) async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
     let owned = consumer.assignment();
     if owned.is_empty() {
         return Ok(false);

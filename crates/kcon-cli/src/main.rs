@@ -2,10 +2,12 @@
 //! kcon crates underneath.
 //!
 //! ```text
-//! kcon consume -b HOST:PORT [-g GROUP] [-X prop=value]... [-c COUNT] [-e] [--format json|text] TOPIC...
+//! kcon consume -b HOST:PORT [-g GROUP] [-X prop=value]... [-c COUNT] [-e] [--format json|text]
+//!              [--key-format F] [--value-format bytes|string|json] [--dlq-topic TOPIC] TOPIC...
 //! kcon produce -b HOST:PORT TOPIC [-p PARTITION] [-K DELIM] [--format lines|json] [-z CODEC] [-H key=value]...
 //! kcon group list|describe|reset-offsets ...
 //! kcon topic create|list ...
+//! kcon dlq replay -b HOST:PORT --from DLQ_TOPIC [--to TOPIC] [--where NAME=VALUE]... [-g GROUP] [--dry-run]
 //! ```
 //!
 //! Exit status: 0 success; 1 runtime error (a broker unreachable, an unknown topic or group,
@@ -16,6 +18,8 @@
 mod bytes_json;
 mod cluster;
 mod consume;
+mod decode;
+mod dlq;
 mod exporter;
 mod failure;
 mod group;
@@ -63,6 +67,9 @@ enum Command {
     /// Topics: create, list.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// Dead-letter topics: replay.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Serve every matching group's lag and Burrow-style status as Prometheus metrics at
     /// /metrics: per partition the committed offset, log end, lag in records and seconds and
     /// status; per group the status, total lag and largest lag in seconds; and the exporter's
@@ -88,6 +95,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Group(command) => group::run(command).await,
             Command::Topic(command) => topic::run(command).await,
+            Command::Dlq(command) => dlq::run(command).await,
             Command::Exporter(args) => exporter::run(args).await,
         }
     });

@@ -9,7 +9,7 @@
 //! `-X enable.idempotence=true` a retried batch may be written twice (at-least-once).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -30,8 +30,11 @@ const BATCH_RECORDS: usize = 1000;
 /// own).
 const BATCH_BYTES: usize = 1024 * 1024 - 16 * 1024;
 
-/// How many records the reader hands over at once.
+/// The most records the reader hands over at once.
 const CHUNK: usize = 1000;
+
+/// How much of stdin the reader buffers.
+const STDIN_BUFFER: usize = 64 * 1024;
 
 /// How often progress is shown on a terminal.
 const PROGRESS_EVERY: u64 = 100_000;
@@ -294,18 +297,26 @@ impl Input {
 }
 
 /// Reads stdin to its end, parsing each line, and hands the records over in chunks; stops at
-/// the first bad line (sent as an error) or when the receiver is gone.
+/// the first bad line (sent as an error) or when the receiver is gone. A chunk goes when it is
+/// full or when what stdin has written so far is read: lines typed, or written a few at a time
+/// by a program, are sent at once rather than after a thousand more or the end of the input.
 fn read_stdin(
     format: InputFormat,
     delimiter: Option<&[u8]>,
     tx: &mpsc::Sender<Result<Vec<Input>, Failure>>,
 ) {
-    let stdin = std::io::stdin();
-    let mut reader = stdin.lock();
+    let mut reader = BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock());
     let mut line = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut number = 0u64;
     loop {
+        // About to wait for stdin (or a full chunk): what was read goes now.
+        if !chunk.is_empty()
+            && (chunk.len() >= CHUNK || reader.buffer().is_empty())
+            && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+        {
+            return;
+        }
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
@@ -334,9 +345,6 @@ fn read_stdin(
                     tx.blocking_send(Err(Failure::runtime(format!("input line {number}: {e}"))));
                 return;
             }
-        }
-        if chunk.len() == CHUNK && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-            return;
         }
     }
     if !chunk.is_empty() {

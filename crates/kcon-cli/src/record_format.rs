@@ -11,6 +11,13 @@
 //!   (`\n`, `\t`, `\\`, `\u{1b}`), bytes that are not UTF-8 as `base64:...`. Headers and
 //!   timestamps are left out: use json for everything. Rebalance events read
 //!   `kcon: assigned t-0, t-1`.
+//!
+//! With `--key-format`/`--value-format` other than bytes, a field read as `string` is written
+//! as text (a JSON string in json), one read as `json` as the JSON value itself (compact, in
+//! either format). A record that did not read is reported on stderr as one JSON object, in
+//! either format: `{"error":"deserialize","topic":"t","partition":0,"offset":5,
+//! "field":"value","kind":"json","message":"...","dead_letter_topic":"t.dlq"}` (the last
+//! member only with `--dlq-topic`).
 
 use std::fmt::Write as _;
 
@@ -20,6 +27,25 @@ use clap::ValueEnum;
 use kcon::{Record, TopicPartition};
 
 use crate::bytes_json::{write_bytes, write_int, write_str};
+use crate::decode::Field;
+
+/// A key or a value as it is written: its bytes, or what a format read it as.
+#[derive(Debug, Clone, Copy)]
+enum Shown<'a> {
+    Bytes(Option<&'a [u8]>),
+    Text(Option<&'a str>),
+    Json(&'a serde_json::Value),
+}
+
+impl<'a> From<&'a Field> for Shown<'a> {
+    fn from(f: &'a Field) -> Shown<'a> {
+        match f {
+            Field::Bytes(b) => Shown::Bytes(b.as_deref()),
+            Field::Text(t) => Shown::Text(t.as_deref()),
+            Field::Json(v) => Shown::Json(v),
+        }
+    }
+}
 
 /// An output format (of `kcon consume`, and of the administrative commands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,9 +59,26 @@ pub(crate) enum Format {
 impl Format {
     /// Appends `record` and a newline to `out`.
     pub(crate) fn write_record(self, out: &mut Vec<u8>, record: &Record) {
+        let key = Shown::Bytes(record.key.as_deref());
+        let value = Shown::Bytes(record.value.as_deref());
+        self.write(out, record, key, value);
+    }
+
+    /// Appends `record` with its key and value as read, and a newline, to `out`.
+    pub(crate) fn write_decoded(
+        self,
+        out: &mut Vec<u8>,
+        record: &Record,
+        key: &Field,
+        value: &Field,
+    ) {
+        self.write(out, record, key.into(), value.into());
+    }
+
+    fn write(self, out: &mut Vec<u8>, record: &Record, key: Shown<'_>, value: Shown<'_>) {
         match self {
-            Format::Json => json_record(out, record),
-            Format::Text => text_record(out, record),
+            Format::Json => json_record(out, record, key, value),
+            Format::Text => text_record(out, record, key, value),
         }
         out.push(b'\n');
     }
@@ -76,7 +119,7 @@ impl Format {
     }
 }
 
-fn json_record(out: &mut Vec<u8>, r: &Record) {
+fn json_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
     out.extend_from_slice(b"{\"topic\":");
     write_str(out, &r.topic);
     out.extend_from_slice(b",\"partition\":");
@@ -86,9 +129,9 @@ fn json_record(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(b",\"timestamp\":");
     write_int(out, r.timestamp);
     out.extend_from_slice(b",\"key\":");
-    write_bytes(out, r.key.as_deref());
+    json_field(out, key);
     out.extend_from_slice(b",\"value\":");
-    write_bytes(out, r.value.as_deref());
+    json_field(out, value);
     out.extend_from_slice(b",\"headers\":[");
     for (i, (k, v)) in r.headers.iter().enumerate() {
         if i > 0 {
@@ -103,18 +146,76 @@ fn json_record(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(b"]}");
 }
 
-fn text_record(out: &mut Vec<u8>, r: &Record) {
+fn json_field(out: &mut Vec<u8>, field: Shown<'_>) {
+    match field {
+        Shown::Bytes(b) => write_bytes(out, b),
+        Shown::Text(Some(t)) => write_str(out, t),
+        Shown::Text(None) => out.extend_from_slice(b"null"),
+        // Invariant: serializing a Value into a Vec cannot fail.
+        Shown::Json(v) => {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+    }
+}
+
+fn text_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
     let mut line = format!("{}/{}@{}", r.topic, r.partition, r.offset);
-    if let Some(key) = &r.key {
+    if !is_null(key) {
         line.push_str(" key=");
-        text_bytes(&mut line, key);
+        text_field(&mut line, key);
     }
     line.push(' ');
-    match &r.value {
-        Some(value) => text_bytes(&mut line, value),
-        None => line.push_str("(null)"),
+    if is_null(value) {
+        line.push_str("(null)");
+    } else {
+        text_field(&mut line, value);
     }
     out.extend_from_slice(line.as_bytes());
+}
+
+/// A null field: left out (a key) or `(null)` (a value) in text. JSON's own `null` is a value
+/// the field held.
+fn is_null(field: Shown<'_>) -> bool {
+    matches!(field, Shown::Bytes(None) | Shown::Text(None))
+}
+
+fn text_field(line: &mut String, field: Shown<'_>) {
+    match field {
+        Shown::Bytes(Some(b)) => text_bytes(line, b),
+        Shown::Text(Some(t)) => text_str(line, t),
+        // Compact JSON holds no control characters: strings escape them.
+        Shown::Json(v) => line.push_str(&v.to_string()),
+        Shown::Bytes(None) | Shown::Text(None) => {}
+    }
+}
+
+/// The line (with its newline) reporting a record whose `field` did not read: JSON in either
+/// output format, with the dead-letter topic it goes to, if any.
+pub(crate) fn failure_line(
+    record: &Record,
+    field: kcon::deserialize::Field,
+    error: &kcon::deserialize::DeserializeError,
+    dead_letter_topic: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"error\":\"deserialize\",\"topic\":");
+    write_str(&mut out, &record.topic);
+    out.extend_from_slice(b",\"partition\":");
+    write_int(&mut out, i64::from(record.partition));
+    out.extend_from_slice(b",\"offset\":");
+    write_int(&mut out, record.offset);
+    out.extend_from_slice(b",\"field\":");
+    write_str(&mut out, field.name());
+    out.extend_from_slice(b",\"kind\":");
+    write_str(&mut out, error.kind());
+    out.extend_from_slice(b",\"message\":");
+    write_str(&mut out, &error.to_string());
+    if let Some(topic) = dead_letter_topic {
+        out.extend_from_slice(b",\"dead_letter_topic\":");
+        write_str(&mut out, topic);
+    }
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// UTF-8 text with control characters and backslashes escaped, so that a record stays on one
@@ -125,6 +226,11 @@ fn text_bytes(line: &mut String, bytes: &[u8]) {
         line.push_str(&STANDARD.encode(bytes));
         return;
     };
+    text_str(line, text);
+}
+
+/// Text with control characters and backslashes escaped, so that a record stays on one line.
+fn text_str(line: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '\\' => line.push_str("\\\\"),
@@ -195,6 +301,56 @@ mod tests {
         assert_eq!(
             line(Format::Text, &record(None, Some(b"\xff"))),
             "t\"q/3@41 base64:/w==\n"
+        );
+    }
+
+    #[test]
+    fn decoded_fields_are_written_as_what_they_were_read() {
+        let r = record(None, None);
+        let key = Field::Text(Some("k\n".into()));
+        let value = Field::Json(serde_json::json!({"a": "x\ny", "n": [1, null]}));
+        let mut out = Vec::new();
+        Format::Json.write_decoded(&mut out, &r, &key, &value);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed["key"], "k\n");
+        assert_eq!(
+            parsed["value"],
+            serde_json::json!({"a": "x\ny", "n": [1, null]})
+        );
+        let mut out = Vec::new();
+        Format::Text.write_decoded(&mut out, &r, &key, &value);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "t\"q/3@41 key=k\\n {\"a\":\"x\\ny\",\"n\":[1,null]}\n"
+        );
+        let mut out = Vec::new();
+        Format::Text.write_decoded(
+            &mut out,
+            &r,
+            &Field::Text(None),
+            &Field::Json(serde_json::Value::Null),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "t\"q/3@41 null\n");
+    }
+
+    #[test]
+    fn a_failure_is_one_json_line_with_its_coordinates() {
+        let error = kcon::deserialize::DeserializeError::permanent("json", "bad \"x\"");
+        let line = failure_line(
+            &record(None, None),
+            kcon::deserialize::Field::Value,
+            &error,
+            Some("d"),
+        );
+        assert_eq!(line.last(), Some(&b'\n'));
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "error": "deserialize", "topic": "t\"q", "partition": 3, "offset": 41,
+                "field": "value", "kind": "json", "message": "json: bad \"x\"",
+                "dead_letter_topic": "d"
+            })
         );
     }
 

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Broker, FAST_GROUP, Running, TestRecord, described_partitions, kcon};
+use common::{Broker, FAST_GROUP, Running, TestRecord, by_position, described_partitions, kcon};
 use kcon_tests::brokers::unique_name;
 use serde_json::{Value, json};
 
@@ -49,19 +49,6 @@ fn odd_records_json(topic: &str) -> Vec<Value> {
         json!({"topic": topic, "partition": 0, "offset": 2, "timestamp": 1_700_000_000_003i64,
                "key": "", "value": "line\nbreak \"quoted\"", "headers": []}),
     ]
-}
-
-/// The records of a JSON output, by (partition, offset).
-fn by_position(lines: &[Value]) -> BTreeMap<(i64, i64), Value> {
-    let mut out = BTreeMap::new();
-    for l in lines {
-        let key = (
-            l["partition"].as_i64().unwrap(),
-            l["offset"].as_i64().unwrap(),
-        );
-        assert!(out.insert(key, l.clone()).is_none(), "{key:?} twice");
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

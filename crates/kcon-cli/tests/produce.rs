@@ -245,3 +245,49 @@ async fn producer_properties_are_taken_with_x() {
     values.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
     assert_eq!(values, (0..50).map(|i| format!("v{i}")).collect::<Vec<_>>());
 }
+
+/// Lines written a few at a time go out as they come, not once a thousand have come or the
+/// input ended: a record written to a `kcon produce` whose stdin stays open reaches the
+/// topic while it is still open (a consumer started beside a slow writer used to read nothing
+/// for as long as a thousand lines took).
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_written_slowly_are_sent_as_they_come() {
+    use tokio::io::AsyncWriteExt;
+
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("slow");
+    broker.create_topic(&topic, 1).await;
+    let mut c = common::command(&["produce", "-b", &b, &topic]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("run kcon");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    for (i, value) in ["first", "second"].into_iter().enumerate() {
+        stdin
+            .write_all(format!("{value}\n").as_bytes())
+            .await
+            .expect("a line written");
+        stdin.flush().await.expect("flushed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let values: Vec<Value> = consume_all(&b, &topic)
+                .await
+                .into_iter()
+                .map(|r| r["value"].clone())
+                .collect();
+            if values.len() == i + 1 {
+                assert_eq!(values[i], json!(value), "{values:?}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{value:?} not produced while stdin stayed open: {values:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    drop(stdin);
+    let run = common::finish(child, &["produce"]).await;
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert_eq!(consume_all(&b, &topic).await.len(), 2);
+}

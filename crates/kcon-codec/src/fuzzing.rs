@@ -11,6 +11,9 @@
 //!   compare.
 //! - [`consumer_protocol`]: a first byte choosing subscription (even) or assignment (odd), then
 //!   the message's bytes as a group member sends them.
+//! - [`schema_framing`]: a first byte whose low bit says whether Protobuf message indexes follow
+//!   the identity and whose second bit whether a schema id header is there; with a header, the
+//!   next byte is its length (cut to what is left); then the field's bytes.
 //!
 //! Each function panics only when the code under test breaks a promise (a decoder that
 //! disagrees with itself, a round trip that is not the identity); errors are expected.
@@ -178,6 +181,52 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         ConsumerGroupDescribe => m::ConsumerGroupDescribeRequest,
         InitProducerId => m::InitProducerIdRequest,
     )
+}
+
+/// Takes a key or value apart as Confluent's framings say ([`crate::schema_id`]); what parses
+/// must encode and parse back to itself, and the payload must be the tail of the field.
+pub fn schema_framing(data: &[u8]) {
+    use crate::schema_id::{IdSource, encode, parse};
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let protobuf = flags & 1 == 1;
+    let (header, field) = if flags & 2 == 2 {
+        let Some((&len, rest)) = rest.split_first() else {
+            return;
+        };
+        let len = usize::from(len).min(rest.len());
+        (Some(&rest[..len]), &rest[len..])
+    } else {
+        (None, rest)
+    };
+    let Ok(framed) = parse(header, field, protobuf) else {
+        return;
+    };
+    assert!(
+        field.ends_with(framed.payload),
+        "the payload is not the field's tail"
+    );
+    if framed.source == IdSource::Header {
+        assert_eq!(
+            framed.payload, field,
+            "a header identity leaves the field whole"
+        );
+    }
+    let mut again = encode_prefix(&framed, protobuf);
+    again.extend_from_slice(framed.payload);
+    let reparsed = parse(None, &again, protobuf).expect("an encoding parses");
+    assert_eq!(reparsed.schema, framed.schema);
+    assert_eq!(reparsed.message_indexes, framed.message_indexes);
+    assert_eq!(reparsed.payload, framed.payload);
+
+    fn encode_prefix(framed: &crate::schema_id::Framed<'_>, protobuf: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let indexes = framed.message_indexes.as_deref();
+        assert_eq!(indexes.is_some(), protobuf);
+        encode(framed.schema, indexes, &mut out);
+        out
+    }
 }
 
 #[cfg(test)]

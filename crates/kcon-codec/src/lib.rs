@@ -9,6 +9,8 @@
 //! - [`consumer_protocol`]: the embedded consumer protocol (subscriptions and assignments that
 //!   group members exchange through JoinGroup and SyncGroup), and [`TopicPartition`].
 //! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
+//! - [`schema_id`]: Confluent's Schema Registry framings of a key or value (the schema id or GUID
+//!   in front of the payload or in a header, Protobuf's message indexes).
 //!
 //! Hostile input: for any byte string, no decoder here panics, loops without consuming input, or
 //! allocates more than a small multiple of the input length plus the decompression cap. The fuzz
@@ -22,6 +24,7 @@ mod guard;
 pub mod header;
 pub mod message;
 pub mod records;
+pub mod schema_id;
 pub mod versions;
 mod wire;
 

@@ -14,6 +14,7 @@
 //!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
 //!   implements.
 //! - [`security`]: the values of the TLS and SASL properties.
+//! - [`record_policy`]: the values of the record-policy properties (`errors.tolerance`).
 //! - [`assignor`]: the built-in assignors and the group protocols by name.
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
@@ -34,6 +35,7 @@ pub mod machine;
 pub mod offsets;
 pub mod partition;
 pub mod property;
+pub mod record_policy;
 pub mod security;
 pub mod wire;
 
@@ -44,4 +46,5 @@ pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, Req
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};
 pub use property::{ConfigError, Configurable, Part, Setting};
+pub use record_policy::ErrorTolerance;
 pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};

@@ -79,7 +79,8 @@ impl MemberSnapshot {
 
 #[derive(Debug)]
 enum Command {
-    Subscribe(Vec<String>),
+    /// Names, and a regex the coordinator matches (consumer protocol).
+    Subscribe(Vec<String>, Option<String>),
     Unsubscribe,
     Poll,
     RevocationDone(RevocationId),
@@ -126,7 +127,20 @@ impl GroupMember {
         S: Into<String>,
     {
         let topics = topics.into_iter().map(Into::into).collect();
-        let _ = self.commands.send(Command::Subscribe(topics));
+        let _ = self.commands.send(Command::Subscribe(topics, None));
+    }
+
+    /// Subscribes to `topics` and to whatever topics `regex` matches, replacing the
+    /// subscription: under `group.protocol=consumer` the coordinator matches the regex (KIP-848's
+    /// `SubscribedTopicRegex`; see [`MemberMachine::subscribe_with_regex`]). No names and no
+    /// regex unsubscribe.
+    pub fn subscribe_with_regex<I, S>(&self, topics: I, regex: Option<String>)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics = topics.into_iter().map(Into::into).collect();
+        let _ = self.commands.send(Command::Subscribe(topics, regex));
     }
 
     /// Leaves the group, revoking the partitions first.
@@ -251,9 +265,9 @@ impl Drive for MemberTask {
         command: Option<Command>,
     ) {
         match command {
-            Some(Command::Subscribe(topics)) => {
+            Some(Command::Subscribe(topics, regex)) => {
                 pool.track_topics(TopicScope::topics(topics.iter().cloned()));
-                machine.subscribe(now, topics);
+                machine.subscribe_with_regex(now, topics, regex);
             }
             Some(Command::Unsubscribe) => machine.unsubscribe(now),
             Some(Command::Poll) => machine.application_polled(now),
@@ -356,9 +370,14 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
             .map_err(RequestFailure::from)?;
         return Ok(GroupResponse::Metadata(topic_partitions(&metadata, topics)));
     }
-    if let GroupRequest::TopicIds { topics } = &out.request {
+    if let GroupRequest::TopicIds { topics, all } = &out.request {
+        let scope = if *all {
+            TopicScope::All
+        } else {
+            TopicScope::topics(topics.iter().cloned())
+        };
         let metadata = pool
-            .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+            .refresh_metadata(scope)
             .await
             .map_err(RequestFailure::from)?;
         return Ok(GroupResponse::TopicIds(topic_ids(&metadata)));

@@ -114,6 +114,22 @@ impl MemberMachine {
         }
     }
 
+    /// Subscribes to `topics` and to the topics `regex` matches. Under the consumer protocol
+    /// the coordinator matches the regex (KIP-848's `SubscribedTopicRegex`), those topics
+    /// created later included. The classic protocol has no such field: a classic member
+    /// subscribes to `topics` alone, and whoever subscribes it matches a pattern itself and
+    /// passes the names it matched (what kcon's `Consumer` does).
+    pub fn subscribe_with_regex<I, S>(&mut self, now: Instant, topics: I, regex: Option<String>)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match self {
+            MemberMachine::Classic(m) => m.subscribe(now, topics),
+            MemberMachine::Consumer(m) => m.subscribe_with_regex(now, topics, regex),
+        }
+    }
+
     /// Leaves the group until subscribed again.
     pub fn unsubscribe(&mut self, now: Instant) {
         match self {

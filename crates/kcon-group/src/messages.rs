@@ -65,11 +65,14 @@ pub enum GroupRequest {
     LeaveGroup(LeaveGroup),
     /// ConsumerGroupHeartbeat (KIP-848): joining, heartbeating and leaving, all in one.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeat),
-    /// Metadata for these topics (the subscription, or every topic when that names none of
-    /// the ids wanted): the coordinator assigns by topic id, and the member needs the names.
+    /// Metadata for these topics, or for every topic: the coordinator assigns by topic id, and
+    /// the member needs the names.
     TopicIds {
-        /// The topics subscribed to.
+        /// The topics subscribed to by name.
         topics: BTreeSet<String>,
+        /// Every topic of the cluster: the member subscribes by a regex, whose matches only
+        /// the coordinator knows.
+        all: bool,
     },
 }
 

@@ -52,6 +52,13 @@ impl Cluster {
         }
     }
 
+    /// Creates `topic` with `partitions` empty partitions (nothing when it exists).
+    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
+        self.topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| vec![Vec::new(); partitions.max(0) as usize]);
+    }
+
     /// Appends `n` records to `tp`, timestamped `now_ms`.
     pub fn produce(&mut self, tp: &TopicPartition, n: usize, now_ms: i64) {
         let log = self.log_mut(tp);

@@ -4,6 +4,12 @@
 //! - The coordinator computes every member's target assignment (here a sticky uniform
 //!   assignor: balanced counts, partitions stay where they are when they can) whenever the
 //!   membership or a subscription changes, and bumps the group epoch.
+//! - A member subscribes by names, by a regex (`SubscribedTopicRegex`, matched against whole
+//!   topic names as Kafka's RE2/J `matches()` does), or both: it is subscribed to the union.
+//!   A topic created later that a regex matches changes the subscription (Kafka refreshes its
+//!   resolved regexes when the topics change; the model at once). A regex that does not
+//!   compile is INVALID_REGULAR_EXPRESSION. Names and regex come together or not at all, the
+//!   promise kcon keeps for librdkafka's mock cluster, which aborts otherwise.
 //! - A member reconciles alone. While it owns partitions outside its target it is told to
 //!   revoke them (its assignment is its owned partitions within the target; its epoch stays);
 //!   once it reported them gone it moves to the group's epoch and is given its target minus
@@ -34,6 +40,7 @@ use kcon_group::consumer_group::{
     ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer, LEAVE_EPOCH, STATIC_LEAVE_EPOCH,
     TopicIdPartitions,
 };
+use regex::Regex;
 
 use crate::code;
 
@@ -59,6 +66,11 @@ impl Default for ConsumerGroupConfig {
 struct Member {
     instance_id: Option<String>,
     epoch: i32,
+    /// The topics subscribed to by name.
+    names: BTreeSet<String>,
+    /// The regex subscribed to, compiled to match whole names.
+    regex: Option<Regex>,
+    /// What it is subscribed to: the names and the topics the regex matches.
     topics: BTreeSet<String>,
     rebalance_timeout: Duration,
     /// What the member last reported owning.
@@ -104,6 +116,8 @@ pub struct ConsumerGroupCoordinator {
     pub fenced: u32,
     /// Heartbeats received.
     pub heartbeats: u64,
+    /// Every regex a heartbeat carried (the empty one beside names left out), in order.
+    pub regexes_received: Vec<String>,
 }
 
 impl ConsumerGroupCoordinator {
@@ -122,6 +136,7 @@ impl ConsumerGroupCoordinator {
             expired: 0,
             fenced: 0,
             heartbeats: 0,
+            regexes_received: Vec::new(),
         }
     }
 
@@ -186,6 +201,27 @@ impl ConsumerGroupCoordinator {
         self.injected.extend_from_slice(errors);
     }
 
+    /// A topic is created: the members whose regex matches it are subscribed to it now.
+    pub fn create_topic(&mut self, name: &str, id: TopicId, partitions: i32) {
+        self.topics.insert(name.to_owned(), (id, partitions));
+        let mut changed = false;
+        let resolved: Vec<(String, BTreeSet<String>)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), self.resolve(&m.names, m.regex.as_ref())))
+            .collect();
+        for (id, topics) in resolved {
+            let m = self.members.get_mut(&id).expect("a member");
+            if m.topics != topics {
+                m.topics = topics;
+                changed = true;
+            }
+        }
+        if changed {
+            self.assign();
+        }
+    }
+
     /// Removes members whose session or rebalance timeout passed.
     pub fn tick(&mut self, now: Instant) {
         let expired: Vec<String> = self
@@ -233,6 +269,30 @@ impl ConsumerGroupCoordinator {
             !h.member_id.is_empty(),
             "a heartbeat without a member id: {h:?}"
         );
+        assert_eq!(
+            h.subscribed_topic_names.is_some(),
+            h.subscribed_topic_regex.is_some(),
+            "names and regex must come together: {h:?}"
+        );
+        // Checked before anything about the member changes, as Kafka's coordinator does.
+        let regex = match h.subscribed_topic_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(r) => {
+                self.regexes_received.push(r.to_owned());
+                // Compiled as sent (Kafka's `Pattern.compile`), matched against whole names.
+                match Regex::new(r).and_then(|_| Regex::new(&format!("^(?:{r})$"))) {
+                    Ok(re) => Some(Some(re)),
+                    Err(e) => {
+                        let mut answer = self.error(code::INVALID_REGULAR_EXPRESSION);
+                        answer.error_message = Some(format!(
+                            "SubscribedTopicRegex `{r}` is not a valid regular expression: {e}."
+                        ));
+                        return answer;
+                    }
+                }
+            }
+        };
         match h.member_epoch {
             LEAVE_EPOCH => {
                 if self.members.contains_key(&h.member_id) {
@@ -260,7 +320,10 @@ impl ConsumerGroupCoordinator {
                 assert!(
                     h.subscribed_topic_names
                         .as_ref()
-                        .is_some_and(|t| !t.is_empty()),
+                        .is_some_and(|t| !t.is_empty())
+                        || h.subscribed_topic_regex
+                            .as_ref()
+                            .is_some_and(|r| !r.is_empty()),
                     "a join without a subscription: {h:?}"
                 );
                 assert_eq!(
@@ -294,8 +357,12 @@ impl ConsumerGroupCoordinator {
         if let Some(owned) = owned {
             m.reported = owned;
         }
-        if let Some(topics) = &h.subscribed_topic_names {
-            let topics: BTreeSet<String> = topics.iter().cloned().collect();
+        if let (Some(names), Some(regex)) = (&h.subscribed_topic_names, regex) {
+            m.names = names.iter().cloned().collect();
+            m.regex = regex;
+            let (names, regex) = (m.names.clone(), m.regex.clone());
+            let topics = self.resolve(&names, regex.as_ref());
+            let m = self.members.get_mut(&h.member_id).expect("a member");
             if topics != m.topics {
                 m.topics = topics;
                 self.assign();
@@ -362,6 +429,8 @@ impl ConsumerGroupCoordinator {
             Member {
                 instance_id: h.instance_id.clone(),
                 epoch: 0,
+                names: BTreeSet::new(),
+                regex: None,
                 topics: BTreeSet::new(),
                 rebalance_timeout,
                 reported: BTreeSet::new(),
@@ -469,6 +538,15 @@ impl ConsumerGroupCoordinator {
         for m in self.members.values_mut() {
             m.told = false;
         }
+    }
+
+    /// What `names` and `regex` subscribe to now.
+    fn resolve(&self, names: &BTreeSet<String>, regex: Option<&Regex>) -> BTreeSet<String> {
+        let mut topics = names.clone();
+        if let Some(re) = regex {
+            topics.extend(self.topics.keys().filter(|t| re.is_match(t)).cloned());
+        }
+        topics
     }
 
     fn remove(&mut self, id: &str) {

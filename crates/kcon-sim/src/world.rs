@@ -390,6 +390,16 @@ impl World {
         }
     }
 
+    /// Creates `topic` with `partitions` partitions: the cluster's metadata changes, and the
+    /// KIP-848 coordinator subscribes the members whose regex matches it.
+    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
+        self.cluster.create_topic(topic, partitions);
+        self.metadata_generation += 1;
+        self.consumer_coordinator
+            .create_topic(topic, Cluster::topic_id(topic), partitions);
+        self.check_invariants();
+    }
+
     /// Adds a consumer that subscribes to `topics` and starts receiving.
     pub fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
         let (group, offsets, fetch) = config.parts();
@@ -399,6 +409,7 @@ impl World {
             auto_commit: offsets.enable_auto_commit,
             auto_store: offsets.enable_auto_offset_store,
             metadata_max_age: Duration::from_secs(300),
+            coordinator_regex: group.group_protocol == GroupProtocol::Consumer,
         };
         let seed = self.clients.len() as u64 + 1;
         let max_poll_records = fetch.max_poll_records.max(1) as usize;
@@ -569,7 +580,11 @@ impl World {
                 }
             }
         }
-        let subscribed: BTreeSet<&String> = live.iter().flat_map(|c| c.topics.iter()).collect();
+        // The topics subscribed: those named, or those a pattern matches now.
+        let subscribed: BTreeSet<String> = live
+            .iter()
+            .flat_map(|c| c.consumer.subscription())
+            .collect();
         let all: BTreeSet<TopicPartition> = self
             .cluster
             .partitions()
@@ -1312,6 +1327,9 @@ impl World {
         while let Some(command) = c.consumer.poll_command() {
             match command {
                 Command::Subscribe(topics) => c.group.subscribe(now, topics),
+                Command::SubscribeRegex { topics, regex } => {
+                    c.group.subscribe_with_regex(now, topics, Some(regex));
+                }
                 Command::Unsubscribe => c.group.unsubscribe(now),
                 Command::Alive => c.group.application_polled(now),
                 Command::RevocationDone(id) => {

@@ -13,6 +13,7 @@ use kcon_pool::{PoolConfig, TokenProvider};
 use crate::Consumer;
 use crate::error::Error;
 use crate::listener::RebalanceListener;
+use crate::policy::PolicyConfig;
 
 /// Builds a [`Consumer`]: typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
@@ -55,6 +56,9 @@ pub(crate) struct Settings {
     /// `close.timeout.ms` (kcon's own): how long [`Consumer::close`] may take. Default 30 s,
     /// the Java client's default close timeout.
     pub(crate) close_timeout: Duration,
+    /// The `errors.*` properties: what a [`Processor`](crate::Processor) over the consumer
+    /// does with records that fail.
+    pub(crate) policy: PolicyConfig,
 }
 
 impl ConsumerBuilder {
@@ -287,6 +291,7 @@ impl ConsumerBuilder {
         let mut offsets = OffsetsConfig::default();
         let mut fetch = FetchConfig::default();
         let mut close_timeout = Duration::from_secs(30);
+        let mut policy = PolicyConfig::default();
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
         for (i, (name, value)) in self.properties.iter().enumerate() {
@@ -315,6 +320,7 @@ impl ConsumerBuilder {
                         }
                         _ => false,
                     },
+                    Part::Policy => policy.apply(&setting),
                 };
                 // A part that does not take what the registry routes to it: as `set` does.
                 if !taken {
@@ -338,6 +344,7 @@ impl ConsumerBuilder {
             ));
         }
         pool.validate()?;
+        policy.validate()?;
         if group_id.is_none() {
             // The Java client refuses the same conflicts (`InvalidConfigurationException`).
             if explicit_auto_commit {
@@ -360,6 +367,7 @@ impl ConsumerBuilder {
                 offsets: None,
                 fetch,
                 close_timeout,
+                policy,
             });
         }
         group.validate()?;
@@ -370,6 +378,7 @@ impl ConsumerBuilder {
             offsets: Some(offsets),
             fetch,
             close_timeout,
+            policy,
         })
     }
 }

@@ -77,6 +77,16 @@ pub enum ErrorKind {
     LogTruncation,
     /// The consumer was closed.
     Closed,
+    /// A [`Processor`](crate::Processor)'s record failed for good under
+    /// `errors.tolerance=none` ([`Error::partitions`] names its partition): nothing past it
+    /// was stored, and running again starts at it.
+    RecordFailed,
+    /// A [`Processor`](crate::Processor)'s dead-letter write failed: the record's offset was
+    /// not stored, and running again writes it again.
+    DeadLetter,
+    /// A [`Processor`](crate::Processor)'s circuit breaker opened: too many records failed for
+    /// good; every partition is paused until the breaker is closed.
+    CircuitOpen,
 }
 
 impl Error {

@@ -32,6 +32,12 @@
 //! # }
 //! ```
 //!
+//! Records are decoded by [`deserialize`]'s deserializers, and a [`Processor`] applies
+//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. With
+//! cargo feature `schema-registry`, `kcon::schema_registry` decodes keys and values written by
+//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
+//! Registry.
+//!
 //! The parts underneath are crates of their own: `kcon-codec` (the wire format),
 //! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
 //! `kcon-offsets` (commits and offset lookups) and `kcon-fetch` (fetch sessions).
@@ -39,14 +45,18 @@
 mod commit;
 mod config;
 pub mod consumer;
+pub mod deserialize;
 mod error;
 mod hooks;
 mod listener;
 mod metrics;
 mod partitions;
+pub mod policy;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod record;
+#[cfg(feature = "schema-registry")]
+pub mod schema_registry;
 mod stream;
 
 pub use commit::CommitHandle;
@@ -57,6 +67,10 @@ pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
+pub use policy::{
+    Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks, PolicyMetrics,
+    PolicyMetricsHandle, Processor, ProcessorBuilder, Stage,
+};
 pub use stream::RecordStream;
 
 pub use record::Record;

@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::MetricsHandle;
+use crate::{MetricsHandle, PolicyMetricsHandle};
 
 impl MetricsHandle {
     /// Registers the consumer's metrics into `registry`: read at every scrape, from any task,
@@ -64,10 +64,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let m = self.handle.snapshot();
         let (client_id, group) = self.handle.identity();
-        let mut base: Vec<(&str, String)> = vec![("client_id", client_id.to_owned())];
-        if let Some(g) = group {
-            base.push(("group", g.to_owned()));
-        }
+        let base = base_labels(client_id, group);
         let seconds = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
 
         let mut one = |name: &str, help: &str, value: Value| -> fmt::Result {
@@ -168,6 +165,120 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+impl PolicyMetricsHandle {
+    /// Registers a [`Processor`](crate::Processor)'s counts into `registry`, read at every
+    /// scrape from the handle's last published snapshot.
+    ///
+    /// | series | type | what |
+    /// |---|---|---|
+    /// | `kcon_policy_records_processed_total` | counter | per partition: records the handler processed |
+    /// | `kcon_policy_retries_total` | counter | per partition: tries that failed retriably and were scheduled again |
+    /// | `kcon_policy_records_skipped_total` | counter | per partition: records that failed for good and were skipped |
+    /// | `kcon_policy_records_dead_lettered_total` | counter | per partition: records the dead-letter topic acknowledged |
+    /// | `kcon_policy_dead_letter_failures_total` | counter | dead-letter writes that failed |
+    /// | `kcon_policy_breaker_trips_total` | counter | times the circuit breaker opened |
+    /// | `kcon_policy_breaker_open` | gauge | 1 while the breaker is open |
+    /// | `kcon_policy_dead_letter_rate` | gauge | records dead-lettered per second over the last minute: alert on it |
+    /// | `kcon_policy_records_waiting` | gauge | records fetched and waiting (a retry, or behind one) |
+    ///
+    /// Labels: `client_id`, `group` (with one), and `topic`, `partition` on per-partition
+    /// series.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(PolicyScrape {
+            handle: self.clone(),
+        }));
+    }
+}
+
+/// What the registry calls at every scrape of a processor's counts.
+#[derive(Debug)]
+struct PolicyScrape {
+    handle: PolicyMetricsHandle,
+}
+
+impl Collector for PolicyScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let m = self.handle.snapshot();
+        let (client_id, group) = self.handle.identity();
+        let base = base_labels(client_id, group);
+        let per_partition = [
+            (
+                "kcon_policy_records_processed",
+                "Records the handler processed.",
+                (|c: &crate::PartitionCounts| c.processed) as fn(&_) -> u64,
+            ),
+            (
+                "kcon_policy_retries",
+                "Tries that failed retriably and were scheduled again.",
+                |c| c.retried,
+            ),
+            (
+                "kcon_policy_records_skipped",
+                "Records that failed for good and were skipped.",
+                |c| c.skipped,
+            ),
+            (
+                "kcon_policy_records_dead_lettered",
+                "Records that failed for good and were acknowledged by the dead-letter topic.",
+                |c| c.dead_lettered,
+            ),
+        ];
+        for (name, help, value) in per_partition {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (tp, counts) in &m.partitions {
+                let mut labels = base.clone();
+                labels.push(("topic", tp.topic.to_string()));
+                labels.push(("partition", tp.partition.to_string()));
+                ConstCounter::new(value(counts)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let whole = [
+            (
+                "kcon_policy_dead_letter_failures",
+                "Dead-letter writes that failed.",
+                Value::Counter(m.dead_letter_failures),
+            ),
+            (
+                "kcon_policy_breaker_trips",
+                "Times the circuit breaker opened.",
+                Value::Counter(m.breaker_trips),
+            ),
+            (
+                "kcon_policy_breaker_open",
+                "1 while the circuit breaker is open.",
+                Value::Gauge(Some(f64::from(u8::from(m.breaker_open)))),
+            ),
+            (
+                "kcon_policy_dead_letter_rate",
+                "Records dead-lettered per second over the last minute.",
+                Value::Gauge(Some(m.dead_letter_rate)),
+            ),
+            (
+                "kcon_policy_records_waiting",
+                "Records fetched and waiting to be processed (a retry, or behind one).",
+                Value::Gauge(Some(m.records_waiting as f64)),
+            ),
+        ];
+        for (name, help, value) in whole {
+            let Some(metric) = value.metric() else {
+                continue;
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, metric.kind())?;
+            metric.encode(family.encode_family(&base)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The labels of every series: `client_id`, and `group` when there is one.
+fn base_labels(client_id: &str, group: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut base = vec![("client_id", client_id.to_owned())];
+    if let Some(g) = group {
+        base.push(("group", g.to_owned()));
+    }
+    base
 }
 
 /// One value of a series without per-partition labels.

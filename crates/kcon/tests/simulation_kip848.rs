@@ -272,3 +272,70 @@ fn a_static_member_comes_back_to_its_partitions() {
     assert_eq!(w.clients[a].listener_calls(), a_calls, "{}", w.dump(30));
     w.assert_every_record_processed();
 }
+
+/// A regex subscription: the consumers send the pattern itself (not the names it matches) and
+/// the coordinator matches it; they share what it matches and nothing else, take up a topic
+/// created later that it matches, and process every record.
+#[test]
+fn a_regex_subscription_takes_up_a_topic_created_later() {
+    let mut w = World::new(&[("rx-a", 4), ("other", 2)]);
+    w.produce("rx-a", 100);
+    let a = w.start(config(), &["^rx-.*"], App::default());
+    let b = w.start(config(), &["^rx-.*"], App::default());
+    w.settle(secs(60));
+    let owned = |w: &World| -> Vec<TopicPartition> {
+        let mut all: Vec<TopicPartition> = [a, b]
+            .iter()
+            .flat_map(|i| w.clients[*i].owned().iter().cloned())
+            .collect();
+        all.sort();
+        all
+    };
+    let rx_a: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("rx-a", p)).collect();
+    assert_eq!(owned(&w), rx_a, "{}", w.dump(30));
+    assert_eq!(
+        w.consumer_coordinator.regexes_received,
+        ["^rx-.*", "^rx-.*"],
+        "the pattern went once per join, and nothing else as a regex"
+    );
+
+    w.create_topic("rx-b", 2);
+    w.produce("rx-b", 100);
+    w.produce("rx-a", 50);
+    w.settle(secs(60));
+    let mut expected = rx_a.clone();
+    expected.extend((0..2).map(|p| TopicPartition::new("rx-b", p)));
+    assert_eq!(owned(&w), expected, "{}", w.dump(30));
+    for i in [a, b] {
+        assert!(w.clients[i].owned().len() == 3, "{}", w.dump(30));
+        assert!(w.clients[i].consumer.subscription().contains("rx-b"));
+    }
+    assert_eq!(w.consumer_coordinator.regexes_received.len(), 2);
+    w.assert_every_record_processed();
+}
+
+/// A regex the coordinator cannot compile ends the consumer with an error naming the regex
+/// and the coordinator's reason.
+#[test]
+fn an_invalid_regex_is_fatal() {
+    let mut w = world(2, 10);
+    // Valid for kcon's own reading, not for the coordinator's whole-name reading.
+    let a = w.start(config(), &["^t)|(x"], App::default());
+    w.run_for(secs(10));
+    assert!(!w.clients[a].is_live(), "{}", w.dump(30));
+    let errors: Vec<&String> = w.clients[a]
+        .log
+        .iter()
+        .filter_map(|(_, h)| match h {
+            Happened::Error(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("InvalidRegularExpression")
+            && e.contains("^t)|(x")
+            && e.contains("not a valid regular expression")),
+        "{errors:?}\n{}",
+        w.dump(30)
+    );
+}

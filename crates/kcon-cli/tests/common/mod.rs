@@ -305,3 +305,16 @@ pub fn described_partitions(describe: &Value) -> Described {
         })
         .collect()
 }
+
+/// The records of a JSON output, by (partition, offset).
+pub fn by_position(lines: &[Value]) -> std::collections::BTreeMap<(i64, i64), Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in lines {
+        let key = (
+            l["partition"].as_i64().unwrap(),
+            l["offset"].as_i64().unwrap(),
+        );
+        assert!(out.insert(key, l.clone()).is_none(), "{key:?} twice");
+    }
+    out
+}

@@ -37,6 +37,8 @@ pub enum Part {
     Fetch,
     /// The `Consumer` itself (kcon).
     Consumer,
+    /// The record processor's policies for records that fail (kcon's `Processor`).
+    Policy,
 }
 
 impl Part {
@@ -48,6 +50,7 @@ impl Part {
             Part::Offsets => "offsets",
             Part::Fetch => "fetch",
             Part::Consumer => "consumer",
+            Part::Policy => "policy",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::assignor::{BuiltinAssignor, GroupProtocol};
 use crate::offsets::{IsolationLevel, ResetPolicy};
+use crate::record_policy::ErrorTolerance;
 use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 /// One property's value, read by [`Property::parse`](super::Property::parse). Each variant is
@@ -101,4 +102,22 @@ pub enum Setting {
     MaxPollRecords(i32),
     /// `close.timeout.ms`.
     CloseTimeout(Duration),
+    /// `errors.tolerance`.
+    ErrorsTolerance(ErrorTolerance),
+    /// `errors.retry.max.attempts`.
+    ErrorsRetryMaxAttempts(usize),
+    /// `errors.retry.timeout`; `None` for no limit (-1).
+    ErrorsRetryTimeout(Option<Duration>),
+    /// `errors.retry.backoff.ms`.
+    ErrorsRetryBackoff(Duration),
+    /// `errors.retry.delay.max.ms`.
+    ErrorsRetryDelayMax(Duration),
+    /// `errors.deadletterqueue.topic.name`; `None` when set empty.
+    ErrorsDeadLetterQueueTopicName(Option<String>),
+    /// `errors.breaker.window.records`.
+    ErrorsBreakerWindowRecords(usize),
+    /// `errors.breaker.failures`; `None` when set empty (no such rule).
+    ErrorsBreakerFailures(Option<usize>),
+    /// `errors.breaker.consecutive.failures`; `None` when set empty (no such rule).
+    ErrorsBreakerConsecutiveFailures(Option<usize>),
 }

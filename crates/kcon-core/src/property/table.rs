@@ -9,6 +9,7 @@ use super::setting::Setting;
 use super::{ConfigError, split_host_port};
 use crate::assignor::{BuiltinAssignor, GroupProtocol};
 use crate::offsets::{IsolationLevel, ResetPolicy};
+use crate::record_policy::ErrorTolerance;
 use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 const POOL: &[Part] = &[Part::Pool];
@@ -21,6 +22,7 @@ const OFFSETS: &[Part] = &[Part::Offsets];
 const OFFSETS_FETCH: &[Part] = &[Part::Offsets, Part::Fetch];
 const FETCH: &[Part] = &[Part::Fetch];
 const CONSUMER: &[Part] = &[Part::Consumer];
+const POLICY: &[Part] = &[Part::Policy];
 
 /// The largest count: Kafka's counts are 32-bit, so every count fits an `i32`.
 const MAX_COUNT: usize = i32::MAX as usize;
@@ -572,6 +574,126 @@ pub(super) static TABLE: &[Property] = &[
             setting: Setting::CloseTimeout,
         },
     },
+    Property {
+        name: "errors.tolerance",
+        aliases: &[],
+        default: DefaultValue::Value("none"),
+        parts: POLICY,
+        doc: "Kafka Connect's name: what a record that failed for good does in a Processor: none \
+              stops processing with an error, nothing stored past the record; all skips it, or \
+              writes it to errors.deadletterqueue.topic.name, and goes on.",
+        kind: Kind::Other {
+            allowed: ErrorTolerance::EXPECTED,
+            parse: tolerance,
+        },
+    },
+    Property {
+        name: "errors.retry.max.attempts",
+        aliases: &[],
+        default: DefaultValue::Value("10"),
+        parts: POLICY,
+        doc: "kcon's own: how many times a Processor tries a record whose failure is \
+              retriable, the first try included, before the record has failed for good.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: Setting::ErrorsRetryMaxAttempts,
+        },
+    },
+    Property {
+        name: "errors.retry.timeout",
+        aliases: &[],
+        default: DefaultValue::Value("-1"),
+        parts: POLICY,
+        doc: "Kafka Connect's name: how long after a record's first failure a Processor may \
+              still retry it; -1 sets no limit but errors.retry.max.attempts, 0 retries nothing \
+              (Kafka Connect's default is 0).",
+        kind: Kind::Other {
+            allowed: "a whole number of milliseconds, at least 0, or -1 for no limit",
+            parse: retry_timeout,
+        },
+    },
+    Property {
+        name: "errors.retry.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: POLICY,
+        doc: "kcon's own: the first pause before a Processor retries a record; it doubles at \
+              each failure, with jitter, up to errors.retry.delay.max.ms. Only the record's \
+              partition waits.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::ErrorsRetryBackoff,
+        },
+    },
+    Property {
+        name: "errors.retry.delay.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("60000"),
+        parts: POLICY,
+        doc: "Kafka Connect's name: the most a Processor's pause between two tries of a record \
+              grows to.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: Setting::ErrorsRetryDelayMax,
+        },
+    },
+    Property {
+        name: "errors.deadletterqueue.topic.name",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POLICY,
+        doc: "Kafka Connect's name: with errors.tolerance=all, the topic a Processor writes each \
+              record that failed for good to (key, value and headers unchanged, plus kcon.dlq.* \
+              headers saying where it came from and why), acknowledged before the offset past \
+              it is stored; unset, such records are skipped.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a topic name; empty unsets it",
+            setting: Setting::ErrorsDeadLetterQueueTopicName,
+        },
+    },
+    Property {
+        name: "errors.breaker.window.records",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: POLICY,
+        doc: "kcon's own: how many of a Processor's last records errors.breaker.failures counts \
+              failures among.",
+        kind: Kind::Count {
+            min: 1,
+            max: 100_000,
+            allowed: "a whole number from 1 to 100000",
+            setting: Setting::ErrorsBreakerWindowRecords,
+        },
+    },
+    Property {
+        name: "errors.breaker.failures",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POLICY,
+        doc: "kcon's own: a Processor's circuit breaker opens (every partition paused, \
+              processing stops with an error) when more than this many of the last \
+              errors.breaker.window.records records failed for good; unset, never by this rule.",
+        kind: Kind::Other {
+            allowed: "a whole number from 0 to 99999, below errors.breaker.window.records; \
+                      empty unsets it",
+            parse: breaker_failures,
+        },
+    },
+    Property {
+        name: "errors.breaker.consecutive.failures",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POLICY,
+        doc: "kcon's own: a Processor's circuit breaker opens when this many records in a row \
+              failed for good; unset, never by this rule.",
+        kind: Kind::Other {
+            allowed: "a whole number from 1 to 2147483647; empty unsets it",
+            parse: breaker_consecutive,
+        },
+    },
 ];
 
 /// `bootstrap.servers`: empty entries (`a:1,,b:2`, a trailing comma) are skipped, as the Java
@@ -615,4 +737,39 @@ fn assignors(i: &Input<'_>) -> Result<Setting, ConfigError> {
         return Err(i.refused());
     }
     Ok(Setting::PartitionAssignmentStrategy(list))
+}
+
+/// `errors.tolerance`.
+fn tolerance(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    ErrorTolerance::parse(i.value)
+        .map(Setting::ErrorsTolerance)
+        .ok_or_else(|| i.refused())
+}
+
+/// `errors.retry.timeout`: milliseconds, or -1 for no limit (Kafka Connect's reading).
+fn retry_timeout(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    if i.trimmed() == "-1" {
+        return Ok(Setting::ErrorsRetryTimeout(None));
+    }
+    super::parse_millis(i.property, i.trimmed(), 0)
+        .map(|d| Setting::ErrorsRetryTimeout(Some(d)))
+        .map_err(|_| i.refused())
+}
+
+/// `errors.breaker.failures`: a count, or empty for none.
+fn breaker_failures(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    optional_count(i, 0, 99_999).map(Setting::ErrorsBreakerFailures)
+}
+
+/// `errors.breaker.consecutive.failures`: a count, or empty for none.
+fn breaker_consecutive(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    optional_count(i, 1, MAX_COUNT).map(Setting::ErrorsBreakerConsecutiveFailures)
+}
+
+/// A whole number from `min` to `max`, or nothing for an empty value.
+fn optional_count(i: &Input<'_>, min: usize, max: usize) -> Result<Option<usize>, ConfigError> {
+    if i.trimmed().is_empty() {
+        return Ok(None);
+    }
+    super::parse_count(i.property, i.trimmed(), min, max, i.allowed).map(Some)
 }

@@ -32,11 +32,12 @@ pub struct ConsumerGroupHeartbeat {
     pub rack_id: Option<String>,
     /// The rebalance timeout (`max.poll.interval.ms`), or -1 when unchanged.
     pub rebalance_timeout_ms: i32,
-    /// The subscribed topics, sorted.
+    /// The topics subscribed to by name, sorted (empty beside a regex alone).
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// The subscribed regex (v1). kcon subscribes by names and sends an empty regex with them:
-    /// librdkafka's mock cluster aborts on names without a regex, and librdkafka's own client
-    /// sends the same.
+    /// The subscribed regex (v1), which the coordinator matches against the cluster's topics;
+    /// empty for none. Sent whenever the names are (empty beside names alone): librdkafka's
+    /// mock cluster aborts on one without the other, and librdkafka's own client sends the
+    /// same.
     pub subscribed_topic_regex: Option<String>,
     /// `group.remote.assignor`.
     pub server_assignor: Option<String>,

@@ -215,7 +215,9 @@ fn unknown_topic_ids_are_looked_up() {
     let (id, _) = heartbeat(&mut h);
     h.answer(id, ok(2, Some(assignment(&[(A, &[0]), (c, &[0, 1])]))));
     let lookup = h.request().expect("a lookup");
-    assert!(matches!(&lookup.request, GroupRequest::TopicIds { topics } if topics.len() == 2));
+    assert!(
+        matches!(&lookup.request, GroupRequest::TopicIds { topics, all: false } if topics.len() == 2)
+    );
     assert_eq!(lookup.target, Target::Any);
     // Not in this answer either: asked again after a backoff.
     h.answer(lookup.id, GroupResponse::TopicIds(names()));
@@ -509,4 +511,234 @@ fn a_new_subscription_is_sent_at_once() {
     let (_, hb) = heartbeat(&mut h);
     assert_eq!(hb.subscribed_topic_names, Some(vec!["a".into()]));
     assert_eq!(hb.subscribed_topic_regex.as_deref(), Some(""));
+}
+
+/// A member subscribed by `regex` alone, its coordinator found, its join heartbeat out.
+fn joining_by_regex(regex: &str) -> (H, RequestId, ConsumerGroupHeartbeat) {
+    let now = Instant::now();
+    let mut h = Harness::new(ConsumerGroupMachine::new(config(&[]), now, 7), now);
+    h.machine
+        .subscribe_with_regex(now, Vec::<String>::new(), Some(regex.to_owned()));
+    let find = h.request().expect("FindCoordinator");
+    h.answer(
+        find.id,
+        GroupResponse::FindCoordinator(FoundCoordinator {
+            error_code: 0,
+            error_message: None,
+            coordinator: Some(coordinator()),
+        }),
+    );
+    let (id, hb) = heartbeat(&mut h);
+    (h, id, hb)
+}
+
+/// A regex subscription goes to the coordinator as it is, on the join (with an empty list of
+/// names, as the Java client sends beside a `SubscriptionPattern`) and again, with the names,
+/// whenever either changes; heartbeats in between carry neither. A rejoin after a fence sends
+/// it again, and going back to names alone clears it with an empty regex.
+#[test]
+fn a_regex_goes_on_the_join_and_when_changed() {
+    let (mut h, id, hb) = joining_by_regex("^t-.*");
+    assert_eq!(hb.member_epoch, 0);
+    assert_eq!(hb.subscribed_topic_names, Some(Vec::new()));
+    assert_eq!(hb.subscribed_topic_regex.as_deref(), Some("^t-.*"));
+    assert_eq!(h.machine.regex(), Some("^t-.*"));
+    h.answer(id, ok(1, None));
+    h.events();
+    h.run_to_timeout();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(
+        (hb.subscribed_topic_names, hb.subscribed_topic_regex),
+        (None, None)
+    );
+    h.answer(id, ok(1, None));
+
+    // A new regex, with the same names: both go, at once.
+    h.machine
+        .subscribe_with_regex(h.now, Vec::<String>::new(), Some("^u-.*".to_owned()));
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.subscribed_topic_names, Some(Vec::new()));
+    assert_eq!(hb.subscribed_topic_regex.as_deref(), Some("^u-.*"));
+    h.answer(id, ok(1, None));
+
+    // Fenced: the rejoin says everything again.
+    h.run_to_timeout();
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, error(110));
+    h.events();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.member_epoch, 0);
+    assert_eq!(hb.subscribed_topic_regex.as_deref(), Some("^u-.*"));
+    assert_eq!(hb.subscribed_topic_names, Some(Vec::new()));
+    h.answer(id, ok(2, None));
+    h.events();
+
+    // Names alone: the regex is cleared with an empty one.
+    h.machine.subscribe(h.now, ["a"]);
+    let (_, hb) = heartbeat(&mut h);
+    assert_eq!(hb.subscribed_topic_names, Some(vec!["a".into()]));
+    assert_eq!(hb.subscribed_topic_regex.as_deref(), Some(""));
+    assert_eq!(h.machine.regex(), None);
+}
+
+/// Names and a regex together go together; an empty regex is no regex, and neither names nor
+/// a regex leaves the group.
+#[test]
+fn names_beside_a_regex_and_an_empty_subscription() {
+    let now = Instant::now();
+    let mut h = Harness::new(ConsumerGroupMachine::new(config(&[]), now, 7), now);
+    h.machine
+        .subscribe_with_regex(now, ["b", "a"], Some("^t-.*".to_owned()));
+    assert_eq!(h.machine.state(), MemberState::Joining);
+    h.machine
+        .subscribe_with_regex(now, Vec::<String>::new(), Some(String::new()));
+    assert_eq!(h.machine.state(), MemberState::Idle);
+    assert_eq!(h.machine.regex(), None);
+
+    let (mut h, _, _) = joining(&[]);
+    h.machine
+        .subscribe_with_regex(h.now, ["a", "b"], Some("^t-.*".to_owned()));
+    // The join is still in flight: the change goes with the next heartbeat.
+    assert!(h.request().is_none());
+}
+
+/// The coordinator assigns what a regex matched by topic id; the member, which cannot know
+/// the names, asks for every topic's metadata to name them.
+#[test]
+fn a_regex_member_looks_every_topic_up() {
+    let (mut h, id, _) = joining_by_regex("^t-.*");
+    let c = TopicId([0xc; 16]);
+    h.answer(id, ok(1, Some(assignment(&[(c, &[0, 1])]))));
+    let lookup = h.request().expect("a lookup");
+    assert!(
+        matches!(&lookup.request, GroupRequest::TopicIds { topics, all: true } if topics.is_empty()),
+        "{lookup:?}"
+    );
+    h.answer(
+        lookup.id,
+        GroupResponse::TopicIds(BTreeMap::from([(c, "t-c".to_owned())])),
+    );
+    let events = h.events();
+    assert!(
+        events.iter().any(|e| matches!(e, GroupEvent::Assigned { partitions, .. } if *partitions == [tp("t-c", 0), tp("t-c", 1)])),
+        "{events:?}"
+    );
+}
+
+/// INVALID_REGULAR_EXPRESSION ends the member, naming the regex and the coordinator's reason.
+#[test]
+fn an_invalid_regex_is_fatal_and_named() {
+    let (mut h, id, _) = joining_by_regex("^t-(");
+    h.answer(
+        id,
+        GroupResponse::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatAnswer {
+            error_code: 128,
+            error_message: Some(
+                "SubscribedTopicRegex `^t-(` is not a valid regular expression: missing )".into(),
+            ),
+            member_id: None,
+            member_epoch: -1,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        }),
+    );
+    match &h.events()[..] {
+        [GroupEvent::Fatal(e)] => {
+            let text = e.to_string();
+            for part in [
+                "ConsumerGroupHeartbeat",
+                "InvalidRegularExpression",
+                "\"^t-(\"",
+                "missing )",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.machine.state(), MemberState::Failed);
+    assert!(h.requests().is_empty());
+}
+
+/// Revokes a0 at epoch 1 (the target moved on): returns the harness with the revocation
+/// acknowledged and its heartbeat out.
+fn revoked_a0() -> (H, RequestId) {
+    let mut h = member(&[(A, &[0, 1])]);
+    h.run_to_timeout();
+    let (id, _) = heartbeat(&mut h);
+    // Told to give a0 up, at its epoch (others hold what it is due next).
+    h.answer(id, ok(1, Some(assignment(&[(A, &[1])]))));
+    let revocation = match &h.events()[..] {
+        [GroupEvent::Joined { .. }, GroupEvent::Revoked { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    h.machine.revocation_done(h.now, revocation);
+    h.events();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.owned, Some(assignment(&[(A, &[1])])));
+    (h, id)
+}
+
+/// After giving partitions up, a member the coordinator keeps at its old epoch (librdkafka's
+/// mock cluster does until what it is due is free) asks again after a backoff, sooner each
+/// time than the interval, until an answer moves it on; then the interval again.
+#[test]
+fn a_member_held_at_its_epoch_after_a_revocation_asks_again_soon() {
+    let (mut h, id) = revoked_a0();
+    h.answer(id, ok(1, None));
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        waits.push(h.run_to_timeout());
+        let (id, hb) = heartbeat(&mut h);
+        assert_eq!(hb.member_epoch, 1);
+        h.answer(id, ok(1, None));
+    }
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_secs(1)),
+        "{waits:?}"
+    );
+    assert!(waits[0] < waits[2], "the pause grows: {waits:?}");
+    // Moved on, with what it was due.
+    let d = h.run_to_timeout();
+    assert!(d < Duration::from_secs(1), "{d:?}");
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(2, Some(assignment(&[(A, &[1]), (B, &[0])]))));
+    assert!(h.events().iter().any(
+        |e| matches!(e, GroupEvent::Assigned { partitions, .. } if *partitions == [tp("b", 0)])
+    ));
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(2, None));
+    assert_eq!(h.run_to_timeout(), Duration::from_secs(1));
+}
+
+/// A coordinator that moves the member on as soon as it reported the revocation (Kafka's way)
+/// sees heartbeats at the interval.
+#[test]
+fn a_member_moved_on_after_a_revocation_keeps_the_interval() {
+    let (mut h, id) = revoked_a0();
+    h.answer(id, ok(2, None));
+    assert_eq!(h.run_to_timeout(), Duration::from_secs(1));
+}
+
+/// A join the coordinator holds at epoch 0 is asked again after a growing backoff, in full,
+/// without taking anything from the answer.
+#[test]
+fn a_join_held_at_epoch_zero_is_asked_again() {
+    let (mut h, id, _) = joining(&[]);
+    h.answer(id, ok(0, None));
+    assert!(h.events().is_empty());
+    assert_eq!(h.machine.state(), MemberState::Joining);
+    let first = h.run_to_timeout();
+    let (id, hb) = heartbeat(&mut h);
+    assert_eq!(hb.member_epoch, 0);
+    assert!(hb.subscribed_topic_names.is_some() && hb.rebalance_timeout_ms > 0);
+    h.answer(id, ok(0, None));
+    let second = h.run_to_timeout();
+    assert!(
+        first < second && second < Duration::from_secs(1),
+        "{first:?} {second:?}"
+    );
+    let (id, _) = heartbeat(&mut h);
+    h.answer(id, ok(3, Some(assignment(&[(A, &[0])]))));
+    assert_eq!(h.machine.generation().id, 3);
 }

@@ -20,8 +20,9 @@ fn uuid<U: std::str::FromStr + Default>(id: TopicId) -> U {
     text.parse().unwrap_or_default()
 }
 
-/// ConsumerGroupHeartbeat at `version` (0 or 1). v0 has no regex field: the regex is left out
-/// (kcon subscribes by names, so nothing is lost).
+/// ConsumerGroupHeartbeat at `version` (0 or 1). v0 has no regex field: the empty regex sent
+/// beside names is left out, and a subscription by regex is refused (rather than sending a
+/// request that subscribes to something else).
 pub fn heartbeat_request(
     h: &ConsumerGroupHeartbeat,
     version: i16,
@@ -44,6 +45,16 @@ pub fn heartbeat_request(
         .map(|names| names.iter().map(|n| topic_name(n)).collect());
     if version >= 1 {
         r.subscribed_topic_regex = h.subscribed_topic_regex.as_deref().map(s);
+    } else if h
+        .subscribed_topic_regex
+        .as_deref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        return Err(VersionError(
+            "a regex subscription under group.protocol=consumer needs ConsumerGroupHeartbeat v1 \
+             (SubscribedTopicRegex, Apache Kafka 4.0 and later), and the coordinator speaks v0"
+                .to_owned(),
+        ));
     }
     r.server_assignor = h.server_assignor.as_deref().map(s);
     r.topic_partitions = h.owned.as_ref().map(|owned| {
@@ -135,6 +146,27 @@ mod tests {
             assert_eq!(owned[0].partitions, [0, 2]);
         }
         assert!(heartbeat_request(&heartbeat(), 2).is_err());
+    }
+
+    /// A regex subscription goes as v1's SubscribedTopicRegex with an empty list of names;
+    /// v0, which has no such field, refuses it rather than sending a subscription to nothing,
+    /// and leaves out the empty regex sent beside names.
+    #[test]
+    fn a_regex_needs_v1() {
+        let mut h = heartbeat();
+        h.subscribed_topic_names = Some(Vec::new());
+        h.subscribed_topic_regex = Some("^t-.*".into());
+        let r = heartbeat_request(&h, 1).unwrap();
+        let mut buf = BytesMut::new();
+        r.encode(&mut buf, 1).unwrap();
+        let back = ConsumerGroupHeartbeatRequest::decode(&mut buf.freeze(), 1).unwrap();
+        assert_eq!(back.subscribed_topic_regex.as_deref(), Some("^t-.*"));
+        assert_eq!(back.subscribed_topic_names, Some(Vec::new()));
+        let refused = heartbeat_request(&h, 0).unwrap_err();
+        assert!(refused.0.contains("v1"), "{}", refused.0);
+        assert!(refused.0.contains("regex"), "{}", refused.0);
+        h.subscribed_topic_regex = Some(String::new());
+        assert!(heartbeat_request(&h, 0).is_ok());
     }
 
     /// An unchanged field goes out as null.

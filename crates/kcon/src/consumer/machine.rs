@@ -51,6 +51,12 @@ pub struct MachineOptions {
     pub auto_store: bool,
     /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
     pub metadata_max_age: Duration,
+    /// The group coordinator matches a pattern subscription (`group.protocol=consumer`,
+    /// KIP-848's `SubscribedTopicRegex`): the member is subscribed to the pattern once, and
+    /// what the consumer matches itself only answers [`subscription`](ConsumerMachine::subscription).
+    /// Otherwise (the classic protocol) the consumer subscribes the member to the names it
+    /// matched, again whenever they change.
+    pub coordinator_regex: bool,
 }
 
 /// What the machine tells the other parts to do, in order.
@@ -59,6 +65,14 @@ pub struct MachineOptions {
 pub enum Command {
     /// The group member subscribes to these topics.
     Subscribe(BTreeSet<String>),
+    /// The group member subscribes to these topics and to whatever the regex matches, which
+    /// the coordinator works out (`group.protocol=consumer`).
+    SubscribeRegex {
+        /// The topics named.
+        topics: BTreeSet<String>,
+        /// The regex, as the coordinator gets it.
+        regex: String,
+    },
     /// The group member leaves.
     Unsubscribe,
     /// The group member hears the application is alive.
@@ -168,8 +182,8 @@ pub struct ConsumerMachine {
     steps: VecDeque<(RequestId, Step)>,
     /// When the group member was last told the application is alive.
     last_liveness: Option<Instant>,
-    /// Feeding per-partition streams: they store offsets themselves, and hear of partitions
-    /// leaving.
+    /// An owner above the consumer (per-partition streams, a record processor) stores
+    /// offsets itself, and hears of partitions leaving.
     streams: bool,
     metrics: MetricsState,
 }
@@ -389,9 +403,23 @@ impl ConsumerMachine {
             ));
         }
         let subscription = Subscription::parse(topics)?;
-        if let Subscription::Topics(names) = &subscription {
-            self.commands.push_back(Command::TrackTopics(names.clone()));
-            self.commands.push_back(Command::Subscribe(names.clone()));
+        match &subscription {
+            Subscription::Topics(names) => {
+                self.commands.push_back(Command::TrackTopics(names.clone()));
+                self.commands.push_back(Command::Subscribe(names.clone()));
+            }
+            Subscription::Pattern(p) if self.options.coordinator_regex => {
+                let regex = p.coordinator_regex();
+                info!(%regex, names = ?p.names(), "subscribing by regex; the group coordinator matches it");
+                self.commands
+                    .push_back(Command::TrackTopics(p.names().clone()));
+                self.commands.push_back(Command::SubscribeRegex {
+                    topics: p.names().clone(),
+                    regex,
+                });
+            }
+            // The classic protocol: the member is subscribed to what the pattern matches.
+            _ => {}
         }
         self.subscription = subscription;
         self.metrics.rebalance_started(now);
@@ -552,9 +580,10 @@ impl ConsumerMachine {
         Ok(())
     }
 
-    /// Feeds per-partition streams from now on: they store offsets as their records are
-    /// processed, and hear of partitions leaving.
-    pub fn feed_streams(&mut self) {
+    /// Hands storing to an owner above the consumer from now on (per-partition streams, a
+    /// record processor): nothing is stored as it is handed out; the owner stores records as
+    /// it processes them, and hears of partitions leaving.
+    pub fn store_elsewhere(&mut self) {
         self.streams = true;
     }
 
@@ -639,7 +668,9 @@ impl ConsumerMachine {
         };
         if let Some(now) = p.matches(generation, topics) {
             info!(topics = ?now, "the topic pattern matches");
-            self.commands.push_back(Command::Subscribe(now));
+            if !self.options.coordinator_regex {
+                self.commands.push_back(Command::Subscribe(now));
+            }
         }
     }
 

@@ -86,8 +86,8 @@ pub struct Consumer {
     /// The machine's step under way and the task carrying it out: kept across receiving calls
     /// cancelled half-way, so the next call awaits the same task instead of starting over.
     step: Option<(RequestId, JoinHandle<StepDone>)>,
-    /// Set when the consumer feeds per-partition streams: told of partitions leaving before
-    /// they go.
+    /// Set when an owner above the consumer stores offsets (per-partition streams, a record
+    /// processor): told of partitions leaving before they go.
     leaving: Option<LeavingHook>,
     hooks: HookList,
     /// Where the consumer publishes its metrics for [`MetricsHandle`]s, and when next.
@@ -176,6 +176,10 @@ impl Consumer {
                 .as_ref()
                 .is_some_and(|o| o.enable_auto_offset_store),
             metadata_max_age: settings.pool.metadata_max_age,
+            coordinator_regex: settings
+                .group
+                .as_ref()
+                .is_some_and(|g| g.group_protocol == kcon_core::GroupProtocol::Consumer),
         };
         let published = MetricsHandle::new(
             &settings.pool.client_id,
@@ -203,7 +207,12 @@ impl Consumer {
 
     /// Subscribes to `topics` in the group (`group.id`), replacing the subscription. A name
     /// starting with `^` is a regular expression (librdkafka's convention): every topic whose
-    /// name matches is subscribed, re-evaluated when the metadata refreshes.
+    /// name matches is subscribed. Under the classic protocol the consumer matches it against
+    /// the cluster's topics, again when the metadata refreshes. Under `group.protocol=consumer`
+    /// the group coordinator does (KIP-848's `SubscribedTopicRegex`, as librdkafka and the Java
+    /// client's `SubscriptionPattern` do): Apache Kafka reads it in RE2/J syntax and matches
+    /// whole names, so `^audit-.*` takes every topic starting with `audit-`, and `^audit` only
+    /// `audit`. Several patterns go as `(a)|(b)`, names beside them by name.
     ///
     /// ```no_run
     /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
@@ -1123,6 +1132,11 @@ impl Consumer {
                         g.subscribe(topics);
                     }
                 }
+                Command::SubscribeRegex { topics, regex } => {
+                    if let Some(g) = &self.group {
+                        g.subscribe_with_regex(topics, Some(regex));
+                    }
+                }
                 Command::Unsubscribe => {
                     if let Some(g) = &self.group {
                         g.unsubscribe();
@@ -1179,11 +1193,29 @@ impl Consumer {
         }
     }
 
-    /// Feeds per-partition streams from now on: `hook` hears of partitions leaving, and
-    /// offsets are stored by the streams as their records are processed.
+    /// Hands storing to an owner above the consumer (per-partition streams, a record
+    /// processor): `hook` hears of partitions leaving, before the revocation's commit, and the
+    /// owner stores records as it processes them.
     pub(crate) fn set_leaving_hook(&mut self, hook: LeavingHook) {
         self.leaving = Some(hook);
-        self.machine.feed_streams();
+        self.machine.store_elsewhere();
+    }
+
+    /// Stores what was handed out so far under the consumer's own rule
+    /// (`enable.auto.offset.store`): before an owner above it takes storing over.
+    pub(crate) fn store_now(&mut self) {
+        self.machine.store_processed();
+        self.run_commands();
+    }
+
+    /// The consumer's configuration.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The consumer's connections.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The offsets task, shared with per-partition streams.
@@ -1230,7 +1262,7 @@ async fn next_group_event(group: Option<&mut GroupMember>) -> Option<GroupEvent>
 }
 
 /// The machine's clock: tokio's, so a paused test runtime moves it too.
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
@@ -1252,7 +1284,8 @@ pub(crate) fn offset_map(
         .collect()
 }
 
-fn now_ms() -> i64 {
+/// The wall clock, in milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -23,6 +23,11 @@ pub(crate) enum Subscription {
 /// A topic pattern and what it matched.
 #[derive(Debug)]
 pub(crate) struct Pattern {
+    /// The topics named beside the patterns.
+    names: BTreeSet<String>,
+    /// The patterns as the application wrote them (each starting with `^`).
+    patterns: Vec<String>,
+    /// Names and patterns as one expression, matched by the consumer itself.
     regex: Regex,
     /// The topics matched last; `None` before the first match.
     matched: Option<BTreeSet<String>>,
@@ -65,6 +70,8 @@ impl Subscription {
             ))
         })?;
         Ok(Subscription::Pattern(Pattern {
+            names,
+            patterns,
             regex,
             matched: None,
             seen: None,
@@ -88,6 +95,26 @@ impl Subscription {
 }
 
 impl Pattern {
+    /// The topics named beside the patterns.
+    pub(crate) fn names(&self) -> &BTreeSet<String> {
+        &self.names
+    }
+
+    /// The patterns as one regular expression for the group coordinator (KIP-848's
+    /// `SubscribedTopicRegex`), librdkafka's way: one as written, several as `(a)|(b)`. Plain
+    /// groups and alternation read the same in RE2/J (Apache Kafka's coordinator) and in POSIX
+    /// extended expressions (librdkafka's mock cluster), where `(?:` is an error.
+    pub(crate) fn coordinator_regex(&self) -> String {
+        match &self.patterns[..] {
+            [one] => one.clone(),
+            many => many
+                .iter()
+                .map(|p| format!("({p})"))
+                .collect::<Vec<_>>()
+                .join("|"),
+        }
+    }
+
     /// Whether every topic's metadata must be asked for now: the pool's own refreshes cover
     /// only the topics its users track (the matched ones), so new topics show up only in a
     /// refresh of every topic: at first, then every `metadata.max.age.ms`.
@@ -126,5 +153,29 @@ impl Pattern {
         }
         self.matched = Some(now.clone());
         Some(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(topics: &[&str]) -> Pattern {
+        match Subscription::parse(topics.iter().copied()).expect("a subscription") {
+            Subscription::Pattern(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The coordinator gets the patterns as written, several as librdkafka combines them, and
+    /// the names apart.
+    #[test]
+    fn the_coordinator_gets_the_patterns_as_written() {
+        let p = pattern(&["^a-.*"]);
+        assert_eq!(p.coordinator_regex(), "^a-.*");
+        assert!(p.names().is_empty());
+        let p = pattern(&["orders", "^a-.*", "^b|c"]);
+        assert_eq!(p.coordinator_regex(), "(^a-.*)|(^b|c)");
+        assert_eq!(*p.names(), BTreeSet::from(["orders".to_owned()]));
     }
 }

@@ -1,0 +1,334 @@
+//! `kcon dlq replay`: dead-lettered records back to where they came from (or another topic),
+//! key, value and original headers unchanged, the `kcon.dlq.*` headers dropped.
+//!
+//! The dead-letter topic is read from its start to its end (by assignment; with `-g`, in that
+//! group, committing what was replayed, so a replay can resume). A record's copy goes to
+//! `--to`, or to its `kcon.dlq.source.topic` and `kcon.dlq.source.partition`; its offset is
+//! stored only once the copy is acknowledged (acks=all, idempotent). The copy's timestamp is
+//! the time of the replay: the original one is in the dead letter's `kcon.dlq.source.timestamp`,
+//! and an old timestamp could put the copy past the topic's retention at once.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use clap::{Args, Subcommand};
+use kcon::policy::{headers, is_dead_letter_header};
+use kcon::{Consumer, Record, TopicPartition};
+use kcon_produce::{Delivery, Producer, ProducerRecord};
+
+use crate::bytes_json::{write_int, write_str};
+use crate::cluster::ClusterArgs;
+use crate::consume::{at_end, next_batch};
+use crate::failure::Failure;
+
+/// Dead-letter topics.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Produce dead-lettered records again: to their source topic and partition (from their
+    /// kcon.dlq.source.* headers) or to --to, with their key, value and original headers.
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    Replay(ReplayArgs),
+}
+
+/// `kcon dlq replay`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+
+    /// The dead-letter topic to read.
+    #[arg(long = "from", value_name = "TOPIC")]
+    from: String,
+
+    /// Where to produce the records (partitioned by key); by default each goes back to its
+    /// source topic and partition.
+    #[arg(long = "to", value_name = "TOPIC")]
+    to: Option<String>,
+
+    /// Only records with this header value, e.g. --where topic=orders --where
+    /// error.class=json. NAME is a header name, or one of topic, partition, offset, group,
+    /// stage, error.class, attempts for the kcon.dlq.* header. Repeatable: all must match.
+    #[arg(long = "where", value_name = "NAME=VALUE", value_parser = parse_filter)]
+    filters: Vec<(String, String)>,
+
+    /// Read in this consumer group and commit what was replayed (a replay stopped half-way
+    /// resumes there); without it the whole topic is read and nothing committed.
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    group: Option<String>,
+
+    /// Write what would be replayed to stdout (one JSON object per record) and produce
+    /// nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+}
+
+/// Reads `NAME=VALUE`, a short name turned into its `kcon.dlq.*` header.
+fn parse_filter(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let header = match name.trim() {
+        "" => return Err(format!("{text:?} names no header")),
+        "topic" => headers::TOPIC,
+        "partition" => headers::PARTITION,
+        "offset" => headers::OFFSET,
+        "group" => headers::GROUP,
+        "stage" => headers::STAGE,
+        "error.class" => headers::ERROR_CLASS,
+        "attempts" => headers::ATTEMPTS,
+        other => other,
+    };
+    Ok((header.to_owned(), value.to_owned()))
+}
+
+/// Runs `kcon dlq ...`.
+pub(crate) async fn run(command: DlqCommand) -> Result<(), Failure> {
+    match command {
+        DlqCommand::Replay(args) => replay(args).await,
+    }
+}
+
+async fn replay(args: ReplayArgs) -> Result<(), Failure> {
+    let cluster = args.cluster.connect(None).await?;
+    let partitions = cluster
+        .partitions(&BTreeSet::from([args.from.clone()]))
+        .await?;
+    let mut builder = Consumer::builder()
+        .set("bootstrap.servers", &args.cluster.brokers)
+        .set("client.id", "kcon")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false");
+    for (name, value) in &args.cluster.properties {
+        builder = builder.set(name, value.as_str());
+    }
+    if let Some(g) = &args.group {
+        builder = builder
+            .set("group.id", g.as_str())
+            .set("enable.auto.offset.store", "false");
+    }
+    let mut consumer = builder.build().map_err(Failure::from_consumer)?;
+    match &args.group {
+        Some(_) => consumer.subscribe([args.from.as_str()]),
+        None => consumer.assign(
+            partitions
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |p| TopicPartition::new(t.as_str(), *p))),
+        ),
+    }
+    .map_err(Failure::from_consumer)?;
+    let producer = Producer::builder()
+        .pool(cluster.pool.clone())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .build()
+        .map_err(|e| Failure::runtime(format!("the producer: {e}")))?;
+
+    let mut counts = Counts::default();
+    let outcome = replay_all(&mut consumer, &producer, &args, &mut counts).await;
+    producer.close().await;
+    let closed = consumer.close().await.map_err(Failure::from_consumer);
+    let verb = if args.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
+    eprintln!(
+        "kcon: {verb} {} of {} dead letters ({} left out by --where)",
+        counts.replayed, counts.read, counts.filtered
+    );
+    outcome.and(closed)
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    read: u64,
+    replayed: u64,
+    filtered: u64,
+}
+
+/// Reads the dead-letter topic to its end, replaying each matching record; stores a batch's
+/// offset once its copies are acknowledged.
+async fn replay_all(
+    consumer: &mut Consumer,
+    producer: &Producer,
+    args: &ReplayArgs,
+    counts: &mut Counts,
+) -> Result<(), Failure> {
+    let mut stdout = Vec::new();
+    loop {
+        let batch = match next_batch(consumer, true).await {
+            None if at_end(consumer).await? => return Ok(()),
+            None => continue,
+            Some(Err(e)) if e.is_retriable() => continue,
+            Some(Err(e)) => return Err(Failure::from_consumer(e)),
+            Some(Ok(batch)) => batch,
+        };
+        let mut deliveries: Vec<(usize, Delivery)> = Vec::new();
+        stdout.clear();
+        for (i, record) in batch.iter().enumerate() {
+            counts.read += 1;
+            if !matches(record, &args.filters) {
+                counts.filtered += 1;
+                continue;
+            }
+            let copy = replayed(record, args.to.as_deref())?;
+            counts.replayed += 1;
+            if args.dry_run {
+                dry_run_line(&mut stdout, record, &copy);
+                continue;
+            }
+            let delivery = producer
+                .send(copy)
+                .await
+                .map_err(|e| Failure::runtime(format!("replaying {}: {e}", at(record))))?;
+            deliveries.push((i, delivery));
+        }
+        let _ = io::stdout().lock().write_all(&stdout);
+        for (i, delivery) in deliveries {
+            if let Err(e) = delivery.await {
+                // What was acknowledged before it counts; nothing from it on is stored.
+                if let Some(before) = i.checked_sub(1) {
+                    store(consumer, args, &batch[before])?;
+                }
+                return Err(Failure::runtime(format!(
+                    "replaying {} failed: {e}; nothing from it on was committed",
+                    at(&batch[i])
+                )));
+            }
+        }
+        if let Some(last) = batch.last() {
+            store(consumer, args, last)?;
+        }
+    }
+}
+
+fn store(consumer: &mut Consumer, args: &ReplayArgs, record: &Record) -> Result<(), Failure> {
+    if args.group.is_none() || args.dry_run {
+        return Ok(());
+    }
+    consumer
+        .store_offset(record)
+        .map_err(Failure::from_consumer)
+}
+
+/// Whether every filter's header has its value.
+fn matches(record: &Record, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(name, value)| {
+        record
+            .header(name)
+            .flatten()
+            .is_some_and(|v| v.as_ref() == value.as_bytes())
+    })
+}
+
+/// The copy of dead letter `record` to produce: to `to` (partitioned by key), or back to its
+/// source topic and partition.
+fn replayed(record: &Record, to: Option<&str>) -> Result<ProducerRecord, Failure> {
+    let mut copy = ProducerRecord::default();
+    match to {
+        Some(topic) => copy.topic = topic.to_owned(),
+        None => {
+            copy.topic = header(record, headers::TOPIC)?;
+            let partition = header(record, headers::PARTITION)?;
+            copy.partition = Some(partition.parse().map_err(|_| {
+                Failure::runtime(format!(
+                    "{} has a {} header that is not a partition: {partition:?}",
+                    at(record),
+                    headers::PARTITION
+                ))
+            })?);
+        }
+    }
+    copy.key = record.key.clone();
+    copy.value = record.value.clone();
+    copy.headers = record
+        .headers
+        .iter()
+        .filter(|(k, _)| !is_dead_letter_header(k))
+        .cloned()
+        .collect();
+    Ok(copy)
+}
+
+fn header(record: &Record, name: &str) -> Result<String, Failure> {
+    let value = record.header(name).flatten().ok_or_else(|| {
+        Failure::runtime(format!(
+            "{} has no {name} header: not a kcon dead letter? Give --to",
+            at(record)
+        ))
+    })?;
+    String::from_utf8(value.to_vec())
+        .map_err(|_| Failure::runtime(format!("{}: the {name} header is not UTF-8", at(record))))
+}
+
+fn at(record: &Record) -> String {
+    format!("{}-{}@{}", record.topic, record.partition, record.offset)
+}
+
+/// `{"from":{"topic":..,"partition":..,"offset":..},"to":{"topic":..,"partition":..}}`.
+fn dry_run_line(out: &mut Vec<u8>, record: &Record, copy: &ProducerRecord) {
+    out.extend_from_slice(b"{\"from\":{\"topic\":");
+    write_str(out, &record.topic);
+    out.extend_from_slice(b",\"partition\":");
+    write_int(out, i64::from(record.partition));
+    out.extend_from_slice(b",\"offset\":");
+    write_int(out, record.offset);
+    out.extend_from_slice(b"},\"to\":{\"topic\":");
+    write_str(out, &copy.topic);
+    out.extend_from_slice(b",\"partition\":");
+    match copy.partition {
+        Some(p) => write_int(out, i64::from(p)),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn letter() -> Record {
+        Record::new("orders.dlq", 0, 9, Some("k".into()), Some("v".into())).with_headers(vec![
+            ("trace".into(), Some("t1".into())),
+            (headers::TOPIC.into(), Some("orders".into())),
+            (headers::PARTITION.into(), Some("2".into())),
+            (headers::ERROR_CLASS.into(), Some("json".into())),
+        ])
+    }
+
+    #[test]
+    fn a_copy_goes_back_to_its_source_with_its_original_headers_only() {
+        let copy = replayed(&letter(), None).unwrap();
+        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
+        assert_eq!((copy.key, copy.value), (Some("k".into()), Some("v".into())));
+        assert_eq!(
+            copy.headers,
+            vec![(Bytes::from("trace"), Some(Bytes::from("t1")))]
+        );
+        let elsewhere = replayed(&letter(), Some("retry")).unwrap();
+        assert_eq!(
+            (elsewhere.topic.as_str(), elsewhere.partition),
+            ("retry", None)
+        );
+        let not_a_letter = Record::new("x", 0, 1, None, None);
+        let e = replayed(&not_a_letter, None).unwrap_err();
+        assert!(e.to_string().contains("kcon.dlq.source.topic"), "{e}");
+    }
+
+    #[test]
+    fn filters_take_short_names_and_all_must_match() {
+        let f = |s: &str| parse_filter(s).unwrap();
+        assert_eq!(f("topic=orders").0, headers::TOPIC);
+        assert_eq!(f("error.class=json").0, headers::ERROR_CLASS);
+        assert_eq!(f("trace=t1"), ("trace".into(), "t1".into()));
+        assert!(parse_filter("topic").is_err());
+        assert!(matches(&letter(), &[f("topic=orders"), f("trace=t1")]));
+        assert!(!matches(
+            &letter(),
+            &[f("topic=orders"), f("error.class=utf8")]
+        ));
+        assert!(!matches(&letter(), &[f("stage=handler")]));
+    }
+}

@@ -1,0 +1,195 @@
+//! The record policies' configuration: the `errors.*` properties, read by the property
+//! registry like every other.
+
+use std::time::Duration;
+
+use kcon_core::property::{Configurable, Part, Setting, registry};
+use kcon_core::{ConfigError, ErrorTolerance, ExponentialBackoff};
+
+/// What a [`Processor`](crate::Processor) does with records that fail. Set through the
+/// consumer's builder (`ConsumerBuilder::set("errors.tolerance", "all")`, ...); each field
+/// names its property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// `errors.tolerance`: stop at a record that failed for good (`none`, the default), or
+    /// skip or dead-letter it and go on (`all`).
+    pub tolerance: ErrorTolerance,
+    /// `errors.retry.max.attempts`: tries of a record that fails retriably, the first
+    /// included. Default 10.
+    pub retry_max_attempts: u32,
+    /// `errors.retry.timeout`: how long after its first failure a record may still be
+    /// retried; `None` (-1, the default) for no limit but the attempts.
+    pub retry_timeout: Option<Duration>,
+    /// `errors.retry.backoff.ms`: the first pause before a retry. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `errors.retry.delay.max.ms`: the longest pause before a retry. Default 60 s.
+    pub retry_delay_max: Duration,
+    /// `errors.deadletterqueue.topic.name`: where records that failed for good go, with
+    /// `errors.tolerance=all`; `None` skips them.
+    pub dead_letter_topic: Option<String>,
+    /// `errors.breaker.window.records`: the records the failure count looks back over.
+    /// Default 100.
+    pub breaker_window: usize,
+    /// `errors.breaker.failures`: the breaker opens when more than this many of the window's
+    /// records failed for good. Default none.
+    pub breaker_failures: Option<usize>,
+    /// `errors.breaker.consecutive.failures`: the breaker opens when this many records in a
+    /// row failed for good. Default none.
+    pub breaker_consecutive: Option<usize>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            tolerance: ErrorTolerance::None,
+            retry_max_attempts: 10,
+            retry_timeout: None,
+            retry_backoff: Duration::from_millis(100),
+            retry_delay_max: Duration::from_secs(60),
+            dead_letter_topic: None,
+            breaker_window: 100,
+            breaker_failures: None,
+            breaker_consecutive: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Sets a property by name, as the registry reads it.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        registry::set(self, name, value)
+    }
+
+    /// Checks what one property at a time cannot: a dead-letter topic needs
+    /// `errors.tolerance=all` (with `none` nothing is ever written there), and a failure count
+    /// the window could never exceed would never open the breaker.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(topic) = &self.dead_letter_topic
+            && self.tolerance == ErrorTolerance::None
+        {
+            return Err(ConfigError::invalid(
+                "errors.deadletterqueue.topic.name",
+                topic,
+                "unset unless errors.tolerance=all (with errors.tolerance=none a record that \
+                 fails for good stops processing and is never dead-lettered)",
+            ));
+        }
+        if let Some(failures) = self.breaker_failures
+            && failures >= self.breaker_window
+        {
+            return Err(registry::refused(
+                "errors.breaker.failures",
+                &failures.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pause before each retry.
+    pub(crate) fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff::new(self.retry_backoff, self.retry_delay_max)
+    }
+}
+
+impl Configurable for PolicyConfig {
+    const PART: Part = Part::Policy;
+
+    fn apply(&mut self, setting: &Setting) -> bool {
+        match setting {
+            Setting::ErrorsTolerance(t) => self.tolerance = *t,
+            Setting::ErrorsRetryMaxAttempts(n) => {
+                self.retry_max_attempts = u32::try_from(*n).unwrap_or(u32::MAX);
+            }
+            Setting::ErrorsRetryTimeout(t) => self.retry_timeout = *t,
+            Setting::ErrorsRetryBackoff(d) => self.retry_backoff = *d,
+            Setting::ErrorsRetryDelayMax(d) => self.retry_delay_max = *d,
+            Setting::ErrorsDeadLetterQueueTopicName(t) => self.dead_letter_topic = t.clone(),
+            Setting::ErrorsBreakerWindowRecords(n) => self.breaker_window = *n,
+            Setting::ErrorsBreakerFailures(n) => self.breaker_failures = *n,
+            Setting::ErrorsBreakerConsecutiveFailures(n) => self.breaker_consecutive = *n,
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(props: &[(&str, &str)]) -> Result<PolicyConfig, ConfigError> {
+        let mut c = PolicyConfig::default();
+        for (n, v) in props {
+            c.set(n, v)?;
+        }
+        c.validate().map(|()| c)
+    }
+
+    #[test]
+    fn the_registry_and_the_config_agree_on_defaults() {
+        assert_eq!(
+            registry::defaults_disagreeing::<PolicyConfig>(),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn properties_are_read_into_fields() {
+        let c = config(&[
+            ("errors.tolerance", "ALL"),
+            ("errors.retry.max.attempts", "3"),
+            ("errors.retry.timeout", "2500"),
+            ("errors.retry.backoff.ms", "10"),
+            ("errors.retry.delay.max.ms", "40"),
+            ("errors.deadletterqueue.topic.name", " orders.dlq "),
+            ("errors.breaker.window.records", "20"),
+            ("errors.breaker.failures", "5"),
+            ("errors.breaker.consecutive.failures", "4"),
+        ])
+        .unwrap();
+        assert_eq!(c.tolerance, ErrorTolerance::All);
+        assert_eq!(c.retry_max_attempts, 3);
+        assert_eq!(c.retry_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            c.backoff(),
+            ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(40))
+        );
+        assert_eq!(c.dead_letter_topic.as_deref(), Some("orders.dlq"));
+        assert_eq!(
+            (c.breaker_window, c.breaker_failures, c.breaker_consecutive),
+            (20, Some(5), Some(4))
+        );
+        let c = config(&[
+            ("errors.retry.timeout", "-1"),
+            ("errors.breaker.failures", ""),
+        ])
+        .unwrap();
+        assert_eq!((c.retry_timeout, c.breaker_failures), (None, None));
+    }
+
+    #[test]
+    fn bad_values_and_conflicts_name_the_property() {
+        for (name, value) in [
+            ("errors.tolerance", "some"),
+            ("errors.retry.max.attempts", "0"),
+            ("errors.retry.timeout", "-2"),
+            ("errors.breaker.consecutive.failures", "0"),
+            ("errors.breaker.window.records", "100001"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::InvalidValue { property, .. } if property == name),
+                "{name}={value}: {e}"
+            );
+        }
+        let e = config(&[("errors.deadletterqueue.topic.name", "dlq")]).unwrap_err();
+        assert!(e.to_string().contains("errors.tolerance=all"), "{e}");
+        let e = config(&[
+            ("errors.breaker.window.records", "10"),
+            ("errors.breaker.failures", "10"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("errors.breaker.failures"), "{e}");
+    }
+}

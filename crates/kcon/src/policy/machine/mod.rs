@@ -1,0 +1,497 @@
+//! The record processor's bookkeeping as a sans-IO machine: the records of each partition
+//! waiting to be processed, the retry timers, the circuit breaker, the counts. It decides what
+//! happens to every record; the [`Processor`](crate::Processor) only carries it out (calls the
+//! handler, writes dead letters, stores offsets, pauses partitions).
+//!
+//! # Driving it
+//! As kcon-core's machines: no socket, no clock (`now` is an argument), randomness from a seed
+//! given at construction. After every input, drain [`poll_action`](PolicyMachine::poll_action)
+//! in order, then [`poll_event`](PolicyMachine::poll_event) and
+//! [`take_stop`](PolicyMachine::take_stop); [`poll_timeout`](PolicyMachine::poll_timeout) is
+//! when [`handle_timeout`](PolicyMachine::handle_timeout) is next due.
+//! - inputs: [`records`](PolicyMachine::records) (a fetched batch of one partition),
+//!   [`leaving`](PolicyMachine::leaving) (partitions revoked or lost: their records go, the
+//!   next owner reads them), [`processed`](PolicyMachine::processed) (the answer to a
+//!   [`Action::Process`]), [`dead_lettered`](PolicyMachine::dead_lettered) (the answer to an
+//!   [`Action::DeadLetter`]), [`handle_timeout`](PolicyMachine::handle_timeout),
+//!   [`restart`](PolicyMachine::restart) (the driver starts again, after stopping or being
+//!   cancelled), [`close_breaker`](PolicyMachine::close_breaker);
+//! - outputs: actions (carry out in order; at most one `Process` or `DeadLetter` is out at a
+//!   time and must be answered before more come), events (for hooks), the stop (an error that
+//!   ends the driver's run).
+//!
+//! # The rules it keeps
+//! - A partition's records are processed in offset order, one at a time. An offset is stored
+//!   only once its record is processed, skipped or acknowledged by the dead-letter topic, so a
+//!   commit never passes a record that is waiting, failing or lost in a dead-letter write.
+//! - A retriable failure pauses only its partition (the driver pauses it in the consumer) until
+//!   the record's retry is due; other partitions go on. The partition resumes when its waiting
+//!   records are done.
+//! - A record that failed for good counts in the breaker first: if it opens the breaker, the
+//!   record stays where it is and everything stops. Otherwise `errors.tolerance` decides.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use kcon_core::{ErrorTolerance, ExponentialBackoff, TopicPartition};
+
+use super::breaker::{Breaker, Tripped};
+use super::config::PolicyConfig;
+use super::failure::FailureInfo;
+use super::metrics::Counts;
+use crate::Record;
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// Deserialize the record and call the handler (try number `attempt`, from 1); answer with
+    /// [`PolicyMachine::processed`].
+    Process { record: Record, attempt: u32 },
+    /// Write the record to the dead-letter topic and wait for the acknowledgement; answer
+    /// with [`PolicyMachine::dead_lettered`].
+    DeadLetter {
+        record: Record,
+        failure: FailureInfo,
+        attempts: u32,
+    },
+    /// Store the offset past the record: it is done with.
+    Store(Record),
+    /// Stop fetching and handing out the partition.
+    Pause(TopicPartition),
+    /// Fetch and hand out the partition again.
+    Resume(TopicPartition),
+}
+
+/// What happened to the record of a [`Action::Process`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Processed.
+    Done,
+    /// It did not deserialize, or the handler failed.
+    Failed(FailureInfo),
+}
+
+/// What the hooks hear.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    /// Try `attempt` failed retriably; the next is in `delay`.
+    Retrying {
+        record: Record,
+        failure: FailureInfo,
+        attempt: u32,
+        delay: Duration,
+    },
+    /// Failed for good and skipped (`errors.tolerance=all`, no dead-letter topic).
+    Skipped {
+        record: Record,
+        failure: FailureInfo,
+    },
+    /// Failed for good and acknowledged by the dead-letter topic.
+    DeadLettered {
+        record: Record,
+        failure: FailureInfo,
+    },
+    /// This record's failure opened the breaker.
+    BreakerOpened {
+        record: Record,
+        failure: FailureInfo,
+    },
+}
+
+/// Why the driver must stop: nothing past the record was stored, and the record is the first
+/// to be processed when the driver runs again.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stop {
+    /// It failed for good under `errors.tolerance=none`.
+    Failed {
+        record: Record,
+        failure: FailureInfo,
+        attempts: u32,
+    },
+    /// Its dead-letter write failed; it is written again when the driver runs again.
+    DeadLetterFailed { record: Record, error: String },
+    /// Its failure opened the breaker: every partition should pause.
+    BreakerOpen {
+        record: Record,
+        failure: FailureInfo,
+        tripped: Tripped,
+    },
+}
+
+/// One partition's records waiting to be processed, and its head's retry state.
+#[derive(Debug, Default)]
+struct Lane {
+    records: VecDeque<Record>,
+    /// Failed tries of the head record so far.
+    failures: u32,
+    /// When the head record first failed.
+    first_failure: Option<Instant>,
+    /// The head record waits for a retry until then.
+    retry_at: Option<Instant>,
+    /// The head record failed for good and goes to the dead-letter topic.
+    dead_letter: Option<(FailureInfo, u32)>,
+    /// The machine had the driver pause the partition.
+    paused: bool,
+}
+
+impl Lane {
+    fn ready(&self) -> bool {
+        !self.records.is_empty() && self.retry_at.is_none()
+    }
+
+    /// The head is done with: the next record starts with no failures.
+    fn pop(&mut self) -> Option<Record> {
+        self.failures = 0;
+        self.first_failure = None;
+        self.retry_at = None;
+        self.dead_letter = None;
+        self.records.pop_front()
+    }
+
+    /// The head starts over: its next try is its first (after a stop).
+    fn start_over(&mut self) {
+        self.failures = 0;
+        self.first_failure = None;
+    }
+}
+
+/// The record processor's machine (see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct PolicyMachine {
+    tolerance: ErrorTolerance,
+    dead_letter: bool,
+    max_attempts: u32,
+    retry_timeout: Option<Duration>,
+    backoff: ExponentialBackoff,
+    rng: fastrand::Rng,
+    lanes: BTreeMap<TopicPartition, Lane>,
+    /// The partition whose head is out with the driver (a `Process` or `DeadLetter`).
+    in_flight: Option<TopicPartition>,
+    breaker: Breaker,
+    /// The breaker is open: nothing is processed until it is closed.
+    open: bool,
+    stop: Option<Stop>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    counts: Counts,
+}
+
+impl PolicyMachine {
+    /// A machine following `config`, writing dead letters when `config` names a topic (the
+    /// driver has a producer for it), with retry jitter drawn from `seed`.
+    pub(crate) fn new(config: &PolicyConfig, seed: u64) -> PolicyMachine {
+        PolicyMachine {
+            tolerance: config.tolerance,
+            dead_letter: config.dead_letter_topic.is_some(),
+            max_attempts: config.retry_max_attempts.max(1),
+            retry_timeout: config.retry_timeout,
+            backoff: config.backoff(),
+            rng: fastrand::Rng::with_seed(seed),
+            lanes: BTreeMap::new(),
+            in_flight: None,
+            breaker: Breaker::new(
+                config.breaker_window,
+                config.breaker_failures,
+                config.breaker_consecutive,
+            ),
+            open: false,
+            stop: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Records of `partition`, in order, after those already waiting.
+    pub(crate) fn records(
+        &mut self,
+        now: Instant,
+        partition: TopicPartition,
+        records: Vec<Record>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        self.lanes
+            .entry(partition)
+            .or_default()
+            .records
+            .extend(records);
+        self.pump(now);
+    }
+
+    /// `partitions` left the consumer: their records are dropped unprocessed (their offsets
+    /// were not stored, so the next owner reads them), and whatever was asked for them is
+    /// void. The consumer un-pauses a partition that leaves.
+    pub(crate) fn leaving(&mut self, now: Instant, partitions: &[TopicPartition]) {
+        if partitions.is_empty() {
+            return;
+        }
+        for tp in partitions {
+            self.lanes.remove(tp);
+        }
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|tp| partitions.contains(tp))
+        {
+            self.in_flight = None;
+        }
+        self.actions.retain(|a| !concerns(a, partitions));
+        self.pump(now);
+    }
+
+    /// The answer to the last [`Action::Process`].
+    pub(crate) fn processed(&mut self, now: Instant, outcome: Outcome) {
+        let Some(tp) = self.in_flight.take() else {
+            return;
+        };
+        let Some(lane) = self.lanes.get_mut(&tp) else {
+            return self.pump(now);
+        };
+        match outcome {
+            Outcome::Done => {
+                self.counts.processed(&tp);
+                self.breaker.record(false);
+                self.done(&tp);
+            }
+            Outcome::Failed(failure) => {
+                lane.failures += 1;
+                let first = *lane.first_failure.get_or_insert(now);
+                let attempt = lane.failures;
+                let in_time = self
+                    .retry_timeout
+                    .is_none_or(|limit| now.saturating_duration_since(first) < limit);
+                if failure.retriable && attempt < self.max_attempts && in_time {
+                    let delay = self.backoff.delay(attempt - 1, self.rng.f64());
+                    lane.retry_at = Some(now + delay);
+                    if !lane.paused {
+                        lane.paused = true;
+                        self.actions.push_back(Action::Pause(tp.clone()));
+                    }
+                    if let Some(record) = lane.records.front() {
+                        self.events.push_back(Event::Retrying {
+                            record: record.clone(),
+                            failure,
+                            attempt,
+                            delay,
+                        });
+                    }
+                    self.counts.retried(&tp);
+                } else {
+                    self.failed_for_good(&tp, failure);
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The answer to the last [`Action::DeadLetter`]: acknowledged, or why not.
+    pub(crate) fn dead_lettered(&mut self, now: Instant, result: Result<(), String>) {
+        let Some(tp) = self.in_flight.take() else {
+            return;
+        };
+        let Some(lane) = self.lanes.get_mut(&tp) else {
+            return self.pump(now);
+        };
+        match result {
+            Ok(()) => {
+                if let (Some(record), Some((failure, _))) =
+                    (lane.records.front(), lane.dead_letter.clone())
+                {
+                    self.events.push_back(Event::DeadLettered {
+                        record: record.clone(),
+                        failure,
+                    });
+                }
+                self.counts.dead_lettered(&tp, now);
+                self.done(&tp);
+            }
+            Err(error) => {
+                if let Some(record) = lane.records.front() {
+                    self.stop = Some(Stop::DeadLetterFailed {
+                        record: record.clone(),
+                        error,
+                    });
+                }
+                self.counts.dead_letter_failed();
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Time passed: retries that are due become ready.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        for lane in self.lanes.values_mut() {
+            if lane.retry_at.is_some_and(|at| at <= now) {
+                lane.retry_at = None;
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The driver runs again (after a stop, or after its run was cancelled with an action
+    /// out): the action out is asked for again, from the start.
+    pub(crate) fn restart(&mut self, now: Instant) {
+        self.actions
+            .retain(|a| !matches!(a, Action::Process { .. } | Action::DeadLetter { .. }));
+        self.in_flight = None;
+        self.pump(now);
+    }
+
+    /// Closes the breaker: its counts start afresh and processing goes on from the record
+    /// that opened it.
+    pub(crate) fn close_breaker(&mut self, now: Instant) {
+        self.open = false;
+        self.breaker.clear();
+        self.pump(now);
+    }
+
+    /// Whether the breaker is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The partitions the machine has paused (their records wait for a retry).
+    pub(crate) fn paused(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.lanes
+            .iter()
+            .filter(|(_, l)| l.paused)
+            .map(|(tp, _)| tp)
+    }
+
+    /// The next thing to do.
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next thing the hooks hear.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Why the driver must stop, once.
+    pub(crate) fn take_stop(&mut self) -> Option<Stop> {
+        self.stop.take()
+    }
+
+    /// When the next retry is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.lanes.values().filter_map(|l| l.retry_at).min()
+    }
+
+    /// The counts so far.
+    pub(crate) fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Records waiting, all partitions together.
+    pub(crate) fn waiting(&self) -> usize {
+        self.lanes.values().map(|l| l.records.len()).sum()
+    }
+
+    /// The head of `tp` is done with: its offset is stored, and the partition resumes if it
+    /// was paused and nothing of it waits.
+    fn done(&mut self, tp: &TopicPartition) {
+        let Some(lane) = self.lanes.get_mut(tp) else {
+            return;
+        };
+        if let Some(record) = lane.pop() {
+            self.actions.push_back(Action::Store(record));
+        }
+        if lane.records.is_empty() {
+            if lane.paused {
+                self.actions.push_back(Action::Resume(tp.clone()));
+            }
+            self.lanes.remove(tp);
+        }
+    }
+
+    /// The head of `tp` failed for good: the breaker hears it, then `errors.tolerance`
+    /// decides.
+    fn failed_for_good(&mut self, tp: &TopicPartition, failure: FailureInfo) {
+        let Some(lane) = self.lanes.get_mut(tp) else {
+            return;
+        };
+        let Some(record) = lane.records.front().cloned() else {
+            return;
+        };
+        let attempts = lane.failures;
+        if let Some(tripped) = self.breaker.record(true) {
+            lane.start_over();
+            self.open = true;
+            self.counts.breaker_tripped();
+            self.events.push_back(Event::BreakerOpened {
+                record: record.clone(),
+                failure: failure.clone(),
+            });
+            self.stop = Some(Stop::BreakerOpen {
+                record,
+                failure,
+                tripped,
+            });
+            return;
+        }
+        match self.tolerance {
+            ErrorTolerance::None => {
+                lane.start_over();
+                self.stop = Some(Stop::Failed {
+                    record,
+                    failure,
+                    attempts,
+                });
+            }
+            ErrorTolerance::All if self.dead_letter => {
+                lane.dead_letter = Some((failure, attempts));
+            }
+            ErrorTolerance::All => {
+                self.events.push_back(Event::Skipped { record, failure });
+                self.counts.skipped(tp);
+                self.done(tp);
+            }
+        }
+    }
+
+    /// Hands the driver the next record to process or dead-letter, if nothing is out, nothing
+    /// stops the machine and a partition has one ready.
+    fn pump(&mut self, _now: Instant) {
+        if self.in_flight.is_some() || self.stop.is_some() || self.open {
+            return;
+        }
+        let Some((tp, lane)) = self.lanes.iter().find(|(_, l)| l.ready()) else {
+            return;
+        };
+        // Invariant: a ready lane has a head record.
+        let Some(record) = lane.records.front().cloned() else {
+            return;
+        };
+        let action = match &lane.dead_letter {
+            Some((failure, attempts)) => Action::DeadLetter {
+                record,
+                failure: failure.clone(),
+                attempts: *attempts,
+            },
+            None => Action::Process {
+                record,
+                attempt: lane.failures + 1,
+            },
+        };
+        self.in_flight = Some(tp.clone());
+        self.actions.push_back(action);
+    }
+}
+
+/// Whether `action` is about one of `partitions`.
+fn concerns(action: &Action, partitions: &[TopicPartition]) -> bool {
+    match action {
+        Action::Process { record, .. }
+        | Action::DeadLetter { record, .. }
+        | Action::Store(record) => partitions
+            .iter()
+            .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic),
+        Action::Pause(tp) | Action::Resume(tp) => partitions.contains(tp),
+    }
+}
+
+#[cfg(test)]
+mod tests;

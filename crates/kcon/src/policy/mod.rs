@@ -1,0 +1,702 @@
+//! Record policies: what happens to a record that cannot be processed.
+//!
+//! A [`Processor`] owns a [`Consumer`], deserializes each record's key and value, hands it to
+//! the application's handler and follows the handler's verdict:
+//! - done: the record's offset is stored (and committed by auto-commit, `commit`, or `close`);
+//! - a retriable [`Failure`] (a timeout, a rate limit): the record is tried again after an
+//!   exponential backoff with jitter (`errors.retry.backoff.ms` doubling up to
+//!   `errors.retry.delay.max.ms`), up to `errors.retry.max.attempts` tries or
+//!   `errors.retry.timeout`; meanwhile only its partition is paused, the others keep flowing,
+//!   and order within the partition is kept; after the last try it has failed for good;
+//! - a permanent [`Failure`], or a key or value that does not deserialize: the record failed
+//!   for good. With `errors.tolerance=all` it is skipped, or, with
+//!   `errors.deadletterqueue.topic.name`, written to the dead-letter topic (original key, value
+//!   and headers, plus `kcon.dlq.*` headers: see [`headers`]) and acknowledged before its
+//!   offset is stored. With `errors.tolerance=none` (the default, as in Kafka Connect) the
+//!   processor stops with an error at the record.
+//! - a circuit breaker (`errors.breaker.failures` of the last `errors.breaker.window.records`,
+//!   or `errors.breaker.consecutive.failures` in a row): when it opens, every partition is
+//!   paused and the processor stops with an [`ErrorKind::CircuitOpen`](crate::ErrorKind)
+//!   error, rather than dead-lettering everything while a downstream service is broken.
+//!
+//! Nothing is lost: an offset is stored only once its record was processed, skipped, or
+//! acknowledged by the dead-letter topic. A record that stops the processor is the first one
+//! processed when it runs again (or, after a restart, the first one fetched: its offset was
+//! not committed). A process killed between a dead-letter write and the commit writes the
+//! record to the dead-letter topic again after its restart: dead letters are at least once.
+//!
+//! The decisions live in a sans-IO machine (`machine.rs`: no clock, no IO, tested on a virtual
+//! clock); the processor carries them out.
+
+mod breaker;
+mod config;
+mod dead_letter;
+mod failure;
+mod hooks;
+mod machine;
+mod metrics;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use kcon_core::ErrorTolerance;
+use kcon_produce::{Acks, Producer};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+pub use config::PolicyConfig;
+pub use dead_letter::{DeadLetterContext, dead_letter_record, headers, is_dead_letter_header};
+pub use failure::{Failure, FailureExt, FailureInfo, Stage};
+pub use hooks::PolicyHooks;
+pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
+
+use crate::consumer::{now, now_ms};
+use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
+use crate::error::{Error, ErrorKind};
+use crate::{Consumer, TopicPartition};
+use machine::{Action, Event, Outcome, PolicyMachine, Stop};
+
+/// How often, at most, the counts are published while records flow.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// A consumer with record policies: deserializers, a handler, retries, a dead-letter topic and
+/// a circuit breaker (see the [module](self) documentation for the rules).
+///
+/// The policies are configured with the consumer's own properties (`errors.*`); the
+/// deserializers, a dead-letter producer and hooks with the [builder](Processor::builder).
+///
+/// ```no_run
+/// use kcon::deserialize::{JsonDeserializer, Nullable, StringDeserializer};
+/// use kcon::{Consumer, Failure, FailureExt, Processor};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Order { id: u64, amount: u64 }
+///
+/// # async fn charge(_: &Order) -> Result<(), std::io::Error> { Ok(()) }
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), kcon::Error> {
+/// let mut consumer = Consumer::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .group_id("billing")
+///     .set("errors.tolerance", "all")
+///     .set("errors.deadletterqueue.topic.name", "orders.dlq")
+///     .set("errors.retry.max.attempts", "5")
+///     .set("errors.breaker.consecutive.failures", "20")
+///     .build()?;
+/// consumer.subscribe(["orders"])?;
+/// let mut processor = Processor::builder(consumer)
+///     .key(Nullable(StringDeserializer))
+///     .value(JsonDeserializer::<Order>::new())
+///     .build()?;
+/// let stop = async { tokio::signal::ctrl_c().await.ok(); };
+/// let outcome = processor
+///     .run_until(stop, async move |record| {
+///         if record.value.amount == 0 {
+///             return Err(Failure::permanent("an order of nothing"));
+///         }
+///         charge(&record.value).await.retriable() // a network error may pass
+///     })
+///     .await;
+/// processor.close().await?; // commits what was processed
+/// outcome
+/// # }
+/// ```
+///
+/// The handler is an async closure taking the [`Decoded`] record by reference; write it
+/// `async move |record| ...` so that a processor run on a spawned task is `Send`.
+pub struct Processor<K = BytesDeserializer, V = BytesDeserializer> {
+    consumer: Consumer,
+    key: K,
+    value: V,
+    machine: PolicyMachine,
+    /// Partitions the consumer said are leaving, not yet told to the machine.
+    leaving: Arc<Mutex<Vec<TopicPartition>>>,
+    /// The dead-letter topic and its producer, and whether the processor made the producer.
+    dead_letter: Option<DeadLetter>,
+    group: Option<String>,
+    hooks: Vec<Arc<dyn PolicyHooks>>,
+    metrics: PolicyMetricsHandle,
+    next_publish: Instant,
+    /// Partitions paused when the breaker opened, resumed when it closes.
+    breaker_paused: BTreeSet<TopicPartition>,
+}
+
+struct DeadLetter {
+    topic: String,
+    producer: Producer,
+    owned: bool,
+}
+
+/// Builds a [`Processor`] over a consumer: its deserializers, a dead-letter producer of the
+/// application's own, hooks.
+pub struct ProcessorBuilder<K, V> {
+    consumer: Consumer,
+    key: K,
+    value: V,
+    producer: Option<Producer>,
+    hooks: Vec<Arc<dyn PolicyHooks>>,
+}
+
+impl Processor {
+    /// A builder over `consumer`, reading keys and values as bytes until told otherwise.
+    pub fn builder(consumer: Consumer) -> ProcessorBuilder<BytesDeserializer, BytesDeserializer> {
+        ProcessorBuilder {
+            consumer,
+            key: BytesDeserializer,
+            value: BytesDeserializer,
+            producer: None,
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> ProcessorBuilder<K, V> {
+    /// Reads keys with `key`.
+    pub fn key<K2: Deserializer>(self, key: K2) -> ProcessorBuilder<K2, V> {
+        ProcessorBuilder {
+            consumer: self.consumer,
+            key,
+            value: self.value,
+            producer: self.producer,
+            hooks: self.hooks,
+        }
+    }
+
+    /// Reads values with `value`.
+    pub fn value<V2: Deserializer>(self, value: V2) -> ProcessorBuilder<K, V2> {
+        ProcessorBuilder {
+            consumer: self.consumer,
+            key: self.key,
+            value,
+            producer: self.producer,
+            hooks: self.hooks,
+        }
+    }
+
+    /// Writes dead letters with `producer` (another cluster's, say), which must have
+    /// `acks=all`. Without one, the processor makes its own over the consumer's connections:
+    /// `acks=all`, `enable.idempotence=true`.
+    pub fn dead_letter_producer(mut self, producer: Producer) -> Self {
+        self.producer = Some(producer);
+        self
+    }
+
+    /// Adds `hooks`, told of retries, skips, dead letters and breaker trips.
+    pub fn hooks(mut self, hooks: impl PolicyHooks) -> Self {
+        self.hooks.push(Arc::new(hooks));
+        self
+    }
+
+    /// The processor. Must be called inside a Tokio runtime (it may start a producer).
+    ///
+    /// From now on the processor stores offsets itself, as records are done with, whatever
+    /// `enable.auto.offset.store` says; records the consumer handed out before were processed
+    /// by the application and are stored under its rules first.
+    pub fn build(self) -> Result<Processor<K, V>, Error>
+    where
+        K: Deserializer,
+        V: Deserializer,
+    {
+        let mut consumer = self.consumer;
+        let config = consumer.settings().policy.clone();
+        let dead_letter = match (&config.dead_letter_topic, self.producer) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(Error::misuse(
+                    "a dead-letter producer was given but errors.deadletterqueue.topic.name is unset",
+                ));
+            }
+            (Some(topic), Some(producer)) => {
+                if producer.config().acks != Acks::All {
+                    return Err(Error::config(
+                        "acks",
+                        "1",
+                        "all for a dead-letter producer (a dead letter must be on every in-sync \
+                         replica before the offset past its record is stored)",
+                    ));
+                }
+                Some(DeadLetter {
+                    topic: topic.clone(),
+                    producer,
+                    owned: false,
+                })
+            }
+            (Some(topic), None) => {
+                let producer = Producer::builder()
+                    .pool(consumer.pool().clone())
+                    .set("acks", "all")
+                    .set("enable.idempotence", "true")
+                    .build()
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Config,
+                            format!("the dead-letter producer could not start: {e}"),
+                        )
+                    })?;
+                Some(DeadLetter {
+                    topic: topic.clone(),
+                    producer,
+                    owned: true,
+                })
+            }
+        };
+        if let Some(d) = &dead_letter
+            && reads_topic(&consumer, &d.topic)
+        {
+            return Err(Error::config(
+                "errors.deadletterqueue.topic.name",
+                &d.topic,
+                "a topic the consumer does not read (a record failing there would be \
+                 dead-lettered into itself, again and again)",
+            ));
+        }
+        consumer.store_now();
+        let leaving: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
+        let told = leaving.clone();
+        consumer.set_leaving_hook(Box::new(move |partitions| {
+            told.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(partitions);
+        }));
+        let group = consumer
+            .settings()
+            .group
+            .as_ref()
+            .map(|g| g.group_id.clone());
+        let metrics =
+            PolicyMetricsHandle::new(&consumer.settings().pool.client_id, group.as_deref());
+        if config.tolerance == ErrorTolerance::None && config.dead_letter_topic.is_none() {
+            debug!("errors.tolerance=none: a record that fails for good stops the processor");
+        }
+        Ok(Processor {
+            consumer,
+            key: self.key,
+            value: self.value,
+            machine: PolicyMachine::new(&config, fastrand::u64(..)),
+            leaving,
+            dead_letter,
+            group,
+            hooks: self.hooks,
+            metrics,
+            next_publish: Instant::now(),
+            breaker_paused: BTreeSet::new(),
+        })
+    }
+}
+
+impl<K: Deserializer, V: Deserializer> Processor<K, V> {
+    /// Processes records with `handler` until an error stops it (see
+    /// [`run_until`](Processor::run_until)).
+    pub async fn run<H>(&mut self, handler: H) -> Result<(), Error>
+    where
+        H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        self.run_until(std::future::pending::<()>(), handler).await
+    }
+
+    /// Processes records with `handler` until `stop` completes (then `Ok`) or something stops
+    /// it (then the error):
+    /// - [`ErrorKind::RecordFailed`]: a record failed for good under `errors.tolerance=none`;
+    /// - [`ErrorKind::DeadLetter`]: a dead-letter write failed;
+    /// - [`ErrorKind::CircuitOpen`]: the breaker opened (call
+    ///   [`close_breaker`](Processor::close_breaker) before running again);
+    /// - any error of the consumer's receiving calls (a fatal group error, a partition's
+    ///   corrupt data, ...).
+    ///
+    /// Nothing past the record at fault is stored; running again starts at that record. A
+    /// record being handled when `stop` completes is finished first; `stop` is checked between
+    /// records and while waiting for them. Dropping the returned future mid-record loses
+    /// nothing either: the record is handled again by the next run.
+    pub async fn run_until<S, H>(&mut self, stop: S, mut handler: H) -> Result<(), Error>
+    where
+        S: Future<Output = ()>,
+        H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        let mut stop = std::pin::pin!(stop);
+        if self.machine.is_open() {
+            return Err(Error::new(
+                ErrorKind::CircuitOpen,
+                "the circuit breaker is open: close it (close_breaker) before running again",
+            ));
+        }
+        self.forget_leaving();
+        self.machine.restart(now());
+        loop {
+            while let Some(action) = self.machine.poll_action() {
+                let record_work =
+                    matches!(action, Action::Process { .. } | Action::DeadLetter { .. });
+                if record_work && is_ready(stop.as_mut()) {
+                    // The action stays out: the next run's `restart` asks for it again.
+                    self.publish(true);
+                    return Ok(());
+                }
+                self.carry_out(action, &mut handler).await?;
+                self.tell_hooks();
+                if let Some(reason) = self.machine.take_stop() {
+                    let error = self.stopped(reason);
+                    self.publish(true);
+                    return Err(error);
+                }
+                self.publish(false);
+            }
+            self.publish(true);
+            let retry_at = self.machine.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                biased;
+                () = &mut stop => return Ok(()),
+                () = sleep_until(retry_at) => self.machine.handle_timeout(now()),
+                batch = self.consumer.recv_batch() => {
+                    self.forget_leaving();
+                    let records = batch?;
+                    if let Some(first) = records.first() {
+                        let tp = first.topic_partition();
+                        self.machine.records(now(), tp, records);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the breaker after it opened: its counts start afresh, the partitions it paused
+    /// resume, and the next run starts at the record that opened it.
+    pub fn close_breaker(&mut self) -> Result<(), Error> {
+        self.machine.close_breaker(now());
+        let waiting: BTreeSet<TopicPartition> = self.machine.paused().cloned().collect();
+        let owned = self.consumer.assignment();
+        let resume: Vec<TopicPartition> = std::mem::take(&mut self.breaker_paused)
+            .into_iter()
+            .filter(|tp| owned.contains(tp) && !waiting.contains(tp))
+            .collect();
+        self.consumer.resume(resume)?;
+        self.publish(true);
+        Ok(())
+    }
+
+    /// The policies' counts now.
+    pub fn metrics(&self) -> PolicyMetrics {
+        self.snapshot()
+    }
+
+    /// A handle that reads the counts from any task.
+    pub fn metrics_handle(&self) -> PolicyMetricsHandle {
+        self.metrics.clone()
+    }
+
+    /// The consumer (its assignment, metrics, lag, a commit handle).
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// Commits what was done with so far (processed, skipped or dead-lettered).
+    pub async fn commit(&mut self) -> Result<(), Error> {
+        self.consumer.commit().await
+    }
+
+    /// Closes the consumer (with auto-commit, committing what was done with; records waiting
+    /// are not, so the next owner reads them) and flushes the dead-letter producer (closing
+    /// it if the processor made it).
+    pub async fn close(self) -> Result<(), Error> {
+        let result = self.consumer.close().await;
+        if let Some(d) = &self.dead_letter {
+            if d.owned {
+                d.producer.close().await;
+            } else {
+                d.producer.flush().await;
+            }
+        }
+        result
+    }
+
+    async fn carry_out<H>(&mut self, action: Action, handler: &mut H) -> Result<(), Error>
+    where
+        H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        match action {
+            Action::Process { record, attempt } => {
+                let outcome = match decode(record, &self.key, &self.value).await {
+                    Ok(mut decoded) => {
+                        decoded.attempt = attempt;
+                        match handler(&decoded).await {
+                            Ok(()) => Outcome::Done,
+                            Err(failure) => Outcome::Failed(failure.info()),
+                        }
+                    }
+                    Err(failure) => Outcome::Failed(FailureInfo::from(&failure)),
+                };
+                self.machine.processed(now(), outcome);
+            }
+            Action::DeadLetter {
+                record,
+                failure,
+                attempts,
+            } => {
+                let result = self.write_dead_letter(&record, &failure, attempts).await;
+                if let Err(e) = &result {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {e}");
+                }
+                self.machine.dead_lettered(now(), result);
+            }
+            Action::Store(record) => {
+                // Without a group nothing is committed, so there is nothing to store.
+                if self.group.is_some() {
+                    self.consumer.store_offset(&record)?;
+                }
+            }
+            Action::Pause(tp) => self.consumer.pause([tp])?,
+            Action::Resume(tp) => self.consumer.resume([tp])?,
+        }
+        Ok(())
+    }
+
+    async fn write_dead_letter(
+        &self,
+        record: &crate::Record,
+        failure: &FailureInfo,
+        attempts: u32,
+    ) -> Result<(), String> {
+        // Invariant: the machine asks for dead letters only when a topic is configured, and
+        // `build` made or took a producer whenever one is.
+        let Some(d) = &self.dead_letter else {
+            return Err("no dead-letter producer".to_owned());
+        };
+        // A pattern subscription may come to match the dead-letter topic itself: its records
+        // failing there would go round forever.
+        if *record.topic == *d.topic {
+            return Err(format!(
+                "the record is from the dead-letter topic {} itself; it is not written there \
+                 again",
+                d.topic
+            ));
+        }
+        let cx = DeadLetterContext {
+            failure,
+            attempts,
+            group: self.group.as_deref(),
+            failed_at_ms: now_ms(),
+        };
+        let copy = dead_letter_record(&d.topic, record, cx);
+        let delivery = d.producer.send(copy).await.map_err(|e| e.to_string())?;
+        delivery.await.map(drop).map_err(|e| e.to_string())
+    }
+
+    /// Tells the machine of partitions the consumer let go of during its last call.
+    fn forget_leaving(&mut self) {
+        let gone = std::mem::take(&mut *self.leaving.lock().unwrap_or_else(|p| p.into_inner()));
+        if gone.is_empty() {
+            return;
+        }
+        for tp in &gone {
+            self.breaker_paused.remove(tp);
+        }
+        self.machine.leaving(now(), &gone);
+    }
+
+    fn tell_hooks(&mut self) {
+        while let Some(event) = self.machine.poll_event() {
+            let hooks = self.hooks.iter();
+            match &event {
+                Event::Retrying {
+                    record,
+                    failure,
+                    attempt,
+                    delay,
+                } => {
+                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}");
+                    hooks.for_each(|h| h.on_retry(record, failure, *attempt, *delay));
+                }
+                Event::Skipped { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
+                    hooks.for_each(|h| h.on_skip(record, failure));
+                }
+                Event::DeadLettered { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
+                    hooks.for_each(|h| h.on_dead_letter(record, failure));
+                }
+                Event::BreakerOpened { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}");
+                    hooks.for_each(|h| h.on_breaker_open(record, failure));
+                }
+            }
+        }
+    }
+
+    /// The error for `reason`; an open breaker pauses every partition first.
+    fn stopped(&mut self, reason: Stop) -> Error {
+        match reason {
+            Stop::Failed {
+                record,
+                failure,
+                attempts,
+            } => Error::new(
+                ErrorKind::RecordFailed,
+                format!(
+                    "{}-{}@{} failed for good after {attempts} tries and errors.tolerance is \
+                     none: {failure}",
+                    record.topic, record.partition, record.offset
+                ),
+            )
+            .with_partitions(vec![record.topic_partition()]),
+            Stop::DeadLetterFailed { record, error } => {
+                let topic = self.dead_letter.as_ref().map_or("", |d| d.topic.as_str());
+                Error::new(
+                    ErrorKind::DeadLetter,
+                    format!(
+                        "writing {}-{}@{} to the dead-letter topic {topic} failed: {error}; its \
+                         offset is not stored, and it is written again when the processor runs \
+                         again",
+                        record.topic, record.partition, record.offset
+                    ),
+                )
+                .retriable(true)
+                .with_partitions(vec![record.topic_partition()])
+            }
+            Stop::BreakerOpen {
+                record,
+                failure,
+                tripped,
+            } => {
+                let paused = self.consumer.paused();
+                let pause: Vec<TopicPartition> = self
+                    .consumer
+                    .assignment()
+                    .into_iter()
+                    .filter(|tp| !paused.contains(tp))
+                    .collect();
+                self.breaker_paused.extend(pause.iter().cloned());
+                if let Err(e) = self.consumer.pause(pause) {
+                    warn!("pausing every partition for the open breaker failed: {e}");
+                }
+                Error::new(
+                    ErrorKind::CircuitOpen,
+                    format!(
+                        "the circuit breaker opened at {}-{}@{}: {} of the last {} records failed \
+                         for good, {} in a row; every partition is paused. The last failure: \
+                         {failure}",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        tripped.failures,
+                        tripped.counted,
+                        tripped.consecutive
+                    ),
+                )
+                .with_partitions(vec![record.topic_partition()])
+            }
+        }
+    }
+
+    fn snapshot(&self) -> PolicyMetrics {
+        self.machine
+            .counts()
+            .snapshot(now(), self.machine.is_open(), self.machine.waiting())
+    }
+
+    /// Publishes the counts for the handle: at once when `now_due`, else at most every
+    /// [`PUBLISH_EVERY`].
+    fn publish(&mut self, now_due: bool) {
+        let at = Instant::now();
+        if !now_due && at < self.next_publish {
+            return;
+        }
+        self.next_publish = at + PUBLISH_EVERY;
+        self.metrics.publish(self.snapshot());
+    }
+}
+
+impl<K, V> std::fmt::Debug for Processor<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("consumer", &self.consumer)
+            .field("machine", &self.machine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> std::fmt::Debug for ProcessorBuilder<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorBuilder")
+            .field("consumer", &self.consumer)
+            .field("producer", &self.producer.is_some())
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `consumer` reads `topic`, by subscription or assignment.
+fn reads_topic(consumer: &Consumer, topic: &str) -> bool {
+    consumer.subscription().contains(topic)
+        || consumer.assignment().iter().any(|tp| tp.topic == topic)
+}
+
+/// Whether `stop` has completed, without waiting for it.
+fn is_ready<S: Future<Output = ()>>(stop: Pin<&mut S>) -> bool {
+    stop.poll(&mut Context::from_waker(Waker::noop()))
+        .is_ready()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(props: &[(&str, &str)]) -> Consumer {
+        let mut b = Consumer::builder()
+            .bootstrap_servers("127.0.0.1:9")
+            .group_id("g");
+        for (n, v) in props {
+            b = b.set(n, *v);
+        }
+        b.build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_topic_the_consumer_reads_is_refused() {
+        let dlq = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "orders"),
+        ];
+        let mut c = consumer(&dlq);
+        c.subscribe(["orders", "payments"]).unwrap();
+        let e = Processor::builder(c).build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("errors.deadletterqueue.topic.name"));
+        let mut c = consumer(&dlq);
+        c.subscribe(["payments"]).unwrap();
+        assert!(Processor::builder(c).build().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_producer_needs_a_topic_and_acks_all() {
+        let producer = |acks: &str| {
+            Producer::builder()
+                .bootstrap_servers("127.0.0.1:9")
+                .set("acks", acks)
+                .build()
+                .unwrap()
+        };
+        let e = Processor::builder(consumer(&[]))
+            .dead_letter_producer(producer("all"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse);
+        let with_topic = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", "d"),
+        ];
+        let e = Processor::builder(consumer(&with_topic))
+            .dead_letter_producer(producer("1"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("acks"));
+    }
+}

@@ -1,0 +1,690 @@
+//! Avro: the writer's schema from the registry, resolved to the application's reader schema
+//! when it gives one (Avro's schema resolution: fields added with defaults, removed, promoted),
+//! into a serde type, Avro's own `Value`, or JSON.
+//!
+//! Before `apache-avro` decodes a payload, kcon walks it once with the writer's schema and
+//! refuses what could make the decoder allocate or recurse without bound: a string, bytes or
+//! block count longer than the bytes left (the decoder reserves what a length says, up to
+//! 512 MiB, and an array's count times the size of a value), nesting deeper than
+//! [`MAX_DEPTH`], more values than [`MAX_VALUES_PER_BYTE`] per payload byte, a union or enum
+//! index out of range.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
+use apache_avro::schema::{Name, Namespace, ResolvedSchema, Schema};
+use apache_avro::types::Value;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::cache::Cache;
+use super::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
+use super::{SchemaRegistry, SchemaType};
+use crate::deserialize::{Context, DeserializeError, Deserializer};
+use crate::{Error, ErrorKind};
+
+/// The deepest nesting of records, arrays, maps and unions a payload may have.
+pub const MAX_DEPTH: usize = 64;
+/// The most values (of any type, nested ones included) a payload may hold per byte, plus 1024.
+pub const MAX_VALUES_PER_BYTE: usize = 8;
+
+/// A writer's schema, parsed with the schemas it refers to.
+struct Writer {
+    schema: Schema,
+    references: Vec<Schema>,
+}
+
+/// A writer's schema as a deserializer keeps it: with its named types by full name, for the
+/// payload walk (resolved once, not per record).
+struct Parsed {
+    writer: Writer,
+    names: Names,
+}
+
+type Names = HashMap<Name, Schema>;
+
+struct Core {
+    registry: SchemaRegistry,
+    subject: SubjectLookup,
+    reader: Option<Writer>,
+    parsed: Cache<ParsedKey, Parsed, SchemaError>,
+}
+
+impl Core {
+    fn new(registry: SchemaRegistry) -> Core {
+        Core {
+            parsed: Cache::new(registry.capacity()),
+            registry,
+            subject: SubjectLookup::None,
+            reader: None,
+        }
+    }
+
+    async fn writer(
+        &self,
+        schema: kcon_codec::schema_id::SchemaRef,
+        subject: Option<String>,
+    ) -> Result<Arc<Parsed>, SchemaError> {
+        let key = (schema, subject);
+        self.parsed
+            .get_or_load(&key, || async {
+                let registered = self.registry.schema(schema, key.1.as_deref(), None).await?;
+                if registered.schema_type != SchemaType::Avro {
+                    return Err(SchemaError::unusable(
+                        "avro",
+                        schema,
+                        format!("a {} schema, not Avro", registered.schema_type),
+                    ));
+                }
+                let references = self.registry.references(&registered, None).await?;
+                let texts: Vec<&str> = references.iter().map(|(_, s)| s.schema.as_str()).collect();
+                let (schema_parsed, references) = if texts.is_empty() {
+                    (Schema::parse_str(&registered.schema), Vec::new())
+                } else {
+                    match Schema::parse_str_with_list(&registered.schema, texts) {
+                        Ok((s, refs)) => (Ok(s), refs),
+                        Err(e) => (Err(e), Vec::new()),
+                    }
+                };
+                let schema_parsed = schema_parsed.map_err(|e| {
+                    SchemaError::unusable("avro", schema, format!("not an Avro schema: {e}"))
+                })?;
+                let mut schemata: Vec<&Schema> = vec![&schema_parsed];
+                schemata.extend(references.iter());
+                let names: Names = ResolvedSchema::try_from(schemata)
+                    .map_err(|e| SchemaError::unusable("avro", schema, e))?
+                    .get_names()
+                    .iter()
+                    .map(|(n, s)| (n.clone(), (*s).clone()))
+                    .collect();
+                Ok(Parsed {
+                    writer: Writer {
+                        schema: schema_parsed,
+                        references,
+                    },
+                    names,
+                })
+            })
+            .await
+    }
+
+    async fn value(
+        &self,
+        data: Option<&Bytes>,
+        context: Context<'_>,
+    ) -> Result<Value, DeserializeError> {
+        let framed = framed(data, &context, false)?;
+        let subject = self.subject.subject(&context);
+        let parsed = self.writer(framed.schema, subject).await?;
+        let writer = &parsed.writer;
+        let field = context.field;
+        let bad = |what: String| {
+            DeserializeError::permanent(
+                "avro",
+                format!(
+                    "the {field} does not read with schema {}: {what}",
+                    framed.schema
+                ),
+            )
+        };
+        check(&writer.schema, &parsed.names, framed.payload).map_err(bad)?;
+        let mut schemata: Vec<&Schema> = vec![&writer.schema];
+        schemata.extend(writer.references.iter());
+        let mut input = framed.payload;
+        let value = match &self.reader {
+            None => apache_avro::from_avro_datum_schemata(
+                &writer.schema,
+                schemata[1..].to_vec(),
+                &mut input,
+                None,
+            ),
+            Some(reader) => apache_avro::from_avro_datum_reader_schemata(
+                &writer.schema,
+                schemata[1..].to_vec(),
+                &mut input,
+                Some(&reader.schema),
+                reader.references.iter().collect(),
+            ),
+        };
+        value.map_err(|e| bad(e.to_string()))
+    }
+}
+
+macro_rules! builder_methods {
+    () => {
+        /// Resolves every record to `schema` (Avro JSON), the application's reader schema:
+        /// fields the writer lacks take their defaults, fields the reader lacks are dropped.
+        pub fn reader_schema(self, schema: &str) -> Result<Self, Error> {
+            self.reader_schemata(schema, std::iter::empty::<&str>())
+        }
+
+        /// As [`reader_schema`](Self::reader_schema), with the named schemas it refers to.
+        pub fn reader_schemata<'s>(
+            mut self,
+            schema: &str,
+            references: impl IntoIterator<Item = &'s str>,
+        ) -> Result<Self, Error> {
+            let refs: Vec<&str> = references.into_iter().collect();
+            let (schema, references) = if refs.is_empty() {
+                (Schema::parse_str(schema), Vec::new())
+            } else {
+                match Schema::parse_str_with_list(schema, refs) {
+                    Ok((s, r)) => (Ok(s), r),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            };
+            let schema = schema.map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("the Avro reader schema does not parse: {e}"),
+                )
+            })?;
+            self.core_mut().reader = Some(Writer { schema, references });
+            Ok(self)
+        }
+
+        /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
+        pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
+            self.core_mut().subject = subject;
+            self
+        }
+
+        fn core_mut(&mut self) -> &mut Core {
+            Arc::get_mut(&mut self.core).expect("configured before it is cloned")
+        }
+    };
+}
+
+/// Avro into any serde type `T`, through Avro's own value (with the reader schema, if given).
+///
+/// ```no_run
+/// # fn f(registry: kcon::schema_registry::SchemaRegistry) -> Result<(), kcon::Error> {
+/// use kcon::schema_registry::AvroDeserializer;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Payment { id: String, amount: f64, currency: String }
+///
+/// let value = AvroDeserializer::<Payment>::new(registry).reader_schema(
+///     r#"{"type":"record","name":"Payment","fields":[
+///         {"name":"id","type":"string"},{"name":"amount","type":"double"},
+///         {"name":"currency","type":"string","default":"EUR"}]}"#,
+/// )?;
+/// # let _ = value;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AvroDeserializer<T> {
+    core: Arc<Core>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> AvroDeserializer<T> {
+    /// A deserializer looking writer schemas up in `registry`.
+    pub fn new(registry: SchemaRegistry) -> Self {
+        AvroDeserializer {
+            core: Arc::new(Core::new(registry)),
+            _type: PhantomData,
+        }
+    }
+
+    builder_methods!();
+}
+
+impl<T> Clone for AvroDeserializer<T> {
+    fn clone(&self) -> Self {
+        AvroDeserializer {
+            core: self.core.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for AvroDeserializer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AvroDeserializer<{}>", std::any::type_name::<T>())
+    }
+}
+
+impl<T: DeserializeOwned + Send> Deserializer for AvroDeserializer<T> {
+    type Output = T;
+
+    async fn deserialize<'a>(
+        &'a self,
+        data: Option<&'a Bytes>,
+        context: Context<'a>,
+    ) -> Result<T, DeserializeError> {
+        let value = self.core.value(data, context).await?;
+        apache_avro::from_value::<T>(&value).map_err(|e| {
+            DeserializeError::permanent(
+                "avro",
+                format!(
+                    "the {} is not a {}: {e}",
+                    context.field,
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+}
+
+/// Avro into Avro's own [`Value`](apache_avro::types::Value).
+#[derive(Clone)]
+pub struct AvroValueDeserializer {
+    core: Arc<Core>,
+}
+
+impl AvroValueDeserializer {
+    /// A deserializer looking writer schemas up in `registry`.
+    pub fn new(registry: SchemaRegistry) -> Self {
+        AvroValueDeserializer {
+            core: Arc::new(Core::new(registry)),
+        }
+    }
+
+    builder_methods!();
+}
+
+impl std::fmt::Debug for AvroValueDeserializer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AvroValueDeserializer")
+    }
+}
+
+impl Deserializer for AvroValueDeserializer {
+    type Output = Value;
+
+    fn deserialize<'a>(
+        &'a self,
+        data: Option<&'a Bytes>,
+        context: Context<'a>,
+    ) -> impl Future<Output = Result<Value, DeserializeError>> + Send + 'a {
+        self.core.value(data, context)
+    }
+}
+
+/// Avro into JSON: records as objects, unions as the branch's value, enums as their symbol,
+/// bytes and fixed as strings of the code points U+0000–U+00FF (Avro's JSON encoding), logical
+/// types as the values they annotate except decimals (their digits, as a string) and UUIDs
+/// (their text); floating-point NaN and infinities as the strings `"NaN"`, `"Infinity"`,
+/// `"-Infinity"`.
+#[derive(Clone)]
+pub struct AvroJsonDeserializer {
+    core: Arc<Core>,
+}
+
+impl AvroJsonDeserializer {
+    /// A deserializer looking writer schemas up in `registry`.
+    pub fn new(registry: SchemaRegistry) -> Self {
+        AvroJsonDeserializer {
+            core: Arc::new(Core::new(registry)),
+        }
+    }
+
+    builder_methods!();
+}
+
+impl std::fmt::Debug for AvroJsonDeserializer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AvroJsonDeserializer")
+    }
+}
+
+impl Deserializer for AvroJsonDeserializer {
+    type Output = serde_json::Value;
+
+    async fn deserialize<'a>(
+        &'a self,
+        data: Option<&'a Bytes>,
+        context: Context<'a>,
+    ) -> Result<serde_json::Value, DeserializeError> {
+        Ok(to_json(self.core.value(data, context).await?))
+    }
+}
+
+/// An Avro value as JSON (see [`AvroJsonDeserializer`]).
+pub fn to_json(value: Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let latin1 = |b: Vec<u8>| J::String(b.into_iter().map(char::from).collect());
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f).map_or_else(
+            || {
+                J::String(
+                    if f.is_nan() {
+                        "NaN"
+                    } else if f > 0.0 {
+                        "Infinity"
+                    } else {
+                        "-Infinity"
+                    }
+                    .to_owned(),
+                )
+            },
+            J::Number,
+        )
+    };
+    match value {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => J::from(i),
+        Value::Long(l)
+        | Value::TimeMicros(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l)
+        | Value::TimestampNanos(l)
+        | Value::LocalTimestampMillis(l)
+        | Value::LocalTimestampMicros(l)
+        | Value::LocalTimestampNanos(l) => J::from(l),
+        Value::Float(f) => float(f64::from(f)),
+        Value::Double(d) => float(d),
+        Value::Bytes(b) | Value::Fixed(_, b) => latin1(b),
+        Value::String(s) | Value::Enum(_, s) => J::String(s),
+        Value::Union(_, v) => to_json(*v),
+        Value::Array(items) => J::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(m) => J::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Record(fields) => {
+            J::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+        Value::Decimal(d) => {
+            let bytes: Vec<u8> = Vec::try_from(d).unwrap_or_default();
+            J::String(unscaled_digits(&bytes))
+        }
+        Value::BigDecimal(d) => J::String(d.to_string()),
+        Value::Uuid(u) => J::String(u.to_string()),
+        Value::Duration(d) => {
+            let bytes: [u8; 12] = d.into();
+            latin1(bytes.to_vec())
+        }
+    }
+}
+
+/// The decimal digits of a big-endian two's-complement integer (a decimal's unscaled value;
+/// the scale is the schema's).
+fn unscaled_digits(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "0".to_owned();
+    }
+    let negative = bytes[0] & 0x80 != 0;
+    // Magnitude, big-endian.
+    let mut magnitude: Vec<u8> = if negative {
+        let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        bytes.to_vec()
+    };
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|b| *b != 0) {
+        let mut rem = 0u32;
+        for b in magnitude.iter_mut() {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push(b'0' + rem as u8);
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    if negative {
+        digits.push(b'-');
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// Walks `payload` with `schema` and refuses what would make the decoder allocate or recurse
+/// without bound (see the module documentation).
+pub(crate) fn check<S: Borrow<Schema>>(
+    schema: &Schema,
+    names: &HashMap<Name, S>,
+    payload: &[u8],
+) -> Result<(), String> {
+    let mut walk = Walk {
+        buf: payload,
+        pos: 0,
+        names,
+        values: 0,
+        max_values: MAX_VALUES_PER_BYTE * payload.len() + 1024,
+    };
+    walk.walk(schema, &None, 0)
+}
+
+struct Walk<'a, S> {
+    buf: &'a [u8],
+    pos: usize,
+    names: &'a HashMap<Name, S>,
+    values: usize,
+    max_values: usize,
+}
+
+impl<S: Borrow<Schema>> Walk<'_, S> {
+    fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<(), String> {
+        if n > self.left() {
+            return Err(format!(
+                "{what} of {n} bytes with {} bytes left",
+                self.left()
+            ));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn long(&mut self) -> Result<i64, String> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err("the data ends inside a number".to_owned());
+            };
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        Err("a number of more than 10 bytes".to_owned())
+    }
+
+    fn length(&mut self, what: &str) -> Result<usize, String> {
+        let n = self.long()?;
+        if n < 0 || n as u64 > self.left() as u64 {
+            return Err(format!(
+                "{what} of length {n} with {} bytes left",
+                self.left()
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn count(&mut self, n: usize) -> Result<(), String> {
+        self.values = self.values.saturating_add(n);
+        if self.values > self.max_values {
+            return Err(format!(
+                "more than {} values in {} bytes",
+                self.max_values,
+                self.buf.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, schema: &Schema, ns: &Namespace, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("nesting deeper than {MAX_DEPTH}"));
+        }
+        self.count(1)?;
+        match schema {
+            Schema::Null => Ok(()),
+            Schema::Boolean => self.take(1, "a boolean"),
+            Schema::Int
+            | Schema::Long
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => self.long().map(drop),
+            Schema::Float => self.take(4, "a float"),
+            Schema::Double => self.take(8, "a double"),
+            Schema::Duration => self.take(12, "a duration"),
+            Schema::Bytes | Schema::String | Schema::BigDecimal | Schema::Uuid => {
+                let n = self.length("a string or bytes")?;
+                self.take(n, "a string or bytes")
+            }
+            Schema::Fixed(f) => self.take(f.size, "a fixed"),
+            Schema::Decimal(d) => self.walk(&d.inner, ns, depth + 1),
+            Schema::Enum(e) => {
+                let i = self.long()?;
+                if i < 0 || i as u64 >= e.symbols.len() as u64 {
+                    return Err(format!("enum index {i} of {} symbols", e.symbols.len()));
+                }
+                Ok(())
+            }
+            Schema::Union(u) => {
+                let i = self.long()?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| format!("union index {i} of {} branches", u.variants().len()))?;
+                self.walk(branch, ns, depth + 1)
+            }
+            Schema::Array(a) => self.blocks(ns, depth, |w, ns| w.walk(&a.items, ns, depth + 1)),
+            Schema::Map(m) => self.blocks(ns, depth, |w, ns| {
+                let n = w.length("a map key")?;
+                w.take(n, "a map key")?;
+                w.walk(&m.types, ns, depth + 1)
+            }),
+            Schema::Record(r) => {
+                let inner = r.name.namespace.clone().or_else(|| ns.clone());
+                for field in &r.fields {
+                    self.walk(&field.schema, &inner, depth + 1)?;
+                }
+                Ok(())
+            }
+            Schema::Ref { name } => {
+                let full: Name = name.fully_qualified_name(ns);
+                let names = self.names;
+                let target = names
+                    .get(&full)
+                    .ok_or_else(|| format!("an unknown named type {}", full.fullname(None)))?;
+                self.walk(target.borrow(), &full.namespace, depth + 1)
+            }
+        }
+    }
+
+    fn blocks(
+        &mut self,
+        ns: &Namespace,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, &Namespace) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if depth + 1 > MAX_DEPTH {
+            return Err(format!("nesting deeper than {MAX_DEPTH}"));
+        }
+        loop {
+            let n = self.long()?;
+            if n == 0 {
+                return Ok(());
+            }
+            let count = n.unsigned_abs();
+            if n < 0 {
+                // A negative count is followed by the block's size in bytes.
+                let size = self.long()?;
+                if size < 0 || size as u64 > self.left() as u64 {
+                    return Err(format!(
+                        "a block of {size} bytes with {} bytes left",
+                        self.left()
+                    ));
+                }
+            }
+            if count > self.left() as u64 {
+                return Err(format!(
+                    "a block of {count} items with {} bytes left",
+                    self.left()
+                ));
+            }
+            self.count(count as usize)?;
+            for _ in 0..count {
+                item(self, ns)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(schema: &str, payload: &[u8]) -> Result<(), String> {
+        let schema = Schema::parse_str(schema).unwrap();
+        let resolved = ResolvedSchema::try_from(&schema).unwrap();
+        check(&schema, resolved.get_names(), payload)
+    }
+
+    #[test]
+    fn lengths_and_counts_past_the_end_are_refused_before_decoding() {
+        // A string claiming 2^62 bytes.
+        let huge = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(walk(r#""string""#, &huge).unwrap_err().contains("length"));
+        // An array of nulls claiming a million items in four bytes.
+        let mut arr = vec![0x80, 0x89, 0x7a];
+        arr.push(0);
+        assert!(
+            walk(r#"{"type":"array","items":"null"}"#, &arr)
+                .unwrap_err()
+                .contains("items")
+        );
+        assert!(walk(r#"{"type":"enum","name":"E","symbols":["A"]}"#, &[2]).is_err());
+        assert!(walk(r#"["null","int"]"#, &[4]).is_err());
+        // Fine ones.
+        walk(r#""string""#, &[6, b'a', b'b', b'c']).unwrap();
+        walk(r#"{"type":"array","items":"int"}"#, &[4, 2, 4, 0]).unwrap();
+        walk(r#"{"type":"map","values":"long"}"#, &[2, 2, b'k', 6, 0]).unwrap();
+    }
+
+    #[test]
+    fn recursion_deeper_than_the_bound_is_refused() {
+        let list = r#"{"type":"record","name":"Node","fields":[
+            {"name":"next","type":["null","Node"]}]}"#;
+        // Each level: union branch 1; the last: branch 0.
+        let mut deep = vec![2u8; 1000];
+        deep.push(0);
+        assert!(walk(list, &deep).unwrap_err().contains("nesting"));
+        let mut shallow = vec![2u8; 10];
+        shallow.push(0);
+        walk(list, &shallow).unwrap();
+    }
+
+    #[test]
+    fn decimals_and_bytes_render_as_json_strings() {
+        assert_eq!(unscaled_digits(&[0x01, 0x00]), "256");
+        assert_eq!(unscaled_digits(&[0xff]), "-1");
+        assert_eq!(unscaled_digits(&[0xff, 0x00]), "-256");
+        assert_eq!(unscaled_digits(&[]), "0");
+        assert_eq!(
+            to_json(Value::Bytes(vec![0x41, 0xff])),
+            serde_json::json!("A\u{ff}")
+        );
+        assert_eq!(to_json(Value::Double(f64::NAN)), serde_json::json!("NaN"));
+        assert_eq!(
+            to_json(Value::Union(1, Box::new(Value::Int(3)))),
+            serde_json::json!(3)
+        );
+    }
+}

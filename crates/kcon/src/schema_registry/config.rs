@@ -1,0 +1,479 @@
+//! The registry client's properties, under the names Confluent's serializers take
+//! (`AbstractKafkaSchemaSerDeConfig`, `SchemaRegistryClientConfig`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use kcon_core::ConfigError;
+
+use crate::Error;
+
+/// The properties [`SchemaRegistryBuilder::set`](super::SchemaRegistryBuilder::set) takes: name,
+/// default, what it does.
+pub const PROPERTIES: &[(&str, &str, &str)] = &[
+    (
+        "schema.registry.url",
+        "unset",
+        "Comma-separated registry URLs (http:// or https://, a path prefix allowed), tried in turn when one cannot be reached; required.",
+    ),
+    (
+        "basic.auth.credentials.source",
+        "URL, or USER_INFO when basic.auth.user.info is set",
+        "Where HTTP basic credentials come from: URL (user:password@ in the URL) or USER_INFO (basic.auth.user.info); SASL_INHERIT is not supported.",
+    ),
+    (
+        "basic.auth.user.info",
+        "unset",
+        "user:password for HTTP basic authentication (also schema.registry.basic.auth.user.info, its old name).",
+    ),
+    (
+        "bearer.auth.credentials.source",
+        "STATIC_TOKEN",
+        "Where a bearer token comes from: STATIC_TOKEN (bearer.auth.token) only.",
+    ),
+    (
+        "bearer.auth.token",
+        "unset",
+        "A bearer token sent as `Authorization: Bearer`; not together with basic credentials.",
+    ),
+    (
+        "schema.registry.ssl.ca.location",
+        "the system's trust store",
+        "A PEM file of the CAs that may sign the registry's certificate.",
+    ),
+    (
+        "schema.registry.ssl.certificate.location",
+        "unset",
+        "The client's PEM certificate chain, for a registry that authenticates clients by certificate; needs schema.registry.ssl.key.location.",
+    ),
+    (
+        "schema.registry.ssl.key.location",
+        "unset",
+        "The unencrypted PEM private key of schema.registry.ssl.certificate.location.",
+    ),
+    (
+        "schema.registry.ssl.endpoint.identification.algorithm",
+        "https",
+        "https: the registry's certificate must name the host of its URL; none: any trusted certificate will do.",
+    ),
+    (
+        "schema.registry.request.timeout.ms",
+        "30000",
+        "kcon's own: the longest one lookup may take in all (connecting, TLS, the answer, every URL tried); past it the record's failure is retriable.",
+    ),
+    (
+        "max.schemas.per.subject",
+        "1000",
+        "The most schemas kept: by the client (as fetched) and by each deserializer (as parsed); the least recently used go first.",
+    ),
+];
+
+/// One registry URL, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) tls: bool,
+    /// `host:port` as dialled (brackets kept around an IPv6 address).
+    pub(crate) authority: String,
+    /// The host alone: the TLS server name.
+    pub(crate) host: String,
+    /// The path prefix, without a trailing `/` (empty for none).
+    pub(crate) base_path: String,
+    /// `user:password` from the URL, percent-decoded.
+    pub(crate) user_info: Option<String>,
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Auth {
+    None,
+    /// The `Authorization` header value, `Basic ...`; `None` to take each URL's own user info.
+    Basic(Option<String>),
+    Bearer(String),
+}
+
+impl Auth {
+    /// The `Authorization` header for a request to `endpoint`, if any.
+    pub(crate) fn header(&self, endpoint: &Endpoint) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Basic(Some(h)) => Some(h.clone()),
+            Auth::Basic(None) => endpoint.user_info.as_deref().map(basic),
+            Auth::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+}
+
+fn basic(user_info: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_info)
+    )
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TlsFiles {
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) certificate: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) verify_host: bool,
+}
+
+/// The registry client's settings, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryConfig {
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) auth: Auth,
+    pub(crate) tls: TlsFiles,
+    pub(crate) timeout: Duration,
+    pub(crate) capacity: usize,
+}
+
+impl RegistryConfig {
+    /// The settings `properties` (name, value; a later one wins) make.
+    pub(crate) fn from_properties(properties: &[(String, String)]) -> Result<Self, Error> {
+        let mut url = None;
+        let mut basic_source = None;
+        let mut user_info = None;
+        let mut bearer_source = None;
+        let mut token = None;
+        let mut tls = TlsFiles {
+            ca: None,
+            certificate: None,
+            key: None,
+            verify_host: true,
+        };
+        let mut timeout = Duration::from_secs(30);
+        let mut capacity = 1000;
+        for (name, value) in properties {
+            let v = value.as_str();
+            let path = || (!v.is_empty()).then(|| PathBuf::from(v));
+            match name.as_str() {
+                "schema.registry.url" => url = Some(v.to_owned()),
+                "basic.auth.credentials.source" => {
+                    basic_source = Some(match v.to_ascii_uppercase().as_str() {
+                        "URL" => false,
+                        "USER_INFO" => true,
+                        _ => return Err(invalid(name, v, "URL or USER_INFO")),
+                    })
+                }
+                "basic.auth.user.info" | "schema.registry.basic.auth.user.info" => {
+                    user_info = (!v.is_empty()).then(|| v.to_owned())
+                }
+                "bearer.auth.credentials.source" => {
+                    if !v.eq_ignore_ascii_case("STATIC_TOKEN") {
+                        return Err(invalid(name, v, "STATIC_TOKEN"));
+                    }
+                    bearer_source = Some(());
+                }
+                "bearer.auth.token" => token = (!v.is_empty()).then(|| v.to_owned()),
+                "schema.registry.ssl.ca.location" => tls.ca = path(),
+                "schema.registry.ssl.certificate.location" => tls.certificate = path(),
+                "schema.registry.ssl.key.location" => tls.key = path(),
+                "schema.registry.ssl.endpoint.identification.algorithm" => {
+                    tls.verify_host = match v.to_ascii_lowercase().as_str() {
+                        "https" => true,
+                        "none" | "" => false,
+                        _ => return Err(invalid(name, v, "https or none")),
+                    }
+                }
+                "schema.registry.request.timeout.ms" => {
+                    timeout = match v.parse::<u64>() {
+                        Ok(ms) if ms >= 1 => Duration::from_millis(ms),
+                        _ => {
+                            return Err(invalid(
+                                name,
+                                v,
+                                "a whole number of milliseconds, at least 1",
+                            ));
+                        }
+                    }
+                }
+                "max.schemas.per.subject" => {
+                    capacity = match v.parse::<usize>() {
+                        Ok(n) if (1..=1_000_000).contains(&n) => n,
+                        _ => return Err(invalid(name, v, "a whole number from 1 to 1000000")),
+                    }
+                }
+                _ => {
+                    return Err(Error::from(ConfigError::UnknownProperty {
+                        property: name.clone(),
+                    }));
+                }
+            }
+        }
+        let url = url.ok_or_else(|| {
+            Error::from(ConfigError::invalid(
+                "schema.registry.url",
+                "",
+                "one or more http:// or https:// URLs, comma-separated",
+            ))
+        })?;
+        let endpoints = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                parse_url(u).ok_or_else(|| {
+                    invalid(
+                        "schema.registry.url",
+                        u,
+                        "http:// or https:// URLs with a host, comma-separated",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "schema.registry.url",
+                &url,
+                "one or more http:// or https:// URLs, comma-separated",
+            ));
+        }
+        let basic_from_user_info = basic_source.unwrap_or(user_info.is_some());
+        let basic_auth = if basic_from_user_info {
+            let info = user_info.as_deref().ok_or_else(|| {
+                invalid(
+                    "basic.auth.user.info",
+                    "",
+                    "user:password, with basic.auth.credentials.source=USER_INFO",
+                )
+            })?;
+            Some(Auth::Basic(Some(basic(info))))
+        } else if user_info.is_some() {
+            return Err(Error::from(ConfigError::unusable(
+                "basic.auth.user.info",
+                "<redacted>",
+                "basic.auth.credentials.source=URL takes the credentials from the URL",
+            )));
+        } else if endpoints.iter().any(|e| e.user_info.is_some()) {
+            Some(Auth::Basic(None))
+        } else {
+            None
+        };
+        let auth = match (basic_auth, token) {
+            (Some(_), Some(_)) => {
+                return Err(Error::from(ConfigError::unusable(
+                    "bearer.auth.token",
+                    "<redacted>",
+                    "basic and bearer authentication cannot be used together",
+                )));
+            }
+            (Some(b), None) => b,
+            (None, Some(t)) => Auth::Bearer(t),
+            (None, None) => {
+                if bearer_source.is_some() {
+                    return Err(invalid(
+                        "bearer.auth.token",
+                        "",
+                        "a token, with bearer.auth.credentials.source=STATIC_TOKEN",
+                    ));
+                }
+                Auth::None
+            }
+        };
+        if tls.certificate.is_some() != tls.key.is_some() {
+            return Err(invalid(
+                "schema.registry.ssl.key.location",
+                "",
+                "a PEM key file together with schema.registry.ssl.certificate.location",
+            ));
+        }
+        Ok(RegistryConfig {
+            endpoints,
+            auth,
+            tls,
+            timeout,
+            capacity,
+        })
+    }
+}
+
+fn invalid(property: &str, value: &str, expected: &'static str) -> Error {
+    Error::from(ConfigError::invalid(property, value, expected))
+}
+
+/// `http[s]://[user:password@]host[:port][/path]`; the port defaults to 80 or 443.
+pub(crate) fn parse_url(url: &str) -> Option<Endpoint> {
+    let (tls, rest) = if let Some(r) = strip_prefix_ignore_case(url, "https://") {
+        (true, r)
+    } else {
+        (false, strip_prefix_ignore_case(url, "http://")?)
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return None;
+    }
+    let (user_info, host_port) = match authority.rfind('@') {
+        Some(i) => (Some(percent_decode(&authority[..i])?), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    let (host, port) = if let Some(r) = host_port.strip_prefix('[') {
+        let end = r.find(']')?;
+        let host = &r[..end];
+        let port = match &r[end + 1..] {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (host_port.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" || host.contains(['[', ']']) && !host.starts_with('[') {
+        return None;
+    }
+    let port: u16 = match port {
+        Some(p) => p.parse().ok().filter(|p| *p > 0)?,
+        None if tls => 443,
+        None => 80,
+    };
+    Some(Endpoint {
+        tls,
+        authority: format!("{host}:{port}"),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        base_path: path.trim_end_matches('/').to_owned(),
+        user_info,
+    })
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(props: &[(&str, &str)]) -> Result<RegistryConfig, Error> {
+        let props: Vec<(String, String)> = props
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        RegistryConfig::from_properties(&props)
+    }
+
+    #[test]
+    fn urls_are_taken_apart() {
+        let e = parse_url("https://u%40x:p%3Aw@registry.example:8443/sr/").unwrap();
+        assert!(e.tls);
+        assert_eq!(e.authority, "registry.example:8443");
+        assert_eq!(e.host, "registry.example");
+        assert_eq!(e.base_path, "/sr");
+        assert_eq!(e.user_info.as_deref(), Some("u@x:p:w"));
+        let e = parse_url("http://[::1]:8081").unwrap();
+        assert_eq!(
+            (e.authority.as_str(), e.host.as_str()),
+            ("[::1]:8081", "::1")
+        );
+        assert_eq!(parse_url("HTTP://h").unwrap().authority, "h:80");
+        for bad in [
+            "ftp://h",
+            "http://",
+            "http://h:0",
+            "http://h:x",
+            "http://h/?q",
+            "h:8081",
+        ] {
+            assert_eq!(parse_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_user_info_or_the_url_and_never_both_kinds() {
+        let c = config(&[
+            ("schema.registry.url", "http://h:1"),
+            ("schema.registry.basic.auth.user.info", "alice:secret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth.header(&c.endpoints[0]).as_deref(),
+            Some("Basic YWxpY2U6c2VjcmV0")
+        );
+        let c = config(&[("schema.registry.url", "http://bob:pw@h:1,http://h2:1")]).unwrap();
+        assert_eq!(
+            c.auth.header(&c.endpoints[0]).as_deref(),
+            Some("Basic Ym9iOnB3")
+        );
+        assert_eq!(c.auth.header(&c.endpoints[1]), None);
+        let c = config(&[
+            ("schema.registry.url", "http://h:1"),
+            ("bearer.auth.credentials.source", "STATIC_TOKEN"),
+            ("bearer.auth.token", "tok"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth.header(&c.endpoints[0]).as_deref(),
+            Some("Bearer tok")
+        );
+        let refused = |props: &[(&str, &str)], property: &str| {
+            let e = config(props).unwrap_err();
+            assert_eq!(e.property(), Some(property), "{e}");
+        };
+        refused(
+            &[
+                ("schema.registry.url", "http://h:1"),
+                ("basic.auth.user.info", "a:b"),
+                ("bearer.auth.token", "t"),
+            ],
+            "bearer.auth.token",
+        );
+        refused(
+            &[
+                ("schema.registry.url", "http://h:1"),
+                ("basic.auth.credentials.source", "USER_INFO"),
+            ],
+            "basic.auth.user.info",
+        );
+        refused(
+            &[
+                ("schema.registry.url", "http://h:1"),
+                ("basic.auth.credentials.source", "SASL_INHERIT"),
+            ],
+            "basic.auth.credentials.source",
+        );
+        refused(&[("schema.registry.url", "h:1")], "schema.registry.url");
+        refused(&[], "schema.registry.url");
+        refused(
+            &[
+                ("schema.registry.url", "http://h"),
+                ("schema.registry.request.timeout.ms", "0"),
+            ],
+            "schema.registry.request.timeout.ms",
+        );
+        refused(
+            &[
+                ("schema.registry.url", "http://h"),
+                ("schema.registry.uri", "x"),
+            ],
+            "schema.registry.uri",
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! GET requests to the registry: HTTP/1.1 by hyper's client connection, over TCP or
+//! tokio-rustls, every call bounded by one deadline and every answer by a size.
+//!
+//! Connections are kept for reuse (a few per client; a lookup is rare once the cache is warm).
+//! A kept connection that fails before any answer is replaced by a new one once, since the
+//! registry may have closed it while idle. URLs are tried in turn from the one that last
+//! answered: a URL that cannot be reached, or answers 5xx, hands over to the next, as
+//! Confluent's `RestService` fails over between its URLs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use kcon_core::ConfigError;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::config::{Auth, Endpoint, RegistryConfig, TlsFiles};
+use crate::Error;
+
+/// The largest answer read: a registered schema is far smaller (the registry keeps them in a
+/// Kafka topic whose records are 1 MiB by default).
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// Connections kept idle per client.
+const MAX_IDLE: usize = 4;
+
+/// What the registry sent back.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Bytes,
+    /// The URL that answered (for messages).
+    pub(crate) url: String,
+}
+
+/// No answer: the registry could not be reached, or did not answer in time or in HTTP.
+#[derive(Debug, Clone)]
+pub(crate) struct Unreachable(pub(crate) String);
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+pub(crate) struct Http {
+    endpoints: Vec<Endpoint>,
+    auth: Auth,
+    tls: Option<TlsConnector>,
+    timeout: Duration,
+    idle: Mutex<Vec<(usize, Sender)>>,
+    preferred: AtomicUsize,
+    user_agent: String,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field(
+                "urls",
+                &self
+                    .endpoints
+                    .iter()
+                    .map(|e| e.authority.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http {
+    pub(crate) fn new(config: &RegistryConfig) -> Result<Http, Error> {
+        let tls = if config.endpoints.iter().any(|e| e.tls) {
+            Some(connector(&config.tls)?)
+        } else {
+            None
+        };
+        Ok(Http {
+            endpoints: config.endpoints.clone(),
+            auth: config.auth.clone(),
+            tls,
+            timeout: config.timeout,
+            idle: Mutex::new(Vec::new()),
+            preferred: AtomicUsize::new(0),
+            user_agent: format!("kcon/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    /// `GET {base}{path}` from the URLs in turn, the whole call within the timeout.
+    pub(crate) async fn get(&self, path: &str) -> Result<Answer, Unreachable> {
+        match tokio::time::timeout(self.timeout, self.get_any(path)).await {
+            Ok(result) => result,
+            Err(_) => Err(Unreachable(format!(
+                "no answer within schema.registry.request.timeout.ms ({} ms)",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn get_any(&self, path: &str) -> Result<Answer, Unreachable> {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for i in (0..n).map(|k| (first + k) % n) {
+            match self.get_from(i, path).await {
+                Ok(answer) if answer.status < 500 || i == (first + n - 1) % n => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Ok(answer) => last = Some(Ok(answer)),
+                Err(e) => last = Some(Err(e)),
+            }
+        }
+        last.unwrap_or_else(|| Err(Unreachable("no registry URL".to_owned())))
+    }
+
+    async fn get_from(&self, i: usize, path: &str) -> Result<Answer, Unreachable> {
+        let endpoint = &self.endpoints[i];
+        let url = format!(
+            "{}://{}{}",
+            if endpoint.tls { "https" } else { "http" },
+            endpoint.authority,
+            endpoint.base_path
+        );
+        let fail = |what: String| Unreachable(format!("{url}: {what}"));
+        let kept = self.take_idle(i);
+        let reused = kept.is_some();
+        let mut sender = match kept {
+            Some(s) => s,
+            None => self.connect(endpoint).await.map_err(fail)?,
+        };
+        let request = || {
+            let mut r = hyper::Request::get(format!("{}{path}", endpoint.base_path))
+                .header(HOST, endpoint.authority.as_str())
+                .header(
+                    ACCEPT,
+                    "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json",
+                )
+                .header(USER_AGENT, self.user_agent.as_str());
+            if let Some(auth) = self.auth.header(endpoint) {
+                r = r.header(AUTHORIZATION, auth);
+            }
+            r.body(Empty::<Bytes>::new())
+                .map_err(|e| fail(format!("bad request: {e}")))
+        };
+        let response = match sender.send_request(request()?).await {
+            Ok(r) => r,
+            // A kept connection the registry closed while it was idle: once more, anew.
+            Err(_) if reused => {
+                sender = self.connect(endpoint).await.map_err(fail)?;
+                sender
+                    .send_request(request()?)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                fail(if e.is::<http_body_util::LengthLimitError>() {
+                    format!("an answer larger than {MAX_ANSWER_BYTES} bytes")
+                } else {
+                    format!("the answer was cut: {e}")
+                })
+            })?
+            .to_bytes();
+        self.keep_idle(i, sender);
+        Ok(Answer { status, body, url })
+    }
+
+    fn take_idle(&self, i: usize) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(pos) = idle.iter().position(|(e, _)| *e == i) {
+            let (_, s) = idle.swap_remove(pos);
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn keep_idle(&self, i: usize, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((i, sender));
+        }
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Sender, String> {
+        let tcp = TcpStream::connect(&endpoint.authority)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        if !endpoint.tls {
+            return handshake(tcp).await;
+        }
+        // Invariant: `new` made a connector whenever a URL is https.
+        let Some(tls) = &self.tls else {
+            return Err("no TLS settings".to_owned());
+        };
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|_| format!("{} is not a valid TLS server name", endpoint.host))?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        handshake(stream).await
+    }
+}
+
+async fn handshake<S>(io: S) -> Result<Sender, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    // The connection's task ends when its sender is dropped or the registry closes it.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// rustls with the *ring* provider (as kcon-pool's broker connections): the CAs of
+/// `schema.registry.ssl.ca.location` or the system's, a client certificate if given.
+fn connector(files: &TlsFiles) -> Result<TlsConnector, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = Arc::new(match &files.ca {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates("schema.registry.ssl.ca.location", path)? {
+                roots.add(cert).map_err(|e| {
+                    unusable("schema.registry.ssl.ca.location", path, e.to_string())
+                })?;
+            }
+            roots
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(found.certs);
+            roots
+        }
+    });
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| {
+            Error::from(ConfigError::unusable(
+                "schema.registry.url",
+                "https",
+                e.to_string(),
+            ))
+        })?;
+    let builder = if files.verify_host {
+        builder.with_root_certificates(roots)
+    } else {
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| {
+                Error::from(ConfigError::unusable(
+                    "schema.registry.ssl.ca.location",
+                    "",
+                    e.to_string(),
+                ))
+            })?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+    };
+    let config = match (&files.certificate, &files.key) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates("schema.registry.ssl.certificate.location", cert)?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| unusable("schema.registry.ssl.key.location", key, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| unusable("schema.registry.ssl.key.location", cert, e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn certificates(property: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| unusable(property, path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(unusable(property, path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn unusable(property: &str, path: &Path, reason: impl Into<String>) -> Error {
+    Error::from(ConfigError::unusable(
+        property,
+        &path.display().to_string(),
+        reason,
+    ))
+}
+
+/// `schema.registry.ssl.endpoint.identification.algorithm=none`: the chain must be trusted,
+/// the name in it is not checked.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}

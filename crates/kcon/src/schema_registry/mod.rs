@@ -1,0 +1,85 @@
+//! Schema Registry decoding (cargo feature `schema-registry`): keys and values written by
+//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
+//! Registry by the id (or GUID) each record carries.
+//!
+//! - [`SchemaRegistry`]: the registry client. `GET /schemas/ids/{id}` (and `/schemas/guids/`,
+//!   and subject versions for references), basic or bearer authentication, TLS by rustls, one
+//!   deadline per lookup, a bounded cache in which concurrent lookups of one schema are one
+//!   request. Configured with Confluent's property names ([`PROPERTIES`]).
+//! - Deserializers for a [`Processor`](crate::Processor) or [`decode`](crate::deserialize::decode):
+//!   [`AvroDeserializer`] (a serde type, with a reader schema for schema evolution),
+//!   [`AvroValueDeserializer`], [`AvroJsonDeserializer`], [`ProtobufJsonDeserializer`],
+//!   [`ProtobufDynamicDeserializer`], [`ProtobufDeserializer`] (a prost type),
+//!   [`JsonSchemaDeserializer`].
+//! - The framings ([`kcon_codec::schema_id`]): the schema id in front of the payload or in the
+//!   `__key_schema_id` / `__value_schema_id` header, keys and values each their own.
+//!
+//! A failure is a [`DeserializeError`](crate::deserialize::DeserializeError) that says whose
+//! fault it is: a registry that cannot be reached, answers 5xx or garbage, refuses the
+//! credentials or does not answer within `schema.registry.request.timeout.ms` makes a
+//! *retriable* error (kind `schema-registry`: the processor retries the record with backoff);
+//! an unknown schema id, a framing that is not Confluent's (`schema-framing`), or a payload
+//! that does not read with its schema (`avro`, `protobuf`, `json-schema`) a *permanent* one
+//! (the record is dead-lettered or skipped per `errors.tolerance`).
+//!
+//! ```no_run
+//! use kcon::deserialize::Nullable;
+//! use kcon::schema_registry::{AvroDeserializer, SchemaRegistry};
+//! use kcon::{Consumer, Processor};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Payment { id: String, amount: f64 }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), kcon::Error> {
+//! let registry = SchemaRegistry::builder()
+//!     .set("schema.registry.url", "http://localhost:8081")
+//!     .build()?;
+//! let mut consumer = Consumer::builder()
+//!     .bootstrap_servers("localhost:9092")
+//!     .group_id("payments")
+//!     .set("errors.tolerance", "all")
+//!     .set("errors.deadletterqueue.topic.name", "payments.dlq")
+//!     .build()?;
+//! consumer.subscribe(["payments"])?;
+//! let mut processor = Processor::builder(consumer)
+//!     .value(Nullable(AvroDeserializer::<Payment>::new(registry)))
+//!     .build()?;
+//! processor
+//!     .run(async move |record| {
+//!         if let Some(payment) = &record.value {
+//!             println!("{} paid {}", payment.id, payment.amount);
+//!         }
+//!         Ok(())
+//!     })
+//!     .await
+//! # }
+//! ```
+
+mod avro;
+mod cache;
+mod client;
+mod config;
+mod framing;
+mod http;
+mod json_schema;
+mod protobuf;
+
+pub use avro::{
+    AvroDeserializer, AvroJsonDeserializer, AvroValueDeserializer, MAX_DEPTH, MAX_VALUES_PER_BYTE,
+    to_json as avro_to_json,
+};
+pub use client::{
+    RegisteredSchema, RegistryError, RegistryErrorKind, SchemaReference, SchemaRegistry,
+    SchemaRegistryBuilder, SchemaType,
+};
+pub use config::PROPERTIES;
+pub use framing::SubjectLookup;
+pub use http::MAX_ANSWER_BYTES;
+pub use json_schema::JsonSchemaDeserializer;
+pub use kcon_codec::schema_id::{
+    Framed, FramingError, IdSource, KEY_SCHEMA_ID_HEADER, SchemaRef, VALUE_SCHEMA_ID_HEADER,
+};
+pub use protobuf::{ProtobufDeserializer, ProtobufDynamicDeserializer, ProtobufJsonDeserializer};
+/// The Avro and Protobuf crates the deserializers' outputs are types of.
+pub use {apache_avro, prost, prost_reflect};

@@ -1,0 +1,140 @@
+//! Support for the tests of `kcon::Processor` (record policies) against real brokers: orders
+//! produced as JSON with keys and headers, some of them poison; a log of what the handler saw;
+//! reading a topic back exactly; committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kcon::{Consumer, Record, TopicPartition};
+use kcon_produce::{Producer, ProducerRecord};
+use tokio::time::Instant;
+
+use crate::consumer::{builder, expect_no_record, partitions, recv_n};
+
+/// What a test record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An order the handler processes.
+    Good,
+    /// An order the handler refuses for good.
+    Poison,
+    /// Bytes that are not JSON: the value deserializer refuses them.
+    Garbled,
+}
+
+/// The JSON value of a test record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Order {
+    /// The record's number within its partition.
+    pub id: u64,
+    /// The handler refuses it for good.
+    pub poison: bool,
+}
+
+/// The value bytes of record `id` of `kind`.
+pub fn value(id: u64, kind: Kind) -> Bytes {
+    match kind {
+        Kind::Good | Kind::Poison => {
+            let poison = kind == Kind::Poison;
+            Bytes::from(format!(r#"{{"id":{id},"poison":{poison}}}"#))
+        }
+        Kind::Garbled => Bytes::from(format!("{{not json {id}")),
+    }
+}
+
+/// Produces `kinds` to `topic`-`partition` in order (offsets from 0 on a new topic), each
+/// with key `k<partition>-<i>` and a header `trace`; returns what was sent, by offset.
+pub async fn produce_kinds(
+    producer: &Producer,
+    topic: &str,
+    partition: i32,
+    kinds: &[Kind],
+) -> BTreeMap<i64, ProducerRecord> {
+    let mut sent = BTreeMap::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let record = ProducerRecord::new(topic, value(i as u64, *kind))
+            .with_key(format!("k{partition}-{i}"))
+            .with_partition(partition)
+            .with_header("trace", Some(format!("t{partition}-{i}")));
+        let delivered = producer
+            .send(record.clone())
+            .await
+            .expect("queued")
+            .await
+            .expect("delivered");
+        sent.insert(delivered.offset.expect("an offset"), record);
+    }
+    sent
+}
+
+/// One call of a handler: the record's partition and offset, the attempt, and when.
+pub type Call = (TopicPartition, i64, u32, Instant);
+
+/// What the handler saw: each call, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<Vec<Call>>>);
+
+impl Seen {
+    /// Notes a call.
+    pub fn note(&self, record: &Record, attempt: u32) {
+        self.0.lock().unwrap().push((
+            record.topic_partition(),
+            record.offset,
+            attempt,
+            Instant::now(),
+        ));
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The offsets of `tp` the handler was called with, in order (retries included).
+    pub fn offsets(&self, tp: &TopicPartition) -> Vec<i64> {
+        self.calls()
+            .into_iter()
+            .filter(|(t, ..)| t == tp)
+            .map(|(_, o, ..)| o)
+            .collect()
+    }
+}
+
+/// Reads `topic`'s `n` partitions from the start: exactly `count` records, and then nothing
+/// more for a second.
+pub async fn read_exactly(bootstrap: &str, topic: &str, n: i32, count: usize) -> Vec<Record> {
+    let mut consumer: Consumer = builder(bootstrap).build().unwrap();
+    consumer.assign(partitions(topic, n)).unwrap();
+    let records = if count == 0 {
+        Vec::new()
+    } else {
+        recv_n(&mut consumer, count, Duration::from_secs(30)).await
+    };
+    expect_no_record(&mut consumer, Duration::from_secs(1)).await;
+    consumer.close().await.unwrap();
+    records
+}
+
+/// The offsets `group` has committed for `topic`'s `n` partitions (`None` where none).
+pub async fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    n: i32,
+) -> BTreeMap<TopicPartition, Option<i64>> {
+    let consumer: Consumer = builder(bootstrap).group_id(group).build().unwrap();
+    let all: BTreeSet<TopicPartition> = partitions(topic, n);
+    let committed = consumer.committed(all).await.unwrap();
+    consumer.close().await.unwrap();
+    committed
+}
+
+/// The value of the last header named `name`, as text.
+pub fn header(record: &Record, name: &str) -> Option<String> {
+    record
+        .header(name)
+        .flatten()
+        .map(|v| String::from_utf8(v.to_vec()).expect("a UTF-8 header"))
+}
