@@ -719,6 +719,38 @@ fn the_budget_holds_fetches_back_until_the_application_takes_records() {
 }
 
 #[test]
+fn records_taken_from_a_spent_budget_let_a_drained_partition_be_fetched() {
+    let mut sim = Sim::new(
+        config(&[
+            ("fetch.max.bytes", "1000"),
+            ("fetch.buffer.max.bytes", "1000"),
+        ]),
+        committed(0),
+    );
+    let first = sim.fetch();
+    let big = batch(0, 400, 5);
+    assert!(big.len() > 1500);
+    sim.answer(&first, response(0, vec![(0, 0, Some(big)), (1, 0, None)]));
+    let events = sim.events();
+    let FetchEvent::Records(r) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(r.size > 1500, "{}", r.size);
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "fetched beyond the budget"
+    );
+    // Part of partition 0's bytes are taken, not all: it still holds records, but the budget
+    // has room again, and partition 1 has nothing buffered.
+    sim.machine.records_consumed(&tp(0), r.size - 500);
+    assert_eq!(sim.machine.budget().available(), 500);
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next), BTreeMap::from([(1, 0)]));
+}
+
+#[test]
 fn a_leader_change_validates_the_position_and_a_truncation_moves_it() {
     let start = StartPosition::Committed {
         offset: 10,
