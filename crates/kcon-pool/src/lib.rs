@@ -37,3 +37,4 @@ pub use pool::{BrokerTarget, Pool, Purpose};
 pub use sasl::oauthbearer::{
     BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider,
 };
+pub use tls::{TlsFiles, client_config as tls_client_config};

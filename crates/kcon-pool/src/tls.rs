@@ -42,53 +42,14 @@ impl Tls {
         if !config.security_protocol.uses_tls() {
             return Ok(None);
         }
-        // The provider is named, not taken from the process default: kcon builds *ring* only,
-        // and an application may have installed another default for its own purposes.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = Arc::new(match &config.ssl_ca_location {
-            Some(path) => ca_file(path)?,
-            None => system_roots()?,
-        });
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::unusable("security.protocol", "SSL", e.to_string()))?;
-        let builder = match config.ssl_endpoint_identification_algorithm {
-            EndpointIdentification::Https => builder.with_root_certificates(roots),
-            EndpointIdentification::None => {
-                let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| ConfigError::unusable("ssl.ca.location", "", e.to_string()))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
-            }
-        };
-        let mut client = match (&config.ssl_certificate_location, &config.ssl_key_location) {
-            (Some(cert), Some(key)) => {
-                let chain = certificates("ssl.certificate.location", cert)?;
-                let key = private_key(key)?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    ConfigError::unusable(
-                        "ssl.key.location",
-                        &config
-                            .ssl_key_location
-                            .as_deref()
-                            .map(Path::display)
-                            .map(|d| d.to_string())
-                            .unwrap_or_default(),
-                        format!("does not go with ssl.certificate.location: {e}"),
-                    )
-                })?
-            }
-            // `validate` refuses one without the other.
-            _ => builder.with_no_client_auth(),
-        };
-        // No session resumption. A client makes one or two long-lived connections per broker,
-        // so resuming would save a handshake now and then; and it is what OpenSSL-based TLS
-        // terminators that check client certificates get wrong without a session id context
-        // (measured with socat `verify=1`: the resumed second connection gets an
-        // internal_error alert). A full handshake every time works everywhere.
-        client.resumption = rustls::client::Resumption::disabled();
+        let client = client_config(TlsFiles {
+            prefix: "",
+            ca_location: config.ssl_ca_location.as_deref(),
+            certificate_location: config.ssl_certificate_location.as_deref(),
+            key_location: config.ssl_key_location.as_deref(),
+            verify_hostname: config.ssl_endpoint_identification_algorithm
+                == EndpointIdentification::Https,
+        })?;
         Ok(Some(Tls {
             connector: TlsConnector::from(Arc::new(client)),
         }))
@@ -125,6 +86,78 @@ impl Tls {
             }
         })
     }
+}
+
+/// Where a TLS client finds the CAs it trusts and its own certificate, and whether a server's
+/// certificate must name the host. Every property named in an error is `prefix` followed by
+/// Kafka's own name: `ssl.ca.location` for broker connections (prefix `""`),
+/// `schema.registry.ssl.ca.location` for the Schema Registry (prefix `"schema.registry."`).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    /// What goes before `ssl.…` in the property names of errors.
+    pub prefix: &'static str,
+    /// `ssl.ca.location`: the CAs in this PEM file; the system's trust store when `None`.
+    pub ca_location: Option<&'a Path>,
+    /// `ssl.certificate.location`: the client's certificate chain (with `key_location`).
+    pub certificate_location: Option<&'a Path>,
+    /// `ssl.key.location`: the client's private key, unencrypted.
+    pub key_location: Option<&'a Path>,
+    /// `ssl.endpoint.identification.algorithm=https` (`true`) or `none` (`false`: the chain
+    /// must still be trusted; the name in it is not checked).
+    pub verify_hostname: bool,
+}
+
+/// A rustls client configuration for `files`, with the *ring* provider. Reads the files now,
+/// so that a missing or malformed one is a configuration error naming its property up front,
+/// not a failure at every connect.
+pub fn client_config(files: TlsFiles<'_>) -> Result<ClientConfig, ConfigError> {
+    let prefix = files.prefix;
+    // The provider is named, not taken from the process default: kcon builds *ring* only,
+    // and an application may have installed another default for its own purposes.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = Arc::new(match files.ca_location {
+        Some(path) => ca_file(prefix, path)?,
+        None => system_roots(prefix)?,
+    });
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| {
+            ConfigError::unusable(&format!("{prefix}ssl.ca.location"), "", e.to_string())
+        })?;
+    let builder = if files.verify_hostname {
+        builder.with_root_certificates(roots)
+    } else {
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| {
+                ConfigError::unusable(&format!("{prefix}ssl.ca.location"), "", e.to_string())
+            })?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+    };
+    let mut client = match (files.certificate_location, files.key_location) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates(&format!("{prefix}ssl.certificate.location"), cert)?;
+            let private = private_key(prefix, key)?;
+            builder.with_client_auth_cert(chain, private).map_err(|e| {
+                ConfigError::unusable(
+                    &format!("{prefix}ssl.key.location"),
+                    &key.display().to_string(),
+                    format!("does not go with {prefix}ssl.certificate.location: {e}"),
+                )
+            })?
+        }
+        // Each configuration refuses one without the other.
+        _ => builder.with_no_client_auth(),
+    };
+    // No session resumption. A client makes one or two long-lived connections per server,
+    // so resuming would save a handshake now and then; and it is what OpenSSL-based TLS
+    // terminators that check client certificates get wrong without a session id context
+    // (measured with socat `verify=1`: the resumed second connection gets an
+    // internal_error alert). A full handshake every time works everywhere.
+    client.resumption = rustls::client::Resumption::disabled();
+    Ok(client)
 }
 
 /// The TLS error inside an IO error from a TLS stream, in kcon's words; `None` for an IO error
@@ -183,12 +216,13 @@ fn certificates(property: &str, path: &Path) -> Result<Vec<CertificateDer<'stati
 }
 
 /// The CAs of `ssl.ca.location`.
-fn ca_file(path: &Path) -> Result<RootCertStore, ConfigError> {
+fn ca_file(prefix: &str, path: &Path) -> Result<RootCertStore, ConfigError> {
+    let property = format!("{prefix}ssl.ca.location");
     let mut roots = RootCertStore::empty();
-    for cert in certificates("ssl.ca.location", path)? {
+    for cert in certificates(&property, path)? {
         roots.add(cert).map_err(|e| {
             ConfigError::unusable(
-                "ssl.ca.location",
+                &property,
                 &path.display().to_string(),
                 format!("a certificate cannot serve as a CA: {e}"),
             )
@@ -199,7 +233,7 @@ fn ca_file(path: &Path) -> Result<RootCertStore, ConfigError> {
 
 /// The system's trust store. Certificates it cannot parse are skipped, as OpenSSL does; an
 /// empty result is an error, since nothing could then be verified.
-fn system_roots() -> Result<RootCertStore, ConfigError> {
+fn system_roots(prefix: &str) -> Result<RootCertStore, ConfigError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(found.certs);
@@ -209,7 +243,7 @@ fn system_roots() -> Result<RootCertStore, ConfigError> {
             .first()
             .map_or_else(|| "none found".to_owned(), ToString::to_string);
         return Err(ConfigError::unusable(
-            "ssl.ca.location",
+            &format!("{prefix}ssl.ca.location"),
             "",
             format!("unset, and the system's trust store gave no CA certificate ({why}): set it"),
         ));
@@ -218,18 +252,20 @@ fn system_roots() -> Result<RootCertStore, ConfigError> {
 }
 
 /// The private key of `ssl.key.location`: the first key in the file, in PKCS#8, PKCS#1 or SEC1.
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+fn private_key(prefix: &str, path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let shown = path.display().to_string();
-    let unusable = |reason: String| ConfigError::unusable("ssl.key.location", &shown, reason);
+    let property = format!("{prefix}ssl.key.location");
+    let unusable = |reason: String| ConfigError::unusable(&property, &shown, reason);
     match PrivateKeyDer::from_pem_file(path) {
         Ok(key) => Ok(key),
         Err(pem::Error::NoItemsFound) => {
             // An encrypted key's section is skipped as unknown: say so rather than "no key".
             let text = std::fs::read_to_string(path).unwrap_or_default();
             Err(unusable(if text.contains("ENCRYPTED") {
-                "the key is encrypted; kcon reads unencrypted keys only (ssl.key.password is \
-                 not supported)"
-                    .to_owned()
+                format!(
+                    "the key is encrypted; kcon reads unencrypted keys only \
+                     ({prefix}ssl.key.password is not supported)"
+                )
             } else {
                 "no PRIVATE KEY (PKCS#8), RSA PRIVATE KEY or EC PRIVATE KEY in the PEM file"
                     .to_owned()

@@ -7,7 +7,6 @@
 //! answered: a URL that cannot be reached, or answers 5xx, hands over to the next, as
 //! Confluent's `RestService` fails over between its URLs.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +16,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
-use kcon_core::ConfigError;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -238,129 +232,15 @@ where
     Ok(sender)
 }
 
-/// rustls with the *ring* provider (as kcon-pool's broker connections): the CAs of
+/// rustls as kcon-pool's broker connections have it: the CAs of
 /// `schema.registry.ssl.ca.location` or the system's, a client certificate if given.
 fn connector(files: &TlsFiles) -> Result<TlsConnector, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = Arc::new(match &files.ca {
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates("schema.registry.ssl.ca.location", path)? {
-                roots.add(cert).map_err(|e| {
-                    unusable("schema.registry.ssl.ca.location", path, e.to_string())
-                })?;
-            }
-            roots
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            roots.add_parsable_certificates(found.certs);
-            roots
-        }
-    });
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            Error::from(ConfigError::unusable(
-                "schema.registry.url",
-                "https",
-                e.to_string(),
-            ))
-        })?;
-    let builder = if files.verify_host {
-        builder.with_root_certificates(roots)
-    } else {
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider)
-            .build()
-            .map_err(|e| {
-                Error::from(ConfigError::unusable(
-                    "schema.registry.ssl.ca.location",
-                    "",
-                    e.to_string(),
-                ))
-            })?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
-    };
-    let config = match (&files.certificate, &files.key) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates("schema.registry.ssl.certificate.location", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| unusable("schema.registry.ssl.key.location", key, e.to_string()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| unusable("schema.registry.ssl.key.location", cert, e.to_string()))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
+    let config = kcon_pool::tls_client_config(kcon_pool::TlsFiles {
+        prefix: "schema.registry.",
+        ca_location: files.ca.as_deref(),
+        certificate_location: files.certificate.as_deref(),
+        key_location: files.key.as_deref(),
+        verify_hostname: files.verify_host,
+    })?;
     Ok(TlsConnector::from(Arc::new(config)))
-}
-
-fn certificates(property: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| unusable(property, path, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(unusable(property, path, "no certificate in the file"));
-    }
-    Ok(certs)
-}
-
-fn unusable(property: &str, path: &Path, reason: impl Into<String>) -> Error {
-    Error::from(ConfigError::unusable(
-        property,
-        &path.display().to_string(),
-        reason,
-    ))
-}
-
-/// `schema.registry.ssl.endpoint.identification.algorithm=none`: the chain must be trusted,
-/// the name in it is not checked.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
