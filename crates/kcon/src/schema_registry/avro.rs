@@ -199,54 +199,26 @@ macro_rules! builder_methods {
     };
 }
 
-/// Avro into any serde type `T`, through Avro's own value (with the reader schema, if given).
-///
-/// ```no_run
-/// # fn f(registry: kcon::schema_registry::SchemaRegistry) -> Result<(), kcon::Error> {
-/// use kcon::schema_registry::AvroDeserializer;
-///
-/// #[derive(serde::Deserialize)]
-/// struct Payment { id: String, amount: f64, currency: String }
-///
-/// let value = AvroDeserializer::<Payment>::new(registry).reader_schema(
-///     r#"{"type":"record","name":"Payment","fields":[
-///         {"name":"id","type":"string"},{"name":"amount","type":"double"},
-///         {"name":"currency","type":"string","default":"EUR"}]}"#,
-/// )?;
-/// # let _ = value;
-/// # Ok(())
-/// # }
-/// ```
-pub struct AvroDeserializer<T> {
-    core: Arc<Core>,
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T> AvroDeserializer<T> {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        AvroDeserializer {
-            core: Arc::new(Core::new(registry)),
-            _type: PhantomData,
-        }
-    }
-
-    builder_methods!();
-}
-
-impl<T> Clone for AvroDeserializer<T> {
-    fn clone(&self) -> Self {
-        AvroDeserializer {
-            core: self.core.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for AvroDeserializer<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AvroDeserializer<{}>", std::any::type_name::<T>())
-    }
+deserializer_type! {
+    /// Avro into any serde type `T`, through Avro's own value (with the reader schema, if given).
+    ///
+    /// ```no_run
+    /// # fn f(registry: kcon::schema_registry::SchemaRegistry) -> Result<(), kcon::Error> {
+    /// use kcon::schema_registry::AvroDeserializer;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Payment { id: String, amount: f64, currency: String }
+    ///
+    /// let value = AvroDeserializer::<Payment>::new(registry).reader_schema(
+    ///     r#"{"type":"record","name":"Payment","fields":[
+    ///         {"name":"id","type":"string"},{"name":"amount","type":"double"},
+    ///         {"name":"currency","type":"string","default":"EUR"}]}"#,
+    /// )?;
+    /// # let _ = value;
+    /// # Ok(())
+    /// # }
+    /// ```
+    AvroDeserializer<T>
 }
 
 impl<T: DeserializeOwned + Send> Deserializer for AvroDeserializer<T> {
@@ -271,27 +243,9 @@ impl<T: DeserializeOwned + Send> Deserializer for AvroDeserializer<T> {
     }
 }
 
-/// Avro into Avro's own [`Value`](apache_avro::types::Value).
-#[derive(Clone)]
-pub struct AvroValueDeserializer {
-    core: Arc<Core>,
-}
-
-impl AvroValueDeserializer {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        AvroValueDeserializer {
-            core: Arc::new(Core::new(registry)),
-        }
-    }
-
-    builder_methods!();
-}
-
-impl std::fmt::Debug for AvroValueDeserializer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AvroValueDeserializer")
-    }
+deserializer_type! {
+    /// Avro into Avro's own [`Value`](apache_avro::types::Value).
+    AvroValueDeserializer
 }
 
 impl Deserializer for AvroValueDeserializer {
@@ -306,31 +260,13 @@ impl Deserializer for AvroValueDeserializer {
     }
 }
 
-/// Avro into JSON: records as objects, unions as the branch's value, enums as their symbol,
-/// bytes and fixed as strings of the code points U+0000–U+00FF (Avro's JSON encoding), logical
-/// types as the values they annotate except decimals (their digits, as a string) and UUIDs
-/// (their text); floating-point NaN and infinities as the strings `"NaN"`, `"Infinity"`,
-/// `"-Infinity"`.
-#[derive(Clone)]
-pub struct AvroJsonDeserializer {
-    core: Arc<Core>,
-}
-
-impl AvroJsonDeserializer {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        AvroJsonDeserializer {
-            core: Arc::new(Core::new(registry)),
-        }
-    }
-
-    builder_methods!();
-}
-
-impl std::fmt::Debug for AvroJsonDeserializer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AvroJsonDeserializer")
-    }
+deserializer_type! {
+    /// Avro into JSON: records as objects, unions as the branch's value, enums as their symbol,
+    /// bytes and fixed as strings of the code points U+0000–U+00FF (Avro's JSON encoding), logical
+    /// types as the values they annotate except decimals (their digits, as a string) and UUIDs
+    /// (their text); floating-point NaN and infinities as the strings `"NaN"`, `"Infinity"`,
+    /// `"-Infinity"`.
+    AvroJsonDeserializer
 }
 
 impl Deserializer for AvroJsonDeserializer {

@@ -56,6 +56,70 @@
 //! # }
 //! ```
 
+/// A public deserializer type over its module's `Core` (one per deserializer, shared by its
+/// clones, configured by the module's `builder_methods!` before the first clone): the struct,
+/// `new`, `Clone` and `Debug`. A type parameter is the application's output type.
+macro_rules! deserializer_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            core: Arc<Core>,
+        }
+
+        impl $name {
+            /// A deserializer looking writer schemas up in `registry`.
+            pub fn new(registry: SchemaRegistry) -> Self {
+                $name {
+                    core: Arc::new(Core::new(registry)),
+                }
+            }
+
+            builder_methods!();
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident<$t:ident>) => {
+        $(#[$doc])*
+        pub struct $name<$t> {
+            core: Arc<Core>,
+            _type: PhantomData<fn() -> $t>,
+        }
+
+        impl<$t> $name<$t> {
+            /// A deserializer looking writer schemas up in `registry`.
+            pub fn new(registry: SchemaRegistry) -> Self {
+                $name {
+                    core: Arc::new(Core::new(registry)),
+                    _type: PhantomData,
+                }
+            }
+
+            builder_methods!();
+        }
+
+        impl<$t> Clone for $name<$t> {
+            fn clone(&self) -> Self {
+                $name {
+                    core: self.core.clone(),
+                    _type: PhantomData,
+                }
+            }
+        }
+
+        impl<$t> std::fmt::Debug for $name<$t> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}<{}>", stringify!($name), std::any::type_name::<$t>())
+            }
+        }
+    };
+}
+
 mod avro;
 mod cache;
 mod client;

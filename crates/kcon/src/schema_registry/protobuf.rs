@@ -186,27 +186,9 @@ macro_rules! builder_methods {
     };
 }
 
-/// Protobuf into a [`DynamicMessage`] of the writer's message type.
-#[derive(Clone)]
-pub struct ProtobufDynamicDeserializer {
-    core: Arc<Core>,
-}
-
-impl ProtobufDynamicDeserializer {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        ProtobufDynamicDeserializer {
-            core: Arc::new(Core::new(registry)),
-        }
-    }
-
-    builder_methods!();
-}
-
-impl std::fmt::Debug for ProtobufDynamicDeserializer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProtobufDynamicDeserializer")
-    }
+deserializer_type! {
+    /// Protobuf into a [`DynamicMessage`] of the writer's message type.
+    ProtobufDynamicDeserializer
 }
 
 impl Deserializer for ProtobufDynamicDeserializer {
@@ -221,29 +203,11 @@ impl Deserializer for ProtobufDynamicDeserializer {
     }
 }
 
-/// Protobuf into JSON by Protobuf's JSON mapping (lowerCamelCase names, 64-bit integers as
-/// strings, enums by name, fields at their default left out), as Confluent's and Google's
-/// `MessageToJson` write it.
-#[derive(Clone)]
-pub struct ProtobufJsonDeserializer {
-    core: Arc<Core>,
-}
-
-impl ProtobufJsonDeserializer {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        ProtobufJsonDeserializer {
-            core: Arc::new(Core::new(registry)),
-        }
-    }
-
-    builder_methods!();
-}
-
-impl std::fmt::Debug for ProtobufJsonDeserializer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProtobufJsonDeserializer")
-    }
+deserializer_type! {
+    /// Protobuf into JSON by Protobuf's JSON mapping (lowerCamelCase names, 64-bit integers as
+    /// strings, enums by name, fields at their default left out), as Confluent's and Google's
+    /// `MessageToJson` write it.
+    ProtobufJsonDeserializer
 }
 
 impl Deserializer for ProtobufJsonDeserializer {
@@ -266,40 +230,12 @@ impl Deserializer for ProtobufJsonDeserializer {
     }
 }
 
-/// Protobuf into the application's prost type `M`. The schema is still looked up and the
-/// record's message indexes must name a message of it, so a record of an unknown schema or a
-/// broken framing fails as with the other deserializers; that the message is `M` is the
-/// application's word (prost types need not know their full name).
-pub struct ProtobufDeserializer<M> {
-    core: Arc<Core>,
-    _type: PhantomData<fn() -> M>,
-}
-
-impl<M> ProtobufDeserializer<M> {
-    /// A deserializer looking writer schemas up in `registry`.
-    pub fn new(registry: SchemaRegistry) -> Self {
-        ProtobufDeserializer {
-            core: Arc::new(Core::new(registry)),
-            _type: PhantomData,
-        }
-    }
-
-    builder_methods!();
-}
-
-impl<M> Clone for ProtobufDeserializer<M> {
-    fn clone(&self) -> Self {
-        ProtobufDeserializer {
-            core: self.core.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<M> std::fmt::Debug for ProtobufDeserializer<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProtobufDeserializer<{}>", std::any::type_name::<M>())
-    }
+deserializer_type! {
+    /// Protobuf into the application's prost type `M`. The schema is still looked up and the
+    /// record's message indexes must name a message of it, so a record of an unknown schema or a
+    /// broken framing fails as with the other deserializers; that the message is `M` is the
+    /// application's word (prost types need not know their full name).
+    ProtobufDeserializer<M>
 }
 
 impl<M: prost::Message + Default + Send> Deserializer for ProtobufDeserializer<M> {
