@@ -11,7 +11,34 @@ use kcon::{Consumer, Record, TopicPartition};
 use kcon_produce::{Producer, ProducerRecord};
 use tokio::time::Instant;
 
-use crate::consumer::{builder, expect_no_record, partitions, recv_n};
+use crate::consumer::{builder, expect_no_record, group_builder, partitions, recv_n};
+
+/// A producer that sends each record at once (`linger.ms=0`).
+pub fn producer(bootstrap: &str) -> Producer {
+    Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("linger.ms", "0")
+        .build()
+        .unwrap()
+}
+
+/// A group consumer of `topic` with the record policies `policy`, manual commits only.
+pub fn consumer(bootstrap: &str, group: &str, topic: &str, policy: &[(&str, &str)]) -> Consumer {
+    let mut b = group_builder(bootstrap, group, "range").set("auto.commit.interval.ms", "60000");
+    for (n, v) in policy {
+        b = b.set(n, *v);
+    }
+    let mut c = b.build().unwrap();
+    c.subscribe([topic]).unwrap();
+    c
+}
+
+/// Completes once `done` holds for the processor's counts (polled every 50 ms).
+pub async fn until(handle: kcon::PolicyMetricsHandle, done: impl Fn(&kcon::PolicyMetrics) -> bool) {
+    while !done(&handle.snapshot()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// What a test record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

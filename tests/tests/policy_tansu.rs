@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use kcon::deserialize::{JsonDeserializer, StringDeserializer};
 use kcon::policy::headers;
-use kcon::{ConsumerBuilder, ErrorKind, Failure, Processor, Record, TopicPartition};
+use kcon::{ErrorKind, Failure, Processor, Record, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_produce::Producer;
 use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
-use kcon_tests::policy::{Kind, Order, Seen, committed, header, produce_kinds, read_exactly};
+use kcon_tests::policy::{
+    Kind, Order, Seen, committed, consumer, header, produce_kinds, producer, read_exactly, until,
+};
 use kcon_tests::pool::config;
 use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::sync::mpsc;
@@ -32,33 +33,6 @@ async fn tansu_with(topics: &[(&str, i32)]) -> Tansu {
     let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
     create_topics(&pool, BrokerTarget::Any, topics).await;
     tansu
-}
-
-fn producer(bootstrap: &str) -> Producer {
-    Producer::builder()
-        .bootstrap_servers(bootstrap)
-        .set("linger.ms", "0")
-        .build()
-        .unwrap()
-}
-
-/// A group consumer of `topic` with the record policies `policy`, manual commits only.
-fn consumer(bootstrap: &str, group: &str, topic: &str, policy: &[(&str, &str)]) -> kcon::Consumer {
-    let mut b: ConsumerBuilder =
-        group_builder(bootstrap, group, "range").set("auto.commit.interval.ms", "60000");
-    for (n, v) in policy {
-        b = b.set(n, *v);
-    }
-    let mut c = b.build().unwrap();
-    c.subscribe([topic]).unwrap();
-    c
-}
-
-/// Completes once `done` holds for the processor's counts (polled every 50 ms).
-async fn until(handle: kcon::PolicyMetricsHandle, done: impl Fn(&kcon::PolicyMetrics) -> bool) {
-    while !done(&handle.snapshot()) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn kinds_with(n: usize, poison: &[usize], garbled: &[usize]) -> Vec<Kind> {

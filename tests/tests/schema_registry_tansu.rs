@@ -15,13 +15,12 @@ use bytes::Bytes;
 use kcon::deserialize::{Nullable, StringDeserializer};
 use kcon::policy::headers;
 use kcon::schema_registry::{AvroDeserializer, SchemaRegistry};
-use kcon::{ConsumerBuilder, Processor, TopicPartition};
+use kcon::{Processor, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
-use kcon_tests::policy::{committed, header, read_exactly};
+use kcon_tests::policy::{committed, consumer, header, producer, read_exactly, until};
 use kcon_tests::pool::config;
 use kcon_tests::schema_registry::{Behaviour, Serialized, TestRegistry, serialize_async};
 use serde_json::json;
@@ -75,14 +74,6 @@ async fn payments(registry: &TestRegistry, topic: &str, n: usize) -> Vec<Seriali
     serialize_async(registry.url(), json!({}), topic, json!(specs)).await
 }
 
-fn producer(bootstrap: &str) -> Producer {
-    Producer::builder()
-        .bootstrap_servers(bootstrap)
-        .set("linger.ms", "0")
-        .build()
-        .unwrap()
-}
-
 /// Produces `records` to `topic`-`partition` in order; returns them by offset.
 async fn produce(
     producer: &Producer,
@@ -102,23 +93,6 @@ async fn produce(
         );
     }
     sent
-}
-
-fn consumer(bootstrap: &str, group: &str, topic: &str, policy: &[(&str, &str)]) -> kcon::Consumer {
-    let mut b: ConsumerBuilder =
-        group_builder(bootstrap, group, "range").set("auto.commit.interval.ms", "60000");
-    for (n, v) in policy {
-        b = b.set(n, *v);
-    }
-    let mut c = b.build().unwrap();
-    c.subscribe([topic]).unwrap();
-    c
-}
-
-async fn until(handle: kcon::PolicyMetricsHandle, done: impl Fn(&kcon::PolicyMetrics) -> bool) {
-    while !done(&handle.snapshot()) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
