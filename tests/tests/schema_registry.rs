@@ -286,6 +286,20 @@ async fn a_v1_record_reads_with_a_v2_reader_schema_its_added_field_defaulted() {
     .unwrap_err();
     assert_eq!((f.field, f.error.kind()), (Field::Value, "avro"));
     assert!(!f.error.is_retriable());
+
+    // Configured after a clone: the clone keeps the writer's schema, the configured one reads
+    // with its own.
+    let plain = AvroJsonDeserializer::new(registry_client(&registry, &[]));
+    let copy = plain.clone();
+    let strict = plain
+        .reader_schema(
+            r#"{"type":"record","name":"Payment","namespace":"kcon.test","fields":[
+                {"name":"id","type":"string"},{"name":"vat","type":"double"}]}"#,
+        )
+        .unwrap();
+    let raw = || record(topic, 0, None, &written[0]);
+    assert!(decode(raw(), &BytesDeserializer, &copy).await.is_ok());
+    assert!(decode(raw(), &BytesDeserializer, &strict).await.is_err());
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -33,6 +33,7 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_VALUES_PER_BYTE: usize = 8;
 
 /// A writer's schema, parsed with the schemas it refers to.
+#[derive(Clone)]
 struct Writer {
     schema: Schema,
     references: Vec<Schema>,
@@ -61,6 +62,16 @@ impl Core {
             registry,
             subject: SubjectLookup::None,
             reader: None,
+        }
+    }
+
+    /// A core with this one's settings and an empty cache.
+    fn unshared(&self) -> Core {
+        Core {
+            parsed: Cache::new(self.registry.capacity()),
+            registry: self.registry.clone(),
+            subject: self.subject,
+            reader: self.reader.clone(),
         }
     }
 
@@ -154,6 +165,19 @@ impl Core {
     }
 }
 
+/// Changes `core`: in place while this deserializer holds the only reference, else in a core of
+/// its own, so that configuring after a clone leaves the clones as they were.
+fn configure(core: &mut Arc<Core>, change: impl FnOnce(&mut Core)) {
+    match Arc::get_mut(core) {
+        Some(c) => change(c),
+        None => {
+            let mut own = core.unshared();
+            change(&mut own);
+            *core = Arc::new(own);
+        }
+    }
+}
+
 macro_rules! builder_methods {
     () => {
         /// Resolves every record to `schema` (Avro JSON), the application's reader schema:
@@ -183,18 +207,16 @@ macro_rules! builder_methods {
                     format!("the Avro reader schema does not parse: {e}"),
                 )
             })?;
-            self.core_mut().reader = Some(Writer { schema, references });
+            configure(&mut self.core, |c| {
+                c.reader = Some(Writer { schema, references })
+            });
             Ok(self)
         }
 
         /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
         pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-            self.core_mut().subject = subject;
+            configure(&mut self.core, |c| c.subject = subject);
             self
-        }
-
-        fn core_mut(&mut self) -> &mut Core {
-            Arc::get_mut(&mut self.core).expect("configured before it is cloned")
         }
     };
 }

@@ -40,9 +40,18 @@ impl<T> JsonSchemaDeserializer<T> {
 
     /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
     pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-        Arc::get_mut(&mut self.core)
-            .expect("configured before it is cloned")
-            .subject = subject;
+        let core = &mut self.core;
+        match Arc::get_mut(core) {
+            Some(c) => c.subject = subject,
+            // Configured after a clone: a core of its own, the clones left as they were.
+            None => {
+                *core = Arc::new(Core {
+                    checked: Cache::new(core.registry.capacity()),
+                    registry: core.registry.clone(),
+                    subject,
+                })
+            }
+        }
         self
     }
 }
