@@ -165,19 +165,6 @@ impl Core {
     }
 }
 
-/// Changes `core`: in place while this deserializer holds the only reference, else in a core of
-/// its own, so that configuring after a clone leaves the clones as they were.
-fn configure(core: &mut Arc<Core>, change: impl FnOnce(&mut Core)) {
-    match Arc::get_mut(core) {
-        Some(c) => change(c),
-        None => {
-            let mut own = core.unshared();
-            change(&mut own);
-            *core = Arc::new(own);
-        }
-    }
-}
-
 macro_rules! builder_methods {
     () => {
         /// Resolves every record to `schema` (Avro JSON), the application's reader schema:
@@ -207,7 +194,7 @@ macro_rules! builder_methods {
                     format!("the Avro reader schema does not parse: {e}"),
                 )
             })?;
-            configure(&mut self.core, |c| {
+            super::configure(&mut self.core, Core::unshared, |c| {
                 c.reader = Some(Writer { schema, references })
             });
             Ok(self)
@@ -215,7 +202,7 @@ macro_rules! builder_methods {
 
         /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
         pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-            configure(&mut self.core, |c| c.subject = subject);
+            super::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
             self
         }
     };

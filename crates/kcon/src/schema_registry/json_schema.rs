@@ -25,6 +25,17 @@ pub struct JsonSchemaDeserializer<T = serde_json::Value> {
     _type: PhantomData<fn() -> T>,
 }
 
+impl Core {
+    /// A core with this one's settings and an empty cache.
+    fn unshared(&self) -> Core {
+        Core {
+            checked: Cache::new(self.registry.capacity()),
+            registry: self.registry.clone(),
+            subject: self.subject,
+        }
+    }
+}
+
 impl<T> JsonSchemaDeserializer<T> {
     /// A deserializer looking writer schemas up in `registry`.
     pub fn new(registry: SchemaRegistry) -> Self {
@@ -40,18 +51,7 @@ impl<T> JsonSchemaDeserializer<T> {
 
     /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
     pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-        let core = &mut self.core;
-        match Arc::get_mut(core) {
-            Some(c) => c.subject = subject,
-            // Configured after a clone: a core of its own, the clones left as they were.
-            None => {
-                *core = Arc::new(Core {
-                    checked: Cache::new(core.registry.capacity()),
-                    registry: core.registry.clone(),
-                    subject,
-                })
-            }
-        }
+        super::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
         self
     }
 }

@@ -56,8 +56,26 @@
 //! # }
 //! ```
 
+/// Changes a deserializer's `core`: in place while the deserializer holds the only reference,
+/// else in `unshared` of it (its settings, an empty cache), so that configuring after a clone
+/// leaves the clones as they were.
+fn configure<C>(
+    core: &mut std::sync::Arc<C>,
+    unshared: impl FnOnce(&C) -> C,
+    change: impl FnOnce(&mut C),
+) {
+    match std::sync::Arc::get_mut(core) {
+        Some(c) => change(c),
+        None => {
+            let mut own = unshared(core);
+            change(&mut own);
+            *core = std::sync::Arc::new(own);
+        }
+    }
+}
+
 /// A public deserializer type over its module's `Core` (one per deserializer, shared by its
-/// clones, configured by the module's `builder_methods!` before the first clone): the struct,
+/// clones, configured by the module's `builder_methods!` through [`configure`]): the struct,
 /// `new`, `Clone` and `Debug`. A type parameter is the application's output type.
 macro_rules! deserializer_type {
     ($(#[$doc:meta])* $name:ident) => {
