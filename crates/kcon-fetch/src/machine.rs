@@ -686,11 +686,9 @@ impl FetchMachine {
             }
             per_broker.entry(broker).or_default().push(tp.clone());
         }
+        // Brokers with a Fetch in flight or backing off were left out above.
         for (broker, candidates) in per_broker {
             let b = self.brokers.entry(broker).or_default();
-            if b.fetching.is_some() || b.retry_at.is_some_and(|t| now < t) {
-                continue;
-            }
             let Some(info) = b.info else {
                 self.connect(now, broker);
                 continue;
