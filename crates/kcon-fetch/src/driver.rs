@@ -480,11 +480,11 @@ mod tests {
     use kcon_codec::records::{RecordBatchBuilder, TimestampType};
 
     use super::*;
-    use crate::records::{ConsumerRecord, FetchedRecords};
+    use crate::records::{FetchedRecords, Record};
 
     fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
         let records = offsets
-            .map(|offset| ConsumerRecord {
+            .map(|offset| Record {
                 topic: Arc::from("t"),
                 partition,
                 offset,

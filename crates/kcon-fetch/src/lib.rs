@@ -47,7 +47,7 @@ pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     StartPosition,
 };
-pub use records::{ConsumerRecord, CorruptRecords, FetchedRecords};
+pub use records::{CorruptRecords, FetchedRecords, Record};
 
 // The shared vocabulary, for the modules here as `crate::X`.
 use kcon_core::IsolationLevel;

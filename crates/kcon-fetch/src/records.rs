@@ -5,7 +5,7 @@
 //! Reading an answer has two steps. The fetch loop checks every batch when the answer comes
 //! (CRC, lengths, transactions; an uncompressed batch's records too, read in place) and keeps
 //! the batches to deliver as they are, a compressed one still compressed; a record becomes a
-//! [`ConsumerRecord`] only when it is handed out, at most `max.poll.records` at a time, and a
+//! [`Record`] only when it is handed out, at most `max.poll.records` at a time, and a
 //! compressed batch is decompressed then. An answer therefore costs its bytes as they came, not
 //! its bytes plus its decompressed records plus a decoded copy of every record (about 140 bytes
 //! each) for as long as the application takes to get to them.
@@ -20,14 +20,20 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, TimestampType};
+use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, RecordsMark, TimestampType};
 use kcon_core::TopicPartition;
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
 
-/// One record handed to the application.
+/// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
+/// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
+/// with duplicates kept.
+///
+/// The fields are public to read; new ones may come, so a `Record` is made with
+/// [`Record::new`] and the `with_*` methods (to test a handler, say), never field by field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerRecord {
+#[non_exhaustive]
+pub struct Record {
     /// The topic (shared by every record of a batch).
     pub topic: Arc<str>,
     /// The partition.
@@ -48,6 +54,70 @@ pub struct ConsumerRecord {
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
+impl Record {
+    /// A record of `topic`/`partition` at `offset` with `key` and `value`: no leader epoch,
+    /// timestamp 0 (create time), no headers.
+    ///
+    /// ```
+    /// let r = kcon_fetch::Record::new("orders", 0, 41, None, Some("v".into()))
+    ///     .with_timestamp(1_700_000_000_000, kcon_codec::records::TimestampType::CreateTime)
+    ///     .with_headers(vec![("trace".into(), Some("1".into()))]);
+    /// assert_eq!(r.header("trace"), Some(Some(&"1".into())));
+    /// ```
+    pub fn new(
+        topic: impl Into<Arc<str>>,
+        partition: i32,
+        offset: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> Record {
+        Record {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: None,
+            timestamp: 0,
+            timestamp_type: TimestampType::CreateTime,
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same record with this timestamp (ms since the epoch) and its type.
+    pub fn with_timestamp(mut self, timestamp: i64, timestamp_type: TimestampType) -> Record {
+        self.timestamp = timestamp;
+        self.timestamp_type = timestamp_type;
+        self
+    }
+
+    /// The same record with these headers, in order.
+    pub fn with_headers(mut self, headers: Vec<(Bytes, Option<Bytes>)>) -> Record {
+        self.headers = headers;
+        self
+    }
+
+    /// The same record with this leader epoch.
+    pub fn with_leader_epoch(mut self, leader_epoch: Option<i32>) -> Record {
+        self.leader_epoch = leader_epoch;
+        self
+    }
+
+    /// The record's topic and partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&*self.topic, self.partition)
+    }
+
+    /// The value of the last header named `key`, if any (`Some(None)` for a null value).
+    pub fn header(&self, key: &str) -> Option<Option<&Bytes>> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == key.as_bytes())
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
 /// Records of one partition from one Fetch answer, in offset order.
 ///
 /// The fetch loop's handle ([`Fetcher`](crate::Fetcher)) hands these out with every record in
@@ -58,7 +128,7 @@ pub struct FetchedRecords {
     /// The partition.
     pub partition: TopicPartition,
     /// The records decoded so far.
-    pub records: Vec<ConsumerRecord>,
+    pub records: Vec<Record>,
     /// The position after them: the next offset the fetcher reads (past control batches and
     /// aborted transactions too, so it may be past the last record's offset + 1).
     pub next_offset: i64,
@@ -98,7 +168,7 @@ impl FetchedRecords {
     /// Records of `partition`, all decoded.
     pub fn new(
         partition: TopicPartition,
-        records: Vec<ConsumerRecord>,
+        records: Vec<Record>,
         next_offset: i64,
         high_watermark: i64,
         size: usize,
@@ -145,7 +215,7 @@ impl FetchedRecords {
         let u = &self.undecoded;
         match u.batches.back() {
             Some(d) => d.leader_epoch(),
-            None => u.spill.back().or(self.records.last())?.leader_epoch,
+            None => self.records.last()?.leader_epoch,
         }
     }
 
@@ -167,24 +237,18 @@ impl FetchedRecords {
     /// and carries [`CorruptRecords`].
     pub fn take(&mut self, max: usize) -> FetchedRecords {
         let max = max.max(1);
-        let held_before = self.undecoded.spill_held;
+        let held_before = self.undecoded.held;
         let mut records = std::mem::take(&mut self.records);
         if records.len() > max {
-            // Decoded already: the rest waits in front of what is not, so that a part never
-            // moves the records after it.
-            for r in records.drain(max..).rev() {
-                self.undecoded.spill.push_front(r);
-            }
+            // Decoded already: the rest stays in front of what is not.
+            self.records = records.split_off(max);
         } else {
             let want = max - records.len();
-            // Only what is known to be there: a compressed batch's count is checked against
-            // its records when it is decompressed (see `decode_into`).
-            records.reserve(want.min(self.undecoded.spill.len()));
             self.undecoded.decode_into(&mut records, want);
         }
         if self.is_empty() {
             let u = &mut self.undecoded;
-            u.spill_held = 0;
+            u.held = 0;
             let corrupt = u.corrupt_at.take().map(|offset| CorruptRecords {
                 offset,
                 leader_epoch: u.epoch,
@@ -203,7 +267,7 @@ impl FetchedRecords {
             };
         }
         // The decompressed batch the rest waits in is the only one held for it.
-        let held_after = self.undecoded.spill_held;
+        let held_after = self.undecoded.held;
         let released = held_before.saturating_sub(held_after);
         let held_more = held_after.saturating_sub(held_before);
         self.size = self.size.saturating_sub(released) + held_more;
@@ -222,18 +286,20 @@ impl FetchedRecords {
 }
 
 /// Batches of one partition, checked and kept as received until their records are handed
-/// out, and the records of a batch decoded beyond the last part taken.
+/// out. A part that ends inside a batch leaves the batch first in line, marked where its
+/// walk stopped: the rest of its records are decoded when a later part takes them, never
+/// ahead of time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Undecoded {
     topic: Option<Arc<str>>,
     partition: i32,
-    /// Decoded records not handed out yet: the tail of the last batch decoded.
-    spill: VecDeque<ConsumerRecord>,
-    /// Bytes of the buffer the batch of `spill` was decompressed into when it was decoded
-    /// (0 for one read in place, or decompressed when the answer came and counted then).
-    spill_held: usize,
+    /// Bytes of the buffer the first batch was decompressed into when a part ending inside
+    /// it was taken (0 for a batch read in place, or decompressed when the answer came and
+    /// counted then).
+    held: usize,
     batches: VecDeque<Deliverable>,
-    /// Records in `batches` (within their ranges; for compressed batches, as declared).
+    /// Records in `batches` (within their ranges; for a compressed batch not decompressed
+    /// yet, as declared; exact from the first part taken of it).
     in_batches: usize,
     /// The leader epoch of the last record decoded, or of the position the answer was
     /// fetched from: where the position goes back to with a corrupt record after it.
@@ -243,13 +309,18 @@ pub(crate) struct Undecoded {
 }
 
 /// A batch to deliver: its records with offsets in `from..until` (`count` of them; for a
-/// compressed batch, as its header declares them).
+/// compressed batch not decompressed yet, as its header declares them), read from `resume`
+/// when a part already took the records before `from`.
 #[derive(Debug, Clone)]
 struct Deliverable {
     batch: Batch,
     from: i64,
     until: i64,
     count: usize,
+    resume: Option<RecordsMark>,
+    /// Whether the walk fails after the `count` records: found when a part ending inside a
+    /// batch decompressed for it counted the rest.
+    corrupt_after: bool,
 }
 
 impl Deliverable {
@@ -264,14 +335,14 @@ impl PartialEq for Undecoded {
     fn eq(&self, other: &Self) -> bool {
         self.topic == other.topic
             && self.partition == other.partition
-            && self.spill == other.spill
-            && self.spill_held == other.spill_held
+            && self.held == other.held
             && self.in_batches == other.in_batches
             && self.epoch == other.epoch
             && self.corrupt_at == other.corrupt_at
             && self.batches.len() == other.batches.len()
             && self.batches.iter().zip(&other.batches).all(|(a, b)| {
-                (a.from, a.until, a.count) == (b.from, b.until, b.count)
+                (a.from, a.until, a.count, a.resume, a.corrupt_after)
+                    == (b.from, b.until, b.count, b.resume, b.corrupt_after)
                     && a.batch.as_bytes() == b.batch.as_bytes()
             })
     }
@@ -281,7 +352,7 @@ impl Eq for Undecoded {}
 
 impl Undecoded {
     pub(crate) fn len(&self) -> usize {
-        self.spill.len() + self.in_batches
+        self.in_batches
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -289,26 +360,20 @@ impl Undecoded {
     }
 
     /// Appends up to `want` records to `out`, in order, decoding (and decompressing) batches
-    /// as needed; the rest of the last batch decoded waits in `spill`. A corrupt record stops
-    /// it: the records before it are kept, the batches after it dropped, and `corrupt_at` says
-    /// where.
-    fn decode_into(&mut self, out: &mut Vec<ConsumerRecord>, mut want: usize) {
-        let from_spill = want.min(self.spill.len());
-        out.extend(self.spill.drain(..from_spill));
-        if self.spill.is_empty() {
-            self.spill_held = 0;
-        }
-        want -= from_spill;
+    /// as needed; a batch whose records outnumber what is wanted stays first, marked where
+    /// its walk stopped. A corrupt record stops it: the records before it are kept, the
+    /// batches after it dropped, and `corrupt_at` says where.
+    fn decode_into(&mut self, out: &mut Vec<Record>, mut want: usize) {
         while want > 0 {
-            let Some(mut d) = self.batches.pop_front() else {
+            let Some(d) = self.batches.front_mut() else {
                 break;
             };
-            self.in_batches -= d.count;
             // Decompressed only now that its records are wanted: until here the batch cost its
             // compressed bytes alone.
             let decompressed_now = d.batch.needs_decompression();
             if d.batch.decompress().is_err() {
-                self.stop_at(d.from);
+                let from = d.from;
+                self.stop_at(from);
                 return;
             }
             // The count is bounded by the records' bytes now (`Batch::decompress` checks a
@@ -317,23 +382,30 @@ impl Undecoded {
             let leader_epoch = d.leader_epoch();
             // Invariant: set with the first batch.
             let topic = self.topic.as_ref().expect("a topic with the batches");
+            let mut walk = match d.resume {
+                Some(mark) => d.batch.records_from(mark),
+                None => d.batch.records(),
+            };
             let mut taken = 0;
-            let mut spilled = false;
             // The first offset of the batch's range not decoded yet.
             let mut next = d.from;
             let mut failed = false;
-            for r in d.batch.records() {
+            while taken < want {
                 // An uncompressed batch was read whole when the answer came; a compressed one
                 // is read for the first time here.
-                let Ok(r) = r else {
-                    failed = true;
-                    break;
+                let r = match walk.next() {
+                    None => break,
+                    Some(Ok(r)) => r,
+                    Some(Err(_)) => {
+                        failed = true;
+                        break;
+                    }
                 };
                 if !(d.from..d.until).contains(&r.offset()) {
                     continue;
                 }
                 next = r.offset() + 1;
-                let record = ConsumerRecord {
+                out.push(Record {
                     topic: topic.clone(),
                     partition: self.partition,
                     offset: r.offset(),
@@ -342,30 +414,59 @@ impl Undecoded {
                     timestamp_type: r.timestamp_type(),
                     key: r.key_bytes(),
                     value: r.value_bytes(),
-                    headers: r
-                        .headers()
-                        .map(|h| (h.key_bytes(), h.value_bytes()))
-                        .collect(),
-                };
-                if taken < want {
-                    out.push(record);
-                    taken += 1;
-                } else {
-                    self.spill.push_back(record);
-                    spilled = true;
-                }
+                    // Most records have none: no call to collect them.
+                    headers: if r.header_count() == 0 {
+                        Vec::new()
+                    } else {
+                        r.headers()
+                            .map(|h| (h.key_bytes(), h.value_bytes()))
+                            .collect()
+                    },
+                });
+                taken += 1;
             }
-            if taken > 0 || spilled {
+            if taken > 0 {
                 // Magic 0 and 1 records carry no epoch: the one known stays.
                 self.epoch = leader_epoch.or(self.epoch);
             }
-            if spilled && decompressed_now {
-                self.spill_held = d.batch.decompressed_len();
-            }
             want -= taken;
-            if failed {
+            // What the batch still holds: exact for a batch read when the answer came; a
+            // batch decompressed just now is counted here, once.
+            let (left, bad_after) = if failed || want > 0 {
+                (0, false)
+            } else if decompressed_now {
+                let mut left = 0;
+                let mut bad = false;
+                for r in d.batch.records_from(walk.mark()) {
+                    match r {
+                        Ok(r) => left += usize::from((next..d.until).contains(&r.offset())),
+                        Err(_) => {
+                            bad = true;
+                            break;
+                        }
+                    }
+                }
+                (left, bad)
+            } else {
+                (d.count.saturating_sub(taken), d.corrupt_after)
+            };
+            if failed || (left == 0 && bad_after) {
                 self.stop_at(next);
                 return;
+            }
+            self.in_batches -= d.count;
+            if left == 0 {
+                self.batches.pop_front();
+                self.held = 0;
+                continue;
+            }
+            d.count = left;
+            d.corrupt_after = bad_after;
+            d.from = next;
+            d.resume = Some(walk.mark());
+            self.in_batches += left;
+            if decompressed_now {
+                self.held = d.batch.decompressed_len();
             }
         }
     }
@@ -483,6 +584,8 @@ pub(crate) fn check_partition(
                 from,
                 until,
                 count,
+                resume: None,
+                corrupt_after: false,
             });
         }
         out.position = filter.position();

@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::record::Records;
+use super::record::{Records, RecordsMark};
 use super::{DecodeOptions, TimestampType, legacy, v2};
 use crate::compression::{self, Compression, Lz4HeaderChecksum};
 use crate::error::{BatchErrorKind, CorruptBatch, Error, Result};
@@ -475,6 +475,12 @@ impl Batch {
     #[inline]
     pub fn records(&self) -> Records<'_> {
         Records::new(self)
+    }
+
+    /// The records from where an earlier walk of this batch stopped ([`Records::mark`]),
+    /// with the batch decompressed then as it is now.
+    pub fn records_from(&self, mark: RecordsMark) -> Records<'_> {
+        Records::resume(self, mark)
     }
 
     /// Bytes of the records' own buffer, the one they were decompressed into, which the batch

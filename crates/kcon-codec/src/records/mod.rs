@@ -59,7 +59,7 @@ pub use batch::{Batch, RecordBatches};
 pub use builder::{EncodeError, NewRecord, RecordBatchBuilder};
 #[doc(hidden)]
 pub use legacy::{LegacyMessage, encode_legacy_message_set};
-pub use record::{ControlRecord, ControlRecordType, Header, Headers, Record, Records};
+pub use record::{ControlRecord, ControlRecordType, Header, Headers, Record, Records, RecordsMark};
 
 #[doc(hidden)]
 #[cfg(any(feature = "fuzzing", test))]

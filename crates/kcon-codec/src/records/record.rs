@@ -794,6 +794,17 @@ pub struct Records<'a> {
     timestamp_mask: i64,
 }
 
+/// Where a walk of a batch's records ([`Records`]) stands: taken with [`Records::mark`], gone
+/// on from with [`Batch::records_from`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsMark {
+    /// Bytes of the records section read.
+    read: usize,
+    v2_left: u32,
+    legacy_left: u32,
+    v2_end: bool,
+}
+
 impl<'a> Records<'a> {
     #[inline]
     pub(crate) fn new(batch: &'a Batch) -> Self {
@@ -831,6 +842,32 @@ impl<'a> Records<'a> {
             },
             timestamp_mask: if log_append_time { 0 } else { -1 },
         }
+    }
+
+    /// Where the walk stands, to go on from there with [`Batch::records_from`]: for taking a
+    /// batch's records in parts without decoding the rest ahead of time.
+    pub fn mark(&self) -> RecordsMark {
+        RecordsMark {
+            read: self.batch.records_section().len() - self.rest.len(),
+            v2_left: self.v2_left,
+            legacy_left: self.legacy_left,
+            v2_end: self.v2_end,
+        }
+    }
+
+    /// The walk of `batch` from `mark`, one that [`mark`](Self::mark) took of a walk of the
+    /// same batch in the same state (decompressed or not). A mark of another batch reads
+    /// garbage, which fails as a corrupt batch does: never a panic.
+    pub(crate) fn resume(batch: &'a Batch, mark: RecordsMark) -> Self {
+        let mut walk = Records::new(batch);
+        if walk.compressed {
+            return walk;
+        }
+        walk.rest = walk.rest.get(mark.read..).unwrap_or_default();
+        walk.v2_left = mark.v2_left;
+        walk.legacy_left = mark.legacy_left;
+        walk.v2_end = mark.v2_end;
+        walk
     }
 
     /// Reads the next magic-2 record: the common shape without a check per field, anything

@@ -215,6 +215,31 @@ proptest! {
     }
 
     #[test]
+    fn a_walk_resumed_from_its_mark_reads_what_the_whole_walk_reads(
+        spec in spec(),
+        flip in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut buf = spec.encode().to_vec();
+        if let Some((i, x)) = flip {
+            let i = i.index(buf.len());
+            buf[i] ^= x | 1;
+        }
+        let opts = DecodeOptions::default().with_verify_crc(false);
+        let (batches, _) = decode_all(buf.into(), opts);
+        for b in batches.iter().flatten() {
+            let read = |r: Result<Record<'_>, Error>| {
+                r.map(|r| (r.offset(), r.key_bytes(), r.value_bytes())).map_err(|e| e.to_string())
+            };
+            let whole: Vec<_> = b.records().map(read).collect();
+            let mut walk = b.records();
+            let mut parts: Vec<_> = walk.by_ref().take(cut.index(whole.len() + 1)).map(read).collect();
+            parts.extend(b.records_from(walk.mark()).map(read));
+            prop_assert_eq!(parts, whole);
+        }
+    }
+
+    #[test]
     fn fuzz_round_trip_holds(data in vec(any::<u8>(), 0..600)) {
         fuzz_round_trip(&data);
     }
@@ -287,6 +312,12 @@ proptest! {
                 got.push((r.offset(), r.timestamp(), r.key_bytes(), r.value_bytes()));
             }
             prop_assert_eq!(b.next_offset(), got.last().unwrap().0 + 1);
+            // A walk stopped after its first message goes on from its mark.
+            let mut walk = b.records();
+            walk.next();
+            let rest: Vec<_> = b.records_from(walk.mark()).map(|r| r.unwrap().offset()).collect();
+            let after: Vec<_> = walk.map(|r| r.unwrap().offset()).collect();
+            prop_assert_eq!(rest, after);
         }
         prop_assert_eq!(got.len(), messages.len());
         for (g, m) in got.iter().zip(&messages) {

@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kcon_codec::compression::Compression;
-use kcon_codec::records::RecordBatchBuilder;
+use kcon_codec::records::{NewRecord, RecordBatchBuilder};
 
 use super::*;
 
@@ -228,7 +228,7 @@ fn decompressed_bytes_held_for_the_next_part_are_counted_until_it_goes() {
         released += part.size;
         // What the budget counts for the rest is what the rest holds: the answer's bytes and
         // the decompressed batch its next records wait in.
-        let held = r.undecoded.spill_held;
+        let held = r.undecoded.held;
         assert_eq!(counted - released, r.size);
         assert_eq!(r.size, if r.is_empty() { 0 } else { wire + held });
         parts.push((offsets(&part), held > 0));
@@ -331,5 +331,41 @@ fn a_record_that_does_not_parse_is_found_when_handed_out_and_the_records_before_
             leader_epoch: Some(7),
             answer_end: 13,
         })
+    );
+}
+
+#[test]
+fn a_part_ending_inside_a_compacted_compressed_batch_leaves_the_exact_count() {
+    // Offsets 0, 2, 4, 6, 8 (compaction removed the odd ones), fetched from 3: the header
+    // allows up to 5 records there; 4, 6 and 8 are.
+    let mut b = RecordBatchBuilder::new(0)
+        .partition_leader_epoch(1)
+        .compression(Compression::Zstd);
+    for delta in [0, 2, 4, 6, 8] {
+        let v = format!("v{delta}");
+        b.push(NewRecord {
+            offset_delta: Some(delta),
+            timestamp: 1_000,
+            key: None,
+            value: Some(v.as_bytes()),
+            headers: &[],
+        });
+    }
+    let bytes = joined(&[b.build().unwrap(), batch(9, 2, 1, Compression::None)]);
+    let wire = bytes.len();
+    let mut r = fetched(check(bytes, 3), wire);
+    assert_eq!(r.len(), 5 + 2, "declared, before decompression");
+    let first = r.take(1);
+    assert_eq!(offsets(&first), [4]);
+    assert_eq!(r.len(), 2 + 2, "counted once decompressed");
+    let second = r.take(3);
+    assert_eq!(offsets(&second), [6, 8, 9]);
+    assert_eq!(second.records[1].value.as_deref(), Some(&b"v8"[..]));
+    let last = r.take(3);
+    assert_eq!((offsets(&last), last.next_offset), (vec![10], 11));
+    assert!(r.is_empty());
+    assert_eq!(
+        first.size + second.size + last.size,
+        wire + first.held_more()
     );
 }

@@ -26,7 +26,7 @@ impl Batch {
     pub(crate) fn new(r: FetchedRecords) -> Batch {
         Batch {
             partition: r.partition,
-            records: Remaining::Whole(r.records.into_iter().map(Record::from).collect()),
+            records: Remaining::Whole(r.records),
             next_offset: r.next_offset,
             handed: None,
         }
