@@ -20,7 +20,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, RecordsMark, TimestampType};
+use kcon_codec::records::{
+    Batch, DecodeOptions, RecordBatches, Records, RecordsMark, TimestampType,
+};
 use kcon_core::TopicPartition;
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
@@ -435,18 +437,7 @@ impl Undecoded {
             let (left, bad_after) = if failed || want > 0 {
                 (0, false)
             } else if decompressed_now {
-                let mut left = 0;
-                let mut bad = false;
-                for r in d.batch.records_from(walk.mark()) {
-                    match r {
-                        Ok(r) => left += usize::from((next..d.until).contains(&r.offset())),
-                        Err(_) => {
-                            bad = true;
-                            break;
-                        }
-                    }
-                }
-                (left, bad)
+                count_within(d.batch.records_from(walk.mark()), next, d.until)
             } else {
                 (d.count.saturating_sub(taken), d.corrupt_after)
             };
@@ -554,23 +545,12 @@ pub(crate) fn check_partition(
                 break;
             }
         };
-        let (count, readable) = if batch.needs_decompression() {
-            (declared_in(&batch, from, until), true)
+        let (count, unreadable) = if batch.needs_decompression() {
+            (declared_in(&batch, from, until), false)
         } else {
-            let mut count = 0;
-            let mut readable = true;
-            for r in batch.records() {
-                match r {
-                    Ok(r) => count += usize::from((from..until).contains(&r.offset())),
-                    Err(_) => {
-                        readable = false;
-                        break;
-                    }
-                }
-            }
-            (count, readable)
+            count_within(batch.records(), from, until)
         };
-        if !readable {
+        if unreadable {
             // A record of the batch is unreadable: the whole batch is withheld, so the
             // position stays at its start and the application is told.
             out.corrupt_at = Some(before.max(batch.base_offset()));
@@ -591,6 +571,19 @@ pub(crate) fn check_partition(
         out.position = filter.position();
     }
     out
+}
+
+/// The records of `walk` with offsets in `from..until`, read to the walk's end or its first
+/// unreadable record, and whether it met one.
+fn count_within(walk: Records<'_>, from: i64, until: i64) -> (usize, bool) {
+    let mut count = 0;
+    for r in walk {
+        match r {
+            Ok(r) => count += usize::from((from..until).contains(&r.offset())),
+            Err(_) => return (count, true),
+        }
+    }
+    (count, false)
 }
 
 /// The records a compressed batch declares within `from..until`: its count, bounded by the
