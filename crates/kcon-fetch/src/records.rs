@@ -432,12 +432,14 @@ impl Undecoded {
                 self.epoch = leader_epoch.or(self.epoch);
             }
             want -= taken;
-            // What the batch still holds: exact for a batch read when the answer came; a
-            // batch decompressed just now is counted here, once.
+            // Where the next part starts, and what the batch still holds from there: exact
+            // for a batch read when the answer came; a batch decompressed just now is counted
+            // here, once.
+            let mark = walk.mark();
             let (left, bad_after) = if failed || want > 0 {
                 (0, false)
             } else if decompressed_now {
-                count_within(d.batch.records_from(walk.mark()), next, d.until)
+                count_within(d.batch.records_from(mark), next, d.until)
             } else {
                 (d.count.saturating_sub(taken), d.corrupt_after)
             };
@@ -454,7 +456,7 @@ impl Undecoded {
             d.count = left;
             d.corrupt_after = bad_after;
             d.from = next;
-            d.resume = Some(walk.mark());
+            d.resume = Some(mark);
             self.in_batches += left;
             if decompressed_now {
                 self.held = d.batch.decompressed_len();
