@@ -3,19 +3,25 @@
 //! that passes on its third try while the other partitions keep flowing (measured); a
 //! dead-letter write that fails stores nothing past its record, and after the cause is fixed
 //! and the consumer restarted the record is dead-lettered and the partition goes on; the
-//! circuit breaker opens on a burst of failures and not on scattered ones.
+//! circuit breaker opens on a burst of failures and not on scattered ones; a member joining
+//! while the first one's retries wait stops neither and has no record processed twice.
 //!
 //! Tansu completes a group join after half the session timeout (3 s here).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcon::deserialize::{JsonDeserializer, StringDeserializer};
 use kcon::policy::headers;
-use kcon::{ErrorKind, Failure, Processor, Record, TopicPartition};
+use kcon::{
+    ErrorKind, Failure, ListenerFuture, Processor, RebalanceContext, RebalanceListener, Record,
+    TopicPartition,
+};
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_produce::Producer;
 use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
 use kcon_tests::policy::{
     Kind, Order, Seen, committed, consumer, header, produce_kinds, producer, read_exactly, until,
@@ -23,7 +29,7 @@ use kcon_tests::policy::{
 use kcon_tests::pool::config;
 use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 /// How long a processor may take to get through a test's records, group join included.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -441,6 +447,130 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     assert_eq!(committed(&b, &group, &scattered, 1).await[&tp], Some(60));
     let letters: Vec<Record> = read_exactly(&b, "letters", 1, 15).await;
     assert_eq!(letters.len(), 15, "3 of the burst and 12 scattered");
+}
+
+/// A rebalance listener that notes every revocation and takes a second over it, as one that
+/// flushes state before giving partitions up would.
+#[derive(Clone, Default)]
+struct SlowRevoke(Arc<Mutex<Vec<Revocation>>>);
+
+/// When a revocation began, and of what.
+type Revocation = (Instant, Vec<TopicPartition>);
+
+/// Which members processed each record (topic-partition, offset).
+type ProcessedBy = Arc<Mutex<BTreeMap<(TopicPartition, i64), Vec<usize>>>>;
+
+impl RebalanceListener for SlowRevoke {
+    fn on_revoked<'a>(
+        &'a mut self,
+        _: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), partitions.to_vec()));
+        Box::pin(tokio::time::sleep(Duration::from_secs(1)))
+    }
+}
+
+/// A second member joins a cooperative group while every partition of the first has a record
+/// waiting for its retry. The revocation reaches the first processor while it waits (its
+/// listener holds the revocation for a second, and retries come due meanwhile): the retries of
+/// the revoked partitions are dropped and their records are the new owner's. Neither run
+/// stops, every record is processed, and none is processed by both members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_while_retries_wait_stops_nothing_and_processes_nothing_twice() {
+    const PER_PARTITION: usize = 30;
+    let topic = unique_name("orders");
+    let dlq = unique_name("orders.dlq");
+    let tansu = tansu_with(&[(&topic, 6), (&dlq, 1)]).await;
+    let b = tansu.bootstrap();
+    let p = producer(&b);
+    for partition in 0..6 {
+        produce_kinds(&p, &topic, partition, &[Kind::Good; PER_PARTITION]).await;
+    }
+    let group = unique_name("g");
+    let member = |listener: SlowRevoke| {
+        let mut c = group_builder(&b, &group, "cooperative-sticky")
+            .set("errors.tolerance", "all")
+            .set("errors.deadletterqueue.topic.name", &dlq)
+            .set("errors.retry.backoff.ms", "100")
+            .set("errors.retry.delay.max.ms", "100")
+            .rebalance_listener(listener)
+            .build()
+            .unwrap();
+        c.subscribe([&topic]).unwrap();
+        orders(c, None)
+    };
+    // Every record fails retriably twice and passes on its third try.
+    let done: ProcessedBy = Arc::default();
+    let handler = |id: usize, seen: Seen| {
+        let done = done.clone();
+        async move |r: &kcon::deserialize::Decoded<String, Order>| {
+            seen.note(&r.record, r.attempt);
+            if r.attempt < 3 {
+                return Err(Failure::retriable("the service is busy"));
+            }
+            let key = (r.record.topic_partition(), r.record.offset);
+            done.lock().unwrap().entry(key).or_default().push(id);
+            Ok(())
+        }
+    };
+    let all_done = || {
+        let done = done.clone();
+        async move {
+            while done.lock().unwrap().len() < 6 * PER_PARTITION {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let revocations = SlowRevoke::default();
+    let (seen1, seen2) = (Seen::default(), Seen::default());
+    let mut first = member(revocations.clone());
+    let mut second = None;
+    let run_first = first.run_until(all_done(), handler(1, seen1.clone()));
+    let run_second = async {
+        // The second member starts once the first has records waiting for retries.
+        while seen1.calls().len() < 6 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        second
+            .insert(member(SlowRevoke::default()))
+            .run_until(all_done(), handler(2, seen2.clone()))
+            .await
+    };
+    // Either run ending with an error ends the test with it at once.
+    timeout(WITHIN, async { tokio::try_join!(run_first, run_second) })
+        .await
+        .expect("done within the time")
+        .expect("a rebalance stops neither member");
+    first.close().await.unwrap();
+    second.unwrap().close().await.unwrap();
+
+    let done = done.lock().unwrap();
+    assert_eq!(done.len(), 6 * PER_PARTITION, "every record processed");
+    let twice: Vec<_> = done.iter().filter(|(_, by)| by.len() > 1).collect();
+    assert!(twice.is_empty(), "processed by both members: {twice:?}");
+    let revoked = revocations.0.lock().unwrap().clone();
+    let (at, gone) = revoked
+        .iter()
+        .find(|(_, gone)| !gone.is_empty())
+        .expect("the first member gave partitions up");
+    let late: Vec<_> = seen1
+        .calls()
+        .into_iter()
+        .filter(|(tp, _, _, t)| t > at && gone.contains(tp))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the first member handled records of partitions it had given up: {late:?}"
+    );
+    assert!(
+        seen2.calls().iter().any(|(tp, ..)| gone.contains(tp)),
+        "the second member processed the revoked partitions"
+    );
 }
 
 /// A `processor_member` process (a `Processor` of its own) and its stdout lines, as JSON.

@@ -326,6 +326,12 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         self.forget_leaving();
         self.machine.restart(now());
         loop {
+            // Whichever wake-up came last, partitions the consumer let go of meanwhile are
+            // told first. A retry coming due can cancel a `recv_batch` that had already
+            // started a revocation (told the leaving hook, then awaited the listener or the
+            // commit): a record of a revoked partition carried out now would be processed
+            // here while its next owner reads it too, and its offset could not be stored.
+            self.forget_leaving();
             while let Some(action) = self.machine.poll_action() {
                 let record_work =
                     matches!(action, Action::Process { .. } | Action::DeadLetter { .. });
@@ -350,6 +356,8 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                 () = &mut stop => return Ok(()),
                 () = sleep_until(retry_at) => self.machine.handle_timeout(now()),
                 batch = self.consumer.recv_batch() => {
+                    // Before the batch: it may belong to a partition assigned again after
+                    // leaving, and must not be dropped with the old lane.
                     self.forget_leaving();
                     let records = batch?;
                     if let Some(first) = records.first() {

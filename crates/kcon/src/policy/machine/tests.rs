@@ -1,8 +1,9 @@
 //! The policy machine on a virtual clock. `Sim` plays the driver: it keeps what the machine
 //! asked for and checks, after every step, that at most one record is out, that offsets are
-//! stored one after another (none passed over), and that pauses and resumes alternate.
+//! stored one after another (none passed over), that pauses and resumes alternate, and that
+//! nothing is asked for a partition the consumer no longer owns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -50,6 +51,8 @@ struct Sim {
     events: Vec<Event>,
     /// The first offset fed per partition.
     first: BTreeMap<TopicPartition, i64>,
+    /// Partitions the consumer owns: fed ones, until they leave.
+    owned: BTreeSet<TopicPartition>,
 }
 
 impl Sim {
@@ -67,12 +70,14 @@ impl Sim {
             paused: BTreeMap::new(),
             events: Vec::new(),
             first: BTreeMap::new(),
+            owned: BTreeSet::new(),
         }
     }
 
     /// Records `offsets` of `at` arrive.
     fn feed(&mut self, at: (&str, i32), offsets: std::ops::Range<i64>) {
         self.first.entry(tp(at)).or_insert(offsets.start);
+        self.owned.insert(tp(at));
         let records = offsets
             .map(|o| Record::new(at.0, at.1, o, None, Some(format!("v{o}").into())))
             .collect();
@@ -144,8 +149,26 @@ impl Sim {
         self.paused.get(&tp(at)).copied().unwrap_or(false)
     }
 
+    /// `at` leaves the consumer (revoked or lost); the consumer un-pauses it.
+    fn leave(&mut self, at: (&str, i32)) {
+        self.owned.remove(&tp(at));
+        self.paused.remove(&tp(at));
+        self.m.leaving(self.now, &[tp(at)]);
+        self.drain();
+    }
+
     fn drain(&mut self) {
         while let Some(action) = self.m.poll_action() {
+            let of = match &action {
+                Action::Process { record, .. }
+                | Action::DeadLetter { record, .. }
+                | Action::Store(record) => record.topic_partition(),
+                Action::Pause(tp) | Action::Resume(tp) => tp.clone(),
+            };
+            assert!(
+                self.owned.contains(&of),
+                "{action:?} for {of}, which the consumer does not own"
+            );
             match action {
                 Action::Process { record, attempt } => {
                     assert!(self.out.is_none(), "two records out at once");
@@ -411,20 +434,38 @@ fn a_partition_leaving_drops_its_records_its_retry_and_its_answer() {
     s.answer(retriable());
     s.feed(B, 0..2);
     assert_eq!(s.out(), Some((B, 0, 1)));
-    s.m.leaving(s.now, &[tp(A)]);
-    s.drain();
-    // The consumer un-pauses a partition that leaves; the simulation follows it.
-    s.paused.remove(&tp(A));
+    s.leave(A);
     assert_eq!(s.m.poll_timeout(), None, "A's retry is gone");
     s.answer_all(Outcome::Done);
     assert_eq!((s.stored(A), s.stored(B)), (None, Some(1)));
     // B leaves with its record out: the answer that comes late changes nothing.
     s.feed(B, 2..4);
-    s.m.leaving(s.now, &[tp(B)]);
-    s.drain();
+    s.leave(B);
     s.answer(Outcome::Done);
     assert_eq!(s.stored(B), Some(1));
     assert_eq!(s.m.waiting(), 0);
+}
+
+#[test]
+fn a_retry_coming_due_as_its_partition_leaves_is_dropped_unprocessed() {
+    let mut s = Sim::new(&[]);
+    s.feed(A, 0..2);
+    s.answer(retriable());
+    s.feed(B, 0..1);
+    s.answer(Outcome::Done);
+    // The retry comes due while the consumer is giving A up: the driver hands the machine the
+    // timeout, then hears of the leaving before it carries out what the timeout queued.
+    s.now = s.m.poll_timeout().expect("A's retry");
+    s.m.handle_timeout(s.now);
+    s.leave(A);
+    assert_eq!(s.out(), None, "A's retry is not handed out");
+    assert_eq!((s.stored(A), s.stored(B)), (None, Some(0)));
+    assert_eq!((s.m.poll_timeout(), s.m.waiting()), (None, 0));
+    // A comes back (assigned again): its records are the new assignment's, from the top.
+    s.feed(A, 0..1);
+    assert_eq!(s.out(), Some((A, 0, 1)));
+    s.answer(Outcome::Done);
+    assert_eq!(s.stored(A), Some(0));
 }
 
 #[test]
