@@ -241,7 +241,12 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
             "@{offset}"
         );
         assert_eq!(header(letter, headers::ERROR_CLASS).as_deref(), Some(class));
-        assert!(!header(letter, headers::ERROR_MESSAGE).unwrap().is_empty());
+        let message = header(letter, headers::ERROR_MESSAGE).unwrap();
+        assert!(!message.is_empty());
+        assert!(
+            !message.starts_with(&format!("{class}:")),
+            "the class is its own header, not repeated: {message}"
+        );
         let at: i64 = header(letter, headers::FAILED_AT).unwrap().parse().unwrap();
         assert!(
             at >= header(letter, headers::TIMESTAMP)

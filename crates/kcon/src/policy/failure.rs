@@ -76,7 +76,7 @@ impl Failure {
             stage: Stage::Handler,
             retriable: self.retriable,
             class: self.class.clone().into_owned(),
-            message: chain(&*self.error),
+            message: chain(self.error.to_string(), self.error.source()),
         }
     }
 }
@@ -181,7 +181,8 @@ impl From<&DeserializeFailure> for FailureInfo {
             },
             retriable: f.error.is_retriable(),
             class: f.error.kind().to_owned(),
-            message: chain(&f.error),
+            // The class is the error's kind already: the message leaves it out.
+            message: chain(f.error.message().to_owned(), f.error.source()),
         }
     }
 }
@@ -196,11 +197,9 @@ impl fmt::Display for FailureInfo {
     }
 }
 
-/// An error's message and its sources', each once: a source whose text the message already
-/// holds (a wrapper that prints its cause) is not repeated.
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
+/// `message` and the texts of `source` and its sources, each once: a source whose text the
+/// message already holds (a wrapper that prints its cause) is not repeated.
+fn chain(mut message: String, mut source: Option<&(dyn StdError + 'static)>) -> String {
     while let Some(s) = source {
         let text = s.to_string();
         if !message.contains(&text) {
@@ -245,9 +244,10 @@ mod tests {
             (info.stage, info.class.as_str()),
             (Stage::DeserializeKey, "utf8")
         );
+        // The class is not repeated in the message (a dead letter carries both).
         assert_eq!(
             info.message,
-            "utf8: the key is not UTF-8: invalid utf-8 sequence of 1 bytes from index 0"
+            "the key is not UTF-8: invalid utf-8 sequence of 1 bytes from index 0"
         );
     }
 }
