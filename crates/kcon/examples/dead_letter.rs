@@ -2,8 +2,8 @@
 //! payment service timed out) is retried with backoff, only that order's partition waiting; a
 //! poison order (bad JSON, or an order the handler refuses for good) goes to a dead-letter
 //! topic, acknowledged before its offset is committed; twenty failures in a row open the
-//! circuit breaker and stop the consumer. SIGTERM or Ctrl-C closes it, committing what was
-//! done with.
+//! circuit breaker and stop the consumer. The processor runs on a task of its own; SIGTERM or
+//! Ctrl-C closes it, committing what was done with.
 //!
 //! ```text
 //! cargo run -p kcon --example dead_letter -- [BOOTSTRAP] [TOPIC] [GROUP]
@@ -54,39 +54,53 @@ async fn main() -> Result<(), kcon::Error> {
         .value(JsonDeserializer::<Order>::new())
         .build()?;
 
+    // The processor runs on a task of its own (its future is `Send`); this task waits for
+    // SIGTERM or Ctrl-C and then tells it to stop after the record in hand.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut worker = tokio::spawn(async move {
+        let outcome = processor
+            .run_until(
+                async {
+                    stopped.await.ok();
+                },
+                async move |order| {
+                    let o = &order.value;
+                    if o.amount_cents == 0 {
+                        return Err(
+                            Failure::permanent("an order of nothing").with_class("empty-order")
+                        );
+                    }
+                    charge(o.id, o.amount_cents).await.retriable()?;
+                    println!(
+                        "{}-{}@{}: charged order {} (try {})",
+                        order.record.topic,
+                        order.record.partition,
+                        order.record.offset,
+                        o.id,
+                        order.attempt
+                    );
+                    Ok(())
+                },
+            )
+            .await;
+        let m = processor.metrics();
+        println!(
+            "processed {}, retried {}, dead-lettered {}",
+            m.records_processed, m.records_retried, m.records_dead_lettered
+        );
+        // Commits what was done with (processed or dead-lettered), then leaves the group.
+        processor.close().await?;
+        outcome
+    });
+
     let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    let stop = async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+    let outcome = tokio::select! {
+        // The processor stopped by itself (the breaker opened, a fatal error).
+        ended = &mut worker => ended,
+        _ = terminate.recv() => { let _ = stop.send(()); worker.await }
+        _ = tokio::signal::ctrl_c() => { let _ = stop.send(()); worker.await }
     };
-    let outcome = processor
-        .run_until(stop, async move |order| {
-            let o = &order.value;
-            if o.amount_cents == 0 {
-                return Err(Failure::permanent("an order of nothing").with_class("empty-order"));
-            }
-            charge(o.id, o.amount_cents).await.retriable()?;
-            println!(
-                "{}-{}@{}: charged order {} (try {})",
-                order.record.topic,
-                order.record.partition,
-                order.record.offset,
-                o.id,
-                order.attempt
-            );
-            Ok(())
-        })
-        .await;
-    let m = processor.metrics();
-    println!(
-        "processed {}, retried {}, dead-lettered {}",
-        m.records_processed, m.records_retried, m.records_dead_lettered
-    );
-    // Commits what was done with (processed or dead-lettered), then leaves the group.
-    processor.close().await?;
-    match outcome {
+    match outcome.expect("the processor's task does not panic") {
         Err(e) if e.kind() == ErrorKind::CircuitOpen => {
             eprintln!("stopped: {e}");
             std::process::exit(1);

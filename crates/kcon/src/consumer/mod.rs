@@ -82,13 +82,13 @@ pub struct Consumer {
     fetcher: Fetcher,
     group: Option<GroupMember>,
     offsets: Option<Arc<Offsets>>,
-    listener: Option<Box<dyn RebalanceListener>>,
+    listener: Exclusive<Option<Box<dyn RebalanceListener>>>,
     /// The machine's step under way and the task carrying it out: kept across receiving calls
     /// cancelled half-way, so the next call awaits the same task instead of starting over.
     step: Option<(RequestId, JoinHandle<StepDone>)>,
     /// Set when an owner above the consumer stores offsets (per-partition streams, a record
     /// processor): told of partitions leaving before they go.
-    leaving: Option<LeavingHook>,
+    leaving: Exclusive<Option<LeavingHook>>,
     hooks: HookList,
     /// Where the consumer publishes its metrics for [`MetricsHandle`]s, and when next.
     published: MetricsHandle,
@@ -129,6 +129,24 @@ const PUBLISH_CHECK: u32 = 128;
 
 /// Told of partitions about to leave the consumer (revoked, lost, unassigned).
 pub(crate) type LeavingHook = Box<dyn FnMut(&[TopicPartition]) + Send>;
+
+/// A value the consumer reaches only through `&mut self`: the listener and the leaving hook,
+/// which are `Send` and need not be `Sync`. Held in a `Mutex` that is never locked
+/// ([`get_mut`](Exclusive::get_mut) borrows it), so a `Consumer` is `Sync` whatever they are:
+/// `&Consumer` can cross an await on a spawned task (`lag()`, `watermarks()`) without asking
+/// applications for `Sync` listeners.
+struct Exclusive<T>(Mutex<T>);
+
+impl<T> Exclusive<T> {
+    fn new(value: T) -> Self {
+        Exclusive(Mutex::new(value))
+    }
+
+    fn get_mut(&mut self) -> &mut T {
+        // Never locked, so never poisoned; a poison flag would change nothing here anyway.
+        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a step's task hands back: the listener when the step called it, and the answer.
 type StepDone = (Option<Box<dyn RebalanceListener>>, StepAnswer);
@@ -193,9 +211,9 @@ impl Consumer {
             fetcher,
             group,
             offsets,
-            listener,
+            listener: Exclusive::new(listener),
             step: None,
-            leaving: None,
+            leaving: Exclusive::new(None),
             hooks: HookList::new(hooks),
             published,
             next_publish: now(),
@@ -1033,7 +1051,7 @@ impl Consumer {
             let answer = match done {
                 Ok((listener, answer)) => {
                     if listener.is_some() {
-                        self.listener = listener;
+                        *self.listener.get_mut() = listener;
                     }
                     answer
                 }
@@ -1053,7 +1071,7 @@ impl Consumer {
                 positions,
             } => {
                 self.hooks.each(|h| h.on_rebalance(hook, &partitions));
-                let Some(mut listener) = self.listener.take() else {
+                let Some(mut listener) = self.listener.get_mut().take() else {
                     return Err(StepAnswer::Listener(Ok(Vec::new())));
                 };
                 let ctx = RebalanceContext {
@@ -1185,7 +1203,7 @@ impl Consumer {
                     });
                 }
                 Command::Leaving(partitions) => {
-                    if let Some(hook) = &mut self.leaving {
+                    if let Some(hook) = self.leaving.get_mut() {
                         hook(&partitions);
                     }
                 }
@@ -1197,7 +1215,7 @@ impl Consumer {
     /// processor): `hook` hears of partitions leaving, before the revocation's commit, and the
     /// owner stores records as it processes them.
     pub(crate) fn set_leaving_hook(&mut self, hook: LeavingHook) {
-        self.leaving = Some(hook);
+        *self.leaving.get_mut() = Some(hook);
         self.machine.store_elsewhere();
     }
 

@@ -1,0 +1,172 @@
+//! Every public future of the consumer, the processor, the producer, the admin calls and the
+//! Schema Registry client is `Send`, and the types are `Send` (and `Sync` where they are
+//! shared by reference), so that each can run on a task of its own (`tokio::spawn`). These are
+//! compile-time checks: a future that stops being `Send` fails this file's build, naming it.
+//! The one test at the end spawns a processor, as the crate documentation says one can.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use kcon::deserialize::{Decoded, JsonDeserializer, StringDeserializer};
+use kcon::schema_registry::{AvroDeserializer, ProtobufJsonDeserializer, SchemaRegistry};
+use kcon::{
+    CommitHandle, Consumer, ConsumerBuilder, Failure, IsolationLevel, MetricsHandle,
+    PartitionStream, PartitionStreams, PolicyMetricsHandle, Processor, Record, TopicPartition,
+};
+use kcon_admin::{LagOptions, NewTopic};
+use kcon_codec::schema_id::SchemaRef;
+use kcon_core::OffsetSpec;
+use kcon_pool::{BrokerTarget, Pool};
+use kcon_produce::{Producer, ProducerRecord};
+
+fn send<T: Send>(_: &T) {}
+fn send_sync<T: Send + Sync>() {}
+fn send_only<T: Send>() {}
+
+#[allow(dead_code)]
+fn types_are_send_and_sync() {
+    send_sync::<Consumer>();
+    // Moved into the consumer it builds, never shared.
+    send_only::<ConsumerBuilder>();
+    send_sync::<Processor>();
+    send_sync::<Processor<StringDeserializer, JsonDeserializer<serde_json::Value>>>();
+    send_sync::<CommitHandle>();
+    send_sync::<MetricsHandle>();
+    send_sync::<PolicyMetricsHandle>();
+    send_sync::<PartitionStreams>();
+    send_sync::<PartitionStream>();
+    send_sync::<Record>();
+    send_sync::<kcon::Error>();
+    send_sync::<Producer>();
+    send_sync::<Pool>();
+    send_sync::<SchemaRegistry>();
+    send_sync::<AvroDeserializer<serde_json::Value>>();
+    send_sync::<ProtobufJsonDeserializer>();
+}
+
+#[allow(dead_code, clippy::diverging_sub_expression)]
+async fn consumer_futures_are_send(mut consumer: Consumer, tp: TopicPartition) {
+    let all = BTreeSet::from([tp.clone()]);
+    send(&consumer.recv());
+    send(&consumer.recv_batch());
+    send(&consumer.unsubscribe());
+    send(&consumer.commit());
+    send(&consumer.commit_offsets(Vec::new()));
+    send(&consumer.commit_async());
+    send(&consumer.committed(all.clone()));
+    send(&consumer.seek_to_beginning(all.clone()));
+    send(&consumer.seek_to_end(all.clone()));
+    send(&consumer.offsets_for_times(Vec::new()));
+    send(&consumer.watermarks(&tp));
+    send(&consumer.lag());
+    let handle = consumer.commit_handle().unwrap();
+    send(&handle.commit());
+    send(&handle.commit_offsets(Vec::new()));
+    send(&consumer.close_within(Duration::ZERO));
+    let consumer: Consumer = todo_value();
+    send(&consumer.close());
+    let mut streams: PartitionStreams = todo_value();
+    send(&streams.next());
+    let mut stream: PartitionStream = todo_value();
+    send(&stream.recv());
+    send(&streams.close());
+}
+
+#[allow(dead_code)]
+async fn processor_futures_are_send(
+    mut processor: Processor<StringDeserializer, JsonDeserializer<serde_json::Value>>,
+) {
+    let handler =
+        async move |_: &Decoded<String, serde_json::Value>| -> Result<(), Failure> { Ok(()) };
+    send(&processor.run(handler));
+    send(&processor.run_until(async {}, handler));
+    send(&processor.commit());
+    send(&processor.close());
+}
+
+#[allow(dead_code)]
+async fn producer_admin_and_registry_futures_are_send(
+    producer: Producer,
+    pool: Pool,
+    registry: SchemaRegistry,
+) {
+    send(&producer.send(ProducerRecord::new("t", "v")));
+    send(&producer.flush());
+    send(&producer.close());
+    let tps = BTreeSet::from([TopicPartition::new("t", 0)]);
+    send(&kcon_admin::watermarks(&pool, &tps));
+    send(&kcon_admin::list_groups(&pool));
+    send(&kcon_admin::describe_group(&pool, "g"));
+    send(&kcon_admin::list_topics(&pool));
+    let options = LagOptions::default();
+    let groups = ["g".to_owned()];
+    let at = BTreeMap::from([(TopicPartition::new("t", 0), 0)]);
+    let specs = BTreeMap::from([(TopicPartition::new("t", 0), OffsetSpec::Latest)]);
+    let topic = NewTopic {
+        name: "t".into(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: Vec::new(),
+    };
+    let read_uncommitted = IsolationLevel::ReadUncommitted;
+    send(&kcon_admin::group_lag(&pool, "g", &options));
+    send(&kcon_admin::groups_lag(&pool, &groups, &options));
+    send(&kcon_admin::log_ranges(&pool, &tps, read_uncommitted));
+    send(&kcon_admin::find_coordinator(&pool, "g"));
+    send(&kcon_admin::describe_consumer_group(&pool, "g"));
+    send(&kcon_admin::delete_offsets(&pool, "g", &[]));
+    send(&kcon_admin::committed_offsets_of_groups(
+        &pool, &groups, None, false,
+    ));
+    send(&kcon_admin::list_offsets(&pool, &specs, read_uncommitted));
+    send(&kcon_admin::create_topic(
+        &pool,
+        &topic,
+        true,
+        Duration::ZERO,
+    ));
+    send(&kcon_admin::probe(&pool, &at, read_uncommitted));
+    send(&pool.refresh_metadata(kcon_pool::TopicScope::All));
+    send(&pool.connection(BrokerTarget::Any));
+    send(&registry.schema(SchemaRef::Id(1), None, None));
+}
+
+/// A value of any type, for the checks above, which are compiled and never run.
+fn todo_value<T>() -> T {
+    unreachable!("compile-time checks only")
+}
+
+/// The crate documentation's promise: a processor whose handler is `async move |record| ...`
+/// runs on a spawned task. With no broker at the address it runs until stopped.
+#[tokio::test]
+async fn a_processor_runs_on_a_spawned_task() {
+    let mut consumer = Consumer::builder()
+        .bootstrap_servers("127.0.0.1:9")
+        .group_id("g")
+        .build()
+        .unwrap();
+    consumer.subscribe(["orders"]).unwrap();
+    let mut processor = Processor::builder(consumer)
+        .value(JsonDeserializer::<serde_json::Value>::new())
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let outcome = processor
+            .run_until(
+                async {
+                    stopped.await.ok();
+                },
+                async move |_| Ok(()),
+            )
+            .await;
+        (outcome, processor)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let (outcome, processor) = task.await.unwrap();
+    outcome.unwrap();
+    assert!(processor.consumer().assignment().is_empty());
+    let _: Box<dyn Future<Output = Result<(), kcon::Error>> + Send> = Box::new(processor.close());
+}
