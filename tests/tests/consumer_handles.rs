@@ -1,5 +1,5 @@
 //! What the consumer offers beside its receiving calls, against Tansu: hooks told of fetches,
-//! records handed out, rebalances, commits and partition errors; a metrics handle read from
+//! records handed out, rebalances, commits (auto-commits too) and partition errors; a metrics handle read from
 //! another thread while the consumer runs; a commit handle storing and committing from another
 //! task while a `stream()` holds the consumer, refused once partitions are gone.
 
@@ -94,7 +94,9 @@ async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
     let all = partitions(&topic, 2);
     let recorder = Recorder::default();
     let second = Recorder::default();
+    // No auto-commit comes between the commits this test counts.
     let mut c = group_builder(&tansu.bootstrap(), &unique_name("g"), "range")
+        .set("auto.commit.interval.ms", "60000")
         .hooks(recorder.clone())
         .hooks(second.clone())
         .build()
@@ -169,6 +171,48 @@ async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
         vec![(tp, ErrorKind::NoOffset)]
     );
     strict.close().await.unwrap();
+    c.close().await.unwrap();
+}
+
+/// Auto-commits are counted in the metrics and told to the hooks like every other commit: a
+/// consumer that only auto-commits (a Processor's way) has a count of failing commits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commits_are_counted_and_told_to_the_hooks() {
+    let topic = unique_name("auto");
+    let (tansu, pool) = tansu_with(&[(&topic, 1)]).await;
+    produce_spread(&pool, &topic, 1, 20, 10).await;
+    let recorder = Recorder::default();
+    let group = unique_name("g");
+    let mut c = group_builder(&tansu.bootstrap(), &group, "range")
+        .set("auto.commit.interval.ms", "200")
+        .hooks(recorder.clone())
+        .build()
+        .unwrap();
+    let handle = c.metrics_handle();
+    c.subscribe([topic.as_str()]).unwrap();
+    recv_n(&mut c, 20, REBALANCE_WITHIN).await;
+    // The next call stores what was handed out; the timer commits it.
+    let tp = TopicPartition::new(&topic, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.committed([tp.clone()]).await.unwrap()[&tp] != Some(20) {
+        assert!(Instant::now() < deadline, "auto-committed within 10 s");
+        let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
+    }
+    let heard: Vec<HeardCommit> = recorder.heard().commits.clone();
+    assert!(!heard.is_empty(), "the hooks heard the auto-commit");
+    assert!(
+        heard
+            .iter()
+            .all(|(source, given, ok)| *source == CommitSource::Auto && given.is_none() && *ok),
+        "{heard:?}"
+    );
+    let m = handle.snapshot();
+    assert_eq!(
+        (m.commits, m.commit_failures),
+        (heard.len() as u64, 0),
+        "every auto-commit counted, at once"
+    );
+    assert!(m.last_commit_latency.is_some());
     c.close().await.unwrap();
 }
 

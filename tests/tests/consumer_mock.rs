@@ -1,6 +1,7 @@
 //! `kcon::Consumer` against librdkafka's mock cluster (3 brokers): a group shared with a
 //! librdkafka consumer, errors pushed on OffsetCommit (retried or returned as the kcon-offsets
-//! docs say), and `auto.offset.reset=none`.
+//! docs say), `auto.offset.reset=none`, and the lag in seconds of a partition whose next
+//! record is not fetched yet.
 //!
 //! The mock's fetch path is slow (see DESIGN.md, "The brokers"): data volumes stay small.
 
@@ -19,6 +20,7 @@ use kcon_tests::group_peers::{GroupPeer, PeerClient, split_exactly_once};
 use kcon_tests::mock::MockCluster;
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
+use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::task::block_in_place;
 
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
@@ -334,5 +336,51 @@ async fn a_default_consumer_reads_everything_while_each_broker_is_bounced() {
     let (c, seen) = kcon.stop().await;
     assert_exactly(&seen.records, &BTreeMap::new(), &produced, BATCH as i64);
     assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    c.close().await.unwrap();
+}
+
+/// A partition behind whose next record is not fetched yet (a Fetch answer handed out whole,
+/// more records in the log: the mock keeps to `max.partition.fetch.bytes`, Tansu does not) has
+/// a lag in seconds from the first scrape on: the age of the last record fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_in_seconds_is_published_while_the_next_record_is_not_fetched_yet() {
+    let mock = MockCluster::start(1);
+    let topic = unique_name("age");
+    mock.create_topic(&topic, 1, 1);
+    let pool = Pool::new(config(mock.bootstrap())).unwrap();
+    // Twenty batches of 100 records written a minute ago: more than one answer carries.
+    let written = now_ms() - 60_000;
+    for i in 0..20 {
+        produce(&pool, &topic, 0, 100, written + i * 100).await;
+    }
+    let mut c = builder(mock.bootstrap())
+        .set("max.partition.fetch.bytes", "4096")
+        .set("max.poll.records", "100000")
+        .set("client.id", "aged")
+        .build()
+        .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    c.metrics_handle().register(&mut registry);
+    c.assign(partitions(&topic, 1)).unwrap();
+    // The first answer, taken whole: nothing of the partition is held after it.
+    let first = c.recv_batch().await.unwrap().len() as i64;
+    assert!(first < 2_000, "one answer holds part of the log: {first}");
+    let tp = kcon::TopicPartition::new(&topic, 0);
+    let lag = c.metrics().partitions[&tp];
+    assert_eq!(
+        (lag.position, lag.records),
+        (Some(first), Some(2_000 - first))
+    );
+    let age = lag.time.expect("a lag in seconds while behind");
+    assert!(age >= Duration::from_secs(59), "{age:?}");
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    let labels = format!(r#"client_id="aged",partition="0",topic="{topic}""#);
+    let seconds = samples
+        .get(&format!("kcon_consumer_partition_lag_seconds{{{labels}}}"))
+        .unwrap_or_else(|| panic!("no lag in seconds in\n{text}"));
+    assert!(*seconds >= 59.0, "{seconds}");
     c.close().await.unwrap();
 }

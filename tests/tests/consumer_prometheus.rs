@@ -1,15 +1,18 @@
 //! The consumer's metrics in a prometheus-client registry (feature `prometheus`), against
 //! Tansu: the text a scrape returns is read by the Prometheus project's own parser (the Python
 //! `prometheus_client` in the test virtualenv), and every value equals what
-//! `Consumer::metrics` says.
+//! `Consumer::metrics` says. Bytes are counted with the records handed out.
 
 use std::time::Duration;
 
+use kcon_codec::records::RecordBatchBuilder;
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::consumer::{REBALANCE_WITHIN, expect_no_record, group_builder, recv_n};
+use kcon_tests::consumer::{
+    REBALANCE_WITHIN, builder, expect_no_record, group_builder, partitions, recv_n,
+};
 use kcon_tests::group::create_topics;
-use kcon_tests::offsets::produce_spread;
+use kcon_tests::offsets::{produce_batch, produce_spread};
 use kcon_tests::pool::config;
 use kcon_tests::prometheus::parse_with_prometheus_client;
 use prometheus_client::registry::Registry;
@@ -110,6 +113,44 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
     assert!(
         text.contains("# TYPE kcon_consumer_partition_lag_seconds gauge"),
         "{text}"
+    );
+    c.close().await.unwrap();
+}
+
+/// One batch of 1,500 records handed out 100 at a time: its bytes are counted with each part's
+/// records, not all with the last part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_are_counted_with_the_records_handed_out() {
+    let tansu = Tansu::start();
+    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    let topic = unique_name("bytes");
+    create_topics(&pool, BrokerTarget::Any, &[(&topic, 1)]).await;
+    let mut b = RecordBatchBuilder::new(0);
+    for i in 0..1_500 {
+        b.record(1_000 + i, None, Some(format!("value-{i:06}").as_bytes()));
+    }
+    let batch = b.build().unwrap();
+    produce_batch(&pool, &topic, 0, batch.clone()).await;
+    let mut c = builder(&tansu.bootstrap())
+        .set("max.poll.records", "100")
+        .build()
+        .unwrap();
+    c.assign(partitions(&topic, 1)).unwrap();
+    let first = c.recv_batch().await.unwrap();
+    assert_eq!(first.len(), 100);
+    let m = c.metrics();
+    assert_eq!(m.records_consumed, 100);
+    assert_eq!(
+        m.bytes_consumed,
+        batch.len() as u64 * 100 / 1_500,
+        "a part counts its share of the answer's bytes"
+    );
+    let rest = recv_n(&mut c, 1_400, Duration::from_secs(10)).await;
+    assert_eq!(rest.len(), 1_400);
+    let m = c.metrics();
+    assert_eq!(
+        (m.records_consumed, m.bytes_consumed),
+        (1_500, batch.len() as u64)
     );
     c.close().await.unwrap();
 }

@@ -887,7 +887,8 @@ impl FetchMachine {
                                 a.state.advance(d.position, None);
                                 continue;
                             }
-                            let size = p.records.as_ref().map_or(0, |b| b.len()) + d.decompressed;
+                            let fetched = p.records.as_ref().map_or(0, |b| b.len());
+                            let size = fetched + d.decompressed;
                             received.push((tp.clone(), size));
                             let mut records = FetchedRecords::new(
                                 tp.clone(),
@@ -896,6 +897,7 @@ impl FetchMachine {
                                 p.high_watermark,
                                 size,
                             );
+                            records.bytes = fetched;
                             // Delivered once per answer: the batches move out.
                             records.undecoded = std::mem::take(&mut d.batches);
                             self.events.push_back(FetchEvent::Records(records));

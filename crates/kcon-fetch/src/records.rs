@@ -140,6 +140,11 @@ pub struct FetchedRecords {
     /// the records not handed out yet: what the prefetch budget counts until the application
     /// has taken them. A part handed out carries what leaves the budget with it.
     pub size: usize,
+    /// The bytes of the Fetch answer these records came in (the partition's record batches as
+    /// fetched, compressed or not): what the consumer counts as bytes consumed. Parts taken
+    /// with [`take`](Self::take) share them in proportion to their records, the last part
+    /// taking what is left, so the bytes are counted as their records are handed out.
+    pub bytes: usize,
     /// Records checked and not decoded yet, after those in `records`.
     pub(crate) undecoded: Undecoded,
     /// On the part that ends at a corrupt record: where, and how to go back there.
@@ -167,7 +172,8 @@ pub struct CorruptRecords {
 }
 
 impl FetchedRecords {
-    /// Records of `partition`, all decoded.
+    /// Records of `partition`, all decoded, that came in `size` bytes (their [`bytes`](Self::bytes)
+    /// too).
     pub fn new(
         partition: TopicPartition,
         records: Vec<Record>,
@@ -181,6 +187,7 @@ impl FetchedRecords {
             next_offset,
             high_watermark,
             size,
+            bytes: size,
             undecoded: Undecoded::default(),
             corrupt: None,
             held_more: 0,
@@ -263,6 +270,7 @@ impl FetchedRecords {
                 high_watermark: self.high_watermark,
                 // Everything counted for the answer leaves with its last part.
                 size: std::mem::take(&mut self.size),
+                bytes: std::mem::take(&mut self.bytes),
                 undecoded: Undecoded::default(),
                 corrupt,
                 held_more: 0,
@@ -273,6 +281,12 @@ impl FetchedRecords {
         let released = held_before.saturating_sub(held_after);
         let held_more = held_after.saturating_sub(held_before);
         self.size = self.size.saturating_sub(released) + held_more;
+        // The answer's bytes go with the records: this part's share, by its records against
+        // those left (a count exact unless compaction thinned a batch not decoded yet).
+        let taken = records.len();
+        let share = self.bytes as u128 * taken as u128 / (taken + self.len()) as u128;
+        let bytes = (share as usize).min(self.bytes);
+        self.bytes -= bytes;
         // Invariant: `max` ≥ 1 and records are left, so the part holds `max` of them.
         let after = records.last().map_or(self.next_offset, |r| r.offset + 1);
         let mut part = FetchedRecords::new(
@@ -282,6 +296,7 @@ impl FetchedRecords {
             self.high_watermark,
             released,
         );
+        part.bytes = bytes;
         part.held_more = held_more;
         part
     }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -23,6 +24,23 @@ use crate::messages::{OffsetAndMetadata, OffsetsRequest, OffsetsResponse, Outgoi
 use crate::{Coordinator, RequestFailure, TopicPartition, wire};
 
 type CommitResult = Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>;
+
+/// Told of every auto-commit and async commit as it finishes, on the offsets task (see
+/// [`Offsets::observe`]): it must not block.
+pub type CommitObserver = Arc<dyn Fn(&FinishedCommit<'_>) + Send + Sync>;
+
+/// A commit the offsets task finished without a caller awaiting it in place: an auto-commit
+/// or an async one ([`Offsets::observe`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FinishedCommit<'a> {
+    /// Who asked: [`CommitKind::Auto`] or [`CommitKind::Async`].
+    pub kind: CommitKind,
+    /// From the time it was asked for to its answer.
+    pub latency: Duration,
+    /// The offsets the coordinator acknowledged, or why not.
+    pub result: &'a CommitResult,
+}
 type CommittedResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, CommittedError>;
 
 /// A consumer's offsets in one group, run by a tokio task: store offsets, commit them (sync,
@@ -58,7 +76,17 @@ enum Command {
     /// The followed member's generation, member id and coordinator (now, or as changed).
     Membership(Membership),
     Forget(Vec<TopicPartition>),
+    Observe(Observer),
     Close(oneshot::Sender<()>),
+}
+
+/// A [`CommitObserver`] on its way to the task.
+struct Observer(CommitObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
 }
 
 impl Offsets {
@@ -68,6 +96,7 @@ impl Offsets {
         let machine = CommitMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, rx) = mpsc::unbounded_channel();
         let task = OffsetsTask {
+            observer: None,
             commit_replies: HashMap::new(),
             fetch_replies: HashMap::new(),
             closed: None,
@@ -97,6 +126,13 @@ impl Offsets {
     /// Stores `offset` (already the next offset to consume, with its metadata) for `tp`.
     pub fn store(&self, tp: TopicPartition, offset: OffsetAndMetadata) {
         let _ = self.commands.send(Command::Store(tp, offset));
+    }
+
+    /// Tells `observer` of every auto-commit and async commit from now on as it finishes,
+    /// acknowledged or failed (an auto-commit with nothing to commit sends nothing and is not
+    /// told): what a consumer counts and reports besides the commits it awaits itself.
+    pub fn observe(&self, observer: CommitObserver) {
+        let _ = self.commands.send(Command::Observe(Observer(observer)));
     }
 
     /// Commits `offsets` (`None`: everything stored) and waits for the coordinator's
@@ -216,6 +252,7 @@ fn stopped() -> CommitError {
 /// The offsets task: the commit machine driven by kcon-pool's driver, answering the handle's
 /// commits and fetches.
 struct OffsetsTask {
+    observer: Option<CommitObserver>,
     commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>>,
     fetch_replies: HashMap<CommittedId, oneshot::Sender<CommittedResult>>,
     /// Set by `close`: the task ends once no commit is queued or in flight.
@@ -275,6 +312,7 @@ impl Drive for OffsetsTask {
             Command::Coordinator(c) => machine.set_coordinator(c),
             Command::Membership(m) => follow(machine, m),
             Command::Forget(ps) => machine.forget(&ps),
+            Command::Observe(Observer(o)) => self.observer = Some(o),
             Command::Close(done) => {
                 machine.close(now);
                 self.closed = Some(done);
@@ -285,11 +323,26 @@ impl Drive for OffsetsTask {
     fn event(
         &mut self,
         _machine: &mut CommitMachine,
-        _now: std::time::Instant,
+        now: std::time::Instant,
         event: OffsetsEvent,
     ) {
         match event {
-            OffsetsEvent::Committed { id, kind, result } => {
+            OffsetsEvent::Committed {
+                id,
+                kind,
+                queued_at,
+                result,
+            } => {
+                let sent = !matches!(&result, Ok(acked) if acked.is_empty());
+                if let Some(observe) = &self.observer
+                    && (kind == CommitKind::Async || (kind == CommitKind::Auto && sent))
+                {
+                    observe(&FinishedCommit {
+                        kind,
+                        latency: now.saturating_duration_since(queued_at),
+                        result: &result,
+                    });
+                }
                 if let Some(reply) = self.commit_replies.remove(&id) {
                     let _ = reply.send(result);
                 } else if let Err(e) = result

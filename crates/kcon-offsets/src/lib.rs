@@ -23,7 +23,7 @@ pub mod wire;
 
 pub use config::OffsetsConfig;
 #[cfg(feature = "driver")]
-pub use driver::Offsets;
+pub use driver::{CommitObserver, FinishedCommit, Offsets};
 pub use error::{CommitError, CommittedError};
 pub use machine::{CommitId, CommitKind, CommitMachine, CommittedId, OffsetsEvent};
 pub use messages::{

@@ -48,8 +48,9 @@ pub trait ConsumerHooks: Send + Sync + 'static {
         let _ = (kind, partitions);
     }
 
-    /// A commit finished, acknowledged or not. Auto-commits (made by the offsets task in the
-    /// background) are not reported.
+    /// A commit finished, acknowledged or not, whoever asked ([`CommitDone::source`]).
+    /// Auto-commits and async commits are told from the task that makes them, as they finish
+    /// (an auto-commit with nothing to commit sends nothing and is not told).
     fn on_commit(&self, commit: &CommitDone<'_>) {
         let _ = commit;
     }
@@ -90,6 +91,8 @@ pub enum CommitSource {
     Close,
     /// A [`CommitHandle`](crate::CommitHandle).
     Handle,
+    /// The auto-commit timer (`enable.auto.commit`), told from the task that commits.
+    Auto,
 }
 
 /// A finished commit ([`ConsumerHooks::on_commit`]).

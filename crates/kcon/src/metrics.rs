@@ -19,8 +19,10 @@ pub struct PartitionLag {
     pub end: Option<i64>,
     /// Records between the position and the end.
     pub records: Option<i64>,
-    /// How old the next unconsumed record is: zero when caught up, `None` when behind but
-    /// the consumer does not hold the next record yet.
+    /// How old the next unconsumed record is: zero when caught up. When behind and the
+    /// consumer does not hold the next record yet, the age of the last record it fetched of
+    /// the partition (the next is no older: an upper bound, off by the time between the two);
+    /// `None` when it has fetched none since it owns the partition or moved it by a seek.
     pub time: Option<Duration>,
 }
 
@@ -32,6 +34,9 @@ pub(crate) struct LagInputs {
     pub(crate) end: Option<i64>,
     /// The timestamp of the next record, when the consumer holds it.
     pub(crate) next_timestamp: Option<i64>,
+    /// The timestamp of the last record fetched, when the next is not held: the next is no
+    /// older, so its age is at most this one's.
+    pub(crate) last_timestamp: Option<i64>,
 }
 
 impl LagInputs {
@@ -39,7 +44,8 @@ impl LagInputs {
     pub(crate) fn lag(&self, log_start: Option<i64>, now_ms: i64) -> PartitionLag {
         let lag = match (self.position, self.end) {
             (Some(p), Some(e)) => {
-                kcon_admin::lag::lag(p, log_start, e, self.next_timestamp, now_ms)
+                let timestamp = self.next_timestamp.or(self.last_timestamp);
+                kcon_admin::lag::lag(p, log_start, e, timestamp, now_ms)
             }
             _ => kcon_admin::Lag::default(),
         };
@@ -61,7 +67,9 @@ pub struct Metrics {
     pub partitions: BTreeMap<TopicPartition, PartitionLag>,
     /// Records fetched and handed to the consumer since it started.
     pub records_consumed: u64,
-    /// Bytes of Fetch answers those records came in.
+    /// Bytes of the Fetch answers those records came in (record batches as fetched,
+    /// compressed or not), counted with the records: an answer handed out in parts counts its
+    /// bytes part by part, in proportion to the records.
     pub bytes_consumed: u64,
     /// Records per second since the first record.
     pub records_per_second: f64,
@@ -72,9 +80,10 @@ pub struct Metrics {
     /// How long the last rebalance took, from the first sign of it (revocation, loss, a new
     /// subscription, a join) to the assignment.
     pub last_rebalance: Option<Duration>,
-    /// Synchronous commits made (by `commit`, `commit_offsets`, a commit handle, and before
-    /// partitions are given up), acknowledged or failed; auto-commits and `commit_async` are
-    /// not counted.
+    /// Commits made, acknowledged or failed, whoever asked: `commit`, `commit_offsets`,
+    /// `commit_async`, a commit handle, the commit before partitions are given up, `close`,
+    /// and the auto-commit timer (counted as they finish; one with nothing to commit sends
+    /// nothing and is not counted).
     pub commits: u64,
     /// Of those, the commits that failed.
     pub commit_failures: u64,
@@ -281,6 +290,26 @@ impl MetricsHandle {
         state.add_commits(&counted);
         p.state = state.clone();
         p.partitions = partitions;
+    }
+
+    /// The consumer publishes its counters and one partition's lag inputs, the others'
+    /// staying as last published.
+    pub(crate) fn publish_partition(
+        &self,
+        state: &mut MetricsState,
+        tp: &crate::TopicPartition,
+        inputs: LagInputs,
+    ) {
+        let mut p = self.lock();
+        let counted = std::mem::take(&mut p.handle_commits);
+        state.add_commits(&counted);
+        p.state = state.clone();
+        match p.partitions.get_mut(tp) {
+            Some(i) => *i = inputs,
+            None => {
+                p.partitions.insert(tp.clone(), inputs);
+            }
+        }
     }
 
     /// A commit handle's commit finished: counted at once, and by the consumer when it

@@ -24,20 +24,21 @@ impl MetricsHandle {
     /// | series | type | what |
     /// |---|---|---|
     /// | `kcon_consumer_records_consumed_total` | counter | records fetched and handed to the consumer |
-    /// | `kcon_consumer_consumed_bytes_total` | counter | bytes of the Fetch answers they came in |
+    /// | `kcon_consumer_consumed_bytes_total` | counter | bytes of the Fetch answers they came in, counted with the records |
     /// | `kcon_consumer_rebalances_total` | counter | rebalances completed (assignments received) |
     /// | `kcon_consumer_last_rebalance_seconds` | gauge | how long the last rebalance took |
-    /// | `kcon_consumer_commits_total` | counter | synchronous commits, acknowledged or failed |
+    /// | `kcon_consumer_commits_total` | counter | commits, acknowledged or failed, whoever asked (auto-commits included) |
     /// | `kcon_consumer_commit_failures_total` | counter | those that failed |
     /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
     /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
     /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
     /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
     /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
-    /// | `kcon_consumer_partition_lag_seconds` | gauge | per partition: the age of the next record not consumed, 0 when caught up |
+    /// | `kcon_consumer_partition_lag_seconds` | gauge | per partition: the age of the next record not consumed, 0 when caught up; while the next is not fetched yet, the age of the last one fetched (an upper bound) |
     ///
-    /// A per-partition series is absent while its value is unknown (before the first Fetch
-    /// answer, or the lag in seconds while the next record is not fetched yet).
+    /// A per-partition series is absent while its value is unknown: the lags before the
+    /// partition's first Fetch answer reaches the consumer, and the lag in seconds after a
+    /// seek until records come again.
     ///
     /// ```no_run
     /// # fn f(consumer: &kcon::Consumer) {
@@ -96,12 +97,12 @@ impl Collector for Scrape {
         )?;
         one(
             "kcon_consumer_commits",
-            "Synchronous commits made, acknowledged or failed.",
+            "Commits made, acknowledged or failed, auto-commits included.",
             Value::Counter(m.commits),
         )?;
         one(
             "kcon_consumer_commit_failures",
-            "Synchronous commits that failed.",
+            "Commits that failed, auto-commits included.",
             Value::Counter(m.commit_failures),
         )?;
         one(
@@ -144,7 +145,8 @@ impl Collector for Scrape {
             ),
             (
                 "kcon_consumer_partition_lag_seconds",
-                "How old the next record not consumed is; 0 when caught up.",
+                "How old the next record not consumed is (while it is not fetched yet, the last \
+                 one fetched); 0 when caught up.",
                 |l| l.time.map(|t| t.as_secs_f64()),
             ),
         ];

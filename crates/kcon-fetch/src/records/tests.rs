@@ -125,6 +125,29 @@ fn a_batch_with_an_unreadable_record_is_withheld_whole_even_when_its_crc_holds()
 }
 
 #[test]
+fn an_answers_bytes_go_with_its_records_part_by_part() {
+    // 12 records in two batches, 5 of them compressed: the bytes counted as consumed are the
+    // answer's as fetched, shared by the parts in proportion to their records.
+    let bytes = joined(&[
+        batch(0, 5, 3, Compression::Lz4),
+        batch(5, 7, 4, Compression::None),
+    ]);
+    let mut r = fetched(check(bytes.clone(), 0), 7_000);
+    r.bytes = 1_200;
+    let mut parts = Vec::new();
+    while !r.is_empty() {
+        parts.push(r.take(5));
+    }
+    let shares: Vec<_> = parts.iter().map(|p| (p.records.len(), p.bytes)).collect();
+    assert_eq!(shares, [(5, 500), (5, 500), (2, 200)]);
+    assert_eq!(r.bytes, 0, "nothing left counted twice");
+    // Taken whole, the one part carries them all.
+    let mut whole = fetched(check(bytes, 0), 7_000);
+    whole.bytes = 1_200;
+    assert_eq!(whole.take(100).bytes, 1_200);
+}
+
+#[test]
 fn decoded_records_taken_in_parts_keep_their_order() {
     let d = check(batch(0, 4, 1, Compression::None), 0);
     let all = fetched(d, 9).decoded();

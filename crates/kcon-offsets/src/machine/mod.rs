@@ -53,6 +53,9 @@ pub enum OffsetsEvent {
         id: CommitId,
         /// Who asked.
         kind: CommitKind,
+        /// When it was asked for (the `now` of the call that queued it): its latency is the
+        /// time from then to this event.
+        queued_at: Instant,
         /// The offsets the coordinator acknowledged, or why not.
         result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
     },
@@ -76,6 +79,7 @@ struct Timers {
 struct PendingCommit {
     id: CommitId,
     kind: CommitKind,
+    queued_at: Instant,
     offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     attempts: u32,
     retry_at: Option<Instant>,
@@ -318,6 +322,7 @@ impl CommitMachine {
             self.events.push_back(OffsetsEvent::Committed {
                 id,
                 kind,
+                queued_at: now,
                 result: Ok(BTreeMap::new()),
             });
             return id;
@@ -325,6 +330,7 @@ impl CommitMachine {
         let mut commit = PendingCommit {
             id,
             kind,
+            queued_at: now,
             offsets,
             attempts: 0,
             retry_at: None,
@@ -595,6 +601,7 @@ impl CommitMachine {
         self.events.push_back(OffsetsEvent::Committed {
             id: c.id,
             kind: c.kind,
+            queued_at: c.queued_at,
             result,
         });
     }
@@ -829,6 +836,7 @@ impl PendingCommit {
         events.push_back(OffsetsEvent::Committed {
             id: earlier.id,
             kind: earlier.kind,
+            queued_at: earlier.queued_at,
             result: Err(CommitError::Superseded { by: self.id }),
         });
     }

@@ -161,8 +161,8 @@ pub struct ConsumerMachine {
     starting: BTreeMap<TopicPartition, Option<i64>>,
     /// The next offset to hand out, per partition, outside the current batch.
     positions: HashMap<TopicPartition, i64>,
-    /// The high watermark of each partition's last Fetch answer.
-    high_watermarks: HashMap<TopicPartition, i64>,
+    /// What each partition's last Fetch answer said of its log.
+    fetched: HashMap<TopicPartition, Fetched>,
     /// Offsets processed (handed out before the application's current call) and not yet
     /// stored: the next offset and its leader epoch.
     unstored: HashMap<TopicPartition, (i64, Option<i32>)>,
@@ -188,6 +188,16 @@ pub struct ConsumerMachine {
     metrics: MetricsState,
 }
 
+/// What a partition's last Fetch answer said of its log, for its lag.
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    high_watermark: i64,
+    /// The timestamp of the answer's last record, once the consumer has it: when no later
+    /// record is held, the age of the next one is at most this one's (timestamps grow with
+    /// offsets, as producers and brokers set them).
+    last_timestamp: Option<i64>,
+}
+
 /// What the step out is, to read its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StepKind {
@@ -205,7 +215,7 @@ impl ConsumerMachine {
             assignment: BTreeSet::new(),
             starting: BTreeMap::new(),
             positions: HashMap::new(),
-            high_watermarks: HashMap::new(),
+            fetched: HashMap::new(),
             unstored: HashMap::new(),
             current: None,
             paused: BTreeSet::new(),
@@ -298,7 +308,7 @@ impl ConsumerMachine {
 
     /// The high watermark of `tp`'s last Fetch answer.
     pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
-        self.high_watermarks.get(tp).copied()
+        self.fetched.get(tp).map(|f| f.high_watermark)
     }
 
     /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
@@ -314,7 +324,7 @@ impl ConsumerMachine {
     }
 
     /// What `tp`'s lag is computed from: its position, the given `end`, and the timestamp of
-    /// the next record when the consumer holds it.
+    /// the next record when the consumer holds it, else of the last record handed out.
     fn lag_inputs(&self, tp: &TopicPartition, end: Option<i64>) -> LagInputs {
         let next_timestamp = self
             .current
@@ -325,6 +335,7 @@ impl ConsumerMachine {
             position: self.position(tp),
             end,
             next_timestamp,
+            last_timestamp: self.fetched.get(tp).and_then(|f| f.last_timestamp),
         }
     }
 
@@ -334,7 +345,7 @@ impl ConsumerMachine {
         self.assignment
             .iter()
             .map(|tp| {
-                let end = self.high_watermarks.get(tp).copied();
+                let end = self.high_watermark(tp);
                 (tp.clone(), self.lag_inputs(tp, end))
             })
             .collect()
@@ -361,6 +372,16 @@ impl ConsumerMachine {
     }
 
     /// The counters, to add commits made elsewhere.
+    /// `tp`'s lag inputs against the high watermark of its last Fetch answer.
+    pub(crate) fn lag_inputs_of(&self, tp: &TopicPartition) -> LagInputs {
+        self.lag_inputs(tp, self.high_watermark(tp))
+    }
+
+    /// The partition of the batch being handed out.
+    pub(crate) fn current_partition(&self) -> Option<&TopicPartition> {
+        self.current.as_ref().map(|b| &b.partition)
+    }
+
     pub(crate) fn metrics_mut(&mut self) -> &mut MetricsState {
         &mut self.metrics
     }
@@ -535,6 +556,7 @@ impl ConsumerMachine {
             return Ok(());
         }
         self.finish_current_of(&tp);
+        self.forget_last_timestamp(&tp);
         self.commands.push_back(Command::Seek(tp.clone(), offset));
         self.positions.insert(tp, offset);
         Ok(())
@@ -557,6 +579,7 @@ impl ConsumerMachine {
             {
                 let at = self.position(&tp);
                 self.finish_current_of(&tp);
+                self.forget_last_timestamp(&tp);
                 if let Some(at) = at.or_else(|| self.positions.get(&tp).copied()) {
                     self.commands.push_back(Command::Seek(tp.clone(), at));
                 }
@@ -1020,9 +1043,14 @@ impl ConsumerMachine {
         if !self.assignment.contains(&r.partition) {
             return false;
         }
-        self.metrics.fetched(now, r.records.len(), r.size);
-        self.high_watermarks
-            .insert(r.partition.clone(), r.high_watermark);
+        self.metrics.fetched(now, r.records.len(), r.bytes);
+        self.fetched.insert(
+            r.partition.clone(),
+            Fetched {
+                high_watermark: r.high_watermark,
+                last_timestamp: r.records.last().map(|r| r.timestamp),
+            },
+        );
         if r.records.is_empty() {
             // Control batches or aborted transactions only: the position moves.
             if self.options.auto_store
@@ -1050,6 +1078,14 @@ impl ConsumerMachine {
             .filter(|tp| self.assignment.contains(tp))
             .cloned()
             .collect()
+    }
+
+    /// The records fetched of `tp` are no longer the ones before its position (a seek, or a
+    /// pause that fetches the rest again): they say nothing of the next record's age.
+    fn forget_last_timestamp(&mut self, tp: &TopicPartition) {
+        if let Some(f) = self.fetched.get_mut(tp) {
+            f.last_timestamp = None;
+        }
     }
 
     fn finish_current_of(&mut self, tp: &TopicPartition) {
@@ -1085,7 +1121,7 @@ impl ConsumerMachine {
             self.assignment.remove(tp);
             self.starting.remove(tp);
             self.positions.remove(tp);
-            self.high_watermarks.remove(tp);
+            self.fetched.remove(tp);
             self.unstored.remove(tp);
             self.paused.remove(tp);
         }

@@ -101,27 +101,19 @@ pub struct Consumer {
     owned: Owned,
 }
 
-/// The outcome of [`Consumer::commit_async`]: awaited directly, or through the task that
-/// tells the hooks.
-enum CommitOutcome<F> {
-    Direct(std::pin::Pin<Box<F>>),
-    Told(JoinHandle<Result<(), Error>>),
-}
-
-impl<F: std::future::Future<Output = Result<(), Error>>> std::future::Future for CommitOutcome<F> {
-    type Output = Result<(), Error>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            CommitOutcome::Direct(f) => f.as_mut().poll(cx),
-            CommitOutcome::Told(t) => std::pin::Pin::new(t)
-                .poll(cx)
-                .map(|r| r.unwrap_or_else(|_| Err(Error::closed()))),
-        }
-    }
+/// What the offsets task tells of the commits nobody awaits in place (auto-commits, async
+/// ones): counted into the published metrics at once, like a commit handle's, and told to the
+/// hooks.
+fn commit_observer(metrics: MetricsHandle, hooks: HookList) -> kcon_offsets::CommitObserver {
+    Arc::new(move |c: &kcon_offsets::FinishedCommit<'_>| {
+        let source = match c.kind {
+            kcon_offsets::CommitKind::Auto => CommitSource::Auto,
+            _ => CommitSource::CommitAsync,
+        };
+        let error = c.result.as_ref().err().map(|e| Error::from(e.clone()));
+        metrics.handle_commit(c.latency, error.is_none());
+        hooks.commit(source, None, c.latency, error.as_ref());
+    })
 }
 
 /// Records `recv` hands out between two looks at the clock for publishing metrics.
@@ -204,6 +196,10 @@ impl Consumer {
             settings.group.as_ref().map(|g| g.group_id.as_str()),
             fetcher.latency_counter(),
         );
+        let hooks = HookList::new(hooks);
+        if let Some(o) = &offsets {
+            o.observe(commit_observer(published.clone(), hooks.clone()));
+        }
         Ok(Consumer {
             machine: ConsumerMachine::new(options, now()),
             pool,
@@ -214,7 +210,7 @@ impl Consumer {
             listener: Exclusive::new(listener),
             step: None,
             leaving: Exclusive::new(None),
-            hooks: HookList::new(hooks),
+            hooks,
             published,
             next_publish: now(),
             publish_due: false,
@@ -351,8 +347,8 @@ impl Consumer {
     /// ```
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
         loop {
-            if let Some((_, records)) = self.machine.take_batch() {
-                self.publish(false);
+            if let Some((tp, records)) = self.machine.take_batch() {
+                self.publish_for(&tp);
                 return Ok(records);
             }
             self.machine.finish_current();
@@ -368,7 +364,7 @@ impl Consumer {
     ) -> Result<Result<(TopicPartition, Vec<Record>), T>, Error> {
         loop {
             if let Some(batch) = self.machine.take_batch() {
-                self.publish(false);
+                self.publish_for(&batch.0);
                 return Ok(Ok(batch));
             }
             self.machine.finish_current();
@@ -506,30 +502,15 @@ impl Consumer {
         self.machine.store_processed();
         self.run_commands();
         let rx = self.offsets_handle()?.commit_async(None);
-        let outcome = async move {
+        // Counted and told to the hooks by the offsets task as it finishes (see `start`),
+        // whether or not this future is polled.
+        Ok(async move {
             match rx.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(Error::from(e)),
                 Err(_) => Err(Error::closed()),
             }
-        };
-        if self.hooks.is_empty() {
-            return Ok(CommitOutcome::Direct(Box::pin(outcome)));
-        }
-        // The hooks hear of the outcome even when the future is never polled.
-        let hooks = self.hooks.clone();
-        let started = Instant::now();
-        let told = tokio::spawn(async move {
-            let result = outcome.await;
-            hooks.commit(
-                CommitSource::CommitAsync,
-                None,
-                started.elapsed(),
-                result.as_ref().err(),
-            );
-            result
-        });
-        Ok(CommitOutcome::Told(told))
+        })
     }
 
     /// The committed offsets of `partitions` (the next offset to consume; `None` when the
@@ -852,6 +833,19 @@ impl Consumer {
         self.published.publish(self.machine.metrics_mut(), inputs);
     }
 
+    /// Publishes as [`publish`](Self::publish) does; when that is put off as too soon, still
+    /// publishes the counters and the lag of `tp`, whose records just arrived or were handed
+    /// out (one map entry, not every partition's). A handle read while the application works
+    /// on a batch therefore counts it, whenever the application calls next.
+    fn publish_for(&mut self, tp: &TopicPartition) {
+        self.publish(false);
+        if self.publish_due {
+            let inputs = self.machine.lag_inputs_of(tp);
+            self.published
+                .publish_partition(self.machine.metrics_mut(), tp, inputs);
+        }
+    }
+
     /// Closes the consumer within `close.timeout.ms` (default 30 s): the listener is told the
     /// partitions are revoked, a final commit of the stored offsets (with
     /// `enable.auto.commit`), LeaveGroup (not for a static member), fetch sessions closed.
@@ -989,7 +983,7 @@ impl Consumer {
                         let batch = FetchedBatch {
                             partition: &r.partition,
                             records: r.records.len(),
-                            bytes: r.size,
+                            bytes: r.bytes,
                             high_watermark: r.high_watermark,
                         };
                         self.hooks.each(|h| h.on_fetched(&batch));
@@ -998,7 +992,9 @@ impl Consumer {
                     self.run_commands();
                     match ready {
                         Ok(true) => {
-                            self.publish(false);
+                            if let Some(tp) = self.machine.current_partition().cloned() {
+                                self.publish_for(&tp);
+                            }
                             if !self.hooks.is_empty()
                                 && let Some((tp, records)) = self.machine.fresh_batch()
                             {
