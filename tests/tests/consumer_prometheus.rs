@@ -154,3 +154,35 @@ async fn bytes_are_counted_with_the_records_handed_out() {
     );
     c.close().await.unwrap();
 }
+
+/// One call registers a processor's own series and its consumer's, into a registry of the
+/// prometheus-client version kcon re-exports.
+#[tokio::test]
+async fn a_processor_registers_its_own_and_its_consumers_series_in_one_call() {
+    let mut consumer = kcon::Consumer::builder()
+        .bootstrap_servers("127.0.0.1:9")
+        .group_id("g")
+        .set("client.id", "both")
+        .build()
+        .unwrap();
+    consumer.subscribe(["orders"]).unwrap();
+    let processor = kcon::Processor::builder(consumer).build().unwrap();
+    let mut registry = kcon::prometheus_client::registry::Registry::default();
+    processor.register_metrics(&mut registry);
+    let mut text = String::new();
+    kcon::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    let labels = r#"{client_id="both",group="g"}"#;
+    for series in [
+        "kcon_consumer_records_consumed_total",
+        "kcon_consumer_commits_total",
+        "kcon_policy_breaker_trips_total",
+        "kcon_policy_records_waiting",
+    ] {
+        assert_eq!(
+            samples.get(&format!("{series}{labels}")),
+            Some(&0.0),
+            "{text}"
+        );
+    }
+}

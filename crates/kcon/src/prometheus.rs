@@ -169,6 +169,25 @@ impl Collector for Scrape {
     }
 }
 
+impl<K: crate::deserialize::Deserializer, V: crate::deserialize::Deserializer>
+    crate::Processor<K, V>
+{
+    /// Registers everything the processor runs on into `registry` in one call: its own counts
+    /// (see [`PolicyMetricsHandle::register`]) and its consumer's metrics (see
+    /// [`MetricsHandle::register`]).
+    ///
+    /// ```no_run
+    /// # fn f(processor: &kcon::Processor) {
+    /// let mut registry = kcon::prometheus_client::registry::Registry::default();
+    /// processor.register_metrics(&mut registry);
+    /// # }
+    /// ```
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.consumer().metrics_handle().register(registry);
+        self.metrics_handle().register(registry);
+    }
+}
+
 impl PolicyMetricsHandle {
     /// Registers a [`Processor`](crate::Processor)'s counts into `registry`, read at every
     /// scrape from the handle's last published snapshot.
