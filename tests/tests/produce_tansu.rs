@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bytes::Bytes;
 use kcon::{Consumer, Record, TopicPartition};
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -125,7 +124,7 @@ async fn keyed_and_unkeyed_records_arrive_once_in_order_with_every_codec() {
         for i in 0..400 {
             let mut record = ProducerRecord::new(topic.clone(), value(i))
                 .with_header("n", Some(i.to_string()))
-                .with_header("empty", None::<Bytes>);
+                .with_null_header("empty");
             if i % 2 == 0 {
                 record = record.with_key(format!("key-{}", i % 37));
             }

@@ -1,6 +1,29 @@
 //! A small Kafka producer for kcon: records to batches to Produce requests, with an awaited
 //! delivery result per record.
 //!
+//! ```no_run
+//! use kcon_produce::{Producer, ProducerRecord};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::builder()
+//!     .bootstrap_servers("localhost:9092")
+//!     .set("acks", "all")
+//!     .set("enable.idempotence", "true")
+//!     .set("linger.ms", "5")
+//!     .build()?;
+//! let record = ProducerRecord::new("invoices", r#"{"id":7,"paid":true}"#)
+//!     .with_key("customer-7")
+//!     .with_header("source", Some("billing"));
+//! // `send` waits for room in `buffer.memory`; the delivery resolves once the broker has it.
+//! let delivery = producer.send(record).await?;
+//! let delivered = delivery.await?;
+//! println!("{}-{}@{:?}", delivered.topic, delivered.partition, delivered.offset);
+//! producer.close().await; // sends what is queued and waits for the answers
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! What it holds:
 //! - [`Producer`]: the handle. [`Producer::send`] queues a record (waiting for room in
 //!   `buffer.memory`) and returns a [`Delivery`] that resolves to the [`Delivered`] topic,

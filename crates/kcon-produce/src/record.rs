@@ -9,8 +9,10 @@ use bytes::Bytes;
 ///
 /// let record = ProducerRecord::new("invoices", "paid")
 ///     .with_key("customer-7")
-///     .with_header("source", Some("billing"));
+///     .with_header("source", Some("billing"))
+///     .with_null_header("trace");
 /// assert_eq!(record.partition, None);
+/// assert_eq!(record.headers[1], ("trace".into(), None));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,9 +54,16 @@ impl ProducerRecord {
         self
     }
 
-    /// The same record with a header added after the others.
+    /// The same record with a header added after the others; `None` for a null value (or
+    /// [`with_null_header`](Self::with_null_header), which needs no type for the `None`).
     pub fn with_header(mut self, key: impl Into<Bytes>, value: Option<impl Into<Bytes>>) -> Self {
         self.headers.push((key.into(), value.map(Into::into)));
+        self
+    }
+
+    /// The same record with a header whose value is null added after the others.
+    pub fn with_null_header(mut self, key: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), None));
         self
     }
 
@@ -109,7 +118,7 @@ mod tests {
         let record = ProducerRecord::new("t", vec![7u8; 300])
             .with_key("k")
             .with_header("h", Some("v"))
-            .with_header("n", None::<Bytes>)
+            .with_null_header("n")
             .with_timestamp(i64::MAX);
         let mut b = RecordBatchBuilder::new(0);
         let empty = b.build().unwrap().len();

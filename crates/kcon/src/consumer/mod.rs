@@ -58,6 +58,8 @@ use machine::HOUSEKEEPING;
 /// let mut consumer = kcon::Consumer::builder()
 ///     .bootstrap_servers("localhost:9092")
 ///     .group_id("billing")
+///     // Without it a new group starts at each partition's end (`latest`).
+///     .set("auto.offset.reset", "earliest")
 ///     .build()?;
 /// consumer.subscribe(["invoices"])?;
 /// loop {

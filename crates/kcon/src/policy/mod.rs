@@ -82,6 +82,7 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// let mut consumer = Consumer::builder()
 ///     .bootstrap_servers("localhost:9092")
 ///     .group_id("billing")
+///     .set("auto.offset.reset", "earliest") // a new group reads what is already there
 ///     .set("errors.tolerance", "all")
 ///     .set("errors.deadletterqueue.topic.name", "orders.dlq")
 ///     .set("errors.retry.max.attempts", "5")

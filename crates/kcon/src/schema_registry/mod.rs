@@ -38,6 +38,7 @@
 //! let mut consumer = Consumer::builder()
 //!     .bootstrap_servers("localhost:9092")
 //!     .group_id("payments")
+//!     .set("auto.offset.reset", "earliest") // a new group reads what is already there
 //!     .set("errors.tolerance", "all")
 //!     .set("errors.deadletterqueue.topic.name", "payments.dlq")
 //!     .build()?;
