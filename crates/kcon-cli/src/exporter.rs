@@ -47,8 +47,8 @@ pub(crate) struct ExporterArgs {
     /// Where to serve /metrics.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:9308")]
     listen: SocketAddr,
-    /// Time between measurements, an ISO-8601 duration (default PT30S).
-    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::group::parse_duration, default_value = "PT30S")]
+    /// Time between measurements: 500ms, 1s, 5m, 1h, 1m30s, or ISO-8601 such as PT30S.
+    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::duration::interval, default_value = "30s")]
     interval: Duration,
     /// How many commits of each partition the status is judged on (Burrow's default is 10).
     #[arg(long = "window", value_name = "N", default_value_t = 10)]

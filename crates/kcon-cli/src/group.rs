@@ -12,7 +12,6 @@ use kcon_admin::{
 };
 use kcon_codec::consumer_protocol::Assignment;
 use kcon_core::error_codes::code::GROUP_ID_NOT_FOUND;
-use kcon_core::offsets::parse_iso8601_duration;
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
 use kcon_pool::Pool;
@@ -88,8 +87,9 @@ pub(crate) struct LagArgs {
     /// --format json: one object per measurement).
     #[arg(long = "watch")]
     watch: bool,
-    /// Time between measurements with --watch, an ISO-8601 duration (default PT5S).
-    #[arg(long = "interval", value_name = "DURATION", value_parser = parse_duration, default_value = "PT5S")]
+    /// Time between measurements with --watch: 500ms, 1s, 5m, 1h, 1m30s, or ISO-8601 such as
+    /// PT5S.
+    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::duration::interval, default_value = "5s")]
     interval: Duration,
     /// How many commits of each partition the status is judged on (Burrow's default is 10).
     #[arg(long = "window", value_name = "N", default_value_t = 10)]
@@ -131,9 +131,10 @@ struct ResetTarget {
     /// (UTC when no zone is given); the end of the log if no record is that recent.
     #[arg(long = "to-datetime", value_name = "ISO8601", value_parser = parse_datetime)]
     to_datetime: Option<i64>,
-    /// The first record at most this long ago, an ISO-8601 duration (PnDTnHnMnS, e.g.
-    /// PT1H30M); the end of the log if no record is that recent.
-    #[arg(long = "by-duration", value_name = "DURATION", value_parser = parse_duration)]
+    /// The first record at most this long ago: ISO-8601 (PnDTnHnMnS, e.g. PT1H30M, as
+    /// kafka-consumer-groups.sh takes it) or a short form (1h30m, 90s, 2d); the end of the log
+    /// if no record is that recent.
+    #[arg(long = "by-duration", value_name = "DURATION", value_parser = crate::duration::duration)]
     by_duration: Option<Duration>,
     /// This offset, kept within the log (start ≤ offset ≤ end).
     #[arg(long = "to-offset", value_name = "OFFSET")]
@@ -909,11 +910,6 @@ fn parse_topic(s: &str) -> Result<(String, Option<Vec<i32>>), String> {
         return Err(format!("expected TOPIC or TOPIC:0,1,2, got {s:?}"));
     }
     Ok((topic.to_owned(), Some(partitions)))
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    parse_iso8601_duration(s)
-        .ok_or_else(|| format!("expected an ISO-8601 duration such as PT1H or P1DT12H, got {s:?}"))
 }
 
 /// `YYYY-MM-DDTHH:MM[:SS[.fff]]` with an optional `Z` or `±HH:MM` / `±HHMM` zone (UTC without

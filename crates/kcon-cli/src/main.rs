@@ -20,6 +20,7 @@ mod cluster;
 mod consume;
 mod decode;
 mod dlq;
+mod duration;
 mod exporter;
 mod failure;
 mod group;

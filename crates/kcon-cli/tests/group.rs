@@ -348,3 +348,79 @@ async fn group_lag_measures_and_watch_calls_a_partition_that_stopped_committing_
     watch.terminate();
     let _ = watch.wait(Duration::from_secs(10)).await;
 }
+
+/// The tool's durations take short forms and ISO-8601 (`--by-duration` as
+/// kafka-consumer-groups.sh takes it, and a short form); a bad one is a usage error naming the
+/// flag and what it takes, before any broker is asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn durations_take_short_forms_and_iso_8601_and_a_bad_one_is_a_usage_error() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("durations");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 1).await;
+    broker.fill(&topic, 1, 10).await;
+    for by in ["1h", "PT1H", "1h30m"] {
+        let run = kcon(&[
+            "group",
+            "reset-offsets",
+            "-b",
+            &b,
+            &group,
+            "--topic",
+            &topic,
+            "--by-duration",
+            by,
+            "--execute",
+        ])
+        .await
+        .ok();
+        assert!(run.stderr.contains("committed"), "{}", run.stderr);
+    }
+    let run = kcon(&["group", "lag", "-b", &b, &group, "--interval", "1s"]).await;
+    assert_eq!(run.code(), 0, "{run:?}");
+
+    for (args, flag) in [
+        (
+            vec![
+                "group",
+                "lag",
+                "-b",
+                &b,
+                &group,
+                "--watch",
+                "--interval",
+                "5x",
+            ],
+            "--interval",
+        ),
+        (
+            vec!["group", "lag", "-b", &b, &group, "--interval", "0s"],
+            "--interval",
+        ),
+        (vec!["exporter", "-b", &b, "--interval", "30"], "--interval"),
+        (
+            vec![
+                "group",
+                "reset-offsets",
+                "-b",
+                &b,
+                &group,
+                "--topic",
+                &topic,
+                "--by-duration",
+                "1 hour",
+            ],
+            "--by-duration",
+        ),
+    ] {
+        let run = kcon(&args).await;
+        assert_eq!(run.code(), 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(flag), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("500ms") || run.stderr.contains("more than 0"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
