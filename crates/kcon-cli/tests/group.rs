@@ -424,3 +424,71 @@ async fn durations_take_short_forms_and_iso_8601_and_a_bad_one_is_a_usage_error(
         );
     }
 }
+
+/// `group lag --watch` ends on SIGTERM and on SIGINT with exit 0, its last refresh drawn whole
+/// (a signal during a refresh lets it finish; refreshes 10 ms apart make that likely).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_ends_on_sigterm_and_sigint_with_0_its_last_refresh_whole() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("watched");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 2).await;
+    broker.fill(&topic, 2, 10).await;
+    kcon(&[
+        "group",
+        "reset-offsets",
+        "-b",
+        &b,
+        &group,
+        "--topic",
+        &topic,
+        "--to-offset",
+        "3",
+        "--execute",
+    ])
+    .await
+    .ok();
+
+    for (signal, format) in [("TERM", "json"), ("INT", "text")] {
+        let mut watch = Running::start(&[
+            "group",
+            "lag",
+            "-b",
+            &b,
+            &group,
+            "--watch",
+            "--interval",
+            "10ms",
+            "--format",
+            format,
+        ]);
+        let mut out = watch.stdout_lines(3, Duration::from_secs(20)).await;
+        watch.signal(signal);
+        let (status, rest, stderr) = watch.wait(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?} {stderr:?}");
+        out.extend(rest);
+        if format == "json" {
+            for line in &out {
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert_eq!(v["partitions"].as_array().map(Vec::len), Some(2), "{v}");
+            }
+        } else {
+            let text = out.join("\n");
+            let last = text.rsplit("\x1b[2J\x1b[H").next().unwrap();
+            let lines: Vec<&str> = last.lines().collect();
+            assert_eq!(lines.len(), 5, "the last table whole: {last:?}");
+            assert!(lines[0].starts_with("Group "), "{last:?}");
+            assert!(lines[2].starts_with("TOPIC"), "{last:?}");
+            for (line, partition) in lines[3..].iter().zip(["0", "1"]) {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(cells.len(), 7, "{last:?}");
+                assert_eq!(
+                    (cells[0], cells[1]),
+                    (topic.as_str(), partition),
+                    "{last:?}"
+                );
+            }
+        }
+    }
+}
