@@ -14,6 +14,10 @@
 //! schema it was decoded to (the reader's, when there is one), whose decimal types carry the
 //! scale. The digits come from the big-endian two's complement by kcon's own division, so any
 //! precision is written whole.
+//!
+//! With a reader schema, `bytes` decimals are sign-extended to the length their precision can
+//! need before the value is resolved ([`widen_decimals`]): apache-avro's resolution refuses
+//! shorter ones, and Confluent's serializers write them as short as the value allows.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use apache_avro::schema::{Name, Namespace, ResolvedSchema, Schema};
+use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema, Schema};
 use apache_avro::types::Value;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -50,6 +54,20 @@ struct Writer {
 struct Parsed {
     writer: Writer,
     names: Names,
+    /// Whether the schema has a `bytes` decimal anywhere (see [`widen_decimals`]).
+    bytes_decimals: bool,
+}
+
+impl Parsed {
+    fn new(writer: Writer, names: Names) -> Parsed {
+        let bytes_decimals =
+            has_bytes_decimal(&writer.schema) || names.values().any(has_bytes_decimal);
+        Parsed {
+            writer,
+            names,
+            bytes_decimals,
+        }
+    }
 }
 
 type Names = HashMap<Name, Schema>;
@@ -118,13 +136,13 @@ impl Core {
                     .iter()
                     .map(|(n, s)| (n.clone(), (*s).clone()))
                     .collect();
-                Ok(Parsed {
-                    writer: Writer {
+                Ok(Parsed::new(
+                    Writer {
                         schema: schema_parsed,
                         references,
                     },
                     names,
-                })
+                ))
             })
             .await
     }
@@ -161,22 +179,26 @@ impl Core {
         let mut schemata: Vec<&Schema> = vec![&writer.schema];
         schemata.extend(writer.references.iter());
         let mut input = framed.payload;
-        let value = match &self.reader {
-            None => apache_avro::from_avro_datum_schemata(
-                &writer.schema,
-                schemata[1..].to_vec(),
-                &mut input,
-                None,
-            ),
-            Some(reader) => apache_avro::from_avro_datum_reader_schemata(
-                &writer.schema,
-                schemata[1..].to_vec(),
-                &mut input,
-                Some(&reader.writer.schema),
-                reader.writer.references.iter().collect(),
-            ),
-        };
-        let value = value.map_err(|e| bad(e.to_string()))?;
+        let mut value = apache_avro::from_avro_datum_schemata(
+            &writer.schema,
+            schemata[1..].to_vec(),
+            &mut input,
+            None,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        // Resolved as `from_avro_datum_reader_schemata` does, with `bytes` decimals widened
+        // first.
+        if let Some(reader) = &self.reader {
+            if parsed.bytes_decimals {
+                widen_decimals(&mut value, &writer.schema, &parsed.names, &None);
+            }
+            value = value
+                .resolve_schemata(
+                    &reader.writer.schema,
+                    reader.writer.references.iter().collect(),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+        }
         let shape = self.reader.as_ref().unwrap_or(&parsed).clone();
         Ok((value, shape))
     }
@@ -220,10 +242,7 @@ macro_rules! builder_methods {
                 .iter()
                 .map(|(n, s)| (n.clone(), (*s).clone()))
                 .collect();
-            let reader = Arc::new(Parsed {
-                writer: Writer { schema, references },
-                names,
-            });
+            let reader = Arc::new(Parsed::new(Writer { schema, references }, names));
             super::configure(&mut self.core, Core::unshared, |c| c.reader = Some(reader));
             Ok(self)
         }
@@ -422,14 +441,8 @@ fn json(value: Value, schema: Option<&Schema>, names: &Names, ns: &Namespace) ->
                     .into_iter()
                     .enumerate()
                     .map(|(i, (k, v))| {
-                        // Decoded and resolved values keep the schema's field order.
-                        let field = record.and_then(|r| {
-                            r.fields
-                                .get(i)
-                                .filter(|f| f.name == k)
-                                .or_else(|| r.lookup.get(&k).and_then(|&j| r.fields.get(j)))
-                        });
-                        let v = json(v, field.map(|f| &f.schema), names, inner);
+                        let field = record.and_then(|r| field_schema(r, i, &k));
+                        let v = json(v, field, names, inner);
                         (k, v)
                     })
                     .collect(),
@@ -450,6 +463,103 @@ fn json(value: Value, schema: Option<&Schema>, names: &Names, ns: &Namespace) ->
             let bytes: [u8; 12] = d.into();
             latin1(bytes.to_vec())
         }
+    }
+}
+
+/// The schema of field `name`, the `i`th of a record value: decoded and resolved values keep
+/// the schema's field order, so it is the `i`th field unless the names differ.
+fn field_schema<'s>(r: &'s RecordSchema, i: usize, name: &str) -> Option<&'s Schema> {
+    r.fields
+        .get(i)
+        .filter(|f| f.name == name)
+        .or_else(|| r.lookup.get(name).and_then(|&j| r.fields.get(j)))
+        .map(|f| &f.schema)
+}
+
+/// Sign-extends every `bytes` decimal of `value` (as decoded with `schema`) to as many bytes
+/// as its precision can need, before the value is resolved to a reader schema.
+///
+/// apache-avro's resolution refuses a decimal whose byte length could not hold its precision's
+/// digits ("Precision 10 too small to hold decimal values with 2 bytes"), but a `bytes` decimal
+/// is written in as few bytes as its value needs (12.34 in two, by Confluent's serializers and
+/// Java's), so every small value would fail to resolve. The number is the same; only the
+/// resolved `Value::Decimal` is longer. A `fixed` decimal has its size already.
+fn widen_decimals(value: &mut Value, schema: &Schema, names: &Names, ns: &Namespace) {
+    let (schema, ns) = match schema {
+        Schema::Ref { name } => match names.get_key_value(&name.fully_qualified_name(ns)) {
+            Some((full, s)) => (s, &full.namespace),
+            None => return,
+        },
+        other => (other, ns),
+    };
+    match (value, schema) {
+        (Value::Decimal(d), Schema::Decimal(ds)) if matches!(*ds.inner, Schema::Bytes) => {
+            let needed = decimal_bytes_for(ds.precision);
+            let Ok(bytes) = Vec::<u8>::try_from(&*d) else {
+                return;
+            };
+            if bytes.len() < needed {
+                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+                    0xff
+                } else {
+                    0
+                };
+                let mut wide = vec![fill; needed - bytes.len()];
+                wide.extend(bytes);
+                *d = apache_avro::Decimal::from(wide);
+            }
+        }
+        (Value::Union(i, v), Schema::Union(u)) => {
+            if let Some(branch) = usize::try_from(*i).ok().and_then(|i| u.variants().get(i)) {
+                widen_decimals(v, branch, names, ns);
+            }
+        }
+        (Value::Array(items), Schema::Array(a)) => {
+            for v in items {
+                widen_decimals(v, &a.items, names, ns);
+            }
+        }
+        (Value::Map(m), Schema::Map(ms)) => {
+            for v in m.values_mut() {
+                widen_decimals(v, &ms.types, names, ns);
+            }
+        }
+        (Value::Record(fields), Schema::Record(r)) => {
+            let inner = if r.name.namespace.is_some() {
+                &r.name.namespace
+            } else {
+                ns
+            };
+            for (i, (k, v)) in fields.iter_mut().enumerate() {
+                if let Some(s) = field_schema(r, i, k) {
+                    widen_decimals(v, s, names, inner);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The fewest bytes apache-avro's resolution takes to hold `precision` digits: its own rule,
+/// floor(log10(2^(8n-1) - 1)) >= precision. Past 128 bytes the rule takes any precision.
+fn decimal_bytes_for(precision: usize) -> usize {
+    (1..=129usize)
+        .find(|&n| {
+            let max = (2f64.powi(8 * n as i32 - 1) - 1.0).log10().floor();
+            max >= precision as f64
+        })
+        .unwrap_or(129)
+}
+
+/// Whether `schema` has a `bytes` decimal, named types aside (they are looked at on their own).
+fn has_bytes_decimal(schema: &Schema) -> bool {
+    match schema {
+        Schema::Decimal(d) => matches!(*d.inner, Schema::Bytes),
+        Schema::Union(u) => u.variants().iter().any(has_bytes_decimal),
+        Schema::Array(a) => has_bytes_decimal(&a.items),
+        Schema::Map(m) => has_bytes_decimal(&m.types),
+        Schema::Record(r) => r.fields.iter().any(|f| has_bytes_decimal(&f.schema)),
+        _ => false,
     }
 }
 
@@ -810,6 +920,15 @@ mod tests {
         Value::Decimal(apache_avro::Decimal::from(twos_complement(digits)))
     }
 
+    /// The decimal `digits` sign-extended to `size` bytes (a fixed's).
+    fn decimal_of(digits: &str, size: usize) -> Value {
+        let b = twos_complement(digits);
+        let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
+        let mut out = vec![fill; size - b.len()];
+        out.extend(b);
+        Value::Decimal(apache_avro::Decimal::from(out))
+    }
+
     const MONEY: &str = r#"{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}"#;
 
     #[test]
@@ -901,13 +1020,7 @@ mod tests {
             {"name":"fees","type":{"type":"map","values":
                 {"type":"bytes","logicalType":"decimal","precision":9,"scale":3}}},
             {"name":"raw","type":{"type":"fixed","name":"Raw","size":2}}]}"#;
-        let fixed = |digits: &str, size: usize| {
-            let b = twos_complement(digits);
-            let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
-            let mut out = vec![fill; size - b.len()];
-            out.extend(b);
-            Value::Decimal(apache_avro::Decimal::from(out))
-        };
+        let fixed = decimal_of;
         let refund = |digits: &str| Value::Record(vec![("amount".into(), fixed(digits, 4))]);
         let value = Value::Record(vec![
             ("total".into(), fixed("-5", 16)),
@@ -939,6 +1052,45 @@ mod tests {
                 "raw": "AB",
             })
         );
+    }
+
+    #[test]
+    fn bytes_decimals_are_widened_so_that_they_resolve_to_a_reader_schema() {
+        // apache-avro's own rule: n bytes hold floor(log10(2^(8n-1) - 1)) digits.
+        for (precision, bytes) in [(0, 1), (2, 1), (3, 2), (4, 2), (9, 4), (10, 5), (38, 16)] {
+            assert_eq!(decimal_bytes_for(precision), bytes, "precision {precision}");
+        }
+        assert_eq!(decimal_bytes_for(100_000), 129);
+        let schema = format!(
+            r#"{{"type":"record","name":"P","fields":[{{"name":"price","type":{MONEY}}},
+                {{"name":"maybe","type":["null",{MONEY}]}},
+                {{"name":"t","type":{{"type":"fixed","name":"T","size":2,
+                    "logicalType":"decimal","precision":4,"scale":1}}}}]}}"#
+        );
+        let schema = Schema::parse_str(&schema).unwrap();
+        let names = Names::new();
+        assert!(has_bytes_decimal(&schema));
+        for (unscaled, text) in [("1234", "12.34"), ("-5", "-0.05"), ("0", "0.00")] {
+            let value = Value::Record(vec![
+                ("price".into(), decimal(unscaled)),
+                ("maybe".into(), Value::Union(1, Box::new(decimal(unscaled)))),
+                ("t".into(), decimal_of(unscaled, 2)),
+            ]);
+            let bytes = apache_avro::to_avro_datum(&schema, value).unwrap();
+            let decoded = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap();
+            assert!(
+                decoded.clone().resolve(&schema).is_err(),
+                "apache-avro refuses {unscaled} unwidened"
+            );
+            let mut widened = decoded;
+            widen_decimals(&mut widened, &schema, &names, &None);
+            let resolved = widened.resolve(&schema).unwrap();
+            assert_eq!(
+                json(resolved, Some(&schema), &names, &None),
+                serde_json::json!({"price": text, "maybe": text,
+                                   "t": decimal_text(&twos_complement(unscaled), 1)})
+            );
+        }
     }
 
     #[test]
