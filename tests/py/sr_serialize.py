@@ -7,6 +7,8 @@ Reads one JSON object on stdin:
                 "schema": "<Avro or JSON Schema text>" (avro, json),
                 "message": "Order" | "Envelope.Line" (protobuf: a message of kcon/test/order.proto),
                 "value": <the value as JSON>,
+                "decimals": ["price", ...] (avro: top-level fields whose string values are
+                                            written as decimal.Decimal, for decimal fields),
                 "headers": false}, ...]}
 registers the schemas (the serializers' own calls to the registry at "registry"), serializes each
 record's value with confluent-kafka's AvroSerializer, ProtobufSerializer or JSONSerializer (with
@@ -21,6 +23,7 @@ and kcon/test/order.proto, which imports it and google/protobuf/timestamp.proto 
 the enum Status and Envelope with the nested message Line (message indexes [1, 0]).
 """
 
+import decimal
 import json
 import sys
 
@@ -104,7 +107,13 @@ def main():
         fmt = r["format"]
         if fmt == "avro":
             ser = AvroSerializer(client, r["schema"], conf=ser_conf)
-            data = ser(r["value"], ctx)
+            value = r["value"]
+            if r.get("decimals"):
+                value = dict(value)
+                for name in r["decimals"]:
+                    if value.get(name) is not None:
+                        value[name] = decimal.Decimal(value[name])
+            data = ser(value, ctx)
             expected = r["value"]
         elif fmt == "json":
             ser = JSONSerializer(r["schema"], client, conf=ser_conf)

@@ -302,6 +302,89 @@ async fn a_v1_record_reads_with_a_v2_reader_schema_its_added_field_defaulted() {
     assert!(decode(raw(), &BytesDeserializer, &strict).await.is_err());
 }
 
+/// Decimals of every shape: bytes with a scale, scale 0, fixed, beyond i128, in a union.
+const PRICED: &str = r#"{"type":"record","name":"Priced","namespace":"kcon.test","fields":[
+    {"name":"id","type":"string"},
+    {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+    {"name":"units","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":0}},
+    {"name":"total","type":{"type":"fixed","name":"Total","size":16,
+        "logicalType":"decimal","precision":38,"scale":4}},
+    {"name":"huge","type":{"type":"bytes","logicalType":"decimal","precision":60,"scale":10}},
+    {"name":"discount","type":["null",
+        {"type":"bytes","logicalType":"decimal","precision":4,"scale":3}],"default":null}]}"#;
+
+/// Decimals written by Confluent's AvroSerializer come out as JSON strings with their scale:
+/// 12.34 as "12.34" (it came out as "1234", which a reader takes for 1234), negative values,
+/// leading zeros, scale 0, a fixed, more digits than i128 holds, a decimal in a union; with
+/// the writer's schema and resolved to a reader schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_decimals_written_by_confluents_serializer_come_out_with_their_scale() {
+    let registry = TestRegistry::start();
+    let topic = "priced";
+    let values = [
+        json!({"id": "a", "price": "12.34", "units": "1234", "total": "-0.0005",
+               "huge": "12345678901234567890123456789012345678901234567890.1234567890",
+               "discount": "0.050"}),
+        json!({"id": "b", "price": "-0.05", "units": "-7",
+               "total": "1234567890123456789012345678901234.5678",
+               "huge": "-0.0000000001", "discount": null}),
+        json!({"id": "c", "price": "0.00", "units": "0", "total": "-9999999999999999999999999999999999.9999",
+               "huge": "-99999999999999999999999999999999999999999999999999.9999999999",
+               "discount": "-9.999"}),
+    ];
+    let specs: Vec<Value> = values
+        .iter()
+        .map(|v| {
+            json!({"format": "avro", "field": "value", "schema": PRICED, "value": v,
+                   "decimals": ["price", "units", "total", "huge", "discount"]})
+        })
+        .collect();
+    let written = serialized(&registry, topic, json!(specs)).await;
+    let sr = registry_client(&registry, &[]);
+    let as_json = AvroJsonDeserializer::new(sr.clone());
+    for (i, w) in written.iter().enumerate() {
+        let d = decode(
+            record(topic, i as i64, None, w),
+            &BytesDeserializer,
+            &as_json,
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.value, values[i], "record {i}");
+    }
+    // Resolved to a reader schema (the writer's own): apache-avro alone refused these, a bytes
+    // decimal being shorter than its precision can need (12.34 is written in two bytes).
+    let resolved = AvroJsonDeserializer::new(sr.clone())
+        .reader_schema(PRICED)
+        .unwrap();
+    for (i, w) in written.iter().enumerate() {
+        let d = decode(
+            record(topic, i as i64, None, w),
+            &BytesDeserializer,
+            &resolved,
+        )
+        .await
+        .unwrap();
+        assert_eq!(d.value, values[i], "record {i} resolved");
+    }
+    // Into a serde type through a reader schema too: the fields the application wants.
+    #[derive(Debug, serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let typed = AvroDeserializer::<Id>::new(sr)
+        .reader_schema(PRICED)
+        .unwrap();
+    let d = decode(
+        record(topic, 0, None, &written[0]),
+        &BytesDeserializer,
+        &typed,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.value.id, "a");
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 struct Line {
     #[prost(string, tag = "1")]

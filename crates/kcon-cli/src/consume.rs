@@ -24,7 +24,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::pin::pin;
 use std::time::Duration;
 
 use clap::Args;
@@ -37,12 +36,12 @@ use kcon::{
 use kcon_pool::TopicScope;
 use kcon_produce::{Delivery, Producer};
 use regex::Regex;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cluster::ClusterArgs;
 use crate::decode::{FieldDeserializer, FieldFormat, is_registry_property, registry};
 use crate::failure::Failure;
 use crate::record_format::{Format, failure_line};
+use crate::shutdown::Shutdown;
 
 /// How long `-e` waits for records before asking whether every partition is at its end.
 const END_CHECK_AFTER: Duration = Duration::from_millis(300);
@@ -571,33 +570,5 @@ impl RebalanceListener for RebalanceEvents {
     ) -> ListenerFuture<'a> {
         self.tell("lost", partitions);
         Box::pin(std::future::ready(()))
-    }
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM, registered once so that none is missed between waits.
-struct Shutdown {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Shutdown {
-    fn new() -> Result<Shutdown, Failure> {
-        let register = |kind| {
-            signal(kind).map_err(|e| Failure::runtime(format!("cannot handle signals: {e}")))
-        };
-        Ok(Shutdown {
-            interrupt: register(SignalKind::interrupt())?,
-            terminate: register(SignalKind::terminate())?,
-        })
-    }
-
-    /// Waits for either signal.
-    async fn wait(&mut self) {
-        let interrupt = pin!(self.interrupt.recv());
-        let terminate = pin!(self.terminate.recv());
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
-        }
     }
 }

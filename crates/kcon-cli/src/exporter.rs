@@ -9,6 +9,11 @@
 //! or restarting), the last one stays published, the failure is counted, and the next interval
 //! tries again: the process does not end. The HTTP side answers every scrape from the
 //! published measurement, never waiting on a broker.
+//!
+//! SIGINT or SIGTERM (how systemd and Kubernetes stop a service) ends it with exit 0: a
+//! measurement under way is dropped (nothing would read it), no connection is accepted any
+//! more, and the scrapes under way are answered (for at most [`FINISH_WITHIN`]; a second
+//! signal cuts them short).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,10 +34,13 @@ use prometheus_client::registry::Registry;
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterArgs;
 use crate::failure::Failure;
+use crate::shutdown::Shutdown;
 use crate::watched::Watched;
 
 /// `kcon exporter`.
@@ -47,8 +55,8 @@ pub(crate) struct ExporterArgs {
     /// Where to serve /metrics.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:9308")]
     listen: SocketAddr,
-    /// Time between measurements, an ISO-8601 duration (default PT30S).
-    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::group::parse_duration, default_value = "PT30S")]
+    /// Time between measurements: 500ms, 1s, 5m, 1h, 1m30s, or ISO-8601 such as PT30S.
+    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::duration::interval, default_value = "30s")]
     interval: Duration,
     /// How many commits of each partition the status is judged on (Burrow's default is 10).
     #[arg(long = "window", value_name = "N", default_value_t = 10)]
@@ -84,7 +92,11 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let cluster = args.cluster.connect(Some(&[])).await?;
+    let mut shutdown = Shutdown::new()?;
+    let cluster = tokio::select! {
+        r = args.cluster.connect(Some(&[])) => r?,
+        () = shutdown.wait() => return Ok(()),
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -97,12 +109,18 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape(published.clone())));
     let registry = Arc::new(registry);
-    tokio::spawn(serve(listener, registry));
+    let (stop_serving, stopped) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, registry, stopped));
 
     let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
     loop {
         let started = Instant::now();
-        let outcome = measure(&cluster.pool, &filters).await;
+        // A measurement under way when a signal comes is dropped: nothing would read it.
+        let outcome = tokio::select! {
+            biased;
+            () = shutdown.wait() => break,
+            o = measure(&cluster.pool, &filters) => o,
+        };
         let took = started.elapsed();
         {
             let mut p = lock(&published);
@@ -136,8 +154,21 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
                 }
             }
         }
-        tokio::time::sleep(args.interval).await;
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => break,
+            () = tokio::time::sleep(args.interval) => {}
+        }
     }
+    // Stop accepting, let the scrapes being answered finish (a second signal cuts them
+    // short), then exit 0.
+    let _ = stop_serving.send(true);
+    tokio::select! {
+        _ = server => {}
+        () = shutdown.wait() => {}
+    }
+    eprintln!("kcon: stopped serving /metrics");
+    Ok(())
 }
 
 /// Every matching group's lag; a group whose own lookup failed is left out (and logged).
@@ -168,10 +199,19 @@ async fn measure(
     Ok(out)
 }
 
-/// Answers HTTP requests: GET /metrics with the registry's text, anything else 404.
-async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+/// Answers HTTP requests: GET /metrics with the registry's text, anything else 404. Once
+/// `stopped` turns true: accepts no more connections, lets the exchanges under way finish
+/// (for at most [`FINISH_WITHIN`]) and returns.
+async fn serve(listener: TcpListener, registry: Arc<Registry>, mut stopped: watch::Receiver<bool>) {
+    let mut exchanges = JoinSet::new();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.wait_for(|s| *s) => break,
+            // Reap the finished exchanges as they end.
+            Some(_) = exchanges.join_next(), if !exchanges.is_empty() => continue,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
@@ -181,13 +221,24 @@ async fn serve(listener: TcpListener, registry: Arc<Registry>) {
             }
         };
         let registry = registry.clone();
-        tokio::spawn(async move {
+        exchanges.spawn(async move {
             if let Err(e) = answer(stream, &registry).await {
                 info!(error = %e, "an HTTP exchange failed");
             }
         });
     }
+    drop(listener);
+    let finished = async { while exchanges.join_next().await.is_some() {} };
+    if tokio::time::timeout(FINISH_WITHIN, finished).await.is_err() {
+        info!(
+            left = exchanges.len(),
+            "HTTP exchanges still under way at the end are cut short"
+        );
+    }
 }
+
+/// How long the exchanges under way at the end may take to finish.
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 /// The largest request head read.
 const MAX_HEAD: usize = 16 * 1024;

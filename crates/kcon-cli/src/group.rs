@@ -2,6 +2,7 @@
 //! `kafka-consumer-groups.sh` shows and changes them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
@@ -12,7 +13,6 @@ use kcon_admin::{
 };
 use kcon_codec::consumer_protocol::Assignment;
 use kcon_core::error_codes::code::GROUP_ID_NOT_FOUND;
-use kcon_core::offsets::parse_iso8601_duration;
 use kcon_core::{IsolationLevel, OffsetSpec};
 use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
 use kcon_pool::Pool;
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::failure::{Failure, error_name};
 use crate::record_format::Format;
+use crate::shutdown::Shutdown;
 use crate::table::{Table, cell, print_json_lines, print_table, print_text};
 
 /// The group subcommands.
@@ -84,12 +85,14 @@ pub(crate) struct LagArgs {
     /// The group.
     #[arg(value_name = "GROUP")]
     group: String,
-    /// Measure again every --interval until interrupted, redrawing the table in place (with
-    /// --format json: one object per measurement).
+    /// Measure again every --interval, redrawing the table in place (with --format json: one
+    /// object per measurement), until SIGINT (Ctrl-C) or SIGTERM: then exit 0, a refresh under
+    /// way drawn whole first.
     #[arg(long = "watch")]
     watch: bool,
-    /// Time between measurements with --watch, an ISO-8601 duration (default PT5S).
-    #[arg(long = "interval", value_name = "DURATION", value_parser = parse_duration, default_value = "PT5S")]
+    /// Time between measurements with --watch: 500ms, 1s, 5m, 1h, 1m30s, or ISO-8601 such as
+    /// PT5S.
+    #[arg(long = "interval", value_name = "DURATION", value_parser = crate::duration::interval, default_value = "5s")]
     interval: Duration,
     /// How many commits of each partition the status is judged on (Burrow's default is 10).
     #[arg(long = "window", value_name = "N", default_value_t = 10)]
@@ -131,9 +134,10 @@ struct ResetTarget {
     /// (UTC when no zone is given); the end of the log if no record is that recent.
     #[arg(long = "to-datetime", value_name = "ISO8601", value_parser = parse_datetime)]
     to_datetime: Option<i64>,
-    /// The first record at most this long ago, an ISO-8601 duration (PnDTnHnMnS, e.g.
-    /// PT1H30M); the end of the log if no record is that recent.
-    #[arg(long = "by-duration", value_name = "DURATION", value_parser = parse_duration)]
+    /// The first record at most this long ago: ISO-8601 (PnDTnHnMnS, e.g. PT1H30M, as
+    /// kafka-consumer-groups.sh takes it) or a short form (1h30m, 90s, 2d); the end of the log
+    /// if no record is that recent.
+    #[arg(long = "by-duration", value_name = "DURATION", value_parser = crate::duration::duration)]
     by_duration: Option<Duration>,
     /// This offset, kept within the log (start ≤ offset ≤ end).
     #[arg(long = "to-offset", value_name = "OFFSET")]
@@ -261,39 +265,76 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
 }
 
 async fn lag(args: LagArgs) -> Result<(), Failure> {
+    if args.watch {
+        return watch(args).await;
+    }
     let cluster = args.cluster.connect(Some(&[])).await?;
-    let pool = &cluster.pool;
+    let group = args.group.as_str();
+    let lag = measure_lag(&cluster.pool, group).await?;
+    if lag.partitions.values().all(|p| p.committed.is_none()) {
+        return Err(Failure::runtime(format!(
+            "group {group:?} has no committed offsets"
+        )));
+    }
+    let (statuses, status) = crate::watched::Watched::default().observe(&lag, args.window);
+    match args.format {
+        Format::Json => print_json_lines(&[lag_json(&lag, &statuses, status)]),
+        Format::Text => print_text(&lag_text(&lag, &statuses, status)),
+    }
+}
+
+/// `group lag --watch`: measures and draws every --interval until SIGINT or SIGTERM. A signal
+/// during a refresh lets it finish (the measurement drawn whole), a second one ends the run
+/// at once; during the wait it ends the run at once. Exit 0 either way.
+async fn watch(args: LagArgs) -> Result<(), Failure> {
+    let mut shutdown = Shutdown::new()?;
+    let cluster = tokio::select! {
+        r = args.cluster.connect(Some(&[])) => r?,
+        () = shutdown.wait() => return Ok(()),
+    };
     let group = args.group.as_str();
     let mut watched = crate::watched::Watched::default();
     loop {
-        let lag = admin::group_lag(pool, group, &LagOptions::default())
-            .await
-            .map_err(|e| {
-                Failure::from_admin(&format!("measuring the lag of group {group:?}"), e)
-            })?;
-        if lag.partitions.values().all(|p| p.committed.is_none()) && !args.watch {
-            return Err(Failure::runtime(format!(
-                "group {group:?} has no committed offsets"
-            )));
-        }
+        let mut stopping = false;
+        let lag = {
+            let mut measuring = pin!(measure_lag(&cluster.pool, group));
+            loop {
+                tokio::select! {
+                    r = &mut measuring => break r?,
+                    () = shutdown.wait() => {
+                        if stopping {
+                            eprintln!("kcon: interrupted again: the refresh under way is not drawn");
+                            return Ok(());
+                        }
+                        stopping = true;
+                    }
+                }
+            }
+        };
         let (statuses, status) = watched.observe(&lag, args.window);
         match args.format {
             Format::Json => print_json_lines(&[lag_json(&lag, &statuses, status)])?,
-            Format::Text => {
-                let table = lag_text(&lag, &statuses, status);
-                if args.watch {
-                    // Clear the screen and go home, then draw: the table refreshes in place.
-                    print_text(&format!("\x1b[2J\x1b[H{table}"))?;
-                } else {
-                    print_text(&table)?;
-                }
-            }
+            // Clear the screen and go home, then draw: the table refreshes in place.
+            Format::Text => print_text(&format!(
+                "\x1b[2J\x1b[H{}",
+                lag_text(&lag, &statuses, status)
+            ))?,
         }
-        if !args.watch {
+        if stopping {
             return Ok(());
         }
-        tokio::time::sleep(args.interval).await;
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => return Ok(()),
+            () = tokio::time::sleep(args.interval) => {}
+        }
     }
+}
+
+async fn measure_lag(pool: &Pool, group: &str) -> Result<admin::GroupLag, Failure> {
+    admin::group_lag(pool, group, &LagOptions::default())
+        .await
+        .map_err(|e| Failure::from_admin(&format!("measuring the lag of group {group:?}"), e))
 }
 
 fn lag_text(
@@ -909,11 +950,6 @@ fn parse_topic(s: &str) -> Result<(String, Option<Vec<i32>>), String> {
         return Err(format!("expected TOPIC or TOPIC:0,1,2, got {s:?}"));
     }
     Ok((topic.to_owned(), Some(partitions)))
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    parse_iso8601_duration(s)
-        .ok_or_else(|| format!("expected an ISO-8601 duration such as PT1H or P1DT12H, got {s:?}"))
 }
 
 /// `YYYY-MM-DDTHH:MM[:SS[.fff]]` with an optional `Z` or `±HH:MM` / `±HHMM` zone (UTC without

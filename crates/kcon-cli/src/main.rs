@@ -20,11 +20,13 @@ mod cluster;
 mod consume;
 mod decode;
 mod dlq;
+mod duration;
 mod exporter;
 mod failure;
 mod group;
 mod produce;
 mod record_format;
+mod shutdown;
 mod table;
 mod topic;
 mod watched;
@@ -73,8 +75,9 @@ enum Command {
     /// Serve every matching group's lag and Burrow-style status as Prometheus metrics at
     /// /metrics: per partition the committed offset, log end, lag in records and seconds and
     /// status; per group the status, total lag and largest lag in seconds; and the exporter's
-    /// own polls, errors and poll duration. Runs until interrupted; a failed measurement (a
-    /// broker down) leaves the last one published and is counted.
+    /// own polls, errors and poll duration. A failed measurement (a broker down) leaves the
+    /// last one published and is counted. Runs until SIGINT (Ctrl-C) or SIGTERM: then stops
+    /// accepting connections, answers the scrapes under way and exits 0.
     #[command(after_help = EXIT_STATUS_HELP)]
     Exporter(exporter::ExporterArgs),
 }

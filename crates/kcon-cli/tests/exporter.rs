@@ -328,3 +328,47 @@ async fn the_exporter_outlives_a_broker_restart() {
     );
     exp.terminate();
 }
+
+/// SIGTERM (how systemd and Kubernetes stop a service) and SIGINT end the exporter with exit
+/// 0: it stops accepting connections and answers the scrape under way before it goes. The
+/// interval is given in a short form.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_and_sigint_end_the_exporter_with_0_after_the_scrape_under_way() {
+    let tansu = Tansu::start();
+    let b = tansu.bootstrap();
+    let group = unique_name("g");
+    for signal in ["TERM", "INT"] {
+        let (exp, addr) = exporter(&b, &group, "1s").await;
+        until("a measurement", Duration::from_secs(20), || async {
+            (sample(addr, "kcon_exporter_polls_total".to_owned()).await? >= 1.0).then_some(())
+        })
+        .await;
+        // A scrape under way: connected, half of its request sent.
+        let mut scrape = TcpStream::connect(addr).await.unwrap();
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: kcon\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        exp.signal(signal);
+        until(
+            "no more connections accepted",
+            Duration::from_secs(10),
+            || async { TcpStream::connect(addr).await.is_err().then_some(()) },
+        )
+        .await;
+        scrape
+            .write_all(b"Connection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        scrape.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(
+            response.contains("kcon_exporter_polls_total") && response.ends_with("# EOF\n"),
+            "the whole scrape: {response}"
+        );
+        let (status, _, stderr) = exp.wait(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?} {stderr:?}");
+    }
+}

@@ -348,3 +348,147 @@ async fn group_lag_measures_and_watch_calls_a_partition_that_stopped_committing_
     watch.terminate();
     let _ = watch.wait(Duration::from_secs(10)).await;
 }
+
+/// The tool's durations take short forms and ISO-8601 (`--by-duration` as
+/// kafka-consumer-groups.sh takes it, and a short form); a bad one is a usage error naming the
+/// flag and what it takes, before any broker is asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn durations_take_short_forms_and_iso_8601_and_a_bad_one_is_a_usage_error() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("durations");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 1).await;
+    broker.fill(&topic, 1, 10).await;
+    for by in ["1h", "PT1H", "1h30m"] {
+        let run = kcon(&[
+            "group",
+            "reset-offsets",
+            "-b",
+            &b,
+            &group,
+            "--topic",
+            &topic,
+            "--by-duration",
+            by,
+            "--execute",
+        ])
+        .await
+        .ok();
+        assert!(run.stderr.contains("committed"), "{}", run.stderr);
+    }
+    let run = kcon(&["group", "lag", "-b", &b, &group, "--interval", "1s"]).await;
+    assert_eq!(run.code(), 0, "{run:?}");
+
+    for (args, flag) in [
+        (
+            vec![
+                "group",
+                "lag",
+                "-b",
+                &b,
+                &group,
+                "--watch",
+                "--interval",
+                "5x",
+            ],
+            "--interval",
+        ),
+        (
+            vec!["group", "lag", "-b", &b, &group, "--interval", "0s"],
+            "--interval",
+        ),
+        (vec!["exporter", "-b", &b, "--interval", "30"], "--interval"),
+        (
+            vec![
+                "group",
+                "reset-offsets",
+                "-b",
+                &b,
+                &group,
+                "--topic",
+                &topic,
+                "--by-duration",
+                "1 hour",
+            ],
+            "--by-duration",
+        ),
+    ] {
+        let run = kcon(&args).await;
+        assert_eq!(run.code(), 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(flag), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("500ms") || run.stderr.contains("more than 0"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// `group lag --watch` ends on SIGTERM and on SIGINT with exit 0, its last refresh drawn whole
+/// (a signal during a refresh lets it finish; refreshes 10 ms apart make that likely).
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_ends_on_sigterm_and_sigint_with_0_its_last_refresh_whole() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("watched");
+    let group = unique_name("g");
+    broker.create_topic(&topic, 2).await;
+    broker.fill(&topic, 2, 10).await;
+    kcon(&[
+        "group",
+        "reset-offsets",
+        "-b",
+        &b,
+        &group,
+        "--topic",
+        &topic,
+        "--to-offset",
+        "3",
+        "--execute",
+    ])
+    .await
+    .ok();
+
+    for (signal, format) in [("TERM", "json"), ("INT", "text")] {
+        let mut watch = Running::start(&[
+            "group",
+            "lag",
+            "-b",
+            &b,
+            &group,
+            "--watch",
+            "--interval",
+            "10ms",
+            "--format",
+            format,
+        ]);
+        let mut out = watch.stdout_lines(3, Duration::from_secs(20)).await;
+        watch.signal(signal);
+        let (status, rest, stderr) = watch.wait(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?} {stderr:?}");
+        out.extend(rest);
+        if format == "json" {
+            for line in &out {
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert_eq!(v["partitions"].as_array().map(Vec::len), Some(2), "{v}");
+            }
+        } else {
+            let text = out.join("\n");
+            let last = text.rsplit("\x1b[2J\x1b[H").next().unwrap();
+            let lines: Vec<&str> = last.lines().collect();
+            assert_eq!(lines.len(), 5, "the last table whole: {last:?}");
+            assert!(lines[0].starts_with("Group "), "{last:?}");
+            assert!(lines[2].starts_with("TOPIC"), "{last:?}");
+            for (line, partition) in lines[3..].iter().zip(["0", "1"]) {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(cells.len(), 7, "{last:?}");
+                assert_eq!(
+                    (cells[0], cells[1]),
+                    (topic.as_str(), partition),
+                    "{last:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! `kcon consume --value-format avro|protobuf|json-schema --schema-registry URL` against Tansu
 //! and a test registry: values written by Confluent's own serializers come out as JSON, a key
 //! in another format beside them, records that do not decode are reported on stderr with
-//! their coordinates and dead-lettered; registry properties go with -X; a Schema Registry
-//! format without a registry is a usage error.
+//! their coordinates and dead-lettered, decimals come out with their scale; registry properties
+//! go with -X; a Schema Registry format without a registry is a usage error.
 
 mod common;
 
@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 const PAYMENT: &str = r#"{"type":"record","name":"Payment","namespace":"kcon.test","fields":[
     {"name":"id","type":"string"},{"name":"amount","type":"double"},
-    {"name":"note","type":["null","string"],"default":null}]}"#;
+    {"name":"note","type":["null","string"],"default":null},
+    {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}}]}"#;
 
 const KEY: &str = r#"{"type":"object","properties":{"region":{"type":"string"}}}"#;
 
@@ -30,14 +31,17 @@ async fn avro_values_and_json_schema_keys_come_out_as_json_and_broken_ones_are_r
     let registry = TestRegistry::start();
     registry.require_authorization("Basic YWxpY2U6cHc=");
     let values = [
-        json!({"id": "p0", "amount": 1.5, "note": null}),
-        json!({"id": "p1", "amount": -2.0, "note": "refund"}),
-        json!({"id": "p2", "amount": 3.25, "note": "header-framed"}),
+        json!({"id": "p0", "amount": 1.5, "note": null, "price": "12.34"}),
+        json!({"id": "p1", "amount": -2.0, "note": "refund", "price": "-0.05"}),
+        json!({"id": "p2", "amount": 3.25, "note": "header-framed", "price": "0.00"}),
     ];
     let mut specs = Vec::new();
     for (i, v) in values.iter().enumerate() {
         specs.push(json!({"format": "json", "field": "key", "schema": KEY, "value": {"region": format!("r{i}")}}));
-        specs.push(json!({"format": "avro", "field": "value", "schema": PAYMENT, "value": v, "headers": i == 2}));
+        specs.push(
+            json!({"format": "avro", "field": "value", "schema": PAYMENT, "value": v,
+                          "decimals": ["price"], "headers": i == 2}),
+        );
     }
     let written = serialize_async(
         registry.url(),

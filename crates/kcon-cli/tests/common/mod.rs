@@ -182,12 +182,22 @@ impl Running {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends).
+    pub fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, ...) with `kill`.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("a running child has a pid");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
+        assert!(status.success(), "kill -{name} {pid} failed");
     }
 
     /// Waits for the exit, at most `within`; returns the status and the rest of stdout and

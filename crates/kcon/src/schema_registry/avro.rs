@@ -8,6 +8,16 @@
 //! 512 MiB, and an array's count times the size of a value), nesting deeper than
 //! [`MAX_DEPTH`], more values than [`MAX_VALUES_PER_BYTE`] per payload byte, a union or enum
 //! index out of range.
+//!
+//! Into JSON ([`AvroJsonDeserializer`]), a decimal is a string of its number with its scale:
+//! Avro's `Value::Decimal` holds only the unscaled integer, so the value is read beside the
+//! schema it was decoded to (the reader's, when there is one), whose decimal types carry the
+//! scale. The digits come from the big-endian two's complement by kcon's own division, so any
+//! precision is written whole.
+//!
+//! With a reader schema, `bytes` decimals are sign-extended to the length their precision can
+//! need before the value is resolved ([`widen_decimals`]): apache-avro's resolution refuses
+//! shorter ones, and Confluent's serializers write them as short as the value allows.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -16,7 +26,7 @@ use std::sync::Arc;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use apache_avro::schema::{Name, Namespace, ResolvedSchema, Schema};
+use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema, Schema};
 use apache_avro::types::Value;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -39,11 +49,25 @@ struct Writer {
     references: Vec<Schema>,
 }
 
-/// A writer's schema as a deserializer keeps it: with its named types by full name, for the
-/// payload walk (resolved once, not per record).
+/// A writer's (or the reader's) schema as a deserializer keeps it: with its named types by full
+/// name, for the payload walk and the JSON walk (resolved once, not per record).
 struct Parsed {
     writer: Writer,
     names: Names,
+    /// Whether the schema has a `bytes` decimal anywhere (see [`widen_decimals`]).
+    bytes_decimals: bool,
+}
+
+impl Parsed {
+    fn new(writer: Writer, names: Names) -> Parsed {
+        let bytes_decimals =
+            has_bytes_decimal(&writer.schema) || names.values().any(has_bytes_decimal);
+        Parsed {
+            writer,
+            names,
+            bytes_decimals,
+        }
+    }
 }
 
 type Names = HashMap<Name, Schema>;
@@ -51,7 +75,7 @@ type Names = HashMap<Name, Schema>;
 struct Core {
     registry: SchemaRegistry,
     subject: SubjectLookup,
-    reader: Option<Writer>,
+    reader: Option<Arc<Parsed>>,
     parsed: Cache<ParsedKey, Parsed, SchemaError>,
 }
 
@@ -112,13 +136,13 @@ impl Core {
                     .iter()
                     .map(|(n, s)| (n.clone(), (*s).clone()))
                     .collect();
-                Ok(Parsed {
-                    writer: Writer {
+                Ok(Parsed::new(
+                    Writer {
                         schema: schema_parsed,
                         references,
                     },
                     names,
-                })
+                ))
             })
             .await
     }
@@ -128,6 +152,15 @@ impl Core {
         data: Option<&Bytes>,
         context: Context<'_>,
     ) -> Result<Value, DeserializeError> {
+        self.decoded(data, context).await.map(|(value, _)| value)
+    }
+
+    /// The value, and the schema it has: the reader's if there is one, else the writer's.
+    async fn decoded(
+        &self,
+        data: Option<&Bytes>,
+        context: Context<'_>,
+    ) -> Result<(Value, Arc<Parsed>), DeserializeError> {
         let framed = framed(data, &context, false)?;
         let subject = self.subject.subject(&context);
         let parsed = self.writer(framed.schema, subject).await?;
@@ -146,22 +179,28 @@ impl Core {
         let mut schemata: Vec<&Schema> = vec![&writer.schema];
         schemata.extend(writer.references.iter());
         let mut input = framed.payload;
-        let value = match &self.reader {
-            None => apache_avro::from_avro_datum_schemata(
-                &writer.schema,
-                schemata[1..].to_vec(),
-                &mut input,
-                None,
-            ),
-            Some(reader) => apache_avro::from_avro_datum_reader_schemata(
-                &writer.schema,
-                schemata[1..].to_vec(),
-                &mut input,
-                Some(&reader.schema),
-                reader.references.iter().collect(),
-            ),
-        };
-        value.map_err(|e| bad(e.to_string()))
+        let mut value = apache_avro::from_avro_datum_schemata(
+            &writer.schema,
+            schemata[1..].to_vec(),
+            &mut input,
+            None,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        // Resolved as `from_avro_datum_reader_schemata` does, with `bytes` decimals widened
+        // first.
+        if let Some(reader) = &self.reader {
+            if parsed.bytes_decimals {
+                widen_decimals(&mut value, &writer.schema, &parsed.names, &None);
+            }
+            value = value
+                .resolve_schemata(
+                    &reader.writer.schema,
+                    reader.writer.references.iter().collect(),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let shape = self.reader.as_ref().unwrap_or(&parsed).clone();
+        Ok((value, shape))
     }
 }
 
@@ -188,15 +227,23 @@ macro_rules! builder_methods {
                     Err(e) => (Err(e), Vec::new()),
                 }
             };
-            let schema = schema.map_err(|e| {
+            let unusable = |e: &dyn std::fmt::Display| {
                 Error::new(
                     ErrorKind::Config,
                     format!("the Avro reader schema does not parse: {e}"),
                 )
-            })?;
-            super::configure(&mut self.core, Core::unshared, |c| {
-                c.reader = Some(Writer { schema, references })
-            });
+            };
+            let schema = schema.map_err(|e| unusable(&e))?;
+            let mut schemata: Vec<&Schema> = vec![&schema];
+            schemata.extend(references.iter());
+            let names: Names = ResolvedSchema::try_from(schemata)
+                .map_err(|e| unusable(&e))?
+                .get_names()
+                .iter()
+                .map(|(n, s)| (n.clone(), (*s).clone()))
+                .collect();
+            let reader = Arc::new(Parsed::new(Writer { schema, references }, names));
+            super::configure(&mut self.core, Core::unshared, |c| c.reader = Some(reader));
             Ok(self)
         }
 
@@ -272,9 +319,12 @@ impl Deserializer for AvroValueDeserializer {
 deserializer_type! {
     /// Avro into JSON: records as objects, unions as the branch's value, enums as their symbol,
     /// bytes and fixed as strings of the code points U+0000–U+00FF (Avro's JSON encoding), logical
-    /// types as the values they annotate except decimals (their digits, as a string) and UUIDs
-    /// (their text); floating-point NaN and infinities as the strings `"NaN"`, `"Infinity"`,
-    /// `"-Infinity"`.
+    /// types as the values they annotate except decimals and UUIDs, which are strings:
+    /// a decimal (`bytes` or `fixed`) as its number with its schema's scale, in plain notation
+    /// (`"12.34"`, `"-0.05"`, `"1234"` for scale 0, `"12.30"` keeping the scale's zeros: Kafka
+    /// Connect's numeric decimal format, as a string so that no digit is lost to a reader's
+    /// floating point), a UUID as its text; floating-point NaN and infinities as the strings
+    /// `"NaN"`, `"Infinity"`, `"-Infinity"`.
     AvroJsonDeserializer
 }
 
@@ -286,13 +336,33 @@ impl Deserializer for AvroJsonDeserializer {
         data: Option<&'a Bytes>,
         context: Context<'a>,
     ) -> Result<serde_json::Value, DeserializeError> {
-        Ok(to_json(self.core.value(data, context).await?))
+        let (value, shape) = self.core.decoded(data, context).await?;
+        Ok(json(value, Some(&shape.writer.schema), &shape.names, &None))
     }
 }
 
-/// An Avro value as JSON (see [`AvroJsonDeserializer`]).
+/// An Avro value as JSON (see [`AvroJsonDeserializer`]), without its schema.
+///
+/// A `Value::Decimal` does not carry its scale (the schema does): here it is written as its
+/// unscaled digits (`"1234"` for 12.34 of scale 2). [`AvroJsonDeserializer`], which has the
+/// schema, writes decimals with their scale.
 pub fn to_json(value: Value) -> serde_json::Value {
+    json(value, None, &Names::new(), &None)
+}
+
+/// `value` as JSON, read beside `schema` (the one it was decoded or resolved to, its named
+/// types in `names`, `ns` the enclosing namespace) where that is known: decimals take their
+/// scale from it.
+fn json(value: Value, schema: Option<&Schema>, names: &Names, ns: &Namespace) -> serde_json::Value {
     use serde_json::Value as J;
+    // A named type's reference: the type, in its own namespace.
+    let (schema, ns) = match schema {
+        Some(Schema::Ref { name }) => match names.get_key_value(&name.fully_qualified_name(ns)) {
+            Some((full, s)) => (Some(s), &full.namespace),
+            None => (None, ns),
+        },
+        other => (other, ns),
+    };
     let latin1 = |b: Vec<u8>| J::String(b.into_iter().map(char::from).collect());
     let float = |f: f64| {
         serde_json::Number::from_f64(f).map_or_else(
@@ -327,16 +397,66 @@ pub fn to_json(value: Value) -> serde_json::Value {
         Value::Double(d) => float(d),
         Value::Bytes(b) | Value::Fixed(_, b) => latin1(b),
         Value::String(s) | Value::Enum(_, s) => J::String(s),
-        Value::Union(_, v) => to_json(*v),
-        Value::Array(items) => J::Array(items.into_iter().map(to_json).collect()),
-        Value::Map(m) => J::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Union(i, v) => {
+            let branch = match schema {
+                Some(Schema::Union(u)) => usize::try_from(i).ok().and_then(|i| u.variants().get(i)),
+                _ => None,
+            };
+            json(*v, branch, names, ns)
+        }
+        Value::Array(items) => {
+            let items_schema = match schema {
+                Some(Schema::Array(a)) => Some(&*a.items),
+                _ => None,
+            };
+            J::Array(
+                items
+                    .into_iter()
+                    .map(|v| json(v, items_schema, names, ns))
+                    .collect(),
+            )
+        }
+        Value::Map(m) => {
+            let values = match schema {
+                Some(Schema::Map(m)) => Some(&*m.types),
+                _ => None,
+            };
+            J::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k, json(v, values, names, ns)))
+                    .collect(),
+            )
+        }
         Value::Record(fields) => {
-            J::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+            let record = match schema {
+                Some(Schema::Record(r)) => Some(r),
+                _ => None,
+            };
+            let inner = match record {
+                Some(r) if r.name.namespace.is_some() => &r.name.namespace,
+                _ => ns,
+            };
+            J::Object(
+                fields
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| {
+                        let field = record.and_then(|r| field_schema(r, i, &k));
+                        let v = json(v, field, names, inner);
+                        (k, v)
+                    })
+                    .collect(),
+            )
         }
         Value::Decimal(d) => {
             let bytes: Vec<u8> = Vec::try_from(d).unwrap_or_default();
-            J::String(unscaled_digits(&bytes))
+            match schema {
+                Some(Schema::Decimal(d)) => J::String(decimal_text(&bytes, d.scale)),
+                _ => J::String(unscaled_digits(&bytes)),
+            }
         }
+        // Its scale comes with each value, from the payload: plain notation could be made as
+        // long as the payload likes, so bigdecimal's notation (exponential past a few zeros).
         Value::BigDecimal(d) => J::String(d.to_string()),
         Value::Uuid(u) => J::String(u.to_string()),
         Value::Duration(d) => {
@@ -344,6 +464,132 @@ pub fn to_json(value: Value) -> serde_json::Value {
             latin1(bytes.to_vec())
         }
     }
+}
+
+/// The schema of field `name`, the `i`th of a record value: decoded and resolved values keep
+/// the schema's field order, so it is the `i`th field unless the names differ.
+fn field_schema<'s>(r: &'s RecordSchema, i: usize, name: &str) -> Option<&'s Schema> {
+    r.fields
+        .get(i)
+        .filter(|f| f.name == name)
+        .or_else(|| r.lookup.get(name).and_then(|&j| r.fields.get(j)))
+        .map(|f| &f.schema)
+}
+
+/// Sign-extends every `bytes` decimal of `value` (as decoded with `schema`) to as many bytes
+/// as its precision can need, before the value is resolved to a reader schema.
+///
+/// apache-avro's resolution refuses a decimal whose byte length could not hold its precision's
+/// digits ("Precision 10 too small to hold decimal values with 2 bytes"), but a `bytes` decimal
+/// is written in as few bytes as its value needs (12.34 in two, by Confluent's serializers and
+/// Java's), so every small value would fail to resolve. The number is the same; only the
+/// resolved `Value::Decimal` is longer. A `fixed` decimal has its size already.
+fn widen_decimals(value: &mut Value, schema: &Schema, names: &Names, ns: &Namespace) {
+    let (schema, ns) = match schema {
+        Schema::Ref { name } => match names.get_key_value(&name.fully_qualified_name(ns)) {
+            Some((full, s)) => (s, &full.namespace),
+            None => return,
+        },
+        other => (other, ns),
+    };
+    match (value, schema) {
+        (Value::Decimal(d), Schema::Decimal(ds)) if matches!(*ds.inner, Schema::Bytes) => {
+            let needed = decimal_bytes_for(ds.precision);
+            let Ok(bytes) = Vec::<u8>::try_from(&*d) else {
+                return;
+            };
+            if bytes.len() < needed {
+                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+                    0xff
+                } else {
+                    0
+                };
+                let mut wide = vec![fill; needed - bytes.len()];
+                wide.extend(bytes);
+                *d = apache_avro::Decimal::from(wide);
+            }
+        }
+        (Value::Union(i, v), Schema::Union(u)) => {
+            if let Some(branch) = usize::try_from(*i).ok().and_then(|i| u.variants().get(i)) {
+                widen_decimals(v, branch, names, ns);
+            }
+        }
+        (Value::Array(items), Schema::Array(a)) => {
+            for v in items {
+                widen_decimals(v, &a.items, names, ns);
+            }
+        }
+        (Value::Map(m), Schema::Map(ms)) => {
+            for v in m.values_mut() {
+                widen_decimals(v, &ms.types, names, ns);
+            }
+        }
+        (Value::Record(fields), Schema::Record(r)) => {
+            let inner = if r.name.namespace.is_some() {
+                &r.name.namespace
+            } else {
+                ns
+            };
+            for (i, (k, v)) in fields.iter_mut().enumerate() {
+                if let Some(s) = field_schema(r, i, k) {
+                    widen_decimals(v, s, names, inner);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The fewest bytes apache-avro's resolution takes to hold `precision` digits: its own rule,
+/// floor(log10(2^(8n-1) - 1)) >= precision. Past 128 bytes the rule takes any precision.
+fn decimal_bytes_for(precision: usize) -> usize {
+    (1..=129usize)
+        .find(|&n| {
+            let max = (2f64.powi(8 * n as i32 - 1) - 1.0).log10().floor();
+            max >= precision as f64
+        })
+        .unwrap_or(129)
+}
+
+/// Whether `schema` has a `bytes` decimal, named types aside (they are looked at on their own).
+fn has_bytes_decimal(schema: &Schema) -> bool {
+    match schema {
+        Schema::Decimal(d) => matches!(*d.inner, Schema::Bytes),
+        Schema::Union(u) => u.variants().iter().any(has_bytes_decimal),
+        Schema::Array(a) => has_bytes_decimal(&a.items),
+        Schema::Map(m) => has_bytes_decimal(&m.types),
+        Schema::Record(r) => r.fields.iter().any(|f| has_bytes_decimal(&f.schema)),
+        _ => false,
+    }
+}
+
+/// The most digits a decimal's text has after the point in plain notation; a larger scale
+/// (no real schema has one) is written as `<unscaled>E-<scale>`, so that a schema cannot make
+/// the text as long as it likes.
+const MAX_PLAIN_SCALE: usize = 1 << 12;
+
+/// A decimal as text: its unscaled value (big-endian two's complement, any length) with
+/// `scale` digits after the point, in plain notation as Java's `BigDecimal.toPlainString`
+/// writes it (`"12.34"`, `"-0.05"`, `"1234"` for scale 0, trailing zeros kept).
+fn decimal_text(unscaled: &[u8], scale: usize) -> String {
+    let digits = unscaled_digits(unscaled);
+    if scale == 0 {
+        return digits;
+    }
+    if scale > MAX_PLAIN_SCALE {
+        return format!("{digits}E-{scale}");
+    }
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", digits.as_str()),
+    };
+    let zeros = (scale + 1).saturating_sub(digits.len());
+    let mut text = String::with_capacity(sign.len() + zeros + digits.len() + 1);
+    text.push_str(sign);
+    text.extend(std::iter::repeat_n('0', zeros));
+    text.push_str(digits);
+    text.insert(text.len() - scale, '.');
+    text
 }
 
 /// The decimal digits of a big-endian two's-complement integer (a decimal's unscaled value;
@@ -614,6 +860,245 @@ mod tests {
         let mut shallow = vec![2u8; 10];
         shallow.push(0);
         walk(list, &shallow).unwrap();
+    }
+
+    /// `value` written with `schema` and read back through the deserializer's JSON walk.
+    fn round_trip(schema: &str, value: Value) -> serde_json::Value {
+        let schema = Schema::parse_str(schema).unwrap();
+        let names: Names = ResolvedSchema::try_from(&schema)
+            .unwrap()
+            .get_names()
+            .iter()
+            .map(|(n, s)| (n.clone(), (*s).clone()))
+            .collect();
+        let bytes = apache_avro::to_avro_datum(&schema, value).unwrap();
+        check(&schema, &names, &bytes).unwrap();
+        let decoded = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap();
+        json(decoded, Some(&schema), &names, &None)
+    }
+
+    /// The minimal big-endian two's complement of the decimal integer `digits` (built by
+    /// multiplying up, independently of `unscaled_digits`, which divides down).
+    fn twos_complement(digits: &str) -> Vec<u8> {
+        let (negative, digits) = match digits.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, digits),
+        };
+        // Little-endian magnitude.
+        let mut m: Vec<u8> = vec![0];
+        for d in digits.bytes() {
+            let mut carry = u32::from(d - b'0');
+            for b in m.iter_mut() {
+                let v = u32::from(*b) * 10 + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+            if carry > 0 {
+                m.push(carry as u8);
+            }
+        }
+        // Room for the sign bit.
+        m.push(0);
+        if negative {
+            let mut carry = 1u16;
+            for b in m.iter_mut() {
+                let v = u16::from(!*b) + carry;
+                *b = v as u8;
+                carry = v >> 8;
+            }
+        }
+        // Drop redundant sign bytes, then big-endian.
+        let sign = if negative { 0xff } else { 0 };
+        while m.len() > 1 && m[m.len() - 1] == sign && (m[m.len() - 2] & 0x80) == (sign & 0x80) {
+            m.pop();
+        }
+        m.reverse();
+        m
+    }
+
+    fn decimal(digits: &str) -> Value {
+        Value::Decimal(apache_avro::Decimal::from(twos_complement(digits)))
+    }
+
+    /// The decimal `digits` sign-extended to `size` bytes (a fixed's).
+    fn decimal_of(digits: &str, size: usize) -> Value {
+        let b = twos_complement(digits);
+        let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
+        let mut out = vec![fill; size - b.len()];
+        out.extend(b);
+        Value::Decimal(apache_avro::Decimal::from(out))
+    }
+
+    const MONEY: &str = r#"{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}"#;
+
+    #[test]
+    fn bytes_decimals_are_written_with_their_scale() {
+        for (unscaled, text) in [
+            ("1234", "12.34"),
+            ("-1234", "-12.34"),
+            ("5", "0.05"),
+            ("-5", "-0.05"),
+            ("50", "0.50"),
+            ("100", "1.00"),
+            ("-100", "-1.00"),
+            ("1230", "12.30"),
+            ("0", "0.00"),
+            ("-1", "-0.01"),
+            ("9999999999", "99999999.99"),
+            ("-128", "-1.28"),
+            ("128", "1.28"),
+        ] {
+            assert_eq!(
+                round_trip(MONEY, decimal(unscaled)),
+                serde_json::json!(text),
+                "{unscaled}"
+            );
+        }
+        let scale_0 = r#"{"type":"bytes","logicalType":"decimal","precision":4}"#;
+        for (unscaled, text) in [
+            ("1234", "1234"),
+            ("-1234", "-1234"),
+            ("0", "0"),
+            ("-1", "-1"),
+        ] {
+            assert_eq!(
+                round_trip(scale_0, decimal(unscaled)),
+                serde_json::json!(text),
+                "{unscaled}"
+            );
+        }
+        // Every digit of the scale after the point, and one before it.
+        let scale_5 = r#"{"type":"bytes","logicalType":"decimal","precision":5,"scale":5}"#;
+        assert_eq!(
+            round_trip(scale_5, decimal("-42")),
+            serde_json::json!("-0.00042")
+        );
+        assert_eq!(
+            round_trip(scale_5, decimal("99999")),
+            serde_json::json!("0.99999")
+        );
+    }
+
+    #[test]
+    fn decimals_beyond_i128_keep_every_digit() {
+        let big = r#"{"type":"bytes","logicalType":"decimal","precision":70,"scale":20}"#;
+        let digits = "1234567890123456789012345678901234567890123456789012345678901234567890";
+        let text = "12345678901234567890123456789012345678901234567890.12345678901234567890";
+        assert_eq!(round_trip(big, decimal(digits)), serde_json::json!(text));
+        assert_eq!(
+            round_trip(big, decimal(&format!("-{digits}"))),
+            serde_json::json!(format!("-{text}"))
+        );
+        // i128's extremes and one past them.
+        let i128_ = r#"{"type":"bytes","logicalType":"decimal","precision":40,"scale":0}"#;
+        for n in [
+            i128::MAX.to_string(),
+            i128::MIN.to_string(),
+            "170141183460469231731687303715884105728".to_owned(),
+            "-170141183460469231731687303715884105729".to_owned(),
+        ] {
+            assert_eq!(round_trip(i128_, decimal(&n)), serde_json::json!(n));
+        }
+    }
+
+    #[test]
+    fn fixed_decimals_nested_and_referenced_are_written_with_their_scale() {
+        // A fixed of 16 bytes (sign-extended), in a record of a namespace; decimals in a union,
+        // an array, a map and a record of another namespace referred to by name. (A named
+        // decimal fixed cannot be referred to by name: apache-avro's `ResolvedSchema` does not
+        // register it, and the schema is refused as unusable.)
+        let schema = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+            {"name":"total","type":{"type":"fixed","name":"Amount","size":16,
+                "logicalType":"decimal","precision":38,"scale":4}},
+            {"name":"refund","type":{"type":"record","name":"Refund","namespace":"pay","fields":[
+                {"name":"amount","type":{"type":"fixed","name":"Cents","size":4,
+                    "logicalType":"decimal","precision":9,"scale":2}}]}},
+            {"name":"again","type":"pay.Refund"},
+            {"name":"tip","type":["null",{"type":"bytes","logicalType":"decimal","precision":6,"scale":1}]},
+            {"name":"lines","type":{"type":"array","items":
+                {"type":"bytes","logicalType":"decimal","precision":38,"scale":4}}},
+            {"name":"fees","type":{"type":"map","values":
+                {"type":"bytes","logicalType":"decimal","precision":9,"scale":3}}},
+            {"name":"raw","type":{"type":"fixed","name":"Raw","size":2}}]}"#;
+        let fixed = decimal_of;
+        let refund = |digits: &str| Value::Record(vec![("amount".into(), fixed(digits, 4))]);
+        let value = Value::Record(vec![
+            ("total".into(), fixed("-5", 16)),
+            ("refund".into(), refund("123456")),
+            ("again".into(), refund("-7")),
+            ("tip".into(), Value::Union(1, Box::new(decimal("25")))),
+            (
+                "lines".into(),
+                Value::Array(vec![
+                    decimal("10000"),
+                    decimal("-99999999999999999999999999999999999999"),
+                ]),
+            ),
+            (
+                "fees".into(),
+                Value::Map([("vat".to_owned(), decimal("1500"))].into_iter().collect()),
+            ),
+            ("raw".into(), Value::Fixed(2, vec![0x41, 0x42])),
+        ]);
+        assert_eq!(
+            round_trip(schema, value),
+            serde_json::json!({
+                "total": "-0.0005",
+                "refund": {"amount": "1234.56"},
+                "again": {"amount": "-0.07"},
+                "tip": "2.5",
+                "lines": ["1.0000", "-9999999999999999999999999999999999.9999"],
+                "fees": {"vat": "1.500"},
+                "raw": "AB",
+            })
+        );
+    }
+
+    #[test]
+    fn bytes_decimals_are_widened_so_that_they_resolve_to_a_reader_schema() {
+        // apache-avro's own rule: n bytes hold floor(log10(2^(8n-1) - 1)) digits.
+        for (precision, bytes) in [(0, 1), (2, 1), (3, 2), (4, 2), (9, 4), (10, 5), (38, 16)] {
+            assert_eq!(decimal_bytes_for(precision), bytes, "precision {precision}");
+        }
+        assert_eq!(decimal_bytes_for(100_000), 129);
+        let schema = format!(
+            r#"{{"type":"record","name":"P","fields":[{{"name":"price","type":{MONEY}}},
+                {{"name":"maybe","type":["null",{MONEY}]}},
+                {{"name":"t","type":{{"type":"fixed","name":"T","size":2,
+                    "logicalType":"decimal","precision":4,"scale":1}}}}]}}"#
+        );
+        let schema = Schema::parse_str(&schema).unwrap();
+        let names = Names::new();
+        assert!(has_bytes_decimal(&schema));
+        for (unscaled, text) in [("1234", "12.34"), ("-5", "-0.05"), ("0", "0.00")] {
+            let value = Value::Record(vec![
+                ("price".into(), decimal(unscaled)),
+                ("maybe".into(), Value::Union(1, Box::new(decimal(unscaled)))),
+                ("t".into(), decimal_of(unscaled, 2)),
+            ]);
+            let bytes = apache_avro::to_avro_datum(&schema, value).unwrap();
+            let decoded = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap();
+            assert!(
+                decoded.clone().resolve(&schema).is_err(),
+                "apache-avro refuses {unscaled} unwidened"
+            );
+            let mut widened = decoded;
+            widen_decimals(&mut widened, &schema, &names, &None);
+            let resolved = widened.resolve(&schema).unwrap();
+            assert_eq!(
+                json(resolved, Some(&schema), &names, &None),
+                serde_json::json!({"price": text, "maybe": text,
+                                   "t": decimal_text(&twos_complement(unscaled), 1)})
+            );
+        }
+    }
+
+    #[test]
+    fn without_its_schema_a_decimal_is_its_unscaled_digits() {
+        assert_eq!(to_json(decimal("1234")), serde_json::json!("1234"));
+        assert_eq!(decimal_text(&twos_complement("-1234"), 2), "-12.34");
+        // A scale no schema has: exponential notation, not megabytes of zeros.
+        assert_eq!(decimal_text(&[0x07], 1 << 20), "7E-1048576");
     }
 
     #[test]
