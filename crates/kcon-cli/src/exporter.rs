@@ -48,8 +48,9 @@ use crate::watched::Watched;
 pub(crate) struct ExporterArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
-    /// A regular expression a group id must match (anywhere; anchor it with ^...$), repeatable;
-    /// every group without one.
+    /// A regular expression a whole group id must match (`billing` is billing alone,
+    /// `billing.*` billing and billing2, as KIP-848 coordinators match), repeatable; every
+    /// group without one.
     #[arg(long = "group", value_name = "REGEX")]
     groups: Vec<String>,
     /// Where to serve /metrics.
@@ -83,15 +84,7 @@ struct Measured {
 }
 
 pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
-    let filters = args
-        .groups
-        .iter()
-        .map(|g| {
-            Regex::new(g).map_err(|e| {
-                Failure::usage(format!("--group {g:?} is not a regular expression: {e}"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let filters = group_filters(&args.groups)?;
     let mut shutdown = Shutdown::new()?;
     let cluster = tokio::select! {
         r = args.cluster.connect(Some(&[])) => r?,
@@ -169,6 +162,18 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
     }
     eprintln!("kcon: stopped serving /metrics");
     Ok(())
+}
+
+/// The `--group` expressions, each matching whole group ids only.
+fn group_filters(patterns: &[String]) -> Result<Vec<Regex>, Failure> {
+    patterns
+        .iter()
+        .map(|g| {
+            Regex::new(&format!("^(?:{g})$")).map_err(|e| {
+                Failure::usage(format!("--group {g:?} is not a regular expression: {e}"))
+            })
+        })
+        .collect()
 }
 
 /// Every matching group's lag; a group whose own lookup failed is left out (and logged).
@@ -414,4 +419,36 @@ fn wall_s() -> f64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_expression_matches_whole_names() {
+        let only = |patterns: &[&str], names: &[&str]| -> Vec<String> {
+            let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+            let filters = group_filters(&patterns).unwrap();
+            names
+                .iter()
+                .filter(|n| filters.iter().any(|f| f.is_match(n)))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        let names = ["billing", "billing2", "old-billing", "payments"];
+        assert_eq!(only(&["billing"], &names), ["billing"]);
+        assert_eq!(only(&["billing.*"], &names), ["billing", "billing2"]);
+        assert_eq!(
+            only(&[".*billing.*"], &names),
+            ["billing", "billing2", "old-billing"]
+        );
+        assert_eq!(only(&["billing|payments"], &names), ["billing", "payments"]);
+        assert_eq!(
+            only(&["^billing$"], &names),
+            ["billing"],
+            "anchors still work"
+        );
+        assert!(group_filters(&["(".into()]).is_err());
+    }
 }
