@@ -7,7 +7,8 @@
 //! block count longer than the bytes left (the decoder reserves what a length says, up to
 //! 512 MiB, and an array's count times the size of a value), nesting deeper than
 //! [`MAX_DEPTH`], more values than [`MAX_VALUES_PER_BYTE`] per payload byte, a union or enum
-//! index out of range.
+//! index out of range, a `bytes` decimal longer than its precision needs (its digits are worked
+//! out in time quadratic in its length).
 //!
 //! Into JSON ([`AvroJsonDeserializer`]), a decimal is a string of its number with its scale:
 //! Avro's `Value::Decimal` holds only the unscaled integer, so the value is read beside the
@@ -551,6 +552,14 @@ fn decimal_bytes_for(precision: usize) -> usize {
         .unwrap_or(129)
 }
 
+/// The most bytes a `bytes` decimal of `precision` digits is read from: the two's complement
+/// of the largest such number (`ceil((ceil(precision × log2 10) + 1) / 8)` bytes, what Java's
+/// `BigInteger.toByteArray` writes at most), and 8 more for writers that sign-extend.
+fn decimal_bytes_max(precision: usize) -> usize {
+    let bits = (precision as f64 * std::f64::consts::LOG2_10).ceil() as usize + 1;
+    bits.div_ceil(8) + 8
+}
+
 /// Whether `schema` has a `bytes` decimal, named types aside (they are looked at on their own).
 fn has_bytes_decimal(schema: &Schema) -> bool {
     match schema {
@@ -739,6 +748,19 @@ impl<S: Borrow<Schema>> Walk<'_, S> {
                 self.take(n, "a string or bytes")
             }
             Schema::Fixed(f) => self.take(f.size, "a fixed"),
+            // A `bytes` decimal's length is the payload's: bounded by its precision, so that
+            // writing its digits (quadratic in its length) stays cheap.
+            Schema::Decimal(d) if matches!(*d.inner, Schema::Bytes) => {
+                let n = self.length("a decimal")?;
+                let most = decimal_bytes_max(d.precision);
+                if n > most {
+                    return Err(format!(
+                        "a decimal of {n} bytes where precision {} needs at most {most}",
+                        d.precision
+                    ));
+                }
+                self.take(n, "a decimal")
+            }
             Schema::Decimal(d) => self.walk(&d.inner, ns, depth + 1),
             Schema::Enum(e) => {
                 let i = self.long()?;
@@ -847,6 +869,34 @@ mod tests {
         walk(r#""string""#, &[6, b'a', b'b', b'c']).unwrap();
         walk(r#"{"type":"array","items":"int"}"#, &[4, 2, 4, 0]).unwrap();
         walk(r#"{"type":"map","values":"long"}"#, &[2, 2, b'k', 6, 0]).unwrap();
+    }
+
+    #[test]
+    fn a_bytes_decimal_longer_than_its_precision_needs_is_refused() {
+        let money = r#"{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}"#;
+        // 10 digits take 5 bytes; 8 more are allowed for sign extension.
+        assert_eq!(decimal_bytes_max(10), 13);
+        assert_eq!(
+            decimal_bytes_max(38),
+            24,
+            "16 bytes, as an i128 holds 38 digits"
+        );
+        let with = |n: usize| {
+            let mut p = Vec::new();
+            let mut z = (n as u64) << 1;
+            while z >= 0x80 {
+                p.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            p.push(z as u8);
+            p.extend(std::iter::repeat_n(0x11, n));
+            p
+        };
+        walk(money, &with(13)).unwrap();
+        // A megabyte of digits behind a precision-10 decimal: a poison record, refused before
+        // its digits are worked out.
+        let err = walk(money, &with(1 << 20)).unwrap_err();
+        assert!(err.contains("precision 10"), "{err}");
     }
 
     #[test]
