@@ -32,8 +32,8 @@ impl Acks {
 
 /// The configuration of a [`Producer`](crate::Producer).
 ///
-/// Set by Kafka property name with [`ProducerConfig::set`]; the connection properties
-/// ([`PoolConfig::PROPERTIES`]) go to [`ProducerConfig::pool`].
+/// Set by Kafka property name with [`ProducerConfig::set`]; the connection properties (those
+/// kcon-pool's [`PoolConfig`] takes) go to [`ProducerConfig::pool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerConfig {
@@ -80,7 +80,7 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     /// The producer's own property names [`ProducerConfig::set`] accepts (the connection
-    /// properties of [`PoolConfig::PROPERTIES`] are accepted too).
+    /// properties [`PoolConfig`] takes are accepted too).
     pub const PROPERTIES: &'static [&'static str] = &[
         "acks",
         "compression.type",

@@ -644,7 +644,7 @@ impl ConsumerMachine {
     }
 
     /// The application is in a receiving call at `now`: the group member hears it is alive,
-    /// at most twice per [`HOUSEKEEPING`].
+    /// at most twice per housekeeping period (a second).
     pub fn tick(&mut self, now: Instant) {
         if !self.options.group {
             return;
