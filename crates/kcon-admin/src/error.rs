@@ -46,6 +46,19 @@ pub enum Error {
     /// The partition has no leader in the metadata, even after a refresh (a leader election
     /// under way, or every replica offline).
     NoLeader(TopicPartition),
+    /// The group has members, and what was asked needs it inactive: its offsets can be
+    /// changed from outside the group only while it has none.
+    GroupActive {
+        /// The group.
+        group_id: String,
+        /// How many members it has.
+        members: usize,
+        /// Its state.
+        state: String,
+    },
+    /// The group has no committed offset for the partition, and what was asked starts from
+    /// one (a reset that shifts the committed offset).
+    NoCommittedOffset(TopicPartition),
 }
 
 impl Error {
@@ -79,7 +92,10 @@ impl Error {
             Error::Broker { error, .. } => error.is_retriable(),
             Error::Connection(e) => e.is_retriable(),
             Error::NoLeader(_) => true,
-            Error::Config(_) | Error::Unsupported { .. } => false,
+            Error::Config(_)
+            | Error::Unsupported { .. }
+            | Error::GroupActive { .. }
+            | Error::NoCommittedOffset(_) => false,
         }
     }
 
@@ -104,7 +120,7 @@ impl Error {
     pub fn topic_partition(&self) -> Option<&TopicPartition> {
         match self {
             Error::Broker { partition, .. } => partition.as_ref(),
-            Error::NoLeader(tp) => Some(tp),
+            Error::NoLeader(tp) | Error::NoCommittedOffset(tp) => Some(tp),
             _ => None,
         }
     }
@@ -188,6 +204,17 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "{e}"),
             Error::Unsupported { reason, .. } => f.write_str(reason),
             Error::NoLeader(tp) => write!(f, "{tp} has no leader in the metadata"),
+            Error::GroupActive {
+                group_id,
+                members,
+                state,
+            } => write!(
+                f,
+                "group {group_id:?} has {members} active member{} (state {state}): its offsets \
+                 can be changed from outside only while it is inactive",
+                if *members == 1 { "" } else { "s" }
+            ),
+            Error::NoCommittedOffset(tp) => write!(f, "the group has no committed offset for {tp}"),
         }
     }
 }

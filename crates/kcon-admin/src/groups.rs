@@ -120,6 +120,15 @@ pub struct ListedGroup {
     pub state: Option<String>,
 }
 
+impl ListedGroup {
+    /// Whether it is a consumer group, whose committed offsets are partitions' positions: its
+    /// protocol type is `consumer` ([`CONSUMER_PROTOCOL_TYPE`](crate::CONSUMER_PROTOCOL_TYPE)),
+    /// or empty (a group that only commits offsets, from outside any generation).
+    pub fn is_consumer_group(&self) -> bool {
+        self.protocol_type.is_empty() || self.protocol_type == crate::CONSUMER_PROTOCOL_TYPE
+    }
+}
+
 /// The coordinator of `group_id` (FindCoordinator, key type 0).
 pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator, Error> {
     let conn = pool.connection(BrokerTarget::Any).await?;
@@ -392,7 +401,7 @@ async fn fetch_from_coordinator(
 /// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR (the Java admin
 /// client's `ListConsumerGroupOffsetsHandler` retries these), and UNSTABLE_OFFSET_COMMIT where
 /// librdkafka's mock cluster puts it, at the group level.
-fn is_retriable_group_error(error: ResponseError) -> bool {
+pub(crate) fn is_retriable_group_error(error: ResponseError) -> bool {
     use ResponseError as E;
     matches!(
         error,

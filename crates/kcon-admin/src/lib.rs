@@ -7,33 +7,55 @@
 //! - Groups: [`find_coordinator`], [`describe_group`], [`list_groups`], [`delete_offsets`]
 //!   (OffsetDelete, KIP-496), [`committed_offsets_of_groups`] (OffsetFetch for several groups
 //!   per coordinator, KIP-709).
+//! - A group whichever protocol it runs: [`describe`] joins ConsumerGroupDescribe (KIP-848)
+//!   and DescribeGroups into one [`DescribedGroup`], each member with the partitions it owns;
+//!   [`describe_group_lag`] adds the lag of every partition with its owner.
 //! - Lag, computed in one place ([`lag`]): [`group_lag`] / [`groups_lag`] per partition, with
 //!   an outcome per group and per partition; the pure [`lag::lag`] and [`lag::log_end`] that
 //!   the consumer's own lag uses; [`log_ranges`].
+//! - Status over time: [`GroupWatch`] keeps each partition's window of commits across
+//!   measurements and judges it by Burrow's rules ([`status`]); [`GroupsWatch`] does it for
+//!   many groups.
+//! - Moving a group's offsets from outside it: [`plan_reset`] (to the start or end of the log,
+//!   an offset, a time, a duration ago, or shifted; the group must be inactive) and
+//!   [`execute_reset`]; [`commit_offsets`] (OffsetCommit with generation -1).
 //! - Topics: [`create_topic`], [`list_topics`].
 //!
 //! Every call fails with one [`Error`], which says who caused it and whether a retry can help.
 //! The conversions to and from kafka-protocol's types are in [`wire`] (OffsetFetch's are
 //! `kcon_offsets::wire`'s, shared with the commit machine).
 
+mod described;
 mod error;
 mod groups;
 pub mod lag;
 mod offsets;
 pub mod probe;
+mod reset;
 pub mod status;
 mod topics;
+mod watch;
 pub mod wire;
 
+pub use described::{
+    CONSUMER_PROTOCOL_TYPE, DescribedGroup, DescribedGroupLag, DescribedMember, describe,
+    describe_group_lag,
+};
 pub use error::{Error, error_name};
 pub use groups::{
     ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
     GroupOffsets, ListedGroup, committed_offsets_of_groups, delete_offsets,
     describe_consumer_group, describe_group, find_coordinator, list_groups,
 };
+/// The error codes and API keys of [`Error::Broker`], by kafka-protocol's names.
+pub use kcon_codec::kafka_protocol::{ResponseError, messages::ApiKey};
+/// The connection pool every call goes through, and what configures it.
+pub use kcon_pool::{Pool, PoolConfig};
 pub use lag::{
     GroupLag, Lag, LagOptions, LogRange, PartitionLag, group_lag, groups_lag, log_ranges,
 };
 pub use offsets::{list_offsets, watermarks};
 pub use probe::{ProbedLog, probe};
+pub use reset::{PlannedReset, ResetPlan, ResetTo, commit_offsets, execute_reset, plan_reset};
 pub use topics::{Created, NewTopic, TopicListing, create_topic, list_topics};
+pub use watch::{GroupWatch, GroupsWatch, Judged};

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use kcon::TopicPartition;
-use kcon_admin::status::Status;
-use kcon_admin::{self as admin, GroupLag, LagOptions};
+use kcon_admin::{self as admin, GroupLag, GroupsWatch, Judged, LagOptions};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -41,7 +40,6 @@ use tracing::{info, warn};
 use crate::cluster::ClusterArgs;
 use crate::failure::Failure;
 use crate::shutdown::Shutdown;
-use crate::watched::Watched;
 
 /// `kcon exporter`.
 #[derive(Debug, Args)]
@@ -79,8 +77,7 @@ struct Published {
 #[derive(Debug)]
 struct Measured {
     lag: GroupLag,
-    statuses: BTreeMap<TopicPartition, Status>,
-    status: Status,
+    judged: Judged,
 }
 
 pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
@@ -105,7 +102,7 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
     let (stop_serving, stopped) = watch::channel(false);
     let server = tokio::spawn(serve(listener, registry, stopped));
 
-    let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
+    let mut watch = GroupsWatch::new(args.window);
     loop {
         let started = Instant::now();
         // A measurement under way when a signal comes is dropped: nothing would read it.
@@ -122,23 +119,14 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
             match outcome {
                 Ok(lags) => {
                     // Windows of groups gone go with them.
-                    watched.retain(|g, _| lags.contains_key(g));
-                    let mut groups = BTreeMap::new();
-                    for (group, lag) in lags {
-                        let (statuses, status) = watched
-                            .entry(group.clone())
-                            .or_default()
-                            .observe(&lag, args.window);
-                        groups.insert(
-                            group,
-                            Measured {
-                                lag,
-                                statuses,
-                                status,
-                            },
-                        );
-                    }
-                    p.groups = groups;
+                    let mut judged = watch.observe(&lags);
+                    p.groups = lags
+                        .into_iter()
+                        .filter_map(|(group, lag)| {
+                            let judged = judged.remove(&group)?;
+                            Some((group, Measured { lag, judged }))
+                        })
+                        .collect();
                     p.last_success_s = Some(wall_s());
                 }
                 Err(e) => {
@@ -327,7 +315,7 @@ impl Collector for Scrape {
             (
                 "kcon_group_partition_status",
                 "Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR.",
-                |m, tp| m.statuses.get(tp).map(|s| f64::from(s.code())),
+                |m, tp| m.judged.partitions.get(tp).map(|s| f64::from(s.code())),
             ),
         ];
         for (name, help, get) in per_partition {
@@ -352,7 +340,7 @@ impl Collector for Scrape {
             (
                 "kcon_group_status",
                 "The group's status, its worst partition's: 0 OK, 1 WARN, 5 ERR.",
-                |m| Some(f64::from(m.status.code())),
+                |m| Some(f64::from(m.judged.group.code())),
             ),
             (
                 "kcon_group_lag_records",

@@ -3,23 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use kcon::TopicPartition;
-use kcon_admin::status::Status;
+use kcon::{IsolationLevel, TopicPartition};
 use kcon_admin::{
-    self as admin, ConsumerGroupDescription, GroupDescription, GroupMemberDescription, LagOptions,
+    self as admin, ConsumerGroupDescription, DescribedGroupLag, Error as AdminError, GroupWatch,
+    Judged, LagOptions, Pool, ResetTo, ResponseError,
 };
-use kcon_codec::consumer_protocol::Assignment;
-use kcon_core::error_codes::code::GROUP_ID_NOT_FOUND;
-use kcon_core::{IsolationLevel, OffsetSpec};
-use kcon_offsets::{OffsetAndMetadata, Offsets, OffsetsConfig};
-use kcon_pool::Pool;
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, ClusterArgs};
-use crate::failure::{Failure, error_name};
+use crate::failure::Failure;
 use crate::record_format::Format;
 use crate::shutdown::Shutdown;
 use crate::table::{Table, cell, print_json_lines, print_table, print_text};
@@ -144,6 +139,21 @@ struct ResetTarget {
     to_offset: Option<i64>,
 }
 
+impl ResetTarget {
+    /// The target chosen.
+    fn to(&self) -> ResetTo {
+        match (self.to_datetime, self.by_duration, self.to_offset) {
+            _ if self.to_earliest => ResetTo::Earliest,
+            _ if self.to_latest => ResetTo::Latest,
+            (Some(ts), _, _) => ResetTo::Timestamp(ts),
+            (None, Some(d), _) => ResetTo::ByDuration(d),
+            (None, None, Some(o)) => ResetTo::Offset(o),
+            // Invariant: clap requires exactly one target.
+            (None, None, None) => ResetTo::Earliest,
+        }
+    }
+}
+
 /// Runs a group subcommand.
 pub(crate) async fn run(command: GroupCommand) -> Result<(), Failure> {
     match command {
@@ -181,85 +191,34 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
     }
 }
 
-/// One partition of a described group.
-struct PartitionRow {
-    tp: TopicPartition,
-    committed: Option<i64>,
-    end: Option<i64>,
-    lag: Option<i64>,
-    lag_seconds: Option<f64>,
-    /// Why something above is unknown.
-    error: Option<String>,
-    /// The index of the member that owns it.
-    owner: Option<usize>,
-}
-
 async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     let cluster = args.cluster.connect(Some(&[])).await?;
-    let pool = &cluster.pool;
     let group = args.group.as_str();
-    let consumer_group = admin::describe_consumer_group(pool, group)
-        .await
-        .map_err(|e| Failure::from_admin(&format!("describing group {group:?}"), e))?;
-    let (description, assignments) = match &consumer_group {
-        Some(cg) => consumer_group_as_classic(cg),
-        None => {
-            let description = describe_group(pool, group).await?;
-            let assignments: Vec<Option<Vec<TopicPartition>>> = description
-                .members
-                .iter()
-                .map(|m| member_partitions(&description, &m.assignment))
-                .collect();
-            (description, assignments)
-        }
-    };
-    // Every partition with a committed offset, and those assigned without one; lag is
-    // kcon-admin's, computed as for any other user of it.
-    let options = LagOptions {
-        isolation: IsolationLevel::ReadUncommitted,
-        include: assignments.iter().flatten().flatten().cloned().collect(),
-    };
-    let lag = admin::group_lag(pool, group, &options)
-        .await
-        .map_err(|e| Failure::from_admin(&format!("measuring the lag of group {group:?}"), e))?;
-    // Apache Kafka says Dead for a group it does not know, Tansu says Empty: either way a
-    // group with neither members nor offsets is none.
-    if description.members.is_empty() && lag.partitions.values().all(|p| p.committed.is_none()) {
+    // Every partition with a committed offset, and those owned without one, each with its
+    // owner: kcon-admin's description and lag, computed as for any other user of them.
+    let described =
+        admin::describe_group_lag(&cluster.pool, group, IsolationLevel::ReadUncommitted)
+            .await
+            .map_err(|e| match e.code() {
+                Some(ResponseError::GroupIdNotFound) => {
+                    Failure::runtime(format!("unknown group {group:?}"))
+                }
+                _ => Failure::from_admin(&format!("describing group {group:?}"), e),
+            })?;
+    if !described.exists() {
         return Err(Failure::runtime(format!(
             "unknown group {group:?} (no members, no committed offsets)"
         )));
     }
-    let rows: Vec<PartitionRow> = lag
-        .partitions
-        .into_iter()
-        .map(|(tp, p)| {
-            let owner = assignments
-                .iter()
-                .position(|a| a.as_ref().is_some_and(|a| a.contains(&tp)));
-            PartitionRow {
-                tp,
-                committed: p.committed,
-                end: p.log_end,
-                lag: p.lag.records,
-                lag_seconds: p.lag.time.map(|t| t.as_secs_f64()),
-                error: p.error.map(|e| e.to_string()),
-                owner,
-            }
-        })
-        .collect();
     match args.format {
-        Format::Json => {
-            let mut value = describe_json(&description, &assignments, &rows);
-            value["consumer_protocol"] = consumer_group.as_ref().map_or(Value::Null, epochs_json);
-            print_json_lines(&[value])
-        }
+        Format::Json => print_json_lines(&[describe_json(&described)]),
         Format::Text => {
-            for r in &rows {
-                if let Some(e) = &r.error {
-                    eprintln!("kcon: {}: {e}", r.tp);
+            for (tp, p) in &described.lag.partitions {
+                if let Some(e) = &p.error {
+                    eprintln!("kcon: {tp}: {e}");
                 }
             }
-            print_description(&description, &assignments, &rows, consumer_group.as_ref())
+            print_text(&description_text(&described))
         }
     }
 }
@@ -276,10 +235,10 @@ async fn lag(args: LagArgs) -> Result<(), Failure> {
             "group {group:?} has no committed offsets"
         )));
     }
-    let (statuses, status) = crate::watched::Watched::default().observe(&lag, args.window);
+    let judged = GroupWatch::new(args.window).observe(&lag);
     match args.format {
-        Format::Json => print_json_lines(&[lag_json(&lag, &statuses, status)]),
-        Format::Text => print_text(&lag_text(&lag, &statuses, status)),
+        Format::Json => print_json_lines(&[lag_json(&lag, &judged)]),
+        Format::Text => print_text(&lag_text(&lag, &judged)),
     }
 }
 
@@ -293,7 +252,7 @@ async fn watch(args: LagArgs) -> Result<(), Failure> {
         () = shutdown.wait() => return Ok(()),
     };
     let group = args.group.as_str();
-    let mut watched = crate::watched::Watched::default();
+    let mut watch = GroupWatch::new(args.window);
     loop {
         let mut stopping = false;
         let lag = {
@@ -311,14 +270,11 @@ async fn watch(args: LagArgs) -> Result<(), Failure> {
                 }
             }
         };
-        let (statuses, status) = watched.observe(&lag, args.window);
+        let judged = watch.observe(&lag);
         match args.format {
-            Format::Json => print_json_lines(&[lag_json(&lag, &statuses, status)])?,
+            Format::Json => print_json_lines(&[lag_json(&lag, &judged)])?,
             // Clear the screen and go home, then draw: the table refreshes in place.
-            Format::Text => print_text(&format!(
-                "\x1b[2J\x1b[H{}",
-                lag_text(&lag, &statuses, status)
-            ))?,
+            Format::Text => print_text(&format!("\x1b[2J\x1b[H{}", lag_text(&lag, &judged)))?,
         }
         if stopping {
             return Ok(());
@@ -337,11 +293,7 @@ async fn measure_lag(pool: &Pool, group: &str) -> Result<admin::GroupLag, Failur
         .map_err(|e| Failure::from_admin(&format!("measuring the lag of group {group:?}"), e))
 }
 
-fn lag_text(
-    lag: &admin::GroupLag,
-    statuses: &BTreeMap<TopicPartition, Status>,
-    group: Status,
-) -> String {
+fn lag_text(lag: &admin::GroupLag, judged: &Judged) -> String {
     let mut t = Table::new(&[
         "TOPIC",
         "PARTITION",
@@ -361,7 +313,8 @@ fn lag_text(
             p.lag
                 .time
                 .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.as_secs_f64())),
-            statuses
+            judged
+                .partitions
                 .get(tp)
                 .map_or_else(|| "-".to_owned(), |s| s.name().to_owned()),
         ]);
@@ -370,18 +323,15 @@ fn lag_text(
         .max_time()
         .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.as_secs_f64()));
     format!(
-        "Group {:?}: {group}, lag {} records, {seconds} s at most\n\n{}",
+        "Group {:?}: {}, lag {} records, {seconds} s at most\n\n{}",
         lag.group_id,
+        judged.group,
         lag.total_records(),
         t.render()
     )
 }
 
-fn lag_json(
-    lag: &admin::GroupLag,
-    statuses: &BTreeMap<TopicPartition, Status>,
-    group: Status,
-) -> Value {
+fn lag_json(lag: &admin::GroupLag, judged: &Judged) -> Value {
     let partitions: Vec<Value> = lag
         .partitions
         .iter()
@@ -394,7 +344,7 @@ fn lag_json(
                 "log_end_offset": p.log_end,
                 "lag": p.lag.records,
                 "lag_seconds": p.lag.time.map(|t| t.as_secs_f64()),
-                "status": statuses.get(tp).map(|s| s.name()),
+                "status": judged.partitions.get(tp).map(|s| s.name()),
                 "error": p.error.as_ref().map(ToString::to_string),
             })
         })
@@ -402,43 +352,10 @@ fn lag_json(
     json!({
         "group": lag.group_id,
         "measured_at_ms": lag.measured_at_ms,
-        "status": group.name(),
+        "status": judged.group.name(),
         "lag": lag.total_records(),
         "partitions": partitions,
     })
-}
-
-/// A consumer-protocol group in the shape of a classic description (its members' current
-/// assignments decoded already), for the parts of the output the two share.
-fn consumer_group_as_classic(
-    cg: &ConsumerGroupDescription,
-) -> (GroupDescription, Vec<Option<Vec<TopicPartition>>>) {
-    let members = cg
-        .members
-        .iter()
-        .map(|m| GroupMemberDescription {
-            member_id: m.member_id.clone(),
-            group_instance_id: m.instance_id.clone(),
-            client_id: m.client_id.clone(),
-            client_host: m.client_host.clone(),
-            metadata: Default::default(),
-            assignment: Default::default(),
-        })
-        .collect();
-    let description = GroupDescription {
-        group_id: cg.group_id.clone(),
-        error_code: 0,
-        state: cg.state.clone(),
-        protocol_type: kcon_group::PROTOCOL_TYPE.to_owned(),
-        protocol: cg.assignor.clone(),
-        members,
-    };
-    let assignments = cg
-        .members
-        .iter()
-        .map(|m| Some(m.assignment.clone()))
-        .collect();
-    (description, assignments)
 }
 
 /// What only a consumer-protocol group has, as JSON: epochs, subscriptions, targets.
@@ -469,21 +386,8 @@ fn epochs_json(cg: &ConsumerGroupDescription) -> Value {
     })
 }
 
-fn print_description(
-    d: &GroupDescription,
-    assignments: &[Option<Vec<TopicPartition>>],
-    rows: &[PartitionRow],
-    consumer_group: Option<&ConsumerGroupDescription>,
-) -> Result<(), Failure> {
-    print_text(&description_text(d, assignments, rows, consumer_group))
-}
-
-fn description_text(
-    d: &GroupDescription,
-    assignments: &[Option<Vec<TopicPartition>>],
-    rows: &[PartitionRow],
-    consumer_group: Option<&ConsumerGroupDescription>,
-) -> String {
+fn description_text(described: &DescribedGroupLag) -> String {
+    let d = &described.description;
     let mut text = format!(
         "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n",
         d.group_id,
@@ -491,9 +395,9 @@ fn description_text(
         d.members.len(),
         if d.members.len() == 1 { "" } else { "s" },
         or_dash(&d.protocol_type),
-        or_dash(&d.protocol),
+        or_dash(&d.assignor),
     );
-    if let Some(cg) = consumer_group {
+    if let Some(cg) = &d.consumer_protocol {
         text.push_str(&format!(
             "Consumer protocol (KIP-848): group epoch {}, assignment epoch {}\n",
             cg.group_epoch, cg.assignment_epoch
@@ -512,17 +416,18 @@ fn description_text(
         "HOST",
         "CLIENT-ID",
     ]);
-    for r in rows {
-        let owner = r.owner.map(|i| &d.members[i]);
+    for (tp, p) in &described.lag.partitions {
+        let owner = described.owner(tp);
         t.row(vec![
             d.group_id.clone(),
-            r.tp.topic.clone(),
-            r.tp.partition.to_string(),
-            cell(r.committed),
-            cell(r.end),
-            cell(r.lag),
-            r.lag_seconds
-                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
+            tp.topic.clone(),
+            tp.partition.to_string(),
+            cell(p.committed),
+            cell(p.log_end),
+            cell(p.lag.records),
+            p.lag
+                .time
+                .map_or_else(|| "-".to_owned(), |t| format!("{:.1}", t.as_secs_f64())),
             owner.map_or_else(|| "-".to_owned(), |m| m.member_id.clone()),
             owner.map_or_else(|| "-".to_owned(), |m| or_dash(&m.client_host)),
             owner.map_or_else(|| "-".to_owned(), |m| or_dash(&m.client_id)),
@@ -542,21 +447,29 @@ fn description_text(
             "#PARTITIONS",
             "ASSIGNMENT",
         ]);
-        for (member, assigned) in d.members.iter().zip(assignments) {
+        for member in &d.members {
             m.row(vec![
                 member.member_id.clone(),
                 or_dash(&member.client_host),
                 or_dash(&member.client_id),
-                assigned
+                member
+                    .assignment
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |a| a.len().to_string()),
-                assigned.as_deref().map_or_else(|| "-".to_owned(), compact),
+                member
+                    .assignment
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), compact),
             ]);
         }
         text.push('\n');
         text.push_str(&m.render());
     }
-    if let Some(cg) = consumer_group.filter(|cg| !cg.members.is_empty()) {
+    if let Some(cg) = d
+        .consumer_protocol
+        .as_ref()
+        .filter(|cg| !cg.members.is_empty())
+    {
         let mut m = Table::new(&[
             "CONSUMER-ID",
             "MEMBER-EPOCH",
@@ -586,22 +499,18 @@ fn description_text(
     text
 }
 
-fn describe_json(
-    d: &GroupDescription,
-    assignments: &[Option<Vec<TopicPartition>>],
-    rows: &[PartitionRow],
-) -> Value {
+fn describe_json(described: &DescribedGroupLag) -> Value {
+    let d = &described.description;
     let members: Vec<Value> = d
         .members
         .iter()
-        .zip(assignments)
-        .map(|(m, a)| {
+        .map(|m| {
             json!({
                 "member_id": m.member_id,
-                "group_instance_id": m.group_instance_id,
+                "group_instance_id": m.instance_id,
                 "client_id": m.client_id,
                 "host": m.client_host,
-                "assignment": a.as_ref().map(|a| {
+                "assignment": m.assignment.as_ref().map(|a| {
                     a.iter()
                         .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
                         .collect::<Vec<_>>()
@@ -609,18 +518,20 @@ fn describe_json(
             })
         })
         .collect();
-    let partitions: Vec<Value> = rows
+    let partitions: Vec<Value> = described
+        .lag
+        .partitions
         .iter()
-        .map(|r| {
+        .map(|(tp, p)| {
             json!({
-                "topic": r.tp.topic,
-                "partition": r.tp.partition,
-                "current_offset": r.committed,
-                "log_end_offset": r.end,
-                "lag": r.lag,
-                "lag_seconds": r.lag_seconds,
-                "error": r.error,
-                "member_id": r.owner.map(|i| d.members[i].member_id.clone()),
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "current_offset": p.committed,
+                "log_end_offset": p.log_end,
+                "lag": p.lag.records,
+                "lag_seconds": p.lag.time.map(|t| t.as_secs_f64()),
+                "error": p.error.as_ref().map(ToString::to_string),
+                "member_id": described.owner(tp).map(|m| m.member_id.clone()),
             })
         })
         .collect();
@@ -628,9 +539,10 @@ fn describe_json(
         "group": d.group_id,
         "state": d.state,
         "protocol_type": d.protocol_type,
-        "protocol": d.protocol,
+        "protocol": d.assignor,
         "members": members,
         "partitions": partitions,
+        "consumer_protocol": d.consumer_protocol.as_ref().map_or(Value::Null, epochs_json),
     })
 }
 
@@ -655,94 +567,21 @@ fn compact(partitions: &[TopicPartition]) -> String {
     }
 }
 
-/// A member's assigned partitions, from its encoded assignment (consumer groups only);
-/// `None` when unknown: the broker sent none (Tansu never does), or it does not decode.
-fn member_partitions(d: &GroupDescription, assignment: &[u8]) -> Option<Vec<TopicPartition>> {
-    if d.protocol_type != kcon_group::PROTOCOL_TYPE || assignment.is_empty() {
-        return None;
-    }
-    match Assignment::decode(assignment) {
-        Ok(a) => Some(a.partitions),
-        Err(e) => {
-            tracing::warn!(error = %e, "a member's assignment does not decode");
-            None
-        }
-    }
-}
-
-async fn describe_group(pool: &Pool, group: &str) -> Result<GroupDescription, Failure> {
-    let d = admin::describe_group(pool, group)
-        .await
-        .map_err(|e| Failure::from_admin(&format!("describing group {group:?}"), e))?;
-    match d.error_code {
-        0 => Ok(d),
-        GROUP_ID_NOT_FOUND => Err(Failure::runtime(format!("unknown group {group:?}"))),
-        code => Err(Failure::runtime(format!(
-            "describing group {group:?}: the broker answered {}",
-            error_name(code)
-        ))),
-    }
-}
-
-/// The group's committed offsets (the next offset to consume) of every partition it has one
-/// for.
-async fn committed_offsets(
-    pool: &Pool,
-    group: &str,
-) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
-    let what = format!("reading the committed offsets of group {group:?}");
-    let mut answers = admin::committed_offsets_of_groups(pool, &[group.to_owned()], None, false)
-        .await
-        .map_err(|e| Failure::from_admin(&what, e))?;
-    let offsets = answers
-        .remove(group)
-        .ok_or_else(|| Failure::runtime(format!("{what}: no answer")))?
-        .map_err(|e| Failure::from_admin(&what, e))?;
-    Ok(offsets
-        .into_iter()
-        .filter_map(|(tp, p)| {
-            let offset = p.committed?.offset;
-            (p.error_code == 0 && offset >= 0).then_some((tp, offset))
-        })
-        .collect())
-}
-
 async fn reset_offsets(args: ResetArgs) -> Result<(), Failure> {
     let cluster = args.cluster.connect(Some(&[])).await?;
     let pool = &cluster.pool;
     let group = args.group.as_str();
-    let description = match admin::describe_group(pool, group).await {
-        // DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for a group that does not exist.
-        Ok(d) if d.error_code == 0 || d.error_code == GROUP_ID_NOT_FOUND => d,
-        Ok(d) => {
-            return Err(Failure::runtime(format!(
-                "describing group {group:?}: the broker answered {}",
-                error_name(d.error_code)
-            )));
-        }
-        Err(e) => {
-            return Err(Failure::from_admin(
-                &format!("describing group {group:?}"),
-                e,
-            ));
-        }
-    };
-    if !description.members.is_empty() {
-        return Err(Failure::runtime(format!(
-            "group {group:?} has {} active member{} (state {}): offsets can only be reset \
-             while the group is inactive; stop its consumers first",
-            description.members.len(),
-            if description.members.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            description.state
-        )));
-    }
     let partitions = chosen_partitions(&cluster, &args.topics).await?;
-    let committed = committed_offsets(pool, group).await?;
-    let new = new_offsets(pool, &partitions, &args.target).await?;
+    let plan = admin::plan_reset(pool, group, &partitions, args.target.to())
+        .await
+        .map_err(|e| match e {
+            AdminError::GroupActive { members, state, .. } => Failure::runtime(format!(
+                "group {group:?} has {members} active member{} (state {state}): offsets can \
+                 only be reset while the group is inactive; stop its consumers first",
+                if members == 1 { "" } else { "s" },
+            )),
+            e => Failure::from_admin(&format!("planning the reset of group {group:?}"), e),
+        })?;
 
     let mut t = Table::new(&[
         "GROUP",
@@ -751,13 +590,13 @@ async fn reset_offsets(args: ResetArgs) -> Result<(), Failure> {
         "CURRENT-OFFSET",
         "NEW-OFFSET",
     ]);
-    for (tp, offset) in &new {
+    for (tp, p) in &plan.partitions {
         t.row(vec![
             group.to_owned(),
             tp.topic.clone(),
             tp.partition.to_string(),
-            cell(committed.get(tp).copied()),
-            offset.to_string(),
+            cell(p.current),
+            p.new.to_string(),
         ]);
     }
     print_table(&t)?;
@@ -765,11 +604,13 @@ async fn reset_offsets(args: ResetArgs) -> Result<(), Failure> {
         eprintln!("kcon: dry run, nothing committed: add --execute to commit these offsets");
         return Ok(());
     }
-    commit_inactive(pool, group, &new).await?;
+    admin::execute_reset(pool, &plan).await.map_err(|e| {
+        Failure::from_admin(&format!("committing the offsets of group {group:?}"), e)
+    })?;
+    let n = plan.partitions.len();
     eprintln!(
-        "kcon: committed the new offsets of {} partition{} for group {group:?}",
-        new.len(),
-        if new.len() == 1 { "" } else { "s" }
+        "kcon: committed the new offsets of {n} partition{} for group {group:?}",
+        if n == 1 { "" } else { "s" }
     );
     Ok(())
 }
@@ -802,138 +643,12 @@ async fn chosen_partitions(
     Ok(out)
 }
 
-/// Where each partition goes under `target`.
-async fn new_offsets(
-    pool: &Pool,
-    partitions: &BTreeSet<TopicPartition>,
-    target: &ResetTarget,
-) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
-    // The end by kcon-admin's rule: the larger of ListOffsets latest and a Fetch's high
-    // watermark.
-    let ranges = admin::log_ranges(pool, partitions, IsolationLevel::ReadUncommitted)
-        .await
-        .map_err(|e| Failure::from_admin("looking up where the logs start and end", e))?;
-    let mut starts = BTreeMap::new();
-    let mut ends = BTreeMap::new();
-    for tp in partitions {
-        match ranges.get(tp) {
-            Some(Ok(r)) => {
-                starts.insert(tp.clone(), r.start);
-                ends.insert(tp.clone(), r.end);
-            }
-            Some(Err(e)) => {
-                return Err(Failure::from_admin(
-                    &format!("cannot find where {tp} starts and ends"),
-                    e.clone(),
-                ));
-            }
-            None => return Err(Failure::runtime(format!("no offset found for {tp}"))),
-        }
-    }
-    let by_time = match (target.to_datetime, target.by_duration) {
-        (Some(ts), _) => Some(ts),
-        (None, Some(d)) => Some(now_ms().saturating_sub(d.as_millis() as i64).max(0)),
-        (None, None) => None,
-    };
-    let mut out = BTreeMap::new();
-    if let Some(ts) = by_time {
-        let found = list_offsets_raw(pool, partitions, OffsetSpec::Timestamp(ts)).await?;
-        for tp in partitions {
-            // No record that recent: the end of the log, as kafka-consumer-groups.sh does.
-            let offset = found
-                .get(tp)
-                .copied()
-                .filter(|&o| o >= 0)
-                .unwrap_or(ends[tp]);
-            out.insert(tp.clone(), offset);
-        }
-        return Ok(out);
-    }
-    for tp in partitions {
-        let (start, end) = (starts[tp], ends[tp]);
-        let offset = if target.to_earliest {
-            start
-        } else if target.to_latest {
-            end
-        } else {
-            // Invariant: clap requires exactly one target; the others are handled above.
-            target
-                .to_offset
-                .unwrap_or(start)
-                .clamp(start, end.max(start))
-        };
-        out.insert(tp.clone(), offset);
-    }
-    Ok(out)
-}
-
-/// ListOffsets for `partitions`: the offsets answered (-1 for a timestamp no record reaches).
-async fn list_offsets_raw(
-    pool: &Pool,
-    partitions: &BTreeSet<TopicPartition>,
-    spec: OffsetSpec,
-) -> Result<BTreeMap<TopicPartition, i64>, Failure> {
-    let specs = partitions.iter().map(|tp| (tp.clone(), spec)).collect();
-    let found = admin::list_offsets(pool, &specs, IsolationLevel::ReadUncommitted)
-        .await
-        .map_err(|e| Failure::from_admin("looking up offsets", e))?;
-    let mut out = BTreeMap::new();
-    for (tp, l) in found {
-        if l.error_code != 0 {
-            return Err(Failure::runtime(format!(
-                "looking up offsets of {tp}: the broker answered {}",
-                error_name(l.error_code)
-            )));
-        }
-        out.insert(tp, l.offset);
-    }
-    Ok(out)
-}
-
-/// Commits `offsets` for `group` as an inactive group does (generation -1, no member id),
-/// which the coordinator accepts only while the group has no members.
-async fn commit_inactive(
-    pool: &Pool,
-    group: &str,
-    offsets: &BTreeMap<TopicPartition, i64>,
-) -> Result<(), Failure> {
-    let mut config = OffsetsConfig::new(group);
-    config.enable_auto_commit = false;
-    let committer = Offsets::start(pool.clone(), config)
-        .map_err(|e| Failure::usage(format!("bad configuration: {e}")))?;
-    committer.set_generation(-1, "");
-    let map = offsets
-        .iter()
-        .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
-        .collect();
-    let result = committer.commit_sync(Some(map)).await;
-    committer.close(Duration::from_secs(1)).await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(kcon_offsets::CommitError::Broker { error_code, .. }) => {
-            Err(Failure::runtime(format!(
-                "committing the offsets of group {group:?}: the coordinator answered {}",
-                error_name(error_code)
-            )))
-        }
-        Err(e) => Err(Failure::runtime(format!(
-            "committing the offsets of group {group:?}: {e}"
-        ))),
-    }
-}
-
 fn or_dash(s: &str) -> String {
     if s.is_empty() {
         "-".to_owned()
     } else {
         s.to_owned()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `TOPIC` or `TOPIC:0,1,2`.
@@ -1084,9 +799,11 @@ mod tests {
     #[test]
     fn a_consumer_protocol_group_shows_its_epochs_owned_and_target_partitions() {
         let cg = consumer_group();
-        let (d, assignments) = consumer_group_as_classic(&cg);
+        let d = admin::DescribedGroup::from(cg.clone());
         assert_eq!(d.protocol_type, "consumer");
-        assert_eq!(d.protocol, "uniform");
+        assert_eq!(d.assignor, "uniform");
+        let assignments: Vec<Option<Vec<TopicPartition>>> =
+            d.members.iter().map(|m| m.assignment.clone()).collect();
         assert_eq!(
             assignments,
             [
@@ -1097,7 +814,15 @@ mod tests {
                 Some(vec![])
             ]
         );
-        let text = description_text(&d, &assignments, &[], Some(&cg));
+        let described = DescribedGroupLag {
+            description: d,
+            lag: admin::GroupLag {
+                group_id: "g".to_owned(),
+                measured_at_ms: 0,
+                partitions: BTreeMap::new(),
+            },
+        };
+        let text = description_text(&described);
         assert!(
             text.contains("Consumer protocol (KIP-848): group epoch 5, assignment epoch 5"),
             "{text}"

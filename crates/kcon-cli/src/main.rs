@@ -29,7 +29,6 @@ mod record_format;
 mod shutdown;
 mod table;
 mod topic;
-mod watched;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,304 @@
+//! A consumer group described whichever protocol it runs, with the partitions each member
+//! owns, and its lag with each partition's owner.
+//!
+//! A classic group's members carry their assignments encoded (the consumer protocol's
+//! `Assignment`, DescribeGroups' `member_assignment`); a consumer-protocol group's (KIP-848)
+//! come decoded from ConsumerGroupDescribe, with epochs and target assignments besides. Both
+//! are joined into one [`DescribedGroup`], as the Java admin client's `describeConsumerGroups`
+//! and franz-go's kadm (`DescribeGroups`, `Lag`) give one shape whatever the protocol.
+
+use std::collections::BTreeSet;
+
+use kcon_codec::consumer_protocol::Assignment;
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::{IsolationLevel, TopicPartition};
+use kcon_pool::Pool;
+use tracing::warn;
+
+use crate::Error;
+use crate::groups::{
+    ConsumerGroupDescription, GroupDescription, describe_consumer_group, describe_group,
+};
+use crate::lag::{GroupLag, LagOptions, group_lag};
+
+/// The protocol type of consumer groups (classic groups of Kafka consumers, and every
+/// consumer-protocol group); Kafka Connect's groups say `connect`.
+pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// A group as [`describe`] describes it, whichever protocol it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    /// The group id.
+    pub group_id: String,
+    /// Its state: classic `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`,
+    /// `Dead`; consumer protocol `Empty`, `Assigning`, `Reconciling`, `Stable`, `Dead`.
+    pub state: String,
+    /// Its protocol type: [`CONSUMER_PROTOCOL_TYPE`] for consumer groups of either protocol.
+    pub protocol_type: String,
+    /// The assignor: a classic group's chosen protocol (when stable), a consumer-protocol
+    /// group's coordinator assignor.
+    pub assignor: String,
+    /// Its members.
+    pub members: Vec<DescribedMember>,
+    /// For a consumer-protocol group (KIP-848), ConsumerGroupDescribe's whole answer: the
+    /// group and assignment epochs, each member's epoch, subscriptions and target assignment.
+    /// `None` for a classic group.
+    pub consumer_protocol: Option<ConsumerGroupDescription>,
+}
+
+/// A member of a [`DescribedGroup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub instance_id: Option<String>,
+    /// The client id.
+    pub client_id: String,
+    /// The client host.
+    pub client_host: String,
+    /// The partitions it owns now: a classic member's assignment decoded, a consumer-protocol
+    /// member's current assignment. `None` when unknown: a classic group of another protocol
+    /// type, an assignment the broker left empty (Tansu always does) or one that does not
+    /// decode.
+    pub assignment: Option<Vec<TopicPartition>>,
+}
+
+impl DescribedGroup {
+    /// The member that owns `tp`, if any member is known to.
+    pub fn owner(&self, tp: &TopicPartition) -> Option<&DescribedMember> {
+        self.members
+            .iter()
+            .find(|m| m.assignment.as_ref().is_some_and(|a| a.contains(tp)))
+    }
+
+    /// Every partition some member is known to own.
+    pub fn assigned(&self) -> BTreeSet<TopicPartition> {
+        self.members
+            .iter()
+            .flat_map(|m| m.assignment.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// A classic group as DescribeGroups describes it, each member's assignment decoded.
+    pub fn from_classic(d: GroupDescription) -> DescribedGroup {
+        let members = d
+            .members
+            .into_iter()
+            .map(|m| DescribedMember {
+                assignment: member_partitions(&d.protocol_type, &m.assignment),
+                member_id: m.member_id,
+                instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+            })
+            .collect();
+        DescribedGroup {
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            assignor: d.protocol,
+            members,
+            consumer_protocol: None,
+        }
+    }
+}
+
+impl From<ConsumerGroupDescription> for DescribedGroup {
+    /// A consumer-protocol group: its members own their current assignments.
+    fn from(cg: ConsumerGroupDescription) -> DescribedGroup {
+        let members = cg
+            .members
+            .iter()
+            .map(|m| DescribedMember {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                assignment: Some(m.assignment.clone()),
+            })
+            .collect();
+        DescribedGroup {
+            group_id: cg.group_id.clone(),
+            state: cg.state.clone(),
+            protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+            assignor: cg.assignor.clone(),
+            members,
+            consumer_protocol: Some(cg),
+        }
+    }
+}
+
+/// A member's partitions from its encoded classic assignment (consumer groups only); `None`
+/// when unknown: another protocol type, none sent, or one that does not decode (logged).
+fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Option<Vec<TopicPartition>> {
+    if protocol_type != CONSUMER_PROTOCOL_TYPE || assignment.is_empty() {
+        return None;
+    }
+    match Assignment::decode(assignment) {
+        Ok(a) => Some(a.partitions),
+        Err(e) => {
+            warn!(error = %e, "a member's assignment does not decode");
+            None
+        }
+    }
+}
+
+/// `group_id` described whichever protocol it runs: ConsumerGroupDescribe first (a
+/// consumer-protocol group, KIP-848), then DescribeGroups (a classic group), as
+/// [`describe_consumer_group`] says when to fall back. A group error code fails the call
+/// ([`Error::Broker`] with DescribeGroups' code: GROUP_ID_NOT_FOUND for a group Kafka does not
+/// know; Tansu describes an unknown group as `Empty` without error).
+pub async fn describe(pool: &Pool, group_id: &str) -> Result<DescribedGroup, Error> {
+    if let Some(cg) = describe_consumer_group(pool, group_id).await? {
+        return Ok(DescribedGroup::from(cg));
+    }
+    let d = describe_group(pool, group_id).await?;
+    if let Some(e) = Error::broker(ApiKey::DescribeGroups, d.error_code) {
+        return Err(e);
+    }
+    Ok(DescribedGroup::from_classic(d))
+}
+
+/// A group's description and its lag, as [`describe_group_lag`] measures them.
+#[derive(Debug, Clone)]
+pub struct DescribedGroupLag {
+    /// The group, its members and what each owns.
+    pub description: DescribedGroup,
+    /// The lag of every partition with a committed offset and of every partition a member
+    /// owns.
+    pub lag: GroupLag,
+}
+
+impl DescribedGroupLag {
+    /// The member that owns `tp`, if any member is known to.
+    pub fn owner(&self, tp: &TopicPartition) -> Option<&DescribedMember> {
+        self.description.owner(tp)
+    }
+
+    /// Whether the group is there at all: it has members or committed offsets. Apache Kafka
+    /// describes a group it does not know as `Dead`, Tansu as `Empty`; either way a group with
+    /// neither is none.
+    pub fn exists(&self) -> bool {
+        !self.description.members.is_empty()
+            || self.lag.partitions.values().any(|p| p.committed.is_some())
+    }
+}
+
+/// `group_id` described ([`describe`]) and its lag measured ([`group_lag`]) over every
+/// partition it has a committed offset for and every partition a member owns (those without
+/// a committed offset with their log range and no lag), as kadm's `Lag` joins the two.
+pub async fn describe_group_lag(
+    pool: &Pool,
+    group_id: &str,
+    isolation: IsolationLevel,
+) -> Result<DescribedGroupLag, Error> {
+    let description = describe(pool, group_id).await?;
+    let options = LagOptions {
+        isolation,
+        include: description.assigned(),
+    };
+    let lag = group_lag(pool, group_id, &options).await?;
+    Ok(DescribedGroupLag { description, lag })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::groups::{ConsumerGroupMember, GroupMemberDescription};
+
+    fn orders(p: i32) -> TopicPartition {
+        TopicPartition::new("orders", p)
+    }
+
+    fn consumer_group() -> ConsumerGroupDescription {
+        let member =
+            |id: &str, epoch: i32, owned: Vec<TopicPartition>, target| ConsumerGroupMember {
+                member_id: id.to_owned(),
+                instance_id: None,
+                rack_id: None,
+                member_epoch: epoch,
+                client_id: "kcon".to_owned(),
+                client_host: "/127.0.0.1".to_owned(),
+                subscribed_topics: vec!["orders".to_owned()],
+                subscribed_regex: None,
+                assignment: owned,
+                target_assignment: target,
+            };
+        ConsumerGroupDescription {
+            group_id: "g".to_owned(),
+            state: "Reconciling".to_owned(),
+            group_epoch: 5,
+            assignment_epoch: 5,
+            assignor: "uniform".to_owned(),
+            members: vec![
+                member("m-1", 5, vec![orders(0), orders(1)], vec![orders(0)]),
+                member("m-2", 4, vec![], vec![orders(1)]),
+            ],
+        }
+    }
+
+    /// A consumer-protocol group's members own their current assignments (not their
+    /// targets); the assignor is the coordinator's.
+    #[test]
+    fn a_consumer_protocol_group_owns_its_current_assignments() {
+        let d = DescribedGroup::from(consumer_group());
+        assert_eq!(d.protocol_type, "consumer");
+        assert_eq!(d.assignor, "uniform");
+        let assignments: Vec<Option<Vec<TopicPartition>>> =
+            d.members.iter().map(|m| m.assignment.clone()).collect();
+        assert_eq!(
+            assignments,
+            [Some(vec![orders(0), orders(1)]), Some(vec![])]
+        );
+        assert_eq!(
+            d.owner(&orders(1)).map(|m| m.member_id.as_str()),
+            Some("m-1")
+        );
+        assert_eq!(d.assigned(), BTreeSet::from([orders(0), orders(1)]));
+        assert_eq!(d.consumer_protocol.map(|c| c.group_epoch), Some(5));
+    }
+
+    /// A classic consumer group's assignments are decoded; one left empty (Tansu) or of
+    /// another protocol type is unknown, and owns nothing.
+    #[test]
+    fn a_classic_group_decodes_its_members_assignments() {
+        let assignment = Assignment {
+            partitions: vec![orders(2)],
+            ..Assignment::default()
+        };
+        let member = |id: &str, assignment: Bytes| GroupMemberDescription {
+            member_id: id.to_owned(),
+            group_instance_id: Some(format!("{id}-static")),
+            client_id: "c".to_owned(),
+            client_host: "/10.0.0.1".to_owned(),
+            metadata: Bytes::new(),
+            assignment,
+        };
+        let classic = |protocol_type: &str| GroupDescription {
+            group_id: "g".to_owned(),
+            error_code: 0,
+            state: "Stable".to_owned(),
+            protocol_type: protocol_type.to_owned(),
+            protocol: "range".to_owned(),
+            members: vec![
+                member("a", assignment.encode(3)),
+                member("b", Bytes::new()),
+                member("c", Bytes::from_static(b"\x00")),
+            ],
+        };
+        let d = DescribedGroup::from_classic(classic("consumer"));
+        assert_eq!(d.assignor, "range");
+        assert!(d.consumer_protocol.is_none());
+        let assignments: Vec<Option<Vec<TopicPartition>>> =
+            d.members.iter().map(|m| m.assignment.clone()).collect();
+        assert_eq!(assignments, [Some(vec![orders(2)]), None, None]);
+        assert_eq!(d.members[0].instance_id.as_deref(), Some("a-static"));
+        assert_eq!(d.owner(&orders(2)).map(|m| m.member_id.as_str()), Some("a"));
+        let connect = DescribedGroup::from_classic(classic("connect"));
+        assert!(connect.members.iter().all(|m| m.assignment.is_none()));
+        assert!(connect.assigned().is_empty());
+    }
+}
