@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::io::{self, Write};
 
 use clap::{Args, Subcommand};
-use kcon::policy::{headers, is_dead_letter_header};
+use kcon::policy::{DeadLetterError, headers, replay_record};
 use kcon::{Consumer, Record, TopicPartition};
 use kcon_produce::{Delivery, Producer, ProducerRecord};
 
@@ -222,43 +222,23 @@ fn matches(record: &Record, filters: &[(String, String)]) -> bool {
 }
 
 /// The copy of dead letter `record` to produce: to `to` (partitioned by key), or back to its
-/// source topic and partition.
+/// source topic and partition (kcon's inverse of its dead-letter record).
 fn replayed(record: &Record, to: Option<&str>) -> Result<ProducerRecord, Failure> {
-    let mut copy = ProducerRecord::default();
-    match to {
-        Some(topic) => copy.topic = topic.to_owned(),
-        None => {
-            copy.topic = header(record, headers::TOPIC)?;
-            let partition = header(record, headers::PARTITION)?;
-            copy.partition = Some(partition.parse().map_err(|_| {
-                Failure::runtime(format!(
-                    "{} has a {} header that is not a partition: {partition:?}",
-                    at(record),
-                    headers::PARTITION
-                ))
-            })?);
-        }
-    }
-    copy.key = record.key.clone();
-    copy.value = record.value.clone();
-    copy.headers = record
-        .headers
-        .iter()
-        .filter(|(k, _)| !is_dead_letter_header(k))
-        .cloned()
-        .collect();
-    Ok(copy)
-}
-
-fn header(record: &Record, name: &str) -> Result<String, Failure> {
-    let value = record.header(name).flatten().ok_or_else(|| {
-        Failure::runtime(format!(
-            "{} has no {name} header: not a kcon dead letter? Give --to",
-            at(record)
-        ))
-    })?;
-    String::from_utf8(value.to_vec())
-        .map_err(|_| Failure::runtime(format!("{}: the {name} header is not UTF-8", at(record))))
+    replay_record(record, to).map_err(|e| {
+        let at = at(record);
+        Failure::runtime(match e {
+            DeadLetterError::MissingHeader { header } => {
+                format!("{at} has no {header} header: not a kcon dead letter? Give --to")
+            }
+            DeadLetterError::NotUtf8 { header } => {
+                format!("{at}: the {header} header is not UTF-8")
+            }
+            DeadLetterError::BadNumber { header, value } if header == headers::PARTITION => {
+                format!("{at} has a {header} header that is not a partition: {value:?}")
+            }
+            e => format!("{at}: {e}"),
+        })
+    })
 }
 
 fn at(record: &Record) -> String {
@@ -285,8 +265,6 @@ fn dry_run_line(out: &mut Vec<u8>, record: &Record, copy: &ProducerRecord) {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn letter() -> Record {
@@ -299,22 +277,12 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_goes_back_to_its_source_with_its_original_headers_only() {
-        let copy = replayed(&letter(), None).unwrap();
-        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
-        assert_eq!((copy.key, copy.value), (Some("k".into()), Some("v".into())));
-        assert_eq!(
-            copy.headers,
-            vec![(Bytes::from("trace"), Some(Bytes::from("t1")))]
-        );
-        let elsewhere = replayed(&letter(), Some("retry")).unwrap();
-        assert_eq!(
-            (elsewhere.topic.as_str(), elsewhere.partition),
-            ("retry", None)
-        );
+    fn a_letter_that_is_not_one_says_to_give_to() {
         let not_a_letter = Record::new("x", 0, 1, None, None);
         let e = replayed(&not_a_letter, None).unwrap_err();
         assert!(e.to_string().contains("kcon.dlq.source.topic"), "{e}");
+        assert!(e.to_string().contains("Give --to"), "{e}");
+        assert!(replayed(&not_a_letter, Some("retry")).is_ok());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The dead-letter record: the original key, value and headers, byte for byte, plus headers
-//! saying where the record came from and why it failed.
+//! saying where the record came from and why it failed; and its inverse, which reads those
+//! headers back ([`DeadLetterSource::read`]) and makes the record to produce again
+//! ([`replay_record`], what `kcon dlq replay` sends).
 //!
 //! The header values are UTF-8 text (numbers in decimal), so any tool can read them.
+
+use std::fmt;
 
 use bytes::Bytes;
 use kcon_produce::ProducerRecord;
@@ -97,6 +101,133 @@ pub fn is_dead_letter_header(name: &[u8]) -> bool {
     name.starts_with(headers::PREFIX.as_bytes())
 }
 
+/// Where a dead letter's record came from, read back from the `kcon.dlq.source.*` headers
+/// [`dead_letter_record`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterSource {
+    /// The topic the record was consumed from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset, when the letter says.
+    pub offset: Option<i64>,
+    /// Its timestamp (milliseconds since the epoch), when the letter says.
+    pub timestamp: Option<i64>,
+}
+
+impl DeadLetterSource {
+    /// Reads `dead_letter`'s source headers: the topic and partition must be there; the
+    /// offset and timestamp, when there, must be numbers.
+    pub fn read(dead_letter: &Record) -> Result<DeadLetterSource, DeadLetterError> {
+        let number = |name: &'static str| -> Result<Option<i64>, DeadLetterError> {
+            optional_text(dead_letter, name)?
+                .map(|v| {
+                    v.parse().map_err(|_| DeadLetterError::BadNumber {
+                        header: name,
+                        value: v,
+                    })
+                })
+                .transpose()
+        };
+        let topic = text(dead_letter, headers::TOPIC)?;
+        let partition = text(dead_letter, headers::PARTITION)?;
+        Ok(DeadLetterSource {
+            topic,
+            partition: partition.parse().map_err(|_| DeadLetterError::BadNumber {
+                header: headers::PARTITION,
+                value: partition,
+            })?,
+            offset: number(headers::OFFSET)?,
+            timestamp: number(headers::TIMESTAMP)?,
+        })
+    }
+}
+
+/// Why a record does not read back as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterError {
+    /// A header [`dead_letter_record`] always writes is missing: not a kcon dead letter.
+    MissingHeader {
+        /// The header.
+        header: &'static str,
+    },
+    /// A header's value is not UTF-8.
+    NotUtf8 {
+        /// The header.
+        header: &'static str,
+    },
+    /// A header's value is not the number it should be.
+    BadNumber {
+        /// The header.
+        header: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Display for DeadLetterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadLetterError::MissingHeader { header } => {
+                write!(f, "no {header} header: not a kcon dead letter?")
+            }
+            DeadLetterError::NotUtf8 { header } => write!(f, "the {header} header is not UTF-8"),
+            DeadLetterError::BadNumber { header, value } => {
+                write!(f, "the {header} header is not a number: {value:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeadLetterError {}
+
+/// The record to produce again for `dead_letter`: its key, value and original headers (the
+/// `kcon.dlq.*` headers dropped), to `to` (partitioned by key) or, without it, back to its
+/// source topic and partition ([`DeadLetterSource`]). Its timestamp is left to the producer:
+/// the original is in the letter's `kcon.dlq.source.timestamp`, and an old timestamp could put
+/// the copy past the topic's retention at once.
+pub fn replay_record(
+    dead_letter: &Record,
+    to: Option<&str>,
+) -> Result<ProducerRecord, DeadLetterError> {
+    let mut copy = ProducerRecord::default();
+    match to {
+        Some(topic) => copy.topic = topic.to_owned(),
+        None => {
+            let source = DeadLetterSource::read(dead_letter)?;
+            copy.topic = source.topic;
+            copy.partition = Some(source.partition);
+        }
+    }
+    copy.key = dead_letter.key.clone();
+    copy.value = dead_letter.value.clone();
+    copy.headers = dead_letter
+        .headers
+        .iter()
+        .filter(|(k, _)| !is_dead_letter_header(k))
+        .cloned()
+        .collect();
+    Ok(copy)
+}
+
+/// The UTF-8 value of the last header `name` of `record`, which must be there.
+fn text(record: &Record, name: &'static str) -> Result<String, DeadLetterError> {
+    optional_text(record, name)?.ok_or(DeadLetterError::MissingHeader { header: name })
+}
+
+/// The UTF-8 value of the last header `name` of `record`, if there is one.
+fn optional_text(record: &Record, name: &'static str) -> Result<Option<String>, DeadLetterError> {
+    record
+        .header(name)
+        .flatten()
+        .map(|v| {
+            String::from_utf8(v.to_vec()).map_err(|_| DeadLetterError::NotUtf8 { header: name })
+        })
+        .transpose()
+}
+
 fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -171,6 +302,106 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(added, expected);
+    }
+
+    fn letter() -> Record {
+        Record::new("orders.dlq", 0, 9, Some("k".into()), Some("v".into())).with_headers(vec![
+            ("trace".into(), Some("t1".into())),
+            (headers::TOPIC.into(), Some("orders".into())),
+            (headers::PARTITION.into(), Some("2".into())),
+            (headers::ERROR_CLASS.into(), Some("json".into())),
+        ])
+    }
+
+    #[test]
+    fn a_copy_goes_back_to_its_source_with_its_original_headers_only() {
+        let copy = replay_record(&letter(), None).unwrap();
+        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
+        assert_eq!((copy.key, copy.value), (Some("k".into()), Some("v".into())));
+        assert_eq!(
+            copy.headers,
+            vec![(Bytes::from("trace"), Some(Bytes::from("t1")))]
+        );
+        let elsewhere = replay_record(&letter(), Some("retry")).unwrap();
+        assert_eq!(
+            (elsewhere.topic.as_str(), elsewhere.partition),
+            ("retry", None)
+        );
+        let not_a_letter = Record::new("x", 0, 1, None, None);
+        let e = replay_record(&not_a_letter, None).unwrap_err();
+        assert!(e.to_string().contains("kcon.dlq.source.topic"), "{e}");
+    }
+
+    /// Reading back what `dead_letter_record` wrote gives the record's coordinates and, to
+    /// replay, its key, value and headers as they were.
+    #[test]
+    fn the_inverse_reads_back_what_the_writer_wrote() {
+        let record = Record::new("orders", 2, 41, Some("k".into()), None)
+            .with_timestamp(1_700, crate::TimestampType::CreateTime)
+            .with_headers(vec![("trace".into(), Some("7".into())), ("n".into(), None)]);
+        let f = failure("expected value".into());
+        let cx = DeadLetterContext {
+            failure: &f,
+            attempts: 3,
+            group: Some("billing"),
+            failed_at_ms: 1_800,
+        };
+        let written = dead_letter_record("orders.dlq", &record, cx);
+        let letter = Record::new("orders.dlq", 0, 7, written.key, written.value)
+            .with_headers(written.headers);
+        assert_eq!(
+            DeadLetterSource::read(&letter),
+            Ok(DeadLetterSource {
+                topic: "orders".to_owned(),
+                partition: 2,
+                offset: Some(41),
+                timestamp: Some(1_700),
+            })
+        );
+        let copy = replay_record(&letter, None).unwrap();
+        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
+        assert_eq!((copy.key, copy.value), (record.key.clone(), None));
+        assert_eq!(copy.headers, record.headers);
+        assert_eq!(copy.timestamp, None, "the time of the replay");
+    }
+
+    #[test]
+    fn a_letter_with_bad_headers_says_which() {
+        let with = |name: &str, value: &[u8]| {
+            letter().with_headers(vec![
+                (headers::TOPIC.into(), Some("orders".into())),
+                (headers::PARTITION.into(), Some("2".into())),
+                (
+                    Bytes::copy_from_slice(name.as_bytes()),
+                    Some(Bytes::copy_from_slice(value)),
+                ),
+            ])
+        };
+        assert_eq!(
+            DeadLetterSource::read(&with(headers::PARTITION, b"two")),
+            Err(DeadLetterError::BadNumber {
+                header: headers::PARTITION,
+                value: "two".to_owned()
+            })
+        );
+        assert_eq!(
+            DeadLetterSource::read(&with(headers::TOPIC, b"\xff")),
+            Err(DeadLetterError::NotUtf8 {
+                header: headers::TOPIC
+            })
+        );
+        assert!(matches!(
+            DeadLetterSource::read(&with(headers::OFFSET, b"x")),
+            Err(DeadLetterError::BadNumber { header, .. }) if header == headers::OFFSET
+        ));
+        let no_partition = Record::new("d", 0, 0, None, None)
+            .with_headers(vec![(headers::TOPIC.into(), Some("orders".into()))]);
+        assert_eq!(
+            DeadLetterSource::read(&no_partition),
+            Err(DeadLetterError::MissingHeader {
+                header: headers::PARTITION
+            })
+        );
     }
 
     #[test]

@@ -49,7 +49,10 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 pub use config::PolicyConfig;
-pub use dead_letter::{DeadLetterContext, dead_letter_record, headers, is_dead_letter_header};
+pub use dead_letter::{
+    DeadLetterContext, DeadLetterError, DeadLetterSource, dead_letter_record, headers,
+    is_dead_letter_header, replay_record,
+};
 pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
