@@ -15,30 +15,39 @@
 //! commits exactly what reached stdout, with no commit round trip per batch.
 //!
 //! With `--key-format`/`--value-format`, a record whose key or value does not read is
-//! reported on stderr instead of written (it counts as consumed once reported); with
-//! `--dlq-topic` it is also written to that topic (kcon's dead-letter record: the original
-//! bytes and headers plus `kcon.dlq.*` headers), and the batch's offset is stored only once
-//! every dead letter of the batch is acknowledged. A dead-letter write that fails stops the
-//! tool with nothing stored past the record before it. A failure that may pass (kcon's
-//! deserializers call it retriable) stops the tool the same way, before the record.
+//! reported on stderr instead of written (it counts as consumed once reported). A failure that
+//! may pass (kcon's deserializers call it retriable: a Schema Registry that is down) stops the
+//! tool before the record.
+//!
+//! With `--dlq-topic` the records go through kcon's `Processor` instead, with
+//! `errors.tolerance=all` and the dead-letter topic (kcon's dead-letter record: the original
+//! bytes and headers plus `kcon.dlq.*` headers): its handler writes each record that reads to
+//! stdout and flushes before the processor stores its offset; a record that does not read is
+//! dead-lettered, acknowledged before its offset is stored, and reported on stderr; a retriable
+//! failure is tried again with backoff, only its partition waiting (`errors.retry.*`, told on
+//! stderr), as the library does. A dead-letter write that fails stops the tool with nothing
+//! stored past the record.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use clap::Args;
-use kcon::deserialize::decode;
-use kcon::policy::{DeadLetterContext, dead_letter_record};
+use kcon::deserialize::{Decoded, decode};
 use kcon::{
-    Consumer, FailureInfo, ListenerFuture, RebalanceContext, RebalanceListener, Record,
-    TopicPartition,
+    Consumer, FailureInfo, ListenerFuture, PolicyHooks, Processor, RebalanceContext,
+    RebalanceListener, Record, Stage, TopicPartition,
 };
 use kcon_pool::TopicScope;
-use kcon_produce::{Delivery, Producer};
 use regex::Regex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::cluster::ClusterArgs;
-use crate::decode::{FieldDeserializer, FieldFormat, is_registry_property, registry};
+use crate::decode::{Field, FieldDeserializer, FieldFormat, is_registry_property, registry};
 use crate::failure::Failure;
 use crate::record_format::{Format, failure_line};
 use crate::shutdown::Shutdown;
@@ -100,7 +109,9 @@ pub(crate) struct ConsumeArgs {
 
     /// Also write each record that does not read to this topic (acks=all, idempotent): its
     /// key, value and headers unchanged, plus kcon.dlq.* headers saying where it came from
-    /// and why. Its offset is committed only once the topic has it.
+    /// and why. Its offset is committed only once the topic has it. Records go through kcon's
+    /// Processor (errors.tolerance=all): a failure that may pass (a Schema Registry that is
+    /// down) is retried with backoff as -X errors.retry.* say, only its partition waiting.
     #[arg(long = "dlq-topic", value_name = "TOPIC")]
     dlq_topic: Option<String>,
 
@@ -110,6 +121,7 @@ pub(crate) struct ConsumeArgs {
 }
 
 /// Why the consume loop ended.
+#[derive(Debug)]
 enum Stop {
     /// `-c` or `-e` reached.
     Done,
@@ -171,6 +183,11 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     if let Some(g) = &group {
         builder = builder.set("group.id", g.as_str());
     }
+    if let Some(topic) = &args.dlq_topic {
+        builder = builder
+            .set("errors.tolerance", "all")
+            .set("errors.deadletterqueue.topic.name", topic.as_str());
+    }
     let mut shutdown = Shutdown::new()?;
     // Every property is checked here, before any broker is asked anything: exit 2.
     let mut consumer = builder
@@ -187,36 +204,227 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     };
     started?;
 
-    let dead_letters = match &args.dlq_topic {
-        Some(topic) => Some(DeadLetters::new(&args, topic, group.clone())?),
-        None => None,
-    };
+    let progress = Progress::new();
     let mut written = 0u64;
-    let stop = consume(
-        &mut consumer,
-        &args,
-        &fields,
-        group.is_some(),
-        dead_letters.as_ref(),
-        &mut shutdown,
-        &mut written,
-    )
-    .await;
+    let (stop, closed) = if args.dlq_topic.is_some() {
+        let processor = Processor::builder(consumer)
+            .key(fields.key)
+            .value(fields.value)
+            .hooks(Reports {
+                dead_letter_topic: args.dlq_topic.clone(),
+                progress: progress.clone(),
+            })
+            .build()
+            .map_err(Failure::from_consumer)?;
+        process(processor, &args, &progress, &mut shutdown).await
+    } else {
+        let stop = consume(
+            &mut consumer,
+            &args,
+            &fields,
+            group.is_some(),
+            &mut shutdown,
+            &mut written,
+        )
+        .await;
+        let closed = tokio::select! {
+            r = consumer.close() => r.map_err(Failure::from_consumer),
+            () = shutdown.wait() => Err(Failure::runtime(
+                "interrupted again while closing: nothing more was committed",
+            )),
+        };
+        (stop, closed)
+    };
+    written += progress.written.load(Ordering::Relaxed);
     if args.format == Format::Text && !matches!(stop, Stop::PipeClosed) {
         eprintln!("kcon: consumed {written} records");
-    }
-    let closed = tokio::select! {
-        r = consumer.close() => r.map_err(Failure::from_consumer),
-        () = shutdown.wait() => Err(Failure::runtime(
-            "interrupted again while closing: nothing more was committed",
-        )),
-    };
-    if let Some(d) = &dead_letters {
-        d.producer.close().await;
     }
     match stop {
         Stop::Failed(f) => Err(f),
         Stop::Done | Stop::Signal | Stop::PipeClosed => closed,
+    }
+}
+
+/// What the processor's handler and hooks share with the loop around them: the records
+/// written or reported, when the last was, and why processing must stop (a write to stdout
+/// that failed, told through `abort`).
+struct Progress {
+    written: AtomicU64,
+    last_activity: Mutex<Instant>,
+    stopped: Mutex<Option<Stop>>,
+    abort: Notify,
+}
+
+impl Progress {
+    fn new() -> Arc<Progress> {
+        Arc::new(Progress {
+            written: AtomicU64::new(0),
+            last_activity: Mutex::new(Instant::now()),
+            stopped: Mutex::new(None),
+            abort: Notify::new(),
+        })
+    }
+
+    /// One more record written or reported.
+    fn count(&self) {
+        self.written.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_activity) = Instant::now();
+    }
+
+    /// Whether `-c` is reached.
+    fn reached(&self, count: Option<u64>) -> bool {
+        count.is_some_and(|c| self.written.load(Ordering::Relaxed) >= c)
+    }
+
+    /// Stops processing mid-record: the run is dropped, the record not stored.
+    fn abort(&self, stop: Stop) {
+        *lock(&self.stopped) = Some(stop);
+        self.abort.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `--dlq-topic`: the records through kcon's `Processor` until `-c`, `-e`, a signal, a closed
+/// stdout or an error; then the processor is closed (commit, leave the group, the dead-letter
+/// producer flushed). Returns why it stopped and how closing went.
+async fn process(
+    mut processor: Processor<FieldDeserializer, FieldDeserializer>,
+    args: &ConsumeArgs,
+    progress: &Progress,
+    shutdown: &mut Shutdown,
+) -> (Stop, Result<(), Failure>) {
+    let stop = loop {
+        // Each run waits for records at least END_CHECK_AFTER before -e looks at the ends.
+        *lock(&progress.last_activity) = Instant::now();
+        let signalled = Mutex::new(false);
+        // Checked by the processor between records and while it waits for them.
+        let stop = async {
+            tokio::select! {
+                () = shutdown.wait() => *lock(&signalled) = true,
+                () = std::future::poll_fn(|_| {
+                    if progress.reached(args.count) { Poll::Ready(()) } else { Poll::Pending }
+                }) => {}
+                () = idle(progress, args.exit_at_end) => {}
+            }
+        };
+        let handler = async |d: &Decoded<Field, Field>| -> Result<(), kcon::Failure> {
+            let mut out = Vec::with_capacity(256);
+            args.format
+                .write_decoded(&mut out, &d.record, &d.key, &d.value);
+            // Written and flushed before the processor stores the offset past it.
+            let mut stdout = io::stdout().lock();
+            let written = stdout.write_all(&out).and_then(|()| stdout.flush());
+            drop(stdout);
+            match written {
+                Ok(()) => {
+                    progress.count();
+                    Ok(())
+                }
+                Err(e) => {
+                    progress.abort(if e.kind() == io::ErrorKind::BrokenPipe {
+                        Stop::PipeClosed
+                    } else {
+                        Stop::Failed(Failure::runtime(format!("cannot write to stdout: {e}")))
+                    });
+                    // The run is dropped here: the record is not stored.
+                    std::future::pending().await
+                }
+            }
+        };
+        let ran = tokio::select! {
+            r = processor.run_until(stop, handler) => r,
+            () = progress.abort.notified() => Ok(()),
+        };
+        if let Some(stop) = lock(&progress.stopped).take() {
+            break stop;
+        }
+        if let Err(e) = ran {
+            break Stop::Failed(Failure::from_consumer(e));
+        }
+        if *lock(&signalled) {
+            break Stop::Signal;
+        }
+        if progress.reached(args.count) {
+            break Stop::Done;
+        }
+        // -e: no record for a while; done once every partition is read to its end and
+        // nothing waits in the processor (a retry, or records behind one).
+        if processor.metrics().records_waiting == 0 {
+            match at_end(processor.consumer()).await {
+                Ok(true) => break Stop::Done,
+                Ok(false) => {}
+                Err(f) => break Stop::Failed(f),
+            }
+        }
+    };
+    let closed = tokio::select! {
+        r = processor.close() => r.map_err(Failure::from_consumer),
+        () = shutdown.wait() => Err(Failure::runtime(
+            "interrupted again while closing: nothing more was committed",
+        )),
+    };
+    (stop, closed)
+}
+
+/// With `-e`: done once no record was written, reported or retried for [`END_CHECK_AFTER`]
+/// (nor since the run began); without, never.
+async fn idle(progress: &Progress, exit_at_end: bool) {
+    if !exit_at_end {
+        return std::future::pending().await;
+    }
+    loop {
+        let due = *lock(&progress.last_activity) + END_CHECK_AFTER;
+        if Instant::now() >= due {
+            return;
+        }
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// The processor's hooks: a record dead-lettered is reported on stderr (and counts as
+/// consumed), a retry is told.
+struct Reports {
+    dead_letter_topic: Option<String>,
+    progress: Arc<Progress>,
+}
+
+impl PolicyHooks for Reports {
+    fn on_retry(&self, record: &Record, failure: &FailureInfo, attempt: u32, delay: Duration) {
+        let _ = writeln!(
+            io::stderr().lock(),
+            "kcon: {}-{}@{}: {failure}; try {} in {} ms",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempt + 1,
+            delay.as_millis()
+        );
+        *lock(&self.progress.last_activity) = Instant::now();
+    }
+
+    fn on_dead_letter(&self, record: &Record, failure: &FailureInfo) {
+        let field = match failure.stage {
+            Stage::DeserializeKey => "key",
+            _ => "value",
+        };
+        let message = format!("{}: {}", failure.class, failure.message);
+        let line = failure_line(
+            record,
+            field,
+            &failure.class,
+            &message,
+            self.dead_letter_topic.as_deref(),
+        );
+        // Nothing to do when stderr is gone.
+        let _ = io::stderr().lock().write_all(&line);
+        self.progress.count();
+    }
+
+    fn on_skip(&self, record: &Record, failure: &FailureInfo) {
+        self.on_dead_letter(record, failure);
     }
 }
 
@@ -226,60 +434,12 @@ struct Fields {
     value: FieldDeserializer,
 }
 
-/// Where records that do not read go with `--dlq-topic`.
-struct DeadLetters {
-    topic: String,
-    group: Option<String>,
-    producer: Producer,
-}
-
-impl DeadLetters {
-    /// A producer over the tool's connection properties: acks=all, idempotent.
-    fn new(args: &ConsumeArgs, topic: &str, group: Option<String>) -> Result<DeadLetters, Failure> {
-        let pool =
-            kcon_pool::Pool::new(args.cluster.pool_config(None)?).map_err(Failure::from_pool)?;
-        let producer = Producer::builder()
-            .pool(pool)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .build()
-            .map_err(|e| Failure::runtime(format!("the dead-letter producer: {e}")))?;
-        Ok(DeadLetters {
-            topic: topic.to_owned(),
-            group,
-            producer,
-        })
-    }
-
-    /// Queues `record`'s dead-letter copy; the delivery says when the topic has it.
-    async fn send(&self, record: &Record, failure: &FailureInfo) -> Result<Delivery, Failure> {
-        let cx = DeadLetterContext {
-            failure,
-            attempts: 1,
-            group: self.group.as_deref(),
-            failed_at_ms: now_ms(),
-        };
-        self.producer
-            .send(dead_letter_record(&self.topic, record, cx))
-            .await
-            .map_err(|e| Failure::runtime(format!("dead-lettering to {}: {e}", self.topic)))
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// What became of a batch's records: the output for stdout, the reports for stderr, the
-/// dead letters in flight (with the index of their record), and the index of a record that
-/// failed retriably (nothing from it on is handled).
+/// What became of a batch's records: the output for stdout, the reports for stderr, and the
+/// index of a record that failed retriably (nothing from it on is handled).
 #[derive(Default)]
 struct Handled {
     out: Vec<u8>,
     reports: Vec<u8>,
-    dead: Vec<(usize, Delivery)>,
     stopped_at: Option<(usize, Failure)>,
 }
 
@@ -288,7 +448,6 @@ async fn handle_batch(
     batch: &[Record],
     args: &ConsumeArgs,
     fields: &Fields,
-    dead_letters: Option<&DeadLetters>,
     handled: &mut Handled,
 ) {
     if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
@@ -311,31 +470,13 @@ async fn handle_batch(
             handled.stopped_at = Some((i, Failure::runtime(failure.to_string())));
             return;
         }
-        if let Some(d) = dead_letters
-            && *record.topic == *d.topic
-        {
-            // A pattern may match the dead-letter topic itself: its records would go round.
-            let message = format!(
-                "{}-{}@{} does not read and comes from the dead-letter topic itself: not \
-                 written there again",
-                record.topic, record.partition, record.offset
-            );
-            handled.stopped_at = Some((i, Failure::runtime(message)));
-            return;
-        }
-        let topic = dead_letters.map(|d| d.topic.as_str());
-        handled
-            .reports
-            .extend(failure_line(record, failure.field, &failure.error, topic));
-        if let Some(d) = dead_letters {
-            match d.send(record, &FailureInfo::from(&failure)).await {
-                Ok(delivery) => handled.dead.push((i, delivery)),
-                Err(f) => {
-                    handled.stopped_at = Some((i, f));
-                    return;
-                }
-            }
-        }
+        handled.reports.extend(failure_line(
+            record,
+            failure.field.name(),
+            failure.error.kind(),
+            &failure.error.to_string(),
+            None,
+        ));
     }
 }
 
@@ -373,7 +514,6 @@ async fn consume(
     args: &ConsumeArgs,
     fields: &Fields,
     in_group: bool,
-    dead_letters: Option<&DeadLetters>,
     shutdown: &mut Shutdown,
     written: &mut u64,
 ) -> Stop {
@@ -408,8 +548,7 @@ async fn consume(
         let batch = &batch[..batch.len().min(take_max)];
         handled.out.clear();
         handled.reports.clear();
-        handled.dead.clear();
-        handle_batch(batch, args, fields, dead_letters, &mut handled).await;
+        handle_batch(batch, args, fields, &mut handled).await;
         let mut stdout = io::stdout().lock();
         match stdout.write_all(&handled.out).and_then(|()| stdout.flush()) {
             Ok(()) => {}
@@ -421,27 +560,10 @@ async fn consume(
         drop(stdout);
         // Nothing to do when stderr is gone.
         let _ = io::stderr().lock().write_all(&handled.reports);
-        // Written and flushed, reported, dead-lettered: now the records count as consumed, up
-        // to the first that was not.
+        // Written and flushed, reported: now the records count as consumed, up to the first
+        // that was not.
         let mut done = batch.len();
-        let mut stop = handled.stopped_at.take();
-        for (i, delivery) in handled.dead.drain(..) {
-            if i >= done {
-                break;
-            }
-            if let Err(e) = delivery.await {
-                let r = &batch[i];
-                let topic = dead_letters.map_or("", |d| d.topic.as_str());
-                stop = Some((
-                    i,
-                    Failure::runtime(format!(
-                        "dead-lettering {}-{}@{} to {topic} failed: {e}; nothing from it on was committed",
-                        r.topic, r.partition, r.offset
-                    )),
-                ));
-                done = i;
-            }
-        }
+        let stop = handled.stopped_at.take();
         if let Some((i, _)) = &stop {
             done = done.min(*i);
         }

@@ -119,7 +119,11 @@ fn fail(failure: &Failure) -> ExitCode {
 fn init_logging() {
     let spec = std::env::var("KCON_LOG").unwrap_or_default();
     let filter = if spec.trim().is_empty() {
-        Targets::new().with_default(LevelFilter::WARN)
+        // The Processor's own warnings of records skipped or dead-lettered repeat what consume
+        // reports on stderr as JSON lines.
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("kcon::policy", LevelFilter::ERROR)
     } else {
         spec.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!("kcon: KCON_LOG={spec:?} is not a log filter ({e}); using warn");

@@ -189,12 +189,14 @@ fn text_field(line: &mut String, field: Shown<'_>) {
     }
 }
 
-/// The line (with its newline) reporting a record whose `field` did not read: JSON in either
-/// output format, with the dead-letter topic it goes to, if any.
+/// The line (with its newline) reporting a record whose `field` (`key` or `value`) did not
+/// read, the failure's `kind` and `message`: JSON in either output format, with the
+/// dead-letter topic it went to, if any.
 pub(crate) fn failure_line(
     record: &Record,
-    field: kcon::deserialize::Field,
-    error: &kcon::deserialize::DeserializeError,
+    field: &str,
+    kind: &str,
+    message: &str,
     dead_letter_topic: Option<&str>,
 ) -> Vec<u8> {
     let mut out = Vec::new();
@@ -205,11 +207,11 @@ pub(crate) fn failure_line(
     out.extend_from_slice(b",\"offset\":");
     write_int(&mut out, record.offset);
     out.extend_from_slice(b",\"field\":");
-    write_str(&mut out, field.name());
+    write_str(&mut out, field);
     out.extend_from_slice(b",\"kind\":");
-    write_str(&mut out, error.kind());
+    write_str(&mut out, kind);
     out.extend_from_slice(b",\"message\":");
-    write_str(&mut out, &error.to_string());
+    write_str(&mut out, message);
     if let Some(topic) = dead_letter_topic {
         out.extend_from_slice(b",\"dead_letter_topic\":");
         write_str(&mut out, topic);
@@ -338,8 +340,9 @@ mod tests {
         let error = kcon::deserialize::DeserializeError::permanent("json", "bad \"x\"");
         let line = failure_line(
             &record(None, None),
-            kcon::deserialize::Field::Value,
-            &error,
+            kcon::deserialize::Field::Value.name(),
+            error.kind(),
+            &error.to_string(),
             Some("d"),
         );
         assert_eq!(line.last(), Some(&b'\n'));

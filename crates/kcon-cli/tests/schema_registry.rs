@@ -174,3 +174,63 @@ async fn a_schema_registry_format_without_a_registry_or_with_a_bad_property_exit
         run.stderr
     );
 }
+
+/// With `--dlq-topic` the records go through kcon's Processor: a Schema Registry that is down
+/// is a failure that may pass, tried again with backoff (each retry told on stderr) before the
+/// record is dead-lettered, as the library does; before, the tool stopped at it.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_dead_letter_topic_a_registry_that_is_down_is_retried_then_dead_lettered() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    let topic = unique_name("payments");
+    let dlq = format!("{topic}.dlq");
+    broker.create_topic(&topic, 1).await;
+    broker.create_topic(&dlq, 1).await;
+    // Framed for schema id 1: reading it asks the registry.
+    let framed = TestRecord {
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(b"\x00\x00\x00\x00\x01x".to_vec()),
+        headers: vec![],
+    };
+    broker.produce_batch(&topic, 0, &[framed]).await;
+    let run = kcon(&[
+        "consume",
+        "-b",
+        &b,
+        "-e",
+        "--format",
+        "json",
+        "--value-format",
+        "avro",
+        "--schema-registry",
+        "http://127.0.0.1:1",
+        "-X",
+        "errors.retry.max.attempts=3",
+        "--dlq-topic",
+        &dlq,
+        &topic,
+    ])
+    .await
+    .ok();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    for attempt in ["try 2 in", "try 3 in"] {
+        assert!(run.stderr.contains(attempt), "{}", run.stderr);
+    }
+    let reports = run.json_events();
+    assert_eq!(reports.len(), 1, "{}", run.stderr);
+    assert_eq!(reports[0]["kind"], "schema-registry");
+    assert_eq!(reports[0]["dead_letter_topic"], dlq.as_str());
+    let letters = kcon(&["consume", "-b", &b, "-e", "--format", "json", &dlq])
+        .await
+        .ok()
+        .json_lines();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let attempts = letters[0]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "kcon.dlq.attempts")
+        .map(|h| h[1].clone());
+    assert_eq!(attempts, Some(json!("3")));
+}
