@@ -7,8 +7,8 @@
 //! window of commits. The measurement replaces the published one whole: a group deleted or no
 //! longer matching disappears from the next scrape. When a measurement fails (a broker down
 //! or restarting), the last one stays published, the failure is counted, and the next interval
-//! tries again: the process does not end. The HTTP side answers every scrape from the
-//! published measurement, never waiting on a broker.
+//! tries again: the process does not end. The HTTP side (hyper's HTTP/1.1 server) answers
+//! every scrape from the published measurement, never waiting on a broker.
 //!
 //! SIGINT or SIGTERM (how systemd and Kubernetes stop a service) ends it with exit 0: a
 //! measurement under way is dropped (nothing would read it), no connection is accepted any
@@ -16,12 +16,20 @@
 //! signal cuts them short).
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use clap::Args;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use kcon::TopicPartition;
 use kcon_admin::{self as admin, GroupLag, GroupsWatch, Judged, LagOptions};
 use prometheus_client::collector::Collector;
@@ -31,8 +39,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use regex::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -192,9 +199,10 @@ async fn measure(
     Ok(out)
 }
 
-/// Answers HTTP requests: GET /metrics with the registry's text, anything else 404. Once
-/// `stopped` turns true: accepts no more connections, lets the exchanges under way finish
-/// (for at most [`FINISH_WITHIN`]) and returns.
+/// Answers HTTP requests with hyper's HTTP/1.1 server, one request per connection: GET
+/// /metrics with the registry's text, anything else 404. Once `stopped` turns true: accepts no
+/// more connections, lets the exchanges under way finish (for at most [`FINISH_WITHIN`]) and
+/// returns.
 async fn serve(listener: TcpListener, registry: Arc<Registry>, mut stopped: watch::Receiver<bool>) {
     let mut exchanges = JoinSet::new();
     loop {
@@ -215,7 +223,19 @@ async fn serve(listener: TcpListener, registry: Arc<Registry>, mut stopped: watc
         };
         let registry = registry.clone();
         exchanges.spawn(async move {
-            if let Err(e) = answer(stream, &registry).await {
+            let answer = service_fn(move |request| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(answer(&request, &registry)) }
+            });
+            // A scrape is one request: the connection closes after the answer, so that one
+            // left open cannot hold up the end. The head is read into at most MAX_HEAD bytes
+            // (hyper answers 431 past that).
+            let served = http1::Builder::new()
+                .keep_alive(false)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), answer)
+                .await;
+            if let Err(e) = served {
                 info!(error = %e, "an HTTP exchange failed");
             }
         });
@@ -236,50 +256,36 @@ const FINISH_WITHIN: Duration = Duration::from_secs(5);
 /// The largest request head read.
 const MAX_HEAD: usize = 16 * 1024;
 
-async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() + n > MAX_HEAD {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-    let (status, content_type, body) = if method == b"GET" && path == b"/metrics" {
-        let mut text = String::new();
-        match prometheus_client::encoding::text::encode(&mut text, registry) {
-            Ok(()) => (
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                text,
-            ),
-            Err(_) => (
-                "500 Internal Server Error",
+/// The answer to `request`: the registry's text for GET /metrics, 404 for anything else.
+fn answer<B>(request: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
+    let (status, content_type, body) =
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            let mut text = String::new();
+            match prometheus_client::encoding::text::encode(&mut text, registry) {
+                Ok(()) => (
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "encoding failed\n".into(),
+                ),
+            }
+        } else {
+            (
+                StatusCode::NOT_FOUND,
                 "text/plain",
-                "encoding failed\n".into(),
-            ),
-        }
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
-            "only /metrics is served\n".into(),
-        )
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+                "only /metrics is served\n".into(),
+            )
+        };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// The registry's collector: the published measurement, written at every scrape.
@@ -411,7 +417,50 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
     use super::*;
+
+    /// GET /metrics (with a query) is answered with the registry's text, anything else 404, a
+    /// request head past the bound 431 (or a closed connection); the connection closes after
+    /// one answer.
+    #[tokio::test]
+    async fn only_get_metrics_is_served_and_a_huge_head_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, Arc::new(Registry::default()), stopped));
+        // What comes back until the server closes (a reset, after a refused head whose rest
+        // was never read, ends it too).
+        let ask = |request: String| async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: kcon\r\n\r\n");
+        let ok = ask(get("/metrics?name[]=x")).await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+        assert!(ok.contains("application/openmetrics-text"), "{ok}");
+        assert!(ok.ends_with("# EOF\n"), "{ok}");
+        let other = ask(get("/")).await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        let post = ask("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_owned()).await;
+        assert!(post.starts_with("HTTP/1.1 404"), "{post}");
+        let huge = format!(
+            "GET /metrics HTTP/1.1\r\nX-Padding: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        let refused = ask(huge).await;
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+            "{refused}"
+        );
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
 
     #[test]
     fn a_group_expression_matches_whole_names() {
