@@ -668,7 +668,7 @@ fn parse_topic(s: &str) -> Result<(String, Option<Vec<i32>>), String> {
 }
 
 /// `YYYY-MM-DDTHH:MM[:SS[.fff]]` with an optional `Z` or `±HH:MM` / `±HHMM` zone (UTC without
-/// one), as milliseconds since the epoch.
+/// one), as milliseconds since the epoch: RFC 3339 and ISO-8601's extended form, read by jiff.
 pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
     let bad = || {
         format!(
@@ -676,91 +676,28 @@ pub(crate) fn parse_datetime(s: &str) -> Result<i64, String> {
         )
     };
     let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' ']).ok_or_else(bad)?;
-    let mut d = date.splitn(3, '-');
-    let year: i64 = number(d.next(), 4).ok_or_else(bad)?;
-    let month: i64 = number(d.next(), 2).ok_or_else(bad)?;
-    let day: i64 = number(d.next(), 2).ok_or_else(bad)?;
-    // The zone: Z, or a sign after the time (a '-' in the time part cannot be a date's).
-    let (time, zone_minutes) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, z) = rest.split_at(i);
-        let sign = if z.starts_with('-') { -1 } else { 1 };
-        let z = z[1..].replace(':', "");
-        if z.len() != 4 {
-            return Err(bad());
-        }
-        let hours: i64 = number(Some(&z[..2]), 2).ok_or_else(bad)?;
-        let minutes: i64 = number(Some(&z[2..]), 2).ok_or_else(bad)?;
-        if hours > 23 || minutes > 59 {
-            return Err(bad());
-        }
-        (t, sign * (hours * 60 + minutes))
-    } else {
-        (rest, 0)
-    };
-    let mut t = time.splitn(3, ':');
-    let hour: i64 = number(t.next(), 2).ok_or_else(bad)?;
-    let minute: i64 = number(t.next(), 2).ok_or_else(bad)?;
-    let (second, millis) = match t.next() {
-        None => (0, 0),
-        Some(sec) => {
-            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-            let second: i64 = number(Some(whole), 2).ok_or_else(bad)?;
-            if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let millis = format!("{frac:0<3}")[..3]
-                .parse::<i64>()
-                .map_err(|_| bad())?;
-            (second, millis)
-        }
-    };
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    // A date alone is no time.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
         return Err(bad());
     }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - zone_minutes * 60;
-    Ok(seconds * 1_000 + millis)
+    let timestamp = match s.parse::<jiff::Timestamp>() {
+        Ok(t) => t,
+        // Without a zone: UTC.
+        Err(_) if !has_zone(&s[10..]) => {
+            let civil: jiff::civil::DateTime = s.parse().map_err(|_| bad())?;
+            jiff::tz::TimeZone::UTC
+                .to_timestamp(civil)
+                .map_err(|_| bad())?
+        }
+        Err(_) => return Err(bad()),
+    };
+    Ok(timestamp.as_millisecond())
 }
 
-/// Exactly `digits` ASCII digits.
-fn number(s: Option<&str>, digits: usize) -> Option<i64> {
-    let s = s?;
-    if s.len() != digits || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date: years counted from March, so that the
-/// leap day ends a year, in 400-year eras of 146,097 days.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    // 719,468 days from 0000-03-01 to 1970-01-01.
-    era * 146_097 + day_of_era - 719_468
+/// Whether the time part of a datetime names a zone: `Z`, or a sign after the time (a `-` in
+/// the time part cannot be a date's).
+fn has_zone(time: &str) -> bool {
+    time.contains(['Z', 'z', '+', '-', '['])
 }
 
 #[cfg(test)]
