@@ -2,41 +2,59 @@
 //! when they are not, `null` for null. `kcon consume --format json` writes them this way and
 //! `kcon produce --format json` reads them back, so its output can be produced again.
 
-use std::io::Write;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use kcon::TopicPartition;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// Appends `bytes` as JSON to `out`.
-pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    let Some(bytes) = bytes else {
-        out.extend_from_slice(b"null");
-        return;
-    };
-    match std::str::from_utf8(bytes) {
-        Ok(text) => write_str(out, text),
-        Err(_) => {
-            out.extend_from_slice(b"{\"base64\":\"");
-            out.extend_from_slice(STANDARD.encode(bytes).as_bytes());
-            out.extend_from_slice(b"\"}");
+/// A byte string as JSON: a string when UTF-8, `{"base64":"..."}` when not, `null` for null.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonBytes<'a>(pub(crate) Option<&'a [u8]>);
+
+/// How bytes that are not UTF-8 are written.
+#[derive(Serialize)]
+struct Base64 {
+    base64: String,
+}
+
+impl Serialize for JsonBytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.map(std::str::from_utf8) {
+            None => serializer.serialize_none(),
+            Some(Ok(text)) => serializer.serialize_str(text),
+            Some(Err(_)) => Base64 {
+                base64: STANDARD.encode(self.0.unwrap_or_default()),
+            }
+            .serialize(serializer),
         }
     }
 }
 
-/// Appends `text` as a JSON string to `out`.
-pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
-    // Invariant: serializing a str into a Vec cannot fail (no IO, no non-string keys).
-    let _ = serde_json::to_writer(&mut *out, text);
+/// A partition as JSON, `{"topic":..,"partition":..}`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PartitionJson<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
 }
 
-/// Appends `n` to `out`.
-pub(crate) fn write_int(out: &mut Vec<u8>, n: i64) {
-    // Invariant: writing into a Vec cannot fail.
-    let _ = write!(out, "{n}");
+impl<'a> From<&'a TopicPartition> for PartitionJson<'a> {
+    fn from(tp: &'a TopicPartition) -> PartitionJson<'a> {
+        PartitionJson {
+            topic: &tp.topic,
+            partition: tp.partition,
+        }
+    }
 }
 
-/// Reads a byte string written by [`write_bytes`]; `what` names the field in the error.
+/// `value` as one line of JSON, with its newline, appended to `out`.
+pub(crate) fn write_line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Invariant: serializing into a Vec cannot fail (no IO; every map key is a string).
+    let _ = serde_json::to_writer(&mut *out, value);
+    out.push(b'\n');
+}
+
+/// Reads a byte string written as [`JsonBytes`]; `what` names the field in the error.
 pub(crate) fn read_bytes(value: &Value, what: &str) -> Result<Option<Vec<u8>>, String> {
     match value {
         Value::Null => Ok(None),
@@ -61,9 +79,7 @@ mod tests {
     use super::*;
 
     fn written(bytes: Option<&[u8]>) -> String {
-        let mut out = Vec::new();
-        write_bytes(&mut out, bytes);
-        String::from_utf8(out).unwrap()
+        serde_json::to_string(&JsonBytes(bytes)).unwrap()
     }
 
     #[test]

@@ -15,8 +15,9 @@ use clap::{Args, Subcommand};
 use kcon::policy::{DeadLetterError, headers, replay_record};
 use kcon::{Consumer, Record, TopicPartition};
 use kcon_produce::{Delivery, Producer, ProducerRecord};
+use serde::Serialize;
 
-use crate::bytes_json::{write_int, write_str};
+use crate::bytes_json::write_line;
 use crate::cluster::ClusterArgs;
 use crate::consume::{at_end, next_batch};
 use crate::failure::Failure;
@@ -247,20 +248,43 @@ fn at(record: &Record) -> String {
 
 /// `{"from":{"topic":..,"partition":..,"offset":..},"to":{"topic":..,"partition":..}}`.
 fn dry_run_line(out: &mut Vec<u8>, record: &Record, copy: &ProducerRecord) {
-    out.extend_from_slice(b"{\"from\":{\"topic\":");
-    write_str(out, &record.topic);
-    out.extend_from_slice(b",\"partition\":");
-    write_int(out, i64::from(record.partition));
-    out.extend_from_slice(b",\"offset\":");
-    write_int(out, record.offset);
-    out.extend_from_slice(b"},\"to\":{\"topic\":");
-    write_str(out, &copy.topic);
-    out.extend_from_slice(b",\"partition\":");
-    match copy.partition {
-        Some(p) => write_int(out, i64::from(p)),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b"}}\n");
+    write_line(
+        out,
+        &DryRun {
+            from: Letter {
+                topic: &record.topic,
+                partition: record.partition,
+                offset: record.offset,
+            },
+            to: Destination {
+                topic: &copy.topic,
+                partition: copy.partition,
+            },
+        },
+    );
+}
+
+/// What `--dry-run` writes for a dead letter: where it is, where its copy would go.
+#[derive(Serialize)]
+struct DryRun<'a> {
+    from: Letter<'a>,
+    to: Destination<'a>,
+}
+
+/// The dead letter's place.
+#[derive(Serialize)]
+struct Letter<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+/// Where its copy goes.
+#[derive(Serialize)]
+struct Destination<'a> {
+    topic: &'a str,
+    /// `null`: partitioned by key.
+    partition: Option<i32>,
 }
 
 #[cfg(test)]

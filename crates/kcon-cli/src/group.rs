@@ -11,7 +11,7 @@ use kcon_admin::{
     self as admin, ConsumerGroupDescription, DescribedGroupLag, Error as AdminError, GroupWatch,
     Judged, LagOptions, Pool, ResetTo, ResponseError,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::failure::Failure;
@@ -171,9 +171,13 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::from_admin("listing groups", e))?;
     match args.format {
         Format::Json => {
-            let lines: Vec<Value> = groups
+            let lines: Vec<ListedJson<'_>> = groups
                 .iter()
-                .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type}))
+                .map(|g| ListedJson {
+                    group: &g.group_id,
+                    protocol_type: &g.protocol_type,
+                    state: g.state.as_deref(),
+                })
                 .collect();
             print_json_lines(&lines)
         }
@@ -331,59 +335,48 @@ fn lag_text(lag: &admin::GroupLag, judged: &Judged) -> String {
     )
 }
 
-fn lag_json(lag: &admin::GroupLag, judged: &Judged) -> Value {
-    let partitions: Vec<Value> = lag
-        .partitions
-        .iter()
-        .map(|(tp, p)| {
-            json!({
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "current_offset": p.committed,
-                "log_start_offset": p.log_start,
-                "log_end_offset": p.log_end,
-                "lag": p.lag.records,
-                "lag_seconds": p.lag.time.map(|t| t.as_secs_f64()),
-                "status": judged.partitions.get(tp).map(|s| s.name()),
-                "error": p.error.as_ref().map(ToString::to_string),
+fn lag_json<'a>(lag: &'a admin::GroupLag, judged: &Judged) -> LagJson<'a> {
+    LagJson {
+        group: &lag.group_id,
+        lag: lag.total_records(),
+        measured_at_ms: lag.measured_at_ms,
+        partitions: lag
+            .partitions
+            .iter()
+            .map(|(tp, p)| LagPartitionJson {
+                current_offset: p.committed,
+                error: p.error.as_ref().map(ToString::to_string),
+                lag: p.lag.records,
+                lag_seconds: p.lag.time.map(|t| t.as_secs_f64()),
+                log_end_offset: p.log_end,
+                log_start_offset: p.log_start,
+                partition: tp.partition,
+                status: judged.partitions.get(tp).map(|s| s.name()),
+                topic: &tp.topic,
             })
-        })
-        .collect();
-    json!({
-        "group": lag.group_id,
-        "measured_at_ms": lag.measured_at_ms,
-        "status": judged.group.name(),
-        "lag": lag.total_records(),
-        "partitions": partitions,
-    })
+            .collect(),
+        status: judged.group.name(),
+    }
 }
 
 /// What only a consumer-protocol group has, as JSON: epochs, subscriptions, targets.
-fn epochs_json(cg: &ConsumerGroupDescription) -> Value {
-    let partitions = |tps: &[TopicPartition]| -> Vec<Value> {
-        tps.iter()
-            .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
-            .collect()
-    };
-    let members: Vec<Value> = cg
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "member_id": m.member_id,
-                "member_epoch": m.member_epoch,
-                "rack_id": m.rack_id,
-                "subscribed_topics": m.subscribed_topics,
-                "subscribed_regex": m.subscribed_regex,
-                "target_assignment": partitions(&m.target_assignment),
+fn epochs_json(cg: &ConsumerGroupDescription) -> EpochsJson<'_> {
+    EpochsJson {
+        assignment_epoch: cg.assignment_epoch,
+        group_epoch: cg.group_epoch,
+        members: cg
+            .members
+            .iter()
+            .map(|m| MemberEpochJson {
+                member_epoch: m.member_epoch,
+                member_id: &m.member_id,
+                rack_id: m.rack_id.as_deref(),
+                subscribed_regex: m.subscribed_regex.as_deref(),
+                subscribed_topics: &m.subscribed_topics,
+                target_assignment: partitions_json(&m.target_assignment),
             })
-        })
-        .collect();
-    json!({
-        "group_epoch": cg.group_epoch,
-        "assignment_epoch": cg.assignment_epoch,
-        "members": members,
-    })
+            .collect(),
+    }
 }
 
 fn description_text(described: &DescribedGroupLag) -> String {
@@ -499,51 +492,144 @@ fn description_text(described: &DescribedGroupLag) -> String {
     text
 }
 
-fn describe_json(described: &DescribedGroupLag) -> Value {
+fn describe_json(described: &DescribedGroupLag) -> DescribedJson<'_> {
     let d = &described.description;
-    let members: Vec<Value> = d
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "member_id": m.member_id,
-                "group_instance_id": m.instance_id,
-                "client_id": m.client_id,
-                "host": m.client_host,
-                "assignment": m.assignment.as_ref().map(|a| {
-                    a.iter()
-                        .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
-                        .collect::<Vec<_>>()
-                }),
+    DescribedJson {
+        consumer_protocol: d.consumer_protocol.as_ref().map(epochs_json),
+        group: &d.group_id,
+        members: d
+            .members
+            .iter()
+            .map(|m| MemberJson {
+                assignment: m.assignment.as_deref().map(partitions_json),
+                client_id: &m.client_id,
+                group_instance_id: m.instance_id.as_deref(),
+                host: &m.client_host,
+                member_id: &m.member_id,
             })
-        })
-        .collect();
-    let partitions: Vec<Value> = described
-        .lag
-        .partitions
-        .iter()
-        .map(|(tp, p)| {
-            json!({
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "current_offset": p.committed,
-                "log_end_offset": p.log_end,
-                "lag": p.lag.records,
-                "lag_seconds": p.lag.time.map(|t| t.as_secs_f64()),
-                "error": p.error.as_ref().map(ToString::to_string),
-                "member_id": described.owner(tp).map(|m| m.member_id.clone()),
+            .collect(),
+        partitions: described
+            .lag
+            .partitions
+            .iter()
+            .map(|(tp, p)| DescribedPartitionJson {
+                current_offset: p.committed,
+                error: p.error.as_ref().map(ToString::to_string),
+                lag: p.lag.records,
+                lag_seconds: p.lag.time.map(|t| t.as_secs_f64()),
+                log_end_offset: p.log_end,
+                member_id: described.owner(tp).map(|m| m.member_id.as_str()),
+                partition: tp.partition,
+                topic: &tp.topic,
             })
+            .collect(),
+        protocol: &d.assignor,
+        protocol_type: &d.protocol_type,
+        state: &d.state,
+    }
+}
+
+fn partitions_json(tps: &[TopicPartition]) -> Vec<PartitionJson<'_>> {
+    tps.iter()
+        .map(|tp| PartitionJson {
+            partition: tp.partition,
+            topic: &tp.topic,
         })
-        .collect();
-    json!({
-        "group": d.group_id,
-        "state": d.state,
-        "protocol_type": d.protocol_type,
-        "protocol": d.assignor,
-        "members": members,
-        "partitions": partitions,
-        "consumer_protocol": d.consumer_protocol.as_ref().map_or(Value::Null, epochs_json),
-    })
+        .collect()
+}
+
+// The JSON the group commands write. Members are in alphabetical order, as the output has
+// always had them.
+
+/// `group list`: one line per group.
+#[derive(Serialize)]
+struct ListedJson<'a> {
+    group: &'a str,
+    protocol_type: &'a str,
+    state: Option<&'a str>,
+}
+
+/// `group describe`.
+#[derive(Serialize)]
+struct DescribedJson<'a> {
+    consumer_protocol: Option<EpochsJson<'a>>,
+    group: &'a str,
+    members: Vec<MemberJson<'a>>,
+    partitions: Vec<DescribedPartitionJson<'a>>,
+    protocol: &'a str,
+    protocol_type: &'a str,
+    state: &'a str,
+}
+
+/// A member of a described group.
+#[derive(Serialize)]
+struct MemberJson<'a> {
+    assignment: Option<Vec<PartitionJson<'a>>>,
+    client_id: &'a str,
+    group_instance_id: Option<&'a str>,
+    host: &'a str,
+    member_id: &'a str,
+}
+
+/// A partition of a described group.
+#[derive(Serialize)]
+struct DescribedPartitionJson<'a> {
+    current_offset: Option<i64>,
+    error: Option<String>,
+    lag: Option<i64>,
+    lag_seconds: Option<f64>,
+    log_end_offset: Option<i64>,
+    member_id: Option<&'a str>,
+    partition: i32,
+    topic: &'a str,
+}
+
+/// A consumer-protocol group's epochs and targets.
+#[derive(Serialize)]
+struct EpochsJson<'a> {
+    assignment_epoch: i32,
+    group_epoch: i32,
+    members: Vec<MemberEpochJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct MemberEpochJson<'a> {
+    member_epoch: i32,
+    member_id: &'a str,
+    rack_id: Option<&'a str>,
+    subscribed_regex: Option<&'a str>,
+    subscribed_topics: &'a [String],
+    target_assignment: Vec<PartitionJson<'a>>,
+}
+
+/// A partition in a member's assignment.
+#[derive(Serialize)]
+struct PartitionJson<'a> {
+    partition: i32,
+    topic: &'a str,
+}
+
+/// `group lag --format json`: one object per measurement.
+#[derive(Serialize)]
+struct LagJson<'a> {
+    group: &'a str,
+    lag: i64,
+    measured_at_ms: i64,
+    partitions: Vec<LagPartitionJson<'a>>,
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct LagPartitionJson<'a> {
+    current_offset: Option<i64>,
+    error: Option<String>,
+    lag: Option<i64>,
+    lag_seconds: Option<f64>,
+    log_end_offset: Option<i64>,
+    log_start_offset: Option<i64>,
+    partition: i32,
+    status: Option<&'static str>,
+    topic: &'a str,
 }
 
 /// `t:0,1,2 u:0`: partitions grouped by topic.
@@ -770,12 +856,12 @@ mod tests {
             .rfind(|l| l.starts_with("m-2"))
             .expect("a row for m-2");
         assert!(m2.contains(" 4 ") && m2.ends_with("orders:1"), "{m2:?}");
-        let json = epochs_json(&cg);
+        let json = serde_json::to_value(epochs_json(&cg)).unwrap();
         assert_eq!(json["group_epoch"], 5);
         assert_eq!(json["members"][1]["member_epoch"], 4);
         assert_eq!(
             json["members"][0]["target_assignment"],
-            json!([{"topic": "orders", "partition": 0}])
+            serde_json::json!([{"topic": "orders", "partition": 0}])
         );
     }
 

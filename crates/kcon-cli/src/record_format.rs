@@ -25,8 +25,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::ValueEnum;
 use kcon::{Record, TopicPartition};
+use serde::{Serialize, Serializer};
 
-use crate::bytes_json::{write_bytes, write_int, write_str};
+use crate::bytes_json::{JsonBytes, PartitionJson, write_line};
 use crate::decode::Field;
 
 /// A key or a value as it is written: its bytes, or what a format read it as.
@@ -77,10 +78,12 @@ impl Format {
 
     fn write(self, out: &mut Vec<u8>, record: &Record, key: Shown<'_>, value: Shown<'_>) {
         match self {
-            Format::Json => json_record(out, record, key, value),
-            Format::Text => text_record(out, record, key, value),
+            Format::Json => write_line(out, &JsonRecord::new(record, key, value)),
+            Format::Text => {
+                text_record(out, record, key, value);
+                out.push(b'\n');
+            }
         }
-        out.push(b'\n');
     }
 
     /// The line (with its newline) telling of a rebalance event: `event` is `assigned`,
@@ -88,22 +91,13 @@ impl Format {
     pub(crate) fn rebalance_event(self, event: &str, partitions: &[TopicPartition]) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
-            Format::Json => {
-                out.extend_from_slice(b"{\"event\":");
-                write_str(&mut out, event);
-                out.extend_from_slice(b",\"partitions\":[");
-                for (i, tp) in partitions.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(b"{\"topic\":");
-                    write_str(&mut out, &tp.topic);
-                    out.extend_from_slice(b",\"partition\":");
-                    write_int(&mut out, i64::from(tp.partition));
-                    out.push(b'}');
-                }
-                out.extend_from_slice(b"]}");
-            }
+            Format::Json => write_line(
+                &mut out,
+                &RebalanceEvent {
+                    event,
+                    partitions: partitions.iter().map(PartitionJson::from).collect(),
+                },
+            ),
             Format::Text => {
                 let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
                 let list = if names.is_empty() {
@@ -111,51 +105,58 @@ impl Format {
                 } else {
                     names.join(", ")
                 };
-                out.extend_from_slice(format!("kcon: {event} {list}").as_bytes());
+                out.extend_from_slice(format!("kcon: {event} {list}\n").as_bytes());
             }
         }
-        out.push(b'\n');
         out
     }
 }
 
-fn json_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
-    out.extend_from_slice(b"{\"topic\":");
-    write_str(out, &r.topic);
-    out.extend_from_slice(b",\"partition\":");
-    write_int(out, i64::from(r.partition));
-    out.extend_from_slice(b",\"offset\":");
-    write_int(out, r.offset);
-    out.extend_from_slice(b",\"timestamp\":");
-    write_int(out, r.timestamp);
-    out.extend_from_slice(b",\"key\":");
-    json_field(out, key);
-    out.extend_from_slice(b",\"value\":");
-    json_field(out, value);
-    out.extend_from_slice(b",\"headers\":[");
-    for (i, (k, v)) in r.headers.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        write_bytes(out, Some(k));
-        out.push(b',');
-        write_bytes(out, v.as_deref());
-        out.push(b']');
-    }
-    out.extend_from_slice(b"]}");
+/// A record in JSON, its members in this order.
+#[derive(Serialize)]
+struct JsonRecord<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    key: Shown<'a>,
+    value: Shown<'a>,
+    headers: Vec<(JsonBytes<'a>, JsonBytes<'a>)>,
 }
 
-fn json_field(out: &mut Vec<u8>, field: Shown<'_>) {
-    match field {
-        Shown::Bytes(b) => write_bytes(out, b),
-        Shown::Text(Some(t)) => write_str(out, t),
-        Shown::Text(None) => out.extend_from_slice(b"null"),
-        // Invariant: serializing a Value into a Vec cannot fail.
-        Shown::Json(v) => {
-            let _ = serde_json::to_writer(&mut *out, v);
+impl<'a> JsonRecord<'a> {
+    fn new(r: &'a Record, key: Shown<'a>, value: Shown<'a>) -> JsonRecord<'a> {
+        JsonRecord {
+            topic: &r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key,
+            value,
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v.as_deref())))
+                .collect(),
         }
     }
+}
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shown::Bytes(b) => JsonBytes(*b).serialize(serializer),
+            Shown::Text(t) => t.serialize(serializer),
+            Shown::Json(v) => v.serialize(serializer),
+        }
+    }
+}
+
+/// A rebalance event in JSON.
+#[derive(Serialize)]
+struct RebalanceEvent<'a> {
+    event: &'a str,
+    partitions: Vec<PartitionJson<'a>>,
 }
 
 fn text_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
@@ -200,24 +201,32 @@ pub(crate) fn failure_line(
     dead_letter_topic: Option<&str>,
 ) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(b"{\"error\":\"deserialize\",\"topic\":");
-    write_str(&mut out, &record.topic);
-    out.extend_from_slice(b",\"partition\":");
-    write_int(&mut out, i64::from(record.partition));
-    out.extend_from_slice(b",\"offset\":");
-    write_int(&mut out, record.offset);
-    out.extend_from_slice(b",\"field\":");
-    write_str(&mut out, field);
-    out.extend_from_slice(b",\"kind\":");
-    write_str(&mut out, kind);
-    out.extend_from_slice(b",\"message\":");
-    write_str(&mut out, message);
-    if let Some(topic) = dead_letter_topic {
-        out.extend_from_slice(b",\"dead_letter_topic\":");
-        write_str(&mut out, topic);
-    }
-    out.extend_from_slice(b"}\n");
+    let report = FailureReport {
+        error: "deserialize",
+        topic: &record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        field,
+        kind,
+        message,
+        dead_letter_topic,
+    };
+    write_line(&mut out, &report);
     out
+}
+
+/// A record that did not read, reported in JSON.
+#[derive(Serialize)]
+struct FailureReport<'a> {
+    error: &'static str,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    field: &'a str,
+    kind: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter_topic: Option<&'a str>,
 }
 
 /// UTF-8 text with control characters and backslashes escaped, so that a record stays on one

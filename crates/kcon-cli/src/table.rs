@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::failure::Failure;
 
@@ -62,13 +62,12 @@ pub(crate) fn print_table(table: &Table) -> Result<(), Failure> {
 }
 
 /// Prints each value as one line of JSON.
-pub(crate) fn print_json_lines(values: &[Value]) -> Result<(), Failure> {
-    let mut text = String::new();
+pub(crate) fn print_json_lines<T: Serialize>(values: &[T]) -> Result<(), Failure> {
+    let mut text = Vec::new();
     for v in values {
-        text.push_str(&v.to_string());
-        text.push('\n');
+        crate::bytes_json::write_line(&mut text, v);
     }
-    print_text(&text)
+    print_text(&String::from_utf8_lossy(&text))
 }
 
 /// Prints `text` and flushes. A closed stdout ends the command quietly; other write errors

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use kcon_admin::{self as admin, Created, NewTopic};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cluster::ClusterArgs;
 use crate::failure::Failure;
@@ -108,15 +108,13 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::from_admin("listing topics", e))?;
     match args.format {
         Format::Json => {
-            let lines: Vec<serde_json::Value> = topics
+            let lines: Vec<TopicJson<'_>> = topics
                 .iter()
-                .map(|t| {
-                    json!({
-                        "topic": t.name,
-                        "partitions": t.partitions,
-                        "internal": t.internal,
-                        "id": t.id.map(|id| id.to_string()),
-                    })
+                .map(|t| TopicJson {
+                    id: t.id.map(|id| id.to_string()),
+                    internal: t.internal,
+                    partitions: t.partitions,
+                    topic: &t.name,
                 })
                 .collect();
             print_json_lines(&lines)
@@ -129,4 +127,14 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             print_table(&t)
         }
     }
+}
+
+/// `topic list --format json`: one line per topic (members in alphabetical order, as the output
+/// has always had them).
+#[derive(Serialize)]
+struct TopicJson<'a> {
+    id: Option<String>,
+    internal: bool,
+    partitions: usize,
+    topic: &'a str,
 }
