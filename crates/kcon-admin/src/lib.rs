@@ -49,8 +49,9 @@ pub use groups::{
 };
 /// The error codes and API keys of [`Error::Broker`], by kafka-protocol's names.
 pub use kcon_codec::kafka_protocol::{ResponseError, messages::ApiKey};
-/// The connection pool every call goes through, and what configures it.
-pub use kcon_pool::{Pool, PoolConfig};
+/// The connection pool every call goes through, what configures it, its metadata and its
+/// errors ([`Error::Connection`]).
+pub use kcon_pool::{Error as PoolError, Metadata, Pool, PoolConfig, SaslMechanism, TopicScope};
 pub use lag::{
     GroupLag, Lag, LagOptions, LogRange, PartitionLag, group_lag, groups_lag, log_ranges,
 };

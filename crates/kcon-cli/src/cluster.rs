@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use kcon_core::property::{Part, Property, registry};
-use kcon_pool::{Metadata, Pool, PoolConfig, TopicScope};
+use kcon::property::{Part, Property, registry};
+use kcon_admin::{Metadata, Pool, PoolConfig, PoolError, TopicScope};
 
 use crate::failure::{Failure, error_name};
 
@@ -95,7 +95,7 @@ impl Cluster {
     pub(crate) async fn metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>, Failure> {
         match tokio::time::timeout(FIRST_CONTACT_LIMIT, self.pool.refresh_metadata(scope)).await {
             Ok(Ok(m)) => Ok(m),
-            Ok(Err(e @ kcon_pool::Error::Transport { .. })) => Err(Failure::runtime(format!(
+            Ok(Err(e @ PoolError::Transport { .. })) => Err(Failure::runtime(format!(
                 "cannot reach any broker of {}: {e}",
                 self.brokers
             ))),
@@ -208,7 +208,10 @@ mod tests {
         ])
         .pool_config(None)
         .unwrap();
-        assert_eq!(config.sasl_mechanism, Some(kcon_pool::SaslMechanism::Plain));
+        assert_eq!(
+            config.sasl_mechanism,
+            Some(kcon_admin::SaslMechanism::Plain)
+        );
         assert_eq!(config.bootstrap_servers, ["kafka:9092"]);
         assert!(!config.allow_auto_create_topics, "the tool's own default");
     }

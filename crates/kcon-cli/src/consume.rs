@@ -41,7 +41,7 @@ use kcon::{
     Consumer, FailureInfo, ListenerFuture, PolicyHooks, Processor, RebalanceContext,
     RebalanceListener, Record, Stage, TopicPartition,
 };
-use kcon_pool::TopicScope;
+use kcon_admin::TopicScope;
 use regex::Regex;
 use tokio::sync::Notify;
 use tokio::time::Instant;

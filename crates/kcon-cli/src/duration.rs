@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use kcon_core::offsets::parse_iso8601_duration;
+use kcon::parse_iso8601_duration;
 
 /// What the tool's durations may look like, for `--help` and errors.
 const FORMS: &str = "500ms, 1s, 5m, 1h, 2d, 1m30s, or ISO-8601 such as PT1H or P1DT2H";

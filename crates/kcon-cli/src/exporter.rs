@@ -173,13 +173,13 @@ fn group_filters(patterns: &[String]) -> Result<Vec<Regex>, Failure> {
 
 /// Every matching group's lag; a group whose own lookup failed is left out (and logged).
 async fn measure(
-    pool: &kcon_pool::Pool,
+    pool: &kcon_admin::Pool,
     filters: &[Regex],
 ) -> Result<BTreeMap<String, GroupLag>, admin::Error> {
     let listed = admin::list_groups(pool).await?;
     let names: Vec<String> = listed
         .into_iter()
-        .filter(|g| g.protocol_type.is_empty() || g.protocol_type == kcon_group::PROTOCOL_TYPE)
+        .filter(admin::ListedGroup::is_consumer_group)
         .map(|g| g.group_id)
         .filter(|g| filters.is_empty() || filters.iter().any(|f| f.is_match(g)))
         .collect();

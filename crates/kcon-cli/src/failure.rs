@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kcon_codec::kafka_protocol::ResponseError;
+use kcon_admin::{PoolError, ResponseError};
 
 /// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
 /// refusal (authorization), bad input data.
@@ -58,8 +58,8 @@ impl Failure {
     }
 
     /// A pool error from a request the tool sends itself.
-    pub(crate) fn from_pool(e: kcon_pool::Error) -> Failure {
-        use kcon_pool::Error as P;
+    pub(crate) fn from_pool(e: PoolError) -> Failure {
+        use PoolError as P;
         match &e {
             P::Config(c) => Failure::usage(format!("bad configuration: {c}")),
             P::Transport { .. } | P::Tls { .. } | P::UnknownBroker { .. } => {

@@ -243,7 +243,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
 /// The producer: acks=all, the codec of -z, batches of [`BATCH_RECORDS`] records or
 /// [`BATCH_BYTES`] bytes, then the producer properties among -X (a later one wins), sending
 /// through the pool the command already connected with.
-fn producer(args: &ProduceArgs, pool: kcon_pool::Pool) -> Result<Producer, Failure> {
+fn producer(args: &ProduceArgs, pool: kcon_admin::Pool) -> Result<Producer, Failure> {
     let mut builder = Producer::builder()
         .pool(pool)
         .set("acks", "all")

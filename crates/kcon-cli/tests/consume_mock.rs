@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::kcon;
-use kcon_pool::Pool;
+use kcon_admin::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::mock::MockCluster;
 use kcon_tests::offsets::{now_ms, produce};
