@@ -194,6 +194,36 @@ async fn a_consumer_protocol_group_is_described_with_its_epochs_and_targets() {
     assert!(broker.script().asked_classic.is_empty());
 }
 
+/// The joined description: a consumer-protocol group's members own their current
+/// assignments, and DescribeGroups is not asked.
+#[tokio::test]
+async fn describe_joins_a_consumer_protocol_group_with_each_members_partitions() {
+    let broker = ScriptedBroker::start(Groups::default()).await;
+    let pool = Pool::new(config(&broker.bootstrap())).unwrap();
+    let d = kcon_admin::describe(&pool, "g848")
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (d.protocol_type.as_str(), d.assignor.as_str()),
+        ("consumer", "uniform")
+    );
+    let orders = |p: i32| TopicPartition::new("orders", p);
+    assert_eq!(
+        d.owner(&orders(1)).map(|m| m.member_id.as_str()),
+        Some("m-1")
+    );
+    assert_eq!(d.members[1].assignment, Some(vec![]));
+    assert_eq!(d.consumer_protocol.map(|c| c.group_epoch), Some(4));
+    assert!(broker.script().asked_classic.is_empty());
+    // A classic group falls back to DescribeGroups.
+    let classic = kcon_admin::describe(&pool, "classic").await.unwrap();
+    assert_eq!(
+        (classic.state.as_str(), classic.consumer_protocol),
+        ("Empty", None)
+    );
+    assert_eq!(broker.script().asked_classic, ["classic"]);
+}
+
 #[tokio::test]
 async fn a_classic_group_is_not_a_consumer_protocol_group_and_describe_groups_describes_it() {
     let broker = ScriptedBroker::start(Groups::default()).await;

@@ -1,7 +1,8 @@
 //! kcon-admin's lag against Tansu: a group that committed part of a topic lags by the records
 //! it did not read and by the age of the first of them; caught up is zero in both; several
 //! groups in one call; an error on one partition leaves the others' answers intact; the log
-//! end is the Fetch high watermark where Tansu's ListOffsets latest lags behind it.
+//! end is the Fetch high watermark where Tansu's ListOffsets latest lags behind it; a reset is
+//! planned within the log and committed from outside the group.
 //!
 //! Tansu answers ListOffsets latest with the last batch's base offset + 1, so these tests
 //! produce batches of several records on purpose and check the end against the high watermark
@@ -226,4 +227,85 @@ async fn the_log_end_is_the_larger_of_list_offsets_and_the_fetch_high_watermark(
         .await
         .unwrap();
     assert!(none.partitions.is_empty(), "{none:?}");
+}
+
+/// A reset planned and committed from outside the group: each target within the log (the end
+/// is the Fetch high watermark where Tansu's ListOffsets latest lags behind it), the group's
+/// committed offset beside it, the commit taken; a shift needs a committed offset; a group
+/// that does not exist yet is planned for, and the commit makes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_is_planned_within_the_log_and_committed_from_outside_the_group() {
+    use kcon_admin::{
+        Error, ResetTo, commit_offsets, describe_group_lag, execute_reset, plan_reset,
+    };
+
+    let (_tansu, pool, topic) = tansu_with_topic(1).await;
+    for _ in 0..3 {
+        produce(&pool, &topic, 0, 10, 1_000).await;
+    }
+    let tp = TopicPartition::new(&topic, 0);
+    let tps = BTreeSet::from([tp.clone()]);
+    let group = unique_name("g");
+
+    let fresh = describe_group_lag(&pool, &group, IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    assert!(!fresh.exists(), "no members, no offsets: {fresh:?}");
+    let e = plan_reset(&pool, &group, &tps, ResetTo::ShiftBy(-1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::NoCommittedOffset(ref p) if *p == tp),
+        "{e:?}"
+    );
+
+    let new = |to| {
+        let (pool, group, tps, tp) = (pool.clone(), group.clone(), tps.clone(), tp.clone());
+        async move {
+            let plan = plan_reset(&pool, &group, &tps, to).await.unwrap();
+            (plan.partitions[&tp].current, plan.partitions[&tp].new)
+        }
+    };
+    assert_eq!(
+        new(ResetTo::Latest).await,
+        (None, 30),
+        "the true end of the log"
+    );
+    assert_eq!(new(ResetTo::Earliest).await, (None, 0));
+    assert_eq!(
+        new(ResetTo::Offset(999)).await,
+        (None, 30),
+        "kept within the log"
+    );
+
+    let plan = plan_reset(&pool, &group, &tps, ResetTo::Offset(12))
+        .await
+        .unwrap();
+    execute_reset(&pool, &plan).await.unwrap();
+    let described = describe_group_lag(&pool, &group, IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    assert!(described.exists());
+    assert!(described.description.members.is_empty());
+    assert!(described.owner(&tp).is_none());
+    assert_eq!(described.lag.partitions[&tp].committed, Some(12));
+    assert_eq!(new(ResetTo::ShiftBy(-5)).await, (Some(12), 7));
+    assert_eq!(new(ResetTo::ShiftBy(100)).await, (Some(12), 30));
+
+    // Each partition has its own outcome. Tansu takes an offset even for a partition that
+    // does not exist (Kafka answers UNKNOWN_TOPIC_OR_PARTITION for it).
+    let missing = TopicPartition::new(&topic, 9);
+    let outcomes = commit_offsets(
+        &pool,
+        &group,
+        &BTreeMap::from([(tp.clone(), 20), (missing.clone(), 1)]),
+    )
+    .await
+    .unwrap();
+    assert!(outcomes[&tp].is_ok(), "{outcomes:?}");
+    assert!(outcomes.contains_key(&missing), "{outcomes:?}");
+    let lag = group_lag(&pool, &group, &LagOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(lag.partitions[&tp].committed, Some(20));
 }

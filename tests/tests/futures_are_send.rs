@@ -127,6 +127,24 @@ async fn producer_admin_and_registry_futures_are_send(
         Duration::ZERO,
     ));
     send(&kcon_admin::probe(&pool, &at, read_uncommitted));
+    send(&kcon_admin::describe(&pool, "g"));
+    send(&kcon_admin::describe_group_lag(
+        &pool,
+        "g",
+        read_uncommitted,
+    ));
+    let plan = kcon_admin::ResetPlan {
+        group_id: "g".into(),
+        partitions: BTreeMap::new(),
+    };
+    send(&kcon_admin::plan_reset(
+        &pool,
+        "g",
+        &tps,
+        kcon_admin::ResetTo::Earliest,
+    ));
+    send(&kcon_admin::execute_reset(&pool, &plan));
+    send(&kcon_admin::commit_offsets(&pool, "g", &BTreeMap::new()));
     send(&pool.refresh_metadata(kcon_pool::TopicScope::All));
     send(&pool.connection(BrokerTarget::Any));
     send(&registry.schema(SchemaRef::Id(1), None, None));
