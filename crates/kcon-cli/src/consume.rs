@@ -406,25 +406,27 @@ impl PolicyHooks for Reports {
     }
 
     fn on_dead_letter(&self, record: &Record, failure: &FailureInfo) {
+        self.report(record, failure, self.dead_letter_topic.as_deref());
+    }
+
+    fn on_skip(&self, record: &Record, failure: &FailureInfo) {
+        self.report(record, failure, None);
+    }
+}
+
+impl Reports {
+    /// Reports `record` on stderr, as the plain path does, with the dead-letter topic it went
+    /// to; it counts as consumed.
+    fn report(&self, record: &Record, failure: &FailureInfo, dead_letter_topic: Option<&str>) {
         let field = match failure.stage {
             Stage::DeserializeKey => "key",
             _ => "value",
         };
         let message = format!("{}: {}", failure.class, failure.message);
-        let line = failure_line(
-            record,
-            field,
-            &failure.class,
-            &message,
-            self.dead_letter_topic.as_deref(),
-        );
+        let line = failure_line(record, field, &failure.class, &message, dead_letter_topic);
         // Nothing to do when stderr is gone.
         let _ = io::stderr().lock().write_all(&line);
         self.progress.count();
-    }
-
-    fn on_skip(&self, record: &Record, failure: &FailureInfo) {
-        self.on_dead_letter(record, failure);
     }
 }
 
