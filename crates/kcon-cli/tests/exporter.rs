@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Broker, Running, kcon};
+use common::{Broker, Running, reset_offsets};
 use kcon_tests::brokers::{Tansu, free_port, unique_name};
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::tls::prometheus_binary;
@@ -201,20 +201,7 @@ async fn a_lagging_group_fires_a_prometheus_alert_that_resolves_once_it_catches_
     let produced_at = now_ms() - AGE_MS;
     produce(&broker.pool, &topic, 0, 50, produced_at).await;
     // The group has read 10 of 50: the record at offset 10 is AGE_MS old.
-    kcon(&[
-        "group",
-        "reset-offsets",
-        "-b",
-        &b,
-        &group,
-        "--topic",
-        &topic,
-        "--to-offset",
-        "10",
-        "--execute",
-    ])
-    .await
-    .ok();
+    reset_offsets(&b, &group, &topic, &["--to-offset", "10"]).await;
     let (exp, addr) = exporter(&b, &group, "PT0.5S").await;
     let dir = std::env::temp_dir().join(unique_name("prometheus"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -261,19 +248,7 @@ async fn a_lagging_group_fires_a_prometheus_alert_that_resolves_once_it_catches_
     );
 
     // Caught up: the alert resolves (it leaves the list of pending and firing alerts).
-    kcon(&[
-        "group",
-        "reset-offsets",
-        "-b",
-        &b,
-        &group,
-        "--topic",
-        &topic,
-        "--to-latest",
-        "--execute",
-    ])
-    .await
-    .ok();
+    reset_offsets(&b, &group, &topic, &["--to-latest"]).await;
     until("the alert resolves", Duration::from_secs(60), || async {
         let a = alerts(prom).await?;
         (!a.iter().any(|(n, _)| n == "KconGroupLagging")).then_some(())

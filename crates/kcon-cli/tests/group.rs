@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Broker, FAST_GROUP, Running, described_partitions, kcon};
+use common::{Broker, FAST_GROUP, Running, described_partitions, kcon, reset_offsets};
 use kcon_tests::brokers::unique_name;
 use serde_json::{Value, json};
 
@@ -50,19 +50,7 @@ async fn list_and_describe_show_members_offsets_and_lag() {
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(run.stderr.contains("unknown group"), "{}", run.stderr);
 
-    kcon(&[
-        "group",
-        "reset-offsets",
-        "-b",
-        &b,
-        &group,
-        "--topic",
-        &topic,
-        "--to-earliest",
-        "--execute",
-    ])
-    .await
-    .ok();
+    reset_offsets(&b, &group, &topic, &["--to-earliest"]).await;
     let d = describe_json(&b, &group).await;
     for p in d["partitions"].as_array().unwrap() {
         assert_eq!(
@@ -280,20 +268,7 @@ async fn group_lag_measures_and_watch_calls_a_partition_that_stopped_committing_
     let reset = |to: &'static str| {
         let (b, group, topic) = (b.clone(), group.clone(), topic.clone());
         async move {
-            kcon(&[
-                "group",
-                "reset-offsets",
-                "-b",
-                &b,
-                &group,
-                "--topic",
-                &topic,
-                "--to-offset",
-                to,
-                "--execute",
-            ])
-            .await
-            .ok();
+            reset_offsets(&b, &group, &topic, &["--to-offset", to]).await;
         }
     };
     reset("5").await;
@@ -361,20 +336,7 @@ async fn durations_take_short_forms_and_iso_8601_and_a_bad_one_is_a_usage_error(
     broker.create_topic(&topic, 1).await;
     broker.fill(&topic, 1, 10).await;
     for by in ["1h", "PT1H", "1h30m"] {
-        let run = kcon(&[
-            "group",
-            "reset-offsets",
-            "-b",
-            &b,
-            &group,
-            "--topic",
-            &topic,
-            "--by-duration",
-            by,
-            "--execute",
-        ])
-        .await
-        .ok();
+        let run = reset_offsets(&b, &group, &topic, &["--by-duration", by]).await;
         assert!(run.stderr.contains("committed"), "{}", run.stderr);
     }
     let run = kcon(&["group", "lag", "-b", &b, &group, "--interval", "1s"]).await;
@@ -435,20 +397,7 @@ async fn watch_ends_on_sigterm_and_sigint_with_0_its_last_refresh_whole() {
     let group = unique_name("g");
     broker.create_topic(&topic, 2).await;
     broker.fill(&topic, 2, 10).await;
-    kcon(&[
-        "group",
-        "reset-offsets",
-        "-b",
-        &b,
-        &group,
-        "--topic",
-        &topic,
-        "--to-offset",
-        "3",
-        "--execute",
-    ])
-    .await
-    .ok();
+    reset_offsets(&b, &group, &topic, &["--to-offset", "3"]).await;
 
     for (signal, format) in [("TERM", "json"), ("INT", "text")] {
         let mut watch = Running::start(&[

@@ -98,6 +98,23 @@ pub async fn kcon(args: &[&str]) -> Run {
     finish(child, args).await
 }
 
+/// `kcon group reset-offsets -b BOOTSTRAP GROUP --topic TOPIC <to...> --execute`, which must
+/// succeed: how the tests commit a group's offsets from outside it.
+pub async fn reset_offsets(bootstrap: &str, group: &str, topic: &str, to: &[&str]) -> Run {
+    let mut args = vec![
+        "group",
+        "reset-offsets",
+        "-b",
+        bootstrap,
+        group,
+        "--topic",
+        topic,
+    ];
+    args.extend_from_slice(to);
+    args.push("--execute");
+    kcon(&args).await.ok()
+}
+
 /// Waits for `child` to end, at most [`RUN_LIMIT`].
 pub async fn finish(child: Child, args: &[&str]) -> Run {
     let output = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
