@@ -77,6 +77,9 @@ pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
 pub struct BrokerVersions {
     /// `(api key, min, max)` as the broker sent them.
     offered: Vec<(i16, i16, i16)>,
+    /// `(api key, max)`: versions kcon will not go above with this broker, whatever both sides
+    /// speak (a cap the application set, or a version the broker was found to mishandle).
+    caps: Vec<(i16, i16)>,
 }
 
 impl BrokerVersions {
@@ -88,14 +91,39 @@ impl BrokerVersions {
             .map(|k| (k.api_key, k.min_version, k.max_version))
             .collect();
         offered.sort_unstable();
-        BrokerVersions { offered }
+        BrokerVersions {
+            offered,
+            caps: Vec::new(),
+        }
     }
 
     /// From `(api key, min, max)` triples.
     pub fn from_ranges(ranges: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
         let mut offered: Vec<_> = ranges.into_iter().collect();
         offered.sort_unstable();
-        BrokerVersions { offered }
+        BrokerVersions {
+            offered,
+            caps: Vec::new(),
+        }
+    }
+
+    /// The same, with `api_key` sent at `max` at most (the lower cap wins when there was one
+    /// already). [`offered`](Self::offered) still says what the broker offered;
+    /// [`version`](Self::version) keeps under the cap, and fails when the cap is below both
+    /// sides' lowest version.
+    pub fn capped(mut self, api_key: ApiKey, max: i16) -> Self {
+        let key = api_key as i16;
+        match self.caps.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, cap)) => *cap = (*cap).min(max),
+            None => self.caps.push((key, max)),
+        }
+        self
+    }
+
+    /// The cap on `api_key`, if one was set with [`capped`](Self::capped).
+    pub fn cap(&self, api_key: ApiKey) -> Option<i16> {
+        let key = api_key as i16;
+        self.caps.iter().find(|(k, _)| *k == key).map(|&(_, c)| c)
     }
 
     /// The broker's `(min, max)` for `api_key`, or `None` if it does not offer it.
@@ -107,9 +135,29 @@ impl BrokerVersions {
             .map(|i| (self.offered[i].1, self.offered[i].2))
     }
 
-    /// The version to send `api_key` at: the highest both sides support.
+    /// The version to send `api_key` at: the highest both sides support, under its cap if it
+    /// has one. A cap below both sides' lowest version leaves no version: the error names kcon's
+    /// range as the cap left it.
     pub fn version(&self, api_key: ApiKey) -> Result<i16> {
-        negotiate(api_key, self.offered(api_key))
+        let theirs = self.offered(api_key);
+        let negotiated = negotiate(api_key, theirs)?;
+        let Some(cap) = self.cap(api_key) else {
+            return Ok(negotiated);
+        };
+        if cap >= negotiated {
+            return Ok(negotiated);
+        }
+        // Invariant: negotiate succeeded, so kcon speaks the API and the broker offers it.
+        let ours = supported(api_key).unwrap_or((0, cap));
+        let floor = theirs.map_or(ours.0, |(min, _)| min.max(ours.0));
+        if cap >= floor {
+            return Ok(cap);
+        }
+        Err(Error::NoCommonVersion {
+            api_key: api_key as i16,
+            ours: (ours.0, cap),
+            theirs,
+        })
     }
 }
 
@@ -153,6 +201,38 @@ mod tests {
         assert_eq!(b.version(ApiKey::Metadata), Ok(12));
         assert_eq!(b.version(ApiKey::ApiVersions), Ok(3));
         assert!(b.version(ApiKey::JoinGroup).is_err());
+    }
+
+    #[test]
+    fn a_cap_keeps_the_version_under_it_and_offered_as_sent() {
+        let b = BrokerVersions::from_ranges([(11, 0, 9), (14, 0, 5), (1, 4, 16)])
+            .capped(ApiKey::JoinGroup, 6)
+            .capped(ApiKey::JoinGroup, 5)
+            .capped(ApiKey::JoinGroup, 7)
+            .capped(ApiKey::Fetch, 30);
+        assert_eq!(b.version(ApiKey::JoinGroup), Ok(5), "the lowest cap wins");
+        assert_eq!(b.cap(ApiKey::JoinGroup), Some(5));
+        assert_eq!(b.offered(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(b.version(ApiKey::SyncGroup), Ok(5), "uncapped");
+        assert_eq!(
+            b.version(ApiKey::Fetch),
+            Ok(16),
+            "a cap above changes nothing"
+        );
+        let below = b.capped(ApiKey::Fetch, 3);
+        assert_eq!(
+            below.version(ApiKey::Fetch),
+            Err(Error::NoCommonVersion {
+                api_key: 1,
+                ours: (4, 3),
+                theirs: Some((4, 16))
+            })
+        );
+        assert_eq!(
+            below.version(ApiKey::Fetch).unwrap_err().to_string(),
+            "no common version of Fetch: capped at v3 (api.version.max), below the v4 both \
+             sides need at least; the broker offers v4-v16"
+        );
     }
 
     #[test]

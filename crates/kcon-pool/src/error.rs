@@ -211,6 +211,19 @@ impl fmt::Display for Error {
                 api_key,
                 ours,
                 theirs: Some(theirs),
+            } if ours.1 < ours.0 => write!(
+                f,
+                "{peer} offers {} v{}-v{}, and api.version.max caps it at v{}: no common version",
+                api_name(*api_key),
+                theirs.0,
+                theirs.1,
+                ours.1
+            ),
+            Error::Unsupported {
+                peer,
+                api_key,
+                ours,
+                theirs: Some(theirs),
             } => write!(
                 f,
                 "{peer} offers {} v{}-v{}, kcon speaks v{}-v{}: no common version",
