@@ -360,10 +360,7 @@ fn broker_info(id: i32, versions: &kcon_codec::versions::BrokerVersions) -> Opti
 }
 
 fn refused(reason: String) -> RequestFailure {
-    RequestFailure {
-        retriable: false,
-        reason,
-    }
+    RequestFailure::fatal(reason)
 }
 
 async fn send(

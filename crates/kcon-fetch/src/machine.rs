@@ -1164,10 +1164,7 @@ impl Machine for FetchMachine {
                 // A driver bug: the answer is not of the request's kind. Treated as a failure
                 // so that nothing waits forever.
                 warn!(?pending, ?other, "an answer of the wrong kind");
-                let failure = Err(RequestFailure {
-                    retriable: true,
-                    reason: "an answer of the wrong kind".to_owned(),
-                });
+                let failure = Err(RequestFailure::retriable("an answer of the wrong kind"));
                 self.pending.insert(id, pending);
                 self.handle_response(now, id, failure);
             }

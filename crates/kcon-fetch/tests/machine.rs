@@ -315,10 +315,7 @@ fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
     sim.0.machine.handle_response(
         sim.0.now,
         second.id,
-        Err(RequestFailure {
-            retriable: true,
-            reason: "connection lost".into(),
-        }),
+        Err(RequestFailure::retriable("connection lost")),
     );
     // Nothing to the broker during the backoff but learning its versions again.
     let out = sim.requests();
@@ -1002,13 +999,7 @@ fn fail_fetches(sim: &mut Sim, n: usize) -> Vec<Duration> {
     let mut waits = Vec::new();
     for _ in 0..n {
         let f = sim.fetch();
-        sim.fail(
-            f.id,
-            RequestFailure {
-                retriable: true,
-                reason: "connection lost".into(),
-            },
-        );
+        sim.fail(f.id, RequestFailure::retriable("connection lost"));
         let out = sim.requests();
         assert!(
             !out.iter()

@@ -189,6 +189,8 @@ impl From<Error> for RequestFailure {
         RequestFailure {
             retriable,
             reason: e.to_string(),
+            broker: e.peer().map(ToString::to_string),
+            version: None,
         }
     }
 }

@@ -261,10 +261,7 @@ fn coordinator_errors_rediscover_and_retry() {
             None => h.machine.handle_response(
                 h.now,
                 rid,
-                Err(RequestFailure {
-                    retriable: true,
-                    reason: "connection closed".into(),
-                }),
+                Err(RequestFailure::retriable("connection closed")),
             ),
         }
         assert!(h.committed().is_empty());
