@@ -352,6 +352,14 @@ fn coordinator_errors_rediscover() {
                 coordinator: Some(coordinator()),
             }),
         );
+        // Found again at once, but the heartbeat that failed waits for its backoff
+        // (retry.backoff.ms, ±20 %): finding the coordinator is not a heartbeat getting through.
+        assert!(h.request().is_none(), "no heartbeat before the backoff");
+        let waited = h.run_to_timeout();
+        assert!(
+            waited >= Duration::from_millis(80) && waited <= Duration::from_millis(120),
+            "{waited:?}"
+        );
         let (_, hb) = heartbeat(&mut h);
         assert_eq!(hb.member_epoch, 1);
         assert_eq!(hb.owned, Some(assignment(&[(A, &[0])])));
