@@ -10,7 +10,8 @@
 //! ```text
 //!   ok ──failed()──► failing (failures = 1, retry at now + backoff(0))
 //!                      │ failed(): failures + 1, retry at now + backoff(failures - 1)
-//!                      │   at REPORT_AFTER failures: WARN, a report; then one every REPORT_EVERY
+//!                      │   at REPORT_AFTER failures over REPORT_AFTER_TIME: WARN, a report;
+//!                      │   then one every REPORT_EVERY
 //!                      └─succeeded()──► ok (INFO and a recovery report, if it was reported)
 //! ```
 //! A successful FindCoordinator, or a connection set up again, is not the request succeeding:
@@ -26,10 +27,14 @@ use tracing::{debug, info, warn};
 use crate::backoff::ExponentialBackoff;
 use crate::machine::RequestFailure;
 
-/// Failures in a row before the first report: by then the backoff has run three rounds
-/// (`retry.backoff.ms` × 1, 2, 4: 0.7 s at the defaults), long past a coordinator moving or a
-/// broker restarting its listener.
+/// Failures in a row before the first report, which also waits for [`REPORT_AFTER_TIME`]: a
+/// failure is reported once it has outlasted a few backoff rounds and a few seconds, longer
+/// than a coordinator moving (NOT_COORDINATOR, then COORDINATOR_LOAD_IN_PROGRESS while the new
+/// one loads the group) or a broker restarting usually takes.
 pub const REPORT_AFTER: u32 = 3;
+
+/// How long failures must have gone on, from the first, before the first report.
+pub const REPORT_AFTER_TIME: Duration = Duration::from_secs(5);
 
 /// The least time between two reports of one failure that goes on.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
@@ -120,9 +125,9 @@ struct LastTry {
 
 /// The tries of one request: consecutive failures back off exponentially (KIP-580,
 /// `retry.backoff.ms` doubling to `retry.backoff.max.ms` with jitter) until the request itself
-/// succeeds; after [`REPORT_AFTER`] failures in a row the failure is logged at WARN and
-/// reported, then again at most every [`REPORT_EVERY`] while it lasts, and its recovery is
-/// logged at INFO and reported once.
+/// succeeds; after [`REPORT_AFTER`] failures in a row over at least [`REPORT_AFTER_TIME`] the
+/// failure is logged at WARN and reported, then again at most every [`REPORT_EVERY`] while it
+/// lasts, and its recovery is logged at INFO and reported once.
 ///
 /// The machine owning it calls [`failed`](Self::failed) for every failed try (no answer, or an
 /// error answer it retries), [`succeeded`](Self::succeeded) for an answer that shows the
@@ -192,6 +197,21 @@ impl FailureTracker {
         self.retry_at = None;
     }
 
+    /// What made the last try fail is gone (a commit refused for a stale member epoch, and the
+    /// member has a new one): the next try may go at once. The failures still count.
+    pub fn retry_now(&mut self) {
+        self.retry_at = None;
+    }
+
+    /// Time passed: a backoff over at `now` no longer shows as a timer (a machine waiting for
+    /// something else before it tries again must not see a timer in the past), and a try may
+    /// go.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+        }
+    }
+
     /// A try failed at `now` without an answer; `random` in `[0, 1)` spreads the backoff.
     pub fn failed(&mut self, now: Instant, failure: &RequestFailure, random: f64) -> Failed {
         self.record(
@@ -232,10 +252,13 @@ impl FailureTracker {
         let retry_at = now + delay;
         self.retry_at = Some(retry_at);
         self.last = Some(last);
-        let due = self.failures >= REPORT_AFTER
-            && self
-                .reported_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= REPORT_EVERY);
+        let due = match self.reported_at {
+            None => {
+                self.failures >= REPORT_AFTER
+                    && now.saturating_duration_since(since) >= REPORT_AFTER_TIME
+            }
+            Some(t) => now.saturating_duration_since(t) >= REPORT_EVERY,
+        };
         let report = due.then(|| {
             self.reported_at = Some(now);
             let report = self.report(now, since, delay, false);
@@ -366,6 +389,14 @@ mod tests {
             ]
         );
         assert_eq!(t.failures(), 7);
+        t.handle_timeout(now - ms(1));
+        assert!(t.retry_at().is_some(), "not over yet");
+        t.handle_timeout(now);
+        assert_eq!(
+            (t.retry_at(), t.failures()),
+            (None, 7),
+            "over, still failing"
+        );
         t.succeeded(now);
         assert_eq!(t.failures(), 0);
         assert!(t.is_due(now));
@@ -391,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn reported_once_after_three_failures_then_at_most_once_a_minute_and_on_recovery() {
+    fn reported_once_after_three_failures_and_five_seconds_then_once_a_minute_and_on_recovery() {
         let t0 = Instant::now();
         let mut t = tracker();
         let mut now = t0;
@@ -406,8 +437,9 @@ mod tests {
             now = f.retry_at;
         }
         let at: Vec<Duration> = reports.iter().map(|(d, _)| *d).collect();
-        // The third failure, at 100 + 200 ms, then the first failure at least 60 s later.
-        assert_eq!(at[0], ms(300));
+        // The first failure 5 s in (100 + 200 + 400 + 800 + 1000 × 3 + 1000 after the first),
+        // then the first failure at least 60 s after each report.
+        assert_eq!(at[0], ms(5500));
         assert_eq!(at.len(), 3, "{at:?}");
         assert!(at[1] - at[0] >= REPORT_EVERY && at[1] - at[0] < REPORT_EVERY + ms(1000));
         assert!(at[2] - at[1] >= REPORT_EVERY && at[2] - at[1] < REPORT_EVERY + ms(1000));
@@ -416,13 +448,13 @@ mod tests {
         assert_eq!(first.version, Some(6));
         assert_eq!(first.broker.as_deref(), Some("broker 1 (127.0.0.1:9092)"));
         assert_eq!(first.cause, "the broker closed the connection");
-        assert_eq!((first.failures, first.since), (3, t0));
-        assert_eq!(first.retry_in, ms(400));
+        assert_eq!((first.failures, first.since), (9, t0));
+        assert_eq!(first.retry_in, ms(1000));
         assert!(!first.recovered);
         assert_eq!(
             first.to_string(),
-            "JoinGroup v6 to broker 1 (127.0.0.1:9092) failed 3 times in a row over 300 ms \
-             (group g): the broker closed the connection; retrying in 400 ms"
+            "JoinGroup v6 to broker 1 (127.0.0.1:9092) failed 9 times in a row over 5500 ms \
+             (group g): the broker closed the connection; retrying in 1000 ms"
         );
         let failures = t.failures();
         let recovery = t.succeeded(now).expect("a recovery is reported");
@@ -438,31 +470,34 @@ mod tests {
 
     #[test]
     fn a_short_run_of_failures_is_not_reported_and_neither_is_its_end() {
-        let now = Instant::now();
+        let t0 = Instant::now();
+        let later = t0 + REPORT_AFTER_TIME;
         let mut t = tracker();
-        assert!(t.failed(now, &hang_up(), 0.5).report.is_none());
-        assert!(t.failed(now, &hang_up(), 0.5).report.is_none());
+        // Many failures, but within 5 s: a coordinator moving, a broker restarting.
+        for _ in 0..10 {
+            assert!(t.failed(t0, &hang_up(), 0.5).report.is_none());
+        }
         assert!(!t.is_reported());
-        assert!(t.succeeded(now).is_none());
-        // Two more: the count started over.
-        assert!(t.failed(now, &hang_up(), 0.5).report.is_none());
-        assert!(t.failed(now, &hang_up(), 0.5).report.is_none());
-        assert!(t.failed(now, &hang_up(), 0.5).report.is_some());
+        assert!(t.succeeded(t0).is_none());
+        // Failures lasting 5 s, but only two: the count started over.
+        assert!(t.failed(t0, &hang_up(), 0.5).report.is_none());
+        assert!(t.failed(later, &hang_up(), 0.5).report.is_none());
+        assert!(t.failed(later, &hang_up(), 0.5).report.is_some());
     }
 
     #[test]
     fn an_error_answer_counts_and_cleared_runs_are_forgotten() {
-        let now = Instant::now();
+        let t0 = Instant::now();
+        let now = t0 + REPORT_AFTER_TIME;
         let mut t = tracker();
-        for _ in 0..2 {
-            t.refused(now, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
-        }
+        t.refused(t0, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
+        t.refused(t0, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
         let f = t.refused(now, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
         let r = f.report.expect("reported");
         assert_eq!((r.version, r.broker.as_deref()), (None, None));
         assert_eq!(
             r.to_string(),
-            "JoinGroup failed 3 times in a row over 0 ms (group g): error 14 \
+            "JoinGroup failed 3 times in a row over 5000 ms (group g): error 14 \
              (CoordinatorLoadInProgress); retrying in 400 ms"
         );
         t.clear();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator;
-use kcon_core::{ConfigError, Membership};
+use kcon_core::{ConfigError, Membership, PersistentFailure};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +39,8 @@ type CommittedResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>
 pub struct Offsets {
     commands: mpsc::UnboundedSender<Command>,
     task: Option<JoinHandle<()>>,
+    /// Reports of requests that keep failing, until [`take_reports`](Offsets::take_reports).
+    reports: Option<mpsc::UnboundedReceiver<PersistentFailure>>,
 }
 
 #[derive(Debug)]
@@ -67,7 +69,9 @@ impl Offsets {
         config.validate()?;
         let machine = CommitMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         let task = OffsetsTask {
+            reports: reports_tx,
             commit_replies: HashMap::new(),
             fetch_replies: HashMap::new(),
             closed: None,
@@ -78,7 +82,16 @@ impl Offsets {
         Ok(Offsets {
             commands,
             task: Some(task),
+            reports: Some(reports),
         })
+    }
+
+    /// Where the task tells of commits, committed-offset lookups or coordinator lookups that
+    /// keep failing, and of their recovery (each logged at WARN or INFO as well): taken once,
+    /// by whoever tells the application. Reports are rare (at most one a minute per request
+    /// while it fails), so an untaken receiver holds few.
+    pub fn take_reports(&mut self) -> Option<mpsc::UnboundedReceiver<PersistentFailure>> {
+        self.reports.take()
     }
 
     /// Marks the record at `offset` of `tp` processed: commits send `offset + 1` with
@@ -216,6 +229,7 @@ fn stopped() -> CommitError {
 /// The offsets task: the commit machine driven by kcon-pool's driver, answering the handle's
 /// commits and fetches.
 struct OffsetsTask {
+    reports: mpsc::UnboundedSender<PersistentFailure>,
     commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>>,
     fetch_replies: HashMap<CommittedId, oneshot::Sender<CommittedResult>>,
     /// Set by `close`: the task ends once no commit is queued or in flight.
@@ -302,6 +316,9 @@ impl Drive for OffsetsTask {
                 if let Some(reply) = self.fetch_replies.remove(&id) {
                     let _ = reply.send(result);
                 }
+            }
+            OffsetsEvent::PersistentFailure(report) => {
+                let _ = self.reports.send(report);
             }
         }
     }
