@@ -395,7 +395,7 @@ async fn send(
             let answer = conn
                 .send_with_timeout(&request, timeout)
                 .await
-                .map_err(RequestFailure::from)?;
+                .map_err(|e| RequestFailure::from(e).at_version(version))?;
             latency.record(sent.elapsed());
             Ok(FetchAnswer::Fetch(Box::new(answer)))
         }

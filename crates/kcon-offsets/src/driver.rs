@@ -363,7 +363,7 @@ async fn send(
             let r = conn
                 .send_with_timeout(&coordinator::find_coordinator_request(group_id, v), timeout)
                 .await
-                .map_err(RequestFailure::from)?;
+                .map_err(|e| RequestFailure::from(e).at_version(v))?;
             OffsetsResponse::FindCoordinator(coordinator::find_coordinator_response(group_id, r, v))
         }
         OffsetsRequest::OffsetCommit(c) => {
@@ -372,7 +372,7 @@ async fn send(
             wire::offset_commit_response(
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from)?,
+                    .map_err(|e| RequestFailure::from(e).at_version(v))?,
             )
         }
         OffsetsRequest::OffsetFetch(f) => {
@@ -388,7 +388,7 @@ async fn send(
                 &f.group_id,
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from)?,
+                    .map_err(|e| RequestFailure::from(e).at_version(v))?,
                 v,
             )
         }
