@@ -75,7 +75,8 @@ pub use stream::RecordStream;
 
 pub use record::Record;
 
+pub use kcon_codec::kafka_protocol::messages::ApiKey;
 pub use kcon_codec::records::TimestampType;
-pub use kcon_core::{IsolationLevel, ResetPolicy, TopicPartition, Watermarks};
+pub use kcon_core::{IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition, Watermarks};
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
 pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};
