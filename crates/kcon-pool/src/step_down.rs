@@ -15,11 +15,15 @@
 //! - an undecodable answer: the answer arrived whole, but does not decode at the version it
 //!   was asked at. No network fault does that; one steps the API down.
 //!
-//! A step is one version, never below the lowest both sides speak, and logged at WARN. The
-//! connection the failure closed is replaced anyway, so the lower version applies from the
-//! next connection to the broker on (each connection keeps the versions it started with, so
-//! a request built for one version is never sent at another). A broker that advertises a
-//! different range later (upgraded) starts over from what it advertises.
+//! A step is one version, never below the lowest both sides speak. It is a trial until the
+//! broker answers the lower version: then it is logged at WARN and kept. A broker that hangs up
+//! on the lower version too is not refusing a version (a proxy that drops every JoinGroup, a
+//! broker that crashes on it): the trial is undone, quietly, and hang-ups do not step that API
+//! down again until it is answered at its own version. The connection the failure closed is
+//! replaced anyway, so a step applies from the next connection to the broker on (each
+//! connection keeps the versions it started with, so a request built for one version is never
+//! sent at another). A broker that advertises a different range later (upgraded) starts over
+//! from what it advertises.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -50,11 +54,25 @@ struct State {
 
 #[derive(Debug, Default)]
 struct Api {
-    /// The highest version to send, when stepped down; with the range the broker advertised
-    /// then.
-    ceiling: Option<(i16, Option<(i16, i16)>)>,
+    /// The highest version to send, when stepped down.
+    ceiling: Option<Ceiling>,
     /// Hang-ups in a row, and the version they were at.
     hang_ups: Option<(i16, u32)>,
+    /// A trial step on hang-ups was undone (the lower version was hung up on too): hang-ups
+    /// do not step this API down again until it is answered.
+    hang_ups_not_the_version: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ceiling {
+    version: i16,
+    /// The first version refused, and why.
+    from: i16,
+    why: Refusal,
+    /// Not answered at `version` yet.
+    trial: bool,
+    /// The range the broker advertised when the step was made.
+    offered: Option<(i16, i16)>,
 }
 
 /// Why a version is stepped down.
@@ -91,7 +109,7 @@ impl StepDown {
     }
 
     /// A connection was set up and the broker advertised `offered`: returns the versions to
-    /// use on it, stepped-down APIs capped. A ceiling found under another advertised range is
+    /// use on it, stepped-down APIs capped. A step made under another advertised range is
     /// dropped.
     pub(crate) fn connected(&self, offered: BrokerVersions) -> BrokerVersions {
         let mut st = self.lock();
@@ -100,16 +118,15 @@ impl StepDown {
             let Ok(k) = ApiKey::try_from(key) else {
                 continue;
             };
-            let Some((ceiling, then)) = api.ceiling else {
+            let Some(c) = api.ceiling else {
                 continue;
             };
-            if offered.offered(k) != then {
+            if offered.offered(k) != c.offered {
                 info!(peer = %self.peer, api = ?k, "the broker advertises other versions now: its step-down is undone");
-                api.ceiling = None;
-                api.hang_ups = None;
+                *api = Api::default();
                 continue;
             }
-            versions = versions.capped(k, ceiling);
+            versions = versions.capped(k, c.version);
         }
         st.offered = offered;
         versions
@@ -123,21 +140,47 @@ impl StepDown {
         }
     }
 
-    /// `api_key` at `version` was answered (and the answer decoded): the version works.
+    /// `api_key` at `version` was answered (and the answer decoded): the version works. A
+    /// trial step to it is kept from now on, and logged at WARN.
     pub(crate) fn answered(&self, api_key: i16, version: i16) {
         if exempt(api_key) {
             return;
         }
         let mut st = self.lock();
-        if let Some(api) = st.apis.get_mut(&api_key)
-            && api.hang_ups.is_some_and(|(v, _)| v == version)
-        {
+        let Some(api) = st.apis.get_mut(&api_key) else {
+            return;
+        };
+        if api.hang_ups.is_some_and(|(v, _)| v == version) {
             api.hang_ups = None;
+        }
+        match &mut api.ceiling {
+            Some(c) if c.trial && c.version == version => {
+                c.trial = false;
+                let Ok(k) = ApiKey::try_from(api_key) else {
+                    return;
+                };
+                let what = match c.why {
+                    Refusal::HungUp => "closes the connection on",
+                    Refusal::Undecodable => "answers in a layout kcon cannot read",
+                };
+                let above = if c.from == version + 1 {
+                    format!("v{}", c.from)
+                } else {
+                    format!("v{} to v{}", version + 1, c.from)
+                };
+                warn!(
+                    "{} advertises {k:?} {above} but {what} it, and answers v{version}: sending \
+                     it {k:?} v{version} from now on (api.version.max caps a version by hand)",
+                    self.peer
+                );
+            }
+            Some(_) => {}
+            None => api.hang_ups_not_the_version = false,
         }
     }
 
-    /// The broker refused `api_key` at `version` (`why`). Returns the version it gets from now
-    /// on when this stepped it down.
+    /// The broker refused `api_key` at `version` (`why`). Returns the version it gets from the
+    /// next connection on when this stepped it down (or back up, undoing a trial).
     pub(crate) fn refused(&self, api_key: i16, version: i16, why: Refusal) -> Option<i16> {
         if exempt(api_key) {
             return None;
@@ -150,8 +193,11 @@ impl StepDown {
             _ => return None,
         };
         let api = st.apis.entry(api_key).or_default();
-        if api.ceiling.is_some_and(|(c, _)| c < version) {
+        if api.ceiling.is_some_and(|c| c.version < version) {
             // A connection made before the step-down: already dealt with.
+            return None;
+        }
+        if why == Refusal::HungUp && api.hang_ups_not_the_version {
             return None;
         }
         let count = match (why, api.hang_ups) {
@@ -165,26 +211,31 @@ impl StepDown {
             return None;
         }
         api.hang_ups = None;
+        if let Some(c) = api.ceiling
+            && c.trial
+            && why == Refusal::HungUp
+        {
+            // The lower version is hung up on as well: the version is not what the broker
+            // refuses. Back to what it advertises.
+            debug!(peer = %self.peer, api = ?k, version, "the broker hangs up on the lower version too: not a version it refuses; the step-down is undone");
+            api.ceiling = None;
+            api.hang_ups_not_the_version = true;
+            return Some(offered.map_or(version, |(_, max)| max));
+        }
         let lower = version - 1;
         if lower < floor {
             debug!(peer = %self.peer, api = ?k, version, "the broker refuses the lowest version both sides speak: nothing to step down to");
             return None;
         }
-        api.ceiling = Some((lower, offered));
-        let what = match why {
-            Refusal::HungUp => format!(
-                "closed the connection on {k:?} v{version} {HANG_UPS} times in a row, though it \
-                 sets connections up and answers other requests"
-            ),
-            Refusal::Undecodable => {
-                format!("answered {k:?} v{version} with bytes that do not decode as v{version}")
-            }
-        };
-        warn!(
-            "{} {what}: sending it {k:?} v{lower} from now on (api.version.max caps a version \
-             by hand)",
-            self.peer
-        );
+        let from = api.ceiling.map_or(version, |c| c.from);
+        api.ceiling = Some(Ceiling {
+            version: lower,
+            from,
+            why,
+            trial: true,
+            offered,
+        });
+        debug!(peer = %self.peer, api = ?k, version, lower, ?why, "the broker refuses this version: trying the one below");
         Some(lower)
     }
 }
@@ -205,26 +256,40 @@ mod tests {
         s
     }
 
-    fn join_version(s: &StepDown) -> i16 {
+    fn version(s: &StepDown, api: ApiKey) -> i16 {
         let offered = s.lock().offered.clone();
-        s.connected(offered).version(ApiKey::JoinGroup).unwrap()
+        s.connected(offered).version(api).unwrap()
+    }
+
+    fn trial(s: &StepDown, api: ApiKey) -> Option<bool> {
+        s.lock()
+            .apis
+            .get(&(api as i16))
+            .and_then(|a| a.ceiling)
+            .map(|c| c.trial)
     }
 
     #[test]
-    fn two_hang_ups_in_a_row_step_one_version_down() {
+    fn two_hang_ups_in_a_row_step_one_version_down_kept_once_answered() {
         let s = step_down();
-        assert_eq!(join_version(&s), 6);
+        assert_eq!(version(&s, ApiKey::JoinGroup), 6);
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
-        assert_eq!(join_version(&s), 6, "one hang-up is not enough");
+        assert_eq!(
+            version(&s, ApiKey::JoinGroup),
+            6,
+            "one hang-up is not enough"
+        );
         assert_eq!(s.refused(11, 6, Refusal::HungUp), Some(5));
-        assert_eq!(join_version(&s), 5);
+        assert_eq!(version(&s, ApiKey::JoinGroup), 5);
+        assert_eq!(trial(&s, ApiKey::JoinGroup), Some(true));
+        s.answered(11, 5);
+        assert_eq!(trial(&s, ApiKey::JoinGroup), Some(false));
         // A late hang-up at v6, from a connection made before: nothing more.
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
-        assert_eq!(join_version(&s), 5);
+        assert_eq!(version(&s, ApiKey::JoinGroup), 5);
         // Other APIs are untouched.
-        let offered = s.lock().offered.clone();
-        assert_eq!(s.connected(offered).version(ApiKey::SyncGroup), Ok(4));
+        assert_eq!(version(&s, ApiKey::SyncGroup), 4);
     }
 
     #[test]
@@ -235,17 +300,40 @@ mod tests {
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
         s.connect_failed();
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
-        assert_eq!(join_version(&s), 6);
+        assert_eq!(version(&s, ApiKey::JoinGroup), 6);
         // An answer to another API changes nothing.
         s.answered(14, 4);
         assert_eq!(s.refused(11, 6, Refusal::HungUp), Some(5));
     }
 
     #[test]
-    fn an_undecodable_answer_steps_down_at_once_and_never_below_the_floor() {
+    fn a_broker_hanging_up_on_the_lower_version_too_is_not_refusing_a_version() {
+        // A proxy that drops every JoinGroup: the trial step to v5 is undone after two
+        // hang-ups at v5, and hang-ups step JoinGroup down no more...
+        let s = step_down();
+        s.refused(11, 6, Refusal::HungUp);
+        assert_eq!(s.refused(11, 6, Refusal::HungUp), Some(5));
+        s.refused(11, 5, Refusal::HungUp);
+        assert_eq!(s.refused(11, 5, Refusal::HungUp), Some(6), "undone");
+        assert_eq!(version(&s, ApiKey::JoinGroup), 6);
+        for _ in 0..10 {
+            assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
+        }
+        assert_eq!(version(&s, ApiKey::JoinGroup), 6);
+        // ... until JoinGroup is answered at its own version again.
+        s.answered(11, 6);
+        s.refused(11, 6, Refusal::HungUp);
+        assert_eq!(s.refused(11, 6, Refusal::HungUp), Some(5));
+    }
+
+    #[test]
+    fn undecodable_answers_step_down_at_once_and_never_below_the_floor() {
         let s = step_down();
         assert_eq!(s.refused(13, 4, Refusal::Undecodable), Some(3));
         assert_eq!(s.refused(13, 3, Refusal::Undecodable), Some(2));
+        assert_eq!(version(&s, ApiKey::LeaveGroup), 2);
+        s.answered(13, 2);
+        assert_eq!(trial(&s, ApiKey::LeaveGroup), Some(false));
         // Fetch: kcon's lowest is v4, the broker's too.
         assert_eq!(s.refused(1, 4, Refusal::Undecodable), None);
         // The handshake's own APIs are never stepped down.
@@ -256,7 +344,7 @@ mod tests {
     fn a_broker_advertising_other_versions_starts_over() {
         let s = step_down();
         s.refused(11, 6, Refusal::Undecodable);
-        assert_eq!(join_version(&s), 5);
+        assert_eq!(version(&s, ApiKey::JoinGroup), 5);
         let upgraded = s.connected(BrokerVersions::from_ranges([(11, 0, 9)]));
         assert_eq!(upgraded.version(ApiKey::JoinGroup), Ok(9));
     }
