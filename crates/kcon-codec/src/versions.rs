@@ -39,6 +39,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
 ];
 
+/// APIs kcon sends at most at a version below the highest it speaks, unless the broker's
+/// lowest is higher: `(api, version)`.
+///
+/// SyncGroup at v3: v4 adds only the flexible encoding, and v5 the protocol type and name,
+/// which are for proxies that read assignments (KIP-559; kcon checks them when an answer has
+/// them and needs nothing of them). librdkafka sends v3. Its mock cluster advertises v4 but
+/// misreads it: a follower's v4 closes the connection, and a leader's v4 with two assignments
+/// crashes the whole mock (SIGSEGV), before any step-down could help (measured with
+/// librdkafka 2.16; see DESIGN.md, "Versions a broker refuses").
+pub const SENT_AT_MOST: &[(ApiKey, i16)] = &[(ApiKey::SyncGroup, 3)];
+
 /// kcon's `(min, max)` versions of an API, or `None` when kcon does not speak it.
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
@@ -62,7 +73,14 @@ pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
         version: -1,
     })?;
     match theirs {
-        Some((min, max)) if min.max(ours.0) <= max.min(ours.1) => Ok(max.min(ours.1)),
+        Some((min, max)) if min.max(ours.0) <= max.min(ours.1) => {
+            let highest = max.min(ours.1);
+            let preferred = SENT_AT_MOST
+                .iter()
+                .find(|(k, _)| *k == api_key)
+                .map_or(highest, |&(_, at_most)| at_most.max(min.max(ours.0)));
+            Ok(highest.min(preferred))
+        }
         _ => Err(Error::NoCommonVersion {
             api_key: api_key as i16,
             ours,
@@ -173,6 +191,15 @@ mod tests {
     }
 
     #[test]
+    fn sync_group_goes_at_v3_unless_the_broker_starts_higher() {
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 5))), Ok(3));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 4))), Ok(3));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 2))), Ok(2));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((4, 5))), Ok(4));
+        assert_eq!(negotiate(ApiKey::JoinGroup, Some((0, 9))), Ok(9));
+    }
+
+    #[test]
     fn no_overlap_names_the_api_and_both_ranges() {
         let err = negotiate(ApiKey::Fetch, Some((0, 3))).unwrap_err();
         assert_eq!(
@@ -205,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_cap_keeps_the_version_under_it_and_offered_as_sent() {
-        let b = BrokerVersions::from_ranges([(11, 0, 9), (14, 0, 5), (1, 4, 16)])
+        let b = BrokerVersions::from_ranges([(11, 0, 9), (12, 0, 4), (1, 4, 16)])
             .capped(ApiKey::JoinGroup, 6)
             .capped(ApiKey::JoinGroup, 5)
             .capped(ApiKey::JoinGroup, 7)
@@ -213,7 +240,7 @@ mod tests {
         assert_eq!(b.version(ApiKey::JoinGroup), Ok(5), "the lowest cap wins");
         assert_eq!(b.cap(ApiKey::JoinGroup), Some(5));
         assert_eq!(b.offered(ApiKey::JoinGroup), Some((0, 9)));
-        assert_eq!(b.version(ApiKey::SyncGroup), Ok(5), "uncapped");
+        assert_eq!(b.version(ApiKey::Heartbeat), Ok(4), "uncapped");
         assert_eq!(
             b.version(ApiKey::Fetch),
             Ok(16),

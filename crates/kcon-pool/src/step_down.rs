@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(s.refused(11, 6, Refusal::HungUp), None);
         assert_eq!(version(&s, ApiKey::JoinGroup), 5);
         // Other APIs are untouched.
-        assert_eq!(version(&s, ApiKey::SyncGroup), 4);
+        assert_eq!(version(&s, ApiKey::LeaveGroup), 4);
     }
 
     #[test]
