@@ -13,8 +13,10 @@
 //!
 //! # Limits of the mock (librdkafka 2.16.0), measured in `tests/mock_harness.rs`
 //!
-//! - Some advertised versions are misparsed or misanswered; [`MockCluster::start`] lowers them
-//!   (see [`VERSION_WORKAROUNDS`]). Every other API runs at the versions the mock advertises.
+//! - Some advertised versions are misparsed or misanswered (see [`MISHANDLED_VERSIONS`]).
+//!   [`MockCluster::start`] does not lower them: every API runs at the versions the mock
+//!   advertises, as a user of the mock gets them, and kcon's pool steps a version the broker
+//!   refuses down by itself (DESIGN.md, "Versions a broker refuses").
 //! - Metadata v9+ (flexible) answers end with one byte after the message: the handler writes
 //!   the body's empty tagged-field section and the mock's generic send path writes another.
 //!   kcon-codec ignores bytes after a response's end, as the Java client and librdkafka do, so
@@ -70,18 +72,17 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const TRANSPORT_ERROR: i16 = -195;
 
 /// API versions the mock cluster advertises but cannot serve, with the highest version that
-/// works and why. [`MockCluster::start`] lowers each API's maximum to that version, so a client
-/// negotiating the highest common version gets answers at all: at each of these versions the
-/// mock misreads the request and drops the connection, or answers without a field the version
-/// requires. Each bug was read in librdkafka's mock request handlers
-/// (`rdkafka_mock_handlers.c`) and is confirmed against the running mock by
-/// `tests/mock_harness.rs`. librdkafka's own client never sends these versions, which is why
-/// the bugs go unnoticed there.
+/// works and why: at each of these versions the mock misreads the request and drops the
+/// connection, or answers without a field the version requires. Each bug was read in
+/// librdkafka's mock request handlers (`rdkafka_mock_handlers.c`) and is confirmed against the
+/// running mock by `tests/mock_harness.rs`. librdkafka's own client never sends these versions
+/// (it sends JoinGroup v5, SyncGroup v3, LeaveGroup v1), which is why the bugs go unnoticed
+/// there.
 ///
-/// Only real failures belong here. A quirk a client must live with anyway, such as the byte
-/// after every flexible Metadata answer (see the module doc), is not lowered: lowering it would
-/// hide from the tests what users of the mock meet.
-pub const VERSION_WORKAROUNDS: &[(ApiKey, i16, &str)] = &[
+/// The harness used to lower them. It does not any more: a user of the mock meets them, and
+/// kcon's pool steps each down by itself (two hang-ups in a row, or one answer that does not
+/// decode, try the version below), which the mock tests now exercise at every start.
+pub const MISHANDLED_VERSIONS: &[(ApiKey, i16, &str)] = &[
     (
         ApiKey::JoinGroup,
         5,
@@ -163,23 +164,23 @@ pub struct MockCluster {
 }
 
 impl MockCluster {
-    /// Starts a mock cluster of `brokers` brokers (ids `1..=brokers`) with the API versions the
-    /// mock mishandles lowered (see [`VERSION_WORKAROUNDS`]). Panics with the reason and the
-    /// script's stderr if it does not start.
-    pub fn start(brokers: usize) -> MockCluster {
-        let cluster = MockCluster::start_as_shipped(brokers);
-        for &(api, max, _why) in VERSION_WORKAROUNDS {
-            let (min, _) = cluster.implemented_versions(api).unwrap_or_else(|| {
-                panic!("the mock cluster no longer offers {api:?}; revisit VERSION_WORKAROUNDS")
+    /// Lowers the versions the mock mishandles ([`MISHANDLED_VERSIONS`]) to the highest that
+    /// work. Only for tests that speak the group protocol by hand to look at the mock itself:
+    /// their connections send the highest version advertised and never step down. A user of
+    /// the mock does not have this, and neither do the tests of kcon's consumers.
+    pub fn lower_mishandled_versions(&self) {
+        for &(api, max, _why) in MISHANDLED_VERSIONS {
+            let (min, _) = self.implemented_versions(api).unwrap_or_else(|| {
+                panic!("the mock cluster no longer offers {api:?}; revisit MISHANDLED_VERSIONS")
             });
-            cluster.set_apiversion(api, min, max);
+            self.set_apiversion(api, min, max);
         }
-        cluster
     }
 
-    /// Starts a mock cluster exactly as librdkafka ships it, advertising versions it
-    /// mishandles. For tests that look at the mock's own behaviour; others want [`MockCluster::start`].
-    pub fn start_as_shipped(brokers: usize) -> MockCluster {
+    /// Starts a mock cluster of `brokers` brokers (ids `1..=brokers`), exactly as librdkafka
+    /// ships it: advertising the versions it mishandles too (see [`MISHANDLED_VERSIONS`]).
+    /// Panics with the reason and the script's stderr if it does not start.
+    pub fn start(brokers: usize) -> MockCluster {
         assert!(brokers >= 1, "a mock cluster needs at least one broker");
         let python = &installed().python;
         let script = repo_root().join("scripts/mock_cluster.py");

@@ -181,23 +181,31 @@ fn api_versions_follow_set_apiversion() {
         conn.versions().offered(ApiKey::ListOffsets),
         mock.implemented_versions(ApiKey::ListOffsets)
     );
-    // The harness's workarounds are in effect from the start, and only they: Metadata runs at
-    // the versions the mock advertises.
-    assert_eq!(
-        conn.versions().offered(ApiKey::Metadata),
-        mock.implemented_versions(ApiKey::Metadata)
-    );
+    // Nothing is lowered from the start: every API runs at the versions the mock advertises,
+    // those it mishandles included (kcon steps those down by itself, as a user's would).
+    for api in [
+        ApiKey::Metadata,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::LeaveGroup,
+    ] {
+        assert_eq!(
+            conn.versions().offered(api),
+            mock.implemented_versions(api),
+            "{api:?}"
+        );
+    }
     assert_eq!(
         conn.versions().offered(ApiKey::JoinGroup).map(|r| r.1),
-        Some(5)
+        Some(6)
     );
     assert_eq!(
         conn.versions().offered(ApiKey::SyncGroup).map(|r| r.1),
-        Some(3)
+        Some(4)
     );
     assert_eq!(
         conn.versions().offered(ApiKey::LeaveGroup).map(|r| r.1),
-        Some(2)
+        Some(4)
     );
 }
 
@@ -472,6 +480,9 @@ fn join(conn: &mut BlockingConnection, group: &str) -> (Duration, JoinGroupRespo
 #[test]
 fn initial_rebalance_delay_holds_the_first_join() {
     let mock = MockCluster::start(1);
+    // Spoken by hand, on connections that send the highest version advertised and never
+    // step down: at the versions the mock serves.
+    mock.lower_mishandled_versions();
     let mut conn = mock.connect(1).unwrap();
 
     // The mock's default delay is 3 s; with 0 the first join completes at once.
@@ -490,6 +501,9 @@ fn initial_rebalance_delay_holds_the_first_join() {
 #[test]
 fn a_classic_group_round_trip_works_at_the_lowered_versions() {
     let mock = MockCluster::start(1);
+    // Spoken by hand, on connections that send the highest version advertised and never
+    // step down: at the versions the mock serves.
+    mock.lower_mishandled_versions();
     mock.set_group_initial_rebalance_delay(Duration::ZERO);
     let mut conn = mock.connect(1).unwrap();
     let group = unique_name("g");
@@ -571,7 +585,7 @@ fn consumer_group_heartbeat_follows_the_configured_interval_and_session_timeout(
     );
 }
 
-/// Why Metadata is not among [`kcon_tests::mock::VERSION_WORKAROUNDS`] although the mock's
+/// Why Metadata is not among [`kcon_tests::mock::MISHANDLED_VERSIONS`] although the mock's
 /// flexible answers are not what Kafka sends: from v9 each carries one byte after the message
 /// (the handler writes the body's empty tagged-field section, then the mock's generic send path
 /// writes another). kcon-codec reads the message and ignores what follows, as the Java client
@@ -621,11 +635,24 @@ fn flexible_metadata_answers_carry_one_byte_after_the_message_and_decode() {
     assert!(!resp.topics[0].topic_id.is_nil(), "{resp:?}");
 }
 
-/// Why [`kcon_tests::mock::VERSION_WORKAROUNDS`] exists: each lowered version fails against the
-/// mock as shipped. If librdkafka fixes one, this test says so and the workaround can go.
+/// What [`kcon_tests::mock::MISHANDLED_VERSIONS`] lists: each version above the one it names
+/// fails against the mock (kcon's pool steps each down by itself; the consumer tests on the
+/// mock meet them all). If librdkafka fixes one, this test says so.
 #[test]
-fn the_mock_as_shipped_mishandles_the_versions_the_harness_lowers() {
-    let mock = MockCluster::start_as_shipped(1);
+fn the_mock_mishandles_the_versions_kcon_steps_down() {
+    let listed: Vec<(ApiKey, i16)> = kcon_tests::mock::MISHANDLED_VERSIONS
+        .iter()
+        .map(|&(api, max, _)| (api, max))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (ApiKey::JoinGroup, 5),
+            (ApiKey::SyncGroup, 3),
+            (ApiKey::LeaveGroup, 2)
+        ]
+    );
+    let mock = MockCluster::start(1);
     mock.set_group_initial_rebalance_delay(Duration::ZERO);
     let group = unique_name("g");
 
@@ -634,7 +661,7 @@ fn the_mock_as_shipped_mishandles_the_versions_the_harness_lowers() {
     assert_eq!(conn.versions().version(ApiKey::JoinGroup), Ok(6));
     let err = join_result(&mut conn, &unique_name("g")).unwrap_err();
     assert!(err.contains("closed"), "{err}");
-    // The rest of this test needs a member.
+    // The rest of this test needs a member (and the other versions as advertised).
     mock.set_apiversion(ApiKey::JoinGroup, 0, 5);
 
     // SyncGroup v4: the assignments count is misread and the connection dropped.
@@ -656,6 +683,10 @@ fn the_mock_as_shipped_mishandles_the_versions_the_harness_lowers() {
         ]);
     let err = conn.send_at(&leave, 3).unwrap_err();
     assert!(err.contains("malformed LeaveGroup v3 response"), "{err}");
+    // And v4, the highest it advertises, likewise.
+    let mut conn = mock.connect(1).unwrap();
+    let err = conn.send_at(&leave, 4).unwrap_err();
+    assert!(err.contains("malformed LeaveGroup v4 response"), "{err}");
 }
 
 /// A SyncGroup for a member of `group` that doesn't exist, without assignments.
@@ -675,6 +706,9 @@ fn sync_request(group: &str) -> SyncGroupRequest {
 #[test]
 fn group_api_error_answers_have_nulls_read_as_empty() {
     let mock = MockCluster::start(1);
+    // Spoken by hand, on connections that send the highest version advertised and never
+    // step down: at the versions the mock serves.
+    mock.lower_mishandled_versions();
     let group = unique_name("g");
     let pushed = code(ResponseError::NotCoordinator);
     let mut conn = mock.connect(1).unwrap();
@@ -757,6 +791,9 @@ async fn pool_reads_group_api_errors_and_keeps_the_connection() {
     use kcon_tests::pool::config;
 
     let mock = MockCluster::start(3);
+    // Spoken by hand, on connections that send the highest version advertised and never
+    // step down: at the versions the mock serves.
+    mock.lower_mishandled_versions();
     let group = unique_name("g");
     let not_coordinator = code(ResponseError::NotCoordinator);
     let not_available = code(ResponseError::CoordinatorNotAvailable);
@@ -860,6 +897,9 @@ fn sync_of(
 #[test]
 fn the_mock_refuses_a_follower_that_syncs_after_the_leader() {
     let mock = MockCluster::start(1);
+    // Spoken by hand, on connections that send the highest version advertised and never
+    // step down: at the versions the mock serves.
+    mock.lower_mishandled_versions();
     mock.set_group_initial_rebalance_delay(Duration::from_millis(500));
     let mine = |resp: &JoinGroupResponse| bytes::Bytes::from(resp.member_id.as_str().to_owned());
     let assign_all = |leader: &JoinGroupResponse| {

@@ -1,5 +1,5 @@
 //! kcon-pool against librdkafka's mock cluster (3 brokers): bootstrap, version negotiation and
-//! lowered versions, moved leaders, slow brokers, brokers going down and up, pipelining,
+//! lowered versions, versions the mock refuses stepped down, moved leaders, slow brokers, brokers going down and up, pipelining,
 //! cancellation, and connections the broker drops.
 //!
 //! Each test starts its own cluster (its own process and ports), so they run in parallel. The
@@ -11,16 +11,19 @@
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kcon_codec::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kcon_codec::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, ListOffsetsRequest, TopicName,
+    ApiKey, BrokerId, FetchRequest, GroupId, JoinGroupRequest, LeaveGroupRequest,
+    ListOffsetsRequest, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_pool::{BrokerTarget, Peer, Pool, TopicScope};
+use kcon_pool::{BrokerTarget, Peer, Pool, Purpose, TopicScope};
 use kcon_tests::brokers::unique_name;
-use kcon_tests::mock::{MockCluster, TRANSPORT_ERROR};
+use kcon_tests::mock::{CoordinatorType, MockCluster, TRANSPORT_ERROR};
 use kcon_tests::pool::{
     assert_answered_again, assert_answers, assert_back_within_backoff,
     assert_bootstrap_skips_a_dead_first_address, assert_cancellation_property, assert_negotiated,
@@ -131,7 +134,11 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
             (ApiKey::Produce, 10),
             (ApiKey::ApiVersions, 2),
             (ApiKey::OffsetForLeaderEpoch, 2),
-            (ApiKey::JoinGroup, 5),
+            // Advertised, though the mock misreads it: stepped down once it refuses it (see
+            // `versions_the_mock_refuses_are_stepped_down`).
+            (ApiKey::JoinGroup, 6),
+            // The mock advertises v4; kcon sends v3 at most (a leader's v4 crashes the mock).
+            (ApiKey::SyncGroup, 3),
             (ApiKey::ConsumerGroupHeartbeat, 1),
         ];
         assert_versions_of(&pool, id, mock.broker_addr(id), &pinned).await;
@@ -431,4 +438,76 @@ async fn a_connection_the_broker_drops_fails_its_requests_once_and_the_next_uses
     assert_eq!(to_one.first(), Some(&metadata), "{to_one:?}");
     assert_eq!(to_one.last(), Some(&metadata), "{to_one:?}");
     assert!(to_one.contains(&api_versions), "{to_one:?}");
+}
+
+/// librdkafka's mock advertises JoinGroup v6 and LeaveGroup v4 but misreads them: it closes the
+/// connection on a JoinGroup v6, and answers LeaveGroup v3 and v4 without the members array.
+/// The pool sends JoinGroup v6 twice, then v5 from the broker's next connection on; LeaveGroup
+/// goes one version lower after each answer it cannot decode, until v2 is answered. Each step
+/// holds for every later connection to the broker, whatever its purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_the_mock_refuses_are_stepped_down() {
+    let mock = MockCluster::start(3);
+    mock.set_group_initial_rebalance_delay(Duration::ZERO);
+    let pool = pool_on(&mock, |_| {}).await;
+    let group = unique_name("g");
+    mock.set_coordinator(CoordinatorType::Group, &group, 1);
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_session_timeout_ms(6000)
+        .with_rebalance_timeout_ms(6000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0])),
+        ]);
+    let coordinator = BrokerTarget::Dedicated(1, Purpose::Coordinator);
+    for attempt in 0..2 {
+        let conn = pool.connection(coordinator).await.unwrap();
+        assert_eq!(
+            conn.version(ApiKey::JoinGroup).unwrap(),
+            6,
+            "attempt {attempt}"
+        );
+        let e = conn.send(&join).await.unwrap_err();
+        assert!(is_connection_lost(&e), "attempt {attempt}: {e:?}");
+    }
+    let conn = pool.connection(coordinator).await.unwrap();
+    assert_eq!(conn.version(ApiKey::JoinGroup).unwrap(), 5);
+    let joined = conn.send(&join).await.unwrap();
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    // The broker's shared connection, made now, starts at v5 too.
+    let shared = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
+    assert_eq!(shared.version(ApiKey::JoinGroup).unwrap(), 5);
+    // Another broker has not refused anything.
+    let other = pool.connection(BrokerTarget::Broker(2)).await.unwrap();
+    assert_eq!(other.version(ApiKey::JoinGroup).unwrap(), 6);
+
+    // v3+ name the member in a list, v0-v2 on their own.
+    let leave = |version: i16| {
+        let r = LeaveGroupRequest::default().with_group_id(GroupId(s(&group)));
+        if version >= 3 {
+            r.with_members(vec![
+                MemberIdentity::default().with_member_id(joined.member_id.clone()),
+            ])
+        } else {
+            r.with_member_id(joined.member_id.clone())
+        }
+    };
+    for version in [4, 3] {
+        let conn = pool.connection(coordinator).await.unwrap();
+        assert_eq!(conn.version(ApiKey::LeaveGroup).unwrap(), version);
+        let e = conn.send(&leave(version)).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("malformed LeaveGroup v{version} response")),
+            "{e}"
+        );
+    }
+    let conn = pool.connection(coordinator).await.unwrap();
+    assert_eq!(conn.version(ApiKey::LeaveGroup).unwrap(), 2);
+    let left = conn.send(&leave(2)).await.unwrap();
+    assert_eq!(left.error_code, 0, "{left:?}");
 }

@@ -85,6 +85,20 @@ impl fmt::Display for Error {
                 api_key,
                 ours,
                 theirs: Some(theirs),
+            } if ours.1 < ours.0 => write!(
+                f,
+                "no common version of {}: capped at v{} (api.version.max), below the v{} both \
+                 sides need at least; the broker offers v{}-v{}",
+                api_name(*api_key),
+                ours.1,
+                ours.0.max(theirs.0),
+                theirs.0,
+                theirs.1
+            ),
+            Error::NoCommonVersion {
+                api_key,
+                ours,
+                theirs: Some(theirs),
             } => write!(
                 f,
                 "no common version of {}: kcon speaks v{}-v{}, the broker v{}-v{}",

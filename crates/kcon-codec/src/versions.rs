@@ -39,6 +39,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
 ];
 
+/// APIs kcon sends at most at a version below the highest it speaks, unless the broker's
+/// lowest is higher: `(api, version)`.
+///
+/// SyncGroup at v3: v4 adds only the flexible encoding, and v5 the protocol type and name,
+/// which are for proxies that read assignments (KIP-559; kcon checks them when an answer has
+/// them and needs nothing of them). librdkafka sends v3. Its mock cluster advertises v4 but
+/// misreads it: a follower's v4 closes the connection, and a leader's v4 with two assignments
+/// crashes the whole mock (SIGSEGV), before any step-down could help (measured with
+/// librdkafka 2.16; see DESIGN.md, "Versions a broker refuses").
+pub const SENT_AT_MOST: &[(ApiKey, i16)] = &[(ApiKey::SyncGroup, 3)];
+
 /// kcon's `(min, max)` versions of an API, or `None` when kcon does not speak it.
 pub fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
@@ -62,7 +73,14 @@ pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
         version: -1,
     })?;
     match theirs {
-        Some((min, max)) if min.max(ours.0) <= max.min(ours.1) => Ok(max.min(ours.1)),
+        Some((min, max)) if min.max(ours.0) <= max.min(ours.1) => {
+            let highest = max.min(ours.1);
+            let preferred = SENT_AT_MOST
+                .iter()
+                .find(|(k, _)| *k == api_key)
+                .map_or(highest, |&(_, at_most)| at_most.max(min.max(ours.0)));
+            Ok(highest.min(preferred))
+        }
         _ => Err(Error::NoCommonVersion {
             api_key: api_key as i16,
             ours,
@@ -77,6 +95,9 @@ pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
 pub struct BrokerVersions {
     /// `(api key, min, max)` as the broker sent them.
     offered: Vec<(i16, i16, i16)>,
+    /// `(api key, max)`: versions kcon will not go above with this broker, whatever both sides
+    /// speak (a cap the application set, or a version the broker was found to mishandle).
+    caps: Vec<(i16, i16)>,
 }
 
 impl BrokerVersions {
@@ -88,14 +109,39 @@ impl BrokerVersions {
             .map(|k| (k.api_key, k.min_version, k.max_version))
             .collect();
         offered.sort_unstable();
-        BrokerVersions { offered }
+        BrokerVersions {
+            offered,
+            caps: Vec::new(),
+        }
     }
 
     /// From `(api key, min, max)` triples.
     pub fn from_ranges(ranges: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
         let mut offered: Vec<_> = ranges.into_iter().collect();
         offered.sort_unstable();
-        BrokerVersions { offered }
+        BrokerVersions {
+            offered,
+            caps: Vec::new(),
+        }
+    }
+
+    /// The same, with `api_key` sent at `max` at most (the lower cap wins when there was one
+    /// already). [`offered`](Self::offered) still says what the broker offered;
+    /// [`version`](Self::version) keeps under the cap, and fails when the cap is below both
+    /// sides' lowest version.
+    pub fn capped(mut self, api_key: ApiKey, max: i16) -> Self {
+        let key = api_key as i16;
+        match self.caps.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, cap)) => *cap = (*cap).min(max),
+            None => self.caps.push((key, max)),
+        }
+        self
+    }
+
+    /// The cap on `api_key`, if one was set with [`capped`](Self::capped).
+    pub fn cap(&self, api_key: ApiKey) -> Option<i16> {
+        let key = api_key as i16;
+        self.caps.iter().find(|(k, _)| *k == key).map(|&(_, c)| c)
     }
 
     /// The broker's `(min, max)` for `api_key`, or `None` if it does not offer it.
@@ -107,9 +153,29 @@ impl BrokerVersions {
             .map(|i| (self.offered[i].1, self.offered[i].2))
     }
 
-    /// The version to send `api_key` at: the highest both sides support.
+    /// The version to send `api_key` at: the highest both sides support, under its cap if it
+    /// has one. A cap below both sides' lowest version leaves no version: the error names kcon's
+    /// range as the cap left it.
     pub fn version(&self, api_key: ApiKey) -> Result<i16> {
-        negotiate(api_key, self.offered(api_key))
+        let theirs = self.offered(api_key);
+        let negotiated = negotiate(api_key, theirs)?;
+        let Some(cap) = self.cap(api_key) else {
+            return Ok(negotiated);
+        };
+        if cap >= negotiated {
+            return Ok(negotiated);
+        }
+        // Invariant: negotiate succeeded, so kcon speaks the API and the broker offers it.
+        let ours = supported(api_key).unwrap_or((0, cap));
+        let floor = theirs.map_or(ours.0, |(min, _)| min.max(ours.0));
+        if cap >= floor {
+            return Ok(cap);
+        }
+        Err(Error::NoCommonVersion {
+            api_key: api_key as i16,
+            ours: (ours.0, cap),
+            theirs,
+        })
     }
 }
 
@@ -122,6 +188,15 @@ mod tests {
         assert_eq!(negotiate(ApiKey::Fetch, Some((0, 16))), Ok(16));
         assert_eq!(negotiate(ApiKey::Fetch, Some((0, 99))), Ok(17));
         assert_eq!(negotiate(ApiKey::Fetch, Some((4, 4))), Ok(4));
+    }
+
+    #[test]
+    fn sync_group_goes_at_v3_unless_the_broker_starts_higher() {
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 5))), Ok(3));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 4))), Ok(3));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((0, 2))), Ok(2));
+        assert_eq!(negotiate(ApiKey::SyncGroup, Some((4, 5))), Ok(4));
+        assert_eq!(negotiate(ApiKey::JoinGroup, Some((0, 9))), Ok(9));
     }
 
     #[test]
@@ -153,6 +228,38 @@ mod tests {
         assert_eq!(b.version(ApiKey::Metadata), Ok(12));
         assert_eq!(b.version(ApiKey::ApiVersions), Ok(3));
         assert!(b.version(ApiKey::JoinGroup).is_err());
+    }
+
+    #[test]
+    fn a_cap_keeps_the_version_under_it_and_offered_as_sent() {
+        let b = BrokerVersions::from_ranges([(11, 0, 9), (12, 0, 4), (1, 4, 16)])
+            .capped(ApiKey::JoinGroup, 6)
+            .capped(ApiKey::JoinGroup, 5)
+            .capped(ApiKey::JoinGroup, 7)
+            .capped(ApiKey::Fetch, 30);
+        assert_eq!(b.version(ApiKey::JoinGroup), Ok(5), "the lowest cap wins");
+        assert_eq!(b.cap(ApiKey::JoinGroup), Some(5));
+        assert_eq!(b.offered(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(b.version(ApiKey::Heartbeat), Ok(4), "uncapped");
+        assert_eq!(
+            b.version(ApiKey::Fetch),
+            Ok(16),
+            "a cap above changes nothing"
+        );
+        let below = b.capped(ApiKey::Fetch, 3);
+        assert_eq!(
+            below.version(ApiKey::Fetch),
+            Err(Error::NoCommonVersion {
+                api_key: 1,
+                ours: (4, 3),
+                theirs: Some((4, 16))
+            })
+        );
+        assert_eq!(
+            below.version(ApiKey::Fetch).unwrap_err().to_string(),
+            "no common version of Fetch: capped at v3 (api.version.max), below the v4 both \
+             sides need at least; the broker offers v4-v16"
+        );
     }
 
     #[test]

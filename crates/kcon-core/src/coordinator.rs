@@ -10,8 +10,11 @@ use std::time::Instant;
 
 use tracing::debug;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
+
 use crate::backoff::ExponentialBackoff;
 use crate::error_codes::is_fatal_group_error;
+use crate::failure::{FailureTracker, PersistentFailure};
 use crate::machine::{Coordinator, RequestFailure, RequestId};
 
 /// FindCoordinator's answer for one group, whatever the version.
@@ -60,17 +63,21 @@ impl Default for Membership {
 ///
 /// What ends a lookup for good is decided here once: an error no retry can fix
 /// ([`is_fatal_group_error`]) or a request the broker can never answer (a failure that is not
-/// retriable). Every other error, a lost connection or a timeout backs off and tries again.
+/// retriable). Every other error, a lost connection or a timeout backs off and tries again;
+/// lookups that keep failing are reported ([`take_report`](Self::take_report)).
+///
+/// Finding the coordinator says nothing about the requests sent to it: a coordinator found
+/// again after it hung up on a JoinGroup does not make the next JoinGroup go sooner. Each of
+/// those requests has a [`FailureTracker`] of its own in the machine.
 #[derive(Debug)]
 pub struct CoordinatorLookup {
     group_id: String,
-    backoff: ExponentialBackoff,
     known: Option<Coordinator>,
     in_flight: Option<RequestId>,
-    /// Consecutive failed lookups, for the backoff.
-    attempts: u32,
-    /// After a failed lookup, not before this.
-    retry_at: Option<Instant>,
+    /// Failed lookups in a row, their backoff and their reports.
+    tries: FailureTracker,
+    /// Reports of lookups that keep failing, or recovered, for the machine to pass on.
+    reports: Vec<PersistentFailure>,
 }
 
 /// What a FindCoordinator answer means to the machine that asked.
@@ -95,14 +102,23 @@ pub enum Lookup {
 impl CoordinatorLookup {
     /// Nothing known yet for `group_id`; failed lookups back off by `backoff`.
     pub fn new(group_id: impl Into<String>, backoff: ExponentialBackoff) -> Self {
+        let group_id = group_id.into();
         CoordinatorLookup {
-            group_id: group_id.into(),
-            backoff,
+            tries: FailureTracker::new(
+                ApiKey::FindCoordinator,
+                format!("the coordinator of group {group_id}"),
+                backoff,
+            ),
+            group_id,
             known: None,
             in_flight: None,
-            attempts: 0,
-            retry_at: None,
+            reports: Vec::new(),
         }
+    }
+
+    /// The next report of lookups that keep failing (or recovered), if any.
+    pub fn take_report(&mut self) -> Option<PersistentFailure> {
+        (!self.reports.is_empty()).then(|| self.reports.remove(0))
     }
 
     /// The group.
@@ -129,10 +145,7 @@ impl CoordinatorLookup {
     /// it is not known, no lookup is in flight and no backoff runs. The machine then sends one
     /// and says so with [`sent`](Self::sent).
     pub fn is_due(&self, now: Instant, wants: bool) -> bool {
-        wants
-            && self.known.is_none()
-            && self.in_flight.is_none()
-            && self.retry_at.is_none_or(|t| now >= t)
+        wants && self.known.is_none() && self.in_flight.is_none() && self.tries.is_due(now)
     }
 
     /// The id of a FindCoordinator to send now, taken from `next_id`, when one is due (see
@@ -154,14 +167,14 @@ impl CoordinatorLookup {
     /// The machine sent FindCoordinator as request `id`.
     pub fn sent(&mut self, id: RequestId) {
         self.in_flight = Some(id);
-        self.retry_at = None;
+        self.tries.sent();
     }
 
     /// When the next lookup may go out after a failure, while the machine `wants` the
     /// coordinator and none is known or being looked up: the lookup's timer.
     pub fn retry_at(&self, wants: bool) -> Option<Instant> {
         (wants && self.known.is_none() && self.in_flight.is_none())
-            .then_some(self.retry_at)
+            .then(|| self.tries.retry_at())
             .flatten()
     }
 
@@ -174,7 +187,7 @@ impl CoordinatorLookup {
         random: f64,
     ) -> Lookup {
         self.in_flight = None;
-        let reason = match result {
+        let failed = match result {
             Ok(FoundCoordinator {
                 error_code: 0,
                 coordinator: Some(c),
@@ -182,7 +195,7 @@ impl CoordinatorLookup {
             }) => {
                 debug!(group = %self.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
                 self.known = Some(c.clone());
-                self.attempts = 0;
+                self.reports.extend(self.tries.succeeded(now));
                 return Lookup::Found(c);
             }
             Ok(FoundCoordinator {
@@ -196,9 +209,17 @@ impl CoordinatorLookup {
                 };
             }
             Ok(FoundCoordinator { error_code, .. }) => {
-                format!("FindCoordinator answered error {error_code}")
+                let reason = format!(
+                    "FindCoordinator answered {}",
+                    crate::error_codes::describe(error_code)
+                );
+                let cause = reason.clone();
+                (reason, self.tries.refused(now, cause, None, random))
             }
-            Err(f) if f.retriable => f.reason,
+            Err(f) if f.retriable => {
+                let failed = self.tries.failed(now, &f, random);
+                (f.reason, failed)
+            }
             Err(f) => {
                 return Lookup::Failed {
                     error_code: None,
@@ -206,10 +227,9 @@ impl CoordinatorLookup {
                 };
             }
         };
-        let delay = self.backoff.delay(self.attempts, random);
-        self.attempts = self.attempts.saturating_add(1);
-        debug!(group = %self.group_id, %reason, ?delay, "finding the coordinator again after a backoff");
-        self.retry_at = Some(now + delay);
+        let (reason, failed) = failed;
+        debug!(group = %self.group_id, %reason, delay = ?failed.delay, "finding the coordinator again after a backoff");
+        self.reports.extend(failed.report);
         Lookup::Retrying { reason }
     }
 
@@ -218,7 +238,7 @@ impl CoordinatorLookup {
     pub fn set(&mut self, coordinator: Coordinator) {
         if self.in_flight.is_none() {
             self.known = Some(coordinator);
-            self.retry_at = None;
+            self.tries.sent();
         }
     }
 
@@ -228,7 +248,7 @@ impl CoordinatorLookup {
     pub fn lost(&mut self) -> bool {
         let was_known = self.known.take().is_some();
         if was_known {
-            self.retry_at = None;
+            self.tries.sent();
         }
         was_known
     }

@@ -110,6 +110,15 @@ pub mod code {
     }
 }
 
+/// An error code for a log line or a report: `error 14 (CoordinatorLoadInProgress)`, or
+/// `error N` for a code kafka-protocol does not know.
+pub fn describe(error_code: i16) -> String {
+    match ResponseError::try_from_code(error_code) {
+        Some(e) => format!("error {error_code} ({e:?})"),
+        None => format!("error {error_code}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

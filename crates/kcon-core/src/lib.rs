@@ -9,6 +9,8 @@
 //!   ListOffsets query a reset turns into, watermarks and lag.
 //! - [`backoff`]: KIP-580's exponential backoff with jitter, a pure function of the attempt and a
 //!   random number.
+//! - [`failure`]: a request that keeps failing: the backoff between its tries, which only its
+//!   own success resets, and when it is reported ([`PersistentFailure`]).
 //! - [`property`]: the registry of every property kcon accepts ([`property::registry`]): names,
 //!   aliases, defaults, what each allows, the parts it configures; [`ConfigError`]; the
 //!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
@@ -29,6 +31,7 @@ pub mod assignor;
 pub mod backoff;
 pub mod coordinator;
 pub mod error_codes;
+pub mod failure;
 pub mod harness;
 pub mod list_offsets;
 pub mod machine;
@@ -42,6 +45,7 @@ pub mod wire;
 pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;
+pub use failure::{FailureTracker, PersistentFailure};
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};

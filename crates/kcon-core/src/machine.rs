@@ -148,6 +148,11 @@ pub struct RequestFailure {
     pub retriable: bool,
     /// What happened, for the log and for a fatal error.
     pub reason: String,
+    /// The broker the request went to, or was going to, as the pool names it
+    /// (`broker 1 (host:port)`), when known.
+    pub broker: Option<String>,
+    /// The version the request was sent at, when it got that far.
+    pub version: Option<i16>,
 }
 
 impl RequestFailure {
@@ -156,6 +161,8 @@ impl RequestFailure {
         RequestFailure {
             retriable: true,
             reason: reason.into(),
+            broker: None,
+            version: None,
         }
     }
 
@@ -165,7 +172,25 @@ impl RequestFailure {
         RequestFailure {
             retriable: false,
             reason: reason.into(),
+            broker: None,
+            version: None,
         }
+    }
+
+    /// The same failure, of a request sent at `version`.
+    pub fn at_version(mut self, version: i16) -> RequestFailure {
+        self.version = Some(version);
+        self
+    }
+
+    /// What happened, without the broker's name the pool's messages start with.
+    pub fn cause(&self) -> &str {
+        self.broker
+            .as_deref()
+            .and_then(|b| self.reason.strip_prefix(b))
+            .map(|rest| rest.trim_start_matches([':', ' ']))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(&self.reason)
     }
 }
 

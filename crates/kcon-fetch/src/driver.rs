@@ -360,10 +360,7 @@ fn broker_info(id: i32, versions: &kcon_codec::versions::BrokerVersions) -> Opti
 }
 
 fn refused(reason: String) -> RequestFailure {
-    RequestFailure {
-        retriable: false,
-        reason,
-    }
+    RequestFailure::fatal(reason)
 }
 
 async fn send(
@@ -398,7 +395,7 @@ async fn send(
             let answer = conn
                 .send_with_timeout(&request, timeout)
                 .await
-                .map_err(RequestFailure::from)?;
+                .map_err(|e| RequestFailure::from(e).at_version(version))?;
             latency.record(sent.elapsed());
             Ok(FetchAnswer::Fetch(Box::new(answer)))
         }

@@ -6,9 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
+use kcon_core::failure::Failed;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{Machine, RequestFailure, RequestId, ResetPolicy, TopicId, TopicPartition};
+use kcon_core::{
+    FailureTracker, Machine, PersistentFailure, RequestFailure, RequestId, ResetPolicy, TopicId,
+    TopicPartition,
+};
 use tracing::{debug, warn};
 
 use crate::budget::PrefetchBudget;
@@ -58,6 +63,11 @@ pub struct FetchMachine {
     metadata_wanted: bool,
     metadata_in_flight: bool,
     timers: Timers,
+    /// Each broker's Fetches (and connects) that failed in a row: their backoff, reset only by
+    /// a good Fetch answer, and their reports.
+    broker_tries: BTreeMap<i32, FailureTracker>,
+    /// Metadata refreshes that failed in a row (or left a partition without a leader).
+    metadata_tries: FailureTracker,
     now: Instant,
     closing: bool,
     closed_told: bool,
@@ -75,14 +85,12 @@ pub struct FetchMachine {
 }
 
 /// Every timer of the machine: [`FetchMachine::poll_timeout`] is the earliest one still ahead.
-/// Partition backoffs live in each [`PartitionState`] (`retry_at`) and are read from there.
+/// Partition backoffs live in each [`PartitionState`] (`retry_at`) and are read from there,
+/// brokers' in each [`Broker`].
 #[derive(Debug, Default)]
 struct Timers {
     /// When metadata may be asked for again after a failed refresh.
     metadata_retry: Option<Instant>,
-    /// Failed refreshes (or snapshots still missing a leader) in a row: the exponent of the
-    /// next wait.
-    metadata_failures: u32,
 }
 
 /// One assigned partition.
@@ -117,10 +125,17 @@ struct Broker {
     connecting: bool,
     /// The Fetch in flight.
     fetching: Option<RequestId>,
-    /// After a failed Fetch or Connect, not before this.
+    /// After a failed Fetch or Connect, not before this (the backoff of the broker's
+    /// [`FailureTracker`], which counts the failures).
     retry_at: Option<Instant>,
-    /// Failed Fetches and Connects in a row since its last good Fetch answer.
-    failures: u32,
+}
+
+/// Why a broker is backed off, for its tracker.
+enum BrokerFailure<'a> {
+    /// A request to it got no answer.
+    Request(&'a RequestFailure),
+    /// It answered, with an error or something the machine cannot use.
+    Answer(String),
 }
 
 /// What a request in flight was about, to read its answer.
@@ -150,6 +165,11 @@ impl FetchMachine {
     /// A machine with nothing assigned; `seed` seeds the jitter of its backoffs.
     pub fn new(config: FetchConfig, now: Instant, seed: u64) -> Self {
         let budget = PrefetchBudget::new(config.buffer_max_bytes, config.max_bytes.max(1) as usize);
+        let metadata_tries = FailureTracker::new(
+            ApiKey::Metadata,
+            "the assigned partitions' leaders",
+            config.retry_backoff_policy(),
+        );
         FetchMachine {
             config,
             partitions: BTreeMap::new(),
@@ -162,6 +182,8 @@ impl FetchMachine {
             metadata_wanted: false,
             metadata_in_flight: false,
             timers: Timers::default(),
+            broker_tries: BTreeMap::new(),
+            metadata_tries,
             now,
             closing: false,
             closed_told: false,
@@ -400,9 +422,13 @@ impl FetchMachine {
         // another look; the backoff keeps that from becoming a loop.
         if leaderless {
             self.metadata_wanted = true;
-            self.metadata_backoff(now);
+            self.metadata_backoff(
+                now,
+                BrokerFailure::Answer("a partition has no leader in the metadata".into()),
+            );
         } else {
-            self.timers.metadata_failures = 0;
+            let report = self.metadata_tries.succeeded(now);
+            self.tell(report);
         }
     }
 
@@ -475,18 +501,36 @@ impl FetchMachine {
     }
 
     /// `broker` failed (a Fetch, a Connect, a Fetch that could not be built): it is not asked
-    /// again before its backoff.
-    fn broker_backoff(&mut self, now: Instant, broker: i32) {
-        let backoff = self.backoff();
+    /// again before its backoff, which grows until a Fetch it answers gets through.
+    fn broker_backoff(&mut self, now: Instant, broker: i32, why: BrokerFailure<'_>) {
+        let random = self.rng.f64();
+        let policy = self.config.retry_backoff_policy();
+        let tracker = self.broker_tries.entry(broker).or_insert_with(|| {
+            FailureTracker::new(
+                ApiKey::Fetch,
+                format!("the partitions fetched from broker {broker}"),
+                policy,
+            )
+        });
+        let failed = record(tracker, now, why, random);
         let b = self.brokers.entry(broker).or_default();
-        b.retry_at = Some(backoff.retry_at(now, &mut b.failures));
+        b.retry_at = Some(failed.retry_at);
+        self.tell(failed.report);
     }
 
     /// A metadata refresh failed, or left a partition without a leader.
-    fn metadata_backoff(&mut self, now: Instant) {
-        let backoff = self.backoff();
-        self.timers.metadata_retry =
-            Some(backoff.retry_at(now, &mut self.timers.metadata_failures));
+    fn metadata_backoff(&mut self, now: Instant, why: BrokerFailure<'_>) {
+        let random = self.rng.f64();
+        let failed = record(&mut self.metadata_tries, now, why, random);
+        self.timers.metadata_retry = Some(failed.retry_at);
+        self.tell(failed.report);
+    }
+
+    /// Passes a report on to the application, if there is one.
+    fn tell(&mut self, report: Option<PersistentFailure>) {
+        if let Some(r) = report {
+            self.events.push_back(FetchEvent::PersistentFailure(r));
+        }
     }
 
     /// Records of `tp` fetched and not yet handed out are dropped, and their bytes leave the
@@ -737,7 +781,7 @@ impl FetchMachine {
                     // older version on the connection, so wait for metadata with the id.
                     warn!(broker, %e, "could not build a Fetch");
                     self.budget.failed(broker);
-                    self.broker_backoff(now, broker);
+                    self.broker_backoff(now, broker, BrokerFailure::Answer(e.to_string()));
                     self.metadata_wanted = true;
                     continue;
                 }
@@ -777,7 +821,7 @@ impl FetchMachine {
         // one); the versions are asked again, as the connection may be a new one.
         let _ = b.session.handle_failure();
         b.info = None;
-        self.broker_backoff(now, broker);
+        self.broker_backoff(now, broker, BrokerFailure::Request(e));
         for tp in offsets.keys() {
             if let Some(a) = self.partitions.get_mut(tp) {
                 a.state.broker_failed(broker);
@@ -815,11 +859,14 @@ impl FetchMachine {
                 reason,
                 crate::SessionReset::SessionNotFound | crate::SessionReset::InvalidEpoch
             ) {
-                self.broker_backoff(now, broker);
+                self.broker_backoff(now, broker, BrokerFailure::Answer(format!("{reason:?}")));
             }
             return;
         }
-        b.failures = 0;
+        if let Some(t) = self.broker_tries.get_mut(&broker) {
+            let report = t.succeeded(now);
+            self.tell(report);
+        }
         let ctx = self.ctx(now);
         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
         let mut received = Vec::new();
@@ -1119,7 +1166,7 @@ impl Machine for FetchMachine {
             (Pending::Connect { broker }, Err(e)) => {
                 debug!(broker, %e, "could not learn the broker's versions");
                 self.brokers.entry(broker).or_default().connecting = false;
-                self.broker_backoff(now, broker);
+                self.broker_backoff(now, broker, BrokerFailure::Request(&e));
                 self.metadata_wanted = true;
                 // A read replica we cannot reach is given up for the leader (Java
                 // `AbstractFetch.selectReadReplica` falls back when the node is offline);
@@ -1160,20 +1207,30 @@ impl Machine for FetchMachine {
                 debug!(%e, "metadata refresh failed");
                 self.metadata_in_flight = false;
                 self.metadata_wanted = true;
-                self.metadata_backoff(now);
+                self.metadata_backoff(now, BrokerFailure::Request(&e));
             }
             (pending, Ok(other)) => {
                 // A driver bug: the answer is not of the request's kind. Treated as a failure
                 // so that nothing waits forever.
                 warn!(?pending, ?other, "an answer of the wrong kind");
-                let failure = Err(RequestFailure {
-                    retriable: true,
-                    reason: "an answer of the wrong kind".to_owned(),
-                });
+                let failure = Err(RequestFailure::retriable("an answer of the wrong kind"));
                 self.pending.insert(id, pending);
                 self.handle_response(now, id, failure);
             }
         }
+    }
+}
+
+/// Records a failure in `tracker`.
+fn record(
+    tracker: &mut FailureTracker,
+    now: Instant,
+    why: BrokerFailure<'_>,
+    random: f64,
+) -> Failed {
+    match why {
+        BrokerFailure::Request(f) => tracker.failed(now, f, random),
+        BrokerFailure::Answer(cause) => tracker.refused(now, cause, None, random),
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::OffsetForLeaderEpochResponse;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{ResetPolicy, Target, TopicId, TopicPartition};
+use kcon_core::{PersistentFailure, ResetPolicy, Target, TopicId, TopicPartition};
 
 use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
 use crate::records::FetchedRecords;
@@ -183,4 +183,8 @@ pub enum FetchEvent {
     },
     /// Every fetch session was closed (or could not be): the machine is done.
     Closed,
+    /// Fetches from a broker, or the metadata refreshes that find the partitions' leaders, keep
+    /// failing (logged at WARN already), or recovered after that was reported: the machine
+    /// goes on trying.
+    PersistentFailure(PersistentFailure),
 }

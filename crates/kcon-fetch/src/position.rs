@@ -541,7 +541,7 @@ impl PartitionState {
     /// and `FetchUtils.requestMetadataUpdate`, with two deliberate differences: every error
     /// backs the partition off for `retry_backoff` (so an error answered at once cannot become
     /// a tight fetch loop while metadata refreshes), and UNKNOWN_LEADER_EPOCH also refreshes
-    /// metadata (Java only retries; the issue asks for a refresh, and the pool coalesces them).
+    /// metadata (Java only retries; kcon refreshes too, and the pool coalesces the refreshes).
     pub fn on_fetch_answer(
         mut self,
         answer: &PartitionAnswer,

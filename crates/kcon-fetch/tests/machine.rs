@@ -315,10 +315,7 @@ fn a_transport_failure_resets_the_session_and_backs_the_broker_off() {
     sim.0.machine.handle_response(
         sim.0.now,
         second.id,
-        Err(RequestFailure {
-            retriable: true,
-            reason: "connection lost".into(),
-        }),
+        Err(RequestFailure::retriable("connection lost")),
     );
     // Nothing to the broker during the backoff but learning its versions again.
     let out = sim.requests();
@@ -1002,13 +999,7 @@ fn fail_fetches(sim: &mut Sim, n: usize) -> Vec<Duration> {
     let mut waits = Vec::new();
     for _ in 0..n {
         let f = sim.fetch();
-        sim.fail(
-            f.id,
-            RequestFailure {
-                retriable: true,
-                reason: "connection lost".into(),
-            },
-        );
+        sim.fail(f.id, RequestFailure::retriable("connection lost"));
         let out = sim.requests();
         assert!(
             !out.iter()
@@ -1087,4 +1078,82 @@ fn a_partition_answered_with_an_error_again_and_again_backs_off_exponentially() 
     sim.answer(&f, response(0, vec![(0, -1, None), (1, -1, None)]));
     let wait = sim.run_to_timeout();
     assert!(within_kip580(0, wait), "{wait:?}");
+}
+
+/// A broker that hangs up on every Fetch, though it connects and tells its versions each time:
+/// its Fetches back off exponentially to retry.backoff.max.ms (learning its versions again
+/// does not reset that), the failure is reported once it has lasted, and the Fetch that gets
+/// through starts the backoff over and reports the recovery.
+#[test]
+fn fetches_a_broker_hangs_up_on_back_off_across_reconnects_and_are_reported() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let hang_up = RequestFailure {
+        retriable: true,
+        reason: "broker 1 (h:9092): the broker closed the connection".into(),
+        broker: Some("broker 1 (h:9092)".into()),
+        version: Some(12),
+    };
+    let info = BrokerInfo {
+        id: 1,
+        fetch_version: 12,
+        can_validate: true,
+    };
+    let t0 = sim.0.now;
+    let mut fetched_at = Vec::new();
+    let mut reports = Vec::new();
+    let mut recovered = false;
+    while !recovered {
+        let out = sim.requests();
+        if out.is_empty() {
+            sim.0.run_to_timeout();
+            continue;
+        }
+        for o in out {
+            match o.request {
+                FetchRequest::Metadata { .. } => {
+                    let v = view(&[(0, 1, 5), (1, 1, 5)]);
+                    sim.0.answer(o.id, FetchAnswer::Metadata(v));
+                }
+                FetchRequest::Connect { .. } => {
+                    sim.0.answer(o.id, FetchAnswer::Broker(info));
+                }
+                FetchRequest::Fetch { .. } if sim.0.now < t0 + Duration::from_secs(10) => {
+                    assert!(
+                        fetched_at.len() < 100,
+                        "100 Fetches in {:?}",
+                        sim.0.now - t0
+                    );
+                    fetched_at.push(sim.0.now);
+                    sim.0.fail(o.id, hang_up.clone());
+                }
+                FetchRequest::Fetch { .. } => {
+                    sim.answer(&o, response(7, vec![(0, 0, None), (1, 0, None)]));
+                    recovered = true;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        reports.extend(sim.events().into_iter().filter_map(|e| match e {
+            FetchEvent::PersistentFailure(r) => Some(r),
+            _ => None,
+        }));
+    }
+    let waits: Vec<Duration> = fetched_at.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, w) in waits.iter().enumerate() {
+        let nominal = (100u64 << i.min(10)).min(1000);
+        let (low, high) = (nominal * 8 / 10, (nominal * 12 / 10).min(1000));
+        assert!(
+            *w >= Duration::from_millis(low) && *w <= Duration::from_millis(high),
+            "wait {i} is {w:?}: {waits:?}"
+        );
+    }
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let (failing, recovery) = (&reports[0], &reports[1]);
+    assert!(!failing.recovered && recovery.recovered);
+    assert_eq!(
+        (failing.version, failing.broker.as_deref()),
+        (Some(12), Some("broker 1 (h:9092)"))
+    );
+    assert_eq!(failing.cause, "the broker closed the connection");
+    assert_eq!(failing.subject, "the partitions fetched from broker 1");
 }

@@ -391,32 +391,32 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
         GroupRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
             let request = Ok(coordinator::find_coordinator_request(group_id, v));
-            let answer = call(&conn, request, timeout).await?;
+            let answer = call(&conn, v, request, timeout).await?;
             GroupResponse::FindCoordinator(coordinator::find_coordinator_response(
                 group_id, answer, v,
             ))
         }
         GroupRequest::JoinGroup(j) => {
-            let request = wire::join_group_request(j, version(ApiKey::JoinGroup)?);
-            wire::join_group_response(call(&conn, request, timeout).await?)
+            let v = version(ApiKey::JoinGroup)?;
+            let request = wire::join_group_request(j, v);
+            wire::join_group_response(call(&conn, v, request, timeout).await?)
         }
         GroupRequest::SyncGroup(j) => {
-            let request = wire::sync_group_request(j, version(ApiKey::SyncGroup)?);
-            wire::sync_group_response(call(&conn, request, timeout).await?)
+            let v = version(ApiKey::SyncGroup)?;
+            let request = wire::sync_group_request(j, v);
+            wire::sync_group_response(call(&conn, v, request, timeout).await?)
         }
         GroupRequest::Heartbeat(h) => {
-            let request = wire::heartbeat_request(h, version(ApiKey::Heartbeat)?);
-            wire::heartbeat_response(call(&conn, request, timeout).await?)
+            let v = version(ApiKey::Heartbeat)?;
+            let request = wire::heartbeat_request(h, v);
+            wire::heartbeat_response(call(&conn, v, request, timeout).await?)
         }
-        GroupRequest::LeaveGroup(l) => {
-            let request = Ok(wire::leave_group_request(l, version(ApiKey::LeaveGroup)?));
-            wire::leave_group_response(call(&conn, request, timeout).await?)
-        }
+        GroupRequest::LeaveGroup(l) => leave(&pool, target, conn, l, timeout).await?,
         GroupRequest::ConsumerGroupHeartbeat(h) => {
             let v = version(ApiKey::ConsumerGroupHeartbeat)?;
             let request = consumer_wire::heartbeat_request(h, v);
             GroupResponse::ConsumerGroupHeartbeat(consumer_wire::heartbeat_response(
-                call(&conn, request, timeout).await?,
+                call(&conn, v, request, timeout).await?,
             ))
         }
         // Invariant: Metadata and TopicIds were answered above, before any connection was
@@ -428,15 +428,49 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
     Ok(answer)
 }
 
-/// Sends `request` (built for the connection's version, or why it could not be) and waits for
-/// the answer.
+/// Sends `request` (built for the connection's `version`, or why it could not be) and waits
+/// for the answer.
 async fn call<R: Request>(
     conn: &Connection,
+    version: i16,
     request: Result<R, VersionError>,
     timeout: Duration,
 ) -> Result<R::Response, RequestFailure> {
     let request = request.map_err(RequestFailure::from)?;
     conn.send_with_timeout(&request, timeout)
         .await
-        .map_err(RequestFailure::from)
+        .map_err(|e| RequestFailure::from(e).at_version(version))
+}
+
+/// LeaveGroup, which the member sends once and does not retry: when the broker refused its
+/// version and the pool stepped it down (the broker's next connection speaks a lower one), it
+/// goes again at the lower version, so that a broker mishandling the newest one still sees the
+/// member leave.
+async fn leave(
+    pool: &Pool,
+    target: BrokerTarget,
+    mut conn: Connection,
+    l: &crate::messages::LeaveGroup,
+    timeout: Duration,
+) -> Result<GroupResponse, RequestFailure> {
+    loop {
+        let v = conn
+            .version(ApiKey::LeaveGroup)
+            .map_err(RequestFailure::from)?;
+        let request = Ok(wire::leave_group_request(l, v));
+        let failure = match call(&conn, v, request, timeout).await {
+            Ok(answer) => return Ok(wire::leave_group_response(answer)),
+            Err(f) => f,
+        };
+        match pool.connection(target).await {
+            Ok(next) if next.version(ApiKey::LeaveGroup).is_ok_and(|w| w < v) => {
+                debug!(
+                    version = v,
+                    "LeaveGroup failed at a version the broker refuses; again one lower"
+                );
+                conn = next;
+            }
+            _ => return Err(failure),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator;
-use kcon_core::{ConfigError, Membership};
+use kcon_core::{ConfigError, Membership, PersistentFailure};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -57,6 +57,8 @@ type CommittedResult = Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>
 pub struct Offsets {
     commands: mpsc::UnboundedSender<Command>,
     task: Option<JoinHandle<()>>,
+    /// Reports of requests that keep failing, until [`take_reports`](Offsets::take_reports).
+    reports: Option<mpsc::UnboundedReceiver<PersistentFailure>>,
 }
 
 #[derive(Debug)]
@@ -95,8 +97,10 @@ impl Offsets {
         config.validate()?;
         let machine = CommitMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports) = mpsc::unbounded_channel();
         let task = OffsetsTask {
             observer: None,
+            reports: reports_tx,
             commit_replies: HashMap::new(),
             fetch_replies: HashMap::new(),
             closed: None,
@@ -107,7 +111,16 @@ impl Offsets {
         Ok(Offsets {
             commands,
             task: Some(task),
+            reports: Some(reports),
         })
+    }
+
+    /// Where the task tells of commits, committed-offset lookups or coordinator lookups that
+    /// keep failing, and of their recovery (each logged at WARN or INFO as well): taken once,
+    /// by whoever tells the application. Reports are rare (at most one a minute per request
+    /// while it fails), so an untaken receiver holds few.
+    pub fn take_reports(&mut self) -> Option<mpsc::UnboundedReceiver<PersistentFailure>> {
+        self.reports.take()
     }
 
     /// Marks the record at `offset` of `tp` processed: commits send `offset + 1` with
@@ -253,6 +266,7 @@ fn stopped() -> CommitError {
 /// commits and fetches.
 struct OffsetsTask {
     observer: Option<CommitObserver>,
+    reports: mpsc::UnboundedSender<PersistentFailure>,
     commit_replies: HashMap<CommitId, oneshot::Sender<CommitResult>>,
     fetch_replies: HashMap<CommittedId, oneshot::Sender<CommittedResult>>,
     /// Set by `close`: the task ends once no commit is queued or in flight.
@@ -356,6 +370,9 @@ impl Drive for OffsetsTask {
                     let _ = reply.send(result);
                 }
             }
+            OffsetsEvent::PersistentFailure(report) => {
+                let _ = self.reports.send(report);
+            }
         }
     }
 
@@ -399,7 +416,7 @@ async fn send(
             let r = conn
                 .send_with_timeout(&coordinator::find_coordinator_request(group_id, v), timeout)
                 .await
-                .map_err(RequestFailure::from)?;
+                .map_err(|e| RequestFailure::from(e).at_version(v))?;
             OffsetsResponse::FindCoordinator(coordinator::find_coordinator_response(group_id, r, v))
         }
         OffsetsRequest::OffsetCommit(c) => {
@@ -408,7 +425,7 @@ async fn send(
             wire::offset_commit_response(
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from)?,
+                    .map_err(|e| RequestFailure::from(e).at_version(v))?,
             )
         }
         OffsetsRequest::OffsetFetch(f) => {
@@ -424,7 +441,7 @@ async fn send(
                 &f.group_id,
                 conn.send_with_timeout(&req, timeout)
                     .await
-                    .map_err(RequestFailure::from)?,
+                    .map_err(|e| RequestFailure::from(e).at_version(v))?,
                 v,
             )
         }

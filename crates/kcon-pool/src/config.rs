@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kcon_codec::frame::DEFAULT_MAX_FRAME_SIZE;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::property::{self, Configurable, Part, Setting, registry};
 use kcon_core::{ConfigError, ExponentialBackoff};
 
@@ -87,6 +88,10 @@ pub struct PoolConfig {
     /// The token source of OAUTHBEARER: application code, so it has no property name and is
     /// set on this field only.
     pub sasl_oauthbearer_token_provider: Option<TokenProvider>,
+    /// `api.version.max`: the highest version of each API named, whatever the broker
+    /// advertises (`JoinGroup=5,SyncGroup=3`): for a broker or proxy that advertises versions
+    /// it cannot serve. Default: none.
+    pub api_version_max: Vec<(ApiKey, i16)>,
 }
 
 impl PoolConfig {
@@ -178,6 +183,7 @@ impl Default for PoolConfig {
             sasl_username: None,
             sasl_password: None,
             sasl_oauthbearer_token_provider: None,
+            api_version_max: Vec::new(),
         }
     }
 }
@@ -212,6 +218,7 @@ impl Configurable for PoolConfig {
             Setting::SaslMechanism(m) => self.sasl_mechanism = Some(*m),
             Setting::SaslUsername(u) => self.sasl_username = u.clone(),
             Setting::SaslPassword(p) => self.sasl_password = Some(p.clone()),
+            Setting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
             _ => return false,
         }
         true
@@ -258,6 +265,7 @@ mod tests {
             "sasl.mechanism" => "scram-sha-512",
             "sasl.username" => "alice",
             "sasl.password" => " pass word ",
+            "api.version.max" => " joingroup=5 , SyncGroup = 3,",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -276,6 +284,10 @@ mod tests {
         );
         assert_eq!(c.sasl_mechanism, Some(SaslMechanism::ScramSha512));
         assert_eq!(c.sasl_password, Some(Password::new(" pass word ")));
+        assert_eq!(
+            c.api_version_max,
+            [(ApiKey::JoinGroup, 5), (ApiKey::SyncGroup, 3)]
+        );
         c.validate().unwrap();
         c.set("sasl.mechanisms", "PLAIN").unwrap();
         assert_eq!(c.sasl_mechanism, Some(SaslMechanism::Plain));
@@ -322,6 +334,49 @@ mod tests {
             }
         );
         assert_eq!(c, before, "a refused value changes nothing");
+    }
+
+    #[test]
+    fn api_version_max_names_what_it_refuses() {
+        let mut c = PoolConfig::default();
+        let e = c.set("api.version.max", "JoinGrup=5").unwrap_err();
+        assert_eq!(e.property(), "api.version.max");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "cannot use \"JoinGrup=5\" for api.version.max: \"JoinGrup\" is not an API kcon \
+                 speaks; it speaks Produce, Fetch,"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("JoinGroup"), "{text}");
+        let e = c.set("api.version.max", "Fetch=3").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot use \"Fetch=3\" for api.version.max: kcon speaks Fetch v4 to v17: a cap at \
+             v3 leaves no version"
+        );
+        for bad in [
+            "JoinGroup",
+            "JoinGroup=five",
+            "JoinGroup=5=6",
+            "JoinGroup=99999",
+        ] {
+            let e = c.set("api.version.max", bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("expected comma-separated API=VERSION pairs"),
+                "{bad}: {e}"
+            );
+        }
+        let e = c
+            .set("api.version.max", "JoinGroup=5,joingroup=4")
+            .unwrap_err();
+        assert!(e.to_string().ends_with("JoinGroup is named twice"), "{e}");
+        assert_eq!(c.api_version_max, [], "a refused value changes nothing");
+        c.set("api.version.max", "LeaveGroup=2").unwrap();
+        c.set("api.version.max", "").unwrap();
+        assert_eq!(c.api_version_max, [], "empty: no caps");
     }
 
     #[test]

@@ -51,6 +51,7 @@ use kcon_core::ConfigError;
 use crate::config::PoolConfig;
 use crate::error::{Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError};
 use crate::sasl::Sasl;
+use crate::step_down::{Refusal, StepDown};
 use crate::tls::Tls;
 
 /// A connection to one broker, set up and ready: cheap to clone, closed when the last clone is
@@ -108,14 +109,16 @@ impl Connection {
     /// The config's security settings are validated and its certificate files read on every
     /// call; a [`Pool`](crate::Pool) does that once.
     pub async fn connect(peer: Peer, config: &PoolConfig) -> Result<Connection> {
-        Connection::connect_secured(peer, config, &security(config)?).await
+        Connection::connect_secured(peer, config, &security(config)?, None).await
     }
 
-    /// [`connect`](Connection::connect) with the security settings loaded already.
+    /// [`connect`](Connection::connect) with the security settings loaded already, and what
+    /// the pool knows of the broker's versions beyond what it advertises.
     pub(crate) async fn connect_secured(
         peer: Peer,
         config: &PoolConfig,
         security: &Security,
+        step_down: Option<&Arc<StepDown>>,
     ) -> Result<Connection> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(peer.address.as_str())
             .await
@@ -123,7 +126,9 @@ impl Connection {
             .collect();
         let mut last = Error::transport(&peer, TransportError::NoAddress);
         for addr in addrs {
-            match Connection::connect_addr_secured(peer.clone(), addr, config, security).await {
+            match Connection::connect_addr_secured(peer.clone(), addr, config, security, step_down)
+                .await
+            {
                 Ok(conn) => return Ok(conn),
                 // Another address of the same broker has the same certificate and the same
                 // credentials: trying it would only fail again.
@@ -153,7 +158,7 @@ impl Connection {
         addr: SocketAddr,
         config: &PoolConfig,
     ) -> Result<Connection> {
-        Connection::connect_addr_secured(peer, addr, config, &security(config)?).await
+        Connection::connect_addr_secured(peer, addr, config, &security(config)?, None).await
     }
 
     /// [`connect_addr`](Connection::connect_addr) with the security settings loaded already.
@@ -166,6 +171,7 @@ impl Connection {
         addr: SocketAddr,
         config: &PoolConfig,
         security: &Security,
+        step_down: Option<&Arc<StepDown>>,
     ) -> Result<Connection> {
         let timeout = config.socket_connection_setup_timeout;
         let deadline = Instant::now() + timeout;
@@ -189,7 +195,7 @@ impl Connection {
             })
             .await?;
         // From here on, an error drops `io`, which closes the socket.
-        let io = match &security.tls {
+        let mut io = match &security.tls {
             None => {
                 let (rd, wr) = stream.into_split();
                 Io::start(rd, wr, peer.clone(), config, false)
@@ -202,7 +208,17 @@ impl Connection {
                 Io::start(rd, wr, peer.clone(), config, true)
             }
         };
-        let versions = step(SetupStage::ApiVersions).run(handshake(&io)).await?;
+        let offered = step(SetupStage::ApiVersions).run(handshake(&io)).await?;
+        // What the broker advertised, less the versions it was found to mishandle and the
+        // caps the application set (api.version.max).
+        let mut versions = match step_down {
+            Some(s) => s.connected(offered),
+            None => offered,
+        };
+        for &(api, max) in &config.api_version_max {
+            versions = versions.capped(api, max);
+        }
+        io.step_down = step_down.cloned();
         let reauthenticate_at = match &security.sasl {
             None => None,
             Some(sasl) => {
@@ -364,6 +380,19 @@ impl Step<'_> {
             )),
         }
     }
+}
+
+/// Whether `e` says the broker closed the connection between two answers, or reset it: what a
+/// broker does to a request it cannot read. (A close in the middle of an answer is a broker
+/// that went away while answering.)
+fn is_hang_up(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Transport {
+            kind: TransportError::ClosedMidFrame { .. },
+            ..
+        }
+    ) && is_closed(e)
 }
 
 /// Whether `e` says the broker closed or reset the connection.
@@ -551,6 +580,9 @@ async fn handshake(io: &Io) -> Result<BrokerVersions> {
 /// The pipelined request/answer machinery of one socket, from before the handshake on.
 pub(crate) struct Io {
     shared: Arc<Shared>,
+    /// Where refusals of a version are counted (see [`StepDown`]); `None` for a connection made
+    /// outside a pool, and during the setup.
+    step_down: Option<Arc<StepDown>>,
     /// Whole frames for the writer task. Unbounded because the in-flight slots bound it: a frame
     /// is only queued by a caller holding a slot.
     frames: mpsc::UnboundedSender<Bytes>,
@@ -582,6 +614,7 @@ impl Io {
         shared.adopt_tasks([reader.abort_handle(), writer.abort_handle()]);
         Io {
             shared,
+            step_down: None,
             frames,
             client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
@@ -671,7 +704,7 @@ impl Io {
             }
         };
         span.record("correlation_id", correlation_id);
-        match time::timeout_at(deadline, reply).await {
+        let result = match time::timeout_at(deadline, reply).await {
             Ok(Ok(answer)) => answer,
             // The pending entry went without an answer: only when the shared state was torn
             // down, which `death` reports.
@@ -684,7 +717,14 @@ impl Io {
                 self.shared.fail(e.clone());
                 Err(e)
             }
+        };
+        if let (Err(e), Some(step_down)) = (&result, &self.step_down)
+            && is_hang_up(e)
+            && self.shared.lock().oldest_at_death == Some(correlation_id)
+        {
+            step_down.refused(R::KEY, version, Refusal::HungUp);
         }
+        result
     }
 
     /// Encodes `request`, registers it and hands it to the writer, in one synchronous step.
@@ -737,10 +777,18 @@ impl Io {
     /// Decodes an answer; one that does not decode closes the connection.
     pub(crate) fn decode<R: Request>(&self, frame: Bytes, version: i16) -> Result<R::Response> {
         match decode_response::<R>(frame, version) {
-            Ok((_, response)) => Ok(response),
+            Ok((_, response)) => {
+                if let Some(s) = &self.step_down {
+                    s.answered(R::KEY, version);
+                }
+                Ok(response)
+            }
             Err(e) => {
                 let e = Error::corrupt(&self.shared.peer, Corruption::Codec(e));
                 self.shared.fail(e.clone());
+                if let Some(s) = &self.step_down {
+                    s.refused(R::KEY, version, Refusal::Undecodable);
+                }
                 Err(e)
             }
         }
@@ -780,6 +828,9 @@ struct State {
     pending: HashMap<i32, Pending>,
     /// Set once, by the first failure; every later request gets it.
     dead: Option<Error>,
+    /// The oldest request waiting when the connection died: the one a broker that closes a
+    /// connection on a request it cannot read was reading (it answers in order).
+    oldest_at_death: Option<i32>,
     closed_at: Option<Instant>,
     /// The reader and writer tasks, aborted by the failure.
     tasks: Vec<AbortHandle>,
@@ -813,6 +864,7 @@ impl Shared {
             state: Mutex::new(State {
                 pending: HashMap::new(),
                 dead: None,
+                oldest_at_death: None,
                 closed_at: None,
                 tasks: Vec::new(),
             }),
@@ -877,6 +929,7 @@ impl Shared {
                 return;
             }
             st.dead = Some(error.clone());
+            st.oldest_at_death = st.pending.keys().min().copied();
             st.closed_at = Some(Instant::now());
             (
                 std::mem::take(&mut st.pending),

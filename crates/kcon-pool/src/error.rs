@@ -189,6 +189,8 @@ impl From<Error> for RequestFailure {
         RequestFailure {
             retriable,
             reason: e.to_string(),
+            broker: e.peer().map(ToString::to_string),
+            version: None,
         }
     }
 }
@@ -206,6 +208,19 @@ impl fmt::Display for Error {
                 theirs: None,
                 ..
             } => write!(f, "{peer} does not offer {}", api_name(*api_key)),
+            Error::Unsupported {
+                peer,
+                api_key,
+                ours,
+                theirs: Some(theirs),
+            } if ours.1 < ours.0 => write!(
+                f,
+                "{peer} offers {} v{}-v{}, and api.version.max caps it at v{}: no common version",
+                api_name(*api_key),
+                theirs.0,
+                theirs.1,
+                ours.1
+            ),
             Error::Unsupported {
                 peer,
                 api_key,

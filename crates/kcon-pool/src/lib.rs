@@ -25,6 +25,7 @@ pub mod error;
 pub mod metadata;
 mod pool;
 mod sasl;
+mod step_down;
 mod tls;
 
 pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};

@@ -14,11 +14,12 @@ use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
 use tracing::debug;
 
-use kcon_core::{ConfigError, ExponentialBackoff, Target};
+use kcon_core::{ConfigError, ExponentialBackoff, FailureTracker, RequestFailure, Target};
 
 use crate::config::PoolConfig;
 use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
+use crate::step_down::StepDown;
 use kcon_core::error_codes::is_stale_metadata_error;
 
 use crate::metadata::{Metadata, TopicScope, metadata_request};
@@ -56,10 +57,11 @@ impl Pool {
         let security = Security::from_config(&config)?;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| Error::Misuse(Misuse::NoRuntime))?;
+        let state = PoolState::new(config.retry_backoff_policy());
         let inner = Arc::new(PoolInner {
             config,
             security,
-            state: Mutex::new(PoolState::new()),
+            state: Mutex::new(state),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
         });
@@ -231,13 +233,16 @@ struct PoolState {
     tracked: TopicScope,
     slots: HashMap<SlotKey, Arc<Slot>>,
     versions: HashMap<i32, BrokerVersions>,
+    /// Versions each broker address was found to mishandle, kept across its connections.
+    step_downs: HashMap<String, Arc<StepDown>>,
     /// The newest Metadata request in flight.
     refresh: Option<InFlightRefresh>,
     next_refresh_id: u64,
     /// A refresh of the tracked topics was requested.
     stale: bool,
-    /// Failed refreshes in a row.
-    refresh_failures: u32,
+    /// Failed refreshes in a row: their backoff (reset only by a refresh that works) and the
+    /// WARN line when they go on.
+    refresh_tries: FailureTracker,
     /// No background refresh before this: the retry backoff after the last one.
     refresh_not_before: Option<Instant>,
 }
@@ -362,7 +367,20 @@ impl PoolInner {
         if let Some(not_before) = slot.backoff_until(&policy) {
             time::sleep_until(not_before).await;
         }
-        match Connection::connect_secured(slot.peer.clone(), &self.config, &self.security).await {
+        let step_down = self
+            .lock()
+            .step_downs
+            .entry(slot.peer.address.clone())
+            .or_insert_with(|| Arc::new(StepDown::new(slot.peer.clone())))
+            .clone();
+        let connected = Connection::connect_secured(
+            slot.peer.clone(),
+            &self.config,
+            &self.security,
+            Some(&step_down),
+        )
+        .await;
+        match connected {
             Ok(conn) => {
                 slot.connected(conn.clone());
                 if let Some(id) = slot.peer.id {
@@ -374,6 +392,7 @@ impl PoolInner {
             }
             Err(e) => {
                 slot.failed(&policy);
+                step_down.connect_failed();
                 Err(e)
             }
         }
@@ -443,22 +462,25 @@ impl PoolInner {
             st.refresh = None;
         }
         let policy = self.config.retry_backoff_policy();
+        let now = Instant::now();
         match result {
             Ok(_) => {
                 if scope.covers(&st.tracked) {
                     st.stale = false;
                 }
-                st.refresh_failures = 0;
+                st.refresh_tries.succeeded(now.into_std());
                 // Even after a success, the next background refresh waits a retry backoff
                 // (Java's `Metadata.timeToAllowUpdate`): a burst of stale-leader errors must
                 // not become a burst of Metadata requests.
-                st.refresh_not_before = Some(Instant::now() + policy.delay_random(0));
+                st.refresh_not_before = Some(now + policy.delay_random(0));
             }
             Err(e) => {
-                debug!(error = %e, failures = st.refresh_failures + 1, "metadata refresh failed");
-                st.refresh_not_before =
-                    Some(Instant::now() + policy.delay_random(st.refresh_failures));
-                st.refresh_failures = st.refresh_failures.saturating_add(1);
+                debug!(error = %e, failures = st.refresh_tries.failures() + 1, "metadata refresh failed");
+                let failure = RequestFailure::from(e.clone());
+                let failed = st
+                    .refresh_tries
+                    .failed(now.into_std(), &failure, fastrand::f64());
+                st.refresh_not_before = Some(now + failed.delay);
                 // Retried by the background task after the backoff.
                 st.stale = true;
             }
@@ -537,17 +559,23 @@ impl Drop for PoolInner {
 const HOUSEKEEPING_MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 impl PoolState {
-    /// The state of a new pool: no metadata, no connections, nothing tracked.
-    fn new() -> PoolState {
+    /// The state of a new pool: no metadata, no connections, nothing tracked; failed refreshes
+    /// back off by `retry`.
+    fn new(retry: ExponentialBackoff) -> PoolState {
         PoolState {
             metadata: Arc::new(Metadata::default()),
             tracked: TopicScope::none(),
             slots: HashMap::new(),
             versions: HashMap::new(),
+            step_downs: HashMap::new(),
             refresh: None,
             next_refresh_id: 0,
             stale: false,
-            refresh_failures: 0,
+            refresh_tries: FailureTracker::new(
+                kcon_codec::kafka_protocol::messages::ApiKey::Metadata,
+                "the cluster metadata",
+                retry,
+            ),
             refresh_not_before: None,
         }
     }
@@ -724,7 +752,10 @@ mod tests {
 
     #[test]
     fn slots_follow_a_moved_broker() {
-        let mut st = PoolState::new();
+        let mut st = PoolState::new(ExponentialBackoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        ));
         let a = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
         let same = st.slot(SlotKey::Broker(1, None), Peer::broker(1, "a:1"));
         assert!(Arc::ptr_eq(&a, &same));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::PersistentFailure;
 use crate::consumer::Hook;
 use crate::{Error, Record, TopicPartition};
 
@@ -59,6 +60,18 @@ pub trait ConsumerHooks: Send + Sync + 'static {
     /// under `auto.offset.reset=none`, no position).
     fn on_partition_error(&self, partition: &TopicPartition, error: &Error) {
         let _ = (partition, error);
+    }
+
+    /// A request the consumer needs keeps failing: joining the group, heartbeats, commits,
+    /// committed-offset lookups, finding the coordinator, fetches from a broker or the
+    /// metadata refreshes that find the partitions' leaders (what librdkafka tells its error
+    /// callback). The consumer goes on trying, backing off up to `retry.backoff.max.ms`; it
+    /// tells once the failure has lasted (three tries and five seconds), then at most once a
+    /// minute while it lasts, and once more when the request succeeds again (`recovered`).
+    /// Each is logged too, at WARN (INFO for a recovery). Called on the task that receives
+    /// records, in its next receiving call or wait.
+    fn on_persistent_failure(&self, failure: &PersistentFailure) {
+        let _ = failure;
     }
 }
 

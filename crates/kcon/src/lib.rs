@@ -84,6 +84,7 @@ pub use stream::RecordStream;
 
 pub use record::Record;
 
+pub use kcon_codec::kafka_protocol::messages::ApiKey;
 pub use kcon_codec::records::TimestampType;
 /// ISO-8601 durations as `auto.offset.reset=by_duration:` takes them (KIP-1106, Java's
 /// `Duration.parse`).
@@ -91,6 +92,6 @@ pub use kcon_core::offsets::parse_iso8601_duration;
 /// The registry of every property the consumer and its parts take: names, defaults, what is
 /// allowed and which part each configures (what a tool checks `-X name=value` against).
 pub use kcon_core::property;
-pub use kcon_core::{IsolationLevel, ResetPolicy, TopicPartition, Watermarks};
+pub use kcon_core::{IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition, Watermarks};
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
 pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};

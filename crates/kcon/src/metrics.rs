@@ -95,6 +95,11 @@ pub struct Metrics {
     /// up to `fetch.max.wait.ms`, included): count, sum, maximum and a histogram over
     /// [`LATENCY_BUCKETS`](crate::LATENCY_BUCKETS).
     pub fetch_latency: LatencyHistogram,
+    /// Reports of requests that keep failing (each one
+    /// [`ConsumerHooks::on_persistent_failure`](crate::ConsumerHooks::on_persistent_failure)
+    /// is told, recoveries not counted): at most one a minute per request while it fails, so
+    /// a rate above zero means the consumer is stuck somewhere.
+    pub persistent_failures: u64,
 }
 
 /// The counters behind [`Metrics`].
@@ -107,6 +112,7 @@ pub(crate) struct MetricsState {
     rebalance_since: Option<Instant>,
     last_rebalance: Option<Duration>,
     commits: CommitCounts,
+    persistent_failures: u64,
 }
 
 /// Commits made, failed, and their latencies.
@@ -139,7 +145,13 @@ impl MetricsState {
             rebalance_since: None,
             last_rebalance: None,
             commits: CommitCounts::default(),
+            persistent_failures: 0,
         }
+    }
+
+    /// A request that keeps failing was reported (not its recovery).
+    pub(crate) fn persistent_failure(&mut self) {
+        self.persistent_failures += 1;
     }
 
     pub(crate) fn fetched(&mut self, now: Instant, records: usize, bytes: usize) {
@@ -199,6 +211,7 @@ impl MetricsState {
             last_commit_latency: self.commits.last,
             max_commit_latency: self.commits.max,
             fetch_latency,
+            persistent_failures: self.persistent_failures,
         }
     }
 }

@@ -31,6 +31,7 @@ impl MetricsHandle {
     /// | `kcon_consumer_commit_failures_total` | counter | those that failed |
     /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
     /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
+    /// | `kcon_consumer_persistent_failures_total` | counter | reports of requests that keep failing (see [`ConsumerHooks::on_persistent_failure`](crate::ConsumerHooks::on_persistent_failure)) |
     /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
     /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
     /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
@@ -114,6 +115,11 @@ impl Collector for Scrape {
             "kcon_consumer_max_commit_seconds",
             "The longest synchronous commit latency seen.",
             Value::Gauge(seconds(m.max_commit_latency)),
+        )?;
+        one(
+            "kcon_consumer_persistent_failures",
+            "Reports of requests that keep failing (joining, heartbeats, commits, fetches...), at most one a minute per request.",
+            Value::Counter(m.persistent_failures),
         )?;
 
         let h = &m.fetch_latency;

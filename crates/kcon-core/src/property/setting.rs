@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
+
 use crate::assignor::{BuiltinAssignor, GroupProtocol};
 use crate::offsets::{IsolationLevel, ResetPolicy};
 use crate::record_policy::ErrorTolerance;
@@ -57,6 +59,9 @@ pub enum Setting {
     SaslUsername(Option<String>),
     /// `sasl.password`.
     SaslPassword(Password),
+    /// `api.version.max`: an API and the highest version to send it at, for each API named
+    /// once; empty for none.
+    ApiVersionMax(Vec<(ApiKey, i16)>),
     /// `group.id`, as given.
     GroupId(String),
     /// `group.instance.id`; `None` when set empty.

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::versions::SUPPORTED;
+
 use super::registry::{DefaultValue, Input, Kind, Part, Property};
 use super::setting::Setting;
 use super::{ConfigError, split_host_port};
@@ -31,6 +34,9 @@ const FROM_0: &str = "a whole number from 0 to 2147483647";
 const FROM_1: &str = "a whole number from 1 to 2147483647";
 const SERVERS: &str = "a comma-separated list of host:port, port from 1 to 65535";
 const FILE: &str = "the path of a PEM file; empty unsets it";
+const API_VERSIONS: &str = "comma-separated API=VERSION pairs, each API named once by its \
+     Kafka protocol name (JoinGroup, SyncGroup, LeaveGroup, Fetch, ...) among those kcon speaks, \
+     VERSION a whole number at least kcon's lowest version of it; empty for none";
 const STRATEGY: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
      sticky, cooperative-sticky (or their Java class names)";
 
@@ -191,6 +197,20 @@ pub(super) static TABLE: &[Property] = &[
         doc: "Whether asking for a missing topic's metadata may create it, on brokers \
               configured to.",
         kind: Kind::Bool(Setting::AllowAutoCreateTopics),
+    },
+    Property {
+        name: "api.version.max",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: POOL,
+        doc: "Caps the version of each API named, whatever the brokers advertise: for a broker \
+              or proxy that advertises a version it cannot serve. Without it, a version a \
+              broker refuses (it closes the connection on it twice in a row, or answers what \
+              does not decode) is stepped down by itself.",
+        kind: Kind::Other {
+            allowed: API_VERSIONS,
+            parse: api_version_max,
+        },
     },
     Property {
         name: "security.protocol",
@@ -717,6 +737,54 @@ fn servers(i: &Input<'_>) -> Result<Setting, ConfigError> {
         return Err(ConfigError::invalid(i.property, bad, i.allowed));
     }
     Ok(Setting::BootstrapServers(servers))
+}
+
+/// `api.version.max`: `API=VERSION` pairs. An API kcon does not speak, and a version below
+/// kcon's lowest (which would leave none), are refused with the reason.
+fn api_version_max(i: &Input<'_>) -> Result<Setting, ConfigError> {
+    let mut caps: Vec<(ApiKey, i16)> = Vec::new();
+    for pair in i
+        .trimmed()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (name, version) = pair.split_once('=').ok_or_else(|| i.refused())?;
+        let (name, version) = (name.trim(), version.trim());
+        let Some(&(api, min, max)) = SUPPORTED
+            .iter()
+            .find(|(k, _, _)| format!("{k:?}").eq_ignore_ascii_case(name))
+        else {
+            let known: Vec<String> = SUPPORTED.iter().map(|(k, _, _)| format!("{k:?}")).collect();
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!(
+                    "{name:?} is not an API kcon speaks; it speaks {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let version: i16 = version.parse().map_err(|_| i.refused())?;
+        if version < min {
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!(
+                    "kcon speaks {api:?} v{min} to v{max}: a cap at v{version} leaves no version"
+                ),
+            ));
+        }
+        if caps.iter().any(|(k, _)| *k == api) {
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!("{api:?} is named twice"),
+            ));
+        }
+        caps.push((api, version));
+    }
+    Ok(Setting::ApiVersionMax(caps))
 }
 
 /// `partition.assignment.strategy`: at least one assignor, none twice.

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
+use kcon_core::error_codes::describe;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, Machine, RequestFailure, RequestId, RequestIds, Target,
-    TopicId, TopicPartition,
+    Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
+    RequestId, RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -79,6 +80,9 @@ pub struct ConsumerGroupMachine {
     revocation: Option<Revocation>,
     next_revocation: u64,
     heartbeat: Beat,
+    /// Heartbeats that failed in a row (no answer, or an error answer retried): their backoff,
+    /// which finding the coordinator again does not reset, and their reports.
+    tries: FailureTracker,
     lookup: TopicLookup,
     /// When the application last polled.
     last_poll: Instant,
@@ -202,6 +206,11 @@ impl ConsumerGroupMachine {
                 held_back: None,
                 hold_polls: 0,
             },
+            tries: FailureTracker::new(
+                ApiKey::ConsumerGroupHeartbeat,
+                format!("group {}", config.group_id),
+                config.retry_backoff_policy(),
+            ),
             lookup: TopicLookup::default(),
             last_poll: now,
             pending_leave: None,
@@ -621,6 +630,8 @@ impl ConsumerGroupMachine {
 
     fn finish_leave(&mut self, then: AfterLeave) {
         self.lose_all();
+        // Out of the group, nothing is retried: a failure still running is forgotten.
+        self.tries.clear();
         self.forget_membership();
         self.maybe_member = false;
         self.heartbeat.in_flight = None;
@@ -654,7 +665,7 @@ impl ConsumerGroupMachine {
         }
         self.heartbeat.in_flight = None;
         self.heartbeat.told = None;
-        self.heartbeat.next_at = now;
+        self.heartbeat.next_at = self.heartbeat_due(now);
         if let Phase::Leaving {
             then,
             in_flight: true,
@@ -664,14 +675,46 @@ impl ConsumerGroupMachine {
         }
     }
 
+    /// When the next heartbeat may go, from `now`: at once, unless heartbeats are backing off
+    /// after failures (finding the coordinator again is not a heartbeat getting through).
+    fn heartbeat_due(&self, now: Instant) -> Instant {
+        self.tries.retry_at().unwrap_or(now).max(now)
+    }
+
+    /// A heartbeat was answered with `error_code`, which the member retries: its backoff, and
+    /// a report when the failure has lasted. Returns when the next one may go.
+    fn refused(&mut self, error_code: i16, now: Instant) -> Instant {
+        let random = self.rng.f64();
+        let broker = self
+            .coordinator
+            .known()
+            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
+        let failed = self
+            .tries
+            .refused(now, describe(error_code), broker, random);
+        self.tell(failed.report);
+        failed.retry_at
+    }
+
+    /// Passes a report on to the application, if there is one.
+    fn tell(&mut self, report: Option<PersistentFailure>) {
+        if let Some(r) = report {
+            self.events.push_back(GroupEvent::PersistentFailure(r));
+        }
+    }
+
     // ----- answers -----
 
     fn on_find_coordinator(&mut self, result: Result<GroupResponse, RequestFailure>, now: Instant) {
         let result = crate::messages::found_coordinator(result);
-        match self.coordinator.handle_answer(now, result, self.rng.f64()) {
+        let lookup = self.coordinator.handle_answer(now, result, self.rng.f64());
+        while let Some(report) = self.coordinator.take_report() {
+            self.tell(Some(report));
+        }
+        match lookup {
             Lookup::Found(c) => {
                 info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
-                self.heartbeat.next_at = now;
+                self.heartbeat.next_at = self.heartbeat_due(now);
             }
             Lookup::Retrying { .. } => {}
             Lookup::Failed {
@@ -724,6 +767,10 @@ impl ConsumerGroupMachine {
                 return;
             }
             Err(f) if f.retriable => {
+                // Looked up again at once; the next heartbeat waits for its backoff.
+                let random = self.rng.f64();
+                let failed = self.tries.failed(now, &f, random);
+                self.tell(failed.report);
                 self.coordinator_lost(&f.reason, now);
                 return;
             }
@@ -744,15 +791,21 @@ impl ConsumerGroupMachine {
         }
         let was_join = sent.epoch == 0;
         if answer.error_code == 0 {
+            let report = self.tries.succeeded(now);
+            self.tell(report);
             self.on_heartbeat_ok(sent, answer, now);
             return;
         }
         use ResponseError as E;
         match ResponseError::try_from_code(answer.error_code) {
             Some(E::FencedMemberEpoch | E::UnknownMemberId) => {
+                // Answered: heartbeats get through.
+                let report = self.tries.succeeded(now);
+                self.tell(report);
                 self.fenced(answer.error_code, was_join, now)
             }
             Some(E::NotCoordinator | E::CoordinatorNotAvailable) => {
+                self.refused(answer.error_code, now);
                 self.coordinator_lost("the coordinator moved", now)
             }
             Some(
@@ -791,7 +844,7 @@ impl ConsumerGroupMachine {
                 // the backoff.
                 debug!(group = %self.config.group_id, error_code = answer.error_code, "heartbeat error; heartbeating again after a backoff");
                 self.heartbeat.told = None;
-                self.heartbeat.next_at = now + self.next_backoff();
+                self.heartbeat.next_at = self.refused(answer.error_code, now);
             }
         }
     }
@@ -1014,6 +1067,7 @@ impl ConsumerGroupMachine {
             owned: owned_changed.then(|| told.owned.clone()),
         };
         let id = self.ids.next_id();
+        self.tries.sent();
         self.heartbeat.in_flight = Some(InFlight {
             id,
             epoch: self.epoch,

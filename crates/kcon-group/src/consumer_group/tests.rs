@@ -352,6 +352,14 @@ fn coordinator_errors_rediscover() {
                 coordinator: Some(coordinator()),
             }),
         );
+        // Found again at once, but the heartbeat that failed waits for its backoff
+        // (retry.backoff.ms, ±20 %): finding the coordinator is not a heartbeat getting through.
+        assert!(h.request().is_none(), "no heartbeat before the backoff");
+        let waited = h.run_to_timeout();
+        assert!(
+            waited >= Duration::from_millis(80) && waited <= Duration::from_millis(120),
+            "{waited:?}"
+        );
         let (_, hb) = heartbeat(&mut h);
         assert_eq!(hb.member_epoch, 1);
         assert_eq!(hb.owned, Some(assignment(&[(A, &[0])])));
@@ -741,4 +749,81 @@ fn a_join_held_at_epoch_zero_is_asked_again() {
     let (id, _) = heartbeat(&mut h);
     h.answer(id, ok(3, Some(assignment(&[(A, &[0])]))));
     assert_eq!(h.machine.generation().id, 3);
+}
+
+/// A coordinator that hangs up on every heartbeat, while FindCoordinator finds it at once: the
+/// heartbeats back off exponentially to retry.backoff.max.ms (each lookup leaves that alone),
+/// the failure is reported once it has lasted, and the heartbeat that gets through starts the
+/// backoff over and reports the recovery.
+#[test]
+fn heartbeats_the_coordinator_hangs_up_on_back_off_across_lookups_and_are_reported() {
+    let mut h = member(&[(A, &[0])]);
+    let hang_up = RequestFailure {
+        retriable: true,
+        reason: "broker 1 (h:9092): the broker closed the connection".into(),
+        broker: Some("broker 1 (h:9092)".into()),
+        version: Some(1),
+    };
+    let t0 = h.now;
+    let mut sent = Vec::new();
+    let mut reports = Vec::new();
+    let id = loop {
+        let out = match h.request() {
+            Some(out) => out,
+            None => {
+                h.run_to_timeout();
+                continue;
+            }
+        };
+        match out.request {
+            GroupRequest::FindCoordinator { .. } => h.answer(
+                out.id,
+                GroupResponse::FindCoordinator(FoundCoordinator {
+                    error_code: 0,
+                    error_message: None,
+                    coordinator: Some(coordinator()),
+                }),
+            ),
+            GroupRequest::ConsumerGroupHeartbeat(_) if h.now < t0 + Duration::from_secs(10) => {
+                assert!(sent.len() < 100, "100 heartbeats in {:?}", h.now - t0);
+                sent.push(h.now);
+                h.fail(out.id, hang_up.clone());
+            }
+            GroupRequest::ConsumerGroupHeartbeat(_) => break out.id,
+            other => panic!("unexpected {other:?}"),
+        }
+        reports.extend(h.events().into_iter().filter_map(|e| match e {
+            GroupEvent::PersistentFailure(r) => Some(r),
+            _ => None,
+        }));
+    };
+    // The first heartbeat goes a heartbeat interval after the last answer; from the first
+    // failure on, each waits for the backoff.
+    let waits: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, w) in waits.iter().enumerate() {
+        let nominal = (100u64 << i.min(10)).min(1000);
+        let (low, high) = (nominal * 8 / 10, (nominal * 12 / 10).min(1000));
+        assert!(
+            *w >= Duration::from_millis(low) && *w <= Duration::from_millis(high),
+            "wait {i} is {w:?}: {waits:?}"
+        );
+    }
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(
+        (reports[0].api, reports[0].version, reports[0].recovered),
+        (
+            kcon_codec::kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat,
+            Some(1),
+            false
+        )
+    );
+    h.answer(id, ok(1, None));
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, GroupEvent::PersistentFailure(r) if r.recovered)),
+        "{events:?}"
+    );
+    assert_eq!(owned(&h).len(), 1, "the member kept its partition");
 }

@@ -9,11 +9,17 @@ impl GroupMachine {
         now: Instant,
     ) {
         let result = crate::messages::found_coordinator(result);
-        match self.coordinator.handle_answer(now, result, self.rng.f64()) {
+        let lookup = self.coordinator.handle_answer(now, result, self.rng.f64());
+        while let Some(report) = self.coordinator.take_report() {
+            self.tell(Some(report));
+        }
+        match lookup {
             Lookup::Found(c) => {
                 info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
-                // Heartbeats go out at once to the new coordinator.
-                self.heartbeat.next_at = now;
+                // Heartbeats go out at once to the new coordinator, unless they are backing
+                // off after failures: finding the coordinator again is not a heartbeat
+                // getting through.
+                self.heartbeat.next_at = self.tries.heartbeat.retry_at().unwrap_or(now).max(now);
                 self.heartbeat.session_deadline = now + self.config.session_timeout;
             }
             Lookup::Retrying { .. } => {}
@@ -41,12 +47,10 @@ impl GroupMachine {
         }
         self.heartbeat.in_flight = None;
         match &mut self.phase {
-            Phase::Joining {
-                in_flight,
-                retry_at,
-            } => {
+            // A JoinGroup in flight is sent again once the coordinator is found (after its own
+            // backoff, when it was the one that failed: the caller sets that).
+            Phase::Joining { in_flight, .. } => {
                 *in_flight = None;
-                *retry_at = None;
             }
             // The Java client rejoins when SyncGroup cannot complete: the generation being
             // completed is probably gone with the coordinator.

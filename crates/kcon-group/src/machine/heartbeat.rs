@@ -16,6 +16,9 @@ impl GroupMachine {
                 return;
             }
             Err(f) if f.retriable => {
+                // The coordinator is looked up again at once; the next heartbeat waits for
+                // the heartbeats' own backoff (see `on_find_coordinator`).
+                self.heartbeat.next_at = self.try_failed(Try::Heartbeat, &f, now);
                 self.coordinator_lost(&f.reason, now);
                 return;
             }
@@ -25,6 +28,20 @@ impl GroupMachine {
             }
         };
         let current = sent_for == self.generation.id && self.heartbeating();
+        let answered = match error_code {
+            code::NOT_COORDINATOR
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::COORDINATOR_LOAD_IN_PROGRESS => false,
+            code::NONE
+            | code::REBALANCE_IN_PROGRESS
+            | code::UNKNOWN_MEMBER_ID
+            | code::ILLEGAL_GENERATION => true,
+            _ => !current,
+        };
+        if answered {
+            // Heartbeats get through, whatever this one's answer asks of the member.
+            self.try_answered(Try::Heartbeat, now);
+        }
         match error_code {
             code::NONE => {
                 self.heartbeat.session_deadline = now + self.config.session_timeout;
@@ -54,17 +71,18 @@ impl GroupMachine {
                 self.reset_generation(error_code, now);
             }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
+                self.heartbeat.next_at = self.try_refused(Try::Heartbeat, error_code, now);
                 self.coordinator_lost("the coordinator moved", now);
             }
             code::COORDINATOR_LOAD_IN_PROGRESS => {
-                self.heartbeat.next_at = now + self.config.retry_backoff;
+                self.heartbeat.next_at = self.try_refused(Try::Heartbeat, error_code, now);
             }
             _ if is_fatal_group_error(error_code) => {
                 self.fail_broker(ApiKey::Heartbeat, error_code, now)
             }
             _ => {
                 // Retriable, or unexpected: try again after the backoff.
-                self.heartbeat.next_at = now + self.config.retry_backoff;
+                self.heartbeat.next_at = self.try_refused(Try::Heartbeat, error_code, now);
             }
         }
     }
@@ -88,6 +106,7 @@ impl GroupMachine {
             None,
         );
         self.heartbeat.in_flight = Some((out.id, self.generation.id));
+        self.tries.heartbeat.sent();
         // Java times the next heartbeat from when this one was sent.
         self.heartbeat.next_at = now + self.config.heartbeat_interval;
         Some(out)

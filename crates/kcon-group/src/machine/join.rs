@@ -13,25 +13,56 @@ impl GroupMachine {
             }
             return;
         }
-        match &mut self.phase {
-            Phase::Assigning {
-                in_flight,
-                retry_at,
-                ..
-            } => {
+        match &self.phase {
+            Phase::Assigning { .. } => {
                 // Metadata goes to any broker: retry after a backoff.
-                *in_flight = None;
-                let delay = self.backoff.delay(self.rebalance_attempts, self.rng.f64());
-                self.rebalance_attempts += 1;
-                *retry_at = Some(now + delay);
+                let at = self.try_failed(Try::Metadata, &failure, now);
+                if let Phase::Assigning {
+                    in_flight,
+                    retry_at,
+                    ..
+                } = &mut self.phase
+                {
+                    *in_flight = None;
+                    *retry_at = Some(at);
+                }
             }
             Phase::Leaving { .. } => self.left(now),
+            Phase::Joining { .. } => {
+                // The coordinator is looked up again at once, but the JoinGroup waits for its
+                // own backoff: a coordinator that hangs up on every JoinGroup is found again
+                // each time, and must not get them at the pace of lookups.
+                let at = self.try_failed(Try::Join, &failure, now);
+                self.coordinator_lost(&failure.reason, now);
+                self.start_join(Some(at));
+            }
+            Phase::Syncing { .. } => {
+                // The Java client rejoins when SyncGroup cannot complete: the generation being
+                // completed is probably gone with the coordinator. The rejoin waits for the
+                // SyncGroup's backoff, or a coordinator hanging up on SyncGroup would see a
+                // JoinGroup and a SyncGroup per lookup.
+                let at = self.try_failed(Try::Sync, &failure, now);
+                self.coordinator_lost(&failure.reason, now);
+                self.start_join(Some(at));
+            }
             _ => self.coordinator_lost(&failure.reason, now),
         }
     }
 
     pub(super) fn on_join(&mut self, answer: JoinGroupAnswer, now: Instant) {
         let error_code = answer.error_code;
+        if matches!(
+            error_code,
+            code::NONE
+                | code::MEMBER_ID_REQUIRED
+                | code::UNKNOWN_MEMBER_ID
+                | code::ILLEGAL_GENERATION
+                | code::REBALANCE_IN_PROGRESS
+        ) {
+            // The coordinator took the JoinGroup in: the request works, whatever the member
+            // must do next.
+            self.try_answered(Try::Join, now);
+        }
         match error_code {
             code::NONE => {}
             code::MEMBER_ID_REQUIRED => {
@@ -45,13 +76,20 @@ impl GroupMachine {
                 self.reset_generation(error_code, now);
                 return;
             }
-            code::REBALANCE_IN_PROGRESS | code::COORDINATOR_LOAD_IN_PROGRESS => {
+            code::REBALANCE_IN_PROGRESS => {
                 let delay = self.rebalance_backoff();
                 self.start_join(Some(now + delay));
                 return;
             }
+            code::COORDINATOR_LOAD_IN_PROGRESS => {
+                let at = self.try_refused(Try::Join, error_code, now);
+                self.start_join(Some(at));
+                return;
+            }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
+                let at = self.try_refused(Try::Join, error_code, now);
                 self.coordinator_lost("JoinGroup: the coordinator moved", now);
+                self.start_join(Some(at));
                 return;
             }
             code::FENCED_INSTANCE_ID => {
@@ -64,9 +102,9 @@ impl GroupMachine {
             }
             _ => {
                 // Retriable, or unexpected: join again after the backoff.
-                warn!(group = %self.config.group_id, error_code, "JoinGroup failed; joining again after a backoff");
-                let delay = self.rebalance_backoff();
-                self.start_join(Some(now + delay));
+                debug!(group = %self.config.group_id, error_code, "JoinGroup failed; joining again after a backoff");
+                let at = self.try_refused(Try::Join, error_code, now);
+                self.start_join(Some(at));
                 return;
             }
         }
@@ -144,6 +182,10 @@ impl GroupMachine {
     }
 
     pub(super) fn on_metadata(&mut self, topics: TopicPartitions, now: Instant) {
+        if !matches!(self.phase, Phase::Assigning { .. }) {
+            return;
+        }
+        self.try_answered(Try::Metadata, now);
         let Phase::Assigning { join, .. } = &self.phase else {
             return;
         };
@@ -229,6 +271,15 @@ impl GroupMachine {
         assignment: Bytes,
         now: Instant,
     ) {
+        if matches!(
+            error_code,
+            code::NONE
+                | code::REBALANCE_IN_PROGRESS
+                | code::UNKNOWN_MEMBER_ID
+                | code::ILLEGAL_GENERATION
+        ) {
+            self.try_answered(Try::Sync, now);
+        }
         match error_code {
             code::NONE => {}
             code::REBALANCE_IN_PROGRESS => {
@@ -243,7 +294,9 @@ impl GroupMachine {
                 return;
             }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
+                let at = self.try_refused(Try::Sync, error_code, now);
                 self.coordinator_lost("SyncGroup: the coordinator moved", now);
+                self.start_join(Some(at));
                 return;
             }
             _ if is_fatal_group_error(error_code) => {
@@ -255,8 +308,8 @@ impl GroupMachine {
                 // to a follower that syncs after the leader): rejoin after the backoff, as
                 // librdkafka does for every SyncGroup error but FENCED_INSTANCE_ID.
                 warn!(group = %self.config.group_id, error_code, "SyncGroup failed; joining again after a backoff");
-                let delay = self.rebalance_backoff();
-                self.start_join(Some(now + delay));
+                let at = self.try_refused(Try::Sync, error_code, now);
+                self.start_join(Some(at));
                 return;
             }
         }
@@ -463,6 +516,7 @@ impl GroupMachine {
                 *retry_at = None;
                 // This JoinGroup carries the latest subscription.
                 self.rejoin_needed = None;
+                self.tries.join.sent();
                 let timeout = Some(self.config.max_poll_interval + Duration::from_secs(5));
                 let join = self.join_request();
                 return Some(self.outgoing(
@@ -523,6 +577,11 @@ impl GroupMachine {
                 ));
             }
         };
+        match &request {
+            GroupRequest::Metadata { .. } => self.tries.metadata.sent(),
+            GroupRequest::SyncGroup(_) => self.tries.sync.sent(),
+            _ => {}
+        }
         let target = match request {
             GroupRequest::Metadata { .. } => Target::Any,
             // Invariant: the arms above returned when a coordinator request had no coordinator.

@@ -68,6 +68,8 @@ impl GroupMachine {
 
     pub(super) fn finish_leave(&mut self, then: AfterLeave, _now: Instant) {
         self.lose_all();
+        // Out of the group, nothing is retried: a failure still running is forgotten.
+        self.tries.clear();
         self.generation.id = -1;
         self.generation.protocol_name = None;
         if self.config.group_instance_id.is_none() {

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::error_codes::{code, is_fatal_group_error};
+use kcon_core::error_codes::{code, describe, is_fatal_group_error};
+use kcon_core::failure::Failed;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, Machine, RequestFailure, RequestId, RequestIds, Target,
-    TopicPartition,
+    Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
+    RequestId, RequestIds, Target, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -28,6 +29,8 @@ mod coordinator;
 mod heartbeat;
 mod join;
 mod leave;
+#[cfg(test)]
+mod tests;
 mod timers;
 
 use timers::Timer;
@@ -105,6 +108,9 @@ pub enum GroupEvent {
     /// The member left the group after [`GroupMachine::close`]; the machine does nothing
     /// more.
     Closed,
+    /// A request the member needs keeps failing (logged at WARN already), or recovered after it
+    /// was reported: the member goes on trying, and the application may want to know.
+    PersistentFailure(PersistentFailure),
 }
 
 /// Identifies a [`GroupEvent::Revoked`] to acknowledge.
@@ -212,8 +218,11 @@ pub struct GroupMachine {
     /// The generation `previous_assignment` was owned in.
     previous_generation: i32,
     heartbeat: HeartbeatState,
-    /// Consecutive failed JoinGroup/SyncGroup/Metadata attempts, for the backoff.
+    /// JoinGroups answered REBALANCE_IN_PROGRESS in a row, for the backoff.
     rebalance_attempts: u32,
+    /// Failed tries of each request the member retries: the backoff between them, reset only
+    /// by the request's own success (not by finding the coordinator again), and the reports.
+    tries: Tries,
     /// When the application last polled.
     last_poll: Instant,
     /// The pending revocation, if any.
@@ -282,6 +291,47 @@ enum AfterLeave {
     Closed,
 }
 
+/// The requests the member retries after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Try {
+    Join,
+    Sync,
+    Heartbeat,
+    /// The leader's Metadata request.
+    Metadata,
+}
+
+/// The member's requests that are retried after a failure, one tracker each.
+#[derive(Debug)]
+struct Tries {
+    join: FailureTracker,
+    sync: FailureTracker,
+    heartbeat: FailureTracker,
+    /// The leader's Metadata request.
+    metadata: FailureTracker,
+}
+
+impl Tries {
+    fn new(config: &GroupConfig) -> Tries {
+        let subject = format!("group {}", config.group_id);
+        let tracker =
+            |api| FailureTracker::new(api, subject.clone(), config.retry_backoff_policy());
+        Tries {
+            join: tracker(ApiKey::JoinGroup),
+            sync: tracker(ApiKey::SyncGroup),
+            heartbeat: tracker(ApiKey::Heartbeat),
+            metadata: tracker(ApiKey::Metadata),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.join.clear();
+        self.sync.clear();
+        self.heartbeat.clear();
+        self.metadata.clear();
+    }
+}
+
 #[derive(Debug)]
 struct HeartbeatState {
     /// The heartbeat in flight and the generation it was sent for.
@@ -318,6 +368,7 @@ impl GroupMachine {
                 session_deadline: now + config.session_timeout,
             },
             rebalance_attempts: 0,
+            tries: Tries::new(&config),
             last_poll: now,
             revocation: None,
             next_revocation: 0,
@@ -521,6 +572,54 @@ impl GroupMachine {
         self.events.push_back(GroupEvent::Fatal(error));
     }
 
+    /// Passes a report on to the application, if there is one.
+    fn tell(&mut self, report: Option<PersistentFailure>) {
+        if let Some(r) = report {
+            self.events.push_back(GroupEvent::PersistentFailure(r));
+        }
+    }
+
+    /// A try of `request` failed without an answer: its tracker backs off (and may report).
+    /// Returns when it may go again.
+    fn try_failed(&mut self, request: Try, failure: &RequestFailure, now: Instant) -> Instant {
+        let random = self.rng.f64();
+        let failed = self.tracker(request).failed(now, failure, random);
+        self.after_failure(failed)
+    }
+
+    /// A try of `request` was answered with `error_code`, which the member retries.
+    fn try_refused(&mut self, request: Try, error_code: i16, now: Instant) -> Instant {
+        let random = self.rng.f64();
+        let broker = self
+            .coordinator
+            .known()
+            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
+        let failed = self
+            .tracker(request)
+            .refused(now, describe(error_code), broker, random);
+        self.after_failure(failed)
+    }
+
+    /// A try of `request` was answered: it works again.
+    fn try_answered(&mut self, request: Try, now: Instant) {
+        let report = self.tracker(request).succeeded(now);
+        self.tell(report);
+    }
+
+    fn after_failure(&mut self, failed: Failed) -> Instant {
+        self.tell(failed.report);
+        failed.retry_at
+    }
+
+    fn tracker(&mut self, request: Try) -> &mut FailureTracker {
+        match request {
+            Try::Join => &mut self.tries.join,
+            Try::Sync => &mut self.tries.sync,
+            Try::Heartbeat => &mut self.tries.heartbeat,
+            Try::Metadata => &mut self.tries.metadata,
+        }
+    }
+
     // ----- requests -----
 
     /// An outgoing request with the next id (the id `phase_request` peeked at and recorded).
@@ -612,6 +711,15 @@ impl Machine for GroupMachine {
                 "no heartbeat answered within session.timeout.ms; finding the coordinator again");
             self.heartbeat.session_deadline = now + self.config.session_timeout;
             self.coordinator_lost("session timeout without a heartbeat answer", now);
+        }
+        if self.timer(Timer::RebalanceRetry).is_some_and(|t| now >= t) {
+            // The wait is over: the request goes as soon as it can (a JoinGroup once the
+            // coordinator is known again), and the timer is not left behind in the past.
+            if let Phase::Joining { retry_at, .. } | Phase::Assigning { retry_at, .. } =
+                &mut self.phase
+            {
+                *retry_at = None;
+            }
         }
         // The other timers only gate what poll_request sends.
     }

@@ -703,10 +703,7 @@ impl Sim {
                 if self.nodes[member].incarnation == incarnation
                     && self.nodes[member].outstanding.contains_key(&id)
                 {
-                    let failure = RequestFailure {
-                        retriable: true,
-                        reason: "request timed out".to_owned(),
-                    };
+                    let failure = RequestFailure::retriable("request timed out");
                     self.answer_member(member, id, Err(failure));
                 }
             }
@@ -810,10 +807,7 @@ impl Sim {
                 Injected::Error(code) => reply(self, Ok(error_response(&request, code))),
                 Injected::Transport => reply(
                     self,
-                    Err(RequestFailure {
-                        retriable: true,
-                        reason: "connection reset (injected)".to_owned(),
-                    }),
+                    Err(RequestFailure::retriable("connection reset (injected)")),
                 ),
                 Injected::Drop => {}
             }

@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::{ExponentialBackoff, IsolationLevel, Machine};
+use kcon_core::error_codes::describe;
+use kcon_core::failure::Failed;
+use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
 use tracing::{debug, warn};
 
 use crate::config::OffsetsConfig;
@@ -66,6 +69,9 @@ pub enum OffsetsEvent {
         /// Each partition's committed offset (`None`: the group has none), or why not.
         result: Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, CommittedError>,
     },
+    /// Commits, committed-offset fetches or the coordinator lookup keep failing (logged at WARN
+    /// already), or recovered after that was reported: the machine goes on trying.
+    PersistentFailure(PersistentFailure),
 }
 
 /// The machine's timers, one table (their minimum is [`CommitMachine::poll_timeout`]).
@@ -81,7 +87,6 @@ struct PendingCommit {
     kind: CommitKind,
     queued_at: Instant,
     offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    attempts: u32,
     retry_at: Option<Instant>,
     deadline: Instant,
     in_flight: Option<RequestId>,
@@ -94,7 +99,6 @@ struct PendingCommit {
 #[derive(Debug)]
 struct PendingFetch {
     partitions: Option<BTreeSet<TopicPartition>>,
-    attempts: u32,
     retry_at: Option<Instant>,
     deadline: Instant,
     in_flight: Option<RequestId>,
@@ -149,7 +153,11 @@ enum Retry {
 #[derive(Debug)]
 pub struct CommitMachine {
     config: OffsetsConfig,
-    backoff: ExponentialBackoff,
+    /// OffsetCommits that failed in a row, whichever commit they carried: the backoff before
+    /// the next (a commit asked for meanwhile waits for it too), and the reports.
+    commit_tries: FailureTracker,
+    /// OffsetFetches that failed in a row, likewise.
+    fetch_tries: FailureTracker,
     rng: fastrand::Rng,
     next_id: u64,
     generation_id: i32,
@@ -176,8 +184,18 @@ impl CommitMachine {
                 .enable_auto_commit
                 .then(|| now + config.auto_commit_interval),
         };
+        let subject = |what: &str| format!("{what} of group {}", config.group_id);
         CommitMachine {
-            backoff: config.retry_backoff_policy(),
+            commit_tries: FailureTracker::new(
+                ApiKey::OffsetCommit,
+                subject("commits"),
+                config.retry_backoff_policy(),
+            ),
+            fetch_tries: FailureTracker::new(
+                ApiKey::OffsetFetch,
+                subject("committed-offset lookups"),
+                config.retry_backoff_policy(),
+            ),
             coordinator: CoordinatorLookup::new(
                 config.group_id.clone(),
                 config.retry_backoff_policy(),
@@ -288,6 +306,7 @@ impl CommitMachine {
             && front.in_flight.is_none()
         {
             front.retry_at = None;
+            self.commit_tries.retry_now();
         }
     }
 
@@ -332,7 +351,6 @@ impl CommitMachine {
             kind,
             queued_at: now,
             offsets,
-            attempts: 0,
             retry_at: None,
             deadline: now + self.config.default_api_timeout,
             in_flight: None,
@@ -361,7 +379,6 @@ impl CommitMachine {
             id,
             PendingFetch {
                 partitions,
-                attempts: 0,
                 retry_at: None,
                 deadline: now + self.config.default_api_timeout,
                 in_flight: None,
@@ -399,7 +416,11 @@ impl CommitMachine {
             ))),
             Err(f) => Err(f),
         };
-        match self.coordinator.handle_answer(now, result, self.rng.f64()) {
+        let lookup = self.coordinator.handle_answer(now, result, self.rng.f64());
+        while let Some(report) = self.coordinator.take_report() {
+            self.tell(Some(report));
+        }
+        match lookup {
             Lookup::Found(_) => {}
             Lookup::Retrying { reason } => self.note_error(&reason),
             Lookup::Failed {
@@ -430,8 +451,11 @@ impl CommitMachine {
             return;
         }
         front.in_flight = None;
-        let (retry, reason) = match result {
-            Err(f) if f.retriable => (Retry::Rediscover, f.reason),
+        let (retry, reason, failed) = match result {
+            Err(f) if f.retriable => {
+                let failed = self.commit_tries.failed(now, &f, self.rng.f64());
+                (Retry::Rediscover, f.reason, failed)
+            }
             Err(f) => {
                 // Invariant: `front` was just seen.
                 let c = self.commits.pop_front().expect("a queued commit");
@@ -439,7 +463,13 @@ impl CommitMachine {
                 return;
             }
             Ok(OffsetsResponse::OffsetCommit { partitions }) => {
-                match classify_commit(&partitions) {
+                let outcome = classify_commit(&partitions);
+                if !matches!(outcome, CommitOutcome::Retry(..)) {
+                    // Answered: commits get through, whatever this one's answer was.
+                    let report = self.commit_tries.succeeded(now);
+                    self.tell(report);
+                }
+                match outcome {
                     CommitOutcome::Done => {
                         // Invariant: `front` was just seen.
                         let c = self.commits.pop_front().expect("a queued commit");
@@ -467,7 +497,13 @@ impl CommitMachine {
                         return;
                     }
                     CommitOutcome::Retry(retry, code) => {
-                        (retry, format!("OffsetCommit answered error {code}"))
+                        let failed = self.commit_tries.refused(
+                            now,
+                            describe(code),
+                            self.coordinator_name(),
+                            self.rng.f64(),
+                        );
+                        (retry, format!("OffsetCommit answered error {code}"), failed)
                     }
                 }
             }
@@ -484,20 +520,16 @@ impl CommitMachine {
             }
         };
         debug!(reason = %reason, "commit failed; retrying");
+        let retry_at = self.after_failure(failed);
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
         if let Some(front) = self.commits.front_mut() {
             front.stale_epoch = retry == Retry::NewEpoch;
         }
-        let delay = self.backoff.delay(
-            self.commits.front().map_or(0, |c| c.attempts),
-            self.rng.f64(),
-        );
         // Invariant: `front` was just seen and nothing removed it.
         let mut c = self.commits.pop_front().expect("a queued commit");
-        c.attempts = c.attempts.saturating_add(1);
-        c.retry_at = Some(now + delay);
+        c.retry_at = Some(retry_at);
         c.last_error = reason;
         if c.deadline <= now {
             let last = c.last_error.clone();
@@ -513,7 +545,6 @@ impl CommitMachine {
             // The backoff still applies: the coordinator that failed it is the one `next`
             // goes to.
             next.retry_at = next.retry_at.max(c.retry_at);
-            next.attempts = next.attempts.max(c.attempts);
             next.stale_epoch |= c.stale_epoch;
             next.merge_earlier(c, &mut self.events);
             return;
@@ -535,8 +566,13 @@ impl CommitMachine {
             return;
         }
         fetch.in_flight = None;
+        let mut failure = None;
         let outcome = match result {
-            Err(f) if f.retriable => FetchOutcome::Retry(Retry::Rediscover, f.reason),
+            Err(f) if f.retriable => {
+                let reason = f.reason.clone();
+                failure = Some(f);
+                FetchOutcome::Retry(Retry::Rediscover, reason)
+            }
             Err(f) => FetchOutcome::Fail(CommittedError::Request(f.reason)),
             Ok(OffsetsResponse::OffsetFetch {
                 error_code,
@@ -545,6 +581,21 @@ impl CommitMachine {
             Ok(other) => FetchOutcome::Fail(CommittedError::Request(format!(
                 "OffsetFetch got an unexpected answer: {other:?}"
             ))),
+        };
+        let failed = match (&outcome, failure) {
+            (FetchOutcome::Retry(..), Some(f)) => {
+                Some(self.fetch_tries.failed(now, &f, self.rng.f64()))
+            }
+            (FetchOutcome::Retry(_, reason), None) => {
+                let cause = reason.clone();
+                let broker = self.coordinator_name();
+                Some(self.fetch_tries.refused(now, cause, broker, self.rng.f64()))
+            }
+            (_, _) => {
+                let report = self.fetch_tries.succeeded(now);
+                self.tell(report);
+                None
+            }
         };
         let (retry, reason) = match outcome {
             FetchOutcome::Done(offsets) => {
@@ -571,10 +622,11 @@ impl CommitMachine {
             FetchOutcome::Retry(retry, reason) => (retry, reason),
         };
         debug!(reason = %reason, "offset fetch failed; retrying");
+        // Invariant: a retried outcome recorded a failure above.
+        let retry_at = failed.map_or(now, |f| self.after_failure(f));
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
-        let random = self.rng.f64();
         // Invariant: the fetch was found above and nothing removed it since.
         let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
         if fetch.deadline <= now {
@@ -585,9 +637,28 @@ impl CommitMachine {
             });
             return;
         }
-        fetch.retry_at = Some(now + self.backoff.delay(fetch.attempts, random));
-        fetch.attempts = fetch.attempts.saturating_add(1);
+        fetch.retry_at = Some(retry_at);
         fetch.last_error = reason;
+    }
+
+    /// Passes a report on, if there is one.
+    fn tell(&mut self, report: Option<PersistentFailure>) {
+        if let Some(r) = report {
+            self.events.push_back(OffsetsEvent::PersistentFailure(r));
+        }
+    }
+
+    /// Passes a failure's report on and returns when its request may go again.
+    fn after_failure(&mut self, failed: Failed) -> Instant {
+        self.tell(failed.report);
+        failed.retry_at
+    }
+
+    /// The coordinator, named as the pool names brokers, when known.
+    fn coordinator_name(&self) -> Option<String> {
+        self.coordinator
+            .known()
+            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port))
     }
 
     fn complete_commit(
@@ -695,6 +766,7 @@ impl Machine for CommitMachine {
         if let Some(front) = self.commits.front()
             && front.in_flight.is_none()
             && front.retry_at.is_none_or(|t| t <= now)
+            && self.commit_tries.is_due(now)
         {
             let request = CommitRequest {
                 group_id: self.config.group_id.clone(),
@@ -705,6 +777,7 @@ impl Machine for CommitMachine {
             };
             let cid = front.id;
             let id = self.request_id();
+            self.commit_tries.sent();
             // Invariant: `front` was just seen.
             self.commits.front_mut().expect("a queued commit").in_flight = Some(id);
             self.in_flight.insert(id, InFlight::Commit(cid));
@@ -719,11 +792,13 @@ impl Machine for CommitMachine {
             .fetches
             .iter()
             .find(|(_, f)| f.in_flight.is_none() && f.retry_at.is_none_or(|t| t <= now))
-            .map(|(id, _)| *id)?;
+            .map(|(id, _)| *id)
+            .filter(|_| self.fetch_tries.is_due(now))?;
         let id = self.request_id();
         // Invariant: `fid` was just found in the map.
         let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
         fetch.in_flight = Some(id);
+        self.fetch_tries.sent();
         let request = CommittedRequest {
             group_id: self.config.group_id.clone(),
             partitions: fetch.partitions.clone(),
@@ -757,11 +832,17 @@ impl Machine for CommitMachine {
             && c.in_flight.is_none()
         {
             min(c.retry_at);
+            min(self.commit_tries.retry_at());
             min(Some(c.deadline));
         }
+        let mut waiting = false;
         for f in self.fetches.values().filter(|f| f.in_flight.is_none()) {
+            waiting = true;
             min(f.retry_at);
             min(Some(f.deadline));
+        }
+        if waiting {
+            min(self.fetch_tries.retry_at());
         }
         t
     }
@@ -769,6 +850,20 @@ impl Machine for CommitMachine {
     /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
     /// waiting to be retried.
     fn handle_timeout(&mut self, now: Instant) {
+        // Backoffs that are over leave the timer table: what waits for the coordinator next
+        // must not keep a timer in the past.
+        self.commit_tries.handle_timeout(now);
+        self.fetch_tries.handle_timeout(now);
+        if let Some(c) = self.commits.front_mut()
+            && c.retry_at.is_some_and(|t| t <= now)
+        {
+            c.retry_at = None;
+        }
+        for f in self.fetches.values_mut() {
+            if f.retry_at.is_some_and(|t| t <= now) {
+                f.retry_at = None;
+            }
+        }
         if let Some(at) = self.timers.auto_commit
             && at <= now
         {

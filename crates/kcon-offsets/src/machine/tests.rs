@@ -261,10 +261,7 @@ fn coordinator_errors_rediscover_and_retry() {
             None => h.machine.handle_response(
                 h.now,
                 rid,
-                Err(RequestFailure {
-                    retriable: true,
-                    reason: "connection closed".into(),
-                }),
+                Err(RequestFailure::retriable("connection closed")),
             ),
         }
         assert!(h.committed().is_empty());
@@ -634,4 +631,119 @@ fn stray_answers_are_ignored() {
     let done = h.committed();
     assert_eq!(done.len(), 1);
     assert!(done[0].1.is_ok());
+}
+
+/// The pool's failure when the coordinator closes the connection on a request.
+fn hang_up() -> RequestFailure {
+    RequestFailure {
+        retriable: true,
+        reason: "broker 2 (h:9092): the broker closed the connection".into(),
+        broker: Some("broker 2 (h:9092)".into()),
+        version: Some(9),
+    }
+}
+
+/// Asserts waits between tries grow as KIP-580's backoff at the defaults: 100, 200, 400,
+/// 800 ms, then 1 s, each ±20 % and never above 1 s.
+fn assert_backs_off(waits: &[Duration]) {
+    for (i, w) in waits.iter().enumerate() {
+        let nominal = (100u64 << i.min(10)).min(1000);
+        let (low, high) = (nominal * 8 / 10, (nominal * 12 / 10).min(1000));
+        assert!(
+            *w >= Duration::from_millis(low) && *w <= Duration::from_millis(high),
+            "wait {i} is {w:?}, not {low}..={high} ms: {waits:?}"
+        );
+    }
+}
+
+/// A coordinator that hangs up on every OffsetCommit, while FindCoordinator finds it at once:
+/// the commits back off exponentially across lookups (and across commits: one asked for
+/// meanwhile waits too), the failure is reported once it has lasted, and a commit that gets
+/// through starts the backoff over and reports the recovery.
+#[test]
+fn commits_the_coordinator_hangs_up_on_back_off_across_lookups_and_commits() {
+    let mut c = config(false);
+    c.default_api_timeout = Duration::from_secs(60);
+    let mut h = harness(c);
+    h.machine.set_generation(1, "m");
+    h.machine.store_offset(tp(0), 1, None);
+    h.machine.commit_stored(h.now, CommitKind::Sync);
+    let t0 = h.now;
+    let mut sent = Vec::new();
+    let mut reports = Vec::new();
+    while h.now < t0 + Duration::from_secs(12) {
+        let out = loop {
+            match h.request() {
+                Some(out) if matches!(out.request, OffsetsRequest::FindCoordinator { .. }) => {
+                    h.answer(
+                        out.id,
+                        OffsetsResponse::FindCoordinator(FoundCoordinator {
+                            error_code: 0,
+                            error_message: None,
+                            coordinator: Some(coordinator(2)),
+                        }),
+                    );
+                }
+                Some(out) => break out,
+                None => {
+                    h.run_to_timeout();
+                }
+            }
+        };
+        assert!(
+            matches!(out.request, OffsetsRequest::OffsetCommit(_)),
+            "{out:?}"
+        );
+        assert!(sent.len() < 100, "100 commits in {:?}", h.now - t0);
+        sent.push(h.now);
+        h.fail(out.id, hang_up());
+        if sent.len() == 3 {
+            // An async commit asked for now waits for the backoff too.
+            h.machine.store_offset(tp(1), 5, None);
+            h.machine.commit_stored(h.now, CommitKind::Async);
+        }
+        reports.extend(h.events().into_iter().filter_map(|e| match e {
+            OffsetsEvent::PersistentFailure(r) => Some(r),
+            _ => None,
+        }));
+    }
+    let waits: Vec<Duration> = sent.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_backs_off(&waits);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let r = &reports[0];
+    assert_eq!(
+        (r.api, r.version, r.broker.as_deref()),
+        (ApiKey::OffsetCommit, Some(9), Some("broker 2 (h:9092)"))
+    );
+    assert_eq!(r.subject, "commits of group g");
+    // Through at last: the recovery is told, and the next failure backs off from the start.
+    let (id, c) = loop {
+        match h.request() {
+            Some(out) if matches!(out.request, OffsetsRequest::OffsetCommit(_)) => {
+                let OffsetsRequest::OffsetCommit(c) = out.request else {
+                    unreachable!()
+                };
+                break (out.id, c);
+            }
+            Some(out) => h.answer(
+                out.id,
+                OffsetsResponse::FindCoordinator(FoundCoordinator {
+                    error_code: 0,
+                    error_message: None,
+                    coordinator: Some(coordinator(2)),
+                }),
+            ),
+            None => {
+                h.run_to_timeout();
+            }
+        }
+    };
+    h.answer_commit(id, &c, 0);
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, OffsetsEvent::PersistentFailure(r) if r.recovered)),
+        "{events:?}"
+    );
 }

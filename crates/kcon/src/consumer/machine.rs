@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kcon_core::{RequestId, RequestIds, TopicPartition};
+use kcon_core::{PersistentFailure, RequestId, RequestIds, TopicPartition};
 use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
@@ -186,6 +186,8 @@ pub struct ConsumerMachine {
     /// offsets itself, and hears of partitions leaving.
     streams: bool,
     metrics: MetricsState,
+    /// Reports of requests that keep failing (and of their recovery), for the hooks.
+    reports: VecDeque<PersistentFailure>,
 }
 
 /// What a partition's last Fetch answer said of its log, for its lag.
@@ -229,6 +231,7 @@ impl ConsumerMachine {
             last_liveness: Some(now),
             streams: false,
             metrics: MetricsState::new(),
+            reports: VecDeque::new(),
         }
     }
 
@@ -396,6 +399,21 @@ impl ConsumerMachine {
     /// The next step to carry out, under its id.
     pub fn poll_step(&mut self) -> Option<(RequestId, Step)> {
         self.steps.pop_front()
+    }
+
+    /// The next report of a request that keeps failing (or recovered), for the hooks.
+    pub fn take_report(&mut self) -> Option<PersistentFailure> {
+        self.reports.pop_front()
+    }
+
+    /// A part of the consumer (the group member, the offsets task, the fetcher) reports a
+    /// request that keeps failing, or its recovery: counted (not a recovery) and kept for the
+    /// hooks.
+    pub fn persistent_failure(&mut self, report: PersistentFailure) {
+        if !report.recovered {
+            self.metrics.persistent_failure();
+        }
+        self.reports.push_back(report);
     }
 
     /// The next error for the application.
@@ -773,6 +791,7 @@ impl ConsumerMachine {
                 self.fatal = Some(e.clone());
                 return Err(e);
             }
+            GroupEvent::PersistentFailure(report) => self.persistent_failure(report),
             // Closed (after close) needs nothing here.
             _ => {}
         }
@@ -820,6 +839,10 @@ impl ConsumerMachine {
                 Ok(false)
             }
             FetchEvent::Closed => Err(Error::closed()),
+            FetchEvent::PersistentFailure(report) => {
+                self.persistent_failure(report);
+                Ok(false)
+            }
             _ => Ok(false),
         }
     }

@@ -101,6 +101,9 @@ pub struct Consumer {
     handed: u32,
     /// The partitions owned, as commit handles see them.
     owned: Owned,
+    /// Where the offsets task reports requests that keep failing (the member and the fetcher
+    /// report theirs with their events).
+    offsets_reports: Option<mpsc::UnboundedReceiver<kcon_core::PersistentFailure>>,
 }
 
 /// What the offsets task tells of the commits nobody awaits in place (auto-commits, async
@@ -168,14 +171,15 @@ impl Consumer {
         }
         let pool = Pool::new(settings.pool.clone())?;
         let fetcher = Fetcher::start(pool.clone(), settings.fetch.clone())?;
-        let (group, offsets) = match (&settings.group, &settings.offsets) {
+        let (group, offsets, offsets_reports) = match (&settings.group, &settings.offsets) {
             (Some(g), Some(o)) => {
                 let member = GroupMember::start(pool.clone(), g.clone())?;
-                let offsets = Offsets::start(pool.clone(), o.clone())?;
+                let mut offsets = Offsets::start(pool.clone(), o.clone())?;
                 offsets.follow(member.membership());
-                (Some(member), Some(Arc::new(offsets)))
+                let reports = offsets.take_reports();
+                (Some(member), Some(Arc::new(offsets)), reports)
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let options = MachineOptions {
             group: group.is_some(),
@@ -218,6 +222,7 @@ impl Consumer {
             publish_due: false,
             handed: 0,
             owned: Owned::default(),
+            offsets_reports,
         })
     }
 
@@ -948,6 +953,7 @@ impl Consumer {
         self.machine.tick(now());
         self.run_commands();
         loop {
+            self.tell_failures();
             // Every event (a fetch answer, a group event, the housekeeping tick) may change
             // what the metrics handles read.
             self.publish(false);
@@ -1136,6 +1142,19 @@ impl Consumer {
                     (None, StepAnswer::Topics(result))
                 }))
             }
+        }
+    }
+
+    /// Tells the hooks of requests that keep failing (or recovered): the offsets task's
+    /// reports, and those that came with the member's and the fetcher's events.
+    fn tell_failures(&mut self) {
+        if let Some(rx) = &mut self.offsets_reports {
+            while let Ok(report) = rx.try_recv() {
+                self.machine.persistent_failure(report);
+            }
+        }
+        while let Some(report) = self.machine.take_report() {
+            self.hooks.each(|h| h.on_persistent_failure(&report));
         }
     }
 
