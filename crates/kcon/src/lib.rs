@@ -37,10 +37,9 @@
 //! `kcon::prometheus_client`).
 //!
 //! Records are decoded by [`deserialize`]'s deserializers, and a [`Processor`] applies
-//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. With
-//! cargo feature `schema-registry`, `kcon::schema_registry` decodes keys and values written by
-//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
-//! Registry.
+//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. The
+//! crate `kcon-schema-registry` adds deserializers of keys and values written by Confluent's
+//! Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema Registry.
 //!
 //! The parts underneath are crates of their own: `kcon-codec` (the wire format),
 //! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
@@ -64,8 +63,6 @@ mod prometheus;
 #[cfg(feature = "prometheus")]
 pub use prometheus_client;
 mod record;
-#[cfg(feature = "schema-registry")]
-pub mod schema_registry;
 mod stream;
 
 pub use commit::CommitHandle;
