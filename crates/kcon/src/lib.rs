@@ -32,9 +32,8 @@
 //! # }
 //! ```
 //!
-//! With cargo feature `prometheus`, the consumer's and a processor's metrics register into a
-//! `prometheus_client` registry (prometheus-client 0.25, re-exported as
-//! `kcon::prometheus_client`).
+//! The crate `kcon-prometheus` registers the consumer's and a processor's metrics into a
+//! `prometheus_client` registry, read from their [`MetricsHandle`] and [`PolicyMetricsHandle`].
 //!
 //! Records are decoded by [`deserialize`]'s deserializers, and a [`Processor`] applies
 //! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. The
@@ -55,13 +54,6 @@ mod listener;
 mod metrics;
 mod partitions;
 pub mod policy;
-#[cfg(feature = "prometheus")]
-mod prometheus;
-/// The `prometheus-client` crate kcon registers its metrics with (feature `prometheus`; kcon
-/// 0.1 is built against prometheus-client 0.25). A registry must come from this very version
-/// for `register` to take it: use this re-export, or depend on the same version.
-#[cfg(feature = "prometheus")]
-pub use prometheus_client;
 mod record;
 mod stream;
 
