@@ -13,7 +13,13 @@ use kcon_pool::{PoolConfig, TokenProvider};
 use crate::Consumer;
 use crate::error::Error;
 use crate::listener::RebalanceListener;
-use crate::policy::PolicyConfig;
+
+// The `errors.*` properties, read here with every other property: the policy's configuration
+// sits beside the consumer's, so that the consumer (which reads it) does not depend on the
+// record policies (which depend on the consumer).
+mod policy;
+
+pub use policy::PolicyConfig;
 
 /// Builds a [`Consumer`]: typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
