@@ -11,6 +11,7 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::describe;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
     RequestId, RequestIds, Target, TopicId, TopicPartition,
@@ -88,6 +89,8 @@ pub struct ConsumerGroupMachine {
     last_poll: Instant,
     /// A leave to send without waiting for its answer (after the poll timeout).
     pending_leave: Option<ConsumerGroupHeartbeat>,
+    /// Every timer, armed from the state after each input (see `rearm`).
+    timers: Timers,
     events: VecDeque<GroupEvent>,
 }
 
@@ -157,14 +160,35 @@ struct TopicLookup {
     attempts: u32,
 }
 
+/// The member's timers, one table (`Timers`), in the order `handle_timeout` acts on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
-    CoordinatorRetry,
-    Heartbeat,
-    Lookup,
-    Poll,
+    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
     Revocation,
+    /// The application has not polled within `max.poll.interval.ms`.
+    Poll,
+    /// Find the coordinator again after a failure.
+    CoordinatorRetry,
+    /// Send the next heartbeat.
+    Heartbeat,
+    /// Look the target's unnamed topic ids up again after a failure.
+    Lookup,
 }
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::Revocation,
+        Timer::Poll,
+        Timer::CoordinatorRetry,
+        Timer::Heartbeat,
+        Timer::Lookup,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 5>;
 
 impl ConsumerGroupMachine {
     /// A member for `config` (validated), not yet subscribed. `seed` seeds the backoff jitter
@@ -173,7 +197,7 @@ impl ConsumerGroupMachine {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut id = [0u8; 16];
         rng.fill(&mut id);
-        ConsumerGroupMachine {
+        let mut m = ConsumerGroupMachine {
             backoff: config.retry_backoff_policy(),
             rng,
             ids: RequestIds::default(),
@@ -214,9 +238,12 @@ impl ConsumerGroupMachine {
             lookup: TopicLookup::default(),
             last_poll: now,
             pending_leave: None,
+            timers: Timers::new(),
             events: VecDeque::new(),
             config,
-        }
+        };
+        m.rearm();
+        m
     }
 
     // ----- queries -----
@@ -332,6 +359,11 @@ impl ConsumerGroupMachine {
         S: Into<String>,
     {
         let topics: BTreeSet<String> = topics.into_iter().map(Into::into).collect();
+        self.set_subscription(now, topics, regex);
+        self.rearm();
+    }
+
+    fn set_subscription(&mut self, now: Instant, topics: BTreeSet<String>, regex: Option<String>) {
         let regex = regex.filter(|r| !r.is_empty());
         if topics.is_empty() && regex.is_none() {
             self.unsubscribe(now);
@@ -369,6 +401,7 @@ impl ConsumerGroupMachine {
         self.topics.clear();
         self.regex = None;
         self.leave(AfterLeave::Idle, now);
+        self.rearm();
     }
 
     /// Closes the member: revokes its partitions, then leaves (epoch -1, or -2 for a static
@@ -376,6 +409,7 @@ impl ConsumerGroupMachine {
     /// [`GroupEvent::Closed`].
     pub fn close(&mut self, now: Instant) {
         self.leave(AfterLeave::Closed, now);
+        self.rearm();
     }
 
     /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
@@ -385,10 +419,16 @@ impl ConsumerGroupMachine {
         if self.phase == Phase::PollExpired && self.is_subscribed() {
             self.join(now);
         }
+        self.rearm();
     }
 
     /// The application finished with the revocation `id`.
     pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.acknowledge_revocation(now, id);
+        self.rearm();
+    }
+
+    fn acknowledge_revocation(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
         };
@@ -424,6 +464,7 @@ impl ConsumerGroupMachine {
         if new {
             self.reconcile(now);
         }
+        self.rearm();
     }
 
     // ----- transitions -----
@@ -1157,7 +1198,9 @@ impl ConsumerGroupMachine {
         None
     }
 
-    fn timer(&self, timer: Timer) -> Option<Instant> {
+    /// When `timer` fires, as the state says: the one rule of each timer (see
+    /// `GroupMachine::deadline`).
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
         match timer {
             Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
             Timer::Heartbeat => (self.heartbeating()
@@ -1174,14 +1217,46 @@ impl ConsumerGroupMachine {
             Timer::Revocation => self.revocation.as_ref().map(|r| r.deadline),
         }
     }
-}
 
-impl Machine for ConsumerGroupMachine {
-    type Request = GroupRequest;
-    type Response = GroupResponse;
-    type Event = GroupEvent;
+    /// The timer table as the state says it should be.
+    fn armed_timers(&self) -> Timers {
+        let mut timers = Timers::new();
+        for &timer in Timer::ALL {
+            timers.set_or_stop(timer, self.deadline(timer));
+        }
+        timers
+    }
 
-    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+    /// Arms every timer from the state, once at the end of every input and poll (see
+    /// `GroupMachine::rearm`).
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
+    }
+
+    /// `timer` fired at `now`.
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Revocation => {
+                warn!(group = %self.config.group_id,
+                    "the application did not acknowledge a revocation within max.poll.interval.ms; the partitions are lost");
+                if let Some(r) = self.revocation.take() {
+                    let partitions: Vec<TopicPartition> = r.partitions().cloned().collect();
+                    for tp in &partitions {
+                        self.owned.remove(tp);
+                    }
+                    self.events.push_back(GroupEvent::Lost { partitions });
+                }
+                self.heartbeat.next_at = now;
+                self.reconcile(now);
+                self.maybe_finish_leave();
+            }
+            Timer::Poll => self.poll_expired(now),
+            // These only gate what poll_request sends.
+            Timer::CoordinatorRetry | Timer::Heartbeat | Timer::Lookup => {}
+        }
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
         if self.is_terminated() {
             return None;
         }
@@ -1198,45 +1273,7 @@ impl Machine for ConsumerGroupMachine {
         self.heartbeat_request(now)
     }
 
-    fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        [
-            Timer::CoordinatorRetry,
-            Timer::Heartbeat,
-            Timer::Lookup,
-            Timer::Poll,
-            Timer::Revocation,
-        ]
-        .into_iter()
-        .filter_map(|t| self.timer(t))
-        .min()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.timer(Timer::Revocation).is_some_and(|t| now >= t) {
-            warn!(group = %self.config.group_id,
-                "the application did not acknowledge a revocation within max.poll.interval.ms; the partitions are lost");
-            if let Some(r) = self.revocation.take() {
-                let partitions: Vec<TopicPartition> = r.partitions().cloned().collect();
-                for tp in &partitions {
-                    self.owned.remove(tp);
-                }
-                self.events.push_back(GroupEvent::Lost { partitions });
-            }
-            self.heartbeat.next_at = now;
-            self.reconcile(now);
-            self.maybe_finish_leave();
-        }
-        if self.timer(Timer::Poll).is_some_and(|t| now >= t) {
-            self.poll_expired(now);
-        }
-        // The other timers only gate what poll_request sends.
-    }
-
-    fn handle_response(
+    fn on_response(
         &mut self,
         now: Instant,
         id: RequestId,
@@ -1249,18 +1286,7 @@ impl Machine for ConsumerGroupMachine {
             self.on_find_coordinator(result, now);
             return;
         }
-        if self
-            .heartbeat
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.id == id)
-        {
-            // Invariant: just checked.
-            let sent = self
-                .heartbeat
-                .in_flight
-                .take()
-                .expect("a heartbeat in flight");
+        if let Some(sent) = self.heartbeat.in_flight.take_if(|f| f.id == id) {
             self.on_heartbeat(sent, result, now);
             self.maybe_finish_leave();
             return;
@@ -1271,5 +1297,53 @@ impl Machine for ConsumerGroupMachine {
             return;
         }
         debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
+    }
+}
+
+impl Machine for ConsumerGroupMachine {
+    type Request = GroupRequest;
+    type Response = GroupResponse;
+    type Event = GroupEvent;
+
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = self.next_request(now);
+        self.rearm();
+        out
+    }
+
+    fn poll_event(&mut self) -> Option<GroupEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer of the table.
+    fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        self.timers.next()
+    }
+
+    /// Acts on every timer that has passed, in the table's order; each sees what the one
+    /// before it changed.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.rearm();
+        for &timer in Timer::ALL {
+            if self.timers.is_expired(timer, now) {
+                self.on_timer(timer, now);
+                self.rearm();
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<GroupResponse, RequestFailure>,
+    ) {
+        self.on_response(now, id, result);
+        self.rearm();
     }
 }
