@@ -8,6 +8,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::describe;
 use kcon_core::failure::Failed;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
 use tracing::{debug, warn};
 
@@ -74,12 +75,42 @@ pub enum OffsetsEvent {
     PersistentFailure(PersistentFailure),
 }
 
-/// The machine's timers, one table (their minimum is [`CommitMachine::poll_timeout`]).
-#[derive(Debug, Default)]
-struct Timers {
+/// The machine's timers, one table. The auto-commit timer is set and stopped where it runs;
+/// the others follow the next commit, the lookup and the trackers, armed from them after every
+/// input (`rearm`). Each committed-offset lookup's backoff and deadline are kept beside it, in
+/// its map, since lookups come and go; [`CommitMachine::poll_timeout`] is the earliest of the
+/// table and those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
     /// The next auto-commit.
-    auto_commit: Option<Instant>,
+    AutoCommit,
+    /// Find the coordinator again after a failed lookup, while something waits for it.
+    CoordinatorRetry,
+    /// The next commit's own backoff after it failed.
+    CommitRetry,
+    /// The backoff every OffsetCommit shares after failures in a row (`commit_tries`).
+    CommitsBackoff,
+    /// The next commit's `default.api.timeout.ms`.
+    CommitDeadline,
+    /// The backoff every OffsetFetch shares (`fetch_tries`), while a lookup waits.
+    FetchesBackoff,
 }
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::AutoCommit,
+        Timer::CoordinatorRetry,
+        Timer::CommitRetry,
+        Timer::CommitsBackoff,
+        Timer::CommitDeadline,
+        Timer::FetchesBackoff,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 6>;
 
 /// A commit asked for and not completed yet, queued or in flight.
 #[derive(Debug)]
@@ -238,11 +269,10 @@ impl CommitMachine {
     /// until [`set_generation`](Self::set_generation). The auto-commit timer, when enabled,
     /// first fires one interval after `now`.
     pub fn new(config: OffsetsConfig, now: Instant, seed: u64) -> Self {
-        let timers = Timers {
-            auto_commit: config
-                .enable_auto_commit
-                .then(|| now + config.auto_commit_interval),
-        };
+        let mut timers = Timers::new();
+        if config.enable_auto_commit {
+            timers.set(Timer::AutoCommit, now + config.auto_commit_interval);
+        }
         let subject = |what: &str| format!("{what} of group {}", config.group_id);
         CommitMachine {
             commit_tries: FailureTracker::new(
@@ -344,10 +374,11 @@ impl CommitMachine {
                 self.queue.push_back(q);
             }
         }
-        // The latest first, as they were always told.
+        // Told from the back of the queue forward.
         for (c, gone) in emptied.into_iter().rev() {
             self.complete_commit(c, Err(CommitError::PartitionsGone { partitions: gone }));
         }
+        self.rearm();
     }
 
     /// The member's generation and id, sent with every commit from now on (including a
@@ -368,6 +399,7 @@ impl CommitMachine {
             front.retry_at = None;
             self.commit_tries.retry_now();
         }
+        self.rearm();
     }
 
     /// The coordinator as the group member found it, saving a lookup; `None` forgets it.
@@ -376,6 +408,7 @@ impl CommitMachine {
             Some(c) => self.coordinator.set(c),
             None => self.coordinator_lost(),
         }
+        self.rearm();
     }
 
     /// Commits every stored offset: all of them for a sync or async commit (like the Java
@@ -391,6 +424,17 @@ impl CommitMachine {
 
     /// Commits `offsets` (each already the next offset to consume).
     pub fn commit(
+        &mut self,
+        now: Instant,
+        kind: CommitKind,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> CommitId {
+        let id = self.queue_commit(now, kind, offsets);
+        self.rearm();
+        id
+    }
+
+    fn queue_commit(
         &mut self,
         now: Instant,
         kind: CommitKind,
@@ -443,6 +487,7 @@ impl CommitMachine {
                 last_error: String::new(),
             },
         );
+        self.rearm();
         id
     }
 
@@ -451,11 +496,47 @@ impl CommitMachine {
     /// LeaveGroup). Returns that commit, if one was queued.
     pub fn close(&mut self, now: Instant) -> Option<CommitId> {
         self.closing = true;
-        self.timers.auto_commit = None;
+        self.timers.stop(Timer::AutoCommit);
         if !self.config.enable_auto_commit || self.uncommitted().is_empty() {
             return None;
         }
         Some(self.commit_stored(now, CommitKind::Auto))
+    }
+
+    /// When `timer` fires, as the state says, for every timer but the auto-commit's, which is
+    /// the table's own.
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
+        // The next commit, when nothing is in flight.
+        let next = self.queue.front().filter(|_| self.sent.is_none());
+        match timer {
+            Timer::AutoCommit => self.timers.get(Timer::AutoCommit),
+            Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
+            Timer::CommitRetry => next.and_then(|q| q.retry_at),
+            Timer::CommitsBackoff => next.and(self.commit_tries.retry_at()),
+            Timer::CommitDeadline => next.map(|q| q.commit.deadline),
+            Timer::FetchesBackoff => self
+                .fetches
+                .values()
+                .any(PendingFetch::is_waiting)
+                .then(|| self.fetch_tries.retry_at())
+                .flatten(),
+        }
+    }
+
+    /// The timer table as the state says it should be.
+    fn armed_timers(&self) -> Timers {
+        let mut timers = Timers::new();
+        for &timer in Timer::ALL {
+            timers.set_or_stop(timer, self.deadline(timer));
+        }
+        timers
+    }
+
+    /// Arms the timers from the state, at the end of every input and poll: the next commit
+    /// and the trackers change in many places, and each timer's rule is written once, in
+    /// `deadline`.
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
     }
 
     fn on_find(
@@ -792,6 +873,61 @@ impl Machine for CommitMachine {
 
     /// The next request to send.
     fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = self.next_request(now);
+        self.rearm();
+        out
+    }
+
+    /// The next event.
+    fn poll_event(&mut self) -> Option<OffsetsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest timer of the table
+    /// (the auto-commit, the lookup's and the commits' backoffs, the next commit's deadline),
+    /// or of a committed-offset lookup waiting (its backoff, its deadline).
+    fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        let lookups = self
+            .fetches
+            .values()
+            .filter(|f| f.is_waiting())
+            .flat_map(|f| [f.retry_at(), Some(f.deadline)])
+            .flatten();
+        self.timers.next().into_iter().chain(lookups).min()
+    }
+
+    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
+    /// waiting to be retried.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.on_timeout(now);
+        self.rearm();
+    }
+
+    /// Feeds the answer, or failure, of request `id`.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        if let Some(what) = self.in_flight.remove(&id) {
+            match what {
+                InFlight::Find => self.on_find(now, id, result),
+                InFlight::Commit => self.on_commit(now, id, result),
+                InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
+            }
+        }
+        self.rearm();
+    }
+}
+
+impl CommitMachine {
+    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
         if self.coordinator.is_due(now, self.needs_coordinator()) {
             let id = self.request_id();
             self.coordinator.sent(id);
@@ -858,43 +994,7 @@ impl Machine for CommitMachine {
         })
     }
 
-    /// The next event.
-    fn poll_event(&mut self) -> Option<OffsetsEvent> {
-        self.events.pop_front()
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of the auto-commit
-    /// timer, a retry backoff ending, or a deadline of something waiting to be retried.
-    fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.timers.auto_commit;
-        let mut min = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        min(self.coordinator.retry_at(self.needs_coordinator()));
-        if self.sent.is_none()
-            && let Some(q) = self.queue.front()
-        {
-            min(q.retry_at);
-            min(self.commit_tries.retry_at());
-            min(Some(q.commit.deadline));
-        }
-        let mut waiting = false;
-        for f in self.fetches.values().filter(|f| f.is_waiting()) {
-            waiting = true;
-            min(f.retry_at());
-            min(Some(f.deadline));
-        }
-        if waiting {
-            min(self.fetch_tries.retry_at());
-        }
-        t
-    }
-
-    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
-    /// waiting to be retried.
-    fn handle_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant) {
         // Backoffs that are over leave the timer table: what waits for the coordinator next
         // must not keep a timer in the past.
         self.commit_tries.handle_timeout(now);
@@ -912,10 +1012,9 @@ impl Machine for CommitMachine {
                 *retry_at = None;
             }
         }
-        if let Some(at) = self.timers.auto_commit
-            && at <= now
-        {
-            self.timers.auto_commit = Some(now + self.config.auto_commit_interval);
+        if self.timers.is_expired(Timer::AutoCommit, now) {
+            self.timers
+                .set(Timer::AutoCommit, now + self.config.auto_commit_interval);
             // Auto-commit skips a round while an earlier auto-commit is still queued or in
             // flight with nothing new stored, as the Java client's
             // `maybeAutoCommitOffsetsAsync` sends only when it has something to send.
@@ -942,23 +1041,6 @@ impl Machine for CommitMachine {
                 id,
                 result: Err(CommittedError::TimedOut { last: f.last_error }),
             });
-        }
-    }
-
-    /// Feeds the answer, or failure, of request `id`.
-    fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<OffsetsResponse, RequestFailure>,
-    ) {
-        let Some(what) = self.in_flight.remove(&id) else {
-            return;
-        };
-        match what {
-            InFlight::Find => self.on_find(now, id, result),
-            InFlight::Commit => self.on_commit(now, id, result),
-            InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
         }
     }
 }
