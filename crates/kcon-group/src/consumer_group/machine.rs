@@ -23,9 +23,11 @@ use super::messages::{
     TopicIdPartitions,
 };
 use super::reconcile::{self, Step};
+use crate::assignor::TopicPartitions;
 use crate::config::GroupConfig;
 use crate::error::GroupError;
 use crate::machine::{Generation, GroupEvent, MemberState, RevocationId};
+use crate::member::Member;
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::revocation::Revocation;
 
@@ -248,11 +250,6 @@ impl ConsumerGroupMachine {
 
     // ----- queries -----
 
-    /// The configuration.
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-
     /// The member id.
     pub fn member_id(&self) -> &str {
         &self.member_id
@@ -261,29 +258,6 @@ impl ConsumerGroupMachine {
     /// The member epoch; 0 when not a member.
     pub fn member_epoch(&self) -> i32 {
         self.epoch
-    }
-
-    /// The member's place for commits: its epoch as the generation (OffsetCommit v9 carries
-    /// the member epoch there), or -1 and no member id when it is not a member.
-    pub fn generation(&self) -> Generation {
-        if self.epoch > 0 {
-            Generation {
-                id: self.epoch,
-                member_id: self.member_id.clone(),
-                protocol_name: None,
-            }
-        } else {
-            Generation {
-                id: -1,
-                member_id: String::new(),
-                protocol_name: None,
-            }
-        }
-    }
-
-    /// The partitions the member owns, including any whose revocation is pending.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        &self.owned
     }
 
     /// The topics subscribed to by name.
@@ -300,35 +274,9 @@ impl ConsumerGroupMachine {
         !self.topics.is_empty() || self.regex.is_some()
     }
 
-    /// The coordinator, when known.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.known()
-    }
-
     /// The interval the coordinator asked heartbeats at (3 s until it says).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat.interval
-    }
-
-    /// The coarse state.
-    pub fn state(&self) -> MemberState {
-        if self.revocation.is_some() && !self.is_terminated() {
-            return MemberState::Revoking;
-        }
-        match self.phase {
-            Phase::Idle => MemberState::Idle,
-            Phase::Active if self.epoch == 0 => MemberState::Joining,
-            Phase::Active => MemberState::Stable,
-            Phase::PollExpired => MemberState::PollExpired,
-            Phase::Leaving { .. } => MemberState::Leaving,
-            Phase::Closed => MemberState::Closed,
-            Phase::Failed => MemberState::Failed,
-        }
-    }
-
-    /// Whether the machine is done (closed or failed).
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Failed)
     }
 
     /// Whether the member is reconciling: a target differs from what it owns.
@@ -396,38 +344,6 @@ impl ConsumerGroupMachine {
         }
     }
 
-    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
-    pub fn unsubscribe(&mut self, now: Instant) {
-        self.topics.clear();
-        self.regex = None;
-        self.leave(AfterLeave::Idle, now);
-        self.rearm();
-    }
-
-    /// Closes the member: revokes its partitions, then leaves (epoch -1, or -2 for a static
-    /// member, whose assignment the coordinator keeps for its session). Ends with
-    /// [`GroupEvent::Closed`].
-    pub fn close(&mut self, now: Instant) {
-        self.leave(AfterLeave::Closed, now);
-        self.rearm();
-    }
-
-    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
-    /// member had left because of it.
-    pub fn application_polled(&mut self, now: Instant) {
-        self.last_poll = now;
-        if self.phase == Phase::PollExpired && self.is_subscribed() {
-            self.join(now);
-        }
-        self.rearm();
-    }
-
-    /// The application finished with the revocation `id`.
-    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
-        self.acknowledge_revocation(now, id);
-        self.rearm();
-    }
-
     fn acknowledge_revocation(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
@@ -449,22 +365,6 @@ impl ConsumerGroupMachine {
         // The coordinator hears of it at once: it hands the partitions on only then.
         self.heartbeat.next_at = now;
         self.reconcile(now);
-    }
-
-    /// Topic ids the cluster's metadata names: target partitions waiting for their topic's
-    /// name may be assigned now.
-    pub fn topic_ids_updated(&mut self, now: Instant, ids: &BTreeMap<TopicId, String>) {
-        let mut new = false;
-        for (id, name) in ids {
-            if self.names.get(id) != Some(name) {
-                self.names.insert(*id, name.clone());
-                new = true;
-            }
-        }
-        if new {
-            self.reconcile(now);
-        }
-        self.rearm();
     }
 
     // ----- transitions -----
@@ -1297,6 +1197,126 @@ impl ConsumerGroupMachine {
             return;
         }
         debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
+    }
+}
+
+/// The consumer-protocol member's commands and queries.
+impl Member for ConsumerGroupMachine {
+    /// The configuration.
+    fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The member's place for commits: its epoch as the generation (OffsetCommit v9 carries
+    /// the member epoch there), or -1 and no member id when it is not a member.
+    fn generation(&self) -> Generation {
+        if self.epoch > 0 {
+            Generation {
+                id: self.epoch,
+                member_id: self.member_id.clone(),
+                protocol_name: None,
+            }
+        } else {
+            Generation {
+                id: -1,
+                member_id: String::new(),
+                protocol_name: None,
+            }
+        }
+    }
+
+    /// The partitions the member owns, including any whose revocation is pending.
+    fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.owned
+    }
+
+    /// The coordinator, when known.
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.coordinator.known()
+    }
+
+    /// The coarse state.
+    fn state(&self) -> MemberState {
+        if self.revocation.is_some() && !self.is_terminated() {
+            return MemberState::Revoking;
+        }
+        match self.phase {
+            Phase::Idle => MemberState::Idle,
+            Phase::Active if self.epoch == 0 => MemberState::Joining,
+            Phase::Active => MemberState::Stable,
+            Phase::PollExpired => MemberState::PollExpired,
+            Phase::Leaving { .. } => MemberState::Leaving,
+            Phase::Closed => MemberState::Closed,
+            Phase::Failed => MemberState::Failed,
+        }
+    }
+
+    /// Whether the machine is done (closed or failed).
+    fn is_terminated(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Failed)
+    }
+
+    /// The topics subscribed to by name (the coordinator watches what a regex matches).
+    fn watched_topics(&self) -> BTreeSet<String> {
+        self.topics.clone()
+    }
+
+    fn subscribe_to(&mut self, now: Instant, topics: BTreeSet<String>, regex: Option<String>) {
+        self.set_subscription(now, topics, regex);
+        self.rearm();
+    }
+
+    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
+    fn unsubscribe(&mut self, now: Instant) {
+        self.topics.clear();
+        self.regex = None;
+        self.leave(AfterLeave::Idle, now);
+        self.rearm();
+    }
+
+    /// Closes the member: revokes its partitions, then leaves (epoch -1, or -2 for a static
+    /// member, whose assignment the coordinator keeps for its session). Ends with
+    /// [`GroupEvent::Closed`].
+    fn close(&mut self, now: Instant) {
+        self.leave(AfterLeave::Closed, now);
+        self.rearm();
+    }
+
+    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
+    /// member had left because of it.
+    fn application_polled(&mut self, now: Instant) {
+        self.last_poll = now;
+        if self.phase == Phase::PollExpired && self.is_subscribed() {
+            self.join(now);
+        }
+        self.rearm();
+    }
+
+    /// The application finished with the revocation `id`.
+    fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.acknowledge_revocation(now, id);
+        self.rearm();
+    }
+
+    /// New metadata: the topic ids it names let target partitions waiting for their topic's
+    /// name be assigned now (partition counts are the coordinator's to watch).
+    fn metadata_updated(
+        &mut self,
+        now: Instant,
+        _topics: &TopicPartitions,
+        ids: &BTreeMap<TopicId, String>,
+    ) {
+        let mut new = false;
+        for (id, name) in ids {
+            if self.names.get(id) != Some(name) {
+                self.names.insert(*id, name.clone());
+                new = true;
+            }
+        }
+        if new {
+            self.reconcile(now);
+        }
+        self.rearm();
     }
 }
 

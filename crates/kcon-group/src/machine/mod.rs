@@ -12,13 +12,14 @@ use kcon_core::failure::Failed;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
-    RequestId, RequestIds, Target, TopicPartition,
+    RequestId, RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
 use crate::assignor::{Assignor, MemberSubscription, RebalanceProtocol, TopicPartitions};
 use crate::config::GroupConfig;
 use crate::error::GroupError;
+use crate::member::Member;
 use crate::messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
     SyncGroup,
@@ -391,66 +392,14 @@ impl GroupMachine {
 
     // ----- queries -----
 
-    /// The configuration.
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-
     /// The rebalance protocol the member follows.
     pub fn rebalance_protocol(&self) -> RebalanceProtocol {
         self.protocol
     }
 
-    /// The member's generation (id -1 when it has none).
-    pub fn generation(&self) -> &Generation {
-        &self.generation
-    }
-
-    /// The partitions the member owns, including any whose revocation is pending.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        &self.assignment
-    }
-
     /// The topics subscribed to.
     pub fn subscription(&self) -> &BTreeSet<String> {
         &self.topics
-    }
-
-    /// The coordinator, when known.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.known()
-    }
-
-    /// The coarse state.
-    pub fn state(&self) -> MemberState {
-        match &self.phase {
-            Phase::Idle => MemberState::Idle,
-            Phase::Revoking(_) => MemberState::Revoking,
-            Phase::Joining { .. } => MemberState::Joining,
-            Phase::Assigning { .. } => MemberState::Assigning,
-            Phase::Syncing { .. } => MemberState::Syncing,
-            Phase::Stable if self.revocation.is_some() => MemberState::Revoking,
-            Phase::Stable => MemberState::Stable,
-            Phase::PollExpired => MemberState::PollExpired,
-            Phase::Leaving { .. } => MemberState::Leaving,
-            Phase::Closed => MemberState::Closed,
-            Phase::Failed => MemberState::Failed,
-        }
-    }
-
-    /// Whether the machine is done (closed or failed): it will ask for nothing more.
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Failed)
-    }
-
-    /// The topics whose metadata the machine needs watched: the subscription, and as leader
-    /// every topic it assigned.
-    pub fn watched_topics(&self) -> BTreeSet<String> {
-        let mut t = self.topics.clone();
-        if let Some(m) = &self.assigned_metadata {
-            t.extend(m.keys().cloned());
-        }
-        t
     }
 
     // ----- application inputs -----
@@ -490,38 +439,6 @@ impl GroupMachine {
         }
     }
 
-    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
-    pub fn unsubscribe(&mut self, now: Instant) {
-        self.topics.clear();
-        self.leave(AfterLeave::Idle, "the consumer unsubscribed", now);
-        self.rearm();
-    }
-
-    /// Closes the member: revokes its partitions (so the application can commit), then sends
-    /// LeaveGroup, unless the member is static (KIP-345: a static member keeps its place for
-    /// `session.timeout.ms` so that a restart gets its assignment back). Ends with
-    /// [`GroupEvent::Closed`].
-    pub fn close(&mut self, now: Instant) {
-        self.leave(AfterLeave::Closed, "the consumer is being closed", now);
-        self.rearm();
-    }
-
-    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
-    /// member had left because of it.
-    pub fn application_polled(&mut self, now: Instant) {
-        self.last_poll = now;
-        if matches!(self.phase, Phase::PollExpired) && !self.topics.is_empty() {
-            self.prepare_rejoin("the consumer polled again after its poll timeout", now);
-        }
-        self.rearm();
-    }
-
-    /// The application finished with the revocation `id` (and committed what it wanted).
-    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
-        self.acknowledge_revocation(now, id);
-        self.rearm();
-    }
-
     fn acknowledge_revocation(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
@@ -538,14 +455,6 @@ impl GroupMachine {
         if r.parts.is_empty() {
             self.finish_revocation(now);
         }
-    }
-
-    /// The cluster metadata changed: as leader, rejoin when a topic it assigned has a
-    /// different number of partitions now (the Java client's `ConsumerCoordinator` does the
-    /// same, so new partitions get consumed).
-    pub fn metadata_updated(&mut self, now: Instant, topics: &TopicPartitions) {
-        self.check_partition_counts(now, topics);
-        self.rearm();
     }
 
     fn check_partition_counts(&mut self, now: Instant, topics: &TopicPartitions) {
@@ -662,6 +571,112 @@ impl GroupMachine {
     }
 
     // ----- helpers -----
+}
+
+/// The classic member's commands and queries; a regex subscription is the consumer
+/// protocol's (the classic member subscribes to the names alone).
+impl Member for GroupMachine {
+    /// The configuration.
+    fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The member's generation (id -1 when it has none).
+    fn generation(&self) -> Generation {
+        self.generation.clone()
+    }
+
+    /// The partitions the member owns, including any whose revocation is pending.
+    fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.assignment
+    }
+
+    /// The coordinator, when known.
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.coordinator.known()
+    }
+
+    /// The coarse state.
+    fn state(&self) -> MemberState {
+        match &self.phase {
+            Phase::Idle => MemberState::Idle,
+            Phase::Revoking(_) => MemberState::Revoking,
+            Phase::Joining { .. } => MemberState::Joining,
+            Phase::Assigning { .. } => MemberState::Assigning,
+            Phase::Syncing { .. } => MemberState::Syncing,
+            Phase::Stable if self.revocation.is_some() => MemberState::Revoking,
+            Phase::Stable => MemberState::Stable,
+            Phase::PollExpired => MemberState::PollExpired,
+            Phase::Leaving { .. } => MemberState::Leaving,
+            Phase::Closed => MemberState::Closed,
+            Phase::Failed => MemberState::Failed,
+        }
+    }
+
+    /// Whether the machine is done (closed or failed): it will ask for nothing more.
+    fn is_terminated(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Failed)
+    }
+
+    /// The topics whose metadata the machine needs watched: the subscription, and as leader
+    /// every topic it assigned.
+    fn watched_topics(&self) -> BTreeSet<String> {
+        let mut t = self.topics.clone();
+        if let Some(m) = &self.assigned_metadata {
+            t.extend(m.keys().cloned());
+        }
+        t
+    }
+
+    fn subscribe_to(&mut self, now: Instant, topics: BTreeSet<String>, _regex: Option<String>) {
+        self.set_subscription(now, topics);
+        self.rearm();
+    }
+
+    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
+    fn unsubscribe(&mut self, now: Instant) {
+        self.topics.clear();
+        self.leave(AfterLeave::Idle, "the consumer unsubscribed", now);
+        self.rearm();
+    }
+
+    /// Closes the member: revokes its partitions (so the application can commit), then sends
+    /// LeaveGroup, unless the member is static (KIP-345: a static member keeps its place for
+    /// `session.timeout.ms` so that a restart gets its assignment back). Ends with
+    /// [`GroupEvent::Closed`].
+    fn close(&mut self, now: Instant) {
+        self.leave(AfterLeave::Closed, "the consumer is being closed", now);
+        self.rearm();
+    }
+
+    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
+    /// member had left because of it.
+    fn application_polled(&mut self, now: Instant) {
+        self.last_poll = now;
+        if matches!(self.phase, Phase::PollExpired) && !self.topics.is_empty() {
+            self.prepare_rejoin("the consumer polled again after its poll timeout", now);
+        }
+        self.rearm();
+    }
+
+    /// The application finished with the revocation `id` (and committed what it wanted).
+    fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.acknowledge_revocation(now, id);
+        self.rearm();
+    }
+
+    /// The cluster metadata changed: as leader, rejoin when a topic it assigned has a
+    /// different number of partitions now (the Java client's `ConsumerCoordinator` does the
+    /// same, so new partitions get consumed).
+    fn metadata_updated(
+        &mut self,
+        now: Instant,
+        topics: &TopicPartitions,
+        _ids: &BTreeMap<TopicId, String>,
+    ) {
+        self.check_partition_counts(now, topics);
+        self.rearm();
+    }
 }
 
 impl Machine for GroupMachine {
