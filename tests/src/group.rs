@@ -208,6 +208,7 @@ impl Member {
     /// Closes the member (revoke, LeaveGroup unless static) and returns its log.
     pub async fn close(mut self) -> MemberLog {
         if let Some(stop) = self.stop.take() {
+            // The member's task may have ended already (its member failed): nothing to stop.
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {

@@ -22,5 +22,4 @@ pub mod prometheus;
 pub mod proxy;
 pub mod sasl;
 pub mod schema_registry;
-pub mod scripted;
 pub mod tls;

@@ -197,6 +197,7 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
+            // The server may have stopped already: nothing to stop.
             let _ = stop.send(());
         }
         if let Some(t) = self.thread.take() {

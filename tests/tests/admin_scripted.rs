@@ -3,26 +3,23 @@
 //! such group to describe; librdkafka's mock cluster lacks the API and DescribeGroups, see
 //! `kip848_mock.rs`), and the fall back to DescribeGroups for a classic group.
 
-use std::net::SocketAddr;
-
-use bytes::{Bytes, BytesMut};
 use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribedGroup as ClassicGroup;
 use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, ConsumerGroupDescribeRequest,
-    ConsumerGroupDescribeResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, MetadataRequest, RequestHeader,
-    TopicName,
+    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, MetadataRequest, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_codec::message::{decode_request, encode_response};
 use kcon_core::TopicPartition;
 use kcon_pool::Pool;
+use kcon_scripted::{
+    Answer, BROKER_ID, Received, Script, ScriptedBroker, kcon_versions_of, one_broker_metadata,
+};
 use kcon_tests::pool::config;
-use kcon_tests::scripted::{BROKER_ID, Script, ScriptedBroker, api_versions, metadata};
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -71,34 +68,30 @@ fn consumer_group() -> DescribedGroup {
         ])
 }
 
+/// The APIs the broker offers, at kcon's versions.
+const ANSWERED: [ApiKey; 5] = [
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::FindCoordinator,
+    ApiKey::ConsumerGroupDescribe,
+    ApiKey::DescribeGroups,
+];
+
+async fn start() -> ScriptedBroker<Groups> {
+    ScriptedBroker::start(kcon_versions_of(&ANSWERED), Groups::default()).await
+}
+
 impl Script for Groups {
-    fn answer(
-        &mut self,
-        addr: SocketAddr,
-        header: &RequestHeader,
-        body: Bytes,
-        out: &mut BytesMut,
-    ) -> bool {
-        let version = header.request_api_version;
-        let id = header.correlation_id;
-        match ApiKey::try_from(header.request_api_key) {
-            Ok(ApiKey::ApiVersions) => {
-                let answered = [
-                    ApiKey::ApiVersions,
-                    ApiKey::Metadata,
-                    ApiKey::FindCoordinator,
-                    ApiKey::ConsumerGroupDescribe,
-                    ApiKey::DescribeGroups,
-                ];
-                let r = api_versions(&answered, &[]);
-                encode_response::<ApiVersionsRequest>(out, id, version, &r)
+    fn answer(&mut self, req: &Received) -> Answer {
+        let version = req.version();
+        let addr = req.broker;
+        match req.api() {
+            Some(ApiKey::Metadata) => {
+                let _ = req.decode::<MetadataRequest>();
+                req.answer::<MetadataRequest>(&one_broker_metadata(addr, &[]))
             }
-            Ok(ApiKey::Metadata) => {
-                let _ = decode_request::<MetadataRequest>(body, version).unwrap();
-                encode_response::<MetadataRequest>(out, id, version, &metadata(addr, &[]))
-            }
-            Ok(ApiKey::FindCoordinator) => {
-                let r = decode_request::<FindCoordinatorRequest>(body, version).unwrap();
+            Some(ApiKey::FindCoordinator) => {
+                let r = req.decode::<FindCoordinatorRequest>();
                 let host = s(&addr.ip().to_string());
                 let port = i32::from(addr.port());
                 let answer = if version >= 4 {
@@ -120,10 +113,10 @@ impl Script for Groups {
                         .with_host(host)
                         .with_port(port)
                 };
-                encode_response::<FindCoordinatorRequest>(out, id, version, &answer)
+                req.answer::<FindCoordinatorRequest>(&answer)
             }
-            Ok(ApiKey::ConsumerGroupDescribe) => {
-                let r = decode_request::<ConsumerGroupDescribeRequest>(body, version).unwrap();
+            Some(ApiKey::ConsumerGroupDescribe) => {
+                let r = req.decode::<ConsumerGroupDescribeRequest>();
                 let groups = r
                     .group_ids
                     .iter()
@@ -140,10 +133,10 @@ impl Script for Groups {
                     })
                     .collect();
                 let answer = ConsumerGroupDescribeResponse::default().with_groups(groups);
-                encode_response::<ConsumerGroupDescribeRequest>(out, id, version, &answer)
+                req.answer::<ConsumerGroupDescribeRequest>(&answer)
             }
-            Ok(ApiKey::DescribeGroups) => {
-                let r = decode_request::<DescribeGroupsRequest>(body, version).unwrap();
+            Some(ApiKey::DescribeGroups) => {
+                let r = req.decode::<DescribeGroupsRequest>();
                 let groups = r
                     .groups
                     .iter()
@@ -156,18 +149,16 @@ impl Script for Groups {
                     })
                     .collect();
                 let answer = DescribeGroupsResponse::default().with_groups(groups);
-                encode_response::<DescribeGroupsRequest>(out, id, version, &answer)
+                req.answer::<DescribeGroupsRequest>(&answer)
             }
-            _ => return false,
+            _ => Answer::Silent,
         }
-        .expect("an answer kcon's codec encodes");
-        true
     }
 }
 
 #[tokio::test]
 async fn a_consumer_protocol_group_is_described_with_its_epochs_and_targets() {
-    let broker = ScriptedBroker::start(Groups::default()).await;
+    let broker = start().await;
     let pool = Pool::new(config(&broker.bootstrap())).unwrap();
     let d = kcon_admin::describe_consumer_group(&pool, "g848")
         .await
@@ -198,7 +189,7 @@ async fn a_consumer_protocol_group_is_described_with_its_epochs_and_targets() {
 /// assignments, and DescribeGroups is not asked.
 #[tokio::test]
 async fn describe_joins_a_consumer_protocol_group_with_each_members_partitions() {
-    let broker = ScriptedBroker::start(Groups::default()).await;
+    let broker = start().await;
     let pool = Pool::new(config(&broker.bootstrap())).unwrap();
     let d = kcon_admin::describe(&pool, "g848")
         .await
@@ -226,7 +217,7 @@ async fn describe_joins_a_consumer_protocol_group_with_each_members_partitions()
 
 #[tokio::test]
 async fn a_classic_group_is_not_a_consumer_protocol_group_and_describe_groups_describes_it() {
-    let broker = ScriptedBroker::start(Groups::default()).await;
+    let broker = start().await;
     let pool = Pool::new(config(&broker.bootstrap())).unwrap();
     let d = kcon_admin::describe_consumer_group(&pool, "classic")
         .await

@@ -293,6 +293,7 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
     let run = processor.run_until(stop, async move |r| {
         log.note(&r.record, r.attempt);
         if r.record.partition == 0 && r.record.offset == 2 && r.attempt < 3 {
+            // Read once: later failures find the test no longer waiting, or the receiver gone.
             let _ = first_failure.send(());
             return Err(Failure::retriable("the service is busy"));
         }

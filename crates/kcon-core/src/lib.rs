@@ -28,6 +28,8 @@
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
 //! - [`harness`]: any machine on a virtual clock, answered by a test.
 //! - [`list_offsets`]: ListOffsets, the query resets, watermarks and timestamp lookups send.
+//! - [`timer`]: a machine's timers, one table ([`TimerTable`]) indexed by the machine's enum of
+//!   them: `poll_timeout` is its earliest deadline.
 //! - [`wire`]: what every part's kafka-protocol conversions share ([`wire::VersionError`]).
 //! - [`machine`]: what a sans-IO machine sends ([`Outgoing`], [`Target`], [`RequestId`]) and
 //!   why a request got no answer ([`RequestFailure`]).
@@ -47,6 +49,7 @@ pub mod property;
 pub mod record;
 pub mod record_policy;
 pub mod security;
+pub mod timer;
 pub mod wire;
 
 pub use assignor::{BuiltinAssignor, GroupProtocol};
@@ -61,3 +64,4 @@ pub use property::{ConfigError, Configurable, Part, Setting};
 pub use record::Record;
 pub use record_policy::ErrorTolerance;
 pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
+pub use timer::{TimerKind, TimerTable};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// - Outputs: [`poll_request`](Self::poll_request) (the next request to send, and where),
 ///   [`poll_event`](Self::poll_event) (the next thing to tell its owner),
 ///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next; its timers live
-///   in one table).
+///   in one [`TimerTable`](crate::timer::TimerTable)).
 /// - After any input, drain `poll_request` and `poll_event` until both give `None`, then
 ///   sleep until `poll_timeout` or the next input. The polls change nothing but the queues they
 ///   drain: handing a request out records it as in flight, handing an event out forgets it.
@@ -53,7 +53,9 @@ pub trait Machine {
     /// The next event for the owner, if any.
     fn poll_event(&mut self) -> Option<Self::Event>;
 
-    /// The earliest timer still armed.
+    /// The earliest timer still armed: the earliest deadline of the machine's
+    /// [`TimerTable`](crate::timer::TimerTable), and of any deadlines it keeps per key beside
+    /// it (a partition's backoff), which it says where it keeps them.
     fn poll_timeout(&self) -> Option<Instant>;
 }
 

@@ -149,16 +149,14 @@ impl Fetcher {
 
     /// Starts fetching `partitions`, each from its start.
     pub fn assign(&self, partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>) {
-        let _ = self
-            .commands
-            .send(Command::Assign(partitions.into_iter().collect()));
+        self.command(Command::Assign(partitions.into_iter().collect()));
     }
 
     /// Stops fetching `partitions`; records of them not yet read are dropped.
     pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
         let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
         let fence = self.handout.unassign(&partitions);
-        let _ = self.commands.send(Command::Unassign(partitions, fence));
+        self.command(Command::Unassign(partitions, fence));
     }
 
     /// Stops fetching `tp` (it leaves its fetch session) and hands out none of its records
@@ -166,22 +164,20 @@ impl Fetcher {
     /// `pause`): they are kept, and their bytes stay in the prefetch budget.
     pub fn pause(&mut self, tp: TopicPartition) {
         self.handout.pause(tp.clone());
-        let _ = self.commands.send(Command::Pause(tp));
+        self.command(Command::Pause(tp));
     }
 
     /// Fetches `tp` again; its records kept during the pause come first, in order.
     pub fn resume(&mut self, tp: TopicPartition) {
         self.handout.resume(&tp);
-        let _ = self.commands.send(Command::Resume(tp));
+        self.command(Command::Resume(tp));
     }
 
     /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); records
     /// fetched for the old position are dropped.
     pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
         let fence = self.handout.seek(&tp);
-        let _ = self
-            .commands
-            .send(Command::Seek(tp, offset, leader_epoch, fence));
+        self.command(Command::Seek(tp, offset, leader_epoch, fence));
     }
 
     /// The next event; `None` once the task has stopped and every event was read. Records come
@@ -201,7 +197,7 @@ impl Fetcher {
     /// Closes every fetch session (epoch -1) and waits for the brokers' answers, at most
     /// `timeout`. Returns the events not yet read.
     pub async fn close(mut self, timeout: Duration) -> Vec<FetchEvent> {
-        let _ = self.commands.send(Command::Close);
+        self.command(Command::Close);
         let mut events = Vec::new();
         let _ = time::timeout(timeout, async {
             while let Some(arrival) = self.events.recv().await {
@@ -222,10 +218,17 @@ impl Fetcher {
         events
     }
 
+    /// Hands `command` to the fetch task. The send fails only once the task has ended (closed,
+    /// or stopped by a panic the handle's `next` shows as `None`): nothing is left to act on
+    /// it, so it is dropped.
+    fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
     /// An event leaves the handle; what it releases or holds goes to the task's budget.
     fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
         for release in h.releases {
-            let _ = self.commands.send(Command::Release(release));
+            self.command(Command::Release(release));
         }
         h.event
     }
@@ -247,6 +250,14 @@ struct FetchTask {
     /// The machine told `Closed`: the task is done.
     closed: bool,
     latency: Arc<FetchLatency>,
+}
+
+impl FetchTask {
+    /// Sends `arrival` to the handle. The send fails only once the handle is dropped, which
+    /// aborts this task: nobody is left to read it.
+    fn tell(&self, arrival: Arrival) {
+        let _ = self.events.send(arrival);
+    }
 }
 
 impl Drive for FetchTask {
@@ -279,13 +290,13 @@ impl Drive for FetchTask {
             }
             Some(Command::Unassign(partitions, fence)) => {
                 machine.unassign(&partitions);
-                let _ = self.events.send(Arrival::Fenced(partitions, fence));
+                self.tell(Arrival::Fenced(partitions, fence));
             }
             Some(Command::Pause(tp)) => machine.pause(&tp),
             Some(Command::Resume(tp)) => machine.resume(&tp),
             Some(Command::Seek(tp, offset, epoch, fence)) => {
                 machine.seek(&tp, offset, epoch);
-                let _ = self.events.send(Arrival::Fenced(vec![tp], fence));
+                self.tell(Arrival::Fenced(vec![tp], fence));
             }
             Some(Command::Release(release)) => release.apply(machine, now),
             Some(Command::Close) | None => machine.close(now),
@@ -296,7 +307,7 @@ impl Drive for FetchTask {
         if event == FetchEvent::Closed {
             self.closed = true;
         }
-        let _ = self.events.send(Arrival::Event(event));
+        self.tell(Arrival::Event(event));
     }
 
     fn settled(&mut self, _machine: &FetchMachine) -> bool {

@@ -10,6 +10,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_core::failure::Failed;
 use kcon_core::list_offsets::ListedOffset;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     FailureTracker, Machine, PersistentFailure, RequestFailure, RequestId, ResetPolicy, TopicId,
     TopicPartition,
@@ -84,14 +85,24 @@ pub struct FetchMachine {
     rng: fastrand::Rng,
 }
 
-/// Every timer of the machine: [`FetchMachine::poll_timeout`] is the earliest one still ahead.
-/// Partition backoffs live in each [`PartitionState`] (`retry_at`) and are read from there,
-/// brokers' in each [`Broker`].
-#[derive(Debug, Default)]
-struct Timers {
-    /// When metadata may be asked for again after a failed refresh.
-    metadata_retry: Option<Instant>,
+/// The machine's own timers, one table. Backoffs kept per key are not in it: each partition's
+/// lives in its [`PartitionState`] (`retry_at`) and each broker's in its [`Broker`], beside the
+/// rest of their state, since partitions and brokers come and go with assignments and
+/// metadata; [`FetchMachine::poll_timeout`] is the earliest of the table and those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Metadata may be asked for again after a failed refresh.
+    MetadataRetry,
 }
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[Timer::MetadataRetry];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 1>;
 
 /// One assigned partition.
 #[derive(Debug)]
@@ -181,7 +192,7 @@ impl FetchMachine {
             next_id: 0,
             metadata_wanted: false,
             metadata_in_flight: false,
-            timers: Timers::default(),
+            timers: Timers::new(),
             broker_tries: BTreeMap::new(),
             metadata_tries,
             now,
@@ -522,7 +533,7 @@ impl FetchMachine {
     fn metadata_backoff(&mut self, now: Instant, why: BrokerFailure<'_>) {
         let random = self.rng.f64();
         let failed = record(&mut self.metadata_tries, now, why, random);
-        self.timers.metadata_retry = Some(failed.retry_at);
+        self.timers.set(Timer::MetadataRetry, failed.retry_at);
         self.tell(failed.report);
     }
 
@@ -546,7 +557,10 @@ impl FetchMachine {
     fn plan(&mut self, now: Instant) {
         if self.metadata_wanted
             && !self.metadata_in_flight
-            && self.timers.metadata_retry.is_none_or(|t| now >= t)
+            && self
+                .timers
+                .get(Timer::MetadataRetry)
+                .is_none_or(|t| now >= t)
             && !self.partitions.is_empty()
         {
             self.metadata_wanted = false;
@@ -1109,14 +1123,15 @@ impl Machine for FetchMachine {
         Some(event)
     }
 
-    /// The earliest timer still ahead: a partition's or a broker's backoff, or the metadata
-    /// retry.
+    /// The earliest timer still ahead: the table's (the metadata retry), or a partition's or a
+    /// broker's backoff, kept per key beside their state. Backoffs passed are left in place
+    /// (a partition's is read as "not before"), so only those ahead count.
     fn poll_timeout(&self) -> Option<Instant> {
         let partitions = self.partitions.values().filter_map(|a| a.state.retry_at());
         let brokers = self.brokers.values().filter_map(|b| b.retry_at);
         partitions
             .chain(brokers)
-            .chain(self.timers.metadata_retry)
+            .chain(self.timers.next())
             .filter(|t| *t > self.now)
             .min()
     }
@@ -1126,8 +1141,12 @@ impl Machine for FetchMachine {
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.plan_all = true;
-        if self.timers.metadata_retry.is_some_and(|t| now >= t) {
-            self.timers.metadata_retry = None;
+        let timers = self.timers;
+        for timer in timers.expired(now) {
+            match timer {
+                // The refresh goes with the next plan, if it is still wanted.
+                Timer::MetadataRetry => self.timers.stop(timer),
+            }
         }
     }
 

@@ -127,7 +127,7 @@ impl GroupMember {
         S: Into<String>,
     {
         let topics = topics.into_iter().map(Into::into).collect();
-        let _ = self.commands.send(Command::Subscribe(topics, None));
+        self.command(Command::Subscribe(topics, None));
     }
 
     /// Subscribes to `topics` and to whatever topics `regex` matches, replacing the
@@ -140,23 +140,23 @@ impl GroupMember {
         S: Into<String>,
     {
         let topics = topics.into_iter().map(Into::into).collect();
-        let _ = self.commands.send(Command::Subscribe(topics, regex));
+        self.command(Command::Subscribe(topics, regex));
     }
 
     /// Leaves the group, revoking the partitions first.
     pub fn unsubscribe(&self) {
-        let _ = self.commands.send(Command::Unsubscribe);
+        self.command(Command::Unsubscribe);
     }
 
     /// Tells the member the application is alive (it polled).
     pub fn poll(&self) {
-        let _ = self.commands.send(Command::Poll);
+        self.command(Command::Poll);
     }
 
     /// Acknowledges [`GroupEvent::Revoked`] `id`: the application has stopped consuming the
     /// partitions and committed what it wanted.
     pub fn revocation_done(&self, id: RevocationId) {
-        let _ = self.commands.send(Command::RevocationDone(id));
+        self.command(Command::RevocationDone(id));
     }
 
     /// The next event; `None` once the member has stopped and every event was read.
@@ -185,11 +185,18 @@ impl GroupMember {
         self.membership.clone()
     }
 
+    /// Hands `command` to the member's task. The send fails only once the task has ended: the
+    /// member closed or failed, which its last events said (`Closed`, `Fatal`), and there is
+    /// nothing left to act on the command, so it is dropped.
+    fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
     /// Closes the member (revocations are acknowledged at once: read the events before if the
     /// application must commit on revocation) and waits, at most `timeout`, for LeaveGroup to
     /// be answered. Returns the events that came meanwhile.
     pub async fn close(mut self, timeout: Duration) -> Vec<GroupEvent> {
-        let _ = self.commands.send(Command::Close);
+        self.command(Command::Close);
         let mut events = Vec::new();
         let _ = time::timeout(timeout, async {
             while let Some(e) = self.events.recv().await {
@@ -287,6 +294,8 @@ impl Drive for MemberTask {
         {
             machine.revocation_done(now, *id);
         }
+        // The send fails once the handle is dropped: nobody reads events any more, and the
+        // task goes on to leave the group on its own.
         let _ = self.events.send(event);
     }
 

@@ -9,6 +9,8 @@
 //! - [`wire`]: the machine's requests in kafka-protocol's types, per version.
 //! - [`consumer_group`]: the member of the consumer protocol (KIP-848, `group.protocol=consumer`),
 //!   [`ConsumerGroupMachine`], on the same contract and with the same events.
+//! - [`Member`]: the commands and queries of either member, beside the machine contract;
+//!   [`MemberMachine`] is either member, by `group.protocol`.
 //! - [`GroupMember`]: a tokio task that drives a machine through a [`kcon_pool::Pool`].
 
 pub mod assignor;
@@ -29,7 +31,7 @@ pub use consumer_group::ConsumerGroupMachine;
 pub use driver::{GroupMember, MemberSnapshot};
 pub use error::GroupError;
 pub use machine::{Generation, GroupEvent, GroupMachine, MemberState, PROTOCOL_TYPE, RevocationId};
-pub use member::MemberMachine;
+pub use member::{Member, MemberMachine};
 pub use messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, JoinedMember, LeaveGroup,
     Outgoing, SyncGroup,

@@ -1,13 +1,16 @@
-//! The group member of either protocol, as one machine: [`MemberMachine`] is the classic
-//! [`GroupMachine`] or the consumer protocol's [`ConsumerGroupMachine`], chosen by
-//! `group.protocol`. Both speak the same requests, answers and events, so the one driver
+//! The group member of either protocol: [`Member`] is what a member takes and shows beside the
+//! machine contract, implemented by the classic [`GroupMachine`] and the consumer protocol's
+//! [`ConsumerGroupMachine`] (each in its own module); [`MemberMachine`] is either one, chosen
+//! by `group.protocol`. Both speak the same requests, answers and events, so the one driver
 //! ([`GroupMember`](crate::GroupMember)) and the simulation run either.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-use kcon_core::TopicPartition;
-use kcon_core::{Coordinator, GroupProtocol, Machine, RequestFailure, RequestId, TopicId};
+use kcon_core::{
+    Coordinator, GroupProtocol, Machine, RequestFailure, RequestId, TopicId, TopicPartition,
+};
 
 use crate::assignor::TopicPartitions;
 use crate::config::GroupConfig;
@@ -15,7 +18,70 @@ use crate::consumer_group::ConsumerGroupMachine;
 use crate::machine::{Generation, GroupEvent, GroupMachine, MemberState, RevocationId};
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 
-/// A group member under the protocol its configuration names.
+/// A group member, whichever protocol: the commands it takes from the application and the
+/// environment, and what it shows of itself. Its answers, timers and outputs are the machine
+/// contract ([`Machine`]), which both members share with the same request, answer and event
+/// types.
+pub trait Member:
+    Machine<Request = GroupRequest, Response = GroupResponse, Event = GroupEvent>
+{
+    /// The configuration.
+    fn config(&self) -> &GroupConfig;
+
+    /// The generation (classic) or member epoch (consumer) and member id, as commits carry
+    /// them.
+    fn generation(&self) -> Generation;
+
+    /// The partitions owned, including any whose revocation is pending.
+    fn assignment(&self) -> &BTreeSet<TopicPartition>;
+
+    /// The coordinator, when known.
+    fn coordinator(&self) -> Option<&Coordinator>;
+
+    /// The coarse state.
+    fn state(&self) -> MemberState;
+
+    /// Whether it is done (closed or failed).
+    fn is_terminated(&self) -> bool;
+
+    /// The topics whose metadata it needs watched.
+    fn watched_topics(&self) -> BTreeSet<String>;
+
+    /// Subscribes to `topics` and to the topics `regex` matches, replacing the subscription;
+    /// no names and no regex unsubscribe. Under the consumer protocol the coordinator matches
+    /// the regex (KIP-848's `SubscribedTopicRegex`), those topics created later included. The
+    /// classic protocol has no such field: a classic member subscribes to `topics` alone, and
+    /// whoever subscribes it matches a pattern itself and passes the names it matched (what
+    /// kcon's `Consumer` does).
+    fn subscribe_to(&mut self, now: Instant, topics: BTreeSet<String>, regex: Option<String>);
+
+    /// Leaves the group until subscribed again.
+    fn unsubscribe(&mut self, now: Instant);
+
+    /// Closes the member: its partitions are revoked, then it leaves; ends with
+    /// [`GroupEvent::Closed`].
+    fn close(&mut self, now: Instant);
+
+    /// The application polled.
+    fn application_polled(&mut self, now: Instant);
+
+    /// The application finished with revocation `id`.
+    fn revocation_done(&mut self, now: Instant, id: RevocationId);
+
+    /// New cluster metadata: the watched topics' partitions (the classic leader rejoins when
+    /// a count changed) and the topic ids known (the consumer member names its assignment's
+    /// topics with them).
+    fn metadata_updated(
+        &mut self,
+        now: Instant,
+        topics: &TopicPartitions,
+        ids: &BTreeMap<TopicId, String>,
+    );
+}
+
+/// A group member under the protocol its configuration names. It is a [`Member`] by
+/// dereference (`member.state()`, `member.close(now)`), and the machine contract goes to the
+/// member it holds.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum MemberMachine {
@@ -45,135 +111,43 @@ impl MemberMachine {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &GroupConfig {
-        match self {
-            MemberMachine::Classic(m) => m.config(),
-            MemberMachine::Consumer(m) => m.config(),
-        }
-    }
-
-    /// The generation (classic) or member epoch (consumer) and member id, as commits carry
-    /// them.
-    pub fn generation(&self) -> Generation {
-        match self {
-            MemberMachine::Classic(m) => m.generation().clone(),
-            MemberMachine::Consumer(m) => m.generation(),
-        }
-    }
-
-    /// The partitions owned.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        match self {
-            MemberMachine::Classic(m) => m.assignment(),
-            MemberMachine::Consumer(m) => m.assignment(),
-        }
-    }
-
-    /// The coordinator, when known.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        match self {
-            MemberMachine::Classic(m) => m.coordinator(),
-            MemberMachine::Consumer(m) => m.coordinator(),
-        }
-    }
-
-    /// The coarse state.
-    pub fn state(&self) -> MemberState {
-        match self {
-            MemberMachine::Classic(m) => m.state(),
-            MemberMachine::Consumer(m) => m.state(),
-        }
-    }
-
-    /// Whether it is done (closed or failed).
-    pub fn is_terminated(&self) -> bool {
-        match self {
-            MemberMachine::Classic(m) => m.is_terminated(),
-            MemberMachine::Consumer(m) => m.is_terminated(),
-        }
-    }
-
-    /// The topics whose metadata it needs watched.
-    pub fn watched_topics(&self) -> BTreeSet<String> {
-        match self {
-            MemberMachine::Classic(m) => m.watched_topics(),
-            MemberMachine::Consumer(m) => m.subscription().clone(),
-        }
-    }
-
-    /// Subscribes to `topics`.
+    /// Subscribes to `topics` (see [`Member::subscribe_to`]).
     pub fn subscribe<I, S>(&mut self, now: Instant, topics: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        match self {
-            MemberMachine::Classic(m) => m.subscribe(now, topics),
-            MemberMachine::Consumer(m) => m.subscribe(now, topics),
-        }
+        self.subscribe_with_regex(now, topics, None);
     }
 
-    /// Subscribes to `topics` and to the topics `regex` matches. Under the consumer protocol
-    /// the coordinator matches the regex (KIP-848's `SubscribedTopicRegex`), those topics
-    /// created later included. The classic protocol has no such field: a classic member
-    /// subscribes to `topics` alone, and whoever subscribes it matches a pattern itself and
-    /// passes the names it matched (what kcon's `Consumer` does).
+    /// Subscribes to `topics` and to the topics `regex` matches (see
+    /// [`Member::subscribe_to`]).
     pub fn subscribe_with_regex<I, S>(&mut self, now: Instant, topics: I, regex: Option<String>)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let topics = topics.into_iter().map(Into::into).collect();
+        self.subscribe_to(now, topics, regex);
+    }
+}
+
+impl Deref for MemberMachine {
+    type Target = dyn Member;
+
+    fn deref(&self) -> &(dyn Member + 'static) {
         match self {
-            MemberMachine::Classic(m) => m.subscribe(now, topics),
-            MemberMachine::Consumer(m) => m.subscribe_with_regex(now, topics, regex),
+            MemberMachine::Classic(m) => m,
+            MemberMachine::Consumer(m) => m,
         }
     }
+}
 
-    /// Leaves the group until subscribed again.
-    pub fn unsubscribe(&mut self, now: Instant) {
+impl DerefMut for MemberMachine {
+    fn deref_mut(&mut self) -> &mut (dyn Member + 'static) {
         match self {
-            MemberMachine::Classic(m) => m.unsubscribe(now),
-            MemberMachine::Consumer(m) => m.unsubscribe(now),
-        }
-    }
-
-    /// Closes the member.
-    pub fn close(&mut self, now: Instant) {
-        match self {
-            MemberMachine::Classic(m) => m.close(now),
-            MemberMachine::Consumer(m) => m.close(now),
-        }
-    }
-
-    /// The application polled.
-    pub fn application_polled(&mut self, now: Instant) {
-        match self {
-            MemberMachine::Classic(m) => m.application_polled(now),
-            MemberMachine::Consumer(m) => m.application_polled(now),
-        }
-    }
-
-    /// The application finished with revocation `id`.
-    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
-        match self {
-            MemberMachine::Classic(m) => m.revocation_done(now, id),
-            MemberMachine::Consumer(m) => m.revocation_done(now, id),
-        }
-    }
-
-    /// New cluster metadata: the watched topics' partitions (the classic leader rejoins when
-    /// a count changed) and the topic ids known (the consumer member names its assignment's
-    /// topics with them).
-    pub fn metadata_updated(
-        &mut self,
-        now: Instant,
-        topics: &TopicPartitions,
-        ids: &BTreeMap<TopicId, String>,
-    ) {
-        match self {
-            MemberMachine::Classic(m) => m.metadata_updated(now, topics),
-            MemberMachine::Consumer(m) => m.topic_ids_updated(now, ids),
+            MemberMachine::Classic(m) => m,
+            MemberMachine::Consumer(m) => m,
         }
     }
 }
@@ -189,37 +163,22 @@ impl Machine for MemberMachine {
         id: RequestId,
         result: Result<GroupResponse, RequestFailure>,
     ) {
-        match self {
-            MemberMachine::Classic(m) => m.handle_response(now, id, result),
-            MemberMachine::Consumer(m) => m.handle_response(now, id, result),
-        }
+        (**self).handle_response(now, id, result)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            MemberMachine::Classic(m) => m.handle_timeout(now),
-            MemberMachine::Consumer(m) => m.handle_timeout(now),
-        }
+        (**self).handle_timeout(now)
     }
 
     fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        match self {
-            MemberMachine::Classic(m) => m.poll_request(now),
-            MemberMachine::Consumer(m) => m.poll_request(now),
-        }
+        (**self).poll_request(now)
     }
 
     fn poll_event(&mut self) -> Option<GroupEvent> {
-        match self {
-            MemberMachine::Classic(m) => m.poll_event(),
-            MemberMachine::Consumer(m) => m.poll_event(),
-        }
+        (**self).poll_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            MemberMachine::Classic(m) => m.poll_timeout(),
-            MemberMachine::Consumer(m) => m.poll_timeout(),
-        }
+        (**self).poll_timeout()
     }
 }

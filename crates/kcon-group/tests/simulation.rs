@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kcon_codec::consumer_protocol::Subscription;
 use kcon_core::TopicPartition;
-use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, MemberState};
+use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, Member, MemberState};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 use sim::coordinator::{CoordinatorConfig, GroupState};

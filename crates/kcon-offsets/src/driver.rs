@@ -138,14 +138,14 @@ impl Offsets {
 
     /// Stores `offset` (already the next offset to consume, with its metadata) for `tp`.
     pub fn store(&self, tp: TopicPartition, offset: OffsetAndMetadata) {
-        let _ = self.commands.send(Command::Store(tp, offset));
+        self.command(Command::Store(tp, offset));
     }
 
     /// Tells `observer` of every auto-commit and async commit from now on as it finishes,
     /// acknowledged or failed (an auto-commit with nothing to commit sends nothing and is not
     /// told): what a consumer counts and reports besides the commits it awaits itself.
     pub fn observe(&self, observer: CommitObserver) {
-        let _ = self.commands.send(Command::Observe(Observer(observer)));
+        self.command(Command::Observe(Observer(observer)));
     }
 
     /// Commits `offsets` (`None`: everything stored) and waits for the coordinator's
@@ -165,7 +165,9 @@ impl Offsets {
         offsets: Option<BTreeMap<TopicPartition, OffsetAndMetadata>>,
     ) -> oneshot::Receiver<CommitResult> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Commit {
+        // A task that has stopped drops the command and the reply in it: the receiver then
+        // says so (closed), as callers read it.
+        self.command(Command::Commit {
             kind: CommitKind::Async,
             offsets,
             reply,
@@ -179,7 +181,8 @@ impl Offsets {
         offsets: Option<BTreeMap<TopicPartition, OffsetAndMetadata>>,
     ) -> CommitResult {
         let (reply, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Commit {
+        // A task that has stopped drops the reply with the command: answered below.
+        self.command(Command::Commit {
             kind,
             offsets,
             reply,
@@ -191,7 +194,8 @@ impl Offsets {
     /// read stable under read_committed (KIP-447).
     pub async fn committed(&self, partitions: Option<BTreeSet<TopicPartition>>) -> CommittedResult {
         let (reply, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Fetch { partitions, reply });
+        // A task that has stopped drops the reply with the command: answered below.
+        self.command(Command::Fetch { partitions, reply });
         rx.await.unwrap_or_else(|_| {
             Err(CommittedError::Request(
                 "the offsets task has stopped".into(),
@@ -199,16 +203,21 @@ impl Offsets {
         })
     }
 
+    /// Hands `command` to the offsets task. The send fails only once the task has ended
+    /// (closed, or its handle's commands gone): nothing is left to act on it, and a command
+    /// that waits for an answer learns it from its dropped reply, so it is dropped.
+    fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
     /// The generation and member id to commit with (-1 and empty: an inactive group).
     pub fn set_generation(&self, generation_id: i32, member_id: impl Into<String>) {
-        let _ = self
-            .commands
-            .send(Command::Generation(generation_id, member_id.into()));
+        self.command(Command::Generation(generation_id, member_id.into()));
     }
 
     /// The group coordinator, when known from elsewhere (saves a lookup).
     pub fn set_coordinator(&self, coordinator: Option<Coordinator>) {
-        let _ = self.commands.send(Command::Coordinator(coordinator));
+        self.command(Command::Coordinator(coordinator));
     }
 
     /// Follows a group member's [`Membership`] (`kcon_group::GroupMember::membership`): its
@@ -235,14 +244,15 @@ impl Offsets {
 
     /// Forgets the stored offsets of `partitions` (lost or revoked).
     pub fn forget(&self, partitions: Vec<TopicPartition>) {
-        let _ = self.commands.send(Command::Forget(partitions));
+        self.command(Command::Forget(partitions));
     }
 
     /// With `enable.auto.commit`, commits what is stored and not yet acknowledged, then stops;
     /// waits at most `timeout`.
     pub async fn close(mut self, timeout: Duration) {
         let (done, rx) = oneshot::channel();
-        let _ = self.commands.send(Command::Close(done));
+        // A task that has stopped drops `done` with the command, and the wait ends at once.
+        self.command(Command::Close(done));
         let _ = time::timeout(timeout, rx).await;
         if let Some(task) = self.task.take() {
             task.abort();
@@ -358,6 +368,8 @@ impl Drive for OffsetsTask {
                     });
                 }
                 if let Some(reply) = self.commit_replies.remove(&id) {
+                    // The caller may have stopped waiting (a dropped commit future): the
+                    // observer above has counted the commit either way.
                     let _ = reply.send(result);
                 } else if let Err(e) = result
                     && kind == CommitKind::Auto
@@ -367,10 +379,13 @@ impl Drive for OffsetsTask {
             }
             OffsetsEvent::CommittedOffsets { id, result } => {
                 if let Some(reply) = self.fetch_replies.remove(&id) {
+                    // The caller may have stopped waiting (a dropped future): nothing to do.
                     let _ = reply.send(result);
                 }
             }
             OffsetsEvent::PersistentFailure(report) => {
+                // Fails only once the receiver is gone (dropped by whoever took it, or with
+                // the handle that held it): the tracker has logged the report already.
                 let _ = self.reports.send(report);
             }
         }
@@ -379,6 +394,7 @@ impl Drive for OffsetsTask {
     fn settled(&mut self, machine: &CommitMachine) -> bool {
         let closed = self.closed.is_some() && machine.commits_idle();
         if closed && let Some(done) = self.closed.take() {
+            // `close` may have stopped waiting (its timeout passed): nothing to tell.
             let _ = done.send(());
         }
         let done = closed || self.abandoned;

@@ -55,6 +55,12 @@ pub enum CommitError {
         /// The partitions it was for.
         partitions: Vec<TopicPartition>,
     },
+    /// The OffsetCommit was answered with another API's answer: the glue fed the wrong answer
+    /// back, or the connection mixed answers up. Not retried: nothing says the offsets went.
+    UnexpectedAnswer {
+        /// What came instead, for the log.
+        answer: String,
+    },
 }
 
 impl CommitError {
@@ -100,6 +106,9 @@ impl fmt::Display for CommitError {
                 "not sent: its {} partition(s) were revoked or lost before it could go",
                 partitions.len()
             ),
+            CommitError::UnexpectedAnswer { answer } => {
+                write!(f, "OffsetCommit got an unexpected answer: {answer}")
+            }
         }
     }
 }
@@ -126,6 +135,12 @@ pub enum CommittedError {
     },
     /// The request could not be sent in a form the coordinator accepts.
     Request(String),
+    /// The OffsetFetch was answered with another API's answer (see
+    /// [`CommitError::UnexpectedAnswer`]).
+    UnexpectedAnswer {
+        /// What came instead, for the log.
+        answer: String,
+    },
 }
 
 impl fmt::Display for CommittedError {
@@ -146,6 +161,9 @@ impl fmt::Display for CommittedError {
                 "fetching committed offsets timed out (default.api.timeout.ms); last error: {last}"
             ),
             CommittedError::Request(e) => f.write_str(e),
+            CommittedError::UnexpectedAnswer { answer } => {
+                write!(f, "OffsetFetch got an unexpected answer: {answer}")
+            }
         }
     }
 }

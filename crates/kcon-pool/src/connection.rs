@@ -852,6 +852,8 @@ impl Pending {
     fn answer(self, result: Result<Bytes>) {
         let Pending { reply, slot } = self;
         drop(slot);
+        // Fails when the caller stopped waiting (its future dropped): the answer is read and
+        // nobody wants it.
         let _ = reply.send(result);
     }
 }

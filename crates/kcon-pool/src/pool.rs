@@ -432,6 +432,9 @@ impl PoolInner {
         tokio::spawn(async move {
             let result = inner.fetch_metadata(&scope).await;
             inner.finish_refresh(id, &scope, &result);
+            // Fails only when every receiver is gone: no caller waits for this refresh any
+            // more, and the pool has its outcome already (the new snapshot, or the failure
+            // and its backoff).
             let _ = tx.send(Some(result));
         });
         rx

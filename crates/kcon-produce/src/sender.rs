@@ -228,6 +228,7 @@ impl Sender {
         }
         self.answer_flushes();
         for w in self.close_waiters.drain(..) {
+            // A close that stopped waiting (its future dropped or timed out) reads nothing.
             let _ = w.send(());
         }
         debug!("producer task done");
@@ -243,10 +244,10 @@ impl Sender {
         match command {
             Command::Record(incoming) => {
                 if self.closing {
-                    let _ = incoming.reply.send(Err(ProduceError::closed()));
+                    answer_record(incoming.reply, Err(ProduceError::closed()));
                 } else if let Some(fatal) = &self.fatal {
                     Counters::add(&self.stats.records_failed, 1);
-                    let _ = incoming.reply.send(Err(fatal.clone()));
+                    answer_record(incoming.reply, Err(fatal.clone()));
                 } else {
                     let id = self.next_id;
                     self.next_id += 1;
@@ -318,7 +319,7 @@ impl Sender {
             for (id, incoming) in t.waiting.drain(..) {
                 self.incomplete.remove(&id);
                 Counters::add(&self.stats.records_failed, 1);
-                let _ = incoming.reply.send(Err(error.clone()));
+                answer_record(incoming.reply, Err(error.clone()));
             }
         }
         for (tp, batch) in self.acc.drain_waiting() {
@@ -345,11 +346,14 @@ impl Sender {
                     Some(p) => format!("{name}-{p}"),
                     None => name.clone(),
                 };
-                let _ = incoming.reply.send(Err(ProduceError::timed_out(
-                    timeout,
-                    &what,
-                    t.last_error.as_ref(),
-                )));
+                answer_record(
+                    incoming.reply,
+                    Err(ProduceError::timed_out(
+                        timeout,
+                        &what,
+                        t.last_error.as_ref(),
+                    )),
+                );
             }
         }
         for (tp, batch) in self.acc.expire(now) {
@@ -388,7 +392,7 @@ impl Sender {
                         for (id, incoming) in t.waiting.drain(..) {
                             self.incomplete.remove(&id);
                             Counters::add(&self.stats.records_failed, 1);
-                            let _ = incoming.reply.send(Err(error.clone()));
+                            answer_record(incoming.reply, Err(error.clone()));
                         }
                         continue;
                     }
@@ -421,11 +425,14 @@ impl Sender {
                     Some(p) => {
                         self.incomplete.remove(&id);
                         Counters::add(&self.stats.records_failed, 1);
-                        let _ = reply.send(Err(ProduceError::new(
-                            ErrorKind::InvalidRecord,
-                            false,
-                            format!("partition {p} of {name} does not exist (it has {count})"),
-                        )));
+                        answer_record(
+                            reply,
+                            Err(ProduceError::new(
+                                ErrorKind::InvalidRecord,
+                                false,
+                                format!("partition {p} of {name} does not exist (it has {count})"),
+                            )),
+                        );
                         continue;
                     }
                     None => partitioner.partition(record.key.as_deref()),
@@ -491,7 +498,7 @@ impl Sender {
                     for (id, incoming) in t.waiting.drain(..) {
                         self.incomplete.remove(&id);
                         Counters::add(&self.stats.records_failed, 1);
-                        let _ = incoming.reply.send(Err(error.clone()));
+                        answer_record(incoming.reply, Err(error.clone()));
                     }
                 }
             }
@@ -820,12 +827,15 @@ impl Sender {
         Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
         for (i, r) in batch.records.into_iter().enumerate() {
             self.incomplete.remove(&r.id);
-            let _ = r.reply.send(Ok(Delivered {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: base_offset.and_then(|b| b.checked_add(i as i64)),
-                timestamp: append_time.unwrap_or(r.timestamp),
-            }));
+            answer_record(
+                r.reply,
+                Ok(Delivered {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: base_offset.and_then(|b| b.checked_add(i as i64)),
+                    timestamp: append_time.unwrap_or(r.timestamp),
+                }),
+            );
         }
     }
 
@@ -881,7 +891,7 @@ impl Sender {
         debug!(partition = %tp, error = %error, records = batch.records.len(), "batch failed");
         for r in batch.records {
             self.incomplete.remove(&r.id);
-            let _ = r.reply.send(Err(error.clone()));
+            answer_record(r.reply, Err(error.clone()));
         }
     }
 
@@ -894,9 +904,20 @@ impl Sender {
             .partition(|(marker, _)| first.is_none_or(|f| f >= *marker));
         self.flushes = waiting;
         for (_, tx) in done {
+            // A flush that stopped waiting (its future dropped or timed out) reads nothing.
             let _ = tx.send(());
         }
     }
+}
+
+/// Tells a record's sender its outcome. The sender may have stopped waiting (its delivery
+/// future dropped): the outcome is counted in the producer's stats either way, so an answer
+/// nobody reads is dropped.
+fn answer_record(
+    reply: oneshot::Sender<Result<Delivered, ProduceError>>,
+    result: Result<Delivered, ProduceError>,
+) {
+    let _ = reply.send(result);
 }
 
 /// The result of a task, once it finished (then the slot is emptied); never, without one.

@@ -8,19 +8,15 @@
 //! every ListOffsets query. Requests of any other API are read and never answered, so a
 //! consumer's fetcher waits on them without failing the test.
 
-use std::net::SocketAddr;
-
-use bytes::{Bytes, BytesMut};
 use kcon_codec::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    RequestHeader,
+    ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
 };
-use kcon_codec::message::{decode_request, encode_response};
-
-use crate::scripted::{Script, ScriptedBroker, api_versions, metadata};
+use kcon_scripted::{
+    Answer, Received, Script, ScriptedBroker, kcon_versions_of, one_broker_metadata,
+};
 
 /// ListOffsets' special timestamps.
 const LATEST: i64 = -1;
@@ -55,14 +51,14 @@ impl TimestampBroker {
     /// Starts a broker whose `topic` has one partition per entry of `timestamps`, holding one
     /// record per timestamp, in order (timestamps need not increase, as with CreateTime).
     pub async fn start(topic: &str, timestamps: Vec<Vec<i64>>) -> TimestampBroker {
-        TimestampBroker(
-            ScriptedBroker::start(State {
-                topic: topic.to_owned(),
-                timestamps,
-                queries: Vec::new(),
-            })
-            .await,
-        )
+        let mut versions = kcon_versions_of(&ANSWERED);
+        versions.push((ApiKey::Fetch as i16, 4, 12));
+        let state = State {
+            topic: topic.to_owned(),
+            timestamps,
+            queries: Vec::new(),
+        };
+        TimestampBroker(ScriptedBroker::start(versions, state).await)
     }
 
     /// `host:port`, as a bootstrap list.
@@ -78,37 +74,20 @@ impl TimestampBroker {
 
 impl Script for State {
     /// Panics on a request kcon's codec cannot decode: that is a bug in what kcon sent.
-    fn answer(
-        &mut self,
-        addr: SocketAddr,
-        header: &RequestHeader,
-        body: Bytes,
-        out: &mut BytesMut,
-    ) -> bool {
-        let version = header.request_api_version;
-        let id = header.correlation_id;
-        match ApiKey::try_from(header.request_api_key) {
-            Ok(ApiKey::ApiVersions) => {
-                let fetch = (ApiKey::Fetch, 4, 12);
-                let r = api_versions(&ANSWERED, &[fetch]);
-                encode_response::<ApiVersionsRequest>(out, id, version, &r)
+    fn answer(&mut self, r: &Received) -> Answer {
+        match r.api() {
+            Some(ApiKey::Metadata) => {
+                let _ = r.decode::<MetadataRequest>();
+                let m = one_broker_metadata(r.broker, &[(&self.topic, self.timestamps.len())]);
+                r.answer::<MetadataRequest>(&m)
             }
-            Ok(ApiKey::Metadata) => {
-                let _ =
-                    decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
-                let r = metadata(addr, &[(&self.topic, self.timestamps.len())]);
-                encode_response::<MetadataRequest>(out, id, version, &r)
-            }
-            Ok(ApiKey::ListOffsets) => {
-                let request = decode_request::<ListOffsetsRequest>(body, version)
-                    .expect("a ListOffsets request");
+            Some(ApiKey::ListOffsets) => {
+                let request = r.decode::<ListOffsetsRequest>();
                 let response = list_offsets(self, &request);
-                encode_response::<ListOffsetsRequest>(out, id, version, &response)
+                r.answer::<ListOffsetsRequest>(&response)
             }
-            _ => return false,
+            _ => Answer::Silent,
         }
-        .expect("an answer kcon's codec encodes");
-        true
     }
 }
 

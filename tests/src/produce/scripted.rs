@@ -4,19 +4,16 @@
 //! first Produce answers with the error codes the test gives (then success), and records what
 //! each Produce carried.
 
-use std::net::SocketAddr;
-
-use bytes::{Bytes, BytesMut};
 use kcon_codec::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, ProduceRequest,
+    ProduceResponse, ProducerId,
 };
-use kcon_codec::message::{decode_request, encode_response};
-
-use crate::scripted::{Script, ScriptedBroker, api_versions, metadata};
+use kcon_scripted::{
+    Answer, Received, Script, ScriptedBroker, kcon_versions_of, one_broker_metadata,
+};
 
 const ANSWERED: [ApiKey; 4] = [
     ApiKey::ApiVersions,
@@ -62,17 +59,15 @@ impl SequenceBroker {
     /// A broker for `topic` with `partitions` partitions whose first batches are answered with
     /// `script`'s codes, in order.
     pub async fn start(topic: &str, partitions: i32, script: Vec<i16>) -> SequenceBroker {
-        SequenceBroker(
-            ScriptedBroker::start(State {
-                topic: topic.to_owned(),
-                partitions,
-                script,
-                sent: Vec::new(),
-                ends: vec![0; partitions as usize],
-                producer_ids: 0,
-            })
-            .await,
-        )
+        let state = State {
+            topic: topic.to_owned(),
+            partitions,
+            script,
+            sent: Vec::new(),
+            ends: vec![0; partitions as usize],
+            producer_ids: 0,
+        };
+        SequenceBroker(ScriptedBroker::start(kcon_versions_of(&ANSWERED), state).await)
     }
 
     /// `host:port`, as a bootstrap list.
@@ -93,47 +88,28 @@ impl SequenceBroker {
 
 impl Script for State {
     /// Panics on a request kcon's codec cannot decode (a bug in what kcon sent).
-    fn answer(
-        &mut self,
-        addr: SocketAddr,
-        header: &RequestHeader,
-        body: Bytes,
-        out: &mut BytesMut,
-    ) -> bool {
-        let version = header.request_api_version;
-        let id = header.correlation_id;
-        match ApiKey::try_from(header.request_api_key) {
-            Ok(ApiKey::ApiVersions) => encode_response::<ApiVersionsRequest>(
-                out,
-                id,
-                version,
-                &api_versions(&ANSWERED, &[]),
-            ),
-            Ok(ApiKey::Metadata) => {
-                let _ =
-                    decode_request::<MetadataRequest>(body, version).expect("a Metadata request");
-                let r = metadata(addr, &[(&self.topic, self.partitions as usize)]);
-                encode_response::<MetadataRequest>(out, id, version, &r)
+    fn answer(&mut self, r: &Received) -> Answer {
+        match r.api() {
+            Some(ApiKey::Metadata) => {
+                let _ = r.decode::<MetadataRequest>();
+                let m = one_broker_metadata(r.broker, &[(&self.topic, self.partitions as usize)]);
+                r.answer::<MetadataRequest>(&m)
             }
-            Ok(ApiKey::InitProducerId) => {
-                let _ = decode_request::<InitProducerIdRequest>(body, version)
-                    .expect("an InitProducerId request");
+            Some(ApiKey::InitProducerId) => {
+                let _ = r.decode::<InitProducerIdRequest>();
                 self.producer_ids += 1;
                 let response = InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(self.producer_ids))
                     .with_producer_epoch(0);
-                encode_response::<InitProducerIdRequest>(out, id, version, &response)
+                r.answer::<InitProducerIdRequest>(&response)
             }
-            Ok(ApiKey::Produce) => {
-                let request =
-                    decode_request::<ProduceRequest>(body, version).expect("a Produce request");
+            Some(ApiKey::Produce) => {
+                let request = r.decode::<ProduceRequest>();
                 let response = produce(self, &request);
-                encode_response::<ProduceRequest>(out, id, version, &response)
+                r.answer::<ProduceRequest>(&response)
             }
-            _ => return false,
+            _ => Answer::Silent,
         }
-        .expect("an answer kcon's codec encodes");
-        true
     }
 }
 

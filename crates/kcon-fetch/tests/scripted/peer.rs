@@ -18,18 +18,18 @@
 //! The test scripts the log (plain, transactional and corrupt batches, truncation with a leader
 //! epoch bump), injects top-level Fetch errors and evicts sessions; every request the peer
 //! received and what it answered to each Fetch are recorded.
+//!
+//! The session cache and the logs are this file's; accepting connections, reading requests,
+//! answering ApiVersions and recording what came are kcon-scripted's `Broker`.
 
 #![allow(unreachable_pub)]
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kcon_codec::compression::{Compression, compress};
-use kcon_codec::frame::FrameDecoder;
-use kcon_codec::kafka_protocol::messages::api_versions_response::ApiVersion;
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
 use kcon_codec::kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
@@ -37,57 +37,27 @@ use kcon_codec::kafka_protocol::messages::fetch_response::{
 use kcon_codec::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kcon_codec::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, ProducerId, RequestHeader, TopicName,
+    ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProducerId, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
-use kcon_codec::message::{decode_request, decode_request_header, encode_response};
 use kcon_codec::records::RecordBatchBuilder;
-use kcon_codec::versions::SUPPORTED;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use kcon_scripted::{Answer, BROKER_ID, Broker, Received, kcon_versions, metadata, partition};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
 pub const TOPIC: &str = "scripted";
 /// The topic's id (KIP-516), as Metadata v10+ and Fetch v13+ carry it.
 pub const TOPIC_ID: [u8; 16] = [
     0x5c, 0x71, 0x9e, 0x01, 0x22, 0x43, 0x4a, 0x8b, 0x9c, 0x0d, 0x1e, 0x2f, 0x30, 0x41, 0x52, 0x63,
 ];
-const BROKER_ID: i32 = 1;
 /// The longest a Fetch with nothing to return is held (or `max_wait_ms`, if shorter).
 const LONGEST_HOLD: Duration = Duration::from_millis(200);
 
 use kcon_core::error_codes::code;
-
-/// A request as the peer read it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub header: RequestHeader,
-    pub body: Bytes,
-}
-
-impl Received {
-    pub fn api_key(&self) -> i16 {
-        self.header.request_api_key
-    }
-
-    pub fn version(&self) -> i16 {
-        self.header.request_api_version
-    }
-
-    pub fn decode<R: Request>(&self) -> R {
-        decode_request::<R>(self.body.clone(), self.version()).expect("a request kcon can send")
-    }
-}
 
 /// What the peer answered to one Fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,22 +145,19 @@ struct Session {
 
 struct State {
     fetch_max_version: i16,
-    addr: SocketAddr,
     logs: Vec<Log>,
     sessions: BTreeMap<i32, Session>,
     next_session_id: i32,
     keep_sessions: bool,
     injected: VecDeque<i16>,
-    received: Vec<Received>,
     answered: Vec<Answered>,
 }
 
 /// The scripted broker. Stops when dropped.
 pub struct SessionBroker {
-    pub addr: SocketAddr,
+    broker: Broker,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl SessionBroker {
@@ -201,39 +168,40 @@ impl SessionBroker {
         leader_epoch: i32,
         fetch_max_version: i16,
     ) -> SessionBroker {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             fetch_max_version,
-            addr,
             logs: (0..partitions).map(|_| Log::new(leader_epoch)).collect(),
             sessions: BTreeMap::new(),
             next_session_id: 1000,
             keep_sessions: true,
             injected: VecDeque::new(),
-            received: Vec::new(),
             answered: Vec::new(),
         }));
         let wake = Arc::new(Notify::new());
+        let versions = kcon_versions()
+            .into_iter()
+            .map(|(k, min, max)| {
+                let max = if k == ApiKey::Fetch as i16 {
+                    fetch_max_version
+                } else {
+                    max
+                };
+                (k, min, max)
+            })
+            .collect();
         let (s, w) = (state.clone(), wake.clone());
-        let task = tokio::spawn(async move {
-            // Dropping the set (when this task is aborted) ends every connection.
-            let mut conns = JoinSet::new();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                conns.spawn(serve(stream, s.clone(), w.clone()));
-            }
-        });
+        let broker =
+            Broker::start_with_versions(versions, Arc::new(move |r: &Received| answer(r, &s, &w)))
+                .await;
         SessionBroker {
-            addr,
+            broker,
             state,
             wake,
-            task,
         }
     }
 
     pub fn address(&self) -> String {
-        self.addr.to_string()
+        self.broker.address()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -399,7 +367,7 @@ impl SessionBroker {
 
     /// Every request received, in order.
     pub fn received(&self) -> Vec<Received> {
-        self.state().received.clone()
+        self.broker.stats.received()
     }
 
     /// Every Fetch received, decoded, in order.
@@ -408,11 +376,7 @@ impl SessionBroker {
     }
 
     pub fn requests<R: Request>(&self, api: ApiKey) -> Vec<R> {
-        self.received()
-            .iter()
-            .filter(|r| r.api_key() == api as i16)
-            .map(Received::decode::<R>)
-            .collect()
+        self.broker.stats.requests(api)
     }
 
     /// What the peer answered to each Fetch, in order (same indexes as [`fetches`]).
@@ -431,12 +395,6 @@ impl SessionBroker {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-}
-
-impl Drop for SessionBroker {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -473,89 +431,46 @@ fn push(log: &mut Log, bytes: Bytes, n: usize) {
     log.end = last + 1;
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, wake: Arc<Notify>) {
-    let frames = FrameDecoder::default();
-    let mut buf = BytesMut::new();
-    loop {
-        let frame = loop {
-            if let Some(frame) = frames.decode(&mut buf).unwrap() {
-                break frame;
-            }
-            match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        let (header, body) = decode_request_header(frame).unwrap();
-        let r = Received { header, body };
-        state.lock().unwrap().received.push(r.clone());
-        let out = answer(&r, &state, &wake).await;
-        if stream.write_all(&out).await.is_err() {
-            return;
-        }
-    }
-}
-
-fn frame<R: Request>(to: &Received, response: &R::Response) -> Bytes {
-    let mut buf = BytesMut::new();
-    encode_response::<R>(&mut buf, to.header.correlation_id, to.version(), response).unwrap();
-    buf.freeze()
-}
-
-async fn answer(r: &Received, state: &Arc<Mutex<State>>, wake: &Notify) -> Bytes {
-    match ApiKey::try_from(r.api_key()).unwrap() {
-        ApiKey::ApiVersions => {
-            let max = state.lock().unwrap().fetch_max_version;
-            frame::<ApiVersionsRequest>(r, &api_versions(max))
-        }
-        ApiKey::Metadata => {
+/// What the broker answers `r` with (ApiVersions aside, which the `Broker` answers).
+fn answer(r: &Received, state: &Arc<Mutex<State>>, wake: &Arc<Notify>) -> Answer {
+    match r.api() {
+        Some(ApiKey::Metadata) => {
             let _ = r.decode::<MetadataRequest>();
             let s = state.lock().unwrap();
-            frame::<MetadataRequest>(r, &metadata(&s))
+            r.answer::<MetadataRequest>(&metadata_of(&s, r))
         }
-        ApiKey::ListOffsets => {
+        Some(ApiKey::ListOffsets) => {
             let req = r.decode::<ListOffsetsRequest>();
             let s = state.lock().unwrap();
-            frame::<ListOffsetsRequest>(r, &list_offsets(&s, &req))
+            r.answer::<ListOffsetsRequest>(&list_offsets(&s, &req))
         }
-        ApiKey::OffsetForLeaderEpoch => {
+        Some(ApiKey::OffsetForLeaderEpoch) => {
             let req = r.decode::<OffsetForLeaderEpochRequest>();
             let s = state.lock().unwrap();
-            frame::<OffsetForLeaderEpochRequest>(r, &offsets_for_epochs(&s, &req))
+            r.answer::<OffsetForLeaderEpochRequest>(&offsets_for_epochs(&s, &req))
         }
-        ApiKey::Fetch => {
+        Some(ApiKey::Fetch) => {
             let req = r.decode::<FetchRequest>();
-            // A broker holds a Fetch with nothing to return until data comes or max_wait_ms
-            // passes; the peer does too (bounded), so an idle fetcher does not spin.
-            let woken = wake.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let ready = state.lock().unwrap().fetch_ready(&req, r.version());
-            if !ready {
-                let hold = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(LONGEST_HOLD);
-                let _ = tokio::time::timeout(hold, woken).await;
-            }
-            let mut s = state.lock().unwrap();
-            let response = s.fetch(&req, r.version());
-            frame::<FetchRequest>(r, &response)
+            let (r, state, wake) = (r.clone(), state.clone(), wake.clone());
+            Answer::Later(Box::pin(async move {
+                // A broker holds a Fetch with nothing to return until data comes or
+                // max_wait_ms passes; the peer does too (bounded), so an idle fetcher does not
+                // spin.
+                let woken = wake.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let ready = state.lock().unwrap().fetch_ready(&req, r.version());
+                if !ready {
+                    let hold =
+                        Duration::from_millis(req.max_wait_ms.max(0) as u64).min(LONGEST_HOLD);
+                    let _ = tokio::time::timeout(hold, woken).await;
+                }
+                let response = state.lock().unwrap().fetch(&req, r.version());
+                r.answer::<FetchRequest>(&response)
+            }))
         }
         other => panic!("the scripted broker does not answer {other:?}"),
     }
-}
-
-fn api_versions(fetch_max: i16) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(
-        SUPPORTED
-            .iter()
-            .map(|&(k, min, max)| {
-                let max = if k == ApiKey::Fetch { fetch_max } else { max };
-                ApiVersion::default()
-                    .with_api_key(k as i16)
-                    .with_min_version(min)
-                    .with_max_version(max)
-            })
-            .collect(),
-    )
 }
 
 /// kafka-protocol's `Uuid` from bytes, without naming the `uuid` crate: every `uuid` version
@@ -565,35 +480,18 @@ fn uuid<U: std::str::FromStr>(bytes: [u8; 16]) -> U {
     text.parse().ok().expect("32 hex digits")
 }
 
-fn metadata(s: &State) -> MetadataResponse {
-    let partitions = s
+/// The broker (at the address `r` came to) leading every partition of the topic, with the
+/// topic's id and each log's leader epoch.
+fn metadata_of(s: &State, r: &Received) -> MetadataResponse {
+    let mut m = metadata(&[(BROKER_ID, r.broker)], &[(TOPIC, &[])]);
+    m.topics[0].topic_id = uuid(TOPIC_ID);
+    m.topics[0].partitions = s
         .logs
         .iter()
         .enumerate()
-        .map(|(i, log)| {
-            MetadataResponsePartition::default()
-                .with_partition_index(i as i32)
-                .with_leader_id(BrokerId(BROKER_ID))
-                .with_leader_epoch(log.leader_epoch)
-                .with_replica_nodes(vec![BrokerId(BROKER_ID)])
-                .with_isr_nodes(vec![BrokerId(BROKER_ID)])
-        })
+        .map(|(i, log)| partition(i as i32, BROKER_ID, log.leader_epoch))
         .collect();
-    MetadataResponse::default()
-        .with_cluster_id(Some(StrBytes::from_static_str("scripted")))
-        .with_controller_id(BrokerId(BROKER_ID))
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(BROKER_ID))
-                .with_host(StrBytes::from_string(s.addr.ip().to_string()))
-                .with_port(i32::from(s.addr.port())),
-        ])
-        .with_topics(vec![
-            MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))
-                .with_topic_id(uuid(TOPIC_ID))
-                .with_partitions(partitions),
-        ])
+    m
 }
 
 fn list_offsets(s: &State, req: &ListOffsetsRequest) -> ListOffsetsResponse {

@@ -11,6 +11,7 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::describe;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
     RequestId, RequestIds, Target, TopicId, TopicPartition,
@@ -22,9 +23,11 @@ use super::messages::{
     TopicIdPartitions,
 };
 use super::reconcile::{self, Step};
+use crate::assignor::TopicPartitions;
 use crate::config::GroupConfig;
 use crate::error::GroupError;
 use crate::machine::{Generation, GroupEvent, MemberState, RevocationId};
+use crate::member::Member;
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::revocation::Revocation;
 
@@ -88,6 +91,8 @@ pub struct ConsumerGroupMachine {
     last_poll: Instant,
     /// A leave to send without waiting for its answer (after the poll timeout).
     pending_leave: Option<ConsumerGroupHeartbeat>,
+    /// Every timer, armed from the state after each input (see `rearm`).
+    timers: Timers,
     events: VecDeque<GroupEvent>,
 }
 
@@ -157,14 +162,35 @@ struct TopicLookup {
     attempts: u32,
 }
 
+/// The member's timers, one table (`Timers`), in the order `handle_timeout` acts on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
-    CoordinatorRetry,
-    Heartbeat,
-    Lookup,
-    Poll,
+    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
     Revocation,
+    /// The application has not polled within `max.poll.interval.ms`.
+    Poll,
+    /// Find the coordinator again after a failure.
+    CoordinatorRetry,
+    /// Send the next heartbeat.
+    Heartbeat,
+    /// Look the target's unnamed topic ids up again after a failure.
+    Lookup,
 }
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::Revocation,
+        Timer::Poll,
+        Timer::CoordinatorRetry,
+        Timer::Heartbeat,
+        Timer::Lookup,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 5>;
 
 impl ConsumerGroupMachine {
     /// A member for `config` (validated), not yet subscribed. `seed` seeds the backoff jitter
@@ -173,7 +199,7 @@ impl ConsumerGroupMachine {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut id = [0u8; 16];
         rng.fill(&mut id);
-        ConsumerGroupMachine {
+        let mut m = ConsumerGroupMachine {
             backoff: config.retry_backoff_policy(),
             rng,
             ids: RequestIds::default(),
@@ -214,17 +240,15 @@ impl ConsumerGroupMachine {
             lookup: TopicLookup::default(),
             last_poll: now,
             pending_leave: None,
+            timers: Timers::new(),
             events: VecDeque::new(),
             config,
-        }
+        };
+        m.rearm();
+        m
     }
 
     // ----- queries -----
-
-    /// The configuration.
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
 
     /// The member id.
     pub fn member_id(&self) -> &str {
@@ -234,29 +258,6 @@ impl ConsumerGroupMachine {
     /// The member epoch; 0 when not a member.
     pub fn member_epoch(&self) -> i32 {
         self.epoch
-    }
-
-    /// The member's place for commits: its epoch as the generation (OffsetCommit v9 carries
-    /// the member epoch there), or -1 and no member id when it is not a member.
-    pub fn generation(&self) -> Generation {
-        if self.epoch > 0 {
-            Generation {
-                id: self.epoch,
-                member_id: self.member_id.clone(),
-                protocol_name: None,
-            }
-        } else {
-            Generation {
-                id: -1,
-                member_id: String::new(),
-                protocol_name: None,
-            }
-        }
-    }
-
-    /// The partitions the member owns, including any whose revocation is pending.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        &self.owned
     }
 
     /// The topics subscribed to by name.
@@ -273,35 +274,9 @@ impl ConsumerGroupMachine {
         !self.topics.is_empty() || self.regex.is_some()
     }
 
-    /// The coordinator, when known.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.known()
-    }
-
     /// The interval the coordinator asked heartbeats at (3 s until it says).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat.interval
-    }
-
-    /// The coarse state.
-    pub fn state(&self) -> MemberState {
-        if self.revocation.is_some() && !self.is_terminated() {
-            return MemberState::Revoking;
-        }
-        match self.phase {
-            Phase::Idle => MemberState::Idle,
-            Phase::Active if self.epoch == 0 => MemberState::Joining,
-            Phase::Active => MemberState::Stable,
-            Phase::PollExpired => MemberState::PollExpired,
-            Phase::Leaving { .. } => MemberState::Leaving,
-            Phase::Closed => MemberState::Closed,
-            Phase::Failed => MemberState::Failed,
-        }
-    }
-
-    /// Whether the machine is done (closed or failed).
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Failed)
     }
 
     /// Whether the member is reconciling: a target differs from what it owns.
@@ -332,6 +307,11 @@ impl ConsumerGroupMachine {
         S: Into<String>,
     {
         let topics: BTreeSet<String> = topics.into_iter().map(Into::into).collect();
+        self.set_subscription(now, topics, regex);
+        self.rearm();
+    }
+
+    fn set_subscription(&mut self, now: Instant, topics: BTreeSet<String>, regex: Option<String>) {
         let regex = regex.filter(|r| !r.is_empty());
         if topics.is_empty() && regex.is_none() {
             self.unsubscribe(now);
@@ -364,31 +344,7 @@ impl ConsumerGroupMachine {
         }
     }
 
-    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
-    pub fn unsubscribe(&mut self, now: Instant) {
-        self.topics.clear();
-        self.regex = None;
-        self.leave(AfterLeave::Idle, now);
-    }
-
-    /// Closes the member: revokes its partitions, then leaves (epoch -1, or -2 for a static
-    /// member, whose assignment the coordinator keeps for its session). Ends with
-    /// [`GroupEvent::Closed`].
-    pub fn close(&mut self, now: Instant) {
-        self.leave(AfterLeave::Closed, now);
-    }
-
-    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
-    /// member had left because of it.
-    pub fn application_polled(&mut self, now: Instant) {
-        self.last_poll = now;
-        if self.phase == Phase::PollExpired && self.is_subscribed() {
-            self.join(now);
-        }
-    }
-
-    /// The application finished with the revocation `id`.
-    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+    fn acknowledge_revocation(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
         };
@@ -409,21 +365,6 @@ impl ConsumerGroupMachine {
         // The coordinator hears of it at once: it hands the partitions on only then.
         self.heartbeat.next_at = now;
         self.reconcile(now);
-    }
-
-    /// Topic ids the cluster's metadata names: target partitions waiting for their topic's
-    /// name may be assigned now.
-    pub fn topic_ids_updated(&mut self, now: Instant, ids: &BTreeMap<TopicId, String>) {
-        let mut new = false;
-        for (id, name) in ids {
-            if self.names.get(id) != Some(name) {
-                self.names.insert(*id, name.clone());
-                new = true;
-            }
-        }
-        if new {
-            self.reconcile(now);
-        }
     }
 
     // ----- transitions -----
@@ -1157,7 +1098,9 @@ impl ConsumerGroupMachine {
         None
     }
 
-    fn timer(&self, timer: Timer) -> Option<Instant> {
+    /// When `timer` fires, as the state says: the one rule of each timer (see
+    /// `GroupMachine::deadline`).
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
         match timer {
             Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
             Timer::Heartbeat => (self.heartbeating()
@@ -1174,14 +1117,46 @@ impl ConsumerGroupMachine {
             Timer::Revocation => self.revocation.as_ref().map(|r| r.deadline),
         }
     }
-}
 
-impl Machine for ConsumerGroupMachine {
-    type Request = GroupRequest;
-    type Response = GroupResponse;
-    type Event = GroupEvent;
+    /// The timer table as the state says it should be.
+    fn armed_timers(&self) -> Timers {
+        let mut timers = Timers::new();
+        for &timer in Timer::ALL {
+            timers.set_or_stop(timer, self.deadline(timer));
+        }
+        timers
+    }
 
-    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+    /// Arms every timer from the state, once at the end of every input and poll (see
+    /// `GroupMachine::rearm`).
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
+    }
+
+    /// `timer` fired at `now`.
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Revocation => {
+                warn!(group = %self.config.group_id,
+                    "the application did not acknowledge a revocation within max.poll.interval.ms; the partitions are lost");
+                if let Some(r) = self.revocation.take() {
+                    let partitions: Vec<TopicPartition> = r.partitions().cloned().collect();
+                    for tp in &partitions {
+                        self.owned.remove(tp);
+                    }
+                    self.events.push_back(GroupEvent::Lost { partitions });
+                }
+                self.heartbeat.next_at = now;
+                self.reconcile(now);
+                self.maybe_finish_leave();
+            }
+            Timer::Poll => self.poll_expired(now),
+            // These only gate what poll_request sends.
+            Timer::CoordinatorRetry | Timer::Heartbeat | Timer::Lookup => {}
+        }
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
         if self.is_terminated() {
             return None;
         }
@@ -1198,45 +1173,7 @@ impl Machine for ConsumerGroupMachine {
         self.heartbeat_request(now)
     }
 
-    fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        [
-            Timer::CoordinatorRetry,
-            Timer::Heartbeat,
-            Timer::Lookup,
-            Timer::Poll,
-            Timer::Revocation,
-        ]
-        .into_iter()
-        .filter_map(|t| self.timer(t))
-        .min()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.timer(Timer::Revocation).is_some_and(|t| now >= t) {
-            warn!(group = %self.config.group_id,
-                "the application did not acknowledge a revocation within max.poll.interval.ms; the partitions are lost");
-            if let Some(r) = self.revocation.take() {
-                let partitions: Vec<TopicPartition> = r.partitions().cloned().collect();
-                for tp in &partitions {
-                    self.owned.remove(tp);
-                }
-                self.events.push_back(GroupEvent::Lost { partitions });
-            }
-            self.heartbeat.next_at = now;
-            self.reconcile(now);
-            self.maybe_finish_leave();
-        }
-        if self.timer(Timer::Poll).is_some_and(|t| now >= t) {
-            self.poll_expired(now);
-        }
-        // The other timers only gate what poll_request sends.
-    }
-
-    fn handle_response(
+    fn on_response(
         &mut self,
         now: Instant,
         id: RequestId,
@@ -1249,18 +1186,7 @@ impl Machine for ConsumerGroupMachine {
             self.on_find_coordinator(result, now);
             return;
         }
-        if self
-            .heartbeat
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.id == id)
-        {
-            // Invariant: just checked.
-            let sent = self
-                .heartbeat
-                .in_flight
-                .take()
-                .expect("a heartbeat in flight");
+        if let Some(sent) = self.heartbeat.in_flight.take_if(|f| f.id == id) {
             self.on_heartbeat(sent, result, now);
             self.maybe_finish_leave();
             return;
@@ -1271,5 +1197,173 @@ impl Machine for ConsumerGroupMachine {
             return;
         }
         debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
+    }
+}
+
+/// The consumer-protocol member's commands and queries.
+impl Member for ConsumerGroupMachine {
+    /// The configuration.
+    fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The member's place for commits: its epoch as the generation (OffsetCommit v9 carries
+    /// the member epoch there), or -1 and no member id when it is not a member.
+    fn generation(&self) -> Generation {
+        if self.epoch > 0 {
+            Generation {
+                id: self.epoch,
+                member_id: self.member_id.clone(),
+                protocol_name: None,
+            }
+        } else {
+            Generation {
+                id: -1,
+                member_id: String::new(),
+                protocol_name: None,
+            }
+        }
+    }
+
+    /// The partitions the member owns, including any whose revocation is pending.
+    fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.owned
+    }
+
+    /// The coordinator, when known.
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.coordinator.known()
+    }
+
+    /// The coarse state.
+    fn state(&self) -> MemberState {
+        if self.revocation.is_some() && !self.is_terminated() {
+            return MemberState::Revoking;
+        }
+        match self.phase {
+            Phase::Idle => MemberState::Idle,
+            Phase::Active if self.epoch == 0 => MemberState::Joining,
+            Phase::Active => MemberState::Stable,
+            Phase::PollExpired => MemberState::PollExpired,
+            Phase::Leaving { .. } => MemberState::Leaving,
+            Phase::Closed => MemberState::Closed,
+            Phase::Failed => MemberState::Failed,
+        }
+    }
+
+    /// Whether the machine is done (closed or failed).
+    fn is_terminated(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Failed)
+    }
+
+    /// The topics subscribed to by name (the coordinator watches what a regex matches).
+    fn watched_topics(&self) -> BTreeSet<String> {
+        self.topics.clone()
+    }
+
+    fn subscribe_to(&mut self, now: Instant, topics: BTreeSet<String>, regex: Option<String>) {
+        self.set_subscription(now, topics, regex);
+        self.rearm();
+    }
+
+    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
+    fn unsubscribe(&mut self, now: Instant) {
+        self.topics.clear();
+        self.regex = None;
+        self.leave(AfterLeave::Idle, now);
+        self.rearm();
+    }
+
+    /// Closes the member: revokes its partitions, then leaves (epoch -1, or -2 for a static
+    /// member, whose assignment the coordinator keeps for its session). Ends with
+    /// [`GroupEvent::Closed`].
+    fn close(&mut self, now: Instant) {
+        self.leave(AfterLeave::Closed, now);
+        self.rearm();
+    }
+
+    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
+    /// member had left because of it.
+    fn application_polled(&mut self, now: Instant) {
+        self.last_poll = now;
+        if self.phase == Phase::PollExpired && self.is_subscribed() {
+            self.join(now);
+        }
+        self.rearm();
+    }
+
+    /// The application finished with the revocation `id`.
+    fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.acknowledge_revocation(now, id);
+        self.rearm();
+    }
+
+    /// New metadata: the topic ids it names let target partitions waiting for their topic's
+    /// name be assigned now (partition counts are the coordinator's to watch).
+    fn metadata_updated(
+        &mut self,
+        now: Instant,
+        _topics: &TopicPartitions,
+        ids: &BTreeMap<TopicId, String>,
+    ) {
+        let mut new = false;
+        for (id, name) in ids {
+            if self.names.get(id) != Some(name) {
+                self.names.insert(*id, name.clone());
+                new = true;
+            }
+        }
+        if new {
+            self.reconcile(now);
+        }
+        self.rearm();
+    }
+}
+
+impl Machine for ConsumerGroupMachine {
+    type Request = GroupRequest;
+    type Response = GroupResponse;
+    type Event = GroupEvent;
+
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = self.next_request(now);
+        self.rearm();
+        out
+    }
+
+    fn poll_event(&mut self) -> Option<GroupEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer of the table.
+    fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        self.timers.next()
+    }
+
+    /// Acts on every timer that has passed, in the table's order; each sees what the one
+    /// before it changed.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.rearm();
+        for &timer in Timer::ALL {
+            if self.timers.is_expired(timer, now) {
+                self.on_timer(timer, now);
+                self.rearm();
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<GroupResponse, RequestFailure>,
+    ) {
+        self.on_response(now, id, result);
+        self.rearm();
     }
 }

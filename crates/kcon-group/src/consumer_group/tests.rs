@@ -8,7 +8,7 @@ use kcon_core::harness::Harness;
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicId, TopicPartition};
 
 use super::*;
-use crate::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberState, Outgoing};
+use crate::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, Member, MemberState, Outgoing};
 
 const A: TopicId = TopicId([0xa; 16]);
 const B: TopicId = TopicId([0xb; 16]);
@@ -75,7 +75,8 @@ type H = Harness<ConsumerGroupMachine>;
 fn joining(extra: &[(&str, &str)]) -> (H, RequestId, ConsumerGroupHeartbeat) {
     let now = Instant::now();
     let mut h = Harness::new(ConsumerGroupMachine::new(config(extra), now, 7), now);
-    h.machine.topic_ids_updated(now, &names());
+    h.machine
+        .metadata_updated(now, &crate::assignor::TopicPartitions::new(), &names());
     h.machine.subscribe(now, ["b", "a"]);
     let find = h.request().expect("FindCoordinator");
     assert!(matches!(find.request, GroupRequest::FindCoordinator { .. }));

@@ -9,15 +9,17 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::{code, describe, is_fatal_group_error};
 use kcon_core::failure::Failed;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
-    RequestId, RequestIds, Target, TopicPartition,
+    RequestId, RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
 use crate::assignor::{Assignor, MemberSubscription, RebalanceProtocol, TopicPartitions};
 use crate::config::GroupConfig;
 use crate::error::GroupError;
+use crate::member::Member;
 use crate::messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
     SyncGroup,
@@ -33,7 +35,7 @@ mod leave;
 mod tests;
 mod timers;
 
-use timers::Timer;
+use timers::{Timer, Timers};
 
 /// The protocol type of consumer groups.
 pub const PROTOCOL_TYPE: &str = "consumer";
@@ -241,6 +243,8 @@ pub struct GroupMachine {
     leave_reason: String,
     /// A LeaveGroup to send without waiting for its answer (after the poll timeout).
     pending_leave: Option<LeaveGroup>,
+    /// Every timer, armed from the state after each input (see `rearm`).
+    timers: Timers,
     events: VecDeque<GroupEvent>,
 }
 
@@ -346,7 +350,7 @@ impl GroupMachine {
     /// A member for `config` (validate it first with [`GroupConfig::validate`]), not yet
     /// subscribed. `seed` seeds the backoff jitter.
     pub fn new(config: GroupConfig, now: Instant, seed: u64) -> GroupMachine {
-        GroupMachine {
+        let mut m = GroupMachine {
             protocol: config.rebalance_protocol(),
             backoff: config.retry_backoff_policy(),
             rng: fastrand::Rng::with_seed(seed),
@@ -378,73 +382,24 @@ impl GroupMachine {
             rejoin_needed: None,
             leave_reason: String::new(),
             pending_leave: None,
+            timers: Timers::new(),
             events: VecDeque::new(),
             config,
-        }
+        };
+        m.rearm();
+        m
     }
 
     // ----- queries -----
-
-    /// The configuration.
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
 
     /// The rebalance protocol the member follows.
     pub fn rebalance_protocol(&self) -> RebalanceProtocol {
         self.protocol
     }
 
-    /// The member's generation (id -1 when it has none).
-    pub fn generation(&self) -> &Generation {
-        &self.generation
-    }
-
-    /// The partitions the member owns, including any whose revocation is pending.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        &self.assignment
-    }
-
     /// The topics subscribed to.
     pub fn subscription(&self) -> &BTreeSet<String> {
         &self.topics
-    }
-
-    /// The coordinator, when known.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.known()
-    }
-
-    /// The coarse state.
-    pub fn state(&self) -> MemberState {
-        match &self.phase {
-            Phase::Idle => MemberState::Idle,
-            Phase::Revoking(_) => MemberState::Revoking,
-            Phase::Joining { .. } => MemberState::Joining,
-            Phase::Assigning { .. } => MemberState::Assigning,
-            Phase::Syncing { .. } => MemberState::Syncing,
-            Phase::Stable if self.revocation.is_some() => MemberState::Revoking,
-            Phase::Stable => MemberState::Stable,
-            Phase::PollExpired => MemberState::PollExpired,
-            Phase::Leaving { .. } => MemberState::Leaving,
-            Phase::Closed => MemberState::Closed,
-            Phase::Failed => MemberState::Failed,
-        }
-    }
-
-    /// Whether the machine is done (closed or failed): it will ask for nothing more.
-    pub fn is_terminated(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Failed)
-    }
-
-    /// The topics whose metadata the machine needs watched: the subscription, and as leader
-    /// every topic it assigned.
-    pub fn watched_topics(&self) -> BTreeSet<String> {
-        let mut t = self.topics.clone();
-        if let Some(m) = &self.assigned_metadata {
-            t.extend(m.keys().cloned());
-        }
-        t
     }
 
     // ----- application inputs -----
@@ -457,6 +412,11 @@ impl GroupMachine {
         S: Into<String>,
     {
         let topics: BTreeSet<String> = topics.into_iter().map(Into::into).collect();
+        self.set_subscription(now, topics);
+        self.rearm();
+    }
+
+    fn set_subscription(&mut self, now: Instant, topics: BTreeSet<String>) {
         if topics.is_empty() {
             self.unsubscribe(now);
             return;
@@ -479,31 +439,7 @@ impl GroupMachine {
         }
     }
 
-    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
-    pub fn unsubscribe(&mut self, now: Instant) {
-        self.topics.clear();
-        self.leave(AfterLeave::Idle, "the consumer unsubscribed", now);
-    }
-
-    /// Closes the member: revokes its partitions (so the application can commit), then sends
-    /// LeaveGroup, unless the member is static (KIP-345: a static member keeps its place for
-    /// `session.timeout.ms` so that a restart gets its assignment back). Ends with
-    /// [`GroupEvent::Closed`].
-    pub fn close(&mut self, now: Instant) {
-        self.leave(AfterLeave::Closed, "the consumer is being closed", now);
-    }
-
-    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
-    /// member had left because of it.
-    pub fn application_polled(&mut self, now: Instant) {
-        self.last_poll = now;
-        if matches!(self.phase, Phase::PollExpired) && !self.topics.is_empty() {
-            self.prepare_rejoin("the consumer polled again after its poll timeout", now);
-        }
-    }
-
-    /// The application finished with the revocation `id` (and committed what it wanted).
-    pub fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+    fn acknowledge_revocation(&mut self, now: Instant, id: RevocationId) {
         let Some(r) = &mut self.revocation else {
             return;
         };
@@ -521,10 +457,7 @@ impl GroupMachine {
         }
     }
 
-    /// The cluster metadata changed: as leader, rejoin when a topic it assigned has a
-    /// different number of partitions now (the Java client's `ConsumerCoordinator` does the
-    /// same, so new partitions get consumed).
-    pub fn metadata_updated(&mut self, now: Instant, topics: &TopicPartitions) {
+    fn check_partition_counts(&mut self, now: Instant, topics: &TopicPartitions) {
         let Some(assigned) = &self.assigned_metadata else {
             return;
         };
@@ -640,6 +573,112 @@ impl GroupMachine {
     // ----- helpers -----
 }
 
+/// The classic member's commands and queries; a regex subscription is the consumer
+/// protocol's (the classic member subscribes to the names alone).
+impl Member for GroupMachine {
+    /// The configuration.
+    fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// The member's generation (id -1 when it has none).
+    fn generation(&self) -> Generation {
+        self.generation.clone()
+    }
+
+    /// The partitions the member owns, including any whose revocation is pending.
+    fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.assignment
+    }
+
+    /// The coordinator, when known.
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.coordinator.known()
+    }
+
+    /// The coarse state.
+    fn state(&self) -> MemberState {
+        match &self.phase {
+            Phase::Idle => MemberState::Idle,
+            Phase::Revoking(_) => MemberState::Revoking,
+            Phase::Joining { .. } => MemberState::Joining,
+            Phase::Assigning { .. } => MemberState::Assigning,
+            Phase::Syncing { .. } => MemberState::Syncing,
+            Phase::Stable if self.revocation.is_some() => MemberState::Revoking,
+            Phase::Stable => MemberState::Stable,
+            Phase::PollExpired => MemberState::PollExpired,
+            Phase::Leaving { .. } => MemberState::Leaving,
+            Phase::Closed => MemberState::Closed,
+            Phase::Failed => MemberState::Failed,
+        }
+    }
+
+    /// Whether the machine is done (closed or failed): it will ask for nothing more.
+    fn is_terminated(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Failed)
+    }
+
+    /// The topics whose metadata the machine needs watched: the subscription, and as leader
+    /// every topic it assigned.
+    fn watched_topics(&self) -> BTreeSet<String> {
+        let mut t = self.topics.clone();
+        if let Some(m) = &self.assigned_metadata {
+            t.extend(m.keys().cloned());
+        }
+        t
+    }
+
+    fn subscribe_to(&mut self, now: Instant, topics: BTreeSet<String>, _regex: Option<String>) {
+        self.set_subscription(now, topics);
+        self.rearm();
+    }
+
+    /// Leaves the group (revoking the partitions first) and stays out until subscribed again.
+    fn unsubscribe(&mut self, now: Instant) {
+        self.topics.clear();
+        self.leave(AfterLeave::Idle, "the consumer unsubscribed", now);
+        self.rearm();
+    }
+
+    /// Closes the member: revokes its partitions (so the application can commit), then sends
+    /// LeaveGroup, unless the member is static (KIP-345: a static member keeps its place for
+    /// `session.timeout.ms` so that a restart gets its assignment back). Ends with
+    /// [`GroupEvent::Closed`].
+    fn close(&mut self, now: Instant) {
+        self.leave(AfterLeave::Closed, "the consumer is being closed", now);
+        self.rearm();
+    }
+
+    /// The application polled: resets the `max.poll.interval.ms` timer, and rejoins when the
+    /// member had left because of it.
+    fn application_polled(&mut self, now: Instant) {
+        self.last_poll = now;
+        if matches!(self.phase, Phase::PollExpired) && !self.topics.is_empty() {
+            self.prepare_rejoin("the consumer polled again after its poll timeout", now);
+        }
+        self.rearm();
+    }
+
+    /// The application finished with the revocation `id` (and committed what it wanted).
+    fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.acknowledge_revocation(now, id);
+        self.rearm();
+    }
+
+    /// The cluster metadata changed: as leader, rejoin when a topic it assigned has a
+    /// different number of partitions now (the Java client's `ConsumerCoordinator` does the
+    /// same, so new partitions get consumed).
+    fn metadata_updated(
+        &mut self,
+        now: Instant,
+        topics: &TopicPartitions,
+        _ids: &BTreeMap<TopicId, String>,
+    ) {
+        self.check_partition_counts(now, topics);
+        self.rearm();
+    }
+}
+
 impl Machine for GroupMachine {
     type Request = GroupRequest;
     type Response = GroupResponse;
@@ -647,6 +686,53 @@ impl Machine for GroupMachine {
 
     /// The next request to send, if any.
     fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = self.next_request(now);
+        self.rearm();
+        out
+    }
+
+    /// The next event for the application, if any.
+    fn poll_event(&mut self) -> Option<GroupEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever: the
+    /// earliest timer of the table.
+    fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        self.timers.next()
+    }
+
+    /// Acts on every timer that has passed, in the table's order; each sees what the one
+    /// before it changed (a revocation that ends stops the poll timer of a member leaving).
+    fn handle_timeout(&mut self, now: Instant) {
+        self.rearm();
+        for &timer in Timer::ALL {
+            if self.timers.is_expired(timer, now) {
+                self.on_timer(timer, now);
+                self.rearm();
+            }
+        }
+    }
+
+    /// Feeds the answer to request `id` (or why it got none).
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<GroupResponse, RequestFailure>,
+    ) {
+        self.on_response(now, id, result);
+        self.rearm();
+    }
+}
+
+impl GroupMachine {
+    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
         if self.is_terminated() {
             return None;
         }
@@ -663,69 +749,7 @@ impl Machine for GroupMachine {
         self.heartbeat_request(now)
     }
 
-    /// The next event for the application, if any.
-    fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever.
-    fn poll_timeout(&self) -> Option<Instant> {
-        [
-            Timer::CoordinatorRetry,
-            Timer::RebalanceRetry,
-            Timer::Heartbeat,
-            Timer::Session,
-            Timer::Poll,
-            Timer::Revocation,
-        ]
-        .into_iter()
-        .filter_map(|t| self.timer(t))
-        .min()
-    }
-
-    /// Acts on every timer that has passed.
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.timer(Timer::Revocation).is_some_and(|t| now >= t) {
-            warn!(group = %self.config.group_id,
-                "the application did not acknowledge a revocation within max.poll.interval.ms; going on");
-            // The machine goes on without the acknowledgement, and the group may give the
-            // partitions to another member at once: the application, which may still be
-            // working on them, is told they are lost (no more commits), not left believing
-            // it owns them.
-            if let Some(r) = &self.revocation {
-                self.events.push_back(GroupEvent::Lost {
-                    partitions: r.partitions().cloned().collect(),
-                });
-            }
-            self.finish_revocation(now);
-        }
-        if self.timer(Timer::Poll).is_some_and(|t| now >= t) {
-            self.poll_expired(now);
-        }
-        if self.timer(Timer::Session).is_some_and(|t| now >= t) {
-            // Java's heartbeat thread does the same: without an answer for a whole session the
-            // coordinator is presumed gone. The session timer restarts so that, once found
-            // again, a heartbeat is tried before giving up on it again; if the coordinator did
-            // evict the member, that heartbeat says so.
-            warn!(group = %self.config.group_id,
-                "no heartbeat answered within session.timeout.ms; finding the coordinator again");
-            self.heartbeat.session_deadline = now + self.config.session_timeout;
-            self.coordinator_lost("session timeout without a heartbeat answer", now);
-        }
-        if self.timer(Timer::RebalanceRetry).is_some_and(|t| now >= t) {
-            // The wait is over: the request goes as soon as it can (a JoinGroup once the
-            // coordinator is known again), and the timer is not left behind in the past.
-            if let Phase::Joining { retry_at, .. } | Phase::Assigning { retry_at, .. } =
-                &mut self.phase
-            {
-                *retry_at = None;
-            }
-        }
-        // The other timers only gate what poll_request sends.
-    }
-
-    /// Feeds the answer to request `id` (or why it got none).
-    fn handle_response(
+    fn on_response(
         &mut self,
         now: Instant,
         id: RequestId,

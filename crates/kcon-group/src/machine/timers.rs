@@ -2,26 +2,47 @@
 
 use super::*;
 
-/// The timers of the machine, one table: `poll_timeout` is the earliest armed one.
+/// The timers of the machine, one table (`Timers`): `poll_timeout` is the earliest armed one.
+/// Listed in the order `handle_timeout` acts on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {
-    /// Find the coordinator again after a failure.
-    CoordinatorRetry,
+    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
+    Revocation,
+    /// The application has not polled within `max.poll.interval.ms`.
+    Poll,
+    /// No heartbeat succeeded within `session.timeout.ms`: the coordinator is presumed lost.
+    Session,
     /// Retry JoinGroup or the leader's Metadata request after a failure; send the hand-over
     /// JoinGroup once `HANDOVER_DELAY` has passed.
     RebalanceRetry,
+    /// Find the coordinator again after a failure.
+    CoordinatorRetry,
     /// Send the next heartbeat.
     Heartbeat,
-    /// No heartbeat succeeded within `session.timeout.ms`: the coordinator is presumed lost.
-    Session,
-    /// The application has not polled within `max.poll.interval.ms`.
-    Poll,
-    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
-    Revocation,
 }
 
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::Revocation,
+        Timer::Poll,
+        Timer::Session,
+        Timer::RebalanceRetry,
+        Timer::CoordinatorRetry,
+        Timer::Heartbeat,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The member's timer table.
+pub(super) type Timers = TimerTable<Timer, 6>;
+
 impl GroupMachine {
-    pub(super) fn timer(&self, timer: Timer) -> Option<Instant> {
+    /// When `timer` fires, as the state says: the one rule of each timer. A timer runs only
+    /// while what it waits for can happen (a heartbeat once the coordinator is known and none
+    /// is in flight), so the table never holds a deadline the member is not waiting on.
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
         match timer {
             Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
             Timer::RebalanceRetry => match &self.phase {
@@ -46,6 +67,64 @@ impl GroupMachine {
                 .poll_timer_armed()
                 .then(|| self.last_poll + self.config.max_poll_interval),
             Timer::Revocation => self.revocation.as_ref().map(|r| r.deadline),
+        }
+    }
+
+    /// The timer table as the state says it should be.
+    pub(super) fn armed_timers(&self) -> Timers {
+        let mut timers = Timers::new();
+        for &timer in Timer::ALL {
+            timers.set_or_stop(timer, self.deadline(timer));
+        }
+        timers
+    }
+
+    /// Arms every timer from the state. Called once at the end of every input and poll, so
+    /// that no transition can leave a timer behind in the table or miss arming one: the
+    /// state changes in many places, and each timer's rule is written once, in `deadline`.
+    pub(super) fn rearm(&mut self) {
+        self.timers = self.armed_timers();
+    }
+
+    /// `timer` fired at `now`.
+    pub(super) fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Revocation => {
+                warn!(group = %self.config.group_id,
+                    "the application did not acknowledge a revocation within max.poll.interval.ms; going on");
+                // The machine goes on without the acknowledgement, and the group may give the
+                // partitions to another member at once: the application, which may still be
+                // working on them, is told they are lost (no more commits), not left believing
+                // it owns them.
+                if let Some(r) = &self.revocation {
+                    self.events.push_back(GroupEvent::Lost {
+                        partitions: r.partitions().cloned().collect(),
+                    });
+                }
+                self.finish_revocation(now);
+            }
+            Timer::Poll => self.poll_expired(now),
+            Timer::Session => {
+                // Java's heartbeat thread does the same: without an answer for a whole session
+                // the coordinator is presumed gone. The session timer restarts so that, once
+                // found again, a heartbeat is tried before giving up on it again; if the
+                // coordinator did evict the member, that heartbeat says so.
+                warn!(group = %self.config.group_id,
+                    "no heartbeat answered within session.timeout.ms; finding the coordinator again");
+                self.heartbeat.session_deadline = now + self.config.session_timeout;
+                self.coordinator_lost("session timeout without a heartbeat answer", now);
+            }
+            Timer::RebalanceRetry => {
+                // The wait is over: the request goes as soon as it can (a JoinGroup once the
+                // coordinator is known again), and the timer is not left behind in the past.
+                if let Phase::Joining { retry_at, .. } | Phase::Assigning { retry_at, .. } =
+                    &mut self.phase
+                {
+                    *retry_at = None;
+                }
+            }
+            // These only gate what poll_request sends.
+            Timer::CoordinatorRetry | Timer::Heartbeat => {}
         }
     }
 

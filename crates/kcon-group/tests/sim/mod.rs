@@ -29,7 +29,8 @@ use kcon_core::harness::Schedule;
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
-    GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse, MemberState, RevocationId,
+    GroupConfig, GroupEvent, GroupMachine, GroupRequest, GroupResponse, Member, MemberState,
+    RevocationId,
 };
 
 use coordinator::{CoordinatorConfig, GroupCoordinator, Ticket, join_error, sync_error};
@@ -723,7 +724,7 @@ impl Sim {
                     return;
                 }
                 m.application_polled(now);
-                m.metadata_updated(now, &self.topics);
+                m.metadata_updated(now, &self.topics, &BTreeMap::new());
                 self.drain(member);
                 self.schedule_poll(member);
             }

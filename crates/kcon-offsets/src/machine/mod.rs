@@ -8,6 +8,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::describe;
 use kcon_core::failure::Failed;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
 use tracing::{debug, warn};
 
@@ -74,41 +75,126 @@ pub enum OffsetsEvent {
     PersistentFailure(PersistentFailure),
 }
 
-/// The machine's timers, one table (their minimum is [`CommitMachine::poll_timeout`]).
-#[derive(Debug, Default)]
-struct Timers {
+/// The machine's timers, one table. The auto-commit timer is set and stopped where it runs;
+/// the others follow the next commit, the lookup and the trackers, armed from them after every
+/// input (`rearm`). Each committed-offset lookup's backoff and deadline are kept beside it, in
+/// its map, since lookups come and go; [`CommitMachine::poll_timeout`] is the earliest of the
+/// table and those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
     /// The next auto-commit.
-    auto_commit: Option<Instant>,
+    AutoCommit,
+    /// Find the coordinator again after a failed lookup, while something waits for it.
+    CoordinatorRetry,
+    /// The next commit's own backoff after it failed.
+    CommitRetry,
+    /// The backoff every OffsetCommit shares after failures in a row (`commit_tries`).
+    CommitsBackoff,
+    /// The next commit's `default.api.timeout.ms`.
+    CommitDeadline,
+    /// The backoff every OffsetFetch shares (`fetch_tries`), while a lookup waits.
+    FetchesBackoff,
 }
 
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::AutoCommit,
+        Timer::CoordinatorRetry,
+        Timer::CommitRetry,
+        Timer::CommitsBackoff,
+        Timer::CommitDeadline,
+        Timer::FetchesBackoff,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 6>;
+
+/// A commit asked for and not completed yet, queued or in flight.
 #[derive(Debug)]
 struct PendingCommit {
     id: CommitId,
     kind: CommitKind,
     queued_at: Instant,
     offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    retry_at: Option<Instant>,
     deadline: Instant,
-    in_flight: Option<RequestId>,
     last_error: String,
+}
+
+/// A commit waiting to be sent: asked for, or failed and to be tried again.
+#[derive(Debug)]
+struct QueuedCommit {
+    commit: PendingCommit,
+    /// Not sent before this (the backoff after its last try).
+    retry_at: Option<Instant>,
     /// The coordinator answered STALE_MEMBER_EPOCH: sent again as soon as the member's epoch
     /// changes (after the next heartbeat), or after the backoff.
     stale_epoch: bool,
 }
 
+impl QueuedCommit {
+    fn new(commit: PendingCommit) -> QueuedCommit {
+        QueuedCommit {
+            commit,
+            retry_at: None,
+            stale_epoch: false,
+        }
+    }
+}
+
+/// The one commit in flight, taken off the front of the queue when it was sent: only the
+/// answer to its request finds it, and it goes back to the front if it is to be tried again.
+#[derive(Debug)]
+struct SentCommit {
+    request: RequestId,
+    commit: PendingCommit,
+}
+
+/// A lookup of committed offsets not completed yet.
 #[derive(Debug)]
 struct PendingFetch {
     partitions: Option<BTreeSet<TopicPartition>>,
-    retry_at: Option<Instant>,
+    state: FetchState,
     deadline: Instant,
-    in_flight: Option<RequestId>,
     last_error: String,
 }
 
+/// Where a lookup of committed offsets is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchState {
+    /// To be sent, not before `retry_at` (after a failed try).
+    Waiting { retry_at: Option<Instant> },
+    /// Sent as this request.
+    Sent(RequestId),
+}
+
+impl PendingFetch {
+    fn is_waiting(&self) -> bool {
+        matches!(self.state, FetchState::Waiting { .. })
+    }
+
+    /// When it may go, if it waits for a backoff.
+    fn retry_at(&self) -> Option<Instant> {
+        match self.state {
+            FetchState::Waiting { retry_at } => retry_at,
+            FetchState::Sent(_) => None,
+        }
+    }
+
+    /// Whether it may be sent at `now`.
+    fn is_due(&self, now: Instant) -> bool {
+        matches!(self.state, FetchState::Waiting { retry_at } if retry_at.is_none_or(|t| t <= now))
+    }
+}
+
+/// What a request in flight is.
 #[derive(Debug, Clone, Copy)]
 enum InFlight {
     Find,
-    Commit(CommitId),
+    /// The commit in flight ([`CommitMachine::sent`] holds it).
+    Commit,
     Fetch(CommittedId),
 }
 
@@ -165,7 +251,11 @@ pub struct CommitMachine {
     coordinator: CoordinatorLookup,
     stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
     committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    commits: VecDeque<PendingCommit>,
+    /// The commit in flight, if any: the oldest one not completed.
+    sent: Option<SentCommit>,
+    /// The commits waiting, in the order they were asked for; the front goes once nothing is
+    /// in flight.
+    queue: VecDeque<QueuedCommit>,
     fetches: BTreeMap<CommittedId, PendingFetch>,
     in_flight: HashMap<RequestId, InFlight>,
     timers: Timers,
@@ -179,11 +269,10 @@ impl CommitMachine {
     /// until [`set_generation`](Self::set_generation). The auto-commit timer, when enabled,
     /// first fires one interval after `now`.
     pub fn new(config: OffsetsConfig, now: Instant, seed: u64) -> Self {
-        let timers = Timers {
-            auto_commit: config
-                .enable_auto_commit
-                .then(|| now + config.auto_commit_interval),
-        };
+        let mut timers = Timers::new();
+        if config.enable_auto_commit {
+            timers.set(Timer::AutoCommit, now + config.auto_commit_interval);
+        }
         let subject = |what: &str| format!("{what} of group {}", config.group_id);
         CommitMachine {
             commit_tries: FailureTracker::new(
@@ -207,7 +296,8 @@ impl CommitMachine {
             member_id: String::new(),
             stored: BTreeMap::new(),
             committed: BTreeMap::new(),
-            commits: VecDeque::new(),
+            sent: None,
+            queue: VecDeque::new(),
             fetches: BTreeMap::new(),
             in_flight: HashMap::new(),
             timers,
@@ -238,7 +328,7 @@ impl CommitMachine {
 
     /// Whether no commit is queued or in flight (close waits for that).
     pub fn commits_idle(&self) -> bool {
-        self.commits.is_empty()
+        self.sent.is_none() && self.queue.is_empty()
     }
 
     /// Marks the record at `offset` of `tp` processed: the next commit sends `offset + 1` with
@@ -272,22 +362,23 @@ impl CommitMachine {
             self.stored.remove(*tp);
             self.committed.remove(*tp);
         }
+        // The commit in flight went with what it carried; the queued ones are not sent yet.
         let mut emptied = Vec::new();
-        for (i, c) in self.commits.iter_mut().enumerate() {
-            if c.in_flight.is_some() {
-                continue;
-            }
-            let had: Vec<TopicPartition> = c.offsets.keys().cloned().collect();
-            c.offsets.retain(|tp, _| !partitions.contains(tp));
-            if c.offsets.is_empty() && !had.is_empty() {
-                emptied.push((i, had));
+        for mut q in std::mem::take(&mut self.queue) {
+            let offsets = &mut q.commit.offsets;
+            if !offsets.is_empty() && offsets.keys().all(|tp| partitions.contains(tp)) {
+                let gone: Vec<TopicPartition> = std::mem::take(offsets).into_keys().collect();
+                emptied.push((q.commit, gone));
+            } else {
+                offsets.retain(|tp, _| !partitions.contains(tp));
+                self.queue.push_back(q);
             }
         }
-        for (i, gone) in emptied.into_iter().rev() {
-            // Invariant: the indexes were just collected, and removed from the back.
-            let c = self.commits.remove(i).expect("a queued commit");
+        // Told from the back of the queue forward.
+        for (c, gone) in emptied.into_iter().rev() {
             self.complete_commit(c, Err(CommitError::PartitionsGone { partitions: gone }));
         }
+        self.rearm();
     }
 
     /// The member's generation and id, sent with every commit from now on (including a
@@ -301,13 +392,14 @@ impl CommitMachine {
         // A commit refused for a stale member epoch goes again with the new one at once, as
         // the Java client retries it after the heartbeat that brings the epoch.
         if changed
-            && let Some(front) = self.commits.front_mut()
+            && self.sent.is_none()
+            && let Some(front) = self.queue.front_mut()
             && front.stale_epoch
-            && front.in_flight.is_none()
         {
             front.retry_at = None;
             self.commit_tries.retry_now();
         }
+        self.rearm();
     }
 
     /// The coordinator as the group member found it, saving a lookup; `None` forgets it.
@@ -316,6 +408,7 @@ impl CommitMachine {
             Some(c) => self.coordinator.set(c),
             None => self.coordinator_lost(),
         }
+        self.rearm();
     }
 
     /// Commits every stored offset: all of them for a sync or async commit (like the Java
@@ -336,6 +429,17 @@ impl CommitMachine {
         kind: CommitKind,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> CommitId {
+        let id = self.queue_commit(now, kind, offsets);
+        self.rearm();
+        id
+    }
+
+    fn queue_commit(
+        &mut self,
+        now: Instant,
+        kind: CommitKind,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> CommitId {
         let id = CommitId(self.next());
         if offsets.is_empty() && !self.tail_mergeable(kind) {
             self.events.push_back(OffsetsEvent::Committed {
@@ -351,18 +455,17 @@ impl CommitMachine {
             kind,
             queued_at: now,
             offsets,
-            retry_at: None,
             deadline: now + self.config.default_api_timeout,
-            in_flight: None,
             last_error: String::new(),
-            stale_epoch: false,
         };
-        if self.tail_mergeable(kind) {
-            // Invariant: tail_mergeable saw a last element.
-            let earlier = self.commits.pop_back().expect("a queued commit");
-            commit.merge_earlier(earlier, &mut self.events);
+        if self.tail_mergeable(kind)
+            && let Some(earlier) = self.queue.pop_back()
+        {
+            // The earlier commit's own backoff and stale epoch are not kept: the merged commit
+            // waits for the backoff all commits share (`commit_tries`) alone.
+            commit.merge_earlier(earlier.commit, &mut self.events);
         }
-        self.commits.push_back(commit);
+        self.queue.push_back(QueuedCommit::new(commit));
         id
     }
 
@@ -379,12 +482,12 @@ impl CommitMachine {
             id,
             PendingFetch {
                 partitions,
-                retry_at: None,
+                state: FetchState::Waiting { retry_at: None },
                 deadline: now + self.config.default_api_timeout,
-                in_flight: None,
                 last_error: String::new(),
             },
         );
+        self.rearm();
         id
     }
 
@@ -393,11 +496,47 @@ impl CommitMachine {
     /// LeaveGroup). Returns that commit, if one was queued.
     pub fn close(&mut self, now: Instant) -> Option<CommitId> {
         self.closing = true;
-        self.timers.auto_commit = None;
+        self.timers.stop(Timer::AutoCommit);
         if !self.config.enable_auto_commit || self.uncommitted().is_empty() {
             return None;
         }
         Some(self.commit_stored(now, CommitKind::Auto))
+    }
+
+    /// When `timer` fires, as the state says, for every timer but the auto-commit's, which is
+    /// the table's own.
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
+        // The next commit, when nothing is in flight.
+        let next = self.queue.front().filter(|_| self.sent.is_none());
+        match timer {
+            Timer::AutoCommit => self.timers.get(Timer::AutoCommit),
+            Timer::CoordinatorRetry => self.coordinator.retry_at(self.needs_coordinator()),
+            Timer::CommitRetry => next.and_then(|q| q.retry_at),
+            Timer::CommitsBackoff => next.and(self.commit_tries.retry_at()),
+            Timer::CommitDeadline => next.map(|q| q.commit.deadline),
+            Timer::FetchesBackoff => self
+                .fetches
+                .values()
+                .any(PendingFetch::is_waiting)
+                .then(|| self.fetch_tries.retry_at())
+                .flatten(),
+        }
+    }
+
+    /// The timer table as the state says it should be.
+    fn armed_timers(&self) -> Timers {
+        let mut timers = Timers::new();
+        for &timer in Timer::ALL {
+            timers.set_or_stop(timer, self.deadline(timer));
+        }
+        timers
+    }
+
+    /// Arms the timers from the state, at the end of every input and poll: the next commit
+    /// and the trackers change in many places, and each timer's rule is written once, in
+    /// `deadline`.
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
     }
 
     fn on_find(
@@ -441,24 +580,17 @@ impl CommitMachine {
         &mut self,
         now: Instant,
         id: RequestId,
-        cid: CommitId,
         result: Result<OffsetsResponse, RequestFailure>,
     ) {
-        let Some(front) = self.commits.front_mut() else {
+        let Some(SentCommit { commit: c, .. }) = self.sent.take_if(|s| s.request == id) else {
             return;
         };
-        if front.id != cid || front.in_flight != Some(id) {
-            return;
-        }
-        front.in_flight = None;
         let (retry, reason, failed) = match result {
             Err(f) if f.retriable => {
                 let failed = self.commit_tries.failed(now, &f, self.rng.f64());
                 (Retry::Rediscover, f.reason, failed)
             }
             Err(f) => {
-                // Invariant: `front` was just seen.
-                let c = self.commits.pop_front().expect("a queued commit");
                 self.complete_commit(c, Err(CommitError::Request(f.reason)));
                 return;
             }
@@ -471,8 +603,6 @@ impl CommitMachine {
                 }
                 match outcome {
                     CommitOutcome::Done => {
-                        // Invariant: `front` was just seen.
-                        let c = self.commits.pop_front().expect("a queued commit");
                         // Only what the coordinator named counts as committed: an answer that
                         // left a partition out did not commit it.
                         let acked: BTreeMap<_, _> = c
@@ -488,8 +618,6 @@ impl CommitMachine {
                         return;
                     }
                     CommitOutcome::Fail(e) => {
-                        // Invariant: `front` was just seen.
-                        let c = self.commits.pop_front().expect("a queued commit");
                         // The offsets stay stored: REBALANCE_IN_PROGRESS means the next
                         // generation commits them (Java's ConsumerCoordinator keeps them in
                         // its subscription state for the same reason).
@@ -508,13 +636,11 @@ impl CommitMachine {
                 }
             }
             Ok(other) => {
-                // Invariant: `front` was just seen.
-                let c = self.commits.pop_front().expect("a queued commit");
                 self.complete_commit(
                     c,
-                    Err(CommitError::Request(format!(
-                        "OffsetCommit got an unexpected answer: {other:?}"
-                    ))),
+                    Err(CommitError::UnexpectedAnswer {
+                        answer: format!("{other:?}"),
+                    }),
                 );
                 return;
             }
@@ -524,32 +650,31 @@ impl CommitMachine {
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
-        if let Some(front) = self.commits.front_mut() {
-            front.stale_epoch = retry == Retry::NewEpoch;
-        }
-        // Invariant: `front` was just seen and nothing removed it.
-        let mut c = self.commits.pop_front().expect("a queued commit");
-        c.retry_at = Some(retry_at);
-        c.last_error = reason;
-        if c.deadline <= now {
-            let last = c.last_error.clone();
-            self.complete_commit(c, Err(CommitError::TimedOut { last }));
+        let mut q = QueuedCommit {
+            commit: c,
+            retry_at: Some(retry_at),
+            stale_epoch: retry == Retry::NewEpoch,
+        };
+        q.commit.last_error = reason;
+        if q.commit.deadline <= now {
+            let last = q.commit.last_error.clone();
+            self.complete_commit(q.commit, Err(CommitError::TimedOut { last }));
             return;
         }
         // A later async commit waiting behind a failed async one takes its offsets along
         // instead of sending them twice (a later commit supersedes an earlier one).
-        if c.kind.mergeable()
-            && let Some(next) = self.commits.front_mut()
-            && next.kind.mergeable()
+        if q.commit.kind.mergeable()
+            && let Some(next) = self.queue.front_mut()
+            && next.commit.kind.mergeable()
         {
             // The backoff still applies: the coordinator that failed it is the one `next`
             // goes to.
-            next.retry_at = next.retry_at.max(c.retry_at);
-            next.stale_epoch |= c.stale_epoch;
-            next.merge_earlier(c, &mut self.events);
+            next.retry_at = next.retry_at.max(q.retry_at);
+            next.stale_epoch |= q.stale_epoch;
+            next.commit.merge_earlier(q.commit, &mut self.events);
             return;
         }
-        self.commits.push_front(c);
+        self.queue.push_front(q);
     }
 
     fn on_fetch(
@@ -559,13 +684,14 @@ impl CommitMachine {
         fid: CommittedId,
         result: Result<OffsetsResponse, RequestFailure>,
     ) {
-        let Some(fetch) = self.fetches.get_mut(&fid) else {
+        // Taken out while its answer is read; put back if it is to be tried again.
+        let Some(mut fetch) = self
+            .fetches
+            .remove(&fid)
+            .filter(|f| f.state == FetchState::Sent(id))
+        else {
             return;
         };
-        if fetch.in_flight != Some(id) {
-            return;
-        }
-        fetch.in_flight = None;
         let mut failure = None;
         let outcome = match result {
             Err(f) if f.retriable => {
@@ -578,9 +704,9 @@ impl CommitMachine {
                 error_code,
                 partitions,
             }) => classify_fetch(error_code, partitions, fetch.partitions.as_ref()),
-            Ok(other) => FetchOutcome::Fail(CommittedError::Request(format!(
-                "OffsetFetch got an unexpected answer: {other:?}"
-            ))),
+            Ok(other) => FetchOutcome::Fail(CommittedError::UnexpectedAnswer {
+                answer: format!("{other:?}"),
+            }),
         };
         let failed = match (&outcome, failure) {
             (FetchOutcome::Retry(..), Some(f)) => {
@@ -599,7 +725,6 @@ impl CommitMachine {
         };
         let (retry, reason) = match outcome {
             FetchOutcome::Done(offsets) => {
-                self.fetches.remove(&fid);
                 for (tp, o) in &offsets {
                     if let Some(o) = o {
                         self.committed.insert(tp.clone(), o.clone());
@@ -612,7 +737,6 @@ impl CommitMachine {
                 return;
             }
             FetchOutcome::Fail(e) => {
-                self.fetches.remove(&fid);
                 self.events.push_back(OffsetsEvent::CommittedOffsets {
                     id: fid,
                     result: Err(e),
@@ -622,23 +746,23 @@ impl CommitMachine {
             FetchOutcome::Retry(retry, reason) => (retry, reason),
         };
         debug!(reason = %reason, "offset fetch failed; retrying");
-        // Invariant: a retried outcome recorded a failure above.
+        // A retried outcome recorded a failure above.
         let retry_at = failed.map_or(now, |f| self.after_failure(f));
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
-        // Invariant: the fetch was found above and nothing removed it since.
-        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
         if fetch.deadline <= now {
-            self.fetches.remove(&fid);
             self.events.push_back(OffsetsEvent::CommittedOffsets {
                 id: fid,
                 result: Err(CommittedError::TimedOut { last: reason }),
             });
             return;
         }
-        fetch.retry_at = Some(retry_at);
+        fetch.state = FetchState::Waiting {
+            retry_at: Some(retry_at),
+        };
         fetch.last_error = reason;
+        self.fetches.insert(fid, fetch);
     }
 
     /// Passes a report on, if there is one.
@@ -679,14 +803,15 @@ impl CommitMachine {
 
     /// Fails every queued commit and pending fetch: the coordinator cannot be found for good.
     fn fail_all(&mut self, reason: String) {
-        while let Some(c) = self.commits.pop_front() {
-            if let Some(r) = c.in_flight {
-                self.in_flight.remove(&r);
-            }
-            self.complete_commit(c, Err(CommitError::Request(reason.clone())));
+        if let Some(sent) = self.sent.take() {
+            self.in_flight.remove(&sent.request);
+            self.complete_commit(sent.commit, Err(CommitError::Request(reason.clone())));
+        }
+        while let Some(q) = self.queue.pop_front() {
+            self.complete_commit(q.commit, Err(CommitError::Request(reason.clone())));
         }
         for (id, f) in std::mem::take(&mut self.fetches) {
-            if let Some(r) = f.in_flight {
+            if let FetchState::Sent(r) = f.state {
                 self.in_flight.remove(&r);
             }
             self.events.push_back(OffsetsEvent::CommittedOffsets {
@@ -697,7 +822,8 @@ impl CommitMachine {
     }
 
     fn note_error(&mut self, reason: &str) {
-        for c in &mut self.commits {
+        let sent = self.sent.iter_mut().map(|s| &mut s.commit);
+        for c in sent.chain(self.queue.iter_mut().map(|q| &mut q.commit)) {
             c.last_error = reason.to_owned();
         }
         for f in self.fetches.values_mut() {
@@ -712,15 +838,13 @@ impl CommitMachine {
     }
 
     fn needs_coordinator(&self) -> bool {
-        !self.commits.is_empty() || !self.fetches.is_empty()
+        !self.commits_idle() || !self.fetches.is_empty()
     }
 
+    /// Whether a commit of `kind` takes the last queued commit along (nothing in the queue is
+    /// in flight).
     fn tail_mergeable(&self, kind: CommitKind) -> bool {
-        kind.mergeable()
-            && self
-                .commits
-                .back()
-                .is_some_and(|c| c.kind.mergeable() && c.in_flight.is_none())
+        kind.mergeable() && self.queue.back().is_some_and(|q| q.commit.kind.mergeable())
     }
 
     /// Stored offsets the coordinator has not acknowledged.
@@ -749,6 +873,61 @@ impl Machine for CommitMachine {
 
     /// The next request to send.
     fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = self.next_request(now);
+        self.rearm();
+        out
+    }
+
+    /// The next event.
+    fn poll_event(&mut self) -> Option<OffsetsEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest timer of the table
+    /// (the auto-commit, the lookup's and the commits' backoffs, the next commit's deadline),
+    /// or of a committed-offset lookup waiting (its backoff, its deadline).
+    fn poll_timeout(&self) -> Option<Instant> {
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        let lookups = self
+            .fetches
+            .values()
+            .filter(|f| f.is_waiting())
+            .flat_map(|f| [f.retry_at(), Some(f.deadline)])
+            .flatten();
+        self.timers.next().into_iter().chain(lookups).min()
+    }
+
+    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
+    /// waiting to be retried.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.on_timeout(now);
+        self.rearm();
+    }
+
+    /// Feeds the answer, or failure, of request `id`.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<OffsetsResponse, RequestFailure>,
+    ) {
+        if let Some(what) = self.in_flight.remove(&id) {
+            match what {
+                InFlight::Find => self.on_find(now, id, result),
+                InFlight::Commit => self.on_commit(now, id, result),
+                InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
+            }
+        }
+        self.rearm();
+    }
+}
+
+impl CommitMachine {
+    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
         if self.coordinator.is_due(now, self.needs_coordinator()) {
             let id = self.request_id();
             self.coordinator.sent(id);
@@ -763,24 +942,28 @@ impl Machine for CommitMachine {
             });
         }
         let coordinator = self.coordinator.known()?.clone();
-        if let Some(front) = self.commits.front()
-            && front.in_flight.is_none()
-            && front.retry_at.is_none_or(|t| t <= now)
+        if self.sent.is_none()
+            && self
+                .queue
+                .front()
+                .is_some_and(|q| q.retry_at.is_none_or(|t| t <= now))
             && self.commit_tries.is_due(now)
+            && let Some(QueuedCommit { commit, .. }) = self.queue.pop_front()
         {
             let request = CommitRequest {
                 group_id: self.config.group_id.clone(),
                 generation_id: self.generation_id,
                 member_id: self.member_id.clone(),
                 group_instance_id: self.config.group_instance_id.clone(),
-                offsets: front.offsets.clone(),
+                offsets: commit.offsets.clone(),
             };
-            let cid = front.id;
             let id = self.request_id();
             self.commit_tries.sent();
-            // Invariant: `front` was just seen.
-            self.commits.front_mut().expect("a queued commit").in_flight = Some(id);
-            self.in_flight.insert(id, InFlight::Commit(cid));
+            self.sent = Some(SentCommit {
+                request: id,
+                commit,
+            });
+            self.in_flight.insert(id, InFlight::Commit);
             return Some(Outgoing {
                 id,
                 target: Target::Coordinator(coordinator),
@@ -788,16 +971,14 @@ impl Machine for CommitMachine {
                 timeout: None,
             });
         }
-        let fid = self
-            .fetches
-            .iter()
-            .find(|(_, f)| f.in_flight.is_none() && f.retry_at.is_none_or(|t| t <= now))
-            .map(|(id, _)| *id)
-            .filter(|_| self.fetch_tries.is_due(now))?;
-        let id = self.request_id();
-        // Invariant: `fid` was just found in the map.
-        let fetch = self.fetches.get_mut(&fid).expect("a pending fetch");
-        fetch.in_flight = Some(id);
+        if !self.fetch_tries.is_due(now) {
+            return None;
+        }
+        let (&fid, fetch) = self.fetches.iter_mut().find(|(_, f)| f.is_due(now))?;
+        // The next request id (`request_id`, with the map borrowed).
+        self.next_id += 1;
+        let id = RequestId::new(self.next_id);
+        fetch.state = FetchState::Sent(id);
         self.fetch_tries.sent();
         let request = CommittedRequest {
             group_id: self.config.group_id.clone(),
@@ -813,61 +994,27 @@ impl Machine for CommitMachine {
         })
     }
 
-    /// The next event.
-    fn poll_event(&mut self) -> Option<OffsetsEvent> {
-        self.events.pop_front()
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout): the earliest of the auto-commit
-    /// timer, a retry backoff ending, or a deadline of something waiting to be retried.
-    fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.timers.auto_commit;
-        let mut min = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        min(self.coordinator.retry_at(self.needs_coordinator()));
-        if let Some(c) = self.commits.front()
-            && c.in_flight.is_none()
-        {
-            min(c.retry_at);
-            min(self.commit_tries.retry_at());
-            min(Some(c.deadline));
-        }
-        let mut waiting = false;
-        for f in self.fetches.values().filter(|f| f.in_flight.is_none()) {
-            waiting = true;
-            min(f.retry_at);
-            min(Some(f.deadline));
-        }
-        if waiting {
-            min(self.fetch_tries.retry_at());
-        }
-        t
-    }
-
-    /// Fires the timers due at `now`: the auto-commit, and deadlines of commits and fetches
-    /// waiting to be retried.
-    fn handle_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant) {
         // Backoffs that are over leave the timer table: what waits for the coordinator next
         // must not keep a timer in the past.
         self.commit_tries.handle_timeout(now);
         self.fetch_tries.handle_timeout(now);
-        if let Some(c) = self.commits.front_mut()
-            && c.retry_at.is_some_and(|t| t <= now)
+        if self.sent.is_none()
+            && let Some(q) = self.queue.front_mut()
+            && q.retry_at.is_some_and(|t| t <= now)
         {
-            c.retry_at = None;
+            q.retry_at = None;
         }
         for f in self.fetches.values_mut() {
-            if f.retry_at.is_some_and(|t| t <= now) {
-                f.retry_at = None;
+            if let FetchState::Waiting { retry_at } = &mut f.state
+                && retry_at.is_some_and(|t| t <= now)
+            {
+                *retry_at = None;
             }
         }
-        if let Some(at) = self.timers.auto_commit
-            && at <= now
-        {
-            self.timers.auto_commit = Some(now + self.config.auto_commit_interval);
+        if self.timers.is_expired(Timer::AutoCommit, now) {
+            self.timers
+                .set(Timer::AutoCommit, now + self.config.auto_commit_interval);
             // Auto-commit skips a round while an earlier auto-commit is still queued or in
             // flight with nothing new stored, as the Java client's
             // `maybeAutoCommitOffsetsAsync` sends only when it has something to send.
@@ -877,45 +1024,23 @@ impl Machine for CommitMachine {
                 self.commit(now, CommitKind::Auto, uncommitted);
             }
         }
-        if let Some(c) = self.commits.front()
-            && c.in_flight.is_none()
-            && c.deadline <= now
+        if self.sent.is_none()
+            && self.queue.front().is_some_and(|q| q.commit.deadline <= now)
+            && let Some(QueuedCommit { commit: c, .. }) = self.queue.pop_front()
         {
-            // Invariant: `front` was just seen.
-            let c = self.commits.pop_front().expect("a queued commit");
             let last = c.last_error.clone();
             self.complete_commit(c, Err(CommitError::TimedOut { last }));
         }
-        let expired: Vec<CommittedId> = self
-            .fetches
-            .iter()
-            .filter(|(_, f)| f.in_flight.is_none() && f.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            // Invariant: the ids were just collected from the map.
-            let f = self.fetches.remove(&id).expect("a pending fetch");
+        let (expired, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut self.fetches)
+                .into_iter()
+                .partition(|(_, f)| f.is_waiting() && f.deadline <= now);
+        self.fetches = waiting;
+        for (id, f) in expired {
             self.events.push_back(OffsetsEvent::CommittedOffsets {
                 id,
                 result: Err(CommittedError::TimedOut { last: f.last_error }),
             });
-        }
-    }
-
-    /// Feeds the answer, or failure, of request `id`.
-    fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<OffsetsResponse, RequestFailure>,
-    ) {
-        let Some(what) = self.in_flight.remove(&id) else {
-            return;
-        };
-        match what {
-            InFlight::Find => self.on_find(now, id, result),
-            InFlight::Commit(cid) => self.on_commit(now, id, cid, result),
-            InFlight::Fetch(fid) => self.on_fetch(now, id, fid, result),
         }
     }
 }
@@ -960,7 +1085,7 @@ fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome 
         .filter(|(_, c)| **c != 0)
         .map(|(tp, c)| (tp.clone(), *c))
         .collect();
-    let Some(_) = errors.values().next() else {
+    let Some(&first) = errors.values().next() else {
         return CommitOutcome::Done;
     };
     let is_retriable = |c: i16| {
@@ -992,9 +1117,7 @@ fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome 
     if errors.values().any(|c| *c == code::STALE_MEMBER_EPOCH) {
         return CommitOutcome::Retry(Retry::NewEpoch, code::STALE_MEMBER_EPOCH);
     }
-    // Invariant: `errors` is not empty (checked above).
-    let c = *errors.values().next().expect("an error");
-    CommitOutcome::Retry(Retry::Backoff, c)
+    CommitOutcome::Retry(Retry::Backoff, first)
 }
 
 /// What an OffsetFetch answer means: the group's coordinator errors retry (rediscovering for

@@ -633,6 +633,44 @@ fn stray_answers_are_ignored() {
     assert!(done[0].1.is_ok());
 }
 
+/// A commit or a lookup answered with another API's answer fails with what came, and the
+/// commit queued behind it goes next.
+#[test]
+fn answers_of_the_wrong_kind_fail_the_request() {
+    let mut h = harness(config(false));
+    h.machine.set_coordinator(Some(coordinator(3)));
+    h.machine.store_offset(tp(0), 1, None);
+    let first = h.machine.commit_stored(h.now, CommitKind::Sync);
+    let second = h.machine.commit_stored(h.now, CommitKind::Sync);
+    let (r, _) = h.expect_commit();
+    h.answer(r, fetch_answer(0, &[]));
+    let done = h.committed();
+    assert!(
+        matches!(&done[..], [(id, Err(CommitError::UnexpectedAnswer { answer }))]
+            if *id == first && answer.starts_with("OffsetFetch")),
+        "{done:?}"
+    );
+    let (r, c) = h.expect_commit();
+    h.answer_commit(r, &c, 0);
+    assert!(matches!(&h.committed()[..], [(id, Ok(_))] if *id == second));
+
+    let id = h.machine.fetch_committed(h.now, None);
+    let (r, _) = expect_fetch(&mut h);
+    h.answer(
+        r,
+        OffsetsResponse::OffsetCommit {
+            partitions: BTreeMap::new(),
+        },
+    );
+    let events = h.events();
+    assert!(
+        matches!(&events[..], [OffsetsEvent::CommittedOffsets { id: i, result: Err(e) }]
+            if *i == id && e.to_string().starts_with("OffsetFetch got an unexpected answer: OffsetCommit")),
+        "{events:?}"
+    );
+    assert!(h.machine.commits_idle());
+}
+
 /// The pool's failure when the coordinator closes the connection on a request.
 fn hang_up() -> RequestFailure {
     RequestFailure {

@@ -1,4 +1,5 @@
-//! kcon-pool against scripted peers: in-test TCP servers that answer with crafted responses.
+//! kcon-pool against the scripted broker (kcon-scripted): connections scripted step by step, and
+//! brokers that answer with crafted responses.
 
 mod connection;
 mod pool;

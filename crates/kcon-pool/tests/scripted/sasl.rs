@@ -211,13 +211,12 @@ async fn a_refused_password_is_a_fatal_error_with_the_brokers_message() {
 async fn the_pool_hands_a_refused_authentication_to_the_caller_without_retrying() {
     let broker = Broker::start(Arc::new(|r: &Received| {
         match ApiKey::try_from(r.api_key()) {
-            Ok(ApiKey::SaslHandshake) => answer::<SaslHandshakeRequest>(
-                r,
+            Ok(ApiKey::SaslHandshake) => r.answer::<SaslHandshakeRequest>(
                 &SaslHandshakeResponse::default()
                     .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]),
             ),
             Ok(ApiKey::SaslAuthenticate) => {
-                answer::<SaslAuthenticateRequest>(r, &refusal("Invalid username or password"))
+                r.answer::<SaslAuthenticateRequest>(&refusal("Invalid username or password"))
             }
             _ => Answer::Silent,
         }
