@@ -1,13 +1,11 @@
 //! Deterministic simulation of kcon-group members against a model of the broker's classic
 //! group coordinator, on a virtual clock (layer 2 of the tests in DESIGN.md; the
-//! harness is in `sim/`).
+//! harness is kcon-sim's `group`).
 //!
 //! Every run is reproducible: time is virtual and all randomness comes from seeds. Each step
 //! of every run checks the harness's invariants (no partition owned by two members at once,
 //! applications agreeing with their machines, no timer left in the past); the tests below
 //! add what each scenario must lead to.
-
-mod sim;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -15,10 +13,11 @@ use std::time::{Duration, Instant};
 use kcon_codec::consumer_protocol::Subscription;
 use kcon_core::TopicPartition;
 use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, Member, MemberState};
+use kcon_sim::code;
+use kcon_sim::coordinator::{CoordinatorConfig, GroupState};
+use kcon_sim::group::{Api, App, Injected, Kind, RevocationPolicy, Sim, broker, config};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
-use sim::coordinator::{CoordinatorConfig, GroupState};
-use sim::{Api, App, Injected, Kind, RevocationPolicy, Sim, broker, code, config};
 
 /// The eager and the cooperative configuration every scenario runs under.
 const STRATEGIES: [&str; 2] = ["range", "cooperative-sticky"];

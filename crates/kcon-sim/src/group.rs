@@ -18,7 +18,7 @@
 //!   `Lost`), each application's view equal to its machine's `assignment()`, and no
 //!   `poll_timeout` left at or before `now` once `handle_timeout(now)` ran.
 
-pub(crate) use kcon_sim::coordinator;
+use crate::coordinator;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -35,11 +35,10 @@ use kcon_group::{
 
 use coordinator::{CoordinatorConfig, GroupCoordinator, Ticket, join_error, sync_error};
 
-/// Kafka error codes, by name.
-pub(crate) use kcon_sim::code;
+use crate::code;
 
 /// The group every simulated member joins.
-pub(crate) const GROUP: &str = "sim-group";
+pub const GROUP: &str = "sim-group";
 
 /// A run that takes more steps than this is spinning: some machine keeps asking for work at
 /// the same instant.
@@ -47,17 +46,24 @@ const MAX_STEPS: u64 = 2_000_000;
 
 /// The kinds of request a member sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Api {
+pub enum Api {
+    /// FindCoordinator.
     FindCoordinator,
+    /// Metadata (the subscribed topics' partitions, for the leader's assignment).
     Metadata,
+    /// JoinGroup.
     JoinGroup,
+    /// SyncGroup.
     SyncGroup,
+    /// Heartbeat.
     Heartbeat,
+    /// LeaveGroup.
     LeaveGroup,
 }
 
 impl Api {
-    pub(crate) fn of(request: &GroupRequest) -> Api {
+    /// The kind of `request`; panics on a request a classic member never sends.
+    pub fn of(request: &GroupRequest) -> Api {
         match request {
             GroupRequest::FindCoordinator { .. } => Api::FindCoordinator,
             GroupRequest::Metadata { .. } => Api::Metadata,
@@ -70,7 +76,7 @@ impl Api {
     }
 
     /// The Kafka API key.
-    pub(crate) fn key(self) -> i16 {
+    pub fn key(self) -> i16 {
         match self {
             Api::FindCoordinator => 10,
             Api::Metadata => 3,
@@ -84,7 +90,7 @@ impl Api {
 
 /// What a [`Fault`] does to the request it catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Injected {
+pub enum Injected {
     /// The broker answers with this error code.
     Error(i16),
     /// The connection fails: a retriable [`RequestFailure`].
@@ -96,23 +102,26 @@ pub(crate) enum Injected {
 /// Makes the broker answer the first matching request delivered at or after `from` with
 /// `what` instead of handling it. One-shot.
 #[derive(Debug, Clone)]
-pub(crate) struct Fault {
-    pub(crate) api: Api,
+pub struct Fault {
+    /// The kind of request it catches.
+    pub api: Api,
     /// Only this member's requests; any member's when `None`.
-    pub(crate) member: Option<usize>,
-    pub(crate) from: Instant,
-    pub(crate) what: Injected,
+    pub member: Option<usize>,
+    /// It catches requests delivered at or after this.
+    pub from: Instant,
+    /// What it does to the request it catches.
+    pub what: Injected,
     /// When it fired.
-    pub(crate) fired: Option<Instant>,
+    pub fired: Option<Instant>,
     /// The log position then (see [`Sim::mark`]).
-    pub(crate) fired_mark: u64,
+    pub fired_mark: u64,
     /// What the member's application owned then.
-    pub(crate) owned_when_fired: BTreeSet<TopicPartition>,
+    pub owned_when_fired: BTreeSet<TopicPartition>,
 }
 
 /// How the application answers a revocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RevocationPolicy {
+pub enum RevocationPolicy {
     /// Acknowledges as soon as it is told.
     Immediate,
     /// Acknowledges after this long (committing offsets, say).
@@ -123,15 +132,16 @@ pub(crate) enum RevocationPolicy {
 
 /// The model application of one member.
 #[derive(Debug, Clone)]
-pub(crate) struct App {
-    pub(crate) revocation: RevocationPolicy,
+pub struct App {
+    /// How it answers a revocation.
+    pub revocation: RevocationPolicy,
     /// How often it polls; `None`: it has stopped polling.
-    pub(crate) poll_interval: Option<Duration>,
+    pub poll_interval: Option<Duration>,
     /// The partitions it consumes: from `Assigned` until it acknowledged their `Revoked` or
     /// was told they are `Lost`.
-    pub(crate) owned: BTreeSet<TopicPartition>,
+    pub owned: BTreeSet<TopicPartition>,
     /// Revocations told but not acknowledged yet.
-    pub(crate) pending: Vec<(RevocationId, Vec<TopicPartition>)>,
+    pub pending: Vec<(RevocationId, Vec<TopicPartition>)>,
 }
 
 impl Default for App {
@@ -147,16 +157,20 @@ impl Default for App {
 
 /// One entry of a member's log.
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// Its place among all members' entries: see [`Sim::mark`].
-    pub(crate) seq: u64,
-    pub(crate) at: Instant,
-    pub(crate) incarnation: u32,
-    pub(crate) kind: Kind,
+    pub seq: u64,
+    /// When it happened.
+    pub at: Instant,
+    /// The member's incarnation then (see [`Node::incarnation`]).
+    pub incarnation: u32,
+    /// What happened.
+    pub kind: Kind,
 }
 
+/// What a log [`Entry`] records.
 #[derive(Debug, Clone)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// The machine asked to send this.
     Sent(GroupRequest),
     /// The machine was fed this answer: an error code, or a failure.
@@ -171,14 +185,19 @@ pub(crate) enum Kind {
 
 /// A simulated member: its configuration, machine (`None` while crashed) and application.
 #[derive(Debug)]
-pub(crate) struct Node {
-    pub(crate) config: GroupConfig,
-    pub(crate) topics: Vec<String>,
-    pub(crate) machine: Option<GroupMachine>,
+pub struct Node {
+    /// The member's configuration, used again at every restart.
+    pub config: GroupConfig,
+    /// The topics it subscribes to.
+    pub topics: Vec<String>,
+    /// Its machine; `None` while crashed or before it starts.
+    pub machine: Option<GroupMachine>,
     /// Bumped by every crash: messages for an older incarnation are dropped.
-    pub(crate) incarnation: u32,
-    pub(crate) app: App,
-    pub(crate) log: Vec<Entry>,
+    pub incarnation: u32,
+    /// Its model application.
+    pub app: App,
+    /// What happened to it, in order.
+    pub log: Vec<Entry>,
     /// Requests of the current incarnation still owed an answer.
     outstanding: BTreeMap<RequestId, Api>,
 }
@@ -186,18 +205,18 @@ pub(crate) struct Node {
 impl Node {
     /// The live machine. Panics when crashed: the test asked something only a live member can
     /// answer.
-    pub(crate) fn machine(&self) -> &GroupMachine {
+    pub fn machine(&self) -> &GroupMachine {
         self.machine.as_ref().expect("a running member")
     }
 
     /// Whether it runs and is not closed or failed.
-    pub(crate) fn is_live(&self) -> bool {
+    pub fn is_live(&self) -> bool {
         self.machine.as_ref().is_some_and(|m| !m.is_terminated())
     }
 
     /// The events of every incarnation logged since `mark` (see [`Sim::mark`]), with their
     /// time.
-    pub(crate) fn events_since(&self, mark: u64) -> Vec<(Instant, GroupEvent)> {
+    pub fn events_since(&self, mark: u64) -> Vec<(Instant, GroupEvent)> {
         self.since(mark)
             .filter_map(|e| match &e.kind {
                 Kind::Event(ev) => Some((e.at, ev.clone())),
@@ -207,7 +226,7 @@ impl Node {
     }
 
     /// The requests of every incarnation sent since `mark`, with their time.
-    pub(crate) fn sent_since(&self, mark: u64) -> Vec<(Instant, GroupRequest)> {
+    pub fn sent_since(&self, mark: u64) -> Vec<(Instant, GroupRequest)> {
         self.since(mark)
             .filter_map(|e| match &e.kind {
                 Kind::Sent(r) => Some((e.at, r.clone())),
@@ -217,7 +236,7 @@ impl Node {
     }
 
     /// The log entries since `mark`.
-    pub(crate) fn since(&self, mark: u64) -> impl Iterator<Item = &Entry> {
+    pub fn since(&self, mark: u64) -> impl Iterator<Item = &Entry> {
         self.log.iter().filter(move |e| e.seq >= mark)
     }
 }
@@ -255,19 +274,19 @@ enum Msg {
 
 /// Network behaviour.
 #[derive(Debug, Clone)]
-pub(crate) struct Network {
+pub struct Network {
     /// One-way latency, drawn uniformly from this range (in milliseconds).
-    pub(crate) latency_ms: (u64, u64),
+    pub latency_ms: (u64, u64),
     /// Probability that a message (request or answer) is lost.
-    pub(crate) drop_rate: f64,
+    pub drop_rate: f64,
     /// Members cut off from the cluster until the given time: everything they send or are
     /// sent is lost.
-    pub(crate) isolated: BTreeMap<usize, Instant>,
+    pub isolated: BTreeMap<usize, Instant>,
     /// `request.timeout.ms` of the simulated driver: how long a request without an answer
     /// waits before it fails (when the machine gives no timeout of its own). 5 s, below the
     /// simulated `session.timeout.ms` as the Java defaults (30 s, 45 s) are, so that one lost
     /// heartbeat is retried before the session runs out.
-    pub(crate) request_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 impl Default for Network {
@@ -283,24 +302,31 @@ impl Default for Network {
 
 /// The simulation.
 #[derive(Debug)]
-pub(crate) struct Sim {
-    pub(crate) base: Instant,
-    pub(crate) now: Instant,
+pub struct Sim {
+    /// The one real instant read: virtual time is this plus an offset.
+    pub base: Instant,
+    /// The virtual now.
+    pub now: Instant,
     rng: fastrand::Rng,
-    pub(crate) net: Network,
-    pub(crate) coordinator: GroupCoordinator,
+    /// How the network behaves.
+    pub net: Network,
+    /// The model of the broker's group coordinator.
+    pub coordinator: GroupCoordinator,
     /// The broker id of the coordinator; requests to another broker get NOT_COORDINATOR.
-    pub(crate) coordinator_broker: i32,
+    pub coordinator_broker: i32,
     /// Until then the coordinator answers COORDINATOR_LOAD_IN_PROGRESS (after a move).
     loading_until: Option<Instant>,
-    pub(crate) topics: TopicPartitions,
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) faults: Vec<Fault>,
+    /// The cluster's topics and their partitions.
+    pub topics: TopicPartitions,
+    /// The members, by index.
+    pub nodes: Vec<Node>,
+    /// The faults armed, fired or not.
+    pub faults: Vec<Fault>,
     /// Whether to check that no partition is owned by two members at once. Only runs that
     /// lose messages turn it off: with the classic protocol a member cut off from the
     /// coordinator cannot know it was evicted, so the Java client, librdkafka and kcon all
     /// own partitions the group has already given to others until they hear of it.
-    pub(crate) strict_ownership: bool,
+    pub strict_ownership: bool,
     queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, u32, RequestId)>,
     next_ticket: Ticket,
@@ -309,7 +335,7 @@ pub(crate) struct Sim {
 
 impl Sim {
     /// A cluster with `topics` (name, partition count) and no members yet.
-    pub(crate) fn new(seed: u64, topics: &[(&str, i32)], coordinator: CoordinatorConfig) -> Sim {
+    pub fn new(seed: u64, topics: &[(&str, i32)], coordinator: CoordinatorConfig) -> Sim {
         let base = Instant::now();
         Sim {
             base,
@@ -337,17 +363,17 @@ impl Sim {
     }
 
     /// A point in the logs: entries logged from now on are `since` it.
-    pub(crate) fn mark(&self) -> u64 {
+    pub fn mark(&self) -> u64 {
         next_seq()
     }
 
     /// Seconds since the start, for messages.
-    pub(crate) fn secs(&self, t: Instant) -> f64 {
+    pub fn secs(&self, t: Instant) -> f64 {
         t.duration_since(self.base).as_secs_f64()
     }
 
     /// Adds a member (not started) subscribing to `topics`.
-    pub(crate) fn add(&mut self, config: GroupConfig, topics: &[&str], app: App) -> usize {
+    pub fn add(&mut self, config: GroupConfig, topics: &[&str], app: App) -> usize {
         config.validate().expect("a valid configuration");
         self.nodes.push(Node {
             config,
@@ -363,7 +389,7 @@ impl Sim {
 
     /// Starts member `i`, or restarts it after a crash, close or fatal error: a new machine
     /// (a new process) subscribes.
-    pub(crate) fn start(&mut self, i: usize) {
+    pub fn start(&mut self, i: usize) {
         let now = self.now;
         let seed = self.rng.u64(..);
         let node = &mut self.nodes[i];
@@ -385,7 +411,7 @@ impl Sim {
 
     /// Kills member `i`'s process: no LeaveGroup, no more heartbeats; what it consumed is
     /// gone with it.
-    pub(crate) fn crash(&mut self, i: usize) {
+    pub fn crash(&mut self, i: usize) {
         let at = self.now;
         let node = &mut self.nodes[i];
         if node.machine.take().is_none() {
@@ -404,7 +430,7 @@ impl Sim {
     }
 
     /// Closes member `i` (the application asks for it).
-    pub(crate) fn close(&mut self, i: usize) {
+    pub fn close(&mut self, i: usize) {
         let now = self.now;
         if let Some(m) = self.nodes[i].machine.as_mut() {
             m.close(now);
@@ -414,7 +440,7 @@ impl Sim {
     }
 
     /// Changes member `i`'s subscription.
-    pub(crate) fn subscribe(&mut self, i: usize, topics: &[&str]) {
+    pub fn subscribe(&mut self, i: usize, topics: &[&str]) {
         let now = self.now;
         self.nodes[i].topics = topics.iter().map(|t| (*t).to_owned()).collect();
         if let Some(m) = self.nodes[i].machine.as_mut() {
@@ -426,7 +452,7 @@ impl Sim {
 
     /// Member `i`'s application unsubscribes (it keeps `topics`, its configured
     /// subscription, for a later `resubscribe` or restart).
-    pub(crate) fn unsubscribe(&mut self, i: usize) {
+    pub fn unsubscribe(&mut self, i: usize) {
         let now = self.now;
         if let Some(m) = self.nodes[i].machine.as_mut() {
             m.unsubscribe(now);
@@ -437,19 +463,19 @@ impl Sim {
 
     /// Adds `more` partitions to `topic`. Drivers hand the machines fresh metadata
     /// periodically; the simulation does it on every application poll.
-    pub(crate) fn grow_topic(&mut self, topic: &str, more: i32) {
+    pub fn grow_topic(&mut self, topic: &str, more: i32) {
         let partitions = self.topics.get_mut(topic).expect("a topic of the cluster");
         let n = partitions.len() as i32;
         partitions.extend((n..n + more).map(|p| PartitionInfo::new(p, Vec::new())));
     }
 
     /// Member `i`'s application stops polling (stuck in processing).
-    pub(crate) fn stop_polling(&mut self, i: usize) {
+    pub fn stop_polling(&mut self, i: usize) {
         self.nodes[i].app.poll_interval = None;
     }
 
     /// Member `i`'s application polls again, at once and then every `interval`.
-    pub(crate) fn resume_polling(&mut self, i: usize, interval: Duration) {
+    pub fn resume_polling(&mut self, i: usize, interval: Duration) {
         let was_stopped = self.nodes[i].app.poll_interval.is_none();
         self.nodes[i].app.poll_interval = Some(interval);
         if was_stopped && self.nodes[i].machine.is_some() {
@@ -465,7 +491,7 @@ impl Sim {
     }
 
     /// Arms a fault.
-    pub(crate) fn inject(&mut self, api: Api, member: Option<usize>, what: Injected) {
+    pub fn inject(&mut self, api: Api, member: Option<usize>, what: Injected) {
         self.faults.push(Fault {
             api,
             member,
@@ -479,7 +505,7 @@ impl Sim {
 
     /// Moves the coordinator to broker `to`, which loads the group for `load` (answering
     /// COORDINATOR_LOAD_IN_PROGRESS meanwhile). The old broker answers NOT_COORDINATOR.
-    pub(crate) fn move_coordinator(&mut self, to: i32, load: Duration) {
+    pub fn move_coordinator(&mut self, to: i32, load: Duration) {
         self.coordinator.fail_over(self.now);
         self.flush_coordinator();
         self.coordinator_broker = to;
@@ -487,7 +513,7 @@ impl Sim {
     }
 
     /// Runs until virtual time `t`.
-    pub(crate) fn run_until(&mut self, t: Instant) {
+    pub fn run_until(&mut self, t: Instant) {
         while let Some(next) = self.next_due() {
             if next > t {
                 break;
@@ -498,12 +524,12 @@ impl Sim {
     }
 
     /// Runs for `d` of virtual time.
-    pub(crate) fn run_for(&mut self, d: Duration) {
+    pub fn run_for(&mut self, d: Duration) {
         self.run_until(self.now + d);
     }
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
-    pub(crate) fn run_until_cond(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> bool {
+    pub fn run_until_cond(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> bool {
         let end = self.now + limit;
         loop {
             if done(self) {
@@ -521,7 +547,7 @@ impl Sim {
 
     /// Whether every live member is Stable in the coordinator's current Stable generation,
     /// and the coordinator's members are exactly the live ones.
-    pub(crate) fn is_settled(&self) -> bool {
+    pub fn is_settled(&self) -> bool {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.is_live()).collect();
         if live.is_empty() {
             return true;
@@ -543,7 +569,7 @@ impl Sim {
 
     /// Asserts the group settled: every live member Stable in one generation, and every
     /// partition of the topics they subscribe to owned by exactly one of them.
-    pub(crate) fn assert_settled(&self) {
+    pub fn assert_settled(&self) {
         assert!(
             self.is_settled(),
             "the group did not settle\n{}",
@@ -583,7 +609,7 @@ impl Sim {
     }
 
     /// The last `n` log entries of all members, in time order, for failure messages.
-    pub(crate) fn dump(&self, n: usize) -> String {
+    pub fn dump(&self, n: usize) -> String {
         let mut all: Vec<(Instant, usize, &Entry)> = self
             .nodes
             .iter()
@@ -1083,7 +1109,7 @@ fn next_seq() -> u64 {
 }
 
 /// Broker `id` of the simulated cluster.
-pub(crate) fn broker(id: i32) -> Coordinator {
+pub fn broker(id: i32) -> Coordinator {
     Coordinator {
         id,
         host: format!("broker-{id}"),
@@ -1092,7 +1118,7 @@ pub(crate) fn broker(id: i32) -> Coordinator {
 }
 
 /// The error code an answer carries (0 for Metadata).
-pub(crate) fn error_code(r: &GroupResponse) -> i16 {
+pub fn error_code(r: &GroupResponse) -> i16 {
     match r {
         GroupResponse::FindCoordinator(FoundCoordinator { error_code, .. })
         | GroupResponse::SyncGroup { error_code, .. }
@@ -1123,7 +1149,7 @@ fn error_response(request: &GroupRequest, code: i16) -> GroupResponse {
 /// A member configuration: `strategy` as `partition.assignment.strategy`, short timeouts so
 /// that runs cover many of them quickly (virtual time makes any length free, but short ones
 /// keep failure dumps readable).
-pub(crate) fn config(strategy: &str, instance: Option<&str>) -> GroupConfig {
+pub fn config(strategy: &str, instance: Option<&str>) -> GroupConfig {
     let mut c = GroupConfig::new(GROUP);
     c.set("partition.assignment.strategy", strategy).unwrap();
     c.set("session.timeout.ms", "10000").unwrap();
