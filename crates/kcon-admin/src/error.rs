@@ -164,23 +164,7 @@ impl From<kcon_pool::Error> for Error {
     }
 }
 
-/// A Kafka error as the protocol documentation names it, `GROUP_AUTHORIZATION_FAILED (30)`;
-/// a code this build does not know is `error 123`.
-pub fn error_name(error: ResponseError) -> String {
-    if let ResponseError::Unknown(code) = error {
-        return format!("error {code}");
-    }
-    // kafka-protocol's variants are the documented names in CamelCase.
-    let camel = format!("{error:?}");
-    let mut name = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    format!("{name} ({})", error.code())
-}
+pub use kcon_core::error_codes::error_name;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,7 +175,7 @@ impl fmt::Display for Error {
                 partition,
                 message,
             } => {
-                write!(f, "{api:?} answered {}", error_name(*error))?;
+                write!(f, "{api:?} answered {}", error_name(error.code()))?;
                 if let Some(tp) = partition {
                     write!(f, " for {tp}")?;
                 }
@@ -253,7 +237,7 @@ mod tests {
         assert!(e.is_retriable());
         assert_eq!(e.topic_partition(), Some(&tp));
         assert!(Error::broker(ApiKey::Fetch, 0).is_none());
-        assert_eq!(error_name(ResponseError::Unknown(-32000)), "error -32000");
+        assert_eq!(error_name(-32000), "error -32000");
         assert!(Error::NoLeader(tp).is_retriable());
     }
 

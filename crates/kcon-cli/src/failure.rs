@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kcon_admin::{PoolError, ResponseError};
+use kcon_admin::PoolError;
 
 /// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
 /// refusal (authorization), bad input data.
@@ -89,7 +89,7 @@ impl Failure {
                 let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
                 Failure::runtime(format!(
                     "{what}: the broker answered {}{about}{detail}",
-                    kcon_admin::error_name(error)
+                    error_name(error.code())
                 ))
             }
             other => Failure::runtime(format!("{what}: {other}")),
@@ -103,14 +103,7 @@ impl fmt::Display for Failure {
     }
 }
 
-/// A Kafka error code as the protocol documentation names it: `GROUP_AUTHORIZATION_FAILED
-/// (30)`, or `error 123` for a code this build does not know.
-pub(crate) fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => format!("error {code}"),
-        Some(e) => kcon_admin::error_name(e),
-    }
-}
+pub(crate) use kcon_admin::error_name;
 
 #[cfg(test)]
 mod tests {

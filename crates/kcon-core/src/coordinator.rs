@@ -211,7 +211,7 @@ impl CoordinatorLookup {
             Ok(FoundCoordinator { error_code, .. }) => {
                 let reason = format!(
                     "FindCoordinator answered {}",
-                    crate::error_codes::describe(error_code)
+                    crate::error_codes::error_name(error_code)
                 );
                 let cause = reason.clone();
                 (reason, self.tries.refused(now, cause, None, random))

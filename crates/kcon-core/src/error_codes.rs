@@ -110,18 +110,37 @@ pub mod code {
     }
 }
 
-/// An error code for a log line or a report: `error 14 (CoordinatorLoadInProgress)`, or
-/// `error N` for a code kafka-protocol does not know.
-pub fn describe(error_code: i16) -> String {
-    match ResponseError::try_from_code(error_code) {
-        Some(e) => format!("error {error_code} ({e:?})"),
-        None => format!("error {error_code}"),
+/// An error code as Kafka's protocol documentation names it, for every message, log line and
+/// report kcon writes: `COORDINATOR_LOAD_IN_PROGRESS (14)`, or `error 123` for a code this build
+/// does not know.
+pub fn error_name(error_code: i16) -> String {
+    let e = match ResponseError::try_from_code(error_code) {
+        None | Some(ResponseError::Unknown(_)) => return format!("error {error_code}"),
+        Some(e) => e,
+    };
+    // kafka-protocol's variants are the documented names in CamelCase.
+    let camel = format!("{e:?}");
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
     }
+    format!("{name} ({error_code})")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_named_as_kafka_documents_them() {
+        assert_eq!(error_name(30), "GROUP_AUTHORIZATION_FAILED (30)");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert_eq!(error_name(14), "COORDINATOR_LOAD_IN_PROGRESS (14)");
+        assert_eq!(error_name(-32000), "error -32000");
+    }
 
     #[test]
     fn the_named_codes_are_the_numbers_brokers_send() {

@@ -490,15 +490,15 @@ mod tests {
         let t0 = Instant::now();
         let now = t0 + REPORT_AFTER_TIME;
         let mut t = tracker();
-        t.refused(t0, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
-        t.refused(t0, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
-        let f = t.refused(now, "error 14 (CoordinatorLoadInProgress)", None, 0.5);
+        t.refused(t0, "COORDINATOR_LOAD_IN_PROGRESS (14)", None, 0.5);
+        t.refused(t0, "COORDINATOR_LOAD_IN_PROGRESS (14)", None, 0.5);
+        let f = t.refused(now, "COORDINATOR_LOAD_IN_PROGRESS (14)", None, 0.5);
         let r = f.report.expect("reported");
         assert_eq!((r.version, r.broker.as_deref()), (None, None));
         assert_eq!(
             r.to_string(),
-            "JoinGroup failed 3 times in a row over 5000 ms (group g): error 14 \
-             (CoordinatorLoadInProgress); retrying in 400 ms"
+            "JoinGroup failed 3 times in a row over 5000 ms (group g): \
+             COORDINATOR_LOAD_IN_PROGRESS (14); retrying in 400 ms"
         );
         t.clear();
         assert!(!t.is_failing() && t.is_due(now));

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use kcon_codec::error::api_name;
-use kcon_codec::kafka_protocol::ResponseError;
+use kcon_core::error_codes::error_name;
 
 use crate::assignor::AssignError;
 use kcon_codec::consumer_protocol::ProtocolError;
@@ -50,13 +50,11 @@ impl fmt::Display for GroupError {
                 error_code,
                 message,
             } => {
-                let name = ResponseError::try_from_code(*error_code)
-                    .map(|e| format!("{e:?}"))
-                    .unwrap_or_else(|| "unknown error".to_owned());
                 write!(
                     f,
-                    "{} answered error {error_code} ({name})",
-                    api_name(*api_key)
+                    "{} answered {}",
+                    api_name(*api_key),
+                    error_name(*error_code)
                 )?;
                 if let Some(m) = message {
                     write!(f, ": {m}")?;

@@ -4,16 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kcon_codec::error::api_name;
-use kcon_codec::kafka_protocol::ResponseError;
+use kcon_core::error_codes::error_name;
 
 use crate::TopicPartition;
 use crate::machine::CommitId;
-
-fn error_name(code: i16) -> String {
-    ResponseError::try_from_code(code)
-        .map(|e| format!("{e:?}"))
-        .unwrap_or_else(|| "unknown error".to_owned())
-}
 
 /// Why a commit failed. Coordinator errors (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
 /// COORDINATOR_LOAD_IN_PROGRESS), lost connections and timeouts are retried by the machine
@@ -89,7 +83,7 @@ impl fmt::Display for CommitError {
                 partitions,
             } => write!(
                 f,
-                "{} answered error {error_code} ({}) for {} partition(s)",
+                "{} answered {} for {} partition(s)",
                 api_name(8),
                 error_name(*error_code),
                 partitions.len()
@@ -151,7 +145,7 @@ impl fmt::Display for CommittedError {
                 partitions,
             } => write!(
                 f,
-                "{} answered error {error_code} ({}) ({} partition error(s))",
+                "{} answered {} ({} partition error(s))",
                 api_name(9),
                 error_name(*error_code),
                 partitions.len()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 
+use kcon_core::error_codes::error_name;
 use kcon_core::{ConfigError, RequestFailure};
 
 use crate::config::SaslMechanism;
@@ -240,11 +241,12 @@ impl fmt::Display for Error {
                 api_key,
                 error_code,
             } => {
-                write!(f, "{peer} answered {} with ", api_name(*api_key))?;
-                match ResponseError::try_from_code(*error_code) {
-                    Some(e) => write!(f, "error {error_code} ({e:?})"),
-                    None => write!(f, "error {error_code}"),
-                }
+                write!(
+                    f,
+                    "{peer} answered {} with {}",
+                    api_name(*api_key),
+                    error_name(*error_code)
+                )
             }
             Error::Tls { peer, kind } => write!(f, "{peer}: TLS: {kind}"),
             Error::Authentication {
@@ -581,10 +583,7 @@ impl fmt::Display for AuthError {
             } => {
                 f.write_str("refused by the broker")?;
                 if let Some(code) = error_code {
-                    match ResponseError::try_from_code(*code) {
-                        Some(e) => write!(f, " (error {code}, {e:?})")?,
-                        None => write!(f, " (error {code})")?,
-                    }
+                    write!(f, " ({})", error_name(*code))?;
                 }
                 match message {
                     Some(m) => write!(f, ": {m}"),
@@ -684,7 +683,7 @@ mod tests {
         };
         assert_eq!(
             b.to_string(),
-            "broker 3 (kafka-3:9092) answered ApiVersions with error 35 (UnsupportedVersion)"
+            "broker 3 (kafka-3:9092) answered ApiVersions with UNSUPPORTED_VERSION (35)"
         );
         assert!(!b.is_retriable());
     }

@@ -204,24 +204,7 @@ impl From<ConfigError> for ProduceError {
     }
 }
 
-/// A Kafka error code as the protocol documentation names it: `UNKNOWN_TOPIC_OR_PARTITION (3)`,
-/// or `error 123` for a code this build does not know.
-pub fn error_name(code: i16) -> String {
-    let e = match ResponseError::try_from_code(code) {
-        None | Some(ResponseError::Unknown(_)) => return format!("error {code}"),
-        Some(e) => e,
-    };
-    // The enum's variants are the documented names in CamelCase.
-    let camel = format!("{e:?}");
-    let mut name = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    format!("{name} ({code})")
-}
+pub use kcon_core::error_codes::error_name;
 
 #[cfg(test)]
 mod tests {

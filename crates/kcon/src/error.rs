@@ -7,7 +7,7 @@ use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::ConfigError;
-use kcon_core::error_codes::code;
+use kcon_core::error_codes::{code, error_name};
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::{CommitError, CommittedError};
@@ -222,17 +222,12 @@ impl Error {
                     ),
                 )
             },
-            PartitionError::Broker { code } => {
-                let name = ResponseError::try_from_code(*code)
-                    .map(|e| format!("{e:?}"))
-                    .unwrap_or_else(|| "unknown error".to_owned());
-                Error::broker(
-                    ApiKey::Fetch as i16,
-                    *code,
-                    format!("Fetch of {at} answered error {code} ({name})"),
-                )
-                .retriable(e.is_retriable())
-            }
+            PartitionError::Broker { code } => Error::broker(
+                ApiKey::Fetch as i16,
+                *code,
+                format!("Fetch of {at} answered {}", error_name(*code)),
+            )
+            .retriable(e.is_retriable()),
             other => Error::new(
                 ErrorKind::Broker,
                 format!("fetching {at} failed: {other:?}"),

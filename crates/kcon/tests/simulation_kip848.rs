@@ -332,9 +332,11 @@ fn an_invalid_regex_is_fatal() {
         })
         .collect();
     assert!(
-        errors.iter().any(|e| e.contains("InvalidRegularExpression")
-            && e.contains("^t)|(x")
-            && e.contains("not a valid regular expression")),
+        errors
+            .iter()
+            .any(|e| e.contains("INVALID_REGULAR_EXPRESSION (128)")
+                && e.contains("^t)|(x")
+                && e.contains("not a valid regular expression")),
         "{errors:?}\n{}",
         w.dump(30)
     );

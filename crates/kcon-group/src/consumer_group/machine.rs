@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::error_codes::describe;
+use kcon_core::error_codes::error_name;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
@@ -632,7 +632,7 @@ impl ConsumerGroupMachine {
             .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
         let failed = self
             .tries
-            .refused(now, describe(error_code), broker, random);
+            .refused(now, error_name(error_code), broker, random);
         self.tell(failed.report);
         failed.retry_at
     }

@@ -656,7 +656,7 @@ fn an_invalid_regex_is_fatal_and_named() {
             let text = e.to_string();
             for part in [
                 "ConsumerGroupHeartbeat",
-                "InvalidRegularExpression",
+                "INVALID_REGULAR_EXPRESSION (128)",
                 "\"^t-(\"",
                 "missing )",
             ] {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::error_codes::{code, describe, is_fatal_group_error};
+use kcon_core::error_codes::{code, error_name, is_fatal_group_error};
 use kcon_core::failure::Failed;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
@@ -529,7 +529,7 @@ impl GroupMachine {
             .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
         let failed = self
             .tracker(request)
-            .refused(now, describe(error_code), broker, random);
+            .refused(now, error_name(error_code), broker, random);
         self.after_failure(failed)
     }
 

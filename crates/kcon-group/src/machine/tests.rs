@@ -317,6 +317,6 @@ fn a_coordinator_that_keeps_loading_is_reported() {
     assert!(tries <= 13, "{tries} JoinGroups in 8 s");
     let told = reports(&events);
     assert_eq!(told.len(), 1, "{told:?}");
-    assert_eq!(told[0].cause, "error 14 (CoordinatorLoadInProgress)");
+    assert_eq!(told[0].cause, "COORDINATOR_LOAD_IN_PROGRESS (14)");
     assert_eq!(told[0].broker.as_deref(), Some("broker 1 (h:9092)"));
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
-use kcon_core::error_codes::describe;
+use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
@@ -566,7 +566,8 @@ impl CommitMachine {
                 error_code: Some(error_code),
                 ..
             } => self.fail_all(format!(
-                "FindCoordinator answered error {error_code} for group {}",
+                "FindCoordinator answered {} for group {}",
+                error_name(error_code),
                 self.config.group_id
             )),
             Lookup::Failed {
@@ -627,11 +628,15 @@ impl CommitMachine {
                     CommitOutcome::Retry(retry, code) => {
                         let failed = self.commit_tries.refused(
                             now,
-                            describe(code),
+                            error_name(code),
                             self.coordinator_name(),
                             self.rng.f64(),
                         );
-                        (retry, format!("OffsetCommit answered error {code}"), failed)
+                        (
+                            retry,
+                            format!("OffsetCommit answered {}", error_name(code)),
+                            failed,
+                        )
                     }
                 }
             }
@@ -1137,13 +1142,13 @@ fn classify_fetch(
         code::COORDINATOR_LOAD_IN_PROGRESS | code::UNSTABLE_OFFSET_COMMIT => {
             return FetchOutcome::Retry(
                 Retry::Backoff,
-                format!("OffsetFetch answered error {error_code}"),
+                format!("OffsetFetch answered {}", error_name(error_code)),
             );
         }
         code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR => {
             return FetchOutcome::Retry(
                 Retry::Rediscover,
-                format!("OffsetFetch answered error {error_code}"),
+                format!("OffsetFetch answered {}", error_name(error_code)),
             );
         }
         _ => {

@@ -200,7 +200,7 @@ async fn a_refused_password_is_a_fatal_error_with_the_brokers_message() {
     let shown = e.to_string();
     assert!(
         shown.contains("SASL PLAIN authentication failed")
-            && shown.contains("SaslAuthenticationFailed")
+            && shown.contains("SASL_AUTHENTICATION_FAILED (58)")
             && shown.contains("Invalid username or password"),
         "{shown}"
     );
