@@ -180,6 +180,7 @@ impl MemberMachine {
 
 impl Machine for MemberMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 

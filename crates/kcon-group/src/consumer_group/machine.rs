@@ -1178,6 +1178,7 @@ impl ConsumerGroupMachine {
 
 impl Machine for ConsumerGroupMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 

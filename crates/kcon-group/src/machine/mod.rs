@@ -642,6 +642,7 @@ impl GroupMachine {
 
 impl Machine for GroupMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 
