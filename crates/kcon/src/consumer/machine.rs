@@ -42,27 +42,26 @@ pub(crate) const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// What the consumer's settings tell its machine.
 #[derive(Debug, Clone)]
-pub struct MachineOptions {
+pub(crate) struct MachineOptions {
     /// A `group.id` is set: the consumer may subscribe and commit.
-    pub group: bool,
+    pub(crate) group: bool,
     /// `enable.auto.commit`.
-    pub auto_commit: bool,
+    pub(crate) auto_commit: bool,
     /// `enable.auto.offset.store`.
-    pub auto_store: bool,
+    pub(crate) auto_store: bool,
     /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
-    pub metadata_max_age: Duration,
+    pub(crate) metadata_max_age: Duration,
     /// The group coordinator matches a pattern subscription (`group.protocol=consumer`,
     /// KIP-848's `SubscribedTopicRegex`): the member is subscribed to the pattern once, and
     /// what the consumer matches itself only answers [`subscription`](ConsumerMachine::subscription).
     /// Otherwise (the classic protocol) the consumer subscribes the member to the names it
     /// matched, again whenever they change.
-    pub coordinator_regex: bool,
+    pub(crate) coordinator_regex: bool,
 }
 
 /// What the machine tells the other parts to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
+pub(crate) enum Command {
     /// The group member subscribes to these topics.
     Subscribe(BTreeSet<String>),
     /// The group member subscribes to these topics and to whatever the regex matches, which
@@ -101,8 +100,7 @@ pub enum Command {
 
 /// A step the machine waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
+pub(crate) enum Step {
     /// Call the listener's hook; its answer is [`StepAnswer::Listener`].
     Listener {
         /// Which hook.
@@ -125,12 +123,11 @@ pub enum Step {
 
 /// Each partition's committed offset (the next offset to consume) and the leader epoch it was
 /// committed with; `None` where the group has none.
-pub type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
+pub(crate) type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
 
 /// The answer to a [`Step`].
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum StepAnswer {
+pub(crate) enum StepAnswer {
     /// The hook returned, with the seeks it asked for; or it panicked (why).
     Listener(Result<Vec<(TopicPartition, i64)>, String>),
     /// The commit's latency and outcome.
@@ -151,7 +148,7 @@ pub enum StepAnswer {
 
 /// The consumer's bookkeeping (see the module documentation for how to drive it).
 #[derive(Debug)]
-pub struct ConsumerMachine {
+pub(crate) struct ConsumerMachine {
     options: MachineOptions,
     subscription: Subscription,
     /// The partitions the consumer owns (by the group, or assigned by the application).
@@ -210,7 +207,7 @@ enum StepKind {
 
 impl ConsumerMachine {
     /// A consumer that reads nothing yet, made at `now`.
-    pub fn new(options: MachineOptions, now: Instant) -> Self {
+    pub(crate) fn new(options: MachineOptions, now: Instant) -> Self {
         ConsumerMachine {
             options,
             subscription: Subscription::None,
@@ -238,27 +235,27 @@ impl ConsumerMachine {
     // ----- queries -----
 
     /// The partitions owned now.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
+    pub(crate) fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.assignment
     }
 
     /// The topics subscribed: those named, or those a pattern matches now.
-    pub fn subscription(&self) -> BTreeSet<String> {
+    pub(crate) fn subscription(&self) -> BTreeSet<String> {
         self.subscription.topics()
     }
 
     /// Whether the consumer reads through its group.
-    pub fn in_group(&self) -> bool {
+    pub(crate) fn in_group(&self) -> bool {
         self.subscription.in_group()
     }
 
     /// The partitions paused.
-    pub fn paused(&self) -> &BTreeSet<TopicPartition> {
+    pub(crate) fn paused(&self) -> &BTreeSet<TopicPartition> {
         &self.paused
     }
 
     /// The next offset handed out for `tp`, when known.
-    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+    pub(crate) fn position(&self, tp: &TopicPartition) -> Option<i64> {
         if let Some(b) = &self.current
             && &b.partition == tp
             && let Some((next, _)) = b.handed
@@ -272,12 +269,12 @@ impl ConsumerMachine {
     }
 
     /// The fatal error, once there is one.
-    pub fn fatal(&self) -> Option<&Error> {
+    pub(crate) fn fatal(&self) -> Option<&Error> {
         self.fatal.as_ref()
     }
 
     /// An error if the consumer can no longer be used.
-    pub fn usable(&self) -> Result<(), Error> {
+    pub(crate) fn usable(&self) -> Result<(), Error> {
         match &self.fatal {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -285,38 +282,34 @@ impl ConsumerMachine {
     }
 
     /// Whether a step is out or waiting to go: the machine takes no event until it is done.
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.step.is_some() || !self.steps.is_empty()
     }
 
     /// Whether a group event is being handled.
-    pub fn is_rebalancing(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_rebalancing(&self) -> bool {
         self.rebalance.is_some()
     }
 
-    /// Whether records are ready to hand out.
-    pub fn has_records(&self) -> bool {
-        self.current.as_ref().is_some_and(|b| !b.is_done())
-    }
-
     /// Whether offsets are stored once processed (`enable.auto.offset.store`).
-    pub fn stores_processed(&self) -> bool {
+    pub(crate) fn stores_processed(&self) -> bool {
         self.options.auto_store
     }
 
     /// Whether `enable.auto.commit` is on.
-    pub fn auto_commit(&self) -> bool {
+    pub(crate) fn auto_commit(&self) -> bool {
         self.options.auto_commit
     }
 
     /// The high watermark of `tp`'s last Fetch answer.
-    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+    pub(crate) fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
         self.fetched.get(tp).map(|f| f.high_watermark)
     }
 
     /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
     /// (and its start, when known), by kcon-admin's one rule.
-    pub fn partition_lag(
+    pub(crate) fn partition_lag(
         &self,
         tp: &TopicPartition,
         log_start: Option<i64>,
@@ -355,7 +348,7 @@ impl ConsumerMachine {
     }
 
     /// Every owned partition's lag against the high watermark of its last Fetch answer.
-    pub fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
+    pub(crate) fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
         self.lags_inputs()
             .into_iter()
             .map(|(tp, i)| (tp, i.lag(None, now_ms)))
@@ -364,7 +357,7 @@ impl ConsumerMachine {
 
     /// The batch about to be handed out, when nothing of it was yet: its partition and
     /// records.
-    pub fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
+    pub(crate) fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
         let b = self.current.as_ref()?;
         Some((&b.partition, b.fresh()?))
     }
@@ -392,24 +385,24 @@ impl ConsumerMachine {
     // ----- outputs -----
 
     /// The next command for another part.
-    pub fn poll_command(&mut self) -> Option<Command> {
+    pub(crate) fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
     }
 
     /// The next step to carry out, under its id.
-    pub fn poll_step(&mut self) -> Option<(RequestId, Step)> {
+    pub(crate) fn poll_step(&mut self) -> Option<(RequestId, Step)> {
         self.steps.pop_front()
     }
 
     /// The next report of a request that keeps failing (or recovered), for the hooks.
-    pub fn take_report(&mut self) -> Option<PersistentFailure> {
+    pub(crate) fn take_report(&mut self) -> Option<PersistentFailure> {
         self.reports.pop_front()
     }
 
     /// A part of the consumer (the group member, the offsets task, the fetcher) reports a
     /// request that keeps failing, or its recovery: counted (not a recovery) and kept for the
     /// hooks.
-    pub fn persistent_failure(&mut self, report: PersistentFailure) {
+    pub(crate) fn persistent_failure(&mut self, report: PersistentFailure) {
         if !report.recovered {
             self.metrics.persistent_failure();
         }
@@ -417,7 +410,7 @@ impl ConsumerMachine {
     }
 
     /// The next error for the application.
-    pub fn take_error(&mut self) -> Option<Error> {
+    pub(crate) fn take_error(&mut self) -> Option<Error> {
         if let Some(e) = self.errors.pop_front() {
             return Some(e);
         }
@@ -427,7 +420,7 @@ impl ConsumerMachine {
     // ----- the application's calls -----
 
     /// Subscribes to `topics` (names; `^` patterns), replacing the subscription.
-    pub fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
+    pub(crate) fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -466,7 +459,7 @@ impl ConsumerMachine {
     }
 
     /// Reads `partitions` without a group, replacing the previous assignment.
-    pub fn assign(
+    pub(crate) fn assign(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -499,7 +492,7 @@ impl ConsumerMachine {
     /// assigned partitions are dropped. A rebalance in progress must be finished first
     /// ([`is_busy`](Self::is_busy) false); the revocation this begins is finished by the
     /// driver, then [`unsubscribed`](Self::unsubscribed).
-    pub fn unsubscribe(&mut self) {
+    pub(crate) fn unsubscribe(&mut self) {
         let all: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
         match self.subscription {
             Subscription::Manual => self.drop_partitions(&all),
@@ -515,24 +508,24 @@ impl ConsumerMachine {
     }
 
     /// The unsubscription's revocation is done.
-    pub fn unsubscribed(&mut self) {
+    pub(crate) fn unsubscribed(&mut self) {
         self.subscription = Subscription::None;
     }
 
     /// The next record of the current batch, if any.
-    pub fn next_record(&mut self) -> Option<Record> {
+    pub(crate) fn next_record(&mut self) -> Option<Record> {
         self.current.as_mut()?.next()
     }
 
     /// The rest of the current batch, with its partition, if any.
-    pub fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
+    pub(crate) fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
         let batch = self.current.as_mut().filter(|b| !b.is_done())?;
         let records = batch.take_rest();
         Some((batch.partition.clone(), records))
     }
 
     /// Marks the record at `offset` of `tp` processed.
-    pub fn store_offset(
+    pub(crate) fn store_offset(
         &mut self,
         tp: TopicPartition,
         offset: i64,
@@ -556,7 +549,7 @@ impl ConsumerMachine {
     }
 
     /// Moves `tp` (owned) to `offset`.
-    pub fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
+    pub(crate) fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
         self.usable()?;
         if offset < 0 {
             return Err(Error::misuse(format!(
@@ -581,7 +574,7 @@ impl ConsumerMachine {
     }
 
     /// Stops handing out and fetching `partitions` (owned).
-    pub fn pause(
+    pub(crate) fn pause(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -608,7 +601,7 @@ impl ConsumerMachine {
     }
 
     /// Hands out and fetches `partitions` again.
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -624,13 +617,13 @@ impl ConsumerMachine {
     /// Hands storing to an owner above the consumer from now on (per-partition streams, a
     /// record processor): nothing is stored as it is handed out; the owner stores records as
     /// it processes them, and hears of partitions leaving.
-    pub fn store_elsewhere(&mut self) {
+    pub(crate) fn store_elsewhere(&mut self) {
         self.streams = true;
     }
 
     /// Stores what the application has processed: everything handed out before its current
     /// call (with `enable.auto.offset.store`).
-    pub fn store_processed(&mut self) {
+    pub(crate) fn store_processed(&mut self) {
         if !self.options.auto_store || self.streams || !self.options.group {
             self.unstored.clear();
             return;
@@ -649,7 +642,7 @@ impl ConsumerMachine {
     }
 
     /// The current batch is spent: its position becomes the partition's.
-    pub fn finish_current(&mut self) {
+    pub(crate) fn finish_current(&mut self) {
         let Some(b) = self.current.take() else {
             return;
         };
@@ -663,7 +656,7 @@ impl ConsumerMachine {
 
     /// The application is in a receiving call at `now`: the group member hears it is alive,
     /// at most twice per housekeeping period (a second).
-    pub fn tick(&mut self, now: Instant) {
+    pub(crate) fn tick(&mut self, now: Instant) {
         if !self.options.group {
             return;
         }
@@ -680,8 +673,12 @@ impl ConsumerMachine {
     /// for every topic when due, or is matched against the pool's metadata snapshot
     /// `generation` (its topics, asked for only when the snapshot is news); partitions whose
     /// start must be looked up are.
-    pub fn prepare<'a, T>(&mut self, now: Instant, generation: u64, topics: impl FnOnce() -> T)
-    where
+    pub(crate) fn prepare<'a, T>(
+        &mut self,
+        now: Instant,
+        generation: u64,
+        topics: impl FnOnce() -> T,
+    ) where
         T: IntoIterator<Item = &'a String>,
     {
         if self.is_busy() {
@@ -718,7 +715,7 @@ impl ConsumerMachine {
     /// Closing: what was handed out counts, and a group member's partitions are revoked
     /// (the listener hears of them; the final commit is the driver's, not the revocation's).
     /// Returns whether a revocation began.
-    pub fn begin_close(&mut self) -> bool {
+    pub(crate) fn begin_close(&mut self) -> bool {
         self.finish_current();
         self.store_processed();
         if self.fatal.is_some() || !self.in_group() || self.assignment.is_empty() {
@@ -732,14 +729,18 @@ impl ConsumerMachine {
     }
 
     /// A commit the application asked for finished after `latency`.
-    pub fn commit_done(&mut self, latency: Duration, ok: bool) {
+    pub(crate) fn commit_done(&mut self, latency: Duration, ok: bool) {
         self.metrics.commit_done(latency, ok);
     }
 
     // ----- what the other parts tell it -----
 
     /// An event of the group member. A fatal one is returned (and kept for every later call).
-    pub fn group_event(&mut self, now: Instant, event: Option<GroupEvent>) -> Result<(), Error> {
+    pub(crate) fn group_event(
+        &mut self,
+        now: Instant,
+        event: Option<GroupEvent>,
+    ) -> Result<(), Error> {
         let Some(event) = event else {
             // The member's task stopped without a fatal error: the runtime is shutting down.
             let e = Error::closed();
@@ -800,7 +801,11 @@ impl ConsumerMachine {
 
     /// An event of the fetcher (`None`: it stopped). Returns whether records are ready to hand
     /// out; a partition's error is returned once.
-    pub fn fetch_event(&mut self, now: Instant, event: Option<FetchEvent>) -> Result<bool, Error> {
+    pub(crate) fn fetch_event(
+        &mut self,
+        now: Instant,
+        event: Option<FetchEvent>,
+    ) -> Result<bool, Error> {
         let Some(event) = event else {
             return Err(Error::closed());
         };
@@ -848,7 +853,7 @@ impl ConsumerMachine {
     }
 
     /// The answer to step `id`.
-    pub fn handle_step(&mut self, id: RequestId, answer: StepAnswer) {
+    pub(crate) fn handle_step(&mut self, id: RequestId, answer: StepAnswer) {
         let Some((out, kind)) = self.step else {
             return;
         };

@@ -2,8 +2,10 @@
 //! together with a group member, its offsets and a fetcher.
 
 mod batch;
-pub mod machine;
+mod machine;
 mod rebalance;
+#[cfg(test)]
+mod sim;
 mod subscription;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,10 +34,9 @@ use crate::listener::{RebalanceContext, RebalanceListener};
 use crate::metrics::{Metrics, MetricsHandle};
 use crate::{Record, TopicPartition};
 
-pub use machine::{Command, CommittedOffsets, ConsumerMachine, MachineOptions, Step, StepAnswer};
 pub use rebalance::Hook;
 
-use machine::HOUSEKEEPING;
+use machine::{Command, ConsumerMachine, HOUSEKEEPING, MachineOptions, Step, StepAnswer};
 
 /// A Kafka consumer: subscribe to topics in a consumer group (or assign partitions), receive
 /// records, commit what was processed.

@@ -1,7 +1,9 @@
 //! Whole consumers on one virtual clock: each is the four machines kcon's `Consumer` drives
 //! (its own bookkeeping, the group member, the commit machine, the fetch loop), wired the way
-//! the `Consumer` and the parts' tasks wire them, talking over a simulated network to a
-//! simulated cluster ([`Cluster`]) and group coordinator ([`GroupCoordinator`]).
+//! the `Consumer` and the parts' tasks wire them, talking over a simulated network to kcon-sim's
+//! simulated cluster ([`Cluster`]) and group coordinators ([`GroupCoordinator`],
+//! [`ConsumerGroupCoordinator`]). A test module of kcon's, so it reaches the consumer's
+//! machine, which kcon does not export.
 //!
 //! - Time is `base + offset` and only offsets matter, so a run replays exactly. The world jumps
 //!   from one due thing to the next: a message arriving, a timer of a machine or of the
@@ -22,9 +24,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use kcon::consumer::{
-    Command, CommittedOffsets, ConsumerMachine, Hook, MachineOptions, Step, StepAnswer,
-};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
@@ -38,13 +37,21 @@ use kcon_offsets::{
     OffsetsEvent, OffsetsRequest, OffsetsResponse,
 };
 
-use crate::cluster::{BROKER, Cluster, broker_info};
-use crate::code;
-use crate::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
-use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
+use kcon_sim::cluster::{BROKER, Cluster, broker_info};
+use kcon_sim::code;
+use kcon_sim::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
+use kcon_sim::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
+
+use super::Hook;
+use super::machine::{
+    Command, CommittedOffsets, ConsumerMachine, MachineOptions, Step, StepAnswer,
+};
+
+mod classic;
+mod kip848;
 
 /// The group every simulated consumer joins.
-pub const GROUP: &str = "sim-group";
+pub(crate) const GROUP: &str = "sim-group";
 
 /// A run that takes more steps than this is spinning.
 const MAX_STEPS: u64 = 2_000_000;
@@ -57,7 +64,7 @@ const BASE_MS: i64 = 1_700_000_000_000;
 
 /// A consumer's settings, by Kafka property name.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     properties: Vec<(String, String)>,
 }
 
@@ -65,7 +72,7 @@ impl ClientConfig {
     /// The simulation's defaults, fast timers: `session.timeout.ms=6000`,
     /// `heartbeat.interval.ms=1000`, `auto.offset.reset=earliest`, `fetch.max.wait.ms=100`,
     /// `auto.commit.interval.ms=1000`, and `partition.assignment.strategy=strategy`.
-    pub fn new(strategy: &str) -> Self {
+    pub(crate) fn new(strategy: &str) -> Self {
         ClientConfig {
             properties: [
                 ("session.timeout.ms", "6000"),
@@ -85,7 +92,7 @@ impl ClientConfig {
     /// The simulation's defaults under `group.protocol=consumer` (KIP-848): the coordinator
     /// decides sessions, heartbeats and assignment, so only `max.poll.interval.ms=30000`,
     /// `auto.offset.reset=earliest`, `fetch.max.wait.ms=100` and `auto.commit.interval.ms=1000`.
-    pub fn consumer_protocol() -> Self {
+    pub(crate) fn consumer_protocol() -> Self {
         ClientConfig {
             properties: [
                 ("group.protocol", "consumer"),
@@ -101,7 +108,7 @@ impl ClientConfig {
     }
 
     /// Sets a property.
-    pub fn set(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn set(mut self, name: &str, value: &str) -> Self {
         self.properties.retain(|(n, _)| n != name);
         self.properties.push((name.to_owned(), value.to_owned()));
         self
@@ -131,15 +138,15 @@ impl ClientConfig {
 
 /// How a consumer's application behaves.
 #[derive(Debug, Clone)]
-pub struct App {
+pub(crate) struct App {
     /// How long processing one batch takes.
-    pub processing: Duration,
+    pub(crate) processing: Duration,
     /// How long `on_assigned` takes.
-    pub on_assigned: Duration,
+    pub(crate) on_assigned: Duration,
     /// How long `on_revoked` takes.
-    pub on_revoked: Duration,
+    pub(crate) on_revoked: Duration,
     /// How long `on_lost` takes.
-    pub on_lost: Duration,
+    pub(crate) on_lost: Duration,
 }
 
 impl Default for App {
@@ -155,7 +162,7 @@ impl Default for App {
 
 /// What a consumer's application is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Doing {
+pub(crate) enum Doing {
     /// In a receiving call (or closing): the consumer handles events as they come.
     Calling,
     /// Processing a batch, until then.
@@ -231,13 +238,13 @@ enum Running {
 
 /// Something that happened to a consumer, for the test to read.
 #[derive(Debug, Clone)]
-pub enum Happened {
+pub(crate) enum Happened {
     /// A listener hook was called with these partitions.
     Listener(Hook, Vec<TopicPartition>),
     /// A listener hook returned.
     HookReturned(Hook),
     /// The group member told the consumer this.
-    Group(GroupEvent),
+    Group(#[expect(dead_code, reason = "read in the dump, through Debug")] GroupEvent),
     /// The member heard a revocation is done.
     RevocationDone,
     /// A receiving call returned this error (its message).
@@ -246,23 +253,23 @@ pub enum Happened {
 
 /// One simulated consumer.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     /// The consumer's own bookkeeping.
-    pub consumer: ConsumerMachine,
+    pub(crate) consumer: ConsumerMachine,
     /// The group member, of either protocol.
-    pub group: MemberMachine,
+    pub(crate) group: MemberMachine,
     /// The commit machine.
-    pub offsets: CommitMachine,
+    pub(crate) offsets: CommitMachine,
     /// The fetch loop.
-    pub fetch: FetchMachine,
+    pub(crate) fetch: FetchMachine,
     /// The application.
-    pub app: App,
+    pub(crate) app: App,
     /// What the application is doing.
-    pub doing: Doing,
+    pub(crate) doing: Doing,
     /// Every record it processed, in order.
-    pub processed: Vec<(TopicPartition, i64)>,
+    pub(crate) processed: Vec<(TopicPartition, i64)>,
     /// What happened to it, in order, with the time.
-    pub log: Vec<(Instant, Happened)>,
+    pub(crate) log: Vec<(Instant, Happened)>,
     handout: Handout,
     /// The fetch task's channel to the handle.
     arrivals: VecDeque<Arrival>,
@@ -287,17 +294,17 @@ pub struct Client {
 
 impl Client {
     /// Whether the consumer runs (not closed, its member not failed).
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         !matches!(self.doing, Doing::Done)
     }
 
     /// The partitions the consumer owns.
-    pub fn owned(&self) -> &BTreeSet<TopicPartition> {
+    pub(crate) fn owned(&self) -> &BTreeSet<TopicPartition> {
         self.consumer.assignment()
     }
 
     /// The listener calls so far.
-    pub fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
+    pub(crate) fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
         self.log
             .iter()
             .filter_map(|(_, h)| match h {
@@ -310,27 +317,27 @@ impl Client {
 
 /// Consumers, a coordinator and a cluster on one clock.
 #[derive(Debug)]
-pub struct World {
+pub(crate) struct World {
     /// The start.
-    pub base: Instant,
+    pub(crate) base: Instant,
     /// Now.
-    pub now: Instant,
+    pub(crate) now: Instant,
     /// The cluster's data and committed offsets.
-    pub cluster: Cluster,
+    pub(crate) cluster: Cluster,
     /// The group coordinator of the classic protocol.
-    pub coordinator: GroupCoordinator,
+    pub(crate) coordinator: GroupCoordinator,
     /// The group coordinator of the consumer protocol (KIP-848).
-    pub consumer_coordinator: ConsumerGroupCoordinator,
+    pub(crate) consumer_coordinator: ConsumerGroupCoordinator,
     /// The consumers.
-    pub clients: Vec<Client>,
+    pub(crate) clients: Vec<Client>,
     /// Whether no partition may be owned by two consumers at once. Scenarios that lose a
     /// member's partitions (its session expired while it was cut off) turn it off: a member
     /// cannot know it was evicted before it hears of it.
-    pub strict_ownership: bool,
+    pub(crate) strict_ownership: bool,
     /// Every commit the coordinator accepted, with the time.
-    pub commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
+    pub(crate) commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
     /// Consumers whose network is cut until then.
-    pub isolated: BTreeMap<usize, Instant>,
+    pub(crate) isolated: BTreeMap<usize, Instant>,
     queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, RequestId)>,
     next_ticket: Ticket,
@@ -342,7 +349,7 @@ pub struct World {
 
 impl World {
     /// A cluster with `topics` (name, partition count), empty, and no consumers yet.
-    pub fn new(topics: &[(&str, i32)]) -> World {
+    pub(crate) fn new(topics: &[(&str, i32)]) -> World {
         let base = Instant::now();
         let cluster = Cluster::new(topics);
         World {
@@ -371,17 +378,17 @@ impl World {
     }
 
     /// The wall clock now, in ms since the epoch.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         BASE_MS + self.now.duration_since(self.base).as_millis() as i64
     }
 
     /// Seconds since the start, for messages.
-    pub fn secs(&self, t: Instant) -> f64 {
+    pub(crate) fn secs(&self, t: Instant) -> f64 {
         t.duration_since(self.base).as_secs_f64()
     }
 
     /// Appends `n` records to every partition of `topic`.
-    pub fn produce(&mut self, topic: &str, n: usize) {
+    pub(crate) fn produce(&mut self, topic: &str, n: usize) {
         let now_ms = self.now_ms();
         for tp in self.cluster.partitions() {
             if tp.topic == topic {
@@ -392,7 +399,7 @@ impl World {
 
     /// Creates `topic` with `partitions` partitions: the cluster's metadata changes, and the
     /// KIP-848 coordinator subscribes the members whose regex matches it.
-    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
+    pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) {
         self.cluster.create_topic(topic, partitions);
         self.metadata_generation += 1;
         self.consumer_coordinator
@@ -401,7 +408,7 @@ impl World {
     }
 
     /// Adds a consumer that subscribes to `topics` and starts receiving.
-    pub fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
+    pub(crate) fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
         let (group, offsets, fetch) = config.parts();
         let now = self.now;
         let options = MachineOptions {
@@ -461,14 +468,14 @@ impl World {
 
     /// Consumer `i`'s application stops calling the consumer (a receiving call was cancelled,
     /// or the application is busy elsewhere).
-    pub fn go_away(&mut self, i: usize) {
+    pub(crate) fn go_away(&mut self, i: usize) {
         if self.clients[i].doing == Doing::Calling {
             self.clients[i].doing = Doing::Away;
         }
     }
 
     /// Consumer `i`'s application calls the consumer again.
-    pub fn come_back(&mut self, i: usize) {
+    pub(crate) fn come_back(&mut self, i: usize) {
         if self.clients[i].doing == Doing::Away {
             self.clients[i].doing = Doing::Calling;
             self.schedule_tick(i);
@@ -478,7 +485,7 @@ impl World {
     }
 
     /// Consumer `i`'s application pauses `tp`.
-    pub fn pause(&mut self, i: usize, tp: &TopicPartition) {
+    pub(crate) fn pause(&mut self, i: usize, tp: &TopicPartition) {
         self.clients[i]
             .consumer
             .pause([tp.clone()])
@@ -487,7 +494,7 @@ impl World {
     }
 
     /// Consumer `i`'s application resumes `tp`.
-    pub fn resume(&mut self, i: usize, tp: &TopicPartition) {
+    pub(crate) fn resume(&mut self, i: usize, tp: &TopicPartition) {
         self.clients[i]
             .consumer
             .resume([tp.clone()])
@@ -501,7 +508,7 @@ impl World {
     /// Consumer `i` is closed, as `Consumer::close` closes it: a rebalance under way is
     /// finished, its partitions revoked (the listener hears of them), a final commit, then the
     /// member leaves and the fetch sessions close.
-    pub fn close(&mut self, i: usize) {
+    pub(crate) fn close(&mut self, i: usize) {
         let c = &mut self.clients[i];
         if matches!(c.doing, Doing::Done | Doing::Closing) {
             return;
@@ -512,12 +519,12 @@ impl World {
     }
 
     /// Cuts consumer `i` off the network for `d`: what it sends and is sent is lost.
-    pub fn isolate(&mut self, i: usize, d: Duration) {
+    pub(crate) fn isolate(&mut self, i: usize, d: Duration) {
         self.isolated.insert(i, self.now + d);
     }
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
-    pub fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+    pub(crate) fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
         let end = self.now + limit;
         loop {
             if done(self) {
@@ -534,14 +541,14 @@ impl World {
     }
 
     /// Runs for `d`.
-    pub fn run_for(&mut self, d: Duration) {
+    pub(crate) fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
     }
 
     /// Whether no consumer is closing and the group is Stable with every live consumer in it,
     /// owning between them every partition of the topics they subscribe to, each once, with
     /// everything consumed committed.
-    pub fn is_settled(&self) -> bool {
+    pub(crate) fn is_settled(&self) -> bool {
         if self.clients.iter().any(|c| c.doing == Doing::Closing) {
             return false;
         }
@@ -599,7 +606,7 @@ impl World {
 
     /// Runs until the group settles (see [`is_settled`](Self::is_settled)), at most `limit`;
     /// panics with the log when it does not.
-    pub fn settle(&mut self, limit: Duration) {
+    pub(crate) fn settle(&mut self, limit: Duration) {
         let settled = self.run_until(limit, World::is_settled);
         assert!(settled, "the group did not settle\n{}", self.dump(60));
     }
@@ -607,7 +614,7 @@ impl World {
     /// Every record produced was processed at least once, and a record processed more than
     /// once only by consumers that owned its partition in turn (at-least-once: a new owner
     /// starts at the last commit).
-    pub fn assert_every_record_processed(&self) {
+    pub(crate) fn assert_every_record_processed(&self) {
         for tp in self.cluster.partitions() {
             let end = self.cluster.end(&tp);
             let seen: BTreeSet<i64> = self
@@ -629,7 +636,7 @@ impl World {
     /// Consumer `i` processed each partition's records in order, each once, apart from records
     /// it was handed again after one of its own rebalances (the partition came back from its
     /// last commit).
-    pub fn assert_in_order(&self, i: usize) {
+    pub(crate) fn assert_in_order(&self, i: usize) {
         let mut next: BTreeMap<&TopicPartition, i64> = BTreeMap::new();
         for (tp, o) in &self.clients[i].processed {
             if let Some(expected) = next.get(tp) {
@@ -644,7 +651,7 @@ impl World {
     }
 
     /// The last `n` log entries of every consumer, in time order, for failure messages.
-    pub fn dump(&self, n: usize) -> String {
+    pub(crate) fn dump(&self, n: usize) -> String {
         let mut all: Vec<(Instant, usize, &Happened)> = self
             .clients
             .iter()
@@ -1146,14 +1153,14 @@ impl World {
                 if let Some((step, Running::Committed(fid))) = &c.step
                     && *fid == id
                 {
-                    let result: Result<CommittedOffsets, kcon::Error> = result
+                    let result: Result<CommittedOffsets, crate::Error> = result
                         .map(|found| {
                             found
                                 .into_iter()
                                 .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
                                 .collect()
                         })
-                        .map_err(kcon::Error::from);
+                        .map_err(crate::Error::from);
                     c.step_done = Some((*step, StepAnswer::Committed(result)));
                     c.step = None;
                 }
@@ -1314,7 +1321,6 @@ impl World {
                 self.clients[i].step_done =
                     Some((id, StepAnswer::Topics(Ok((generation, topics)))));
             }
-            other => panic!("a step the simulation doesn't know: {other:?}"),
         }
         StepState::Fed
     }
@@ -1365,7 +1371,6 @@ impl World {
                     },
                 ),
                 Command::Forget(partitions) => c.offsets.forget(&partitions),
-                other => panic!("a command the simulation doesn't know: {other:?}"),
             }
         }
         self.drain(i);
@@ -1534,7 +1539,7 @@ enum Fill {
     /// Nothing to do until the next input.
     Wait,
     /// The call returns this error.
-    Error(kcon::Error),
+    Error(crate::Error),
 }
 
 /// Where the consumer's steps are.
@@ -1548,7 +1553,7 @@ enum StepState {
 }
 
 /// The simulated cluster's broker, as FindCoordinator names it.
-pub fn broker() -> Coordinator {
+pub(crate) fn broker() -> Coordinator {
     Coordinator {
         id: BROKER,
         host: "broker-1".to_owned(),

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use kcon::consumer::Hook;
 use kcon_core::TopicPartition;
-use kcon_sim::world::{App, ClientConfig, Happened, World};
+
+use super::{App, ClientConfig, Happened, World};
+use crate::consumer::Hook;
 
 const TOPIC: &str = "t";
 
