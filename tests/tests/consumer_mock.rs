@@ -13,6 +13,7 @@ use kcon::{Consumer, ErrorKind, ResetPolicy, TopicPartition};
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_offsets::{Offsets, OffsetsConfig};
 use kcon_pool::Pool;
+use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{
     Driven, REBALANCE_WITHIN, STEP, assert_exactly, builder, expect_no_record, group_builder,
@@ -363,7 +364,7 @@ async fn the_lag_in_seconds_is_published_while_the_next_record_is_not_fetched_ye
         .build()
         .unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
-    c.metrics_handle().register(&mut registry);
+    c.metrics_handle().register_metrics(&mut registry);
     c.assign(partitions(&topic, 1)).unwrap();
     // The first answer, taken whole: nothing of the partition is held after it.
     let first = c.recv_batch().await.unwrap().len() as i64;

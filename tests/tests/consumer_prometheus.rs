@@ -1,4 +1,4 @@
-//! The consumer's metrics in a prometheus-client registry (feature `prometheus`), against
+//! The consumer's metrics in a prometheus-client registry (kcon-prometheus), against
 //! Tansu: the text a scrape returns is read by the Prometheus project's own parser (the Python
 //! `prometheus_client` in the test virtualenv), and every value equals what
 //! `Consumer::metrics` says. Bytes are counted with the records handed out.
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_pool::{BrokerTarget, Pool};
+use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::consumer::{
     REBALANCE_WITHIN, builder, expect_no_record, group_builder, partitions, recv_n,
@@ -31,7 +32,7 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
         .build()
         .unwrap();
     let mut registry = Registry::default();
-    c.metrics_handle().register(&mut registry);
+    c.metrics_handle().register_metrics(&mut registry);
     c.subscribe([topic.as_str()]).unwrap();
     // Half of the records: the lag is not zero yet.
     let first = recv_n(&mut c, 15, REBALANCE_WITHIN).await;
@@ -160,7 +161,7 @@ async fn bytes_are_counted_with_the_records_handed_out() {
 }
 
 /// One call registers a processor's own series and its consumer's, into a registry of the
-/// prometheus-client version kcon re-exports.
+/// prometheus-client version kcon-prometheus re-exports.
 #[tokio::test]
 async fn a_processor_registers_its_own_and_its_consumers_series_in_one_call() {
     let mut consumer = kcon::Consumer::builder()
@@ -171,10 +172,10 @@ async fn a_processor_registers_its_own_and_its_consumers_series_in_one_call() {
         .unwrap();
     consumer.subscribe(["orders"]).unwrap();
     let processor = kcon::Processor::builder(consumer).build().unwrap();
-    let mut registry = kcon::prometheus_client::registry::Registry::default();
+    let mut registry = kcon_prometheus::prometheus_client::registry::Registry::default();
     processor.register_metrics(&mut registry);
     let mut text = String::new();
-    kcon::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    kcon_prometheus::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let samples = parse_with_prometheus_client(&text);
     let labels = r#"{client_id="both",group="g"}"#;
     for series in [

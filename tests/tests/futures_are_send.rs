@@ -9,7 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use kcon::deserialize::{Decoded, JsonDeserializer, StringDeserializer};
-use kcon::schema_registry::{AvroDeserializer, ProtobufJsonDeserializer, SchemaRegistry};
 use kcon::{
     CommitHandle, Consumer, ConsumerBuilder, Failure, IsolationLevel, MetricsHandle,
     PartitionStream, PartitionStreams, PolicyMetricsHandle, Processor, Record, TopicPartition,
@@ -19,6 +18,7 @@ use kcon_codec::schema_id::SchemaRef;
 use kcon_core::OffsetSpec;
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_produce::{Producer, ProducerRecord};
+use kcon_schema_registry::{AvroDeserializer, ProtobufJsonDeserializer, SchemaRegistry};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>() {}

@@ -20,6 +20,7 @@ use kcon::{
 };
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_produce::Producer;
+use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::consumer::group_builder;
 use kcon_tests::group::create_topics;
@@ -183,7 +184,7 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
     );
     let mut processor = orders(c, None);
     let mut registry = prometheus_client::registry::Registry::default();
-    processor.metrics_handle().register(&mut registry);
+    processor.metrics_handle().register_metrics(&mut registry);
     let seen = process_until(&mut processor, |m| {
         m.records_processed == 48 && m.records_dead_lettered == 12
     })

@@ -1,4 +1,4 @@
-//! `kcon::schema_registry` against records written by Confluent's own serializers
+//! `kcon-schema-registry` against records written by Confluent's own serializers
 //! (confluent-kafka 2.16.1's Avro, Protobuf and JSON Schema serializers, in Python) through a
 //! test registry that serves the REST API from memory and records what kcon asks: the values
 //! kcon decodes are the ones the serializers were given; schema evolution; hostile framings and
@@ -11,8 +11,8 @@ use bytes::Bytes;
 use kcon::Record;
 use kcon::deserialize::BytesDeserializer;
 use kcon::deserialize::{Field, Nullable, decode};
-use kcon::schema_registry::prost_reflect::ReflectMessage;
-use kcon::schema_registry::{
+use kcon_schema_registry::prost_reflect::ReflectMessage;
+use kcon_schema_registry::{
     AvroDeserializer, AvroJsonDeserializer, JsonSchemaDeserializer, ProtobufDeserializer,
     ProtobufDynamicDeserializer, ProtobufJsonDeserializer, SchemaRegistry, SubjectLookup,
 };
@@ -829,5 +829,5 @@ async fn tls_with_the_registrys_ca_and_a_client_certificate() {
         .set("schema.registry.ssl.ca.location", "/nonexistent/ca.pem")
         .build()
         .unwrap_err();
-    assert_eq!(e.property(), Some("schema.registry.ssl.ca.location"));
+    assert_eq!(e.property(), "schema.registry.ssl.ca.location");
 }

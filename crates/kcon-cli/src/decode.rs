@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use kcon::deserialize::{
     Context, DeserializeError, Deserializer, JsonDeserializer, Nullable, StringDeserializer,
 };
-use kcon::schema_registry::{
+use kcon_schema_registry::{
     AvroJsonDeserializer, JsonSchemaDeserializer, PROPERTIES, ProtobufJsonDeserializer,
     SchemaRegistry,
 };

@@ -17,10 +17,9 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use clap::Args;
@@ -30,14 +29,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use kcon::TopicPartition;
-use kcon_admin::{self as admin, GroupLag, GroupsWatch, Judged, LagOptions};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use kcon_admin::{self as admin, GroupLag, GroupsWatch, LagOptions};
+use kcon_prometheus::prometheus_client::registry::Registry;
+use kcon_prometheus::{GroupLagCollector, MeasuredGroup};
 use regex::Regex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,24 +63,6 @@ pub(crate) struct ExporterArgs {
     window: usize,
 }
 
-/// What a scrape reads: the last measurement of every matching group, and the exporter's own
-/// health.
-#[derive(Debug, Default)]
-struct Published {
-    groups: BTreeMap<String, Measured>,
-    polls: u64,
-    poll_errors: u64,
-    last_poll: Option<Duration>,
-    last_success_s: Option<f64>,
-}
-
-/// One group as last measured.
-#[derive(Debug)]
-struct Measured {
-    lag: GroupLag,
-    judged: Judged,
-}
-
 pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
     let filters = group_filters(&args.groups)?;
     let mut shutdown = Shutdown::new()?;
@@ -102,9 +78,11 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
     // The address on stderr, so a caller that asked for port 0 learns the port.
     eprintln!("kcon: serving /metrics on http://{addr}");
-    let published = Arc::new(Mutex::new(Published::default()));
+    // What a scrape reads (kcon-prometheus writes it as series): the last measurement of every
+    // matching group, and the exporter's own health.
+    let published = GroupLagCollector::new();
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape(published.clone())));
+    registry.register_collector(Box::new(published.clone()));
     let registry = Arc::new(registry);
     let (stop_serving, stopped) = watch::channel(false);
     let server = tokio::spawn(serve(listener, registry, stopped));
@@ -120,7 +98,7 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
         };
         let took = started.elapsed();
         {
-            let mut p = lock(&published);
+            let mut p = published.lock();
             p.polls += 1;
             p.last_poll = Some(took);
             match outcome {
@@ -131,10 +109,10 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
                         .into_iter()
                         .filter_map(|(group, lag)| {
                             let judged = judged.remove(&group)?;
-                            Some((group, Measured { lag, judged }))
+                            Some((group, MeasuredGroup { lag, judged }))
                         })
                         .collect();
-                    p.last_success_s = Some(wall_s());
+                    p.last_success = Some(SystemTime::now());
                 }
                 Err(e) => {
                     p.poll_errors += 1;
@@ -261,7 +239,7 @@ fn answer<B>(request: &Request<B>, registry: &Registry) -> Response<Full<Bytes>>
     let (status, content_type, body) =
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
             let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, registry) {
+            match kcon_prometheus::prometheus_client::encoding::text::encode(&mut text, registry) {
                 Ok(()) => (
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -286,133 +264,6 @@ fn answer<B>(request: &Request<B>, registry: &Registry) -> Response<Full<Bytes>>
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
-}
-
-/// The registry's collector: the published measurement, written at every scrape.
-#[derive(Debug)]
-struct Scrape(Arc<Mutex<Published>>);
-
-impl Collector for Scrape {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let p = lock(&self.0);
-        // Per partition.
-        type Get = fn(&Measured, &TopicPartition) -> Option<f64>;
-        let per_partition: [(&str, &str, Get); 5] = [
-            (
-                "kcon_group_partition_committed_offset",
-                "The group's committed offset: the next offset it reads.",
-                |m, tp| m.lag.partitions[tp].committed.map(|o| o as f64),
-            ),
-            (
-                "kcon_group_partition_log_end_offset",
-                "The end of the partition's log (the high watermark).",
-                |m, tp| m.lag.partitions[tp].log_end.map(|o| o as f64),
-            ),
-            (
-                "kcon_group_partition_lag_records",
-                "Records between the committed offset and the end of the log.",
-                |m, tp| m.lag.partitions[tp].lag.records.map(|r| r as f64),
-            ),
-            (
-                "kcon_group_partition_lag_seconds",
-                "How old the record at the committed offset is; 0 when caught up.",
-                |m, tp| m.lag.partitions[tp].lag.time.map(|t| t.as_secs_f64()),
-            ),
-            (
-                "kcon_group_partition_status",
-                "Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR.",
-                |m, tp| m.judged.partitions.get(tp).map(|s| f64::from(s.code())),
-            ),
-        ];
-        for (name, help, get) in per_partition {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (group, m) in &p.groups {
-                for tp in m.lag.partitions.keys() {
-                    let Some(v) = get(m, tp) else {
-                        continue;
-                    };
-                    let labels = [
-                        ("group", group.clone()),
-                        ("topic", tp.topic.clone()),
-                        ("partition", tp.partition.to_string()),
-                    ];
-                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        // Per group.
-        type GroupGet = fn(&Measured) -> Option<f64>;
-        let per_group: [(&str, &str, GroupGet); 3] = [
-            (
-                "kcon_group_status",
-                "The group's status, its worst partition's: 0 OK, 1 WARN, 5 ERR.",
-                |m| Some(f64::from(m.judged.group.code())),
-            ),
-            (
-                "kcon_group_lag_records",
-                "The group's lag in records, summed over its partitions.",
-                |m| Some(m.lag.total_records() as f64),
-            ),
-            (
-                "kcon_group_max_lag_seconds",
-                "The largest lag in seconds of the group's partitions.",
-                |m| m.lag.max_time().map(|t| t.as_secs_f64()),
-            ),
-        ];
-        for (name, help, get) in per_group {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (group, m) in &p.groups {
-                if let Some(v) = get(m) {
-                    ConstGauge::new(v)
-                        .encode(family.encode_family(&[("group", group.clone())])?)?;
-                }
-            }
-        }
-        // The exporter's own health.
-        let polls = ConstCounter::new(p.polls);
-        polls.encode(encoder.encode_descriptor(
-            "kcon_exporter_polls",
-            "Measurements of the groups made.",
-            None,
-            polls.metric_type(),
-        )?)?;
-        let errors = ConstCounter::new(p.poll_errors);
-        errors.encode(encoder.encode_descriptor(
-            "kcon_exporter_poll_errors",
-            "Measurements that failed (the previous one stayed published).",
-            None,
-            errors.metric_type(),
-        )?)?;
-        if let Some(d) = p.last_poll {
-            let g = ConstGauge::new(d.as_secs_f64());
-            g.encode(encoder.encode_descriptor(
-                "kcon_exporter_poll_duration_seconds",
-                "How long the last measurement took.",
-                None,
-                MetricType::Gauge,
-            )?)?;
-        }
-        if let Some(t) = p.last_success_s {
-            let g = ConstGauge::new(t);
-            g.encode(encoder.encode_descriptor(
-                "kcon_exporter_last_success_timestamp_seconds",
-                "When the last measurement that succeeded was made (Unix time).",
-                None,
-                MetricType::Gauge,
-            )?)?;
-        }
-        Ok(())
-    }
-}
-
-fn wall_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

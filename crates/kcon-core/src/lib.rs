@@ -5,6 +5,11 @@
 //! a type.
 //!
 //! - [`partition`]: [`TopicPartition`] and [`TopicId`].
+//! - [`record`]: the [`Record`] handed to the application (kcon-fetch makes them from Fetch
+//!   answers).
+//! - [`deserialize`]: what reads a record's key or value: the [`Deserializer`] trait, its
+//!   [`Context`](deserialize::Context) and [`DeserializeError`], for kcon's deserializers and
+//!   the Schema Registry's alike.
 //! - [`offsets`]: `isolation.level`, `auto.offset.reset` (with KIP-1106's `by_duration`), the
 //!   ListOffsets query a reset turns into, watermarks and lag.
 //! - [`backoff`]: KIP-580's exponential backoff with jitter, a pure function of the attempt and a
@@ -30,6 +35,7 @@
 pub mod assignor;
 pub mod backoff;
 pub mod coordinator;
+pub mod deserialize;
 pub mod error_codes;
 pub mod failure;
 pub mod harness;
@@ -38,6 +44,7 @@ pub mod machine;
 pub mod offsets;
 pub mod partition;
 pub mod property;
+pub mod record;
 pub mod record_policy;
 pub mod security;
 pub mod wire;
@@ -45,10 +52,12 @@ pub mod wire;
 pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
 pub use coordinator::Membership;
+pub use deserialize::{DeserializeError, Deserializer};
 pub use failure::{FailureTracker, PersistentFailure};
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};
 pub use property::{ConfigError, Configurable, Part, Setting};
+pub use record::Record;
 pub use record_policy::ErrorTolerance;
 pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};

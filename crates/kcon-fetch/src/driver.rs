@@ -474,23 +474,16 @@ mod tests {
     use std::sync::Arc;
 
     use kcon_codec::compression::Compression;
-    use kcon_codec::records::{RecordBatchBuilder, TimestampType};
+    use kcon_codec::records::RecordBatchBuilder;
 
     use super::*;
-    use crate::records::{FetchedRecords, Record};
+    use crate::Record;
+    use crate::records::FetchedRecords;
 
     fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
         let records = offsets
-            .map(|offset| Record {
-                topic: Arc::from("t"),
-                partition,
-                offset,
-                leader_epoch: Some(1),
-                timestamp: 0,
-                timestamp_type: TimestampType::CreateTime,
-                key: None,
-                value: None,
-                headers: Vec::new(),
+            .map(|offset| {
+                Record::new("t", partition, offset, None, None).with_leader_epoch(Some(1))
             })
             .collect();
         let tp = TopicPartition::new("t", partition);

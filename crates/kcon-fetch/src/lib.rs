@@ -41,13 +41,15 @@ mod records;
 pub use config::FetchConfig;
 #[cfg(feature = "driver")]
 pub use driver::Fetcher;
+/// The record handed to the application: kcon-core's, made here from Fetch answers.
+pub use kcon_core::Record;
 pub use latency::{FetchLatency, LATENCY_BUCKETS, LatencyHistogram};
 pub use machine::{FetchMachine, is_session_close};
 pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     StartPosition,
 };
-pub use records::{CorruptRecords, FetchedRecords, Record};
+pub use records::{CorruptRecords, FetchedRecords};
 
 // The shared vocabulary, for the modules here as `crate::X`.
 use kcon_core::IsolationLevel;

@@ -20,105 +20,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kcon_codec::records::{
-    Batch, DecodeOptions, RecordBatches, Records, RecordsMark, TimestampType,
-};
-use kcon_core::TopicPartition;
+use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, Records, RecordsMark};
+use kcon_core::{Record, TopicPartition};
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
-
-/// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
-/// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
-/// with duplicates kept.
-///
-/// The fields are public to read; new ones may come, so a `Record` is made with
-/// [`Record::new`] and the `with_*` methods (to test a handler, say), never field by field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Record {
-    /// The topic (shared by every record of a batch).
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-    /// The record's offset.
-    pub offset: i64,
-    /// The leader epoch of its batch; `None` for magic 0 and 1.
-    pub leader_epoch: Option<i32>,
-    /// The timestamp in milliseconds since the epoch.
-    pub timestamp: i64,
-    /// Whether the producer or the broker set the timestamp.
-    pub timestamp_type: TimestampType,
-    /// The key, `None` when null.
-    pub key: Option<Bytes>,
-    /// The value, `None` when null (a tombstone).
-    pub value: Option<Bytes>,
-    /// The headers in wire order, duplicates kept: (key, value).
-    pub headers: Vec<(Bytes, Option<Bytes>)>,
-}
-
-impl Record {
-    /// A record of `topic`/`partition` at `offset` with `key` and `value`: no leader epoch,
-    /// timestamp 0 (create time), no headers.
-    ///
-    /// ```
-    /// let r = kcon_fetch::Record::new("orders", 0, 41, None, Some("v".into()))
-    ///     .with_timestamp(1_700_000_000_000, kcon_codec::records::TimestampType::CreateTime)
-    ///     .with_headers(vec![("trace".into(), Some("1".into()))]);
-    /// assert_eq!(r.header("trace"), Some(Some(&"1".into())));
-    /// ```
-    pub fn new(
-        topic: impl Into<Arc<str>>,
-        partition: i32,
-        offset: i64,
-        key: Option<Bytes>,
-        value: Option<Bytes>,
-    ) -> Record {
-        Record {
-            topic: topic.into(),
-            partition,
-            offset,
-            leader_epoch: None,
-            timestamp: 0,
-            timestamp_type: TimestampType::CreateTime,
-            key,
-            value,
-            headers: Vec::new(),
-        }
-    }
-
-    /// The same record with this timestamp (ms since the epoch) and its type.
-    pub fn with_timestamp(mut self, timestamp: i64, timestamp_type: TimestampType) -> Record {
-        self.timestamp = timestamp;
-        self.timestamp_type = timestamp_type;
-        self
-    }
-
-    /// The same record with these headers, in order.
-    pub fn with_headers(mut self, headers: Vec<(Bytes, Option<Bytes>)>) -> Record {
-        self.headers = headers;
-        self
-    }
-
-    /// The same record with this leader epoch.
-    pub fn with_leader_epoch(mut self, leader_epoch: Option<i32>) -> Record {
-        self.leader_epoch = leader_epoch;
-        self
-    }
-
-    /// The record's topic and partition.
-    pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(&*self.topic, self.partition)
-    }
-
-    /// The value of the last header named `key`, if any (`Some(None)` for a null value).
-    pub fn header(&self, key: &str) -> Option<Option<&Bytes>> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(k, _)| k.as_ref() == key.as_bytes())
-            .map(|(_, v)| v.as_ref())
-    }
-}
 
 /// Records of one partition from one Fetch answer, in offset order.
 ///
@@ -422,24 +327,26 @@ impl Undecoded {
                     continue;
                 }
                 next = r.offset() + 1;
-                out.push(Record {
-                    topic: topic.clone(),
-                    partition: self.partition,
-                    offset: r.offset(),
-                    leader_epoch,
-                    timestamp: r.timestamp(),
-                    timestamp_type: r.timestamp_type(),
-                    key: r.key_bytes(),
-                    value: r.value_bytes(),
-                    // Most records have none: no call to collect them.
-                    headers: if r.header_count() == 0 {
-                        Vec::new()
-                    } else {
-                        r.headers()
-                            .map(|h| (h.key_bytes(), h.value_bytes()))
-                            .collect()
-                    },
-                });
+                // `Record` is kcon-core's and open to new fields: made by its constructor, the
+                // rest of its public fields set in place.
+                let mut record = Record::new(
+                    topic.clone(),
+                    self.partition,
+                    r.offset(),
+                    r.key_bytes(),
+                    r.value_bytes(),
+                );
+                record.leader_epoch = leader_epoch;
+                record.timestamp = r.timestamp();
+                record.timestamp_type = r.timestamp_type();
+                // Most records have none: no call to collect them.
+                if r.header_count() > 0 {
+                    record.headers = r
+                        .headers()
+                        .map(|h| (h.key_bytes(), h.value_bytes()))
+                        .collect();
+                }
+                out.push(record);
                 taken += 1;
             }
             if taken > 0 {

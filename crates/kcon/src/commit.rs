@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use tokio::time::Instant;
 
-use crate::consumer::offset_map;
 use crate::hooks::{CommitSource, HookList};
 use crate::metrics::MetricsHandle;
 use crate::{Error, Record, TopicPartition};
@@ -135,4 +134,23 @@ impl CommitHandle {
         );
         result
     }
+}
+
+/// Offsets to commit as OffsetCommit takes them: no leader epoch, no metadata.
+pub(crate) fn offset_map(
+    offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
+) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    offsets
+        .into_iter()
+        .map(|(tp, offset)| {
+            (
+                tp,
+                OffsetAndMetadata {
+                    offset,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                },
+            )
+        })
+        .collect()
 }

@@ -10,12 +10,17 @@ use kcon_group::GroupConfig;
 use kcon_offsets::OffsetsConfig;
 use kcon_pool::{PoolConfig, TokenProvider};
 
-use crate::Consumer;
 use crate::error::Error;
 use crate::listener::RebalanceListener;
-use crate::policy::PolicyConfig;
 
-/// Builds a [`Consumer`]: typed setters for the common properties, and
+// The `errors.*` properties, read here with every other property: the policy's configuration
+// sits beside the consumer's, so that the consumer (which reads it) does not depend on the
+// record policies (which depend on the consumer).
+mod policy;
+
+pub use policy::PolicyConfig;
+
+/// Builds a [`Consumer`](crate::Consumer): typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
 /// name. Nothing is checked until [`build`](ConsumerBuilder::build), which names the first
 /// property that is unknown, has a bad value, or conflicts with another.
@@ -40,8 +45,9 @@ use crate::policy::PolicyConfig;
 pub struct ConsumerBuilder {
     properties: Vec<(String, String)>,
     token_provider: Option<TokenProvider>,
-    listener: Option<Box<dyn RebalanceListener>>,
-    hooks: Vec<std::sync::Arc<dyn crate::ConsumerHooks>>,
+    // Taken by `build` (`consumer/build.rs`).
+    pub(crate) listener: Option<Box<dyn RebalanceListener>>,
+    pub(crate) hooks: Vec<std::sync::Arc<dyn crate::ConsumerHooks>>,
 }
 
 /// Every part's configuration, checked together.
@@ -53,8 +59,8 @@ pub(crate) struct Settings {
     /// `None` without `group.id`.
     pub(crate) offsets: Option<OffsetsConfig>,
     pub(crate) fetch: FetchConfig,
-    /// `close.timeout.ms` (kcon's own): how long [`Consumer::close`] may take. Default 30 s,
-    /// the Java client's default close timeout.
+    /// `close.timeout.ms` (kcon's own): how long [`Consumer::close`](crate::Consumer::close)
+    /// may take. Default 30 s, the Java client's default close timeout.
     pub(crate) close_timeout: Duration,
     /// The `errors.*` properties: what a [`Processor`](crate::Processor) over the consumer
     /// does with records that fail.
@@ -94,7 +100,8 @@ impl ConsumerBuilder {
         self.set("bootstrap.servers", servers)
     }
 
-    /// `group.id`: the consumer group; needed for [`Consumer::subscribe`] and commits.
+    /// `group.id`: the consumer group; needed for
+    /// [`Consumer::subscribe`](crate::Consumer::subscribe) and commits.
     ///
     /// ```
     /// let b = kcon::Consumer::builder().group_id("billing");
@@ -148,7 +155,7 @@ impl ConsumerBuilder {
 
     /// `enable.auto.offset.store`: store a record's offset when the application asks for more
     /// records after it. Default true; false stores only what
-    /// [`Consumer::store_offset`] stores.
+    /// [`Consumer::store_offset`](crate::Consumer::store_offset) stores.
     ///
     /// ```
     /// let b = kcon::Consumer::builder().enable_auto_offset_store(false);
@@ -204,7 +211,8 @@ impl ConsumerBuilder {
         self.set("max.poll.interval.ms", interval.as_millis().to_string())
     }
 
-    /// `max.poll.records`: the most records [`Consumer::recv_batch`] returns.
+    /// `max.poll.records`: the most records
+    /// [`Consumer::recv_batch`](crate::Consumer::recv_batch) returns.
     ///
     /// ```
     /// let b = kcon::Consumer::builder().max_poll_records(100);
@@ -259,28 +267,6 @@ impl ConsumerBuilder {
     pub fn hooks(mut self, hooks: impl crate::ConsumerHooks) -> Self {
         self.hooks.push(std::sync::Arc::new(hooks));
         self
-    }
-
-    /// Checks the configuration and starts the consumer's tasks on the current tokio runtime
-    /// (it connects lazily: a broker that is down is no error here).
-    ///
-    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) naming the property when a
-    /// name is unknown, a value bad, or settings conflict.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let err = kcon::Consumer::builder()
-    ///     .bootstrap_servers("localhost:9092")
-    ///     .set("fetch.wait.max", "100")
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert_eq!(err.property(), Some("fetch.wait.max"));
-    /// # }
-    /// ```
-    pub fn build(self) -> Result<Consumer, Error> {
-        let settings = self.settings()?;
-        Consumer::start(settings, self.listener, self.hooks)
     }
 
     /// Every property read once by the registry and applied, in order, to each part it

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::PersistentFailure;
-use crate::consumer::Hook;
 use crate::{Error, Record, TopicPartition};
 
 /// An observer of a consumer, given to [`ConsumerBuilder::hooks`](crate::ConsumerBuilder::hooks).
@@ -73,6 +72,18 @@ pub trait ConsumerHooks: Send + Sync + 'static {
     fn on_persistent_failure(&self, failure: &PersistentFailure) {
         let _ = failure;
     }
+}
+
+/// Which listener hook a rebalance step calls (`kcon::consumer::Hook`), as
+/// [`ConsumerHooks::on_rebalance`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `on_assigned`.
+    Assigned,
+    /// `on_revoked`.
+    Revoked,
+    /// `on_lost`.
+    Lost,
 }
 
 /// A batch fetched ([`ConsumerHooks::on_fetched`]).

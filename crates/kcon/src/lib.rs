@@ -32,15 +32,13 @@
 //! # }
 //! ```
 //!
-//! With cargo feature `prometheus`, the consumer's and a processor's metrics register into a
-//! `prometheus_client` registry (prometheus-client 0.25, re-exported as
-//! `kcon::prometheus_client`).
+//! The crate `kcon-prometheus` registers the consumer's and a processor's metrics into a
+//! `prometheus_client` registry, read from their [`MetricsHandle`] and [`PolicyMetricsHandle`].
 //!
 //! Records are decoded by [`deserialize`]'s deserializers, and a [`Processor`] applies
-//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. With
-//! cargo feature `schema-registry`, `kcon::schema_registry` decodes keys and values written by
-//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
-//! Registry.
+//! record policies (retries, a dead-letter topic, a circuit breaker) to those that fail. The
+//! crate `kcon-schema-registry` adds deserializers of keys and values written by Confluent's
+//! Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema Registry.
 //!
 //! The parts underneath are crates of their own: `kcon-codec` (the wire format),
 //! `kcon-pool` (connections, TLS, SASL), `kcon-group` (membership and assignors),
@@ -56,16 +54,7 @@ mod listener;
 mod metrics;
 mod partitions;
 pub mod policy;
-#[cfg(feature = "prometheus")]
-mod prometheus;
-/// The `prometheus-client` crate kcon registers its metrics with (feature `prometheus`; kcon
-/// 0.1 is built against prometheus-client 0.25). A registry must come from this very version
-/// for `register` to take it: use this re-export, or depend on the same version.
-#[cfg(feature = "prometheus")]
-pub use prometheus_client;
 mod record;
-#[cfg(feature = "schema-registry")]
-pub mod schema_registry;
 mod stream;
 
 pub use commit::CommitHandle;

@@ -150,7 +150,7 @@ impl RebalanceContext {
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
-        let map = crate::consumer::offset_map(offsets);
+        let map = crate::commit::offset_map(offsets);
         self.offsets()?.commit_sync(Some(map)).await?;
         Ok(())
     }

@@ -23,8 +23,35 @@ pub struct RecordStream<'a> {
     ended: bool,
 }
 
+// Here rather than with the consumer's other receiving calls: the stream is a view of the
+// consumer, and the consumer does not depend on it.
+impl Consumer {
+    /// The records as a [`Stream`]: each item is what
+    /// [`recv`](Consumer::recv) returns. The stream ends after the consumer is closed or its
+    /// member hit a fatal error (the error is its last item).
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream;
+    ///
+    /// let mut stream = consumer.stream();
+    /// while let Some(record) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+    ///     let record = record?;
+    ///     println!("{}", record.offset);
+    /// #   break;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream::new(self)
+    }
+}
+
 impl<'a> RecordStream<'a> {
-    pub(crate) fn new(consumer: &'a mut Consumer) -> RecordStream<'a> {
+    fn new(consumer: &'a mut Consumer) -> RecordStream<'a> {
         RecordStream {
             consumer: Some(consumer),
             pending: None,

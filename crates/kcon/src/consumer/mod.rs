@@ -4,6 +4,7 @@
 //! that waits for the next input, over the tokio tasks' handles (`wiring`).
 
 mod batch;
+mod build;
 mod driver;
 mod machine;
 mod rebalance;
@@ -23,13 +24,13 @@ use kcon_core::offsets::Watermarks;
 use kcon_core::{IsolationLevel, Machine, OffsetSpec, RequestFailure};
 use kcon_fetch::Fetcher;
 use kcon_group::{GroupEvent, GroupMember};
-use kcon_offsets::{OffsetAndMetadata, Offsets};
+use kcon_offsets::Offsets;
 use kcon_pool::Pool;
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant};
 use tracing::{info, warn};
 
-use crate::commit::{CommitHandle, Owned};
+use crate::commit::{CommitHandle, Owned, offset_map};
 use crate::config::{ConsumerBuilder, Settings};
 use crate::error::{Error, ErrorKind};
 use crate::hooks::{CommitSource, ConsumerHooks, HookList};
@@ -346,29 +347,6 @@ impl Consumer {
                 return Ok(Err(t));
             }
         }
-    }
-
-    /// The records as a [`Stream`](futures_core::Stream): each item is what
-    /// [`recv`](Consumer::recv) returns. The stream ends after the consumer is closed or its
-    /// member hit a fatal error (the error is its last item).
-    ///
-    /// ```no_run
-    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
-    /// use std::future::poll_fn;
-    /// use std::pin::Pin;
-    /// use futures_core::Stream;
-    ///
-    /// let mut stream = consumer.stream();
-    /// while let Some(record) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
-    ///     let record = record?;
-    ///     println!("{}", record.offset);
-    /// #   break;
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn stream(&mut self) -> crate::stream::RecordStream<'_> {
-        crate::stream::RecordStream::new(self)
     }
 
     /// Marks `record` processed: a commit sends its offset + 1 (with its leader epoch). With
@@ -1075,24 +1053,6 @@ async fn next_group_event(group: Option<&mut GroupMember>) -> Option<GroupEvent>
 /// The machine's clock: tokio's, so a paused test runtime moves it too.
 pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-pub(crate) fn offset_map(
-    offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
-) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-    offsets
-        .into_iter()
-        .map(|(tp, offset)| {
-            (
-                tp,
-                OffsetAndMetadata {
-                    offset,
-                    leader_epoch: None,
-                    metadata: String::new(),
-                },
-            )
-        })
-        .collect()
 }
 
 /// The wall clock, in milliseconds since the epoch.

@@ -11,16 +11,7 @@
 use kcon_core::{RequestId, TopicPartition};
 use kcon_group::RevocationId;
 
-/// Which listener hook a rebalance step calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// `on_assigned`.
-    Assigned,
-    /// `on_revoked`.
-    Revoked,
-    /// `on_lost`.
-    Lost,
-}
+pub use crate::hooks::Hook;
 
 /// A group event being handled: kept until it is done, so a receiving call cancelled half-way
 /// (in the listener, in the commit) finishes it on the next call and the member is always told

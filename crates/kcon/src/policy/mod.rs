@@ -29,7 +29,6 @@
 //! clock); the processor carries them out.
 
 mod breaker;
-mod config;
 mod dead_letter;
 mod failure;
 mod hooks;
@@ -48,7 +47,8 @@ use kcon_produce::{Acks, Producer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-pub use config::PolicyConfig;
+/// Read with the consumer's other properties, beside its configuration (`config/policy.rs`).
+pub use crate::config::PolicyConfig;
 pub use dead_letter::{
     DeadLetterContext, DeadLetterError, DeadLetterSource, dead_letter_record, headers,
     is_dead_letter_header, replay_record,

@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 use kcon_core::{ErrorTolerance, ExponentialBackoff, TopicPartition};
 
 use super::breaker::{Breaker, Tripped};
-use super::config::PolicyConfig;
 use super::failure::FailureInfo;
 use super::metrics::Counts;
 use crate::Record;
+use crate::config::PolicyConfig;
 
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use kcon_codec::schema_id::{
     self, Framed, KEY_SCHEMA_ID_HEADER, SchemaRef, VALUE_SCHEMA_ID_HEADER,
 };
 
-use crate::deserialize::{Context, DeserializeError, Field};
+use kcon_core::deserialize::{Context, DeserializeError, Field};
 
 /// Which subject a deserializer's schema lookups name (the `subject` query parameter, which a
 /// registry with contexts needs to find an id in the right one).
@@ -33,7 +33,7 @@ impl SubjectLookup {
 
 /// The field taken apart: its schema identity from its header or from in front of its bytes.
 /// A null field is a permanent `"null"` error (wrap the deserializer in
-/// [`Nullable`](crate::deserialize::Nullable) to read tombstones as `None`).
+/// kcon's `deserialize::Nullable` to read tombstones as `None`).
 pub(crate) fn framed<'a>(
     data: Option<&'a Bytes>,
     context: &Context<'a>,
@@ -84,8 +84,8 @@ impl SchemaError {
     }
 }
 
-impl From<super::RegistryError> for SchemaError {
-    fn from(e: super::RegistryError) -> Self {
+impl From<crate::RegistryError> for SchemaError {
+    fn from(e: crate::RegistryError) -> Self {
         SchemaError {
             retriable: e.is_retriable(),
             kind: "schema-registry",

@@ -16,13 +16,13 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
+use kcon_core::ConfigError;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::config::{Auth, Endpoint, RegistryConfig, TlsFiles};
-use crate::Error;
+use crate::config::{Auth, Endpoint, RegistryConfig, TlsFiles};
 
 /// The largest answer read: a registered schema is far smaller (the registry keeps them in a
 /// Kafka topic whose records are 1 MiB by default).
@@ -73,7 +73,7 @@ impl std::fmt::Debug for Http {
 }
 
 impl Http {
-    pub(crate) fn new(config: &RegistryConfig) -> Result<Http, Error> {
+    pub(crate) fn new(config: &RegistryConfig) -> Result<Http, ConfigError> {
         let tls = if config.endpoints.iter().any(|e| e.tls) {
             Some(connector(&config.tls)?)
         } else {
@@ -234,7 +234,7 @@ where
 
 /// rustls as kcon-pool's broker connections have it: the CAs of
 /// `schema.registry.ssl.ca.location` or the system's, a client certificate if given.
-fn connector(files: &TlsFiles) -> Result<TlsConnector, Error> {
+fn connector(files: &TlsFiles) -> Result<TlsConnector, ConfigError> {
     let config = kcon_pool::tls_client_config(kcon_pool::TlsFiles {
         prefix: "schema.registry.",
         ca_location: files.ca.as_deref(),

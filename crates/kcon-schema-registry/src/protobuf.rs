@@ -12,13 +12,12 @@ use std::sync::Arc;
 use base64::Engine;
 use bytes::Bytes;
 use kcon_codec::schema_id::SchemaRef;
+use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
-use super::cache::Cache;
-use super::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use super::{SchemaRegistry, SchemaType};
-
-use crate::deserialize::{Context, DeserializeError, Deserializer};
+use crate::cache::Cache;
+use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
+use crate::{SchemaRegistry, SchemaType};
 
 /// A writer's files, in one pool.
 struct Files {
@@ -187,7 +186,7 @@ macro_rules! builder_methods {
     () => {
         /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
         pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-            super::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
+            crate::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
             self
         }
     };

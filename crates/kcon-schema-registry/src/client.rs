@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kcon_codec::schema_id::SchemaRef;
+use kcon_core::ConfigError;
+use kcon_core::deserialize::DeserializeError;
 use serde::Deserialize;
 
-use super::cache::Cache;
-use super::config::RegistryConfig;
-use super::http::{Answer, Http};
-use crate::Error;
-use crate::deserialize::DeserializeError;
+use crate::cache::Cache;
+use crate::config::RegistryConfig;
+use crate::http::{Answer, Http};
 
 /// The most references one schema may pull in, all levels together: a registry answering a
 /// reference graph without end is cut there.
@@ -25,7 +25,7 @@ pub(crate) const MAX_REFERENCES: usize = 1000;
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// use kcon::schema_registry::{SchemaRef, SchemaRegistry};
+/// use kcon_schema_registry::{SchemaRef, SchemaRegistry};
 ///
 /// let registry = SchemaRegistry::builder()
 ///     .set("schema.registry.url", "https://registry.example:8081")
@@ -63,7 +63,7 @@ enum Key {
 }
 
 /// Builds a [`SchemaRegistry`] from properties (see
-/// [`PROPERTIES`](super::PROPERTIES)).
+/// [`PROPERTIES`](crate::PROPERTIES)).
 #[derive(Debug, Clone, Default)]
 pub struct SchemaRegistryBuilder {
     properties: Vec<(String, String)>,
@@ -77,8 +77,10 @@ impl SchemaRegistryBuilder {
     }
 
     /// The client. Must be called inside a Tokio runtime only when requests are made; reads
-    /// the TLS files now, so a bad one fails here naming its property.
-    pub fn build(self) -> Result<SchemaRegistry, Error> {
+    /// the TLS files now, so a bad one fails here naming its property. The error is the
+    /// property registry's [`ConfigError`], which kcon's `Error` converts from: `?` in a
+    /// function returning `kcon::Error` keeps the property it names.
+    pub fn build(self) -> Result<SchemaRegistry, ConfigError> {
         let config = RegistryConfig::from_properties(&self.properties)?;
         Ok(SchemaRegistry {
             inner: Arc::new(Inner {
@@ -261,7 +263,7 @@ impl SchemaRegistry {
     }
 
     /// A client of the registry at `url`, everything else by default.
-    pub fn new(url: &str) -> Result<SchemaRegistry, Error> {
+    pub fn new(url: &str) -> Result<SchemaRegistry, ConfigError> {
         SchemaRegistry::builder()
             .set("schema.registry.url", url)
             .build()

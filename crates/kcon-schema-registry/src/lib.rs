@@ -1,31 +1,36 @@
-//! Schema Registry decoding (cargo feature `schema-registry`): keys and values written by
-//! Confluent's Avro, Protobuf and JSON Schema serializers, their schemas fetched from a Schema
-//! Registry by the id (or GUID) each record carries.
+//! Schema Registry decoding for kcon: keys and values written by Confluent's Avro, Protobuf and
+//! JSON Schema serializers, their schemas fetched from a Schema Registry by the id (or GUID)
+//! each record carries.
 //!
 //! - [`SchemaRegistry`]: the registry client. `GET /schemas/ids/{id}` (and `/schemas/guids/`,
 //!   and subject versions for references), basic or bearer authentication, TLS by rustls, one
 //!   deadline per lookup, a bounded cache in which concurrent lookups of one schema are one
-//!   request. Configured with Confluent's property names ([`PROPERTIES`]).
-//! - Deserializers for a [`Processor`](crate::Processor) or [`decode`](crate::deserialize::decode):
-//!   [`AvroDeserializer`] (a serde type, with a reader schema for schema evolution),
-//!   [`AvroValueDeserializer`], [`AvroJsonDeserializer`], [`ProtobufJsonDeserializer`],
-//!   [`ProtobufDynamicDeserializer`], [`ProtobufDeserializer`] (a prost type),
-//!   [`JsonSchemaDeserializer`].
+//!   request. Configured with Confluent's property names ([`PROPERTIES`]); a bad one is a
+//!   [`ConfigError`] naming it, which kcon's `Error` converts from.
+//! - Deserializers over kcon-core's [`Deserializer`] trait, for kcon's `Processor` or
+//!   `kcon::deserialize::decode`: [`AvroDeserializer`] (a serde type, with a reader schema for
+//!   schema evolution), [`AvroValueDeserializer`], [`AvroJsonDeserializer`],
+//!   [`ProtobufJsonDeserializer`], [`ProtobufDynamicDeserializer`], [`ProtobufDeserializer`] (a
+//!   prost type), [`JsonSchemaDeserializer`].
 //! - The framings ([`kcon_codec::schema_id`]): the schema id in front of the payload or in the
 //!   `__key_schema_id` / `__value_schema_id` header, keys and values each their own.
 //!
-//! A failure is a [`DeserializeError`](crate::deserialize::DeserializeError) that says whose
-//! fault it is: a registry that cannot be reached, answers 5xx or garbage, refuses the
-//! credentials or does not answer within `schema.registry.request.timeout.ms` makes a
-//! *retriable* error (kind `schema-registry`: the processor retries the record with backoff);
-//! an unknown schema id, a framing that is not Confluent's (`schema-framing`), or a payload
-//! that does not read with its schema (`avro`, `protobuf`, `json-schema`) a *permanent* one
-//! (the record is dead-lettered or skipped per `errors.tolerance`).
+//! A failure is a [`DeserializeError`] that says whose fault it is: a registry that cannot be
+//! reached, answers 5xx or garbage, refuses the credentials or does not answer within
+//! `schema.registry.request.timeout.ms` makes a *retriable* error (kind `schema-registry`: the
+//! processor retries the record with backoff); an unknown schema id, a framing that is not
+//! Confluent's (`schema-framing`), or a payload that does not read with its schema (`avro`,
+//! `protobuf`, `json-schema`) a *permanent* one (the record is dead-lettered or skipped per
+//! `errors.tolerance`).
+//!
+//! The crate depends on kcon-core (the trait, the [`Record`](kcon_core::Record)) and kcon-pool
+//! (its rustls client configuration), not on the consumer: a consumer without Schema Registry
+//! decoding builds no HTTP client, Avro or Protobuf crate.
 //!
 //! ```no_run
 //! use kcon::deserialize::Nullable;
-//! use kcon::schema_registry::{AvroDeserializer, SchemaRegistry};
 //! use kcon::{Consumer, Processor};
+//! use kcon_schema_registry::{AvroDeserializer, SchemaRegistry};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Payment { id: String, amount: f64 }
@@ -150,7 +155,7 @@ mod protobuf;
 
 pub use avro::{
     AvroDeserializer, AvroJsonDeserializer, AvroValueDeserializer, MAX_DEPTH, MAX_VALUES_PER_BYTE,
-    to_json as avro_to_json,
+    ReaderSchemaError, to_json as avro_to_json,
 };
 pub use client::{
     RegisteredSchema, RegistryError, RegistryErrorKind, SchemaReference, SchemaRegistry,
@@ -163,6 +168,11 @@ pub use json_schema::JsonSchemaDeserializer;
 pub use kcon_codec::schema_id::{
     Framed, FramingError, IdSource, KEY_SCHEMA_ID_HEADER, SchemaRef, VALUE_SCHEMA_ID_HEADER,
 };
+/// Why a registry client could not be built: the property at fault and what it allows.
+pub use kcon_core::ConfigError;
+/// The trait every deserializer here implements, and its error: kcon-core's, which kcon
+/// re-exports as `kcon::deserialize`.
+pub use kcon_core::deserialize::{Context, DeserializeError, Deserializer, Field};
 pub use protobuf::{ProtobufDeserializer, ProtobufDynamicDeserializer, ProtobufJsonDeserializer};
 /// The Avro and Protobuf crates the deserializers' outputs are types of.
 pub use {apache_avro, prost, prost_reflect};

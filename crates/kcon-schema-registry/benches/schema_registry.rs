@@ -5,7 +5,7 @@
 //!
 //! The registry is a loopback server answering every lookup with the schema; each benchmark
 //! warms the cache first, so no request is made while measuring. Throughput is in records,
-//! 1000 per iteration. Run: `cargo bench -p kcon --features schema-registry --bench schema_registry`.
+//! 1000 per iteration. Run: `cargo bench -p kcon-schema-registry --bench schema_registry`.
 
 use std::hint::black_box;
 
@@ -13,8 +13,8 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kcon::Record;
 use kcon::deserialize::{BytesDeserializer, Deserializer, JsonDeserializer, decode};
-use kcon::schema_registry::apache_avro::{self, Schema, types::Value};
-use kcon::schema_registry::{AvroDeserializer, AvroJsonDeserializer, SchemaRegistry};
+use kcon_schema_registry::apache_avro::{self, Schema, types::Value};
+use kcon_schema_registry::{AvroDeserializer, AvroJsonDeserializer, SchemaRegistry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SCHEMA: &str = r#"{"type":"record","name":"Payment","fields":[

@@ -30,13 +30,12 @@ use std::collections::HashMap;
 use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema, Schema};
 use apache_avro::types::Value;
 use bytes::Bytes;
+use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use serde::de::DeserializeOwned;
 
-use super::cache::Cache;
-use super::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use super::{SchemaRegistry, SchemaType};
-use crate::deserialize::{Context, DeserializeError, Deserializer};
-use crate::{Error, ErrorKind};
+use crate::cache::Cache;
+use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
+use crate::{SchemaRegistry, SchemaType};
 
 /// The deepest nesting of records, arrays, maps and unions a payload may have.
 pub const MAX_DEPTH: usize = 64;
@@ -205,11 +204,26 @@ impl Core {
     }
 }
 
+/// An Avro reader schema given to a deserializer (or a schema it refers to) that does not
+/// parse or resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderSchemaError {
+    reason: String,
+}
+
+impl std::fmt::Display for ReaderSchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the Avro reader schema does not parse: {}", self.reason)
+    }
+}
+
+impl std::error::Error for ReaderSchemaError {}
+
 macro_rules! builder_methods {
     () => {
         /// Resolves every record to `schema` (Avro JSON), the application's reader schema:
         /// fields the writer lacks take their defaults, fields the reader lacks are dropped.
-        pub fn reader_schema(self, schema: &str) -> Result<Self, Error> {
+        pub fn reader_schema(self, schema: &str) -> Result<Self, ReaderSchemaError> {
             self.reader_schemata(schema, std::iter::empty::<&str>())
         }
 
@@ -218,7 +232,7 @@ macro_rules! builder_methods {
             mut self,
             schema: &str,
             references: impl IntoIterator<Item = &'s str>,
-        ) -> Result<Self, Error> {
+        ) -> Result<Self, ReaderSchemaError> {
             let refs: Vec<&str> = references.into_iter().collect();
             let (schema, references) = if refs.is_empty() {
                 (Schema::parse_str(schema), Vec::new())
@@ -228,11 +242,8 @@ macro_rules! builder_methods {
                     Err(e) => (Err(e), Vec::new()),
                 }
             };
-            let unusable = |e: &dyn std::fmt::Display| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("the Avro reader schema does not parse: {e}"),
-                )
+            let unusable = |e: &dyn std::fmt::Display| ReaderSchemaError {
+                reason: e.to_string(),
             };
             let schema = schema.map_err(|e| unusable(&e))?;
             let mut schemata: Vec<&Schema> = vec![&schema];
@@ -244,13 +255,13 @@ macro_rules! builder_methods {
                 .map(|(n, s)| (n.clone(), (*s).clone()))
                 .collect();
             let reader = Arc::new(Parsed::new(Writer { schema, references }, names));
-            super::configure(&mut self.core, Core::unshared, |c| c.reader = Some(reader));
+            crate::configure(&mut self.core, Core::unshared, |c| c.reader = Some(reader));
             Ok(self)
         }
 
         /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
         pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-            super::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
+            crate::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
             self
         }
     };
@@ -260,8 +271,8 @@ deserializer_type! {
     /// Avro into any serde type `T`, through Avro's own value (with the reader schema, if given).
     ///
     /// ```no_run
-    /// # fn f(registry: kcon::schema_registry::SchemaRegistry) -> Result<(), kcon::Error> {
-    /// use kcon::schema_registry::AvroDeserializer;
+    /// # fn f(registry: kcon_schema_registry::SchemaRegistry) -> Result<(), Box<dyn std::error::Error>> {
+    /// use kcon_schema_registry::AvroDeserializer;
     ///
     /// #[derive(serde::Deserialize)]
     /// struct Payment { id: String, amount: f64, currency: String }

@@ -6,12 +6,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use serde::de::DeserializeOwned;
 
-use super::cache::Cache;
-use super::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use super::{RegisteredSchema, SchemaRegistry, SchemaType};
-use crate::deserialize::{Context, DeserializeError, Deserializer};
+use crate::cache::Cache;
+use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
+use crate::{RegisteredSchema, SchemaRegistry, SchemaType};
 
 struct Core {
     registry: SchemaRegistry,
@@ -51,7 +51,7 @@ impl<T> JsonSchemaDeserializer<T> {
 
     /// Names `subject` in every schema lookup (see [`SubjectLookup`]).
     pub fn subject_lookup(mut self, subject: SubjectLookup) -> Self {
-        super::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
+        crate::configure(&mut self.core, Core::unshared, |c| c.subject = subject);
         self
     }
 }

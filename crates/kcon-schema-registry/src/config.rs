@@ -7,9 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use kcon_core::ConfigError;
 
-use crate::Error;
-
-/// The properties [`SchemaRegistryBuilder::set`](super::SchemaRegistryBuilder::set) takes: name,
+/// The properties [`SchemaRegistryBuilder::set`](crate::SchemaRegistryBuilder::set) takes: name,
 /// default, what it does.
 pub const PROPERTIES: &[(&str, &str, &str)] = &[
     (
@@ -131,7 +129,7 @@ pub(crate) struct RegistryConfig {
 
 impl RegistryConfig {
     /// The settings `properties` (name, value; a later one wins) make.
-    pub(crate) fn from_properties(properties: &[(String, String)]) -> Result<Self, Error> {
+    pub(crate) fn from_properties(properties: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut url = None;
         let mut basic_source = None;
         let mut user_info = None;
@@ -196,18 +194,18 @@ impl RegistryConfig {
                     }
                 }
                 _ => {
-                    return Err(Error::from(ConfigError::UnknownProperty {
+                    return Err(ConfigError::UnknownProperty {
                         property: name.clone(),
-                    }));
+                    });
                 }
             }
         }
         let url = url.ok_or_else(|| {
-            Error::from(ConfigError::invalid(
+            ConfigError::invalid(
                 "schema.registry.url",
                 "",
                 "one or more http:// or https:// URLs, comma-separated",
-            ))
+            )
         })?;
         let endpoints = url
             .split(',')
@@ -241,11 +239,11 @@ impl RegistryConfig {
             })?;
             Some(Auth::Basic(Some(basic(info))))
         } else if user_info.is_some() {
-            return Err(Error::from(ConfigError::unusable(
+            return Err(ConfigError::unusable(
                 "basic.auth.user.info",
                 "<redacted>",
                 "basic.auth.credentials.source=URL takes the credentials from the URL",
-            )));
+            ));
         } else if endpoints.iter().any(|e| e.user_info.is_some()) {
             Some(Auth::Basic(None))
         } else {
@@ -253,11 +251,11 @@ impl RegistryConfig {
         };
         let auth = match (basic_auth, token) {
             (Some(_), Some(_)) => {
-                return Err(Error::from(ConfigError::unusable(
+                return Err(ConfigError::unusable(
                     "bearer.auth.token",
                     "<redacted>",
                     "basic and bearer authentication cannot be used together",
-                )));
+                ));
             }
             (Some(b), None) => b,
             (None, Some(t)) => Auth::Bearer(t),
@@ -289,8 +287,8 @@ impl RegistryConfig {
     }
 }
 
-fn invalid(property: &str, value: &str, expected: &'static str) -> Error {
-    Error::from(ConfigError::invalid(property, value, expected))
+fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::invalid(property, value, expected)
 }
 
 /// `http[s]://[user:password@]host[:port][/path]`; the port defaults to 80 or 443.
@@ -372,7 +370,7 @@ fn percent_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn config(props: &[(&str, &str)]) -> Result<RegistryConfig, Error> {
+    fn config(props: &[(&str, &str)]) -> Result<RegistryConfig, ConfigError> {
         let props: Vec<(String, String)> = props
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -435,7 +433,7 @@ mod tests {
         );
         let refused = |props: &[(&str, &str)], property: &str| {
             let e = config(props).unwrap_err();
-            assert_eq!(e.property(), Some(property), "{e}");
+            assert_eq!(e.property(), property, "{e}");
         };
         refused(
             &[
