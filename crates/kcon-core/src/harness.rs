@@ -23,12 +23,12 @@ impl<M: Machine> Harness<M> {
     }
 
     /// Every request the machine wants sent now, in order.
-    pub fn requests(&mut self) -> Vec<Outgoing<M::Request>> {
+    pub fn requests(&mut self) -> Vec<Outgoing<M::Request, M::Target>> {
         std::iter::from_fn(|| self.machine.poll_request(self.now)).collect()
     }
 
     /// The next request, if any.
-    pub fn request(&mut self) -> Option<Outgoing<M::Request>> {
+    pub fn request(&mut self) -> Option<Outgoing<M::Request, M::Target>> {
         self.machine.poll_request(self.now)
     }
 

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// A sans-IO state machine: the group member, the commit machine, the fetch loop and the
-/// consumer's own bookkeeping each are one. It never touches a socket or a clock, spawns nothing
-/// and owns no random source: time comes in as `now`, randomness as a seed or an argument.
+/// A sans-IO state machine: the group member, the commit machine, the fetch loop, the
+/// consumer's own bookkeeping and the record processor's each are one. It never touches a socket
+/// or a clock, spawns nothing and owns no random source: time comes in as `now`, randomness as a
+/// seed or an argument.
 ///
 /// # Driving it
 /// - Inputs: [`handle_response`](Self::handle_response) (the answer to every request it handed
@@ -26,11 +27,23 @@ use std::time::{Duration, Instant};
 ///   sleep until `poll_timeout` or the next input. The polls change nothing but the queues they
 ///   drain: handing a request out records it as in flight, handing an event out forgets it.
 ///
-/// One generic driver runs any machine on tokio (kcon-pool's `driver`), and one harness runs
-/// any machine, or several wired together, on a virtual clock.
+/// One generic driver runs any machine whose requests go to brokers on tokio (kcon-pool's
+/// `driver`), and one harness runs any machine, or several wired together, on a virtual clock.
+///
+/// # Where requests go
+/// [`Target`](Self::Target) says what an [`Outgoing`] names besides the request. A machine that
+/// talks to brokers says [`Target`](crate::Target) (any broker, the coordinator, a broker by
+/// id), and only such a machine can run on the pool's driver. A machine whose requests are
+/// carried out by the parts around it (the consumer's steps: the listener's hook, a commit
+/// before partitions go; the record processor's: call the handler, write a dead letter) says
+/// `()`: the request itself names what carries it out, and no broker target could mean anything
+/// for it, so none can be given by mistake.
 pub trait Machine {
     /// What it asks to send.
     type Request;
+    /// Where a request goes: [`Target`](crate::Target) for brokers, `()` for requests its own
+    /// driver carries out.
+    type Target;
     /// What a request is answered with.
     type Response;
     /// What it tells its owner.
@@ -48,7 +61,7 @@ pub trait Machine {
     fn handle_timeout(&mut self, now: Instant);
 
     /// The next request to send, if any.
-    fn poll_request(&mut self, now: Instant) -> Option<Outgoing<Self::Request>>;
+    fn poll_request(&mut self, now: Instant) -> Option<Outgoing<Self::Request, Self::Target>>;
 
     /// The next event for the owner, if any.
     fn poll_event(&mut self) -> Option<Self::Event>;
@@ -127,17 +140,18 @@ pub enum Target {
     Broker(i32),
 }
 
-/// A request a machine wants sent.
+/// A request a machine wants sent; `T` is where it goes ([`Machine::Target`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing<R> {
+pub struct Outgoing<R, T = Target> {
     /// The id to feed the answer back with.
     pub id: RequestId,
     /// Where to send it.
-    pub target: Target,
+    pub target: T,
     /// What to send.
     pub request: R,
     /// How long to wait for the answer, when not `request.timeout.ms`: the broker holds a
     /// JoinGroup for up to the rebalance timeout, so the Java client waits that long plus 5 s.
+    /// `None` for a request the machine's own parts carry out (they answer when done).
     pub timeout: Option<Duration>,
 }
 

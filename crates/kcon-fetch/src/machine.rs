@@ -1072,6 +1072,7 @@ impl FetchMachine {
 
 impl Machine for FetchMachine {
     type Request = FetchRequest;
+    type Target = kcon_core::Target;
     type Response = FetchAnswer;
     type Event = FetchEvent;
 

@@ -23,7 +23,12 @@ use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 /// contract ([`Machine`]), which both members share with the same request, answer and event
 /// types.
 pub trait Member:
-    Machine<Request = GroupRequest, Response = GroupResponse, Event = GroupEvent>
+    Machine<
+        Request = GroupRequest,
+        Target = kcon_core::Target,
+        Response = GroupResponse,
+        Event = GroupEvent,
+    >
 {
     /// The configuration.
     fn config(&self) -> &GroupConfig;
@@ -154,6 +159,7 @@ impl DerefMut for MemberMachine {
 
 impl Machine for MemberMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
+use kcon_core::{Machine, Outgoing, RequestFailure, RequestId, Target};
 use tokio::sync::mpsc;
 use tokio::task::{self, JoinSet};
 use tokio::time::{self, Instant, MissedTickBehavior};
@@ -37,8 +37,8 @@ pub type EventOf<D> = <<D as Drive>::Machine as Machine>::Event;
 /// What one machine's task does besides feeding the machine: how each request goes through the
 /// pool, what a command from its handle does, where its events go, and when the task ends.
 pub trait Drive: Send + 'static {
-    /// The machine driven.
-    type Machine: Machine<Response: Send + 'static> + Send + 'static;
+    /// The machine driven: one whose requests go to brokers.
+    type Machine: Machine<Target = Target, Response: Send + 'static> + Send + 'static;
     /// What the machine's handle sends its task.
     type Command: Send + 'static;
 

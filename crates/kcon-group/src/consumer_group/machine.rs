@@ -1322,6 +1322,7 @@ impl Member for ConsumerGroupMachine {
 
 impl Machine for ConsumerGroupMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 

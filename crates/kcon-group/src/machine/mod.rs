@@ -681,6 +681,7 @@ impl Member for GroupMachine {
 
 impl Machine for GroupMachine {
     type Request = GroupRequest;
+    type Target = kcon_core::Target;
     type Response = GroupResponse;
     type Event = GroupEvent;
 

@@ -873,6 +873,7 @@ impl CommitMachine {
 
 impl Machine for CommitMachine {
     type Request = OffsetsRequest;
+    type Target = kcon_core::Target;
     type Response = OffsetsResponse;
     type Event = OffsetsEvent;
 

@@ -1,30 +1,37 @@
 //! The consumer's own bookkeeping as a sans-IO machine: subscription and pattern matching,
 //! assignment, positions, offsets handed out and not yet stored, pauses, the records being
 //! handed out, and the rebalance steps. It owns that state alone; the [`Consumer`](crate::Consumer)
-//! only drives it.
+//! only drives it, through the driver it shares with the simulation ([`super::driver`]).
 //!
 //! # Driving it
-//! Like kcon-core's `Machine`, it never touches a socket or a clock (`now` is an argument) and
-//! speaks through queues, drained after every input:
-//! - inputs: the application's calls (`subscribe`, `assign`, `seek`, `pause`, taking records,
-//!   ...), what the other parts tell it ([`group_event`](ConsumerMachine::group_event),
-//!   [`fetch_event`](ConsumerMachine::fetch_event)), the answers to its steps
-//!   ([`handle_step`](ConsumerMachine::handle_step)) and time ([`tick`](ConsumerMachine::tick));
-//! - outputs: [`poll_command`](ConsumerMachine::poll_command), what the group member, the
-//!   fetcher, the offsets task, the pool or the partition streams must do (fire and forget, in
-//!   order); [`poll_step`](ConsumerMachine::poll_step), a step the machine waits for (the
-//!   listener's hook, a commit before partitions go, a committed-offset lookup, every topic's
-//!   metadata for a pattern), answered exactly once under its id; the errors of
-//!   [`take_error`](ConsumerMachine::take_error).
+//! It follows kcon-core's [`Machine`] contract (no socket, no clock: `now` is an argument):
+//! - requests are its steps ([`Step`]): what it waits for (the listener's hook, a commit before
+//!   partitions go, a committed-offset lookup, every topic's metadata for a pattern), carried
+//!   out by the parts around it (the target is `()`: a step names what carries it out) and
+//!   answered exactly once under their id ([`StepAnswer`], or a `RequestFailure` when the task
+//!   carrying it out died);
+//! - events are its [`Command`]s: what the group member, the fetcher, the offsets task, the
+//!   pool, an owner above the consumer, the hooks, the metrics handles or the application's
+//!   receiving call must hear, in order;
+//! - its timers (telling the member the application is alive while a receiving call waits,
+//!   refreshing a pattern's topics, looking at the pool's metadata for a pattern, a metrics
+//!   publish put off as too soon) are one table: [`poll_timeout`](Machine::poll_timeout);
+//! - its own commands are the application's calls (`subscribe`, `assign`, `seek`, `pause`,
+//!   taking records, ...) and what the other parts tell it
+//!   ([`group_event`](ConsumerMachine::group_event),
+//!   [`fetch_event`](ConsumerMachine::fetch_event), [`metadata`](ConsumerMachine::metadata)).
 //!
 //! Steps go one at a time, in order: while one is out the machine takes no group or fetch event
-//! (the listener runs with no records handed out, and events are handled in the order the
-//! group sent them).
+//! and runs no timer (the listener runs with no records handed out, events are handled in the
+//! order the group sent them, and the member hears nothing of the application while its
+//! listener runs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kcon_core::{PersistentFailure, RequestId, RequestIds, TopicPartition};
+use kcon_core::{
+    Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
+};
 use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
@@ -34,35 +41,44 @@ use super::rebalance::{Hook, Rebalance, Stage};
 use super::subscription::Subscription;
 use crate::Record;
 use crate::error::{Error, ErrorKind};
-use crate::metrics::{LagInputs, MetricsState, PartitionLag};
+use crate::metrics::{LagInputs, MetricsHandle, MetricsState, PartitionLag};
 
-/// How often a consumer blocked in a receiving call tells its group member it is alive, and
-/// looks for new metadata (regex subscriptions).
-pub(crate) const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// The member hears the application is alive at most this often: a receiving call that starts
+/// sooner after the last report tells it nothing.
+const LIVENESS_MIN: Duration = Duration::from_millis(500);
+
+/// How often the pool's metadata snapshot is looked at while a pattern subscription waits: the
+/// pool tells nobody of a new snapshot (kcon-pool's driver looks as often, for its machines).
+const METADATA_LOOK: Duration = Duration::from_secs(1);
 
 /// What the consumer's settings tell its machine.
 #[derive(Debug, Clone)]
-pub struct MachineOptions {
+pub(crate) struct MachineOptions {
     /// A `group.id` is set: the consumer may subscribe and commit.
-    pub group: bool,
+    pub(crate) group: bool,
     /// `enable.auto.commit`.
-    pub auto_commit: bool,
+    pub(crate) auto_commit: bool,
     /// `enable.auto.offset.store`.
-    pub auto_store: bool,
+    pub(crate) auto_store: bool,
     /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
-    pub metadata_max_age: Duration,
+    pub(crate) metadata_max_age: Duration,
+    /// `max.poll.interval.ms`: a receiving call that waits tells the member the application is
+    /// alive every half of it (at most every 500 ms), so the member never gives up on an
+    /// application blocked in a call.
+    pub(crate) max_poll_interval: Duration,
     /// The group coordinator matches a pattern subscription (`group.protocol=consumer`,
     /// KIP-848's `SubscribedTopicRegex`): the member is subscribed to the pattern once, and
     /// what the consumer matches itself only answers [`subscription`](ConsumerMachine::subscription).
     /// Otherwise (the classic protocol) the consumer subscribes the member to the names it
     /// matched, again whenever they change.
-    pub coordinator_regex: bool,
+    pub(crate) coordinator_regex: bool,
 }
 
-/// What the machine tells the other parts to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
+/// What the machine tells the parts around it, in order: its events. A new one is a new method
+/// of the driver's [`Parts`](super::driver::Parts), so every implementation must say what it
+/// does with it before it compiles.
+#[derive(Debug, Clone)]
+pub(crate) enum Command {
     /// The group member subscribes to these topics.
     Subscribe(BTreeSet<String>),
     /// The group member subscribes to these topics and to whatever the regex matches, which
@@ -95,14 +111,27 @@ pub enum Command {
     Store(TopicPartition, i64, Option<i32>),
     /// The offsets task forgets these partitions' stored offsets.
     Forget(Vec<TopicPartition>),
-    /// The partition streams hear these partitions leave, before anything else is done.
+    /// The owner above the consumer (partition streams, a record processor) hears these
+    /// partitions leave, before anything else is done.
     Leaving(Vec<TopicPartition>),
+    /// The hooks hear of a request that keeps failing, or of its recovery.
+    Report(PersistentFailure),
+    /// The metrics handles get a copy of everything: the counters and every owned partition's
+    /// lag inputs.
+    Publish,
+    /// The metrics handles get the counters and this partition's lag inputs, the others'
+    /// staying as last published (a whole publish was put off as too soon).
+    PublishPartition(TopicPartition),
+    /// The application's receiving call returns this error.
+    Error(Error),
+    /// The fetcher's error: the hooks hear of it for each partition it names, and the
+    /// receiving call returns it.
+    FetchError(Error),
 }
 
-/// A step the machine waits for.
+/// A step the machine waits for: its requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
+pub(crate) enum Step {
     /// Call the listener's hook; its answer is [`StepAnswer::Listener`].
     Listener {
         /// Which hook.
@@ -125,12 +154,11 @@ pub enum Step {
 
 /// Each partition's committed offset (the next offset to consume) and the leader epoch it was
 /// committed with; `None` where the group has none.
-pub type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
+pub(crate) type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
 
-/// The answer to a [`Step`].
+/// The answer to a [`Step`]. A step whose task died is answered with a `RequestFailure`.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum StepAnswer {
+pub(crate) enum StepAnswer {
     /// The hook returned, with the seeks it asked for; or it panicked (why).
     Listener(Result<Vec<(TopicPartition, i64)>, String>),
     /// The commit's latency and outcome.
@@ -145,13 +173,11 @@ pub enum StepAnswer {
     Committed(Result<CommittedOffsets, Error>),
     /// Every topic of the cluster in a metadata snapshot (its generation), or why it failed.
     Topics(Result<(u64, BTreeSet<String>), String>),
-    /// Whatever the step was, it could not be carried out (its task died): why.
-    Failed(String),
 }
 
 /// The consumer's bookkeeping (see the module documentation for how to drive it).
 #[derive(Debug)]
-pub struct ConsumerMachine {
+pub(crate) struct ConsumerMachine {
     options: MachineOptions,
     subscription: Subscription,
     /// The partitions the consumer owns (by the group, or assigned by the application).
@@ -169,8 +195,6 @@ pub struct ConsumerMachine {
     /// The batch being handed out.
     current: Option<Batch>,
     paused: BTreeSet<TopicPartition>,
-    /// Errors for the next receiving calls, in order.
-    errors: VecDeque<Error>,
     /// The member's fatal error: every later call returns it.
     fatal: Option<Error>,
     /// The group event being handled.
@@ -181,13 +205,19 @@ pub struct ConsumerMachine {
     commands: VecDeque<Command>,
     steps: VecDeque<(RequestId, Step)>,
     /// When the group member was last told the application is alive.
-    last_liveness: Option<Instant>,
+    last_liveness: Instant,
+    /// A receiving call that waits tells the member the application is alive this often.
+    liveness_every: Duration,
+    /// When the pool's metadata is next looked at (a pattern subscription).
+    metadata_look: Option<Instant>,
+    /// When the metrics may next be published whole.
+    next_publish: Instant,
+    /// A publish was put off as too soon: it is due at `next_publish`.
+    publish_due: bool,
     /// An owner above the consumer (per-partition streams, a record processor) stores
     /// offsets itself, and hears of partitions leaving.
     streams: bool,
     metrics: MetricsState,
-    /// Reports of requests that keep failing (and of their recovery), for the hooks.
-    reports: VecDeque<PersistentFailure>,
 }
 
 /// What a partition's last Fetch answer said of its log, for its lag.
@@ -210,7 +240,8 @@ enum StepKind {
 
 impl ConsumerMachine {
     /// A consumer that reads nothing yet, made at `now`.
-    pub fn new(options: MachineOptions, now: Instant) -> Self {
+    pub(crate) fn new(options: MachineOptions, now: Instant) -> Self {
+        let liveness_every = (options.max_poll_interval / 2).max(LIVENESS_MIN);
         ConsumerMachine {
             options,
             subscription: Subscription::None,
@@ -221,44 +252,46 @@ impl ConsumerMachine {
             unstored: HashMap::new(),
             current: None,
             paused: BTreeSet::new(),
-            errors: VecDeque::new(),
             fatal: None,
             rebalance: None,
             step: None,
             ids: RequestIds::default(),
             commands: VecDeque::new(),
             steps: VecDeque::new(),
-            last_liveness: Some(now),
+            last_liveness: now,
+            liveness_every,
+            metadata_look: None,
+            next_publish: now,
+            publish_due: false,
             streams: false,
             metrics: MetricsState::new(),
-            reports: VecDeque::new(),
         }
     }
 
     // ----- queries -----
 
     /// The partitions owned now.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
+    pub(crate) fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.assignment
     }
 
     /// The topics subscribed: those named, or those a pattern matches now.
-    pub fn subscription(&self) -> BTreeSet<String> {
+    pub(crate) fn subscription(&self) -> BTreeSet<String> {
         self.subscription.topics()
     }
 
     /// Whether the consumer reads through its group.
-    pub fn in_group(&self) -> bool {
+    pub(crate) fn in_group(&self) -> bool {
         self.subscription.in_group()
     }
 
     /// The partitions paused.
-    pub fn paused(&self) -> &BTreeSet<TopicPartition> {
+    pub(crate) fn paused(&self) -> &BTreeSet<TopicPartition> {
         &self.paused
     }
 
     /// The next offset handed out for `tp`, when known.
-    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+    pub(crate) fn position(&self, tp: &TopicPartition) -> Option<i64> {
         if let Some(b) = &self.current
             && &b.partition == tp
             && let Some((next, _)) = b.handed
@@ -272,12 +305,12 @@ impl ConsumerMachine {
     }
 
     /// The fatal error, once there is one.
-    pub fn fatal(&self) -> Option<&Error> {
+    pub(crate) fn fatal(&self) -> Option<&Error> {
         self.fatal.as_ref()
     }
 
     /// An error if the consumer can no longer be used.
-    pub fn usable(&self) -> Result<(), Error> {
+    pub(crate) fn usable(&self) -> Result<(), Error> {
         match &self.fatal {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -285,38 +318,47 @@ impl ConsumerMachine {
     }
 
     /// Whether a step is out or waiting to go: the machine takes no event until it is done.
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         self.step.is_some() || !self.steps.is_empty()
     }
 
+    /// The step handed out and not answered yet, if any.
+    pub(crate) fn awaiting_step(&self) -> Option<RequestId> {
+        match self.step {
+            Some((id, _)) if self.steps.is_empty() => Some(id),
+            _ => None,
+        }
+    }
+
     /// Whether a group event is being handled.
-    pub fn is_rebalancing(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_rebalancing(&self) -> bool {
         self.rebalance.is_some()
     }
 
     /// Whether records are ready to hand out.
-    pub fn has_records(&self) -> bool {
+    pub(crate) fn has_records(&self) -> bool {
         self.current.as_ref().is_some_and(|b| !b.is_done())
     }
 
     /// Whether offsets are stored once processed (`enable.auto.offset.store`).
-    pub fn stores_processed(&self) -> bool {
+    pub(crate) fn stores_processed(&self) -> bool {
         self.options.auto_store
     }
 
     /// Whether `enable.auto.commit` is on.
-    pub fn auto_commit(&self) -> bool {
+    pub(crate) fn auto_commit(&self) -> bool {
         self.options.auto_commit
     }
 
     /// The high watermark of `tp`'s last Fetch answer.
-    pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
+    pub(crate) fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
         self.fetched.get(tp).map(|f| f.high_watermark)
     }
 
     /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
     /// (and its start, when known), by kcon-admin's one rule.
-    pub fn partition_lag(
+    pub(crate) fn partition_lag(
         &self,
         tp: &TopicPartition,
         log_start: Option<i64>,
@@ -355,7 +397,7 @@ impl ConsumerMachine {
     }
 
     /// Every owned partition's lag against the high watermark of its last Fetch answer.
-    pub fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
+    pub(crate) fn lags(&self, now_ms: i64) -> BTreeMap<TopicPartition, PartitionLag> {
         self.lags_inputs()
             .into_iter()
             .map(|(tp, i)| (tp, i.lag(None, now_ms)))
@@ -364,7 +406,7 @@ impl ConsumerMachine {
 
     /// The batch about to be handed out, when nothing of it was yet: its partition and
     /// records.
-    pub fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
+    pub(crate) fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
         let b = self.current.as_ref()?;
         Some((&b.partition, b.fresh()?))
     }
@@ -389,45 +431,45 @@ impl ConsumerMachine {
         &mut self.metrics
     }
 
-    // ----- outputs -----
-
-    /// The next command for another part.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
-    }
-
-    /// The next step to carry out, under its id.
-    pub fn poll_step(&mut self) -> Option<(RequestId, Step)> {
-        self.steps.pop_front()
-    }
-
-    /// The next report of a request that keeps failing (or recovered), for the hooks.
-    pub fn take_report(&mut self) -> Option<PersistentFailure> {
-        self.reports.pop_front()
-    }
-
     /// A part of the consumer (the group member, the offsets task, the fetcher) reports a
-    /// request that keeps failing, or its recovery: counted (not a recovery) and kept for the
+    /// request that keeps failing, or its recovery: counted (not a recovery) and told to the
     /// hooks.
-    pub fn persistent_failure(&mut self, report: PersistentFailure) {
+    pub(crate) fn persistent_failure(&mut self, report: PersistentFailure) {
         if !report.recovered {
             self.metrics.persistent_failure();
         }
-        self.reports.push_back(report);
+        self.commands.push_back(Command::Report(report));
     }
 
-    /// The next error for the application.
-    pub fn take_error(&mut self) -> Option<Error> {
-        if let Some(e) = self.errors.pop_front() {
-            return Some(e);
+    /// Publishes the metrics for the handles: at once when `force`, else when
+    /// [`MetricsHandle::PUBLISH_EVERY`] has passed since the last publish (one put off is due
+    /// then: a timer).
+    pub(crate) fn publish(&mut self, now: Instant, force: bool) {
+        if !force && now < self.next_publish {
+            self.publish_due = true;
+            return;
         }
-        self.fatal.clone()
+        self.publish_due = false;
+        self.next_publish = now + MetricsHandle::PUBLISH_EVERY;
+        self.commands.push_back(Command::Publish);
+    }
+
+    /// Publishes as [`publish`](Self::publish) does; when that is put off as too soon, still
+    /// publishes the counters and the lag of `tp`, whose records just arrived or were handed
+    /// out (one map entry, not every partition's). A handle read while the application works
+    /// on a batch therefore counts it, whenever the application calls next.
+    pub(crate) fn publish_for(&mut self, now: Instant, tp: &TopicPartition) {
+        self.publish(now, false);
+        if self.publish_due {
+            self.commands
+                .push_back(Command::PublishPartition(tp.clone()));
+        }
     }
 
     // ----- the application's calls -----
 
     /// Subscribes to `topics` (names; `^` patterns), replacing the subscription.
-    pub fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
+    pub(crate) fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -461,12 +503,18 @@ impl ConsumerMachine {
             _ => {}
         }
         self.subscription = subscription;
+        if let Subscription::Pattern(p) = &mut self.subscription {
+            p.subscribed(now);
+            self.metadata_look = Some(now + METADATA_LOOK);
+        } else {
+            self.metadata_look = None;
+        }
         self.metrics.rebalance_started(now);
         Ok(())
     }
 
     /// Reads `partitions` without a group, replacing the previous assignment.
-    pub fn assign(
+    pub(crate) fn assign(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -499,7 +547,7 @@ impl ConsumerMachine {
     /// assigned partitions are dropped. A rebalance in progress must be finished first
     /// ([`is_busy`](Self::is_busy) false); the revocation this begins is finished by the
     /// driver, then [`unsubscribed`](Self::unsubscribed).
-    pub fn unsubscribe(&mut self) {
+    pub(crate) fn unsubscribe(&mut self) {
         let all: Vec<TopicPartition> = self.assignment.iter().cloned().collect();
         match self.subscription {
             Subscription::Manual => self.drop_partitions(&all),
@@ -515,24 +563,25 @@ impl ConsumerMachine {
     }
 
     /// The unsubscription's revocation is done.
-    pub fn unsubscribed(&mut self) {
+    pub(crate) fn unsubscribed(&mut self) {
         self.subscription = Subscription::None;
+        self.metadata_look = None;
     }
 
     /// The next record of the current batch, if any.
-    pub fn next_record(&mut self) -> Option<Record> {
+    pub(crate) fn next_record(&mut self) -> Option<Record> {
         self.current.as_mut()?.next()
     }
 
     /// The rest of the current batch, with its partition, if any.
-    pub fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
+    pub(crate) fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
         let batch = self.current.as_mut().filter(|b| !b.is_done())?;
         let records = batch.take_rest();
         Some((batch.partition.clone(), records))
     }
 
     /// Marks the record at `offset` of `tp` processed.
-    pub fn store_offset(
+    pub(crate) fn store_offset(
         &mut self,
         tp: TopicPartition,
         offset: i64,
@@ -556,7 +605,7 @@ impl ConsumerMachine {
     }
 
     /// Moves `tp` (owned) to `offset`.
-    pub fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
+    pub(crate) fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
         self.usable()?;
         if offset < 0 {
             return Err(Error::misuse(format!(
@@ -581,7 +630,7 @@ impl ConsumerMachine {
     }
 
     /// Stops handing out and fetching `partitions` (owned).
-    pub fn pause(
+    pub(crate) fn pause(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -608,7 +657,7 @@ impl ConsumerMachine {
     }
 
     /// Hands out and fetches `partitions` again.
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -624,13 +673,13 @@ impl ConsumerMachine {
     /// Hands storing to an owner above the consumer from now on (per-partition streams, a
     /// record processor): nothing is stored as it is handed out; the owner stores records as
     /// it processes them, and hears of partitions leaving.
-    pub fn store_elsewhere(&mut self) {
+    pub(crate) fn store_elsewhere(&mut self) {
         self.streams = true;
     }
 
     /// Stores what the application has processed: everything handed out before its current
     /// call (with `enable.auto.offset.store`).
-    pub fn store_processed(&mut self) {
+    pub(crate) fn store_processed(&mut self) {
         if !self.options.auto_store || self.streams || !self.options.group {
             self.unstored.clear();
             return;
@@ -649,7 +698,7 @@ impl ConsumerMachine {
     }
 
     /// The current batch is spent: its position becomes the partition's.
-    pub fn finish_current(&mut self) {
+    pub(crate) fn finish_current(&mut self) {
         let Some(b) = self.current.take() else {
             return;
         };
@@ -661,43 +710,45 @@ impl ConsumerMachine {
         }
     }
 
-    /// The application is in a receiving call at `now`: the group member hears it is alive,
-    /// at most twice per housekeeping period (a second).
-    pub fn tick(&mut self, now: Instant) {
-        if !self.options.group {
-            return;
-        }
-        let due = self
-            .last_liveness
-            .is_none_or(|at| now.saturating_duration_since(at) >= HOUSEKEEPING / 2);
-        if due {
-            self.commands.push_back(Command::Alive);
-            self.last_liveness = Some(now);
+    /// The application is in a receiving call at `now` (it starts one): the group member hears
+    /// it is alive, at most every 500 ms.
+    pub(crate) fn application_polled(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_liveness) >= LIVENESS_MIN {
+            self.alive(now);
         }
     }
 
-    /// Before waiting for events: what is processed is stored; a pattern subscription asks
-    /// for every topic when due, or is matched against the pool's metadata snapshot
-    /// `generation` (its topics, asked for only when the snapshot is news); partitions whose
-    /// start must be looked up are.
-    pub fn prepare<'a, T>(&mut self, now: Instant, generation: u64, topics: impl FnOnce() -> T)
-    where
-        T: IntoIterator<Item = &'a String>,
-    {
-        if self.is_busy() {
+    /// The member hears the application is alive (a consumer without a group has none).
+    fn alive(&mut self, now: Instant) {
+        self.last_liveness = now;
+        if self.options.group {
+            self.commands.push_back(Command::Alive);
+        }
+    }
+
+    /// Whether the pool's metadata snapshot `generation` is news to a pattern subscription,
+    /// which is matched against it ([`metadata`](Self::metadata)) before the driver waits.
+    pub(crate) fn wants_metadata(&self, generation: u64) -> bool {
+        matches!(&self.subscription, Subscription::Pattern(p) if p.is_new(generation))
+    }
+
+    /// The pool's metadata snapshot `generation` names these topics: a pattern subscription is
+    /// matched against them when the snapshot is news.
+    pub(crate) fn metadata<'a>(
+        &mut self,
+        _now: Instant,
+        generation: u64,
+        topics: impl IntoIterator<Item = &'a String>,
+    ) {
+        if self.is_busy() || !self.wants_metadata(generation) {
             return;
         }
-        self.store_processed();
-        if let Subscription::Pattern(p) = &mut self.subscription {
-            if p.refresh_due(now, self.options.metadata_max_age) {
-                p.refreshing(now);
-                self.push_step(StepKind::Topics, Step::AllTopics);
-                return;
-            }
-            if p.is_new(generation) {
-                self.topics(generation, topics());
-            }
-        }
+        self.topics(generation, topics);
+    }
+
+    /// The driver is about to wait for the parts' events: newly owned partitions whose start
+    /// must be looked up are (or, when every start is known, handed to the fetcher).
+    pub(crate) fn waiting(&mut self, _now: Instant) {
         self.start_partitions();
     }
 
@@ -718,7 +769,7 @@ impl ConsumerMachine {
     /// Closing: what was handed out counts, and a group member's partitions are revoked
     /// (the listener hears of them; the final commit is the driver's, not the revocation's).
     /// Returns whether a revocation began.
-    pub fn begin_close(&mut self) -> bool {
+    pub(crate) fn begin_close(&mut self) -> bool {
         self.finish_current();
         self.store_processed();
         if self.fatal.is_some() || !self.in_group() || self.assignment.is_empty() {
@@ -732,19 +783,21 @@ impl ConsumerMachine {
     }
 
     /// A commit the application asked for finished after `latency`.
-    pub fn commit_done(&mut self, latency: Duration, ok: bool) {
+    pub(crate) fn commit_done(&mut self, latency: Duration, ok: bool) {
         self.metrics.commit_done(latency, ok);
     }
 
     // ----- what the other parts tell it -----
 
-    /// An event of the group member. A fatal one is returned (and kept for every later call).
-    pub fn group_event(&mut self, now: Instant, event: Option<GroupEvent>) -> Result<(), Error> {
+    /// An event of the group member (`None`: its task stopped). A fatal one goes to the
+    /// application ([`Command::Error`]) and is kept for every later call.
+    pub(crate) fn group_event(&mut self, now: Instant, event: Option<GroupEvent>) {
         let Some(event) = event else {
             // The member's task stopped without a fatal error: the runtime is shutting down.
             let e = Error::closed();
             self.fatal = Some(e.clone());
-            return Err(e);
+            self.commands.push_back(Command::Error(e));
+            return;
         };
         match event {
             GroupEvent::Joined {
@@ -762,7 +815,7 @@ impl ConsumerMachine {
                 if !self.in_group() {
                     // Assigned before an unsubscribe reached the member: it revokes them next.
                     debug!(?partitions, "assigned after unsubscribing: ignored");
-                    return Ok(());
+                    return;
                 }
                 info!(generation_id, ?partitions, "partitions assigned");
                 for tp in &partitions {
@@ -789,25 +842,25 @@ impl ConsumerMachine {
                 let e = Error::from(e);
                 warn!(error = %e, "the group member cannot go on");
                 self.fatal = Some(e.clone());
-                return Err(e);
+                self.commands.push_back(Command::Error(e));
             }
             GroupEvent::PersistentFailure(report) => self.persistent_failure(report),
             // Closed (after close) needs nothing here.
             _ => {}
         }
-        Ok(())
     }
 
-    /// An event of the fetcher (`None`: it stopped). Returns whether records are ready to hand
-    /// out; a partition's error is returned once.
-    pub fn fetch_event(&mut self, now: Instant, event: Option<FetchEvent>) -> Result<bool, Error> {
+    /// An event of the fetcher (`None`: it stopped). Records make a batch to hand out
+    /// ([`has_records`](Self::has_records)); an error goes to the application once
+    /// ([`Command::FetchError`]).
+    pub(crate) fn fetch_event(&mut self, now: Instant, event: Option<FetchEvent>) {
         let Some(event) = event else {
-            return Err(Error::closed());
+            return self.fetch_error(Error::closed());
         };
         match event {
-            FetchEvent::Records(r) => Ok(self.records(now, r)),
+            FetchEvent::Records(r) => self.records(now, r),
             FetchEvent::PartitionError { partition, error } => {
-                Err(Error::partition(&partition, &error))
+                self.fetch_error(Error::partition(&partition, &error));
             }
             FetchEvent::Reset {
                 partition,
@@ -818,73 +871,51 @@ impl ConsumerMachine {
                 if self.assignment.contains(&partition) {
                     self.positions.insert(partition, offset);
                 }
-                Ok(false)
             }
             FetchEvent::NoPosition { partitions } => {
                 let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
-                Err(Error::new(
-                    ErrorKind::NoOffset,
-                    format!(
-                        "no committed offset for {} and auto.offset.reset is none: seek them",
-                        names.join(", ")
-                    ),
-                )
-                .with_partitions(partitions))
+                self.fetch_error(
+                    Error::new(
+                        ErrorKind::NoOffset,
+                        format!(
+                            "no committed offset for {} and auto.offset.reset is none: seek them",
+                            names.join(", ")
+                        ),
+                    )
+                    .with_partitions(partitions),
+                );
             }
             FetchEvent::ResetFailed {
                 partition,
                 error_code,
             } => {
                 warn!(%partition, error_code, "looking up a reset offset failed; retrying");
-                Ok(false)
             }
-            FetchEvent::Closed => Err(Error::closed()),
-            FetchEvent::PersistentFailure(report) => {
-                self.persistent_failure(report);
-                Ok(false)
-            }
-            _ => Ok(false),
+            FetchEvent::Closed => self.fetch_error(Error::closed()),
+            FetchEvent::PersistentFailure(report) => self.persistent_failure(report),
+            _ => {}
         }
     }
 
-    /// The answer to step `id`.
-    pub fn handle_step(&mut self, id: RequestId, answer: StepAnswer) {
-        let Some((out, kind)) = self.step else {
-            return;
-        };
-        if out != id {
-            return;
-        }
-        self.step = None;
-        match (kind, answer) {
-            (StepKind::Rebalance, StepAnswer::Listener(result)) => self.hook_done(result),
-            (StepKind::Rebalance, StepAnswer::Commit { latency, result }) => {
-                self.handle_step_commit(latency, result);
+    fn fetch_error(&mut self, error: Error) {
+        self.commands.push_back(Command::FetchError(error));
+    }
+
+    // ----- timers -----
+
+    /// When `timer` is due, if armed.
+    fn timer(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::Liveness if self.options.group => {
+                self.last_liveness.checked_add(self.liveness_every)
             }
-            (StepKind::Committed, StepAnswer::Committed(result)) => self.committed(result),
-            (StepKind::Topics, StepAnswer::Topics(Ok((generation, topics)))) => {
-                self.topics(generation, &topics);
-            }
-            (StepKind::Topics, StepAnswer::Topics(Err(e)) | StepAnswer::Failed(e)) => {
-                warn!(error = %e, "metadata for the topic pattern failed; retrying");
-            }
-            (StepKind::Rebalance, StepAnswer::Failed(e)) => match self.rebalance.as_ref() {
-                Some(r) if matches!(r.stage, Stage::Commit(_)) => {
-                    let result = Err(format!("the commit task failed: {e}"));
-                    self.handle_step_commit(Duration::ZERO, result);
-                }
-                _ => self.hook_done(Err(e)),
+            Timer::Liveness => None,
+            Timer::Publish => self.publish_due.then_some(self.next_publish),
+            Timer::MetadataLook => self.metadata_look,
+            Timer::PatternRefresh => match &self.subscription {
+                Subscription::Pattern(p) => p.refresh_at(self.options.metadata_max_age),
+                _ => None,
             },
-            (StepKind::Committed, StepAnswer::Failed(e)) => {
-                self.committed(Err(Error::new(ErrorKind::Transport, e).retriable(true)));
-            }
-            (kind, answer) => {
-                warn!(
-                    ?kind,
-                    ?answer,
-                    "a step answered with the wrong kind of answer"
-                );
-            }
         }
     }
 
@@ -1031,7 +1062,7 @@ impl ConsumerMachine {
         let committed = match result {
             Ok(c) => c,
             Err(e) => {
-                self.errors.push_back(e);
+                self.commands.push_back(Command::Error(e));
                 return;
             }
         };
@@ -1061,10 +1092,10 @@ impl ConsumerMachine {
         self.commands.push_back(Command::Assign(starts));
     }
 
-    /// Records of one partition from the fetcher; true when they are ready to hand out.
-    fn records(&mut self, now: Instant, r: FetchedRecords) -> bool {
+    /// Records of one partition from the fetcher: a batch to hand out, when there are any.
+    fn records(&mut self, now: Instant, r: FetchedRecords) {
         if !self.assignment.contains(&r.partition) {
-            return false;
+            return;
         }
         self.metrics.fetched(now, r.records.len(), r.bytes);
         self.fetched.insert(
@@ -1085,10 +1116,9 @@ impl ConsumerMachine {
                     .insert(r.partition.clone(), (r.next_offset, None));
             }
             self.positions.insert(r.partition, r.next_offset);
-            return false;
+            return;
         }
         self.current = Some(Batch::new(r));
-        true
     }
 
     /// Those of `partitions` the consumer owns through its group subscription.
@@ -1164,4 +1194,138 @@ impl ConsumerMachine {
         Err(Error::misuse(format!("the consumer does not own {tp}"))
             .with_partitions(vec![tp.clone()]))
     }
+}
+
+impl Machine for ConsumerMachine {
+    type Request = Step;
+    /// A step names what carries it out (the listener, the offsets task, the pool).
+    type Target = ();
+    type Response = StepAnswer;
+    type Event = Command;
+
+    /// The answer to step `id`; a failure means the task carrying it out died (a listener
+    /// that panicked answers with its panic).
+    fn handle_response(
+        &mut self,
+        _now: Instant,
+        id: RequestId,
+        result: Result<StepAnswer, RequestFailure>,
+    ) {
+        let Some((out, kind)) = self.step else {
+            return;
+        };
+        if out != id {
+            return;
+        }
+        self.step = None;
+        match (kind, result) {
+            (StepKind::Rebalance, Ok(StepAnswer::Listener(result))) => self.hook_done(result),
+            (StepKind::Rebalance, Ok(StepAnswer::Commit { latency, result })) => {
+                self.handle_step_commit(latency, result);
+            }
+            (StepKind::Committed, Ok(StepAnswer::Committed(result))) => self.committed(result),
+            (StepKind::Topics, Ok(StepAnswer::Topics(Ok((generation, topics))))) => {
+                self.topics(generation, &topics);
+            }
+            (StepKind::Topics, Ok(StepAnswer::Topics(Err(e)))) => {
+                warn!(error = %e, "metadata for the topic pattern failed; retrying");
+            }
+            (StepKind::Topics, Err(e)) => {
+                warn!(error = %e, "metadata for the topic pattern failed; retrying");
+            }
+            (StepKind::Rebalance, Err(e)) => match self.rebalance.as_ref() {
+                Some(r) if matches!(r.stage, Stage::Commit(_)) => {
+                    let result = Err(format!("the commit task failed: {e}"));
+                    self.handle_step_commit(Duration::ZERO, result);
+                }
+                _ => self.hook_done(Err(e.reason)),
+            },
+            (StepKind::Committed, Err(e)) => {
+                self.committed(Err(
+                    Error::new(ErrorKind::Transport, e.reason).retriable(true)
+                ));
+            }
+            (kind, answer) => {
+                warn!(
+                    ?kind,
+                    ?answer,
+                    "a step answered with the wrong kind of answer"
+                );
+            }
+        }
+    }
+
+    /// Timers due at `now` fire (none while a step is out).
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.is_busy() {
+            return;
+        }
+        let due = |m: &Self, t| m.timer(t).is_some_and(|at| at <= now);
+        if due(self, Timer::Liveness) {
+            self.alive(now);
+        }
+        if due(self, Timer::Publish) {
+            self.publish(now, false);
+        }
+        if due(self, Timer::MetadataLook) {
+            // The driver looks at the pool's snapshot before it waits again.
+            self.metadata_look = Some(now + METADATA_LOOK);
+        }
+        if due(self, Timer::PatternRefresh)
+            && let Subscription::Pattern(p) = &mut self.subscription
+        {
+            p.refreshing(now);
+            self.push_step(StepKind::Topics, Step::AllTopics);
+        }
+    }
+
+    fn poll_request(&mut self, _now: Instant) -> Option<Outgoing<Step, ()>> {
+        let (id, request) = self.steps.pop_front()?;
+        Some(Outgoing {
+            id,
+            target: (),
+            request,
+            timeout: None,
+        })
+    }
+
+    fn poll_event(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The earliest timer; none while a step is out (the consumer does nothing of its own
+    /// until it is answered). Only a receiving call waits for it: between calls nothing
+    /// drives the consumer, and what came due fires at the next call's first wait.
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_busy() {
+            return None;
+        }
+        Timer::ALL.into_iter().filter_map(|t| self.timer(t)).min()
+    }
+}
+
+/// The machine's timers, one table: [`Machine::poll_timeout`] is their minimum. They run only
+/// while the driver runs: a consumer has no task of its own, so inside a receiving call (and
+/// the member hears of the application only while it is in one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A receiving call that waits tells the member the application is alive: every half
+    /// `max.poll.interval.ms` (at least 500 ms) since it last did.
+    Liveness,
+    /// A metrics publish put off as too soon.
+    Publish,
+    /// A pattern subscription looks at the pool's metadata every second for new topics.
+    MetadataLook,
+    /// A pattern subscription asks for every topic's metadata: at once, then every
+    /// `metadata.max.age.ms`.
+    PatternRefresh,
+}
+
+impl Timer {
+    const ALL: [Timer; 4] = [
+        Timer::Liveness,
+        Timer::Publish,
+        Timer::MetadataLook,
+        Timer::PatternRefresh,
+    ];
 }

@@ -1,42 +1,49 @@
-//! The consumer: its own bookkeeping ([`machine`]), driven by the application's calls
-//! together with a group member, its offsets and a fetcher.
+//! The consumer: its own bookkeeping (`machine`), driven by the application's calls together
+//! with a group member, its offsets and a fetcher. The decisions of the driving are sans-IO
+//! (`driver`), shared with the simulation (`sim`, a test module); this module is the async shell
+//! that waits for the next input, over the tokio tasks' handles (`wiring`).
 
 mod batch;
 mod build;
-pub mod machine;
+mod driver;
+mod machine;
 mod rebalance;
+#[cfg(test)]
+mod sim;
 mod subscription;
+mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kcon_admin as admin;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
-use kcon_core::{IsolationLevel, OffsetSpec, RequestId};
-use kcon_fetch::{FetchEvent, Fetcher};
+use kcon_core::{IsolationLevel, Machine, OffsetSpec, RequestFailure};
+use kcon_fetch::Fetcher;
 use kcon_group::{GroupEvent, GroupMember};
-use kcon_offsets::{OffsetAndMetadata, Offsets};
-use kcon_pool::{Pool, TopicScope};
+use kcon_offsets::Offsets;
+use kcon_pool::Pool;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
 use tracing::{info, warn};
 
 use crate::commit::{CommitHandle, Owned, offset_map};
 use crate::config::{ConsumerBuilder, Settings};
 use crate::error::{Error, ErrorKind};
-use crate::hooks::{CommitSource, ConsumerHooks, FetchedBatch, HookList};
-use crate::listener::{RebalanceContext, RebalanceListener};
+use crate::hooks::{CommitSource, ConsumerHooks, HookList};
+use crate::listener::RebalanceListener;
 use crate::metrics::{Metrics, MetricsHandle};
 use crate::{Record, TopicPartition};
 
-pub use machine::{Command, CommittedOffsets, ConsumerMachine, MachineOptions, Step, StepAnswer};
 pub use rebalance::Hook;
 
-use machine::HOUSEKEEPING;
+use driver::{CloseTurn, Driver, Got, Turn};
+use machine::{ConsumerMachine, MachineOptions};
+pub(crate) use wiring::LeavingHook;
+use wiring::{Exclusive, Wiring};
 
 /// A Kafka consumer: subscribe to topics in a consumer group (or assign partitions), receive
 /// records, commit what was processed.
@@ -77,34 +84,14 @@ use machine::HOUSEKEEPING;
 /// leaves the group in the background, the fetcher and the offsets task stop (without a
 /// final commit).
 pub struct Consumer {
-    pool: Pool,
     settings: Settings,
     /// Everything the consumer knows of its subscription, assignment, positions and
-    /// rebalances: it owns that state, this struct only drives it.
-    machine: ConsumerMachine,
-    fetcher: Fetcher,
-    group: Option<GroupMember>,
-    offsets: Option<Arc<Offsets>>,
-    listener: Exclusive<Option<Box<dyn RebalanceListener>>>,
-    /// The machine's step under way and the task carrying it out: kept across receiving calls
-    /// cancelled half-way, so the next call awaits the same task instead of starting over.
-    step: Option<(RequestId, JoinHandle<StepDone>)>,
-    /// Set when an owner above the consumer stores offsets (per-partition streams, a record
-    /// processor): told of partitions leaving before they go.
-    leaving: Exclusive<Option<LeavingHook>>,
-    hooks: HookList,
-    /// Where the consumer publishes its metrics for [`MetricsHandle`]s, and when next.
-    published: MetricsHandle,
-    next_publish: std::time::Instant,
-    /// A publish was skipped as too soon: the consumer wakes for it at `next_publish`.
-    publish_due: bool,
+    /// rebalances (its machine: it owns that state), and the driver's decisions around it.
+    driver: Driver,
+    /// The tasks' handles and everything else the machine commands or is watched by.
+    parts: Wiring,
     /// Records handed out one at a time: the clock is read every [`PUBLISH_CHECK`] of them.
     handed: u32,
-    /// The partitions owned, as commit handles see them.
-    owned: Owned,
-    /// Where the offsets task reports requests that keep failing (the member and the fetcher
-    /// report theirs with their events).
-    offsets_reports: Option<mpsc::UnboundedReceiver<kcon_core::PersistentFailure>>,
 }
 
 /// What the offsets task tells of the commits nobody awaits in place (auto-commits, async
@@ -124,30 +111,6 @@ fn commit_observer(metrics: MetricsHandle, hooks: HookList) -> kcon_offsets::Com
 
 /// Records `recv` hands out between two looks at the clock for publishing metrics.
 const PUBLISH_CHECK: u32 = 128;
-
-/// Told of partitions about to leave the consumer (revoked, lost, unassigned).
-pub(crate) type LeavingHook = Box<dyn FnMut(&[TopicPartition]) + Send>;
-
-/// A value the consumer reaches only through `&mut self`: the listener and the leaving hook,
-/// which are `Send` and need not be `Sync`. Held in a `Mutex` that is never locked
-/// ([`get_mut`](Exclusive::get_mut) borrows it), so a `Consumer` is `Sync` whatever they are:
-/// `&Consumer` can cross an await on a spawned task (`lag()`, `watermarks()`) without asking
-/// applications for `Sync` listeners.
-struct Exclusive<T>(Mutex<T>);
-
-impl<T> Exclusive<T> {
-    fn new(value: T) -> Self {
-        Exclusive(Mutex::new(value))
-    }
-
-    fn get_mut(&mut self) -> &mut T {
-        // Never locked, so never poisoned; a poison flag would change nothing here anyway.
-        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// What a step's task hands back: the listener when the step called it, and the answer.
-type StepDone = (Option<Box<dyn RebalanceListener>>, StepAnswer);
 
 impl Consumer {
     /// A builder for a consumer's configuration.
@@ -193,6 +156,10 @@ impl Consumer {
                 .as_ref()
                 .is_some_and(|o| o.enable_auto_offset_store),
             metadata_max_age: settings.pool.metadata_max_age,
+            max_poll_interval: settings
+                .group
+                .as_ref()
+                .map_or(Duration::MAX, |g| g.max_poll_interval),
             coordinator_regex: settings
                 .group
                 .as_ref()
@@ -208,22 +175,22 @@ impl Consumer {
             o.observe(commit_observer(published.clone(), hooks.clone()));
         }
         Ok(Consumer {
-            machine: ConsumerMachine::new(options, now()),
-            pool,
+            driver: Driver::new(ConsumerMachine::new(options, now())),
+            parts: Wiring {
+                pool,
+                fetcher,
+                group,
+                offsets,
+                offsets_reports,
+                listener: Exclusive::new(listener),
+                leaving: Exclusive::new(None),
+                hooks,
+                published,
+                owned: Owned::default(),
+                step: None,
+            },
             settings,
-            fetcher,
-            group,
-            offsets,
-            listener: Exclusive::new(listener),
-            step: None,
-            leaving: Exclusive::new(None),
-            hooks,
-            published,
-            next_publish: now(),
-            publish_due: false,
             handed: 0,
-            owned: Owned::default(),
-            offsets_reports,
         })
     }
 
@@ -247,8 +214,8 @@ impl Consumer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.machine.subscribe(now(), topics)?;
-        self.run_commands();
+        self.driver.machine.subscribe(now(), topics)?;
+        self.run();
         Ok(())
     }
 
@@ -267,8 +234,8 @@ impl Consumer {
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
-        self.machine.assign(partitions)?;
-        self.run_commands();
+        self.driver.machine.assign(partitions)?;
+        self.run();
         Ok(())
     }
 
@@ -285,10 +252,10 @@ impl Consumer {
     pub async fn unsubscribe(&mut self) {
         // A rebalance left half-way by a cancelled call is finished first.
         self.finish_steps().await;
-        self.machine.unsubscribe();
-        self.run_commands();
+        self.driver.machine.unsubscribe();
+        self.run();
         self.finish_steps().await;
-        self.machine.unsubscribed();
+        self.driver.machine.unsubscribed();
     }
 
     /// The topics subscribed: those named, or those a pattern matches now (empty with
@@ -300,7 +267,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn subscription(&self) -> BTreeSet<String> {
-        self.machine.subscription()
+        self.driver.machine.subscription()
     }
 
     /// The partitions the consumer owns now.
@@ -313,7 +280,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn assignment(&self) -> BTreeSet<TopicPartition> {
-        self.machine.assignment().clone()
+        self.driver.machine.assignment().clone()
     }
 
     /// The next record, waiting for one. Rebalances are handled meanwhile (the listener runs
@@ -329,14 +296,14 @@ impl Consumer {
     /// ```
     pub async fn recv(&mut self) -> Result<Record, Error> {
         loop {
-            if let Some(record) = self.machine.next_record() {
+            if let Some(record) = self.driver.machine.next_record() {
                 self.handed = self.handed.wrapping_add(1);
                 if self.handed.is_multiple_of(PUBLISH_CHECK) {
                     self.publish(false);
                 }
                 return Ok(record);
             }
-            self.machine.finish_current();
+            self.driver.machine.finish_current();
             self.fill().await?;
         }
     }
@@ -355,11 +322,11 @@ impl Consumer {
     /// ```
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
         loop {
-            if let Some((tp, records)) = self.machine.take_batch() {
+            if let Some((tp, records)) = self.driver.machine.take_batch() {
                 self.publish_for(&tp);
                 return Ok(records);
             }
-            self.machine.finish_current();
+            self.driver.machine.finish_current();
             self.fill().await?;
         }
     }
@@ -371,11 +338,11 @@ impl Consumer {
         interrupt: &mut mpsc::UnboundedReceiver<T>,
     ) -> Result<Result<(TopicPartition, Vec<Record>), T>, Error> {
         loop {
-            if let Some(batch) = self.machine.take_batch() {
+            if let Some(batch) = self.driver.machine.take_batch() {
                 self.publish_for(&batch.0);
                 return Ok(Ok(batch));
             }
-            self.machine.finish_current();
+            self.driver.machine.finish_current();
             if let Some(t) = self.fill_or(Some(&mut *interrupt)).await? {
                 return Ok(Err(t));
             }
@@ -395,9 +362,10 @@ impl Consumer {
     /// ```
     pub fn store_offset(&mut self, record: &Record) -> Result<(), Error> {
         let tp = TopicPartition::new(&*record.topic, record.partition);
-        self.machine
+        self.driver
+            .machine
             .store_offset(tp, record.offset, record.leader_epoch)?;
-        self.run_commands();
+        self.run();
         Ok(())
     }
 
@@ -415,9 +383,9 @@ impl Consumer {
     /// # }
     /// ```
     pub async fn commit(&mut self) -> Result<(), Error> {
-        self.machine.usable()?;
-        self.machine.store_processed();
-        self.run_commands();
+        self.driver.machine.usable()?;
+        self.driver.machine.store_processed();
+        self.run();
         let offsets = self.offsets_handle()?.clone();
         let started = Instant::now();
         let result = offsets.commit_sync(None).await;
@@ -436,7 +404,7 @@ impl Consumer {
         &mut self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
-        self.machine.usable()?;
+        self.driver.machine.usable()?;
         let given: BTreeMap<TopicPartition, i64> = offsets.into_iter().collect();
         let map = offset_map(given.clone());
         let handle = self.offsets_handle()?.clone();
@@ -460,8 +428,9 @@ impl Consumer {
     ) -> Result<(), Error> {
         let latency = started.elapsed();
         let result = result.map_err(Error::from);
-        self.machine.commit_done(latency, result.is_ok());
-        self.hooks
+        self.driver.machine.commit_done(latency, result.is_ok());
+        self.parts
+            .hooks
             .commit(source, given, latency, result.as_ref().err());
         self.publish(true);
         result
@@ -483,9 +452,9 @@ impl Consumer {
     pub fn commit_async(
         &mut self,
     ) -> Result<impl std::future::Future<Output = Result<(), Error>> + Send + 'static, Error> {
-        self.machine.usable()?;
-        self.machine.store_processed();
-        self.run_commands();
+        self.driver.machine.usable()?;
+        self.driver.machine.store_processed();
+        self.run();
         let rx = self.offsets_handle()?.commit_async(None);
         // Counted and told to the hooks by the offsets task as it finishes (see `start`),
         // whether or not this future is polled.
@@ -537,7 +506,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
-        self.machine.position(tp)
+        self.driver.machine.position(tp)
     }
 
     /// Moves `tp` (owned) to `offset`: the next record handed out is the one at `offset`.
@@ -549,8 +518,8 @@ impl Consumer {
     /// # }
     /// ```
     pub fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
-        self.machine.seek(tp, offset)?;
-        self.run_commands();
+        self.driver.machine.seek(tp, offset)?;
+        self.run();
         Ok(())
     }
 
@@ -637,7 +606,7 @@ impl Consumer {
         &self,
         specs: &BTreeMap<TopicPartition, OffsetSpec>,
     ) -> Result<BTreeMap<TopicPartition, ListedOffset>, Error> {
-        let found = admin::list_offsets(&self.pool, specs, self.isolation()).await?;
+        let found = admin::list_offsets(&self.parts.pool, specs, self.isolation()).await?;
         for (tp, l) in &found {
             if let Some(e) = admin::Error::partition(ApiKey::ListOffsets, l.error_code, tp) {
                 return Err(Error::from(e));
@@ -658,7 +627,7 @@ impl Consumer {
     /// ```
     pub async fn watermarks(&self, tp: &TopicPartition) -> Result<Watermarks, Error> {
         let set = BTreeSet::from([tp.clone()]);
-        let mut found = admin::watermarks(&self.pool, &set).await?;
+        let mut found = admin::watermarks(&self.parts.pool, &set).await?;
         found.remove(tp).ok_or_else(|| {
             Error::new(
                 ErrorKind::Broker,
@@ -683,18 +652,21 @@ impl Consumer {
     /// # }
     /// ```
     pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, crate::PartitionLag>, Error> {
-        let found = admin::watermarks(&self.pool, self.machine.assignment()).await?;
+        let found = admin::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
         let now = now_ms();
         let isolation = self.isolation();
         Ok(found
             .into_iter()
             .map(|(tp, w)| {
                 let fetched = match isolation {
-                    IsolationLevel::ReadUncommitted => self.machine.high_watermark(&tp),
+                    IsolationLevel::ReadUncommitted => self.driver.machine.high_watermark(&tp),
                     IsolationLevel::ReadCommitted => None,
                 };
                 let end = admin::lag::log_end(w.end(isolation), fetched);
-                let lag = self.machine.partition_lag(&tp, Some(w.log_start), end, now);
+                let lag = self
+                    .driver
+                    .machine
+                    .partition_lag(&tp, Some(w.log_start), end, now);
                 (tp, lag)
             })
             .collect())
@@ -715,8 +687,8 @@ impl Consumer {
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
-        let result = self.machine.pause(partitions);
-        self.run_commands();
+        let result = self.driver.machine.pause(partitions);
+        self.run();
         result
     }
 
@@ -732,8 +704,8 @@ impl Consumer {
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
-        let result = self.machine.resume(partitions);
-        self.run_commands();
+        let result = self.driver.machine.resume(partitions);
+        self.run();
         result
     }
 
@@ -745,7 +717,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn paused(&self) -> BTreeSet<TopicPartition> {
-        self.machine.paused().clone()
+        self.driver.machine.paused().clone()
     }
 
     /// A snapshot of the consumer's metrics: per-partition position and lag (from the last
@@ -759,10 +731,11 @@ impl Consumer {
     /// # }
     /// ```
     pub fn metrics(&self) -> Metrics {
-        let lags = self.machine.lags(now_ms());
-        self.machine
+        let lags = self.driver.machine.lags(now_ms());
+        self.driver
+            .machine
             .metrics()
-            .snapshot(now(), lags, self.fetcher.latency())
+            .snapshot(now(), lags, self.parts.fetcher.latency())
     }
 
     /// A handle that reads the consumer's metrics from any task or thread while the consumer
@@ -780,7 +753,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn metrics_handle(&self) -> crate::MetricsHandle {
-        self.published.clone()
+        self.parts.published.clone()
     }
 
     /// A cloneable handle that stores and commits offsets from any task while the consumer
@@ -799,36 +772,27 @@ impl Consumer {
     pub fn commit_handle(&self) -> Result<CommitHandle, Error> {
         Ok(CommitHandle::new(
             self.offsets_handle()?.clone(),
-            self.owned.clone(),
-            self.published.clone(),
-            self.hooks.clone(),
+            self.parts.owned.clone(),
+            self.parts.published.clone(),
+            self.parts.hooks.clone(),
         ))
     }
 
     /// Publishes the metrics for [`MetricsHandle`]s: at once when `force`, else when due.
     fn publish(&mut self, force: bool) {
-        let now = now();
-        if !force && now < self.next_publish {
-            self.publish_due = true;
-            return;
-        }
-        self.publish_due = false;
-        self.next_publish = now + MetricsHandle::PUBLISH_EVERY;
-        let inputs = self.machine.lags_inputs();
-        self.published.publish(self.machine.metrics_mut(), inputs);
+        self.driver.publish(now(), force, &mut self.parts);
     }
 
     /// Publishes as [`publish`](Self::publish) does; when that is put off as too soon, still
-    /// publishes the counters and the lag of `tp`, whose records just arrived or were handed
-    /// out (one map entry, not every partition's). A handle read while the application works
-    /// on a batch therefore counts it, whenever the application calls next.
+    /// publishes the counters and the lag of `tp`, whose records were just handed out.
     fn publish_for(&mut self, tp: &TopicPartition) {
-        self.publish(false);
-        if self.publish_due {
-            let inputs = self.machine.lag_inputs_of(tp);
-            self.published
-                .publish_partition(self.machine.metrics_mut(), tp, inputs);
-        }
+        self.driver.machine.publish_for(now(), tp);
+        self.run();
+    }
+
+    /// Passes the machine's commands to the parts.
+    fn run(&mut self) {
+        self.driver.run(now(), &mut self.parts);
     }
 
     /// Closes the consumer within `close.timeout.ms` (default 30 s): the listener is told the
@@ -857,49 +821,57 @@ impl Consumer {
     pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let mut result = Ok(());
-        if time::timeout_at(deadline, self.finish_steps())
-            .await
-            .is_err()
-        {
-            warn!("a revocation in progress did not finish before the close deadline");
-        }
-        // The listener is told, the final commit below commits (not the revocation's own).
-        let revoking = self.machine.begin_close();
-        self.run_commands();
-        if revoking
-            && time::timeout_at(deadline, self.finish_steps())
-                .await
-                .is_err()
-        {
-            warn!("the rebalance listener did not return before the close deadline");
-        }
-        if self.machine.fatal().is_none()
-            && self.machine.auto_commit()
-            && let Some(offsets) = &self.offsets
-        {
-            let started = Instant::now();
-            let done = time::timeout_at(deadline, offsets.commit_sync(None)).await;
-            if let Ok(outcome) = &done {
-                let error = outcome.as_ref().err().map(|e| Error::from(e.clone()));
-                self.hooks
-                    .commit(CommitSource::Close, None, started.elapsed(), error.as_ref());
-            }
-            match done {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => result = Err(Error::from(e)),
-                Err(_) => {
-                    result = Err(Error::new(
-                        ErrorKind::Transport,
-                        "the final commit did not finish within close.timeout.ms",
-                    )
-                    .retriable(true))
+        // The driver says what comes next: a rebalance under way finished, the listener told
+        // of the revocation (the final commit below commits, not the revocation's own), the
+        // final commit, then the member and the fetcher close.
+        loop {
+            match self.driver.close_turn(now(), &mut self.parts) {
+                turn @ (CloseTurn::Finishing | CloseTurn::Revoking) => {
+                    if time::timeout_at(deadline, self.finish_step()).await.is_ok() {
+                        continue;
+                    }
+                    if turn == CloseTurn::Finishing {
+                        warn!("a revocation in progress did not finish before the close deadline");
+                    }
+                    if self.driver.close_late(now(), &mut self.parts) || turn == CloseTurn::Revoking
+                    {
+                        warn!("the rebalance listener did not return before the close deadline");
+                    }
                 }
+                CloseTurn::Commit => {
+                    if let Some(offsets) = &self.parts.offsets {
+                        let started = Instant::now();
+                        let done = time::timeout_at(deadline, offsets.commit_sync(None)).await;
+                        if let Ok(outcome) = &done {
+                            let error = outcome.as_ref().err().map(|e| Error::from(e.clone()));
+                            self.parts.hooks.commit(
+                                CommitSource::Close,
+                                None,
+                                started.elapsed(),
+                                error.as_ref(),
+                            );
+                        }
+                        match done {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => result = Err(Error::from(e)),
+                            Err(_) => {
+                                result = Err(Error::new(
+                                    ErrorKind::Transport,
+                                    "the final commit did not finish within close.timeout.ms",
+                                )
+                                .retriable(true))
+                            }
+                        }
+                    }
+                    self.driver.close_committed();
+                }
+                CloseTurn::Leave => break,
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let fetcher = self.fetcher;
+        let fetcher = self.parts.fetcher;
         let fetch_close = fetcher.close(left);
-        match self.group.take() {
+        match self.parts.group.take() {
             Some(group) => {
                 tokio::join!(group.close(left), fetch_close);
             }
@@ -921,304 +893,99 @@ impl Consumer {
     /// it is as safe to cancel as the group's and the fetcher's channels, so a driver can
     /// listen to its own commands without cancelling a rebalance half-way.
     ///
-    /// Every wait here is on a channel, a sleep, or the task of the machine's step (kept in
-    /// `self.step`), so dropping the call loses nothing.
+    /// The decisions are the driver's ([`Driver::turn`] and the inputs it is handed); this loop
+    /// only waits. Every wait here is on a channel, a sleep, or the task of the machine's step
+    /// (kept in the wiring), so dropping the call loses nothing.
     pub(crate) async fn fill_or<T>(
         &mut self,
         mut interrupt: Option<&mut mpsc::UnboundedReceiver<T>>,
     ) -> Result<Option<T>, Error> {
-        self.machine.usable()?;
-        self.machine.tick(now());
-        self.run_commands();
+        self.driver.call(now(), &mut self.parts)?;
         loop {
-            self.tell_failures();
-            // Every event (a fetch answer, a group event, the housekeeping tick) may change
-            // what the metrics handles read.
-            self.publish(false);
-            if let Some(e) = self.machine.take_error() {
-                return Err(e);
+            match self.driver.turn(now(), &mut self.parts) {
+                Turn::Error(e) => return Err(e),
+                Turn::Again => continue,
+                Turn::Step => {
+                    self.finish_step().await;
+                    continue;
+                }
+                Turn::Wait => {}
             }
-            self.finish_steps().await;
-            let metadata = self.pool.metadata();
-            self.machine
-                .prepare(now(), metadata.generation, || metadata.topics.keys());
-            self.run_commands();
-            if self.machine.is_busy() {
-                // A step came out of `prepare` (a committed-offset lookup, the topics of a
-                // pattern): it is finished before anything else.
-                continue;
-            }
-            let wake = Instant::now() + HOUSEKEEPING;
-            let wake = if self.publish_due {
-                wake.min(Instant::from_std(self.next_publish))
-            } else {
-                wake
-            };
-            let next = time::sleep_until(wake);
+            let deadline = self.driver.machine.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
-                event = next_group_event(self.group.as_mut()) => {
-                    let handled = self.machine.group_event(now(), event);
-                    self.run_commands();
-                    self.publish(true);
-                    handled?;
+                event = next_group_event(self.parts.group.as_mut()) => {
+                    if let Some(e) = self.driver.group_event(now(), event, &mut self.parts) {
+                        return Err(e);
+                    }
                 }
                 Some(t) = next_interrupt(interrupt.as_deref_mut()) => return Ok(Some(t)),
-                event = self.fetcher.next() => {
-                    if let Some(FetchEvent::Records(r)) = &event {
-                        let batch = FetchedBatch {
-                            partition: &r.partition,
-                            records: r.records.len(),
-                            bytes: r.bytes,
-                            high_watermark: r.high_watermark,
-                        };
-                        self.hooks.each(|h| h.on_fetched(&batch));
-                    }
-                    let ready = self.machine.fetch_event(now(), event);
-                    self.run_commands();
-                    match ready {
-                        Ok(true) => {
-                            if let Some(tp) = self.machine.current_partition().cloned() {
-                                self.publish_for(&tp);
-                            }
-                            if !self.hooks.is_empty()
-                                && let Some((tp, records)) = self.machine.fresh_batch()
-                            {
-                                self.hooks.each(|h| h.on_records(tp, records));
-                            }
-                            return Ok(None);
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            for tp in e.partitions() {
-                                self.hooks.each(|h| h.on_partition_error(tp, &e));
-                            }
-                            return Err(e);
-                        }
+                event = self.parts.fetcher.next() => {
+                    match self.driver.fetch_event(now(), event, &mut self.parts) {
+                        Got::Records => return Ok(None),
+                        Got::Error(e) => return Err(e),
+                        Got::Nothing => {}
                     }
                 }
-                () = next => {
-                    self.machine.tick(now());
-                    self.run_commands();
-                }
+                () = sleep_until(deadline) => self.driver.timeout(now(), &mut self.parts),
             }
         }
     }
 
-    /// Carries out the machine's steps one after another until none is left. Each runs on a
-    /// task of its own whose handle stays in `self.step`: a receiving call cancelled meanwhile
-    /// leaves the work running, and the next call picks up where it stopped. So the member is
-    /// always told a revocation is done, and the listener runs exactly once per event.
+    /// Carries out the machine's steps one after another until none is left.
     async fn finish_steps(&mut self) {
-        loop {
-            if self.step.is_none() {
-                let Some((id, step)) = self.machine.poll_step() else {
-                    return;
-                };
-                match self.start_step(step) {
-                    Ok(task) => self.step = Some((id, task)),
-                    Err(answer) => {
-                        self.machine.handle_step(id, answer);
-                        self.run_commands();
-                        continue;
-                    }
-                }
-            }
-            let Some((id, task)) = self.step.as_mut() else {
-                return;
-            };
-            let id = *id;
-            let done = task.await;
-            self.step = None;
-            let answer = match done {
-                Ok((listener, answer)) => {
-                    if listener.is_some() {
-                        *self.listener.get_mut() = listener;
-                    }
-                    answer
-                }
-                Err(e) => StepAnswer::Failed(e.to_string()),
-            };
-            self.machine.handle_step(id, answer);
-            self.run_commands();
+        while self.driver.steps(now(), &mut self.parts) {
+            self.finish_step().await;
         }
     }
 
-    /// The task that carries out `step`, or its answer when there is nothing to wait for.
-    fn start_step(&mut self, step: Step) -> Result<JoinHandle<StepDone>, StepAnswer> {
-        match step {
-            Step::Listener {
-                hook,
-                partitions,
-                positions,
-            } => {
-                self.hooks.each(|h| h.on_rebalance(hook, &partitions));
-                let Some(mut listener) = self.listener.get_mut().take() else {
-                    return Err(StepAnswer::Listener(Ok(Vec::new())));
-                };
-                let ctx = RebalanceContext {
-                    offsets: self.offsets.clone(),
-                    positions,
-                    seeks: Mutex::new(Vec::new()),
-                };
-                Ok(tokio::spawn(async move {
-                    match hook {
-                        Hook::Assigned => listener.on_assigned(&ctx, &partitions).await,
-                        Hook::Revoked => listener.on_revoked(&ctx, &partitions).await,
-                        Hook::Lost => listener.on_lost(&ctx, &partitions).await,
-                    }
-                    let seeks = ctx.seeks.into_inner().unwrap_or_else(|p| p.into_inner());
-                    (Some(listener), StepAnswer::Listener(Ok(seeks)))
-                }))
-            }
-            Step::Commit => {
-                let Some(offsets) = self.offsets.clone() else {
-                    return Err(StepAnswer::Failed("no offsets without a group.id".into()));
-                };
-                let hooks = self.hooks.clone();
-                Ok(tokio::spawn(async move {
-                    let started = Instant::now();
-                    let result = offsets.commit_sync(None).await;
-                    let latency = started.elapsed();
-                    let result = result.map(drop).map_err(Error::from);
-                    hooks.commit(
-                        CommitSource::Rebalance,
-                        None,
-                        latency,
-                        result.as_ref().err(),
-                    );
-                    let result = result.map_err(|e| e.to_string());
-                    (None, StepAnswer::Commit { latency, result })
-                }))
-            }
-            Step::Committed(partitions) => {
-                let Some(offsets) = self.offsets.clone() else {
-                    return Err(StepAnswer::Committed(Ok(BTreeMap::new())));
-                };
-                Ok(tokio::spawn(async move {
-                    let result = offsets
-                        .committed(Some(partitions))
-                        .await
-                        .map(|found| {
-                            found
-                                .into_iter()
-                                .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
-                                .collect()
-                        })
-                        .map_err(Error::from);
-                    (None, StepAnswer::Committed(result))
-                }))
-            }
-            Step::AllTopics => {
-                let pool = self.pool.clone();
-                Ok(tokio::spawn(async move {
-                    let result = pool
-                        .refresh_metadata(TopicScope::All)
-                        .await
-                        .map(|m| (m.generation, m.topics.keys().cloned().collect()))
-                        .map_err(|e| e.to_string());
-                    (None, StepAnswer::Topics(result))
-                }))
-            }
-        }
-    }
-
-    /// Tells the hooks of requests that keep failing (or recovered): the offsets task's
-    /// reports, and those that came with the member's and the fetcher's events.
-    fn tell_failures(&mut self) {
-        if let Some(rx) = &mut self.offsets_reports {
-            while let Ok(report) = rx.try_recv() {
-                self.machine.persistent_failure(report);
-            }
-        }
-        while let Some(report) = self.machine.take_report() {
-            self.hooks.each(|h| h.on_persistent_failure(&report));
-        }
-    }
-
-    /// Passes the machine's commands to the parts they are for, in order.
-    fn run_commands(&mut self) {
-        while let Some(command) = self.machine.poll_command() {
-            match command {
-                Command::Subscribe(topics) => {
-                    if let Some(g) = &self.group {
-                        g.subscribe(topics);
-                    }
-                }
-                Command::SubscribeRegex { topics, regex } => {
-                    if let Some(g) = &self.group {
-                        g.subscribe_with_regex(topics, Some(regex));
-                    }
-                }
-                Command::Unsubscribe => {
-                    if let Some(g) = &self.group {
-                        g.unsubscribe();
-                    }
-                }
-                Command::Alive => {
-                    if let Some(g) = &self.group {
-                        g.poll();
-                    }
-                }
-                Command::RevocationDone(id) => {
-                    if let Some(g) = &self.group {
-                        g.revocation_done(id);
-                    }
-                }
-                Command::TrackTopics(topics) => self.pool.track_topics(TopicScope::topics(topics)),
-                Command::Assign(starts) => {
-                    self.owned.add(starts.iter().map(|(tp, _)| tp.clone()));
-                    self.fetcher.assign(starts);
-                }
-                Command::Unassign(partitions) => {
-                    self.owned.remove(&partitions, || {});
-                    self.fetcher.unassign(partitions);
-                }
-                Command::Pause(tp) => self.fetcher.pause(tp),
-                Command::Resume(tp) => self.fetcher.resume(tp),
-                Command::Seek(tp, offset) => self.fetcher.seek(tp, offset, None),
-                Command::Store(tp, offset, leader_epoch) => {
-                    if let Some(o) = &self.offsets {
-                        o.store(
-                            tp,
-                            OffsetAndMetadata {
-                                offset,
-                                leader_epoch,
-                                metadata: String::new(),
-                            },
-                        );
-                    }
-                }
-                Command::Forget(partitions) => {
-                    let offsets = self.offsets.as_ref();
-                    self.owned.remove(&partitions.clone(), || {
-                        if let Some(o) = offsets {
-                            o.forget(partitions);
+    /// Waits for the step out and hands its answer to the driver. The step runs on a task of
+    /// its own whose handle stays in the wiring: a call cancelled meanwhile leaves the work
+    /// running, and the next call awaits the same task. So the member is always told a
+    /// revocation is done, and the listener runs exactly once per event.
+    async fn finish_step(&mut self) {
+        let (id, answer) = match self.parts.step.as_mut() {
+            Some((id, task)) => {
+                let id = *id;
+                let done = task.await;
+                self.parts.step = None;
+                let answer = match done {
+                    Ok((listener, answer)) => {
+                        if listener.is_some() {
+                            *self.parts.listener.get_mut() = listener;
                         }
-                    });
-                }
-                Command::Leaving(partitions) => {
-                    if let Some(hook) = self.leaving.get_mut() {
-                        hook(&partitions);
+                        Ok(answer)
                     }
-                }
+                    Err(e) => Err(RequestFailure::retriable(e.to_string())),
+                };
+                (id, answer)
             }
-        }
+            // Invariant: a step the machine awaits has its task here; should it not, the
+            // machine hears the step failed rather than waiting for ever.
+            None => match self.driver.machine.awaiting_step() {
+                Some(id) => (
+                    id,
+                    Err(RequestFailure::retriable("the step's task is gone")),
+                ),
+                None => return,
+            },
+        };
+        self.driver.answered(now(), id, answer, &mut self.parts);
     }
 
     /// Hands storing to an owner above the consumer (per-partition streams, a record
     /// processor): `hook` hears of partitions leaving, before the revocation's commit, and the
     /// owner stores records as it processes them.
     pub(crate) fn set_leaving_hook(&mut self, hook: LeavingHook) {
-        *self.leaving.get_mut() = Some(hook);
-        self.machine.store_elsewhere();
+        *self.parts.leaving.get_mut() = Some(hook);
+        self.driver.machine.store_elsewhere();
     }
 
     /// Stores what was handed out so far under the consumer's own rule
     /// (`enable.auto.offset.store`): before an owner above it takes storing over.
     pub(crate) fn store_now(&mut self) {
-        self.machine.store_processed();
-        self.run_commands();
+        self.driver.machine.store_processed();
+        self.run();
     }
 
     /// The consumer's configuration.
@@ -1228,21 +995,21 @@ impl Consumer {
 
     /// The consumer's connections.
     pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
+        &self.parts.pool
     }
 
     /// The offsets task, shared with per-partition streams.
     pub(crate) fn shared_offsets(&self) -> Option<Arc<Offsets>> {
-        self.offsets.clone()
+        self.parts.offsets.clone()
     }
 
     /// Whether records are stored once processed (`enable.auto.offset.store`).
     pub(crate) fn stores_processed(&self) -> bool {
-        self.machine.stores_processed()
+        self.driver.machine.stores_processed()
     }
 
     fn offsets_handle(&self) -> Result<&Arc<Offsets>, Error> {
-        self.offsets.as_ref().ok_or_else(|| {
+        self.parts.offsets.as_ref().ok_or_else(|| {
             Error::misuse("offsets can only be stored and committed with a group.id")
         })
     }
@@ -1255,8 +1022,17 @@ impl Consumer {
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("machine", &self.machine)
+            .field("machine", &self.driver.machine)
             .finish_non_exhaustive()
+    }
+}
+
+/// Sleeps until `deadline`, or for ever when there is none: the machine's `poll_timeout` as a
+/// `select!` branch.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Pattern {
     seen: Option<u64>,
     /// When every topic's metadata was last asked for.
     refreshed: Option<Instant>,
+    /// When the pattern was subscribed.
+    since: Option<Instant>,
 }
 
 impl Subscription {
@@ -76,6 +78,7 @@ impl Subscription {
             matched: None,
             seen: None,
             refreshed: None,
+            since: None,
         }))
     }
 
@@ -115,14 +118,21 @@ impl Pattern {
         }
     }
 
-    /// Whether every topic's metadata must be asked for now: the pool's own refreshes cover
+    /// The pattern was subscribed at `now`.
+    pub(crate) fn subscribed(&mut self, now: Instant) {
+        self.since = Some(now);
+    }
+
+    /// When every topic's metadata must next be asked for: the pool's own refreshes cover
     /// only the topics its users track (the matched ones), so new topics show up only in a
-    /// refresh of every topic: at first, then every `metadata.max.age.ms`.
-    pub(crate) fn refresh_due(&self, now: Instant, max_age: Duration) -> bool {
-        self.matched.is_none()
-            || self
-                .refreshed
-                .is_none_or(|at| now.saturating_duration_since(at) >= max_age)
+    /// refresh of every topic: at once (also after a refresh that failed, before the first
+    /// match), then every `metadata.max.age.ms`.
+    pub(crate) fn refresh_at(&self, max_age: Duration) -> Option<Instant> {
+        match (self.refreshed, &self.matched) {
+            (None, _) => self.since,
+            (Some(at), None) => Some(at),
+            (Some(at), Some(_)) => Some(at + max_age),
+        }
     }
 
     /// Every topic's metadata was asked for at `now`.

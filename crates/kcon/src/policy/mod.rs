@@ -25,11 +25,14 @@
 //! not committed). A process killed between a dead-letter write and the commit writes the
 //! record to the dead-letter topic again after its restart: dead letters are at least once.
 //!
-//! The decisions live in a sans-IO machine (`machine.rs`: no clock, no IO, tested on a virtual
-//! clock); the processor carries them out.
+//! The decisions live in a sans-IO machine (`machine/`: no clock, no IO, on kcon-core's machine
+//! contract, tested on a virtual clock) and the decisions of driving it in a sans-IO driver
+//! (`driver.rs`), shared with that test; the processor is the async shell that carries out the
+//! work and waits for the next input.
 
 mod breaker;
 mod dead_letter;
+mod driver;
 mod failure;
 mod hooks;
 mod machine;
@@ -42,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use kcon_core::ErrorTolerance;
+use kcon_core::{ErrorTolerance, Machine, Outgoing};
 use kcon_produce::{Acks, Producer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -61,7 +64,8 @@ use crate::consumer::{now, now_ms};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Error, ErrorKind};
 use crate::{Consumer, TopicPartition};
-use machine::{Action, Event, Outcome, PolicyMachine, Stop};
+use driver::{Driver, Next, Parts};
+use machine::{Done, Outcome, PolicyMachine, Stop, Work};
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -113,20 +117,24 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// The handler is an async closure taking the [`Decoded`] record by reference; write it
 /// `async move |record| ...` so that a processor run on a spawned task is `Send`.
 pub struct Processor<K = BytesDeserializer, V = BytesDeserializer> {
-    consumer: Consumer,
     key: K,
     value: V,
-    machine: PolicyMachine,
-    /// Partitions the consumer said are leaving, not yet told to the machine.
-    leaving: Arc<Mutex<Vec<TopicPartition>>>,
+    driver: Driver,
+    /// The consumer, the hooks and the metrics handle: what the driver tells.
+    parts: Shell,
     /// The dead-letter topic and its producer, and whether the processor made the producer.
     dead_letter: Option<DeadLetter>,
+}
+
+/// The parts the driver tells, in the processor.
+struct Shell {
+    consumer: Consumer,
+    /// Partitions the consumer said are leaving, not yet told to the machine.
+    leaving: Arc<Mutex<Vec<TopicPartition>>>,
     group: Option<String>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
     metrics: PolicyMetricsHandle,
     next_publish: Instant,
-    /// Partitions paused when the breaker opened, resumed when it closes.
-    breaker_paused: BTreeSet<TopicPartition>,
 }
 
 struct DeadLetter {
@@ -277,17 +285,18 @@ impl<K, V> ProcessorBuilder<K, V> {
             debug!("errors.tolerance=none: a record that fails for good stops the processor");
         }
         Ok(Processor {
-            consumer,
             key: self.key,
             value: self.value,
-            machine: PolicyMachine::new(&config, fastrand::u64(..)),
-            leaving,
+            driver: Driver::new(PolicyMachine::new(&config, fastrand::u64(..))),
+            parts: Shell {
+                consumer,
+                leaving,
+                group,
+                hooks: self.hooks,
+                metrics,
+                next_publish: Instant::now(),
+            },
             dead_letter,
-            group,
-            hooks: self.hooks,
-            metrics,
-            next_publish: Instant::now(),
-            breaker_paused: BTreeSet::new(),
         })
     }
 }
@@ -321,53 +330,35 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
     {
         let mut stop = std::pin::pin!(stop);
-        if self.machine.is_open() {
-            return Err(Error::new(
-                ErrorKind::CircuitOpen,
-                "the circuit breaker is open: close it (close_breaker) before running again",
-            ));
-        }
-        self.forget_leaving();
-        self.machine.restart(now());
+        self.driver.start(now(), &mut self.parts)?;
         loop {
             // Whichever wake-up came last, partitions the consumer let go of meanwhile are
-            // told first. A retry coming due can cancel a `recv_batch` that had already
-            // started a revocation (told the leaving hook, then awaited the listener or the
-            // commit): a record of a revoked partition carried out now would be processed
-            // here while its next owner reads it too, and its offset could not be stored.
-            self.forget_leaving();
-            while let Some(action) = self.machine.poll_action() {
-                let record_work =
-                    matches!(action, Action::Process { .. } | Action::DeadLetter { .. });
-                if record_work && is_ready(stop.as_mut()) {
-                    // The action stays out: the next run's `restart` asks for it again.
-                    self.publish(true);
-                    return Ok(());
+            // told first (see `Driver::turn`).
+            self.driver.turn(now(), &mut self.parts);
+            loop {
+                match self.driver.next(now(), &mut self.parts) {
+                    Next::Work(out) => {
+                        if is_ready(stop.as_mut()) {
+                            // The work stays out: the next run's `start` asks for it again.
+                            self.parts.publish(&self.driver.machine, true);
+                            return Ok(());
+                        }
+                        let id = out.id;
+                        let done = self.carry_out(out, &mut handler).await;
+                        self.driver.answered(now(), id, Ok(done), &mut self.parts);
+                    }
+                    Next::Wait => break,
+                    Next::Stop(reason) => return Err(self.stopped(reason)),
+                    Next::Error(e) => return Err(e),
                 }
-                self.carry_out(action, &mut handler).await?;
-                self.tell_hooks();
-                if let Some(reason) = self.machine.take_stop() {
-                    let error = self.stopped(reason);
-                    self.publish(true);
-                    return Err(error);
-                }
-                self.publish(false);
             }
-            self.publish(true);
-            let retry_at = self.machine.poll_timeout().map(Instant::from_std);
+            let retry_at = self.driver.machine.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
                 () = &mut stop => return Ok(()),
-                () = sleep_until(retry_at) => self.machine.handle_timeout(now()),
-                batch = self.consumer.recv_batch() => {
-                    // Before the batch: it may belong to a partition assigned again after
-                    // leaving, and must not be dropped with the old lane.
-                    self.forget_leaving();
-                    let records = batch?;
-                    if let Some(first) = records.first() {
-                        let tp = first.topic_partition();
-                        self.machine.records(now(), tp, records);
-                    }
+                () = sleep_until(retry_at) => self.driver.timeout(now()),
+                batch = self.parts.consumer.recv_batch() => {
+                    self.driver.batch(now(), batch, &mut self.parts)?;
                 }
             }
         }
@@ -376,43 +367,34 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// Closes the breaker after it opened: its counts start afresh, the partitions it paused
     /// resume, and the next run starts at the record that opened it.
     pub fn close_breaker(&mut self) -> Result<(), Error> {
-        self.machine.close_breaker(now());
-        let waiting: BTreeSet<TopicPartition> = self.machine.paused().cloned().collect();
-        let owned = self.consumer.assignment();
-        let resume: Vec<TopicPartition> = std::mem::take(&mut self.breaker_paused)
-            .into_iter()
-            .filter(|tp| owned.contains(tp) && !waiting.contains(tp))
-            .collect();
-        self.consumer.resume(resume)?;
-        self.publish(true);
-        Ok(())
+        self.driver.close_breaker(now(), &mut self.parts)
     }
 
     /// The policies' counts now.
     pub fn metrics(&self) -> PolicyMetrics {
-        self.snapshot()
+        snapshot(&self.driver.machine)
     }
 
     /// A handle that reads the counts from any task.
     pub fn metrics_handle(&self) -> PolicyMetricsHandle {
-        self.metrics.clone()
+        self.parts.metrics.clone()
     }
 
     /// The consumer (its assignment, metrics, lag, a commit handle).
     pub fn consumer(&self) -> &Consumer {
-        &self.consumer
+        &self.parts.consumer
     }
 
     /// Commits what was done with so far (processed, skipped or dead-lettered).
     pub async fn commit(&mut self) -> Result<(), Error> {
-        self.consumer.commit().await
+        self.parts.consumer.commit().await
     }
 
     /// Closes the consumer (with auto-commit, committing what was done with; records waiting
     /// are not, so the next owner reads them) and flushes the dead-letter producer (closing
     /// it if the processor made it).
     pub async fn close(self) -> Result<(), Error> {
-        let result = self.consumer.close().await;
+        let result = self.parts.consumer.close().await;
         if let Some(d) = &self.dead_letter {
             if d.owned {
                 d.producer.close().await;
@@ -423,12 +405,14 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         result
     }
 
-    async fn carry_out<H>(&mut self, action: Action, handler: &mut H) -> Result<(), Error>
+    /// Carries out `out`: deserializes the record and calls the handler, or writes the dead
+    /// letter.
+    async fn carry_out<H>(&mut self, out: Outgoing<Work, ()>, handler: &mut H) -> Done
     where
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
     {
-        match action {
-            Action::Process { record, attempt } => {
+        match out.request {
+            Work::Process { record, attempt } => {
                 let outcome = match decode(record, &self.key, &self.value).await {
                     Ok(mut decoded) => {
                         decoded.attempt = attempt;
@@ -439,9 +423,9 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                     }
                     Err(failure) => Outcome::Failed(FailureInfo::from(&failure)),
                 };
-                self.machine.processed(now(), outcome);
+                Done::Processed(outcome)
             }
-            Action::DeadLetter {
+            Work::DeadLetter {
                 record,
                 failure,
                 attempts,
@@ -450,18 +434,9 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                 if let Err(e) = &result {
                     warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {e}");
                 }
-                self.machine.dead_lettered(now(), result);
+                Done::DeadLettered(result)
             }
-            Action::Store(record) => {
-                // Without a group nothing is committed, so there is nothing to store.
-                if self.group.is_some() {
-                    self.consumer.store_offset(&record)?;
-                }
-            }
-            Action::Pause(tp) => self.consumer.pause([tp])?,
-            Action::Resume(tp) => self.consumer.resume([tp])?,
         }
-        Ok(())
     }
 
     async fn write_dead_letter(
@@ -487,7 +462,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         let cx = DeadLetterContext {
             failure,
             attempts,
-            group: self.group.as_deref(),
+            group: self.parts.group.as_deref(),
             failed_at_ms: now_ms(),
         };
         let copy = dead_letter_record(&d.topic, record, cx);
@@ -495,49 +470,8 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         delivery.await.map(drop).map_err(|e| e.to_string())
     }
 
-    /// Tells the machine of partitions the consumer let go of during its last call.
-    fn forget_leaving(&mut self) {
-        let gone = std::mem::take(&mut *self.leaving.lock().unwrap_or_else(|p| p.into_inner()));
-        if gone.is_empty() {
-            return;
-        }
-        for tp in &gone {
-            self.breaker_paused.remove(tp);
-        }
-        self.machine.leaving(now(), &gone);
-    }
-
-    fn tell_hooks(&mut self) {
-        while let Some(event) = self.machine.poll_event() {
-            let hooks = self.hooks.iter();
-            match &event {
-                Event::Retrying {
-                    record,
-                    failure,
-                    attempt,
-                    delay,
-                } => {
-                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}");
-                    hooks.for_each(|h| h.on_retry(record, failure, *attempt, *delay));
-                }
-                Event::Skipped { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
-                    hooks.for_each(|h| h.on_skip(record, failure));
-                }
-                Event::DeadLettered { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
-                    hooks.for_each(|h| h.on_dead_letter(record, failure));
-                }
-                Event::BreakerOpened { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}");
-                    hooks.for_each(|h| h.on_breaker_open(record, failure));
-                }
-            }
-        }
-    }
-
-    /// The error for `reason`; an open breaker pauses every partition first.
-    fn stopped(&mut self, reason: Stop) -> Error {
+    /// The error for `reason` (an open breaker's driver paused every partition already).
+    fn stopped(&self, reason: Stop) -> Error {
         match reason {
             Stop::Failed {
                 record,
@@ -570,60 +504,114 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                 record,
                 failure,
                 tripped,
-            } => {
-                let paused = self.consumer.paused();
-                let pause: Vec<TopicPartition> = self
-                    .consumer
-                    .assignment()
-                    .into_iter()
-                    .filter(|tp| !paused.contains(tp))
-                    .collect();
-                self.breaker_paused.extend(pause.iter().cloned());
-                if let Err(e) = self.consumer.pause(pause) {
-                    warn!("pausing every partition for the open breaker failed: {e}");
-                }
-                Error::new(
-                    ErrorKind::CircuitOpen,
-                    format!(
-                        "the circuit breaker opened at {}-{}@{}: {} of the last {} records failed \
-                         for good, {} in a row; every partition is paused. The last failure: \
-                         {failure}",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        tripped.failures,
-                        tripped.counted,
-                        tripped.consecutive
-                    ),
-                )
-                .with_partitions(vec![record.topic_partition()])
-            }
+            } => Error::new(
+                ErrorKind::CircuitOpen,
+                format!(
+                    "the circuit breaker opened at {}-{}@{}: {} of the last {} records failed \
+                     for good, {} in a row; every partition is paused. The last failure: \
+                     {failure}",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    tripped.failures,
+                    tripped.counted,
+                    tripped.consecutive
+                ),
+            )
+            .with_partitions(vec![record.topic_partition()]),
         }
     }
+}
 
-    fn snapshot(&self) -> PolicyMetrics {
-        self.machine
-            .counts()
-            .snapshot(now(), self.machine.is_open(), self.machine.waiting())
+impl Parts for Shell {
+    fn take_leaving(&mut self) -> Vec<TopicPartition> {
+        std::mem::take(&mut *self.leaving.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Publishes the counts for the handle: at once when `now_due`, else at most every
+    fn assignment(&self) -> BTreeSet<TopicPartition> {
+        self.consumer.assignment()
+    }
+
+    fn paused(&self) -> BTreeSet<TopicPartition> {
+        self.consumer.paused()
+    }
+
+    fn store(&mut self, _now: std::time::Instant, record: &crate::Record) -> Result<(), Error> {
+        // Without a group nothing is committed, so there is nothing to store.
+        if self.group.is_some() {
+            self.consumer.store_offset(record)?;
+        }
+        Ok(())
+    }
+
+    fn pause(
+        &mut self,
+        _now: std::time::Instant,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<(), Error> {
+        self.consumer.pause(partitions)
+    }
+
+    fn resume(
+        &mut self,
+        _now: std::time::Instant,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<(), Error> {
+        self.consumer.resume(partitions)
+    }
+
+    fn retrying(
+        &mut self,
+        record: &crate::Record,
+        failure: &FailureInfo,
+        attempt: u32,
+        delay: Duration,
+    ) {
+        self.hooks
+            .iter()
+            .for_each(|h| h.on_retry(record, failure, attempt, delay));
+    }
+
+    fn skipped(&mut self, record: &crate::Record, failure: &FailureInfo) {
+        self.hooks.iter().for_each(|h| h.on_skip(record, failure));
+    }
+
+    fn dead_lettered(&mut self, record: &crate::Record, failure: &FailureInfo) {
+        self.hooks
+            .iter()
+            .for_each(|h| h.on_dead_letter(record, failure));
+    }
+
+    fn breaker_opened(&mut self, record: &crate::Record, failure: &FailureInfo) {
+        self.hooks
+            .iter()
+            .for_each(|h| h.on_breaker_open(record, failure));
+    }
+
+    /// Publishes the counts for the handle: at once when `force`, else at most every
     /// [`PUBLISH_EVERY`].
-    fn publish(&mut self, now_due: bool) {
+    fn publish(&mut self, machine: &PolicyMachine, force: bool) {
         let at = Instant::now();
-        if !now_due && at < self.next_publish {
+        if !force && at < self.next_publish {
             return;
         }
         self.next_publish = at + PUBLISH_EVERY;
-        self.metrics.publish(self.snapshot());
+        self.metrics.publish(snapshot(machine));
     }
+}
+
+/// The policies' counts now.
+fn snapshot(machine: &PolicyMachine) -> PolicyMetrics {
+    machine
+        .counts()
+        .snapshot(now(), machine.is_open(), machine.waiting())
 }
 
 impl<K, V> std::fmt::Debug for Processor<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
-            .field("consumer", &self.consumer)
-            .field("machine", &self.machine)
+            .field("consumer", &self.parts.consumer)
+            .field("machine", &self.driver.machine)
             .finish_non_exhaustive()
     }
 }

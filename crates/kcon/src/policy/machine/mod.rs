@@ -4,21 +4,20 @@
 //! handler, writes dead letters, stores offsets, pauses partitions).
 //!
 //! # Driving it
-//! As kcon-core's machines: no socket, no clock (`now` is an argument), randomness from a seed
-//! given at construction. After every input, drain [`poll_action`](PolicyMachine::poll_action)
-//! in order, then [`poll_event`](PolicyMachine::poll_event) and
-//! [`take_stop`](PolicyMachine::take_stop); [`poll_timeout`](PolicyMachine::poll_timeout) is
-//! when [`handle_timeout`](PolicyMachine::handle_timeout) is next due.
-//! - inputs: [`records`](PolicyMachine::records) (a fetched batch of one partition),
+//! It follows kcon-core's [`Machine`] contract: no socket, no clock (`now` is an argument),
+//! randomness from a seed given at construction; its driver is the processor's
+//! ([`super::driver`]), shared by the `Processor` and the simulation in `tests.rs`.
+//! - requests ([`Work`]): the record work that needs an answer, with the target `()` (the
+//!   request says what carries it out): process a record (the handler) or write it to the
+//!   dead-letter topic (the producer), answered with a [`Done`]. At most one is out at a time;
+//! - events ([`Event`]), carried out in order: store, pause, resume, what the hooks hear, and
+//!   [`Event::Stop`] (an error that ends the driver's run);
+//! - timers: the retries' ([`poll_timeout`](Machine::poll_timeout), fired by
+//!   [`handle_timeout`](Machine::handle_timeout));
+//! - its own commands: [`records`](PolicyMachine::records) (a fetched batch of one partition),
 //!   [`leaving`](PolicyMachine::leaving) (partitions revoked or lost: their records go, the
-//!   next owner reads them), [`processed`](PolicyMachine::processed) (the answer to a
-//!   [`Action::Process`]), [`dead_lettered`](PolicyMachine::dead_lettered) (the answer to an
-//!   [`Action::DeadLetter`]), [`handle_timeout`](PolicyMachine::handle_timeout),
-//!   [`restart`](PolicyMachine::restart) (the driver starts again, after stopping or being
-//!   cancelled), [`close_breaker`](PolicyMachine::close_breaker);
-//! - outputs: actions (carry out in order; at most one `Process` or `DeadLetter` is out at a
-//!   time and must be answered before more come), events (for hooks), the stop (an error that
-//!   ends the driver's run).
+//!   next owner reads them), [`restart`](PolicyMachine::restart) (the driver starts again,
+//!   after stopping or being cancelled), [`close_breaker`](PolicyMachine::close_breaker).
 //!
 //! # The rules it keeps
 //! - A partition's records are processed in offset order, one at a time. An offset is stored
@@ -33,36 +32,42 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kcon_core::{ErrorTolerance, ExponentialBackoff, TopicPartition};
+use kcon_core::{
+    ErrorTolerance, ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds,
+    TopicPartition,
+};
 
 use super::breaker::{Breaker, Tripped};
-use super::failure::FailureInfo;
+use super::failure::{FailureInfo, Stage};
 use super::metrics::Counts;
 use crate::Record;
 use crate::config::PolicyConfig;
 
-/// What the driver must do, in order.
+/// The record work the driver carries out and answers: the machine's requests.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Action {
-    /// Deserialize the record and call the handler (try number `attempt`, from 1); answer with
-    /// [`PolicyMachine::processed`].
+pub(crate) enum Work {
+    /// Deserialize the record and call the handler (try number `attempt`, from 1); answered
+    /// with [`Done::Processed`].
     Process { record: Record, attempt: u32 },
-    /// Write the record to the dead-letter topic and wait for the acknowledgement; answer
-    /// with [`PolicyMachine::dead_lettered`].
+    /// Write the record to the dead-letter topic and wait for the acknowledgement; answered
+    /// with [`Done::DeadLettered`].
     DeadLetter {
         record: Record,
         failure: FailureInfo,
         attempts: u32,
     },
-    /// Store the offset past the record: it is done with.
-    Store(Record),
-    /// Stop fetching and handing out the partition.
-    Pause(TopicPartition),
-    /// Fetch and hand out the partition again.
-    Resume(TopicPartition),
 }
 
-/// What happened to the record of a [`Action::Process`].
+/// The answer to a [`Work`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Done {
+    /// What became of the record of a [`Work::Process`].
+    Processed(Outcome),
+    /// The dead-letter topic acknowledged the record of a [`Work::DeadLetter`], or why not.
+    DeadLettered(Result<(), String>),
+}
+
+/// What happened to the record of a [`Work::Process`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
     /// Processed.
@@ -71,9 +76,15 @@ pub(crate) enum Outcome {
     Failed(FailureInfo),
 }
 
-/// What the hooks hear.
+/// What the driver must do and the hooks hear, in order: the machine's events.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
+    /// Store the offset past the record: it is done with.
+    Store(Record),
+    /// Stop fetching and handing out the partition.
+    Pause(TopicPartition),
+    /// Fetch and hand out the partition again.
+    Resume(TopicPartition),
     /// Try `attempt` failed retriably; the next is in `delay`.
     Retrying {
         record: Record,
@@ -96,6 +107,8 @@ pub(crate) enum Event {
         record: Record,
         failure: FailureInfo,
     },
+    /// The driver's run stops here, with the error this says.
+    Stop(Stop),
 }
 
 /// Why the driver must stop: nothing past the record was stored, and the record is the first
@@ -165,13 +178,15 @@ pub(crate) struct PolicyMachine {
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
     lanes: BTreeMap<TopicPartition, Lane>,
-    /// The partition whose head is out with the driver (a `Process` or `DeadLetter`).
-    in_flight: Option<TopicPartition>,
+    /// The work out with the driver (a `Process` or `DeadLetter`) and its partition.
+    in_flight: Option<(RequestId, TopicPartition)>,
     breaker: Breaker,
     /// The breaker is open: nothing is processed until it is closed.
     open: bool,
-    stop: Option<Stop>,
-    actions: VecDeque<Action>,
+    /// The machine stopped: nothing is handed out until the driver runs again.
+    stopped: bool,
+    ids: RequestIds,
+    requests: VecDeque<(RequestId, Work)>,
     events: VecDeque<Event>,
     counts: Counts,
 }
@@ -195,8 +210,9 @@ impl PolicyMachine {
                 config.breaker_consecutive,
             ),
             open: false,
-            stop: None,
-            actions: VecDeque::new(),
+            stopped: false,
+            ids: RequestIds::default(),
+            requests: VecDeque::new(),
             events: VecDeque::new(),
             counts: Counts::default(),
         }
@@ -233,19 +249,22 @@ impl PolicyMachine {
         if self
             .in_flight
             .as_ref()
-            .is_some_and(|tp| partitions.contains(tp))
+            .is_some_and(|(_, tp)| partitions.contains(tp))
         {
             self.in_flight = None;
         }
-        self.actions.retain(|a| !concerns(a, partitions));
+        self.requests
+            .retain(|(_, w)| !concerns(w.record(), partitions));
+        self.events.retain(|e| match e {
+            Event::Store(record) => !concerns(record, partitions),
+            Event::Pause(tp) | Event::Resume(tp) => !partitions.contains(tp),
+            _ => true,
+        });
         self.pump(now);
     }
 
-    /// The answer to the last [`Action::Process`].
-    pub(crate) fn processed(&mut self, now: Instant, outcome: Outcome) {
-        let Some(tp) = self.in_flight.take() else {
-            return;
-        };
+    /// The answer to the [`Work::Process`] of `tp`'s head.
+    fn processed(&mut self, now: Instant, tp: TopicPartition, outcome: Outcome) {
         let Some(lane) = self.lanes.get_mut(&tp) else {
             return self.pump(now);
         };
@@ -267,7 +286,7 @@ impl PolicyMachine {
                     lane.retry_at = Some(now + delay);
                     if !lane.paused {
                         lane.paused = true;
-                        self.actions.push_back(Action::Pause(tp.clone()));
+                        self.events.push_back(Event::Pause(tp.clone()));
                     }
                     if let Some(record) = lane.records.front() {
                         self.events.push_back(Event::Retrying {
@@ -286,11 +305,8 @@ impl PolicyMachine {
         self.pump(now);
     }
 
-    /// The answer to the last [`Action::DeadLetter`]: acknowledged, or why not.
-    pub(crate) fn dead_lettered(&mut self, now: Instant, result: Result<(), String>) {
-        let Some(tp) = self.in_flight.take() else {
-            return;
-        };
+    /// The answer to the [`Work::DeadLetter`] of `tp`'s head: acknowledged, or why not.
+    fn dead_lettered(&mut self, now: Instant, tp: TopicPartition, result: Result<(), String>) {
         let Some(lane) = self.lanes.get_mut(&tp) else {
             return self.pump(now);
         };
@@ -309,10 +325,8 @@ impl PolicyMachine {
             }
             Err(error) => {
                 if let Some(record) = lane.records.front() {
-                    self.stop = Some(Stop::DeadLetterFailed {
-                        record: record.clone(),
-                        error,
-                    });
+                    let record = record.clone();
+                    self.stop(Stop::DeadLetterFailed { record, error });
                 }
                 self.counts.dead_letter_failed();
             }
@@ -320,22 +334,12 @@ impl PolicyMachine {
         self.pump(now);
     }
 
-    /// Time passed: retries that are due become ready.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        for lane in self.lanes.values_mut() {
-            if lane.retry_at.is_some_and(|at| at <= now) {
-                lane.retry_at = None;
-            }
-        }
-        self.pump(now);
-    }
-
-    /// The driver runs again (after a stop, or after its run was cancelled with an action
-    /// out): the action out is asked for again, from the start.
+    /// The driver runs again (after a stop, or after its run was cancelled with work out):
+    /// the work out is asked for again, from the start.
     pub(crate) fn restart(&mut self, now: Instant) {
-        self.actions
-            .retain(|a| !matches!(a, Action::Process { .. } | Action::DeadLetter { .. }));
+        self.requests.clear();
         self.in_flight = None;
+        self.stopped = false;
         self.pump(now);
     }
 
@@ -343,6 +347,7 @@ impl PolicyMachine {
     /// that opened it.
     pub(crate) fn close_breaker(&mut self, now: Instant) {
         self.open = false;
+        self.stopped = false;
         self.breaker.clear();
         self.pump(now);
     }
@@ -358,26 +363,6 @@ impl PolicyMachine {
             .iter()
             .filter(|(_, l)| l.paused)
             .map(|(tp, _)| tp)
-    }
-
-    /// The next thing to do.
-    pub(crate) fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The next thing the hooks hear.
-    pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// Why the driver must stop, once.
-    pub(crate) fn take_stop(&mut self) -> Option<Stop> {
-        self.stop.take()
-    }
-
-    /// When the next retry is due.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.lanes.values().filter_map(|l| l.retry_at).min()
     }
 
     /// The counts so far.
@@ -397,11 +382,11 @@ impl PolicyMachine {
             return;
         };
         if let Some(record) = lane.pop() {
-            self.actions.push_back(Action::Store(record));
+            self.events.push_back(Event::Store(record));
         }
         if lane.records.is_empty() {
             if lane.paused {
-                self.actions.push_back(Action::Resume(tp.clone()));
+                self.events.push_back(Event::Resume(tp.clone()));
             }
             self.lanes.remove(tp);
         }
@@ -425,7 +410,7 @@ impl PolicyMachine {
                 record: record.clone(),
                 failure: failure.clone(),
             });
-            self.stop = Some(Stop::BreakerOpen {
+            self.stop(Stop::BreakerOpen {
                 record,
                 failure,
                 tripped,
@@ -435,7 +420,7 @@ impl PolicyMachine {
         match self.tolerance {
             ErrorTolerance::None => {
                 lane.start_over();
-                self.stop = Some(Stop::Failed {
+                self.stop(Stop::Failed {
                     record,
                     failure,
                     attempts,
@@ -452,10 +437,16 @@ impl PolicyMachine {
         }
     }
 
+    /// The driver's run stops with `stop`; nothing is handed out until it runs again.
+    fn stop(&mut self, stop: Stop) {
+        self.stopped = true;
+        self.events.push_back(Event::Stop(stop));
+    }
+
     /// Hands the driver the next record to process or dead-letter, if nothing is out, nothing
     /// stops the machine and a partition has one ready.
     fn pump(&mut self, _now: Instant) {
-        if self.in_flight.is_some() || self.stop.is_some() || self.open {
+        if self.in_flight.is_some() || self.stopped || self.open {
             return;
         }
         let Some((tp, lane)) = self.lanes.iter().find(|(_, l)| l.ready()) else {
@@ -465,32 +456,110 @@ impl PolicyMachine {
         let Some(record) = lane.records.front().cloned() else {
             return;
         };
-        let action = match &lane.dead_letter {
-            Some((failure, attempts)) => Action::DeadLetter {
+        let work = match &lane.dead_letter {
+            Some((failure, attempts)) => Work::DeadLetter {
                 record,
                 failure: failure.clone(),
                 attempts: *attempts,
             },
-            None => Action::Process {
+            None => Work::Process {
                 record,
                 attempt: lane.failures + 1,
             },
         };
-        self.in_flight = Some(tp.clone());
-        self.actions.push_back(action);
+        let id = self.ids.next_id();
+        self.in_flight = Some((id, tp.clone()));
+        self.requests.push_back((id, work));
     }
 }
 
-/// Whether `action` is about one of `partitions`.
-fn concerns(action: &Action, partitions: &[TopicPartition]) -> bool {
-    match action {
-        Action::Process { record, .. }
-        | Action::DeadLetter { record, .. }
-        | Action::Store(record) => partitions
-            .iter()
-            .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic),
-        Action::Pause(tp) | Action::Resume(tp) => partitions.contains(tp),
+impl Machine for PolicyMachine {
+    type Request = Work;
+    /// Work names what carries it out: the handler, or the dead-letter producer.
+    type Target = ();
+    type Response = Done;
+    type Event = Event;
+
+    /// The answer to the work `id`; a failure (the work could not be carried out) counts as
+    /// a failed try of the handler, or a failed dead-letter write. An answer to work no longer
+    /// out (its partition left, the driver restarted) changes nothing.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Done, RequestFailure>,
+    ) {
+        let Some((out, tp)) = self.in_flight.clone() else {
+            return;
+        };
+        if out != id {
+            return;
+        }
+        self.in_flight = None;
+        let dead_letter = self
+            .lanes
+            .get(&tp)
+            .is_some_and(|lane| lane.dead_letter.is_some());
+        match result {
+            Ok(Done::Processed(outcome)) => self.processed(now, tp, outcome),
+            Ok(Done::DeadLettered(result)) => self.dead_lettered(now, tp, result),
+            Err(failure) if dead_letter => self.dead_lettered(now, tp, Err(failure.reason)),
+            Err(failure) => {
+                let failure = FailureInfo {
+                    stage: Stage::Handler,
+                    retriable: failure.retriable,
+                    class: "request".to_owned(),
+                    message: failure.reason,
+                };
+                self.processed(now, tp, Outcome::Failed(failure));
+            }
+        }
     }
+
+    /// Time passed: retries that are due become ready.
+    fn handle_timeout(&mut self, now: Instant) {
+        for lane in self.lanes.values_mut() {
+            if lane.retry_at.is_some_and(|at| at <= now) {
+                lane.retry_at = None;
+            }
+        }
+        self.pump(now);
+    }
+
+    fn poll_request(&mut self, _now: Instant) -> Option<Outgoing<Work, ()>> {
+        let (id, request) = self.requests.pop_front()?;
+        Some(Outgoing {
+            id,
+            target: (),
+            request,
+            timeout: None,
+        })
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the next retry is due.
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.lanes.values().filter_map(|l| l.retry_at).min()
+    }
+}
+
+impl Work {
+    /// The record it is about.
+    pub(crate) fn record(&self) -> &Record {
+        match self {
+            Work::Process { record, .. } | Work::DeadLetter { record, .. } => record,
+        }
+    }
+}
+
+/// Whether `record` is of one of `partitions`.
+fn concerns(record: &Record, partitions: &[TopicPartition]) -> bool {
+    partitions
+        .iter()
+        .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
-use kcon::consumer::Hook;
 use kcon_core::TopicPartition;
 use kcon_sim::code;
-use kcon_sim::world::{App, ClientConfig, Happened, World};
+
+use super::{App, ClientConfig, Happened, World};
+use crate::consumer::Hook;
 
 const TOPIC: &str = "t";
 
@@ -49,7 +50,7 @@ fn a_single_consumer_reads_everything_and_commits_it() {
     w.assert_every_record_processed();
     w.assert_in_order(a);
     assert_eq!(w.clients[a].owned().len(), 4);
-    assert!(w.clients[a].group.generation().id > 0);
+    assert!(w.clients[a].group().generation().id > 0);
 }
 
 /// Members join one at a time, then leave: each change moves only the partitions that must
@@ -103,14 +104,14 @@ fn reconciliation_waits_for_a_revocation_the_application_holds() {
     assert!(w.run_until(secs(60), |w| called(w, a, Hook::Revoked)));
     let processed = w.clients[a].processed.len();
     w.settle(secs(60));
-    let log = &w.clients[a].log;
+    let log = &w.clients[a].log();
     let returned = log
         .iter()
         .find(|(_, h)| matches!(h, Happened::HookReturned(Hook::Revoked)))
         .map(|(at, _)| *at)
         .expect("on_revoked returned");
     let assigned = w.clients[b]
-        .log
+        .log()
         .iter()
         .find(|(_, h)| matches!(h, Happened::Listener(Hook::Assigned, ps) if !ps.is_empty()))
         .map(|(at, _)| *at)
@@ -191,7 +192,7 @@ fn every_fatal_error_at_every_step() {
             assert_eq!(failed.len(), 1, "{error}@{at}\n{}", w.dump(30));
             let f = failed[0];
             assert!(
-                w.clients[f].log.iter().any(
+                w.clients[f].log().iter().any(
                     |(_, h)| matches!(h, Happened::Error(e) if e.contains("ConsumerGroupHeartbeat"))
                 ),
                 "{error}@{at}: no error naming the API\n{}",
@@ -308,7 +309,7 @@ fn a_regex_subscription_takes_up_a_topic_created_later() {
     assert_eq!(owned(&w), expected, "{}", w.dump(30));
     for i in [a, b] {
         assert!(w.clients[i].owned().len() == 3, "{}", w.dump(30));
-        assert!(w.clients[i].consumer.subscription().contains("rx-b"));
+        assert!(w.clients[i].consumer().subscription().contains("rx-b"));
     }
     assert_eq!(w.consumer_coordinator.regexes_received.len(), 2);
     w.assert_every_record_processed();
@@ -324,7 +325,7 @@ fn an_invalid_regex_is_fatal() {
     w.run_for(secs(10));
     assert!(!w.clients[a].is_live(), "{}", w.dump(30));
     let errors: Vec<&String> = w.clients[a]
-        .log
+        .log()
         .iter()
         .filter_map(|(_, h)| match h {
             Happened::Error(e) => Some(e),

@@ -1,11 +1,21 @@
 //! Whole consumers on one virtual clock: each is the four machines kcon's `Consumer` drives
-//! (its own bookkeeping, the group member, the commit machine, the fetch loop), wired the way
-//! the `Consumer` and the parts' tasks wire them, talking over a simulated network to a
-//! simulated cluster ([`Cluster`]) and group coordinator ([`GroupCoordinator`]).
+//! (its own bookkeeping, the group member, the commit machine, the fetch loop), talking over a
+//! simulated network to kcon-sim's simulated cluster ([`Cluster`]) and group coordinators
+//! ([`GroupCoordinator`], [`ConsumerGroupCoordinator`]). A test module of kcon's, so it reaches
+//! the consumer's machine, which kcon does not export.
 //!
+//! - The consumer's machine runs on the consumer's own driver ([`super::driver`]): the same
+//!   decisions the tokio `Consumer` makes (what each input does, how commands reach the parts,
+//!   how steps start and finish, the order of a close), with [`SimParts`] as its parts in place
+//!   of the tasks' handles. This module only feeds it inputs from its scheduled messages, as
+//!   the `Consumer`'s async shell does from its channels, and copies none of it.
+//! - The group member, the commit machine and the fetch loop are driven as their tasks drive
+//!   them (the driving contract: drain requests and events after every input), their requests
+//!   going over the network to the models.
 //! - Time is `base + offset` and only offsets matter, so a run replays exactly. The world jumps
-//!   from one due thing to the next: a message arriving, a timer of a machine or of the
-//!   coordinator, an application finishing a batch or a listener hook.
+//!   from one due thing to the next: a message arriving, a timer of a machine (the consumer's
+//!   own while a receiving call waits) or of the coordinator, an application finishing a batch
+//!   or a listener hook.
 //! - Each message takes a fixed latency; a request without an answer fails with a retriable
 //!   `RequestFailure` after `request.timeout.ms`, as the drivers do. A Fetch without records
 //!   is held `fetch.max.wait.ms`, as a broker holds it.
@@ -15,36 +25,46 @@
 //!   channels, as they do between the parts' tasks and the `Consumer`.
 //! - After every step the invariants hold: no partition owned by two consumers at once (owned
 //!   from the assignment until the revocation or loss is handled), no commit past a record
-//!   that was not processed, and every machine's `poll_timeout` after now once its
-//!   `handle_timeout` ran.
+//!   that was not processed, and every machine's `poll_timeout` (the consumer's too) after now
+//!   once its timers fired.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use kcon::consumer::{
-    Command, CommittedOffsets, ConsumerMachine, Hook, MachineOptions, Step, StepAnswer,
-};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
 use kcon_core::property::registry::{self, Part as Configures};
-use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
+use kcon_core::{
+    Coordinator, Machine, PersistentFailure, RequestFailure, RequestId, Target, TopicPartition,
+};
 use kcon_fetch::handout::{Arrival, Handout};
-use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
-use kcon_group::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberMachine};
+use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest, StartPosition};
+use kcon_group::{
+    GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberMachine, RevocationId,
+};
 use kcon_offsets::{
     CommitId, CommitKind, CommitMachine, CommittedId, OffsetAndMetadata, OffsetsConfig,
     OffsetsEvent, OffsetsRequest, OffsetsResponse,
 };
+use kcon_sim::cluster::{BROKER, Cluster, broker_info};
+use kcon_sim::code;
+use kcon_sim::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
+use kcon_sim::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
 
-use crate::cluster::{BROKER, Cluster, broker_info};
-use crate::code;
-use crate::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
-use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
+use super::Hook;
+use super::driver::{self, CloseTurn, Driver, Got, Parts, Turn};
+use super::machine::{CommittedOffsets, ConsumerMachine, MachineOptions, StepAnswer};
+use crate::Record;
+use crate::hooks::FetchedBatch;
+use crate::metrics::{LagInputs, MetricsState};
+
+mod classic;
+mod kip848;
 
 /// The group every simulated consumer joins.
-pub const GROUP: &str = "sim-group";
+pub(crate) const GROUP: &str = "sim-group";
 
 /// A run that takes more steps than this is spinning.
 const MAX_STEPS: u64 = 2_000_000;
@@ -57,7 +77,7 @@ const BASE_MS: i64 = 1_700_000_000_000;
 
 /// A consumer's settings, by Kafka property name.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     properties: Vec<(String, String)>,
 }
 
@@ -65,7 +85,7 @@ impl ClientConfig {
     /// The simulation's defaults, fast timers: `session.timeout.ms=6000`,
     /// `heartbeat.interval.ms=1000`, `auto.offset.reset=earliest`, `fetch.max.wait.ms=100`,
     /// `auto.commit.interval.ms=1000`, and `partition.assignment.strategy=strategy`.
-    pub fn new(strategy: &str) -> Self {
+    pub(crate) fn new(strategy: &str) -> Self {
         ClientConfig {
             properties: [
                 ("session.timeout.ms", "6000"),
@@ -85,7 +105,7 @@ impl ClientConfig {
     /// The simulation's defaults under `group.protocol=consumer` (KIP-848): the coordinator
     /// decides sessions, heartbeats and assignment, so only `max.poll.interval.ms=30000`,
     /// `auto.offset.reset=earliest`, `fetch.max.wait.ms=100` and `auto.commit.interval.ms=1000`.
-    pub fn consumer_protocol() -> Self {
+    pub(crate) fn consumer_protocol() -> Self {
         ClientConfig {
             properties: [
                 ("group.protocol", "consumer"),
@@ -101,7 +121,7 @@ impl ClientConfig {
     }
 
     /// Sets a property.
-    pub fn set(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn set(mut self, name: &str, value: &str) -> Self {
         self.properties.retain(|(n, _)| n != name);
         self.properties.push((name.to_owned(), value.to_owned()));
         self
@@ -131,15 +151,19 @@ impl ClientConfig {
 
 /// How a consumer's application behaves.
 #[derive(Debug, Clone)]
-pub struct App {
+pub(crate) struct App {
     /// How long processing one batch takes.
-    pub processing: Duration,
+    pub(crate) processing: Duration,
     /// How long `on_assigned` takes.
-    pub on_assigned: Duration,
+    pub(crate) on_assigned: Duration,
     /// How long `on_revoked` takes.
-    pub on_revoked: Duration,
+    pub(crate) on_revoked: Duration,
     /// How long `on_lost` takes.
-    pub on_lost: Duration,
+    pub(crate) on_lost: Duration,
+    /// The application stores each batch's offset itself once it has processed it, as an
+    /// owner above the consumer does (partition streams, a record processor: the consumer
+    /// `store_elsewhere`), and drops a batch whose partition it hears is leaving.
+    pub(crate) stores: bool,
 }
 
 impl Default for App {
@@ -149,13 +173,14 @@ impl Default for App {
             on_assigned: Duration::ZERO,
             on_revoked: Duration::ZERO,
             on_lost: Duration::ZERO,
+            stores: false,
         }
     }
 }
 
 /// What a consumer's application is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Doing {
+pub(crate) enum Doing {
     /// In a receiving call (or closing): the consumer handles events as they come.
     Calling,
     /// Processing a batch, until then.
@@ -184,7 +209,7 @@ enum Request {
 }
 
 #[derive(Debug)]
-enum Answer {
+enum Reply {
     Group(GroupResponse),
     Offsets(OffsetsResponse),
     Fetch(FetchAnswer),
@@ -203,7 +228,7 @@ enum Msg {
         client: usize,
         part: Part,
         id: RequestId,
-        result: Result<Answer, RequestFailure>,
+        result: Result<Reply, RequestFailure>,
     },
     Timeout {
         client: usize,
@@ -214,11 +239,9 @@ enum Msg {
     HookDone { client: usize, step: RequestId },
     /// The application finished processing a batch and calls again.
     Processed { client: usize },
-    /// One second in a receiving call: the consumer's housekeeping.
-    Tick { client: usize },
 }
 
-/// A step the consumer's driver carries out.
+/// A step of the consumer's machine being carried out.
 #[derive(Debug)]
 enum Running {
     /// The listener's hook, returning at the scheduled time.
@@ -231,54 +254,44 @@ enum Running {
 
 /// Something that happened to a consumer, for the test to read.
 #[derive(Debug, Clone)]
-pub enum Happened {
+pub(crate) enum Happened {
     /// A listener hook was called with these partitions.
     Listener(Hook, Vec<TopicPartition>),
     /// A listener hook returned.
     HookReturned(Hook),
     /// The group member told the consumer this.
-    Group(GroupEvent),
+    Group(#[expect(dead_code, reason = "read in the dump, through Debug")] GroupEvent),
     /// The member heard a revocation is done.
     RevocationDone,
+    /// An owner above the consumer heard these partitions leave.
+    Leaving(Vec<TopicPartition>),
+    /// The hooks heard of a request that keeps failing, or of its recovery.
+    Report(#[expect(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
     /// A receiving call returned this error (its message).
     Error(String),
 }
 
 /// One simulated consumer.
 #[derive(Debug)]
-pub struct Client {
-    /// The consumer's own bookkeeping.
-    pub consumer: ConsumerMachine,
-    /// The group member, of either protocol.
-    pub group: MemberMachine,
-    /// The commit machine.
-    pub offsets: CommitMachine,
-    /// The fetch loop.
-    pub fetch: FetchMachine,
-    /// The application.
-    pub app: App,
+pub(crate) struct Client {
+    /// The consumer's machine on its driver: the code the `Consumer` runs.
+    driver: Driver,
+    /// What the driver commands: the other machines and the channels between them.
+    parts: SimParts,
     /// What the application is doing.
-    pub doing: Doing,
+    pub(crate) doing: Doing,
     /// Every record it processed, in order.
-    pub processed: Vec<(TopicPartition, i64)>,
-    /// What happened to it, in order, with the time.
-    pub log: Vec<(Instant, Happened)>,
-    handout: Handout,
-    /// The fetch task's channel to the handle.
-    arrivals: VecDeque<Arrival>,
-    /// The group member's channel to the consumer.
-    group_events: VecDeque<GroupEvent>,
-    /// The step out, and how it is carried out.
-    step: Option<(RequestId, Running)>,
-    /// A step done, waiting for the next receiving call to be fed in.
-    step_done: Option<(RequestId, StepAnswer)>,
+    pub(crate) processed: Vec<(TopicPartition, i64)>,
+    /// A receiving call is under way: it began (the member heard the application is alive)
+    /// and has not returned.
+    in_call: bool,
+    /// The close's final commit, once sent.
+    close_commit: Option<CommitId>,
+    topics: Vec<String>,
     outstanding: BTreeSet<(Part, RequestId)>,
     membership: Membership,
     /// The member is closing: its revocations are acknowledged at once (as its task does).
     member_closing: bool,
-    /// Where a close is.
-    close: Option<Closing>,
-    topics: Vec<String>,
     /// Partitions the member told lost whose loss the consumer has not handled yet: under
     /// KIP-848 the member rejoins at once, so the coordinator may hand them on before the
     /// application hears of it; `Lost` says they may already be another member's.
@@ -287,18 +300,39 @@ pub struct Client {
 
 impl Client {
     /// Whether the consumer runs (not closed, its member not failed).
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         !matches!(self.doing, Doing::Done)
     }
 
+    /// The consumer's machine.
+    pub(crate) fn consumer(&self) -> &ConsumerMachine {
+        &self.driver.machine
+    }
+
+    /// The group member, of either protocol.
+    pub(crate) fn group(&self) -> &MemberMachine {
+        &self.parts.group
+    }
+
+    /// What happened to it, in order, with the time.
+    pub(crate) fn log(&self) -> &[(Instant, Happened)] {
+        &self.parts.log
+    }
+
     /// The partitions the consumer owns.
-    pub fn owned(&self) -> &BTreeSet<TopicPartition> {
-        self.consumer.assignment()
+    pub(crate) fn owned(&self) -> &BTreeSet<TopicPartition> {
+        self.driver.machine.assignment()
+    }
+
+    /// The topics the consumer told the pool to keep fresh.
+    pub(crate) fn tracked(&self) -> &BTreeSet<String> {
+        &self.parts.tracked
     }
 
     /// The listener calls so far.
-    pub fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
-        self.log
+    pub(crate) fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
+        self.parts
+            .log
             .iter()
             .filter_map(|(_, h)| match h {
                 Happened::Listener(hook, ps) => Some((*hook, ps.clone())),
@@ -308,29 +342,230 @@ impl Client {
     }
 }
 
+/// A consumer's parts in the simulation: the machines its tasks would run and the channels
+/// between them and the consumer, as the driver's [`Parts`].
+#[derive(Debug)]
+struct SimParts {
+    /// The consumer's index, for the messages it schedules.
+    client: usize,
+    /// The group member, of either protocol.
+    group: MemberMachine,
+    /// The commit machine.
+    offsets: CommitMachine,
+    /// The fetch loop.
+    fetch: FetchMachine,
+    /// How long the listener's hooks take.
+    app: App,
+    /// What happened, in order, with the time.
+    log: Vec<(Instant, Happened)>,
+    handout: Handout,
+    /// The fetch task's channel to the handle.
+    arrivals: VecDeque<Arrival>,
+    /// The group member's channel to the consumer.
+    group_events: VecDeque<GroupEvent>,
+    /// The offsets task's channel of reports to the consumer.
+    offsets_reports: VecDeque<PersistentFailure>,
+    /// The step out, and how it is carried out.
+    step: Option<(RequestId, Running)>,
+    /// A step done, waiting for the consumer to take its answer (as the `Consumer` awaits a
+    /// step's task again on its next receiving call).
+    step_done: Option<(RequestId, driver::Answer)>,
+    /// The topics the pool is told to keep fresh.
+    tracked: BTreeSet<String>,
+    /// The batch the application is processing when it stores offsets itself: its partition
+    /// and the last record's offset and leader epoch; dropped when the partition leaves.
+    held: Option<(TopicPartition, i64, Option<i32>)>,
+    /// The pool's metadata as the consumer reads it: its generation and every topic.
+    metadata: (u64, BTreeSet<String>),
+    /// Messages to schedule once the driver returns (a listener hook's return).
+    outbox: Vec<(Instant, Msg)>,
+}
+
+impl Parts for SimParts {
+    fn subscribe(&mut self, now: Instant, topics: BTreeSet<String>) {
+        self.group.subscribe(now, topics);
+    }
+
+    fn subscribe_regex(&mut self, now: Instant, topics: BTreeSet<String>, regex: String) {
+        self.group.subscribe_with_regex(now, topics, Some(regex));
+    }
+
+    fn unsubscribe(&mut self, now: Instant) {
+        self.group.unsubscribe(now);
+    }
+
+    fn alive(&mut self, now: Instant) {
+        self.group.application_polled(now);
+    }
+
+    fn revocation_done(&mut self, now: Instant, id: RevocationId) {
+        self.log.push((now, Happened::RevocationDone));
+        self.group.revocation_done(now, id);
+    }
+
+    fn track_topics(&mut self, _now: Instant, topics: BTreeSet<String>) {
+        // The pool tracks what it was last told (`Pool::track_topics` replaces the scope).
+        self.tracked = topics;
+    }
+
+    fn cluster_topics(&self, news: impl FnOnce(u64) -> bool) -> Option<(u64, Vec<String>)> {
+        let (generation, topics) = &self.metadata;
+        news(*generation).then(|| (*generation, topics.iter().cloned().collect()))
+    }
+
+    fn assign(&mut self, now: Instant, starts: Vec<(TopicPartition, StartPosition)>) {
+        self.fetch.assign(now, starts);
+    }
+
+    fn unassign(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {
+        let fence = self.handout.unassign(&partitions);
+        self.fetch.unassign(&partitions);
+        self.arrivals.push_back(Arrival::Fenced(partitions, fence));
+    }
+
+    fn pause(&mut self, _now: Instant, tp: TopicPartition) {
+        self.handout.pause(tp.clone());
+        self.fetch.pause(&tp);
+    }
+
+    fn resume(&mut self, _now: Instant, tp: TopicPartition) {
+        self.handout.resume(&tp);
+        self.fetch.resume(&tp);
+    }
+
+    fn seek(&mut self, _now: Instant, tp: TopicPartition, offset: i64) {
+        let fence = self.handout.seek(&tp);
+        self.fetch.seek(&tp, offset, None);
+        self.arrivals.push_back(Arrival::Fenced(vec![tp], fence));
+    }
+
+    fn store(&mut self, _now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+        self.offsets.store(
+            tp,
+            OffsetAndMetadata {
+                offset,
+                leader_epoch,
+                metadata: String::new(),
+            },
+        );
+    }
+
+    fn forget(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {
+        self.offsets.forget(&partitions);
+    }
+
+    fn offsets_report(&mut self) -> Option<PersistentFailure> {
+        self.offsets_reports.pop_front()
+    }
+
+    fn leaving(&mut self, now: Instant, partitions: Vec<TopicPartition>) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|(tp, ..)| partitions.contains(tp))
+        {
+            self.held = None;
+        }
+        self.log.push((now, Happened::Leaving(partitions)));
+    }
+
+    fn listener(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        hook: Hook,
+        partitions: Vec<TopicPartition>,
+        _positions: HashMap<TopicPartition, i64>,
+    ) -> Option<driver::Answer> {
+        let takes = match hook {
+            Hook::Assigned => self.app.on_assigned,
+            Hook::Revoked => self.app.on_revoked,
+            Hook::Lost => self.app.on_lost,
+        };
+        self.log.push((now, Happened::Listener(hook, partitions)));
+        self.step = Some((id, Running::Hook(hook)));
+        self.outbox.push((
+            now + takes,
+            Msg::HookDone {
+                client: self.client,
+                step: id,
+            },
+        ));
+        None
+    }
+
+    fn commit(&mut self, now: Instant, id: RequestId) -> Option<driver::Answer> {
+        let commit = self.offsets.commit_stored(now, CommitKind::Sync);
+        self.step = Some((id, Running::Commit(commit, now)));
+        None
+    }
+
+    fn committed(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        partitions: BTreeSet<TopicPartition>,
+    ) -> Option<driver::Answer> {
+        let lookup = self.offsets.fetch_committed(now, Some(partitions));
+        self.step = Some((id, Running::Committed(lookup)));
+        None
+    }
+
+    fn all_topics(&mut self, _now: Instant, _id: RequestId) -> Option<driver::Answer> {
+        Some(Ok(StepAnswer::Topics(Ok(self.metadata.clone()))))
+    }
+
+    fn fetched(&mut self, _now: Instant, _batch: &FetchedBatch<'_>) {}
+
+    fn records(&mut self, _now: Instant, _tp: &TopicPartition, _records: &[Record]) {}
+
+    fn partition_error(&mut self, _now: Instant, _tp: &TopicPartition, _error: &crate::Error) {}
+
+    fn persistent_failure(&mut self, now: Instant, report: &PersistentFailure) {
+        self.log.push((now, Happened::Report(report.clone())));
+    }
+
+    fn publish(
+        &mut self,
+        _now: Instant,
+        _metrics: &mut MetricsState,
+        _lags: BTreeMap<TopicPartition, LagInputs>,
+    ) {
+    }
+
+    fn publish_partition(
+        &mut self,
+        _now: Instant,
+        _metrics: &mut MetricsState,
+        _tp: &TopicPartition,
+        _lag: LagInputs,
+    ) {
+    }
+}
+
 /// Consumers, a coordinator and a cluster on one clock.
 #[derive(Debug)]
-pub struct World {
+pub(crate) struct World {
     /// The start.
-    pub base: Instant,
+    pub(crate) base: Instant,
     /// Now.
-    pub now: Instant,
+    pub(crate) now: Instant,
     /// The cluster's data and committed offsets.
-    pub cluster: Cluster,
+    pub(crate) cluster: Cluster,
     /// The group coordinator of the classic protocol.
-    pub coordinator: GroupCoordinator,
+    pub(crate) coordinator: GroupCoordinator,
     /// The group coordinator of the consumer protocol (KIP-848).
-    pub consumer_coordinator: ConsumerGroupCoordinator,
+    pub(crate) consumer_coordinator: ConsumerGroupCoordinator,
     /// The consumers.
-    pub clients: Vec<Client>,
+    pub(crate) clients: Vec<Client>,
     /// Whether no partition may be owned by two consumers at once. Scenarios that lose a
     /// member's partitions (its session expired while it was cut off) turn it off: a member
     /// cannot know it was evicted before it hears of it.
-    pub strict_ownership: bool,
+    pub(crate) strict_ownership: bool,
     /// Every commit the coordinator accepted, with the time.
-    pub commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
+    pub(crate) commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
     /// Consumers whose network is cut until then.
-    pub isolated: BTreeMap<usize, Instant>,
+    pub(crate) isolated: BTreeMap<usize, Instant>,
     queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, RequestId)>,
     next_ticket: Ticket,
@@ -342,7 +577,7 @@ pub struct World {
 
 impl World {
     /// A cluster with `topics` (name, partition count), empty, and no consumers yet.
-    pub fn new(topics: &[(&str, i32)]) -> World {
+    pub(crate) fn new(topics: &[(&str, i32)]) -> World {
         let base = Instant::now();
         let cluster = Cluster::new(topics);
         World {
@@ -371,17 +606,17 @@ impl World {
     }
 
     /// The wall clock now, in ms since the epoch.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         BASE_MS + self.now.duration_since(self.base).as_millis() as i64
     }
 
     /// Seconds since the start, for messages.
-    pub fn secs(&self, t: Instant) -> f64 {
+    pub(crate) fn secs(&self, t: Instant) -> f64 {
         t.duration_since(self.base).as_secs_f64()
     }
 
     /// Appends `n` records to every partition of `topic`.
-    pub fn produce(&mut self, topic: &str, n: usize) {
+    pub(crate) fn produce(&mut self, topic: &str, n: usize) {
         let now_ms = self.now_ms();
         for tp in self.cluster.partitions() {
             if tp.topic == topic {
@@ -390,18 +625,23 @@ impl World {
         }
     }
 
-    /// Creates `topic` with `partitions` partitions: the cluster's metadata changes, and the
-    /// KIP-848 coordinator subscribes the members whose regex matches it.
-    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
+    /// Creates `topic` with `partitions` partitions: the cluster's metadata changes (the
+    /// consumers' pools see a new snapshot), and the KIP-848 coordinator subscribes the members
+    /// whose regex matches it.
+    pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) {
         self.cluster.create_topic(topic, partitions);
         self.metadata_generation += 1;
+        let metadata = (self.metadata_generation, self.cluster.topic_names());
+        for c in &mut self.clients {
+            c.parts.metadata = metadata.clone();
+        }
         self.consumer_coordinator
             .create_topic(topic, Cluster::topic_id(topic), partitions);
         self.check_invariants();
     }
 
     /// Adds a consumer that subscribes to `topics` and starts receiving.
-    pub fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
+    pub(crate) fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
         let (group, offsets, fetch) = config.parts();
         let now = self.now;
         let options = MachineOptions {
@@ -409,33 +649,43 @@ impl World {
             auto_commit: offsets.enable_auto_commit,
             auto_store: offsets.enable_auto_offset_store,
             metadata_max_age: Duration::from_secs(300),
+            max_poll_interval: group.max_poll_interval,
             coordinator_regex: group.group_protocol == GroupProtocol::Consumer,
         };
         let seed = self.clients.len() as u64 + 1;
         let max_poll_records = fetch.max_poll_records.max(1) as usize;
+        let i = self.clients.len();
         let client = Client {
-            consumer: ConsumerMachine::new(options, now),
-            group: MemberMachine::new(group, now, seed),
-            offsets: CommitMachine::new(offsets, now, seed),
-            fetch: FetchMachine::new(fetch, now, seed),
-            app,
+            driver: Driver::new(ConsumerMachine::new(options, now)),
+            parts: SimParts {
+                client: i,
+                group: MemberMachine::new(group, now, seed),
+                offsets: CommitMachine::new(offsets, now, seed),
+                fetch: FetchMachine::new(fetch, now, seed),
+                app,
+                log: Vec::new(),
+                handout: Handout::new(max_poll_records),
+                arrivals: VecDeque::new(),
+                group_events: VecDeque::new(),
+                offsets_reports: VecDeque::new(),
+                step: None,
+                step_done: None,
+                tracked: BTreeSet::new(),
+                held: None,
+                metadata: (self.metadata_generation, self.cluster.topic_names()),
+                outbox: Vec::new(),
+            },
             doing: Doing::Calling,
             processed: Vec::new(),
-            log: Vec::new(),
-            handout: Handout::new(max_poll_records),
-            arrivals: VecDeque::new(),
-            group_events: VecDeque::new(),
-            step: None,
-            step_done: None,
+            in_call: false,
+            close_commit: None,
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             outstanding: BTreeSet::new(),
             membership: Membership::default(),
             member_closing: false,
-            close: None,
-            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             lost_unhandled: BTreeSet::new(),
         };
         self.clients.push(client);
-        let i = self.clients.len() - 1;
         // The pool's metadata names the subscribed topics' ids, as the member's task feeds
         // them in.
         let ids = self
@@ -444,16 +694,20 @@ impl World {
             .into_iter()
             .map(|(name, id, _)| (id, name))
             .collect();
-        self.clients[i]
+        let c = &mut self.clients[i];
+        c.parts
             .group
             .metadata_updated(now, &Default::default(), &ids);
-        let topics = self.clients[i].topics.clone();
-        self.clients[i]
-            .consumer
+        if c.parts.app.stores {
+            c.driver.machine.store_elsewhere();
+        }
+        let topics = c.topics.clone();
+        c.driver
+            .machine
             .subscribe(now, topics)
             .expect("a valid subscription");
-        self.run_commands(i);
-        self.schedule_tick(i);
+        c.driver.run(now, &mut c.parts);
+        self.drain(i);
         self.call(i);
         self.check_invariants();
         i
@@ -461,63 +715,71 @@ impl World {
 
     /// Consumer `i`'s application stops calling the consumer (a receiving call was cancelled,
     /// or the application is busy elsewhere).
-    pub fn go_away(&mut self, i: usize) {
-        if self.clients[i].doing == Doing::Calling {
-            self.clients[i].doing = Doing::Away;
+    pub(crate) fn go_away(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        if c.doing == Doing::Calling {
+            c.doing = Doing::Away;
+            c.in_call = false;
         }
     }
 
     /// Consumer `i`'s application calls the consumer again.
-    pub fn come_back(&mut self, i: usize) {
+    pub(crate) fn come_back(&mut self, i: usize) {
         if self.clients[i].doing == Doing::Away {
             self.clients[i].doing = Doing::Calling;
-            self.schedule_tick(i);
             self.call(i);
             self.check_invariants();
         }
     }
 
     /// Consumer `i`'s application pauses `tp`.
-    pub fn pause(&mut self, i: usize, tp: &TopicPartition) {
-        self.clients[i]
-            .consumer
+    pub(crate) fn pause(&mut self, i: usize, tp: &TopicPartition) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        c.driver
+            .machine
             .pause([tp.clone()])
             .expect("an owned partition");
-        self.run_commands(i);
+        c.driver.run(now, &mut c.parts);
+        self.drain(i);
     }
 
     /// Consumer `i`'s application resumes `tp`.
-    pub fn resume(&mut self, i: usize, tp: &TopicPartition) {
-        self.clients[i]
-            .consumer
+    pub(crate) fn resume(&mut self, i: usize, tp: &TopicPartition) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        c.driver
+            .machine
             .resume([tp.clone()])
             .expect("an owned partition");
-        self.run_commands(i);
+        c.driver.run(now, &mut c.parts);
+        self.drain(i);
         if self.clients[i].doing == Doing::Calling {
             self.call(i);
         }
     }
 
-    /// Consumer `i` is closed, as `Consumer::close` closes it: a rebalance under way is
-    /// finished, its partitions revoked (the listener hears of them), a final commit, then the
-    /// member leaves and the fetch sessions close.
-    pub fn close(&mut self, i: usize) {
+    /// Consumer `i` is closed, as `Consumer::close` closes it (the driver's close): a
+    /// rebalance under way is finished, its partitions revoked (the listener hears of them), a
+    /// final commit, then the member leaves and the fetch sessions close.
+    pub(crate) fn close(&mut self, i: usize) {
         let c = &mut self.clients[i];
         if matches!(c.doing, Doing::Done | Doing::Closing) {
             return;
         }
         c.doing = Doing::Closing;
+        c.in_call = false;
         self.advance_close(i);
         self.check_invariants();
     }
 
     /// Cuts consumer `i` off the network for `d`: what it sends and is sent is lost.
-    pub fn isolate(&mut self, i: usize, d: Duration) {
+    pub(crate) fn isolate(&mut self, i: usize, d: Duration) {
         self.isolated.insert(i, self.now + d);
     }
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
-    pub fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+    pub(crate) fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
         let end = self.now + limit;
         loop {
             if done(self) {
@@ -534,14 +796,14 @@ impl World {
     }
 
     /// Runs for `d`.
-    pub fn run_for(&mut self, d: Duration) {
+    pub(crate) fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
     }
 
     /// Whether no consumer is closing and the group is Stable with every live consumer in it,
     /// owning between them every partition of the topics they subscribe to, each once, with
     /// everything consumed committed.
-    pub fn is_settled(&self) -> bool {
+    pub(crate) fn is_settled(&self) -> bool {
         if self.clients.iter().any(|c| c.doing == Doing::Closing) {
             return false;
         }
@@ -551,7 +813,7 @@ impl World {
         }
         let kip848 = live
             .iter()
-            .all(|c| c.group.protocol() == GroupProtocol::Consumer);
+            .all(|c| c.parts.group.protocol() == GroupProtocol::Consumer);
         if kip848 {
             if !self.consumer_coordinator.is_reconciled() {
                 return false;
@@ -562,16 +824,16 @@ impl World {
         let mut owned = BTreeSet::new();
         for c in &live {
             let in_step = if kip848 {
-                c.group.state() != kcon_group::MemberState::Stable
-                    || !c.group_events.is_empty()
+                c.parts.group.state() != kcon_group::MemberState::Stable
+                    || !c.parts.group_events.is_empty()
                     || self
                         .consumer_coordinator
-                        .member_epoch(&c.group.generation().member_id)
-                        != Some(c.group.generation().id)
+                        .member_epoch(&c.parts.group.generation().member_id)
+                        != Some(c.parts.group.generation().id)
             } else {
-                c.group.generation().id != self.coordinator.generation()
+                c.parts.group.generation().id != self.coordinator.generation()
             };
-            if c.consumer.is_rebalancing() || in_step {
+            if c.driver.machine.is_rebalancing() || in_step {
                 return false;
             }
             for tp in c.owned() {
@@ -583,7 +845,7 @@ impl World {
         // The topics subscribed: those named, or those a pattern matches now.
         let subscribed: BTreeSet<String> = live
             .iter()
-            .flat_map(|c| c.consumer.subscription())
+            .flat_map(|c| c.driver.machine.subscription())
             .collect();
         let all: BTreeSet<TopicPartition> = self
             .cluster
@@ -599,7 +861,7 @@ impl World {
 
     /// Runs until the group settles (see [`is_settled`](Self::is_settled)), at most `limit`;
     /// panics with the log when it does not.
-    pub fn settle(&mut self, limit: Duration) {
+    pub(crate) fn settle(&mut self, limit: Duration) {
         let settled = self.run_until(limit, World::is_settled);
         assert!(settled, "the group did not settle\n{}", self.dump(60));
     }
@@ -607,7 +869,7 @@ impl World {
     /// Every record produced was processed at least once, and a record processed more than
     /// once only by consumers that owned its partition in turn (at-least-once: a new owner
     /// starts at the last commit).
-    pub fn assert_every_record_processed(&self) {
+    pub(crate) fn assert_every_record_processed(&self) {
         for tp in self.cluster.partitions() {
             let end = self.cluster.end(&tp);
             let seen: BTreeSet<i64> = self
@@ -629,7 +891,7 @@ impl World {
     /// Consumer `i` processed each partition's records in order, each once, apart from records
     /// it was handed again after one of its own rebalances (the partition came back from its
     /// last commit).
-    pub fn assert_in_order(&self, i: usize) {
+    pub(crate) fn assert_in_order(&self, i: usize) {
         let mut next: BTreeMap<&TopicPartition, i64> = BTreeMap::new();
         for (tp, o) in &self.clients[i].processed {
             if let Some(expected) = next.get(tp) {
@@ -644,12 +906,12 @@ impl World {
     }
 
     /// The last `n` log entries of every consumer, in time order, for failure messages.
-    pub fn dump(&self, n: usize) -> String {
+    pub(crate) fn dump(&self, n: usize) -> String {
         let mut all: Vec<(Instant, usize, &Happened)> = self
             .clients
             .iter()
             .enumerate()
-            .flat_map(|(i, c)| c.log.iter().map(move |(at, h)| (*at, i, h)))
+            .flat_map(|(i, c)| c.parts.log.iter().map(move |(at, h)| (*at, i, h)))
             .collect();
         all.sort_by_key(|(at, i, _)| (*at, *i));
         let mut out = format!(
@@ -666,8 +928,8 @@ impl World {
                 out,
                 "  consumer {i}: {:?} member {:?} gen {} owns {:?} processed {}",
                 c.doing,
-                c.group.state(),
-                c.group.generation().id,
+                c.parts.group.state(),
+                c.parts.group.generation().id,
                 c.owned(),
                 c.processed.len()
             );
@@ -684,9 +946,13 @@ impl World {
         let queued = self.queue.next_at();
         let machines = self.clients.iter().filter(|c| c.is_live()).flat_map(|c| {
             [
-                c.group.poll_timeout(),
-                c.offsets.poll_timeout(),
-                c.fetch.poll_timeout(),
+                c.parts.group.poll_timeout(),
+                c.parts.offsets.poll_timeout(),
+                c.parts.fetch.poll_timeout(),
+                // The consumer's own timers run while a receiving call waits.
+                (c.doing == Doing::Calling)
+                    .then(|| c.driver.machine.poll_timeout())
+                    .flatten(),
             ]
             .into_iter()
             .flatten()
@@ -731,23 +997,23 @@ impl World {
             for part in [Part::Group, Part::Offsets, Part::Fetch] {
                 let c = &mut self.clients[i];
                 let due = match part {
-                    Part::Group => c.group.poll_timeout(),
-                    Part::Offsets => c.offsets.poll_timeout(),
-                    Part::Fetch => c.fetch.poll_timeout(),
+                    Part::Group => c.parts.group.poll_timeout(),
+                    Part::Offsets => c.parts.offsets.poll_timeout(),
+                    Part::Fetch => c.parts.fetch.poll_timeout(),
                 };
                 if due.is_some_and(|d| d <= now) {
                     match part {
-                        Part::Group => c.group.handle_timeout(now),
-                        Part::Offsets => c.offsets.handle_timeout(now),
-                        Part::Fetch => c.fetch.handle_timeout(now),
+                        Part::Group => c.parts.group.handle_timeout(now),
+                        Part::Offsets => c.parts.offsets.handle_timeout(now),
+                        Part::Fetch => c.parts.fetch.handle_timeout(now),
                     }
                     self.drain(i);
                     self.after_input(i);
                     let c = &self.clients[i];
                     let after = match part {
-                        Part::Group => c.group.poll_timeout(),
-                        Part::Offsets => c.offsets.poll_timeout(),
-                        Part::Fetch => c.fetch.poll_timeout(),
+                        Part::Group => c.parts.group.poll_timeout(),
+                        Part::Offsets => c.parts.offsets.poll_timeout(),
+                        Part::Fetch => c.parts.fetch.poll_timeout(),
                     };
                     assert!(
                         after.is_none_or(|d| d > now),
@@ -756,6 +1022,23 @@ impl World {
                     );
                     self.check_invariants();
                 }
+            }
+            // The consumer's own timers: a receiving call that waits wakes for them, and its
+            // driver fires them.
+            let c = &self.clients[i];
+            let due = c.driver.machine.poll_timeout();
+            if c.doing == Doing::Calling && due.is_some_and(|d| d <= now) {
+                self.after_input(i);
+                let c = &self.clients[i];
+                if c.doing == Doing::Calling {
+                    let after = c.driver.machine.poll_timeout();
+                    assert!(
+                        after.is_none_or(|d| d > now),
+                        "consumer {i}: the consumer machine's poll_timeout is not after now once its timers fired\n{}",
+                        self.dump(30)
+                    );
+                }
+                self.check_invariants();
             }
         }
     }
@@ -782,12 +1065,12 @@ impl World {
             Msg::HookDone { client, step } => {
                 let now = self.now;
                 let c = &mut self.clients[client];
-                if let Some((id, Running::Hook(hook))) = &c.step
+                if let Some((id, Running::Hook(hook))) = &c.parts.step
                     && *id == step
                 {
-                    c.log.push((now, Happened::HookReturned(*hook)));
-                    c.step = None;
-                    c.step_done = Some((step, StepAnswer::Listener(Ok(Vec::new()))));
+                    c.parts.log.push((now, Happened::HookReturned(*hook)));
+                    c.parts.step = None;
+                    c.parts.step_done = Some((step, Ok(StepAnswer::Listener(Ok(Vec::new())))));
                     self.after_input(client);
                 }
             }
@@ -796,19 +1079,19 @@ impl World {
                 if let Doing::Processing(until) = c.doing
                     && until <= self.now
                 {
+                    // Processed: an application that stores offsets itself stores the batch's
+                    // (unless its partition left meanwhile), then calls again.
+                    if let Some((tp, offset, leader_epoch)) = c.parts.held.take() {
+                        c.driver
+                            .machine
+                            .store_offset(tp, offset, leader_epoch)
+                            .expect("a partition still owned");
+                        c.driver.run(self.now, &mut c.parts);
+                        self.drain(client);
+                    }
+                    let c = &mut self.clients[client];
                     c.doing = Doing::Calling;
-                    self.schedule_tick(client);
                     self.call(client);
-                }
-            }
-            Msg::Tick { client } => {
-                let now = self.now;
-                let c = &mut self.clients[client];
-                if c.doing == Doing::Calling {
-                    c.consumer.tick(now);
-                    self.run_commands(client);
-                    self.call(client);
-                    self.schedule_tick(client);
                 }
             }
         }
@@ -819,20 +1102,21 @@ impl World {
         i: usize,
         part: Part,
         id: RequestId,
-        result: Result<Answer, RequestFailure>,
+        result: Result<Reply, RequestFailure>,
     ) {
         let now = self.now;
         let c = &mut self.clients[i];
         if !c.outstanding.remove(&(part, id)) || !c.is_live() {
             return;
         }
+        let p = &mut c.parts;
         match (part, result) {
-            (Part::Group, Ok(Answer::Group(r))) => c.group.handle_response(now, id, Ok(r)),
-            (Part::Group, Err(f)) => c.group.handle_response(now, id, Err(f)),
-            (Part::Offsets, Ok(Answer::Offsets(r))) => c.offsets.handle_response(now, id, Ok(r)),
-            (Part::Offsets, Err(f)) => c.offsets.handle_response(now, id, Err(f)),
-            (Part::Fetch, Ok(Answer::Fetch(r))) => c.fetch.handle_response(now, id, Ok(r)),
-            (Part::Fetch, Err(f)) => c.fetch.handle_response(now, id, Err(f)),
+            (Part::Group, Ok(Reply::Group(r))) => p.group.handle_response(now, id, Ok(r)),
+            (Part::Group, Err(f)) => p.group.handle_response(now, id, Err(f)),
+            (Part::Offsets, Ok(Reply::Offsets(r))) => p.offsets.handle_response(now, id, Ok(r)),
+            (Part::Offsets, Err(f)) => p.offsets.handle_response(now, id, Err(f)),
+            (Part::Fetch, Ok(Reply::Fetch(r))) => p.fetch.handle_response(now, id, Ok(r)),
+            (Part::Fetch, Err(f)) => p.fetch.handle_response(now, id, Err(f)),
             (part, other) => panic!("{part:?} answered with {other:?}"),
         }
         self.drain(i);
@@ -849,7 +1133,7 @@ impl World {
         request: Request,
     ) {
         let now = self.now;
-        let reply = |w: &mut World, answer: Answer| w.reply(client, part, id, Ok(answer), LATENCY);
+        let reply = |w: &mut World, answer: Reply| w.reply(client, part, id, Ok(answer), LATENCY);
         match request {
             Request::Group(GroupRequest::FindCoordinator { group_id })
             | Request::Offsets(OffsetsRequest::FindCoordinator { group_id }) => {
@@ -860,14 +1144,14 @@ impl World {
                     coordinator: Some(broker()),
                 };
                 let answer = match part {
-                    Part::Group => Answer::Group(GroupResponse::FindCoordinator(found)),
-                    _ => Answer::Offsets(OffsetsResponse::FindCoordinator(found)),
+                    Part::Group => Reply::Group(GroupResponse::FindCoordinator(found)),
+                    _ => Reply::Offsets(OffsetsResponse::FindCoordinator(found)),
                 };
                 reply(self, answer);
             }
             Request::Group(GroupRequest::Metadata { topics }) => {
                 let known = self.cluster.topic_partitions(&topics);
-                reply(self, Answer::Group(GroupResponse::Metadata(known)));
+                reply(self, Reply::Group(GroupResponse::Metadata(known)));
             }
             Request::Group(GroupRequest::TopicIds { .. }) => {
                 let ids = self
@@ -876,7 +1160,7 @@ impl World {
                     .into_iter()
                     .map(|(name, id, _)| (id, name))
                     .collect();
-                reply(self, Answer::Group(GroupResponse::TopicIds(ids)));
+                reply(self, Reply::Group(GroupResponse::TopicIds(ids)));
             }
             Request::Group(GroupRequest::ConsumerGroupHeartbeat(h)) => {
                 assert_eq!(target, Target::Coordinator(broker()), "{h:?}");
@@ -885,7 +1169,7 @@ impl World {
                 self.check_invariants();
                 reply(
                     self,
-                    Answer::Group(GroupResponse::ConsumerGroupHeartbeat(answer)),
+                    Reply::Group(GroupResponse::ConsumerGroupHeartbeat(answer)),
                 );
             }
             Request::Group(request) => {
@@ -897,18 +1181,19 @@ impl World {
                 self.flush_coordinator();
             }
             Request::Offsets(OffsetsRequest::OffsetCommit(c)) => {
-                let error = if self.clients[client].group.protocol() == GroupProtocol::Consumer {
-                    self.consumer_coordinator
-                        .validate_commit(c.generation_id, &c.member_id)
-                } else {
-                    self.coordinator.validate_commit(
-                        c.generation_id,
-                        &c.member_id,
-                        c.group_instance_id.as_deref(),
-                    )
-                };
+                let error =
+                    if self.clients[client].parts.group.protocol() == GroupProtocol::Consumer {
+                        self.consumer_coordinator
+                            .validate_commit(c.generation_id, &c.member_id)
+                    } else {
+                        self.coordinator.validate_commit(
+                            c.generation_id,
+                            &c.member_id,
+                            c.group_instance_id.as_deref(),
+                        )
+                    };
                 if error == code::NONE
-                    && self.clients[client].group.protocol() == GroupProtocol::Consumer
+                    && self.clients[client].parts.group.protocol() == GroupProtocol::Consumer
                 {
                     self.assert_commit_by_an_owner(
                         client,
@@ -925,12 +1210,12 @@ impl World {
                 let partitions = c.offsets.keys().map(|tp| (tp.clone(), error)).collect();
                 reply(
                     self,
-                    Answer::Offsets(OffsetsResponse::OffsetCommit { partitions }),
+                    Reply::Offsets(OffsetsResponse::OffsetCommit { partitions }),
                 );
             }
             Request::Offsets(OffsetsRequest::OffsetFetch(f)) => {
                 let answer = self.cluster.offset_fetch(f.partitions.as_ref());
-                reply(self, Answer::Offsets(answer));
+                reply(self, Reply::Offsets(answer));
             }
             Request::Fetch(FetchRequest::Fetch {
                 session, params, ..
@@ -945,17 +1230,17 @@ impl World {
                     client,
                     part,
                     id,
-                    Ok(Answer::Fetch(FetchAnswer::Fetch(Box::new(answer)))),
+                    Ok(Reply::Fetch(FetchAnswer::Fetch(Box::new(answer)))),
                     wait,
                 );
             }
             Request::Fetch(FetchRequest::Connect { broker: b }) => {
                 assert_eq!(b, BROKER);
-                reply(self, Answer::Fetch(FetchAnswer::Broker(broker_info())));
+                reply(self, Reply::Fetch(FetchAnswer::Broker(broker_info())));
             }
             Request::Fetch(FetchRequest::Metadata { topics }) => {
                 let view = self.cluster.metadata_view(&topics);
-                reply(self, Answer::Fetch(FetchAnswer::Metadata(view)));
+                reply(self, Reply::Fetch(FetchAnswer::Metadata(view)));
             }
             Request::Fetch(FetchRequest::ListOffsets {
                 partitions, policy, ..
@@ -965,7 +1250,7 @@ impl World {
                     .expect("a reset policy other than none");
                 let tps: Vec<TopicPartition> = partitions.into_iter().map(|(tp, _)| tp).collect();
                 let answer = self.cluster.list_offsets(&tps, spec);
-                reply(self, Answer::Fetch(FetchAnswer::ListOffsets(answer)));
+                reply(self, Reply::Fetch(FetchAnswer::ListOffsets(answer)));
             }
             Request::Offsets(other) => panic!("a request the simulation doesn't know: {other:?}"),
             Request::Fetch(other) => panic!("a request the simulation doesn't know: {other:?}"),
@@ -976,13 +1261,7 @@ impl World {
         for (ticket, response) in self.coordinator.take_answers() {
             // Invariant: every ticket the coordinator answers was handed out by `broker`.
             let (client, id) = self.tickets.remove(&ticket).expect("a ticket");
-            self.reply(
-                client,
-                Part::Group,
-                id,
-                Ok(Answer::Group(response)),
-                LATENCY,
-            );
+            self.reply(client, Part::Group, id, Ok(Reply::Group(response)), LATENCY);
         }
     }
 
@@ -991,7 +1270,7 @@ impl World {
         client: usize,
         part: Part,
         id: RequestId,
-        result: Result<Answer, RequestFailure>,
+        result: Result<Reply, RequestFailure>,
         after: Duration,
     ) {
         if self.is_isolated(client) {
@@ -1009,15 +1288,20 @@ impl World {
     }
 
     /// Drains consumer `i`'s three broker-facing machines (the driving contract): requests go
-    /// on the network, events to the consumer's channels, until none has anything more.
+    /// on the network, events to the consumer's channels, until none has anything more; and
+    /// schedules what the consumer's parts sent (a listener hook's return).
     fn drain(&mut self, i: usize) {
         let now = self.now;
+        for (at, msg) in std::mem::take(&mut self.clients[i].parts.outbox) {
+            self.push(at, msg);
+        }
         loop {
             let c = &mut self.clients[i];
             if !c.is_live() {
                 return;
             }
-            let out = if let Some(o) = c.group.poll_request(now) {
+            let p = &mut c.parts;
+            let out = if let Some(o) = p.group.poll_request(now) {
                 Some((
                     Part::Group,
                     o.id,
@@ -1025,7 +1309,7 @@ impl World {
                     o.timeout,
                     Request::Group(o.request),
                 ))
-            } else if let Some(o) = c.offsets.poll_request(now) {
+            } else if let Some(o) = p.offsets.poll_request(now) {
                 Some((
                     Part::Offsets,
                     o.id,
@@ -1034,7 +1318,7 @@ impl World {
                     Request::Offsets(o.request),
                 ))
             } else {
-                c.fetch.poll_request(now).map(|o| {
+                p.fetch.poll_request(now).map(|o| {
                     (
                         Part::Fetch,
                         o.id,
@@ -1073,8 +1357,8 @@ impl World {
                 }
                 continue;
             }
-            if let Some(event) = c.group.poll_event() {
-                if c.group.protocol() == GroupProtocol::Consumer {
+            if let Some(event) = c.parts.group.poll_event() {
+                if c.parts.group.protocol() == GroupProtocol::Consumer {
                     match &event {
                         GroupEvent::Lost { partitions } => {
                             c.lost_unhandled.extend(partitions.iter().cloned());
@@ -1091,30 +1375,31 @@ impl World {
                 if c.member_closing
                     && let GroupEvent::Revoked { id, .. } = &event
                 {
-                    c.group.revocation_done(now, *id);
+                    c.parts.group.revocation_done(now, *id);
                 }
-                c.group_events.push_back(event);
+                c.parts.group_events.push_back(event);
                 continue;
             }
-            if let Some(event) = c.offsets.poll_event() {
+            if let Some(event) = c.parts.offsets.poll_event() {
                 self.offsets_event(i, event);
                 continue;
             }
-            if let Some(event) = c.fetch.poll_event() {
-                c.arrivals.push_back(Arrival::Event(event));
+            if let Some(event) = c.parts.fetch.poll_event() {
+                c.parts.arrivals.push_back(Arrival::Event(event));
                 continue;
             }
             // The offsets task follows the member's membership.
+            let p = &mut c.parts;
             let m = Membership {
-                generation_id: c.group.generation().id,
-                member_id: c.group.generation().member_id.clone(),
-                coordinator: c.group.coordinator().cloned(),
+                generation_id: p.group.generation().id,
+                member_id: p.group.generation().member_id.clone(),
+                coordinator: p.group.coordinator().cloned(),
             };
             if m != c.membership {
-                c.offsets
+                p.offsets
                     .set_generation(m.generation_id, m.member_id.clone());
                 if m.coordinator.is_some() {
-                    c.offsets.set_coordinator(m.coordinator.clone());
+                    p.offsets.set_coordinator(m.coordinator.clone());
                 }
                 c.membership = m;
                 continue;
@@ -1123,41 +1408,44 @@ impl World {
         }
     }
 
-    /// What the commit machine finished: a step's commit or lookup, or the close's commit.
+    /// What the commit machine finished (a step's commit or lookup, or the close's commit),
+    /// or reports on the offsets task's channel.
     fn offsets_event(&mut self, i: usize, event: OffsetsEvent) {
         let now = self.now;
         let c = &mut self.clients[i];
+        let p = &mut c.parts;
         match event {
             OffsetsEvent::Committed { id, result, .. } => {
-                if let Some((step, Running::Commit(cid, started))) = &c.step
-                    && *cid == id
+                if let Some((step, Running::Commit(commit, started))) = &p.step
+                    && *commit == id
                 {
                     let answer = StepAnswer::Commit {
                         latency: now.duration_since(*started),
                         result: result.map(drop).map_err(|e| e.to_string()),
                     };
-                    c.step_done = Some((*step, answer));
-                    c.step = None;
-                } else if c.close == Some(Closing::Commit(id)) {
-                    c.close = Some(Closing::Leaving);
+                    p.step_done = Some((*step, Ok(answer)));
+                    p.step = None;
+                } else if c.close_commit == Some(id) {
+                    c.driver.close_committed();
                 }
             }
             OffsetsEvent::CommittedOffsets { id, result } => {
-                if let Some((step, Running::Committed(fid))) = &c.step
-                    && *fid == id
+                if let Some((step, Running::Committed(lookup))) = &p.step
+                    && *lookup == id
                 {
-                    let result: Result<CommittedOffsets, kcon::Error> = result
+                    let result: Result<CommittedOffsets, crate::Error> = result
                         .map(|found| {
                             found
                                 .into_iter()
                                 .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
                                 .collect()
                         })
-                        .map_err(kcon::Error::from);
-                    c.step_done = Some((*step, StepAnswer::Committed(result)));
-                    c.step = None;
+                        .map_err(crate::Error::from);
+                    p.step_done = Some((*step, Ok(StepAnswer::Committed(result))));
+                    p.step = None;
                 }
             }
+            OffsetsEvent::PersistentFailure(report) => p.offsets_reports.push_back(report),
             other => panic!("an offsets event the simulation doesn't know: {other:?}"),
         }
     }
@@ -1171,33 +1459,49 @@ impl World {
         }
     }
 
-    /// Consumer `i`'s application is in `recv_batch`: what `Consumer::fill_or` does, until it
-    /// has records (the application then processes them) or waits for something.
+    /// Consumer `i`'s application is in `recv_batch`, as `Consumer::recv_batch` is: it takes
+    /// the batch ready, else a receiving call starts (or goes on) on the driver until it has
+    /// records (the application then processes them) or waits for something.
     fn call(&mut self, i: usize) {
         loop {
             let now = self.now;
-            if self.clients[i].doing != Doing::Calling {
+            let c = &mut self.clients[i];
+            if c.doing != Doing::Calling {
                 return;
             }
-            if let Some((_, records)) = self.clients[i].consumer.take_batch() {
-                let c = &mut self.clients[i];
+            if let Some((tp, records)) = c.driver.machine.take_batch() {
                 for r in &records {
                     c.processed
                         .push((TopicPartition::new(&*r.topic, r.partition), r.offset));
                 }
-                let until = now + c.app.processing;
+                if c.parts.app.stores {
+                    c.parts.held = records.last().map(|r| (tp, r.offset, r.leader_epoch));
+                }
+                c.in_call = false;
+                let until = now + c.parts.app.processing;
                 c.doing = Doing::Processing(until);
                 self.push(until, Msg::Processed { client: i });
                 return;
             }
-            self.clients[i].consumer.finish_current();
-            match self.fill_step(i) {
+            c.driver.machine.finish_current();
+            let fill = if c.in_call {
+                self.fill_turn(i)
+            } else {
+                c.in_call = true;
+                match c.driver.call(now, &mut c.parts) {
+                    Ok(()) => Fill::Again,
+                    Err(e) => Fill::Error(e),
+                }
+            };
+            self.drain(i);
+            match fill {
                 Fill::Again => continue,
                 Fill::Wait => return,
                 Fill::Error(e) => {
                     let c = &mut self.clients[i];
-                    c.log.push((now, Happened::Error(e.to_string())));
-                    if c.consumer.fatal().is_some() {
+                    c.in_call = false;
+                    c.parts.log.push((now, Happened::Error(e.to_string())));
+                    if c.driver.machine.fatal().is_some() {
                         c.doing = Doing::Done;
                         return;
                     }
@@ -1206,44 +1510,42 @@ impl World {
         }
     }
 
-    /// One turn of `Consumer::fill_or`'s loop.
-    fn fill_step(&mut self, i: usize) -> Fill {
+    /// One turn of a receiving call on the driver, as `Consumer::fill_or` takes it: the
+    /// driver's turn, then, when it waits, one input (the member's events first, as the
+    /// `Consumer`'s `select!` is biased). The consumer's timers come due as inputs of their own
+    /// ([`step`](Self::step)).
+    fn fill_turn(&mut self, i: usize) -> Fill {
         let now = self.now;
-        if let Some(e) = self.clients[i].consumer.take_error() {
-            return Fill::Error(e);
-        }
-        match self.run_step(i) {
-            StepState::Busy => return Fill::Wait,
-            StepState::Fed => return Fill::Again,
-            StepState::Idle => {}
-        }
-        let generation = self.metadata_generation;
-        let topics = self.cluster.topic_names();
-        self.clients[i]
-            .consumer
-            .prepare(now, generation, || topics.iter());
-        self.run_commands(i);
-        if self.clients[i].consumer.is_busy() {
-            return Fill::Again;
-        }
         let c = &mut self.clients[i];
-        // Biased: the member's events first, as the Consumer's select! is.
-        if let Some(event) = c.group_events.pop_front() {
-            c.log.push((now, Happened::Group(event.clone())));
-            let handled = c.consumer.group_event(now, Some(event));
-            self.run_commands(i);
-            return match handled {
-                Ok(()) => Fill::Again,
-                Err(e) => Fill::Error(e),
+        let (driver, parts) = (&mut c.driver, &mut c.parts);
+        match driver.turn(now, parts) {
+            Turn::Error(e) => return Fill::Error(e),
+            Turn::Again => return Fill::Again,
+            Turn::Step => {
+                return match parts.step_done.take() {
+                    Some((id, answer)) => {
+                        driver.answered(now, id, answer, parts);
+                        Fill::Again
+                    }
+                    None => Fill::Wait,
+                };
+            }
+            Turn::Wait => {}
+        }
+        if let Some(event) = parts.group_events.pop_front() {
+            parts.log.push((now, Happened::Group(event.clone())));
+            return match driver.group_event(now, Some(event), parts) {
+                Some(e) => Fill::Error(e),
+                None => Fill::Again,
             };
         }
-        let handed = match c.handout.next_released() {
+        let handed = match parts.handout.next_released() {
             Some(h) => Some(h),
             None => loop {
-                let Some(arrival) = c.arrivals.pop_front() else {
+                let Some(arrival) = parts.arrivals.pop_front() else {
                     break None;
                 };
-                if let Some(h) = c.handout.arrive(arrival) {
+                if let Some(h) = parts.handout.arrive(arrival) {
                     break Some(h);
                 }
             },
@@ -1252,162 +1554,48 @@ impl World {
             return Fill::Wait;
         };
         for release in h.releases {
-            release.apply(&mut c.fetch, now);
+            release.apply(&mut parts.fetch, now);
         }
-        let ready = c.consumer.fetch_event(now, Some(h.event));
-        self.run_commands(i);
-        self.drain(i);
-        match ready {
-            Ok(true) => Fill::Again,
-            Ok(false) => Fill::Again,
-            Err(e) => Fill::Error(e),
+        match driver.fetch_event(now, Some(h.event), parts) {
+            Got::Error(e) => Fill::Error(e),
+            Got::Records | Got::Nothing => Fill::Again,
         }
     }
 
-    /// `Consumer::finish_steps`, one turn: a step done is fed in, a new one started.
-    fn run_step(&mut self, i: usize) -> StepState {
-        let now = self.now;
-        let c = &mut self.clients[i];
-        if let Some((id, answer)) = c.step_done.take() {
-            c.consumer.handle_step(id, answer);
-            self.run_commands(i);
-            return StepState::Fed;
-        }
-        if c.step.is_some() {
-            return StepState::Busy;
-        }
-        let Some((id, step)) = c.consumer.poll_step() else {
-            return StepState::Idle;
-        };
-        match step {
-            Step::Listener {
-                hook, partitions, ..
-            } => {
-                let takes = match hook {
-                    Hook::Assigned => c.app.on_assigned,
-                    Hook::Revoked => c.app.on_revoked,
-                    Hook::Lost => c.app.on_lost,
-                };
-                c.log.push((now, Happened::Listener(hook, partitions)));
-                c.step = Some((id, Running::Hook(hook)));
-                self.push(
-                    now + takes,
-                    Msg::HookDone {
-                        client: i,
-                        step: id,
-                    },
-                );
-            }
-            Step::Commit => {
-                let cid = c.offsets.commit_stored(now, CommitKind::Sync);
-                c.step = Some((id, Running::Commit(cid, now)));
-                self.drain(i);
-            }
-            Step::Committed(partitions) => {
-                let fid = c.offsets.fetch_committed(now, Some(partitions));
-                c.step = Some((id, Running::Committed(fid)));
-                self.drain(i);
-            }
-            Step::AllTopics => {
-                let topics = self.cluster.topic_names();
-                let generation = self.metadata_generation;
-                self.clients[i].step_done =
-                    Some((id, StepAnswer::Topics(Ok((generation, topics)))));
-            }
-            other => panic!("a step the simulation doesn't know: {other:?}"),
-        }
-        StepState::Fed
-    }
-
-    /// Passes consumer `i`'s commands to its parts, as `Consumer::run_commands` and the parts'
-    /// tasks do.
-    fn run_commands(&mut self, i: usize) {
-        let now = self.now;
-        let c = &mut self.clients[i];
-        while let Some(command) = c.consumer.poll_command() {
-            match command {
-                Command::Subscribe(topics) => c.group.subscribe(now, topics),
-                Command::SubscribeRegex { topics, regex } => {
-                    c.group.subscribe_with_regex(now, topics, Some(regex));
-                }
-                Command::Unsubscribe => c.group.unsubscribe(now),
-                Command::Alive => c.group.application_polled(now),
-                Command::RevocationDone(id) => {
-                    c.log.push((now, Happened::RevocationDone));
-                    c.group.revocation_done(now, id);
-                }
-                Command::TrackTopics(_) | Command::Leaving(_) => {}
-                Command::Assign(starts) => c.fetch.assign(now, starts),
-                Command::Unassign(partitions) => {
-                    let fence = c.handout.unassign(&partitions);
-                    c.fetch.unassign(&partitions);
-                    c.arrivals.push_back(Arrival::Fenced(partitions, fence));
-                }
-                Command::Pause(tp) => {
-                    c.handout.pause(tp.clone());
-                    c.fetch.pause(&tp);
-                }
-                Command::Resume(tp) => {
-                    c.handout.resume(&tp);
-                    c.fetch.resume(&tp);
-                }
-                Command::Seek(tp, offset) => {
-                    let fence = c.handout.seek(&tp);
-                    c.fetch.seek(&tp, offset, None);
-                    c.arrivals.push_back(Arrival::Fenced(vec![tp], fence));
-                }
-                Command::Store(tp, offset, leader_epoch) => c.offsets.store(
-                    tp,
-                    OffsetAndMetadata {
-                        offset,
-                        leader_epoch,
-                        metadata: String::new(),
-                    },
-                ),
-                Command::Forget(partitions) => c.offsets.forget(&partitions),
-                other => panic!("a command the simulation doesn't know: {other:?}"),
-            }
-        }
-        self.drain(i);
-    }
-
-    /// `Consumer::close_within`, as far as it can go now.
+    /// A close under way goes as far as it can now, as `Consumer::close_within` takes it: the
+    /// driver says what comes next, this carries it out.
     fn advance_close(&mut self, i: usize) {
         let now = self.now;
         loop {
-            let stage = *self.clients[i].close.get_or_insert(Closing::Steps);
-            match stage {
-                Closing::Steps | Closing::Revoking => match self.run_step(i) {
-                    StepState::Busy => return,
-                    StepState::Fed => continue,
-                    StepState::Idle if stage == Closing::Steps => {
-                        let c = &mut self.clients[i];
-                        c.close = Some(Closing::Revoking);
-                        c.consumer.begin_close();
-                        self.run_commands(i);
+            let c = &mut self.clients[i];
+            let turn = c.driver.close_turn(now, &mut c.parts);
+            self.drain(i);
+            let c = &mut self.clients[i];
+            match turn {
+                CloseTurn::Finishing | CloseTurn::Revoking => match c.parts.step_done.take() {
+                    Some((id, answer)) => {
+                        c.driver.answered(now, id, answer, &mut c.parts);
+                        self.drain(i);
                     }
-                    StepState::Idle => {
-                        let c = &mut self.clients[i];
-                        if c.consumer.fatal().is_none() && c.consumer.auto_commit() {
-                            let id = c.offsets.commit_stored(now, CommitKind::Sync);
-                            c.close = Some(Closing::Commit(id));
-                            self.drain(i);
-                        } else {
-                            c.close = Some(Closing::Leaving);
-                        }
-                    }
+                    None => return,
                 },
-                Closing::Commit(_) => return,
-                Closing::Leaving => {
-                    let c = &mut self.clients[i];
+                CloseTurn::Commit => {
+                    if c.close_commit.is_none() {
+                        let id = c.parts.offsets.commit_stored(now, CommitKind::Sync);
+                        c.close_commit = Some(id);
+                        self.drain(i);
+                    }
+                    return;
+                }
+                CloseTurn::Leave => {
                     if !c.member_closing {
                         c.member_closing = true;
-                        c.group.close(now);
-                        c.fetch.close(now);
+                        c.parts.group.close(now);
+                        c.parts.fetch.close(now);
                         self.drain(i);
                         continue;
                     }
-                    if c.group.is_terminated() && c.fetch.is_closed() {
+                    if c.parts.group.is_terminated() && c.parts.fetch.is_closed() {
                         c.doing = Doing::Done;
                     }
                     return;
@@ -1501,10 +1689,6 @@ impl World {
         }
     }
 
-    fn schedule_tick(&mut self, i: usize) {
-        self.push(self.now + Duration::from_secs(1), Msg::Tick { client: i });
-    }
-
     fn push(&mut self, at: Instant, msg: Msg) {
         self.queue.send(at, msg);
     }
@@ -1514,19 +1698,6 @@ impl World {
     }
 }
 
-/// The stages of `Consumer::close_within`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// A rebalance under way is finished first.
-    Steps,
-    /// The partitions are revoked (the listener hears of them).
-    Revoking,
-    /// The final commit, under way.
-    Commit(CommitId),
-    /// The member leaves and the fetch sessions close.
-    Leaving,
-}
-
 /// What one turn of a receiving call came to.
 enum Fill {
     /// Something was handled: go on.
@@ -1534,21 +1705,11 @@ enum Fill {
     /// Nothing to do until the next input.
     Wait,
     /// The call returns this error.
-    Error(kcon::Error),
-}
-
-/// Where the consumer's steps are.
-enum StepState {
-    /// A step is under way: nothing else happens meanwhile.
-    Busy,
-    /// A step was fed in or started.
-    Fed,
-    /// No step.
-    Idle,
+    Error(crate::Error),
 }
 
 /// The simulated cluster's broker, as FindCoordinator names it.
-pub fn broker() -> Coordinator {
+pub(crate) fn broker() -> Coordinator {
     Coordinator {
         id: BROKER,
         host: "broker-1".to_owned(),

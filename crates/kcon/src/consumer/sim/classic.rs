@@ -2,11 +2,13 @@
 //! them, against a model coordinator and cluster on a virtual clock (kcon-sim). Each test is a
 //! rebalance path that otherwise runs only against real brokers, in wall time.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kcon::consumer::Hook;
 use kcon_core::TopicPartition;
-use kcon_sim::world::{App, ClientConfig, Happened, World};
+
+use super::{App, ClientConfig, Happened, World};
+use crate::consumer::Hook;
 
 const TOPIC: &str = "t";
 
@@ -33,6 +35,57 @@ fn a_single_consumer_reads_everything_and_commits_it() {
     w.assert_every_record_processed();
     w.assert_in_order(a);
     assert_eq!(w.clients[a].owned().len(), 4);
+    // The pool was told to keep the subscribed topic's metadata fresh.
+    assert_eq!(*w.clients[a].tracked(), BTreeSet::from([TOPIC.to_owned()]));
+}
+
+/// A consumer blocked in a receiving call with nothing to read wakes for its own timers only
+/// (telling the member the application is alive every half `max.poll.interval.ms`, not every
+/// second): its member stays in the group well past `max.poll.interval.ms`.
+#[test]
+fn a_consumer_waiting_for_records_stays_in_the_group_past_max_poll_interval() {
+    let mut w = world(4, 0);
+    let a = w.start(ClientConfig::new("range"), &[TOPIC], App::default());
+    w.settle(secs(60));
+    let generation = w.clients[a].group().generation().id;
+    let calls = w.clients[a].listener_calls().len();
+    // max.poll.interval.ms is 30 s in the simulation.
+    w.run_for(secs(100));
+    assert!(w.is_settled(), "{}", w.dump(30));
+    assert_eq!(w.clients[a].group().generation().id, generation);
+    assert_eq!(w.clients[a].listener_calls().len(), calls, "{}", w.dump(30));
+    w.produce(TOPIC, 10);
+    w.settle(secs(10));
+    w.assert_every_record_processed();
+}
+
+/// An owner above the consumer (partition streams, a record processor) stores what it has
+/// processed itself and hears of partitions leaving before the listener does (so before the
+/// revocation's commit); what it processed is committed all the same.
+#[test]
+fn an_owner_above_the_consumer_hears_partitions_leave_before_the_listener() {
+    let app = App {
+        stores: true,
+        ..App::default()
+    };
+    let w = two_members("range", app);
+    w.assert_every_record_processed();
+    let revoked = hooks(&w, 0, Hook::Revoked);
+    assert!(!revoked.is_empty(), "{}", w.dump(30));
+    for partitions in &revoked {
+        let told = w.clients[0]
+            .log()
+            .iter()
+            .position(|(_, h)| matches!(h, Happened::Leaving(ps) if ps == partitions));
+        let called = w.clients[0].log().iter().position(
+            |(_, h)| matches!(h, Happened::Listener(Hook::Revoked, ps) if ps == partitions),
+        );
+        assert!(
+            told.is_some() && told < called,
+            "{partitions:?}: leaving {told:?}, on_revoked {called:?}\n{}",
+            w.dump(30)
+        );
+    }
 }
 
 /// The listener calls of consumer `i` with `hook`.
@@ -94,7 +147,7 @@ fn a_slow_on_revoked_holds_the_partitions_until_it_returns() {
         ..App::default()
     };
     let w = two_members("cooperative-sticky", app);
-    let log = &w.clients[0].log;
+    let log = &w.clients[0].log();
     let returned = log
         .iter()
         .find(|(_, h)| matches!(h, Happened::HookReturned(Hook::Revoked)))
@@ -109,7 +162,7 @@ fn a_slow_on_revoked_holds_the_partitions_until_it_returns() {
     // The new member was given the moved partitions only after the hook returned (the
     // ownership invariant checked every step says they were never owned twice).
     let assigned = w.clients[1]
-        .log
+        .log()
         .iter()
         .find(|(_, h)| matches!(h, Happened::Listener(Hook::Assigned, ps) if !ps.is_empty()))
         .map(|(at, _)| *at)
@@ -126,7 +179,7 @@ fn called(w: &World, i: usize, hook: Hook) -> bool {
 /// How many revocations consumer `i` acknowledged to its member.
 fn acknowledged(w: &World, i: usize) -> usize {
     w.clients[i]
-        .log
+        .log()
         .iter()
         .filter(|(_, h)| matches!(h, Happened::RevocationDone))
         .count()
@@ -152,7 +205,7 @@ fn a_receiving_call_cancelled_during_on_revoked_finishes_the_revocation_on_the_n
     w.run_for(secs(5));
     assert!(
         w.clients[a]
-            .log
+            .log()
             .iter()
             .any(|(_, h)| matches!(h, Happened::HookReturned(Hook::Revoked)))
     );
@@ -188,7 +241,7 @@ fn a_paused_partition_kept_through_a_rebalance_stays_paused() {
     );
     w.run_for(secs(30));
     assert!(w.clients[a].owned().contains(&tp(0)), "{}", w.dump(20));
-    assert!(w.clients[a].consumer.paused().contains(&tp(0)));
+    assert!(w.clients[a].consumer().paused().contains(&tp(0)));
     let of_0 = |w: &World| {
         w.clients[a].processed[before..]
             .iter()
@@ -226,7 +279,7 @@ fn partitions_lost_by_a_member_cut_off_are_not_committed_and_move_on() {
     assert!(!lost.is_empty());
     // Nothing of what it lost was committed after the loss.
     let lost_at = w.clients[a]
-        .log
+        .log()
         .iter()
         .find(|(_, h)| matches!(h, Happened::Listener(Hook::Lost, _)))
         .map(|(at, _)| *at)

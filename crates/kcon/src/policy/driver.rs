@@ -1,0 +1,262 @@
+//! The record processor's driver, sans-IO: what a run does with each input (partitions the
+//! consumer let go of, a fetched batch, a retry coming due, the answer to the work out), how the
+//! machine's events reach the parts ([`Parts`], one method per thing a part can be told), when
+//! the run stops, and what an open breaker pauses and its closing resumes.
+//!
+//! Two shells feed it. The [`Processor`](crate::Processor) carries out the work it hands out
+//! (deserialize and call the handler, or write a dead letter) and waits for the next input (the
+//! consumer's next batch, a sleep until the machine's `poll_timeout`, the stop future), with its
+//! parts the consumer, the hooks and the metrics handle; the machine's simulation
+//! (`machine/tests.rs`) feeds the same code on a virtual clock, answering the work itself. Neither
+//! copies any of it: a new event is a new method of [`Parts`], which each must implement before
+//! it compiles.
+//!
+//! ```text
+//!   start ─► turn (leaving told) ─► next ─┬─ Work ──► the shell carries it out ─► answered ─► next
+//!              ▲                          ├─ Stop / Error ───────────────────────► the run returns
+//!              │                          └─ Wait ──► the shell waits for one input:
+//!              └──────────────────────────────────── batch | timeout (poll_timeout) | stop future
+//! ```
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kcon_core::{Machine, Outgoing, RequestFailure, RequestId, TopicPartition};
+use tracing::{debug, warn};
+
+use super::failure::FailureInfo;
+use super::machine::{Done, Event, PolicyMachine, Stop, Work};
+use crate::Record;
+use crate::error::{Error, ErrorKind};
+
+/// The parts around the policy machine: the consumer it stores offsets with and pauses, the
+/// hooks, the metrics handle. One method per thing a part can be told; none has a default, so
+/// a new event fails to compile in every implementation until it says what it does.
+///
+/// Two implementations: the `Processor`'s (the consumer, its hooks and metrics handle) and the
+/// simulation's (`machine/tests.rs`).
+pub(crate) trait Parts {
+    // ----- the consumer -----
+
+    /// The partitions the consumer let go of since it was last asked (its leaving hook).
+    fn take_leaving(&mut self) -> Vec<TopicPartition>;
+    /// The partitions the consumer owns.
+    fn assignment(&self) -> BTreeSet<TopicPartition>;
+    /// The partitions the consumer has paused.
+    fn paused(&self) -> BTreeSet<TopicPartition>;
+    /// Store the offset past `record`: it is done with.
+    fn store(&mut self, now: Instant, record: &Record) -> Result<(), Error>;
+    /// Pause these partitions.
+    fn pause(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> Result<(), Error>;
+    /// Resume these partitions.
+    fn resume(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> Result<(), Error>;
+
+    // ----- the hooks -----
+
+    /// Try `attempt` of `record` failed retriably; the next is in `delay`.
+    fn retrying(&mut self, record: &Record, failure: &FailureInfo, attempt: u32, delay: Duration);
+    /// `record` failed for good and was skipped.
+    fn skipped(&mut self, record: &Record, failure: &FailureInfo);
+    /// `record` failed for good and the dead-letter topic acknowledged it.
+    fn dead_lettered(&mut self, record: &Record, failure: &FailureInfo);
+    /// `record`'s failure opened the breaker.
+    fn breaker_opened(&mut self, record: &Record, failure: &FailureInfo);
+
+    // ----- the metrics handle -----
+
+    /// Publish the machine's counts: at once when `force`, else when due.
+    fn publish(&mut self, machine: &PolicyMachine, force: bool);
+}
+
+/// What a run does next ([`Driver::next`]).
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Carry out this work and answer it ([`Driver::answered`]).
+    Work(Outgoing<Work, ()>),
+    /// Nothing to do: wait for the consumer's next batch, the machine's `poll_timeout`, or the
+    /// stop future.
+    Wait,
+    /// The run stops: nothing past the record was stored.
+    Stop(Stop),
+    /// The run fails with a part's error (the consumer refused a store, a pause or a resume).
+    Error(Error),
+}
+
+/// The policy machine and what its driver keeps between runs.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    /// The machine (its queries are made on it directly).
+    pub(crate) machine: PolicyMachine,
+    /// Partitions paused when the breaker opened, resumed when it closes.
+    breaker_paused: BTreeSet<TopicPartition>,
+}
+
+impl Driver {
+    /// Drives `machine`.
+    pub(crate) fn new(machine: PolicyMachine) -> Driver {
+        Driver {
+            machine,
+            breaker_paused: BTreeSet::new(),
+        }
+    }
+
+    /// A run starts: refused while the breaker is open; partitions that left meanwhile are
+    /// told, then the work out when the last run ended (stopped, or cancelled mid-record) is
+    /// asked for again.
+    pub(crate) fn start<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Result<(), Error> {
+        if self.machine.is_open() {
+            return Err(Error::new(
+                ErrorKind::CircuitOpen,
+                "the circuit breaker is open: close it (close_breaker) before running again",
+            ));
+        }
+        self.forget_leaving(now, parts);
+        self.machine.restart(now);
+        Ok(())
+    }
+
+    /// The top of every turn of a run, whichever wake-up came last: partitions the consumer
+    /// let go of meanwhile are told first. A retry coming due can cancel a `recv_batch` that
+    /// had already started a revocation (told the leaving hook, then awaited the listener or
+    /// the commit): a record of a revoked partition carried out now would be processed here
+    /// while its next owner reads it too, and its offset could not be stored.
+    pub(crate) fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+        self.forget_leaving(now, parts);
+    }
+
+    /// Carries out the machine's events in order (stores, pauses, resumes, what the hooks
+    /// hear), then says what the run does next: the work to carry out, a stop, a part's
+    /// error, or wait.
+    pub(crate) fn next<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Next {
+        while let Some(event) = self.machine.poll_event() {
+            let told = match event {
+                Event::Store(record) => parts.store(now, &record),
+                Event::Pause(tp) => parts.pause(now, vec![tp]),
+                Event::Resume(tp) => parts.resume(now, vec![tp]),
+                Event::Retrying {
+                    record,
+                    failure,
+                    attempt,
+                    delay,
+                } => {
+                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, "retrying: {failure}");
+                    parts.retrying(&record, &failure, attempt, delay);
+                    Ok(())
+                }
+                Event::Skipped { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
+                    parts.skipped(&record, &failure);
+                    Ok(())
+                }
+                Event::DeadLettered { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
+                    parts.dead_lettered(&record, &failure);
+                    Ok(())
+                }
+                Event::BreakerOpened { record, failure } => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "circuit breaker opened: {failure}");
+                    parts.breaker_opened(&record, &failure);
+                    Ok(())
+                }
+                Event::Stop(stop) => {
+                    if matches!(stop, Stop::BreakerOpen { .. }) {
+                        self.pause_all(now, parts);
+                    }
+                    parts.publish(&self.machine, true);
+                    return Next::Stop(stop);
+                }
+            };
+            if let Err(e) = told {
+                return Next::Error(e);
+            }
+            parts.publish(&self.machine, false);
+        }
+        match self.machine.poll_request(now) {
+            Some(out) => Next::Work(out),
+            None => {
+                parts.publish(&self.machine, true);
+                Next::Wait
+            }
+        }
+    }
+
+    /// The work `id` was carried out (or could not be).
+    pub(crate) fn answered<P: Parts>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Done, RequestFailure>,
+        parts: &mut P,
+    ) {
+        self.machine.handle_response(now, id, result);
+        parts.publish(&self.machine, false);
+    }
+
+    /// The machine's `poll_timeout` passed: retries due become ready.
+    pub(crate) fn timeout(&mut self, now: Instant) {
+        self.machine.handle_timeout(now);
+    }
+
+    /// The consumer's receiving call returned: partitions it let go of during the call are
+    /// told before the batch (which may belong to a partition assigned again after leaving, and
+    /// must not be dropped with the old lane), then the batch, or the call's error.
+    pub(crate) fn batch<P: Parts>(
+        &mut self,
+        now: Instant,
+        batch: Result<Vec<Record>, Error>,
+        parts: &mut P,
+    ) -> Result<(), Error> {
+        self.forget_leaving(now, parts);
+        let records = batch?;
+        if let Some(first) = records.first() {
+            let tp = first.topic_partition();
+            self.machine.records(now, tp, records);
+        }
+        Ok(())
+    }
+
+    /// Closes the breaker after it opened: its counts start afresh, and the partitions it
+    /// paused resume, those still owned and not waiting for a retry.
+    pub(crate) fn close_breaker<P: Parts>(
+        &mut self,
+        now: Instant,
+        parts: &mut P,
+    ) -> Result<(), Error> {
+        self.machine.close_breaker(now);
+        let waiting: BTreeSet<TopicPartition> = self.machine.paused().cloned().collect();
+        let owned = parts.assignment();
+        let resume: Vec<TopicPartition> = std::mem::take(&mut self.breaker_paused)
+            .into_iter()
+            .filter(|tp| owned.contains(tp) && !waiting.contains(tp))
+            .collect();
+        parts.resume(now, resume)?;
+        parts.publish(&self.machine, true);
+        Ok(())
+    }
+
+    /// Tells the machine of partitions the consumer let go of.
+    fn forget_leaving<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+        let gone = parts.take_leaving();
+        if gone.is_empty() {
+            return;
+        }
+        for tp in &gone {
+            self.breaker_paused.remove(tp);
+        }
+        self.machine.leaving(now, &gone);
+    }
+
+    /// The breaker opened: every owned partition not paused already is paused until it closes.
+    fn pause_all<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+        let paused = parts.paused();
+        let pause: Vec<TopicPartition> = parts
+            .assignment()
+            .into_iter()
+            .filter(|tp| !paused.contains(tp))
+            .collect();
+        self.breaker_paused.extend(pause.iter().cloned());
+        if let Err(e) = parts.pause(now, pause) {
+            warn!("pausing every partition for the open breaker failed: {e}");
+        }
+    }
+}
