@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kcon_admin::PoolError;
+use kcon_admin::{Cause, PoolError};
 
 /// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
 /// refusal (authorization), bad input data.
@@ -59,17 +59,16 @@ impl Failure {
 
     /// A pool error from a request the tool sends itself.
     pub(crate) fn from_pool(e: PoolError) -> Failure {
-        use PoolError as P;
-        match &e {
-            P::Config(c) => Failure::usage(format!("bad configuration: {c}")),
-            P::Transport { .. } | P::Tls { .. } | P::UnknownBroker { .. } => {
-                Failure::runtime(format!("cannot reach the brokers: {e}"))
-            }
-            P::Authentication { .. } => Failure::runtime(format!("authentication failed: {e}")),
-            P::Corrupt { .. } => {
+        match e.cause() {
+            Cause::Config => Failure::usage(format!("bad configuration: {e}")),
+            Cause::Transport => Failure::runtime(format!("cannot reach the brokers: {e}")),
+            Cause::Authentication => Failure::runtime(format!("authentication failed: {e}")),
+            Cause::Corrupt => {
                 Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
             }
-            _ => Failure::runtime(e.to_string()),
+            Cause::Unsupported | Cause::Broker | Cause::Misuse | Cause::Stopped => {
+                Failure::runtime(e.to_string())
+            }
         }
     }
 

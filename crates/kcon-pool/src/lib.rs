@@ -31,7 +31,7 @@ mod tls;
 pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};
 pub use connection::Connection;
 pub use error::{
-    AuthError, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
+    AuthError, Cause, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
 };
 pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope};
 pub use pool::{BrokerTarget, Pool, Purpose};

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     InvalidRecord,
     /// The producer was closed, or its task is gone.
     Closed,
+    /// The producer asked the connection pool for something it cannot do: a defect of the
+    /// producer's, never of the application's records.
+    Misuse,
 }
 
 /// Why a record was not delivered (or the producer could not be built).
@@ -128,15 +131,17 @@ impl ProduceError {
 
     /// A request the pool could not get answered.
     pub(crate) fn pool(e: kcon_pool::Error, what: &str) -> Self {
-        use kcon_pool::Error as P;
-        let kind = match &e {
-            P::Transport { .. } | P::Tls { .. } | P::UnknownBroker { .. } => ErrorKind::Transport,
-            P::Authentication { .. } => ErrorKind::Authentication,
-            P::Corrupt { .. } => ErrorKind::Corrupt,
-            P::Unsupported { .. } | P::Misuse(_) => ErrorKind::Unsupported,
-            P::Config(_) => ErrorKind::Config,
-            P::Broker { .. } => ErrorKind::Broker,
-            _ => ErrorKind::Closed,
+        use kcon_pool::{Cause, Error as P};
+        let kind = match e.cause() {
+            Cause::Transport => ErrorKind::Transport,
+            Cause::Corrupt => ErrorKind::Corrupt,
+            Cause::Unsupported => ErrorKind::Unsupported,
+            Cause::Broker => ErrorKind::Broker,
+            Cause::Authentication => ErrorKind::Authentication,
+            Cause::Misuse => ErrorKind::Misuse,
+            Cause::Config => ErrorKind::Config,
+            // The runtime is shutting down: the producer's task is gone with it.
+            Cause::Stopped => ErrorKind::Closed,
         };
         let code = match &e {
             P::Broker { error_code, .. } => Some(*error_code),

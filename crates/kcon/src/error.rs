@@ -11,6 +11,7 @@ use kcon_core::error_codes::{code, error_name};
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::{CommitError, CommittedError};
+use kcon_pool::Cause;
 
 use crate::TopicPartition;
 
@@ -64,6 +65,9 @@ pub enum ErrorKind {
     Transport,
     /// Authentication failed (SASL): not retried.
     Authentication,
+    /// The broker does not offer an API, or no version of it that kcon speaks, that the call
+    /// needs (ListOffsets for a timestamp lookup, OffsetForLeaderEpoch, a group protocol).
+    Unsupported,
     /// A broker sent bytes that are not a valid answer, or a record batch that does not
     /// decode: nothing after them was delivered.
     Corrupt,
@@ -266,21 +270,27 @@ impl From<kcon_pool::Error> for Error {
     fn from(e: kcon_pool::Error) -> Error {
         use kcon_pool::Error as P;
         let message = e.to_string();
+        let kind = match e.cause() {
+            Cause::Transport => ErrorKind::Transport,
+            Cause::Corrupt => ErrorKind::Corrupt,
+            Cause::Unsupported => ErrorKind::Unsupported,
+            Cause::Broker => ErrorKind::Broker,
+            Cause::Authentication => ErrorKind::Authentication,
+            Cause::Misuse => ErrorKind::Misuse,
+            Cause::Config => ErrorKind::Config,
+            // The runtime is shutting down: the consumer's tasks are gone with it.
+            Cause::Stopped => ErrorKind::Closed,
+        };
         let err = match &e {
-            P::Transport { .. } | P::UnknownBroker { .. } | P::Tls { .. } | P::Stopped => {
-                Error::new(ErrorKind::Transport, message).retriable(e.is_retriable())
-            }
-            P::Corrupt { .. } => Error::new(ErrorKind::Corrupt, message),
-            P::Authentication { .. } => Error::new(ErrorKind::Authentication, message),
             P::Broker {
                 api_key,
                 error_code,
                 ..
             } => Error::broker(*api_key, *error_code, message),
             P::Config(c) => return Error::from(c.clone()),
-            _ => Error::new(ErrorKind::Misuse, message),
+            _ => Error::new(kind, message),
         };
-        err.with_source(e)
+        err.retriable(e.is_retriable()).with_source(e)
     }
 }
 
@@ -407,5 +417,48 @@ mod tests {
         let config = Error::config("session.timeout.ms", "soon", "milliseconds");
         assert_eq!(config.kind(), ErrorKind::Config);
         assert!(!config.is_fatal() && !config.is_retriable());
+    }
+
+    #[test]
+    fn every_cause_of_a_pool_error_has_a_kind_of_its_own() {
+        let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
+        let cases = [
+            (
+                kcon_pool::Error::UnknownBroker { id: 3 },
+                ErrorKind::Transport,
+                true,
+            ),
+            (
+                kcon_pool::Error::Unsupported {
+                    peer: peer.clone(),
+                    api_key: ApiKey::OffsetForLeaderEpoch as i16,
+                    ours: (2, 4),
+                    theirs: None,
+                },
+                ErrorKind::Unsupported,
+                false,
+            ),
+            (
+                kcon_pool::Error::Misuse(kcon_pool::Misuse::UnsupportedApi { api_key: 9999 }),
+                ErrorKind::Misuse,
+                false,
+            ),
+            (kcon_pool::Error::Stopped, ErrorKind::Closed, false),
+            (
+                kcon_pool::Error::Broker {
+                    peer,
+                    api_key: ApiKey::ApiVersions as i16,
+                    error_code: code::NOT_COORDINATOR,
+                },
+                ErrorKind::Broker,
+                true,
+            ),
+        ];
+        for (pool, kind, retriable) in cases {
+            let shown = pool.to_string();
+            let e = Error::from(pool);
+            assert_eq!((e.kind(), e.is_retriable()), (kind, retriable), "{shown}");
+            assert_eq!(e.to_string(), shown);
+        }
     }
 }
