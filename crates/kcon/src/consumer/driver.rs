@@ -390,6 +390,18 @@ impl Driver {
         Got::Records
     }
 
+    /// The offsets task reported a request that keeps failing: the hooks and the metrics hear
+    /// it now, not at the consumer's next wake-up.
+    pub(crate) fn offsets_report<P: Parts>(
+        &mut self,
+        now: Instant,
+        report: PersistentFailure,
+        parts: &mut P,
+    ) {
+        self.machine.persistent_failure(report);
+        self.run(now, parts);
+    }
+
     /// The machine's `poll_timeout` passed.
     pub(crate) fn timeout<P: Parts>(&mut self, now: Instant, parts: &mut P) {
         self.machine.handle_timeout(now);

@@ -21,7 +21,7 @@ use kcon_admin as admin;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
-use kcon_core::{IsolationLevel, Machine, OffsetSpec, RequestFailure};
+use kcon_core::{IsolationLevel, Machine, OffsetSpec, PersistentFailure, RequestFailure};
 use kcon_fetch::Fetcher;
 use kcon_group::{GroupEvent, GroupMember};
 use kcon_offsets::Offsets;
@@ -927,6 +927,9 @@ impl Consumer {
                         Got::Nothing => {}
                     }
                 }
+                Some(report) = next_report(self.parts.offsets_reports.as_mut()) => {
+                    self.driver.offsets_report(now(), report, &mut self.parts);
+                }
                 () = sleep_until(deadline) => self.driver.timeout(now(), &mut self.parts),
             }
         }
@@ -1038,6 +1041,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 async fn next_interrupt<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_report(
+    reports: Option<&mut mpsc::UnboundedReceiver<PersistentFailure>>,
+) -> Option<PersistentFailure> {
+    match reports {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
