@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 ///
 /// # Where requests go
 /// [`Target`](Self::Target) says what an [`Outgoing`] names besides the request. A machine that
-/// talks to brokers says [`Target`](crate::Target) (any broker, the coordinator, a broker by
+/// talks to brokers says [`Target`] (any broker, the coordinator, a broker by
 /// id), and only such a machine can run on the pool's driver. A machine whose requests are
 /// carried out by the parts around it (the consumer's steps: the listener's hook, a commit
 /// before partitions go; the record processor's: call the handler, write a dead letter) says
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 pub trait Machine {
     /// What it asks to send.
     type Request;
-    /// Where a request goes: [`Target`](crate::Target) for brokers, `()` for requests its own
+    /// Where a request goes: [`Target`] for brokers, `()` for requests its own
     /// driver carries out.
     type Target;
     /// What a request is answered with.
