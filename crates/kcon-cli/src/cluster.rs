@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use kcon::property::{Part, Property, registry};
+use kcon::property::{POOL, PROPERTIES, Property, Setting, registry};
 use kcon_admin::{Metadata, Pool, PoolConfig, PoolError, TopicScope};
 
 use crate::failure::{Failure, error_name};
@@ -56,8 +56,8 @@ impl ClusterArgs {
         config.allow_auto_create_topics = false;
         set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;
         for (name, value) in &self.properties {
-            let property = registry::lookup(name);
-            if property.is_some_and(|p| p.configures(Part::Pool)) {
+            let property = registry::lookup(PROPERTIES, name);
+            if property.is_some_and(|p| p.configures(POOL)) {
                 set_pool_property(&mut config, name, value)?;
             } else if also_allowed.is_some_and(|a| !a.contains(&name.as_str())) {
                 return Err(not_for_this_command(name, property));
@@ -150,8 +150,8 @@ impl Cluster {
 
 /// The error for `-X name=...` on a command that takes only the connection properties:
 /// `property` is the registry's entry for `name`, if it has one.
-fn not_for_this_command(name: &str, property: Option<&Property>) -> Failure {
-    let connection: Vec<&str> = registry::properties_of(Part::Pool)
+fn not_for_this_command(name: &str, property: Option<&Property<Setting>>) -> Failure {
+    let connection: Vec<&str> = registry::properties_of(PROPERTIES, POOL)
         .map(|p| p.name)
         .collect();
     let what = match property {

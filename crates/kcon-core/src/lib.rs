@@ -16,10 +16,10 @@
 //!   random number.
 //! - [`failure`]: a request that keeps failing: the backoff between its tries, which only its
 //!   own success resets, and when it is reported ([`PersistentFailure`]).
-//! - [`property`]: the registry of every property kcon accepts ([`property::registry`]): names,
-//!   aliases, defaults, what each allows, the parts it configures; [`ConfigError`]; the
-//!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
-//!   implements.
+//! - [`property`]: the mechanism of the tables of properties each crate contributes
+//!   ([`property::registry`]): names, aliases, defaults, what each allows, the parts it
+//!   configures; [`ConfigError`]; the [`Configurable`] trait each part's configuration
+//!   implements; and the consumer's table, with the [`Setting`] its values are read into.
 //! - [`security`]: the values of the TLS and SASL properties.
 //! - [`record_policy`]: the values of the record-policy properties (`errors.tolerance`).
 //! - [`assignor`]: the built-in assignors and the group protocols by name.

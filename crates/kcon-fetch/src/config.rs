@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting};
+use kcon_core::property::{self, Configurable, FETCH, PROPERTIES, Part, Setting};
 use kcon_core::{ConfigError, ExponentialBackoff, ResetPolicy};
 
 use crate::IsolationLevel;
@@ -82,7 +82,7 @@ impl FetchConfig {
     /// here. A bad value is refused with an error naming the property and what it accepts,
     /// and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
@@ -98,8 +98,8 @@ impl FetchConfig {
     }
 }
 
-impl Configurable for FetchConfig {
-    const PART: Part = Part::Fetch;
+impl Configurable<Setting> for FetchConfig {
+    const PART: Part = FETCH;
 
     fn apply(&mut self, setting: &Setting) -> bool {
         match setting {
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn defaults_are_the_registrys() {
         assert_eq!(
-            kcon_core::property::registry::defaults_disagreeing::<FetchConfig>(),
+            kcon_core::property::registry::defaults_disagreeing::<_, FetchConfig>(PROPERTIES),
             [] as [&str; 0]
         );
         let c = FetchConfig::default();

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::property::{self, Configurable, GROUP, PROPERTIES, Part, Setting, registry};
 use kcon_core::{BuiltinAssignor, ConfigError, ExponentialBackoff, GroupProtocol};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
@@ -82,7 +82,7 @@ impl GroupConfig {
     /// does not take is unknown here. A bad value is refused with an error naming the property and
     /// what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -135,7 +135,11 @@ impl GroupConfig {
             ));
         }
         if self.partition_assignment_strategy.is_empty() {
-            return Err(registry::refused("partition.assignment.strategy", ""));
+            return Err(registry::refused(
+                PROPERTIES,
+                "partition.assignment.strategy",
+                "",
+            ));
         }
         if self.max_poll_interval.as_millis() > i32::MAX as u128 {
             return Err(ConfigError::invalid(
@@ -228,8 +232,8 @@ impl GroupConfig {
     }
 }
 
-impl Configurable for GroupConfig {
-    const PART: Part = Part::Group;
+impl Configurable<Setting> for GroupConfig {
+    const PART: Part = GROUP;
 
     fn apply(&mut self, setting: &Setting) -> bool {
         match setting {
@@ -280,7 +284,7 @@ mod tests {
         assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Eager);
         c.validate().unwrap();
         assert_eq!(
-            registry::defaults_disagreeing::<GroupConfig>(),
+            registry::defaults_disagreeing::<_, GroupConfig>(PROPERTIES),
             [] as [&str; 0],
             "the registry's defaults are the member's"
         );

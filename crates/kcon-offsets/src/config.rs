@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting};
+use kcon_core::property::{self, Configurable, OFFSETS, PROPERTIES, Part, Setting};
 use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel};
 
 /// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
@@ -58,7 +58,7 @@ impl OffsetsConfig {
     /// refused with an error naming the property and what it accepts, and leaves the
     /// configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -100,8 +100,8 @@ impl Default for OffsetsConfig {
     }
 }
 
-impl Configurable for OffsetsConfig {
-    const PART: Part = Part::Offsets;
+impl Configurable<Setting> for OffsetsConfig {
+    const PART: Part = OFFSETS;
 
     fn apply(&mut self, setting: &Setting) -> bool {
         match setting {
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(c.default_api_timeout, Duration::from_secs(60));
         c.validate().unwrap();
         assert_eq!(
-            kcon_core::property::registry::defaults_disagreeing::<OffsetsConfig>(),
+            kcon_core::property::registry::defaults_disagreeing::<_, OffsetsConfig>(PROPERTIES),
             [] as [&str; 0],
             "the registry's defaults are the offsets'"
         );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kcon_codec::frame::DEFAULT_MAX_FRAME_SIZE;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::property::{self, Configurable, POOL, PROPERTIES, Part, Setting, registry};
 use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::sasl::oauthbearer::TokenProvider;
@@ -103,7 +103,7 @@ impl PoolConfig {
     /// property the pool does not take is unknown here. A bad value is refused with an error
     /// naming the property and what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly:
@@ -118,7 +118,7 @@ impl PoolConfig {
         }
         for server in &self.bootstrap_servers {
             if split_host_port(server).is_none() {
-                return Err(registry::refused("bootstrap.servers", server));
+                return Err(registry::refused(PROPERTIES, "bootstrap.servers", server));
             }
         }
         // Counts set directly are checked against the registry's range for them.
@@ -129,7 +129,7 @@ impl PoolConfig {
             ),
             ("receive.message.max.bytes", self.receive_message_max_bytes),
         ] {
-            registry::check(name, &value.to_string())?;
+            registry::check(PROPERTIES, name, &value.to_string())?;
         }
         for (name, value) in [
             ("request.timeout.ms", self.request_timeout),
@@ -139,7 +139,7 @@ impl PoolConfig {
             ),
         ] {
             if value.is_zero() {
-                return Err(registry::refused(name, "0"));
+                return Err(registry::refused(PROPERTIES, name, "0"));
             }
         }
         self.validate_security()
@@ -188,8 +188,8 @@ impl Default for PoolConfig {
     }
 }
 
-impl Configurable for PoolConfig {
-    const PART: Part = Part::Pool;
+impl Configurable<Setting> for PoolConfig {
+    const PART: Part = POOL;
 
     fn apply(&mut self, setting: &Setting) -> bool {
         match setting {
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
         assert_eq!(c.receive_message_max_bytes, 100 * 1024 * 1024);
         assert_eq!(
-            registry::defaults_disagreeing::<PoolConfig>(),
+            registry::defaults_disagreeing::<_, PoolConfig>(PROPERTIES),
             [] as [&str; 0],
             "the registry's defaults are the pool's"
         );
@@ -269,7 +269,7 @@ mod tests {
             _ => "5000",
         };
         let mut c = PoolConfig::default();
-        for p in registry::properties_of(Part::Pool) {
+        for p in registry::properties_of(PROPERTIES, POOL) {
             c.set(p.name, good(p.name)).unwrap();
         }
         assert_eq!(c.bootstrap_servers, ["a:1", "[::1]:9092"]);

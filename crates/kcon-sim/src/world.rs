@@ -28,7 +28,7 @@ use kcon::consumer::{
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
-use kcon_core::property::registry::{self, Part as Configures};
+use kcon_core::property::{self as parts, PROPERTIES, registry};
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
@@ -112,14 +112,12 @@ impl ClientConfig {
         let mut offsets = OffsetsConfig::new(GROUP);
         let mut fetch = FetchConfig::default();
         for (name, value) in &self.properties {
-            let property = registry::lookup(name).expect("a property kcon knows");
-            for part in property.parts {
+            let property = registry::lookup(PROPERTIES, name).expect("a property kcon knows");
+            for &part in property.parts {
                 match part {
-                    Configures::Group => group.set(name, value).expect("a valid group property"),
-                    Configures::Offsets => {
-                        offsets.set(name, value).expect("a valid offsets property")
-                    }
-                    Configures::Fetch => fetch.set(name, value).expect("a valid fetch property"),
+                    parts::GROUP => group.set(name, value).expect("a valid group property"),
+                    parts::OFFSETS => offsets.set(name, value).expect("a valid offsets property"),
+                    parts::FETCH => fetch.set(name, value).expect("a valid fetch property"),
                     other => panic!("{name} goes to the {other:?}, which the simulation has not"),
                 }
             }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use kcon_core::property::{Configurable, Part, Setting, registry};
+use kcon_core::property::{
+    CONSUMER, Configurable, FETCH, GROUP, OFFSETS, POLICY, POOL, PROPERTIES, Setting, registry,
+};
 use kcon_core::{ConfigError, IsolationLevel, ResetPolicy};
 use kcon_fetch::FetchConfig;
 use kcon_group::GroupConfig;
@@ -284,7 +286,7 @@ impl ConsumerBuilder {
             let unknown = || ConfigError::UnknownProperty {
                 property: name.clone(),
             };
-            let property = registry::lookup(name).ok_or_else(unknown)?;
+            let property = registry::lookup(PROPERTIES, name).ok_or_else(unknown)?;
             // A later value of the property replaces this one, even a bad one.
             if self.properties[i + 1..]
                 .iter()
@@ -293,20 +295,21 @@ impl ConsumerBuilder {
                 continue;
             }
             let setting = property.parse(value)?;
-            for part in property.parts {
+            for &part in property.parts {
                 let taken = match part {
-                    Part::Pool => pool.apply(&setting),
-                    Part::Group => group.apply(&setting),
-                    Part::Offsets => offsets.apply(&setting),
-                    Part::Fetch => fetch.apply(&setting),
-                    Part::Consumer => match setting {
+                    POOL => pool.apply(&setting),
+                    GROUP => group.apply(&setting),
+                    OFFSETS => offsets.apply(&setting),
+                    FETCH => fetch.apply(&setting),
+                    CONSUMER => match setting {
                         Setting::CloseTimeout(d) => {
                             close_timeout = d;
                             true
                         }
                         _ => false,
                     },
-                    Part::Policy => policy.apply(&setting),
+                    POLICY => policy.apply(&setting),
+                    _ => false,
                 };
                 // A part that does not take what the registry routes to it: as `set` does.
                 if !taken {
@@ -445,7 +448,9 @@ mod tests {
         assert_eq!(group.group_instance_id.as_deref(), Some("i"));
         assert_eq!(offsets.group_instance_id.as_deref(), Some("i"));
         assert_eq!(
-            registry::lookup("close.timeout.ms").unwrap().default,
+            registry::lookup(PROPERTIES, "close.timeout.ms")
+                .unwrap()
+                .default,
             registry::DefaultValue::Value("30000"),
         );
         assert_eq!(

@@ -15,17 +15,30 @@ use crate::offsets::{IsolationLevel, ResetPolicy};
 use crate::record_policy::ErrorTolerance;
 use crate::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
-const POOL: &[Part] = &[Part::Pool];
-const POOL_FETCH: &[Part] = &[Part::Pool, Part::Fetch];
-const RETRYING: &[Part] = &[Part::Pool, Part::Group, Part::Offsets, Part::Fetch];
-const GROUP: &[Part] = &[Part::Group];
-const GROUP_OFFSETS: &[Part] = &[Part::Group, Part::Offsets];
-const GROUP_FETCH: &[Part] = &[Part::Group, Part::Fetch];
-const OFFSETS: &[Part] = &[Part::Offsets];
-const OFFSETS_FETCH: &[Part] = &[Part::Offsets, Part::Fetch];
-const FETCH: &[Part] = &[Part::Fetch];
-const CONSUMER: &[Part] = &[Part::Consumer];
-const POLICY: &[Part] = &[Part::Policy];
+/// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
+pub const POOL: Part = Part::new("pool");
+/// kcon-group's `GroupConfig`: the group member.
+pub const GROUP: Part = Part::new("group");
+/// kcon-offsets' `OffsetsConfig`: commits and offset lookups.
+pub const OFFSETS: Part = Part::new("offsets");
+/// kcon-fetch's `FetchConfig`: the fetcher.
+pub const FETCH: Part = Part::new("fetch");
+/// The `Consumer` itself (kcon).
+pub const CONSUMER: Part = Part::new("consumer");
+/// The record processor's policies for records that fail (kcon's `Processor`).
+pub const POLICY: Part = Part::new("policy");
+
+const POOL_ONLY: &[Part] = &[POOL];
+const POOL_FETCH: &[Part] = &[POOL, FETCH];
+const RETRYING: &[Part] = &[POOL, GROUP, OFFSETS, FETCH];
+const GROUP_ONLY: &[Part] = &[GROUP];
+const GROUP_OFFSETS: &[Part] = &[GROUP, OFFSETS];
+const GROUP_FETCH: &[Part] = &[GROUP, FETCH];
+const OFFSETS_ONLY: &[Part] = &[OFFSETS];
+const OFFSETS_FETCH: &[Part] = &[OFFSETS, FETCH];
+const FETCH_ONLY: &[Part] = &[FETCH];
+const CONSUMER_ONLY: &[Part] = &[CONSUMER];
+const POLICY_ONLY: &[Part] = &[POLICY];
 
 /// The largest count: Kafka's counts are 32-bit, so every count fits an `i32`.
 const MAX_COUNT: usize = i32::MAX as usize;
@@ -40,12 +53,13 @@ const API_VERSIONS: &str = "comma-separated API=VERSION pairs, each API named on
 const STRATEGY: &str = "a comma-separated list of distinct assignors: range, roundrobin, \
      sticky, cooperative-sticky (or their Java class names)";
 
-pub(super) static TABLE: &[Property] = &[
+/// The consumer's properties, in the order of the README's table.
+pub static PROPERTIES: &[Property<Setting>] = &[
     Property {
         name: "bootstrap.servers",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "Brokers to ask first for the cluster's metadata; required. A name is tried at \
               each address it resolves to.",
         kind: Kind::Other {
@@ -57,7 +71,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "client.id",
         aliases: &[],
         default: DefaultValue::Value("kcon"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The name in every request's header, by which brokers' logs and quotas know the \
               client.",
         kind: Kind::Text {
@@ -69,7 +83,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "socket.connection.setup.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("10000"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "How long a new connection may take to be ready: TCP connect and the ApiVersions \
               exchange together.",
         kind: Kind::Millis {
@@ -81,7 +95,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "request.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("30000"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "How long a request may wait in all, for a free in-flight slot and then for its \
               answer.",
         kind: Kind::Millis {
@@ -93,7 +107,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "max.in.flight.requests.per.connection",
         aliases: &[],
         default: DefaultValue::Value("5"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "Requests one connection may have sent and not yet seen answered; further ones \
               wait for a slot.",
         kind: Kind::Count {
@@ -120,7 +134,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "reconnect.backoff.ms",
         aliases: &[],
         default: DefaultValue::Value("50"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The first pause before connecting again to a broker that failed; it doubles, \
               with jitter, at each failure.",
         kind: Kind::Millis {
@@ -132,7 +146,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "reconnect.backoff.max.ms",
         aliases: &[],
         default: DefaultValue::Value("1000"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The most the reconnection pause grows to.",
         kind: Kind::Millis {
             min: 0,
@@ -166,7 +180,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "connections.max.idle.ms",
         aliases: &[],
         default: DefaultValue::Value("540000"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "A connection with nothing in flight for this long is closed; 0 never closes an \
               idle one.",
         kind: Kind::Millis {
@@ -178,7 +192,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "receive.message.max.bytes",
         aliases: &[],
         default: DefaultValue::Value("104857600"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The largest answer a connection accepts; a larger size prefix closes the \
               connection before anything is allocated.",
         kind: Kind::Count {
@@ -193,7 +207,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "allow.auto.create.topics",
         aliases: &[],
         default: DefaultValue::Value("true"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "Whether asking for a missing topic's metadata may create it, on brokers \
               configured to.",
         kind: Kind::Bool(Setting::AllowAutoCreateTopics),
@@ -202,7 +216,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "api.version.max",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "Caps the version of each API named, whatever the brokers advertise: for a broker \
               or proxy that advertises a version it cannot serve. Without it, a version a \
               broker refuses (it closes the connection on it twice in a row, or answers what \
@@ -216,7 +230,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "security.protocol",
         aliases: &[],
         default: DefaultValue::Value("PLAINTEXT"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "Whether connections are encrypted with TLS, authenticated with SASL, both or \
               neither.",
         kind: Kind::Other {
@@ -232,7 +246,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "ssl.ca.location",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "CA certificates that may sign the brokers' certificates; unset, the system's \
               trust store.",
         kind: Kind::Optional {
@@ -245,7 +259,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "ssl.certificate.location",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The client's certificate, then its chain, for brokers that authenticate clients \
               by certificate; needs ssl.key.location.",
         kind: Kind::Optional {
@@ -258,7 +272,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "ssl.key.location",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The unencrypted private key (PKCS#8, PKCS#1 or SEC1) of the client's \
               certificate; needs ssl.certificate.location.",
         kind: Kind::Optional {
@@ -271,7 +285,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "ssl.endpoint.identification.algorithm",
         aliases: &[],
         default: DefaultValue::Value("https"),
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "https: a broker's certificate must name the host dialled; none: any trusted \
               certificate will do.",
         kind: Kind::Other {
@@ -287,7 +301,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "sasl.mechanism",
         aliases: &["sasl.mechanisms"],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
               tokens from the application.",
         kind: Kind::Other {
@@ -304,7 +318,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "sasl.username",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The user that PLAIN and SCRAM log in as.",
         kind: Kind::Optional {
             trim: false,
@@ -316,7 +330,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "sasl.password",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POOL,
+        parts: POOL_ONLY,
         doc: "The password of PLAIN and SCRAM; debug output and logs show it as <redacted>.",
         kind: Kind::Text {
             allowed: "any text, spaces kept",
@@ -352,7 +366,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "group.protocol",
         aliases: &[],
         default: DefaultValue::Value("classic"),
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "The group protocol: classic (JoinGroup, SyncGroup, Heartbeat; a member assigns) \
               or consumer (KIP-848's ConsumerGroupHeartbeat; the coordinator assigns).",
         kind: Kind::Other {
@@ -368,7 +382,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "group.remote.assignor",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "With group.protocol=consumer: the coordinator's assignor to use (uniform or range \
               on Apache Kafka); unset, the coordinator's default.",
         kind: Kind::Optional {
@@ -381,7 +395,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "session.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("45000"),
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "How long the coordinator waits for a heartbeat before it takes the member out of \
               the group; classic protocol only (the coordinator sets it under consumer).",
         kind: Kind::Millis {
@@ -393,7 +407,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "heartbeat.interval.ms",
         aliases: &[],
         default: DefaultValue::Value("3000"),
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "The time between heartbeats, below session.timeout.ms; classic protocol only \
               (the coordinator sets it under consumer).",
         kind: Kind::Millis {
@@ -405,7 +419,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "max.poll.interval.ms",
         aliases: &[],
         default: DefaultValue::Value("300000"),
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "The longest the application may go without asking for records before the member \
               leaves the group; also the rebalance timeout.",
         kind: Kind::Millis {
@@ -417,7 +431,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "partition.assignment.strategy",
         aliases: &[],
         default: DefaultValue::Value("range,cooperative-sticky"),
-        parts: GROUP,
+        parts: GROUP_ONLY,
         doc: "Assignors in order of preference; the member rebalances cooperatively only when \
               every one listed can. Classic protocol only (see group.remote.assignor).",
         kind: Kind::Other {
@@ -442,7 +456,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "enable.auto.commit",
         aliases: &[],
         default: DefaultValue::Value("true"),
-        parts: OFFSETS,
+        parts: OFFSETS_ONLY,
         doc: "Commit the stored offsets every auto.commit.interval.ms, before partitions are \
               given up, and on close.",
         kind: Kind::Bool(Setting::EnableAutoCommit),
@@ -451,7 +465,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "auto.commit.interval.ms",
         aliases: &[],
         default: DefaultValue::Value("5000"),
-        parts: OFFSETS,
+        parts: OFFSETS_ONLY,
         doc: "The time between automatic commits; at least 1 with enable.auto.commit.",
         kind: Kind::Millis {
             min: 0,
@@ -462,7 +476,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "enable.auto.offset.store",
         aliases: &[],
         default: DefaultValue::Value("true"),
-        parts: OFFSETS,
+        parts: OFFSETS_ONLY,
         doc: "Store a record's offset for commit once the application asks for more records; \
               false commits only what the application stores.",
         kind: Kind::Bool(Setting::EnableAutoOffsetStore),
@@ -471,7 +485,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "auto.offset.reset",
         aliases: &[],
         default: DefaultValue::Value("latest"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "Where a partition starts when it has no committed offset or its position is out \
               of range; none makes that an error.",
         kind: Kind::Other {
@@ -495,7 +509,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "default.api.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("60000"),
-        parts: OFFSETS,
+        parts: OFFSETS_ONLY,
         doc: "How long a commit or an offset lookup may keep retrying before it fails.",
         kind: Kind::Millis {
             min: 1,
@@ -506,7 +520,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "fetch.min.bytes",
         aliases: &[],
         default: DefaultValue::Value("1"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "The bytes a broker waits to have (or fetch.max.wait.ms to pass) before it answers \
               a Fetch.",
         kind: Kind::Count {
@@ -520,7 +534,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "fetch.max.wait.ms",
         aliases: &[],
         default: DefaultValue::Value("500"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "The longest a broker holds a Fetch waiting for fetch.min.bytes.",
         kind: Kind::Millis {
             min: 0,
@@ -531,7 +545,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "fetch.max.bytes",
         aliases: &[],
         default: DefaultValue::Value("52428800"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "The most a Fetch answer may carry, though a first batch larger than that still \
               comes whole (KIP-74).",
         kind: Kind::Count {
@@ -545,7 +559,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "max.partition.fetch.bytes",
         aliases: &[],
         default: DefaultValue::Value("1048576"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "The most one partition's part of a Fetch answer may carry.",
         kind: Kind::Count {
             min: 0,
@@ -558,7 +572,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "fetch.buffer.max.bytes",
         aliases: &[],
         default: DefaultValue::Derived("3 × fetch.max.bytes"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "kcon's own: the prefetch budget, bytes fetched and not yet handed out plus bytes \
               reserved by Fetches in flight, all partitions together.",
         kind: Kind::Count {
@@ -572,7 +586,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "max.poll.records",
         aliases: &[],
         default: DefaultValue::Value("500"),
-        parts: FETCH,
+        parts: FETCH_ONLY,
         doc: "The most records one batch hands the application; a larger fetched batch is \
               handed out in parts.",
         kind: Kind::Count {
@@ -586,7 +600,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "close.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("30000"),
-        parts: CONSUMER,
+        parts: CONSUMER_ONLY,
         doc: "kcon's own: the longest closing the consumer may take, final commit and leaving \
               the group included.",
         kind: Kind::Millis {
@@ -598,7 +612,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.tolerance",
         aliases: &[],
         default: DefaultValue::Value("none"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "Kafka Connect's name: what a record that failed for good does in a Processor: none \
               stops processing with an error, nothing stored past the record; all skips it, or \
               writes it to errors.deadletterqueue.topic.name, and goes on.",
@@ -611,7 +625,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.retry.max.attempts",
         aliases: &[],
         default: DefaultValue::Value("10"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "kcon's own: how many times a Processor tries a record whose failure is \
               retriable, the first try included, before the record has failed for good.",
         kind: Kind::Count {
@@ -625,7 +639,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.retry.timeout",
         aliases: &[],
         default: DefaultValue::Value("-1"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "Kafka Connect's name: how long after a record's first failure a Processor may \
               still retry it; -1 sets no limit but errors.retry.max.attempts, 0 retries nothing \
               (Kafka Connect's default is 0).",
@@ -638,7 +652,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.retry.backoff.ms",
         aliases: &[],
         default: DefaultValue::Value("100"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "kcon's own: the first pause before a Processor retries a record; it doubles at \
               each failure, with jitter, up to errors.retry.delay.max.ms. Only the record's \
               partition waits.",
@@ -651,7 +665,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.retry.delay.max.ms",
         aliases: &[],
         default: DefaultValue::Value("60000"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "Kafka Connect's name: the most a Processor's pause between two tries of a record \
               grows to.",
         kind: Kind::Millis {
@@ -663,7 +677,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.deadletterqueue.topic.name",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "Kafka Connect's name: with errors.tolerance=all, the topic a Processor writes each \
               record that failed for good to (key, value and headers unchanged, plus kcon.dlq.* \
               headers saying where it came from and why), acknowledged before the offset past \
@@ -678,7 +692,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.breaker.window.records",
         aliases: &[],
         default: DefaultValue::Value("100"),
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "kcon's own: how many of a Processor's last records errors.breaker.failures counts \
               failures among.",
         kind: Kind::Count {
@@ -692,7 +706,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.breaker.failures",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "kcon's own: a Processor's circuit breaker opens (every partition paused, \
               processing stops with an error) when more than this many of the last \
               errors.breaker.window.records records failed for good; unset, never by this rule.",
@@ -706,7 +720,7 @@ pub(super) static TABLE: &[Property] = &[
         name: "errors.breaker.consecutive.failures",
         aliases: &[],
         default: DefaultValue::Unset,
-        parts: POLICY,
+        parts: POLICY_ONLY,
         doc: "kcon's own: a Processor's circuit breaker opens when this many records in a row \
               failed for good; unset, never by this rule.",
         kind: Kind::Other {
@@ -840,4 +854,68 @@ fn optional_count(i: &Input<'_>, min: usize, max: usize) -> Result<Option<usize>
         return Ok(None);
     }
     super::parse_count(i.property, i.trimmed(), min, max, i.allowed).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::registry::{erased, faults, lookup};
+    use super::*;
+
+    #[test]
+    fn the_table_is_sound() {
+        assert_eq!(faults(erased(PROPERTIES)), [] as [String; 0]);
+    }
+
+    #[test]
+    fn aliases_find_their_property() {
+        assert_eq!(
+            lookup(PROPERTIES, "sasl.mechanisms").unwrap().name,
+            "sasl.mechanism"
+        );
+        assert_eq!(
+            lookup(PROPERTIES, "sasl.mechanism").unwrap().name,
+            "sasl.mechanism"
+        );
+        assert!(lookup(PROPERTIES, "sasl.mechanismz").is_none());
+    }
+
+    #[test]
+    fn retry_backoff_reaches_every_part_that_retries() {
+        for name in ["retry.backoff.ms", "retry.backoff.max.ms"] {
+            let parts = lookup(PROPERTIES, name).unwrap().parts;
+            assert_eq!(parts, [POOL, GROUP, OFFSETS, FETCH]);
+        }
+    }
+
+    #[test]
+    fn values_are_read_by_kind() {
+        let read = |name: &str, value: &str| lookup(PROPERTIES, name).unwrap().parse(value);
+        assert_eq!(
+            read("fetch.max.wait.ms", " 250 "),
+            Ok(Setting::FetchMaxWait(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            read("allow.auto.create.topics", "FALSE"),
+            Ok(Setting::AllowAutoCreateTopics(false))
+        );
+        assert_eq!(read("client.rack", " "), Ok(Setting::ClientRack(None)));
+        assert_eq!(
+            read("sasl.username", " al ice "),
+            Ok(Setting::SaslUsername(Some(" al ice ".into())))
+        );
+        assert_eq!(
+            read("bootstrap.servers", "a:1, [::1]:9092,"),
+            Ok(Setting::BootstrapServers(vec![
+                "a:1".into(),
+                "[::1]:9092".into()
+            ]))
+        );
+        let e = read("bootstrap.servers", "a:1,b").unwrap_err();
+        assert!(e.to_string().contains("\"b\""), "{e}");
+        let e = read("bootstrap.servers", " , ").unwrap_err();
+        assert!(e.to_string().contains("at least one host:port"), "{e}");
+        assert!(read("fetch.min.bytes", "2147483648").is_err());
+    }
 }

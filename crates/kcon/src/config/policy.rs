@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kcon_core::property::{Configurable, Part, Setting, registry};
+use kcon_core::property::{Configurable, POLICY, PROPERTIES, Part, Setting, registry};
 use kcon_core::{ConfigError, ErrorTolerance, ExponentialBackoff};
 
 /// What a [`Processor`](crate::Processor) does with records that fail. Set through the
@@ -58,7 +58,7 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     /// Sets a property by name, as the registry reads it.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        registry::set(self, name, value)
+        registry::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what one property at a time cannot: a dead-letter topic needs
@@ -79,6 +79,7 @@ impl PolicyConfig {
             && failures >= self.breaker_window
         {
             return Err(registry::refused(
+                PROPERTIES,
                 "errors.breaker.failures",
                 &failures.to_string(),
             ));
@@ -92,8 +93,8 @@ impl PolicyConfig {
     }
 }
 
-impl Configurable for PolicyConfig {
-    const PART: Part = Part::Policy;
+impl Configurable<Setting> for PolicyConfig {
+    const PART: Part = POLICY;
 
     fn apply(&mut self, setting: &Setting) -> bool {
         match setting {
@@ -129,7 +130,7 @@ mod tests {
     #[test]
     fn the_registry_and_the_config_agree_on_defaults() {
         assert_eq!(
-            registry::defaults_disagreeing::<PolicyConfig>(),
+            registry::defaults_disagreeing::<_, PolicyConfig>(PROPERTIES),
             Vec::<&str>::new()
         );
     }
