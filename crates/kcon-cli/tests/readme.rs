@@ -1,7 +1,7 @@
 //! The README's configuration table is the one the tables of properties make, concatenated as
 //! the `kcon` tool takes them (the consumer's, the producer's, the Schema Registry client's):
 //! this test fails, showing the expected table, when they differ, or when the tables together
-//! name a property twice. `KCON_WRITE_README=1` makes it rewrite the README instead.
+//! give a name to two properties or disagree on one they share. `KCON_WRITE_README=1` makes it rewrite the README instead.
 
 use std::path::Path;
 
@@ -11,9 +11,10 @@ const START: &str = "<!-- properties: generated from the property tables of kcon
                      rewrite with KCON_WRITE_README=1 cargo test -p kcon-cli --test readme -->";
 const END: &str = "<!-- end of properties -->";
 
-/// Every property the tool takes, in the README's order.
+/// Every property the tool takes, in the README's order: the consumer's tables, then the
+/// producer's and the Schema Registry client's.
 fn properties() -> impl Iterator<Item = &'static dyn AnyProperty> + Clone {
-    erased(kcon::property::PROPERTIES)
+    kcon::ConsumerBuilder::properties()
         .chain(erased(kcon_produce::PROPERTIES))
         .chain(erased(kcon_schema_registry::PROPERTIES))
 }

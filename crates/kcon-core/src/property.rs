@@ -7,15 +7,11 @@ use std::time::Duration;
 
 mod markdown;
 pub mod registry;
-mod setting;
-mod table;
 
 pub use registry::{
     AnyProperty, Configurable, DefaultValue, Input, Kind, Part, Property, check, erased, faults,
-    lookup, refused, set,
+    lookup, parts_of, refused, set,
 };
-pub use setting::Setting;
-pub use table::{CONSUMER, FETCH, GROUP, OFFSETS, POLICY, POOL, PROPERTIES};
 
 /// A configuration value that was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

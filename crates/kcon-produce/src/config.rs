@@ -140,11 +140,11 @@ impl ProducerConfig {
 /// The largest `buffer.memory`: a record's room is taken from a semaphore in `u32` units.
 const MAX_BUFFER_MEMORY: usize = u32::MAX as usize;
 
-/// Whether `name` is a connection property: one the consumer's tables route to the pool, which
-/// the producer's pool takes too.
+/// Whether `name` is a connection property: one of kcon-pool's table, which the producer's
+/// pool takes.
 pub(crate) fn is_pool_property(name: &str) -> bool {
-    registry::lookup(kcon_core::property::PROPERTIES, name)
-        .is_some_and(|p| p.configures(kcon_core::property::POOL))
+    registry::lookup(kcon_pool::property::PROPERTIES, name)
+        .is_some_and(|p| p.configures(kcon_pool::property::POOL))
 }
 
 /// The [`Producer`](crate::Producer): [`ProducerConfig`]'s own fields.

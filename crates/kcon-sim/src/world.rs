@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use kcon::consumer::{
     Command, CommittedOffsets, ConsumerMachine, Hook, MachineOptions, Step, StepAnswer,
 };
+use kcon::property::{fetch as fetch_part, group as group_part, offsets as offsets_part, registry};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
-use kcon_core::property::{self as parts, PROPERTIES, registry};
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest};
@@ -112,12 +112,15 @@ impl ClientConfig {
         let mut offsets = OffsetsConfig::new(GROUP);
         let mut fetch = FetchConfig::default();
         for (name, value) in &self.properties {
-            let property = registry::lookup(PROPERTIES, name).expect("a property kcon knows");
-            for &part in property.parts {
+            let parts = registry::parts_of(kcon::ConsumerBuilder::properties(), name);
+            assert!(!parts.is_empty(), "{name}: a property kcon knows");
+            for part in parts {
                 match part {
-                    parts::GROUP => group.set(name, value).expect("a valid group property"),
-                    parts::OFFSETS => offsets.set(name, value).expect("a valid offsets property"),
-                    parts::FETCH => fetch.set(name, value).expect("a valid fetch property"),
+                    group_part::GROUP => group.set(name, value).expect("a valid group property"),
+                    offsets_part::OFFSETS => {
+                        offsets.set(name, value).expect("a valid offsets property")
+                    }
+                    fetch_part::FETCH => fetch.set(name, value).expect("a valid fetch property"),
                     other => panic!("{name} goes to the {other:?}, which the simulation has not"),
                 }
             }

@@ -363,19 +363,58 @@ where
         .collect()
 }
 
+/// The parts that the entries named `name` (or one of whose aliases it is) among `properties`
+/// configure, in order: a property several crates take is in each of their tables, each entry
+/// naming its own crate's parts. Empty when no entry has the name.
+pub fn parts_of<'a>(
+    properties: impl IntoIterator<Item = &'a dyn AnyProperty>,
+    name: &str,
+) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for p in properties.into_iter().filter(|p| p.is_named(name)) {
+        for part in p.parts() {
+            if !parts.contains(part) {
+                parts.push(*part);
+            }
+        }
+    }
+    parts
+}
+
 /// What is wrong with `properties`, the tables a builder concatenates (one table alone, for a
-/// crate's own tests): a name or alias twice, a property configuring nothing, a documentation
-/// line empty or of several lines, a default the property refuses, or a refused value whose
-/// error does not name the property and what it allows. Empty when nothing is.
+/// crate's own tests): a name or alias given to two properties; a property in several tables
+/// whose entries disagree on its aliases, default, what it allows or its documentation, or
+/// configure a part twice; a property configuring nothing; a documentation line empty or of
+/// several lines; a default the property refuses; or a refused value whose error does not name
+/// the property and what it allows. Empty when nothing is.
 pub fn faults<'a>(properties: impl IntoIterator<Item = &'a dyn AnyProperty>) -> Vec<String> {
     let mut faults = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    // Each name and alias, with the property it names and the first entry of that property.
+    let mut seen: std::collections::BTreeMap<&str, &dyn AnyProperty> = Default::default();
+    let mut parts: std::collections::BTreeMap<&str, Vec<Part>> = Default::default();
     for p in properties {
         let name = p.name();
-        for n in std::iter::once(&name).chain(p.aliases()) {
-            if !seen.insert(*n) {
-                faults.push(format!("{n} is in the tables twice"));
+        if let Some(first) = seen.get(name).copied().filter(|first| first.name() == name) {
+            if first.aliases() != p.aliases()
+                || first.default() != p.default()
+                || first.allowed() != p.allowed()
+                || first.doc() != p.doc()
+            {
+                faults.push(format!("{name}'s entries disagree"));
             }
+        } else {
+            for n in std::iter::once(&name).chain(p.aliases()) {
+                if seen.insert(*n, p).is_some() {
+                    faults.push(format!("{n} names two properties"));
+                }
+            }
+        }
+        let taken = parts.entry(name).or_default();
+        for part in p.parts() {
+            if taken.contains(part) {
+                faults.push(format!("{name} configures {} twice", part.name()));
+            }
+            taken.push(*part);
         }
         if p.parts().is_empty() {
             faults.push(format!("{name} configures nothing"));
@@ -398,4 +437,123 @@ pub fn faults<'a>(properties: impl IntoIterator<Item = &'a dyn AnyProperty>) -> 
         }
     }
     faults
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Part = Part::new("a");
+    const B: Part = Part::new("b");
+
+    #[derive(Debug, PartialEq)]
+    enum One {
+        Wait(Duration),
+        Name(Option<String>),
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Two {
+        Wait(Duration),
+    }
+
+    static ONE: &[Property<One>] = &[
+        Property {
+            name: "x.wait.ms",
+            aliases: &["x.wait"],
+            default: DefaultValue::Value("5"),
+            parts: &[A],
+            doc: "A pause.",
+            kind: Kind::Millis {
+                min: 1,
+                setting: One::Wait,
+            },
+        },
+        Property {
+            name: "x.name",
+            aliases: &[],
+            default: DefaultValue::Unset,
+            parts: &[A],
+            doc: "A name.",
+            kind: Kind::Optional {
+                trim: true,
+                allowed: "a name; empty unsets it",
+                setting: One::Name,
+            },
+        },
+    ];
+
+    static TWO: &[Property<Two>] = &[Property {
+        name: "x.wait.ms",
+        aliases: &["x.wait"],
+        default: DefaultValue::Value("5"),
+        parts: &[B],
+        doc: "A pause.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Two::Wait,
+        },
+    }];
+
+    #[derive(Debug, Default)]
+    struct PartA {
+        wait: Duration,
+        name: Option<String>,
+    }
+
+    impl Configurable<One> for PartA {
+        const PART: Part = A;
+
+        fn apply(&mut self, setting: &One) -> bool {
+            match setting {
+                One::Wait(d) => self.wait = *d,
+                One::Name(n) => self.name = n.clone(),
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn set_reads_by_name_or_alias_and_names_the_property_it_refuses() {
+        let mut a = PartA::default();
+        set(ONE, &mut a, "x.wait", " 7 ").unwrap();
+        assert_eq!(a.wait, Duration::from_millis(7));
+        set(ONE, &mut a, "x.name", " n ").unwrap();
+        assert_eq!(a.name.as_deref(), Some("n"));
+        let e = set(ONE, &mut a, "x.wait.ms", "0").unwrap_err();
+        assert_eq!(e, ConfigError::invalid("x.wait.ms", "0", millis_allowed(1)));
+        assert_eq!(
+            a.wait,
+            Duration::from_millis(7),
+            "a refused value changes nothing"
+        );
+        let e = set(ONE, &mut a, "x.other", "1").unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownProperty { .. }), "{e}");
+        assert_eq!(
+            refused(ONE, "x.wait.ms", "0"),
+            ConfigError::invalid("x.wait.ms", "0", millis_allowed(1))
+        );
+        assert!(check(ONE, "x.wait.ms", "3").is_ok());
+    }
+
+    #[test]
+    fn a_defaults_disagreement_is_named() {
+        // PartA's default wait is 0, the table's 5.
+        assert_eq!(defaults_disagreeing::<_, PartA>(ONE), ["x.wait.ms"]);
+    }
+
+    #[test]
+    fn tables_concatenated_share_a_property_as_one_row() {
+        let both = || erased(ONE).chain(erased(TWO));
+        assert_eq!(faults(both()), [] as [String; 0]);
+        assert_eq!(parts_of(both(), "x.wait"), [A, B]);
+        let table = markdown_table(both());
+        assert_eq!(table.matches("x.wait.ms").count(), 1, "{table}");
+        assert!(table.contains("| a, b |"), "{table}");
+        let twice = faults(erased(ONE).chain(erased(ONE)));
+        assert!(
+            twice.iter().any(|f| f.contains("configures a twice")),
+            "{twice:?}"
+        );
+    }
 }

@@ -33,7 +33,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kcon_core::{ErrorTolerance, ExponentialBackoff, TopicPartition};
+use kcon_core::{ExponentialBackoff, TopicPartition};
+
+use crate::config::ErrorTolerance;
 
 use super::breaker::{Breaker, Tripped};
 use super::failure::FailureInfo;
