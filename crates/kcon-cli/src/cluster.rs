@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use kcon::property::{Part, Property, registry};
+use kcon::ConsumerBuilder;
+use kcon::property::{pool, registry};
 use kcon_admin::{Metadata, Pool, PoolConfig, PoolError, TopicScope};
 
 use crate::failure::{Failure, error_name};
@@ -45,7 +46,7 @@ impl ClusterArgs {
     }
 
     /// The pool's configuration: `-b` and the connection properties among `-X` (those the
-    /// property registry routes to the pool). Any other property is refused, naming it, unless
+    /// pool's property table has). Any other property is refused, naming it, unless
     /// `also_allowed` has it (the caller uses it); `None` lets every other property through
     /// (the caller has checked them).
     pub(crate) fn pool_config(&self, also_allowed: Option<&[&str]>) -> Result<PoolConfig, Failure> {
@@ -56,11 +57,10 @@ impl ClusterArgs {
         config.allow_auto_create_topics = false;
         set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;
         for (name, value) in &self.properties {
-            let property = registry::lookup(name);
-            if property.is_some_and(|p| p.configures(Part::Pool)) {
+            if registry::lookup(pool::PROPERTIES, name).is_some() {
                 set_pool_property(&mut config, name, value)?;
             } else if also_allowed.is_some_and(|a| !a.contains(&name.as_str())) {
-                return Err(not_for_this_command(name, property));
+                return Err(not_for_this_command(name));
             }
         }
         config
@@ -148,18 +148,19 @@ impl Cluster {
     }
 }
 
-/// The error for `-X name=...` on a command that takes only the connection properties:
-/// `property` is the registry's entry for `name`, if it has one.
-fn not_for_this_command(name: &str, property: Option<&Property>) -> Failure {
-    let connection: Vec<&str> = registry::properties_of(Part::Pool)
-        .map(|p| p.name)
-        .collect();
-    let what = match property {
-        Some(p) => format!(
+/// The error for `-X name=...` on a command that takes only the connection properties (the
+/// pool's table), naming the consumer's parts `name` configures if it is one of its properties.
+fn not_for_this_command(name: &str) -> Failure {
+    let connection: Vec<&str> = pool::PROPERTIES.iter().map(|p| p.name).collect();
+    let parts = registry::parts_of(ConsumerBuilder::properties(), name);
+    let what = if parts.is_empty() {
+        format!("unknown property {name:?} for this command")
+    } else {
+        let parts: Vec<&str> = parts.iter().map(|part| part.name()).collect();
+        format!(
             "property {name:?} configures the consumer's {}, not this command",
-            p.part_names()
-        ),
-        None => format!("unknown property {name:?} for this command"),
+            parts.join(", ")
+        )
     };
     Failure::usage(format!(
         "bad configuration: {what} (it takes the connection properties: {})",

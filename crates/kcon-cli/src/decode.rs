@@ -46,7 +46,7 @@ impl FieldFormat {
 
 /// Whether `-X name` is a Schema Registry client's property (then it is not the consumer's).
 pub(crate) fn is_registry_property(name: &str) -> bool {
-    name == "schema.registry.basic.auth.user.info" || PROPERTIES.iter().any(|(n, ..)| *n == name)
+    kcon::property::registry::lookup(PROPERTIES, name).is_some()
 }
 
 /// The registry client for `url` (or `-X schema.registry.url`) and the registry properties

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use kcon::property::registry;
 use kcon_produce::{Delivery, ProduceError, Producer, ProducerConfig, ProducerRecord};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -141,10 +142,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             .set(name, value)
             .map_err(|e| Failure::usage(format!("bad configuration: {e}")))?;
     }
-    let cluster = args
-        .cluster
-        .connect(Some(ProducerConfig::PROPERTIES))
-        .await?;
+    let producer_names: Vec<&str> = kcon_produce::PROPERTIES.iter().map(|p| p.name).collect();
+    let cluster = args.cluster.connect(Some(&producer_names)).await?;
     let topic = args.topic.clone();
     let partitions = cluster.partitions(&BTreeSet::from([topic.clone()])).await?;
     let count = partitions[&topic].len() as i32;
@@ -264,7 +263,7 @@ fn producer_properties(args: &ProduceArgs) -> impl Iterator<Item = (&str, &str)>
     args.cluster
         .properties
         .iter()
-        .filter(|(name, _)| ProducerConfig::PROPERTIES.contains(&name.as_str()))
+        .filter(|(name, _)| registry::lookup(kcon_produce::PROPERTIES, name).is_some())
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 

@@ -1,6 +1,6 @@
 //! The assignors kcon ships, by the names `partition.assignment.strategy` takes, and the group
 //! protocols `group.protocol` names. kcon-group implements them; their names are here so that
-//! the property registry reads the properties without knowing the group member.
+//! the properties can be read without knowing the group member.
 
 /// The group protocol a member speaks (`group.protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -16,12 +16,11 @@
 //!   random number.
 //! - [`failure`]: a request that keeps failing: the backoff between its tries, which only its
 //!   own success resets, and when it is reported ([`PersistentFailure`]).
-//! - [`property`]: the registry of every property kcon accepts ([`property::registry`]): names,
-//!   aliases, defaults, what each allows, the parts it configures; [`ConfigError`]; the
-//!   [`Setting`] a value is read into and the [`Configurable`] trait each part's configuration
-//!   implements.
+//! - [`property`]: the mechanism of the tables of properties each crate contributes
+//!   ([`property::registry`]): names, aliases, defaults, what each allows, the parts it
+//!   configures; [`ConfigError`]; the [`Configurable`] trait each part's configuration
+//!   implements. kcon-core names no property: each crate's table names its own.
 //! - [`security`]: the values of the TLS and SASL properties.
-//! - [`record_policy`]: the values of the record-policy properties (`errors.tolerance`).
 //! - [`assignor`]: the built-in assignors and the group protocols by name.
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
@@ -47,7 +46,6 @@ pub mod offsets;
 pub mod partition;
 pub mod property;
 pub mod record;
-pub mod record_policy;
 pub mod security;
 pub mod timer;
 pub mod wire;
@@ -60,8 +58,7 @@ pub use failure::{FailureTracker, PersistentFailure};
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
 pub use partition::{TopicId, TopicPartition};
-pub use property::{ConfigError, Configurable, Part, Setting};
+pub use property::{ConfigError, Configurable, Part};
 pub use record::Record;
-pub use record_policy::ErrorTolerance;
 pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 pub use timer::{TimerKind, TimerTable};

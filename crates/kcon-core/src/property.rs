@@ -1,17 +1,17 @@
-//! Kafka properties by name: the [`registry`] of every property kcon accepts, the error a
-//! refused value gets, and the parsers of durations, booleans, counts and `host:port` that the
-//! registry's entries share.
+//! Kafka properties by name: the mechanism of the tables of properties each crate contributes
+//! ([`registry`]), the error a refused value gets, and the parsers of durations, booleans,
+//! counts and `host:port` that the tables' entries share.
 
 use std::fmt;
 use std::time::Duration;
 
 mod markdown;
 pub mod registry;
-mod setting;
-mod table;
 
-pub use registry::{Configurable, DefaultValue, PROPERTIES, Part, Property, lookup, set};
-pub use setting::Setting;
+pub use registry::{
+    AnyProperty, Configurable, DefaultValue, Input, Kind, Part, Property, check, erased, faults,
+    lookup, parts_of, refused, set,
+};
 
 /// A configuration value that was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The values of the TLS and SASL properties: `security.protocol`,
 //! `ssl.endpoint.identification.algorithm`, `sasl.mechanism` and a password that does not show
-//! itself. kcon-pool acts on them; they are here so that the property registry reads them.
+//! itself. kcon-pool acts on them; they are here so that each table of properties that names them can read them.
 
 use std::fmt;
 
@@ -43,7 +43,7 @@ impl SecurityProtocol {
     }
 
     /// The protocol named `v`, in any case.
-    pub(crate) fn parse(v: &str) -> Option<Self> {
+    pub fn parse(v: &str) -> Option<Self> {
         [
             SecurityProtocol::Plaintext,
             SecurityProtocol::Ssl,
@@ -70,7 +70,7 @@ pub enum EndpointIdentification {
 
 impl EndpointIdentification {
     /// `https`, or `none` (or empty), in any case.
-    pub(crate) fn parse(v: &str) -> Option<Self> {
+    pub fn parse(v: &str) -> Option<Self> {
         if v.eq_ignore_ascii_case("https") {
             Some(EndpointIdentification::Https)
         } else if v.is_empty() || v.eq_ignore_ascii_case("none") {
@@ -107,7 +107,7 @@ impl SaslMechanism {
     }
 
     /// The mechanism named `v`, in any case.
-    pub(crate) fn parse(v: &str) -> Option<Self> {
+    pub fn parse(v: &str) -> Option<Self> {
         [
             SaslMechanism::Plain,
             SaslMechanism::ScramSha256,

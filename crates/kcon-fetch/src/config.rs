@@ -1,16 +1,18 @@
 //! The fetcher's configuration: its typed fields and the Java consumer's defaults (plus one
-//! property of kcon's own, `fetch.buffer.max.bytes`). Names and parsing are the property
-//! registry's (`kcon_core::property`).
+//! property of kcon's own, `fetch.buffer.max.bytes`). Names and parsing are the fetcher's
+//! property table's ([`crate::property`]).
 
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting};
+use kcon_core::property::{self, Configurable, Part};
+
+use crate::property::{FETCH, FetchSetting, PROPERTIES};
 use kcon_core::{ConfigError, ExponentialBackoff, ResetPolicy};
 
 use crate::IsolationLevel;
 
 /// How the fetcher fetches. [`set`](FetchConfig::set) takes Kafka property names; the fields
-/// can also be set directly. Defaults are the Java consumer's, as the property registry lists
+/// can also be set directly. Defaults are the Java consumer's, as the property table lists
 /// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchConfig {
@@ -77,12 +79,12 @@ impl FetchConfig {
         ExponentialBackoff::new(self.retry_backoff, self.retry_backoff_max)
     }
 
-    /// Sets one property by its Kafka name, as the property registry reads it
-    /// (`kcon_core::property::registry`). A property the fetcher does not take is unknown
+    /// Sets one property by its Kafka name, as the fetcher's property table reads it
+    /// ([`crate::property`]). A property the fetcher does not take is unknown
     /// here. A bad value is refused with an error naming the property and what it accepts,
     /// and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
@@ -98,32 +100,31 @@ impl FetchConfig {
     }
 }
 
-impl Configurable for FetchConfig {
-    const PART: Part = Part::Fetch;
+impl Configurable<FetchSetting> for FetchConfig {
+    const PART: Part = FETCH;
 
-    fn apply(&mut self, setting: &Setting) -> bool {
+    fn apply(&mut self, setting: &FetchSetting) -> bool {
         match setting {
-            Setting::FetchMinBytes(n) => self.min_bytes = *n,
-            Setting::FetchMaxWait(d) => self.max_wait = *d,
-            Setting::FetchMaxBytes(n) => {
+            FetchSetting::FetchMinBytes(n) => self.min_bytes = *n,
+            FetchSetting::FetchMaxWait(d) => self.max_wait = *d,
+            FetchSetting::FetchMaxBytes(n) => {
                 self.max_bytes = *n;
                 if !self.buffer_max_bytes_set {
                     self.buffer_max_bytes = 3 * self.max_bytes as usize;
                 }
             }
-            Setting::MaxPartitionFetchBytes(n) => self.partition_max_bytes = *n,
-            Setting::IsolationLevel(level) => self.isolation_level = *level,
-            Setting::ClientRack(rack) => self.client_rack = rack.clone(),
-            Setting::AutoOffsetReset(policy) => self.reset_policy = *policy,
-            Setting::RetryBackoff(d) => self.retry_backoff = *d,
-            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
-            Setting::MetadataMaxAge(d) => self.metadata_max_age = *d,
-            Setting::FetchBufferMaxBytes(n) => {
+            FetchSetting::MaxPartitionFetchBytes(n) => self.partition_max_bytes = *n,
+            FetchSetting::IsolationLevel(level) => self.isolation_level = *level,
+            FetchSetting::ClientRack(rack) => self.client_rack = rack.clone(),
+            FetchSetting::AutoOffsetReset(policy) => self.reset_policy = *policy,
+            FetchSetting::RetryBackoff(d) => self.retry_backoff = *d,
+            FetchSetting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            FetchSetting::MetadataMaxAge(d) => self.metadata_max_age = *d,
+            FetchSetting::FetchBufferMaxBytes(n) => {
                 self.buffer_max_bytes = *n;
                 self.buffer_max_bytes_set = true;
             }
-            Setting::MaxPollRecords(n) => self.max_poll_records = *n,
-            _ => return false,
+            FetchSetting::MaxPollRecords(n) => self.max_poll_records = *n,
         }
         true
     }
@@ -136,7 +137,7 @@ mod tests {
     #[test]
     fn defaults_are_the_registrys() {
         assert_eq!(
-            kcon_core::property::registry::defaults_disagreeing::<FetchConfig>(),
+            kcon_core::property::registry::defaults_disagreeing::<_, FetchConfig>(PROPERTIES),
             [] as [&str; 0]
         );
         let c = FetchConfig::default();

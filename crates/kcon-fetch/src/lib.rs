@@ -36,6 +36,7 @@ pub mod handout;
 mod latency;
 mod machine;
 mod messages;
+pub mod property;
 mod records;
 
 pub use config::FetchConfig;

@@ -1,19 +1,20 @@
 //! The group member's configuration: its typed fields, the Java client's defaults and the
-//! checks across them. Names and parsing are the property registry's (`kcon_core::property`).
+//! checks across them. Names and parsing are the member's property table's ([`crate::property`]).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::property::{self, Configurable, Part, registry};
 use kcon_core::{BuiltinAssignor, ConfigError, ExponentialBackoff, GroupProtocol};
 
 use crate::assignor::{self, Assignor, RebalanceProtocol};
+use crate::property::{GROUP, GroupSetting, PROPERTIES};
 
 /// The configuration of one group member ([`GroupMachine`](crate::GroupMachine)).
 ///
 /// Fields can be set directly or by Kafka property name with [`GroupConfig::set`]. Defaults are
-/// the Java consumer's, as the property registry lists them.
+/// the Java consumer's, as the property table lists them.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct GroupConfig {
@@ -51,7 +52,7 @@ pub struct GroupConfig {
     /// `group.remote.assignor`: under the consumer protocol, the coordinator's assignor to
     /// use; `None` for the coordinator's default.
     pub group_remote_assignor: Option<String>,
-    /// The properties set by name (through [`set`](GroupConfig::set) or the registry) that
+    /// The properties set by name (through [`set`](GroupConfig::set) or a builder) that
     /// the consumer protocol refuses: the coordinator decides them there.
     explicitly_set: Vec<&'static str>,
 }
@@ -73,8 +74,8 @@ impl GroupConfig {
         }
     }
 
-    /// Sets a property by its Kafka name from its string form, as the property registry reads
-    /// it (`kcon_core::property::registry`).
+    /// Sets a property by its Kafka name from its string form, as the member's property table
+    /// ([`crate::property`]) reads it.
     ///
     /// Durations are whole milliseconds; `partition.assignment.strategy` is a comma-separated
     /// list of assignor names (`range`, `roundrobin`, `sticky`, `cooperative-sticky`, or the
@@ -82,7 +83,7 @@ impl GroupConfig {
     /// does not take is unknown here. A bad value is refused with an error naming the property and
     /// what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -135,7 +136,11 @@ impl GroupConfig {
             ));
         }
         if self.partition_assignment_strategy.is_empty() {
-            return Err(registry::refused("partition.assignment.strategy", ""));
+            return Err(registry::refused(
+                PROPERTIES,
+                "partition.assignment.strategy",
+                "",
+            ));
         }
         if self.max_poll_interval.as_millis() > i32::MAX as u128 {
             return Err(ConfigError::invalid(
@@ -228,33 +233,32 @@ impl GroupConfig {
     }
 }
 
-impl Configurable for GroupConfig {
-    const PART: Part = Part::Group;
+impl Configurable<GroupSetting> for GroupConfig {
+    const PART: Part = GROUP;
 
-    fn apply(&mut self, setting: &Setting) -> bool {
+    fn apply(&mut self, setting: &GroupSetting) -> bool {
         match setting {
-            Setting::GroupId(id) => self.group_id = id.clone(),
-            Setting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
-            Setting::GroupProtocol(p) => self.group_protocol = *p,
-            Setting::GroupRemoteAssignor(a) => self.group_remote_assignor = a.clone(),
-            Setting::SessionTimeout(d) => {
+            GroupSetting::GroupId(id) => self.group_id = id.clone(),
+            GroupSetting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
+            GroupSetting::GroupProtocol(p) => self.group_protocol = *p,
+            GroupSetting::GroupRemoteAssignor(a) => self.group_remote_assignor = a.clone(),
+            GroupSetting::SessionTimeout(d) => {
                 self.session_timeout = *d;
                 self.set_explicitly("session.timeout.ms");
             }
-            Setting::HeartbeatInterval(d) => {
+            GroupSetting::HeartbeatInterval(d) => {
                 self.heartbeat_interval = *d;
                 self.set_explicitly("heartbeat.interval.ms");
             }
-            Setting::MaxPollInterval(d) => self.max_poll_interval = *d,
-            Setting::RetryBackoff(d) => self.retry_backoff = *d,
-            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
-            Setting::PartitionAssignmentStrategy(list) => {
+            GroupSetting::MaxPollInterval(d) => self.max_poll_interval = *d,
+            GroupSetting::RetryBackoff(d) => self.retry_backoff = *d,
+            GroupSetting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            GroupSetting::PartitionAssignmentStrategy(list) => {
                 self.partition_assignment_strategy =
                     list.iter().copied().map(assignor::builtin).collect();
                 self.set_explicitly("partition.assignment.strategy");
             }
-            Setting::ClientRack(rack) => self.client_rack = rack.clone(),
-            _ => return false,
+            GroupSetting::ClientRack(rack) => self.client_rack = rack.clone(),
         }
         true
     }
@@ -280,9 +284,9 @@ mod tests {
         assert_eq!(c.rebalance_protocol(), RebalanceProtocol::Eager);
         c.validate().unwrap();
         assert_eq!(
-            registry::defaults_disagreeing::<GroupConfig>(),
+            registry::defaults_disagreeing::<_, GroupConfig>(PROPERTIES),
             [] as [&str; 0],
-            "the registry's defaults are the member's"
+            "the table's defaults are the member's"
         );
     }
 

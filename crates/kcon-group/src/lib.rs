@@ -22,6 +22,7 @@ mod error;
 mod machine;
 mod member;
 mod messages;
+pub mod property;
 mod revocation;
 pub mod wire;
 

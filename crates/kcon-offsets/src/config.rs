@@ -1,16 +1,18 @@
 //! The offset configuration: its typed fields, the Java client's defaults and the checks
-//! across them. Names and parsing are the property registry's (`kcon_core::property`).
+//! across them. Names and parsing are the offsets' property table's ([`crate::property`]).
 
 use std::time::Duration;
 
-use kcon_core::property::{self, Configurable, Part, Setting};
+use kcon_core::property::{self, Configurable, Part};
+
+use crate::property::{OFFSETS, OffsetsSetting, PROPERTIES};
 use kcon_core::{ConfigError, ExponentialBackoff, IsolationLevel};
 
 /// The configuration of a consumer's offsets ([`CommitMachine`](crate::CommitMachine) and the
 /// reset policy).
 ///
 /// Fields can be set directly or by Kafka property name with [`OffsetsConfig::set`]. Defaults
-/// are the Java consumer's, as the property registry lists them.
+/// are the Java consumer's, as the property table lists them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct OffsetsConfig {
@@ -52,13 +54,13 @@ impl OffsetsConfig {
         }
     }
 
-    /// Sets a property by its Kafka name from its string form, as the property registry reads
-    /// it (`kcon_core::property::registry`). Durations are whole milliseconds, booleans
+    /// Sets a property by its Kafka name from its string form, as the offsets' property table
+    /// ([`crate::property`]) reads it. Durations are whole milliseconds, booleans
     /// `true`/`false`. A property the offsets do not take is unknown here. A bad value is
     /// refused with an error naming the property and what it accepts, and leaves the
     /// configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly.
@@ -100,21 +102,20 @@ impl Default for OffsetsConfig {
     }
 }
 
-impl Configurable for OffsetsConfig {
-    const PART: Part = Part::Offsets;
+impl Configurable<OffsetsSetting> for OffsetsConfig {
+    const PART: Part = OFFSETS;
 
-    fn apply(&mut self, setting: &Setting) -> bool {
+    fn apply(&mut self, setting: &OffsetsSetting) -> bool {
         match setting {
-            Setting::GroupId(id) => self.group_id = id.clone(),
-            Setting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
-            Setting::EnableAutoCommit(on) => self.enable_auto_commit = *on,
-            Setting::AutoCommitInterval(d) => self.auto_commit_interval = *d,
-            Setting::EnableAutoOffsetStore(on) => self.enable_auto_offset_store = *on,
-            Setting::IsolationLevel(level) => self.isolation_level = *level,
-            Setting::RetryBackoff(d) => self.retry_backoff = *d,
-            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
-            Setting::DefaultApiTimeout(d) => self.default_api_timeout = *d,
-            _ => return false,
+            OffsetsSetting::GroupId(id) => self.group_id = id.clone(),
+            OffsetsSetting::GroupInstanceId(id) => self.group_instance_id = id.clone(),
+            OffsetsSetting::EnableAutoCommit(on) => self.enable_auto_commit = *on,
+            OffsetsSetting::AutoCommitInterval(d) => self.auto_commit_interval = *d,
+            OffsetsSetting::EnableAutoOffsetStore(on) => self.enable_auto_offset_store = *on,
+            OffsetsSetting::IsolationLevel(level) => self.isolation_level = *level,
+            OffsetsSetting::RetryBackoff(d) => self.retry_backoff = *d,
+            OffsetsSetting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            OffsetsSetting::DefaultApiTimeout(d) => self.default_api_timeout = *d,
         }
         true
     }
@@ -133,9 +134,9 @@ mod tests {
         assert_eq!(c.default_api_timeout, Duration::from_secs(60));
         c.validate().unwrap();
         assert_eq!(
-            kcon_core::property::registry::defaults_disagreeing::<OffsetsConfig>(),
+            kcon_core::property::registry::defaults_disagreeing::<_, OffsetsConfig>(PROPERTIES),
             [] as [&str; 0],
-            "the registry's defaults are the offsets'"
+            "the table's defaults are the offsets'"
         );
     }
 

@@ -19,6 +19,7 @@ mod driver;
 mod error;
 mod machine;
 mod messages;
+pub mod property;
 pub mod wire;
 
 pub use config::OffsetsConfig;

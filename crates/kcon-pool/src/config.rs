@@ -1,6 +1,6 @@
 //! The pool's configuration: its typed fields, their defaults (the Java client's, librdkafka's
 //! where Java has no such property) and the checks across them. Names and parsing are the
-//! property registry's (`kcon_core::property`); the TLS and SASL checks are in
+//! pool's property table's ([`crate::property`]); the TLS and SASL checks are in
 //! `config/security.rs`.
 
 use std::path::PathBuf;
@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use kcon_codec::frame::DEFAULT_MAX_FRAME_SIZE;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::property::{self, Configurable, Part, Setting, registry};
+use kcon_core::property::{self, Configurable, Part, registry};
 use kcon_core::{ConfigError, ExponentialBackoff};
 
+use crate::property::{POOL, PROPERTIES, PoolSetting};
 use crate::sasl::oauthbearer::TokenProvider;
 
 mod security;
@@ -22,7 +23,7 @@ pub use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, S
 /// it makes.
 ///
 /// Fields can be set directly or by Kafka property name with [`PoolConfig::set`]. Defaults are
-/// the Java client's (librdkafka's where Java has no such property), as the property registry
+/// the Java client's (librdkafka's where Java has no such property), as the property table
 /// lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,15 +96,15 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// Sets a property by its Kafka name from its string form, as the property registry reads
-    /// it (`kcon_core::property::registry`): durations are whole milliseconds, counts whole
+    /// Sets a property by its Kafka name from its string form, as the pool's property table
+    /// ([`crate::property`]) reads it: durations are whole milliseconds, counts whole
     /// numbers, booleans `true`/`false`, `bootstrap.servers` a comma-separated list of
     /// `host:port`, names of protocols and mechanisms in any case; an empty file location or
     /// user name unsets it; `sasl.mechanisms` (librdkafka's spelling) is `sasl.mechanism`. A
     /// property the pool does not take is unknown here. A bad value is refused with an error
     /// naming the property and what it accepts, and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        property::set(self, name, value)
+        property::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what `set` cannot check one property at a time, and the fields set directly:
@@ -118,10 +119,10 @@ impl PoolConfig {
         }
         for server in &self.bootstrap_servers {
             if split_host_port(server).is_none() {
-                return Err(registry::refused("bootstrap.servers", server));
+                return Err(registry::refused(PROPERTIES, "bootstrap.servers", server));
             }
         }
-        // Counts set directly are checked against the registry's range for them.
+        // Counts set directly are checked against the table's range for them.
         for (name, value) in [
             (
                 "max.in.flight.requests.per.connection",
@@ -129,7 +130,7 @@ impl PoolConfig {
             ),
             ("receive.message.max.bytes", self.receive_message_max_bytes),
         ] {
-            registry::check(name, &value.to_string())?;
+            registry::check(PROPERTIES, name, &value.to_string())?;
         }
         for (name, value) in [
             ("request.timeout.ms", self.request_timeout),
@@ -139,7 +140,7 @@ impl PoolConfig {
             ),
         ] {
             if value.is_zero() {
-                return Err(registry::refused(name, "0"));
+                return Err(registry::refused(PROPERTIES, name, "0"));
             }
         }
         self.validate_security()
@@ -188,38 +189,39 @@ impl Default for PoolConfig {
     }
 }
 
-impl Configurable for PoolConfig {
-    const PART: Part = Part::Pool;
+impl Configurable<PoolSetting> for PoolConfig {
+    const PART: Part = POOL;
 
-    fn apply(&mut self, setting: &Setting) -> bool {
+    fn apply(&mut self, setting: &PoolSetting) -> bool {
         match setting {
-            Setting::BootstrapServers(s) => self.bootstrap_servers = s.clone(),
-            Setting::ClientId(id) => self.client_id = id.clone(),
-            Setting::SocketConnectionSetupTimeout(d) => self.socket_connection_setup_timeout = *d,
-            Setting::RequestTimeout(d) => self.request_timeout = *d,
-            Setting::MaxInFlightRequestsPerConnection(n) => {
+            PoolSetting::BootstrapServers(s) => self.bootstrap_servers = s.clone(),
+            PoolSetting::ClientId(id) => self.client_id = id.clone(),
+            PoolSetting::SocketConnectionSetupTimeout(d) => {
+                self.socket_connection_setup_timeout = *d
+            }
+            PoolSetting::RequestTimeout(d) => self.request_timeout = *d,
+            PoolSetting::MaxInFlightRequestsPerConnection(n) => {
                 self.max_in_flight_requests_per_connection = *n;
             }
-            Setting::MetadataMaxAge(d) => self.metadata_max_age = *d,
-            Setting::ReconnectBackoff(d) => self.reconnect_backoff = *d,
-            Setting::ReconnectBackoffMax(d) => self.reconnect_backoff_max = *d,
-            Setting::RetryBackoff(d) => self.retry_backoff = *d,
-            Setting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
-            Setting::ConnectionsMaxIdle(d) => self.connections_max_idle = *d,
-            Setting::ReceiveMessageMaxBytes(n) => self.receive_message_max_bytes = *n,
-            Setting::AllowAutoCreateTopics(on) => self.allow_auto_create_topics = *on,
-            Setting::SecurityProtocol(p) => self.security_protocol = *p,
-            Setting::SslCaLocation(p) => self.ssl_ca_location = p.clone(),
-            Setting::SslCertificateLocation(p) => self.ssl_certificate_location = p.clone(),
-            Setting::SslKeyLocation(p) => self.ssl_key_location = p.clone(),
-            Setting::SslEndpointIdentificationAlgorithm(e) => {
+            PoolSetting::MetadataMaxAge(d) => self.metadata_max_age = *d,
+            PoolSetting::ReconnectBackoff(d) => self.reconnect_backoff = *d,
+            PoolSetting::ReconnectBackoffMax(d) => self.reconnect_backoff_max = *d,
+            PoolSetting::RetryBackoff(d) => self.retry_backoff = *d,
+            PoolSetting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            PoolSetting::ConnectionsMaxIdle(d) => self.connections_max_idle = *d,
+            PoolSetting::ReceiveMessageMaxBytes(n) => self.receive_message_max_bytes = *n,
+            PoolSetting::AllowAutoCreateTopics(on) => self.allow_auto_create_topics = *on,
+            PoolSetting::SecurityProtocol(p) => self.security_protocol = *p,
+            PoolSetting::SslCaLocation(p) => self.ssl_ca_location = p.clone(),
+            PoolSetting::SslCertificateLocation(p) => self.ssl_certificate_location = p.clone(),
+            PoolSetting::SslKeyLocation(p) => self.ssl_key_location = p.clone(),
+            PoolSetting::SslEndpointIdentificationAlgorithm(e) => {
                 self.ssl_endpoint_identification_algorithm = *e;
             }
-            Setting::SaslMechanism(m) => self.sasl_mechanism = Some(*m),
-            Setting::SaslUsername(u) => self.sasl_username = u.clone(),
-            Setting::SaslPassword(p) => self.sasl_password = Some(p.clone()),
-            Setting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
-            _ => return false,
+            PoolSetting::SaslMechanism(m) => self.sasl_mechanism = Some(*m),
+            PoolSetting::SaslUsername(u) => self.sasl_username = u.clone(),
+            PoolSetting::SaslPassword(p) => self.sasl_password = Some(p.clone()),
+            PoolSetting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
         }
         true
     }
@@ -244,9 +246,9 @@ mod tests {
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
         assert_eq!(c.receive_message_max_bytes, 100 * 1024 * 1024);
         assert_eq!(
-            registry::defaults_disagreeing::<PoolConfig>(),
+            registry::defaults_disagreeing::<_, PoolConfig>(PROPERTIES),
             [] as [&str; 0],
-            "the registry's defaults are the pool's"
+            "the table's defaults are the pool's"
         );
     }
 
@@ -269,7 +271,7 @@ mod tests {
             _ => "5000",
         };
         let mut c = PoolConfig::default();
-        for p in registry::properties_of(Part::Pool) {
+        for p in registry::properties_of(PROPERTIES, POOL) {
             c.set(p.name, good(p.name)).unwrap();
         }
         assert_eq!(c.bootstrap_servers, ["a:1", "[::1]:9092"]);

@@ -24,6 +24,7 @@ pub mod driver;
 pub mod error;
 pub mod metadata;
 mod pool;
+pub mod property;
 mod sasl;
 mod step_down;
 mod tls;

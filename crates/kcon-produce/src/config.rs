@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use kcon_codec::compression::Compression;
 use kcon_core::ConfigError;
-use kcon_core::property::registry::{self, Part};
-use kcon_core::property::{parse_bool, parse_count, parse_millis};
+use kcon_core::property::registry::{
+    self, Configurable, DefaultValue, Input, Kind, Part, Property,
+};
 use kcon_pool::PoolConfig;
 
 use crate::partitioner::PartitionerKind;
@@ -79,116 +80,20 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
-    /// The producer's own property names [`ProducerConfig::set`] accepts (the connection
-    /// properties [`PoolConfig`] takes are accepted too).
-    pub const PROPERTIES: &'static [&'static str] = &[
-        "acks",
-        "compression.type",
-        "linger.ms",
-        "batch.size",
-        "batch.num.messages",
-        "max.request.size",
-        "buffer.memory",
-        "retries",
-        "delivery.timeout.ms",
-        "enable.idempotence",
-        "partitioner",
-    ];
-
-    /// Sets a property by its Kafka name. Connection properties go to the pool's configuration.
-    /// A bad name or value is refused with an error naming the property and what it accepts,
-    /// and leaves the configuration unchanged.
+    /// Sets a property by its Kafka name: the producer's own ([`PROPERTIES`]) or a connection
+    /// property, which goes to the pool's configuration. A bad name or value is refused with
+    /// an error naming the property and what it accepts, and leaves the configuration
+    /// unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.trim();
-        match name {
-            "acks" => {
-                self.acks = match v.to_ascii_lowercase().as_str() {
-                    "all" | "-1" => Acks::All,
-                    "1" => Acks::Leader,
-                    "0" => {
-                        return Err(ConfigError::invalid(
-                            name,
-                            value,
-                            "all, -1 or 1 (acks=0 is not supported: such requests get no answer \
-                             and kcon's connections wait for one)",
-                        ));
-                    }
-                    _ => return Err(ConfigError::invalid(name, value, "all, -1 or 1")),
-                };
-            }
-            "compression.type" => {
-                self.compression = match v.to_ascii_lowercase().as_str() {
-                    "none" => Compression::None,
-                    "gzip" => Compression::Gzip,
-                    "snappy" => Compression::Snappy,
-                    "lz4" => Compression::Lz4,
-                    "zstd" => Compression::Zstd,
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            name,
-                            value,
-                            "none, gzip, snappy, lz4 or zstd",
-                        ));
-                    }
-                };
-            }
-            "linger.ms" => self.linger = parse_millis(name, v, 0)?,
-            "batch.size" => {
-                self.batch_size = parse_count(
-                    name,
-                    v,
-                    0,
-                    i32::MAX as usize,
-                    "a whole number of bytes from 0 to 2147483647",
-                )?;
-            }
-            "batch.num.messages" => {
-                self.batch_num_messages =
-                    parse_count(name, v, 1, 1_000_000, "a whole number from 1 to 1000000")?;
-            }
-            "max.request.size" => {
-                self.max_request_size = parse_count(
-                    name,
-                    v,
-                    1,
-                    i32::MAX as usize,
-                    "a whole number of bytes from 1 to 2147483647",
-                )?;
-            }
-            "buffer.memory" => {
-                self.buffer_memory = parse_count(
-                    name,
-                    v,
-                    1,
-                    MAX_BUFFER_MEMORY,
-                    "a whole number of bytes from 1 to 4294967295",
-                )?;
-            }
-            "retries" => {
-                self.retries = parse_count(
-                    name,
-                    v,
-                    0,
-                    i32::MAX as usize,
-                    "a whole number from 0 to 2147483647",
-                )? as u32;
-            }
-            "delivery.timeout.ms" => self.delivery_timeout = parse_millis(name, v, 1)?,
-            "enable.idempotence" => self.enable_idempotence = parse_bool(name, v)?,
-            "partitioner" => {
-                self.partitioner = PartitionerKind::parse(v)
-                    .ok_or_else(|| ConfigError::invalid(name, value, PartitionerKind::EXPECTED))?;
-            }
-            _ if registry::lookup(name).is_some_and(|p| p.configures(Part::Pool)) => {
-                self.pool.set(name, value)?;
-            }
-            _ => {
-                return Err(ConfigError::UnknownProperty {
-                    property: name.to_owned(),
-                });
-            }
+        if registry::lookup(PROPERTIES, name).is_some() {
+            return registry::set(PROPERTIES, self, name, value);
         }
-        Ok(())
+        if is_pool_property(name) {
+            return self.pool.set(name, value);
+        }
+        Err(ConfigError::UnknownProperty {
+            property: name.to_owned(),
+        })
     }
 
     /// Checks what `set` cannot check one property at a time (the Java producer's
@@ -225,7 +130,7 @@ impl ProducerConfig {
             return Err(ConfigError::invalid(
                 "buffer.memory",
                 &self.buffer_memory.to_string(),
-                "a whole number of bytes from 1 to 4294967295",
+                BUFFER_MEMORY,
             ));
         }
         Ok(())
@@ -234,6 +139,244 @@ impl ProducerConfig {
 
 /// The largest `buffer.memory`: a record's room is taken from a semaphore in `u32` units.
 const MAX_BUFFER_MEMORY: usize = u32::MAX as usize;
+
+/// Whether `name` is a connection property: one of kcon-pool's table, which the producer's
+/// pool takes.
+pub(crate) fn is_pool_property(name: &str) -> bool {
+    registry::lookup(kcon_pool::property::PROPERTIES, name)
+        .is_some_and(|p| p.configures(kcon_pool::property::POOL))
+}
+
+/// The [`Producer`](crate::Producer): [`ProducerConfig`]'s own fields.
+pub const PRODUCER: Part = Part::new("producer");
+
+const PRODUCER_ONLY: &[Part] = &[PRODUCER];
+
+/// One of the producer's properties, read by its entry in [`PROPERTIES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProducerSetting {
+    /// `acks`.
+    Acks(Acks),
+    /// `compression.type`.
+    CompressionType(Compression),
+    /// `linger.ms`.
+    Linger(Duration),
+    /// `batch.size`.
+    BatchSize(usize),
+    /// `batch.num.messages`.
+    BatchNumMessages(usize),
+    /// `max.request.size`.
+    MaxRequestSize(usize),
+    /// `buffer.memory`.
+    BufferMemory(usize),
+    /// `retries`.
+    Retries(u32),
+    /// `delivery.timeout.ms`.
+    DeliveryTimeout(Duration),
+    /// `enable.idempotence`.
+    EnableIdempotence(bool),
+    /// `partitioner`.
+    Partitioner(PartitionerKind),
+}
+
+/// The producer's own properties, in the order of the README's table; it takes the pool's
+/// connection properties too (through [`ProducerConfig::pool`]).
+pub static PROPERTIES: &[Property<ProducerSetting>] = &[
+    Property {
+        name: "acks",
+        aliases: &[],
+        default: DefaultValue::Value("all"),
+        parts: PRODUCER_ONLY,
+        doc: "The acknowledgement the producer waits for: all (or -1), every in-sync replica has \
+              the batch; 1, the leader has written it. 0 is refused: such a request gets no \
+              answer, and kcon's connections wait for one.",
+        kind: Kind::Other {
+            allowed: "all, -1 or 1",
+            parse: acks,
+        },
+    },
+    Property {
+        name: "compression.type",
+        aliases: &[],
+        default: DefaultValue::Value("none"),
+        parts: PRODUCER_ONLY,
+        doc: "How record batches are compressed.",
+        kind: Kind::Other {
+            allowed: "none, gzip, snappy, lz4 or zstd",
+            parse: compression,
+        },
+    },
+    Property {
+        name: "linger.ms",
+        aliases: &[],
+        default: DefaultValue::Value("5"),
+        parts: PRODUCER_ONLY,
+        doc: "How long a batch that is not full waits for more records before it is sent.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: ProducerSetting::Linger,
+        },
+    },
+    Property {
+        name: "batch.size",
+        aliases: &[],
+        default: DefaultValue::Value("16384"),
+        parts: PRODUCER_ONLY,
+        doc: "A batch is full once its records take this many bytes (uncompressed, as the \
+              record format lays them out); a larger record goes in a batch of its own.",
+        kind: Kind::Count {
+            min: 0,
+            max: i32::MAX as usize,
+            allowed: "a whole number of bytes from 0 to 2147483647",
+            setting: ProducerSetting::BatchSize,
+        },
+    },
+    Property {
+        name: "batch.num.messages",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: PRODUCER_ONLY,
+        doc: "librdkafka's: a batch is full at this many records.",
+        kind: Kind::Count {
+            min: 1,
+            max: 1_000_000,
+            allowed: "a whole number from 1 to 1000000",
+            setting: ProducerSetting::BatchNumMessages,
+        },
+    },
+    Property {
+        name: "max.request.size",
+        aliases: &[],
+        default: DefaultValue::Value("1048576"),
+        parts: PRODUCER_ONLY,
+        doc: "The largest record accepted, and the most batch bytes put in one Produce request \
+              (a request always takes at least one batch).",
+        kind: Kind::Count {
+            min: 1,
+            max: i32::MAX as usize,
+            allowed: "a whole number of bytes from 1 to 2147483647",
+            setting: ProducerSetting::MaxRequestSize,
+        },
+    },
+    Property {
+        name: "buffer.memory",
+        aliases: &[],
+        default: DefaultValue::Value("33554432"),
+        parts: PRODUCER_ONLY,
+        doc: "The bytes records sent and not yet acknowledged may take; sending waits for room \
+              beyond it.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_BUFFER_MEMORY,
+            allowed: BUFFER_MEMORY,
+            setting: ProducerSetting::BufferMemory,
+        },
+    },
+    Property {
+        name: "retries",
+        aliases: &[],
+        default: DefaultValue::Value("2147483647"),
+        parts: PRODUCER_ONLY,
+        doc: "How many times a batch is sent again after a retriable failure; \
+              delivery.timeout.ms is what bounds retries, as in the Java client.",
+        kind: Kind::Count {
+            min: 0,
+            max: i32::MAX as usize,
+            allowed: "a whole number from 0 to 2147483647",
+            setting: |n| ProducerSetting::Retries(n as u32),
+        },
+    },
+    Property {
+        name: "delivery.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("120000"),
+        parts: PRODUCER_ONLY,
+        doc: "How long after its batch was opened a record's delivery may take in all (waiting \
+              for metadata, lingering, sending, retrying) before it fails; at least linger.ms + \
+              request.timeout.ms.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: ProducerSetting::DeliveryTimeout,
+        },
+    },
+    Property {
+        name: "enable.idempotence",
+        aliases: &[],
+        default: DefaultValue::Value("false"),
+        parts: PRODUCER_ONLY,
+        doc: "A producer id and per-partition sequence numbers in every batch (KIP-98), so that \
+              a retried batch the broker already has is not written twice; needs acks=all and \
+              retries above 0.",
+        kind: Kind::Bool(ProducerSetting::EnableIdempotence),
+    },
+    Property {
+        name: "partitioner",
+        aliases: &[],
+        default: DefaultValue::Value("murmur2_round_robin"),
+        parts: PRODUCER_ONLY,
+        doc: "How records without a key are spread; keyed records always follow murmur2.",
+        kind: Kind::Other {
+            allowed: PartitionerKind::EXPECTED,
+            parse: |i| {
+                PartitionerKind::parse(i.trimmed())
+                    .map(ProducerSetting::Partitioner)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+];
+
+const BUFFER_MEMORY: &str = "a whole number of bytes from 1 to 4294967295";
+
+/// `acks`: `all` or `-1`, or `1`; `0` refused with the reason.
+fn acks(i: &Input<'_>) -> Result<ProducerSetting, ConfigError> {
+    match i.trimmed().to_ascii_lowercase().as_str() {
+        "all" | "-1" => Ok(ProducerSetting::Acks(Acks::All)),
+        "1" => Ok(ProducerSetting::Acks(Acks::Leader)),
+        "0" => Err(ConfigError::invalid(
+            i.property,
+            i.value,
+            "all, -1 or 1 (acks=0 is not supported: such requests get no answer and kcon's \
+             connections wait for one)",
+        )),
+        _ => Err(i.refused()),
+    }
+}
+
+/// `compression.type`, in any case.
+fn compression(i: &Input<'_>) -> Result<ProducerSetting, ConfigError> {
+    let codec = match i.trimmed().to_ascii_lowercase().as_str() {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => return Err(i.refused()),
+    };
+    Ok(ProducerSetting::CompressionType(codec))
+}
+
+impl Configurable<ProducerSetting> for ProducerConfig {
+    const PART: Part = PRODUCER;
+
+    fn apply(&mut self, setting: &ProducerSetting) -> bool {
+        match setting {
+            ProducerSetting::Acks(acks) => self.acks = *acks,
+            ProducerSetting::CompressionType(c) => self.compression = *c,
+            ProducerSetting::Linger(d) => self.linger = *d,
+            ProducerSetting::BatchSize(n) => self.batch_size = *n,
+            ProducerSetting::BatchNumMessages(n) => self.batch_num_messages = *n,
+            ProducerSetting::MaxRequestSize(n) => self.max_request_size = *n,
+            ProducerSetting::BufferMemory(n) => self.buffer_memory = *n,
+            ProducerSetting::Retries(n) => self.retries = *n,
+            ProducerSetting::DeliveryTimeout(d) => self.delivery_timeout = *d,
+            ProducerSetting::EnableIdempotence(on) => self.enable_idempotence = *on,
+            ProducerSetting::Partitioner(kind) => self.partitioner = *kind,
+        }
+        true
+    }
+}
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -325,6 +468,18 @@ mod tests {
         }
         let e = config(&[("linger.ms.typo", "1")]).unwrap_err();
         assert!(matches!(e, ConfigError::UnknownProperty { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_table_is_sound_and_its_defaults_are_the_producers() {
+        assert_eq!(
+            registry::faults(registry::erased(PROPERTIES)),
+            [] as [String; 0]
+        );
+        assert_eq!(
+            registry::defaults_disagreeing::<_, ProducerConfig>(PROPERTIES),
+            [] as [&str; 0]
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ mod record;
 mod retry;
 mod sender;
 
-pub use config::{Acks, ProducerConfig};
+pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
 pub use error::{ErrorKind, ProduceError, error_name};
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use kcon_core::property::registry::{self, Part};
 use kcon_pool::Pool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -314,9 +313,7 @@ impl ProducerBuilder {
             config.pool = pool.config().clone();
         }
         for (name, value) in &self.properties {
-            if self.pool.is_some()
-                && registry::lookup(name).is_some_and(|p| p.configures(Part::Pool))
-            {
+            if self.pool.is_some() && crate::config::is_pool_property(name) {
                 return Err(ProduceError::config(kcon_core::ConfigError::invalid(
                     name,
                     value,

@@ -161,7 +161,7 @@ pub use client::{
     RegisteredSchema, RegistryError, RegistryErrorKind, SchemaReference, SchemaRegistry,
     SchemaRegistryBuilder, SchemaType,
 };
-pub use config::PROPERTIES;
+pub use config::{PROPERTIES, RegistrySetting, SCHEMA_REGISTRY};
 pub use framing::SubjectLookup;
 pub use http::MAX_ANSWER_BYTES;
 pub use json_schema::JsonSchemaDeserializer;

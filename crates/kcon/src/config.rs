@@ -1,9 +1,10 @@
-//! The consumer's configuration: Kafka's property names, routed by the property registry
-//! (`kcon_core::property::registry`) to every part that takes them.
+//! The consumer's configuration: Kafka's property names, looked up in the property tables of
+//! the consumer's parts (each crate's `property` module, and kcon's own in
+//! `config/properties.rs`) and handed to every part whose table has them.
 
 use std::time::Duration;
 
-use kcon_core::property::{Configurable, Part, Setting, registry};
+use kcon_core::property::{AnyProperty, Configurable, Property, erased, registry};
 use kcon_core::{ConfigError, IsolationLevel, ResetPolicy};
 use kcon_fetch::FetchConfig;
 use kcon_group::GroupConfig;
@@ -17,8 +18,10 @@ use crate::listener::RebalanceListener;
 // sits beside the consumer's, so that the consumer (which reads it) does not depend on the
 // record policies (which depend on the consumer).
 mod policy;
+mod properties;
 
-pub use policy::PolicyConfig;
+pub use policy::{ErrorTolerance, PolicyConfig};
+pub use properties::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES};
 
 /// Builds a [`Consumer`](crate::Consumer): typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
@@ -74,8 +77,8 @@ impl ConsumerBuilder {
     }
 
     /// Sets a property by its Kafka name (`"group.id"`, `"auto.offset.reset"`,
-    /// `"partition.assignment.strategy"`, `"security.protocol"`, ...): any property of the
-    /// registry (`kcon_core::property::registry`, the README's configuration table). A later
+    /// `"partition.assignment.strategy"`, `"security.protocol"`, ...): any property of
+    /// [`ConsumerBuilder::properties`] (the README's configuration table). A later
     /// value of the same property, under any of its names, replaces an earlier one. Unknown
     /// names and bad values are reported by [`build`](ConsumerBuilder::build).
     ///
@@ -269,8 +272,20 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Every property read once by the registry and applied, in order, to each part it
-    /// configures; then the parts checked together.
+    /// Every property the builder takes: the tables of the pool, the member, the offsets, the
+    /// fetcher and kcon's own (the `Consumer`'s and the record policies'), concatenated. A
+    /// property several parts take (`retry.backoff.ms`) is in each of their tables, and goes to
+    /// each.
+    pub fn properties() -> impl Iterator<Item = &'static dyn AnyProperty> + Clone {
+        erased(kcon_pool::property::PROPERTIES)
+            .chain(erased(kcon_group::property::PROPERTIES))
+            .chain(erased(kcon_offsets::property::PROPERTIES))
+            .chain(erased(kcon_fetch::property::PROPERTIES))
+            .chain(erased(PROPERTIES))
+    }
+
+    /// Every property read by each table that has it and applied, in order, to the part that
+    /// table configures; then the parts checked together.
     pub(crate) fn settings(&self) -> Result<Settings, Error> {
         let mut pool = PoolConfig::default();
         let mut group = GroupConfig::default();
@@ -284,7 +299,9 @@ impl ConsumerBuilder {
             let unknown = || ConfigError::UnknownProperty {
                 property: name.clone(),
             };
-            let property = registry::lookup(name).ok_or_else(unknown)?;
+            let property = ConsumerBuilder::properties()
+                .find(|p| p.is_named(name))
+                .ok_or_else(unknown)?;
             // A later value of the property replaces this one, even a bad one.
             if self.properties[i + 1..]
                 .iter()
@@ -292,30 +309,35 @@ impl ConsumerBuilder {
             {
                 continue;
             }
-            let setting = property.parse(value)?;
-            for part in property.parts {
-                let taken = match part {
-                    Part::Pool => pool.apply(&setting),
-                    Part::Group => group.apply(&setting),
-                    Part::Offsets => offsets.apply(&setting),
-                    Part::Fetch => fetch.apply(&setting),
-                    Part::Consumer => match setting {
-                        Setting::CloseTimeout(d) => {
-                            close_timeout = d;
+            set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
+            set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
+            set_if_listed(
+                kcon_offsets::property::PROPERTIES,
+                &mut offsets,
+                name,
+                value,
+            )?;
+            set_if_listed(kcon_fetch::property::PROPERTIES, &mut fetch, name, value)?;
+            if let Some(own) = registry::lookup(PROPERTIES, name) {
+                let setting = own.parse(value)?;
+                for &part in own.parts {
+                    let taken = match (part, &setting) {
+                        (CONSUMER, ConsumerSetting::CloseTimeout(d)) => {
+                            close_timeout = *d;
                             true
                         }
+                        (POLICY, _) => policy.apply(&setting),
                         _ => false,
-                    },
-                    Part::Policy => policy.apply(&setting),
-                };
-                // A part that does not take what the registry routes to it: as `set` does.
-                if !taken {
-                    return Err(unknown().into());
+                    };
+                    // A part that does not take what its table routes to it: as `set` does.
+                    if !taken {
+                        return Err(unknown().into());
+                    }
                 }
             }
-            match setting {
-                Setting::GroupId(g) => group_id = Some(g).filter(|g| !g.is_empty()),
-                Setting::EnableAutoCommit(on) => explicit_auto_commit = on,
+            match property.name() {
+                "group.id" => group_id = Some(group.group_id.clone()).filter(|g| !g.is_empty()),
+                "enable.auto.commit" => explicit_auto_commit = offsets.enable_auto_commit,
                 _ => {}
             }
         }
@@ -366,6 +388,20 @@ impl ConsumerBuilder {
             close_timeout,
             policy,
         })
+    }
+}
+
+/// Sets `name` on `config` when `table` has it: through the table's `set`, so that a value
+/// refused, or a part not taking what its table routes to it, is an error naming the property.
+fn set_if_listed<S, C: Configurable<S>>(
+    table: &'static [Property<S>],
+    config: &mut C,
+    name: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    match registry::lookup(table, name) {
+        Some(_) => registry::set(table, config, name, value),
+        None => Ok(()),
     }
 }
 
@@ -445,13 +481,15 @@ mod tests {
         assert_eq!(group.group_instance_id.as_deref(), Some("i"));
         assert_eq!(offsets.group_instance_id.as_deref(), Some("i"));
         assert_eq!(
-            registry::lookup("close.timeout.ms").unwrap().default,
+            registry::lookup(PROPERTIES, "close.timeout.ms")
+                .unwrap()
+                .default,
             registry::DefaultValue::Value("30000"),
         );
         assert_eq!(
             settings(&[]).unwrap().close_timeout,
             Duration::from_secs(30),
-            "the registry's default is the consumer's"
+            "the table's default is the consumer's"
         );
     }
 

@@ -66,8 +66,8 @@ pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
 pub use policy::{
-    Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks, PolicyMetrics,
-    PolicyMetricsHandle, Processor, ProcessorBuilder, Stage,
+    ErrorTolerance, Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks,
+    PolicyMetrics, PolicyMetricsHandle, Processor, ProcessorBuilder, Stage,
 };
 pub use stream::RecordStream;
 
@@ -78,9 +78,19 @@ pub use kcon_codec::records::TimestampType;
 /// ISO-8601 durations as `auto.offset.reset=by_duration:` takes them (KIP-1106, Java's
 /// `Duration.parse`).
 pub use kcon_core::offsets::parse_iso8601_duration;
-/// The registry of every property the consumer and its parts take: names, defaults, what is
-/// allowed and which part each configures (what a tool checks `-X name=value` against).
-pub use kcon_core::property;
+/// Properties by name: kcon-core's mechanism (`registry`, `ConfigError`, the parsers) and the
+/// tables of the consumer's parts (`pool`, `group`, `offsets`, `fetch`) and of kcon itself
+/// (`PROPERTIES`, for the parts `CONSUMER` and `POLICY`): names, defaults, what is allowed and
+/// which part each configures (what a tool checks `-X name=value` against).
+/// [`ConsumerBuilder::properties`] concatenates them.
+pub mod property {
+    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES};
+    pub use kcon_core::property::*;
+    pub use kcon_fetch::property as fetch;
+    pub use kcon_group::property as group;
+    pub use kcon_offsets::property as offsets;
+    pub use kcon_pool::property as pool;
+}
 pub use kcon_core::{IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition, Watermarks};
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
 pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};

@@ -1,23 +1,38 @@
-//! The README's configuration table, written from the registry.
+//! The README's configuration table, written from the tables of properties.
 
 use std::fmt::Write;
 
-use super::registry::{DefaultValue, PROPERTIES};
+use super::registry::{AnyProperty, DefaultValue, Part};
 
-/// The registry as a markdown table: name (and aliases), default, what is allowed, the parts
-/// configured and what the property does, one row per property. The README holds it between
-/// two marker comments; a test of kcon-core checks that it is this text.
-pub fn markdown_table() -> String {
+/// `properties` (the tables kcon's builders take, concatenated) as a markdown table: name (and
+/// aliases), default, what is allowed, the parts configured and what the property does, one
+/// row per property, where its first entry is (a property in several tables is one row, with
+/// the parts of all its entries). The README holds it between two marker comments; a test of
+/// the `kcon` tool checks that it is this text.
+pub fn markdown_table<'a>(properties: impl IntoIterator<Item = &'a dyn AnyProperty>) -> String {
     let mut out = String::from(
         "| property | default | allowed | parts | what it does |\n|---|---|---|---|---|\n",
     );
-    for p in PROPERTIES {
-        let mut name = format!("`{}`", p.name);
-        for alias in p.aliases {
+    let mut rows: Vec<(&dyn AnyProperty, Vec<Part>)> = Vec::new();
+    for p in properties {
+        match rows.iter_mut().find(|(first, _)| first.name() == p.name()) {
+            Some((_, parts)) => {
+                for part in p.parts() {
+                    if !parts.contains(part) {
+                        parts.push(*part);
+                    }
+                }
+            }
+            None => rows.push((p, p.parts().to_vec())),
+        }
+    }
+    for (p, parts) in rows {
+        let mut name = format!("`{}`", p.name());
+        for alias in p.aliases() {
             // Invariant: writing to a String cannot fail.
             let _ = write!(name, " (also `{alias}`)");
         }
-        let default = match p.default {
+        let default = match p.default() {
             DefaultValue::Value(v) => format!("`{v}`"),
             DefaultValue::Unset => "unset".to_owned(),
             DefaultValue::Derived(words) => words.to_owned(),
@@ -26,8 +41,12 @@ pub fn markdown_table() -> String {
             out,
             "| {name} | {default} | {} | {} | {} |",
             cell(p.allowed()),
-            p.part_names(),
-            cell(p.doc),
+            parts
+                .iter()
+                .map(|part| part.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            cell(p.doc()),
         );
     }
     out

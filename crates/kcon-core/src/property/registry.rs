@@ -1,57 +1,39 @@
-//! The one registry of the properties kcon accepts: for each its Kafka name and aliases, how
-//! its value is read, its default, what it allows in words, the parts it configures and a
-//! line of documentation.
+//! The mechanism of kcon's properties: a [`Property`] says, for one Kafka name, its aliases,
+//! how its value is read into a crate's setting type, its default, what it allows in words,
+//! the parts it configures and a line of documentation.
 //!
-//! Everything that takes properties by name asks it: each part's `set` (through [`set`]), the
-//! `ConsumerBuilder`, which hands each value to every part [`Property::parts`] names, and the
-//! `kcon` tool's `-X`. The README's configuration table is [`markdown_table`], checked by a
-//! test. The parts keep typed fields: the registry reads a value once into a [`Setting`], and
-//! a part's [`Configurable::apply`] moves it into its field.
+//! Each crate owns a table of the properties it introduces (a `&'static [Property<S>]` over a
+//! setting enum of its own) and implements [`Configurable<S>`] for the configurations that
+//! take them: a part's `set` goes through [`set`], and a builder that takes the properties of
+//! several crates (the `ConsumerBuilder`, the `kcon` tool's `-X`) looks a name up in each of
+//! their tables in turn. The README's configuration table is [`markdown_table`] over those
+//! tables, checked by a test. The parts keep typed fields: a table reads a value once into a
+//! setting, and a part's [`Configurable::apply`] moves it into its field.
 //!
-//! The registry lives in kcon-core because every part depends on kcon-core and on nothing
-//! above it: here it can name every part's properties and types while each part's `set` still
-//! uses it.
+//! kcon-core names no property itself: every crate depends on kcon-core, so each can build
+//! its table on this mechanism, and none of them names a property of a crate above it.
 
 use std::fmt;
 use std::time::Duration;
 
-use super::setting::Setting;
-use super::table::TABLE;
 use super::{ConfigError, millis_allowed, parse_bool, parse_count, parse_millis};
 
 pub use super::markdown::markdown_table;
 
-/// Every property kcon accepts, in the order of the README's table.
-pub static PROPERTIES: &[Property] = TABLE;
-
-/// A part of kcon that properties configure.
+/// A part of kcon that properties configure, by the name the README's table gives it: each
+/// crate names its own parts (kcon-pool's `pool`, kcon-produce's `producer`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Part {
-    /// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
-    Pool,
-    /// kcon-group's `GroupConfig`: the group member.
-    Group,
-    /// kcon-offsets' `OffsetsConfig`: commits and offset lookups.
-    Offsets,
-    /// kcon-fetch's `FetchConfig`: the fetcher.
-    Fetch,
-    /// The `Consumer` itself (kcon).
-    Consumer,
-    /// The record processor's policies for records that fail (kcon's `Processor`).
-    Policy,
-}
+pub struct Part(&'static str);
 
 impl Part {
+    /// The part called `name`.
+    pub const fn new(name: &'static str) -> Part {
+        Part(name)
+    }
+
     /// The part's name in the README's table.
     pub fn name(self) -> &'static str {
-        match self {
-            Part::Pool => "pool",
-            Part::Group => "group",
-            Part::Offsets => "offsets",
-            Part::Fetch => "fetch",
-            Part::Consumer => "consumer",
-            Part::Policy => "policy",
-        }
+        self.0
     }
 }
 
@@ -66,9 +48,9 @@ pub enum DefaultValue {
     Derived(&'static str),
 }
 
-/// One property: what the registry knows of it.
+/// One property, read into the setting type `S` of the crate whose table holds it.
 #[derive(Debug)]
-pub struct Property {
+pub struct Property<S: 'static> {
     /// Its Kafka name.
     pub name: &'static str,
     /// Other names accepted for it (librdkafka's spellings).
@@ -80,65 +62,81 @@ pub struct Property {
     /// One line on what it does.
     pub doc: &'static str,
     /// How its value is read.
-    pub(super) kind: Kind,
+    pub kind: Kind<S>,
 }
 
-/// How a property's value is read, and into which [`Setting`].
+/// How a property's value is read, and into which setting.
 #[derive(Debug)]
-pub(super) enum Kind {
+pub enum Kind<S: 'static> {
     /// Whole milliseconds from `min` (0 or 1) to 2147483647, trimmed.
     Millis {
+        /// The least allowed: 0 or 1.
         min: u64,
-        setting: fn(Duration) -> Setting,
+        /// The setting for the duration read.
+        setting: fn(Duration) -> S,
     },
     /// `true` or `false` in any case, trimmed.
-    Bool(fn(bool) -> Setting),
-    /// A whole number from `min` to `max` (at most `i32::MAX`: Kafka's counts are 32-bit),
-    /// trimmed.
+    Bool(fn(bool) -> S),
+    /// A whole number from `min` to `max`, trimmed.
     Count {
+        /// The least allowed.
         min: usize,
+        /// The most allowed.
         max: usize,
+        /// What is allowed, in words.
         allowed: &'static str,
-        setting: fn(usize) -> Setting,
+        /// The setting for the count read.
+        setting: fn(usize) -> S,
     },
     /// Any text, as given (not trimmed: spaces can belong to a name or a password).
     Text {
+        /// What is allowed, in words.
         allowed: &'static str,
-        setting: fn(String) -> Setting,
+        /// The setting for the text.
+        setting: fn(String) -> S,
     },
     /// Text, or nothing: an empty value unsets the property. Trimmed when `trim`.
     Optional {
+        /// Whether surrounding whitespace is dropped.
         trim: bool,
+        /// What is allowed, in words.
         allowed: &'static str,
-        setting: fn(Option<String>) -> Setting,
+        /// The setting for the text, `None` when empty.
+        setting: fn(Option<String>) -> S,
     },
     /// A syntax of the property's own, read by `parse`.
     Other {
+        /// What is allowed, in words.
         allowed: &'static str,
-        parse: fn(&Input<'_>) -> Result<Setting, ConfigError>,
+        /// Reads the value, refusing it with [`Input::refused`] or an error of its own.
+        parse: fn(&Input<'_>) -> Result<S, ConfigError>,
     },
 }
 
 /// A value to read, for [`Kind::Other`]'s parsers.
-pub(super) struct Input<'a> {
-    pub(super) property: &'static str,
-    pub(super) value: &'a str,
-    pub(super) allowed: &'static str,
+#[derive(Debug)]
+pub struct Input<'a> {
+    /// The property's name.
+    pub property: &'static str,
+    /// The value as given.
+    pub value: &'a str,
+    /// What the property allows, in words.
+    pub allowed: &'static str,
 }
 
 impl Input<'_> {
     /// The value without surrounding whitespace.
-    pub(super) fn trimmed(&self) -> &str {
+    pub fn trimmed(&self) -> &str {
         self.value.trim()
     }
 
     /// The value refused, with what the property allows.
-    pub(super) fn refused(&self) -> ConfigError {
+    pub fn refused(&self) -> ConfigError {
         ConfigError::invalid(self.property, self.value, self.allowed)
     }
 }
 
-impl Property {
+impl<S> Property<S> {
     /// What the property accepts, in words: what the README says and a refused value's error
     /// names.
     pub fn allowed(&self) -> &'static str {
@@ -170,7 +168,7 @@ impl Property {
 
     /// Reads `value`; a value the property does not allow is refused with an error naming the
     /// property and what it allows.
-    pub fn parse(&self, value: &str) -> Result<Setting, ConfigError> {
+    pub fn parse(&self, value: &str) -> Result<S, ConfigError> {
         let name = self.name;
         let trimmed = value.trim();
         Ok(match self.kind {
@@ -196,23 +194,95 @@ impl Property {
     }
 }
 
-/// The property named `name` (or one of its aliases), if kcon has one.
-pub fn lookup(name: &str) -> Option<&'static Property> {
-    PROPERTIES.iter().find(|p| p.is_named(name))
+/// A property of any crate's table, its setting type set aside: what the README's table, the
+/// checks of a concatenation of tables and a tool's messages need of it.
+pub trait AnyProperty: fmt::Debug + Sync {
+    /// Its Kafka name.
+    fn name(&self) -> &'static str;
+    /// Other names accepted for it.
+    fn aliases(&self) -> &'static [&'static str];
+    /// Its default.
+    fn default(&self) -> DefaultValue;
+    /// The parts it configures.
+    fn parts(&self) -> &'static [Part];
+    /// One line on what it does.
+    fn doc(&self) -> &'static str;
+    /// What it accepts, in words.
+    fn allowed(&self) -> &'static str;
+    /// Whether every text is a value of it (its kind is text or optional text).
+    fn takes_any_text(&self) -> bool;
+    /// Reads `value` and sets the setting aside: whether the property accepts it.
+    fn check(&self, value: &str) -> Result<(), ConfigError>;
+
+    /// Whether `name` is the property's name or one of its aliases.
+    fn is_named(&self, name: &str) -> bool {
+        self.name() == name || self.aliases().contains(&name)
+    }
+
+    /// Whether the property configures `part`.
+    fn configures(&self, part: Part) -> bool {
+        self.parts().contains(&part)
+    }
+
+    /// The names of the parts it configures, comma-separated (`group, offsets`).
+    fn part_names(&self) -> String {
+        let names: Vec<&str> = self.parts().iter().map(|part| part.name()).collect();
+        names.join(", ")
+    }
 }
 
-/// The error for `value` of the registered property `name`, with what the registry says it
+impl<S: fmt::Debug + Sync> AnyProperty for Property<S> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        self.aliases
+    }
+    fn default(&self) -> DefaultValue {
+        self.default
+    }
+    fn parts(&self) -> &'static [Part] {
+        self.parts
+    }
+    fn doc(&self) -> &'static str {
+        self.doc
+    }
+    fn allowed(&self) -> &'static str {
+        Property::allowed(self)
+    }
+    fn takes_any_text(&self) -> bool {
+        matches!(self.kind, Kind::Text { .. } | Kind::Optional { .. })
+    }
+    fn check(&self, value: &str) -> Result<(), ConfigError> {
+        self.parse(value).map(drop)
+    }
+}
+
+/// The properties of `table`, their setting type set aside: for concatenating tables of
+/// several crates.
+pub fn erased<S: fmt::Debug + Sync>(
+    table: &'static [Property<S>],
+) -> impl Iterator<Item = &'static dyn AnyProperty> + Clone {
+    table.iter().map(|p| p as &'static dyn AnyProperty)
+}
+
+/// The property of `table` named `name` (or one of its aliases), if it has one.
+pub fn lookup<S>(table: &'static [Property<S>], name: &str) -> Option<&'static Property<S>> {
+    table.iter().find(|p| p.is_named(name))
+}
+
+/// The error for `value` of the property `name` of `table`, with what the table says it
 /// allows: for the parts' checks across properties (`validate`), which refuse a value the way
 /// `set` would.
-pub fn refused(name: &str, value: &str) -> ConfigError {
-    let allowed = lookup(name).map_or("a value the property allows", Property::allowed);
+pub fn refused<S>(table: &'static [Property<S>], name: &str, value: &str) -> ConfigError {
+    let allowed = lookup(table, name).map_or("a value the property allows", Property::allowed);
     ConfigError::invalid(name, value, allowed)
 }
 
-/// Checks `value` of the registered property `name` as [`Property::parse`] would: for the
-/// parts' checks of fields set directly, which hold the same bounds as the registry.
-pub fn check(name: &str, value: &str) -> Result<(), ConfigError> {
-    match lookup(name) {
+/// Checks `value` of the property `name` of `table` as [`Property::parse`] would: for the
+/// parts' checks of fields set directly, which hold the same bounds as the table.
+pub fn check<S>(table: &'static [Property<S>], name: &str, value: &str) -> Result<(), ConfigError> {
+    match lookup(table, name) {
         Some(property) => property.parse(value).map(drop),
         None => Err(ConfigError::UnknownProperty {
             property: name.to_owned(),
@@ -220,30 +290,40 @@ pub fn check(name: &str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The properties that configure `part`.
-pub fn properties_of(part: Part) -> impl Iterator<Item = &'static Property> {
-    PROPERTIES.iter().filter(move |p| p.configures(part))
+/// The properties of `table` that configure `part`.
+pub fn properties_of<S>(
+    table: &'static [Property<S>],
+    part: Part,
+) -> impl Iterator<Item = &'static Property<S>> {
+    table.iter().filter(move |p| p.configures(part))
 }
 
-/// A part's configuration, which takes the [`Setting`]s the registry routes to it.
-pub trait Configurable {
+/// A part's configuration, which takes the settings of type `S` that a table routes to it. A
+/// configuration may take the settings of several tables (kcon-group's takes kcon-pool's
+/// `retry.backoff.ms`): it implements the trait once for each setting type.
+pub trait Configurable<S> {
     /// The part this configures.
     const PART: Part;
 
-    /// Moves `setting` into its field; false if the part has no field for it (the registry
+    /// Moves `setting` into its field; false if the part has no field for it (the table
     /// routed a property here that the part does not take: its tests check that they agree,
     /// with [`defaults_disagreeing`]).
-    fn apply(&mut self, setting: &Setting) -> bool;
+    fn apply(&mut self, setting: &S) -> bool;
 }
 
-/// Sets the property `name` of `config` from its text: the `set` of every part. A name the
-/// registry does not route to the part is unknown to it; a refused value leaves `config`
-/// unchanged.
-pub fn set<C: Configurable>(config: &mut C, name: &str, value: &str) -> Result<(), ConfigError> {
+/// Sets the property `name` of `table` on `config` from its text: the `set` of every part. A
+/// name the table does not route to the part is unknown to it; a refused value leaves
+/// `config` unchanged.
+pub fn set<S, C: Configurable<S>>(
+    table: &'static [Property<S>],
+    config: &mut C,
+    name: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
     let unknown = || ConfigError::UnknownProperty {
         property: name.to_owned(),
     };
-    let property = lookup(name)
+    let property = lookup(table, name)
         .filter(|p| p.configures(C::PART))
         .ok_or_else(unknown)?;
     let setting = property.parse(value)?;
@@ -254,17 +334,17 @@ pub fn set<C: Configurable>(config: &mut C, name: &str, value: &str) -> Result<(
     }
 }
 
-/// For the parts' tests: the properties the registry routes to `C`'s part that `C` does not
-/// take, or whose registry default, set on `C::default()`, changes it: where the registry (and
-/// so the README) and the part disagree. An unset property is set empty (skipped where empty is
+/// For the parts' tests: the properties of `table` routed to `C`'s part that `C` does not
+/// take, or whose table default, set on `C::default()`, changes it: where the table (and so
+/// the README) and the part disagree. An unset property is set empty (skipped where empty is
 /// no value of its), and compared only where an empty value unsets it; derived defaults are
 /// not checked. Empty when they agree.
-pub fn defaults_disagreeing<C>() -> Vec<&'static str>
+pub fn defaults_disagreeing<S, C>(table: &'static [Property<S>]) -> Vec<&'static str>
 where
-    C: Configurable + Default + fmt::Debug,
+    C: Configurable<S> + Default + fmt::Debug,
 {
     let default = format!("{:?}", C::default());
-    properties_of(C::PART)
+    properties_of(table, C::PART)
         .filter_map(|p| {
             let (value, compare) = match p.default {
                 DefaultValue::Value(v) => (v, true),
@@ -283,94 +363,197 @@ where
         .collect()
 }
 
+/// The parts that the entries named `name` (or one of whose aliases it is) among `properties`
+/// configure, in order: a property several crates take is in each of their tables, each entry
+/// naming its own crate's parts. Empty when no entry has the name.
+pub fn parts_of<'a>(
+    properties: impl IntoIterator<Item = &'a dyn AnyProperty>,
+    name: &str,
+) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for p in properties.into_iter().filter(|p| p.is_named(name)) {
+        for part in p.parts() {
+            if !parts.contains(part) {
+                parts.push(*part);
+            }
+        }
+    }
+    parts
+}
+
+/// What is wrong with `properties`, the tables a builder concatenates (one table alone, for a
+/// crate's own tests): a name or alias given to two properties; a property in several tables
+/// whose entries disagree on its aliases, default, what it allows or its documentation, or
+/// configure a part twice; a property configuring nothing; a documentation line empty or of
+/// several lines; a default the property refuses; or a refused value whose error does not name
+/// the property and what it allows. Empty when nothing is.
+pub fn faults<'a>(properties: impl IntoIterator<Item = &'a dyn AnyProperty>) -> Vec<String> {
+    let mut faults = Vec::new();
+    // Each name and alias, with the property it names and the first entry of that property.
+    let mut seen: std::collections::BTreeMap<&str, &dyn AnyProperty> = Default::default();
+    let mut parts: std::collections::BTreeMap<&str, Vec<Part>> = Default::default();
+    for p in properties {
+        let name = p.name();
+        if let Some(first) = seen.get(name).copied().filter(|first| first.name() == name) {
+            if first.aliases() != p.aliases()
+                || first.default() != p.default()
+                || first.allowed() != p.allowed()
+                || first.doc() != p.doc()
+            {
+                faults.push(format!("{name}'s entries disagree"));
+            }
+        } else {
+            for n in std::iter::once(&name).chain(p.aliases()) {
+                if seen.insert(*n, p).is_some() {
+                    faults.push(format!("{n} names two properties"));
+                }
+            }
+        }
+        let taken = parts.entry(name).or_default();
+        for part in p.parts() {
+            if taken.contains(part) {
+                faults.push(format!("{name} configures {} twice", part.name()));
+            }
+            taken.push(*part);
+        }
+        if p.parts().is_empty() {
+            faults.push(format!("{name} configures nothing"));
+        }
+        if p.doc().is_empty() || p.doc().contains('\n') {
+            faults.push(format!("{name}'s documentation is not one line"));
+        }
+        if let DefaultValue::Value(v) = p.default()
+            && let Err(e) = p.check(v)
+        {
+            faults.push(format!("{name}'s default: {e}"));
+        }
+        match p.check("\u{1}") {
+            Ok(()) if !p.takes_any_text() => faults.push(format!("{name} took \\u{{1}}")),
+            Ok(()) => {}
+            Err(ConfigError::InvalidValue {
+                property, expected, ..
+            }) if property == name && expected == p.allowed() => {}
+            Err(e) => faults.push(format!("{name} refused \\u{{1}} with {e}")),
+        }
+    }
+    faults
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_and_aliases_are_unique() {
-        let mut seen = std::collections::BTreeSet::new();
-        for p in PROPERTIES {
-            for name in std::iter::once(&p.name).chain(p.aliases) {
-                assert!(seen.insert(*name), "{name} is registered twice");
+    const A: Part = Part::new("a");
+    const B: Part = Part::new("b");
+
+    #[derive(Debug, PartialEq)]
+    enum One {
+        Wait(Duration),
+        Name(Option<String>),
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Two {
+        Wait(Duration),
+    }
+
+    static ONE: &[Property<One>] = &[
+        Property {
+            name: "x.wait.ms",
+            aliases: &["x.wait"],
+            default: DefaultValue::Value("5"),
+            parts: &[A],
+            doc: "A pause.",
+            kind: Kind::Millis {
+                min: 1,
+                setting: One::Wait,
+            },
+        },
+        Property {
+            name: "x.name",
+            aliases: &[],
+            default: DefaultValue::Unset,
+            parts: &[A],
+            doc: "A name.",
+            kind: Kind::Optional {
+                trim: true,
+                allowed: "a name; empty unsets it",
+                setting: One::Name,
+            },
+        },
+    ];
+
+    static TWO: &[Property<Two>] = &[Property {
+        name: "x.wait.ms",
+        aliases: &["x.wait"],
+        default: DefaultValue::Value("5"),
+        parts: &[B],
+        doc: "A pause.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: Two::Wait,
+        },
+    }];
+
+    #[derive(Debug, Default)]
+    struct PartA {
+        wait: Duration,
+        name: Option<String>,
+    }
+
+    impl Configurable<One> for PartA {
+        const PART: Part = A;
+
+        fn apply(&mut self, setting: &One) -> bool {
+            match setting {
+                One::Wait(d) => self.wait = *d,
+                One::Name(n) => self.name = n.clone(),
             }
-            assert!(!p.parts.is_empty(), "{} configures nothing", p.name);
-            assert!(!p.doc.is_empty() && !p.doc.contains('\n'), "{}", p.name);
+            true
         }
     }
 
     #[test]
-    fn defaults_are_values_the_property_accepts() {
-        for p in PROPERTIES {
-            if let DefaultValue::Value(v) = p.default {
-                p.parse(v)
-                    .unwrap_or_else(|e| panic!("{}'s default: {e}", p.name));
-            }
-        }
+    fn set_reads_by_name_or_alias_and_names_the_property_it_refuses() {
+        let mut a = PartA::default();
+        set(ONE, &mut a, "x.wait", " 7 ").unwrap();
+        assert_eq!(a.wait, Duration::from_millis(7));
+        set(ONE, &mut a, "x.name", " n ").unwrap();
+        assert_eq!(a.name.as_deref(), Some("n"));
+        let e = set(ONE, &mut a, "x.wait.ms", "0").unwrap_err();
+        assert_eq!(e, ConfigError::invalid("x.wait.ms", "0", millis_allowed(1)));
+        assert_eq!(
+            a.wait,
+            Duration::from_millis(7),
+            "a refused value changes nothing"
+        );
+        let e = set(ONE, &mut a, "x.other", "1").unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownProperty { .. }), "{e}");
+        assert_eq!(
+            refused(ONE, "x.wait.ms", "0"),
+            ConfigError::invalid("x.wait.ms", "0", millis_allowed(1))
+        );
+        assert!(check(ONE, "x.wait.ms", "3").is_ok());
     }
 
     #[test]
-    fn a_refused_value_says_what_the_registry_says_is_allowed() {
-        for p in PROPERTIES {
-            match p.parse("\u{1}") {
-                Ok(_) => assert!(
-                    matches!(p.kind, Kind::Text { .. } | Kind::Optional { .. }),
-                    "{} took \\u{{1}}",
-                    p.name
-                ),
-                Err(ConfigError::InvalidValue {
-                    property, expected, ..
-                }) => {
-                    assert_eq!(property, p.name);
-                    assert_eq!(expected, p.allowed(), "{}", p.name);
-                }
-                Err(e) => panic!("{}: {e}", p.name),
-            }
-        }
+    fn a_defaults_disagreement_is_named() {
+        // PartA's default wait is 0, the table's 5.
+        assert_eq!(defaults_disagreeing::<_, PartA>(ONE), ["x.wait.ms"]);
     }
 
     #[test]
-    fn aliases_find_their_property() {
-        assert_eq!(lookup("sasl.mechanisms").unwrap().name, "sasl.mechanism");
-        assert_eq!(lookup("sasl.mechanism").unwrap().name, "sasl.mechanism");
-        assert!(lookup("sasl.mechanismz").is_none());
-    }
-
-    #[test]
-    fn retry_backoff_reaches_every_part_that_retries() {
-        for name in ["retry.backoff.ms", "retry.backoff.max.ms"] {
-            let parts = lookup(name).unwrap().parts;
-            assert_eq!(parts, [Part::Pool, Part::Group, Part::Offsets, Part::Fetch]);
-        }
-    }
-
-    #[test]
-    fn values_are_read_by_kind() {
-        let read = |name: &str, value: &str| lookup(name).unwrap().parse(value);
-        assert_eq!(
-            read("fetch.max.wait.ms", " 250 "),
-            Ok(Setting::FetchMaxWait(Duration::from_millis(250)))
+    fn tables_concatenated_share_a_property_as_one_row() {
+        let both = || erased(ONE).chain(erased(TWO));
+        assert_eq!(faults(both()), [] as [String; 0]);
+        assert_eq!(parts_of(both(), "x.wait"), [A, B]);
+        let table = markdown_table(both());
+        assert_eq!(table.matches("x.wait.ms").count(), 1, "{table}");
+        assert!(table.contains("| a, b |"), "{table}");
+        let twice = faults(erased(ONE).chain(erased(ONE)));
+        assert!(
+            twice.iter().any(|f| f.contains("configures a twice")),
+            "{twice:?}"
         );
-        assert_eq!(
-            read("allow.auto.create.topics", "FALSE"),
-            Ok(Setting::AllowAutoCreateTopics(false))
-        );
-        assert_eq!(read("client.rack", " "), Ok(Setting::ClientRack(None)));
-        assert_eq!(
-            read("sasl.username", " al ice "),
-            Ok(Setting::SaslUsername(Some(" al ice ".into())))
-        );
-        assert_eq!(
-            read("bootstrap.servers", "a:1, [::1]:9092,"),
-            Ok(Setting::BootstrapServers(vec![
-                "a:1".into(),
-                "[::1]:9092".into()
-            ]))
-        );
-        let e = read("bootstrap.servers", "a:1,b").unwrap_err();
-        assert!(e.to_string().contains("\"b\""), "{e}");
-        let e = read("bootstrap.servers", " , ").unwrap_err();
-        assert!(e.to_string().contains("at least one host:port"), "{e}");
-        assert!(read("fetch.min.bytes", "2147483648").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The TLS and SASL settings of a [`PoolConfig`], checked together: what the protocol and
 //! mechanism need is there, and nothing is set that they would ignore. Their values
-//! (`SecurityProtocol`, `SaslMechanism`, ...) are kcon-core's, read by the property registry.
+//! (`SecurityProtocol`, `SaslMechanism`, ...) are kcon-core's, read by the pool's property table.
 
 use kcon_core::ConfigError;
 

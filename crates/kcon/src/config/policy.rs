@@ -1,10 +1,14 @@
-//! The record policies' configuration: the `errors.*` properties, read by the property
-//! registry like every other.
+//! The record policies' configuration: the `errors.*` properties, read by kcon's property
+//! table (`config/properties.rs`) like every other; and `ErrorTolerance`, the value of
+//! `errors.tolerance`.
 
+use std::fmt;
 use std::time::Duration;
 
-use kcon_core::property::{Configurable, Part, Setting, registry};
-use kcon_core::{ConfigError, ErrorTolerance, ExponentialBackoff};
+use kcon_core::property::{Configurable, Part, registry};
+use kcon_core::{ConfigError, ExponentialBackoff};
+
+use super::properties::{ConsumerSetting, POLICY, PROPERTIES};
 
 /// What a [`Processor`](crate::Processor) does with records that fail. Set through the
 /// consumer's builder (`ConsumerBuilder::set("errors.tolerance", "all")`, ...); each field
@@ -56,9 +60,9 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// Sets a property by name, as the registry reads it.
+    /// Sets a property by name, as kcon's property table reads it.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        registry::set(self, name, value)
+        registry::set(PROPERTIES, self, name, value)
     }
 
     /// Checks what one property at a time cannot: a dead-letter topic needs
@@ -79,6 +83,7 @@ impl PolicyConfig {
             && failures >= self.breaker_window
         {
             return Err(registry::refused(
+                PROPERTIES,
                 "errors.breaker.failures",
                 &failures.to_string(),
             ));
@@ -92,25 +97,62 @@ impl PolicyConfig {
     }
 }
 
-impl Configurable for PolicyConfig {
-    const PART: Part = Part::Policy;
+impl Configurable<ConsumerSetting> for PolicyConfig {
+    const PART: Part = POLICY;
 
-    fn apply(&mut self, setting: &Setting) -> bool {
+    fn apply(&mut self, setting: &ConsumerSetting) -> bool {
         match setting {
-            Setting::ErrorsTolerance(t) => self.tolerance = *t,
-            Setting::ErrorsRetryMaxAttempts(n) => {
+            ConsumerSetting::ErrorsTolerance(t) => self.tolerance = *t,
+            ConsumerSetting::ErrorsRetryMaxAttempts(n) => {
                 self.retry_max_attempts = u32::try_from(*n).unwrap_or(u32::MAX);
             }
-            Setting::ErrorsRetryTimeout(t) => self.retry_timeout = *t,
-            Setting::ErrorsRetryBackoff(d) => self.retry_backoff = *d,
-            Setting::ErrorsRetryDelayMax(d) => self.retry_delay_max = *d,
-            Setting::ErrorsDeadLetterQueueTopicName(t) => self.dead_letter_topic = t.clone(),
-            Setting::ErrorsBreakerWindowRecords(n) => self.breaker_window = *n,
-            Setting::ErrorsBreakerFailures(n) => self.breaker_failures = *n,
-            Setting::ErrorsBreakerConsecutiveFailures(n) => self.breaker_consecutive = *n,
+            ConsumerSetting::ErrorsRetryTimeout(t) => self.retry_timeout = *t,
+            ConsumerSetting::ErrorsRetryBackoff(d) => self.retry_backoff = *d,
+            ConsumerSetting::ErrorsRetryDelayMax(d) => self.retry_delay_max = *d,
+            ConsumerSetting::ErrorsDeadLetterQueueTopicName(t) => {
+                self.dead_letter_topic = t.clone()
+            }
+            ConsumerSetting::ErrorsBreakerWindowRecords(n) => self.breaker_window = *n,
+            ConsumerSetting::ErrorsBreakerFailures(n) => self.breaker_failures = *n,
+            ConsumerSetting::ErrorsBreakerConsecutiveFailures(n) => self.breaker_consecutive = *n,
             _ => return false,
         }
         true
+    }
+}
+
+/// `errors.tolerance` (Kafka Connect's name, KIP-298): what a record that failed for good
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ErrorTolerance {
+    /// Processing stops with an error; nothing past the record is stored.
+    #[default]
+    None,
+    /// The record is skipped, or written to the dead-letter topic when one is set, and
+    /// processing goes on.
+    All,
+}
+
+impl ErrorTolerance {
+    /// What `errors.tolerance` allows, in words.
+    pub const EXPECTED: &'static str = "none or all";
+
+    /// Reads `none` or `all`, in any case.
+    pub fn parse(value: &str) -> Option<ErrorTolerance> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(ErrorTolerance::None),
+            "all" => Some(ErrorTolerance::All),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ErrorTolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorTolerance::None => "none",
+            ErrorTolerance::All => "all",
+        })
     }
 }
 
@@ -129,7 +171,7 @@ mod tests {
     #[test]
     fn the_registry_and_the_config_agree_on_defaults() {
         assert_eq!(
-            registry::defaults_disagreeing::<PolicyConfig>(),
+            registry::defaults_disagreeing::<_, PolicyConfig>(PROPERTIES),
             Vec::<&str>::new()
         );
     }

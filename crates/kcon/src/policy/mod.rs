@@ -45,13 +45,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use kcon_core::{ErrorTolerance, Machine, Outgoing};
+use kcon_core::{Machine, Outgoing};
 use kcon_produce::{Acks, Producer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Read with the consumer's other properties, beside its configuration (`config/policy.rs`).
-pub use crate::config::PolicyConfig;
+pub use crate::config::{ErrorTolerance, PolicyConfig};
 pub use dead_letter::{
     DeadLetterContext, DeadLetterError, DeadLetterSource, dead_letter_record, headers,
     is_dead_letter_header, replay_record,

@@ -32,10 +32,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::property::{
+    fetch as fetch_part, group as group_part, offsets as offsets_part, registry,
+};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
-use kcon_core::property::registry::{self, Part as Configures};
 use kcon_core::{
     Coordinator, Machine, PersistentFailure, RequestFailure, RequestId, Target, TopicPartition,
 };
@@ -132,14 +134,15 @@ impl ClientConfig {
         let mut offsets = OffsetsConfig::new(GROUP);
         let mut fetch = FetchConfig::default();
         for (name, value) in &self.properties {
-            let property = registry::lookup(name).expect("a property kcon knows");
-            for part in property.parts {
+            let parts = registry::parts_of(crate::ConsumerBuilder::properties(), name);
+            assert!(!parts.is_empty(), "{name}: a property kcon knows");
+            for part in parts {
                 match part {
-                    Configures::Group => group.set(name, value).expect("a valid group property"),
-                    Configures::Offsets => {
+                    group_part::GROUP => group.set(name, value).expect("a valid group property"),
+                    offsets_part::OFFSETS => {
                         offsets.set(name, value).expect("a valid offsets property")
                     }
-                    Configures::Fetch => fetch.set(name, value).expect("a valid fetch property"),
+                    fetch_part::FETCH => fetch.set(name, value).expect("a valid fetch property"),
                     other => panic!("{name} goes to the {other:?}, which the simulation has not"),
                 }
             }

@@ -33,9 +33,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use kcon_core::{
-    ErrorTolerance, ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds,
-    TopicPartition,
+    ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
+
+use crate::config::ErrorTolerance;
 
 use super::breaker::{Breaker, Tripped};
 use super::failure::{FailureInfo, Stage};

@@ -1,0 +1,486 @@
+//! The pool's properties: connections, metadata, TLS and SASL. Every client built on the pool
+//! takes them (the consumer's `ConsumerBuilder`, the producer); the consumer's other parts have
+//! tables of their own, and a property several parts take (`retry.backoff.ms`) is in each of
+//! their tables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::versions::SUPPORTED;
+use kcon_core::ConfigError;
+use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property};
+use kcon_core::property::split_host_port;
+use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
+
+/// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
+pub const POOL: Part = Part::new("pool");
+
+const MAX_COUNT: usize = i32::MAX as usize;
+const SERVERS: &str = "a comma-separated list of host:port, port from 1 to 65535";
+const FILE: &str = "the path of a PEM file; empty unsets it";
+const API_VERSIONS: &str = "comma-separated API=VERSION pairs, each API named once by its \
+     Kafka protocol name (JoinGroup, SyncGroup, LeaveGroup, Fetch, ...) among those kcon speaks, \
+     VERSION a whole number at least kcon's lowest version of it; empty for none";
+
+/// One of the pool's properties, read by its entry in [`PROPERTIES`]: a
+/// [`PoolConfig`](crate::PoolConfig) takes it into a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolSetting {
+    /// `client.id`.
+    ClientId(String),
+    /// `socket.connection.setup.timeout.ms`.
+    SocketConnectionSetupTimeout(Duration),
+    /// `request.timeout.ms`.
+    RequestTimeout(Duration),
+    /// `max.in.flight.requests.per.connection`.
+    MaxInFlightRequestsPerConnection(usize),
+    /// `metadata.max.age.ms`.
+    MetadataMaxAge(Duration),
+    /// `reconnect.backoff.ms`.
+    ReconnectBackoff(Duration),
+    /// `reconnect.backoff.max.ms`.
+    ReconnectBackoffMax(Duration),
+    /// `retry.backoff.ms`.
+    RetryBackoff(Duration),
+    /// `retry.backoff.max.ms`.
+    RetryBackoffMax(Duration),
+    /// `connections.max.idle.ms`.
+    ConnectionsMaxIdle(Duration),
+    /// `receive.message.max.bytes`.
+    ReceiveMessageMaxBytes(usize),
+    /// `allow.auto.create.topics`.
+    AllowAutoCreateTopics(bool),
+    /// `security.protocol`.
+    SecurityProtocol(SecurityProtocol),
+    /// `ssl.ca.location`; `None` when set empty.
+    SslCaLocation(Option<PathBuf>),
+    /// `ssl.certificate.location`; `None` when set empty.
+    SslCertificateLocation(Option<PathBuf>),
+    /// `ssl.key.location`; `None` when set empty.
+    SslKeyLocation(Option<PathBuf>),
+    /// `ssl.endpoint.identification.algorithm`.
+    SslEndpointIdentificationAlgorithm(EndpointIdentification),
+    /// `sasl.mechanism`.
+    SaslMechanism(SaslMechanism),
+    /// `sasl.username`; `None` when set empty.
+    SaslUsername(Option<String>),
+    /// `sasl.password`.
+    SaslPassword(Password),
+    /// `bootstrap.servers`: `host:port` entries, none empty.
+    BootstrapServers(Vec<String>),
+    /// `api.version.max`: an API and the highest version to send it at, for each API named
+    /// once; empty for none.
+    ApiVersionMax(Vec<(ApiKey, i16)>),
+}
+
+/// The pool's properties, in the order of the README's table. To add one, see DESIGN.md ("How
+/// to add a property").
+pub static PROPERTIES: &[Property<PoolSetting>] = &[
+    Property {
+        name: "bootstrap.servers",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "Brokers to ask first for the cluster's metadata; required. A name is tried at \
+              each address it resolves to.",
+        kind: Kind::Other {
+            allowed: SERVERS,
+            parse: servers,
+        },
+    },
+    Property {
+        name: "client.id",
+        aliases: &[],
+        default: DefaultValue::Value("kcon"),
+        parts: &[POOL],
+        doc: "The name in every request's header, by which brokers' logs and quotas know the \
+              client.",
+        kind: Kind::Text {
+            allowed: "any text",
+            setting: PoolSetting::ClientId,
+        },
+    },
+    Property {
+        name: "socket.connection.setup.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: &[POOL],
+        doc: "How long a new connection may take to be ready: TCP connect and the ApiVersions \
+              exchange together.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: PoolSetting::SocketConnectionSetupTimeout,
+        },
+    },
+    Property {
+        name: "request.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("30000"),
+        parts: &[POOL],
+        doc: "How long a request may wait in all, for a free in-flight slot and then for its \
+              answer.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: PoolSetting::RequestTimeout,
+        },
+    },
+    Property {
+        name: "max.in.flight.requests.per.connection",
+        aliases: &[],
+        default: DefaultValue::Value("5"),
+        parts: &[POOL],
+        doc: "Requests one connection may have sent and not yet seen answered; further ones \
+              wait for a slot.",
+        kind: Kind::Count {
+            min: 1,
+            // librdkafka's upper bound.
+            max: 1_000_000,
+            allowed: "a whole number from 1 to 1000000",
+            setting: PoolSetting::MaxInFlightRequestsPerConnection,
+        },
+    },
+    Property {
+        name: "metadata.max.age.ms",
+        aliases: &[],
+        default: DefaultValue::Value("300000"),
+        parts: &[POOL],
+        doc: "The longest the cluster's metadata goes unrefreshed; also how long the fetcher \
+              keeps reading from a preferred replica.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::MetadataMaxAge,
+        },
+    },
+    Property {
+        name: "reconnect.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("50"),
+        parts: &[POOL],
+        doc: "The first pause before connecting again to a broker that failed; it doubles, \
+              with jitter, at each failure.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::ReconnectBackoff,
+        },
+    },
+    Property {
+        name: "reconnect.backoff.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("1000"),
+        parts: &[POOL],
+        doc: "The most the reconnection pause grows to.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::ReconnectBackoffMax,
+        },
+    },
+    Property {
+        name: "retry.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: &[POOL],
+        doc: "The first pause before a failed request is tried again; it doubles, with jitter, \
+              at each failure (KIP-580).",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::RetryBackoff,
+        },
+    },
+    Property {
+        name: "retry.backoff.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("1000"),
+        parts: &[POOL],
+        doc: "The most the retry pause grows to (KIP-580).",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::RetryBackoffMax,
+        },
+    },
+    Property {
+        name: "connections.max.idle.ms",
+        aliases: &[],
+        default: DefaultValue::Value("540000"),
+        parts: &[POOL],
+        doc: "A connection with nothing in flight for this long is closed; 0 never closes an \
+              idle one.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::ConnectionsMaxIdle,
+        },
+    },
+    Property {
+        name: "receive.message.max.bytes",
+        aliases: &[],
+        default: DefaultValue::Value("104857600"),
+        parts: &[POOL],
+        doc: "The largest answer a connection accepts; a larger size prefix closes the \
+              connection before anything is allocated.",
+        kind: Kind::Count {
+            // librdkafka's lower bound.
+            min: 1_000,
+            max: MAX_COUNT,
+            allowed: "a whole number from 1000 to 2147483647",
+            setting: PoolSetting::ReceiveMessageMaxBytes,
+        },
+    },
+    Property {
+        name: "allow.auto.create.topics",
+        aliases: &[],
+        default: DefaultValue::Value("true"),
+        parts: &[POOL],
+        doc: "Whether asking for a missing topic's metadata may create it, on brokers \
+              configured to.",
+        kind: Kind::Bool(PoolSetting::AllowAutoCreateTopics),
+    },
+    Property {
+        name: "api.version.max",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "Caps the version of each API named, whatever the brokers advertise: for a broker \
+              or proxy that advertises a version it cannot serve. Without it, a version a \
+              broker refuses (it closes the connection on it twice in a row, or answers what \
+              does not decode) is stepped down by itself.",
+        kind: Kind::Other {
+            allowed: API_VERSIONS,
+            parse: api_version_max,
+        },
+    },
+    Property {
+        name: "security.protocol",
+        aliases: &[],
+        default: DefaultValue::Value("PLAINTEXT"),
+        parts: &[POOL],
+        doc: "Whether connections are encrypted with TLS, authenticated with SASL, both or \
+              neither.",
+        kind: Kind::Other {
+            allowed: "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+            parse: |i| {
+                SecurityProtocol::parse(i.trimmed())
+                    .map(PoolSetting::SecurityProtocol)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "ssl.ca.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "CA certificates that may sign the brokers' certificates; unset, the system's \
+              trust store.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| PoolSetting::SslCaLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.certificate.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The client's certificate, then its chain, for brokers that authenticate clients \
+              by certificate; needs ssl.key.location.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| PoolSetting::SslCertificateLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.key.location",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The unencrypted private key (PKCS#8, PKCS#1 or SEC1) of the client's \
+              certificate; needs ssl.certificate.location.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| PoolSetting::SslKeyLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "ssl.endpoint.identification.algorithm",
+        aliases: &[],
+        default: DefaultValue::Value("https"),
+        parts: &[POOL],
+        doc: "https: a broker's certificate must name the host dialled; none: any trusted \
+              certificate will do.",
+        kind: Kind::Other {
+            allowed: "https or none",
+            parse: |i| {
+                EndpointIdentification::parse(i.trimmed())
+                    .map(PoolSetting::SslEndpointIdentificationAlgorithm)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.mechanism",
+        aliases: &["sasl.mechanisms"],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
+              tokens from the application.",
+        kind: Kind::Other {
+            allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not \
+                      supported)",
+            parse: |i| {
+                SaslMechanism::parse(i.trimmed())
+                    .map(PoolSetting::SaslMechanism)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.username",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The user that PLAIN and SCRAM log in as.",
+        kind: Kind::Optional {
+            trim: false,
+            allowed: "any text, spaces kept; empty unsets it",
+            setting: PoolSetting::SaslUsername,
+        },
+    },
+    Property {
+        name: "sasl.password",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The password of PLAIN and SCRAM; debug output and logs show it as <redacted>.",
+        kind: Kind::Text {
+            allowed: "any text, spaces kept",
+            setting: |p| PoolSetting::SaslPassword(Password::new(p)),
+        },
+    },
+];
+
+/// `bootstrap.servers`: empty entries (`a:1,,b:2`, a trailing comma) are skipped, as the Java
+/// client's list type does; a bad entry is named.
+fn servers(i: &Input<'_>) -> Result<PoolSetting, ConfigError> {
+    let servers: Vec<String> = i
+        .trimmed()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if servers.is_empty() {
+        return Err(ConfigError::invalid(
+            i.property,
+            i.trimmed(),
+            "at least one host:port",
+        ));
+    }
+    if let Some(bad) = servers.iter().find(|s| split_host_port(s).is_none()) {
+        return Err(ConfigError::invalid(i.property, bad, i.allowed));
+    }
+    Ok(PoolSetting::BootstrapServers(servers))
+}
+
+/// `api.version.max`: `API=VERSION` pairs. An API kcon does not speak, and a version below
+/// kcon's lowest (which would leave none), are refused with the reason.
+fn api_version_max(i: &Input<'_>) -> Result<PoolSetting, ConfigError> {
+    let mut caps: Vec<(ApiKey, i16)> = Vec::new();
+    for pair in i
+        .trimmed()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (name, version) = pair.split_once('=').ok_or_else(|| i.refused())?;
+        let (name, version) = (name.trim(), version.trim());
+        let Some(&(api, min, max)) = SUPPORTED
+            .iter()
+            .find(|(k, _, _)| format!("{k:?}").eq_ignore_ascii_case(name))
+        else {
+            let known: Vec<String> = SUPPORTED.iter().map(|(k, _, _)| format!("{k:?}")).collect();
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!(
+                    "{name:?} is not an API kcon speaks; it speaks {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let version: i16 = version.parse().map_err(|_| i.refused())?;
+        if version < min {
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!(
+                    "kcon speaks {api:?} v{min} to v{max}: a cap at v{version} leaves no version"
+                ),
+            ));
+        }
+        if caps.iter().any(|(k, _)| *k == api) {
+            return Err(ConfigError::unusable(
+                i.property,
+                i.value,
+                format!("{api:?} is named twice"),
+            ));
+        }
+        caps.push((api, version));
+    }
+    Ok(PoolSetting::ApiVersionMax(caps))
+}
+
+#[cfg(test)]
+mod tests {
+    use kcon_core::property::registry::{erased, faults, lookup};
+
+    use super::*;
+
+    #[test]
+    fn the_table_is_sound() {
+        assert_eq!(faults(erased(PROPERTIES)), [] as [String; 0]);
+        for p in PROPERTIES {
+            assert_eq!(p.parts, [POOL], "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn aliases_find_their_property() {
+        assert_eq!(
+            lookup(PROPERTIES, "sasl.mechanisms").unwrap().name,
+            "sasl.mechanism"
+        );
+        assert_eq!(
+            lookup(PROPERTIES, "sasl.mechanism").unwrap().name,
+            "sasl.mechanism"
+        );
+        assert!(lookup(PROPERTIES, "sasl.mechanismz").is_none());
+    }
+
+    #[test]
+    fn values_are_read_by_kind() {
+        let read = |name: &str, value: &str| lookup(PROPERTIES, name).unwrap().parse(value);
+        assert_eq!(
+            read("allow.auto.create.topics", "FALSE"),
+            Ok(PoolSetting::AllowAutoCreateTopics(false))
+        );
+        assert_eq!(
+            read("sasl.username", " al ice "),
+            Ok(PoolSetting::SaslUsername(Some(" al ice ".into())))
+        );
+        assert_eq!(
+            read("bootstrap.servers", "a:1, [::1]:9092,"),
+            Ok(PoolSetting::BootstrapServers(vec![
+                "a:1".into(),
+                "[::1]:9092".into()
+            ]))
+        );
+        let e = read("bootstrap.servers", "a:1,b").unwrap_err();
+        assert!(e.to_string().contains("\"b\""), "{e}");
+        let e = read("bootstrap.servers", " , ").unwrap_err();
+        assert!(e.to_string().contains("at least one host:port"), "{e}");
+    }
+}

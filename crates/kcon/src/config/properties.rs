@@ -1,0 +1,252 @@
+//! kcon's own properties: the `Consumer`'s (`close.timeout.ms`) and the record policies'
+//! (`errors.*`), which a `Processor` over the consumer follows.
+
+use std::time::Duration;
+
+use kcon_core::ConfigError;
+use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property};
+use kcon_core::property::{parse_count, parse_millis};
+
+use super::policy::ErrorTolerance;
+
+/// The `Consumer` itself.
+pub const CONSUMER: Part = Part::new("consumer");
+
+/// The record policies for records that fail (kcon's `Processor`), configured by
+/// [`PolicyConfig`](super::PolicyConfig).
+pub const POLICY: Part = Part::new("policy");
+
+const MAX_COUNT: usize = i32::MAX as usize;
+const FROM_1: &str = "a whole number from 1 to 2147483647";
+
+/// One of kcon's own properties, read by its entry in [`PROPERTIES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsumerSetting {
+    /// `close.timeout.ms`.
+    CloseTimeout(Duration),
+    /// `errors.retry.max.attempts`.
+    ErrorsRetryMaxAttempts(usize),
+    /// `errors.retry.backoff.ms`.
+    ErrorsRetryBackoff(Duration),
+    /// `errors.retry.delay.max.ms`.
+    ErrorsRetryDelayMax(Duration),
+    /// `errors.deadletterqueue.topic.name`; `None` when set empty.
+    ErrorsDeadLetterQueueTopicName(Option<String>),
+    /// `errors.breaker.window.records`.
+    ErrorsBreakerWindowRecords(usize),
+    /// `errors.tolerance`.
+    ErrorsTolerance(ErrorTolerance),
+    /// `errors.retry.timeout`; `None` for no limit (-1).
+    ErrorsRetryTimeout(Option<Duration>),
+    /// `errors.breaker.failures`; `None` when set empty (no such rule).
+    ErrorsBreakerFailures(Option<usize>),
+    /// `errors.breaker.consecutive.failures`; `None` when set empty (no such rule).
+    ErrorsBreakerConsecutiveFailures(Option<usize>),
+}
+
+/// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
+/// to add a property").
+pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
+    Property {
+        name: "close.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("30000"),
+        parts: &[CONSUMER],
+        doc: "kcon's own: the longest closing the consumer may take, final commit and leaving \
+              the group included.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: ConsumerSetting::CloseTimeout,
+        },
+    },
+    Property {
+        name: "errors.tolerance",
+        aliases: &[],
+        default: DefaultValue::Value("none"),
+        parts: &[POLICY],
+        doc: "Kafka Connect's name: what a record that failed for good does in a Processor: none \
+              stops processing with an error, nothing stored past the record; all skips it, or \
+              writes it to errors.deadletterqueue.topic.name, and goes on.",
+        kind: Kind::Other {
+            allowed: ErrorTolerance::EXPECTED,
+            parse: tolerance,
+        },
+    },
+    Property {
+        name: "errors.retry.max.attempts",
+        aliases: &[],
+        default: DefaultValue::Value("10"),
+        parts: &[POLICY],
+        doc: "kcon's own: how many times a Processor tries a record whose failure is \
+              retriable, the first try included, before the record has failed for good.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: ConsumerSetting::ErrorsRetryMaxAttempts,
+        },
+    },
+    Property {
+        name: "errors.retry.timeout",
+        aliases: &[],
+        default: DefaultValue::Value("-1"),
+        parts: &[POLICY],
+        doc: "Kafka Connect's name: how long after a record's first failure a Processor may \
+              still retry it; -1 sets no limit but errors.retry.max.attempts, 0 retries nothing \
+              (Kafka Connect's default is 0).",
+        kind: Kind::Other {
+            allowed: "a whole number of milliseconds, at least 0, or -1 for no limit",
+            parse: retry_timeout,
+        },
+    },
+    Property {
+        name: "errors.retry.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: &[POLICY],
+        doc: "kcon's own: the first pause before a Processor retries a record; it doubles at \
+              each failure, with jitter, up to errors.retry.delay.max.ms. Only the record's \
+              partition waits.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: ConsumerSetting::ErrorsRetryBackoff,
+        },
+    },
+    Property {
+        name: "errors.retry.delay.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("60000"),
+        parts: &[POLICY],
+        doc: "Kafka Connect's name: the most a Processor's pause between two tries of a record \
+              grows to.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: ConsumerSetting::ErrorsRetryDelayMax,
+        },
+    },
+    Property {
+        name: "errors.deadletterqueue.topic.name",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POLICY],
+        doc: "Kafka Connect's name: with errors.tolerance=all, the topic a Processor writes each \
+              record that failed for good to (key, value and headers unchanged, plus kcon.dlq.* \
+              headers saying where it came from and why), acknowledged before the offset past \
+              it is stored; unset, such records are skipped.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a topic name; empty unsets it",
+            setting: ConsumerSetting::ErrorsDeadLetterQueueTopicName,
+        },
+    },
+    Property {
+        name: "errors.breaker.window.records",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: &[POLICY],
+        doc: "kcon's own: how many of a Processor's last records errors.breaker.failures counts \
+              failures among.",
+        kind: Kind::Count {
+            min: 1,
+            max: 100_000,
+            allowed: "a whole number from 1 to 100000",
+            setting: ConsumerSetting::ErrorsBreakerWindowRecords,
+        },
+    },
+    Property {
+        name: "errors.breaker.failures",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POLICY],
+        doc: "kcon's own: a Processor's circuit breaker opens (every partition paused, \
+              processing stops with an error) when more than this many of the last \
+              errors.breaker.window.records records failed for good; unset, never by this rule.",
+        kind: Kind::Other {
+            allowed: "a whole number from 0 to 99999, below errors.breaker.window.records; \
+                      empty unsets it",
+            parse: breaker_failures,
+        },
+    },
+    Property {
+        name: "errors.breaker.consecutive.failures",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POLICY],
+        doc: "kcon's own: a Processor's circuit breaker opens when this many records in a row \
+              failed for good; unset, never by this rule.",
+        kind: Kind::Other {
+            allowed: "a whole number from 1 to 2147483647; empty unsets it",
+            parse: breaker_consecutive,
+        },
+    },
+];
+
+/// `errors.tolerance`.
+fn tolerance(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    ErrorTolerance::parse(i.value)
+        .map(ConsumerSetting::ErrorsTolerance)
+        .ok_or_else(|| i.refused())
+}
+
+/// `errors.retry.timeout`: milliseconds, or -1 for no limit (Kafka Connect's reading).
+fn retry_timeout(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    if i.trimmed() == "-1" {
+        return Ok(ConsumerSetting::ErrorsRetryTimeout(None));
+    }
+    parse_millis(i.property, i.trimmed(), 0)
+        .map(|d| ConsumerSetting::ErrorsRetryTimeout(Some(d)))
+        .map_err(|_| i.refused())
+}
+
+/// `errors.breaker.failures`: a count, or empty for none.
+fn breaker_failures(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    optional_count(i, 0, 99_999).map(ConsumerSetting::ErrorsBreakerFailures)
+}
+
+/// `errors.breaker.consecutive.failures`: a count, or empty for none.
+fn breaker_consecutive(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    optional_count(i, 1, MAX_COUNT).map(ConsumerSetting::ErrorsBreakerConsecutiveFailures)
+}
+
+/// A whole number from `min` to `max`, or nothing for an empty value.
+fn optional_count(i: &Input<'_>, min: usize, max: usize) -> Result<Option<usize>, ConfigError> {
+    if i.trimmed().is_empty() {
+        return Ok(None);
+    }
+    parse_count(i.property, i.trimmed(), min, max, i.allowed).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use kcon_core::property::registry::{erased, faults, parts_of};
+
+    use super::*;
+    use crate::ConsumerBuilder;
+
+    #[test]
+    fn the_table_is_sound() {
+        assert_eq!(faults(erased(PROPERTIES)), [] as [String; 0]);
+    }
+
+    #[test]
+    fn the_consumers_tables_together_are_sound() {
+        assert_eq!(faults(ConsumerBuilder::properties()), [] as [String; 0]);
+    }
+
+    #[test]
+    fn retry_backoff_reaches_every_part_that_retries() {
+        for name in ["retry.backoff.ms", "retry.backoff.max.ms"] {
+            let parts = parts_of(ConsumerBuilder::properties(), name);
+            assert_eq!(
+                parts,
+                [
+                    kcon_pool::property::POOL,
+                    kcon_group::property::GROUP,
+                    kcon_offsets::property::OFFSETS,
+                    kcon_fetch::property::FETCH
+                ]
+            );
+        }
+    }
+}
