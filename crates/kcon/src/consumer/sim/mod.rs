@@ -1530,6 +1530,7 @@ impl World {
                     None => Fill::Wait,
                 };
             }
+            Turn::Ready => return Fill::Again,
             Turn::Wait => {}
         }
         if let Some(event) = parts.group_events.pop_front() {
