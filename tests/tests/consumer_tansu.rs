@@ -515,8 +515,9 @@ async fn assigned_partitions_start_by_the_reset_policy_and_move_by_seeks() {
 }
 
 /// `pause` stops handing out a partition's records, also those of a batch being handed out
-/// one at a time; `resume` brings them back from where they stopped, none lost or repeated.
-/// The other partition goes on meanwhile.
+/// one at a time; `resume` brings them back from where they stopped, none lost or repeated,
+/// also while the other partition's batch is being handed out. The other partition goes on
+/// meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_a_partition_and_resume_brings_it_back() {
     let topic = unique_name("consumer");
@@ -569,6 +570,51 @@ async fn pause_stops_a_partition_and_resume_brings_it_back() {
         10,
     );
     expect_no_record(&mut c, Duration::from_millis(500)).await;
+
+    // Paused in the middle of a batch, resumed in the middle of the other partition's: that
+    // batch is finished first, then the held rest, in order, none lost or repeated.
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let first = recv_n(&mut c, 4, Duration::from_secs(10)).await;
+    assert_exactly(
+        &first,
+        &[(p0.clone(), 20)].into(),
+        &[(p0.clone(), 24)].into(),
+        10,
+    );
+    c.pause([p0.clone()]).unwrap();
+    produce(&pool, &topic, 1, 5, now_ms()).await;
+    let some = recv_n(&mut c, 2, Duration::from_secs(10)).await;
+    assert_exactly(
+        &some,
+        &[(p1.clone(), 15)].into(),
+        &[(p1.clone(), 17)].into(),
+        5,
+    );
+    c.resume([p0.clone()]).unwrap();
+    assert_eq!(c.position(&p0), Some(24));
+    let rest = recv_n(&mut c, 9, Duration::from_secs(10)).await;
+    assert!(
+        rest[..3].iter().all(|r| r.partition == 1) && rest[3..].iter().all(|r| r.partition == 0),
+        "{:?}",
+        rest.iter()
+            .map(|r| (r.partition, r.offset))
+            .collect::<Vec<_>>()
+    );
+    assert_exactly(
+        &rest[..3],
+        &[(p1.clone(), 17)].into(),
+        &[(p1.clone(), 20)].into(),
+        5,
+    );
+    assert_exactly(
+        &rest[3..],
+        &[(p0.clone(), 24)].into(),
+        &[(p0.clone(), 30)].into(),
+        10,
+    );
+    expect_no_record(&mut c, Duration::from_millis(500)).await;
+    // The rest of a paused batch waits in the consumer: nothing is fetched (or counted) twice.
+    assert_eq!(c.metrics().records_consumed, 50);
     c.close().await.unwrap();
 }
 

@@ -151,6 +151,9 @@ pub(crate) enum Turn {
     Step,
     /// Nothing to do: wait for the next input (a group or fetch event, or `poll_timeout`).
     Wait,
+    /// Records are ready without waiting (the rest of a batch held by a pause, resumed): hand
+    /// them out.
+    Ready,
     /// Return this error.
     Error(Error),
 }
@@ -296,6 +299,8 @@ impl Driver {
         self.run(now, parts);
         if self.machine.is_busy() {
             Turn::Again
+        } else if self.machine.has_records() {
+            Turn::Ready
         } else {
             Turn::Wait
         }

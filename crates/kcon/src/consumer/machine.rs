@@ -194,6 +194,12 @@ pub(crate) struct ConsumerMachine {
     unstored: HashMap<TopicPartition, (i64, Option<i32>)>,
     /// The batch being handed out.
     current: Option<Batch>,
+    /// The rest of a batch whose partition was paused while it was being handed out: kept,
+    /// not fetched again, so the records keep their leader epochs and the fetcher its place.
+    held: BTreeMap<TopicPartition, Batch>,
+    /// Held batches whose partitions were resumed while another batch was being handed out:
+    /// each becomes the current batch, in order, before anything fetched since.
+    resumed: VecDeque<Batch>,
     paused: BTreeSet<TopicPartition>,
     /// The member's fatal error: every later call returns it.
     fatal: Option<Error>,
@@ -251,6 +257,8 @@ impl ConsumerMachine {
             fetched: HashMap::new(),
             unstored: HashMap::new(),
             current: None,
+            held: BTreeMap::new(),
+            resumed: VecDeque::new(),
             paused: BTreeSet::new(),
             fatal: None,
             rebalance: None,
@@ -292,10 +300,7 @@ impl ConsumerMachine {
 
     /// The next offset handed out for `tp`, when known.
     pub(crate) fn position(&self, tp: &TopicPartition) -> Option<i64> {
-        if let Some(b) = &self.current
-            && &b.partition == tp
-            && let Some((next, _)) = b.handed
-        {
+        if let Some((next, _)) = self.batch_of(tp).and_then(|b| b.handed) {
             return Some(next);
         }
         match self.starting.get(tp) {
@@ -371,11 +376,7 @@ impl ConsumerMachine {
     /// What `tp`'s lag is computed from: its position, the given `end`, and the timestamp of
     /// the next record when the consumer holds it, else of the last record handed out.
     fn lag_inputs(&self, tp: &TopicPartition, end: Option<i64>) -> LagInputs {
-        let next_timestamp = self
-            .current
-            .as_ref()
-            .filter(|b| &b.partition == tp)
-            .and_then(Batch::next_timestamp);
+        let next_timestamp = self.batch_of(tp).and_then(Batch::next_timestamp);
         LagInputs {
             position: self.position(tp),
             end,
@@ -623,6 +624,7 @@ impl ConsumerMachine {
             return Ok(());
         }
         self.finish_current_of(&tp);
+        self.drop_held(std::slice::from_ref(&tp));
         self.forget_last_timestamp(&tp);
         self.commands.push_back(Command::Seek(tp.clone(), offset));
         self.positions.insert(tp, offset);
@@ -639,17 +641,16 @@ impl ConsumerMachine {
             if !self.paused.insert(tp.clone()) {
                 continue;
             }
-            // Records of the current batch not handed out yet are fetched again on resume.
-            if let Some(b) = &self.current
-                && b.partition == tp
-                && !b.is_done()
+            // The records of the current batch not handed out yet wait here for the resume:
+            // what was handed out counts as the recv loop's finishing the batch would count it.
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|b| b.partition == tp && !b.is_done())
+                && let Some(b) = self.current.take()
             {
-                let at = self.position(&tp);
-                self.finish_current_of(&tp);
-                self.forget_last_timestamp(&tp);
-                if let Some(at) = at.or_else(|| self.positions.get(&tp).copied()) {
-                    self.commands.push_back(Command::Seek(tp.clone(), at));
-                }
+                self.count_handed(&b);
+                self.held.insert(tp.clone(), b);
             }
             self.commands.push_back(Command::Pause(tp));
         }
@@ -664,6 +665,15 @@ impl ConsumerMachine {
         for tp in partitions {
             self.owned(&tp)?;
             if self.paused.remove(&tp) {
+                if let Some(held) = self.held.remove(&tp) {
+                    if self.current.as_ref().is_none_or(Batch::is_done) {
+                        self.finish_current();
+                    }
+                    match self.current {
+                        None => self.current = Some(held),
+                        Some(_) => self.resumed.push_back(held),
+                    }
+                }
                 self.commands.push_back(Command::Resume(tp));
             }
         }
@@ -697,17 +707,39 @@ impl ConsumerMachine {
         }
     }
 
-    /// The current batch is spent: its position becomes the partition's.
+    /// The current batch is spent: its position becomes the partition's, and a batch resumed
+    /// meanwhile is handed out next.
     pub(crate) fn finish_current(&mut self) {
-        let Some(b) = self.current.take() else {
-            return;
-        };
+        if let Some(b) = self.current.take() {
+            self.count_handed(&b);
+        }
+        self.current = self.resumed.pop_front();
+    }
+
+    /// What of `b` was handed out is its partition's position (and processed, to be stored
+    /// with `enable.auto.offset.store`).
+    fn count_handed(&mut self, b: &Batch) {
         if let Some((next, epoch)) = b.handed {
             self.positions.insert(b.partition.clone(), next);
             if self.options.auto_store && !self.streams {
-                self.unstored.insert(b.partition, (next, epoch));
+                self.unstored.insert(b.partition.clone(), (next, epoch));
             }
         }
+    }
+
+    /// The batch of `tp` being handed out, held by a pause or resumed, if any.
+    fn batch_of(&self, tp: &TopicPartition) -> Option<&Batch> {
+        self.current
+            .iter()
+            .chain(self.held.get(tp))
+            .chain(&self.resumed)
+            .find(|b| &b.partition == tp)
+    }
+
+    /// Forgets the held and resumed batches of `partitions`.
+    fn drop_held(&mut self, partitions: &[TopicPartition]) {
+        self.held.retain(|tp, _| !partitions.contains(tp));
+        self.resumed.retain(|b| !partitions.contains(&b.partition));
     }
 
     /// The application is in a receiving call at `now` (it starts one): the group member hears
@@ -1148,12 +1180,13 @@ impl ConsumerMachine {
     }
 
     fn drop_current_of(&mut self, partitions: &[TopicPartition]) {
+        self.drop_held(partitions);
         if self
             .current
             .as_ref()
             .is_some_and(|b| partitions.contains(&b.partition))
         {
-            self.current = None;
+            self.current = self.resumed.pop_front();
         }
     }
 

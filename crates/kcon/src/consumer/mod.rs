@@ -909,6 +909,7 @@ impl Consumer {
                     self.finish_step().await;
                     continue;
                 }
+                Turn::Ready => return Ok(None),
                 Turn::Wait => {}
             }
             let deadline = self.driver.machine.poll_timeout().map(Instant::from_std);

@@ -1533,6 +1533,7 @@ impl World {
                     None => Fill::Wait,
                 };
             }
+            Turn::Ready => return Fill::Again,
             Turn::Wait => {}
         }
         if let Some(event) = parts.group_events.pop_front() {
