@@ -9,7 +9,7 @@
 //! - [`log_ranges`]: where partitions' logs start and end, by the same rule.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
@@ -247,7 +247,7 @@ pub async fn groups_lag(
             probed.insert((tp, at), p);
         }
     }
-    let now = now_ms();
+    let now = pool.clock().now_ms();
     for (group, partitions) in wanted {
         let partitions = partitions
             .into_iter()
@@ -389,12 +389,6 @@ fn offset(listed: Option<&Result<ListedOffset, Error>>) -> Option<i64> {
         .and_then(|l| l.as_ref().ok())
         .map(|l| l.offset)
         .filter(|o| *o >= 0)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

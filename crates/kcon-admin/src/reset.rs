@@ -21,7 +21,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -123,7 +123,12 @@ pub async fn plan_reset(
     }
     let at_time = match to {
         ResetTo::Timestamp(ts) => Some(ts),
-        ResetTo::ByDuration(d) => Some(now_ms().saturating_sub(d.as_millis() as i64).max(0)),
+        ResetTo::ByDuration(d) => Some(
+            pool.clock()
+                .now_ms()
+                .saturating_sub(d.as_millis() as i64)
+                .max(0),
+        ),
         _ => None,
     };
     let found = match at_time {
@@ -295,12 +300,6 @@ async fn committed(pool: &Pool, group_id: &str) -> Result<BTreeMap<TopicPartitio
             (p.error_code == 0 && offset >= 0).then_some((tp, offset))
         })
         .collect())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

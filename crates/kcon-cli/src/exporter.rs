@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
@@ -112,7 +112,7 @@ pub(crate) async fn run(args: ExporterArgs) -> Result<(), Failure> {
                             Some((group, MeasuredGroup { lag, judged }))
                         })
                         .collect();
-                    p.last_success = Some(SystemTime::now());
+                    p.last_success = Some(cluster.pool.clock().now());
                 }
                 Err(e) => {
                     p.poll_errors += 1;

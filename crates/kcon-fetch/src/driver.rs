@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::ResetPolicy;
@@ -428,9 +428,7 @@ async fn send(
             partitions,
             policy,
         } => {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let now_ms = pool.clock().now_ms();
             let Some(spec) = policy.offset_spec(now_ms) else {
                 return Err(refused(format!(
                     "no reset under auto.offset.reset={}",

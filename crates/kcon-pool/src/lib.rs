@@ -18,6 +18,7 @@
 //! Every request gets a debug-level `tracing` span with its API, version, broker id,
 //! correlation id and latency; payloads are never logged.
 
+pub mod clock;
 pub mod config;
 mod connection;
 pub mod driver;
@@ -29,6 +30,7 @@ mod sasl;
 mod step_down;
 mod tls;
 
+pub use clock::{Clock, SystemClock};
 pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};
 pub use connection::Connection;
 pub use error::{

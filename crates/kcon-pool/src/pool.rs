@@ -16,6 +16,7 @@ use tracing::debug;
 
 use kcon_core::{ConfigError, ExponentialBackoff, FailureTracker, RequestFailure, Target};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::PoolConfig;
 use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
@@ -48,10 +49,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool for `config`, which is validated. It connects to nothing yet.
+    /// A pool for `config`, which is validated. It connects to nothing yet. Its wall clock is
+    /// the system's.
     ///
     /// Must be called inside a Tokio runtime: it spawns the pool's background task there.
     pub fn new(config: PoolConfig) -> Result<Pool> {
+        Pool::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`new`](Pool::new) with a wall clock of the application's: every part working over the
+    /// pool reads `clock` for the wall-clock time.
+    pub fn with_clock(config: PoolConfig, clock: Arc<dyn Clock>) -> Result<Pool> {
         config.validate()?;
         // Certificates and keys are read once, here: a bad file fails now, with its property.
         let security = Security::from_config(&config)?;
@@ -60,6 +68,7 @@ impl Pool {
         let state = PoolState::new(config.retry_backoff_policy());
         let inner = Arc::new(PoolInner {
             config,
+            clock,
             security,
             state: Mutex::new(state),
             wake: Arc::new(Notify::new()),
@@ -76,6 +85,11 @@ impl Pool {
     /// The configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.inner.config
+    }
+
+    /// The wall clock every part working over the pool reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     /// Sends `request` to `target` and waits for its answer (at most `request.timeout.ms` once a
@@ -219,6 +233,8 @@ enum SlotKey {
 
 struct PoolInner {
     config: PoolConfig,
+    /// The wall clock.
+    clock: Arc<dyn Clock>,
     /// TLS and SASL settings, loaded from `config` once.
     security: Security,
     state: Mutex<PoolState>,

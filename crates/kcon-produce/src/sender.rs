@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
@@ -437,7 +437,9 @@ impl Sender {
                     }
                     None => partitioner.partition(record.key.as_deref()),
                 };
-                let timestamp = record.timestamp.unwrap_or_else(now_ms);
+                let timestamp = record
+                    .timestamp
+                    .unwrap_or_else(|| self.pool.clock().now_ms());
                 let headers: Vec<(&[u8], Option<&[u8]>)> = record
                     .headers
                     .iter()
@@ -937,10 +939,4 @@ async fn finished_opt<T>(task: Option<&mut Option<JoinHandle<T>>>) -> Result<T, 
         Some(t) => finished(t).await,
         None => std::future::pending().await,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

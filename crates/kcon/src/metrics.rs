@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kcon_fetch::{FetchLatency, LatencyHistogram};
+use kcon_pool::Clock;
 
 use crate::TopicPartition;
 
@@ -243,6 +244,8 @@ pub struct MetricsHandle {
     identity: Arc<(String, Option<String>)>,
     /// Counted by the fetch task's requests: read live, not published.
     fetch_latency: Arc<FetchLatency>,
+    /// The consumer's wall clock (its pool's), for lag in seconds as of a snapshot.
+    clock: Arc<dyn Clock>,
 }
 
 /// What the consumer last published, and commits counted by commit handles since.
@@ -262,9 +265,11 @@ impl MetricsHandle {
         client_id: &str,
         group_id: Option<&str>,
         fetch_latency: Arc<FetchLatency>,
+        clock: Arc<dyn Clock>,
     ) -> MetricsHandle {
         MetricsHandle {
             fetch_latency,
+            clock,
             identity: Arc::new((client_id.to_owned(), group_id.map(str::to_owned))),
             shared: Arc::new(Mutex::new(Published {
                 state: MetricsState::new(),
@@ -277,7 +282,7 @@ impl MetricsHandle {
     /// The consumer's metrics as last published, lag in seconds as of now.
     pub fn snapshot(&self) -> Metrics {
         let now = tokio::time::Instant::now().into_std();
-        let now_ms = wall_ms();
+        let now_ms = self.clock.now_ms();
         let p = self.lock();
         let lags = p
             .partitions
@@ -338,8 +343,40 @@ impl MetricsHandle {
     }
 }
 
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use super::*;
+
+    /// A wall clock that stands still, this many milliseconds past the epoch.
+    #[derive(Debug)]
+    struct Stopped(u64);
+
+    impl Clock for Stopped {
+        fn now(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_millis(self.0)
+        }
+    }
+
+    #[test]
+    fn lag_in_seconds_is_read_on_the_consumers_clock() {
+        let tp = TopicPartition::new("t", 0);
+        let handle = MetricsHandle::new(
+            "c",
+            None,
+            Arc::new(FetchLatency::default()),
+            Arc::new(Stopped(10_000)),
+        );
+        let inputs = LagInputs {
+            position: Some(5),
+            end: Some(8),
+            next_timestamp: Some(7_500),
+            last_timestamp: None,
+        };
+        handle.publish(&mut MetricsState::new(), [(tp.clone(), inputs)].into());
+        let lag = handle.snapshot().partitions[&tp];
+        assert_eq!(lag.records, Some(3));
+        assert_eq!(lag.time, Some(Duration::from_millis(2_500)));
+    }
 }

@@ -15,7 +15,7 @@ mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kcon_admin as admin;
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -169,6 +169,7 @@ impl Consumer {
             &settings.pool.client_id,
             settings.group.as_ref().map(|g| g.group_id.as_str()),
             fetcher.latency_counter(),
+            pool.clock().clone(),
         );
         let hooks = HookList::new(hooks);
         if let Some(o) = &offsets {
@@ -653,7 +654,7 @@ impl Consumer {
     /// ```
     pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, crate::PartitionLag>, Error> {
         let found = admin::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
-        let now = now_ms();
+        let now = self.wall_ms();
         let isolation = self.isolation();
         Ok(found
             .into_iter()
@@ -720,6 +721,12 @@ impl Consumer {
         self.driver.machine.paused().clone()
     }
 
+    /// The wall clock now, in milliseconds since the epoch: the pool's clock, the one every
+    /// part of the consumer reads.
+    pub(crate) fn wall_ms(&self) -> i64 {
+        self.parts.pool.clock().now_ms()
+    }
+
     /// A snapshot of the consumer's metrics: per-partition position and lag (from the last
     /// Fetch answers, no request is sent), records and bytes fetched and their rates,
     /// rebalances and their duration, commit latency.
@@ -731,7 +738,7 @@ impl Consumer {
     /// # }
     /// ```
     pub fn metrics(&self) -> Metrics {
-        let lags = self.driver.machine.lags(now_ms());
+        let lags = self.driver.machine.lags(self.wall_ms());
         self.driver
             .machine
             .metrics()
@@ -1066,11 +1073,4 @@ async fn next_group_event(group: Option<&mut GroupMember>) -> Option<GroupEvent>
 /// The machine's clock: tokio's, so a paused test runtime moves it too.
 pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-/// The wall clock, in milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -60,7 +60,7 @@ pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 
-use crate::consumer::{now, now_ms};
+use crate::consumer::now;
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Error, ErrorKind};
 use crate::{Consumer, TopicPartition};
@@ -463,7 +463,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
             failure,
             attempts,
             group: self.parts.group.as_deref(),
-            failed_at_ms: now_ms(),
+            failed_at_ms: self.consumer().wall_ms(),
         };
         let copy = dead_letter_record(&d.topic, record, cx);
         let delivery = d.producer.send(copy).await.map_err(|e| e.to_string())?;
