@@ -61,6 +61,15 @@ impl Metadata {
         self.updated_at
     }
 
+    /// The snapshot one Metadata `answer` for every topic makes by itself, applied to none
+    /// before it and with no time of update: what a part that decides by the metadata (the
+    /// producer's machine) is given in tests without a pool.
+    pub fn from_answer(answer: &MetadataResponse) -> Metadata {
+        let mut m = Metadata::default().merged(answer, &TopicScope::All, true, Instant::now());
+        m.updated_at = None;
+        m
+    }
+
     /// This snapshot with `answer` applied. `asked` is what the request asked for: an answer for
     /// all topics replaces the topic list (a topic missing from it is gone), an answer for some
     /// topics updates those and keeps the rest. `reliable_epochs` is false below Metadata v9,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kcon_codec::compression::Compression;
 use kcon_codec::records::{EncodeError, NewRecord, RecordBatchBuilder};
 use kcon_core::TopicPartition;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::error::ProduceError;
 

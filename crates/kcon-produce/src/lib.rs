@@ -37,7 +37,8 @@
 //!
 //! Its driving rules:
 //! - One task owns every batch, the metadata it partitions by, the producer id and the
-//!   requests in flight; handles only talk to it over a channel.
+//!   requests in flight, held by a sans-IO machine that decides and a thin shell that carries
+//!   its requests out over the pool; handles only talk to it over a channel.
 //! - Records of a partition are appended in the order they arrive, into batches of at most
 //!   `batch.num.messages` records and `batch.size` bytes. A batch is sent when full, when a
 //!   later one is behind it, after `linger.ms`, or on flush and close.
@@ -57,6 +58,7 @@
 mod accumulator;
 mod config;
 mod error;
+mod machine;
 mod partitioner;
 mod producer;
 mod record;

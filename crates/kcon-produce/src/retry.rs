@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_core::error_codes::is_stale_metadata_error;
-use tokio::time::Instant;
+use std::time::Instant;
 
 /// What a partition's error code in a Produce answer means for its batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,40 +1,26 @@
-//! The producer's task: it owns the batches, the metadata it partitions by, the producer id
-//! and the requests in flight, and is the only one to touch them. The handles talk to it over
-//! a channel; requests, metadata refreshes and InitProducerId run as tasks of their own whose
-//! results come back to it.
-//!
-//! One pass of the loop: fail what expired, partition the records whose topic is known, start
-//! a metadata refresh or an InitProducerId if one is wanted, send what is ready, answer the
-//! flushes that are done; then wait for a command, an answer, or the next deadline.
+//! The producer's task: the async shell around [`SenderMachine`], which decides everything.
+//! The handles talk to the task over a channel; it feeds the machine their records, flushes
+//! and close, carries out the machine's requests (Produce, InitProducerId, a metadata refresh)
+//! as tasks of their own over the pool and feeds their results back, answers whoever waits
+//! when the machine says a record or a flush is done, and sleeps until the next command,
+//! result, or the machine's next deadline.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_codec::kafka_protocol::messages::produce_request::{
-    PartitionProduceData, TopicProduceData,
-};
-use kcon_codec::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName,
-};
-use kcon_codec::kafka_protocol::protocol::StrBytes;
-use kcon_codec::records::NewRecord;
-use kcon_core::error_codes::is_stale_metadata_error;
-use kcon_core::{ExponentialBackoff, TopicPartition};
-use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
+use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
+use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::task::{self, JoinError, JoinHandle, JoinSet};
+use tokio::task::{self, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
-use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, next_sequence};
 use crate::config::ProducerConfig;
-use crate::error::{ErrorKind, ProduceError};
-use crate::partitioner::Partitioner;
+use crate::error::ProduceError;
+use crate::machine::{self, Event, FlushId, Request, Response, SenderMachine};
 use crate::producer::Counters;
 use crate::record::{Delivered, ProducerRecord};
-use crate::retry::{self, Outcome};
 
 /// What a handle asks of the task.
 pub(crate) enum Command {
@@ -56,887 +42,178 @@ pub(crate) struct Incoming {
     pub(crate) received: Instant,
 }
 
-/// A record in a batch: who waits for it.
-struct Pending {
-    id: u64,
-    timestamp: i64,
+/// Who waits for a record, as the machine holds it until the record is done.
+pub(crate) struct Waiter {
     reply: oneshot::Sender<Result<Delivered, ProduceError>>,
     _permit: OwnedSemaphorePermit,
 }
 
-/// A topic's records waiting for its metadata, and how to partition once it is there.
-#[derive(Default)]
-struct TopicState {
-    partitioner: Option<Partitioner>,
-    waiting: VecDeque<(u64, Incoming)>,
-    /// Why the topic cannot be used yet, for the error if its records time out.
-    last_error: Option<ProduceError>,
-}
-
-/// A Produce request's answer, with the partitions it carried.
-struct Answer {
-    leader: i32,
-    partitions: Vec<TopicPartition>,
-    result: Result<ProduceResponse, kcon_pool::Error>,
-}
-
-/// The producer id and the sequence numbers (KIP-98), when `enable.idempotence` is on.
-#[derive(Default)]
-struct Idempotence {
-    /// The id and epoch batches are sent with; `None` until InitProducerId answered.
-    producer: Option<(i64, i16)>,
-    /// The next base sequence per partition under `producer`.
-    sequences: HashMap<TopicPartition, i32>,
-    init: Option<JoinHandle<Result<InitProducerIdResponse, kcon_pool::Error>>>,
-    /// InitProducerId attempts that failed in a row.
-    failures: u32,
-    not_before: Option<Instant>,
-    /// A new producer id is needed: once nothing is in flight, ask for one.
-    reset_wanted: bool,
-}
-
-impl Idempotence {
-    /// Whether batches can be encoded and sent now.
-    fn ready(&self) -> bool {
-        self.producer.is_some() && !self.reset_wanted
-    }
-}
-
-/// What woke the loop.
-enum Event {
+/// What woke the task.
+enum Input {
     Command(Option<Command>),
-    Answer(Result<(task::Id, Answer), JoinError>),
-    Refreshed(Result<Result<Arc<Metadata>, kcon_pool::Error>, JoinError>),
-    Initialized(Result<Result<InitProducerIdResponse, kcon_pool::Error>, JoinError>),
+    Done(Result<(task::Id, (RequestId, Response)), task::JoinError>),
     Tick,
 }
 
 pub(crate) struct Sender {
     pool: Pool,
-    config: Arc<ProducerConfig>,
-    backoff: ExponentialBackoff,
-    acc: Accumulator<Pending>,
-    topics: BTreeMap<String, TopicState>,
-    metadata: Arc<Metadata>,
-    refresh: Option<JoinHandle<Result<Arc<Metadata>, kcon_pool::Error>>>,
-    refresh_wanted: bool,
-    /// Refreshes in a row that left something unresolved: the backoff's attempt count.
-    refreshes: u32,
-    refresh_not_before: Option<Instant>,
-    requests: JoinSet<Answer>,
-    /// The leader and partitions of each request task, for a task that fails without an
-    /// answer.
-    carried: HashMap<task::Id, (i32, Vec<TopicPartition>)>,
-    in_flight: HashMap<i32, usize>,
-    idempotence: Option<Idempotence>,
-    /// Ids of the records not done yet, for flushes.
-    incomplete: BTreeSet<u64>,
-    next_id: u64,
-    flushes: Vec<(u64, oneshot::Sender<()>)>,
-    closing: bool,
+    machine: SenderMachine<Waiter>,
+    /// The machine's requests being carried out.
+    tasks: JoinSet<(RequestId, Response)>,
+    /// The request each task carries out, and whether it is a Produce request, for a task
+    /// that ends without a result.
+    carried: HashMap<task::Id, (RequestId, bool)>,
+    flushes: HashMap<FlushId, oneshot::Sender<()>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     commands_open: bool,
-    /// An error no record can get past (InitProducerId refused for good).
-    fatal: Option<ProduceError>,
-    stats: Arc<Counters>,
+}
+
+/// Now, on tokio's clock (which tests may pause), as the machine takes it.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 impl Sender {
     pub(crate) fn new(pool: Pool, config: Arc<ProducerConfig>, stats: Arc<Counters>) -> Self {
-        let limits = BatchLimits {
-            max_records: config.batch_num_messages,
-            max_bytes: config.batch_size,
-            linger: config.linger,
-        };
+        let machine = SenderMachine::new(
+            config,
+            pool.metadata(),
+            pool.clock().clone(),
+            stats,
+            fastrand::u64(..),
+            now(),
+        );
         Sender {
-            backoff: config.pool.retry_backoff_policy(),
-            acc: Accumulator::new(limits, config.compression),
-            topics: BTreeMap::new(),
-            metadata: pool.metadata(),
-            refresh: None,
-            refresh_wanted: false,
-            refreshes: 0,
-            refresh_not_before: None,
-            requests: JoinSet::new(),
+            pool,
+            machine,
+            tasks: JoinSet::new(),
             carried: HashMap::new(),
-            in_flight: HashMap::new(),
-            idempotence: config.enable_idempotence.then(Idempotence::default),
-            incomplete: BTreeSet::new(),
-            next_id: 0,
-            flushes: Vec::new(),
-            closing: false,
+            flushes: HashMap::new(),
             close_waiters: Vec::new(),
             commands_open: true,
-            fatal: None,
-            stats,
-            pool,
-            config,
         }
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let now = Instant::now();
-            self.step(now);
-            if self.closing && self.is_idle() {
+            self.carry_out();
+            if self.machine.is_finished() {
                 break;
             }
-            let wake = self.next_wake(now);
-            let event = {
-                let requests = &mut self.requests;
-                let refresh = &mut self.refresh;
-                let init = self.idempotence.as_mut().map(|i| &mut i.init);
-                tokio::select! {
-                    c = commands.recv(), if self.commands_open => Event::Command(c),
-                    Some(a) = requests.join_next_with_id(), if !requests.is_empty() => {
-                        Event::Answer(a)
-                    }
-                    r = finished(refresh) => Event::Refreshed(r),
-                    r = finished_opt(init) => Event::Initialized(r),
-                    () = sleep_until(wake) => Event::Tick,
+            // Without a deadline ahead, the task still looks again within the hour.
+            let wake = self.machine.poll_timeout().map_or(
+                Instant::now() + Duration::from_secs(3600),
+                Instant::from_std,
+            );
+            let input = tokio::select! {
+                c = commands.recv(), if self.commands_open => Input::Command(c),
+                Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    Input::Done(r)
                 }
+                () = sleep_until(wake) => Input::Tick,
             };
-            let now = Instant::now();
-            match event {
-                Event::Command(Some(c)) => self.command(c),
-                Event::Command(None) => {
+            let now = now();
+            match input {
+                Input::Command(Some(Command::Record(i))) => {
+                    let incoming = machine::Incoming {
+                        record: i.record,
+                        size: i.size,
+                        waiter: Waiter {
+                            reply: i.reply,
+                            _permit: i.permit,
+                        },
+                        received: i.received.into_std(),
+                    };
+                    self.machine.record(now, incoming);
+                }
+                Input::Command(Some(Command::Flush(done))) => {
+                    let id = self.machine.flush(now);
+                    self.flushes.insert(id, done);
+                }
+                Input::Command(Some(Command::Close(done))) => {
+                    self.close_waiters.push(done);
+                    self.machine.close(now);
+                }
+                Input::Command(None) => {
                     // Every handle is gone: finish what was queued, as close does.
                     self.commands_open = false;
-                    self.closing = true;
+                    self.machine.close(now);
                 }
-                Event::Answer(Ok((id, a))) => {
-                    self.carried.remove(&id);
-                    self.answered(a, now);
+                Input::Done(Ok((task, (id, response)))) => {
+                    self.carried.remove(&task);
+                    self.machine.handle_response(now, id, Ok(response));
                 }
-                Event::Answer(Err(e)) => {
-                    // Only a panic ends a request task without an answer: its batches fail, their
-                    // fate unknown, rather than stay in flight forever.
-                    warn!(error = %e, "a Produce request task failed");
-                    if let Some((leader, partitions)) = self.carried.remove(&e.id()) {
-                        let answer = Answer {
-                            leader,
-                            partitions,
-                            result: Err(kcon_pool::Error::Stopped),
-                        };
-                        self.answered(answer, now);
+                Input::Done(Err(e)) => {
+                    // Only a panic ends a task without a result: the machine hears of it,
+                    // rather than wait for an answer forever.
+                    if let Some((id, produce)) = self.carried.remove(&e.id()) {
+                        if produce {
+                            warn!(error = %e, "a Produce request task failed");
+                        }
+                        let failure = RequestFailure::retriable(e.to_string());
+                        self.machine.handle_response(now, id, Err(failure));
                     }
                 }
-                Event::Refreshed(r) => self.refreshed(r, now),
-                Event::Initialized(r) => self.initialized(r, now),
-                Event::Tick => {}
+                Input::Tick => self.machine.handle_timeout(now),
             }
         }
-        self.answer_flushes();
+        for (_, done) in self.flushes.drain() {
+            // A flush that stopped waiting (its future dropped or timed out) reads nothing.
+            let _ = done.send(());
+        }
         for w in self.close_waiters.drain(..) {
             // A close that stopped waiting (its future dropped or timed out) reads nothing.
             let _ = w.send(());
         }
+        // A metadata refresh or an InitProducerId still out finishes on its own.
+        self.tasks.detach_all();
         debug!("producer task done");
     }
 
-    fn is_idle(&self) -> bool {
-        self.acc.is_empty()
-            && self.requests.is_empty()
-            && self.topics.values().all(|t| t.waiting.is_empty())
-    }
-
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Record(incoming) => {
-                if self.closing {
-                    answer_record(incoming.reply, Err(ProduceError::closed()));
-                } else if let Some(fatal) = &self.fatal {
-                    Counters::add(&self.stats.records_failed, 1);
-                    answer_record(incoming.reply, Err(fatal.clone()));
-                } else {
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    self.incomplete.insert(id);
-                    let topic = self
-                        .topics
-                        .entry(incoming.record.topic.clone())
-                        .or_default();
-                    // Partitioned in `step`, in arrival order, once the topic is known.
-                    topic.waiting.push_back((id, incoming));
-                }
-            }
-            Command::Flush(done) => self.flushes.push((self.next_id, done)),
-            Command::Close(done) => {
-                self.closing = true;
-                self.close_waiters.push(done);
-            }
-        }
-    }
-
-    /// One pass: expire, partition, refresh, initialize, send, answer flushes.
-    fn step(&mut self, now: Instant) {
-        if let Some(fatal) = self.fatal.clone() {
-            self.fail_everything_waiting(&fatal);
-        }
-        self.expire(now);
-        self.place_waiting(now);
-        self.start_refresh(now);
-        self.start_init(now);
-        self.send_ready(now);
-        if !self.refresh_wanted && self.refresh.is_none() {
-            // Everything the metadata was wanted for is resolved: the next refresh after a
-            // new error starts the backoff over.
-            self.refreshes = 0;
-        }
-        self.answer_flushes();
-    }
-
-    /// When the loop must look again without an event: a linger, backoff or deadline ends.
-    /// Only instants after `now` count: whatever was due by `now` was done in this pass, or
-    /// waits for an event (a leader, a producer id, a free request slot), so a past instant
-    /// would only make the loop spin.
-    fn next_wake(&self, now: Instant) -> Instant {
-        let mut candidates: Vec<Instant> = Vec::new();
-        candidates.extend(self.acc.next_wake(now));
-        for t in self.topics.values() {
-            if let Some((_, first)) = t.waiting.front() {
-                candidates.push(first.received + self.config.delivery_timeout);
-            }
-        }
-        if self.refresh_wanted && self.refresh.is_none() {
-            candidates.extend(self.refresh_not_before);
-        }
-        if let Some(i) = &self.idempotence
-            && i.init.is_none()
-            && (i.producer.is_none() || i.reset_wanted)
+    /// Starts a task for each request of the machine, and answers whoever waits for what it
+    /// says is done.
+    fn carry_out(&mut self) {
+        let now = now();
+        while let Some(Outgoing {
+            id,
+            target,
+            request,
+            ..
+        }) = self.machine.poll_request(now)
         {
-            candidates.extend(i.not_before);
-        }
-        candidates
-            .into_iter()
-            .filter(|&t| t > now)
-            .min()
-            .unwrap_or(now + Duration::from_secs(3600))
-    }
-
-    fn fail_everything_waiting(&mut self, error: &ProduceError) {
-        for t in self.topics.values_mut() {
-            for (id, incoming) in t.waiting.drain(..) {
-                self.incomplete.remove(&id);
-                Counters::add(&self.stats.records_failed, 1);
-                answer_record(incoming.reply, Err(error.clone()));
-            }
-        }
-        for (tp, batch) in self.acc.drain_waiting() {
-            self.fail_batch(&tp, batch, error.clone().for_partition(&tp));
-        }
-    }
-
-    /// Fails records and batches whose `delivery.timeout.ms` has passed, with the failure that
-    /// kept them back.
-    fn expire(&mut self, now: Instant) {
-        let timeout = self.config.delivery_timeout;
-        for (name, t) in self.topics.iter_mut() {
-            while t
-                .waiting
-                .front()
-                .is_some_and(|(_, i)| i.received + timeout <= now)
-            {
-                let Some((id, incoming)) = t.waiting.pop_front() else {
-                    break;
+            let pool = self.pool.clone();
+            let target = BrokerTarget::from(&target);
+            let produce = matches!(request, Request::Produce(_));
+            let handle = self.tasks.spawn(async move {
+                let response = match request {
+                    Request::Produce(r) => Response::Produce(pool.send(target, &r).await),
+                    Request::InitProducerId(r) => {
+                        Response::InitProducerId(pool.send(target, &r).await)
+                    }
+                    Request::Metadata(scope) => {
+                        Response::Metadata(pool.refresh_metadata(scope).await)
+                    }
                 };
-                self.incomplete.remove(&id);
-                Counters::add(&self.stats.records_failed, 1);
-                let what = match incoming.record.partition {
-                    Some(p) => format!("{name}-{p}"),
-                    None => name.clone(),
-                };
-                answer_record(
-                    incoming.reply,
-                    Err(ProduceError::timed_out(
-                        timeout,
-                        &what,
-                        t.last_error.as_ref(),
-                    )),
-                );
-            }
+                (id, response)
+            });
+            self.carried.insert(handle.id(), (id, produce));
         }
-        for (tp, batch) in self.acc.expire(now) {
-            let error =
-                ProduceError::timed_out(timeout, &tp.to_string(), batch.last_error.as_ref())
-                    .for_partition(&tp);
-            self.fail_batch(&tp, batch, error);
-        }
-    }
-
-    /// Partitions the waiting records of every topic the metadata knows, in arrival order.
-    fn place_waiting(&mut self, now: Instant) {
-        let metadata = self.metadata.clone();
-        let kind = self.config.partitioner;
-        let timeout = self.config.delivery_timeout;
-        let mut wanted = false;
-        for (name, t) in self.topics.iter_mut() {
-            if t.waiting.is_empty() {
-                continue;
-            }
-            let count = match metadata.topic(name) {
-                Some(m) if m.error_code == 0 && !m.partitions.is_empty() => {
-                    m.partitions.len() as i32
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                Event::Answer { waiter, result } => {
+                    // The sender may have stopped waiting (its delivery future dropped): the
+                    // outcome is counted in the producer's stats either way, so an answer
+                    // nobody reads is dropped. The record's room in `buffer.memory` is given
+                    // back with it.
+                    let _ = waiter.reply.send(result);
                 }
-                Some(m) if m.error_code != 0 => {
-                    let retriable = is_stale_metadata_error(m.error_code)
-                        || retry::init_retriable(m.error_code);
-                    let error = ProduceError::broker(
-                        m.error_code,
-                        None,
-                        &format!("the metadata of topic {name}"),
-                        retriable,
-                    );
-                    if !retriable {
-                        // TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC_EXCEPTION: no wait helps.
-                        for (id, incoming) in t.waiting.drain(..) {
-                            self.incomplete.remove(&id);
-                            Counters::add(&self.stats.records_failed, 1);
-                            answer_record(incoming.reply, Err(error.clone()));
-                        }
-                        continue;
-                    }
-                    t.last_error = Some(error);
-                    wanted = true;
-                    continue;
-                }
-                _ => {
-                    wanted = true;
-                    continue;
-                }
-            };
-            let partitioner = t
-                .partitioner
-                .get_or_insert_with(|| Partitioner::new(kind, count));
-            if partitioner.partitions() != count {
-                partitioner.resize(count);
-            }
-            t.last_error = None;
-            for (id, incoming) in t.waiting.drain(..) {
-                let Incoming {
-                    record,
-                    size,
-                    reply,
-                    permit,
-                    received,
-                } = incoming;
-                let partition = match record.partition {
-                    Some(p) if p < count => p,
-                    Some(p) => {
-                        self.incomplete.remove(&id);
-                        Counters::add(&self.stats.records_failed, 1);
-                        answer_record(
-                            reply,
-                            Err(ProduceError::new(
-                                ErrorKind::InvalidRecord,
-                                false,
-                                format!("partition {p} of {name} does not exist (it has {count})"),
-                            )),
-                        );
-                        continue;
-                    }
-                    None => partitioner.partition(record.key.as_deref()),
-                };
-                let timestamp = record
-                    .timestamp
-                    .unwrap_or_else(|| self.pool.clock().now_ms());
-                let headers: Vec<(&[u8], Option<&[u8]>)> = record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (&k[..], v.as_deref()))
-                    .collect();
-                let new = NewRecord {
-                    timestamp,
-                    key: record.key.as_deref(),
-                    value: record.value.as_deref(),
-                    headers: &headers,
-                    ..NewRecord::default()
-                };
-                let pending = Pending {
-                    id,
-                    timestamp,
-                    reply,
-                    _permit: permit,
-                };
-                let tp = TopicPartition::new(name.clone(), partition);
-                self.acc
-                    .append(&tp, new, size, pending, now, received + timeout);
-            }
-        }
-        if wanted {
-            self.refresh_wanted = true;
-        }
-    }
-
-    /// Starts a metadata refresh of every topic produced to, if one is wanted and the backoff
-    /// since the last allows.
-    fn start_refresh(&mut self, now: Instant) {
-        if !self.refresh_wanted
-            || self.refresh.is_some()
-            || self.refresh_not_before.is_some_and(|at| at > now)
-        {
-            return;
-        }
-        self.refresh_wanted = false;
-        let pool = self.pool.clone();
-        let scope = TopicScope::topics(self.topics.keys().cloned());
-        self.refresh = Some(tokio::spawn(
-            async move { pool.refresh_metadata(scope).await },
-        ));
-    }
-
-    fn refreshed(
-        &mut self,
-        result: Result<Result<Arc<Metadata>, kcon_pool::Error>, JoinError>,
-        now: Instant,
-    ) {
-        match result {
-            Ok(Ok(metadata)) => self.metadata = metadata,
-            Ok(Err(e)) if !e.is_retriable() => {
-                // Authentication or an unsupported broker: the records waiting for the
-                // metadata cannot get it.
-                let error = ProduceError::pool(e, "asking for the topics' metadata");
-                for t in self.topics.values_mut() {
-                    for (id, incoming) in t.waiting.drain(..) {
-                        self.incomplete.remove(&id);
-                        Counters::add(&self.stats.records_failed, 1);
-                        answer_record(incoming.reply, Err(error.clone()));
+                Event::Flushed(id) => {
+                    if let Some(done) = self.flushes.remove(&id) {
+                        // A flush that stopped waiting reads nothing.
+                        let _ = done.send(());
                     }
                 }
             }
-            Ok(Err(e)) => {
-                let error = ProduceError::pool(e, "asking for the topics' metadata");
-                debug!(error = %error, "metadata refresh failed");
-                for t in self.topics.values_mut().filter(|t| !t.waiting.is_empty()) {
-                    t.last_error = Some(error.clone());
-                }
-                self.refresh_wanted = true;
-            }
-            Err(e) => {
-                warn!(error = %e, "the metadata refresh task failed");
-                self.refresh_wanted = true;
-            }
         }
-        // Back off before the next refresh, longer while they keep leaving something
-        // unresolved (KIP-580); a pass that wants none resets the count.
-        self.refresh_not_before = Some(now + self.backoff.delay_random(self.refreshes));
-        self.refreshes = self.refreshes.saturating_add(1);
-    }
-
-    /// Starts InitProducerId when the producer needs an id and nothing is in flight under the
-    /// old one.
-    fn start_init(&mut self, now: Instant) {
-        let in_flight = !self.requests.is_empty();
-        let Some(i) = &mut self.idempotence else {
-            return;
-        };
-        let needed = i.producer.is_none() || i.reset_wanted;
-        if !needed || i.init.is_some() || i.not_before.is_some_and(|at| at > now) {
-            return;
-        }
-        // Nothing to send yet: no id is needed before the first record.
-        if self.acc.is_empty() && self.topics.values().all(|t| t.waiting.is_empty()) {
-            return;
-        }
-        // Batches in flight carry the old id: their answers must come first, so that no
-        // sequence of the old id is reused under the new one while it may still be written.
-        if in_flight {
-            return;
-        }
-        let pool = self.pool.clone();
-        // A fresh id (-1, -1), not an epoch bump of the old one: the Java client bumps the
-        // epoch only for transactional producers on brokers with KIP-360, and a fresh id works
-        // with every broker that answers InitProducerId.
-        let request = InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            // Unused without a transactional id; the Java client's `transaction.timeout.ms`
-            // default, within any broker's `transaction.max.timeout.ms`.
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
-        i.init = Some(tokio::spawn(async move {
-            pool.send(BrokerTarget::Any, &request).await
-        }));
-    }
-
-    fn initialized(
-        &mut self,
-        result: Result<Result<InitProducerIdResponse, kcon_pool::Error>, JoinError>,
-        now: Instant,
-    ) {
-        let backoff = self.backoff;
-        let Some(i) = &mut self.idempotence else {
-            return;
-        };
-        let error = match result {
-            Ok(Ok(r)) if r.error_code == 0 && r.producer_id.0 >= 0 => {
-                debug!(
-                    producer_id = r.producer_id.0,
-                    epoch = r.producer_epoch,
-                    "producer id"
-                );
-                i.producer = Some((r.producer_id.0, r.producer_epoch));
-                i.sequences.clear();
-                i.failures = 0;
-                i.not_before = None;
-                i.reset_wanted = false;
-                self.acc.forget_sequences();
-                return;
-            }
-            Ok(Ok(r)) => {
-                let code = if r.error_code == 0 {
-                    // No error and no id: a broken answer; asking again may do better.
-                    kcon_codec::kafka_protocol::ResponseError::UnknownServerError.code()
-                } else {
-                    r.error_code
-                };
-                let retriable = retry::init_retriable(code);
-                ProduceError::broker(code, None, "asking for a producer id", retriable)
-            }
-            Ok(Err(e)) => ProduceError::pool(e, "asking for a producer id"),
-            Err(e) => ProduceError::new(
-                ErrorKind::Closed,
-                true,
-                format!("asking for a producer id: the task failed: {e}"),
-            ),
-        };
-        if error.is_retriable() {
-            debug!(error = %error, "InitProducerId failed; retrying");
-            i.not_before = Some(now + backoff.delay_random(i.failures));
-            i.failures = i.failures.saturating_add(1);
-            // Records waiting on it time out with this error if it never comes.
-            for b in self.topics.values_mut() {
-                if !b.waiting.is_empty() {
-                    b.last_error = Some(error.clone());
-                }
-            }
-        } else {
-            warn!(error = %error, "no producer id: every record fails");
-            self.fatal = Some(error);
-        }
-    }
-
-    /// Sends every ready batch whose leader is known, one request per leader holding up to
-    /// `max.request.size` of batches, while the leader has fewer than
-    /// `max.in.flight.requests.per.connection` requests in flight.
-    fn send_ready(&mut self, now: Instant) {
-        if self.idempotence.as_ref().is_some_and(|i| !i.ready()) {
-            return;
-        }
-        let flushing = self.closing || !self.flushes.is_empty();
-        let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        for tp in self.acc.ready(now, flushing) {
-            match self
-                .metadata
-                .partition(&tp.topic, tp.partition)
-                .and_then(|p| p.leader)
-                .filter(|l| self.metadata.broker(*l).is_some())
-            {
-                Some(leader) => by_leader.entry(leader).or_default().push(tp),
-                None => self.refresh_wanted = true,
-            }
-        }
-        let max_in_flight = self.config.pool.max_in_flight_requests_per_connection;
-        for (leader, partitions) in by_leader {
-            let mut partitions = partitions.into_iter().peekable();
-            while partitions.peek().is_some()
-                && self.in_flight.get(&leader).copied().unwrap_or(0) < max_in_flight
-            {
-                let mut carried = Vec::new();
-                let mut data: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
-                let mut total = 0usize;
-                while let Some(tp) = partitions.peek().cloned() {
-                    let Some(head) = self.acc.head_mut(&tp) else {
-                        partitions.next();
-                        continue;
-                    };
-                    if !carried.is_empty()
-                        && total.saturating_add(head.bytes) > self.config.max_request_size
-                    {
-                        break;
-                    }
-                    partitions.next();
-                    let sequenced = self.idempotence.as_mut().and_then(|i| {
-                        let (producer_id, producer_epoch) = i.producer?;
-                        if let Some(s) = head.sequenced()
-                            && (s.producer_id, s.producer_epoch) == (producer_id, producer_epoch)
-                        {
-                            return Some(s);
-                        }
-                        let next = i.sequences.entry(tp.clone()).or_insert(0);
-                        let s = Sequenced {
-                            producer_id,
-                            producer_epoch,
-                            base_sequence: *next,
-                        };
-                        *next = next_sequence(*next, head.records.len() as i32);
-                        Some(s)
-                    });
-                    let bytes = match head.encode(sequenced) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let error = ProduceError::new(
-                                ErrorKind::InvalidRecord,
-                                false,
-                                format!("cannot encode the batch for {tp}: {e}"),
-                            )
-                            .for_partition(&tp);
-                            if let Some(batch) = self.acc.pop_head(&tp) {
-                                self.fail_batch(&tp, batch, error);
-                            }
-                            continue;
-                        }
-                    };
-                    total = total.saturating_add(bytes.len());
-                    self.acc.set_in_flight(&tp);
-                    data.entry(tp.topic.clone()).or_default().push(
-                        PartitionProduceData::default()
-                            .with_index(tp.partition)
-                            .with_records(Some(bytes)),
-                    );
-                    carried.push(tp);
-                }
-                if carried.is_empty() {
-                    continue;
-                }
-                self.send_request(leader, carried, data);
-            }
-        }
-    }
-
-    fn send_request(
-        &mut self,
-        leader: i32,
-        partitions: Vec<TopicPartition>,
-        data: BTreeMap<String, Vec<PartitionProduceData>>,
-    ) {
-        let timeout = self.config.pool.request_timeout;
-        let request = ProduceRequest::default()
-            .with_acks(self.config.acks.wire())
-            // The broker waits this long for the replicas, as the Java client sets it from
-            // request.timeout.ms.
-            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
-            .with_topic_data(
-                data.into_iter()
-                    .map(|(name, partitions)| {
-                        TopicProduceData::default()
-                            .with_name(TopicName(StrBytes::from_string(name)))
-                            .with_partition_data(partitions)
-                    })
-                    .collect(),
-            );
-        *self.in_flight.entry(leader).or_insert(0) += 1;
-        let pool = self.pool.clone();
-        let carried = partitions.clone();
-        let handle = self.requests.spawn(async move {
-            let result = pool.send(BrokerTarget::Broker(leader), &request).await;
-            Answer {
-                leader,
-                partitions,
-                result,
-            }
-        });
-        self.carried.insert(handle.id(), (leader, carried));
-    }
-
-    fn answered(&mut self, answer: Answer, now: Instant) {
-        if let Some(n) = self.in_flight.get_mut(&answer.leader) {
-            *n = n.saturating_sub(1);
-        }
-        let idempotent = self.idempotence.is_some();
-        let response = match answer.result {
-            Ok(r) => r,
-            Err(e) => {
-                let retriable = e.is_retriable();
-                let error =
-                    ProduceError::pool(e, &format!("producing to broker {}", answer.leader));
-                if retriable {
-                    // A lost connection may mean a moved leader, as the Java client's `Sender`
-                    // assumes on a disconnect.
-                    self.refresh_wanted = true;
-                }
-                for tp in &answer.partitions {
-                    let e = error.clone().for_partition(tp);
-                    if retriable {
-                        self.retry_or_fail(tp, e, now);
-                    } else {
-                        self.fail_head(tp, e);
-                    }
-                }
-                return;
-            }
-        };
-        let mut by_partition: HashMap<(&str, i32), _> = HashMap::new();
-        for t in &response.responses {
-            for p in &t.partition_responses {
-                by_partition.insert((t.name.0.as_str(), p.index), p);
-            }
-        }
-        for tp in &answer.partitions {
-            let Some(p) = by_partition.get(&(tp.topic.as_str(), tp.partition)) else {
-                let error = ProduceError::new(
-                    ErrorKind::Corrupt,
-                    false,
-                    format!(
-                        "broker {} answered a Produce request without {tp}: whether its batch \
-                         was written is unknown",
-                        answer.leader
-                    ),
-                )
-                .for_partition(tp);
-                self.fail_head(tp, error);
-                continue;
-            };
-            let what = format!("producing to {tp}");
-            match retry::outcome(p.error_code, idempotent) {
-                Outcome::Delivered { offset_known } => {
-                    let offset = (offset_known && p.base_offset >= 0).then_some(p.base_offset);
-                    let append_time = (p.log_append_time_ms >= 0).then_some(p.log_append_time_ms);
-                    self.deliver(tp, offset, append_time);
-                }
-                Outcome::Retry { refresh_metadata } => {
-                    if refresh_metadata {
-                        self.refresh_wanted = true;
-                    }
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, true);
-                    self.retry_or_fail(tp, error, now);
-                }
-                Outcome::ResetProducerId { retry } => {
-                    if let Some(i) = &mut self.idempotence {
-                        i.reset_wanted = true;
-                    }
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, retry);
-                    if retry {
-                        self.retry_or_fail(tp, error, now);
-                    } else {
-                        self.fail_head(tp, error);
-                    }
-                }
-                Outcome::Fail => {
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
-                    self.fail_head(tp, error);
-                }
-            }
-        }
-    }
-
-    /// The partition's head batch is written: every record gets its offset.
-    fn deliver(&mut self, tp: &TopicPartition, base_offset: Option<i64>, append_time: Option<i64>) {
-        let Some(batch) = self.acc.pop_head(tp) else {
-            return;
-        };
-        Counters::add(&self.stats.batches_delivered, 1);
-        Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
-        for (i, r) in batch.records.into_iter().enumerate() {
-            self.incomplete.remove(&r.id);
-            answer_record(
-                r.reply,
-                Ok(Delivered {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: base_offset.and_then(|b| b.checked_add(i as i64)),
-                    timestamp: append_time.unwrap_or(r.timestamp),
-                }),
-            );
-        }
-    }
-
-    /// Sends the head again after the backoff if retries and time allow, else fails it.
-    fn retry_or_fail(&mut self, tp: &TopicPartition, error: ProduceError, now: Instant) {
-        let retries = self.config.retries;
-        let Some(head) = self.acc.head_mut(tp) else {
-            return;
-        };
-        let delay = self.backoff.delay_random(head.retries);
-        if retry::may_retry(head.retries, retries, now, delay, head.deadline) {
-            debug!(partition = %tp, error = %error, retries = head.retries + 1, "retrying a batch");
-            Counters::add(&self.stats.retries, 1);
-            self.acc.retry_head(tp, now + delay, error);
-        } else {
-            let error = if head.retries >= retries {
-                error
-            } else {
-                ProduceError::timed_out(self.config.delivery_timeout, &tp.to_string(), Some(&error))
-                    .for_partition(tp)
-            };
-            self.fail_head(tp, error);
-        }
-    }
-
-    fn fail_head(&mut self, tp: &TopicPartition, error: ProduceError) {
-        if let Some(batch) = self.acc.pop_head(tp) {
-            self.fail_batch(tp, batch, error);
-        }
-    }
-
-    /// Fails every record of `batch`. A batch sent with sequence numbers leaves the broker's
-    /// expectation in doubt: if the broker refused it, the partition's next sequence goes back
-    /// to the batch's; if its fate is unknown (a timeout, a lost answer), a new producer id
-    /// starts the sequences over (as the Java client's idempotent producer does when a batch
-    /// with an unresolved sequence expires).
-    fn fail_batch(&mut self, tp: &TopicPartition, batch: Batch<Pending>, error: ProduceError) {
-        if let (Some(i), Some(s)) = (&mut self.idempotence, batch.sequenced())
-            && i.producer == Some((s.producer_id, s.producer_epoch))
-        {
-            // Refused for good (MESSAGE_TOO_LARGE, INVALID_RECORD, ...): not written. A
-            // retriable error that ran out of retries may have been written after all
-            // (NOT_ENOUGH_REPLICAS_AFTER_APPEND), so only a new id is safe then.
-            let refused =
-                error.kind() == ErrorKind::Broker && !error.is_retriable() && !i.reset_wanted;
-            if refused {
-                i.sequences.insert(tp.clone(), s.base_sequence);
-            } else {
-                i.reset_wanted = true;
-            }
-        }
-        Counters::add(&self.stats.records_failed, batch.records.len() as u64);
-        debug!(partition = %tp, error = %error, records = batch.records.len(), "batch failed");
-        for r in batch.records {
-            self.incomplete.remove(&r.id);
-            answer_record(r.reply, Err(error.clone()));
-        }
-    }
-
-    /// Answers every flush whose records (those queued before it) are all done.
-    fn answer_flushes(&mut self) {
-        let first = self.incomplete.first().copied();
-        let (done, waiting): (Vec<_>, Vec<_>) = self
-            .flushes
-            .drain(..)
-            .partition(|(marker, _)| first.is_none_or(|f| f >= *marker));
-        self.flushes = waiting;
-        for (_, tx) in done {
-            // A flush that stopped waiting (its future dropped or timed out) reads nothing.
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Tells a record's sender its outcome. The sender may have stopped waiting (its delivery
-/// future dropped): the outcome is counted in the producer's stats either way, so an answer
-/// nobody reads is dropped.
-fn answer_record(
-    reply: oneshot::Sender<Result<Delivered, ProduceError>>,
-    result: Result<Delivered, ProduceError>,
-) {
-    let _ = reply.send(result);
-}
-
-/// The result of a task, once it finished (then the slot is emptied); never, without one.
-async fn finished<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
-    match task {
-        Some(handle) => {
-            let r = handle.await;
-            *task = None;
-            r
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn finished_opt<T>(task: Option<&mut Option<JoinHandle<T>>>) -> Result<T, JoinError> {
-    match task {
-        Some(t) => finished(t).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,998 @@
+//! The producer's decisions, sans-IO: [`SenderMachine`] owns the batches, the metadata it
+//! partitions by, the producer id and sequences, and the requests in flight, and decides what
+//! to send when. It never touches a socket or the monotonic clock and spawns nothing: the
+//! records, flushes and close come in as its commands, the answers through
+//! [`Machine::handle_response`], and time as `now`. The sender task (`sender.rs`) carries out
+//! its requests over the pool and hands its events to whoever waits.
+//!
+//! After every input it makes one pass: fail what expired, partition the records whose topic
+//! is known, ask for a metadata refresh or an InitProducerId if one is wanted, send what is
+//! ready, answer the flushes that are done.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kcon_codec::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use kcon_codec::kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName,
+};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::records::NewRecord;
+use kcon_core::error_codes::is_stale_metadata_error;
+use kcon_core::{
+    ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target,
+    TopicPartition,
+};
+use kcon_pool::{Clock, Metadata, TopicScope};
+use tracing::{debug, warn};
+
+use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, next_sequence};
+use crate::config::ProducerConfig;
+use crate::error::{ErrorKind, ProduceError};
+use crate::partitioner::Partitioner;
+use crate::producer::Counters;
+use crate::record::{Delivered, ProducerRecord};
+use crate::retry::{self, Outcome};
+
+/// What the machine asks to have done; the answer is the pool's result, as the pool gave it.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Send this Produce request to the broker of its [`Target::Broker`], the leader of every
+    /// partition it carries; answered with [`Response::Produce`].
+    Produce(ProduceRequest),
+    /// Ask any broker for a fresh producer id; answered with [`Response::InitProducerId`].
+    InitProducerId(InitProducerIdRequest),
+    /// Refresh the pool's metadata of these topics; answered with [`Response::Metadata`].
+    Metadata(TopicScope),
+}
+
+/// The pool's result of a [`Request`], its error kept whole: whether it is retriable, and what
+/// kind of error a record fails with, are read from it.
+#[derive(Debug)]
+pub(crate) enum Response {
+    /// The answer to [`Request::Produce`].
+    Produce(Result<ProduceResponse, kcon_pool::Error>),
+    /// The answer to [`Request::InitProducerId`].
+    InitProducerId(Result<InitProducerIdResponse, kcon_pool::Error>),
+    /// The metadata after [`Request::Metadata`].
+    Metadata(Result<Arc<Metadata>, kcon_pool::Error>),
+}
+
+/// What the machine tells its driver.
+#[derive(Debug)]
+pub(crate) enum Event<T> {
+    /// A record is done: tell whoever waits on it (`waiter`, as it came in).
+    Answer {
+        waiter: T,
+        result: Result<Delivered, ProduceError>,
+    },
+    /// Every record queued before the flush is done.
+    Flushed(FlushId),
+}
+
+/// Names one [`SenderMachine::flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FlushId(u64);
+
+/// A record as a handle queued it, with `waiter`, whoever waits for its outcome.
+pub(crate) struct Incoming<T> {
+    pub(crate) record: ProducerRecord,
+    pub(crate) size: usize,
+    pub(crate) waiter: T,
+    /// When it was queued: `delivery.timeout.ms` counts from here.
+    pub(crate) received: Instant,
+}
+
+/// A record in a batch: who waits for it.
+struct Pending<T> {
+    id: u64,
+    timestamp: i64,
+    waiter: T,
+}
+
+/// A topic's records waiting for its metadata, and how to partition once it is there.
+struct TopicState<T> {
+    partitioner: Option<Partitioner>,
+    waiting: VecDeque<(u64, Incoming<T>)>,
+    /// Why the topic cannot be used yet, for the error if its records time out.
+    last_error: Option<ProduceError>,
+}
+
+impl<T> Default for TopicState<T> {
+    fn default() -> Self {
+        TopicState {
+            partitioner: None,
+            waiting: VecDeque::new(),
+            last_error: None,
+        }
+    }
+}
+
+/// The producer id and the sequence numbers (KIP-98), when `enable.idempotence` is on.
+#[derive(Default)]
+struct Idempotence {
+    /// The id and epoch batches are sent with; `None` until InitProducerId answered.
+    producer: Option<(i64, i16)>,
+    /// The next base sequence per partition under `producer`.
+    sequences: HashMap<TopicPartition, i32>,
+    /// The InitProducerId request out.
+    init: Option<RequestId>,
+    /// InitProducerId attempts that failed in a row.
+    failures: u32,
+    not_before: Option<Instant>,
+    /// A new producer id is needed: once nothing is in flight, ask for one.
+    reset_wanted: bool,
+}
+
+impl Idempotence {
+    /// Whether batches can be encoded and sent now.
+    fn ready(&self) -> bool {
+        self.producer.is_some() && !self.reset_wanted
+    }
+}
+
+/// The producer's sans-IO machine; `T` is what waits for a record's outcome (the sender task's
+/// reply channel and `buffer.memory` permit), handed back in [`Event::Answer`].
+///
+/// Its deadlines are not in a timer table: a batch's linger, backoff and delivery deadline are
+/// kept on the batch (the accumulator), a waiting record's on the record, and the backoffs of
+/// the metadata refresh and InitProducerId beside them; [`poll_timeout`](Machine::poll_timeout)
+/// is the earliest of them after the last input.
+pub(crate) struct SenderMachine<T> {
+    config: Arc<ProducerConfig>,
+    /// The wall clock of the pool, for the timestamps of records that have none.
+    clock: Arc<dyn Clock>,
+    backoff: ExponentialBackoff,
+    /// The backoff's jitter.
+    rng: fastrand::Rng,
+    acc: Accumulator<Pending<T>>,
+    topics: BTreeMap<String, TopicState<T>>,
+    metadata: Arc<Metadata>,
+    /// The metadata refresh out.
+    refresh: Option<RequestId>,
+    refresh_wanted: bool,
+    /// Refreshes in a row that left something unresolved: the backoff's attempt count.
+    refreshes: u32,
+    refresh_not_before: Option<Instant>,
+    /// The leader and partitions of each Produce request out.
+    in_flight_requests: HashMap<RequestId, (i32, Vec<TopicPartition>)>,
+    in_flight: HashMap<i32, usize>,
+    idempotence: Option<Idempotence>,
+    /// Ids of the records not done yet, for flushes.
+    incomplete: BTreeSet<u64>,
+    next_id: u64,
+    flushes: Vec<(u64, FlushId)>,
+    next_flush: u64,
+    closing: bool,
+    /// An error no record can get past (InitProducerId refused for good).
+    fatal: Option<ProduceError>,
+    stats: Arc<Counters>,
+    ids: RequestIds,
+    requests: VecDeque<Outgoing<Request, Target>>,
+    events: VecDeque<Event<T>>,
+    /// The last input's `now`: only deadlines after it are timeouts.
+    now: Instant,
+}
+
+impl<T> SenderMachine<T> {
+    /// A machine partitioning by `metadata` (the pool's, as it is now), reading timestamps off
+    /// `clock`, its jitter from `seed`.
+    pub(crate) fn new(
+        config: Arc<ProducerConfig>,
+        metadata: Arc<Metadata>,
+        clock: Arc<dyn Clock>,
+        stats: Arc<Counters>,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let limits = BatchLimits {
+            max_records: config.batch_num_messages,
+            max_bytes: config.batch_size,
+            linger: config.linger,
+        };
+        SenderMachine {
+            backoff: config.pool.retry_backoff_policy(),
+            rng: fastrand::Rng::with_seed(seed),
+            acc: Accumulator::new(limits, config.compression),
+            topics: BTreeMap::new(),
+            metadata,
+            clock,
+            refresh: None,
+            refresh_wanted: false,
+            refreshes: 0,
+            refresh_not_before: None,
+            in_flight_requests: HashMap::new(),
+            in_flight: HashMap::new(),
+            idempotence: config.enable_idempotence.then(Idempotence::default),
+            incomplete: BTreeSet::new(),
+            next_id: 0,
+            flushes: Vec::new(),
+            next_flush: 0,
+            closing: false,
+            fatal: None,
+            stats,
+            config,
+            ids: RequestIds::default(),
+            requests: VecDeque::new(),
+            events: VecDeque::new(),
+            now,
+        }
+    }
+
+    /// Queues a record.
+    pub(crate) fn record(&mut self, now: Instant, incoming: Incoming<T>) {
+        if self.closing {
+            answer_record(
+                &mut self.events,
+                incoming.waiter,
+                Err(ProduceError::closed()),
+            );
+        } else if let Some(fatal) = &self.fatal {
+            Counters::add(&self.stats.records_failed, 1);
+            answer_record(&mut self.events, incoming.waiter, Err(fatal.clone()));
+        } else {
+            let id = self.next_id;
+            self.next_id += 1;
+            self.incomplete.insert(id);
+            let topic = self
+                .topics
+                .entry(incoming.record.topic.clone())
+                .or_default();
+            // Partitioned in `step`, in arrival order, once the topic is known.
+            topic.waiting.push_back((id, incoming));
+        }
+        self.step(now);
+    }
+
+    /// Sends every record queued so far without waiting for `linger.ms`;
+    /// [`Event::Flushed`] with the id returned says when each of them is done.
+    pub(crate) fn flush(&mut self, now: Instant) -> FlushId {
+        let id = FlushId(self.next_flush);
+        self.next_flush += 1;
+        self.flushes.push((self.next_id, id));
+        self.step(now);
+        id
+    }
+
+    /// Refuses new records (they fail as closed) and sends every record queued without
+    /// waiting for `linger.ms`; [`is_finished`](Self::is_finished) says when they are done.
+    pub(crate) fn close(&mut self, now: Instant) {
+        self.closing = true;
+        self.step(now);
+    }
+
+    /// Closed, and nothing is waiting or in flight: the driver may stop.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.closing && self.is_idle()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.acc.is_empty()
+            && self.in_flight_requests.is_empty()
+            && self.topics.values().all(|t| t.waiting.is_empty())
+    }
+
+    /// One pass: expire, partition, refresh, initialize, send, answer flushes.
+    fn step(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(fatal) = self.fatal.clone() {
+            self.fail_everything_waiting(&fatal);
+        }
+        self.expire(now);
+        self.place_waiting(now);
+        self.start_refresh(now);
+        self.start_init(now);
+        self.send_ready(now);
+        if !self.refresh_wanted && self.refresh.is_none() {
+            // Everything the metadata was wanted for is resolved: the next refresh after a
+            // new error starts the backoff over.
+            self.refreshes = 0;
+        }
+        self.answer_flushes();
+    }
+
+    /// When the machine must look again without an input: a linger, backoff or deadline ends.
+    /// Only instants after `now` count: whatever was due by `now` was done in this pass, or
+    /// waits for an input (a leader, a producer id, a free request slot), so a past instant
+    /// would only make its driver spin.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let mut candidates: Vec<Instant> = Vec::new();
+        candidates.extend(self.acc.next_wake(now));
+        for t in self.topics.values() {
+            if let Some((_, first)) = t.waiting.front() {
+                candidates.push(first.received + self.config.delivery_timeout);
+            }
+        }
+        if self.refresh_wanted && self.refresh.is_none() {
+            candidates.extend(self.refresh_not_before);
+        }
+        if let Some(i) = &self.idempotence
+            && i.init.is_none()
+            && (i.producer.is_none() || i.reset_wanted)
+        {
+            candidates.extend(i.not_before);
+        }
+        candidates.into_iter().filter(|&t| t > now).min()
+    }
+
+    fn fail_everything_waiting(&mut self, error: &ProduceError) {
+        for t in self.topics.values_mut() {
+            for (id, incoming) in t.waiting.drain(..) {
+                self.incomplete.remove(&id);
+                Counters::add(&self.stats.records_failed, 1);
+                answer_record(&mut self.events, incoming.waiter, Err(error.clone()));
+            }
+        }
+        for (tp, batch) in self.acc.drain_waiting() {
+            self.fail_batch(&tp, batch, error.clone().for_partition(&tp));
+        }
+    }
+
+    /// Fails records and batches whose `delivery.timeout.ms` has passed, with the failure that
+    /// kept them back.
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.config.delivery_timeout;
+        for (name, t) in self.topics.iter_mut() {
+            while t
+                .waiting
+                .front()
+                .is_some_and(|(_, i)| i.received + timeout <= now)
+            {
+                let Some((id, incoming)) = t.waiting.pop_front() else {
+                    break;
+                };
+                self.incomplete.remove(&id);
+                Counters::add(&self.stats.records_failed, 1);
+                let what = match incoming.record.partition {
+                    Some(p) => format!("{name}-{p}"),
+                    None => name.clone(),
+                };
+                answer_record(
+                    &mut self.events,
+                    incoming.waiter,
+                    Err(ProduceError::timed_out(
+                        timeout,
+                        &what,
+                        t.last_error.as_ref(),
+                    )),
+                );
+            }
+        }
+        for (tp, batch) in self.acc.expire(now) {
+            let error =
+                ProduceError::timed_out(timeout, &tp.to_string(), batch.last_error.as_ref())
+                    .for_partition(&tp);
+            self.fail_batch(&tp, batch, error);
+        }
+    }
+
+    /// Partitions the waiting records of every topic the metadata knows, in arrival order.
+    fn place_waiting(&mut self, now: Instant) {
+        let metadata = self.metadata.clone();
+        let kind = self.config.partitioner;
+        let timeout = self.config.delivery_timeout;
+        let mut wanted = false;
+        for (name, t) in self.topics.iter_mut() {
+            if t.waiting.is_empty() {
+                continue;
+            }
+            let count = match metadata.topic(name) {
+                Some(m) if m.error_code == 0 && !m.partitions.is_empty() => {
+                    m.partitions.len() as i32
+                }
+                Some(m) if m.error_code != 0 => {
+                    let retriable = is_stale_metadata_error(m.error_code)
+                        || retry::init_retriable(m.error_code);
+                    let error = ProduceError::broker(
+                        m.error_code,
+                        None,
+                        &format!("the metadata of topic {name}"),
+                        retriable,
+                    );
+                    if !retriable {
+                        // TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC_EXCEPTION: no wait helps.
+                        for (id, incoming) in t.waiting.drain(..) {
+                            self.incomplete.remove(&id);
+                            Counters::add(&self.stats.records_failed, 1);
+                            answer_record(&mut self.events, incoming.waiter, Err(error.clone()));
+                        }
+                        continue;
+                    }
+                    t.last_error = Some(error);
+                    wanted = true;
+                    continue;
+                }
+                _ => {
+                    wanted = true;
+                    continue;
+                }
+            };
+            let partitioner = t
+                .partitioner
+                .get_or_insert_with(|| Partitioner::new(kind, count));
+            if partitioner.partitions() != count {
+                partitioner.resize(count);
+            }
+            t.last_error = None;
+            for (id, incoming) in t.waiting.drain(..) {
+                let Incoming {
+                    record,
+                    size,
+                    waiter,
+                    received,
+                } = incoming;
+                let partition = match record.partition {
+                    Some(p) if p < count => p,
+                    Some(p) => {
+                        self.incomplete.remove(&id);
+                        Counters::add(&self.stats.records_failed, 1);
+                        answer_record(
+                            &mut self.events,
+                            waiter,
+                            Err(ProduceError::new(
+                                ErrorKind::InvalidRecord,
+                                false,
+                                format!("partition {p} of {name} does not exist (it has {count})"),
+                            )),
+                        );
+                        continue;
+                    }
+                    None => partitioner.partition(record.key.as_deref()),
+                };
+                let timestamp = record.timestamp.unwrap_or_else(|| self.clock.now_ms());
+                let headers: Vec<(&[u8], Option<&[u8]>)> = record
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (&k[..], v.as_deref()))
+                    .collect();
+                let new = NewRecord {
+                    timestamp,
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
+                    headers: &headers,
+                    ..NewRecord::default()
+                };
+                let pending = Pending {
+                    id,
+                    timestamp,
+                    waiter,
+                };
+                let tp = TopicPartition::new(name.clone(), partition);
+                self.acc
+                    .append(&tp, new, size, pending, now, received + timeout);
+            }
+        }
+        if wanted {
+            self.refresh_wanted = true;
+        }
+    }
+
+    /// Starts a metadata refresh of every topic produced to, if one is wanted and the backoff
+    /// since the last allows.
+    fn start_refresh(&mut self, now: Instant) {
+        if !self.refresh_wanted
+            || self.refresh.is_some()
+            || self.refresh_not_before.is_some_and(|at| at > now)
+        {
+            return;
+        }
+        self.refresh_wanted = false;
+        let scope = TopicScope::topics(self.topics.keys().cloned());
+        let id = self.ids.next_id();
+        self.refresh = Some(id);
+        self.requests.push_back(Outgoing {
+            id,
+            target: Target::Any,
+            request: Request::Metadata(scope),
+            timeout: None,
+        });
+    }
+
+    fn refreshed(
+        &mut self,
+        result: Result<Result<Arc<Metadata>, kcon_pool::Error>, RequestFailure>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(Ok(metadata)) => self.metadata = metadata,
+            Ok(Err(e)) if !e.is_retriable() => {
+                // Authentication or an unsupported broker: the records waiting for the
+                // metadata cannot get it.
+                let error = ProduceError::pool(e, "asking for the topics' metadata");
+                for t in self.topics.values_mut() {
+                    for (id, incoming) in t.waiting.drain(..) {
+                        self.incomplete.remove(&id);
+                        Counters::add(&self.stats.records_failed, 1);
+                        answer_record(&mut self.events, incoming.waiter, Err(error.clone()));
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                let error = ProduceError::pool(e, "asking for the topics' metadata");
+                debug!(error = %error, "metadata refresh failed");
+                for t in self.topics.values_mut().filter(|t| !t.waiting.is_empty()) {
+                    t.last_error = Some(error.clone());
+                }
+                self.refresh_wanted = true;
+            }
+            Err(e) => {
+                warn!(error = %e, "the metadata refresh task failed");
+                self.refresh_wanted = true;
+            }
+        }
+        // Back off before the next refresh, longer while they keep leaving something
+        // unresolved (KIP-580); a pass that wants none resets the count.
+        self.refresh_not_before = Some(now + self.backoff.delay(self.refreshes, self.rng.f64()));
+        self.refreshes = self.refreshes.saturating_add(1);
+    }
+
+    /// Starts InitProducerId when the producer needs an id and nothing is in flight under the
+    /// old one.
+    fn start_init(&mut self, now: Instant) {
+        let in_flight = !self.in_flight_requests.is_empty();
+        let Some(i) = &mut self.idempotence else {
+            return;
+        };
+        let needed = i.producer.is_none() || i.reset_wanted;
+        if !needed || i.init.is_some() || i.not_before.is_some_and(|at| at > now) {
+            return;
+        }
+        // Nothing to send yet: no id is needed before the first record.
+        if self.acc.is_empty() && self.topics.values().all(|t| t.waiting.is_empty()) {
+            return;
+        }
+        // Batches in flight carry the old id: their answers must come first, so that no
+        // sequence of the old id is reused under the new one while it may still be written.
+        if in_flight {
+            return;
+        }
+        // A fresh id (-1, -1), not an epoch bump of the old one: the Java client bumps the
+        // epoch only for transactional producers on brokers with KIP-360, and a fresh id works
+        // with every broker that answers InitProducerId.
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            // Unused without a transactional id; the Java client's `transaction.timeout.ms`
+            // default, within any broker's `transaction.max.timeout.ms`.
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let id = self.ids.next_id();
+        i.init = Some(id);
+        self.requests.push_back(Outgoing {
+            id,
+            target: Target::Any,
+            request: Request::InitProducerId(request),
+            timeout: None,
+        });
+    }
+
+    fn initialized(
+        &mut self,
+        result: Result<Result<InitProducerIdResponse, kcon_pool::Error>, RequestFailure>,
+        now: Instant,
+    ) {
+        let backoff = self.backoff;
+        let Some(i) = &mut self.idempotence else {
+            return;
+        };
+        let error = match result {
+            Ok(Ok(r)) if r.error_code == 0 && r.producer_id.0 >= 0 => {
+                debug!(
+                    producer_id = r.producer_id.0,
+                    epoch = r.producer_epoch,
+                    "producer id"
+                );
+                i.producer = Some((r.producer_id.0, r.producer_epoch));
+                i.sequences.clear();
+                i.failures = 0;
+                i.not_before = None;
+                i.reset_wanted = false;
+                self.acc.forget_sequences();
+                return;
+            }
+            Ok(Ok(r)) => {
+                let code = if r.error_code == 0 {
+                    // No error and no id: a broken answer; asking again may do better.
+                    kcon_codec::kafka_protocol::ResponseError::UnknownServerError.code()
+                } else {
+                    r.error_code
+                };
+                let retriable = retry::init_retriable(code);
+                ProduceError::broker(code, None, "asking for a producer id", retriable)
+            }
+            Ok(Err(e)) => ProduceError::pool(e, "asking for a producer id"),
+            Err(e) => ProduceError::new(
+                ErrorKind::Closed,
+                true,
+                format!("asking for a producer id: the task failed: {e}"),
+            ),
+        };
+        if error.is_retriable() {
+            debug!(error = %error, "InitProducerId failed; retrying");
+            i.not_before = Some(now + backoff.delay(i.failures, self.rng.f64()));
+            i.failures = i.failures.saturating_add(1);
+            // Records waiting on it time out with this error if it never comes.
+            for b in self.topics.values_mut() {
+                if !b.waiting.is_empty() {
+                    b.last_error = Some(error.clone());
+                }
+            }
+        } else {
+            warn!(error = %error, "no producer id: every record fails");
+            self.fatal = Some(error);
+        }
+    }
+
+    /// Sends every ready batch whose leader is known, one request per leader holding up to
+    /// `max.request.size` of batches, while the leader has fewer than
+    /// `max.in.flight.requests.per.connection` requests in flight.
+    fn send_ready(&mut self, now: Instant) {
+        if self.idempotence.as_ref().is_some_and(|i| !i.ready()) {
+            return;
+        }
+        let flushing = self.closing || !self.flushes.is_empty();
+        let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
+        for tp in self.acc.ready(now, flushing) {
+            match self
+                .metadata
+                .partition(&tp.topic, tp.partition)
+                .and_then(|p| p.leader)
+                .filter(|l| self.metadata.broker(*l).is_some())
+            {
+                Some(leader) => by_leader.entry(leader).or_default().push(tp),
+                None => self.refresh_wanted = true,
+            }
+        }
+        let max_in_flight = self.config.pool.max_in_flight_requests_per_connection;
+        for (leader, partitions) in by_leader {
+            let mut partitions = partitions.into_iter().peekable();
+            while partitions.peek().is_some()
+                && self.in_flight.get(&leader).copied().unwrap_or(0) < max_in_flight
+            {
+                let mut carried = Vec::new();
+                let mut data: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+                let mut total = 0usize;
+                while let Some(tp) = partitions.peek().cloned() {
+                    let Some(head) = self.acc.head_mut(&tp) else {
+                        partitions.next();
+                        continue;
+                    };
+                    if !carried.is_empty()
+                        && total.saturating_add(head.bytes) > self.config.max_request_size
+                    {
+                        break;
+                    }
+                    partitions.next();
+                    let sequenced = self.idempotence.as_mut().and_then(|i| {
+                        let (producer_id, producer_epoch) = i.producer?;
+                        if let Some(s) = head.sequenced()
+                            && (s.producer_id, s.producer_epoch) == (producer_id, producer_epoch)
+                        {
+                            return Some(s);
+                        }
+                        let next = i.sequences.entry(tp.clone()).or_insert(0);
+                        let s = Sequenced {
+                            producer_id,
+                            producer_epoch,
+                            base_sequence: *next,
+                        };
+                        *next = next_sequence(*next, head.records.len() as i32);
+                        Some(s)
+                    });
+                    let bytes = match head.encode(sequenced) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let error = ProduceError::new(
+                                ErrorKind::InvalidRecord,
+                                false,
+                                format!("cannot encode the batch for {tp}: {e}"),
+                            )
+                            .for_partition(&tp);
+                            if let Some(batch) = self.acc.pop_head(&tp) {
+                                self.fail_batch(&tp, batch, error);
+                            }
+                            continue;
+                        }
+                    };
+                    total = total.saturating_add(bytes.len());
+                    self.acc.set_in_flight(&tp);
+                    data.entry(tp.topic.clone()).or_default().push(
+                        PartitionProduceData::default()
+                            .with_index(tp.partition)
+                            .with_records(Some(bytes)),
+                    );
+                    carried.push(tp);
+                }
+                if carried.is_empty() {
+                    continue;
+                }
+                self.send_request(leader, carried, data);
+            }
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        leader: i32,
+        partitions: Vec<TopicPartition>,
+        data: BTreeMap<String, Vec<PartitionProduceData>>,
+    ) {
+        let timeout = self.config.pool.request_timeout;
+        let request = ProduceRequest::default()
+            .with_acks(self.config.acks.wire())
+            // The broker waits this long for the replicas, as the Java client sets it from
+            // request.timeout.ms.
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(
+                data.into_iter()
+                    .map(|(name, partitions)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(name)))
+                            .with_partition_data(partitions)
+                    })
+                    .collect(),
+            );
+        *self.in_flight.entry(leader).or_insert(0) += 1;
+        let id = self.ids.next_id();
+        self.in_flight_requests.insert(id, (leader, partitions));
+        self.requests.push_back(Outgoing {
+            id,
+            target: Target::Broker(leader),
+            request: Request::Produce(request),
+            timeout: None,
+        });
+    }
+
+    /// The answer to a Produce request to `leader` carrying `partitions`' heads.
+    fn answered(
+        &mut self,
+        leader: i32,
+        partitions: Vec<TopicPartition>,
+        result: Result<ProduceResponse, kcon_pool::Error>,
+        now: Instant,
+    ) {
+        if let Some(n) = self.in_flight.get_mut(&leader) {
+            *n = n.saturating_sub(1);
+        }
+        let idempotent = self.idempotence.is_some();
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let retriable = e.is_retriable();
+                let error = ProduceError::pool(e, &format!("producing to broker {leader}"));
+                if retriable {
+                    // A lost connection may mean a moved leader, as the Java client's `Sender`
+                    // assumes on a disconnect.
+                    self.refresh_wanted = true;
+                }
+                for tp in &partitions {
+                    let e = error.clone().for_partition(tp);
+                    if retriable {
+                        self.retry_or_fail(tp, e, now);
+                    } else {
+                        self.fail_head(tp, e);
+                    }
+                }
+                return;
+            }
+        };
+        let mut by_partition: HashMap<(&str, i32), _> = HashMap::new();
+        for t in &response.responses {
+            for p in &t.partition_responses {
+                by_partition.insert((t.name.0.as_str(), p.index), p);
+            }
+        }
+        for tp in &partitions {
+            let Some(p) = by_partition.get(&(tp.topic.as_str(), tp.partition)) else {
+                let error = ProduceError::new(
+                    ErrorKind::Corrupt,
+                    false,
+                    format!(
+                        "broker {} answered a Produce request without {tp}: whether its batch \
+                         was written is unknown",
+                        leader
+                    ),
+                )
+                .for_partition(tp);
+                self.fail_head(tp, error);
+                continue;
+            };
+            let what = format!("producing to {tp}");
+            match retry::outcome(p.error_code, idempotent) {
+                Outcome::Delivered { offset_known } => {
+                    let offset = (offset_known && p.base_offset >= 0).then_some(p.base_offset);
+                    let append_time = (p.log_append_time_ms >= 0).then_some(p.log_append_time_ms);
+                    self.deliver(tp, offset, append_time);
+                }
+                Outcome::Retry { refresh_metadata } => {
+                    if refresh_metadata {
+                        self.refresh_wanted = true;
+                    }
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, true);
+                    self.retry_or_fail(tp, error, now);
+                }
+                Outcome::ResetProducerId { retry } => {
+                    if let Some(i) = &mut self.idempotence {
+                        i.reset_wanted = true;
+                    }
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, retry);
+                    if retry {
+                        self.retry_or_fail(tp, error, now);
+                    } else {
+                        self.fail_head(tp, error);
+                    }
+                }
+                Outcome::Fail => {
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
+                    self.fail_head(tp, error);
+                }
+            }
+        }
+    }
+
+    /// The partition's head batch is written: every record gets its offset.
+    fn deliver(&mut self, tp: &TopicPartition, base_offset: Option<i64>, append_time: Option<i64>) {
+        let Some(batch) = self.acc.pop_head(tp) else {
+            return;
+        };
+        Counters::add(&self.stats.batches_delivered, 1);
+        Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
+        for (i, r) in batch.records.into_iter().enumerate() {
+            self.incomplete.remove(&r.id);
+            answer_record(
+                &mut self.events,
+                r.waiter,
+                Ok(Delivered {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: base_offset.and_then(|b| b.checked_add(i as i64)),
+                    timestamp: append_time.unwrap_or(r.timestamp),
+                }),
+            );
+        }
+    }
+
+    /// Sends the head again after the backoff if retries and time allow, else fails it.
+    fn retry_or_fail(&mut self, tp: &TopicPartition, error: ProduceError, now: Instant) {
+        let retries = self.config.retries;
+        let Some(head) = self.acc.head_mut(tp) else {
+            return;
+        };
+        let delay = self.backoff.delay(head.retries, self.rng.f64());
+        if retry::may_retry(head.retries, retries, now, delay, head.deadline) {
+            debug!(partition = %tp, error = %error, retries = head.retries + 1, "retrying a batch");
+            Counters::add(&self.stats.retries, 1);
+            self.acc.retry_head(tp, now + delay, error);
+        } else {
+            let error = if head.retries >= retries {
+                error
+            } else {
+                ProduceError::timed_out(self.config.delivery_timeout, &tp.to_string(), Some(&error))
+                    .for_partition(tp)
+            };
+            self.fail_head(tp, error);
+        }
+    }
+
+    fn fail_head(&mut self, tp: &TopicPartition, error: ProduceError) {
+        if let Some(batch) = self.acc.pop_head(tp) {
+            self.fail_batch(tp, batch, error);
+        }
+    }
+
+    /// Fails every record of `batch`. A batch sent with sequence numbers leaves the broker's
+    /// expectation in doubt: if the broker refused it, the partition's next sequence goes back
+    /// to the batch's; if its fate is unknown (a timeout, a lost answer), a new producer id
+    /// starts the sequences over (as the Java client's idempotent producer does when a batch
+    /// with an unresolved sequence expires).
+    fn fail_batch(&mut self, tp: &TopicPartition, batch: Batch<Pending<T>>, error: ProduceError) {
+        if let (Some(i), Some(s)) = (&mut self.idempotence, batch.sequenced())
+            && i.producer == Some((s.producer_id, s.producer_epoch))
+        {
+            // Refused for good (MESSAGE_TOO_LARGE, INVALID_RECORD, ...): not written. A
+            // retriable error that ran out of retries may have been written after all
+            // (NOT_ENOUGH_REPLICAS_AFTER_APPEND), so only a new id is safe then.
+            let refused =
+                error.kind() == ErrorKind::Broker && !error.is_retriable() && !i.reset_wanted;
+            if refused {
+                i.sequences.insert(tp.clone(), s.base_sequence);
+            } else {
+                i.reset_wanted = true;
+            }
+        }
+        Counters::add(&self.stats.records_failed, batch.records.len() as u64);
+        debug!(partition = %tp, error = %error, records = batch.records.len(), "batch failed");
+        for r in batch.records {
+            self.incomplete.remove(&r.id);
+            answer_record(&mut self.events, r.waiter, Err(error.clone()));
+        }
+    }
+
+    /// Answers every flush whose records (those queued before it) are all done.
+    fn answer_flushes(&mut self) {
+        let first = self.incomplete.first().copied();
+        let (done, waiting): (Vec<_>, Vec<_>) = self
+            .flushes
+            .drain(..)
+            .partition(|(marker, _)| first.is_none_or(|f| f >= *marker));
+        self.flushes = waiting;
+        for (_, id) in done {
+            self.events.push_back(Event::Flushed(id));
+        }
+    }
+}
+
+impl<T> Machine for SenderMachine<T> {
+    type Request = Request;
+    type Target = Target;
+    type Response = Response;
+    type Event = Event<T>;
+
+    /// A failure (the task carrying the request out ended without a result) counts as a
+    /// Produce request the pool stopped on ([`kcon_pool::Error::Stopped`]: its batches fail,
+    /// their fate unknown, rather than stay in flight forever), a metadata refresh to try
+    /// again, and an InitProducerId that failed retriably.
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<Response, RequestFailure>,
+    ) {
+        if let Some((leader, partitions)) = self.in_flight_requests.remove(&id) {
+            let result = match result {
+                Ok(Response::Produce(r)) => r,
+                _ => Err(kcon_pool::Error::Stopped),
+            };
+            self.answered(leader, partitions, result, now);
+        } else if self.refresh == Some(id) {
+            self.refresh = None;
+            let result = match result {
+                Ok(Response::Metadata(r)) => Ok(r),
+                Ok(_) => Err(RequestFailure::fatal("not a metadata answer")),
+                Err(f) => Err(f),
+            };
+            self.refreshed(result, now);
+        } else if let Some(i) = self.idempotence.as_mut().filter(|i| i.init == Some(id)) {
+            i.init = None;
+            let result = match result {
+                Ok(Response::InitProducerId(r)) => Ok(r),
+                Ok(_) => Err(RequestFailure::fatal("not an InitProducerId answer")),
+                Err(f) => Err(f),
+            };
+            self.initialized(result, now);
+        }
+        self.step(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    fn poll_request(&mut self, _now: Instant) -> Option<Outgoing<Request, Target>> {
+        self.requests.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<Event<T>> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_wake(self.now)
+    }
+}
+
+/// Tells a record's waiter its outcome.
+fn answer_record<T>(
+    events: &mut VecDeque<Event<T>>,
+    waiter: T,
+    result: Result<Delivered, ProduceError>,
+) {
+    events.push_back(Event::Answer { waiter, result });
+}
+
+#[cfg(test)]
+mod tests;

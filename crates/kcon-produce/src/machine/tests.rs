@@ -1,0 +1,229 @@
+//! The machine driven by hand on a made-up clock: no runtime, no pool, no broker.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use kcon_codec::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use kcon_codec::kafka_protocol::messages::{
+    BrokerId, MetadataResponse, metadata_response::MetadataResponseBroker,
+    metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
+};
+
+use super::*;
+
+/// A wall clock that stands still.
+#[derive(Debug)]
+struct Fixed;
+
+const WALL_MS: i64 = 1_700_000_000_000;
+
+impl Clock for Fixed {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(WALL_MS as u64)
+    }
+}
+
+fn config(properties: &[(&str, &str)]) -> Arc<ProducerConfig> {
+    let mut config = ProducerConfig::default();
+    config.set("bootstrap.servers", "b1:9092").unwrap();
+    for (name, value) in properties {
+        config.set(name, value).unwrap();
+    }
+    Arc::new(config)
+}
+
+/// Broker 1 leads the one partition of topic `t`.
+fn metadata() -> Arc<Metadata> {
+    let answer = MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_static_str("b1"))
+                .with_port(9092),
+        ])
+        .with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                .with_partitions(vec![
+                    MetadataResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(1))
+                        .with_leader_epoch(0),
+                ]),
+        ]);
+    Arc::new(Metadata::from_answer(&answer))
+}
+
+fn machine(
+    config: Arc<ProducerConfig>,
+    metadata: Arc<Metadata>,
+    now: Instant,
+) -> (SenderMachine<u32>, Arc<Counters>) {
+    let stats = Arc::new(Counters::default());
+    let m = SenderMachine::new(config, metadata, Arc::new(Fixed), stats.clone(), 7, now);
+    (m, stats)
+}
+
+fn incoming(waiter: u32, now: Instant) -> Incoming<u32> {
+    let record = ProducerRecord::new("t", "v");
+    Incoming {
+        size: record.size_upper_bound(),
+        record,
+        waiter,
+        received: now,
+    }
+}
+
+fn produce_answer(error_code: i16, base_offset: i64) -> Response {
+    Response::Produce(Ok(ProduceResponse::default().with_responses(vec![
+        TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_responses(vec![
+                PartitionProduceResponse::default()
+                    .with_index(0)
+                    .with_error_code(error_code)
+                    .with_base_offset(base_offset)
+                    .with_log_append_time_ms(-1),
+            ]),
+    ])))
+}
+
+/// The one Produce request out, to broker 1, carrying partition `t-0`'s batch.
+fn produce_request(m: &mut SenderMachine<u32>, now: Instant) -> (RequestId, Bytes) {
+    let out = m.poll_request(now).expect("a Produce request");
+    assert_eq!(out.target, Target::Broker(1));
+    let Request::Produce(request) = out.request else {
+        panic!("not a Produce request: {:?}", out.request);
+    };
+    assert!(m.poll_request(now).is_none());
+    let [topic] = &request.topic_data[..] else {
+        panic!("one topic");
+    };
+    assert_eq!(topic.name.0.as_str(), "t");
+    let [partition] = &topic.partition_data[..] else {
+        panic!("one partition");
+    };
+    assert_eq!(partition.index, 0);
+    (out.id, partition.records.clone().expect("a batch"))
+}
+
+#[test]
+fn a_batch_lingers_then_is_retried_after_the_backoff_then_delivered() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("linger.ms", "5"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+        ("enable.idempotence", "false"),
+    ]);
+    let (mut m, stats) = machine(config, metadata(), t0);
+    m.record(t0, incoming(7, t0));
+    // Alone and not full: it lingers.
+    assert!(m.poll_request(t0).is_none());
+    assert!(m.poll_event().is_none());
+    let linger_end = t0 + Duration::from_millis(5);
+    assert_eq!(m.poll_timeout(), Some(linger_end));
+    m.handle_timeout(linger_end - Duration::from_millis(1));
+    assert!(m.poll_request(t0).is_none());
+
+    m.handle_timeout(linger_end);
+    let (first, bytes) = produce_request(&mut m, linger_end);
+    // NOT_ENOUGH_REPLICAS: retriable, no metadata refresh.
+    let t1 = linger_end + Duration::from_millis(1);
+    m.handle_response(t1, first, Ok(produce_answer(19, -1)));
+    assert!(m.poll_event().is_none());
+    assert!(m.poll_request(t1).is_none());
+    assert_eq!(stats.retries.load(Ordering::Relaxed), 1);
+    // The backoff: retry.backoff.ms ± 20 %.
+    let retry_at = m.poll_timeout().expect("the backoff");
+    assert!(retry_at >= t1 + Duration::from_millis(80), "{retry_at:?}");
+    assert!(retry_at <= t1 + Duration::from_millis(120), "{retry_at:?}");
+    m.handle_timeout(retry_at - Duration::from_millis(1));
+    assert!(m.poll_request(t1).is_none());
+
+    m.handle_timeout(retry_at);
+    let (second, again) = produce_request(&mut m, retry_at);
+    assert_ne!(first, second);
+    // A retry sends the same bytes.
+    assert_eq!(again, bytes);
+    // An answer to the request already answered changes nothing.
+    m.handle_response(retry_at, first, Ok(produce_answer(0, 1)));
+    assert!(m.poll_event().is_none());
+    m.handle_response(retry_at, second, Ok(produce_answer(0, 42)));
+    match m.poll_event() {
+        Some(Event::Answer {
+            waiter: 7,
+            result: Ok(delivered),
+        }) => {
+            assert_eq!(
+                delivered,
+                Delivered {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: Some(42),
+                    timestamp: WALL_MS,
+                }
+            );
+        }
+        other => panic!("not the delivery: {other:?}"),
+    }
+    assert!(m.poll_event().is_none());
+    assert_eq!(m.poll_timeout(), None);
+    assert!(!m.is_finished());
+    m.close(retry_at);
+    assert!(m.is_finished());
+}
+
+#[test]
+fn a_record_whose_topic_never_shows_up_times_out() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "400"),
+        ("delivery.timeout.ms", "1000"),
+        ("enable.idempotence", "false"),
+    ]);
+    let (mut m, stats) = machine(config, Arc::new(Metadata::default()), t0);
+    m.record(t0, incoming(3, t0));
+    let flush = m.flush(t0);
+    let mut refreshes = 0;
+    let mut now = t0;
+    let failed = loop {
+        while let Some(out) = m.poll_request(now) {
+            assert_eq!(out.target, Target::Any);
+            let Request::Metadata(scope) = &out.request else {
+                panic!("not a metadata refresh: {:?}", out.request);
+            };
+            assert!(scope.contains("t"));
+            refreshes += 1;
+            // The topic is still not there.
+            let answer = Ok(Response::Metadata(Ok(Arc::new(Metadata::default()))));
+            m.handle_response(now, out.id, answer);
+        }
+        if let Some(event) = m.poll_event() {
+            break event;
+        }
+        now = m
+            .poll_timeout()
+            .expect("a refresh or the delivery timeout ahead");
+        assert!(now > t0 && now <= t0 + Duration::from_millis(1000));
+        m.handle_timeout(now);
+    };
+    // Refreshed with a growing backoff until the delivery timeout.
+    assert!(refreshes >= 4, "{refreshes}");
+    assert_eq!(now, t0 + Duration::from_millis(1000));
+    match failed {
+        Event::Answer {
+            waiter: 3,
+            result: Err(e),
+        } => assert_eq!(e.kind(), ErrorKind::TimedOut),
+        other => panic!("not the timeout: {other:?}"),
+    }
+    // The flush was waiting for it.
+    assert!(matches!(m.poll_event(), Some(Event::Flushed(f)) if f == flush));
+    assert_eq!(stats.records_failed.load(Ordering::Relaxed), 1);
+}
