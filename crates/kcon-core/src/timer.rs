@@ -30,6 +30,12 @@
 //! assert_eq!(timers.expired(later).collect::<Vec<_>>(), [Timer::Heartbeat]);
 //! timers.stop(Timer::Heartbeat);
 //! assert_eq!(timers.next(), Some(now + Duration::from_secs(10)));
+//! // The same table, derived from what each timer's deadline is.
+//! let derived = TimerTable::<Timer, 2>::from_deadlines(|t| match t {
+//!     Timer::Heartbeat => None,
+//!     Timer::Session => Some(now + Duration::from_secs(10)),
+//! });
+//! assert_eq!(derived, timers);
 //! ```
 //!
 //! Deadlines kept per key (a partition's backoff, each broker's, each pending committed-offset
@@ -81,6 +87,16 @@ impl<T: TimerKind, const N: usize> TimerTable<T, N> {
             at: [None; N],
             kind: PhantomData,
         }
+    }
+
+    /// The table whose every timer is armed at what `deadline` says for it, or stopped where
+    /// it says `None`: a machine that derives its timers from its state rebuilds them with it.
+    pub fn from_deadlines(mut deadline: impl FnMut(T) -> Option<Instant>) -> Self {
+        let mut table = TimerTable::new();
+        for &timer in T::ALL {
+            table.set_or_stop(timer, deadline(timer));
+        }
+        table
     }
 
     /// Arms `timer` to fire at `at` (moving it if it was armed).

@@ -525,11 +525,7 @@ impl CommitMachine {
 
     /// The timer table as the state says it should be.
     fn armed_timers(&self) -> Timers {
-        let mut timers = Timers::new();
-        for &timer in Timer::ALL {
-            timers.set_or_stop(timer, self.deadline(timer));
-        }
-        timers
+        Timers::from_deadlines(|timer| self.deadline(timer))
     }
 
     /// Arms the timers from the state, at the end of every input and poll: the next commit
