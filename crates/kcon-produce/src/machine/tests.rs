@@ -227,3 +227,52 @@ fn a_record_whose_topic_never_shows_up_times_out() {
     assert!(matches!(m.poll_event(), Some(Event::Flushed(f)) if f == flush));
     assert_eq!(stats.records_failed.load(Ordering::Relaxed), 1);
 }
+
+/// The one request out, which must be an InitProducerId.
+fn init_request(m: &mut SenderMachine<u32>, now: Instant) -> RequestId {
+    let out = m.poll_request(now).expect("an InitProducerId request");
+    assert!(
+        matches!(out.request, Request::InitProducerId(_)),
+        "not an InitProducerId request: {:?}",
+        out.request
+    );
+    assert!(m.poll_request(now).is_none());
+    out.id
+}
+
+#[test]
+fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("linger.ms", "0"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+        ("enable.idempotence", "true"),
+    ]);
+    let (mut m, _) = machine(config, metadata(), t0);
+    m.record(t0, incoming(1, t0));
+    // The first record asks for a producer id; nothing is sent before it comes.
+    let first = init_request(&mut m, t0);
+    let loading = InitProducerIdResponse::default().with_error_code(
+        kcon_codec::kafka_protocol::ResponseError::CoordinatorLoadInProgress.code(),
+    );
+    m.handle_response(t0, first, Ok(Response::InitProducerId(Ok(loading))));
+    assert!(m.poll_request(t0).is_none());
+    // The backoff: retry.backoff.ms ± 20 %, and nothing before it.
+    let again = m.poll_timeout().expect("the backoff");
+    assert!(again >= t0 + Duration::from_millis(80), "{again:?}");
+    assert!(again <= t0 + Duration::from_millis(120), "{again:?}");
+    m.handle_timeout(again - Duration::from_millis(1));
+    assert!(m.poll_request(again).is_none());
+
+    m.handle_timeout(again);
+    let second = init_request(&mut m, again);
+    let id = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(5))
+        .with_producer_epoch(0);
+    m.handle_response(again, second, Ok(Response::InitProducerId(Ok(id))));
+    // The batch goes under the new id.
+    let (_, bytes) = produce_request(&mut m, again);
+    // Producer id at byte 43 of a magic-2 batch header.
+    assert_eq!(i64::from_be_bytes(bytes[43..51].try_into().unwrap()), 5);
+}
