@@ -177,6 +177,10 @@ impl TimerKind for Timer {
 
 type Timers = TimerTable<Timer, 6>;
 
+/// Mixed into the machine's seed for its partitioners' seeds (the 64-bit golden ratio, as
+/// splitmix64 steps by), so that they are not the jitter's stream.
+const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// The producer's sans-IO machine; `T` is what waits for a record's outcome (the sender task's
 /// reply channel and `buffer.memory` permit), handed back in [`Event::Answer`].
 ///
@@ -190,6 +194,9 @@ pub(crate) struct SenderMachine<T> {
     backoff: ExponentialBackoff,
     /// The backoff's jitter.
     rng: fastrand::Rng,
+    /// The seeds of the topics' partitioners (`murmur2_random`), a second stream of the
+    /// machine's seed: a seed spreads null-keyed records the same way every time.
+    partitioner_seeds: fastrand::Rng,
     acc: Accumulator<Pending<T>>,
     topics: BTreeMap<String, TopicState<T>>,
     metadata: Arc<Metadata>,
@@ -223,7 +230,7 @@ pub(crate) struct SenderMachine<T> {
 
 impl<T> SenderMachine<T> {
     /// A machine partitioning by `metadata` (the pool's, as it is now), reading timestamps off
-    /// `clock`, its jitter from `seed`.
+    /// `clock`, its jitter and its random partitions from `seed`.
     pub(crate) fn new(
         config: Arc<ProducerConfig>,
         metadata: Arc<Metadata>,
@@ -240,6 +247,8 @@ impl<T> SenderMachine<T> {
         let mut machine = SenderMachine {
             backoff: config.pool.retry_backoff_policy(),
             rng: fastrand::Rng::with_seed(seed),
+            // Apart from the jitter's stream, so that drawing one does not move the other.
+            partitioner_seeds: fastrand::Rng::with_seed(seed ^ PARTITIONER_STREAM),
             acc: Accumulator::new(limits, config.compression),
             topics: BTreeMap::new(),
             metadata,
@@ -458,6 +467,7 @@ impl<T> SenderMachine<T> {
     fn place_waiting(&mut self, now: Instant) {
         let metadata = self.metadata.clone();
         let kind = self.config.partitioner;
+        let seeds = &mut self.partitioner_seeds;
         let timeout = self.config.delivery_timeout;
         let mut wanted = false;
         for (name, t) in self.topics.iter_mut() {
@@ -497,7 +507,7 @@ impl<T> SenderMachine<T> {
             };
             let partitioner = t
                 .partitioner
-                .get_or_insert_with(|| Partitioner::new(kind, count));
+                .get_or_insert_with(|| Partitioner::with_seed(kind, count, seeds.u64(..)));
             if partitioner.partitions() != count {
                 partitioner.resize(count);
             }
