@@ -39,8 +39,9 @@
 //! ```
 //!
 //! Deadlines kept per key (a partition's backoff, each broker's, each pending committed-offset
-//! lookup's) belong in maps beside their keys, not in a fixed table: a machine with those reads
-//! their minimum beside the table's, and says so where it does.
+//! lookup's, each queued batch's) belong in maps beside their keys, not in a fixed table: a
+//! machine with those reads their minimum beside the table's, or keeps one timer of its table
+//! armed at their minimum (re-armed whenever they change), and says so where it does.
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -117,6 +117,29 @@ struct Queue<T> {
     in_flight: bool,
 }
 
+/// When the batches next change without outside help ([`Accumulator::wakes`]), after a given
+/// instant: each the earliest over every partition, `None` when nothing of the kind is ahead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Wakes {
+    /// A head never sent, and not in flight, has lingered `linger.ms`.
+    pub(crate) linger: Option<Instant>,
+    /// A retried head's backoff is over.
+    pub(crate) backoff: Option<Instant>,
+    /// A batch not in flight reaches its deadline (`delivery.timeout.ms`).
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl Wakes {
+    /// The earliest of them.
+    #[cfg(test)]
+    fn earliest(&self) -> Option<Instant> {
+        [self.linger, self.backoff, self.deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
 /// Every partition's queue of batches.
 #[derive(Debug)]
 pub(crate) struct Accumulator<T> {
@@ -192,14 +215,15 @@ impl<T> Accumulator<T> {
             .collect()
     }
 
-    /// When something next changes without outside help, after `now`: a head's linger or
-    /// backoff ends, or a batch not in flight reaches its deadline. (What was due by `now` is
-    /// ready already, or waits for something else: a leader, a free request slot.)
-    pub(crate) fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let mut wake: Option<Instant> = None;
-        let mut at = |t: Instant| {
+    /// When something next changes without outside help, after `now`, the earliest of each
+    /// cause over every partition: a head's linger or backoff ends, or a batch not in flight
+    /// reaches its deadline. (What was due by `now` is ready already, or waits for something
+    /// else: a leader, a free request slot.)
+    pub(crate) fn wakes(&self, now: Instant) -> Wakes {
+        let mut wakes = Wakes::default();
+        let at = |wake: &mut Option<Instant>, t: Instant| {
             if t > now {
-                wake = Some(wake.map_or(t, |w| w.min(t)));
+                *wake = Some(wake.map_or(t, |w| w.min(t)));
             }
         };
         for q in self.queues.values() {
@@ -207,14 +231,17 @@ impl<T> Accumulator<T> {
             if q.in_flight {
                 waiting.next();
             } else if let Some(head) = q.batches.front() {
-                at(head.retry_at.unwrap_or(head.created + self.limits.linger));
+                match head.retry_at {
+                    Some(t) => at(&mut wakes.backoff, t),
+                    None => at(&mut wakes.linger, head.created + self.limits.linger),
+                }
             }
             // Later batches were opened later, and their deadlines come later.
             if let Some(first) = waiting.next() {
-                at(first.deadline);
+                at(&mut wakes.deadline, first.deadline);
             }
         }
-        wake
+        wakes
     }
 
     /// The head batch of a partition.
@@ -384,12 +411,21 @@ mod tests {
         let mut a = acc();
         a.append(&tp(1), record(b"a"), 10, 1, now, far(now));
         assert!(a.ready(now, false).is_empty());
-        assert_eq!(a.next_wake(now), Some(now + LIMITS.linger));
+        assert_eq!(a.wakes(now).earliest(), Some(now + LIMITS.linger));
+        assert_eq!(
+            a.wakes(now),
+            Wakes {
+                linger: Some(now + LIMITS.linger),
+                backoff: None,
+                deadline: Some(far(now)),
+            }
+        );
         assert_eq!(a.ready(now, true), [tp(1)]);
         assert_eq!(a.ready(now + LIMITS.linger, false), [tp(1)]);
         // Once its linger is over (say its leader is unknown), only its deadline is ahead: a
         // past instant is never a wake-up time.
-        assert_eq!(a.next_wake(now + LIMITS.linger), Some(far(now)));
+        assert_eq!(a.wakes(now + LIMITS.linger).earliest(), Some(far(now)));
+        assert_eq!(a.wakes(now + LIMITS.linger).linger, None);
     }
 
     #[test]
@@ -414,6 +450,12 @@ mod tests {
             ProduceError::closed(),
         );
         assert_eq!(a.ready(later, false), [tp(1)]);
+        // The backoff is its wake-up, not a linger.
+        assert_eq!(
+            a.wakes(later).backoff,
+            Some(later + Duration::from_millis(5))
+        );
+        assert_eq!(a.wakes(later).linger, None);
         assert_eq!(
             a.ready(later + Duration::from_millis(5), false),
             [tp(0), tp(1)]
@@ -440,10 +482,11 @@ mod tests {
         a.append(&tp(1), record(b"x"), 10, 9, now, d2);
         a.set_in_flight(&tp(0));
         // Partition 1's head lingers first.
-        assert_eq!(a.next_wake(now), Some(now + LIMITS.linger));
+        assert_eq!(a.wakes(now).earliest(), Some(now + LIMITS.linger));
+        assert_eq!(a.wakes(now).deadline, Some(d1));
         a.set_in_flight(&tp(1));
         // Then partition 0's waiting batch reaches its deadline.
-        assert_eq!(a.next_wake(now), Some(d1));
+        assert_eq!(a.wakes(now).earliest(), Some(d1));
         let gone = a.expire(d1);
         // The in-flight heads stay: their requests decide.
         assert_eq!(gone.len(), 1);
@@ -452,7 +495,7 @@ mod tests {
         assert!(a.expire(d2).is_empty());
         assert!(a.drain_waiting().is_empty());
         assert_eq!(a.pop_head(&tp(1)).unwrap().records, [9]);
-        assert_eq!(a.next_wake(now), None);
+        assert_eq!(a.wakes(now).earliest(), None);
         assert!(!a.is_empty());
     }
 

@@ -23,6 +23,7 @@ use kcon_codec::kafka_protocol::messages::{
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::NewRecord;
 use kcon_core::error_codes::is_stale_metadata_error;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target,
     TopicPartition,
@@ -30,7 +31,7 @@ use kcon_core::{
 use kcon_pool::{Clock, Metadata, TopicScope};
 use tracing::{debug, warn};
 
-use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, next_sequence};
+use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, Wakes, next_sequence};
 use crate::config::ProducerConfig;
 use crate::error::{ErrorKind, ProduceError};
 use crate::partitioner::Partitioner;
@@ -123,6 +124,7 @@ struct Idempotence {
     init: Option<RequestId>,
     /// InitProducerId attempts that failed in a row.
     failures: u32,
+    /// No InitProducerId before this (the backoff after a failed one).
     not_before: Option<Instant>,
     /// A new producer id is needed: once nothing is in flight, ask for one.
     reset_wanted: bool,
@@ -135,13 +137,56 @@ impl Idempotence {
     }
 }
 
+/// The machine's timers, one table, listed in the order of the pass that follows them
+/// (`step`: expire, refresh, initialize, send). Deadlines kept per batch (linger, backoff,
+/// `delivery.timeout.ms`, on the batch in the accumulator) and per record waiting for its
+/// topic's metadata (on the record) are as many as there are batches and records, so they stay
+/// there, and the table holds one timer per cause for the earliest of them. Every timer is
+/// armed from the state by one rule (`deadline`) at the end of every input (`rearm`), since
+/// batches and records come and go in many places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The earliest record waiting for its topic's metadata reaches `delivery.timeout.ms`.
+    RecordDeadline,
+    /// The earliest batch not in flight reaches its deadline (its first record's arrival plus
+    /// `delivery.timeout.ms`).
+    BatchDeadline,
+    /// The metadata refresh's backoff ends, while a refresh is wanted and none is out.
+    MetadataRetry,
+    /// InitProducerId's backoff ends, while a producer id is needed and none is asked for.
+    ProducerIdRetry,
+    /// The earliest head batch never sent has lingered `linger.ms`.
+    Linger,
+    /// The earliest retried head batch's backoff ends.
+    RetryBackoff,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::RecordDeadline,
+        Timer::BatchDeadline,
+        Timer::MetadataRetry,
+        Timer::ProducerIdRetry,
+        Timer::Linger,
+        Timer::RetryBackoff,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 6>;
+
+/// Mixed into the machine's seed for its partitioners' seeds (the 64-bit golden ratio, as
+/// splitmix64 steps by), so that they are not the jitter's stream.
+const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// The producer's sans-IO machine; `T` is what waits for a record's outcome (the sender task's
 /// reply channel and `buffer.memory` permit), handed back in [`Event::Answer`].
 ///
-/// Its deadlines are not in a timer table: a batch's linger, backoff and delivery deadline are
-/// kept on the batch (the accumulator), a waiting record's on the record, and the backoffs of
-/// the metadata refresh and InitProducerId beside them; [`poll_timeout`](Machine::poll_timeout)
-/// is the earliest of them after the last input.
+/// Its timers are one table ([`Timer`]); [`poll_timeout`](Machine::poll_timeout) is the
+/// table's earliest, and [`handle_timeout`](Machine::handle_timeout) fires those due before
+/// its pass.
 pub(crate) struct SenderMachine<T> {
     config: Arc<ProducerConfig>,
     /// The wall clock of the pool, for the timestamps of records that have none.
@@ -149,6 +194,9 @@ pub(crate) struct SenderMachine<T> {
     backoff: ExponentialBackoff,
     /// The backoff's jitter.
     rng: fastrand::Rng,
+    /// The seeds of the topics' partitioners (`murmur2_random`), a second stream of the
+    /// machine's seed: a seed spreads null-keyed records the same way every time.
+    partitioner_seeds: fastrand::Rng,
     acc: Accumulator<Pending<T>>,
     topics: BTreeMap<String, TopicState<T>>,
     metadata: Arc<Metadata>,
@@ -157,6 +205,7 @@ pub(crate) struct SenderMachine<T> {
     refresh_wanted: bool,
     /// Refreshes in a row that left something unresolved: the backoff's attempt count.
     refreshes: u32,
+    /// No refresh before this (the backoff after the last).
     refresh_not_before: Option<Instant>,
     /// The leader and partitions of each Produce request out.
     in_flight_requests: HashMap<RequestId, (i32, Vec<TopicPartition>)>,
@@ -174,13 +223,14 @@ pub(crate) struct SenderMachine<T> {
     ids: RequestIds,
     requests: VecDeque<Outgoing<Request, Target>>,
     events: VecDeque<Event<T>>,
+    timers: Timers,
     /// The last input's `now`: only deadlines after it are timeouts.
     now: Instant,
 }
 
 impl<T> SenderMachine<T> {
     /// A machine partitioning by `metadata` (the pool's, as it is now), reading timestamps off
-    /// `clock`, its jitter from `seed`.
+    /// `clock`, its jitter and its random partitions from `seed`.
     pub(crate) fn new(
         config: Arc<ProducerConfig>,
         metadata: Arc<Metadata>,
@@ -194,9 +244,11 @@ impl<T> SenderMachine<T> {
             max_bytes: config.batch_size,
             linger: config.linger,
         };
-        SenderMachine {
+        let mut machine = SenderMachine {
             backoff: config.pool.retry_backoff_policy(),
             rng: fastrand::Rng::with_seed(seed),
+            // Apart from the jitter's stream, so that drawing one does not move the other.
+            partitioner_seeds: fastrand::Rng::with_seed(seed ^ PARTITIONER_STREAM),
             acc: Accumulator::new(limits, config.compression),
             topics: BTreeMap::new(),
             metadata,
@@ -219,8 +271,11 @@ impl<T> SenderMachine<T> {
             ids: RequestIds::default(),
             requests: VecDeque::new(),
             events: VecDeque::new(),
+            timers: Timers::new(),
             now,
-        }
+        };
+        machine.rearm();
+        machine
     }
 
     /// Queues a record.
@@ -293,30 +348,68 @@ impl<T> SenderMachine<T> {
             self.refreshes = 0;
         }
         self.answer_flushes();
+        self.rearm();
     }
 
-    /// When the machine must look again without an input: a linger, backoff or deadline ends.
-    /// Only instants after `now` count: whatever was due by `now` was done in this pass, or
-    /// waits for an input (a leader, a producer id, a free request slot), so a past instant
-    /// would only make its driver spin.
-    fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let mut candidates: Vec<Instant> = Vec::new();
-        candidates.extend(self.acc.next_wake(now));
-        for t in self.topics.values() {
-            if let Some((_, first)) = t.waiting.front() {
-                candidates.push(first.received + self.config.delivery_timeout);
+    /// When `timer` fires, as the state says after the last input's pass: the one rule of each
+    /// timer. Only instants after that input's `now` count: whatever was due by then was done
+    /// in its pass, or waits for an input (a leader, a producer id, a free request slot), so a
+    /// past instant would only make the driver spin.
+    fn deadline(&self, timer: Timer, wakes: &Wakes) -> Option<Instant> {
+        let now = self.now;
+        let after = |at: Option<Instant>| at.filter(|&at| at > now);
+        match timer {
+            Timer::RecordDeadline => self
+                .topics
+                .values()
+                .filter_map(|t| t.waiting.front())
+                .map(|(_, first)| first.received + self.config.delivery_timeout)
+                .filter(|&at| at > now)
+                .min(),
+            // The accumulator's wakes are after `now` already.
+            Timer::BatchDeadline => wakes.deadline,
+            Timer::Linger => wakes.linger,
+            Timer::RetryBackoff => wakes.backoff,
+            Timer::MetadataRetry => after(
+                self.refresh_not_before
+                    .filter(|_| self.refresh_wanted && self.refresh.is_none()),
+            ),
+            Timer::ProducerIdRetry => after(
+                self.idempotence
+                    .as_ref()
+                    .filter(|i| i.init.is_none() && (i.producer.is_none() || i.reset_wanted))
+                    .and_then(|i| i.not_before),
+            ),
+        }
+    }
+
+    /// The timer table as the state says it should be.
+    fn armed_timers(&self) -> Timers {
+        let wakes = self.acc.wakes(self.now);
+        Timers::from_deadlines(|timer| self.deadline(timer, &wakes))
+    }
+
+    /// Arms every timer from the state, at the end of every pass.
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
+    }
+
+    /// `timer` fired, before the pass that follows it.
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            // The backoff is over: the refresh goes in this pass if it is still wanted, and
+            // the backoff is not left behind in the past.
+            Timer::MetadataRetry => self.refresh_not_before = None,
+            // The same for InitProducerId.
+            Timer::ProducerIdRetry => {
+                if let Some(i) = &mut self.idempotence {
+                    i.not_before = None;
+                }
             }
+            // Every pass fails what expired and sends what is ready, whatever its input (an
+            // answer may come after a deadline): these only wake the machine for that pass.
+            Timer::RecordDeadline | Timer::BatchDeadline | Timer::Linger | Timer::RetryBackoff => {}
         }
-        if self.refresh_wanted && self.refresh.is_none() {
-            candidates.extend(self.refresh_not_before);
-        }
-        if let Some(i) = &self.idempotence
-            && i.init.is_none()
-            && (i.producer.is_none() || i.reset_wanted)
-        {
-            candidates.extend(i.not_before);
-        }
-        candidates.into_iter().filter(|&t| t > now).min()
     }
 
     fn fail_everything_waiting(&mut self, error: &ProduceError) {
@@ -374,6 +467,7 @@ impl<T> SenderMachine<T> {
     fn place_waiting(&mut self, now: Instant) {
         let metadata = self.metadata.clone();
         let kind = self.config.partitioner;
+        let seeds = &mut self.partitioner_seeds;
         let timeout = self.config.delivery_timeout;
         let mut wanted = false;
         for (name, t) in self.topics.iter_mut() {
@@ -413,7 +507,7 @@ impl<T> SenderMachine<T> {
             };
             let partitioner = t
                 .partitioner
-                .get_or_insert_with(|| Partitioner::new(kind, count));
+                .get_or_insert_with(|| Partitioner::with_seed(kind, count, seeds.u64(..)));
             if partitioner.partitions() != count {
                 partitioner.resize(count);
             }
@@ -968,7 +1062,12 @@ impl<T> Machine for SenderMachine<T> {
         self.step(now);
     }
 
+    /// Fires the timers due at `now`, then makes a pass.
     fn handle_timeout(&mut self, now: Instant) {
+        let timers = self.timers;
+        for timer in timers.expired(now) {
+            self.on_timer(timer);
+        }
         self.step(now);
     }
 
@@ -980,8 +1079,14 @@ impl<T> Machine for SenderMachine<T> {
         self.events.pop_front()
     }
 
+    /// The table's earliest timer: a linger, backoff or deadline ends.
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next_wake(self.now)
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        self.timers.next()
     }
 }
 

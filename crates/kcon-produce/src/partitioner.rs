@@ -15,7 +15,9 @@ pub enum PartitionerKind {
     #[default]
     Murmur2RoundRobin,
     /// `murmur2_random`: null-keyed records go to a random partition (librdkafka's
-    /// `murmur2_random`, its Java-compatible partitioner).
+    /// `murmur2_random`, its Java-compatible partitioner), drawn from a small generator seeded
+    /// once: a producer seeds each topic's from its own seed, so a given seed spreads the
+    /// records the same way every time.
     Murmur2Random,
 }
 
@@ -39,15 +41,26 @@ pub struct Partitioner {
     kind: PartitionerKind,
     partitions: i32,
     next: i32,
+    /// The random partitions of `murmur2_random`, from the seed it was made with.
+    rng: fastrand::Rng,
 }
 
 impl Partitioner {
-    /// For a topic of `partitions` partitions (at least one is assumed).
+    /// For a topic of `partitions` partitions (at least one is assumed); `murmur2_random`'s
+    /// generator is seeded from fastrand's thread-local one (seeded from the clock and the
+    /// thread).
     pub fn new(kind: PartitionerKind, partitions: i32) -> Partitioner {
+        Partitioner::with_seed(kind, partitions, fastrand::u64(..))
+    }
+
+    /// The same, with `murmur2_random`'s generator seeded from `seed`: the same seed picks the
+    /// same partitions in the same order.
+    pub(crate) fn with_seed(kind: PartitionerKind, partitions: i32, seed: u64) -> Partitioner {
         Partitioner {
             kind,
             partitions: partitions.max(1),
             next: 0,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -73,7 +86,7 @@ impl Partitioner {
                 self.next = (self.next + 1) % self.partitions;
                 p
             }
-            (None, PartitionerKind::Murmur2Random) => fastrand::i32(0..self.partitions),
+            (None, PartitionerKind::Murmur2Random) => self.rng.i32(0..self.partitions),
         }
     }
 }
@@ -171,6 +184,19 @@ mod tests {
             p.partition(Some(b"foobar")),
             partition_for_key(b"foobar", 3)
         );
+    }
+
+    #[test]
+    fn a_seed_picks_the_same_random_partitions_and_covers_every_one() {
+        let picks = |seed| {
+            let mut p = Partitioner::with_seed(PartitionerKind::Murmur2Random, 5, seed);
+            (0..200).map(|_| p.partition(None)).collect::<Vec<i32>>()
+        };
+        let first = picks(42);
+        assert_eq!(first, picks(42));
+        assert_ne!(first, picks(43), "another seed, another sequence");
+        let covered: std::collections::BTreeSet<i32> = first.iter().copied().collect();
+        assert_eq!(covered, (0..5).collect());
     }
 
     #[test]

@@ -38,6 +38,11 @@ fn config(properties: &[(&str, &str)]) -> Arc<ProducerConfig> {
 
 /// Broker 1 leads the one partition of topic `t`.
 fn metadata() -> Arc<Metadata> {
+    metadata_of(1)
+}
+
+/// Broker 1 leads every partition of topic `t`, which has `partitions`.
+fn metadata_of(partitions: i32) -> Arc<Metadata> {
     let answer = MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
@@ -48,12 +53,16 @@ fn metadata() -> Arc<Metadata> {
         .with_topics(vec![
             MetadataResponseTopic::default()
                 .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
-                .with_partitions(vec![
-                    MetadataResponsePartition::default()
-                        .with_partition_index(0)
-                        .with_leader_id(BrokerId(1))
-                        .with_leader_epoch(0),
-                ]),
+                .with_partitions(
+                    (0..partitions)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(1))
+                                .with_leader_epoch(0)
+                        })
+                        .collect(),
+                ),
         ]);
     Arc::new(Metadata::from_answer(&answer))
 }
@@ -226,4 +235,112 @@ fn a_record_whose_topic_never_shows_up_times_out() {
     // The flush was waiting for it.
     assert!(matches!(m.poll_event(), Some(Event::Flushed(f)) if f == flush));
     assert_eq!(stats.records_failed.load(Ordering::Relaxed), 1);
+}
+
+/// The one request out, which must be an InitProducerId.
+fn init_request(m: &mut SenderMachine<u32>, now: Instant) -> RequestId {
+    let out = m.poll_request(now).expect("an InitProducerId request");
+    assert!(
+        matches!(out.request, Request::InitProducerId(_)),
+        "not an InitProducerId request: {:?}",
+        out.request
+    );
+    assert!(m.poll_request(now).is_none());
+    out.id
+}
+
+#[test]
+fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("linger.ms", "0"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+        ("enable.idempotence", "true"),
+    ]);
+    let (mut m, _) = machine(config, metadata(), t0);
+    m.record(t0, incoming(1, t0));
+    // The first record asks for a producer id; nothing is sent before it comes.
+    let first = init_request(&mut m, t0);
+    let loading = InitProducerIdResponse::default().with_error_code(
+        kcon_codec::kafka_protocol::ResponseError::CoordinatorLoadInProgress.code(),
+    );
+    m.handle_response(t0, first, Ok(Response::InitProducerId(Ok(loading))));
+    assert!(m.poll_request(t0).is_none());
+    // The backoff: retry.backoff.ms ± 20 %, and nothing before it.
+    let again = m.poll_timeout().expect("the backoff");
+    assert!(again >= t0 + Duration::from_millis(80), "{again:?}");
+    assert!(again <= t0 + Duration::from_millis(120), "{again:?}");
+    m.handle_timeout(again - Duration::from_millis(1));
+    assert!(m.poll_request(again).is_none());
+
+    m.handle_timeout(again);
+    let second = init_request(&mut m, again);
+    let id = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(5))
+        .with_producer_epoch(0);
+    m.handle_response(again, second, Ok(Response::InitProducerId(Ok(id))));
+    // The batch goes under the new id.
+    let (_, bytes) = produce_request(&mut m, again);
+    // Producer id at byte 43 of a magic-2 batch header.
+    assert_eq!(i64::from_be_bytes(bytes[43..51].try_into().unwrap()), 5);
+}
+
+/// Answers every Produce request out, and those its answers let go, with every partition it
+/// carries written; the partition each waiter's record went to.
+fn deliver_everything(m: &mut SenderMachine<u32>, now: Instant) -> BTreeMap<u32, i32> {
+    while let Some(out) = m.poll_request(now) {
+        let Request::Produce(request) = out.request else {
+            panic!("not a Produce request: {:?}", out.request);
+        };
+        let topics = request.topic_data.iter().map(|t| {
+            let partitions = t.partition_data.iter().map(|p| {
+                PartitionProduceResponse::default()
+                    .with_index(p.index)
+                    .with_base_offset(0)
+                    .with_log_append_time_ms(-1)
+            });
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(partitions.collect())
+        });
+        let answer = ProduceResponse::default().with_responses(topics.collect());
+        m.handle_response(now, out.id, Ok(Response::Produce(Ok(answer))));
+    }
+    let mut partitions = BTreeMap::new();
+    while let Some(event) = m.poll_event() {
+        match event {
+            Event::Answer {
+                waiter,
+                result: Ok(delivered),
+            } => partitions.insert(waiter, delivered.partition),
+            other => panic!("not a delivery: {other:?}"),
+        };
+    }
+    partitions
+}
+
+#[test]
+fn a_seed_spreads_null_keyed_records_the_same_way_every_time() {
+    let t0 = Instant::now();
+    let spread = |seed| {
+        let config = config(&[
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "0"),
+            ("enable.idempotence", "false"),
+        ]);
+        let stats = Arc::new(Counters::default());
+        let mut m = SenderMachine::new(config, metadata_of(4), Arc::new(Fixed), stats, seed, t0);
+        for waiter in 0..40 {
+            m.record(t0, incoming(waiter, t0));
+        }
+        let partitions = deliver_everything(&mut m, t0);
+        assert_eq!(partitions.len(), 40, "every record delivered");
+        partitions
+    };
+    let first = spread(9);
+    assert_eq!(first, spread(9));
+    assert_ne!(first, spread(10), "another seed, another spread");
+    let used: BTreeSet<i32> = first.values().copied().collect();
+    assert_eq!(used, (0..4).collect());
 }

@@ -12,7 +12,8 @@
 //!   dead-letter topic (the producer), answered with a [`Done`]. At most one is out at a time;
 //! - events ([`Event`]), carried out in order: store, pause, resume, what the hooks hear, and
 //!   [`Event::Stop`] (an error that ends the driver's run);
-//! - timers: the retries' ([`poll_timeout`](Machine::poll_timeout), fired by
+//! - timers: one table ([`Timer`]), whose one timer is the earliest retry due
+//!   ([`poll_timeout`](Machine::poll_timeout), fired by
 //!   [`handle_timeout`](Machine::handle_timeout));
 //! - its own commands: [`records`](PolicyMachine::records) (a fetched batch of one partition),
 //!   [`leaving`](PolicyMachine::leaving) (partitions revoked or lost: their records go, the
@@ -32,6 +33,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -132,6 +134,25 @@ pub(crate) enum Stop {
     },
 }
 
+/// The machine's timers, one table. A retry is due per partition waiting (its lane's
+/// `retry_at`), and partitions come and go with the assignment, so those deadlines stay in
+/// their lanes and the table holds one timer, the earliest of them, armed from the lanes at the
+/// end of every input (`rearm`). The breaker counts outcomes, not time: it has no timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The earliest retry of a partition's head record is due.
+    Retry,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[Timer::Retry];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 1>;
+
 /// One partition's records waiting to be processed, and its head's retry state.
 #[derive(Debug, Default)]
 struct Lane {
@@ -140,7 +161,7 @@ struct Lane {
     failures: u32,
     /// When the head record first failed.
     first_failure: Option<Instant>,
-    /// The head record waits for a retry until then.
+    /// The head record waits for a retry until then (the [`Timer::Retry`] of the earliest).
     retry_at: Option<Instant>,
     /// The head record failed for good and goes to the dead-letter topic.
     dead_letter: Option<(FailureInfo, u32)>,
@@ -179,6 +200,7 @@ pub(crate) struct PolicyMachine {
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
     lanes: BTreeMap<TopicPartition, Lane>,
+    timers: Timers,
     /// The work out with the driver (a `Process` or `DeadLetter`) and its partition.
     in_flight: Option<(RequestId, TopicPartition)>,
     breaker: Breaker,
@@ -204,6 +226,7 @@ impl PolicyMachine {
             backoff: config.backoff(),
             rng: fastrand::Rng::with_seed(seed),
             lanes: BTreeMap::new(),
+            timers: Timers::new(),
             in_flight: None,
             breaker: Breaker::new(
                 config.breaker_window,
@@ -445,8 +468,11 @@ impl PolicyMachine {
     }
 
     /// Hands the driver the next record to process or dead-letter, if nothing is out, nothing
-    /// stops the machine and a partition has one ready.
+    /// stops the machine and a partition has one ready. Every input that changes the machine
+    /// ends here, so the timers are armed here too, from the lanes (handing work out moves no
+    /// retry).
     fn pump(&mut self, _now: Instant) {
+        self.rearm();
         if self.in_flight.is_some() || self.stopped || self.open {
             return;
         }
@@ -471,6 +497,41 @@ impl PolicyMachine {
         let id = self.ids.next_id();
         self.in_flight = Some((id, tp.clone()));
         self.requests.push_back((id, work));
+    }
+
+    /// When `timer` fires, as the lanes say: the earliest retry, whether or not the machine
+    /// may hand work out (a retry coming due while the breaker is open or the run stopped
+    /// wakes the driver all the same, as it always has).
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::Retry => self.lanes.values().filter_map(|l| l.retry_at).min(),
+        }
+    }
+
+    /// The timer table as the lanes say it should be.
+    fn armed_timers(&self) -> Timers {
+        Timers::from_deadlines(|timer| self.deadline(timer))
+    }
+
+    /// Arms the timers from the lanes: a retry is set, cleared, or dropped with its partition
+    /// in several places, and the rule is written once, in `deadline`.
+    fn rearm(&mut self) {
+        self.timers = self.armed_timers();
+    }
+
+    /// `timer` fired at `now`.
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            // Every retry due, not only the earliest, becomes ready: the head records of their
+            // partitions are handed out again in turn.
+            Timer::Retry => {
+                for lane in self.lanes.values_mut() {
+                    if lane.retry_at.is_some_and(|at| at <= now) {
+                        lane.retry_at = None;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -517,12 +578,11 @@ impl Machine for PolicyMachine {
         }
     }
 
-    /// Time passed: retries that are due become ready.
+    /// Time passed: the timers due fire (retries that are due become ready).
     fn handle_timeout(&mut self, now: Instant) {
-        for lane in self.lanes.values_mut() {
-            if lane.retry_at.is_some_and(|at| at <= now) {
-                lane.retry_at = None;
-            }
+        let timers = self.timers;
+        for timer in timers.expired(now) {
+            self.on_timer(timer, now);
         }
         self.pump(now);
     }
@@ -541,9 +601,14 @@ impl Machine for PolicyMachine {
         self.events.pop_front()
     }
 
-    /// When the next retry is due.
+    /// When the next retry is due: the table's one timer.
     fn poll_timeout(&self) -> Option<Instant> {
-        self.lanes.values().filter_map(|l| l.retry_at).min()
+        debug_assert_eq!(
+            self.timers,
+            self.armed_timers(),
+            "every input rearms the timers"
+        );
+        self.timers.next()
     }
 }
 

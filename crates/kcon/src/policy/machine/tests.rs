@@ -557,6 +557,52 @@ fn scattered_failures_do_not_open_the_breaker() {
 }
 
 #[test]
+fn retries_of_two_partitions_come_due_each_at_its_own_time() {
+    let mut s = Sim::new(&[
+        ("errors.retry.backoff.ms", "100"),
+        ("errors.retry.delay.max.ms", "1000"),
+    ]);
+    s.feed(A, 0..1);
+    s.answer(retriable());
+    s.advance(Duration::from_millis(50));
+    s.feed(B, 10..11);
+    s.answer(retriable());
+    // A's retry (80-120 ms after it failed) comes before B's (80-120 ms after 50 ms).
+    let a_due = s.m().poll_timeout().expect("A's retry");
+    s.wait_for_retry();
+    assert_eq!(s.out(), Some((A, 0, 2)));
+    s.answer(Outcome::Done);
+    assert!(s.is_paused(B), "B's retry is not due yet");
+    let b_due = s.m().poll_timeout().expect("B's retry");
+    assert!(b_due > a_due, "{b_due:?} after {a_due:?}");
+    s.wait_for_retry();
+    assert_eq!(s.out(), Some((B, 10, 2)));
+    s.answer(Outcome::Done);
+    assert_eq!((s.stored(A), s.stored(B)), (Some(0), Some(10)));
+    assert_eq!(s.m().poll_timeout(), None);
+}
+
+#[test]
+fn a_wake_up_past_several_retries_hands_each_out_in_turn() {
+    let mut s = Sim::new(&[
+        ("errors.retry.backoff.ms", "100"),
+        ("errors.retry.delay.max.ms", "1000"),
+    ]);
+    s.feed(A, 0..1);
+    s.answer(retriable());
+    s.feed(B, 10..11);
+    s.answer(retriable());
+    // One timeout, well past both: both retries are due, and go out one at a time.
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.out(), Some((A, 0, 2)));
+    s.answer(Outcome::Done);
+    assert_eq!(s.out(), Some((B, 10, 2)));
+    s.answer(Outcome::Done);
+    assert_eq!((s.stored(A), s.stored(B)), (Some(0), Some(10)));
+    assert_eq!(s.m().poll_timeout(), None);
+}
+
+#[test]
 fn a_partition_leaving_drops_its_records_its_retry_and_its_answer() {
     let mut s = Sim::new(&[]);
     s.feed(A, 0..3);
