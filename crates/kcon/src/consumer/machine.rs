@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -935,6 +936,13 @@ impl ConsumerMachine {
 
     // ----- timers -----
 
+    /// The timer table as the machine's state says it is: every deadline is kept where its
+    /// state lives (the last sign of life, the publish put off, the pattern's refresh), so the
+    /// table is derived from them, never stored beside them to drift.
+    fn timers(&self) -> Timers {
+        Timers::from_deadlines(|timer| self.timer(timer))
+    }
+
     /// When `timer` is due, if armed.
     fn timer(&self, timer: Timer) -> Option<Instant> {
         match timer {
@@ -1293,22 +1301,20 @@ impl Machine for ConsumerMachine {
         if self.is_busy() {
             return;
         }
-        let due = |m: &Self, t| m.timer(t).is_some_and(|at| at <= now);
-        if due(self, Timer::Liveness) {
-            self.alive(now);
-        }
-        if due(self, Timer::Publish) {
-            self.publish(now, false);
-        }
-        if due(self, Timer::MetadataLook) {
-            // The driver looks at the pool's snapshot before it waits again.
-            self.metadata_look = Some(now + METADATA_LOOK);
-        }
-        if due(self, Timer::PatternRefresh)
-            && let Subscription::Pattern(p) = &mut self.subscription
-        {
-            p.refreshing(now);
-            self.push_step(StepKind::Topics, Step::AllTopics);
+        let timers = self.timers();
+        for timer in timers.expired(now) {
+            match timer {
+                Timer::Liveness => self.alive(now),
+                Timer::Publish => self.publish(now, false),
+                // The driver looks at the pool's snapshot before it waits again.
+                Timer::MetadataLook => self.metadata_look = Some(now + METADATA_LOOK),
+                Timer::PatternRefresh => {
+                    if let Subscription::Pattern(p) = &mut self.subscription {
+                        p.refreshing(now);
+                        self.push_step(StepKind::Topics, Step::AllTopics);
+                    }
+                }
+            }
         }
     }
 
@@ -1333,11 +1339,12 @@ impl Machine for ConsumerMachine {
         if self.is_busy() {
             return None;
         }
-        Timer::ALL.into_iter().filter_map(|t| self.timer(t)).min()
+        self.timers().next()
     }
 }
 
-/// The machine's timers, one table: [`Machine::poll_timeout`] is their minimum. They run only
+/// The machine's timers, one table ([`Timers`], derived from the machine's state by
+/// [`ConsumerMachine::timer`]): [`Machine::poll_timeout`] is its earliest. They run only
 /// while the driver runs: a consumer has no task of its own, so inside a receiving call (and
 /// the member hears of the application only while it is in one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1354,11 +1361,16 @@ enum Timer {
     PatternRefresh,
 }
 
-impl Timer {
-    const ALL: [Timer; 4] = [
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
         Timer::Liveness,
         Timer::Publish,
         Timer::MetadataLook,
         Timer::PatternRefresh,
     ];
+    fn index(self) -> usize {
+        self as usize
+    }
 }
+
+type Timers = TimerTable<Timer, 4>;
