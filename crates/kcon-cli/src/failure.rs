@@ -42,14 +42,17 @@ impl Failure {
         if self.usage { EXIT_USAGE } else { EXIT_RUNTIME }
     }
 
-    /// A consumer error: configuration errors are the user's (they name the property), the
-    /// rest are runtime failures, worded for someone who did not write the code.
+    /// A consumer error, by its cause: configuration errors are the user's (they name the
+    /// property), the rest are runtime failures, worded for someone who did not write the code.
+    /// A processor's failed dead-letter write says in its own words which record it stopped at,
+    /// whatever made the write fail.
     pub(crate) fn from_consumer(e: kcon::Error) -> Failure {
-        use kcon::ErrorKind;
-        match e.kind() {
-            ErrorKind::Config => Failure::usage(format!("bad configuration: {e}")),
-            ErrorKind::Transport => Failure::runtime(format!("cannot reach the brokers: {e}")),
-            ErrorKind::Authentication => Failure::runtime(format!("authentication failed: {e}")),
+        use kcon::{Cause, ErrorKind};
+        let cause = (e.kind() != ErrorKind::DeadLetter).then(|| e.cause());
+        match cause {
+            Some(Cause::Config) => Failure::usage(format!("bad configuration: {e}")),
+            Some(Cause::Transport) => Failure::runtime(format!("cannot reach the brokers: {e}")),
+            Some(Cause::Authentication) => Failure::runtime(format!("authentication failed: {e}")),
             _ => match e.code() {
                 Some(code) => Failure::runtime(format!("{e} [{}]", error_name(code))),
                 None => Failure::runtime(e.to_string()),
@@ -119,5 +122,30 @@ mod tests {
     fn configuration_errors_exit_2_and_the_rest_1() {
         assert_eq!(Failure::usage("x").exit_code(), 2);
         assert_eq!(Failure::runtime("x").exit_code(), 1);
+    }
+
+    #[test]
+    fn a_consumer_error_is_worded_and_exits_by_its_cause() {
+        let bad = kcon::Error::from(kcon::property::ConfigError::invalid(
+            "session.timeout.ms",
+            "soon",
+            "milliseconds",
+        ));
+        let failure = Failure::from_consumer(bad.clone());
+        assert_eq!(failure.exit_code(), EXIT_USAGE);
+        assert_eq!(failure.to_string(), format!("bad configuration: {bad}"));
+
+        let unreachable = kcon::Error::from(PoolError::UnknownBroker { id: 3 });
+        let failure = Failure::from_consumer(unreachable.clone());
+        assert_eq!(failure.exit_code(), EXIT_RUNTIME);
+        assert_eq!(
+            failure.to_string(),
+            format!("cannot reach the brokers: {unreachable}")
+        );
+
+        let stopped = kcon::Error::from(PoolError::Stopped);
+        let failure = Failure::from_consumer(stopped.clone());
+        assert_eq!(failure.exit_code(), EXIT_RUNTIME);
+        assert_eq!(failure.to_string(), stopped.to_string());
     }
 }

@@ -252,8 +252,8 @@ fn producer(args: &ProduceArgs, pool: kcon_admin::Pool) -> Result<Producer, Fail
     for (name, value) in producer_properties(args) {
         builder = builder.set(name, value);
     }
-    builder.build().map_err(|e| match e.kind() {
-        kcon_produce::ErrorKind::Config => Failure::usage(e.to_string()),
+    builder.build().map_err(|e| match e.cause() {
+        kcon_produce::Cause::Config => Failure::usage(e.to_string()),
         _ => Failure::runtime(e.to_string()),
     })
 }

@@ -1,4 +1,4 @@
-//! The one error type of the producer: who caused it, and whether trying again could help.
+//! The one error type of the producer: what caused it, and what the application does next.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +7,9 @@ use std::time::Duration;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_core::{ConfigError, TopicPartition};
 
-/// Who caused a [`ProduceError`].
+/// The specific condition of a [`ProduceError`]: [`ProduceError::kind`]. Each answers both of
+/// the error's questions, [`ProduceError::cause`] and [`ProduceError::outcome`] (see
+/// [`ProduceError`] for which answers each kind gives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -40,15 +42,98 @@ pub enum ErrorKind {
     Misuse,
 }
 
+/// Whose doing a [`ProduceError`] was: [`ProduceError::cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The configuration: a property is unknown, has a bad value, or conflicts with another
+    /// ([`ProduceError::property`] names it).
+    Config,
+    /// The producer asked the connection pool for something it cannot do: a defect of the
+    /// producer's.
+    Misuse,
+    /// A broker's answer: an error code ([`ProduceError::code`]) for the batch or the producer
+    /// id.
+    Broker,
+    /// The network, a connection, TLS, or a request timeout.
+    Transport,
+    /// SASL authentication.
+    Authentication,
+    /// A broker that does not offer an API or version the producer needs.
+    Unsupported,
+    /// A broker sent an answer that is not a valid one.
+    Corrupt,
+    /// The record itself: larger than `max.request.size` or `buffer.memory`, for a partition
+    /// the topic does not have, or in a batch that does not encode.
+    Record,
+    /// The producer was closed, or its task is gone (the runtime is shutting down).
+    Closed,
+}
+
+/// What the application does next about a [`ProduceError`]: [`ProduceError::outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Send again: the same record can be delivered later without changing anything (a lost
+    /// connection, a leader moving, `delivery.timeout.ms` passing while the brokers were
+    /// away). [`ProduceError::is_retriable`].
+    Retry,
+    /// Change something first: the configuration, the record, the credentials or ACLs, or the
+    /// broker. As things are, sending the same record fails again.
+    Fix,
+    /// Close the producer: it cannot send anything more, and every later send fails the same
+    /// way.
+    Close,
+    /// Nothing: the producer is closed.
+    Closed,
+}
+
+impl ErrorKind {
+    /// The cause and the outcome of an error of this kind that is not retriable, unless its
+    /// constructor knows better (a timeout's cause is its last failure's).
+    fn defaults(self) -> (Cause, Outcome) {
+        match self {
+            ErrorKind::Config => (Cause::Config, Outcome::Fix),
+            ErrorKind::Broker => (Cause::Broker, Outcome::Fix),
+            ErrorKind::Transport => (Cause::Transport, Outcome::Fix),
+            ErrorKind::Authentication => (Cause::Authentication, Outcome::Fix),
+            ErrorKind::Corrupt => (Cause::Corrupt, Outcome::Fix),
+            ErrorKind::Unsupported => (Cause::Unsupported, Outcome::Fix),
+            ErrorKind::TimedOut => (Cause::Transport, Outcome::Retry),
+            ErrorKind::InvalidRecord => (Cause::Record, Outcome::Fix),
+            ErrorKind::Closed => (Cause::Closed, Outcome::Closed),
+            ErrorKind::Misuse => (Cause::Misuse, Outcome::Fix),
+        }
+    }
+}
+
 /// Why a record was not delivered (or the producer could not be built).
 ///
-/// [`kind`](ProduceError::kind) says who caused it, [`is_retriable`](ProduceError::is_retriable)
-/// whether sending the same record again later could succeed, and
-/// [`code`](ProduceError::code) / [`error`](ProduceError::error) the broker's error by name.
+/// Every error answers two questions: [`cause`](ProduceError::cause), whose doing it was
+/// ([`Cause`]), and [`outcome`](ProduceError::outcome), what the application does next
+/// ([`Outcome`]). [`kind`](ProduceError::kind) names the specific condition ([`ErrorKind`]),
+/// which answers both at once; [`code`](ProduceError::code) / [`error`](ProduceError::error)
+/// are the broker's error by name.
+///
+/// | [`kind`](ProduceError::kind) | [`cause`](ProduceError::cause) | [`outcome`](ProduceError::outcome) |
+/// |---|---|---|
+/// | `Config` | `Config` | `Fix` |
+/// | `Broker` | `Broker` | `Retry` when the code is retriable, else `Fix` |
+/// | `Transport` | `Transport` | `Retry` (a lost connection), `Fix` (a certificate TLS refuses) |
+/// | `Authentication` | `Authentication` | `Fix` |
+/// | `Corrupt` | `Corrupt` | `Fix` |
+/// | `Unsupported` | `Unsupported` | `Fix` |
+/// | `TimedOut` | the last failure's: `Broker` when it had a code, else `Transport` | `Retry` |
+/// | `InvalidRecord` | `Record` | `Fix` |
+/// | `Closed` | `Closed` | `Closed` |
+/// | `Misuse` | `Misuse` | `Fix` |
+///
+/// [`is_retriable`](ProduceError::is_retriable) is `outcome() == Outcome::Retry`.
 #[derive(Debug, Clone)]
 pub struct ProduceError {
     kind: ErrorKind,
-    retriable: bool,
+    cause: Cause,
+    outcome: Outcome,
     code: Option<i16>,
     property: Option<String>,
     partition: Option<TopicPartition>,
@@ -57,14 +142,26 @@ pub struct ProduceError {
 }
 
 impl ProduceError {
-    /// Who caused it.
+    /// The specific condition, answering both [`cause`](ProduceError::cause) and
+    /// [`outcome`](ProduceError::outcome).
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
-    /// Whether sending the same record again later could succeed without changing anything.
+    /// Whose doing it was.
+    pub fn cause(&self) -> Cause {
+        self.cause
+    }
+
+    /// What the application does next.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Whether sending the same record again later could succeed without changing anything:
+    /// [`outcome`](ProduceError::outcome) is [`Outcome::Retry`].
     pub fn is_retriable(&self) -> bool {
-        self.retriable
+        self.outcome == Outcome::Retry
     }
 
     /// The broker's error code, when a broker refused (for [`ErrorKind::TimedOut`], the last
@@ -88,10 +185,14 @@ impl ProduceError {
         self.partition.as_ref()
     }
 
+    /// An error of `kind` with the kind's cause; its outcome [`Outcome::Retry`] when
+    /// `retriable`, else the kind's.
     pub(crate) fn new(kind: ErrorKind, retriable: bool, message: impl Into<String>) -> Self {
+        let (cause, outcome) = kind.defaults();
         ProduceError {
             kind,
-            retriable,
+            cause,
+            outcome: if retriable { Outcome::Retry } else { outcome },
             code: None,
             property: None,
             partition: None,
@@ -131,38 +232,39 @@ impl ProduceError {
 
     /// A request the pool could not get answered.
     pub(crate) fn pool(e: kcon_pool::Error, what: &str) -> Self {
-        use kcon_pool::{Cause, Error as P};
-        let kind = match e.cause() {
-            Cause::Transport => ErrorKind::Transport,
-            Cause::Corrupt => ErrorKind::Corrupt,
-            Cause::Unsupported => ErrorKind::Unsupported,
-            Cause::Broker => ErrorKind::Broker,
-            Cause::Authentication => ErrorKind::Authentication,
-            Cause::Misuse => ErrorKind::Misuse,
-            Cause::Config => ErrorKind::Config,
+        use kcon_pool::{Cause as P, Error as E};
+        let (kind, cause) = match e.cause() {
+            P::Transport => (ErrorKind::Transport, Cause::Transport),
+            P::Corrupt => (ErrorKind::Corrupt, Cause::Corrupt),
+            P::Unsupported => (ErrorKind::Unsupported, Cause::Unsupported),
+            P::Broker => (ErrorKind::Broker, Cause::Broker),
+            P::Authentication => (ErrorKind::Authentication, Cause::Authentication),
+            P::Misuse => (ErrorKind::Misuse, Cause::Misuse),
+            P::Config => (ErrorKind::Config, Cause::Config),
             // The runtime is shutting down: the producer's task is gone with it.
-            Cause::Stopped => ErrorKind::Closed,
+            P::Stopped => (ErrorKind::Closed, Cause::Closed),
         };
         let code = match &e {
-            P::Broker { error_code, .. } => Some(*error_code),
+            E::Broker { error_code, .. } => Some(*error_code),
             _ => None,
         };
         let property = match &e {
-            P::Config(c) => Some(c.property().to_owned()),
+            E::Config(c) => Some(c.property().to_owned()),
             _ => None,
         };
+        let base = ProduceError::new(kind, e.is_retriable(), format!("{what}: {e}"));
         ProduceError {
-            kind,
-            retriable: e.is_retriable(),
+            cause,
             code,
             property,
-            partition: None,
-            message: format!("{what}: {e}"),
             source: Some(Arc::new(e)),
+            ..base
         }
     }
 
-    /// `last`, the failure that was being retried, after `delivery.timeout.ms` ran out.
+    /// `last`, the failure that was being retried, after `delivery.timeout.ms` ran out: the
+    /// last failure's cause (a broker's when it had a code, else the transport's), to be sent
+    /// again.
     pub(crate) fn timed_out(
         timeout: Duration,
         partition: &str,
@@ -175,8 +277,14 @@ impl ProduceError {
         if let Some(last) = last {
             message.push_str(&format!("; the last failure: {last}"));
         }
+        let code = last.and_then(|l| l.code);
         ProduceError {
-            code: last.and_then(|l| l.code),
+            cause: if code.is_some() {
+                Cause::Broker
+            } else {
+                Cause::Transport
+            },
+            code,
             source: last.map(|l| Arc::new(l.clone()) as Arc<dyn std::error::Error + Send + Sync>),
             ..ProduceError::new(ErrorKind::TimedOut, true, message)
         }
@@ -239,5 +347,135 @@ mod tests {
         assert!(t.is_retriable());
         assert!(t.to_string().contains("1500 ms"), "{t}");
         assert!(t.to_string().contains("NOT_ENOUGH_REPLICAS"), "{t}");
+    }
+
+    /// `is_retriable` says what the outcome says.
+    fn answers(e: &ProduceError) -> (ErrorKind, Cause, Outcome) {
+        assert_eq!(e.is_retriable(), e.outcome() == Outcome::Retry, "{e}");
+        (e.kind(), e.cause(), e.outcome())
+    }
+
+    #[test]
+    fn each_constructor_sets_a_cause_and_an_outcome() {
+        let tp = TopicPartition::new("t", 0);
+        let refused = ProduceError::broker(
+            ResponseError::MessageTooLarge.code(),
+            Some(tp.clone()),
+            "producing to t-0",
+            false,
+        );
+        let moved = ProduceError::broker(
+            ResponseError::NotLeaderOrFollower.code(),
+            Some(tp.clone()),
+            "producing to t-0",
+            true,
+        );
+        let cases = [
+            (
+                ProduceError::config(ConfigError::invalid("acks", "some", "all, 0, 1 or -1")),
+                (ErrorKind::Config, Cause::Config, Outcome::Fix),
+            ),
+            (
+                ProduceError::closed(),
+                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
+            ),
+            (
+                refused.clone(),
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+            (
+                moved.clone(),
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                ProduceError::new(ErrorKind::InvalidRecord, false, "too large"),
+                (ErrorKind::InvalidRecord, Cause::Record, Outcome::Fix),
+            ),
+            (
+                ProduceError::new(ErrorKind::Corrupt, false, "a partition left out"),
+                (ErrorKind::Corrupt, Cause::Corrupt, Outcome::Fix),
+            ),
+            // A request's task that ended without a result: asked again.
+            (
+                ProduceError::new(ErrorKind::Closed, true, "the task failed"),
+                (ErrorKind::Closed, Cause::Closed, Outcome::Retry),
+            ),
+            (
+                ProduceError::timed_out(Duration::from_secs(1), "t-0", Some(&moved)),
+                (ErrorKind::TimedOut, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                ProduceError::timed_out(Duration::from_secs(1), "t-0", None),
+                (ErrorKind::TimedOut, Cause::Transport, Outcome::Retry),
+            ),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(answers(&e), expected, "{e}");
+        }
+        let lost = ProduceError::pool(kcon_pool::Error::UnknownBroker { id: 2 }, "producing");
+        let timed_out = ProduceError::timed_out(Duration::from_secs(1), "t-0", Some(&lost));
+        assert_eq!(
+            answers(&timed_out),
+            (ErrorKind::TimedOut, Cause::Transport, Outcome::Retry)
+        );
+    }
+
+    #[test]
+    fn every_cause_of_a_pool_error_is_a_cause_of_its_own() {
+        use kcon_codec::kafka_protocol::messages::ApiKey;
+        let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
+        let cases = [
+            (
+                kcon_pool::Error::UnknownBroker { id: 3 },
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+            (
+                kcon_pool::Error::Unsupported {
+                    peer: peer.clone(),
+                    api_key: ApiKey::InitProducerId as i16,
+                    ours: (0, 4),
+                    theirs: None,
+                },
+                (ErrorKind::Unsupported, Cause::Unsupported, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Misuse(kcon_pool::Misuse::UnsupportedApi { api_key: 9999 }),
+                (ErrorKind::Misuse, Cause::Misuse, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
+                (ErrorKind::Config, Cause::Config, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Stopped,
+                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
+            ),
+            (
+                kcon_pool::Error::Broker {
+                    peer: peer.clone(),
+                    api_key: ApiKey::Produce as i16,
+                    error_code: ResponseError::NotEnoughReplicas.code(),
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                kcon_pool::Error::Broker {
+                    peer,
+                    api_key: ApiKey::Produce as i16,
+                    error_code: ResponseError::TopicAuthorizationFailed.code(),
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+        ];
+        for (pool, expected) in cases {
+            let shown = pool.to_string();
+            let e = ProduceError::pool(pool, "producing");
+            assert_eq!(answers(&e), expected, "{shown}");
+        }
+        let bad = ProduceError::pool(
+            kcon_pool::Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
+            "the pool",
+        );
+        assert_eq!(bad.property(), Some("sasl.mechanism"));
     }
 }

@@ -66,7 +66,7 @@ mod retry;
 mod sender;
 
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
-pub use error::{ErrorKind, ProduceError, error_name};
+pub use error::{Cause, ErrorKind, Outcome, ProduceError, error_name};
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};
 pub use record::{Delivered, ProducerRecord};

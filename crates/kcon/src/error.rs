@@ -11,19 +11,44 @@ use kcon_core::error_codes::{code, error_name};
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::{CommitError, CommittedError};
-use kcon_pool::Cause;
 
 use crate::TopicPartition;
 
-/// What went wrong, and whose doing it was.
+/// What went wrong, whose doing it was, and what the application does next.
 ///
-/// Every error of the consumer is an [`Error`]; its [`kind`](Error::kind) says who caused it,
-/// [`is_retriable`](Error::is_retriable) whether the same call can succeed later without the
-/// application changing anything, and [`code`](Error::code) / [`api`](Error::api) the broker's
-/// error code and the request it answered, when a broker refused.
+/// Every error of the consumer is an [`Error`], and answers two questions:
+/// - [`cause`](Error::cause): whose doing it was ([`Cause`]): the configuration, the call, a
+///   broker, the network, a Processor's handler, ...;
+/// - [`outcome`](Error::outcome): what the application does next ([`Outcome`]): call again,
+///   fix something, seek partitions, close the consumer, ...
+///
+/// [`kind`](Error::kind) names the specific condition ([`ErrorKind`]), which answers both at
+/// once; [`code`](Error::code) / [`api`](Error::api) are the broker's error code and the
+/// request it answered, when a broker refused, and [`partitions`](Error::partitions) the
+/// partitions the error is about.
+///
+/// | [`kind`](Error::kind) | [`cause`](Error::cause) | [`outcome`](Error::outcome) |
+/// |---|---|---|
+/// | `Config` | `Config` | `Fix` |
+/// | `Misuse` | `Misuse` | `Fix` |
+/// | `Broker` | `Broker` | `Retry` when the code is retriable, else `Fix` |
+/// | `Transport` | `Transport` | `Retry` (a lost connection, a timeout), `Fix` (a certificate TLS refuses) |
+/// | `Authentication` | `Authentication` | `Fix` |
+/// | `Unsupported` | `Unsupported` | `Fix` |
+/// | `Corrupt` | `Corrupt` | `Seek` (a partition's records), `Fix` (another answer) |
+/// | `Fatal` | `Broker` (with its code), `Corrupt` (an assignment that does not decode), `Unsupported` (a request the broker cannot take) | `Close` |
+/// | `NoOffset` | `Broker` | `Seek` |
+/// | `LogTruncation` | `Broker` | `Seek` |
+/// | `Closed` | `Closed` | `Closed` |
+/// | `RecordFailed` | `Handler` | `RunAgain` |
+/// | `DeadLetter` | the dead-letter write's (`Broker`, `Transport`, ...) | `Retry` |
+/// | `CircuitOpen` | `Handler` | `Paused` |
+///
+/// [`is_retriable`](Error::is_retriable) is `outcome() == Outcome::Retry`, and
+/// [`is_fatal`](Error::is_fatal) `outcome() == Outcome::Close`.
 ///
 /// ```
-/// use kcon::{Consumer, ErrorKind};
+/// use kcon::{Cause, Consumer, ErrorKind, Outcome};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -33,13 +58,15 @@ use crate::TopicPartition;
 ///     .build()
 ///     .unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Config);
+/// assert_eq!((err.cause(), err.outcome()), (Cause::Config, Outcome::Fix));
 /// assert_eq!(err.property(), Some("session.timeout.ms"));
 /// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
-    retriable: bool,
+    cause: Cause,
+    outcome: Outcome,
     code: Option<i16>,
     api_key: Option<i16>,
     property: Option<String>,
@@ -48,7 +75,98 @@ pub struct Error {
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
-/// Who caused an [`Error`].
+/// Whose doing an [`Error`] was: [`Error::cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The configuration: a property is unknown, has a bad value, or conflicts with another
+    /// ([`Error::property`] names it); for a dead-letter write, a record the dead-letter
+    /// producer's limits (`max.request.size`, `buffer.memory`) do not take, or a dead-letter
+    /// topic the consumer reads itself.
+    Config,
+    /// The application's call: something the consumer cannot do in its state (subscribing
+    /// without `group.id`, seeking a partition it does not own).
+    Misuse,
+    /// A broker's answer: an error code ([`Error::code`]) for a request ([`Error::api`]), an
+    /// offset out of range, no committed offset, a log truncated under the position.
+    Broker,
+    /// The network, a connection, TLS, or a timeout.
+    Transport,
+    /// SASL authentication.
+    Authentication,
+    /// A broker that does not offer an API, or no version of it that kcon speaks, that the
+    /// call needs.
+    Unsupported,
+    /// A broker sent bytes that are not a valid answer, or a record batch that does not
+    /// decode.
+    Corrupt,
+    /// A [`Processor`](crate::Processor)'s record handler: a record failed for good, or so many
+    /// did that the circuit breaker opened.
+    Handler,
+    /// The consumer was closed, or the runtime its tasks ran on is shutting down.
+    Closed,
+}
+
+/// What the application does next about an [`Error`]: [`Error::outcome`].
+///
+/// ```no_run
+/// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+/// use kcon::Outcome;
+///
+/// loop {
+///     match consumer.recv_batch().await {
+///         Ok(batch) => {
+///             // ... process, commit ...
+/// #           let _ = batch;
+///         }
+///         Err(e) => match e.outcome() {
+///             // A lost connection, a rebalance under way: call again.
+///             Outcome::Retry => continue,
+///             // No position under auto.offset.reset=none, a truncated log, corrupt records:
+///             // this application skips to the end of those partitions.
+///             Outcome::Seek => consumer.seek_to_end(e.partitions().to_vec()).await?,
+///             // Fix, Close, Closed, ...: stop (and close the consumer).
+///             _ => return Err(e),
+///         },
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Call again: the same call can succeed later without the application changing anything
+    /// (a lost connection, a rebalance under way, a retriable broker code; for a
+    /// [`Processor`](crate::Processor), a failed dead-letter write, written again when it runs
+    /// again). [`Error::is_retriable`].
+    Retry,
+    /// Change something first: the configuration, the call, the credentials or ACLs, or the
+    /// broker. As things are, the same call fails again.
+    Fix,
+    /// Seek the partitions of [`Error::partitions`]: they have no position to read from (no
+    /// committed offset or an offset out of range under `auto.offset.reset=none`, a log
+    /// truncated under the position), or a corrupt batch at it that the consumer does not
+    /// skip by itself: seeking past it is the way on. The other partitions go on.
+    Seek,
+    /// Close the consumer: it cannot go on (its group member was fenced by another instance,
+    /// is not authorized, or does not fit the group), and every later call returns the same
+    /// error. [`Error::is_fatal`].
+    Close,
+    /// Nothing: the consumer is closed.
+    Closed,
+    /// Run the [`Processor`](crate::Processor) again: it stopped at a record
+    /// ([`Error::partitions`] names its partition) and stored nothing past it; the next run
+    /// starts at that record.
+    RunAgain,
+    /// Close the [`Processor`](crate::Processor)'s circuit breaker
+    /// ([`close_breaker`](crate::Processor::close_breaker)) before running it again: every
+    /// partition is paused until then.
+    Paused,
+}
+
+/// The specific condition of an [`Error`]: [`Error::kind`]. Each answers both of the error's
+/// questions, [`Error::cause`] and [`Error::outcome`] (see [`Error`] for which answers each
+/// kind gives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -93,22 +211,94 @@ pub enum ErrorKind {
     CircuitOpen,
 }
 
+impl ErrorKind {
+    /// The cause and outcome of an error of this kind, unless its constructor knows better (a
+    /// retriable code, a fatal error's cause, a dead-letter write's cause).
+    fn defaults(self) -> (Cause, Outcome) {
+        match self {
+            ErrorKind::Config => (Cause::Config, Outcome::Fix),
+            ErrorKind::Misuse => (Cause::Misuse, Outcome::Fix),
+            ErrorKind::Broker => (Cause::Broker, Outcome::Fix),
+            ErrorKind::Transport => (Cause::Transport, Outcome::Fix),
+            ErrorKind::Authentication => (Cause::Authentication, Outcome::Fix),
+            ErrorKind::Unsupported => (Cause::Unsupported, Outcome::Fix),
+            ErrorKind::Corrupt => (Cause::Corrupt, Outcome::Fix),
+            ErrorKind::Fatal => (Cause::Broker, Outcome::Close),
+            ErrorKind::NoOffset | ErrorKind::LogTruncation => (Cause::Broker, Outcome::Seek),
+            ErrorKind::Closed => (Cause::Closed, Outcome::Closed),
+            ErrorKind::RecordFailed => (Cause::Handler, Outcome::RunAgain),
+            ErrorKind::DeadLetter => (Cause::Transport, Outcome::Retry),
+            ErrorKind::CircuitOpen => (Cause::Handler, Outcome::Paused),
+        }
+    }
+}
+
+impl Cause {
+    /// A pool error's cause, and the kind of error it makes: one to one.
+    fn of_pool(cause: kcon_pool::Cause) -> (Cause, ErrorKind) {
+        use kcon_pool::Cause as P;
+        match cause {
+            P::Transport => (Cause::Transport, ErrorKind::Transport),
+            P::Corrupt => (Cause::Corrupt, ErrorKind::Corrupt),
+            P::Unsupported => (Cause::Unsupported, ErrorKind::Unsupported),
+            P::Broker => (Cause::Broker, ErrorKind::Broker),
+            P::Authentication => (Cause::Authentication, ErrorKind::Authentication),
+            P::Misuse => (Cause::Misuse, ErrorKind::Misuse),
+            P::Config => (Cause::Config, ErrorKind::Config),
+            // The runtime is shutting down: the consumer's tasks are gone with it.
+            P::Stopped => (Cause::Closed, ErrorKind::Closed),
+        }
+    }
+
+    /// The cause of a failed dead-letter write, from the producer's.
+    pub(crate) fn of_produce(cause: kcon_produce::Cause) -> Cause {
+        use kcon_produce::Cause as P;
+        match cause {
+            P::Config => Cause::Config,
+            P::Misuse => Cause::Misuse,
+            P::Broker => Cause::Broker,
+            P::Transport => Cause::Transport,
+            P::Authentication => Cause::Authentication,
+            P::Unsupported => Cause::Unsupported,
+            P::Corrupt => Cause::Corrupt,
+            // Larger than the dead-letter producer's max.request.size or buffer.memory: its
+            // configuration must change for the record to pass.
+            P::Record => Cause::Config,
+            P::Closed => Cause::Closed,
+            // A cause of the producer's this consumer does not know yet.
+            _ => Cause::Broker,
+        }
+    }
+}
+
 impl Error {
-    /// Who caused it.
+    /// The specific condition, answering both [`cause`](Error::cause) and
+    /// [`outcome`](Error::outcome) (see [`Error`] for which answers each kind gives).
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
-    /// Whether the same call can succeed later without the application changing anything.
+    /// Whose doing it was.
+    pub fn cause(&self) -> Cause {
+        self.cause
+    }
+
+    /// What the application does next.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Whether the same call can succeed later without the application changing anything:
+    /// [`outcome`](Error::outcome) is [`Outcome::Retry`].
     pub fn is_retriable(&self) -> bool {
-        self.retriable
+        self.outcome == Outcome::Retry
     }
 
     /// Whether the consumer cannot go on and must be closed: its group member was fenced by
     /// another instance, is not authorized, or does not fit the group. Every later call
-    /// returns the same error.
+    /// returns the same error. [`outcome`](Error::outcome) is [`Outcome::Close`].
     pub fn is_fatal(&self) -> bool {
-        self.kind == ErrorKind::Fatal
+        self.outcome == Outcome::Close
     }
 
     /// The broker's error code, when a broker refused.
@@ -131,10 +321,13 @@ impl Error {
         &self.partitions
     }
 
+    /// An error of `kind`, with the kind's cause and outcome.
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        let (cause, outcome) = kind.defaults();
         Error {
             kind,
-            retriable: false,
+            cause,
+            outcome,
             code: None,
             api_key: None,
             property: None,
@@ -156,8 +349,29 @@ impl Error {
         Error::from(ConfigError::invalid(property, value, expected))
     }
 
+    /// The same error, retriable or not: [`Outcome::Retry`] when `retriable`, else the
+    /// outcome it had unless that was `Retry`, then its kind's (`Fix` for a kind whose own is
+    /// `Retry`).
     pub(crate) fn retriable(mut self, retriable: bool) -> Error {
-        self.retriable = retriable;
+        if retriable {
+            self.outcome = Outcome::Retry;
+        } else if self.outcome == Outcome::Retry {
+            self.outcome = match self.kind.defaults().1 {
+                Outcome::Retry => Outcome::Fix,
+                other => other,
+            };
+        }
+        self
+    }
+
+    /// The same error, `cause`'s doing.
+    pub(crate) fn with_cause(mut self, cause: Cause) -> Error {
+        self.cause = cause;
+        self
+    }
+
+    fn with_outcome(mut self, outcome: Outcome) -> Error {
+        self.outcome = outcome;
         self
     }
 
@@ -166,14 +380,15 @@ impl Error {
         self
     }
 
+    /// A broker's error `code` answering `api_key`: retriable as the protocol classifies it.
     fn broker(api_key: i16, code: i16, message: String) -> Error {
         let retriable = ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable());
         Error {
             code: Some(code),
             api_key: Some(api_key),
-            retriable,
             ..Error::new(ErrorKind::Broker, message)
         }
+        .retriable(retriable)
     }
 
     fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -191,12 +406,14 @@ impl Error {
                     "offset {offset} of {at} is out of range and auto.offset.reset is none: seek it"
                 ),
             ),
+            // The position stays at the corrupt batch: seeking past it is the way on.
             PartitionError::Corrupt { offset } => Error::new(
                 ErrorKind::Corrupt,
                 format!(
                     "the records of {at} at offset {offset} are corrupt; nothing at or after it was delivered"
                 ),
-            ),
+            )
+            .with_outcome(Outcome::Seek),
             PartitionError::LogTruncation {
                 offset,
                 divergent,
@@ -270,17 +487,7 @@ impl From<kcon_pool::Error> for Error {
     fn from(e: kcon_pool::Error) -> Error {
         use kcon_pool::Error as P;
         let message = e.to_string();
-        let kind = match e.cause() {
-            Cause::Transport => ErrorKind::Transport,
-            Cause::Corrupt => ErrorKind::Corrupt,
-            Cause::Unsupported => ErrorKind::Unsupported,
-            Cause::Broker => ErrorKind::Broker,
-            Cause::Authentication => ErrorKind::Authentication,
-            Cause::Misuse => ErrorKind::Misuse,
-            Cause::Config => ErrorKind::Config,
-            // The runtime is shutting down: the consumer's tasks are gone with it.
-            Cause::Stopped => ErrorKind::Closed,
-        };
+        let (cause, kind) = Cause::of_pool(e.cause());
         let err = match &e {
             P::Broker {
                 api_key,
@@ -290,7 +497,9 @@ impl From<kcon_pool::Error> for Error {
             P::Config(c) => return Error::from(c.clone()),
             _ => Error::new(kind, message),
         };
-        err.retriable(e.is_retriable()).with_source(e)
+        err.with_cause(cause)
+            .retriable(e.is_retriable())
+            .with_source(e)
     }
 }
 
@@ -369,7 +578,15 @@ impl From<CommittedError> for Error {
 impl From<GroupError> for Error {
     fn from(e: GroupError) -> Error {
         let message = e.to_string();
-        let mut err = Error::new(ErrorKind::Fatal, message);
+        // Whatever caused it, the member cannot go on: the outcome is Close.
+        let cause = match &e {
+            GroupError::CorruptAssignment(_) => Cause::Corrupt,
+            GroupError::Request(_) => Cause::Unsupported,
+            // An error code, an answer that contradicts the request, a membership the
+            // assignor cannot assign: the coordinator's answers.
+            _ => Cause::Broker,
+        };
+        let mut err = Error::new(ErrorKind::Fatal, message).with_cause(cause);
         if let GroupError::Broker {
             api_key,
             error_code,
@@ -385,7 +602,35 @@ impl From<GroupError> for Error {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// `is_retriable` and `is_fatal` say what the outcome says, and the kind's own cause holds
+    /// where the kind names one.
+    fn consistent(e: &Error) {
+        assert_eq!(e.is_retriable(), e.outcome() == Outcome::Retry, "{e}");
+        assert_eq!(e.is_fatal(), e.outcome() == Outcome::Close, "{e}");
+        let named = match e.kind() {
+            ErrorKind::Config => Some(Cause::Config),
+            ErrorKind::Misuse => Some(Cause::Misuse),
+            ErrorKind::Broker => Some(Cause::Broker),
+            ErrorKind::Transport => Some(Cause::Transport),
+            ErrorKind::Authentication => Some(Cause::Authentication),
+            ErrorKind::Unsupported => Some(Cause::Unsupported),
+            ErrorKind::Corrupt => Some(Cause::Corrupt),
+            ErrorKind::Closed => Some(Cause::Closed),
+            _ => None,
+        };
+        if let Some(cause) = named {
+            assert_eq!(e.cause(), cause, "{e}");
+        }
+    }
+
+    fn answers(e: &Error) -> (ErrorKind, Cause, Outcome) {
+        consistent(e);
+        (e.kind(), e.cause(), e.outcome())
+    }
 
     #[test]
     fn a_fenced_member_is_fatal_with_its_code_and_request() {
@@ -398,6 +643,38 @@ mod tests {
         assert!(!e.is_retriable());
         assert_eq!(e.code(), Some(82));
         assert_eq!(e.api().as_deref(), Some("JoinGroup"));
+        assert_eq!(
+            answers(&e),
+            (ErrorKind::Fatal, Cause::Broker, Outcome::Close)
+        );
+    }
+
+    #[test]
+    fn every_group_error_closes_the_consumer_and_says_whose_doing_it_was() {
+        let cases = [
+            (
+                GroupError::InconsistentProtocol {
+                    expected: "consumer".into(),
+                    got: "connect".into(),
+                },
+                Cause::Broker,
+            ),
+            (
+                GroupError::CorruptAssignment(
+                    kcon_codec::consumer_protocol::Assignment::decode(&[0]).unwrap_err(),
+                ),
+                Cause::Corrupt,
+            ),
+            (
+                GroupError::Request("JoinGroup v5 is needed for static membership".into()),
+                Cause::Unsupported,
+            ),
+        ];
+        for (group, cause) in cases {
+            let e = Error::from(group);
+            assert_eq!(answers(&e), (ErrorKind::Fatal, cause, Outcome::Close));
+            assert_eq!(e.code(), None);
+        }
     }
 
     #[test]
@@ -407,16 +684,75 @@ mod tests {
         assert!(rebalancing.is_retriable() && !rebalancing.is_fatal());
         assert_eq!(rebalancing.code(), Some(27));
         assert_eq!(rebalancing.api().as_deref(), Some("OffsetCommit"));
+        assert_eq!(
+            answers(&rebalancing),
+            (ErrorKind::Broker, Cause::Broker, Outcome::Retry)
+        );
 
         let tp = TopicPartition::new("t", 0);
         let denied = Error::partition(&tp, &PartitionError::TopicAuthorization);
         assert_eq!(denied.code(), Some(29));
         assert_eq!(denied.api().as_deref(), Some("Fetch"));
         assert!(!denied.is_retriable() && !denied.is_fatal());
+        assert_eq!(
+            answers(&denied),
+            (ErrorKind::Broker, Cause::Broker, Outcome::Fix)
+        );
 
         let config = Error::config("session.timeout.ms", "soon", "milliseconds");
         assert_eq!(config.kind(), ErrorKind::Config);
         assert!(!config.is_fatal() && !config.is_retriable());
+        assert_eq!(
+            answers(&config),
+            (ErrorKind::Config, Cause::Config, Outcome::Fix)
+        );
+        assert_eq!(config.property(), Some("session.timeout.ms"));
+    }
+
+    #[test]
+    fn a_partition_fetch_failure_says_whether_to_seek() {
+        let tp = TopicPartition::new("t", 3);
+        let cases = [
+            (
+                PartitionError::OffsetOutOfRange { offset: 7 },
+                (ErrorKind::NoOffset, Cause::Broker, Outcome::Seek),
+            ),
+            (
+                PartitionError::Corrupt { offset: 7 },
+                (ErrorKind::Corrupt, Cause::Corrupt, Outcome::Seek),
+            ),
+            (
+                PartitionError::LogTruncation {
+                    offset: 7,
+                    divergent: Some((5, 2)),
+                    repositioned: false,
+                },
+                (ErrorKind::LogTruncation, Cause::Broker, Outcome::Seek),
+            ),
+            (
+                PartitionError::LogTruncation {
+                    offset: 7,
+                    divergent: None,
+                    repositioned: true,
+                },
+                (ErrorKind::LogTruncation, Cause::Broker, Outcome::Seek),
+            ),
+            (
+                PartitionError::TopicAuthorization,
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+            (
+                PartitionError::Broker {
+                    code: code::NOT_LEADER_OR_FOLLOWER,
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+        ];
+        for (partition, expected) in cases {
+            let e = Error::partition(&tp, &partition);
+            assert_eq!(answers(&e), expected, "{partition:?}");
+            assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+        }
     }
 
     #[test]
@@ -459,6 +795,196 @@ mod tests {
             let e = Error::from(pool);
             assert_eq!((e.kind(), e.is_retriable()), (kind, retriable), "{shown}");
             assert_eq!(e.to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn every_cause_of_a_pool_error_is_a_cause_and_an_outcome() {
+        let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
+        let cases = [
+            (
+                kcon_pool::Error::UnknownBroker { id: 3 },
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+            (
+                kcon_pool::Error::Unsupported {
+                    peer: peer.clone(),
+                    api_key: ApiKey::OffsetForLeaderEpoch as i16,
+                    ours: (2, 4),
+                    theirs: None,
+                },
+                (ErrorKind::Unsupported, Cause::Unsupported, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Misuse(kcon_pool::Misuse::UnsupportedApi { api_key: 9999 }),
+                (ErrorKind::Misuse, Cause::Misuse, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
+                (ErrorKind::Config, Cause::Config, Outcome::Fix),
+            ),
+            (
+                kcon_pool::Error::Stopped,
+                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
+            ),
+            (
+                kcon_pool::Error::Broker {
+                    peer: peer.clone(),
+                    api_key: ApiKey::ApiVersions as i16,
+                    error_code: code::NOT_COORDINATOR,
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                kcon_pool::Error::Broker {
+                    peer,
+                    api_key: ApiKey::Metadata as i16,
+                    error_code: code::TOPIC_AUTHORIZATION_FAILED,
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+        ];
+        for (pool, expected) in cases {
+            let shown = pool.to_string();
+            assert_eq!(answers(&Error::from(pool)), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn commits_and_offset_lookups_say_what_follows_them() {
+        let tp = TopicPartition::new("t", 0);
+        let commits = [
+            (
+                CommitError::Broker {
+                    error_code: code::GROUP_AUTHORIZATION_FAILED,
+                    partitions: BTreeMap::from([(tp.clone(), code::GROUP_AUTHORIZATION_FAILED)]),
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+            (
+                CommitError::TimedOut {
+                    last: "no answer".into(),
+                },
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+            (
+                CommitError::Request("no coordinator".into()),
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+        ];
+        for (commit, expected) in commits {
+            assert_eq!(answers(&Error::from(commit.clone())), expected, "{commit}");
+        }
+        let lookups = [
+            (
+                CommittedError::Broker {
+                    error_code: code::COORDINATOR_LOAD_IN_PROGRESS,
+                    partitions: BTreeMap::new(),
+                },
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                CommittedError::TimedOut {
+                    last: "no answer".into(),
+                },
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+            (
+                CommittedError::Request("OffsetFetch v8 is needed".into()),
+                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
+            ),
+        ];
+        for (lookup, expected) in lookups {
+            assert_eq!(answers(&Error::from(lookup.clone())), expected, "{lookup}");
+        }
+    }
+
+    #[test]
+    fn admin_errors_keep_the_pool_and_the_broker_answers() {
+        let tp = TopicPartition::new("t", 1);
+        let cases = [
+            (
+                kcon_admin::Error::Connection(kcon_pool::Error::Stopped),
+                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
+            ),
+            (
+                kcon_admin::Error::Config(ConfigError::invalid("x", "y", "z")),
+                (ErrorKind::Config, Cause::Config, Outcome::Fix),
+            ),
+            (
+                kcon_admin::Error::NoLeader(tp.clone()),
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+        ];
+        for (admin, expected) in cases {
+            let shown = admin.to_string();
+            assert_eq!(answers(&Error::from(admin)), expected, "{shown}");
+        }
+    }
+
+    #[test]
+    fn each_constructor_sets_the_kinds_cause_and_outcome() {
+        let cases = [
+            (
+                Error::misuse("seek"),
+                (ErrorKind::Misuse, Cause::Misuse, Outcome::Fix),
+            ),
+            (
+                Error::closed(),
+                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
+            ),
+            (
+                Error::new(ErrorKind::Transport, "timed out").retriable(true),
+                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
+            ),
+            (
+                Error::new(ErrorKind::NoOffset, "no committed offset"),
+                (ErrorKind::NoOffset, Cause::Broker, Outcome::Seek),
+            ),
+            (
+                Error::new(ErrorKind::RecordFailed, "failed for good"),
+                (ErrorKind::RecordFailed, Cause::Handler, Outcome::RunAgain),
+            ),
+            (
+                Error::new(ErrorKind::CircuitOpen, "open"),
+                (ErrorKind::CircuitOpen, Cause::Handler, Outcome::Paused),
+            ),
+            (
+                Error::new(ErrorKind::DeadLetter, "not written").with_cause(Cause::Broker),
+                (ErrorKind::DeadLetter, Cause::Broker, Outcome::Retry),
+            ),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(answers(&e), expected, "{e}");
+        }
+        // Not retriable after all: back to the kind's own outcome.
+        let e = Error::broker(
+            ApiKey::Fetch as i16,
+            code::NOT_LEADER_OR_FOLLOWER,
+            "x".into(),
+        );
+        assert_eq!(e.outcome(), Outcome::Retry);
+        assert_eq!(e.retriable(false).outcome(), Outcome::Fix);
+        let e = Error::new(ErrorKind::DeadLetter, "x").retriable(false);
+        assert_eq!(e.outcome(), Outcome::Fix);
+    }
+
+    #[test]
+    fn a_dead_letter_writes_cause_is_the_producers() {
+        use kcon_produce::Cause as P;
+        let cases = [
+            (P::Config, Cause::Config),
+            (P::Misuse, Cause::Misuse),
+            (P::Broker, Cause::Broker),
+            (P::Transport, Cause::Transport),
+            (P::Authentication, Cause::Authentication),
+            (P::Unsupported, Cause::Unsupported),
+            (P::Corrupt, Cause::Corrupt),
+            (P::Record, Cause::Config),
+            (P::Closed, Cause::Closed),
+        ];
+        for (produce, cause) in cases {
+            assert_eq!(Cause::of_produce(produce), cause, "{produce:?}");
         }
     }
 }

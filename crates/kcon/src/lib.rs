@@ -60,7 +60,7 @@ mod stream;
 pub use commit::CommitHandle;
 pub use config::ConsumerBuilder;
 pub use consumer::Consumer;
-pub use error::{Error, ErrorKind};
+pub use error::{Cause, Error, ErrorKind, Outcome};
 pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};

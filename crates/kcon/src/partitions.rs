@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::{Consumer, Error, ErrorKind, Record, TopicPartition};
+use crate::{Consumer, Error, Outcome, Record, TopicPartition};
 
 /// The channel to each partition's stream, and the flag that ends the stream. Shared by the
 /// router and the consumer's leaving hook: a partition leaving (revoked, lost, unassigned)
@@ -371,7 +371,7 @@ async fn route(
                 let _ = reply.send(consumer.close().await);
                 return Ok(());
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Fatal | ErrorKind::Closed) => {
+            Err(e) if matches!(e.outcome(), Outcome::Close | Outcome::Closed) => {
                 router.end_all();
                 return Err(e);
             }

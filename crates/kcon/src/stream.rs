@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::{Consumer, Error, ErrorKind, Record};
+use crate::{Consumer, Error, Outcome, Record};
 
 type Pending<'a> =
     Pin<Box<dyn Future<Output = (&'a mut Consumer, Result<Record, Error>)> + Send + 'a>>;
@@ -86,7 +86,7 @@ impl Stream for RecordStream<'_> {
                 self.pending = None;
                 self.consumer = Some(consumer);
                 if let Err(e) = &result
-                    && matches!(e.kind(), ErrorKind::Fatal | ErrorKind::Closed)
+                    && matches!(e.outcome(), Outcome::Close | Outcome::Closed)
                 {
                     self.ended = true;
                 }

@@ -62,10 +62,10 @@ pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 
 use crate::consumer::now;
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Cause, Error, ErrorKind};
 use crate::{Consumer, TopicPartition};
 use driver::{Driver, Next, Parts};
-use machine::{Done, Outcome, PolicyMachine, Stop, Work};
+use machine::{DeadLetterFailure, Done, Outcome, PolicyMachine, Stop, Work};
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -313,9 +313,13 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
 
     /// Processes records with `handler` until `stop` completes (then `Ok`) or something stops
     /// it (then the error):
-    /// - [`ErrorKind::RecordFailed`]: a record failed for good under `errors.tolerance=none`;
-    /// - [`ErrorKind::DeadLetter`]: a dead-letter write failed;
-    /// - [`ErrorKind::CircuitOpen`]: the breaker opened (call
+    /// - [`ErrorKind::RecordFailed`]: a record failed for good under `errors.tolerance=none`
+    ///   (cause [`Handler`](crate::Cause::Handler), outcome
+    ///   [`RunAgain`](crate::Outcome::RunAgain));
+    /// - [`ErrorKind::DeadLetter`]: a dead-letter write failed (the write's cause, outcome
+    ///   [`Retry`](crate::Outcome::Retry): running again writes it again);
+    /// - [`ErrorKind::CircuitOpen`]: the breaker opened (cause
+    ///   [`Handler`](crate::Cause::Handler), outcome [`Paused`](crate::Outcome::Paused): call
     ///   [`close_breaker`](Processor::close_breaker) before running again);
     /// - any error of the consumer's receiving calls (a fatal group error, a partition's
     ///   corrupt data, ...).
@@ -432,7 +436,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
             } => {
                 let result = self.write_dead_letter(&record, &failure, attempts).await;
                 if let Err(e) = &result {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {e}");
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
                 }
                 Done::DeadLettered(result)
             }
@@ -444,20 +448,26 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         record: &crate::Record,
         failure: &FailureInfo,
         attempts: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), DeadLetterFailure> {
         // Invariant: the machine asks for dead letters only when a topic is configured, and
         // `build` made or took a producer whenever one is.
         let Some(d) = &self.dead_letter else {
-            return Err("no dead-letter producer".to_owned());
+            return Err(DeadLetterFailure {
+                cause: Cause::Misuse,
+                reason: "no dead-letter producer".to_owned(),
+            });
         };
         // A pattern subscription may come to match the dead-letter topic itself: its records
         // failing there would go round forever.
         if *record.topic == *d.topic {
-            return Err(format!(
-                "the record is from the dead-letter topic {} itself; it is not written there \
-                 again",
-                d.topic
-            ));
+            return Err(DeadLetterFailure {
+                cause: Cause::Config,
+                reason: format!(
+                    "the record is from the dead-letter topic {} itself; it is not written \
+                     there again",
+                    d.topic
+                ),
+            });
         }
         let cx = DeadLetterContext {
             failure,
@@ -466,8 +476,12 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
             failed_at_ms: self.consumer().wall_ms(),
         };
         let copy = dead_letter_record(&d.topic, record, cx);
-        let delivery = d.producer.send(copy).await.map_err(|e| e.to_string())?;
-        delivery.await.map(drop).map_err(|e| e.to_string())
+        let failed = |e: kcon_produce::ProduceError| DeadLetterFailure {
+            cause: Cause::of_produce(e.cause()),
+            reason: e.to_string(),
+        };
+        let delivery = d.producer.send(copy).await.map_err(failed)?;
+        delivery.await.map(drop).map_err(failed)
     }
 
     /// The error for `reason` (an open breaker's driver paused every partition already).
@@ -491,12 +505,13 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                 Error::new(
                     ErrorKind::DeadLetter,
                     format!(
-                        "writing {}-{}@{} to the dead-letter topic {topic} failed: {error}; its \
+                        "writing {}-{}@{} to the dead-letter topic {topic} failed: {}; its \
                          offset is not stored, and it is written again when the processor runs \
                          again",
-                        record.topic, record.partition, record.offset
+                        record.topic, record.partition, record.offset, error.reason
                     ),
                 )
+                .with_cause(error.cause)
                 .retriable(true)
                 .with_partitions(vec![record.topic_partition()])
             }

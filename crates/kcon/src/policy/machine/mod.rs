@@ -67,7 +67,16 @@ pub(crate) enum Done {
     /// What became of the record of a [`Work::Process`].
     Processed(Outcome),
     /// The dead-letter topic acknowledged the record of a [`Work::DeadLetter`], or why not.
-    DeadLettered(Result<(), String>),
+    DeadLettered(Result<(), DeadLetterFailure>),
+}
+
+/// Why a dead-letter write failed: whose doing it was, and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeadLetterFailure {
+    /// The write's cause (the producer's, or the configuration's when the record cannot go).
+    pub(crate) cause: crate::Cause,
+    /// What happened, for the log and the error.
+    pub(crate) reason: String,
 }
 
 /// What happened to the record of a [`Work::Process`].
@@ -125,7 +134,10 @@ pub(crate) enum Stop {
         attempts: u32,
     },
     /// Its dead-letter write failed; it is written again when the driver runs again.
-    DeadLetterFailed { record: Record, error: String },
+    DeadLetterFailed {
+        record: Record,
+        error: DeadLetterFailure,
+    },
     /// Its failure opened the breaker: every partition should pause.
     BreakerOpen {
         record: Record,
@@ -330,7 +342,12 @@ impl PolicyMachine {
     }
 
     /// The answer to the [`Work::DeadLetter`] of `tp`'s head: acknowledged, or why not.
-    fn dead_lettered(&mut self, now: Instant, tp: TopicPartition, result: Result<(), String>) {
+    fn dead_lettered(
+        &mut self,
+        now: Instant,
+        tp: TopicPartition,
+        result: Result<(), DeadLetterFailure>,
+    ) {
         let Some(lane) = self.lanes.get_mut(&tp) else {
             return self.pump(now);
         };
@@ -565,7 +582,14 @@ impl Machine for PolicyMachine {
         match result {
             Ok(Done::Processed(outcome)) => self.processed(now, tp, outcome),
             Ok(Done::DeadLettered(result)) => self.dead_lettered(now, tp, result),
-            Err(failure) if dead_letter => self.dead_lettered(now, tp, Err(failure.reason)),
+            Err(failure) if dead_letter => {
+                // The write's task ended without a result: nothing says the record went.
+                let failure = DeadLetterFailure {
+                    cause: crate::Cause::Transport,
+                    reason: failure.reason,
+                };
+                self.dead_lettered(now, tp, Err(failure));
+            }
             Err(failure) => {
                 let failure = FailureInfo {
                     stage: Stage::Handler,

@@ -228,7 +228,7 @@ impl Sim {
     }
 
     /// Answers the dead letter out.
-    fn dead_lettered(&mut self, result: Result<(), String>) {
+    fn dead_lettered(&mut self, result: Result<(), DeadLetterFailure>) {
         let out = self.out.take().expect("a dead letter is out");
         assert!(
             out.dead_letter,
@@ -486,7 +486,10 @@ fn a_failed_dead_letter_write_stops_and_is_written_again_on_the_next_run() {
     ]);
     s.feed(A, 0..2);
     s.answer(permanent());
-    s.dead_lettered(Err("broker down".into()));
+    s.dead_lettered(Err(DeadLetterFailure {
+        cause: crate::Cause::Transport,
+        reason: "broker down".into(),
+    }));
     assert!(matches!(
         s.take_stop(),
         Some(Stop::DeadLetterFailed { record, .. }) if record.offset == 0
