@@ -60,11 +60,123 @@ use kcon_core::TopicPartition;
 /// them); [`close`](Fetcher::close) closes them.
 #[derive(Debug)]
 pub struct Fetcher {
-    commands: mpsc::UnboundedSender<Command>,
-    events: mpsc::UnboundedReceiver<Arrival>,
+    /// The fetch task.
+    task: FetchHandle,
     /// What happens to the task's events before they are handed out: fences, pauses,
     /// `max.poll.records`.
     handout: Handout,
+}
+
+impl Fetcher {
+    /// Starts the fetch loop's task on the current tokio runtime. It fetches nothing until
+    /// [`assign`](Fetcher::assign).
+    pub fn start(pool: Pool, config: FetchConfig) -> Result<Fetcher, ConfigError> {
+        let handout = Handout::for_config(&config)?;
+        Ok(Fetcher {
+            task: FetchHandle::start(pool, config)?,
+            handout,
+        })
+    }
+
+    /// How long Fetch requests took so far, from sending to the answer (the broker's wait
+    /// for data included).
+    pub fn latency(&self) -> LatencyHistogram {
+        self.task.latency()
+    }
+
+    /// The counter the task's requests add their latencies to (a metrics handle reads it).
+    pub fn latency_counter(&self) -> Arc<FetchLatency> {
+        self.task.latency_counter()
+    }
+
+    /// Starts fetching `partitions`, each from its start.
+    pub fn assign(&self, partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>) {
+        self.task.assign(partitions);
+    }
+
+    /// Stops fetching `partitions`; records of them not yet read are dropped.
+    pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
+        let fence = self.handout.unassign(&partitions);
+        self.task.unassign(partitions, fence);
+    }
+
+    /// Stops fetching `tp` (it leaves its fetch session) and hands out none of its records
+    /// until [`resume`](Fetcher::resume), not even those already fetched (the Java consumer's
+    /// `pause`): they are kept, and their bytes stay in the prefetch budget.
+    pub fn pause(&mut self, tp: TopicPartition) {
+        self.handout.pause(tp.clone());
+        self.task.pause(tp);
+    }
+
+    /// Fetches `tp` again; its records kept during the pause come first, in order.
+    pub fn resume(&mut self, tp: TopicPartition) {
+        self.handout.resume(&tp);
+        self.task.resume(tp);
+    }
+
+    /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); records
+    /// fetched for the old position are dropped.
+    pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+        let fence = self.handout.seek(&tp);
+        self.task.seek(tp, offset, leader_epoch, fence);
+    }
+
+    /// The next event; `None` once the task has stopped and every event was read. Records come
+    /// at most `max.poll.records` at a time.
+    pub async fn next(&mut self) -> Option<FetchEvent> {
+        loop {
+            if let Some(h) = self.handout.next_released() {
+                return Some(self.hand_out(h));
+            }
+            let arrival = self.task.next().await?;
+            if let Some(h) = self.handout.arrive(arrival) {
+                return Some(self.hand_out(h));
+            }
+        }
+    }
+
+    /// Closes every fetch session (epoch -1) and waits for the brokers' answers, at most
+    /// `timeout`. Returns the events not yet read.
+    pub async fn close(self, timeout: Duration) -> Vec<FetchEvent> {
+        self.task.close(timeout).await
+    }
+
+    /// A fetcher over the given channels and no task (a test plays the task).
+    #[cfg(test)]
+    fn handle(
+        commands: mpsc::UnboundedSender<Command>,
+        events: mpsc::UnboundedReceiver<Arrival>,
+        max_poll_records: usize,
+    ) -> Fetcher {
+        Fetcher {
+            task: FetchHandle {
+                commands,
+                events,
+                task: None,
+                latency: Arc::default(),
+            },
+            handout: Handout::new(max_poll_records),
+        }
+    }
+
+    /// An event leaves the handle; what it releases or holds goes to the task's budget.
+    fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
+        for release in h.releases {
+            self.task.release(release);
+        }
+        h.event
+    }
+}
+
+/// The fetch task's handle without a hand-out side: commands in, [`Arrival`]s out, in order.
+/// A [`Fetcher`] is one with a [`Handout`]; an owner that keeps its own `Handout` (the
+/// consumer's machine, which also holds records for pauses and hands them out one by one)
+/// uses this directly, passing the fences its `Handout` gives and the [`Release`]s it makes.
+#[derive(Debug)]
+pub struct FetchHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<Arrival>,
     task: Option<JoinHandle<()>>,
     /// Fetch latencies, counted by the task's request tasks.
     latency: Arc<FetchLatency>,
@@ -82,10 +194,10 @@ enum Command {
     Close,
 }
 
-impl Fetcher {
+impl FetchHandle {
     /// Starts the fetch loop's task on the current tokio runtime. It fetches nothing until
-    /// [`assign`](Fetcher::assign).
-    pub fn start(pool: Pool, config: FetchConfig) -> Result<Fetcher, ConfigError> {
+    /// [`assign`](FetchHandle::assign).
+    pub fn start(pool: Pool, config: FetchConfig) -> Result<FetchHandle, ConfigError> {
         if config.max_bytes <= 0 {
             return Err(ConfigError::invalid(
                 "fetch.max.bytes",
@@ -93,17 +205,6 @@ impl Fetcher {
                 "a whole number, 1 to 2147483647",
             ));
         }
-        // The field can be set directly, past `FetchConfig::set`'s check.
-        let max_poll_records = usize::try_from(config.max_poll_records)
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "max.poll.records",
-                    &config.max_poll_records.to_string(),
-                    "a whole number, 1 to 2147483647",
-                )
-            })?;
         let machine = FetchMachine::new(config, Instant::now().into_std(), fastrand::u64(..));
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
@@ -115,25 +216,12 @@ impl Fetcher {
             latency: latency.clone(),
         };
         let task = tokio::spawn(drive(pool, machine, task, command_rx));
-        let mut fetcher = Fetcher::handle(commands, events, max_poll_records, Some(task));
-        fetcher.latency = latency;
-        Ok(fetcher)
-    }
-
-    /// The handle's side of the channels to the task.
-    fn handle(
-        commands: mpsc::UnboundedSender<Command>,
-        events: mpsc::UnboundedReceiver<Arrival>,
-        max_poll_records: usize,
-        task: Option<JoinHandle<()>>,
-    ) -> Fetcher {
-        Fetcher {
+        Ok(FetchHandle {
             commands,
             events,
-            handout: Handout::new(max_poll_records),
-            task,
-            latency: Arc::default(),
-        }
+            task: Some(task),
+            latency,
+        })
     }
 
     /// How long Fetch requests took so far, from sending to the answer (the broker's wait
@@ -142,7 +230,7 @@ impl Fetcher {
         self.latency.snapshot()
     }
 
-    /// The counter itself, to read from other tasks.
+    /// The counter the task's requests add their latencies to (a metrics handle reads it).
     pub fn latency_counter(&self) -> Arc<FetchLatency> {
         self.latency.clone()
     }
@@ -152,46 +240,37 @@ impl Fetcher {
         self.command(Command::Assign(partitions.into_iter().collect()));
     }
 
-    /// Stops fetching `partitions`; records of them not yet read are dropped.
-    pub fn unassign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
-        let partitions: Vec<TopicPartition> = partitions.into_iter().collect();
-        let fence = self.handout.unassign(&partitions);
+    /// Stops fetching `partitions`; the task confirms with [`Arrival::Fenced`] and `fence`
+    /// (from [`Handout::unassign`]) once it has.
+    pub fn unassign(&self, partitions: Vec<TopicPartition>, fence: u64) {
         self.command(Command::Unassign(partitions, fence));
     }
 
-    /// Stops fetching `tp` (it leaves its fetch session) and hands out none of its records
-    /// until [`resume`](Fetcher::resume), not even those already fetched (the Java consumer's
-    /// `pause`): they are kept, and their bytes stay in the prefetch budget.
-    pub fn pause(&mut self, tp: TopicPartition) {
-        self.handout.pause(tp.clone());
+    /// Stops fetching `tp` (it leaves its fetch session); records sent before stay on their
+    /// way (a [`Handout`] holds them).
+    pub fn pause(&self, tp: TopicPartition) {
         self.command(Command::Pause(tp));
     }
 
-    /// Fetches `tp` again; its records kept during the pause come first, in order.
-    pub fn resume(&mut self, tp: TopicPartition) {
-        self.handout.resume(&tp);
+    /// Fetches `tp` again.
+    pub fn resume(&self, tp: TopicPartition) {
         self.command(Command::Resume(tp));
     }
 
-    /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); records
-    /// fetched for the old position are dropped.
-    pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
-        let fence = self.handout.seek(&tp);
+    /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); the
+    /// task confirms with [`Arrival::Fenced`] and `fence` (from [`Handout::seek`]).
+    pub fn seek(&self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>, fence: u64) {
         self.command(Command::Seek(tp, offset, leader_epoch, fence));
     }
 
-    /// The next event; `None` once the task has stopped and every event was read. Records come
-    /// at most `max.poll.records` at a time.
-    pub async fn next(&mut self) -> Option<FetchEvent> {
-        loop {
-            if let Some(h) = self.handout.next_released() {
-                return Some(self.hand_out(h));
-            }
-            let arrival = self.events.recv().await?;
-            if let Some(h) = self.handout.arrive(arrival) {
-                return Some(self.hand_out(h));
-            }
-        }
+    /// What records handed out release from, or hold in, the prefetch budget.
+    pub fn release(&self, release: Release) {
+        self.command(Command::Release(release));
+    }
+
+    /// What the task sent next; `None` once it has stopped and everything was read.
+    pub async fn next(&mut self) -> Option<Arrival> {
+        self.events.recv().await
     }
 
     /// Closes every fetch session (epoch -1) and waits for the brokers' answers, at most
@@ -224,17 +303,9 @@ impl Fetcher {
     fn command(&self, command: Command) {
         let _ = self.commands.send(command);
     }
-
-    /// An event leaves the handle; what it releases or holds goes to the task's budget.
-    fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
-        for release in h.releases {
-            self.command(Command::Release(release));
-        }
-        h.event
-    }
 }
 
-impl Drop for Fetcher {
+impl Drop for FetchHandle {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -525,7 +596,7 @@ mod tests {
     async fn a_batch_larger_than_max_poll_records_is_handed_out_in_parts_in_order() {
         let (command_tx, mut commands) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::unbounded_channel();
-        let mut f = Fetcher::handle(command_tx, event_rx, 3, None);
+        let mut f = Fetcher::handle(command_tx, event_rx, 3);
         // Offsets 10..17, then a control batch: the position after is 18.
         let send = |r| events.send(Arrival::Event(FetchEvent::Records(r))).unwrap();
         send(records(0, 10..17, 18));
@@ -546,7 +617,7 @@ mod tests {
     async fn the_rest_of_a_split_batch_waits_out_a_pause_and_a_seek_drops_it() {
         let (command_tx, mut commands) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::unbounded_channel();
-        let mut f = Fetcher::handle(command_tx, event_rx, 2, None);
+        let mut f = Fetcher::handle(command_tx, event_rx, 2);
         let send = |r| events.send(Arrival::Event(FetchEvent::Records(r))).unwrap();
         send(records(0, 0..5, 5));
         send(records(1, 0..1, 1));
@@ -604,7 +675,7 @@ mod tests {
     async fn decompressed_bytes_between_parts_are_held_and_a_corrupt_record_ends_the_answer() {
         let (command_tx, mut commands) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::unbounded_channel();
-        let mut f = Fetcher::handle(command_tx, event_rx, 3, None);
+        let mut f = Fetcher::handle(command_tx, event_rx, 3);
         let mut answer = compressed(0, 5, Compression::Lz4, false);
         answer.extend(compressed(5, 3, Compression::Zstd, true));
         answer.extend(compressed(8, 2, Compression::Lz4, false));

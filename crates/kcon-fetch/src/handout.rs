@@ -26,8 +26,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use kcon_core::TopicPartition;
+use kcon_core::{ConfigError, TopicPartition};
 
+use crate::config::FetchConfig;
 use crate::machine::FetchMachine;
 use crate::messages::FetchEvent;
 use crate::records::{CorruptRecords, FetchedRecords};
@@ -105,6 +106,28 @@ impl Handout {
             released: VecDeque::new(),
             max_poll_records: max_poll_records.max(1),
         }
+    }
+
+    /// A hand-out side for a fetch task with `config`: `max.poll.records` checked (the field
+    /// can be set directly, past [`FetchConfig::set`]'s check).
+    pub fn for_config(config: &FetchConfig) -> Result<Self, ConfigError> {
+        usize::try_from(config.max_poll_records)
+            .ok()
+            .filter(|&n| n >= 1)
+            .map(Handout::new)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "max.poll.records",
+                    &config.max_poll_records.to_string(),
+                    "a whole number, 1 to 2147483647",
+                )
+            })
+    }
+
+    /// Whether records are released and wait to be handed out before anything newer
+    /// ([`next_released`](Self::next_released)); some may turn out held by a pause since.
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
     }
 
     /// The application stops fetching `partitions`: their records, held, released or on

@@ -41,7 +41,7 @@ mod records;
 
 pub use config::FetchConfig;
 #[cfg(feature = "driver")]
-pub use driver::Fetcher;
+pub use driver::{FetchHandle, Fetcher};
 /// The record handed to the application: kcon-core's, made here from Fetch answers.
 pub use kcon_core::Record;
 pub use latency::{FetchLatency, LATENCY_BUCKETS, LatencyHistogram};

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use kcon_core::{Machine, PersistentFailure, RequestFailure, RequestId, TopicPartition};
+use kcon_fetch::handout::{Arrival, Release};
 use kcon_fetch::{FetchEvent, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 
@@ -69,14 +70,16 @@ pub(crate) trait Parts {
 
     /// Start fetching these partitions, from there.
     fn assign(&mut self, now: Instant, starts: Vec<(TopicPartition, StartPosition)>);
-    /// Stop fetching these partitions.
-    fn unassign(&mut self, now: Instant, partitions: Vec<TopicPartition>);
+    /// Stop fetching these partitions, then confirm with `fence` ([`Arrival::Fenced`]).
+    fn unassign(&mut self, now: Instant, partitions: Vec<TopicPartition>, fence: u64);
     /// Pause a partition.
     fn pause(&mut self, now: Instant, tp: TopicPartition);
     /// Resume a partition.
     fn resume(&mut self, now: Instant, tp: TopicPartition);
-    /// Move a partition.
-    fn seek(&mut self, now: Instant, tp: TopicPartition, offset: i64);
+    /// Move a partition, then confirm with `fence` ([`Arrival::Fenced`]).
+    fn seek(&mut self, now: Instant, tp: TopicPartition, offset: i64, fence: u64);
+    /// What records handed out release from, or hold in, the prefetch budget.
+    fn release(&mut self, now: Instant, release: Release);
 
     // ----- the offsets task -----
 
@@ -158,6 +161,18 @@ pub(crate) enum Turn {
     Error(Error),
 }
 
+/// The fetcher's side of a wait: what the fetch task sent (`None`: it stopped), or the records
+/// the hand-out side released (a resumed partition's, the rest of a batch cut by
+/// `max.poll.records`), which go first.
+#[derive(Debug)]
+pub(crate) enum FetchInput {
+    /// The fetch task's next arrival.
+    Arrival(Option<Arrival>),
+    /// The machine's released records
+    /// ([`has_released`](super::machine::ConsumerMachine::has_released)).
+    Released,
+}
+
 /// What a fetch event came to.
 #[derive(Debug)]
 pub(crate) enum Got {
@@ -226,10 +241,11 @@ impl Driver {
                 Command::RevocationDone(id) => parts.revocation_done(now, id),
                 Command::TrackTopics(topics) => parts.track_topics(now, topics),
                 Command::Assign(starts) => parts.assign(now, starts),
-                Command::Unassign(partitions) => parts.unassign(now, partitions),
+                Command::Unassign(partitions, fence) => parts.unassign(now, partitions, fence),
                 Command::Pause(tp) => parts.pause(now, tp),
                 Command::Resume(tp) => parts.resume(now, tp),
-                Command::Seek(tp, offset) => parts.seek(now, tp, offset),
+                Command::Seek(tp, offset, fence) => parts.seek(now, tp, offset, fence),
+                Command::Release(release) => parts.release(now, release),
                 Command::Store(tp, offset, leader_epoch) => {
                     parts.store(now, tp, offset, leader_epoch);
                 }
@@ -359,8 +375,28 @@ impl Driver {
         self.errors.pop_front()
     }
 
+    /// The fetcher's input: through the machine's hand-out side, an event to handle, or
+    /// nothing for the application.
+    pub(crate) fn fetch_input<P: Parts>(
+        &mut self,
+        now: Instant,
+        input: FetchInput,
+        parts: &mut P,
+    ) -> Got {
+        let event = match input {
+            FetchInput::Arrival(None) => return self.fetch_event(now, None, parts),
+            FetchInput::Arrival(Some(arrival)) => self.machine.arrive(arrival),
+            FetchInput::Released => self.machine.next_released(),
+        };
+        match event {
+            Some(event) => self.fetch_event(now, Some(event), parts),
+            // A fence confirmed, records fetched before a seek, records held for a pause.
+            None => Got::Nothing,
+        }
+    }
+
     /// The fetcher's event (`None`: its task stopped).
-    pub(crate) fn fetch_event<P: Parts>(
+    fn fetch_event<P: Parts>(
         &mut self,
         now: Instant,
         event: Option<FetchEvent>,

@@ -33,6 +33,7 @@ use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
+use kcon_fetch::handout::{Arrival, HandedOut, Handout, Release};
 use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
@@ -100,14 +101,17 @@ pub(crate) enum Command {
     TrackTopics(BTreeSet<String>),
     /// The fetcher starts these partitions.
     Assign(Vec<(TopicPartition, StartPosition)>),
-    /// The fetcher stops these partitions.
-    Unassign(Vec<TopicPartition>),
+    /// The fetcher stops these partitions; it confirms with this fence (the hand-out side's,
+    /// [`Handout::unassign`]).
+    Unassign(Vec<TopicPartition>, u64),
     /// The fetcher pauses a partition.
     Pause(TopicPartition),
     /// The fetcher resumes a partition.
     Resume(TopicPartition),
-    /// The fetcher moves a partition.
-    Seek(TopicPartition, i64),
+    /// The fetcher moves a partition; it confirms with this fence ([`Handout::seek`]).
+    Seek(TopicPartition, i64, u64),
+    /// Records handed out release bytes from, or hold them in, the fetcher's prefetch budget.
+    Release(Release),
     /// The offsets task stores a partition's next offset and its record's leader epoch.
     Store(TopicPartition, i64, Option<i32>),
     /// The offsets task forgets these partitions' stored offsets.
@@ -193,6 +197,10 @@ pub(crate) struct ConsumerMachine {
     /// Offsets processed (handed out before the application's current call) and not yet
     /// stored: the next offset and its leader epoch.
     unstored: HashMap<TopicPartition, (i64, Option<i32>)>,
+    /// The records between the fetcher and the application, as the fetch task sent them:
+    /// fenced by a seek or an unassignment until the task confirms, held while paused, cut to
+    /// `max.poll.records`. What they release goes to the fetcher as [`Command::Release`].
+    handout: Handout,
     /// The batch being handed out.
     current: Option<Batch>,
     /// The rest of a batch whose partition was paused while it was being handed out: kept,
@@ -247,7 +255,8 @@ enum StepKind {
 
 impl ConsumerMachine {
     /// A consumer that reads nothing yet, made at `now`.
-    pub(crate) fn new(options: MachineOptions, now: Instant) -> Self {
+    /// `handout` is the fetcher's hand-out side, made for its configuration.
+    pub(crate) fn new(options: MachineOptions, handout: Handout, now: Instant) -> Self {
         let liveness_every = (options.max_poll_interval / 2).max(LIVENESS_MIN);
         ConsumerMachine {
             options,
@@ -257,6 +266,7 @@ impl ConsumerMachine {
             positions: HashMap::new(),
             fetched: HashMap::new(),
             unstored: HashMap::new(),
+            handout,
             current: None,
             held: BTreeMap::new(),
             resumed: VecDeque::new(),
@@ -627,7 +637,9 @@ impl ConsumerMachine {
         self.finish_current_of(&tp);
         self.drop_held(std::slice::from_ref(&tp));
         self.forget_last_timestamp(&tp);
-        self.commands.push_back(Command::Seek(tp.clone(), offset));
+        let fence = self.handout.seek(&tp);
+        self.commands
+            .push_back(Command::Seek(tp.clone(), offset, fence));
         self.positions.insert(tp, offset);
         Ok(())
     }
@@ -653,6 +665,7 @@ impl ConsumerMachine {
                 self.count_handed(&b);
                 self.held.insert(tp.clone(), b);
             }
+            self.handout.pause(tp.clone());
             self.commands.push_back(Command::Pause(tp));
         }
         Ok(())
@@ -675,6 +688,7 @@ impl ConsumerMachine {
                         Some(_) => self.resumed.push_back(held),
                     }
                 }
+                self.handout.resume(&tp);
                 self.commands.push_back(Command::Resume(tp));
             }
         }
@@ -881,6 +895,34 @@ impl ConsumerMachine {
             // Closed (after close) needs nothing here.
             _ => {}
         }
+    }
+
+    /// What the fetch task sent, through the hand-out side: the event to hand to
+    /// [`fetch_event`](Self::fetch_event), or nothing (a fence confirmed, records fetched
+    /// before a seek or an unassignment, records of a paused partition, now held).
+    pub(crate) fn arrive(&mut self, arrival: Arrival) -> Option<FetchEvent> {
+        let handed = self.handout.arrive(arrival)?;
+        Some(self.hand_out(handed))
+    }
+
+    /// Whether records released (a resumed partition's, the rest of a batch cut by
+    /// `max.poll.records`) wait to be handed out before anything the fetch task sends.
+    pub(crate) fn has_released(&self) -> bool {
+        self.handout.has_released()
+    }
+
+    /// The next records released, as an event for [`fetch_event`](Self::fetch_event).
+    pub(crate) fn next_released(&mut self) -> Option<FetchEvent> {
+        let handed = self.handout.next_released()?;
+        Some(self.hand_out(handed))
+    }
+
+    /// An event leaves the hand-out side: what it releases or holds goes to the fetcher.
+    fn hand_out(&mut self, handed: HandedOut) -> FetchEvent {
+        for release in handed.releases {
+            self.commands.push_back(Command::Release(release));
+        }
+        handed.event
     }
 
     /// An event of the fetcher (`None`: it stopped). Records make a batch to hand out
@@ -1205,8 +1247,9 @@ impl ConsumerMachine {
         }
         self.tell_leaving(partitions);
         self.drop_current_of(partitions);
+        let fence = self.handout.unassign(partitions);
         self.commands
-            .push_back(Command::Unassign(partitions.to_vec()));
+            .push_back(Command::Unassign(partitions.to_vec(), fence));
         if self.options.group {
             self.commands
                 .push_back(Command::Forget(partitions.to_vec()));

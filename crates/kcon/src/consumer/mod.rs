@@ -22,7 +22,8 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
 use kcon_core::{IsolationLevel, Machine, OffsetSpec, PersistentFailure, RequestFailure};
-use kcon_fetch::Fetcher;
+use kcon_fetch::FetchHandle;
+use kcon_fetch::handout::Handout;
 use kcon_group::{GroupEvent, GroupMember};
 use kcon_offsets::Offsets;
 use kcon_pool::Pool;
@@ -40,7 +41,7 @@ use crate::{Record, TopicPartition};
 
 pub use rebalance::Hook;
 
-use driver::{CloseTurn, Driver, Got, Turn};
+use driver::{CloseTurn, Driver, FetchInput, Got, Turn};
 use machine::{ConsumerMachine, MachineOptions};
 pub(crate) use wiring::LeavingHook;
 use wiring::{Exclusive, Wiring};
@@ -134,7 +135,8 @@ impl Consumer {
             ));
         }
         let pool = Pool::new(settings.pool.clone())?;
-        let fetcher = Fetcher::start(pool.clone(), settings.fetch.clone())?;
+        let handout = Handout::for_config(&settings.fetch)?;
+        let fetcher = FetchHandle::start(pool.clone(), settings.fetch.clone())?;
         let (group, offsets, offsets_reports) = match (&settings.group, &settings.offsets) {
             (Some(g), Some(o)) => {
                 let member = GroupMember::start(pool.clone(), g.clone())?;
@@ -176,7 +178,7 @@ impl Consumer {
             o.observe(commit_observer(published.clone(), hooks.clone()));
         }
         Ok(Consumer {
-            driver: Driver::new(ConsumerMachine::new(options, now())),
+            driver: Driver::new(ConsumerMachine::new(options, handout, now())),
             parts: Wiring {
                 pool,
                 fetcher,
@@ -928,8 +930,8 @@ impl Consumer {
                     }
                 }
                 Some(t) = next_interrupt(interrupt.as_deref_mut()) => return Ok(Some(t)),
-                event = self.parts.fetcher.next() => {
-                    match self.driver.fetch_event(now(), event, &mut self.parts) {
+                input = next_fetch_input(&mut self.parts.fetcher, self.driver.machine.has_released()) => {
+                    match self.driver.fetch_input(now(), input, &mut self.parts) {
                         Got::Records => return Ok(None),
                         Got::Error(e) => return Err(e),
                         Got::Nothing => {}
@@ -1060,6 +1062,16 @@ async fn next_report(
     match reports {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The fetcher's side of a wait: the records the machine's hand-out side released come at once
+/// (after the group's event, as the `select!` is biased), else the fetch task's next arrival.
+async fn next_fetch_input(fetcher: &mut FetchHandle, released: bool) -> FetchInput {
+    if released {
+        FetchInput::Released
+    } else {
+        FetchInput::Arrival(fetcher.next().await)
     }
 }
 

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kcon_core::{PersistentFailure, RequestId, TopicPartition};
-use kcon_fetch::{Fetcher, StartPosition};
+use kcon_fetch::handout::Release;
+use kcon_fetch::{FetchHandle, StartPosition};
 use kcon_group::{GroupMember, RevocationId};
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::{Pool, TopicScope};
@@ -52,7 +53,7 @@ impl<T> Exclusive<T> {
 /// The consumer's parts on tokio.
 pub(crate) struct Wiring {
     pub(crate) pool: Pool,
-    pub(crate) fetcher: Fetcher,
+    pub(crate) fetcher: FetchHandle,
     pub(crate) group: Option<GroupMember>,
     pub(crate) offsets: Option<Arc<Offsets>>,
     /// Where the offsets task reports requests that keep failing (the member and the fetcher
@@ -128,9 +129,9 @@ impl Parts for Wiring {
         self.fetcher.assign(starts);
     }
 
-    fn unassign(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {
+    fn unassign(&mut self, _now: Instant, partitions: Vec<TopicPartition>, fence: u64) {
         self.owned.remove(&partitions, || {});
-        self.fetcher.unassign(partitions);
+        self.fetcher.unassign(partitions, fence);
     }
 
     fn pause(&mut self, _now: Instant, tp: TopicPartition) {
@@ -141,8 +142,12 @@ impl Parts for Wiring {
         self.fetcher.resume(tp);
     }
 
-    fn seek(&mut self, _now: Instant, tp: TopicPartition, offset: i64) {
-        self.fetcher.seek(tp, offset, None);
+    fn seek(&mut self, _now: Instant, tp: TopicPartition, offset: i64, fence: u64) {
+        self.fetcher.seek(tp, offset, None, fence);
+    }
+
+    fn release(&mut self, _now: Instant, release: Release) {
+        self.fetcher.release(release);
     }
 
     fn store(&mut self, _now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {

@@ -41,7 +41,7 @@ use kcon_core::harness::Schedule;
 use kcon_core::{
     Coordinator, Machine, PersistentFailure, RequestFailure, RequestId, Target, TopicPartition,
 };
-use kcon_fetch::handout::{Arrival, Handout};
+use kcon_fetch::handout::{Arrival, Handout, Release};
 use kcon_fetch::{FetchAnswer, FetchConfig, FetchMachine, FetchRequest, StartPosition};
 use kcon_group::{
     GroupConfig, GroupEvent, GroupRequest, GroupResponse, MemberMachine, RevocationId,
@@ -56,7 +56,7 @@ use kcon_sim::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
 use kcon_sim::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
 
 use super::Hook;
-use super::driver::{self, CloseTurn, Driver, Got, Parts, Turn};
+use super::driver::{self, CloseTurn, Driver, FetchInput, Got, Parts, Turn};
 use super::machine::{CommittedOffsets, ConsumerMachine, MachineOptions, StepAnswer};
 use crate::Record;
 use crate::hooks::FetchedBatch;
@@ -361,7 +361,6 @@ struct SimParts {
     app: App,
     /// What happened, in order, with the time.
     log: Vec<(Instant, Happened)>,
-    handout: Handout,
     /// The fetch task's channel to the handle.
     arrivals: VecDeque<Arrival>,
     /// The group member's channel to the consumer.
@@ -420,26 +419,26 @@ impl Parts for SimParts {
         self.fetch.assign(now, starts);
     }
 
-    fn unassign(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {
-        let fence = self.handout.unassign(&partitions);
+    fn unassign(&mut self, _now: Instant, partitions: Vec<TopicPartition>, fence: u64) {
         self.fetch.unassign(&partitions);
         self.arrivals.push_back(Arrival::Fenced(partitions, fence));
     }
 
     fn pause(&mut self, _now: Instant, tp: TopicPartition) {
-        self.handout.pause(tp.clone());
         self.fetch.pause(&tp);
     }
 
     fn resume(&mut self, _now: Instant, tp: TopicPartition) {
-        self.handout.resume(&tp);
         self.fetch.resume(&tp);
     }
 
-    fn seek(&mut self, _now: Instant, tp: TopicPartition, offset: i64) {
-        let fence = self.handout.seek(&tp);
+    fn seek(&mut self, _now: Instant, tp: TopicPartition, offset: i64, fence: u64) {
         self.fetch.seek(&tp, offset, None);
         self.arrivals.push_back(Arrival::Fenced(vec![tp], fence));
+    }
+
+    fn release(&mut self, now: Instant, release: Release) {
+        release.apply(&mut self.fetch, now);
     }
 
     fn store(&mut self, _now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
@@ -659,7 +658,11 @@ impl World {
         let max_poll_records = fetch.max_poll_records.max(1) as usize;
         let i = self.clients.len();
         let client = Client {
-            driver: Driver::new(ConsumerMachine::new(options, now)),
+            driver: Driver::new(ConsumerMachine::new(
+                options,
+                Handout::new(max_poll_records),
+                now,
+            )),
             parts: SimParts {
                 client: i,
                 group: MemberMachine::new(group, now, seed),
@@ -667,7 +670,6 @@ impl World {
                 fetch: FetchMachine::new(fetch, now, seed),
                 app,
                 log: Vec::new(),
-                handout: Handout::new(max_poll_records),
                 arrivals: VecDeque::new(),
                 group_events: VecDeque::new(),
                 offsets_reports: VecDeque::new(),
@@ -1543,24 +1545,17 @@ impl World {
                 None => Fill::Again,
             };
         }
-        let handed = match parts.handout.next_released() {
-            Some(h) => Some(h),
-            None => loop {
-                let Some(arrival) = parts.arrivals.pop_front() else {
-                    break None;
-                };
-                if let Some(h) = parts.handout.arrive(arrival) {
-                    break Some(h);
-                }
-            },
+        // Released records first, as the `Consumer`'s wait takes them; else the fetch task's
+        // next arrival.
+        let input = if driver.machine.has_released() {
+            FetchInput::Released
+        } else {
+            match parts.arrivals.pop_front() {
+                Some(arrival) => FetchInput::Arrival(Some(arrival)),
+                None => return Fill::Wait,
+            }
         };
-        let Some(h) = handed else {
-            return Fill::Wait;
-        };
-        for release in h.releases {
-            release.apply(&mut parts.fetch, now);
-        }
-        match driver.fetch_event(now, Some(h.event), parts) {
+        match driver.fetch_input(now, input, parts) {
             Got::Error(e) => Fill::Error(e),
             Got::Records | Got::Nothing => Fill::Again,
         }
