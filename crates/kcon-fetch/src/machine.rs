@@ -23,8 +23,8 @@ use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, StartPosition,
 };
 use crate::position::{
-    AnswerContext, Backoff, FetchAction, FetchStatus, LeaderAndEpoch, PartitionAnswer,
-    PartitionError, PartitionState, ResetReason,
+    AnswerContext, Backoff, FetchAction, FetchPosition, FetchStatus, LeaderAndEpoch,
+    PartitionAnswer, PartitionError, PartitionState, ResetReason,
 };
 use crate::records::{CorruptRecords, FetchedRecords, check_partition};
 use crate::transactions::AbortedTransaction;
@@ -50,6 +50,16 @@ use crate::{FetchSession, IsolationLevel, PartitionFetch, RequestKind, SessionOu
 /// At most one Fetch is in flight per broker (a session's requests are numbered, KIP-227);
 /// Fetches to different brokers go out in parallel, and a partition is fetched again as soon
 /// as the application took its previous records, while it still works on them.
+///
+/// # Positions
+/// A partition's position ([`PartitionState::position`]) is where its next Fetch starts: an
+/// answer's records move it when they are accepted, as the answer is handled, before they are
+/// polled; an answer for the offset they were fetched from is stale from then on. The
+/// partition is not fetched again while the application has not taken them: their bytes stay
+/// in the [`PrefetchBudget`] until [`records_consumed`](Self::records_consumed) (or a seek, a
+/// reset or an unassignment drops them), and the budget grants no Fetch to a partition holding
+/// bytes. Where the application stands is [`delivered_position`](Self::delivered_position):
+/// the same, except while records are held for a pause.
 #[derive(Debug)]
 pub struct FetchMachine {
     config: FetchConfig,
@@ -126,6 +136,45 @@ struct Assigned {
     corrupt_told: Option<i64>,
     /// The high watermark of its last Fetch answer without error.
     high_watermark: Option<i64>,
+    /// Records accepted while the partition is paused (and those still queued for the owner
+    /// when the pause came), oldest first: queued for the owner again on resume. The position
+    /// in `state` is past them; where the first was fetched from is where the application
+    /// stands ([`FetchMachine::delivered_position`]). Their bytes stay in the budget, so the
+    /// partition is not fetched meanwhile (paused, it would not be anyway).
+    held: VecDeque<FetchedRecords>,
+}
+
+impl Assigned {
+    /// Where the application stands: where the first held records were fetched from, or the
+    /// position when nothing is held.
+    fn delivered_position(&self) -> Option<FetchPosition> {
+        let position = self.state.position()?;
+        let Some(first) = self.held.front() else {
+            return Some(position);
+        };
+        let (offset, offset_epoch) = first.fetched_from();
+        Some(FetchPosition {
+            offset,
+            offset_epoch,
+            ..position
+        })
+    }
+
+    /// A partition that stopped fetching gives up the records held for its pause: awaiting
+    /// validation (a leader change, KIP-320), its position goes back to where they begin, so
+    /// that validation checks where the application stands and not records it never got,
+    /// which the new leader may have truncated; awaiting a reset, they are stale. Returns
+    /// whether records were dropped: their bytes must leave the budget.
+    fn give_up_held(&mut self) -> bool {
+        if self.held.is_empty() || self.state.status() == FetchStatus::Fetching {
+            return false;
+        }
+        if let Some(from) = self.delivered_position() {
+            self.state.validate_from(from.offset, from.offset_epoch);
+        }
+        self.held.clear();
+        true
+    }
 }
 
 /// One broker the fetcher has fetched from or wants to.
@@ -280,6 +329,7 @@ impl FetchMachine {
                     no_position_told: false,
                     corrupt_told: None,
                     high_watermark: None,
+                    held: VecDeque::new(),
                 },
             );
         }
@@ -300,21 +350,45 @@ impl FetchMachine {
 
     /// Stops fetching `tp` until [`resume`](Self::resume): it leaves its session (the
     /// forgotten list of the next Fetch to its broker). Records already handed out stay valid;
-    /// records fetched and not yet handed out are held back until the resume (their bytes stay
-    /// in the budget, and a partition holding records is not fetched).
+    /// records queued and not yet polled, and those of a Fetch in flight, are held back until
+    /// the resume, in order (their bytes stay in the budget, and a partition holding records
+    /// is not fetched). The position does not move: it was past them when they were accepted.
     pub fn pause(&mut self, tp: &TopicPartition) {
         self.plan_all = true;
-        if let Some(a) = self.partitions.get_mut(tp) {
-            a.state.pause();
+        let Some(a) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        a.state.pause();
+        let mine = |e: &FetchEvent| matches!(e, FetchEvent::Records(r) if &r.partition == tp);
+        if self.events.iter().any(mine) {
+            let (held, others): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(&mut self.events).into_iter().partition(mine);
+            self.events = others;
+            a.held.extend(held.into_iter().filter_map(|e| match e {
+                FetchEvent::Records(r) => Some(r),
+                _ => None,
+            }));
         }
     }
 
-    /// Fetches `tp` again; it rejoins its session with the next Fetch.
+    /// Fetches `tp` again; it rejoins its session with the next Fetch. The records held during
+    /// the pause are queued for the owner, in order.
     pub fn resume(&mut self, tp: &TopicPartition) {
         self.plan_all = true;
         if let Some(a) = self.partitions.get_mut(tp) {
             a.state.resume();
+            self.events
+                .extend(a.held.drain(..).map(FetchEvent::Records));
         }
+    }
+
+    /// Where the application stands in `tp`, as far as the fetcher knows: the position
+    /// ([`PartitionState::position`], where the next Fetch starts, past every record
+    /// accepted), or, while records of `tp` are held for a pause, the position the first of
+    /// them was fetched from. Records queued for the owner count as the application's: the
+    /// input that accepted them gave them to it, and polling only hands them over.
+    pub fn delivered_position(&self, tp: &TopicPartition) -> Option<FetchPosition> {
+        self.partitions.get(tp)?.delivered_position()
     }
 
     /// Moves `tp` to `offset` (Java `seek`): records fetched for the old position and not yet
@@ -428,6 +502,9 @@ impl FetchMachine {
                 .and_then(|id| self.brokers.get(&id)?.info)
                 .is_none_or(|i| i.can_validate);
             a.state.update_leader(p.leader, can_validate);
+            if a.give_up_held() {
+                self.budget.discard(tp);
+            }
         }
         // A partition the metadata does not name (yet), or names without a leader, needs
         // another look; the backoff keeps that from becoming a loop.
@@ -544,11 +621,14 @@ impl FetchMachine {
         }
     }
 
-    /// Records of `tp` fetched and not yet handed out are dropped, and their bytes leave the
-    /// budget (a seek, a reset, an unassignment).
+    /// Records of `tp` fetched and not yet handed out (queued, or held for a pause) are
+    /// dropped, and their bytes leave the budget (a seek, a reset, an unassignment).
     fn drop_buffered(&mut self, tp: &TopicPartition) {
         self.events
             .retain(|e| !matches!(e, FetchEvent::Records(r) if &r.partition == tp));
+        if let Some(a) = self.partitions.get_mut(tp) {
+            a.held.clear();
+        }
         self.budget.discard(tp);
     }
 
@@ -961,7 +1041,17 @@ impl FetchMachine {
                             records.bytes = fetched;
                             // Delivered once per answer: the batches move out.
                             records.undecoded = std::mem::take(&mut d.batches);
-                            self.events.push_back(FetchEvent::Records(records));
+                            // Accepted: the next Fetch starts past them. The partition is not
+                            // fetched again before the application takes them (their bytes,
+                            // in `received`, join the budget below), and an answer still on
+                            // its way for the old offset is stale from now.
+                            a.state
+                                .advance(records.next_offset, records.last_leader_epoch());
+                            if a.state.is_paused() {
+                                a.held.push_back(records);
+                            } else {
+                                self.events.push_back(FetchEvent::Records(records));
+                            }
                         }
                         FetchAction::Discard => {}
                         FetchAction::RefreshMetadata => self.metadata_wanted = true,
@@ -979,6 +1069,10 @@ impl FetchMachine {
                             })
                         }
                     }
+                }
+                // A leader hint may have sent it to validation (KIP-320).
+                if a.give_up_held() {
+                    self.budget.discard(&tp);
                 }
             }
         }
@@ -1102,26 +1196,12 @@ impl Machine for FetchMachine {
         self.queued.pop_front()
     }
 
-    /// The next event for the application. Records move the partition's position as they are
-    /// handed out. Records of a paused partition are held back, in order, until it is resumed
-    /// (as the Java client's `FetchCollector` skips paused partitions' buffered fetches).
+    /// The next event for the application, as the inputs queued them. Polling changes nothing
+    /// else: a partition's position moved when its records were accepted, and records of a
+    /// paused partition are not queued until it is resumed ([`pause`](FetchMachine::pause),
+    /// [`resume`](FetchMachine::resume)).
     fn poll_event(&mut self) -> Option<FetchEvent> {
-        let partitions = &self.partitions;
-        let held = |e: &FetchEvent| {
-            matches!(e, FetchEvent::Records(r)
-                if partitions.get(&r.partition).is_some_and(|a| a.state.is_paused()))
-        };
-        let next = self.events.iter().position(|e| !held(e))?;
-        let event = self.events.remove(next)?;
-        // Records handed out are the application's: the partition's position moves past them
-        // here, the one state change of this poll (the Java client's position moves when poll
-        // returns records, too).
-        if let FetchEvent::Records(r) = &event
-            && let Some(a) = self.partitions.get_mut(&r.partition)
-        {
-            a.state.advance(r.next_offset, r.last_leader_epoch());
-        }
-        Some(event)
+        self.events.pop_front()
     }
 
     /// The earliest timer still ahead: the table's (the metadata retry), or a partition's or a

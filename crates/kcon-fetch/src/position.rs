@@ -18,7 +18,8 @@
 //!
 //! Feeding it: [`PartitionState::update_leader`] after every metadata snapshot,
 //! [`PartitionState::on_fetch_answer`] for each partition of each Fetch answer,
-//! [`PartitionState::advance`] as the application consumes records; read
+//! [`PartitionState::advance`] as an answer's records are accepted (the next Fetch starts past
+//! them, though the application may not have them yet); read
 //! [`PartitionState::fetch_target`] when planning the next Fetch.
 
 use std::fmt;
@@ -48,11 +49,17 @@ impl LeaderAndEpoch {
 }
 
 /// Where a partition reads next (Java `SubscriptionState.FetchPosition`).
+///
+/// A partition's position is where its next Fetch starts: one past the last record accepted
+/// from a Fetch answer, whether or not the application has taken that record yet. The fetch
+/// loop keeps what the application has not been given apart (records held for a pause) and
+/// says where the application stands itself
+/// ([`FetchMachine::delivered_position`](crate::FetchMachine::delivered_position)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchPosition {
-    /// The next offset to fetch (one past the last record consumed).
+    /// The next offset to fetch (one past the last record accepted).
     pub offset: i64,
-    /// The leader epoch of the last record consumed (or of the committed offset): what
+    /// The leader epoch of the last record accepted (or of the committed offset): what
     /// OffsetForLeaderEpoch is asked about after a leader change (KIP-320). `None` when
     /// unknown (old brokers, old commits): such a position cannot be validated.
     pub offset_epoch: Option<i32>,
@@ -399,8 +406,9 @@ impl PartitionState {
         }
     }
 
-    /// The application consumed records up to `next_offset`, the last one in `last_epoch`.
-    /// Only a fetching partition moves, and never backwards from a late batch.
+    /// A Fetch answer's records up to `next_offset` were accepted, the last one in
+    /// `last_epoch`: the next Fetch starts there. Only a fetching partition moves, and never
+    /// backwards from a late batch.
     pub fn advance(&mut self, next_offset: i64, last_epoch: Option<i32>) {
         if self.status != FetchStatus::Fetching {
             return;
@@ -444,6 +452,27 @@ impl PartitionState {
         // Not `or` the epoch held now: that is the answer's last record's, past `offset`.
         p.offset_epoch = last_epoch;
         self.back_off(now, backoff);
+        true
+    }
+
+    /// Records accepted past `offset` were dropped before the application got them (held for
+    /// a pause when the partition came to await validation): the position awaiting validation
+    /// goes back to `offset`, the last record before it in `offset_epoch`, still checked
+    /// against the same leader, and is validated there (without an epoch it cannot be, and is
+    /// fetched from at once, as after a seek). Returns whether it moved: only a partition
+    /// awaiting validation does.
+    pub fn validate_from(&mut self, offset: i64, offset_epoch: Option<i32>) -> bool {
+        if self.status != FetchStatus::AwaitingValidation {
+            return false;
+        }
+        let Some(p) = self.position else {
+            return false;
+        };
+        self.validate_position(FetchPosition {
+            offset,
+            offset_epoch,
+            current_leader: p.current_leader,
+        });
         true
     }
 

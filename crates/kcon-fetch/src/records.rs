@@ -124,6 +124,13 @@ impl FetchedRecords {
         self.len() == 0
     }
 
+    /// The position the answer was fetched from, while no part was taken yet: its fetch
+    /// offset, and the leader epoch the partition's position had there. The fetch loop moves
+    /// a paused partition back there when it drops these records before handing them out.
+    pub(crate) fn fetched_from(&self) -> (i64, Option<i32>) {
+        self.undecoded.fetched_from
+    }
+
     /// The leader epoch of the last record, decoded or not.
     pub fn last_leader_epoch(&self) -> Option<i32> {
         let u = &self.undecoded;
@@ -228,6 +235,9 @@ pub(crate) struct Undecoded {
     epoch: Option<i32>,
     /// A corrupt record found while decoding: nothing at or after this offset is handed out.
     corrupt_at: Option<i64>,
+    /// The position the answer was fetched from: its fetch offset, and the leader epoch the
+    /// position had there (what `epoch` starts as).
+    fetched_from: (i64, Option<i32>),
 }
 
 /// A batch to deliver: its records with offsets in `from..until` (`count` of them; for a
@@ -261,6 +271,7 @@ impl PartialEq for Undecoded {
             && self.in_batches == other.in_batches
             && self.epoch == other.epoch
             && self.corrupt_at == other.corrupt_at
+            && self.fetched_from == other.fetched_from
             && self.batches.len() == other.batches.len()
             && self.batches.iter().zip(&other.batches).all(|(a, b)| {
                 (a.from, a.until, a.count, a.resume, a.corrupt_after)
@@ -438,6 +449,7 @@ pub(crate) fn check_partition(
             topic: Some(topic.clone()),
             partition: partition.partition,
             epoch: position_epoch,
+            fetched_from: (fetch_offset, position_epoch),
             ..Undecoded::default()
         },
         position: fetch_offset,

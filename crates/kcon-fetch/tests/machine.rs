@@ -656,6 +656,9 @@ fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
         matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(1)),
         "{events:?}"
     );
+    // The application stands where the held records begin; the next Fetch would start past
+    // them, as they were accepted.
+    assert_eq!(sim.machine.delivered_position(&tp(0)).unwrap().offset, 0);
     assert_eq!(
         sim.machine
             .partition(&tp(0))
@@ -663,7 +666,7 @@ fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
             .position()
             .unwrap()
             .offset,
-        0
+        2
     );
     sim.machine.resume(&tp(0));
     let events = sim.events();
@@ -671,6 +674,7 @@ fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
         matches!(events.as_slice(), [FetchEvent::Records(r)] if r.partition == tp(0) && r.next_offset == 2),
         "{events:?}"
     );
+    assert_eq!(sim.machine.delivered_position(&tp(0)).unwrap().offset, 2);
     assert_eq!(
         sim.machine
             .partition(&tp(0))
@@ -1156,4 +1160,442 @@ fn fetches_a_broker_hangs_up_on_back_off_across_reconnects_and_are_reported() {
     );
     assert_eq!(failing.cause, "the broker closed the connection");
     assert_eq!(failing.subject, "the partitions fetched from broker 1");
+}
+
+/// The offsets of the records among `events`, per partition, decoded.
+fn offsets_by_partition(events: &[FetchEvent]) -> BTreeMap<i32, Vec<i64>> {
+    let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for e in events {
+        if let FetchEvent::Records(r) = e {
+            let decoded = r.clone().decoded();
+            let offsets = decoded.records.iter().map(|r| r.offset);
+            out.entry(r.partition.partition)
+                .or_default()
+                .extend(offsets);
+        }
+    }
+    out
+}
+
+#[test]
+fn positions_move_when_an_answer_is_accepted_and_polling_changes_nothing() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(
+        &first,
+        response(
+            0,
+            vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, Some(batch(0, 2, 6)))],
+        ),
+    );
+    // Nothing polled yet: both partitions are past their records already, and the
+    // application stands there too (records queued for the owner are its own).
+    for (p, offset, epoch) in [(0, 3, 5), (1, 2, 6)] {
+        let position = sim.machine.partition(&tp(p)).unwrap().position().unwrap();
+        assert_eq!(
+            (position.offset, position.offset_epoch),
+            (offset, Some(epoch))
+        );
+        assert_eq!(sim.machine.delivered_position(&tp(p)), Some(position));
+    }
+    let states: Vec<_> = sim
+        .machine
+        .partitions()
+        .map(|(tp, s)| (tp.clone(), *s))
+        .collect();
+    let budget = sim.machine.budget().clone();
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![0, 1, 2]), (1, vec![0, 1])])
+    );
+    let after: Vec<_> = sim
+        .machine
+        .partitions()
+        .map(|(tp, s)| (tp.clone(), *s))
+        .collect();
+    assert_eq!(states, after, "polling moved a partition");
+    assert_eq!(&budget, sim.machine.budget(), "polling changed the budget");
+
+    // Taken: fetched from where the answer was accepted up to.
+    sim.machine.records_consumed(
+        &tp(0),
+        events
+            .iter()
+            .map(|e| match e {
+                FetchEvent::Records(r) if r.partition == tp(0) => r.size,
+                _ => 0,
+            })
+            .sum(),
+    );
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next), BTreeMap::from([(0, 3)]));
+}
+
+#[test]
+fn a_partition_with_records_not_taken_is_not_fetched_again_until_they_are() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(
+        &first,
+        response(0, vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, None)]),
+    );
+    // Queued, not polled: the Fetch planned after the answer leaves partition 0 out.
+    let second = sim.fetch();
+    assert_eq!(offsets_of(&second), BTreeMap::from([(1, 0)]));
+    sim.answer(&second, response(0, vec![(1, 0, Some(batch(0, 1, 5)))]));
+    // Polled, with the application: still left out.
+    let events = sim.events();
+    let size = |p: i32| -> usize {
+        events
+            .iter()
+            .map(|e| match e {
+                FetchEvent::Records(r) if r.partition == tp(p) => r.size,
+                _ => 0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![0, 1, 2]), (1, vec![0])])
+    );
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "fetched a partition whose records were not taken"
+    );
+    sim.machine.records_consumed(&tp(1), size(1));
+    let third = sim.fetch();
+    assert_eq!(offsets_of(&third), BTreeMap::from([(1, 1)]));
+    sim.answer(&third, response(0, vec![]));
+    // Taken: fetched again, from past them.
+    sim.machine.records_consumed(&tp(0), size(0));
+    let fourth = sim.fetch();
+    assert_eq!(offsets_of(&fourth).get(&0), Some(&3));
+
+    // Held for a pause (the answer came after it), then queued by the resume: left out until
+    // taken as well.
+    sim.answer(&fourth, response(0, vec![]));
+    let fifth = sim.fetch();
+    sim.machine.pause(&tp(0));
+    sim.answer(&fifth, response(0, vec![(0, 0, Some(batch(3, 2, 5)))]));
+    assert_eq!(sim.events(), []);
+    sim.machine.resume(&tp(0));
+    let sixth = sim.fetch();
+    assert_eq!(offsets_of(&sixth).get(&0), None);
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![3, 4])])
+    );
+    sim.answer(&sixth, response(0, vec![]));
+    let seventh = sim.fetch();
+    assert_eq!(offsets_of(&seventh).get(&0), None);
+    sim.answer(&seventh, response(0, vec![]));
+    let FetchEvent::Records(r) = &events[0] else {
+        unreachable!()
+    };
+    sim.machine.records_consumed(&tp(0), r.size);
+    let eighth = sim.fetch();
+    assert_eq!(offsets_of(&eighth).get(&0), Some(&5));
+}
+
+#[test]
+fn an_answer_is_accepted_once_though_the_partition_was_fetched_twice() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let from_1 = sim.fetch();
+    // The leader moves while broker 1's Fetch is in flight: broker 2 is asked too, from the
+    // same offset (no epoch to validate, so it is fetched at once).
+    sim.0
+        .machine
+        .metadata_updated(sim.0.now, &view(&[(0, 2, 6), (1, 1, 5)]));
+    let from_2 = sim.fetch();
+    assert!(matches!(
+        from_2.request,
+        FetchRequest::Fetch { broker: 2, .. }
+    ));
+    assert_eq!(offsets_of(&from_2), BTreeMap::from([(0, 0)]));
+    sim.answer(&from_2, response(0, vec![(0, 0, Some(batch(0, 3, 6)))]));
+    let buffered = sim.machine.budget().buffered_for(&tp(0));
+    // The old leader's answer for offset 0 comes before anything was polled: stale, since the
+    // first answer moved the position when it was accepted.
+    sim.answer(
+        &from_1,
+        response(0, vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, None)]),
+    );
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![0, 1, 2])])
+    );
+    assert_eq!(sim.machine.budget().buffered_for(&tp(0)), buffered);
+    assert_eq!(
+        sim.machine
+            .partition(&tp(0))
+            .unwrap()
+            .position()
+            .unwrap()
+            .offset,
+        3
+    );
+}
+
+/// The fetch task and the application's side together, as the consumer wires them: the
+/// machine's events travel to the `Handout` through a queue (the channel), and the
+/// application's pauses reach the `Handout` at once and the machine when the test says.
+struct Pipeline {
+    sim: Sim,
+    handout: kcon_fetch::handout::Handout,
+    channel: std::collections::VecDeque<kcon_fetch::handout::Arrival>,
+    /// The offsets the application got, per partition, in order.
+    got: BTreeMap<i32, Vec<i64>>,
+}
+
+impl Pipeline {
+    fn new() -> Pipeline {
+        Pipeline {
+            sim: Sim::new(config(&[]), committed(0)),
+            handout: kcon_fetch::handout::Handout::new(500),
+            channel: Default::default(),
+            got: BTreeMap::new(),
+        }
+    }
+
+    /// The machine's events go into the channel.
+    fn send(&mut self) {
+        while let Some(e) = self.sim.machine.poll_event() {
+            self.channel
+                .push_back(kcon_fetch::handout::Arrival::Event(e));
+        }
+    }
+
+    /// The application takes everything it can, releasing what it took.
+    fn take(&mut self) {
+        loop {
+            let handed = match self.handout.next_released() {
+                Some(h) => h,
+                None => match self.channel.pop_front() {
+                    Some(a) => match self.handout.arrive(a) {
+                        Some(h) => h,
+                        None => continue,
+                    },
+                    None => break,
+                },
+            };
+            if let FetchEvent::Records(r) = &handed.event {
+                let offsets = r.records.iter().map(|r| r.offset);
+                self.got
+                    .entry(r.partition.partition)
+                    .or_default()
+                    .extend(offsets);
+            }
+            for release in handed.releases {
+                release.apply(&mut self.sim.0.machine, self.sim.0.now);
+            }
+        }
+    }
+
+    /// The next Fetch, answered with `records` (partition, first offset, count); the events go
+    /// into the channel.
+    fn fetch(&mut self, records: &[(i32, i64, usize)]) -> BTreeMap<i32, i64> {
+        let f = self.sim.fetch();
+        let offsets = offsets_of(&f);
+        let parts = records
+            .iter()
+            .map(|&(p, base, n)| {
+                assert_eq!(offsets.get(&p), Some(&base), "partition {p} fetched from");
+                (p, 0, Some(batch(base, n, 5)))
+            })
+            .collect();
+        self.sim.answer(&f, response(0, parts));
+        self.send();
+        offsets
+    }
+}
+
+#[test]
+fn a_paused_partitions_records_keep_their_order_held_on_either_side_of_the_channel() {
+    let mut p = Pipeline::new();
+    let held_by = |p: &Pipeline, partition: i32| {
+        (
+            p.sim
+                .machine
+                .delivered_position(&tp(partition))
+                .unwrap()
+                .offset,
+            p.sim
+                .machine
+                .partition(&tp(partition))
+                .unwrap()
+                .position()
+                .unwrap()
+                .offset,
+        )
+    };
+    // Partition 0's records are on their way when the application pauses it: the handout
+    // holds them. The machine hears of the pause after.
+    p.fetch(&[(0, 0, 3), (1, 0, 2)]);
+    p.handout.pause(tp(0));
+    p.sim.machine.pause(&tp(0));
+    p.take();
+    assert_eq!(p.got, BTreeMap::from([(1, vec![0, 1])]));
+    assert!(
+        !p.handout.is_idle(),
+        "the handout holds partition 0's records"
+    );
+
+    // Partition 1 is paused with a Fetch of it in flight: the machine holds what comes, on
+    // the other side of the channel, while the handout still holds partition 0's.
+    let f = p.sim.fetch();
+    assert_eq!(offsets_of(&f), BTreeMap::from([(1, 2)]));
+    p.handout.pause(tp(1));
+    p.sim.machine.pause(&tp(1));
+    p.sim
+        .answer(&f, response(0, vec![(1, 0, Some(batch(2, 2, 5)))]));
+    p.send();
+    p.take();
+    assert_eq!(p.got, BTreeMap::from([(1, vec![0, 1])]));
+    assert_eq!(
+        held_by(&p, 1),
+        (2, 4),
+        "the application stands before the held records"
+    );
+    assert_eq!(
+        held_by(&p, 0),
+        (3, 3),
+        "the machine handed partition 0's over"
+    );
+
+    // Resumed in the other order than paused, each side releases what it holds, in order.
+    p.handout.resume(&tp(1));
+    p.sim.machine.resume(&tp(1));
+    p.send();
+    p.take();
+    assert_eq!(p.got, BTreeMap::from([(1, vec![0, 1, 2, 3])]));
+    assert_eq!(held_by(&p, 1), (4, 4));
+    p.handout.resume(&tp(0));
+    p.sim.machine.resume(&tp(0));
+    p.take();
+    assert_eq!(
+        p.got,
+        BTreeMap::from([(0, vec![0, 1, 2]), (1, vec![0, 1, 2, 3])])
+    );
+    assert!(p.handout.is_idle());
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+
+    // Paused again between an answer and its hand-over (the events not yet polled): the
+    // machine holds them, and a second resume and pause in a row lose nothing.
+    let f = p.sim.fetch();
+    assert_eq!(offsets_of(&f), BTreeMap::from([(0, 3), (1, 4)]));
+    p.sim.answer(
+        &f,
+        response(
+            0,
+            vec![(0, 0, Some(batch(3, 2, 5))), (1, 0, Some(batch(4, 1, 5)))],
+        ),
+    );
+    p.handout.pause(tp(0));
+    p.sim.machine.pause(&tp(0));
+    assert_eq!(held_by(&p, 0), (3, 5));
+    p.send();
+    p.take();
+    p.handout.resume(&tp(0));
+    p.sim.machine.resume(&tp(0));
+    p.handout.pause(tp(0));
+    p.sim.machine.pause(&tp(0));
+    p.send();
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2]);
+    p.handout.resume(&tp(0));
+    p.sim.machine.resume(&tp(0));
+    p.send();
+    p.take();
+    p.fetch(&[(0, 5, 1), (1, 5, 1)]);
+    p.take();
+    assert_eq!(
+        p.got,
+        BTreeMap::from([(0, vec![0, 1, 2, 3, 4, 5]), (1, vec![0, 1, 2, 3, 4, 5])]),
+        "in order, nothing lost, nothing twice"
+    );
+    assert!(p.handout.is_idle());
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+}
+
+#[test]
+fn a_leader_change_gives_up_records_held_for_a_pause_and_validates_where_the_application_stands() {
+    let start = StartPosition::Committed {
+        offset: 0,
+        leader_epoch: Some(5),
+    };
+    let mut sim = Sim::new(config(&[]), start);
+    let epoch_answer = |end: i64| {
+        let mut r = OffsetForLeaderEpochResponse::default();
+        let mut t = OffsetForLeaderTopicResult::default();
+        t.topic = TopicName(StrBytes::from_static_str(TOPIC));
+        for p in 0..2 {
+            let mut e = EpochEndOffset::default();
+            e.partition = p;
+            e.leader_epoch = 5;
+            e.end_offset = end;
+            t.partitions.push(e);
+        }
+        r.topics.push(t);
+        FetchAnswer::Validation(Box::new(r))
+    };
+    let out = sim.requests();
+    let v = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::Validate(_)))
+        .expect("OffsetForLeaderEpoch");
+    sim.0.answer(v.id, epoch_answer(20));
+    let first = sim.fetch();
+    sim.machine.pause(&tp(0));
+    sim.answer(
+        &first,
+        response(0, vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, None)]),
+    );
+    assert_eq!(sim.events(), []);
+    assert!(sim.machine.budget().buffered_for(&tp(0)) > 0);
+
+    // The leader moves: validation asks about where the application stands, not about the
+    // end of records it never got, and those records leave with their bytes.
+    sim.0
+        .machine
+        .metadata_updated(sim.0.now, &view(&[(0, 2, 6), (1, 2, 6)]));
+    assert_eq!(sim.machine.budget().buffered_for(&tp(0)), 0);
+    let position = sim.machine.partition(&tp(0)).unwrap().position().unwrap();
+    assert_eq!((position.offset, position.offset_epoch), (0, Some(5)));
+    assert_eq!(sim.machine.delivered_position(&tp(0)), Some(position));
+    let out = sim.requests();
+    let v = out
+        .iter()
+        .find(|o| matches!(&o.request, FetchRequest::Validate(r) if r.broker == 2))
+        .expect("OffsetForLeaderEpoch to the new leader");
+    let FetchRequest::Validate(r) = &v.request else {
+        unreachable!()
+    };
+    let asked: BTreeMap<i32, i64> = r
+        .queries
+        .iter()
+        .map(|q| (q.partition.partition, q.position.offset))
+        .collect();
+    assert_eq!(asked, BTreeMap::from([(0, 0), (1, 0)]));
+    sim.0.answer(v.id, epoch_answer(20));
+    sim.machine.resume(&tp(0));
+    assert_eq!(sim.events(), [], "the held records were given up");
+    let next = sim.fetch();
+    assert!(matches!(
+        next.request,
+        FetchRequest::Fetch { broker: 2, .. }
+    ));
+    assert_eq!(offsets_of(&next), BTreeMap::from([(0, 0), (1, 0)]));
 }

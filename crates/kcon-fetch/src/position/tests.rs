@@ -95,6 +95,28 @@ fn advance_moves_forward_only_while_fetching() {
 }
 
 #[test]
+fn validation_can_go_back_to_where_dropped_records_began() {
+    // Records up to 15 (epoch 4) were accepted, then the leader moved to epoch 6.
+    let mut s = fetching();
+    s.advance(15, Some(4));
+    assert!(s.update_leader(LeaderAndEpoch::new(FOLLOWER, 6), true));
+    assert!(s.validate_from(10, Some(3)));
+    let p = s.position().unwrap();
+    assert_eq!((p.offset, p.offset_epoch), (10, Some(3)));
+    assert_eq!(p.current_leader, LeaderAndEpoch::new(FOLLOWER, 6));
+    assert_eq!(s.status(), FetchStatus::AwaitingValidation);
+    // Without an epoch there is nothing to validate: fetched from there at once.
+    assert!(s.validate_from(10, None));
+    assert_eq!(s.status(), FetchStatus::Fetching);
+    assert_eq!(s.position().map(|p| p.offset), Some(10));
+    // Only a partition awaiting validation moves.
+    assert!(!s.validate_from(7, Some(3)));
+    s.request_reset(ResetReason::NoPosition);
+    assert!(!s.validate_from(7, Some(3)));
+    assert_eq!(s.position().map(|p| p.offset), Some(10));
+}
+
+#[test]
 fn paused_partition_is_not_fetched_until_resumed() {
     let mut s = fetching();
     s.pause();
