@@ -69,9 +69,9 @@ impl Failure {
             Cause::Corrupt => {
                 Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
             }
-            Cause::Unsupported | Cause::Broker | Cause::Misuse | Cause::Stopped => {
-                Failure::runtime(e.to_string())
-            }
+            // Unsupported, Broker, Misuse, Closed (and no handler's or record's: the pool's
+            // causes are those of a request).
+            _ => Failure::runtime(e.to_string()),
         }
     }
 

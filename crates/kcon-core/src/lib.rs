@@ -14,6 +14,7 @@
 //!   ListOffsets query a reset turns into, watermarks and lag.
 //! - [`backoff`]: KIP-580's exponential backoff with jitter, a pure function of the attempt and a
 //!   random number.
+//! - [`cause`]: whose doing an error was ([`Cause`]), one value for every part.
 //! - [`failure`]: a request that keeps failing: the backoff between its tries, which only its
 //!   own success resets, and when it is reported ([`PersistentFailure`]).
 //! - [`property`]: the mechanism of the tables of properties each crate contributes
@@ -35,6 +36,7 @@
 
 pub mod assignor;
 pub mod backoff;
+pub mod cause;
 pub mod coordinator;
 pub mod deserialize;
 pub mod error_codes;
@@ -52,6 +54,7 @@ pub mod wire;
 
 pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
+pub use cause::Cause;
 pub use coordinator::Membership;
 pub use deserialize::{DeserializeError, Deserializer};
 pub use failure::{FailureTracker, PersistentFailure};

@@ -9,7 +9,7 @@ use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 
 use kcon_core::error_codes::error_name;
-use kcon_core::{ConfigError, RequestFailure};
+use kcon_core::{Cause, ConfigError, RequestFailure};
 
 use crate::config::SaslMechanism;
 
@@ -94,32 +94,10 @@ pub enum Error {
     Stopped,
 }
 
-/// Who caused a pool [`Error`]: the one projection of a request's failure that every facade
-/// above the pool (the consumer's, the producer's, the admin calls', the tool's) maps one to one
-/// onto its own kinds, so the same failure reads the same whichever part met it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cause {
-    /// The network, a connection, TLS, or a broker missing from the metadata: retrying (on a
-    /// fresh connection, after a metadata refresh) can help.
-    Transport,
-    /// A broker sent bytes that are not a valid answer.
-    Corrupt,
-    /// The broker does not offer an API, or no version of it that kcon speaks.
-    Unsupported,
-    /// A broker answered with an error code.
-    Broker,
-    /// SASL authentication failed.
-    Authentication,
-    /// The caller asked for something kcon cannot do.
-    Misuse,
-    /// A configuration value is invalid.
-    Config,
-    /// The task doing the work was stopped (the runtime is shutting down).
-    Stopped,
-}
-
 impl Error {
-    /// Who caused it: see [`Cause`].
+    /// Who caused it: the one projection of a request's failure, kcon-core's [`Cause`], which
+    /// every facade above the pool (the consumer's, the producer's, the admin calls', the
+    /// tool's) returns as it is, so the same failure reads the same whichever part met it.
     pub fn cause(&self) -> Cause {
         match self {
             Error::Transport { .. } | Error::Tls { .. } | Error::UnknownBroker { .. } => {
@@ -131,7 +109,8 @@ impl Error {
             Error::Authentication { .. } => Cause::Authentication,
             Error::Misuse(_) => Cause::Misuse,
             Error::Config(_) => Cause::Config,
-            Error::Stopped => Cause::Stopped,
+            // The runtime is shutting down: the client's tasks are gone with it.
+            Error::Stopped => Cause::Closed,
         }
     }
 

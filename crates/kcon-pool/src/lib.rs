@@ -34,8 +34,10 @@ pub use clock::{Clock, SystemClock};
 pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};
 pub use connection::Connection;
 pub use error::{
-    AuthError, Cause, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
+    AuthError, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
 };
+/// Whose doing an [`Error`] was ([`Error::cause`]): kcon-core's, shared by every facade.
+pub use kcon_core::Cause;
 pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope};
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use sasl::oauthbearer::{

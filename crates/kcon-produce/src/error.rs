@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::ResponseError;
-use kcon_core::{ConfigError, TopicPartition};
+use kcon_core::{Cause, ConfigError, TopicPartition};
 
 /// The specific condition of a [`ProduceError`]: [`ProduceError::kind`]. Each answers both of
 /// the error's questions, [`ProduceError::cause`] and [`ProduceError::outcome`] (see
@@ -40,34 +40,6 @@ pub enum ErrorKind {
     /// The producer asked the connection pool for something it cannot do: a defect of the
     /// producer's, never of the application's records.
     Misuse,
-}
-
-/// Whose doing a [`ProduceError`] was: [`ProduceError::cause`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Cause {
-    /// The configuration: a property is unknown, has a bad value, or conflicts with another
-    /// ([`ProduceError::property`] names it).
-    Config,
-    /// The producer asked the connection pool for something it cannot do: a defect of the
-    /// producer's.
-    Misuse,
-    /// A broker's answer: an error code ([`ProduceError::code`]) for the batch or the producer
-    /// id.
-    Broker,
-    /// The network, a connection, TLS, or a request timeout.
-    Transport,
-    /// SASL authentication.
-    Authentication,
-    /// A broker that does not offer an API or version the producer needs.
-    Unsupported,
-    /// A broker sent an answer that is not a valid one.
-    Corrupt,
-    /// The record itself: larger than `max.request.size` or `buffer.memory`, for a partition
-    /// the topic does not have, or in a batch that does not encode.
-    Record,
-    /// The producer was closed, or its task is gone (the runtime is shutting down).
-    Closed,
 }
 
 /// What the application does next about a [`ProduceError`]: [`ProduceError::outcome`].
@@ -232,17 +204,21 @@ impl ProduceError {
 
     /// A request the pool could not get answered.
     pub(crate) fn pool(e: kcon_pool::Error, what: &str) -> Self {
-        use kcon_pool::{Cause as P, Error as E};
-        let (kind, cause) = match e.cause() {
-            P::Transport => (ErrorKind::Transport, Cause::Transport),
-            P::Corrupt => (ErrorKind::Corrupt, Cause::Corrupt),
-            P::Unsupported => (ErrorKind::Unsupported, Cause::Unsupported),
-            P::Broker => (ErrorKind::Broker, Cause::Broker),
-            P::Authentication => (ErrorKind::Authentication, Cause::Authentication),
-            P::Misuse => (ErrorKind::Misuse, Cause::Misuse),
-            P::Config => (ErrorKind::Config, Cause::Config),
+        use kcon_pool::Error as E;
+        // The pool's cause is the producer's as it is; the kind follows from it.
+        let cause = e.cause();
+        let kind = match cause {
+            Cause::Transport => ErrorKind::Transport,
+            Cause::Corrupt => ErrorKind::Corrupt,
+            Cause::Unsupported => ErrorKind::Unsupported,
+            Cause::Broker => ErrorKind::Broker,
+            Cause::Authentication => ErrorKind::Authentication,
+            Cause::Misuse => ErrorKind::Misuse,
+            Cause::Config => ErrorKind::Config,
             // The runtime is shutting down: the producer's task is gone with it.
-            P::Stopped => (ErrorKind::Closed, Cause::Closed),
+            Cause::Closed => ErrorKind::Closed,
+            // Causes of the layers above the pool (a handler's, a record's): never the pool's.
+            _ => ErrorKind::Misuse,
         };
         let code = match &e {
             E::Broker { error_code, .. } => Some(*error_code),

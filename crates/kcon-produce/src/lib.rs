@@ -66,7 +66,10 @@ mod retry;
 mod sender;
 
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
-pub use error::{Cause, ErrorKind, Outcome, ProduceError, error_name};
+pub use error::{ErrorKind, Outcome, ProduceError, error_name};
+/// Whose doing a [`ProduceError`] was ([`ProduceError::cause`]): kcon-core's, the same value
+/// the consumer's errors and the connection pool's give.
+pub use kcon_core::Cause;
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};
 pub use record::{Delivered, ProducerRecord};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
+pub use kcon_core::Cause;
 use kcon_core::ConfigError;
 use kcon_core::error_codes::{code, error_name};
 use kcon_fetch::position::PartitionError;
@@ -73,38 +74,6 @@ pub struct Error {
     partitions: Vec<TopicPartition>,
     message: String,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
-}
-
-/// Whose doing an [`Error`] was: [`Error::cause`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Cause {
-    /// The configuration: a property is unknown, has a bad value, or conflicts with another
-    /// ([`Error::property`] names it); for a dead-letter write, a record the dead-letter
-    /// producer's limits (`max.request.size`, `buffer.memory`) do not take, or a dead-letter
-    /// topic the consumer reads itself.
-    Config,
-    /// The application's call: something the consumer cannot do in its state (subscribing
-    /// without `group.id`, seeking a partition it does not own).
-    Misuse,
-    /// A broker's answer: an error code ([`Error::code`]) for a request ([`Error::api`]), an
-    /// offset out of range, no committed offset, a log truncated under the position.
-    Broker,
-    /// The network, a connection, TLS, or a timeout.
-    Transport,
-    /// SASL authentication.
-    Authentication,
-    /// A broker that does not offer an API, or no version of it that kcon speaks, that the
-    /// call needs.
-    Unsupported,
-    /// A broker sent bytes that are not a valid answer, or a record batch that does not
-    /// decode.
-    Corrupt,
-    /// A [`Processor`](crate::Processor)'s record handler: a record failed for good, or so many
-    /// did that the circuit breaker opened.
-    Handler,
-    /// The consumer was closed, or the runtime its tasks ran on is shutting down.
-    Closed,
 }
 
 /// What the application does next about an [`Error`]: [`Error::outcome`].
@@ -233,41 +202,20 @@ impl ErrorKind {
     }
 }
 
-impl Cause {
-    /// A pool error's cause, and the kind of error it makes: one to one.
-    fn of_pool(cause: kcon_pool::Cause) -> (Cause, ErrorKind) {
-        use kcon_pool::Cause as P;
-        match cause {
-            P::Transport => (Cause::Transport, ErrorKind::Transport),
-            P::Corrupt => (Cause::Corrupt, ErrorKind::Corrupt),
-            P::Unsupported => (Cause::Unsupported, ErrorKind::Unsupported),
-            P::Broker => (Cause::Broker, ErrorKind::Broker),
-            P::Authentication => (Cause::Authentication, ErrorKind::Authentication),
-            P::Misuse => (Cause::Misuse, ErrorKind::Misuse),
-            P::Config => (Cause::Config, ErrorKind::Config),
-            // The runtime is shutting down: the consumer's tasks are gone with it.
-            P::Stopped => (Cause::Closed, ErrorKind::Closed),
-        }
-    }
-
-    /// The cause of a failed dead-letter write, from the producer's.
-    pub(crate) fn of_produce(cause: kcon_produce::Cause) -> Cause {
-        use kcon_produce::Cause as P;
-        match cause {
-            P::Config => Cause::Config,
-            P::Misuse => Cause::Misuse,
-            P::Broker => Cause::Broker,
-            P::Transport => Cause::Transport,
-            P::Authentication => Cause::Authentication,
-            P::Unsupported => Cause::Unsupported,
-            P::Corrupt => Cause::Corrupt,
-            // Larger than the dead-letter producer's max.request.size or buffer.memory: its
-            // configuration must change for the record to pass.
-            P::Record => Cause::Config,
-            P::Closed => Cause::Closed,
-            // A cause of the producer's this consumer does not know yet.
-            _ => Cause::Broker,
-        }
+/// The kind of error a pool error's cause makes.
+fn kind_of_pool(cause: Cause) -> ErrorKind {
+    match cause {
+        Cause::Transport => ErrorKind::Transport,
+        Cause::Corrupt => ErrorKind::Corrupt,
+        Cause::Unsupported => ErrorKind::Unsupported,
+        Cause::Broker => ErrorKind::Broker,
+        Cause::Authentication => ErrorKind::Authentication,
+        Cause::Misuse => ErrorKind::Misuse,
+        Cause::Config => ErrorKind::Config,
+        // The runtime is shutting down: the consumer's tasks are gone with it.
+        Cause::Closed => ErrorKind::Closed,
+        // Causes of the layers above the pool (a handler's, a record's): never the pool's.
+        _ => ErrorKind::Misuse,
     }
 }
 
@@ -487,7 +435,8 @@ impl From<kcon_pool::Error> for Error {
     fn from(e: kcon_pool::Error) -> Error {
         use kcon_pool::Error as P;
         let message = e.to_string();
-        let (cause, kind) = Cause::of_pool(e.cause());
+        let cause = e.cause();
+        let kind = kind_of_pool(cause);
         let err = match &e {
             P::Broker {
                 api_key,
@@ -970,21 +919,14 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_letter_writes_cause_is_the_producers() {
-        use kcon_produce::Cause as P;
-        let cases = [
-            (P::Config, Cause::Config),
-            (P::Misuse, Cause::Misuse),
-            (P::Broker, Cause::Broker),
-            (P::Transport, Cause::Transport),
-            (P::Authentication, Cause::Authentication),
-            (P::Unsupported, Cause::Unsupported),
-            (P::Corrupt, Cause::Corrupt),
-            (P::Record, Cause::Config),
-            (P::Closed, Cause::Closed),
-        ];
-        for (produce, cause) in cases {
-            assert_eq!(Cause::of_produce(produce), cause, "{produce:?}");
-        }
+    fn the_consumer_the_producer_and_the_pool_share_one_cause() {
+        // One type: a producer's cause (a dead-letter write's) is the consumer's as it is.
+        let produce: kcon_produce::Cause = kcon_produce::Cause::Record;
+        let consumer: Cause = produce;
+        let pool: kcon_pool::Cause = consumer;
+        assert_eq!(pool, Cause::Record);
+        let stopped = kcon_pool::Error::Stopped;
+        assert_eq!(stopped.cause(), Cause::Closed);
+        assert_eq!(Error::from(stopped).cause(), Cause::Closed);
     }
 }

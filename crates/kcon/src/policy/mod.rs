@@ -477,7 +477,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         };
         let copy = dead_letter_record(&d.topic, record, cx);
         let failed = |e: kcon_produce::ProduceError| DeadLetterFailure {
-            cause: Cause::of_produce(e.cause()),
+            cause: e.cause(),
             reason: e.to_string(),
         };
         let delivery = d.producer.send(copy).await.map_err(failed)?;
