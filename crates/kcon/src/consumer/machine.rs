@@ -1417,3 +1417,121 @@ impl TimerKind for Timer {
 }
 
 type Timers = TimerTable<Timer, 4>;
+
+/// The hand-out side the machine owns: fences, pause holding and `max.poll.records`, driven
+/// through the machine's own calls and inputs, with what the fetcher must hear as commands.
+#[cfg(test)]
+mod handout_tests {
+    use std::ops::Range;
+
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    /// A consumer without a group reading partition t-0, which the fetcher has started.
+    fn machine(max_poll_records: usize) -> ConsumerMachine {
+        let options = MachineOptions {
+            group: false,
+            auto_commit: false,
+            auto_store: false,
+            metadata_max_age: Duration::from_secs(300),
+            max_poll_interval: Duration::from_secs(300),
+            coordinator_regex: false,
+        };
+        let now = Instant::now();
+        let mut m = ConsumerMachine::new(options, Handout::new(max_poll_records), now);
+        m.assign([tp()]).unwrap();
+        m.waiting(now);
+        assert!(
+            commands(&mut m)
+                .iter()
+                .any(|c| matches!(c, Command::Assign(starts) if starts[0].0 == tp())),
+            "the fetcher starts t-0"
+        );
+        m
+    }
+
+    fn commands(m: &mut ConsumerMachine) -> Vec<Command> {
+        std::iter::from_fn(|| m.poll_event()).collect()
+    }
+
+    /// An answer's records of t-0 at `offsets`, 700 bytes of it.
+    fn records(offsets: Range<i64>) -> Arrival {
+        let end = offsets.end;
+        let records = offsets
+            .map(|o| Record::new("t", 0, o, None, None))
+            .collect();
+        Arrival::Event(FetchEvent::Records(FetchedRecords::new(
+            tp(),
+            records,
+            end,
+            end,
+            700,
+        )))
+    }
+
+    fn offsets(event: Option<FetchEvent>) -> Vec<i64> {
+        match event {
+            Some(FetchEvent::Records(r)) => r.records.iter().map(|r| r.offset).collect(),
+            other => panic!("not records: {other:?}"),
+        }
+    }
+
+    fn consumed(commands: &[Command]) -> Vec<usize> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Release(Release::Consumed(_, bytes)) => Some(*bytes),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seek_drops_the_records_on_their_way_until_the_fetcher_confirms_its_fence() {
+        let mut m = machine(500);
+        m.seek(tp(), 0).unwrap();
+        let fence = match commands(&mut m).as_slice() {
+            [Command::Seek(p, 0, fence)] if *p == tp() => *fence,
+            other => panic!("not one seek: {other:?}"),
+        };
+        // Fetched for the old position: dropped (the task drops their bytes with the seek).
+        assert!(m.arrive(records(10..12)).is_none());
+        assert!(m.arrive(Arrival::Fenced(vec![tp()], fence)).is_none());
+        assert_eq!(offsets(m.arrive(records(0..2))), [0, 1]);
+        assert_eq!(consumed(&commands(&mut m)), [700]);
+    }
+
+    #[test]
+    fn a_paused_partitions_records_wait_for_the_resume_then_release_their_bytes() {
+        let mut m = machine(500);
+        m.pause([tp()]).unwrap();
+        assert!(matches!(commands(&mut m).as_slice(), [Command::Pause(p)] if *p == tp()));
+        assert!(m.arrive(records(0..3)).is_none());
+        assert!(!m.has_released());
+        assert!(
+            consumed(&commands(&mut m)).is_empty(),
+            "held, not handed out"
+        );
+        m.resume([tp()]).unwrap();
+        assert!(m.has_released());
+        assert_eq!(offsets(m.next_released()), [0, 1, 2]);
+        assert_eq!(consumed(&commands(&mut m)), [700]);
+        assert!(!m.has_released());
+    }
+
+    #[test]
+    fn max_poll_records_cuts_an_answer_and_its_rest_comes_first_with_the_bytes() {
+        let mut m = machine(2);
+        assert_eq!(offsets(m.arrive(records(0..3))), [0, 1]);
+        assert!(
+            consumed(&commands(&mut m)).is_empty(),
+            "the rest is still to come"
+        );
+        assert!(m.has_released());
+        assert_eq!(offsets(m.next_released()), [2]);
+        assert_eq!(consumed(&commands(&mut m)), [700]);
+    }
+}
