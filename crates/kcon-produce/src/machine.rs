@@ -141,9 +141,9 @@ impl Idempotence {
 /// (`step`: expire, refresh, initialize, send). Deadlines kept per batch (linger, backoff,
 /// `delivery.timeout.ms`, on the batch in the accumulator) and per record waiting for its
 /// topic's metadata (on the record) are as many as there are batches and records, so they stay
-/// there, and the table holds one timer per cause for the earliest of them. Every timer is
-/// armed from the state by one rule (`deadline`) at the end of every input (`rearm`), since
-/// batches and records come and go in many places.
+/// there, and the table holds one timer per cause for the earliest of them. The table is derived
+/// from the state whenever it is read (`timers`), each timer by its one rule (`deadline`), and
+/// never stored: batches and records come and go in many places, and nothing has to re-arm it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     /// The earliest record waiting for its topic's metadata reaches `delivery.timeout.ms`.
@@ -223,7 +223,6 @@ pub(crate) struct SenderMachine<T> {
     ids: RequestIds,
     requests: VecDeque<Outgoing<Request, Target>>,
     events: VecDeque<Event<T>>,
-    timers: Timers,
     /// The last input's `now`: only deadlines after it are timeouts.
     now: Instant,
 }
@@ -244,7 +243,7 @@ impl<T> SenderMachine<T> {
             max_bytes: config.batch_size,
             linger: config.linger,
         };
-        let mut machine = SenderMachine {
+        SenderMachine {
             backoff: config.pool.retry_backoff_policy(),
             rng: fastrand::Rng::with_seed(seed),
             // Apart from the jitter's stream, so that drawing one does not move the other.
@@ -271,11 +270,8 @@ impl<T> SenderMachine<T> {
             ids: RequestIds::default(),
             requests: VecDeque::new(),
             events: VecDeque::new(),
-            timers: Timers::new(),
             now,
-        };
-        machine.rearm();
-        machine
+        }
     }
 
     /// Queues a record.
@@ -348,7 +344,6 @@ impl<T> SenderMachine<T> {
             self.refreshes = 0;
         }
         self.answer_flushes();
-        self.rearm();
     }
 
     /// When `timer` fires, as the state says after the last input's pass: the one rule of each
@@ -383,15 +378,10 @@ impl<T> SenderMachine<T> {
         }
     }
 
-    /// The timer table as the state says it should be.
-    fn armed_timers(&self) -> Timers {
+    /// The timer table, as the state after the last input's pass says it is.
+    fn timers(&self) -> Timers {
         let wakes = self.acc.wakes(self.now);
         Timers::from_deadlines(|timer| self.deadline(timer, &wakes))
-    }
-
-    /// Arms every timer from the state, at the end of every pass.
-    fn rearm(&mut self) {
-        self.timers = self.armed_timers();
     }
 
     /// `timer` fired, before the pass that follows it.
@@ -1064,7 +1054,7 @@ impl<T> Machine for SenderMachine<T> {
 
     /// Fires the timers due at `now`, then makes a pass.
     fn handle_timeout(&mut self, now: Instant) {
-        let timers = self.timers;
+        let timers = self.timers();
         for timer in timers.expired(now) {
             self.on_timer(timer);
         }
@@ -1081,12 +1071,7 @@ impl<T> Machine for SenderMachine<T> {
 
     /// The table's earliest timer: a linger, backoff or deadline ends.
     fn poll_timeout(&self) -> Option<Instant> {
-        debug_assert_eq!(
-            self.timers,
-            self.armed_timers(),
-            "every input rearms the timers"
-        );
-        self.timers.next()
+        self.timers().next()
     }
 }
 

@@ -148,8 +148,8 @@ pub(crate) enum Stop {
 
 /// The machine's timers, one table. A retry is due per partition waiting (its lane's
 /// `retry_at`), and partitions come and go with the assignment, so those deadlines stay in
-/// their lanes and the table holds one timer, the earliest of them, armed from the lanes at the
-/// end of every input (`rearm`). The breaker counts outcomes, not time: it has no timer.
+/// their lanes and the table holds one timer, the earliest of them, derived from the lanes
+/// whenever it is read (`timers`), never stored beside them. The breaker counts outcomes, not time: it has no timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     /// The earliest retry of a partition's head record is due.
@@ -212,7 +212,6 @@ pub(crate) struct PolicyMachine {
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
     lanes: BTreeMap<TopicPartition, Lane>,
-    timers: Timers,
     /// The work out with the driver (a `Process` or `DeadLetter`) and its partition.
     in_flight: Option<(RequestId, TopicPartition)>,
     breaker: Breaker,
@@ -238,7 +237,6 @@ impl PolicyMachine {
             backoff: config.backoff(),
             rng: fastrand::Rng::with_seed(seed),
             lanes: BTreeMap::new(),
-            timers: Timers::new(),
             in_flight: None,
             breaker: Breaker::new(
                 config.breaker_window,
@@ -485,11 +483,8 @@ impl PolicyMachine {
     }
 
     /// Hands the driver the next record to process or dead-letter, if nothing is out, nothing
-    /// stops the machine and a partition has one ready. Every input that changes the machine
-    /// ends here, so the timers are armed here too, from the lanes (handing work out moves no
-    /// retry).
+    /// stops the machine and a partition has one ready.
     fn pump(&mut self, _now: Instant) {
-        self.rearm();
         if self.in_flight.is_some() || self.stopped || self.open {
             return;
         }
@@ -525,15 +520,10 @@ impl PolicyMachine {
         }
     }
 
-    /// The timer table as the lanes say it should be.
-    fn armed_timers(&self) -> Timers {
+    /// The timer table, as the lanes say it is: a retry is set, cleared, or dropped with its
+    /// partition in several places, and the rule is written once, in `deadline`.
+    fn timers(&self) -> Timers {
         Timers::from_deadlines(|timer| self.deadline(timer))
-    }
-
-    /// Arms the timers from the lanes: a retry is set, cleared, or dropped with its partition
-    /// in several places, and the rule is written once, in `deadline`.
-    fn rearm(&mut self) {
-        self.timers = self.armed_timers();
     }
 
     /// `timer` fired at `now`.
@@ -604,7 +594,7 @@ impl Machine for PolicyMachine {
 
     /// Time passed: the timers due fire (retries that are due become ready).
     fn handle_timeout(&mut self, now: Instant) {
-        let timers = self.timers;
+        let timers = self.timers();
         for timer in timers.expired(now) {
             self.on_timer(timer, now);
         }
@@ -627,12 +617,7 @@ impl Machine for PolicyMachine {
 
     /// When the next retry is due: the table's one timer.
     fn poll_timeout(&self) -> Option<Instant> {
-        debug_assert_eq!(
-            self.timers,
-            self.armed_timers(),
-            "every input rearms the timers"
-        );
-        self.timers.next()
+        self.timers().next()
     }
 }
 
