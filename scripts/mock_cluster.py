@@ -23,6 +23,9 @@ drop the connection instead of answering). Broker -1 means every broker where no
     broker_set_down / broker_set_up      broker (-1: all)
     broker_set_rtt                       broker (-1: all), rtt_ms
     broker_set_rack                      broker (-1: all), rack
+    broker_add                           broker (a new id; partitions are spread over it)
+                                         -> {"address": "127.0.0.1:p"}
+    broker_decommission                  broker (closes it for good; its partitions move)
     push_request_errors                  api_key, errors: [code, ...]    (any broker)
     broker_push_request_error_rtts       broker, api_key, errors: [[code, rtt_ms], ...]
     broker_error_stack_cnt               broker, api_key          -> {"count": n}
@@ -121,6 +124,8 @@ def load(path: str) -> ctypes.CDLL:
         "rd_kafka_mock_broker_set_up": (err, [vp, i32]),
         "rd_kafka_mock_broker_set_rtt": (err, [vp, i32, c_int]),
         "rd_kafka_mock_broker_set_rack": (err, [vp, i32, c_char_p]),
+        "rd_kafka_mock_broker_add": (err, [vp, i32]),
+        "rd_kafka_mock_broker_decommission": (err, [vp, i32]),
         "rd_kafka_mock_push_request_errors_array": (None, [vp, i16, size_t, ctypes.POINTER(err)]),
         # Variadic after `cnt`: the (err, rtt_ms) pairs are passed as c_int each, which is
         # what C's default argument promotions make of an enum and an int.
@@ -264,6 +269,42 @@ def broker_set_rtt(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
 def broker_set_rack(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
     return c.check("broker_set_rack", c.lib.rd_kafka_mock_broker_set_rack(
         c.mc, num(cmd, "broker"), text(cmd, "rack")))
+
+
+def listening_ports() -> set[int]:
+    """The loopback TCP ports this process listens on (Linux: /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    with open("/proc/self/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def broker_add(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    # The cluster's bootstrap list is fixed at its start, and the library has no accessor for
+    # a broker's address: the new listener is the port this process did not listen on before.
+    before = listening_ports()
+    c.check("broker_add", c.lib.rd_kafka_mock_broker_add(c.mc, num(cmd, "broker")))
+    new = listening_ports() - before
+    if len(new) != 1:
+        raise CommandError(f"broker_add: cannot tell the new broker's port among {sorted(new)}")
+    return {"address": f"127.0.0.1:{new.pop()}"}
+
+
+def broker_decommission(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    return c.check("broker_decommission",
+                   c.lib.rd_kafka_mock_broker_decommission(c.mc, num(cmd, "broker")))
 
 
 def push_request_errors(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +454,7 @@ def set_group_consumer_heartbeat_interval_ms(c: Cluster, cmd: dict[str, Any]) ->
 COMMANDS: dict[str, Callable[[Cluster, dict[str, Any]], dict[str, Any]]] = {
     f.__name__: f for f in [
         broker_set_down, broker_set_up, broker_set_rtt, broker_set_rack,
+        broker_add, broker_decommission,
         push_request_errors, broker_push_request_error_rtts, broker_error_stack_cnt,
         clear_request_errors,
         partition_set_leader, partition_set_follower, partition_set_follower_wmarks,

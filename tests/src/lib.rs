@@ -7,6 +7,7 @@
 pub mod blocking;
 pub mod brokers;
 pub mod consumer;
+pub mod forwarder;
 pub mod group;
 pub mod group_peers;
 pub mod hangup;

@@ -326,6 +326,22 @@ impl MockCluster {
         self.command(json!({"cmd": "broker_set_up", "broker": id}));
     }
 
+    /// Adds a broker with the new id `id`, listening on a port of its own, and returns its
+    /// address; the mock spreads partitions over it.
+    pub fn add_broker(&self, id: i32) -> SocketAddr {
+        let answer = self.command(json!({"cmd": "broker_add", "broker": id}));
+        answer["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("broker_add answered {answer}"))
+    }
+
+    /// Removes broker `id` for good: its connections and its listener close, its partitions
+    /// move to the other brokers, and Metadata no longer names it.
+    pub fn decommission(&self, id: i32) {
+        self.command(json!({"cmd": "broker_decommission", "broker": id}));
+    }
+
     /// Delays every answer of broker `id` (`-1`: all brokers) by `rtt`.
     pub fn set_rtt(&self, id: i32, rtt: Duration) {
         self.command(json!({"cmd": "broker_set_rtt", "broker": id, "rtt_ms": millis(rtt)}));

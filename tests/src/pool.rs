@@ -264,12 +264,10 @@ pub async fn assert_versions_of(
 /// answer it only after `slow` (longer than the pool's `request.timeout.ms`), on the connection
 /// the pool holds for `id`. The request must fail, retriably, with a request timeout after
 /// `request.timeout.ms` and before `slow`.
-pub async fn assert_request_times_out<R: Request>(
-    pool: &Pool,
-    id: i32,
-    request: &R,
-    slow: Duration,
-) {
+pub async fn assert_request_times_out<R: Request>(pool: &Pool, id: i32, request: &R, slow: Duration)
+where
+    R::Response: 'static,
+{
     let timeout = pool.config().request_timeout;
     let conn = pool.connection(BrokerTarget::Broker(id)).await.unwrap();
     let started = Instant::now();
@@ -710,7 +708,10 @@ pub async fn refused_attempts<R: Request>(
     target: BrokerTarget,
     request: &R,
     attempts: usize,
-) -> Vec<Instant> {
+) -> Vec<Instant>
+where
+    R::Response: 'static,
+{
     let mut at = Vec::with_capacity(attempts);
     for _ in 0..attempts {
         let e = pool.send(target, request).await.map(|_| ()).unwrap_err();

@@ -128,7 +128,7 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
         // librdkafka 2.16's ranges (with the harness's caps) against kcon's: pinned, so that
         // a change on either side shows here.
         let pinned = [
-            (ApiKey::Metadata, 12),
+            (ApiKey::Metadata, 13),
             (ApiKey::Fetch, 16),
             (ApiKey::ListOffsets, 7),
             (ApiKey::Produce, 10),
@@ -176,7 +176,7 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     }
     // The old pool's connections keep what they learned when they were made.
     let old = pool.connection(BrokerTarget::Broker(1)).await.unwrap();
-    assert_eq!(old.version(ApiKey::Metadata).unwrap(), 12);
+    assert_eq!(old.version(ApiKey::Metadata).unwrap(), 13);
 
     // Metadata at v6 works, and is really v6 on the wire: the answer has the topic and its
     // leaders but no leader epochs, which only v7+ carries.

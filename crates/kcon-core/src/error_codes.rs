@@ -107,6 +107,7 @@ pub mod code {
     UNSUPPORTED_ASSIGNOR = UnsupportedAssignor,
     STALE_MEMBER_EPOCH = StaleMemberEpoch,
     INVALID_REGULAR_EXPRESSION = InvalidRegularExpression,
+    REBOOTSTRAP_REQUIRED = RebootstrapRequired,
     }
 }
 

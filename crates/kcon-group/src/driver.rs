@@ -444,7 +444,10 @@ async fn call<R: Request>(
     version: i16,
     request: Result<R, VersionError>,
     timeout: Duration,
-) -> Result<R::Response, RequestFailure> {
+) -> Result<R::Response, RequestFailure>
+where
+    R::Response: 'static,
+{
     let request = request.map_err(RequestFailure::from)?;
     conn.send_with_timeout(&request, timeout)
         .await

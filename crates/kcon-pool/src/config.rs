@@ -46,6 +46,14 @@ pub struct PoolConfig {
     /// `metadata.max.age.ms`: the cluster metadata is refreshed at least this often. Default
     /// 5 min.
     pub metadata_max_age: Duration,
+    /// `metadata.recovery.strategy`: what the pool does when it cannot get the cluster's
+    /// metadata from the brokers it knows (KIP-899): go back to `bootstrap.servers`
+    /// ([`MetadataRecoveryStrategy::Rebootstrap`], the default, as in Kafka 4.0's clients) or
+    /// keep trying the brokers it knows.
+    pub metadata_recovery_strategy: MetadataRecoveryStrategy,
+    /// `metadata.recovery.rebootstrap.trigger.ms`: under `rebootstrap`, how long the pool goes
+    /// without metadata, trying, before it rebootstraps (KIP-1102). Default 5 min.
+    pub metadata_recovery_rebootstrap_trigger: Duration,
     /// `reconnect.backoff.ms`: the first wait before reconnecting to a broker. Default 50 ms.
     pub reconnect_backoff: Duration,
     /// `reconnect.backoff.max.ms`: the longest wait before reconnecting. Default 1 s.
@@ -159,6 +167,34 @@ impl PoolConfig {
     }
 }
 
+/// `metadata.recovery.strategy`: what the pool does when the brokers it knows cannot give it
+/// the cluster's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum MetadataRecoveryStrategy {
+    /// `rebootstrap`: close every connection, forget the brokers, and ask `bootstrap.servers`
+    /// (resolved again) for the metadata: when every known broker is unreachable, when no
+    /// metadata came for `metadata.recovery.rebootstrap.trigger.ms`, and when a broker answers
+    /// REBOOTSTRAP_REQUIRED.
+    #[default]
+    Rebootstrap,
+    /// `none`: keep trying the brokers of the last metadata answer.
+    None,
+}
+
+impl MetadataRecoveryStrategy {
+    /// Reads the property's value, in any case.
+    pub fn parse(value: &str) -> Option<MetadataRecoveryStrategy> {
+        if value.eq_ignore_ascii_case("rebootstrap") {
+            Some(MetadataRecoveryStrategy::Rebootstrap)
+        } else if value.eq_ignore_ascii_case("none") {
+            Some(MetadataRecoveryStrategy::None)
+        } else {
+            None
+        }
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
@@ -168,6 +204,8 @@ impl Default for PoolConfig {
             request_timeout: Duration::from_millis(30_000),
             max_in_flight_requests_per_connection: 5,
             metadata_max_age: Duration::from_millis(300_000),
+            metadata_recovery_strategy: MetadataRecoveryStrategy::Rebootstrap,
+            metadata_recovery_rebootstrap_trigger: Duration::from_millis(300_000),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1_000),
             retry_backoff: Duration::from_millis(100),
@@ -204,6 +242,10 @@ impl Configurable<PoolSetting> for PoolConfig {
                 self.max_in_flight_requests_per_connection = *n;
             }
             PoolSetting::MetadataMaxAge(d) => self.metadata_max_age = *d,
+            PoolSetting::MetadataRecoveryStrategy(m) => self.metadata_recovery_strategy = *m,
+            PoolSetting::MetadataRecoveryRebootstrapTrigger(d) => {
+                self.metadata_recovery_rebootstrap_trigger = *d;
+            }
             PoolSetting::ReconnectBackoff(d) => self.reconnect_backoff = *d,
             PoolSetting::ReconnectBackoffMax(d) => self.reconnect_backoff_max = *d,
             PoolSetting::RetryBackoff(d) => self.retry_backoff = *d,
@@ -268,6 +310,7 @@ mod tests {
             "sasl.username" => "alice",
             "sasl.password" => " pass word ",
             "api.version.max" => " joingroup=5 , SyncGroup = 3,",
+            "metadata.recovery.strategy" => " NONE ",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -278,6 +321,11 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.max_in_flight_requests_per_connection, 7);
         assert_eq!(c.receive_message_max_bytes, 5000);
+        assert_eq!(c.metadata_recovery_strategy, MetadataRecoveryStrategy::None);
+        assert_eq!(
+            c.metadata_recovery_rebootstrap_trigger,
+            Duration::from_secs(5)
+        );
         assert!(!c.allow_auto_create_topics);
         assert_eq!(c.security_protocol, SecurityProtocol::SaslSsl);
         assert_eq!(

@@ -50,6 +50,7 @@ use kcon_core::ConfigError;
 
 use crate::config::PoolConfig;
 use crate::error::{Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError};
+use crate::rebootstrap::AnswerWatch;
 use crate::sasl::Sasl;
 use crate::step_down::{Refusal, StepDown};
 use crate::tls::Tls;
@@ -109,16 +110,18 @@ impl Connection {
     /// The config's security settings are validated and its certificate files read on every
     /// call; a [`Pool`](crate::Pool) does that once.
     pub async fn connect(peer: Peer, config: &PoolConfig) -> Result<Connection> {
-        Connection::connect_secured(peer, config, &security(config)?, None).await
+        Connection::connect_secured(peer, config, &security(config)?, None, None).await
     }
 
-    /// [`connect`](Connection::connect) with the security settings loaded already, and what
-    /// the pool knows of the broker's versions beyond what it advertises.
+    /// [`connect`](Connection::connect) with the security settings loaded already, what the
+    /// pool knows of the broker's versions beyond what it advertises, and where the pool
+    /// watches its answers.
     pub(crate) async fn connect_secured(
         peer: Peer,
         config: &PoolConfig,
         security: &Security,
         step_down: Option<&Arc<StepDown>>,
+        watch: Option<&Arc<AnswerWatch>>,
     ) -> Result<Connection> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(peer.address.as_str())
             .await
@@ -126,8 +129,15 @@ impl Connection {
             .collect();
         let mut last = Error::transport(&peer, TransportError::NoAddress);
         for addr in addrs {
-            match Connection::connect_addr_secured(peer.clone(), addr, config, security, step_down)
-                .await
+            match Connection::connect_addr_secured(
+                peer.clone(),
+                addr,
+                config,
+                security,
+                step_down,
+                watch,
+            )
+            .await
             {
                 Ok(conn) => return Ok(conn),
                 // Another address of the same broker has the same certificate and the same
@@ -158,7 +168,7 @@ impl Connection {
         addr: SocketAddr,
         config: &PoolConfig,
     ) -> Result<Connection> {
-        Connection::connect_addr_secured(peer, addr, config, &security(config)?, None).await
+        Connection::connect_addr_secured(peer, addr, config, &security(config)?, None, None).await
     }
 
     /// [`connect_addr`](Connection::connect_addr) with the security settings loaded already.
@@ -172,6 +182,7 @@ impl Connection {
         config: &PoolConfig,
         security: &Security,
         step_down: Option<&Arc<StepDown>>,
+        watch: Option<&Arc<AnswerWatch>>,
     ) -> Result<Connection> {
         let timeout = config.socket_connection_setup_timeout;
         let deadline = Instant::now() + timeout;
@@ -219,6 +230,7 @@ impl Connection {
             versions = versions.capped(api, max);
         }
         io.step_down = step_down.cloned();
+        io.watch = watch.cloned();
         let reauthenticate_at = match &security.sasl {
             None => None,
             Some(sasl) => {
@@ -276,7 +288,10 @@ impl Connection {
 
     /// Sends `request` at the negotiated version and waits for its answer, at most
     /// `request.timeout.ms` (slot wait included).
-    pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response> {
+    pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         self.send_with_timeout(request, self.inner.io.request_timeout)
             .await
     }
@@ -287,7 +302,10 @@ impl Connection {
         &self,
         request: &R,
         timeout: Duration,
-    ) -> Result<R::Response> {
+    ) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         let api = ApiKey::try_from(R::KEY)
             .map_err(|()| Error::Misuse(Misuse::UnsupportedApi { api_key: R::KEY }))?;
         let version = self.version(api)?;
@@ -307,6 +325,16 @@ impl Connection {
     /// Whether the connection has failed or been closed; it cannot be used again.
     pub fn is_closed(&self) -> bool {
         self.inner.io.shared.lock().dead.is_some()
+    }
+
+    /// Closes the connection: every request waiting on it fails with
+    /// [`TransportError::ClosedByClient`], as when its last handle is dropped.
+    pub(crate) fn close(&self) {
+        let shared = &self.inner.io.shared;
+        shared.fail(Error::transport(
+            &shared.peer,
+            TransportError::ClosedByClient,
+        ));
     }
 
     /// The error that closed the connection, if it is closed.
@@ -583,6 +611,9 @@ pub(crate) struct Io {
     /// Where refusals of a version are counted (see [`StepDown`]); `None` for a connection made
     /// outside a pool, and during the setup.
     step_down: Option<Arc<StepDown>>,
+    /// Where a pool watches the answers (a broker asking for a rebootstrap); `None` for a
+    /// connection made outside a pool, and during the setup.
+    watch: Option<Arc<AnswerWatch>>,
     /// Whole frames for the writer task. Unbounded because the in-flight slots bound it: a frame
     /// is only queued by a caller holding a slot.
     frames: mpsc::UnboundedSender<Bytes>,
@@ -615,6 +646,7 @@ impl Io {
         Io {
             shared,
             step_down: None,
+            watch: None,
             frames,
             client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
@@ -775,11 +807,17 @@ impl Io {
     }
 
     /// Decodes an answer; one that does not decode closes the connection.
-    pub(crate) fn decode<R: Request>(&self, frame: Bytes, version: i16) -> Result<R::Response> {
+    pub(crate) fn decode<R: Request>(&self, frame: Bytes, version: i16) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         match decode_response::<R>(frame, version) {
             Ok((_, response)) => {
                 if let Some(s) = &self.step_down {
                     s.answered(R::KEY, version);
+                }
+                if let Some(w) = &self.watch {
+                    w.answered(&response);
                 }
                 Ok(response)
             }

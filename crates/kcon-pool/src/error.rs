@@ -80,6 +80,25 @@ pub enum Error {
         /// Why it failed.
         kind: AuthError,
     },
+    /// A Metadata answer named no brokers: a broker starting up or in trouble. The answer is
+    /// ignored and counted as a failed refresh, as the Java client does; the refresh is tried
+    /// again after its backoff.
+    NoBrokers {
+        /// The broker that answered.
+        peer: Peer,
+    },
+    /// The cluster answering is not the one this client worked with: its cluster id changed
+    /// (`bootstrap.servers`, a DNS name or a proxy now leads to another cluster). Not
+    /// retriable: the pool sends nothing more, so that no group commits to a cluster it did
+    /// not belong to.
+    ClusterChanged {
+        /// The broker that answered with the other cluster's id.
+        peer: Peer,
+        /// The cluster id the client knew.
+        known: String,
+        /// The cluster id now answering.
+        found: String,
+    },
     /// No broker with this id is in the metadata, even after a refresh.
     UnknownBroker {
         /// The broker id asked for.
@@ -105,7 +124,10 @@ impl Error {
             }
             Error::Corrupt { .. } => Cause::Corrupt,
             Error::Unsupported { .. } => Cause::Unsupported,
-            Error::Broker { .. } => Cause::Broker,
+            Error::Broker { .. } | Error::NoBrokers { .. } => Cause::Broker,
+            // The client was pointed at another cluster: the configuration's (or the DNS's
+            // behind it) to fix.
+            Error::ClusterChanged { .. } => Cause::Config,
             Error::Authentication { .. } => Cause::Authentication,
             Error::Misuse(_) => Cause::Misuse,
             Error::Config(_) => Cause::Config,
@@ -118,7 +140,7 @@ impl Error {
     /// connection or after a metadata refresh).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::UnknownBroker { .. } => true,
+            Error::Transport { .. } | Error::UnknownBroker { .. } | Error::NoBrokers { .. } => true,
             Error::Tls { kind, .. } => kind.is_retriable(),
             Error::Broker { error_code, .. } => {
                 ResponseError::try_from_code(*error_code).is_some_and(|e| e.is_retriable())
@@ -131,6 +153,7 @@ impl Error {
             | Error::Misuse(_)
             | Error::Config(_)
             | Error::Authentication { .. }
+            | Error::ClusterChanged { .. }
             | Error::Stopped => false,
         }
     }
@@ -143,7 +166,9 @@ impl Error {
             | Error::Unsupported { peer, .. }
             | Error::Broker { peer, .. }
             | Error::Tls { peer, .. }
-            | Error::Authentication { peer, .. } => Some(peer),
+            | Error::Authentication { peer, .. }
+            | Error::NoBrokers { peer }
+            | Error::ClusterChanged { peer, .. } => Some(peer),
             Error::UnknownBroker { .. } | Error::Misuse(_) | Error::Config(_) | Error::Stopped => {
                 None
             }
@@ -273,6 +298,16 @@ impl fmt::Display for Error {
                 mechanism,
                 kind,
             } => write!(f, "{peer}: SASL {mechanism} authentication failed: {kind}"),
+            Error::NoBrokers { peer } => write!(
+                f,
+                "{peer} answered Metadata with no brokers; the answer is ignored"
+            ),
+            Error::ClusterChanged { peer, known, found } => write!(
+                f,
+                "{peer} belongs to cluster {found:?}, not to cluster {known:?} this client worked \
+                 with: bootstrap.servers (or the names behind it) now lead to another cluster, so \
+                 the client sends nothing more"
+            ),
             Error::UnknownBroker { id } => {
                 write!(f, "broker {id} is not in the cluster metadata")
             }

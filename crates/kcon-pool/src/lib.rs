@@ -26,12 +26,16 @@ pub mod error;
 pub mod metadata;
 mod pool;
 pub mod property;
+mod rebootstrap;
 mod sasl;
 mod step_down;
 mod tls;
 
 pub use clock::{Clock, SystemClock};
-pub use config::{EndpointIdentification, Password, PoolConfig, SaslMechanism, SecurityProtocol};
+pub use config::{
+    EndpointIdentification, MetadataRecoveryStrategy, Password, PoolConfig, SaslMechanism,
+    SecurityProtocol,
+};
 pub use connection::Connection;
 pub use error::{
     AuthError, Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError, TransportError,
@@ -40,6 +44,7 @@ pub use error::{
 pub use kcon_core::Cause;
 pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope};
 pub use pool::{BrokerTarget, Pool, Purpose};
+pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
 pub use sasl::oauthbearer::{
     BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider,
 };

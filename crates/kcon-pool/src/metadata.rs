@@ -142,6 +142,15 @@ impl Metadata {
         }
     }
 
+    /// This snapshot without its brokers and controller, after a rebootstrap: the topics and
+    /// the leader epochs seen stay, so that no epoch goes backwards with the next answer.
+    pub(crate) fn without_brokers(&self) -> Metadata {
+        let mut m = self.clone();
+        m.brokers.clear();
+        m.controller_id = None;
+        m
+    }
+
     /// This snapshot without the topics `keep` leaves out.
     pub(crate) fn retained(&self, keep: &TopicScope) -> Metadata {
         let mut m = self.clone();

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -12,15 +13,17 @@ use kcon_codec::versions::BrokerVersions;
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tokio::time::{self, Instant};
-use tracing::debug;
+use tracing::{debug, error, warn};
 
 use kcon_core::{ConfigError, ExponentialBackoff, FailureTracker, RequestFailure, Target};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::PoolConfig;
+use crate::config::{MetadataRecoveryStrategy, PoolConfig};
 use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
+use crate::rebootstrap::{AnswerWatch, RebootstrapCause, RebootstrapCounter, Rebootstraps};
 use crate::step_down::StepDown;
+use kcon_core::error_codes::code::REBOOTSTRAP_REQUIRED;
 use kcon_core::error_codes::is_stale_metadata_error;
 
 use crate::metadata::{Metadata, TopicScope, metadata_request};
@@ -66,12 +69,16 @@ impl Pool {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| Error::Misuse(Misuse::NoRuntime))?;
         let state = PoolState::new(config.retry_backoff_policy());
+        let wake = Arc::new(Notify::new());
         let inner = Arc::new(PoolInner {
             config,
             clock,
             security,
             state: Mutex::new(state),
-            wake: Arc::new(Notify::new()),
+            watch: Arc::new(AnswerWatch::new(wake.clone())),
+            rebootstraps: Arc::new(RebootstrapCounter::default()),
+            failed: AtomicBool::new(false),
+            wake,
             housekeeping: Mutex::new(None),
         });
         let task = runtime.spawn(housekeeping(Arc::downgrade(&inner), inner.wake.clone()));
@@ -98,7 +105,10 @@ impl Pool {
     /// The version is the highest both kcon and the broker speak; when the request's shape
     /// depends on it, get a [`connection`](Pool::connection), ask it for the
     /// [`version`](Connection::version) and send there instead.
-    pub async fn send<R: Request>(&self, target: BrokerTarget, request: &R) -> Result<R::Response> {
+    pub async fn send<R: Request>(&self, target: BrokerTarget, request: &R) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         self.send_with_timeout(target, request, self.inner.config.request_timeout)
             .await
     }
@@ -110,7 +120,10 @@ impl Pool {
         target: BrokerTarget,
         request: &R,
         timeout: Duration,
-    ) -> Result<R::Response> {
+    ) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         let conn = self.connection(target).await?;
         conn.send_with_timeout(request, timeout).await
     }
@@ -169,6 +182,27 @@ impl Pool {
             self.request_refresh();
         }
         stale
+    }
+
+    /// How many times the pool went back to `bootstrap.servers`, by cause (see
+    /// `metadata.recovery.strategy`).
+    pub fn rebootstraps(&self) -> Rebootstraps {
+        self.inner.rebootstraps.snapshot()
+    }
+
+    /// The rebootstrap counters, to read live without holding the pool.
+    pub fn rebootstrap_counter(&self) -> Arc<RebootstrapCounter> {
+        self.inner.rebootstraps.clone()
+    }
+
+    /// The error that stopped the pool, if one did: the cluster answering changed
+    /// ([`Error::ClusterChanged`]). Every request fails with it from then on.
+    pub fn failure(&self) -> Option<Error> {
+        // Read on every turn of a consumer: the lock only once there is one.
+        if !self.inner.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.inner.lock().fatal.clone()
     }
 
     /// The API versions broker `id` offered on the last connection made to it.
@@ -238,7 +272,13 @@ struct PoolInner {
     /// TLS and SASL settings, loaded from `config` once.
     security: Security,
     state: Mutex<PoolState>,
-    /// Wakes the background task early: a refresh was requested.
+    /// What the connections tell of their answers: a broker asked for a rebootstrap.
+    watch: Arc<AnswerWatch>,
+    /// Rebootstraps, by cause.
+    rebootstraps: Arc<RebootstrapCounter>,
+    /// Set with `PoolState::fatal`, for [`Pool::failure`] to read without the lock.
+    failed: AtomicBool,
+    /// Wakes the background task early: a refresh or a rebootstrap was requested.
     wake: Arc<Notify>,
     housekeeping: Mutex<Option<AbortHandle>>,
 }
@@ -261,6 +301,13 @@ struct PoolState {
     refresh_tries: FailureTracker,
     /// No background refresh before this: the retry backoff after the last one.
     refresh_not_before: Option<Instant>,
+    /// Since when metadata has been wanted and none has come (the Java client's
+    /// `metadataAttemptStartMs`): set by the first refresh after a success, and by a
+    /// rebootstrap; cleared by a refresh that works. `metadata.recovery.rebootstrap.trigger.ms`
+    /// counts from it.
+    attempt_started: Option<Instant>,
+    /// What stopped the pool: every request fails with it.
+    fatal: Option<Error>,
 }
 
 type RefreshResult = Option<Result<Arc<Metadata>>>;
@@ -281,28 +328,38 @@ impl PoolInner {
     }
 
     async fn any_connection(&self) -> Result<Connection> {
-        let slots = self.candidate_slots();
-        if let Some(conn) = slots
-            .iter()
-            .filter_map(|s| s.open())
-            .min_by_key(Connection::in_flight)
-        {
-            return Ok(conn);
-        }
-        let now = Instant::now();
-        let mut last_error = None;
-        for slot in slots.iter().filter(|s| !s.backing_off(now)) {
-            match self.connect_slot(slot).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => {
-                    debug!(peer = %slot.peer, error = %e, "connect failed; trying the next broker");
-                    last_error = Some(e);
+        let slots = loop {
+            let (slots, known) = self.candidate_slots()?;
+            if let Some(conn) = slots
+                .iter()
+                .filter_map(|s| s.open())
+                .min_by_key(Connection::in_flight)
+            {
+                return Ok(conn);
+            }
+            let now = Instant::now();
+            let mut last_error = None;
+            for slot in slots.iter().filter(|s| !s.backing_off(now)) {
+                match self.connect_slot(slot).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => {
+                        debug!(peer = %slot.peer, error = %e, "connect failed; trying the next broker");
+                        last_error = Some(e);
+                    }
                 }
             }
-        }
-        if let Some(e) = last_error {
-            return Err(e);
-        }
+            // Every broker the metadata names failed to connect or waits out its reconnect
+            // backoff: back to the bootstrap servers (KIP-899), and try them now.
+            if let Some(generation) = known
+                && self.rebootstrap(RebootstrapCause::Unreachable, Some(generation))
+            {
+                continue;
+            }
+            if let Some(e) = last_error {
+                return Err(e);
+            }
+            break slots;
+        };
         // Every candidate is backing off: wait for the first to come back.
         match slots.iter().min_by_key(|s| s.not_before()) {
             Some(slot) => self.connect_slot(slot).await,
@@ -315,12 +372,16 @@ impl PoolInner {
     }
 
     /// The slots `Any` may use, in the order to try them: the advertised brokers from a random
-    /// one on (spreading clients, as `leastLoadedNode`'s random offset does), or the bootstrap
-    /// servers in the configured order.
-    fn candidate_slots(&self) -> Vec<Arc<Slot>> {
+    /// one on (spreading clients, as `leastLoadedNode`'s random offset does), with the
+    /// generation of the metadata naming them, or the bootstrap servers in the configured
+    /// order. The pool's failure, once it has one.
+    fn candidate_slots(&self) -> Result<(Vec<Arc<Slot>>, Option<u64>)> {
         let mut st = self.lock();
+        if let Some(e) = &st.fatal {
+            return Err(e.clone());
+        }
         if st.metadata.brokers.is_empty() {
-            return self
+            let slots = self
                 .config
                 .bootstrap_servers
                 .iter()
@@ -329,6 +390,7 @@ impl PoolInner {
                     st.slot(SlotKey::Bootstrap(i), Peer::bootstrap(address.as_str()))
                 })
                 .collect();
+            return Ok((slots, None));
         }
         let mut brokers: Vec<(i32, String)> = st
             .metadata
@@ -338,10 +400,55 @@ impl PoolInner {
             .collect();
         let start = fastrand::usize(..brokers.len());
         brokers.rotate_left(start);
-        brokers
+        let generation = st.metadata.generation;
+        let slots = brokers
             .into_iter()
             .map(|(id, address)| st.slot(SlotKey::Broker(id, None), Peer::broker(id, address)))
-            .collect()
+            .collect();
+        Ok((slots, Some(generation)))
+    }
+
+    /// Goes back to the bootstrap servers, if `metadata.recovery.strategy` says to: closes
+    /// every connection, forgets the brokers (topics and leader epochs stay), and has the
+    /// background task ask for the metadata at once. `known`: only if the metadata still names
+    /// the brokers of that generation (callers that found the same brokers unreachable
+    /// rebootstrap once). Whether it did.
+    fn rebootstrap(&self, cause: RebootstrapCause, known: Option<u64>) -> bool {
+        if self.config.metadata_recovery_strategy != MetadataRecoveryStrategy::Rebootstrap {
+            return false;
+        }
+        let slots = {
+            let mut st = self.lock();
+            if st.fatal.is_some() {
+                return false;
+            }
+            if let Some(generation) = known
+                && (st.metadata.brokers.is_empty() || st.metadata.generation != generation)
+            {
+                return false;
+            }
+            st.metadata = Arc::new(st.metadata.without_brokers());
+            st.attempt_started = Some(Instant::now());
+            st.stale = true;
+            st.refresh_not_before = None;
+            std::mem::take(&mut st.slots)
+        };
+        self.rebootstraps.count(cause);
+        warn!(
+            cause = cause.name(),
+            bootstrap_servers = %self.config.bootstrap_servers.join(","),
+            "rebootstrapping: {cause}; every connection is closed and the cluster's metadata is \
+             asked of bootstrap.servers again (metadata.recovery.strategy=rebootstrap)"
+        );
+        // Closed outside the pool lock; requests in flight on them fail and are retried by
+        // their callers, as after a lost connection.
+        for slot in slots.values() {
+            if let Some(conn) = slot.take() {
+                conn.close();
+            }
+        }
+        self.wake.notify_one();
+        true
     }
 
     async fn broker_connection(
@@ -349,6 +456,9 @@ impl PoolInner {
         id: i32,
         purpose: Option<Purpose>,
     ) -> Result<Connection> {
+        if let Some(e) = &self.lock().fatal {
+            return Err(e.clone());
+        }
         let slot = match self.broker_slot(id, purpose) {
             Some(slot) => slot,
             None => {
@@ -394,6 +504,7 @@ impl PoolInner {
             &self.config,
             &self.security,
             Some(&step_down),
+            Some(&self.watch),
         )
         .await;
         match connected {
@@ -457,15 +568,55 @@ impl PoolInner {
     }
 
     async fn fetch_metadata(&self, scope: &TopicScope) -> Result<Arc<Metadata>> {
+        self.lock().attempt_started.get_or_insert_with(Instant::now);
         let conn = self.any_connection().await?;
         let version = conn.version(ApiKey::Metadata)?;
         let request = metadata_request(scope, version, self.config.allow_auto_create_topics);
         let answer = conn.send(&request).await?;
+        let peer = conn.peer().clone();
+        if answer.error_code != 0 {
+            // v13's top-level error: REBOOTSTRAP_REQUIRED (KIP-1102) is acted on at once; the
+            // answer carries no metadata either way.
+            if answer.error_code == REBOOTSTRAP_REQUIRED {
+                self.rebootstrap(RebootstrapCause::Required, None);
+            }
+            return Err(Error::Broker {
+                peer,
+                api_key: ApiKey::Metadata as i16,
+                error_code: answer.error_code,
+            });
+        }
+        if answer.brokers.is_empty() {
+            // Every broker answers with the live brokers, itself included: an empty list is a
+            // broker starting up or in trouble. Taking it would leave the pool nobody to ask.
+            return Err(Error::NoBrokers { peer });
+        }
         let now = Instant::now();
         let (snapshot, retired) = {
             let mut st = self.lock();
+            if let (Some(known), Some(found)) = (&st.metadata.cluster_id, &answer.cluster_id)
+                && known.as_str() != found.as_str()
+            {
+                let e = Error::ClusterChanged {
+                    peer,
+                    known: known.clone(),
+                    found: found.to_string(),
+                };
+                st.fatal = Some(e.clone());
+                self.failed.store(true, Ordering::Release);
+                let slots = std::mem::take(&mut st.slots);
+                drop(st);
+                error!(error = %e, "the pool stops");
+                for slot in slots.values() {
+                    if let Some(conn) = slot.take() {
+                        conn.close();
+                    }
+                }
+                return Err(e);
+            }
             let merged = Arc::new(st.metadata.merged(&answer, scope, version >= 9, now));
             st.metadata = merged.clone();
+            st.attempt_started = None;
             (merged, st.retire_moved())
         };
         // Dropped outside the lock: a connection's last handle closes it.
@@ -482,6 +633,7 @@ impl PoolInner {
         }
         let policy = self.config.retry_backoff_policy();
         let now = Instant::now();
+        let mut overdue = false;
         match result {
             Ok(_) => {
                 if scope.covers(&st.tracked) {
@@ -502,7 +654,14 @@ impl PoolInner {
                 st.refresh_not_before = Some(now + failed.delay);
                 // Retried by the background task after the backoff.
                 st.stale = true;
+                overdue = st.attempt_started.is_some_and(|since| {
+                    now.duration_since(since) > self.config.metadata_recovery_rebootstrap_trigger
+                });
             }
+        }
+        drop(st);
+        if overdue {
+            self.rebootstrap(RebootstrapCause::NoMetadata, None);
         }
         // The background task schedules the next refresh from this one.
         self.wake.notify_one();
@@ -510,6 +669,9 @@ impl PoolInner {
 
     /// Refreshes the metadata if due, closes idle connections.
     async fn housekeep(self: &Arc<Self>) {
+        if self.watch.take_required() {
+            self.rebootstrap(RebootstrapCause::Required, None);
+        }
         let now = Instant::now();
         let due = {
             let st = self.lock();
@@ -528,7 +690,7 @@ impl PoolInner {
     fn next_housekeeping(&self, now: Instant) -> Instant {
         let st = self.lock();
         let mut next = now + HOUSEKEEPING_MAX_SLEEP;
-        if let Some(at) = st.refresh_at(&self.config) {
+        if let Some(at) = st.refresh_at(&self.config, now) {
             next = next.min(at);
         }
         let max_idle = self.config.connections_max_idle;
@@ -596,6 +758,8 @@ impl PoolState {
                 retry,
             ),
             refresh_not_before: None,
+            attempt_started: None,
+            fatal: None,
         }
     }
 
@@ -633,8 +797,8 @@ impl PoolState {
         retired
     }
 
-    /// When the background task should refresh the metadata, if it should.
-    fn refresh_at(&self, config: &PoolConfig) -> Option<Instant> {
+    /// When the background task should refresh the metadata, if it should; `now` when at once.
+    fn refresh_at(&self, config: &PoolConfig, now: Instant) -> Option<Instant> {
         let at = if self.stale {
             self.refresh_not_before
         } else {
@@ -645,13 +809,13 @@ impl PoolState {
         match (at, self.refresh_not_before) {
             (Some(at), Some(not_before)) => Some(at.max(not_before)),
             (Some(at), None) => Some(at),
-            // Stale and never refreshed: now.
-            (None, _) => Some(Instant::now()),
+            // Stale and never refreshed, or just rebootstrapped: now.
+            (None, _) => Some(now),
         }
     }
 
     fn refresh_due(&self, config: &PoolConfig, now: Instant) -> bool {
-        self.refresh_at(config).is_some_and(|at| at <= now)
+        self.refresh_at(config, now).is_some_and(|at| at <= now)
     }
 }
 
@@ -713,6 +877,11 @@ impl Slot {
             st.not_before = Some(st.not_before.map_or(until, |t| t.max(until)));
         }
         st.not_before.filter(|&t| t > Instant::now())
+    }
+
+    /// Takes the slot's connection out, open or not.
+    fn take(&self) -> Option<Connection> {
+        self.lock().conn.take()
     }
 
     fn connected(&self, conn: Connection) {

@@ -13,6 +13,8 @@ use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property};
 use kcon_core::property::split_host_port;
 use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
+use crate::config::MetadataRecoveryStrategy;
+
 /// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
 pub const POOL: Part = Part::new("pool");
 
@@ -38,6 +40,10 @@ pub enum PoolSetting {
     MaxInFlightRequestsPerConnection(usize),
     /// `metadata.max.age.ms`.
     MetadataMaxAge(Duration),
+    /// `metadata.recovery.strategy`.
+    MetadataRecoveryStrategy(MetadataRecoveryStrategy),
+    /// `metadata.recovery.rebootstrap.trigger.ms`.
+    MetadataRecoveryRebootstrapTrigger(Duration),
     /// `reconnect.backoff.ms`.
     ReconnectBackoff(Duration),
     /// `reconnect.backoff.max.ms`.
@@ -151,6 +157,34 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         kind: Kind::Millis {
             min: 0,
             setting: PoolSetting::MetadataMaxAge,
+        },
+    },
+    Property {
+        name: "metadata.recovery.strategy",
+        aliases: &[],
+        default: DefaultValue::Value("rebootstrap"),
+        parts: &[POOL],
+        doc: "rebootstrap: when the known brokers cannot give metadata, close every connection \
+              and ask bootstrap.servers again (KIP-899); none: keep trying the known brokers.",
+        kind: Kind::Other {
+            allowed: "rebootstrap or none",
+            parse: |i| {
+                MetadataRecoveryStrategy::parse(i.trimmed())
+                    .map(PoolSetting::MetadataRecoveryStrategy)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "metadata.recovery.rebootstrap.trigger.ms",
+        aliases: &[],
+        default: DefaultValue::Value("300000"),
+        parts: &[POOL],
+        doc: "How long the client may go without metadata, trying, before it rebootstraps \
+              (KIP-1102).",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::MetadataRecoveryRebootstrapTrigger,
         },
     },
     Property {

@@ -7,10 +7,11 @@
 
 use std::fmt;
 
-use kcon::{LATENCY_BUCKETS, MetricsHandle, PartitionLag};
+use kcon::{LATENCY_BUCKETS, MetricsHandle, PartitionLag, RebootstrapCause};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::series::{Value, base_labels};
@@ -32,6 +33,7 @@ use crate::series::{Value, base_labels};
 /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
 /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
 /// | `kcon_consumer_persistent_failures_total` | counter | reports of requests that keep failing (see `kcon::ConsumerHooks::on_persistent_failure`) |
+/// | `kcon_consumer_rebootstraps_total` | counter | per `cause` (`unreachable`, `no_metadata`, `required`): times the connections went back to `bootstrap.servers` |
 /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
 /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
 /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
@@ -123,6 +125,19 @@ impl Collector for ConsumerCollector {
             "Reports of requests that keep failing (joining, heartbeats, commits, fetches...), at most one a minute per request.",
             Value::Counter(m.persistent_failures),
         )?;
+
+        let mut family = encoder.encode_descriptor(
+            "kcon_consumer_rebootstraps",
+            "Times the consumer's connections went back to bootstrap.servers, by cause: every \
+             known broker unreachable, no metadata for the trigger time, REBOOTSTRAP_REQUIRED.",
+            None,
+            MetricType::Counter,
+        )?;
+        for cause in RebootstrapCause::ALL {
+            let mut labels = base.clone();
+            labels.push(("cause", cause.name().to_owned()));
+            ConstCounter::new(m.rebootstraps.of(cause)).encode(family.encode_family(&labels)?)?;
+        }
 
         let h = &m.fetch_latency;
         let bounds = LATENCY_BUCKETS

@@ -93,4 +93,7 @@ pub mod property {
 }
 pub use kcon_core::{IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition, Watermarks};
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
-pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};
+pub use kcon_pool::{
+    OAuthBearerToken, OAuthBearerTokenProvider, RebootstrapCause, Rebootstraps, TokenFuture,
+    TokenProvider,
+};

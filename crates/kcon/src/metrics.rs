@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcon_fetch::{FetchLatency, LatencyHistogram};
-use kcon_pool::Clock;
+use kcon_pool::{Clock, RebootstrapCounter, Rebootstraps};
 
 use crate::TopicPartition;
 
@@ -101,6 +101,9 @@ pub struct Metrics {
     /// is told, recoveries not counted): at most one a minute per request while it fails, so
     /// a rate above zero means the consumer is stuck somewhere.
     pub persistent_failures: u64,
+    /// How many times the consumer's connections went back to `bootstrap.servers`, by cause
+    /// (`metadata.recovery.strategy`): each one logged a WARN line naming its cause.
+    pub rebootstraps: Rebootstraps,
 }
 
 /// The counters behind [`Metrics`].
@@ -193,6 +196,7 @@ impl MetricsState {
         now: Instant,
         partitions: BTreeMap<TopicPartition, PartitionLag>,
         fetch_latency: LatencyHistogram,
+        rebootstraps: Rebootstraps,
     ) -> Metrics {
         let elapsed = self
             .first_record
@@ -213,6 +217,7 @@ impl MetricsState {
             max_commit_latency: self.commits.max,
             fetch_latency,
             persistent_failures: self.persistent_failures,
+            rebootstraps,
         }
     }
 }
@@ -244,6 +249,8 @@ pub struct MetricsHandle {
     identity: Arc<(String, Option<String>)>,
     /// Counted by the fetch task's requests: read live, not published.
     fetch_latency: Arc<FetchLatency>,
+    /// Counted by the consumer's pool: read live.
+    rebootstraps: Arc<RebootstrapCounter>,
     /// The consumer's wall clock (its pool's), for lag in seconds as of a snapshot.
     clock: Arc<dyn Clock>,
 }
@@ -265,10 +272,12 @@ impl MetricsHandle {
         client_id: &str,
         group_id: Option<&str>,
         fetch_latency: Arc<FetchLatency>,
+        rebootstraps: Arc<RebootstrapCounter>,
         clock: Arc<dyn Clock>,
     ) -> MetricsHandle {
         MetricsHandle {
             fetch_latency,
+            rebootstraps,
             clock,
             identity: Arc::new((client_id.to_owned(), group_id.map(str::to_owned))),
             shared: Arc::new(Mutex::new(Published {
@@ -289,7 +298,12 @@ impl MetricsHandle {
             .iter()
             .map(|(tp, i)| (tp.clone(), i.lag(None, now_ms)))
             .collect();
-        p.state.snapshot(now, lags, self.fetch_latency.snapshot())
+        p.state.snapshot(
+            now,
+            lags,
+            self.fetch_latency.snapshot(),
+            self.rebootstraps.snapshot(),
+        )
     }
 
     /// The consumer's `client.id` and `group.id`.
@@ -366,6 +380,7 @@ mod tests {
             "c",
             None,
             Arc::new(FetchLatency::default()),
+            Arc::new(RebootstrapCounter::default()),
             Arc::new(Stopped(10_000)),
         );
         let inputs = LagInputs {

@@ -139,7 +139,7 @@ structs! {
 
 pub(super) const METADATA: Message = Message {
     api_key: ApiKey::Metadata,
-    versions: only(0, 12),
+    versions: only(0, 13),
     flexible: 9,
     body: &METADATA_BODY,
 };

@@ -267,6 +267,7 @@ pub(super) fn metadata(v: i16, alt: bool) -> md::MetadataResponse {
         .when((8..=10).contains(&v), |r| {
             r.with_cluster_authorized_operations(0x1f)
         })
+        .when(v >= 13, |r| r.with_error_code(if alt { 129 } else { 0 }))
         .when(flex, |r| {
             r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
         })

@@ -36,7 +36,7 @@ async fn handshake_asks_api_versions_v3_with_the_client_software() {
     );
     let conn = conn.unwrap();
     assert_eq!(conn.version(ApiKey::Fetch).unwrap(), 17);
-    assert_eq!(conn.versions().offered(ApiKey::Metadata), Some((0, 12)));
+    assert_eq!(conn.versions().offered(ApiKey::Metadata), Some((0, 13)));
     assert_eq!(conn.socket_addr(), l.addr);
 }
 

@@ -3,5 +3,6 @@
 
 mod connection;
 mod pool;
+mod rebootstrap;
 mod sasl;
 mod support;

@@ -56,7 +56,7 @@ async fn bootstrap_skips_a_dead_address_then_uses_the_advertised_brokers() {
     })
     .await;
     let versions = pool.broker_versions(1).unwrap();
-    assert_eq!(versions.offered(ApiKey::Metadata), Some((0, 12)));
+    assert_eq!(versions.offered(ApiKey::Metadata), Some((0, 13)));
 }
 
 #[tokio::test]

@@ -117,6 +117,9 @@ pub(crate) trait Parts {
     ) -> Option<Answer>;
     /// Ask for every topic's metadata.
     fn all_topics(&mut self, now: Instant, id: RequestId) -> Option<Answer>;
+    /// The error that stopped the pool, if one did (another cluster answered): the consumer
+    /// can go on no more.
+    fn pool_failure(&self) -> Option<Error>;
 
     // ----- what watches the consumer: the hooks, the metrics handles -----
 
@@ -288,6 +291,11 @@ impl Driver {
     pub(crate) fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Turn {
         while let Some(report) = parts.offsets_report() {
             self.machine.persistent_failure(report);
+        }
+        if self.machine.fatal().is_none()
+            && let Some(e) = parts.pool_failure()
+        {
+            self.machine.pool_failed(e);
         }
         // Every input (a fetch answer, a group event, a timer) may change what the metrics
         // handles read.

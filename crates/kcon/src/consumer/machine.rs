@@ -320,6 +320,17 @@ impl ConsumerMachine {
         }
     }
 
+    /// The pool stopped (another cluster answered): the consumer cannot go on, and nothing more
+    /// is committed.
+    pub(crate) fn pool_failed(&mut self, e: Error) {
+        if self.fatal.is_some() {
+            return;
+        }
+        warn!(error = %e, "the connection pool stopped; the consumer cannot go on");
+        self.fatal = Some(e.clone());
+        self.commands.push_back(Command::Error(e));
+    }
+
     /// The fatal error, once there is one.
     pub(crate) fn fatal(&self) -> Option<&Error> {
         self.fatal.as_ref()

@@ -171,6 +171,7 @@ impl Consumer {
             &settings.pool.client_id,
             settings.group.as_ref().map(|g| g.group_id.as_str()),
             fetcher.latency_counter(),
+            pool.rebootstrap_counter(),
             pool.clock().clone(),
         );
         let hooks = HookList::new(hooks);
@@ -741,10 +742,12 @@ impl Consumer {
     /// ```
     pub fn metrics(&self) -> Metrics {
         let lags = self.driver.machine.lags(self.wall_ms());
-        self.driver
-            .machine
-            .metrics()
-            .snapshot(now(), lags, self.parts.fetcher.latency())
+        self.driver.machine.metrics().snapshot(
+            now(),
+            lags,
+            self.parts.fetcher.latency(),
+            self.parts.pool.rebootstraps(),
+        )
     }
 
     /// A handle that reads the consumer's metrics from any task or thread while the consumer

@@ -114,6 +114,10 @@ impl Parts for Wiring {
         self.pool.track_topics(TopicScope::topics(topics));
     }
 
+    fn pool_failure(&self) -> Option<Error> {
+        self.pool.failure().map(Error::from)
+    }
+
     fn cluster_topics(&self, news: impl FnOnce(u64) -> bool) -> Option<(u64, Vec<String>)> {
         let metadata = self.pool.metadata();
         news(metadata.generation).then(|| {

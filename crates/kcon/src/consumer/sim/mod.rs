@@ -410,6 +410,11 @@ impl Parts for SimParts {
         self.tracked = topics;
     }
 
+    fn pool_failure(&self) -> Option<crate::Error> {
+        // The simulation's cluster keeps its id.
+        None
+    }
+
     fn cluster_topics(&self, news: impl FnOnce(u64) -> bool) -> Option<(u64, Vec<String>)> {
         let (generation, topics) = &self.metadata;
         news(*generation).then(|| (*generation, topics.iter().cloned().collect()))
