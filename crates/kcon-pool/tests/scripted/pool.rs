@@ -12,21 +12,6 @@ use tokio::time::{Instant, timeout};
 
 use crate::support::*;
 
-/// Polls `cond` every 10 ms until it holds; fails after 5 s.
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn shared(m: MetadataResponse) -> Arc<Mutex<MetadataResponse>> {
-    Arc::new(Mutex::new(m))
-}
-
 /// A broker answering Metadata with itself as broker 1 (plus `topics`), and Heartbeats.
 async fn single_broker(
     special: impl Fn(&Received) -> Option<Answer> + Send + Sync + 'static,

@@ -6,7 +6,6 @@
 //! a Metadata request reaching `boot` again is the rebootstrap seen from the broker's side.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{
     ApiKey, HeartbeatRequest, HeartbeatResponse, MetadataRequest, MetadataResponse,
@@ -20,21 +19,6 @@ use kcon_pool::{
 use crate::support::*;
 
 const REBOOTSTRAP_REQUIRED: i16 = 129;
-
-/// Polls `cond` every 10 ms until it holds; fails after 5 s.
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-fn shared(m: MetadataResponse) -> Arc<Mutex<MetadataResponse>> {
-    Arc::new(Mutex::new(m))
-}
 
 /// `boot`, answering Metadata with `boot_meta`, and `other`, a broker with its own answers and
 /// `special` going first; `boot` names `other` as broker 1.

@@ -81,6 +81,22 @@ pub async fn connect_with(
     (conn.expect("connect"), peer)
 }
 
+/// Polls `cond` every 10 ms until it holds; fails after 5 s.
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A Metadata answer the test changes while brokers serve it.
+pub fn shared(m: MetadataResponse) -> Arc<Mutex<MetadataResponse>> {
+    Arc::new(Mutex::new(m))
+}
+
 /// A handler that answers Metadata with `meta` (as it is at the time) and Heartbeat with its
 /// number; `special` goes first and may take over any request.
 pub fn serving(
