@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -77,7 +76,7 @@ impl Pool {
             state: Mutex::new(state),
             watch: Arc::new(AnswerWatch::new(wake.clone())),
             rebootstraps: Arc::new(RebootstrapCounter::default()),
-            failed: AtomicBool::new(false),
+            stopped: OnceLock::new(),
             wake,
             housekeeping: Mutex::new(None),
         });
@@ -198,11 +197,8 @@ impl Pool {
     /// The error that stopped the pool, if one did: the cluster answering changed
     /// ([`Error::ClusterChanged`]). Every request fails with it from then on.
     pub fn failure(&self) -> Option<Error> {
-        // Read on every turn of a consumer: the lock only once there is one.
-        if !self.inner.failed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.inner.lock().fatal.clone()
+        // Read on every turn of a consumer: one atomic load, no lock.
+        self.inner.stopped.get().cloned()
     }
 
     /// The API versions broker `id` offered on the last connection made to it.
@@ -276,8 +272,9 @@ struct PoolInner {
     watch: Arc<AnswerWatch>,
     /// Rebootstraps, by cause.
     rebootstraps: Arc<RebootstrapCounter>,
-    /// Set with `PoolState::fatal`, for [`Pool::failure`] to read without the lock.
-    failed: AtomicBool,
+    /// What stopped the pool, once something did: every request fails with it. Set under the
+    /// pool lock (so a rebootstrap under it sees it), read without.
+    stopped: OnceLock<Error>,
     /// Wakes the background task early: a refresh or a rebootstrap was requested.
     wake: Arc<Notify>,
     housekeeping: Mutex<Option<AbortHandle>>,
@@ -306,8 +303,6 @@ struct PoolState {
     /// rebootstrap; cleared by a refresh that works. `metadata.recovery.rebootstrap.trigger.ms`
     /// counts from it.
     attempt_started: Option<Instant>,
-    /// What stopped the pool: every request fails with it.
-    fatal: Option<Error>,
 }
 
 type RefreshResult = Option<Result<Arc<Metadata>>>;
@@ -377,9 +372,7 @@ impl PoolInner {
     /// order. The pool's failure, once it has one.
     fn candidate_slots(&self) -> Result<(Vec<Arc<Slot>>, Option<u64>)> {
         let mut st = self.lock();
-        if let Some(e) = &st.fatal {
-            return Err(e.clone());
-        }
+        self.refuse_if_stopped()?;
         if st.metadata.brokers.is_empty() {
             let slots = self
                 .config
@@ -419,7 +412,7 @@ impl PoolInner {
         }
         let slots = {
             let mut st = self.lock();
-            if st.fatal.is_some() {
+            if self.stopped.get().is_some() {
                 return false;
             }
             if let Some(generation) = known
@@ -440,15 +433,17 @@ impl PoolInner {
             "rebootstrapping: {cause}; every connection is closed and the cluster's metadata is \
              asked of bootstrap.servers again (metadata.recovery.strategy=rebootstrap)"
         );
-        // Closed outside the pool lock; requests in flight on them fail and are retried by
-        // their callers, as after a lost connection.
-        for slot in slots.values() {
-            if let Some(conn) = slot.take() {
-                conn.close();
-            }
-        }
+        close_all(slots);
         self.wake.notify_one();
         true
+    }
+
+    /// The error that stopped the pool, if one did.
+    fn refuse_if_stopped(&self) -> Result<()> {
+        match self.stopped.get() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     async fn broker_connection(
@@ -456,9 +451,7 @@ impl PoolInner {
         id: i32,
         purpose: Option<Purpose>,
     ) -> Result<Connection> {
-        if let Some(e) = &self.lock().fatal {
-            return Err(e.clone());
-        }
+        self.refuse_if_stopped()?;
         let slot = match self.broker_slot(id, purpose) {
             Some(slot) => slot,
             None => {
@@ -602,16 +595,11 @@ impl PoolInner {
                     known: known.clone(),
                     found: found.to_string(),
                 };
-                st.fatal = Some(e.clone());
-                self.failed.store(true, Ordering::Release);
+                let _ = self.stopped.set(e.clone());
                 let slots = std::mem::take(&mut st.slots);
                 drop(st);
                 error!(error = %e, "the pool stops");
-                for slot in slots.values() {
-                    if let Some(conn) = slot.take() {
-                        conn.close();
-                    }
-                }
+                close_all(slots);
                 return Err(e);
             }
             let merged = Arc::new(st.metadata.merged(&answer, scope, version >= 9, now));
@@ -736,6 +724,16 @@ impl Drop for PoolInner {
     }
 }
 
+/// Closes the connections of `slots`, taken out of the pool (outside the pool lock): requests in
+/// flight on them fail, and their callers retry them as after a lost connection.
+fn close_all(slots: HashMap<SlotKey, Arc<Slot>>) {
+    for slot in slots.values() {
+        if let Some(conn) = slot.take() {
+            conn.close();
+        }
+    }
+}
+
 /// The longest the background task sleeps without looking.
 const HOUSEKEEPING_MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -759,7 +757,6 @@ impl PoolState {
             ),
             refresh_not_before: None,
             attempt_started: None,
-            fatal: None,
         }
     }
 
