@@ -8,7 +8,11 @@
 //!   task confirms the command ([`Arrival::Fenced`]) are stale and dropped (the task dropped
 //!   their bytes from the budget when it applied the command);
 //! - records of a paused partition are held, in order, and handed out after the resume before
-//!   anything newer (the Java consumer withholds a paused partition's buffered records);
+//!   anything newer (the Java consumer withholds a paused partition's buffered records). When
+//!   the task moves the partition meanwhile (a [`FetchEvent::Reset`], a log truncation it
+//!   repositioned), they were fetched for the old position: as its event arrives they are
+//!   dropped, but for those before the offset where a truncated log diverged, which are still
+//!   on the leader's log (the task dropped their bytes from the budget when it moved it);
 //! - records are decoded (and compressed batches decompressed) as they are handed out, at most
 //!   `max.poll.records` at a time; the rest of a batch goes first on the next call. The
 //!   answer's bytes leave the prefetch budget with the last part, not proportionally: until
@@ -31,6 +35,7 @@ use kcon_core::{ConfigError, TopicPartition};
 use crate::config::FetchConfig;
 use crate::machine::FetchMachine;
 use crate::messages::FetchEvent;
+use crate::position::PartitionError;
 use crate::records::{CorruptRecords, FetchedRecords};
 
 /// What reaches the application's side from the fetch task, in order.
@@ -200,10 +205,15 @@ impl Handout {
                 None
             }
             Arrival::Event(FetchEvent::Records(r)) => Some(self.hand_out(r)),
-            Arrival::Event(event) => Some(HandedOut {
-                event,
-                releases: Vec::new(),
-            }),
+            Arrival::Event(event) => {
+                if let Some((tp, diverged_at)) = repositioned(&event) {
+                    self.moved(tp, diverged_at);
+                }
+                Some(HandedOut {
+                    event,
+                    releases: Vec::new(),
+                })
+            }
         }
     }
 
@@ -233,6 +243,18 @@ impl Handout {
         }
     }
 
+    /// The task moved `tp` itself: its records held or released here were fetched for the old
+    /// position, and their bytes left the budget with the move. Those before `diverged_at`,
+    /// where its log diverged from the leader's, are still on the leader's log and the
+    /// application has not had them: they are kept (counting no bytes). The rest are dropped.
+    fn moved(&mut self, tp: &TopicPartition, diverged_at: Option<i64>) {
+        let keep = |r: &mut FetchedRecords| {
+            &r.partition != tp || diverged_at.is_some_and(|offset| r.cut_at(offset))
+        };
+        self.held.retain_mut(keep);
+        self.released.retain_mut(keep);
+    }
+
     /// Records of `partitions` fetched for their old position are stale from now: those on
     /// their way are dropped until the task confirms, those held or released at once.
     fn fence(&mut self, partitions: &[TopicPartition]) -> u64 {
@@ -248,5 +270,23 @@ impl Handout {
     /// Whether nothing is held or released.
     pub fn is_idle(&self) -> bool {
         self.held.is_empty() && self.released.is_empty()
+    }
+}
+
+/// The partition `event` says the task moved, not at the application's command (a reset, or a
+/// log truncation it repositioned), and where its log diverged, when known.
+fn repositioned(event: &FetchEvent) -> Option<(&TopicPartition, Option<i64>)> {
+    match event {
+        FetchEvent::Reset { partition, .. } => Some((partition, None)),
+        FetchEvent::PartitionError {
+            partition,
+            error:
+                PartitionError::LogTruncation {
+                    divergent,
+                    repositioned: true,
+                    ..
+                },
+        } => Some((partition, divergent.map(|(offset, _)| offset))),
+        _ => None,
     }
 }

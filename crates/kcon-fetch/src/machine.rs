@@ -1146,19 +1146,33 @@ impl FetchMachine {
         };
         let (state, actions) = a.state.on_validation_answer(&q.position, answer, &ctx);
         a.state = state;
+        let mut repositioned = false;
         for action in actions {
             match action {
                 FetchAction::RefreshMetadata => self.metadata_wanted = true,
-                FetchAction::Report(error) => self.events.push_back(FetchEvent::PartitionError {
-                    partition: q.partition.clone(),
-                    error,
-                }),
+                FetchAction::Report(error) => {
+                    repositioned |= matches!(
+                        error,
+                        PartitionError::LogTruncation {
+                            repositioned: true,
+                            ..
+                        }
+                    );
+                    self.events.push_back(FetchEvent::PartitionError {
+                        partition: q.partition.clone(),
+                        error,
+                    });
+                }
                 FetchAction::Deliver | FetchAction::Discard | FetchAction::Reset(_) => {}
             }
         }
-        if a.state.status() == FetchStatus::Fetching {
-            // A truncation under a reset policy moved the position: what was fetched for the
-            // old one must not reach the application.
+        if repositioned {
+            // A truncation under a reset policy moved the position, or sent it to a reset:
+            // what was fetched for the old one must not reach the application. The bytes of
+            // it all leave the budget here, those of records the hand-out side holds for a
+            // pause too: it drops them when the truncation's event reaches it (but those
+            // before the divergence, which it keeps counting no bytes). A position found
+            // valid keeps its records, and their bytes.
             self.drop_buffered(&q.partition);
         }
     }

@@ -140,6 +140,21 @@ impl FetchedRecords {
         }
     }
 
+    /// Keeps only the records before `offset`, where the partition's log diverged from the
+    /// leader's (the leader no longer has the records from there), and counts none of the
+    /// answer's bytes: the fetch loop dropped them from the prefetch budget when it moved the
+    /// partition there. Returns whether records are left.
+    pub(crate) fn cut_at(&mut self, offset: i64) -> bool {
+        self.size = 0;
+        self.undecoded.held = 0;
+        if self.next_offset > offset {
+            self.records.retain(|r| r.offset < offset);
+            self.undecoded.cut_at(offset);
+            self.next_offset = offset;
+        }
+        !self.is_empty()
+    }
+
     /// Every record decoded into `records` (up to a corrupt one: then `next_offset` is its
     /// offset and [`corrupt`](Self::corrupt) says so).
     pub fn decoded(mut self) -> Self {
@@ -398,6 +413,32 @@ impl Undecoded {
                 self.held = d.batch.decompressed_len();
             }
         }
+    }
+
+    /// Drops the records from `offset` on.
+    fn cut_at(&mut self, offset: i64) {
+        self.batches.retain(|d| d.from < offset);
+        for d in &mut self.batches {
+            if d.until <= offset {
+                continue;
+            }
+            d.until = offset;
+            let count = if d.batch.needs_decompression() {
+                declared_in(&d.batch, d.from, offset)
+            } else {
+                let walk = match d.resume {
+                    Some(mark) => d.batch.records_from(mark),
+                    None => d.batch.records(),
+                };
+                count_within(walk, d.from, offset).0
+            };
+            // An unreadable record after those counted may now lie past the cut.
+            d.corrupt_after &= count == d.count;
+            d.count = count;
+        }
+        self.batches.retain(|d| d.count > 0);
+        self.in_batches = self.batches.iter().map(|d| d.count).sum();
+        self.corrupt_at = self.corrupt_at.filter(|&c| c < offset);
     }
 
     /// A corrupt record at `offset`: nothing from there on is handed out.

@@ -1599,3 +1599,145 @@ fn a_leader_change_gives_up_records_held_for_a_pause_and_validates_where_the_app
     ));
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 0), (1, 0)]));
 }
+
+/// An OffsetForLeaderEpoch answer for partition 0: its epoch `leader_epoch` ends at `end`.
+fn epoch_end(leader_epoch: i32, end: i64) -> FetchAnswer {
+    let mut e = EpochEndOffset::default();
+    e.partition = 0;
+    e.leader_epoch = leader_epoch;
+    e.end_offset = end;
+    let mut t = OffsetForLeaderTopicResult::default();
+    t.topic = TopicName(StrBytes::from_static_str(TOPIC));
+    t.partitions.push(e);
+    let mut r = OffsetForLeaderEpochResponse::default();
+    r.topics.push(t);
+    FetchAnswer::Validation(Box::new(r))
+}
+
+/// The application takes partition 0's records 0 to 2, then pauses it with records 3 to 5 on
+/// their way: the handout holds them. Its leader moves to broker 2, and the position past them
+/// (6, epoch 5) is validated there with `answer`; the application takes what comes, then
+/// resumes the partition.
+fn validated_with_records_held_by_the_handout(answer: FetchAnswer) -> Pipeline {
+    let mut p = Pipeline::new();
+    p.fetch(&[(0, 0, 3)]);
+    p.take();
+    p.fetch(&[(0, 3, 3)]);
+    p.handout.pause(tp(0));
+    p.sim.machine.pause(&tp(0));
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2]);
+    assert!(!p.handout.is_idle(), "the handout holds records 3 to 5");
+    assert!(p.sim.machine.budget().buffered_for(&tp(0)) > 0);
+
+    p.sim
+        .0
+        .machine
+        .metadata_updated(p.sim.0.now, &view(&[(0, 2, 6), (1, 1, 5)]));
+    let out = p.sim.requests();
+    let v = out
+        .iter()
+        .find(|o| matches!(&o.request, FetchRequest::Validate(r) if r.broker == 2))
+        .expect("OffsetForLeaderEpoch to the new leader");
+    let FetchRequest::Validate(r) = &v.request else {
+        unreachable!()
+    };
+    assert_eq!(r.queries[0].position.offset, 6);
+    p.sim.0.answer(v.id, answer);
+    p.send();
+    p.take();
+    p.handout.resume(&tp(0));
+    p.sim.machine.resume(&tp(0));
+    p.send();
+    p
+}
+
+#[test]
+fn a_truncation_drops_what_the_handout_holds_for_a_pause_from_the_divergence_on() {
+    // Broker 2's log diverges from epoch 5 at 4: the position moves there. Record 3 is still
+    // on the leader's log; records 4 and 5 held by the handout are of the log it truncated.
+    let mut p = validated_with_records_held_by_the_handout(epoch_end(5, 4));
+    assert_eq!(
+        p.sim.machine.budget().buffered_for(&tp(0)),
+        0,
+        "the held records' bytes left with the move"
+    );
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2, 3]);
+    assert!(p.handout.is_idle());
+    let from = p.fetch(&[(0, 4, 3)]);
+    assert_eq!(from, BTreeMap::from([(0, 4)]));
+    p.take();
+    assert_eq!(
+        p.got[&0],
+        [0, 1, 2, 3, 4, 5, 6],
+        "nothing of the truncated log, nothing twice, nothing lost"
+    );
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+}
+
+#[test]
+fn a_truncation_before_what_the_handout_holds_for_a_pause_drops_it_all() {
+    // The log diverges at 1, before the held records: the application, which had 0 to 2
+    // before it heard of the truncation, gets the leader's records from 1.
+    let mut p = validated_with_records_held_by_the_handout(epoch_end(5, 1));
+    assert!(p.handout.is_idle());
+    let from = p.fetch(&[(0, 1, 3)]);
+    assert_eq!(from, BTreeMap::from([(0, 1)]));
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2, 1, 2, 3]);
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+}
+
+#[test]
+fn a_truncation_sent_to_a_reset_drops_what_the_handout_holds_for_a_pause() {
+    // Broker 2 does not know the epoch (-1): the position is reset, by `earliest` to 0.
+    let mut p = validated_with_records_held_by_the_handout(epoch_end(-1, -1));
+    assert!(p.handout.is_idle());
+    assert_eq!(
+        p.sim.machine.budget().buffered_for(&tp(0)),
+        0,
+        "the bytes of the records dropped left the budget"
+    );
+    let out = p.sim.requests();
+    let (lo, partitions, _) = list_offsets(&out).remove(0);
+    assert_eq!(partitions, [0]);
+    let answer = BTreeMap::from([(tp(0), listed(0))]);
+    p.sim.0.answer(lo.id, FetchAnswer::ListOffsets(answer));
+    p.send();
+    p.take();
+    let from = p.fetch(&[(0, 0, 2)]);
+    assert_eq!(from, BTreeMap::from([(0, 0)]));
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2, 0, 1], "from the reset on, once");
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+}
+
+#[test]
+fn a_valid_position_keeps_what_the_handout_holds_for_a_pause_and_its_bytes() {
+    let mut p = validated_with_records_held_by_the_handout(epoch_end(5, 20));
+    assert!(p.sim.machine.budget().buffered_for(&tp(0)) > 0);
+    p.take();
+    assert_eq!(p.sim.machine.budget().buffered_for(&tp(0)), 0);
+    let from = p.fetch(&[(0, 6, 1)]);
+    assert_eq!(from, BTreeMap::from([(0, 6)]));
+    p.take();
+    assert_eq!(p.got[&0], [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        p.sim.machine.budget().buffered(),
+        0,
+        "every byte was released"
+    );
+}

@@ -392,3 +392,48 @@ fn a_part_ending_inside_a_compacted_compressed_batch_leaves_the_exact_count() {
         wire + first.held_more()
     );
 }
+
+#[test]
+fn records_cut_where_the_log_diverged_keep_those_before_and_count_no_bytes() {
+    let answer = || {
+        let bytes = joined(&[
+            batch(0, 5, 1, Compression::None),
+            batch(5, 5, 1, Compression::Lz4),
+            batch(10, 2, 1, Compression::None),
+        ]);
+        let len = bytes.len();
+        fetched(check(bytes, 0), len)
+    };
+    // As it came: the compressed batch is cut without being decompressed.
+    let mut r = answer();
+    assert!(r.cut_at(7));
+    assert_eq!((r.len(), r.next_offset, r.size), (7, 7, 0));
+    assert!(
+        r.undecoded
+            .batches
+            .iter()
+            .any(|d| d.batch.needs_decompression())
+    );
+    let all = r.take(100);
+    assert_eq!(offsets(&all), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!((all.next_offset, all.size, all.corrupt()), (7, 0, None));
+
+    // After a part that ended inside the compressed batch, decompressed and held for the rest.
+    let mut r = answer();
+    assert_eq!(offsets(&r.take(6)), [0, 1, 2, 3, 4, 5]);
+    assert!(r.undecoded.held > 0);
+    assert!(r.cut_at(8));
+    assert_eq!((r.len(), r.size, r.undecoded.held), (2, 0, 0));
+    let rest = r.take(100);
+    assert_eq!(
+        (offsets(&rest), rest.next_offset, rest.size),
+        (vec![6, 7], 8, 0)
+    );
+
+    // Nothing before the cut; a cut past the records keeps them all.
+    let mut r = answer();
+    assert!(!r.cut_at(0));
+    let mut r = answer();
+    assert!(r.cut_at(12));
+    assert_eq!((r.len(), r.next_offset, r.size), (12, 12, 0));
+}
