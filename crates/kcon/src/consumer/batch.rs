@@ -70,6 +70,23 @@ impl Batch {
         }
     }
 
+    /// Keeps only the records not handed out yet before `offset` (where the partition's log
+    /// diverged from its leader's): the batch then ends there. Whether any record is left to
+    /// hand out.
+    pub(crate) fn cut_at(&mut self, offset: i64) -> bool {
+        let kept: Vec<Record> = match &mut self.records {
+            Remaining::Whole(v) => std::mem::take(v),
+            Remaining::Rest(rest) => rest.by_ref().collect(),
+        }
+        .into_iter()
+        .filter(|r| r.offset < offset)
+        .collect();
+        self.next_offset = self.next_offset.min(offset);
+        let left = !kept.is_empty();
+        self.records = Remaining::Rest(kept.into_iter());
+        left
+    }
+
     /// Whether every record was handed out.
     pub(crate) fn is_done(&self) -> bool {
         match &self.records {

@@ -34,6 +34,7 @@ use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
 use kcon_fetch::handout::{Arrival, HandedOut, Handout, Release};
+use kcon_fetch::position::PartitionError;
 use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
@@ -946,6 +947,14 @@ impl ConsumerMachine {
         match event {
             FetchEvent::Records(r) => self.records(now, r),
             FetchEvent::PartitionError { partition, error } => {
+                if let PartitionError::LogTruncation {
+                    divergent,
+                    repositioned: true,
+                    ..
+                } = &error
+                {
+                    self.truncated(&partition, divergent.map(|(offset, _)| offset));
+                }
                 self.fetch_error(Error::partition(&partition, &error));
             }
             FetchEvent::Reset {
@@ -955,6 +964,7 @@ impl ConsumerMachine {
             } => {
                 debug!(%partition, ?reason, offset, "position reset");
                 if self.assignment.contains(&partition) {
+                    self.moved(&partition, None);
                     self.positions.insert(partition, offset);
                 }
             }
@@ -981,6 +991,37 @@ impl ConsumerMachine {
             FetchEvent::PersistentFailure(report) => self.persistent_failure(report),
             _ => {}
         }
+    }
+
+    /// The fetcher moved `tp` back to `diverged_at`, where its log diverged from the leader's
+    /// (`None`: not known; a reset follows). The application's position is there now, unless
+    /// records before it are still held for a pause.
+    fn truncated(&mut self, tp: &TopicPartition, diverged_at: Option<i64>) {
+        if !self.assignment.contains(tp) {
+            return;
+        }
+        self.moved(tp, diverged_at);
+        if let Some(offset) = diverged_at
+            && !self.held.contains_key(tp)
+        {
+            self.positions.insert(tp.clone(), offset);
+        }
+    }
+
+    /// The fetcher moved `tp` itself (a reset, a truncated log): the rest of a batch held for a
+    /// pause was fetched for the old position. What of it lies before `diverged_at` is still on
+    /// the leader's log and stays held; the rest is dropped, as the hand-out side drops what it
+    /// holds.
+    fn moved(&mut self, tp: &TopicPartition, diverged_at: Option<i64>) {
+        let keep = match (self.held.get_mut(tp), diverged_at) {
+            (None, _) => return,
+            (Some(b), Some(offset)) => b.cut_at(offset),
+            (Some(_), None) => false,
+        };
+        if !keep {
+            self.held.remove(tp);
+        }
+        self.forget_last_timestamp(tp);
     }
 
     fn fetch_error(&mut self, error: Error) {
@@ -1531,6 +1572,80 @@ mod handout_tests {
         assert_eq!(offsets(m.next_released()), [0, 1, 2]);
         assert_eq!(consumed(&commands(&mut m)), [700]);
         assert!(!m.has_released());
+    }
+
+    /// Records 0..4 of t-0 handed to the machine, 0 and 1 to the application, then t-0
+    /// paused: 2 and 3 are held.
+    fn paused_after_two_of_four() -> ConsumerMachine {
+        let mut m = machine(500);
+        let event = m.arrive(records(0..4));
+        m.fetch_event(Instant::now(), event);
+        assert_eq!(m.next_record().map(|r| r.offset), Some(0));
+        assert_eq!(m.next_record().map(|r| r.offset), Some(1));
+        m.pause([tp()]).unwrap();
+        assert!(!m.has_records());
+        assert_eq!(m.position(&tp()), Some(2));
+        commands(&mut m);
+        m
+    }
+
+    fn truncation(divergent: i64) -> Option<FetchEvent> {
+        Some(FetchEvent::PartitionError {
+            partition: tp(),
+            error: PartitionError::LogTruncation {
+                offset: 4,
+                divergent: Some((divergent, 7)),
+                repositioned: true,
+            },
+        })
+    }
+
+    /// Every record the application gets of t-0 from now on, the partition resumed.
+    fn after_resume(m: &mut ConsumerMachine) -> Vec<i64> {
+        m.resume([tp()]).unwrap();
+        std::iter::from_fn(|| m.next_record().map(|r| r.offset)).collect()
+    }
+
+    #[test]
+    fn a_truncation_while_paused_keeps_only_the_held_records_before_the_divergence() {
+        let mut m = paused_after_two_of_four();
+        m.fetch_event(Instant::now(), truncation(3));
+        assert!(
+            commands(&mut m)
+                .iter()
+                .any(|c| matches!(c, Command::FetchError(_))),
+            "the application hears of the truncation"
+        );
+        assert_eq!(m.position(&tp()), Some(2), "record 2 is still to come");
+        assert_eq!(after_resume(&mut m), [2], "3 was on the truncated log");
+        m.finish_current();
+        assert_eq!(m.position(&tp()), Some(3), "the fetcher goes on from 3");
+    }
+
+    #[test]
+    fn a_truncation_below_every_held_record_drops_them_and_moves_the_position_there() {
+        let mut m = paused_after_two_of_four();
+        m.fetch_event(Instant::now(), truncation(2));
+        assert_eq!(m.position(&tp()), Some(2));
+        assert!(after_resume(&mut m).is_empty());
+    }
+
+    #[test]
+    fn a_reset_while_paused_drops_the_held_records() {
+        let mut m = paused_after_two_of_four();
+        m.fetch_event(
+            Instant::now(),
+            Some(FetchEvent::Reset {
+                partition: tp(),
+                reason: kcon_fetch::position::ResetReason::OffsetOutOfRange { offset: 4 },
+                offset: 10,
+            }),
+        );
+        assert_eq!(m.position(&tp()), Some(10));
+        assert!(
+            after_resume(&mut m).is_empty(),
+            "fetched for the old position"
+        );
     }
 
     #[test]
