@@ -5,6 +5,7 @@
 //! libFuzzer's `-malloc_limit_mb` only catches allocations above a fixed size; this bound
 //! scales with the input, which is the promise kcon-codec makes.
 
+pub mod commit_machine;
 pub mod fetch_machine;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -150,6 +150,9 @@ impl QueuedCommit {
 struct SentCommit {
     request: RequestId,
     commit: PendingCommit,
+    /// Partitions forgotten while it was in flight: not sent again if it is retried, and not
+    /// recorded as committed if it succeeds (what was sent went; nothing after it may).
+    forgotten: BTreeSet<TopicPartition>,
 }
 
 /// A lookup of committed offsets not completed yet.
@@ -354,15 +357,21 @@ impl CommitMachine {
     /// Forgets the stored and known committed offsets of `partitions` (they were lost or
     /// revoked: another member commits them now, and nothing here may), and takes them out of
     /// commits not sent yet: a commit queued, or waiting to be retried, must not carry them
-    /// to the coordinator later, under a membership that no longer owns them. A commit left
-    /// with nothing fails with [`CommitError::PartitionsGone`].
+    /// to the coordinator later, under a membership that no longer owns them (the commit in
+    /// flight leaves them too if it is retried, and does not record them as committed if it
+    /// succeeds). A commit left with nothing fails with [`CommitError::PartitionsGone`].
     pub fn forget<'a>(&mut self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
         let partitions: BTreeSet<&TopicPartition> = partitions.into_iter().collect();
         for tp in &partitions {
             self.stored.remove(*tp);
             self.committed.remove(*tp);
         }
-        // The commit in flight went with what it carried; the queued ones are not sent yet.
+        // The commit in flight went with what it carried, but must not carry them again if it
+        // is retried; the queued ones are not sent yet.
+        if let Some(sent) = &mut self.sent {
+            sent.forgotten
+                .extend(partitions.iter().map(|tp| (*tp).clone()));
+        }
         let mut emptied = Vec::new();
         for mut q in std::mem::take(&mut self.queue) {
             let offsets = &mut q.commit.offsets;
@@ -579,7 +588,12 @@ impl CommitMachine {
         id: RequestId,
         result: Result<OffsetsResponse, RequestFailure>,
     ) {
-        let Some(SentCommit { commit: c, .. }) = self.sent.take_if(|s| s.request == id) else {
+        let Some(SentCommit {
+            commit: mut c,
+            forgotten,
+            ..
+        }) = self.sent.take_if(|s| s.request == id)
+        else {
             return;
         };
         let (retry, reason, failed) = match result {
@@ -609,7 +623,9 @@ impl CommitMachine {
                             .map(|(tp, o)| (tp.clone(), o.clone()))
                             .collect();
                         for (tp, o) in &acked {
-                            self.committed.insert(tp.clone(), o.clone());
+                            if !forgotten.contains(tp) {
+                                self.committed.insert(tp.clone(), o.clone());
+                            }
                         }
                         self.complete_commit(c, Ok(acked));
                         return;
@@ -648,6 +664,19 @@ impl CommitMachine {
         };
         debug!(reason = %reason, "commit failed; retrying");
         let retry_at = self.after_failure(failed);
+        // The partitions forgotten while it was in flight do not go again, as they left the
+        // queued commits (`forget`).
+        if !forgotten.is_empty() {
+            if c.offsets.keys().all(|tp| forgotten.contains(tp)) {
+                let gone = std::mem::take(&mut c.offsets).into_keys().collect();
+                if retry == Retry::Rediscover {
+                    self.coordinator_lost();
+                }
+                self.complete_commit(c, Err(CommitError::PartitionsGone { partitions: gone }));
+                return;
+            }
+            c.offsets.retain(|tp, _| !forgotten.contains(tp));
+        }
         if retry == Retry::Rediscover {
             self.coordinator_lost();
         }
@@ -964,6 +993,7 @@ impl CommitMachine {
             self.sent = Some(SentCommit {
                 request: id,
                 commit,
+                forgotten: BTreeSet::new(),
             });
             self.in_flight.insert(id, InFlight::Commit);
             return Some(Outgoing {

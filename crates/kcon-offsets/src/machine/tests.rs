@@ -242,6 +242,43 @@ fn forgotten_partitions_leave_queued_commits() {
     assert!(h.request().is_none());
 }
 
+/// A partition forgotten while the commit carrying it is in flight does not go again when
+/// that commit is retried (found by the `commit_machine` fuzz target: the retry carried it to
+/// the coordinator under the membership that gave it up), and a retry left with nothing fails
+/// as `PartitionsGone`; one that succeeds does not record it as committed.
+#[test]
+fn partitions_forgotten_in_flight_leave_the_retry() {
+    let mut h = harness(config(false));
+    h.machine.store_offset(tp(0), 7, None);
+    h.machine.store_offset(tp(1), 3, None);
+    h.machine.commit_stored(h.now, CommitKind::Sync);
+    h.find(1);
+    let (rid, c) = h.expect_commit();
+    h.machine.forget(&[tp(0)]);
+    h.answer_commit(rid, &c, code::COORDINATOR_LOAD_IN_PROGRESS);
+    h.run_to_timeout();
+    let (rid, c) = h.expect_commit();
+    assert_eq!(c.offsets.keys().collect::<Vec<_>>(), [&tp(1)]);
+    h.machine.forget(&[tp(1)]);
+    h.answer_commit(rid, &c, code::REQUEST_TIMED_OUT);
+    assert!(matches!(
+        &h.committed()[..],
+        [(_, Err(CommitError::PartitionsGone { partitions }))] if *partitions == [tp(1)]
+    ));
+    assert!(h.request().is_none());
+
+    h.machine.store_offset(tp(0), 8, None);
+    h.machine.store_offset(tp(1), 4, None);
+    h.machine.commit_stored(h.now, CommitKind::Async);
+    // After the backoff the failures in a row left.
+    h.run_to_timeout();
+    let (rid, c) = h.expect_commit();
+    h.machine.forget(&[tp(0)]);
+    h.answer_commit(rid, &c, 0);
+    assert!(matches!(&h.committed()[..], [(_, Ok(o))] if o.len() == 2));
+    assert_eq!(h.machine.committed().keys().collect::<Vec<_>>(), [&tp(1)]);
+}
+
 /// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE: look the coordinator up again and retry
 /// there; a lost connection does the same.
 #[test]
