@@ -5,7 +5,9 @@
 //! libFuzzer's `-malloc_limit_mb` only catches allocations above a fixed size; this bound
 //! scales with the input, which is the promise kcon-codec makes.
 
+pub mod consumer;
 pub mod fetch_machine;
+pub mod processor;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
