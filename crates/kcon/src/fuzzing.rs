@@ -543,6 +543,20 @@ mod tests {
         assert!(run.commits > 0, "{run:?}");
     }
 
+    /// A consumer whose application stopped calling past `max.poll.interval.ms` leaves the
+    /// group, its member telling it the partitions are lost; the coordinator hands them to
+    /// another before the application calls again and hears of it (fuzz target `consumer`).
+    #[test]
+    fn partitions_lost_by_an_application_away_may_be_another_consumers_before_it_hears() {
+        let input = [
+            0x0c, 0x00, 0x00, 0x00, 0x01, 0x02, 0xc8, 0x02, 0xc8, 0x01, 0x28, 0x06, 0xc8, 0x02,
+            0x02, 0xc8, 0x33, 0x08, 0xc8, 0xfe, 0xff, 0xff, 0xff, 0x00, 0x04, 0x02, 0xc8, 0x08,
+            0x00, 0x08, 0x81, 0x02, 0xc8, 0x0a, 0x01, 0x02, 0xc8, 0x02, 0xc8, 0x09, 0x00, 0x02,
+            0xc8,
+        ];
+        consumer(&input);
+    }
+
     #[test]
     fn a_processor_retries_dead_letters_and_stores() {
         // Tolerance all with a dead-letter topic, 3 attempts: 4 records of partition 0; the

@@ -308,8 +308,10 @@ pub(crate) struct Client {
     /// The member is closing: its revocations are acknowledged at once (as its task does).
     member_closing: bool,
     /// Partitions the member told lost whose loss the consumer has not handled yet: under
-    /// KIP-848 the member rejoins at once, so the coordinator may hand them on before the
-    /// application hears of it; `Lost` says they may already be another member's.
+    /// KIP-848 the member rejoins at once, and under either protocol a member whose application
+    /// stopped calling past `max.poll.interval.ms` leaves the group, so the coordinator may hand
+    /// them on before the application hears of it (on its next call); `Lost` says they may
+    /// already be another member's.
     lost_unhandled: BTreeSet<TopicPartition>,
 }
 
@@ -1447,18 +1449,16 @@ impl World {
                 continue;
             }
             if let Some(event) = c.parts.group.poll_event() {
-                if c.parts.group.protocol() == GroupProtocol::Consumer {
-                    match &event {
-                        GroupEvent::Lost { partitions } => {
-                            c.lost_unhandled.extend(partitions.iter().cloned());
-                        }
-                        GroupEvent::Assigned { partitions, .. } => {
-                            for tp in partitions {
-                                c.lost_unhandled.remove(tp);
-                            }
-                        }
-                        _ => {}
+                match &event {
+                    GroupEvent::Lost { partitions } => {
+                        c.lost_unhandled.extend(partitions.iter().cloned());
                     }
+                    GroupEvent::Assigned { partitions, .. } => {
+                        for tp in partitions {
+                            c.lost_unhandled.remove(tp);
+                        }
+                    }
+                    _ => {}
                 }
                 // A closing member's task acknowledges its revocations itself.
                 if c.member_closing
