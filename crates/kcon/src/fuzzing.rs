@@ -343,11 +343,13 @@ pub struct ProcessorRun {
 ///   bit 4 `errors.retry.timeout=500`, bit 5 a breaker (`errors.breaker.window.records=10`,
 ///   `errors.breaker.failures=5`, `errors.breaker.consecutive.failures=3`); backoff 100 ms up
 ///   to 1 s.
-/// - ops (op byte modulo 9): records of partition 0 or 1 arrive (unless it is paused, it does
-///   not belong to the consumer's, or the processor stopped); the record out is processed,
-///   fails retriably, or fails for good; the dead letter out is acknowledged, or its write
-///   fails; the clock advances; a partition leaves (revoked mid-retry, say); the processor runs
-///   again after a stop, or the breaker is closed.
+/// - ops (op byte modulo 9): records of partition 0 or 1 arrive (unless it is paused or the
+///   processor stopped); the record out is processed, fails retriably, or fails for good; the
+///   dead letter out is acknowledged, or its write fails; the clock advances; a partition
+///   leaves (revoked mid-retry, say); the processor runs again after a stop, or the breaker is
+///   closed. As in `Processor::run_until`, records arrive, the clock wakes the driver and
+///   partitions leave only while no work is out (the consumer is called, and rebalances, only
+///   between records).
 ///
 /// Besides the simulation's own checks (at most one record out; offsets stored one after
 /// another; pauses and resumes alternate; nothing asked for a partition not owned): the record
@@ -410,7 +412,7 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
         match op {
             0 => {
                 let part = tp(at);
-                if !stopped && !s.is_paused(at) {
+                if !stopped && !s.is_paused(at) && s.out.is_none() {
                     // The consumer hands out from the first record not stored: at-least-once.
                     let start = *fed
                         .entry(part.clone())
@@ -448,17 +450,22 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
                     }
                 }
             }
-            6 => s.advance(Duration::from_millis(u64::from(arg) * 20)),
+            6 => {
+                if s.out.is_none() {
+                    s.advance(Duration::from_millis(u64::from(arg) * 20));
+                }
+            }
             7 => {
                 let part = tp(at);
-                if s.w.owned.contains(&part) {
+                if s.w.owned.contains(&part) && s.out.is_none() {
                     s.leave(at);
                     fed.remove(&part);
                 }
             }
             8 => {
                 if arg & 1 == 0 {
-                    if stopped {
+                    // `Processor::run_until` refuses to start while the breaker is open.
+                    if stopped && !s.m().is_open() {
                         s.run_again();
                         stopped = false;
                     }
@@ -555,6 +562,22 @@ mod tests {
             0xc8,
         ];
         consumer(&input);
+    }
+
+    /// The breaker closed after a failed dead-letter write stopped the run, then the run
+    /// starts again: the work the closing handed out is void, asked for again by the new run
+    /// (fuzz target `processor`; the simulation kept the old work as out).
+    #[test]
+    fn processor_a_run_after_closing_the_breaker_asks_for_its_work_again() {
+        processor(&[6, 0, 2, 3, 0, 5, 0, 3, 0, 251, 247, 8]);
+    }
+
+    /// Records arriving while a record is out: the `Processor` never calls the consumer then
+    /// (fuzz target `processor`, whose interpreter first fed them).
+    #[test]
+    fn processor_records_arrive_only_between_records() {
+        let run = processor(&[5, 0, 4, 0, 1, 7, 0, 6, 20, 0, 4, 1, 0, 1, 0]);
+        assert_eq!(run.stored, 2, "{run:?}");
     }
 
     #[test]

@@ -293,8 +293,10 @@ impl Sim {
         self.drain();
     }
 
-    /// The driver runs again (after a stop, or after its run was cancelled with work out).
+    /// The driver runs again (after a stop, or after its run was cancelled with work out):
+    /// the work out when the last run ended is void, asked for again by the new run.
     pub(crate) fn run_again(&mut self) {
+        self.out = None;
         self.d.start(self.now, &mut self.w).unwrap();
         self.drain();
     }
