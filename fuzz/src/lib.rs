@@ -6,7 +6,9 @@
 //! scales with the input, which is the promise kcon-codec makes.
 
 pub mod commit_machine;
+pub mod consumer;
 pub mod fetch_machine;
+pub mod processor;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -49,6 +49,9 @@ mod config;
 pub mod consumer;
 pub mod deserialize;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hooks;
 mod listener;
 mod metrics;

@@ -359,7 +359,7 @@ impl ConsumerMachine {
     }
 
     /// Whether a group event is being handled.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn is_rebalancing(&self) -> bool {
         self.rebalance.is_some()
     }

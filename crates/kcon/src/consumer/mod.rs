@@ -1,15 +1,23 @@
 //! The consumer: its own bookkeeping (`machine`), driven by the application's calls together
 //! with a group member, its offsets and a fetcher. The decisions of the driving are sans-IO
-//! (`driver`), shared with the simulation (`sim`, a test module); this module is the async shell
-//! that waits for the next input, over the tokio tasks' handles (`wiring`).
+//! (`driver`), shared with the simulation (`sim`, a test module, and the feature `fuzzing`'s);
+//! this module is the async shell that waits for the next input, over the tokio tasks' handles
+//! (`wiring`).
 
 mod batch;
 mod build;
 mod driver;
 mod machine;
 mod rebalance;
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(
+    not(all(test, feature = "fuzzing")),
+    allow(
+        dead_code,
+        reason = "the tests use some of the simulation, the fuzz target some other"
+    )
+)]
+pub(crate) mod sim;
 mod subscription;
 mod wiring;
 

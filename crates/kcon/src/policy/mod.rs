@@ -38,6 +38,10 @@ mod hooks;
 mod machine;
 mod metrics;
 
+/// The policy machine's simulation, for the fuzz target `processor`.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use machine::sim as machine_sim;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -65,7 +69,8 @@ use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
 use crate::{Consumer, TopicPartition};
 use driver::{Driver, Next, Parts};
-use machine::{DeadLetterFailure, Done, Outcome, PolicyMachine, Stop, Work};
+pub(crate) use machine::{DeadLetterFailure, Outcome};
+use machine::{Done, PolicyMachine, Stop, Work};
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);

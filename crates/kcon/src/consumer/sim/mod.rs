@@ -27,6 +27,9 @@
 //!   from the assignment until the revocation or loss is handled), no commit past a record
 //!   that was not processed, and every machine's `poll_timeout` (the consumer's too) after now
 //!   once its timers fired.
+//!
+//! Compiled for kcon's tests and under the feature `fuzzing`, whose fuzz target
+//! ([`crate::fuzzing`]) drives it with operations read from its input.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -62,7 +65,9 @@ use crate::Record;
 use crate::hooks::FetchedBatch;
 use crate::metrics::{LagInputs, MetricsState};
 
+#[cfg(test)]
 mod classic;
+#[cfg(test)]
 mod kip848;
 
 /// The group every simulated consumer joins.
@@ -272,6 +277,13 @@ pub(crate) enum Happened {
     Report(#[expect(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
     /// A receiving call returned this error (its message).
     Error(String),
+    /// The application was handed these records of a partition: the first and last offset.
+    Handed(TopicPartition, i64, i64),
+    /// The application seeked a partition to this offset.
+    Seeked(
+        TopicPartition,
+        #[expect(dead_code, reason = "read in the dump, through Debug")] i64,
+    ),
 }
 
 /// One simulated consumer.
@@ -296,8 +308,10 @@ pub(crate) struct Client {
     /// The member is closing: its revocations are acknowledged at once (as its task does).
     member_closing: bool,
     /// Partitions the member told lost whose loss the consumer has not handled yet: under
-    /// KIP-848 the member rejoins at once, so the coordinator may hand them on before the
-    /// application hears of it; `Lost` says they may already be another member's.
+    /// KIP-848 the member rejoins at once, and under either protocol a member whose application
+    /// stopped calling past `max.poll.interval.ms` leaves the group, so the coordinator may hand
+    /// them on before the application hears of it (on its next call); `Lost` says they may
+    /// already be another member's.
     lost_unhandled: BTreeSet<TopicPartition>,
 }
 
@@ -781,6 +795,73 @@ impl World {
         c.in_call = false;
         self.advance_close(i);
         self.check_invariants();
+    }
+
+    /// Consumer `i`'s application commits what it was handed (`commit` or `commit_async`, as
+    /// the `Consumer` does: the records handed out stored, then the commit machine commits
+    /// what is stored). The application does not wait: the commit's outcome is not read.
+    pub(crate) fn commit(&mut self, i: usize, kind: CommitKind) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        if !matches!(c.doing, Doing::Calling | Doing::Processing(_) | Doing::Away)
+            || c.driver.machine.usable().is_err()
+        {
+            return;
+        }
+        c.driver.machine.store_processed();
+        c.driver.run(now, &mut c.parts);
+        c.parts.offsets.commit_stored(now, kind);
+        self.drain(i);
+        self.check_invariants();
+    }
+
+    /// Consumer `i`'s application seeks `tp` (owned) to `offset`, as `Consumer::seek` does.
+    pub(crate) fn seek(&mut self, i: usize, tp: &TopicPartition, offset: i64) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        if c.driver.machine.seek(tp.clone(), offset).is_ok() {
+            c.parts
+                .log
+                .push((now, Happened::Seeked(tp.clone(), offset)));
+        }
+        c.driver.run(now, &mut c.parts);
+        self.drain(i);
+        if self.clients[i].doing == Doing::Calling {
+            self.call(i);
+        }
+        self.check_invariants();
+    }
+
+    /// Consumer `i`'s application subscribes to `topics` instead, as `Consumer::subscribe`
+    /// does.
+    pub(crate) fn subscribe(&mut self, i: usize, topics: &[&str]) {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        if c.driver
+            .machine
+            .subscribe(now, topics.iter().copied())
+            .is_ok()
+        {
+            c.topics = topics.iter().map(|t| (*t).to_owned()).collect();
+        }
+        c.driver.run(now, &mut c.parts);
+        self.drain(i);
+        if self.clients[i].doing == Doing::Calling {
+            self.call(i);
+        }
+        self.check_invariants();
+    }
+
+    /// Consumer `i`'s process dies: nothing more is sent or handled, the group hears nothing
+    /// (its session expires at the coordinator).
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.clients[i].doing = Doing::Done;
+        self.check_invariants();
+    }
+
+    /// Steps taken so far, over the whole run.
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Cuts consumer `i` off the network for `d`: what it sends and is sent is lost.
@@ -1368,18 +1449,16 @@ impl World {
                 continue;
             }
             if let Some(event) = c.parts.group.poll_event() {
-                if c.parts.group.protocol() == GroupProtocol::Consumer {
-                    match &event {
-                        GroupEvent::Lost { partitions } => {
-                            c.lost_unhandled.extend(partitions.iter().cloned());
-                        }
-                        GroupEvent::Assigned { partitions, .. } => {
-                            for tp in partitions {
-                                c.lost_unhandled.remove(tp);
-                            }
-                        }
-                        _ => {}
+                match &event {
+                    GroupEvent::Lost { partitions } => {
+                        c.lost_unhandled.extend(partitions.iter().cloned());
                     }
+                    GroupEvent::Assigned { partitions, .. } => {
+                        for tp in partitions {
+                            c.lost_unhandled.remove(tp);
+                        }
+                    }
+                    _ => {}
                 }
                 // A closing member's task acknowledges its revocations itself.
                 if c.member_closing
@@ -1483,6 +1562,11 @@ impl World {
                 for r in &records {
                     c.processed
                         .push((TopicPartition::new(&*r.topic, r.partition), r.offset));
+                }
+                if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                    c.parts
+                        .log
+                        .push((now, Happened::Handed(tp.clone(), first.offset, last.offset)));
                 }
                 if c.parts.app.stores {
                     c.parts.held = records.last().map(|r| (tp, r.offset, r.leader_epoch));

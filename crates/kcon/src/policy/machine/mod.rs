@@ -637,5 +637,14 @@ fn concerns(record: &Record, partitions: &[TopicPartition]) -> bool {
         .any(|tp| tp.partition == record.partition && *tp.topic == *record.topic)
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(
+    not(all(test, feature = "fuzzing")),
+    allow(
+        dead_code,
+        reason = "the tests use some of the simulation, the fuzz target some other"
+    )
+)]
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
