@@ -6,6 +6,7 @@
 //! scales with the input, which is the promise kcon-codec makes.
 
 pub mod fetch_machine;
+pub mod group_sim;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
