@@ -268,13 +268,13 @@ pub(crate) enum Happened {
     /// A listener hook returned.
     HookReturned(Hook),
     /// The group member told the consumer this.
-    Group(#[expect(dead_code, reason = "read in the dump, through Debug")] GroupEvent),
+    Group(#[allow(dead_code, reason = "read in the dump, through Debug")] GroupEvent),
     /// The member heard a revocation is done.
     RevocationDone,
     /// An owner above the consumer heard these partitions leave.
     Leaving(Vec<TopicPartition>),
     /// The hooks heard of a request that keeps failing, or of its recovery.
-    Report(#[expect(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
+    Report(#[allow(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
     /// A receiving call returned this error (its message).
     Error(String),
     /// The application was handed these records of a partition: the first and last offset.
