@@ -310,7 +310,7 @@ impl GroupCoordinator {
 
     /// The coordinator moved to another broker: parked requests are answered NOT_COORDINATOR
     /// by the old one, and the new one starts from what was persisted, with fresh session
-    /// timers (as after loading `__consumer_offsets`).
+    /// timers from `now`, when it has loaded the group (as after loading `__consumer_offsets`).
     pub fn fail_over(&mut self, now: Instant) {
         let parked: Vec<(Ticket, bool)> = self
             .members

@@ -506,7 +506,10 @@ impl Sim {
     /// Moves the coordinator to broker `to`, which loads the group for `load` (answering
     /// COORDINATOR_LOAD_IN_PROGRESS meanwhile). The old broker answers NOT_COORDINATOR.
     pub fn move_coordinator(&mut self, to: i32, load: Duration) {
-        self.coordinator.fail_over(self.now);
+        // The new coordinator times the sessions from when it has loaded the group, as Kafka's
+        // does: heartbeats answered COORDINATOR_LOAD_IN_PROGRESS meanwhile cannot keep a
+        // member alive, and the load must not expire it.
+        self.coordinator.fail_over(self.now + load);
         self.flush_coordinator();
         self.coordinator_broker = to;
         self.loading_until = (!load.is_zero()).then(|| self.now + load);
