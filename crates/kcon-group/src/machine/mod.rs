@@ -421,7 +421,16 @@ impl GroupMachine {
             self.unsubscribe(now);
             return;
         }
-        if self.is_terminated() || matches!(self.phase, Phase::Leaving { .. }) {
+        if self.is_terminated() {
+            return;
+        }
+        if let Phase::Leaving { then, .. } = self.phase {
+            // The LeaveGroup goes on; once it is answered the member joins again with these
+            // (unless it is closing).
+            if then == AfterLeave::Idle {
+                self.topics = topics;
+                self.last_poll = now;
+            }
             return;
         }
         if topics == self.topics && !matches!(self.phase, Phase::Idle) {

@@ -320,3 +320,34 @@ fn a_coordinator_that_keeps_loading_is_reported() {
     assert_eq!(told[0].cause, "COORDINATOR_LOAD_IN_PROGRESS (14)");
     assert_eq!(told[0].broker.as_deref(), Some("broker 1 (h:9092)"));
 }
+
+/// A member subscribed again while its LeaveGroup (for an unsubscribe) is out: the leave goes
+/// on, and once answered the member joins again with the new subscription, not dropping it.
+#[test]
+fn a_subscription_made_while_leaving_joins_once_the_leave_is_answered() {
+    let mut h = member();
+    let (_, join) = next_request(&mut h);
+    h.answer(join.id, joined("m-1", 1));
+    let (_, sync) = next_request(&mut h);
+    h.answer(sync.id, synced(&[]));
+    let now = h.now;
+    h.machine.subscribe(now, Vec::<String>::new());
+    let leave = h.request().expect("a LeaveGroup");
+    assert!(
+        matches!(leave.request, GroupRequest::LeaveGroup(_)),
+        "{leave:?}"
+    );
+    h.machine.subscribe(now, ["u"]);
+    assert!(
+        h.request().is_none(),
+        "nothing before the leave is answered"
+    );
+    h.answer(leave.id, GroupResponse::LeaveGroup { error_code: 0 });
+    assert_eq!(h.machine.state(), MemberState::Joining);
+    let (_, rejoin) = next_request(&mut h);
+    match rejoin.request {
+        GroupRequest::JoinGroup(j) => assert_eq!(j.member_id, "", "a new member"),
+        other => panic!("not a JoinGroup: {other:?}"),
+    }
+    assert_eq!(h.machine.subscription().iter().collect::<Vec<_>>(), ["u"]);
+}
