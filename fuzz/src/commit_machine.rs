@@ -44,6 +44,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::Input;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::harness::Harness;
 use kcon_core::{Coordinator, Machine, RequestFailure, Target, TopicPartition};
@@ -100,32 +101,6 @@ pub fn run(data: &[u8]) {
         sim.check();
     }
     sim.settle();
-}
-
-/// A reader of the fuzz bytes; reads past the end give 0.
-struct Input<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Input<'_> {
-    fn next(&mut self) -> Option<u8> {
-        let b = self.data.get(self.pos).copied();
-        self.pos += 1;
-        b
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.next().unwrap_or(0)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[usize::from(self.u8()) % from.len()]
-    }
 }
 
 fn tp(p: i32) -> TopicPartition {

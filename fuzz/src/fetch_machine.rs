@@ -33,6 +33,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::Input;
 use bytes::Bytes;
 use kcon_codec::compression::Compression;
 use kcon_codec::kafka_protocol::messages::fetch_response::{
@@ -109,49 +110,6 @@ pub fn run(data: &[u8]) {
     while let Some(op) = sim.bytes.next() {
         sim.step(op);
         sim.check();
-    }
-}
-
-/// A reader of the fuzz bytes; reads past the end give 0.
-struct Input<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Input<'a> {
-    fn next(&mut self) -> Option<u8> {
-        let b = self.data.get(self.pos).copied();
-        self.pos += 1;
-        b
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.next().unwrap_or(0)
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn bool(&mut self) -> bool {
-        self.u8() & 1 == 1
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[usize::from(self.u8()) % from.len()]
-    }
-
-    /// A small offset change, -8 to +7.
-    fn delta(&mut self) -> i64 {
-        i64::from(self.u8() % 16) - 8
-    }
-
-    /// The next `n` bytes, or fewer at the end.
-    fn slice(&mut self, n: usize) -> &'a [u8] {
-        let start = self.pos.min(self.data.len());
-        let end = (start + n).min(self.data.len());
-        self.pos = end;
-        &self.data[start..end]
     }
 }
 

@@ -47,6 +47,7 @@ use kcon_sim::code;
 use kcon_sim::coordinator::CoordinatorConfig;
 use kcon_sim::group::{Api, App, Injected, RevocationPolicy, Sim, config};
 
+use crate::Input;
 use kcon_group::{Member, MemberState};
 
 /// Ops beyond this are ignored: the run stays short.
@@ -113,28 +114,6 @@ pub fn run(data: &[u8]) {
         ops += 1;
     }
     run.settle();
-}
-
-/// A reader of the fuzz bytes; reads past the end give 0.
-struct Input<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Input<'_> {
-    fn next(&mut self) -> Option<u8> {
-        let b = self.data.get(self.pos).copied();
-        self.pos += 1;
-        b
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.next().unwrap_or(0)
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[usize::from(self.u8()) % from.len()]
-    }
 }
 
 pub(crate) struct Run<'a> {
