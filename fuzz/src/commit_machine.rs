@@ -907,17 +907,11 @@ mod tests {
     /// The inputs that once failed, kept in the corpus as `regression-*`, hold the invariants.
     #[test]
     fn the_regression_inputs_pass() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/commit_machine");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("regression-") {
-                replay(&std::fs::read(&path).unwrap()).settle();
-                n += 1;
-            }
+        let regressions = crate::corpus::regressions("commit_machine");
+        for (_, data) in &regressions {
+            replay(data).settle();
         }
-        assert!(n >= 1, "{n} regression inputs in {dir}");
+        assert!(!regressions.is_empty(), "no regression inputs");
     }
 
     /// A commit in flight whose partition was forgotten (revoked) meanwhile, then failed with
@@ -943,10 +937,6 @@ mod tests {
     #[test]
     #[ignore]
     fn write_seeds() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/commit_machine");
-        std::fs::create_dir_all(dir).unwrap();
-        for (name, data) in seeds() {
-            std::fs::write(format!("{dir}/{name}"), data).unwrap();
-        }
+        crate::corpus::write_seeds("commit_machine", seeds());
     }
 }

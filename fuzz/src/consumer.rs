@@ -96,10 +96,6 @@ mod tests {
     #[test]
     #[ignore]
     fn write_seeds() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/consumer");
-        std::fs::create_dir_all(dir).unwrap();
-        for (name, data) in seeds() {
-            std::fs::write(format!("{dir}/{name}"), data).unwrap();
-        }
+        crate::corpus::write_seeds("consumer", seeds());
     }
 }

@@ -730,17 +730,15 @@ mod tests {
     /// (the allocation bound is the target's, checked as the corpus is replayed through it).
     #[test]
     fn the_regression_inputs_pass() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/fetch_machine");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("regression-") {
-                replay(&std::fs::read(&path).unwrap());
-                n += 1;
-            }
+        let regressions = crate::corpus::regressions("fetch_machine");
+        for (_, data) in &regressions {
+            replay(data);
         }
-        assert!(n >= 3, "{n} regression inputs in {dir}");
+        assert!(
+            regressions.len() >= 3,
+            "{} regression inputs",
+            regressions.len()
+        );
     }
 
     /// A log truncation the machine repositioned, found while the partition was paused with
@@ -766,10 +764,6 @@ mod tests {
     #[test]
     #[ignore]
     fn write_seeds() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/fetch_machine");
-        std::fs::create_dir_all(dir).unwrap();
-        for (name, data) in seeds() {
-            std::fs::write(format!("{dir}/{name}"), data).unwrap();
-        }
+        crate::corpus::write_seeds("fetch_machine", seeds());
     }
 }

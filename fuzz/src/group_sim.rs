@@ -422,19 +422,12 @@ mod tests {
     /// settle (the target once looked for idle members too early and failed it).
     #[test]
     fn the_regression_inputs_pass() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/group_sim");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with("regression-") {
-                let data = std::fs::read(&path).unwrap();
-                let run = replay(&data);
-                assert!(run.sim.is_settled(), "{name}");
-                n += 1;
-            }
+        let regressions = crate::corpus::regressions("group_sim");
+        for (name, data) in &regressions {
+            let run = replay(data);
+            assert!(run.sim.is_settled(), "{name}");
         }
-        assert!(n >= 1, "{n} regression inputs in {dir}");
+        assert!(!regressions.is_empty(), "no regression inputs");
     }
 
     #[test]
@@ -463,10 +456,6 @@ mod tests {
     #[test]
     #[ignore]
     fn write_seeds() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/group_sim");
-        std::fs::create_dir_all(dir).unwrap();
-        for (name, data) in seeds() {
-            std::fs::write(format!("{dir}/{name}"), data).unwrap();
-        }
+        crate::corpus::write_seeds("group_sim", seeds());
     }
 }

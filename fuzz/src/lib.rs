@@ -124,3 +124,34 @@ impl<'a> Input<'a> {
         &self.data[start..end]
     }
 }
+
+/// A target's committed corpus, for the targets' unit tests.
+#[cfg(test)]
+mod corpus {
+    /// The directory of `target`'s corpus.
+    fn dir(target: &str) -> String {
+        format!("{}/corpus/{target}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Writes `seeds` into `target`'s corpus, each under its name.
+    pub(crate) fn write_seeds(target: &str, seeds: Vec<(&str, Vec<u8>)>) {
+        let dir = dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, data) in seeds {
+            std::fs::write(format!("{dir}/{name}"), data).unwrap();
+        }
+    }
+
+    /// The inputs of `target`'s corpus that once failed (`regression-*`), with their names.
+    pub(crate) fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir(target)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("regression-") {
+                found.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        found
+    }
+}
