@@ -43,9 +43,8 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use kcon_sim::code;
 use kcon_sim::coordinator::CoordinatorConfig;
-use kcon_sim::group::{Api, App, Injected, RevocationPolicy, Sim, config};
+use kcon_sim::group::{Api, App, GROUP_ERRORS, Injected, RevocationPolicy, Sim, config};
 
 use crate::Input;
 use kcon_group::{Member, MemberState};
@@ -85,22 +84,8 @@ const APIS: [Api; 6] = [
     Api::Heartbeat,
     Api::LeaveGroup,
 ];
-/// The classic group errors, `UNKNOWN_SERVER_ERROR` and a code kcon does not know.
-const ERRORS: [i16; 13] = [
-    code::NOT_COORDINATOR,
-    code::COORDINATOR_NOT_AVAILABLE,
-    code::COORDINATOR_LOAD_IN_PROGRESS,
-    code::REBALANCE_IN_PROGRESS,
-    code::UNKNOWN_MEMBER_ID,
-    code::ILLEGAL_GENERATION,
-    code::MEMBER_ID_REQUIRED,
-    code::FENCED_INSTANCE_ID,
-    code::GROUP_AUTHORIZATION_FAILED,
-    code::INCONSISTENT_GROUP_PROTOCOL,
-    code::GROUP_MAX_SIZE_REACHED,
-    -1,
-    999,
-];
+/// Beside the classic group errors: `UNKNOWN_SERVER_ERROR` and a code kcon does not know.
+const OTHER_ERRORS: [i16; 2] = [-1, 999];
 
 /// Runs the interpreter over `data`. Panics when an invariant breaks.
 pub fn run(data: &[u8]) {
@@ -149,6 +134,15 @@ impl<'a> Run<'a> {
     fn member(&mut self) -> Option<usize> {
         let n = self.sim.nodes.len();
         (n > 0).then(|| usize::from(self.bytes.u8()) % n)
+    }
+
+    /// A classic group error, `UNKNOWN_SERVER_ERROR` or a code kcon does not know.
+    fn error(&mut self) -> i16 {
+        let i = usize::from(self.bytes.u8()) % (GROUP_ERRORS.len() + OTHER_ERRORS.len());
+        GROUP_ERRORS
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| OTHER_ERRORS[i - GROUP_ERRORS.len()])
     }
 
     fn topics(&mut self) -> Vec<&'static str> {
@@ -247,7 +241,7 @@ impl<'a> Run<'a> {
                 };
                 let kind = self.bytes.u8();
                 let mut what = match kind % 4 {
-                    0 | 1 => Injected::Error(self.bytes.pick(&ERRORS)),
+                    0 | 1 => Injected::Error(self.error()),
                     2 => Injected::Transport,
                     _ => Injected::Drop,
                 };

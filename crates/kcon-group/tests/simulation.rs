@@ -15,7 +15,9 @@ use kcon_core::TopicPartition;
 use kcon_group::{GroupError, GroupEvent, GroupRequest, JoinGroup, Member, MemberState};
 use kcon_sim::code;
 use kcon_sim::coordinator::{CoordinatorConfig, GroupState};
-use kcon_sim::group::{Api, App, Injected, Kind, RevocationPolicy, Sim, broker, config};
+use kcon_sim::group::{
+    Api, App, GROUP_ERRORS, Injected, Kind, RevocationPolicy, Sim, broker, config,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
@@ -1125,20 +1127,6 @@ enum Outcome {
     Closed,
 }
 
-const ERRORS: [i16; 11] = [
-    code::NOT_COORDINATOR,
-    code::COORDINATOR_NOT_AVAILABLE,
-    code::COORDINATOR_LOAD_IN_PROGRESS,
-    code::REBALANCE_IN_PROGRESS,
-    code::UNKNOWN_MEMBER_ID,
-    code::ILLEGAL_GENERATION,
-    code::MEMBER_ID_REQUIRED,
-    code::FENCED_INSTANCE_ID,
-    code::GROUP_AUTHORIZATION_FAILED,
-    code::INCONSISTENT_GROUP_PROTOCOL,
-    code::GROUP_MAX_SIZE_REACHED,
-];
-
 /// The expected outcome of `what` answering `api` (issue 4's error list; where it says
 /// nothing, the Java client's `AbstractCoordinator` response handlers: unexpected errors are
 /// retried).
@@ -1204,7 +1192,7 @@ fn every_error_at_every_step() {
     let mut cases = 0;
     for strategy in STRATEGIES {
         for api in apis {
-            let injections = ERRORS
+            let injections = GROUP_ERRORS
                 .iter()
                 .map(|&c| Injected::Error(c))
                 .chain([Injected::Transport, Injected::Drop])

@@ -88,6 +88,22 @@ impl Api {
     }
 }
 
+/// The error codes a classic group coordinator answers that the member tells apart, for
+/// faults to inject.
+pub const GROUP_ERRORS: [i16; 11] = [
+    code::NOT_COORDINATOR,
+    code::COORDINATOR_NOT_AVAILABLE,
+    code::COORDINATOR_LOAD_IN_PROGRESS,
+    code::REBALANCE_IN_PROGRESS,
+    code::UNKNOWN_MEMBER_ID,
+    code::ILLEGAL_GENERATION,
+    code::MEMBER_ID_REQUIRED,
+    code::FENCED_INSTANCE_ID,
+    code::GROUP_AUTHORIZATION_FAILED,
+    code::INCONSISTENT_GROUP_PROTOCOL,
+    code::GROUP_MAX_SIZE_REACHED,
+];
+
 /// What a [`Fault`] does to the request it catches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Injected {
