@@ -414,6 +414,10 @@ mod tests {
     /// member just before the input ends, so that it still gives its partitions up when the run
     /// settles and leaves only after; it must be subscribed again once idle for the group to
     /// settle (the target once looked for idle members too early and failed it).
+    /// `regression-static-leader-restarted-after-growth` grows a topic while the static
+    /// leader has stopped polling, then crashes and restarts it within its session: the
+    /// coordinator hands it the old assignment with `skip_assignment`, and kcon-group's leader
+    /// once never assigned the new partitions.
     #[test]
     fn the_regression_inputs_pass() {
         let regressions = crate::corpus::regressions("group_sim");

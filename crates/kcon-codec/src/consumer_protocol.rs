@@ -376,6 +376,11 @@ impl<'a> Reader<'a> {
         self.wire.remaining()
     }
 
+    /// Whether every byte was read.
+    pub fn is_at_end(&self) -> bool {
+        self.remaining() == 0
+    }
+
     fn pos(&self) -> usize {
         self.wire.pos()
     }

@@ -244,7 +244,12 @@ impl GroupMachine {
         let assignments = members
             .iter()
             .map(|m| {
-                let a = result.get(&m.member_id).cloned().unwrap_or_default();
+                let mut a = result.get(&m.member_id).cloned().unwrap_or_default();
+                if m.member_id == self.generation.member_id && a.user_data.is_none() {
+                    // What this leader assigned from, for a later incarnation of it that
+                    // is told to skip the assignment (`snapshot`).
+                    a.user_data = self.assigned_metadata.as_ref().and_then(snapshot::encode);
+                }
                 // Each member gets the assignment in the version its subscription used (at
                 // most kcon's), so an older client reads it.
                 let version = versions
@@ -349,6 +354,18 @@ impl GroupMachine {
                 }
             }
         };
+        if let Some(ours) = &self.assigned_metadata
+            && let Some(from) = assigned.user_data.as_deref().and_then(snapshot::decode)
+            && from != *ours
+        {
+            // This leader's assignment was made from other partition counts than the ones it
+            // holds: it restarted and was told to skip the assignment (KIP-814) while a topic
+            // changed. Rejoining as the known leader makes the coordinator rebalance.
+            info!(group = %self.config.group_id, "the assignment kept for this leader predates a partition count change; rejoining");
+            self.reassign_needed = true;
+            self.rejoin_needed
+                .get_or_insert_with(|| PARTITION_COUNT_CHANGED.to_owned());
+        }
         self.rebalance_attempts = 0;
         let new: BTreeSet<TopicPartition> = assigned.partitions.into_iter().collect();
         let generation_id = self.generation.id;

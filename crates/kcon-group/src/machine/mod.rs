@@ -31,6 +31,7 @@ mod coordinator;
 mod heartbeat;
 mod join;
 mod leave;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod timers;
