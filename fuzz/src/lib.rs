@@ -8,6 +8,7 @@
 pub mod commit_machine;
 pub mod consumer;
 pub mod fetch_machine;
+pub mod group_member;
 pub mod group_sim;
 pub mod processor;
 

@@ -214,6 +214,9 @@ pub struct Node {
     pub app: App,
     /// What happened to it, in order.
     pub log: Vec<Entry>,
+    /// If set, the log keeps only about this many of its newest entries (at most twice as
+    /// many), for runs too long to keep all: `since` a mark older than those sees fewer.
+    pub log_limit: Option<usize>,
     /// Requests of the current incarnation still owed an answer.
     outstanding: BTreeMap<RequestId, Api>,
 }
@@ -254,6 +257,15 @@ impl Node {
     /// The log entries since `mark`.
     pub fn since(&self, mark: u64) -> impl Iterator<Item = &Entry> {
         self.log.iter().filter(move |e| e.seq >= mark)
+    }
+
+    fn record(&mut self, entry: Entry) {
+        if let Some(n) = self.log_limit
+            && self.log.len() >= 2 * n.max(1)
+        {
+            self.log.drain(..self.log.len() - n);
+        }
+        self.log.push(entry);
     }
 }
 
@@ -398,6 +410,7 @@ impl Sim {
             incarnation: 0,
             app,
             log: Vec::new(),
+            log_limit: None,
             outstanding: BTreeMap::new(),
         });
         self.nodes.len() - 1
@@ -437,7 +450,7 @@ impl Sim {
         node.outstanding.clear();
         node.app.owned.clear();
         node.app.pending.clear();
-        node.log.push(Entry {
+        node.record(Entry {
             seq: next_seq(),
             at,
             incarnation: node.incarnation - 1,
@@ -807,7 +820,7 @@ impl Sim {
             Ok(r) => Ok(error_code(r)),
             Err(f) => Err(f.reason.clone()),
         };
-        node.log.push(Entry {
+        node.record(Entry {
             seq: next_seq(),
             at: now,
             incarnation: node.incarnation,
@@ -843,7 +856,7 @@ impl Sim {
             f.owned_when_fired = self.nodes[member].app.owned.clone();
             let what = f.what;
             let node = &mut self.nodes[member];
-            node.log.push(Entry {
+            node.record(Entry {
                 seq: next_seq(),
                 at: now,
                 incarnation,
@@ -947,7 +960,7 @@ impl Sim {
                 if m.is_terminated() {
                     panic!("member {i} asked to send {api:?} after it terminated");
                 }
-                node.log.push(Entry {
+                node.record(Entry {
                     seq: next_seq(),
                     at: now,
                     incarnation: node.incarnation,
@@ -984,7 +997,7 @@ impl Sim {
                 continue;
             }
             if let Some(event) = m.poll_event() {
-                node.log.push(Entry {
+                node.record(Entry {
                     seq: next_seq(),
                     at: now,
                     incarnation: node.incarnation,
