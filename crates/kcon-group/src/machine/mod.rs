@@ -766,6 +766,11 @@ impl GroupMachine {
         id: RequestId,
         result: Result<GroupResponse, RequestFailure>,
     ) {
+        if self.is_terminated() {
+            // Closed or failed: an answer still on its way changes nothing (a refused lookup
+            // would report a failure after `Closed`).
+            return;
+        }
         if self.coordinator.is_lookup(id) {
             self.on_find_coordinator(result, now);
             return;

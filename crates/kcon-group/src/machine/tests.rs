@@ -351,3 +351,30 @@ fn a_subscription_made_while_leaving_joins_once_the_leave_is_answered() {
     }
     assert_eq!(h.machine.subscription().iter().collect::<Vec<_>>(), ["u"]);
 }
+
+/// A member closed while its FindCoordinator is out is done: the late answer, here a refusal
+/// that would otherwise fail the member, changes nothing and reports nothing after `Closed`.
+#[test]
+fn an_answer_after_close_is_ignored() {
+    let mut h = member();
+    let lookup = h.request().expect("FindCoordinator");
+    assert!(matches!(
+        lookup.request,
+        GroupRequest::FindCoordinator { .. }
+    ));
+    let now = h.now;
+    h.machine.close(now);
+    assert!(matches!(h.events().last(), Some(GroupEvent::Closed)));
+    h.answer(
+        lookup.id,
+        GroupResponse::FindCoordinator(FoundCoordinator {
+            error_code: code::GROUP_AUTHORIZATION_FAILED,
+            error_message: None,
+            coordinator: None,
+        }),
+    );
+    let after = h.events();
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(h.machine.state(), MemberState::Closed);
+    assert!(h.requests().is_empty());
+}
