@@ -793,17 +793,26 @@ impl GroupMachine {
             debug!(group = %self.config.group_id, ?id, "ignoring the answer to a request no longer wanted");
             return;
         }
+        let phase = &self.phase;
         match result {
             Err(failure) => self.on_phase_failure(failure, now),
-            Ok(GroupResponse::JoinGroup(answer)) => self.on_join(answer, now),
-            Ok(GroupResponse::Metadata(topics)) => self.on_metadata(topics, now),
+            Ok(GroupResponse::JoinGroup(answer)) if matches!(phase, Phase::Joining { .. }) => {
+                self.on_join(answer, now)
+            }
+            Ok(GroupResponse::Metadata(topics)) if matches!(phase, Phase::Assigning { .. }) => {
+                self.on_metadata(topics, now)
+            }
             Ok(GroupResponse::SyncGroup {
                 error_code,
                 protocol_type,
                 protocol_name,
                 assignment,
-            }) => self.on_sync(error_code, protocol_type, protocol_name, assignment, now),
-            Ok(GroupResponse::LeaveGroup { error_code }) => {
+            }) if matches!(phase, Phase::Syncing { .. }) => {
+                self.on_sync(error_code, protocol_type, protocol_name, assignment, now)
+            }
+            Ok(GroupResponse::LeaveGroup { error_code })
+                if matches!(phase, Phase::Leaving { .. }) =>
+            {
                 if error_code != code::NONE {
                     // The member is out of the group either way (the coordinator forgets it
                     // after the session timeout); nothing to retry.
@@ -812,7 +821,12 @@ impl GroupMachine {
                 self.left(now);
             }
             Ok(other) => {
-                warn!(group = %self.config.group_id, ?other, "an answer of the wrong kind; ignored");
+                // Not what the request asked for (no broker sends it; a driver could): the
+                // request failed, and goes again as after a lost connection rather than
+                // staying in flight for ever.
+                warn!(group = %self.config.group_id, ?other, "an answer of the wrong kind; taken as a failure");
+                let failure = RequestFailure::retriable("an answer of the wrong kind");
+                self.on_phase_failure(failure, now);
             }
         }
     }

@@ -378,3 +378,20 @@ fn an_answer_after_close_is_ignored() {
     assert_eq!(h.machine.state(), MemberState::Closed);
     assert!(h.requests().is_empty());
 }
+
+/// An answer of another kind than the request's (no broker sends one; a driver could) fails
+/// that request: the JoinGroup goes again after a backoff instead of waiting for ever.
+#[test]
+fn an_answer_of_the_wrong_kind_fails_the_request() {
+    let mut h = member();
+    let (first, join) = next_request(&mut h);
+    assert!(matches!(join.request, GroupRequest::JoinGroup(_)));
+    h.answer(join.id, GroupResponse::Heartbeat { error_code: 0 });
+    assert!(h.machine.poll_timeout().is_some(), "nothing to wake it");
+    let (at, again) = next_request(&mut h);
+    assert!(
+        matches!(again.request, GroupRequest::JoinGroup(_)),
+        "{again:?}"
+    );
+    assert!(at > first, "again at once");
+}
