@@ -26,6 +26,9 @@
 //! | 14 | answer the oldest outstanding request the way a sound coordinator would |
 //! | 15 | close, at most once; the run then only ends |
 //!
+//! A request left unanswered past its timeout (or `request.timeout.ms`, 30 s) fails, as the
+//! driver fails it; the member no longer waiting for it ignores that.
+//!
 //! After every op the member's requests and events are drained and timers due fired, each
 //! within [`MAX_PER_OP`] (no loop without progress, no timer left in the past), and:
 //! - the partitions the application holds, by the events (Assigned adds; Lost, and a
@@ -47,7 +50,7 @@
 //! (`Closed`, or `Fatal` from an answer before) within [`SETTLE_ROUNDS`] rounds.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcon_codec::consumer_protocol::{Assignment, Subscription};
@@ -70,7 +73,10 @@ use crate::Input;
 pub const MAX_OPS: usize = 256;
 /// Requests, events or timer firings one op may produce: more is a loop without progress.
 pub const MAX_PER_OP: usize = 10_000;
-/// Requests out at once at most: the member has at most one per kind in flight.
+/// `request.timeout.ms` at its default: a request without its own timeout fails then.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests out at once at most (requests time out after [`REQUEST_TIMEOUT`]): one per kind,
+/// and some the member no longer waits for.
 const MAX_OUTSTANDING: usize = 16;
 /// Rounds of sound answers at the end before the closed member must have ended.
 pub const SETTLE_ROUNDS: usize = 500;
@@ -192,7 +198,8 @@ pub(crate) struct Run<'a> {
     h: Harness<MemberMachine>,
     consumer_protocol: bool,
     eager: bool,
-    outstanding: VecDeque<Outgoing>,
+    /// Requests sent and not answered, oldest first, each with when it times out.
+    outstanding: VecDeque<(Instant, Outgoing)>,
     /// The cluster's partition counts.
     counts: BTreeMap<&'static str, i32>,
     /// The last Metadata answer given.
@@ -236,7 +243,7 @@ impl<'a> Run<'a> {
         if consumer_protocol {
             c.set("group.protocol", "consumer").unwrap();
         }
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut machine = MemberMachine::new(c, now, 7);
         machine.subscribe(now, ["t"]);
         let mut run = Run {
@@ -261,7 +268,7 @@ impl<'a> Run<'a> {
         run
     }
 
-    fn now(&self) -> std::time::Instant {
+    fn now(&self) -> Instant {
         self.h.now
     }
 
@@ -269,19 +276,19 @@ impl<'a> Run<'a> {
         let now = self.now();
         match op % 16 {
             0..=4 => {
-                if let Some(o) = self.outstanding.pop_front() {
+                if let Some(o) = self.take_oldest() {
                     let answer = self.made_up(&o.request);
                     self.h.answer(o.id, answer);
                 }
             }
             5 => {
-                if let Some(o) = self.outstanding.pop_front() {
+                if let Some(o) = self.take_oldest() {
                     let answer = self.wrong_kind(&o.request);
                     self.h.answer(o.id, answer);
                 }
             }
             6 => {
-                if let Some(o) = self.outstanding.pop_front() {
+                if let Some(o) = self.take_oldest() {
                     let failure = match self.bytes.u8() % 4 {
                         0 => RequestFailure::retriable("connection lost"),
                         1 => RequestFailure::retriable("request timed out"),
@@ -326,7 +333,7 @@ impl<'a> Run<'a> {
                 self.tell_metadata();
             }
             14 => {
-                if let Some(o) = self.outstanding.pop_front() {
+                if let Some(o) = self.take_oldest() {
                     let answer = self.sound(&o.request);
                     self.h.answer(o.id, answer);
                 }
@@ -714,13 +721,30 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Drains requests and events and fires the timers due.
+    fn take_oldest(&mut self) -> Option<Outgoing> {
+        self.outstanding.pop_front().map(|(_, o)| o)
+    }
+
+    /// Drains requests and events, fails the requests that timed out (as the driver does after
+    /// `request.timeout.ms`, or the request's own timeout) and fires the timers due.
     fn drain(&mut self) {
         let mut n = 0;
         loop {
+            while let Some(i) = self
+                .outstanding
+                .iter()
+                .position(|(deadline, _)| *deadline <= self.h.now)
+            {
+                let (_, o) = self.outstanding.remove(i).expect("found");
+                self.h
+                    .fail(o.id, RequestFailure::retriable("request timed out"));
+                n += 1;
+                assert!(n <= MAX_PER_OP, "timeouts do not end");
+            }
             while let Some(o) = self.h.request() {
                 self.sent(&o);
-                self.outstanding.push_back(o);
+                let deadline = self.h.now + o.timeout.unwrap_or(REQUEST_TIMEOUT);
+                self.outstanding.push_back((deadline, o));
                 n += 1;
                 assert!(n <= MAX_PER_OP, "requests do not end");
             }
@@ -908,7 +932,7 @@ impl<'a> Run<'a> {
             }
             if !self.app.revoking.is_empty() {
                 self.finish_revocation();
-            } else if let Some(o) = self.outstanding.pop_front() {
+            } else if let Some(o) = self.take_oldest() {
                 let answer = self.sound(&o.request);
                 self.h.answer(o.id, answer);
             } else if self.h.machine.poll_timeout().is_some() {
@@ -978,7 +1002,7 @@ mod tests {
                     run.app.held,
                     run.outstanding
                         .iter()
-                        .map(|o| &o.request)
+                        .map(|(_, o)| &o.request)
                         .collect::<Vec<_>>()
                 );
             }
@@ -1020,7 +1044,10 @@ mod tests {
     /// FindCoordinator is out, then answers it GROUP_AUTHORIZATION_FAILED (the member once
     /// reported it as a fatal error after `Closed`); `regression-leave-answered-with-a-heartbeat`
     /// answers a closing member's LeaveGroup with a Heartbeat answer (the member once ignored
-    /// it and stayed leaving for ever, with nothing out and no timer).
+    /// it and stayed leaving for ever, with nothing out and no timer);
+    /// `regression-abandoned-heartbeats-time-out` has a KIP-848 member leave on poll expiry
+    /// and join again many times with its heartbeats unanswered (the target once kept them out
+    /// for ever instead of timing them out as the driver does).
     #[test]
     fn the_regression_inputs_pass() {
         let regressions = crate::corpus::regressions("group_member");
