@@ -432,26 +432,13 @@ impl<'a> Sim<'a> {
     /// nothing more to do now.
     fn drain(&mut self) {
         let mut n = 0;
-        loop {
-            while let Some(o) = self.h.request() {
-                self.sent(&o);
-                self.outstanding.push_back(o);
-                n += 1;
-                assert!(n <= MAX_PER_OP, "requests do not end");
-            }
-            while let Some(e) = self.h.machine.poll_event() {
-                self.event(e);
-                n += 1;
-                assert!(n <= MAX_PER_OP, "events do not end");
-            }
-            match self.h.machine.poll_timeout() {
-                Some(t) if t <= self.h.now => {
-                    let now = self.h.now;
-                    self.h.machine.handle_timeout(now);
-                    n += 1;
-                    assert!(n <= MAX_PER_OP, "a timer stays in the past");
+        while let Some(out) = crate::next_output(&mut self.h, &mut n, MAX_PER_OP) {
+            match out {
+                crate::Output::Request(o) => {
+                    self.sent(&o);
+                    self.outstanding.push_back(o);
                 }
-                _ => break,
+                crate::Output::Event(e) => self.event(e),
             }
         }
     }

@@ -66,6 +66,7 @@ use kcon_group::{
     GroupConfig, GroupEvent, GroupRequest, GroupResponse, JoinGroupAnswer, JoinedMember,
     MemberMachine, MemberState, Outgoing, RevocationId,
 };
+use kcon_sim::group::GROUP_ERRORS;
 
 use crate::Input;
 
@@ -96,30 +97,20 @@ const STRATEGIES: [&str; 6] = [
 /// Member ids a made-up answer uses, beside the member's own.
 const OTHERS: [&str; 3] = ["m-a", "m-b", "m-c"];
 
-/// Error codes of the classic group APIs: every one the member tells apart, often none, and
-/// some it does not know.
-const CLASSIC_ERRORS: &[i16] = &[
-    code::NONE,
-    code::NONE,
-    code::NONE,
-    code::NONE,
-    code::NONE,
-    code::NONE,
-    code::NOT_COORDINATOR,
-    code::COORDINATOR_NOT_AVAILABLE,
-    code::COORDINATOR_LOAD_IN_PROGRESS,
-    code::REBALANCE_IN_PROGRESS,
-    code::UNKNOWN_MEMBER_ID,
-    code::ILLEGAL_GENERATION,
-    code::MEMBER_ID_REQUIRED,
-    code::FENCED_INSTANCE_ID,
-    code::GROUP_AUTHORIZATION_FAILED,
-    code::INCONSISTENT_GROUP_PROTOCOL,
-    code::GROUP_MAX_SIZE_REACHED,
-    code::INVALID_REQUEST,
-    -1,
-    9999,
-];
+/// Error codes of the classic group APIs: often none, every one the member tells apart
+/// (kcon-sim's list), then some it does not know.
+fn classic_error(bytes: &mut Input<'_>) -> i16 {
+    const NONE: usize = 6;
+    const MORE: [i16; 3] = [code::INVALID_REQUEST, -1, 9999];
+    let i = usize::from(bytes.u8()) % (NONE + GROUP_ERRORS.len() + MORE.len());
+    match i.checked_sub(NONE) {
+        None => code::NONE,
+        Some(i) => GROUP_ERRORS
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| MORE[i - GROUP_ERRORS.len()]),
+    }
+}
 /// Error codes of ConsumerGroupHeartbeat, the same way.
 const CONSUMER_ERRORS: &[i16] = &[
     code::NONE,
@@ -155,18 +146,7 @@ const FIND_ERRORS: &[i16] = &[
 
 /// Runs the interpreter over `data`. Panics when an invariant breaks.
 pub fn run(data: &[u8]) {
-    let mut run = Run::new(data);
-    let mut ops = 0;
-    while let Some(op) = run.bytes.next() {
-        if ops == MAX_OPS {
-            break;
-        }
-        run.step(op);
-        run.drain();
-        run.check();
-        ops += 1;
-    }
-    run.end();
+    Run::play(data, false).end();
 }
 
 fn topic_id(topic: &str) -> TopicId {
@@ -265,6 +245,32 @@ impl<'a> Run<'a> {
         run.tell_metadata();
         run.drain();
         run.check();
+        run
+    }
+
+    /// The ops of `data`, each followed by the checks; `trace` prints the state after each.
+    fn play(data: &'a [u8], trace: bool) -> Self {
+        let mut run = Run::new(data);
+        let mut ops = 0;
+        while let Some(op) = run.bytes.next() {
+            if ops == MAX_OPS {
+                break;
+            }
+            run.step(op);
+            run.drain();
+            run.check();
+            ops += 1;
+            if trace {
+                let out: Vec<_> = run.outstanding.iter().map(|(_, o)| &o.request).collect();
+                eprintln!(
+                    "op {} at {}: {:?} held {:?} out {out:?}",
+                    op % 16,
+                    run.bytes.pos,
+                    run.h.machine.state(),
+                    run.app.held,
+                );
+            }
+        }
         run
     }
 
@@ -496,7 +502,7 @@ impl<'a> Run<'a> {
                 GroupResponse::TopicIds(ids)
             }
             GroupRequest::JoinGroup(j) => {
-                let error_code = self.error(CLASSIC_ERRORS);
+                let error_code = classic_error(&mut self.bytes);
                 let b = self.bytes.u8();
                 let generation_id = match b & 3 {
                     0 => self.generation + 1,
@@ -551,7 +557,7 @@ impl<'a> Run<'a> {
                 GroupResponse::JoinGroup(answer)
             }
             GroupRequest::SyncGroup(s) => {
-                let error_code = self.error(CLASSIC_ERRORS);
+                let error_code = classic_error(&mut self.bytes);
                 let b = self.bytes.u8();
                 GroupResponse::SyncGroup {
                     error_code,
@@ -567,10 +573,10 @@ impl<'a> Run<'a> {
                 }
             }
             GroupRequest::Heartbeat(_) => GroupResponse::Heartbeat {
-                error_code: self.error(CLASSIC_ERRORS),
+                error_code: classic_error(&mut self.bytes),
             },
             GroupRequest::LeaveGroup(_) => GroupResponse::LeaveGroup {
-                error_code: self.error(CLASSIC_ERRORS),
+                error_code: classic_error(&mut self.bytes),
             },
             GroupRequest::ConsumerGroupHeartbeat(c) => {
                 let error_code = self.error(CONSUMER_ERRORS);
@@ -738,29 +744,17 @@ impl<'a> Run<'a> {
                 let (_, o) = self.outstanding.remove(i).expect("found");
                 self.h
                     .fail(o.id, RequestFailure::retriable("request timed out"));
-                n += 1;
-                assert!(n <= MAX_PER_OP, "timeouts do not end");
             }
-            while let Some(o) = self.h.request() {
-                self.sent(&o);
-                let deadline = self.h.now + o.timeout.unwrap_or(REQUEST_TIMEOUT);
-                self.outstanding.push_back((deadline, o));
-                n += 1;
-                assert!(n <= MAX_PER_OP, "requests do not end");
-            }
-            while let Some(e) = self.h.machine.poll_event() {
-                self.event(e);
-                n += 1;
-                assert!(n <= MAX_PER_OP, "events do not end");
-            }
-            match self.h.machine.poll_timeout() {
-                Some(t) if t <= self.h.now => {
-                    let now = self.h.now;
-                    self.h.machine.handle_timeout(now);
-                    n += 1;
-                    assert!(n <= MAX_PER_OP, "a timer stays in the past");
+            let Some(out) = crate::next_output(&mut self.h, &mut n, MAX_PER_OP) else {
+                break;
+            };
+            match out {
+                crate::Output::Request(o) => {
+                    self.sent(&o);
+                    let deadline = self.h.now + o.timeout.unwrap_or(REQUEST_TIMEOUT);
+                    self.outstanding.push_back((deadline, o));
                 }
-                _ => break,
+                crate::Output::Event(e) => self.event(e),
             }
         }
     }
@@ -983,31 +977,7 @@ mod tests {
     use super::*;
 
     fn replay(data: &[u8]) -> Run<'_> {
-        let mut run = Run::new(data);
-        let mut ops = 0;
-        while let Some(op) = run.bytes.next() {
-            if ops == MAX_OPS {
-                break;
-            }
-            run.step(op);
-            run.drain();
-            run.check();
-            ops += 1;
-            if std::env::var_os("TRACE").is_some() {
-                eprintln!(
-                    "op {} at {}: {:?} held {:?} out {:?}",
-                    op % 16,
-                    run.bytes.pos,
-                    run.h.machine.state(),
-                    run.app.held,
-                    run.outstanding
-                        .iter()
-                        .map(|(_, o)| &o.request)
-                        .collect::<Vec<_>>()
-                );
-            }
-        }
-        run
+        Run::play(data, std::env::var_os("TRACE").is_some())
     }
 
     #[test]

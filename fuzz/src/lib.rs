@@ -83,6 +83,42 @@ pub fn untracked<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// What a machine on a [`Harness`](kcon_core::harness::Harness) has for its owner now.
+enum Output<M: kcon_core::Machine> {
+    Request(kcon_core::Outgoing<M::Request, M::Target>),
+    Event(M::Event),
+}
+
+/// The machine's next request, else its next event, firing the timers due until one of them
+/// comes; `None` when it has nothing more to do now. `n` counts what it gave and fired within
+/// one op: past `cap` it is a loop without progress, and the target fails.
+fn next_output<M: kcon_core::Machine>(
+    h: &mut kcon_core::harness::Harness<M>,
+    n: &mut usize,
+    cap: usize,
+) -> Option<Output<M>> {
+    loop {
+        *n += 1;
+        assert!(
+            *n <= cap,
+            "more than {cap} requests, events and timers in one op"
+        );
+        if let Some(o) = h.request() {
+            return Some(Output::Request(o));
+        }
+        if let Some(e) = h.machine.poll_event() {
+            return Some(Output::Event(e));
+        }
+        match h.machine.poll_timeout() {
+            Some(t) if t <= h.now => {
+                let now = h.now;
+                h.machine.handle_timeout(now);
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// A reader of the fuzz bytes; reads past the end give 0.
 struct Input<'a> {
     data: &'a [u8],
