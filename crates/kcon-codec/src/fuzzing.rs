@@ -41,7 +41,9 @@ pub fn batch_round_trip(data: &[u8]) {
 }
 
 /// Decodes a consumer-protocol subscription or assignment from bytes another group member
-/// sent; one that decodes must encode at its version and decode back to itself.
+/// sent; one that decodes must encode at its version and decode back to itself, but for the
+/// order of its partitions: the encoder groups them per topic, in first-seen order, as the
+/// Java client does, so a topic that comes twice apart comes back as one group.
 pub fn consumer_protocol(data: &[u8]) {
     use crate::consumer_protocol::{Assignment, HIGHEST_VERSION, Subscription};
     let Some((kind, rest)) = data.split_first() else {
@@ -51,14 +53,34 @@ pub fn consumer_protocol(data: &[u8]) {
         .first_chunk::<2>()
         .map_or(0, |v| i16::from_be_bytes(*v).clamp(0, HIGHEST_VERSION));
     if kind % 2 == 0 {
-        if let Ok(s) = Subscription::decode(rest) {
+        if let Ok(mut s) = Subscription::decode(rest) {
             let again = Subscription::decode(&s.encode(version)).expect("an encoding decodes");
+            s.owned_partitions = grouped(s.owned_partitions);
             assert_eq!(again, s, "a subscription changed through encode and decode");
         }
-    } else if let Ok(a) = Assignment::decode(rest) {
+    } else if let Ok(mut a) = Assignment::decode(rest) {
         let again = Assignment::decode(&a.encode(version)).expect("an encoding decodes");
+        a.partitions = grouped(a.partitions);
         assert_eq!(again, a, "an assignment changed through encode and decode");
     }
+}
+
+/// `partitions` grouped per topic in first-seen order, each topic's in the order given.
+fn grouped(partitions: Vec<crate::TopicPartition>) -> Vec<crate::TopicPartition> {
+    let mut order: Vec<&str> = Vec::new();
+    for tp in &partitions {
+        if !order.contains(&tp.topic.as_str()) {
+            order.push(&tp.topic);
+        }
+    }
+    let rank: Vec<usize> = partitions
+        .iter()
+        .map(|tp| order.iter().position(|t| *t == tp.topic).unwrap_or(0))
+        .collect();
+    let mut ranked: Vec<(usize, crate::TopicPartition)> =
+        rank.into_iter().zip(partitions.iter().cloned()).collect();
+    ranked.sort_by_key(|(r, _)| *r);
+    ranked.into_iter().map(|(_, tp)| tp).collect()
 }
 
 /// Largest frame the frame target accepts: small, so that the fuzzer explores the size check
@@ -232,6 +254,38 @@ pub fn schema_framing(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An assignment naming topic `a` twice, apart: it comes back with `a`'s partitions
+    /// together, and the target takes that as the same assignment.
+    #[test]
+    fn a_topic_twice_apart_is_grouped() {
+        use crate::consumer_protocol::{Assignment, put_string};
+        use bytes::BufMut;
+        let mut b = BytesMut::new();
+        b.put_i16(0);
+        b.put_i32(3);
+        for (topic, partition) in [("a", 0), ("b", 1), ("a", 2)] {
+            put_string(&mut b, topic);
+            b.put_i32(1);
+            b.put_i32(partition);
+        }
+        b.put_i32(-1);
+        let a = Assignment::decode(&b).unwrap();
+        let again = Assignment::decode(&a.encode(0)).unwrap();
+        let order = |a: &Assignment| -> Vec<(String, i32)> {
+            a.partitions
+                .iter()
+                .map(|tp| (tp.topic.clone(), tp.partition))
+                .collect()
+        };
+        assert_eq!(
+            order(&again),
+            [("a".into(), 0), ("a".into(), 2), ("b".into(), 1)]
+        );
+        let mut input = vec![1];
+        input.extend_from_slice(&b);
+        consumer_protocol(&input);
+    }
 
     #[test]
     fn every_supported_api_is_fuzzed() {
