@@ -16,7 +16,7 @@
 //! | 1 | (re)start a member that is not running |
 //! | 2 | crash a member |
 //! | 3 | close a member |
-//! | 4 | subscribe a member to a non-empty subset of the topics |
+//! | 4 | subscribe a member to a non-empty subset of the topics (a dynamic member only; see `step`) |
 //! | 5 | unsubscribe a member |
 //! | 6 | grow a topic by 1 to 4 partitions (at most [`MAX_PARTITIONS`]) |
 //! | 7 | a member's application stops polling |
@@ -207,9 +207,16 @@ impl<'a> Run<'a> {
                 }
             }
             4 => {
+                // Dynamic members only, as in kcon-group's own simulation: a static member that
+                // restarts with another subscription than the coordinator stored gets its old
+                // assignment back without a rebalance (Kafka's coordinator compares only the
+                // chosen protocol), so partitions of a topic it no longer subscribes stay with
+                // it until something else rebalances the group.
                 if let Some(i) = self.member() {
                     let topics = self.topics();
-                    self.sim.subscribe(i, &topics);
+                    if self.sim.nodes[i].config.group_instance_id.is_none() {
+                        self.sim.subscribe(i, &topics);
+                    }
                 }
             }
             5 => {
