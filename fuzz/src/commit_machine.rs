@@ -17,7 +17,7 @@
 //! | 8 | commit what is stored: sync, async or auto |
 //! | 9 | commit explicit offsets of some partitions: sync, async or auto |
 //! | 10 | look up committed offsets (some partitions, or every one) |
-//! | 11 | set the generation and member id |
+//! | 11 | set the generation and member id, after a loss of everything owned (a fence) when the byte's top bit is set |
 //! | 12 | set or clear the coordinator |
 //! | 13 | forget partitions (a revocation) |
 //! | 14 | close |
@@ -26,8 +26,9 @@
 //! (each within [`MAX_PER_OP`]: no loop without progress, no timer left in the past), and:
 //! - an OffsetCommit carries only offsets the application stored or asked to commit with that
 //!   value, none of a partition forgotten since (`forget`: "a commit queued, or waiting to be
-//!   retried, must not carry them to the coordinator later"), with the generation, member id
-//!   and `group.instance.id` set last;
+//!   retried, must not carry them to the coordinator later"; a loss told by `set_losses`
+//!   forgets every partition), with the generation, member id and `group.instance.id` set
+//!   last;
 //! - every commit id the application got back completes with exactly one `Committed` event
 //!   (checked at the end, once the broker answered everything), no id completes twice, a
 //!   `Sync` commit is never superseded nor supersedes another;
@@ -163,6 +164,8 @@ struct Sim<'a> {
     commit_failed_at: Option<Instant>,
     stale_since: bool,
     epoch_changed: bool,
+    /// The losses of everything owned told to the machine.
+    losses: u64,
     instance_id: Option<String>,
     read_committed: bool,
     /// Commits and lookups that completed successfully, for the seeds' test.
@@ -217,6 +220,7 @@ impl<'a> Sim<'a> {
             commit_failed_at: None,
             stale_since: false,
             epoch_changed: false,
+            losses: 0,
             instance_id,
             read_committed,
             commits_done: 0,
@@ -357,6 +361,13 @@ impl<'a> Sim<'a> {
                 if generation != self.generation {
                     self.epoch_changed = true;
                 }
+                if b >= 0x80 {
+                    // Fenced, then in the group again: nothing from before goes under the new
+                    // generation.
+                    self.losses += 1;
+                    self.h.machine.set_losses(self.losses);
+                    self.forgotten(&(0..PARTITIONS).map(tp).collect::<Vec<_>>());
+                }
                 self.h
                     .machine
                     .set_generation(generation.0, generation.1.clone());
@@ -370,16 +381,7 @@ impl<'a> Sim<'a> {
             13 => {
                 let gone: Vec<TopicPartition> = self.partitions().into_iter().map(tp).collect();
                 self.h.machine.forget(&gone);
-                for tp in &gone {
-                    self.stored.remove(tp);
-                    self.allowed.remove(tp);
-                    for a in self.pending.values_mut() {
-                        a.offsets.remove(tp);
-                    }
-                    for o in self.superseded.values_mut() {
-                        o.remove(tp);
-                    }
-                }
+                self.forgotten(&gone);
             }
             _ => {
                 let offsets = self.uncommitted();
@@ -389,6 +391,20 @@ impl<'a> Sim<'a> {
             }
         }
         self.drain();
+    }
+
+    /// The model forgets `gone` as the machine did.
+    fn forgotten(&mut self, gone: &[TopicPartition]) {
+        for tp in gone {
+            self.stored.remove(tp);
+            self.allowed.remove(tp);
+            for a in self.pending.values_mut() {
+                a.offsets.remove(tp);
+            }
+            for o in self.superseded.values_mut() {
+                o.remove(tp);
+            }
+        }
     }
 
     /// What an auto commit of the stored offsets takes: those not acknowledged.

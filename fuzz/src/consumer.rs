@@ -93,6 +93,19 @@ mod tests {
         }
     }
 
+    /// The inputs that once failed, kept in the corpus as `regression-*`, hold the invariants
+    /// (a KIP-848 consumer fenced while its close's commit waited, then let in again with a
+    /// new epoch: the commit went under that epoch with the partition the coordinator had
+    /// given to another member).
+    #[test]
+    fn the_regression_inputs_pass() {
+        let regressions = crate::corpus::regressions("consumer");
+        for (_, data) in &regressions {
+            run(data);
+        }
+        assert!(!regressions.is_empty(), "no regression inputs");
+    }
+
     #[test]
     #[ignore]
     fn write_seeds() {

@@ -39,6 +39,11 @@ pub struct Membership {
     pub member_id: String,
     /// The group coordinator, when known.
     pub coordinator: Option<Coordinator>,
+    /// How many times the member has lost everything it owned at once (fenced, expired, or
+    /// its generation reset), counting from 0. Offsets stored before such a loss belong to
+    /// partitions the coordinator may have given to another member: once this grows they are
+    /// not committed, whatever generation comes next.
+    pub losses: u64,
 }
 
 impl Default for Membership {
@@ -47,6 +52,7 @@ impl Default for Membership {
             generation_id: -1,
             member_id: String::new(),
             coordinator: None,
+            losses: 0,
         }
     }
 }

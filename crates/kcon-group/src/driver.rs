@@ -56,6 +56,8 @@ pub struct MemberSnapshot {
     pub assignment: BTreeSet<TopicPartition>,
     /// The coordinator, when known.
     pub coordinator: Option<Coordinator>,
+    /// How many times the member lost its partitions.
+    pub losses: u64,
 }
 
 impl MemberSnapshot {
@@ -65,6 +67,7 @@ impl MemberSnapshot {
             generation: m.generation(),
             assignment: m.assignment().clone(),
             coordinator: m.coordinator().cloned(),
+            losses: m.losses(),
         }
     }
 
@@ -73,6 +76,7 @@ impl MemberSnapshot {
             generation_id: self.generation.id,
             member_id: self.generation.member_id.clone(),
             coordinator: self.coordinator.clone(),
+            losses: self.losses,
         }
     }
 }

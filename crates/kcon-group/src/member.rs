@@ -40,6 +40,12 @@ pub trait Member:
     /// The partitions owned, including any whose revocation is pending.
     fn assignment(&self) -> &BTreeSet<TopicPartition>;
 
+    /// How many times the member lost everything it owned at once ([`GroupEvent::Lost`] when
+    /// fenced, expired or its generation reset; not a revocation the application left
+    /// unacknowledged, which loses only those partitions): what its commits carry along with
+    /// the generation ([`kcon_core::Membership::losses`]).
+    fn losses(&self) -> u64;
+
     /// The coordinator, when known.
     fn coordinator(&self) -> Option<&Coordinator>;
 

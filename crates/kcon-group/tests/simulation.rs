@@ -673,6 +673,8 @@ fn isolated_member_is_evicted_and_loses_its_partitions() {
         let events = sim.nodes[a].events_since(mark);
         assert_eq!(lost(&events), had, "{strategy}");
         assert!(revoked(&events).is_empty(), "{strategy}");
+        // What its commits carry, so that nothing stored before the loss is committed.
+        assert_eq!(sim.nodes[a].machine.as_ref().map(|m| m.losses()), Some(1));
         let rejoin = sim.nodes[a]
             .sent_since(mark)
             .into_iter()

@@ -408,6 +408,9 @@ impl Drive for OffsetsTask {
 /// Commits from now on carry `m`'s generation and member id, and go to its coordinator when it
 /// names one (a member between coordinators keeps the commit machine's own lookup going).
 fn follow(machine: &mut CommitMachine, m: Membership) {
+    // The losses first: a commit refused for a stale epoch goes again at once with the new
+    // generation, and must not carry what was lost.
+    machine.set_losses(m.losses);
     machine.set_generation(m.generation_id, m.member_id);
     if m.coordinator.is_some() {
         machine.set_coordinator(m.coordinator);

@@ -94,6 +94,8 @@ pub struct ConsumerGroupMachine {
     /// Every timer, armed from the state after each input (see `rearm`).
     timers: Timers,
     events: VecDeque<GroupEvent>,
+    /// How many times everything owned was lost at once (see [`crate::Member::losses`]).
+    losses: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +244,7 @@ impl ConsumerGroupMachine {
             pending_leave: None,
             timers: Timers::new(),
             events: VecDeque::new(),
+            losses: 0,
             config,
         };
         m.rearm();
@@ -467,6 +470,7 @@ impl ConsumerGroupMachine {
             return;
         }
         let partitions: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+        self.losses += 1;
         self.events.push_back(GroupEvent::Lost { partitions });
     }
 
@@ -1222,6 +1226,10 @@ impl Member for ConsumerGroupMachine {
     }
 
     /// The partitions the member owns, including any whose revocation is pending.
+    fn losses(&self) -> u64 {
+        self.losses
+    }
+
     fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.owned
     }

@@ -256,6 +256,7 @@ fn fencing_loses_everything_and_rejoins() {
         let member_id = h.machine.member_id().to_owned();
         h.run_to_timeout();
         let (id, _) = heartbeat(&mut h);
+        assert_eq!(h.machine.losses(), 0);
         h.answer(id, error(code));
         let events = h.events();
         assert!(
@@ -263,6 +264,8 @@ fn fencing_loses_everything_and_rejoins() {
             "{code}: {events:?}"
         );
         assert_eq!(h.machine.generation().id, -1);
+        // What commits carry: offsets stored before this are not committed.
+        assert_eq!(h.machine.losses(), 1);
         let (_, hb) = heartbeat(&mut h);
         assert_eq!(hb.member_epoch, 0);
         assert_eq!(hb.member_id, member_id);

@@ -517,6 +517,7 @@ impl GroupMachine {
         }
         let partitions: Vec<TopicPartition> =
             std::mem::take(&mut self.assignment).into_iter().collect();
+        self.losses += 1;
         self.events.push_back(GroupEvent::Lost { partitions });
     }
 

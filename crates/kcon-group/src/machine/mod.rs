@@ -247,6 +247,8 @@ pub struct GroupMachine {
     /// Every timer, armed from the state after each input (see `rearm`).
     timers: Timers,
     events: VecDeque<GroupEvent>,
+    /// How many times everything owned was lost at once (see [`crate::Member::losses`]).
+    losses: u64,
 }
 
 #[derive(Debug)]
@@ -385,6 +387,7 @@ impl GroupMachine {
             pending_leave: None,
             timers: Timers::new(),
             events: VecDeque::new(),
+            losses: 0,
             config,
         };
         m.rearm();
@@ -597,6 +600,10 @@ impl Member for GroupMachine {
     }
 
     /// The partitions the member owns, including any whose revocation is pending.
+    fn losses(&self) -> u64 {
+        self.losses
+    }
+
     fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.assignment
     }

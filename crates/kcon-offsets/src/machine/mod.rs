@@ -251,6 +251,8 @@ pub struct CommitMachine {
     next_id: u64,
     generation_id: i32,
     member_id: String,
+    /// The member's losses of everything it owned, as last told ([`set_losses`](Self::set_losses)).
+    losses: u64,
     coordinator: CoordinatorLookup,
     stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
     committed: BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -297,6 +299,7 @@ impl CommitMachine {
             next_id: 0,
             generation_id: -1,
             member_id: String::new(),
+            losses: 0,
             stored: BTreeMap::new(),
             committed: BTreeMap::new(),
             sent: None,
@@ -388,6 +391,30 @@ impl CommitMachine {
             self.complete_commit(c, Err(CommitError::PartitionsGone { partitions: gone }));
         }
         self.rearm();
+    }
+
+    /// How many times the member has lost everything it owned (fenced, expired, or its
+    /// generation reset: `kcon_core::Membership::losses`). When that grew, every offset
+    /// stored, queued or to be retried is forgotten as [`forget`](Self::forget) forgets a
+    /// lost partition's: the member may be in the group again under a new generation (and
+    /// its application not told yet), but those partitions may be another member's now, and
+    /// a commit under the new generation would be accepted.
+    pub fn set_losses(&mut self, losses: u64) {
+        if losses <= self.losses {
+            return;
+        }
+        self.losses = losses;
+        let mut all: BTreeSet<TopicPartition> = self.stored.keys().cloned().collect();
+        for q in &self.queue {
+            all.extend(q.commit.offsets.keys().cloned());
+        }
+        if let Some(sent) = &self.sent {
+            all.extend(sent.commit.offsets.keys().cloned());
+        }
+        if !all.is_empty() {
+            debug!(partitions = ?all, "the member lost its partitions: their offsets are not committed");
+        }
+        self.forget(&all);
     }
 
     /// The member's generation and id, sent with every commit from now on (including a

@@ -279,6 +279,43 @@ fn partitions_forgotten_in_flight_leave_the_retry() {
     assert_eq!(h.machine.committed().keys().collect::<Vec<_>>(), [&tp(1)]);
 }
 
+/// A member fenced while a commit waits: the coordinator gave its partitions away, so the
+/// commit refused for a stale epoch does not go again under the member's next epoch, and
+/// nothing stored before the loss does either; what is stored after it is committed.
+#[test]
+fn a_loss_of_everything_owned_drops_what_was_stored() {
+    let mut h = harness(config(false));
+    h.machine.set_generation(4, "m");
+    h.machine.store_offset(tp(0), 7, None);
+    h.machine.store_offset(tp(1), 3, None);
+    h.machine.commit_stored(h.now, CommitKind::Sync);
+    h.find(1);
+    let (rid, c) = h.expect_commit();
+    h.answer_commit(rid, &c, code::STALE_MEMBER_EPOCH);
+    h.machine.store_offset(tp(2), 5, None);
+    h.machine.commit_stored(h.now, CommitKind::Async);
+    h.machine.set_losses(1);
+    h.machine.set_generation(9, "m");
+    assert!(h.request().is_none());
+    let results = h.committed();
+    assert_eq!(results.len(), 2, "{results:?}");
+    for (_, r) in &results {
+        assert!(
+            matches!(r, Err(CommitError::PartitionsGone { .. })),
+            "{r:?}"
+        );
+    }
+    // Told again, the same count changes nothing.
+    h.machine.store_offset(tp(1), 4, None);
+    h.machine.set_losses(1);
+    h.machine.commit_stored(h.now, CommitKind::Sync);
+    h.run_to_timeout();
+    let (_, c) = h.expect_commit();
+    assert_eq!(c.generation_id, 9);
+    assert_eq!(c.offsets.keys().collect::<Vec<_>>(), [&tp(1)]);
+    assert_eq!(c.offsets[&tp(1)].offset, 5);
+}
+
 /// NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE: look the coordinator up again and retry
 /// there; a lost connection does the same.
 #[test]

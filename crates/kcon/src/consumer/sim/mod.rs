@@ -1483,8 +1483,10 @@ impl World {
                 generation_id: p.group.generation().id,
                 member_id: p.group.generation().member_id.clone(),
                 coordinator: p.group.coordinator().cloned(),
+                losses: p.group.losses(),
             };
             if m != c.membership {
+                p.offsets.set_losses(m.losses);
                 p.offsets
                     .set_generation(m.generation_id, m.member_id.clone());
                 if m.coordinator.is_some() {
