@@ -432,6 +432,11 @@ mod tests {
     /// once never assigned the new partitions. `regression-log-outgrew-the-allocation-bound`
     /// runs long enough that a member's whole log (kept by kcon-sim for failure messages) grew
     /// past the target's allocation bound; the target now keeps only the newest entries.
+    /// `regression-static-leader-restarted-mid-cooperative-rebalance` and
+    /// `regression-static-member-restarted-before-follow-up` restart a static member, under the
+    /// cooperative protocol, after the leader withheld partitions it was to revoke and before it
+    /// rejoined for the follow-up rebalance: the coordinator kept the generation, and the
+    /// withheld partitions once stayed unassigned for good.
     #[test]
     fn the_regression_inputs_pass() {
         let regressions = crate::corpus::regressions("group_sim");

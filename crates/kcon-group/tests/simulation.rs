@@ -854,6 +854,83 @@ fn static_leader_restarted_after_a_topic_grew_assigns_the_new_partitions() {
     }
 }
 
+/// Cooperative: a static member that is to revoke partitions restarts before it rejoins for
+/// the follow-up rebalance, within its session. The coordinator keeps the generation and hands
+/// the new process the assignment that withheld those partitions, so nobody is left to ask for
+/// the follow-up: the leader, whose assignment says it withheld partitions, rejoins once the
+/// generation has not moved on for `max.poll.interval.ms`, and every partition is owned again.
+/// Run with the leader restarting (it learns of the withheld partitions from the snapshot in
+/// its kept assignment) and with a follower restarting.
+#[test]
+fn static_member_restarted_before_the_follow_up_rebalance_is_rebalanced_later() {
+    for leader_restarts in [true, false] {
+        let ctx = format!("leader restarts: {leader_restarts}");
+        let mut sim = Sim::new(59, &[("t", 4), ("u", 1)], CoordinatorConfig::default());
+        let slow = App {
+            revocation: RevocationPolicy::After(secs(2)),
+            ..App::default()
+        };
+        // The leader owns all of `t` (first variant) or only `u`, leaving `t` to a follower.
+        let (leader, owner) = if leader_restarts {
+            let a = sim.add(config("cooperative-sticky", Some("a")), &["t"], slow);
+            (a, a)
+        } else {
+            let a = sim.add(
+                config("cooperative-sticky", Some("a")),
+                &["u"],
+                App::default(),
+            );
+            let b = sim.add(config("cooperative-sticky", Some("b")), &["t"], slow);
+            (a, b)
+        };
+        sim.start(leader);
+        settle(&mut sim, secs(60));
+        if owner != leader {
+            sim.start(owner);
+            settle(&mut sim, secs(60));
+        }
+        assert!(leads(&sim, leader), "{ctx}");
+        assert_eq!(owned(&sim, owner).len(), 4, "{ctx}");
+        let newcomer = sim.add(config("cooperative-sticky", None), &["t"], App::default());
+        sim.start(newcomer);
+        let revoking = sim.run_until_cond(secs(30), |s| !s.nodes[owner].app.pending.is_empty());
+        assert!(revoking, "{ctx}\n{}", sim.dump(30));
+        let generation = sim.coordinator.generation();
+        sim.close(owner);
+        sim.run_for(secs(3));
+        assert!(sim.nodes[owner].machine().is_terminated(), "{ctx}");
+        let mark = sim.mark();
+        sim.start(owner);
+        sim.run_for(secs(5));
+        // The restart kept the generation, and what was withheld is owned by nobody.
+        assert!(sim.is_settled(), "{ctx}\n{}", sim.dump(30));
+        assert_eq!(sim.coordinator.generation(), generation, "{ctx}");
+        let on_t = |sim: &Sim| -> usize {
+            [owner, newcomer]
+                .iter()
+                .map(|&i| owned(sim, i).iter().filter(|tp| tp.topic == "t").count())
+                .sum()
+        };
+        assert_eq!(on_t(&sim), 2, "{ctx}");
+        sim.run_for(secs(30));
+        settle(&mut sim, secs(60));
+        assert_eq!(on_t(&sim), 4, "{ctx}");
+        assert_eq!(owned(&sim, newcomer).len(), 2, "{ctx}");
+        let reasons: Vec<String> = sim.nodes[leader]
+            .sent_since(mark)
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                GroupRequest::JoinGroup(j) => j.reason,
+                _ => None,
+            })
+            .collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("withheld")),
+            "{ctx}: {reasons:?}"
+        );
+    }
+}
+
 /// A static member that stays away longer than its session is removed, and its return
 /// rebalances the group.
 #[test]

@@ -149,6 +149,9 @@ impl GroupMachine {
         });
         // Java resets the heartbeat timers when a join completes.
         self.heartbeat.next_at = now + self.config.heartbeat_interval;
+        // A new generation is the follow-up rebalance (a static leader's restart that kept
+        // the generation learns again from its snapshot, in `on_sync`).
+        self.follow_up = None;
         self.heartbeat.session_deadline = now + self.config.session_timeout;
         // A static leader whose assignment the coordinator kept (KIP-814, `skip_assignment`)
         // doesn't assign, but must go on watching partition counts (`metadata_updated`). A
@@ -241,6 +244,23 @@ impl GroupMachine {
             }
         };
         self.reassign_needed = false;
+        // Partitions moving between members are withheld from everyone until their owners
+        // revoked them (KIP-429): a follow-up rebalance must come (`Timer::FollowUp`).
+        let withheld = if self.protocol == RebalanceProtocol::Cooperative {
+            let given: BTreeSet<(&str, i32)> = result
+                .values()
+                .flat_map(|a| a.partitions.iter())
+                .map(|tp| (tp.topic.as_str(), tp.partition))
+                .collect();
+            topics
+                .iter()
+                .filter(|(t, _)| subscribed.contains(t))
+                .flat_map(|(t, ps)| ps.iter().map(move |p| (t.as_str(), p.partition)))
+                .filter(|tp| !given.contains(tp))
+                .count()
+        } else {
+            0
+        };
         let assignments = members
             .iter()
             .map(|m| {
@@ -248,7 +268,10 @@ impl GroupMachine {
                 if m.member_id == self.generation.member_id && a.user_data.is_none() {
                     // What this leader assigned from, for a later incarnation of it that
                     // is told to skip the assignment (`snapshot`).
-                    a.user_data = self.assigned_metadata.as_ref().and_then(snapshot::encode);
+                    a.user_data = self
+                        .assigned_metadata
+                        .as_ref()
+                        .and_then(|counts| snapshot::encode(counts, withheld));
                 }
                 // Each member gets the assignment in the version its subscription used (at
                 // most kcon's), so an older client reads it.
@@ -354,9 +377,10 @@ impl GroupMachine {
                 }
             }
         };
+        let kept = assigned.user_data.as_deref().and_then(snapshot::decode);
         if let Some(ours) = &self.assigned_metadata
-            && let Some(from) = assigned.user_data.as_deref().and_then(snapshot::decode)
-            && from != *ours
+            && let Some(from) = &kept
+            && from.counts != *ours
         {
             // This leader's assignment was made from other partition counts than the ones it
             // holds: it restarted and was told to skip the assignment (KIP-814) while a topic
@@ -365,6 +389,16 @@ impl GroupMachine {
             self.reassign_needed = true;
             self.rejoin_needed
                 .get_or_insert_with(|| PARTITION_COUNT_CHANGED.to_owned());
+        }
+        if let Some(from) = &kept
+            && from.withheld > 0
+            && self.protocol == RebalanceProtocol::Cooperative
+        {
+            // This leader's assignment (its own, or its previous process's) withheld
+            // partitions: if the generation has not moved on once every revoking member had
+            // its rebalance timeout to rejoin, one of them is gone (a static member restarted
+            // before it rejoined, this leader included), and this leader rejoins.
+            self.follow_up = Some((self.generation.id, now + self.config.max_poll_interval));
         }
         self.rebalance_attempts = 0;
         let new: BTreeSet<TopicPartition> = assigned.partitions.into_iter().collect();

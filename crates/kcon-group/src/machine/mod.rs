@@ -44,6 +44,10 @@ pub const PROTOCOL_TYPE: &str = "consumer";
 /// Why the leader rejoins when a topic's partition count changed (KIP-800 join reason).
 const PARTITION_COUNT_CHANGED: &str = "the leader saw the partition count of a topic change";
 
+/// Why the leader rejoins when partitions it withheld were not handed over in time.
+const FOLLOW_UP_MISSING: &str =
+    "partitions the leader withheld for a cooperative follow-up rebalance are still unassigned";
+
 /// How long after the SyncGroup that revoked partitions a cooperative member waits, at the
 /// least, before it rejoins to hand them over (KIP-429's second rebalance). The Java client's
 /// `ConsumerCoordinator` and librdkafka rejoin as soon as the revocation is done.
@@ -249,6 +253,9 @@ pub struct GroupMachine {
     events: VecDeque<GroupEvent>,
     /// How many times everything owned was lost at once (see [`crate::Member::losses`]).
     losses: u64,
+    /// A leader whose assignment withheld partitions (cooperative): the generation it made
+    /// it in, and when it rejoins if that generation is still the current one.
+    follow_up: Option<(i32, Instant)>,
 }
 
 #[derive(Debug)]
@@ -388,6 +395,7 @@ impl GroupMachine {
             timers: Timers::new(),
             events: VecDeque::new(),
             losses: 0,
+            follow_up: None,
             config,
         };
         m.rearm();

@@ -17,6 +17,10 @@ pub(super) enum Timer {
     RebalanceRetry,
     /// Find the coordinator again after a failure.
     CoordinatorRetry,
+    /// A leader's assignment withheld partitions for the cooperative follow-up rebalance, and
+    /// `max.poll.interval.ms` (the rebalance timeout) later the generation is still the same:
+    /// the member that was to revoke them and rejoin is gone, so the leader rejoins.
+    FollowUp,
     /// Send the next heartbeat.
     Heartbeat,
 }
@@ -28,6 +32,7 @@ impl TimerKind for Timer {
         Timer::Session,
         Timer::RebalanceRetry,
         Timer::CoordinatorRetry,
+        Timer::FollowUp,
         Timer::Heartbeat,
     ];
     fn index(self) -> usize {
@@ -36,7 +41,7 @@ impl TimerKind for Timer {
 }
 
 /// The member's timer table.
-pub(super) type Timers = TimerTable<Timer, 6>;
+pub(super) type Timers = TimerTable<Timer, 7>;
 
 impl GroupMachine {
     /// When `timer` fires, as the state says: the one rule of each timer. A timer runs only
@@ -67,6 +72,12 @@ impl GroupMachine {
                 .poll_timer_armed()
                 .then(|| self.last_poll + self.config.max_poll_interval),
             Timer::Revocation => self.revocation.as_ref().map(|r| r.deadline),
+            Timer::FollowUp => self
+                .follow_up
+                .filter(|(generation, _)| {
+                    *generation == self.generation.id && matches!(self.phase, Phase::Stable)
+                })
+                .map(|(_, at)| at),
         }
     }
 
@@ -118,6 +129,12 @@ impl GroupMachine {
                 {
                     *retry_at = None;
                 }
+            }
+            Timer::FollowUp => {
+                self.follow_up = None;
+                info!(group = %self.config.group_id, generation = self.generation.id,
+                    "partitions withheld for the cooperative follow-up rebalance were not handed over within max.poll.interval.ms; rejoining");
+                self.prepare_rejoin(FOLLOW_UP_MISSING, now);
             }
             // These only gate what poll_request sends.
             Timer::CoordinatorRetry | Timer::Heartbeat => {}
