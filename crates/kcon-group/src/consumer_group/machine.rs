@@ -1225,11 +1225,11 @@ impl Member for ConsumerGroupMachine {
         }
     }
 
-    /// The partitions the member owns, including any whose revocation is pending.
     fn losses(&self) -> u64 {
         self.losses
     }
 
+    /// The partitions the member owns, including any whose revocation is pending.
     fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.owned
     }

@@ -607,11 +607,11 @@ impl Member for GroupMachine {
         self.generation.clone()
     }
 
-    /// The partitions the member owns, including any whose revocation is pending.
     fn losses(&self) -> u64 {
         self.losses
     }
 
+    /// The partitions the member owns, including any whose revocation is pending.
     fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.assignment
     }
