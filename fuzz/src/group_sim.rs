@@ -32,8 +32,9 @@
 //! 500 ms), and a running member that its application unsubscribed (state `Idle`) subscribes
 //! again to its topics: a member without a subscription is not in the group, and
 //! [`Sim::is_settled`] wants every running member Stable. Then within [`SETTLE`] of virtual time
-//! the group must settle, and [`Sim::assert_settled`] holds: every live member Stable in the
-//! coordinator's generation and every partition of the subscribed topics owned exactly once.
+//! the group must settle, settle again after [`STAYS_SETTLED`] more, and [`Sim::assert_settled`]
+//! holds: every live member Stable in the coordinator's generation and every partition of the
+//! subscribed topics owned exactly once.
 //!
 //! A dropped request (`Injected::Drop`) turns `strict_ownership` off for the rest of the run:
 //! with the classic protocol a member cut off from the coordinator cannot know it was evicted
@@ -65,6 +66,11 @@ pub const MAX_STEPS_TO_SETTLE: u64 = 100_000;
 /// The virtual time the group has to settle in at the end: longer than any session or
 /// rebalance timeout, backoff or coordinator load.
 pub const SETTLE: Duration = Duration::from_secs(600);
+/// How long a settled group runs before the final check: longer than the longest
+/// `max.poll.interval.ms` of [`MAX_POLL_MS`], after which a leader that withheld partitions for
+/// the cooperative follow-up rebalance rejoins when they were never handed over (a static
+/// member, the leader itself included, restarted before it rejoined).
+pub const STAYS_SETTLED: Duration = Duration::from_secs(65);
 
 const TOPICS: [&str; 3] = ["t", "u", "v"];
 /// Members of strategies with none in common fail with INCONSISTENT_GROUP_PROTOCOL; the lists
@@ -328,8 +334,10 @@ impl<'a> Run<'a> {
         // when a partition count changed): the group is not settled before they ran.
         self.run_for(Duration::from_secs(2), MAX_STEPS_PER_OP);
         self.settle_within(SETTLE);
-        // Settled, it stays so (a retried heartbeat, a handover rejoin may come late).
-        self.run_for(Duration::from_secs(30), MAX_STEPS_PER_OP);
+        // Settled, it stays so (a retried heartbeat, a handover rejoin may come late), and a
+        // leader whose assignment withheld partitions that were never handed over asks for the
+        // follow-up rebalance.
+        self.run_for(STAYS_SETTLED, MAX_STEPS_PER_OP);
         self.settle_within(SETTLE);
         self.sim.assert_settled();
     }
@@ -437,6 +445,10 @@ mod tests {
     /// cooperative protocol, after the leader withheld partitions it was to revoke and before it
     /// rejoined for the follow-up rebalance: the coordinator kept the generation, and the
     /// withheld partitions once stayed unassigned for good.
+    /// `regression-follow-up-after-the-final-check` closes the static leader while its
+    /// application still revokes the partitions it withheld and restarts it within its
+    /// session, with `max.poll.interval.ms` at 60 s: its follow-up rebalance comes 60 s after
+    /// the sync, and the target once checked the group 30 s after it settled, before that.
     #[test]
     fn the_regression_inputs_pass() {
         let regressions = crate::corpus::regressions("group_sim");
