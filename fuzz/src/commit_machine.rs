@@ -59,7 +59,8 @@ pub const MAX_PER_OP: usize = 10_000;
 /// Requests outstanding beyond which the target fails: one lookup, one commit and the lookups
 /// of committed offsets the application asked for.
 const MAX_OUTSTANDING: usize = 2_048;
-/// Rounds of answering everything at the end before every commit must have completed.
+/// Rounds of answering everything at the end, beyond one per commit and lookup still waiting,
+/// before every commit must have completed.
 const SETTLE_ROUNDS: usize = 1_000;
 
 const TOPIC: &str = "t";
@@ -769,7 +770,9 @@ impl<'a> Sim<'a> {
     /// The bytes are done: the broker answers everything without error until every commit
     /// and lookup the application asked for completed.
     fn settle(&mut self) {
-        for _ in 0..SETTLE_ROUNDS {
+        // A sync commit is never merged: each one waiting needs a round of its own.
+        let rounds = SETTLE_ROUNDS + self.pending.len() + self.lookups.len();
+        for _ in 0..rounds {
             if self.pending.is_empty() && self.lookups.is_empty() {
                 return;
             }
@@ -927,6 +930,24 @@ mod tests {
         sim.settle();
         assert!(sim.h.machine.commits_idle());
         assert!(sim.h.machine.stored().is_empty());
+    }
+
+    /// An input that asked for over a thousand sync commits before the end: none is merged,
+    /// so answering them takes a round each, and the end once gave up after 1,000 rounds with
+    /// commits still waiting, every one of them making progress.
+    #[test]
+    fn every_sync_commit_waiting_at_the_end_completes() {
+        let data =
+            include_bytes!("../corpus/commit_machine/regression-a-thousand-sync-commits-waiting");
+        let mut sim = replay(data);
+        assert!(
+            sim.pending.len() > SETTLE_ROUNDS,
+            "{} waiting",
+            sim.pending.len()
+        );
+        sim.settle();
+        assert!(sim.pending.is_empty());
+        assert!(sim.h.machine.commits_idle());
     }
 
     /// Replays the input in `$REPLAY`, with `$TRACE` set to see each op.
