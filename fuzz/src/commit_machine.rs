@@ -432,13 +432,15 @@ impl<'a> Sim<'a> {
     /// a few waiting at once, not thousands. With [`MAX_SYNC_WAITING`] waiting, asking for
     /// another does nothing.
     fn awaits_a_sync_commit(&self, kind: CommitKind) -> bool {
-        kind == CommitKind::Sync
-            && self
-                .pending
-                .values()
-                .filter(|a| a.kind == CommitKind::Sync)
-                .count()
-                >= MAX_SYNC_WAITING
+        kind == CommitKind::Sync && self.sync_waiting() >= MAX_SYNC_WAITING
+    }
+
+    /// Sync commits asked for and not completed.
+    fn sync_waiting(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|a| a.kind == CommitKind::Sync)
+            .count()
     }
 
     fn asked(
@@ -964,13 +966,7 @@ mod tests {
         let data =
             include_bytes!("../corpus/commit_machine/regression-a-thousand-sync-commits-waiting");
         let mut sim = replay(data);
-        let sync = |sim: &Sim| {
-            sim.pending
-                .values()
-                .filter(|a| a.kind == CommitKind::Sync)
-                .count()
-        };
-        let waiting = sync(&sim);
+        let waiting = sim.sync_waiting();
         assert!(
             (MAX_SYNC_WAITING / 2..=MAX_SYNC_WAITING).contains(&waiting),
             "{waiting} sync commits waiting"
