@@ -459,6 +459,16 @@ mod tests {
         assert!(!regressions.is_empty(), "no regression inputs");
     }
 
+    /// The final wait outlasts every member's `max.poll.interval.ms`, which is when a leader
+    /// asks for a follow-up rebalance nobody else asked for.
+    #[test]
+    fn the_final_wait_outlasts_every_max_poll_interval() {
+        for ms in MAX_POLL_MS {
+            let interval = Duration::from_millis(ms.parse().unwrap());
+            assert!(STAYS_SETTLED > interval, "{ms} ms");
+        }
+    }
+
     #[test]
     fn the_seeds_settle_with_partitions_owned() {
         for (name, data) in seeds() {
