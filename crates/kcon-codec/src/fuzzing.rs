@@ -230,6 +230,10 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         ConsumerGroupHeartbeat => m::ConsumerGroupHeartbeatRequest,
         ConsumerGroupDescribe => m::ConsumerGroupDescribeRequest,
         InitProducerId => m::InitProducerIdRequest,
+        AddPartitionsToTxn => m::AddPartitionsToTxnRequest,
+        AddOffsetsToTxn => m::AddOffsetsToTxnRequest,
+        EndTxn => m::EndTxnRequest,
+        TxnOffsetCommit => m::TxnOffsetCommitRequest,
     )
 }
 

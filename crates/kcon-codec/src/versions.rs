@@ -37,6 +37,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
+    // The transactional producer. AddPartitionsToTxn stops at v3: v4+ is the brokers' batched
+    // form. v4 of the others says the client knows TRANSACTION_ABORTABLE (KIP-890).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
 ];
 
 /// APIs kcon sends at most at a version below the highest it speaks, unless the broker's

@@ -36,8 +36,8 @@
 //! # Shape
 //!
 //! [`schema`] is the schema language: `const` trees of structs and fields with version ranges,
-//! nullability and tags. [`walk`] is its one interpreter. [`data`], [`groups`] and [`admin`]
-//! hold one schema per API kcon speaks, for exactly the versions in
+//! nullability and tags. [`walk`] is its one interpreter. [`data`], [`groups`], [`admin`]
+//! (and [`txn`]) hold one schema per API kcon speaks, for exactly the versions in
 //! [`crate::versions::SUPPORTED`], written from kafka-protocol 0.18's decoders; the tests encode
 //! populated responses at every one of those versions and check that the walk accepts them.
 //!
@@ -55,6 +55,7 @@ mod data;
 mod groups;
 mod null_on_error;
 mod schema;
+mod txn;
 mod walk;
 
 pub(crate) use null_on_error::NullPatches;
@@ -91,6 +92,10 @@ const MESSAGES: &[&Message] = &[
     &groups::CONSUMER_GROUP_HEARTBEAT,
     &groups::CONSUMER_GROUP_DESCRIBE,
     &admin::INIT_PRODUCER_ID,
+    &txn::ADD_PARTITIONS_TO_TXN,
+    &txn::ADD_OFFSETS_TO_TXN,
+    &txn::TXN_OFFSET_COMMIT,
+    &txn::END_TXN,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

@@ -9,15 +9,17 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    BrokerId, GroupId, ProducerId, TopicName, api_versions_response as av,
+    BrokerId, GroupId, ProducerId, TopicName, add_offsets_to_txn_response as aot,
+    add_partitions_to_txn_response as apt, api_versions_response as av,
     consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
     create_topics_response as ct, delete_groups_response as dg, describe_groups_response as dsg,
-    fetch_response as fr, find_coordinator_response as fc, heartbeat_response as hb,
-    init_producer_id_response as ipi, join_group_response as jg, leave_group_response as lg,
-    list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
-    offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
-    offset_for_leader_epoch_response as ofle, produce_response as pr,
+    end_txn_response as et, fetch_response as fr, find_coordinator_response as fc,
+    heartbeat_response as hb, init_producer_id_response as ipi, join_group_response as jg,
+    leave_group_response as lg, list_groups_response as lsg, list_offsets_response as lo,
+    metadata_response as md, offset_commit_response as oc, offset_delete_response as od,
+    offset_fetch_response as of, offset_for_leader_epoch_response as ofle, produce_response as pr,
     sasl_authenticate_response as sa, sasl_handshake_response as sh, sync_group_response as sg,
+    txn_offset_commit_response as toc,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -762,4 +764,77 @@ pub(super) fn consumer_group_describe(v: i16, alt: bool) -> cgd::ConsumerGroupDe
         .with_throttle_time_ms(3)
         .with_groups(vec![group("g1"), group("g2")])
         .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn add_partitions_to_txn(v: i16, _alt: bool) -> apt::AddPartitionsToTxnResponse {
+    let flex = v >= 3;
+    let partition = |i: i32| {
+        apt::AddPartitionsToTxnPartitionResult::default()
+            .with_partition_index(i)
+            .with_partition_error_code(if i == 0 { 0 } else { 51 })
+            .when(flex, |p| {
+                p.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    let topic = |name: &'static str| {
+        apt::AddPartitionsToTxnTopicResult::default()
+            .with_name(TopicName(s(name)))
+            .with_results_by_partition(vec![partition(0), partition(1)])
+            .when(flex, |t| {
+                t.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    apt::AddPartitionsToTxnResponse::default()
+        .with_throttle_time_ms(4)
+        .with_results_by_topic_v3_and_below(vec![topic("a"), topic("b")])
+        .when(flex, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
+}
+
+pub(super) fn add_offsets_to_txn(v: i16, _alt: bool) -> aot::AddOffsetsToTxnResponse {
+    aot::AddOffsetsToTxnResponse::default()
+        .with_throttle_time_ms(5)
+        .with_error_code(51)
+        .when(v >= 3, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
+}
+
+pub(super) fn txn_offset_commit(v: i16, _alt: bool) -> toc::TxnOffsetCommitResponse {
+    let flex = v >= 3;
+    let partition = |i: i32| {
+        toc::TxnOffsetCommitResponsePartition::default()
+            .with_partition_index(i)
+            .with_error_code(if i == 0 { 0 } else { 22 })
+            .when(flex, |p| {
+                p.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    let topic = |name: &'static str| {
+        toc::TxnOffsetCommitResponseTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_partitions(vec![partition(0), partition(1)])
+            .when(flex, |t| {
+                t.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    toc::TxnOffsetCommitResponse::default()
+        .with_throttle_time_ms(6)
+        .with_topics(vec![topic("a"), topic("b")])
+        .when(flex, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
+}
+
+pub(super) fn end_txn(v: i16, _alt: bool) -> et::EndTxnResponse {
+    et::EndTxnResponse::default()
+        .with_throttle_time_ms(7)
+        .with_error_code(48)
+        .when(v >= 5, |r| {
+            r.with_producer_id(ProducerId(9)).with_producer_epoch(2)
+        })
+        .when(v >= 3, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
 }

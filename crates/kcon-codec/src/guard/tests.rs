@@ -6,12 +6,14 @@ use std::fmt::Debug;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DescribeGroupsRequest, FetchRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, EndTxnRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, fetch_response as fr,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    fetch_response as fr,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
@@ -145,6 +147,26 @@ macro_rules! dispatch {
                 let $build = populated::init_producer_id;
                 $body
             }
+            ApiKey::AddPartitionsToTxn => {
+                type $R = AddPartitionsToTxnRequest;
+                let $build = populated::add_partitions_to_txn;
+                $body
+            }
+            ApiKey::AddOffsetsToTxn => {
+                type $R = AddOffsetsToTxnRequest;
+                let $build = populated::add_offsets_to_txn;
+                $body
+            }
+            ApiKey::TxnOffsetCommit => {
+                type $R = TxnOffsetCommitRequest;
+                let $build = populated::txn_offset_commit;
+                $body
+            }
+            ApiKey::EndTxn => {
+                type $R = EndTxnRequest;
+                let $build = populated::end_txn;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -231,8 +253,8 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 23 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 141);
+    // 27 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 160);
 }
 
 #[test]
@@ -303,13 +325,15 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
     // per input byte. The fuzz harness fails any single allocation over 64 bytes per input
     // byte (plus 64 KiB): every element type must stay under that ratio at every version.
     use kafka_protocol::messages::{
-        api_versions_response as av, consumer_group_describe_response as cgd,
-        consumer_group_heartbeat_response as cgh, create_topics_response as ct,
-        delete_groups_response as dg, describe_groups_response as dsg, fetch_response as fr,
-        find_coordinator_response as fc, join_group_response as jg, leave_group_response as lg,
-        list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
-        offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
+        add_partitions_to_txn_response as apt, api_versions_response as av,
+        consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
+        create_topics_response as ct, delete_groups_response as dg,
+        describe_groups_response as dsg, fetch_response as fr, find_coordinator_response as fc,
+        join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
+        list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
+        offset_delete_response as od, offset_fetch_response as of,
         offset_for_leader_epoch_response as ofle, produce_response as pr,
+        txn_offset_commit_response as toc,
     };
     use kafka_protocol::protocol::StrBytes;
     use std::mem::size_of;
@@ -546,6 +570,26 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::ConsumerGroupDescribe,
             "groups.members.target_assignment.topic_partitions.partitions",
             size_of::<i32>(),
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            "results_by_topic_v3_and_below",
+            size_of::<apt::AddPartitionsToTxnTopicResult>(),
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            "results_by_topic_v3_and_below.results_by_partition",
+            size_of::<apt::AddPartitionsToTxnPartitionResult>(),
+        ),
+        (
+            ApiKey::TxnOffsetCommit,
+            "topics",
+            size_of::<toc::TxnOffsetCommitResponseTopic>(),
+        ),
+        (
+            ApiKey::TxnOffsetCommit,
+            "topics.partitions",
+            size_of::<toc::TxnOffsetCommitResponsePartition>(),
         ),
     ];
     for msg in MESSAGES {
