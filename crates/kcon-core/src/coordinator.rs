@@ -57,6 +57,54 @@ impl Default for Membership {
     }
 }
 
+/// A consumer's place in its group, as a transactional producer hands it to the group
+/// coordinator with the offsets it commits inside a transaction (TxnOffsetCommit v3+, KIP-447):
+/// the coordinator refuses them if the member is no longer of that generation, so a consumer
+/// that lost its partitions cannot commit for them through a transaction.
+///
+/// Under the KIP-848 protocol the generation is the member epoch. Built outside a group (no
+/// generation yet), it carries generation -1 and an empty member id, and only the group id is
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation (the member epoch under KIP-848); -1 outside a generation.
+    pub generation_id: i32,
+    /// The member id the coordinator gave; empty outside the group.
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// The metadata of `group_id` outside any generation: the group alone.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+
+    /// The metadata of a member of generation `generation_id` as `member_id`.
+    pub fn member(
+        group_id: impl Into<String>,
+        generation_id: i32,
+        member_id: impl Into<String>,
+        group_instance_id: Option<String>,
+    ) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id,
+            member_id: member_id.into(),
+            group_instance_id,
+        }
+    }
+}
+
 /// Finding a group's coordinator, sans-IO: the part of a machine that talks to the coordinator
 /// which knows whether it is known, looks it up when wanted, and backs off between failed
 /// lookups (KIP-580).
@@ -78,6 +126,8 @@ impl Default for Membership {
 #[derive(Debug)]
 pub struct CoordinatorLookup {
     group_id: String,
+    /// FindCoordinator's key type: [`GROUP`] or [`TRANSACTION`].
+    key_type: i8,
     known: Option<Coordinator>,
     in_flight: Option<RequestId>,
     /// Failed lookups in a row, their backoff and their reports.
@@ -108,14 +158,26 @@ pub enum Lookup {
 impl CoordinatorLookup {
     /// Nothing known yet for `group_id`; failed lookups back off by `backoff`.
     pub fn new(group_id: impl Into<String>, backoff: ExponentialBackoff) -> Self {
-        let group_id = group_id.into();
+        Self::of_kind(group_id.into(), GROUP, backoff)
+    }
+
+    /// Nothing known yet of the transaction coordinator of `transactional_id` (key type 1);
+    /// failed lookups back off by `backoff`. [`group_id`](Self::group_id) is then the
+    /// transactional id.
+    pub fn transaction(transactional_id: impl Into<String>, backoff: ExponentialBackoff) -> Self {
+        Self::of_kind(transactional_id.into(), TRANSACTION, backoff)
+    }
+
+    fn of_kind(group_id: String, key_type: i8, backoff: ExponentialBackoff) -> Self {
+        let what = if key_type == TRANSACTION {
+            format!("the coordinator of transactional id {group_id}")
+        } else {
+            format!("the coordinator of group {group_id}")
+        };
         CoordinatorLookup {
-            tries: FailureTracker::new(
-                ApiKey::FindCoordinator,
-                format!("the coordinator of group {group_id}"),
-                backoff,
-            ),
+            tries: FailureTracker::new(ApiKey::FindCoordinator, what, backoff),
             group_id,
+            key_type,
             known: None,
             in_flight: None,
             reports: Vec::new(),
@@ -127,9 +189,14 @@ impl CoordinatorLookup {
         (!self.reports.is_empty()).then(|| self.reports.remove(0))
     }
 
-    /// The group.
+    /// The group (the transactional id, for a transaction coordinator).
     pub fn group_id(&self) -> &str {
         &self.group_id
+    }
+
+    /// FindCoordinator's key type of this lookup: [`GROUP`] or [`TRANSACTION`].
+    pub fn key_type(&self) -> i8 {
+        self.key_type
     }
 
     /// The coordinator, when known.
@@ -268,15 +335,39 @@ fn text(v: &StrBytes) -> String {
     v.to_string()
 }
 
+/// FindCoordinator's key type of a consumer group.
+pub const GROUP: i8 = 0;
+/// FindCoordinator's key type of a transactional id (v1+).
+pub const TRANSACTION: i8 = 1;
+
 /// FindCoordinator for a group (key type 0); v4+ batches keys, kcon sends one.
 pub fn find_coordinator_request(group_id: &str, version: i16) -> FindCoordinatorRequest {
+    find_coordinator_request_of(group_id, GROUP, version)
+}
+
+/// FindCoordinator for `key` of `key_type` ([`GROUP`] or [`TRANSACTION`]). Version 0 knows
+/// groups only: ask [`key_type_supported`] first.
+pub fn find_coordinator_request_of(
+    key: &str,
+    key_type: i8,
+    version: i16,
+) -> FindCoordinatorRequest {
     let mut r = FindCoordinatorRequest::default();
+    if version >= 1 {
+        r.key_type = key_type;
+    }
     if version >= 4 {
-        r.coordinator_keys = vec![s(group_id)];
+        r.coordinator_keys = vec![s(key)];
     } else {
-        r.key = s(group_id);
+        r.key = s(key);
     }
     r
+}
+
+/// Whether FindCoordinator at `version` can ask for a coordinator of `key_type`: v0 has no
+/// key type and finds group coordinators only.
+pub fn key_type_supported(key_type: i8, version: i16) -> bool {
+    key_type == GROUP || version >= 1
 }
 
 /// The coordinator from a FindCoordinator answer (v4+: the entry for `group_id`).
@@ -320,12 +411,23 @@ mod tests {
     use crate::wire::assert_encodes as encodes;
 
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn every_version_encodes() {
         for v in 0..=6 {
             encodes(&find_coordinator_request("g", v), v);
         }
+        for v in 1..=6 {
+            let r = find_coordinator_request_of("tx", TRANSACTION, v);
+            assert_eq!(r.key_type, TRANSACTION);
+            encodes(&r, v);
+        }
+        assert!(!key_type_supported(TRANSACTION, 0));
+        assert!(key_type_supported(GROUP, 0) && key_type_supported(TRANSACTION, 1));
+        let backoff = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let lookup = CoordinatorLookup::transaction("tx", backoff);
+        assert_eq!((lookup.group_id(), lookup.key_type()), ("tx", TRANSACTION));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub mod wire;
 pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
 pub use cause::Cause;
-pub use coordinator::Membership;
+pub use coordinator::{ConsumerGroupMetadata, Membership};
 pub use deserialize::{DeserializeError, Deserializer};
 pub use failure::{FailureTracker, PersistentFailure};
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
