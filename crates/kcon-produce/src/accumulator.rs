@@ -36,6 +36,8 @@ pub(crate) struct Sequenced {
     pub(crate) producer_id: i64,
     pub(crate) producer_epoch: i16,
     pub(crate) base_sequence: i32,
+    /// Written inside a transaction (the batch's transactional attribute).
+    pub(crate) transactional: bool,
 }
 
 /// One batch of one partition: the records (encoded on first send), with `T` per record for
@@ -94,11 +96,18 @@ impl<T> Batch<T> {
         {
             return Ok(bytes.clone());
         }
-        let (id, epoch, sequence) = sequenced.map_or((-1, -1, -1), |s| {
-            (s.producer_id, s.producer_epoch, s.base_sequence)
+        let (id, epoch, sequence, transactional) = sequenced.map_or((-1, -1, -1, false), |s| {
+            (
+                s.producer_id,
+                s.producer_epoch,
+                s.base_sequence,
+                s.transactional,
+            )
         });
         let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
-        self.builder = builder.producer(id, epoch, sequence);
+        self.builder = builder
+            .producer(id, epoch, sequence)
+            .transactional(transactional);
         let bytes = self.builder.build()?;
         self.encoded = Some((bytes.clone(), sequenced));
         Ok(bytes)
@@ -328,6 +337,11 @@ impl<T> Accumulator<T> {
         }
     }
 
+    /// Every partition with a batch waiting or in flight.
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.queues.keys()
+    }
+
     /// Whether no batch is waiting or in flight.
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.is_empty()
@@ -508,6 +522,7 @@ mod tests {
             producer_id: 7,
             producer_epoch: 0,
             base_sequence: 40,
+            transactional: false,
         };
         let old = a.head_mut(&tp(0)).unwrap().encode(Some(first)).unwrap();
         assert_eq!(a.head_mut(&tp(0)).unwrap().sequenced(), Some(first));
@@ -516,6 +531,7 @@ mod tests {
             producer_id: 8,
             producer_epoch: 0,
             base_sequence: 0,
+            transactional: true,
         };
         let new = a.head_mut(&tp(0)).unwrap().encode(Some(second)).unwrap();
         assert_ne!(old, new);
@@ -523,6 +539,10 @@ mod tests {
         assert_eq!(i64::from_be_bytes(new[43..51].try_into().unwrap()), 8);
         assert_eq!(i32::from_be_bytes(new[53..57].try_into().unwrap()), 0);
         assert_eq!(i32::from_be_bytes(old[53..57].try_into().unwrap()), 40);
+        // The transactional attribute (bit 4 of the attributes at byte 21).
+        let attributes = |b: &Bytes| i16::from_be_bytes(b[21..23].try_into().unwrap());
+        assert_eq!(attributes(&old) & 0x10, 0);
+        assert_eq!(attributes(&new) & 0x10, 0x10);
     }
 
     #[test]

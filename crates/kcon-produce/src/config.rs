@@ -77,6 +77,14 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// `partitioner`: how null-keyed records are spread; keyed records always follow murmur2.
     pub partitioner: PartitionerKind,
+    /// `transactional.id`: makes the producer transactional (KIP-98): its records go out in
+    /// transactions begun, committed and aborted by the application, and a later producer with
+    /// the same id fences this one. Implies `enable.idempotence`. Unset by default.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the transaction coordinator lets a transaction stay
+    /// open before it aborts it; at most the broker's `transaction.max.timeout.ms`. Default
+    /// 60000.
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -109,20 +117,30 @@ impl ProducerConfig {
                            once before it times out",
             });
         }
-        if self.enable_idempotence {
+        if self.idempotent() {
             if self.acks != Acks::All {
                 return Err(ConfigError::invalid(
                     "acks",
                     "1",
-                    "all (or -1) with enable.idempotence=true: a leader could lose a batch it \
-                     acknowledged, and its sequence with it",
+                    "all (or -1) with enable.idempotence=true or a transactional.id: a leader \
+                     could lose a batch it acknowledged, and its sequence with it",
                 ));
             }
             if self.retries == 0 {
                 return Err(ConfigError::invalid(
                     "retries",
                     "0",
-                    "at least 1 with enable.idempotence=true",
+                    "at least 1 with enable.idempotence=true or a transactional.id",
+                ));
+            }
+        }
+        if self.transactional_id.is_some() {
+            let ms = self.transaction_timeout.as_millis();
+            if ms > i32::MAX as u128 {
+                return Err(ConfigError::invalid(
+                    "transaction.timeout.ms",
+                    &ms.to_string(),
+                    "at most 2147483647 milliseconds",
                 ));
             }
         }
@@ -134,6 +152,14 @@ impl ProducerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl ProducerConfig {
+    /// Whether batches carry a producer id and sequence numbers: `enable.idempotence`, or a
+    /// `transactional.id`, which implies it.
+    pub fn idempotent(&self) -> bool {
+        self.enable_idempotence || self.transactional_id.is_some()
     }
 }
 
@@ -178,6 +204,10 @@ pub enum ProducerSetting {
     EnableIdempotence(bool),
     /// `partitioner`.
     Partitioner(PartitionerKind),
+    /// `transactional.id`.
+    TransactionalId(Option<String>),
+    /// `transaction.timeout.ms`.
+    TransactionTimeout(Duration),
 }
 
 /// The producer's own properties, in the order of the README's table; it takes the pool's
@@ -325,6 +355,32 @@ pub static PROPERTIES: &[Property<ProducerSetting>] = &[
             },
         },
     },
+    Property {
+        name: "transactional.id",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: PRODUCER_ONLY,
+        doc: "Makes the producer transactional: records go out in transactions the application \
+              begins, commits or aborts, with consumed offsets committed inside them, and a \
+              later producer with the same id fences this one. Implies enable.idempotence.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a transactional id; empty unsets it",
+            setting: ProducerSetting::TransactionalId,
+        },
+    },
+    Property {
+        name: "transaction.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("60000"),
+        parts: PRODUCER_ONLY,
+        doc: "How long the transaction coordinator lets a transaction stay open before it \
+              aborts it; at most the broker's transaction.max.timeout.ms.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: ProducerSetting::TransactionTimeout,
+        },
+    },
 ];
 
 const BUFFER_MEMORY: &str = "a whole number of bytes from 1 to 4294967295";
@@ -373,6 +429,8 @@ impl Configurable<ProducerSetting> for ProducerConfig {
             ProducerSetting::DeliveryTimeout(d) => self.delivery_timeout = *d,
             ProducerSetting::EnableIdempotence(on) => self.enable_idempotence = *on,
             ProducerSetting::Partitioner(kind) => self.partitioner = *kind,
+            ProducerSetting::TransactionalId(id) => self.transactional_id = id.clone(),
+            ProducerSetting::TransactionTimeout(d) => self.transaction_timeout = *d,
         }
         true
     }
@@ -393,6 +451,8 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_millis(120_000),
             enable_idempotence: false,
             partitioner: PartitionerKind::default(),
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -494,5 +554,32 @@ mod tests {
         assert_eq!(e.property(), "acks");
         let e = config(&[("enable.idempotence", "true"), ("retries", "0")]).unwrap_err();
         assert_eq!(e.property(), "retries");
+        // A transactional id implies idempotence, and its checks.
+        let e = config(&[("transactional.id", "tx"), ("acks", "1")]).unwrap_err();
+        assert_eq!(e.property(), "acks");
+        assert!(e.to_string().contains("transactional.id"), "{e}");
+    }
+
+    #[test]
+    fn a_transactional_id_implies_idempotence() {
+        let c = config(&[
+            ("transactional.id", " tx-1 "),
+            ("transaction.timeout.ms", "9000"),
+        ])
+        .unwrap();
+        assert_eq!(c.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(c.transaction_timeout, Duration::from_secs(9));
+        assert!(c.idempotent() && !c.enable_idempotence);
+        let plain = config(&[]).unwrap();
+        assert!(!plain.idempotent());
+        assert_eq!(plain.transaction_timeout, Duration::from_secs(60));
+        assert_eq!(
+            config(&[("transactional.id", "")])
+                .unwrap()
+                .transactional_id,
+            None
+        );
+        let e = config(&[("transaction.timeout.ms", "0")]).unwrap_err();
+        assert_eq!(e.property(), "transaction.timeout.ms");
     }
 }

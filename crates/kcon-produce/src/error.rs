@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// The producer asked the connection pool for something it cannot do: a defect of the
     /// producer's, never of the application's records.
     Misuse,
+    /// A transaction call the producer's transaction state does not allow: a send or a commit
+    /// with no transaction begun, a second `init_transactions`, a producer without a
+    /// `transactional.id`.
+    TransactionState,
 }
 
 /// What the application does next about a [`ProduceError`]: [`ProduceError::outcome`].
@@ -58,6 +62,10 @@ pub enum Outcome {
     Close,
     /// Nothing: the producer is closed.
     Closed,
+    /// Abort the transaction (`abort_transaction`), then go on: a record or the offsets of the
+    /// transaction failed, so it cannot commit, but the producer can begin the next one. The
+    /// consumer goes back to the offsets last committed for what the transaction consumed.
+    Abort,
 }
 
 impl ErrorKind {
@@ -75,6 +83,7 @@ impl ErrorKind {
             ErrorKind::InvalidRecord => (Cause::Record, Outcome::Fix),
             ErrorKind::Closed => (Cause::Closed, Outcome::Closed),
             ErrorKind::Misuse => (Cause::Misuse, Outcome::Fix),
+            ErrorKind::TransactionState => (Cause::Misuse, Outcome::Fix),
         }
     }
 }
@@ -99,6 +108,12 @@ impl ErrorKind {
 /// | `InvalidRecord` | `Record` | `Fix` |
 /// | `Closed` | `Closed` | `Closed` |
 /// | `Misuse` | `Misuse` | `Fix` |
+/// | `TransactionState` | `Misuse` | `Fix` |
+///
+/// A transactional producer changes two outcomes: an error that fails a record or the
+/// offsets inside a transaction is [`Outcome::Abort`] (abort, then go on), and one that fences
+/// the producer (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH: another producer with the same
+/// `transactional.id` took over; TRANSACTIONAL_ID_AUTHORIZATION_FAILED) is [`Outcome::Close`].
 ///
 /// [`is_retriable`](ProduceError::is_retriable) is `outcome() == Outcome::Retry`.
 #[derive(Debug, Clone)]
@@ -264,6 +279,23 @@ impl ProduceError {
             source: last.map(|l| Arc::new(l.clone()) as Arc<dyn std::error::Error + Send + Sync>),
             ..ProduceError::new(ErrorKind::TimedOut, true, message)
         }
+    }
+
+    /// A transaction call the state does not allow.
+    pub(crate) fn transaction_state(message: impl Into<String>) -> Self {
+        ProduceError::new(ErrorKind::TransactionState, false, message)
+    }
+
+    /// The same error, fatal to the producer: it can only be closed.
+    pub(crate) fn fatal(mut self) -> Self {
+        self.outcome = Outcome::Close;
+        self
+    }
+
+    /// The same error, failing the transaction it happened in: abort it, then go on.
+    pub(crate) fn abortable(mut self) -> Self {
+        self.outcome = Outcome::Abort;
+        self
     }
 
     /// The same error about `partition`.

@@ -54,6 +54,36 @@
 //!   id, every batch carries the id, epoch and its partition's sequence numbers (KIP-98), and
 //!   the broker drops a retried batch it already has.
 //! - `acks=0` is not offered: kcon's connections expect an answer to every request.
+//! - With a `transactional.id`, records go out in transactions (KIP-98):
+//!   [`Producer::init_transactions`] once, then per transaction
+//!   [`Producer::begin_transaction`], the sends, [`Producer::send_offsets_to_transaction`]
+//!   with the consumer's group metadata (KIP-447), and [`Producer::commit_transaction`] or
+//!   [`Producer::abort_transaction`]. An error's [`Outcome`] says what next: `Abort` (the
+//!   transaction failed, the producer goes on), `Close` (fenced by a newer producer with the
+//!   same id), or `Retry`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kcon_produce::{ConsumerGroupMetadata, Producer, ProducerRecord, TopicPartition};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), kcon_produce::ProduceError> {
+//! let producer = Producer::builder()
+//!     .bootstrap_servers("localhost:9092")
+//!     .set("transactional.id", "orders-enricher-0")
+//!     .build()?;
+//! let timeout = Duration::from_secs(30);
+//! producer.init_transactions(timeout).await?;
+//! producer.begin_transaction().await?;
+//! producer.send(ProducerRecord::new("enriched", "v")).await?;
+//! // From the consumer: `consumer.group_metadata()?`.
+//! let group = ConsumerGroupMetadata::new("enricher");
+//! let consumed = [(TopicPartition::new("orders", 0), 42)];
+//! producer.send_offsets_to_transaction(consumed, &group, timeout).await?;
+//! producer.commit_transaction(timeout).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod accumulator;
 mod config;
@@ -70,6 +100,11 @@ pub use error::{ErrorKind, Outcome, ProduceError, error_name};
 /// Whose doing a [`ProduceError`] was ([`ProduceError::cause`]): kcon-core's, the same value
 /// the consumer's errors and the connection pool's give.
 pub use kcon_core::Cause;
+/// What a consumer hands [`Producer::send_offsets_to_transaction`]: its group, generation and
+/// member id.
+pub use kcon_core::ConsumerGroupMetadata;
+/// A topic's partition, as [`Producer::send_offsets_to_transaction`] takes them.
+pub use kcon_core::TopicPartition;
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};
 pub use record::{Delivered, ProducerRecord};

@@ -13,15 +13,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use kcon_codec::kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::NewRecord;
+use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::error_codes::is_stale_metadata_error;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
@@ -49,6 +53,23 @@ pub(crate) enum Request {
     InitProducerId(InitProducerIdRequest),
     /// Refresh the pool's metadata of these topics; answered with [`Response::Metadata`].
     Metadata(TopicScope),
+    /// Find the coordinator of `key` (a transactional id or a group, by FindCoordinator's
+    /// `key_type`) from any broker; answered with [`Response::FindCoordinator`].
+    FindCoordinator {
+        /// The transactional id or group id.
+        key: String,
+        /// [`kcon_core::coordinator::TRANSACTION`] or [`kcon_core::coordinator::GROUP`].
+        key_type: i8,
+    },
+    /// Add partitions to the transaction, at the transaction coordinator.
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    /// Add a group's offsets to the transaction, at the transaction coordinator.
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    /// Commit offsets inside the transaction, at the group coordinator; the driver leaves out
+    /// the fields the negotiated version lacks.
+    TxnOffsetCommit(TxnOffsetCommitRequest),
+    /// Commit or abort the transaction, at the transaction coordinator.
+    EndTxn(EndTxnRequest),
 }
 
 /// The pool's result of a [`Request`], its error kept whole: whether it is retriable, and what
@@ -61,6 +82,16 @@ pub(crate) enum Response {
     InitProducerId(Result<InitProducerIdResponse, kcon_pool::Error>),
     /// The metadata after [`Request::Metadata`].
     Metadata(Result<Arc<Metadata>, kcon_pool::Error>),
+    /// The answer to [`Request::FindCoordinator`].
+    FindCoordinator(Result<FoundCoordinator, kcon_pool::Error>),
+    /// The answer to [`Request::AddPartitionsToTxn`].
+    AddPartitionsToTxn(Result<AddPartitionsToTxnResponse, kcon_pool::Error>),
+    /// The answer to [`Request::AddOffsetsToTxn`].
+    AddOffsetsToTxn(Result<AddOffsetsToTxnResponse, kcon_pool::Error>),
+    /// The answer to [`Request::TxnOffsetCommit`].
+    TxnOffsetCommit(Result<TxnOffsetCommitResponse, kcon_pool::Error>),
+    /// The answer to [`Request::EndTxn`].
+    EndTxn(Result<EndTxnResponse, kcon_pool::Error>),
 }
 
 /// What the machine tells its driver.
@@ -73,6 +104,15 @@ pub(crate) enum Event<T> {
     },
     /// Every record queued before the flush is done.
     Flushed(FlushId),
+    /// A transaction call is done.
+    Transaction {
+        /// The call, as [`SenderMachine::transaction`] named it.
+        call: CallId,
+        /// What it was.
+        op: TxnOp,
+        /// Its outcome.
+        result: Result<(), ProduceError>,
+    },
 }
 
 /// Names one [`SenderMachine::flush`].
@@ -159,6 +199,8 @@ enum Timer {
     Linger,
     /// The earliest retried head batch's backoff ends.
     RetryBackoff,
+    /// A transaction request's backoff ends, or a coordinator lookup's.
+    Transaction,
 }
 
 impl TimerKind for Timer {
@@ -169,13 +211,14 @@ impl TimerKind for Timer {
         Timer::ProducerIdRetry,
         Timer::Linger,
         Timer::RetryBackoff,
+        Timer::Transaction,
     ];
     fn index(self) -> usize {
         self as usize
     }
 }
 
-type Timers = TimerTable<Timer, 6>;
+type Timers = TimerTable<Timer, 7>;
 
 /// Mixed into the machine's seed for its partitioners' seeds (the 64-bit golden ratio, as
 /// splitmix64 steps by), so that they are not the jitter's stream.
@@ -225,6 +268,11 @@ pub(crate) struct SenderMachine<T> {
     events: VecDeque<Event<T>>,
     /// The last input's `now`: only deadlines after it are timeouts.
     now: Instant,
+    /// The transaction, with a `transactional.id`.
+    txn: Option<txn::Transactions>,
+    /// When `close` was called: a transaction still ending `delivery.timeout.ms` later is
+    /// given up.
+    closing_at: Option<Instant>,
 }
 
 impl<T> SenderMachine<T> {
@@ -258,7 +306,13 @@ impl<T> SenderMachine<T> {
             refresh_not_before: None,
             in_flight_requests: HashMap::new(),
             in_flight: HashMap::new(),
-            idempotence: config.enable_idempotence.then(Idempotence::default),
+            idempotence: config.idempotent().then(Idempotence::default),
+            closing_at: None,
+            txn: config.transactional_id.clone().map(|id| {
+                // Invariant: validate() keeps transaction.timeout.ms within i32.
+                let timeout_ms = config.transaction_timeout.as_millis().min(i32::MAX as u128);
+                txn::Transactions::new(id, timeout_ms as i32, config.pool.retry_backoff_policy())
+            }),
             incomplete: BTreeSet::new(),
             next_id: 0,
             flushes: Vec::new(),
@@ -285,6 +339,10 @@ impl<T> SenderMachine<T> {
         } else if let Some(fatal) = &self.fatal {
             Counters::add(&self.stats.records_failed, 1);
             answer_record(&mut self.events, incoming.waiter, Err(fatal.clone()));
+        } else if let Err(refused) = self.txn_accepts_records() {
+            // Outside a transaction: the record fails alone, and the transaction's state is
+            // not changed by it (not counted as a failed record of the transaction).
+            answer_record(&mut self.events, incoming.waiter, Err(refused));
         } else {
             let id = self.next_id;
             self.next_id += 1;
@@ -313,12 +371,14 @@ impl<T> SenderMachine<T> {
     /// waiting for `linger.ms`; [`is_finished`](Self::is_finished) says when they are done.
     pub(crate) fn close(&mut self, now: Instant) {
         self.closing = true;
+        self.closing_at.get_or_insert(now);
+        self.txn_close();
         self.step(now);
     }
 
     /// Closed, and nothing is waiting or in flight: the driver may stop.
     pub(crate) fn is_finished(&self) -> bool {
-        self.closing && self.is_idle()
+        self.closing && self.is_idle() && self.txn.as_ref().is_none_or(|t| t.is_idle())
     }
 
     fn is_idle(&self) -> bool {
@@ -335,6 +395,7 @@ impl<T> SenderMachine<T> {
         }
         self.expire(now);
         self.place_waiting(now);
+        self.txn_step(now);
         self.start_refresh(now);
         self.start_init(now);
         self.send_ready(now);
@@ -375,6 +436,14 @@ impl<T> SenderMachine<T> {
                     .filter(|i| i.init.is_none() && (i.producer.is_none() || i.reset_wanted))
                     .and_then(|i| i.not_before),
             ),
+            Timer::Transaction => after(
+                self.txn
+                    .as_ref()
+                    .and_then(|t| t.retry_at())
+                    .into_iter()
+                    .chain(self.txn_give_up_at())
+                    .min(),
+            ),
         }
     }
 
@@ -398,7 +467,12 @@ impl<T> SenderMachine<T> {
             }
             // Every pass fails what expired and sends what is ready, whatever its input (an
             // answer may come after a deadline): these only wake the machine for that pass.
-            Timer::RecordDeadline | Timer::BatchDeadline | Timer::Linger | Timer::RetryBackoff => {}
+            // The transaction's backoffs are read against the pass's `now` the same way.
+            Timer::RecordDeadline
+            | Timer::BatchDeadline
+            | Timer::Linger
+            | Timer::RetryBackoff
+            | Timer::Transaction => {}
         }
     }
 
@@ -617,6 +691,10 @@ impl<T> SenderMachine<T> {
     /// Starts InitProducerId when the producer needs an id and nothing is in flight under the
     /// old one.
     fn start_init(&mut self, now: Instant) {
+        if self.txn.is_some() {
+            // The transaction asks for its producer id itself, at its coordinator.
+            return;
+        }
         let in_flight = !self.in_flight_requests.is_empty();
         let Some(i) = &mut self.idempotence else {
             return;
@@ -718,9 +796,15 @@ impl<T> SenderMachine<T> {
         if self.idempotence.as_ref().is_some_and(|i| !i.ready()) {
             return;
         }
-        let flushing = self.closing || !self.flushes.is_empty();
+        let flushing = self.closing
+            || !self.flushes.is_empty()
+            || self.txn.as_ref().is_some_and(|t| t.flushing());
         let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
         for tp in self.acc.ready(now, flushing) {
+            // In a transaction, a partition's batches wait until it is added to it.
+            if self.txn.as_ref().is_some_and(|t| !t.may_send(&tp)) {
+                continue;
+            }
             match self
                 .metadata
                 .partition(&tp.topic, tp.partition)
@@ -751,6 +835,7 @@ impl<T> SenderMachine<T> {
                         break;
                     }
                     partitions.next();
+                    let transactional = self.txn.is_some();
                     let sequenced = self.idempotence.as_mut().and_then(|i| {
                         let (producer_id, producer_epoch) = i.producer?;
                         if let Some(s) = head.sequenced()
@@ -763,6 +848,7 @@ impl<T> SenderMachine<T> {
                             producer_id,
                             producer_epoch,
                             base_sequence: *next,
+                            transactional,
                         };
                         *next = next_sequence(*next, head.records.len() as i32);
                         Some(s)
@@ -807,6 +893,12 @@ impl<T> SenderMachine<T> {
     ) {
         let timeout = self.config.pool.request_timeout;
         let request = ProduceRequest::default()
+            .with_transactional_id(
+                self.config
+                    .transactional_id
+                    .clone()
+                    .map(|id| TransactionalId(StrBytes::from_string(id))),
+            )
             .with_acks(self.config.acks.wire())
             // The broker waits this long for the replicas, as the Java client sets it from
             // request.timeout.ms.
@@ -899,11 +991,27 @@ impl<T> SenderMachine<T> {
                     let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, true);
                     self.retry_or_fail(tp, error, now);
                 }
+                Outcome::ResetProducerId { .. } if self.txn.is_some() && fenced(p.error_code) => {
+                    // Another producer with the same transactional.id took over.
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
+                    self.txn_fatal(error.clone());
+                    self.fail_head(tp, error.fatal());
+                }
                 Outcome::ResetProducerId { retry } => {
-                    if let Some(i) = &mut self.idempotence {
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, retry);
+                    // In a transaction the batch fails, and with it the transaction; its
+                    // abort bumps the epoch.
+                    let retry = retry && !self.txn_sequence_lost(&error);
+                    if self.txn.is_none()
+                        && let Some(i) = &mut self.idempotence
+                    {
                         i.reset_wanted = true;
                     }
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, retry);
+                    let error = if retry {
+                        error
+                    } else {
+                        ProduceError::broker(p.error_code, Some(tp.clone()), &what, false)
+                    };
                     if retry {
                         self.retry_or_fail(tp, error, now);
                     } else {
@@ -984,6 +1092,9 @@ impl<T> SenderMachine<T> {
                 error.kind() == ErrorKind::Broker && !error.is_retriable() && !i.reset_wanted;
             if refused {
                 i.sequences.insert(tp.clone(), s.base_sequence);
+            } else if let Some(t) = self.txn.as_mut() {
+                // The abort the failure forces bumps the epoch.
+                t.want_bump();
             } else {
                 i.reset_wanted = true;
             }
@@ -1026,7 +1137,9 @@ impl<T> Machine for SenderMachine<T> {
         id: RequestId,
         result: Result<Response, RequestFailure>,
     ) {
-        if let Some((leader, partitions)) = self.in_flight_requests.remove(&id) {
+        if self.txn.as_ref().is_some_and(|t| t.owns(id)) {
+            self.txn_answered(now, id, result);
+        } else if let Some((leader, partitions)) = self.in_flight_requests.remove(&id) {
             let result = match result {
                 Ok(Response::Produce(r)) => r,
                 _ => Err(kcon_pool::Error::Stopped),
@@ -1075,6 +1188,16 @@ impl<T> Machine for SenderMachine<T> {
     }
 }
 
+/// Whether a Produce error code means another producer with the same transactional id took
+/// over, or the producer may not use it: fatal to a transactional producer.
+fn fenced(code: i16) -> bool {
+    use kcon_codec::kafka_protocol::ResponseError as E;
+    matches!(
+        ResponseError::try_from_code(code),
+        Some(E::ProducerFenced | E::InvalidProducerEpoch | E::TransactionalIdAuthorizationFailed)
+    )
+}
+
 /// Tells a record's waiter its outcome.
 fn answer_record<T>(
     events: &mut VecDeque<Event<T>>,
@@ -1086,3 +1209,6 @@ fn answer_record<T>(
 
 #[cfg(test)]
 mod tests;
+mod txn;
+
+pub(crate) use txn::{CallId, TxnCall, TxnOffset, TxnOp, txn_offset_commit_at};

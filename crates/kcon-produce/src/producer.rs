@@ -7,13 +7,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use kcon_core::{ConsumerGroupMetadata, TopicPartition};
 use kcon_pool::Pool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::ProducerConfig;
 use crate::error::{ErrorKind, ProduceError};
+use crate::machine::{TxnCall, TxnOffset};
 use crate::record::{Delivered, ProducerRecord};
 use crate::sender::{Command, Incoming, Sender};
 
@@ -208,6 +211,88 @@ impl Producer {
         let (tx, rx) = oneshot::channel();
         if self.shared.commands.send(Command::Close(tx)).is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    /// Makes the producer ready for transactions (it needs a `transactional.id`): finds the
+    /// transaction coordinator and gets the producer id and epoch of the transactional id,
+    /// which fences any earlier producer with the same id and completes or aborts the
+    /// transaction it left open. Call it once, before the first transaction.
+    ///
+    /// Every transaction call waits at most `timeout`; one that times out goes on in the
+    /// background, and the same call made again waits for it (or returns its outcome).
+    pub async fn init_transactions(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.transaction(TxnCall::Init, timeout).await
+    }
+
+    /// Begins a transaction: the records sent from now until the commit or abort are part of
+    /// it. Local to the producer; nothing goes to the broker until the first record.
+    pub async fn begin_transaction(&self) -> Result<(), ProduceError> {
+        self.transaction(TxnCall::Begin, Duration::MAX).await
+    }
+
+    /// Commits `offsets` (partition → the next offset to consume) of the consumer group that
+    /// `group` describes inside the transaction: they take effect if it commits, and never if
+    /// it aborts. `group` comes from the consumer (`Consumer::group_metadata`): its generation
+    /// and member id let the group coordinator refuse a consumer that lost its partitions
+    /// (KIP-447), which fails the transaction ([`Outcome::Abort`](crate::Outcome::Abort)).
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
+        group: &ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), ProduceError> {
+        let offsets = offsets
+            .into_iter()
+            .map(|(partition, offset)| TxnOffset {
+                partition,
+                offset,
+                leader_epoch: None,
+                metadata: None,
+            })
+            .collect();
+        let call = TxnCall::SendOffsets {
+            offsets,
+            group: group.clone(),
+        };
+        self.transaction(call, timeout).await
+    }
+
+    /// Sends every record of the transaction, then commits it. If a record or the offsets
+    /// failed, the commit fails with an error whose outcome is
+    /// [`Outcome::Abort`](crate::Outcome::Abort): abort the transaction, then go on.
+    pub async fn commit_transaction(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.transaction(TxnCall::Commit, timeout).await
+    }
+
+    /// Aborts the transaction: records not sent yet fail, those written are marked aborted
+    /// (read_committed consumers skip them), and offsets sent in it are dropped. If the broker
+    /// lost the producer's sequence, the abort bumps the producer epoch before the next
+    /// transaction.
+    pub async fn abort_transaction(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.transaction(TxnCall::Abort, timeout).await
+    }
+
+    async fn transaction(&self, call: TxnCall, timeout: Duration) -> Result<(), ProduceError> {
+        let op = call.op();
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Transaction(call, tx))
+            .map_err(|_| ProduceError::closed())?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ProduceError::closed()),
+            Err(_) => Err(ProduceError::new(
+                ErrorKind::TimedOut,
+                true,
+                format!(
+                    "{} did not finish within {} ms; it goes on, and calling it again waits \
+                     for it",
+                    op.name(),
+                    timeout.as_millis()
+                ),
+            )),
         }
     }
 

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+use kcon_core::coordinator::{self, FoundCoordinator};
 use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
 use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -18,7 +20,9 @@ use tracing::{debug, warn};
 
 use crate::config::ProducerConfig;
 use crate::error::ProduceError;
-use crate::machine::{self, Event, FlushId, Request, Response, SenderMachine};
+use crate::machine::{
+    self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
+};
 use crate::producer::Counters;
 use crate::record::{Delivered, ProducerRecord};
 
@@ -30,6 +34,8 @@ pub(crate) enum Command {
     Flush(oneshot::Sender<()>),
     /// Refuse new records, finish the queued ones, answer, stop.
     Close(oneshot::Sender<()>),
+    /// A transaction call: answer with its outcome.
+    Transaction(TxnCall, oneshot::Sender<Result<(), ProduceError>>),
 }
 
 /// A record as a handle queued it.
@@ -64,8 +70,81 @@ pub(crate) struct Sender {
     /// that ends without a result.
     carried: HashMap<task::Id, (RequestId, bool)>,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
+    /// Transaction calls under way.
+    calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
+    /// The outcome of the last transaction call whose caller stopped waiting (its timeout
+    /// passed): the same call made again gets it, as the Java client keeps a pending result.
+    unread: Option<(TxnOp, Result<(), ProduceError>)>,
     close_waiters: Vec<oneshot::Sender<()>>,
     commands_open: bool,
+}
+
+/// Sends one of the machine's requests over the pool, shaped for the version the broker
+/// speaks where that matters.
+async fn carry(pool: &Pool, target: BrokerTarget, request: Request) -> Response {
+    match request {
+        Request::Produce(r) => Response::Produce(pool.send(target, &r).await),
+        Request::InitProducerId(r) => {
+            Response::InitProducerId(init_producer_id(pool, target, r).await)
+        }
+        Request::Metadata(scope) => Response::Metadata(pool.refresh_metadata(scope).await),
+        Request::FindCoordinator { key, key_type } => {
+            Response::FindCoordinator(find_coordinator(pool, target, &key, key_type).await)
+        }
+        Request::AddPartitionsToTxn(r) => Response::AddPartitionsToTxn(pool.send(target, &r).await),
+        Request::AddOffsetsToTxn(r) => Response::AddOffsetsToTxn(pool.send(target, &r).await),
+        Request::TxnOffsetCommit(r) => {
+            let answer = async {
+                let conn = pool.connection(target).await?;
+                let v = conn.version(ApiKey::TxnOffsetCommit)?;
+                conn.send(&machine::txn_offset_commit_at(r, v)).await
+            };
+            Response::TxnOffsetCommit(answer.await)
+        }
+        Request::EndTxn(r) => Response::EndTxn(pool.send(target, &r).await),
+    }
+}
+
+/// InitProducerId; one that bumps the epoch of a producer id it names needs v3 (KIP-360).
+async fn init_producer_id(
+    pool: &Pool,
+    target: BrokerTarget,
+    r: InitProducerIdRequest,
+) -> Result<InitProducerIdResponse, kcon_pool::Error> {
+    let conn = pool.connection(target).await?;
+    let v = conn.version(ApiKey::InitProducerId)?;
+    if r.producer_id.0 >= 0 && v < 3 {
+        return Err(kcon_pool::Error::Unsupported {
+            peer: conn.peer().clone(),
+            api_key: ApiKey::InitProducerId as i16,
+            ours: (3, v),
+            theirs: conn.versions().offered(ApiKey::InitProducerId),
+        });
+    }
+    conn.send(&r).await
+}
+
+/// FindCoordinator of `key`; a transaction coordinator needs v1 (the key type).
+async fn find_coordinator(
+    pool: &Pool,
+    target: BrokerTarget,
+    key: &str,
+    key_type: i8,
+) -> Result<FoundCoordinator, kcon_pool::Error> {
+    let conn = pool.connection(target).await?;
+    let v = conn.version(ApiKey::FindCoordinator)?;
+    if !coordinator::key_type_supported(key_type, v) {
+        return Err(kcon_pool::Error::Unsupported {
+            peer: conn.peer().clone(),
+            api_key: ApiKey::FindCoordinator as i16,
+            ours: (1, 6),
+            theirs: conn.versions().offered(ApiKey::FindCoordinator),
+        });
+    }
+    let answer = conn
+        .send(&coordinator::find_coordinator_request_of(key, key_type, v))
+        .await?;
+    Ok(coordinator::find_coordinator_response(key, answer, v))
 }
 
 /// Now, on tokio's clock (which tests may pause), as the machine takes it.
@@ -89,6 +168,8 @@ impl Sender {
             tasks: JoinSet::new(),
             carried: HashMap::new(),
             flushes: HashMap::new(),
+            calls: HashMap::new(),
+            unread: None,
             close_waiters: Vec::new(),
             commands_open: true,
         }
@@ -129,6 +210,19 @@ impl Sender {
                 Input::Command(Some(Command::Flush(done))) => {
                     let id = self.machine.flush(now);
                     self.flushes.insert(id, done);
+                }
+                Input::Command(Some(Command::Transaction(call, reply))) => {
+                    match self.unread.take() {
+                        Some((op, result)) if op == call.op() => {
+                            // The answer to this call made earlier, which its caller did not
+                            // wait for.
+                            let _ = reply.send(result);
+                        }
+                        _ => {
+                            let id = self.machine.transaction(now, call);
+                            self.calls.insert(id, reply);
+                        }
+                    }
                 }
                 Input::Command(Some(Command::Close(done))) => {
                     self.close_waiters.push(done);
@@ -184,18 +278,9 @@ impl Sender {
             let pool = self.pool.clone();
             let target = BrokerTarget::from(&target);
             let produce = matches!(request, Request::Produce(_));
-            let handle = self.tasks.spawn(async move {
-                let response = match request {
-                    Request::Produce(r) => Response::Produce(pool.send(target, &r).await),
-                    Request::InitProducerId(r) => {
-                        Response::InitProducerId(pool.send(target, &r).await)
-                    }
-                    Request::Metadata(scope) => {
-                        Response::Metadata(pool.refresh_metadata(scope).await)
-                    }
-                };
-                (id, response)
-            });
+            let handle = self
+                .tasks
+                .spawn(async move { (id, carry(&pool, target, request).await) });
             self.carried.insert(handle.id(), (id, produce));
         }
         while let Some(event) = self.machine.poll_event() {
@@ -211,6 +296,14 @@ impl Sender {
                     if let Some(done) = self.flushes.remove(&id) {
                         // A flush that stopped waiting reads nothing.
                         let _ = done.send(());
+                    }
+                }
+                Event::Transaction { call, op, result } => {
+                    // A call refused at once is answered before its id is known to the loop.
+                    if let Some(reply) = self.calls.remove(&call)
+                        && let Err(unread) = reply.send(result)
+                    {
+                        self.unread = Some((op, unread));
                     }
                 }
             }

@@ -94,7 +94,10 @@ pub mod property {
     pub use kcon_offsets::property as offsets;
     pub use kcon_pool::property as pool;
 }
-pub use kcon_core::{IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition, Watermarks};
+pub use kcon_core::{
+    ConsumerGroupMetadata, IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition,
+    Watermarks,
+};
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};
 pub use kcon_pool::{
     OAuthBearerToken, OAuthBearerTokenProvider, RebootstrapCause, Rebootstraps, TokenFuture,

@@ -344,3 +344,5 @@ fn a_seed_spreads_null_keyed_records_the_same_way_every_time() {
     let used: BTreeSet<i32> = first.values().copied().collect();
     assert_eq!(used, (0..4).collect());
 }
+
+mod txn;

@@ -29,7 +29,9 @@ use kcon_admin as admin;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
-use kcon_core::{IsolationLevel, Machine, OffsetSpec, PersistentFailure, RequestFailure};
+use kcon_core::{
+    ConsumerGroupMetadata, IsolationLevel, Machine, OffsetSpec, PersistentFailure, RequestFailure,
+};
 use kcon_fetch::FetchHandle;
 use kcon_fetch::handout::Handout;
 use kcon_group::{GroupEvent, GroupMember};
@@ -293,6 +295,36 @@ impl Consumer {
     /// ```
     pub fn assignment(&self) -> BTreeSet<TopicPartition> {
         self.driver.machine.assignment().clone()
+    }
+
+    /// The consumer's place in its group, for a transactional producer's
+    /// `send_offsets_to_transaction`: the group id, the generation (the member epoch under
+    /// `group.protocol=consumer`), the member id and `group.instance.id`. With them the group
+    /// coordinator refuses offsets a consumer commits through a transaction after it lost its
+    /// partitions (KIP-447). Before the consumer has joined, the generation is -1 and the
+    /// member id empty, and only the group is checked. Fails without `group.id`.
+    ///
+    /// ```no_run
+    /// # fn f(consumer: &kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let group = consumer.group_metadata()?;
+    /// println!("{} generation {}", group.group_id, group.generation_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata, Error> {
+        let (Some(settings), Some(member)) = (&self.settings.group, &self.parts.group) else {
+            return Err(Error::misuse(
+                "group_metadata: the consumer has no group.id, so there is no group to commit \
+                 offsets for",
+            ));
+        };
+        let membership = member.membership().borrow().clone();
+        Ok(ConsumerGroupMetadata::member(
+            settings.group_id.clone(),
+            membership.generation_id,
+            membership.member_id,
+            settings.group_instance_id.clone(),
+        ))
     }
 
     /// The next record, waiting for one. Rebalances are handled meanwhile (the listener runs

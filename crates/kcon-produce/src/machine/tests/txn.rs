@@ -1,0 +1,781 @@
+//! The transactional producer against a model of a transaction coordinator, a group
+//! coordinator and a partition leader on a made-up clock: what the model ends up holding
+//! (records committed or aborted, offsets kept) is what a read_committed reader and the group
+//! would see.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use kcon_codec::kafka_protocol::ResponseError as E;
+use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kcon_codec::kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kcon_core::ConsumerGroupMetadata;
+use kcon_core::coordinator::{FoundCoordinator, TRANSACTION};
+
+use super::*;
+use crate::error::Outcome as ErrorOutcome;
+use crate::machine::txn::TxnOffset;
+
+/// Which API a pushed error is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Find,
+    Init,
+    AddPartitions,
+    AddOffsets,
+    TxnOffsetCommit,
+    EndTxn,
+    Produce,
+}
+
+/// A batch as the leader keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    partition: i32,
+    records: usize,
+    producer_epoch: i16,
+    transactional: bool,
+}
+
+/// The cluster as the transactional producer sees it: one broker (id 1) that coordinates the
+/// transactional id and the group and leads the partitions of `t`.
+struct Cluster {
+    producer_id: i64,
+    epoch: i16,
+    /// The transaction open at the coordinator: partitions added, and whether offsets were.
+    open: Option<(BTreeSet<i32>, bool)>,
+    /// Batches written, in order, with the transaction they belong to (index into `ended`),
+    /// or none.
+    log: Vec<(Written, usize)>,
+    /// Each transaction's end: committed or aborted.
+    ended: Vec<Option<bool>>,
+    /// Offsets committed inside the open transaction, and those that took effect.
+    pending_offsets: BTreeMap<i32, i64>,
+    offsets: BTreeMap<i32, i64>,
+    /// The group's generation: TxnOffsetCommit with another is refused.
+    generation: i32,
+    /// Errors to answer, per API, in order.
+    errors: VecDeque<(Api, i16)>,
+    /// Requests seen, in order.
+    seen: Vec<Api>,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Cluster {
+            producer_id: 4000,
+            epoch: -1,
+            open: None,
+            log: Vec::new(),
+            ended: Vec::new(),
+            pending_offsets: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            generation: 3,
+            errors: VecDeque::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    fn push_error(&mut self, api: Api, error: E) {
+        self.errors.push_back((api, error.code()));
+    }
+
+    fn error_for(&mut self, api: Api) -> i16 {
+        self.seen.push(api);
+        match self.errors.iter().position(|(a, _)| *a == api) {
+            Some(i) => self.errors.remove(i).map_or(0, |(_, c)| c),
+            None => 0,
+        }
+    }
+
+    /// The transaction open now, as an index into `ended` (a new one if none is).
+    fn current(&mut self) -> usize {
+        if self.ended.last().is_none_or(|e| e.is_some()) {
+            self.ended.push(None);
+        }
+        self.ended.len() - 1
+    }
+
+    fn answer(&mut self, request: Request) -> Response {
+        match request {
+            Request::FindCoordinator { key, key_type } => {
+                let code = self.error_for(Api::Find);
+                let _ = (key, key_type);
+                Response::FindCoordinator(Ok(FoundCoordinator {
+                    error_code: code,
+                    error_message: None,
+                    coordinator: (code == 0).then(|| kcon_core::Coordinator {
+                        id: 1,
+                        host: "b1".into(),
+                        port: 9092,
+                    }),
+                }))
+            }
+            Request::InitProducerId(r) => {
+                let code = self.error_for(Api::Init);
+                if code != 0 {
+                    return Response::InitProducerId(Ok(
+                        InitProducerIdResponse::default().with_error_code(code)
+                    ));
+                }
+                assert!(r.transactional_id.is_some());
+                if r.producer_id.0 >= 0 {
+                    // A bump names the current id and epoch.
+                    assert_eq!(
+                        (r.producer_id.0, r.producer_epoch),
+                        (self.producer_id, self.epoch)
+                    );
+                }
+                // A new epoch aborts what the last one left open.
+                if self.open.take().is_some() {
+                    let i = self.current();
+                    self.ended[i] = Some(false);
+                    self.pending_offsets.clear();
+                }
+                self.epoch += 1;
+                Response::InitProducerId(Ok(InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(self.producer_id))
+                    .with_producer_epoch(self.epoch)))
+            }
+            Request::AddPartitionsToTxn(r) => {
+                let code = self.error_for(Api::AddPartitions);
+                assert_eq!(r.v3_and_below_producer_epoch, self.epoch);
+                let mut results = Vec::new();
+                for topic in &r.v3_and_below_topics {
+                    let mut partitions = Vec::new();
+                    for &p in &topic.partitions {
+                        if code == 0 {
+                            self.open.get_or_insert_with(Default::default).0.insert(p);
+                        }
+                        partitions.push(
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code),
+                        );
+                    }
+                    results.push(
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(topic.name.clone())
+                            .with_results_by_partition(partitions),
+                    );
+                }
+                Response::AddPartitionsToTxn(Ok(AddPartitionsToTxnResponse::default()
+                    .with_results_by_topic_v3_and_below(results)))
+            }
+            Request::AddOffsetsToTxn(r) => {
+                let code = self.error_for(Api::AddOffsets);
+                assert_eq!(r.producer_epoch, self.epoch);
+                if code == 0 {
+                    self.open.get_or_insert_with(Default::default).1 = true;
+                }
+                Response::AddOffsetsToTxn(Ok(
+                    AddOffsetsToTxnResponse::default().with_error_code(code)
+                ))
+            }
+            Request::TxnOffsetCommit(r) => {
+                let mut code = self.error_for(Api::TxnOffsetCommit);
+                assert!(
+                    self.open.as_ref().is_some_and(|o| o.1),
+                    "TxnOffsetCommit before AddOffsetsToTxn"
+                );
+                if code == 0 && r.generation_id != self.generation {
+                    code = E::IllegalGeneration.code();
+                }
+                let mut topics = Vec::new();
+                for topic in &r.topics {
+                    let mut partitions = Vec::new();
+                    for p in &topic.partitions {
+                        if code == 0 {
+                            self.pending_offsets
+                                .insert(p.partition_index, p.committed_offset);
+                        }
+                        partitions.push(
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code),
+                        );
+                    }
+                    topics.push(
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(topic.name.clone())
+                            .with_partitions(partitions),
+                    );
+                }
+                Response::TxnOffsetCommit(
+                    Ok(TxnOffsetCommitResponse::default().with_topics(topics)),
+                )
+            }
+            Request::EndTxn(r) => {
+                let code = self.error_for(Api::EndTxn);
+                if code == 0 {
+                    assert_eq!(r.producer_epoch, self.epoch);
+                    assert!(self.open.take().is_some(), "EndTxn with nothing added");
+                    let i = self.current();
+                    self.ended[i] = Some(r.committed);
+                    let pending = std::mem::take(&mut self.pending_offsets);
+                    if r.committed {
+                        self.offsets.extend(pending);
+                    }
+                }
+                Response::EndTxn(Ok(EndTxnResponse::default().with_error_code(code)))
+            }
+            Request::Produce(r) => {
+                let code = self.error_for(Api::Produce);
+                assert!(r.transactional_id.is_some());
+                let mut topics = Vec::new();
+                for topic in &r.topic_data {
+                    let mut partitions = Vec::new();
+                    for p in &topic.partition_data {
+                        let bytes = p.records.clone().expect("a batch");
+                        let batch = kcon_codec::records::RecordBatches::new(
+                            bytes,
+                            kcon_codec::records::DecodeOptions::default(),
+                        )
+                        .next()
+                        .expect("a batch")
+                        .expect("a batch that decodes");
+                        let written = Written {
+                            partition: p.index,
+                            records: batch.record_count() as usize,
+                            producer_epoch: batch.producer_epoch(),
+                            transactional: batch.is_transactional(),
+                        };
+                        if code == 0 {
+                            assert!(
+                                self.open.as_ref().is_some_and(|o| o.0.contains(&p.index)),
+                                "a batch for t-{} before the partition was added",
+                                p.index
+                            );
+                            assert_eq!(written.producer_epoch, self.epoch);
+                            let i = self.current();
+                            self.log.push((written, i));
+                        }
+                        partitions.push(
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code)
+                                .with_base_offset(self.log.len() as i64)
+                                .with_log_append_time_ms(-1),
+                        );
+                    }
+                    topics.push(
+                        TopicProduceResponse::default()
+                            .with_name(topic.name.clone())
+                            .with_partition_responses(partitions),
+                    );
+                }
+                Response::Produce(Ok(ProduceResponse::default().with_responses(topics)))
+            }
+            Request::Metadata(_) => Response::Metadata(Ok(metadata_of(2))),
+        }
+    }
+
+    /// Records a read_committed reader sees, per partition.
+    fn committed_records(&self) -> BTreeMap<i32, usize> {
+        let mut seen = BTreeMap::new();
+        for (w, txn) in &self.log {
+            if self.ended[*txn] == Some(true) {
+                *seen.entry(w.partition).or_insert(0) += w.records;
+            }
+        }
+        seen
+    }
+
+    /// Records written in aborted transactions.
+    fn aborted_records(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|(_, t)| self.ended[*t] == Some(false))
+            .map(|(w, _)| w.records)
+            .sum()
+    }
+}
+
+/// What a run saw of the machine's events.
+#[derive(Default)]
+struct Seen {
+    delivered: Vec<u32>,
+    failed: Vec<(u32, ProduceError)>,
+    calls: Vec<(CallId, TxnOp, Result<(), ProduceError>)>,
+}
+
+/// Answers every request the machine sends and fires its timers, up to `limit` of virtual
+/// time, until it asks nothing more; collects its events.
+fn run(
+    m: &mut SenderMachine<u32>,
+    cluster: &mut Cluster,
+    now: &mut Instant,
+    seen: &mut Seen,
+    limit: Duration,
+) {
+    let end = *now + limit;
+    loop {
+        while let Some(out) = m.poll_request(*now) {
+            let response = cluster.answer(out.request);
+            m.handle_response(*now, out.id, Ok(response));
+        }
+        while let Some(event) = m.poll_event() {
+            match event {
+                Event::Answer {
+                    waiter,
+                    result: Ok(_),
+                } => seen.delivered.push(waiter),
+                Event::Answer {
+                    waiter,
+                    result: Err(e),
+                } => seen.failed.push((waiter, e)),
+                Event::Flushed(_) => {}
+                Event::Transaction { call, op, result } => seen.calls.push((call, op, result)),
+            }
+        }
+        match m.poll_timeout() {
+            Some(at) if at <= end => {
+                *now = at.max(*now);
+                m.handle_timeout(*now);
+            }
+            _ => break,
+        }
+    }
+}
+
+fn txn_config(extra: &[(&str, &str)]) -> Arc<ProducerConfig> {
+    let mut properties = vec![
+        ("transactional.id", "tx-1"),
+        ("linger.ms", "5"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+    ];
+    properties.extend_from_slice(extra);
+    config(&properties)
+}
+
+fn record_to(waiter: u32, partition: i32, now: Instant) -> Incoming<u32> {
+    let record = ProducerRecord::new("t", "v").with_partition(partition);
+    Incoming {
+        size: record.size_upper_bound(),
+        record,
+        waiter,
+        received: now,
+    }
+}
+
+/// Makes `call` and runs until it is answered; its outcome.
+fn call(
+    m: &mut SenderMachine<u32>,
+    cluster: &mut Cluster,
+    now: &mut Instant,
+    seen: &mut Seen,
+    call: TxnCall,
+) -> Result<(), ProduceError> {
+    let id = m.transaction(*now, call);
+    run(m, cluster, now, seen, Duration::from_secs(60));
+    let i = seen
+        .calls
+        .iter()
+        .position(|(c, _, _)| *c == id)
+        .expect("the call was answered");
+    seen.calls.remove(i).2
+}
+
+fn group(generation: i32) -> ConsumerGroupMetadata {
+    ConsumerGroupMetadata::member("g", generation, "member-1", None)
+}
+
+fn offsets(offset: i64) -> Vec<TxnOffset> {
+    vec![TxnOffset {
+        partition: TopicPartition::new("t", 0),
+        offset,
+        leader_epoch: None,
+        metadata: None,
+    }]
+}
+
+fn started() -> (SenderMachine<u32>, Cluster, Instant, Seen) {
+    let now = Instant::now();
+    let (mut m, _) = machine(txn_config(&[]), metadata_of(2), now);
+    let mut cluster = Cluster::new();
+    let mut now = now;
+    let mut seen = Seen::default();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Init).expect("initialized");
+    (m, cluster, now, seen)
+}
+
+#[test]
+fn a_committed_transaction_writes_its_records_and_offsets_once() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    assert_eq!(cluster.seen, [Api::Find, Api::Init]);
+    assert_eq!(cluster.epoch, 0);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    for i in 0..6 {
+        m.record(now, record_to(i, (i % 2) as i32, now));
+    }
+    let sent = TxnCall::SendOffsets {
+        offsets: offsets(17),
+        group: group(3),
+    };
+    call(&mut m, &mut cluster, &mut now, &mut seen, sent).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(seen.delivered.len(), 6);
+    assert!(seen.failed.is_empty());
+    assert_eq!(
+        cluster.committed_records(),
+        BTreeMap::from([(0, 3), (1, 3)])
+    );
+    assert!(cluster.log.iter().all(|(w, _)| w.transactional));
+    assert_eq!(cluster.offsets, BTreeMap::from([(0, 17)]));
+    // Each partition was added before its first batch (the model refuses a batch otherwise):
+    // t-0 with the first record, t-1 once that answer was in, so two requests.
+    let adds = cluster
+        .seen
+        .iter()
+        .filter(|a| **a == Api::AddPartitions)
+        .count();
+    assert_eq!(adds, 2);
+    // The next transaction adds its partitions afresh.
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(10, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(
+        cluster.committed_records(),
+        BTreeMap::from([(0, 4), (1, 3)])
+    );
+    assert_eq!(cluster.ended, [Some(true), Some(true)]);
+}
+
+#[test]
+fn an_aborted_transaction_leaves_no_records_and_no_offsets() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    for i in 0..4 {
+        m.record(now, record_to(i, 0, now));
+    }
+    let sent = TxnCall::SendOffsets {
+        offsets: offsets(9),
+        group: group(3),
+    };
+    call(&mut m, &mut cluster, &mut now, &mut seen, sent).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::new());
+    assert_eq!(cluster.aborted_records(), 4);
+    assert!(cluster.offsets.is_empty());
+    // Aborting with nothing sent ends nothing at the coordinator.
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    let ends = cluster.seen.iter().filter(|a| **a == Api::EndTxn).count();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(
+        cluster.seen.iter().filter(|a| **a == Api::EndTxn).count(),
+        ends
+    );
+}
+
+#[test]
+fn records_not_sent_when_the_abort_comes_fail_and_are_never_written() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    // Lingering (5 ms) when the abort comes: never sent.
+    m.record(now, record_to(1, 0, now));
+    let id = m.transaction(now, TxnCall::Abort);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    assert!(seen.calls.iter().any(|(c, _, r)| *c == id && r.is_ok()));
+    assert_eq!(seen.failed.len(), 1);
+    assert_eq!(seen.failed[0].1.outcome(), ErrorOutcome::Abort);
+    assert!(cluster.log.is_empty());
+}
+
+#[test]
+fn retriable_coordinator_errors_are_retried_and_a_moved_coordinator_looked_up_again() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    cluster.push_error(Api::AddPartitions, E::ConcurrentTransactions);
+    cluster.push_error(Api::AddOffsets, E::CoordinatorLoadInProgress);
+    cluster.push_error(Api::TxnOffsetCommit, E::NotCoordinator);
+    cluster.push_error(Api::EndTxn, E::NotCoordinator);
+    cluster.push_error(Api::EndTxn, E::ConcurrentTransactions);
+    let before = cluster.seen.len();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 1, now));
+    let sent = TxnCall::SendOffsets {
+        offsets: offsets(5),
+        group: group(3),
+    };
+    let t0 = now;
+    call(&mut m, &mut cluster, &mut now, &mut seen, sent).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(1, 1)]));
+    assert_eq!(cluster.offsets, BTreeMap::from([(0, 5)]));
+    // Each retry waited for the backoff.
+    assert!(now - t0 >= Duration::from_millis(80 * 4), "{:?}", now - t0);
+    let seen_now = &cluster.seen[before..];
+    let count = |api| seen_now.iter().filter(|a| **a == api).count();
+    assert_eq!(count(Api::AddPartitions), 2);
+    assert_eq!(count(Api::AddOffsets), 2);
+    assert_eq!(count(Api::TxnOffsetCommit), 2);
+    assert_eq!(count(Api::EndTxn), 3);
+    // The group coordinator was found once, and again after NOT_COORDINATOR; the
+    // transaction coordinator again after EndTxn's.
+    assert_eq!(count(Api::Find), 3);
+    assert!(seen.failed.is_empty());
+}
+
+#[test]
+fn a_fenced_producer_fails_every_call_after_and_can_only_close() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    cluster.push_error(Api::Produce, E::ProducerFenced);
+    m.record(now, record_to(1, 0, now));
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    assert_eq!(e.code(), Some(E::ProducerFenced.code()));
+    assert_eq!(seen.failed.len(), 1);
+    for next in [TxnCall::Begin, TxnCall::Abort, TxnCall::Commit] {
+        let e = call(&mut m, &mut cluster, &mut now, &mut seen, next).unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    }
+    m.record(now, record_to(2, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    assert_eq!(seen.failed.last().map(|f| f.0), Some(2));
+    m.close(now);
+    assert!(m.is_finished());
+    assert_eq!(cluster.committed_records(), BTreeMap::new());
+}
+
+#[test]
+fn fencing_at_the_coordinator_is_fatal_too() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    cluster.push_error(Api::EndTxn, E::ProducerFenced);
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+}
+
+#[test]
+fn offsets_of_a_stale_generation_fail_the_transaction_which_aborts_and_the_next_commits() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    let stale = TxnCall::SendOffsets {
+        offsets: offsets(8),
+        group: group(2),
+    };
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, stale).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    assert_eq!(e.code(), Some(E::IllegalGeneration.code()));
+    // The commit is refused with the same error; the abort goes through.
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert!(cluster.offsets.is_empty());
+    assert_eq!(cluster.committed_records(), BTreeMap::new());
+    // The next transaction, with the current generation, commits.
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    let current = TxnCall::SendOffsets {
+        offsets: offsets(8),
+        group: group(3),
+    };
+    call(&mut m, &mut cluster, &mut now, &mut seen, current).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.offsets, BTreeMap::from([(0, 8)]));
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+}
+
+#[test]
+fn a_lost_sequence_fails_the_transaction_and_its_abort_bumps_the_epoch() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    cluster.push_error(Api::Produce, E::UnknownProducerId);
+    m.record(now, record_to(1, 0, now));
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    assert_eq!(seen.failed.len(), 1);
+    let inits = cluster.seen.iter().filter(|a| **a == Api::Init).count();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(
+        cluster.seen.iter().filter(|a| **a == Api::Init).count(),
+        inits + 1
+    );
+    assert_eq!(cluster.epoch, 1);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+    assert!(cluster.log.iter().all(|(w, _)| w.producer_epoch == 1));
+}
+
+#[test]
+fn calls_the_state_does_not_allow_are_refused_and_change_nothing() {
+    let now = Instant::now();
+    let (mut m, _) = machine(txn_config(&[]), metadata_of(2), now);
+    let mut cluster = Cluster::new();
+    let mut now = now;
+    let mut seen = Seen::default();
+    for early in [TxnCall::Begin, TxnCall::Commit, TxnCall::Abort] {
+        let e = call(&mut m, &mut cluster, &mut now, &mut seen, early).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TransactionState, "{e}");
+        assert!(e.to_string().contains("init_transactions first"), "{e}");
+    }
+    // A record outside a transaction fails alone.
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    assert_eq!(seen.failed[0].1.kind(), ErrorKind::TransactionState);
+    assert!(cluster.seen.is_empty(), "{:?}", cluster.seen);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Init).unwrap();
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Init).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TransactionState, "{e}");
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert!(e.to_string().contains("no transaction in progress"), "{e}");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap_err();
+    assert!(e.to_string().contains("in progress already"), "{e}");
+    // A second commit while the first runs joins it.
+    m.record(now, record_to(2, 0, now));
+    let first = m.transaction(now, TxnCall::Commit);
+    let second = m.transaction(now, TxnCall::Commit);
+    let abort = m.transaction(now, TxnCall::Abort);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    let outcome = |id| {
+        seen.calls
+            .iter()
+            .find(|(c, _, _)| *c == id)
+            .map(|(_, _, r)| r.clone())
+            .expect("answered")
+    };
+    assert!(outcome(first).is_ok() && outcome(second).is_ok());
+    let e = outcome(abort).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("while commit_transaction is unfinished"),
+        "{e}"
+    );
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+}
+
+#[test]
+fn closing_inside_a_transaction_aborts_it() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    // Sent (the linger passes) but not committed.
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_millis(10),
+    );
+    assert_eq!(seen.delivered, [1]);
+    m.close(now);
+    assert!(!m.is_finished());
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    assert!(m.is_finished());
+    assert_eq!(cluster.ended, [Some(false)]);
+    assert_eq!(cluster.aborted_records(), 1);
+}
+
+#[test]
+fn a_transaction_coordinator_lookup_asks_for_the_transactional_id() {
+    let now = Instant::now();
+    let (mut m, _) = machine(txn_config(&[]), metadata_of(2), now);
+    m.transaction(now, TxnCall::Init);
+    let out = m.poll_request(now).expect("a lookup");
+    assert_eq!(out.target, Target::Any);
+    match out.request {
+        Request::FindCoordinator { key, key_type } => {
+            assert_eq!((key.as_str(), key_type), ("tx-1", TRANSACTION));
+        }
+        other => panic!("not a lookup: {other:?}"),
+    }
+}
+
+#[test]
+fn a_close_gives_up_a_transaction_the_coordinator_never_ends() {
+    let t0 = Instant::now();
+    let config = txn_config(&[
+        ("delivery.timeout.ms", "10000"),
+        ("request.timeout.ms", "5000"),
+    ]);
+    let (mut m, _) = machine(config, metadata_of(2), t0);
+    let mut cluster = Cluster::new();
+    let mut now = t0;
+    let mut seen = Seen::default();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Init).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    for _ in 0..1000 {
+        cluster.push_error(Api::EndTxn, E::CoordinatorLoadInProgress);
+    }
+    let commit = m.transaction(now, TxnCall::Commit);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(5),
+    );
+    assert!(seen.calls.iter().all(|(c, _, _)| *c != commit));
+    let closed_at = now;
+    m.close(now);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    assert!(m.is_finished());
+    // Given up delivery.timeout.ms after the close, not before.
+    assert!(
+        now >= closed_at + Duration::from_secs(10),
+        "{:?}",
+        now - closed_at
+    );
+    assert!(
+        now <= closed_at + Duration::from_secs(12),
+        "{:?}",
+        now - closed_at
+    );
+    let (_, _, result) = seen
+        .calls
+        .iter()
+        .find(|(c, _, _)| *c == commit)
+        .expect("the commit was answered");
+    let e = result.clone().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+    assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
+    assert_eq!(cluster.ended, [None]);
+}
