@@ -94,6 +94,14 @@ async fn producer_admin_and_registry_futures_are_send(
     send(&producer.send(ProducerRecord::new("t", "v")));
     send(&producer.flush());
     send(&producer.close());
+    let timeout = std::time::Duration::from_secs(1);
+    send(&producer.init_transactions(timeout));
+    send(&producer.begin_transaction());
+    let group = kcon::ConsumerGroupMetadata::new("g");
+    let offsets = [(TopicPartition::new("t", 0), 1)];
+    send(&producer.send_offsets_to_transaction(offsets, &group, timeout));
+    send(&producer.commit_transaction(timeout));
+    send(&producer.abort_transaction(timeout));
     let tps = BTreeSet::from([TopicPartition::new("t", 0)]);
     send(&kcon_admin::watermarks(&pool, &tps));
     send(&kcon_admin::list_groups(&pool));
