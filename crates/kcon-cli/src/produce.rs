@@ -125,6 +125,9 @@ struct Input {
     timestamp: Option<i64>,
 }
 
+/// How long each transaction call of `kcon produce -X transactional.id=...` may take.
+const TRANSACTION_CALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs `kcon produce`.
 pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     if args.key_delimiter.as_deref() == Some("") {
@@ -156,6 +159,19 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         )));
     }
     let producer = producer(&args, cluster.pool.clone())?;
+    // With a transactional.id, the whole input is one transaction: committed once every
+    // record is acknowledged, aborted (by the close) if anything failed.
+    let transactional = producer.config().transactional_id.is_some();
+    if transactional {
+        producer
+            .init_transactions(TRANSACTION_CALL)
+            .await
+            .map_err(|e| Failure::runtime(e.to_string()))?;
+        producer
+            .begin_transaction()
+            .await
+            .map_err(|e| Failure::runtime(e.to_string()))?;
+    }
 
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Input>, Failure>>(4);
     let format = args.format;
@@ -212,13 +228,25 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     .await;
     drop(deliveries);
-    // Whatever was sent is finished (acknowledged or failed) before the verdict.
-    producer.close().await;
-    let failed = match checker.await {
+    if !transactional {
+        // Whatever was sent is finished (acknowledged or failed) before the verdict.
+        producer.close().await;
+    }
+    let mut failed = match checker.await {
         Ok(Ok(())) => None,
         Ok(Err((line, e))) => Some(Failure::runtime(format!("input line {line}: {e}"))),
         Err(e) => Some(Failure::runtime(format!("the delivery check failed: {e}"))),
     };
+    if transactional {
+        if sent.is_ok()
+            && failed.is_none()
+            && let Err(e) = producer.commit_transaction(TRANSACTION_CALL).await
+        {
+            failed = Some(Failure::runtime(format!("committing the transaction: {e}")));
+        }
+        // A transaction still open (something failed) is aborted by the close.
+        producer.close().await;
+    }
     sent?;
     if let Some(f) = failed {
         return Err(f);

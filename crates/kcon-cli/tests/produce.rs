@@ -244,6 +244,43 @@ async fn producer_properties_are_taken_with_x() {
         .collect();
     values.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
     assert_eq!(values, (0..50).map(|i| format!("v{i}")).collect::<Vec<_>>());
+
+    // A transactional.id: the whole input is one committed transaction, read back by a
+    // read_committed consumer.
+    let committed = unique_name("props-txn");
+    broker.create_topic(&committed, 1).await;
+    let input: String = (0..20).map(|i| format!("t{i}\n")).collect();
+    let txn_id = unique_name("cli-tx");
+    let run = kcon_with_input(
+        &[
+            "produce",
+            "-b",
+            &b,
+            &committed,
+            "-X",
+            &format!("transactional.id={txn_id}"),
+        ],
+        input.as_bytes(),
+    )
+    .await
+    .ok();
+    assert!(run.stderr.contains("produced 20 records"), "{}", run.stderr);
+    let read = kcon(&[
+        "consume",
+        "-b",
+        &b,
+        "--format",
+        "json",
+        "-e",
+        "-X",
+        "isolation.level=read_committed",
+        &committed,
+    ])
+    .await
+    .ok()
+    .json_lines();
+    let values: Vec<&str> = read.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(values, (0..20).map(|i| format!("t{i}")).collect::<Vec<_>>());
 }
 
 /// Lines written a few at a time go out as they come, not once a thousand have come or the
