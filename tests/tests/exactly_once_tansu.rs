@@ -1,0 +1,234 @@
+//! `kcon::exactly_once::ExactlyOnce` as a process of its own (`eos_member`) on Tansu, killed
+//! with SIGKILL at random points and started again under the same transactional id: the output
+//! holds every input record exactly once as a read_committed reader of Apache Kafka would see
+//! it, and the group's committed offsets end at the input's end.
+//!
+//! Tansu lists no aborted transactions in its Fetch answers (DESIGN.md, "The brokers"), so a
+//! read_committed consumer there would also see the records of transactions a kill left open
+//! and the restart aborted. The output is therefore read raw (read_uncommitted, control
+//! batches included) and judged here by the markers, as a broker's aborted-transaction index
+//! does: a transactional batch counts once a COMMIT marker of its producer follows it; an
+//! ABORT marker, or a later epoch of the same producer starting before any marker, drops it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::{FetchRequest, TopicName};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::records::{ControlRecordType, DecodeOptions, RecordBatches};
+use kcon_pool::{BrokerTarget, Pool};
+use kcon_produce::{Producer, ProducerRecord};
+use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::group::create_topics;
+use kcon_tests::offsets::fetch_high_watermark;
+use kcon_tests::pool::config;
+use tokio::process::{Child, Command};
+
+const INPUTS: usize = 300;
+const KILLS: usize = 3;
+
+fn member(b: &str, input: &str, output: &str, group: &str, txn: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eos_member"))
+        .args([b, input, output, group, txn, "300"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start eos_member")
+}
+
+/// The group's committed offsets of `input`'s partitions 0 and 1.
+async fn committed(pool: &Pool, group: &str, input: &str) -> Vec<Option<i64>> {
+    let groups = [group.to_owned()];
+    let answer = kcon_admin::committed_offsets_of_groups(pool, &groups, None, false)
+        .await
+        .expect("offsets");
+    let Some(Ok(offsets)) = answer.get(group) else {
+        return vec![None, None];
+    };
+    (0..2)
+        .map(|p| {
+            offsets
+                .get(&kcon::TopicPartition::new(input, p))
+                .and_then(|o| o.committed.as_ref())
+                .map(|o| o.offset)
+        })
+        .collect()
+}
+
+/// What a read_committed reader would see of `topic`-0: the (key, value) of each record of a
+/// committed transaction, in log order; and how many transactional records were dropped.
+async fn committed_records(pool: &Pool, topic: &str) -> (Vec<(String, String)>, usize) {
+    let end = fetch_high_watermark(pool, topic, 0).await;
+    let meta = pool
+        .send(
+            BrokerTarget::Any,
+            &kcon_tests::pool::metadata_request(&[topic]),
+        )
+        .await
+        .expect("metadata");
+    let topic_id = meta.topics[0].topic_id;
+    let leader = meta.topics[0].partitions[0].leader_id.0;
+    // Per producer id: the epoch of its open transaction and its records.
+    let mut open: BTreeMap<i64, (i16, Vec<(String, String)>)> = BTreeMap::new();
+    let mut seen = Vec::new();
+    let mut dropped = 0;
+    let mut offset = 0;
+    while offset < end {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(100)
+            .with_max_bytes(4 << 20)
+            .with_isolation_level(0)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(4 << 20),
+                    ]),
+            ]);
+        let answer = pool
+            .send(BrokerTarget::Broker(leader), &request)
+            .await
+            .expect("fetch");
+        let p = &answer.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "{p:?}");
+        let bytes = p.records.clone().unwrap_or_default();
+        let mut progressed = false;
+        for batch in RecordBatches::new(bytes, DecodeOptions::default()) {
+            let batch = batch.expect("a batch that decodes");
+            offset = batch.next_offset();
+            progressed = true;
+            let pid = batch.producer_id();
+            if batch.is_control() {
+                let marker = batch.records().next().expect("a marker").expect("decodes");
+                let control = marker
+                    .control()
+                    .expect("decodes")
+                    .expect("a control record");
+                let (_, records) = open.remove(&pid).unwrap_or_default();
+                match control.kind {
+                    ControlRecordType::Commit => seen.extend(records),
+                    ControlRecordType::Abort => dropped += records.len(),
+                    ControlRecordType::Other(_) => {}
+                }
+                continue;
+            }
+            let records: Vec<(String, String)> = batch
+                .records()
+                .map(|r| {
+                    let r = r.expect("a record that decodes");
+                    let text = |b: Option<&[u8]>| {
+                        String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
+                    };
+                    (text(r.key()), text(r.value()))
+                })
+                .collect();
+            if !batch.is_transactional() {
+                seen.extend(records);
+                continue;
+            }
+            let epoch = batch.producer_epoch();
+            let entry = open.entry(pid).or_insert((epoch, Vec::new()));
+            if entry.0 < epoch {
+                // A new epoch began a transaction: the old one ended without a commit.
+                dropped += entry.1.len();
+                *entry = (epoch, Vec::new());
+            }
+            entry.1.extend(records);
+        }
+        assert!(
+            progressed,
+            "no batch at offset {offset} of {topic} (end {end})"
+        );
+    }
+    dropped += open.values().map(|(_, r)| r.len()).sum::<usize>();
+    (seen, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
+    let tansu = Tansu::start();
+    let b = tansu.bootstrap();
+    let input = unique_name("eos-in");
+    let output = unique_name("eos-out");
+    let group = unique_name("eos-group");
+    let txn = unique_name("eos-tx");
+    let pool = Pool::new(config(&b)).unwrap();
+    create_topics(&pool, BrokerTarget::Any, &[(&input, 2), (&output, 1)]).await;
+    let plain = Producer::builder().bootstrap_servers(&b).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..INPUTS {
+        let record =
+            ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition((i % 2) as i32);
+        deliveries.push(plain.send(record).await.unwrap());
+    }
+    let mut inputs = BTreeMap::new();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let d = d.await.unwrap();
+        inputs.insert(
+            format!("{}:{}", d.partition, d.offset.unwrap()),
+            format!("out:v{i}"),
+        );
+    }
+    plain.close().await;
+    let ends = [INPUTS.div_ceil(2) as i64, (INPUTS / 2) as i64];
+
+    // Killed at random points: a seed from the clock, printed so that a failure can be rerun.
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill seed {seed}");
+    let mut rng = seed;
+    for round in 0..KILLS {
+        let mut child = member(&b, &input, &output, &group, &txn);
+        // Joining Tansu's group takes about 3 s (session.timeout.ms / 2), more while the
+        // killed member's session runs out; a batch's transaction stays open 300 ms after
+        // its outputs are written: kills land from before the first batch to well into the
+        // stream, often with a transaction open.
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(3000 + (rng >> 33) % 8000);
+        tokio::time::sleep(after).await;
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("the member ends");
+        eprintln!(
+            "round {round}: killed after {after:?}, committed {:?}",
+            committed(&pool, &group, &input).await
+        );
+    }
+
+    // The last member runs until the group's offsets reach the input's end.
+    let mut child = member(&b, &input, &output, &group, &txn);
+    let started = Instant::now();
+    loop {
+        let now = committed(&pool, &group, &input).await;
+        if now == [Some(ends[0]), Some(ends[1])] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the group's offsets stayed at {now:?}, short of {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("the member ends");
+
+    let (seen, dropped) = committed_records(&pool, &output).await;
+    eprintln!(
+        "{} records committed, {dropped} of aborted or open transactions",
+        seen.len()
+    );
+    let mut once = BTreeSet::new();
+    for (key, value) in &seen {
+        assert!(once.insert(key.clone()), "input {key} written twice");
+        assert_eq!(inputs.get(key), Some(value), "input {key}");
+    }
+    assert_eq!(once.len(), INPUTS, "every input once");
+}
