@@ -57,8 +57,12 @@ async fn committed(pool: &Pool, group: &str, input: &str) -> Vec<Option<i64>> {
 }
 
 /// What a read_committed reader would see of `topic`-0: the (key, value) of each record of a
-/// committed transaction, in log order; and how many transactional records were dropped.
-async fn committed_records(pool: &Pool, topic: &str) -> (Vec<(String, String)>, usize) {
+/// committed transaction, in log order; how many transactional records were dropped; and the
+/// producer ids whose transactions committed records.
+async fn committed_records(
+    pool: &Pool,
+    topic: &str,
+) -> (Vec<(String, String)>, usize, BTreeSet<i64>) {
     let end = fetch_high_watermark(pool, topic, 0).await;
     let meta = pool
         .send(
@@ -73,6 +77,7 @@ async fn committed_records(pool: &Pool, topic: &str) -> (Vec<(String, String)>, 
     let mut open: BTreeMap<i64, (i16, Vec<(String, String)>)> = BTreeMap::new();
     let mut seen = Vec::new();
     let mut dropped = 0;
+    let mut writers = BTreeSet::new();
     let mut offset = 0;
     while offset < end {
         let request = FetchRequest::default()
@@ -111,7 +116,12 @@ async fn committed_records(pool: &Pool, topic: &str) -> (Vec<(String, String)>, 
                     .expect("a control record");
                 let (_, records) = open.remove(&pid).unwrap_or_default();
                 match control.kind {
-                    ControlRecordType::Commit => seen.extend(records),
+                    ControlRecordType::Commit => {
+                        if !records.is_empty() {
+                            writers.insert(pid);
+                        }
+                        seen.extend(records);
+                    }
                     ControlRecordType::Abort => dropped += records.len(),
                     ControlRecordType::Other(_) => {}
                 }
@@ -146,37 +156,107 @@ async fn committed_records(pool: &Pool, topic: &str) -> (Vec<(String, String)>, 
         );
     }
     dropped += open.values().map(|(_, r)| r.len()).sum::<usize>();
-    (seen, dropped)
+    (seen, dropped, writers)
+}
+
+/// A Tansu with `input` (2 partitions) holding `n` records `v{i}` and an empty `output`.
+struct Setup {
+    _tansu: Tansu,
+    b: String,
+    pool: Pool,
+    input: String,
+    output: String,
+    group: String,
+    /// Each input record's `partition:offset` and the output value it must become.
+    inputs: BTreeMap<String, String>,
+    /// The input partitions' ends.
+    ends: [i64; 2],
+}
+
+impl Setup {
+    async fn new(n: usize) -> Setup {
+        let tansu = Tansu::start();
+        let b = tansu.bootstrap();
+        let input = unique_name("eos-in");
+        let output = unique_name("eos-out");
+        let group = unique_name("eos-group");
+        let pool = Pool::new(config(&b)).unwrap();
+        create_topics(&pool, BrokerTarget::Any, &[(&input, 2), (&output, 1)]).await;
+        let plain = Producer::builder().bootstrap_servers(&b).build().unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..n {
+            let record =
+                ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition((i % 2) as i32);
+            deliveries.push(plain.send(record).await.unwrap());
+        }
+        let mut inputs = BTreeMap::new();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let d = d.await.unwrap();
+            inputs.insert(
+                format!("{}:{}", d.partition, d.offset.unwrap()),
+                format!("out:v{i}"),
+            );
+        }
+        plain.close().await;
+        Setup {
+            _tansu: tansu,
+            b,
+            pool,
+            input,
+            output,
+            group,
+            inputs,
+            ends: [n.div_ceil(2) as i64, (n / 2) as i64],
+        }
+    }
+
+    fn member(&self, txn: &str) -> Child {
+        member(&self.b, &self.input, &self.output, &self.group, txn)
+    }
+
+    async fn committed(&self) -> Vec<Option<i64>> {
+        committed(&self.pool, &self.group, &self.input).await
+    }
+
+    /// Waits until the group's offsets reach the input's end.
+    async fn wait_for_the_end(&self) {
+        let started = Instant::now();
+        loop {
+            let now = self.committed().await;
+            if now == [Some(self.ends[0]), Some(self.ends[1])] {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the group's offsets stayed at {now:?}, short of {:?}",
+                self.ends
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Checks that the output holds every input record exactly once; returns the producer
+    /// ids that committed records.
+    async fn assert_every_input_once(&self) -> BTreeSet<i64> {
+        let (seen, dropped, writers) = committed_records(&self.pool, &self.output).await;
+        eprintln!(
+            "{} records committed, {dropped} of aborted or open transactions",
+            seen.len()
+        );
+        let mut once = BTreeSet::new();
+        for (key, value) in &seen {
+            assert!(once.insert(key.clone()), "input {key} written twice");
+            assert_eq!(self.inputs.get(key), Some(value), "input {key}");
+        }
+        assert_eq!(once.len(), self.inputs.len(), "every input once");
+        writers
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
-    let tansu = Tansu::start();
-    let b = tansu.bootstrap();
-    let input = unique_name("eos-in");
-    let output = unique_name("eos-out");
-    let group = unique_name("eos-group");
+    let setup = Setup::new(INPUTS).await;
     let txn = unique_name("eos-tx");
-    let pool = Pool::new(config(&b)).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&input, 2), (&output, 1)]).await;
-    let plain = Producer::builder().bootstrap_servers(&b).build().unwrap();
-    let mut deliveries = Vec::new();
-    for i in 0..INPUTS {
-        let record =
-            ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition((i % 2) as i32);
-        deliveries.push(plain.send(record).await.unwrap());
-    }
-    let mut inputs = BTreeMap::new();
-    for (i, d) in deliveries.into_iter().enumerate() {
-        let d = d.await.unwrap();
-        inputs.insert(
-            format!("{}:{}", d.partition, d.offset.unwrap()),
-            format!("out:v{i}"),
-        );
-    }
-    plain.close().await;
-    let ends = [INPUTS.div_ceil(2) as i64, (INPUTS / 2) as i64];
-
     // Killed at random points: a seed from the clock, printed so that a failure can be rerun.
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -185,7 +265,7 @@ async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
     eprintln!("kill seed {seed}");
     let mut rng = seed;
     for round in 0..KILLS {
-        let mut child = member(&b, &input, &output, &group, &txn);
+        let mut child = setup.member(&txn);
         // Joining Tansu's group takes about 3 s (session.timeout.ms / 2), more while the
         // killed member's session runs out; a batch's transaction stays open 300 ms after
         // its outputs are written: kills land from before the first batch to well into the
@@ -199,36 +279,41 @@ async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
         child.wait().await.expect("the member ends");
         eprintln!(
             "round {round}: killed after {after:?}, committed {:?}",
-            committed(&pool, &group, &input).await
+            setup.committed().await
         );
     }
-
     // The last member runs until the group's offsets reach the input's end.
-    let mut child = member(&b, &input, &output, &group, &txn);
-    let started = Instant::now();
-    loop {
-        let now = committed(&pool, &group, &input).await;
-        if now == [Some(ends[0]), Some(ends[1])] {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the group's offsets stayed at {now:?}, short of {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let mut child = setup.member(&txn);
+    setup.wait_for_the_end().await;
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("the member ends");
+    setup.assert_every_input_once().await;
+}
 
-    let (seen, dropped) = committed_records(&pool, &output).await;
-    eprintln!(
-        "{} records committed, {dropped} of aborted or open transactions",
-        seen.len()
-    );
-    let mut once = BTreeSet::new();
-    for (key, value) in &seen {
-        assert!(once.insert(key.clone()), "input {key} written twice");
-        assert_eq!(inputs.get(key), Some(value), "input {key}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
+    // Twice the records, so that the first member is still busy when the second joins.
+    let setup = Setup::new(2 * INPUTS).await;
+    let mut first = setup.member(&unique_name("eos-tx-a"));
+    // The first member joins (about 3 s) and has committed some batches.
+    let started = Instant::now();
+    while setup.committed().await.iter().all(Option::is_none) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing committed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(once.len(), INPUTS, "every input once");
+    let mut second = setup.member(&unique_name("eos-tx-b"));
+    setup.wait_for_the_end().await;
+    for child in [&mut first, &mut second] {
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("the member ends");
+    }
+    let writers = setup.assert_every_input_once().await;
+    assert_eq!(
+        writers.len(),
+        2,
+        "both members committed batches: {writers:?}"
+    );
 }
