@@ -24,3 +24,4 @@ pub mod proxy;
 pub mod sasl;
 pub mod schema_registry;
 pub mod tls;
+pub mod txn_index;

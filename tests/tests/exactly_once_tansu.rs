@@ -1,14 +1,15 @@
 //! `kcon::exactly_once::ExactlyOnce` as a process of its own (`eos_member`) on Tansu, killed
-//! with SIGKILL at random points and started again under the same transactional id: the output
-//! holds every input record exactly once as a read_committed reader of Apache Kafka would see
-//! it, and the group's committed offsets end at the input's end.
+//! with SIGKILL at random points and started again under the same transactional id, or joined
+//! by a second member mid-stream: the output holds every input record exactly once, and the
+//! group's committed offsets end at the input's end.
 //!
-//! Tansu lists no aborted transactions in its Fetch answers (DESIGN.md, "The brokers"), so a
-//! read_committed consumer there would also see the records of transactions a kill left open
-//! and the restart aborted. The output is therefore read raw (read_uncommitted, control
-//! batches included) and judged here by the markers, as a broker's aborted-transaction index
-//! does: a transactional batch counts once a COMMIT marker of its producer follows it; an
-//! ABORT marker, or a later epoch of the same producer starting before any marker, drops it.
+//! Tansu lists no aborted transactions in its Fetch answers (DESIGN.md, "The brokers"), so
+//! every client here goes through `kcon_tests::txn_index`, a proxy that adds them; the
+//! output is then read by kcon's and librdkafka's read_committed consumers, and also raw
+//! (read_uncommitted, control batches included) and judged here by its markers, as a broker's
+//! aborted-transaction index does: a transactional batch counts once a COMMIT marker of its
+//! producer follows it; an ABORT marker, or a later epoch of the same producer starting before
+//! any marker, drops it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::group::create_topics;
 use kcon_tests::offsets::fetch_high_watermark;
 use kcon_tests::pool::config;
+use kcon_tests::txn_index::{AbortedIndex, tansu_with_aborted_index};
 use tokio::process::{Child, Command};
 
 const INPUTS: usize = 300;
@@ -159,9 +161,44 @@ async fn committed_records(
     (seen, dropped, writers)
 }
 
+/// The values of `topic`-0 a kcon read_committed consumer reads: `n`, and nothing after.
+async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
+    let mut consumer: kcon::Consumer = kcon_tests::consumer::builder(b)
+        .set("isolation.level", "read_committed")
+        .build()
+        .unwrap();
+    consumer
+        .assign([kcon::TopicPartition::new(topic, 0)])
+        .unwrap();
+    let records = kcon_tests::consumer::recv_n(&mut consumer, n, Duration::from_secs(30)).await;
+    kcon_tests::consumer::expect_no_record(&mut consumer, Duration::from_secs(1)).await;
+    consumer.close().await.unwrap();
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+/// The values of `topic`-0 librdkafka's read_committed consumer reads.
+fn read_committed_by_librdkafka(b: &str, topic: &str, n: usize) -> Vec<String> {
+    let answer = kcon_tests::peers::run(
+        "txn.py",
+        &serde_json::json!({"op": "read", "bootstrap": b, "topic": topic,
+                "isolation": "read_committed", "expect": n, "quiet_ms": 1500}),
+    );
+    answer["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// A Tansu with `input` (2 partitions) holding `n` records `v{i}` and an empty `output`.
 struct Setup {
     _tansu: Tansu,
+    /// Every client goes through it: read_committed readers get the aborted transactions.
+    _index: AbortedIndex,
     b: String,
     pool: Pool,
     input: String,
@@ -175,8 +212,8 @@ struct Setup {
 
 impl Setup {
     async fn new(n: usize) -> Setup {
-        let tansu = Tansu::start();
-        let b = tansu.bootstrap();
+        let (tansu, index) = tansu_with_aborted_index().await;
+        let b = index.bootstrap();
         let input = unique_name("eos-in");
         let output = unique_name("eos-out");
         let group = unique_name("eos-group");
@@ -200,6 +237,7 @@ impl Setup {
         plain.close().await;
         Setup {
             _tansu: tansu,
+            _index: index,
             b,
             pool,
             input,
@@ -249,6 +287,12 @@ impl Setup {
             assert_eq!(self.inputs.get(key), Some(value), "input {key}");
         }
         assert_eq!(once.len(), self.inputs.len(), "every input once");
+        // What read_committed readers of both clients see, given the aborted transactions.
+        let values: Vec<String> = seen.into_iter().map(|(_, v)| v).collect();
+        let by_kcon = read_committed_by_kcon(&self.b, &self.output, values.len()).await;
+        assert_eq!(by_kcon, values, "kcon's read_committed reader");
+        let by_librdkafka = read_committed_by_librdkafka(&self.b, &self.output, values.len());
+        assert_eq!(by_librdkafka, values, "librdkafka's read_committed reader");
         writers
     }
 }

@@ -20,6 +20,7 @@ use kcon_tests::consumer::{builder, group_builder, recv_n};
 use kcon_tests::group::create_topics;
 use kcon_tests::peers;
 use kcon_tests::pool::config;
+use kcon_tests::txn_index::tansu_with_aborted_index;
 use serde_json::{Value, json};
 
 /// How long a transaction call may take.
@@ -261,4 +262,53 @@ async fn librdkafka_reads_what_kcon_commits_and_kcon_what_librdkafka_commits() {
         .chain(values("r1", 0..5))
         .collect();
     assert_eq!(read, wanted);
+}
+
+/// Three transactions to `topic`-0 through `bootstrap`: committed `c-*`, aborted `a-*`,
+/// committed `d-*`.
+async fn commit_abort_commit(bootstrap: &str, topic: &str) {
+    let producer = transactional(bootstrap, &unique_name("tx"))
+        .build()
+        .unwrap();
+    producer.init_transactions(CALL).await.unwrap();
+    for (prefix, commit) in [("c", true), ("a", false), ("d", true)] {
+        producer.begin_transaction().await.unwrap();
+        send_all(&producer, topic, &values(prefix, 0..4)).await;
+        if commit {
+            producer.commit_transaction(CALL).await.unwrap();
+        } else {
+            producer.abort_transaction(CALL).await.unwrap();
+        }
+    }
+    producer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_are_skipped_by_read_committed_readers_of_both_clients() {
+    let all: Vec<String> = ["c", "a", "d"]
+        .iter()
+        .flat_map(|p| values(p, 0..4))
+        .collect();
+    let committed: Vec<String> = ["c", "d"].iter().flat_map(|p| values(p, 0..4)).collect();
+
+    // Tansu with the aborted-transaction index it lacks, added by a proxy: both clients skip
+    // the aborted transaction under read_committed and read it under read_uncommitted.
+    let (_tansu, index) = tansu_with_aborted_index().await;
+    let b = index.bootstrap();
+    let topic = unique_name("txn-aborted");
+    create(&b, &[(&topic, 1)]).await;
+    commit_abort_commit(&b, &topic).await;
+    assert_eq!(kcon_reads(&b, &topic, "read_committed", 8).await, committed);
+    assert_eq!(kcon_reads(&b, &topic, "read_uncommitted", 12).await, all);
+    assert_eq!(librdkafka_reads(&b, &topic, "read_committed", 8), committed);
+    assert_eq!(librdkafka_reads(&b, &topic, "read_uncommitted", 12), all);
+
+    // Tansu as a user meets it: no index, so read_committed readers of either client see the
+    // aborted records too.
+    let tansu = Tansu::start();
+    let b = tansu.bootstrap();
+    create(&b, &[(&topic, 1)]).await;
+    commit_abort_commit(&b, &topic).await;
+    assert_eq!(kcon_reads(&b, &topic, "read_committed", 12).await, all);
+    assert_eq!(librdkafka_reads(&b, &topic, "read_committed", 12), all);
 }
