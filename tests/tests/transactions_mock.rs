@@ -168,3 +168,49 @@ async fn faults_of_each_transaction_api_end_where_the_java_client_would() {
         .collect();
     assert_eq!(read, committed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kip848_members_group_metadata_carries_its_member_epoch_into_the_transaction() {
+    let mock = kcon_tests::kip848::mock();
+    let b = mock.bootstrap().to_owned();
+    let topic = unique_name("txn-848");
+    let group = unique_name("txn-848-group");
+    mock.create_topic(&topic, 2, 1);
+    let mut consumer = kcon_tests::consumer::builder(&b)
+        .group_id(&group)
+        .set("group.protocol", "consumer")
+        .enable_auto_commit(false)
+        .build()
+        .unwrap();
+    consumer.subscribe([topic.as_str()]).unwrap();
+    // Joined once the consumer owns the partitions (its listener runs in recv calls).
+    let started = std::time::Instant::now();
+    while consumer.assignment().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "not assigned");
+        let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+    }
+    let metadata = consumer.group_metadata().unwrap();
+    assert_eq!(metadata.group_id, group);
+    // Under KIP-848 the generation is the member epoch, from 1; the member id the client's.
+    assert!(metadata.generation_id >= 1, "{metadata:?}");
+    assert!(!metadata.member_id.is_empty(), "{metadata:?}");
+
+    mock.start_request_tracking();
+    let p = producer(&b, &unique_name("tx"));
+    p.init_transactions(CALL).await.unwrap();
+    p.begin_transaction().await.unwrap();
+    let record = ProducerRecord::new(topic.as_str(), "v").with_partition(0);
+    p.send(record).await.unwrap().await.unwrap();
+    p.send_offsets_to_transaction([(TopicPartition::new(&topic, 0), 1)], &metadata, CALL)
+        .await
+        .unwrap();
+    p.commit_transaction(CALL).await.unwrap();
+    let txn_commits = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api() == Some(ApiKey::TxnOffsetCommit))
+        .count();
+    assert_eq!(txn_commits, 1);
+    p.close().await;
+    consumer.close().await.unwrap();
+}
