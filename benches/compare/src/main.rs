@@ -16,6 +16,8 @@
 //!   then leaving the group.
 //! - `produce --bootstrap B --topic T --partitions P --rate R`: produces R records per second
 //!   per partition until its stdin closes (the rebalance benchmark's traffic).
+//! - `txn --client kcon|rdkafka --bootstrap B --topic T --transactions N --records R --size S`:
+//!   N transactions of R records with a transactional producer (`src/txn.rs`).
 
 mod args;
 mod confluent_client;
@@ -27,6 +29,7 @@ mod member;
 mod rdkafka_client;
 mod rskafka_client;
 mod tally;
+mod txn;
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
     let started = SystemTime::now();
     let mut argv = std::env::args().skip(1);
     let Some(command) = argv.next() else {
-        eprintln!("usage: kcon-compare fill|consume|member|produce --name value ...");
+        eprintln!("usage: kcon-compare fill|consume|member|produce|txn --name value ...");
         return ExitCode::from(2);
     };
     let result = Args::parse(argv).and_then(|args| match command.as_str() {
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         "consume" => consume(&args, started),
         "member" => member::main(&args),
         "produce" => fill::produce_main(&args),
+        "txn" => txn::main(&args),
         other => Err(format!("unknown subcommand {other:?}").into()),
     });
     match result {

@@ -1,0 +1,129 @@
+//! `txn --client kcon|rdkafka --bootstrap B --topic T --transactions N --records R --size S`:
+//! a transactional producer initializes, then writes N transactions of R records of S bytes to
+//! partition 0 of T, each committed once its records are acknowledged. Prints one JSON line:
+//! the transactions and records written, the seconds from the first `begin` to the last commit,
+//! the rates, and the process's CPU seconds (startup and close included).
+//!
+//! kcon: `kcon_produce::Producer` with `transactional.id`. rust-rdkafka: `FutureProducer` with
+//! `transactional.id`, each record's delivery future awaited before the commit (librdkafka's
+//! commit flushes too). Both otherwise with default settings.
+
+use std::time::{Duration, Instant};
+
+use crate::BoxError;
+use crate::args::Args;
+
+const CALL: Duration = Duration::from_secs(30);
+
+/// The process's user + system CPU seconds so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+pub fn main(args: &Args) -> Result<(), BoxError> {
+    let client = args.required("client")?.to_owned();
+    let bootstrap = args.required("bootstrap")?.to_owned();
+    let topic = args.required("topic")?.to_owned();
+    let transactions: usize = args.number("transactions")?;
+    let records: usize = args.number("records")?;
+    let size: usize = args.number("size")?;
+    let value = vec![b'x'; size];
+    let id = format!("bench-{client}-{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let seconds = runtime.block_on(async {
+        match client.as_str() {
+            "kcon" => kcon(&bootstrap, &topic, &id, transactions, records, &value).await,
+            "rdkafka" => rdkafka(&bootstrap, &topic, &id, transactions, records, &value).await,
+            other => Err(format!("unknown client {other:?}: kcon or rdkafka").into()),
+        }
+    })?;
+    drop(runtime);
+    let written = transactions * records;
+    println!(
+        "{{\"client\":\"{client}\",\"transactions\":{transactions},\"records\":{written},\
+         \"seconds\":{seconds:.3},\"transactions_per_s\":{:.1},\"records_per_s\":{:.0},\
+         \"cpu_s\":{:.3}}}",
+        transactions as f64 / seconds,
+        written as f64 / seconds,
+        cpu_seconds()
+    );
+    Ok(())
+}
+
+async fn kcon(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    transactions: usize,
+    records: usize,
+    value: &[u8],
+) -> Result<f64, BoxError> {
+    use kcon_produce::{Producer, ProducerRecord};
+    let producer = Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("transactional.id", id)
+        .build()?;
+    producer.init_transactions(CALL).await?;
+    let value = bytes::Bytes::copy_from_slice(value);
+    let started = Instant::now();
+    for _ in 0..transactions {
+        producer.begin_transaction().await?;
+        let mut deliveries = Vec::with_capacity(records);
+        for _ in 0..records {
+            let record = ProducerRecord::new(topic, value.clone()).with_partition(0);
+            deliveries.push(producer.send(record).await?);
+        }
+        for d in deliveries {
+            d.await?;
+        }
+        producer.commit_transaction(CALL).await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    producer.close().await;
+    Ok(seconds)
+}
+
+async fn rdkafka(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    transactions: usize,
+    records: usize,
+    value: &[u8],
+) -> Result<f64, BoxError> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", id)
+        .create()?;
+    producer.init_transactions(CALL)?;
+    let started = Instant::now();
+    for _ in 0..transactions {
+        producer.begin_transaction()?;
+        let mut deliveries = Vec::with_capacity(records);
+        for _ in 0..records {
+            let record = FutureRecord::<(), [u8]>::to(topic).payload(value).partition(0);
+            deliveries.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| format!("send: {e}"))?,
+            );
+        }
+        for d in deliveries {
+            d.await?.map_err(|(e, _)| format!("delivery: {e}"))?;
+        }
+        producer.commit_transaction(CALL)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(seconds)
+}
