@@ -13,15 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::brokers::{Tansu, free_port};
-
-/// The largest frame the proxy passes.
-const MAX_FRAME: usize = 64 << 20;
+use crate::frames::read_frame;
 
 /// One request of the chosen API the proxy saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,18 +159,4 @@ async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<S
             return;
         }
     }
-}
-
-/// One whole frame, size prefix included; `None` at the end of the stream or on a frame past
-/// [`MAX_FRAME`].
-async fn read_frame(from: &mut OwnedReadHalf) -> Option<Vec<u8>> {
-    let mut size = [0u8; 4];
-    from.read_exact(&mut size).await.ok()?;
-    let len = usize::try_from(i32::from_be_bytes(size))
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)?;
-    let mut frame = vec![0u8; 4 + len];
-    frame[..4].copy_from_slice(&size);
-    from.read_exact(&mut frame[4..]).await.ok()?;
-    Some(frame)
 }

@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod brokers;
 pub mod consumer;
 pub mod forwarder;
+mod frames;
 pub mod group;
 pub mod group_peers;
 pub mod hangup;

@@ -60,3 +60,25 @@ pub fn unhex(s: &str) -> Vec<u8> {
 pub fn opt_bytes(v: &Value) -> Option<Vec<u8>> {
     v.as_str().map(unhex)
 }
+
+/// The values (UTF-8) librdkafka reads from `topic`'s partition 0 from its start with
+/// `isolation` (`read_committed` or `read_uncommitted`): `expect` of them, and nothing more for
+/// 1.5 s (`tests/py/txn.py`).
+pub fn librdkafka_reads(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+    expect: usize,
+) -> Vec<String> {
+    let answer = run(
+        "txn.py",
+        &serde_json::json!({"op": "read", "bootstrap": bootstrap, "topic": topic,
+                "isolation": isolation, "expect": expect, "quiet_ms": 1500}),
+    );
+    answer["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("txn.py answered {answer}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}

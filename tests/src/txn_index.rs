@@ -24,16 +24,14 @@ use kcon_codec::kafka_protocol::messages::{
 use kcon_codec::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kcon_codec::records::{ControlRecordType, DecodeOptions, RecordBatches};
 use kcon_pool::{Connection, Peer, PoolConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::brokers::{Tansu, free_port};
-
-/// The largest frame passed on.
-const MAX_FRAME: usize = 64 << 20;
+use crate::frames::read_frame;
 
 /// A read_committed Fetch request: where each partition was asked from.
 #[derive(Debug, Clone)]
@@ -295,18 +293,4 @@ async fn aborted_in_log(
             return Some(aborted);
         }
     }
-}
-
-/// One whole frame, size prefix included; `None` at the end of the stream or on a frame past
-/// [`MAX_FRAME`].
-async fn read_frame(from: &mut OwnedReadHalf) -> Option<Vec<u8>> {
-    let mut size = [0u8; 4];
-    from.read_exact(&mut size).await.ok()?;
-    let len = usize::try_from(i32::from_be_bytes(size))
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)?;
-    let mut frame = vec![0u8; 4 + len];
-    frame[..4].copy_from_slice(&size);
-    from.read_exact(&mut frame[4..]).await.ok()?;
-    Some(frame)
 }

@@ -179,21 +179,6 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The values of `topic`-0 librdkafka's read_committed consumer reads.
-fn read_committed_by_librdkafka(b: &str, topic: &str, n: usize) -> Vec<String> {
-    let answer = kcon_tests::peers::run(
-        "txn.py",
-        &serde_json::json!({"op": "read", "bootstrap": b, "topic": topic,
-                "isolation": "read_committed", "expect": n, "quiet_ms": 1500}),
-    );
-    answer["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// A Tansu with `input` (2 partitions) holding `n` records `v{i}` and an empty `output`.
 struct Setup {
     _tansu: Tansu,
@@ -291,7 +276,12 @@ impl Setup {
         let values: Vec<String> = seen.into_iter().map(|(_, v)| v).collect();
         let by_kcon = read_committed_by_kcon(&self.b, &self.output, values.len()).await;
         assert_eq!(by_kcon, values, "kcon's read_committed reader");
-        let by_librdkafka = read_committed_by_librdkafka(&self.b, &self.output, values.len());
+        let by_librdkafka = kcon_tests::peers::librdkafka_reads(
+            &self.b,
+            &self.output,
+            "read_committed",
+            values.len(),
+        );
         assert_eq!(by_librdkafka, values, "librdkafka's read_committed reader");
         writers
     }

@@ -18,7 +18,7 @@ use kcon_produce::{ErrorKind, Outcome, Producer, ProducerBuilder, ProducerRecord
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::consumer::{builder, group_builder, recv_n};
 use kcon_tests::group::create_topics;
-use kcon_tests::peers;
+use kcon_tests::peers::{self, librdkafka_reads};
 use kcon_tests::pool::config;
 use kcon_tests::txn_index::tansu_with_aborted_index;
 use serde_json::{Value, json};
@@ -53,21 +53,6 @@ async fn kcon_reads(bootstrap: &str, topic: &str, isolation: &str, count: usize)
     records
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
-        .collect()
-}
-
-/// Values librdkafka reads from `topic`'s partition 0 with `isolation`, expecting `expect`.
-fn librdkafka_reads(bootstrap: &str, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
-    let answer = peers::run(
-        "txn.py",
-        &json!({"op": "read", "bootstrap": bootstrap, "topic": topic,
-                "isolation": isolation, "expect": expect, "quiet_ms": 1500}),
-    );
-    answer["values"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
         .collect()
 }
 

@@ -11,16 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::brokers::{Tansu, free_port};
-
-/// The largest frame the proxy passes (Tansu's answers and kcon's requests here are smaller).
-const MAX_FRAME: usize = 64 << 20;
+use crate::frames::read_frame;
 
 /// A TCP proxy to one broker that passes every frame both ways, except that it answers the
 /// first `drops` requests of one API by closing the client's connection instead of passing the
@@ -154,18 +152,4 @@ async fn answers(
             return;
         }
     }
-}
-
-/// One whole frame, size prefix included; `None` at the end of the stream or on a frame past
-/// [`MAX_FRAME`].
-async fn read_frame(from: &mut OwnedReadHalf) -> Option<Vec<u8>> {
-    let mut size = [0u8; 4];
-    from.read_exact(&mut size).await.ok()?;
-    let len = usize::try_from(i32::from_be_bytes(size))
-        .ok()
-        .filter(|&n| n <= MAX_FRAME)?;
-    let mut frame = vec![0u8; 4 + len];
-    frame[..4].copy_from_slice(&size);
-    from.read_exact(&mut frame[4..]).await.ok()?;
-    Some(frame)
 }

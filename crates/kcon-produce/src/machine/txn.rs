@@ -48,9 +48,8 @@ use kcon_codec::kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kcon_codec::kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, GroupId, InitProducerIdRequest,
-    InitProducerIdResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest,
+    GroupId, InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
@@ -895,8 +894,6 @@ impl<T> SenderMachine<T> {
         let Some((_, out)) = t.out.take() else {
             return;
         };
-        // The request's error code, or how it failed.
-        let failure = |e: kcon_pool::Error, what: &str| ProduceError::pool(e, what);
         match out {
             Out::Init { bump } => {
                 let what = if bump {
@@ -904,16 +901,10 @@ impl<T> SenderMachine<T> {
                 } else {
                     "init_transactions"
                 };
-                let answer: Result<InitProducerIdResponse, ProduceError> = match result {
-                    Ok(R::InitProducerId(Ok(r))) => Ok(r),
-                    Ok(R::InitProducerId(Err(e))) => Err(failure(e, what)),
-                    Ok(_) => Err(ProduceError::new(
-                        ErrorKind::Corrupt,
-                        false,
-                        "not an answer",
-                    )),
-                    Err(f) => Err(ProduceError::new(ErrorKind::Transport, true, f.reason)),
-                };
+                let answer = answer_of(result, what, |r| match r {
+                    R::InitProducerId(a) => Some(a),
+                    _ => None,
+                });
                 match self.txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what) {
                     Some(r) if r.producer_id.0 >= 0 => {
                         debug!(producer_id = r.producer_id.0, epoch = r.producer_epoch, transactional_id = %self.txn.as_ref().map_or("", |t| t.id.as_str()), "transactional producer id");
@@ -937,32 +928,22 @@ impl<T> SenderMachine<T> {
                 }
             }
             Out::AddPartitions(partitions) => {
-                let answer = match result {
-                    Ok(R::AddPartitionsToTxn(Ok(r))) => Ok(r),
-                    Ok(R::AddPartitionsToTxn(Err(e))) => {
-                        Err(failure(e, "adding partitions to the transaction"))
-                    }
-                    Ok(_) => Err(ProduceError::new(
-                        ErrorKind::Corrupt,
-                        false,
-                        "not an answer",
-                    )),
-                    Err(f) => Err(ProduceError::new(ErrorKind::Transport, true, f.reason)),
-                };
+                let answer = answer_of(
+                    result,
+                    "adding partitions to the transaction",
+                    |r| match r {
+                        R::AddPartitionsToTxn(a) => Some(a),
+                        _ => None,
+                    },
+                );
                 self.partitions_added(now, random, partitions, answer);
             }
             Out::AddOffsets => {
                 let what = "adding the group's offsets to the transaction";
-                let answer: Result<AddOffsetsToTxnResponse, ProduceError> = match result {
-                    Ok(R::AddOffsetsToTxn(Ok(r))) => Ok(r),
-                    Ok(R::AddOffsetsToTxn(Err(e))) => Err(failure(e, what)),
-                    Ok(_) => Err(ProduceError::new(
-                        ErrorKind::Corrupt,
-                        false,
-                        "not an answer",
-                    )),
-                    Err(f) => Err(ProduceError::new(ErrorKind::Transport, true, f.reason)),
-                };
+                let answer = answer_of(result, what, |r| match r {
+                    R::AddOffsetsToTxn(a) => Some(a),
+                    _ => None,
+                });
                 if self
                     .txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
                     .is_some()
@@ -975,18 +956,14 @@ impl<T> SenderMachine<T> {
                 }
             }
             Out::CommitOffsets => {
-                let answer = match result {
-                    Ok(R::TxnOffsetCommit(Ok(r))) => Ok(r),
-                    Ok(R::TxnOffsetCommit(Err(e))) => {
-                        Err(failure(e, "committing offsets in the transaction"))
-                    }
-                    Ok(_) => Err(ProduceError::new(
-                        ErrorKind::Corrupt,
-                        false,
-                        "not an answer",
-                    )),
-                    Err(f) => Err(ProduceError::new(ErrorKind::Transport, true, f.reason)),
-                };
+                let answer = answer_of(
+                    result,
+                    "committing offsets in the transaction",
+                    |r| match r {
+                        R::TxnOffsetCommit(a) => Some(a),
+                        _ => None,
+                    },
+                );
                 self.offsets_committed(now, random, answer);
             }
             Out::End { commit } => {
@@ -995,16 +972,10 @@ impl<T> SenderMachine<T> {
                 } else {
                     "aborting the transaction"
                 };
-                let answer: Result<EndTxnResponse, ProduceError> = match result {
-                    Ok(R::EndTxn(Ok(r))) => Ok(r),
-                    Ok(R::EndTxn(Err(e))) => Err(failure(e, what)),
-                    Ok(_) => Err(ProduceError::new(
-                        ErrorKind::Corrupt,
-                        false,
-                        "not an answer",
-                    )),
-                    Err(f) => Err(ProduceError::new(ErrorKind::Transport, true, f.reason)),
-                };
+                let answer = answer_of(result, what, |r| match r {
+                    R::EndTxn(a) => Some(a),
+                    _ => None,
+                });
                 if self
                     .txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
                     .is_some()
@@ -1274,6 +1245,31 @@ impl<T> SenderMachine<T> {
             g.lost();
         }
         t.failed(now, cause, random);
+    }
+}
+
+/// The pool's answer to a transaction request, taken out of `result` by `pick` (`None`: an
+/// answer of another kind), or the producer's error for it.
+fn answer_of<A>(
+    result: Result<super::Response, RequestFailure>,
+    what: &str,
+    pick: impl FnOnce(super::Response) -> Option<Result<A, kcon_pool::Error>>,
+) -> Result<A, ProduceError> {
+    match result {
+        Ok(r) => match pick(r) {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(e)) => Err(ProduceError::pool(e, what)),
+            None => Err(ProduceError::new(
+                ErrorKind::Corrupt,
+                false,
+                format!("{what}: the answer is not to this request"),
+            )),
+        },
+        Err(f) => Err(ProduceError::new(
+            ErrorKind::Transport,
+            f.retriable,
+            format!("{what}: {}", f.reason),
+        )),
     }
 }
 
