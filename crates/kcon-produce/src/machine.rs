@@ -436,14 +436,16 @@ impl<T> SenderMachine<T> {
                     .filter(|i| i.init.is_none() && (i.producer.is_none() || i.reset_wanted))
                     .and_then(|i| i.not_before),
             ),
-            Timer::Transaction => after(
-                self.txn
-                    .as_ref()
-                    .and_then(|t| t.retry_at())
-                    .into_iter()
-                    .chain(self.txn_give_up_at())
-                    .min(),
-            ),
+            // Each of the transaction's times is taken only if after `now` before the earliest
+            // is: a backoff that is over (its request waits for a coordinator) must not hide
+            // the lookup's that is not.
+            Timer::Transaction => self
+                .txn
+                .as_ref()
+                .and_then(|t| t.retry_at(now))
+                .into_iter()
+                .chain(after(self.txn_give_up_at()))
+                .min(),
         }
     }
 

@@ -294,8 +294,10 @@ impl Transactions {
             || self.group.as_ref().is_some_and(|g| g.is_lookup(id))
     }
 
-    /// When a retry or a lookup may go out next, while one waits.
-    pub(super) fn retry_at(&self) -> Option<Instant> {
+    /// When a retry or a lookup may go out next after `now`, while one waits: the earliest of
+    /// the transaction request's backoff and the two lookups', each taken only if after `now`
+    /// (one that is over waits for something else, and must not hide a later one).
+    pub(super) fn retry_at(&self, now: Instant) -> Option<Instant> {
         let wants = self.wants_coordinator();
         let lookups = [
             self.coordinator.retry_at(wants),
@@ -304,7 +306,12 @@ impl Transactions {
                 .and_then(|g| g.retry_at(self.wants_group_coordinator())),
         ];
         let retry = self.tries.retry_at().filter(|_| self.out.is_none());
-        lookups.into_iter().flatten().chain(retry).min()
+        lookups
+            .into_iter()
+            .flatten()
+            .chain(retry)
+            .filter(|&at| at > now)
+            .min()
     }
 
     /// The next abort bumps the producer epoch.

@@ -779,3 +779,126 @@ fn a_close_gives_up_a_transaction_the_coordinator_never_ends() {
     assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
     assert_eq!(cluster.ended, [None]);
 }
+
+/// Transactions under faults drawn from a seed: errors pushed for every API (retriable,
+/// a moved coordinator, a stale generation, now and then fencing), commits and aborts chosen at
+/// random. Whatever happens, every call is answered, a commit that succeeded made exactly its
+/// records and offsets visible, and nothing of an aborted or failed transaction is.
+#[test]
+fn random_faults_never_commit_what_was_not_committed() {
+    const RETRIABLE: &[E] = &[
+        E::ConcurrentTransactions,
+        E::CoordinatorLoadInProgress,
+        E::NotCoordinator,
+        E::CoordinatorNotAvailable,
+    ];
+    const APIS: &[Api] = &[
+        Api::AddPartitions,
+        Api::AddOffsets,
+        Api::TxnOffsetCommit,
+        Api::EndTxn,
+        Api::Produce,
+        Api::Find,
+    ];
+    for seed in 0..2000u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut m, mut cluster, mut now, mut seen) = started();
+        // Records per partition a read_committed reader must see, and the group's offset.
+        let mut expected: BTreeMap<i32, usize> = BTreeMap::new();
+        let mut expected_offset: Option<i64> = None;
+        let mut waiter = 0u32;
+        'transactions: for txn in 0..6i64 {
+            call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+            for _ in 0..rng.usize(0..4) {
+                let api = APIS[rng.usize(..APIS.len())];
+                let error = match api {
+                    Api::Produce => E::NotEnoughReplicas,
+                    Api::Find => E::CoordinatorNotAvailable,
+                    _ if rng.u8(..20) == 0 => E::ProducerFenced,
+                    _ => RETRIABLE[rng.usize(..RETRIABLE.len())],
+                };
+                cluster.push_error(api, error);
+            }
+            let mut written: BTreeMap<i32, usize> = BTreeMap::new();
+            for _ in 0..rng.usize(0..5) {
+                let partition = rng.i32(0..2);
+                m.record(now, record_to(waiter, partition, now));
+                waiter += 1;
+                *written.entry(partition).or_insert(0) += 1;
+            }
+            let offsets_sent = rng.bool();
+            let mut failed = false;
+            if offsets_sent {
+                let generation = if rng.u8(..5) == 0 { 2 } else { 3 };
+                let sent = TxnCall::SendOffsets {
+                    offsets: offsets(100 + txn),
+                    group: group(generation),
+                };
+                if let Err(e) = call(&mut m, &mut cluster, &mut now, &mut seen, sent) {
+                    match e.outcome() {
+                        ErrorOutcome::Close => break 'transactions,
+                        outcome => assert_eq!(outcome, ErrorOutcome::Abort, "seed {seed}: {e}"),
+                    }
+                    failed = true;
+                }
+            }
+            let commit = !failed && rng.u8(..4) != 0;
+            let op = if commit {
+                TxnCall::Commit
+            } else {
+                TxnCall::Abort
+            };
+            match call(&mut m, &mut cluster, &mut now, &mut seen, op) {
+                Ok(()) if commit => {
+                    for (p, n) in written {
+                        *expected.entry(p).or_insert(0) += n;
+                    }
+                    if offsets_sent {
+                        expected_offset = Some(100 + txn);
+                    }
+                }
+                Ok(()) => {}
+                Err(e) if e.outcome() == ErrorOutcome::Close => break 'transactions,
+                Err(e) => {
+                    assert_eq!(e.outcome(), ErrorOutcome::Abort, "seed {seed}: {e}");
+                    match call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort) {
+                        Ok(()) => {}
+                        Err(e) if e.outcome() == ErrorOutcome::Close => break 'transactions,
+                        Err(e) => panic!("seed {seed}: the abort failed: {e}"),
+                    }
+                }
+            }
+            cluster.errors.clear();
+        }
+        expected.retain(|_, n| *n > 0);
+        assert_eq!(cluster.committed_records(), expected, "seed {seed}");
+        assert_eq!(
+            cluster.offsets.get(&0).copied(),
+            expected_offset,
+            "seed {seed}"
+        );
+        assert!(
+            seen.calls.is_empty(),
+            "seed {seed}: calls answered twice: {:?}",
+            seen.calls
+        );
+    }
+}
+
+/// A request that failed because the coordinator moved, and a lookup of the new one that
+/// failed too: the request's backoff ends first, and then the machine still wakes for the
+/// lookup's (the earliest of the transaction's times was once taken before dropping those
+/// already past, and the transaction waited for nothing).
+#[test]
+fn a_failed_lookup_after_a_moved_coordinator_is_retried_when_its_backoff_ends() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    cluster.push_error(Api::AddPartitions, E::NotCoordinator);
+    cluster.push_error(Api::Find, E::CoordinatorNotAvailable);
+    cluster.push_error(Api::Find, E::CoordinatorNotAvailable);
+    m.record(now, record_to(1, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+    let finds = cluster.seen.iter().filter(|a| **a == Api::Find).count();
+    assert_eq!(finds, 4, "{:?}", cluster.seen);
+}
