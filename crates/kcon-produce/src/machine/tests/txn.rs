@@ -781,8 +781,8 @@ fn a_close_gives_up_a_transaction_the_coordinator_never_ends() {
 }
 
 /// Transactions under faults drawn from a seed: errors pushed for every API (retriable,
-/// a moved coordinator, a stale generation, now and then fencing), commits and aborts chosen at
-/// random. Whatever happens, every call is answered, a commit that succeeded made exactly its
+/// a moved coordinator, a refused topic, a lost sequence, a stale generation, now and then
+/// fencing), commits and aborts chosen at random. Whatever happens, every call is answered, a commit that succeeded made exactly its
 /// records and offsets visible, and nothing of an aborted or failed transaction is.
 #[test]
 fn random_faults_never_commit_what_was_not_committed() {
@@ -800,6 +800,8 @@ fn random_faults_never_commit_what_was_not_committed() {
         Api::Produce,
         Api::Find,
     ];
+    // How often each ending was met, over every seed: none may be missing.
+    let (mut committed, mut aborted_after_error, mut fatal) = (0, 0, 0);
     for seed in 0..2000u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let (mut m, mut cluster, mut now, mut seen) = started();
@@ -811,10 +813,12 @@ fn random_faults_never_commit_what_was_not_committed() {
             call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
             for _ in 0..rng.usize(0..4) {
                 let api = APIS[rng.usize(..APIS.len())];
-                let error = match api {
-                    Api::Produce => E::NotEnoughReplicas,
-                    Api::Find => E::CoordinatorNotAvailable,
-                    _ if rng.u8(..20) == 0 => E::ProducerFenced,
+                let error = match (api, rng.u8(..20)) {
+                    (_, 0) => E::ProducerFenced,
+                    (Api::Produce, 1..=3) => E::UnknownProducerId,
+                    (Api::Produce, _) => E::NotEnoughReplicas,
+                    (Api::Find, _) => E::CoordinatorNotAvailable,
+                    (Api::AddPartitions, 1..=2) => E::TopicAuthorizationFailed,
                     _ => RETRIABLE[rng.usize(..RETRIABLE.len())],
                 };
                 cluster.push_error(api, error);
@@ -850,6 +854,7 @@ fn random_faults_never_commit_what_was_not_committed() {
             };
             match call(&mut m, &mut cluster, &mut now, &mut seen, op) {
                 Ok(()) if commit => {
+                    committed += 1;
                     for (p, n) in written {
                         *expected.entry(p).or_insert(0) += n;
                     }
@@ -858,11 +863,14 @@ fn random_faults_never_commit_what_was_not_committed() {
                     }
                 }
                 Ok(()) => {}
-                Err(e) if e.outcome() == ErrorOutcome::Close => break 'transactions,
+                Err(e) if e.outcome() == ErrorOutcome::Close => {
+                    fatal += 1;
+                    break 'transactions;
+                }
                 Err(e) => {
                     assert_eq!(e.outcome(), ErrorOutcome::Abort, "seed {seed}: {e}");
                     match call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort) {
-                        Ok(()) => {}
+                        Ok(()) => aborted_after_error += 1,
                         Err(e) if e.outcome() == ErrorOutcome::Close => break 'transactions,
                         Err(e) => panic!("seed {seed}: the abort failed: {e}"),
                     }
@@ -883,6 +891,10 @@ fn random_faults_never_commit_what_was_not_committed() {
             seen.calls
         );
     }
+    assert!(
+        committed > 0 && aborted_after_error > 0 && fatal > 0,
+        "committed {committed}, aborted after an error {aborted_after_error}, fatal {fatal}"
+    );
 }
 
 /// A request that failed because the coordinator moved, and a lookup of the new one that
