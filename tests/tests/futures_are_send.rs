@@ -39,6 +39,8 @@ fn types_are_send_and_sync() {
     send_sync::<Record>();
     send_sync::<kcon::Error>();
     send_sync::<Producer>();
+    send_sync::<kcon::exactly_once::ExactlyOnce>();
+    send_sync::<kcon::exactly_once::PipelineError>();
     send_sync::<Pool>();
     send_sync::<SchemaRegistry>();
     send_sync::<AvroDeserializer<serde_json::Value>>();
@@ -83,6 +85,22 @@ async fn processor_futures_are_send(
     send(&processor.run_until(async {}, handler));
     send(&processor.commit());
     send(&processor.close());
+}
+
+#[allow(dead_code)]
+async fn exactly_once_futures_are_send(
+    consumer: Consumer,
+    producer: Producer,
+    mut pipeline: kcon::exactly_once::ExactlyOnce,
+) {
+    send(&kcon::exactly_once::ExactlyOnce::new(consumer, producer));
+    send(&pipeline.process_batch(|records| async move {
+        Ok(records
+            .into_iter()
+            .map(|r| ProducerRecord::new("out", r.value.unwrap_or_default()))
+            .collect())
+    }));
+    send(&pipeline.close());
 }
 
 #[allow(dead_code)]
