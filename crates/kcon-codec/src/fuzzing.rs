@@ -234,6 +234,9 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         AddOffsetsToTxn => m::AddOffsetsToTxnRequest,
         EndTxn => m::EndTxnRequest,
         TxnOffsetCommit => m::TxnOffsetCommitRequest,
+        ShareGroupHeartbeat => m::ShareGroupHeartbeatRequest,
+        ShareFetch => m::ShareFetchRequest,
+        ShareAcknowledge => m::ShareAcknowledgeRequest,
     )
 }
 

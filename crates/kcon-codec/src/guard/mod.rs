@@ -37,7 +37,7 @@
 //!
 //! [`schema`] is the schema language: `const` trees of structs and fields with version ranges,
 //! nullability and tags. [`walk`] is its one interpreter. [`data`], [`groups`], [`admin`]
-//! (and [`txn`]) hold one schema per API kcon speaks, for exactly the versions in
+//! (and [`txn`], [`share`]) hold one schema per API kcon speaks, for exactly the versions in
 //! [`crate::versions::SUPPORTED`], written from kafka-protocol 0.18's decoders; the tests encode
 //! populated responses at every one of those versions and check that the walk accepts them.
 //!
@@ -55,6 +55,7 @@ mod data;
 mod groups;
 mod null_on_error;
 mod schema;
+mod share;
 mod txn;
 mod walk;
 
@@ -96,6 +97,9 @@ const MESSAGES: &[&Message] = &[
     &txn::ADD_OFFSETS_TO_TXN,
     &txn::TXN_OFFSET_COMMIT,
     &txn::END_TXN,
+    &share::SHARE_GROUP_HEARTBEAT,
+    &share::SHARE_FETCH,
+    &share::SHARE_ACKNOWLEDGE,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

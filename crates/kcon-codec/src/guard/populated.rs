@@ -18,7 +18,9 @@ use kafka_protocol::messages::{
     leave_group_response as lg, list_groups_response as lsg, list_offsets_response as lo,
     metadata_response as md, offset_commit_response as oc, offset_delete_response as od,
     offset_fetch_response as of, offset_for_leader_epoch_response as ofle, produce_response as pr,
-    sasl_authenticate_response as sa, sasl_handshake_response as sh, sync_group_response as sg,
+    sasl_authenticate_response as sa, sasl_handshake_response as sh,
+    share_acknowledge_response as sak, share_fetch_response as sf,
+    share_group_heartbeat_response as sgh, sync_group_response as sg,
     txn_offset_commit_response as toc,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
@@ -837,4 +839,111 @@ pub(super) fn end_txn(v: i16, _alt: bool) -> et::EndTxnResponse {
         .when(v >= 3, |r| {
             r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
         })
+}
+
+pub(super) fn share_group_heartbeat(_v: i16, alt: bool) -> sgh::ShareGroupHeartbeatResponse {
+    let topic = |id: u8, partitions: Vec<i32>| {
+        sgh::TopicPartitions::default()
+            .with_topic_id(uuid!(id))
+            .with_partitions(partitions)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let assignment = sgh::Assignment::default()
+        .with_topic_partitions(vec![topic(1, vec![0, 1, 2]), topic(2, vec![3])])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+    sgh::ShareGroupHeartbeatResponse::default()
+        .with_throttle_time_ms(3)
+        .with_error_code(0)
+        .with_error_message(null_or(!alt, s("fine")))
+        .with_member_id(null_or(alt, s("m-1")))
+        .with_member_epoch(4)
+        .with_heartbeat_interval_ms(5000)
+        .with_assignment(null_or(alt, assignment))
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn share_fetch(_v: i16, alt: bool) -> sf::ShareFetchResponse {
+    let acquired = |first: i64| {
+        sf::AcquiredRecords::default()
+            .with_first_offset(first)
+            .with_last_offset(first + 4)
+            .with_delivery_count(2)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let partition = |i: i32, null: bool| {
+        sf::PartitionData::default()
+            .with_partition_index(i)
+            .with_error_code(0)
+            .with_error_message(null_or(null, s("part")))
+            .with_acknowledge_error_code(124)
+            .with_acknowledge_error_message(null_or(!null, s("ack")))
+            .with_current_leader(
+                sf::LeaderIdAndEpoch::default()
+                    .with_leader_id(1)
+                    .with_leader_epoch(7)
+                    .with_unknown_tagged_field(UNKNOWN_TAG, unknown()),
+            )
+            .with_records(null_or(null, Bytes::from_static(b"records")))
+            .with_acquired_records(vec![acquired(0), acquired(10)])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let topic = |id: u8| {
+        sf::ShareFetchableTopicResponse::default()
+            .with_topic_id(uuid!(id))
+            .with_partitions(vec![partition(0, alt), partition(1, !alt)])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let node = |id: i32, null: bool| {
+        sf::NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(s("b1"))
+            .with_port(9092)
+            .with_rack(null_or(null, s("rack-a")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    sf::ShareFetchResponse::default()
+        .with_throttle_time_ms(3)
+        .with_error_code(0)
+        .with_error_message(null_or(alt, s("fine")))
+        .with_acquisition_lock_timeout_ms(30_000)
+        .with_responses(vec![topic(1), topic(2)])
+        .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn share_acknowledge(_v: i16, alt: bool) -> sak::ShareAcknowledgeResponse {
+    let partition = |i: i32, null: bool| {
+        sak::PartitionData::default()
+            .with_partition_index(i)
+            .with_error_code(if i == 0 { 0 } else { 125 })
+            .with_error_message(null_or(null, s("part")))
+            .with_current_leader(
+                sak::LeaderIdAndEpoch::default()
+                    .with_leader_id(1)
+                    .with_leader_epoch(7)
+                    .with_unknown_tagged_field(UNKNOWN_TAG, unknown()),
+            )
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let topic = |id: u8| {
+        sak::ShareAcknowledgeTopicResponse::default()
+            .with_topic_id(uuid!(id))
+            .with_partitions(vec![partition(0, alt), partition(1, !alt)])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let node = |id: i32, null: bool| {
+        sak::NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(s("b1"))
+            .with_port(9092)
+            .with_rack(null_or(null, s("rack-a")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    sak::ShareAcknowledgeResponse::default()
+        .with_throttle_time_ms(3)
+        .with_error_code(0)
+        .with_error_message(null_or(!alt, s("fine")))
+        .with_responses(vec![topic(1), topic(2)])
+        .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
 }

@@ -12,8 +12,8 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
-    fetch_response as fr,
+    SaslAuthenticateRequest, SaslHandshakeRequest, ShareAcknowledgeRequest, ShareFetchRequest,
+    ShareGroupHeartbeatRequest, SyncGroupRequest, TxnOffsetCommitRequest, fetch_response as fr,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
@@ -167,6 +167,21 @@ macro_rules! dispatch {
                 let $build = populated::end_txn;
                 $body
             }
+            ApiKey::ShareGroupHeartbeat => {
+                type $R = ShareGroupHeartbeatRequest;
+                let $build = populated::share_group_heartbeat;
+                $body
+            }
+            ApiKey::ShareFetch => {
+                type $R = ShareFetchRequest;
+                let $build = populated::share_fetch;
+                $body
+            }
+            ApiKey::ShareAcknowledge => {
+                type $R = ShareAcknowledgeRequest;
+                let $build = populated::share_acknowledge;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -253,8 +268,8 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 27 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 160);
+    // 30 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 163);
 }
 
 #[test]
@@ -333,7 +348,8 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
         list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
         offset_delete_response as od, offset_fetch_response as of,
         offset_for_leader_epoch_response as ofle, produce_response as pr,
-        txn_offset_commit_response as toc,
+        share_acknowledge_response as sak, share_fetch_response as sf,
+        share_group_heartbeat_response as sgh, txn_offset_commit_response as toc,
     };
     use kafka_protocol::protocol::StrBytes;
     use std::mem::size_of;
@@ -590,6 +606,51 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::TxnOffsetCommit,
             "topics.partitions",
             size_of::<toc::TxnOffsetCommitResponsePartition>(),
+        ),
+        (
+            ApiKey::ShareGroupHeartbeat,
+            "assignment.topic_partitions",
+            size_of::<sgh::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ShareGroupHeartbeat,
+            "assignment.topic_partitions.partitions",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "responses",
+            size_of::<sf::ShareFetchableTopicResponse>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "responses.partitions",
+            size_of::<sf::PartitionData>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "responses.partitions.acquired_records",
+            size_of::<sf::AcquiredRecords>(),
+        ),
+        (
+            ApiKey::ShareFetch,
+            "node_endpoints",
+            size_of::<sf::NodeEndpoint>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "responses",
+            size_of::<sak::ShareAcknowledgeTopicResponse>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "responses.partitions",
+            size_of::<sak::PartitionData>(),
+        ),
+        (
+            ApiKey::ShareAcknowledge,
+            "node_endpoints",
+            size_of::<sak::NodeEndpoint>(),
         ),
     ];
     for msg in MESSAGES {

@@ -1,0 +1,120 @@
+//! Schemas of the share-group responses (KIP-932) a share consumer reads: ShareGroupHeartbeat,
+//! ShareFetch, ShareAcknowledge, at v1 (the first version Apache Kafka released; every version
+//! is flexible).
+//!
+//! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
+
+use kafka_protocol::messages::ApiKey;
+
+use super::schema::Ty::{Bytes, I16, I32, I64, OptStruct, Str, Struct, Uuid};
+use super::schema::{ALL, Field, I32_ARRAY, Message, StructDef, array, only, structs};
+
+pub(super) const SHARE_GROUP_HEARTBEAT: Message = Message {
+    api_key: ApiKey::ShareGroupHeartbeat,
+    versions: only(1, 1),
+    flexible: 0,
+    body: &SHARE_GROUP_HEARTBEAT_BODY,
+};
+
+structs! {
+    SHARE_GROUP_HEARTBEAT_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        member_id: Str, ALL, nullable;
+        member_epoch: I32, ALL;
+        heartbeat_interval_ms: I32, ALL;
+        assignment: OptStruct(&SHARE_GROUP_HEARTBEAT_ASSIGNMENT), ALL;
+    }
+    SHARE_GROUP_HEARTBEAT_ASSIGNMENT = "assignment." {
+        topic_partitions: array(&SHARE_GROUP_HEARTBEAT_TOPIC), ALL;
+    }
+    SHARE_GROUP_HEARTBEAT_TOPIC = "assignment.topic_partitions." {
+        topic_id: Uuid, ALL;
+        partitions: I32_ARRAY, ALL;
+    }
+}
+
+pub(super) const SHARE_FETCH: Message = Message {
+    api_key: ApiKey::ShareFetch,
+    versions: only(1, 1),
+    flexible: 0,
+    body: &SHARE_FETCH_BODY,
+};
+
+structs! {
+    SHARE_FETCH_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        acquisition_lock_timeout_ms: I32, ALL;
+        responses: array(&SHARE_FETCH_TOPIC), ALL;
+        node_endpoints: array(&SHARE_FETCH_NODE), ALL;
+    }
+    SHARE_FETCH_TOPIC = "responses." {
+        topic_id: Uuid, ALL;
+        partitions: array(&SHARE_FETCH_PARTITION), ALL;
+    }
+    SHARE_FETCH_PARTITION = "responses.partitions." {
+        partition_index: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        acknowledge_error_code: I16, ALL;
+        acknowledge_error_message: Str, ALL, nullable;
+        current_leader: Struct(&SHARE_FETCH_LEADER), ALL;
+        records: Bytes, ALL, nullable;
+        acquired_records: array(&SHARE_FETCH_ACQUIRED), ALL;
+    }
+    SHARE_FETCH_LEADER = "responses.partitions.current_leader." {
+        leader_id: I32, ALL;
+        leader_epoch: I32, ALL;
+    }
+    SHARE_FETCH_ACQUIRED = "responses.partitions.acquired_records." {
+        first_offset: I64, ALL;
+        last_offset: I64, ALL;
+        delivery_count: I16, ALL;
+    }
+    SHARE_FETCH_NODE = "node_endpoints." {
+        node_id: I32, ALL;
+        host: Str, ALL;
+        port: I32, ALL;
+        rack: Str, ALL, nullable;
+    }
+}
+
+pub(super) const SHARE_ACKNOWLEDGE: Message = Message {
+    api_key: ApiKey::ShareAcknowledge,
+    versions: only(1, 1),
+    flexible: 0,
+    body: &SHARE_ACKNOWLEDGE_BODY,
+};
+
+structs! {
+    SHARE_ACKNOWLEDGE_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        responses: array(&SHARE_ACKNOWLEDGE_TOPIC), ALL;
+        node_endpoints: array(&SHARE_ACKNOWLEDGE_NODE), ALL;
+    }
+    SHARE_ACKNOWLEDGE_TOPIC = "responses." {
+        topic_id: Uuid, ALL;
+        partitions: array(&SHARE_ACKNOWLEDGE_PARTITION), ALL;
+    }
+    SHARE_ACKNOWLEDGE_PARTITION = "responses.partitions." {
+        partition_index: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        current_leader: Struct(&SHARE_ACKNOWLEDGE_LEADER), ALL;
+    }
+    SHARE_ACKNOWLEDGE_LEADER = "responses.partitions.current_leader." {
+        leader_id: I32, ALL;
+        leader_epoch: I32, ALL;
+    }
+    SHARE_ACKNOWLEDGE_NODE = "node_endpoints." {
+        node_id: I32, ALL;
+        host: Str, ALL;
+        port: I32, ALL;
+        rack: Str, ALL, nullable;
+    }
+}
