@@ -208,8 +208,11 @@ impl ExactlyOnce {
 
     /// Waits for the next batch (one partition's records, at most `max.poll.records`), hands
     /// it to `transform`, and writes what that returns and the batch's offsets in one
-    /// transaction. A batch whose transaction aborted is not an error: it comes again. The
-    /// error says the pipeline cannot go on.
+    /// transaction. A batch whose transaction aborted is not an error: it comes again. An
+    /// abort whose reason does not go away (an output refused for good, whose error's outcome
+    /// is `Fix`, or a transform that always fails on the batch) comes again the same way: the
+    /// application decides what then (seek past the batch, stop). The error says the pipeline
+    /// cannot go on.
     pub async fn process_batch<F, Fut>(&mut self, transform: F) -> Result<Batch, PipelineError>
     where
         F: FnOnce(Vec<Record>) -> Fut,
