@@ -49,7 +49,7 @@ structs! {
         error_message: Str, ALL, nullable;
         acquisition_lock_timeout_ms: I32, ALL;
         responses: array(&SHARE_FETCH_TOPIC), ALL;
-        node_endpoints: array(&SHARE_FETCH_NODE), ALL;
+        node_endpoints: array(&SHARE_NODE), ALL;
     }
     SHARE_FETCH_TOPIC = "responses." {
         topic_id: Uuid, ALL;
@@ -61,11 +61,12 @@ structs! {
         error_message: Str, ALL, nullable;
         acknowledge_error_code: I16, ALL;
         acknowledge_error_message: Str, ALL, nullable;
-        current_leader: Struct(&SHARE_FETCH_LEADER), ALL;
+        current_leader: Struct(&SHARE_LEADER), ALL;
         records: Bytes, ALL, nullable;
         acquired_records: array(&SHARE_FETCH_ACQUIRED), ALL;
     }
-    SHARE_FETCH_LEADER = "responses.partitions.current_leader." {
+    // Also ShareAcknowledge's: the same fields at the same paths.
+    SHARE_LEADER = "responses.partitions.current_leader." {
         leader_id: I32, ALL;
         leader_epoch: I32, ALL;
     }
@@ -74,7 +75,8 @@ structs! {
         last_offset: I64, ALL;
         delivery_count: I16, ALL;
     }
-    SHARE_FETCH_NODE = "node_endpoints." {
+    // Also ShareAcknowledge's.
+    SHARE_NODE = "node_endpoints." {
         node_id: I32, ALL;
         host: Str, ALL;
         port: I32, ALL;
@@ -95,7 +97,7 @@ structs! {
         error_code: I16, ALL;
         error_message: Str, ALL, nullable;
         responses: array(&SHARE_ACKNOWLEDGE_TOPIC), ALL;
-        node_endpoints: array(&SHARE_ACKNOWLEDGE_NODE), ALL;
+        node_endpoints: array(&SHARE_NODE), ALL;
     }
     SHARE_ACKNOWLEDGE_TOPIC = "responses." {
         topic_id: Uuid, ALL;
@@ -105,16 +107,6 @@ structs! {
         partition_index: I32, ALL;
         error_code: I16, ALL;
         error_message: Str, ALL, nullable;
-        current_leader: Struct(&SHARE_ACKNOWLEDGE_LEADER), ALL;
-    }
-    SHARE_ACKNOWLEDGE_LEADER = "responses.partitions.current_leader." {
-        leader_id: I32, ALL;
-        leader_epoch: I32, ALL;
-    }
-    SHARE_ACKNOWLEDGE_NODE = "node_endpoints." {
-        node_id: I32, ALL;
-        host: Str, ALL;
-        port: I32, ALL;
-        rack: Str, ALL, nullable;
+        current_leader: Struct(&SHARE_LEADER), ALL;
     }
 }
