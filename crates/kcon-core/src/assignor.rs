@@ -11,18 +11,30 @@ pub enum GroupProtocol {
     /// `consumer`: KIP-848's ConsumerGroupHeartbeat; the coordinator assigns, and each member
     /// reconciles towards its target assignment on its own.
     Consumer,
+    /// A share group's (KIP-932): ShareGroupHeartbeat; the coordinator assigns, and members
+    /// may share partitions. Not a value of `group.protocol`: a share consumer speaks it, a
+    /// consumer never does.
+    Share,
 }
 
 impl GroupProtocol {
-    /// The name `group.protocol` takes: `classic` or `consumer`.
+    /// The name `group.protocol` takes: `classic` or `consumer` (and `share` for a share
+    /// group's, which the property does not take).
     pub const fn name(self) -> &'static str {
         match self {
             GroupProtocol::Classic => "classic",
             GroupProtocol::Consumer => "consumer",
+            GroupProtocol::Share => "share",
         }
     }
 
-    /// The protocol named `name`, in any case.
+    /// Whether the coordinator assigns and members heartbeat alone (KIP-848's and KIP-932's
+    /// protocols).
+    pub const fn coordinator_assigns(self) -> bool {
+        matches!(self, GroupProtocol::Consumer | GroupProtocol::Share)
+    }
+
+    /// The protocol `group.protocol` names `name`, in any case: `classic` or `consumer`.
     pub fn from_name(name: &str) -> Option<Self> {
         [GroupProtocol::Classic, GroupProtocol::Consumer]
             .into_iter()

@@ -91,8 +91,25 @@ impl GroupConfig {
         if self.group_id.is_empty() {
             return Err(ConfigError::invalid("group.id", "", "a non-empty group id"));
         }
+        if self.group_protocol == GroupProtocol::Share {
+            // A share group has no static membership and one coordinator-side assignor.
+            if let Some(id) = &self.group_instance_id {
+                return Err(ConfigError::invalid(
+                    "group.instance.id",
+                    id,
+                    "unset for a share consumer: share groups have no static membership",
+                ));
+            }
+            if let Some(a) = &self.group_remote_assignor {
+                return Err(ConfigError::invalid(
+                    "group.remote.assignor",
+                    a,
+                    "unset for a share consumer: the coordinator assigns share groups itself",
+                ));
+            }
+        }
         match self.group_protocol {
-            GroupProtocol::Consumer => {
+            GroupProtocol::Consumer | GroupProtocol::Share => {
                 // The Java client refuses these under the consumer protocol too
                 // (`ConsumerConfig`): the coordinator decides them.
                 if let Some(name) = CLASSIC_ONLY
@@ -109,12 +126,13 @@ impl GroupConfig {
                             .collect::<Vec<_>>()
                             .join(","),
                     };
-                    return Err(ConfigError::invalid(
-                        name,
-                        &value,
+                    let allowed = if self.group_protocol == GroupProtocol::Share {
+                        "unset for a share consumer: the coordinator decides it"
+                    } else {
                         "unset with group.protocol=consumer: the coordinator decides it \
-                         (group.remote.assignor chooses the coordinator's assignor)",
-                    ));
+                         (group.remote.assignor chooses the coordinator's assignor)"
+                    };
+                    return Err(ConfigError::invalid(name, &value, allowed));
                 }
             }
             GroupProtocol::Classic => {

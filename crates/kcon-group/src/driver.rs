@@ -432,6 +432,13 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
                 call(&conn, v, request, timeout).await?,
             ))
         }
+        GroupRequest::ShareGroupHeartbeat(h) => {
+            let v = version(ApiKey::ShareGroupHeartbeat)?;
+            let request = consumer_wire::share_heartbeat_request(h, v);
+            GroupResponse::ShareGroupHeartbeat(consumer_wire::share_heartbeat_response(
+                call(&conn, v, request, timeout).await?,
+            ))
+        }
         // Invariant: Metadata and TopicIds were answered above, before any connection was
         // asked for.
         GroupRequest::Metadata { .. } | GroupRequest::TopicIds { .. } => {

@@ -98,7 +98,7 @@ pub trait Member:
 pub enum MemberMachine {
     /// `group.protocol=classic`.
     Classic(GroupMachine),
-    /// `group.protocol=consumer` (KIP-848).
+    /// `group.protocol=consumer` (KIP-848), or a share group's member (KIP-932).
     Consumer(ConsumerGroupMachine),
 }
 
@@ -108,7 +108,7 @@ impl MemberMachine {
     pub fn new(config: GroupConfig, now: Instant, seed: u64) -> MemberMachine {
         match config.group_protocol {
             GroupProtocol::Classic => MemberMachine::Classic(GroupMachine::new(config, now, seed)),
-            GroupProtocol::Consumer => {
+            GroupProtocol::Consumer | GroupProtocol::Share => {
                 MemberMachine::Consumer(ConsumerGroupMachine::new(config, now, seed))
             }
         }
@@ -118,7 +118,7 @@ impl MemberMachine {
     pub fn protocol(&self) -> GroupProtocol {
         match self {
             MemberMachine::Classic(_) => GroupProtocol::Classic,
-            MemberMachine::Consumer(_) => GroupProtocol::Consumer,
+            MemberMachine::Consumer(m) => m.config().group_protocol,
         }
     }
 

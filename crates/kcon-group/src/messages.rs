@@ -9,7 +9,9 @@ use kcon_core::TopicId;
 use kcon_core::coordinator::FoundCoordinator;
 
 use crate::assignor::TopicPartitions;
-use crate::consumer_group::{ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer};
+use crate::consumer_group::{
+    ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer, ShareGroupHeartbeat,
+};
 
 /// A request the group machine wants sent.
 pub type Outgoing = kcon_core::Outgoing<GroupRequest>;
@@ -65,6 +67,8 @@ pub enum GroupRequest {
     LeaveGroup(LeaveGroup),
     /// ConsumerGroupHeartbeat (KIP-848): joining, heartbeating and leaving, all in one.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeat),
+    /// ShareGroupHeartbeat (KIP-932): a share group member's, the same way.
+    ShareGroupHeartbeat(ShareGroupHeartbeat),
     /// Metadata for these topics, or for every topic: the coordinator assigns by topic id, and
     /// the member needs the names.
     TopicIds {
@@ -177,6 +181,8 @@ pub enum GroupResponse {
     },
     /// ConsumerGroupHeartbeat's answer.
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatAnswer),
+    /// ShareGroupHeartbeat's answer (the same fields).
+    ShareGroupHeartbeat(ConsumerGroupHeartbeatAnswer),
     /// Topic names by id, as the metadata has them.
     TopicIds(BTreeMap<TopicId, String>),
 }

@@ -2,7 +2,9 @@
 //! member's subscription and the partitions it owns; its answer carries the member epoch and
 //! the partitions the coordinator wants it to own. The member reconciles towards them itself,
 //! revoking before assigning, and tells the application with the same events as the classic
-//! member.
+//! member. A share group's member (KIP-932, [`GroupProtocol::Share`]) is the same machine
+//! speaking ShareGroupHeartbeat: no partitions owned are told (the coordinator hands each
+//! member its own at once), no regex and no static membership.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,14 +15,14 @@ use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::error_name;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
-    Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
-    RequestId, RequestIds, Target, TopicId, TopicPartition,
+    Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, Machine, PersistentFailure,
+    RequestFailure, RequestId, RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
 use super::messages::{
     ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer, LEAVE_EPOCH, STATIC_LEAVE_EPOCH,
-    TopicIdPartitions,
+    ShareGroupHeartbeat, TopicIdPartitions,
 };
 use super::reconcile::{self, Step};
 use crate::assignor::TopicPartitions;
@@ -42,6 +44,11 @@ const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3600);
 const NO_KIP_848: &str = "group.protocol=consumer needs ConsumerGroupHeartbeat (KIP-848), and \
      the group coordinator cannot answer it; group.protocol=classic works with such brokers";
 
+/// What a share group's member tells the application a broker lacking ShareGroupHeartbeat
+/// means.
+const NO_KIP_932: &str = "a share consumer needs ShareGroupHeartbeat v1 (KIP-932: Apache Kafka \
+     4.1 or later with share groups enabled), and the group coordinator cannot answer it";
+
 /// One member of a consumer group under the consumer protocol (KIP-848). Sans-IO, and driven
 /// exactly as [`GroupMachine`](crate::GroupMachine) is (see its driving contract): the same
 /// inputs, requests, answers and events.
@@ -50,6 +57,8 @@ const NO_KIP_848: &str = "group.protocol=consumer needs ConsumerGroupHeartbeat (
 #[derive(Debug)]
 pub struct ConsumerGroupMachine {
     config: GroupConfig,
+    /// A share group's member (ShareGroupHeartbeat), not a consumer group's.
+    share: bool,
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
     ids: RequestIds,
@@ -90,7 +99,7 @@ pub struct ConsumerGroupMachine {
     /// When the application last polled.
     last_poll: Instant,
     /// A leave to send without waiting for its answer (after the poll timeout).
-    pending_leave: Option<ConsumerGroupHeartbeat>,
+    pending_leave: Option<GroupRequest>,
     /// Every timer, armed from the state after each input (see `rearm`).
     timers: Timers,
     events: VecDeque<GroupEvent>,
@@ -201,7 +210,9 @@ impl ConsumerGroupMachine {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut id = [0u8; 16];
         rng.fill(&mut id);
+        let share = config.group_protocol == GroupProtocol::Share;
         let mut m = ConsumerGroupMachine {
+            share,
             backoff: config.retry_backoff_policy(),
             rng,
             ids: RequestIds::default(),
@@ -235,7 +246,11 @@ impl ConsumerGroupMachine {
                 hold_polls: 0,
             },
             tries: FailureTracker::new(
-                ApiKey::ConsumerGroupHeartbeat,
+                if share {
+                    ApiKey::ShareGroupHeartbeat
+                } else {
+                    ApiKey::ConsumerGroupHeartbeat
+                },
                 format!("group {}", config.group_id),
                 config.retry_backoff_policy(),
             ),
@@ -361,12 +376,15 @@ impl ConsumerGroupMachine {
         if r.parts.is_empty() {
             self.revocation = None;
         }
-        if self.phase == Phase::Active && self.epoch > 0 {
-            self.heartbeat.held_back = Some(self.epoch);
-            self.heartbeat.hold_polls = 0;
+        if !self.share {
+            if self.phase == Phase::Active && self.epoch > 0 {
+                self.heartbeat.held_back = Some(self.epoch);
+                self.heartbeat.hold_polls = 0;
+            }
+            // The coordinator hears of it at once: it hands the partitions on only then (a
+            // share group's coordinator waits for no one).
+            self.heartbeat.next_at = now;
         }
-        // The coordinator hears of it at once: it hands the partitions on only then.
-        self.heartbeat.next_at = now;
         self.reconcile(now);
     }
 
@@ -447,8 +465,11 @@ impl ConsumerGroupMachine {
             partitions: added,
             generation_id: self.epoch,
         });
-        // The coordinator learns what the member owns now.
-        self.heartbeat.next_at = now;
+        // The coordinator learns what the member owns now (a share group's coordinator is
+        // told nothing of it).
+        if !self.share {
+            self.heartbeat.next_at = now;
+        }
     }
 
     fn revoke(&mut self, partitions: Vec<TopicPartition>, now: Instant) {
@@ -692,7 +713,8 @@ impl ConsumerGroupMachine {
             }
         );
         let answer = match result {
-            Ok(GroupResponse::ConsumerGroupHeartbeat(a)) => a,
+            Ok(GroupResponse::ConsumerGroupHeartbeat(a)) if !self.share => a,
+            Ok(GroupResponse::ShareGroupHeartbeat(a)) if self.share => a,
             Ok(other) => {
                 warn!(group = %self.config.group_id, ?other, "an answer of the wrong kind; heartbeating again after a backoff");
                 self.heartbeat.told = None;
@@ -720,7 +742,8 @@ impl ConsumerGroupMachine {
                 return;
             }
             Err(f) => {
-                self.fail(GroupError::Request(format!("{NO_KIP_848}: {}", f.reason)));
+                let needs = self.needs();
+                self.fail(GroupError::Request(format!("{needs}: {}", f.reason)));
                 return;
             }
         };
@@ -767,7 +790,8 @@ impl ConsumerGroupMachine {
             ) => {
                 let message = match (answer.error_code, answer.error_message) {
                     (code, m) if code == E::UnsupportedVersion.code() => Some(format!(
-                        "{NO_KIP_848}{}",
+                        "{}{}",
+                        self.needs(),
                         m.map(|m| format!(": {m}")).unwrap_or_default()
                     )),
                     (code, m) if code == E::InvalidRegularExpression.code() => Some(format!(
@@ -779,7 +803,7 @@ impl ConsumerGroupMachine {
                     (_, m) => m,
                 };
                 self.fail(GroupError::Broker {
-                    api_key: ApiKey::ConsumerGroupHeartbeat as i16,
+                    api_key: self.heartbeat_api() as i16,
                     error_code: answer.error_code,
                     message,
                 });
@@ -880,7 +904,7 @@ impl ConsumerGroupMachine {
             self.begin_reconciliation();
         }
         self.reconcile(now);
-        if self.heartbeat.told.as_ref().map(|t| &t.owned) != Some(&self.owned_ids()) {
+        if self.heartbeat.told.as_ref().map(|t| &t.owned) != Some(&self.told_owned()) {
             self.heartbeat.next_at = now;
         }
     }
@@ -913,6 +937,29 @@ impl ConsumerGroupMachine {
         reconcile::by_id(&self.owned, &self.topic_ids)
     }
 
+    /// What the coordinator is told the member owns: a share group's member tells nothing.
+    fn told_owned(&self) -> TopicIdPartitions {
+        if self.share {
+            TopicIdPartitions::new()
+        } else {
+            self.owned_ids()
+        }
+    }
+
+    /// The heartbeat's API.
+    fn heartbeat_api(&self) -> ApiKey {
+        if self.share {
+            ApiKey::ShareGroupHeartbeat
+        } else {
+            ApiKey::ConsumerGroupHeartbeat
+        }
+    }
+
+    /// What the protocol needs of the coordinator, for an error saying it lacks it.
+    fn needs(&self) -> &'static str {
+        if self.share { NO_KIP_932 } else { NO_KIP_848 }
+    }
+
     fn heartbeating(&self) -> bool {
         match self.phase {
             Phase::Active => true,
@@ -928,13 +975,22 @@ impl ConsumerGroupMachine {
         self.heartbeating()
     }
 
-    fn leave_request(&self) -> ConsumerGroupHeartbeat {
+    fn leave_request(&self) -> GroupRequest {
+        if self.share {
+            return GroupRequest::ShareGroupHeartbeat(ShareGroupHeartbeat {
+                group_id: self.config.group_id.clone(),
+                member_id: self.member_id.clone(),
+                member_epoch: LEAVE_EPOCH,
+                rack_id: None,
+                subscribed_topic_names: None,
+            });
+        }
         let epoch = if self.config.group_instance_id.is_some() {
             STATIC_LEAVE_EPOCH
         } else {
             LEAVE_EPOCH
         };
-        ConsumerGroupHeartbeat {
+        GroupRequest::ConsumerGroupHeartbeat(ConsumerGroupHeartbeat {
             group_id: self.config.group_id.clone(),
             member_id: self.member_id.clone(),
             member_epoch: epoch,
@@ -945,7 +1001,7 @@ impl ConsumerGroupMachine {
             subscribed_topic_regex: None,
             server_assignor: None,
             owned: None,
-        }
+        })
     }
 
     fn heartbeat_request(&mut self, now: Instant) -> Option<Outgoing> {
@@ -963,7 +1019,7 @@ impl ConsumerGroupMachine {
             owned: if joining {
                 TopicIdPartitions::new()
             } else {
-                self.owned_ids()
+                self.told_owned()
             },
         };
         let last = if joining {
@@ -982,16 +1038,63 @@ impl ConsumerGroupMachine {
         let subscription_changed =
             last.is_none_or(|l| l.topics != told.topics || l.regex != told.regex);
         let owned_changed = last.is_none_or(|l| l.owned != told.owned);
-        let h = ConsumerGroupHeartbeat {
+        let rack_id = if full {
+            self.config.client_rack.clone()
+        } else {
+            None
+        };
+        let request = if self.share {
+            GroupRequest::ShareGroupHeartbeat(ShareGroupHeartbeat {
+                group_id: self.config.group_id.clone(),
+                member_id: self.member_id.clone(),
+                member_epoch: self.epoch,
+                rack_id,
+                subscribed_topic_names: subscription_changed
+                    .then(|| told.topics.iter().cloned().collect()),
+            })
+        } else {
+            GroupRequest::ConsumerGroupHeartbeat(self.consumer_heartbeat(
+                &told,
+                full,
+                subscription_changed,
+                owned_changed,
+                rack_id,
+            ))
+        };
+        let id = self.ids.next_id();
+        self.tries.sent();
+        self.heartbeat.in_flight = Some(InFlight {
+            id,
+            epoch: self.epoch,
+            told,
+            sent_at: now,
+            held_back: self.heartbeat.held_back.is_some(),
+        });
+        self.heartbeat.next_at = now + self.heartbeat.interval;
+        self.maybe_member = true;
+        Some(Outgoing {
+            id,
+            target: Target::Coordinator(coordinator),
+            request,
+            timeout: None,
+        })
+    }
+
+    /// ConsumerGroupHeartbeat telling `told`: in `full`, or only what changed.
+    fn consumer_heartbeat(
+        &self,
+        told: &Told,
+        full: bool,
+        subscription_changed: bool,
+        owned_changed: bool,
+        rack_id: Option<String>,
+    ) -> ConsumerGroupHeartbeat {
+        ConsumerGroupHeartbeat {
             group_id: self.config.group_id.clone(),
             member_id: self.member_id.clone(),
             member_epoch: self.epoch,
             instance_id: self.config.group_instance_id.clone(),
-            rack_id: if full {
-                self.config.client_rack.clone()
-            } else {
-                None
-            },
+            rack_id,
             rebalance_timeout_ms: if full {
                 self.config
                     .max_poll_interval
@@ -1010,24 +1113,7 @@ impl ConsumerGroupMachine {
                 None
             },
             owned: owned_changed.then(|| told.owned.clone()),
-        };
-        let id = self.ids.next_id();
-        self.tries.sent();
-        self.heartbeat.in_flight = Some(InFlight {
-            id,
-            epoch: self.epoch,
-            told,
-            sent_at: now,
-            held_back: self.heartbeat.held_back.is_some(),
-        });
-        self.heartbeat.next_at = now + self.heartbeat.interval;
-        self.maybe_member = true;
-        Some(Outgoing {
-            id,
-            target: Target::Coordinator(coordinator),
-            request: GroupRequest::ConsumerGroupHeartbeat(h),
-            timeout: None,
-        })
+        }
     }
 
     fn leave_or_lookup_request(&mut self, now: Instant) -> Option<Outgoing> {
@@ -1036,7 +1122,7 @@ impl ConsumerGroupMachine {
             return Some(Outgoing {
                 id: self.ids.next_id(),
                 target: Target::Coordinator(coordinator),
-                request: GroupRequest::ConsumerGroupHeartbeat(leave),
+                request: leave,
                 timeout: None,
             });
         }
@@ -1056,10 +1142,15 @@ impl ConsumerGroupMachine {
                 return None;
             }
             let leave = self.leave_request();
+            let epoch = match &leave {
+                GroupRequest::ShareGroupHeartbeat(h) => h.member_epoch,
+                GroupRequest::ConsumerGroupHeartbeat(h) => h.member_epoch,
+                _ => LEAVE_EPOCH,
+            };
             let id = self.ids.next_id();
             self.heartbeat.in_flight = Some(InFlight {
                 id,
-                epoch: leave.member_epoch,
+                epoch,
                 told: Told {
                     topics: BTreeSet::new(),
                     regex: None,
@@ -1072,11 +1163,11 @@ impl ConsumerGroupMachine {
                 then,
                 in_flight: true,
             };
-            info!(group = %self.config.group_id, epoch = leave.member_epoch, "leaving the group");
+            info!(group = %self.config.group_id, epoch, "leaving the group");
             return Some(Outgoing {
                 id,
                 target: Target::Coordinator(coordinator),
-                request: GroupRequest::ConsumerGroupHeartbeat(leave),
+                request: leave,
                 timeout: None,
             });
         }

@@ -1,4 +1,4 @@
-//! ConsumerGroupHeartbeat in kafka-protocol's types (v0 and v1).
+//! ConsumerGroupHeartbeat (v0 and v1) and ShareGroupHeartbeat (v1) in kafka-protocol's types.
 
 use std::collections::BTreeSet;
 
@@ -7,10 +7,14 @@ use kcon_codec::kafka_protocol::messages::consumer_group_heartbeat_request::{
     ConsumerGroupHeartbeatRequest, TopicPartitions as RequestTopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
+use kcon_codec::kafka_protocol::messages::share_group_heartbeat_request::ShareGroupHeartbeatRequest;
+use kcon_codec::kafka_protocol::messages::share_group_heartbeat_response::ShareGroupHeartbeatResponse;
 use kcon_core::TopicId;
 use kcon_core::wire::{VersionError, str_bytes as s, topic_name};
 
-use super::messages::{ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer, TopicIdPartitions};
+use super::messages::{
+    ConsumerGroupHeartbeat, ConsumerGroupHeartbeatAnswer, ShareGroupHeartbeat, TopicIdPartitions,
+};
 
 /// kafka-protocol's `Uuid` (the `uuid` crate's, which it does not re-export) from a topic id,
 /// through its text form.
@@ -75,26 +79,91 @@ pub fn heartbeat_request(
 /// ones merged: an assignment is a set.
 pub fn heartbeat_response(r: ConsumerGroupHeartbeatResponse) -> ConsumerGroupHeartbeatAnswer {
     let assignment = r.assignment.map(|a| {
-        let mut out = TopicIdPartitions::new();
-        for t in a.topic_partitions {
-            let partitions: BTreeSet<i32> = t.partitions.into_iter().filter(|p| *p >= 0).collect();
-            out.entry(TopicId(*t.topic_id.as_bytes()))
-                .or_default()
-                .extend(partitions);
-        }
-        out
+        assignment(
+            a.topic_partitions
+                .into_iter()
+                .map(|t| (*t.topic_id.as_bytes(), t.partitions)),
+        )
     });
+    answer(
+        r.error_code,
+        r.error_message.map(|m| m.to_string()),
+        r.member_id.map(|m| m.to_string()),
+        r.member_epoch,
+        r.heartbeat_interval_ms,
+        assignment,
+    )
+}
+
+/// An assignment as a set: negative partition numbers dropped, repeated topics merged.
+fn assignment(topics: impl Iterator<Item = ([u8; 16], Vec<i32>)>) -> TopicIdPartitions {
+    let mut out = TopicIdPartitions::new();
+    for (id, partitions) in topics {
+        let partitions: BTreeSet<i32> = partitions.into_iter().filter(|p| *p >= 0).collect();
+        out.entry(TopicId(id)).or_default().extend(partitions);
+    }
+    out
+}
+
+/// Either heartbeat's answer, empty texts read as none.
+fn answer(
+    error_code: i16,
+    error_message: Option<String>,
+    member_id: Option<String>,
+    member_epoch: i32,
+    heartbeat_interval_ms: i32,
+    assignment: Option<TopicIdPartitions>,
+) -> ConsumerGroupHeartbeatAnswer {
     ConsumerGroupHeartbeatAnswer {
-        error_code: r.error_code,
-        error_message: r
-            .error_message
-            .map(|m| m.to_string())
-            .filter(|m| !m.is_empty()),
-        member_id: r.member_id.map(|m| m.to_string()).filter(|m| !m.is_empty()),
-        member_epoch: r.member_epoch,
-        heartbeat_interval_ms: r.heartbeat_interval_ms,
+        error_code,
+        error_message: error_message.filter(|m| !m.is_empty()),
+        member_id: member_id.filter(|m| !m.is_empty()),
+        member_epoch,
+        heartbeat_interval_ms,
         assignment,
     }
+}
+
+/// ShareGroupHeartbeat at `version` (1, the only one kcon speaks).
+pub fn share_heartbeat_request(
+    h: &ShareGroupHeartbeat,
+    version: i16,
+) -> Result<ShareGroupHeartbeatRequest, VersionError> {
+    if version != 1 {
+        return Err(VersionError(format!(
+            "kcon speaks ShareGroupHeartbeat v1, not v{version}"
+        )));
+    }
+    let mut r = ShareGroupHeartbeatRequest::default();
+    r.group_id = GroupId(s(&h.group_id));
+    r.member_id = s(&h.member_id);
+    r.member_epoch = h.member_epoch;
+    r.rack_id = h.rack_id.as_deref().map(s);
+    r.subscribed_topic_names = h
+        .subscribed_topic_names
+        .as_ref()
+        .map(|names| names.iter().map(|n| topic_name(n)).collect());
+    Ok(r)
+}
+
+/// ShareGroupHeartbeat's answer in the machine's terms, as [`heartbeat_response`] reads
+/// ConsumerGroupHeartbeat's.
+pub fn share_heartbeat_response(r: ShareGroupHeartbeatResponse) -> ConsumerGroupHeartbeatAnswer {
+    let assignment = r.assignment.map(|a| {
+        assignment(
+            a.topic_partitions
+                .into_iter()
+                .map(|t| (*t.topic_id.as_bytes(), t.partitions)),
+        )
+    });
+    answer(
+        r.error_code,
+        r.error_message.map(|m| m.to_string()),
+        r.member_id.map(|m| m.to_string()),
+        r.member_epoch,
+        r.heartbeat_interval_ms,
+        assignment,
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +251,49 @@ mod tests {
         assert!(r.subscribed_topic_regex.is_none());
         assert!(r.topic_partitions.is_none());
         assert!(r.instance_id.is_none());
+    }
+
+    /// ShareGroupHeartbeat v1 carries the id, epoch, rack and names, and no other version is
+    /// sent; its answer reads as ConsumerGroupHeartbeat's does.
+    #[test]
+    fn share_heartbeats_round_trip() {
+        use kcon_codec::kafka_protocol::messages::share_group_heartbeat_response::{
+            Assignment as ShareAssignment, TopicPartitions as ShareTopicPartitions,
+        };
+        let h = ShareGroupHeartbeat {
+            group_id: "g".into(),
+            member_id: "m".into(),
+            member_epoch: 0,
+            rack_id: Some("r".into()),
+            subscribed_topic_names: Some(vec!["a".into()]),
+        };
+        let r = share_heartbeat_request(&h, 1).unwrap();
+        let mut buf = BytesMut::new();
+        r.encode(&mut buf, 1).unwrap();
+        let back = ShareGroupHeartbeatRequest::decode(&mut buf.freeze(), 1).unwrap();
+        assert_eq!(back.member_id.as_str(), "m");
+        assert_eq!(back.rack_id.as_deref(), Some("r"));
+        assert_eq!(back.subscribed_topic_names.unwrap().len(), 1);
+        assert!(share_heartbeat_request(&h, 0).is_err());
+        assert!(share_heartbeat_request(&h, 2).is_err());
+
+        let mut r = ShareGroupHeartbeatResponse::default();
+        r.member_epoch = 2;
+        r.heartbeat_interval_ms = 100;
+        r.error_message = Some(s(""));
+        let mut t = ShareTopicPartitions::default();
+        t.topic_id = uuid(TopicId([3; 16]));
+        t.partitions = vec![1, -2, 1, 0];
+        let mut a = ShareAssignment::default();
+        a.topic_partitions = vec![t];
+        r.assignment = Some(a);
+        let answer = share_heartbeat_response(r);
+        assert_eq!(answer.member_epoch, 2);
+        assert_eq!(answer.error_message, None);
+        assert_eq!(
+            answer.assignment.unwrap()[&TopicId([3; 16])],
+            BTreeSet::from([0, 1])
+        );
     }
 
     /// Repeated topics merge, negative partitions go.
