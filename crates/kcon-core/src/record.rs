@@ -37,6 +37,10 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// The headers in wire order, duplicates kept: (key, value).
     pub headers: Vec<(Bytes, Option<Bytes>)>,
+    /// How many times a share group has handed the record out, this time included (KIP-932:
+    /// 1 the first time, more after a release or a lock that expired); `None` for a record
+    /// read by a consumer, which no count follows.
+    pub delivery_count: Option<u16>,
 }
 
 impl Record {
@@ -67,7 +71,15 @@ impl Record {
             key,
             value,
             headers: Vec::new(),
+            delivery_count: None,
         }
+    }
+
+    /// The same record with this delivery count (a share group's; see
+    /// [`delivery_count`](Self::delivery_count)).
+    pub fn with_delivery_count(mut self, delivery_count: u16) -> Record {
+        self.delivery_count = Some(delivery_count);
+        self
     }
 
     /// The same record with this timestamp (ms since the epoch) and its type.

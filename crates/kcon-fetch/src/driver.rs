@@ -406,7 +406,11 @@ impl Drive for FetchTask {
 
 /// The fetcher's view of `metadata`: the partitions of `topics`, and the brokers the pool
 /// has connected to (their versions).
-fn metadata_view(pool: &Pool, metadata: &Metadata, topics: &BTreeSet<String>) -> MetadataView {
+pub(crate) fn metadata_view(
+    pool: &Pool,
+    metadata: &Metadata,
+    topics: &BTreeSet<String>,
+) -> MetadataView {
     let mut view = MetadataView::default();
     for name in topics {
         let Some(t) = metadata.topic(name) else {

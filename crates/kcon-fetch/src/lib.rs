@@ -14,6 +14,8 @@
 //!
 //! - [`FetchMachine`]: the fetch loop that drives these, sans-IO; [`Fetcher`]: its tokio
 //!   driver, sending through a [`kcon_pool::Pool`].
+//! - [`share`]: a share group's fetching (KIP-932): share sessions, acquired records with
+//!   their delivery counts, acknowledgements; [`share::ShareFetchMachine`], sans-IO.
 
 pub mod budget;
 mod error;
@@ -38,6 +40,7 @@ mod machine;
 mod messages;
 pub mod property;
 mod records;
+pub mod share;
 
 pub use config::FetchConfig;
 #[cfg(feature = "driver")]

@@ -555,6 +555,26 @@ pub(crate) fn check_partition(
 
 /// The records of `walk` with offsets in `from..until`, read to the walk's end or its first
 /// unreadable record, and whether it met one.
+/// Every record of a share fetch answer's `bytes` for `partition` from offset `from` on,
+/// decoded (the broker filtered transactions for the group already), and the offset of the
+/// first corrupt record, when one stopped the walk.
+pub(crate) fn share_records(
+    partition: &TopicPartition,
+    topic: &Arc<str>,
+    bytes: Bytes,
+    from: i64,
+) -> (Vec<Record>, Option<i64>) {
+    let checked = check_partition(partition, topic, bytes, from, None, None, i64::MAX);
+    let mut fetched = FetchedRecords::new(partition.clone(), Vec::new(), checked.position, -1, 0);
+    fetched.undecoded = checked.batches;
+    let decoded = fetched.decoded();
+    let corrupt = match (decoded.corrupt.map(|c| c.offset), checked.corrupt_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    (decoded.records, corrupt)
+}
+
 fn count_within(walk: Records<'_>, from: i64, until: i64) -> (usize, bool) {
     let mut count = 0;
     for r in walk {

@@ -1,0 +1,287 @@
+//! The share fetch task: a [`ShareFetchMachine`] run by kcon-pool's generic driver, and its
+//! handle, [`ShareFetcher`].
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::{RequestFailure, TopicPartition};
+use kcon_pool::driver::{Drive, drive};
+use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time;
+
+use super::wire::{share_acknowledge_request, share_fetch_request};
+use super::{
+    AcknowledgeType, ShareAnswer, ShareEvent, ShareFetchMachine, ShareOutgoing, ShareRequest,
+};
+use crate::config::FetchConfig;
+use crate::driver::metadata_view;
+
+/// A share fetch machine run by a tokio task: a handle to assign partitions, want records,
+/// acknowledge and commit, and read what the task tells.
+///
+/// Dropping the handle stops the task without closing the share sessions (the brokers evict
+/// them, and the records' locks expire); [`close`](ShareFetcher::close) closes them.
+#[derive(Debug)]
+pub struct ShareFetcher {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<ShareEvent>,
+    task: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Member(String),
+    Assign(BTreeSet<TopicPartition>),
+    Want(bool),
+    Acknowledge(TopicPartition, i64, i64, AcknowledgeType),
+    Commit(u64),
+    Close,
+}
+
+impl ShareFetcher {
+    /// Starts the task on the current tokio runtime, for share group `group_id`'s member
+    /// `member_id`. It fetches nothing until partitions are assigned and records wanted.
+    pub fn start(
+        pool: Pool,
+        config: FetchConfig,
+        group_id: impl Into<String>,
+        member_id: impl Into<String>,
+    ) -> ShareFetcher {
+        let machine =
+            ShareFetchMachine::new(config.clone(), group_id, member_id, fastrand::u64(..));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let glue = ShareTask {
+            events: event_tx,
+            config,
+            closed: false,
+            commits: 0,
+        };
+        let task = tokio::spawn(drive(pool, machine, glue, command_rx));
+        ShareFetcher {
+            commands,
+            events,
+            task: Some(task),
+        }
+    }
+
+    /// The member id the requests carry (the share group member's).
+    pub fn set_member_id(&self, member_id: impl Into<String>) {
+        self.command(Command::Member(member_id.into()));
+    }
+
+    /// The partitions assigned now.
+    pub fn assign(&self, partitions: BTreeSet<TopicPartition>) {
+        self.command(Command::Assign(partitions));
+    }
+
+    /// Whether the application waits for records.
+    pub fn want_records(&self, wanted: bool) {
+        self.command(Command::Want(wanted));
+    }
+
+    /// Acknowledges `first..=last` of `partition` as `kind`.
+    pub fn acknowledge(
+        &self,
+        partition: TopicPartition,
+        first: i64,
+        last: i64,
+        kind: AcknowledgeType,
+    ) {
+        self.command(Command::Acknowledge(partition, first, last, kind));
+    }
+
+    /// Sends every acknowledgement given so far; the task tells [`ShareEvent::Committed`] with
+    /// `id` once they are answered. `id`s are the handle's to choose, one per commit, in
+    /// increasing order from 0.
+    pub fn commit(&self, id: u64) {
+        self.command(Command::Commit(id));
+    }
+
+    /// What the task told next; `None` once it has stopped and everything was read.
+    pub async fn next(&mut self) -> Option<ShareEvent> {
+        self.events.recv().await
+    }
+
+    /// What the task told, without waiting.
+    pub fn try_next(&mut self) -> Option<ShareEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Sends the acknowledgements left and closes every share session (ShareAcknowledge at
+    /// epoch -1), waiting at most `timeout`. Returns the events not read yet.
+    pub async fn close(mut self, timeout: Duration) -> Vec<ShareEvent> {
+        self.command(Command::Close);
+        let mut events = Vec::new();
+        let _ = time::timeout(timeout, async {
+            while let Some(e) = self.events.recv().await {
+                if e == ShareEvent::Closed {
+                    break;
+                }
+                events.push(e);
+            }
+        })
+        .await;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        events
+    }
+
+    /// The send fails only once the task has ended: nothing is left to act on it.
+    fn command(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for ShareFetcher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+struct ShareTask {
+    events: mpsc::UnboundedSender<ShareEvent>,
+    config: FetchConfig,
+    closed: bool,
+    /// Commits the machine numbered: the handle's numbers follow the same order.
+    commits: u64,
+}
+
+impl Drive for ShareTask {
+    type Machine = ShareFetchMachine;
+    type Command = Command;
+
+    fn send(
+        &self,
+        pool: &Pool,
+        out: ShareOutgoing,
+    ) -> impl Future<Output = Result<ShareAnswer, RequestFailure>> + Send + 'static {
+        send(pool.clone(), self.config.max_wait, out)
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut ShareFetchMachine,
+        pool: &Pool,
+        now: std::time::Instant,
+        command: Option<Command>,
+    ) {
+        match command {
+            Some(Command::Member(id)) => machine.set_member_id(id),
+            Some(Command::Assign(partitions)) => {
+                let topics: BTreeSet<String> =
+                    partitions.iter().map(|tp| tp.topic.clone()).collect();
+                pool.track_topics(TopicScope::topics(topics.iter().cloned()));
+                let metadata = pool.metadata();
+                machine.metadata_updated(now, &metadata_view(pool, &metadata, &topics));
+                machine.assign(now, partitions);
+            }
+            Some(Command::Want(wanted)) => machine.want_records(now, wanted),
+            Some(Command::Acknowledge(tp, first, last, kind)) => {
+                machine.acknowledge(now, &tp, first, last, kind)
+            }
+            Some(Command::Commit(id)) => {
+                let numbered = machine.commit(now);
+                debug_assert_eq!(
+                    numbered, id,
+                    "the handle numbers commits as the machine does"
+                );
+                self.commits = numbered + 1;
+            }
+            Some(Command::Close) | None => machine.close(now),
+        }
+    }
+
+    fn event(
+        &mut self,
+        _machine: &mut ShareFetchMachine,
+        _now: std::time::Instant,
+        event: ShareEvent,
+    ) {
+        if event == ShareEvent::Closed {
+            self.closed = true;
+        }
+        // The send fails only once the handle is dropped, which aborts this task.
+        let _ = self.events.send(event);
+    }
+
+    fn settled(&mut self, _machine: &ShareFetchMachine) -> bool {
+        self.closed
+    }
+
+    fn follows_metadata(&self) -> bool {
+        true
+    }
+
+    fn metadata_changed(
+        &mut self,
+        machine: &mut ShareFetchMachine,
+        pool: &Pool,
+        now: std::time::Instant,
+        metadata: &Metadata,
+    ) {
+        let view = metadata_view(pool, metadata, &machine.topics());
+        machine.metadata_updated(now, &view);
+    }
+}
+
+async fn send(
+    pool: Pool,
+    max_wait: Duration,
+    out: ShareOutgoing,
+) -> Result<ShareAnswer, RequestFailure> {
+    match out.request {
+        ShareRequest::Fetch { broker, fetch } => {
+            let conn = pool
+                .connection(BrokerTarget::Broker(broker))
+                .await
+                .map_err(RequestFailure::from)?;
+            let v = conn
+                .version(ApiKey::ShareFetch)
+                .map_err(RequestFailure::from)?;
+            let request = share_fetch_request(&fetch, v)?;
+            // The broker holds a fetch up to fetch.max.wait.ms before it answers.
+            let timeout = pool.config().request_timeout + max_wait;
+            let answer = conn
+                .send_with_timeout(&request, timeout)
+                .await
+                .map_err(|e| RequestFailure::from(e).at_version(v))?;
+            Ok(ShareAnswer::Fetch(Box::new(answer)))
+        }
+        ShareRequest::Acknowledge {
+            broker,
+            acknowledge,
+        } => {
+            let conn = pool
+                .connection(BrokerTarget::Broker(broker))
+                .await
+                .map_err(RequestFailure::from)?;
+            let v = conn
+                .version(ApiKey::ShareAcknowledge)
+                .map_err(RequestFailure::from)?;
+            let request = share_acknowledge_request(&acknowledge, v)?;
+            let answer = conn
+                .send(&request)
+                .await
+                .map_err(|e| RequestFailure::from(e).at_version(v))?;
+            Ok(ShareAnswer::Acknowledge(Box::new(answer)))
+        }
+        ShareRequest::Metadata { topics } => {
+            let metadata = pool
+                .refresh_metadata(TopicScope::topics(topics.iter().cloned()))
+                .await
+                .map_err(RequestFailure::from)?;
+            let topics: BTreeSet<String> = topics.into_iter().collect();
+            Ok(ShareAnswer::Metadata(metadata_view(
+                &pool, &metadata, &topics,
+            )))
+        }
+    }
+}

@@ -1,0 +1,1013 @@
+//! Fetching for a share group (KIP-932): [`ShareFetchMachine`] keeps one share session per
+//! broker (ShareFetch v1: epoch 0 opens it, each answered request moves it on, -1 closes it),
+//! fetches the member's assigned partitions from their leaders when the application wants
+//! records, hands out the records the broker acquired for the member with their delivery
+//! counts, and carries the application's acknowledgements (accept, release, reject) on the next
+//! ShareFetch to the partition's leader, or on a ShareAcknowledge when they are committed
+//! without a fetch. Offsets acquired without a record (control records, compacted ones) are
+//! acknowledged as gaps by the machine itself, or they would stay locked until the lock
+//! expires. Sans-IO, on kcon-core's machine contract.
+//!
+//! ```text
+//!   per broker:  no session (epoch 0) ──ShareFetch, partitions listed──► open (epoch n ≥ 1)
+//!        ▲                                                                │ each answered
+//!        │ a failed request, INVALID_SHARE_SESSION_EPOCH,                 │ ShareFetch or
+//!        │ SHARE_SESSION_NOT_FOUND, any request-level error               │ ShareAcknowledge:
+//!        └───────────── (acknowledgements it carried fail) ◄──────────────┤ n + 1
+//!                                                                         │ close
+//!                                        closed ◄── ShareAcknowledge epoch -1 (the last ones)
+//! ```
+
+#[cfg(feature = "driver")]
+mod driver;
+mod messages;
+pub mod wire;
+
+#[cfg(feature = "driver")]
+pub use driver::ShareFetcher;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::kafka_protocol::messages::share_fetch_response::ShareFetchResponse;
+use kcon_core::error_codes::error_name;
+use kcon_core::{
+    ExponentialBackoff, FailureTracker, Machine, Record, RequestFailure, RequestId, RequestIds,
+    Target, TopicId, TopicPartition,
+};
+use tracing::{debug, warn};
+
+pub use messages::{
+    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, ShareAcknowledge, ShareAnswer,
+    ShareEvent, ShareFetch, ShareOutgoing, SharePartitionRequest, ShareRequest,
+};
+
+use crate::{FetchConfig, MetadataView, PartitionInfo};
+
+/// The epoch that closes a share session.
+pub const CLOSE_EPOCH: i32 = -1;
+
+/// One acknowledgement range waiting to go, numbered in the order the application gave them
+/// (a commit waits for those given before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    seq: u64,
+    range: AcknowledgementRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fetch,
+    Acknowledge,
+    Close,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: RequestId,
+    kind: Kind,
+    /// The partitions the session holds once this is answered.
+    session: BTreeSet<TopicPartition>,
+    /// The acknowledgements it carries, by partition.
+    acks: BTreeMap<TopicPartition, Vec<Pending>>,
+}
+
+/// One broker's share session.
+#[derive(Debug)]
+struct Broker {
+    /// The epoch of the next request: 0 while no session is open.
+    epoch: i32,
+    /// The partitions the open session holds.
+    session: BTreeSet<TopicPartition>,
+    in_flight: Option<InFlight>,
+    tries: FailureTracker,
+    /// Failed requests wait for this before the next goes.
+    retry_at: Option<Instant>,
+    /// Closed for good (the machine is closing).
+    closed: bool,
+}
+
+/// The share session machine of one share group member. Sans-IO: time, answers and the
+/// application's calls are fed in; requests and events are drained out.
+#[derive(Debug)]
+pub struct ShareFetchMachine {
+    config: FetchConfig,
+    group_id: String,
+    member_id: String,
+    ids: RequestIds,
+    rng: fastrand::Rng,
+    backoff: ExponentialBackoff,
+    /// The partitions the member is assigned.
+    assigned: BTreeSet<TopicPartition>,
+    /// Leaders and topic ids, from metadata.
+    metadata: BTreeMap<TopicPartition, PartitionInfo>,
+    brokers: BTreeMap<i32, Broker>,
+    /// Acknowledgements not sent yet, by partition.
+    acks: BTreeMap<TopicPartition, Vec<Pending>>,
+    next_seq: u64,
+    /// Commits asked for and not done: (commit number, the last acknowledgement it covers).
+    commits: VecDeque<(u64, u64)>,
+    next_commit: u64,
+    /// The application waits for records.
+    wanted: bool,
+    refresh: Refresh,
+    closing: bool,
+    closed: bool,
+    events: VecDeque<ShareEvent>,
+}
+
+#[derive(Debug, Default)]
+struct Refresh {
+    wanted: bool,
+    in_flight: Option<RequestId>,
+    retry_at: Option<Instant>,
+    attempts: u32,
+}
+
+impl ShareFetchMachine {
+    /// A machine for the share group `group_id`'s member `member_id`; `seed` seeds the backoff
+    /// jitter.
+    pub fn new(
+        config: FetchConfig,
+        group_id: impl Into<String>,
+        member_id: impl Into<String>,
+        seed: u64,
+    ) -> ShareFetchMachine {
+        ShareFetchMachine {
+            backoff: config.retry_backoff_policy(),
+            config,
+            group_id: group_id.into(),
+            member_id: member_id.into(),
+            ids: RequestIds::default(),
+            rng: fastrand::Rng::with_seed(seed),
+            assigned: BTreeSet::new(),
+            metadata: BTreeMap::new(),
+            brokers: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            next_seq: 0,
+            commits: VecDeque::new(),
+            next_commit: 0,
+            wanted: false,
+            refresh: Refresh::default(),
+            closing: false,
+            closed: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    // ----- queries -----
+
+    /// The partitions assigned.
+    pub fn assigned(&self) -> &BTreeSet<TopicPartition> {
+        &self.assigned
+    }
+
+    /// The topics whose metadata the machine needs.
+    pub fn topics(&self) -> BTreeSet<String> {
+        self.assigned.iter().map(|tp| tp.topic.clone()).collect()
+    }
+
+    /// Whether it is done (closed).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Acknowledgements given and not answered yet.
+    pub fn unanswered_acknowledgements(&self) -> usize {
+        let in_flight: usize = self
+            .brokers
+            .values()
+            .filter_map(|b| b.in_flight.as_ref())
+            .map(|f| f.acks.values().map(Vec::len).sum::<usize>())
+            .sum();
+        in_flight + self.acks.values().map(Vec::len).sum::<usize>()
+    }
+
+    // ----- inputs -----
+
+    /// The member id (the share group member's; it may be named after the machine starts).
+    pub fn set_member_id(&mut self, member_id: impl Into<String>) {
+        self.member_id = member_id.into();
+    }
+
+    /// The partitions the member is assigned now, replacing the set: new ones join their
+    /// leaders' sessions with the next fetch, gone ones leave them. Acknowledgements of a
+    /// partition no longer assigned still go.
+    pub fn assign(&mut self, _now: Instant, partitions: BTreeSet<TopicPartition>) {
+        self.assigned = partitions;
+        if self.assigned.iter().any(|tp| self.leader_of(tp).is_none()) {
+            self.refresh.wanted = true;
+        }
+    }
+
+    /// New metadata: leaders and topic ids.
+    pub fn metadata_updated(&mut self, _now: Instant, view: &MetadataView) {
+        let mut progress = false;
+        for (tp, info) in &view.partitions {
+            if self.metadata.get(tp) != Some(info) {
+                progress = true;
+                self.metadata.insert(tp.clone(), *info);
+            }
+        }
+        if progress {
+            self.refresh.attempts = 0;
+        }
+        if self.assigned.iter().all(|tp| self.leader_of(tp).is_some()) {
+            self.refresh.wanted = false;
+            self.refresh.retry_at = None;
+        }
+    }
+
+    /// Whether the application waits for records: while it does, every leader of an assigned
+    /// partition is fetched from (the broker holds a fetch up to `fetch.max.wait.ms`). It
+    /// stops wanting once records are handed out.
+    pub fn want_records(&mut self, _now: Instant, wanted: bool) {
+        self.wanted = wanted && !self.closing;
+        self.after_input();
+    }
+
+    /// Acknowledges `first..=last` of `partition` as `kind`; it goes with the next request to
+    /// the partition's leader.
+    pub fn acknowledge(
+        &mut self,
+        _now: Instant,
+        partition: &TopicPartition,
+        first: i64,
+        last: i64,
+        kind: AcknowledgeType,
+    ) {
+        self.push_ack(partition, first, last, kind);
+        self.after_input();
+    }
+
+    fn push_ack(
+        &mut self,
+        partition: &TopicPartition,
+        first: i64,
+        last: i64,
+        kind: AcknowledgeType,
+    ) {
+        if last < first || self.closed {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let pending = self.acks.entry(partition.clone()).or_default();
+        // Consecutive offsets with one type are one range.
+        if let Some(p) = pending.last_mut()
+            && p.range.kind == kind
+            && p.range.last.checked_add(1) == Some(first)
+        {
+            p.range.last = last;
+            p.seq = seq;
+            return;
+        }
+        pending.push(Pending {
+            seq,
+            range: AcknowledgementRange { first, last, kind },
+        });
+    }
+
+    /// Sends every acknowledgement given so far without waiting for a fetch (ShareAcknowledge
+    /// to each leader with an open session). Returns the commit's number: a
+    /// [`ShareEvent::Committed`] with it follows once they are all answered, each partition's
+    /// outcome in a [`ShareEvent::Acknowledged`] before it.
+    pub fn commit(&mut self, _now: Instant) -> u64 {
+        let id = self.next_commit;
+        self.next_commit += 1;
+        self.commits.push_back((id, self.next_seq));
+        self.after_input();
+        id
+    }
+
+    /// Closes: the acknowledgements given so far go with a ShareAcknowledge at epoch -1 that
+    /// closes each open session; ends with [`ShareEvent::Closed`]. Nothing is fetched after.
+    pub fn close(&mut self, _now: Instant) {
+        self.closing = true;
+        self.wanted = false;
+        self.after_input();
+    }
+
+    // ----- internals -----
+
+    fn leader_of(&self, tp: &TopicPartition) -> Option<(i32, TopicId)> {
+        let info = self.metadata.get(tp)?;
+        Some((info.leader.leader?, info.topic_id?))
+    }
+
+    fn broker(&mut self, id: i32) -> &mut Broker {
+        let backoff = self.backoff;
+        let group = self.group_id.clone();
+        self.brokers.entry(id).or_insert_with(|| Broker {
+            epoch: 0,
+            session: BTreeSet::new(),
+            in_flight: None,
+            tries: FailureTracker::new(
+                ApiKey::ShareFetch,
+                format!("share group {group}, broker {id}"),
+                backoff,
+            ),
+            retry_at: None,
+            closed: false,
+        })
+    }
+
+    /// The assigned partitions led by `broker`, with their topic ids.
+    fn led_by(&self, broker: i32) -> BTreeMap<TopicPartition, TopicId> {
+        self.assigned
+            .iter()
+            .filter_map(|tp| match self.leader_of(tp) {
+                Some((b, id)) if b == broker => Some((tp.clone(), id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pending acknowledgements whose partition `broker` leads (with their topic ids).
+    fn acks_for(&self, broker: i32) -> Vec<(TopicPartition, TopicId)> {
+        self.acks
+            .keys()
+            .filter_map(|tp| match self.leader_of(tp) {
+                Some((b, id)) if b == broker => Some((tp.clone(), id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last acknowledgement number a commit waits for.
+    fn commit_wants(&self) -> Option<u64> {
+        self.commits.back().map(|(_, upto)| *upto)
+    }
+
+    fn is_due(b: &Broker, now: Instant) -> bool {
+        b.in_flight.is_none() && !b.closed && b.retry_at.is_none_or(|t| now >= t)
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<ShareOutgoing> {
+        if self.closed {
+            return None;
+        }
+        if self.refresh.wanted
+            && !self.closing
+            && self.refresh.in_flight.is_none()
+            && self.refresh.retry_at.is_none_or(|t| now >= t)
+        {
+            let id = self.ids.next_id();
+            self.refresh.in_flight = Some(id);
+            self.refresh.retry_at = None;
+            return Some(ShareOutgoing {
+                id,
+                target: Target::Any,
+                request: ShareRequest::Metadata {
+                    topics: self.topics().into_iter().collect(),
+                },
+                timeout: None,
+            });
+        }
+        let mut candidates: BTreeSet<i32> = self.brokers.keys().copied().collect();
+        candidates.extend(
+            self.assigned
+                .iter()
+                .chain(self.acks.keys())
+                .filter_map(|tp| self.leader_of(tp).map(|(b, _)| b)),
+        );
+        for broker in candidates {
+            if let Some(out) = self.request_for(broker, now) {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    fn request_for(&mut self, broker: i32, now: Instant) -> Option<ShareOutgoing> {
+        let b = self.broker(broker);
+        if !Self::is_due(b, now) {
+            return None;
+        }
+        let open = b.epoch > 0;
+        if self.closing {
+            if !open {
+                self.broker(broker).closed = true;
+                return None;
+            }
+            return Some(self.acknowledge_request(broker, Kind::Close, now));
+        }
+        let acks = self.acks_for(broker);
+        let commit_waits = self.commit_wants().is_some_and(|upto| {
+            acks.iter()
+                .any(|(tp, _)| self.acks[tp].iter().any(|p| p.seq < upto))
+        });
+        if open && commit_waits {
+            return Some(self.acknowledge_request(broker, Kind::Acknowledge, now));
+        }
+        let led = self.led_by(broker);
+        let session = self.brokers[&broker].session.clone();
+        let forget = open && session.iter().any(|tp| !led.contains_key(tp));
+        if (self.wanted && !led.is_empty()) || forget {
+            return Some(self.fetch_request(broker, led, acks, now));
+        }
+        None
+    }
+
+    fn take_acks(
+        &mut self,
+        partitions: &[(TopicPartition, TopicId)],
+    ) -> (
+        Vec<SharePartitionRequest>,
+        BTreeMap<TopicPartition, Vec<Pending>>,
+    ) {
+        let mut requests = Vec::new();
+        let mut carried = BTreeMap::new();
+        for (tp, id) in partitions {
+            let Some(mut pending) = self.acks.remove(tp) else {
+                continue;
+            };
+            pending.sort_by_key(|p| p.range.first);
+            requests.push(SharePartitionRequest {
+                partition: tp.clone(),
+                topic_id: *id,
+                acknowledgements: pending.iter().map(|p| p.range).collect(),
+            });
+            carried.insert(tp.clone(), pending);
+        }
+        (requests, carried)
+    }
+
+    fn fetch_request(
+        &mut self,
+        broker: i32,
+        led: BTreeMap<TopicPartition, TopicId>,
+        acks: Vec<(TopicPartition, TopicId)>,
+        now: Instant,
+    ) -> ShareOutgoing {
+        let _ = now;
+        let epoch = self.brokers[&broker].epoch;
+        let session = self.brokers[&broker].session.clone();
+        let (mut partitions, carried) = if epoch > 0 {
+            self.take_acks(&acks)
+        } else {
+            // A request opening a session carries no acknowledgement: they go with the next.
+            (Vec::new(), BTreeMap::new())
+        };
+        for (tp, id) in &led {
+            let listed = partitions.iter().any(|p| &p.partition == tp);
+            if !listed && (epoch == 0 || !session.contains(tp)) {
+                partitions.push(SharePartitionRequest {
+                    partition: tp.clone(),
+                    topic_id: *id,
+                    acknowledgements: Vec::new(),
+                });
+            }
+        }
+        let forgotten: Vec<(TopicPartition, TopicId)> = if epoch > 0 {
+            session
+                .iter()
+                .filter(|tp| !led.contains_key(*tp))
+                .filter_map(|tp| {
+                    let id = self.metadata.get(tp).and_then(|i| i.topic_id)?;
+                    Some((tp.clone(), id))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let max_records = self.config.max_poll_records.max(1);
+        let fetch = ShareFetch {
+            group_id: self.group_id.clone(),
+            member_id: self.member_id.clone(),
+            epoch,
+            max_wait_ms: self.config.max_wait.as_millis().min(i32::MAX as u128) as i32,
+            min_bytes: self.config.min_bytes,
+            max_bytes: self.config.max_bytes,
+            max_records,
+            batch_size: max_records,
+            partitions,
+            forgotten,
+        };
+        let id = self.ids.next_id();
+        let b = self.broker(broker);
+        b.tries.sent();
+        b.in_flight = Some(InFlight {
+            id,
+            kind: Kind::Fetch,
+            session: led.keys().cloned().collect(),
+            acks: carried,
+        });
+        ShareOutgoing {
+            id,
+            target: Target::Broker(broker),
+            request: ShareRequest::Fetch { broker, fetch },
+            // The broker holds a fetch up to fetch.max.wait.ms.
+            timeout: None,
+        }
+    }
+
+    fn acknowledge_request(&mut self, broker: i32, kind: Kind, now: Instant) -> ShareOutgoing {
+        let _ = now;
+        let acks = self.acks_for(broker);
+        let (partitions, carried) = self.take_acks(&acks);
+        let id = self.ids.next_id();
+        let b = self.broker(broker);
+        let epoch = if kind == Kind::Close {
+            CLOSE_EPOCH
+        } else {
+            b.epoch
+        };
+        b.tries.sent();
+        b.in_flight = Some(InFlight {
+            id,
+            kind,
+            session: b.session.clone(),
+            acks: carried,
+        });
+        ShareOutgoing {
+            id,
+            target: Target::Broker(broker),
+            request: ShareRequest::Acknowledge {
+                broker,
+                acknowledge: ShareAcknowledge {
+                    group_id: self.group_id.clone(),
+                    member_id: self.member_id.clone(),
+                    epoch,
+                    partitions,
+                },
+            },
+            timeout: None,
+        }
+    }
+
+    /// Tells each partition's acknowledgements in `carried` came to `error_code` or `failure`.
+    fn tell_outcomes(
+        &mut self,
+        carried: BTreeMap<TopicPartition, Vec<Pending>>,
+        errors: &BTreeMap<TopicPartition, i16>,
+        failure: Option<&str>,
+    ) {
+        for (partition, pending) in carried {
+            let ranges: Vec<AcknowledgementRange> = pending
+                .iter()
+                .map(|p| p.range)
+                .filter(|r| r.kind != AcknowledgeType::Gap)
+                .collect();
+            let error_code = errors.get(&partition).copied().unwrap_or(0);
+            if error_code != 0 || failure.is_some() {
+                warn!(group = %self.group_id, %partition, error = %failure.map_or_else(|| error_name(error_code), str::to_owned),
+                    "acknowledgements refused; their records are handed out again when their locks expire");
+            }
+            if ranges.is_empty() {
+                continue;
+            }
+            self.events
+                .push_back(ShareEvent::Acknowledged(AcknowledgementOutcome {
+                    partition,
+                    ranges,
+                    error_code,
+                    failure: failure.map(str::to_owned),
+                }));
+        }
+    }
+
+    /// Emits `Committed` for every commit whose acknowledgements are all answered.
+    fn check_commits(&mut self) {
+        let waiting = self
+            .acks
+            .values()
+            .flatten()
+            .chain(
+                self.brokers
+                    .values()
+                    .filter_map(|b| b.in_flight.as_ref())
+                    .flat_map(|f| f.acks.values().flatten()),
+            )
+            .map(|p| p.seq)
+            .min();
+        while let Some(&(id, upto)) = self.commits.front() {
+            if waiting.is_some_and(|w| w < upto) {
+                break;
+            }
+            self.commits.pop_front();
+            self.events.push_back(ShareEvent::Committed(id));
+        }
+    }
+
+    /// Acknowledgements no request can carry (their partition's leader has no open session
+    /// and nothing will open one) fail now rather than hold a commit or a close forever.
+    fn fail_stranded(&mut self) {
+        let stranded: Vec<TopicPartition> = self
+            .acks
+            .keys()
+            .filter(|tp| {
+                let Some((broker, _)) = self.leader_of(tp) else {
+                    return self.closing;
+                };
+                match self.brokers.get(&broker) {
+                    None => !self.wanted || self.closing,
+                    Some(b) => {
+                        b.epoch == 0 && b.in_flight.is_none() && (!self.wanted || self.closing)
+                            || b.closed
+                    }
+                }
+            })
+            .cloned()
+            .collect();
+        if stranded.is_empty() || (!self.closing && self.commits.is_empty()) {
+            return;
+        }
+        let carried: BTreeMap<TopicPartition, Vec<Pending>> = stranded
+            .into_iter()
+            .filter_map(|tp| self.acks.remove_entry(&tp))
+            .collect();
+        self.tell_outcomes(
+            carried,
+            &BTreeMap::new(),
+            Some("no share session is open with the partition's leader to carry them"),
+        );
+    }
+
+    fn maybe_closed(&mut self) {
+        if !self.closing || self.closed {
+            return;
+        }
+        for b in self.brokers.values_mut() {
+            if b.epoch == 0 && b.in_flight.is_none() {
+                b.closed = true;
+            }
+        }
+        self.fail_stranded();
+        if self.brokers.values().all(|b| b.closed) && self.refresh.in_flight.is_none() {
+            self.closed = true;
+            self.check_commits();
+            self.events.push_back(ShareEvent::Closed);
+        }
+    }
+
+    fn reset_session(&mut self, broker: i32) {
+        let b = self.broker(broker);
+        b.epoch = 0;
+        b.session.clear();
+    }
+
+    /// A request to `broker` failed or was refused as a whole: back off, start the session
+    /// over, fail what it carried.
+    fn request_failed(
+        &mut self,
+        broker: i32,
+        sent: InFlight,
+        error_code: i16,
+        failure: Option<&RequestFailure>,
+        now: Instant,
+    ) {
+        let random = self.rng.f64();
+        let b = self.broker(broker);
+        let failed = match failure {
+            Some(f) => b.tries.failed(now, f, random),
+            None => b.tries.refused(
+                now,
+                error_name(error_code),
+                Some(format!("broker {broker}")),
+                random,
+            ),
+        };
+        b.retry_at = Some(failed.retry_at);
+        if let Some(r) = failed.report {
+            self.events.push_back(ShareEvent::PersistentFailure(r));
+        }
+        self.reset_session(broker);
+        if sent.kind == Kind::Close {
+            self.broker(broker).closed = true;
+        }
+        let errors: BTreeMap<TopicPartition, i16> = sent
+            .acks
+            .keys()
+            .map(|tp| (tp.clone(), error_code))
+            .collect();
+        let reason = failure.map(|f| f.reason.clone());
+        self.tell_outcomes(sent.acks, &errors, reason.as_deref());
+        if error_code == ResponseError::NotLeaderOrFollower.code()
+            || failure.is_some_and(|f| f.retriable)
+        {
+            self.refresh.wanted = true;
+        }
+    }
+
+    fn answered(&mut self, broker: i32, sent: &InFlight, now: Instant) {
+        let b = self.broker(broker);
+        if let Some(r) = b.tries.succeeded(now) {
+            self.events.push_back(ShareEvent::PersistentFailure(r));
+        }
+        let b = self.broker(broker);
+        b.retry_at = None;
+        if sent.kind == Kind::Close {
+            b.epoch = 0;
+            b.session.clear();
+            b.closed = true;
+        } else {
+            b.epoch = if b.epoch == i32::MAX { 1 } else { b.epoch + 1 };
+            b.session = sent.session.clone();
+        }
+    }
+
+    fn on_fetch(&mut self, broker: i32, sent: InFlight, r: ShareFetchResponse, now: Instant) {
+        if r.error_code != 0 {
+            debug!(group = %self.group_id, broker, error = %error_name(r.error_code), "ShareFetch refused");
+            self.request_failed(broker, sent, r.error_code, None, now);
+            return;
+        }
+        self.answered(broker, &sent, now);
+        let by_id: BTreeMap<(TopicId, i32), TopicPartition> = sent
+            .session
+            .iter()
+            .chain(sent.acks.keys())
+            .filter_map(|tp| {
+                let id = self.metadata.get(tp)?.topic_id?;
+                Some(((id, tp.partition), tp.clone()))
+            })
+            .collect();
+        let mut ack_errors = BTreeMap::new();
+        let mut handed_out = false;
+        let lock_timeout_ms = r.acquisition_lock_timeout_ms;
+        for topic in r.responses {
+            let id = TopicId(*topic.topic_id.as_bytes());
+            for p in topic.partitions {
+                let Some(tp) = by_id.get(&(id, p.partition_index)).cloned() else {
+                    debug!(group = %self.group_id, broker, partition = p.partition_index, "an answer for a partition not asked for; ignored");
+                    continue;
+                };
+                if p.acknowledge_error_code != 0 {
+                    ack_errors.insert(tp.clone(), p.acknowledge_error_code);
+                }
+                if p.error_code != 0 {
+                    debug!(group = %self.group_id, partition = %tp, error = %error_name(p.error_code), "share fetch partition error");
+                    if is_leader_error(p.error_code) {
+                        self.refresh.wanted = true;
+                        self.broker(broker).session.remove(&tp);
+                    }
+                    continue;
+                }
+                let acquired: Vec<(i64, i64, i16)> = p
+                    .acquired_records
+                    .iter()
+                    .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+                    .collect();
+                if acquired.is_empty() {
+                    continue;
+                }
+                let records = self.acquired(&tp, p.records.unwrap_or_default(), &acquired);
+                if !records.is_empty() {
+                    handed_out = true;
+                    self.events.push_back(ShareEvent::Records {
+                        partition: tp,
+                        records,
+                        lock_timeout_ms,
+                    });
+                }
+            }
+        }
+        self.tell_outcomes(sent.acks, &ack_errors, None);
+        if handed_out {
+            self.wanted = false;
+        }
+    }
+
+    /// The records of `tp` within the acquired ranges, each with its delivery count; offsets
+    /// acquired without a record are acknowledged as gaps, and those past a corrupt record
+    /// released.
+    fn acquired(
+        &mut self,
+        tp: &TopicPartition,
+        bytes: Bytes,
+        acquired: &[(i64, i64, i16)],
+    ) -> Vec<Record> {
+        // Ranges in order, none overlapping the one before (a hostile answer's are cut).
+        let mut ranges: Vec<(i64, i64, i16)> = acquired
+            .iter()
+            .copied()
+            .filter(|(first, last, _)| first <= last && *first >= 0)
+            .collect();
+        ranges.sort_by_key(|r| r.0);
+        let mut kept: Vec<(i64, i64, i16)> = Vec::with_capacity(ranges.len());
+        for (first, last, count) in ranges {
+            let first = kept
+                .last()
+                .map_or(first, |k| first.max(k.1.saturating_add(1)));
+            if first <= last {
+                kept.push((first, last, count));
+            }
+        }
+        let Some(&(from, _, _)) = kept.first() else {
+            return Vec::new();
+        };
+        let topic: Arc<str> = Arc::from(tp.topic.as_str());
+        let (decoded, corrupt_at) = crate::records::share_records(tp, &topic, bytes, from);
+        if let Some(at) = corrupt_at {
+            warn!(group = %self.group_id, partition = %tp, offset = at,
+                "a corrupt record batch in a share fetch answer; releasing the offsets from there");
+        }
+        let mut out = Vec::new();
+        let mut records = decoded.into_iter().peekable();
+        for (first, last, count) in kept {
+            let count = u16::try_from(count.max(1)).unwrap_or(1);
+            let readable_last = match corrupt_at {
+                Some(at) if at <= last => at - 1,
+                _ => last,
+            };
+            let mut next = first;
+            while let Some(r) = records.next_if(|r| r.offset <= readable_last) {
+                if r.offset < first {
+                    continue;
+                }
+                if r.offset > next {
+                    self.push_ack(tp, next, r.offset - 1, AcknowledgeType::Gap);
+                }
+                next = r.offset + 1;
+                out.push(r.with_delivery_count(count));
+            }
+            if next <= readable_last {
+                self.push_ack(tp, next, readable_last, AcknowledgeType::Gap);
+            }
+            if readable_last < last {
+                let from = (readable_last + 1).max(first);
+                self.push_ack(tp, from, last, AcknowledgeType::Release);
+            }
+        }
+        out
+    }
+
+    fn on_acknowledge(
+        &mut self,
+        broker: i32,
+        sent: InFlight,
+        r: kcon_codec::kafka_protocol::messages::share_acknowledge_response::ShareAcknowledgeResponse,
+        now: Instant,
+    ) {
+        if r.error_code != 0 {
+            debug!(group = %self.group_id, broker, error = %error_name(r.error_code), "ShareAcknowledge refused");
+            self.request_failed(broker, sent, r.error_code, None, now);
+            return;
+        }
+        self.answered(broker, &sent, now);
+        let by_id: BTreeMap<(TopicId, i32), TopicPartition> = sent
+            .acks
+            .keys()
+            .filter_map(|tp| {
+                let id = self.metadata.get(tp)?.topic_id?;
+                Some(((id, tp.partition), tp.clone()))
+            })
+            .collect();
+        let mut errors = BTreeMap::new();
+        for topic in r.responses {
+            let id = TopicId(*topic.topic_id.as_bytes());
+            for p in topic.partitions {
+                if p.error_code != 0
+                    && let Some(tp) = by_id.get(&(id, p.partition_index))
+                {
+                    errors.insert(tp.clone(), p.error_code);
+                    if is_leader_error(p.error_code) {
+                        self.refresh.wanted = true;
+                    }
+                }
+            }
+        }
+        self.tell_outcomes(sent.acks, &errors, None);
+    }
+
+    fn on_metadata(&mut self, result: Result<ShareAnswer, RequestFailure>, now: Instant) {
+        self.refresh.in_flight = None;
+        if let Ok(ShareAnswer::Metadata(view)) = &result {
+            self.metadata_updated(now, view);
+        }
+        if self.refresh.wanted {
+            let delay = self.backoff.delay(self.refresh.attempts, self.rng.f64());
+            self.refresh.attempts = self.refresh.attempts.saturating_add(1);
+            self.refresh.retry_at = Some(now + delay);
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<ShareAnswer, RequestFailure>,
+    ) {
+        if self.refresh.in_flight == Some(id) {
+            self.on_metadata(result, now);
+            return;
+        }
+        let Some(broker) = self
+            .brokers
+            .iter()
+            .find(|(_, b)| b.in_flight.as_ref().is_some_and(|f| f.id == id))
+            .map(|(id, _)| *id)
+        else {
+            debug!(group = %self.group_id, ?id, "an answer to a request no longer wanted");
+            return;
+        };
+        // Invariant: found just above by its in-flight request.
+        let Some(sent) = self.broker(broker).in_flight.take() else {
+            return;
+        };
+        match (sent.kind, result) {
+            (_, Err(f)) => self.request_failed(broker, sent, 0, Some(&f), now),
+            (Kind::Fetch, Ok(ShareAnswer::Fetch(r))) => self.on_fetch(broker, sent, *r, now),
+            (Kind::Acknowledge | Kind::Close, Ok(ShareAnswer::Acknowledge(r))) => {
+                self.on_acknowledge(broker, sent, *r, now)
+            }
+            (_, Ok(other)) => {
+                let f =
+                    RequestFailure::retriable(format!("an answer of the wrong kind: {other:?}"));
+                self.request_failed(broker, sent, 0, Some(&f), now);
+            }
+        }
+    }
+
+    fn after_input(&mut self) {
+        self.check_commits();
+        if !self.closing {
+            self.fail_stranded();
+            self.check_commits();
+        }
+        self.maybe_closed();
+    }
+}
+
+/// Errors that mean the partition's leader is elsewhere (or unknown): refresh the metadata.
+fn is_leader_error(code: i16) -> bool {
+    use ResponseError as E;
+    matches!(
+        ResponseError::try_from_code(code),
+        Some(
+            E::NotLeaderOrFollower
+                | E::FencedLeaderEpoch
+                | E::UnknownLeaderEpoch
+                | E::LeaderNotAvailable
+                | E::UnknownTopicOrPartition
+                | E::UnknownTopicId
+        )
+    )
+}
+
+impl Machine for ShareFetchMachine {
+    type Request = ShareRequest;
+    type Target = Target;
+    type Response = ShareAnswer;
+    type Event = ShareEvent;
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<ShareAnswer, RequestFailure>,
+    ) {
+        self.on_response(now, id, result);
+        self.after_input();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for b in self.brokers.values_mut() {
+            if b.retry_at.is_some_and(|t| now >= t) {
+                b.retry_at = None;
+            }
+            b.tries.handle_timeout(now);
+        }
+        if self.refresh.retry_at.is_some_and(|t| now >= t) {
+            self.refresh.retry_at = None;
+        }
+        self.after_input();
+    }
+
+    fn poll_request(&mut self, now: Instant) -> Option<ShareOutgoing> {
+        let out = self.next_request(now);
+        self.maybe_closed();
+        out
+    }
+
+    fn poll_event(&mut self) -> Option<ShareEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest broker backoff or metadata retry still ahead.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let brokers = self
+            .brokers
+            .values()
+            .filter(|b| b.in_flight.is_none() && !b.closed)
+            .filter_map(|b| b.retry_at);
+        let refresh = (self.refresh.wanted && !self.closing && self.refresh.in_flight.is_none())
+            .then_some(self.refresh.retry_at)
+            .flatten();
+        brokers.chain(refresh).min()
+    }
+}
+
+/// How long a share fetch may take to be answered: the broker holds it up to
+/// `fetch.max.wait.ms`.
+pub fn fetch_timeout(config: &FetchConfig, request_timeout: Duration) -> Duration {
+    request_timeout + config.max_wait
+}

@@ -1,0 +1,480 @@
+//! The share session machine on a virtual clock, every answer scripted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kcon_codec::kafka_protocol::messages::share_acknowledge_response::{
+    PartitionData as AckPartition, ShareAcknowledgeResponse, ShareAcknowledgeTopicResponse,
+};
+use kcon_codec::kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, PartitionData, ShareFetchResponse, ShareFetchableTopicResponse,
+};
+use kcon_codec::records::RecordBatchBuilder;
+use kcon_core::harness::Harness;
+use kcon_core::{RequestFailure, RequestId, Target, TopicId, TopicPartition};
+
+use super::*;
+use crate::position::LeaderAndEpoch;
+use crate::{FetchConfig, MetadataView, PartitionInfo};
+
+const A: TopicId = TopicId([0xa; 16]);
+
+fn tp(p: i32) -> TopicPartition {
+    TopicPartition::new("a", p)
+}
+
+/// Partition p of `a` led by broker `leader[p]`.
+fn view(leaders: &[i32]) -> MetadataView {
+    let mut v = MetadataView::default();
+    for (p, leader) in leaders.iter().enumerate() {
+        v.partitions.insert(
+            tp(p as i32),
+            PartitionInfo {
+                leader: LeaderAndEpoch {
+                    leader: Some(*leader),
+                    epoch: Some(0),
+                },
+                topic_id: Some(A),
+            },
+        );
+    }
+    v
+}
+
+type H = Harness<ShareFetchMachine>;
+
+/// A machine assigned `a`'s partitions (led as `leaders` says), wanting records.
+fn machine(leaders: &[i32]) -> H {
+    let now = Instant::now();
+    let mut config = FetchConfig::default();
+    config.max_poll_records = 100;
+    let mut h = Harness::new(ShareFetchMachine::new(config, "g", "m", 3), now);
+    h.machine.metadata_updated(now, &view(leaders));
+    h.machine
+        .assign(now, (0..leaders.len() as i32).map(tp).collect());
+    h.machine.want_records(now, true);
+    h
+}
+
+fn fetch(h: &mut H) -> (RequestId, i32, ShareFetch) {
+    match h.request() {
+        Some(ShareOutgoing {
+            id,
+            target: Target::Broker(b),
+            request: ShareRequest::Fetch { broker, fetch },
+            ..
+        }) => {
+            assert_eq!(b, broker);
+            (id, broker, fetch)
+        }
+        other => panic!("expected a ShareFetch, got {other:?}"),
+    }
+}
+
+fn acknowledge(h: &mut H) -> (RequestId, ShareAcknowledge) {
+    match h.request() {
+        Some(ShareOutgoing {
+            id,
+            request: ShareRequest::Acknowledge { acknowledge, .. },
+            ..
+        }) => (id, acknowledge),
+        other => panic!("expected a ShareAcknowledge, got {other:?}"),
+    }
+}
+
+/// Record batches holding `offsets`, one batch per run of consecutive offsets.
+fn records(offsets: &[i64]) -> Bytes {
+    let mut all = BytesMut::new();
+    let mut i = 0;
+    while i < offsets.len() {
+        let base = offsets[i];
+        let mut b = RecordBatchBuilder::new(base);
+        let mut next = base;
+        while i < offsets.len() && offsets[i] == next {
+            b.record(1_000, None, Some(format!("v{next}").as_bytes()));
+            next += 1;
+            i += 1;
+        }
+        all.extend_from_slice(&b.build().unwrap());
+    }
+    all.freeze()
+}
+
+struct Part {
+    partition: i32,
+    offsets: Vec<i64>,
+    acquired: Vec<(i64, i64, i16)>,
+    error: i16,
+    ack_error: i16,
+}
+
+fn part(partition: i32, offsets: &[i64], acquired: &[(i64, i64, i16)]) -> Part {
+    Part {
+        partition,
+        offsets: offsets.to_vec(),
+        acquired: acquired.to_vec(),
+        error: 0,
+        ack_error: 0,
+    }
+}
+
+fn fetch_answer(parts: Vec<Part>) -> ShareAnswer {
+    let mut r = ShareFetchResponse::default();
+    r.acquisition_lock_timeout_ms = 30_000;
+    let mut t = ShareFetchableTopicResponse::default();
+    crate::session::wire::set_uuid(&mut t.topic_id, Some(A));
+    for p in parts {
+        let mut d = PartitionData::default();
+        d.partition_index = p.partition;
+        d.error_code = p.error;
+        d.acknowledge_error_code = p.ack_error;
+        d.records = (!p.offsets.is_empty()).then(|| records(&p.offsets));
+        d.acquired_records = p
+            .acquired
+            .iter()
+            .map(|&(first, last, count)| {
+                let mut a = AcquiredRecords::default();
+                a.first_offset = first;
+                a.last_offset = last;
+                a.delivery_count = count;
+                a
+            })
+            .collect();
+        t.partitions.push(d);
+    }
+    r.responses = vec![t];
+    ShareAnswer::Fetch(Box::new(r))
+}
+
+fn ack_answer(errors: &[(i32, i16)]) -> ShareAnswer {
+    let mut r = ShareAcknowledgeResponse::default();
+    let mut t = ShareAcknowledgeTopicResponse::default();
+    crate::session::wire::set_uuid(&mut t.topic_id, Some(A));
+    for &(p, code) in errors {
+        let mut d = AckPartition::default();
+        d.partition_index = p;
+        d.error_code = code;
+        t.partitions.push(d);
+    }
+    r.responses = vec![t];
+    ShareAnswer::Acknowledge(Box::new(r))
+}
+
+fn top_error(code: i16) -> ShareAnswer {
+    let mut r = ShareFetchResponse::default();
+    r.error_code = code;
+    ShareAnswer::Fetch(Box::new(r))
+}
+
+fn handed_out(events: &[ShareEvent]) -> Vec<(i32, i64, Option<u16>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ShareEvent::Records { records, .. } => Some(records),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| (r.partition, r.offset, r.delivery_count))
+        .collect()
+}
+
+fn ranges(p: &SharePartitionRequest) -> Vec<(i64, i64, AcknowledgeType)> {
+    p.acknowledgements
+        .iter()
+        .map(|r| (r.first, r.last, r.kind))
+        .collect()
+}
+
+/// The first fetch to each leader opens a session (epoch 0) listing its partitions; acquired
+/// records come out with their delivery counts, and wanting stops until asked again.
+#[test]
+fn opens_a_session_per_leader_and_hands_out_acquired_records() {
+    let mut h = machine(&[1, 1, 2]);
+    let (id1, b1, f1) = fetch(&mut h);
+    let (id2, b2, f2) = fetch(&mut h);
+    assert!(h.request().is_none(), "one request per broker");
+    assert_eq!((b1, b2), (1, 2));
+    assert_eq!((f1.epoch, f2.epoch), (0, 0));
+    assert_eq!(f1.partitions.len(), 2);
+    assert!(f1.partitions.iter().all(|p| p.acknowledgements.is_empty()));
+    assert_eq!(f1.max_records, 100);
+    assert_eq!(f1.member_id, "m");
+    h.answer(
+        id1,
+        fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 1, 1), (2, 2, 3)])]),
+    );
+    let events = h.events();
+    assert_eq!(
+        handed_out(&events),
+        [(0, 0, Some(1)), (0, 1, Some(1)), (0, 2, Some(3))]
+    );
+    assert!(h.request().is_none(), "no more fetching until asked");
+    // Broker 2's answer still comes and is handed out.
+    h.answer(id2, fetch_answer(vec![part(2, &[7], &[(7, 7, 1)])]));
+    assert_eq!(handed_out(&h.events()), [(2, 7, Some(1))]);
+}
+
+/// Acknowledgements ride on the next fetch to the partition's leader, at the next epoch, the
+/// session's partitions not listed again; the answer's outcome is told per partition.
+#[test]
+fn acknowledgements_ride_on_the_next_fetch() {
+    let mut h = machine(&[1, 1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2, 3], &[(0, 3, 1)])]));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Accept);
+    h.machine
+        .acknowledge(now, &tp(0), 1, 1, AcknowledgeType::Accept);
+    h.machine
+        .acknowledge(now, &tp(0), 2, 2, AcknowledgeType::Release);
+    h.machine
+        .acknowledge(now, &tp(0), 3, 3, AcknowledgeType::Reject);
+    assert!(h.request().is_none(), "acknowledgements wait for a request");
+    h.machine.want_records(now, true);
+    let (id, _, f) = fetch(&mut h);
+    assert_eq!(f.epoch, 1);
+    assert_eq!(f.partitions.len(), 1, "{:?}", f.partitions);
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [
+            (0, 1, AcknowledgeType::Accept),
+            (2, 2, AcknowledgeType::Release),
+            (3, 3, AcknowledgeType::Reject)
+        ]
+    );
+    h.answer(id, fetch_answer(vec![part(0, &[2], &[(2, 2, 2)])]));
+    let events = h.events();
+    let outcome = events
+        .iter()
+        .find_map(|e| match e {
+            ShareEvent::Acknowledged(o) => Some(o),
+            _ => None,
+        })
+        .expect("an outcome");
+    assert!(outcome.is_ok());
+    assert_eq!(outcome.offsets(), 4);
+    assert_eq!(handed_out(&events), [(0, 2, Some(2))]);
+    let (_, _, f) = {
+        h.machine.want_records(now, true);
+        fetch(&mut h)
+    };
+    assert_eq!(f.epoch, 2);
+}
+
+/// Offsets acquired without a record are acknowledged as gaps with the next request; records
+/// outside the acquired ranges (another member's) are not handed out.
+#[test]
+fn gaps_are_acknowledged_and_unacquired_records_dropped() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(
+        id,
+        fetch_answer(vec![part(0, &[0, 1, 2, 5, 6, 9], &[(1, 7, 1)])]),
+    );
+    assert_eq!(
+        handed_out(&h.events()),
+        [
+            (0, 1, Some(1)),
+            (0, 2, Some(1)),
+            (0, 5, Some(1)),
+            (0, 6, Some(1))
+        ]
+    );
+    h.machine.want_records(h.now, true);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [(3, 4, AcknowledgeType::Gap), (7, 7, AcknowledgeType::Gap)]
+    );
+}
+
+/// A hostile answer's ranges (inverted, negative, overlapping, reaching i64::MAX) cost no
+/// more than the records in it: one gap range, no loop over offsets.
+#[test]
+fn hostile_acquired_ranges_are_bounded() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(
+        id,
+        fetch_answer(vec![part(
+            0,
+            &[0, 1],
+            &[(5, 2, 1), (-4, -1, 1), (0, i64::MAX, 2), (1, 3, 9)],
+        )]),
+    );
+    assert_eq!(handed_out(&h.events()), [(0, 0, Some(2)), (0, 1, Some(2))]);
+    h.machine.want_records(h.now, true);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [(2, i64::MAX, AcknowledgeType::Gap)]
+    );
+}
+
+/// A commit sends the acknowledgements with a ShareAcknowledge at the session's epoch and ends
+/// with `Committed` once answered; a partition's error is its outcome's.
+#[test]
+fn commit_sends_a_share_acknowledge() {
+    let mut h = machine(&[1, 1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(
+        id,
+        fetch_answer(vec![
+            part(0, &[0], &[(0, 0, 1)]),
+            part(1, &[4], &[(4, 4, 1)]),
+        ]),
+    );
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Accept);
+    h.machine
+        .acknowledge(now, &tp(1), 4, 4, AcknowledgeType::Accept);
+    let commit = h.machine.commit(now);
+    let (id, a) = acknowledge(&mut h);
+    assert_eq!(a.epoch, 1);
+    assert_eq!(a.partitions.len(), 2);
+    assert!(h.events().is_empty(), "not committed before the answer");
+    h.answer(id, ack_answer(&[(0, 0), (1, 121)]));
+    let events = h.events();
+    let outcomes: Vec<(i32, i16)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ShareEvent::Acknowledged(o) => Some((o.partition.partition, o.error_code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, [(0, 0), (1, 121)]);
+    assert_eq!(events.last(), Some(&ShareEvent::Committed(commit)));
+    // A commit with nothing to send is done at once.
+    let again = h.machine.commit(now);
+    assert_eq!(h.events(), [ShareEvent::Committed(again)]);
+}
+
+/// SHARE_SESSION_NOT_FOUND and INVALID_SHARE_SESSION_EPOCH: the acknowledgements carried fail
+/// with the code, and the session opens again (epoch 0) after a backoff.
+#[test]
+fn a_lost_session_opens_again() {
+    for code in [122, 123] {
+        let mut h = machine(&[1]);
+        let (id, _, _) = fetch(&mut h);
+        h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+        h.events();
+        h.machine
+            .acknowledge(h.now, &tp(0), 0, 0, AcknowledgeType::Accept);
+        h.machine.want_records(h.now, true);
+        let (id, _, f) = fetch(&mut h);
+        assert_eq!(f.epoch, 1);
+        h.answer(id, top_error(code));
+        let events = h.events();
+        assert!(
+            matches!(&events[..], [ShareEvent::Acknowledged(o)] if o.error_code == code),
+            "{code}: {events:?}"
+        );
+        assert!(h.request().is_none(), "backing off");
+        let waited = h.run_to_timeout();
+        assert!(waited >= Duration::from_millis(80), "{waited:?}");
+        let (_, _, f) = fetch(&mut h);
+        assert_eq!(f.epoch, 0);
+        assert_eq!(f.partitions.len(), 1);
+    }
+}
+
+/// A failed request (no answer) starts the session over too, after a backoff, and a
+/// partition's leader error asks for metadata.
+#[test]
+fn failures_back_off_and_leader_errors_refresh() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.fail(id, RequestFailure::retriable("connection reset"));
+    let refresh = h.request().expect("a metadata refresh");
+    assert!(matches!(refresh.request, ShareRequest::Metadata { .. }));
+    h.answer(refresh.id, ShareAnswer::Metadata(view(&[2])));
+    h.run_to_timeout();
+    let (id, broker, f) = fetch(&mut h);
+    assert_eq!((broker, f.epoch), (2, 0));
+    let mut p = part(0, &[], &[]);
+    p.error = 6;
+    h.answer(id, fetch_answer(vec![p]));
+    let refresh = h.request().expect("a metadata refresh");
+    assert!(matches!(refresh.request, ShareRequest::Metadata { .. }));
+}
+
+/// A partition no longer assigned leaves the session with the next fetch; its
+/// acknowledgements still go.
+#[test]
+fn revoked_partitions_are_forgotten() {
+    let mut h = machine(&[1, 1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(1, &[3], &[(3, 3, 1)])]));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(1), 3, 3, AcknowledgeType::Accept);
+    h.machine.assign(now, BTreeSet::from([tp(0)]));
+    h.machine.want_records(now, true);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(f.epoch, 1);
+    assert_eq!(f.forgotten, [(tp(1), A)]);
+    assert_eq!(f.partitions.len(), 1);
+    assert_eq!(f.partitions[0].partition, tp(1));
+    assert_eq!(ranges(&f.partitions[0]), [(3, 3, AcknowledgeType::Accept)]);
+}
+
+/// Close sends the acknowledgements left with a ShareAcknowledge at epoch -1 to each open
+/// session, and ends with `Closed`; a broker with no session gets nothing.
+#[test]
+fn close_acknowledges_and_closes_each_session() {
+    let mut h = machine(&[1, 2]);
+    let (id1, _, _) = fetch(&mut h);
+    let (id2, _, _) = fetch(&mut h);
+    h.answer(id1, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    h.fail(id2, RequestFailure::retriable("connection reset"));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Release);
+    h.machine.close(now);
+    let (id, a) = acknowledge(&mut h);
+    assert_eq!(a.epoch, CLOSE_EPOCH);
+    assert_eq!(ranges(&a.partitions[0]), [(0, 0, AcknowledgeType::Release)]);
+    assert!(h.request().is_none(), "broker 2 has no session to close");
+    h.answer(id, ack_answer(&[(0, 0)]));
+    let events = h.events();
+    assert!(
+        matches!(events.last(), Some(ShareEvent::Closed)),
+        "{events:?}"
+    );
+    assert!(h.machine.is_closed());
+    assert!(h.requests().is_empty());
+}
+
+/// Acknowledgements that no session can carry fail on commit instead of holding it forever.
+#[test]
+fn stranded_acknowledgements_fail_on_commit() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    h.events();
+    h.machine.want_records(h.now, true);
+    let (id, _, _) = fetch(&mut h);
+    h.fail(id, RequestFailure::retriable("connection reset"));
+    h.events();
+    // Metadata answered: the same leader.
+    let refresh = h.request().expect("a metadata refresh");
+    h.answer(refresh.id, ShareAnswer::Metadata(view(&[1])));
+    h.machine.want_records(h.now, false);
+    h.machine
+        .acknowledge(h.now, &tp(0), 0, 0, AcknowledgeType::Accept);
+    let commit = h.machine.commit(h.now);
+    let events = h.events();
+    assert!(
+        matches!(&events[..], [ShareEvent::Acknowledged(o), ShareEvent::Committed(c)]
+            if o.failure.is_some() && *c == commit),
+        "{events:?}"
+    );
+    let _ = BTreeMap::<i32, i32>::new();
+}
