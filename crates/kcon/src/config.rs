@@ -21,7 +21,7 @@ mod policy;
 mod properties;
 
 pub use policy::{ErrorTolerance, PolicyConfig};
-pub use properties::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES};
+pub use properties::{AcknowledgementMode, CONSUMER, ConsumerSetting, POLICY, PROPERTIES, SHARE};
 
 /// Builds a [`Consumer`](crate::Consumer): typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka
@@ -327,6 +327,8 @@ impl ConsumerBuilder {
                             true
                         }
                         (POLICY, _) => policy.apply(&setting),
+                        // The share consumer's: close.timeout.ms is the consumer's too.
+                        (SHARE, ConsumerSetting::CloseTimeout(_)) => true,
                         _ => false,
                     };
                     // A part that does not take what its table routes to it: as `set` does.
@@ -393,7 +395,7 @@ impl ConsumerBuilder {
 
 /// Sets `name` on `config` when `table` has it: through the table's `set`, so that a value
 /// refused, or a part not taking what its table routes to it, is an error naming the property.
-fn set_if_listed<S, C: Configurable<S>>(
+pub(crate) fn set_if_listed<S, C: Configurable<S>>(
     table: &'static [Property<S>],
     config: &mut C,
     name: &str,

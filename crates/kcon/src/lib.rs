@@ -59,6 +59,7 @@ mod metrics;
 mod partitions;
 pub mod policy;
 mod record;
+pub mod share;
 mod stream;
 
 pub use commit::CommitHandle;
@@ -88,7 +89,7 @@ pub use kcon_core::offsets::parse_iso8601_duration;
 /// which part each configures (what a tool checks `-X name=value` against).
 /// [`ConsumerBuilder::properties`] concatenates them.
 pub mod property {
-    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES};
+    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES, SHARE};
     pub use kcon_core::property::*;
     pub use kcon_fetch::property as fetch;
     pub use kcon_group::property as group;

@@ -1,5 +1,6 @@
-//! kcon's own properties: the `Consumer`'s (`close.timeout.ms`) and the record policies'
-//! (`errors.*`), which a `Processor` over the consumer follows.
+//! kcon's own properties: the `Consumer`'s (`close.timeout.ms`), the record policies'
+//! (`errors.*`), which a `Processor` over the consumer follows, and the share consumer's
+//! (`share.acknowledgement.mode`).
 
 use std::time::Duration;
 
@@ -15,6 +16,35 @@ pub const CONSUMER: Part = Part::new("consumer");
 /// The record policies for records that fail (kcon's `Processor`), configured by
 /// [`PolicyConfig`](super::PolicyConfig).
 pub const POLICY: Part = Part::new("policy");
+
+/// The share consumer ([`ShareConsumer`](crate::share::ShareConsumer)).
+pub const SHARE: Part = Part::new("share consumer");
+
+/// How a share consumer's records are acknowledged (`share.acknowledgement.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcknowledgementMode {
+    /// `implicit`: every record of a batch is accepted when the next batch is asked for, or
+    /// on commit or close, unless acknowledged otherwise before.
+    #[default]
+    Implicit,
+    /// `explicit`: the application acknowledges every record; the next batch is refused while
+    /// one of the last is not.
+    Explicit,
+}
+
+impl AcknowledgementMode {
+    /// What `share.acknowledgement.mode` takes.
+    pub const EXPECTED: &'static str = "implicit or explicit";
+
+    /// The mode named `name`, in any case.
+    pub fn parse(name: &str) -> Option<AcknowledgementMode> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "implicit" => Some(AcknowledgementMode::Implicit),
+            "explicit" => Some(AcknowledgementMode::Explicit),
+            _ => None,
+        }
+    }
+}
 
 const MAX_COUNT: usize = i32::MAX as usize;
 const FROM_1: &str = "a whole number from 1 to 2147483647";
@@ -43,6 +73,8 @@ pub enum ConsumerSetting {
     ErrorsBreakerFailures(Option<usize>),
     /// `errors.breaker.consecutive.failures`; `None` when set empty (no such rule).
     ErrorsBreakerConsecutiveFailures(Option<usize>),
+    /// `share.acknowledgement.mode`.
+    ShareAcknowledgementMode(AcknowledgementMode),
 }
 
 /// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
@@ -52,12 +84,26 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
         name: "close.timeout.ms",
         aliases: &[],
         default: DefaultValue::Value("30000"),
-        parts: &[CONSUMER],
+        parts: &[CONSUMER, SHARE],
         doc: "kcon's own: the longest closing the consumer may take, final commit and leaving \
               the group included.",
         kind: Kind::Millis {
             min: 0,
             setting: ConsumerSetting::CloseTimeout,
+        },
+    },
+    Property {
+        name: "share.acknowledgement.mode",
+        aliases: &[],
+        default: DefaultValue::Value("implicit"),
+        parts: &[SHARE],
+        doc: "How a share consumer's records are acknowledged: implicit accepts every record of \
+              a batch when the next is asked for (or on commit or close) unless acknowledged \
+              otherwise; explicit leaves every record to the application and refuses the next \
+              batch while one is not acknowledged.",
+        kind: Kind::Other {
+            allowed: AcknowledgementMode::EXPECTED,
+            parse: acknowledgement_mode,
         },
     },
     Property {
@@ -183,6 +229,12 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
 ];
 
 /// `errors.tolerance`.
+fn acknowledgement_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    AcknowledgementMode::parse(i.value)
+        .map(ConsumerSetting::ShareAcknowledgementMode)
+        .ok_or_else(|| i.refused())
+}
+
 fn tolerance(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
     ErrorTolerance::parse(i.value)
         .map(ConsumerSetting::ErrorsTolerance)

@@ -1,0 +1,548 @@
+//! The share consumer (KIP-932, Kafka's queues): members of a share group read the same
+//! partitions, each record handed to one member at a time under a time-limited lock, and
+//! settled one by one: accepted, released (handed out again with its delivery count raised) or
+//! rejected (archived). [`ShareConsumer`] runs a share group member (kcon-group's
+//! consumer-protocol machine speaking ShareGroupHeartbeat) and a share fetch task (kcon-fetch's
+//! `ShareFetchMachine`) over one pool.
+//!
+//! ```no_run
+//! use kcon::share::{AcknowledgeType, ShareConsumer};
+//!
+//! # async fn run() -> Result<(), kcon::Error> {
+//! let mut consumer = ShareConsumer::builder()
+//!     .set("bootstrap.servers", "localhost:9092")
+//!     .set("group.id", "workers")
+//!     .set("share.acknowledgement.mode", "explicit")
+//!     .build()?;
+//! consumer.subscribe(["jobs"])?;
+//! loop {
+//!     for record in consumer.recv_batch().await? {
+//!         let done = record.value.is_some();
+//!         let kind = if done { AcknowledgeType::Accept } else { AcknowledgeType::Reject };
+//!         consumer.acknowledge(&record, kind)?;
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use kcon_core::{ConfigError, GroupProtocol, Record, TopicPartition};
+use kcon_fetch::FetchConfig;
+use kcon_fetch::share::ShareFetcher;
+use kcon_group::{GroupConfig, GroupEvent, GroupMember};
+use kcon_pool::{Pool, PoolConfig};
+use tokio::time;
+use tracing::{debug, warn};
+
+use crate::config::{ConsumerSetting, PROPERTIES, SHARE, set_if_listed};
+use crate::error::Error;
+
+pub use crate::config::AcknowledgementMode;
+pub use kcon_fetch::share::{
+    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, ShareEvent,
+};
+
+/// Properties a share consumer refuses, with why: the share group decides them, or they are a
+/// consumer group's (the Java `KafkaShareConsumer` refuses the same).
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "auto.offset.reset",
+        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts",
+    ),
+    (
+        "isolation.level",
+        "unset for a share consumer: the share group's share.isolation.level decides",
+    ),
+    (
+        "group.instance.id",
+        "unset for a share consumer: share groups have no static membership",
+    ),
+    (
+        "group.protocol",
+        "unset for a share consumer: it speaks the share group protocol",
+    ),
+    (
+        "group.remote.assignor",
+        "unset for a share consumer: the coordinator assigns share groups itself",
+    ),
+    (
+        "partition.assignment.strategy",
+        "unset for a share consumer: the coordinator assigns",
+    ),
+    (
+        "session.timeout.ms",
+        "unset for a share consumer: the share group's session timeout decides",
+    ),
+    (
+        "heartbeat.interval.ms",
+        "unset for a share consumer: the coordinator gives the interval",
+    ),
+];
+
+/// Builds a [`ShareConsumer`]: Kafka's property names, as [`ConsumerBuilder`](crate::ConsumerBuilder)
+/// takes them, less those a share group decides (`auto.offset.reset`, `isolation.level`,
+/// `session.timeout.ms`, ...), which are refused naming the group's setting; plus
+/// `share.acknowledgement.mode`.
+#[derive(Debug, Default, Clone)]
+pub struct ShareConsumerBuilder {
+    properties: Vec<(String, String)>,
+}
+
+impl ShareConsumerBuilder {
+    /// Sets a property by its Kafka name; checked by [`build`](Self::build).
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.properties.push((name.trim().to_owned(), value.into()));
+        self
+    }
+
+    /// Checks the properties and starts the consumer's tasks (inside a tokio runtime). It
+    /// joins nothing until [`ShareConsumer::subscribe`].
+    pub fn build(self) -> Result<ShareConsumer, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::misuse(
+                "a share consumer must be built inside a tokio runtime (its tasks run there)",
+            ));
+        }
+        let s = self.settings()?;
+        let pool = Pool::new(s.pool)?;
+        let member = GroupMember::start(pool.clone(), s.group.clone())?;
+        let fetcher =
+            ShareFetcher::start(pool.clone(), s.fetch.clone(), s.group.group_id.clone(), "");
+        Ok(ShareConsumer {
+            pool,
+            member: Some(member),
+            fetcher: Some(fetcher),
+            mode: s.mode,
+            max_poll_records: usize::try_from(s.fetch.max_poll_records.max(1)).unwrap_or(1),
+            close_timeout: s.close_timeout,
+            assigned: BTreeSet::new(),
+            buffer: VecDeque::new(),
+            delivered: BTreeMap::new(),
+            outcomes: Vec::new(),
+            next_commit: 0,
+            failed: None,
+            subscribed: false,
+        })
+    }
+
+    fn settings(&self) -> Result<ShareSettings, Error> {
+        let mut pool = PoolConfig::default();
+        let mut group = GroupConfig::default();
+        let mut fetch = FetchConfig::default();
+        let mut mode = AcknowledgementMode::default();
+        let mut close_timeout = Duration::from_secs(30);
+        for (i, (name, value)) in self.properties.iter().enumerate() {
+            let unknown = || ConfigError::UnknownProperty {
+                property: name.clone(),
+            };
+            let property = ShareConsumer::properties()
+                .find(|p| p.is_named(name))
+                .ok_or_else(unknown)?;
+            if let Some((_, why)) = REFUSED.iter().find(|(n, _)| property.is_named(n)) {
+                return Err(Error::config(property.name(), value, why));
+            }
+            if self.properties[i + 1..]
+                .iter()
+                .any(|(later, _)| property.is_named(later))
+            {
+                continue;
+            }
+            set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
+            set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
+            set_if_listed(kcon_fetch::property::PROPERTIES, &mut fetch, name, value)?;
+            if let Some(own) = kcon_core::property::registry::lookup(PROPERTIES, name) {
+                match own.parse(value)? {
+                    ConsumerSetting::CloseTimeout(d) => close_timeout = d,
+                    ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
+                    _ => return Err(unknown().into()),
+                }
+            }
+        }
+        if pool.bootstrap_servers.is_empty() {
+            return Err(Error::config(
+                "bootstrap.servers",
+                "",
+                "at least one host:port",
+            ));
+        }
+        pool.validate()?;
+        group.group_protocol = GroupProtocol::Share;
+        group.validate()?;
+        Ok(ShareSettings {
+            pool,
+            group,
+            fetch,
+            mode,
+            close_timeout,
+        })
+    }
+}
+
+struct ShareSettings {
+    pool: PoolConfig,
+    group: GroupConfig,
+    fetch: FetchConfig,
+    mode: AcknowledgementMode,
+    close_timeout: Duration,
+}
+
+/// A member of a share group (KIP-932): [`recv_batch`](Self::recv_batch) hands out records the
+/// brokers acquired for it, each with its delivery count
+/// ([`Record::delivery_count`]), and each is settled with
+/// [`acknowledge`](Self::acknowledge) (explicit mode) or accepted when the next batch is asked
+/// for (implicit mode, the default). Acknowledgements go with the next fetch to the partition's
+/// leader, or at once with [`commit`](Self::commit); [`close`](Self::close) accepts the last
+/// batch in implicit mode, releases what the application never saw or left unacknowledged, and
+/// leaves the group.
+///
+/// Records not acknowledged before their lock expires (the group's
+/// `share.record.lock.duration.ms`) are handed out again, to this member or another, with their
+/// delivery count raised; after the group's delivery limit they are archived.
+#[derive(Debug)]
+pub struct ShareConsumer {
+    pool: Pool,
+    member: Option<GroupMember>,
+    fetcher: Option<ShareFetcher>,
+    mode: AcknowledgementMode,
+    max_poll_records: usize,
+    close_timeout: Duration,
+    assigned: BTreeSet<TopicPartition>,
+    /// Records acquired and not handed out yet.
+    buffer: VecDeque<Record>,
+    /// The last batch's records by partition and offset, with what the application said.
+    delivered: BTreeMap<TopicPartition, BTreeMap<i64, Option<AcknowledgeType>>>,
+    /// Outcomes of acknowledgements not read yet.
+    outcomes: Vec<AcknowledgementOutcome>,
+    next_commit: u64,
+    failed: Option<Error>,
+    subscribed: bool,
+}
+
+impl ShareConsumer {
+    /// A builder.
+    pub fn builder() -> ShareConsumerBuilder {
+        ShareConsumerBuilder::default()
+    }
+
+    /// Every property a share consumer takes (and those it refuses, which its builder names):
+    /// the pool's, the group member's, the fetcher's and kcon's own.
+    pub fn properties()
+    -> impl Iterator<Item = &'static dyn kcon_core::property::AnyProperty> + Clone {
+        crate::ConsumerBuilder::properties().filter(|p| {
+            p.parts().iter().any(|part| {
+                [
+                    kcon_pool::property::POOL,
+                    kcon_group::property::GROUP,
+                    kcon_fetch::property::FETCH,
+                    SHARE,
+                ]
+                .contains(part)
+            })
+        })
+    }
+
+    /// The acknowledgement mode.
+    pub fn acknowledgement_mode(&self) -> AcknowledgementMode {
+        self.mode
+    }
+
+    /// The partitions the group assigned this member now.
+    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
+        &self.assigned
+    }
+
+    /// Joins the share group subscribed to `topics` (replacing the subscription; empty leaves).
+    pub fn subscribe<I, S>(&mut self, topics: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let member = self.member.as_ref().ok_or_else(Error::closed)?;
+        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        self.subscribed = !topics.is_empty();
+        member.subscribe(topics);
+        Ok(())
+    }
+
+    /// The next records acquired for this member: at most `max.poll.records`, each with its
+    /// delivery count, waiting for them as long as it takes (wrap it in a timeout to bound
+    /// it). The last batch is settled first: in implicit mode its records not acknowledged are
+    /// accepted; in explicit mode a record of it not acknowledged makes this an error
+    /// (`Misuse`) and hands out nothing.
+    ///
+    /// Cancel-safe: records that came while it waited stay for the next call.
+    pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.member.is_none() {
+            return Err(Error::closed());
+        }
+        if !self.subscribed {
+            return Err(Error::misuse("recv_batch before subscribe"));
+        }
+        self.settle_batch()?;
+        if let Some(member) = &self.member {
+            member.poll();
+        }
+        self.drain_events()?;
+        while self.buffer.is_empty() {
+            self.fetcher()?.want_records(true);
+            let (member, fetcher) = match (&mut self.member, &mut self.fetcher) {
+                (Some(m), Some(f)) => (m, f),
+                _ => return Err(Error::closed()),
+            };
+            tokio::select! {
+                e = member.next_event() => match e {
+                    Some(e) => self.on_member_event(e)?,
+                    None => return Err(Error::closed()),
+                },
+                e = fetcher.next() => match e {
+                    Some(e) => self.on_fetch_event(e),
+                    None => return Err(Error::closed()),
+                },
+            }
+        }
+        let n = self.max_poll_records.min(self.buffer.len());
+        let batch: Vec<Record> = self.buffer.drain(..n).collect();
+        for r in &batch {
+            self.delivered
+                .entry(TopicPartition::new(&*r.topic, r.partition))
+                .or_default()
+                .insert(r.offset, None);
+        }
+        Ok(batch)
+    }
+
+    /// Settles `record` (one of the last batch's) as `kind`: accepted, released (handed out
+    /// again, its delivery count raised) or rejected (archived). The acknowledgement goes with
+    /// the next fetch, or with [`commit`](Self::commit). A record already acknowledged, or
+    /// not of the last batch, is refused (`Misuse`).
+    pub fn acknowledge(&mut self, record: &Record, kind: AcknowledgeType) -> Result<(), Error> {
+        if kind == AcknowledgeType::Gap {
+            return Err(Error::misuse(
+                "a record is acknowledged as accept, release or reject; gaps are the client's",
+            ));
+        }
+        let tp = TopicPartition::new(&*record.topic, record.partition);
+        let slot = self
+            .delivered
+            .get_mut(&tp)
+            .and_then(|offsets| offsets.get_mut(&record.offset))
+            .ok_or_else(|| {
+                Error::misuse(format!(
+                    "{tp} offset {} is not a record of the last batch",
+                    record.offset
+                ))
+            })?;
+        if let Some(before) = slot {
+            return Err(Error::misuse(format!(
+                "{tp} offset {} was acknowledged already ({})",
+                record.offset,
+                before.name()
+            )));
+        }
+        *slot = Some(kind);
+        self.fetcher()?
+            .acknowledge(tp, record.offset, record.offset, kind);
+        Ok(())
+    }
+
+    /// Sends every acknowledgement given so far (in implicit mode, the last batch accepted
+    /// first) without waiting for a fetch, and waits for the brokers' answers: each
+    /// partition's outcome (an error code, or why the request failed). A refused
+    /// acknowledgement's records are handed out again when their locks expire.
+    pub async fn commit(&mut self) -> Result<Vec<AcknowledgementOutcome>, Error> {
+        if self.mode == AcknowledgementMode::Implicit {
+            self.accept_unacknowledged();
+        }
+        let id = self.next_commit;
+        self.next_commit += 1;
+        self.fetcher()?.commit(id);
+        loop {
+            let fetcher = self.fetcher.as_mut().ok_or_else(Error::closed)?;
+            match fetcher.next().await {
+                Some(ShareEvent::Committed(done)) if done == id => break,
+                Some(e) => self.on_fetch_event(e),
+                None => return Err(Error::closed()),
+            }
+        }
+        Ok(std::mem::take(&mut self.outcomes))
+    }
+
+    /// Outcomes of acknowledgements sent with fetches since the last call (or commit).
+    pub fn take_acknowledgement_outcomes(&mut self) -> Vec<AcknowledgementOutcome> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// Closes: in implicit mode the last batch is accepted; records left unacknowledged and
+    /// those acquired but never handed out are released; the acknowledgements go with the
+    /// share sessions' close, and the member leaves the group. Takes at most
+    /// `close.timeout.ms`.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let deadline = time::Instant::now() + self.close_timeout;
+        if self.mode == AcknowledgementMode::Implicit {
+            self.accept_unacknowledged();
+        }
+        self.release_rest();
+        if let Some(fetcher) = self.fetcher.take() {
+            fetcher
+                .close(deadline.saturating_duration_since(time::Instant::now()))
+                .await;
+        }
+        if let Some(member) = self.member.take() {
+            let left = deadline.saturating_duration_since(time::Instant::now());
+            let mut events = member.close(left).await;
+            // The member revokes before it leaves: nothing waits on those revocations here.
+            events.retain(|e| matches!(e, GroupEvent::Fatal(_)));
+            if let Some(GroupEvent::Fatal(e)) = events.pop() {
+                debug!(error = %e, "the share group member failed while closing");
+            }
+        }
+        let _ = &self.pool;
+        Ok(())
+    }
+
+    fn fetcher(&self) -> Result<&ShareFetcher, Error> {
+        self.fetcher.as_ref().ok_or_else(Error::closed)
+    }
+
+    /// The last batch settled before the next: implicit accepts what was not acknowledged,
+    /// explicit refuses to go on while something was not.
+    fn settle_batch(&mut self) -> Result<(), Error> {
+        match self.mode {
+            AcknowledgementMode::Implicit => self.accept_unacknowledged(),
+            AcknowledgementMode::Explicit => {
+                let open: Vec<String> = self
+                    .delivered
+                    .iter()
+                    .flat_map(|(tp, offsets)| {
+                        offsets
+                            .iter()
+                            .filter(|(_, a)| a.is_none())
+                            .map(move |(o, _)| format!("{tp}@{o}"))
+                    })
+                    .take(5)
+                    .collect();
+                if !open.is_empty() {
+                    return Err(Error::misuse(format!(
+                        "share.acknowledgement.mode=explicit: records of the last batch are not \
+                         acknowledged ({}); acknowledge each before asking for more",
+                        open.join(", ")
+                    )));
+                }
+                self.delivered.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record of the last batch not acknowledged yet, accepted (in ranges).
+    fn accept_unacknowledged(&mut self) {
+        let delivered = std::mem::take(&mut self.delivered);
+        let Some(fetcher) = &self.fetcher else {
+            return;
+        };
+        for (tp, offsets) in delivered {
+            for (first, last) in runs(offsets.iter().filter(|(_, a)| a.is_none()).map(|(o, _)| *o))
+            {
+                fetcher.acknowledge(tp.clone(), first, last, AcknowledgeType::Accept);
+            }
+        }
+    }
+
+    /// Records left unacknowledged and those never handed out: released.
+    fn release_rest(&mut self) {
+        let delivered = std::mem::take(&mut self.delivered);
+        let buffered = std::mem::take(&mut self.buffer);
+        let Some(fetcher) = &self.fetcher else {
+            return;
+        };
+        let mut rest: BTreeMap<TopicPartition, BTreeSet<i64>> = BTreeMap::new();
+        for (tp, offsets) in delivered {
+            rest.entry(tp).or_default().extend(
+                offsets
+                    .into_iter()
+                    .filter(|(_, a)| a.is_none())
+                    .map(|(o, _)| o),
+            );
+        }
+        for r in buffered {
+            rest.entry(TopicPartition::new(&*r.topic, r.partition))
+                .or_default()
+                .insert(r.offset);
+        }
+        for (tp, offsets) in rest {
+            for (first, last) in runs(offsets.into_iter()) {
+                fetcher.acknowledge(tp.clone(), first, last, AcknowledgeType::Release);
+            }
+        }
+    }
+
+    fn drain_events(&mut self) -> Result<(), Error> {
+        while let Some(e) = self.member.as_mut().and_then(GroupMember::try_next_event) {
+            self.on_member_event(e)?;
+        }
+        while let Some(e) = self.fetcher.as_mut().and_then(ShareFetcher::try_next) {
+            self.on_fetch_event(e);
+        }
+        Ok(())
+    }
+
+    fn on_member_event(&mut self, event: GroupEvent) -> Result<(), Error> {
+        let (Some(member), Some(fetcher)) = (&self.member, &self.fetcher) else {
+            return Err(Error::closed());
+        };
+        match event {
+            GroupEvent::Assigned { partitions, .. } => {
+                fetcher.set_member_id(member.snapshot().generation.member_id);
+                self.assigned.extend(partitions);
+                fetcher.assign(self.assigned.clone());
+            }
+            GroupEvent::Revoked { partitions, id } => {
+                for tp in &partitions {
+                    self.assigned.remove(tp);
+                }
+                fetcher.assign(self.assigned.clone());
+                // Nothing to finish first: acknowledgements of these partitions still go.
+                member.revocation_done(id);
+            }
+            GroupEvent::Lost { partitions } => {
+                for tp in &partitions {
+                    self.assigned.remove(tp);
+                }
+                fetcher.assign(self.assigned.clone());
+            }
+            GroupEvent::Fatal(e) => {
+                let e = Error::from(e);
+                warn!(error = %e, "the share group member cannot go on");
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+            other => debug!(event = ?other, "share group member"),
+        }
+        Ok(())
+    }
+
+    fn on_fetch_event(&mut self, event: ShareEvent) {
+        match event {
+            ShareEvent::Records { records, .. } => self.buffer.extend(records),
+            ShareEvent::Acknowledged(o) => self.outcomes.push(o),
+            other => debug!(event = ?other, "share fetcher"),
+        }
+    }
+}
+
+/// Consecutive offsets in `offsets` (ascending) as inclusive ranges.
+fn runs(offsets: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for o in offsets {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == o => *last = o,
+            _ => out.push((o, o)),
+        }
+    }
+    out
+}
