@@ -122,6 +122,7 @@ impl ShareConsumerBuilder {
             delivered: BTreeMap::new(),
             outcomes: Vec::new(),
             next_commit: 0,
+            records_seen: 0,
             failed: None,
             subscribed: false,
         })
@@ -216,6 +217,8 @@ pub struct ShareConsumer {
     /// Outcomes of acknowledgements not read yet.
     outcomes: Vec<AcknowledgementOutcome>,
     next_commit: u64,
+    /// `ShareEvent::Records` read from the fetcher: what a want says it has seen.
+    records_seen: u64,
     failed: Option<Error>,
     subscribed: bool,
 }
@@ -289,7 +292,7 @@ impl ShareConsumer {
         }
         self.drain_events()?;
         while self.buffer.is_empty() {
-            self.fetcher()?.want_records(true);
+            self.fetcher()?.want_records(self.records_seen);
             let (member, fetcher) = match (&mut self.member, &mut self.fetcher) {
                 (Some(m), Some(f)) => (m, f),
                 _ => return Err(Error::closed()),
@@ -528,7 +531,10 @@ impl ShareConsumer {
 
     fn on_fetch_event(&mut self, event: ShareEvent) {
         match event {
-            ShareEvent::Records { records, .. } => self.buffer.extend(records),
+            ShareEvent::Records { records, .. } => {
+                self.records_seen += 1;
+                self.buffer.extend(records);
+            }
             ShareEvent::Acknowledged(o) => self.outcomes.push(o),
             other => debug!(event = ?other, "share fetcher"),
         }

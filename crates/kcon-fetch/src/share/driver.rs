@@ -36,7 +36,7 @@ pub struct ShareFetcher {
 enum Command {
     Member(String),
     Assign(BTreeSet<TopicPartition>),
-    Want(bool),
+    Want(u64),
     Acknowledge(TopicPartition, i64, i64, AcknowledgeType),
     Commit(u64),
     Close,
@@ -79,9 +79,11 @@ impl ShareFetcher {
         self.command(Command::Assign(partitions));
     }
 
-    /// Whether the application waits for records.
-    pub fn want_records(&self, wanted: bool) {
-        self.command(Command::Want(wanted));
+    /// The application waits for records, having read `seen` [`ShareEvent::Records`] (a want
+    /// sent before it read records the task told since is ignored: see
+    /// [`ShareFetchMachine::want_records`]).
+    pub fn want_records(&self, seen: u64) {
+        self.command(Command::Want(seen));
     }
 
     /// Acknowledges `first..=last` of `partition` as `kind`.
@@ -183,7 +185,7 @@ impl Drive for ShareTask {
                 machine.metadata_updated(now, &metadata_view(pool, &metadata, &topics));
                 machine.assign(now, partitions);
             }
-            Some(Command::Want(wanted)) => machine.want_records(now, wanted),
+            Some(Command::Want(seen)) => machine.want_records(now, seen),
             Some(Command::Acknowledge(tp, first, last, kind)) => {
                 machine.acknowledge(now, &tp, first, last, kind)
             }

@@ -117,6 +117,14 @@ pub struct ShareFetchMachine {
     next_commit: u64,
     /// The application waits for records.
     wanted: bool,
+    /// `Records` events told so far: a want sent before the application saw the last of them
+    /// is stale (see [`want_records`](Self::want_records)).
+    told_records: u64,
+    /// Offsets handed out and not acknowledged yet, by partition: first offset to (last
+    /// offset, delivery count). A record the broker sends again while it is here (the mock
+    /// cluster re-sends acquired records after a session starts over) is not handed out twice;
+    /// one with a higher delivery count (its lock expired and it was acquired again) is.
+    outstanding: BTreeMap<TopicPartition, BTreeMap<i64, (i64, u16)>>,
     refresh: Refresh,
     closing: bool,
     closed: bool,
@@ -155,6 +163,8 @@ impl ShareFetchMachine {
             commits: VecDeque::new(),
             next_commit: 0,
             wanted: false,
+            told_records: 0,
+            outstanding: BTreeMap::new(),
             refresh: Refresh::default(),
             closing: false,
             closed: false,
@@ -225,12 +235,21 @@ impl ShareFetchMachine {
         }
     }
 
-    /// Whether the application waits for records: while it does, every leader of an assigned
-    /// partition is fetched from (the broker holds a fetch up to `fetch.max.wait.ms`). It
-    /// stops wanting once records are handed out.
-    pub fn want_records(&mut self, _now: Instant, wanted: bool) {
-        self.wanted = wanted && !self.closing;
+    /// The application waits for records, having seen `seen` [`ShareEvent::Records`]: while
+    /// it does, every leader of an assigned partition is fetched from (the broker holds a
+    /// fetch up to `fetch.max.wait.ms`). Wanting stops once records are handed out; a want
+    /// sent before the application saw records told since is stale and ignored (it would
+    /// acquire more records while those wait).
+    pub fn want_records(&mut self, _now: Instant, seen: u64) {
+        if seen >= self.told_records && !self.closing {
+            self.wanted = true;
+        }
         self.after_input();
+    }
+
+    /// How many [`ShareEvent::Records`] were told so far.
+    pub fn records_told(&self) -> u64 {
+        self.told_records
     }
 
     /// Acknowledges `first..=last` of `partition` as `kind`; it goes with the next request to
@@ -256,6 +275,12 @@ impl ShareFetchMachine {
     ) {
         if last < first || self.closed {
             return;
+        }
+        if let Some(held) = self.outstanding.get_mut(partition) {
+            remove_range(held, first, last);
+            if held.is_empty() {
+                self.outstanding.remove(partition);
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -429,7 +454,18 @@ impl ShareFetchMachine {
             let Some(mut pending) = self.acks.remove(tp) else {
                 continue;
             };
-            pending.sort_by_key(|p| p.range.first);
+            pending.sort_by_key(|p| (p.range.first, p.seq));
+            // Batches in one request must not overlap (the broker refuses the whole request):
+            // an offset acknowledged twice keeps the first range that covers it.
+            let mut next = i64::MIN;
+            pending.retain_mut(|p| {
+                p.range.first = p.range.first.max(next);
+                if p.range.first > p.range.last {
+                    return false;
+                }
+                next = p.range.last.saturating_add(1);
+                true
+            });
             requests.push(SharePartitionRequest {
                 partition: tp.clone(),
                 topic_id: *id,
@@ -762,6 +798,7 @@ impl ShareFetchMachine {
                 let records = self.acquired(&tp, p.records.unwrap_or_default(), &acquired);
                 if !records.is_empty() {
                     handed_out = true;
+                    self.told_records += 1;
                     self.events.push_back(ShareEvent::Records {
                         partition: tp,
                         records,
@@ -837,7 +874,33 @@ impl ShareFetchMachine {
                 self.push_ack(tp, from, last, AcknowledgeType::Release);
             }
         }
-        out
+        self.not_twice(tp, out)
+    }
+
+    /// `records` less those handed out already and not acknowledged at the same delivery
+    /// count; the rest become outstanding.
+    fn not_twice(&mut self, tp: &TopicPartition, mut records: Vec<Record>) -> Vec<Record> {
+        let held = self.outstanding.entry(tp.clone()).or_default();
+        let before = records.len();
+        records.retain(|r| {
+            let count = r.delivery_count.unwrap_or(1);
+            match held.range(..=r.offset).next_back() {
+                Some((_, &(last, held_count))) => r.offset > last || count > held_count,
+                None => true,
+            }
+        });
+        if records.len() < before {
+            debug!(group = %self.group_id, partition = %tp, again = before - records.len(),
+                "records handed out already and not acknowledged came again; not handed out twice");
+        }
+        for r in &records {
+            remove_range(held, r.offset, r.offset);
+            held.insert(r.offset, (r.offset, r.delivery_count.unwrap_or(1)));
+        }
+        if held.is_empty() {
+            self.outstanding.remove(tp);
+        }
+        records
     }
 
     fn on_acknowledge(
@@ -934,6 +997,28 @@ impl ShareFetchMachine {
             self.check_commits();
         }
         self.maybe_closed();
+    }
+}
+
+/// Takes `first..=last` out of `ranges` (first offset to (last offset, payload)), splitting a
+/// range that reaches over either end.
+fn remove_range<T: Copy>(ranges: &mut BTreeMap<i64, (i64, T)>, first: i64, last: i64) {
+    let starts: Vec<i64> = ranges
+        .range(..=last)
+        .rev()
+        .take_while(|(_, (end, _))| *end >= first)
+        .map(|(start, _)| *start)
+        .collect();
+    for start in starts {
+        let Some((end, payload)) = ranges.remove(&start) else {
+            continue;
+        };
+        if start < first {
+            ranges.insert(start, (first - 1, payload));
+        }
+        if end > last {
+            ranges.insert(last + 1, (end, payload));
+        }
     }
 }
 

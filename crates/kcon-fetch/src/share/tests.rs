@@ -1,6 +1,6 @@
 //! The share session machine on a virtual clock, every answer scripted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -53,8 +53,14 @@ fn machine(leaders: &[i32]) -> H {
     h.machine.metadata_updated(now, &view(leaders));
     h.machine
         .assign(now, (0..leaders.len() as i32).map(tp).collect());
-    h.machine.want_records(now, true);
+    want(&mut h);
     h
+}
+
+/// The application wants records, having seen every batch told.
+fn want(h: &mut H) {
+    let seen = h.machine.records_told();
+    h.machine.want_records(h.now, seen);
 }
 
 fn fetch(h: &mut H) -> (RequestId, i32, ShareFetch) {
@@ -233,7 +239,7 @@ fn acknowledgements_ride_on_the_next_fetch() {
     h.machine
         .acknowledge(now, &tp(0), 3, 3, AcknowledgeType::Reject);
     assert!(h.request().is_none(), "acknowledgements wait for a request");
-    h.machine.want_records(now, true);
+    want(&mut h);
     let (id, _, f) = fetch(&mut h);
     assert_eq!(f.epoch, 1);
     assert_eq!(f.partitions.len(), 1, "{:?}", f.partitions);
@@ -258,7 +264,7 @@ fn acknowledgements_ride_on_the_next_fetch() {
     assert_eq!(outcome.offsets(), 4);
     assert_eq!(handed_out(&events), [(0, 2, Some(2))]);
     let (_, _, f) = {
-        h.machine.want_records(now, true);
+        want(&mut h);
         fetch(&mut h)
     };
     assert_eq!(f.epoch, 2);
@@ -283,7 +289,7 @@ fn gaps_are_acknowledged_and_unacquired_records_dropped() {
             (0, 6, Some(1))
         ]
     );
-    h.machine.want_records(h.now, true);
+    want(&mut h);
     let (_, _, f) = fetch(&mut h);
     assert_eq!(
         ranges(&f.partitions[0]),
@@ -306,7 +312,7 @@ fn hostile_acquired_ranges_are_bounded() {
         )]),
     );
     assert_eq!(handed_out(&h.events()), [(0, 0, Some(2)), (0, 1, Some(2))]);
-    h.machine.want_records(h.now, true);
+    want(&mut h);
     let (_, _, f) = fetch(&mut h);
     assert_eq!(
         ranges(&f.partitions[0]),
@@ -365,7 +371,7 @@ fn a_lost_session_opens_again() {
         h.events();
         h.machine
             .acknowledge(h.now, &tp(0), 0, 0, AcknowledgeType::Accept);
-        h.machine.want_records(h.now, true);
+        want(&mut h);
         let (id, _, f) = fetch(&mut h);
         assert_eq!(f.epoch, 1);
         h.answer(id, top_error(code));
@@ -415,7 +421,7 @@ fn revoked_partitions_are_forgotten() {
     h.machine
         .acknowledge(now, &tp(1), 3, 3, AcknowledgeType::Accept);
     h.machine.assign(now, BTreeSet::from([tp(0)]));
-    h.machine.want_records(now, true);
+    want(&mut h);
     let (_, _, f) = fetch(&mut h);
     assert_eq!(f.epoch, 1);
     assert_eq!(f.forgotten, [(tp(1), A)]);
@@ -457,18 +463,21 @@ fn close_acknowledges_and_closes_each_session() {
 fn stranded_acknowledgements_fail_on_commit() {
     let mut h = machine(&[1]);
     let (id, _, _) = fetch(&mut h);
-    h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1], &[(0, 1, 1)])]));
     h.events();
-    h.machine.want_records(h.now, true);
-    let (id, _, _) = fetch(&mut h);
-    h.fail(id, RequestFailure::retriable("connection reset"));
-    h.events();
-    // Metadata answered: the same leader.
-    let refresh = h.request().expect("a metadata refresh");
-    h.answer(refresh.id, ShareAnswer::Metadata(view(&[1])));
-    h.machine.want_records(h.now, false);
     h.machine
         .acknowledge(h.now, &tp(0), 0, 0, AcknowledgeType::Accept);
+    h.machine.commit(h.now);
+    let (id, _) = acknowledge(&mut h);
+    h.fail(id, RequestFailure::retriable("connection reset"));
+    let events = h.events();
+    assert!(
+        matches!(&events[..], [ShareEvent::Acknowledged(o), ShareEvent::Committed(_)] if o.failure.is_some()),
+        "{events:?}"
+    );
+    // The session is gone and nothing wants records: the next commit cannot wait for one.
+    h.machine
+        .acknowledge(h.now, &tp(0), 1, 1, AcknowledgeType::Accept);
     let commit = h.machine.commit(h.now);
     let events = h.events();
     assert!(
@@ -476,5 +485,63 @@ fn stranded_acknowledgements_fail_on_commit() {
             if o.failure.is_some() && *c == commit),
         "{events:?}"
     );
-    let _ = BTreeMap::<i32, i32>::new();
+}
+
+/// Records the broker sends again while they are held unacknowledged are not handed out
+/// twice; once acknowledged, or at a higher delivery count (the lock expired and they were
+/// acquired again), they are.
+#[test]
+fn records_held_are_not_handed_out_twice() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
+    assert_eq!(handed_out(&h.events()).len(), 3);
+    h.machine
+        .acknowledge(h.now, &tp(0), 0, 0, AcknowledgeType::Release);
+    want(&mut h);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(
+        id,
+        fetch_answer(vec![part(
+            0,
+            &[0, 1, 2],
+            &[(0, 0, 2), (1, 1, 1), (2, 2, 2)],
+        )]),
+    );
+    assert_eq!(handed_out(&h.events()), [(0, 0, Some(2)), (0, 2, Some(2))]);
+}
+
+/// A want sent before the application read the records told since is stale: no fetch.
+#[test]
+fn a_stale_want_fetches_nothing() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    h.machine.want_records(h.now, 0);
+    assert!(h.request().is_none());
+    want(&mut h);
+    fetch(&mut h);
+}
+
+/// An offset acknowledged twice goes once: batches in one request never overlap.
+#[test]
+fn overlapping_acknowledgements_are_trimmed() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2, 3], &[(0, 3, 1)])]));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 0, 2, AcknowledgeType::Accept);
+    h.machine
+        .acknowledge(now, &tp(0), 1, 3, AcknowledgeType::Reject);
+    want(&mut h);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [
+            (0, 2, AcknowledgeType::Accept),
+            (3, 3, AcknowledgeType::Reject)
+        ]
+    );
 }
