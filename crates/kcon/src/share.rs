@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use kcon_core::{ConfigError, GroupProtocol, Record, TopicPartition};
 use kcon_fetch::FetchConfig;
-use kcon_fetch::share::ShareFetcher;
+use kcon_fetch::share::{ShareFetcher, Wanting};
 use kcon_group::{GroupConfig, GroupEvent, GroupMember};
 use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
@@ -291,8 +291,15 @@ impl ShareConsumer {
             member.poll();
         }
         self.drain_events()?;
+        // Called off (a timeout around this call), the wait leaves nothing wanted: records
+        // acquired while the application does not wait would sit under their locks.
+        let mut waiting: Option<Wanting> = None;
         while self.buffer.is_empty() {
-            self.fetcher()?.want_records(self.records_seen);
+            // Again after every event: a want sent before a batch was read is stale.
+            if let Some(w) = waiting.take() {
+                w.ended();
+            }
+            waiting = Some(self.fetcher()?.wait_for_records(self.records_seen));
             let (member, fetcher) = match (&mut self.member, &mut self.fetcher) {
                 (Some(m), Some(f)) => (m, f),
                 _ => return Err(Error::closed()),
@@ -307,6 +314,9 @@ impl ShareConsumer {
                     None => return Err(Error::closed()),
                 },
             }
+        }
+        if let Some(w) = waiting {
+            w.ended();
         }
         let n = self.max_poll_records.min(self.buffer.len());
         let batch: Vec<Record> = self.buffer.drain(..n).collect();

@@ -37,6 +37,7 @@ enum Command {
     Member(String),
     Assign(BTreeSet<TopicPartition>),
     Want(u64),
+    StopWanting,
     Acknowledge(TopicPartition, i64, i64, AcknowledgeType),
     Commit(u64),
     Close,
@@ -84,6 +85,18 @@ impl ShareFetcher {
     /// [`ShareFetchMachine::want_records`]).
     pub fn want_records(&self, seen: u64) {
         self.command(Command::Want(seen));
+    }
+
+    /// The application waits for records, having read `seen` [`ShareEvent::Records`], until
+    /// the returned guard is dropped: a wait called off before records came (the guard dropped
+    /// without [`Wanting::ended`]) tells the task the application no longer waits, so
+    /// that nothing is acquired to sit under its lock meanwhile.
+    pub fn wait_for_records(&self, seen: u64) -> Wanting {
+        self.want_records(seen);
+        Wanting {
+            commands: self.commands.clone(),
+            armed: true,
+        }
     }
 
     /// Acknowledges `first..=last` of `partition` as `kind`.
@@ -140,6 +153,30 @@ impl ShareFetcher {
     }
 }
 
+/// A wait for records under way (see [`ShareFetcher::wait_for_records`]).
+#[derive(Debug)]
+pub struct Wanting {
+    commands: mpsc::UnboundedSender<Command>,
+    armed: bool,
+}
+
+impl Wanting {
+    /// The wait ended with records (the task stopped wanting by itself), or a new wait
+    /// replaces it: nothing to tell the task.
+    pub fn ended(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Wanting {
+    fn drop(&mut self) {
+        if self.armed {
+            // Fails only once the task has ended: nothing is fetched then anyway.
+            let _ = self.commands.send(Command::StopWanting);
+        }
+    }
+}
+
 impl Drop for ShareFetcher {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -186,6 +223,7 @@ impl Drive for ShareTask {
                 machine.assign(now, partitions);
             }
             Some(Command::Want(seen)) => machine.want_records(now, seen),
+            Some(Command::StopWanting) => machine.stop_wanting(now),
             Some(Command::Acknowledge(tp, first, last, kind)) => {
                 machine.acknowledge(now, &tp, first, last, kind)
             }

@@ -24,7 +24,7 @@ mod messages;
 pub mod wire;
 
 #[cfg(feature = "driver")]
-pub use driver::ShareFetcher;
+pub use driver::{ShareFetcher, Wanting};
 
 #[cfg(test)]
 mod tests;
@@ -244,6 +244,13 @@ impl ShareFetchMachine {
         if seen >= self.told_records && !self.closing {
             self.wanted = true;
         }
+        self.after_input();
+    }
+
+    /// The application no longer waits (it gave up waiting): nothing more is fetched until it
+    /// wants records again. A fetch in flight still brings what it acquired.
+    pub fn stop_wanting(&mut self, _now: Instant) {
+        self.wanted = false;
         self.after_input();
     }
 

@@ -545,3 +545,20 @@ fn overlapping_acknowledgements_are_trimmed() {
         ]
     );
 }
+
+/// A wait called off (the application stopped waiting) fetches nothing more; a fetch in flight
+/// still hands out what it acquired.
+#[test]
+fn a_wait_called_off_fetches_nothing_more() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.machine.stop_wanting(h.now);
+    h.answer(id, fetch_answer(vec![part(0, &[], &[])]));
+    assert!(h.request().is_none(), "fetching while nobody waits");
+    want(&mut h);
+    let (id, _, _) = fetch(&mut h);
+    h.machine.stop_wanting(h.now);
+    h.answer(id, fetch_answer(vec![part(0, &[4], &[(4, 4, 1)])]));
+    assert_eq!(handed_out(&h.events()), [(0, 4, Some(1))]);
+    assert!(h.request().is_none());
+}
