@@ -43,6 +43,46 @@ drop the connection instead of answering). Broker -1 means every broker where no
                                               "timestamp_us"}, ...]}
     group_initial_rebalance_delay_ms     ms
     set_group_consumer_session_timeout_ms / set_group_consumer_heartbeat_interval_ms   ms
+    sharegroup_set                       setting, value: one of the share groups' settings
+                                         (KIP-932), for every share group:
+                                         session_timeout, heartbeat_interval (ms),
+                                         max_delivery_attempts (default 5),
+                                         record_lock_duration (ms; 0: the session timeout),
+                                         isolation_level (0 read_uncommitted, 1 read_committed),
+                                         max_size, max_fetch_sessions, max_record_locks,
+                                         auto_offset_reset (0 latest, the default; 1 earliest)
+    sharegroup_target_assignment         group, assignment: {member_id: [[topic, partition], ...]}
+                                         (replaces the mock's own, which gives each partition
+                                         to one member)
+    sharegroup_member_ids                group                    -> {"member_ids": [...]}
+                                         (none before the first member joins)
+    sharegroup_get_member_ids            group                    -> {"member_ids": [...]}
+                                         (the same, but a group no member joined yet is an
+                                         error: GROUP_ID_NOT_FOUND)
+    sharegroup_set_session_timeout       ms (1..=2147483; default 45000; only share groups
+                                         created after the call; expiry is checked once a
+                                         second)
+    sharegroup_set_heartbeat_interval    ms (1..=2147483; default 5000; only share groups
+                                         created after the call)
+    sharegroup_set_max_delivery_attempts value (0: unlimited; default 5): a record acquired
+                                         this many times is archived instead of redelivered
+    sharegroup_set_record_lock_duration  ms (0..=2147483; 0: the group's session timeout;
+                                         default 30000)
+    sharegroup_set_isolation_level       value: "read_uncommitted" or 0 (the default),
+                                         "read_committed" or 1
+    sharegroup_set_max_size              value: members per group (0: unlimited; default 200)
+    sharegroup_set_max_fetch_sessions    value: share sessions per broker (0: unlimited;
+                                         default 2000)
+    sharegroup_set_max_record_locks      value: acquired records per partition (0: unlimited;
+                                         default 2000)
+    sharegroup_set_auto_offset_reset     value: "latest" or 0 (the default), "earliest" or 1:
+                                         where a share-partition starts when first fetched
+                                         (with latest, records produced before that are never
+                                         delivered)
+                                         These set the cluster's default for new share groups
+                                         and, but for the first two, every existing group's
+                                         value. sharegroup_set {setting: NAME, value} is
+                                         sharegroup_set_NAME with `value` (ms included).
     quit
 
 librdkafka 2.16 has no accessor for a tracked request's API version, so get_requests
@@ -80,6 +120,15 @@ RD_KAFKA_CONSUMER = 1
 # rd_kafka_destroy_flags(): don't run the consumer close sequence. The handle never joins
 # a group, so there's nothing to leave, and skipping it keeps shutdown quick.
 RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE = 0x8
+
+
+# The share groups' settings `sharegroup_set` takes: rd_kafka_mock_sharegroup_set_<name>(int).
+SHAREGROUP_SETTINGS = (
+    "session_timeout", "heartbeat_interval", "max_delivery_attempts", "record_lock_duration",
+    "isolation_level", "max_size", "max_fetch_sessions", "max_record_locks", "auto_offset_reset",
+)
+# The ones in milliseconds: their sharegroup_set_<name> command takes `ms`.
+SHAREGROUP_MS = ("session_timeout", "heartbeat_interval", "record_lock_duration")
 
 
 class CommandError(Exception):
@@ -152,6 +201,17 @@ def load(path: str) -> ctypes.CDLL:
         "rd_kafka_mock_group_initial_rebalance_delay_ms": (None, [vp, i32]),
         "rd_kafka_mock_set_group_consumer_session_timeout_ms": (None, [vp, c_int]),
         "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms": (None, [vp, c_int]),
+        "rd_kafka_topic_partition_list_new": (vp, [c_int]),
+        "rd_kafka_topic_partition_list_add": (vp, [vp, c_char_p, i32]),
+        "rd_kafka_topic_partition_list_destroy": (None, [vp]),
+        "rd_kafka_mem_free": (None, [vp, vp]),
+        "rd_kafka_mock_sharegroup_target_assignment": (
+            None, [vp, c_char_p, ctypes.POINTER(c_char_p), ctypes.POINTER(vp), size_t]),
+        "rd_kafka_mock_sharegroup_get_member_ids": (
+            err, [vp, c_char_p, ctypes.POINTER(ctypes.POINTER(c_char_p)),
+                  ctypes.POINTER(size_t)]),
+        **{f"rd_kafka_mock_sharegroup_set_{name}": (None, [vp, c_int])
+           for name in SHAREGROUP_SETTINGS},
     }
     for name, (restype, argtypes) in signatures.items():
         try:
@@ -451,6 +511,133 @@ def set_group_consumer_heartbeat_interval_ms(c: Cluster, cmd: dict[str, Any]) ->
     return {}
 
 
+def sharegroup_set(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    setting = arg(cmd, "setting", str)
+    if setting not in SHAREGROUP_SETTINGS:
+        raise CommandError(f"setting: {setting!r} is not one of {', '.join(SHAREGROUP_SETTINGS)}")
+    return set_sharegroup_setting(c, setting, cmd, "value")
+
+
+# The mock multiplies a share group's session timeout and record lock duration by 1000 in a C
+# int (microseconds): above this many ms the product overflows and locks or sessions expire at
+# once.
+SHAREGROUP_MAX_MS = (2**31 - 1) // 1000
+
+# Each setting's (lowest value, highest value, words for some values); durations in ms.
+SHAREGROUP_RANGES: dict[str, tuple[int, int, dict[str, int]]] = {
+    "session_timeout": (1, SHAREGROUP_MAX_MS, {}),
+    "heartbeat_interval": (1, SHAREGROUP_MAX_MS, {}),
+    "max_delivery_attempts": (0, 2**31 - 1, {}),
+    "record_lock_duration": (0, SHAREGROUP_MAX_MS, {}),
+    "isolation_level": (0, 1, {"read_uncommitted": 0, "read_committed": 1}),
+    "max_size": (0, 2**31 - 1, {}),
+    "max_fetch_sessions": (0, 2**31 - 1, {}),
+    "max_record_locks": (0, 2**31 - 1, {}),
+    "auto_offset_reset": (0, 1, {"latest": 0, "earliest": 1}),
+}
+
+
+def set_sharegroup_setting(c: Cluster, setting: str, cmd: dict[str, Any],
+                           name: str) -> dict[str, Any]:
+    """rd_kafka_mock_sharegroup_set_<setting>(cmd[name]), once the value is in range."""
+    low, high, words = SHAREGROUP_RANGES[setting]
+    if name not in cmd:
+        raise CommandError(f"missing argument {name!r}")
+    value = cmd[name]
+    if isinstance(value, str) and words:
+        if value not in words:
+            known = " or ".join(repr(w) for w in words)
+            raise CommandError(f"{setting}: {name} = {value!r} is not {known} (nor a number)")
+        value = words[value]
+    value = fits(f"argument {name!r}", value, 32)
+    if not low <= value <= high:
+        raise CommandError(f"{setting}: {name} = {value} is out of range {low}..={high}")
+    getattr(c.lib, f"rd_kafka_mock_sharegroup_set_{setting}")(c.mc, value)
+    return {}
+
+
+def sharegroup_setter(setting: str, name: str) -> Callable[[Cluster, dict[str, Any]],
+                                                           dict[str, Any]]:
+    """The command sharegroup_set_<setting>, which takes its value as argument `name`."""
+    def command(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+        return set_sharegroup_setting(c, setting, cmd, name)
+    command.__name__ = f"sharegroup_set_{setting}"
+    return command
+
+
+def sharegroup_target_assignment(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    group = text(cmd, "group")
+    assignment = arg(cmd, "assignment", dict)
+    members = list(assignment.items())
+    # The C function only logs an unknown group, and skips an unknown member without a word.
+    known = share_member_ids(c, group)
+    if known is None:
+        raise CommandError(f"sharegroup_target_assignment: no share group {group.decode()!r} "
+                           "(it exists once a member has joined)")
+    strangers = [m for m, _ in members if m not in known]
+    if strangers:
+        raise CommandError(f"sharegroup_target_assignment: {strangers} are not members of "
+                           f"{group.decode()!r}, whose members are {known}")
+    lists = []
+    try:
+        for member, partitions in members:
+            if not isinstance(member, str) or not member:
+                raise CommandError(f"assignment: member id {member!r} is not a non-empty string")
+            if not isinstance(partitions, list):
+                raise CommandError(f"assignment: {member}'s partitions are not a list")
+            plist = c.lib.rd_kafka_topic_partition_list_new(max(len(partitions), 1))
+            lists.append(plist)
+            for entry in partitions:
+                if (not isinstance(entry, list) or len(entry) != 2
+                        or not isinstance(entry[0], str) or not isinstance(entry[1], int)
+                        or isinstance(entry[1], bool) or not entry[0] or "\0" in entry[0]):
+                    raise CommandError(
+                        f"assignment: {entry!r} is not a [topic, partition] pair")
+                if entry[1] < 0:
+                    raise CommandError(f"assignment: partition {entry[1]} is negative")
+                c.lib.rd_kafka_topic_partition_list_add(
+                    plist, entry[0].encode(), fits("partition", entry[1], 32))
+        ids = (ctypes.c_char_p * max(len(members), 1))(*[m.encode() for m, _ in members])
+        plists = (ctypes.c_void_p * max(len(lists), 1))(*lists)
+        c.lib.rd_kafka_mock_sharegroup_target_assignment(c.mc, group, ids, plists, len(members))
+    finally:
+        for plist in lists:
+            c.lib.rd_kafka_topic_partition_list_destroy(plist)
+    return {}
+
+
+def share_member_ids(c: Cluster, group: bytes) -> list[str] | None:
+    """The share group's member ids; None if the mock has no such group."""
+    out = ctypes.POINTER(ctypes.c_char_p)()
+    count = ctypes.c_size_t()
+    error = c.lib.rd_kafka_mock_sharegroup_get_member_ids(
+        c.mc, group, ctypes.byref(out), ctypes.byref(count))
+    if error == 69:  # GROUP_ID_NOT_FOUND
+        return None
+    c.check("sharegroup_get_member_ids", error)
+    if not out:
+        return []
+    ids = [out[i].decode(errors="replace") for i in range(count.value)]
+    # Each string and the array are librdkafka's (rd_malloc).
+    array = ctypes.cast(out, ctypes.POINTER(ctypes.c_void_p))
+    for i in range(count.value):
+        c.lib.rd_kafka_mem_free(None, array[i])
+    c.lib.rd_kafka_mem_free(None, array)
+    return ids
+
+
+def sharegroup_get_member_ids(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    ids = share_member_ids(c, text(cmd, "group"))
+    if ids is None:
+        c.check("sharegroup_get_member_ids", 69)
+    return {"member_ids": ids}
+
+
+def sharegroup_member_ids(c: Cluster, cmd: dict[str, Any]) -> dict[str, Any]:
+    # No group (GROUP_ID_NOT_FOUND): no member has joined yet.
+    return {"member_ids": share_member_ids(c, text(cmd, "group")) or []}
+
+
 COMMANDS: dict[str, Callable[[Cluster, dict[str, Any]], dict[str, Any]]] = {
     f.__name__: f for f in [
         broker_set_down, broker_set_up, broker_set_rtt, broker_set_rack,
@@ -462,6 +649,10 @@ COMMANDS: dict[str, Callable[[Cluster, dict[str, Any]], dict[str, Any]]] = {
         start_request_tracking, stop_request_tracking, get_requests, clear_requests,
         group_initial_rebalance_delay_ms, set_group_consumer_session_timeout_ms,
         set_group_consumer_heartbeat_interval_ms,
+        sharegroup_set, sharegroup_target_assignment, sharegroup_member_ids,
+        sharegroup_get_member_ids,
+        *[sharegroup_setter(setting, "ms" if setting in SHAREGROUP_MS else "value")
+          for setting in SHAREGROUP_SETTINGS],
     ]
 }
 

@@ -163,6 +163,16 @@ pub struct MockCluster {
     implemented: BTreeMap<i16, (i16, i16)>,
 }
 
+/// Where a share group starts reading a partition it has not read before (the broker's
+/// `share.auto.offset.reset` group setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareOffsetReset {
+    /// At the end: only records produced after the group first fetches the partition.
+    Latest,
+    /// At the log start.
+    Earliest,
+}
+
 impl MockCluster {
     /// Lowers the versions the mock mishandles ([`MISHANDLED_VERSIONS`]) to the highest that
     /// work. Only for tests that speak the group protocol by hand to look at the mock itself:
@@ -556,6 +566,129 @@ impl MockCluster {
         self.command(
             json!({"cmd": "set_group_consumer_heartbeat_interval_ms", "ms": millis(interval)}),
         );
+    }
+
+    /// Sets one of the share groups' settings (KIP-932) for every share group: `setting` is
+    /// `session_timeout`, `heartbeat_interval`, `max_delivery_attempts` (default 5),
+    /// `record_lock_duration` (ms; 0 means the session timeout), `isolation_level` (0
+    /// read_uncommitted, 1 read_committed), `max_size`, `max_fetch_sessions`,
+    /// `max_record_locks` or `auto_offset_reset` (0 latest, the default; 1 earliest).
+    pub fn set_sharegroup(&self, setting: &str, value: i32) {
+        self.command(json!({"cmd": "sharegroup_set", "setting": setting, "value": value}));
+    }
+
+    /// Share groups' heartbeat interval and session timeout, and their record locks' duration.
+    pub fn set_sharegroup_timing(&self, heartbeat: Duration, session: Duration, lock: Duration) {
+        self.set_sharegroup("heartbeat_interval", millis(heartbeat) as i32);
+        self.set_sharegroup("session_timeout", millis(session) as i32);
+        self.set_sharegroup("record_lock_duration", millis(lock) as i32);
+    }
+
+    /// Replaces the mock's assignment of share group `group` (which gives each partition to one
+    /// member) with `assignment`: each member id with its (topic, partition)s; a partition may
+    /// go to several members.
+    pub fn set_sharegroup_target_assignment(
+        &self,
+        group: &str,
+        assignment: &[(&str, &[(&str, i32)])],
+    ) {
+        let members: serde_json::Map<String, Value> = assignment
+            .iter()
+            .map(|(member, partitions)| {
+                let list: Vec<Value> = partitions.iter().map(|(t, p)| json!([t, p])).collect();
+                ((*member).to_owned(), Value::Array(list))
+            })
+            .collect();
+        self.command(json!({
+            "cmd": "sharegroup_target_assignment",
+            "group": group,
+            "assignment": members,
+        }));
+    }
+
+    /// The member ids of share group `group`, as the mock has them.
+    pub fn sharegroup_member_ids(&self, group: &str) -> Vec<String> {
+        let answer = self.command(json!({"cmd": "sharegroup_member_ids", "group": group}));
+        answer["member_ids"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The session timeout of share groups (KIP-932) created after this call (the broker's
+    /// `group.share.session.timeout.ms`; the mock's default is 45 s, and it looks for expired
+    /// members once a second). Whole milliseconds, 1 ms to 2147.483 s.
+    pub fn set_sharegroup_session_timeout(&self, timeout: Duration) {
+        self.command(json!({"cmd": "sharegroup_set_session_timeout", "ms": millis(timeout)}));
+    }
+
+    /// The heartbeat interval share groups created after this call tell their members (the
+    /// broker's `group.share.heartbeat.interval.ms`; the mock's default is 5 s). Whole
+    /// milliseconds, 1 ms to 2147.483 s.
+    pub fn set_sharegroup_heartbeat_interval(&self, interval: Duration) {
+        self.command(json!({"cmd": "sharegroup_set_heartbeat_interval", "ms": millis(interval)}));
+    }
+
+    /// How many times a record may be acquired before it is archived instead of handed out
+    /// again (the broker's `group.share.delivery.count.limit`; the mock's default is 5, 0 means
+    /// no limit), for every share group.
+    pub fn set_sharegroup_max_delivery_attempts(&self, attempts: u32) {
+        self.command(json!({"cmd": "sharegroup_set_max_delivery_attempts", "value": attempts}));
+    }
+
+    /// How long an acquired record stays locked to its member before it is available again
+    /// (the broker's `group.share.record.lock.duration.ms`; the mock's default is 30 s;
+    /// [`Duration::ZERO`] means the group's session timeout), for every share group. Whole
+    /// milliseconds, at most 2147.483 s.
+    pub fn set_sharegroup_record_lock_duration(&self, lock: Duration) {
+        self.command(json!({"cmd": "sharegroup_set_record_lock_duration", "ms": millis(lock)}));
+    }
+
+    /// Which records share groups hand out: up to the high watermark (`ReadUncommitted`, the
+    /// mock's default) or up to the last stable offset without aborted transactions'
+    /// records (`ReadCommitted`), for every share group.
+    pub fn set_sharegroup_isolation_level(&self, level: kcon_core::IsolationLevel) {
+        let value = match level {
+            kcon_core::IsolationLevel::ReadUncommitted => "read_uncommitted",
+            kcon_core::IsolationLevel::ReadCommitted => "read_committed",
+        };
+        self.command(json!({"cmd": "sharegroup_set_isolation_level", "value": value}));
+    }
+
+    /// How many members a share group takes; a member joining a full group is refused with
+    /// GROUP_MAX_SIZE_REACHED (the mock's default is 200; 0 means no limit).
+    pub fn set_sharegroup_max_size(&self, members: u32) {
+        self.command(json!({"cmd": "sharegroup_set_max_size", "value": members}));
+    }
+
+    /// How many share sessions each broker keeps; a new session (ShareFetch at epoch 0) beyond
+    /// that is refused with SHARE_SESSION_LIMIT_REACHED (the mock's default is 2000; 0 means no
+    /// limit).
+    pub fn set_sharegroup_max_fetch_sessions(&self, sessions: u32) {
+        self.command(json!({"cmd": "sharegroup_set_max_fetch_sessions", "value": sessions}));
+    }
+
+    /// How many records of one partition a share group has acquired at a time; no more are
+    /// handed out until some are acknowledged or their locks expire (the mock's default is
+    /// 2000; 0 means no limit).
+    pub fn set_sharegroup_max_record_locks(&self, locks: u32) {
+        self.command(json!({"cmd": "sharegroup_set_max_record_locks", "value": locks}));
+    }
+
+    /// Where a share group starts reading a partition it fetches for the first time (the
+    /// group's `share.auto.offset.reset`): [`ShareOffsetReset::Latest`], the mock's default,
+    /// skips every record produced before that; [`ShareOffsetReset::Earliest`] starts at the
+    /// log start. For every share group, and the ones created later.
+    pub fn set_sharegroup_auto_offset_reset(&self, reset: ShareOffsetReset) {
+        let value = match reset {
+            ShareOffsetReset::Latest => "latest",
+            ShareOffsetReset::Earliest => "earliest",
+        };
+        self.command(json!({"cmd": "sharegroup_set_auto_offset_reset", "value": value}));
     }
 
     /// What the script and librdkafka wrote on stderr so far (with `MOCK_CLUSTER_DEBUG` set,

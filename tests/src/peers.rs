@@ -82,3 +82,76 @@ pub fn librdkafka_reads(
         .map(|v| v.as_str().unwrap_or_default().to_owned())
         .collect()
 }
+
+/// librdkafka's share consumer (`tests/py/share.py`) as a member of a share group: started,
+/// subscribed, and read for what it consumed once it is done.
+pub struct SharePeer {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl SharePeer {
+    /// Starts a member of `group` on `topics` that consumes until it has `expect` records and
+    /// nothing more comes for 1.5 s (at most `within`), acknowledging each as `ack` says
+    /// (`accept`, `release`, `reject`; `None`: implicitly); returns once it has subscribed.
+    pub fn start(
+        bootstrap: &str,
+        group: &str,
+        topics: &[&str],
+        expect: usize,
+        within: std::time::Duration,
+        ack: Option<&str>,
+    ) -> SharePeer {
+        use std::io::BufRead;
+        let path = repo_root().join("tests/py/share.py");
+        let mut child = Command::new(&installed().python)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        let request = serde_json::json!({
+            "bootstrap": bootstrap, "group": group, "topics": topics, "expect": expect,
+            "quiet_ms": 1500, "within_ms": within.as_millis() as u64, "ack": ack,
+        });
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        writeln!(stdin, "{request}").expect("write the request to share.py");
+        drop(stdin);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("ready"), "share.py did not start: {first:?}");
+        SharePeer { child, lines }
+    }
+
+    /// Waits for the member to finish; what it consumed: (topic, partition, offset, delivery
+    /// count), in the order it got them.
+    pub fn records(mut self) -> Vec<(String, i32, i64, i64)> {
+        let line = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        let status = self.child.wait().expect("wait for share.py");
+        assert!(status.success(), "share.py failed ({status}): {line}");
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("share.py printed no JSON ({e}): {line}"));
+        answer["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("share.py answered {answer}"))
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap_or_default().to_owned(),
+                    r[1].as_i64().unwrap_or(-1) as i32,
+                    r[2].as_i64().unwrap_or(-1),
+                    r[3].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for SharePeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

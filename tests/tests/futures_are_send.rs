@@ -1,4 +1,4 @@
-//! Every public future of the consumer, the processor, the producer, the admin calls and the
+//! Every public future of the consumer, the share consumer, the processor, the producer, the admin calls and the
 //! Schema Registry client is `Send`, and the types are `Send` (and `Sync` where they are
 //! shared by reference), so that each can run on a task of its own (`tokio::spawn`). These are
 //! compile-time checks: a future that stops being `Send` fails this file's build, naming it.
@@ -41,10 +41,19 @@ fn types_are_send_and_sync() {
     send_sync::<Producer>();
     send_sync::<kcon::exactly_once::ExactlyOnce>();
     send_sync::<kcon::exactly_once::PipelineError>();
+    send_sync::<kcon::share::ShareConsumer>();
+    send_only::<kcon::share::ShareConsumerBuilder>();
     send_sync::<Pool>();
     send_sync::<SchemaRegistry>();
     send_sync::<AvroDeserializer<serde_json::Value>>();
     send_sync::<ProtobufJsonDeserializer>();
+}
+
+#[allow(dead_code)]
+async fn share_consumer_futures_are_send(mut consumer: kcon::share::ShareConsumer) {
+    send(&consumer.recv_batch());
+    send(&consumer.commit());
+    send(&consumer.close());
 }
 
 #[allow(dead_code, clippy::diverging_sub_expression)]

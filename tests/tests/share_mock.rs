@@ -1,0 +1,482 @@
+//! Share groups (KIP-932) against librdkafka's mock cluster, the one broker here that serves
+//! ShareGroupHeartbeat, ShareFetch and ShareAcknowledge (v1): implicit and explicit
+//! acknowledgement, releases redelivered with their delivery count raised, rejects never seen
+//! again, a closing member's records going to the next, and each asserting the exact records.
+//!
+//! Each test has a mock of its own, and opens every connection it will use before a record is
+//! acquired: the mock closes every share session on a broker, releasing their records, when
+//! any connection to that broker closes (a pool's bootstrap connection is closed once the
+//! metadata names the brokers), so a test starting a client beside another's sessions would
+//! see records redelivered that the protocol keeps locked. A new share group starts at the
+//! log's end (the mock's `share.auto.offset.reset` is latest), so records are produced once
+//! the member holds its partitions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kcon::Record;
+use kcon::share::{AcknowledgeType, ShareConsumer};
+use kcon_pool::{Pool, TopicScope};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::mock::MockCluster;
+use kcon_tests::offsets::produce;
+use kcon_tests::peers::SharePeer;
+use kcon_tests::pool::config;
+use tokio::time::{Instant, timeout};
+
+/// How long a member may take to be assigned its partitions.
+const JOIN_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long records may take to come.
+const RECORDS_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a test waits to see that nothing more comes.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// A test's mock, a topic of `partitions` partitions and a group name, and a pool to produce
+/// with whose connections are open already (see the module's documentation).
+struct Setup {
+    mock: MockCluster,
+    pool: Pool,
+    topic: String,
+    group: String,
+}
+
+async fn setup(partitions: i32) -> Setup {
+    let mock = MockCluster::start(1);
+    let topic = unique_name("share");
+    mock.create_topic(&topic, partitions, 1);
+    let pool = Pool::new(config(mock.bootstrap())).unwrap();
+    pool.refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .expect("the mock's metadata");
+    Setup {
+        mock,
+        pool,
+        topic,
+        group: unique_name("share-group"),
+    }
+}
+
+fn share_consumer(mock: &MockCluster, group: &str, extra: &[(&str, &str)]) -> ShareConsumer {
+    let mut b = ShareConsumer::builder()
+        .set("bootstrap.servers", mock.bootstrap())
+        .set("group.id", group)
+        .set("fetch.max.wait.ms", "200");
+    for (k, v) in extra {
+        b = b.set(k, *v);
+    }
+    b.build().expect("a share consumer")
+}
+
+/// Subscribed to `topic` and waited for until it holds `partitions` partitions (nothing is
+/// produced meanwhile, so no batch comes that would need acknowledging).
+async fn joined(c: &mut ShareConsumer, topic: &str, partitions: usize) {
+    c.subscribe([topic]).unwrap();
+    let deadline = Instant::now() + JOIN_WITHIN;
+    while c.assignment().len() < partitions {
+        assert!(
+            Instant::now() < deadline,
+            "not assigned {partitions} partitions within {JOIN_WITHIN:?}: {:?}",
+            c.assignment()
+        );
+        let got = timeout(Duration::from_millis(100), c.recv_batch()).await;
+        if let Ok(r) = got {
+            panic!("a batch before anything was produced: {r:?}");
+        }
+    }
+}
+
+/// Batches until `n` records came, or the deadline; `each` acknowledges (or not) every record.
+async fn receive(
+    c: &mut ShareConsumer,
+    n: usize,
+    within: Duration,
+    mut each: impl FnMut(&mut ShareConsumer, &Record),
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    let _ = timeout(within, async {
+        while out.len() < n {
+            let batch = c.recv_batch().await.expect("a batch");
+            for r in &batch {
+                each(c, r);
+            }
+            out.extend(batch);
+        }
+    })
+    .await;
+    out
+}
+
+/// Records that come within [`QUIET`] (implicitly accepted ones included).
+async fn quiet(
+    c: &mut ShareConsumer,
+    each: impl FnMut(&mut ShareConsumer, &Record),
+) -> Vec<Record> {
+    receive(c, usize::MAX, QUIET, each).await
+}
+
+fn accept(c: &mut ShareConsumer, r: &Record) {
+    c.acknowledge(r, AcknowledgeType::Accept).unwrap();
+}
+
+fn keep(_: &mut ShareConsumer, _: &Record) {}
+
+/// (partition, offset) of each record, with its delivery count.
+fn seen(records: &[Record]) -> BTreeMap<(i32, i64), u16> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let count = r
+            .delivery_count
+            .expect("a share group's record has a delivery count");
+        assert!(
+            out.insert((r.partition, r.offset), count).is_none(),
+            "{}/{} handed out twice: {records:?}",
+            r.partition,
+            r.offset
+        );
+    }
+    out
+}
+
+/// Implicit acknowledgement: every record of three partitions is handed out once, with
+/// delivery count 1; each batch is accepted when the next is asked for, so nothing comes
+/// again, to this member or to one joining later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_mode_hands_out_every_record_once() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(3).await;
+    let mock = &mock;
+    let mut c = share_consumer(mock, &group, &[]);
+    joined(&mut c, &topic, 3).await;
+    for p in 0..3 {
+        produce(&pool, &topic, p, 10, 1_000).await;
+    }
+    let got = receive(&mut c, 30, RECORDS_WITHIN, keep).await;
+    let expected: BTreeMap<(i32, i64), u16> = (0..3)
+        .flat_map(|p| (0..10).map(move |o| ((p, o), 1)))
+        .collect();
+    assert_eq!(seen(&got), expected);
+    assert_eq!(quiet(&mut c, keep).await, []);
+    c.close().await.unwrap();
+    let mut later = share_consumer(mock, &group, &[]);
+    joined(&mut later, &topic, 3).await;
+    assert_eq!(quiet(&mut later, keep).await, []);
+    later.close().await.unwrap();
+}
+
+/// Explicit acknowledgement: released records come again with delivery count 2, rejected ones
+/// never; the commit answers each partition's outcome; accepted, nothing comes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_redelivers_and_reject_archives() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    let mock = &mock;
+    let mut c = share_consumer(mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    joined(&mut c, &topic, 1).await;
+    produce(&pool, &topic, 0, 10, 1_000).await;
+    let first = receive(&mut c, 10, RECORDS_WITHIN, |c, r| {
+        let kind = if r.offset % 2 == 0 {
+            AcknowledgeType::Release
+        } else {
+            AcknowledgeType::Reject
+        };
+        c.acknowledge(r, kind).unwrap();
+    })
+    .await;
+    assert_eq!(seen(&first), (0..10).map(|o| ((0, o), 1)).collect());
+    let outcomes = c.commit().await.unwrap();
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    assert_eq!(outcomes.iter().map(|o| o.offsets()).sum::<u64>(), 10);
+    let again = receive(&mut c, 5, RECORDS_WITHIN, accept).await;
+    assert_eq!(
+        seen(&again),
+        (0..10).step_by(2).map(|o| ((0, o), 2)).collect()
+    );
+    assert_eq!(quiet(&mut c, accept).await, []);
+    c.close().await.unwrap();
+}
+
+/// Explicit acknowledgement refuses the next batch while a record of the last is open, names
+/// it, and hands the batch out once it is acknowledged; a record acknowledged twice, or not
+/// of the last batch, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_mode_refuses_the_next_batch_while_a_record_is_open() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    let mock = &mock;
+    let mut c = share_consumer(
+        mock,
+        &group,
+        &[
+            ("share.acknowledgement.mode", "explicit"),
+            ("max.poll.records", "2"),
+        ],
+    );
+    joined(&mut c, &topic, 1).await;
+    produce(&pool, &topic, 0, 4, 1_000).await;
+    let batch = timeout(RECORDS_WITHIN, c.recv_batch())
+        .await
+        .expect("a batch")
+        .unwrap();
+    assert_eq!(batch.len(), 2, "max.poll.records");
+    c.acknowledge(&batch[0], AcknowledgeType::Accept).unwrap();
+    let e = c
+        .acknowledge(&batch[0], AcknowledgeType::Reject)
+        .unwrap_err();
+    assert_eq!(e.kind(), kcon::ErrorKind::Misuse, "{e}");
+    let e = c.recv_batch().await.unwrap_err();
+    assert_eq!(e.kind(), kcon::ErrorKind::Misuse, "{e}");
+    assert!(
+        e.to_string().contains(&format!("@{}", batch[1].offset)),
+        "{e}"
+    );
+    c.acknowledge(&batch[1], AcknowledgeType::Accept).unwrap();
+    let next = receive(&mut c, 2, RECORDS_WITHIN, accept).await;
+    assert_eq!(seen(&next), [((0, 2), 1), ((0, 3), 1)].into());
+    let e = c
+        .acknowledge(&batch[1], AcknowledgeType::Accept)
+        .unwrap_err();
+    assert_eq!(e.kind(), kcon::ErrorKind::Misuse, "{e}");
+    c.close().await.unwrap();
+}
+
+/// A member that closes with records unacknowledged releases them: the next member gets
+/// exactly those, with delivery count 2, and none of those the first accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_what_was_not_acknowledged() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    let mock = &mock;
+    let mut first = share_consumer(mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    joined(&mut first, &topic, 1).await;
+    produce(&pool, &topic, 0, 10, 1_000).await;
+    let got = receive(&mut first, 10, RECORDS_WITHIN, |c, r| {
+        if r.offset < 5 {
+            c.acknowledge(r, AcknowledgeType::Accept).unwrap();
+        }
+    })
+    .await;
+    assert_eq!(got.len(), 10);
+    first.close().await.unwrap();
+    let mut next = share_consumer(mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    // The released records are there to be acquired as soon as it joins.
+    next.subscribe([topic.as_str()]).unwrap();
+    let again = receive(&mut next, 5, RECORDS_WITHIN, accept).await;
+    assert_eq!(seen(&again), (5..10).map(|o| ((0, o), 2)).collect());
+    assert_eq!(quiet(&mut next, accept).await, []);
+    next.close().await.unwrap();
+}
+
+/// What a share group decides is refused by the builder, naming the property and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_decided_properties_are_refused() {
+    for (name, value) in [
+        ("auto.offset.reset", "earliest"),
+        ("isolation.level", "read_committed"),
+        ("session.timeout.ms", "10000"),
+        ("group.instance.id", "i"),
+        ("enable.auto.commit", "false"),
+    ] {
+        let e = ShareConsumer::builder()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "g")
+            .set(name, value)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), kcon::ErrorKind::Config, "{name}: {e}");
+        assert!(e.to_string().contains(name), "{e}");
+    }
+    let e = ShareConsumer::builder()
+        .set("bootstrap.servers", "127.0.0.1:9")
+        .set("group.id", "g")
+        .set("share.acknowledgement.mode", "sometimes")
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("implicit or explicit"), "{e}");
+}
+
+/// The group's delivery limit: a record released every time is handed out with delivery
+/// counts 1, 2, 3 and then archived (the mock's `max_delivery_attempts` set to 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_limit_archives_a_record_released_every_time() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    mock.set_sharegroup("max_delivery_attempts", 3);
+    let mut c = share_consumer(&mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    joined(&mut c, &topic, 1).await;
+    produce(&pool, &topic, 0, 2, 1_000).await;
+    let release = |c: &mut ShareConsumer, r: &Record| {
+        c.acknowledge(r, AcknowledgeType::Release).unwrap();
+    };
+    let mut counts: BTreeMap<i64, Vec<u16>> = BTreeMap::new();
+    for r in receive(&mut c, 6, RECORDS_WITHIN, release).await {
+        counts
+            .entry(r.offset)
+            .or_default()
+            .push(r.delivery_count.unwrap());
+    }
+    assert_eq!(counts, [(0, vec![1, 2, 3]), (1, vec![1, 2, 3])].into());
+    assert_eq!(quiet(&mut c, release).await, []);
+    c.close().await.unwrap();
+}
+
+/// Two members share one partition (a target assignment gives it to both): records one of
+/// them holds without acknowledging go to the other once their lock expires, with delivery
+/// count 2; the first member's late acknowledgement of them is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_expires_hands_the_records_to_another_member() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    // Heartbeats come often: the mock moves every member's epoch each time it assigns anew
+    // and fences one that missed two moves (see kcon_and_librdkafka_members_share_a_partition).
+    mock.set_sharegroup("heartbeat_interval", 100);
+    mock.set_sharegroup("record_lock_duration", 1500);
+    let mut holder = share_consumer(&mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    let mut other = share_consumer(&mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    joined(&mut holder, &topic, 1).await;
+    other.subscribe([topic.as_str()]).unwrap();
+    share_the_partition(&mock, &group, &topic, 2).await;
+    joined(&mut other, &topic, 1).await;
+    // Both joins and the target assignment settled before anything is acquired.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(holder.assignment().len(), 1);
+    produce(&pool, &topic, 0, 10, 1_000).await;
+    // Only the holder fetches (a member fetches only while asked for records).
+    let held = receive(&mut holder, 10, RECORDS_WITHIN, keep).await;
+    assert_eq!(seen(&held), (0..10).map(|o| ((0, o), 1)).collect());
+    let started = Instant::now();
+    let again = receive(&mut other, 10, RECORDS_WITHIN, accept).await;
+    assert_eq!(seen(&again), (0..10).map(|o| ((0, o), 2)).collect());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "handed over before the lock could expire: {:?}",
+        started.elapsed()
+    );
+    for r in &held {
+        holder.acknowledge(r, AcknowledgeType::Accept).unwrap();
+    }
+    let outcomes = holder.commit().await.unwrap();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| !o.is_ok()),
+        "{outcomes:?}"
+    );
+    assert_eq!(quiet(&mut other, accept).await, []);
+    holder.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// A kcon member and librdkafka's share consumer share one partition: every record is
+/// processed by exactly one of them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcon_and_librdkafka_members_share_a_partition() {
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    // The mock moves every member's epoch each time it assigns anew and fences a member that
+    // missed two moves between its heartbeats: heartbeats come often here, and the peer joins
+    // first, so that the kcon member's join and the target assignment are one move each.
+    mock.set_sharegroup("heartbeat_interval", 100);
+    let peer = SharePeer::start(
+        mock.bootstrap(),
+        &group,
+        &[topic.as_str()],
+        0,
+        Duration::from_secs(15),
+        None,
+    );
+    let deadline = Instant::now() + JOIN_WITHIN;
+    while mock.sharegroup_member_ids(&group).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "librdkafka's member did not join"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = share_consumer(&mock, &group, &[("max.poll.records", "20")]);
+    c.subscribe([topic.as_str()]).unwrap();
+    share_the_partition(&mock, &group, &topic, 2).await;
+    joined(&mut c, &topic, 1).await;
+    // The peer's join has settled (its connections open) before anything is acquired.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // In chunks, while both members wait for records: each chunk goes to whichever asks first.
+    let producing = async {
+        for _ in 0..20 {
+            produce(&pool, &topic, 0, 10, 1_000).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let mut mine = Vec::new();
+    let consuming = timeout(Duration::from_secs(8), async {
+        loop {
+            mine.extend(c.recv_batch().await.expect("a batch"));
+        }
+    });
+    let ((), _) = tokio::join!(producing, consuming);
+    let theirs = tokio::task::spawn_blocking(move || peer.records())
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let mine = seen(&mine);
+    let mut all = mine.clone();
+    for (t, p, o, count) in &theirs {
+        assert_eq!(t, &topic);
+        assert_eq!(*count, 1, "redelivered to librdkafka: {p}/{o}");
+        assert!(
+            all.insert((*p, *o), 1).is_none(),
+            "{p}/{o} processed by both members"
+        );
+    }
+    assert!(
+        mine.values().all(|c| *c == 1),
+        "redelivered to kcon: {mine:?}"
+    );
+    assert_eq!(all, (0..200).map(|o| ((0, o), 1)).collect());
+    // Which member asked first for each chunk is the mock's to decide (now and then one gets
+    // them all): the split is told, not asserted.
+    eprintln!("kcon processed {}, librdkafka {}", mine.len(), theirs.len());
+}
+
+/// Gives `topic`'s partition 0 to each of the group's `members` (once the mock knows them).
+async fn share_the_partition(mock: &MockCluster, group: &str, topic: &str, members: usize) {
+    let deadline = Instant::now() + JOIN_WITHIN;
+    let ids = loop {
+        let ids = mock.sharegroup_member_ids(group);
+        if ids.len() >= members {
+            break ids;
+        }
+        assert!(Instant::now() < deadline, "members in {group}: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let partition: &[(&str, i32)] = &[(topic, 0)];
+    let assignment: Vec<(&str, &[(&str, i32)])> =
+        ids.iter().map(|id| (id.as_str(), partition)).collect();
+    mock.set_sharegroup_target_assignment(group, &assignment);
+}
