@@ -8,6 +8,8 @@
 //! kcon group list|describe|reset-offsets ...
 //! kcon topic create|list ...
 //! kcon dlq replay -b HOST:PORT --from DLQ_TOPIC [--to TOPIC] [--where NAME=VALUE]... [-g GROUP] [--dry-run]
+//! kcon share consume -b HOST:PORT -g GROUP [-X prop=value]... [-c COUNT] [--format json|text]
+//!              [--ack accept|release|reject] TOPIC...
 //! ```
 //!
 //! Exit status: 0 success; 1 runtime error (a broker unreachable, an unknown topic or group,
@@ -26,6 +28,7 @@ mod failure;
 mod group;
 mod produce;
 mod record_format;
+mod share;
 mod shutdown;
 mod table;
 mod topic;
@@ -71,6 +74,9 @@ enum Command {
     /// Dead-letter topics: replay.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Share groups (KIP-932, queues): consume.
+    #[command(subcommand)]
+    Share(share::ShareCommand),
     /// Serve every matching group's lag and Burrow-style status as Prometheus metrics at
     /// /metrics: per partition the committed offset, log end, lag in records and seconds and
     /// status; per group the status, total lag and largest lag in seconds; and the exporter's
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
             Command::Group(command) => group::run(command).await,
             Command::Topic(command) => topic::run(command).await,
             Command::Dlq(command) => dlq::run(command).await,
+            Command::Share(command) => share::run(command).await,
             Command::Exporter(args) => exporter::run(args).await,
         }
     });

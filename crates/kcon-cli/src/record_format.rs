@@ -122,6 +122,9 @@ struct JsonRecord<'a> {
     key: Shown<'a>,
     value: Shown<'a>,
     headers: Vec<(JsonBytes<'a>, JsonBytes<'a>)>,
+    /// A share group's delivery count (`kcon share consume`); absent for a consumer's record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_count: Option<u16>,
 }
 
 impl<'a> JsonRecord<'a> {
@@ -138,6 +141,7 @@ impl<'a> JsonRecord<'a> {
                 .iter()
                 .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v.as_deref())))
                 .collect(),
+            delivery_count: r.delivery_count,
         }
     }
 }

@@ -133,3 +133,57 @@ async fn group_describe_on_the_mock_names_the_api_it_lacks() {
     );
     member.close().await;
 }
+
+/// `kcon share consume` joins a share group (KIP-932): with `--ack release -c 5` it writes five
+/// records and hands every record of its batch back (those written released, the rest never
+/// written); the next run reads all ten again with delivery count 2, accepting them
+/// (implicitly), so a third run has nothing to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn share_consume_releases_and_accepts() {
+    let mock = MockCluster::start(1);
+    // Where a new share group starts: earliest, so the records can be there first.
+    mock.set_sharegroup("auto_offset_reset", 1);
+    let b = mock.bootstrap().to_owned();
+    let topic = unique_name("T");
+    let group = unique_name("g");
+    mock.create_topic(&topic, 1, 1);
+    let pool = Pool::new(kcon_tests::pool::config(&b)).expect("a pool");
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    drop(pool);
+
+    let run = kcon(&[
+        "share", "consume", "-b", &b, "-g", &group, "--ack", "release", "-c", "5", "--format",
+        "json", &topic,
+    ])
+    .await
+    .ok();
+    let first = run.json_lines();
+    assert_eq!(first.len(), 5, "{run:?}");
+    assert!(first.iter().all(|l| l["delivery_count"] == 1), "{run:?}");
+
+    let run = kcon(&[
+        "share", "consume", "-b", &b, "-g", &group, "-c", "10", "--format", "json", &topic,
+    ])
+    .await
+    .ok();
+    let mut offsets: Vec<i64> = run
+        .json_lines()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["delivery_count"], 2, "{l}");
+            l["offset"].as_i64().expect("offset")
+        })
+        .collect();
+    offsets.sort();
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>(), "{run:?}");
+
+    // Everything was accepted: a third run waits for nothing and is stopped.
+    let third = common::Running::start(&[
+        "share", "consume", "-b", &b, "-g", &group, "--format", "json", &topic,
+    ]);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    third.interrupt();
+    let (status, stdout, stderr) = third.wait(std::time::Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
