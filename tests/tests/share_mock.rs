@@ -180,7 +180,16 @@ async fn release_redelivers_and_reject_archives() {
         group,
     } = setup(1).await;
     let mock = &mock;
-    let mut c = share_consumer(mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    let told = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let hook = told.clone();
+    let mut c = ShareConsumer::builder()
+        .set("bootstrap.servers", mock.bootstrap())
+        .set("group.id", &group)
+        .set("fetch.max.wait.ms", "200")
+        .set("share.acknowledgement.mode", "explicit")
+        .on_acknowledged(move |o| *hook.lock().unwrap() += o.offsets())
+        .build()
+        .unwrap();
     joined(&mut c, &topic, 1).await;
     produce(&pool, &topic, 0, 10, 1_000).await;
     let first = receive(&mut c, 10, RECORDS_WITHIN, |c, r| {
@@ -202,7 +211,18 @@ async fn release_redelivers_and_reject_archives() {
         (0..10).step_by(2).map(|o| ((0, o), 2)).collect()
     );
     assert_eq!(quiet(&mut c, accept).await, []);
+    // The last acknowledgements go with the close; the metrics before it count the rest.
+    let m = c.metrics();
+    assert_eq!(m.records_acquired, 15);
+    assert_eq!((m.records_released, m.records_rejected), (5, 5));
+    assert_eq!(m.delivery_counts, [10, 5, 0, 0, 0]);
+    assert_eq!((m.commits, m.acknowledgements_failed), (1, 0));
     c.close().await.unwrap();
+    assert_eq!(
+        *told.lock().unwrap(),
+        15,
+        "every acknowledgement told to the hook"
+    );
 }
 
 /// Explicit acknowledgement refuses the next batch while a record of the last is open, names

@@ -85,15 +85,66 @@ const REFUSED: &[(&str, &str)] = &[
 /// takes them, less those a share group decides (`auto.offset.reset`, `isolation.level`,
 /// `session.timeout.ms`, ...), which are refused naming the group's setting; plus
 /// `share.acknowledgement.mode`.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct ShareConsumerBuilder {
     properties: Vec<(String, String)>,
+    on_acknowledged: Vec<AcknowledgedHook>,
+}
+
+/// A function told every acknowledgement outcome (see
+/// [`ShareConsumerBuilder::on_acknowledged`]).
+type AcknowledgedHook = std::sync::Arc<dyn Fn(&AcknowledgementOutcome) + Send + Sync>;
+
+impl std::fmt::Debug for ShareConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values are not shown: passwords are properties too.
+        let names: Vec<&str> = self.properties.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ShareConsumerBuilder")
+            .field("properties", &names)
+            .field("on_acknowledged", &self.on_acknowledged.len())
+            .finish()
+    }
+}
+
+/// What a share consumer has done so far ([`ShareConsumer::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShareMetrics {
+    /// Records the brokers acquired for this member and it handed out (or buffered).
+    pub records_acquired: u64,
+    /// Records whose acceptance the broker took.
+    pub records_accepted: u64,
+    /// Records whose release the broker took (they come again).
+    pub records_released: u64,
+    /// Records whose rejection the broker took (archived).
+    pub records_rejected: u64,
+    /// Records whose acknowledgement failed (refused, or its request lost): they are handed
+    /// out again once their locks expire.
+    pub acknowledgements_failed: u64,
+    /// Records acquired again after their lock expired while this member held them.
+    pub lock_expirations: u64,
+    /// Records acquired by delivery count: 1, 2, 3, 4, and 5 or more.
+    pub delivery_counts: [u64; 5],
+    /// Commits done ([`ShareConsumer::commit`]).
+    pub commits: u64,
 }
 
 impl ShareConsumerBuilder {
     /// Sets a property by its Kafka name; checked by [`build`](Self::build).
     pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
         self.properties.push((name.trim().to_owned(), value.into()));
+        self
+    }
+
+    /// Tells `hook` every acknowledgement outcome as the consumer reads it (in `recv_batch`,
+    /// `commit` and `close`): each partition's acknowledgements sent in one request, and
+    /// whether the broker took them (the Java client's acknowledgement commit callback). Called
+    /// in place: it must not block.
+    pub fn on_acknowledged(
+        mut self,
+        hook: impl Fn(&AcknowledgementOutcome) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_acknowledged.push(std::sync::Arc::new(hook));
         self
     }
 
@@ -123,6 +174,8 @@ impl ShareConsumerBuilder {
             outcomes: Vec::new(),
             next_commit: 0,
             records_seen: 0,
+            metrics: ShareMetrics::default(),
+            on_acknowledged: self.on_acknowledged,
             failed: None,
             subscribed: false,
         })
@@ -201,7 +254,6 @@ struct ShareSettings {
 /// Records not acknowledged before their lock expires (the group's
 /// `share.record.lock.duration.ms`) are handed out again, to this member or another, with their
 /// delivery count raised; after the group's delivery limit they are archived.
-#[derive(Debug)]
 pub struct ShareConsumer {
     pool: Pool,
     member: Option<GroupMember>,
@@ -219,6 +271,8 @@ pub struct ShareConsumer {
     next_commit: u64,
     /// `ShareEvent::Records` read from the fetcher: what a want says it has seen.
     records_seen: u64,
+    metrics: ShareMetrics,
+    on_acknowledged: Vec<AcknowledgedHook>,
     failed: Option<Error>,
     subscribed: bool,
 }
@@ -249,6 +303,12 @@ impl ShareConsumer {
     /// The acknowledgement mode.
     pub fn acknowledgement_mode(&self) -> AcknowledgementMode {
         self.mode
+    }
+
+    /// What it has done so far: records acquired, accepted, released, rejected, failed
+    /// acknowledgements, expired locks, delivery counts.
+    pub fn metrics(&self) -> ShareMetrics {
+        self.metrics.clone()
     }
 
     /// The partitions the group assigned this member now.
@@ -377,7 +437,10 @@ impl ShareConsumer {
         loop {
             let fetcher = self.fetcher.as_mut().ok_or_else(Error::closed)?;
             match fetcher.next().await {
-                Some(ShareEvent::Committed(done)) if done == id => break,
+                Some(ShareEvent::Committed(done)) if done == id => {
+                    self.metrics.commits += 1;
+                    break;
+                }
                 Some(e) => self.on_fetch_event(e),
                 None => return Err(Error::closed()),
             }
@@ -401,9 +464,10 @@ impl ShareConsumer {
         }
         self.release_rest();
         if let Some(fetcher) = self.fetcher.take() {
-            fetcher
-                .close(deadline.saturating_duration_since(time::Instant::now()))
-                .await;
+            let left = deadline.saturating_duration_since(time::Instant::now());
+            for e in fetcher.close(left).await {
+                self.on_fetch_event(e);
+            }
         }
         if let Some(member) = self.member.take() {
             let left = deadline.saturating_duration_since(time::Instant::now());
@@ -541,13 +605,51 @@ impl ShareConsumer {
 
     fn on_fetch_event(&mut self, event: ShareEvent) {
         match event {
-            ShareEvent::Records { records, .. } => {
+            ShareEvent::Records {
+                records,
+                lock_expired,
+                ..
+            } => {
                 self.records_seen += 1;
+                let m = &mut self.metrics;
+                m.records_acquired += records.len() as u64;
+                m.lock_expirations += lock_expired as u64;
+                for r in &records {
+                    let count = usize::from(r.delivery_count.unwrap_or(1).clamp(1, 5));
+                    m.delivery_counts[count - 1] += 1;
+                }
                 self.buffer.extend(records);
             }
-            ShareEvent::Acknowledged(o) => self.outcomes.push(o),
+            ShareEvent::Acknowledged(o) => {
+                let m = &mut self.metrics;
+                for r in &o.ranges {
+                    let n = r.last.saturating_sub(r.first).saturating_add(1).max(0) as u64;
+                    match (o.is_ok(), r.kind) {
+                        (false, _) => m.acknowledgements_failed += n,
+                        (true, AcknowledgeType::Accept) => m.records_accepted += n,
+                        (true, AcknowledgeType::Release) => m.records_released += n,
+                        (true, AcknowledgeType::Reject) => m.records_rejected += n,
+                        (true, AcknowledgeType::Gap) => {}
+                    }
+                }
+                for hook in &self.on_acknowledged {
+                    hook(&o);
+                }
+                self.outcomes.push(o);
+            }
             other => debug!(event = ?other, "share fetcher"),
         }
+    }
+}
+
+impl std::fmt::Debug for ShareConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareConsumer")
+            .field("mode", &self.mode)
+            .field("assigned", &self.assigned)
+            .field("buffered", &self.buffer.len())
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
     }
 }
 

@@ -213,6 +213,9 @@ pub enum ShareEvent {
         records: Vec<Record>,
         /// The acquisition lock's duration the broker answered with.
         lock_timeout_ms: i32,
+        /// How many of them this member held unacknowledged before, at a lower delivery
+        /// count: their locks expired while it held them.
+        lock_expired: usize,
     },
     /// The acknowledgements of one partition sent in one request were answered (or failed).
     Acknowledged(AcknowledgementOutcome),

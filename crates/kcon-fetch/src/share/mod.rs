@@ -802,7 +802,8 @@ impl ShareFetchMachine {
                 if acquired.is_empty() {
                     continue;
                 }
-                let records = self.acquired(&tp, p.records.unwrap_or_default(), &acquired);
+                let (records, lock_expired) =
+                    self.acquired(&tp, p.records.unwrap_or_default(), &acquired);
                 if !records.is_empty() {
                     handed_out = true;
                     self.told_records += 1;
@@ -810,6 +811,7 @@ impl ShareFetchMachine {
                         partition: tp,
                         records,
                         lock_timeout_ms,
+                        lock_expired,
                     });
                 }
             }
@@ -828,7 +830,7 @@ impl ShareFetchMachine {
         tp: &TopicPartition,
         bytes: Bytes,
         acquired: &[(i64, i64, i16)],
-    ) -> Vec<Record> {
+    ) -> (Vec<Record>, usize) {
         // Ranges in order, none overlapping the one before (a hostile answer's are cut).
         let mut ranges: Vec<(i64, i64, i16)> = acquired
             .iter()
@@ -846,7 +848,7 @@ impl ShareFetchMachine {
             }
         }
         let Some(&(from, _, _)) = kept.first() else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let topic: Arc<str> = Arc::from(tp.topic.as_str());
         let (decoded, corrupt_at) = crate::records::share_records(tp, &topic, bytes, from);
@@ -885,15 +887,21 @@ impl ShareFetchMachine {
     }
 
     /// `records` less those handed out already and not acknowledged at the same delivery
-    /// count; the rest become outstanding.
-    fn not_twice(&mut self, tp: &TopicPartition, mut records: Vec<Record>) -> Vec<Record> {
+    /// count; the rest become outstanding. With how many of them this member held before at a
+    /// lower count (their locks expired while it held them).
+    fn not_twice(&mut self, tp: &TopicPartition, mut records: Vec<Record>) -> (Vec<Record>, usize) {
         let held = self.outstanding.entry(tp.clone()).or_default();
         let before = records.len();
+        let mut expired = 0;
         records.retain(|r| {
             let count = r.delivery_count.unwrap_or(1);
             match held.range(..=r.offset).next_back() {
-                Some((_, &(last, held_count))) => r.offset > last || count > held_count,
-                None => true,
+                Some((_, &(last, held_count))) if r.offset <= last => {
+                    // Held at a lower count: its lock expired and it was acquired anew.
+                    expired += usize::from(count > held_count);
+                    count > held_count
+                }
+                _ => true,
             }
         });
         if records.len() < before {
@@ -907,7 +915,7 @@ impl ShareFetchMachine {
         if held.is_empty() {
             self.outstanding.remove(tp);
         }
-        records
+        (records, expired)
     }
 
     fn on_acknowledge(

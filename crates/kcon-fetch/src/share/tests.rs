@@ -508,7 +508,19 @@ fn records_held_are_not_handed_out_twice() {
             &[(0, 0, 2), (1, 1, 1), (2, 2, 2)],
         )]),
     );
-    assert_eq!(handed_out(&h.events()), [(0, 0, Some(2)), (0, 2, Some(2))]);
+    let events = h.events();
+    assert_eq!(handed_out(&events), [(0, 0, Some(2)), (0, 2, Some(2))]);
+    // Offset 2 was held at count 1: its lock expired; offset 0 had been released.
+    assert!(
+        matches!(
+            &events[0],
+            ShareEvent::Records {
+                lock_expired: 1,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
 }
 
 /// A want sent before the application read the records told since is stale: no fetch.
