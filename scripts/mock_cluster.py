@@ -53,7 +53,13 @@ drop the connection instead of answering). Broker -1 means every broker where no
                                          auto_offset_reset (0 latest, the default; 1 earliest)
     sharegroup_target_assignment         group, assignment: {member_id: [[topic, partition], ...]}
                                          (replaces the mock's own, which gives each partition
-                                         to one member)
+                                         to one member; from then on the group's assignment
+                                         stays manual: a member joining later gets nothing
+                                         until the next call. Every member's epoch is bumped,
+                                         each to a new value: a member that missed the bump
+                                         before (it has not heartbeated since another joined)
+                                         is fenced and rejoins. An unknown group or member is
+                                         refused; topics and partitions are not checked)
     sharegroup_member_ids                group                    -> {"member_ids": [...]}
                                          (none before the first member joins)
     sharegroup_get_member_ids            group                    -> {"member_ids": [...]}
@@ -71,8 +77,9 @@ drop the connection instead of answering). Broker -1 means every broker where no
     sharegroup_set_isolation_level       value: "read_uncommitted" or 0 (the default),
                                          "read_committed" or 1
     sharegroup_set_max_size              value: members per group (0: unlimited; default 200)
-    sharegroup_set_max_fetch_sessions    value: share sessions per broker (0: unlimited;
-                                         default 2000)
+    sharegroup_set_max_fetch_sessions    value: a group's share sessions per broker (0:
+                                         unlimited; default 2000); a new one beyond that is
+                                         refused with SHARE_SESSION_LIMIT_REACHED
     sharegroup_set_max_record_locks      value: acquired records per partition (0: unlimited;
                                          default 2000)
     sharegroup_set_auto_offset_reset     value: "latest" or 0 (the default), "earliest" or 1:

@@ -586,7 +586,11 @@ impl MockCluster {
 
     /// Replaces the mock's assignment of share group `group` (which gives each partition to one
     /// member) with `assignment`: each member id with its (topic, partition)s; a partition may
-    /// go to several members.
+    /// go to several members. The group stays manual afterwards: a member joining later gets
+    /// nothing until the next call. Every member's epoch is bumped (each to its own new value),
+    /// so a member that has not heartbeated since the last bump (e.g. since another member
+    /// joined) is fenced and must rejoin. Panics if the group or a member id is unknown to the
+    /// mock; topics and partitions are not checked.
     pub fn set_sharegroup_target_assignment(
         &self,
         group: &str,
@@ -665,9 +669,9 @@ impl MockCluster {
         self.command(json!({"cmd": "sharegroup_set_max_size", "value": members}));
     }
 
-    /// How many share sessions each broker keeps; a new session (ShareFetch at epoch 0) beyond
-    /// that is refused with SHARE_SESSION_LIMIT_REACHED (the mock's default is 2000; 0 means no
-    /// limit).
+    /// How many share sessions of one share group each broker keeps; a new session (ShareFetch
+    /// at epoch 0) beyond that is refused with SHARE_SESSION_LIMIT_REACHED (the mock's default
+    /// is 2000; 0 means no limit).
     pub fn set_sharegroup_max_fetch_sessions(&self, sessions: u32) {
         self.command(json!({"cmd": "sharegroup_set_max_fetch_sessions", "value": sessions}));
     }
