@@ -500,3 +500,77 @@ async fn share_the_partition(mock: &MockCluster, group: &str, topic: &str, membe
         ids.iter().map(|id| (id.as_str(), partition)).collect();
     mock.set_sharegroup_target_assignment(group, &assignment);
 }
+
+/// A member killed with SIGKILL mid-stream loses nothing: every record is processed, by it or
+/// by the member that takes over, and a record the killed member processed without its
+/// acceptance reaching the broker comes again only with a higher delivery count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_loses_nothing() {
+    use std::io::BufRead;
+
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    // The killed member leaves the group after 3 s (the mock releases its records at once: its
+    // connections closed).
+    mock.set_sharegroup("session_timeout", 3000);
+    mock.set_sharegroup("heartbeat_interval", 200);
+    let mut killed = std::process::Command::new(env!("CARGO_BIN_EXE_share_member"))
+        .args([mock.bootstrap(), group.as_str(), topic.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start share_member");
+    let deadline = Instant::now() + JOIN_WITHIN;
+    while mock.sharegroup_member_ids(&group).is_empty() {
+        assert!(Instant::now() < deadline, "share_member did not join");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its share session opened (its connections are all open) before anything is acquired.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    produce(&pool, &topic, 0, 50, 1_000).await;
+    let stdout = killed.stdout.take().expect("piped");
+    let parse = |line: String| {
+        let f: Vec<i64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        (f[0] as i32, f[1], f[2] as u16)
+    };
+    let (mut printed, lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
+        while printed.len() < 12 {
+            printed.push(parse(lines.next().expect("a line").expect("stdout")));
+        }
+        (printed, lines)
+    })
+    .await
+    .unwrap();
+    killed.kill().expect("SIGKILL share_member");
+    let _ = killed.wait();
+    // What it printed before it died, read to the end of its output.
+    printed.extend(lines.map_while(Result::ok).map(parse));
+    let mut taker = share_consumer(&mock, &group, &[]);
+    taker.subscribe([topic.as_str()]).unwrap();
+    let processed: BTreeMap<(i32, i64), u16> =
+        printed.iter().map(|&(p, o, c)| ((p, o), c)).collect();
+    let rest = receive(&mut taker, 50 - processed.len(), RECORDS_WITHIN, keep).await;
+    let rest = seen(&rest);
+    let mut all: BTreeMap<(i32, i64), u16> = processed.clone();
+    for (at, count) in &rest {
+        if let Some(before) = processed.get(at) {
+            assert!(
+                count > before,
+                "{at:?} again at delivery count {count} (first {before})"
+            );
+        }
+        all.insert(*at, *count);
+    }
+    assert_eq!(
+        all.keys().copied().collect::<Vec<_>>(),
+        (0..50).map(|o| (0, o)).collect::<Vec<_>>(),
+        "printed {printed:?}, then {rest:?}"
+    );
+    assert_eq!(quiet(&mut taker, keep).await, []);
+    taker.close().await.unwrap();
+}
