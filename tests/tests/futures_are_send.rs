@@ -43,6 +43,7 @@ fn types_are_send_and_sync() {
     send_sync::<kcon::exactly_once::PipelineError>();
     send_sync::<kcon::share::ShareConsumer>();
     send_only::<kcon::share::ShareConsumerBuilder>();
+    send_sync::<kcon::share::ShareProcessor>();
     send_sync::<Pool>();
     send_sync::<SchemaRegistry>();
     send_sync::<AvroDeserializer<serde_json::Value>>();
@@ -54,6 +55,13 @@ async fn share_consumer_futures_are_send(mut consumer: kcon::share::ShareConsume
     send(&consumer.recv_batch());
     send(&consumer.commit());
     send(&consumer.close());
+}
+
+#[allow(dead_code)]
+async fn share_processor_futures_are_send(mut processor: kcon::share::ShareProcessor) {
+    send(&processor.run(async |_| Ok(())));
+    send(&processor.run_until(std::future::pending::<()>(), async |_| Ok(())));
+    send(&processor.close());
 }
 
 #[allow(dead_code, clippy::diverging_sub_expression)]

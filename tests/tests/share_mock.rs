@@ -574,3 +574,167 @@ async fn a_member_killed_loses_nothing() {
     assert_eq!(quiet(&mut taker, keep).await, []);
     taker.close().await.unwrap();
 }
+
+/// The ShareProcessor: a retriable failure releases the record (the group's redelivery is the
+/// retry, its delivery count the attempt), a poison record is dead-lettered (with kcon's
+/// `kcon.dlq.*` headers) and then accepted, everything else processed once; nothing comes
+/// again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
+    use kcon::Failure;
+    use kcon::deserialize::{BytesDeserializer, StringDeserializer};
+    use kcon::share::ShareProcessor;
+
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    let dlq = format!("{topic}.dlq");
+    mock.create_topic(&dlq, 1, 1);
+    // Where the dead-letter topic's reader starts.
+    mock.set_sharegroup("auto_offset_reset", 1);
+    pool.refresh_metadata(TopicScope::topics([dlq.clone()]))
+        .await
+        .unwrap();
+    let consumer = share_consumer(
+        &mock,
+        &group,
+        &[
+            ("share.acknowledgement.mode", "explicit"),
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", dlq.as_str()),
+            ("errors.retry.max.attempts", "4"),
+        ],
+    );
+    let mut consumer = consumer;
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut processor =
+        ShareProcessor::with_deserializers(consumer, BytesDeserializer, StringDeserializer)
+            .unwrap();
+    // Values: value-0 .. value-9; value-3 fails twice before it goes through, value-7 is poison.
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = handled.clone();
+    let run = async {
+        let ran = timeout(Duration::from_secs(5), async {
+            processor
+                .run(async |d| {
+                    let v = d.value.clone();
+                    log.lock().unwrap().push((d.record.offset, d.attempt));
+                    match v.as_str() {
+                        "value-3" if d.attempt < 3 => Err(Failure::retriable("busy")),
+                        "value-7" => Err(Failure::permanent("poison")),
+                        _ => Ok(()),
+                    }
+                })
+                .await
+        })
+        .await;
+        if let Ok(stopped) = ran {
+            panic!("the processor stopped: {stopped:?}");
+        }
+    };
+    let produce_later = async {
+        // The processor's member holds the partition before anything is produced.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        produce(&pool, &topic, 0, 10, 1_000).await;
+    };
+    tokio::join!(run, produce_later);
+    let counts = processor.counts();
+    assert_eq!(
+        (
+            counts.processed,
+            counts.released,
+            counts.dead_lettered,
+            counts.rejected
+        ),
+        (9, 2, 1, 0),
+        "{:?}",
+        handled.lock().unwrap()
+    );
+    let mut attempts: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (offset, attempt) in handled.lock().unwrap().iter() {
+        attempts.entry(*offset).or_default().push(*attempt);
+    }
+    let expected: BTreeMap<i64, Vec<u32>> = (0..10)
+        .map(|o| (o, if o == 3 { vec![1, 2, 3] } else { vec![1] }))
+        .collect();
+    assert_eq!(attempts, expected);
+    processor.close().await.unwrap();
+    // The dead letter: value-7, from the topic's offset 7.
+    let mut reader = share_consumer(&mock, &unique_name("dlq-reader"), &[]);
+    reader.subscribe([dlq.as_str()]).unwrap();
+    let letters = receive(&mut reader, 1, RECORDS_WITHIN, keep).await;
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.value.as_deref(), Some(&b"value-7"[..]));
+    assert_eq!(
+        letter.header("kcon.dlq.source.offset"),
+        Some(Some(&"7".into()))
+    );
+    assert_eq!(
+        letter.header("kcon.dlq.source.topic"),
+        Some(Some(&topic.clone().into()))
+    );
+    assert_eq!(
+        letter.header("kcon.dlq.group"),
+        Some(Some(&group.clone().into()))
+    );
+    assert_eq!(letter.header("kcon.dlq.attempts"), Some(Some(&"1".into())));
+    reader.close().await.unwrap();
+}
+
+/// Under `errors.tolerance=none` a record that fails for good stops the ShareProcessor with
+/// `RecordFailed`, naming its partition: it and the batch's records not handled are released,
+/// and the next run gets exactly those again, at delivery count 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_share_processor_stops_on_poison_under_tolerance_none() {
+    use kcon::Failure;
+    use kcon::share::ShareProcessor;
+
+    let Setup {
+        mock,
+        pool,
+        topic,
+        group,
+    } = setup(1).await;
+    let mut consumer = share_consumer(&mock, &group, &[("share.acknowledgement.mode", "explicit")]);
+    joined(&mut consumer, &topic, 1).await;
+    produce(&pool, &topic, 0, 10, 1_000).await;
+    let mut processor = ShareProcessor::new(consumer).unwrap();
+    let mut first = Vec::new();
+    let stopped = timeout(
+        RECORDS_WITHIN,
+        processor.run(async |d| {
+            first.push(d.record.offset);
+            if d.record.offset == 2 {
+                Err(Failure::permanent("poison"))
+            } else {
+                Ok(())
+            }
+        }),
+    )
+    .await
+    .expect("stopped by the poison record")
+    .unwrap_err();
+    assert_eq!(stopped.kind(), kcon::ErrorKind::RecordFailed, "{stopped}");
+    assert_eq!(
+        stopped.partitions(),
+        [kcon::TopicPartition::new(topic.as_str(), 0)]
+    );
+    assert_eq!(first, [0, 1, 2]);
+    let mut again: BTreeMap<i64, u32> = BTreeMap::new();
+    let _ = timeout(Duration::from_secs(3), async {
+        processor
+            .run(async |d| {
+                again.insert(d.record.offset, d.attempt);
+                Ok(())
+            })
+            .await
+    })
+    .await;
+    assert_eq!(again, (2..10).map(|o| (o, 2)).collect());
+    assert_eq!(processor.counts().processed, 2 + 8);
+    processor.close().await.unwrap();
+}

@@ -36,13 +36,16 @@ use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
 use tracing::{debug, warn};
 
-use crate::config::{ConsumerSetting, PROPERTIES, SHARE, set_if_listed};
+use crate::config::{ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, set_if_listed};
 use crate::error::Error;
+
+mod processor;
 
 pub use crate::config::AcknowledgementMode;
 pub use kcon_fetch::share::{
     AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, ShareEvent,
 };
+pub use processor::{ShareProcessor, ShareProcessorCounts};
 
 /// Properties a share consumer refuses, with why: the share group decides them, or they are a
 /// consumer group's (the Java `KafkaShareConsumer` refuses the same).
@@ -78,6 +81,30 @@ const REFUSED: &[(&str, &str)] = &[
     (
         "heartbeat.interval.ms",
         "unset for a share consumer: the coordinator gives the interval",
+    ),
+    (
+        "errors.retry.backoff.ms",
+        "unset for a share consumer: a retry is the group handing the record out again",
+    ),
+    (
+        "errors.retry.delay.max.ms",
+        "unset for a share consumer: a retry is the group handing the record out again",
+    ),
+    (
+        "errors.retry.timeout",
+        "unset for a share consumer: errors.retry.max.attempts counts its deliveries",
+    ),
+    (
+        "errors.breaker.window.records",
+        "unset for a share consumer: its processor has no circuit breaker",
+    ),
+    (
+        "errors.breaker.failures",
+        "unset for a share consumer: its processor has no circuit breaker",
+    ),
+    (
+        "errors.breaker.consecutive.failures",
+        "unset for a share consumer: its processor has no circuit breaker",
     ),
 ];
 
@@ -162,6 +189,9 @@ impl ShareConsumerBuilder {
         let fetcher =
             ShareFetcher::start(pool.clone(), s.fetch.clone(), s.group.group_id.clone(), "");
         Ok(ShareConsumer {
+            group_id: s.group.group_id.clone(),
+            subscription: BTreeSet::new(),
+            policy: s.policy,
             pool,
             member: Some(member),
             fetcher: Some(fetcher),
@@ -186,6 +216,7 @@ impl ShareConsumerBuilder {
         let mut group = GroupConfig::default();
         let mut fetch = FetchConfig::default();
         let mut mode = AcknowledgementMode::default();
+        let mut policy = PolicyConfig::default();
         let mut close_timeout = Duration::from_secs(30);
         for (i, (name, value)) in self.properties.iter().enumerate() {
             let unknown = || ConfigError::UnknownProperty {
@@ -207,9 +238,14 @@ impl ShareConsumerBuilder {
             set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
             set_if_listed(kcon_fetch::property::PROPERTIES, &mut fetch, name, value)?;
             if let Some(own) = kcon_core::property::registry::lookup(PROPERTIES, name) {
-                match own.parse(value)? {
+                let setting = own.parse(value)?;
+                match setting {
                     ConsumerSetting::CloseTimeout(d) => close_timeout = d,
                     ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
+                    // The `errors.*` properties, for a ShareProcessor over the consumer.
+                    _ if own.parts.contains(&POLICY) => {
+                        kcon_core::property::Configurable::apply(&mut policy, &setting);
+                    }
                     _ => return Err(unknown().into()),
                 }
             }
@@ -222,6 +258,7 @@ impl ShareConsumerBuilder {
             ));
         }
         pool.validate()?;
+        policy.validate()?;
         group.group_protocol = GroupProtocol::Share;
         group.validate()?;
         Ok(ShareSettings {
@@ -230,6 +267,7 @@ impl ShareConsumerBuilder {
             fetch,
             mode,
             close_timeout,
+            policy,
         })
     }
 }
@@ -240,6 +278,7 @@ struct ShareSettings {
     fetch: FetchConfig,
     mode: AcknowledgementMode,
     close_timeout: Duration,
+    policy: PolicyConfig,
 }
 
 /// A member of a share group (KIP-932): [`recv_batch`](Self::recv_batch) hands out records the
@@ -256,6 +295,12 @@ struct ShareSettings {
 /// delivery count raised; after the group's delivery limit they are archived.
 pub struct ShareConsumer {
     pool: Pool,
+    group_id: String,
+    /// The topics subscribed to.
+    subscription: BTreeSet<String>,
+    /// The `errors.*` properties: what a [`ShareProcessor`] over the consumer does with
+    /// records that fail.
+    policy: PolicyConfig,
     member: Option<GroupMember>,
     fetcher: Option<ShareFetcher>,
     mode: AcknowledgementMode,
@@ -294,6 +339,7 @@ impl ShareConsumer {
                     kcon_group::property::GROUP,
                     kcon_fetch::property::FETCH,
                     SHARE,
+                    POLICY,
                 ]
                 .contains(part)
             })
@@ -325,6 +371,7 @@ impl ShareConsumer {
         let member = self.member.as_ref().ok_or_else(Error::closed)?;
         let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
         self.subscribed = !topics.is_empty();
+        self.subscription = topics.iter().cloned().collect();
         member.subscribe(topics);
         Ok(())
     }
