@@ -217,6 +217,33 @@ async fn release_redelivers_and_reject_archives() {
     assert_eq!((m.records_released, m.records_rejected), (5, 5));
     assert_eq!(m.delivery_counts, [10, 5, 0, 0, 0]);
     assert_eq!((m.commits, m.acknowledgements_failed), (1, 0));
+    // The same, scraped (kcon-prometheus) and read by the Prometheus project's own parser.
+    let mut registry = prometheus_client::registry::Registry::default();
+    kcon_prometheus::RegisterMetrics::register_metrics(&c, &mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = kcon_tests::prometheus::parse_with_prometheus_client(&text);
+    let labels = format!(r#"client_id="kcon",group="{group}""#);
+    let get = |name: &str, extra: &str| -> f64 {
+        // The parser sorts the labels: client_id, group, then le.
+        let key = format!("{name}{{{labels}{extra}}}");
+        *samples
+            .get(&key)
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+    };
+    assert_eq!(get("kcon_share_records_acquired_total", ""), 15.0);
+    assert_eq!(get("kcon_share_records_released_total", ""), 5.0);
+    assert_eq!(get("kcon_share_records_rejected_total", ""), 5.0);
+    assert_eq!(get("kcon_share_commits_total", ""), 1.0);
+    assert_eq!(
+        get("kcon_share_record_delivery_count_bucket", r#",le="1.0""#),
+        10.0
+    );
+    assert_eq!(
+        get("kcon_share_record_delivery_count_bucket", r#",le="2.0""#),
+        15.0
+    );
+    assert_eq!(get("kcon_share_record_delivery_count_count", ""), 15.0);
     c.close().await.unwrap();
     assert_eq!(
         *told.lock().unwrap(),

@@ -6,6 +6,9 @@
 //! - [`ProcessorCollector`]: a [`Processor`]'s counts (processed, retried, skipped,
 //!   dead-lettered, the circuit breaker, the dead-letter rate), read from its
 //!   [`PolicyMetricsHandle`].
+//! - [`ShareCollector`]: a share consumer's metrics (records acquired, accepted, released,
+//!   rejected, failed acknowledgements, expired locks, delivery counts), read from its
+//!   [`ShareMetricsHandle`](kcon::share::ShareMetricsHandle).
 //! - [`GroupLagCollector`]: what a group-lag exporter measured (kcon-admin's lag and
 //!   Burrow-style status of every group), as `kcon exporter` serves it.
 //!
@@ -30,6 +33,7 @@ mod consumer;
 mod group_lag;
 mod processor;
 mod series;
+mod share;
 
 use kcon::deserialize::Deserializer;
 use kcon::{Consumer, MetricsHandle, PolicyMetricsHandle, Processor};
@@ -42,6 +46,7 @@ use prometheus_client::registry::Registry;
 pub use consumer::ConsumerCollector;
 pub use group_lag::{GroupLagCollector, LagExport, MeasuredGroup};
 pub use processor::ProcessorCollector;
+pub use share::ShareCollector;
 
 /// Registers what a kcon type measures into a `prometheus_client` registry, read at every
 /// scrape from any task while it runs (and frozen at the last values once it is closed).
@@ -85,6 +90,20 @@ impl RegisterMetrics for PolicyMetricsHandle {
 impl<K: Deserializer, V: Deserializer> RegisterMetrics for Processor<K, V> {
     fn register_metrics(&self, registry: &mut Registry) {
         self.consumer().register_metrics(registry);
+        self.metrics_handle().register_metrics(registry);
+    }
+}
+
+/// A share consumer's series ([`ShareCollector`]).
+impl RegisterMetrics for kcon::share::ShareMetricsHandle {
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(ShareCollector::new(self.clone())));
+    }
+}
+
+/// A share consumer's series ([`ShareCollector`]), through its metrics handle.
+impl RegisterMetrics for kcon::share::ShareConsumer {
+    fn register_metrics(&self, registry: &mut Registry) {
         self.metrics_handle().register_metrics(registry);
     }
 }

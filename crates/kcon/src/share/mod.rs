@@ -133,6 +133,31 @@ impl std::fmt::Debug for ShareConsumerBuilder {
     }
 }
 
+/// A share consumer's metrics, read from any task or thread while it runs (a Prometheus
+/// collector's scrape): a clone of [`ShareConsumer::metrics_handle`].
+#[derive(Debug, Clone)]
+pub struct ShareMetricsHandle {
+    published: std::sync::Arc<std::sync::Mutex<ShareMetrics>>,
+    client_id: std::sync::Arc<str>,
+    group: std::sync::Arc<str>,
+}
+
+impl ShareMetricsHandle {
+    /// The metrics now.
+    pub fn snapshot(&self) -> ShareMetrics {
+        self.lock().clone()
+    }
+
+    /// The consumer's `client.id` and `group.id`.
+    pub fn identity(&self) -> (&str, &str) {
+        (&self.client_id, &self.group)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShareMetrics> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What a share consumer has done so far ([`ShareConsumer::metrics`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -184,6 +209,7 @@ impl ShareConsumerBuilder {
             ));
         }
         let s = self.settings()?;
+        let client_id = s.pool.client_id.clone();
         let pool = Pool::new(s.pool)?;
         let member = GroupMember::start(pool.clone(), s.group.clone())?;
         let fetcher =
@@ -204,7 +230,11 @@ impl ShareConsumerBuilder {
             outcomes: Vec::new(),
             next_commit: 0,
             records_seen: 0,
-            metrics: ShareMetrics::default(),
+            metrics: ShareMetricsHandle {
+                published: std::sync::Arc::default(),
+                client_id: client_id.as_str().into(),
+                group: s.group.group_id.as_str().into(),
+            },
             on_acknowledged: self.on_acknowledged,
             failed: None,
             subscribed: false,
@@ -316,7 +346,7 @@ pub struct ShareConsumer {
     next_commit: u64,
     /// `ShareEvent::Records` read from the fetcher: what a want says it has seen.
     records_seen: u64,
-    metrics: ShareMetrics,
+    metrics: ShareMetricsHandle,
     on_acknowledged: Vec<AcknowledgedHook>,
     failed: Option<Error>,
     subscribed: bool,
@@ -354,6 +384,12 @@ impl ShareConsumer {
     /// What it has done so far: records acquired, accepted, released, rejected, failed
     /// acknowledgements, expired locks, delivery counts.
     pub fn metrics(&self) -> ShareMetrics {
+        self.metrics.snapshot()
+    }
+
+    /// A handle that reads the metrics from any task or thread (with crate `kcon-prometheus`,
+    /// `register_metrics` on it).
+    pub fn metrics_handle(&self) -> ShareMetricsHandle {
         self.metrics.clone()
     }
 
@@ -485,7 +521,7 @@ impl ShareConsumer {
             let fetcher = self.fetcher.as_mut().ok_or_else(Error::closed)?;
             match fetcher.next().await {
                 Some(ShareEvent::Committed(done)) if done == id => {
-                    self.metrics.commits += 1;
+                    self.metrics.lock().commits += 1;
                     break;
                 }
                 Some(e) => self.on_fetch_event(e),
@@ -658,7 +694,7 @@ impl ShareConsumer {
                 ..
             } => {
                 self.records_seen += 1;
-                let m = &mut self.metrics;
+                let mut m = self.metrics.lock();
                 m.records_acquired += records.len() as u64;
                 m.lock_expirations += lock_expired as u64;
                 for r in &records {
@@ -668,7 +704,7 @@ impl ShareConsumer {
                 self.buffer.extend(records);
             }
             ShareEvent::Acknowledged(o) => {
-                let m = &mut self.metrics;
+                let mut m = self.metrics.lock();
                 for r in &o.ranges {
                     let n = r.last.saturating_sub(r.first).saturating_add(1).max(0) as u64;
                     match (o.is_ok(), r.kind) {
@@ -679,6 +715,7 @@ impl ShareConsumer {
                         (true, AcknowledgeType::Gap) => {}
                     }
                 }
+                drop(m);
                 for hook in &self.on_acknowledged {
                     hook(&o);
                 }
@@ -695,7 +732,7 @@ impl std::fmt::Debug for ShareConsumer {
             .field("mode", &self.mode)
             .field("assigned", &self.assigned)
             .field("buffered", &self.buffer.len())
-            .field("metrics", &self.metrics)
+            .field("metrics", &self.metrics.snapshot())
             .finish_non_exhaustive()
     }
 }
