@@ -18,6 +18,8 @@
 //!   per partition until its stdin closes (the rebalance benchmark's traffic).
 //! - `txn --client kcon|rdkafka --bootstrap B --topic T --transactions N --records R --size S`:
 //!   N transactions of R records with a transactional producer (`src/txn.rs`).
+//! - `share --client kcon|kacrab|krafka --bootstrap B --topic T --group G --records N`: a share
+//!   group member reading N records (`src/share.rs`).
 
 mod args;
 mod confluent_client;
@@ -29,6 +31,7 @@ mod member;
 mod rdkafka_client;
 mod rskafka_client;
 mod tally;
+mod share;
 mod txn;
 
 use std::process::ExitCode;
@@ -117,7 +120,7 @@ fn main() -> ExitCode {
     let started = SystemTime::now();
     let mut argv = std::env::args().skip(1);
     let Some(command) = argv.next() else {
-        eprintln!("usage: kcon-compare fill|consume|member|produce|txn --name value ...");
+        eprintln!("usage: kcon-compare fill|consume|member|produce|txn|share --name value ...");
         return ExitCode::from(2);
     };
     let result = Args::parse(argv).and_then(|args| match command.as_str() {
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         "member" => member::main(&args),
         "produce" => fill::produce_main(&args),
         "txn" => txn::main(&args),
+        "share" => share::main(&args),
         other => Err(format!("unknown subcommand {other:?}").into()),
     });
     match result {

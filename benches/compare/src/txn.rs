@@ -16,7 +16,7 @@ use crate::args::Args;
 const CALL: Duration = Duration::from_secs(30);
 
 /// The process's user + system CPU seconds so far.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole rusage into the pointer it is given.
     let usage = unsafe {
