@@ -346,15 +346,7 @@ impl ConsumerBuilder {
         if let Some(p) = self.token_provider.clone() {
             pool.sasl_oauthbearer_token_provider = Some(p);
         }
-        if pool.bootstrap_servers.is_empty() {
-            return Err(Error::config(
-                "bootstrap.servers",
-                "",
-                "at least one host:port",
-            ));
-        }
-        pool.validate()?;
-        policy.validate()?;
+        check_pool_and_policy(&pool, &policy)?;
         if group_id.is_none() {
             // The Java client refuses the same conflicts (`InvalidConfigurationException`).
             if explicit_auto_commit {
@@ -391,6 +383,21 @@ impl ConsumerBuilder {
             policy,
         })
     }
+}
+
+/// The checks of the connection's and the record policies' settings across properties, for
+/// every client the properties build (a consumer, a share consumer).
+pub(crate) fn check_pool_and_policy(pool: &PoolConfig, policy: &PolicyConfig) -> Result<(), Error> {
+    if pool.bootstrap_servers.is_empty() {
+        return Err(Error::config(
+            "bootstrap.servers",
+            "",
+            "at least one host:port",
+        ));
+    }
+    pool.validate()?;
+    policy.validate()?;
+    Ok(())
 }
 
 /// Sets `name` on `config` when `table` has it: through the table's `set`, so that a value

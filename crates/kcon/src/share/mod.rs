@@ -36,7 +36,9 @@ use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
 use tracing::{debug, warn};
 
-use crate::config::{ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, set_if_listed};
+use crate::config::{
+    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, set_if_listed,
+};
 use crate::error::Error;
 
 mod processor;
@@ -280,15 +282,7 @@ impl ShareConsumerBuilder {
                 }
             }
         }
-        if pool.bootstrap_servers.is_empty() {
-            return Err(Error::config(
-                "bootstrap.servers",
-                "",
-                "at least one host:port",
-            ));
-        }
-        pool.validate()?;
-        policy.validate()?;
+        check_pool_and_policy(&pool, &policy)?;
         group.group_protocol = GroupProtocol::Share;
         group.validate()?;
         Ok(ShareSettings {
