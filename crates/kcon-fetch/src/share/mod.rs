@@ -870,20 +870,41 @@ impl ShareFetchMachine {
                     continue;
                 }
                 if r.offset > next {
-                    self.push_ack(tp, next, r.offset - 1, AcknowledgeType::Gap);
+                    self.settle_unheld(tp, next, r.offset - 1, AcknowledgeType::Gap);
                 }
                 next = r.offset + 1;
                 out.push(r.with_delivery_count(count));
             }
             if next <= readable_last {
-                self.push_ack(tp, next, readable_last, AcknowledgeType::Gap);
+                self.settle_unheld(tp, next, readable_last, AcknowledgeType::Gap);
             }
             if readable_last < last {
                 let from = (readable_last + 1).max(first);
-                self.push_ack(tp, from, last, AcknowledgeType::Release);
+                self.settle_unheld(tp, from, last, AcknowledgeType::Release);
             }
         }
         self.not_twice(tp, out)
+    }
+
+    /// Acknowledges `first..=last` of `tp` as `kind` (a gap, or a release past a corrupt
+    /// batch), less the offsets the application holds: a broker that says again it acquired an
+    /// offset the application is working on does not get that record settled behind its back.
+    fn settle_unheld(&mut self, tp: &TopicPartition, first: i64, last: i64, kind: AcknowledgeType) {
+        let held: Vec<i64> = self
+            .outstanding
+            .get(tp)
+            .map(|h| h.range(first..=last).map(|(o, _)| *o).collect())
+            .unwrap_or_default();
+        let mut from = first;
+        for o in held {
+            if o > from {
+                self.push_ack(tp, from, o - 1, kind);
+            }
+            from = o.saturating_add(1);
+        }
+        if from <= last {
+            self.push_ack(tp, from, last, kind);
+        }
     }
 
     /// `records` less those handed out already and not acknowledged at the same delivery

@@ -574,3 +574,20 @@ fn a_wait_called_off_fetches_nothing_more() {
     assert_eq!(handed_out(&h.events()), [(0, 4, Some(1))]);
     assert!(h.request().is_none());
 }
+
+/// A broker that says again it acquired offsets the application holds gets no gap or release
+/// for them: only the offsets around them are settled by the machine.
+#[test]
+fn offsets_held_are_never_settled_as_gaps() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
+    assert_eq!(handed_out(&h.events()).len(), 3);
+    want(&mut h);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[5], &[(0, 5, 1)])]));
+    assert_eq!(handed_out(&h.events()), [(0, 5, Some(1))]);
+    want(&mut h);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(ranges(&f.partitions[0]), [(3, 4, AcknowledgeType::Gap)]);
+}
