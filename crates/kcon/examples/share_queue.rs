@@ -1,0 +1,71 @@
+//! A work queue over a share group (KIP-932): every member of the group `GROUP` reads the
+//! same topic, each job handed to one of them at a time. A job whose handler fails retriably is
+//! released, and the group hands it out again (to this member or another) with its delivery
+//! count raised; one that fails for good (a job that does not parse) goes to a dead-letter
+//! topic, and is then accepted.
+//!
+//! ```text
+//! cargo run -p kcon --example share_queue -- [BOOTSTRAP] [TOPIC] [GROUP]
+//! ```
+//!
+//! Each argument falls back to `KCON_BOOTSTRAP`, `KCON_TOPIC`, `KCON_GROUP`, then to
+//! `localhost:9092`, `jobs`, `workers`. Start several to share the work; stop one with Ctrl-C:
+//! what it held unsettled goes to the others. Share groups need Apache Kafka 4.1 or later with
+//! share groups enabled.
+
+#![allow(clippy::print_stdout, reason = "an example shows what it processes")]
+
+use kcon::deserialize::{BytesDeserializer, StringDeserializer};
+use kcon::share::{ShareConsumer, ShareProcessor};
+use kcon::{Failure, FailureExt};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let bootstrap = setting(1, "KCON_BOOTSTRAP", "localhost:9092");
+    let topic = setting(2, "KCON_TOPIC", "jobs");
+    let group = setting(3, "KCON_GROUP", "workers");
+
+    let mut consumer = ShareConsumer::builder()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &group)
+        // The processor settles every job itself.
+        .set("share.acknowledgement.mode", "explicit")
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", format!("{topic}.dlq"))
+        // At or below the group's share.delivery.count.limit (5 by default), so that the
+        // processor, not the broker, settles a job's last delivery.
+        .set("errors.retry.max.attempts", "4")
+        .build()?;
+    consumer.subscribe([topic.as_str()])?;
+    let mut processor =
+        ShareProcessor::with_deserializers(consumer, BytesDeserializer, StringDeserializer)?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    processor
+        .run_until(stop, async |job| {
+            let n: u64 = job.value.trim().parse().permanent()?;
+            if n.is_multiple_of(7) && job.attempt < 2 {
+                // A job that fails the first time: released, and retried on its redelivery.
+                return Err(Failure::retriable("the downstream service is busy"));
+            }
+            println!("job {n} done at delivery {}", job.attempt);
+            Ok(())
+        })
+        .await?;
+    let counts = processor.counts();
+    println!(
+        "processed {}, released {}, dead-lettered {}",
+        counts.processed, counts.released, counts.dead_lettered
+    );
+    processor.close().await?;
+    Ok(())
+}
+
+/// The `index`th argument, else the environment variable `var`, else `default`.
+fn setting(index: usize, var: &str, default: &str) -> String {
+    std::env::args()
+        .nth(index)
+        .or_else(|| std::env::var(var).ok())
+        .unwrap_or_else(|| default.to_owned())
+}
