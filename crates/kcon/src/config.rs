@@ -295,20 +295,10 @@ impl ConsumerBuilder {
         let mut policy = PolicyConfig::default();
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
-        for (i, (name, value)) in self.properties.iter().enumerate() {
+        for (property, name, value) in effective(&self.properties, ConsumerBuilder::properties())? {
             let unknown = || ConfigError::UnknownProperty {
-                property: name.clone(),
+                property: name.to_owned(),
             };
-            let property = ConsumerBuilder::properties()
-                .find(|p| p.is_named(name))
-                .ok_or_else(unknown)?;
-            // A later value of the property replaces this one, even a bad one.
-            if self.properties[i + 1..]
-                .iter()
-                .any(|(later, _)| property.is_named(later))
-            {
-                continue;
-            }
             set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
             set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
             set_if_listed(
@@ -383,6 +373,30 @@ impl ConsumerBuilder {
             policy,
         })
     }
+}
+
+/// The properties `given`, in order, each with its entry among `table`'s, less those a later
+/// value of the same property (under any of its names) replaces, even a bad one; an unknown
+/// name is an error.
+pub(crate) fn effective(
+    given: &[(String, String)],
+    table: impl Iterator<Item = &'static dyn AnyProperty> + Clone,
+) -> Result<Vec<(&'static dyn AnyProperty, &str, &str)>, ConfigError> {
+    let mut out = Vec::with_capacity(given.len());
+    for (i, (name, value)) in given.iter().enumerate() {
+        let property = table.clone().find(|p| p.is_named(name)).ok_or_else(|| {
+            ConfigError::UnknownProperty {
+                property: name.clone(),
+            }
+        })?;
+        if !given[i + 1..]
+            .iter()
+            .any(|(later, _)| property.is_named(later))
+        {
+            out.push((property, name.as_str(), value.as_str()));
+        }
+    }
+    Ok(out)
 }
 
 /// The checks of the connection's and the record policies' settings across properties, for

@@ -37,7 +37,8 @@ use tokio::time;
 use tracing::{debug, warn};
 
 use crate::config::{
-    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, set_if_listed,
+    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, effective,
+    set_if_listed,
 };
 use crate::error::Error;
 
@@ -250,21 +251,12 @@ impl ShareConsumerBuilder {
         let mut mode = AcknowledgementMode::default();
         let mut policy = PolicyConfig::default();
         let mut close_timeout = Duration::from_secs(30);
-        for (i, (name, value)) in self.properties.iter().enumerate() {
+        for (property, name, value) in effective(&self.properties, ShareConsumer::properties())? {
             let unknown = || ConfigError::UnknownProperty {
-                property: name.clone(),
+                property: name.to_owned(),
             };
-            let property = ShareConsumer::properties()
-                .find(|p| p.is_named(name))
-                .ok_or_else(unknown)?;
             if let Some((_, why)) = REFUSED.iter().find(|(n, _)| property.is_named(n)) {
                 return Err(Error::config(property.name(), value, why));
-            }
-            if self.properties[i + 1..]
-                .iter()
-                .any(|(later, _)| property.is_named(later))
-            {
-                continue;
             }
             set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
             set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
