@@ -3,7 +3,9 @@
 //! settled one by one: accepted, released (handed out again with its delivery count raised) or
 //! rejected (archived). [`ShareConsumer`] runs a share group member (kcon-group's
 //! consumer-protocol machine speaking ShareGroupHeartbeat) and a share fetch task (kcon-fetch's
-//! `ShareFetchMachine`) over one pool.
+//! `ShareFetchMachine`) over one pool. [`ShareProcessor`] runs a handler over one with the
+//! record policies (`errors.*`): a retriable failure releases the record, one that fails for
+//! good is dead-lettered, rejected, or stops it.
 //!
 //! ```no_run
 //! use kcon::share::{AcknowledgeType, ShareConsumer};
