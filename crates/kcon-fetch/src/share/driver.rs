@@ -6,6 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::kafka_protocol::protocol::Request;
+use kcon_core::wire::VersionError;
 use kcon_core::{RequestFailure, TopicPartition};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
@@ -60,7 +62,6 @@ impl ShareFetcher {
             events: event_tx,
             config,
             closed: false,
-            commits: 0,
         };
         let task = tokio::spawn(drive(pool, machine, glue, command_rx));
         ShareFetcher {
@@ -189,8 +190,6 @@ struct ShareTask {
     events: mpsc::UnboundedSender<ShareEvent>,
     config: FetchConfig,
     closed: bool,
-    /// Commits the machine numbered: the handle's numbers follow the same order.
-    commits: u64,
 }
 
 impl Drive for ShareTask {
@@ -233,7 +232,6 @@ impl Drive for ShareTask {
                     numbered, id,
                     "the handle numbers commits as the machine does"
                 );
-                self.commits = numbered + 1;
             }
             Some(Command::Close) | None => machine.close(now),
         }
@@ -279,38 +277,25 @@ async fn send(
 ) -> Result<ShareAnswer, RequestFailure> {
     match out.request {
         ShareRequest::Fetch { broker, fetch } => {
-            let conn = pool
-                .connection(BrokerTarget::Broker(broker))
-                .await
-                .map_err(RequestFailure::from)?;
-            let v = conn
-                .version(ApiKey::ShareFetch)
-                .map_err(RequestFailure::from)?;
-            let request = share_fetch_request(&fetch, v)?;
             // The broker holds a fetch up to fetch.max.wait.ms before it answers.
-            let timeout = pool.config().request_timeout + max_wait;
-            let answer = conn
-                .send_with_timeout(&request, timeout)
-                .await
-                .map_err(|e| RequestFailure::from(e).at_version(v))?;
+            let answer = call(&pool, broker, ApiKey::ShareFetch, max_wait, |v| {
+                share_fetch_request(&fetch, v)
+            })
+            .await?;
             Ok(ShareAnswer::Fetch(Box::new(answer)))
         }
         ShareRequest::Acknowledge {
             broker,
             acknowledge,
         } => {
-            let conn = pool
-                .connection(BrokerTarget::Broker(broker))
-                .await
-                .map_err(RequestFailure::from)?;
-            let v = conn
-                .version(ApiKey::ShareAcknowledge)
-                .map_err(RequestFailure::from)?;
-            let request = share_acknowledge_request(&acknowledge, v)?;
-            let answer = conn
-                .send(&request)
-                .await
-                .map_err(|e| RequestFailure::from(e).at_version(v))?;
+            let answer = call(
+                &pool,
+                broker,
+                ApiKey::ShareAcknowledge,
+                Duration::ZERO,
+                |v| share_acknowledge_request(&acknowledge, v),
+            )
+            .await?;
             Ok(ShareAnswer::Acknowledge(Box::new(answer)))
         }
         ShareRequest::Metadata { topics } => {
@@ -324,4 +309,27 @@ async fn send(
             )))
         }
     }
+}
+
+/// Sends `api`'s request, built for `broker`'s connection's version, on that connection, and
+/// waits for the answer `request.timeout.ms` plus `held` (how long the broker may hold it).
+async fn call<R: Request>(
+    pool: &Pool,
+    broker: i32,
+    api: ApiKey,
+    held: Duration,
+    build: impl FnOnce(i16) -> Result<R, VersionError>,
+) -> Result<R::Response, RequestFailure>
+where
+    R::Response: 'static,
+{
+    let conn = pool
+        .connection(BrokerTarget::Broker(broker))
+        .await
+        .map_err(RequestFailure::from)?;
+    let v = conn.version(api).map_err(RequestFailure::from)?;
+    let request = build(v)?;
+    conn.send_with_timeout(&request, pool.config().request_timeout + held)
+        .await
+        .map_err(|e| RequestFailure::from(e).at_version(v))
 }

@@ -31,7 +31,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::ResponseError;
@@ -189,17 +189,6 @@ impl ShareFetchMachine {
         self.closed
     }
 
-    /// Acknowledgements given and not answered yet.
-    pub fn unanswered_acknowledgements(&self) -> usize {
-        let in_flight: usize = self
-            .brokers
-            .values()
-            .filter_map(|b| b.in_flight.as_ref())
-            .map(|f| f.acks.values().map(Vec::len).sum::<usize>())
-            .sum();
-        in_flight + self.acks.values().map(Vec::len).sum::<usize>()
-    }
-
     // ----- inputs -----
 
     /// The member id (the share group member's; it may be named after the machine starts).
@@ -351,10 +340,12 @@ impl ShareFetchMachine {
         })
     }
 
-    /// The assigned partitions led by `broker`, with their topic ids.
-    fn led_by(&self, broker: i32) -> BTreeMap<TopicPartition, TopicId> {
-        self.assigned
-            .iter()
+    /// Those of `partitions` `broker` leads, with their topic ids.
+    fn led_by<'a, C>(&self, broker: i32, partitions: impl Iterator<Item = &'a TopicPartition>) -> C
+    where
+        C: FromIterator<(TopicPartition, TopicId)>,
+    {
+        partitions
             .filter_map(|tp| match self.leader_of(tp) {
                 Some((b, id)) if b == broker => Some((tp.clone(), id)),
                 _ => None,
@@ -362,15 +353,9 @@ impl ShareFetchMachine {
             .collect()
     }
 
-    /// The pending acknowledgements whose partition `broker` leads (with their topic ids).
+    /// The partitions with acknowledgements waiting that `broker` leads.
     fn acks_for(&self, broker: i32) -> Vec<(TopicPartition, TopicId)> {
-        self.acks
-            .keys()
-            .filter_map(|tp| match self.leader_of(tp) {
-                Some((b, id)) if b == broker => Some((tp.clone(), id)),
-                _ => None,
-            })
-            .collect()
+        self.led_by(broker, self.acks.keys())
     }
 
     /// The last acknowledgement number a commit waits for.
@@ -429,7 +414,7 @@ impl ShareFetchMachine {
                 self.broker(broker).closed = true;
                 return None;
             }
-            return Some(self.acknowledge_request(broker, Kind::Close, now));
+            return Some(self.acknowledge_request(broker, Kind::Close));
         }
         let acks = self.acks_for(broker);
         let commit_waits = self.commit_wants().is_some_and(|upto| {
@@ -437,13 +422,13 @@ impl ShareFetchMachine {
                 .any(|(tp, _)| self.acks[tp].iter().any(|p| p.seq < upto))
         });
         if open && commit_waits {
-            return Some(self.acknowledge_request(broker, Kind::Acknowledge, now));
+            return Some(self.acknowledge_request(broker, Kind::Acknowledge));
         }
-        let led = self.led_by(broker);
+        let led: BTreeMap<TopicPartition, TopicId> = self.led_by(broker, self.assigned.iter());
         let session = self.brokers[&broker].session.clone();
         let forget = open && session.iter().any(|tp| !led.contains_key(tp));
         if (self.wanted && !led.is_empty()) || forget {
-            return Some(self.fetch_request(broker, led, acks, now));
+            return Some(self.fetch_request(broker, led, acks));
         }
         None
     }
@@ -488,9 +473,7 @@ impl ShareFetchMachine {
         broker: i32,
         led: BTreeMap<TopicPartition, TopicId>,
         acks: Vec<(TopicPartition, TopicId)>,
-        now: Instant,
     ) -> ShareOutgoing {
-        let _ = now;
         let epoch = self.brokers[&broker].epoch;
         let session = self.brokers[&broker].session.clone();
         let (mut partitions, carried) = if epoch > 0 {
@@ -552,8 +535,7 @@ impl ShareFetchMachine {
         }
     }
 
-    fn acknowledge_request(&mut self, broker: i32, kind: Kind, now: Instant) -> ShareOutgoing {
-        let _ = now;
+    fn acknowledge_request(&mut self, broker: i32, kind: Kind) -> ShareOutgoing {
         let acks = self.acks_for(broker);
         let (partitions, carried) = self.take_acks(&acks);
         let id = self.ids.next_id();
@@ -1125,10 +1107,4 @@ impl Machine for ShareFetchMachine {
             .flatten();
         brokers.chain(refresh).min()
     }
-}
-
-/// How long a share fetch may take to be answered: the broker holds it up to
-/// `fetch.max.wait.ms`.
-pub fn fetch_timeout(config: &FetchConfig, request_timeout: Duration) -> Duration {
-    request_timeout + config.max_wait
 }

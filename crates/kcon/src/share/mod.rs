@@ -242,7 +242,6 @@ impl ShareConsumerBuilder {
             },
             on_acknowledged: self.on_acknowledged,
             failed: None,
-            subscribed: false,
         })
     }
 
@@ -337,7 +336,6 @@ pub struct ShareConsumer {
     metrics: ShareMetricsHandle,
     on_acknowledged: Vec<AcknowledgedHook>,
     failed: Option<Error>,
-    subscribed: bool,
 }
 
 impl ShareConsumer {
@@ -394,7 +392,6 @@ impl ShareConsumer {
     {
         let member = self.member.as_ref().ok_or_else(Error::closed)?;
         let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
-        self.subscribed = !topics.is_empty();
         self.subscription = topics.iter().cloned().collect();
         member.subscribe(topics);
         Ok(())
@@ -414,7 +411,7 @@ impl ShareConsumer {
         if self.member.is_none() {
             return Err(Error::closed());
         }
-        if !self.subscribed {
+        if self.subscription.is_empty() {
             return Err(Error::misuse("recv_batch before subscribe"));
         }
         self.settle_batch()?;
@@ -549,7 +546,6 @@ impl ShareConsumer {
                 debug!(error = %e, "the share group member failed while closing");
             }
         }
-        let _ = &self.pool;
         Ok(())
     }
 

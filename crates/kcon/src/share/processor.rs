@@ -56,7 +56,8 @@ pub struct ShareProcessor<K = BytesDeserializer, V = BytesDeserializer> {
     key: K,
     value: V,
     config: PolicyConfig,
-    dead_letter: Option<(String, Producer, bool)>,
+    /// The dead-letter topic and the processor's own producer for it.
+    dead_letter: Option<(String, Producer)>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
     counts: ShareProcessorCounts,
 }
@@ -121,7 +122,7 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
                         )
                     })?;
                 debug_assert_eq!(producer.config().acks, Acks::All);
-                Some((topic.clone(), producer, true))
+                Some((topic.clone(), producer))
             }
         };
         Ok(ShareProcessor {
@@ -190,12 +191,8 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
     /// producer.
     pub async fn close(self) -> Result<(), Error> {
         let result = self.consumer.close().await;
-        if let Some((_, producer, owned)) = &self.dead_letter {
-            if *owned {
-                producer.close().await;
-            } else {
-                producer.flush().await;
-            }
+        if let Some((_, producer)) = &self.dead_letter {
+            producer.close().await;
         }
         result
     }
@@ -268,7 +265,7 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
         failure: &FailureInfo,
         attempts: u32,
     ) -> Result<(), Error> {
-        let Some((topic, producer, _)) = &self.dead_letter else {
+        let Some((topic, producer)) = &self.dead_letter else {
             return Err(Error::misuse("no dead-letter producer"));
         };
         let cx = DeadLetterContext {
