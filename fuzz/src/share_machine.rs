@@ -8,7 +8,7 @@
 //!
 //! | op | what |
 //! |---|---|
-//! | 0–2 | answer the oldest outstanding request, made from the next bytes: a ShareFetch's with acquired ranges (inverted, overlapping, negative and huge ones too), records, partition and acknowledgement errors or a request-level error; a ShareAcknowledge's with errors; a metadata refresh's with leaders |
+//! | 0–2 | answer the oldest outstanding request, made from the next bytes: a ShareFetch's with acquired ranges (inverted, overlapping, negative and huge ones too), records, partition errors (a leader error naming a new leader or none), acknowledgement errors or a request-level error; a ShareAcknowledge's with errors; a metadata refresh's with leaders |
 //! | 3 | fail the oldest outstanding request (retriable or not) |
 //! | 4 | advance the virtual clock by a fuzzed amount and fire the timers due |
 //! | 5 | assign a subset of three partitions |
@@ -155,6 +155,15 @@ fn fetch_answer(input: &mut Input<'_>, asked: &[TopicPartition]) -> ShareAnswer 
             _ => i32::from(input.u8() % 5),
         };
         d.error_code = input.pick(PARTITION_ERRORS);
+        if d.error_code == 6 {
+            // The current leader a leader error may name: none, broker 1 or 2, at epoch 0 to 3.
+            let b = input.u8();
+            d.current_leader.leader_id = match b % 3 {
+                0 => -1,
+                n => i32::from(n),
+            };
+            d.current_leader.leader_epoch = i32::from(b / 3 % 4);
+        }
         d.acknowledge_error_code = input.pick(PARTITION_ERRORS);
         let base = i64::from(input.u8() % 32);
         let count = input.u8() % 12;

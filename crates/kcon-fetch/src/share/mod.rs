@@ -49,6 +49,7 @@ pub use messages::{
     ShareEvent, ShareFetch, ShareOutgoing, SharePartitionRequest, ShareRequest,
 };
 
+use crate::position::LeaderAndEpoch;
 use crate::{FetchConfig, MetadataView, PartitionInfo};
 
 /// The epoch that closes a share session.
@@ -92,6 +93,11 @@ struct Broker {
     retry_at: Option<Instant>,
     /// Closed for good (the machine is closing).
     closed: bool,
+    /// The broker may still hold a session this machine started over from (a request to an
+    /// open session failed, or was refused other than with SHARE_SESSION_NOT_FOUND, and no
+    /// new session replaced it): closing ends it too, so the records it holds are released
+    /// then rather than when their locks expire.
+    lingering: bool,
 }
 
 /// The share session machine of one share group member. Sans-IO: time, answers and the
@@ -126,9 +132,23 @@ pub struct ShareFetchMachine {
     /// one with a higher delivery count (its lock expired and it was acquired again) is.
     outstanding: BTreeMap<TopicPartition, BTreeMap<i64, (i64, u16)>>,
     refresh: Refresh,
+    /// Partitions whose last fetch was answered with an error: left out of fetches (and out
+    /// of the leader's session) until their backoff ends, so a broker that keeps refusing one
+    /// is not asked again at once. Cleared by an answer without an error or a new leader.
+    held_back: BTreeMap<TopicPartition, HeldBack>,
     closing: bool,
     closed: bool,
     events: VecDeque<ShareEvent>,
+}
+
+/// A partition's backoff after fetch errors.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeldBack {
+    /// Errors in a row.
+    errors: u32,
+    /// Left out of fetches until then; `None` once it passed (the count stays, so the next
+    /// error waits longer).
+    until: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +186,7 @@ impl ShareFetchMachine {
             told_records: 0,
             outstanding: BTreeMap::new(),
             refresh: Refresh::default(),
+            held_back: BTreeMap::new(),
             closing: false,
             closed: false,
             events: VecDeque::new(),
@@ -201,18 +222,34 @@ impl ShareFetchMachine {
     /// partition no longer assigned still go.
     pub fn assign(&mut self, _now: Instant, partitions: BTreeSet<TopicPartition>) {
         self.assigned = partitions;
+        let assigned = &self.assigned;
+        self.held_back.retain(|tp, _| assigned.contains(tp));
         if self.assigned.iter().any(|tp| self.leader_of(tp).is_none()) {
             self.refresh.wanted = true;
         }
     }
 
-    /// New metadata: leaders and topic ids.
+    /// New metadata: leaders and topic ids. A leader at an older epoch than the one known (a
+    /// snapshot taken before a broker named the new leader) is not taken.
     pub fn metadata_updated(&mut self, _now: Instant, view: &MetadataView) {
         let mut progress = false;
         for (tp, info) in &view.partitions {
-            if self.metadata.get(tp) != Some(info) {
+            let mut info = *info;
+            if let Some(known) = self.metadata.get(tp)
+                && matches!((known.leader.epoch, info.leader.epoch), (Some(old), Some(new)) if new < old)
+            {
+                info.leader = known.leader;
+            }
+            if self.metadata.get(tp) != Some(&info) {
                 progress = true;
-                self.metadata.insert(tp.clone(), *info);
+                if self
+                    .metadata
+                    .get(tp)
+                    .is_some_and(|k| k.leader != info.leader)
+                {
+                    self.held_back.remove(tp);
+                }
+                self.metadata.insert(tp.clone(), info);
             }
         }
         if progress {
@@ -323,6 +360,37 @@ impl ShareFetchMachine {
         Some((info.leader.leader?, info.topic_id?))
     }
 
+    /// A leader error answered with the partition's current leader (KIP-951): when it is newer
+    /// than the one known, the partition moves to it at once, its next fetch going there before
+    /// the metadata refresh confirms it. Returns whether it moved.
+    fn leader_hint(&mut self, tp: &TopicPartition, leader_id: i32, leader_epoch: i32) -> bool {
+        if leader_id < 0 || leader_epoch < 0 {
+            return false;
+        }
+        let Some(info) = self.metadata.get_mut(tp) else {
+            return false;
+        };
+        if info.leader.epoch.is_some_and(|known| known >= leader_epoch) {
+            return false;
+        }
+        debug!(group = %self.group_id, partition = %tp, leader = leader_id, epoch = leader_epoch, "the partition's leader moved");
+        info.leader = LeaderAndEpoch::new(leader_id, leader_epoch);
+        self.held_back.remove(tp);
+        true
+    }
+
+    /// Leaves `tp` out of fetches for a backoff growing with its errors in a row.
+    fn hold_back(&mut self, tp: &TopicPartition, now: Instant) {
+        let h = self.held_back.entry(tp.clone()).or_default();
+        let delay = self.backoff.delay(h.errors, self.rng.f64());
+        h.errors = h.errors.saturating_add(1);
+        h.until = Some(now + delay);
+    }
+
+    fn is_held_back(&self, tp: &TopicPartition) -> bool {
+        self.held_back.get(tp).is_some_and(|h| h.until.is_some())
+    }
+
     fn broker(&mut self, id: i32) -> &mut Broker {
         let backoff = self.backoff;
         let group = self.group_id.clone();
@@ -337,6 +405,7 @@ impl ShareFetchMachine {
             ),
             retry_at: None,
             closed: false,
+            lingering: false,
         })
     }
 
@@ -410,7 +479,7 @@ impl ShareFetchMachine {
         }
         let open = b.epoch > 0;
         if self.closing {
-            if !open {
+            if !open && !self.brokers[&broker].lingering {
                 self.broker(broker).closed = true;
                 return None;
             }
@@ -424,7 +493,16 @@ impl ShareFetchMachine {
         if open && commit_waits {
             return Some(self.acknowledge_request(broker, Kind::Acknowledge));
         }
-        let led: BTreeMap<TopicPartition, TopicId> = self.led_by(broker, self.assigned.iter());
+        let led: BTreeMap<TopicPartition, TopicId> = self.led_by(
+            broker,
+            self.assigned.iter().filter(|tp| !self.is_held_back(tp)),
+        );
+        // A partition held back leaves the session (it is forgotten) and its acknowledgements
+        // wait for its return, or go with a commit's ShareAcknowledge.
+        let acks: Vec<(TopicPartition, TopicId)> = acks
+            .into_iter()
+            .filter(|(tp, _)| !self.is_held_back(tp))
+            .collect();
         let session = self.brokers[&broker].session.clone();
         let forget = open && session.iter().any(|tp| !led.contains_key(tp));
         if (self.wanted && !led.is_empty()) || forget {
@@ -634,8 +712,12 @@ impl ShareFetchMachine {
                 };
                 match self.brokers.get(&broker) {
                     None => !self.wanted || self.closing,
+                    // Closing, a lingering session's close carries them.
                     Some(b) => {
-                        b.epoch == 0 && b.in_flight.is_none() && (!self.wanted || self.closing)
+                        b.epoch == 0
+                            && b.in_flight.is_none()
+                            && (!self.wanted || self.closing)
+                            && !(self.closing && b.lingering)
                             || b.closed
                     }
                 }
@@ -661,7 +743,7 @@ impl ShareFetchMachine {
             return;
         }
         for b in self.brokers.values_mut() {
-            if b.epoch == 0 && b.in_flight.is_none() {
+            if b.epoch == 0 && !b.lingering && b.in_flight.is_none() {
                 b.closed = true;
             }
         }
@@ -701,6 +783,12 @@ impl ShareFetchMachine {
             ),
         };
         b.retry_at = Some(failed.retry_at);
+        // A lost answer may have opened or moved a session; a refusal of an open one leaves it.
+        b.lingering = match failure {
+            Some(_) => true,
+            None if error_code == ResponseError::ShareSessionNotFound.code() => false,
+            None => b.epoch > 0 || b.lingering,
+        };
         if let Some(r) = failed.report {
             self.events.push_back(ShareEvent::PersistentFailure(r));
         }
@@ -729,6 +817,7 @@ impl ShareFetchMachine {
         }
         let b = self.broker(broker);
         b.retry_at = None;
+        b.lingering = false;
         if sent.kind == Kind::Close {
             b.epoch = 0;
             b.session.clear();
@@ -770,12 +859,17 @@ impl ShareFetchMachine {
                 }
                 if p.error_code != 0 {
                     debug!(group = %self.group_id, partition = %tp, error = %error_name(p.error_code), "share fetch partition error");
-                    if is_leader_error(p.error_code) {
+                    let moved = is_leader_error(p.error_code) && {
                         self.refresh.wanted = true;
-                        self.broker(broker).session.remove(&tp);
+                        let hint = &p.current_leader;
+                        self.leader_hint(&tp, hint.leader_id, hint.leader_epoch)
+                    };
+                    if !moved {
+                        self.hold_back(&tp, now);
                     }
                     continue;
                 }
+                self.held_back.remove(&tp);
                 let acquired: Vec<(i64, i64, i16)> = p
                     .acquired_records
                     .iter()
@@ -952,6 +1046,8 @@ impl ShareFetchMachine {
                     errors.insert(tp.clone(), p.error_code);
                     if is_leader_error(p.error_code) {
                         self.refresh.wanted = true;
+                        let (tp, hint) = (tp.clone(), &p.current_leader);
+                        self.leader_hint(&tp, hint.leader_id, hint.leader_epoch);
                     }
                 }
             }
@@ -1082,6 +1178,11 @@ impl Machine for ShareFetchMachine {
         if self.refresh.retry_at.is_some_and(|t| now >= t) {
             self.refresh.retry_at = None;
         }
+        for h in self.held_back.values_mut() {
+            if h.until.is_some_and(|t| now >= t) {
+                h.until = None;
+            }
+        }
         self.after_input();
     }
 
@@ -1095,7 +1196,7 @@ impl Machine for ShareFetchMachine {
         self.events.pop_front()
     }
 
-    /// The earliest broker backoff or metadata retry still ahead.
+    /// The earliest broker or partition backoff or metadata retry still ahead.
     fn poll_timeout(&self) -> Option<Instant> {
         let brokers = self
             .brokers
@@ -1105,6 +1206,7 @@ impl Machine for ShareFetchMachine {
         let refresh = (self.refresh.wanted && !self.closing && self.refresh.in_flight.is_none())
             .then_some(self.refresh.retry_at)
             .flatten();
-        brokers.chain(refresh).min()
+        let partitions = self.held_back.values().filter_map(|h| h.until);
+        brokers.chain(refresh).chain(partitions).min()
     }
 }

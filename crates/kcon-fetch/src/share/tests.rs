@@ -113,6 +113,8 @@ struct Part {
     acquired: Vec<(i64, i64, i16)>,
     error: i16,
     ack_error: i16,
+    /// The current leader a leader error names (KIP-951), or (-1, -1).
+    leader: (i32, i32),
 }
 
 fn part(partition: i32, offsets: &[i64], acquired: &[(i64, i64, i16)]) -> Part {
@@ -122,6 +124,7 @@ fn part(partition: i32, offsets: &[i64], acquired: &[(i64, i64, i16)]) -> Part {
         acquired: acquired.to_vec(),
         error: 0,
         ack_error: 0,
+        leader: (-1, -1),
     }
 }
 
@@ -135,6 +138,8 @@ fn fetch_answer(parts: Vec<Part>) -> ShareAnswer {
         d.partition_index = p.partition;
         d.error_code = p.error;
         d.acknowledge_error_code = p.ack_error;
+        d.current_leader.leader_id = p.leader.0;
+        d.current_leader.leader_epoch = p.leader.1;
         d.records = (!p.offsets.is_empty()).then(|| records(&p.offsets));
         d.acquired_records = p
             .acquired
@@ -409,6 +414,100 @@ fn failures_back_off_and_leader_errors_refresh() {
     assert!(matches!(refresh.request, ShareRequest::Metadata { .. }));
 }
 
+/// A leader error naming a newer leader moves the partition there at once: the next fetch goes
+/// to the new leader before the metadata says so, and a metadata snapshot older than the
+/// named epoch does not move it back. A leader named at an epoch not newer is not taken.
+#[test]
+fn a_named_leader_is_fetched_from_before_the_refresh() {
+    let mut h = machine(&[1, 1]);
+    let (id, broker, f) = fetch(&mut h);
+    assert_eq!((broker, f.partitions.len()), (1, 2));
+    let mut moved = part(0, &[], &[]);
+    moved.error = 6;
+    moved.leader = (2, 3);
+    let mut stale = part(1, &[], &[]);
+    stale.error = 6;
+    stale.leader = (2, 0);
+    h.answer(id, fetch_answer(vec![moved, stale]));
+    let requests = h.requests();
+    let refresh = requests
+        .iter()
+        .find(|r| matches!(r.request, ShareRequest::Metadata { .. }))
+        .expect("a metadata refresh");
+    let to_new = requests
+        .iter()
+        .find_map(|r| match &r.request {
+            ShareRequest::Fetch { broker: 2, fetch } => Some(fetch),
+            _ => None,
+        })
+        .expect("a fetch to the named leader before the refresh");
+    assert_eq!(to_new.epoch, 0);
+    let listed: Vec<_> = to_new
+        .partitions
+        .iter()
+        .map(|p| p.partition.clone())
+        .collect();
+    assert_eq!(
+        listed,
+        [tp(0)],
+        "only the partition named at a newer epoch moved"
+    );
+    // The refresh answers with what the metadata knew before the move: partition 0 stays.
+    h.answer(refresh.id, ShareAnswer::Metadata(view(&[1, 1])));
+    assert_eq!(h.machine.leader_of(&tp(0)), Some((2, A)));
+    assert_eq!(h.machine.leader_of(&tp(1)), Some((1, A)));
+}
+
+/// A partition answered with an error is left out of fetches for a backoff that grows with
+/// each error in a row (forgotten from the session meanwhile, listed again after), rather than
+/// asked again at once; an answer without an error ends it.
+#[test]
+fn a_partition_error_holds_the_partition_back() {
+    let mut config = FetchConfig::default();
+    config.retry_backoff = Duration::from_millis(100);
+    config.retry_backoff_max = Duration::from_secs(10);
+    let now = Instant::now();
+    let mut h = Harness::new(ShareFetchMachine::new(config, "g", "m", 3), now);
+    h.machine.metadata_updated(now, &view(&[1]));
+    h.machine.assign(now, BTreeSet::from([tp(0)]));
+    want(&mut h);
+    let (mut id, _, f) = fetch(&mut h);
+    assert_eq!(f.epoch, 0);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let mut p = part(0, &[], &[]);
+        p.error = -1; // UNKNOWN_SERVER_ERROR
+        let last = h.requests();
+        assert!(last.is_empty(), "nothing else in flight: {last:?}");
+        h.answer(id, fetch_answer(vec![p]));
+        // The next fetch forgets the partition; nothing is asked for it until the backoff ends.
+        let (forget, _, f) = fetch(&mut h);
+        assert_eq!((f.partitions.len(), f.forgotten.len()), (0, 1));
+        h.answer(forget, fetch_answer(vec![]));
+        assert!(
+            h.requests().is_empty(),
+            "asked again before the backoff ended"
+        );
+        waits.push(h.run_to_timeout());
+        let (again, _, f) = fetch(&mut h);
+        assert_eq!(f.partitions.len(), 1, "listed again once the backoff ended");
+        id = again;
+    }
+    // 100 ms doubling, each within 20% jitter.
+    for (i, w) in waits.iter().enumerate() {
+        let base = 100u64 << i;
+        let (lo, hi) = (base * 8 / 10, base * 12 / 10 + 1);
+        assert!(
+            (lo..=hi).contains(&(w.as_millis() as u64)),
+            "wait {i}: {w:?} outside {lo}..={hi} ms: {waits:?}"
+        );
+    }
+    // Records at last: the backoff starts over at the next error.
+    h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    assert_eq!(handed_out(&h.events()), [(0, 0, Some(1))]);
+    assert_eq!(h.machine.held_back.get(&tp(0)).map(|b| b.errors), None);
+}
+
 /// A partition no longer assigned leaves the session with the next fetch; its
 /// acknowledgements still go.
 #[test]
@@ -431,14 +530,18 @@ fn revoked_partitions_are_forgotten() {
 }
 
 /// Close sends the acknowledgements left with a ShareAcknowledge at epoch -1 to each open
-/// session, and ends with `Closed`; a broker with no session gets nothing.
+/// session, and ends with `Closed`. A broker whose last request failed may hold a session
+/// whose answer was lost: it is closed too, once its backoff ends. A broker that refused to
+/// open a session has none and gets nothing.
 #[test]
 fn close_acknowledges_and_closes_each_session() {
-    let mut h = machine(&[1, 2]);
+    let mut h = machine(&[1, 2, 3]);
     let (id1, _, _) = fetch(&mut h);
     let (id2, _, _) = fetch(&mut h);
+    let (id3, _, _) = fetch(&mut h);
     h.answer(id1, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
     h.fail(id2, RequestFailure::retriable("connection reset"));
+    h.answer(id3, top_error(133)); // SHARE_SESSION_LIMIT_REACHED
     h.events();
     let now = h.now;
     h.machine
@@ -447,8 +550,22 @@ fn close_acknowledges_and_closes_each_session() {
     let (id, a) = acknowledge(&mut h);
     assert_eq!(a.epoch, CLOSE_EPOCH);
     assert_eq!(ranges(&a.partitions[0]), [(0, 0, AcknowledgeType::Release)]);
-    assert!(h.request().is_none(), "broker 2 has no session to close");
+    assert!(
+        h.request().is_none(),
+        "broker 2 waits out its backoff; broker 3 has no session"
+    );
     h.answer(id, ack_answer(&[(0, 0)]));
+    assert!(!h.machine.is_closed(), "broker 2's session may linger");
+    h.run_to_timeout();
+    let lingering = h.request().expect("a close to broker 2");
+    assert_eq!(lingering.target, Target::Broker(2));
+    let ShareRequest::Acknowledge { acknowledge: a, .. } = &lingering.request else {
+        panic!("expected a ShareAcknowledge: {lingering:?}");
+    };
+    assert_eq!((a.epoch, a.partitions.len()), (CLOSE_EPOCH, 0));
+    let mut gone = ShareAcknowledgeResponse::default();
+    gone.error_code = 122; // SHARE_SESSION_NOT_FOUND: the session had gone with the connection
+    h.answer(lingering.id, ShareAnswer::Acknowledge(Box::new(gone)));
     let events = h.events();
     assert!(
         matches!(events.last(), Some(ShareEvent::Closed)),
