@@ -237,6 +237,8 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         ShareGroupHeartbeat => m::ShareGroupHeartbeatRequest,
         ShareFetch => m::ShareFetchRequest,
         ShareAcknowledge => m::ShareAcknowledgeRequest,
+        ShareGroupDescribe => m::ShareGroupDescribeRequest,
+        DescribeShareGroupOffsets => m::DescribeShareGroupOffsetsRequest,
     )
 }
 

@@ -47,6 +47,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupHeartbeat, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    // Describing share groups (kcon-admin): ShareGroupDescribe v1 (its v0 was an early-access
+    // version, gone since Kafka 4.1), DescribeShareGroupOffsets v0 (the one version
+    // kafka-protocol 0.18 has).
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
 ];
 
 /// APIs kcon sends at most at a version below the highest it speaks, unless the broker's

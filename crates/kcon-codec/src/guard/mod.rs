@@ -100,6 +100,8 @@ const MESSAGES: &[&Message] = &[
     &share::SHARE_GROUP_HEARTBEAT,
     &share::SHARE_FETCH,
     &share::SHARE_ACKNOWLEDGE,
+    &share::SHARE_GROUP_DESCRIBE,
+    &share::DESCRIBE_SHARE_GROUP_OFFSETS,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

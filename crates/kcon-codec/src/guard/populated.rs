@@ -13,15 +13,16 @@ use kafka_protocol::messages::{
     add_partitions_to_txn_response as apt, api_versions_response as av,
     consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
     create_topics_response as ct, delete_groups_response as dg, describe_groups_response as dsg,
-    end_txn_response as et, fetch_response as fr, find_coordinator_response as fc,
-    heartbeat_response as hb, init_producer_id_response as ipi, join_group_response as jg,
-    leave_group_response as lg, list_groups_response as lsg, list_offsets_response as lo,
-    metadata_response as md, offset_commit_response as oc, offset_delete_response as od,
-    offset_fetch_response as of, offset_for_leader_epoch_response as ofle, produce_response as pr,
+    describe_share_group_offsets_response as dsgo, end_txn_response as et, fetch_response as fr,
+    find_coordinator_response as fc, heartbeat_response as hb, init_producer_id_response as ipi,
+    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
+    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
+    offset_delete_response as od, offset_fetch_response as of,
+    offset_for_leader_epoch_response as ofle, produce_response as pr,
     sasl_authenticate_response as sa, sasl_handshake_response as sh,
     share_acknowledge_response as sak, share_fetch_response as sf,
-    share_group_heartbeat_response as sgh, sync_group_response as sg,
-    txn_offset_commit_response as toc,
+    share_group_describe_response as sgd, share_group_heartbeat_response as sgh,
+    sync_group_response as sg, txn_offset_commit_response as toc,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -945,5 +946,81 @@ pub(super) fn share_acknowledge(_v: i16, alt: bool) -> sak::ShareAcknowledgeResp
         .with_error_message(null_or(!alt, s("fine")))
         .with_responses(vec![topic(1), topic(2)])
         .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn share_group_describe(_v: i16, alt: bool) -> sgd::ShareGroupDescribeResponse {
+    let topic = |id: u8, name: &'static str, partitions: Vec<i32>| {
+        sgd::TopicPartitions::default()
+            .with_topic_id(uuid!(id))
+            .with_topic_name(TopicName(s(name)))
+            .with_partitions(partitions)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let member = |id: &'static str, null: bool| {
+        sgd::Member::default()
+            .with_member_id(s(id))
+            .with_rack_id(null_or(null, s("rack-1")))
+            .with_member_epoch(7)
+            .with_client_id(s("kcon"))
+            .with_client_host(s("/10.0.0.1"))
+            .with_subscribed_topic_names(vec![TopicName(s("a")), TopicName(s("b"))])
+            .with_assignment(
+                sgd::Assignment::default()
+                    .with_topic_partitions(vec![topic(1, "a", vec![0, 1]), topic(2, "b", vec![0])])
+                    .with_unknown_tagged_field(UNKNOWN_TAG, unknown()),
+            )
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let group = |id: &'static str| {
+        sgd::DescribedGroup::default()
+            .with_error_code(0)
+            .with_error_message(null_or(!alt, s("fine")))
+            .with_group_id(GroupId(s(id)))
+            .with_group_state(s("Stable"))
+            .with_group_epoch(9)
+            .with_assignment_epoch(8)
+            .with_assignor_name(s("simple"))
+            .with_members(vec![member("m-1", alt), member("m-2", !alt)])
+            .with_authorized_operations(i32::MIN)
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    sgd::ShareGroupDescribeResponse::default()
+        .with_throttle_time_ms(3)
+        .with_groups(vec![group("g1"), group("g2")])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn describe_share_group_offsets(
+    _v: i16,
+    alt: bool,
+) -> dsgo::DescribeShareGroupOffsetsResponse {
+    let partition = |i: i32, null: bool| {
+        dsgo::DescribeShareGroupOffsetsResponsePartition::default()
+            .with_partition_index(i)
+            .with_start_offset(if i == 0 { 42 } else { -1 })
+            .with_leader_epoch(3)
+            .with_error_code(if i == 0 { 0 } else { 3 })
+            .with_error_message(null_or(null, s("unknown partition")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let topic = |id: u8, name: &'static str| {
+        dsgo::DescribeShareGroupOffsetsResponseTopic::default()
+            .with_topic_name(TopicName(s(name)))
+            .with_topic_id(uuid!(id))
+            .with_partitions(vec![partition(0, alt), partition(1, !alt)])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    let group = |id: &'static str, error: i16| {
+        dsgo::DescribeShareGroupOffsetsResponseGroup::default()
+            .with_group_id(GroupId(s(id)))
+            .with_topics(vec![topic(1, "a"), topic(2, "b")])
+            .with_error_code(error)
+            .with_error_message(null_or(error == 0, s("denied")))
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    };
+    dsgo::DescribeShareGroupOffsetsResponse::default()
+        .with_throttle_time_ms(3)
+        .with_groups(vec![group("g1", 0), group("g2", 30)])
         .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
 }

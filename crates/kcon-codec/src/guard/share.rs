@@ -1,13 +1,14 @@
-//! Schemas of the share-group responses (KIP-932) a share consumer reads: ShareGroupHeartbeat,
-//! ShareFetch, ShareAcknowledge, at v1 (the first version Apache Kafka released; every version
-//! is flexible).
+//! Schemas of the share-group responses (KIP-932): those a share consumer reads
+//! (ShareGroupHeartbeat, ShareFetch, ShareAcknowledge, at v1, the first version Apache Kafka
+//! released) and those that describe a share group from outside it (ShareGroupDescribe v1,
+//! DescribeShareGroupOffsets v0). Every version of each is flexible.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 
 use kafka_protocol::messages::ApiKey;
 
 use super::schema::Ty::{Bytes, I16, I32, I64, OptStruct, Str, Struct, Uuid};
-use super::schema::{ALL, Field, I32_ARRAY, Message, StructDef, array, only, structs};
+use super::schema::{ALL, Field, I32_ARRAY, Message, STR_ARRAY, StructDef, array, only, structs};
 
 pub(super) const SHARE_GROUP_HEARTBEAT: Message = Message {
     api_key: ApiKey::ShareGroupHeartbeat,
@@ -108,5 +109,79 @@ structs! {
         error_code: I16, ALL;
         error_message: Str, ALL, nullable;
         current_leader: Struct(&SHARE_LEADER), ALL;
+    }
+}
+
+pub(super) const SHARE_GROUP_DESCRIBE: Message = Message {
+    api_key: ApiKey::ShareGroupDescribe,
+    versions: only(1, 1),
+    flexible: 0,
+    body: &SHARE_GROUP_DESCRIBE_BODY,
+};
+
+structs! {
+    SHARE_GROUP_DESCRIBE_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        groups: array(&SHARE_GROUP_DESCRIBE_GROUP), ALL;
+    }
+    SHARE_GROUP_DESCRIBE_GROUP = "groups." {
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        group_id: Str, ALL;
+        group_state: Str, ALL;
+        group_epoch: I32, ALL;
+        assignment_epoch: I32, ALL;
+        assignor_name: Str, ALL;
+        members: array(&SHARE_GROUP_DESCRIBE_MEMBER), ALL;
+        authorized_operations: I32, ALL;
+    }
+    SHARE_GROUP_DESCRIBE_MEMBER = "groups.members." {
+        member_id: Str, ALL;
+        rack_id: Str, ALL, nullable;
+        member_epoch: I32, ALL;
+        client_id: Str, ALL;
+        client_host: Str, ALL;
+        subscribed_topic_names: STR_ARRAY, ALL;
+        assignment: Struct(&SHARE_GROUP_DESCRIBE_ASSIGNMENT), ALL;
+    }
+    SHARE_GROUP_DESCRIBE_ASSIGNMENT = "groups.members.assignment." {
+        topic_partitions: array(&SHARE_GROUP_DESCRIBE_TOPIC), ALL;
+    }
+    SHARE_GROUP_DESCRIBE_TOPIC = "groups.members.assignment.topic_partitions." {
+        topic_id: Uuid, ALL;
+        topic_name: Str, ALL;
+        partitions: I32_ARRAY, ALL;
+    }
+}
+
+pub(super) const DESCRIBE_SHARE_GROUP_OFFSETS: Message = Message {
+    api_key: ApiKey::DescribeShareGroupOffsets,
+    versions: only(0, 0),
+    flexible: 0,
+    body: &DESCRIBE_SHARE_GROUP_OFFSETS_BODY,
+};
+
+structs! {
+    DESCRIBE_SHARE_GROUP_OFFSETS_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        groups: array(&DESCRIBE_SHARE_GROUP_OFFSETS_GROUP), ALL;
+    }
+    DESCRIBE_SHARE_GROUP_OFFSETS_GROUP = "groups." {
+        group_id: Str, ALL;
+        topics: array(&DESCRIBE_SHARE_GROUP_OFFSETS_TOPIC), ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+    }
+    DESCRIBE_SHARE_GROUP_OFFSETS_TOPIC = "groups.topics." {
+        topic_name: Str, ALL;
+        topic_id: Uuid, ALL;
+        partitions: array(&DESCRIBE_SHARE_GROUP_OFFSETS_PARTITION), ALL;
+    }
+    DESCRIBE_SHARE_GROUP_OFFSETS_PARTITION = "groups.topics.partitions." {
+        partition_index: I32, ALL;
+        start_offset: I64, ALL;
+        leader_epoch: I32, ALL;
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
     }
 }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslHandshakeRequest, ShareAcknowledgeRequest, ShareFetchRequest,
     ShareGroupHeartbeatRequest, SyncGroupRequest, TxnOffsetCommitRequest, fetch_response as fr,
 };
+use kafka_protocol::messages::{DescribeShareGroupOffsetsRequest, ShareGroupDescribeRequest};
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
 
@@ -182,6 +183,16 @@ macro_rules! dispatch {
                 let $build = populated::share_acknowledge;
                 $body
             }
+            ApiKey::ShareGroupDescribe => {
+                type $R = ShareGroupDescribeRequest;
+                let $build = populated::share_group_describe;
+                $body
+            }
+            ApiKey::DescribeShareGroupOffsets => {
+                type $R = DescribeShareGroupOffsetsRequest;
+                let $build = populated::describe_share_group_offsets;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -268,13 +279,14 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 30 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 163);
+    // 32 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 165);
 }
 
 #[test]
 fn covers_exactly_the_supported_versions() {
-    for api_key in -2..=80 {
+    // DescribeShareGroupOffsets is key 90.
+    for api_key in -2..=95 {
         for version in -2..=30 {
             assert_eq!(
                 covers(api_key, version),
@@ -350,6 +362,9 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
         offset_for_leader_epoch_response as ofle, produce_response as pr,
         share_acknowledge_response as sak, share_fetch_response as sf,
         share_group_heartbeat_response as sgh, txn_offset_commit_response as toc,
+    };
+    use kafka_protocol::messages::{
+        describe_share_group_offsets_response as dsgo, share_group_describe_response as sgd,
     };
     use kafka_protocol::protocol::StrBytes;
     use std::mem::size_of;
@@ -651,6 +666,46 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::ShareAcknowledge,
             "node_endpoints",
             size_of::<sak::NodeEndpoint>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "groups",
+            size_of::<sgd::DescribedGroup>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "groups.members",
+            size_of::<sgd::Member>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "groups.members.subscribed_topic_names",
+            size_of::<StrBytes>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "groups.members.assignment.topic_partitions",
+            size_of::<sgd::TopicPartitions>(),
+        ),
+        (
+            ApiKey::ShareGroupDescribe,
+            "groups.members.assignment.topic_partitions.partitions",
+            size_of::<i32>(),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "groups",
+            size_of::<dsgo::DescribeShareGroupOffsetsResponseGroup>(),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "groups.topics",
+            size_of::<dsgo::DescribeShareGroupOffsetsResponseTopic>(),
+        ),
+        (
+            ApiKey::DescribeShareGroupOffsets,
+            "groups.topics.partitions",
+            size_of::<dsgo::DescribeShareGroupOffsetsResponsePartition>(),
         ),
     ];
     for msg in MESSAGES {
