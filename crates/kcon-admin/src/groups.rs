@@ -1,5 +1,6 @@
-//! Consumer groups: their coordinator, DescribeGroups, ListGroups, OffsetDelete, and the
-//! committed offsets of several groups (OffsetFetch, KIP-709).
+//! Consumer groups: their coordinator, DescribeGroups, ConsumerGroupDescribe, ListGroups,
+//! OffsetDelete, and the committed offsets of several groups (OffsetFetch, KIP-709). Share
+//! groups are `share.rs`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -126,6 +127,12 @@ impl ListedGroup {
     /// or empty (a group that only commits offsets, from outside any generation).
     pub fn is_consumer_group(&self) -> bool {
         self.protocol_type.is_empty() || self.protocol_type == crate::CONSUMER_PROTOCOL_TYPE
+    }
+
+    /// Whether it is a share group (KIP-932): its protocol type is `share`
+    /// ([`SHARE_PROTOCOL_TYPE`](crate::SHARE_PROTOCOL_TYPE)).
+    pub fn is_share_group(&self) -> bool {
+        self.protocol_type == crate::SHARE_PROTOCOL_TYPE
     }
 }
 

@@ -7,9 +7,13 @@
 //! - Groups: [`find_coordinator`], [`describe_group`], [`list_groups`], [`delete_offsets`]
 //!   (OffsetDelete, KIP-496), [`committed_offsets_of_groups`] (OffsetFetch for several groups
 //!   per coordinator, KIP-709).
-//! - A group whichever protocol it runs: [`describe`] joins ConsumerGroupDescribe (KIP-848)
-//!   and DescribeGroups into one [`DescribedGroup`], each member with the partitions it owns;
-//!   [`describe_group_lag`] adds the lag of every partition with its owner.
+//! - A group whichever protocol it runs: [`describe`] joins ConsumerGroupDescribe (KIP-848),
+//!   DescribeGroups and, for a group neither knows, ShareGroupDescribe (KIP-932) into one
+//!   [`DescribedGroup`], each member with the partitions it owns; [`describe_group_lag`] adds
+//!   the lag of every partition with its owner, or for a share group each share-partition's
+//!   start offset and lag.
+//! - Share groups (KIP-932): [`describe_share_group`] (ShareGroupDescribe),
+//!   [`share_group_start_offsets`] (DescribeShareGroupOffsets), [`share_group_lag`].
 //! - Lag, computed in one place ([`lag`]): [`group_lag`] / [`groups_lag`] per partition, with
 //!   an outcome per group and per partition; the pure [`lag::lag`] and [`lag::log_end`] that
 //!   the consumer's own lag uses; [`log_ranges`].
@@ -32,6 +36,7 @@ pub mod lag;
 mod offsets;
 pub mod probe;
 mod reset;
+mod share;
 pub mod status;
 mod topics;
 mod watch;
@@ -60,5 +65,10 @@ pub use lag::{
 pub use offsets::{list_offsets, watermarks};
 pub use probe::{ProbedLog, probe};
 pub use reset::{PlannedReset, ResetPlan, ResetTo, commit_offsets, execute_reset, plan_reset};
+pub use share::{
+    SHARE_PROTOCOL_TYPE, ShareGroupDescription, ShareGroupLag, ShareGroupMember, ShareGroupStarts,
+    SharePartitionLag, SharePartitionStart, describe_share_group, share_group_lag,
+    share_group_start_offsets, share_lag,
+};
 pub use topics::{Created, NewTopic, TopicListing, create_topic, list_topics};
 pub use watch::{GroupWatch, GroupsWatch, Judged};

@@ -1,5 +1,6 @@
-//! The admin-only messages in kafka-protocol's types: DescribeGroups, ListGroups, OffsetDelete,
-//! CreateTopics, and the sessionless Fetch of the log probe. (OffsetFetch, which the commit
+//! The admin-only messages in kafka-protocol's types: DescribeGroups, ConsumerGroupDescribe,
+//! ShareGroupDescribe, DescribeShareGroupOffsets, ListGroups, OffsetDelete, CreateTopics, and
+//! the sessionless Fetch of the log probe. (OffsetFetch, which the commit
 //! machine sends too, is `kcon_offsets::wire`'s; ListOffsets and FindCoordinator are
 //! `kcon_core`'s.)
 
@@ -10,6 +11,7 @@ use kcon_codec::kafka_protocol::messages::create_topics_request::{
 };
 use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
+use kcon_codec::kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kcon_codec::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kcon_codec::kafka_protocol::messages::list_groups_response::ListGroupsResponse;
@@ -18,8 +20,9 @@ use kcon_codec::kafka_protocol::messages::offset_delete_request::{
 };
 use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
 use kcon_codec::kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, CreateTopicsRequest, FetchRequest,
-    GroupId,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, CreateTopicsRequest,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, FetchRequest, GroupId,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse,
 };
 use kcon_core::wire::{VersionError, by_topic, str_bytes as s, topic_name};
 use kcon_core::{IsolationLevel, TopicId, TopicPartition};
@@ -28,7 +31,20 @@ use crate::groups::{
     ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
     ListedGroup,
 };
+use crate::share::{
+    ShareGroupDescription, ShareGroupMember, ShareGroupStarts, SharePartitionStart,
+};
 use crate::topics::NewTopic;
+
+/// A topic as a describe answer names it: by name, or by its id where the name is empty (a
+/// topic deleted meanwhile, or one the broker could not name).
+fn named(name: &str, id: &[u8; 16]) -> String {
+    if name.is_empty() {
+        TopicId(*id).to_string()
+    } else {
+        name.to_owned()
+    }
+}
 
 /// DescribeGroups for `groups` (v0–v5).
 pub fn describe_groups_request(groups: &[String]) -> DescribeGroupsRequest {
@@ -81,11 +97,7 @@ pub fn consumer_group_describe_response(
             .topic_partitions
             .into_iter()
             .flat_map(|t| {
-                let topic = if t.topic_name.0.is_empty() {
-                    TopicId(*t.topic_id.as_bytes()).to_string()
-                } else {
-                    t.topic_name.0.to_string()
-                };
+                let topic = named(&t.topic_name.0, t.topic_id.as_bytes());
                 t.partitions
                     .into_iter()
                     .map(move |p| TopicPartition::new(topic.clone(), p))
@@ -130,6 +142,114 @@ pub fn consumer_group_describe_response(
                 g.error_message.map(|m| m.to_string()),
                 description,
             )
+        })
+        .collect()
+}
+
+/// ShareGroupDescribe for `groups` (v1), without authorized operations.
+pub fn share_group_describe_request(groups: &[String]) -> ShareGroupDescribeRequest {
+    let mut r = ShareGroupDescribeRequest::default();
+    r.group_ids = groups.iter().map(|g| GroupId(s(g))).collect();
+    r
+}
+
+/// A ShareGroupDescribe answer: each group's error code and message, and its description,
+/// every member's assignment sorted. A topic the answer names by id only (an empty name) is
+/// shown by its id.
+pub fn share_group_describe_response(
+    r: ShareGroupDescribeResponse,
+) -> Vec<(i16, Option<String>, ShareGroupDescription)> {
+    r.groups
+        .into_iter()
+        .map(|g| {
+            let members = g
+                .members
+                .into_iter()
+                .map(|m| {
+                    let mut assignment: Vec<TopicPartition> = m
+                        .assignment
+                        .topic_partitions
+                        .into_iter()
+                        .flat_map(|t| {
+                            let topic = named(&t.topic_name.0, t.topic_id.as_bytes());
+                            t.partitions
+                                .into_iter()
+                                .map(move |p| TopicPartition::new(topic.clone(), p))
+                        })
+                        .collect();
+                    assignment.sort();
+                    ShareGroupMember {
+                        member_id: m.member_id.to_string(),
+                        rack_id: m.rack_id.map(|r| r.to_string()),
+                        member_epoch: m.member_epoch,
+                        client_id: m.client_id.to_string(),
+                        client_host: m.client_host.to_string(),
+                        subscribed_topics: m
+                            .subscribed_topic_names
+                            .into_iter()
+                            .map(|t| t.0.to_string())
+                            .collect(),
+                        assignment,
+                    }
+                })
+                .collect();
+            let description = ShareGroupDescription {
+                group_id: g.group_id.0.to_string(),
+                state: g.group_state.to_string(),
+                group_epoch: g.group_epoch,
+                assignment_epoch: g.assignment_epoch,
+                assignor: g.assignor_name.to_string(),
+                members,
+            };
+            (
+                g.error_code,
+                g.error_message.map(|m| m.to_string()),
+                description,
+            )
+        })
+        .collect()
+}
+
+/// DescribeShareGroupOffsets (v0) for every share-partition of `group_id` (topics null: all
+/// the group has state for).
+pub fn describe_share_group_offsets_request(group_id: &str) -> DescribeShareGroupOffsetsRequest {
+    let mut g = DescribeShareGroupOffsetsRequestGroup::default();
+    g.group_id = GroupId(s(group_id));
+    g.topics = None;
+    let mut r = DescribeShareGroupOffsetsRequest::default();
+    r.groups = vec![g];
+    r
+}
+
+/// A DescribeShareGroupOffsets answer: each group's error code and message, and its
+/// share-partitions' start offsets with their own error codes.
+pub fn describe_share_group_offsets_response(
+    r: DescribeShareGroupOffsetsResponse,
+) -> Vec<ShareGroupStarts> {
+    r.groups
+        .into_iter()
+        .map(|g| {
+            let mut partitions = BTreeMap::new();
+            for t in g.topics {
+                let topic = named(&t.topic_name.0, t.topic_id.as_bytes());
+                for p in t.partitions {
+                    partitions.insert(
+                        TopicPartition::new(topic.clone(), p.partition_index),
+                        SharePartitionStart {
+                            start_offset: p.start_offset,
+                            leader_epoch: p.leader_epoch,
+                            error_code: p.error_code,
+                            error_message: p.error_message.map(|m| m.to_string()),
+                        },
+                    );
+                }
+            }
+            ShareGroupStarts {
+                group_id: g.group_id.0.to_string(),
+                error_code: g.error_code,
+                error_message: g.error_message.map(|m| m.to_string()),
+                partitions,
+            }
         })
         .collect()
 }
@@ -360,6 +480,123 @@ mod tests {
         assert_eq!(m.target_assignment, [TopicPartition::new("orders", 0)]);
         assert_eq!(got[1].0, 69);
         assert_eq!(got[1].1.as_deref(), Some("not a consumer group"));
+    }
+
+    #[test]
+    fn a_share_group_description_names_topics_and_sorts_each_assignment() {
+        use kcon_codec::kafka_protocol::messages::TopicName;
+        use kcon_codec::kafka_protocol::messages::share_group_describe_response::{
+            Assignment, DescribedGroup, Member, TopicPartitions,
+        };
+        let req = share_group_describe_request(&["s".into()]);
+        assert_eq!(req.group_ids, [GroupId(s("s"))]);
+        assert!(!req.include_authorized_operations);
+        encodes(&req, 1);
+        let topic = |id: u8, name: &str, partitions: Vec<i32>| {
+            TopicPartitions::default()
+                .with_topic_id(format!("{id:02x}").repeat(16).parse().unwrap())
+                .with_topic_name(TopicName(s(name)))
+                .with_partitions(partitions)
+        };
+        let member = Member::default()
+            .with_member_id(s("m-1"))
+            .with_rack_id(Some(s("r1")))
+            .with_member_epoch(3)
+            .with_client_id(s("kcon"))
+            .with_client_host(s("/10.0.0.1"))
+            .with_subscribed_topic_names(vec![TopicName(s("orders"))])
+            .with_assignment(Assignment::default().with_topic_partitions(vec![
+                topic(1, "orders", vec![2, 0]),
+                topic(9, "", vec![1]),
+            ]));
+        let r = ShareGroupDescribeResponse::default().with_groups(vec![
+            DescribedGroup::default()
+                .with_group_id(GroupId(s("s")))
+                .with_group_state(s("Stable"))
+                .with_group_epoch(4)
+                .with_assignment_epoch(3)
+                .with_assignor_name(s("simple"))
+                .with_members(vec![member]),
+            DescribedGroup::default()
+                .with_group_id(GroupId(s("denied")))
+                .with_error_code(30)
+                .with_error_message(Some(s("not authorized"))),
+        ]);
+        let got = share_group_describe_response(r);
+        let (code, message, g) = &got[0];
+        assert_eq!((*code, message), (0, &None));
+        assert_eq!(
+            (g.state.as_str(), g.group_epoch, g.assignment_epoch),
+            ("Stable", 4, 3)
+        );
+        assert_eq!(g.assignor, "simple");
+        let m = &g.members[0];
+        assert_eq!(
+            (m.member_id.as_str(), m.member_epoch, m.rack_id.as_deref()),
+            ("m-1", 3, Some("r1"))
+        );
+        assert_eq!(m.subscribed_topics, ["orders"]);
+        assert_eq!(
+            m.assignment,
+            [
+                TopicPartition::new(TopicId([9; 16]).to_string(), 1),
+                TopicPartition::new("orders", 0),
+                TopicPartition::new("orders", 2),
+            ]
+        );
+        assert_eq!(
+            (got[1].0, got[1].1.as_deref()),
+            (30, Some("not authorized"))
+        );
+    }
+
+    #[test]
+    fn share_group_offsets_are_asked_for_every_partition_and_read_per_partition() {
+        use kcon_codec::kafka_protocol::messages::TopicName;
+        use kcon_codec::kafka_protocol::messages::describe_share_group_offsets_response::{
+            DescribeShareGroupOffsetsResponseGroup as Group,
+            DescribeShareGroupOffsetsResponsePartition as Partition,
+            DescribeShareGroupOffsetsResponseTopic as Topic,
+        };
+        let req = describe_share_group_offsets_request("s");
+        assert_eq!(req.groups.len(), 1);
+        assert_eq!(req.groups[0].group_id, GroupId(s("s")));
+        assert_eq!(req.groups[0].topics, None, "null: every share-partition");
+        encodes(&req, 0);
+        let r = DescribeShareGroupOffsetsResponse::default().with_groups(vec![
+            Group::default()
+                .with_group_id(GroupId(s("s")))
+                .with_topics(vec![
+                    Topic::default()
+                        .with_topic_name(TopicName(s("orders")))
+                        .with_partitions(vec![
+                            Partition::default()
+                                .with_partition_index(1)
+                                .with_start_offset(40)
+                                .with_leader_epoch(2),
+                            Partition::default()
+                                .with_partition_index(0)
+                                .with_start_offset(-1)
+                                .with_leader_epoch(-1)
+                                .with_error_code(3)
+                                .with_error_message(Some(s("unknown"))),
+                        ]),
+                ]),
+            Group::default()
+                .with_group_id(GroupId(s("other")))
+                .with_error_code(69),
+        ]);
+        let got = describe_share_group_offsets_response(r);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].group_id.as_str(), got[0].error_code), ("s", 0));
+        let at = |p| &got[0].partitions[&TopicPartition::new("orders", p)];
+        assert_eq!(
+            (at(1).start_offset, at(1).leader_epoch, at(1).error_code),
+            (40, 2, 0)
+        );
+        assert_eq!((at(0).start_offset, at(0).error_code), (-1, 3));
+        assert_eq!(at(0).error_message.as_deref(), Some("unknown"));
+        assert_eq!((got[1].error_code, got[1].partitions.len()), (69, 0));
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use kcon::{IsolationLevel, TopicPartition};
 use kcon_admin::{
-    self as admin, ConsumerGroupDescription, DescribedGroupLag, Error as AdminError, GroupWatch,
-    Judged, LagOptions, Pool, ResetTo, ResponseError,
+    self as admin, ConsumerGroupDescription, DescribedGroup, DescribedGroupLag,
+    Error as AdminError, GroupWatch, Judged, LagOptions, Pool, ResetTo, ResponseError,
+    ShareGroupDescription, ShareGroupLag,
 };
 use serde::Serialize;
 
@@ -30,7 +31,12 @@ pub(crate) enum GroupCommand {
     /// records (LAG) and in time (LAG-SECONDS: the age of the record at the committed offset;
     /// 0 when caught up, - when unknown). A group of the consumer protocol (KIP-848) is
     /// described with ConsumerGroupDescribe where the broker offers it: also the group and
-    /// assignment epochs, each member's epoch and its target assignment.
+    /// assignment epochs, each member's epoch and its target assignment. A share group
+    /// (KIP-932, Kafka 4.1+) is described with ShareGroupDescribe and
+    /// DescribeShareGroupOffsets: its epochs, members and what each is assigned (a partition
+    /// may be assigned to several), and per partition the share-partition start offset
+    /// (START-OFFSET: every record before it is done with), the end of the log and the records
+    /// from one to the other (LAG: at most what is left to deliver).
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Describe(DescribeArgs),
     /// A group's lag per partition (committed offset, log end, lag in records and seconds)
@@ -213,6 +219,20 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
         return Err(Failure::runtime(format!(
             "unknown group {group:?} (no members, no committed offsets)"
         )));
+    }
+    if let (Some(sg), Some(lag)) = (&described.description.share, &described.share) {
+        let d = &described.description;
+        return match args.format {
+            Format::Json => print_json_lines(&[share_json(d, sg, lag)]),
+            Format::Text => {
+                for (tp, p) in &lag.partitions {
+                    if let Some(e) = &p.error {
+                        eprintln!("kcon: {tp}: {e}");
+                    }
+                }
+                print_text(&share_text(d, sg, lag))
+            }
+        };
     }
     match args.format {
         Format::Json => print_json_lines(&[describe_json(&described)]),
@@ -492,6 +512,125 @@ fn description_text(described: &DescribedGroupLag) -> String {
     text
 }
 
+/// A share group's description as text: the group, each partition's start offset and lag
+/// with the members assigned it, and the members with what each is assigned.
+fn share_text(d: &DescribedGroup, sg: &ShareGroupDescription, lag: &ShareGroupLag) -> String {
+    let mut text = format!(
+        "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n\
+         Share group (KIP-932): group epoch {}, assignment epoch {}, lag {} records\n\n",
+        d.group_id,
+        or_dash(&d.state),
+        d.members.len(),
+        if d.members.len() == 1 { "" } else { "s" },
+        or_dash(&d.protocol_type),
+        or_dash(&d.assignor),
+        sg.group_epoch,
+        sg.assignment_epoch,
+        lag.total_records(),
+    );
+    let mut t = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "START-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-IDS",
+    ]);
+    for (tp, p) in &lag.partitions {
+        let owners: Vec<&str> = d.owners(tp).iter().map(|m| m.member_id.as_str()).collect();
+        t.row(vec![
+            d.group_id.clone(),
+            tp.topic.clone(),
+            tp.partition.to_string(),
+            cell(p.start_offset),
+            cell(p.log_end),
+            cell(p.lag),
+            or_dash(&owners.join(",")),
+        ]);
+    }
+    text.push_str(&t.render());
+    if sg.members.is_empty() {
+        text.push_str(&format!(
+            "\nGroup {:?} has no active members.\n",
+            d.group_id
+        ));
+        return text;
+    }
+    let mut m = Table::new(&[
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+        "MEMBER-EPOCH",
+        "RACK",
+        "SUBSCRIBED",
+        "#PARTITIONS",
+        "ASSIGNMENT",
+    ]);
+    for member in &sg.members {
+        m.row(vec![
+            member.member_id.clone(),
+            or_dash(&member.client_host),
+            or_dash(&member.client_id),
+            member.member_epoch.to_string(),
+            member.rack_id.clone().unwrap_or_else(|| "-".to_owned()),
+            or_dash(&member.subscribed_topics.join(",")),
+            member.assignment.len().to_string(),
+            compact(&member.assignment),
+        ]);
+    }
+    text.push('\n');
+    text.push_str(&m.render());
+    text
+}
+
+/// A share group's description as JSON.
+fn share_json<'a>(
+    d: &'a DescribedGroup,
+    sg: &'a ShareGroupDescription,
+    lag: &'a ShareGroupLag,
+) -> ShareDescribedJson<'a> {
+    ShareDescribedJson {
+        group: &d.group_id,
+        lag: lag.total_records(),
+        members: sg
+            .members
+            .iter()
+            .map(|m| ShareMemberJson {
+                assignment: partitions_json(&m.assignment),
+                client_id: &m.client_id,
+                host: &m.client_host,
+                member_epoch: m.member_epoch,
+                member_id: &m.member_id,
+                rack_id: m.rack_id.as_deref(),
+                subscribed_topics: &m.subscribed_topics,
+            })
+            .collect(),
+        partitions: lag
+            .partitions
+            .iter()
+            .map(|(tp, p)| SharePartitionJson {
+                error: p.error.as_ref().map(ToString::to_string),
+                lag: p.lag,
+                leader_epoch: p.leader_epoch,
+                log_end_offset: p.log_end,
+                log_start_offset: p.log_start,
+                member_ids: d.owners(tp).iter().map(|m| m.member_id.as_str()).collect(),
+                partition: tp.partition,
+                start_offset: p.start_offset,
+                topic: &tp.topic,
+            })
+            .collect(),
+        protocol: &d.assignor,
+        protocol_type: &d.protocol_type,
+        share_group: ShareEpochsJson {
+            assignment_epoch: sg.assignment_epoch,
+            group_epoch: sg.group_epoch,
+        },
+        state: &d.state,
+    }
+}
+
 fn describe_json(described: &DescribedGroupLag) -> DescribedJson<'_> {
     let d = &described.description;
     DescribedJson {
@@ -600,6 +739,52 @@ struct MemberEpochJson<'a> {
     subscribed_regex: Option<&'a str>,
     subscribed_topics: &'a [String],
     target_assignment: Vec<PartitionJson<'a>>,
+}
+
+/// `group describe` of a share group (KIP-932).
+#[derive(Serialize)]
+struct ShareDescribedJson<'a> {
+    group: &'a str,
+    lag: i64,
+    members: Vec<ShareMemberJson<'a>>,
+    partitions: Vec<SharePartitionJson<'a>>,
+    protocol: &'a str,
+    protocol_type: &'a str,
+    share_group: ShareEpochsJson,
+    state: &'a str,
+}
+
+/// A member of a share group.
+#[derive(Serialize)]
+struct ShareMemberJson<'a> {
+    assignment: Vec<PartitionJson<'a>>,
+    client_id: &'a str,
+    host: &'a str,
+    member_epoch: i32,
+    member_id: &'a str,
+    rack_id: Option<&'a str>,
+    subscribed_topics: &'a [String],
+}
+
+/// A share-partition of a share group: its start offset, its log and the members assigned it.
+#[derive(Serialize)]
+struct SharePartitionJson<'a> {
+    error: Option<String>,
+    lag: Option<i64>,
+    leader_epoch: Option<i32>,
+    log_end_offset: Option<i64>,
+    log_start_offset: Option<i64>,
+    member_ids: Vec<&'a str>,
+    partition: i32,
+    start_offset: Option<i64>,
+    topic: &'a str,
+}
+
+/// A share group's epochs.
+#[derive(Serialize)]
+struct ShareEpochsJson {
+    assignment_epoch: i32,
+    group_epoch: i32,
 }
 
 /// A partition in a member's assignment.
@@ -844,6 +1029,7 @@ mod tests {
                 measured_at_ms: 0,
                 partitions: BTreeMap::new(),
             },
+            share: None,
         };
         let text = description_text(&described);
         assert!(
@@ -862,6 +1048,133 @@ mod tests {
         assert_eq!(
             json["members"][0]["target_assignment"],
             serde_json::json!([{"topic": "orders", "partition": 0}])
+        );
+    }
+
+    fn share_group() -> (DescribedGroup, ShareGroupDescription, ShareGroupLag) {
+        let orders = |p: i32| TopicPartition::new("orders", p);
+        let member =
+            |id: &str, epoch: i32, assignment: Vec<TopicPartition>| admin::ShareGroupMember {
+                member_id: id.to_owned(),
+                rack_id: (id == "m-1").then(|| "rack-a".to_owned()),
+                member_epoch: epoch,
+                client_id: "kcon-share".to_owned(),
+                client_host: "/10.0.0.7".to_owned(),
+                subscribed_topics: vec!["orders".to_owned()],
+                assignment,
+            };
+        let sg = ShareGroupDescription {
+            group_id: "s".to_owned(),
+            state: "Stable".to_owned(),
+            group_epoch: 6,
+            assignment_epoch: 5,
+            assignor: "simple".to_owned(),
+            members: vec![
+                member("m-1", 6, vec![orders(0), orders(1)]),
+                member("m-2", 5, vec![orders(1), orders(2)]),
+            ],
+        };
+        let partition =
+            |start: Option<i64>, end: Option<i64>, lag: Option<i64>| admin::SharePartitionLag {
+                start_offset: start,
+                leader_epoch: start.map(|_| 4),
+                log_start: Some(0),
+                log_end: end,
+                lag,
+                error: None,
+            };
+        let mut unknown = partition(None, None, None);
+        unknown.error = AdminError::broker(admin::ApiKey::DescribeShareGroupOffsets, 3);
+        let lag = ShareGroupLag {
+            group_id: "s".to_owned(),
+            measured_at_ms: 0,
+            partitions: BTreeMap::from([
+                (orders(0), partition(Some(40), Some(100), Some(60))),
+                (orders(1), partition(Some(20), Some(50), Some(30))),
+                (orders(2), partition(None, Some(7), None)),
+                (orders(3), unknown),
+            ]),
+        };
+        (DescribedGroup::from(sg.clone()), sg, lag)
+    }
+
+    #[test]
+    fn a_share_group_shows_start_offsets_lag_and_every_member_of_a_shared_partition() {
+        let (d, sg, lag) = share_group();
+        let text = share_text(&d, &sg, &lag);
+        assert!(
+            text.starts_with(
+                "Group \"s\": state Stable, 2 members, protocol type share, assignor simple\n\
+                 Share group (KIP-932): group epoch 6, assignment epoch 5, lag 90 records\n"
+            ),
+            "{text}"
+        );
+        let row = |p: &str| -> Vec<String> {
+            text.lines()
+                .find(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.get(1) == Some(&"orders") && cols.get(2) == Some(&p)
+                })
+                .unwrap_or_else(|| panic!("a row for orders-{p}: {text}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(text.contains("START-OFFSET"), "{text}");
+        assert_eq!(row("0"), ["s", "orders", "0", "40", "100", "60", "m-1"]);
+        assert_eq!(row("1"), ["s", "orders", "1", "20", "50", "30", "m-1,m-2"]);
+        assert_eq!(row("2"), ["s", "orders", "2", "-", "7", "-", "m-2"]);
+        assert_eq!(row("3"), ["s", "orders", "3", "-", "-", "-", "-"]);
+        let m2 = text
+            .lines()
+            .rfind(|l| l.starts_with("m-2"))
+            .expect("a row for m-2");
+        let cols: Vec<&str> = m2.split_whitespace().collect();
+        assert_eq!(
+            cols,
+            [
+                "m-2",
+                "/10.0.0.7",
+                "kcon-share",
+                "5",
+                "-",
+                "orders",
+                "2",
+                "orders:1,2"
+            ]
+        );
+
+        let json = serde_json::to_value(share_json(&d, &sg, &lag)).unwrap();
+        assert_eq!(json["protocol_type"], "share");
+        assert_eq!(json["protocol"], "simple");
+        assert_eq!(json["lag"], 90);
+        assert_eq!(
+            json["share_group"],
+            serde_json::json!({"assignment_epoch": 5, "group_epoch": 6})
+        );
+        assert_eq!(json["members"][0]["rack_id"], "rack-a");
+        assert_eq!(json["members"][1]["member_epoch"], 5);
+        assert_eq!(
+            json["members"][1]["assignment"],
+            serde_json::json!([
+                {"partition": 1, "topic": "orders"},
+                {"partition": 2, "topic": "orders"}
+            ])
+        );
+        let p = &json["partitions"];
+        assert_eq!(
+            p[1],
+            serde_json::json!({
+                "error": null, "lag": 30, "leader_epoch": 4, "log_end_offset": 50,
+                "log_start_offset": 0, "member_ids": ["m-1", "m-2"], "partition": 1,
+                "start_offset": 20, "topic": "orders"
+            })
+        );
+        assert_eq!(p[2]["start_offset"], serde_json::Value::Null);
+        assert_eq!(p[2]["member_ids"], serde_json::json!(["m-2"]));
+        assert_eq!(
+            p[3]["error"],
+            "DescribeShareGroupOffsets answered UNKNOWN_TOPIC_OR_PARTITION (3)"
         );
     }
 
