@@ -357,6 +357,22 @@ async fn group_decided_properties_are_refused() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("implicit or explicit"), "{e}");
+    // The acquire mode ShareFetch v1 has is taken; record_limit (v2) is refused saying why.
+    let build = |mode: &str| {
+        ShareConsumer::builder()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "g")
+            .set("share.acquire.mode", mode)
+            .build()
+    };
+    build("batch_optimized").expect("the mode v1 has");
+    let e = build("record_limit").unwrap_err();
+    assert_eq!(e.kind(), kcon::ErrorKind::Config, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("share.acquire.mode") && text.contains("ShareFetch v2"),
+        "{text}"
+    );
 }
 
 /// The group's delivery limit: a record released every time is handed out with delivery

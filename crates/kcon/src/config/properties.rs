@@ -1,6 +1,6 @@
 //! kcon's own properties: the `Consumer`'s (`close.timeout.ms`), the record policies'
 //! (`errors.*`), which a `Processor` over the consumer follows, and the share consumer's
-//! (`share.acknowledgement.mode`).
+//! (`share.acknowledgement.mode`, `share.acquire.mode`).
 
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ pub enum ConsumerSetting {
     ErrorsBreakerConsecutiveFailures(Option<usize>),
     /// `share.acknowledgement.mode`.
     ShareAcknowledgementMode(AcknowledgementMode),
+    /// `share.acquire.mode`: `batch_optimized`, the one mode ShareFetch v1 has.
+    ShareAcquireMode,
 }
 
 /// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
@@ -104,6 +106,21 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
         kind: Kind::Other {
             allowed: AcknowledgementMode::EXPECTED,
             parse: acknowledgement_mode,
+        },
+    },
+    Property {
+        name: "share.acquire.mode",
+        aliases: &[],
+        default: DefaultValue::Value("batch_optimized"),
+        parts: &[SHARE],
+        doc: "How the brokers acquire records for a share consumer: batch_optimized (whole \
+              batches, so a fetch may acquire more than max.poll.records). record_limit (at most \
+              max.poll.records, KIP-1206) needs ShareFetch v2 (Apache Kafka 4.2), which kcon does \
+              not speak yet, and is refused.",
+        kind: Kind::Other {
+            allowed: "batch_optimized (record_limit needs ShareFetch v2, which kcon does not \
+                      speak yet)",
+            parse: acquire_mode,
         },
     },
     Property {
@@ -233,6 +250,13 @@ fn acknowledgement_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
     AcknowledgementMode::parse(i.value)
         .map(ConsumerSetting::ShareAcknowledgementMode)
         .ok_or_else(|| i.refused())
+}
+
+fn acquire_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    match i.value.trim().to_ascii_lowercase().as_str() {
+        "batch_optimized" => Ok(ConsumerSetting::ShareAcquireMode),
+        _ => Err(i.refused()),
+    }
 }
 
 fn tolerance(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {

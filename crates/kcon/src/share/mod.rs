@@ -267,6 +267,7 @@ impl ShareConsumerBuilder {
                 match setting {
                     ConsumerSetting::CloseTimeout(d) => close_timeout = d,
                     ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
+                    ConsumerSetting::ShareAcquireMode => {}
                     // The `errors.*` properties, for a ShareProcessor over the consumer.
                     _ if own.parts.contains(&POLICY) => {
                         kcon_core::property::Configurable::apply(&mut policy, &setting);
