@@ -24,5 +24,6 @@ pub mod prometheus;
 pub mod proxy;
 pub mod sasl;
 pub mod schema_registry;
+pub mod share_groups;
 pub mod tls;
 pub mod txn_index;
