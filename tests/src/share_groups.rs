@@ -16,7 +16,6 @@ use kcon_codec::kafka_protocol::messages::describe_share_group_offsets_response:
     DescribeShareGroupOffsetsResponseTopic as OffsetsTopic,
 };
 use kcon_codec::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kcon_codec::kafka_protocol::messages::list_groups_response::ListedGroup;
 use kcon_codec::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -25,18 +24,18 @@ use kcon_codec::kafka_protocol::messages::share_group_describe_response::{
     Assignment, DescribedGroup as ShareGroup, Member, TopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::{
-    BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse,
-    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, ShareGroupDescribeRequest, ShareGroupDescribeResponse, TopicName,
+    FetchRequest, FetchResponse, GroupId, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, ShareGroupDescribeRequest,
+    ShareGroupDescribeResponse, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_core::TopicPartition;
 use kcon_pool::Pool;
 use kcon_scripted::{
-    Answer, BROKER_ID, Received, Script, ScriptedBroker, VersionRange, kcon_versions_of,
-    one_broker_metadata,
+    Answer, BROKER_ID, Received, Script, ScriptedBroker, VersionRange, coordinator_answer,
+    kcon_versions_of, one_broker_metadata,
 };
 
 fn s(v: &str) -> StrBytes {
@@ -107,31 +106,7 @@ impl Script for ShareGroups {
                 let _ = req.decode::<MetadataRequest>();
                 req.answer::<MetadataRequest>(&one_broker_metadata(addr, &[("orders", LOGS.len())]))
             }
-            Some(ApiKey::FindCoordinator) => {
-                let r = req.decode::<FindCoordinatorRequest>();
-                let host = s(&addr.ip().to_string());
-                let port = i32::from(addr.port());
-                let answer = if version >= 4 {
-                    let coordinators = r
-                        .coordinator_keys
-                        .iter()
-                        .map(|k| {
-                            Coordinator::default()
-                                .with_key(k.clone())
-                                .with_node_id(BrokerId(BROKER_ID))
-                                .with_host(host.clone())
-                                .with_port(port)
-                        })
-                        .collect();
-                    FindCoordinatorResponse::default().with_coordinators(coordinators)
-                } else {
-                    FindCoordinatorResponse::default()
-                        .with_node_id(BrokerId(BROKER_ID))
-                        .with_host(host)
-                        .with_port(port)
-                };
-                req.answer::<FindCoordinatorRequest>(&answer)
-            }
+            Some(ApiKey::FindCoordinator) => coordinator_answer(req, BROKER_ID, addr),
             // No consumer-protocol group here: Kafka's answer for a share or classic group.
             Some(ApiKey::ConsumerGroupDescribe) => {
                 let r = req.decode::<ConsumerGroupDescribeRequest>();

@@ -7,17 +7,16 @@ use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribedGroup as ClassicGroup;
-use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    GroupId, MetadataRequest, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, MetadataRequest, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_core::TopicPartition;
 use kcon_pool::Pool;
 use kcon_scripted::{
-    Answer, BROKER_ID, Received, Script, ScriptedBroker, kcon_versions_of, one_broker_metadata,
+    Answer, BROKER_ID, Received, Script, ScriptedBroker, coordinator_answer, kcon_versions_of,
+    one_broker_metadata,
 };
 use kcon_tests::pool::config;
 
@@ -83,38 +82,13 @@ async fn start() -> ScriptedBroker<Groups> {
 
 impl Script for Groups {
     fn answer(&mut self, req: &Received) -> Answer {
-        let version = req.version();
         let addr = req.broker;
         match req.api() {
             Some(ApiKey::Metadata) => {
                 let _ = req.decode::<MetadataRequest>();
                 req.answer::<MetadataRequest>(&one_broker_metadata(addr, &[]))
             }
-            Some(ApiKey::FindCoordinator) => {
-                let r = req.decode::<FindCoordinatorRequest>();
-                let host = s(&addr.ip().to_string());
-                let port = i32::from(addr.port());
-                let answer = if version >= 4 {
-                    let coordinators = r
-                        .coordinator_keys
-                        .iter()
-                        .map(|k| {
-                            Coordinator::default()
-                                .with_key(k.clone())
-                                .with_node_id(BrokerId(BROKER_ID))
-                                .with_host(host.clone())
-                                .with_port(port)
-                        })
-                        .collect();
-                    FindCoordinatorResponse::default().with_coordinators(coordinators)
-                } else {
-                    FindCoordinatorResponse::default()
-                        .with_node_id(BrokerId(BROKER_ID))
-                        .with_host(host)
-                        .with_port(port)
-                };
-                req.answer::<FindCoordinatorRequest>(&answer)
-            }
+            Some(ApiKey::FindCoordinator) => coordinator_answer(req, BROKER_ID, addr),
             Some(ApiKey::ConsumerGroupDescribe) => {
                 let r = req.decode::<ConsumerGroupDescribeRequest>();
                 let groups = r

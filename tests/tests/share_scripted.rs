@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use kcon::Record;
 use kcon::share::{AcknowledgeType, AcknowledgementOutcome, ShareConsumer};
-use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kcon_codec::kafka_protocol::messages::share_acknowledge_response::{
     PartitionData as AckPartition, ShareAcknowledgeTopicResponse,
 };
@@ -31,13 +30,14 @@ use kcon_codec::kafka_protocol::messages::share_group_heartbeat_response::{
     Assignment, TopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
-    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
-    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
+    ApiKey, BrokerId, MetadataRequest, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
+    ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
-use kcon_scripted::{Answer, Received, Script, ScriptedBroker, kcon_versions_of, metadata};
+use kcon_scripted::{
+    Answer, Received, Script, ScriptedBroker, coordinator_answer, kcon_versions_of, metadata,
+};
 use tokio::time::timeout;
 
 const TOPIC: &str = "jobs";
@@ -248,30 +248,7 @@ impl Script for Node {
                 answer.topics[0].topic_id = topic_id();
                 req.answer::<MetadataRequest>(&answer)
             }
-            Some(ApiKey::FindCoordinator) => {
-                let r = req.decode::<FindCoordinatorRequest>();
-                let addr = m.addrs[&1];
-                let coordinators = r
-                    .coordinator_keys
-                    .iter()
-                    .map(|k| {
-                        Coordinator::default()
-                            .with_key(k.clone())
-                            .with_node_id(BrokerId(1))
-                            .with_host(s(&addr.ip().to_string()))
-                            .with_port(i32::from(addr.port()))
-                    })
-                    .collect();
-                let answer = if req.version() >= 4 {
-                    FindCoordinatorResponse::default().with_coordinators(coordinators)
-                } else {
-                    FindCoordinatorResponse::default()
-                        .with_node_id(BrokerId(1))
-                        .with_host(s(&addr.ip().to_string()))
-                        .with_port(i32::from(addr.port()))
-                };
-                req.answer::<FindCoordinatorRequest>(&answer)
-            }
+            Some(ApiKey::FindCoordinator) => coordinator_answer(req, 1, m.addrs[&1]),
             Some(ApiKey::ShareGroupHeartbeat) => {
                 let r = req.decode::<ShareGroupHeartbeatRequest>();
                 let answer = ShareGroupHeartbeatResponse::default()

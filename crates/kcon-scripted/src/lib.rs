@@ -24,11 +24,13 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use kcon_codec::kafka_protocol::messages::api_versions_response::ApiVersion;
+use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kcon_codec::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, RequestHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataResponse, RequestHeader, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
 use kcon_codec::message::{decode_request, encode_response};
@@ -197,4 +199,32 @@ pub fn partition(index: i32, leader: i32, epoch: i32) -> MetadataResponsePartiti
         .with_leader_epoch(epoch)
         .with_replica_nodes(vec![BrokerId(leader)])
         .with_isr_nodes(vec![BrokerId(leader)])
+}
+
+/// The answer to a FindCoordinator request: broker `node_id` at `addr` coordinates every key
+/// asked for (v4 and later list one coordinator per key; earlier versions name one).
+pub fn coordinator_answer(req: &Received, node_id: i32, addr: SocketAddr) -> Answer {
+    let r = req.decode::<FindCoordinatorRequest>();
+    let host = StrBytes::from_string(addr.ip().to_string());
+    let port = i32::from(addr.port());
+    let answer = if req.version() >= 4 {
+        let coordinators = r
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                Coordinator::default()
+                    .with_key(k.clone())
+                    .with_node_id(BrokerId(node_id))
+                    .with_host(host.clone())
+                    .with_port(port)
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node_id))
+            .with_host(host)
+            .with_port(port)
+    };
+    req.answer::<FindCoordinatorRequest>(&answer)
 }
