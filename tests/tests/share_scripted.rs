@@ -235,6 +235,20 @@ fn batches_of(batches: impl Iterator<Item = (i64, i64, Vec<i8>)>) -> Vec<(i64, i
         .collect()
 }
 
+impl Node {
+    /// A request of `api` at `epoch` carrying `acks`, as received now (its error still 0).
+    fn seen(&self, api: ApiKey, epoch: i32, acks: &[(i64, i64, i8)]) -> Seen {
+        Seen {
+            broker: self.id,
+            api,
+            epoch,
+            at: Instant::now(),
+            acks: acks.to_vec(),
+            error: 0,
+        }
+    }
+}
+
 impl Script for Node {
     fn answer(&mut self, req: &Received) -> Answer {
         let mut m = lock(&self.model);
@@ -274,14 +288,7 @@ impl Script for Node {
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                 }));
-                let mut seen = Seen {
-                    broker: self.id,
-                    api: ApiKey::ShareFetch,
-                    epoch: r.share_session_epoch,
-                    at: Instant::now(),
-                    acks: acks.clone(),
-                    error: 0,
-                };
+                let mut seen = self.seen(ApiKey::ShareFetch, r.share_session_epoch, &acks);
                 let mut answer = ShareFetchResponse::default();
                 answer.acquisition_lock_timeout_ms = 30_000;
                 if let Some(code) = m.session(self.id, r.share_session_epoch, true) {
@@ -353,14 +360,7 @@ impl Script for Node {
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                 }));
-                let mut seen = Seen {
-                    broker: self.id,
-                    api: ApiKey::ShareAcknowledge,
-                    epoch: r.share_session_epoch,
-                    at: Instant::now(),
-                    acks: acks.clone(),
-                    error: 0,
-                };
+                let mut seen = self.seen(ApiKey::ShareAcknowledge, r.share_session_epoch, &acks);
                 let mut answer = ShareAcknowledgeResponse::default();
                 if let Some(code) = m.session(self.id, r.share_session_epoch, false) {
                     answer.error_code = code;
