@@ -3,7 +3,7 @@
 //! refuses a session; Tansu has no share groups): a partition's leader moving, named in the
 //! old leader's NOT_LEADER_OR_FOLLOWER before any metadata says so (KIP-951); share sessions
 //! refused (SHARE_SESSION_LIMIT_REACHED) and forgotten (SHARE_SESSION_NOT_FOUND); an
-//! acknowledgement refused (INVALID_RECORD_STATE). Each asserts the exact records handed out
+//! acknowledgement refused (INVALID_RECORD_STATE); a full group (GROUP_MAX_SIZE_REACHED). Each asserts the exact records handed out
 //! and what the brokers received.
 //!
 //! Two brokers share one model of the share group and its partition: broker 1, the group's
@@ -54,6 +54,7 @@ const INVALID_RECORD_STATE: i16 = 121;
 const SHARE_SESSION_NOT_FOUND: i16 = 122;
 const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
 const SHARE_SESSION_LIMIT_REACHED: i16 = 133;
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
 
 /// The APIs the brokers offer, at kcon's versions.
 const ANSWERED: [ApiKey; 6] = [
@@ -116,6 +117,8 @@ struct Model {
     refuse_acks: bool,
     /// Whether a NOT_LEADER_OR_FOLLOWER names the new leader.
     name_leader: bool,
+    /// The error code a joining heartbeat is answered with, if any.
+    join_error: Option<i16>,
     seen: Vec<Seen>,
 }
 
@@ -131,6 +134,7 @@ impl Model {
             refuse_sessions: 0,
             refuse_acks: false,
             name_leader: true,
+            join_error: None,
             seen: Vec::new(),
         }
     }
@@ -268,16 +272,19 @@ impl Script for Node {
                 let answer = ShareGroupHeartbeatResponse::default()
                     .with_member_id(Some(r.member_id.clone()))
                     .with_heartbeat_interval_ms(200);
-                let answer = match r.member_epoch {
-                    -1 => answer.with_member_epoch(-1),
-                    0 => answer.with_member_epoch(1).with_assignment(Some(
+                let answer = match (r.member_epoch, m.join_error) {
+                    (0, Some(code)) => answer
+                        .with_error_code(code)
+                        .with_error_message(Some(s("the group has reached its maximum size"))),
+                    (-1, _) => answer.with_member_epoch(-1),
+                    (0, _) => answer.with_member_epoch(1).with_assignment(Some(
                         Assignment::default().with_topic_partitions(vec![
                             TopicPartitions::default()
                                 .with_topic_id(topic_id())
                                 .with_partitions(vec![0]),
                         ]),
                     )),
-                    e => answer.with_member_epoch(e),
+                    (e, _) => answer.with_member_epoch(e),
                 };
                 req.answer::<ShareGroupHeartbeatRequest>(&answer)
             }
@@ -562,10 +569,7 @@ async fn a_leader_error_without_a_leader_backs_off_until_the_metadata_moves() {
         .filter(|s| s.error == NOT_LEADER_OR_FOLLOWER)
         .count();
     // Backoffs of 100, 200, 400, 800 ms (less 20% jitter) fit at most five tries in 1.5 s.
-    assert!(
-        (1..=6).contains(&refused),
-        "{refused} refused fetches in {waited:?}"
-    );
+    assert!(refused <= 6, "{refused} refused fetches in {waited:?}");
 
     cluster.model().metadata_leader = (2, 1);
     let second = batch(&mut c).await;
@@ -574,6 +578,13 @@ async fn a_leader_error_without_a_leader_backs_off_until_the_metadata_moves() {
     assert_eq!(
         cluster.model().states(),
         vec![State::Acknowledged(AcknowledgeType::Accept); RECORDS as usize]
+    );
+    // Only a refusal makes the consumer ask the metadata again and find broker 2.
+    assert!(
+        cluster
+            .seen(1, ApiKey::ShareFetch)
+            .iter()
+            .any(|s| s.error == NOT_LEADER_OR_FOLLOWER)
     );
 }
 
@@ -670,4 +681,28 @@ async fn a_refused_acknowledgement_is_told() {
     // The broker's states are untouched: still acquired by this member.
     assert_eq!(cluster.model().states()[..5], [State::Acquired; 5]);
     drop(c);
+}
+
+/// A share group at its size limit refuses the member (GROUP_MAX_SIZE_REACHED): the member
+/// cannot go on, and `recv_batch` says so, naming the error and the broker's message, rather
+/// than waiting for records that cannot come.
+#[tokio::test]
+async fn a_full_group_fails_the_member_naming_why() {
+    let cluster = Cluster::start().await;
+    cluster.model().join_error = Some(GROUP_MAX_SIZE_REACHED);
+    let mut c = cluster.consumer(&[]);
+    let e = timeout(PATIENCE, c.recv_batch())
+        .await
+        .expect("an answer within the patience")
+        .expect_err("a member the group refused");
+    assert_eq!(e.kind(), kcon::ErrorKind::Fatal, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("GROUP_MAX_SIZE_REACHED") && text.contains("maximum size"),
+        "{text}"
+    );
+    assert!(
+        cluster.seen(1, ApiKey::ShareFetch).is_empty(),
+        "nothing fetched for a member that never joined"
+    );
 }
