@@ -357,7 +357,8 @@ async fn group_decided_properties_are_refused() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("implicit or explicit"), "{e}");
-    // The acquire mode ShareFetch v1 has is taken; record_limit (v2) is refused saying why.
+    // Both acquire modes are taken (record_limit goes with ShareFetch v2); another is refused
+    // naming the two.
     let build = |mode: &str| {
         ShareConsumer::builder()
             .set("bootstrap.servers", "127.0.0.1:9")
@@ -365,12 +366,13 @@ async fn group_decided_properties_are_refused() {
             .set("share.acquire.mode", mode)
             .build()
     };
-    build("batch_optimized").expect("the mode v1 has");
-    let e = build("record_limit").unwrap_err();
+    build("batch_optimized").expect("a mode");
+    build("record_limit").expect("a mode");
+    let e = build("per_record").unwrap_err();
     assert_eq!(e.kind(), kcon::ErrorKind::Config, "{e}");
     let text = e.to_string();
     assert!(
-        text.contains("share.acquire.mode") && text.contains("ShareFetch v2"),
+        text.contains("share.acquire.mode") && text.contains("batch_optimized or record_limit"),
         "{text}"
     );
 }

@@ -3,7 +3,8 @@
 //! refuses a session; Tansu has no share groups): a partition's leader moving, named in the
 //! old leader's NOT_LEADER_OR_FOLLOWER before any metadata says so (KIP-951); share sessions
 //! refused (SHARE_SESSION_LIMIT_REACHED) and forgotten (SHARE_SESSION_NOT_FOUND); an
-//! acknowledgement refused (INVALID_RECORD_STATE); a full group (GROUP_MAX_SIZE_REACHED). Each asserts the exact records handed out
+//! acknowledgement refused (INVALID_RECORD_STATE); a full group (GROUP_MAX_SIZE_REACHED);
+//! ShareFetch v2's record limit (KIP-1206), and a broker that speaks v1 only. Each asserts the exact records handed out
 //! and what the brokers received.
 //!
 //! Two brokers share one model of the share group and its partition: broker 1, the group's
@@ -30,11 +31,15 @@ use kcon_codec::kafka_protocol::messages::share_group_heartbeat_response::{
     Assignment, TopicPartitions,
 };
 use kcon_codec::kafka_protocol::messages::{
-    ApiKey, BrokerId, MetadataRequest, ShareAcknowledgeRequest, ShareAcknowledgeResponse,
-    ShareFetchRequest, ShareFetchResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
+    ApiKey, BrokerId, MetadataRequest, ShareAcknowledgeResponse, ShareFetchResponse,
+    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
+use kcon_codec::share_v2::{
+    ShareAcknowledgeRequestV2, ShareAcknowledgeResponseV2, ShareFetchRequestV2,
+    ShareFetchResponseV2,
+};
 use kcon_scripted::{
     Answer, Received, Script, ScriptedBroker, coordinator_answer, kcon_versions_of, metadata,
 };
@@ -97,6 +102,10 @@ struct Seen {
     acks: Vec<(i64, i64, i8)>,
     /// The answer's error code (the request's, else the partition's).
     error: i16,
+    /// The version it came at.
+    version: i16,
+    /// A ShareFetch's acquire mode and record limit.
+    acquire: (i8, i32),
 }
 
 /// The share group and its partition, as both brokers see them.
@@ -197,10 +206,10 @@ impl Model {
     }
 
     /// Acquires the next available records: their batch and acquired ranges.
-    fn acquire(&mut self) -> Option<(bytes::Bytes, Vec<AcquiredRecords>)> {
+    fn acquire(&mut self, limit: usize) -> Option<(bytes::Bytes, Vec<AcquiredRecords>)> {
         let offsets: Vec<i64> = (0..RECORDS)
             .filter(|&o| self.states[o as usize] == State::Available)
-            .take(PER_FETCH as usize)
+            .take(limit)
             .collect();
         if offsets.is_empty() {
             return None;
@@ -240,8 +249,8 @@ fn batches_of(batches: impl Iterator<Item = (i64, i64, Vec<i8>)>) -> Vec<(i64, i
 }
 
 impl Node {
-    /// A request of `api` at `epoch` carrying `acks`, as received now (its error still 0).
-    fn seen(&self, api: ApiKey, epoch: i32, acks: &[(i64, i64, i8)]) -> Seen {
+    /// `req`, of `api` at `epoch` carrying `acks`, as received now (its error still 0).
+    fn seen(&self, req: &Received, api: ApiKey, epoch: i32, acks: &[(i64, i64, i8)]) -> Seen {
         Seen {
             broker: self.id,
             api,
@@ -249,6 +258,8 @@ impl Node {
             at: Instant::now(),
             acks: acks.to_vec(),
             error: 0,
+            version: req.version(),
+            acquire: (0, 0),
         }
     }
 }
@@ -289,20 +300,27 @@ impl Script for Node {
                 req.answer::<ShareGroupHeartbeatRequest>(&answer)
             }
             Some(ApiKey::ShareFetch) => {
-                let r = req.decode::<ShareFetchRequest>();
+                let v2 = req.decode::<ShareFetchRequestV2>();
+                let r = &v2.body;
                 let acks = batches_of(r.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| {
                     p.acknowledgement_batches
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                 }));
-                let mut seen = self.seen(ApiKey::ShareFetch, r.share_session_epoch, &acks);
+                let mut seen = self.seen(req, ApiKey::ShareFetch, r.share_session_epoch, &acks);
+                seen.acquire = (v2.share_acquire_mode, r.max_records);
+                let limit = if v2.share_acquire_mode == 1 {
+                    r.max_records.max(1) as usize
+                } else {
+                    PER_FETCH as usize
+                };
                 let mut answer = ShareFetchResponse::default();
                 answer.acquisition_lock_timeout_ms = 30_000;
                 if let Some(code) = m.session(self.id, r.share_session_epoch, true) {
                     answer.error_code = code;
                     seen.error = code;
                     m.seen.push(seen);
-                    return req.answer::<ShareFetchRequest>(&answer);
+                    return req.answer::<ShareFetchRequestV2>(&ShareFetchResponseV2(answer));
                 }
                 // The session's partitions: those listed join, those forgotten leave.
                 let listed = r.topics.iter().any(|t| !t.partitions.is_empty());
@@ -339,7 +357,7 @@ impl Script for Node {
                 } else {
                     p.acknowledge_error_code = m.acknowledge(&acks);
                     seen.error = p.acknowledge_error_code;
-                    if in_session && let Some((records, acquired)) = m.acquire() {
+                    if in_session && let Some((records, acquired)) = m.acquire(limit) {
                         p.records = Some(records);
                         p.acquired_records = acquired;
                     }
@@ -352,7 +370,7 @@ impl Script for Node {
                     answer.responses = vec![t];
                 }
                 m.seen.push(seen);
-                let frame = req.frame::<ShareFetchRequest>(&answer);
+                let frame = req.frame::<ShareFetchRequestV2>(&ShareFetchResponseV2(answer));
                 if empty {
                     // Nothing to acquire: held a while, as a broker holds a fetch.
                     Answer::Delayed(Duration::from_millis(50), frame)
@@ -361,13 +379,14 @@ impl Script for Node {
                 }
             }
             Some(ApiKey::ShareAcknowledge) => {
-                let r = req.decode::<ShareAcknowledgeRequest>();
+                let r = req.decode::<ShareAcknowledgeRequestV2>().body;
                 let acks = batches_of(r.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| {
                     p.acknowledgement_batches
                         .iter()
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
                 }));
-                let mut seen = self.seen(ApiKey::ShareAcknowledge, r.share_session_epoch, &acks);
+                let mut seen =
+                    self.seen(req, ApiKey::ShareAcknowledge, r.share_session_epoch, &acks);
                 let mut answer = ShareAcknowledgeResponse::default();
                 if let Some(code) = m.session(self.id, r.share_session_epoch, false) {
                     answer.error_code = code;
@@ -386,7 +405,11 @@ impl Script for Node {
                     answer.responses = vec![t];
                 }
                 m.seen.push(seen);
-                req.answer::<ShareAcknowledgeRequest>(&answer)
+                let answer = ShareAcknowledgeResponseV2 {
+                    body: answer,
+                    acquisition_lock_timeout_ms: 30_000,
+                };
+                req.answer::<ShareAcknowledgeRequestV2>(&answer)
             }
             other => panic!("a request the script does not answer: {other:?}"),
         }
@@ -400,7 +423,19 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Brokers offering ShareFetch and ShareAcknowledge v1 and v2, as kcon does.
     async fn start() -> Cluster {
+        Cluster::start_offering(2).await
+    }
+
+    /// Brokers offering ShareFetch and ShareAcknowledge up to `share_max`.
+    async fn start_offering(share_max: i16) -> Cluster {
+        let mut versions = kcon_versions_of(&ANSWERED);
+        for v in &mut versions {
+            if v.0 == ApiKey::ShareFetch as i16 || v.0 == ApiKey::ShareAcknowledge as i16 {
+                v.2 = share_max;
+            }
+        }
         let model = Arc::new(Mutex::new(Model::new()));
         let mut brokers = Vec::new();
         for id in [1, 2] {
@@ -408,7 +443,7 @@ impl Cluster {
                 id,
                 model: model.clone(),
             };
-            let b = ScriptedBroker::start(kcon_versions_of(&ANSWERED), node).await;
+            let b = ScriptedBroker::start(versions.clone(), node).await;
             lock(&model).addrs.insert(id, b.broker().addr);
             brokers.push(b);
         }
@@ -704,5 +739,86 @@ async fn a_full_group_fails_the_member_naming_why() {
     assert!(
         cluster.seen(1, ApiKey::ShareFetch).is_empty(),
         "nothing fetched for a member that never joined"
+    );
+}
+
+/// Receives batches until all of the partition's records came: each batch's offsets.
+async fn every_record(c: &mut ShareConsumer) -> Vec<Vec<i64>> {
+    let mut batches = Vec::new();
+    let mut n = 0;
+    while n < RECORDS as usize {
+        let b = batch(c).await;
+        n += b.len();
+        batches.push(b.iter().map(|r| r.offset).collect());
+    }
+    batches
+}
+
+/// `share.acquire.mode=record_limit` goes with ShareFetch v2 (KIP-1206): every fetch carries
+/// the mode and `max.poll.records`, and the broker acquires no more (3, 3, 3, 1). Every record
+/// is handed out once and accepted.
+#[tokio::test]
+async fn record_limit_goes_with_share_fetch_v2() {
+    let cluster = Cluster::start().await;
+    let mut c = cluster.consumer(&[
+        ("share.acquire.mode", "record_limit"),
+        ("max.poll.records", "3"),
+    ]);
+    let batches = every_record(&mut c).await;
+    assert_eq!(
+        batches,
+        [vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8], vec![9]]
+    );
+    c.close().await.expect("a clean close");
+    let fetches = cluster.seen(1, ApiKey::ShareFetch);
+    assert!(!fetches.is_empty());
+    for f in &fetches {
+        assert_eq!((f.version, f.acquire), (2, (1, 3)), "{f:?}");
+    }
+    assert!(
+        cluster
+            .seen(1, ApiKey::ShareAcknowledge)
+            .iter()
+            .all(|a| a.version == 2)
+    );
+    assert_eq!(
+        cluster.model().states(),
+        vec![State::Acknowledged(AcknowledgeType::Accept); RECORDS as usize]
+    );
+}
+
+/// A broker that speaks ShareFetch v1 only acquires whole batches (5 here) whatever the
+/// mode: the consumer still hands out `max.poll.records` at a time, every record once, and a
+/// WARN line says once that record_limit needs v2.
+#[tokio::test]
+async fn a_v1_broker_acquires_whole_batches_and_says_so_once() {
+    let logs = kcon_tests::logs::capture();
+    let cluster = Cluster::start_offering(1).await;
+    let mut c = cluster.consumer(&[
+        ("share.acquire.mode", "record_limit"),
+        ("max.poll.records", "3"),
+    ]);
+    let batches = every_record(&mut c).await;
+    assert_eq!(
+        batches,
+        [vec![0, 1, 2], vec![3, 4], vec![5, 6, 7], vec![8, 9]]
+    );
+    c.close().await.expect("a clean close");
+    for f in &cluster.seen(1, ApiKey::ShareFetch) {
+        assert_eq!((f.version, f.acquire.0), (1, 0), "{f:?}");
+    }
+    let warned: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("record_limit needs ShareFetch v2"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("WARN") && warned[0].contains("speaks v1"),
+        "{warned:?}"
+    );
+    assert_eq!(
+        cluster.model().states(),
+        vec![State::Acknowledged(AcknowledgeType::Accept); RECORDS as usize]
     );
 }

@@ -235,8 +235,8 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         EndTxn => m::EndTxnRequest,
         TxnOffsetCommit => m::TxnOffsetCommitRequest,
         ShareGroupHeartbeat => m::ShareGroupHeartbeatRequest,
-        ShareFetch => m::ShareFetchRequest,
-        ShareAcknowledge => m::ShareAcknowledgeRequest,
+        ShareFetch => crate::share_v2::ShareFetchRequestV2,
+        ShareAcknowledge => crate::share_v2::ShareAcknowledgeRequestV2,
         ShareGroupDescribe => m::ShareGroupDescribeRequest,
         DescribeShareGroupOffsets => m::DescribeShareGroupOffsetsRequest,
     )

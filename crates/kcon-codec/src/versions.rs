@@ -43,10 +43,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),
-    // Share groups (KIP-932): v1, the first version Apache Kafka released.
+    // Share groups (KIP-932): v1, the first version Apache Kafka released; ShareFetch and
+    // ShareAcknowledge v2 (Kafka 4.2: the acquire mode, lock renewal) through kcon's own
+    // encoding of the fields v2 adds (`share_v2`: kafka-protocol 0.18 has v1 only).
     (ApiKey::ShareGroupHeartbeat, 1, 1),
-    (ApiKey::ShareFetch, 1, 1),
-    (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::ShareFetch, 1, 2),
+    (ApiKey::ShareAcknowledge, 1, 2),
     // Describing share groups (kcon-admin): ShareGroupDescribe v1 (its v0 was an early-access
     // version, gone since Kafka 4.1), DescribeShareGroupOffsets v0 (the one version
     // kafka-protocol 0.18 has).
@@ -277,10 +279,19 @@ mod tests {
         );
     }
 
+    /// kafka-protocol encodes every supported version, except the versions kcon encodes itself
+    /// (`share_v2`: ShareFetch and ShareAcknowledge v2).
     #[test]
     fn every_supported_range_is_one_kafka_protocol_can_encode() {
+        use kafka_protocol::protocol::Message;
         for &(api, min, max) in SUPPORTED {
-            let theirs = api.valid_versions();
+            let mut theirs = api.valid_versions();
+            if api == ApiKey::ShareFetch {
+                theirs = crate::share_v2::ShareFetchRequestV2::VERSIONS;
+            }
+            if api == ApiKey::ShareAcknowledge {
+                theirs = crate::share_v2::ShareAcknowledgeRequestV2::VERSIONS;
+            }
             assert!(
                 theirs.min <= min && max <= theirs.max && min <= max,
                 "{api:?}: kcon v{min}-v{max}, kafka-protocol {theirs}"

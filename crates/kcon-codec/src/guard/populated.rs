@@ -7,6 +7,7 @@
 //! flexible. `alt` flips which of two sibling nullable values is null, so that building each
 //! version with `alt` false and true covers both null and non-null everywhere.
 
+use crate::share_v2::{ShareAcknowledgeResponseV2, ShareFetchResponseV2};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     BrokerId, GroupId, ProducerId, TopicName, add_offsets_to_txn_response as aot,
@@ -863,7 +864,7 @@ pub(super) fn share_group_heartbeat(_v: i16, alt: bool) -> sgh::ShareGroupHeartb
         .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
 }
 
-pub(super) fn share_fetch(_v: i16, alt: bool) -> sf::ShareFetchResponse {
+pub(super) fn share_fetch(_v: i16, alt: bool) -> ShareFetchResponseV2 {
     let acquired = |first: i64| {
         sf::AcquiredRecords::default()
             .with_first_offset(first)
@@ -902,17 +903,19 @@ pub(super) fn share_fetch(_v: i16, alt: bool) -> sf::ShareFetchResponse {
             .with_rack(null_or(null, s("rack-a")))
             .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
     };
-    sf::ShareFetchResponse::default()
-        .with_throttle_time_ms(3)
-        .with_error_code(0)
-        .with_error_message(null_or(alt, s("fine")))
-        .with_acquisition_lock_timeout_ms(30_000)
-        .with_responses(vec![topic(1), topic(2)])
-        .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
-        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+    ShareFetchResponseV2(
+        sf::ShareFetchResponse::default()
+            .with_throttle_time_ms(3)
+            .with_error_code(0)
+            .with_error_message(null_or(alt, s("fine")))
+            .with_acquisition_lock_timeout_ms(30_000)
+            .with_responses(vec![topic(1), topic(2)])
+            .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
+            .with_unknown_tagged_field(UNKNOWN_TAG, unknown()),
+    )
 }
 
-pub(super) fn share_acknowledge(_v: i16, alt: bool) -> sak::ShareAcknowledgeResponse {
+pub(super) fn share_acknowledge(v: i16, alt: bool) -> ShareAcknowledgeResponseV2 {
     let partition = |i: i32, null: bool| {
         sak::PartitionData::default()
             .with_partition_index(i)
@@ -940,13 +943,17 @@ pub(super) fn share_acknowledge(_v: i16, alt: bool) -> sak::ShareAcknowledgeResp
             .with_rack(null_or(null, s("rack-a")))
             .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
     };
-    sak::ShareAcknowledgeResponse::default()
+    let body = sak::ShareAcknowledgeResponse::default()
         .with_throttle_time_ms(3)
         .with_error_code(0)
         .with_error_message(null_or(!alt, s("fine")))
         .with_responses(vec![topic(1), topic(2)])
         .with_node_endpoints(vec![node(1, alt), node(2, !alt)])
-        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+    ShareAcknowledgeResponseV2 {
+        body,
+        acquisition_lock_timeout_ms: if v >= 2 { 15_000 } else { 0 },
+    }
 }
 
 pub(super) fn share_group_describe(_v: i16, alt: bool) -> sgd::ShareGroupDescribeResponse {

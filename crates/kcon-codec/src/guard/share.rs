@@ -1,6 +1,6 @@
 //! Schemas of the share-group responses (KIP-932): those a share consumer reads
-//! (ShareGroupHeartbeat, ShareFetch, ShareAcknowledge, at v1, the first version Apache Kafka
-//! released) and those that describe a share group from outside it (ShareGroupDescribe v1,
+//! (ShareGroupHeartbeat at v1, the first version Apache Kafka released; ShareFetch and
+//! ShareAcknowledge at v1 and v2, whose decoders are kcon's `share_v2` over kafka-protocol's v1) and those that describe a share group from outside it (ShareGroupDescribe v1,
 //! DescribeShareGroupOffsets v0). Every version of each is flexible.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
@@ -8,7 +8,9 @@
 use kafka_protocol::messages::ApiKey;
 
 use super::schema::Ty::{Bytes, I16, I32, I64, OptStruct, Str, Struct, Uuid};
-use super::schema::{ALL, Field, I32_ARRAY, Message, STR_ARRAY, StructDef, array, only, structs};
+use super::schema::{
+    ALL, Field, I32_ARRAY, Message, STR_ARRAY, StructDef, array, only, since, structs,
+};
 
 pub(super) const SHARE_GROUP_HEARTBEAT: Message = Message {
     api_key: ApiKey::ShareGroupHeartbeat,
@@ -38,7 +40,8 @@ structs! {
 
 pub(super) const SHARE_FETCH: Message = Message {
     api_key: ApiKey::ShareFetch,
-    versions: only(1, 1),
+    // v2's answer is v1's (kcon's `share_v2`).
+    versions: only(1, 2),
     flexible: 0,
     body: &SHARE_FETCH_BODY,
 };
@@ -87,7 +90,7 @@ structs! {
 
 pub(super) const SHARE_ACKNOWLEDGE: Message = Message {
     api_key: ApiKey::ShareAcknowledge,
-    versions: only(1, 1),
+    versions: only(1, 2),
     flexible: 0,
     body: &SHARE_ACKNOWLEDGE_BODY,
 };
@@ -97,6 +100,7 @@ structs! {
         throttle_time_ms: I32, ALL;
         error_code: I16, ALL;
         error_message: Str, ALL, nullable;
+        acquisition_lock_timeout_ms: I32, since(2);
         responses: array(&SHARE_ACKNOWLEDGE_TOPIC), ALL;
         node_endpoints: array(&SHARE_NODE), ALL;
     }

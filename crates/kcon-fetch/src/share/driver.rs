@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -14,10 +15,12 @@ use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time;
+use tracing::warn;
 
 use super::wire::{share_acknowledge_request, share_fetch_request};
 use super::{
-    AcknowledgeType, ShareAnswer, ShareEvent, ShareFetchMachine, ShareOutgoing, ShareRequest,
+    AcknowledgeType, AcquireMode, ShareAnswer, ShareEvent, ShareFetchMachine, ShareOutgoing,
+    ShareRequest,
 };
 use crate::config::FetchConfig;
 use crate::driver::metadata_view;
@@ -47,21 +50,26 @@ enum Command {
 
 impl ShareFetcher {
     /// Starts the task on the current tokio runtime, for share group `group_id`'s member
-    /// `member_id`. It fetches nothing until partitions are assigned and records wanted.
+    /// `member_id`, its fetches acquiring as `acquire_mode` says (from ShareFetch v2; a broker
+    /// that speaks v1 acquires whole batches, which the task warns of once per broker). It
+    /// fetches nothing until partitions are assigned and records wanted.
     pub fn start(
         pool: Pool,
         config: FetchConfig,
         group_id: impl Into<String>,
         member_id: impl Into<String>,
+        acquire_mode: AcquireMode,
     ) -> ShareFetcher {
-        let machine =
+        let mut machine =
             ShareFetchMachine::new(config.clone(), group_id, member_id, fastrand::u64(..));
+        machine.set_acquire_mode(acquire_mode);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let glue = ShareTask {
             events: event_tx,
             config,
             closed: false,
+            warned_v1: Arc::default(),
         };
         let task = tokio::spawn(drive(pool, machine, glue, command_rx));
         ShareFetcher {
@@ -190,6 +198,9 @@ struct ShareTask {
     events: mpsc::UnboundedSender<ShareEvent>,
     config: FetchConfig,
     closed: bool,
+    /// Brokers warned of that they acquire whole batches (ShareFetch v1) though
+    /// `share.acquire.mode` is `record_limit`.
+    warned_v1: Arc<Mutex<BTreeSet<i32>>>,
 }
 
 impl Drive for ShareTask {
@@ -201,7 +212,12 @@ impl Drive for ShareTask {
         pool: &Pool,
         out: ShareOutgoing,
     ) -> impl Future<Output = Result<ShareAnswer, RequestFailure>> + Send + 'static {
-        send(pool.clone(), self.config.max_wait, out)
+        send(
+            pool.clone(),
+            self.config.max_wait,
+            out,
+            self.warned_v1.clone(),
+        )
     }
 
     fn command(
@@ -274,15 +290,29 @@ async fn send(
     pool: Pool,
     max_wait: Duration,
     out: ShareOutgoing,
+    warned_v1: Arc<Mutex<BTreeSet<i32>>>,
 ) -> Result<ShareAnswer, RequestFailure> {
     match out.request {
         ShareRequest::Fetch { broker, fetch } => {
             // The broker holds a fetch up to fetch.max.wait.ms before it answers.
             let answer = call(&pool, broker, ApiKey::ShareFetch, max_wait, |v| {
+                if v < 2 && fetch.acquire_mode == AcquireMode::RecordLimit {
+                    let mut warned = warned_v1.lock().unwrap_or_else(|e| e.into_inner());
+                    if warned.insert(broker) {
+                        warn!(
+                            broker,
+                            version = v,
+                            "share.acquire.mode=record_limit needs ShareFetch v2 (Apache Kafka \
+                             4.2), and broker {broker} speaks v{v}: it acquires whole batches, \
+                             so a fetch may acquire more than max.poll.records records (those \
+                             past a batch wait in the consumer under their locks)"
+                        );
+                    }
+                }
                 share_fetch_request(&fetch, v)
             })
             .await?;
-            Ok(ShareAnswer::Fetch(Box::new(answer)))
+            Ok(ShareAnswer::Fetch(Box::new(answer.0)))
         }
         ShareRequest::Acknowledge {
             broker,
@@ -296,7 +326,7 @@ async fn send(
                 |v| share_acknowledge_request(&acknowledge, v),
             )
             .await?;
-            Ok(ShareAnswer::Acknowledge(Box::new(answer)))
+            Ok(ShareAnswer::Acknowledge(Box::new(answer.body)))
         }
         ShareRequest::Metadata { topics } => {
             let metadata = pool

@@ -58,6 +58,39 @@ impl AcknowledgeType {
     }
 }
 
+/// How the broker acquires records for a ShareFetch (`share.acquire.mode`, KIP-1206).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcquireMode {
+    /// Whole batches: a fetch may acquire more than `max.poll.records` records (the only mode
+    /// of ShareFetch v1).
+    #[default]
+    BatchOptimized,
+    /// At most `max.poll.records` records a fetch (ShareFetch v2).
+    RecordLimit,
+}
+
+impl AcquireMode {
+    /// What `share.acquire.mode` takes.
+    pub const EXPECTED: &'static str = "batch_optimized or record_limit";
+
+    /// ShareFetch v2's `ShareAcquireMode`.
+    pub const fn code(self) -> i8 {
+        match self {
+            AcquireMode::BatchOptimized => 0,
+            AcquireMode::RecordLimit => 1,
+        }
+    }
+
+    /// The mode named `name` (`batch_optimized`, `record_limit`), in any case.
+    pub fn parse(name: &str) -> Option<AcquireMode> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "batch_optimized" => Some(AcquireMode::BatchOptimized),
+            "record_limit" => Some(AcquireMode::RecordLimit),
+            _ => None,
+        }
+    }
+}
+
 /// Offsets `first..=last` of one partition, acknowledged with one type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AcknowledgementRange {
@@ -101,6 +134,8 @@ pub struct ShareFetch {
     pub max_records: i32,
     /// The batch size the broker aims at when acquiring (the same as `max_records`).
     pub batch_size: i32,
+    /// How the broker acquires (sent from ShareFetch v2; v1 acquires whole batches).
+    pub acquire_mode: AcquireMode,
     /// The partitions added to the session, and those carrying acknowledgements.
     pub partitions: Vec<SharePartitionRequest>,
     /// The partitions leaving the session.

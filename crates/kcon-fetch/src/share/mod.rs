@@ -45,8 +45,8 @@ use kcon_core::{
 use tracing::{debug, warn};
 
 pub use messages::{
-    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, ShareAcknowledge, ShareAnswer,
-    ShareEvent, ShareFetch, ShareOutgoing, SharePartitionRequest, ShareRequest,
+    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, AcquireMode, ShareAcknowledge,
+    ShareAnswer, ShareEvent, ShareFetch, ShareOutgoing, SharePartitionRequest, ShareRequest,
 };
 
 use crate::position::LeaderAndEpoch;
@@ -136,6 +136,8 @@ pub struct ShareFetchMachine {
     /// of the leader's session) until their backoff ends, so a broker that keeps refusing one
     /// is not asked again at once. Cleared by an answer without an error or a new leader.
     held_back: BTreeMap<TopicPartition, HeldBack>,
+    /// How brokers acquire records for its fetches.
+    acquire_mode: AcquireMode,
     closing: bool,
     closed: bool,
     events: VecDeque<ShareEvent>,
@@ -187,6 +189,7 @@ impl ShareFetchMachine {
             outstanding: BTreeMap::new(),
             refresh: Refresh::default(),
             held_back: BTreeMap::new(),
+            acquire_mode: AcquireMode::default(),
             closing: false,
             closed: false,
             events: VecDeque::new(),
@@ -211,6 +214,11 @@ impl ShareFetchMachine {
     }
 
     // ----- inputs -----
+
+    /// How brokers acquire records for its fetches from now on (`share.acquire.mode`).
+    pub fn set_acquire_mode(&mut self, mode: AcquireMode) {
+        self.acquire_mode = mode;
+    }
 
     /// The member id (the share group member's; it may be named after the machine starts).
     pub fn set_member_id(&mut self, member_id: impl Into<String>) {
@@ -592,6 +600,7 @@ impl ShareFetchMachine {
             max_bytes: self.config.max_bytes,
             max_records,
             batch_size: max_records,
+            acquire_mode: self.acquire_mode,
             partitions,
             forgotten,
         };

@@ -1,4 +1,5 @@
-//! ShareFetch and ShareAcknowledge v1 in kafka-protocol's types.
+//! ShareFetch and ShareAcknowledge in kafka-protocol's types: v1, and v2 through
+//! kcon-codec's `share_v2` (kafka-protocol's v1 message with the fields v2 adds).
 
 use kcon_codec::kafka_protocol::messages::GroupId;
 use kcon_codec::kafka_protocol::messages::share_acknowledge_request::{
@@ -8,21 +9,23 @@ use kcon_codec::kafka_protocol::messages::share_acknowledge_request::{
 use kcon_codec::kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic, ForgottenTopic, ShareFetchRequest,
 };
+use kcon_codec::share_v2::{ShareAcknowledgeRequestV2, ShareFetchRequestV2};
 use kcon_core::TopicId;
 use kcon_core::wire::{VersionError, str_bytes as s};
 
 use super::messages::{AcknowledgementRange, ShareAcknowledge, ShareFetch, SharePartitionRequest};
 use crate::session::wire::set_uuid;
 
-/// The one version of the share APIs kcon speaks.
-pub const SHARE_VERSION: i16 = 1;
+/// The versions of ShareFetch and ShareAcknowledge kcon speaks.
+pub const SHARE_VERSIONS: (i16, i16) = (1, 2);
 
 fn check(api: &str, version: i16) -> Result<(), VersionError> {
-    if version == SHARE_VERSION {
+    let (min, max) = SHARE_VERSIONS;
+    if (min..=max).contains(&version) {
         Ok(())
     } else {
         Err(VersionError(format!(
-            "kcon speaks {api} v{SHARE_VERSION}, not v{version}"
+            "kcon speaks {api} v{min}-v{max}, not v{version}"
         )))
     }
 }
@@ -44,11 +47,12 @@ fn types(r: &AcknowledgementRange) -> Vec<i8> {
     vec![r.kind.code()]
 }
 
-/// ShareFetch at `version` (1).
+/// ShareFetch at `version` (1 or 2). The acquire mode goes from v2; v1 acquires whole
+/// batches whatever the mode (the caller says so to the user).
 pub fn share_fetch_request(
     f: &ShareFetch,
     version: i16,
-) -> Result<ShareFetchRequest, VersionError> {
+) -> Result<ShareFetchRequestV2, VersionError> {
     check("ShareFetch", version)?;
     let mut r = ShareFetchRequest::default();
     r.group_id = Some(GroupId(s(&f.group_id)));
@@ -81,7 +85,15 @@ pub fn share_fetch_request(
             t
         })
         .collect();
-    Ok(r)
+    Ok(ShareFetchRequestV2 {
+        body: r,
+        share_acquire_mode: if version >= 2 {
+            f.acquire_mode.code()
+        } else {
+            0
+        },
+        is_renew_ack: false,
+    })
 }
 
 fn fetch_partition(p: &SharePartitionRequest) -> FetchPartition {
@@ -101,11 +113,11 @@ fn fetch_partition(p: &SharePartitionRequest) -> FetchPartition {
     fp
 }
 
-/// ShareAcknowledge at `version` (1).
+/// ShareAcknowledge at `version` (1 or 2).
 pub fn share_acknowledge_request(
     a: &ShareAcknowledge,
     version: i16,
-) -> Result<ShareAcknowledgeRequest, VersionError> {
+) -> Result<ShareAcknowledgeRequestV2, VersionError> {
     check("ShareAcknowledge", version)?;
     let mut r = ShareAcknowledgeRequest::default();
     r.group_id = Some(GroupId(s(&a.group_id)));
@@ -135,7 +147,10 @@ pub fn share_acknowledge_request(
         t
     })
     .collect();
-    Ok(r)
+    Ok(ShareAcknowledgeRequestV2 {
+        body: r,
+        is_renew_ack: false,
+    })
 }
 
 #[cfg(test)]
@@ -144,7 +159,7 @@ mod tests {
     use kcon_codec::kafka_protocol::protocol::{Decodable, Encodable};
     use kcon_core::TopicPartition;
 
-    use super::super::messages::AcknowledgeType;
+    use super::super::messages::{AcknowledgeType, AcquireMode};
     use super::*;
 
     fn partition(
@@ -176,6 +191,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_records: 500,
             batch_size: 500,
+            acquire_mode: AcquireMode::RecordLimit,
             partitions: vec![
                 partition(
                     "a",
@@ -207,7 +223,17 @@ mod tests {
         assert_eq!(a[0].acknowledgement_batches[1].acknowledge_types, [0]);
         assert_eq!(a[1].acknowledgement_batches[0].acknowledge_types, [3]);
         assert_eq!(back.forgotten_topics_data[0].partitions, [2]);
-        assert!(share_fetch_request(&f, 2).is_err());
+        // v1 acquires whole batches: the mode is not sent.
+        assert_eq!(r.share_acquire_mode, 0);
+        // v2 sends it.
+        let r2 = share_fetch_request(&f, 2).unwrap();
+        let mut buf = BytesMut::new();
+        r2.encode(&mut buf, 2).unwrap();
+        let back2 = ShareFetchRequestV2::decode(&mut buf.freeze(), 2).unwrap();
+        assert_eq!(back2.share_acquire_mode, 1);
+        assert!(!back2.is_renew_ack);
+        assert_eq!(back2.body, back);
+        assert!(share_fetch_request(&f, 3).is_err());
         assert!(share_fetch_request(&f, 0).is_err());
     }
 
@@ -228,6 +254,11 @@ mod tests {
         let b = &back.topics[0].partitions[0].acknowledgement_batches[0];
         assert_eq!((b.first_offset, b.last_offset), (7, 8));
         assert_eq!(b.acknowledge_types, [2]);
-        assert!(share_acknowledge_request(&a, 2).is_err());
+        let r2 = share_acknowledge_request(&a, 2).unwrap();
+        let mut buf = BytesMut::new();
+        r2.encode(&mut buf, 2).unwrap();
+        let back2 = ShareAcknowledgeRequestV2::decode(&mut buf.freeze(), 2).unwrap();
+        assert_eq!(back2.body, back);
+        assert!(share_acknowledge_request(&a, 3).is_err());
     }
 }

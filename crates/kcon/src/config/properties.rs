@@ -9,6 +9,7 @@ use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property};
 use kcon_core::property::{parse_count, parse_millis};
 
 use super::policy::ErrorTolerance;
+use kcon_fetch::share::AcquireMode;
 
 /// The `Consumer` itself.
 pub const CONSUMER: Part = Part::new("consumer");
@@ -75,8 +76,8 @@ pub enum ConsumerSetting {
     ErrorsBreakerConsecutiveFailures(Option<usize>),
     /// `share.acknowledgement.mode`.
     ShareAcknowledgementMode(AcknowledgementMode),
-    /// `share.acquire.mode`: `batch_optimized`, the one mode ShareFetch v1 has.
-    ShareAcquireMode,
+    /// `share.acquire.mode`.
+    ShareAcquireMode(AcquireMode),
 }
 
 /// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
@@ -113,13 +114,13 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
         aliases: &[],
         default: DefaultValue::Value("batch_optimized"),
         parts: &[SHARE],
-        doc: "How the brokers acquire records for a share consumer: batch_optimized (whole \
-              batches, so a fetch may acquire more than max.poll.records). record_limit (at most \
-              max.poll.records, KIP-1206) needs ShareFetch v2 (Apache Kafka 4.2), which kcon does \
-              not speak yet, and is refused.",
+        doc: "How the brokers acquire records for a share consumer's fetches: \
+              batch_optimized takes whole batches (a fetch may acquire more than \
+              max.poll.records); record_limit at most max.poll.records (KIP-1206, ShareFetch v2: \
+              Apache Kafka 4.2; a broker that speaks v1 acquires whole batches, and a WARN line \
+              says so once).",
         kind: Kind::Other {
-            allowed: "batch_optimized (record_limit needs ShareFetch v2, which kcon does not \
-                      speak yet)",
+            allowed: AcquireMode::EXPECTED,
             parse: acquire_mode,
         },
     },
@@ -253,10 +254,9 @@ fn acknowledgement_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
 }
 
 fn acquire_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
-    match i.value.trim().to_ascii_lowercase().as_str() {
-        "batch_optimized" => Ok(ConsumerSetting::ShareAcquireMode),
-        _ => Err(i.refused()),
-    }
+    AcquireMode::parse(i.value)
+        .map(ConsumerSetting::ShareAcquireMode)
+        .ok_or_else(|| i.refused())
 }
 
 fn tolerance(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {

@@ -48,7 +48,7 @@ mod processor;
 
 pub use crate::config::AcknowledgementMode;
 pub use kcon_fetch::share::{
-    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, ShareEvent,
+    AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, AcquireMode, ShareEvent,
 };
 pub use processor::{ShareProcessor, ShareProcessorCounts};
 
@@ -217,8 +217,13 @@ impl ShareConsumerBuilder {
         let client_id = s.pool.client_id.clone();
         let pool = Pool::new(s.pool)?;
         let member = GroupMember::start(pool.clone(), s.group.clone())?;
-        let fetcher =
-            ShareFetcher::start(pool.clone(), s.fetch.clone(), s.group.group_id.clone(), "");
+        let fetcher = ShareFetcher::start(
+            pool.clone(),
+            s.fetch.clone(),
+            s.group.group_id.clone(),
+            "",
+            s.acquire_mode,
+        );
         Ok(ShareConsumer {
             group_id: s.group.group_id.clone(),
             subscription: BTreeSet::new(),
@@ -250,6 +255,7 @@ impl ShareConsumerBuilder {
         let mut group = GroupConfig::default();
         let mut fetch = FetchConfig::default();
         let mut mode = AcknowledgementMode::default();
+        let mut acquire_mode = AcquireMode::default();
         let mut policy = PolicyConfig::default();
         let mut close_timeout = Duration::from_secs(30);
         for (property, name, value) in effective(&self.properties, ShareConsumer::properties())? {
@@ -267,7 +273,7 @@ impl ShareConsumerBuilder {
                 match setting {
                     ConsumerSetting::CloseTimeout(d) => close_timeout = d,
                     ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
-                    ConsumerSetting::ShareAcquireMode => {}
+                    ConsumerSetting::ShareAcquireMode(m) => acquire_mode = m,
                     // The `errors.*` properties, for a ShareProcessor over the consumer.
                     _ if own.parts.contains(&POLICY) => {
                         kcon_core::property::Configurable::apply(&mut policy, &setting);
@@ -284,6 +290,7 @@ impl ShareConsumerBuilder {
             group,
             fetch,
             mode,
+            acquire_mode,
             close_timeout,
             policy,
         })
@@ -295,6 +302,7 @@ struct ShareSettings {
     group: GroupConfig,
     fetch: FetchConfig,
     mode: AcknowledgementMode,
+    acquire_mode: AcquireMode,
     close_timeout: Duration,
     policy: PolicyConfig,
 }
