@@ -13,7 +13,7 @@
 //! | 4 | advance the virtual clock by a fuzzed amount and fire the timers due |
 //! | 5 | assign a subset of three partitions |
 //! | 6 | the application waits for records (having read every batch, or a stale count) |
-//! | 7 | acknowledge a fuzzed range of a partition with a fuzzed type |
+//! | 7 | acknowledge a fuzzed range of a partition with a fuzzed type (accept, release, reject, renew) |
 //! | 8 | accept every record handed out and not acknowledged yet |
 //! | 9 | commit |
 //! | 10 | close |
@@ -251,6 +251,12 @@ fn check_request(out: &ShareOutgoing, in_flight: &HashMap<i32, usize>) -> Pendin
             }
             for p in &fetch.partitions {
                 check_ranges(&p.acknowledgements);
+                assert!(
+                    p.acknowledgements
+                        .iter()
+                        .all(|r| r.kind != AcknowledgeType::Renew),
+                    "a ShareFetch carries a renewal: {fetch:?}"
+                );
             }
             Pending {
                 id: out.id,
@@ -277,6 +283,17 @@ fn check_request(out: &ShareOutgoing, in_flight: &HashMap<i32, usize>) -> Pendin
             );
             for p in &acknowledge.partitions {
                 check_ranges(&p.acknowledgements);
+                assert!(
+                    p.acknowledgements
+                        .iter()
+                        .all(|r| (r.kind == AcknowledgeType::Renew) == acknowledge.renew),
+                    "renewals and other acknowledgements in one ShareAcknowledge, or a \
+                     renewal not flagged: {acknowledge:?}"
+                );
+                assert!(
+                    !acknowledge.renew || acknowledge.epoch > 0,
+                    "renewals on a closing ShareAcknowledge"
+                );
             }
             Pending {
                 id: out.id,
@@ -388,9 +405,13 @@ pub fn run(data: &[u8]) -> Ran {
                     AcknowledgeType::Accept,
                     AcknowledgeType::Release,
                     AcknowledgeType::Reject,
+                    AcknowledgeType::Renew,
                 ]);
-                for o in first..=last {
-                    app.held.remove(&(p, o));
+                // A renewed record stays held.
+                if kind != AcknowledgeType::Renew {
+                    for o in first..=last {
+                        app.held.remove(&(p, o));
+                    }
                 }
                 h.machine.acknowledge(h.now, &tp(p), first, last, kind);
             }

@@ -106,6 +106,8 @@ struct Seen {
     version: i16,
     /// A ShareFetch's acquire mode and record limit.
     acquire: (i8, i32),
+    /// A ShareAcknowledge's `IsRenewAck`.
+    renew: bool,
 }
 
 /// The share group and its partition, as both brokers see them.
@@ -198,6 +200,8 @@ impl Model {
                     1 => State::Acknowledged(AcknowledgeType::Accept),
                     2 => State::Available,
                     3 => State::Acknowledged(AcknowledgeType::Reject),
+                    // Renewed: the lock starts over, the record stays acquired.
+                    4 => State::Acquired,
                     _ => State::Acknowledged(AcknowledgeType::Gap),
                 };
             }
@@ -260,6 +264,7 @@ impl Node {
             error: 0,
             version: req.version(),
             acquire: (0, 0),
+            renew: false,
         }
     }
 }
@@ -379,7 +384,8 @@ impl Script for Node {
                 }
             }
             Some(ApiKey::ShareAcknowledge) => {
-                let r = req.decode::<ShareAcknowledgeRequestV2>().body;
+                let v2 = req.decode::<ShareAcknowledgeRequestV2>();
+                let r = v2.body;
                 let acks = batches_of(r.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| {
                     p.acknowledgement_batches
                         .iter()
@@ -387,6 +393,7 @@ impl Script for Node {
                 }));
                 let mut seen =
                     self.seen(req, ApiKey::ShareAcknowledge, r.share_session_epoch, &acks);
+                seen.renew = v2.is_renew_ack;
                 let mut answer = ShareAcknowledgeResponse::default();
                 if let Some(code) = m.session(self.id, r.share_session_epoch, false) {
                     answer.error_code = code;
@@ -821,4 +828,76 @@ async fn a_v1_broker_acquires_whole_batches_and_says_so_once() {
         cluster.model().states(),
         vec![State::Acknowledged(AcknowledgeType::Accept); RECORDS as usize]
     );
+}
+
+/// Renewing a record's lock (KIP-1222) in explicit mode: the renewal goes at once on a
+/// ShareAcknowledge v2 flagged `IsRenewAck`, the broker keeps the record acquired, the record
+/// stays open (the next batch is refused until it is settled), and its acceptance later goes
+/// as any other.
+#[tokio::test]
+async fn a_renewed_record_stays_held_until_settled() {
+    let cluster = Cluster::start().await;
+    let mut c = cluster.consumer(&[("share.acknowledgement.mode", "explicit")]);
+    let first = batch(&mut c).await;
+    assert_eq!(offsets(&first), first_time(0..5));
+    c.acknowledge(&first[0], AcknowledgeType::Renew).unwrap();
+    for r in &first[1..] {
+        c.acknowledge(r, AcknowledgeType::Accept).unwrap();
+    }
+    let outcomes = c.commit().await.expect("a commit");
+    assert!(
+        outcomes.iter().all(AcknowledgementOutcome::is_ok),
+        "{outcomes:?}"
+    );
+    let renewed: Vec<_> = cluster
+        .seen(1, ApiKey::ShareAcknowledge)
+        .into_iter()
+        .filter(|a| a.renew)
+        .map(|a| (a.version, a.acks))
+        .collect();
+    assert_eq!(renewed, [(2, vec![(0, 0, 4)])]);
+    assert_eq!(cluster.model().states()[0], State::Acquired);
+    assert_eq!(c.metrics().records_renewed, 1);
+    // Renewed is not settled: explicit mode refuses the next batch.
+    let e = c.recv_batch().await.expect_err("record 0 is open");
+    assert_eq!(e.kind(), kcon::ErrorKind::Misuse, "{e}");
+    c.acknowledge(&first[0], AcknowledgeType::Accept).unwrap();
+    c.commit().await.expect("a commit");
+    assert_eq!(
+        cluster.model().states()[..5],
+        [State::Acknowledged(AcknowledgeType::Accept); 5]
+    );
+    c.close().await.expect("a clean close");
+}
+
+/// A broker that speaks ShareAcknowledge v1 cannot renew: the renewal's outcome is
+/// UNSUPPORTED_VERSION, nothing of it reaches the broker, and the session goes on.
+#[tokio::test]
+async fn a_v1_broker_refuses_renewals() {
+    let cluster = Cluster::start_offering(1).await;
+    let mut c = cluster.consumer(&[("share.acknowledgement.mode", "explicit")]);
+    let first = batch(&mut c).await;
+    c.acknowledge(&first[0], AcknowledgeType::Renew).unwrap();
+    let outcomes = c.commit().await.expect("a commit");
+    let codes: Vec<i16> = outcomes.iter().map(|o| o.error_code).collect();
+    assert_eq!(codes, [35], "UNSUPPORTED_VERSION: {outcomes:?}");
+    assert!(
+        cluster
+            .seen(1, ApiKey::ShareAcknowledge)
+            .iter()
+            .all(|a| a.acks.is_empty() && a.version == 1 && a.error == 0)
+    );
+    for r in &first {
+        c.acknowledge(r, AcknowledgeType::Accept).unwrap();
+    }
+    let outcomes = c.commit().await.expect("a commit");
+    assert!(
+        outcomes.iter().all(AcknowledgementOutcome::is_ok),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        cluster.model().states()[..5],
+        [State::Acknowledged(AcknowledgeType::Accept); 5]
+    );
+    c.close().await.expect("a clean close");
 }

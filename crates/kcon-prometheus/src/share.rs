@@ -20,6 +20,7 @@ use crate::series::{Value, base_labels};
 /// | `kcon_share_records_accepted_total` | counter | records whose acceptance the broker took |
 /// | `kcon_share_records_released_total` | counter | records whose release the broker took (they come again) |
 /// | `kcon_share_records_rejected_total` | counter | records whose rejection the broker took (archived) |
+/// | `kcon_share_records_renewed_total` | counter | records whose lock renewal the broker took (KIP-1222) |
 /// | `kcon_share_acknowledgements_failed_total` | counter | records whose acknowledgement failed (handed out again when their locks expire) |
 /// | `kcon_share_lock_expirations_total` | counter | records acquired anew after their lock expired while the member held them |
 /// | `kcon_share_commits_total` | counter | commits done |
@@ -63,6 +64,11 @@ impl Collector for ShareCollector {
                 "kcon_share_records_rejected",
                 "Records whose rejection the broker took: archived.",
                 m.records_rejected,
+            ),
+            (
+                "kcon_share_records_renewed",
+                "Records whose lock renewal the broker took (KIP-1222).",
+                m.records_renewed,
             ),
             (
                 "kcon_share_acknowledgements_failed",

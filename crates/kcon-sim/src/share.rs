@@ -1009,6 +1009,13 @@ impl ShareBrokers {
                         self.stats.rejected += 1;
                         r.state = RecordState::Archived;
                     }
+                    AcknowledgeType::Renew => {
+                        // KIP-1222: the lock starts over; the record stays the member's.
+                        r.state = RecordState::Acquired {
+                            member: member.to_owned(),
+                            until: now + self.config.lock_duration,
+                        };
+                    }
                 }
             }
         }

@@ -6,9 +6,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::kafka_protocol::messages::share_acknowledge_response::{
+    PartitionData as AckPartitionData, ShareAcknowledgeResponse, ShareAcknowledgeTopicResponse,
+};
 use kcon_codec::kafka_protocol::protocol::Request;
-use kcon_core::wire::VersionError;
+use kcon_core::wire::{VersionError, str_bytes};
 use kcon_core::{RequestFailure, TopicPartition};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
@@ -19,11 +23,12 @@ use tracing::warn;
 
 use super::wire::{share_acknowledge_request, share_fetch_request};
 use super::{
-    AcknowledgeType, AcquireMode, ShareAnswer, ShareEvent, ShareFetchMachine, ShareOutgoing,
-    ShareRequest,
+    AcknowledgeType, AcquireMode, ShareAcknowledge, ShareAnswer, ShareEvent, ShareFetchMachine,
+    ShareOutgoing, ShareRequest,
 };
 use crate::config::FetchConfig;
 use crate::driver::metadata_view;
+use crate::session::wire::set_uuid;
 
 /// A share fetch machine run by a tokio task: a handle to assign partitions, want records,
 /// acknowledge and commit, and read what the task tells.
@@ -318,15 +323,32 @@ async fn send(
             broker,
             acknowledge,
         } => {
+            let mut version = 0;
             let answer = call(
                 &pool,
                 broker,
                 ApiKey::ShareAcknowledge,
                 Duration::ZERO,
-                |v| share_acknowledge_request(&acknowledge, v),
+                |v| {
+                    version = v;
+                    if acknowledge.renew && v < 2 {
+                        // Renewing needs v2: the request goes without them (the session's
+                        // epoch moves on as the machine expects), and each renewal is told
+                        // refused below.
+                        let mut bare = acknowledge.clone();
+                        bare.renew = false;
+                        bare.partitions.clear();
+                        return share_acknowledge_request(&bare, v);
+                    }
+                    share_acknowledge_request(&acknowledge, v)
+                },
             )
             .await?;
-            Ok(ShareAnswer::Acknowledge(Box::new(answer.body)))
+            let mut answer = answer.body;
+            if acknowledge.renew && version < 2 && answer.error_code == 0 {
+                refuse_renewals(&mut answer, &acknowledge);
+            }
+            Ok(ShareAnswer::Acknowledge(Box::new(answer)))
         }
         ShareRequest::Metadata { topics } => {
             let metadata = pool
@@ -338,6 +360,23 @@ async fn send(
                 &pool, &metadata, &topics,
             )))
         }
+    }
+}
+
+/// Tells each partition of `sent` (renewals a broker speaking ShareAcknowledge v1 could not be
+/// sent) refused with UNSUPPORTED_VERSION in `answer`.
+fn refuse_renewals(answer: &mut ShareAcknowledgeResponse, sent: &ShareAcknowledge) {
+    for p in &sent.partitions {
+        let mut t = ShareAcknowledgeTopicResponse::default();
+        set_uuid(&mut t.topic_id, Some(p.topic_id));
+        let mut d = AckPartitionData::default();
+        d.partition_index = p.partition.partition;
+        d.error_code = ResponseError::UnsupportedVersion.code();
+        d.error_message = Some(str_bytes(
+            "renewing a record's lock needs ShareAcknowledge v2 (Apache Kafka 4.2)",
+        ));
+        t.partitions.push(d);
+        answer.responses.push(t);
     }
 }
 

@@ -23,26 +23,31 @@ pub enum AcknowledgeType {
     /// An offset acquired without a record (a control record, or one compaction removed): the
     /// client tells the broker so, or the offset stays locked until the lock expires.
     Gap,
+    /// Still being processed: the record's lock starts over and it stays the member's, to be
+    /// settled later (KIP-1222, ShareAcknowledge v2).
+    Renew,
 }
 
 impl AcknowledgeType {
-    /// The code acknowledgement batches carry: 0 gap, 1 accept, 2 release, 3 reject.
+    /// The code acknowledgement batches carry: 0 gap, 1 accept, 2 release, 3 reject, 4 renew.
     pub const fn code(self) -> i8 {
         match self {
             AcknowledgeType::Gap => 0,
             AcknowledgeType::Accept => 1,
             AcknowledgeType::Release => 2,
             AcknowledgeType::Reject => 3,
+            AcknowledgeType::Renew => 4,
         }
     }
 
-    /// The name Kafka's share consumers use: `accept`, `release`, `reject` (and `gap`).
+    /// The name Kafka's share consumers use: `accept`, `release`, `reject`, `renew` (and `gap`).
     pub const fn name(self) -> &'static str {
         match self {
             AcknowledgeType::Gap => "gap",
             AcknowledgeType::Accept => "accept",
             AcknowledgeType::Release => "release",
             AcknowledgeType::Reject => "reject",
+            AcknowledgeType::Renew => "renew",
         }
     }
 
@@ -152,6 +157,8 @@ pub struct ShareAcknowledge {
     pub member_id: String,
     /// The share session epoch (never 0; -1 closes the session).
     pub epoch: i32,
+    /// Renewals only (KIP-1222: sent with `IsRenewAck`, ShareAcknowledge v2); otherwise none.
+    pub renew: bool,
     /// The partitions with acknowledgements.
     pub partitions: Vec<SharePartitionRequest>,
 }

@@ -67,6 +67,8 @@ struct Pending {
 enum Kind {
     Fetch,
     Acknowledge,
+    /// A ShareAcknowledge of renewals only.
+    Renew,
     Close,
 }
 
@@ -317,10 +319,21 @@ impl ShareFetchMachine {
         if last < first || self.closed {
             return;
         }
-        if let Some(held) = self.outstanding.get_mut(partition) {
-            remove_range(held, first, last);
-            if held.is_empty() {
-                self.outstanding.remove(partition);
+        if kind == AcknowledgeType::Renew {
+            // A renewed record stays the member's: still held, to be settled later.
+            if self.closing {
+                return;
+            }
+        } else {
+            if let Some(held) = self.outstanding.get_mut(partition) {
+                remove_range(held, first, last);
+                if held.is_empty() {
+                    self.outstanding.remove(partition);
+                }
+            }
+            // A renewal not sent yet is moot once the record is settled.
+            if let Some(pending) = self.acks.get_mut(partition) {
+                drop_renewals(pending, first, last);
             }
         }
         let seq = self.next_seq;
@@ -358,6 +371,23 @@ impl ShareFetchMachine {
     pub fn close(&mut self, _now: Instant) {
         self.closing = true;
         self.wanted = false;
+        // Renewals not sent go no further: the close settles or releases every record.
+        let mut renewals = BTreeMap::new();
+        for (tp, pending) in &mut self.acks {
+            let (renew, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(pending)
+                .into_iter()
+                .partition(|p| p.range.kind == AcknowledgeType::Renew);
+            *pending = rest;
+            if !renew.is_empty() {
+                renewals.insert(tp.clone(), renew);
+            }
+        }
+        self.acks.retain(|_, p| !p.is_empty());
+        self.tell_outcomes(
+            renewals,
+            &BTreeMap::new(),
+            Some("the consumer closed before the renewal was sent"),
+        );
         self.after_input();
     }
 
@@ -494,6 +524,16 @@ impl ShareFetchMachine {
             return Some(self.acknowledge_request(broker, Kind::Close));
         }
         let acks = self.acks_for(broker);
+        // Renewals go at once, on a ShareAcknowledge of their own: a lock renewed late is no
+        // use, and a fetch cannot carry them without giving up its limits.
+        let renewals = acks.iter().any(|(tp, _)| {
+            self.acks[tp]
+                .iter()
+                .any(|p| p.range.kind == AcknowledgeType::Renew)
+        });
+        if open && renewals {
+            return Some(self.acknowledge_request(broker, Kind::Renew));
+        }
         let commit_waits = self.commit_wants().is_some_and(|upto| {
             acks.iter()
                 .any(|(tp, _)| self.acks[tp].iter().any(|p| p.seq < upto))
@@ -519,9 +559,12 @@ impl ShareFetchMachine {
         None
     }
 
+    /// Takes the acknowledgements waiting for `partitions` out to send: the renewals (`renew`)
+    /// or the others, which never share a request.
     fn take_acks(
         &mut self,
         partitions: &[(TopicPartition, TopicId)],
+        renew: bool,
     ) -> (
         Vec<SharePartitionRequest>,
         BTreeMap<TopicPartition, Vec<Pending>>,
@@ -529,9 +572,18 @@ impl ShareFetchMachine {
         let mut requests = Vec::new();
         let mut carried = BTreeMap::new();
         for (tp, id) in partitions {
-            let Some(mut pending) = self.acks.remove(tp) else {
+            let Some(all) = self.acks.remove(tp) else {
                 continue;
             };
+            let (mut pending, others): (Vec<Pending>, Vec<Pending>) = all
+                .into_iter()
+                .partition(|p| (p.range.kind == AcknowledgeType::Renew) == renew);
+            if !others.is_empty() {
+                self.acks.insert(tp.clone(), others);
+            }
+            if pending.is_empty() {
+                continue;
+            }
             pending.sort_by_key(|p| (p.range.first, p.seq));
             // Batches in one request must not overlap (the broker refuses the whole request):
             // an offset acknowledged twice keeps the first range that covers it.
@@ -563,7 +615,7 @@ impl ShareFetchMachine {
         let epoch = self.brokers[&broker].epoch;
         let session = self.brokers[&broker].session.clone();
         let (mut partitions, carried) = if epoch > 0 {
-            self.take_acks(&acks)
+            self.take_acks(&acks, false)
         } else {
             // A request opening a session carries no acknowledgement: they go with the next.
             (Vec::new(), BTreeMap::new())
@@ -624,7 +676,7 @@ impl ShareFetchMachine {
 
     fn acknowledge_request(&mut self, broker: i32, kind: Kind) -> ShareOutgoing {
         let acks = self.acks_for(broker);
-        let (partitions, carried) = self.take_acks(&acks);
+        let (partitions, carried) = self.take_acks(&acks, kind == Kind::Renew);
         let id = self.ids.next_id();
         let b = self.broker(broker);
         let epoch = if kind == Kind::Close {
@@ -648,6 +700,7 @@ impl ShareFetchMachine {
                     group_id: self.group_id.clone(),
                     member_id: self.member_id.clone(),
                     epoch,
+                    renew: kind == Kind::Renew,
                     partitions,
                 },
             },
@@ -1102,7 +1155,7 @@ impl ShareFetchMachine {
         match (sent.kind, result) {
             (_, Err(f)) => self.request_failed(broker, sent, 0, Some(&f), now),
             (Kind::Fetch, Ok(ShareAnswer::Fetch(r))) => self.on_fetch(broker, sent, *r, now),
-            (Kind::Acknowledge | Kind::Close, Ok(ShareAnswer::Acknowledge(r))) => {
+            (Kind::Acknowledge | Kind::Renew | Kind::Close, Ok(ShareAnswer::Acknowledge(r))) => {
                 self.on_acknowledge(broker, sent, *r, now)
             }
             (_, Ok(other)) => {
@@ -1121,6 +1174,38 @@ impl ShareFetchMachine {
         }
         self.maybe_closed();
     }
+}
+
+/// Takes `first..=last` out of the renewals waiting in `pending` (the records were settled
+/// since), splitting a renewal that reaches over either end.
+fn drop_renewals(pending: &mut Vec<Pending>, first: i64, last: i64) {
+    let mut kept = Vec::with_capacity(pending.len());
+    for p in pending.drain(..) {
+        let r = p.range;
+        if r.kind != AcknowledgeType::Renew || r.last < first || r.first > last {
+            kept.push(p);
+            continue;
+        }
+        if r.first < first {
+            kept.push(Pending {
+                range: AcknowledgementRange {
+                    last: first - 1,
+                    ..r
+                },
+                ..p
+            });
+        }
+        if r.last > last {
+            kept.push(Pending {
+                range: AcknowledgementRange {
+                    first: last + 1,
+                    ..r
+                },
+                ..p
+            });
+        }
+    }
+    *pending = kept;
 }
 
 /// Takes `first..=last` out of `ranges` (first offset to (last offset, payload)), splitting a

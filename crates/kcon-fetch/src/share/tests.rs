@@ -365,6 +365,81 @@ fn commit_sends_a_share_acknowledge() {
     assert_eq!(h.events(), [ShareEvent::Committed(again)]);
 }
 
+/// A renewal (KIP-1222) goes at once, on a ShareAcknowledge of renewals only; the record stays
+/// held (settled later, on the next fetch as any acknowledgement). A renewal still waiting when
+/// its record is settled is dropped; one waiting at close fails, told so.
+#[test]
+fn renewals_go_at_once_on_their_own_share_acknowledge() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 1, 1, AcknowledgeType::Accept);
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Renew);
+    let (id, a) = acknowledge(&mut h);
+    assert!(a.renew);
+    assert_eq!(a.epoch, 1);
+    assert_eq!(ranges(&a.partitions[0]), [(0, 0, AcknowledgeType::Renew)]);
+    assert!(h.request().is_none(), "the acceptance waits for a fetch");
+    h.answer(id, ack_answer(&[(0, 0)]));
+    let told: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ShareEvent::Acknowledged(o) => Some((o.ranges, o.error_code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [(
+            vec![AcknowledgementRange {
+                first: 0,
+                last: 0,
+                kind: AcknowledgeType::Renew
+            }],
+            0
+        )]
+    );
+    // A fetch in flight holds the next renewal back; the record is accepted meanwhile, so the
+    // renewal never goes.
+    want(&mut h);
+    let (id, _, f) = fetch(&mut h);
+    assert_eq!(ranges(&f.partitions[0]), [(1, 1, AcknowledgeType::Accept)]);
+    h.machine
+        .acknowledge(now, &tp(0), 2, 2, AcknowledgeType::Renew);
+    h.machine
+        .acknowledge(now, &tp(0), 2, 2, AcknowledgeType::Accept);
+    h.answer(id, fetch_answer(vec![]));
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(ranges(&f.partitions[0]), [(2, 2, AcknowledgeType::Accept)]);
+    // Still held: the renewed record 0 is not a gap, and comes back from no fetch as new.
+    assert!(h.machine.outstanding[&tp(0)].contains_key(&0));
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Renew);
+    h.machine.close(now);
+    let failed: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ShareEvent::Acknowledged(o) if o.ranges[0].kind == AcknowledgeType::Renew => {
+                Some((o.ranges[0].kind, o.failure))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(
+            AcknowledgeType::Renew,
+            Some("the consumer closed before the renewal was sent".to_owned())
+        )]
+    );
+}
+
 /// SHARE_SESSION_NOT_FOUND and INVALID_SHARE_SESSION_EPOCH: the acknowledgements carried fail
 /// with the code, and the session opens again (epoch 0) after a backoff.
 #[test]

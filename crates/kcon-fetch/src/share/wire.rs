@@ -113,7 +113,8 @@ fn fetch_partition(p: &SharePartitionRequest) -> FetchPartition {
     fp
 }
 
-/// ShareAcknowledge at `version` (1 or 2).
+/// ShareAcknowledge at `version` (1 or 2). Renewals need v2: at v1 the caller sends none (see
+/// the share task).
 pub fn share_acknowledge_request(
     a: &ShareAcknowledge,
     version: i16,
@@ -149,7 +150,7 @@ pub fn share_acknowledge_request(
     .collect();
     Ok(ShareAcknowledgeRequestV2 {
         body: r,
-        is_renew_ack: false,
+        is_renew_ack: a.renew && version >= 2,
     })
 }
 
@@ -244,6 +245,7 @@ mod tests {
             group_id: "g".into(),
             member_id: "m".into(),
             epoch: -1,
+            renew: false,
             partitions: vec![partition("a", 0, 1, &[(7, 8, AcknowledgeType::Release)])],
         };
         let r = share_acknowledge_request(&a, 1).unwrap();

@@ -175,6 +175,8 @@ pub struct ShareMetrics {
     pub records_released: u64,
     /// Records whose rejection the broker took (archived).
     pub records_rejected: u64,
+    /// Records whose lock renewal the broker took (KIP-1222).
+    pub records_renewed: u64,
     /// Records whose acknowledgement failed (refused, or its request lost): they are handed
     /// out again once their locks expire.
     pub acknowledgements_failed: u64,
@@ -468,12 +470,16 @@ impl ShareConsumer {
 
     /// Settles `record` (one of the last batch's) as `kind`: accepted, released (handed out
     /// again, its delivery count raised) or rejected (archived). The acknowledgement goes with
-    /// the next fetch, or with [`commit`](Self::commit). A record already acknowledged, or
-    /// not of the last batch, is refused (`Misuse`).
+    /// the next fetch, or with [`commit`](Self::commit). `Renew` settles nothing: the record's
+    /// lock starts over and it stays to be acknowledged (KIP-1222, sent at once on a
+    /// ShareAcknowledge; a broker without ShareAcknowledge v2 refuses it with
+    /// UNSUPPORTED_VERSION, told as its outcome). A record already acknowledged, or not of the
+    /// last batch, is refused (`Misuse`).
     pub fn acknowledge(&mut self, record: &Record, kind: AcknowledgeType) -> Result<(), Error> {
         if kind == AcknowledgeType::Gap {
             return Err(Error::misuse(
-                "a record is acknowledged as accept, release or reject; gaps are the client's",
+                "a record is acknowledged as accept, release, reject or renew; gaps are the \
+                 client's",
             ));
         }
         let tp = TopicPartition::new(&*record.topic, record.partition);
@@ -494,7 +500,9 @@ impl ShareConsumer {
                 before.name()
             )));
         }
-        *slot = Some(kind);
+        if kind != AcknowledgeType::Renew {
+            *slot = Some(kind);
+        }
         self.fetcher()?
             .acknowledge(tp, record.offset, record.offset, kind);
         Ok(())
@@ -705,6 +713,7 @@ impl ShareConsumer {
                         (true, AcknowledgeType::Accept) => m.records_accepted += n,
                         (true, AcknowledgeType::Release) => m.records_released += n,
                         (true, AcknowledgeType::Reject) => m.records_rejected += n,
+                        (true, AcknowledgeType::Renew) => m.records_renewed += n,
                         (true, AcknowledgeType::Gap) => {}
                     }
                 }
