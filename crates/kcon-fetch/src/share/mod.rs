@@ -6,7 +6,9 @@
 //! ShareFetch to the partition's leader, or on a ShareAcknowledge when they are committed
 //! without a fetch. Offsets acquired without a record (control records, compacted ones) are
 //! acknowledged as gaps by the machine itself, or they would stay locked until the lock
-//! expires. Sans-IO, on kcon-core's machine contract.
+//! expires. Renewals (KIP-1222) go at once on a ShareAcknowledge of their own. A partition
+//! answered with an error is held back from fetches for a growing backoff; one whose leader
+//! an error names moves there at once. Sans-IO, on kcon-core's machine contract.
 //!
 //! ```text
 //!   per broker:  no session (epoch 0) ──ShareFetch, partitions listed──► open (epoch n ≥ 1)
