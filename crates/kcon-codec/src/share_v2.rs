@@ -11,7 +11,7 @@
 //!
 //! Every version of both is flexible, and every field before an insertion point has a fixed
 //! size or is a compact nullable string, so the point is found by reading those strings'
-//! lengths.
+//! lengths (each message's `Lead`).
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -68,38 +68,48 @@ fn compact_string_len(b: &[u8], at: usize) -> anyhow::Result<usize> {
     Ok(end)
 }
 
-/// Where the fields v2 adds go in a v1 encoding `b`: after two compact nullable strings and
-/// `fixed` bytes.
-fn insertion_point(b: &[u8], fixed: usize) -> anyhow::Result<usize> {
-    let first = compact_string_len(b, 0)?;
-    let second = compact_string_len(b, first)?;
-    let at = first + second + fixed;
-    if at > b.len() {
-        anyhow::bail!("the message ends before its version 2 fields");
+/// One field before the point where v2's fields go.
+#[derive(Clone, Copy)]
+enum Lead {
+    /// A field of this many bytes.
+    Fixed(usize),
+    /// A compact nullable string.
+    Str,
+}
+
+/// Where the fields v2 adds go in a v1 encoding `b`: after the fields `lead`.
+fn insertion_point(b: &[u8], lead: &[Lead]) -> anyhow::Result<usize> {
+    let mut at = 0;
+    for field in lead {
+        at += match *field {
+            Lead::Fixed(n) => n,
+            Lead::Str => compact_string_len(b, at)?,
+        };
+        if at > b.len() {
+            anyhow::bail!("the message ends before its version 2 fields");
+        }
     }
     Ok(at)
 }
 
-/// `v1` encoded, then `extra` inserted at the point `fixed` bytes after its two leading
-/// strings.
+/// `v1` encoded, with `extra` inserted after the fields `lead`.
 fn encode_with<B: ByteBufMut>(
     buf: &mut B,
     v1: &BytesMut,
-    fixed: usize,
+    lead: &[Lead],
     extra: &[u8],
 ) -> anyhow::Result<()> {
-    let at = insertion_point(v1, fixed)?;
+    let at = insertion_point(v1, lead)?;
     buf.put_slice(&v1[..at]);
     buf.put_slice(extra);
     buf.put_slice(&v1[at..]);
     Ok(())
 }
 
-/// The rest of `buf` with `len` bytes taken out at the point `fixed` bytes after its two
-/// leading strings, and those bytes.
-fn take_out<B: ByteBuf>(buf: &mut B, fixed: usize, len: usize) -> anyhow::Result<(Bytes, Bytes)> {
+/// The rest of `buf` with the `len` bytes after the fields `lead` taken out, and those bytes.
+fn take_out<B: ByteBuf>(buf: &mut B, lead: &[Lead], len: usize) -> anyhow::Result<(Bytes, Bytes)> {
     let all = buf.copy_to_bytes(buf.remaining());
-    let at = insertion_point(&all, fixed)?;
+    let at = insertion_point(&all, lead)?;
     if at + len > all.len() {
         anyhow::bail!("the message ends in its version 2 fields");
     }
@@ -121,9 +131,9 @@ pub struct ShareFetchRequestV2 {
     pub is_renew_ack: bool,
 }
 
-/// Bytes after the two leading strings of ShareFetch before `ShareAcquireMode`: the session
+/// ShareFetch's fields before `ShareAcquireMode`: the group and member ids, then the session
 /// epoch, max wait, min bytes, max bytes, max records and batch size.
-const FETCH_FIXED: usize = 6 * 4;
+const FETCH_LEAD: &[Lead] = &[Lead::Str, Lead::Str, Lead::Fixed(6 * 4)];
 
 impl Message for ShareFetchRequestV2 {
     const VERSIONS: VersionRange = VERSIONS;
@@ -142,7 +152,7 @@ impl Encodable for ShareFetchRequestV2 {
         let mut v1 = BytesMut::new();
         self.body.encode(&mut v1, 1)?;
         let extra = [self.share_acquire_mode as u8, u8::from(self.is_renew_ack)];
-        encode_with(buf, &v1, FETCH_FIXED, &extra)
+        encode_with(buf, &v1, FETCH_LEAD, &extra)
     }
 
     fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
@@ -160,7 +170,7 @@ impl Decodable for ShareFetchRequestV2 {
                 ..Default::default()
             });
         }
-        let (mut rest, extra) = take_out(buf, FETCH_FIXED, 2)?;
+        let (mut rest, extra) = take_out(buf, FETCH_LEAD, 2)?;
         Ok(ShareFetchRequestV2 {
             body: ShareFetchRequest::decode(&mut rest, 1)?,
             share_acquire_mode: extra[0] as i8,
@@ -222,9 +232,13 @@ pub struct ShareAcknowledgeRequestV2 {
     pub is_renew_ack: bool,
 }
 
-/// Bytes after the two leading strings of ShareAcknowledge before `IsRenewAck`: the session
+/// ShareAcknowledge's fields before `IsRenewAck`: the group and member ids and the session
 /// epoch.
-const ACKNOWLEDGE_FIXED: usize = 4;
+const ACKNOWLEDGE_LEAD: &[Lead] = &[Lead::Str, Lead::Str, Lead::Fixed(4)];
+
+/// ShareAcknowledge's answer's fields before `AcquisitionLockTimeoutMs`: the throttle time,
+/// the error code and the error message.
+const ACKNOWLEDGE_ANSWER_LEAD: &[Lead] = &[Lead::Fixed(4), Lead::Fixed(2), Lead::Str];
 
 impl Message for ShareAcknowledgeRequestV2 {
     const VERSIONS: VersionRange = VERSIONS;
@@ -242,7 +256,7 @@ impl Encodable for ShareAcknowledgeRequestV2 {
         }
         let mut v1 = BytesMut::new();
         self.body.encode(&mut v1, 1)?;
-        encode_with(buf, &v1, ACKNOWLEDGE_FIXED, &[u8::from(self.is_renew_ack)])
+        encode_with(buf, &v1, ACKNOWLEDGE_LEAD, &[u8::from(self.is_renew_ack)])
     }
 
     fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
@@ -260,7 +274,7 @@ impl Decodable for ShareAcknowledgeRequestV2 {
                 is_renew_ack: false,
             });
         }
-        let (mut rest, extra) = take_out(buf, ACKNOWLEDGE_FIXED, 1)?;
+        let (mut rest, extra) = take_out(buf, ACKNOWLEDGE_LEAD, 1)?;
         Ok(ShareAcknowledgeRequestV2 {
             body: ShareAcknowledgeRequest::decode(&mut rest, 1)?,
             is_renew_ack: extra[0] != 0,
@@ -289,28 +303,6 @@ pub struct ShareAcknowledgeResponseV2 {
     pub acquisition_lock_timeout_ms: i32,
 }
 
-impl ShareAcknowledgeResponseV2 {
-    /// The rest of `buf` without `AcquisitionLockTimeoutMs`, and its four bytes: they follow
-    /// `ThrottleTimeMs` (4 bytes), `ErrorCode` (2) and `ErrorMessage` (a compact nullable
-    /// string).
-    fn split<B: ByteBuf>(buf: &mut B) -> anyhow::Result<(Bytes, Bytes)> {
-        if buf.remaining() < 6 {
-            anyhow::bail!("ShareAcknowledge's answer is cut off");
-        }
-        let head = buf.copy_to_bytes(6);
-        let all = buf.copy_to_bytes(buf.remaining());
-        let at = compact_string_len(&all, 0)?;
-        if at + 4 > all.len() {
-            anyhow::bail!("the message ends in its version 2 fields");
-        }
-        let mut rest = BytesMut::with_capacity(6 + all.len() - 4);
-        rest.extend_from_slice(&head);
-        rest.extend_from_slice(&all[..at]);
-        rest.extend_from_slice(&all[at + 4..]);
-        Ok((rest.freeze(), all.slice(at..at + 4)))
-    }
-}
-
 impl Message for ShareAcknowledgeResponseV2 {
     const VERSIONS: VersionRange = VERSIONS;
     const DEPRECATED_VERSIONS: Option<VersionRange> = None;
@@ -324,14 +316,12 @@ impl Encodable for ShareAcknowledgeResponseV2 {
         }
         let mut v1 = BytesMut::new();
         self.body.encode(&mut v1, 1)?;
-        if v1.len() < 6 {
-            anyhow::bail!("ShareAcknowledge's answer is too short");
-        }
-        let at = 6 + compact_string_len(&v1[6..], 0)?;
-        buf.put_slice(&v1[..at]);
-        buf.put_i32(self.acquisition_lock_timeout_ms);
-        buf.put_slice(&v1[at..]);
-        Ok(())
+        encode_with(
+            buf,
+            &v1,
+            ACKNOWLEDGE_ANSWER_LEAD,
+            &self.acquisition_lock_timeout_ms.to_be_bytes(),
+        )
     }
 
     fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
@@ -349,7 +339,7 @@ impl Decodable for ShareAcknowledgeResponseV2 {
                 acquisition_lock_timeout_ms: 0,
             });
         }
-        let (mut rest, mut timeout) = Self::split(buf)?;
+        let (mut rest, mut timeout) = take_out(buf, ACKNOWLEDGE_ANSWER_LEAD, 4)?;
         Ok(ShareAcknowledgeResponseV2 {
             body: ShareAcknowledgeResponse::decode(&mut rest, 1)?,
             acquisition_lock_timeout_ms: timeout.get_i32(),
