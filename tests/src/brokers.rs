@@ -234,12 +234,28 @@ pub fn spawn_listening(
     ))
 }
 
-/// A name no other test uses: `prefix-<pid>-<counter>`.
+/// A name no other test uses: `prefix-<pid>-<start>-<counter>`. The Apache Kafka clusters
+/// outlive a test run (`crate::kafka`), and process ids come round again, so the name also
+/// carries the time the test process first asked for one (milliseconds since the epoch, in
+/// base 36): a later run never meets an earlier run's topic or group.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<String> = OnceLock::new();
+    let start = START.get_or_init(|| {
+        let mut ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_millis();
+        let mut digits = Vec::new();
+        while ms > 0 {
+            digits.push(char::from_digit((ms % 36) as u32, 36).expect("a base-36 digit"));
+            ms /= 36;
+        }
+        digits.iter().rev().collect()
+    });
     format!(
-        "{prefix}-{}-{}",
+        "{prefix}-{}-{start}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )

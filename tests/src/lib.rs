@@ -12,6 +12,7 @@ mod frames;
 pub mod group;
 pub mod group_peers;
 pub mod hangup;
+pub mod kafka;
 pub mod kip848;
 pub mod logs;
 pub mod mock;

@@ -1,0 +1,249 @@
+//! Apache Kafka for tests: the clusters of `scripts/kafka`, shared by every test of a run.
+//!
+//! A JVM broker takes about 8 s and 350 MB to start, so no test starts its own: the first test
+//! process (or `scripts/test`, before the runner) that asks for a cluster starts it, and every
+//! later one finds it running (`scripts/kafka up` is idempotent and locked per cluster). Tests
+//! keep out of each other's way by their names: every topic, group and transactional id is
+//! [`unique_name`](crate::brokers::unique_name)'s.
+//!
+//! - [`Kafka::single`]: Apache Kafka 4.4.0, one node (broker and controller), share groups and
+//!   transaction version 2 enabled: the broker of the real-broker suites.
+//! - [`Kafka::cluster`]: 4.4.0, three nodes in racks `rack-1`..`rack-3`, replication 3 and
+//!   `min.insync.replicas=2` by default, the rack-aware replica selector (KIP-392): faults that
+//!   need a cluster. A test that kills a node or moves leaders runs alone (nextest's
+//!   `kafka-cluster` group, `.config/nextest.toml`) and leaves every node running
+//!   ([`Kafka::start_node`]; the next `up` also restarts a node a failed test left dead).
+//! - [`Kafka::kafka39`]: 3.9.1, one node, with 3.9's defaults (the consumer protocol off): the
+//!   compatibility suite.
+//!
+//! A cluster that cannot start fails the test with the reason and its log's tail, as
+//! `scripts/kafka` reports them: nothing skips.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kcon_codec::kafka_protocol::messages::create_topics_request::{
+    CreatableTopic, CreatableTopicConfig,
+};
+use kcon_codec::kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use serde_json::Value;
+
+use crate::brokers::repo_root;
+
+/// One of `scripts/kafka`'s clusters, running.
+#[derive(Debug)]
+pub struct Kafka {
+    name: &'static str,
+    bootstrap: String,
+}
+
+/// A node of a cluster, as `scripts/kafka status` reports it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The node id (1, 2, 3).
+    pub id: i32,
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    /// Whether its process runs.
+    pub alive: bool,
+    /// Its directory: `server.properties`, `server.log`, data.
+    pub dir: std::path::PathBuf,
+}
+
+impl Kafka {
+    /// Apache Kafka 4.4.0, one node: the broker of the real-broker suites.
+    pub fn single() -> &'static Kafka {
+        static SINGLE: OnceLock<Kafka> = OnceLock::new();
+        SINGLE.get_or_init(|| Kafka::up("single"))
+    }
+
+    /// Apache Kafka 4.4.0, three nodes in three racks.
+    pub fn cluster() -> &'static Kafka {
+        static CLUSTER: OnceLock<Kafka> = OnceLock::new();
+        CLUSTER.get_or_init(|| Kafka::up("cluster"))
+    }
+
+    /// Apache Kafka 3.9.1, one node, at its defaults (the consumer protocol off).
+    pub fn kafka39() -> &'static Kafka {
+        static KAFKA39: OnceLock<Kafka> = OnceLock::new();
+        KAFKA39.get_or_init(|| Kafka::up("kafka39"))
+    }
+
+    fn up(name: &'static str) -> Kafka {
+        let out = scripts_kafka(&["up", name]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bootstrap = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("`scripts/kafka up {name}` printed no {name}=: {text}"))
+            .to_owned();
+        Kafka { name, bootstrap }
+    }
+
+    /// The bootstrap list: every node's `127.0.0.1:port`.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The nodes, with whether each runs now.
+    pub fn nodes(&self) -> Vec<Node> {
+        let out = scripts_kafka(&["status", self.name]);
+        let state: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("`scripts/kafka status {}`: {e}", self.name));
+        state["nodes"]
+            .as_array()
+            .expect("status lists nodes")
+            .iter()
+            .map(|v| Node {
+                id: v["id"].as_i64().expect("a node id") as i32,
+                port: v["port"].as_u64().expect("a port") as u16,
+                alive: v["alive"].as_bool().unwrap_or(false),
+                dir: v["dir"].as_str().expect("a directory").into(),
+            })
+            .collect()
+    }
+
+    /// SIGKILLs node `id`; its process is gone when this returns.
+    pub fn kill_node(&self, id: i32) {
+        scripts_kafka(&["kill", self.name, &id.to_string()]);
+    }
+
+    /// Starts node `id` again on its ports and data, and waits until it answers.
+    pub fn start_node(&self, id: i32) {
+        scripts_kafka(&["start", self.name, &id.to_string()]);
+    }
+
+    /// Runs one of Kafka's admin tools (`org.apache.kafka.tools.TopicCommand`, ...) against the
+    /// cluster; panics with its output unless it exits 0. Returns its stdout.
+    pub fn tool(&self, class: &str, args: &[&str]) -> String {
+        let mut all = vec!["tool", self.name, class];
+        all.extend_from_slice(args);
+        let out = scripts_kafka(&all);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Runs `scripts/kafka ARGS`, panicking with its stderr (the reason, a broker log's tail) when
+/// it fails.
+fn scripts_kafka(args: &[&str]) -> std::process::Output {
+    let script = repo_root().join("scripts/kafka");
+    let out = Command::new(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "`scripts/kafka {}` failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A topic to create: its name, partitions, and any topic configs.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// The name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// The replication factor; -1 takes the broker's `default.replication.factor`.
+    pub replication: i16,
+    /// Topic configs (`cleanup.policy`, `unclean.leader.election.enable`, ...).
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// `partitions` partitions at the broker's default replication.
+    pub fn new(name: &str, partitions: i32) -> NewTopic {
+        NewTopic {
+            name: name.to_owned(),
+            partitions,
+            replication: -1,
+            configs: Vec::new(),
+        }
+    }
+
+    /// The replication factor.
+    pub fn replication(mut self, factor: i16) -> NewTopic {
+        self.replication = factor;
+        self
+    }
+
+    /// A topic config.
+    pub fn config(mut self, name: &str, value: &str) -> NewTopic {
+        self.configs.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Creates `topics` through the pool (CreateTopics to the controller's broker, which KRaft
+/// brokers forward), and waits until every partition of each has a leader in the metadata:
+/// Kafka answers CreateTopics before its leaders are elected everywhere, and a produce in
+/// between gets NOT_LEADER_OR_FOLLOWER.
+pub async fn create(pool: &Pool, topics: &[NewTopic]) {
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                        .with_num_partitions(t.partitions)
+                        .with_replication_factor(t.replication)
+                        .with_configs(
+                            t.configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let answer = pool.send(BrokerTarget::Any, &request).await.unwrap();
+    for t in &answer.topics {
+        assert_eq!(
+            t.error_code, 0,
+            "creating {}: {:?}",
+            t.name.0, t.error_message
+        );
+    }
+    wait_for_leaders(pool, topics).await;
+}
+
+/// Creates topics of `(name, partitions)` at the broker's default replication.
+pub async fn create_topics(pool: &Pool, topics: &[(&str, i32)]) {
+    let topics: Vec<NewTopic> = topics.iter().map(|&(n, p)| NewTopic::new(n, p)).collect();
+    create(pool, &topics).await;
+}
+
+/// Waits (up to 30 s) until the metadata names a leader for every partition of `topics`.
+async fn wait_for_leaders(pool: &Pool, topics: &[NewTopic]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    loop {
+        let ready = match pool.refresh_metadata(TopicScope::topics(&names)).await {
+            Ok(meta) => topics
+                .iter()
+                .all(|t| (0..t.partitions).all(|p| meta.leader(&t.name, p).is_some())),
+            Err(_) => false,
+        };
+        if ready {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "topics {names:?} have no leader for every partition after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
