@@ -4,7 +4,7 @@ for kcon's mixed-group tests.
 Input: one JSON object, as argv[1] or else as the first line of stdin:
   {"client": "confluent" | "kafka-python", "bootstrap": "host:port,...", "group": "g",
    "topics": ["t", ...], "strategy": "range" | "roundrobin" | "cooperative-sticky" | "sticky",
-   "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+   "session_timeout_ms": null | n, "heartbeat_interval_ms": null | n,
    "group_instance_id": null | "id", "group_protocol": null | "classic" | "consumer",
    "extra": {property: value, ...}}
 `extra` holds client-specific settings: librdkafka property names for "confluent"
@@ -101,8 +101,11 @@ def run_confluent(cfg, commands):
         conf["group.protocol"] = "consumer"
     else:
         conf["partition.assignment.strategy"] = strategy
-        conf["session.timeout.ms"] = cfg.get("session_timeout_ms", 6000)
-        conf["heartbeat.interval.ms"] = cfg.get("heartbeat_interval_ms", 1000)
+        # null keeps librdkafka's default.
+        for key, prop in (("session_timeout_ms", "session.timeout.ms"),
+                          ("heartbeat_interval_ms", "heartbeat.interval.ms")):
+            if cfg.get(key) is not None:
+                conf[prop] = cfg[key]
     if cfg.get("group_instance_id"):
         conf["group.instance.id"] = cfg["group_instance_id"]
     debug = os.environ.get("GROUP_MEMBER_DEBUG")
@@ -161,10 +164,12 @@ def run_kafka_python(cfg, commands):
         "bootstrap_servers": cfg["bootstrap"].split(","),
         "group_id": cfg["group"],
         "partition_assignment_strategy": (assignors[strategy],),
-        "session_timeout_ms": cfg.get("session_timeout_ms", 6000),
-        "heartbeat_interval_ms": cfg.get("heartbeat_interval_ms", 1000),
         "auto_offset_reset": "earliest",
     }
+    # null keeps kafka-python's default.
+    for key in ("session_timeout_ms", "heartbeat_interval_ms"):
+        if cfg.get(key) is not None:
+            kwargs[key] = cfg[key]
     if cfg.get("group_instance_id"):
         kwargs["group_instance_id"] = cfg["group_instance_id"]
     if os.environ.get("GROUP_MEMBER_DEBUG"):

@@ -44,6 +44,24 @@ pub fn group_config(group: &str, strategy: &str, extra: &[(&str, &str)]) -> Grou
     c
 }
 
+/// A group configuration at the client's defaults but `strategy` as
+/// `partition.assignment.strategy` and `extra` properties: for Apache Kafka, whose joins need no
+/// shortened session.
+pub fn group_config_at_defaults(
+    group: &str,
+    strategy: &str,
+    extra: &[(&str, &str)],
+) -> GroupConfig {
+    let mut c = GroupConfig::new(group);
+    for (k, v) in [("partition.assignment.strategy", strategy)]
+        .iter()
+        .chain(extra)
+    {
+        c.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+    }
+    c
+}
+
 /// Creates each `(topic, partitions)` with CreateTopics on broker `id` (Tansu creates no topic
 /// on Metadata), failing on any per-topic error.
 pub async fn create_topics(pool: &Pool, id: BrokerTarget, topics: &[(&str, i32)]) {

@@ -1,8 +1,10 @@
-//! Consumer-group peers for mixed-group tests: librdkafka (confluent-kafka) and kafka-python
-//! consumers that join the same group as kcon's members and report what they are assigned.
+//! Consumer-group peers for mixed-group tests: the Apache Kafka Java client, librdkafka
+//! (confluent-kafka) and kafka-python consumers that join the same group as kcon's members and
+//! report what they are assigned.
 //!
-//! Each [`GroupPeer`] runs `tests/py/group_member.py` with the brokers' virtualenv Python. The
-//! script reads its configuration as the first line of stdin (like the other peers in
+//! Each [`GroupPeer`] runs `tests/py/group_member.py` with the brokers' virtualenv Python, or
+//! for the Java client `tests/java/GroupMember.java` (through `scripts/kafka java`, which
+//! compiles it against the 4.4.0 client); both speak the same lines. The script reads its configuration as the first line of stdin (like the other peers in
 //! `tests/py/`), subscribes, polls without end (consuming and discarding records) and prints
 //! one JSON event per line: `ready`, then `assigned` / `revoked` / `lost` with the partitions
 //! the rebalance callback was given and the member's whole assignment after it (`full`), and
@@ -15,6 +17,9 @@
 //!
 //! # What the peers do on which broker (measured with 2-member groups on a 6-partition topic)
 //!
+//! - The Java client 4.4.0 on Apache Kafka 4.4: every assignor, and the consumer protocol
+//!   (KIP-848) with the broker's assignors, at the client's own defaults (no shortened
+//!   session). A JVM starts in about 2 s; a KIP-848 member is assigned about 1 s after that.
 //! - librdkafka 2.16 on Tansu 0.6: `range`, `roundrobin` and `cooperative-sticky` work, alone
 //!   and with kafka-python members. A join takes about `session.timeout.ms`/2 on Tansu, hence
 //!   the 6 s session timeout (1 s heartbeats) every peer uses by default.
@@ -66,6 +71,9 @@ pub enum PeerClient {
     Librdkafka,
     /// kafka-python 3.0.12.
     KafkaPython,
+    /// The Apache Kafka Java client 4.4.0 (`tests/java/GroupMember.java`, run by
+    /// `scripts/kafka java`): the reference client, on Apache Kafka.
+    Java,
 }
 
 impl PeerClient {
@@ -74,6 +82,7 @@ impl PeerClient {
         match self {
             PeerClient::Librdkafka => "confluent",
             PeerClient::KafkaPython => "kafka-python",
+            PeerClient::Java => "java",
         }
     }
 }
@@ -94,10 +103,10 @@ pub struct GroupPeerConfig {
     /// The assignor: `range`, `roundrobin`, `cooperative-sticky`, or (kafka-python only)
     /// `sticky`.
     pub strategy: String,
-    /// `session.timeout.ms`.
-    pub session_timeout_ms: u32,
-    /// `heartbeat.interval.ms`.
-    pub heartbeat_interval_ms: u32,
+    /// `session.timeout.ms`; `None` keeps the client's default.
+    pub session_timeout_ms: Option<u32>,
+    /// `heartbeat.interval.ms`; `None` keeps the client's default.
+    pub heartbeat_interval_ms: Option<u32>,
     /// `group.instance.id` (KIP-345 static membership), if any.
     pub group_instance_id: Option<String>,
     /// `group.protocol`: `None` (classic) or `Some("consumer")` (KIP-848, librdkafka only:
@@ -123,8 +132,10 @@ impl GroupPeerConfig {
             group: group.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             strategy: strategy.to_owned(),
-            session_timeout_ms: 6000,
-            heartbeat_interval_ms: 1000,
+            // The Java peer runs on Apache Kafka, whose joins need no shortened session; the
+            // Python peers' brokers (Tansu, the mock) do.
+            session_timeout_ms: (client != PeerClient::Java).then_some(6000),
+            heartbeat_interval_ms: (client != PeerClient::Java).then_some(1000),
             group_instance_id: None,
             group_protocol: None,
             extra: Map::new(),
@@ -217,15 +228,28 @@ impl GroupPeer {
             "{:?} peer of group {} ({})",
             config.client, config.group, config.strategy
         );
-        let python = &installed().python;
-        let script = repo_root().join("tests/py/group_member.py");
-        let mut child = Command::new(python)
-            .arg(&script)
+        let (program, script) = match config.client {
+            PeerClient::Java => (
+                repo_root().join("scripts/kafka"),
+                vec!["java".to_owned(), "GroupMember".to_owned()],
+            ),
+            _ => (
+                installed().python.clone(),
+                vec![
+                    repo_root()
+                        .join("tests/py/group_member.py")
+                        .to_string_lossy()
+                        .into_owned(),
+                ],
+            ),
+        };
+        let mut child = Command::new(&program)
+            .args(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            .unwrap_or_else(|e| panic!("cannot run {} {script:?}: {e}", program.display()));
         let shared = Arc::new(Shared::default());
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");

@@ -1,22 +1,25 @@
-//! kcon members in one group with librdkafka (confluent-kafka 2.16) and kafka-python 3.0.12
-//! members: with range and with cooperative-sticky, kcon leading (it joins first, alone) and a
-//! peer leading. Every partition is assigned exactly once after each rebalance: a kcon leader
-//! must read the peers' subscriptions and give them assignments they read, and a kcon follower
-//! must read the peer leader's assignment.
+//! kcon members in one classic group with the Java client 4.4, librdkafka (confluent-kafka 2.16)
+//! and kafka-python 3.0.12 members: with range and with cooperative-sticky, kcon leading (it
+//! joins first, alone) and a peer leading. Every partition is assigned exactly once after each
+//! rebalance: a kcon leader must read the peers' subscriptions and give them assignments they
+//! read, and a kcon follower must read the peer leader's assignment.
 //!
-//! kafka-python joins groups on Tansu only (on the mock cluster it cannot bootstrap without an
+//! On Apache Kafka 4.4 (the shared single node) every member runs at its client's defaults. On
+//! librdkafka's mock cluster, beside librdkafka, sessions are shortened (see `mixed`).
+//! kafka-python joins groups on Kafka only (on the mock cluster it cannot bootstrap without an
 //! old protocol version, and then loses the mock's sync race: see `kcon_tests::group_peers`).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kcon_group::MemberState;
-use kcon_pool::{BrokerTarget, Pool};
-use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
 use kcon_tests::group::{
-    Member, MemberLog, REBALANCE_WITHIN, Tp, create_topics, group_config, partitions,
+    Member, MemberLog, REBALANCE_WITHIN, Tp, group_config, group_config_at_defaults, partitions,
 };
 use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, split_exactly_once};
+use kcon_tests::kafka::{self, Kafka};
 use kcon_tests::mock::MockCluster;
 use kcon_tests::pool::config;
 use tokio::task::block_in_place;
@@ -30,25 +33,25 @@ enum Leader {
 
 /// Where the group lives.
 enum Broker {
-    Tansu(Tansu),
+    Kafka(&'static Kafka),
     Mock(MockCluster),
 }
 
 impl Broker {
     fn bootstrap(&self) -> String {
         match self {
-            Broker::Tansu(t) => t.bootstrap(),
+            Broker::Kafka(k) => k.bootstrap().to_owned(),
             Broker::Mock(m) => m.bootstrap().to_owned(),
         }
     }
 }
 
-async fn tansu() -> (Broker, String) {
-    let tansu = Tansu::start();
+async fn kafka() -> (Broker, String) {
+    let kafka = Kafka::single();
     let topic = unique_name("mixed-topic");
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 6)]).await;
-    (Broker::Tansu(tansu), topic)
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    kafka::create_topics(&pool, &[(&topic, 6)]).await;
+    (Broker::Kafka(kafka), topic)
 }
 
 fn mock() -> (Broker, String) {
@@ -89,18 +92,18 @@ async fn mixed(broker: Broker, topic: &str, client: PeerClient, strategy: &str, 
         REBALANCE_WITHIN
     };
     let kcon = |name: &str| {
-        Member::start(
-            name,
-            &bootstrap,
-            group_config(&group, strategy, session),
-            &[topic],
-        )
+        let config = if on_mock {
+            group_config(&group, strategy, session)
+        } else {
+            group_config_at_defaults(&group, strategy, &[])
+        };
+        Member::start(name, &bootstrap, config, &[topic])
     };
     let mut peer_config = GroupPeerConfig::new(client, &bootstrap, &group, &[topic], strategy);
     if on_mock {
         peer_config = peer_config.for_mock_cluster();
-        peer_config.session_timeout_ms = 3000;
-        peer_config.heartbeat_interval_ms = 500;
+        peer_config.session_timeout_ms = Some(3000);
+        peer_config.heartbeat_interval_ms = Some(500);
     }
     let peer = || block_in_place(|| GroupPeer::start_with(&peer_config));
 
@@ -213,14 +216,18 @@ macro_rules! mixed_tests {
 }
 
 mixed_tests! {
-    tansu_librdkafka_range_kcon_leads: tansu().await, PeerClient::Librdkafka, "range", Leader::Kcon;
-    tansu_librdkafka_range_librdkafka_leads: tansu().await, PeerClient::Librdkafka, "range", Leader::Peer;
-    tansu_librdkafka_cooperative_kcon_leads: tansu().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
-    tansu_librdkafka_cooperative_librdkafka_leads: tansu().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
-    tansu_kafka_python_range_kcon_leads: tansu().await, PeerClient::KafkaPython, "range", Leader::Kcon;
-    tansu_kafka_python_range_kafka_python_leads: tansu().await, PeerClient::KafkaPython, "range", Leader::Peer;
-    tansu_kafka_python_cooperative_kcon_leads: tansu().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Kcon;
-    tansu_kafka_python_cooperative_kafka_python_leads: tansu().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Peer;
+    kafka_java_range_kcon_leads: kafka().await, PeerClient::Java, "range", Leader::Kcon;
+    kafka_java_range_java_leads: kafka().await, PeerClient::Java, "range", Leader::Peer;
+    kafka_java_cooperative_kcon_leads: kafka().await, PeerClient::Java, "cooperative-sticky", Leader::Kcon;
+    kafka_java_cooperative_java_leads: kafka().await, PeerClient::Java, "cooperative-sticky", Leader::Peer;
+    kafka_librdkafka_range_kcon_leads: kafka().await, PeerClient::Librdkafka, "range", Leader::Kcon;
+    kafka_librdkafka_range_librdkafka_leads: kafka().await, PeerClient::Librdkafka, "range", Leader::Peer;
+    kafka_librdkafka_cooperative_kcon_leads: kafka().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
+    kafka_librdkafka_cooperative_librdkafka_leads: kafka().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
+    kafka_kafka_python_range_kcon_leads: kafka().await, PeerClient::KafkaPython, "range", Leader::Kcon;
+    kafka_kafka_python_range_kafka_python_leads: kafka().await, PeerClient::KafkaPython, "range", Leader::Peer;
+    kafka_kafka_python_cooperative_kcon_leads: kafka().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Kcon;
+    kafka_kafka_python_cooperative_kafka_python_leads: kafka().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Peer;
     mock_librdkafka_range_kcon_leads: mock(), PeerClient::Librdkafka, "range", Leader::Kcon;
     mock_librdkafka_range_librdkafka_leads: mock(), PeerClient::Librdkafka, "range", Leader::Peer;
     mock_librdkafka_cooperative_kcon_leads: mock(), PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
