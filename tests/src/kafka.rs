@@ -15,6 +15,11 @@
 //!   ([`Kafka::start_node`]; the next `up` also restarts a node a failed test left dead).
 //! - [`Kafka::kafka39`]: 3.9.1, one node, with 3.9's defaults (the consumer protocol off): the
 //!   compatibility suite.
+//! - [`Kafka::secure`]: 4.4.0, one node with a listener per security protocol
+//!   ([`Node::listeners`]: `SASL_PLAINTEXT`, `REAUTH` (SASL with re-authentication every 5 s),
+//!   `SSL`, `MTLS` (a client certificate required), `SASL_SSL`); SASL mechanisms PLAIN,
+//!   SCRAM-SHA-256/512 and OAUTHBEARER (Kafka's unsecured-JWT validator), user
+//!   [`USER`]/[`PASSWORD`]; its PEM files in [`Node::tls`].
 //!
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.
@@ -51,7 +56,30 @@ pub struct Node {
     pub alive: bool,
     /// Its directory: `server.properties`, `server.log`, data.
     pub dir: std::path::PathBuf,
+    /// The secure cluster's listeners by name, with their ports (empty elsewhere).
+    pub listeners: std::collections::BTreeMap<String, u16>,
 }
+
+impl Node {
+    /// `127.0.0.1:port` of the listener `name` (`SASL_SSL`, ...); panics if it has none.
+    pub fn listener(&self, name: &str) -> String {
+        let port = self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("node {} has no listener {name}", self.id));
+        format!("127.0.0.1:{port}")
+    }
+
+    /// A PEM file of the secure cluster's: `ca.pem`, `client.pem`, `client-key.pem`.
+    pub fn tls(&self, file: &str) -> std::path::PathBuf {
+        self.dir.join("tls").join(file)
+    }
+}
+
+/// The secure cluster's user, for PLAIN and both SCRAM mechanisms.
+pub const USER: &str = "alice";
+/// [`USER`]'s password.
+pub const PASSWORD: &str = "alice-secret";
 
 impl Kafka {
     /// Apache Kafka 4.4.0, one node: the broker of the real-broker suites.
@@ -70,6 +98,12 @@ impl Kafka {
     pub fn kafka39() -> &'static Kafka {
         static KAFKA39: OnceLock<Kafka> = OnceLock::new();
         KAFKA39.get_or_init(|| Kafka::up("kafka39"))
+    }
+
+    /// Apache Kafka 4.4.0, one node with a listener of each security protocol.
+    pub fn secure() -> &'static Kafka {
+        static SECURE: OnceLock<Kafka> = OnceLock::new();
+        SECURE.get_or_init(|| Kafka::up("secure"))
     }
 
     fn up(name: &'static str) -> Kafka {
@@ -102,6 +136,14 @@ impl Kafka {
                 port: v["port"].as_u64().expect("a port") as u16,
                 alive: v["alive"].as_bool().unwrap_or(false),
                 dir: v["dir"].as_str().expect("a directory").into(),
+                listeners: v["listeners"]
+                    .as_object()
+                    .map(|l| {
+                        l.iter()
+                            .map(|(k, p)| (k.clone(), p.as_u64().expect("a port") as u16))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
             .collect()
     }
