@@ -54,7 +54,8 @@ pub static PROPERTIES: &[Property<FetchSetting>] = &[
         default: DefaultValue::Value("latest"),
         parts: &[FETCH],
         doc: "Where a partition starts when it has no committed offset or its position is out \
-              of range; none makes that an error.",
+              of range; none makes that an error, and a log truncated under the position too \
+              (otherwise the consumer reads on from where the logs part).",
         kind: Kind::Other {
             allowed: ResetPolicy::ALLOWED,
             parse: |i| ResetPolicy::parse(i.trimmed()).map(FetchSetting::AutoOffsetReset),

@@ -91,7 +91,7 @@ pub struct Error {
 ///         Err(e) => match e.outcome() {
 ///             // A lost connection, a rebalance under way: call again.
 ///             Outcome::Retry => continue,
-///             // No position under auto.offset.reset=none, a truncated log, corrupt records:
+///             // No position or a truncated log under auto.offset.reset=none, corrupt records:
 ///             // this application skips to the end of those partitions.
 ///             Outcome::Seek => consumer.seek_to_end(e.partitions().to_vec()).await?,
 ///             // Fix, Close, Closed, ...: stop (and close the consumer).
@@ -113,8 +113,8 @@ pub enum Outcome {
     /// broker. As things are, the same call fails again.
     Fix,
     /// Seek the partitions of [`Error::partitions`]: they have no position to read from (no
-    /// committed offset or an offset out of range under `auto.offset.reset=none`, a log
-    /// truncated under the position), or a corrupt batch at it that the consumer does not
+    /// committed offset, an offset out of range or a log truncated under the position, each
+    /// under `auto.offset.reset=none`), or a corrupt batch at it that the consumer does not
     /// skip by itself: seeking past it is the way on. The other partitions go on.
     Seek,
     /// Close the consumer: it cannot go on (its group member was fenced by another instance,
@@ -164,7 +164,10 @@ pub enum ErrorKind {
     /// Partitions have no position and `auto.offset.reset` is `none`, or their offset is out
     /// of range under it ([`Error::partitions`]): seek them.
     NoOffset,
-    /// The log was truncated under the position (KIP-320) and `auto.offset.reset` is `none`.
+    /// The log was truncated under the position (KIP-320) and `auto.offset.reset` is `none`:
+    /// the consumer stops at it, as the application asked. Under a reset policy it is no
+    /// error: the consumer reads on and tells
+    /// [`ConsumerHooks::on_truncation`](crate::ConsumerHooks::on_truncation).
     LogTruncation,
     /// The consumer was closed.
     Closed,
@@ -368,16 +371,22 @@ impl Error {
                 repositioned,
             } => Error::new(
                 ErrorKind::LogTruncation,
+                // Under a reset policy the consumer reads on and tells the hooks: this is
+                // an error only under auto.offset.reset=none, which is how an application
+                // asks to stop here (Java's LogTruncationException).
                 match (divergent, repositioned) {
-                    (_, true) => format!(
+                    (Some((at_offset, _)), true) => format!(
+                        "the log of {at} was truncated under offset {offset}; the consumer reads on from offset {at_offset}"
+                    ),
+                    (None, true) => format!(
                         "the log of {at} was truncated under offset {offset}; auto.offset.reset moved the position"
                     ),
                     (Some((at_offset, epoch)), false) => format!(
-                        "the log of {at} was truncated under offset {offset} (diverges from offset {at_offset}, epoch {epoch}): seek it"
+                        "the log of {at} was truncated under offset {offset}: the leader's log diverges from it at offset {at_offset} (end of leader epoch {epoch}); auto.offset.reset is none, so the consumer stops here: seek it (to {at_offset} to read on from where the logs part), or set auto.offset.reset to read on by itself"
                     ),
-                    (None, false) => {
-                        format!("the log of {at} was truncated under offset {offset}: seek it")
-                    }
+                    (None, false) => format!(
+                        "the log of {at} was truncated under offset {offset} and the leader cannot say where; auto.offset.reset is none, so the consumer stops here: seek it, or set auto.offset.reset to earliest or latest to read on by itself"
+                    ),
                 },
             ),
             PartitionError::TopicAuthorization => Error {
@@ -701,6 +710,39 @@ mod tests {
             let e = Error::partition(&tp, &partition);
             assert_eq!(answers(&e), expected, "{partition:?}");
             assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+        }
+    }
+
+    /// Under auto.offset.reset=none a truncation is the application's to handle: the message
+    /// says that setting is why the consumer stopped, where the logs part when known, and the
+    /// two ways on.
+    #[test]
+    fn a_truncation_under_auto_offset_reset_none_says_why_the_consumer_stops_and_how_to_go_on() {
+        let tp = TopicPartition::new("t", 3);
+        for divergent in [Some((5, 2)), None] {
+            let e = Error::partition(
+                &tp,
+                &PartitionError::LogTruncation {
+                    offset: 7,
+                    divergent,
+                    repositioned: false,
+                },
+            );
+            let m = e.to_string();
+            for part in [
+                "the log of t-3 was truncated under offset 7",
+                "auto.offset.reset is none",
+                "seek it",
+                "set auto.offset.reset",
+            ] {
+                assert!(m.contains(part), "{part:?} not in {m:?}");
+            }
+            if divergent.is_some() {
+                assert!(
+                    m.contains("diverges from it at offset 5 (end of leader epoch 2)"),
+                    "{m}"
+                );
+            }
         }
     }
 

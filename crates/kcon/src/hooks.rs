@@ -1,6 +1,6 @@
 //! Hooks: what the consumer tells an observer as it goes (a batch fetched, records about to be
-//! handed out, a rebalance, a commit, a partition's error), for metrics, tracing or audit
-//! without wrapping every call.
+//! handed out, a rebalance, a commit, a partition's error, a truncated log read on from), for
+//! metrics, tracing or audit without wrapping every call.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,9 +56,24 @@ pub trait ConsumerHooks: Send + Sync + 'static {
     }
 
     /// A partition's error, as `recv` returns it (corrupt data, an offset out of range
-    /// under `auto.offset.reset=none`, no position).
+    /// under `auto.offset.reset=none`, no position, a log truncated under the position under
+    /// `auto.offset.reset=none`).
     fn on_partition_error(&self, partition: &TopicPartition, error: &Error) {
         let _ = (partition, error);
+    }
+
+    /// A partition's log was truncated under the consumer's position (an unclean leader
+    /// election, KIP-320) and the consumer moved by itself: back to where the leader's log
+    /// parts from what it read, or by `auto.offset.reset` where the leader could not say. What
+    /// the new leader holds from [`Truncation::resumed_at`] on is handed out next; records
+    /// handed out before from the divergence up to [`Truncation::position`] were on the lost
+    /// log only. Not an error: `recv` goes on, and the consumer logs it once at WARN. Under
+    /// `auto.offset.reset=none` the consumer does not move and `recv` returns an error of kind
+    /// [`ErrorKind::LogTruncation`](crate::ErrorKind::LogTruncation) instead (as the Java
+    /// client raises `LogTruncationException`). Called on the task that receives records,
+    /// once per truncation.
+    fn on_truncation(&self, truncation: &Truncation) {
+        let _ = truncation;
     }
 
     /// A request the consumer needs keeps failing: joining the group, heartbeats, commits,
@@ -98,6 +113,27 @@ pub struct FetchedBatch<'a> {
     pub bytes: usize,
     /// The high watermark the answer reported.
     pub high_watermark: i64,
+}
+
+/// A log truncated under the consumer's position, which it read on from
+/// ([`ConsumerHooks::on_truncation`]; counted in
+/// [`Metrics::truncations`](crate::Metrics::truncations)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Truncation {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The position the leader's log no longer holds as the consumer read it: where it
+    /// would have fetched next.
+    pub position: i64,
+    /// Where the consumer reads on from.
+    pub resumed_at: i64,
+    /// The leader epoch whose end in the leader's log is [`resumed_at`](Self::resumed_at),
+    /// found with OffsetForLeaderEpoch: the records before it are the ones the consumer read,
+    /// those from it on are the new leader's. `None` when the leader could not say where the
+    /// logs part (it holds no epoch at or below the consumer's): `auto.offset.reset` chose
+    /// `resumed_at`.
+    pub diverged_in_epoch: Option<i32>,
 }
 
 /// Who asked for a commit ([`CommitDone::source`]).

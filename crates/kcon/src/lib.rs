@@ -66,7 +66,7 @@ pub use commit::CommitHandle;
 pub use config::ConsumerBuilder;
 pub use consumer::Consumer;
 pub use error::{Cause, Error, ErrorKind, Outcome};
-pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch};
+pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch, Truncation};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};

@@ -101,6 +101,12 @@ pub struct Metrics {
     /// is told, recoveries not counted): at most one a minute per request while it fails, so
     /// a rate above zero means the consumer is stuck somewhere.
     pub persistent_failures: u64,
+    /// Logs truncated under the consumer's position that it read on from (an unclean leader
+    /// election, KIP-320; each one logged at WARN and told to
+    /// [`ConsumerHooks::on_truncation`](crate::ConsumerHooks::on_truncation)). Records it
+    /// handed out past a truncation point were on the lost part of the log only: a rate above
+    /// zero means records were lost to the cluster, not to the consumer.
+    pub truncations: u64,
     /// How many times the consumer's connections went back to `bootstrap.servers`, by cause
     /// (`metadata.recovery.strategy`): each one logged a WARN line naming its cause.
     pub rebootstraps: Rebootstraps,
@@ -117,6 +123,7 @@ pub(crate) struct MetricsState {
     last_rebalance: Option<Duration>,
     commits: CommitCounts,
     persistent_failures: u64,
+    truncations: u64,
 }
 
 /// Commits made, failed, and their latencies.
@@ -150,12 +157,18 @@ impl MetricsState {
             last_rebalance: None,
             commits: CommitCounts::default(),
             persistent_failures: 0,
+            truncations: 0,
         }
     }
 
     /// A request that keeps failing was reported (not its recovery).
     pub(crate) fn persistent_failure(&mut self) {
         self.persistent_failures += 1;
+    }
+
+    /// A truncated log was read on from.
+    pub(crate) fn truncation(&mut self) {
+        self.truncations += 1;
     }
 
     pub(crate) fn fetched(&mut self, now: Instant, records: usize, bytes: usize) {
@@ -217,6 +230,7 @@ impl MetricsState {
             max_commit_latency: self.commits.max,
             fetch_latency,
             persistent_failures: self.persistent_failures,
+            truncations: self.truncations,
             rebootstraps,
         }
     }

@@ -30,7 +30,7 @@ use super::machine::{Command, ConsumerMachine, Step, StepAnswer};
 use super::rebalance::Hook;
 use crate::Record;
 use crate::error::Error;
-use crate::hooks::FetchedBatch;
+use crate::hooks::{FetchedBatch, Truncation};
 use crate::metrics::{LagInputs, MetricsState};
 
 /// A step's answer, or why there is none (the task carrying it out died).
@@ -131,6 +131,8 @@ pub(crate) trait Parts {
     fn partition_error(&mut self, now: Instant, tp: &TopicPartition, error: &Error);
     /// A request keeps failing, or recovered.
     fn persistent_failure(&mut self, now: Instant, report: &PersistentFailure);
+    /// A log was truncated under a position, and the consumer read on.
+    fn truncated(&mut self, now: Instant, truncation: &Truncation);
     /// Publish the counters and every owned partition's lag inputs.
     fn publish(
         &mut self,
@@ -270,6 +272,7 @@ impl Driver {
                     }
                     self.errors.push_back(e);
                 }
+                Command::Truncated(t) => parts.truncated(now, &t),
             }
         }
     }

@@ -34,7 +34,7 @@ use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
 use kcon_fetch::handout::{Arrival, HandedOut, Handout, Release};
-use kcon_fetch::position::PartitionError;
+use kcon_fetch::position::{PartitionError, ResetReason};
 use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
@@ -44,6 +44,7 @@ use super::rebalance::{Hook, Rebalance, Stage};
 use super::subscription::Subscription;
 use crate::Record;
 use crate::error::{Error, ErrorKind};
+use crate::hooks::Truncation;
 use crate::metrics::{LagInputs, MetricsHandle, MetricsState, PartitionLag};
 
 /// The member hears the application is alive at most this often: a receiving call that starts
@@ -133,6 +134,8 @@ pub(crate) enum Command {
     /// The fetcher's error: the hooks hear of it for each partition it names, and the
     /// receiving call returns it.
     FetchError(Error),
+    /// The hooks hear of a log truncated under a position, which the consumer read on from.
+    Truncated(Truncation),
 }
 
 /// A step the machine waits for: its requests.
@@ -946,15 +949,20 @@ impl ConsumerMachine {
         };
         match event {
             FetchEvent::Records(r) => self.records(now, r),
+            // A truncation the fetcher repositioned from (a reset policy is set) is an event,
+            // not an error: the Java client logs it and reads on (KIP-320,
+            // `SubscriptionState.maybeCompleteValidation`); it raises
+            // LogTruncationException only without a reset policy, as the error below does.
+            FetchEvent::PartitionError {
+                partition,
+                error:
+                    PartitionError::LogTruncation {
+                        offset,
+                        divergent,
+                        repositioned: true,
+                    },
+            } => self.truncated(&partition, offset, divergent),
             FetchEvent::PartitionError { partition, error } => {
-                if let PartitionError::LogTruncation {
-                    divergent,
-                    repositioned: true,
-                    ..
-                } = &error
-                {
-                    self.truncated(&partition, divergent.map(|(offset, _)| offset));
-                }
                 self.fetch_error(Error::partition(&partition, &error));
             }
             FetchEvent::Reset {
@@ -965,7 +973,26 @@ impl ConsumerMachine {
                 debug!(%partition, ?reason, offset, "position reset");
                 if self.assignment.contains(&partition) {
                     self.moved(&partition, None);
-                    self.positions.insert(partition, offset);
+                    self.positions.insert(partition.clone(), offset);
+                    match reason {
+                        // The truncation was told without where it ends: the reset says.
+                        ResetReason::UnknownTruncation { offset: position } => {
+                            self.read_on(Truncation {
+                                partition,
+                                position,
+                                resumed_at: offset,
+                                diverged_in_epoch: None,
+                            });
+                        }
+                        // A position the log no longer holds (a commit without its leader
+                        // epoch past a truncated log's end, records deleted by retention):
+                        // Java's `FetchCollector` logs it at INFO and resets too.
+                        ResetReason::OffsetOutOfRange { offset: position } => info!(
+                            "offset {position} of {partition} is out of range; \
+                             auto.offset.reset moved the position to offset {offset}"
+                        ),
+                        _ => {}
+                    }
                 }
             }
             FetchEvent::NoPosition { partitions } => {
@@ -993,19 +1020,56 @@ impl ConsumerMachine {
         }
     }
 
-    /// The fetcher moved `tp` back to `diverged_at`, where its log diverged from the leader's
-    /// (`None`: not known; a reset follows). The application's position is there now, unless
-    /// records before it are still held for a pause.
-    fn truncated(&mut self, tp: &TopicPartition, diverged_at: Option<i64>) {
+    /// The fetcher found the log of `tp` truncated under `position` and moved back to
+    /// `divergent`, where its log diverged from the leader's, with the leader's epoch ending
+    /// there (`None`: not known; a reset follows, and says where the consumer reads on). The
+    /// application's position is there now, unless records before it are still held for a
+    /// pause.
+    fn truncated(&mut self, tp: &TopicPartition, position: i64, divergent: Option<(i64, i32)>) {
         if !self.assignment.contains(tp) {
             return;
         }
-        self.moved(tp, diverged_at);
-        if let Some(offset) = diverged_at
-            && !self.held.contains_key(tp)
-        {
+        self.moved(tp, divergent.map(|(offset, _)| offset));
+        let Some((offset, epoch)) = divergent else {
+            debug!(%tp, position, "log truncated, the leader cannot say where: a reset follows");
+            return;
+        };
+        if !self.held.contains_key(tp) {
             self.positions.insert(tp.clone(), offset);
         }
+        self.read_on(Truncation {
+            partition: tp.clone(),
+            position,
+            resumed_at: offset,
+            diverged_in_epoch: Some(epoch),
+        });
+    }
+
+    /// The consumer reads on past a truncated log: logged once at WARN, counted, and told to
+    /// the hooks. Records handed out from `resumed_at` on were on the lost part of the log:
+    /// the operator may want to know, but nothing stops.
+    fn read_on(&mut self, t: Truncation) {
+        let Truncation {
+            partition,
+            position,
+            resumed_at,
+            diverged_in_epoch,
+        } = &t;
+        match diverged_in_epoch {
+            Some(epoch) => warn!(
+                "the log of {partition} was truncated under offset {position}: its leader's log \
+                 parts from what was read at offset {resumed_at}, where leader epoch {epoch} \
+                 ends (an unclean leader election); reading on from offset {resumed_at}"
+            ),
+            None => warn!(
+                "the log of {partition} was truncated under offset {position} and its leader \
+                 cannot say where its log parts from what was read (an unclean leader \
+                 election); auto.offset.reset moved the position: reading on from offset \
+                 {resumed_at}"
+            ),
+        }
+        self.metrics.truncation();
+        self.commands.push_back(Command::Truncated(t));
     }
 
     /// The fetcher moved `tp` itself (a reset, a truncated log): the rest of a batch held for a
@@ -1606,15 +1670,48 @@ mod handout_tests {
         std::iter::from_fn(|| m.next_record().map(|r| r.offset)).collect()
     }
 
+    /// The truncations the hooks hear of in `commands`; panics on an error for the
+    /// application among them.
+    fn told_truncations(commands: &[Command]) -> Vec<Truncation> {
+        for c in commands {
+            assert!(
+                !matches!(c, Command::FetchError(_) | Command::Error(_)),
+                "a truncation read on from is no error: {c:?}"
+            );
+        }
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Truncated(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn truncations_counted(m: &ConsumerMachine) -> u64 {
+        m.metrics()
+            .snapshot(
+                Instant::now(),
+                BTreeMap::new(),
+                kcon_fetch::LatencyHistogram::default(),
+                kcon_pool::Rebootstraps::default(),
+            )
+            .truncations
+    }
+
     #[test]
     fn a_truncation_while_paused_keeps_only_the_held_records_before_the_divergence() {
         let mut m = paused_after_two_of_four();
         m.fetch_event(Instant::now(), truncation(3));
-        assert!(
-            commands(&mut m)
-                .iter()
-                .any(|c| matches!(c, Command::FetchError(_))),
-            "the application hears of the truncation"
+        assert_eq!(
+            told_truncations(&commands(&mut m)),
+            [Truncation {
+                partition: tp(),
+                position: 4,
+                resumed_at: 3,
+                diverged_in_epoch: Some(7),
+            }],
+            "the hooks hear of the truncation"
         );
         assert_eq!(m.position(&tp()), Some(2), "record 2 is still to come");
         assert_eq!(after_resume(&mut m), [2], "3 was on the truncated log");
@@ -1628,6 +1725,113 @@ mod handout_tests {
         m.fetch_event(Instant::now(), truncation(2));
         assert_eq!(m.position(&tp()), Some(2));
         assert!(after_resume(&mut m).is_empty());
+    }
+
+    /// As after an unclean leader election: the log of t-0 ended at 4 when the leader changed,
+    /// and the new leader's log parts from it at 2. The fetcher moved back to 2 (a reset policy is set):
+    /// the consumer tells the hooks once, counts it, and hands out what comes from 2 on; the
+    /// receiving call never sees an error.
+    #[test]
+    fn a_truncation_the_fetcher_moved_back_from_is_an_event_and_the_records_after_it_come() {
+        let mut m = machine(500);
+        let event = m.arrive(records(0..4));
+        m.fetch_event(Instant::now(), event);
+        let handed: Vec<i64> = std::iter::from_fn(|| m.next_record().map(|r| r.offset)).collect();
+        assert_eq!(handed, [0, 1, 2, 3]);
+        m.finish_current();
+        commands(&mut m);
+
+        m.fetch_event(Instant::now(), truncation(2));
+        assert_eq!(
+            told_truncations(&commands(&mut m)),
+            [Truncation {
+                partition: tp(),
+                position: 4,
+                resumed_at: 2,
+                diverged_in_epoch: Some(7),
+            }]
+        );
+        assert_eq!(truncations_counted(&m), 1);
+        assert_eq!(m.position(&tp()), Some(2), "reading on from the divergence");
+
+        // The new leader's records from 2 on are handed out as any others.
+        let event = m.arrive(records(2..6));
+        m.fetch_event(Instant::now(), event);
+        assert!(told_truncations(&commands(&mut m)).is_empty(), "told once");
+        let handed: Vec<i64> = std::iter::from_fn(|| m.next_record().map(|r| r.offset)).collect();
+        assert_eq!(handed, [2, 3, 4, 5]);
+        assert_eq!(truncations_counted(&m), 1);
+    }
+
+    /// The leader could not say where the logs part: the fetcher resets by the policy, and
+    /// the truncation is told once, with the offset the reset found.
+    #[test]
+    fn a_truncation_the_leader_cannot_place_is_told_with_the_reset_that_follows() {
+        let mut m = machine(500);
+        m.fetch_event(
+            Instant::now(),
+            Some(FetchEvent::PartitionError {
+                partition: tp(),
+                error: PartitionError::LogTruncation {
+                    offset: 4,
+                    divergent: None,
+                    repositioned: true,
+                },
+            }),
+        );
+        assert!(
+            told_truncations(&commands(&mut m)).is_empty(),
+            "where the consumer reads on is not known yet"
+        );
+        m.fetch_event(
+            Instant::now(),
+            Some(FetchEvent::Reset {
+                partition: tp(),
+                reason: ResetReason::UnknownTruncation { offset: 4 },
+                offset: 1,
+            }),
+        );
+        assert_eq!(
+            told_truncations(&commands(&mut m)),
+            [Truncation {
+                partition: tp(),
+                position: 4,
+                resumed_at: 1,
+                diverged_in_epoch: None,
+            }]
+        );
+        assert_eq!(truncations_counted(&m), 1);
+        assert_eq!(m.position(&tp()), Some(1));
+    }
+
+    /// Under auto.offset.reset=none the fetcher does not move: the application asked to stop
+    /// there, and its receiving call returns the error (Java's LogTruncationException).
+    #[test]
+    fn under_auto_offset_reset_none_a_truncation_is_the_applications_error() {
+        let mut m = machine(500);
+        m.fetch_event(
+            Instant::now(),
+            Some(FetchEvent::PartitionError {
+                partition: tp(),
+                error: PartitionError::LogTruncation {
+                    offset: 4,
+                    divergent: Some((2, 7)),
+                    repositioned: false,
+                },
+            }),
+        );
+        let errors: Vec<Error> = commands(&mut m)
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::FetchError(e) => Some(e),
+                Command::Truncated(t) => panic!("told as read on from: {t:?}"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].kind(), ErrorKind::LogTruncation);
+        assert_eq!(errors[0].partitions(), [tp()]);
+        assert_eq!(truncations_counted(&m), 0);
     }
 
     #[test]

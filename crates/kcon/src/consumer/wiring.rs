@@ -22,7 +22,7 @@ use super::rebalance::Hook;
 use crate::Record;
 use crate::commit::Owned;
 use crate::error::Error;
-use crate::hooks::{CommitSource, FetchedBatch, HookList};
+use crate::hooks::{CommitSource, FetchedBatch, HookList, Truncation};
 use crate::listener::{RebalanceContext, RebalanceListener};
 use crate::metrics::{LagInputs, MetricsHandle, MetricsState};
 
@@ -293,6 +293,10 @@ impl Parts for Wiring {
 
     fn persistent_failure(&mut self, _now: Instant, report: &PersistentFailure) {
         self.hooks.each(|h| h.on_persistent_failure(report));
+    }
+
+    fn truncated(&mut self, _now: Instant, truncation: &Truncation) {
+        self.hooks.each(|h| h.on_truncation(truncation));
     }
 
     fn publish(

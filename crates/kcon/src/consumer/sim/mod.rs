@@ -62,7 +62,7 @@ use super::Hook;
 use super::driver::{self, CloseTurn, Driver, FetchInput, Got, Parts, Turn};
 use super::machine::{CommittedOffsets, ConsumerMachine, MachineOptions, StepAnswer};
 use crate::Record;
-use crate::hooks::FetchedBatch;
+use crate::hooks::{FetchedBatch, Truncation};
 use crate::metrics::{LagInputs, MetricsState};
 
 #[cfg(test)]
@@ -275,6 +275,8 @@ pub(crate) enum Happened {
     Leaving(Vec<TopicPartition>),
     /// The hooks heard of a request that keeps failing, or of its recovery.
     Report(#[allow(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
+    /// The hooks heard of a truncated log the consumer read on from.
+    Truncated(#[allow(dead_code, reason = "read in the dump, through Debug")] Truncation),
     /// A receiving call returned this error (its message).
     Error(String),
     /// The application was handed these records of a partition: the first and last offset.
@@ -544,6 +546,11 @@ impl Parts for SimParts {
 
     fn persistent_failure(&mut self, now: Instant, report: &PersistentFailure) {
         self.log.push((now, Happened::Report(report.clone())));
+    }
+
+    fn truncated(&mut self, now: Instant, truncation: &Truncation) {
+        self.log
+            .push((now, Happened::Truncated(truncation.clone())));
     }
 
     fn publish(
