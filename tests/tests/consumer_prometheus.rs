@@ -70,6 +70,7 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
         get("kcon_consumer_persistent_failures_total", &base),
         m.persistent_failures as f64
     );
+    assert_eq!(get("kcon_consumer_truncations_total", &base), 0.0);
     assert_eq!(
         get("kcon_consumer_last_commit_seconds", &base),
         m.last_commit_latency.unwrap().as_secs_f64()

@@ -33,6 +33,7 @@ use crate::series::{Value, base_labels};
 /// | `kcon_consumer_last_commit_seconds` | gauge | the last commit's latency |
 /// | `kcon_consumer_max_commit_seconds` | gauge | the longest commit latency seen |
 /// | `kcon_consumer_persistent_failures_total` | counter | reports of requests that keep failing (see `kcon::ConsumerHooks::on_persistent_failure`) |
+/// | `kcon_consumer_truncations_total` | counter | logs truncated under the consumer's position that it read on from (see `kcon::ConsumerHooks::on_truncation`) |
 /// | `kcon_consumer_rebootstraps_total` | counter | per `cause` (`unreachable`, `no_metadata`, `required`): times the connections went back to `bootstrap.servers` |
 /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
 /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
@@ -124,6 +125,11 @@ impl Collector for ConsumerCollector {
             "kcon_consumer_persistent_failures",
             "Reports of requests that keep failing (joining, heartbeats, commits, fetches...), at most one a minute per request.",
             Value::Counter(m.persistent_failures),
+        )?;
+        one(
+            "kcon_consumer_truncations",
+            "Logs truncated under the consumer's position (an unclean leader election) that it read on from.",
+            Value::Counter(m.truncations),
         )?;
 
         let mut family = encoder.encode_descriptor(
