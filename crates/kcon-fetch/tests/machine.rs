@@ -830,6 +830,87 @@ fn a_leader_change_validates_the_position_and_a_truncation_moves_it() {
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 8), (1, 8)]));
 }
 
+/// A group's commit at 15, made in leader epoch 4, lies past the end of a log an unclean
+/// election truncated at 10 (the leader is at epoch 5 now). Started from it, the partitions
+/// are validated before any Fetch (Java's `seekUnvalidated` of a committed position): the
+/// truncation is told once each, and fetching begins where the logs part, the records the new
+/// leader wrote there coming as any others.
+#[test]
+fn a_commit_past_a_truncated_logs_end_is_validated_at_start_and_fetched_on_from_where_the_logs_part()
+ {
+    let start = StartPosition::Committed {
+        offset: 15,
+        leader_epoch: Some(4),
+    };
+    let mut sim = Sim::new(config(&[]), start);
+    let out = sim.requests();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o.request, FetchRequest::Fetch { .. })),
+        "nothing fetched from an unvalidated commit: {out:?}"
+    );
+    let v = out
+        .iter()
+        .find(|o| matches!(o.request, FetchRequest::Validate(_)))
+        .expect("OffsetForLeaderEpoch");
+    let FetchRequest::Validate(r) = &v.request else {
+        unreachable!()
+    };
+    assert!(
+        r.queries
+            .iter()
+            .all(|q| (q.position.offset, q.position.offset_epoch) == (15, Some(4))),
+        "{r:?}"
+    );
+    let mut answer = OffsetForLeaderEpochResponse::default();
+    let mut t = OffsetForLeaderTopicResult::default();
+    t.topic = TopicName(StrBytes::from_static_str(TOPIC));
+    for p in 0..2 {
+        let mut e = EpochEndOffset::default();
+        e.partition = p;
+        e.leader_epoch = 4;
+        e.end_offset = 10;
+        t.partitions.push(e);
+    }
+    answer.topics.push(t);
+    sim.0.machine.handle_response(
+        sim.0.now,
+        v.id,
+        Ok(FetchAnswer::Validation(Box::new(answer))),
+    );
+    let events = sim.events();
+    assert_eq!(events.len(), 2, "one truncation each: {events:?}");
+    assert!(events.iter().all(|e| matches!(
+        e,
+        FetchEvent::PartitionError {
+            error: PartitionError::LogTruncation {
+                offset: 15,
+                divergent: Some((10, 4)),
+                repositioned: true
+            },
+            ..
+        }
+    )));
+
+    let first = sim.fetch();
+    assert_eq!(offsets_of(&first), BTreeMap::from([(0, 10), (1, 10)]));
+    assert!(
+        session_of(&first)
+            .partitions
+            .iter()
+            .all(|(_, p)| p.last_fetched_epoch == Some(4)),
+        "{first:?}"
+    );
+    sim.answer(&first, response(0, vec![(0, 0, Some(batch(10, 3, 5)))]));
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![10, 11, 12])]),
+        "the new leader's records, and no truncation told again: {events:?}"
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
 #[test]
 fn a_seek_drops_records_not_yet_handed_out() {
     let mut sim = Sim::new(config(&[]), committed(0));
