@@ -27,4 +27,5 @@ pub mod sasl;
 pub mod schema_registry;
 pub mod share_groups;
 pub mod tls;
+pub mod truncation;
 pub mod txn_index;
