@@ -367,11 +367,12 @@ impl Drive for OffsetsTask {
                         result: &result,
                     });
                 }
+                // A failure was logged by the machine, once, at the level it deserves.
                 if let Some(reply) = self.commit_replies.remove(&id) {
                     // The caller may have stopped waiting (a dropped commit future): the
                     // observer above has counted the commit either way.
                     let _ = reply.send(result);
-                } else if let Err(e) = result
+                } else if let Err(e @ CommitError::Superseded { .. }) = result
                     && kind == CommitKind::Auto
                 {
                     warn!(group = %self.group_id, error = %e, "auto-commit failed");

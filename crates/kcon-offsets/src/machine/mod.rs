@@ -10,7 +10,7 @@ use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::OffsetsConfig;
 use crate::error::{CommitError, CommittedError};
@@ -153,6 +153,9 @@ struct SentCommit {
     /// Partitions forgotten while it was in flight: not sent again if it is retried, and not
     /// recorded as committed if it succeeds (what was sent went; nothing after it may).
     forgotten: BTreeSet<TopicPartition>,
+    /// It carried the member's generation, not an inactive group's (-1, no member id): a
+    /// refusal for a generation that is over is then the group's rebalance, not a mistake.
+    as_member: bool,
 }
 
 /// A lookup of committed offsets not completed yet.
@@ -618,6 +621,7 @@ impl CommitMachine {
         let Some(SentCommit {
             commit: mut c,
             forgotten,
+            as_member,
             ..
         }) = self.sent.take_if(|s| s.request == id)
         else {
@@ -661,7 +665,8 @@ impl CommitMachine {
                         // The offsets stay stored: REBALANCE_IN_PROGRESS means the next
                         // generation commits them (Java's ConsumerCoordinator keeps them in
                         // its subscription state for the same reason).
-                        self.complete_commit(c, Err(e));
+                        let rebalance = is_rebalance_outcome(&e, as_member);
+                        self.finish_commit(c, Err(e), rebalance);
                         return;
                     }
                     CommitOutcome::Retry(retry, code) => {
@@ -847,8 +852,31 @@ impl CommitMachine {
         c: PendingCommit,
         result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
     ) {
+        self.finish_commit(c, result, false);
+    }
+
+    /// Completes `c`, logging a failure once, here (its drivers do not log it again): at INFO
+    /// when it is what a rebalance does to a commit (`rebalance`: REBALANCE_IN_PROGRESS, or a
+    /// member's generation or epoch that is over) or left nothing to send (its partitions
+    /// went to another member), at WARN otherwise. The Java client's `ConsumerCoordinator`
+    /// logs the rebalance's refusals at INFO too.
+    fn finish_commit(
+        &mut self,
+        c: PendingCommit,
+        result: Result<BTreeMap<TopicPartition, OffsetAndMetadata>, CommitError>,
+        rebalance: bool,
+    ) {
         if let Err(e) = &result {
-            warn!(commit = c.id.0, error = %e, "commit failed");
+            let what = match c.kind {
+                CommitKind::Auto => "auto-commit",
+                CommitKind::Sync | CommitKind::Async => "commit",
+            };
+            let group = &self.config.group_id;
+            if rebalance || matches!(e, CommitError::PartitionsGone { .. }) {
+                info!(%group, commit = c.id.0, error = %e, "{what} failed: the group rebalanced");
+            } else {
+                warn!(%group, commit = c.id.0, error = %e, "{what} failed");
+            }
         }
         self.events.push_back(OffsetsEvent::Committed {
             id: c.id,
@@ -1021,6 +1049,7 @@ impl CommitMachine {
                 request: id,
                 commit,
                 forgotten: BTreeSet::new(),
+                as_member: self.generation_id >= 0 || !self.member_id.is_empty(),
             });
             self.in_flight.insert(id, InFlight::Commit);
             return Some(Outgoing {
@@ -1118,6 +1147,28 @@ impl PendingCommit {
             queued_at: earlier.queued_at,
             result: Err(CommitError::Superseded { by: self.id }),
         });
+    }
+}
+
+/// Whether a commit's refusal is what a rebalance does to it: REBALANCE_IN_PROGRESS, or, for a
+/// commit that carried the member's generation (`as_member`), ILLEGAL_GENERATION,
+/// UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH or STALE_MEMBER_EPOCH (the generation or epoch it
+/// carried is over). The same codes for a commit outside any generation say the group has
+/// members the committer is not one of: a mistake to warn about.
+fn is_rebalance_outcome(e: &CommitError, as_member: bool) -> bool {
+    match e {
+        CommitError::RebalanceInProgress => true,
+        CommitError::Broker { error_code, .. } => {
+            as_member
+                && matches!(
+                    *error_code,
+                    code::ILLEGAL_GENERATION
+                        | code::UNKNOWN_MEMBER_ID
+                        | code::FENCED_MEMBER_EPOCH
+                        | code::STALE_MEMBER_EPOCH
+                )
+        }
+        _ => false,
     }
 }
 

@@ -1119,12 +1119,10 @@ impl ConsumerMachine {
 
     // ----- the rebalance steps -----
 
-    /// The commit before partitions go returned.
+    /// The commit before partitions go returned. A commit that failed was logged by the
+    /// offsets task (at INFO when the rebalance refused it): it is not logged again.
     fn handle_step_commit(&mut self, latency: Duration, result: Result<(), String>) {
         self.metrics.commit_done(latency, result.is_ok());
-        if let Err(e) = result {
-            warn!(error = %e, "the commit before giving up partitions failed");
-        }
         self.end_rebalance();
     }
 
@@ -1435,6 +1433,7 @@ impl Machine for ConsumerMachine {
             }
             (StepKind::Rebalance, Err(e)) => match self.rebalance.as_ref() {
                 Some(r) if matches!(r.stage, Stage::Commit(_)) => {
+                    warn!(error = %e, "the commit before giving up partitions failed: its task ended");
                     let result = Err(format!("the commit task failed: {e}"));
                     self.handle_step_commit(Duration::ZERO, result);
                 }
