@@ -15,7 +15,7 @@ use kcon_pool::{BrokerTarget, Pool};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::OffsetsConfig;
 use crate::error::{CommitError, CommittedError};
@@ -372,10 +372,6 @@ impl Drive for OffsetsTask {
                     // The caller may have stopped waiting (a dropped commit future): the
                     // observer above has counted the commit either way.
                     let _ = reply.send(result);
-                } else if let Err(e @ CommitError::Superseded { .. }) = result
-                    && kind == CommitKind::Auto
-                {
-                    warn!(group = %self.group_id, error = %e, "auto-commit failed");
                 }
             }
             OffsetsEvent::CommittedOffsets { id, result } => {

@@ -1141,6 +1141,13 @@ impl PendingCommit {
             self.offsets.entry(tp).or_insert(o);
         }
         self.deadline = self.deadline.max(earlier.deadline);
+        // No failure: its offsets go on with this commit (once a second while a coordinator
+        // is down and auto-commits queue up behind the one retried).
+        debug!(
+            commit = earlier.id.0,
+            by = self.id.0,
+            "superseded by a later commit, which carries its offsets"
+        );
         events.push_back(OffsetsEvent::Committed {
             id: earlier.id,
             kind: earlier.kind,

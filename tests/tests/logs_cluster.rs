@@ -1,0 +1,110 @@
+//! What kcon logs while a node of the three-node Apache Kafka cluster is down, captured
+//! (`kcon_tests::logs`): what goes on as it should is not logged as a failure, and what is
+//! reported names the broker it is about. Each test kills its group's coordinator and starts
+//! it again before it ends (nextest runs `*_cluster` tests one at a time).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kcon_core::TopicPartition;
+use kcon_offsets::{CommitError, Offsets};
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{self, Kafka};
+use kcon_tests::logs;
+use kcon_tests::offsets::offsets_config;
+use kcon_tests::pool::config;
+
+/// The committed offset of `tp`, if any.
+async fn committed(offsets: &Offsets, tp: &TopicPartition) -> Option<i64> {
+    offsets
+        .committed(Some([tp.clone()].into()))
+        .await
+        .ok()?
+        .get(tp)
+        .cloned()
+        .flatten()
+        .map(|o| o.offset)
+}
+
+/// Waits (up to 90 s: a killed coordinator is replaced once the controller fences its node,
+/// `broker.session.timeout.ms` after it died) until `tp`'s committed offset is `want`.
+async fn wait_committed(offsets: &Offsets, tp: &TopicPartition, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while committed(offsets, tp).await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "offset {want} of {tp} never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// While the group's coordinator is down, each auto-commit (once a second here) waits behind
+/// the one being retried and takes its offsets along: the earlier one is superseded, which is
+/// no failure, and nothing at INFO or above says otherwise (a WARN "auto-commit failed" a
+/// second did). Once a coordinator answers, the last one commits everything stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commits_superseded_while_the_coordinator_is_down_are_not_failures() {
+    let logs = logs::capture();
+    let kafka = Kafka::cluster();
+    let admin = Pool::new(config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("logs-superseded");
+    kafka::create_topics(&admin, &[(&topic, 1)]).await;
+    let group = unique_name("logs-superseded-g");
+    let offsets = Offsets::start(
+        Pool::new(config(kafka.bootstrap())).unwrap(),
+        offsets_config(
+            &group,
+            &[
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "1000"),
+                // The default: a commit waits a minute for a coordinator before it fails.
+                ("default.api.timeout.ms", "60000"),
+            ],
+        ),
+    )
+    .unwrap();
+    let superseded = Arc::new(AtomicUsize::new(0));
+    let seen = superseded.clone();
+    offsets.observe(Arc::new(move |f| {
+        if matches!(f.result, Err(CommitError::Superseded { .. })) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    let tp = TopicPartition::new(&topic, 0);
+    offsets.store_offset(tp.clone(), 0, None);
+    wait_committed(&offsets, &tp, 1).await;
+
+    let coordinator = kcon_admin::find_coordinator(&admin, &group).await.unwrap();
+    let mark = logs.mark();
+    kafka.kill_node(coordinator.id);
+    // The application goes on processing records meanwhile.
+    let mut offset = 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while superseded.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no three superseded auto-commits within 60 s: {:#?}",
+            logs.since(mark)
+        );
+        offsets.store_offset(tp.clone(), offset, None);
+        offset += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    kafka.start_node(coordinator.id);
+    wait_committed(&offsets, &tp, offset).await;
+
+    let lines = logs.since(mark);
+    let told: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("superseded by") || l.contains("auto-commit failed"))
+        .collect();
+    assert!(
+        told.is_empty(),
+        "{} superseded auto-commits, none of them a failure: {told:#?}",
+        superseded.load(Ordering::SeqCst)
+    );
+    offsets.close(Duration::from_secs(10)).await;
+}
