@@ -11,6 +11,9 @@ use kcon_core::TopicPartition;
 use kcon_offsets::{CommitError, Offsets};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
+use kcon_tests::group::{
+    Member, REBALANCE_WITHIN, group_config_at_defaults, partitions, wait_for_exactly_once,
+};
 use kcon_tests::kafka::{self, Kafka};
 use kcon_tests::logs;
 use kcon_tests::offsets::offsets_config;
@@ -107,4 +110,68 @@ async fn auto_commits_superseded_while_the_coordinator_is_down_are_not_failures(
         superseded.load(Ordering::SeqCst)
     );
     offsets.close(Duration::from_secs(10)).await;
+}
+
+/// A group member's heartbeats fail while its coordinator's node is down, which is reported
+/// once it has lasted; when the coordinator has moved to another broker and answers, the
+/// recovery names that broker, not the one that is down (it named the last failed try's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_names_the_broker_that_answered() {
+    let logs = logs::capture();
+    let kafka = Kafka::cluster();
+    let admin = Pool::new(config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("logs-recovery");
+    kafka::create_topics(&admin, &[(&topic, 2)]).await;
+    let group = unique_name("logs-recovery-g");
+    let member = Member::start(
+        "a",
+        kafka.bootstrap(),
+        group_config_at_defaults(&group, "range,cooperative-sticky", &[]),
+        &[&topic],
+    );
+    wait_for_exactly_once(&[&member], &partitions(&topic, 2), REBALANCE_WITHIN).await;
+    let dead = kcon_admin::find_coordinator(&admin, &group).await.unwrap();
+    let mark = logs.mark();
+    kafka.kill_node(dead.id);
+    // The controller fences the node after `broker.session.timeout.ms` (9 s) and the group
+    // moves to another broker; the node stays down until the member recovered.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let recovery = loop {
+        let found = logs.since(mark).into_iter().find(|l| {
+            l.contains(" INFO ") && l.contains("Heartbeat") && l.contains("succeeded again")
+        });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 90 s: {:#?}",
+            logs.since(mark)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let moved = kcon_admin::find_coordinator(&admin, &group).await;
+    kafka.start_node(dead.id);
+    let moved = moved.unwrap();
+    assert_ne!(moved.id, dead.id);
+    let lines = logs.since(mark);
+    let reported = lines
+        .iter()
+        .find(|l| l.contains(" WARN ") && l.contains("Heartbeat") && l.contains("failed"));
+    assert!(
+        reported.is_some_and(|l| l.contains(&format!("to broker {} ", dead.id))),
+        "the failure is reported naming broker {}: {lines:#?}",
+        dead.id
+    );
+    assert!(
+        recovery.contains(&format!(
+            "to broker {} (127.0.0.1:{})",
+            moved.id, moved.port
+        )),
+        "the recovery names broker {}, which answered, not broker {}: {recovery}",
+        moved.id,
+        dead.id
+    );
+    let log = member.close().await;
+    assert!(log.fatal.is_none(), "{log:?}");
 }

@@ -268,7 +268,8 @@ impl CoordinatorLookup {
             }) => {
                 debug!(group = %self.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
                 self.known = Some(c.clone());
-                self.reports.extend(self.tries.succeeded(now));
+                // FindCoordinator goes to any broker: which one answered is not known here.
+                self.reports.extend(self.tries.succeeded_by(now, None));
                 return Lookup::Found(c);
             }
             Ok(FoundCoordinator {

@@ -278,8 +278,26 @@ impl FailureTracker {
 
     /// The request was answered in a way that shows it works: the failures and the backoff
     /// start over. Returns the recovery's report (logged at INFO) when the failure had been
-    /// reported.
+    /// reported, naming the broker of the last failed try: for a tracker whose tries all go to
+    /// one broker (a broker's fetches), or that names none. Where tries go to whichever broker
+    /// is the coordinator, or to any, the one that answered may be another: see
+    /// [`succeeded_by`](Self::succeeded_by).
     pub fn succeeded(&mut self, now: Instant) -> Option<PersistentFailure> {
+        let broker = self.last.as_ref().and_then(|l| l.broker.clone());
+        self.succeeded_by(now, broker)
+    }
+
+    /// As [`succeeded`](Self::succeeded), answered by `broker` (as the pool names it; `None`
+    /// when not known): the recovery names it, not the broker of the last failed try (a
+    /// coordinator that moved away from a broker that is down answers from another).
+    pub fn succeeded_by(
+        &mut self,
+        now: Instant,
+        broker: Option<String>,
+    ) -> Option<PersistentFailure> {
+        if let Some(last) = &mut self.last {
+            last.broker = broker;
+        }
         let since = self.since.take();
         let failures = std::mem::take(&mut self.failures);
         self.retry_at = None;
@@ -466,6 +484,45 @@ mod tests {
             "{recovery}"
         );
         assert!(t.succeeded(now).is_none(), "told once");
+    }
+
+    /// The coordinator was on broker 1, which went down; the coordinator moved to broker 2,
+    /// which answered: the recovery names broker 2. A request to any broker that does not
+    /// know which answered names none.
+    #[test]
+    fn the_recovery_names_the_broker_that_answered() {
+        let t0 = Instant::now();
+        let later = t0 + REPORT_AFTER_TIME;
+        let mut t = tracker();
+        t.failed(t0, &hang_up(), 0.5);
+        t.failed(t0, &hang_up(), 0.5);
+        let report = t.failed(later, &hang_up(), 0.5).report.expect("reported");
+        assert_eq!(report.broker.as_deref(), Some("broker 1 (127.0.0.1:9092)"));
+        let recovery = t
+            .succeeded_by(later, Some("broker 2 (127.0.0.1:9093)".into()))
+            .expect("a recovery");
+        assert_eq!(
+            recovery.broker.as_deref(),
+            Some("broker 2 (127.0.0.1:9093)")
+        );
+        assert!(
+            recovery
+                .to_string()
+                .starts_with("JoinGroup v6 to broker 2 (127.0.0.1:9093) succeeded again"),
+            "{recovery}"
+        );
+
+        t.failed(t0, &hang_up(), 0.5);
+        t.failed(t0, &hang_up(), 0.5);
+        t.failed(later, &hang_up(), 0.5).report.expect("reported");
+        let recovery = t.succeeded_by(later, None).expect("a recovery");
+        assert_eq!(recovery.broker, None);
+        assert!(
+            recovery
+                .to_string()
+                .starts_with("JoinGroup v6 succeeded again"),
+            "{recovery}"
+        );
     }
 
     #[test]

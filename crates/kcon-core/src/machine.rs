@@ -127,6 +127,13 @@ pub struct Coordinator {
     pub port: i32,
 }
 
+impl Coordinator {
+    /// The broker as the pool names brokers in failures and reports: `broker 1 (host:port)`.
+    pub fn name(&self) -> String {
+        format!("broker {} ({}:{})", self.id, self.host, self.port)
+    }
+}
+
 /// Where a request goes. Not `#[non_exhaustive]`: every driver must send to every target, so a
 /// new one should fail to compile where it is not handled yet.
 #[derive(Debug, Clone, PartialEq, Eq)]

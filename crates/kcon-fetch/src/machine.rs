@@ -515,7 +515,8 @@ impl FetchMachine {
                 BrokerFailure::Answer("a partition has no leader in the metadata".into()),
             );
         } else {
-            let report = self.metadata_tries.succeeded(now);
+            // Metadata goes to any broker: which one answered is not known here.
+            let report = self.metadata_tries.succeeded_by(now, None);
             self.tell(report);
         }
     }

@@ -627,7 +627,8 @@ impl PoolInner {
                 if scope.covers(&st.tracked) {
                     st.stale = false;
                 }
-                st.refresh_tries.succeeded(now.into_std());
+                // Any broker may have answered: the recovery names none.
+                st.refresh_tries.succeeded_by(now.into_std(), None);
                 // Even after a success, the next background refresh waits a retry backoff
                 // (Java's `Metadata.timeToAllowUpdate`): a burst of stale-leader errors must
                 // not become a burst of Metadata requests.

@@ -651,10 +651,7 @@ impl ConsumerGroupMachine {
     /// a report when the failure has lasted. Returns when the next one may go.
     fn refused(&mut self, error_code: i16, now: Instant) -> Instant {
         let random = self.rng.f64();
-        let broker = self
-            .coordinator
-            .known()
-            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
+        let broker = self.coordinator.known().map(Coordinator::name);
         let failed = self
             .tries
             .refused(now, error_name(error_code), broker, random);
@@ -759,7 +756,9 @@ impl ConsumerGroupMachine {
         }
         let was_join = sent.epoch == 0;
         if answer.error_code == 0 {
-            let report = self.tries.succeeded(now);
+            let report = self
+                .tries
+                .succeeded_by(now, self.coordinator.known().map(Coordinator::name));
             self.tell(report);
             self.on_heartbeat_ok(sent, answer, now);
             return;
@@ -768,7 +767,9 @@ impl ConsumerGroupMachine {
         match ResponseError::try_from_code(answer.error_code) {
             Some(E::FencedMemberEpoch | E::UnknownMemberId) => {
                 // Answered: heartbeats get through.
-                let report = self.tries.succeeded(now);
+                let report = self
+                    .tries
+                    .succeeded_by(now, self.coordinator.known().map(Coordinator::name));
                 self.tell(report);
                 self.fenced(answer.error_code, was_join, now)
             }

@@ -544,19 +544,17 @@ impl GroupMachine {
     /// A try of `request` was answered with `error_code`, which the member retries.
     fn try_refused(&mut self, request: Try, error_code: i16, now: Instant) -> Instant {
         let random = self.rng.f64();
-        let broker = self
-            .coordinator
-            .known()
-            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port));
+        let broker = self.coordinator.known().map(Coordinator::name);
         let failed = self
             .tracker(request)
             .refused(now, error_name(error_code), broker, random);
         self.after_failure(failed)
     }
 
-    /// A try of `request` was answered: it works again.
+    /// A try of `request` was answered, by the coordinator: it works again.
     fn try_answered(&mut self, request: Try, now: Instant) {
-        let report = self.tracker(request).succeeded(now);
+        let broker = self.coordinator.known().map(Coordinator::name);
+        let report = self.tracker(request).succeeded_by(now, broker);
         self.tell(report);
     }
 

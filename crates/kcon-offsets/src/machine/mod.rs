@@ -640,7 +640,7 @@ impl CommitMachine {
                 let outcome = classify_commit(&partitions);
                 if !matches!(outcome, CommitOutcome::Retry(..)) {
                     // Answered: commits get through, whatever this one's answer was.
-                    let report = self.commit_tries.succeeded(now);
+                    let report = self.commit_tries.succeeded_by(now, self.coordinator_name());
                     self.tell(report);
                 }
                 match outcome {
@@ -780,7 +780,7 @@ impl CommitMachine {
                 Some(self.fetch_tries.refused(now, cause, broker, self.rng.f64()))
             }
             (_, _) => {
-                let report = self.fetch_tries.succeeded(now);
+                let report = self.fetch_tries.succeeded_by(now, self.coordinator_name());
                 self.tell(report);
                 None
             }
@@ -842,9 +842,7 @@ impl CommitMachine {
 
     /// The coordinator, named as the pool names brokers, when known.
     fn coordinator_name(&self) -> Option<String> {
-        self.coordinator
-            .known()
-            .map(|c| format!("broker {} ({}:{})", c.id, c.host, c.port))
+        self.coordinator.known().map(Coordinator::name)
     }
 
     fn complete_commit(
