@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
+use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::timer::{TimerKind, TimerTable};
@@ -77,6 +78,12 @@ pub struct FetchMachine {
     /// Each broker's Fetches (and connects) that failed in a row: their backoff, reset only by
     /// a good Fetch answer, and their reports.
     broker_tries: BTreeMap<i32, FailureTracker>,
+    /// Each leader's reset lookups (ListOffsets under `auto.offset.reset`) that failed in a
+    /// row: the backoff of the partitions they were for, and a report (WARN) once they keep
+    /// failing; each failure before that is a DEBUG line only (a new topic's leader still being
+    /// elected answers NOT_LEADER_OR_FOLLOWER for a while). One per leader, as the lookups go,
+    /// so that a broker down does not report once per partition.
+    reset_tries: BTreeMap<i32, FailureTracker>,
     /// Metadata refreshes that failed in a row (or left a partition without a leader).
     metadata_tries: FailureTracker,
     now: Instant,
@@ -213,6 +220,8 @@ enum Pending {
         broker: i32,
     },
     ListOffsets {
+        /// The partitions' leader it went to.
+        broker: i32,
         partitions: Vec<(TopicPartition, ResetReason)>,
     },
     Validate {
@@ -243,6 +252,7 @@ impl FetchMachine {
             metadata_in_flight: false,
             timers: Timers::new(),
             broker_tries: BTreeMap::new(),
+            reset_tries: BTreeMap::new(),
             metadata_tries,
             now,
             closing: false,
@@ -715,8 +725,13 @@ impl FetchMachine {
                 .into_iter()
                 .map(|(tp, reason, _)| (tp, reason))
                 .collect();
-            self.pending
-                .insert(id, Pending::ListOffsets { partitions: due });
+            self.pending.insert(
+                id,
+                Pending::ListOffsets {
+                    broker,
+                    partitions: due,
+                },
+            );
             self.queued.push_back(outgoing(
                 id,
                 FetchRequest::ListOffsets {
@@ -1080,16 +1095,81 @@ impl FetchMachine {
         self.budget.complete(broker, received);
     }
 
-    fn on_reset_answer(
+    /// The answer to a reset lookup that went to `broker`: each partition's position, or its
+    /// failure. A lookup any partition of which failed counts one failure of the broker's
+    /// reset lookups, whose backoff the failed partitions wait; one that failed none is their
+    /// success.
+    fn on_reset_answers(
         &mut self,
         now: Instant,
+        broker: i32,
+        partitions: Vec<(TopicPartition, ResetReason)>,
+        answer: Result<&BTreeMap<TopicPartition, ListedOffset>, &RequestFailure>,
+    ) {
+        let mut failed = Vec::new();
+        let mut refusals: BTreeMap<i16, usize> = BTreeMap::new();
+        for (tp, reason) in partitions {
+            let listed = match answer {
+                Ok(answer) => answer.get(&tp).copied(),
+                Err(_) => None,
+            };
+            if !self.on_reset_answer(&tp, reason, listed) {
+                if let Some(l) = listed {
+                    *refusals.entry(l.error_code).or_default() += 1;
+                }
+                failed.push(tp);
+            }
+        }
+        let random = self.rng.f64();
+        let policy = self.config.retry_backoff_policy();
+        let tracker = self.reset_tries.entry(broker).or_insert_with(|| {
+            FailureTracker::new(
+                ApiKey::ListOffsets,
+                format!(
+                    "the offset resets of partitions led by broker {broker} (auto.offset.reset)"
+                ),
+                policy,
+            )
+        });
+        if failed.is_empty() {
+            // The broker answered for every partition it leads: which of its addresses is not
+            // known here, so the recovery names no broker.
+            let report = tracker.succeeded_by(now, None);
+            self.tell(report);
+            return;
+        }
+        let failure = match answer {
+            Err(f) => tracker.failed(now, f, random),
+            Ok(_) => {
+                let cause = if refusals.is_empty() {
+                    format!("ListOffsets answered without {} partition(s)", failed.len())
+                } else {
+                    refusals
+                        .iter()
+                        .map(|(code, n)| format!("{} for {n} partition(s)", error_name(*code)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                tracker.refused(now, cause, None, random)
+            }
+        };
+        for tp in &failed {
+            if let Some(a) = self.partitions.get_mut(tp) {
+                a.state.reset_failed_until(failure.retry_at);
+            }
+        }
+        self.tell(failure.report);
+    }
+
+    /// One partition's reset answer; false when it failed (the caller backs it off).
+    fn on_reset_answer(
+        &mut self,
         tp: &TopicPartition,
         reason: ResetReason,
         listed: Option<ListedOffset>,
-    ) {
-        let backoff = self.backoff();
+    ) -> bool {
         let Some(a) = self.partitions.get_mut(tp) else {
-            return;
+            return true;
         };
         a.resetting = false;
         match listed {
@@ -1102,6 +1182,7 @@ impl FetchMachine {
                         offset: l.offset,
                     });
                 }
+                true
             }
             // By timestamp, no record that recent answers offset -1 without an error. KIP-1106:
             // `by_duration` then resets to the end of the log. The partition stays awaiting
@@ -1115,9 +1196,9 @@ impl FetchMachine {
             {
                 debug!(%tp, "no record within auto.offset.reset's duration: reset to latest");
                 a.reset_to_latest = true;
+                true
             }
             Some(l) => {
-                a.state.reset_failed(now, &backoff);
                 if kcon_core::error_codes::is_stale_metadata_error(l.error_code) {
                     self.metadata_wanted = true;
                 }
@@ -1125,8 +1206,9 @@ impl FetchMachine {
                     partition: tp.clone(),
                     error_code: l.error_code,
                 });
+                false
             }
-            None => a.state.reset_failed(now, &backoff),
+            None => false,
         }
     }
 
@@ -1290,17 +1372,11 @@ impl Machine for FetchMachine {
                     a.state.broker_failed(broker);
                 }
             }
-            (Pending::ListOffsets { partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
-                for (tp, reason) in partitions {
-                    let listed = answer.get(&tp).copied();
-                    self.on_reset_answer(now, &tp, reason, listed);
-                }
+            (Pending::ListOffsets { broker, partitions }, Ok(FetchAnswer::ListOffsets(answer))) => {
+                self.on_reset_answers(now, broker, partitions, Ok(&answer))
             }
-            (Pending::ListOffsets { partitions }, Err(e)) => {
-                debug!(%e, "ListOffsets for a reset failed");
-                for (tp, reason) in partitions {
-                    self.on_reset_answer(now, &tp, reason, None);
-                }
+            (Pending::ListOffsets { broker, partitions }, Err(e)) => {
+                self.on_reset_answers(now, broker, partitions, Err(&e));
             }
             (Pending::Validate { queries }, Ok(FetchAnswer::Validation(r))) => {
                 let answers = epoch_answers(&r);

@@ -173,8 +173,9 @@ pub enum FetchEvent {
         /// The partitions.
         partitions: Vec<TopicPartition>,
     },
-    /// ListOffsets failed for a partition being reset (a broker error code); retried after
-    /// `retry.backoff.ms`.
+    /// ListOffsets failed for a partition being reset (a broker error code); retried after a
+    /// backoff (KIP-580). A failure that lasts is also reported as a
+    /// [`PersistentFailure`](FetchEvent::PersistentFailure), logged at WARN.
     ResetFailed {
         /// The partition.
         partition: TopicPartition,

@@ -406,6 +406,14 @@ impl PartitionState {
         }
     }
 
+    /// A failed reset lookup, whose owner keeps the backoff of the partition's lookups (a
+    /// `FailureTracker`, which also reports a failure that lasts): tried again at `retry_at`.
+    pub fn reset_failed_until(&mut self, retry_at: Instant) {
+        if matches!(self.status, FetchStatus::AwaitingReset(_)) {
+            self.retry_at = Some(retry_at);
+        }
+    }
+
     /// A Fetch answer's records up to `next_offset` were accepted, the last one in
     /// `last_epoch`: the next Fetch starts there. Only a fetching partition moves, and never
     /// backwards from a late batch.

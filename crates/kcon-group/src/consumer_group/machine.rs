@@ -28,7 +28,7 @@ use super::reconcile::{self, Step};
 use crate::assignor::TopicPartitions;
 use crate::config::GroupConfig;
 use crate::error::GroupError;
-use crate::machine::{Generation, GroupEvent, MemberState, RevocationId};
+use crate::machine::{Generation, GroupEvent, MemberState, RevocationId, coordinator_error};
 use crate::member::Member;
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 use crate::revocation::Revocation;
@@ -507,7 +507,7 @@ impl ConsumerGroupMachine {
     /// FENCED_MEMBER_EPOCH or UNKNOWN_MEMBER_ID: the coordinator gave the partitions to others
     /// (or will); they are lost, and the member joins again with epoch 0 and the same id.
     fn fenced(&mut self, error_code: i16, was_join: bool, now: Instant) {
-        warn!(group = %self.config.group_id, error_code, epoch = self.epoch, "fenced by the coordinator; partitions lost, joining again");
+        warn!(group = %self.config.group_id, error = %error_name(error_code), epoch = self.epoch, "fenced by the coordinator; partitions lost, joining again");
         self.lose_all();
         self.forget_membership();
         self.maybe_member = false;
@@ -747,7 +747,7 @@ impl ConsumerGroupMachine {
         if leaving {
             if answer.error_code != 0 {
                 // The member is out either way (the coordinator drops it after the session).
-                debug!(group = %self.config.group_id, error_code = answer.error_code, "the leave heartbeat answered an error");
+                debug!(group = %self.config.group_id, error = %error_name(answer.error_code), "the leave heartbeat answered an error");
             }
             if let Phase::Leaving { then, .. } = self.phase {
                 self.finish_leave(then);
@@ -775,7 +775,9 @@ impl ConsumerGroupMachine {
             }
             Some(E::NotCoordinator | E::CoordinatorNotAvailable) => {
                 self.refused(answer.error_code, now);
-                self.coordinator_lost("the coordinator moved", now)
+                let api = format!("{:?}", self.heartbeat_api());
+                let reason = coordinator_error(&api, answer.error_code);
+                self.coordinator_lost(&reason, now)
             }
             Some(
                 E::GroupAuthorizationFailed
@@ -812,7 +814,7 @@ impl ConsumerGroupMachine {
             _ => {
                 // COORDINATOR_LOAD_IN_PROGRESS, or anything unexpected: again, in full, after
                 // the backoff.
-                debug!(group = %self.config.group_id, error_code = answer.error_code, "heartbeat error; heartbeating again after a backoff");
+                debug!(group = %self.config.group_id, error = %error_name(answer.error_code), "heartbeat error; heartbeating again after a backoff");
                 self.heartbeat.told = None;
                 self.heartbeat.next_at = self.refused(answer.error_code, now);
             }

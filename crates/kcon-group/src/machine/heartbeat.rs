@@ -49,7 +49,7 @@ impl GroupMachine {
             _ if !current => {
                 // An answer for a generation the member has already left behind (it rejoined
                 // meanwhile): the Java client ignores these too.
-                debug!(group = %self.config.group_id, error_code, "heartbeat error for an old generation; ignored");
+                debug!(group = %self.config.group_id, error = %error_name(error_code), "heartbeat error for an old generation; ignored");
             }
             code::REBALANCE_IN_PROGRESS => {
                 self.heartbeat.session_deadline = now + self.config.session_timeout;
@@ -72,7 +72,7 @@ impl GroupMachine {
             }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
                 self.heartbeat.next_at = self.try_refused(Try::Heartbeat, error_code, now);
-                self.coordinator_lost("the coordinator moved", now);
+                self.coordinator_lost(&coordinator_error("Heartbeat", error_code), now);
             }
             code::COORDINATOR_LOAD_IN_PROGRESS => {
                 self.heartbeat.next_at = self.try_refused(Try::Heartbeat, error_code, now);

@@ -88,7 +88,7 @@ impl GroupMachine {
             }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
                 let at = self.try_refused(Try::Join, error_code, now);
-                self.coordinator_lost("JoinGroup: the coordinator moved", now);
+                self.coordinator_lost(&coordinator_error("JoinGroup", error_code), now);
                 self.start_join(Some(at));
                 return;
             }
@@ -102,7 +102,7 @@ impl GroupMachine {
             }
             _ => {
                 // Retriable, or unexpected: join again after the backoff.
-                debug!(group = %self.config.group_id, error_code, "JoinGroup failed; joining again after a backoff");
+                debug!(group = %self.config.group_id, error = %error_name(error_code), "JoinGroup failed; joining again after a backoff");
                 let at = self.try_refused(Try::Join, error_code, now);
                 self.start_join(Some(at));
                 return;
@@ -323,7 +323,7 @@ impl GroupMachine {
             }
             code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
                 let at = self.try_refused(Try::Sync, error_code, now);
-                self.coordinator_lost("SyncGroup: the coordinator moved", now);
+                self.coordinator_lost(&coordinator_error("SyncGroup", error_code), now);
                 self.start_join(Some(at));
                 return;
             }
@@ -335,7 +335,7 @@ impl GroupMachine {
                 // Retriable, or unexpected (librdkafka's mock cluster answers INVALID_REQUEST
                 // to a follower that syncs after the leader): rejoin after the backoff, as
                 // librdkafka does for every SyncGroup error but FENCED_INSTANCE_ID.
-                warn!(group = %self.config.group_id, error_code, "SyncGroup failed; joining again after a backoff");
+                debug!(group = %self.config.group_id, error = %error_name(error_code), "SyncGroup failed; joining again after a backoff");
                 let at = self.try_refused(Try::Sync, error_code, now);
                 self.start_join(Some(at));
                 return;
@@ -525,7 +525,7 @@ impl GroupMachine {
     /// The coordinator said the member's generation or id is no longer valid: its partitions
     /// are lost (not revoked: another member may own them already), and it joins afresh.
     pub(super) fn reset_generation(&mut self, error_code: i16, now: Instant) {
-        warn!(group = %self.config.group_id, error_code, generation = self.generation.id, "the coordinator no longer knows this generation; partitions lost, rejoining");
+        warn!(group = %self.config.group_id, error = %error_name(error_code), generation = self.generation.id, "the coordinator no longer knows this generation; partitions lost, rejoining");
         self.lose_all();
         self.generation.id = -1;
         self.generation.protocol_name = None;

@@ -28,6 +28,7 @@ use crate::revocation::Revocation;
 use kcon_codec::consumer_protocol::{self as protocol, Assignment, Subscription};
 
 mod coordinator;
+pub(crate) use coordinator::coordinator_error;
 mod heartbeat;
 mod join;
 mod leave;
@@ -829,7 +830,7 @@ impl GroupMachine {
                 if error_code != code::NONE {
                     // The member is out of the group either way (the coordinator forgets it
                     // after the session timeout); nothing to retry.
-                    debug!(group = %self.config.group_id, error_code, "LeaveGroup answered an error");
+                    debug!(group = %self.config.group_id, error = %error_name(error_code), "LeaveGroup answered an error");
                 }
                 self.left(now);
             }

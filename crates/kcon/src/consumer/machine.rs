@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use kcon_core::error_codes::error_name;
 use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
@@ -1008,11 +1009,13 @@ impl ConsumerMachine {
                     .with_partitions(partitions),
                 );
             }
+            // Retried after a backoff; a failure that lasts comes as a PersistentFailure, and
+            // the fetcher's tracker logged it at WARN.
             FetchEvent::ResetFailed {
                 partition,
                 error_code,
             } => {
-                warn!(%partition, error_code, "looking up a reset offset failed; retrying");
+                debug!(%partition, error = %error_name(error_code), "looking up a reset offset failed; retrying");
             }
             FetchEvent::Closed => self.fetch_error(Error::closed()),
             FetchEvent::PersistentFailure(report) => self.persistent_failure(report),
