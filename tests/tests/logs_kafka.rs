@@ -173,3 +173,44 @@ async fn a_commit_a_rebalance_refuses_is_logged_once_at_info() {
         assert!(log.fatal.is_none(), "{log:?}");
     }
 }
+
+/// A consumer-protocol consumer (`group.protocol=consumer`) on Kafka 3.9.1 at its defaults,
+/// whose coordinator answers ConsumerGroupHeartbeat with UNSUPPORTED_VERSION: the error the
+/// application receives names the broker setting that enables the protocol and the client
+/// setting that needs none, and is not logged besides (it was logged twice at WARN too): the
+/// application, or `kcon`, tells it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_protocol_member_refused_by_kafka_3_9_names_the_broker_setting() {
+    let logs = logs::capture();
+    let kafka = Kafka::kafka39();
+    let topic = unique_name("logs-kip848");
+    let admin = Pool::new(config(kafka.bootstrap())).unwrap();
+    kafka::create_topics(&admin, &[(&topic, 1)]).await;
+    let group = unique_name("logs-kip848-g");
+    let mark = logs.mark();
+    let mut consumer = kcon::Consumer::builder()
+        .bootstrap_servers(kafka.bootstrap())
+        .group_id(&group)
+        .set("group.protocol", "consumer")
+        .build()
+        .unwrap();
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("an answer within 30 s")
+        .expect_err("the coordinator refuses the consumer protocol");
+    for what in [
+        "group.coordinator.rebalance.protocols=classic,consumer",
+        "group.protocol=classic",
+        "UNSUPPORTED_VERSION",
+    ] {
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+    let told: Vec<String> = logs
+        .since(mark)
+        .into_iter()
+        .filter(|l| l.contains("KIP-848"))
+        .collect();
+    assert!(told.is_empty(), "returned, not logged: {told:#?}");
+    drop(consumer);
+}

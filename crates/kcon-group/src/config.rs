@@ -126,11 +126,24 @@ impl GroupConfig {
                             .collect::<Vec<_>>()
                             .join(","),
                     };
-                    let allowed = if self.group_protocol == GroupProtocol::Share {
-                        "unset for a share consumer: the coordinator decides it"
-                    } else {
-                        "unset with group.protocol=consumer: the coordinator decides it \
-                         (group.remote.assignor chooses the coordinator's assignor)"
+                    // Where the coordinator's own setting is: the brokers' configuration for the
+                    // session and the heartbeats, group.remote.assignor for the assignor.
+                    let allowed = match (self.group_protocol, *name) {
+                        (GroupProtocol::Share, _) => {
+                            "unset for a share consumer: the coordinator decides it"
+                        }
+                        (_, "session.timeout.ms") => {
+                            "unset with group.protocol=consumer: the coordinator decides it \
+                             (group.consumer.session.timeout.ms on the brokers)"
+                        }
+                        (_, "heartbeat.interval.ms") => {
+                            "unset with group.protocol=consumer: the coordinator decides it \
+                             (group.consumer.heartbeat.interval.ms on the brokers)"
+                        }
+                        _ => {
+                            "unset with group.protocol=consumer: the coordinator decides it \
+                             (group.remote.assignor chooses the coordinator's assignor)"
+                        }
                     };
                     return Err(ConfigError::invalid(name, &value, allowed));
                 }
@@ -369,6 +382,17 @@ mod tests {
             let e = c.validate().unwrap_err();
             assert_eq!(e.property(), name, "{e}");
             assert!(e.to_string().contains("group.protocol=consumer"), "{e}");
+            // The assignor's hint only where an assignor was set; the session and the
+            // heartbeats name the brokers' settings that decide them.
+            assert_eq!(
+                e.to_string().contains("assignor"),
+                name == "partition.assignment.strategy",
+                "{e}"
+            );
+            if name != "partition.assignment.strategy" {
+                let broker_setting = format!("group.consumer.{}", name);
+                assert!(e.to_string().contains(&broker_setting), "{e}");
+            }
         }
         let mut classic = GroupConfig::new("g");
         classic.set("group.remote.assignor", "range").unwrap();

@@ -40,9 +40,14 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
 /// The longest heartbeat interval taken from a coordinator.
 const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// What the member tells the application a broker lacking ConsumerGroupHeartbeat means.
+/// What the member tells the application a broker lacking ConsumerGroupHeartbeat means: what
+/// enables it on the brokers (Apache Kafka 3.7 to 3.9 answer UNSUPPORTED_VERSION without it;
+/// 4.0 and later have it on by default), and the client setting that needs none.
 const NO_KIP_848: &str = "group.protocol=consumer needs ConsumerGroupHeartbeat (KIP-848), and \
-     the group coordinator cannot answer it; group.protocol=classic works with such brokers";
+     the group coordinator cannot answer it";
+const KIP_848_ON: &str = "Apache Kafka 3.7 to 3.9 answer it only with \
+     group.coordinator.rebalance.protocols=classic,consumer in the brokers' configuration (4.0 \
+     and later by default); group.protocol=classic works with any broker";
 
 /// What a share group's member tells the application a broker lacking ShareGroupHeartbeat
 /// means.
@@ -616,8 +621,10 @@ impl ConsumerGroupMachine {
         }
     }
 
+    /// The member cannot go on: the error goes to its owner, who returns it to the application
+    /// (a DEBUG line here, so that it is told once).
     fn fail(&mut self, error: GroupError) {
-        warn!(group = %self.config.group_id, %error, "group member failed");
+        debug!(group = %self.config.group_id, %error, "group member failed");
         self.lose_all();
         self.forget_membership();
         self.heartbeat.in_flight = None;
@@ -739,8 +746,8 @@ impl ConsumerGroupMachine {
                 return;
             }
             Err(f) => {
-                let needs = self.needs();
-                self.fail(GroupError::Request(format!("{needs}: {}", f.reason)));
+                let refusal = self.refusal(Some(&f.reason));
+                self.fail(GroupError::Request(refusal));
                 return;
             }
         };
@@ -792,11 +799,9 @@ impl ConsumerGroupMachine {
                 | E::UnsupportedVersion,
             ) => {
                 let message = match (answer.error_code, answer.error_message) {
-                    (code, m) if code == E::UnsupportedVersion.code() => Some(format!(
-                        "{}{}",
-                        self.needs(),
-                        m.map(|m| format!(": {m}")).unwrap_or_default()
-                    )),
+                    (code, m) if code == E::UnsupportedVersion.code() => {
+                        Some(self.refusal(m.as_deref()))
+                    }
                     (code, m) if code == E::InvalidRegularExpression.code() => Some(format!(
                         "the coordinator cannot read the subscription's regular expression {:?} \
                          (Apache Kafka reads RE2/J syntax){}",
@@ -959,8 +964,15 @@ impl ConsumerGroupMachine {
     }
 
     /// What the protocol needs of the coordinator, for an error saying it lacks it.
-    fn needs(&self) -> &'static str {
-        if self.share { NO_KIP_932 } else { NO_KIP_848 }
+    /// Why the coordinator cannot serve this member, with `detail` (the broker's message, or
+    /// why the request could not go) and, for a consumer-protocol member, what enables it.
+    fn refusal(&self, detail: Option<&str>) -> String {
+        let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
+        if self.share {
+            format!("{NO_KIP_932}{detail}")
+        } else {
+            format!("{NO_KIP_848}{detail}. {KIP_848_ON}")
+        }
     }
 
     fn heartbeating(&self) -> bool {

@@ -519,8 +519,10 @@ impl GroupMachine {
         );
     }
 
+    /// The member cannot go on: the error goes to its owner, who returns it to the application
+    /// (a DEBUG line here, so that it is told once).
     fn fail(&mut self, error: GroupError, _now: Instant) {
-        warn!(group = %self.config.group_id, %error, "group member failed");
+        debug!(group = %self.config.group_id, %error, "group member failed");
         self.lose_all();
         self.generation = Generation::none();
         self.phase = Phase::Failed;

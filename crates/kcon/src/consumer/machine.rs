@@ -903,7 +903,8 @@ impl ConsumerMachine {
             }
             GroupEvent::Fatal(e) => {
                 let e = Error::from(e);
-                warn!(error = %e, "the group member cannot go on");
+                // Returned to the application (the next receiving call), not logged again.
+                debug!(error = %e, "the group member cannot go on");
                 self.fatal = Some(e.clone());
                 self.commands.push_back(Command::Error(e));
             }

@@ -36,7 +36,7 @@ use kcon_fetch::share::{ShareFetcher, Wanting};
 use kcon_group::{GroupConfig, GroupEvent, GroupMember};
 use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::{
     ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, effective,
@@ -678,7 +678,8 @@ impl ShareConsumer {
             }
             GroupEvent::Fatal(e) => {
                 let e = Error::from(e);
-                warn!(error = %e, "the share group member cannot go on");
+                // Returned to the application, not logged again.
+                debug!(error = %e, "the share group member cannot go on");
                 self.failed = Some(e.clone());
                 return Err(e);
             }
