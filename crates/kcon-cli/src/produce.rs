@@ -160,7 +160,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     let producer = producer(&args, cluster.pool.clone())?;
     // With a transactional.id, the whole input is one transaction: committed once every
-    // record is acknowledged, aborted (by the close) if anything failed.
+    // record is acknowledged, aborted if anything failed (the error says how many records).
     let transactional = producer.config().transactional_id.is_some();
     if transactional {
         producer
@@ -237,14 +237,27 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         Ok(Err((line, e))) => Some(Failure::runtime(format!("input line {line}: {e}"))),
         Err(e) => Some(Failure::runtime(format!("the delivery check failed: {e}"))),
     };
+    let mut sent = sent;
     if transactional {
-        if sent.is_ok()
-            && failed.is_none()
-            && let Err(e) = producer.commit_transaction(TRANSACTION_CALL).await
-        {
-            failed = Some(Failure::runtime(format!("committing the transaction: {e}")));
+        if sent.is_ok() && failed.is_none() {
+            if let Err(e) = producer.commit_transaction(TRANSACTION_CALL).await {
+                failed = Some(Failure::runtime(format!("committing the transaction: {e}")));
+            }
+        } else {
+            // Something failed with the transaction open: it is aborted, and the failure says
+            // what became of the records sent in it.
+            let aborted = match producer.abort_transaction(TRANSACTION_CALL).await {
+                Ok(()) => format!("the open transaction's {produced} records were aborted"),
+                Err(e) => format!(
+                    "aborting the open transaction's {produced} records failed ({e}); none of \
+                     them is committed"
+                ),
+            };
+            match (&mut sent, &mut failed) {
+                (Err(f), _) | (Ok(()), Some(f)) => *f = followed_by(f, &aborted),
+                (Ok(()), None) => {}
+            }
         }
-        // A transaction still open (something failed) is aborted by the close.
         producer.close().await;
     }
     sent?;
@@ -265,6 +278,16 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         }
     );
     Ok(())
+}
+
+/// `f`, followed by `what` (what became of the open transaction), with the same exit status.
+fn followed_by(f: &Failure, what: &str) -> Failure {
+    let message = format!("{f}; {what}");
+    if f.exit_code() == crate::failure::EXIT_USAGE {
+        Failure::usage(message)
+    } else {
+        Failure::runtime(message)
+    }
 }
 
 /// The producer: acks=all, the codec of -z, batches of [`BATCH_RECORDS`] records or

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::{Broker, TestRecord, kcon, kcon_with_input};
 use kcon_tests::brokers::{installed, unique_name};
+use kcon_tests::kafka::{self, Kafka};
 use serde_json::{Value, json};
 
 /// The partition of each key among `partitions` by kafka-python's murmur2 partitioner (an
@@ -327,4 +328,73 @@ async fn lines_written_slowly_are_sent_as_they_come() {
     let run = common::finish(child, &["produce"]).await;
     assert_eq!(run.code(), 0, "{run:?}");
     assert_eq!(consume_all(&b, &topic).await.len(), 2);
+}
+
+/// A transactional `kcon produce` that stops at a bad input line aborts the open transaction
+/// and says so, with how many records it held (it said only what was wrong with the line): on
+/// Apache Kafka, a read_committed reader then reads none of them, a read_uncommitted one all of
+/// them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_line_in_a_transaction_says_how_many_records_were_aborted() {
+    let kafka = Kafka::single();
+    let pool = kcon_pool::Pool::new(kcon_tests::pool::config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("txn-bad-line");
+    kafka::create_topics(&pool, &[(&topic, 1)]).await;
+    let mut input: String = (0..3000)
+        .map(|i| format!("{{\"value\":\"v{i}\"}}\n"))
+        .collect();
+    input.push_str("[1]\n{\"value\":\"after\"}\n");
+    let txn_id = unique_name("cli-txn-bad-line");
+    let run = kcon_with_input(
+        &[
+            "produce",
+            "-b",
+            kafka.bootstrap(),
+            &topic,
+            "--format",
+            "json",
+            "-X",
+            &format!("transactional.id={txn_id}"),
+        ],
+        input.as_bytes(),
+    )
+    .await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "input line 3001: not a JSON object; the open transaction's 3000 records were aborted"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A record committed after them: a reader that reaches it has read past the aborted ones.
+    kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"after\n")
+        .await
+        .ok();
+    let read = |isolation: &'static str| {
+        let topic = topic.clone();
+        async move {
+            kcon(&[
+                "consume",
+                "-b",
+                kafka.bootstrap(),
+                "--format",
+                "json",
+                "-e",
+                "-X",
+                &format!("isolation.level={isolation}"),
+                &topic,
+            ])
+            .await
+            .ok()
+            .json_lines()
+        }
+    };
+    let committed = read("read_committed").await;
+    let values: Vec<&str> = committed
+        .iter()
+        .map(|r| r["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["after"]);
+    assert_eq!(read("read_uncommitted").await.len(), 3001);
 }
