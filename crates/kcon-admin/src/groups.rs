@@ -85,7 +85,8 @@ pub struct ConsumerGroupMember {
     pub client_host: String,
     /// The topics it subscribed to by name.
     pub subscribed_topics: Vec<String>,
-    /// The regular expression it subscribed with, if any.
+    /// The regular expression it subscribed with, if any (never empty: the empty regex
+    /// Apache Kafka sends for a member subscribed by name is none).
     pub subscribed_regex: Option<String>,
     /// The partitions it owns now.
     pub assignment: Vec<TopicPartition>,

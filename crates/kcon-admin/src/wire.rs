@@ -124,7 +124,11 @@ pub fn consumer_group_describe_response(
                         .into_iter()
                         .map(|t| t.0.to_string())
                         .collect(),
-                    subscribed_regex: m.subscribed_topic_regex.map(|r| r.to_string()),
+                    // Kafka sends an empty regex for a member that subscribed by name only.
+                    subscribed_regex: m
+                        .subscribed_topic_regex
+                        .filter(|r| !r.is_empty())
+                        .map(|r| r.to_string()),
                     assignment: partitions(m.assignment),
                     target_assignment: partitions(m.target_assignment),
                 })
@@ -410,7 +414,7 @@ mod tests {
     use kcon_core::wire::assert_encodes as encodes;
 
     #[test]
-    fn a_consumer_group_description_names_topics_and_shows_an_unnamed_one_by_id() {
+    fn a_consumer_group_description_names_topics_shows_an_unnamed_one_by_id_and_no_empty_regex() {
         use kcon_codec::kafka_protocol::messages::TopicName;
         use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
             Assignment, DescribedGroup, Member, TopicPartitions,
@@ -433,6 +437,8 @@ mod tests {
                 .with_client_id(s("kcon"))
                 .with_client_host(s("/10.0.0.1"))
                 .with_subscribed_topic_names(vec![TopicName(s("orders"))])
+                // What Apache Kafka sends for a member subscribed by name only.
+                .with_subscribed_topic_regex(Some(s("")))
                 .with_assignment(Assignment::default().with_topic_partitions(vec![
                     topic(1, "orders", vec![2, 0]),
                     topic(9, "", vec![1]),
@@ -449,7 +455,12 @@ mod tests {
                 .with_group_epoch(6)
                 .with_assignment_epoch(6)
                 .with_assignor_name(s("uniform"))
-                .with_members(vec![member]),
+                .with_members(vec![
+                    member.clone(),
+                    member
+                        .with_member_id(s("m-2"))
+                        .with_subscribed_topic_regex(Some(s("orders-.*"))),
+                ]),
             DescribedGroup::default()
                 .with_group_id(GroupId(s("classic")))
                 .with_error_code(69)
@@ -467,6 +478,8 @@ mod tests {
         let m = &g.members[0];
         assert_eq!((m.member_epoch, m.instance_id.as_deref()), (5, Some("i-1")));
         assert_eq!(m.subscribed_topics, ["orders"]);
+        assert_eq!(m.subscribed_regex, None, "an empty regex is none");
+        assert_eq!(g.members[1].subscribed_regex.as_deref(), Some("orders-.*"));
         let unnamed = TopicId([9; 16]).to_string();
         assert_eq!(
             m.assignment,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use kcon::{IsolationLevel, TopicPartition};
 use kcon_admin::{
-    self as admin, ConsumerGroupDescription, DescribedGroup, DescribedGroupLag,
-    Error as AdminError, GroupWatch, Judged, LagOptions, Pool, ResetTo, ResponseError,
-    ShareGroupDescription, ShareGroupLag,
+    self as admin, ConsumerGroupDescription, ConsumerGroupMember, DescribedGroup,
+    DescribedGroupLag, Error as AdminError, GroupWatch, Judged, LagOptions, Pool, ResetTo,
+    ResponseError, ShareGroupDescription, ShareGroupLag,
 };
 use serde::Serialize;
 
@@ -391,7 +391,7 @@ fn epochs_json(cg: &ConsumerGroupDescription) -> EpochsJson<'_> {
                 member_epoch: m.member_epoch,
                 member_id: &m.member_id,
                 rack_id: m.rack_id.as_deref(),
-                subscribed_regex: m.subscribed_regex.as_deref(),
+                subscribed_regex: m.subscribed_regex.as_deref().filter(|r| !r.is_empty()),
                 subscribed_topics: &m.subscribed_topics,
                 target_assignment: partitions_json(&m.target_assignment),
             })
@@ -491,18 +491,11 @@ fn description_text(described: &DescribedGroupLag) -> String {
             "TARGET-ASSIGNMENT",
         ]);
         for member in &cg.members {
-            let mut subscribed = member.subscribed_topics.join(",");
-            if let Some(regex) = &member.subscribed_regex {
-                if !subscribed.is_empty() {
-                    subscribed.push(',');
-                }
-                subscribed.push_str(regex);
-            }
             m.row(vec![
                 member.member_id.clone(),
                 member.member_epoch.to_string(),
                 member.instance_id.clone().unwrap_or_else(|| "-".to_owned()),
-                or_dash(&subscribed),
+                or_dash(&subscribed(member)),
                 compact(&member.target_assignment),
             ]);
         }
@@ -510,6 +503,14 @@ fn description_text(described: &DescribedGroupLag) -> String {
         text.push_str(&m.render());
     }
     text
+}
+
+/// What a consumer-protocol member subscribed to: its topics and its regex, comma-separated;
+/// an empty regex (Apache Kafka's for a member subscribed by name) is none.
+fn subscribed(member: &ConsumerGroupMember) -> String {
+    let regex = member.subscribed_regex.as_deref().filter(|r| !r.is_empty());
+    let names = member.subscribed_topics.iter().map(String::as_str);
+    names.chain(regex).collect::<Vec<&str>>().join(",")
 }
 
 /// A share group's description as text: the group, each partition's start offset and lag
@@ -974,7 +975,6 @@ fn has_zone(time: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kcon_admin::ConsumerGroupMember;
 
     fn consumer_group() -> ConsumerGroupDescription {
         let orders = |p: i32| TopicPartition::new("orders", p);
@@ -1049,6 +1049,41 @@ mod tests {
             json["members"][0]["target_assignment"],
             serde_json::json!([{"topic": "orders", "partition": 0}])
         );
+    }
+
+    /// A member subscribed by name has no regex, whatever the broker sent for it (Apache
+    /// Kafka sends an empty one): no trailing comma; names and a regex are joined by one.
+    #[test]
+    fn subscriptions_show_names_and_a_regex_but_no_empty_regex() {
+        let mut cg = consumer_group();
+        cg.members[0].subscribed_topics = vec!["t2a".to_owned()];
+        cg.members[0].subscribed_regex = Some(String::new());
+        cg.members[1].subscribed_topics = vec!["t2a".to_owned(), "t2b".to_owned()];
+        cg.members[1].subscribed_regex = Some("t3.*".to_owned());
+        assert_eq!(subscribed(&cg.members[0]), "t2a");
+        assert_eq!(subscribed(&cg.members[1]), "t2a,t2b,t3.*");
+        let described = DescribedGroupLag {
+            description: admin::DescribedGroup::from(cg.clone()),
+            lag: admin::GroupLag {
+                group_id: "g".to_owned(),
+                measured_at_ms: 0,
+                partitions: BTreeMap::new(),
+            },
+            share: None,
+        };
+        let text = description_text(&described);
+        let m1 = text
+            .lines()
+            .rfind(|l| l.starts_with("m-1"))
+            .expect("a row for m-1");
+        let cols: Vec<&str> = m1.split_whitespace().collect();
+        assert_eq!(cols, ["m-1", "5", "-", "t2a", "orders:0"], "{text}");
+        let json = serde_json::to_value(epochs_json(&cg)).unwrap();
+        assert_eq!(
+            json["members"][0]["subscribed_regex"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["members"][1]["subscribed_regex"], "t3.*");
     }
 
     fn share_group() -> (DescribedGroup, ShareGroupDescription, ShareGroupLag) {

@@ -1,0 +1,82 @@
+//! `kcon group describe` on Apache Kafka 4.4 at its defaults (the shared single node of
+//! `scripts/kafka`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Running, kcon};
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::pool::config;
+use serde_json::{Value, json};
+
+/// How long a member started by a test may take to be assigned its partitions.
+const ASSIGNED_WITHIN: Duration = Duration::from_secs(30);
+
+/// The rows of the table whose header starts with `first` and has `column`, each split at
+/// whitespace.
+fn table(text: &str, first: &str, column: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip_while(|l| !(l.starts_with(first) && l.contains(column)))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// A pool on `kafka` and a new topic of `partitions` partitions on it.
+async fn topic(kafka: &Kafka, prefix: &str, partitions: i32) -> (Pool, String) {
+    let pool = Pool::new(config(kafka.bootstrap())).expect("a pool");
+    let topic = unique_name(prefix);
+    create_topics(&pool, &[(&topic, partitions)]).await;
+    (pool, topic)
+}
+
+/// `kcon consume` in `group` on `topic` with `extra` arguments, waited for until it is
+/// assigned its partitions.
+async fn member(bootstrap: &str, group: &str, topic: &str, extra: &[&str]) -> Running {
+    let mut args = vec!["consume", "-b", bootstrap, "-g", group, "--format", "json"];
+    args.extend_from_slice(extra);
+    args.push(topic);
+    let mut running = Running::start(&args);
+    running
+        .stderr_until("\"event\":\"assigned\"", ASSIGNED_WITHIN)
+        .await;
+    running
+}
+
+async fn describe_json(bootstrap: &str, group: &str) -> Value {
+    let run = kcon(&[
+        "group", "describe", "-b", bootstrap, group, "--format", "json",
+    ])
+    .await
+    .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// A member of a consumer-protocol group (KIP-848) subscribed by name: Apache Kafka describes
+/// it with an empty regex, which is no regex: SUBSCRIBED shows the topic alone, no trailing
+/// comma, and the JSON has no regex.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_subscribed_by_name_shows_its_topic_and_no_empty_regex() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let (_pool, topic) = topic(kafka, "named", 1).await;
+    let group = unique_name("named");
+    let running = member(b, &group, &topic, &["-X", "group.protocol=consumer"]).await;
+
+    let run = kcon(&["group", "describe", "-b", b, &group]).await.ok();
+    let rows = table(&run.stdout, "CONSUMER-ID", "SUBSCRIBED");
+    assert_eq!(rows.len(), 1, "{}", run.stdout);
+    assert_eq!(rows[0][3], topic, "the SUBSCRIBED column: {}", run.stdout);
+    let d = describe_json(b, &group).await;
+    let m = &d["consumer_protocol"]["members"][0];
+    assert_eq!(m["subscribed_topics"], json!([topic]), "{d}");
+    assert_eq!(m["subscribed_regex"], Value::Null, "{d}");
+
+    running.terminate();
+    let (status, _, _) = running.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+}
