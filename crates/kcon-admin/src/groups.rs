@@ -185,9 +185,11 @@ pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescript
 /// ConsumerGroupDescribe for `group_id`, sent to its coordinator: `None` when the broker does
 /// not offer the API or the group is not a consumer-protocol group (GROUP_ID_NOT_FOUND, which
 /// is also Kafka's answer for a classic group), where [`describe_group`] describes it. The
-/// Java admin client falls back from one to the other the same way. Tansu answers a classic
-/// group with a description without members whose epochs are -1: a consumer-protocol group's
-/// epoch is never negative, so that too is `None`.
+/// Java admin client falls back from one to the other the same way. Apache Kafka 3.9 offers
+/// ConsumerGroupDescribe v0 but, with the consumer protocol off (its default), answers every
+/// group with UNSUPPORTED_VERSION: that group too is `None`. Tansu answers a classic group with
+/// a description without members whose epochs are -1: a consumer-protocol group's epoch is
+/// never negative, so that too is `None`.
 pub async fn describe_consumer_group(
     pool: &Pool,
     group_id: &str,
@@ -219,7 +221,7 @@ pub async fn describe_consumer_group(
     match ResponseError::try_from_code(error_code) {
         None if error_code == 0 && group.group_epoch < 0 => Ok(None),
         None if error_code == 0 => Ok(Some(group)),
-        Some(ResponseError::GroupIdNotFound) => Ok(None),
+        Some(ResponseError::GroupIdNotFound | ResponseError::UnsupportedVersion) => Ok(None),
         Some(error) => Err(Error::Broker {
             api: ApiKey::ConsumerGroupDescribe,
             error,

@@ -1,5 +1,6 @@
-//! `kcon group describe` on Apache Kafka 4.4 at its defaults (the shared single node of
-//! `scripts/kafka`).
+//! `kcon group describe | reset-offsets` on Apache Kafka (the shared clusters of
+//! `scripts/kafka`): 4.4 at its defaults, and 3.9.1 at its defaults (the consumer protocol
+//! off).
 
 mod common;
 
@@ -79,4 +80,61 @@ async fn a_member_subscribed_by_name_shows_its_topic_and_no_empty_regex() {
     running.terminate();
     let (status, _, _) = running.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
+}
+
+/// Apache Kafka 3.9.1 at its defaults answers ConsumerGroupDescribe with UNSUPPORTED_VERSION
+/// for every group (the consumer protocol is off): a classic group of a `kcon consume` member
+/// is described, and once the member is gone reset, all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_and_reset_offsets_work_on_kafka_3_9() {
+    let kafka = Kafka::kafka39();
+    let b = kafka.bootstrap();
+    let (pool, topic) = topic(kafka, "classic39", 1).await;
+    kcon_tests::offsets::produce(&pool, &topic, 0, 6, kcon_tests::offsets::now_ms()).await;
+    let group = unique_name("classic39");
+    let mut running = member(b, &group, &topic, &[]).await;
+    running.stdout_lines(6, Duration::from_secs(30)).await;
+
+    let d = describe_json(b, &group).await;
+    assert_eq!(
+        (&d["state"], &d["protocol_type"]),
+        (&json!("Stable"), &json!("consumer")),
+        "{d}"
+    );
+    assert_eq!(d["members"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d["consumer_protocol"], Value::Null, "a classic group: {d}");
+    let text = kcon(&["group", "describe", "-b", b, &group]).await.ok();
+    assert!(
+        text.stdout.contains("state Stable, 1 member"),
+        "{}",
+        text.stdout
+    );
+
+    running.terminate();
+    let (status, _, _) = running.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let reset = kcon(&[
+        "group",
+        "reset-offsets",
+        "-b",
+        b,
+        &group,
+        "--topic",
+        &topic,
+        "--to-offset",
+        "2",
+        "--execute",
+    ])
+    .await
+    .ok();
+    let rows = table(&reset.stdout, "GROUP", "NEW-OFFSET");
+    assert_eq!(rows.len(), 1, "{}", reset.stdout);
+    assert_eq!(rows[0][4], "2", "{}", reset.stdout);
+    let d = describe_json(b, &group).await;
+    let p = &d["partitions"][0];
+    assert_eq!(
+        (&p["current_offset"], &p["log_end_offset"], &p["lag"]),
+        (&json!(2), &json!(6), &json!(4)),
+        "{d}"
+    );
 }

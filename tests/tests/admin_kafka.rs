@@ -1,0 +1,89 @@
+//! kcon-admin on Apache Kafka (the shared clusters of `scripts/kafka`): 3.9.1 at its defaults
+//! (the consumer protocol off), with groups made by kcon's own consumers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kcon::{IsolationLevel, TopicPartition};
+use kcon_admin::ResetTo;
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::{builder, recv_n};
+use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::offsets::{now_ms, produce};
+use kcon_tests::pool::config;
+
+/// How long a consumer started by a test may take to read what it is given.
+const READ_WITHIN: Duration = Duration::from_secs(30);
+
+/// A pool on `kafka` and a new topic of `partitions` partitions on it.
+async fn topic(kafka: &Kafka, prefix: &str, partitions: i32) -> (Pool, String) {
+    let pool = Pool::new(config(kafka.bootstrap())).expect("a pool");
+    let topic = unique_name(prefix);
+    create_topics(&pool, &[(&topic, partitions)]).await;
+    (pool, topic)
+}
+
+/// Apache Kafka 3.9.1 at its defaults offers ConsumerGroupDescribe but answers each group with
+/// UNSUPPORTED_VERSION (the consumer protocol is off): a classic group made by a kcon consumer
+/// is described (with its member and lag) and reset all the same, by DescribeGroups.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_classic_group_on_kafka_3_9_is_described_and_reset() {
+    let kafka = Kafka::kafka39();
+    let (pool, topic) = topic(kafka, "classic39", 1).await;
+    let tp = TopicPartition::new(topic.as_str(), 0);
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let group = unique_name("classic39");
+    let mut consumer = builder(kafka.bootstrap())
+        .group_id(&group)
+        .build()
+        .expect("a consumer");
+    consumer.subscribe([topic.as_str()]).unwrap();
+    recv_n(&mut consumer, 10, READ_WITHIN).await;
+    consumer.commit().await.expect("the commit");
+
+    let d = kcon_admin::describe(&pool, &group)
+        .await
+        .expect("the group described");
+    assert_eq!(
+        (d.state.as_str(), d.protocol_type.as_str(), d.members.len()),
+        ("Stable", "consumer", 1),
+        "{d:?}"
+    );
+    assert!(d.consumer_protocol.is_none(), "a classic group: {d:?}");
+    assert_eq!(d.members[0].assignment, Some(vec![tp.clone()]));
+    let lag = kcon_admin::describe_group_lag(&pool, &group, IsolationLevel::ReadUncommitted)
+        .await
+        .expect("the group's lag");
+    let p = &lag.lag.partitions[&tp];
+    assert_eq!(
+        (p.committed, p.log_end, p.lag.records),
+        (Some(10), Some(10), Some(0))
+    );
+
+    // Active: the reset is refused, naming the members.
+    let partitions = BTreeSet::from([tp.clone()]);
+    let e = kcon_admin::plan_reset(&pool, &group, &partitions, ResetTo::Earliest)
+        .await
+        .expect_err("an active group is not reset");
+    assert!(
+        matches!(e, kcon_admin::Error::GroupActive { members: 1, .. }),
+        "{e:?}"
+    );
+    consumer.close().await.expect("the consumer leaves");
+
+    let plan = kcon_admin::plan_reset(&pool, &group, &partitions, ResetTo::Offset(4))
+        .await
+        .expect("the reset planned");
+    assert_eq!(plan.offsets(), BTreeMap::from([(tp.clone(), 4)]));
+    assert_eq!(plan.partitions[&tp].current, Some(10));
+    kcon_admin::execute_reset(&pool, &plan)
+        .await
+        .expect("the reset committed");
+    let lag = kcon_admin::describe_group_lag(&pool, &group, IsolationLevel::ReadUncommitted)
+        .await
+        .expect("the group's lag");
+    assert_eq!(lag.description.state, "Empty");
+    let p = &lag.lag.partitions[&tp];
+    assert_eq!((p.committed, p.lag.records), (Some(4), Some(6)));
+}
