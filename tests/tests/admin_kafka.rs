@@ -1,5 +1,6 @@
-//! kcon-admin on Apache Kafka (the shared clusters of `scripts/kafka`): 3.9.1 at its defaults
-//! (the consumer protocol off), with groups made by kcon's own consumers.
+//! kcon-admin on Apache Kafka (the shared clusters of `scripts/kafka`): 4.4 at its defaults,
+//! and 3.9.1 at its defaults (the consumer protocol off), with groups made by kcon's own
+//! consumers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -86,4 +87,44 @@ async fn a_classic_group_on_kafka_3_9_is_described_and_reset() {
     assert_eq!(lag.description.state, "Empty");
     let p = &lag.lag.partitions[&tp];
     assert_eq!((p.committed, p.lag.records), (Some(4), Some(6)));
+}
+
+/// An offset committed 200 past the log end (from outside the group) is a lag of -200, as
+/// Kafka's `kafka-consumer-groups.sh` shows it, judged PAST_END; it adds nothing to the total.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_past_the_log_end_is_a_negative_lag() {
+    let kafka = Kafka::single();
+    let (pool, topic) = topic(kafka, "past-end", 2).await;
+    let past = TopicPartition::new(topic.as_str(), 0);
+    let behind = TopicPartition::new(topic.as_str(), 1);
+    produce(&pool, &topic, 0, 100, now_ms()).await;
+    produce(&pool, &topic, 1, 50, now_ms()).await;
+    let group = unique_name("past-end");
+    let outcomes = kcon_admin::commit_offsets(
+        &pool,
+        &group,
+        &BTreeMap::from([(past.clone(), 300), (behind.clone(), 20)]),
+    )
+    .await
+    .expect("the commit");
+    assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
+
+    let lag = kcon_admin::group_lag(&pool, &group, &kcon_admin::LagOptions::default())
+        .await
+        .expect("the group's lag");
+    let p = &lag.partitions[&past];
+    assert_eq!(
+        (p.committed, p.log_end, p.lag.records, p.lag.time),
+        (Some(300), Some(100), Some(-200), Some(Duration::ZERO)),
+        "{p:?}"
+    );
+    assert!(p.past_end() && p.error.is_none(), "{p:?}");
+    assert_eq!(lag.partitions[&behind].lag.records, Some(30));
+    assert_eq!(lag.total_records(), 30);
+    let judged = kcon_admin::GroupWatch::new(10).observe(&lag);
+    assert_eq!(
+        judged.partitions[&past],
+        kcon_admin::status::Status::PastEnd
+    );
+    assert_eq!(judged.group, kcon_admin::status::Status::Err);
 }

@@ -73,6 +73,25 @@ pub fn lag(
     }
 }
 
+/// The lag of a group at its `committed` offset: [`lag`], except past the end of the log,
+/// where the records are negative (`end - committed`, as Kafka's `kafka-consumer-groups.sh`
+/// shows them, rather than the 0 of a consumer's position) and the time is zero.
+pub fn committed_lag(
+    committed: i64,
+    log_start: Option<i64>,
+    end: i64,
+    timestamp: Option<i64>,
+    now_ms: i64,
+) -> Lag {
+    if committed > end {
+        return Lag {
+            records: Some(end - committed),
+            time: Some(Duration::ZERO),
+        };
+    }
+    lag(committed, log_start, end, timestamp, now_ms)
+}
+
 /// What [`groups_lag`] measures.
 #[derive(Debug, Clone, Default)]
 pub struct LagOptions {
@@ -97,11 +116,14 @@ pub struct GroupLag {
 }
 
 impl GroupLag {
-    /// The lag in records summed over the partitions where it is known.
+    /// The lag in records summed over the partitions where it is known; a partition whose
+    /// committed offset is past the log end ([`PartitionLag::past_end`]) counts 0, so that it
+    /// hides no other partition's lag.
     pub fn total_records(&self) -> i64 {
         self.partitions
             .values()
             .filter_map(|p| p.lag.records)
+            .map(|r| r.max(0))
             .fold(0, i64::saturating_add)
     }
 
@@ -120,11 +142,24 @@ pub struct PartitionLag {
     pub log_start: Option<i64>,
     /// Where the log ends for the isolation level ([`log_end`]).
     pub log_end: Option<i64>,
-    /// The lag from the committed offset ([`lag`]); unknown without a committed offset.
+    /// The lag from the committed offset ([`committed_lag`]); unknown without a committed
+    /// offset. Negative when the committed offset is past the end of the log (see
+    /// [`past_end`](Self::past_end)).
     pub lag: Lag,
     /// Why something above is unknown: the committed offset's error, or the error of the
     /// lookups of the log's end or of the record at the committed offset.
     pub error: Option<Error>,
+}
+
+impl PartitionLag {
+    /// Whether the committed offset is past the end of the log: an offset committed from
+    /// outside the group, or a log truncated (an unclean leader election) or deleted and
+    /// recreated under the group. Its lag is then negative, the end minus the committed offset,
+    /// as Kafka's `kafka-consumer-groups.sh` shows it; a consumer starting from it resets by
+    /// `auto.offset.reset`.
+    pub fn past_end(&self) -> bool {
+        matches!((self.committed, self.log_end), (Some(c), Some(end)) if c > end)
+    }
 }
 
 /// Where a partition's log starts and ends, as [`log_ranges`] finds it.
@@ -292,7 +327,7 @@ fn partition_lag(
             let ts = probed
                 .and_then(|p| p.as_ref().ok())
                 .and_then(|p| p.timestamp);
-            lag(c, log_start, end, ts, now_ms)
+            committed_lag(c, log_start, end, ts, now_ms)
         }
         _ => Lag::default(),
     };
@@ -459,6 +494,38 @@ mod tests {
         let r = partition_lag(&l, &tp(), Err(offset_error), Some(&failed), 1_000);
         assert_eq!(r.committed, None);
         assert_eq!(r.error.and_then(|e| e.api()), Some(ApiKey::OffsetFetch));
+    }
+
+    /// A committed offset past the end of the log has a negative lag, as
+    /// kafka-consumer-groups.sh shows it, and is past the end; it adds nothing to the total.
+    #[test]
+    fn a_commit_past_the_end_has_a_negative_lag() {
+        let l = Listed {
+            start: [(tp(), Ok(at(0)))].into(),
+            end: [(tp(), Ok(at(100)))].into(),
+        };
+        let probe = Ok(ProbedLog {
+            end: Some(100),
+            start: Some(0),
+            read_from: 300,
+            timestamp: None,
+        });
+        let r = partition_lag(&l, &tp(), Ok(Some(300)), Some(&probe), 1_000);
+        assert_eq!(
+            (r.lag.records, r.lag.time),
+            (Some(-200), Some(Duration::ZERO))
+        );
+        assert!(r.past_end() && r.error.is_none(), "{r:?}");
+        let at_end = partition_lag(&l, &tp(), Ok(Some(100)), Some(&probe), 1_000);
+        assert_eq!(at_end.lag.records, Some(0));
+        assert!(!at_end.past_end());
+        let behind = partition_lag(&l, &tp(), Ok(Some(60)), Some(&probe), 1_000);
+        let g = GroupLag {
+            group_id: "g".into(),
+            measured_at_ms: 1_000,
+            partitions: [(tp(), r), (TopicPartition::new("t", 1), behind)].into(),
+        };
+        assert_eq!(g.total_records(), 40);
     }
 
     #[test]

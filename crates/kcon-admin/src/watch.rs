@@ -84,7 +84,13 @@ impl GroupWatch {
             if let Some(end) = p.log_end {
                 w.log_end(end);
             }
-            let status = w.status(lag_records.unwrap_or(0), 0, lag.measured_at_ms, p.log_start);
+            let status = w.status(
+                lag_records.unwrap_or(0),
+                0,
+                lag.measured_at_ms,
+                p.log_start,
+                p.log_end,
+            );
             partitions.insert(tp.clone(), status);
         }
         let group = group_status(partitions.values().copied());
@@ -191,6 +197,21 @@ mod tests {
         // Caught up: OK whatever the commits did.
         let caught_up = w.observe(&measured(9_000, &[(0, Some(30), 30)]));
         assert_eq!(caught_up.group, Status::Ok);
+    }
+
+    /// A committed offset past the log end (its lag negative) is PAST_END at once, and the
+    /// group ERR; its negative lag is no lag, not a wrapped-around huge one.
+    #[test]
+    fn a_commit_past_the_log_end_is_past_end() {
+        let mut w = GroupWatch::new(10);
+        let judged = w.observe(&measured(1_000, &[(0, Some(300), 100), (1, Some(5), 5)]));
+        assert_eq!(
+            (judged.partitions[&tp(0)], judged.partitions[&tp(1)]),
+            (Status::PastEnd, Status::Ok)
+        );
+        assert_eq!(judged.group, Status::Err);
+        let window = w.windows[&tp(0)].commits();
+        assert_eq!(window[0].lag, Some(0), "{window:?}");
     }
 
     /// A watcher of several groups forgets a group a measurement leaves out: when it comes

@@ -28,7 +28,8 @@ pub(crate) enum GroupCommand {
     List(ListArgs),
     /// Describe a group: state, members (client id, host, assignment), and per partition
     /// the committed offset (CURRENT-OFFSET), the end of the log (LOG-END-OFFSET), the lag in
-    /// records (LAG) and in time (LAG-SECONDS: the age of the record at the committed offset;
+    /// records (LAG; negative for a committed offset past the end of the log, PAST_END) and in
+    /// time (LAG-SECONDS: the age of the record at the committed offset;
     /// 0 when caught up, - when unknown). A group of the consumer protocol (KIP-848) is
     /// described with ConsumerGroupDescribe where the broker offers it: also the group and
     /// assignment epochs, each member's epoch and its target assignment. A share group
@@ -42,8 +43,9 @@ pub(crate) enum GroupCommand {
     /// A group's lag per partition (committed offset, log end, lag in records and seconds)
     /// with a status by Burrow's rules over the last commits seen: OK, WARN (lag growing),
     /// STOP (commits stopped), STALL (the same offset committed), REWIND (an offset went back),
-    /// ERR (committed below the log start), and the group's (its worst partition, STOP, STALL
-    /// and REWIND counting as ERR). Once, or with --watch every --interval, redrawn in place;
+    /// ERR (committed below the log start), PAST_END (committed past the log end: the lag is
+    /// negative), and the group's (its worst partition, STOP, STALL, REWIND and PAST_END
+    /// counting as ERR). Once, or with --watch every --interval, redrawn in place;
     /// the status needs a few samples to say more than OK.
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Lag(LagArgs),
@@ -241,10 +243,28 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
                 if let Some(e) = &p.error {
                     eprintln!("kcon: {tp}: {e}");
                 }
+                if let Some(note) = past_end_note(p) {
+                    eprintln!("kcon: {tp}: {note}");
+                }
             }
             print_text(&description_text(&described))
         }
     }
+}
+
+/// What a partition whose committed offset is past the end of the log (its lag negative) is
+/// told with: the status `group lag` gives it, and what a consumer will do there.
+fn past_end_note(p: &admin::PartitionLag) -> Option<String> {
+    let (Some(committed), Some(end)) = (p.committed, p.log_end) else {
+        return None;
+    };
+    p.past_end().then(|| {
+        format!(
+            "{}: the committed offset {committed} is past the end of the log ({end}); a \
+             consumer of the group starting there resets by its auto.offset.reset",
+            admin::status::Status::PastEnd
+        )
+    })
 }
 
 async fn lag(args: LagArgs) -> Result<(), Failure> {
@@ -660,6 +680,7 @@ fn describe_json(described: &DescribedGroupLag) -> DescribedJson<'_> {
                 log_end_offset: p.log_end,
                 member_id: described.owner(tp).map(|m| m.member_id.as_str()),
                 partition: tp.partition,
+                past_end: p.past_end(),
                 topic: &tp.topic,
             })
             .collect(),
@@ -721,6 +742,8 @@ struct DescribedPartitionJson<'a> {
     log_end_offset: Option<i64>,
     member_id: Option<&'a str>,
     partition: i32,
+    /// The committed offset is past the end of the log (the lag is negative).
+    past_end: bool,
     topic: &'a str,
 }
 

@@ -1,4 +1,4 @@
-//! `kcon group describe | reset-offsets` on Apache Kafka (the shared clusters of
+//! `kcon group describe | lag | reset-offsets` on Apache Kafka (the shared clusters of
 //! `scripts/kafka`): 4.4 at its defaults, and 3.9.1 at its defaults (the consumer protocol
 //! off).
 
@@ -136,5 +136,61 @@ async fn describe_and_reset_offsets_work_on_kafka_3_9() {
         (&p["current_offset"], &p["log_end_offset"], &p["lag"]),
         (&json!(2), &json!(6), &json!(4)),
         "{d}"
+    );
+}
+
+/// An offset committed 200 past the log end: `group describe` and `group lag` show a lag of
+/// -200, as Kafka's `kafka-consumer-groups.sh` does, and `group lag` the status PAST_END.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_past_the_log_end_shows_a_negative_lag_and_past_end() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let (pool, topic) = topic(kafka, "past-end", 1).await;
+    kcon_tests::offsets::produce(&pool, &topic, 0, 100, kcon_tests::offsets::now_ms()).await;
+    let group = unique_name("past-end");
+    let outcomes = kcon_admin::commit_offsets(
+        &pool,
+        &group,
+        &std::collections::BTreeMap::from([(kcon::TopicPartition::new(topic.as_str(), 0), 300)]),
+    )
+    .await
+    .expect("the commit");
+    assert!(outcomes.values().all(Result::is_ok), "{outcomes:?}");
+
+    let d = describe_json(b, &group).await;
+    let p = &d["partitions"][0];
+    assert_eq!(
+        (
+            &p["current_offset"],
+            &p["log_end_offset"],
+            &p["lag"],
+            &p["past_end"]
+        ),
+        (&json!(300), &json!(100), &json!(-200), &json!(true)),
+        "{d}"
+    );
+    let text = kcon(&["group", "describe", "-b", b, &group]).await.ok();
+    let rows = table(&text.stdout, "GROUP", "LAG");
+    assert_eq!(&rows[0][3..6], ["300", "100", "-200"], "{}", text.stdout);
+    assert!(text.stderr.contains("PAST_END"), "{}", text.stderr);
+
+    let lag = kcon(&["group", "lag", "-b", b, &group, "--format", "json"])
+        .await
+        .ok();
+    let l = &lag.json_lines()[0];
+    assert_eq!((&l["status"], &l["lag"]), (&json!("ERR"), &json!(0)), "{l}");
+    let p = &l["partitions"][0];
+    assert_eq!(
+        (&p["lag"], &p["status"]),
+        (&json!(-200), &json!("PAST_END")),
+        "{l}"
+    );
+    let text = kcon(&["group", "lag", "-b", b, &group]).await.ok();
+    let rows = table(&text.stdout, "TOPIC", "STATUS");
+    assert_eq!(
+        &rows[0][4..],
+        ["-200", "0.0", "PAST_END"],
+        "{}",
+        text.stdout
     );
 }

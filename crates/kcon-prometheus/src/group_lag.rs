@@ -54,11 +54,11 @@ pub struct MeasuredGroup {
 /// |---|---|---|
 /// | `kcon_group_partition_committed_offset` | group, topic, partition | the group's committed offset: the next offset it reads |
 /// | `kcon_group_partition_log_end_offset` | group, topic, partition | the end of the partition's log (the high watermark) |
-/// | `kcon_group_partition_lag_records` | group, topic, partition | records between the committed offset and the end of the log |
+/// | `kcon_group_partition_lag_records` | group, topic, partition | records between the committed offset and the end of the log; negative for a committed offset past the end |
 /// | `kcon_group_partition_lag_seconds` | group, topic, partition | how old the record at the committed offset is; 0 when caught up |
-/// | `kcon_group_partition_status` | group, topic, partition | Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR |
+/// | `kcon_group_partition_status` | group, topic, partition | Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR, 6 PAST_END |
 /// | `kcon_group_status` | group | the group's status, its worst partition's |
-/// | `kcon_group_lag_records` | group | the group's lag in records, summed over its partitions |
+/// | `kcon_group_lag_records` | group | the group's lag in records, summed over its partitions behind |
 /// | `kcon_group_max_lag_seconds` | group | the largest lag in seconds of the group's partitions |
 /// | `kcon_exporter_polls_total`, `kcon_exporter_poll_errors_total` | | measurements made, and those that failed |
 /// | `kcon_exporter_poll_duration_seconds`, `kcon_exporter_last_success_timestamp_seconds` | | how long the last one took, and when the last one that succeeded was made |
@@ -111,7 +111,7 @@ impl Collector for GroupLagCollector {
             ),
             (
                 "kcon_group_partition_lag_records",
-                "Records between the committed offset and the end of the log.",
+                "Records between the committed offset and the end of the log; negative for a committed offset past the end.",
                 |m, tp| m.lag.partitions[tp].lag.records.map(|r| r as f64),
             ),
             (
@@ -121,7 +121,7 @@ impl Collector for GroupLagCollector {
             ),
             (
                 "kcon_group_partition_status",
-                "Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR.",
+                "Burrow-style status: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR, 6 PAST_END.",
                 |m, tp| m.judged.partitions.get(tp).map(|s| f64::from(s.code())),
             ),
         ];
@@ -151,7 +151,7 @@ impl Collector for GroupLagCollector {
             ),
             (
                 "kcon_group_lag_records",
-                "The group's lag in records, summed over its partitions.",
+                "The group's lag in records, summed over its partitions behind.",
                 |m| Some(m.lag.total_records() as f64),
             ),
             (
@@ -206,5 +206,61 @@ impl Collector for GroupLagCollector {
             )?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kcon_admin::status::Status;
+    use kcon_admin::{GroupWatch, Lag, PartitionLag};
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    /// A committed offset 200 past the log end is a lag of -200 (not a wrapped-around huge
+    /// number) with status 6 (PAST_END), and adds nothing to the group's total.
+    #[test]
+    fn a_commit_past_the_log_end_is_a_negative_lag() {
+        let partition = |committed: i64, records: i64| PartitionLag {
+            committed: Some(committed),
+            log_start: Some(0),
+            log_end: Some(100),
+            lag: Lag {
+                records: Some(records),
+                time: Some(Duration::ZERO),
+            },
+            error: None,
+        };
+        let lag = GroupLag {
+            group_id: "billing".to_owned(),
+            measured_at_ms: 1_000,
+            partitions: BTreeMap::from([
+                (TopicPartition::new("orders", 0), partition(300, -200)),
+                (TopicPartition::new("orders", 1), partition(70, 30)),
+            ]),
+        };
+        let judged = GroupWatch::new(10).observe(&lag);
+        assert_eq!(
+            judged.partitions[&TopicPartition::new("orders", 0)],
+            Status::PastEnd
+        );
+        let published = GroupLagCollector::new();
+        published
+            .lock()
+            .groups
+            .insert("billing".to_owned(), MeasuredGroup { lag, judged });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(published.clone()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let labels = r#"{group="billing",topic="orders",partition="0"}"#;
+        for line in [
+            format!("kcon_group_partition_lag_records{labels} -200.0"),
+            format!("kcon_group_partition_status{labels} 6.0"),
+            r#"kcon_group_lag_records{group="billing"} 30.0"#.to_owned(),
+            r#"kcon_group_status{group="billing"} 5.0"#.to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
     }
 }

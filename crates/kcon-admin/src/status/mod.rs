@@ -15,8 +15,10 @@
 //! 4. otherwise OK.
 //!
 //! A committed offset below the log's start (records lost to retention before they were
-//! consumed) is ERR, before any of these. A group's status is its worst partition's, where
-//! STOP, STALL, REWIND and ERR all count as ERR.
+//! consumed) is ERR, and one past the log's end (committed from outside the group, or a log
+//! truncated or recreated under it: a consumer starting there resets by `auto.offset.reset`)
+//! is PAST_END, before any of these. A group's status is its worst partition's, where STOP,
+//! STALL, REWIND, ERR and PAST_END all count as ERR.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,21 +35,25 @@ pub struct Commit {
     pub lag: Option<u64>,
 }
 
-/// A partition's status.
+/// A partition's status. Worse statuses compare greater; each keeps its [`code`](Self::code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
 pub enum Status {
     /// Keeping up, or not enough history to say otherwise.
-    Ok,
+    Ok = 0,
     /// Committing, but the lag grew over the whole window.
-    Warn,
+    Warn = 1,
     /// No commit for longer than the window spans, with lag.
-    Stop,
+    Stop = 2,
     /// The same offset committed over the whole window, with lag.
-    Stall,
+    Stall = 3,
     /// The committed offset went back and has not come back since.
-    Rewind,
+    Rewind = 4,
     /// The committed offset is below the log's start: records were lost to retention.
-    Err,
+    Err = 5,
+    /// The committed offset is past the log's end: its lag is negative, and a consumer
+    /// starting from it resets by `auto.offset.reset`.
+    PastEnd = 6,
 }
 
 impl Status {
@@ -60,15 +66,16 @@ impl Status {
             Status::Stall => "STALL",
             Status::Rewind => "REWIND",
             Status::Err => "ERR",
+            Status::PastEnd => "PAST_END",
         }
     }
 
-    /// A number for metrics: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR.
+    /// A number for metrics: 0 OK, 1 WARN, 2 STOP, 3 STALL, 4 REWIND, 5 ERR, 6 PAST_END.
     pub fn code(self) -> u8 {
         self as u8
     }
 
-    /// What it makes of a group: STOP, STALL, REWIND and ERR are all ERR.
+    /// What it makes of a group: STOP, STALL, REWIND, ERR and PAST_END are all ERR.
     pub fn for_group(self) -> Status {
         match self {
             Status::Ok | Status::Warn => self,
@@ -83,7 +90,8 @@ impl fmt::Display for Status {
     }
 }
 
-/// A group's status: its worst partition's, STOP/STALL/REWIND counting as ERR. OK for none.
+/// A group's status: its worst partition's, STOP/STALL/REWIND/PAST_END counting as ERR. OK
+/// for none.
 pub fn group_status(partitions: impl IntoIterator<Item = Status>) -> Status {
     partitions
         .into_iter()
@@ -107,6 +115,8 @@ pub struct Evaluation<'a> {
     pub now_ms: i64,
     /// The log's start now, when known.
     pub log_start: Option<i64>,
+    /// The log's end now, when known.
+    pub log_end: Option<i64>,
 }
 
 impl Evaluation<'_> {
@@ -117,6 +127,9 @@ impl Evaluation<'_> {
         };
         if self.log_start.is_some_and(|start| last.offset < start) {
             return Status::Err;
+        }
+        if self.log_end.is_some_and(|end| last.offset > end) {
+            return Status::PastEnd;
         }
         // One commit spans no time: every moment after it would look stopped.
         if self.lag <= self.allowed_lag || self.commits.len() < 2 {
@@ -225,14 +238,15 @@ impl Window {
         self.commits.iter().copied().collect()
     }
 
-    /// The partition's status now, with `lag` records of lag and the log starting at
-    /// `log_start` when known.
+    /// The partition's status now, with `lag` records of lag and the log running from
+    /// `log_start` to `log_end` when known.
     pub fn status(
         &self,
         lag: u64,
         allowed_lag: u64,
         now_ms: i64,
         log_start: Option<i64>,
+        log_end: Option<i64>,
     ) -> Status {
         let commits = self.commits();
         let log_ends: Vec<i64> = self.log_ends.iter().copied().collect();
@@ -243,6 +257,7 @@ impl Window {
             allowed_lag,
             now_ms,
             log_start,
+            log_end,
         }
         .status()
     }

@@ -360,6 +360,7 @@ fn each_rule_and_the_status_on_burrows_cases() {
             allowed_lag: case.allowed_lag,
             now_ms,
             log_start: None,
+            log_end: None,
         }
         .status();
         assert_eq!(status, case.status, "case {i}: status");
@@ -376,6 +377,7 @@ fn a_commit_below_the_log_start_is_err_and_makes_the_group_err() {
         allowed_lag: 0,
         now_ms: 600_000,
         log_start: Some(5001),
+        log_end: Some(5200),
     };
     assert_eq!(e.status(), Status::Err);
     // At the log start exactly, nothing was lost.
@@ -388,7 +390,13 @@ fn a_commit_below_the_log_start_is_err_and_makes_the_group_err() {
         Status::Ok
     );
     assert_eq!(group_status([Status::Ok, Status::Warn]), Status::Warn);
-    for bad in [Status::Stop, Status::Stall, Status::Rewind, Status::Err] {
+    for bad in [
+        Status::Stop,
+        Status::Stall,
+        Status::Rewind,
+        Status::Err,
+        Status::PastEnd,
+    ] {
         assert_eq!(
             group_status([Status::Ok, bad, Status::Warn]),
             Status::Err,
@@ -401,15 +409,15 @@ fn a_commit_below_the_log_start_is_err_and_makes_the_group_err() {
 #[test]
 fn a_window_keeps_its_last_commits_and_log_ends() {
     let mut w = Window::new(3);
-    assert_eq!(w.status(10, 0, 0, None), Status::Ok, "no history: OK");
+    assert_eq!(w.status(10, 0, 0, None, None), Status::Ok, "no history: OK");
     w.commit(c(900, 50_000, Some(10)));
     assert_eq!(
-        w.status(10, 0, 10_000_000, None),
+        w.status(10, 0, 10_000_000, None, None),
         Status::Ok,
         "one commit spans no time: not stopped however long ago"
     );
     assert_eq!(
-        w.status(10, 0, 0, Some(901)),
+        w.status(10, 0, 0, Some(901), None),
         Status::Err,
         "below the log start"
     );
@@ -423,11 +431,45 @@ fn a_window_keeps_its_last_commits_and_log_ends() {
     );
     // The same offset three times with lag everywhere: STALL; later, with no commit for
     // longer than the window spans (200 s): STOP.
-    assert_eq!(w.status(300, 0, 600_000, None), Status::Stall);
-    assert_eq!(w.status(300, 0, 701_000, None), Status::Stop);
+    assert_eq!(w.status(300, 0, 600_000, None, None), Status::Stall);
+    assert_eq!(w.status(300, 0, 701_000, None, None), Status::Stop);
     assert_eq!(
         Window::new(0).capacity,
         2,
         "a window holds two commits at least"
     );
+}
+
+/// A last commit past the log's end is PAST_END, whatever the window says; at the end
+/// exactly it is caught up.
+#[test]
+fn a_commit_past_the_log_end_is_past_end_and_makes_the_group_err() {
+    let commits = series([1000, 2000, 3000, 4000, 5300], [0, 50, 100, 150, 0]);
+    let e = Evaluation {
+        commits: &commits,
+        log_ends: &[5200],
+        lag: 0,
+        allowed_lag: 0,
+        now_ms: 600_000,
+        log_start: Some(0),
+        log_end: Some(5200),
+    };
+    assert_eq!(e.status(), Status::PastEnd);
+    assert_eq!(
+        (Status::PastEnd.name(), Status::PastEnd.code()),
+        ("PAST_END", 6)
+    );
+    assert_eq!(
+        Evaluation {
+            log_end: Some(5300),
+            ..e
+        }
+        .status(),
+        Status::Ok
+    );
+    assert_eq!(group_status([Status::Ok, Status::PastEnd]), Status::Err);
+    let mut w = Window::new(3);
+    w.commit(c(900, 50_000, Some(0)));
+    assert_eq!(w.status(0, 0, 60_000, Some(0), Some(700)), Status::PastEnd);
+    assert_eq!(w.status(0, 0, 60_000, Some(0), Some(900)), Status::Ok);
 }
