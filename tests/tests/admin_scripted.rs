@@ -1,7 +1,9 @@
 //! kcon-admin against a scripted broker, for what no real broker here answers: a consumer
 //! group of the consumer protocol (KIP-848) described by ConsumerGroupDescribe (Tansu has no
 //! such group to describe; librdkafka's mock cluster lacks the API and DescribeGroups, see
-//! `kip848_mock.rs`), and the fall back to DescribeGroups for a classic group.
+//! `kip848_mock.rs`), the fall back to DescribeGroups for a classic group, and a coordinator
+//! that is not ready yet, answering COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR and
+//! COORDINATOR_LOAD_IN_PROGRESS on cue.
 
 use kcon_codec::kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
@@ -204,4 +206,178 @@ async fn a_classic_group_is_not_a_consumer_protocol_group_and_describe_groups_de
     assert_eq!((classic.state.as_str(), classic.error_code), ("Empty", 0));
     assert_eq!(broker.script().asked_consumer, ["classic"]);
     assert_eq!(broker.script().asked_classic, ["classic"]);
+}
+
+/// A coordinator just started: FindCoordinator answers COORDINATOR_NOT_AVAILABLE `unavailable`
+/// times, then the group's describe requests answer NOT_COORDINATOR (ConsumerGroupDescribe)
+/// and COORDINATOR_LOAD_IN_PROGRESS (DescribeGroups) `not_ready` times each, then the groups.
+/// No real broker can be made to say these on cue: Apache Kafka says them only in the seconds
+/// after it starts, which no test can time.
+struct Starting {
+    unavailable: usize,
+    not_ready: usize,
+    found: usize,
+    consumer_answers: usize,
+    classic_answers: usize,
+}
+
+impl Starting {
+    fn new(unavailable: usize, not_ready: usize) -> Starting {
+        Starting {
+            unavailable,
+            not_ready,
+            found: 0,
+            consumer_answers: 0,
+            classic_answers: 0,
+        }
+    }
+}
+
+impl Script for Starting {
+    fn answer(&mut self, req: &Received) -> Answer {
+        use kcon_codec::kafka_protocol::messages::find_coordinator_response::Coordinator;
+        use kcon_codec::kafka_protocol::messages::{
+            BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
+        };
+        let addr = req.broker;
+        match req.api() {
+            Some(ApiKey::Metadata) => {
+                let _ = req.decode::<MetadataRequest>();
+                req.answer::<MetadataRequest>(&one_broker_metadata(addr, &[]))
+            }
+            Some(ApiKey::FindCoordinator) => {
+                self.found += 1;
+                if self.found > self.unavailable {
+                    return coordinator_answer(req, BROKER_ID, addr);
+                }
+                let r = req.decode::<FindCoordinatorRequest>();
+                let answer = FindCoordinatorResponse::default().with_coordinators(
+                    r.coordinator_keys
+                        .iter()
+                        .map(|k| {
+                            Coordinator::default()
+                                .with_key(k.clone())
+                                .with_node_id(BrokerId(-1))
+                                .with_error_code(15) // COORDINATOR_NOT_AVAILABLE
+                        })
+                        .collect(),
+                );
+                req.answer::<FindCoordinatorRequest>(&answer)
+            }
+            Some(ApiKey::ConsumerGroupDescribe) => {
+                let r = req.decode::<ConsumerGroupDescribeRequest>();
+                self.consumer_answers += 1;
+                let ready = self.consumer_answers > self.not_ready;
+                let groups = r
+                    .group_ids
+                    .iter()
+                    .map(|g| match (ready, g.0.as_str()) {
+                        (false, _) => DescribedGroup::default()
+                            .with_group_id(g.clone())
+                            .with_error_code(16), // NOT_COORDINATOR
+                        (true, "g848") => consumer_group(),
+                        (true, _) => DescribedGroup::default()
+                            .with_group_id(g.clone())
+                            .with_error_code(69), // GROUP_ID_NOT_FOUND
+                    })
+                    .collect();
+                let answer = ConsumerGroupDescribeResponse::default().with_groups(groups);
+                req.answer::<ConsumerGroupDescribeRequest>(&answer)
+            }
+            Some(ApiKey::DescribeGroups) => {
+                let r = req.decode::<DescribeGroupsRequest>();
+                self.classic_answers += 1;
+                let ready = self.classic_answers > self.not_ready;
+                let groups = r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        let group = ClassicGroup::default().with_group_id(g.clone());
+                        if ready {
+                            group
+                                .with_group_state(s("Empty"))
+                                .with_protocol_type(s("consumer"))
+                        } else {
+                            group.with_error_code(14) // COORDINATOR_LOAD_IN_PROGRESS
+                        }
+                    })
+                    .collect();
+                let answer = DescribeGroupsResponse::default().with_groups(groups);
+                req.answer::<DescribeGroupsRequest>(&answer)
+            }
+            _ => Answer::Silent,
+        }
+    }
+}
+
+/// A coordinator that answers COORDINATOR_NOT_AVAILABLE, then NOT_COORDINATOR a few times,
+/// then the group: describe retries through both, finding the coordinator again each time,
+/// with a growing backoff (retry.backoff.ms 100 doubling: about 100+200+400+800+1000 ms before
+/// the sixth FindCoordinator), and answers as the Java admin client does; so does a classic
+/// group's DescribeGroups through COORDINATOR_LOAD_IN_PROGRESS.
+#[tokio::test]
+async fn describe_retries_a_starting_coordinator_until_it_answers() {
+    let broker = ScriptedBroker::start(kcon_versions_of(&ANSWERED), Starting::new(2, 3)).await;
+    let pool = Pool::new(config(&broker.bootstrap())).unwrap();
+    let started = std::time::Instant::now();
+    let d = kcon_admin::describe(&pool, "g848")
+        .await
+        .expect("described once the coordinator is ready");
+    let took = started.elapsed();
+    assert_eq!(d.consumer_protocol.map(|c| c.group_epoch), Some(4));
+    {
+        let script = broker.script();
+        // Two refused, then one per ConsumerGroupDescribe: found again every time.
+        assert_eq!((script.found, script.consumer_answers), (6, 4));
+    }
+    assert!(
+        (std::time::Duration::from_millis(2_000)..std::time::Duration::from_secs(10))
+            .contains(&took),
+        "five backoffs, growing: {took:?}"
+    );
+
+    let broker = ScriptedBroker::start(kcon_versions_of(&ANSWERED), Starting::new(0, 2)).await;
+    let pool = Pool::new(config(&broker.bootstrap())).unwrap();
+    let classic = kcon_admin::describe(&pool, "classic")
+        .await
+        .expect("described once the coordinator has loaded");
+    assert_eq!(classic.state, "Empty");
+    let script = broker.script();
+    // ConsumerGroupDescribe: twice NOT_COORDINATOR, then GROUP_ID_NOT_FOUND; DescribeGroups:
+    // twice COORDINATOR_LOAD_IN_PROGRESS, then the group.
+    assert_eq!((script.consumer_answers, script.classic_answers), (3, 3));
+    assert_eq!(script.found, 6);
+}
+
+/// A coordinator that never gets ready: the call fails with its last error once
+/// default.api.timeout.ms has passed, and not before.
+#[tokio::test]
+async fn a_coordinator_never_ready_fails_with_the_last_error_after_the_timeout() {
+    let broker =
+        ScriptedBroker::start(kcon_versions_of(&ANSWERED), Starting::new(0, usize::MAX)).await;
+    let mut c = config(&broker.bootstrap());
+    c.set("default.api.timeout.ms", "1500").unwrap();
+    let pool = Pool::new(c).unwrap();
+    let started = std::time::Instant::now();
+    let e = kcon_admin::describe(&pool, "g848")
+        .await
+        .expect_err("never ready");
+    let took = started.elapsed();
+    assert_eq!(
+        (e.api(), e.code()),
+        (
+            Some(ApiKey::ConsumerGroupDescribe),
+            Some(kcon_admin::ResponseError::NotCoordinator)
+        ),
+        "{e}"
+    );
+    assert!(
+        (std::time::Duration::from_millis(1_400)..std::time::Duration::from_secs(5))
+            .contains(&took),
+        "{took:?}"
+    );
+    assert!(
+        broker.script().consumer_answers >= 4,
+        "retried with backoff"
+    );
 }

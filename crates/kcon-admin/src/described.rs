@@ -19,10 +19,11 @@ use tracing::warn;
 
 use crate::Error;
 use crate::groups::{
-    ConsumerGroupDescription, GroupDescription, describe_consumer_group, describe_group,
-    find_coordinator,
+    ConsumerGroupDescription, GroupDescription, describe_consumer_group_in, describe_group_in,
+    find_coordinator_once,
 };
 use crate::lag::{GroupLag, LagOptions, group_lag};
+use crate::retry::Retry;
 use crate::share::{
     SHARE_PROTOCOL_TYPE, ShareDescribed, ShareGroupDescription, ShareGroupLag,
     listed_as_share_group, share_group_describe, share_group_lag,
@@ -197,7 +198,7 @@ fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Option<Vec<Topic
 
 /// `group_id` described whichever protocol it runs: ConsumerGroupDescribe first (a
 /// consumer-protocol group, KIP-848), then DescribeGroups (a classic group), as
-/// [`describe_consumer_group`] says when to fall back; a group DescribeGroups does not know
+/// [`describe_consumer_group`](crate::describe_consumer_group) says when to fall back; a group DescribeGroups does not know
 /// either (GROUP_ID_NOT_FOUND, or `Dead` without members, which is how Kafka answers a share
 /// group below DescribeGroups v6) is asked for with ShareGroupDescribe (a share group,
 /// KIP-932) where the coordinator offers it. Where it does not, and its ListGroups lists the
@@ -205,14 +206,26 @@ fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Option<Vec<Topic
 /// ShareGroupDescribe. A group error code fails the call ([`Error::Broker`] with
 /// DescribeGroups' code: GROUP_ID_NOT_FOUND for a group Kafka does not know; Tansu describes an
 /// unknown group as `Empty` without error; or ShareGroupDescribe's for a share group).
+///
+/// A coordinator not ready for the group (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
+/// COORDINATOR_LOAD_IN_PROGRESS: a broker just started) or unreachable is asked again, found
+/// anew each time, with a growing backoff, until `default.api.timeout.ms` (the pool's) has
+/// passed since the call began; then the call fails with the last error.
 pub async fn describe(pool: &Pool, group_id: &str) -> Result<DescribedGroup, Error> {
-    if let Some(cg) = describe_consumer_group(pool, group_id).await? {
+    let retry = Retry::new(pool);
+    if let Some(cg) = describe_consumer_group_in(&retry, pool, group_id).await? {
         return Ok(DescribedGroup::from(cg));
     }
-    let d = describe_group(pool, group_id).await?;
+    let d = describe_group_in(&retry, pool, group_id).await?;
     if unknown_to_describe_groups(&d) {
-        let c = find_coordinator(pool, group_id).await?;
-        match share_group_describe(pool, &c, group_id).await? {
+        let (c, described) = retry
+            .run("ShareGroupDescribe", || async {
+                let c = find_coordinator_once(pool, group_id).await?;
+                let described = share_group_describe(pool, &c, group_id).await?;
+                Ok((c, described))
+            })
+            .await?;
+        match described {
             ShareDescribed::Group(sg) => return Ok(DescribedGroup::from(sg)),
             ShareDescribed::NotFound => {}
             ShareDescribed::NotOffered(e) => {

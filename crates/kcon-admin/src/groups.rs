@@ -3,7 +3,6 @@
 //! groups are `share.rs`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::ResponseError;
@@ -17,15 +16,8 @@ use kcon_offsets::wire::{
 use kcon_pool::{BrokerTarget, Pool, Purpose, TopicScope};
 use tracing::debug;
 
+use crate::retry::{Retry, is_coordinator_error, is_retriable_coordinator_error};
 use crate::{Error, wire};
-
-/// How many times the committed offsets of a group are asked for after a retriable group error
-/// (a moved or loading coordinator, UNSTABLE_OFFSET_COMMIT at the group level); each retry
-/// finds the coordinator again.
-const GROUP_OFFSETS_ATTEMPTS: u32 = 5;
-
-/// How long to wait between those retries.
-const GROUP_OFFSETS_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One group's committed offsets as [`committed_offsets_of_groups`] answers them: each
 /// partition's error code and committed offset (`None` where the group has none), or why the
@@ -137,8 +129,21 @@ impl ListedGroup {
     }
 }
 
-/// The coordinator of `group_id` (FindCoordinator, key type 0).
+/// The coordinator of `group_id` (FindCoordinator, key type 0). A broker that has none to
+/// give yet (COORDINATOR_NOT_AVAILABLE), or that cannot be reached, is asked again until
+/// `default.api.timeout.ms` (see [`crate`]'s retries).
 pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator, Error> {
+    Retry::new(pool)
+        .run("FindCoordinator", || find_coordinator_once(pool, group_id))
+        .await
+}
+
+/// One FindCoordinator for `group_id`: what each attempt of a call to a coordinator starts
+/// with.
+pub(crate) async fn find_coordinator_once(
+    pool: &Pool,
+    group_id: &str,
+) -> Result<Coordinator, Error> {
     let conn = pool.connection(BrokerTarget::Any).await?;
     let v = conn.version(ApiKey::FindCoordinator)?;
     let r = conn
@@ -162,24 +167,54 @@ pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator
 
 /// DescribeGroups for `group_id`, sent to its coordinator. The group's own error code is in
 /// the description (GROUP_ID_NOT_FOUND from v6 for a group that does not exist), as the Java
-/// admin client's `describeConsumerGroups` reports it per group.
+/// admin client's `describeConsumerGroups` reports it per group; a coordinator not ready for
+/// the group (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS) is
+/// asked again, found anew, until `default.api.timeout.ms`, and then fails the call.
 pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescription, Error> {
-    let c = find_coordinator(pool, group_id).await?;
-    let r = pool
-        .send(
-            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
-            &wire::describe_groups_request(&[group_id.to_owned()]),
-        )
-        .await?;
-    wire::describe_groups_response(r)
-        .into_iter()
-        .find(|g| g.group_id == group_id)
-        .ok_or(Error::Broker {
-            api: ApiKey::DescribeGroups,
-            error: ResponseError::CoordinatorNotAvailable,
-            partition: None,
-            message: Some("the answer leaves the group out".into()),
+    describe_group_in(&Retry::new(pool), pool, group_id).await
+}
+
+/// [`describe_group`] within the call `retry`.
+pub(crate) async fn describe_group_in(
+    retry: &Retry,
+    pool: &Pool,
+    group_id: &str,
+) -> Result<GroupDescription, Error> {
+    retry
+        .run("DescribeGroups", || async {
+            let c = find_coordinator_once(pool, group_id).await?;
+            let r = pool
+                .send(
+                    BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+                    &wire::describe_groups_request(&[group_id.to_owned()]),
+                )
+                .await?;
+            let d = wire::describe_groups_response(r)
+                .into_iter()
+                .find(|g| g.group_id == group_id)
+                .ok_or_else(|| left_out(ApiKey::DescribeGroups))?;
+            match ResponseError::try_from_code(d.error_code) {
+                Some(error) if is_coordinator_error(error) => Err(Error::Broker {
+                    api: ApiKey::DescribeGroups,
+                    error,
+                    partition: None,
+                    message: None,
+                }),
+                _ => Ok(d),
+            }
         })
+        .await
+}
+
+/// An answer that leaves out the group asked about: a coordinator that is not (yet) the
+/// group's, asked again.
+pub(crate) fn left_out(api: ApiKey) -> Error {
+    Error::Broker {
+        api,
+        error: ResponseError::CoordinatorNotAvailable,
+        partition: None,
+        message: Some("the answer leaves the group out".into()),
+    }
 }
 
 /// ConsumerGroupDescribe for `group_id`, sent to its coordinator: `None` when the broker does
@@ -194,7 +229,27 @@ pub async fn describe_consumer_group(
     pool: &Pool,
     group_id: &str,
 ) -> Result<Option<ConsumerGroupDescription>, Error> {
-    let c = find_coordinator(pool, group_id).await?;
+    describe_consumer_group_in(&Retry::new(pool), pool, group_id).await
+}
+
+/// [`describe_consumer_group`] within the call `retry`.
+pub(crate) async fn describe_consumer_group_in(
+    retry: &Retry,
+    pool: &Pool,
+    group_id: &str,
+) -> Result<Option<ConsumerGroupDescription>, Error> {
+    retry
+        .run("ConsumerGroupDescribe", || {
+            consumer_group_describe_once(pool, group_id)
+        })
+        .await
+}
+
+async fn consumer_group_describe_once(
+    pool: &Pool,
+    group_id: &str,
+) -> Result<Option<ConsumerGroupDescription>, Error> {
+    let c = find_coordinator_once(pool, group_id).await?;
     let target = BrokerTarget::Dedicated(c.id, Purpose::Coordinator);
     let answer = pool
         .send(
@@ -211,12 +266,7 @@ pub async fn describe_consumer_group(
         .into_iter()
         .find(|(_, _, g)| g.group_id == group_id)
     else {
-        return Err(Error::Broker {
-            api: ApiKey::ConsumerGroupDescribe,
-            error: ResponseError::CoordinatorNotAvailable,
-            partition: None,
-            message: Some("the answer leaves the group out".into()),
-        });
+        return Err(left_out(ApiKey::ConsumerGroupDescribe));
     };
     match ResponseError::try_from_code(error_code) {
         None if error_code == 0 && group.group_epoch < 0 => Ok(None),
@@ -238,18 +288,26 @@ pub async fn describe_consumer_group(
 }
 
 /// ListGroups on every broker of the cluster (each coordinates some groups), merged and
-/// sorted, as the Java admin client's `listConsumerGroups` does.
+/// sorted, as the Java admin client's `listConsumerGroups` does. A broker still loading its
+/// groups (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE) or unreachable is asked
+/// again until `default.api.timeout.ms`.
 pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
+    let retry = Retry::new(pool);
     let metadata = pool.refresh_metadata(TopicScope::none()).await?;
     let mut out = BTreeSet::new();
     for id in metadata.brokers.keys() {
-        let (error_code, groups) = wire::list_groups_response(
-            pool.send(BrokerTarget::Broker(*id), &wire::list_groups_request())
-                .await?,
-        );
-        if let Some(e) = Error::broker(ApiKey::ListGroups, error_code) {
-            return Err(e);
-        }
+        let groups = retry
+            .run("ListGroups", || async {
+                let (error_code, groups) = wire::list_groups_response(
+                    pool.send(BrokerTarget::Broker(*id), &wire::list_groups_request())
+                        .await?,
+                );
+                match Error::broker(ApiKey::ListGroups, error_code) {
+                    Some(e) => Err(e),
+                    None => Ok(groups),
+                }
+            })
+            .await?;
         out.extend(groups);
     }
     Ok(out.into_iter().collect())
@@ -258,23 +316,30 @@ pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
 /// OffsetDelete (v0, KIP-496): deletes `group_id`'s committed offsets for `partitions`. The
 /// group must be empty or not subscribed to the topics (else GROUP_SUBSCRIBED_TO_TOPIC per
 /// partition). Each partition's outcome, as the Java admin client's
-/// `deleteConsumerGroupOffsets` gives one per partition; a group-level error fails the call.
+/// `deleteConsumerGroupOffsets` gives one per partition; a group-level error fails the call,
+/// after a coordinator not ready for the group was asked again until
+/// `default.api.timeout.ms`.
 pub async fn delete_offsets(
     pool: &Pool,
     group_id: &str,
     partitions: &[TopicPartition],
 ) -> Result<BTreeMap<TopicPartition, Result<(), Error>>, Error> {
-    let c = find_coordinator(pool, group_id).await?;
-    let (error_code, answered) = wire::offset_delete_response(
-        pool.send(
-            BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
-            &wire::offset_delete_request(group_id, partitions),
-        )
-        .await?,
-    );
-    if let Some(e) = Error::broker(ApiKey::OffsetDelete, error_code) {
-        return Err(e);
-    }
+    let answered = Retry::new(pool)
+        .run("OffsetDelete", || async {
+            let c = find_coordinator_once(pool, group_id).await?;
+            let (error_code, answered) = wire::offset_delete_response(
+                pool.send(
+                    BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
+                    &wire::offset_delete_request(group_id, partitions),
+                )
+                .await?,
+            );
+            match Error::broker(ApiKey::OffsetDelete, error_code) {
+                Some(e) => Err(e),
+                None => Ok(answered),
+            }
+        })
+        .await?;
     Ok(partitions
         .iter()
         .map(|tp| {
@@ -303,31 +368,41 @@ pub async fn delete_offsets(
 /// error code, or its coordinator unreachable) leaves the others' answers intact, as the Java
 /// admin client's `listConsumerGroupOffsets` completes each group's future on its own.
 /// Coordinator errors (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
-/// NOT_COORDINATOR) and a group-level UNSTABLE_OFFSET_COMMIT are retried a bounded number of
-/// times, with the coordinator found again. The call as a whole fails only when
-/// FindCoordinator cannot be sent at all (the cluster is unreachable).
+/// NOT_COORDINATOR), a group-level UNSTABLE_OFFSET_COMMIT and a coordinator that cannot be
+/// reached are retried, the coordinator found again, with a growing backoff until
+/// `default.api.timeout.ms`; then the group keeps its last error. The call as a whole fails
+/// only when FindCoordinator cannot be sent at all (the cluster is unreachable) until then.
 pub async fn committed_offsets_of_groups(
     pool: &Pool,
     groups: &[String],
     partitions: Option<&BTreeSet<TopicPartition>>,
     require_stable: bool,
 ) -> Result<BTreeMap<String, GroupOffsets>, Error> {
+    let retry = Retry::new(pool);
     let mut out = BTreeMap::new();
     let mut todo: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
-    for attempt in 0..GROUP_OFFSETS_ATTEMPTS {
-        let last = attempt + 1 == GROUP_OFFSETS_ATTEMPTS;
-        let mut retry = BTreeSet::new();
+    let mut attempts = 0;
+    loop {
+        let mut again = BTreeSet::new();
+        // FindCoordinator that could not be sent at all, this round.
+        let mut unsent = None;
         let mut by_coordinator: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
         for group in todo {
-            match find_coordinator(pool, group).await {
+            match find_coordinator_once(pool, group).await {
                 Ok(c) => by_coordinator.entry(c.id).or_default().push(group),
-                Err(e @ Error::Broker { error, .. }) => {
-                    if is_retriable_group_error(error) && !last {
-                        retry.insert(group);
+                Err(e) => {
+                    if is_retriable_group_error(&e) {
+                        again.insert(group);
+                    }
+                    match e {
+                        Error::Broker { .. } => {}
+                        Error::Connection(_) if is_retriable_group_error(&e) => {
+                            unsent = Some(e.clone());
+                        }
+                        e => return Err(e),
                     }
                     out.insert(group.to_owned(), Err(e));
                 }
-                Err(e) => return Err(e),
             }
         }
         for (coordinator, batch) in by_coordinator {
@@ -337,6 +412,9 @@ pub async fn committed_offsets_of_groups(
                 {
                     Ok(answers) => answers,
                     Err(e) => {
+                        if is_retriable_group_error(&e) {
+                            again.extend(batch.iter().copied());
+                        }
                         for group in batch {
                             out.insert(group.to_owned(), Err(e.clone()));
                         }
@@ -345,8 +423,8 @@ pub async fn committed_offsets_of_groups(
                 };
             for (group, (error_code, mut got)) in answers {
                 if let Some(e) = Error::broker(ApiKey::OffsetFetch, error_code) {
-                    if e.code().is_some_and(is_retriable_group_error) && !last {
-                        retry.extend(batch.iter().find(|g| **g == group));
+                    if is_retriable_group_error(&e) {
+                        again.extend(batch.iter().find(|g| **g == group));
                     }
                     out.insert(group, Err(e));
                     continue;
@@ -360,11 +438,18 @@ pub async fn committed_offsets_of_groups(
                 out.insert(group, Ok(got));
             }
         }
-        if retry.is_empty() {
+        if again.is_empty() {
             break;
         }
-        tokio::time::sleep(GROUP_OFFSETS_BACKOFF).await;
-        todo = retry;
+        if !retry.pause(attempts).await {
+            if let Some(e) = unsent {
+                return Err(e);
+            }
+            break;
+        }
+        attempts += 1;
+        debug!(attempts, groups = ?again, "asking for the committed offsets again");
+        todo = again;
     }
     Ok(out)
 }
@@ -408,16 +493,10 @@ async fn fetch_from_coordinator(
     Ok(out)
 }
 
-/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR (the Java admin
-/// client's `ListConsumerGroupOffsetsHandler` retries these), and UNSTABLE_OFFSET_COMMIT where
+/// Whether a group's committed offsets are asked for again after `e`: a coordinator not
+/// ready ([`is_retriable_coordinator_error`]: the Java admin client's
+/// `ListConsumerGroupOffsetsHandler` retries those), or UNSTABLE_OFFSET_COMMIT where
 /// librdkafka's mock cluster puts it, at the group level.
-pub(crate) fn is_retriable_group_error(error: ResponseError) -> bool {
-    use ResponseError as E;
-    matches!(
-        error,
-        E::CoordinatorLoadInProgress
-            | E::CoordinatorNotAvailable
-            | E::NotCoordinator
-            | E::UnstableOffsetCommit
-    )
+pub(crate) fn is_retriable_group_error(e: &Error) -> bool {
+    is_retriable_coordinator_error(e) || e.code() == Some(ResponseError::UnstableOffsetCommit)
 }

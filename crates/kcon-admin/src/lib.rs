@@ -26,6 +26,11 @@
 //! - Topics: [`create_topic`], [`list_topics`].
 //!
 //! Every call fails with one [`Error`], which says who caused it and whether a retry can help.
+//! A group's coordinator that is not ready (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
+//! COORDINATOR_LOAD_IN_PROGRESS: a broker just started) or cannot be reached is asked again,
+//! found anew each time, after a growing, jittered backoff (`retry.backoff.ms` to
+//! `retry.backoff.max.ms`) until the pool's `default.api.timeout.ms` (60 s by default) has
+//! passed since the call began; then the call fails with the last error.
 //! The conversions to and from kafka-protocol's types are in [`wire`] (OffsetFetch's are
 //! `kcon_offsets::wire`'s, shared with the commit machine).
 
@@ -36,6 +41,7 @@ pub mod lag;
 mod offsets;
 pub mod probe;
 mod reset;
+mod retry;
 mod share;
 pub mod status;
 mod topics;

@@ -32,16 +32,10 @@ use kcon_pool::{BrokerTarget, Pool, Purpose};
 
 use crate::Error;
 use crate::described::describe;
-use crate::groups::{committed_offsets_of_groups, find_coordinator, is_retriable_group_error};
+use crate::groups::{committed_offsets_of_groups, find_coordinator_once};
 use crate::lag::log_ranges;
 use crate::offsets::{list_offsets_each, unknown_partition};
-
-/// How many times partitions are committed again after a coordinator error (a moved or loading
-/// coordinator); each retry finds the coordinator again.
-const COMMIT_ATTEMPTS: u32 = 5;
-
-/// How long to wait between those retries.
-const COMMIT_BACKOFF: Duration = Duration::from_millis(100);
+use crate::retry::{Retry, is_retriable_coordinator_error};
 
 /// Where [`plan_reset`] moves each partition, as `kafka-consumer-groups.sh --reset-offsets`
 /// names the targets. Every target is kept within the log: at most its end, at least its start.
@@ -195,73 +189,98 @@ pub async fn execute_reset(pool: &Pool, plan: &ResetPlan) -> Result<(), Error> {
 /// (otherwise, per partition, UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION). Each partition has its
 /// own outcome, as kadm's `CommitOffsets` and the Java admin client's
 /// `alterConsumerGroupOffsets` give one per partition. Coordinator errors
-/// (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR) are retried a
-/// bounded number of times, the coordinator found again; the call fails as a whole only when
-/// the coordinator cannot be found or reached.
+/// (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR), for the group
+/// or a partition, and a coordinator that cannot be reached are retried, the coordinator found
+/// again, with a growing backoff until `default.api.timeout.ms`; the call fails as a whole only
+/// when the coordinator cannot be found or reached by then.
 pub async fn commit_offsets(
     pool: &Pool,
     group_id: &str,
     offsets: &BTreeMap<TopicPartition, i64>,
 ) -> Result<BTreeMap<TopicPartition, Result<(), Error>>, Error> {
+    let retry = Retry::new(pool);
     let mut out = BTreeMap::new();
     let mut todo = offsets.clone();
-    for attempt in 0..COMMIT_ATTEMPTS {
-        let last = attempt + 1 == COMMIT_ATTEMPTS;
-        let c = match find_coordinator(pool, group_id).await {
-            Ok(c) => c,
-            Err(e @ Error::Broker { error, .. }) if is_retriable_group_error(error) && !last => {
-                tracing::debug!(group_id, error = %e, "finding the coordinator again");
-                tokio::time::sleep(COMMIT_BACKOFF).await;
-                continue;
+    let mut attempts = 0;
+    loop {
+        let retry_after = match commit_once(pool, group_id, &todo).await {
+            Ok(answered) => {
+                let mut again = BTreeMap::new();
+                let mut last = None;
+                for (tp, offset) in todo {
+                    // A partition the answer leaves out was not committed.
+                    let code = answered
+                        .get(&tp)
+                        .copied()
+                        .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
+                    match Error::partition(ApiKey::OffsetCommit, code, &tp) {
+                        None => {
+                            out.insert(tp, Ok(()));
+                        }
+                        Some(e) if is_retriable_coordinator_error(&e) => {
+                            again.insert(tp.clone(), offset);
+                            out.insert(tp, Err(e.clone()));
+                            last = Some(e);
+                        }
+                        Some(e) => {
+                            out.insert(tp, Err(e));
+                        }
+                    }
+                }
+                todo = again;
+                match last {
+                    // Partitions still to commit: if the time is up, they keep their errors.
+                    Some(e) => e,
+                    None => break,
+                }
             }
+            Err(e) if is_retriable_coordinator_error(&e) => e,
             Err(e) => return Err(e),
         };
-        let conn = pool
-            .connection(BrokerTarget::Dedicated(c.id, Purpose::Coordinator))
-            .await?;
-        let v = conn.version(ApiKey::OffsetCommit)?;
-        let request = CommitRequest {
-            group_id: group_id.to_owned(),
-            generation_id: -1,
-            member_id: String::new(),
-            group_instance_id: None,
-            offsets: todo
-                .iter()
-                .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
-                .collect(),
-        };
-        let req = offset_commit_request(&request, v)
-            .map_err(|e| Error::version(ApiKey::OffsetCommit, e))?;
-        let answered = match offset_commit_response(conn.send(&req).await?) {
-            OffsetsResponse::OffsetCommit { partitions } => partitions,
-            _ => BTreeMap::new(),
-        };
-        let mut retry = BTreeMap::new();
-        for (tp, offset) in todo {
-            // A partition the answer leaves out was not committed.
-            let code = answered
-                .get(&tp)
-                .copied()
-                .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
-            match Error::partition(ApiKey::OffsetCommit, code, &tp) {
-                None => {
-                    out.insert(tp, Ok(()));
-                }
-                Some(e) if e.code().is_some_and(is_retriable_group_error) && !last => {
-                    retry.insert(tp, offset);
-                }
-                Some(e) => {
-                    out.insert(tp, Err(e));
-                }
+        if !retry.pause(attempts).await {
+            if out.is_empty() {
+                return Err(retry_after);
             }
-        }
-        if retry.is_empty() {
+            // Partitions never answered fail with the last error.
+            for tp in todo.into_keys() {
+                out.entry(tp).or_insert_with(|| Err(retry_after.clone()));
+            }
             break;
         }
-        tokio::time::sleep(COMMIT_BACKOFF).await;
-        todo = retry;
+        attempts += 1;
+        tracing::debug!(group_id, attempts, error = %retry_after, "committing again");
     }
     Ok(out)
+}
+
+/// One OffsetCommit of `offsets` for `group_id` from outside the group, at its coordinator
+/// found anew: each partition's error code.
+async fn commit_once(
+    pool: &Pool,
+    group_id: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Result<BTreeMap<TopicPartition, i16>, Error> {
+    let c = find_coordinator_once(pool, group_id).await?;
+    let conn = pool
+        .connection(BrokerTarget::Dedicated(c.id, Purpose::Coordinator))
+        .await?;
+    let v = conn.version(ApiKey::OffsetCommit)?;
+    let request = CommitRequest {
+        group_id: group_id.to_owned(),
+        generation_id: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        offsets: offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
+            .collect(),
+    };
+    let req =
+        offset_commit_request(&request, v).map_err(|e| Error::version(ApiKey::OffsetCommit, e))?;
+    Ok(match offset_commit_response(conn.send(&req).await?) {
+        OffsetsResponse::OffsetCommit { partitions } => partitions,
+        _ => BTreeMap::new(),
+    })
 }
 
 /// Fails with [`Error::GroupActive`] when `group_id` has members; a group Kafka does not know

@@ -18,8 +18,9 @@ use kcon_core::{Coordinator, IsolationLevel, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, Purpose};
 use tracing::debug;
 
-use crate::groups::find_coordinator;
+use crate::groups::{find_coordinator_once, left_out};
 use crate::lag::{lag, log_ranges};
+use crate::retry::Retry;
 use crate::{Error, wire};
 
 /// The protocol type ListGroups gives share groups, and [`DescribedGroup`](crate::DescribedGroup)
@@ -153,13 +154,19 @@ pub(crate) enum ShareDescribed {
 /// `group_id` described as a share group (ShareGroupDescribe, sent to its coordinator). A
 /// group that is not a share group fails with GROUP_ID_NOT_FOUND (Kafka's answer for any other
 /// kind of group too); a coordinator that does not offer the API fails with
-/// [`Error::Unsupported`] naming it; any other group error code with it.
+/// [`Error::Unsupported`] naming it; any other group error code with it, after a coordinator
+/// not ready for the group was asked again until `default.api.timeout.ms`.
 pub async fn describe_share_group(
     pool: &Pool,
     group_id: &str,
 ) -> Result<ShareGroupDescription, Error> {
-    let c = find_coordinator(pool, group_id).await?;
-    match share_group_describe(pool, &c, group_id).await? {
+    let described = Retry::new(pool)
+        .run("ShareGroupDescribe", || async {
+            let c = find_coordinator_once(pool, group_id).await?;
+            share_group_describe(pool, &c, group_id).await
+        })
+        .await?;
+    match described {
         ShareDescribed::Group(g) => Ok(g),
         ShareDescribed::NotFound => Err(Error::Broker {
             api: ApiKey::ShareGroupDescribe,
@@ -234,13 +241,25 @@ pub(crate) async fn listed_as_share_group(pool: &Pool, c: &Coordinator, group_id
 }
 
 /// The start offset of every share-partition `group_id` has state for
-/// (DescribeShareGroupOffsets, sent to its coordinator). A group error code fails the call;
-/// each partition keeps its own.
+/// (DescribeShareGroupOffsets, sent to its coordinator). A group error code fails the call,
+/// after a coordinator not ready for the group was asked again until
+/// `default.api.timeout.ms`; each partition keeps its own.
 pub async fn share_group_start_offsets(
     pool: &Pool,
     group_id: &str,
 ) -> Result<BTreeMap<TopicPartition, SharePartitionStart>, Error> {
-    let c = find_coordinator(pool, group_id).await?;
+    Retry::new(pool)
+        .run("DescribeShareGroupOffsets", || {
+            share_group_start_offsets_once(pool, group_id)
+        })
+        .await
+}
+
+async fn share_group_start_offsets_once(
+    pool: &Pool,
+    group_id: &str,
+) -> Result<BTreeMap<TopicPartition, SharePartitionStart>, Error> {
+    let c = find_coordinator_once(pool, group_id).await?;
     let answer = pool
         .send(
             BrokerTarget::Dedicated(c.id, Purpose::Coordinator),
@@ -356,16 +375,6 @@ fn not_offered(api: ApiKey, group_id: &str, e: &kcon_pool::Error) -> Error {
             "cannot describe share group {group_id:?}: {e} (share groups are described by \
              Apache Kafka 4.1 or later, with share groups enabled)"
         ),
-    }
-}
-
-/// An answer that does not carry the group asked about.
-fn left_out(api: ApiKey) -> Error {
-    Error::Broker {
-        api,
-        error: ResponseError::CoordinatorNotAvailable,
-        partition: None,
-        message: Some("the answer leaves the group out".into()),
     }
 }
 

@@ -89,8 +89,16 @@ impl Failure {
             } => {
                 let about = partition.map(|tp| format!(" for {tp}")).unwrap_or_default();
                 let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+                // kcon-admin retried these, the coordinator found again each time, until the
+                // time was up.
+                let hint = if is_coordinator_error(error) {
+                    " (the group's coordinator was not ready for all of default.api.timeout.ms; \
+                     a broker that just started may need longer: -X default.api.timeout.ms=MS)"
+                } else {
+                    ""
+                };
                 Failure::runtime(format!(
-                    "{what}: the broker answered {}{about}{detail}",
+                    "{what}: the broker answered {}{about}{detail}{hint}",
                     error_name(error.code())
                 ))
             }
@@ -107,6 +115,16 @@ impl fmt::Display for Failure {
 
 pub(crate) use kcon_admin::error_name;
 
+/// COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: what kcon-admin
+/// retries until `default.api.timeout.ms`.
+fn is_coordinator_error(error: kcon_admin::ResponseError) -> bool {
+    use kcon_admin::ResponseError as E;
+    matches!(
+        error,
+        E::CoordinatorNotAvailable | E::NotCoordinator | E::CoordinatorLoadInProgress
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +134,24 @@ mod tests {
         assert_eq!(error_name(30), "GROUP_AUTHORIZATION_FAILED (30)");
         assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
         assert_eq!(error_name(-32000), "error -32000");
+    }
+
+    /// A coordinator still not ready after the retries names the property that bounds them;
+    /// any other refusal does not.
+    #[test]
+    fn a_coordinator_never_ready_names_default_api_timeout_ms() {
+        let e = kcon_admin::Error::broker(kcon_admin::ApiKey::DescribeGroups, 16).unwrap();
+        let f = Failure::from_admin("describing group \"g\"", e);
+        assert!(
+            f.to_string().starts_with(
+                "describing group \"g\": the broker answered NOT_COORDINATOR (16) (the \
+                 group's coordinator was not ready for all of default.api.timeout.ms"
+            ),
+            "{f}"
+        );
+        let e = kcon_admin::Error::broker(kcon_admin::ApiKey::DescribeGroups, 30).unwrap();
+        let f = Failure::from_admin("describing group \"g\"", e);
+        assert!(!f.to_string().contains("default.api.timeout.ms"), "{f}");
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub static PROPERTIES: &[Property<OffsetsSetting>] = &[
         aliases: &[],
         default: DefaultValue::Value("60000"),
         parts: &[OFFSETS],
-        doc: "How long a commit or an offset lookup may keep retrying before it fails.",
+        doc: "How long a commit, an offset lookup or an admin call (describing, listing, \
+              resetting a group) may keep retrying before it fails.",
         kind: Kind::Millis {
             min: 1,
             setting: OffsetsSetting::DefaultApiTimeout,

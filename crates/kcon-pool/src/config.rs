@@ -62,6 +62,10 @@ pub struct PoolConfig {
     pub retry_backoff: Duration,
     /// `retry.backoff.max.ms`: the longest wait before a retry (KIP-580). Default 1 s.
     pub retry_backoff_max: Duration,
+    /// `default.api.timeout.ms`: how long an admin call over the pool (kcon-admin's: a
+    /// group described, listed, reset) keeps retrying a coordinator that is moving, loading
+    /// or unreachable before it fails with the last error. Default 60 s.
+    pub default_api_timeout: Duration,
     /// `connections.max.idle.ms`: a connection with nothing in flight for this long is closed;
     /// zero keeps idle connections open (librdkafka's meaning of 0). Default 9 min.
     pub connections_max_idle: Duration,
@@ -210,6 +214,7 @@ impl Default for PoolConfig {
             reconnect_backoff_max: Duration::from_millis(1_000),
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_millis(1_000),
+            default_api_timeout: Duration::from_millis(60_000),
             connections_max_idle: Duration::from_millis(540_000),
             receive_message_max_bytes: DEFAULT_MAX_FRAME_SIZE,
             allow_auto_create_topics: true,
@@ -250,6 +255,7 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::ReconnectBackoffMax(d) => self.reconnect_backoff_max = *d,
             PoolSetting::RetryBackoff(d) => self.retry_backoff = *d,
             PoolSetting::RetryBackoffMax(d) => self.retry_backoff_max = *d,
+            PoolSetting::DefaultApiTimeout(d) => self.default_api_timeout = *d,
             PoolSetting::ConnectionsMaxIdle(d) => self.connections_max_idle = *d,
             PoolSetting::ReceiveMessageMaxBytes(n) => self.receive_message_max_bytes = *n,
             PoolSetting::AllowAutoCreateTopics(on) => self.allow_auto_create_topics = *on,
@@ -285,6 +291,7 @@ mod tests {
         assert_eq!(c.reconnect_backoff_max, Duration::from_secs(1));
         assert_eq!(c.retry_backoff, Duration::from_millis(100));
         assert_eq!(c.retry_backoff_max, Duration::from_secs(1));
+        assert_eq!(c.default_api_timeout, Duration::from_secs(60));
         assert_eq!(c.connections_max_idle, Duration::from_secs(540));
         assert_eq!(c.receive_message_max_bytes, 100 * 1024 * 1024);
         assert_eq!(

@@ -52,6 +52,8 @@ pub enum PoolSetting {
     RetryBackoff(Duration),
     /// `retry.backoff.max.ms`.
     RetryBackoffMax(Duration),
+    /// `default.api.timeout.ms`.
+    DefaultApiTimeout(Duration),
     /// `connections.max.idle.ms`.
     ConnectionsMaxIdle(Duration),
     /// `receive.message.max.bytes`.
@@ -231,6 +233,18 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         kind: Kind::Millis {
             min: 0,
             setting: PoolSetting::RetryBackoffMax,
+        },
+    },
+    Property {
+        name: "default.api.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("60000"),
+        parts: &[POOL],
+        doc: "How long a commit, an offset lookup or an admin call (describing, listing, \
+              resetting a group) may keep retrying before it fails.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: PoolSetting::DefaultApiTimeout,
         },
     },
     Property {
