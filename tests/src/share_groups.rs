@@ -1,9 +1,11 @@
-//! A scripted broker holding share groups (KIP-932), for describing them from outside: no
-//! broker here serves ShareGroupDescribe (librdkafka's mock cluster does not, Tansu has no
-//! share groups). It answers a share group the way Kafka 4.1 does: GROUP_ID_NOT_FOUND to
+//! A scripted broker holding share groups (KIP-932), for describing them from outside as a
+//! broker of Kafka 4.1 would, which no broker here is (Apache Kafka 4.4 counts each
+//! share-partition's lag itself, DescribeShareGroupOffsets v1; librdkafka's mock cluster does
+//! not serve ShareGroupDescribe, Tansu has no share groups). It answers a share group the way
+//! Kafka 4.1 does: GROUP_ID_NOT_FOUND to
 //! ConsumerGroupDescribe, `Dead` without members to DescribeGroups below v6, and the group to
-//! ShareGroupDescribe; DescribeShareGroupOffsets, ListOffsets and the probe's Fetch give each
-//! share-partition's start offset and its log's range. kcon-admin's tests and `kcon group
+//! ShareGroupDescribe; DescribeShareGroupOffsets (v0: no lag of its own), ListOffsets and the
+//! probe's Fetch give each share-partition's start offset and its log's range. kcon-admin's tests and `kcon group
 //! describe`'s use it.
 
 use crate::pool::config;
@@ -25,12 +27,14 @@ use kcon_codec::kafka_protocol::messages::share_group_describe_response::{
 };
 use kcon_codec::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse,
-    FetchRequest, FetchResponse, GroupId, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, ShareGroupDescribeRequest,
-    ShareGroupDescribeResponse, TopicName,
+    DescribeGroupsResponse, DescribeShareGroupOffsetsResponse, FetchRequest, FetchResponse,
+    GroupId, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, ShareGroupDescribeRequest, ShareGroupDescribeResponse, TopicName,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_codec::share_offsets_v1::{
+    DescribeShareGroupOffsetsRequestV1, DescribeShareGroupOffsetsResponseV1,
+};
 use kcon_core::TopicPartition;
 use kcon_pool::Pool;
 use kcon_scripted::{
@@ -171,7 +175,7 @@ impl Script for ShareGroups {
                 )
             }
             Some(ApiKey::DescribeShareGroupOffsets) => {
-                let r = req.decode::<DescribeShareGroupOffsetsRequest>();
+                let r = req.decode::<DescribeShareGroupOffsetsRequestV1>().0;
                 let groups = r
                     .groups
                     .iter()
@@ -205,8 +209,12 @@ impl Script for ShareGroups {
                         ])
                     })
                     .collect();
-                req.answer::<DescribeShareGroupOffsetsRequest>(
-                    &DescribeShareGroupOffsetsResponse::default().with_groups(groups),
+                // v0: no lag of the broker's own.
+                req.answer::<DescribeShareGroupOffsetsRequestV1>(
+                    &DescribeShareGroupOffsetsResponseV1 {
+                        body: DescribeShareGroupOffsetsResponse::default().with_groups(groups),
+                        lags: Vec::new(),
+                    },
                 )
             }
             Some(ApiKey::ListOffsets) => {
@@ -319,6 +327,13 @@ fn versions(share: bool) -> Vec<VersionRange> {
     }
     let mut v = kcon_versions_of(&apis);
     v.push((ApiKey::Fetch as i16, 4, 12));
+    // DescribeShareGroupOffsets v0 only, as Apache Kafka 4.1: no lag of the broker's own, so
+    // kcon counts it, an upper bound.
+    for r in &mut v {
+        if r.0 == ApiKey::DescribeShareGroupOffsets as i16 {
+            r.2 = 0;
+        }
+    }
     v
 }
 

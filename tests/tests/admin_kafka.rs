@@ -128,3 +128,99 @@ async fn a_commit_past_the_log_end_is_a_negative_lag() {
     );
     assert_eq!(judged.group, kcon_admin::status::Status::Err);
 }
+
+/// How many records the share-group test produces and acknowledges.
+const SHARED_RECORDS: usize = 3000;
+
+/// A share group whose every record a kcon share consumer accepted has no lag: the broker's
+/// own count (DescribeShareGroupOffsets v1, KIP-1226), which Kafka's ShareGroupCommand shows
+/// too, and not the records from the share-partition start offset to the log end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_share_group_that_acknowledged_everything_has_no_lag() {
+    use kcon::share::{AcknowledgeType, ShareConsumer};
+    let kafka = Kafka::single();
+    let (pool, topic) = topic(kafka, "share-lag", 1).await;
+    let tp = TopicPartition::new(topic.as_str(), 0);
+    let group = unique_name("share-lag");
+    // A new share group starts at the log end (share.auto.offset.reset=latest) unless told.
+    kafka.tool(
+        "org.apache.kafka.tools.ConfigCommand",
+        &[
+            "--alter",
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            &group,
+            "--add-config",
+            "share.auto.offset.reset=earliest",
+        ],
+    );
+    for _ in 0..3 {
+        produce(&pool, &topic, 0, SHARED_RECORDS / 3, now_ms()).await;
+    }
+    let mut consumer = ShareConsumer::builder()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("group.id", &group)
+        .set("share.acknowledgement.mode", "explicit")
+        .build()
+        .expect("a share consumer");
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut seen = BTreeSet::new();
+    tokio::time::timeout(READ_WITHIN, async {
+        while seen.len() < SHARED_RECORDS {
+            let batch = consumer.recv_batch().await.expect("a batch");
+            for r in &batch {
+                consumer.acknowledge(r, AcknowledgeType::Accept).unwrap();
+                seen.insert(r.offset);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {SHARED_RECORDS} records", seen.len()));
+    let outcomes = consumer.commit().await.expect("the acknowledgements");
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+
+    // The broker's count follows the acknowledgements; the start offset and the log end alone
+    // would say 3000 wherever the share-partition's state lags behind.
+    let deadline = tokio::time::Instant::now() + READ_WITHIN;
+    let p = loop {
+        let d = kcon_admin::describe_group_lag(&pool, &group, IsolationLevel::ReadUncommitted)
+            .await
+            .expect("the share group described");
+        let share = d.share.expect("a share group");
+        assert!(!share.lag_is_upper_bound(), "the broker's lag: {share:?}");
+        let p = share.partitions[&tp].clone();
+        if p.lag == Some(0) || tokio::time::Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (p.lag, p.lag_is_upper_bound, p.log_end),
+        (Some(0), false, Some(SHARED_RECORDS as i64)),
+        "{p:?}"
+    );
+    // Kafka's own tool says the same.
+    let java = kafka.tool(
+        "org.apache.kafka.tools.consumer.group.ShareGroupCommand",
+        &["--describe", "--group", &group],
+    );
+    let row: Vec<&str> = java
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(topic.as_str()))
+        .unwrap_or_else(|| panic!("no row for {topic}: {java}"))
+        .split_whitespace()
+        .collect();
+    let header: Vec<&str> = java
+        .lines()
+        .find(|l| l.starts_with("GROUP"))
+        .unwrap_or_else(|| panic!("no header: {java}"))
+        .split_whitespace()
+        .collect();
+    let lag = header
+        .iter()
+        .position(|c| *c == "LAG")
+        .expect("a LAG column");
+    assert_eq!(row[lag], "0", "{java}");
+    consumer.close().await.expect("the consumer leaves");
+}

@@ -90,6 +90,9 @@ async fn a_share_group_is_described_with_its_members_assignments_offsets_and_lag
     assert_eq!(e.code(), Some(ResponseError::UnknownTopicOrPartition));
     assert_eq!(e.api(), Some(ApiKey::DescribeShareGroupOffsets));
     assert_eq!(lag.total_records(), 90);
+    // DescribeShareGroupOffsets v0 gives no lag: kcon's count, an upper bound.
+    assert!(at(0).lag_is_upper_bound && at(1).lag_is_upper_bound);
+    assert!(lag.lag_is_upper_bound());
 
     // Asked for every share-partition of the group, and never for committed offsets.
     let stats = &broker.broker().stats;

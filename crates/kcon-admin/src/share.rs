@@ -5,10 +5,12 @@
 //!
 //! A share group commits no offsets, so its lag is not a consumer group's: records between the
 //! start offset and the end of the log are not all waiting (some past the start may be
-//! acquired or acknowledged already), so the lag counted here is the most that can be left,
-//! and the least once every record before the end has been handed out. kafka-protocol 0.18
-//! has DescribeShareGroupOffsets v0 only, which carries no lag of its own; the end of the log
-//! comes from kcon's [`log_ranges`](crate::log_ranges), as for consumer groups.
+//! acknowledged already). The broker counts the lag itself (KIP-1226: DescribeShareGroupOffsets
+//! v1, Apache Kafka 4.2 and later), the records not yet acknowledged, and that is the lag
+//! reported. A broker that speaks v0 only gives none: then the lag is counted here from the
+//! start offset to the end of the log ([`log_ranges`](crate::log_ranges), as for consumer
+//! groups), the most that can be left, and said to be so
+//! ([`SharePartitionLag::lag_is_upper_bound`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,6 +74,9 @@ pub struct SharePartitionStart {
     pub start_offset: i64,
     /// The leader epoch the state was written at; negative when unknown.
     pub leader_epoch: i32,
+    /// The lag the broker counted (DescribeShareGroupOffsets v1): records not yet acknowledged;
+    /// `None` from a broker that speaks v0, or that had none to give.
+    pub lag: Option<i64>,
     /// The partition's error code (0: none).
     pub error_code: i16,
     /// The broker's message for it, when it sent one.
@@ -110,6 +115,14 @@ impl ShareGroupLag {
             .filter_map(|p| p.lag)
             .fold(0, i64::saturating_add)
     }
+
+    /// Whether the total is an upper bound: some partition's lag was counted by kcon from the
+    /// start offset, the broker giving none.
+    pub fn lag_is_upper_bound(&self) -> bool {
+        self.partitions
+            .values()
+            .any(|p| p.lag.is_some() && p.lag_is_upper_bound)
+    }
 }
 
 /// One partition of a [`ShareGroupLag`]. What is unknown is `None`, and `error` says why.
@@ -124,9 +137,13 @@ pub struct SharePartitionLag {
     pub log_start: Option<i64>,
     /// Where the log ends (the high watermark; see [`log_end`](crate::lag::log_end)).
     pub log_end: Option<i64>,
-    /// Records from the start offset (or the log start, when the log has moved past it) to the
-    /// end of the log: [`share_lag`].
+    /// The records not yet acknowledged, as the broker counts them (DescribeShareGroupOffsets
+    /// v1); from a broker that gives none, the records from the start offset (or the log
+    /// start, when the log has moved past it) to the end of the log ([`share_lag`]), an upper
+    /// bound ([`lag_is_upper_bound`](Self::lag_is_upper_bound)).
     pub lag: Option<i64>,
+    /// Whether `lag` is kcon's upper bound rather than the broker's count.
+    pub lag_is_upper_bound: bool,
     /// Why something above is unknown: the partition's DescribeShareGroupOffsets error, or the
     /// error of the lookups of its log.
     pub error: Option<Error>,
@@ -353,9 +370,14 @@ fn share_partition_lag(
         Some(Err(e)) => (None, None, Some(e.clone())),
         None => (None, None, None),
     };
-    let lag = match (start_offset, log_start, log_end) {
-        (Some(s), Some(ls), Some(le)) => Some(share_lag(s, ls, le)),
-        _ => None,
+    let counted = start
+        .filter(|s| s.error_code == 0)
+        .and_then(|s| s.lag)
+        .filter(|l| *l >= 0);
+    let (lag, lag_is_upper_bound) = match (counted, start_offset, log_start, log_end) {
+        (Some(l), ..) => (Some(l), false),
+        (None, Some(s), Some(ls), Some(le)) => (Some(share_lag(s, ls, le)), true),
+        _ => (None, false),
     };
     SharePartitionLag {
         start_offset,
@@ -363,6 +385,7 @@ fn share_partition_lag(
         log_start,
         log_end,
         lag,
+        lag_is_upper_bound,
         error: start_error.or(range_error),
     }
 }
@@ -413,6 +436,7 @@ mod tests {
         let ok = SharePartitionStart {
             start_offset: 20,
             leader_epoch: 3,
+            lag: None,
             error_code: 0,
             error_message: None,
         };
@@ -421,6 +445,7 @@ mod tests {
             (p.start_offset, p.leader_epoch, p.log_end, p.lag),
             (Some(20), Some(3), Some(50), Some(30))
         );
+        assert!(p.lag_is_upper_bound, "counted by kcon: {p:?}");
         assert!(p.error.is_none());
 
         // Assigned, but the group has no state for it yet.
@@ -455,6 +480,37 @@ mod tests {
         assert!(matches!(p.error, Some(Error::NoLeader(_))), "{p:?}");
     }
 
+    /// The lag the broker counted (v1) is the lag, whatever the start offset and the log end
+    /// say; one it has none for (-1 on the wire) is counted by kcon, an upper bound.
+    #[test]
+    fn the_brokers_lag_is_the_lag() {
+        let range = Ok(LogRange {
+            start: 0,
+            end: 3000,
+        });
+        let acknowledged = SharePartitionStart {
+            start_offset: 0,
+            leader_epoch: 1,
+            lag: Some(0),
+            error_code: 0,
+            error_message: None,
+        };
+        let p = share_partition_lag(&orders(0), Some(&acknowledged), Some(&range));
+        assert_eq!((p.lag, p.lag_is_upper_bound), (Some(0), false));
+        let none = SharePartitionStart {
+            lag: None,
+            ..acknowledged
+        };
+        let p = share_partition_lag(&orders(0), Some(&none), Some(&range));
+        assert_eq!((p.lag, p.lag_is_upper_bound), (Some(3000), true));
+        let l = ShareGroupLag {
+            group_id: "s".into(),
+            measured_at_ms: 0,
+            partitions: BTreeMap::from([(orders(0), p)]),
+        };
+        assert!(l.lag_is_upper_bound());
+    }
+
     #[test]
     fn the_total_counts_only_known_lags() {
         let part = |lag| SharePartitionLag {
@@ -463,6 +519,7 @@ mod tests {
             log_start: None,
             log_end: None,
             lag,
+            lag_is_upper_bound: false,
             error: None,
         };
         let l = ShareGroupLag {

@@ -1,5 +1,6 @@
 //! The admin-only messages in kafka-protocol's types: DescribeGroups, ConsumerGroupDescribe,
-//! ShareGroupDescribe, DescribeShareGroupOffsets, ListGroups, OffsetDelete, CreateTopics, and
+//! ShareGroupDescribe, DescribeShareGroupOffsets (v1 in kcon-codec's `share_offsets_v1`),
+//! ListGroups, OffsetDelete, CreateTopics, and
 //! the sessionless Fetch of the log probe. (OffsetFetch, which the commit
 //! machine sends too, is `kcon_offsets::wire`'s; ListOffsets and FindCoordinator are
 //! `kcon_core`'s.)
@@ -21,8 +22,11 @@ use kcon_codec::kafka_protocol::messages::offset_delete_request::{
 use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
 use kcon_codec::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, CreateTopicsRequest,
-    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, FetchRequest, GroupId,
-    ShareGroupDescribeRequest, ShareGroupDescribeResponse,
+    DescribeShareGroupOffsetsRequest, FetchRequest, GroupId, ShareGroupDescribeRequest,
+    ShareGroupDescribeResponse,
+};
+use kcon_codec::share_offsets_v1::{
+    DescribeShareGroupOffsetsRequestV1, DescribeShareGroupOffsetsResponseV1,
 };
 use kcon_core::wire::{VersionError, by_topic, str_bytes as s, topic_name};
 use kcon_core::{IsolationLevel, TopicId, TopicPartition};
@@ -214,36 +218,40 @@ pub fn share_group_describe_response(
         .collect()
 }
 
-/// DescribeShareGroupOffsets (v0) for every share-partition of `group_id` (topics null: all
-/// the group has state for).
-pub fn describe_share_group_offsets_request(group_id: &str) -> DescribeShareGroupOffsetsRequest {
+/// DescribeShareGroupOffsets (v0–v1, the same request) for every share-partition of
+/// `group_id` (topics null: all the group has state for).
+pub fn describe_share_group_offsets_request(group_id: &str) -> DescribeShareGroupOffsetsRequestV1 {
     let mut g = DescribeShareGroupOffsetsRequestGroup::default();
     g.group_id = GroupId(s(group_id));
     g.topics = None;
     let mut r = DescribeShareGroupOffsetsRequest::default();
     r.groups = vec![g];
-    r
+    DescribeShareGroupOffsetsRequestV1(r)
 }
 
 /// A DescribeShareGroupOffsets answer: each group's error code and message, and its
-/// share-partitions' start offsets with their own error codes.
+/// share-partitions' start offsets and (v1) lags with their own error codes.
 pub fn describe_share_group_offsets_response(
-    r: DescribeShareGroupOffsetsResponse,
+    r: DescribeShareGroupOffsetsResponseV1,
 ) -> Vec<ShareGroupStarts> {
-    r.groups
-        .into_iter()
-        .map(|g| {
+    let lag = |g, t, p| r.lag(g, t, p);
+    r.body
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| {
             let mut partitions = BTreeMap::new();
-            for t in g.topics {
+            for (ti, t) in g.topics.iter().enumerate() {
                 let topic = named(&t.topic_name.0, t.topic_id.as_bytes());
-                for p in t.partitions {
+                for (pi, p) in t.partitions.iter().enumerate() {
                     partitions.insert(
                         TopicPartition::new(topic.clone(), p.partition_index),
                         SharePartitionStart {
                             start_offset: p.start_offset,
                             leader_epoch: p.leader_epoch,
+                            lag: lag(gi, ti, pi),
                             error_code: p.error_code,
-                            error_message: p.error_message.map(|m| m.to_string()),
+                            error_message: p.error_message.as_ref().map(|m| m.to_string()),
                         },
                     );
                 }
@@ -251,7 +259,7 @@ pub fn describe_share_group_offsets_response(
             ShareGroupStarts {
                 group_id: g.group_id.0.to_string(),
                 error_code: g.error_code,
-                error_message: g.error_message.map(|m| m.to_string()),
+                error_message: g.error_message.as_ref().map(|m| m.to_string()),
                 partitions,
             }
         })
@@ -565,18 +573,19 @@ mod tests {
 
     #[test]
     fn share_group_offsets_are_asked_for_every_partition_and_read_per_partition() {
-        use kcon_codec::kafka_protocol::messages::TopicName;
         use kcon_codec::kafka_protocol::messages::describe_share_group_offsets_response::{
             DescribeShareGroupOffsetsResponseGroup as Group,
             DescribeShareGroupOffsetsResponsePartition as Partition,
             DescribeShareGroupOffsetsResponseTopic as Topic,
         };
+        use kcon_codec::kafka_protocol::messages::{DescribeShareGroupOffsetsResponse, TopicName};
         let req = describe_share_group_offsets_request("s");
-        assert_eq!(req.groups.len(), 1);
-        assert_eq!(req.groups[0].group_id, GroupId(s("s")));
-        assert_eq!(req.groups[0].topics, None, "null: every share-partition");
+        assert_eq!(req.0.groups.len(), 1);
+        assert_eq!(req.0.groups[0].group_id, GroupId(s("s")));
+        assert_eq!(req.0.groups[0].topics, None, "null: every share-partition");
         encodes(&req, 0);
-        let r = DescribeShareGroupOffsetsResponse::default().with_groups(vec![
+        encodes(&req, 1);
+        let body = DescribeShareGroupOffsetsResponse::default().with_groups(vec![
             Group::default()
                 .with_group_id(GroupId(s("s")))
                 .with_topics(vec![
@@ -599,8 +608,31 @@ mod tests {
                 .with_group_id(GroupId(s("other")))
                 .with_error_code(69),
         ]);
+        // v0: no lags.
+        let v0 = DescribeShareGroupOffsetsResponseV1 {
+            body: body.clone(),
+            lags: Vec::new(),
+        };
+        let got = describe_share_group_offsets_response(v0);
+        assert_eq!(
+            got[0].partitions[&TopicPartition::new("orders", 1)].lag,
+            None
+        );
+        // v1: orders-1's lag, and none (-1) for orders-0.
+        let r = DescribeShareGroupOffsetsResponseV1 {
+            body,
+            lags: vec![vec![vec![17, -1]]],
+        };
         let got = describe_share_group_offsets_response(r);
         assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].partitions[&TopicPartition::new("orders", 1)].lag,
+            Some(17)
+        );
+        assert_eq!(
+            got[0].partitions[&TopicPartition::new("orders", 0)].lag,
+            None
+        );
         assert_eq!((got[0].group_id.as_str(), got[0].error_code), ("s", 0));
         let at = |p| &got[0].partitions[&TopicPartition::new("orders", p)];
         assert_eq!(

@@ -37,7 +37,8 @@ pub(crate) enum GroupCommand {
     /// DescribeShareGroupOffsets: its epochs, members and what each is assigned (a partition
     /// may be assigned to several), and per partition the share-partition start offset
     /// (START-OFFSET: every record before it is done with), the end of the log and the records
-    /// from one to the other (LAG: at most what is left to deliver).
+    /// not acknowledged yet (LAG, as the broker counts them; from a broker before Kafka 4.2,
+    /// which gives none, <=N: the records from the start offset to the end, an upper bound).
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Describe(DescribeArgs),
     /// A group's lag per partition (committed offset, log end, lag in records and seconds)
@@ -538,7 +539,7 @@ fn subscribed(member: &ConsumerGroupMember) -> String {
 fn share_text(d: &DescribedGroup, sg: &ShareGroupDescription, lag: &ShareGroupLag) -> String {
     let mut text = format!(
         "Group {:?}: state {}, {} member{}, protocol type {}, assignor {}\n\
-         Share group (KIP-932): group epoch {}, assignment epoch {}, lag {} records\n\n",
+         Share group (KIP-932): group epoch {}, assignment epoch {}, lag {}{} records\n\n",
         d.group_id,
         or_dash(&d.state),
         d.members.len(),
@@ -547,6 +548,11 @@ fn share_text(d: &DescribedGroup, sg: &ShareGroupDescription, lag: &ShareGroupLa
         or_dash(&d.assignor),
         sg.group_epoch,
         sg.assignment_epoch,
+        if lag.lag_is_upper_bound() {
+            "at most "
+        } else {
+            ""
+        },
         lag.total_records(),
     );
     let mut t = Table::new(&[
@@ -566,11 +572,18 @@ fn share_text(d: &DescribedGroup, sg: &ShareGroupDescription, lag: &ShareGroupLa
             tp.partition.to_string(),
             cell(p.start_offset),
             cell(p.log_end),
-            cell(p.lag),
+            share_lag_cell(p),
             or_dash(&owners.join(",")),
         ]);
     }
     text.push_str(&t.render());
+    if lag.lag_is_upper_bound() {
+        text.push_str(
+            "\n<=: the broker gives no lag (DescribeShareGroupOffsets v1, Kafka 4.2 and later): \
+             records from the start offset to the end of the log, some of them acknowledged \
+             already maybe.\n",
+        );
+    }
     if sg.members.is_empty() {
         text.push_str(&format!(
             "\nGroup {:?} has no active members.\n",
@@ -605,6 +618,14 @@ fn share_text(d: &DescribedGroup, sg: &ShareGroupDescription, lag: &ShareGroupLa
     text
 }
 
+/// A share-partition's lag: the broker's count, or `<=N` for kcon's upper bound.
+fn share_lag_cell(p: &admin::SharePartitionLag) -> String {
+    match p.lag {
+        Some(l) if p.lag_is_upper_bound => format!("<={l}"),
+        other => cell(other),
+    }
+}
+
 /// A share group's description as JSON.
 fn share_json<'a>(
     d: &'a DescribedGroup,
@@ -614,6 +635,7 @@ fn share_json<'a>(
     ShareDescribedJson {
         group: &d.group_id,
         lag: lag.total_records(),
+        lag_upper_bound: lag.lag_is_upper_bound(),
         members: sg
             .members
             .iter()
@@ -633,6 +655,7 @@ fn share_json<'a>(
             .map(|(tp, p)| SharePartitionJson {
                 error: p.error.as_ref().map(ToString::to_string),
                 lag: p.lag,
+                lag_upper_bound: p.lag.is_some() && p.lag_is_upper_bound,
                 leader_epoch: p.leader_epoch,
                 log_end_offset: p.log_end,
                 log_start_offset: p.log_start,
@@ -770,6 +793,8 @@ struct MemberEpochJson<'a> {
 struct ShareDescribedJson<'a> {
     group: &'a str,
     lag: i64,
+    /// Some partition's lag is kcon's upper bound: the broker gave none.
+    lag_upper_bound: bool,
     members: Vec<ShareMemberJson<'a>>,
     partitions: Vec<SharePartitionJson<'a>>,
     protocol: &'a str,
@@ -795,6 +820,9 @@ struct ShareMemberJson<'a> {
 struct SharePartitionJson<'a> {
     error: Option<String>,
     lag: Option<i64>,
+    /// The lag is kcon's count from the start offset to the log end, the most that can be
+    /// left: the broker gave none (DescribeShareGroupOffsets v0).
+    lag_upper_bound: bool,
     leader_epoch: Option<i32>,
     log_end_offset: Option<i64>,
     log_start_offset: Option<i64>,
@@ -1139,16 +1167,20 @@ mod tests {
                 log_start: Some(0),
                 log_end: end,
                 lag,
+                lag_is_upper_bound: false,
                 error: None,
             };
         let mut unknown = partition(None, None, None);
+        // orders-1's lag kcon counted, the broker giving none.
+        let mut counted = partition(Some(20), Some(50), Some(30));
+        counted.lag_is_upper_bound = true;
         unknown.error = AdminError::broker(admin::ApiKey::DescribeShareGroupOffsets, 3);
         let lag = ShareGroupLag {
             group_id: "s".to_owned(),
             measured_at_ms: 0,
             partitions: BTreeMap::from([
                 (orders(0), partition(Some(40), Some(100), Some(60))),
-                (orders(1), partition(Some(20), Some(50), Some(30))),
+                (orders(1), counted),
                 (orders(2), partition(None, Some(7), None)),
                 (orders(3), unknown),
             ]),
@@ -1163,10 +1195,12 @@ mod tests {
         assert!(
             text.starts_with(
                 "Group \"s\": state Stable, 2 members, protocol type share, assignor simple\n\
-                 Share group (KIP-932): group epoch 6, assignment epoch 5, lag 90 records\n"
+                 Share group (KIP-932): group epoch 6, assignment epoch 5, lag at most 90 \
+                 records\n"
             ),
             "{text}"
         );
+        assert!(text.contains("\n<=: the broker gives no lag"), "{text}");
         let row = |p: &str| -> Vec<String> {
             text.lines()
                 .find(|l| {
@@ -1180,7 +1214,10 @@ mod tests {
         };
         assert!(text.contains("START-OFFSET"), "{text}");
         assert_eq!(row("0"), ["s", "orders", "0", "40", "100", "60", "m-1"]);
-        assert_eq!(row("1"), ["s", "orders", "1", "20", "50", "30", "m-1,m-2"]);
+        assert_eq!(
+            row("1"),
+            ["s", "orders", "1", "20", "50", "<=30", "m-1,m-2"]
+        );
         assert_eq!(row("2"), ["s", "orders", "2", "-", "7", "-", "m-2"]);
         assert_eq!(row("3"), ["s", "orders", "3", "-", "-", "-", "-"]);
         let m2 = text
@@ -1205,7 +1242,10 @@ mod tests {
         let json = serde_json::to_value(share_json(&d, &sg, &lag)).unwrap();
         assert_eq!(json["protocol_type"], "share");
         assert_eq!(json["protocol"], "simple");
-        assert_eq!(json["lag"], 90);
+        assert_eq!(
+            (&json["lag"], &json["lag_upper_bound"]),
+            (&90.into(), &true.into())
+        );
         assert_eq!(
             json["share_group"],
             serde_json::json!({"assignment_epoch": 5, "group_epoch": 6})
@@ -1223,11 +1263,13 @@ mod tests {
         assert_eq!(
             p[1],
             serde_json::json!({
-                "error": null, "lag": 30, "leader_epoch": 4, "log_end_offset": 50,
+                "error": null, "lag": 30, "lag_upper_bound": true, "leader_epoch": 4,
+                "log_end_offset": 50,
                 "log_start_offset": 0, "member_ids": ["m-1", "m-2"], "partition": 1,
                 "start_offset": 20, "topic": "orders"
             })
         );
+        assert_eq!(p[0]["lag_upper_bound"], false, "the broker's count");
         assert_eq!(p[2]["start_offset"], serde_json::Value::Null);
         assert_eq!(p[2]["member_ids"], serde_json::json!(["m-2"]));
         assert_eq!(

@@ -238,7 +238,7 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         ShareFetch => crate::share_v2::ShareFetchRequestV2,
         ShareAcknowledge => crate::share_v2::ShareAcknowledgeRequestV2,
         ShareGroupDescribe => m::ShareGroupDescribeRequest,
-        DescribeShareGroupOffsets => m::DescribeShareGroupOffsetsRequest,
+        DescribeShareGroupOffsets => crate::share_offsets_v1::DescribeShareGroupOffsetsRequestV1,
     )
 }
 

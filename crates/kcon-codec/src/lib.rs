@@ -25,6 +25,7 @@ pub mod header;
 pub mod message;
 pub mod records;
 pub mod schema_id;
+pub mod share_offsets_v1;
 pub mod share_v2;
 pub mod versions;
 mod wire;

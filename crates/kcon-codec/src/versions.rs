@@ -50,10 +50,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareFetch, 1, 2),
     (ApiKey::ShareAcknowledge, 1, 2),
     // Describing share groups (kcon-admin): ShareGroupDescribe v1 (its v0 was an early-access
-    // version, gone since Kafka 4.1), DescribeShareGroupOffsets v0 (the one version
-    // kafka-protocol 0.18 has).
+    // version, gone since Kafka 4.1), DescribeShareGroupOffsets v0 and v1 (KIP-1226: each
+    // share-partition's lag; kcon's `share_offsets_v1`, kafka-protocol 0.18 has v0 only).
     (ApiKey::ShareGroupDescribe, 1, 1),
-    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeShareGroupOffsets, 0, 1),
 ];
 
 /// APIs kcon sends at most at a version below the highest it speaks, unless the broker's
@@ -280,7 +280,8 @@ mod tests {
     }
 
     /// kafka-protocol encodes every supported version, except the versions kcon encodes itself
-    /// (`share_v2`: ShareFetch and ShareAcknowledge v2).
+    /// (`share_v2`: ShareFetch and ShareAcknowledge v2; `share_offsets_v1`:
+    /// DescribeShareGroupOffsets v1).
     #[test]
     fn every_supported_range_is_one_kafka_protocol_can_encode() {
         use kafka_protocol::protocol::Message;
@@ -291,6 +292,9 @@ mod tests {
             }
             if api == ApiKey::ShareAcknowledge {
                 theirs = crate::share_v2::ShareAcknowledgeRequestV2::VERSIONS;
+            }
+            if api == ApiKey::DescribeShareGroupOffsets {
+                theirs = crate::share_offsets_v1::DescribeShareGroupOffsetsRequestV1::VERSIONS;
             }
             assert!(
                 theirs.min <= min && max <= theirs.max && min <= max,

@@ -999,9 +999,9 @@ pub(super) fn share_group_describe(_v: i16, alt: bool) -> sgd::ShareGroupDescrib
 }
 
 pub(super) fn describe_share_group_offsets(
-    _v: i16,
+    v: i16,
     alt: bool,
-) -> dsgo::DescribeShareGroupOffsetsResponse {
+) -> crate::share_offsets_v1::DescribeShareGroupOffsetsResponseV1 {
     let partition = |i: i32, null: bool| {
         dsgo::DescribeShareGroupOffsetsResponsePartition::default()
             .with_partition_index(i)
@@ -1026,8 +1026,15 @@ pub(super) fn describe_share_group_offsets(
             .with_error_message(null_or(error == 0, s("denied")))
             .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
     };
-    dsgo::DescribeShareGroupOffsetsResponse::default()
+    let body = dsgo::DescribeShareGroupOffsetsResponse::default()
         .with_throttle_time_ms(3)
         .with_groups(vec![group("g1", 0), group("g2", 30)])
-        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown());
+    // v1: every partition's lag, one of them none (-1).
+    let lags = if v >= 1 {
+        vec![vec![vec![0, 9]; 2], vec![vec![-1, 3000]; 2]]
+    } else {
+        Vec::new()
+    };
+    crate::share_offsets_v1::DescribeShareGroupOffsetsResponseV1 { body, lags }
 }

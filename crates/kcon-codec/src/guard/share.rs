@@ -1,7 +1,8 @@
 //! Schemas of the share-group responses (KIP-932): those a share consumer reads
 //! (ShareGroupHeartbeat at v1, the first version Apache Kafka released; ShareFetch and
 //! ShareAcknowledge at v1 and v2, whose decoders are kcon's `share_v2` over kafka-protocol's v1) and those that describe a share group from outside it (ShareGroupDescribe v1,
-//! DescribeShareGroupOffsets v0). Every version of each is flexible.
+//! DescribeShareGroupOffsets v0 and v1, whose decoder is kcon's `share_offsets_v1` over
+//! kafka-protocol's v0). Every version of each is flexible.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 
@@ -160,7 +161,8 @@ structs! {
 
 pub(super) const DESCRIBE_SHARE_GROUP_OFFSETS: Message = Message {
     api_key: ApiKey::DescribeShareGroupOffsets,
-    versions: only(0, 0),
+    // v1 adds each partition's lag (KIP-1226; kcon's `share_offsets_v1`).
+    versions: only(0, 1),
     flexible: 0,
     body: &DESCRIBE_SHARE_GROUP_OFFSETS_BODY,
 };
@@ -185,6 +187,7 @@ structs! {
         partition_index: I32, ALL;
         start_offset: I64, ALL;
         leader_epoch: I32, ALL;
+        lag: I64, since(1);
         error_code: I16, ALL;
         error_message: Str, ALL, nullable;
     }

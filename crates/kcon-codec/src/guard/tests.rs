@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ShareGroupDescribeRequest;
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
     ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
@@ -15,7 +16,6 @@ use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslHandshakeRequest, ShareGroupHeartbeatRequest, SyncGroupRequest,
     TxnOffsetCommitRequest, fetch_response as fr,
 };
-use kafka_protocol::messages::{DescribeShareGroupOffsetsRequest, ShareGroupDescribeRequest};
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
 
@@ -189,7 +189,7 @@ macro_rules! dispatch {
                 $body
             }
             ApiKey::DescribeShareGroupOffsets => {
-                type $R = DescribeShareGroupOffsetsRequest;
+                type $R = crate::share_offsets_v1::DescribeShareGroupOffsetsRequestV1;
                 let $build = populated::describe_share_group_offsets;
                 $body
             }
@@ -280,7 +280,7 @@ fn every_supported_version_round_trips_through_the_guard() {
         pairs += 1;
     }
     // 32 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 167);
+    assert_eq!(pairs, 168);
 }
 
 #[test]
