@@ -262,7 +262,10 @@ pub enum ShareEvent {
     /// The acknowledgements of one partition sent in one request were answered (or failed).
     Acknowledged(AcknowledgementOutcome),
     /// Every acknowledgement asked for by [`commit`](super::ShareFetchMachine::commit) number
-    /// `.0` is answered.
+    /// `.0`, and by every commit numbered lower, is answered. Commits complete in the order
+    /// they were asked, and those completing together are told by one event, the last's: so
+    /// the events waiting stay few however many commits an application asks for without
+    /// reading them.
     Committed(u64),
     /// Requests to a broker keep failing (logged at WARN already), or recovered after that was
     /// reported.

@@ -755,12 +755,23 @@ impl ShareFetchMachine {
             )
             .map(|p| p.seq)
             .min();
+        let mut done = None;
         while let Some(&(id, upto)) = self.commits.front() {
             if waiting.is_some_and(|w| w < upto) {
                 break;
             }
             self.commits.pop_front();
-            self.events.push_back(ShareEvent::Committed(id));
+            done = Some(id);
+        }
+        let Some(id) = done else {
+            return;
+        };
+        // One event for every commit done since the events were last read: an event a commit
+        // is 136 bytes, and an application may ask for a commit per record without reading
+        // the answers, so that a queue of them would grow with the commits asked.
+        match self.events.back_mut() {
+            Some(ShareEvent::Committed(last)) => *last = id,
+            _ => self.events.push_back(ShareEvent::Committed(id)),
         }
     }
 

@@ -365,6 +365,36 @@ fn commit_sends_a_share_acknowledge() {
     assert_eq!(h.events(), [ShareEvent::Committed(again)]);
 }
 
+/// Commits asked while one waits for its answer complete with it, told by one `Committed`
+/// naming the last: the events waiting do not grow with the commits an application asks for
+/// without reading them (a fuzz input asking for a thousand grew them past the allocation
+/// bound, `fuzz/corpus/share_machine/regression-alloc-139264-commits`).
+#[test]
+fn commits_done_together_are_told_once() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0], &[(0, 0, 1)])]));
+    h.events();
+    let now = h.now;
+    h.machine
+        .acknowledge(now, &tp(0), 0, 0, AcknowledgeType::Accept);
+    let first = h.machine.commit(now);
+    let (id, _) = acknowledge(&mut h);
+    let last = (0..1_000).map(|_| h.machine.commit(now)).last().unwrap();
+    assert!(last > first);
+    assert!(
+        !h.events().iter().any(|e| matches!(e, ShareEvent::Committed(_))),
+        "nothing committed before the answer"
+    );
+    h.answer(id, ack_answer(&[(0, 0)]));
+    let events = h.events();
+    let committed: Vec<&ShareEvent> = events
+        .iter()
+        .filter(|e| matches!(e, ShareEvent::Committed(_)))
+        .collect();
+    assert_eq!(committed, [&ShareEvent::Committed(last)]);
+}
+
 /// A renewal (KIP-1222) goes at once, on a ShareAcknowledge of renewals only; the record stays
 /// held (settled later, on the next fetch as any acknowledgement). A renewal still waiting when
 /// its record is settled is dropped; one waiting at close fails, told so.

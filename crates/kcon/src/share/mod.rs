@@ -522,7 +522,7 @@ impl ShareConsumer {
         loop {
             let fetcher = self.fetcher.as_mut().ok_or_else(Error::closed)?;
             match fetcher.next().await {
-                Some(ShareEvent::Committed(done)) if done == id => {
+                Some(ShareEvent::Committed(done)) if done >= id => {
                     self.metrics.lock().commits += 1;
                     break;
                 }
