@@ -58,6 +58,9 @@ async fn committed(pool: &Pool, group: &str, input: &str) -> Vec<Option<i64>> {
         .collect()
 }
 
+/// A record's offset, key and value.
+type Keyed = (i64, (String, String));
+
 /// What a read_committed reader would see of `topic`-0: the (key, value) of each record of a
 /// committed transaction, in log order; how many transactional records were dropped; and the
 /// producer ids whose transactions committed records.
@@ -75,8 +78,12 @@ async fn committed_records(
         .expect("metadata");
     let topic_id = meta.topics[0].topic_id;
     let leader = meta.topics[0].partitions[0].leader_id.0;
-    // Per producer id: the epoch of its open transaction and its records.
-    let mut open: BTreeMap<i64, (i16, Vec<(String, String)>)> = BTreeMap::new();
+    // Per producer id: the epoch of its open transaction and its records, each with its offset.
+    // Committed records are kept in log order, not commit order: two members' transactions
+    // interleave in the output while one joins mid-stream, and a read_committed reader (the
+    // Java client's, librdkafka's, kcon's) delivers the records of committed transactions in
+    // offset order, whichever transaction committed first.
+    let mut open: BTreeMap<i64, (i16, Vec<Keyed>)> = BTreeMap::new();
     let mut seen = Vec::new();
     let mut dropped = 0;
     let mut writers = BTreeSet::new();
@@ -129,14 +136,14 @@ async fn committed_records(
                 }
                 continue;
             }
-            let records: Vec<(String, String)> = batch
+            let records: Vec<Keyed> = batch
                 .records()
                 .map(|r| {
                     let r = r.expect("a record that decodes");
                     let text = |b: Option<&[u8]>| {
                         String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
                     };
-                    (text(r.key()), text(r.value()))
+                    (r.offset(), (text(r.key()), text(r.value())))
                 })
                 .collect();
             if !batch.is_transactional() {
@@ -158,6 +165,8 @@ async fn committed_records(
         );
     }
     dropped += open.values().map(|(_, r)| r.len()).sum::<usize>();
+    seen.sort_by_key(|(offset, _)| *offset);
+    let seen = seen.into_iter().map(|(_, record)| record).collect();
     (seen, dropped, writers)
 }
 
