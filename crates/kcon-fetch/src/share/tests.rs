@@ -383,7 +383,9 @@ fn commits_done_together_are_told_once() {
     let last = (0..1_000).map(|_| h.machine.commit(now)).last().unwrap();
     assert!(last > first);
     assert!(
-        !h.events().iter().any(|e| matches!(e, ShareEvent::Committed(_))),
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, ShareEvent::Committed(_))),
         "nothing committed before the answer"
     );
     h.answer(id, ack_answer(&[(0, 0)]));
