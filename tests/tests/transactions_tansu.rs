@@ -2,12 +2,14 @@
 //! its group metadata and librdkafka (confluent-kafka) on the other side: a consume-transform-
 //! produce step commits its outputs and its input offsets in one transaction; an aborted one
 //! moves no offset; a second producer with the same `transactional.id` fences the first;
-//! librdkafka reads what kcon commits and kcon what librdkafka commits.
+//! librdkafka reads what kcon commits and kcon what librdkafka commits, and both skip an aborted
+//! transaction under read_committed.
 //!
 //! Tansu lists no aborted transactions in its Fetch answers, so a read_committed reader there
-//! still sees the records of an aborted transaction (DESIGN.md, "The brokers"): these tests
-//! assert what a committed transaction and the group's offsets do, not aborted-record
-//! filtering.
+//! still sees the records of an aborted transaction (DESIGN.md, "The brokers"). The test of
+//! aborted-record filtering therefore reads through a proxy that adds the aborted-transaction
+//! lists (`kcon_tests::txn_index`), and then once more from Tansu as a user meets it, where
+//! both clients' read_committed readers see the aborted records.
 
 use std::time::Duration;
 
