@@ -12,6 +12,15 @@
 //! `localhost:9092`, `jobs`, `workers`. Start several to share the work; stop one with Ctrl-C:
 //! what it held unsettled goes to the others. Share groups need Apache Kafka 4.1 or later with
 //! share groups enabled.
+//!
+//! A new share group starts at the log's end (its `share.auto.offset.reset` is `latest`), so
+//! jobs written before the group's first member joined are not read. To read them, set the
+//! group's config first, with Kafka's own tool:
+//!
+//! ```text
+//! kafka-configs.sh --bootstrap-server localhost:9092 --alter --entity-type groups \
+//!   --entity-name workers --add-config share.auto.offset.reset=earliest
+//! ```
 
 #![allow(clippy::print_stdout, reason = "an example shows what it processes")]
 
