@@ -119,8 +119,44 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// # }
 /// ```
 ///
-/// The handler is an async closure taking the [`Decoded`] record by reference; write it
-/// `async move |record| ...` so that a processor run on a spawned task is `Send`.
+/// The handler is an async closure taking the [`Decoded`] record by reference. Run on a
+/// spawned task (whose future must be `Send`), the handler must own everything it captures:
+/// write it `async move |record| ...` and move into it clones of what it shares with the rest
+/// of the program (an `Arc`, a channel's sender, a client handle), never a borrow of a local.
+/// A captured reference makes `run` fail to compile there with "implementation of `Send` is
+/// not general enough", however the closure is written:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use kcon::{Consumer, Processor};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), kcon::Error> {
+/// let mut consumer = Consumer::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .group_id("billing")
+///     .build()?;
+/// consumer.subscribe(["orders"])?;
+/// let mut processor = Processor::builder(consumer).build()?;
+/// let handled = Arc::new(AtomicU64::new(0));
+/// // A clone the handler owns; `&handled` captured instead would make the task not `Send`.
+/// let count = Arc::clone(&handled);
+/// let task = tokio::spawn(async move {
+///     let stop = async { tokio::signal::ctrl_c().await.ok(); };
+///     let outcome = processor
+///         .run_until(stop, async move |_record| {
+///             count.fetch_add(1, Ordering::Relaxed);
+///             Ok(())
+///         })
+///         .await;
+///     processor.close().await.and(outcome)
+/// });
+/// task.await.expect("the processor's task")?;
+/// println!("{} records handled", handled.load(Ordering::Relaxed));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Processor<K = BytesDeserializer, V = BytesDeserializer> {
     key: K,
     value: V,
