@@ -155,6 +155,18 @@ impl DeserializeError {
         }
     }
 
+    /// The permanent `"null"` error of a deserializer that reads no null `field`: it names
+    /// the wrapper that accepts one, since a null key (a record produced without one) or value
+    /// (a tombstone) is what a newcomer's deserializer most often meets unready.
+    pub fn null(field: Field) -> Self {
+        DeserializeError::permanent(
+            "null",
+            format!(
+                "the {field} is null; wrap the deserializer in `Nullable(...)` to accept null {field}s"
+            ),
+        )
+    }
+
     /// The same error, caused by `source`.
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

@@ -39,9 +39,7 @@ pub(crate) fn framed<'a>(
     context: &Context<'a>,
     protobuf: bool,
 ) -> Result<Framed<'a>, DeserializeError> {
-    let data = data.ok_or_else(|| {
-        DeserializeError::permanent("null", format!("the {} is null", context.field))
-    })?;
+    let data = data.ok_or_else(|| DeserializeError::null(context.field))?;
     let header_name = match context.field {
         Field::Key => KEY_SCHEMA_ID_HEADER,
         Field::Value => VALUE_SCHEMA_ID_HEADER,

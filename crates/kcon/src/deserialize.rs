@@ -194,9 +194,7 @@ fn present<'a>(
     data: Option<&'a Bytes>,
     context: Context<'_>,
 ) -> Result<&'a Bytes, DeserializeError> {
-    data.ok_or_else(|| {
-        DeserializeError::permanent("null", format!("the {} is null", context.field))
-    })
+    data.ok_or_else(|| DeserializeError::null(context.field))
 }
 
 #[cfg(feature = "json")]
@@ -333,7 +331,8 @@ mod tests {
         assert_eq!((f.field, f.error.kind()), (Field::Key, "null"));
         assert_eq!(
             f.to_string(),
-            "the key of t-3@42 does not deserialize: null: the key is null"
+            "the key of t-3@42 does not deserialize: null: the key is null; wrap the \
+             deserializer in `Nullable(...)` to accept null keys"
         );
     }
 

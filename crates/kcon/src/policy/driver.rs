@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::failure::FailureInfo;
 use super::machine::{Done, Event, PolicyMachine, Stop, Work};
+use super::settled::{Settled, SettledWarnings};
 use crate::Record;
 use crate::error::{Error, ErrorKind};
 
@@ -89,6 +90,8 @@ pub(crate) struct Driver {
     pub(crate) machine: PolicyMachine,
     /// Partitions paused when the breaker opened, resumed when it closes.
     breaker_paused: BTreeSet<TopicPartition>,
+    /// The WARN lines of skipped and dead-lettered records, rate-limited.
+    warnings: SettledWarnings,
 }
 
 impl Driver {
@@ -97,6 +100,7 @@ impl Driver {
         Driver {
             machine,
             breaker_paused: BTreeSet::new(),
+            warnings: SettledWarnings::default(),
         }
     }
 
@@ -144,12 +148,13 @@ impl Driver {
                     Ok(())
                 }
                 Event::Skipped { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "skipped: {failure}");
+                    self.warnings.note(now, Settled::Skipped, &record, &failure);
                     parts.skipped(&record, &failure);
                     Ok(())
                 }
                 Event::DeadLettered { record, failure } => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-lettered: {failure}");
+                    self.warnings
+                        .note(now, Settled::DeadLettered, &record, &failure);
                     parts.dead_lettered(&record, &failure);
                     Ok(())
                 }

@@ -37,6 +37,7 @@ mod failure;
 mod hooks;
 mod machine;
 mod metrics;
+pub(crate) mod settled;
 
 /// The policy machine's simulation, for the fuzz target `processor`.
 #[cfg(any(test, feature = "fuzzing"))]

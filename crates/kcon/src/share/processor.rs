@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kcon_produce::{Acks, Producer};
 
@@ -14,6 +14,7 @@ use super::{AcknowledgeType, AcknowledgementMode, ShareConsumer};
 use crate::config::{ErrorTolerance, PolicyConfig};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Error, ErrorKind};
+use crate::policy::settled::{Settled, SettledWarnings};
 use crate::policy::{DeadLetterContext, Failure, FailureInfo, PolicyHooks, dead_letter_record};
 use crate::record::Record;
 
@@ -60,6 +61,9 @@ pub struct ShareProcessor<K = BytesDeserializer, V = BytesDeserializer> {
     dead_letter: Option<(String, Producer)>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
     counts: ShareProcessorCounts,
+    /// The WARN lines of rejected and dead-lettered records, rate-limited as the
+    /// [`Processor`](crate::Processor)'s are.
+    warnings: SettledWarnings,
 }
 
 impl<K, V> std::fmt::Debug for ShareProcessor<K, V> {
@@ -133,6 +137,7 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
             dead_letter,
             hooks: Vec::new(),
             counts: ShareProcessorCounts::default(),
+            warnings: SettledWarnings::default(),
         })
     }
 
@@ -238,6 +243,8 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
                 .with_partitions(vec![record.topic_partition()]))
             }
             (ErrorTolerance::All, false) => {
+                self.warnings
+                    .note(Instant::now(), Settled::Skipped, record, &failure);
                 for h in &self.hooks {
                     h.on_skip(record, &failure);
                 }
@@ -250,6 +257,8 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
                         .acknowledge(record, AcknowledgeType::Release)?;
                     return Err(e);
                 }
+                self.warnings
+                    .note(Instant::now(), Settled::DeadLettered, record, &failure);
                 for h in &self.hooks {
                     h.on_dead_letter(record, &failure);
                 }
