@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use kcon::ConsumerBuilder;
 use kcon::property::{pool, registry};
-use kcon_admin::{Metadata, Pool, PoolConfig, PoolError, TopicScope};
+use kcon_admin::{Metadata, Pool, PoolConfig, TopicScope};
 
-use crate::failure::{Failure, error_name};
+use crate::failure::{Failure, UNREACHABLE, error_name};
 
 /// How long the first contact with the cluster may take in all, on top of the pool's own
 /// per-connection timeouts: bounds the wait on a black-holed address list.
@@ -95,13 +95,9 @@ impl Cluster {
     pub(crate) async fn metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>, Failure> {
         match tokio::time::timeout(FIRST_CONTACT_LIMIT, self.pool.refresh_metadata(scope)).await {
             Ok(Ok(m)) => Ok(m),
-            Ok(Err(e @ PoolError::Transport { .. })) => Err(Failure::runtime(format!(
-                "cannot reach any broker of {}: {e}",
-                self.brokers
-            ))),
             Ok(Err(e)) => Err(Failure::from_pool(e)),
             Err(_) => Err(Failure::runtime(format!(
-                "cannot reach any broker of {}: no answer within {} s",
+                "{UNREACHABLE}: no answer from {} within {} s",
                 self.brokers,
                 FIRST_CONTACT_LIMIT.as_secs()
             ))),

@@ -51,7 +51,10 @@ impl Failure {
         let cause = (e.kind() != ErrorKind::DeadLetter).then(|| e.cause());
         match cause {
             Some(Cause::Config) => Failure::usage(format!("bad configuration: {e}")),
-            Some(Cause::Transport) => Failure::runtime(format!("cannot reach the brokers: {e}")),
+            Some(Cause::Transport) => {
+                let pool = std::error::Error::source(&e).and_then(|s| s.downcast_ref());
+                Failure::transport(&e, pool)
+            }
             Some(Cause::Authentication) => Failure::runtime(format!("authentication failed: {e}")),
             _ => match e.code() {
                 Some(code) => Failure::runtime(format!("{e} [{}]", error_name(code))),
@@ -64,7 +67,7 @@ impl Failure {
     pub(crate) fn from_pool(e: PoolError) -> Failure {
         match e.cause() {
             Cause::Config => Failure::usage(format!("bad configuration: {e}")),
-            Cause::Transport => Failure::runtime(format!("cannot reach the brokers: {e}")),
+            Cause::Transport => Failure::transport(&e, Some(&e)),
             Cause::Authentication => Failure::runtime(format!("authentication failed: {e}")),
             Cause::Corrupt => {
                 Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
@@ -72,6 +75,18 @@ impl Failure {
             // Unsupported, Broker, Misuse, Closed (and no handler's or record's: the pool's
             // causes are those of a request).
             _ => Failure::runtime(e.to_string()),
+        }
+    }
+
+    /// A failure to talk to the brokers, `e`, from the pool's error `pool` when there is one:
+    /// a broker reached whose connection could not be set up (TLS, SASL, a listener of
+    /// another `security.protocol`: the error names the property to check) is told apart
+    /// from brokers not reached at all.
+    pub(crate) fn transport(e: &dyn fmt::Display, pool: Option<&PoolError>) -> Failure {
+        if pool.is_some_and(PoolError::is_setup_failure) {
+            Failure::runtime(format!("cannot set up a connection to the brokers: {e}"))
+        } else {
+            Failure::runtime(format!("{UNREACHABLE}: {e}"))
         }
     }
 
@@ -125,6 +140,9 @@ fn is_coordinator_error(error: kcon_admin::ResponseError) -> bool {
     )
 }
 
+/// How the tool says that no broker could be reached, wherever it finds out.
+pub(crate) const UNREACHABLE: &str = "cannot reach the brokers";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,10 +192,7 @@ mod tests {
         let unreachable = kcon::Error::from(PoolError::UnknownBroker { id: 3 });
         let failure = Failure::from_consumer(unreachable.clone());
         assert_eq!(failure.exit_code(), EXIT_RUNTIME);
-        assert_eq!(
-            failure.to_string(),
-            format!("cannot reach the brokers: {unreachable}")
-        );
+        assert_eq!(failure.to_string(), format!("{UNREACHABLE}: {unreachable}"));
 
         let stopped = kcon::Error::from(PoolError::Stopped);
         let failure = Failure::from_consumer(stopped.clone());

@@ -330,7 +330,7 @@ async fn an_unreachable_broker_exits_1_within_seconds() {
         let run = kcon(&args).await;
         assert_eq!(run.code(), 1, "{args:?}: {run:?}");
         assert!(
-            run.stderr.contains("cannot reach any broker"),
+            run.stderr.contains("cannot reach the brokers: "),
             "{args:?}: {}",
             run.stderr
         );

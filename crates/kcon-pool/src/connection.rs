@@ -247,6 +247,11 @@ impl Connection {
                     .reauthenticate_at
             }
         };
+        if security.sasl.is_none() {
+            // A SASL listener answers ApiVersions to anyone, then closes the connection on the
+            // first request of a client that did not authenticate: watched for, to say so.
+            io.shared.watch_first_request();
+        }
         debug!(%peer, %addr, "connected");
         let conn = Connection {
             inner: Arc::new(Inner { addr, versions, io }),
@@ -427,7 +432,9 @@ fn is_hang_up(e: &Error) -> bool {
 fn is_closed(e: &Error) -> bool {
     match e {
         Error::Transport { kind, .. } => match kind {
-            TransportError::Closed | TransportError::ClosedMidFrame { .. } => true,
+            TransportError::Closed
+            | TransportError::ClosedMidFrame { .. }
+            | TransportError::ClosedAtFirstRequest { .. } => true,
             TransportError::Io(e) => matches!(
                 e.kind(),
                 std::io::ErrorKind::ConnectionReset
@@ -800,7 +807,14 @@ impl Io {
                 TransportError::ClosedByClient,
             ));
         }
-        st.pending.insert(correlation_id, Pending { reply, slot });
+        st.pending.insert(
+            correlation_id,
+            Pending {
+                reply,
+                slot,
+                api_key: R::KEY,
+            },
+        );
         drop(st);
         self.shared.touch();
         Ok(Some((correlation_id, answer)))
@@ -860,6 +874,12 @@ struct Shared {
     /// Time base of `last_active_nanos`.
     born: Instant,
     last_active_nanos: AtomicU64,
+    /// Answers delivered.
+    answers: AtomicU64,
+    /// On a connection set up without SASL, the answers delivered when its setup ended: a
+    /// hang-up before any later answer is what a SASL listener does to a client that did not
+    /// authenticate. `u64::MAX` when not watched.
+    setup_answers: AtomicU64,
 }
 
 struct State {
@@ -879,6 +899,7 @@ struct State {
 struct Pending {
     reply: oneshot::Sender<Result<Bytes>>,
     slot: OwnedSemaphorePermit,
+    api_key: i16,
 }
 
 impl Pending {
@@ -888,7 +909,7 @@ impl Pending {
     /// slot its last request held already free. Sending first left a window, on a busy
     /// machine, where `in_flight()` read 0 but a slot was still taken.
     fn answer(self, result: Result<Bytes>) {
-        let Pending { reply, slot } = self;
+        let Pending { reply, slot, .. } = self;
         drop(slot);
         // Fails when the caller stopped waiting (its future dropped): the answer is read and
         // nobody wants it.
@@ -912,7 +933,40 @@ impl Shared {
             resume: Notify::new(),
             born: Instant::now(),
             last_active_nanos: AtomicU64::new(0),
+            answers: AtomicU64::new(0),
+            setup_answers: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The setup has ended, without SASL: from now on, a hang-up before the next answer is
+    /// told as [`TransportError::ClosedAtFirstRequest`].
+    fn watch_first_request(&self) {
+        self.setup_answers
+            .store(self.answers.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// `error`, the hang-up that ends the connection, as what it most likely is: on a watched
+    /// connection where nothing was answered since the setup and the first request waiting is
+    /// a Metadata request, the refusal of a SASL listener. (The first request of a client is
+    /// Metadata; a broker that hangs up on another API, at a version it cannot read, is not
+    /// taken for one.)
+    fn hang_up(&self, error: Error, tls: bool) -> Error {
+        let unanswered =
+            self.answers.load(Ordering::Acquire) == self.setup_answers.load(Ordering::Acquire);
+        if !unanswered || !is_hang_up(&error) {
+            return error;
+        }
+        let first = {
+            let st = self.lock();
+            st.pending
+                .iter()
+                .min_by_key(|(id, _)| **id)
+                .map(|(_, p)| p.api_key)
+        };
+        if first == Some(ApiKey::Metadata as i16) {
+            return Error::transport(&self.peer, TransportError::ClosedAtFirstRequest { tls });
+        }
+        error
     }
 
     /// The state lock. Held only for short, synchronous steps; a panic while holding it leaves
@@ -1007,6 +1061,7 @@ impl Shared {
             ));
         };
         self.touch();
+        self.answers.fetch_add(1, Ordering::AcqRel);
         // The caller may be gone (its future was dropped): then the answer is discarded here,
         // after its slot was released.
         pending.answer(Ok(frame));
@@ -1102,6 +1157,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(e) => break Error::io(&shared.peer, e),
         }
     };
+    let error = shared.hang_up(error, !plaintext);
     shared.fail(error);
 }
 

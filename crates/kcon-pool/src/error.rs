@@ -158,6 +158,26 @@ impl Error {
         }
     }
 
+    /// Whether the broker was reached but the connection could not be set up for Kafka
+    /// requests: a TLS failure, a broker closing the connection during the TLS handshake,
+    /// ApiVersions or SASL (or at the first request after them, without SASL), or not
+    /// answering a step. Most often the client's security settings (`security.protocol`, the
+    /// TLS files, `sasl.mechanism`) differ from the listener's; the error says which to check.
+    /// A refused or timed-out TCP connect, a name that does not resolve, a connection lost
+    /// once in use, are not.
+    pub fn is_setup_failure(&self) -> bool {
+        match self {
+            Error::Tls { .. } => true,
+            Error::Transport { kind, .. } => match kind {
+                TransportError::ClosedDuringSetup { stage, .. }
+                | TransportError::SetupTimeout { stage, .. } => *stage != SetupStage::Connect,
+                TransportError::ClosedAtFirstRequest { .. } => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The broker the error is about, where it is about one.
     pub fn peer(&self) -> Option<&Peer> {
         match self {
@@ -421,6 +441,14 @@ pub enum TransportError {
         /// Whether the connection uses TLS.
         tls: bool,
     },
+    /// On a connection set up without SASL, the broker closed the connection at the first
+    /// request after the ApiVersions handshake, a Metadata request, answering none: what a
+    /// SASL listener does to a client that does not authenticate (Kafka answers ApiVersions
+    /// before authentication, then closes the connection on anything but SaslHandshake).
+    ClosedAtFirstRequest {
+        /// Whether the connection uses TLS.
+        tls: bool,
+    },
 }
 
 /// The steps of setting a connection up, in order.
@@ -501,6 +529,14 @@ impl fmt::Display for TransportError {
                     _ => Ok(()),
                 }
             }
+            TransportError::ClosedAtFirstRequest { tls } => write!(
+                f,
+                "the broker closed the connection at the first request after ApiVersions, \
+                 without answering it: a SASL listener does that to a client that does not \
+                 authenticate (if this listener is one, set security.protocol={}, with \
+                 sasl.mechanism and its credentials)",
+                if *tls { "SASL_SSL" } else { "SASL_PLAINTEXT" }
+            ),
         }
     }
 }
@@ -587,8 +623,9 @@ impl fmt::Display for TlsError {
                  (security.protocol SSL or SASL_SSL)",
             ),
             TlsError::ClosedInHandshake => f.write_str(
-                "the broker closed the connection during the TLS handshake (a plaintext \
-                 listener, or a client certificate it refused)",
+                "the broker closed the connection during the TLS handshake: a plaintext \
+                 listener does that (security.protocol PLAINTEXT or SASL_PLAINTEXT?), or one \
+                 that refused the client certificate (ssl.certificate.location)",
             ),
             TlsError::InvalidServerName(host) => {
                 write!(f, "{host:?} is not a valid DNS name or IP address")

@@ -1,0 +1,72 @@
+//! kcon-pool against Apache Kafka's own secured listeners (`Kafka::secure()`): what a client
+//! whose security settings differ from the listener's is told.
+
+use kcon_pool::{Error, Pool, PoolConfig, SecurityProtocol, TopicScope, TransportError};
+use kcon_tests::kafka::{Kafka, Node};
+use kcon_tests::pool::config;
+
+fn node() -> Node {
+    Kafka::secure().nodes().remove(0)
+}
+
+/// The error of a first Metadata request with `config`.
+async fn metadata_error(config: PoolConfig) -> Error {
+    let pool = Pool::new(config).unwrap();
+    pool.refresh_metadata(TopicScope::none())
+        .await
+        .expect_err("the connection must fail")
+}
+
+/// Kafka answers ApiVersions on a SASL listener before authentication, then closes the
+/// connection on the Metadata request of a client that did not authenticate: the pool says
+/// what that most likely means, and that it is the connection's setup that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_sasl_on_a_sasl_listener_is_told_what_the_hang_up_means() {
+    let node = node();
+    let plaintext = metadata_error(config(&node.listener("SASL_PLAINTEXT"))).await;
+    assert!(
+        matches!(
+            &plaintext,
+            Error::Transport {
+                kind: TransportError::ClosedAtFirstRequest { tls: false },
+                ..
+            }
+        ),
+        "{plaintext:?}"
+    );
+    assert!(plaintext.is_setup_failure());
+    assert!(plaintext.is_retriable(), "a hang-up may pass");
+    let shown = plaintext.to_string();
+    assert!(
+        shown.contains("security.protocol=SASL_PLAINTEXT"),
+        "{shown}"
+    );
+
+    let mut tls = config(&node.listener("SASL_SSL"));
+    tls.security_protocol = SecurityProtocol::Ssl;
+    tls.ssl_ca_location = Some(node.tls("ca.pem"));
+    let tls = metadata_error(tls).await;
+    assert!(
+        matches!(
+            &tls,
+            Error::Transport {
+                kind: TransportError::ClosedAtFirstRequest { tls: true },
+                ..
+            }
+        ),
+        "{tls:?}"
+    );
+    assert!(
+        tls.to_string().contains("security.protocol=SASL_SSL"),
+        "{tls}"
+    );
+}
+
+/// A broker not reached at all is no setup failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_no_setup_failure() {
+    let dead = kcon_tests::pool::dead_address().to_string();
+    let e = metadata_error(config(&dead)).await;
+    assert!(kcon_tests::pool::is_refused(&e), "{e:?}");
+    assert!(!e.is_setup_failure());
+}
