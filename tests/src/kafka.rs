@@ -17,9 +17,9 @@
 //!   compatibility suite.
 //! - [`Kafka::secure`]: 4.4.0, one node with a listener per security protocol
 //!   ([`Node::listeners`]: `SASL_PLAINTEXT`, `REAUTH` (SASL with re-authentication every 5 s),
-//!   `SSL`, `MTLS` (a client certificate required), `SASL_SSL`); SASL mechanisms PLAIN,
-//!   SCRAM-SHA-256/512 and OAUTHBEARER (Kafka's unsecured-JWT validator), user
-//!   [`USER`]/[`PASSWORD`]; its PEM files in [`Node::tls`].
+//!   `SSL`, `MTLS` (a client certificate required), `SASL_SSL`, `PLAIN_ONLY` (SASL_PLAINTEXT
+//!   enabling PLAIN alone)); SASL mechanisms PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (Kafka's
+//!   unsecured-JWT validator), user [`USER`]/[`PASSWORD`]; its PEM files in [`Node::tls`].
 //!
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.

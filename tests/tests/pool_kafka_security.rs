@@ -1,8 +1,10 @@
 //! kcon-pool against Apache Kafka's own secured listeners (`Kafka::secure()`): what a client
 //! whose security settings differ from the listener's is told.
 
-use kcon_pool::{Error, Pool, PoolConfig, SecurityProtocol, TopicScope, TransportError};
-use kcon_tests::kafka::{Kafka, Node};
+use kcon_pool::{
+    AuthError, Error, Pool, PoolConfig, SaslMechanism, SecurityProtocol, TopicScope, TransportError,
+};
+use kcon_tests::kafka::{Kafka, Node, PASSWORD, USER};
 use kcon_tests::pool::config;
 
 fn node() -> Node {
@@ -69,4 +71,89 @@ async fn a_refused_connect_is_no_setup_failure() {
     let e = metadata_error(config(&dead)).await;
     assert!(kcon_tests::pool::is_refused(&e), "{e:?}");
     assert!(!e.is_setup_failure());
+}
+
+/// A SASL_PLAINTEXT config for `bootstrap` logging in with `mechanism` as `user`.
+fn sasl(bootstrap: &str, mechanism: &str, user: &str, password: &str) -> PoolConfig {
+    let mut c = config(bootstrap);
+    c.set("security.protocol", "SASL_PLAINTEXT").unwrap();
+    c.set("sasl.mechanism", mechanism).unwrap();
+    c.set("sasl.username", user).unwrap();
+    c.set("sasl.password", password).unwrap();
+    c
+}
+
+/// Each way Kafka refuses a login, as the pool reports it: the kind, and the property the
+/// message names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_refusals_name_the_property_to_check() {
+    let node = node();
+    let wrong = metadata_error(sasl(
+        &node.listener("SASL_PLAINTEXT"),
+        "SCRAM-SHA-512",
+        USER,
+        "not-the-password",
+    ))
+    .await;
+    assert!(
+        matches!(
+            &wrong,
+            Error::Authentication {
+                mechanism: SaslMechanism::ScramSha512,
+                kind: AuthError::Refused {
+                    error_code: Some(58),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{wrong:?}"
+    );
+    assert!(!wrong.is_retriable());
+    assert!(
+        wrong
+            .to_string()
+            .ends_with("(check sasl.username and sasl.password)"),
+        "{wrong}"
+    );
+
+    let lacking = metadata_error(sasl(
+        &node.listener("PLAIN_ONLY"),
+        "SCRAM-SHA-256",
+        USER,
+        PASSWORD,
+    ))
+    .await;
+    match &lacking {
+        Error::Authentication {
+            kind: AuthError::MechanismNotEnabled { enabled },
+            ..
+        } => assert_eq!(enabled, &["PLAIN"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        lacking
+            .to_string()
+            .ends_with("it enables [PLAIN]: set sasl.mechanism to one of those"),
+        "{lacking}"
+    );
+
+    let plaintext = format!("127.0.0.1:{}", node.port);
+    let no_sasl = metadata_error(sasl(&plaintext, "PLAIN", USER, PASSWORD)).await;
+    assert!(
+        matches!(
+            &no_sasl,
+            Error::Authentication {
+                kind: AuthError::NotSaslListener { tls: false },
+                ..
+            }
+        ),
+        "{no_sasl:?}"
+    );
+    assert!(
+        no_sasl
+            .to_string()
+            .contains("set security.protocol=PLAINTEXT"),
+        "{no_sasl}"
+    );
 }

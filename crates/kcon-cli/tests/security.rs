@@ -4,11 +4,55 @@
 
 mod common;
 
-use common::{Run, kcon};
-use kcon_tests::kafka::{Kafka, Node};
+use std::time::Duration;
+
+use common::{Run, Running, kcon, kcon_with_input};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, Node, PASSWORD, USER};
 
 fn node() -> Node {
     Kafka::secure().nodes().remove(0)
+}
+
+/// `-X` arguments logging in on a SASL_PLAINTEXT listener with `mechanism` as `user`.
+fn sasl(mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=SASL_PLAINTEXT".to_owned(),
+        format!("sasl.mechanism={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_owned(), p])
+    .collect()
+}
+
+/// `kcon ARGS` with `extra` appended.
+async fn kcon_plus(args: &[&str], extra: &[String]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(extra.iter().map(String::as_str));
+    kcon(&all).await
+}
+
+/// The `kcon: error: ` line of a failed run (exit 1).
+fn error_line(run: &Run) -> &str {
+    assert_eq!(run.code(), 1, "{run:?}");
+    run.stderr
+        .lines()
+        .find(|l| l.starts_with("kcon: error: "))
+        .unwrap_or_else(|| panic!("no error line: {run:?}"))
+}
+
+/// Asserts a refused login: the tool's prefix, and every one of `parts`.
+fn assert_refused_login(run: &Run, parts: &[&str]) {
+    let error = error_line(run);
+    assert!(
+        error.starts_with("kcon: error: authentication failed: "),
+        "{error}"
+    );
+    for part in parts {
+        assert!(error.contains(part), "{part:?} not in {error}");
+    }
 }
 
 /// Asserts a failed run (exit 1) whose error says the connection could not be set up, and
@@ -107,5 +151,146 @@ async fn a_tls_client_on_a_plaintext_listener_is_told_to_check_security_protocol
             "during the TLS handshake",
             "security.protocol PLAINTEXT or SASL_PLAINTEXT",
         ],
+    );
+}
+
+/// Kafka refuses a wrong password and an unknown user alike, in each mechanism's words: the
+/// tool adds the properties to check, and never shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_name_sasl_username_and_sasl_password() {
+    let listener = node().listener("SASL_PLAINTEXT");
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        for (user, password) in [
+            (USER, "not-the-password"),
+            ("nobody-here", "not-the-password"),
+        ] {
+            let run = kcon_plus(
+                &["topic", "list", "-b", &listener],
+                &sasl(mechanism, user, password),
+            )
+            .await;
+            assert_refused_login(
+                &run,
+                &[
+                    &format!("SASL {mechanism} authentication failed: refused by the broker"),
+                    "SASL_AUTHENTICATION_FAILED",
+                    "(check sasl.username and sasl.password)",
+                ],
+            );
+            assert!(!run.stderr.contains(password), "{run:?}");
+        }
+    }
+}
+
+/// The PLAIN_ONLY listener enables PLAIN alone: a client asking for SCRAM is told the
+/// listener's mechanisms and the property to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mechanism_the_listener_lacks_names_sasl_mechanism() {
+    let listener = node().listener("PLAIN_ONLY");
+    let run = kcon_plus(
+        &["topic", "list", "-b", &listener],
+        &sasl("SCRAM-SHA-512", USER, PASSWORD),
+    )
+    .await;
+    assert_refused_login(
+        &run,
+        &["it enables [PLAIN]", "set sasl.mechanism to one of those"],
+    );
+    // The same user with the listener's mechanism gets in.
+    kcon_plus(
+        &["topic", "list", "-b", &listener],
+        &sasl("PLAIN", USER, PASSWORD),
+    )
+    .await
+    .ok();
+}
+
+/// Kafka answers a SaslHandshake on a PLAINTEXT or SSL listener with ILLEGAL_SASL_STATE: the
+/// client is told which security.protocol the listener most likely has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_on_a_listener_without_it_names_security_protocol() {
+    let node = node();
+    let plaintext = format!("127.0.0.1:{}", node.port);
+    let run = kcon_plus(
+        &["topic", "list", "-b", &plaintext],
+        &sasl("PLAIN", USER, PASSWORD),
+    )
+    .await;
+    assert_refused_login(
+        &run,
+        &[
+            "ILLEGAL_SASL_STATE",
+            "if it is a PLAINTEXT listener, set security.protocol=PLAINTEXT",
+        ],
+    );
+    let ssl = node.listener("SSL");
+    let ca = format!("ssl.ca.location={}", node.tls("ca.pem").display());
+    let mut props = sasl("PLAIN", USER, PASSWORD);
+    props[1] = "security.protocol=SASL_SSL".to_owned();
+    props.extend(["-X".to_owned(), ca]);
+    let run = kcon_plus(&["topic", "list", "-b", &ssl], &props).await;
+    assert_refused_login(
+        &run,
+        &["if it is an SSL listener, set security.protocol=SSL"],
+    );
+}
+
+/// Runs one of Kafka's `ConfigCommand` alterations of `user`'s SCRAM credentials.
+fn alter_user(user: &str, change: &[&str]) {
+    let mut args = vec!["--alter"];
+    args.extend_from_slice(change);
+    args.extend_from_slice(&["--entity-type", "users", "--entity-name", user]);
+    Kafka::secure().tool("org.apache.kafka.tools.ConfigCommand", &args);
+}
+
+/// A group consumer on the REAUTH listener (sessions of 5 s) whose user loses its credential:
+/// its next login is refused, the group member cannot go on, and the tool ends with the same
+/// words as a refused first login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_credentials_end_a_group_consumer_as_a_refused_first_login() {
+    let kafka = Kafka::secure();
+    let node = node();
+    let user = unique_name("revoked");
+    let password = "revoked-secret";
+    alter_user(
+        &user,
+        &[
+            "--add-config",
+            &format!("SCRAM-SHA-256=[password={password}]"),
+        ],
+    );
+    let topic = unique_name("revoked");
+    kcon(&["topic", "create", "-b", kafka.bootstrap(), &topic])
+        .await
+        .ok();
+    kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"a\nb\nc\n")
+        .await
+        .ok();
+
+    let group = unique_name("revoked");
+    let listener = node.listener("REAUTH");
+    let mut args = vec!["consume", "-b", &listener, "-g", &group, &topic];
+    let login = sasl("SCRAM-SHA-256", &user, password);
+    args.extend(login.iter().map(String::as_str));
+    let mut running = Running::start(&args);
+    let lines = running.stdout_lines(3, Duration::from_secs(30)).await;
+    assert!(lines[2].ends_with(" c"), "{lines:?}");
+
+    alter_user(&user, &["--delete-config", "SCRAM-SHA-256"]);
+    // The session ends within 5 s of the last login; the login after it is refused.
+    let (status, _, stderr) = running.wait(Duration::from_secs(45)).await;
+    assert_eq!(status.code(), Some(1), "{stderr:#?}");
+    let error = stderr
+        .iter()
+        .find(|l| l.starts_with("kcon: error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr:#?}"));
+    assert!(
+        error.starts_with("kcon: error: authentication failed: "),
+        "{error}"
+    );
+    assert!(
+        error.contains("SASL SCRAM-SHA-256 authentication failed")
+            && error.contains("(check sasl.username and sasl.password)"),
+        "{error}"
     );
 }

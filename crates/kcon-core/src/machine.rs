@@ -9,6 +9,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::Cause;
+
 /// A sans-IO state machine: the group member, the commit machine, the fetch loop, the
 /// consumer's own bookkeeping and the record processor's each are one. It never touches a socket
 /// or a clock, spawns nothing and owns no random source: time comes in as `now`, randomness as a
@@ -176,6 +178,10 @@ pub struct RequestFailure {
     pub broker: Option<String>,
     /// The version the request was sent at, when it got that far.
     pub version: Option<i16>,
+    /// Who caused it, when the sender knows ([`Cause`]): a machine that gives up on a failure
+    /// that is not retriable passes it on, so that a refused login
+    /// ([`Cause::Authentication`]) reads as one wherever it ends.
+    pub cause: Option<Cause>,
 }
 
 impl RequestFailure {
@@ -186,6 +192,7 @@ impl RequestFailure {
             reason: reason.into(),
             broker: None,
             version: None,
+            cause: None,
         }
     }
 
@@ -197,6 +204,7 @@ impl RequestFailure {
             reason: reason.into(),
             broker: None,
             version: None,
+            cause: None,
         }
     }
 

@@ -1177,6 +1177,7 @@ fn fetches_a_broker_hangs_up_on_back_off_across_reconnects_and_are_reported() {
         reason: "broker 1 (h:9092): the broker closed the connection".into(),
         broker: Some("broker 1 (h:9092)".into()),
         version: Some(12),
+        cause: None,
     };
     let info = BrokerInfo {
         id: 1,

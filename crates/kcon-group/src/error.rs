@@ -3,6 +3,7 @@
 use std::fmt;
 
 use kcon_codec::error::api_name;
+use kcon_core::Cause;
 use kcon_core::error_codes::error_name;
 
 use crate::assignor::AssignError;
@@ -40,6 +41,20 @@ pub enum GroupError {
     /// A request could not be sent in any form the broker accepts (the broker lacks the API or
     /// a version the request needs, e.g. static membership before JoinGroup v5).
     Request(String),
+    /// The coordinator's connection was refused authentication (SASL): wrong credentials, a
+    /// mechanism the listener lacks, a re-authentication refused. The pool's words.
+    Authentication(String),
+}
+
+impl GroupError {
+    /// The error of a request that failed for good, `reason` as the pool said it: a refused
+    /// login stays one.
+    pub(crate) fn request_failed(reason: String, cause: Option<Cause>) -> GroupError {
+        match cause {
+            Some(Cause::Authentication) => GroupError::Authentication(reason),
+            _ => GroupError::Request(reason),
+        }
+    }
 }
 
 impl fmt::Display for GroupError {
@@ -69,7 +84,7 @@ impl fmt::Display for GroupError {
             }
             GroupError::CorruptAssignment(e) => write!(f, "the leader's assignment: {e}"),
             GroupError::Assignor(e) => write!(f, "assigning partitions: {e}"),
-            GroupError::Request(e) => f.write_str(e),
+            GroupError::Request(e) | GroupError::Authentication(e) => f.write_str(e),
         }
     }
 }

@@ -627,6 +627,8 @@ pub(crate) struct Io {
     client_id: StrBytes,
     request_timeout: Duration,
     next_correlation_id: AtomicI32,
+    /// Whether the stream is TLS.
+    tls: bool,
 }
 
 impl Io {
@@ -658,7 +660,13 @@ impl Io {
             client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
             next_correlation_id: AtomicI32::new(0),
+            tls,
         }
+    }
+
+    /// Whether the stream is TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The broker at the other end.

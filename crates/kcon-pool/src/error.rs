@@ -256,6 +256,7 @@ impl From<Error> for RequestFailure {
             reason: e.to_string(),
             broker: e.peer().map(ToString::to_string),
             version: None,
+            cause: Some(e.cause()),
         }
     }
 }
@@ -317,7 +318,26 @@ impl fmt::Display for Error {
                 peer,
                 mechanism,
                 kind,
-            } => write!(f, "{peer}: SASL {mechanism} authentication failed: {kind}"),
+            } => {
+                write!(f, "{peer}: SASL {mechanism} authentication failed: {kind}")?;
+                // The property to check.
+                match kind {
+                    AuthError::MechanismNotEnabled { .. } => {
+                        f.write_str(": set sasl.mechanism to one of those")
+                    }
+                    AuthError::Refused { .. } => match mechanism {
+                        SaslMechanism::OAuthBearer => f.write_str(OAUTHBEARER_CHECK),
+                        SaslMechanism::Plain
+                        | SaslMechanism::ScramSha256
+                        | SaslMechanism::ScramSha512 => {
+                            f.write_str(" (check sasl.username and sasl.password)")
+                        }
+                    },
+                    AuthError::NotSaslListener { .. }
+                    | AuthError::Protocol(_)
+                    | AuthError::TokenProvider(_) => Ok(()),
+                }
+            }
             Error::NoBrokers { peer } => write!(
                 f,
                 "{peer} answered Metadata with no brokers; the answer is ignored"
@@ -635,6 +655,9 @@ impl fmt::Display for TlsError {
     }
 }
 
+/// What a refused OAUTHBEARER token's error adds: where the token came from.
+const OAUTHBEARER_CHECK: &str = " (check the token the application's token provider gives)";
+
 /// Why SASL authentication failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -643,6 +666,12 @@ pub enum AuthError {
     MechanismNotEnabled {
         /// The mechanisms it does enable.
         enabled: Vec<String>,
+    },
+    /// The listener does not take SASL: Kafka answers a SaslHandshake on a PLAINTEXT or SSL
+    /// listener with ILLEGAL_SASL_STATE.
+    NotSaslListener {
+        /// Whether the connection uses TLS (the listener is then SSL, else PLAINTEXT).
+        tls: bool,
     },
     /// The broker refused: wrong credentials, an unknown user, an invalid token.
     Refused {
@@ -668,6 +697,20 @@ impl fmt::Display for AuthError {
                 "the broker does not enable it; it enables [{}]",
                 enabled.join(", ")
             ),
+            AuthError::NotSaslListener { tls } => {
+                let (article, protocol) = if *tls {
+                    ("an", "SSL")
+                } else {
+                    ("a", "PLAINTEXT")
+                };
+                write!(
+                    f,
+                    "the listener does not take SASL (it answered the SaslHandshake with {}): \
+                     if it is {article} {protocol} listener, set security.protocol={protocol} \
+                     and leave the sasl.* properties unset",
+                    error_name(ILLEGAL_SASL_STATE)
+                )
+            }
             AuthError::Refused {
                 error_code,
                 message,
@@ -686,6 +729,10 @@ impl fmt::Display for AuthError {
         }
     }
 }
+
+/// SaslHandshake's answer on a listener without SASL.
+pub(crate) const ILLEGAL_SASL_STATE: i16 =
+    kcon_codec::kafka_protocol::ResponseError::IllegalSaslState.code();
 
 /// What was wrong with the bytes a broker sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

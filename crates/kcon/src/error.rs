@@ -540,6 +540,7 @@ impl From<GroupError> for Error {
         let cause = match &e {
             GroupError::CorruptAssignment(_) => Cause::Corrupt,
             GroupError::Request(_) => Cause::Unsupported,
+            GroupError::Authentication(_) => Cause::Authentication,
             // An error code, an answer that contradicts the request, a membership the
             // assignor cannot assign: the coordinator's answers.
             _ => Cause::Broker,
@@ -626,6 +627,10 @@ mod tests {
             (
                 GroupError::Request("JoinGroup v5 is needed for static membership".into()),
                 Cause::Unsupported,
+            ),
+            (
+                GroupError::Authentication("SASL PLAIN authentication failed".into()),
+                Cause::Authentication,
             ),
         ];
         for (group, cause) in cases {

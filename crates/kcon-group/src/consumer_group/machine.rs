@@ -746,8 +746,13 @@ impl ConsumerGroupMachine {
                 return;
             }
             Err(f) => {
-                let refusal = self.refusal(Some(&f.reason));
-                self.fail(GroupError::Request(refusal));
+                // A refused login is no broker without KIP-848: the pool's words alone.
+                let reason = if f.cause == Some(kcon_core::Cause::Authentication) {
+                    f.reason
+                } else {
+                    self.refusal(Some(&f.reason))
+                };
+                self.fail(GroupError::request_failed(reason, f.cause));
                 return;
             }
         };

@@ -767,6 +767,7 @@ fn heartbeats_the_coordinator_hangs_up_on_back_off_across_lookups_and_are_report
         reason: "broker 1 (h:9092): the broker closed the connection".into(),
         broker: Some("broker 1 (h:9092)".into()),
         version: Some(1),
+        cause: None,
     };
     let t0 = h.now;
     let mut sent = Vec::new();

@@ -23,7 +23,7 @@ impl GroupMachine {
                 return;
             }
             Err(f) => {
-                self.fail(GroupError::Request(f.reason), now);
+                self.fail(GroupError::request_failed(f.reason, f.cause), now);
                 return;
             }
         };

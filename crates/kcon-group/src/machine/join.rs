@@ -9,7 +9,10 @@ impl GroupMachine {
             if let Phase::Leaving { .. } = self.phase {
                 self.left(now);
             } else {
-                self.fail(GroupError::Request(failure.reason), now);
+                self.fail(
+                    GroupError::request_failed(failure.reason, failure.cause),
+                    now,
+                );
             }
             return;
         }

@@ -42,6 +42,7 @@ fn hang_up(version: i16) -> RequestFailure {
         reason: "broker 1 (h:9092): the broker closed the connection".into(),
         broker: Some("broker 1 (h:9092)".into()),
         version: Some(version),
+        cause: None,
     }
 }
 

@@ -752,6 +752,7 @@ fn hang_up() -> RequestFailure {
         reason: "broker 2 (h:9092): the broker closed the connection".into(),
         broker: Some("broker 2 (h:9092)".into()),
         version: Some(9),
+        cause: None,
     }
 }
 

@@ -27,7 +27,7 @@ use tracing::debug;
 
 use crate::config::{PoolConfig, SaslMechanism};
 use crate::connection::{Io, Lane};
-use crate::error::{AuthError, Error, Result};
+use crate::error::{AuthError, Error, ILLEGAL_SASL_STATE, Result};
 use oauthbearer::{OAuthBearerSent, TokenProvider};
 use plain::PlainSent;
 use scram::ScramClient;
@@ -202,6 +202,9 @@ impl Sasl {
                 return Err(fail(AuthError::MechanismNotEnabled {
                     enabled: answer.mechanisms.iter().map(|m| m.to_string()).collect(),
                 }));
+            }
+            ILLEGAL_SASL_STATE => {
+                return Err(fail(AuthError::NotSaslListener { tls: io.is_tls() }));
             }
             error_code => {
                 return Err(fail(AuthError::Refused {
