@@ -157,3 +157,63 @@ async fn sasl_refusals_name_the_property_to_check() {
         "{no_sasl}"
     );
 }
+
+/// OAUTHBEARER configured by properties alone, as any client built on the pool takes them:
+/// the unsecured JWT of `sasl.oauthbearer.config`, which Kafka's unsecured validator takes,
+/// and a token file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_logs_in_with_the_token_properties() {
+    let node = node();
+    let oauth = || {
+        let mut c = config(&node.listener("SASL_PLAINTEXT"));
+        c.set("security.protocol", "SASL_PLAINTEXT").unwrap();
+        c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+        c
+    };
+    let mut unsecured = oauth();
+    unsecured
+        .set("sasl.oauthbearer.config", "principal=alice scope=kafka")
+        .unwrap();
+    unsecured
+        .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+        .unwrap();
+    let pool = Pool::new(unsecured.clone()).unwrap();
+    let meta = pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    assert_eq!(meta.brokers.len(), 1);
+
+    // The token the config makes, written to a file.
+    let token = kcon_pool::UnsecuredJwt::parse("principal=alice")
+        .unwrap()
+        .token(std::time::SystemTime::now());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("  {}\n", token.value)).unwrap();
+    let mut from_file = oauth();
+    from_file
+        .set("sasl.oauthbearer.token.file", &file.display().to_string())
+        .unwrap();
+    let pool = Pool::new(from_file).unwrap();
+    pool.refresh_metadata(TopicScope::none()).await.unwrap();
+
+    // A file that is not there fails the login, naming the property.
+    std::fs::remove_file(&file).unwrap();
+    let mut gone = oauth();
+    gone.set("sasl.oauthbearer.token.file", &file.display().to_string())
+        .unwrap();
+    let e = metadata_error(gone).await;
+    assert!(
+        matches!(
+            &e,
+            Error::Authentication {
+                kind: AuthError::TokenProvider(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("cannot read sasl.oauthbearer.token.file"),
+        "{e}"
+    );
+}

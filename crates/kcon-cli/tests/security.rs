@@ -4,11 +4,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Run, Running, kcon, kcon_with_input};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{Run, Running, command, kcon, kcon_with_input};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, Node, PASSWORD, USER};
+use tokio::io::AsyncWriteExt;
 
 fn node() -> Node {
     Kafka::secure().nodes().remove(0)
@@ -293,4 +296,223 @@ async fn revoked_credentials_end_a_group_consumer_as_a_refused_first_login() {
             && error.contains("(check sasl.username and sasl.password)"),
         "{error}"
     );
+}
+
+/// A topic on the secure cluster with `values` written to it (one partition).
+async fn topic_with(values: &[String]) -> String {
+    let kafka = Kafka::secure();
+    let topic = unique_name("oauth");
+    kcon(&["topic", "create", "-b", kafka.bootstrap(), &topic])
+        .await
+        .ok();
+    let input: String = values.iter().map(|v| format!("{v}\n")).collect();
+    kcon_with_input(
+        &["produce", "-b", kafka.bootstrap(), &topic],
+        input.as_bytes(),
+    )
+    .await
+    .ok();
+    topic
+}
+
+/// The values of a text output's lines, in order.
+fn values(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| l.split_once(' ').expect("OFFSET VALUE").1.to_owned())
+        .collect()
+}
+
+/// An unsecured JWT for `principal`, valid for `life` from now, as a test writes it into a
+/// token file: `{"alg":"none"}`, `sub`, `iat`, `exp`, no signature.
+fn unsecured_token(principal: &str, life: Duration) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let claims = serde_json::json!({
+        "sub": principal,
+        "iat": now,
+        "exp": now + life.as_secs_f64(),
+    });
+    format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// `-X` arguments for OAUTHBEARER over SASL_PLAINTEXT with `source`'s properties.
+fn oauthbearer(source: &[&str]) -> Vec<String> {
+    [
+        "security.protocol=SASL_PLAINTEXT",
+        "sasl.mechanism=OAUTHBEARER",
+    ]
+    .iter()
+    .chain(source)
+    .flat_map(|p| ["-X".to_owned(), (*p).to_owned()])
+    .collect()
+}
+
+/// `-X sasl.mechanism=OAUTHBEARER` alone is refused before any broker is asked, naming the
+/// properties that give a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_without_a_token_names_the_properties_that_give_one() {
+    let listener = node().listener("SASL_PLAINTEXT");
+    let run = kcon_plus(&["consume", "-e", "-b", &listener, "t"], &oauthbearer(&[])).await;
+    assert_eq!(run.code(), 2, "{run:?}");
+    for part in [
+        "bad configuration: ",
+        "sasl.oauthbearer.token.file",
+        "sasl.oauthbearer.config",
+        "enable.sasl.oauthbearer.unsecure.jwt=true",
+    ] {
+        assert!(run.stderr.contains(part), "{part:?} not in {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("PoolConfig"), "{}", run.stderr);
+}
+
+/// The unsecured JWT librdkafka makes from `sasl.oauthbearer.config`, which Kafka's
+/// unsecured validator takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_consumes_with_an_unsecured_jwt_from_sasl_oauthbearer_config() {
+    let sent: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let topic = topic_with(&sent).await;
+    let listener = node().listener("SASL_PLAINTEXT");
+    let source = [
+        "sasl.oauthbearer.config=principal=alice scope=kafka lifeSeconds=600",
+        "enable.sasl.oauthbearer.unsecure.jwt=true",
+    ];
+    let run = kcon_plus(
+        &["consume", "-e", "-b", &listener, &topic],
+        &oauthbearer(&source),
+    )
+    .await
+    .ok();
+    assert_eq!(values(&run.stdout), sent);
+}
+
+/// A token read from `sasl.oauthbearer.token.file`; a token Kafka refuses names where it came
+/// from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_consumes_with_a_token_from_sasl_oauthbearer_token_file() {
+    let sent: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let topic = topic_with(&sent).await;
+    let listener = node().listener("SASL_PLAINTEXT");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.jwt");
+    std::fs::write(
+        &file,
+        unsecured_token(USER, Duration::from_secs(600)) + "\n",
+    )
+    .unwrap();
+    let source = format!("sasl.oauthbearer.token.file={}", file.display());
+    let run = kcon_plus(
+        &["consume", "-e", "-b", &listener, &topic],
+        &oauthbearer(&[&source]),
+    )
+    .await
+    .ok();
+    assert_eq!(values(&run.stdout), sent);
+
+    // Expired: Kafka's validator refuses it.
+    std::fs::write(&file, unsecured_token(USER, Duration::ZERO)).unwrap();
+    let run = kcon_plus(
+        &["consume", "-e", "-b", &listener, &topic],
+        &oauthbearer(&[&source]),
+    )
+    .await;
+    assert_refused_login(
+        &run,
+        &[
+            "SASL OAUTHBEARER authentication failed",
+            "sasl.oauthbearer.token.file",
+        ],
+    );
+}
+
+/// Writes `values` to `topic` through `kcon produce`, one line every `every`, while the test
+/// goes on; returns when all are written and the producer has exited.
+async fn produce_slowly(topic: String, values: Vec<String>, every: Duration) {
+    let kafka = Kafka::secure();
+    let mut producer = command(&["produce", "-b", kafka.bootstrap(), &topic]);
+    producer.stdin(std::process::Stdio::piped());
+    let mut child = producer.spawn().expect("run kcon produce");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    for v in values {
+        stdin.write_all(format!("{v}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        tokio::time::sleep(every).await;
+    }
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Consumes `n` records from `topic` on the REAUTH listener (sessions of 5 s) with `source`
+/// while they are produced one every 100 ms: every record arrives, once and in order, and the
+/// connections re-authenticated (the pool's debug lines) without a refused login.
+async fn consume_across_reauthentications(source: &[&str], renew: Option<std::path::PathBuf>) {
+    let node = node();
+    let sent: Vec<String> = (0..130).map(|i| format!("r{i}")).collect();
+    let topic = topic_with(&[]).await;
+    let listener = node.listener("REAUTH");
+    let count = sent.len().to_string();
+    let mut args = vec!["consume", "-b", &listener, "-c", &count, &topic];
+    let props = oauthbearer(source);
+    args.extend(props.iter().map(String::as_str));
+    let running = Running::start_with_env(&args, &[("KCON_LOG", "kcon_pool::connection=debug")]);
+    let producing = tokio::spawn(produce_slowly(
+        topic.clone(),
+        sent.clone(),
+        Duration::from_millis(100),
+    ));
+    // A fresh token every second, valid for 8 s: a client that kept its first token would
+    // be refused from the second re-authentication on.
+    let renewing = renew.map(|file| {
+        tokio::spawn(async move {
+            loop {
+                std::fs::write(&file, unsecured_token(USER, Duration::from_secs(8))).unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    });
+    let (status, stdout, stderr) = running.wait(Duration::from_secs(60)).await;
+    producing.await.unwrap();
+    if let Some(r) = renewing {
+        r.abort();
+    }
+    assert_eq!(status.code(), Some(0), "{stderr:#?}");
+    let got: Vec<String> = values(&stdout.join("\n"));
+    assert_eq!(got, sent, "every record, once, in order");
+    let reauthentications = stderr
+        .iter()
+        .filter(|l| l.contains("re-authenticating"))
+        .count();
+    assert!(reauthentications >= 2, "{stderr:#?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("authentication failed")),
+        "{stderr:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsecured_jwt_reauthenticates_while_the_tool_consumes_and_nothing_is_lost() {
+    consume_across_reauthentications(
+        &[
+            "sasl.oauthbearer.config=principal=alice lifeSeconds=600",
+            "enable.sasl.oauthbearer.unsecure.jwt=true",
+        ],
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_token_file_is_read_again_at_each_reauthentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.jwt");
+    std::fs::write(&file, unsecured_token(USER, Duration::from_secs(8))).unwrap();
+    let source = format!("sasl.oauthbearer.token.file={}", file.display());
+    consume_across_reauthentications(&[&source], Some(file.clone())).await;
 }

@@ -12,7 +12,7 @@ use kcon_core::property::{self, Configurable, Part, registry};
 use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::property::{POOL, PROPERTIES, PoolSetting};
-use crate::sasl::oauthbearer::TokenProvider;
+use crate::sasl::oauthbearer::{TokenProvider, UnsecuredJwt};
 
 mod security;
 
@@ -98,8 +98,21 @@ pub struct PoolConfig {
     pub sasl_username: Option<String>,
     /// `sasl.password`: for PLAIN and SCRAM. Shown as `<redacted>` by `Debug`.
     pub sasl_password: Option<Password>,
-    /// The token source of OAUTHBEARER: application code, so it has no property name and is
-    /// set on this field only.
+    /// `sasl.oauthbearer.token.file`: a file holding the OAUTHBEARER token (a JWT's compact
+    /// form; surrounding whitespace is ignored), read again at each authentication and
+    /// re-authentication.
+    pub sasl_oauthbearer_token_file: Option<PathBuf>,
+    /// `sasl.oauthbearer.config` (librdkafka's): the unsecured JWT OAUTHBEARER logs in with,
+    /// made afresh at each authentication. Sent only with
+    /// `enable_sasl_oauthbearer_unsecure_jwt`.
+    pub sasl_oauthbearer_config: Option<UnsecuredJwt>,
+    /// `enable.sasl.oauthbearer.unsecure.jwt` (librdkafka's): whether the unsecured JWT of
+    /// `sasl.oauthbearer.config` may be sent. Default `false`: unsigned tokens are for
+    /// development.
+    pub enable_sasl_oauthbearer_unsecure_jwt: bool,
+    /// The application's own token source for OAUTHBEARER (its identity provider's client):
+    /// code, so it has no property name and is set on this field only. One token source is
+    /// set: this, `sasl.oauthbearer.token.file`, or `sasl.oauthbearer.config`.
     pub sasl_oauthbearer_token_provider: Option<TokenProvider>,
     /// `api.version.max`: the highest version of each API named, whatever the broker
     /// advertises (`JoinGroup=5,SyncGroup=3`): for a broker or proxy that advertises versions
@@ -226,6 +239,9 @@ impl Default for PoolConfig {
             sasl_mechanism: None,
             sasl_username: None,
             sasl_password: None,
+            sasl_oauthbearer_token_file: None,
+            sasl_oauthbearer_config: None,
+            enable_sasl_oauthbearer_unsecure_jwt: false,
             sasl_oauthbearer_token_provider: None,
             api_version_max: Vec::new(),
         }
@@ -269,6 +285,13 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::SaslMechanism(m) => self.sasl_mechanism = Some(*m),
             PoolSetting::SaslUsername(u) => self.sasl_username = u.clone(),
             PoolSetting::SaslPassword(p) => self.sasl_password = Some(p.clone()),
+            PoolSetting::SaslOauthbearerTokenFile(p) => {
+                self.sasl_oauthbearer_token_file = p.clone();
+            }
+            PoolSetting::SaslOauthbearerConfig(c) => self.sasl_oauthbearer_config = c.clone(),
+            PoolSetting::EnableSaslOauthbearerUnsecureJwt(on) => {
+                self.enable_sasl_oauthbearer_unsecure_jwt = *on;
+            }
             PoolSetting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
         }
         true
@@ -316,6 +339,9 @@ mod tests {
             "sasl.mechanism" => "scram-sha-512",
             "sasl.username" => "alice",
             "sasl.password" => " pass word ",
+            "sasl.oauthbearer.token.file" => "/run/token.jwt",
+            "sasl.oauthbearer.config" => "principal=alice scope=a,b lifeSeconds=60",
+            "enable.sasl.oauthbearer.unsecure.jwt" => "true",
             "api.version.max" => " joingroup=5 , SyncGroup = 3,",
             "metadata.recovery.strategy" => " NONE ",
             _ => "5000",
@@ -345,6 +371,22 @@ mod tests {
             c.api_version_max,
             [(ApiKey::JoinGroup, 5), (ApiKey::SyncGroup, 3)]
         );
+        assert_eq!(
+            c.sasl_oauthbearer_token_file.as_deref(),
+            Some(std::path::Path::new("/run/token.jwt"))
+        );
+        let jwt = c.sasl_oauthbearer_config.clone().unwrap();
+        assert_eq!((jwt.principal.as_str(), jwt.scope.len()), ("alice", 2));
+        assert!(c.enable_sasl_oauthbearer_unsecure_jwt);
+        // The token properties are for OAUTHBEARER, which the mechanism set here is not.
+        assert_eq!(
+            c.validate().unwrap_err().property(),
+            "sasl.oauthbearer.token.file"
+        );
+        c.set("sasl.oauthbearer.token.file", "").unwrap();
+        c.set("sasl.oauthbearer.config", "").unwrap();
+        c.set("enable.sasl.oauthbearer.unsecure.jwt", "false")
+            .unwrap();
         c.validate().unwrap();
         c.set("sasl.mechanisms", "PLAIN").unwrap();
         assert_eq!(c.sasl_mechanism, Some(SaslMechanism::Plain));

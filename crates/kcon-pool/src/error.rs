@@ -656,7 +656,8 @@ impl fmt::Display for TlsError {
 }
 
 /// What a refused OAUTHBEARER token's error adds: where the token came from.
-const OAUTHBEARER_CHECK: &str = " (check the token the application's token provider gives)";
+const OAUTHBEARER_CHECK: &str = " (check the token: sasl.oauthbearer.token.file's, \
+     sasl.oauthbearer.config's, or the application's token provider's)";
 
 /// Why SASL authentication failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,6 +46,6 @@ pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, T
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
 pub use sasl::oauthbearer::{
-    BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider,
+    BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider, UnsecuredJwt,
 };
 pub use tls::{TlsFiles, client_config as tls_client_config};

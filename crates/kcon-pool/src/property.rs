@@ -14,6 +14,7 @@ use kcon_core::property::split_host_port;
 use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 use crate::config::MetadataRecoveryStrategy;
+use crate::sasl::oauthbearer::{UNSECURED_JWT_ALLOWED, UnsecuredJwt};
 
 /// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
 pub const POOL: Part = Part::new("pool");
@@ -76,6 +77,12 @@ pub enum PoolSetting {
     SaslUsername(Option<String>),
     /// `sasl.password`.
     SaslPassword(Password),
+    /// `sasl.oauthbearer.token.file`; `None` when set empty.
+    SaslOauthbearerTokenFile(Option<PathBuf>),
+    /// `sasl.oauthbearer.config`; `None` when set empty.
+    SaslOauthbearerConfig(Option<UnsecuredJwt>),
+    /// `enable.sasl.oauthbearer.unsecure.jwt`.
+    EnableSaslOauthbearerUnsecureJwt(bool),
     /// `bootstrap.servers`: `host:port` entries, none empty.
     BootstrapServers(Vec<String>),
     /// `api.version.max`: an API and the highest version to send it at, for each API named
@@ -374,7 +381,8 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         default: DefaultValue::Unset,
         parts: &[POOL],
         doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
-              tokens from the application.",
+              token from sasl.oauthbearer.token.file, from sasl.oauthbearer.config (unsecured) \
+              or from the application's code.",
         kind: Kind::Other {
             allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not \
                       supported)",
@@ -408,7 +416,57 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
             setting: |p| PoolSetting::SaslPassword(Password::new(p)),
         },
     },
+    Property {
+        name: "sasl.oauthbearer.token.file",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "A file holding the OAUTHBEARER token (a JWT, surrounding whitespace ignored), \
+              read again at each login and re-authentication: whatever renews the file renews \
+              the logins.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "the path of a file; empty unsets it",
+            setting: |p| PoolSetting::SaslOauthbearerTokenFile(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.config",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The unsecured JWT OAUTHBEARER logs in with, made afresh at each login, as \
+              librdkafka makes it (principal=alice scope=a,b lifeSeconds=3600); for \
+              development, sent only with enable.sasl.oauthbearer.unsecure.jwt=true.",
+        kind: Kind::Other {
+            allowed: UNSECURED_JWT_ALLOWED,
+            parse: unsecured_jwt,
+        },
+    },
+    Property {
+        name: "enable.sasl.oauthbearer.unsecure.jwt",
+        aliases: &[],
+        default: DefaultValue::Value("false"),
+        parts: &[POOL],
+        doc: "Whether OAUTHBEARER may send the unsigned token sasl.oauthbearer.config \
+              describes.",
+        kind: Kind::Bool(PoolSetting::EnableSaslOauthbearerUnsecureJwt),
+    },
 ];
+
+/// `sasl.oauthbearer.config`: librdkafka's syntax; empty unsets it.
+fn unsecured_jwt(i: &Input<'_>) -> Result<PoolSetting, ConfigError> {
+    if i.trimmed().is_empty() {
+        return Ok(PoolSetting::SaslOauthbearerConfig(None));
+    }
+    // Not the syntax at all: refused with what is allowed. Else the parser says what is wrong.
+    if !i.value.split_whitespace().all(|item| item.contains('=')) {
+        return Err(i.refused());
+    }
+    UnsecuredJwt::parse(i.value)
+        .map(|c| PoolSetting::SaslOauthbearerConfig(Some(c)))
+        .map_err(|why| ConfigError::unusable(i.property, i.value, why))
+}
 
 /// `bootstrap.servers`: empty entries (`a:1,,b:2`, a trailing comma) are skipped, as the Java
 /// client's list type does; a bad entry is named.

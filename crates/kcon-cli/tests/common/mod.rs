@@ -139,7 +139,14 @@ pub struct Running {
 impl Running {
     /// Starts `kcon args`.
     pub fn start(args: &[&str]) -> Running {
-        let mut child = command(args).spawn().expect("run kcon");
+        Running::start_with_env(args, &[])
+    }
+
+    /// Starts `kcon args` with environment variables `env` set (`KCON_LOG`, ...).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut c = command(args);
+        c.envs(env.iter().copied());
+        let mut child = c.spawn().expect("run kcon");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         Running {

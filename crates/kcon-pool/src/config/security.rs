@@ -51,8 +51,16 @@ impl PoolConfig {
                 ("sasl.username", self.sasl_username.is_some()),
                 ("sasl.password", self.sasl_password.is_some()),
                 (
-                    "sasl.oauthbearer.token.provider",
-                    self.sasl_oauthbearer_token_provider.is_some(),
+                    "sasl.oauthbearer.token.file",
+                    self.sasl_oauthbearer_token_file.is_some(),
+                ),
+                (
+                    "sasl.oauthbearer.config",
+                    self.sasl_oauthbearer_config.is_some(),
+                ),
+                (
+                    "enable.sasl.oauthbearer.unsecure.jwt",
+                    self.enable_sasl_oauthbearer_unsecure_jwt,
                 ),
             ];
             if let Some((property, _)) = set.iter().find(|(_, set)| *set) {
@@ -60,6 +68,14 @@ impl PoolConfig {
                     property,
                     "(set)",
                     "unset unless security.protocol is SASL_PLAINTEXT or SASL_SSL",
+                ));
+            }
+            if self.sasl_oauthbearer_token_provider.is_some() {
+                return Err(ConfigError::unusable(
+                    "security.protocol",
+                    protocol.name(),
+                    "the application gives an OAUTHBEARER token provider, which only \
+                     SASL_PLAINTEXT and SASL_SSL use",
                 ));
             }
             return Ok(());
@@ -73,15 +89,45 @@ impl PoolConfig {
             ));
         };
         if mechanism == SaslMechanism::OAuthBearer {
-            if self.sasl_oauthbearer_token_provider.is_none() {
-                return Err(ConfigError::invalid(
-                    "sasl.oauthbearer.token.provider",
-                    "",
-                    "a token provider in PoolConfig::sasl_oauthbearer_token_provider: \
-                     sasl.mechanism OAUTHBEARER needs one",
-                ));
-            }
-            return Ok(());
+            return self.validate_token_source();
+        }
+        // Token sources are OAUTHBEARER's: set with another mechanism, they would be ignored.
+        let token_sources = [
+            (
+                "sasl.oauthbearer.token.file",
+                self.sasl_oauthbearer_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+            (
+                "sasl.oauthbearer.config",
+                self.sasl_oauthbearer_config
+                    .as_ref()
+                    .map(ToString::to_string),
+            ),
+            (
+                "enable.sasl.oauthbearer.unsecure.jwt",
+                self.enable_sasl_oauthbearer_unsecure_jwt
+                    .then(|| "true".to_owned()),
+            ),
+        ];
+        if let Some((property, Some(value))) = token_sources.iter().find(|(_, set)| set.is_some()) {
+            return Err(ConfigError::unusable(
+                property,
+                value,
+                format!(
+                    "it is for sasl.mechanism OAUTHBEARER, and sasl.mechanism is {}",
+                    mechanism.name()
+                ),
+            ));
+        }
+        if self.sasl_oauthbearer_token_provider.is_some() {
+            return Err(ConfigError::unusable(
+                "sasl.mechanism",
+                mechanism.name(),
+                "the application gives an OAUTHBEARER token provider, which only \
+                 sasl.mechanism OAUTHBEARER uses",
+            ));
         }
         // PLAIN and SCRAM. A NUL would split PLAIN's message (RFC 4616) in the wrong place.
         match &self.sasl_username {
@@ -113,6 +159,62 @@ impl PoolConfig {
                 "a password without NUL characters",
             )),
             Some(_) => Ok(()),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// OAUTHBEARER's token comes from one source: the application's token provider,
+    /// `sasl.oauthbearer.token.file`, or `sasl.oauthbearer.config` with
+    /// `enable.sasl.oauthbearer.unsecure.jwt=true`.
+    fn validate_token_source(&self) -> Result<(), ConfigError> {
+        let file = self.sasl_oauthbearer_token_file.as_ref();
+        let config = self.sasl_oauthbearer_config.as_ref();
+        let unsecured = config.is_some();
+        let enabled = self.enable_sasl_oauthbearer_unsecure_jwt;
+        let shown = config.map(ToString::to_string).unwrap_or_default();
+        if unsecured && !enabled {
+            return Err(ConfigError::unusable(
+                "sasl.oauthbearer.config",
+                &shown,
+                "the unsigned token it describes is sent only with \
+                 enable.sasl.oauthbearer.unsecure.jwt=true (for development: anyone can make \
+                 one)",
+            ));
+        }
+        if enabled && !unsecured {
+            return Err(ConfigError::unusable(
+                "enable.sasl.oauthbearer.unsecure.jwt",
+                "true",
+                "sasl.oauthbearer.config, which describes the unsecured token, is unset",
+            ));
+        }
+        let provider = self.sasl_oauthbearer_token_provider.is_some();
+        match (provider, file, unsecured) {
+            (true, None, false) | (false, Some(_), false) | (false, None, true) => Ok(()),
+            (false, None, false) => Err(ConfigError::unusable(
+                "sasl.mechanism",
+                "OAUTHBEARER",
+                "it needs a token: set sasl.oauthbearer.token.file (a file holding it), or \
+                 sasl.oauthbearer.config with enable.sasl.oauthbearer.unsecure.jwt=true (an \
+                 unsecured JWT, for development), or give the client a token provider in code",
+            )),
+            (_, Some(path), _) => Err(ConfigError::unusable(
+                "sasl.oauthbearer.token.file",
+                &path.display().to_string(),
+                if unsecured {
+                    "sasl.oauthbearer.config is set too: OAUTHBEARER takes one source of tokens"
+                } else {
+                    "the application gives a token provider too: OAUTHBEARER takes one source \
+                     of tokens"
+                },
+            )),
+            (true, None, true) => Err(ConfigError::unusable(
+                "sasl.oauthbearer.config",
+                &shown,
+                "the application gives a token provider too: OAUTHBEARER takes one source of \
+                 tokens",
+            )),
         }
     }
 }
@@ -158,7 +260,16 @@ mod tests {
         assert_eq!(e(&c).property(), "sasl.mechanism");
         let mut c = sasl();
         c.sasl_mechanism = Some(SaslMechanism::OAuthBearer);
-        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.provider");
+        assert_eq!(e(&c).property(), "sasl.mechanism");
+        let shown = e(&c).to_string();
+        for property in [
+            "sasl.oauthbearer.token.file",
+            "sasl.oauthbearer.config",
+            "enable.sasl.oauthbearer.unsecure.jwt=true",
+        ] {
+            assert!(shown.contains(property), "{shown}");
+        }
+        assert!(!shown.contains("PoolConfig"), "no Rust type: {shown}");
         // Set, but for a protocol that would ignore them.
         let mut c = sasl();
         c.security_protocol = SecurityProtocol::Ssl;
@@ -190,6 +301,72 @@ mod tests {
                 .is_err()
         );
         assert_eq!(c, sasl(), "a refused value changes nothing");
+    }
+
+    #[test]
+    fn oauthbearer_takes_one_token_source_named_by_its_property() {
+        let oauth = || {
+            let mut c = sasl();
+            c.sasl_username = None;
+            c.sasl_password = None;
+            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+            c
+        };
+        let e = |c: &PoolConfig| c.validate().unwrap_err();
+        let mut file = oauth();
+        file.set("sasl.oauthbearer.token.file", "/run/token")
+            .unwrap();
+        file.validate().unwrap();
+        let mut unsecured = oauth();
+        unsecured
+            .set("sasl.oauthbearer.config", "principal=alice")
+            .unwrap();
+        assert_eq!(e(&unsecured).property(), "sasl.oauthbearer.config");
+        assert!(
+            e(&unsecured)
+                .to_string()
+                .contains("enable.sasl.oauthbearer.unsecure.jwt=true"),
+            "{}",
+            e(&unsecured)
+        );
+        unsecured
+            .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+            .unwrap();
+        unsecured.validate().unwrap();
+        let mut both = unsecured.clone();
+        both.set("sasl.oauthbearer.token.file", "/run/token")
+            .unwrap();
+        assert_eq!(e(&both).property(), "sasl.oauthbearer.token.file");
+        assert!(e(&both).to_string().contains("one source of tokens"));
+        let mut switch_only = oauth();
+        switch_only
+            .set("enable.sasl.oauthbearer.unsecure.jwt", "true")
+            .unwrap();
+        assert_eq!(
+            e(&switch_only).property(),
+            "enable.sasl.oauthbearer.unsecure.jwt"
+        );
+        // Set for another mechanism, or without SASL, they would be ignored.
+        let mut scram = sasl();
+        scram
+            .set("sasl.oauthbearer.token.file", "/run/token")
+            .unwrap();
+        assert_eq!(e(&scram).property(), "sasl.oauthbearer.token.file");
+        assert!(
+            e(&scram)
+                .to_string()
+                .contains("sasl.mechanism is SCRAM-SHA-256")
+        );
+        let mut ssl = file.clone();
+        ssl.sasl_mechanism = None;
+        ssl.security_protocol = SecurityProtocol::Ssl;
+        assert_eq!(e(&ssl).property(), "sasl.oauthbearer.token.file");
+        // A value it cannot read is refused when set, with what is wrong.
+        let refused = oauth()
+            .set("sasl.oauthbearer.config", "principal=alice lifeSeconds=0")
+            .unwrap_err();
+        assert_eq!(refused.property(), "sasl.oauthbearer.config");
+        assert!(refused.to_string().contains("lifeSeconds=0"), "{refused}");
     }
 
     #[test]

@@ -104,9 +104,7 @@ impl Sasl {
         }
         let mechanism = config.sasl_mechanism?;
         let credentials = match mechanism {
-            SaslMechanism::OAuthBearer => {
-                Credentials::Token(config.sasl_oauthbearer_token_provider.clone()?)
-            }
+            SaslMechanism::OAuthBearer => Credentials::Token(token_source(config)?),
             SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
                 Credentials::Password {
                     username: config.sasl_username.clone()?,
@@ -232,6 +230,8 @@ impl Sasl {
             if answer.error_code != 0 {
                 let broker = answer.error_message.as_deref().map(str::to_owned);
                 let message = match (broker, client.refusal()) {
+                    // Kafka's message for a refused token is its error document itself.
+                    (Some(b), Some(detail)) if b == detail => Some(b),
                     (Some(b), Some(detail)) => Some(format!("{b} ({detail})")),
                     (b, detail) => b.or(detail.map(str::to_owned)),
                 };
@@ -274,6 +274,21 @@ impl Sasl {
             }
         }
     }
+}
+
+/// Where OAUTHBEARER's tokens come from: the one source `validate` found set.
+fn token_source(config: &PoolConfig) -> Option<TokenProvider> {
+    if let Some(provider) = &config.sasl_oauthbearer_token_provider {
+        return Some(provider.clone());
+    }
+    if let Some(path) = &config.sasl_oauthbearer_token_file {
+        return Some(TokenProvider::file(path.clone()));
+    }
+    config
+        .sasl_oauthbearer_config
+        .clone()
+        .filter(|_| config.enable_sasl_oauthbearer_unsecure_jwt)
+        .map(TokenProvider::unsecured)
 }
 
 impl Start {

@@ -10,9 +10,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64_URL;
 
 use super::{Reply, SaslClient, SaslFailure};
 
@@ -145,6 +149,243 @@ impl fmt::Debug for TokenProvider {
     }
 }
 
+/// `sasl.oauthbearer.config`: the unsecured JWT to log in with, as librdkafka builds it from
+/// the same property (with `enable.sasl.oauthbearer.unsecure.jwt=true`) and as Kafka's
+/// unsecured validator (`OAuthBearerUnsecuredValidatorCallbackHandler`) takes it: the header
+/// `{"alg":"none"}`, claims naming the principal, when the token was issued and when it
+/// expires, and the scope, no signature. For development and tests: anyone can make one.
+///
+/// A fresh token is made at each authentication and re-authentication, valid for `life` from
+/// then on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnsecuredJwt {
+    /// `principal=`: the principal the token names; required.
+    pub principal: String,
+    /// `principalClaimName=`: the claim that names it. Default `sub`.
+    pub principal_claim_name: String,
+    /// `scope=`: the scope, comma-separated in the property (empty items dropped, each kept
+    /// once); no scope claim when empty.
+    pub scope: Vec<String>,
+    /// `scopeClaimName=`: the claim that holds the scope. Default `scope`.
+    pub scope_claim_name: String,
+    /// `lifeSeconds=`: how long a token is valid. Default 3600 s.
+    pub life: Duration,
+    /// `extension_KEY=VALUE`: SASL extensions (KIP-342) sent with the token.
+    pub extensions: BTreeMap<String, String>,
+}
+
+/// What `sasl.oauthbearer.config` allows, in words.
+pub(crate) const UNSECURED_JWT_ALLOWED: &str = "space-separated KEY=VALUE items: principal=NAME \
+     (required), principalClaimName=CLAIM (default sub), scope=A,B,... , scopeClaimName=CLAIM \
+     (default scope), lifeSeconds=N (1 to 2147483647, default 3600), extension_KEY=VALUE (KEY \
+     letters only); empty unsets it";
+
+impl UnsecuredJwt {
+    /// Reads `sasl.oauthbearer.config`'s value; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<UnsecuredJwt, String> {
+        let mut principal = None;
+        let mut principal_claim_name = None;
+        let mut scope = None;
+        let mut scope_claim_name = None;
+        let mut life = None;
+        let mut extensions = BTreeMap::new();
+        for item in text.split_whitespace() {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not KEY=VALUE"))?;
+            if value.is_empty() {
+                return Err(format!("{key} is empty"));
+            }
+            let slot = match key {
+                "principal" => &mut principal,
+                "principalClaimName" => &mut principal_claim_name,
+                "scope" => &mut scope,
+                "scopeClaimName" => &mut scope_claim_name,
+                "lifeSeconds" => &mut life,
+                _ => {
+                    let Some(name) = key.strip_prefix("extension_") else {
+                        return Err(format!("{key} is not a key it takes"));
+                    };
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        return Err(format!("extension key {name:?}: letters only (KIP-342)"));
+                    }
+                    if name == "auth" {
+                        return Err("extension_auth: \"auth\" is the token's own".to_owned());
+                    }
+                    if extensions
+                        .insert(name.to_owned(), value.to_owned())
+                        .is_some()
+                    {
+                        return Err(format!("{key} is given twice"));
+                    }
+                    continue;
+                }
+            };
+            if slot.replace(value.to_owned()).is_some() {
+                return Err(format!("{key} is given twice"));
+            }
+        }
+        let principal = principal.ok_or("principal=NAME is missing")?;
+        let life = match life {
+            None => Duration::from_secs(3600),
+            Some(n) => match n.parse::<u32>() {
+                Ok(s) if (1..=i32::MAX as u32).contains(&s) => Duration::from_secs(u64::from(s)),
+                _ => {
+                    return Err(format!(
+                        "lifeSeconds={n}: a whole number from 1 to 2147483647"
+                    ));
+                }
+            },
+        };
+        let mut items: Vec<String> = Vec::new();
+        for s in scope
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
+            if !items.iter().any(|i| i == s) {
+                items.push(s.to_owned());
+            }
+        }
+        Ok(UnsecuredJwt {
+            principal,
+            principal_claim_name: principal_claim_name.unwrap_or_else(|| "sub".to_owned()),
+            scope: items,
+            scope_claim_name: scope_claim_name.unwrap_or_else(|| "scope".to_owned()),
+            life,
+            extensions,
+        })
+    }
+
+    /// A token issued at `now` (wall clock).
+    pub fn token(&self, now: SystemTime) -> OAuthBearerToken {
+        let issued = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64;
+        let expires = issued + self.life.as_millis() as u64;
+        // NumericDate (RFC 7519): seconds since the epoch, here with milliseconds.
+        let seconds = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let mut claims = format!(
+            "{{{}:{},\"iat\":{},\"exp\":{}",
+            json_string(&self.principal_claim_name),
+            json_string(&self.principal),
+            seconds(issued),
+            seconds(expires)
+        );
+        if !self.scope.is_empty() {
+            let items: Vec<String> = self.scope.iter().map(|s| json_string(s)).collect();
+            claims.push_str(&format!(
+                ",{}:[{}]",
+                json_string(&self.scope_claim_name),
+                items.join(",")
+            ));
+        }
+        claims.push('}');
+        let value = format!(
+            "{}.{}.",
+            BASE64_URL.encode(br#"{"alg":"none"}"#),
+            BASE64_URL.encode(claims)
+        );
+        let mut token = OAuthBearerToken::new(value, Some(self.life));
+        token.extensions = self.extensions.clone();
+        token
+    }
+}
+
+/// The config as `sasl.oauthbearer.config` would say it, defaults left out.
+impl fmt::Display for UnsecuredJwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "principal={}", self.principal)?;
+        if self.principal_claim_name != "sub" {
+            write!(f, " principalClaimName={}", self.principal_claim_name)?;
+        }
+        if !self.scope.is_empty() {
+            write!(f, " scope={}", self.scope.join(","))?;
+        }
+        if self.scope_claim_name != "scope" {
+            write!(f, " scopeClaimName={}", self.scope_claim_name)?;
+        }
+        if self.life != Duration::from_secs(3600) {
+            write!(f, " lifeSeconds={}", self.life.as_secs())?;
+        }
+        for (key, value) in &self.extensions {
+            write!(f, " extension_{key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Makes a fresh [`UnsecuredJwt`] token at each authentication.
+struct UnsecuredJwtProvider(UnsecuredJwt);
+
+impl OAuthBearerTokenProvider for UnsecuredJwtProvider {
+    fn token(&self) -> TokenFuture<'_> {
+        let token = self.0.token(SystemTime::now());
+        Box::pin(std::future::ready(Ok(token)))
+    }
+}
+
+/// `sasl.oauthbearer.token.file`: reads the token from the file at each authentication, so
+/// that whatever renews the file (a sidecar, a cron job) renews the logins too.
+struct TokenFile(PathBuf);
+
+impl OAuthBearerTokenProvider for TokenFile {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let path = self.0.clone();
+            let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
+                .await
+                .map_err(|e| format!("reading sasl.oauthbearer.token.file stopped: {e}"))?;
+            let text = read.map_err(|e| {
+                format!(
+                    "cannot read sasl.oauthbearer.token.file {}: {e}",
+                    self.0.display()
+                )
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(
+                    format!("sasl.oauthbearer.token.file {} is empty", self.0.display()).into(),
+                );
+            }
+            // The broker bounds the session by the token's expiry when it re-authenticates
+            // sessions (KIP-368), and says so in the session lifetime it answers.
+            Ok(OAuthBearerToken::new(token, None))
+        })
+    }
+}
+
+impl TokenProvider {
+    /// Tokens made from `sasl.oauthbearer.config` at each authentication.
+    pub(crate) fn unsecured(config: UnsecuredJwt) -> TokenProvider {
+        TokenProvider::new(UnsecuredJwtProvider(config))
+    }
+
+    /// Tokens read from `path` at each authentication.
+    pub(crate) fn file(path: PathBuf) -> TokenProvider {
+        TokenProvider::new(TokenFile(path))
+    }
+}
+
 /// The initial response sent; waits for the outcome.
 pub(crate) struct OAuthBearerSent;
 
@@ -229,6 +470,71 @@ mod tests {
             Box::new(OAuthBearerSent).receive(b""),
             Ok(Reply::Done)
         ));
+    }
+
+    #[test]
+    fn the_unsecured_jwt_config_reads_librdkafkas_syntax() {
+        let c = UnsecuredJwt::parse(
+            " principal=alice  scope=read,,write,read lifeSeconds=60 \
+             extension_traceId=abc principalClaimName=user scopeClaimName=scp ",
+        )
+        .unwrap();
+        assert_eq!(c.principal, "alice");
+        assert_eq!(c.principal_claim_name, "user");
+        assert_eq!(c.scope, ["read", "write"]);
+        assert_eq!(c.scope_claim_name, "scp");
+        assert_eq!(c.life, Duration::from_secs(60));
+        assert_eq!(c.extensions["traceId"], "abc");
+        assert_eq!(
+            c.to_string(),
+            "principal=alice principalClaimName=user scope=read,write scopeClaimName=scp \
+             lifeSeconds=60 extension_traceId=abc"
+        );
+        assert_eq!(UnsecuredJwt::parse(&c.to_string()).unwrap(), c);
+        let d = UnsecuredJwt::parse("principal=bob").unwrap();
+        assert_eq!(
+            (d.principal_claim_name.as_str(), d.scope_claim_name.as_str()),
+            ("sub", "scope")
+        );
+        assert_eq!((d.life, d.scope.len()), (Duration::from_secs(3600), 0));
+        for (bad, why) in [
+            ("", "principal=NAME is missing"),
+            ("scope=a", "principal=NAME is missing"),
+            ("principal", "is not KEY=VALUE"),
+            ("principal=", "principal is empty"),
+            ("principal=a principal=b", "principal is given twice"),
+            ("principal=a lifeSeconds=0", "lifeSeconds=0"),
+            (
+                "principal=a lifeSeconds=2147483648",
+                "lifeSeconds=2147483648",
+            ),
+            ("principal=a colour=blue", "colour is not a key it takes"),
+            ("principal=a extension_auth=x", "the token's own"),
+            ("principal=a extension_a1=x", "letters only"),
+        ] {
+            let e = UnsecuredJwt::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_unsecured_jwt_is_unsigned_and_claims_what_the_config_says() {
+        let c = UnsecuredJwt::parse("principal=al\"ice scope=a,b lifeSeconds=60 extension_x=y")
+            .unwrap();
+        let now = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        let token = c.token(now);
+        assert_eq!(token.lifetime, Some(Duration::from_secs(60)));
+        assert_eq!(token.extensions["x"], "y");
+        let parts: Vec<&str> = token.value.split('.').collect();
+        assert_eq!(parts.len(), 3, "{}", token.value);
+        assert_eq!(parts[2], "", "no signature");
+        let decode = |p: &str| String::from_utf8(BASE64_URL.decode(p).unwrap()).unwrap();
+        assert_eq!(decode(parts[0]), r#"{"alg":"none"}"#);
+        assert_eq!(
+            decode(parts[1]),
+            r#"{"sub":"al\"ice","iat":1700000000.250,"exp":1700000060.250,"scope":["a","b"]}"#
+        );
+        assert!(token.initial_response().is_ok(), "a b64token");
     }
 
     #[test]
