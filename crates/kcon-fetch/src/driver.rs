@@ -12,7 +12,7 @@ use kcon_core::ResetPolicy;
 use kcon_core::list_offsets::{list_offsets_request, list_offsets_response};
 use kcon_core::{ConfigError, RequestFailure};
 use kcon_pool::driver::{Drive, drive};
-use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
+use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
@@ -28,6 +28,7 @@ use crate::messages::{
     StartPosition,
 };
 use crate::position::LeaderAndEpoch;
+use crate::session::RequestKind;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use kcon_core::TopicPartition;
 
@@ -462,10 +463,22 @@ async fn send(
             session,
             params,
         } => {
-            let conn = pool
+            let mut conn = pool
                 .connection(BrokerTarget::Broker(broker))
                 .await
                 .map_err(RequestFailure::from)?;
+            if session.kind == RequestKind::Close && conn.in_flight() > 0 {
+                // A broker answers a connection's requests in order, and holds a Fetch up to
+                // fetch.max.wait.ms: a session close behind one would keep the consumer's close
+                // waiting that long. It goes on a connection of its own, made for it and
+                // dropped after (if that cannot be made, behind the Fetch after all).
+                match Connection::connect(conn.peer().clone(), pool.config()).await {
+                    Ok(apart) => conn = apart,
+                    Err(e) => {
+                        debug!(broker, error = %e, "no connection apart for the session close")
+                    }
+                }
+            }
             let v = conn.version(ApiKey::Fetch).map_err(RequestFailure::from)?;
             if v != version {
                 // A new connection to an upgraded or downgraded broker: the machine learns the

@@ -143,6 +143,11 @@ struct Assigned {
     corrupt_told: Option<i64>,
     /// The high watermark of its last Fetch answer without error.
     high_watermark: Option<i64>,
+    /// The end of the log (high watermark, last stable offset) and the position the owner
+    /// was last told of, with records or without: an answer with no records for it tells the
+    /// owner when either moved, so that it knows where the log ends without a record to
+    /// carry it (an empty partition, one read to its end, control batches skipped).
+    told: Option<(i64, i64, i64)>,
     /// Records accepted while the partition is paused (and those still queued for the owner
     /// when the pause came), oldest first: queued for the owner again on resume. The position
     /// in `state` is past them; where the first was fetched from is where the application
@@ -339,6 +344,7 @@ impl FetchMachine {
                     no_position_told: false,
                     corrupt_told: None,
                     high_watermark: None,
+                    told: None,
                     held: VecDeque::new(),
                 },
             );
@@ -1035,6 +1041,7 @@ impl FetchMachine {
                 answer.corrupt_at = checked.as_ref().and_then(|c| c.corrupt_at);
                 let (state, actions) = a.state.on_fetch_answer(&answer, &ctx);
                 a.state = state;
+                let mut delivered = false;
                 for action in actions {
                     match action {
                         FetchAction::Deliver => {
@@ -1054,7 +1061,10 @@ impl FetchMachine {
                                 p.high_watermark,
                                 size,
                             );
+                            records.last_stable_offset = p.last_stable_offset;
                             records.bytes = fetched;
+                            delivered = true;
+                            a.told = Some((p.high_watermark, p.last_stable_offset, d.position));
                             // Delivered once per answer: the batches move out.
                             records.undecoded = std::mem::take(&mut d.batches);
                             // Accepted: the next Fetch starts past them. The partition is not
@@ -1084,6 +1094,28 @@ impl FetchMachine {
                                 error,
                             })
                         }
+                    }
+                }
+                // No records for it: the owner hears of the log's end (and of a position moved
+                // past control batches) when they changed, with no records to carry them.
+                if !delivered
+                    && p.error_code == 0
+                    && p.high_watermark >= 0
+                    && !a.state.is_paused()
+                    && let Some(position) = a.state.position()
+                {
+                    let now_at = (p.high_watermark, p.last_stable_offset, position.offset);
+                    if a.told != Some(now_at) {
+                        a.told = Some(now_at);
+                        let mut end = FetchedRecords::new(
+                            tp.clone(),
+                            Vec::new(),
+                            position.offset,
+                            p.high_watermark,
+                            0,
+                        );
+                        end.last_stable_offset = p.last_stable_offset;
+                        self.events.push_back(FetchEvent::Records(end));
                     }
                 }
                 // A leader hint may have sent it to validation (KIP-320).

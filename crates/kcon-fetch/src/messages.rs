@@ -147,7 +147,10 @@ pub enum StartPosition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchEvent {
-    /// Records of one partition, in order.
+    /// Records of one partition, in order. No records and no bytes: an answer that brought
+    /// none, telling where the partition's log ends (its high watermark and last stable
+    /// offset) and its position, when either changed since the owner was last told (an empty
+    /// partition, one read to its end, control batches skipped).
     Records(FetchedRecords),
     /// An error for one partition. For a corrupt batch, the records before it were delivered
     /// and the position stays at its offset; a log truncation under a reset policy has moved

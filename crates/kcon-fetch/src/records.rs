@@ -41,6 +41,9 @@ pub struct FetchedRecords {
     pub next_offset: i64,
     /// The high watermark the answer reported.
     pub high_watermark: i64,
+    /// The last stable offset the answer reported (the end under `read_committed`); -1 when
+    /// unknown.
+    pub last_stable_offset: i64,
     /// The bytes of the answer these records stand for, and the decompressed bytes held for
     /// the records not handed out yet: what the prefetch budget counts until the application
     /// has taken them. A part handed out carries what leaves the budget with it.
@@ -91,6 +94,7 @@ impl FetchedRecords {
             records,
             next_offset,
             high_watermark,
+            last_stable_offset: -1,
             size,
             bytes: size,
             undecoded: Undecoded::default(),
@@ -195,6 +199,7 @@ impl FetchedRecords {
                 records,
                 next_offset: corrupt.map_or(self.next_offset, |c| c.offset),
                 high_watermark: self.high_watermark,
+                last_stable_offset: self.last_stable_offset,
                 // Everything counted for the answer leaves with its last part.
                 size: std::mem::take(&mut self.size),
                 bytes: std::mem::take(&mut self.bytes),
@@ -225,6 +230,7 @@ impl FetchedRecords {
         );
         part.bytes = bytes;
         part.held_more = held_more;
+        part.last_stable_offset = self.last_stable_offset;
         part
     }
 }

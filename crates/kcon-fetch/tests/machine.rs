@@ -57,6 +57,11 @@ impl std::ops::DerefMut for Sim {
     }
 }
 
+/// An event that brings no records, only where a partition's log ends and its position.
+fn is_end(e: &FetchEvent) -> bool {
+    matches!(e, FetchEvent::Records(r) if r.records.is_empty() && r.is_empty() && r.bytes == 0)
+}
+
 impl Sim {
     /// Partitions 0 and 1 of `t` led by broker 1 at epoch 5, assigned at `start`, the metadata
     /// and broker versions answered: ready to fetch.
@@ -74,8 +79,17 @@ impl Sim {
         sim
     }
 
-    /// The events, records decoded.
+    /// The events, records decoded; those telling only where a log ends are left out (see
+    /// [`Sim::all_events`]).
     fn events(&mut self) -> Vec<FetchEvent> {
+        self.all_events()
+            .into_iter()
+            .filter(|e| !is_end(e))
+            .collect()
+    }
+
+    /// Every event, records decoded, those telling where a log ends too.
+    fn all_events(&mut self) -> Vec<FetchEvent> {
         self.0
             .events()
             .into_iter()
@@ -84,6 +98,16 @@ impl Sim {
                 e => e,
             })
             .collect()
+    }
+
+    /// The next event that is not only where a log ends.
+    fn poll_records(&mut self) -> Option<FetchEvent> {
+        loop {
+            match self.machine.poll_event() {
+                Some(e) if is_end(&e) => continue,
+                e => return e,
+            }
+        }
     }
 
     /// The one Fetch among the next requests.
@@ -547,11 +571,11 @@ fn a_corrupt_record_found_when_handed_out_moves_the_position_back_to_it_and_is_t
     let answer = Bytes::from(answer);
     sim.answer(&first, response(0, vec![(0, 0, Some(answer.clone()))]));
     // Nothing looks wrong when the answer comes: the CRCs hold, the payload is not read.
-    let Some(FetchEvent::Records(mut r)) = sim.machine.poll_event() else {
+    let Some(FetchEvent::Records(mut r)) = sim.poll_records() else {
         panic!("records")
     };
     assert_eq!((r.next_offset, r.size), (7, answer.len()));
-    assert_eq!(sim.machine.poll_event(), None);
+    assert_eq!(sim.poll_records(), None);
     assert_eq!(
         sim.machine
             .partition(&tp(0))
@@ -601,7 +625,7 @@ fn a_corrupt_record_found_when_handed_out_moves_the_position_back_to_it_and_is_t
     assert_eq!(offsets_of(&again).get(&0), Some(&3));
     let bad = compressed_cut(3, 2, 5);
     sim.answer(&again, response(0, vec![(0, 0, Some(bad.clone()))]));
-    let Some(FetchEvent::Records(mut r)) = sim.machine.poll_event() else {
+    let Some(FetchEvent::Records(mut r)) = sim.poll_records() else {
         panic!("records")
     };
     let part = r.take(500);
@@ -1312,6 +1336,55 @@ fn positions_move_when_an_answer_is_accepted_and_polling_changes_nothing() {
     );
     let next = sim.fetch();
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 3)]));
+}
+
+/// An answer that brings a partition no records tells the owner where its log ends, and
+/// where the partition stands (past control batches), when either changed since it last
+/// told: what lets an owner know a partition is read to its end with no record to say so.
+#[test]
+fn an_answer_without_records_tells_where_the_log_ends_when_that_changed() {
+    let end = |e: &FetchEvent| match e {
+        FetchEvent::Records(r) if is_end(e) => {
+            (r.partition.partition, r.next_offset, r.high_watermark)
+        }
+        other => panic!("not an end: {other:?}"),
+    };
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(
+        &first,
+        response(7, vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, None)]),
+    );
+    let events = sim.all_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(matches!(&events[0], FetchEvent::Records(r) if r.records.len() == 3));
+    assert_eq!(end(&events[1]), (1, 0, 100));
+
+    // Partition 1 alone goes out meanwhile; the same answer again tells nothing new.
+    let other = sim.fetch();
+    sim.answer(&other, response(7, vec![(1, 0, None)]));
+    assert_eq!(sim.all_events(), []);
+
+    // The log grew: told.
+    sim.advance(BACKOFF_PASSED);
+    let grown = sim.fetch();
+    let mut answer = response(7, vec![(1, 0, None)]);
+    answer.responses[0].partitions[0].high_watermark = 120;
+    sim.answer(&grown, answer);
+    let events = sim.all_events();
+    assert_eq!(events.iter().map(end).collect::<Vec<_>>(), [(1, 0, 120)]);
+
+    // A commit marker alone: the position moves past it, and the owner hears so.
+    sim.advance(BACKOFF_PASSED);
+    let marker = sim.fetch();
+    let commit = RecordBatchBuilder::end_transaction_marker(0, 9, 0, true, 0, 1_000)
+        .build()
+        .unwrap();
+    let mut answer = response(7, vec![(1, 0, Some(commit))]);
+    answer.responses[0].partitions[0].high_watermark = 120;
+    sim.answer(&marker, answer);
+    let events = sim.all_events();
+    assert_eq!(events.iter().map(end).collect::<Vec<_>>(), [(1, 1, 120)]);
 }
 
 #[test]

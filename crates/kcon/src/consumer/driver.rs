@@ -413,7 +413,11 @@ impl Driver {
         event: Option<FetchEvent>,
         parts: &mut P,
     ) -> Got {
-        if let Some(FetchEvent::Records(r)) = &event {
+        // An answer that brought no records and no bytes only says where the log ends: no
+        // batch was fetched.
+        if let Some(FetchEvent::Records(r)) = &event
+            && (!r.records.is_empty() || r.bytes > 0)
+        {
             parts.fetched(
                 now,
                 &FetchedBatch {

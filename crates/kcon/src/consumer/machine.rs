@@ -244,6 +244,8 @@ pub(crate) struct ConsumerMachine {
 #[derive(Debug, Clone, Copy)]
 struct Fetched {
     high_watermark: i64,
+    /// The last stable offset (the end under read_committed), when the answer gave one.
+    last_stable_offset: Option<i64>,
     /// The timestamp of the answer's last record, once the consumer has it: when no later
     /// record is held, the age of the next one is at most this one's (timestamps grow with
     /// offsets, as producers and brokers set them).
@@ -386,6 +388,19 @@ impl ConsumerMachine {
     /// The high watermark of `tp`'s last Fetch answer.
     pub(crate) fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
         self.fetched.get(tp).map(|f| f.high_watermark)
+    }
+
+    /// Records of `tp` between its position and the end of its log as the last Fetch answer
+    /// gave it: the high watermark, or the last stable offset when `read_committed`. `None`
+    /// until both are known.
+    pub(crate) fn current_lag(&self, tp: &TopicPartition, read_committed: bool) -> Option<i64> {
+        let f = self.fetched.get(tp)?;
+        let end = if read_committed {
+            f.last_stable_offset?
+        } else {
+            f.high_watermark
+        };
+        Some((end - self.position(tp)?).max(0))
     }
 
     /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
@@ -1298,20 +1313,31 @@ impl ConsumerMachine {
             return;
         }
         self.metrics.fetched(now, r.records.len(), r.bytes);
+        // Without records (an answer that only says where the log ends, or control batches
+        // and aborted transactions only), the last record's time still bounds the next one's.
+        let last_timestamp = match r.records.last() {
+            Some(last) => Some(last.timestamp),
+            None => self
+                .fetched
+                .get(&r.partition)
+                .and_then(|f| f.last_timestamp),
+        };
         self.fetched.insert(
             r.partition.clone(),
             Fetched {
                 high_watermark: r.high_watermark,
-                last_timestamp: r.records.last().map(|r| r.timestamp),
+                last_stable_offset: (r.last_stable_offset >= 0).then_some(r.last_stable_offset),
+                last_timestamp,
             },
         );
         if r.records.is_empty() {
-            // Control batches or aborted transactions only: the position moves.
-            if self.options.auto_store
-                && !self.streams
-                && let Some(last) = self.positions.get(&r.partition)
-                && *last < r.next_offset
-            {
+            // Control batches or aborted transactions only: the position moves (forward: an
+            // answer that brought nothing leaves it where it is).
+            let last = self.positions.get(&r.partition).copied();
+            if last.is_some_and(|last| last >= r.next_offset) {
+                return;
+            }
+            if self.options.auto_store && !self.streams && last.is_some() {
                 self.unstored
                     .insert(r.partition.clone(), (r.next_offset, None));
             }

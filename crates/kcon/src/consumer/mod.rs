@@ -553,6 +553,30 @@ impl Consumer {
         self.driver.machine.position(tp)
     }
 
+    /// How many records of `tp` (owned) lie between the position and the end of its log as
+    /// the last Fetch answer for it gave that end (the high watermark; the last stable offset
+    /// under `read_committed`), with no request sent: the Java client's `currentLag`
+    /// (KIP-695). `Some(0)` once everything the log held when last asked has been handed out,
+    /// an empty partition's as soon as its first answer comes; `None` until the position and
+    /// such an answer are known. Every Fetch answer updates it, those that bring the
+    /// partition no records too.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let tp = kcon::TopicPartition::new("orders", 0);
+    /// let batch = consumer.recv_batch().await?;
+    /// if consumer.current_lag(&tp) == Some(0) {
+    ///     println!("read to the end of {tp} as far as the broker last said");
+    /// }
+    /// # drop(batch);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn current_lag(&self, tp: &TopicPartition) -> Option<i64> {
+        let read_committed = self.isolation() == IsolationLevel::ReadCommitted;
+        self.driver.machine.current_lag(tp, read_committed)
+    }
+
     /// Moves `tp` (owned) to `offset`: the next record handed out is the one at `offset`.
     ///
     /// ```no_run
@@ -612,6 +636,30 @@ impl Consumer {
             self.seek(tp, listed.offset.max(0))?;
         }
         Ok(())
+    }
+
+    /// The end of each partition's log now, asked of the leaders (ListOffsets `latest`): the
+    /// high watermark, or the last stable offset under `read_committed`. The partitions need
+    /// not be owned. The Java client's `endOffsets`.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let tp = kcon::TopicPartition::new("orders", 0);
+    /// let ends = consumer.end_offsets([tp.clone()]).await?;
+    /// println!("{tp} ends at {}", ends[&tp]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn end_offsets(
+        &self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+        let specs: BTreeMap<TopicPartition, OffsetSpec> = partitions
+            .into_iter()
+            .map(|tp| (tp, OffsetSpec::Latest))
+            .collect();
+        let found = self.list_offsets(&specs).await?;
+        Ok(found.into_iter().map(|(tp, l)| (tp, l.offset)).collect())
     }
 
     /// For each partition, the first offset whose record's timestamp (ms since the epoch) is
