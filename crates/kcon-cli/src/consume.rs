@@ -28,7 +28,7 @@
 //! stderr), as the library does. A dead-letter write that fails stops the tool with nothing
 //! stored past the record.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,8 +52,11 @@ use crate::failure::Failure;
 use crate::record_format::{Format, failure_line};
 use crate::shutdown::Shutdown;
 
-/// How long `-e` waits for records before asking whether every partition is at its end.
-const END_CHECK_AFTER: Duration = Duration::from_millis(300);
+/// With `-e`, how long the loop waits for records before it looks at the partitions' ends
+/// again. A batch is looked at as it comes; only what comes without records needs the wait:
+/// an empty partition's end (a Fetch answer that brought it no records), a position first
+/// known, a group's assignment. Looking costs no request.
+pub(crate) const END_TICK: Duration = Duration::from_millis(50);
 
 /// Consume records and write them to stdout.
 ///
@@ -75,8 +78,9 @@ pub(crate) struct ConsumeArgs {
     #[arg(short = 'c', long = "count", value_name = "COUNT")]
     count: Option<u64>,
 
-    /// Exit once every assigned partition is read to its end (with -g, once the group has
-    /// assigned partitions to this member).
+    /// Exit once every assigned partition is read to its end: the end the broker gave when
+    /// the last records were fetched (records written later are not waited for). With -g,
+    /// once the group has assigned partitions to this member.
     #[arg(short = 'e', long = "exit-at-end")]
     exit_at_end: bool,
 
@@ -202,7 +206,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
         r = start(&mut consumer, &args, group.is_some()) => r,
         () = shutdown.wait() => return Ok(()),
     };
-    started?;
+    let mut ends = started?;
 
     let progress = Progress::new();
     let mut written = 0u64;
@@ -216,7 +220,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             })
             .build()
             .map_err(Failure::from_consumer)?;
-        process(processor, &args, &progress, &mut shutdown).await
+        process(processor, &args, &progress, &mut shutdown, &mut ends).await
     } else {
         let stop = consume(
             &mut consumer,
@@ -225,6 +229,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             group.is_some(),
             &mut shutdown,
             &mut written,
+            &mut ends,
         )
         .await;
         let closed = tokio::select! {
@@ -295,9 +300,10 @@ async fn process(
     args: &ConsumeArgs,
     progress: &Progress,
     shutdown: &mut Shutdown,
+    ends: &mut Ends,
 ) -> (Stop, Result<(), Failure>) {
     let stop = loop {
-        // Each run waits for records at least END_CHECK_AFTER before -e looks at the ends.
+        // Each run waits for records at least END_TICK before -e looks at the ends.
         *lock(&progress.last_activity) = Instant::now();
         let signalled = Mutex::new(false);
         // Checked by the processor between records and while it waits for them.
@@ -350,14 +356,10 @@ async fn process(
         if progress.reached(args.count) {
             break Stop::Done;
         }
-        // -e: no record for a while; done once every partition is read to its end and
+        // -e: no record for a moment; done once every partition is read to its end and
         // nothing waits in the processor (a retry, or records behind one).
-        if processor.metrics().records_waiting == 0 {
-            match at_end(processor.consumer()).await {
-                Ok(true) => break Stop::Done,
-                Ok(false) => {}
-                Err(f) => break Stop::Failed(f),
-            }
+        if processor.metrics().records_waiting == 0 && ends.all(processor.consumer()) {
+            break Stop::Done;
         }
     };
     let closed = tokio::select! {
@@ -369,14 +371,14 @@ async fn process(
     (stop, closed)
 }
 
-/// With `-e`: done once no record was written, reported or retried for [`END_CHECK_AFTER`]
-/// (nor since the run began); without, never.
+/// With `-e`: done once no record was written, reported or retried for [`END_TICK`] (nor
+/// since the run began); without, never.
 async fn idle(progress: &Progress, exit_at_end: bool) {
     if !exit_at_end {
         return std::future::pending().await;
     }
     loop {
-        let due = *lock(&progress.last_activity) + END_CHECK_AFTER;
+        let due = *lock(&progress.last_activity) + END_TICK;
         if Instant::now() >= due {
             return;
         }
@@ -483,8 +485,14 @@ async fn handle_batch(
 }
 
 /// Checks the cluster and the topics, then subscribes (with a group) or assigns every
-/// partition of the topics (without).
-async fn start(consumer: &mut Consumer, args: &ConsumeArgs, in_group: bool) -> Result<(), Failure> {
+/// partition of the topics (without). With `-e` and no group, the ends of the partitions'
+/// logs are listed first, before any Fetch: a partition that starts at its end (an empty
+/// one) is done at once, with no Fetch answer to wait for.
+async fn start(
+    consumer: &mut Consumer,
+    args: &ConsumeArgs,
+    in_group: bool,
+) -> Result<Ends, Failure> {
     let cluster = args.cluster.connect(None).await?;
     let (patterns, names): (Vec<String>, Vec<String>) = args
         .topics
@@ -497,16 +505,29 @@ async fn start(consumer: &mut Consumer, args: &ConsumeArgs, in_group: bool) -> R
         if !names.is_empty() {
             cluster.partitions(&names).await?;
         }
-        return consumer
+        consumer
             .subscribe(args.topics.iter().cloned())
-            .map_err(Failure::from_consumer);
+            .map_err(Failure::from_consumer)?;
+        return Ok(Ends::default());
     }
     names.extend(matching_topics(&cluster, &patterns).await?);
     let partitions = cluster.partitions(&names).await?;
-    let all = partitions
+    let all: Vec<TopicPartition> = partitions
         .iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |p| TopicPartition::new(t.as_str(), *p)));
-    consumer.assign(all).map_err(Failure::from_consumer)
+        .flat_map(|(t, ps)| ps.iter().map(move |p| TopicPartition::new(t.as_str(), *p)))
+        .collect();
+    let ends = if args.exit_at_end {
+        Ends::listed(
+            consumer
+                .end_offsets(all.iter().cloned())
+                .await
+                .map_err(Failure::from_consumer)?,
+        )
+    } else {
+        Ends::default()
+    };
+    consumer.assign(all).map_err(Failure::from_consumer)?;
+    Ok(ends)
 }
 
 /// The loop: receive a batch, write it, store its offsets; until `-c`, `-e`, a signal, a
@@ -518,6 +539,7 @@ async fn consume(
     in_group: bool,
     shutdown: &mut Shutdown,
     written: &mut u64,
+    ends: &mut Ends,
 ) -> Stop {
     let mut handled = Handled {
         out: Vec::with_capacity(64 * 1024),
@@ -535,11 +557,8 @@ async fn consume(
             r = next_batch(consumer, args.exit_at_end) => r,
         };
         let batch = match received {
-            None => match at_end(consumer).await {
-                Ok(true) => return Stop::Done,
-                Ok(false) => continue,
-                Err(e) => return Stop::Failed(e),
-            },
+            None if ends.all(consumer) => return Stop::Done,
+            None => continue,
             Some(Ok(batch)) => batch,
             Some(Err(e)) if e.is_retriable() => {
                 tracing::warn!(error = %e, "retrying");
@@ -579,11 +598,21 @@ async fn consume(
         if let Some((_, failure)) = stop {
             return Stop::Failed(failure);
         }
+        if args.exit_at_end
+            && done == batch.len()
+            && let Some(first) = batch.first()
+            && ends.after_batch(
+                consumer,
+                &TopicPartition::new(&*first.topic, first.partition),
+            )
+        {
+            return Stop::Done;
+        }
     }
 }
 
-/// The next batch; with `-e`, `None` when none came within [`END_CHECK_AFTER`]. The
-/// consumer's receiving calls are cancel-safe, so giving up on one loses nothing.
+/// The next batch; with `-e`, `None` when none came within [`END_TICK`]. The consumer's
+/// receiving calls are cancel-safe, so giving up on one loses nothing.
 pub(crate) async fn next_batch(
     consumer: &mut Consumer,
     exit_at_end: bool,
@@ -591,37 +620,67 @@ pub(crate) async fn next_batch(
     if !exit_at_end {
         return Some(consumer.recv_batch().await);
     }
-    tokio::time::timeout(END_CHECK_AFTER, consumer.recv_batch())
+    tokio::time::timeout(END_TICK, consumer.recv_batch())
         .await
         .ok()
 }
 
-/// Whether every owned partition is read to its end (none owned yet: no).
-///
-/// The end is the one `lag` reports: by kcon-admin's rule, the larger of what ListOffsets
-/// says now and the high watermark of the last Fetch answer, since either alone can be behind
-/// (a ListOffsets answer may predate records a Fetch has since brought, and Tansu answers
-/// ListOffsets latest with the last batch's base offset + 1).
-pub(crate) async fn at_end(consumer: &Consumer) -> Result<bool, Failure> {
-    let owned = consumer.assignment();
-    if owned.is_empty() {
-        return Ok(false);
-    }
-    let listed = match consumer.lag().await {
-        Ok(l) => l,
-        Err(e) if e.is_retriable() => return Ok(false),
-        Err(e) => return Err(Failure::from_consumer(e)),
-    };
-    for tp in &owned {
-        let Some(position) = consumer.position(tp) else {
-            return Ok(false);
-        };
-        match listed.get(tp).and_then(|l| l.end) {
-            Some(end) if position >= end => {}
-            _ => return Ok(false),
+/// With `-e`: the owned partitions read to their end. A partition is there once its position
+/// reached the end of its log as the Fetch answer that brought it there gave it (the high
+/// watermark, or the last stable offset under read_committed: the consumer's `current_lag`,
+/// no request sent); records written after that are not waited for. Before any Fetch answer,
+/// the end listed when the partitions were assigned stands in: a partition that starts at its
+/// end is there at once.
+#[derive(Debug, Default)]
+pub(crate) struct Ends {
+    reached: BTreeSet<TopicPartition>,
+    listed: BTreeMap<TopicPartition, i64>,
+}
+
+impl Ends {
+    /// With the ends listed at the start.
+    pub(crate) fn listed(listed: BTreeMap<TopicPartition, i64>) -> Ends {
+        Ends {
+            reached: BTreeSet::new(),
+            listed,
         }
     }
-    Ok(true)
+
+    /// After a batch of `tp`, handed out whole: whether every owned partition is at its end
+    /// now. Only `tp` moved, so the others are looked at only when `tp` reaches its end.
+    pub(crate) fn after_batch(&mut self, consumer: &Consumer, tp: &TopicPartition) -> bool {
+        if self.reached.contains(tp) || !self.at_end(consumer, tp) {
+            return false;
+        }
+        self.reached.insert(tp.clone());
+        self.all(consumer)
+    }
+
+    /// Whether every owned partition is at its end (none owned yet: no). Partitions no longer
+    /// owned are forgotten.
+    pub(crate) fn all(&mut self, consumer: &Consumer) -> bool {
+        let owned = consumer.assignment();
+        if owned.is_empty() {
+            return false;
+        }
+        self.reached.retain(|tp| owned.contains(tp));
+        for tp in owned {
+            if !self.reached.contains(&tp) && self.at_end(consumer, &tp) {
+                self.reached.insert(tp);
+            }
+        }
+        self.reached.len() == consumer.assignment().len()
+    }
+
+    fn at_end(&self, consumer: &Consumer, tp: &TopicPartition) -> bool {
+        match consumer.current_lag(tp) {
+            Some(lag) => lag == 0,
+            None => match (self.listed.get(tp), consumer.position(tp)) {
+                (Some(end), Some(position)) => position >= *end,
+                _ => false,
+            },
+        }
+    }
 }
 
 /// The topics whose names match one of `patterns` (each starting with `^`).

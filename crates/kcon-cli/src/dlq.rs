@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::bytes_json::write_line;
 use crate::cluster::ClusterArgs;
-use crate::consume::{at_end, next_batch};
+use crate::consume::{Ends, next_batch};
 use crate::failure::Failure;
 
 /// Dead-letter topics.
@@ -156,9 +156,10 @@ async fn replay_all(
     counts: &mut Counts,
 ) -> Result<(), Failure> {
     let mut stdout = Vec::new();
+    let mut ends = Ends::default();
     loop {
         let batch = match next_batch(consumer, true).await {
-            None if at_end(consumer).await? => return Ok(()),
+            None if ends.all(consumer) => return Ok(()),
             None => continue,
             Some(Err(e)) if e.is_retriable() => continue,
             Some(Err(e)) => return Err(Failure::from_consumer(e)),
@@ -199,6 +200,9 @@ async fn replay_all(
         }
         if let Some(last) = batch.last() {
             store(consumer, args, last)?;
+            if ends.after_batch(consumer, &TopicPartition::new(&*last.topic, last.partition)) {
+                return Ok(());
+            }
         }
     }
 }
