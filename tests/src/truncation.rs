@@ -11,7 +11,8 @@
 //!   it the assignment it sent;
 //! - OffsetCommit and OffsetFetch, keeping each group's offset with its leader epoch;
 //! - ListOffsets (earliest, latest), and OffsetForLeaderEpoch from the log's epochs (KIP-279:
-//!   the largest epoch at or below the one asked about, and where the next one starts);
+//!   the largest epoch at or below the one asked about, and where the next one starts), unless
+//!   started without it ([`TruncatingBroker::start_without_offset_for_leader_epoch`]);
 //! - Fetch without sessions: a current leader epoch behind the partition's is
 //!   FENCED_LEADER_EPOCH, a last fetched epoch whose records the log no longer holds is
 //!   answered with the diverging epoch and no records (Kafka's `Partition.readRecords`), an
@@ -58,7 +59,10 @@ use kcon_codec::kafka_protocol::messages::{
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::error_codes::code;
-use kcon_scripted::{Answer, BROKER_ID, Broker, Received, coordinator_answer, metadata, partition};
+use kcon_scripted::{
+    Answer, BROKER_ID, Broker, Received, VersionRange, coordinator_answer, kcon_versions, metadata,
+    partition,
+};
 use tokio::sync::Notify;
 
 /// The longest a Fetch with nothing to return is held (or `max_wait_ms`, if shorter).
@@ -110,6 +114,22 @@ pub struct TruncatingBroker {
 impl TruncatingBroker {
     /// A broker leading `topic` (one partition) at leader epoch 0, with an empty log.
     pub async fn start(topic: &str) -> TruncatingBroker {
+        TruncatingBroker::start_offering(topic, kcon_versions()).await
+    }
+
+    /// The same broker, but one that does not offer OffsetForLeaderEpoch: a consumer cannot
+    /// validate its position after a leader change (kcon skips validation then, as the Java
+    /// client does for a broker without the API), and learns of a truncation only from a
+    /// Fetch answer's diverging epoch, which this broker sends as Apache Kafka does.
+    pub async fn start_without_offset_for_leader_epoch(topic: &str) -> TruncatingBroker {
+        let versions = kcon_versions()
+            .into_iter()
+            .filter(|&(key, _, _)| key != ApiKey::OffsetForLeaderEpoch as i16)
+            .collect();
+        TruncatingBroker::start_offering(topic, versions).await
+    }
+
+    async fn start_offering(topic: &str, versions: Vec<VersionRange>) -> TruncatingBroker {
         let mut topic_id = [0u8; 16];
         for (i, b) in topic.bytes().enumerate() {
             topic_id[i % 16] ^= b;
@@ -128,7 +148,9 @@ impl TruncatingBroker {
         }));
         let wake = Arc::new(Notify::new());
         let (s, w) = (state.clone(), wake.clone());
-        let broker = Broker::start(Arc::new(move |r: &Received| answer(r, &s, &w))).await;
+        let broker =
+            Broker::start_with_versions(versions, Arc::new(move |r: &Received| answer(r, &s, &w)))
+                .await;
         TruncatingBroker {
             broker,
             state,

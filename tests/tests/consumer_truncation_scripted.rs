@@ -3,7 +3,8 @@
 //! epoch 1 holds only 0..10 and takes 3 new records (10..13, their values `"{offset}@1"`).
 //!
 //! Whatever the consumer stood on, it never stops: it finds where the logs part
-//! (OffsetForLeaderEpoch, KIP-320), reads on from there, and every record written after the
+//! (OffsetForLeaderEpoch, KIP-320, or a Fetch answer's diverging epoch where the broker offers
+//! no OffsetForLeaderEpoch), reads on from there, and every record written after the
 //! truncation is read; the truncation is logged once at WARN, told to the hook and counted.
 //! Only under `auto.offset.reset=none` does the application get an error, as it asked.
 
@@ -354,4 +355,162 @@ async fn a_processor_runs_on_across_a_truncation() {
     assert_eq!(read(&seen), want);
     assert_told_once(&told, &topic);
     processor.close().await.unwrap();
+}
+
+/// A broker like [`old_log`]'s that does not offer OffsetForLeaderEpoch.
+///
+/// Why scripted: Apache Kafka answers a Fetch with a diverging epoch (KIP-320) when the log it
+/// holds does not have the request's last fetched epoch up to its fetch offset, but kcon
+/// validates its position with OffsetForLeaderEpoch after every leader change before it
+/// fetches from the new leader, and every Apache Kafka broker offers that API: against one, a
+/// truncation comes to kcon in the validation answer, not in a Fetch. Without the API kcon
+/// skips validation (as the Java client does for such brokers) and the Fetch answer is where
+/// it learns of the truncation.
+async fn old_log_without_epoch_lookups(topic: &str) -> TruncatingBroker {
+    let broker = TruncatingBroker::start_without_offset_for_leader_epoch(topic).await;
+    broker.append(DIVERGES_AT as usize);
+    broker.append((OLD_END - DIVERGES_AT) as usize);
+    broker
+}
+
+/// The consumer's Fetches from the truncation on: `(fetch offset, last fetched epoch)`.
+fn fetches_since(broker: &TruncatingBroker, before: usize) -> Vec<(i64, i32)> {
+    broker.fetched_from().split_off(before)
+}
+
+/// An assigned consumer read the old log to its end; the log is truncated and it can only
+/// learn so from the Fetch answer: the leader answers its Fetch from 15 (last fetched epoch 0)
+/// with the diverging epoch (epoch 0 ends at 10) and no records. The consumer moves back to 10
+/// as validation would have moved it, reads the new leader's records and what comes after,
+/// and the truncation is told once (WARN, hook, metric). It used to fetch from 15 again at
+/// once, get the same answer, and never read another record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_told_by_a_fetch_answers_diverging_epoch_is_read_on_from() {
+    let logs = logs::capture();
+    let topic = unique_name("diverging");
+    let broker = old_log_without_epoch_lookups(&topic).await;
+    let told = Told::default();
+    let mut consumer = builder(&broker.bootstrap())
+        .hooks(told.clone())
+        .build()
+        .unwrap();
+    consumer.assign([TopicPartition::new(&topic, 0)]).unwrap();
+    let old = recv_n(&mut consumer, OLD_END as usize, PATIENCE).await;
+    assert_eq!(read(&old), written(0..OLD_END, 0));
+
+    let mark = logs.mark();
+    let before = broker.fetched_from().len();
+    elect_uncleanly(&broker);
+    let new = recv_n(&mut consumer, NEW, PATIENCE).await;
+    assert_eq!(
+        read(&new),
+        written(DIVERGES_AT..DIVERGES_AT + NEW as i64, 1),
+        "the new leader's records, from where the logs part"
+    );
+    broker.append(2);
+    let more = recv_n(&mut consumer, 2, PATIENCE).await;
+    assert_eq!(read(&more), written(13..15, 1));
+
+    assert_told_once(&told, &topic);
+    assert_eq!(consumer.metrics().truncations, 1);
+    assert_warned_once(&logs, mark, &topic);
+    let fetches = fetches_since(&broker, before);
+    let from_old_end = fetches.iter().filter(|f| **f == (OLD_END, 0)).count();
+    assert!(
+        (1..=3).contains(&from_old_end),
+        "fetched from the old end until a Fetch answer said where the logs part, not over and \
+         over: {fetches:?}"
+    );
+    assert!(
+        fetches.contains(&(DIVERGES_AT, 0)),
+        "then from where they part, with the epoch ending there: {fetches:?}"
+    );
+    assert_eq!(
+        broker.epoch_questions(),
+        Vec::<(i32, i32)>::new(),
+        "the broker offers no OffsetForLeaderEpoch"
+    );
+    assert_eq!(broker.unexpected(), Vec::<String>::new());
+    consumer.close().await.unwrap();
+}
+
+/// A group's commit at 15 (epoch 0) lies past the truncated log's end, and the broker cannot
+/// validate it: the first Fetch, from 15, is answered with the diverging epoch, and the member
+/// reads on from 10, commits 13 in epoch 1, and the truncation is told once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_past_the_log_end_is_read_on_from_where_a_fetch_answers_diverging_epoch_says() {
+    let topic = unique_name("diverging");
+    let group = unique_name("g");
+    let broker = old_log_without_epoch_lookups(&topic).await;
+    broker.commit(&group, OLD_END, 0);
+    elect_uncleanly(&broker);
+
+    let told = Told::default();
+    let mut consumer = group_builder(&broker.bootstrap(), &group, "range")
+        .hooks(told.clone())
+        .build()
+        .unwrap();
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let new = recv_n(&mut consumer, NEW, PATIENCE).await;
+    assert_eq!(
+        read(&new),
+        written(DIVERGES_AT..DIVERGES_AT + NEW as i64, 1)
+    );
+    expect_no_record(&mut consumer, Duration::from_millis(300)).await;
+    assert_eq!(
+        broker.fetched_from().first(),
+        Some(&(OLD_END, 0)),
+        "nothing validated the commit: the first Fetch starts from it"
+    );
+    assert_told_once(&told, &topic);
+    assert_eq!(consumer.metrics().truncations, 1);
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+    assert_eq!(
+        broker.committed(&group),
+        Some((DIVERGES_AT + NEW as i64, 1))
+    );
+    assert_eq!(broker.unexpected(), Vec::<String>::new());
+}
+
+/// Under `auto.offset.reset=none` a truncation a Fetch answer tells is the application's
+/// error, as one validation finds: the position stays until the application seeks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_auto_offset_reset_none_a_diverging_epoch_is_the_applications_error() {
+    let topic = unique_name("diverging");
+    let group = unique_name("g");
+    let broker = old_log_without_epoch_lookups(&topic).await;
+    broker.commit(&group, OLD_END, 0);
+    elect_uncleanly(&broker);
+
+    let told = Told::default();
+    let mut consumer = group_builder(&broker.bootstrap(), &group, "range")
+        .set("auto.offset.reset", "none")
+        .hooks(told.clone())
+        .build()
+        .unwrap();
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    let e = tokio::time::timeout(PATIENCE, consumer.recv())
+        .await
+        .expect("an answer within the patience")
+        .expect_err("the truncation, as an error");
+    assert_eq!(e.kind(), ErrorKind::LogTruncation, "{e}");
+    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+    let m = e.to_string();
+    for part in [
+        format!("the log of {topic}-0 was truncated under offset {OLD_END}"),
+        format!("diverges from it at offset {DIVERGES_AT}"),
+        "auto.offset.reset is none".to_owned(),
+    ] {
+        assert!(m.contains(&part), "{part:?} not in {m:?}");
+    }
+    assert_eq!(told.truncations(), Vec::<Truncation>::new());
+    consumer.seek(tp, DIVERGES_AT).unwrap();
+    let new = recv_n(&mut consumer, NEW, PATIENCE).await;
+    assert_eq!(
+        read(&new),
+        written(DIVERGES_AT..DIVERGES_AT + NEW as i64, 1)
+    );
+    consumer.close().await.unwrap();
 }

@@ -24,8 +24,8 @@ use crate::messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, StartPosition,
 };
 use crate::position::{
-    AnswerContext, Backoff, FetchAction, FetchPosition, FetchStatus, LeaderAndEpoch,
-    PartitionAnswer, PartitionError, PartitionState, ResetReason,
+    AnswerContext, Backoff, DivergingEpoch, FetchAction, FetchPosition, FetchStatus,
+    LeaderAndEpoch, PartitionAnswer, PartitionError, PartitionState, ResetReason,
 };
 use crate::records::{CorruptRecords, FetchedRecords, check_partition};
 use crate::transactions::AbortedTransaction;
@@ -986,6 +986,7 @@ impl FetchMachine {
         let ctx = self.ctx(now);
         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
         let mut received = Vec::new();
+        let mut repositioned = Vec::new();
         for t in &response.responses {
             let name = if t.topic.is_empty() {
                 let id = TopicId(*t.topic_id.as_bytes());
@@ -1014,10 +1015,18 @@ impl FetchMachine {
                 let hint = &p.current_leader;
                 answer.leader_hint = (hint.leader_id.0 >= 0)
                     .then(|| LeaderAndEpoch::new(hint.leader_id.0, hint.leader_epoch));
+                // Java `FetchResponse.isDivergingEpoch`: an epoch of -1 means none.
+                answer.diverging = (p.diverging_epoch.epoch >= 0).then_some(DivergingEpoch {
+                    epoch: p.diverging_epoch.epoch,
+                    end_offset: p.diverging_epoch.end_offset,
+                });
                 if p.error_code == 0 && p.high_watermark >= 0 {
                     a.high_watermark = Some(p.high_watermark);
                 }
                 let mut checked = match (&p.records, p.error_code) {
+                    // An answer with a diverging epoch has no records to read (Kafka sends
+                    // none); whatever came is not delivered.
+                    _ if answer.diverging.is_some() => None,
                     (Some(bytes), 0) if !bytes.is_empty() => {
                         let aborted = read_committed.then(|| {
                             p.aborted_transactions
@@ -1089,6 +1098,15 @@ impl FetchMachine {
                             if let PartitionError::Corrupt { offset } = error {
                                 a.corrupt_told = Some(offset);
                             }
+                            if matches!(
+                                error,
+                                PartitionError::LogTruncation {
+                                    repositioned: true,
+                                    ..
+                                }
+                            ) {
+                                repositioned.push(tp.clone());
+                            }
                             self.events.push_back(FetchEvent::PartitionError {
                                 partition: tp.clone(),
                                 error,
@@ -1125,6 +1143,11 @@ impl FetchMachine {
             }
         }
         self.budget.complete(broker, received);
+        // A diverging epoch moved these (or sent them to a reset): as after validation, what
+        // was fetched for the old position must not reach the application.
+        for tp in repositioned {
+            self.drop_buffered(&tp);
+        }
     }
 
     /// The answer to a reset lookup that went to `broker`: each partition's position, or its

@@ -16,6 +16,10 @@
 //!                   └─► AwaitingValidation or Fetching
 //! ```
 //!
+//! A Fetch answer from the leader with a diverging epoch (KIP-320) is a validation answer that
+//! came with the Fetch: a fetching partition moves back to where the logs part and goes on
+//! fetching, or awaits a reset when the leader cannot place the divergence (policy ≠ none).
+//!
 //! Feeding it: [`PartitionState::update_leader`] after every metadata snapshot,
 //! [`PartitionState::on_fetch_answer`] for each partition of each Fetch answer,
 //! [`PartitionState::advance`] as an answer's records are accepted (the next Fetch starts past
@@ -140,6 +144,23 @@ pub struct PartitionAnswer {
     /// The base offset of a batch that failed to decode (CRC, lengths, decompression): the
     /// records before it are good, nothing at or after it is.
     pub corrupt_at: Option<i64>,
+    /// The response's diverging epoch (Fetch v12+, KIP-320), present when its epoch is not
+    /// negative (Java `FetchResponse.isDivergingEpoch`): the log the broker reads from does not
+    /// hold the last fetched epoch the request carried up to its fetch offset. It comes with no
+    /// records.
+    pub diverging: Option<DivergingEpoch>,
+}
+
+/// A Fetch answer's `DivergingEpoch` (KIP-320): the largest epoch of the broker's log at or
+/// below the request's last fetched epoch, and where it ends there (Kafka's
+/// `Partition.readRecords` answers it when that epoch is below the one asked about or ends
+/// before the fetch offset), as an OffsetForLeaderEpoch answer would say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DivergingEpoch {
+    /// The epoch.
+    pub epoch: i32,
+    /// Where it ends in the broker's log.
+    pub end_offset: i64,
 }
 
 impl PartitionAnswer {
@@ -152,6 +173,7 @@ impl PartitionAnswer {
             preferred_read_replica: None,
             leader_hint: None,
             corrupt_at: None,
+            diverging: None,
         }
     }
 
@@ -606,6 +628,19 @@ impl PartitionState {
                     actions.push(FetchAction::Discard);
                     return (self, actions);
                 }
+                if let Some(diverging) = answer.diverging {
+                    // Whatever came with it is not delivered (Kafka sends no records then).
+                    actions.push(FetchAction::Discard);
+                    if from_replica {
+                        // KIP-392: a follower's log may lag the leader's, and lack an epoch
+                        // the leader began: that is no truncation. Ask the leader, as for
+                        // OFFSET_OUT_OF_RANGE from a follower.
+                        self.read_replica = None;
+                    } else {
+                        self.on_diverging_epoch(&position, diverging, ctx, &mut actions);
+                    }
+                    return (self, actions);
+                }
                 self.note_read_replica(answer, ctx);
                 actions.push(FetchAction::Deliver);
                 if answer.corrupt_at.is_none() {
@@ -748,7 +783,7 @@ impl PartitionState {
     }
 
     /// One more failure in a row: not tried again before its backoff.
-    fn back_off(&mut self, now: Instant, backoff: &Backoff) {
+    pub(crate) fn back_off(&mut self, now: Instant, backoff: &Backoff) {
         self.retry_at = Some(backoff.retry_at(now, &mut self.failures));
     }
 

@@ -31,8 +31,8 @@ use kcon_core::ResetPolicy;
 use kcon_core::TopicPartition;
 
 use crate::position::{
-    AnswerContext, FetchAction, FetchPosition, FetchStatus, PartitionError, PartitionState,
-    ResetReason, codes,
+    AnswerContext, DivergingEpoch, FetchAction, FetchPosition, FetchStatus, PartitionError,
+    PartitionState, ResetReason, codes,
 };
 use kcon_core::wire::VersionError;
 
@@ -283,40 +283,19 @@ impl PartitionState {
         if self.status() != FetchStatus::AwaitingValidation || self.position() != Some(*sent) {
             return (self, actions);
         }
-        let truncation = |divergent, repositioned| {
-            FetchAction::Report(PartitionError::LogTruncation {
-                offset: sent.offset,
-                divergent,
-                repositioned,
-            })
-        };
-        let none = ctx.reset_policy == ResetPolicy::None;
         match classify(sent, answer) {
             Validation::Valid | Validation::Skip => self.complete_validation(),
-            Validation::Diverged { offset, epoch } if !none => {
-                self.set_validated(FetchPosition {
-                    offset,
-                    offset_epoch: Some(epoch),
-                    current_leader: sent.current_leader,
-                });
-                actions.push(truncation(Some((offset, epoch)), true));
-            }
             Validation::Diverged { offset, epoch } => {
-                actions.push(truncation(Some((offset, epoch)), false));
-                // Asked again after the backoff, and reported again, until the application
-                // seeks: the same as Java, without a tight loop.
-                self.validation_failed(ctx.now, &ctx.retry_backoff);
-            }
-            Validation::Unknown if !none => {
-                self.request_reset(ResetReason::UnknownTruncation {
-                    offset: sent.offset,
-                });
-                actions.push(FetchAction::Reset(ctx.reset_policy));
-                actions.push(truncation(None, true));
+                if !self.truncated(sent, Some((offset, epoch)), ctx, &mut actions) {
+                    // Asked again after the backoff, and reported again, until the
+                    // application seeks: the same as Java, without a tight loop.
+                    self.validation_failed(ctx.now, &ctx.retry_backoff);
+                }
             }
             Validation::Unknown => {
-                actions.push(truncation(None, false));
-                self.validation_failed(ctx.now, &ctx.retry_backoff);
+                if !self.truncated(sent, None, ctx, &mut actions) {
+                    self.validation_failed(ctx.now, &ctx.retry_backoff);
+                }
             }
             Validation::Retry { refresh_metadata } => {
                 if refresh_metadata {
@@ -330,6 +309,76 @@ impl PartitionState {
             }
         }
         (self, actions)
+    }
+
+    /// A Fetch answer from the leader for `sent` (the partition's position, fetching) carried
+    /// a diverging epoch instead of records (KIP-320): the leader checked the request's last
+    /// fetched epoch itself and says what an OffsetForLeaderEpoch answer would, so it is read
+    /// the same way ([`classify`]), and a truncation found is handled as validation handles it.
+    /// Without this the partition would fetch the same offset again at once, and get the same
+    /// answer, forever. An answer that diverges from nothing by its own numbers is fetched
+    /// again after the backoff.
+    pub(crate) fn on_diverging_epoch(
+        &mut self,
+        sent: &FetchPosition,
+        diverging: DivergingEpoch,
+        ctx: &AnswerContext,
+        actions: &mut Vec<FetchAction>,
+    ) {
+        let answer = EpochAnswer {
+            error_code: codes::NONE,
+            leader_epoch: diverging.epoch,
+            end_offset: diverging.end_offset,
+        };
+        let moved = match classify(sent, &answer) {
+            Validation::Diverged { offset, epoch } => {
+                self.truncated(sent, Some((offset, epoch)), ctx, actions)
+            }
+            Validation::Unknown => self.truncated(sent, None, ctx, actions),
+            _ => false,
+        };
+        if !moved {
+            // Fetched again after the backoff: under `none` the same error is reported again
+            // until the application seeks, as OFFSET_OUT_OF_RANGE is.
+            self.back_off(ctx.now, &ctx.retry_backoff);
+        }
+    }
+
+    /// The log was truncated under `sent`; the logs part at `divergent` (offset, the leader's
+    /// epoch ending there), or the leader cannot say where (`None`). Under a reset policy the
+    /// partition moves to the divergence (Java `seekValidated`), or awaits a reset by the
+    /// policy when it is unknown, and the application is told; under `none` nothing moves and
+    /// the application gets the error (Java `LogTruncationException`). Returns whether the
+    /// partition moved.
+    fn truncated(
+        &mut self,
+        sent: &FetchPosition,
+        divergent: Option<(i64, i32)>,
+        ctx: &AnswerContext,
+        actions: &mut Vec<FetchAction>,
+    ) -> bool {
+        let repositioned = ctx.reset_policy != ResetPolicy::None;
+        if repositioned {
+            match divergent {
+                Some((offset, epoch)) => self.set_validated(FetchPosition {
+                    offset,
+                    offset_epoch: Some(epoch),
+                    current_leader: sent.current_leader,
+                }),
+                None => {
+                    self.request_reset(ResetReason::UnknownTruncation {
+                        offset: sent.offset,
+                    });
+                    actions.push(FetchAction::Reset(ctx.reset_policy));
+                }
+            }
+        }
+        actions.push(FetchAction::Report(PartitionError::LogTruncation {
+            offset: sent.offset,
+            divergent,
+            repositioned,
+        }));
+        repositioned
     }
 }
 

@@ -935,6 +935,102 @@ fn a_commit_past_a_truncated_logs_end_is_validated_at_start_and_fetched_on_from_
     assert_eq!(events.len(), 1, "{events:?}");
 }
 
+/// Partition 0 read 0..10 (leader epoch 5) and is fetched from 10 with last fetched epoch 5;
+/// the leader answers that its epoch 5 ends at 7 (a Fetch's `DivergingEpoch`, KIP-320, with no
+/// records), as Apache Kafka does when the log it holds parts from the one the request read.
+/// Returns the simulation at that point, with the answer handled.
+fn answered_with_a_diverging_epoch(policy: &str) -> Sim {
+    let mut sim = Sim::new(config(&[("auto.offset.reset", policy)]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(0, vec![(0, 0, Some(batch(0, 10, 5)))]));
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events)[&0],
+        (0..10).collect::<Vec<_>>()
+    );
+    let FetchEvent::Records(r) = &events[0] else {
+        unreachable!()
+    };
+    sim.machine.records_consumed(&tp(0), r.size);
+    let next = sim.fetch();
+    let p0 = session_of(&next)
+        .partitions
+        .iter()
+        .find(|(tp, _)| tp.partition == 0)
+        .map(|(_, p)| *p)
+        .expect("partition 0 fetched");
+    assert_eq!((p0.fetch_offset, p0.last_fetched_epoch), (10, Some(5)));
+    let mut answer = response(0, vec![(0, 0, Some(Bytes::new())), (1, 0, None)]);
+    let d = &mut answer.responses[0].partitions[0].diverging_epoch;
+    d.epoch = 5;
+    d.end_offset = 7;
+    sim.answer(&next, answer);
+    sim
+}
+
+/// Under a reset policy the position moves to where the logs part and the truncation is told
+/// once, as validation does it; the next Fetch starts there at once and the new leader's
+/// records come. Without this the partition was fetched from 10 again, answered the same,
+/// forever.
+#[test]
+fn a_diverging_epoch_in_a_fetch_answer_moves_the_position_where_the_logs_part() {
+    let mut sim = answered_with_a_diverging_epoch("earliest");
+    let events = sim.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [FetchEvent::PartitionError {
+                partition,
+                error: PartitionError::LogTruncation {
+                    offset: 10,
+                    divergent: Some((7, 5)),
+                    repositioned: true
+                },
+            }] if partition == &tp(0)
+        ),
+        "{events:?}"
+    );
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next).get(&0), Some(&7));
+    sim.answer(&next, response(0, vec![(0, 0, Some(batch(7, 3, 6)))]));
+    let events = sim.events();
+    assert_eq!(
+        offsets_by_partition(&events),
+        BTreeMap::from([(0, vec![7, 8, 9])]),
+        "the new leader's records, and no truncation told again: {events:?}"
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+/// Under `auto.offset.reset=none` the application gets the error and the position stays; the
+/// partition is fetched again only after the backoff (and told again, until it seeks), never
+/// in a tight loop.
+#[test]
+fn a_diverging_epoch_under_none_is_the_applications_error_and_no_tight_loop() {
+    let mut sim = answered_with_a_diverging_epoch("none");
+    let events = sim.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [FetchEvent::PartitionError {
+                error: PartitionError::LogTruncation {
+                    offset: 10,
+                    divergent: Some((7, 5)),
+                    repositioned: false
+                },
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    let next = sim.fetch();
+    assert_eq!(offsets_of(&next).get(&0), None, "backing off: {next:?}");
+    sim.answer(&next, response(0, vec![]));
+    sim.advance(BACKOFF_PASSED);
+    let again = sim.fetch();
+    assert_eq!(offsets_of(&again).get(&0), Some(&10));
+}
+
 #[test]
 fn a_seek_drops_records_not_yet_handed_out() {
     let mut sim = Sim::new(config(&[]), committed(0));

@@ -521,6 +521,139 @@ fn leader_change_or_broker_failure_drops_the_replica() {
     assert_eq!(s.read_replica(), None);
 }
 
+/// A Fetch answer from `broker` for offset 10 with a diverging epoch instead of records.
+fn diverging(broker: i32, epoch: i32, end_offset: i64) -> PartitionAnswer {
+    PartitionAnswer {
+        diverging: Some(DivergingEpoch { epoch, end_offset }),
+        ..PartitionAnswer::ok(broker, 10)
+    }
+}
+
+/// The truncation a diverging epoch reports for the position at 10.
+fn truncation(divergent: Option<(i64, i32)>, repositioned: bool) -> FetchAction {
+    FetchAction::Report(PartitionError::LogTruncation {
+        offset: 10,
+        divergent,
+        repositioned,
+    })
+}
+
+#[test]
+fn a_diverging_epoch_from_the_leader_moves_the_position_where_the_logs_part() {
+    let now = t0();
+    for policy in [
+        ResetPolicy::Earliest,
+        ResetPolicy::Latest,
+        ResetPolicy::ByDuration(Duration::from_secs(60)),
+    ] {
+        // Our epoch 3 ends at 7 on the leader's log: what we read from 7 on is not on it.
+        let (mut s, actions) =
+            fetching().on_fetch_answer(&diverging(LEADER, 3, 7), &ctx(now, policy));
+        assert_eq!(
+            actions,
+            vec![FetchAction::Discard, truncation(Some((7, 3)), true)],
+            "{policy:?}"
+        );
+        assert_eq!(s.status(), FetchStatus::Fetching);
+        assert_eq!(
+            s.position(),
+            Some(FetchPosition {
+                offset: 7,
+                offset_epoch: Some(3),
+                current_leader: LeaderAndEpoch::new(LEADER, 5),
+            })
+        );
+        assert_eq!(
+            s.fetch_target(now),
+            Some(LEADER),
+            "fetched from there at once"
+        );
+    }
+}
+
+#[test]
+fn a_diverging_epoch_under_none_is_an_error_and_fetched_again_only_after_the_backoff() {
+    let now = t0();
+    let (mut s, actions) =
+        fetching().on_fetch_answer(&diverging(LEADER, 3, 7), &ctx(now, ResetPolicy::None));
+    assert_eq!(
+        actions,
+        vec![FetchAction::Discard, truncation(Some((7, 3)), false)]
+    );
+    assert_eq!(s.status(), FetchStatus::Fetching);
+    assert_eq!(
+        s.position().map(|p| (p.offset, p.offset_epoch)),
+        Some((10, Some(3)))
+    );
+    assert_eq!(s.fetch_target(now), None, "no tight loop");
+    assert_eq!(
+        s.fetch_target(now + Duration::from_millis(100)),
+        Some(LEADER)
+    );
+}
+
+#[test]
+fn a_diverging_epoch_that_cannot_place_the_divergence_resets_per_policy() {
+    let now = t0();
+    // The leader never had our epoch 3, and its epoch 2 ends past our position.
+    let (s, actions) =
+        fetching().on_fetch_answer(&diverging(LEADER, 2, 12), &ctx(now, ResetPolicy::Earliest));
+    assert_eq!(
+        actions,
+        vec![
+            FetchAction::Discard,
+            FetchAction::Reset(ResetPolicy::Earliest),
+            truncation(None, true)
+        ]
+    );
+    assert_eq!(
+        s.status(),
+        FetchStatus::AwaitingReset(ResetReason::UnknownTruncation { offset: 10 })
+    );
+}
+
+#[test]
+fn a_diverging_epoch_that_diverges_from_nothing_is_fetched_again_after_the_backoff() {
+    let now = t0();
+    // Our epoch 3 ends at 12, past our position: by its own numbers nothing diverges.
+    let (mut s, actions) =
+        fetching().on_fetch_answer(&diverging(LEADER, 3, 12), &ctx(now, ResetPolicy::Latest));
+    assert_eq!(actions, vec![FetchAction::Discard]);
+    assert_eq!(s.position().map(|p| p.offset), Some(10));
+    assert_eq!(s.fetch_target(now), None, "no tight loop");
+    assert_eq!(
+        s.fetch_target(now + Duration::from_millis(100)),
+        Some(LEADER)
+    );
+}
+
+#[test]
+fn a_diverging_epoch_from_a_read_replica_goes_back_to_the_leader() {
+    let now = t0();
+    // A follower that lacks an epoch the leader began is behind, not truncated.
+    let (mut s, actions) = redirected(now)
+        .on_fetch_answer(&diverging(FOLLOWER, 2, 10), &ctx(now, ResetPolicy::Latest));
+    assert_eq!(actions, vec![FetchAction::Discard]);
+    assert_eq!(
+        s.position().map(|p| (p.offset, p.offset_epoch)),
+        Some((10, Some(3)))
+    );
+    assert_eq!(s.fetch_target(now), Some(LEADER));
+}
+
+#[test]
+fn a_diverging_epoch_for_an_old_offset_is_discarded() {
+    let now = t0();
+    let stale = PartitionAnswer {
+        fetch_offset: 4,
+        ..diverging(LEADER, 3, 2)
+    };
+    let (mut s, actions) = fetching().on_fetch_answer(&stale, &ctx(now, ResetPolicy::Latest));
+    assert_eq!(actions, vec![FetchAction::Discard]);
+    assert_eq!(s.position().map(|p| p.offset), Some(10));
+    assert_eq!(s.fetch_target(now), Some(LEADER));
+}
+
 #[test]
 fn errors_display_what_happened() {
     let e = PartitionError::LogTruncation {
