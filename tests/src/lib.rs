@@ -6,6 +6,7 @@
 
 pub mod blocking;
 pub mod brokers;
+pub mod cluster_faults;
 pub mod consumer;
 pub mod forwarder;
 mod frames;

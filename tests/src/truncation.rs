@@ -1,7 +1,9 @@
 //! A scripted one-broker cluster whose log is truncated under its consumers: what an unclean
 //! leader election does (a replica that missed records becomes leader at a new epoch, and the
-//! records only the old leader had are gone), which neither real broker here can be made to
-//! do.
+//! records only the old leader had are gone), at once and exactly where a test says, beside
+//! the real one on the three-node Apache Kafka cluster (`tests/consumer_truncation_cluster.rs`,
+//! a minute of nodes killed and started). It also answers what Apache Kafka never answers
+//! kcon: a Fetch's diverging epoch from a leader kcon could not validate against.
 //!
 //! Broker 1 leads the one partition of one topic and coordinates every group. It answers as
 //! Apache Kafka does:
