@@ -17,6 +17,7 @@ use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::error_codes::{code, error_name};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use tokio::task::block_in_place;
 use tokio::time::Instant;
 
 use crate::kafka::Kafka;
@@ -189,4 +190,66 @@ pub async fn produce_to(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Moves the leadership of `topic`-`partition` to `order[0]` as an operator does, with Kafka's
+/// own tools: `kafka-reassign-partitions` gives the partition the replicas `order` (the same
+/// replicas in another order moves no data, and makes `order[0]` the preferred leader), then
+/// `kafka-leader-election --election-type PREFERRED` elects it, at a new leader epoch. Returns
+/// the partition as its new leader describes it once it leads.
+pub async fn move_leader(
+    kafka: &Kafka,
+    pool: &Pool,
+    topic: &str,
+    partition: i32,
+    order: &[i32],
+) -> PartitionView {
+    let plan = serde_json::json!({
+        "version": 1,
+        "partitions": [{"topic": topic, "partition": partition, "replicas": order}],
+    });
+    let file = std::env::temp_dir().join(format!("{topic}-{partition}-reassignment.json"));
+    std::fs::write(&file, plan.to_string()).expect("the reassignment plan written");
+    let path = file.to_string_lossy().into_owned();
+    // The tools are JVMs of some seconds: off the runtime's workers, which keep serving the
+    // consumers meanwhile.
+    block_in_place(|| {
+        kafka.tool(
+            "org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+            &["--reassignment-json-file", &path, "--execute"],
+        )
+    });
+    wait_for_partition(pool, None, topic, partition, "reassigned", |p| {
+        p.replicas == order
+    })
+    .await;
+    let partition_arg = partition.to_string();
+    block_in_place(|| {
+        kafka.tool(
+            "org.apache.kafka.tools.LeaderElectionCommand",
+            &[
+                "--election-type",
+                "PREFERRED",
+                "--topic",
+                topic,
+                "--partition",
+                &partition_arg,
+            ],
+        )
+    });
+    let _ = std::fs::remove_file(&file);
+    wait_for_partition(
+        pool,
+        Some(order[0]),
+        topic,
+        partition,
+        "led by the preferred replica",
+        |p| p.leader == Some(order[0]),
+    )
+    .await
+}
+
+/// The rack of node `id` in the cluster (`broker.rack`).
+pub fn rack_of(id: i32) -> String {
+    format!("rack-{id}")
 }

@@ -876,6 +876,12 @@ impl FetchMachine {
                 let Some(position) = a.state.position() else {
                     continue;
                 };
+                // The last fetched epoch lets the leader tell a log that parts from what was
+                // read (KIP-320). A follower's log may lack an epoch the leader began until a
+                // record is written in it, and would answer a diverging epoch at once, every
+                // time: a follower is asked without one (as the Java client asks every
+                // broker), as for a reader its log is the leader's, only behind.
+                let to_leader = a.state.leader().leader == Some(broker);
                 wanted.insert(
                     tp.clone(),
                     PartitionFetch {
@@ -883,7 +889,7 @@ impl FetchMachine {
                         fetch_offset: position.offset,
                         log_start_offset: -1,
                         current_leader_epoch: a.state.leader().epoch,
-                        last_fetched_epoch: position.offset_epoch,
+                        last_fetched_epoch: position.offset_epoch.filter(|_| to_leader),
                         partition_max_bytes: self.config.partition_max_bytes,
                     },
                 );

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcon_codec::compression::Compression;
-use kcon_codec::kafka_protocol::messages::TopicName;
 use kcon_codec::kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kcon_codec::kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
+use kcon_codec::kafka_protocol::messages::{BrokerId, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::harness::Harness;
@@ -1029,6 +1029,51 @@ fn a_diverging_epoch_under_none_is_the_applications_error_and_no_tight_loop() {
     sim.advance(BACKOFF_PASSED);
     let again = sim.fetch();
     assert_eq!(offsets_of(&again).get(&0), Some(&10));
+}
+
+/// The leader names a follower to read from (KIP-392): the follower is asked without the last
+/// fetched epoch, which the leader is asked with. A follower lacks an epoch the leader began
+/// until a record is written in it, and asked with it answers a diverging epoch at once, every
+/// time: a consumer idle at the log end after a leader change spun between leader and
+/// follower (1,454 Fetches in 3 s on Apache Kafka, `consumer_leader_moves_cluster`).
+#[test]
+fn a_read_replica_is_asked_without_the_last_fetched_epoch() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    let p0 = |o: &Outgoing| {
+        session_of(o)
+            .partitions
+            .iter()
+            .find(|(tp, _)| tp.partition == 0)
+            .map(|(_, p)| (p.fetch_offset, p.last_fetched_epoch))
+    };
+    let mut answer = response(0, vec![(0, 0, Some(batch(0, 3, 5))), (1, 0, None)]);
+    answer.responses[0].partitions[0].preferred_read_replica = BrokerId(2);
+    sim.answer(&first, answer);
+    let events = sim.events();
+    let FetchEvent::Records(r) = &events[0] else {
+        unreachable!("{events:?}")
+    };
+    sim.machine.records_consumed(&tp(0), r.size);
+    let mut to_follower = None;
+    for _ in 0..3 {
+        for o in sim.requests() {
+            match &o.request {
+                FetchRequest::Connect { broker: 2 } => {
+                    let info = BrokerInfo {
+                        id: 2,
+                        fetch_version: 12,
+                        can_validate: true,
+                    };
+                    sim.0.answer(o.id, FetchAnswer::Broker(info));
+                }
+                FetchRequest::Fetch { broker: 2, .. } => to_follower = Some(o),
+                _ => {}
+            }
+        }
+    }
+    let to_follower = to_follower.expect("a Fetch to the follower");
+    assert_eq!(p0(&to_follower), Some((3, None)), "{to_follower:?}");
 }
 
 #[test]

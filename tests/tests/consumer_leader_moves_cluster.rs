@@ -1,0 +1,162 @@
+//! Leaders moved cleanly under consumers on Apache Kafka (the three-node cluster,
+//! `kcon_tests::kafka::Kafka::cluster`), as an operator moves them: `kafka-reassign-partitions`
+//! reorders a partition's replicas and `kafka-leader-election` elects the preferred one, at a
+//! new leader epoch. Nothing is truncated, so a consumer reads every record exactly once and
+//! tells no truncation.
+//!
+//! A new leader's epoch begins in its own log when it is elected, but reaches the other
+//! replicas only with the first record written in it: until then they lack it. A consumer
+//! whose position came from ListOffsets then carries an epoch other replicas do not have.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcon::{Consumer, ConsumerBuilder, ConsumerHooks, Record, TopicPartition, Truncation};
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::cluster_faults::{
+    PartitionView, move_leader, produce_to, rack_of, wait_for_partition,
+};
+use kcon_tests::consumer::{expect_no_record, poll_until, recv_n};
+use kcon_tests::kafka::{Kafka, NewTopic, create};
+use kcon_tests::pool::config;
+
+/// How long records may take to come, across a leader change.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The truncations the hook was told of.
+#[derive(Debug, Clone, Default)]
+struct Told(Arc<Mutex<Vec<Truncation>>>);
+
+impl Told {
+    fn truncations(&self) -> Vec<Truncation> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl ConsumerHooks for Told {
+    fn on_truncation(&self, truncation: &Truncation) {
+        self.0.lock().unwrap().push(truncation.clone());
+    }
+}
+
+fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// `(offset, value)` of each record.
+fn read(records: &[Record]) -> Vec<(i64, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().expect("a value");
+            (r.offset, String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+/// `(offset, value)` of `values` written from `base` on.
+fn written(base: i64, values: &[String]) -> Vec<(i64, String)> {
+    (base..).zip(values.iter().cloned()).collect()
+}
+
+/// A consumer at the user's defaults (`auto.offset.reset=latest`), telling `told`.
+fn consumer(kafka: &Kafka, told: &Told) -> ConsumerBuilder {
+    Consumer::builder()
+        .bootstrap_servers(kafka.bootstrap())
+        .hooks(told.clone())
+}
+
+/// A topic of one partition on all three nodes, `kept` records written in its first leader
+/// epoch, and its leader moved to the second replica: that replica leads at a new epoch in
+/// which nothing is written yet. Returns the topic and the partition as its new leader
+/// describes it (replicas in the order `[new leader, old leader, third]`).
+async fn moved_once(
+    kafka: &Kafka,
+    pool: &Pool,
+    prefix: &str,
+    kept: &[String],
+) -> (String, PartitionView) {
+    let topic = unique_name(prefix);
+    create(pool, &[NewTopic::new(&topic, 1)]).await;
+    let start = wait_for_partition(pool, None, &topic, 0, "led, all replicas in sync", |p| {
+        p.leader.is_some() && p.isr.len() == 3
+    })
+    .await;
+    let first = start.leader.expect("a leader");
+    wait_for_partition(
+        pool,
+        Some(first),
+        &topic,
+        0,
+        "led by its first leader",
+        |p| p.leader == Some(first),
+    )
+    .await;
+    assert_eq!(produce_to(pool, first, &topic, 0, -1, kept).await, 0);
+    let second = *start
+        .replicas
+        .iter()
+        .find(|&&r| r != first)
+        .expect("another replica");
+    let third = *start
+        .replicas
+        .iter()
+        .find(|&&r| r != first && r != second)
+        .expect("a third replica");
+    let moved = move_leader(kafka, pool, &topic, 0, &[second, first, third]).await;
+    assert!(
+        moved.leader_epoch > start.leader_epoch,
+        "a new leader epoch: {start:?} then {moved:?}"
+    );
+    (topic, moved)
+}
+
+/// A consumer in the third replica's rack (`client.rack`, KIP-392) at the end of the log is
+/// sent by the leader to read from that follower, which lacks the leader's new epoch until a
+/// record is written in it: asked with it as the last fetched epoch, the follower answers with
+/// a diverging epoch at once. The consumer must wait for records as any idle consumer does
+/// (each Fetch held up to `fetch.max.wait.ms`), not ask again and again, and then read what
+/// comes, telling no truncation: the follower is behind, not truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_sent_to_a_follower_without_the_new_epoch_waits_for_records_without_spinning() {
+    let kafka = Kafka::cluster();
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    let kept = values("kept", 3);
+    let (topic, moved) = moved_once(kafka, &pool, "follower", &kept).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let follower = moved.replicas[2];
+
+    let told = Told::default();
+    let mut consumer = consumer(kafka, &told)
+        .set("client.rack", rack_of(follower))
+        .build()
+        .unwrap();
+    consumer.assign([tp.clone()]).unwrap();
+    let end = kept.len() as i64;
+    poll_until(&mut consumer, "at the log end, fetching", PATIENCE, |c| {
+        c.position(&tp) == Some(end) && c.metrics().fetch_latency.count > 0
+    })
+    .await;
+
+    // Idle for 3 s: at the default fetch.max.wait.ms (500 ms) about six Fetches are answered.
+    let before = consumer.metrics().fetch_latency.count;
+    expect_no_record(&mut consumer, Duration::from_secs(3)).await;
+    let fetches = consumer.metrics().fetch_latency.count - before;
+    assert!(
+        fetches <= 30,
+        "{fetches} Fetches answered in 3 s of an idle consumer: it spins"
+    );
+
+    let new = values("new", 4);
+    assert_eq!(
+        produce_to(&pool, moved.replicas[0], &topic, 0, -1, &new).await,
+        end
+    );
+    assert_eq!(
+        read(&recv_n(&mut consumer, new.len(), PATIENCE).await),
+        written(end, &new)
+    );
+    assert_eq!(told.truncations(), Vec::<Truncation>::new());
+    consumer.close().await.unwrap();
+}
