@@ -112,6 +112,49 @@ async fn moved_once(
     (topic, moved)
 }
 
+/// A consumer at the end of the log (`auto.offset.reset=latest`: its position and epoch come
+/// from the leader's ListOffsets answer, the epoch one nothing is written in yet) pauses the
+/// partition; the leader moves back to the first replica, which never had that epoch, and
+/// records come. Resumed, the consumer validates its position with the new leader, which
+/// answers that its older epoch ends at the position: nothing there was ever truncated, and
+/// the consumer reads every record written since, and tells no truncation. (The Java client
+/// and franz-go call such a position valid; taking it for a truncation whose point is unknown
+/// reset the position by `auto.offset.reset` past the records written meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_in_an_epoch_the_new_leader_never_had_is_valid_and_nothing_is_skipped() {
+    let kafka = Kafka::cluster();
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    let kept = values("kept", 3);
+    let (topic, moved) = moved_once(kafka, &pool, "epochless", &kept).await;
+    let tp = TopicPartition::new(&topic, 0);
+
+    let told = Told::default();
+    let mut consumer = consumer(kafka, &told).build().unwrap();
+    consumer.assign([tp.clone()]).unwrap();
+    let end = kept.len() as i64;
+    poll_until(&mut consumer, "at the log end, fetching", PATIENCE, |c| {
+        c.position(&tp) == Some(end) && c.metrics().fetch_latency.count > 0
+    })
+    .await;
+    consumer.pause([tp.clone()]).unwrap();
+
+    let back = [moved.replicas[1], moved.replicas[0], moved.replicas[2]];
+    move_leader(kafka, &pool, &topic, 0, &back).await;
+    let new = values("new", 4);
+    assert_eq!(produce_to(&pool, back[0], &topic, 0, -1, &new).await, end);
+
+    consumer.resume([tp.clone()]).unwrap();
+    assert_eq!(
+        read(&recv_n(&mut consumer, new.len(), PATIENCE).await),
+        written(end, &new),
+        "every record written while the leader moved"
+    );
+    expect_no_record(&mut consumer, Duration::from_millis(500)).await;
+    assert_eq!(told.truncations(), Vec::<Truncation>::new());
+    assert_eq!(consumer.metrics().truncations, 0);
+    consumer.close().await.unwrap();
+}
+
 /// A consumer in the third replica's rack (`client.rack`, KIP-392) at the end of the log is
 /// sent by the leader to read from that follower, which lacks the leader's new epoch until a
 /// record is written in it: asked with it as the last fetched epoch, the follower answers with

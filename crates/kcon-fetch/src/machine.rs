@@ -168,6 +168,7 @@ impl Assigned {
         Some(FetchPosition {
             offset,
             offset_epoch,
+            epoch_read: false,
             ..position
         })
     }

@@ -67,6 +67,12 @@ pub struct FetchPosition {
     /// OffsetForLeaderEpoch is asked about after a leader change (KIP-320). `None` when
     /// unknown (old brokers, old commits): such a position cannot be validated.
     pub offset_epoch: Option<i32>,
+    /// Whether `offset_epoch` is that of a record this consumer read, rather than one a
+    /// ListOffsets answer, a commit or a leader's answer gave: those may name an epoch no
+    /// record was written in (a leader's epoch begins when it is elected, and ListOffsets
+    /// `latest` answers it at once), which another replica never had without anything being
+    /// truncated ([`classify`](crate::validation::classify)).
+    pub epoch_read: bool,
     /// The leader this position was last checked against.
     pub current_leader: LeaderAndEpoch,
 }
@@ -386,6 +392,7 @@ impl PartitionState {
         let position = FetchPosition {
             offset,
             offset_epoch,
+            epoch_read: false,
             current_leader: self.leader,
         };
         self.validate_position(position);
@@ -397,6 +404,7 @@ impl PartitionState {
         self.position = Some(FetchPosition {
             offset,
             offset_epoch,
+            epoch_read: false,
             current_leader: self.leader,
         });
         self.status = FetchStatus::Fetching;
@@ -450,7 +458,10 @@ impl PartitionState {
             p.offset = next_offset;
             // A record without an epoch (magic < 2) keeps the epoch we knew: it is still the
             // best lower bound for validation.
-            p.offset_epoch = last_epoch.or(p.offset_epoch);
+            if last_epoch.is_some() {
+                p.offset_epoch = last_epoch;
+                p.epoch_read = true;
+            }
         }
     }
 
@@ -481,6 +492,8 @@ impl PartitionState {
         p.offset = offset;
         // Not `or` the epoch held now: that is the answer's last record's, past `offset`.
         p.offset_epoch = last_epoch;
+        // Perhaps the position's before the answer, from a reset or a commit.
+        p.epoch_read = false;
         self.back_off(now, backoff);
         true
     }
@@ -501,6 +514,9 @@ impl PartitionState {
         self.validate_position(FetchPosition {
             offset,
             offset_epoch,
+            // Where the held records began: the epoch may be one the position had from
+            // elsewhere (a reset, a commit).
+            epoch_read: false,
             current_leader: p.current_leader,
         });
         true
@@ -772,6 +788,16 @@ impl PartitionState {
     pub fn validation_failed(&mut self, now: Instant, backoff: &Backoff) {
         if self.status == FetchStatus::AwaitingValidation {
             self.back_off(now, backoff);
+        }
+    }
+
+    /// Validation found the position on the leader's log, which lacks its epoch: the
+    /// position takes `epoch`, the leader's that ends past it, so that the next Fetch's last
+    /// fetched epoch is one the leader has; for [`crate::validation`].
+    pub(crate) fn take_leaders_epoch(&mut self, epoch: i32) {
+        if let Some(p) = &mut self.position {
+            p.offset_epoch = Some(epoch);
+            p.epoch_read = false;
         }
     }
 

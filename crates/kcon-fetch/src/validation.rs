@@ -15,7 +15,8 @@
 //!
 //! Matches the Java client's `OffsetFetcher.validatePositionsAsync`,
 //! `OffsetsForLeaderEpochUtils` and `SubscriptionState.maybeCompleteValidation` (behaviour, not
-//! code), with one deliberate difference noted on [`classify`].
+//! code), with one deliberate difference noted on [`classify`], for positions whose epoch is a
+//! record's the consumer read.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -217,10 +218,16 @@ pub fn epoch_answers(
 /// - `E' = E` and end ≥ position: our records are on its log (same epoch, same offsets, same
 ///   records: the invariant leader epochs give).
 /// - end < position: the logs part at `end` (exactly, when `E' = E`).
-/// - `E' < E` and end ≥ position: the leader never had our epoch, so our last record is not
-///   on its log, but the divergence point is unknown. Java takes this as valid; kcon, as
-///   librdkafka, takes it as a truncation and resets per policy (the deliberate difference).
-///   With clean elections it cannot happen: a committed record's epoch is on every replica.
+/// - `E' < E` and end ≥ position: the leader never had our epoch. When `E` is a record's we
+///   read ([`FetchPosition::epoch_read`]), that record is not on its log, but the divergence
+///   point is unknown: kcon, as librdkafka, takes it as a truncation and resets per policy
+///   (the Java client takes it as valid: the deliberate difference). With clean elections it
+///   cannot happen: a committed record's epoch is on every replica. When `E` came from
+///   ListOffsets, a commit or a leader's answer it may be an epoch no record was written in
+///   (a leader's epoch begins when it is elected; ListOffsets `latest` answers it at once, and
+///   a leader elected after it never had it): nothing we read is missing, and the position is
+///   valid, as in the Java client and franz-go. Taken for a truncation, a clean leader change
+///   reset such a position by the policy, past what was written meanwhile.
 /// - UNDEFINED epoch or offset: no epoch at or below ours is left; reset per policy.
 pub fn classify(position: &FetchPosition, answer: &EpochAnswer) -> Validation {
     match answer.error_code {
@@ -260,7 +267,7 @@ pub fn classify(position: &FetchPosition, answer: &EpochAnswer) -> Validation {
         };
     }
     match position.offset_epoch {
-        Some(ours) if answer.leader_epoch < ours => Validation::Unknown,
+        Some(ours) if answer.leader_epoch < ours && position.epoch_read => Validation::Unknown,
         _ => Validation::Valid,
     }
 }
@@ -284,7 +291,16 @@ impl PartitionState {
             return (self, actions);
         }
         match classify(sent, answer) {
-            Validation::Valid | Validation::Skip => self.complete_validation(),
+            Validation::Valid => {
+                if sent
+                    .offset_epoch
+                    .is_some_and(|ours| answer.leader_epoch < ours)
+                {
+                    self.take_leaders_epoch(answer.leader_epoch);
+                }
+                self.complete_validation();
+            }
+            Validation::Skip => self.complete_validation(),
             Validation::Diverged { offset, epoch } => {
                 if !self.truncated(sent, Some((offset, epoch)), ctx, &mut actions) {
                     // Asked again after the backoff, and reported again, until the
@@ -335,6 +351,12 @@ impl PartitionState {
                 self.truncated(sent, Some((offset, epoch)), ctx, actions)
             }
             Validation::Unknown => self.truncated(sent, None, ctx, actions),
+            // The leader lacks an epoch no record we read was in: the position is on its
+            // log, and the next Fetch asks with the leader's epoch, which it has.
+            Validation::Valid if sent.offset_epoch.is_some_and(|ours| diverging.epoch < ours) => {
+                self.take_leaders_epoch(diverging.epoch);
+                true
+            }
             _ => false,
         };
         if !moved {
@@ -363,6 +385,7 @@ impl PartitionState {
                 Some((offset, epoch)) => self.set_validated(FetchPosition {
                     offset,
                     offset_epoch: Some(epoch),
+                    epoch_read: false,
                     current_leader: sent.current_leader,
                 }),
                 None => {

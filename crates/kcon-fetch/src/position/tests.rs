@@ -16,10 +16,11 @@ fn ctx(now: Instant, policy: ResetPolicy) -> AnswerContext {
     }
 }
 
-/// A partition fetching from offset 10 (last record in epoch 3) from broker 1 at epoch 5.
+/// A partition fetching from offset 10 (last record read in epoch 3) from broker 1 at epoch 5.
 fn fetching() -> PartitionState {
     let mut s = PartitionState::new(LeaderAndEpoch::new(LEADER, 5));
-    s.seek_validated(10, Some(3));
+    s.seek_validated(7, Some(3));
+    s.advance(10, Some(3));
     s
 }
 
@@ -560,6 +561,7 @@ fn a_diverging_epoch_from_the_leader_moves_the_position_where_the_logs_part() {
             Some(FetchPosition {
                 offset: 7,
                 offset_epoch: Some(3),
+                epoch_read: false,
                 current_leader: LeaderAndEpoch::new(LEADER, 5),
             })
         );
@@ -610,6 +612,24 @@ fn a_diverging_epoch_that_cannot_place_the_divergence_resets_per_policy() {
         s.status(),
         FetchStatus::AwaitingReset(ResetReason::UnknownTruncation { offset: 10 })
     );
+}
+
+#[test]
+fn a_diverging_epoch_the_leader_lacks_but_no_record_read_was_in_takes_the_leaders_epoch() {
+    let now = t0();
+    // At 10 from a reset (ListOffsets `latest` gave epoch 3, which nothing was written in);
+    // the leader never had epoch 3, and its epoch 2 ends past the position: nothing read is
+    // missing. Fetched again at once, with the leader's epoch.
+    let mut s = PartitionState::new(LeaderAndEpoch::new(LEADER, 5));
+    s.seek_validated(10, Some(3));
+    let (mut s, actions) =
+        s.on_fetch_answer(&diverging(LEADER, 2, 12), &ctx(now, ResetPolicy::Latest));
+    assert_eq!(actions, vec![FetchAction::Discard]);
+    assert_eq!(
+        s.position().map(|p| (p.offset, p.offset_epoch)),
+        Some((10, Some(2)))
+    );
+    assert_eq!(s.fetch_target(now), Some(LEADER));
 }
 
 #[test]

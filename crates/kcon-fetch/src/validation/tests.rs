@@ -29,7 +29,8 @@ fn ctx(now: Instant, policy: ResetPolicy) -> AnswerContext {
 /// broker 2 at epoch 6: awaiting validation.
 fn moved() -> PartitionState {
     let mut s = PartitionState::new(LeaderAndEpoch::new(OLD, 5));
-    s.seek_validated(10, Some(3));
+    s.seek_validated(7, Some(3));
+    s.advance(10, Some(3));
     assert!(s.update_leader(LeaderAndEpoch::new(NEW, 6), true));
     s
 }
@@ -190,6 +191,7 @@ fn end_before_the_position_truncates_there_and_reports() {
         Some(FetchPosition {
             offset: 7,
             offset_epoch: Some(3),
+            epoch_read: false,
             current_leader: LeaderAndEpoch::new(NEW, 6),
         })
     );
@@ -248,6 +250,47 @@ fn undefined_epoch_or_offset_resets_per_policy() {
 fn an_older_epoch_ending_past_the_position_is_a_truncation_of_unknown_point() {
     let s = moved();
     assert_eq!(classify(&sent(&s), &ok(2, 50)), Validation::Unknown);
+    assert_eq!(
+        classify(&sent(&s), &ok(2, 8)),
+        Validation::Diverged {
+            offset: 8,
+            epoch: 2
+        }
+    );
+}
+
+/// A position whose epoch no record we read was in (ListOffsets `latest` answers the leader's
+/// epoch as soon as it is elected, before anything is written in it) on a leader that never
+/// had that epoch, whose older epoch ends at or past the position: nothing we read is missing,
+/// so it is valid (as in the Java client and franz-go), and the position takes the leader's
+/// epoch, which the next Fetch asks with. Taken for a truncation, a clean leader change reset
+/// it by the policy, past what was written meanwhile.
+#[test]
+fn an_epoch_no_record_was_read_in_that_the_leader_lacks_is_valid_and_becomes_the_leaders() {
+    let now = Instant::now();
+    for end in [10, 50] {
+        let mut s = PartitionState::new(LeaderAndEpoch::new(OLD, 3));
+        s.request_reset(ResetReason::NoPosition);
+        assert!(s.complete_reset(10, Some(3)));
+        assert!(s.update_leader(LeaderAndEpoch::new(NEW, 4), true));
+        let sent = sent(&s);
+        assert!(!sent.epoch_read);
+        assert_eq!(classify(&sent, &ok(2, end)), Validation::Valid);
+        let (mut s, actions) =
+            s.on_validation_answer(&sent, &ok(2, end), &ctx(now, ResetPolicy::Latest));
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(s.status(), FetchStatus::Fetching);
+        assert_eq!(
+            s.position().map(|p| (p.offset, p.offset_epoch)),
+            Some((10, Some(2)))
+        );
+        assert_eq!(s.fetch_target(now), Some(NEW));
+    }
+    // Ending before it, the logs part there whatever the epoch's source.
+    let mut s = PartitionState::new(LeaderAndEpoch::new(OLD, 3));
+    s.request_reset(ResetReason::NoPosition);
+    assert!(s.complete_reset(10, Some(3)));
+    assert!(s.update_leader(LeaderAndEpoch::new(NEW, 4), true));
     assert_eq!(
         classify(&sent(&s), &ok(2, 8)),
         Validation::Diverged {
@@ -407,6 +450,7 @@ proptest! {
         let position = FetchPosition {
             offset: p as i64,
             offset_epoch: Some(our_epoch),
+            epoch_read: true,
             current_leader: LeaderAndEpoch::new(NEW, 100),
         };
         let answer = end_offset_for(&leader, our_epoch);
@@ -435,6 +479,7 @@ fn model_examples_cover_each_outcome() {
     let at = |ours: &[i32]| FetchPosition {
         offset: ours.len() as i64,
         offset_epoch: ours.last().copied(),
+        epoch_read: true,
         current_leader: LeaderAndEpoch::new(NEW, 100),
     };
     let check = |ours: &[i32], leader: &[i32]| {
