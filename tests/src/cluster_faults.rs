@@ -5,9 +5,13 @@
 //! Every wait here polls what the cluster says (the metadata, a process) until it holds or a
 //! deadline passes, then fails naming what it waited for and what it saw last.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kcon::Record;
 use kcon_codec::kafka_protocol::messages::ProduceRequest;
 use kcon_codec::kafka_protocol::messages::TopicName;
 use kcon_codec::kafka_protocol::messages::produce_request::{
@@ -17,7 +21,8 @@ use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::error_codes::{code, error_name};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
-use tokio::task::block_in_place;
+use kcon_produce::{Producer, ProducerRecord};
+use tokio::task::{JoinHandle, block_in_place};
 use tokio::time::Instant;
 
 use crate::kafka::Kafka;
@@ -192,21 +197,21 @@ pub async fn produce_to(
     }
 }
 
-/// Moves the leadership of `topic`-`partition` to `order[0]` as an operator does, with Kafka's
-/// own tools: `kafka-reassign-partitions` gives the partition the replicas `order` (the same
-/// replicas in another order moves no data, and makes `order[0]` the preferred leader), then
-/// `kafka-leader-election --election-type PREFERRED` elects it, at a new leader epoch. Returns
-/// the partition as its new leader describes it once it leads.
-pub async fn move_leader(
+/// Gives `topic`-`partition` the replicas `replicas` with Kafka's `kafka-reassign-partitions`
+/// (the same replicas in another order moves no data and makes `replicas[0]` the preferred
+/// leader; a set without the leader moves the leadership to one of the set), and waits until
+/// the reassignment is complete: the replicas are those, all in sync, and one of them leads,
+/// as it says itself. Returns the partition as that leader describes it.
+pub async fn reassign(
     kafka: &Kafka,
     pool: &Pool,
     topic: &str,
     partition: i32,
-    order: &[i32],
+    replicas: &[i32],
 ) -> PartitionView {
     let plan = serde_json::json!({
         "version": 1,
-        "partitions": [{"topic": topic, "partition": partition, "replicas": order}],
+        "partitions": [{"topic": topic, "partition": partition, "replicas": replicas}],
     });
     let file = std::env::temp_dir().join(format!("{topic}-{partition}-reassignment.json"));
     std::fs::write(&file, plan.to_string()).expect("the reassignment plan written");
@@ -219,10 +224,36 @@ pub async fn move_leader(
             &["--reassignment-json-file", &path, "--execute"],
         )
     });
-    wait_for_partition(pool, None, topic, partition, "reassigned", |p| {
-        p.replicas == order
+    let _ = std::fs::remove_file(&file);
+    let done = wait_for_partition(pool, None, topic, partition, "reassigned", |p| {
+        p.replicas == replicas
+            && p.isr.len() == replicas.len()
+            && p.leader.is_some_and(|l| replicas.contains(&l))
     })
     .await;
+    let leader = done.leader.expect("a leader");
+    wait_for_partition(
+        pool,
+        Some(leader),
+        topic,
+        partition,
+        "led, as its leader says",
+        |p| p.leader == Some(leader) && p.replicas == replicas,
+    )
+    .await
+}
+
+/// Elects the preferred replica (the first) of `topic`-`partition` leader with Kafka's
+/// `kafka-leader-election --election-type PREFERRED`, at a new leader epoch; returns the
+/// partition as the new leader describes it once it leads.
+pub async fn elect_preferred(
+    kafka: &Kafka,
+    pool: &Pool,
+    topic: &str,
+    partition: i32,
+) -> PartitionView {
+    let now = wait_for_partition(pool, None, topic, partition, "described", |_| true).await;
+    let preferred = now.replicas[0];
     let partition_arg = partition.to_string();
     block_in_place(|| {
         kafka.tool(
@@ -237,19 +268,160 @@ pub async fn move_leader(
             ],
         )
     });
-    let _ = std::fs::remove_file(&file);
     wait_for_partition(
         pool,
-        Some(order[0]),
+        Some(preferred),
         topic,
         partition,
         "led by the preferred replica",
-        |p| p.leader == Some(order[0]),
+        |p| p.leader == Some(preferred),
     )
     .await
+}
+
+/// Moves the leadership of `topic`-`partition` to `order[0]` as an operator does: the
+/// replicas reordered to `order` ([`reassign`], no data moved), then the preferred one elected
+/// ([`elect_preferred`]). Returns the partition as its new leader describes it.
+pub async fn move_leader(
+    kafka: &Kafka,
+    pool: &Pool,
+    topic: &str,
+    partition: i32,
+    order: &[i32],
+) -> PartitionView {
+    reassign(kafka, pool, topic, partition, order).await;
+    elect_preferred(kafka, pool, topic, partition).await
 }
 
 /// The rack of node `id` in the cluster (`broker.rack`).
 pub fn rack_of(id: i32) -> String {
     format!("rack-{id}")
+}
+
+/// Records written to a topic from a task of their own, as an application writes them while a
+/// fault happens: values `v-0`, `v-1`, ... without keys (the partitions in turn), one every
+/// `every`, by kcon's producer with `acks=all` and `enable.idempotence=true` (a batch sent again
+/// across a leader change is written once), until [`stop`](Load::stop).
+#[derive(Debug)]
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    task: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    /// Starts writing to `topic` of the cluster at `bootstrap`.
+    pub fn start(bootstrap: &str, topic: &str, every: Duration) -> Load {
+        let producer = Producer::builder()
+            .bootstrap_servers(bootstrap)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .build()
+            .expect("a producer");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let topic = topic.to_owned();
+        let task = tokio::spawn({
+            let (stop, sent) = (stop.clone(), sent.clone());
+            async move {
+                let mut deliveries = Vec::new();
+                let mut values = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let value = format!("v-{}", values.len());
+                    let record = ProducerRecord::new(topic.clone(), value.clone());
+                    let delivery = producer
+                        .send(record)
+                        .await
+                        .unwrap_or_else(|e| panic!("sending {value}: {e}"));
+                    deliveries.push(delivery);
+                    values.push(value);
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(every).await;
+                }
+                for (d, v) in deliveries.into_iter().zip(&values) {
+                    match tokio::time::timeout(FAULT_WITHIN, d).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => panic!("{v} was not written: {e} ({e:?})"),
+                        Err(_) => panic!("{v} not written within {FAULT_WITHIN:?}"),
+                    }
+                }
+                producer.close().await;
+                values
+            }
+        });
+        Load {
+            stop,
+            sent,
+            task: Some(task),
+        }
+    }
+
+    /// How many records were sent so far (not all written yet).
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` records were sent after the `from`th: the load goes on.
+    pub async fn wait_for_more(&self, from: usize, more: usize, what: &str) {
+        let deadline = Instant::now() + FAULT_WITHIN;
+        while self.sent() < from + more {
+            assert!(
+                Instant::now() < deadline,
+                "{more} records not sent within {FAULT_WITHIN:?} {what} ({} of them)",
+                self.sent() - from
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops writing and waits until every record sent is written; returns their values, in
+    /// the order sent.
+    pub async fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let task = self.task.take().expect("stopped once");
+        task.await
+            .unwrap_or_else(|e| panic!("the load's task failed: {e}"))
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Asserts that consumers of one group, one after another (each one's records in the order it
+/// got them), together read every value of `written` exactly once, and each partition's
+/// records at offsets `0..n` in order, none twice: no record lost, none duplicated.
+pub fn assert_read_exactly_once(written: &[String], received: &[&[Record]]) {
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut values: BTreeMap<String, usize> = BTreeMap::new();
+    for list in received {
+        for r in *list {
+            by_partition.entry(r.partition).or_default().push(r.offset);
+            let v = String::from_utf8_lossy(r.value.as_deref().expect("a value")).into_owned();
+            *values.entry(v).or_default() += 1;
+        }
+    }
+    let twice: Vec<&String> = values
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(v, _)| v)
+        .collect();
+    assert!(twice.is_empty(), "read more than once: {twice:?}");
+    let missing: Vec<&String> = written
+        .iter()
+        .filter(|v| !values.contains_key(*v))
+        .collect();
+    assert!(missing.is_empty(), "never read: {missing:?}");
+    assert_eq!(values.len(), written.len(), "read what was not written");
+    for (p, offsets) in by_partition {
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "partition {p}: every offset once, in order"
+        );
+    }
 }

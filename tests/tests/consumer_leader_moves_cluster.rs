@@ -15,9 +15,10 @@ use kcon::{Consumer, ConsumerBuilder, ConsumerHooks, Record, TopicPartition, Tru
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
-    PartitionView, move_leader, produce_to, rack_of, wait_for_partition,
+    Load, PartitionView, assert_read_exactly_once, move_leader, produce_to, rack_of, reassign,
+    wait_for_partition,
 };
-use kcon_tests::consumer::{expect_no_record, poll_until, recv_n};
+use kcon_tests::consumer::{Driven, STEP, expect_no_record, poll_until, recv_n, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
 
@@ -202,4 +203,83 @@ async fn a_consumer_sent_to_a_follower_without_the_new_epoch_waits_for_records_w
     );
     assert_eq!(told.truncations(), Vec::<Truncation>::new());
     consumer.close().await.unwrap();
+}
+
+/// A group member reads a topic of three partitions while records keep coming, and leaders
+/// move under it as an operator moves them: partition 0's by a reassignment that leaves its
+/// leader out (then back to three replicas, its data copied to the one added), partition 1's
+/// by reordering its replicas and electing the preferred one; between the two the member
+/// closes (committing where it stands) and the next one goes on from the commit. Every record
+/// is read exactly once, by one member or the other, each partition in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reads_every_record_once_while_leaders_move_under_load() {
+    let kafka = Kafka::cluster();
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("moving");
+    let group = unique_name("moving-group");
+    create(&pool, &[NewTopic::new(&topic, 3)]).await;
+    let load = Load::start(kafka.bootstrap(), &topic, Duration::from_millis(10));
+    let told = Told::default();
+    let member = |told: &Told| {
+        let mut c = consumer(kafka, told)
+            .group_id(&group)
+            .set("auto.offset.reset", "earliest")
+            .build()
+            .unwrap();
+        c.subscribe([topic.as_str()]).unwrap();
+        Driven::start("member", c, STEP)
+    };
+    let first = member(&told);
+    wait_until(
+        "the first member reading",
+        PATIENCE,
+        || first.received() > 0,
+        || first.state().errors,
+    )
+    .await;
+
+    // Partition 0: a reassignment to the two other replicas moves its leader; then back to
+    // three, the old leader a follower again.
+    let p0 = wait_for_partition(&pool, None, &topic, 0, "led", |p| p.leader.is_some()).await;
+    let old = p0.leader.expect("a leader");
+    let others: Vec<i32> = p0.replicas.iter().copied().filter(|&r| r != old).collect();
+    let sent = load.sent();
+    let moved = reassign(kafka, &pool, &topic, 0, &others).await;
+    assert_ne!(moved.leader, Some(old), "{moved:?}");
+    reassign(kafka, &pool, &topic, 0, &[others[0], others[1], old]).await;
+    load.wait_for_more(sent, 50, "after partition 0's leader moved")
+        .await;
+
+    // The member goes, committing where it stands; the next goes on from there.
+    let (c, first_read) = first.stop().await;
+    c.close().await.unwrap();
+    assert_eq!(first_read.errors, Vec::<String>::new());
+    let second = member(&told);
+
+    // Partition 1: its replicas reordered and the preferred one elected.
+    let p1 = wait_for_partition(&pool, None, &topic, 1, "led", |p| p.leader.is_some()).await;
+    let order = [p1.replicas[1], p1.replicas[0], p1.replicas[2]];
+    let sent = load.sent();
+    let moved = move_leader(kafka, &pool, &topic, 1, &order).await;
+    assert!(
+        moved.leader_epoch > p1.leader_epoch,
+        "{p1:?} then {moved:?}"
+    );
+    load.wait_for_more(sent, 50, "after partition 1's leader moved")
+        .await;
+
+    let written = load.stop().await;
+    let first_count = first_read.records.len();
+    wait_until(
+        "every record read",
+        PATIENCE,
+        || first_count + second.received() >= written.len(),
+        || (first_count, second.received(), written.len()),
+    )
+    .await;
+    let (c, second_read) = second.stop().await;
+    c.close().await.unwrap();
+    assert_eq!(second_read.errors, Vec::<String>::new());
+    assert_read_exactly_once(&written, &[&first_read.records, &second_read.records]);
+    assert_eq!(told.truncations(), Vec::<Truncation>::new());
 }
