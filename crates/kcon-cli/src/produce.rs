@@ -347,7 +347,8 @@ impl Input {
 }
 
 /// Reads stdin to its end, parsing each line, and hands the records over in chunks; stops at
-/// the first bad line (sent as an error) or when the receiver is gone. A chunk goes when it is
+/// the first bad line (the good lines before it are handed over, then the error) or when the
+/// receiver is gone. A chunk goes when it is
 /// full or when what stdin has written so far is read: lines typed, or written a few at a time
 /// by a program, are sent at once rather than after a thousand more or the end of the input.
 fn read_stdin(
@@ -391,6 +392,10 @@ fn read_stdin(
                 chunk.push(input);
             }
             Err(e) => {
+                // The good lines read with the bad one are produced before the failure.
+                if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
+                    return;
+                }
                 let _ =
                     tx.blocking_send(Err(Failure::runtime(format!("input line {number}: {e}"))));
                 return;

@@ -190,12 +190,19 @@ async fn bad_input_and_bad_partitions_are_refused() {
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(run.stderr.contains("unknown topic"), "{}", run.stderr);
 
-    // -p puts every record in one partition.
+    // -p puts every record in one partition. (The topic also has the good line before the
+    // bad one above.)
     kcon_with_input(&["produce", "-b", &b, &topic, "-p", "1"], b"a\nb\nc\n")
         .await
         .ok();
     let records = consume_all(&b, &topic).await;
-    let partitions: Vec<&Value> = records.iter().map(|r| &r["partition"]).collect();
+    let fine: Vec<&Value> = records.iter().filter(|r| r["value"] == "fine").collect();
+    assert_eq!(fine.len(), 1, "{records:?}");
+    let partitions: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["value"] != "fine")
+        .map(|r| &r["partition"])
+        .collect();
     assert_eq!(partitions, [&json!(1), &json!(1), &json!(1)]);
 }
 
@@ -328,6 +335,46 @@ async fn lines_written_slowly_are_sent_as_they_come() {
     let run = common::finish(child, &["produce"]).await;
     assert_eq!(run.code(), 0, "{run:?}");
     assert_eq!(consume_all(&b, &topic).await.len(), 2);
+}
+
+/// A `kcon produce` that stops at a bad input line first produces every good line before it,
+/// also those read together with the bad one (they were dropped, unsent): on Apache Kafka
+/// exactly those records are in the topic, in order, and the exit names the line.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_good_lines_before_a_bad_one_are_produced() {
+    let kafka = Kafka::single();
+    let pool = kcon_pool::Pool::new(kcon_tests::pool::config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("bad-line");
+    kafka::create_topics(&pool, &[(&topic, 1)]).await;
+    let mut input: String = (0..10)
+        .map(|i| format!("{{\"value\":\"v{i}\"}}\n"))
+        .collect();
+    input.push_str("{\"value\":5}\n{\"value\":\"after\"}\n");
+    let run = kcon_with_input(
+        &[
+            "produce",
+            "-b",
+            kafka.bootstrap(),
+            &topic,
+            "--format",
+            "json",
+        ],
+        input.as_bytes(),
+    )
+    .await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains("input line 11: value:"),
+        "{}",
+        run.stderr
+    );
+    let values: Vec<String> = consume_all(kafka.bootstrap(), &topic)
+        .await
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    let wanted: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, wanted);
 }
 
 /// A transactional `kcon produce` that stops at a bad input line aborts the open transaction
