@@ -20,6 +20,8 @@
 //!   `SSL`, `MTLS` (a client certificate required), `SASL_SSL`, `PLAIN_ONLY` (SASL_PLAINTEXT
 //!   enabling PLAIN alone)); SASL mechanisms PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (Kafka's
 //!   unsecured-JWT validator), user [`USER`]/[`PASSWORD`]; its PEM files in [`Node::tls`].
+//! - [`Kafka::noauto`]: 4.4.0, one node with `auto.create.topics.enable=false` (the one setting
+//!   off its default): a broker that creates no topic on demand, whoever asks.
 //!
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.
@@ -104,6 +106,12 @@ impl Kafka {
     pub fn secure() -> &'static Kafka {
         static SECURE: OnceLock<Kafka> = OnceLock::new();
         SECURE.get_or_init(|| Kafka::up("secure"))
+    }
+
+    /// Apache Kafka 4.4.0, one node with `auto.create.topics.enable=false`.
+    pub fn noauto() -> &'static Kafka {
+        static NOAUTO: OnceLock<Kafka> = OnceLock::new();
+        NOAUTO.get_or_init(|| Kafka::up("noauto"))
     }
 
     fn up(name: &'static str) -> Kafka {

@@ -63,7 +63,7 @@ pub use kcon_codec::kafka_protocol::{ResponseError, messages::ApiKey};
 /// The connection pool every call goes through, what configures it, its metadata and its
 /// errors ([`Error::Connection`]).
 pub use kcon_pool::{
-    Cause, Error as PoolError, Metadata, Pool, PoolConfig, SaslMechanism, TopicScope,
+    AutoCreate, Cause, Error as PoolError, Metadata, Pool, PoolConfig, SaslMechanism, TopicScope,
 };
 pub use lag::{
     GroupLag, Lag, LagOptions, LogRange, PartitionLag, group_lag, groups_lag, log_ranges,

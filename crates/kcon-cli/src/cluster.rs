@@ -4,18 +4,38 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use kcon::ConsumerBuilder;
 use kcon::property::{pool, registry};
-use kcon_admin::{Metadata, Pool, PoolConfig, TopicScope};
+use kcon_admin::{AutoCreate, Metadata, Pool, PoolConfig, TopicScope};
 
 use crate::failure::{Failure, UNREACHABLE, error_name};
 
 /// How long the first contact with the cluster may take in all, on top of the pool's own
 /// per-connection timeouts: bounds the wait on a black-holed address list.
 const FIRST_CONTACT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long `kcon produce` waits for a topic the brokers create on its asking to have
+/// partitions (the Java producer's `max.block.ms` default: how long its `send` waits for a
+/// topic's metadata).
+const CREATED_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long `kcon produce` asks again for a topic the brokers answer UNKNOWN_TOPIC_OR_PARTITION
+/// for before it takes them for brokers that create no topic on demand. Apache Kafka (KRaft)
+/// answers so to the very request that makes it create the topic, and to every one until the
+/// topic is there (well under a second on an idle cluster), so the answer alone does not tell
+/// a broker creating it from one that never will.
+const UNKNOWN_FOR: Duration = Duration::from_secs(10);
+
+/// UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// LEADER_NOT_AVAILABLE: what a broker answers for a topic whose partitions have no leader
+/// yet.
+const LEADER_NOT_AVAILABLE: i16 = 5;
+/// TOPIC_AUTHORIZATION_FAILED.
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 /// The options that say where the cluster is and how to talk to it.
 #[derive(Debug, Clone, Args)]
@@ -54,6 +74,7 @@ impl ClusterArgs {
         config.client_id = "kcon".to_owned();
         // Asking about a topic must not create it (Tansu creates topics on Metadata when
         // allowed); `-X allow.auto.create.topics=true` restores the Java client's default.
+        // `produce` asks as a producer does, whatever this says (`partitions_to_produce`).
         config.allow_auto_create_topics = false;
         set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;
         for (name, value) in &self.properties {
@@ -93,7 +114,17 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Metadata for `scope`, with unreachable brokers named in the error.
     pub(crate) async fn metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>, Failure> {
-        match tokio::time::timeout(FIRST_CONTACT_LIMIT, self.pool.refresh_metadata(scope)).await {
+        self.metadata_with(scope, AutoCreate::Configured).await
+    }
+
+    /// [`metadata`](Cluster::metadata), asked as `auto_create` says.
+    async fn metadata_with(
+        &self,
+        scope: TopicScope,
+        auto_create: AutoCreate,
+    ) -> Result<Arc<Metadata>, Failure> {
+        let refresh = self.pool.refresh_metadata_with(scope, auto_create);
+        match tokio::time::timeout(FIRST_CONTACT_LIMIT, refresh).await {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(e)) => Err(Failure::from_pool(e)),
             Err(_) => Err(Failure::runtime(format!(
@@ -101,6 +132,65 @@ impl Cluster {
                 self.brokers,
                 FIRST_CONTACT_LIMIT.as_secs()
             ))),
+        }
+    }
+
+    /// The partitions of `topic`, to produce to. Asked as a producer asks (as the Java
+    /// producer does, whatever `allow.auto.create.topics` says): a missing topic is created by
+    /// brokers with `auto.create.topics.enable=true` (Apache Kafka's default), and waited for
+    /// (at most [`CREATED_WITHIN`]); one still unknown after [`UNKNOWN_FOR`] is reported with
+    /// the broker setting that would create it and the command that does.
+    pub(crate) async fn partitions_to_produce(&self, topic: &str) -> Result<Vec<i32>, Failure> {
+        let started = Instant::now();
+        let backoff = self.pool.config().retry_backoff_policy();
+        let mut attempts = 0u32;
+        loop {
+            let metadata = self
+                .metadata_with(TopicScope::topics([topic]), AutoCreate::Always)
+                .await?;
+            let (code, partitions) = match metadata.topic(topic) {
+                Some(t) => (
+                    t.error_code,
+                    t.partitions.keys().copied().collect::<Vec<_>>(),
+                ),
+                None => (UNKNOWN_TOPIC_OR_PARTITION, Vec::new()),
+            };
+            match code {
+                0 if !partitions.is_empty() => return Ok(partitions),
+                // Created, its partitions or their leaders not there yet.
+                0 | LEADER_NOT_AVAILABLE => {}
+                // Being created on this asking, or never to be.
+                UNKNOWN_TOPIC_OR_PARTITION if started.elapsed() < UNKNOWN_FOR => {}
+                UNKNOWN_TOPIC_OR_PARTITION => {
+                    return Err(Failure::runtime(format!(
+                        "unknown topic {topic:?}: the brokers did not create it within {} s of \
+                         being asked (they create a topic a producer asks for only with \
+                         auto.create.topics.enable=true); create it with `kcon topic create`",
+                        UNKNOWN_FOR.as_secs()
+                    )));
+                }
+                TOPIC_AUTHORIZATION_FAILED => {
+                    return Err(Failure::runtime(format!(
+                        "not authorized to access topic {topic:?} [{}]",
+                        error_name(code)
+                    )));
+                }
+                code => {
+                    return Err(Failure::runtime(format!(
+                        "topic {topic:?}: the broker answered {}",
+                        error_name(code)
+                    )));
+                }
+            }
+            if started.elapsed() >= CREATED_WITHIN {
+                return Err(Failure::runtime(format!(
+                    "topic {topic:?} has no partitions ready after {} s: the brokers answered {}",
+                    CREATED_WITHIN.as_secs(),
+                    error_name(code)
+                )));
+            }
+            tokio::time::sleep(backoff.delay_random(attempts)).await;
+            attempts = attempts.saturating_add(1);
         }
     }
 

@@ -8,7 +8,6 @@
 //! deliveries in input order and reports the first failure with its input line. Without
 //! `-X enable.idempotence=true` a retried batch may be written twice (at-least-once).
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::time::Instant;
 
@@ -50,7 +49,9 @@ const PROGRESS_EVERY: u64 = 100_000;
 /// record goes to the partition the Java producer would choose (murmur2), others round-robin,
 /// unless -p or the record's "partition" says. Sent with acks=all, in batches of up to 1000
 /// records or 1 MiB per partition; -X also takes the producer's properties (linger.ms,
-/// enable.idempotence, delivery.timeout.ms, ...). A summary goes to stderr.
+/// enable.idempotence, delivery.timeout.ms, ...). A missing TOPIC is created where the
+/// brokers create topics on demand (auto.create.topics.enable), as for the Java producer. A
+/// summary goes to stderr.
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     #[command(flatten)]
@@ -148,8 +149,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     let producer_names: Vec<&str> = kcon_produce::PROPERTIES.iter().map(|p| p.name).collect();
     let cluster = args.cluster.connect(Some(&producer_names)).await?;
     let topic = args.topic.clone();
-    let partitions = cluster.partitions(&BTreeSet::from([topic.clone()])).await?;
-    let count = partitions[&topic].len() as i32;
+    let count = cluster.partitions_to_produce(&topic).await?.len() as i32;
     if let Some(p) = args.partition
         && !(0..count).contains(&p)
     {

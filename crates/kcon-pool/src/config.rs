@@ -73,7 +73,9 @@ pub struct PoolConfig {
     /// the connection. Default 100 MiB.
     pub receive_message_max_bytes: usize,
     /// `allow.auto.create.topics`: whether Metadata requests for named topics may create them
-    /// (on brokers configured to). Default `true`, as in the Java consumer. Brokers older than
+    /// (on brokers configured to: `auto.create.topics.enable`). Default `true`, as in the Java
+    /// consumer. A producer sending through a pool it shares asks for creation whatever it
+    /// says, as the Java producer does ([`AutoCreate`](crate::AutoCreate)). Brokers older than
     /// Metadata v4 always may.
     pub allow_auto_create_topics: bool,
     /// `security.protocol`: TLS, SASL, both or neither. Default `PLAINTEXT`.

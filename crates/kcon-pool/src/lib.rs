@@ -42,7 +42,9 @@ pub use error::{
 };
 /// Whose doing an [`Error`] was ([`Error::cause`]): kcon-core's, shared by every facade.
 pub use kcon_core::Cause;
-pub use metadata::{BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope};
+pub use metadata::{
+    AutoCreate, BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope,
+};
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
 pub use sasl::oauthbearer::{

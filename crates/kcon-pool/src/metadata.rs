@@ -334,11 +334,43 @@ impl TopicScope {
     }
 }
 
-/// The Metadata request for `scope` at `version`.
+/// Whether a Metadata request asks the brokers to create the missing topics it names
+/// (`allow_auto_topic_creation`, Metadata v4+), by who asks. A broker creates one only where
+/// its `auto.create.topics.enable` is true (Apache Kafka's default), and answers
+/// UNKNOWN_TOPIC_OR_PARTITION where it is false; below v4 the field does not exist and brokers
+/// go by their own setting alone. [`asks`](AutoCreate::asks) is the one place the flag is
+/// decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoCreate {
+    /// As the pool's `allow.auto.create.topics` says (default true, as the Java consumer's
+    /// `ConsumerConfig.DEFAULT_ALLOW_AUTO_CREATE_TOPICS`). What every request of the pool's own
+    /// (the periodic refresh), of a consumer or an admin call asks, and a producer's on a pool
+    /// of its own (true by default: the Java producer always asks; false honoured, as
+    /// librdkafka's producer honours it).
+    #[default]
+    Configured,
+    /// Always: a producer's requests on a pool it shares, whose `allow.auto.create.topics` is
+    /// its other users' (a consumer's), as the Java producer's (which has no property for it).
+    Always,
+}
+
+impl AutoCreate {
+    /// Whether a request made for `self` asks for creation, with `allow.auto.create.topics`
+    /// set to `configured`.
+    pub fn asks(self, configured: bool) -> bool {
+        match self {
+            AutoCreate::Configured => configured,
+            AutoCreate::Always => true,
+        }
+    }
+}
+
+/// The Metadata request for `scope` at `version`; `allow_auto_topic_creation` is
+/// [`AutoCreate::asks`]'s answer.
 pub(crate) fn metadata_request(
     scope: &TopicScope,
     version: i16,
-    allow_auto_create_topics: bool,
+    allow_auto_topic_creation: bool,
 ) -> MetadataRequest {
     let topics = match scope {
         // v0 has no null list: an empty one means every topic. (So v0 cannot ask for no
@@ -358,7 +390,7 @@ pub(crate) fn metadata_request(
     MetadataRequest::default()
         .with_topics(topics)
         // Below v4 the field does not exist and brokers auto-create by their own config only.
-        .with_allow_auto_topic_creation(allow_auto_create_topics || version < 4)
+        .with_allow_auto_topic_creation(allow_auto_topic_creation || version < 4)
 }
 
 #[cfg(test)]
@@ -507,5 +539,15 @@ mod tests {
         assert!(!all.allow_auto_topic_creation);
         let some = metadata_request(&some(&["x"]), 12, true);
         assert_eq!(some.topics.unwrap().len(), 1);
+        assert!(some.allow_auto_topic_creation);
+    }
+
+    #[test]
+    fn a_producer_always_asks_for_creation_and_the_rest_as_configured() {
+        assert!(AutoCreate::Always.asks(false));
+        assert!(AutoCreate::Always.asks(true));
+        assert!(AutoCreate::Configured.asks(true));
+        assert!(!AutoCreate::Configured.asks(false));
+        assert_eq!(AutoCreate::default(), AutoCreate::Configured);
     }
 }

@@ -25,7 +25,7 @@ use crate::step_down::StepDown;
 use kcon_core::error_codes::code::REBOOTSTRAP_REQUIRED;
 use kcon_core::error_codes::is_stale_metadata_error;
 
-use crate::metadata::{Metadata, TopicScope, metadata_request};
+use crate::metadata::{AutoCreate, Metadata, TopicScope, metadata_request};
 
 /// A pool of broker connections with the cluster metadata: a cheap-to-clone handle.
 ///
@@ -154,8 +154,21 @@ impl Pool {
     /// Joins a refresh already in flight whose scope covers `scope`, so that many callers that
     /// noticed the same stale leader cause one Metadata request.
     pub async fn refresh_metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>> {
+        self.refresh_metadata_with(scope, AutoCreate::Configured)
+            .await
+    }
+
+    /// [`refresh_metadata`](Pool::refresh_metadata) for an asker whose request may create the
+    /// missing topics of `scope` by another rule than the pool's `allow.auto.create.topics`: a
+    /// producer's ([`AutoCreate::Always`]). It joins a refresh in flight only if that one asks
+    /// for creation too (or `auto_create` does not).
+    pub async fn refresh_metadata_with(
+        &self,
+        scope: TopicScope,
+        auto_create: AutoCreate,
+    ) -> Result<Arc<Metadata>> {
         self.inner.lock().tracked.include(&scope);
-        self.inner.refresh(scope).await
+        self.inner.refresh(scope, auto_create).await
     }
 
     /// Replaces the topics the periodic refresh asks about, and drops the others from the cache
@@ -310,6 +323,8 @@ type RefreshResult = Option<Result<Arc<Metadata>>>;
 struct InFlightRefresh {
     id: u64,
     scope: TopicScope,
+    /// Who it asks for: a request that must ask for creation joins it only if it does.
+    auto_create: AutoCreate,
     done: watch::Receiver<RefreshResult>,
 }
 
@@ -458,7 +473,7 @@ impl PoolInner {
                 // Not in the metadata (yet): refresh once before giving up on it, as the Java
                 // client does for a node it does not know.
                 let tracked = self.lock().tracked.clone();
-                self.refresh(tracked).await?;
+                self.refresh(tracked, AutoCreate::Configured).await?;
                 self.broker_slot(id, purpose)
                     .ok_or(Error::UnknownBroker { id })?
             }
@@ -519,12 +534,22 @@ impl PoolInner {
     }
 
     /// Joins the refresh in flight if it covers `scope`, else starts one, and waits for it.
-    async fn refresh(self: &Arc<Self>, scope: TopicScope) -> Result<Arc<Metadata>> {
+    async fn refresh(
+        self: &Arc<Self>,
+        scope: TopicScope,
+        auto_create: AutoCreate,
+    ) -> Result<Arc<Metadata>> {
         let mut done = {
             let mut st = self.lock();
+            let configured = self.config.allow_auto_create_topics;
             match &st.refresh {
-                Some(r) if r.scope.covers(&scope) => r.done.clone(),
-                _ => self.start_refresh(&mut st, scope),
+                Some(r)
+                    if r.scope.covers(&scope)
+                        && (r.auto_create.asks(configured) || !auto_create.asks(configured)) =>
+                {
+                    r.done.clone()
+                }
+                _ => self.start_refresh(&mut st, scope, auto_create),
             }
         };
         // The Metadata request runs in a task of its own, so a caller that stops waiting does
@@ -539,6 +564,7 @@ impl PoolInner {
         self: &Arc<Self>,
         st: &mut PoolState,
         scope: TopicScope,
+        auto_create: AutoCreate,
     ) -> watch::Receiver<RefreshResult> {
         let (tx, rx) = watch::channel(None);
         let id = st.next_refresh_id;
@@ -546,11 +572,12 @@ impl PoolInner {
         st.refresh = Some(InFlightRefresh {
             id,
             scope: scope.clone(),
+            auto_create,
             done: rx.clone(),
         });
         let inner = self.clone();
         tokio::spawn(async move {
-            let result = inner.fetch_metadata(&scope).await;
+            let result = inner.fetch_metadata(&scope, auto_create).await;
             inner.finish_refresh(id, &scope, &result);
             // Fails only when every receiver is gone: no caller waits for this refresh any
             // more, and the pool has its outcome already (the new snapshot, or the failure
@@ -560,11 +587,16 @@ impl PoolInner {
         rx
     }
 
-    async fn fetch_metadata(&self, scope: &TopicScope) -> Result<Arc<Metadata>> {
+    async fn fetch_metadata(
+        &self,
+        scope: &TopicScope,
+        auto_create: AutoCreate,
+    ) -> Result<Arc<Metadata>> {
         self.lock().attempt_started.get_or_insert_with(Instant::now);
         let conn = self.any_connection().await?;
         let version = conn.version(ApiKey::Metadata)?;
-        let request = metadata_request(scope, version, self.config.allow_auto_create_topics);
+        let allow = auto_create.asks(self.config.allow_auto_create_topics);
+        let request = metadata_request(scope, version, allow);
         let answer = conn.send(&request).await?;
         let peer = conn.peer().clone();
         if answer.error_code != 0 {
@@ -669,7 +701,7 @@ impl PoolInner {
         };
         if let Some(scope) = due {
             // A failure is recorded by `finish_refresh` and retried after the backoff.
-            let _ = self.refresh(scope).await;
+            let _ = self.refresh(scope, AutoCreate::Configured).await;
         }
         let idle = self.close_idle(Instant::now());
         drop(idle);

@@ -287,7 +287,8 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         default: DefaultValue::Value("true"),
         parts: &[POOL],
         doc: "Whether asking for a missing topic's metadata may create it, on brokers \
-              configured to.",
+              configured to (auto.create.topics.enable). A producer sending through a pool it \
+              shares asks whatever the pool says, as the Java producer always does.",
         kind: Kind::Bool(PoolSetting::AllowAutoCreateTopics),
     },
     Property {

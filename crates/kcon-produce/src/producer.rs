@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kcon_core::{ConsumerGroupMetadata, TopicPartition};
-use kcon_pool::Pool;
+use kcon_pool::{AutoCreate, Pool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -94,17 +94,22 @@ impl Producer {
 
     /// A producer for `config`, with a pool of its own. Must be called inside a Tokio runtime:
     /// the producer's task and the pool's are spawned there.
+    ///
+    /// Its Metadata requests ask the brokers to create a missing topic it sends to as its
+    /// `allow.auto.create.topics` says: by default they do, as the Java producer's always do
+    /// (the broker creates it where `auto.create.topics.enable=true`); false is honoured, as
+    /// librdkafka's producer honours it.
     pub fn new(config: ProducerConfig) -> Result<Producer, ProduceError> {
         config.validate()?;
         let pool = Pool::new(config.pool.clone()).map_err(|e| ProduceError::pool(e, "the pool"))?;
-        Ok(Producer::start(config, pool))
+        Ok(Producer::start(config, pool, AutoCreate::Configured))
     }
 
-    fn start(config: ProducerConfig, pool: Pool) -> Producer {
+    fn start(config: ProducerConfig, pool: Pool, auto_create: AutoCreate) -> Producer {
         let config = Arc::new(config);
         let (commands, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let sender = Sender::new(pool.clone(), config.clone(), stats.clone());
+        let sender = Sender::new(pool.clone(), auto_create, config.clone(), stats.clone());
         tokio::spawn(sender.run(rx));
         Producer {
             shared: Arc::new(Shared {
@@ -385,7 +390,9 @@ impl ProducerBuilder {
     /// Sends through `pool` (shared with a consumer, say) rather than a pool of the producer's
     /// own. The pool's configuration then stands: setting a connection property here is an
     /// error. `request.timeout.ms`, `retry.backoff.ms`, `retry.backoff.max.ms` and
-    /// `max.in.flight.requests.per.connection` are read from it.
+    /// `max.in.flight.requests.per.connection` are read from it. Its `allow.auto.create.topics`
+    /// is not: that is its other users' (a consumer's), and the producer's Metadata requests
+    /// ask for a missing topic to be created whatever it says, as the Java producer's do.
     pub fn pool(mut self, pool: Pool) -> Self {
         self.pool = Some(pool);
         self
@@ -411,7 +418,7 @@ impl ProducerBuilder {
         match self.pool {
             Some(pool) => {
                 config.validate()?;
-                Ok(Producer::start(config, pool))
+                Ok(Producer::start(config, pool, AutoCreate::Always))
             }
             None => Producer::new(config),
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use kcon_core::coordinator::{self, FoundCoordinator};
 use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::{AutoCreate, BrokerTarget, Pool};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::{self, JoinSet};
 use tokio::time::{Instant, sleep_until};
@@ -63,6 +63,8 @@ enum Input {
 
 pub(crate) struct Sender {
     pool: Pool,
+    /// Whether its Metadata requests ask for a missing topic to be created.
+    auto_create: AutoCreate,
     machine: SenderMachine<Waiter>,
     /// The machine's requests being carried out.
     tasks: JoinSet<(RequestId, Response)>,
@@ -81,13 +83,22 @@ pub(crate) struct Sender {
 
 /// Sends one of the machine's requests over the pool, shaped for the version the broker
 /// speaks where that matters.
-async fn carry(pool: &Pool, target: BrokerTarget, request: Request) -> Response {
+async fn carry(
+    pool: &Pool,
+    auto_create: AutoCreate,
+    target: BrokerTarget,
+    request: Request,
+) -> Response {
     match request {
         Request::Produce(r) => Response::Produce(pool.send(target, &r).await),
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id(pool, target, r).await)
         }
-        Request::Metadata(scope) => Response::Metadata(pool.refresh_metadata(scope).await),
+        // Asking, by the producer's rule, that a missing topic produced to be created where
+        // the brokers create topics on demand.
+        Request::Metadata(scope) => {
+            Response::Metadata(pool.refresh_metadata_with(scope, auto_create).await)
+        }
         Request::FindCoordinator { key, key_type } => {
             Response::FindCoordinator(find_coordinator(pool, target, &key, key_type).await)
         }
@@ -153,7 +164,12 @@ fn now() -> std::time::Instant {
 }
 
 impl Sender {
-    pub(crate) fn new(pool: Pool, config: Arc<ProducerConfig>, stats: Arc<Counters>) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        auto_create: AutoCreate,
+        config: Arc<ProducerConfig>,
+        stats: Arc<Counters>,
+    ) -> Self {
         let machine = SenderMachine::new(
             config,
             pool.metadata(),
@@ -164,6 +180,7 @@ impl Sender {
         );
         Sender {
             pool,
+            auto_create,
             machine,
             tasks: JoinSet::new(),
             carried: HashMap::new(),
@@ -276,11 +293,12 @@ impl Sender {
         }) = self.machine.poll_request(now)
         {
             let pool = self.pool.clone();
+            let auto_create = self.auto_create;
             let target = BrokerTarget::from(&target);
             let produce = matches!(request, Request::Produce(_));
             let handle = self
                 .tasks
-                .spawn(async move { (id, carry(&pool, target, request).await) });
+                .spawn(async move { (id, carry(&pool, auto_create, target, request).await) });
             self.carried.insert(handle.id(), (id, produce));
         }
         while let Some(event) = self.machine.poll_event() {
