@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::TopicId;
-use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 
 use crate::{Error, wire};
 
@@ -48,31 +48,30 @@ pub struct TopicListing {
 }
 
 /// Creates `topic` (CreateTopics, sent to the controller, as the Java admin client's
-/// `createTopics` does) and waits, at most `leaders_within`, until each of its partitions has a
-/// leader: producing at once would meet LEADER_NOT_AVAILABLE while leaders are elected. With
-/// `if_not_exists`, TOPIC_ALREADY_EXISTS is [`Created::AlreadyExists`] rather than an error.
+/// `createTopics` does, or to any broker when the metadata names no broker as the controller)
+/// and waits, at most `leaders_within`, until each of its partitions has a leader: producing at
+/// once would meet LEADER_NOT_AVAILABLE while leaders are elected. With `if_not_exists`,
+/// TOPIC_ALREADY_EXISTS is [`Created::AlreadyExists`] rather than an error. A refusal's message
+/// names the broker that answered.
 pub async fn create_topic(
     pool: &Pool,
     topic: &NewTopic,
     if_not_exists: bool,
     leaders_within: Duration,
 ) -> Result<Created, Error> {
-    // Topics are created by the controller; a broker that names none takes it itself.
-    let target = pool
-        .metadata()
-        .controller_id
-        .filter(|id| *id >= 0)
-        .map_or(BrokerTarget::Any, BrokerTarget::Broker);
+    let target = create_topics_target(&pool.metadata());
     let timeout_ms = i32::try_from(leaders_within.as_millis()).unwrap_or(i32::MAX);
-    let answer = pool
-        .send(target, &wire::create_topics_request(topic, timeout_ms))
+    let conn = pool.connection(target).await?;
+    let answer = conn
+        .send(&wire::create_topics_request(topic, timeout_ms))
         .await?;
+    let peer = conn.peer().clone();
     let Some(result) = answer.topics.iter().find(|t| t.name.as_str() == topic.name) else {
         return Err(Error::Broker {
             api: ApiKey::CreateTopics,
             error: ResponseError::UnknownServerError,
             partition: None,
-            message: Some("the answer leaves the topic out".into()),
+            message: Some(format!("{peer}'s answer leaves the topic out")),
         });
     };
     match ResponseError::try_from_code(result.error_code) {
@@ -81,11 +80,15 @@ pub async fn create_topic(
             return Ok(Created::AlreadyExists);
         }
         Some(error) => {
+            let message = match result.error_message.as_deref() {
+                Some(m) if !m.is_empty() => format!("{peer} says: {m}"),
+                _ => format!("from {peer}"),
+            };
             return Err(Error::Broker {
                 api: ApiKey::CreateTopics,
                 error,
                 partition: None,
-                message: result.error_message.as_ref().map(ToString::to_string),
+                message: Some(message),
             });
         }
     }
@@ -115,6 +118,18 @@ pub async fn create_topic(
             });
         }
         tokio::time::sleep(LEADER_POLL).await;
+    }
+}
+
+/// Where CreateTopics goes: the controller the metadata names, if it is one of the brokers it
+/// lists; else any broker. A KRaft cluster's controllers are not among the brokers clients
+/// reach (its brokers name one of themselves, or a random broker, and forward the request to
+/// the active controller); librdkafka's mock cluster names an id no broker has; a broker that
+/// names none takes the request itself.
+fn create_topics_target(m: &Metadata) -> BrokerTarget {
+    match m.controller_id {
+        Some(id) if m.brokers.contains_key(&id) => BrokerTarget::Broker(id),
+        _ => BrokerTarget::Any,
     }
 }
 
