@@ -315,9 +315,10 @@ pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
 
 /// OffsetDelete (v0, KIP-496): deletes `group_id`'s committed offsets for `partitions`. The
 /// group must be empty or not subscribed to the topics (else GROUP_SUBSCRIBED_TO_TOPIC per
-/// partition). Each partition's outcome, as the Java admin client's
-/// `deleteConsumerGroupOffsets` gives one per partition; a group-level error fails the call,
-/// after a coordinator not ready for the group was asked again until
+/// partition, with a message saying the members must stop or unsubscribe first). Each
+/// partition's outcome, as the Java admin client's `deleteConsumerGroupOffsets` gives one per
+/// partition; a group-level error (GROUP_ID_NOT_FOUND for a group that has none) fails the
+/// call, after a coordinator not ready for the group was asked again until
 /// `default.api.timeout.ms`.
 pub async fn delete_offsets(
     pool: &Pool,
@@ -350,6 +351,21 @@ pub async fn delete_offsets(
                 .unwrap_or(ResponseError::UnknownTopicOrPartition.code());
             let outcome = match Error::partition(ApiKey::OffsetDelete, code, tp) {
                 None => Ok(()),
+                Some(Error::Broker {
+                    api,
+                    error: error @ ResponseError::GroupSubscribedToTopic,
+                    partition,
+                    ..
+                }) => Err(Error::Broker {
+                    api,
+                    error,
+                    partition,
+                    message: Some(format!(
+                        "the group has active members subscribed to {:?}; its offsets there \
+                         can be deleted once they stop or no longer subscribe to it",
+                        tp.topic
+                    )),
+                }),
                 Some(e) => Err(e),
             };
             (tp.clone(), outcome)
