@@ -744,12 +744,16 @@ mod tests {
     /// A log truncation the machine repositioned, found while the partition was paused with
     /// records 102 to 107 held by the hand-out side: those records are of the log the new
     /// leader truncated and must not come out after the truncation (they did, then 100 again).
+    /// The input replays under the target's invariants and ends with nothing held. Its bytes
+    /// answered the requests of the fetch path of that time: since the fetch path reads a Fetch
+    /// answer's diverging epoch and validates positions no record's epoch vouches for, it asks
+    /// other requests, the same bytes answer those and no longer reach the pause, so the
+    /// scenario itself is pinned by kcon-fetch's
+    /// `a_truncation_*_for_a_pause_*` tests (`crates/kcon-fetch/tests/machine.rs`).
     #[test]
     fn a_truncation_while_paused_hands_out_nothing_of_the_truncated_log() {
         let data = include_bytes!("../corpus/fetch_machine/regression-truncation-while-paused");
         let sim = replay(data);
-        // Records 100 to 102 of the new leader's log came out, and nothing is held.
-        assert_eq!(sim.expected.get(&tp(0)), Some(&103));
         assert!(sim.handout.is_idle());
     }
 
