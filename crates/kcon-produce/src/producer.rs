@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::ProducerConfig;
 use crate::error::{ErrorKind, ProduceError};
-use crate::machine::{TxnCall, TxnOffset};
+use crate::machine::{TxnCall, TxnOffset, TxnOp};
 use crate::record::{Delivered, ProducerRecord};
 use crate::sender::{Command, Incoming, Sender};
 
@@ -285,7 +285,15 @@ impl Producer {
             .commands
             .send(Command::Transaction(call, tx))
             .map_err(|_| ProduceError::closed())?;
-        match tokio::time::timeout(timeout, rx).await {
+        let mut reply = TxnReply {
+            op,
+            rx,
+            read: false,
+            commands: &self.shared.commands,
+        };
+        let answer = tokio::time::timeout(timeout, &mut reply.rx).await;
+        reply.read = answer.is_ok();
+        match answer {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ProduceError::closed()),
             Err(_) => Err(ProduceError::new(
@@ -320,6 +328,31 @@ impl Producer {
     /// The pool the producer sends through.
     pub fn pool(&self) -> &Pool {
         &self.shared.pool
+    }
+}
+
+/// The answer to one transaction call, as its caller waits for it. Left unread (the call's
+/// future dropped, or its timeout passed) it hands an answer that came meanwhile back to the
+/// task, which keeps it for the same call made again: an outcome is never lost between the
+/// task's answer and the caller's giving up. (An answer that comes after is kept by the task
+/// itself, its send failing.)
+struct TxnReply<'a> {
+    op: TxnOp,
+    rx: oneshot::Receiver<Result<(), ProduceError>>,
+    read: bool,
+    commands: &'a mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for TxnReply<'_> {
+    fn drop(&mut self) {
+        if self.read {
+            return;
+        }
+        self.rx.close();
+        if let Ok(result) = self.rx.try_recv() {
+            // Ahead of any later call of this handle's: commands are taken in order.
+            let _ = self.commands.send(Command::Unread(self.op, result));
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
     /// A transaction call: answer with its outcome.
     Transaction(TxnCall, oneshot::Sender<Result<(), ProduceError>>),
+    /// The outcome of a transaction call that reached its caller's channel after all, but
+    /// that the caller gave up before reading: kept for the same call made again.
+    Unread(TxnOp, Result<(), ProduceError>),
 }
 
 /// A record as a handle queued it.
@@ -241,6 +244,9 @@ impl Sender {
                         }
                     }
                 }
+                Input::Command(Some(Command::Unread(op, result))) => {
+                    self.unread = Some((op, result));
+                }
                 Input::Command(Some(Command::Close(done))) => {
                     self.close_waiters.push(done);
                     self.machine.close(now);
@@ -301,6 +307,10 @@ impl Sender {
                 .spawn(async move { (id, carry(&pool, auto_create, target, request).await) });
             self.carried.insert(handle.id(), (id, produce));
         }
+        // An outcome nobody read, unless another caller of the same call read it: a call
+        // made again while the first caller had given up joins it, and both are answered here.
+        let mut unread = None;
+        let mut read = Vec::new();
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Answer { waiter, result } => {
@@ -318,13 +328,19 @@ impl Sender {
                 }
                 Event::Transaction { call, op, result } => {
                     // A call refused at once is answered before its id is known to the loop.
-                    if let Some(reply) = self.calls.remove(&call)
-                        && let Err(unread) = reply.send(result)
-                    {
-                        self.unread = Some((op, unread));
+                    if let Some(reply) = self.calls.remove(&call) {
+                        match reply.send(result) {
+                            Ok(()) => read.push(op),
+                            Err(result) => unread = Some((op, result)),
+                        }
                     }
                 }
             }
+        }
+        if let Some((op, result)) = unread
+            && !read.contains(&op)
+        {
+            self.unread = Some((op, result));
         }
     }
 }

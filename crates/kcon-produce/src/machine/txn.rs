@@ -35,8 +35,10 @@
 //!   bumps the producer epoch with InitProducerId (v3+, KIP-360) so that the next one starts
 //!   its sequences afresh.
 //! - A call carried out while another is unfinished is refused, but the same call again joins
-//!   the one running (an application that gave up waiting calls it again).
-//! - Closing inside a transaction aborts it.
+//!   the one running (an application that gave up waiting calls it again; once the call has
+//!   ended, the producer's task answers the same call with the outcome its caller did not
+//!   read).
+//! - Closing inside a transaction aborts it, once a call under way has ended.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -476,7 +478,10 @@ impl<T> SenderMachine<T> {
         id
     }
 
-    /// Closing: a transaction left open is aborted, with nobody waiting for the abort.
+    /// Closing: a transaction left open is aborted, with nobody waiting for the abort. Called
+    /// on every pass while the producer closes, so that a transaction still busy with a call
+    /// when the close came (offsets being sent, a commit that then fails) is aborted once that
+    /// call ends, rather than left open for the coordinator to time out.
     pub(super) fn txn_close(&mut self) {
         if let Some(t) = self.txn_mut()
             && matches!(
@@ -564,6 +569,10 @@ impl<T> SenderMachine<T> {
             self.txn_answer(Err(e));
             return;
         }
+        if self.closing {
+            self.txn_close();
+        }
+        let t = self.txn.as_mut().expect("checked above");
         if give_up {
             let error = ProduceError::new(
                 ErrorKind::Closed,

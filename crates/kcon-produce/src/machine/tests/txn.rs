@@ -708,6 +708,44 @@ fn closing_inside_a_transaction_aborts_it() {
 }
 
 #[test]
+fn closing_while_offsets_are_sent_aborts_the_transaction_once_they_are_answered() {
+    // The call sending the offsets was given up by its caller (dropped, cancelled), and the
+    // producer closed at once: the offsets still go, then the transaction is aborted rather
+    // than left open for the coordinator's transaction.timeout.ms.
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_millis(10),
+    );
+    assert_eq!(seen.delivered, [1]);
+    let sent = TxnCall::SendOffsets {
+        offsets: offsets(5),
+        group: group(3),
+    };
+    m.transaction(now, sent);
+    m.close(now);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    assert!(m.is_finished());
+    assert_eq!(cluster.ended, [Some(false)]);
+    assert_eq!(cluster.aborted_records(), 1);
+    assert!(cluster.offsets.is_empty(), "{:?}", cluster.offsets);
+    let (_, op, result) = &seen.calls[0];
+    assert_eq!(*op, TxnOp::SendOffsets);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
 fn a_transaction_coordinator_lookup_asks_for_the_transactional_id() {
     let now = Instant::now();
     let (mut m, _) = machine(txn_config(&[]), metadata_of(2), now);
