@@ -211,6 +211,11 @@ fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Option<Vec<Topic
 /// COORDINATOR_LOAD_IN_PROGRESS: a broker just started) or unreachable is asked again, found
 /// anew each time, with a growing backoff, until `default.api.timeout.ms` (the pool's) has
 /// passed since the call began; then the call fails with the last error.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn describe(pool: &Pool, group_id: &str) -> Result<DescribedGroup, Error> {
     let retry = Retry::new(pool);
     if let Some(cg) = describe_consumer_group_in(&retry, pool, group_id).await? {
@@ -287,6 +292,11 @@ impl DescribedGroupLag {
 /// share-partition it has state for and every partition a member is assigned (`isolation`
 /// does not apply: a share group's isolation level is the group's own configuration, and the
 /// end counted to is the high watermark).
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn describe_group_lag(
     pool: &Pool,
     group_id: &str,

@@ -132,6 +132,11 @@ impl ListedGroup {
 /// The coordinator of `group_id` (FindCoordinator, key type 0). A broker that has none to
 /// give yet (COORDINATOR_NOT_AVAILABLE), or that cannot be reached, is asked again until
 /// `default.api.timeout.ms` (see [`crate`]'s retries).
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn find_coordinator(pool: &Pool, group_id: &str) -> Result<Coordinator, Error> {
     Retry::new(pool)
         .run("FindCoordinator", || find_coordinator_once(pool, group_id))
@@ -170,6 +175,11 @@ pub(crate) async fn find_coordinator_once(
 /// admin client's `describeConsumerGroups` reports it per group; a coordinator not ready for
 /// the group (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS) is
 /// asked again, found anew, until `default.api.timeout.ms`, and then fails the call.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn describe_group(pool: &Pool, group_id: &str) -> Result<GroupDescription, Error> {
     describe_group_in(&Retry::new(pool), pool, group_id).await
 }
@@ -225,6 +235,11 @@ pub(crate) fn left_out(api: ApiKey) -> Error {
 /// group with UNSUPPORTED_VERSION: that group too is `None`. Tansu answers a classic group with
 /// a description without members whose epochs are -1: a consumer-protocol group's epoch is
 /// never negative, so that too is `None`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn describe_consumer_group(
     pool: &Pool,
     group_id: &str,
@@ -291,6 +306,11 @@ async fn consumer_group_describe_once(
 /// sorted, as the Java admin client's `listConsumerGroups` does. A broker still loading its
 /// groups (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE) or unreachable is asked
 /// again until `default.api.timeout.ms`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
     let retry = Retry::new(pool);
     let metadata = pool.refresh_metadata(TopicScope::none()).await?;
@@ -320,6 +340,11 @@ pub async fn list_groups(pool: &Pool) -> Result<Vec<ListedGroup>, Error> {
 /// partition; a group-level error (GROUP_ID_NOT_FOUND for a group that has none) fails the
 /// call, after a coordinator not ready for the group was asked again until
 /// `default.api.timeout.ms`.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe in effect: dropped once OffsetDelete went out, the offsets may be deleted all
+/// the same: look at the group's offsets ([`committed_offsets_of_groups`]) before calling it again.
 pub async fn delete_offsets(
     pool: &Pool,
     group_id: &str,
@@ -388,6 +413,11 @@ pub async fn delete_offsets(
 /// reached are retried, the coordinator found again, with a growing backoff until
 /// `default.api.timeout.ms`; then the group keeps its last error. The call as a whole fails
 /// only when FindCoordinator cannot be sent at all (the cluster is unreachable) until then.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn committed_offsets_of_groups(
     pool: &Pool,
     groups: &[String],

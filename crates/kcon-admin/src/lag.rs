@@ -174,6 +174,11 @@ pub struct LogRange {
 /// Where each of `partitions`' logs starts (ListOffsets earliest) and ends (the larger of
 /// ListOffsets latest and a Fetch's end, [`log_end`]), each with its own outcome. The call
 /// fails only when the metadata cannot be had.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn log_ranges(
     pool: &Pool,
     partitions: &BTreeSet<TopicPartition>,
@@ -199,6 +204,11 @@ pub async fn log_ranges(
 }
 
 /// The lag of `group_id` per partition: [`groups_lag`] for one group.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn group_lag(
     pool: &Pool,
     group_id: &str,
@@ -228,6 +238,11 @@ pub async fn group_lag(
 /// on the committed offset, as `ListConsumerGroupOffsetsHandler` has per partition, or on the
 /// log lookups, as `listOffsets` has per partition, leaves what it hides unknown and says why
 /// in [`PartitionLag::error`]). The call fails only when the cluster cannot be reached at all.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn groups_lag(
     pool: &Pool,
     groups: &[String],

@@ -29,6 +29,11 @@ pub(crate) type EachListed = BTreeMap<TopicPartition, Result<ListedOffset, Error
 /// returned with its error code, like the Java client's `ListOffsetsResult` per partition. A
 /// partition without a leader answers LEADER_NOT_AVAILABLE, one missing from the metadata
 /// UNKNOWN_TOPIC_OR_PARTITION. A leader that cannot be reached fails the call.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn list_offsets(
     pool: &Pool,
     partitions: &BTreeMap<TopicPartition, OffsetSpec>,
@@ -158,6 +163,11 @@ fn missing(error_code: i16) -> ListedOffset {
 /// The watermarks of `partitions`: log start (earliest), high watermark (latest under
 /// read_uncommitted) and last stable offset (latest under read_committed). Partitions with an
 /// error in any of the three lookups are left out.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn watermarks(
     pool: &Pool,
     partitions: &BTreeSet<TopicPartition>,

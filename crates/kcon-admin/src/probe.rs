@@ -55,6 +55,11 @@ pub type Probed = BTreeMap<TopicPartition, Result<ProbedLog, Error>>;
 /// of range (below the log start, or past the end) is probed again from the log start. Each
 /// partition has its own outcome: a leader that cannot be reached or a partition error fails
 /// those partitions only. The call fails only when the metadata cannot be had.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn probe(
     pool: &Pool,
     at: &BTreeMap<TopicPartition, i64>,

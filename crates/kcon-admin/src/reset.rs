@@ -97,6 +97,11 @@ impl ResetPlan {
 /// rule); a time is looked up with ListOffsets by timestamp. The call fails at the first
 /// partition whose log range or time lookup failed, or ([`ResetTo::ShiftBy`]) that has no
 /// committed offset ([`Error::NoCommittedOffset`]).
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn plan_reset(
     pool: &Pool,
     group_id: &str,
@@ -176,6 +181,11 @@ fn new_offset(
 }
 
 /// Commits `plan` ([`commit_offsets`]); fails with the first partition's error, if any.
+///
+/// # Cancel safety
+///
+/// As [`commit_offsets`]'s: a dropped reset may have committed some or all of the plan's offsets;
+/// execute it again to have all of them.
 pub async fn execute_reset(pool: &Pool, plan: &ResetPlan) -> Result<(), Error> {
     let outcomes = commit_offsets(pool, &plan.group_id, &plan.offsets()).await?;
     match outcomes.into_values().find_map(Result::err) {
@@ -193,6 +203,12 @@ pub async fn execute_reset(pool: &Pool, plan: &ResetPlan) -> Result<(), Error> {
 /// or a partition, and a coordinator that cannot be reached are retried, the coordinator found
 /// again, with a growing backoff until `default.api.timeout.ms`; the call fails as a whole only
 /// when the coordinator cannot be found or reached by then.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe in effect: dropped once an OffsetCommit went out, some or all of the offsets may
+/// be committed (a retry commits only those still to do). Calling it again with the same offsets is
+/// safe and commits the rest: a commit of the same offset changes nothing.
 pub async fn commit_offsets(
     pool: &Pool,
     group_id: &str,

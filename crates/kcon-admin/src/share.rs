@@ -173,6 +173,11 @@ pub(crate) enum ShareDescribed {
 /// kind of group too); a coordinator that does not offer the API fails with
 /// [`Error::Unsupported`] naming it; any other group error code with it, after a coordinator
 /// not ready for the group was asked again until `default.api.timeout.ms`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn describe_share_group(
     pool: &Pool,
     group_id: &str,
@@ -261,6 +266,11 @@ pub(crate) async fn listed_as_share_group(pool: &Pool, c: &Coordinator, group_id
 /// (DescribeShareGroupOffsets, sent to its coordinator). A group error code fails the call,
 /// after a coordinator not ready for the group was asked again until
 /// `default.api.timeout.ms`; each partition keeps its own.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn share_group_start_offsets(
     pool: &Pool,
     group_id: &str,
@@ -316,6 +326,11 @@ async fn share_group_start_offsets_once(
 /// range is reported and their lag is unknown). Requests: DescribeShareGroupOffsets to the
 /// coordinator, then ListOffsets and a sessionless Fetch per leader ([`log_ranges`]).
 /// A group error code fails the call; each partition has its own outcome.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn share_group_lag(
     pool: &Pool,
     group_id: &str,

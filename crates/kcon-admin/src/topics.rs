@@ -53,6 +53,13 @@ pub struct TopicListing {
 /// once would meet LEADER_NOT_AVAILABLE while leaders are elected. With `if_not_exists`,
 /// TOPIC_ALREADY_EXISTS is [`Created::AlreadyExists`] rather than an error. A refusal's message
 /// names the broker that answered.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe in effect: dropped once CreateTopics went out, the topic may be created all the
+/// same (the wait for its leaders is what is abandoned). Call it again with `if_not_exists`, which
+/// answers [`Created::AlreadyExists`] for a topic the dropped call created, or look with
+/// [`list_topics`].
 pub async fn create_topic(
     pool: &Pool,
     topic: &NewTopic,
@@ -134,6 +141,11 @@ fn create_topics_target(m: &Metadata) -> BrokerTarget {
 }
 
 /// Every topic of the cluster, by name.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only asks. Dropping the future abandons the requests out (their answers are
+/// thrown away) and changes nothing on the cluster; call it again for an answer.
 pub async fn list_topics(pool: &Pool) -> Result<Vec<TopicListing>, Error> {
     let m = pool.refresh_metadata(TopicScope::All).await?;
     Ok(m.topics

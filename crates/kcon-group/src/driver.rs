@@ -164,6 +164,11 @@ impl GroupMember {
     }
 
     /// The next event; `None` once the member has stopped and every event was read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: an event is taken only in the poll that returns it; dropped while it waits, the
+    /// next call returns the same one.
     pub async fn next_event(&mut self) -> Option<GroupEvent> {
         self.events.recv().await
     }
@@ -199,6 +204,12 @@ impl GroupMember {
     /// Closes the member (revocations are acknowledged at once: read the events before if the
     /// application must commit on revocation) and waits, at most `timeout`, for LeaveGroup to
     /// be answered. Returns the events that came meanwhile.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in effect: once polled the member is closing, and dropping the future (the
+    /// member with it) leaves it closing in the background, as a dropped member does (LeaveGroup
+    /// still goes); only the events are not returned.
     pub async fn close(mut self, timeout: Duration) -> Vec<GroupEvent> {
         self.command(Command::Close);
         let mut events = Vec::new();

@@ -150,6 +150,12 @@ impl Offsets {
 
     /// Commits `offsets` (`None`: everything stored) and waits for the coordinator's
     /// acknowledgement (retrying coordinator errors until `default.api.timeout.ms`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is asked for and goes on
+    /// if the future is dropped; only its outcome goes unread. Dropped before its first poll, it
+    /// does nothing.
     pub async fn commit_sync(
         &self,
         offsets: Option<BTreeMap<TopicPartition, OffsetAndMetadata>>,
@@ -192,6 +198,10 @@ impl Offsets {
 
     /// The committed offsets of `partitions` (`None`: every partition the group has one for),
     /// read stable under read_committed (KIP-447).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only asks; dropping the future changes nothing.
     pub async fn committed(&self, partitions: Option<BTreeSet<TopicPartition>>) -> CommittedResult {
         let (reply, rx) = oneshot::channel();
         // A task that has stopped drops the reply with the command: answered below.
@@ -249,6 +259,11 @@ impl Offsets {
 
     /// With `enable.auto.commit`, commits what is stored and not yet acknowledged, then stops;
     /// waits at most `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future drops the handle, which stops the task at once, so a
+    /// final commit under way may be cut off. Give it the time it may take as `timeout` instead.
     pub async fn close(mut self, timeout: Duration) {
         let (done, rx) = oneshot::channel();
         // A task that has stopped drops `done` with the command, and the wait ends at once.

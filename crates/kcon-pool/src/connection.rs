@@ -109,6 +109,11 @@ impl Connection {
     ///
     /// The config's security settings are validated and its certificate files read on every
     /// call; a [`Pool`](crate::Pool) does that once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future closes the socket being set up (at whatever step: the TCP
+    /// connect, TLS, ApiVersions, SASL); nothing is left open.
     pub async fn connect(peer: Peer, config: &PoolConfig) -> Result<Connection> {
         Connection::connect_secured(peer, config, &security(config)?, None, None).await
     }
@@ -163,6 +168,10 @@ impl Connection {
     /// The config's `client.id`, `request.timeout.ms`, `max.in.flight.requests.per.connection`
     /// and `receive.message.max.bytes` apply to the connection. Its security settings are
     /// validated and its certificate files read on every call.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`connect`](Connection::connect)'s.
     pub async fn connect_addr(
         peer: Peer,
         addr: SocketAddr,
@@ -293,6 +302,15 @@ impl Connection {
 
     /// Sends `request` at the negotiated version and waits for its answer, at most
     /// `request.timeout.ms` (slot wait included).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future leaves the connection usable. Dropped before the request
+    /// was handed to the connection, nothing was sent; dropped after, the request is written whole
+    /// and the broker may still carry it out, its answer read and thrown away (the request keeps
+    /// its in-flight slot until then). Sending it again is then a second request: safe for reads,
+    /// and for writes only where the broker treats a repeat as the same (an idempotent producer's
+    /// batch, a commit of the same offsets).
     pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response>
     where
         R::Response: 'static,
@@ -303,6 +321,10 @@ impl Connection {
 
     /// [`send`](Connection::send) with a timeout of its own, for requests the broker may hold
     /// longer than `request.timeout.ms` (JoinGroup waits for the rebalance).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Connection::send)'s.
     pub async fn send_with_timeout<R: Request>(
         &self,
         request: &R,

@@ -96,6 +96,12 @@ pub trait Drive: Send + 'static {
 /// request, as a closing group member acknowledging a revocation does), then the task sleeps
 /// until the next input or `poll_timeout`. Time is tokio's clock, so a paused test runtime
 /// drives machines too.
+///
+/// # Cancel safety
+///
+/// Meant to run as a task of its own until the glue says it is done, not to be cancelled: dropping
+/// the future drops the machine with whatever it held (records, offsets, a membership) and aborts
+/// its requests in flight, whose answers are lost. End it through its commands (a close) instead.
 pub async fn drive<D: Drive>(
     pool: Pool,
     mut machine: D::Machine,

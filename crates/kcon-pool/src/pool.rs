@@ -104,6 +104,16 @@ impl Pool {
     /// The version is the highest both kcon and the broker speak; when the request's shape
     /// depends on it, get a [`connection`](Pool::connection), ask it for the
     /// [`version`](Connection::version) and send there instead.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future leaves the pool and the connection usable. Dropped before
+    /// the request was handed to the connection, nothing was sent; dropped after, the request is
+    /// written whole and the broker may still carry it out, its answer read and thrown away (the
+    /// request keeps its in-flight slot until then). Sending it again is then a second request:
+    /// safe for reads, and for writes only where the broker treats a repeat as the same (an
+    /// idempotent producer's batch, a commit of the same offsets). A connection being set up for it
+    /// is abandoned ([`connection`](Pool::connection)).
     pub async fn send<R: Request>(&self, target: BrokerTarget, request: &R) -> Result<R::Response>
     where
         R::Response: 'static,
@@ -114,6 +124,10 @@ impl Pool {
 
     /// [`send`](Pool::send) with a timeout of its own, for requests the broker may hold longer
     /// than `request.timeout.ms`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Pool::send)'s.
     pub async fn send_with_timeout<R: Request>(
         &self,
         target: BrokerTarget,
@@ -133,6 +147,12 @@ impl Pool {
     /// Java client's `leastLoadedNode`), else connects to the brokers in turn, starting at a
     /// random one, skipping those in reconnect backoff. A broker id that is not in the metadata
     /// triggers one refresh before [`Error::UnknownBroker`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a connection the dropped call was setting up is closed half-made, and the next
+    /// call for the same broker (or one waiting on the same setup) starts it over, with no
+    /// reconnect backoff counted; connections already open are not touched.
     pub async fn connection(&self, target: BrokerTarget) -> Result<Connection> {
         match target {
             BrokerTarget::Any => self.inner.any_connection().await,
@@ -153,6 +173,12 @@ impl Pool {
     ///
     /// Joins a refresh already in flight whose scope covers `scope`, so that many callers that
     /// noticed the same stale leader cause one Metadata request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the Metadata request runs on a task of its own, so dropping the future only
+    /// stops the wait; the refresh finishes, and the pool's snapshot gets its answer, for whoever
+    /// asks next.
     pub async fn refresh_metadata(&self, scope: TopicScope) -> Result<Arc<Metadata>> {
         self.refresh_metadata_with(scope, AutoCreate::Configured)
             .await

@@ -136,6 +136,13 @@ impl Producer {
     ///
     /// Without `enable.idempotence`, a batch sent again after a lost answer or a timeout may
     /// be written twice (at-least-once); with it, the broker drops the second copy.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the record is queued only when the call returns its [`Delivery`]. Dropped while
+    /// it waits for room in `buffer.memory`, nothing is queued, the record (moved in) is dropped
+    /// with the future and its turn among the waiters given up; send it again (a clone of it) to
+    /// have it written.
     pub async fn send(&self, record: ProducerRecord) -> Result<Delivery, ProduceError> {
         let config = &self.shared.config;
         let size = record.size_upper_bound();
@@ -201,6 +208,12 @@ impl Producer {
 
     /// Sends every record queued so far without waiting for `linger.ms`, and returns once each
     /// of them has been acknowledged or has failed (their [`Delivery`]s say which).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: once polled, the flush is asked for and goes on if the future is dropped (the
+    /// records are sent without waiting for `linger.ms` all the same); only the wait for them ends.
+    /// A flush dropped before its first poll asks for nothing.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.shared.commands.send(Command::Flush(tx)).is_ok() {
@@ -211,6 +224,12 @@ impl Producer {
     /// Refuses further records, sends every record queued, and returns once each has been
     /// acknowledged or has failed (at most `delivery.timeout.ms` after the last was queued);
     /// then the producer's task ends. Every handle of this producer is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: once polled, the producer is closing and goes on closing if the future is
+    /// dropped (records are refused from then on, those queued are still sent, a transaction left
+    /// open is aborted); only the wait for it ends. Dropped before its first poll, it does nothing.
     pub async fn close(&self) {
         self.shared.memory.close();
         let (tx, rx) = oneshot::channel();
@@ -226,12 +245,28 @@ impl Producer {
     ///
     /// Every transaction call waits at most `timeout`; one that times out goes on in the
     /// background, and the same call made again waits for it (or returns its outcome).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, in the way the timeout above is: once polled, the call is made, and dropping
+    /// the future only stops the wait for it. The call goes on in the producer, and the same call
+    /// made again (from any handle) waits for it, or returns its outcome if it has finished (even
+    /// an outcome that reached the dropped future unread). Another transaction call is refused
+    /// ([`ErrorKind::TransactionState`]) while the dropped one is unfinished, and once it has
+    /// finished drops the outcome kept for it: make the same call again first. Dropped before its
+    /// first poll, it does nothing.
     pub async fn init_transactions(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.transaction(TxnCall::Init, timeout).await
     }
 
     /// Begins a transaction: the records sent from now until the commit or abort are part of
     /// it. Local to the producer; nothing goes to the broker until the first record.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`init_transactions`](Producer::init_transactions)'s: cancel-safe, the call going on in
+    /// the producer for the same call made again. The begin itself is answered at once: a dropped
+    /// begin has begun the transaction.
     pub async fn begin_transaction(&self) -> Result<(), ProduceError> {
         self.transaction(TxnCall::Begin, Duration::MAX).await
     }
@@ -241,6 +276,12 @@ impl Producer {
     /// it aborts. `group` comes from the consumer (`Consumer::group_metadata`): its generation
     /// and member id let the group coordinator refuse a consumer that lost its partitions
     /// (KIP-447), which fails the transaction ([`Outcome::Abort`](crate::Outcome::Abort)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`init_transactions`](Producer::init_transactions)'s: cancel-safe, the call going on in
+    /// the producer for the same call made again. The offsets a dropped call sent take effect if
+    /// the transaction commits; the same call made again joins it whatever offsets it names.
     pub async fn send_offsets_to_transaction(
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
@@ -266,6 +307,13 @@ impl Producer {
     /// Sends every record of the transaction, then commits it. If a record or the offsets
     /// failed, the commit fails with an error whose outcome is
     /// [`Outcome::Abort`](crate::Outcome::Abort): abort the transaction, then go on.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`init_transactions`](Producer::init_transactions)'s: cancel-safe, the call going on in
+    /// the producer for the same call made again. A dropped commit may still commit: only the same
+    /// call made again tells whether it did (never abort on the guess that it did not); `close`
+    /// waits for it.
     pub async fn commit_transaction(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.transaction(TxnCall::Commit, timeout).await
     }
@@ -274,6 +322,11 @@ impl Producer {
     /// (read_committed consumers skip them), and offsets sent in it are dropped. If the broker
     /// lost the producer's sequence, the abort bumps the producer epoch before the next
     /// transaction.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`init_transactions`](Producer::init_transactions)'s: cancel-safe, the call going on in
+    /// the producer for the same call made again.
     pub async fn abort_transaction(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.transaction(TxnCall::Abort, timeout).await
     }
@@ -367,6 +420,11 @@ impl fmt::Debug for Producer {
 
 /// The result of one [`Producer::send`]: resolves to the [`Delivered`] record once the broker
 /// acknowledged it, or to the error it failed with.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: dropping it does not withdraw the record, which is sent all the same (and counted
+/// in [`Producer::stats`]); only its outcome goes unread.
 #[derive(Debug)]
 #[must_use = "a delivery says whether the record was written"]
 pub struct Delivery {

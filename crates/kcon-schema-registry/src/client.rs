@@ -272,6 +272,12 @@ impl SchemaRegistry {
     /// The schema `schema` (`GET /schemas/ids/{id}` or `GET /schemas/guids/{guid}`), with the
     /// `subject` (a schema id is looked up in that subject's context) and `format` (Protobuf:
     /// `serialized` for a base64 `FileDescriptorProto`) query parameters if given.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a lookup only reads. Dropped while it loads the schema, its request is
+    /// abandoned and nothing is cached; a call waiting on the same schema meanwhile loads it
+    /// itself, and so does the next one.
     pub async fn schema(
         &self,
         schema: SchemaRef,
@@ -308,6 +314,12 @@ impl SchemaRegistry {
     /// Version `version` of `subject` (`GET /subjects/{subject}/versions/{version}`), soft-deleted
     /// versions included (`deleted=true`: a reference must still resolve after its version was
     /// deleted, as Confluent's deserializers look references up).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a lookup only reads. Dropped while it loads the schema, its request is
+    /// abandoned and nothing is cached; a call waiting on the same schema meanwhile loads it
+    /// itself, and so does the next one.
     pub async fn version(
         &self,
         subject: &str,
@@ -340,6 +352,11 @@ impl SchemaRegistry {
 
     /// Every schema `schema` refers to, directly or not, each once, those referred to before
     /// those referring to them: the order a parser that needs references defined first takes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: lookups only (each as [`version`](SchemaRegistry::version)'s); the references
+    /// found before the drop stay cached, and the next call finds them there.
     pub async fn references(
         &self,
         schema: &RegisteredSchema,

@@ -102,11 +102,25 @@ impl CommitHandle {
     }
 
     /// Commits what is stored and waits for the coordinator's answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent (with the offsets
+    /// stored by then) and goes on if the future is dropped; only its outcome goes unread, and it
+    /// is then neither counted in the metrics nor told to the hooks. Commit again (or close) to
+    /// know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit(&self) -> Result<(), Error> {
         self.commit_map(None).await
     }
 
     /// Commits `offsets` (partition → the next offset to consume) and waits for the answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent (with the offsets
+    /// stored by then) and goes on if the future is dropped; only its outcome goes unread, and it
+    /// is then neither counted in the metrics nor told to the hooks. Commit again (or close) to
+    /// know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit_offsets(
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,

@@ -94,6 +94,12 @@ pub struct Decoded<K, V> {
 /// assert_eq!(failure.record.offset, 7);
 /// # }
 /// ```
+///
+/// # Cancel safety
+///
+/// Cancel-safe as far as `key` and `value` are (kcon's deserializers only read, a Schema Registry
+/// lookup included); the record, moved in, is dropped with the future, so decode a clone to be able
+/// to decode it again.
 pub async fn decode<K, V>(
     record: Record,
     key: &K,

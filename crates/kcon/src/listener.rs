@@ -133,6 +133,12 @@ impl RebalanceContext {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent and goes on if
+    /// the future is dropped; only its outcome goes unread. Dropped before its first poll, it does
+    /// nothing.
     pub async fn commit(&self) -> Result<(), Error> {
         self.offsets()?.commit_sync(None).await?;
         Ok(())
@@ -146,6 +152,12 @@ impl RebalanceContext {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent and goes on if
+    /// the future is dropped; only its outcome goes unread. Dropped before its first poll, it does
+    /// nothing.
     pub async fn commit_offsets(
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,

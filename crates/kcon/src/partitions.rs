@@ -141,6 +141,11 @@ impl Consumer {
 impl PartitionStreams {
     /// The stream of the next partition with records; `None` once the consumer
     /// has stopped (closed, or a fatal error: see [`close`](PartitionStreams::close)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a stream is taken only in the poll that returns it; dropped while it waits, the
+    /// next call hands out the same one.
     pub async fn next(&mut self) -> Option<PartitionStream> {
         self.streams.recv().await
     }
@@ -148,6 +153,12 @@ impl PartitionStreams {
     /// Closes the consumer ([`Consumer::close`]): every stream ends, the stored offsets are
     /// committed (with auto-commit) and the member leaves the group. Returns the consumer's
     /// fatal error if it stopped on one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future drops the streams, which stops their task and with it
+    /// the consumer part-way through its close, as dropping a consumer does (the member leaves the
+    /// group in the background; a final commit under way may be cut off).
     pub async fn close(mut self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         let _ = self.wake.send(Wake::Close(reply));
@@ -188,6 +199,11 @@ impl PartitionStream {
 
     /// The next record; `None` once the partition has left the consumer. An error is the
     /// partition's fetch error (corrupt data, offset out of range under `none`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a record is taken only in the poll that returns it; dropped while it waits, the
+    /// next call hands out the same one.
     pub async fn recv(&mut self) -> Option<Result<Record, Error>> {
         std::future::poll_fn(|cx| self.poll_record(cx)).await
     }

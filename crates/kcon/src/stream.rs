@@ -15,8 +15,10 @@ type Pending<'a> =
 /// [`Consumer::recv`] returns. After a fatal error or once the consumer is closed, that error
 /// is the last item.
 ///
-/// Dropping the stream while a record is being waited for loses nothing: the consumer's
-/// receiving calls are cancel-safe.
+/// # Cancel safety
+///
+/// Dropping the stream, or a future polling it, while a record is waited for loses nothing: the
+/// consumer's receiving calls are cancel-safe ([`Consumer::recv`]).
 pub struct RecordStream<'a> {
     consumer: Option<&'a mut Consumer>,
     pending: Option<Pending<'a>>,

@@ -263,6 +263,13 @@ impl Consumer {
     /// consumer.unsubscribe().await;
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped part-way, the unsubscription is half done (the member may have left
+    /// the group and the partitions been given up, the listener's revocation may still be running)
+    /// while the consumer still counts itself subscribed. Call `unsubscribe` again: it finishes
+    /// what the dropped call began, then completes.
     pub async fn unsubscribe(&mut self) {
         // A rebalance left half-way by a cancelled call is finished first.
         self.finish_steps().await;
@@ -338,6 +345,14 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: records are taken from the consumer only in the poll that returns them, so a
+    /// call dropped while it waits (a `select!`, a timeout) loses none, and the next receiving call
+    /// hands out the same ones. A rebalance handled meanwhile (the listener's call, the
+    /// revocation's commit) runs on a task of its own: a dropped call leaves it running and the
+    /// next receiving call finishes it, so the listener runs once per event.
     pub async fn recv(&mut self) -> Result<Record, Error> {
         loop {
             if let Some(record) = self.driver.machine.next_record() {
@@ -364,6 +379,14 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: records are taken from the consumer only in the poll that returns them, so a
+    /// call dropped while it waits (a `select!`, a timeout) loses none, and the next receiving call
+    /// hands out the same ones. A rebalance handled meanwhile (the listener's call, the
+    /// revocation's commit) runs on a task of its own: a dropped call leaves it running and the
+    /// next receiving call finishes it, so the listener runs once per event.
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
         loop {
             if let Some((tp, records)) = self.driver.machine.take_batch() {
@@ -426,6 +449,13 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent (with the offsets
+    /// stored by then) and goes on if the future is dropped; only its outcome goes unread, and it
+    /// is then neither counted in the metrics nor told to the hooks. Commit again (or close) to
+    /// know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<(), Error> {
         self.driver.machine.usable()?;
         self.driver.machine.store_processed();
@@ -444,6 +474,13 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent (with the offsets
+    /// stored by then) and goes on if the future is dropped; only its outcome goes unread, and it
+    /// is then neither counted in the metrics nor told to the hooks. Commit again (or close) to
+    /// know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit_offsets(
         &mut self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
@@ -493,6 +530,12 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// The commit is asked for when this returns; the future only tells its outcome, so dropping it
+    /// (or never polling it) changes nothing, and the commit is counted and told to the hooks all
+    /// the same.
     pub fn commit_async(
         &mut self,
     ) -> Result<impl std::future::Future<Output = Result<(), Error>> + Send + 'static, Error> {
@@ -521,6 +564,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
+    /// abandoned, their answers thrown away).
     pub async fn committed(
         &self,
         partitions: impl IntoIterator<Item = TopicPartition>,
@@ -600,6 +648,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: every partition's start is looked up first, and the partitions are moved only
+    /// in the poll that returns: dropped before, none has moved.
     pub async fn seek_to_beginning(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
@@ -617,6 +670,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: every partition's end is looked up first, and the partitions are moved only in
+    /// the poll that returns: dropped before, none has moved.
     pub async fn seek_to_end(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
@@ -676,6 +734,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
+    /// abandoned, their answers thrown away).
     pub async fn offsets_for_times(
         &self,
         timestamps: impl IntoIterator<Item = (TopicPartition, i64)>,
@@ -717,6 +780,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
+    /// abandoned, their answers thrown away).
     pub async fn watermarks(&self, tp: &TopicPartition) -> Result<Watermarks, Error> {
         let set = BTreeSet::from([tp.clone()]);
         let mut found = admin::watermarks(&self.parts.pool, &set).await?;
@@ -743,6 +811,11 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
+    /// abandoned, their answers thrown away).
     pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, crate::PartitionLag>, Error> {
         let found = admin::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
         let now = self.wall_ms();
@@ -905,6 +978,14 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the consumer is moved in, so dropping the future drops it part-way through
+    /// the close, and what was not done yet is left as dropping a consumer leaves it (the member
+    /// leaves the group in the background; a final commit under way may be cut off; the listener
+    /// may not be told of the revocation). Bound it with [`close_within`](Consumer::close_within)
+    /// rather than a timeout around it.
     pub async fn close(self) -> Result<(), Error> {
         let timeout = self.settings.close_timeout;
         self.close_within(timeout).await
@@ -918,6 +999,13 @@ impl Consumer {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the consumer is moved in, so dropping the future drops it part-way through
+    /// the close, and what was not done yet is left as dropping a consumer leaves it (the member
+    /// leaves the group in the background; a final commit under way may be cut off; the listener
+    /// may not be told of the revocation). Give it the time it may take as `timeout` instead.
     pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let mut result = Ok(());

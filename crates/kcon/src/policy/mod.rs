@@ -346,6 +346,10 @@ impl<K, V> ProcessorBuilder<K, V> {
 impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// Processes records with `handler` until an error stops it (see
     /// [`run_until`](Processor::run_until)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_until`](Processor::run_until)'s.
     pub async fn run<H>(&mut self, handler: H) -> Result<(), Error>
     where
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
@@ -370,6 +374,14 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// record being handled when `stop` completes is finished first; `stop` is checked between
     /// records and while waiting for them. Dropping the returned future mid-record loses
     /// nothing either: the record is handled again by the next run.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing is lost. A record is stored only once it was done with, so the record
+    /// being handled when the future is dropped (the handler's future dropped with it) is handled
+    /// again, from the start, by the next run: a handler cut off part-way must be safe to run again
+    /// on the same record. A dead letter being written may be written again (dead letters are at
+    /// least once). `stop` ends the run between records instead, finishing the record under way.
     pub async fn run_until<S, H>(&mut self, stop: S, mut handler: H) -> Result<(), Error>
     where
         S: Future<Output = ()>,
@@ -432,6 +444,13 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     }
 
     /// Commits what was done with so far (processed, skipped or dead-lettered).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that the commit is never withdrawn: once polled, it is sent (with the offsets
+    /// stored by then) and goes on if the future is dropped; only its outcome goes unread, and it
+    /// is then neither counted in the consumer's metrics nor told to its hooks. Commit again (or
+    /// close) to know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<(), Error> {
         self.parts.consumer.commit().await
     }
@@ -439,6 +458,12 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// Closes the consumer (with auto-commit, committing what was done with; records waiting
     /// are not, so the next owner reads them) and flushes the dead-letter producer (closing
     /// it if the processor made it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the processor is moved in, so dropping the future drops the consumer
+    /// part-way through its close, as [`Consumer::close`]'s cancel safety says, and stops waiting
+    /// for the dead-letter producer, which still sends the records it holds.
     pub async fn close(self) -> Result<(), Error> {
         let result = self.parts.consumer.close().await;
         if let Some(d) = &self.dead_letter {

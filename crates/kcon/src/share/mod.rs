@@ -414,7 +414,12 @@ impl ShareConsumer {
     /// accepted; in explicit mode a record of it not acknowledged makes this an error
     /// (`Misuse`) and hands out nothing.
     ///
-    /// Cancel-safe: records that came while it waited stay for the next call.
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: records are taken only in the poll that returns them; those acquired while it
+    /// waited stay for the next call, and the fetcher stops asking for more as the wait is dropped
+    /// (records acquired for nobody would sit under their locks). Its first poll settles the last
+    /// batch all the same (in implicit mode, what was not acknowledged is accepted).
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -512,6 +517,14 @@ impl ShareConsumer {
     /// first) without waiting for a fetch, and waits for the brokers' answers: each
     /// partition's outcome (an error code, or why the request failed). A refused
     /// acknowledgement's records are handed out again when their locks expire.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that nothing is withdrawn: once polled, the acknowledgements are sent and go
+    /// on if the future is dropped; their outcomes come with a later call's
+    /// ([`commit`](Self::commit), or
+    /// [`take_acknowledgement_outcomes`](Self::take_acknowledgement_outcomes) after a
+    /// [`recv_batch`](Self::recv_batch)). Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<Vec<AcknowledgementOutcome>, Error> {
         if self.mode == AcknowledgementMode::Implicit {
             self.accept_unacknowledged();
@@ -542,6 +555,13 @@ impl ShareConsumer {
     /// those acquired but never handed out are released; the acknowledgements go with the
     /// share sessions' close, and the member leaves the group. Takes at most
     /// `close.timeout.ms`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the consumer is moved in, so dropping the future drops it part-way through
+    /// the close: share sessions not closed yet stay open, so records it held and had not released
+    /// yet stay locked until `share.record.lock.duration.ms` passes (then go to other members), and
+    /// the member leaves the group in the background.
     pub async fn close(mut self) -> Result<(), Error> {
         let deadline = time::Instant::now() + self.close_timeout;
         if self.mode == AcknowledgementMode::Implicit {

@@ -159,6 +159,10 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
     }
 
     /// Processes records with `handler` until an error stops it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_until`](ShareProcessor::run_until)'s.
     pub async fn run<H>(&mut self, handler: H) -> Result<(), Error>
     where
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
@@ -169,6 +173,15 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
     /// Processes records with `handler` until `stop` completes (then `Ok`, the batch under
     /// way finished first) or something stops it (then the error, what was not handled
     /// released).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped while it handles a batch, the batch's records not settled yet stay
+    /// unacknowledged, and the share consumer (explicit acknowledgement) refuses to hand out more:
+    /// every later run fails at once (`Misuse`). End a run with `stop` instead, which is checked
+    /// between batches and lets the batch under way finish; after a dropped run, close the
+    /// processor (which releases what is unsettled) and build another. Dropped while it waits for
+    /// records, nothing is lost.
     pub async fn run_until<S, H>(&mut self, stop: S, mut handler: H) -> Result<(), Error>
     where
         S: Future<Output = ()>,
@@ -194,6 +207,11 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
 
     /// Closes the share consumer (releasing what it holds unsettled) and the dead-letter
     /// producer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future drops the share consumer part-way through its close, as
+    /// [`ShareConsumer::close`](crate::share::ShareConsumer::close)'s cancel safety says.
     pub async fn close(self) -> Result<(), Error> {
         let result = self.consumer.close().await;
         if let Some((_, producer)) = &self.dead_letter {
