@@ -2,7 +2,9 @@
 //! Apache Kafka 4.4 (`Kafka::single`) with the clients at their defaults: a call dropped at
 //! any await (a `select!` with a shutdown signal, a `tokio::time::timeout`) leaves nothing
 //! that stops the next call, and nothing of a batch is lost or written twice for a
-//! read_committed reader (the Java client's, `tests/java/Txn.java`).
+//! read_committed reader (the Java client's, `tests/java/Txn.java`). A transaction call that
+//! outlasts the pipeline's call timeout is left the same way, on librdkafka's mock cluster (the
+//! last test says why).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -13,13 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use kcon::exactly_once::{Batch, ExactlyOnce, TransformError};
+use kcon::ApiKey;
+use kcon::exactly_once::{Batch, ExactlyOnce, PipelineError, TransformError};
 use kcon::{Record, TopicPartition};
 use kcon_pool::Pool;
 use kcon_produce::{ConsumerGroupMetadata, ErrorKind, Producer, ProducerRecord};
 use kcon_tests::brokers::{repo_root, unique_name};
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::logs;
+use kcon_tests::mock::MockCluster;
 use kcon_tests::pool::config;
 use serde_json::{Value, json};
 
@@ -486,4 +490,79 @@ async fn closing_while_dropped_offsets_are_sent_aborts_the_transaction() {
     assert!(values.is_empty(), "aborted: {values:?}");
     let offsets = committed(&pool, &group, &topic).await;
     assert_eq!(offsets[0], None, "the offsets went with the abort");
+}
+
+/// The one test here not on Apache Kafka: a transaction call that outlasts the pipeline's call
+/// timeout needs an EndTxn answer held back, which no broker can be made to do; librdkafka's
+/// mock cluster holds one (a pushed answer with a round-trip time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
+    let mock = MockCluster::start(1);
+    let b = mock.bootstrap().to_owned();
+    let input = unique_name("eos-slow-in");
+    let output = unique_name("eos-slow-out");
+    mock.create_topic(&input, 1, 1);
+    mock.create_topic(&output, 1, 1);
+    let writer = Producer::builder().bootstrap_servers(&b).build().unwrap();
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        let record = ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition(0);
+        writer.send(record).await.unwrap().await.unwrap();
+        expected.push(format!("out:v{i}"));
+    }
+    writer.close().await;
+    let mut consumer = kcon_tests::consumer::builder(&b)
+        .group_id(&unique_name("eos-slow-group"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("max.poll.records", "3")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    let producer = Producer::builder()
+        .bootstrap_servers(&b)
+        .set("transactional.id", unique_name("eos-slow-tx"))
+        .build()
+        .unwrap();
+    let mut pipeline = ExactlyOnce::new(consumer, producer)
+        .await
+        .unwrap()
+        .with_call_timeout(Duration::from_millis(500));
+    // The first EndTxn is answered after 2 s: its commit passes the call timeout four times.
+    mock.push_request_error_rtts(1, ApiKey::EndTxn, &[(0, Duration::from_secs(2))]);
+    let (mut timed_out, mut committed) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{committed} inputs committed"
+        );
+        let call = pipeline.process_batch(|records| transform(output.clone(), false, records));
+        match tokio::time::timeout(Duration::from_secs(5), call).await {
+            // Waiting for records that do not come: every input was taken.
+            Err(_) if timed_out > 0 => break,
+            Err(_) => {}
+            Ok(Ok(Batch::Committed { inputs, .. })) => committed += inputs,
+            Ok(Ok(other)) => panic!("{other:?}"),
+            // The commit goes on: the next call waits for it again.
+            Ok(Err(PipelineError::Producer(e))) if e.is_retriable() => timed_out += 1,
+            Ok(Err(e)) => panic!("the pipeline stopped: {e}"),
+        }
+    }
+    assert!(
+        timed_out >= 2,
+        "the slow commit timed out {timed_out} times"
+    );
+    pipeline.close().await;
+    // The slow batch was told by no call (the call that committed it timed out), and the
+    // others by theirs; the output holds each input once: the slow batch was neither aborted
+    // and taken again, nor lost.
+    assert!(
+        (1..9).contains(&committed),
+        "{committed} inputs told committed"
+    );
+    let mut values = kcon_tests::peers::librdkafka_reads(&b, &output, "read_committed", 9);
+    values.sort();
+    expected.sort();
+    assert_eq!(values, expected);
 }

@@ -39,7 +39,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub type TransformError = Box<dyn StdError + Send + Sync>;
 
 /// Why the pipeline stopped: it cannot go on, and is closed by dropping or
-/// [`ExactlyOnce::close`].
+/// [`ExactlyOnce::close`]. One error leaves it usable: [`PipelineError::Producer`] with an
+/// error whose outcome is `Retry` ([`ProduceError::is_retriable`]), a transaction call that
+/// did not finish within the call timeout; the call goes on, and the next
+/// [`process_batch`](ExactlyOnce::process_batch) waits for it first.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PipelineError {
