@@ -741,19 +741,18 @@ mod tests {
         );
     }
 
-    /// A log truncation the machine repositioned, found while the partition was paused with
-    /// records 102 to 107 held by the hand-out side: those records are of the log the new
-    /// leader truncated and must not come out after the truncation (they did, then 100 again).
-    /// The input replays under the target's invariants and ends with nothing held. Its bytes
-    /// answered the requests of the fetch path of that time: since the fetch path reads a Fetch
-    /// answer's diverging epoch and validates positions no record's epoch vouches for, it asks
-    /// other requests, the same bytes answer those and no longer reach the pause, so the
-    /// scenario itself is pinned by kcon-fetch's
-    /// `a_truncation_*_for_a_pause_*` tests (`crates/kcon-fetch/tests/machine.rs`).
+    /// A log truncation the machine repositioned (from 107 back to 99), found while the
+    /// partition was paused with records held by the hand-out side: those past 99 are of the
+    /// log the new leader truncated and must not come out after the truncation (they did, then
+    /// the first of the new leader's again). The input once carried a diverging epoch in its
+    /// first Fetch answer, which the machine ignored then; read as a truncation now, it took
+    /// the run elsewhere, so that answer's flags no longer ask for one (its records one batch).
     #[test]
     fn a_truncation_while_paused_hands_out_nothing_of_the_truncated_log() {
         let data = include_bytes!("../corpus/fetch_machine/regression-truncation-while-paused");
         let sim = replay(data);
+        // Records 99 to 101 of the new leader's log came out, and nothing is held.
+        assert_eq!(sim.expected.get(&tp(0)), Some(&102));
         assert!(sim.handout.is_idle());
     }
 
