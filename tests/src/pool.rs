@@ -70,6 +70,11 @@ pub fn is_connection_lost(e: &Error) -> bool {
         Error::Transport {
             kind: TransportError::Closed
                 | TransportError::ClosedMidFrame { .. }
+                // A connection that answered nothing since its setup, closed with a Metadata
+                // request waiting, is told as what a SASL listener does; a broker going down
+                // right after the setup is told the same way (kcon-pool's `is_closed` counts
+                // it as closed too).
+                | TransportError::ClosedAtFirstRequest { .. }
                 | TransportError::Io(_),
             ..
         }
