@@ -678,3 +678,20 @@ impl State {
         d.with_records(Some(records.freeze()))
     }
 }
+
+/// A consumer hook that keeps the truncations it was told of, for the tests to read.
+#[derive(Debug, Clone, Default)]
+pub struct Told(Arc<Mutex<Vec<kcon::Truncation>>>);
+
+impl Told {
+    /// The truncations told so far, in order.
+    pub fn truncations(&self) -> Vec<kcon::Truncation> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl kcon::ConsumerHooks for Told {
+    fn on_truncation(&self, truncation: &kcon::Truncation) {
+        self.0.lock().unwrap().push(truncation.clone());
+    }
+}

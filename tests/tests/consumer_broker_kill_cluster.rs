@@ -8,10 +8,9 @@
 //! back as a follower that catches up.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kcon::{Consumer, ConsumerHooks, Truncation};
+use kcon::{Consumer, Truncation};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
@@ -21,18 +20,9 @@ use kcon_tests::cluster_faults::{
 use kcon_tests::consumer::{Driven, STEP, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
+use kcon_tests::truncation::Told;
 
 const PARTITIONS: i32 = 3;
-
-/// The truncations the hook was told of.
-#[derive(Debug, Clone, Default)]
-struct Told(Arc<Mutex<Vec<Truncation>>>);
-
-impl ConsumerHooks for Told {
-    fn on_truncation(&self, truncation: &Truncation) {
-        self.0.lock().unwrap().push(truncation.clone());
-    }
-}
 
 /// The group's member reads while the node leading partition 0 is killed: the records keep
 /// coming (from the new leaders) and keep being read; the node is started again and catches
@@ -128,7 +118,7 @@ async fn a_group_reads_every_record_once_across_a_broker_killed_and_restarted_un
     assert_read_exactly_once(&written, &[&state.records]);
     let partitions: BTreeSet<i32> = state.records.iter().map(|r| r.partition).collect();
     assert_eq!(partitions.len(), PARTITIONS as usize);
-    assert_eq!(told.0.lock().unwrap().clone(), Vec::<Truncation>::new());
+    assert_eq!(told.truncations(), Vec::<Truncation>::new());
     wait_for_three_brokers(&pool).await;
     drop(restore);
 }

@@ -8,10 +8,9 @@
 //! replicas only with the first record written in it: until then they lack it. A consumer
 //! whose position came from ListOffsets then carries an epoch other replicas do not have.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kcon::{Consumer, ConsumerBuilder, ConsumerHooks, Record, TopicPartition, Truncation};
+use kcon::{Consumer, ConsumerBuilder, Record, TopicPartition, Truncation};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
@@ -21,25 +20,10 @@ use kcon_tests::cluster_faults::{
 use kcon_tests::consumer::{Driven, STEP, expect_no_record, poll_until, recv_n, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
+use kcon_tests::truncation::Told;
 
 /// How long records may take to come, across a leader change.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The truncations the hook was told of.
-#[derive(Debug, Clone, Default)]
-struct Told(Arc<Mutex<Vec<Truncation>>>);
-
-impl Told {
-    fn truncations(&self) -> Vec<Truncation> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl ConsumerHooks for Told {
-    fn on_truncation(&self, truncation: &Truncation) {
-        self.0.lock().unwrap().push(truncation.clone());
-    }
-}
 
 fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()

@@ -12,16 +12,16 @@
 //! the election is read and nothing else, nothing stops, and each tells the truncation once
 //! (`ConsumerHooks::on_truncation`, `Metrics::truncations`).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kcon::{Consumer, ConsumerHooks, Record, TopicPartition, Truncation};
+use kcon::{Consumer, Record, TopicPartition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{Restore, produce_to, wait_for_partition, wait_for_three_brokers};
 use kcon_tests::consumer::{expect_no_record, recv_n};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
+use kcon_tests::truncation::Told;
 
 /// How long records may take to come, across a leader change.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -32,22 +32,6 @@ const KEPT: usize = 5;
 const LOST: usize = 7;
 /// Records B takes as the new leader.
 const NEW: usize = 4;
-
-/// The truncations the hook was told of.
-#[derive(Debug, Clone, Default)]
-struct Told(Arc<Mutex<Vec<Truncation>>>);
-
-impl Told {
-    fn truncations(&self) -> Vec<Truncation> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl ConsumerHooks for Told {
-    fn on_truncation(&self, truncation: &Truncation) {
-        self.0.lock().unwrap().push(truncation.clone());
-    }
-}
 
 fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()

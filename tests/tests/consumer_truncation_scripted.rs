@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kcon::deserialize::Decoded;
-use kcon::{ConsumerHooks, ErrorKind, Processor, Record, TopicPartition, Truncation};
+use kcon::{ErrorKind, Processor, Record, TopicPartition, Truncation};
 use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{builder, expect_no_record, group_builder, recv_n};
 use kcon_tests::logs::{self, Logs};
 use kcon_tests::prometheus::parse_with_prometheus_client;
+use kcon_tests::truncation::Told;
 use kcon_tests::truncation::{TruncatingBroker, value};
 use prometheus_client::registry::Registry;
 
@@ -34,22 +35,6 @@ const DIVERGES_AT: i64 = 10;
 const OLD_END: i64 = 15;
 /// Records the new leader takes after the election.
 const NEW: usize = 3;
-
-/// The truncations the hook was told of.
-#[derive(Debug, Clone, Default)]
-struct Told(Arc<Mutex<Vec<Truncation>>>);
-
-impl Told {
-    fn truncations(&self) -> Vec<Truncation> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl ConsumerHooks for Told {
-    fn on_truncation(&self, truncation: &Truncation) {
-        self.0.lock().unwrap().push(truncation.clone());
-    }
-}
 
 /// A broker whose log of `topic` holds 0..15 in epoch 0, in two batches (0..10, 10..15).
 async fn old_log(topic: &str) -> TruncatingBroker {
