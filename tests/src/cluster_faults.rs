@@ -425,3 +425,24 @@ pub fn assert_read_exactly_once(written: &[String], received: &[&[Record]]) {
         );
     }
 }
+
+/// `{prefix}-0` to `{prefix}-{n-1}`: the values a test writes.
+pub fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// `(offset, value)` of each record.
+pub fn read(records: &[Record]) -> Vec<(i64, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().expect("a value");
+            (r.offset, String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+/// `(offset, value)` of `values` written from `base` on.
+pub fn written(base: i64, values: &[String]) -> Vec<(i64, String)> {
+    (base..).zip(values.iter().cloned()).collect()
+}

@@ -10,13 +10,14 @@
 
 use std::time::Duration;
 
-use kcon::{Consumer, ConsumerBuilder, Record, TopicPartition, Truncation};
+use kcon::{Consumer, ConsumerBuilder, TopicPartition, Truncation};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
     Load, PartitionView, assert_read_exactly_once, move_leader, produce_to, rack_of, reassign,
     wait_for_partition,
 };
+use kcon_tests::cluster_faults::{read, values, written};
 use kcon_tests::consumer::{Driven, STEP, expect_no_record, poll_until, recv_n, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
@@ -24,26 +25,6 @@ use kcon_tests::truncation::Told;
 
 /// How long records may take to come, across a leader change.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// `(offset, value)` of each record.
-fn read(records: &[Record]) -> Vec<(i64, String)> {
-    records
-        .iter()
-        .map(|r| {
-            let v = r.value.as_deref().expect("a value");
-            (r.offset, String::from_utf8_lossy(v).into_owned())
-        })
-        .collect()
-}
-
-/// `(offset, value)` of `values` written from `base` on.
-fn written(base: i64, values: &[String]) -> Vec<(i64, String)> {
-    (base..).zip(values.iter().cloned()).collect()
-}
 
 /// A consumer at the user's defaults (`auto.offset.reset=latest`), telling `told`.
 fn consumer(kafka: &Kafka, told: &Told) -> ConsumerBuilder {

@@ -14,10 +14,11 @@
 
 use std::time::Duration;
 
-use kcon::{Consumer, Record, TopicPartition};
+use kcon::{Consumer, TopicPartition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{Restore, produce_to, wait_for_partition, wait_for_three_brokers};
+use kcon_tests::cluster_faults::{read, values, written};
 use kcon_tests::consumer::{expect_no_record, recv_n};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
@@ -32,26 +33,6 @@ const KEPT: usize = 5;
 const LOST: usize = 7;
 /// Records B takes as the new leader.
 const NEW: usize = 4;
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// `(offset, value)` of each record.
-fn read(records: &[Record]) -> Vec<(i64, String)> {
-    records
-        .iter()
-        .map(|r| {
-            let v = r.value.as_deref().expect("a value");
-            (r.offset, String::from_utf8_lossy(v).into_owned())
-        })
-        .collect()
-}
-
-/// `(offset, value)` of `values` written from `base` on.
-fn written(base: i64, values: &[String]) -> Vec<(i64, String)> {
-    (base..).zip(values.iter().cloned()).collect()
-}
 
 /// A consumer at the user's defaults but for reading from the start of the log.
 fn consumer(kafka: &Kafka, group: Option<&str>, told: &Told) -> Consumer {
