@@ -385,6 +385,28 @@ async fn in_transaction(b: &str, topic: &str) -> Producer {
     producer
 }
 
+/// Sends a commit and gives up on it once its answer is in the caller's channel, without
+/// reading it: a `select!` whose other branch won in the same wake. (The commit's first poll
+/// sends it; the waker says when the answer came.)
+async fn commit_answered_unread(producer: &Producer) {
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    let mut commit = pin!(producer.commit_transaction(Duration::from_secs(60)));
+    let polled = commit.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(
+        polled.is_pending(),
+        "the commit answered at once: {polled:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !flag.0.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer to the commit"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_commit_whose_answer_came_but_was_not_read_is_told_to_the_commit_made_again() {
     let kafka = Kafka::single();
@@ -393,27 +415,7 @@ async fn a_commit_whose_answer_came_but_was_not_read_is_told_to_the_commit_made_
     let topic = unique_name("eos-cancel-unread");
     create_topics(&pool, &[(&topic, 1)]).await;
     let producer = in_transaction(b, &topic).await;
-    // The commit's first poll sends it; the waker says when its answer is in the caller's
-    // channel. The caller gives up right then, without reading it: a `select!` whose other
-    // branch won in the same wake.
-    let flag = Arc::new(Flag(AtomicBool::new(false)));
-    let waker = Waker::from(flag.clone());
-    {
-        let mut commit = pin!(producer.commit_transaction(Duration::from_secs(60)));
-        let polled = commit.as_mut().poll(&mut Context::from_waker(&waker));
-        assert!(
-            polled.is_pending(),
-            "the commit answered at once: {polled:?}"
-        );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !flag.0.load(Ordering::SeqCst) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no answer to the commit"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    commit_answered_unread(&producer).await;
     // The same call again gets that outcome: the transaction committed.
     producer
         .commit_transaction(Duration::from_secs(60))
@@ -429,6 +431,31 @@ async fn a_commit_whose_answer_came_but_was_not_read_is_told_to_the_commit_made_
         .commit_transaction(Duration::from_secs(60))
         .await
         .unwrap();
+    producer.close().await;
+}
+
+#[tokio::test]
+async fn a_kept_outcome_asked_for_by_a_call_dropped_at_once_is_kept_for_the_next() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    let topic = unique_name("eos-cancel-kept");
+    create_topics(&pool, &[(&topic, 1)]).await;
+    let producer = in_transaction(b, &topic).await;
+    commit_answered_unread(&producer).await;
+    // The same call again, dropped before the producer's task has taken it (this runtime has
+    // one thread): the task hands the kept outcome to a caller that is gone.
+    let (done, _) = cancel_after(producer.commit_transaction(Duration::from_secs(60)), 1).await;
+    assert!(done.is_none());
+    // The outcome is still there for the caller after it: the transaction committed (not a
+    // refusal for want of a transaction, which would make a pipeline settling its batch abort
+    // a transaction that is no more).
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .await
+        .expect("the commit's outcome, kept through the second caller");
+    let (values, _) = java_reads_committed(b, &topic, 1);
+    assert_eq!(values, ["in the transaction"]);
     producer.close().await;
 }
 

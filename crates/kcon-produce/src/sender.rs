@@ -235,8 +235,12 @@ impl Sender {
                     match self.unread.take() {
                         Some((op, result)) if op == call.op() => {
                             // The answer to this call made earlier, which its caller did not
-                            // wait for.
-                            let _ = reply.send(result);
+                            // wait for. This caller may have given up too (its future dropped
+                            // once the call was sent): the outcome is kept again, for the
+                            // next caller.
+                            if let Err(result) = reply.send(result) {
+                                self.unread = Some((op, result));
+                            }
                         }
                         _ => {
                             let id = self.machine.transaction(now, call);
