@@ -35,25 +35,41 @@ const MAX_ROUNDS: usize = 4000;
 /// Sweeps of cancellation points (k = 1, 2, ... until a call finishes) at the least.
 const MIN_SWEEPS: usize = 30;
 
+/// How long a call may stay pending without being woken before [`cancel_after`] gives it up
+/// as stalled: far longer than any await of a batch on a broker that answers (a transaction
+/// call retried after CONCURRENT_TRANSACTIONS waits about 100 ms); only a wait for records
+/// that are not there lasts this long.
+const STALL: Duration = Duration::from_secs(5);
+
 /// Polls `fut` until it finishes or has been polled `k` times without finishing, then drops
-/// it right after that poll (k = 0: dropped unpolled). Its output if it finished, and how
-/// many times it was polled.
-async fn cancel_after<F: Future>(fut: F, k: usize) -> (Option<F::Output>, usize) {
+/// it right after that poll (k = 0: dropped unpolled). Its output if it finished, and whether
+/// it was dropped as stalled instead: pending, and not woken for [`STALL`].
+async fn cancel_after<F: Future>(fut: F, k: usize) -> (Option<F::Output>, bool) {
     let mut fut = pin!(fut);
-    let mut polls = 0;
+    let mut stall = pin!(tokio::time::sleep(STALL));
+    let (mut polls, mut stalled) = (0, false);
     let out = std::future::poll_fn(|cx| {
         if polls == k {
+            return Poll::Ready(None);
+        }
+        if stall.as_mut().poll(cx).is_ready() {
+            stalled = true;
             return Poll::Ready(None);
         }
         polls += 1;
         match fut.as_mut().poll(cx) {
             Poll::Ready(out) => Poll::Ready(Some(out)),
             Poll::Pending if polls == k => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                stall.as_mut().reset(tokio::time::Instant::now() + STALL);
+                // Registers the timer's wake-up.
+                let _ = stall.as_mut().poll(cx);
+                Poll::Pending
+            }
         }
     })
     .await;
-    (out, polls)
+    (out, stalled)
 }
 
 /// The pipeline's transform: `out:<value>` for each input, to `output`-0, after yielding
@@ -281,7 +297,19 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
             let after = Duration::from_millis((rounds / 3 % 12) as u64);
             tokio::time::timeout(after, call).await.ok()
         } else {
-            let (done, _) = cancel_after(call, k).await;
+            let (done, stalled) = cancel_after(call, k).await;
+            if stalled {
+                // The call settled the batch a dropped call had left open, then waited for
+                // records: a stall is a wait for records that are not there, as every input
+                // is committed (the settled batch was the last), never one with inputs left.
+                let now = committed(&pool, &group, &input).await;
+                assert_eq!(
+                    now,
+                    inputs.ends.map(Some),
+                    "round {rounds}: the pipeline waited {STALL:?} for records with inputs \
+                     not yet committed"
+                );
+            }
             if done.is_some() {
                 (k, sweeps) = (1, sweeps + 1);
             } else {
