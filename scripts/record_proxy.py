@@ -31,7 +31,9 @@ Or standalone, writing the frames to a JSON-lines file until interrupted:
 
     python3 scripts/record_proxy.py --upstream 127.0.0.1:9092 [--listen 127.0.0.1:0] --out frames.jsonl
 
-It prints `port=N` (the port it listens on) on stdout once ready.
+It prints `port=N` (the port it listens on) on stdout once ready. With `--upstream -` it
+reads the broker's HOST:PORT from a line of stdin after that, holding the clients that
+connect before: for a broker that must be told the proxy's port before it starts.
 """
 
 from __future__ import annotations
@@ -225,14 +227,23 @@ async def _pump(conn: int, direction: str, reader: asyncio.StreamReader,
 class Proxy:
     """The asyncio part: accepts clients and opens one upstream connection per client."""
 
-    def __init__(self, recorder: Recorder, upstream: tuple[str, int],
+    def __init__(self, recorder: Recorder, upstream: tuple[str, int] | None,
                  caps: dict[str, dict[int, int]] | None = None):
         self.recorder = recorder
+        # None until set_upstream: clients that connect meanwhile wait for it.
         self.upstream = upstream
+        self._upstream_known = asyncio.Event()
+        if upstream is not None:
+            self._upstream_known.set()
         # client id -> {api key: highest version to offer that client}
         self.caps = caps or {}
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+
+    def set_upstream(self, upstream: tuple[str, int]) -> None:
+        """Names the broker, for a proxy started without one (call on the proxy's loop)."""
+        self.upstream = upstream
+        self._upstream_known.set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await asyncio.start_server(self._handle, host, port)
@@ -241,6 +252,7 @@ class Proxy:
     async def _handle(self, client_reader: asyncio.StreamReader,
                       client_writer: asyncio.StreamWriter) -> None:
         conn = self.recorder.new_connection()
+        await self._upstream_known.wait()
         try:
             broker_reader, broker_writer = await asyncio.open_connection(*self.upstream)
         except OSError as error:
@@ -300,13 +312,23 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _upstream(text: str) -> tuple[str, int] | None:
+    return None if text == "-" else _host_port(text)
+
+
 async def _run_standalone(args: argparse.Namespace) -> None:
     recorder = Recorder()
     proxy = Proxy(recorder, args.upstream)
     port = await proxy.start(*args.listen)
     print(f"port={port}", flush=True)  # for scripts that asked for a free port (":0")
+    if args.upstream is None:
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        try:
+            proxy.set_upstream(_host_port(line.strip()))
+        except argparse.ArgumentTypeError as error:
+            sys.exit(f"record_proxy: the upstream read from stdin: {error}")
     print(f"record_proxy: listening on {args.listen[0]}:{port}, forwarding to "
-          f"{args.upstream[0]}:{args.upstream[1]}; Ctrl-C writes {args.out}", file=sys.stderr)
+          f"{proxy.upstream[0]}:{proxy.upstream[1]}; Ctrl-C writes {args.out}", file=sys.stderr)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -321,7 +343,8 @@ async def _run_standalone(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", type=_host_port, required=True, help="broker HOST:PORT")
+    parser.add_argument("--upstream", type=_upstream, required=True,
+                        help="broker HOST:PORT, or - to read it from stdin once listening")
     parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 0),
                         help="HOST:PORT to listen on (default 127.0.0.1:0, a free port)")
     parser.add_argument("--out", required=True, help="JSON-lines file to write frames to")

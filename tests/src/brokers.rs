@@ -67,6 +67,20 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
+/// A listener on a free loopback port for a proxy in front of a broker that must be told the
+/// proxy's address before it starts ([`Tansu::start_advertising`]), and its port. The proxy
+/// keeps this listener: no other process can take the port in between.
+pub async fn proxy_listener() -> (tokio::net::TcpListener, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral loopback port");
+    let port = listener
+        .local_addr()
+        .expect("a bound listener's address")
+        .port();
+    (listener, port)
+}
+
 /// A Tansu broker (an independent one-broker cluster with memory storage), killed on drop. It
 /// can be stopped and restarted on the same address; a restart is an empty cluster.
 #[derive(Debug)]

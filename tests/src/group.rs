@@ -223,14 +223,34 @@ impl Member {
         self.snapshot.borrow().clone()
     }
 
-    /// Closes the member (revoke, LeaveGroup unless static) and returns its log.
+    /// Closes the member (revoke, LeaveGroup unless static) and returns its log. Panics with
+    /// the member's task's own message if the task panicked, and with the log if the task does
+    /// not end within 15 s (the member's close waits at most 10 s for LeaveGroup).
     pub async fn close(mut self) -> MemberLog {
         if let Some(stop) = self.stop.take() {
             // The member's task may have ended already (its member failed): nothing to stop.
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+            match tokio::time::timeout(Duration::from_secs(15), task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.is_panic() => {
+                    let payload = e.into_panic();
+                    let message = payload
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| payload.downcast_ref::<&str>().copied())
+                        .unwrap_or("a panic without a message");
+                    panic!("member {}'s task panicked: {message}", self.name);
+                }
+                // Only dropping the Member aborts its task, and close owns it.
+                Ok(Err(e)) => panic!("member {}'s task ended without closing: {e}", self.name),
+                Err(_) => panic!(
+                    "member {} did not close within 15 s: {:?}",
+                    self.name,
+                    self.log()
+                ),
+            }
         }
         self.log()
     }

@@ -18,7 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::brokers::{Tansu, free_port};
+use crate::brokers::{Tansu, proxy_listener};
 use crate::frames::read_frame;
 
 /// One request of the chosen API the proxy saw.
@@ -48,12 +48,9 @@ pub struct HangUpProxy {
 }
 
 impl HangUpProxy {
-    /// Starts the proxy on `127.0.0.1:port`, forwarding to `upstream` and hanging up on every
-    /// request of `api` until told otherwise.
-    pub async fn start(port: u16, upstream: SocketAddr, api: ApiKey) -> HangUpProxy {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("the proxy cannot listen on port {port}: {e}"));
+    /// Starts the proxy on `listener`, forwarding to `upstream` and hanging up on every request
+    /// of `api` until told otherwise.
+    pub fn start(listener: TcpListener, upstream: SocketAddr, api: ApiKey) -> HangUpProxy {
         let addr = listener.local_addr().expect("a bound listener's address");
         let shared = Arc::new(Shared {
             api: api as i16,
@@ -100,9 +97,9 @@ impl Drop for HangUpProxy {
 /// A Tansu broker that advertises a proxy's address, and the proxy in front of it hanging up
 /// on every request of `api`.
 pub async fn tansu_hanging_up(api: ApiKey) -> (Tansu, HangUpProxy) {
-    let port = free_port();
+    let (listener, port) = proxy_listener().await;
     let tansu = Tansu::start_advertising(port);
-    let proxy = HangUpProxy::start(port, tansu.addr(), api).await;
+    let proxy = HangUpProxy::start(listener, tansu.addr(), api);
     (tansu, proxy)
 }
 

@@ -6,7 +6,7 @@
 //! the broker must advertise the proxy's address ([`Tansu::start_advertising`]); see
 //! [`tansu_behind_proxy`].
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +18,7 @@ use kcon_codec::kafka_protocol::protocol::Request;
 use kcon_codec::message::{decode_request, decode_request_header, decode_response};
 use serde_json::Value;
 
-use crate::brokers::{Tansu, free_port, installed, repo_root};
+use crate::brokers::{Tansu, installed, repo_root};
 
 /// Which way a frame went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,21 +87,20 @@ pub struct RecordingProxy {
 }
 
 impl RecordingProxy {
-    /// Starts the proxy on `127.0.0.1:listen_port` (0: a free port) forwarding to `upstream`,
-    /// and waits until it listens.
-    pub fn start(upstream: SocketAddr, listen_port: u16) -> RecordingProxy {
+    /// Starts the proxy on a free loopback port with no broker yet, and waits until it listens;
+    /// clients that connect are held until [`forward_to`](RecordingProxy::forward_to) names the
+    /// broker. For a broker that must be told the proxy's address before it starts: the proxy
+    /// keeps its port meanwhile, so no other process can take it.
+    pub fn listen() -> RecordingProxy {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let out = dir.path().join("frames.jsonl");
         let script = repo_root().join("scripts/record_proxy.py");
         let mut child = Command::new(&installed().python)
             .arg(&script)
-            .arg("--upstream")
-            .arg(upstream.to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{listen_port}"))
+            .args(["--upstream", "-", "--listen", "127.0.0.1:0"])
             .arg("--out")
             .arg(&out)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -127,6 +126,20 @@ impl RecordingProxy {
             port,
             out,
             _dir: dir,
+        }
+    }
+
+    /// Names the broker the proxy forwards to (once, after [`listen`](RecordingProxy::listen)).
+    pub fn forward_to(&mut self, upstream: SocketAddr) {
+        let child = self.child.as_mut().expect("the proxy runs");
+        let mut stdin = child.stdin.take().expect("forward_to is called once");
+        if let Err(e) = writeln!(stdin, "{upstream}") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "record_proxy.py did not take its upstream ({e}): {}",
+                stderr_of(child)
+            );
         }
     }
 
@@ -180,12 +193,12 @@ impl Drop for RecordingProxy {
 /// A Tansu broker and a recording proxy in front of it, the broker advertising the proxy's
 /// address: a client bootstrapping at [`RecordingProxy::addr`] sends everything through it.
 ///
-/// The proxy's port is picked before Tansu starts (Tansu must be told it), so another process
-/// could take it in between; the proxy then fails to start with the reason.
+/// The proxy listens before Tansu starts (Tansu must be told its port) and is told Tansu's
+/// address once Tansu listens.
 pub fn tansu_behind_proxy() -> (Tansu, RecordingProxy) {
-    let port = free_port();
-    let tansu = Tansu::start_advertising(port);
-    let proxy = RecordingProxy::start(tansu.addr(), port);
+    let mut proxy = RecordingProxy::listen();
+    let tansu = Tansu::start_advertising(proxy.addr().port());
+    proxy.forward_to(tansu.addr());
     (tansu, proxy)
 }
 

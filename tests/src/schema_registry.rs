@@ -82,6 +82,8 @@ struct State {
 pub struct TestRegistry {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    /// True while answers are held back (see [`TestRegistry::hold`]).
+    held: tokio::sync::watch::Sender<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -93,6 +95,7 @@ impl TestRegistry {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
+        let (held, held_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -107,7 +110,7 @@ impl TestRegistry {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        tokio::spawn(connection(stream, shared.clone()));
+                        tokio::spawn(connection(stream, shared.clone(), held_rx.clone()));
                     }
                 };
                 tokio::select! {
@@ -123,6 +126,7 @@ impl TestRegistry {
         TestRegistry {
             addr,
             state,
+            held,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -151,6 +155,17 @@ impl TestRegistry {
     /// Waits `delay` before every answer.
     pub fn set_delay(&self, delay: Duration) {
         self.lock().delay = delay;
+    }
+
+    /// Holds every answer back from now on: requests are read and recorded, and answered only
+    /// after [`release`](TestRegistry::release).
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Answers the requests held back by [`hold`](TestRegistry::hold), and answers at once again.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     /// Every request so far.
@@ -210,7 +225,11 @@ fn guid(id: u32) -> String {
     format!("{id:08x}-1c0e-4d5a-9b6f-{:012x}", u64::from(id) * 7919)
 }
 
-async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn connection(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     loop {
@@ -264,6 +283,8 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>) {
             let _ = read.read_to_end(&mut sink).await;
             return;
         }
+        // The registry stopping drops the sender: nothing is held any more.
+        let _ = held.wait_for(|held| !*held).await;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use crate::brokers::{Tansu, free_port};
+use crate::brokers::{Tansu, proxy_listener};
 use crate::frames::read_frame;
 
 /// A read_committed Fetch request: where each partition was asked from.
@@ -49,11 +49,8 @@ pub struct AbortedIndex {
 }
 
 impl AbortedIndex {
-    /// Starts the proxy on `127.0.0.1:port`, in front of the broker at `upstream`.
-    pub async fn start(port: u16, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("the proxy cannot listen on port {port}: {e}"));
+    /// Starts the proxy on `listener`, in front of the broker at `upstream`.
+    pub fn start(listener: TcpListener, upstream: SocketAddr) -> Self {
         let addr = listener.local_addr().expect("a bound listener's address");
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -82,9 +79,9 @@ impl Drop for AbortedIndex {
 /// A Tansu broker advertising the proxy's address, and the proxy in front of it: every
 /// connection of a client that bootstraps at the proxy goes through it.
 pub async fn tansu_with_aborted_index() -> (Tansu, AbortedIndex) {
-    let port = free_port();
+    let (listener, port) = proxy_listener().await;
     let tansu = Tansu::start_advertising(port);
-    let proxy = AbortedIndex::start(port, tansu.addr()).await;
+    let proxy = AbortedIndex::start(listener, tansu.addr());
     (tansu, proxy)
 }
 

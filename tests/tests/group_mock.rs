@@ -81,6 +81,7 @@ async fn members_follow_a_moved_coordinator() {
     for m in [a, b] {
         let log = m.close().await;
         assert!(log.fatal.is_none(), "{log:?}");
+        assert!(log.closed, "{log:?}");
     }
 }
 
@@ -156,6 +157,7 @@ async fn members_recover_from_pushed_errors() {
     for m in [a, b, c] {
         let log = m.close().await;
         assert!(log.fatal.is_none(), "{log:?}");
+        assert!(log.closed, "{log:?}");
     }
 }
 

@@ -570,8 +570,10 @@ fn consumer_group_heartbeat_follows_the_configured_interval_and_session_timeout(
     assert_eq!(joined.heartbeat_interval_ms, 1234);
     assert!(joined.member_epoch > 0);
 
-    // The mock checks sessions once a second; after that, a silent member is gone.
-    std::thread::sleep(Duration::from_millis(1600));
+    // The mock checks sessions once a second: a member silent for its 200 ms session is gone
+    // by the check after that, 1.2 s after its heartbeat at the latest. (A heartbeat would
+    // keep it: the test can only wait, and waits long enough for a loaded machine.)
+    std::thread::sleep(Duration::from_millis(2500));
     let beat = ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(str_bytes(&group)))
         .with_member_id(str_bytes("AAAAAAAAAAAAAAAAAAAAAA"))
@@ -915,11 +917,24 @@ fn the_mock_refuses_a_follower_that_syncs_after_the_leader() {
     };
 
     // The follower first: held until the leader's SyncGroup, then both get their assignment.
+    // The leader syncs once the mock has the follower's SyncGroup (tracked when it arrives).
     let group = unique_name("g");
     let [(mut leader, led), (mut follower, followed)] = join_two(&mock, &group);
     let sync = sync_of(&followed, &group, Vec::new());
+    mock.start_request_tracking();
     let waiting = std::thread::spawn(move || follower.send(&sync).expect("SyncGroup").1);
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mock
+        .requests()
+        .iter()
+        .any(|r| r.api() == Some(ApiKey::SyncGroup))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the follower's SyncGroup did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (_, synced) = leader
         .send(&sync_of(&led, &group, assign_all(&led)))
         .expect("SyncGroup");

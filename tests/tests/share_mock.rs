@@ -430,17 +430,19 @@ async fn a_lock_that_expires_hands_the_records_to_another_member() {
     // Both joins and the target assignment settled before anything is acquired.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(holder.assignment().len(), 1);
+    // Timed from before the records exist: they are acquired after this, so their lock, and
+    // the hand-over, end 1.5 s after it at the earliest, however long the holder's read takes.
+    let produced = Instant::now();
     produce(&pool, &topic, 0, 10, 1_000).await;
     // Only the holder fetches (a member fetches only while asked for records).
     let held = receive(&mut holder, 10, RECORDS_WITHIN, keep).await;
     assert_eq!(seen(&held), (0..10).map(|o| ((0, o), 1)).collect());
-    let started = Instant::now();
     let again = receive(&mut other, 10, RECORDS_WITHIN, accept).await;
     assert_eq!(seen(&again), (0..10).map(|o| ((0, o), 2)).collect());
     assert!(
-        started.elapsed() >= Duration::from_millis(1000),
+        produced.elapsed() >= Duration::from_millis(1000),
         "handed over before the lock could expire: {:?}",
-        started.elapsed()
+        produced.elapsed()
     );
     for r in &held {
         holder.acknowledge(r, AcknowledgeType::Accept).unwrap();

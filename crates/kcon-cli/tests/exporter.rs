@@ -324,7 +324,9 @@ async fn sigterm_and_sigint_end_the_exporter_with_0_after_the_scrape_under_way()
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: kcon\r\n")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Time for the exporter to accept it (nothing outside tells when it has; a connection
+        // still in the listen queue at the signal would be refused with it).
+        tokio::time::sleep(Duration::from_secs(1)).await;
         exp.signal(signal);
         until(
             "no more connections accepted",

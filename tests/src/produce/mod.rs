@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use crate::brokers::{Tansu, free_port};
+use crate::brokers::{Tansu, proxy_listener};
 use crate::frames::read_frame;
 
 /// A TCP proxy to one broker that passes every frame both ways, except that it answers the
@@ -32,12 +32,9 @@ pub struct AnswerDropper {
 }
 
 impl AnswerDropper {
-    /// Starts the proxy on `127.0.0.1:port`, forwarding to `upstream`, losing the answers to
-    /// the first `drops` requests of `api`.
-    pub async fn start(port: u16, upstream: SocketAddr, api: ApiKey, drops: usize) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("the proxy cannot listen on port {port}: {e}"));
+    /// Starts the proxy on `listener`, forwarding to `upstream`, losing the answers to the
+    /// first `drops` requests of `api`.
+    pub fn start(listener: TcpListener, upstream: SocketAddr, api: ApiKey, drops: usize) -> Self {
         let addr = listener.local_addr().expect("a bound listener's address");
         let dropped = Arc::new(AtomicUsize::new(0));
         let budget = Arc::new(AtomicUsize::new(drops));
@@ -81,9 +78,9 @@ impl Drop for AnswerDropper {
 /// answers to the first `drops` requests of `api`: every connection of a client that
 /// bootstraps at the proxy goes through it.
 pub async fn tansu_losing_answers(api: ApiKey, drops: usize) -> (Tansu, AnswerDropper) {
-    let port = free_port();
+    let (listener, port) = proxy_listener().await;
     let tansu = Tansu::start_advertising(port);
-    let proxy = AnswerDropper::start(port, tansu.addr(), api, drops).await;
+    let proxy = AnswerDropper::start(listener, tansu.addr(), api, drops);
     (tansu, proxy)
 }
 
