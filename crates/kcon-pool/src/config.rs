@@ -431,9 +431,19 @@ mod tests {
         assert_eq!(
             e,
             ConfigError::UnknownProperty {
-                property: "fetch.min.bytes".into()
+                property: "fetch.min.bytes".into(),
+                suggestion: None,
             }
         );
+        // A connection property mistyped is named with the one meant (the admin calls and
+        // the tool's commands other than consume take these alone).
+        let e = c.set("bootstrap.server", "a:1").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property bootstrap.server (did you mean bootstrap.servers?)"
+        );
+        let e = c.set("SECURITY_PROTOCOL", "SSL").unwrap_err();
+        assert_eq!(e.suggestion(), Some("security.protocol"), "{e}");
         assert_eq!(c, before, "a refused value changes nothing");
     }
 
