@@ -57,7 +57,8 @@ pub use processor::{ShareProcessor, ShareProcessorCounts};
 const REFUSED: &[(&str, &str)] = &[
     (
         "auto.offset.reset",
-        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts",
+        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts \
+         (a group config: kcon group config GROUP --set share.auto.offset.reset=earliest)",
     ),
     (
         "isolation.level",
