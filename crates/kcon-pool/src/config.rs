@@ -435,8 +435,15 @@ mod tests {
                 suggestion: None,
             }
         );
-        // A connection property mistyped is named with the one meant (the admin calls and
-        // the tool's commands other than consume take these alone).
+        assert_eq!(c, before, "a refused value changes nothing");
+    }
+
+    /// A connection property mistyped is named with the one meant: the pool's configuration is
+    /// what the admin calls (kcon-admin) and the tool's commands other than consume take.
+    #[test]
+    fn an_unknown_property_suggests_the_connection_property_meant() {
+        let mut c = PoolConfig::default();
+        let before = c.clone();
         let e = c.set("bootstrap.server", "a:1").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -444,7 +451,11 @@ mod tests {
         );
         let e = c.set("SECURITY_PROTOCOL", "SSL").unwrap_err();
         assert_eq!(e.suggestion(), Some("security.protocol"), "{e}");
-        assert_eq!(c, before, "a refused value changes nothing");
+        let e = c.set("sasl.mechansims", "PLAIN").unwrap_err();
+        assert_eq!(e.suggestion(), Some("sasl.mechanisms"), "an alias too: {e}");
+        let e = c.set("fetch.min.bytes", "1").unwrap_err();
+        assert_eq!(e.suggestion(), None, "{e}");
+        assert_eq!(c, before, "a refused name changes nothing");
     }
 
     #[test]
