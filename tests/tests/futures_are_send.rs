@@ -188,6 +188,8 @@ async fn producer_admin_and_registry_futures_are_send(
     ));
     send(&kcon_admin::execute_reset(&pool, &plan));
     send(&kcon_admin::commit_offsets(&pool, "g", &BTreeMap::new()));
+    send(&kcon_admin::describe_group_configs(&pool, "g"));
+    send(&kcon_admin::alter_group_configs(&pool, "g", &[]));
     send(&pool.refresh_metadata(kcon_pool::TopicScope::All));
     send(&pool.connection(BrokerTarget::Any));
     send(&registry.schema(SchemaRef::Id(1), None, None));

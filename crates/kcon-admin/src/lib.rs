@@ -24,6 +24,12 @@
 //!   an offset, a time, a duration ago, or shifted; the group must be inactive) and
 //!   [`execute_reset`]; [`commit_offsets`] (OffsetCommit with generation -1).
 //! - Topics: [`create_topic`], [`list_topics`].
+//! - A group's configs (KIP-848's GROUP config resource, Apache Kafka 4.0+), as
+//!   `kafka-configs.sh --entity-type groups` has them: [`describe_group_configs`]
+//!   (DescribeConfigs), [`alter_group_configs`] (IncrementalAlterConfigs: set
+//!   `share.auto.offset.reset=earliest` for a share group to read what was written before it
+//!   started, delete to go back to the default). Sent to any broker; retried like the rest
+//!   until `default.api.timeout.ms`.
 //!
 //! Every call fails with one [`Error`], which says who caused it and whether a retry can help.
 //! A group's coordinator that is not ready (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
@@ -36,6 +42,7 @@
 
 mod described;
 mod error;
+mod group_configs;
 mod groups;
 pub mod lag;
 mod offsets;
@@ -53,6 +60,10 @@ pub use described::{
     describe_group_lag,
 };
 pub use error::{Error, error_name};
+pub use group_configs::{
+    ConfigSource, ConfigSynonym, GroupConfigChange, GroupConfigEntry, alter_group_configs,
+    describe_group_configs,
+};
 pub use groups::{
     ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
     GroupOffsets, ListedGroup, committed_offsets_of_groups, delete_offsets,

@@ -78,7 +78,23 @@ impl Retry {
     /// Runs `attempt` until it succeeds, fails with an error that is not a retriable
     /// coordinator error ([`is_retriable_coordinator_error`]), or fails after the deadline:
     /// then with its last error. `what` names the request, for the log.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, Error>
+    pub(crate) async fn run<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.run_while(what, is_retriable_coordinator_error, attempt)
+            .await
+    }
+
+    /// [`run`](Retry::run) for a call that is not to a group's coordinator: `retriable` says
+    /// which errors are tried again.
+    pub(crate) async fn run_while<T, F, Fut>(
+        &self,
+        what: &str,
+        retriable: fn(&Error) -> bool,
+        mut attempt: F,
+    ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -86,13 +102,13 @@ impl Retry {
         let mut attempts = 0;
         loop {
             match attempt().await {
-                Err(e) if is_retriable_coordinator_error(&e) => {
+                Err(e) if retriable(&e) => {
                     if !self.pause(attempts).await {
                         debug!(what, attempts = attempts + 1, error = %e, "giving up: default.api.timeout.ms has passed");
                         return Err(e);
                     }
                     attempts += 1;
-                    debug!(what, attempts, error = %e, "asking the coordinator again");
+                    debug!(what, attempts, error = %e, "asking again");
                 }
                 other => return other,
             }

@@ -1,7 +1,7 @@
 //! The admin-only messages in kafka-protocol's types: DescribeGroups, ConsumerGroupDescribe,
 //! ShareGroupDescribe, DescribeShareGroupOffsets (v1 in kcon-codec's `share_offsets_v1`),
-//! ListGroups, OffsetDelete, CreateTopics, and
-//! the sessionless Fetch of the log probe. (OffsetFetch, which the commit
+//! ListGroups, OffsetDelete, CreateTopics, DescribeConfigs and IncrementalAlterConfigs of a
+//! group's configs, and the sessionless Fetch of the log probe. (OffsetFetch, which the commit
 //! machine sends too, is `kcon_offsets::wire`'s; ListOffsets and FindCoordinator are
 //! `kcon_core`'s.)
 
@@ -10,10 +10,14 @@ use std::collections::BTreeMap;
 use kcon_codec::kafka_protocol::messages::create_topics_request::{
     CreatableTopic, CreatableTopicConfig,
 };
+use kcon_codec::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kcon_codec::kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kcon_codec::kafka_protocol::messages::describe_groups_response::DescribeGroupsResponse;
 use kcon_codec::kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kcon_codec::kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kcon_codec::kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kcon_codec::kafka_protocol::messages::list_groups_response::ListGroupsResponse;
 use kcon_codec::kafka_protocol::messages::offset_delete_request::{
@@ -22,8 +26,9 @@ use kcon_codec::kafka_protocol::messages::offset_delete_request::{
 use kcon_codec::kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse;
 use kcon_codec::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, CreateTopicsRequest,
-    DescribeShareGroupOffsetsRequest, FetchRequest, GroupId, ShareGroupDescribeRequest,
-    ShareGroupDescribeResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeShareGroupOffsetsRequest,
+    FetchRequest, GroupId, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse,
 };
 use kcon_codec::share_offsets_v1::{
     DescribeShareGroupOffsetsRequestV1, DescribeShareGroupOffsetsResponseV1,
@@ -31,6 +36,7 @@ use kcon_codec::share_offsets_v1::{
 use kcon_core::wire::{VersionError, by_topic, str_bytes as s, topic_name};
 use kcon_core::{IsolationLevel, TopicId, TopicPartition};
 
+use crate::group_configs::{ConfigSource, ConfigSynonym, GroupConfigChange, GroupConfigEntry};
 use crate::groups::{
     ConsumerGroupDescription, ConsumerGroupMember, GroupDescription, GroupMemberDescription,
     ListedGroup,
@@ -345,6 +351,121 @@ pub fn create_topics_request(topic: &NewTopic, timeout_ms: i32) -> CreateTopicsR
                 .with_replication_factor(topic.replication_factor)
                 .with_configs(configs),
         ])
+}
+
+/// The GROUP config resource type of DescribeConfigs and IncrementalAlterConfigs (KIP-848).
+pub const GROUP_RESOURCE: i8 = 32;
+
+/// DescribeConfigs (v1-v4) of every config of `group_id` (no keys named: all of them), with
+/// each config's synonyms (where its default comes from) and without documentation.
+pub fn describe_group_configs_request(group_id: &str) -> DescribeConfigsRequest {
+    DescribeConfigsRequest::default()
+        .with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(GROUP_RESOURCE)
+                .with_resource_name(s(group_id))
+                .with_configuration_keys(None),
+        ])
+        .with_include_synonyms(true)
+        .with_include_documentation(false)
+}
+
+/// One resource of a DescribeConfigs answer: its error code and message, and its configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedConfigs {
+    /// The resource type (32: a group).
+    pub resource_type: i8,
+    /// The resource's name (the group id).
+    pub resource_name: String,
+    /// Its error code (0: none).
+    pub error_code: i16,
+    /// The broker's message, when it sent one.
+    pub error_message: Option<String>,
+    /// Its configs, sorted by name.
+    pub configs: Vec<GroupConfigEntry>,
+}
+
+/// A DescribeConfigs answer, each resource's configs sorted by name.
+pub fn describe_configs_response(r: DescribeConfigsResponse) -> Vec<DescribedConfigs> {
+    r.results
+        .into_iter()
+        .map(|result| {
+            let mut configs: Vec<GroupConfigEntry> = result
+                .configs
+                .into_iter()
+                .map(|c| GroupConfigEntry {
+                    name: c.name.to_string(),
+                    value: c.value.map(|v| v.to_string()),
+                    source: ConfigSource::from_code(c.config_source),
+                    read_only: c.read_only,
+                    sensitive: c.is_sensitive,
+                    synonyms: c
+                        .synonyms
+                        .into_iter()
+                        .map(|y| ConfigSynonym {
+                            name: y.name.to_string(),
+                            value: y.value.map(|v| v.to_string()),
+                            source: ConfigSource::from_code(y.source),
+                        })
+                        .collect(),
+                })
+                .collect();
+            configs.sort_by(|a, b| a.name.cmp(&b.name));
+            DescribedConfigs {
+                resource_type: result.resource_type,
+                resource_name: result.resource_name.to_string(),
+                error_code: result.error_code,
+                error_message: result.error_message.map(|m| m.to_string()),
+                configs,
+            }
+        })
+        .collect()
+}
+
+/// IncrementalAlterConfigs (v0-v1) of `group_id`: each change a SET (operation 0) or a DELETE
+/// (operation 1, back to the default), in the order given.
+pub fn alter_group_configs_request(
+    group_id: &str,
+    changes: &[GroupConfigChange],
+) -> IncrementalAlterConfigsRequest {
+    let configs = changes
+        .iter()
+        .map(|c| match c {
+            GroupConfigChange::Set { name, value } => AlterableConfig::default()
+                .with_name(s(name))
+                .with_config_operation(0)
+                .with_value(Some(s(value))),
+            GroupConfigChange::Delete { name } => AlterableConfig::default()
+                .with_name(s(name))
+                .with_config_operation(1)
+                .with_value(None),
+        })
+        .collect();
+    IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(GROUP_RESOURCE)
+                .with_resource_name(s(group_id))
+                .with_configs(configs),
+        ])
+        .with_validate_only(false)
+}
+
+/// An IncrementalAlterConfigs answer: each resource's type, name, error code and message.
+pub fn alter_configs_response(
+    r: IncrementalAlterConfigsResponse,
+) -> Vec<(i8, String, i16, Option<String>)> {
+    r.responses
+        .into_iter()
+        .map(|x| {
+            (
+                x.resource_type,
+                x.resource_name.to_string(),
+                x.error_code,
+                x.error_message.map(|m| m.to_string()),
+            )
+        })
+        .collect()
 }
 
 /// One partition of a probe: where to read from, and the topic's id (Fetch v13+ names topics
@@ -662,6 +783,98 @@ mod tests {
         };
         for v in 2..=7 {
             encodes(&create_topics_request(&topic, 1_000), v);
+        }
+    }
+
+    /// A group's configs are asked for all at once, with synonyms; the answer is read sorted by
+    /// name, each with its source; the changes go as SET and DELETE of the GROUP resource.
+    #[test]
+    fn group_configs_are_described_and_altered_as_the_group_resource() {
+        use kcon_codec::kafka_protocol::messages::describe_configs_response::{
+            DescribeConfigsResourceResult as Entry, DescribeConfigsResult, DescribeConfigsSynonym,
+        };
+        let req = describe_group_configs_request("workers");
+        assert_eq!(req.resources.len(), 1);
+        let r = &req.resources[0];
+        assert_eq!((r.resource_type, r.resource_name.as_str()), (32, "workers"));
+        assert_eq!(r.configuration_keys, None, "every config");
+        assert!(req.include_synonyms && !req.include_documentation);
+        for v in 1..=4 {
+            encodes(&req, v);
+        }
+        let answer = DescribeConfigsResponse::default().with_results(vec![
+            DescribeConfigsResult::default()
+                .with_resource_type(32)
+                .with_resource_name(s("workers"))
+                .with_configs(vec![
+                    Entry::default()
+                        .with_name(s("share.record.lock.duration.ms"))
+                        .with_value(Some(s("30000")))
+                        .with_config_source(5)
+                        .with_synonyms(vec![
+                            DescribeConfigsSynonym::default()
+                                .with_name(s("group.share.record.lock.duration.ms"))
+                                .with_value(Some(s("30000")))
+                                .with_source(5),
+                        ]),
+                    Entry::default()
+                        .with_name(s("share.auto.offset.reset"))
+                        .with_value(Some(s("earliest")))
+                        .with_config_source(8),
+                ]),
+        ]);
+        let got = describe_configs_response(answer);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].resource_type, got[0].error_code), (32, 0));
+        let names: Vec<_> = got[0].configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["share.auto.offset.reset", "share.record.lock.duration.ms"]
+        );
+        let reset = &got[0].configs[0];
+        assert!(reset.is_set());
+        assert_eq!(reset.value.as_deref(), Some("earliest"));
+        let lock = &got[0].configs[1];
+        assert_eq!(lock.source, ConfigSource::Default);
+        assert!(!lock.is_set());
+        assert_eq!(
+            lock.synonyms,
+            [ConfigSynonym {
+                name: "group.share.record.lock.duration.ms".into(),
+                value: Some("30000".into()),
+                source: ConfigSource::Default,
+            }]
+        );
+
+        let req = alter_group_configs_request(
+            "workers",
+            &[
+                GroupConfigChange::Set {
+                    name: "share.auto.offset.reset".into(),
+                    value: "earliest".into(),
+                },
+                GroupConfigChange::Delete {
+                    name: "share.record.lock.duration.ms".into(),
+                },
+            ],
+        );
+        assert!(!req.validate_only);
+        let r = &req.resources[0];
+        assert_eq!((r.resource_type, r.resource_name.as_str()), (32, "workers"));
+        let ops: Vec<_> = r
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.config_operation, c.value.as_deref()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("share.auto.offset.reset", 0, Some("earliest")),
+                ("share.record.lock.duration.ms", 1, None),
+            ]
+        );
+        for v in 0..=1 {
+            encodes(&req, v);
         }
     }
 

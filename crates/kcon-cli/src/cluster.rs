@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use kcon::ConsumerBuilder;
-use kcon::property::{pool, registry};
+use kcon::property::{pool, registry, suggest};
 use kcon_admin::{AutoCreate, Metadata, Pool, PoolConfig, TopicScope};
 
 use crate::failure::{Failure, UNREACHABLE, error_name};
@@ -80,8 +80,10 @@ impl ClusterArgs {
         for (name, value) in &self.properties {
             if registry::lookup(pool::PROPERTIES, name).is_some() {
                 set_pool_property(&mut config, name, value)?;
-            } else if also_allowed.is_some_and(|a| !a.contains(&name.as_str())) {
-                return Err(not_for_this_command(name));
+            } else if let Some(allowed) = also_allowed
+                && !allowed.contains(&name.as_str())
+            {
+                return Err(not_for_this_command(name, allowed));
             }
         }
         config
@@ -236,11 +238,17 @@ impl Cluster {
 
 /// The error for `-X name=...` on a command that takes only the connection properties (the
 /// pool's table), naming the consumer's parts `name` configures if it is one of its properties.
-fn not_for_this_command(name: &str) -> Failure {
+fn not_for_this_command(name: &str, also_allowed: &[&str]) -> Failure {
     let connection: Vec<&str> = pool::PROPERTIES.iter().map(|p| p.name).collect();
     let parts = registry::parts_of(ConsumerBuilder::properties(), name);
     let what = if parts.is_empty() {
-        format!("unknown property {name:?} for this command")
+        // The property meant, among those the command takes.
+        let mut taken: Vec<&str> = registry::names(registry::erased(pool::PROPERTIES)).collect();
+        taken.extend_from_slice(also_allowed);
+        let hint = suggest::closest(name, taken)
+            .map(|s| format!(" (did you mean {s}?)"))
+            .unwrap_or_default();
+        format!("unknown property {name:?} for this command{hint}")
     } else {
         let parts: Vec<&str> = parts.iter().map(|part| part.name()).collect();
         format!(
@@ -320,6 +328,18 @@ mod tests {
             .unwrap_err();
         assert!(
             e.to_string().contains("unknown property \"group.idd\""),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("did you mean"), "{e}");
+        // A connection property mistyped: the one meant is named.
+        let e = args(&[("sasl.mechansim", "PLAIN")])
+            .pool_config(Some(&[]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "unknown property \"sasl.mechansim\" for this command (did you mean \
+                 sasl.mechanism?)"
+            ),
             "{e}"
         );
         let e = args(&[("request.timeout.ms", "0")])

@@ -1,5 +1,6 @@
-//! `kcon group list | describe | reset-offsets`: consumer groups as
-//! `kafka-consumer-groups.sh` shows and changes them.
+//! `kcon group list | describe | lag | reset-offsets`: consumer groups as
+//! `kafka-consumer-groups.sh` shows and changes them (`kcon group config` is
+//! `group_config.rs`'s).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
@@ -56,6 +57,17 @@ pub(crate) enum GroupCommand {
     /// kafka-consumer-groups.sh.
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     ResetOffsets(ResetArgs),
+    /// Show a group's configs (KIP-848's group configs, Apache Kafka 4.0+), as
+    /// kafka-configs.sh --entity-type groups does: each config's value and where it comes from
+    /// (SOURCE: group when set on the group, default, or broker when the brokers set it); or
+    /// change them with --set and --delete, all or none. A new share group starts at the end of
+    /// each partition (share.auto.offset.reset=latest): `--set share.auto.offset.reset=earliest`
+    /// before its first member joins makes it read what was written before. Other configs:
+    /// share.record.lock.duration.ms, share.delivery.count.limit, share.isolation.level,
+    /// consumer.session.timeout.ms, consumer.heartbeat.interval.ms, ... whatever the broker
+    /// takes; it refuses a name it does not know, or a value out of range, saying why.
+    #[command(after_help = crate::EXIT_STATUS_HELP)]
+    Config(crate::group_config::ConfigArgs),
 }
 
 /// `kcon group list`.
@@ -170,6 +182,7 @@ pub(crate) async fn run(command: GroupCommand) -> Result<(), Failure> {
         GroupCommand::Describe(args) => describe(args).await,
         GroupCommand::Lag(args) => lag(args).await,
         GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+        GroupCommand::Config(args) => crate::group_config::config(args).await,
     }
 }
 

@@ -5,7 +5,8 @@
 //! kcon consume -b HOST:PORT [-g GROUP] [-X prop=value]... [-c COUNT] [-e] [--format json|text]
 //!              [--key-format F] [--value-format bytes|string|json] [--dlq-topic TOPIC] TOPIC...
 //! kcon produce -b HOST:PORT TOPIC [-p PARTITION] [-K DELIM] [--format lines|json] [-z CODEC] [-H key=value]...
-//! kcon group list|describe|reset-offsets ...
+//! kcon group list|describe|lag|reset-offsets ...
+//! kcon group config -b HOST:PORT GROUP [--set KEY=VALUE]... [--delete KEY]...
 //! kcon topic create|list ...
 //! kcon dlq replay -b HOST:PORT --from DLQ_TOPIC [--to TOPIC] [--where NAME=VALUE]... [-g GROUP] [--dry-run]
 //! kcon share consume -b HOST:PORT -g GROUP [-X prop=value]... [-c COUNT] [--format json|text]
@@ -26,6 +27,7 @@ mod duration;
 mod exporter;
 mod failure;
 mod group;
+mod group_config;
 mod produce;
 mod record_format;
 mod share;
@@ -65,7 +67,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     #[command(after_help = EXIT_STATUS_HELP)]
     Produce(produce::ProduceArgs),
-    /// Consumer groups: list, describe, reset offsets.
+    /// Groups: list, describe, lag, reset offsets, configs.
     #[command(subcommand)]
     Group(group::GroupCommand),
     /// Topics: create, list.

@@ -27,7 +27,8 @@ pub(crate) enum ShareCommand {
     ///
     /// Text lines as kcon consume writes them (TOPIC/PARTITION@OFFSET key=KEY VALUE); JSON
     /// objects carry each record's delivery_count too. Where a new share group starts reading
-    /// is the group's share.auto.offset.reset (latest unless set on the broker).
+    /// is the group's share.auto.offset.reset: latest (the end of each partition) unless set,
+    /// with `kcon group config GROUP --set share.auto.offset.reset=earliest`.
     #[command(after_help = crate::EXIT_STATUS_HELP)]
     Consume(ShareConsumeArgs),
 }

@@ -1,6 +1,6 @@
 //! `kcon` against Apache Kafka 3.9.1 at its defaults (the shared `kafka39` node: the consumer
-//! protocol off, no share groups): what the broker cannot do is said once, on stderr (where log
-//! lines go too), naming what would enable it.
+//! protocol off, no share groups, no group configs): what the broker cannot do is said once, on
+//! stderr (where log lines go too), naming what would enable it.
 
 mod common;
 
@@ -78,6 +78,43 @@ async fn a_share_member_refused_by_kafka_3_9_is_told_once() {
         run.stderr
     );
     assert!(run.stderr.contains("ShareGroupHeartbeat"), "{}", run.stderr);
+}
+
+/// `kcon group config` on Kafka 3.9.1, which has no group configs (KIP-848's GROUP config
+/// resource came with Kafka 4.0): reading them and setting one fail, naming the API, the
+/// broker's answer and the version that has them.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_configs_refused_by_kafka_3_9_name_the_version_that_has_them() {
+    let kafka = Kafka::kafka39();
+    let group = unique_name("kafka39-cli-config");
+    let run = kcon(&["group", "config", "-b", kafka.bootstrap(), &group]).await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    for what in [
+        "the broker has no group configs",
+        "DescribeConfigs",
+        "INVALID_REQUEST (42)",
+        "Apache Kafka 4.0 or later",
+    ] {
+        assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
+    }
+    let run = kcon(&[
+        "group",
+        "config",
+        "-b",
+        kafka.bootstrap(),
+        &group,
+        "--set",
+        "share.auto.offset.reset=earliest",
+    ])
+    .await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    for what in [
+        "IncrementalAlterConfigs",
+        "Unknown resource type 32",
+        "Apache Kafka 4.0 or later",
+    ] {
+        assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
+    }
 }
 
 /// `kcon produce` to a missing topic on Kafka 3.9.1 at its defaults

@@ -239,6 +239,8 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         ShareAcknowledge => crate::share_v2::ShareAcknowledgeRequestV2,
         ShareGroupDescribe => m::ShareGroupDescribeRequest,
         DescribeShareGroupOffsets => crate::share_offsets_v1::DescribeShareGroupOffsetsRequestV1,
+        DescribeConfigs => m::DescribeConfigsRequest,
+        IncrementalAlterConfigs => m::IncrementalAlterConfigsRequest,
     )
 }
 

@@ -54,6 +54,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // share-partition's lag; kcon's `share_offsets_v1`, kafka-protocol 0.18 has v0 only).
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::DescribeShareGroupOffsets, 0, 1),
+    // A group's configs (kcon-admin; KIP-848's GROUP config resource, Kafka 4.0+): DescribeConfigs
+    // v1-v4 (v1 brings each entry's source, which says what is a default) and
+    // IncrementalAlterConfigs v0-v1, what kafka-protocol 0.18 has of each.
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// APIs kcon sends at most at a version below the highest it speaks, unless the broker's

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 mod markdown;
 pub mod registry;
+pub mod suggest;
 
 pub use registry::{
     AnyProperty, Configurable, DefaultValue, Input, Kind, Part, Property, check, erased, faults,
-    lookup, parts_of, refused, set,
+    lookup, names, parts_of, refused, set,
 };
 
 /// A configuration value that was refused.
@@ -21,6 +22,9 @@ pub enum ConfigError {
     UnknownProperty {
         /// The name given.
         property: String,
+        /// The known property it is closest to, when one is close ([`suggest::closest`]):
+        /// the name meant, most likely.
+        suggestion: Option<String>,
     },
     /// The value is not one the property accepts.
     InvalidValue {
@@ -47,9 +51,27 @@ impl ConfigError {
     /// The name of the property the error is about.
     pub fn property(&self) -> &str {
         match self {
-            ConfigError::UnknownProperty { property }
+            ConfigError::UnknownProperty { property, .. }
             | ConfigError::InvalidValue { property, .. }
             | ConfigError::Unusable { property, .. } => property,
+        }
+    }
+
+    /// The error for `property`, which none of the names `known` is: with the known name it is
+    /// closest to, if one is close ([`suggest::closest`]). `known` is every name (and alias)
+    /// the client being configured takes.
+    pub fn unknown<'a>(property: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
+        ConfigError::UnknownProperty {
+            property: property.to_owned(),
+            suggestion: suggest::closest(property, known).map(str::to_owned),
+        }
+    }
+
+    /// The known property an unknown one is closest to, when one is close.
+    pub fn suggestion(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownProperty { suggestion, .. } => suggestion.as_deref(),
+            _ => None,
         }
     }
 
@@ -75,8 +97,18 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::UnknownProperty { property } => {
-                write!(f, "unknown configuration property {property:?}")
+            ConfigError::UnknownProperty {
+                property,
+                suggestion,
+            } => {
+                f.write_str("unknown configuration property ")?;
+                write_name(f, property)?;
+                if let Some(s) = suggestion {
+                    f.write_str(" (did you mean ")?;
+                    write_name(f, s)?;
+                    f.write_str("?)")?;
+                }
+                Ok(())
             }
             ConfigError::InvalidValue {
                 property,
@@ -96,6 +128,20 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A property's name as given: bare when it looks like one (letters, digits, `.`, `_`, `-`),
+/// quoted otherwise, so that an empty name or one with spaces shows as what it is.
+fn write_name(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        f.write_str(name)
+    } else {
+        write!(f, "{name:?}")
+    }
+}
 
 /// What a duration property with lower bound `min` accepts, in words.
 pub const fn millis_allowed(min: u64) -> &'static str {
@@ -156,6 +202,33 @@ pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_property_says_which_known_one_it_is_closest_to() {
+        let known = ["auto.offset.reset", "group.id"];
+        let e = ConfigError::unknown("auto.offset.rest", known);
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property auto.offset.rest (did you mean auto.offset.reset?)"
+        );
+        assert_eq!(e.suggestion(), Some("auto.offset.reset"));
+        assert_eq!(e.property(), "auto.offset.rest");
+        let e = ConfigError::unknown("fetch.min.bytes", known);
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property fetch.min.bytes"
+        );
+        assert_eq!(e.suggestion(), None);
+        let e = ConfigError::unknown("group id", known);
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property \"group id\" (did you mean group.id?)"
+        );
+        assert_eq!(
+            ConfigError::unknown("", known).to_string(),
+            "unknown configuration property \"\""
+        );
+    }
 
     #[test]
     fn host_port_splitting() {

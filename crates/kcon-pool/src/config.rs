@@ -431,10 +431,31 @@ mod tests {
         assert_eq!(
             e,
             ConfigError::UnknownProperty {
-                property: "fetch.min.bytes".into()
+                property: "fetch.min.bytes".into(),
+                suggestion: None,
             }
         );
         assert_eq!(c, before, "a refused value changes nothing");
+    }
+
+    /// A connection property mistyped is named with the one meant: the pool's configuration is
+    /// what the admin calls (kcon-admin) and the tool's commands other than consume take.
+    #[test]
+    fn an_unknown_property_suggests_the_connection_property_meant() {
+        let mut c = PoolConfig::default();
+        let before = c.clone();
+        let e = c.set("bootstrap.server", "a:1").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property bootstrap.server (did you mean bootstrap.servers?)"
+        );
+        let e = c.set("SECURITY_PROTOCOL", "SSL").unwrap_err();
+        assert_eq!(e.suggestion(), Some("security.protocol"), "{e}");
+        let e = c.set("sasl.mechansims", "PLAIN").unwrap_err();
+        assert_eq!(e.suggestion(), Some("sasl.mechanisms"), "an alias too: {e}");
+        let e = c.set("fetch.min.bytes", "1").unwrap_err();
+        assert_eq!(e.suggestion(), None, "{e}");
+        assert_eq!(c, before, "a refused name changes nothing");
     }
 
     #[test]

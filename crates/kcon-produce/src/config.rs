@@ -99,9 +99,11 @@ impl ProducerConfig {
         if is_pool_property(name) {
             return self.pool.set(name, value);
         }
-        Err(ConfigError::UnknownProperty {
-            property: name.to_owned(),
-        })
+        // The producer's properties and the pool's, either of which may be the one meant.
+        let pool = registry::erased(kcon_pool::property::PROPERTIES)
+            .filter(|p| p.configures(kcon_pool::property::POOL));
+        let known = registry::names(registry::erased(PROPERTIES).chain(pool));
+        Err(ConfigError::unknown(name, known))
     }
 
     /// Checks what `set` cannot check one property at a time (the Java producer's
@@ -528,6 +530,23 @@ mod tests {
         }
         let e = config(&[("linger.ms.typo", "1")]).unwrap_err();
         assert!(matches!(e, ConfigError::UnknownProperty { .. }), "{e}");
+        assert_eq!(e.suggestion(), None, "nothing close: {e}");
+    }
+
+    /// A name close to a producer property, or to a connection property the producer takes,
+    /// is suggested.
+    #[test]
+    fn an_unknown_property_suggests_the_producer_or_pool_property_meant() {
+        let e = config(&[("enable.idempotance", "true")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown configuration property enable.idempotance (did you mean \
+             enable.idempotence?)"
+        );
+        let e = config(&[("bootstrap.server", "a:1")]).unwrap_err();
+        assert_eq!(e.suggestion(), Some("bootstrap.servers"), "{e}");
+        let e = config(&[("LINGER_MS", "5")]).unwrap_err();
+        assert_eq!(e.suggestion(), Some("linger.ms"), "{e}");
     }
 
     #[test]

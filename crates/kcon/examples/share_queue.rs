@@ -15,11 +15,11 @@
 //!
 //! A new share group starts at the log's end (its `share.auto.offset.reset` is `latest`), so
 //! jobs written before the group's first member joined are not read. To read them, set the
-//! group's config first, with Kafka's own tool:
+//! group's config first, with the `kcon` tool (or `kcon_admin::alter_group_configs`, or
+//! Kafka's `kafka-configs.sh --alter --entity-type groups`):
 //!
 //! ```text
-//! kafka-configs.sh --bootstrap-server localhost:9092 --alter --entity-type groups \
-//!   --entity-name workers --add-config share.auto.offset.reset=earliest
+//! kcon group config -b localhost:9092 workers --set share.auto.offset.reset=earliest
 //! ```
 
 #![allow(clippy::print_stdout, reason = "an example shows what it processes")]

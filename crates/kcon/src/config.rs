@@ -296,9 +296,7 @@ impl ConsumerBuilder {
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
         for (property, name, value) in effective(&self.properties, ConsumerBuilder::properties())? {
-            let unknown = || ConfigError::UnknownProperty {
-                property: name.to_owned(),
-            };
+            let unknown = || ConfigError::unknown(name, []);
             set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
             set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
             set_if_listed(
@@ -384,11 +382,10 @@ pub(crate) fn effective(
 ) -> Result<Vec<(&'static dyn AnyProperty, &str, &str)>, ConfigError> {
     let mut out = Vec::with_capacity(given.len());
     for (i, (name, value)) in given.iter().enumerate() {
-        let property = table.clone().find(|p| p.is_named(name)).ok_or_else(|| {
-            ConfigError::UnknownProperty {
-                property: name.clone(),
-            }
-        })?;
+        let property = table
+            .clone()
+            .find(|p| p.is_named(name))
+            .ok_or_else(|| ConfigError::unknown(name, registry::names(table.clone())))?;
         if !given[i + 1..]
             .iter()
             .any(|(later, _)| property.is_named(later))
@@ -535,6 +532,36 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         assert_eq!(e.property(), Some("fetch.wait.max.ms"));
         assert!(e.to_string().contains("fetch.wait.max.ms"), "{e}");
+    }
+
+    /// A mistyped name is told with the property meant, from any of the tables the consumer
+    /// takes (kcon's own, the group's, the pool's); a name close to none gets no suggestion.
+    #[test]
+    fn an_unknown_property_suggests_the_one_meant() {
+        let e = settings(&[("auto.offset.rest", "earliest")]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("auto.offset.rest"));
+        assert!(
+            e.to_string().contains(
+                "unknown configuration property auto.offset.rest (did you mean \
+                 auto.offset.reset?)"
+            ),
+            "{e}"
+        );
+        for (typed, meant) in [
+            ("sesion.timeout.ms", "session.timeout.ms"),
+            ("SASL_MECHANISM", "sasl.mechanism"),
+            ("errors.tolerence", "errors.tolerance"),
+            ("enable.auot.commit", "enable.auto.commit"),
+        ] {
+            let e = settings(&[(typed, "x")]).unwrap_err();
+            assert!(
+                e.to_string().ends_with(&format!("(did you mean {meant}?)")),
+                "{typed}: {e}"
+            );
+        }
+        let e = settings(&[("fetch.wait.max.ms", "10")]).unwrap_err();
+        assert!(!e.to_string().contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Schemas of the connection and admin responses: ApiVersions, SaslHandshake,
-//! SaslAuthenticate, CreateTopics, InitProducerId.
+//! SaslAuthenticate, CreateTopics, InitProducerId, DescribeConfigs, IncrementalAlterConfigs.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 
@@ -120,5 +120,61 @@ structs! {
         error_code: I16, ALL;
         producer_id: I64, ALL;
         producer_epoch: I16, ALL;
+    }
+}
+
+pub(super) const DESCRIBE_CONFIGS: Message = Message {
+    api_key: ApiKey::DescribeConfigs,
+    versions: only(1, 4),
+    flexible: 4,
+    body: &DESCRIBE_CONFIGS_BODY,
+};
+
+structs! {
+    DESCRIBE_CONFIGS_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        results: array(&DESCRIBE_CONFIGS_RESULT), ALL;
+    }
+    DESCRIBE_CONFIGS_RESULT = "results." {
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        resource_type: I8, ALL;
+        resource_name: Str, ALL;
+        configs: array(&DESCRIBE_CONFIGS_ENTRY), ALL;
+    }
+    DESCRIBE_CONFIGS_ENTRY = "results.configs." {
+        name: Str, ALL;
+        value: Str, ALL, nullable;
+        read_only: Bool, ALL;
+        config_source: I8, ALL;
+        is_sensitive: Bool, ALL;
+        synonyms: array(&DESCRIBE_CONFIGS_SYNONYM), ALL;
+        config_type: I8, since(3);
+        documentation: Str, since(3), nullable;
+    }
+    DESCRIBE_CONFIGS_SYNONYM = "results.configs.synonyms." {
+        name: Str, ALL;
+        value: Str, ALL, nullable;
+        source: I8, ALL;
+    }
+}
+
+pub(super) const INCREMENTAL_ALTER_CONFIGS: Message = Message {
+    api_key: ApiKey::IncrementalAlterConfigs,
+    versions: only(0, 1),
+    flexible: 1,
+    body: &INCREMENTAL_ALTER_CONFIGS_BODY,
+};
+
+structs! {
+    INCREMENTAL_ALTER_CONFIGS_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        responses: array(&INCREMENTAL_ALTER_CONFIGS_RESPONSE), ALL;
+    }
+    INCREMENTAL_ALTER_CONFIGS_RESPONSE = "responses." {
+        error_code: I16, ALL;
+        error_message: Str, ALL, nullable;
+        resource_type: I8, ALL;
+        resource_name: Str, ALL;
     }
 }

@@ -102,6 +102,8 @@ const MESSAGES: &[&Message] = &[
     &share::SHARE_ACKNOWLEDGE,
     &share::SHARE_GROUP_DESCRIBE,
     &share::DESCRIBE_SHARE_GROUP_OFFSETS,
+    &admin::DESCRIBE_CONFIGS,
+    &admin::INCREMENTAL_ALTER_CONFIGS,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

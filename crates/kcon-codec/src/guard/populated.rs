@@ -13,12 +13,13 @@ use kafka_protocol::messages::{
     BrokerId, GroupId, ProducerId, TopicName, add_offsets_to_txn_response as aot,
     add_partitions_to_txn_response as apt, api_versions_response as av,
     consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
-    create_topics_response as ct, delete_groups_response as dg, describe_groups_response as dsg,
-    describe_share_group_offsets_response as dsgo, end_txn_response as et, fetch_response as fr,
-    find_coordinator_response as fc, heartbeat_response as hb, init_producer_id_response as ipi,
-    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
-    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
-    offset_delete_response as od, offset_fetch_response as of,
+    create_topics_response as ct, delete_groups_response as dg, describe_configs_response as dc,
+    describe_groups_response as dsg, describe_share_group_offsets_response as dsgo,
+    end_txn_response as et, fetch_response as fr, find_coordinator_response as fc,
+    heartbeat_response as hb, incremental_alter_configs_response as iac,
+    init_producer_id_response as ipi, join_group_response as jg, leave_group_response as lg,
+    list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
+    offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
     offset_for_leader_epoch_response as ofle, produce_response as pr,
     sasl_authenticate_response as sa, sasl_handshake_response as sh,
     share_acknowledge_response as sak, share_fetch_response as sf,
@@ -1037,4 +1038,73 @@ pub(super) fn describe_share_group_offsets(
         Vec::new()
     };
     crate::share_offsets_v1::DescribeShareGroupOffsetsResponseV1 { body, lags }
+}
+
+pub(super) fn describe_configs(v: i16, alt: bool) -> dc::DescribeConfigsResponse {
+    let flex = v >= 4;
+    let synonym = |name: &'static str, null: bool| {
+        dc::DescribeConfigsSynonym::default()
+            .with_name(s(name))
+            .with_value(null_or(null, s("latest")))
+            .with_source(5)
+            .when(flex, |x| {
+                x.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    let entry = |name: &'static str, null: bool| {
+        dc::DescribeConfigsResourceResult::default()
+            .with_name(s(name))
+            .with_value(null_or(null, s("earliest")))
+            .with_read_only(null)
+            .with_config_source(8)
+            .with_is_sensitive(!null)
+            .with_synonyms(vec![synonym(name, null), synonym("group.x", !null)])
+            .when(v >= 3, |x| {
+                x.with_config_type(2)
+                    .with_documentation(null_or(!null, s("where a share group starts")))
+            })
+            .when(flex, |x| {
+                x.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    let result = |name: &'static str, error: i16| {
+        dc::DescribeConfigsResult::default()
+            .with_error_code(error)
+            .with_error_message(null_or(error == 0, s("unknown resource type")))
+            .with_resource_type(32)
+            .with_resource_name(s(name))
+            .with_configs(vec![
+                entry("share.auto.offset.reset", alt),
+                entry("share.record.lock.duration.ms", !alt),
+            ])
+            .when(flex, |x| {
+                x.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    dc::DescribeConfigsResponse::default()
+        .with_throttle_time_ms(3)
+        .with_results(vec![result("g1", 0), result("g2", 42)])
+        .when(flex, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
+}
+
+pub(super) fn incremental_alter_configs(v: i16, alt: bool) -> iac::IncrementalAlterConfigsResponse {
+    let flex = v >= 1;
+    let response = |name: &'static str, error: i16, null: bool| {
+        iac::AlterConfigsResourceResponse::default()
+            .with_error_code(error)
+            .with_error_message(null_or(null, s("Unknown group config name: x")))
+            .with_resource_type(32)
+            .with_resource_name(s(name))
+            .when(flex, |x| {
+                x.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+            })
+    };
+    iac::IncrementalAlterConfigsResponse::default()
+        .with_throttle_time_ms(3)
+        .with_responses(vec![response("g1", 0, alt), response("g2", 40, !alt)])
+        .when(flex, |r| {
+            r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+        })
 }

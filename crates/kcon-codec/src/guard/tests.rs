@@ -5,7 +5,6 @@
 use std::fmt::Debug;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::ShareGroupDescribeRequest;
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
     ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreateTopicsRequest,
@@ -15,6 +14,9 @@ use kafka_protocol::messages::{
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     SaslAuthenticateRequest, SaslHandshakeRequest, ShareGroupHeartbeatRequest, SyncGroupRequest,
     TxnOffsetCommitRequest, fetch_response as fr,
+};
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ShareGroupDescribeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
@@ -193,6 +195,16 @@ macro_rules! dispatch {
                 let $build = populated::describe_share_group_offsets;
                 $body
             }
+            ApiKey::DescribeConfigs => {
+                type $R = DescribeConfigsRequest;
+                let $build = populated::describe_configs;
+                $body
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                type $R = IncrementalAlterConfigsRequest;
+                let $build = populated::incremental_alter_configs;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -279,8 +291,8 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 32 APIs; a change to SUPPORTED should be a deliberate change here too.
-    assert_eq!(pairs, 168);
+    // 34 APIs; a change to SUPPORTED should be a deliberate change here too.
+    assert_eq!(pairs, 174);
 }
 
 #[test]
@@ -364,7 +376,8 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
         share_group_heartbeat_response as sgh, txn_offset_commit_response as toc,
     };
     use kafka_protocol::messages::{
-        describe_share_group_offsets_response as dsgo, share_group_describe_response as sgd,
+        describe_configs_response as dc, describe_share_group_offsets_response as dsgo,
+        incremental_alter_configs_response as iac, share_group_describe_response as sgd,
     };
     use kafka_protocol::protocol::StrBytes;
     use std::mem::size_of;
@@ -706,6 +719,26 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::DescribeShareGroupOffsets,
             "groups.topics.partitions",
             size_of::<dsgo::DescribeShareGroupOffsetsResponsePartition>(),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            "results",
+            size_of::<dc::DescribeConfigsResult>(),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            "results.configs",
+            size_of::<dc::DescribeConfigsResourceResult>(),
+        ),
+        (
+            ApiKey::DescribeConfigs,
+            "results.configs.synonyms",
+            size_of::<dc::DescribeConfigsSynonym>(),
+        ),
+        (
+            ApiKey::IncrementalAlterConfigs,
+            "responses",
+            size_of::<iac::AlterConfigsResourceResponse>(),
         ),
     ];
     for msg in MESSAGES {

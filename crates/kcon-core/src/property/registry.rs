@@ -284,10 +284,27 @@ pub fn refused<S>(table: &'static [Property<S>], name: &str, value: &str) -> Con
 pub fn check<S>(table: &'static [Property<S>], name: &str, value: &str) -> Result<(), ConfigError> {
     match lookup(table, name) {
         Some(property) => property.parse(value).map(drop),
-        None => Err(ConfigError::UnknownProperty {
-            property: name.to_owned(),
-        }),
+        None => Err(ConfigError::unknown(name, table_names(table))),
     }
+}
+
+/// Every name and alias of `properties` (tables concatenated, [`erased`]): what an unknown
+/// name is compared with for a suggestion ([`ConfigError::unknown`]).
+pub fn names<'a>(
+    properties: impl IntoIterator<Item = &'a dyn AnyProperty>,
+) -> impl Iterator<Item = &'static str> {
+    properties
+        .into_iter()
+        .flat_map(|p| std::iter::once(p.name()).chain(p.aliases().iter().copied()))
+}
+
+/// Every name and alias of the properties of one table.
+fn table_names<S: 'static>(
+    properties: impl IntoIterator<Item = &'static Property<S>>,
+) -> impl Iterator<Item = &'static str> {
+    properties
+        .into_iter()
+        .flat_map(|p| std::iter::once(p.name).chain(p.aliases.iter().copied()))
 }
 
 /// The properties of `table` that configure `part`.
@@ -320,9 +337,7 @@ pub fn set<S, C: Configurable<S>>(
     name: &str,
     value: &str,
 ) -> Result<(), ConfigError> {
-    let unknown = || ConfigError::UnknownProperty {
-        property: name.to_owned(),
-    };
+    let unknown = || ConfigError::unknown(name, table_names(properties_of(table, C::PART)));
     let property = lookup(table, name)
         .filter(|p| p.configures(C::PART))
         .ok_or_else(unknown)?;
@@ -529,6 +544,12 @@ mod tests {
         );
         let e = set(ONE, &mut a, "x.other", "1").unwrap_err();
         assert!(matches!(e, ConfigError::UnknownProperty { .. }), "{e}");
+        assert_eq!(e.suggestion(), None, "{e}");
+        // A name close to one of the part's: suggested, by set and by check alike.
+        let e = set(ONE, &mut a, "x.wiat.ms", "1").unwrap_err();
+        assert_eq!(e.suggestion(), Some("x.wait.ms"), "{e}");
+        let e = check(ONE, "X_NAME", "n").unwrap_err();
+        assert_eq!(e.suggestion(), Some("x.name"), "{e}");
         assert_eq!(
             refused(ONE, "x.wait.ms", "0"),
             ConfigError::invalid("x.wait.ms", "0", millis_allowed(1))

@@ -57,7 +57,8 @@ pub use processor::{ShareProcessor, ShareProcessorCounts};
 const REFUSED: &[(&str, &str)] = &[
     (
         "auto.offset.reset",
-        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts",
+        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts \
+         (a group config: kcon group config GROUP --set share.auto.offset.reset=earliest)",
     ),
     (
         "isolation.level",
@@ -261,9 +262,7 @@ impl ShareConsumerBuilder {
         let mut policy = PolicyConfig::default();
         let mut close_timeout = Duration::from_secs(30);
         for (property, name, value) in effective(&self.properties, ShareConsumer::properties())? {
-            let unknown = || ConfigError::UnknownProperty {
-                property: name.to_owned(),
-            };
+            let unknown = || ConfigError::unknown(name, []);
             if let Some((_, why)) = REFUSED.iter().find(|(n, _)| property.is_named(n)) {
                 return Err(Error::config(property.name(), value, why));
             }
@@ -770,4 +769,41 @@ fn runs(offsets: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mistyped name is told with the share consumer's property meant, and a property the
+    /// share group decides is suggested too: setting it is then refused naming the group
+    /// setting that decides it.
+    #[test]
+    fn an_unknown_property_suggests_the_one_meant() {
+        let settings = |name: &str| {
+            ShareConsumer::builder()
+                .set("bootstrap.servers", "127.0.0.1:9")
+                .set("group.id", "g")
+                .set(name, "x")
+                .settings()
+                .map(drop)
+                .unwrap_err()
+        };
+        let e = settings("share.acknowledgment.mode");
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(
+            e.to_string().contains(
+                "unknown configuration property share.acknowledgment.mode (did you mean \
+                 share.acknowledgement.mode?)"
+            ),
+            "{e}"
+        );
+        let e = settings("auto.offset.rest");
+        assert!(
+            e.to_string().ends_with("(did you mean auto.offset.reset?)"),
+            "{e}"
+        );
+        let e = settings("fetch.wait.max.ms");
+        assert!(!e.to_string().contains("did you mean"), "{e}");
+    }
 }
