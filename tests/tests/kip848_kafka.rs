@@ -822,3 +822,76 @@ async fn mixed_with_java_kcon_first() {
 async fn mixed_with_java_java_first() {
     mixed_with_java(First::Java).await;
 }
+
+/// A second member joining with the `group.instance.id` of a static member that has not left:
+/// Kafka refuses it (UNRELEASED_INSTANCE_ID), which is fatal for the newcomer, said naming
+/// the `group.instance.id` to change; the member holding the id is not disturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_static_member_fails_and_the_first_keeps_its_partitions() {
+    let (kafka, pool) = kafka_pool();
+    let topic = unique_name("kip848-dup");
+    create_topics(&pool, &[(&topic, 3)]).await;
+    let group = unique_name("kip848-dup");
+    let all = kcon_tests::group::partitions(&topic, 3);
+    let instance = unique_name("instance");
+    let start = |name: &str| {
+        Member::start(
+            name,
+            kafka.bootstrap(),
+            consumer_config(&group, &[("group.instance.id", &instance)]),
+            &[&topic],
+        )
+    };
+    let a = start("a");
+    wait_for_reconciled(&[&a], &all, RECONCILED_WITHIN).await;
+    let before = a.log();
+    let dup = start("dup");
+    wait_until(
+        "the duplicate failing",
+        RECONCILED_WITHIN,
+        || dup.log().fatal.is_some(),
+        || dup.log(),
+    )
+    .await;
+    let fatal = dup.log().fatal.expect("a fatal error");
+    assert!(
+        fatal.contains("UNRELEASED_INSTANCE_ID")
+            && fatal.contains(&format!("group.instance.id {instance:?}")),
+        "{fatal}"
+    );
+    assert!(dup.owned().is_empty(), "{:?}", dup.log());
+    // The first member saw nothing, and still owns everything.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    wait_for_reconciled(&[&a], &all, RECONCILED_WITHIN).await;
+    assert_eq!(a.log().events, before.events, "{:?}", a.log());
+    dup.close().await;
+    a.close().await;
+}
+
+/// A regex kcon reads but Kafka's RE2/J does not (`(?x)`, free spacing, which RE2 lacks): the
+/// coordinator answers INVALID_REGULAR_EXPRESSION, which is fatal, naming the regex and the
+/// syntax Kafka reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_kafka_cannot_read_fails_naming_it() {
+    let (kafka, _pool) = kafka_pool();
+    let group = unique_name("kip848-badrx");
+    let regex = format!("^(?x){} - .*", unique_name("kip848-badrx"));
+    let changes = Changes::default();
+    let k = kcon(kafka.bootstrap(), &group, "k", &changes, &[&regex], &[]);
+    wait_until(
+        "the subscription failing",
+        RECONCILED_WITHIN,
+        || !k.state().errors.is_empty(),
+        || k.state(),
+    )
+    .await;
+    let errors = k.state().errors;
+    assert!(
+        errors[0].contains("INVALID_REGULAR_EXPRESSION")
+            && errors[0].contains(&regex)
+            && errors[0].contains("RE2/J"),
+        "{errors:?}"
+    );
+    let (consumer, _) = k.stop().await;
+    let _ = consumer.close().await;
+}
