@@ -895,3 +895,35 @@ async fn a_regex_kafka_cannot_read_fails_naming_it() {
     let (consumer, _) = k.stop().await;
     let _ = consumer.close().await;
 }
+
+/// Kafka matches a regex subscription against whole topic names (RE2/J `matches()`), not
+/// within them: `^<prefix>-a` is given `<prefix>-a` and never `<prefix>-ab`, where a match
+/// within names (librdkafka's mock, POSIX `regexec`) would give both; the consumer's own
+/// list of subscribed topics says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_matches_whole_names() {
+    let (kafka, pool) = kafka_pool();
+    let prefix = unique_name("kip848-whole");
+    let (whole, longer) = (format!("{prefix}-a"), format!("{prefix}-ab"));
+    create_topics(&pool, &[(&whole, 2), (&longer, 2)]).await;
+    let group = unique_name("kip848-whole");
+    let changes = Changes::default();
+    let regex = format!("^{prefix}-a");
+    let k = kcon(kafka.bootstrap(), &group, "k", &changes, &[&regex], &[]);
+    let expected = partitions(&whole, 2);
+    wait_for_split(&[&k], &expected).await;
+    // Long enough for the coordinator to have resolved the regex against every topic.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(k.assignment(), expected, "{:#?}", changes.all());
+    let (consumer, state) = k.stop().await;
+    // The consumer's own list agrees with the coordinator.
+    assert_eq!(consumer.subscription(), BTreeSet::from([whole.clone()]));
+    consumer.close().await.expect("closes");
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    changes.assert_owned_once();
+    for c in changes.all() {
+        if let Change::Assigned(_, tps) = c {
+            assert!(tps.iter().all(|tp| tp.topic == whole), "{tps:?}");
+        }
+    }
+}
