@@ -7,7 +7,7 @@
 //    "strategy": "range" | "roundrobin" | "sticky" | "cooperative-sticky",
 //    "session_timeout_ms": null | n, "heartbeat_interval_ms": null | n,
 //    "group_instance_id": null | "id", "group_protocol": null | "classic" | "consumer",
-//    "extra": {property: value, ...}}
+//    "report_records": false | true, "extra": {property: value, ...}}
 // Null (or absent) timeouts keep the client's defaults. With "group_protocol": "consumer"
 // (KIP-848) the coordinator assigns: strategy, session timeout and heartbeat interval are not
 // set (the Java client refuses them there); `extra` may name "group.remote.assignor".
@@ -18,6 +18,8 @@
 //   {"event": "assigned", "partitions": [["t", 0], ...], "full": [...]}
 //   {"event": "revoked",  "partitions": [...], "full": [...]}
 //   {"event": "lost",     "partitions": [...], "full": [...]}
+//   {"event": "records", "records": [["t", 0, offset], ...]}   with "report_records": true,
+//                                                 each poll's records, before the next poll
 //   {"event": "error", "message": "..."}
 //   {"event": "closed"}                          after consumer.close(); then exit 0
 // `partitions` is what the listener was given, `full` the member's whole assignment after it.
@@ -42,6 +44,8 @@ import java.util.Properties;
 import java.util.TreeSet;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
@@ -194,9 +198,18 @@ public final class GroupMember {
         commands.setDaemon(true);
         commands.start();
 
+        boolean reportRecords = cfg.path("report_records").asBoolean(false);
         while (!closing.get()) {
             try {
-                consumer.poll(Duration.ofMillis(100));
+                ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(100));
+                if (reportRecords && !records.isEmpty()) {
+                    ObjectNode e = event("records");
+                    ArrayNode out = e.putArray("records");
+                    for (ConsumerRecord<byte[], byte[]> r : records) {
+                        out.addArray().add(r.topic()).add(r.partition()).add(r.offset());
+                    }
+                    emit(e);
+                }
             } catch (WakeupException e) {
                 // closing
             } catch (Exception e) {

@@ -109,9 +109,11 @@ pub struct GroupPeerConfig {
     pub heartbeat_interval_ms: Option<u32>,
     /// `group.instance.id` (KIP-345 static membership), if any.
     pub group_instance_id: Option<String>,
-    /// `group.protocol`: `None` (classic) or `Some("consumer")` (KIP-848, librdkafka only:
+    /// `group.protocol`: `None` (classic) or `Some("consumer")` (KIP-848, librdkafka and the Java client:
     /// `strategy` and the session and heartbeat settings are then not used).
     pub group_protocol: Option<String>,
+    /// Whether the peer reports the records it polls (`records` events; the Java peer only).
+    pub report_records: bool,
     /// Client-specific settings: librdkafka properties for [`PeerClient::Librdkafka`],
     /// `KafkaConsumer` keyword arguments for [`PeerClient::KafkaPython`].
     pub extra: Map<String, Value>,
@@ -138,6 +140,7 @@ impl GroupPeerConfig {
             heartbeat_interval_ms: (client != PeerClient::Java).then_some(1000),
             group_instance_id: None,
             group_protocol: None,
+            report_records: false,
             extra: Map::new(),
         }
     }
@@ -164,6 +167,7 @@ impl GroupPeerConfig {
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "group_instance_id": self.group_instance_id,
             "group_protocol": self.group_protocol,
+            "report_records": self.report_records,
             "extra": self.extra,
         })
     }
@@ -295,7 +299,13 @@ impl GroupPeer {
     /// Makes the member close its consumer (leaving the group, after a final `revoked` or
     /// `lost` callback) and waits for the process to exit; panics if it doesn't within 20 s
     /// or exits with a failure.
-    pub fn close(mut self) {
+    pub fn close(self) {
+        self.close_with_events();
+    }
+
+    /// [`close`](GroupPeer::close), returning every event the member printed, its last
+    /// `records` and `closed` included.
+    pub fn close_with_events(mut self) -> Vec<Value> {
         self.send("close");
         self.wait_for_event("closed", CLOSE_TIMEOUT);
         // Closing stdin as well: the script exits on either.
@@ -314,6 +324,7 @@ impl GroupPeer {
         if !status.success() {
             self.fail(&format!("the script exited with {status} after closing"));
         }
+        self.events()
     }
 
     /// Sends one line to the script's stdin.

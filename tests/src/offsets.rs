@@ -14,6 +14,7 @@ use kcon_codec::kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicNa
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::TopicPartition;
+use kcon_core::error_codes::{code, error_name};
 use kcon_offsets::{OffsetAndMetadata, OffsetsConfig};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 
@@ -75,7 +76,10 @@ pub async fn produce(pool: &Pool, topic: &str, partition: i32, n: usize, timesta
 }
 
 /// Sends the encoded record batch `records` to the leader of `topic`-`partition` with
-/// acks=all; returns the batch's base offset.
+/// acks=all; returns the batch's base offset. A new topic's leader on Apache Kafka names
+/// itself leader in its metadata a moment before it takes records as one: until then
+/// NOT_LEADER_OR_FOLLOWER and LEADER_NOT_AVAILABLE, which append nothing, are asked again (for
+/// at most 10 s). Panics on any other error.
 pub async fn produce_batch(pool: &Pool, topic: &str, partition: i32, records: Bytes) -> i64 {
     let request = ProduceRequest::default()
         .with_acks(-1)
@@ -89,14 +93,25 @@ pub async fn produce_batch(pool: &Pool, topic: &str, partition: i32, records: By
                         .with_records(Some(records)),
                 ]),
         ]);
-    let id = leader(pool, topic, partition).await;
-    let answer = pool
-        .send(BrokerTarget::Broker(id), &request)
-        .await
-        .expect("produce");
-    let p = &answer.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "produce to {topic}-{partition}: {p:?}");
-    p.base_offset
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let id = leader(pool, topic, partition).await;
+        let answer = pool
+            .send(BrokerTarget::Broker(id), &request)
+            .await
+            .expect("produce");
+        let p = &answer.responses[0].partition_responses[0];
+        if p.error_code == 0 {
+            return p.base_offset;
+        }
+        let not_yet = [code::NOT_LEADER_OR_FOLLOWER, code::LEADER_NOT_AVAILABLE];
+        assert!(
+            not_yet.contains(&p.error_code) && tokio::time::Instant::now() < deadline,
+            "produce to {topic}-{partition}: {} ({p:?})",
+            error_name(p.error_code)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Produces `records` records spread evenly over `topic`'s partitions `0..partitions`, in

@@ -82,6 +82,154 @@ async fn a_member_subscribed_by_name_shows_its_topic_and_no_empty_regex() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Two `kcon consume -X group.protocol=consumer` members of one group with the coordinator's
+/// range assignor on a topic of 4 partitions: the first is given all four, the second joins
+/// and the first gives up half (Kafka 4.4's range gives the member with the lower id
+/// partitions 0 and 1). `group describe` shows what ConsumerGroupDescribe says once the group
+/// has settled: the state, the assignor, the group and assignment epochs, each member at the
+/// assignment epoch with its target assignment, and what each owns, which is its target and
+/// what the member itself was told; in JSON and in the text's tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_protocol_group_shows_its_epochs_and_each_members_assignment() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let (_pool, topic) = topic(kafka, "kip848-describe", 4).await;
+    let group = unique_name("kip848-describe");
+    let kip848 = [
+        "-X",
+        "group.protocol=consumer",
+        "-X",
+        "group.remote.assignor=range",
+    ];
+    // The first member is given all four before the second joins. (A member's first
+    // assignment may be empty: Kafka's coordinator may not have the new topic yet.)
+    let mut args = vec!["consume", "-b", b, "-g", &group, "--format", "json"];
+    args.extend_from_slice(&kip848);
+    args.push(&topic);
+    let mut first = Running::start(&args);
+    loop {
+        let told = first
+            .stderr_until("\"event\":\"assigned\"", ASSIGNED_WITHIN)
+            .await;
+        let assigned: Value = serde_json::from_str(told.last().expect("a line"))
+            .unwrap_or_else(|e| panic!("{e}: {told:?}"));
+        match assigned["partitions"].as_array().map(Vec::len) {
+            Some(0) => continue,
+            Some(4) => break,
+            _ => panic!("the first member was given {assigned}"),
+        }
+    }
+    let second = member(b, &group, &topic, &kip848).await;
+    // The first member is told to give up what moved.
+    let told = first
+        .stderr_until("\"event\":\"revoked\"", ASSIGNED_WITHIN)
+        .await;
+    let revoked: Value = serde_json::from_str(told.last().expect("a line"))
+        .unwrap_or_else(|e| panic!("{e}: {told:?}"));
+    let p = |n: i32| json!({"topic": topic, "partition": n});
+    let (low, high) = (json!([p(0), p(1)]), json!([p(2), p(3)]));
+    let first_owns = if revoked["partitions"] == low {
+        &high
+    } else {
+        assert_eq!(revoked["partitions"], high, "{told:?}");
+        &low
+    };
+
+    // Settled: every member at the assignment epoch, owning its target.
+    let deadline = std::time::Instant::now() + ASSIGNED_WITHIN;
+    let d = loop {
+        let d = describe_json(b, &group).await;
+        let cg = &d["consumer_protocol"];
+        let epoch = &cg["assignment_epoch"];
+        let settled = d["state"] == "Stable"
+            && cg["group_epoch"] == *epoch
+            && cg["members"]
+                .as_array()
+                .is_some_and(|ms| ms.len() == 2 && ms.iter().all(|m| m["member_epoch"] == *epoch));
+        if settled {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "not settled: {d:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let cg = &d["consumer_protocol"];
+    let epoch = cg["assignment_epoch"].as_i64().expect("an epoch");
+    assert!(
+        epoch >= 2,
+        "two members joined, so two epochs at least: {d:#}"
+    );
+    assert_eq!(d["protocol_type"], "consumer", "{d:#}");
+    assert_eq!(d["protocol"], "range", "the assignor: {d:#}");
+    let mut targets: Vec<(Value, Value)> = cg["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let owned = d["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .find(|o| o["member_id"] == m["member_id"])
+                .unwrap_or_else(|| panic!("{} owns nothing: {d:#}", m["member_id"]));
+            assert_eq!(owned["assignment"], m["target_assignment"], "{d:#}");
+            assert_eq!(m["subscribed_topics"], json!([topic]), "{d:#}");
+            (m["target_assignment"].clone(), m["member_id"].clone())
+        })
+        .collect();
+    // In member id order (byte order, as Java compares strings).
+    targets.sort_by_key(|(_, id)| id.as_str().expect("a member id").to_owned());
+    assert_eq!(
+        targets.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+        [low.clone(), high.clone()],
+        "{d:#}"
+    );
+    assert!(
+        targets.iter().any(|(t, _)| t == first_owns),
+        "the first member owns {first_owns}: {d:#}"
+    );
+
+    let text = kcon(&["group", "describe", "-b", b, &group]).await.ok();
+    assert!(
+        text.stdout.contains(&format!(
+            "Consumer protocol (KIP-848): group epoch {epoch}, assignment epoch {epoch}"
+        )),
+        "{}",
+        text.stdout
+    );
+    let rows = table(&text.stdout, "CONSUMER-ID", "MEMBER-EPOCH");
+    assert_eq!(rows.len(), 2, "{}", text.stdout);
+    for (target, id) in &targets {
+        let id = id.as_str().expect("a member id");
+        let row = rows
+            .iter()
+            .find(|r| r[0] == id)
+            .unwrap_or_else(|| panic!("no row for {id}: {}", text.stdout));
+        let partitions: Vec<String> = target
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| p["partition"].to_string())
+            .collect();
+        assert_eq!(
+            row[1..],
+            [
+                epoch.to_string(),
+                "-".to_owned(),
+                topic.clone(),
+                format!("{topic}:{}", partitions.join(","))
+            ],
+            "{}",
+            text.stdout
+        );
+    }
+
+    for running in [first, second] {
+        running.terminate();
+        let (status, _, _) = running.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 /// Apache Kafka 3.9.1 at its defaults answers ConsumerGroupDescribe with UNSUPPORTED_VERSION
 /// for every group (the consumer protocol is off): a classic group of a `kcon consume` member
 /// is described, and once the member is gone reset, all the same.

@@ -813,6 +813,19 @@ impl ConsumerGroupMachine {
                         self.regex.as_deref().unwrap_or_default(),
                         m.map(|m| format!(": {m}")).unwrap_or_default()
                     )),
+                    (code, m) if code == E::UnreleasedInstanceId.code() => Some(format!(
+                        "another member of the group holds group.instance.id {:?} and has not \
+                         left (it keeps it until it leaves or its session ends): give each \
+                         member its own group.instance.id{}",
+                        self.config.group_instance_id.as_deref().unwrap_or_default(),
+                        m.map(|m| format!(": {m}")).unwrap_or_default()
+                    )),
+                    (code, m) if code == E::FencedInstanceId.code() => Some(format!(
+                        "a newer member of the group took over group.instance.id {:?}: give \
+                         each member its own group.instance.id{}",
+                        self.config.group_instance_id.as_deref().unwrap_or_default(),
+                        m.map(|m| format!(": {m}")).unwrap_or_default()
+                    )),
                     (_, m) => m,
                 };
                 self.fail(GroupError::Broker {

@@ -672,6 +672,31 @@ fn an_invalid_regex_is_fatal_and_named() {
     assert!(h.requests().is_empty());
 }
 
+/// UNRELEASED_INSTANCE_ID (another live member holds the instance id) and FENCED_INSTANCE_ID
+/// (a newer member took it over) end the member naming its `group.instance.id`, the setting
+/// to change, beside the coordinator's words.
+#[test]
+fn instance_id_errors_name_the_instance_id() {
+    for code in [111, 82] {
+        let (mut h, id, _) = joining(&[("group.instance.id", "inst-1")]);
+        h.answer(id, error(code));
+        match &h.events()[..] {
+            [GroupEvent::Fatal(e)] => {
+                let text = e.to_string();
+                for part in [
+                    "ConsumerGroupHeartbeat",
+                    "group.instance.id \"inst-1\"",
+                    "no",
+                ] {
+                    assert!(text.contains(part), "{code}, {part}: {text}");
+                }
+            }
+            other => panic!("{code}: {other:?}"),
+        }
+        assert_eq!(h.machine.state(), MemberState::Failed);
+    }
+}
+
 /// Revokes a0 at epoch 1 (the target moved on): returns the harness with the revocation
 /// acknowledged and its heartbeat out.
 fn revoked_a0() -> (H, RequestId) {
