@@ -80,8 +80,8 @@ async fn inactive_group_commit_reads_back() {
 /// ILLEGAL_GENERATION and an unknown member id with UNKNOWN_MEMBER_ID, and neither changes
 /// the committed offset. The group as a tool sees it: not a consumer-protocol group
 /// (ConsumerGroupDescribe answers GROUP_ID_NOT_FOUND), described by DescribeGroups with its one
-/// member and that member's assignment, listed by ListGroups; and its offsets are not deleted
-/// while the member is subscribed to the topic (GROUP_SUBSCRIBED_TO_TOPIC).
+/// member, its client id and host, and its assignment, listed by ListGroups; and its offsets
+/// are not deleted while the member is subscribed to the topic (GROUP_SUBSCRIBED_TO_TOPIC).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_generation_commits_and_stale_generation_is_refused() {
     let (pool, topic) = kafka_with_topic(2).await;
@@ -167,6 +167,16 @@ async fn live_generation_commits_and_stale_generation_is_refused() {
         .map(|m| m.member_id.as_str())
         .collect();
     assert_eq!(ids, [generation.member_id.as_str()]);
+    let m = &described.members[0];
+    assert_eq!(
+        (
+            m.client_id.as_str(),
+            m.client_host.as_str(),
+            &m.group_instance_id
+        ),
+        ("kcon", "/127.0.0.1", &None),
+        "client.id at its default, from this host, not static: {m:?}"
+    );
     let assigned = Assignment::decode(&described.members[0].assignment).unwrap();
     let mut assigned = assigned.partitions;
     assigned.sort();

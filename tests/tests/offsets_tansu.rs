@@ -15,7 +15,8 @@ use kcon_tests::group::{
 use kcon_tests::pool::config;
 
 /// A classic group with a kcon member: ConsumerGroupDescribe's empty answer (epochs -1) is read
-/// as "not a consumer-protocol group" and DescribeGroups describes it; OffsetDelete, which Tansu 0.6.0 does not offer, fails naming the API.
+/// as "not a consumer-protocol group" and DescribeGroups describes it; OffsetDelete, which
+/// Tansu 0.6.0 does not offer, fails naming the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_group_described_and_offsets_not_deletable_on_tansu() {
     let tansu = Tansu::start();

@@ -1,9 +1,10 @@
-//! Schema Registry decoding under `kcon::Processor` on Apache Kafka 4.4 (`Kafka::single()`): Avro records written by
-//! Confluent's serializer mixed with records that do not decode (not framed, a cut schema id,
-//! an id the registry does not know, a payload that does not read with its schema). Good ones
-//! reach the handler decoded, broken ones go to the dead-letter topic byte for byte with the
-//! reason, every offset is committed, nothing is lost. And a registry outage is retried, not
-//! dead-lettered: the records wait and are processed once it is back.
+//! Schema Registry decoding under `kcon::Processor` on Apache Kafka 4.4 (`Kafka::single()`):
+//! Avro records written by Confluent's serializer mixed with records that do not decode (not
+//! framed, a cut schema id, an id the registry does not know, a payload that does not read
+//! with its schema). Good ones reach the handler decoded, broken ones go to the dead-letter
+//! topic byte for byte with the reason, every offset is committed, nothing is lost. And a
+//! registry outage is retried, not dead-lettered: the records wait and are processed once it
+//! is back.
 //!
 //! Consumers and producers run at the client's defaults but for the policy a test is about
 //! (`kcon_tests::policy`); every topic and group is `unique_name`'s.
