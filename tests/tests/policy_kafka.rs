@@ -350,6 +350,61 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
     assert_eq!(committed(b, &group, &topic, 2).await[&p0], Some(5));
 }
 
+/// How long the consumer's Fetch is held at the end of the log in
+/// [`dead_letters_do_not_wait_behind_the_consumers_long_poll`].
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// The processor's own dead-letter producer sends through the consumer's pool while the
+/// consumer's Fetch waits at the end of the log for `fetch.max.wait.ms` (20 s here, the setting
+/// this test is about): three dead letters are written, and the partition done, in far less
+/// than one such wait. (The broker answers a connection's requests in order: a Produce sent on
+/// the connection of a held Fetch waited for the Fetch, each dead letter up to
+/// `fetch.max.wait.ms`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_do_not_wait_behind_the_consumers_long_poll() {
+    let topic = unique_name("orders");
+    let dlq = format!("{topic}.dlq");
+    let b = kafka_with(Kafka::single(), &[(&topic, 1), (&dlq, 1)]).await;
+    produce_kinds(&producer(b), &topic, 0, &kinds_with(10, &[2, 5, 8], &[])).await;
+    let group = unique_name("g");
+    let long_poll = LONG_POLL.as_millis().to_string();
+    let c = consumer(
+        b,
+        &group,
+        &topic,
+        &[
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dlq),
+            ("fetch.max.wait.ms", &long_poll),
+        ],
+    );
+    let mut processor = orders(c, None);
+    let seen = process_until(&mut processor, |m| {
+        m.records_processed == 7 && m.records_dead_lettered == 3
+    })
+    .await;
+    let done = Instant::now();
+    processor.close().await.unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    assert_eq!(seen.offsets(&tp), (0..10).collect::<Vec<_>>());
+    let first = seen.calls()[0].3;
+    let took = done - first;
+    assert!(
+        took < LONG_POLL / 2,
+        "10 records, 3 of them dead-lettered, took {took:?} with a Fetch held up to {LONG_POLL:?}"
+    );
+    let letters = read_exactly(b, &dlq, 1, 3).await;
+    let offsets: Vec<Option<String>> = letters.iter().map(|l| header(l, headers::OFFSET)).collect();
+    assert_eq!(
+        offsets,
+        [
+            Some("2".to_owned()),
+            Some("5".to_owned()),
+            Some("8".to_owned())
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succeeds() {
     let topic = unique_name("orders");
