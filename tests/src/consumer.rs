@@ -47,6 +47,22 @@ pub fn builder(bootstrap: &str) -> ConsumerBuilder {
         .set("close.timeout.ms", "10000")
 }
 
+/// A consumer configuration without a group for Apache Kafka: `bootstrap`, reading from the
+/// earliest offset, everything else at the client's defaults.
+pub fn builder_at_defaults(bootstrap: &str) -> ConsumerBuilder {
+    Consumer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("auto.offset.reset", "earliest")
+}
+
+/// [`builder_at_defaults`] in `group` with `strategy`: Apache Kafka's joins need no shortened
+/// session.
+pub fn group_builder_at_defaults(bootstrap: &str, group: &str, strategy: &str) -> ConsumerBuilder {
+    builder_at_defaults(bootstrap)
+        .group_id(group)
+        .partition_assignment_strategy(strategy)
+}
+
 /// [`builder`] in `group` with `strategy`, a 6 s session timeout and 1 s heartbeats (what
 /// Tansu's join delay needs, see DESIGN.md, "The brokers"), and a 10 s `default.api.timeout.ms`.
 pub fn group_builder(bootstrap: &str, group: &str, strategy: &str) -> ConsumerBuilder {

@@ -26,6 +26,7 @@
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,6 +36,7 @@ use kcon_codec::kafka_protocol::messages::create_topics_request::{
 };
 use kcon_codec::kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use serde_json::Value;
 
@@ -232,8 +234,9 @@ impl NewTopic {
 }
 
 /// Creates `topics` through the pool (CreateTopics to the controller's broker, which KRaft
-/// brokers forward), and waits until every partition of each has a leader in the metadata:
-/// Kafka answers CreateTopics before its leaders are elected everywhere, and a produce in
+/// brokers forward), and waits until every partition of each has a leader that takes requests
+/// for it: Kafka answers CreateTopics before its leaders are elected everywhere, and a broker
+/// names itself leader in its metadata a moment before it takes records, so a produce in
 /// between gets NOT_LEADER_OR_FOLLOWER.
 pub async fn create(pool: &Pool, topics: &[NewTopic]) {
     let request = CreateTopicsRequest::default()
@@ -276,18 +279,30 @@ pub async fn create_topics(pool: &Pool, topics: &[(&str, i32)]) {
     create(pool, &topics).await;
 }
 
-/// Waits (up to 30 s) until the metadata names a leader for every partition of `topics`.
+/// Waits (up to 30 s) until the metadata names a leader for every partition of `topics`, and
+/// each leader answers ListOffsets for its partitions without error (it answers
+/// NOT_LEADER_OR_FOLLOWER, as to a produce, until it has taken the partition up).
 async fn wait_for_leaders(pool: &Pool, topics: &[NewTopic]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let ends: BTreeMap<TopicPartition, OffsetSpec> = topics
+        .iter()
+        .flat_map(|t| {
+            (0..t.partitions).map(|p| (TopicPartition::new(&t.name, p), OffsetSpec::Latest))
+        })
+        .collect();
     loop {
-        let ready = match pool.refresh_metadata(TopicScope::topics(&names)).await {
+        let named = match pool.refresh_metadata(TopicScope::topics(&names)).await {
             Ok(meta) => topics
                 .iter()
                 .all(|t| (0..t.partitions).all(|p| meta.leader(&t.name, p).is_some())),
             Err(_) => false,
         };
-        if ready {
+        let taken_up = named
+            && kcon_admin::list_offsets(pool, &ends, IsolationLevel::ReadUncommitted)
+                .await
+                .is_ok_and(|listed| listed.values().all(|l| l.error_code == 0));
+        if taken_up {
             return;
         }
         assert!(

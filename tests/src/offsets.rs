@@ -1,4 +1,4 @@
-//! Support for kcon-offsets' tests against real brokers (`tests/offsets_tansu.rs`,
+//! Support for kcon-offsets' tests against real brokers (`tests/offsets_kafka.rs`,
 //! `tests/offsets_mock.rs`): records produced with kcon's own batch builder, the high
 //! watermark as a Fetch answer reports it, and offset configurations.
 

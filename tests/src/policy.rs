@@ -1,4 +1,5 @@
-//! Support for the tests of `kcon::Processor` (record policies) against real brokers: orders
+//! Support for the tests of `kcon::Processor` (record policies) on Apache Kafka, every client
+//! at its defaults (`tests/policy_kafka.rs`, `tests/schema_registry_kafka.rs`): orders
 //! produced as JSON with keys and headers, some of them poison; a log of what the handler saw;
 //! reading a topic back exactly; committed offsets.
 
@@ -11,20 +12,23 @@ use kcon::{Consumer, Record, TopicPartition};
 use kcon_produce::{Producer, ProducerRecord};
 use tokio::time::Instant;
 
-use crate::consumer::{builder, expect_no_record, group_builder, partitions, recv_n};
+use crate::consumer::{builder_at_defaults, expect_no_record, partitions, recv_n};
 
-/// A producer that sends each record at once (`linger.ms=0`).
+/// A producer at the client's defaults.
 pub fn producer(bootstrap: &str) -> Producer {
     Producer::builder()
         .bootstrap_servers(bootstrap)
-        .set("linger.ms", "0")
         .build()
         .unwrap()
 }
 
-/// A group consumer of `topic` with the record policies `policy`, manual commits only.
+/// A group consumer of `topic` at the client's defaults with the record policies `policy`,
+/// manual commits only (auto-commit's interval is a minute: the offsets a test reads are those
+/// its processor committed, or left at close).
 pub fn consumer(bootstrap: &str, group: &str, topic: &str, policy: &[(&str, &str)]) -> Consumer {
-    let mut b = group_builder(bootstrap, group, "range").set("auto.commit.interval.ms", "60000");
+    let mut b = builder_at_defaults(bootstrap)
+        .group_id(group)
+        .set("auto.commit.interval.ms", "60000");
     for (n, v) in policy {
         b = b.set(n, *v);
     }
@@ -132,7 +136,7 @@ impl Seen {
 /// Reads `topic`'s `n` partitions from the start: exactly `count` records, and then nothing
 /// more for a second.
 pub async fn read_exactly(bootstrap: &str, topic: &str, n: i32, count: usize) -> Vec<Record> {
-    let mut consumer: Consumer = builder(bootstrap).build().unwrap();
+    let mut consumer: Consumer = builder_at_defaults(bootstrap).build().unwrap();
     consumer.assign(partitions(topic, n)).unwrap();
     let records = if count == 0 {
         Vec::new()
@@ -151,7 +155,10 @@ pub async fn committed(
     topic: &str,
     n: i32,
 ) -> BTreeMap<TopicPartition, Option<i64>> {
-    let consumer: Consumer = builder(bootstrap).group_id(group).build().unwrap();
+    let consumer: Consumer = builder_at_defaults(bootstrap)
+        .group_id(group)
+        .build()
+        .unwrap();
     let all: BTreeSet<TopicPartition> = partitions(topic, n);
     let committed = consumer.committed(all).await.unwrap();
     consumer.close().await.unwrap();

@@ -12,7 +12,7 @@ use kcon_core::ResetPolicy;
 use kcon_core::list_offsets::{list_offsets_request, list_offsets_response};
 use kcon_core::{ConfigError, RequestFailure};
 use kcon_pool::driver::{Drive, drive};
-use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, TopicScope};
+use kcon_pool::{BrokerTarget, Connection, Metadata, Pool, Purpose, TopicScope};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
@@ -463,8 +463,11 @@ async fn send(
             session,
             params,
         } => {
+            // On a connection of its own: the broker answers a connection's requests in order,
+            // and nothing else of the pool (metadata, ListOffsets, a producer sharing it) may
+            // wait behind a Fetch it holds.
             let mut conn = pool
-                .connection(BrokerTarget::Broker(broker))
+                .connection(BrokerTarget::Dedicated(broker, Purpose::Fetch))
                 .await
                 .map_err(RequestFailure::from)?;
             if session.kind == RequestKind::Close && conn.in_flight() > 0 {
@@ -500,7 +503,7 @@ async fn send(
         }
         FetchRequest::Connect { broker } => {
             let conn = pool
-                .connection(BrokerTarget::Broker(broker))
+                .connection(BrokerTarget::Dedicated(broker, Purpose::Fetch))
                 .await
                 .map_err(RequestFailure::from)?;
             broker_info(broker, conn.versions())

@@ -24,9 +24,9 @@ pub type Outgoing = kcon_core::Outgoing<FetchRequest>;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum FetchRequest {
-    /// A Fetch to `broker`, on its shared connection, at `version` (build it with
-    /// [`fetch_request`](crate::fetch_request)); answered with [`FetchAnswer::Fetch`]. A
-    /// session close (epoch -1) is one of these too.
+    /// A Fetch to `broker`, on its fetch connection (apart from its shared one), at `version`
+    /// (build it with [`fetch_request`](crate::fetch_request)); answered with
+    /// [`FetchAnswer::Fetch`]. A session close (epoch -1) is one of these too.
     Fetch {
         /// The broker.
         broker: i32,
@@ -69,7 +69,9 @@ pub enum FetchRequest {
 }
 
 impl FetchRequest {
-    /// Where it goes: the broker it names (on its shared connection), any broker for Metadata.
+    /// Where it goes: the broker it names (a Fetch, and the versions it is built for, on the
+    /// broker's fetch connection; ListOffsets and OffsetForLeaderEpoch on its shared one), any
+    /// broker for Metadata.
     pub fn target(&self) -> Target {
         match self {
             FetchRequest::Fetch { broker, .. }

@@ -291,6 +291,11 @@ pub enum Purpose {
     /// wait behind a fetch that the broker holds for `fetch.max.wait.ms`. The Java client does
     /// the same, with a second node id (`Integer.MAX_VALUE - id`) for the coordinator.
     Coordinator,
+    /// A consumer's Fetches: a broker answers a connection's requests in order and holds a
+    /// Fetch up to `fetch.max.wait.ms`, so the pool's other requests to that broker (metadata,
+    /// ListOffsets, a producer sharing the pool with a consumer, admin calls) go on its shared
+    /// connection and never wait behind one.
+    Fetch,
 }
 
 /// Where the connections of one broker (or bootstrap server) and purpose live.

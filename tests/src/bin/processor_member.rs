@@ -37,7 +37,8 @@ async fn main() -> Result<(), kcon::Error> {
         eprintln!("usage: processor_member BOOTSTRAP TOPIC GROUP DEAD_LETTER_TOPIC");
         std::process::exit(2);
     };
-    let mut consumer = kcon_tests::consumer::group_builder(bootstrap, group, "range")
+    let mut consumer = kcon_tests::consumer::builder_at_defaults(bootstrap)
+        .group_id(group)
         .set("auto.commit.interval.ms", "60000")
         .set("errors.tolerance", "all")
         .set("errors.deadletterqueue.topic.name", dlq.as_str())

@@ -1,11 +1,11 @@
-//! kcon-codec against a live Tansu broker: records produced by librdkafka with every codec are
-//! fetched back with kcon-codec alone (no pool, no consumer) and must match exactly, in order,
-//! at the offsets librdkafka was told they were written at.
+//! kcon-codec on Apache Kafka 4.4 (`Kafka::single()`): records produced by librdkafka with
+//! every codec are fetched back with kcon-codec alone (no pool, no consumer) and must match
+//! exactly, in order, at the offsets librdkafka was told they were written at.
 //!
 //! Partition fetch sizes are kept small so that reading a topic takes many fetches, each
-//! resuming from the last batch's next offset. (Tansu 0.6 answers with whole batches rather
-//! than cutting the last one at the size limit, so cut batches are covered by the decoder's
-//! unit tests instead.)
+//! resuming from the last whole batch's next offset. Kafka cuts an answer at the partition's
+//! size limit, in the middle of a batch: the decoder reports the cut tail and the next fetch
+//! starts where the whole batches ended.
 
 use std::collections::BTreeMap;
 
@@ -16,13 +16,18 @@ use kcon_codec::kafka_protocol::messages::{
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::{DecodeOptions, RecordBatches};
+use kcon_pool::Pool;
 use kcon_tests::blocking::BlockingConnection;
-use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::peers::{self, hex};
+use kcon_tests::pool::config;
 use serde_json::{Value, json};
 
 const PARTITIONS: i32 = 2;
 const RECORDS: usize = 300;
+/// A partition's share of a Fetch answer: a few batches, the last one cut.
+const PARTITION_MAX_BYTES: i32 = 16_000;
 
 /// What one record should read back as.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +88,11 @@ fn produce(bootstrap: &str, topic: &str, codec: &str, recs: &[Rec]) -> Vec<(i32,
             "bootstrap": bootstrap,
             "topic": topic,
             "partitions": PARTITIONS,
-            "config": {"compression.type": codec, "linger.ms": 5, "batch.num.messages": 40},
+            // Created by the test, once its partitions' leader takes records: librdkafka's
+            // retries of a first batch refused meanwhile would land after later batches.
+            "create": false,
+            // Batches of at most four records (up to 12 KB): several fit in one answer.
+            "config": {"compression.type": codec, "linger.ms": 5, "batch.num.messages": 4},
             "records": records,
         }),
     );
@@ -100,13 +109,22 @@ fn produce(bootstrap: &str, topic: &str, codec: &str, recs: &[Rec]) -> Vec<(i32,
         .collect()
 }
 
+/// What reading a topic took.
+#[derive(Debug, Default)]
+struct Took {
+    /// Fetch requests.
+    fetches: usize,
+    /// Partition answers that ended in a batch cut short by the size limit.
+    cut: usize,
+}
+
 /// Fetches every record of `topic` from offset 0 with kcon-codec, by partition; returns them
-/// with the number of fetches it took.
+/// with what it took.
 fn fetch_all(
     conn: &mut BlockingConnection,
     topic: &str,
     want: usize,
-) -> (BTreeMap<i32, Vec<(i64, Rec)>>, usize) {
+) -> (BTreeMap<i32, Vec<(i64, Rec)>>, Took) {
     let name = TopicName(StrBytes::from_string(topic.to_owned()));
     let (_, meta) = conn
         .send(&MetadataRequest::default().with_topics(Some(vec![
@@ -119,7 +137,7 @@ fn fetch_all(
 
     let mut got: BTreeMap<i32, Vec<(i64, Rec)>> = BTreeMap::new();
     let mut next = [0i64; PARTITIONS as usize];
-    let mut rounds = 0;
+    let mut took = Took::default();
     for _round in 0..1000 {
         if got.values().map(Vec::len).sum::<usize>() >= want {
             break;
@@ -138,14 +156,14 @@ fn fetch_all(
                                 FetchPartition::default()
                                     .with_partition(p)
                                     .with_fetch_offset(next[p as usize])
-                                    // Small, so responses end in cut batches.
-                                    .with_partition_max_bytes(6000)
+                                    // Small, so that answers end in cut batches.
+                                    .with_partition_max_bytes(PARTITION_MAX_BYTES)
                             })
                             .collect(),
                     ),
             ]);
         let (_, resp) = conn.send(&req).expect("fetch");
-        rounds += 1;
+        took.fetches += 1;
         assert_eq!(resp.error_code, 0);
         for t in &resp.responses {
             for part in &t.partitions {
@@ -175,25 +193,32 @@ fn fetch_all(
                     }
                     next[part.partition_index as usize] = batch.next_offset();
                 }
+                if batches.truncated_tail() {
+                    took.cut += 1;
+                }
             }
         }
     }
-    (got, rounds)
+    (got, took)
 }
 
-#[test]
-fn records_from_librdkafka_with_every_codec_read_back_exactly() {
-    let tansu = Tansu::start();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_librdkafka_with_every_codec_read_back_exactly() {
+    let kafka = Kafka::single();
     let recs = records();
-    let mut conn = BlockingConnection::connect(tansu.addr()).expect("connect to Tansu");
+    let addr = kafka.bootstrap().parse().expect("one node's address");
+    let mut conn = BlockingConnection::connect(addr).expect("connect to Kafka");
+    let pool = Pool::new(config(kafka.bootstrap())).expect("a pool");
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = unique_name(&format!("codec-{codec}"));
-        let delivered = produce(&tansu.bootstrap(), &topic, codec, &recs);
-        let (got, fetches) = fetch_all(&mut conn, &topic, recs.len());
+        create_topics(&pool, &[(&topic, PARTITIONS)]).await;
+        let delivered = produce(kafka.bootstrap(), &topic, codec, &recs);
+        let (got, took) = fetch_all(&mut conn, &topic, recs.len());
         if codec == "none" {
-            // ~450 KB against a 6,000-byte partition limit: reading it must have resumed from
-            // batches' next offsets, fetch after fetch.
-            assert!(fetches > 1, "{fetches} fetches");
+            // ~450 KB against a 16,000-byte partition limit: reading it must have resumed from
+            // batches' next offsets, fetch after fetch, past batches cut by the limit.
+            assert!(took.fetches > 1, "{took:?}");
+            assert!(took.cut > 0, "no answer ended in a cut batch: {took:?}");
         }
 
         let mut want: BTreeMap<i32, Vec<(i64, Rec)>> = BTreeMap::new();

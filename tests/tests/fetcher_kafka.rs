@@ -1,13 +1,15 @@
-//! The `Fetcher` against Tansu: 100,000 records over 6 partitions, in order per partition,
-//! none missing. Tansu keeps no fetch sessions, so every Fetch is a full, sessionless one.
+//! The `Fetcher` on Apache Kafka 4.4 (`Kafka::single()`): 100,000 records over 6 partitions,
+//! in order per partition, none missing, half of them from a committed offset and half reset
+//! by `auto.offset.reset`, through small answers and a small buffer (many rounds of fetches,
+//! backpressure on the way). Everything else is at the defaults.
 
 use std::time::{Duration, Instant};
 
 use kcon_core::TopicPartition;
 use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
-use kcon_pool::{BrokerTarget, Pool};
-use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::group::create_topics;
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::offsets::produce_spread;
 use kcon_tests::pool::config;
 
@@ -17,14 +19,12 @@ const BATCH: i64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fetcher_reads_every_record_in_order_per_partition() {
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    let pool = Pool::new(config(Kafka::single().bootstrap())).unwrap();
     let topic = unique_name("fetcher");
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, PARTITIONS)]).await;
+    create_topics(&pool, &[(&topic, PARTITIONS)]).await;
     let per_partition = produce_spread(&pool, &topic, PARTITIONS, RECORDS, BATCH).await;
 
     let mut c = FetchConfig::default();
-    c.set("fetch.max.wait.ms", "100").unwrap();
     // Small answers and a small budget: many rounds, and backpressure on the way.
     c.set("max.partition.fetch.bytes", "65536").unwrap();
     c.set("fetch.max.bytes", "262144").unwrap();

@@ -1,11 +1,13 @@
-//! Schema Registry decoding under `kcon::Processor` on Tansu: Avro records written by
-//! Confluent's serializer mixed with records that do not decode (not framed, a cut schema id,
-//! an id the registry does not know, a payload that does not read with its schema). Good ones
-//! reach the handler decoded, broken ones go to the dead-letter topic byte for byte with the
-//! reason, every offset is committed, nothing is lost. And a registry outage is retried, not
-//! dead-lettered: the records wait and are processed once it is back.
+//! Schema Registry decoding under `kcon::Processor` on Apache Kafka 4.4 (`Kafka::single()`):
+//! Avro records written by Confluent's serializer mixed with records that do not decode (not
+//! framed, a cut schema id, an id the registry does not know, a payload that does not read
+//! with its schema). Good ones reach the handler decoded, broken ones go to the dead-letter
+//! topic byte for byte with the reason, every offset is committed, nothing is lost. And a
+//! registry outage is retried, not dead-lettered: the records wait and are processed once it
+//! is back.
 //!
-//! Tansu completes a group join after half the session timeout (3 s here).
+//! Consumers and producers run at the client's defaults but for the policy a test is about
+//! (`kcon_tests::policy`); every topic and group is `unique_name`'s.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,11 +17,11 @@ use bytes::Bytes;
 use kcon::deserialize::{Nullable, StringDeserializer};
 use kcon::policy::headers;
 use kcon::{Processor, TopicPartition};
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_schema_registry::{AvroDeserializer, SchemaRegistry};
-use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::group::create_topics;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::policy::{committed, consumer, header, producer, read_exactly, until};
 use kcon_tests::pool::config;
 use kcon_tests::schema_registry::{Behaviour, Serialized, TestRegistry, serialize_async};
@@ -99,10 +101,9 @@ async fn produce(
 async fn good_records_are_decoded_and_broken_ones_dead_lettered_with_nothing_lost() {
     let topic = unique_name("payments");
     let dlq = format!("{topic}.dlq");
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 2), (&dlq, 1)]).await;
-    let b = tansu.bootstrap();
+    let b = Kafka::single().bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    create_topics(&pool, &[(&topic, 2), (&dlq, 1)]).await;
     let registry = TestRegistry::start();
     let written = payments(&registry, &topic, 12).await;
     let schema_id = registry.ids()[0];
@@ -151,12 +152,12 @@ async fn good_records_are_decoded_and_broken_ones_dead_lettered_with_nothing_los
             records.push(r);
         }
     }
-    let sent = produce(&producer(&b), records).await;
+    let sent = produce(&producer(b), records).await;
     assert_eq!(sent.len(), 20);
 
     let group = unique_name("g");
     let c = consumer(
-        &b,
+        b,
         &group,
         &topic,
         &[
@@ -211,14 +212,14 @@ async fn good_records_are_decoded_and_broken_ones_dead_lettered_with_nothing_los
         assert_eq!(payment.id, want["id"].as_str().unwrap());
         assert_eq!(payment.amount, want["amount"].as_f64().unwrap());
     }
-    let all_committed = committed(&b, &group, &topic, 2).await;
+    let all_committed = committed(b, &group, &topic, 2).await;
     assert!(
         all_committed.values().all(|c| *c == Some(10)),
         "{all_committed:?}"
     );
 
     // Broken ones: dead-lettered once each, byte for byte, with why.
-    let letters = read_exactly(&b, &dlq, 1, 8).await;
+    let letters = read_exactly(b, &dlq, 1, 8).await;
     let mut found = Vec::new();
     for letter in &letters {
         let partition: i32 = header(letter, headers::PARTITION).unwrap().parse().unwrap();
@@ -261,10 +262,9 @@ async fn good_records_are_decoded_and_broken_ones_dead_lettered_with_nothing_los
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_outage_is_retried_and_the_records_are_processed_once_it_is_back() {
     let topic = unique_name("payments");
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 1)]).await;
-    let b = tansu.bootstrap();
+    let b = Kafka::single().bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    create_topics(&pool, &[(&topic, 1)]).await;
     let registry = TestRegistry::start();
     let written = payments(&registry, &topic, 4).await;
     let records = written
@@ -277,13 +277,13 @@ async fn a_registry_outage_is_retried_and_the_records_are_processed_once_it_is_b
             r
         })
         .collect();
-    produce(&producer(&b), records).await;
+    produce(&producer(b), records).await;
     // Down before the consumer asks anything.
     registry.set_behaviour(Behaviour::ServerError);
 
     let group = unique_name("g");
     let c = consumer(
-        &b,
+        b,
         &group,
         &topic,
         &[

@@ -1,12 +1,16 @@
-//! `kcon::Processor` (record policies) against Tansu: good records processed once in order
+//! `kcon::Processor` (record policies) on Apache Kafka 4.4 (`Kafka::single()`, and
+//! `Kafka::noauto()` for a dead-letter topic nothing creates): good records processed once in order
 //! and poison ones dead-lettered once, byte for byte, with their context; a retriable failure
 //! that passes on its third try while the other partitions keep flowing (measured); a
 //! dead-letter write that fails stores nothing past its record, and after the cause is fixed
 //! and the consumer restarted the record is dead-lettered and the partition goes on; the
 //! circuit breaker opens on a burst of failures and not on scattered ones; a member joining
-//! while the first one's retries wait stops neither and has no record processed twice.
+//! while the first one's retries wait stops neither and has no record processed twice; a
+//! processor killed between a dead-letter write and the commit dead-letters again.
 //!
-//! Tansu completes a group join after half the session timeout (3 s here).
+//! Consumers and producers run at the client's defaults but for the policy a test is about
+//! (`kcon_tests::policy`). Every topic and group is `unique_name`'s: the broker is shared by
+//! the whole run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,12 +22,12 @@ use kcon::{
     ErrorKind, Failure, ListenerFuture, Processor, RebalanceContext, RebalanceListener, Record,
     TopicPartition,
 };
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::Pool;
 use kcon_produce::Producer;
 use kcon_prometheus::RegisterMetrics;
-use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::consumer::group_builder;
-use kcon_tests::group::create_topics;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::group_builder_at_defaults;
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::policy::{
     Kind, Order, Seen, committed, consumer, header, produce_kinds, producer, read_exactly, until,
 };
@@ -35,11 +39,14 @@ use tokio::time::{Instant, timeout};
 /// How long a processor may take to get through a test's records, group join included.
 const WITHIN: Duration = Duration::from_secs(60);
 
-async fn tansu_with(topics: &[(&str, i32)]) -> Tansu {
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, topics).await;
-    tansu
+/// `session.timeout.ms` at the client's defaults.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Creates `topics` on `kafka`; its bootstrap list.
+async fn kafka_with(kafka: &'static Kafka, topics: &[(&str, i32)]) -> &'static str {
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    create_topics(&pool, topics).await;
+    kafka.bootstrap()
 }
 
 fn kinds_with(n: usize, poison: &[usize], garbled: &[usize]) -> Vec<Kind> {
@@ -161,9 +168,8 @@ async fn process_until_error(processor: &mut OrderProcessor) -> (kcon::Error, Se
 async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_once() {
     let topic = unique_name("orders");
     let dlq = format!("{topic}.dlq");
-    let tansu = tansu_with(&[(&topic, 3), (&dlq, 1)]).await;
-    let b = tansu.bootstrap();
-    let p = producer(&b);
+    let b = kafka_with(Kafka::single(), &[(&topic, 3), (&dlq, 1)]).await;
+    let p = producer(b);
     let kinds = kinds_with(20, &[7, 15], &[3, 11]);
     let mut sent = BTreeMap::new();
     for partition in 0..3 {
@@ -174,7 +180,7 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
     }
     let group = unique_name("g");
     let c = consumer(
-        &b,
+        b,
         &group,
         &topic,
         &[
@@ -203,13 +209,13 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
         assert_eq!(m.partitions[&tp].processed, 16);
         assert_eq!(m.partitions[&tp].dead_lettered, 4);
     }
-    let all_committed = committed(&b, &group, &topic, 3).await;
+    let all_committed = committed(b, &group, &topic, 3).await;
     assert!(
         all_committed.values().all(|c| *c == Some(20)),
         "{all_committed:?}"
     );
 
-    let letters = read_exactly(&b, &dlq, 1, 12).await;
+    let letters = read_exactly(b, &dlq, 1, 12).await;
     let mut found = Vec::new();
     for letter in &letters {
         let partition: i32 = header(letter, headers::PARTITION).unwrap().parse().unwrap();
@@ -270,14 +276,13 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow() {
     let topic = unique_name("orders");
-    let tansu = tansu_with(&[(&topic, 2)]).await;
-    let b = tansu.bootstrap();
-    let p = producer(&b);
+    let b = kafka_with(Kafka::single(), &[(&topic, 2)]).await;
+    let p = producer(b);
     produce_kinds(&p, &topic, 0, &[Kind::Good; 5]).await;
     let group = unique_name("g");
     // A constant 1.5 s between tries: two waits of 1.5 s.
     let c = consumer(
-        &b,
+        b,
         &group,
         &topic,
         &[
@@ -342,33 +347,86 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
         );
     }
     assert_eq!((m.records_retried, m.records_processed), (2, 15));
-    assert_eq!(committed(&b, &group, &topic, 2).await[&p0], Some(5));
+    assert_eq!(committed(b, &group, &topic, 2).await[&p0], Some(5));
+}
+
+/// How long the consumer's Fetch is held at the end of the log in
+/// [`dead_letters_do_not_wait_behind_the_consumers_long_poll`].
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// The processor's own dead-letter producer sends through the consumer's pool while the
+/// consumer's Fetch waits at the end of the log for `fetch.max.wait.ms` (20 s here, the setting
+/// this test is about): three dead letters are written, and the partition done, in far less
+/// than one such wait. (The broker answers a connection's requests in order: a Produce sent on
+/// the connection of a held Fetch waited for the Fetch, each dead letter up to
+/// `fetch.max.wait.ms`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_do_not_wait_behind_the_consumers_long_poll() {
+    let topic = unique_name("orders");
+    let dlq = format!("{topic}.dlq");
+    let b = kafka_with(Kafka::single(), &[(&topic, 1), (&dlq, 1)]).await;
+    produce_kinds(&producer(b), &topic, 0, &kinds_with(10, &[2, 5, 8], &[])).await;
+    let group = unique_name("g");
+    let long_poll = LONG_POLL.as_millis().to_string();
+    let c = consumer(
+        b,
+        &group,
+        &topic,
+        &[
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dlq),
+            ("fetch.max.wait.ms", &long_poll),
+        ],
+    );
+    let mut processor = orders(c, None);
+    let seen = process_until(&mut processor, |m| {
+        m.records_processed == 7 && m.records_dead_lettered == 3
+    })
+    .await;
+    let done = Instant::now();
+    processor.close().await.unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    assert_eq!(seen.offsets(&tp), (0..10).collect::<Vec<_>>());
+    let first = seen.calls()[0].3;
+    let took = done - first;
+    assert!(
+        took < LONG_POLL / 2,
+        "10 records, 3 of them dead-lettered, took {took:?} with a Fetch held up to {LONG_POLL:?}"
+    );
+    let letters = read_exactly(b, &dlq, 1, 3).await;
+    let offsets: Vec<Option<String>> = letters.iter().map(|l| header(l, headers::OFFSET)).collect();
+    assert_eq!(
+        offsets,
+        [
+            Some("2".to_owned()),
+            Some("5".to_owned()),
+            Some("8".to_owned())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succeeds() {
     let topic = unique_name("orders");
     let dlq = format!("{topic}.dlq");
-    // The dead-letter topic does not exist yet, and nothing may create it.
-    let tansu = tansu_with(&[(&topic, 1)]).await;
-    let b = tansu.bootstrap();
-    let p = producer(&b);
+    // The dead-letter topic does not exist yet, and the broker creates no topic on demand.
+    let kafka = Kafka::noauto();
+    let b = kafka_with(kafka, &[(&topic, 1)]).await;
+    let p = producer(b);
     produce_kinds(&p, &topic, 0, &kinds_with(10, &[4], &[])).await;
     let group = unique_name("g");
     let policy = [
         ("errors.tolerance", "all"),
         ("errors.deadletterqueue.topic.name", dlq.as_str()),
-        ("allow.auto.create.topics", "false"),
     ];
+    // The write fails once its delivery times out: 3 s, not the default 2 minutes.
     let failing = Producer::builder()
-        .bootstrap_servers(&b)
-        .set("allow.auto.create.topics", "false")
+        .bootstrap_servers(b)
         .set("request.timeout.ms", "1000")
         .set("delivery.timeout.ms", "3000")
-        .set("linger.ms", "0")
         .build()
         .unwrap();
-    let mut processor = orders(consumer(&b, &group, &topic, &policy), Some(failing));
+    let mut processor = orders(consumer(b, &group, &topic, &policy), Some(failing));
     let (err, seen) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::DeadLetter, "{err}");
     assert!(err.to_string().contains(&format!("{topic}-0@4")), "{err}");
@@ -379,12 +437,11 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
         "nothing processed past it"
     );
     processor.close().await.unwrap();
-    assert_eq!(committed(&b, &group, &topic, 1).await[&tp], Some(4));
+    assert_eq!(committed(b, &group, &topic, 1).await[&tp], Some(4));
 
     // The cause fixed, a restarted consumer dead-letters the record and goes on.
-    let pool = Pool::new(config(&b)).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&dlq, 1)]).await;
-    let mut processor = orders(consumer(&b, &group, &topic, &policy), None);
+    kafka_with(kafka, &[(&dlq, 1)]).await;
+    let mut processor = orders(consumer(b, &group, &topic, &policy), None);
     let seen = process_until(&mut processor, |m| {
         m.records_dead_lettered == 1 && m.records_processed == 5
     })
@@ -392,8 +449,8 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
     processor.commit().await.unwrap();
     processor.close().await.unwrap();
     assert_eq!(seen.offsets(&tp), [4, 5, 6, 7, 8, 9]);
-    assert_eq!(committed(&b, &group, &topic, 1).await[&tp], Some(10));
-    let letters = read_exactly(&b, &dlq, 1, 1).await;
+    assert_eq!(committed(b, &group, &topic, 1).await[&tp], Some(10));
+    let letters = read_exactly(b, &dlq, 1, 1).await;
     assert_eq!(header(&letters[0], headers::OFFSET).as_deref(), Some("4"));
 }
 
@@ -401,9 +458,13 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
 async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     let burst = unique_name("burst");
     let scattered = unique_name("scattered");
-    let tansu = tansu_with(&[(&burst, 1), (&scattered, 1), ("letters", 1)]).await;
-    let b = tansu.bootstrap();
-    let p = producer(&b);
+    let letters = unique_name("letters");
+    let b = kafka_with(
+        Kafka::single(),
+        &[(&burst, 1), (&scattered, 1), (&letters, 1)],
+    )
+    .await;
+    let p = producer(b);
     produce_kinds(
         &p,
         &burst,
@@ -416,14 +477,14 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     // More than 3 of the last 10 records failed for good, or 5 in a row.
     let policy = [
         ("errors.tolerance", "all"),
-        ("errors.deadletterqueue.topic.name", "letters"),
+        ("errors.deadletterqueue.topic.name", letters.as_str()),
         ("errors.breaker.window.records", "10"),
         ("errors.breaker.failures", "3"),
         ("errors.breaker.consecutive.failures", "5"),
     ];
 
     let group = unique_name("g");
-    let mut processor = orders(consumer(&b, &group, &burst, &policy), None);
+    let mut processor = orders(consumer(b, &group, &burst, &policy), None);
     let (err, _) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
     let tp = TopicPartition::new(&burst, 0);
@@ -435,13 +496,13 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     );
     processor.close().await.unwrap();
     assert_eq!(
-        committed(&b, &group, &burst, 1).await[&tp],
+        committed(b, &group, &burst, 1).await[&tp],
         Some(23),
         "up to the 4th failure"
     );
 
     let group = unique_name("g");
-    let mut processor = orders(consumer(&b, &group, &scattered, &policy), None);
+    let mut processor = orders(consumer(b, &group, &scattered, &policy), None);
     process_until(&mut processor, |m| {
         m.records_processed + m.records_dead_lettered == 60
     })
@@ -451,8 +512,8 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     processor.commit().await.unwrap();
     processor.close().await.unwrap();
     let tp = TopicPartition::new(&scattered, 0);
-    assert_eq!(committed(&b, &group, &scattered, 1).await[&tp], Some(60));
-    let letters: Vec<Record> = read_exactly(&b, "letters", 1, 15).await;
+    assert_eq!(committed(b, &group, &scattered, 1).await[&tp], Some(60));
+    let letters: Vec<Record> = read_exactly(b, &letters, 1, 15).await;
     assert_eq!(letters.len(), 15, "3 of the burst and 12 scattered");
 }
 
@@ -491,15 +552,14 @@ async fn a_member_joining_while_retries_wait_stops_nothing_and_processes_nothing
     const PER_PARTITION: usize = 30;
     let topic = unique_name("orders");
     let dlq = unique_name("orders.dlq");
-    let tansu = tansu_with(&[(&topic, 6), (&dlq, 1)]).await;
-    let b = tansu.bootstrap();
-    let p = producer(&b);
+    let b = kafka_with(Kafka::single(), &[(&topic, 6), (&dlq, 1)]).await;
+    let p = producer(b);
     for partition in 0..6 {
         produce_kinds(&p, &topic, partition, &[Kind::Good; PER_PARTITION]).await;
     }
     let group = unique_name("g");
     let member = |listener: SlowRevoke| {
-        let mut c = group_builder(&b, &group, "cooperative-sticky")
+        let mut c = group_builder_at_defaults(b, &group, "cooperative-sticky")
             .set("errors.tolerance", "all")
             .set("errors.deadletterqueue.topic.name", &dlq)
             .set("errors.retry.backoff.ms", "100")
@@ -602,13 +662,13 @@ impl Member {
         }
     }
 
-    /// Reads lines until one has `key`; every line read so far.
-    async fn until(&mut self, key: &str) -> Vec<serde_json::Value> {
+    /// Reads lines until one has `key`, each within `within`; every line read so far.
+    async fn until(&mut self, key: &str, within: Duration) -> Vec<serde_json::Value> {
         let mut seen = Vec::new();
         loop {
-            let line = timeout(WITHIN, self.lines.next_line())
+            let line = timeout(within, self.lines.next_line())
                 .await
-                .unwrap_or_else(|_| panic!("no {key} within {WITHIN:?}: {seen:?}"))
+                .unwrap_or_else(|_| panic!("no {key} within {within:?}: {seen:?}"))
                 .expect("read stdout")
                 .unwrap_or_else(|| panic!("the member ended before {key}: {seen:?}"));
             let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
@@ -627,27 +687,30 @@ impl Member {
 async fn a_processor_killed_between_the_dead_letter_and_the_commit_dead_letters_again() {
     let topic = unique_name("orders");
     let dlq = format!("{topic}.dlq");
-    let tansu = tansu_with(&[(&topic, 1), (&dlq, 1)]).await;
-    let b = tansu.bootstrap();
-    produce_kinds(&producer(&b), &topic, 0, &kinds_with(10, &[5], &[])).await;
+    let b = kafka_with(Kafka::single(), &[(&topic, 1), (&dlq, 1)]).await;
+    produce_kinds(&producer(b), &topic, 0, &kinds_with(10, &[5], &[])).await;
     let group = unique_name("g");
     let tp = TopicPartition::new(&topic, 0);
 
-    let mut member = Member::start(&b, &topic, &group, &dlq);
-    member.until("dead_lettered").await;
+    let mut member = Member::start(b, &topic, &group, &dlq);
+    member.until("dead_lettered", WITHIN).await;
     member.child.start_kill().expect("SIGKILL");
     member.child.wait().await.expect("the member ends");
     assert_eq!(
-        committed(&b, &group, &topic, 1).await[&tp],
+        committed(b, &group, &topic, 1).await[&tp],
         None,
         "killed before any commit"
     );
-    assert_eq!(read_exactly(&b, &dlq, 1, 1).await.len(), 1);
+    assert_eq!(read_exactly(b, &dlq, 1, 1).await.len(), 1);
 
-    let mut member = Member::start(&b, &topic, &group, &dlq);
-    let mut lines = member.until("dead_lettered").await;
+    let mut member = Member::start(b, &topic, &group, &dlq);
+    // The killed member stays in the group until its session times out (`session.timeout.ms`,
+    // 45 s at the defaults): only then does the rebalance that lets the new one in complete.
+    let mut lines = member
+        .until("dead_lettered", SESSION_TIMEOUT + WITHIN)
+        .await;
     while !lines.iter().any(|l| l["processed"] == 9) {
-        lines.extend(member.until("processed").await);
+        lines.extend(member.until("processed", WITHIN).await);
     }
     let processed: Vec<i64> = lines
         .iter()
@@ -668,8 +731,8 @@ async fn a_processor_killed_between_the_dead_letter_and_the_commit_dead_letters_
         .expect("closes")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
-    assert_eq!(committed(&b, &group, &topic, 1).await[&tp], Some(10));
-    let letters = read_exactly(&b, &dlq, 1, 2).await;
+    assert_eq!(committed(b, &group, &topic, 1).await[&tp], Some(10));
+    let letters = read_exactly(b, &dlq, 1, 2).await;
     let offsets: Vec<Option<String>> = letters.iter().map(|l| header(l, headers::OFFSET)).collect();
     assert_eq!(
         offsets,
