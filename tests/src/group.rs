@@ -106,6 +106,9 @@ pub struct MemberLog {
     pub leader: bool,
     /// How many times the member was told of an assignment (a completed rebalance).
     pub assignments: usize,
+    /// The generations whose assignment the member was told of (whose SyncGroup completed),
+    /// in order.
+    pub synced: Vec<i32>,
     /// The fatal error, if one came.
     pub fatal: Option<String>,
     /// Whether the member closed.
@@ -115,6 +118,16 @@ pub struct MemberLog {
 }
 
 impl MemberLog {
+    /// The generations the member joined but whose SyncGroup did not complete (the coordinator
+    /// refused it, or a new rebalance began first), in order.
+    pub fn unsynced(&self) -> Vec<i32> {
+        self.generations
+            .iter()
+            .copied()
+            .filter(|g| !self.synced.contains(g))
+            .collect()
+    }
+
     fn record(&mut self, event: &GroupEvent) {
         let tps = |v: &[kcon_core::TopicPartition]| -> Vec<Tp> {
             v.iter().map(|t| (t.topic.clone(), t.partition)).collect()
@@ -130,8 +143,12 @@ impl MemberLog {
                 self.generations.push(*generation_id);
                 self.member_ids.push(member_id.clone());
             }
-            GroupEvent::Assigned { partitions, .. } => {
+            GroupEvent::Assigned {
+                partitions,
+                generation_id,
+            } => {
                 self.assignments += 1;
+                self.synced.push(*generation_id);
                 self.owned.extend(tps(partitions));
             }
             GroupEvent::Revoked { partitions, .. } => {

@@ -10,10 +10,18 @@
 //!                               │   └───── pool metadata changed (checked every second)
 //!                               └── after every input: drain poll_request and poll_event
 //! ```
+//! A machine whose glue says so ([`Drive::sends_on_own_task`]) has its requests carried on its
+//! own task instead: an answer then reaches the machine straight from the connection's reader,
+//! and a request the machine asks for in answer is written in the same turn (a group follower's
+//! SyncGroup after its JoinGroup answer).
+//!
 //! The machine is touched by its task only: no locks.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kcon_core::{Machine, Outgoing, RequestFailure, RequestId, Target};
@@ -71,6 +79,18 @@ pub trait Drive: Send + 'static {
         true
     }
 
+    /// Whether the machine's requests are carried on its own task rather than each on a task
+    /// of its own. On its own task an answer reaches the machine with one task hop fewer (from
+    /// the connection's reader straight to the machine), and a request the machine asks for in
+    /// answer is handed to the connection's writer before the task waits again, with one hop
+    /// fewer still. For a machine whose requests are small and whose next request often
+    /// answers the last: a group member (a follower's SyncGroup must reach the coordinator
+    /// before the leader's). Not for one whose answers take long to decode, which would hold
+    /// up everything else the task does (the fetch machine's).
+    fn sends_on_own_task(&self) -> bool {
+        false
+    }
+
     /// Whether the task follows the pool's metadata: [`metadata_changed`](Self::metadata_changed)
     /// is then called for every new snapshot.
     fn follows_metadata(&self) -> bool {
@@ -94,7 +114,10 @@ pub trait Drive: Send + 'static {
 /// After every input (an answer, a command, a timer, new metadata) the machine's requests are
 /// sent and its events handed to the glue until both run dry (handling an event may queue a
 /// request, as a closing group member acknowledging a revocation does), then the task sleeps
-/// until the next input or `poll_timeout`. Time is tokio's clock, so a paused test runtime
+/// until the next input or `poll_timeout`. Requests carried on the machine's own task
+/// ([`Drive::sends_on_own_task`]) are first polled once the events are handed on, just before
+/// the task waits: they reach their connection's writer in the turn that asked for them, and
+/// the writer is the last task that turn wakes. Time is tokio's clock, so a paused test runtime
 /// drives machines too.
 ///
 /// # Cancel safety
@@ -109,6 +132,7 @@ pub async fn drive<D: Drive>(
     mut commands: mpsc::UnboundedReceiver<D::Command>,
 ) {
     let mut in_flight: InFlight<RequestId, ResponseOf<D>> = InFlight::new();
+    let on_own_task = glue.sends_on_own_task();
     let mut commands_open = true;
     // Generation 0 is the empty cache: the first snapshot with anything in it is news.
     let mut metadata_seen = 0;
@@ -119,7 +143,13 @@ pub async fn drive<D: Drive>(
         loop {
             let mut any = false;
             while let Some(out) = machine.poll_request(now) {
-                in_flight.spawn(out.id, glue.send(&pool, out));
+                let id = out.id;
+                let request = glue.send(&pool, out);
+                if on_own_task {
+                    in_flight.carry(id, request);
+                } else {
+                    in_flight.spawn(id, request);
+                }
                 any = true;
             }
             while let Some(event) = machine.poll_event() {
@@ -132,6 +162,14 @@ pub async fn drive<D: Drive>(
         }
         if glue.settled(&machine) {
             return;
+        }
+        // Requests carried on this task go to their connections now, before it waits: the
+        // writer of a request asked for in answer to another is the last task this turn
+        // wakes, so it runs next (tokio runs the task woken last first). A request whose
+        // first poll ended it (it failed before it was sent) is an input like any other.
+        if let Some((id, result)) = in_flight.start_new().await {
+            machine.handle_response(Instant::now().into_std(), id, result);
+            continue;
         }
         let deadline = machine.poll_timeout().map(Instant::from_std);
         let reads_commands = commands_open && glue.takes_commands();
@@ -158,13 +196,19 @@ pub async fn drive<D: Drive>(
     }
 }
 
-/// Requests sent on tasks of their own, each answered exactly once: with its answer, or with a
-/// failure when the task ended without one; [`drive`] feeds each `(id, result)` back to the
-/// machine.
-#[derive(Debug)]
+/// A request carried on the machine's own task.
+type Carried<T> = Pin<Box<dyn Future<Output = Result<T, RequestFailure>> + Send>>;
+
+/// Requests sent on tasks of their own or carried on the machine's, each answered exactly once:
+/// with its answer, or with a failure when its task ended (or its future panicked) without
+/// one; [`drive`] feeds each `(id, result)` back to the machine.
 struct InFlight<Id, T> {
     tasks: JoinSet<Result<T, RequestFailure>>,
     ids: HashMap<task::Id, Id>,
+    /// Requests carried on the machine's task, in the order they were asked for.
+    carried: Vec<(Id, Carried<T>)>,
+    /// How many of the last `carried` were never polled.
+    unstarted: usize,
 }
 
 impl<Id, T: Send + 'static> InFlight<Id, T> {
@@ -173,7 +217,54 @@ impl<Id, T: Send + 'static> InFlight<Id, T> {
         InFlight {
             tasks: JoinSet::new(),
             ids: HashMap::new(),
+            carried: Vec::new(),
+            unstarted: 0,
         }
+    }
+
+    /// Carries `request` on the current task: [`start_new`](InFlight::start_new) first polls
+    /// it, [`next`](InFlight::next) then until it is answered.
+    fn carry<F>(&mut self, id: Id, request: F)
+    where
+        F: Future<Output = Result<T, RequestFailure>> + Send + 'static,
+    {
+        self.carried.push((id, Box::pin(request)));
+        self.unstarted += 1;
+    }
+
+    /// Polls the carried requests never polled yet, so that those a connection takes at once
+    /// are handed to its writer now; the first of them that ended already (one that failed
+    /// before it was sent), if any.
+    async fn start_new(&mut self) -> Option<(Id, Result<T, RequestFailure>)> {
+        let first = self.carried.len() - self.unstarted;
+        self.unstarted = 0;
+        poll_fn(|cx| Poll::Ready(self.poll_carried(cx, first))).await
+    }
+
+    /// Polls the carried requests from index `from` on; removes and returns the first answered.
+    fn poll_carried(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: usize,
+    ) -> Option<(Id, Result<T, RequestFailure>)> {
+        let mut i = from;
+        while i < self.carried.len() {
+            let request = &mut self.carried[i].1;
+            // A panic in a request's future fails that request, as a task of its own that
+            // panicked does; the machine's task goes on.
+            let polled = panic::catch_unwind(AssertUnwindSafe(|| request.as_mut().poll(cx)));
+            let result = match polled {
+                Ok(Poll::Pending) => {
+                    i += 1;
+                    continue;
+                }
+                Ok(Poll::Ready(result)) => result,
+                Err(_) => Err(RequestFailure::retriable("the request's future panicked")),
+            };
+            let (id, _) = self.carried.remove(i);
+            return Some((id, result));
+        }
+        None
     }
 
     /// Runs `request` on a task of its own, on the current runtime; its result comes back from
@@ -189,24 +280,30 @@ impl<Id, T: Send + 'static> InFlight<Id, T> {
     /// The next result; pending forever while no request is running (so it can sit in a
     /// `select!` beside other branches).
     async fn next(&mut self) -> (Id, Result<T, RequestFailure>) {
-        loop {
-            let Some(joined) = self.tasks.join_next_with_id().await else {
-                std::future::pending::<()>().await;
-                continue;
-            };
-            let (task_id, result) = match joined {
-                Ok((task_id, result)) => (task_id, result),
-                Err(e) => (
-                    e.id(),
-                    Err(RequestFailure::retriable(format!(
-                        "the request task ended: {e}"
-                    ))),
-                ),
-            };
-            if let Some(id) = self.ids.remove(&task_id) {
-                return (id, result);
+        poll_fn(|cx| {
+            if let Some(answered) = self.poll_carried(cx, 0) {
+                return Poll::Ready(answered);
             }
-        }
+            loop {
+                let joined = match self.tasks.poll_join_next_with_id(cx) {
+                    Poll::Ready(Some(joined)) => joined,
+                    Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+                };
+                let (task_id, result) = match joined {
+                    Ok((task_id, result)) => (task_id, result),
+                    Err(e) => (
+                        e.id(),
+                        Err(RequestFailure::retriable(format!(
+                            "the request task ended: {e}"
+                        ))),
+                    ),
+                };
+                if let Some(id) = self.ids.remove(&task_id) {
+                    return Poll::Ready((id, result));
+                }
+            }
+        })
+        .await
     }
 }
 
@@ -216,5 +313,199 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use kcon_core::RequestIds;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::PoolConfig;
+
+    /// What the test reads once the driver is done.
+    #[derive(Debug, Default)]
+    struct Seen {
+        /// The task `second`'s future was first polled on.
+        second_on: Option<task::Id>,
+        /// The answer the machine got to `second`.
+        second: Option<Result<(), RequestFailure>>,
+    }
+
+    /// Asks for `first`; once that is answered, for `second`; done once `second` is answered.
+    struct Chain {
+        ids: RequestIds,
+        first: RequestId,
+        queued: VecDeque<Outgoing<&'static str>>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl Chain {
+        fn new(seen: Arc<Mutex<Seen>>) -> Chain {
+            let mut chain = Chain {
+                ids: RequestIds::default(),
+                first: RequestIds::default().peek(),
+                queued: VecDeque::new(),
+                seen,
+            };
+            chain.first = chain.ask("first");
+            chain
+        }
+
+        fn ask(&mut self, request: &'static str) -> RequestId {
+            let id = self.ids.next_id();
+            self.queued.push_back(Outgoing {
+                id,
+                target: Target::Any,
+                request,
+                timeout: None,
+            });
+            id
+        }
+    }
+
+    impl Machine for Chain {
+        type Request = &'static str;
+        type Target = Target;
+        type Response = ();
+        type Event = ();
+
+        fn handle_response(
+            &mut self,
+            _now: std::time::Instant,
+            id: RequestId,
+            result: Result<(), RequestFailure>,
+        ) {
+            if id == self.first {
+                self.ask("second");
+            } else {
+                self.seen.lock().unwrap().second = Some(result);
+            }
+        }
+
+        fn handle_timeout(&mut self, _now: std::time::Instant) {}
+
+        fn poll_request(&mut self, _now: std::time::Instant) -> Option<Outgoing<&'static str>> {
+            self.queued.pop_front()
+        }
+
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+
+        fn poll_timeout(&self) -> Option<std::time::Instant> {
+            None
+        }
+    }
+
+    /// `first` is answered when the test says; `second` at once, or by panicking.
+    struct Glue {
+        on_own_task: bool,
+        first: Mutex<Option<oneshot::Receiver<()>>>,
+        second_panics: bool,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl Drive for Glue {
+        type Machine = Chain;
+        type Command = ();
+
+        fn send(
+            &self,
+            _pool: &Pool,
+            out: Outgoing<&'static str>,
+        ) -> impl Future<Output = Result<(), RequestFailure>> + Send + 'static {
+            let first = match out.request {
+                "first" => self.first.lock().unwrap().take(),
+                _ => None,
+            };
+            let seen = self.seen.clone();
+            let panics = self.second_panics;
+            async move {
+                if let Some(answer) = first {
+                    let _ = answer.await;
+                    return Ok(());
+                }
+                seen.lock().unwrap().second_on = task::try_id();
+                if panics {
+                    panic!("second's future panics");
+                }
+                Ok(())
+            }
+        }
+
+        fn command(
+            &mut self,
+            _machine: &mut Chain,
+            _pool: &Pool,
+            _now: std::time::Instant,
+            _command: Option<()>,
+        ) {
+        }
+
+        fn event(&mut self, _machine: &mut Chain, _now: std::time::Instant, _event: ()) {}
+
+        fn settled(&mut self, _machine: &Chain) -> bool {
+            self.seen.lock().unwrap().second.is_some()
+        }
+
+        fn sends_on_own_task(&self) -> bool {
+            self.on_own_task
+        }
+    }
+
+    /// Runs a [`Chain`] on a task of its own, answers `first` from the test's task, and returns
+    /// the driver's task and what the test reads once it is done.
+    async fn run_chain(on_own_task: bool, second_panics: bool) -> (task::Id, Seen) {
+        let config = PoolConfig {
+            bootstrap_servers: vec!["127.0.0.1:9".to_owned()],
+            ..PoolConfig::default()
+        };
+        let pool = Pool::new(config).unwrap();
+        let (answer, first) = oneshot::channel();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let glue = Glue {
+            on_own_task,
+            first: Mutex::new(Some(first)),
+            second_panics,
+            seen: seen.clone(),
+        };
+        let machine = Chain::new(seen.clone());
+        let (_commands, command_rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(drive(pool, machine, glue, command_rx));
+        let id = driver.id();
+        // The driver has sent `first` and waits for it.
+        task::yield_now().await;
+        answer.send(()).unwrap();
+        driver.await.unwrap();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        (id, seen)
+    }
+
+    #[tokio::test]
+    async fn a_request_asked_for_in_answer_goes_out_from_the_machines_own_task() {
+        let (driver, seen) = run_chain(true, false).await;
+        assert_eq!(seen.second_on, Some(driver), "{seen:?}");
+        assert_eq!(seen.second, Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn requests_go_out_on_tasks_of_their_own_unless_the_glue_says() {
+        let (driver, seen) = run_chain(false, false).await;
+        assert!(seen.second_on.is_some_and(|t| t != driver), "{seen:?}");
+        assert_eq!(seen.second, Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_future_panics_fails_and_the_machine_goes_on() {
+        for on_own_task in [true, false] {
+            let (_, seen) = run_chain(on_own_task, true).await;
+            let failure = seen.second.expect("an answer to second").unwrap_err();
+            assert!(failure.retriable, "{failure:?}");
+        }
     }
 }
