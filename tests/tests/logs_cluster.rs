@@ -123,10 +123,20 @@ async fn a_recovery_names_the_broker_that_answered() {
     let topic = unique_name("logs-recovery");
     kafka::create_topics(&admin, &[(&topic, 2)]).await;
     let group = unique_name("logs-recovery-g");
+    // A failure is reported once it has lasted 5 s, and the group moves when the controller
+    // fences the node, 7 to 9 s after the kill (`broker.session.timeout.ms` 9 s from its last
+    // heartbeat, every 2 s). At the default 3 s heartbeat the member may first try its
+    // coordinator 3 s after the kill, and the group then moved before the failure had lasted
+    // 5 s: nothing was reported, so nothing recovered. A 500 ms heartbeat leaves it 6.5 s at
+    // the least; what is logged does not depend on the interval.
     let member = Member::start(
         "a",
         kafka.bootstrap(),
-        group_config_at_defaults(&group, "range,cooperative-sticky", &[]),
+        group_config_at_defaults(
+            &group,
+            "range,cooperative-sticky",
+            &[("heartbeat.interval.ms", "500")],
+        ),
         &[&topic],
     );
     wait_for_exactly_once(&[&member], &partitions(&topic, 2), REBALANCE_WITHIN).await;
