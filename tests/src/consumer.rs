@@ -467,26 +467,51 @@ impl Drop for Driven {
 }
 
 /// Waits until the `consumers` together own exactly `expected`, each partition once and each
-/// consumer at least one; panics after `within` with their assignments.
+/// consumer some; panics after `within`.
 pub async fn wait_for_split(
     consumers: &[&Driven],
     expected: &BTreeSet<TopicPartition>,
     within: Duration,
 ) {
-    let split = || {
+    wait_for_split_held(consumers, expected, within, Duration::ZERO).await;
+}
+
+/// As [`wait_for_split`], the split also holding for `held` (a rebalance under way can show a
+/// split for a moment); panics after `within` with each consumer's assignment and errors.
+pub async fn wait_for_split_held(
+    consumers: &[&Driven],
+    expected: &BTreeSet<TopicPartition>,
+    within: Duration,
+    held: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut held_since: Option<Instant> = None;
+    loop {
         let assignments: Vec<BTreeSet<TopicPartition>> =
             consumers.iter().map(|c| c.assignment()).collect();
         let total: usize = assignments.iter().map(BTreeSet::len).sum();
-        let union: BTreeSet<TopicPartition> = assignments.iter().flatten().cloned().collect();
-        total == expected.len() && &union == expected && assignments.iter().all(|a| !a.is_empty())
-    };
-    let why = || {
-        consumers
-            .iter()
-            .map(|c| format!("{}: {:?}", c.name, c.state().assignment))
-            .collect::<Vec<_>>()
-    };
-    wait_until("split exactly once", within, split, why).await;
+        let union: BTreeSet<&TopicPartition> = assignments.iter().flatten().collect();
+        let split = total == expected.len()
+            && union == expected.iter().collect()
+            && assignments.iter().all(|a| !a.is_empty());
+        if split {
+            let since = *held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= held {
+                return;
+            }
+        } else {
+            held_since = None;
+            assert!(
+                Instant::now() < deadline,
+                "no exactly-once split of {expected:?} within {within:?}: {:#?}",
+                consumers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.state().assignment, c.state().errors))
+                    .collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The member ids of `group` as its coordinator lists them (DescribeGroups).

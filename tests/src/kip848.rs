@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use kcon_group::{GroupConfig, MemberState};
 
+use crate::consumer::Driven;
 use crate::group::{Member, Tp};
+use crate::group_peers::{GroupPeer, split_exactly_once};
 use crate::mock::MockCluster;
 
 /// The heartbeat interval the mock tells KIP-848 members in these tests (its default is 3 s).
@@ -97,4 +99,57 @@ pub fn double_owned(members: &[&Member]) -> Vec<Tp> {
         }
     }
     twice
+}
+
+/// Waits until kcon consumers and peer clients (librdkafka's or the Java client's) together own
+/// every partition of `all` exactly once, each some, and that has held for `held`; panics after
+/// `within` with each side's errors and events.
+pub async fn wait_for_mixed_split(
+    kcon: &[&Driven],
+    peers: &[&GroupPeer],
+    all: &BTreeSet<Tp>,
+    within: Duration,
+    held: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut held_since: Option<Instant> = None;
+    loop {
+        let mut owned: Vec<BTreeSet<Tp>> = kcon
+            .iter()
+            .map(|c| {
+                c.assignment()
+                    .into_iter()
+                    .map(|t| (t.topic, t.partition))
+                    .collect()
+            })
+            .collect();
+        owned.extend(peers.iter().map(|p| p.assignment()));
+        let split = split_exactly_once(&owned, all).and_then(|()| {
+            match owned.iter().any(BTreeSet::is_empty) {
+                true => Err("a member owns nothing".to_owned()),
+                false => Ok(()),
+            }
+        });
+        match split {
+            Ok(()) => {
+                let since = *held_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= held {
+                    return;
+                }
+            }
+            Err(why) => {
+                held_since = None;
+                if Instant::now() >= deadline {
+                    let kcon: Vec<String> = kcon
+                        .iter()
+                        .map(|c| format!("{}: {:?}", c.name, c.state().errors))
+                        .collect();
+                    let peers: Vec<String> =
+                        peers.iter().map(|p| format!("{:?}", p.events())).collect();
+                    panic!("no exactly-once split: {why}\nkcon: {kcon:#?}\npeers: {peers:#?}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

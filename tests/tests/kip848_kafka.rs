@@ -14,11 +14,11 @@ use kcon::{Consumer, ListenerFuture, RebalanceContext, RebalanceListener, Record
 use kcon_admin::ConsumerGroupDescription;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::consumer::{Driven, STEP, assert_once_in_group, wait_until};
+use kcon_tests::consumer::{Driven, STEP, assert_once_in_group, wait_for_split_held, wait_until};
 use kcon_tests::group::{Member, Tp};
-use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, split_exactly_once};
+use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient};
 use kcon_tests::kafka::{Kafka, create_topics};
-use kcon_tests::kip848::{consumer_config, wait_for_reconciled};
+use kcon_tests::kip848::{consumer_config, wait_for_mixed_split, wait_for_reconciled};
 use kcon_tests::offsets::{fetch_high_watermark, now_ms, produce};
 use kcon_tests::pool::config;
 use serde_json::Value;
@@ -28,6 +28,10 @@ use tokio::task::block_in_place;
 /// target at their next heartbeat (every 5 s), those giving partitions up revoke them and say
 /// so, and those taking them learn at their next heartbeat; on a loaded machine.
 const RECONCILED_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long a split must hold before a test goes on: one seen for a moment may be undone by
+/// the next heartbeat's answer.
+const HELD: Duration = Duration::from_secs(1);
 
 /// Records are produced in batches of this many (the values `kcon_tests::offsets::produce`
 /// gives, `value-{offset % BATCH}`, number them).
@@ -247,36 +251,9 @@ async fn ends(pool: &Pool, all: &BTreeSet<TopicPartition>) -> BTreeMap<TopicPart
 }
 
 /// Waits until the `consumers` together own exactly `expected`, each partition once and each
-/// consumer some, and that has held for a second.
+/// consumer some, and that has held for [`HELD`].
 async fn wait_for_split(consumers: &[&Driven], expected: &BTreeSet<TopicPartition>) {
-    let deadline = Instant::now() + RECONCILED_WITHIN;
-    let mut held_since: Option<Instant> = None;
-    loop {
-        let assignments: Vec<BTreeSet<TopicPartition>> =
-            consumers.iter().map(|c| c.assignment()).collect();
-        let total: usize = assignments.iter().map(BTreeSet::len).sum();
-        let union: BTreeSet<&TopicPartition> = assignments.iter().flatten().collect();
-        let split = total == expected.len()
-            && union == expected.iter().collect()
-            && assignments.iter().all(|a| !a.is_empty());
-        if split {
-            let since = *held_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_secs(1) {
-                return;
-            }
-        } else {
-            held_since = None;
-            assert!(
-                Instant::now() < deadline,
-                "no exactly-once split of {expected:?} within {RECONCILED_WITHIN:?}: {:#?}",
-                consumers
-                    .iter()
-                    .map(|c| (c.name.clone(), c.state().assignment, c.state().errors))
-                    .collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_split_held(consumers, expected, RECONCILED_WITHIN, HELD).await;
 }
 
 fn partitions(topic: &str, n: i32) -> BTreeSet<TopicPartition> {
@@ -701,22 +678,22 @@ async fn mixed_with_java(first: First) {
     let (k1, j1) = match first {
         First::Kcon => {
             let k1 = start("kcon-1");
-            wait_for_mixed_split(&[&k1], &[], &all_tp).await;
+            wait_for_mixed_split(&[&k1], &[], &all_tp, RECONCILED_WITHIN, HELD).await;
             (k1, peer())
         }
         First::Java => {
             let j1 = peer();
-            wait_for_mixed_split(&[], &[&j1], &all_tp).await;
+            wait_for_mixed_split(&[], &[&j1], &all_tp, RECONCILED_WITHIN, HELD).await;
             (start("kcon-1"), j1)
         }
     };
     let k2 = start("kcon-2");
     let j2 = peer();
-    wait_for_mixed_split(&[&k1, &k2], &[&j1, &j2], &all_tp).await;
+    wait_for_mixed_split(&[&k1, &k2], &[&j1, &j2], &all_tp, RECONCILED_WITHIN, HELD).await;
 
     let k2_records = close(k2).await;
     let j2_events = block_in_place(|| j2.close_with_events());
-    wait_for_mixed_split(&[&k1], &[&j1], &all_tp).await;
+    wait_for_mixed_split(&[&k1], &[&j1], &all_tp, RECONCILED_WITHIN, HELD).await;
 
     stop_producing.send(()).expect("the producer runs");
     producing.await.expect("the producer ends");
@@ -762,54 +739,6 @@ async fn mixed_with_java(first: First) {
             !java_records(events).is_empty(),
             "{name} read nothing: {events:?}"
         );
-    }
-}
-
-/// Waits until kcon consumers and Java peers together own every partition exactly once, each
-/// some, and that has held for a second.
-async fn wait_for_mixed_split(kcon: &[&Driven], peers: &[&GroupPeer], all: &BTreeSet<Tp>) {
-    let deadline = Instant::now() + RECONCILED_WITHIN;
-    let mut held_since: Option<Instant> = None;
-    loop {
-        let mut owned: Vec<BTreeSet<Tp>> = kcon
-            .iter()
-            .map(|c| {
-                c.assignment()
-                    .into_iter()
-                    .map(|t| (t.topic, t.partition))
-                    .collect()
-            })
-            .collect();
-        owned.extend(peers.iter().map(|p| p.assignment()));
-        let split = split_exactly_once(&owned, all).and_then(|()| {
-            match owned.iter().any(BTreeSet::is_empty) {
-                true => Err("a member owns nothing".to_owned()),
-                false => Ok(()),
-            }
-        });
-        match split {
-            Ok(()) => {
-                let since = *held_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= Duration::from_secs(1) {
-                    return;
-                }
-            }
-            Err(why) => {
-                held_since = None;
-                if Instant::now() >= deadline {
-                    let kcon: Vec<String> = kcon
-                        .iter()
-                        .map(|c| format!("{}: {:?}", c.name, c.state().errors))
-                        .collect();
-                    let peers: Vec<String> =
-                        peers.iter().map(|p| format!("{:?}", p.events())).collect();
-                    panic!(
-                        "no exactly-once split: {why}\nkcon: {kcon:#?}\npeers: {peers:#?}\nno exactly-once split: {why}"
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

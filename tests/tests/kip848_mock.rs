@@ -23,9 +23,10 @@ use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{Driven, builder};
 use kcon_tests::group::{Member, MemberLog, Tp, partitions};
-use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, split_exactly_once};
+use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient};
 use kcon_tests::kip848::{
-    RECONCILED_WITHIN, consumer_config, double_owned, mock, wait_for_reconciled,
+    RECONCILED_WITHIN, consumer_config, double_owned, mock, wait_for_mixed_split,
+    wait_for_reconciled,
 };
 use kcon_tests::mock::{CoordinatorType, MockCluster};
 use kcon_tests::offsets::produce;
@@ -233,49 +234,8 @@ async fn mixed_with_librdkafka_librdkafka_first() {
 /// each some, and that holds for half a second.
 async fn wait_for_split(kcon: &[&Driven], peers: &[&GroupPeer], all: &BTreeSet<TopicPartition>) {
     let all: BTreeSet<Tp> = all.iter().map(|t| (t.topic.clone(), t.partition)).collect();
-    let deadline = Instant::now() + RECONCILED_WITHIN;
-    let mut held_since: Option<Instant> = None;
-    loop {
-        let mut owned: Vec<BTreeSet<Tp>> = kcon
-            .iter()
-            .map(|c| {
-                c.assignment()
-                    .into_iter()
-                    .map(|t| (t.topic, t.partition))
-                    .collect()
-            })
-            .collect();
-        owned.extend(peers.iter().map(|p| p.assignment()));
-        let split = split_exactly_once(&owned, &all).and_then(|()| {
-            match owned.iter().any(BTreeSet::is_empty) {
-                true => Err("a member owns nothing".to_owned()),
-                false => Ok(()),
-            }
-        });
-        match split {
-            Ok(()) => {
-                let since = *held_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= Duration::from_millis(500) {
-                    return;
-                }
-            }
-            Err(why) => {
-                held_since = None;
-                if Instant::now() >= deadline {
-                    let kcon: Vec<String> = kcon
-                        .iter()
-                        .map(|c| format!("{}: {:?}", c.name, c.state().errors))
-                        .collect();
-                    let peers: Vec<String> =
-                        peers.iter().map(|p| format!("{:?}", p.events())).collect();
-                    panic!(
-                        "no exactly-once split: {why}\nkcon: {kcon:#?}\npeers: {peers:#?}\nno exactly-once split: {why}"
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let held = Duration::from_millis(500);
+    wait_for_mixed_split(kcon, peers, &all, RECONCILED_WITHIN, held).await;
 }
 
 /// Waits until `group` has committed `end` for every partition of `all`.
