@@ -260,6 +260,15 @@ impl Batch {
             value: i64::from(record_count),
         };
         let count = usize::try_from(record_count).map_err(|_| count_error.clone())?;
+        // A count no section within the cap could hold is refused before anything is
+        // decompressed, whether decompression is deferred or not: a corrupt batch fails the
+        // same way on both paths (the count first, then the payload, then the count against
+        // what it decompressed to).
+        if compression != Compression::None
+            && count > opts.max_decompressed_bytes / v2::MIN_RECORD_LEN
+        {
+            return Err(count_error);
+        }
         let defer = compression != Compression::None && opts.defer_decompression;
         let (data, held) = if compression == Compression::None || defer {
             (Bytes::new(), 0)

@@ -1033,6 +1033,40 @@ fn a_deferred_bomb_hits_the_walks_cap_and_a_count_past_it_is_refused_on_the_walk
     );
 }
 
+/// A batch whose count no section within the cap could hold and whose payload does not
+/// decompress either fails for its count on both paths: the walk decompressed first and
+/// failed for the payload, where a deferred read refused the count at once.
+#[test]
+fn a_count_past_the_cap_fails_first_whether_decompression_is_deferred_or_not() {
+    let mut payload = compression::compress(Compression::Gzip, b"some records").unwrap();
+    // The gzip trailer's CRC-32 no longer matches.
+    let last = payload.len() - 5;
+    payload[last] ^= 0xff;
+    for verify_crc in [true, false] {
+        let opts = DecodeOptions::default().with_verify_crc(verify_crc);
+        let count = (opts.max_decompressed_bytes / v2::MIN_RECORD_LEN + 1) as i32;
+        let raw = Bytes::from(raw_batch(
+            0,
+            i16::from(Compression::Gzip.id()),
+            count,
+            &payload,
+        ));
+        let (walked, _) = decode_all(raw.clone(), opts);
+        let deferred = decode_deferred(raw, opts);
+        for e in [&walked[0], &deferred[0]] {
+            let (_, _, kind) = corrupt_kind(e.as_ref().unwrap_err());
+            assert_eq!(
+                kind,
+                &BatchErrorKind::InvalidLength {
+                    field: "record count",
+                    value: i64::from(count)
+                },
+                "verify_crc={verify_crc}"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
