@@ -4,10 +4,16 @@
 //! rebalance: a kcon leader must read the peers' subscriptions and give them assignments they
 //! read, and a kcon follower must read the peer leader's assignment.
 //!
-//! On Apache Kafka 4.4 (the shared single node) every member runs at its client's defaults. On
-//! librdkafka's mock cluster, beside librdkafka, sessions are shortened (see `mixed`).
-//! kafka-python joins groups on Kafka only (on the mock cluster it cannot bootstrap without an
-//! old protocol version, and then loses the mock's sync race: see `kcon_tests::group_peers`).
+//! On Apache Kafka 4.4 (the shared single node), every member at its client's defaults.
+//!
+//! Not on librdkafka's mock cluster: it ends a generation's sync with the leader's SyncGroup and
+//! refuses a follower's that comes after it (INVALID_REQUEST; `mock_harness` shows it), where
+//! Apache Kafka answers a late follower with its assignment. A follower that loses that race
+//! joins again and the mock waits most of a session for the next generation, so a kcon follower
+//! of a debug build beside librdkafka's (whose SyncGroup follows its JoinGroup answer within a
+//! millisecond) made these groups converge only with shortened sessions. The same groups with
+//! librdkafka run here on Kafka at the defaults instead; how soon a kcon follower syncs is
+//! measured by `group_sync_scripted`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -16,11 +22,10 @@ use kcon_group::MemberState;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::{
-    Member, MemberLog, REBALANCE_WITHIN, Tp, group_config, group_config_at_defaults, partitions,
+    Member, MemberLog, REBALANCE_WITHIN, Tp, group_config_at_defaults, partitions,
 };
 use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, split_exactly_once};
 use kcon_tests::kafka::{self, Kafka};
-use kcon_tests::mock::MockCluster;
 use kcon_tests::pool::config;
 use tokio::task::block_in_place;
 
@@ -31,87 +36,31 @@ enum Leader {
     Peer,
 }
 
-/// Where the group lives.
-enum Broker {
-    Kafka(&'static Kafka),
-    Mock(MockCluster),
-}
-
-impl Broker {
-    fn bootstrap(&self) -> String {
-        match self {
-            Broker::Kafka(k) => k.bootstrap().to_owned(),
-            Broker::Mock(m) => m.bootstrap().to_owned(),
-        }
-    }
-}
-
-async fn kafka() -> (Broker, String) {
+async fn kafka() -> (&'static Kafka, String) {
     let kafka = Kafka::single();
     let topic = unique_name("mixed-topic");
     let pool = Pool::new(config(kafka.bootstrap())).unwrap();
     kafka::create_topics(&pool, &[(&topic, 6)]).await;
-    (Broker::Kafka(kafka), topic)
-}
-
-fn mock() -> (Broker, String) {
-    let mock = MockCluster::start(3);
-    mock.set_group_initial_rebalance_delay(Duration::from_millis(200));
-    let topic = unique_name("mixed-topic");
-    mock.create_topic(&topic, 6, 3);
-    (Broker::Mock(mock), topic)
+    (kafka, topic)
 }
 
 /// Two kcon members and two `client` members in one group with `strategy`; `leader` joins
 /// first. After all four have joined, every partition is owned exactly once; then one member
 /// of the side that did not lead leaves, and again.
-async fn mixed(broker: Broker, topic: &str, client: PeerClient, strategy: &str, leader: Leader) {
-    let bootstrap = broker.bootstrap();
+async fn mixed(kafka: &Kafka, topic: &str, client: PeerClient, strategy: &str, leader: Leader) {
+    let bootstrap = kafka.bootstrap().to_owned();
     let group = unique_name("mixed");
     let all = partitions(topic, 6);
-    let on_mock = matches!(broker, Broker::Mock(_));
-    // librdkafka's mock cluster ends a generation's sync with the leader's SyncGroup and
-    // refuses a follower's that comes after it (INVALID_REQUEST, `mock_harness`); the
-    // follower joins again, and the mock waits session.timeout.ms less a second for every
-    // member before the next generation. Beside a librdkafka leader, whose SyncGroup follows
-    // its JoinGroup answer within a millisecond, or a kcon leader in the same process, a kcon
-    // follower of this debug build loses that race in about one generation in five on a loaded
-    // 2-core machine (one run lost eight in a row). Its SyncGroup leaves in the turn that reads
-    // the JoinGroup answer (`kcon_pool::driver::Drive::sends_on_own_task`); what is left is this
-    // process's scheduling and unoptimized code: both kcon members share the test's two worker
-    // threads, so one member's JoinGroup answer is often read 0.4 to 0.5 ms after the other's,
-    // a queued SyncGroup was seen written 0.6 ms after it was queued, and the member's own
-    // path takes about 0.5 ms (0.14 ms in a release build, `group_sync_scripted`). So on the
-    // mock every member's session is shorter, which makes a lost generation cost 2 s rather
-    // than 5, and each split may take twice as long. The generations a kcon member joined but
-    // did not sync are printed at the end.
-    let session: &[(&str, &str)] = if on_mock {
-        &[
-            ("session.timeout.ms", "3000"),
-            ("heartbeat.interval.ms", "500"),
-        ]
-    } else {
-        &[]
-    };
-    let within = if on_mock {
-        2 * REBALANCE_WITHIN
-    } else {
-        REBALANCE_WITHIN
-    };
+    let within = REBALANCE_WITHIN;
     let kcon = |name: &str| {
-        let config = if on_mock {
-            group_config(&group, strategy, session)
-        } else {
-            group_config_at_defaults(&group, strategy, &[])
-        };
-        Member::start(name, &bootstrap, config, &[topic])
+        Member::start(
+            name,
+            &bootstrap,
+            group_config_at_defaults(&group, strategy, &[]),
+            &[topic],
+        )
     };
-    let mut peer_config = GroupPeerConfig::new(client, &bootstrap, &group, &[topic], strategy);
-    if on_mock {
-        peer_config = peer_config.for_mock_cluster();
-        peer_config.session_timeout_ms = Some(3000);
-        peer_config.heartbeat_interval_ms = Some(500);
-    }
+    let peer_config = GroupPeerConfig::new(client, &bootstrap, &group, &[topic], strategy);
     let peer = || block_in_place(|| GroupPeer::start_with(&peer_config));
 
     let (k1, p1) = match leader {
@@ -221,30 +170,26 @@ async fn wait_for_split(
 }
 
 macro_rules! mixed_tests {
-    ($($name:ident: $broker:expr, $client:expr, $strategy:expr, $leader:expr;)*) => {$(
+    ($($name:ident: $client:expr, $strategy:expr, $leader:expr;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let (broker, topic) = $broker;
-            mixed(broker, &topic, $client, $strategy, $leader).await;
+            let (kafka, topic) = kafka().await;
+            mixed(kafka, &topic, $client, $strategy, $leader).await;
         }
     )*};
 }
 
 mixed_tests! {
-    kafka_java_range_kcon_leads: kafka().await, PeerClient::Java, "range", Leader::Kcon;
-    kafka_java_range_java_leads: kafka().await, PeerClient::Java, "range", Leader::Peer;
-    kafka_java_cooperative_kcon_leads: kafka().await, PeerClient::Java, "cooperative-sticky", Leader::Kcon;
-    kafka_java_cooperative_java_leads: kafka().await, PeerClient::Java, "cooperative-sticky", Leader::Peer;
-    kafka_librdkafka_range_kcon_leads: kafka().await, PeerClient::Librdkafka, "range", Leader::Kcon;
-    kafka_librdkafka_range_librdkafka_leads: kafka().await, PeerClient::Librdkafka, "range", Leader::Peer;
-    kafka_librdkafka_cooperative_kcon_leads: kafka().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
-    kafka_librdkafka_cooperative_librdkafka_leads: kafka().await, PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
-    kafka_kafka_python_range_kcon_leads: kafka().await, PeerClient::KafkaPython, "range", Leader::Kcon;
-    kafka_kafka_python_range_kafka_python_leads: kafka().await, PeerClient::KafkaPython, "range", Leader::Peer;
-    kafka_kafka_python_cooperative_kcon_leads: kafka().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Kcon;
-    kafka_kafka_python_cooperative_kafka_python_leads: kafka().await, PeerClient::KafkaPython, "cooperative-sticky", Leader::Peer;
-    mock_librdkafka_range_kcon_leads: mock(), PeerClient::Librdkafka, "range", Leader::Kcon;
-    mock_librdkafka_range_librdkafka_leads: mock(), PeerClient::Librdkafka, "range", Leader::Peer;
-    mock_librdkafka_cooperative_kcon_leads: mock(), PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
-    mock_librdkafka_cooperative_librdkafka_leads: mock(), PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
+    kafka_java_range_kcon_leads: PeerClient::Java, "range", Leader::Kcon;
+    kafka_java_range_java_leads: PeerClient::Java, "range", Leader::Peer;
+    kafka_java_cooperative_kcon_leads: PeerClient::Java, "cooperative-sticky", Leader::Kcon;
+    kafka_java_cooperative_java_leads: PeerClient::Java, "cooperative-sticky", Leader::Peer;
+    kafka_librdkafka_range_kcon_leads: PeerClient::Librdkafka, "range", Leader::Kcon;
+    kafka_librdkafka_range_librdkafka_leads: PeerClient::Librdkafka, "range", Leader::Peer;
+    kafka_librdkafka_cooperative_kcon_leads: PeerClient::Librdkafka, "cooperative-sticky", Leader::Kcon;
+    kafka_librdkafka_cooperative_librdkafka_leads: PeerClient::Librdkafka, "cooperative-sticky", Leader::Peer;
+    kafka_kafka_python_range_kcon_leads: PeerClient::KafkaPython, "range", Leader::Kcon;
+    kafka_kafka_python_range_kafka_python_leads: PeerClient::KafkaPython, "range", Leader::Peer;
+    kafka_kafka_python_cooperative_kcon_leads: PeerClient::KafkaPython, "cooperative-sticky", Leader::Kcon;
+    kafka_kafka_python_cooperative_kafka_python_leads: PeerClient::KafkaPython, "cooperative-sticky", Leader::Peer;
 }
