@@ -53,6 +53,7 @@ use crate::error::{Corruption, Error, Misuse, Peer, Result, SetupStage, TlsError
 use crate::rebootstrap::AnswerWatch;
 use crate::sasl::Sasl;
 use crate::step_down::{Refusal, StepDown};
+use crate::throttle::throttle_time_ms;
 use crate::tls::Tls;
 
 /// A connection to one broker, set up and ready: cheap to clone, closed when the last clone is
@@ -761,6 +762,16 @@ impl Io {
             {
                 return Err(timed_out());
             }
+            // A broker that throttled this connection for a quota reads nothing more from it
+            // until the time is up (KIP-219): the request waits here rather than there, where
+            // its request timeout would run. A re-authentication's own requests do not wait.
+            if lane == Lane::Normal
+                && time::timeout_at(deadline, self.shared.unthrottled())
+                    .await
+                    .is_err()
+            {
+                return Err(timed_out());
+            }
             let slot =
                 match time::timeout_at(deadline, self.shared.slots.clone().acquire_owned()).await {
                     Err(_) => return Err(timed_out()),
@@ -860,6 +871,21 @@ impl Io {
                 if let Some(s) = &self.step_down {
                     s.answered(R::KEY, version);
                 }
+                if let Some(ms) = throttle_time_ms(&response, version)
+                    && ms > 0
+                {
+                    self.shared
+                        .throttle(Instant::now() + Duration::from_millis(ms as u64));
+                    debug!(
+                        peer = %self.shared.peer,
+                        api = %ApiName(R::KEY),
+                        throttle_time_ms = ms,
+                        "throttled by a broker quota: the connection sends again after the throttle time"
+                    );
+                    if let Some(w) = &self.watch {
+                        w.throttled(ms);
+                    }
+                }
                 if let Some(w) = &self.watch {
                     w.answered(&response);
                 }
@@ -920,6 +946,9 @@ struct State {
     /// connection on a request it cannot read was reading (it answers in order).
     oldest_at_death: Option<i32>,
     closed_at: Option<Instant>,
+    /// Until when a broker's quota throttles the connection (KIP-219): no request is written
+    /// before then.
+    throttled_until: Option<Instant>,
     /// The reader and writer tasks, aborted by the failure.
     tasks: Vec<AbortHandle>,
 }
@@ -957,6 +986,7 @@ impl Shared {
                 dead: None,
                 oldest_at_death: None,
                 closed_at: None,
+                throttled_until: None,
                 tasks: Vec::new(),
             }),
             paused: AtomicBool::new(false),
@@ -1041,6 +1071,24 @@ impl Shared {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// A broker throttled the connection until `until`; a later end of an earlier throttle is
+    /// kept.
+    fn throttle(&self, until: Instant) {
+        let mut st = self.lock();
+        st.throttled_until = Some(st.throttled_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// Returns once no throttle holds the connection back.
+    async fn unthrottled(&self) {
+        loop {
+            let until = self.lock().throttled_until;
+            match until {
+                Some(t) if t > Instant::now() => time::sleep_until(t).await,
+                _ => return,
+            }
         }
     }
 

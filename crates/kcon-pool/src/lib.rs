@@ -29,6 +29,7 @@ pub mod property;
 mod rebootstrap;
 mod sasl;
 mod step_down;
+mod throttle;
 mod tls;
 
 pub use clock::{Clock, SystemClock};
@@ -50,4 +51,5 @@ pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
 pub use sasl::oauthbearer::{
     BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider, UnsecuredJwt,
 };
+pub use throttle::{ThrottleCounter, Throttled};
 pub use tls::{TlsFiles, client_config as tls_client_config};

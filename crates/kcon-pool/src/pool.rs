@@ -22,6 +22,7 @@ use crate::connection::{Connection, Security};
 use crate::error::{Error, Misuse, Peer, Result};
 use crate::rebootstrap::{AnswerWatch, RebootstrapCause, RebootstrapCounter, Rebootstraps};
 use crate::step_down::StepDown;
+use crate::throttle::ThrottleCounter;
 use kcon_core::error_codes::code::REBOOTSTRAP_REQUIRED;
 use kcon_core::error_codes::is_stale_metadata_error;
 
@@ -231,6 +232,13 @@ impl Pool {
     /// The rebootstrap counters, to read live without holding the pool.
     pub fn rebootstrap_counter(&self) -> Arc<RebootstrapCounter> {
         self.inner.rebootstraps.clone()
+    }
+
+    /// The answers in which a broker throttled one of the pool's connections for a quota
+    /// (KIP-219), to read live without holding the pool. Each held its connection's next
+    /// request back for the throttle time.
+    pub fn throttle_counter(&self) -> Arc<ThrottleCounter> {
+        self.inner.watch.throttles()
     }
 
     /// The error that stopped the pool, if one did: the cluster answering changed

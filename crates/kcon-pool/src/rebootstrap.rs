@@ -26,6 +26,8 @@ use kcon_codec::kafka_protocol::messages::{
 use kcon_core::error_codes::code::REBOOTSTRAP_REQUIRED;
 use tokio::sync::Notify;
 
+use crate::throttle::ThrottleCounter;
+
 /// Why the pool rebootstrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -133,6 +135,8 @@ impl RebootstrapCounter {
 pub(crate) struct AnswerWatch {
     required: AtomicBool,
     wake: Arc<Notify>,
+    /// The answers that throttled a connection for a quota.
+    throttles: Arc<ThrottleCounter>,
 }
 
 impl AnswerWatch {
@@ -141,7 +145,18 @@ impl AnswerWatch {
         AnswerWatch {
             required: AtomicBool::new(false),
             wake,
+            throttles: Arc::new(ThrottleCounter::default()),
         }
+    }
+
+    /// An answer throttled its connection for `ms` milliseconds.
+    pub(crate) fn throttled(&self, ms: i32) {
+        self.throttles.count(ms);
+    }
+
+    /// Where the throttled answers are counted.
+    pub(crate) fn throttles(&self) -> Arc<ThrottleCounter> {
+        self.throttles.clone()
     }
 
     /// Looks at a decoded answer: one whose top-level error code is REBOOTSTRAP_REQUIRED asks

@@ -35,6 +35,8 @@ use crate::series::{Value, base_labels};
 /// | `kcon_consumer_persistent_failures_total` | counter | reports of requests that keep failing (see `kcon::ConsumerHooks::on_persistent_failure`) |
 /// | `kcon_consumer_truncations_total` | counter | logs truncated under the consumer's position that it read on from (see `kcon::ConsumerHooks::on_truncation`) |
 /// | `kcon_consumer_rebootstraps_total` | counter | per `cause` (`unreachable`, `no_metadata`, `required`): times the connections went back to `bootstrap.servers` |
+/// | `kcon_consumer_throttled_total` | counter | answers in which a broker throttled the consumer for a client quota (KIP-219) |
+/// | `kcon_consumer_throttle_seconds_total` | counter | their throttle times added up: how long quotas held the consumer's requests back |
 /// | `kcon_consumer_fetch_latency_seconds` | histogram | Fetch requests from sending to the answer, the broker's wait for data included |
 /// | `kcon_consumer_partition_position` | gauge | per partition: the next offset handed out |
 /// | `kcon_consumer_partition_lag_records` | gauge | per partition: records between the position and the log end |
@@ -130,6 +132,16 @@ impl Collector for ConsumerCollector {
             "kcon_consumer_truncations",
             "Logs truncated under the consumer's position (an unclean leader election) that it read on from.",
             Value::Counter(m.truncations),
+        )?;
+        one(
+            "kcon_consumer_throttled",
+            "Answers in which a broker throttled the consumer for a client quota (KIP-219).",
+            Value::Counter(m.throttled.answers),
+        )?;
+        one(
+            "kcon_consumer_throttle_seconds",
+            "The throttle times of those answers added up: how long quotas held requests back.",
+            Value::CounterSeconds(m.throttled.total),
         )?;
 
         let mut family = encoder.encode_descriptor(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcon_fetch::{FetchLatency, LatencyHistogram};
-use kcon_pool::{Clock, RebootstrapCounter, Rebootstraps};
+use kcon_pool::{Clock, RebootstrapCounter, Rebootstraps, ThrottleCounter, Throttled};
 
 use crate::TopicPartition;
 
@@ -110,6 +110,11 @@ pub struct Metrics {
     /// How many times the consumer's connections went back to `bootstrap.servers`, by cause
     /// (`metadata.recovery.strategy`): each one logged a WARN line naming its cause.
     pub rebootstraps: Rebootstraps,
+    /// Answers in which a broker throttled the consumer for a quota (KIP-219), with the
+    /// throttle times added up and the longest: each held the next request on its connection
+    /// back for that long (DEBUG lines name the broker and API). Above zero, a client quota on
+    /// the cluster (`consumer_byte_rate`, `request_percentage`) slows the consumer.
+    pub throttled: Throttled,
 }
 
 /// The counters behind [`Metrics`].
@@ -210,6 +215,7 @@ impl MetricsState {
         partitions: BTreeMap<TopicPartition, PartitionLag>,
         fetch_latency: LatencyHistogram,
         rebootstraps: Rebootstraps,
+        throttled: Throttled,
     ) -> Metrics {
         let elapsed = self
             .first_record
@@ -232,6 +238,7 @@ impl MetricsState {
             persistent_failures: self.persistent_failures,
             truncations: self.truncations,
             rebootstraps,
+            throttled,
         }
     }
 }
@@ -265,6 +272,8 @@ pub struct MetricsHandle {
     fetch_latency: Arc<FetchLatency>,
     /// Counted by the consumer's pool: read live.
     rebootstraps: Arc<RebootstrapCounter>,
+    /// Counted by the consumer's pool: read live.
+    throttles: Arc<ThrottleCounter>,
     /// The consumer's wall clock (its pool's), for lag in seconds as of a snapshot.
     clock: Arc<dyn Clock>,
 }
@@ -287,11 +296,13 @@ impl MetricsHandle {
         group_id: Option<&str>,
         fetch_latency: Arc<FetchLatency>,
         rebootstraps: Arc<RebootstrapCounter>,
+        throttles: Arc<ThrottleCounter>,
         clock: Arc<dyn Clock>,
     ) -> MetricsHandle {
         MetricsHandle {
             fetch_latency,
             rebootstraps,
+            throttles,
             clock,
             identity: Arc::new((client_id.to_owned(), group_id.map(str::to_owned))),
             shared: Arc::new(Mutex::new(Published {
@@ -317,6 +328,7 @@ impl MetricsHandle {
             lags,
             self.fetch_latency.snapshot(),
             self.rebootstraps.snapshot(),
+            self.throttles.snapshot(),
         )
     }
 
@@ -395,6 +407,7 @@ mod tests {
             None,
             Arc::new(FetchLatency::default()),
             Arc::new(RebootstrapCounter::default()),
+            Arc::new(ThrottleCounter::default()),
             Arc::new(Stopped(10_000)),
         );
         let inputs = LagInputs {

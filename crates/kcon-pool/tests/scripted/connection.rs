@@ -284,6 +284,100 @@ async fn a_request_timeout_fails_the_request_and_closes_the_connection() {
     ));
 }
 
+/// A broker throttling a client for a quota answers at once and then reads nothing more from
+/// the connection until the throttle time is up (KIP-219); the client holds its requests back
+/// until then, the throttled request's own answer not delayed.
+#[tokio::test]
+async fn an_answer_with_a_throttle_time_holds_the_next_request_back_for_that_long() {
+    const THROTTLE: Duration = Duration::from_millis(400);
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(1)).await })
+    };
+    let r = p.recv().await.unwrap();
+    p.reply::<HeartbeatRequest>(
+        &r,
+        &HeartbeatResponse::default().with_throttle_time_ms(THROTTLE.as_millis() as i32),
+    )
+    .await;
+    let answered = Instant::now();
+    assert_eq!(
+        first.await.unwrap().unwrap().throttle_time_ms,
+        THROTTLE.as_millis() as i32
+    );
+    // Sent at once, written only once the throttle time has passed since the answer left.
+    let second = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(2)).await })
+    };
+    let r = p.recv().await.unwrap();
+    let waited = answered.elapsed();
+    assert_eq!(r.heartbeat_number(), 2);
+    assert!(
+        waited >= THROTTLE,
+        "the next request came {waited:?} after an answer that throttled for {THROTTLE:?}"
+    );
+    p.echo(&r).await;
+    second.await.unwrap().unwrap();
+    // A throttle time of zero holds nothing back.
+    let third = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(0)).await })
+    };
+    let r = p.recv().await.unwrap();
+    p.echo(&r).await;
+    assert_eq!(third.await.unwrap().unwrap().throttle_time_ms, 0);
+    assert!(!conn.is_closed());
+}
+
+/// A throttle longer than what is left of a request's timeout fails the request as timed out,
+/// unsent: the connection stays open and sends again once the throttle time is up.
+#[tokio::test]
+async fn a_request_that_times_out_while_throttled_is_never_written() {
+    let l = Listener::bind().await;
+    let mut c = config(&[]);
+    c.request_timeout = Duration::from_millis(300);
+    let (conn, mut p) = connect(&l, &c).await;
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(1)).await })
+    };
+    let r = p.recv().await.unwrap();
+    p.reply::<HeartbeatRequest>(
+        &r,
+        &HeartbeatResponse::default().with_throttle_time_ms(1_000),
+    )
+    .await;
+    first.await.unwrap().unwrap();
+    let err = conn.send(&heartbeat(2)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                kind: TransportError::RequestTimeout { api_key: 12, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        !conn.is_closed(),
+        "nothing was written: the connection stays"
+    );
+    // The throttle ends: the next request goes, and it is the first the peer sees since.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let third = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(3)).await })
+    };
+    let r = p.recv().await.unwrap();
+    assert_eq!(r.heartbeat_number(), 3);
+    p.echo(&r).await;
+    third.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn timing_out_while_waiting_for_a_slot_leaves_the_connection_open() {
     let l = Listener::bind().await;

@@ -1,7 +1,8 @@
 //! What kcon-pool's scripted tests share: the scripted broker (kcon-scripted), and the pool's
 //! own conventions over it: a pool configuration, a connection made while the peer answers its
 //! handshake, and Heartbeats numbered by their generation id, echoed back as the answer's
-//! throttle time so a test can tell which request an answer belongs to.
+//! throttle time so a test can tell which request an answer belongs to (the connection then
+//! holds its next request back for that many milliseconds, as a quota's throttle asks).
 
 #![allow(dead_code, unreachable_pub)]
 

@@ -1724,6 +1724,7 @@ mod handout_tests {
                 BTreeMap::new(),
                 kcon_fetch::LatencyHistogram::default(),
                 kcon_pool::Rebootstraps::default(),
+                kcon_pool::Throttled::default(),
             )
             .truncations
     }

@@ -182,6 +182,7 @@ impl Consumer {
             settings.group.as_ref().map(|g| g.group_id.as_str()),
             fetcher.latency_counter(),
             pool.rebootstrap_counter(),
+            pool.throttle_counter(),
             pool.clock().clone(),
         );
         let hooks = HookList::new(hooks);
@@ -908,6 +909,7 @@ impl Consumer {
             lags,
             self.parts.fetcher.latency(),
             self.parts.pool.rebootstraps(),
+            self.parts.pool.throttle_counter().snapshot(),
         )
     }
 
