@@ -1183,6 +1183,88 @@ async fn close_returns_within_the_close_timeout_when_the_broker_is_gone() {
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
 }
 
+/// `unsubscribe` leaves the group without another receiving call: the coordinator soon lists
+/// no member, and a `close` right after has nothing left to wait for. (The member waited for
+/// the application to acknowledge the unsubscription's own revocation, which only a receiving
+/// call did: it stayed in the group, and the close took all of `close.timeout.ms`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_leaves_the_group_without_another_receiving_call() {
+    let topic = unique_name("consumer");
+    let pool = kafka_with(&[(&topic, 1)]).await;
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let group = unique_name("g");
+    let mut c = group_builder_at_defaults(bootstrap(), &group, "range")
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    recv_n(&mut c, 10, REBALANCE_WITHIN).await;
+    assert_eq!(group_members(&pool, &group).await.len(), 1);
+    c.unsubscribe().await;
+    let unsubscribed = Instant::now();
+    loop {
+        let members = group_members(&pool, &group).await;
+        if members.is_empty() {
+            break;
+        }
+        assert!(
+            unsubscribed.elapsed() < Duration::from_millis(2500),
+            "the unsubscribed consumer is still a member: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    c.close().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "close took {took:?}");
+}
+
+/// A consumer closed while the group's revocation of its partitions waits unread (a rebalance
+/// began while the application was not receiving) closes at once and leaves the group: the
+/// other member gets every partition soon after, not once the session times out. (The member
+/// waited for the application to acknowledge that revocation, which the close never did: the
+/// close took all of `close.timeout.ms`, and the member left no LeaveGroup.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_with_a_revocation_unread_leaves_at_once() {
+    let topic = unique_name("consumer");
+    kafka_with(&[(&topic, 2)]).await;
+    let all = partitions(&topic, 2);
+    let group = unique_name("g");
+    let start = |name: &str| {
+        let mut c = group_builder_at_defaults(bootstrap(), &group, "range")
+            .build()
+            .unwrap();
+        c.subscribe([topic.as_str()]).unwrap();
+        Driven::start(name, c, STEP)
+    };
+    let a = start("a");
+    wait_until(
+        "a owns everything",
+        REBALANCE_WITHIN,
+        || a.assignment() == all,
+        || a.state(),
+    )
+    .await;
+    // a stops receiving; b's join makes the coordinator prepare a rebalance, which a's member
+    // hears at its next heartbeat (heartbeat.interval.ms, 3 s) and answers by revoking (range
+    // is eager), an event nobody reads.
+    let (a, _) = a.stop().await;
+    let b = start("b");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = Instant::now();
+    a.close().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "close took {took:?}");
+    wait_until(
+        "b owns everything",
+        Duration::from_secs(15),
+        || b.assignment() == all,
+        || b.state(),
+    )
+    .await;
+    let (b, _) = b.stop().await;
+    b.close().await.unwrap();
+}
+
 /// A consumer dropped without `close` leaves its group: the coordinator lists one member
 /// soon after (long before the 45 s session timeout would remove it), and the other consumer
 /// gets every partition.
