@@ -4,8 +4,8 @@
 //! revocation, manual assignment (reset policies, seeks, pause/resume, watermarks, lag), lookups
 //! by timestamp and resets by duration answered with the log's real offsets, regex
 //! subscriptions, batch sizes and the `Stream`, metrics, configuration errors and misuse, and
-//! closing or dropping a consumer (a proxy in front of the node stands for a broker that is
-//! gone).
+//! unsubscribing, closing or dropping a consumer (each leaves its group at once; a proxy in
+//! front of the node stands for a broker that is gone).
 //!
 //! `current_lag`, the lag as the last Fetch answer left it, with no request sent (the Java
 //! client's `currentLag`, KIP-695): a partition that brings no records (empty, read to its end,
