@@ -1,15 +1,12 @@
-//! Support for the tests of `kcon::Consumer` against real brokers (`tests/consumer_tansu.rs`,
+//! Support for the tests of `kcon::Consumer` against real brokers (`tests/consumer_kafka.rs`,
 //! `tests/consumer_mock.rs`): builders with the test defaults, receiving with deadlines, a
 //! rebalance listener that records what it was told, consumers driven by their own task (for
 //! groups of several consumers, each of which must keep asking for records to take part in
-//! rebalances), the group's members as the coordinator lists them, and a scripted broker for
-//! timestamp lookups ([`timestamp_broker`]).
+//! rebalances), and the group's members as the coordinator lists them.
 //!
 //! Waiting for a rebalance means calling a receiving method with a timeout, i.e. cancelling it
 //! when no record comes. The waits here cancel at most once per [`STEP`], so that a test whose
 //! subject is not cancellation rarely cancels a call in the middle of handling a rebalance.
-
-pub mod timestamp_broker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;

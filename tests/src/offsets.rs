@@ -67,10 +67,19 @@ pub async fn leader(pool: &Pool, topic: &str, partition: i32) -> i32 {
 /// Produces one batch of `n` records (timestamps `timestamp`, `timestamp + 1`, ...) to
 /// `topic`-`partition` with acks=all; returns the batch's base offset.
 pub async fn produce(pool: &Pool, topic: &str, partition: i32, n: usize, timestamp: i64) -> i64 {
+    let timestamps: Vec<i64> = (0..n as i64).map(|i| timestamp + i).collect();
+    produce_at(pool, topic, partition, &timestamps).await
+}
+
+/// Produces one batch of a record per timestamp of `timestamps` (`value-0`, `value-1`, ...) to
+/// `topic`-`partition` with acks=all; returns the batch's base offset. On Apache Kafka, give
+/// timestamps of the last few days at most: it deletes a segment whose records are all older
+/// than `retention.ms` (7 days) at its next retention check, even the active one.
+pub async fn produce_at(pool: &Pool, topic: &str, partition: i32, timestamps: &[i64]) -> i64 {
     let mut b = RecordBatchBuilder::new(0);
-    for i in 0..n {
+    for (i, &timestamp) in timestamps.iter().enumerate() {
         let v = format!("value-{i}");
-        b.record(timestamp + i as i64, None, Some(v.as_bytes()));
+        b.record(timestamp, None, Some(v.as_bytes()));
     }
     produce_batch(pool, topic, partition, b.build().expect("a batch")).await
 }
@@ -115,8 +124,9 @@ pub async fn produce_batch(pool: &Pool, topic: &str, partition: i32, records: By
 }
 
 /// Produces `records` records spread evenly over `topic`'s partitions `0..partitions`, in
-/// batches of `batch`: record `k` of a partition has the value `value-{k % batch}`. Returns how
-/// many records each partition got.
+/// batches of `batch`: record `k` of a partition has the value `value-{k % batch}`, and a
+/// timestamp of now (Apache Kafka deletes records older than `retention.ms` at its next
+/// retention check). Returns how many records each partition got.
 pub async fn produce_spread(
     pool: &Pool,
     topic: &str,
@@ -132,7 +142,7 @@ pub async fn produce_spread(
         let mut produced = 0;
         while produced < count {
             let size = batch.min(count - produced);
-            let base = produce(pool, topic, p as i32, size as usize, 1_000).await;
+            let base = produce(pool, topic, p as i32, size as usize, now_ms()).await;
             assert_eq!(
                 base, produced,
                 "{topic}-{p}: batches must start at multiples of {batch}"

@@ -1,4 +1,5 @@
-//! What the consumer offers beside its receiving calls, against Tansu: hooks told of fetches,
+//! What the consumer offers beside its receiving calls, on Apache Kafka (`Kafka::single()`) at
+//! the client's defaults: hooks told of fetches,
 //! records handed out, rebalances, commits (auto-commits too) and partition errors; a metrics handle read from
 //! another thread while the consumer runs; a commit handle storing and committing from another
 //! task while a `stream()` holds the consumer, refused once partitions are gone.
@@ -14,18 +15,23 @@ use kcon::consumer::Hook;
 use kcon::{
     CommitDone, CommitSource, ConsumerHooks, ErrorKind, FetchedBatch, Record, TopicPartition,
 };
-use kcon_pool::{BrokerTarget, Pool};
-use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::consumer::{REBALANCE_WITHIN, group_builder, partitions, recv_n};
-use kcon_tests::group::create_topics;
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::{REBALANCE_WITHIN, group_builder_at_defaults, partitions, recv_n};
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::offsets::produce_spread;
 use kcon_tests::pool::config;
 
-async fn tansu_with(topics: &[(&str, i32)]) -> (Tansu, Pool) {
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, topics).await;
-    (tansu, pool)
+/// The single node's bootstrap list.
+fn bootstrap() -> &'static str {
+    Kafka::single().bootstrap()
+}
+
+/// A pool on the single node, with `topics` created.
+async fn kafka_with(topics: &[(&str, i32)]) -> Pool {
+    let pool = Pool::new(config(bootstrap())).unwrap();
+    create_topics(&pool, topics).await;
+    pool
 }
 
 /// A commit as the hooks heard it: who asked, the offsets given, whether it was acknowledged.
@@ -89,13 +95,13 @@ impl ConsumerHooks for Recorder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
     let topic = unique_name("hooks");
-    let (tansu, pool) = tansu_with(&[(&topic, 2)]).await;
+    let pool = kafka_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 40, 10).await;
     let all = partitions(&topic, 2);
     let recorder = Recorder::default();
     let second = Recorder::default();
     // No auto-commit comes between the commits this test counts.
-    let mut c = group_builder(&tansu.bootstrap(), &unique_name("g"), "range")
+    let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
         .set("auto.commit.interval.ms", "60000")
         .hooks(recorder.clone())
         .hooks(second.clone())
@@ -152,9 +158,9 @@ async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
     // A partition with no committed offset under auto.offset.reset=none: its error reaches
     // the hooks as recv returns it.
     let empty = unique_name("hooks-none");
-    create_topics(&pool, BrokerTarget::Any, &[(&empty, 1)]).await;
+    create_topics(&pool, &[(&empty, 1)]).await;
     let none = Recorder::default();
-    let mut strict = group_builder(&tansu.bootstrap(), &unique_name("g"), "range")
+    let mut strict = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
         .auto_offset_reset(kcon::ResetPolicy::None)
         .hooks(none.clone())
         .build()
@@ -179,11 +185,11 @@ async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commits_are_counted_and_told_to_the_hooks() {
     let topic = unique_name("auto");
-    let (tansu, pool) = tansu_with(&[(&topic, 1)]).await;
+    let pool = kafka_with(&[(&topic, 1)]).await;
     produce_spread(&pool, &topic, 1, 20, 10).await;
     let recorder = Recorder::default();
     let group = unique_name("g");
-    let mut c = group_builder(&tansu.bootstrap(), &group, "range")
+    let mut c = group_builder_at_defaults(bootstrap(), &group, "range")
         .set("auto.commit.interval.ms", "200")
         .hooks(recorder.clone())
         .build()
@@ -223,10 +229,10 @@ async fn auto_commits_are_counted_and_told_to_the_hooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_commit_handles_work_from_other_tasks_while_the_stream_runs() {
     let topic = unique_name("handles");
-    let (tansu, pool) = tansu_with(&[(&topic, 2)]).await;
+    let pool = kafka_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 60, 10).await;
     let all = partitions(&topic, 2);
-    let mut c = group_builder(&tansu.bootstrap(), &unique_name("g"), "range")
+    let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
         .enable_auto_commit(false)
         .enable_auto_offset_store(false)
         .build()

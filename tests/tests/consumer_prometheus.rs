@@ -1,18 +1,19 @@
-//! The consumer's metrics in a prometheus-client registry (kcon-prometheus), against
-//! Tansu: the text a scrape returns is read by the Prometheus project's own parser (the Python
+//! The consumer's metrics in a prometheus-client registry (kcon-prometheus), on Apache Kafka
+//! (`Kafka::single()`) at the client's defaults: the text a scrape returns is read by the Prometheus project's own parser (the Python
 //! `prometheus_client` in the test virtualenv), and every value equals what
 //! `Consumer::metrics` says. Bytes are counted with the records handed out.
 
 use std::time::Duration;
 
 use kcon_codec::records::RecordBatchBuilder;
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::Pool;
 use kcon_prometheus::RegisterMetrics;
-use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{
-    REBALANCE_WITHIN, builder, expect_no_record, group_builder, partitions, recv_n,
+    REBALANCE_WITHIN, builder_at_defaults, expect_no_record, group_builder_at_defaults, partitions,
+    recv_n,
 };
-use kcon_tests::group::create_topics;
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::offsets::{produce_batch, produce_spread};
 use kcon_tests::pool::config;
 use kcon_tests::prometheus::parse_with_prometheus_client;
@@ -20,13 +21,13 @@ use prometheus_client::registry::Registry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    let bootstrap = Kafka::single().bootstrap();
+    let pool = Pool::new(config(bootstrap)).unwrap();
     let topic = unique_name("prom");
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 2)]).await;
+    create_topics(&pool, &[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 30, 10).await;
     let group = unique_name("g");
-    let mut c = group_builder(&tansu.bootstrap(), &group, "range")
+    let mut c = group_builder_at_defaults(bootstrap, &group, "range")
         .set("client.id", "scraped")
         .enable_auto_commit(false)
         .build()
@@ -127,17 +128,17 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_consumer_metrics() {
 /// records, not all with the last part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_are_counted_with_the_records_handed_out() {
-    let tansu = Tansu::start();
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
+    let bootstrap = Kafka::single().bootstrap();
+    let pool = Pool::new(config(bootstrap)).unwrap();
     let topic = unique_name("bytes");
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 1)]).await;
+    create_topics(&pool, &[(&topic, 1)]).await;
     let mut b = RecordBatchBuilder::new(0);
     for i in 0..1_500 {
         b.record(1_000 + i, None, Some(format!("value-{i:06}").as_bytes()));
     }
     let batch = b.build().unwrap();
     produce_batch(&pool, &topic, 0, batch.clone()).await;
-    let mut c = builder(&tansu.bootstrap())
+    let mut c = builder_at_defaults(bootstrap)
         .set("max.poll.records", "100")
         .build()
         .unwrap();

@@ -3,7 +3,7 @@
 //! [`Pool`] and sleeps until its next timer; this module says how each request is sent and what
 //! the handle's commands and the machine's events become.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -86,6 +86,9 @@ enum Command {
     /// Names, and a regex the coordinator matches (consumer protocol).
     Subscribe(Vec<String>, Option<String>),
     Unsubscribe,
+    /// The application gave up everything it owned: acknowledge revocations at once until
+    /// subscribed again.
+    GaveUp,
     Poll,
     RevocationDone(RevocationId),
     /// Close, acknowledging revocations at once.
@@ -112,6 +115,8 @@ impl GroupMember {
             events: event_tx,
             watchers,
             closing: false,
+            gave_up: false,
+            told: HashSet::new(),
             group_id: machine.config().group_id.clone(),
         };
         let task = tokio::spawn(drive(pool, machine, task, command_rx));
@@ -150,6 +155,16 @@ impl GroupMember {
     /// Leaves the group, revoking the partitions first.
     pub fn unsubscribe(&self) {
         self.command(Command::Unsubscribe);
+    }
+
+    /// The application gave up every partition it owned (after [`unsubscribe`]: its listener
+    /// ran and its offsets were committed): the member acknowledges every revocation it told
+    /// of, and those it tells until subscribed again, itself. The application need not read
+    /// the events for the member to leave.
+    ///
+    /// [`unsubscribe`]: GroupMember::unsubscribe
+    pub fn gave_up(&self) {
+        self.command(Command::GaveUp);
     }
 
     /// Tells the member the application is alive (it polled).
@@ -264,7 +279,23 @@ struct MemberTask {
     events: mpsc::UnboundedSender<GroupEvent>,
     watchers: Watchers,
     closing: bool,
+    /// The application gave everything up ([`GroupMember::gave_up`]) and has not subscribed
+    /// since: the member acknowledges revocations itself.
+    gave_up: bool,
+    /// The revocations sent to the application and not acknowledged yet: those the member
+    /// acknowledges itself once the application gave everything up or closes (the events may
+    /// sit unread in the channel: the application need not ask for one again).
+    told: HashSet<RevocationId>,
     group_id: String,
+}
+
+impl MemberTask {
+    /// Acknowledges every revocation the application was told of and has not acknowledged.
+    fn acknowledge_told(&mut self, machine: &mut MemberMachine, now: std::time::Instant) {
+        for id in std::mem::take(&mut self.told) {
+            machine.revocation_done(now, id);
+        }
+    }
 }
 
 impl Drive for MemberTask {
@@ -288,26 +319,38 @@ impl Drive for MemberTask {
     ) {
         match command {
             Some(Command::Subscribe(topics, regex)) => {
+                self.gave_up = false;
                 pool.track_topics(TopicScope::topics(topics.iter().cloned()));
                 machine.subscribe_with_regex(now, topics, regex);
             }
             Some(Command::Unsubscribe) => machine.unsubscribe(now),
+            Some(Command::GaveUp) => {
+                self.gave_up = true;
+                self.acknowledge_told(machine, now);
+            }
             Some(Command::Poll) => machine.application_polled(now),
-            Some(Command::RevocationDone(id)) => machine.revocation_done(now, id),
+            Some(Command::RevocationDone(id)) => {
+                self.told.remove(&id);
+                machine.revocation_done(now, id);
+            }
             Some(Command::Close) | None => {
                 debug!(group = %self.group_id, "closing the group member");
                 self.closing = true;
+                self.acknowledge_told(machine, now);
                 machine.close(now);
             }
         }
     }
 
     fn event(&mut self, machine: &mut MemberMachine, now: std::time::Instant, event: GroupEvent) {
-        // Nobody is left to acknowledge a revocation once closing: the member does it itself.
-        if self.closing
-            && let GroupEvent::Revoked { id, .. } = &event
-        {
-            machine.revocation_done(now, *id);
+        // Nobody is left to acknowledge a revocation once closing, nor once the application
+        // gave everything up: the member does it itself.
+        if let GroupEvent::Revoked { id, .. } = &event {
+            if self.closing || self.gave_up {
+                machine.revocation_done(now, *id);
+            } else {
+                self.told.insert(*id);
+            }
         }
         // The send fails once the handle is dropped: nobody reads events any more, and the
         // task goes on to leave the group on its own.

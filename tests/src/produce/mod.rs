@@ -17,7 +17,7 @@ use kcon_codec::message::{decode_response, encode_response};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
 use crate::brokers::{Tansu, proxy_listener};
@@ -36,6 +36,7 @@ use crate::frames::read_frame;
 pub struct AnswerDropper {
     addr: SocketAddr,
     dropped: Arc<AtomicUsize>,
+    stop: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,11 +67,20 @@ impl AnswerDropper {
         let advertised = advertise_self.then_some(addr);
         let dropped = Arc::new(AtomicUsize::new(0));
         let budget = Arc::new(AtomicUsize::new(drops));
+        let stop = Arc::new(Notify::new());
         let task = tokio::spawn({
             let dropped = dropped.clone();
+            let stop = stop.clone();
             async move {
                 let mut connections = JoinSet::new();
-                while let Ok((client, _)) = listener.accept().await {
+                loop {
+                    let client = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((client, _)) => client,
+                            Err(_) => break,
+                        },
+                        () = stop.notified() => break,
+                    };
                     let Ok(broker) = TcpStream::connect(upstream).await else {
                         continue;
                     };
@@ -81,11 +91,14 @@ impl AnswerDropper {
                     };
                     connections.spawn(relay(client, broker, lose, advertised));
                 }
+                drop(listener);
+                connections.shutdown().await;
             }
         });
         AnswerDropper {
             addr,
             dropped,
+            stop,
             task,
         }
     }
@@ -98,6 +111,14 @@ impl AnswerDropper {
     /// How many answers it has lost so far.
     pub fn dropped(&self) -> usize {
         self.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Stops the proxy, as a broker that goes away: when this returns, its port refuses
+    /// connections and every connection through it is closed (dropping it closes them a moment
+    /// later).
+    pub async fn stop(mut self) {
+        self.stop.notify_one();
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -216,8 +237,12 @@ fn advertise(
             .unwrap_or_else(|e| {
                 panic!("a FindCoordinator v{version} answer the proxy cannot read: {e}")
             });
-        answer.host = host.clone();
-        answer.port = port;
+        // Versions 0-3 name one coordinator; 4 and later a list (the single one's fields
+        // must then stay unset).
+        if version < 4 {
+            answer.host = host.clone();
+            answer.port = port;
+        }
         for c in &mut answer.coordinators {
             c.host = host.clone();
             c.port = port;

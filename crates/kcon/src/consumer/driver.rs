@@ -53,6 +53,9 @@ pub(crate) trait Parts {
     fn subscribe_regex(&mut self, now: Instant, topics: BTreeSet<String>, regex: String);
     /// Leave the group.
     fn unsubscribe(&mut self, now: Instant);
+    /// The application gave up everything it owned: the member acknowledges revocations
+    /// itself until subscribed again.
+    fn gave_up(&mut self, now: Instant);
     /// The application is alive.
     fn alive(&mut self, now: Instant);
     /// The revocation `id` is done.
@@ -242,6 +245,7 @@ impl Driver {
                     parts.subscribe_regex(now, topics, regex);
                 }
                 Command::Unsubscribe => parts.unsubscribe(now),
+                Command::GaveUp => parts.gave_up(now),
                 Command::Alive => parts.alive(now),
                 Command::RevocationDone(id) => parts.revocation_done(now, id),
                 Command::TrackTopics(topics) => parts.track_topics(now, topics),

@@ -96,6 +96,9 @@ pub(crate) enum Command {
     },
     /// The group member leaves.
     Unsubscribe,
+    /// The group member hears the unsubscription gave everything up: it acknowledges the
+    /// revocations it tells from now on itself.
+    GaveUp,
     /// The group member hears the application is alive.
     Alive,
     /// The group member hears the revocation is done.
@@ -605,8 +608,15 @@ impl ConsumerMachine {
         }
     }
 
-    /// The unsubscription's revocation is done.
+    /// The unsubscription's revocation is done: the member need not wait for its own
+    /// revocation event to be read before it leaves.
     pub(crate) fn unsubscribed(&mut self) {
+        if matches!(
+            self.subscription,
+            Subscription::Topics(_) | Subscription::Pattern(_)
+        ) {
+            self.commands.push_back(Command::GaveUp);
+        }
         self.subscription = Subscription::None;
         self.metadata_look = None;
     }

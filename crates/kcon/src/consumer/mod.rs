@@ -278,6 +278,7 @@ impl Consumer {
         self.run();
         self.finish_steps().await;
         self.driver.machine.unsubscribed();
+        self.run();
     }
 
     /// The topics subscribed: those named, or those a pattern matches now (empty with

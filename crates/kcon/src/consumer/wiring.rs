@@ -98,6 +98,12 @@ impl Parts for Wiring {
         }
     }
 
+    fn gave_up(&mut self, _now: Instant) {
+        if let Some(g) = &self.group {
+            g.gave_up();
+        }
+    }
+
     fn alive(&mut self, _now: Instant) {
         if let Some(g) = &self.group {
             g.poll();

@@ -381,6 +381,9 @@ struct SimParts {
     arrivals: VecDeque<Arrival>,
     /// The group member's channel to the consumer.
     group_events: VecDeque<GroupEvent>,
+    /// The application gave everything up and has not subscribed since: the member's task
+    /// acknowledges revocations itself.
+    gave_up: bool,
     /// The offsets task's channel of reports to the consumer.
     offsets_reports: VecDeque<PersistentFailure>,
     /// The step out, and how it is carried out.
@@ -399,17 +402,36 @@ struct SimParts {
     outbox: Vec<(Instant, Msg)>,
 }
 
+impl SimParts {
+    /// Acknowledges the revocations whose events the consumer has not read, as the member's
+    /// task does for those it told of once the application gave everything up or closes.
+    fn acknowledge_unread(&mut self, now: Instant) {
+        for event in &self.group_events {
+            if let GroupEvent::Revoked { id, .. } = event {
+                self.group.revocation_done(now, *id);
+            }
+        }
+    }
+}
+
 impl Parts for SimParts {
     fn subscribe(&mut self, now: Instant, topics: BTreeSet<String>) {
+        self.gave_up = false;
         self.group.subscribe(now, topics);
     }
 
     fn subscribe_regex(&mut self, now: Instant, topics: BTreeSet<String>, regex: String) {
+        self.gave_up = false;
         self.group.subscribe_with_regex(now, topics, Some(regex));
     }
 
     fn unsubscribe(&mut self, now: Instant) {
         self.group.unsubscribe(now);
+    }
+
+    fn gave_up(&mut self, now: Instant) {
+        self.gave_up = true;
+        self.acknowledge_unread(now);
     }
 
     fn alive(&mut self, now: Instant) {
@@ -698,6 +720,7 @@ impl World {
                 log: Vec::new(),
                 arrivals: VecDeque::new(),
                 group_events: VecDeque::new(),
+                gave_up: false,
                 offsets_reports: VecDeque::new(),
                 step: None,
                 step_done: None,
@@ -1467,8 +1490,9 @@ impl World {
                     }
                     _ => {}
                 }
-                // A closing member's task acknowledges its revocations itself.
-                if c.member_closing
+                // A closing member's task acknowledges its revocations itself, as does one whose
+                // application gave everything up.
+                if (c.member_closing || c.parts.gave_up)
                     && let GroupEvent::Revoked { id, .. } = &event
                 {
                     c.parts.group.revocation_done(now, *id);
@@ -1687,6 +1711,7 @@ impl World {
                 CloseTurn::Leave => {
                     if !c.member_closing {
                         c.member_closing = true;
+                        c.parts.acknowledge_unread(now);
                         c.parts.group.close(now);
                         c.parts.fetch.close(now);
                         self.drain(i);
