@@ -21,9 +21,15 @@ pub struct Forwarder {
 impl Forwarder {
     /// Listens on a free loopback port, forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Forwarder::start_on("127.0.0.1", upstream).await
+    }
+
+    /// Listens on a free port of the loopback address `ip` (any of 127.0.0.0/8: an address a
+    /// broker's certificate does not name), forwarding to `upstream`.
+    pub async fn start_on(ip: &str, upstream: SocketAddr) -> Forwarder {
+        let listener = TcpListener::bind((ip, 0))
             .await
-            .expect("bind a loopback port");
+            .unwrap_or_else(|e| panic!("bind a port of {ip}: {e}"));
         let addr = listener.local_addr().expect("the listener's address");
         let upstream = Arc::new(Mutex::new(upstream));
         let target = upstream.clone();

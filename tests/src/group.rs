@@ -1,4 +1,4 @@
-//! kcon group members for tests against real brokers (`tests/group_tansu.rs`,
+//! kcon group members for tests against real brokers (`tests/group_kafka.rs`,
 //! `tests/group_mock.rs`, `tests/group_mixed.rs`): each [`Member`] runs a
 //! [`GroupMember`](kcon_group::GroupMember) on its own pool (as separate processes would),
 //! acknowledges revocations at once, keeps polling, and records what it was told, so that tests
@@ -43,6 +43,10 @@ pub fn group_config(group: &str, strategy: &str, extra: &[(&str, &str)]) -> Grou
     }
     c
 }
+
+/// How a scenario below configures its members: [`group_config`] or
+/// [`group_config_at_defaults`].
+pub type ConfigFn = fn(&str, &str, &[(&str, &str)]) -> GroupConfig;
 
 /// A group configuration at the client's defaults but `strategy` as
 /// `partition.assignment.strategy` and `extra` properties: for Apache Kafka, whose joins need no
@@ -329,9 +333,9 @@ fn exactly_once(members: &[&Member], expected: &BTreeSet<Tp>) -> (bool, String) 
     (true, String::new())
 }
 
-/// How long a rebalance may take in these tests: Tansu completes a join after about half the
-/// session timeout (3 s here), a rebalance may need two rounds (cooperative), and the machine
-/// is shared and loaded.
+/// How long a rebalance may take in these tests: a member learns of a rebalance at its next
+/// heartbeat (every 3 s at the client's defaults), a rebalance may need two rounds
+/// (cooperative), and the machine is shared and loaded.
 pub const REBALANCE_WITHIN: Duration = Duration::from_secs(45);
 
 /// The partitions of the topic [`join_then_leave`] runs on: three members own 4 each, then four
@@ -341,7 +345,8 @@ pub const REBALANCE_WITHIN: Duration = Duration::from_secs(45);
 /// come up to a second apart, a rejoin that comes too early costs generations).
 pub const JOIN_THEN_LEAVE_PARTITIONS: i32 = 12;
 
-/// Members of one group on `topic` ([`JOIN_THEN_LEAVE_PARTITIONS`]) with `strategy`: three
+/// Members of one group on `topic` ([`JOIN_THEN_LEAVE_PARTITIONS`]) with `strategy`, each
+/// configured by `config`: three
 /// join; a fourth joins; the first leaves. After each step every partition is owned exactly
 /// once. Under an eager strategy every member gives up everything at each rebalance; under
 /// cooperative-sticky a member is never revoked a partition it keeps.
@@ -355,10 +360,11 @@ pub async fn join_then_leave(
     topic: &str,
     group: &str,
     strategy: &str,
+    config: ConfigFn,
     count_generations: bool,
 ) {
     let all = partitions(topic, JOIN_THEN_LEAVE_PARTITIONS);
-    let cfg = || group_config(group, strategy, &[]);
+    let cfg = || config(group, strategy, &[]);
     let a = Member::start("a", bootstrap, cfg(), &[topic]);
     let b = Member::start("b", bootstrap, cfg(), &[topic]);
     let c = Member::start("c", bootstrap, cfg(), &[topic]);
@@ -436,18 +442,14 @@ fn check_revocations(strategy: &str, members: &[&Member], before: &[MemberLog]) 
     }
 }
 
-/// Two static members (`group.instance.id`); the follower closes (a static member sends no
-/// LeaveGroup) and starts again within the session timeout. The coordinator recognises the
-/// instance: the restarted member gets its old member id and its partitions back, and the
-/// leader keeps its own.
-///
-/// `no_rebalance` asks, in addition, that the leader sees no rebalance at all (KIP-345). No
-/// broker on this machine does that: Tansu rebalances on every static rejoin (librdkafka's
-/// static members see the same there), and the mock cluster ignores `group.instance.id`. The
-/// simulation tests of the machine cover it.
-pub async fn static_member_restarts(bootstrap: &str, topic: &str, group: &str, no_rebalance: bool) {
+/// Two static members (`group.instance.id`), at the client's defaults; the follower closes (a
+/// static member sends no LeaveGroup) and starts again within the session timeout. The
+/// coordinator recognises the instance (KIP-345): it gives the restarted member a new member id
+/// in place of the old one, hands it the partitions it had, and does so without a rebalance:
+/// the leader keeps its partitions and joins no new generation.
+pub async fn static_member_restarts(bootstrap: &str, topic: &str, group: &str) {
     let all = partitions(topic, 6);
-    let cfg = |id: &str| group_config(group, "range", &[("group.instance.id", id)]);
+    let cfg = |id: &str| group_config_at_defaults(group, "range", &[("group.instance.id", id)]);
     let a = Member::start("a", bootstrap, cfg("instance-a"), &[topic]);
     let b = Member::start("b", bootstrap, cfg("instance-b"), &[topic]);
     wait_for_exactly_once(&[&a, &b], &all, REBALANCE_WITHIN).await;
@@ -463,10 +465,21 @@ pub async fn static_member_restarts(bootstrap: &str, topic: &str, group: &str, n
     assert!(follower_log.closed, "{follower_log:?}");
     let follower = Member::start("restarted", bootstrap, cfg(follower_id), &[topic]);
     wait_for_exactly_once(&[&leader, &follower], &all, REBALANCE_WITHIN).await;
+    let restarted = follower.snapshot().generation;
+    assert_ne!(
+        restarted.member_id, follower_member_id,
+        "KIP-345: the coordinator replaces a rejoining static member's id"
+    );
     assert_eq!(
-        follower.snapshot().generation.member_id,
-        follower_member_id,
-        "the coordinator did not recognise the static member"
+        follower.log().member_ids,
+        std::slice::from_ref(&restarted.member_id),
+        "the restarted member joined more than once: {:?}",
+        follower.log()
+    );
+    assert_eq!(
+        restarted.id,
+        leader.snapshot().generation.id,
+        "the restarted member is not in the leader's generation"
     );
     assert_eq!(
         follower.owned(),
@@ -476,12 +489,14 @@ pub async fn static_member_restarts(bootstrap: &str, topic: &str, group: &str, n
     let leader_after = leader.log();
     assert_eq!(leader_after.owned, leader_before.owned, "{leader_after:?}");
     assert!(leader_after.lost.is_empty(), "{leader_after:?}");
-    if no_rebalance {
-        assert_eq!(
-            leader_after.generations, leader_before.generations,
-            "the leader rejoined: {leader_after:?}"
-        );
-    }
+    assert_eq!(
+        leader_after.generations, leader_before.generations,
+        "the leader rejoined: {leader_after:?}"
+    );
+    assert_eq!(
+        leader_after.assignments, leader_before.assignments,
+        "the leader was assigned again: {leader_after:?}"
+    );
     leader.close().await;
     follower.close().await;
 }

@@ -20,9 +20,12 @@
 //! - The Java client 4.4.0 on Apache Kafka 4.4: every assignor, and the consumer protocol
 //!   (KIP-848) with the broker's assignors, at the client's own defaults (no shortened
 //!   session). A JVM starts in about 2 s; a KIP-848 member is assigned about 1 s after that.
+//! - librdkafka 2.16 and kafka-python 3.0.12 on Apache Kafka 4.4, at the clients' defaults
+//!   ([`GroupPeerConfig::at_client_defaults`]): `range` and `cooperative-sticky` (librdkafka),
+//!   `range`, `roundrobin`, `sticky` and `cooperative-sticky` (kafka-python), alone and mixed.
 //! - librdkafka 2.16 on Tansu 0.6: `range`, `roundrobin` and `cooperative-sticky` work, alone
 //!   and with kafka-python members. A join takes about `session.timeout.ms`/2 on Tansu, hence
-//!   the 6 s session timeout (1 s heartbeats) every peer uses by default.
+//!   the 6 s session timeout (1 s heartbeats) the Python peers use unless told otherwise.
 //! - librdkafka on the mock cluster: works (the mock's classic group applies a 3 s initial
 //!   rebalance delay; see [`MockCluster::set_group_initial_rebalance_delay`]).
 //! - kafka-python 3.0.12 on Tansu: `range`, `roundrobin`, `sticky` (KIP-54, eager) and
@@ -143,6 +146,14 @@ impl GroupPeerConfig {
             report_records: false,
             extra: Map::new(),
         }
+    }
+
+    /// Keeps the client's own `session.timeout.ms` and `heartbeat.interval.ms`: for Apache
+    /// Kafka, whose joins need no shortened session.
+    pub fn at_client_defaults(mut self) -> GroupPeerConfig {
+        self.session_timeout_ms = None;
+        self.heartbeat_interval_ms = None;
+        self
     }
 
     /// Sets what a peer needs to work against librdkafka's mock cluster: for kafka-python,

@@ -1,11 +1,11 @@
-//! Support for kcon-pool's tests against real brokers (`tests/pool_tansu.rs`,
-//! `tests/pool_mock.rs`): configs, requests whose answers say which request they answer, and
+//! Support for kcon-pool's tests against real brokers (`tests/pool_kafka.rs`,
+//! `tests/pool_cluster.rs`, `tests/pool_mock.rs`): configs, requests whose answers say which request they answer, and
 //! the scenarios both files play: bootstrap past a dead address, version negotiation, request
 //! timeouts, pipelining, cancellation, and a broker going away and coming back.
 //!
 //! The scenarios take a [`Connection`] or a [`Pool`] (and, where the brokers differ, what the
 //! caller expects of its broker) and know nothing of the broker otherwise, so the same
-//! assertions run against Tansu and against librdkafka's mock cluster. Each test file says,
+//! assertions run against Apache Kafka and against librdkafka's mock cluster. Each test file says,
 //! where it calls them, how its broker plays its part.
 
 use std::collections::BTreeMap;
@@ -17,11 +17,14 @@ use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kcon_codec::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kcon_codec::kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kcon_codec::kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, MetadataRequest, MetadataResponse, TopicName,
+};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
 use kcon_codec::versions::SUPPORTED;
-use kcon_core::ExponentialBackoff;
+use kcon_core::{ExponentialBackoff, TopicId};
 use kcon_pool::{
     BrokerTarget, Connection, Error, Peer, Pool, PoolConfig, TopicScope, TransportError,
 };
@@ -383,7 +386,7 @@ pub async fn assert_pipelined_metadata(
 /// once, and requires `in_flight` of them (with those the caller already has in flight) to be
 /// on the wire together right after they were handed over, then each answer to be its own.
 ///
-/// The caller must make sure the broker cannot answer during that moment (Tansu holding a
+/// The caller must make sure the broker cannot answer during that moment (Kafka holding a
 /// Fetch ahead of them, or a mock RTT), and that `in_flight` is the connection's
 /// `max.in.flight.requests.per.connection`, so that a slot kept by a finished or cancelled
 /// request shows as a request left waiting.
@@ -757,4 +760,47 @@ pub fn assert_backoff_spacing(
             failures.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
         );
     }
+}
+
+/// A Fetch of partition 0 of `topic` from offset 0 that waits up to `max_wait` for a byte.
+/// On an empty partition Kafka holds it that long (a long poll).
+pub fn long_poll(topic: &str, id: TopicId, max_wait: Duration) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                // By name below Fetch v13, by id from v13: both are set.
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_topic_id(id.0.to_vec().try_into().expect("16 bytes are a UUID"))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+/// Creates a one-partition topic, for Fetches that Kafka holds, and returns its name and id.
+pub async fn empty_topic(pool: &Pool) -> (String, TopicId) {
+    let topic = unique_name("held");
+    crate::kafka::create_topics(pool, &[(&topic, 1)]).await;
+    let m = pool
+        .refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .unwrap();
+    let topic_id = m
+        .topic(&topic)
+        .and_then(|t| t.id)
+        .expect("Kafka sends topic ids");
+    (topic, topic_id)
+}
+
+/// Creates a one-partition topic and returns a long-poll Fetch for it.
+pub async fn empty_topic_long_poll(pool: &Pool, max_wait: Duration) -> FetchRequest {
+    let (topic, topic_id) = empty_topic(pool).await;
+    long_poll(&topic, topic_id, max_wait)
 }

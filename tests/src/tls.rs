@@ -8,14 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use kcon_codec::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kcon_codec::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use kcon_codec::kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName,
-};
+use kcon_codec::kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::{DecodeOptions, RecordBatchBuilder, RecordBatches};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
@@ -345,21 +342,12 @@ pub async fn assert_produce_fetch_round_trip(pool: &Pool, n: usize) -> String {
         .await
         .expect("metadata");
     let id = *meta.brokers.keys().next().expect("a broker");
-    let created = pool
-        .send(
-            BrokerTarget::Broker(id),
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![
-                    CreatableTopic::default()
-                        .with_name(name.clone())
-                        .with_num_partitions(1)
-                        .with_replication_factor(1),
-                ]),
-        )
-        .await
-        .expect("create topic");
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    // Created, and its leader ready to take records (Kafka answers CreateTopics before that).
+    crate::kafka::create(
+        pool,
+        &[crate::kafka::NewTopic::new(&topic, 1).replication(1)],
+    )
+    .await;
 
     let values: Vec<String> = (0..n).map(|i| format!("{topic}-value-{i}")).collect();
     let mut batch = RecordBatchBuilder::new(0);
@@ -394,7 +382,7 @@ pub async fn assert_produce_fetch_round_trip(pool: &Pool, n: usize) -> String {
     let topic_id = meta
         .topic(&topic)
         .and_then(|t| t.id)
-        .expect("Tansu sends topic ids");
+        .expect("the broker sends topic ids");
     let fetched = pool
         .send(
             BrokerTarget::Broker(id),

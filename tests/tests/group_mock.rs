@@ -1,8 +1,8 @@
 //! kcon group members against librdkafka's mock cluster (3 brokers): the same join/leave
-//! scenarios as on Tansu, and the faults only the mock can make: a coordinator that moves, and
+//! scenarios as on Apache Kafka, and the faults only the mock can make: a coordinator that moves, and
 //! errors pushed for Heartbeat and SyncGroup.
 //!
-//! Static membership is tested on Tansu only: the mock's classic groups ignore
+//! Static membership is tested on Apache Kafka only (`group_kafka.rs`): the mock's classic groups ignore
 //! `group.instance.id` (`rd_kafka_mock_cgrp_classic_member_add` adds a new member and
 //! rebalances for every JoinGroup with an unknown member id).
 
@@ -32,7 +32,15 @@ fn mock_with_topic(partitions: i32) -> (MockCluster, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_members_join_and_leave() {
     let (mock, topic, group) = mock_with_topic(JOIN_THEN_LEAVE_PARTITIONS);
-    join_then_leave(mock.bootstrap(), &topic, &group, "range", false).await;
+    join_then_leave(
+        mock.bootstrap(),
+        &topic,
+        &group,
+        "range",
+        group_config,
+        false,
+    )
+    .await;
 }
 
 /// Generations are not counted here: the mock answers a follower whose SyncGroup arrives after
@@ -46,6 +54,7 @@ async fn cooperative_members_keep_their_partitions_through_rebalances() {
         &topic,
         &group,
         "cooperative-sticky",
+        group_config,
         false,
     )
     .await;

@@ -1,57 +1,61 @@
 //! The group peers of `kcon_tests::group_peers` against real brokers: librdkafka and
-//! kafka-python members split a 6-partition topic exactly once on Tansu, librdkafka members on
-//! the mock cluster, and kafka-python's limits on the mock are pinned.
+//! kafka-python members split a 6-partition topic exactly once on Apache Kafka 4.4 (the shared
+//! single node, every client at its defaults), librdkafka members on the mock cluster, and
+//! kafka-python's limits on the mock are pinned.
 //!
-//! Every test runs its own broker and group, so they run in parallel. Joins on Tansu take about
-//! half the session timeout (6 s here), so each group step is given [`SPLIT_WITHIN`].
+//! Every test has its own group (and the mock tests their own mock), so they run in parallel.
 
 use std::time::Duration;
 
-use kcon_pool::{BrokerTarget, Pool};
-use kcon_tests::brokers::{Tansu, unique_name};
-use kcon_tests::group::{create_topics, partitions};
+use kcon_pool::Pool;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::group::partitions;
 use kcon_tests::group_peers::{GroupPeer, GroupPeerConfig, PeerClient, wait_for_split};
+use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::mock::MockCluster;
 use kcon_tests::pool::config;
 
-/// How long a group of fresh peers may take to settle: a first join (about 3 s on Tansu, plus
-/// the mock's initial rebalance delay there), a second round when the other member arrives
-/// during the first, and a loaded machine.
+/// How long a group of fresh peers may take to settle: a first join, a second round when the
+/// other member arrives during the first (learnt at a heartbeat, every 3 s at the clients'
+/// defaults; plus the mock's initial rebalance delay there), and a loaded machine.
 const SPLIT_WITHIN: Duration = Duration::from_secs(25);
 
-/// Creates a 6-partition topic on `tansu` and returns its name.
-fn six_partition_topic(tansu: &Tansu) -> String {
+/// Creates a 6-partition topic on the shared Kafka node and returns its name.
+fn six_partition_topic(kafka: &Kafka) -> String {
     let topic = unique_name("t");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-        create_topics(&pool, BrokerTarget::Any, &[(&topic, 6)]).await;
+        let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+        create_topics(&pool, &[(&topic, 6)]).await;
     });
     topic
 }
 
-/// Two peers of `clients` in one group on a fresh Tansu topic split its 6 partitions exactly
-/// once; then the first leaves and the second ends up with all 6.
-fn two_peers_split_on_tansu(clients: [PeerClient; 2], strategy: &str) {
-    let tansu = Tansu::start();
-    let topic = six_partition_topic(&tansu);
+/// A peer of `client` in `group` on `topic` with `strategy`, on Kafka at the client's defaults.
+fn peer_on_kafka(
+    client: PeerClient,
+    kafka: &Kafka,
+    group: &str,
+    topic: &str,
+    strategy: &str,
+) -> GroupPeer {
+    let config = GroupPeerConfig::new(client, kafka.bootstrap(), group, &[topic], strategy)
+        .at_client_defaults();
+    GroupPeer::start_with(&config)
+}
+
+/// Two peers of `clients` in one group on a fresh topic split its 6 partitions exactly once;
+/// then the first leaves and the second ends up with all 6.
+fn two_peers_split_on_kafka(clients: [PeerClient; 2], strategy: &str) {
+    let kafka = Kafka::single();
+    let topic = six_partition_topic(kafka);
     let group = unique_name("g");
     let all = partitions(&topic, 6);
-    let start = |client| {
-        GroupPeer::start(
-            client,
-            &tansu.bootstrap(),
-            &group,
-            &[&topic],
-            strategy,
-            None,
-        )
-    };
-    let first = start(clients[0]);
-    let second = start(clients[1]);
+    let first = peer_on_kafka(clients[0], kafka, &group, &topic, strategy);
+    let second = peer_on_kafka(clients[1], kafka, &group, &topic, strategy);
     wait_for_split(&[&first, &second], &all, SPLIT_WITHIN);
 
     first.close();
@@ -62,41 +66,31 @@ fn two_peers_split_on_tansu(clients: [PeerClient; 2], strategy: &str) {
 }
 
 #[test]
-fn two_librdkafka_members_split_with_range_on_tansu() {
-    two_peers_split_on_tansu([PeerClient::Librdkafka; 2], "range");
+fn two_librdkafka_members_split_with_range_on_kafka() {
+    two_peers_split_on_kafka([PeerClient::Librdkafka; 2], "range");
 }
 
 #[test]
-fn two_librdkafka_members_split_with_cooperative_sticky_on_tansu() {
-    two_peers_split_on_tansu([PeerClient::Librdkafka; 2], "cooperative-sticky");
+fn two_librdkafka_members_split_with_cooperative_sticky_on_kafka() {
+    two_peers_split_on_kafka([PeerClient::Librdkafka; 2], "cooperative-sticky");
 }
 
 #[test]
-fn librdkafka_and_kafka_python_split_with_range_on_tansu() {
-    two_peers_split_on_tansu([PeerClient::Librdkafka, PeerClient::KafkaPython], "range");
+fn librdkafka_and_kafka_python_split_with_range_on_kafka() {
+    two_peers_split_on_kafka([PeerClient::Librdkafka, PeerClient::KafkaPython], "range");
 }
 
-/// kafka-python's other assignors on Tansu, each in its own group on one topic, at once.
+/// kafka-python's other assignors on Kafka, each in its own group on one topic, at once.
 #[test]
-fn kafka_python_splits_with_roundrobin_sticky_and_cooperative_sticky_on_tansu() {
-    let tansu = Tansu::start();
-    let topic = six_partition_topic(&tansu);
+fn kafka_python_splits_with_roundrobin_sticky_and_cooperative_sticky_on_kafka() {
+    let kafka = Kafka::single();
+    let topic = six_partition_topic(kafka);
     let all = partitions(&topic, 6);
     let groups: Vec<(GroupPeer, GroupPeer)> = ["roundrobin", "sticky", "cooperative-sticky"]
         .iter()
         .map(|strategy| {
             let group = unique_name("g");
-            let start = || {
-                let client = PeerClient::KafkaPython;
-                GroupPeer::start(
-                    client,
-                    &tansu.bootstrap(),
-                    &group,
-                    &[&topic],
-                    strategy,
-                    None,
-                )
-            };
+            let start = || peer_on_kafka(PeerClient::KafkaPython, kafka, &group, &topic, strategy);
             (start(), start())
         })
         .collect();

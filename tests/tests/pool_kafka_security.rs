@@ -1,11 +1,27 @@
-//! kcon-pool against Apache Kafka's own secured listeners (`Kafka::secure()`): what a client
-//! whose security settings differ from the listener's is told.
+//! kcon-pool against Apache Kafka's own secured listeners (`Kafka::secure()`): TLS (server
+//! authentication, mutual TLS, and each way a handshake fails), SASL (SCRAM-SHA-256/512 in
+//! plaintext and over TLS, OAUTHBEARER, and each way Kafka refuses a login), and what a client
+//! whose security settings differ from the listener's is told. The listeners' certificate names
+//! `127.0.0.1` and `localhost`; a certificate for another host is met by dialling the listener
+//! through 127.0.0.2, which it does not name.
+//!
+//! Not here, and why (both in `pool_tls.rs` and `pool_sasl.rs`, on Tansu): a plaintext listener
+//! that waits on a TLS hello (Kafka closes the connection: tested here), and a broker that
+//! closes the connection on a SaslHandshake instead of answering UNSUPPORTED_SASL_MECHANISM
+//! (Kafka answers: tested here).
 
+use std::time::Duration;
+
+use kcon_core::ConfigError;
 use kcon_pool::{
-    AuthError, Error, Pool, PoolConfig, SaslMechanism, SecurityProtocol, TopicScope, TransportError,
+    AuthError, EndpointIdentification, Error, Pool, PoolConfig, SaslMechanism, SecurityProtocol,
+    SetupStage, TlsError, TopicScope, TransportError,
 };
+use kcon_tests::brokers::unique_name;
+use kcon_tests::forwarder::Forwarder;
 use kcon_tests::kafka::{Kafka, Node, PASSWORD, USER};
 use kcon_tests::pool::config;
+use kcon_tests::tls::{Pki, assert_produce_fetch_round_trip};
 
 fn node() -> Node {
     Kafka::secure().nodes().remove(0)
@@ -117,6 +133,40 @@ async fn sasl_refusals_name_the_property_to_check() {
         "{wrong}"
     );
 
+    let wrong = metadata_error(sasl(
+        &node.listener("SASL_PLAINTEXT"),
+        "SCRAM-SHA-256",
+        USER,
+        "not-the-password",
+    ))
+    .await;
+    assert!(
+        matches!(
+            &wrong,
+            Error::Authentication {
+                mechanism: SaslMechanism::ScramSha256,
+                kind: AuthError::Refused {
+                    error_code: Some(58),
+                    ..
+                },
+                ..
+            }
+        ),
+        "{wrong:?}"
+    );
+    assert!(!wrong.is_retriable());
+    let shown = wrong.to_string();
+    // The broker's own words follow the error's name.
+    assert!(
+        shown.contains(
+            "SASL SCRAM-SHA-256 authentication failed: refused by the broker \
+             (SASL_AUTHENTICATION_FAILED (58)): Authentication failed during authentication due \
+             to invalid credentials with SASL mechanism SCRAM-SHA-256"
+        ),
+        "{shown}"
+    );
+    assert!(!shown.contains("not-the-password"), "{shown}");
+
     let lacking = metadata_error(sasl(
         &node.listener("PLAIN_ONLY"),
         "SCRAM-SHA-256",
@@ -216,4 +266,310 @@ async fn oauthbearer_logs_in_with_the_token_properties() {
             .contains("cannot read sasl.oauthbearer.token.file"),
         "{e}"
     );
+}
+
+/// An SSL config for `bootstrap` trusting `ca` (the system's trust store if `None`).
+fn ssl(bootstrap: &str, ca: Option<std::path::PathBuf>) -> PoolConfig {
+    let mut c = config(bootstrap);
+    c.security_protocol = SecurityProtocol::Ssl;
+    c.ssl_ca_location = ca;
+    c.socket_connection_setup_timeout = Duration::from_secs(5);
+    c
+}
+
+fn tls_kind(e: &Error) -> &TlsError {
+    match e {
+        Error::Tls { kind, .. } => kind,
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_authentication_then_metadata_produce_and_fetch_over_tls() {
+    let node = node();
+    // By name: SNI is sent and `localhost` is checked against the certificate. The broker's
+    // advertised address (127.0.0.1, the SSL listener's port) is checked as an IP address.
+    let by_name = format!("localhost:{}", node.listeners["SSL"]);
+    let pool = Pool::new(ssl(&by_name, Some(node.tls("ca.pem")))).unwrap();
+    let meta = pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    let advertised: Vec<String> = meta.brokers.values().map(|b| b.address()).collect();
+    assert_eq!(
+        advertised,
+        [node.listener("SSL")],
+        "Kafka advertises the SSL listener to a client of it"
+    );
+    assert_produce_fetch_round_trip(&pool, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_client_certificate() {
+    let node = node();
+    let mut c = ssl(&node.listener("MTLS"), Some(node.tls("ca.pem")));
+    c.set(
+        "ssl.certificate.location",
+        node.tls("client.pem").to_str().unwrap(),
+    )
+    .unwrap();
+    c.set(
+        "ssl.key.location",
+        node.tls("client-key.pem").to_str().unwrap(),
+    )
+    .unwrap();
+    let pool = Pool::new(c).unwrap();
+    assert_produce_fetch_round_trip(&pool, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_client_certificate_mutual_tls_is_refused_with_the_alert() {
+    let node = node();
+    let e = metadata_error(ssl(&node.listener("MTLS"), Some(node.tls("ca.pem")))).await;
+    // TLS 1.3: the client's handshake is over before the server checks for a certificate, so
+    // its alert arrives with the first answer; kcon reports it as TLS all the same. Kafka (the
+    // JDK's TLS) sends bad_certificate for a missing one, where OpenSSL sends
+    // certificate_required.
+    assert!(
+        matches!(tls_kind(&e), TlsError::Refused { alert } if alert == "BadCertificate"),
+        "{e:?}"
+    );
+    assert!(!e.is_retriable());
+    assert!(e.to_string().contains("ssl.certificate.location"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_an_unknown_ca_is_refused_as_such() {
+    let node = node();
+    let pki = Pki::new();
+    let e = metadata_error(ssl(&node.listener("SSL"), Some(pki.other_ca()))).await;
+    assert_eq!(tls_kind(&e), &TlsError::UnknownCa, "{e:?}");
+    assert!(!e.is_retriable());
+    assert!(
+        e.to_string()
+            .contains("not signed by a trusted CA (ssl.ca.location"),
+        "{e}"
+    );
+    // Nor does the system's trust store know the test CA: it is loaded and used when
+    // ssl.ca.location is unset.
+    let e = metadata_error(ssl(&node.listener("SSL"), None)).await;
+    assert_eq!(tls_kind(&e), &TlsError::UnknownCa, "{e:?}");
+}
+
+/// The SSL listener, reached through 127.0.0.2, an address its certificate does not name.
+async fn through_another_address(node: &Node) -> Forwarder {
+    let upstream = node.listener("SSL").parse().expect("an address");
+    Forwarder::start_on("127.0.0.2", upstream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_is_a_hostname_mismatch() {
+    let node = node();
+    let other = through_another_address(&node).await;
+    let e = metadata_error(ssl(&other.addr().to_string(), Some(node.tls("ca.pem")))).await;
+    assert!(
+        matches!(
+            tls_kind(&e),
+            TlsError::HostnameMismatch { host, presented }
+                if host == "127.0.0.2"
+                    && presented.iter().any(|p| p.contains("localhost"))
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_retriable());
+    assert!(
+        e.to_string()
+            .contains("ssl.endpoint.identification.algorithm=none"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_none_accepts_another_hosts_certificate_but_not_an_unknown_ca() {
+    let node = node();
+    let other = through_another_address(&node).await;
+    let mut c = ssl(&other.addr().to_string(), Some(node.tls("ca.pem")));
+    c.set("ssl.endpoint.identification.algorithm", "none")
+        .unwrap();
+    assert_eq!(
+        c.ssl_endpoint_identification_algorithm,
+        EndpointIdentification::None
+    );
+    let pool = Pool::new(c.clone()).unwrap();
+    assert_produce_fetch_round_trip(&pool, 5).await;
+    // `none` skips the name only: the chain must still lead to a trusted CA.
+    let pki = Pki::new();
+    c.ssl_ca_location = Some(pki.other_ca());
+    let e = metadata_error(c).await;
+    assert_eq!(tls_kind(&e), &TlsError::UnknownCa, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_on_the_tls_port_is_told_so() {
+    let node = node();
+    let e = metadata_error(config(&node.listener("SSL"))).await;
+    // Kafka cannot read the Kafka request as a TLS record: it closes the connection, or
+    // answers with an alert.
+    let told = matches!(
+        &e,
+        Error::Transport {
+            kind: TransportError::ClosedDuringSetup {
+                stage: SetupStage::ApiVersions,
+                tls: false,
+            },
+            ..
+        } | Error::Tls {
+            kind: TlsError::UnexpectedTls,
+            ..
+        }
+    );
+    assert!(told, "{e:?}");
+    assert!(e.to_string().contains("SSL or SASL_SSL"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_on_the_plaintext_port_is_told_so() {
+    let node = node();
+    let plaintext = format!("127.0.0.1:{}", node.port);
+    let e = metadata_error(ssl(&plaintext, Some(node.tls("ca.pem")))).await;
+    // Kafka reads the TLS hello's first bytes as the size of a ~370 MB request, above
+    // socket.request.max.bytes, and closes the connection.
+    assert!(matches!(tls_kind(&e), TlsError::ClosedInHandshake), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("a plaintext listener does that (security.protocol PLAINTEXT"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unusable_certificate_files_are_configuration_errors_naming_the_property() {
+    let pki = Pki::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let base = ssl("localhost:9093", Some(pki.ca()));
+    let refused = |c: PoolConfig| match Pool::new(c) {
+        Err(Error::Config(e)) => e,
+        other => panic!("expected a configuration error, got {other:?}"),
+    };
+
+    let mut c = base.clone();
+    c.ssl_ca_location = Some(pki.path("missing.pem"));
+    let e = refused(c);
+    assert_eq!(e.property(), "ssl.ca.location");
+    assert!(e.to_string().contains("cannot read it"), "{e}");
+
+    // A key where the CA should be: no certificate in it.
+    let mut c = base.clone();
+    c.ssl_ca_location = Some(pki.client().key);
+    let e = refused(c);
+    assert!(
+        matches!(&e, ConfigError::Unusable { property, reason, .. }
+            if property == "ssl.ca.location" && reason.contains("no CERTIFICATE")),
+        "{e}"
+    );
+
+    // A certificate where the key should be.
+    let mut c = base.clone();
+    c.ssl_certificate_location = Some(pki.client().cert);
+    c.ssl_key_location = Some(pki.client().cert);
+    assert_eq!(refused(c).property(), "ssl.key.location");
+
+    // An encrypted key: said so, since ssl.key.password is not supported.
+    let encrypted = pki.path("encrypted.key");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQww\n\
+         -----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let mut c = base.clone();
+    c.ssl_certificate_location = Some(pki.client().cert);
+    c.ssl_key_location = Some(encrypted);
+    let e = refused(c);
+    assert!(e.to_string().contains("encrypted"), "{e}");
+
+    // A key that is not the certificate's.
+    let mut c = base;
+    c.ssl_certificate_location = Some(pki.client().cert);
+    c.ssl_key_location = Some(pki.server().key);
+    let e = refused(c);
+    assert!(
+        e.to_string()
+            .contains("does not go with ssl.certificate.location"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha_256_and_512_authenticate_and_fetch() {
+    let node = node();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let c = sasl(&node.listener("SASL_PLAINTEXT"), mechanism, USER, PASSWORD);
+        let pool = Pool::new(c).unwrap();
+        assert_produce_fetch_round_trip(&pool, 20).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_over_tls_fetches() {
+    let node = node();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let mut c = sasl(&node.listener("SASL_SSL"), mechanism, USER, PASSWORD);
+        c.set("security.protocol", "SASL_SSL").unwrap();
+        c.ssl_ca_location = Some(node.tls("ca.pem"));
+        let pool = Pool::new(c).unwrap();
+        assert_produce_fetch_round_trip(&pool, 20).await;
+    }
+}
+
+/// A user given a SCRAM-SHA-256 credential only (with Kafka's own ConfigCommand): it logs in
+/// with SCRAM-SHA-256 (polled until the broker has the credential) and is refused with
+/// SCRAM-SHA-512.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_a_credential_for_the_mechanism_is_refused() {
+    let kafka = Kafka::secure();
+    let node = node();
+    let user = unique_name("bob");
+    let password = "bob-secret";
+    tokio::task::block_in_place(|| {
+        kafka.tool(
+            "org.apache.kafka.tools.ConfigCommand",
+            &[
+                "--alter",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                &user,
+                "--add-config",
+                &format!("SCRAM-SHA-256=[password={password}]"),
+            ],
+        )
+    });
+    let listener = node.listener("SASL_PLAINTEXT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pool = Pool::new(sasl(&listener, "SCRAM-SHA-256", &user, password)).unwrap();
+        match pool.refresh_metadata(TopicScope::none()).await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the new credential never worked: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = metadata_error(sasl(&listener, "SCRAM-SHA-512", &user, password)).await;
+    assert!(
+        matches!(
+            &e,
+            Error::Authentication {
+                mechanism: SaslMechanism::ScramSha512,
+                kind: AuthError::Refused { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_retriable());
 }

@@ -3,7 +3,8 @@
 //! cancellation, and connections the broker drops.
 //!
 //! Each test starts its own cluster (its own process and ports), so they run in parallel. The
-//! same scenarios run against Tansu in `pool_tansu.rs` where Tansu can play them.
+//! same scenarios run against Apache Kafka in `pool_kafka.rs` (and a broker killed, in
+//! `pool_cluster.rs`) where Kafka can play them.
 //!
 //! The mock runs Metadata and Fetch at the versions it advertises (v12 and v16 with kcon), so
 //! topics have ids here as on Kafka.
@@ -203,7 +204,8 @@ async fn negotiated_versions_follow_what_the_brokers_offer_even_lowered() {
     assert_eq!((p.partition_index, p.error_code), (0, 0), "{answer:?}");
 }
 
-// Mock only: Tansu is one broker and never moves a leader.
+// Mock only here: the single Kafka node never moves a leader (the cluster's moves are tested in
+// the `*_cluster.rs` suites).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_follows_a_moved_leader_after_invalidate() {
     let mock = MockCluster::start(3);
@@ -247,7 +249,8 @@ async fn metadata_follows_a_moved_leader_after_invalidate() {
     assert_eq!(list_offsets_error(&pool, 2, &topic, 0).await, 0);
 }
 
-// Mock only: Tansu can't delay its answers (but see pool_tansu.rs, where it holds a Fetch).
+// Mock only: Kafka can't be told to delay its answers (but see pool_kafka.rs, where it holds a
+// Fetch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_broker_times_out_retriably_and_the_next_request_uses_a_fresh_connection() {
     let mock = MockCluster::start(3);
@@ -276,7 +279,8 @@ async fn a_slow_broker_times_out_retriably_and_the_next_request_uses_a_fresh_con
     );
 }
 
-// Mock only: set_down/set_up. (pool_tansu.rs kills and restarts Tansu for the same story.)
+// Mock only: set_down/set_up. (pool_cluster.rs kills and restarts a Kafka node for the same
+// story.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_fails_pending_requests_backs_off_and_is_used_again_once_up() {
     let mock = MockCluster::start(3);
@@ -391,7 +395,7 @@ fn cancelled_requests_leave_the_connection_usable() {
     );
 }
 
-// Mock only: Tansu can't be told to drop a connection on a given request. (A cut stream and a
+// Mock only: no broker can be told to drop a connection on a given request. (A cut stream and a
 // wrong frame size are kcon-pool's scripted-peer tests; this is the real-broker angle.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_broker_drops_fails_its_requests_once_and_the_next_uses_a_fresh_one() {

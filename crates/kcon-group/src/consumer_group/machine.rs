@@ -805,7 +805,14 @@ impl ConsumerGroupMachine {
             ) => {
                 let message = match (answer.error_code, answer.error_message) {
                     (code, m) if code == E::UnsupportedVersion.code() => {
-                        Some(self.refusal(m.as_deref()))
+                        // The broker lists the API but its coordinator refuses it: name the
+                        // coordinator, whose configuration is the one to check.
+                        let by = self.coordinator.known().map(|c| c.name());
+                        let detail = match (by, m) {
+                            (Some(by), Some(m)) => Some(format!("{by}: {m}")),
+                            (by, m) => by.or(m),
+                        };
+                        Some(self.refusal(detail.as_deref()))
                     }
                     (code, m) if code == E::InvalidRegularExpression.code() => Some(format!(
                         "the coordinator cannot read the subscription's regular expression {:?} \

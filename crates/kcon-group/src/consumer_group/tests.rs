@@ -332,6 +332,32 @@ fn a_broker_without_the_api_fails_fast() {
     assert!(h.requests().is_empty());
 }
 
+/// A coordinator that lists ConsumerGroupHeartbeat but does not run the consumer protocol
+/// (Apache Kafka 3.7 to 3.9 at their defaults) answers UNSUPPORTED_VERSION: the member fails at
+/// its first join, naming the coordinator, what it said, and the broker setting that enables the
+/// protocol.
+#[test]
+fn unsupported_version_fails_fast_naming_the_coordinator() {
+    let (mut h, id, _) = joining(&[]);
+    h.answer(id, error(35));
+    match &h.events()[..] {
+        [GroupEvent::Fatal(e)] => {
+            let text = e.to_string();
+            for part in [
+                "ConsumerGroupHeartbeat answered UNSUPPORTED_VERSION (35)",
+                "group.protocol=consumer",
+                "broker 1 (h:9092): no",
+                "group.coordinator.rebalance.protocols=classic,consumer",
+            ] {
+                assert!(text.contains(part), "{part}: {text}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.machine.state(), MemberState::Failed);
+    assert!(h.requests().is_empty());
+}
+
 /// A moved coordinator or a lost connection: find it again, then a full heartbeat at the same
 /// epoch; the partitions stay.
 #[test]
