@@ -191,7 +191,7 @@ async fn answers(
 
 /// `frame` (size prefix included), the answer to a request of `key` at `version`, with every
 /// broker or coordinator it names moved to `addr`; any other answer unchanged.
-fn advertise(
+pub(crate) fn advertise(
     frame: Vec<u8>,
     correlation: i32,
     key: i16,
@@ -216,8 +216,11 @@ fn advertise(
             .unwrap_or_else(|e| {
                 panic!("a FindCoordinator v{version} answer the proxy cannot read: {e}")
             });
-        answer.host = host.clone();
-        answer.port = port;
+        // v0-v3 name one coordinator at the top level; v4 on, a list of them.
+        if version < 4 {
+            answer.host = host.clone();
+            answer.port = port;
+        }
         for c in &mut answer.coordinators {
             c.host = host.clone();
             c.port = port;
