@@ -4,9 +4,11 @@
 //! Kafka-compatible services in front of versions they advertise but misread. Every other
 //! request, and every answer, passes unchanged.
 //!
-//! The broker must advertise the proxy's address ([`tansu_hanging_up`]), so that a client
-//! bootstrapping at the proxy sends everything through it.
+//! A client bootstrapping at the proxy sends everything through it: the proxy stands in front
+//! of a one-node cluster (Apache Kafka's single node, [`kafka_hanging_up`]) and puts its own
+//! address in every broker and coordinator its Metadata and FindCoordinator answers name.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::brokers::{Tansu, proxy_listener};
+use crate::brokers::proxy_listener;
 use crate::frames::read_frame;
+use crate::kafka::Kafka;
+use crate::produce::advertise;
 
 /// One request of the chosen API the proxy saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +52,9 @@ pub struct HangUpProxy {
 }
 
 impl HangUpProxy {
-    /// Starts the proxy on `listener`, forwarding to `upstream` and hanging up on every request
-    /// of `api` until told otherwise.
+    /// Starts the proxy on `listener`, forwarding to `upstream`, the one node of a cluster, and
+    /// hanging up on every request of `api` until told otherwise. It names itself as every
+    /// broker and coordinator in the answers it passes on.
     pub fn start(listener: TcpListener, upstream: SocketAddr, api: ApiKey) -> HangUpProxy {
         let addr = listener.local_addr().expect("a bound listener's address");
         let shared = Arc::new(Shared {
@@ -65,7 +70,7 @@ impl HangUpProxy {
                     let Ok(broker) = TcpStream::connect(upstream).await else {
                         continue;
                     };
-                    connections.spawn(relay(client, broker, shared.clone()));
+                    connections.spawn(relay(client, broker, shared.clone(), addr));
                 }
             }
         });
@@ -94,13 +99,17 @@ impl Drop for HangUpProxy {
     }
 }
 
-/// A Tansu broker that advertises a proxy's address, and the proxy in front of it hanging up
-/// on every request of `api`.
-pub async fn tansu_hanging_up(api: ApiKey) -> (Tansu, HangUpProxy) {
-    let (listener, port) = proxy_listener().await;
-    let tansu = Tansu::start_advertising(port);
-    let proxy = HangUpProxy::start(listener, tansu.addr(), api);
-    (tansu, proxy)
+/// Apache Kafka's single node (`Kafka::single`), and a proxy in front of it hanging up on every
+/// request of `api`.
+pub async fn kafka_hanging_up(api: ApiKey) -> (&'static Kafka, HangUpProxy) {
+    let kafka = Kafka::single();
+    let upstream: SocketAddr = kafka
+        .bootstrap()
+        .parse()
+        .expect("the single node's address");
+    let (listener, _) = proxy_listener().await;
+    let proxy = HangUpProxy::start(listener, upstream, api);
+    (kafka, proxy)
 }
 
 /// The most requests in any one second, counting from the `skip`th request on, and when that
@@ -120,16 +129,19 @@ pub fn most_in_a_second(seen: &[Seen], skip: usize) -> (usize, Option<Instant>) 
     most
 }
 
+/// The API key and version of each request passed on, by correlation id.
+type Asked = Arc<Mutex<HashMap<i32, (i16, i16)>>>;
+
 /// Passes frames between one client and the broker until either side closes, or until a
-/// request of the API comes while the proxy hangs up: then both connections are closed.
-async fn relay(client: TcpStream, broker: TcpStream, shared: Arc<Shared>) {
+/// request of the API comes while the proxy hangs up: then both connections are closed. Every
+/// broker and coordinator of a Metadata or FindCoordinator answer is given the proxy's address,
+/// `addr`.
+async fn relay(client: TcpStream, broker: TcpStream, shared: Arc<Shared>, addr: SocketAddr) {
     let (client_read, client_write) = client.into_split();
-    let (mut broker_read, broker_write) = broker.into_split();
-    let upstream = requests(client_read, broker_write, shared);
-    let mut client_write = client_write;
-    let downstream = async move {
-        let _ = tokio::io::copy(&mut broker_read, &mut client_write).await;
-    };
+    let (broker_read, broker_write) = broker.into_split();
+    let asked: Asked = Arc::default();
+    let upstream = requests(client_read, broker_write, shared, asked.clone());
+    let downstream = answers(broker_read, client_write, asked, addr);
     // Whichever side ends first ends both: dropping the halves closes the sockets.
     tokio::select! {
         () = upstream => {}
@@ -137,19 +149,44 @@ async fn relay(client: TcpStream, broker: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-async fn requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Shared>) {
+async fn requests(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    shared: Arc<Shared>,
+    asked: Asked,
+) {
     while let Some(frame) = read_frame(&mut from).await {
         // Request header: api key (i16), api version (i16), correlation id (i32).
-        if frame.len() >= 8 && i16::from_be_bytes([frame[4], frame[5]]) == shared.api {
+        if frame.len() >= 12 {
+            let key = i16::from_be_bytes([frame[4], frame[5]]);
             let version = i16::from_be_bytes([frame[6], frame[7]]);
-            let hung_up = shared.hanging_up.load(Ordering::SeqCst);
-            shared.seen.lock().unwrap().push(Seen {
-                at: Instant::now(),
-                version,
-                hung_up,
-            });
-            if hung_up {
-                return;
+            let correlation = i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
+            if key == shared.api {
+                let hung_up = shared.hanging_up.load(Ordering::SeqCst);
+                shared.seen.lock().unwrap().push(Seen {
+                    at: Instant::now(),
+                    version,
+                    hung_up,
+                });
+                if hung_up {
+                    return;
+                }
+            }
+            asked.lock().unwrap().insert(correlation, (key, version));
+        }
+        if to.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, asked: Asked, addr: SocketAddr) {
+    while let Some(mut frame) = read_frame(&mut from).await {
+        if frame.len() >= 8 {
+            let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            let request = asked.lock().unwrap().remove(&correlation);
+            if let Some((key, version)) = request {
+                frame = advertise(frame, correlation, key, version, addr);
             }
         }
         if to.write_all(&frame).await.is_err() {

@@ -29,4 +29,3 @@ pub mod schema_registry;
 pub mod share_groups;
 pub mod tls;
 pub mod truncation;
-pub mod txn_index;

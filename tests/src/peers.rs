@@ -1,7 +1,9 @@
-//! Peer clients (librdkafka through confluent-kafka, kafka-python) driven from tests.
+//! Peer clients (librdkafka through confluent-kafka, kafka-python, the Apache Kafka Java
+//! client) driven from tests.
 //!
-//! Each peer is a small Python script in `tests/py/` that reads one JSON request on stdin and
-//! writes one JSON answer on stdout. Byte strings cross as lowercase hex, `null` for null.
+//! Each Python peer is a small script in `tests/py/` that reads one JSON request on stdin and
+//! writes one JSON answer on stdout. Byte strings cross as lowercase hex, `null` for null. The
+//! Java client's reader is `tests/java/Txn.java`, run by `scripts/kafka java`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -81,6 +83,45 @@ pub fn librdkafka_reads(
         .iter()
         .map(|v| v.as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// The Java client's read_committed reader of `topic`-0 (`scripts/kafka java Txn read`): the
+/// values it reads (at least `expect`, then nothing more for 2 s) and its position at the
+/// end (the last stable offset).
+pub fn java_reads_committed(bootstrap: &str, topic: &str, expect: usize) -> (Vec<String>, i64) {
+    let request = serde_json::json!({
+        "op": "read",
+        "bootstrap": bootstrap,
+        "topic": topic,
+        "partitions": 1,
+        "isolation": "read_committed",
+        "expect": expect,
+        "quiet_ms": 2000,
+        "within_ms": 60000,
+    });
+    let out = Command::new(repo_root().join("scripts/kafka"))
+        .args(["java", "Txn", &request.to_string()])
+        .output()
+        .expect("run scripts/kafka java Txn");
+    assert!(
+        out.status.success(),
+        "the Java reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the Java reader printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let values = answer["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .map(|v| v.as_str().expect("a UTF-8 value").to_owned())
+        .collect();
+    let end = answer["end"][0][1].as_i64().expect("the reader's position");
+    (values, end)
 }
 
 /// librdkafka's share consumer (`tests/py/share.py`) as a member of a share group: started,

@@ -1,6 +1,7 @@
-//! A broker that hangs up on one request, as a user meets it: a proxy in front of Tansu closes
-//! the connection on every JoinGroup (Kafka does that to a request it cannot parse; proxies
-//! and Kafka-compatible services do it to versions they mis-advertise). The consumer must not
+//! A broker that hangs up on one request, as a user meets it: a proxy in front of Apache
+//! Kafka's single node (`Kafka::single`; the consumer at its defaults) closes the connection on
+//! every JoinGroup (Kafka does that to a request it cannot parse; proxies and Kafka-compatible
+//! services do it to versions they mis-advertise). The consumer must not
 //! storm the broker (each hang-up makes the member find the coordinator again, which it does at
 //! once), must say so once at WARN and tell the application, and must join as soon as the
 //! broker lets it.
@@ -12,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcon::{ApiKey, ConsumerHooks, PersistentFailure};
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::consumer::{REBALANCE_WITHIN, expect_no_record, group_builder, recv_n};
-use kcon_tests::group::create_topics;
-use kcon_tests::hangup::{most_in_a_second, tansu_hanging_up};
+use kcon_tests::consumer::{REBALANCE_WITHIN, expect_no_record, group_builder_at_defaults, recv_n};
+use kcon_tests::hangup::{kafka_hanging_up, most_in_a_second};
+use kcon_tests::kafka::create_topics;
 use kcon_tests::logs;
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
@@ -60,16 +61,16 @@ impl ConsumerHooks for Told {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_groups_a_broker_hangs_up_on_are_tried_at_most_twice_a_second_and_told_once() {
     let logs = logs::capture();
-    let (tansu, proxy) = tansu_hanging_up(ApiKey::JoinGroup).await;
+    let (kafka, proxy) = kafka_hanging_up(ApiKey::JoinGroup).await;
     let topic = unique_name("hangup");
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 2)]).await;
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    create_topics(&pool, &[(&topic, 2)]).await;
     for partition in 0..2 {
         produce(&pool, &topic, partition, 10, now_ms()).await;
     }
     let group = unique_name("g");
     let told = Told::default();
-    let mut consumer = group_builder(&proxy.bootstrap(), &group, "range")
+    let mut consumer = group_builder_at_defaults(&proxy.bootstrap(), &group, "range")
         .hooks(told.clone())
         .build()
         .unwrap();

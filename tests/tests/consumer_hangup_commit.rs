@@ -4,17 +4,19 @@
 //! hook and the metrics while it waits, not at its next call, even when nothing else (no fetch
 //! answer, its partition paused) wakes the consumer meanwhile.
 //!
-//! A suite of its own: the hang-up proxy fronts a Tansu of its own.
+//! The hang-up proxy stands in front of Apache Kafka's single node (`Kafka::single`); the
+//! consumer is at its defaults but for `auto.commit.interval.ms` (500 ms, so that the failing
+//! commits come often enough to be reported within the wait).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcon::{ApiKey, ConsumerHooks, PersistentFailure};
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::consumer::{REBALANCE_WITHIN, group_builder, recv_n};
-use kcon_tests::group::create_topics;
-use kcon_tests::hangup::tansu_hanging_up;
+use kcon_tests::consumer::{REBALANCE_WITHIN, group_builder_at_defaults, recv_n};
+use kcon_tests::hangup::kafka_hanging_up;
+use kcon_tests::kafka::create_topics;
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
 use tokio::time::timeout;
@@ -37,13 +39,13 @@ impl ConsumerHooks for Told {
 /// commits within that call, with the API and the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_commits_are_told_while_the_application_waits_in_recv() {
-    let (tansu, proxy) = tansu_hanging_up(ApiKey::OffsetCommit).await;
+    let (kafka, proxy) = kafka_hanging_up(ApiKey::OffsetCommit).await;
     let topic = unique_name("hangup-commit");
-    let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
-    create_topics(&pool, BrokerTarget::Any, &[(&topic, 1)]).await;
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    create_topics(&pool, &[(&topic, 1)]).await;
     produce(&pool, &topic, 0, 5, now_ms()).await;
     let told = Told::default();
-    let mut consumer = group_builder(&proxy.bootstrap(), &unique_name("g"), "range")
+    let mut consumer = group_builder_at_defaults(&proxy.bootstrap(), &unique_name("g"), "range")
         .set("auto.commit.interval.ms", "500")
         .hooks(told.clone())
         .build()

@@ -3,13 +3,18 @@
 //! any await (a `select!` with a shutdown signal, a `tokio::time::timeout`) leaves nothing
 //! that stops the next call, and nothing of a batch is lost or written twice for a
 //! read_committed reader (the Java client's, `tests/java/Txn.java`). A transaction call that
-//! outlasts the pipeline's call timeout is left the same way, on librdkafka's mock cluster (the
-//! last test says why).
+//! outlasts the pipeline's call timeout is left the same way, on librdkafka's mock cluster (its
+//! test says why).
+//!
+//! The pipeline also runs as a process of its own (`eos_member`), killed with SIGKILL at random
+//! points and started again under the same transactional id, or joined by a second member
+//! mid-stream: the output holds every input record exactly once, as judged from the log's
+//! transaction markers and as the read_committed readers of the Java client, kcon and
+//! librdkafka read it, and the group's committed offsets end at the input's end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::pin;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -20,12 +25,12 @@ use kcon::exactly_once::{Batch, ExactlyOnce, PipelineError, TransformError};
 use kcon::{Record, TopicPartition};
 use kcon_pool::Pool;
 use kcon_produce::{ConsumerGroupMetadata, ErrorKind, Producer, ProducerRecord};
-use kcon_tests::brokers::{repo_root, unique_name};
+use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::logs;
 use kcon_tests::mock::MockCluster;
+use kcon_tests::peers::java_reads_committed;
 use kcon_tests::pool::config;
-use serde_json::{Value, json};
 
 /// Input records written per round of inputs: more come while the cancellations have not yet
 /// landed at every await point of a batch.
@@ -92,45 +97,6 @@ async fn transform(
             ProducerRecord::new(output.clone(), format!("out:{value}")).with_partition(0)
         })
         .collect())
-}
-
-/// The Java client's read_committed reader of `topic`-0 (`scripts/kafka java Txn read`): the
-/// values it reads (at least `expect`, then nothing more for 2 s) and its position at the
-/// end (the last stable offset).
-fn java_reads_committed(bootstrap: &str, topic: &str, expect: usize) -> (Vec<String>, i64) {
-    let request = json!({
-        "op": "read",
-        "bootstrap": bootstrap,
-        "topic": topic,
-        "partitions": 1,
-        "isolation": "read_committed",
-        "expect": expect,
-        "quiet_ms": 2000,
-        "within_ms": 60000,
-    });
-    let out = Command::new(repo_root().join("scripts/kafka"))
-        .args(["java", "Txn", &request.to_string()])
-        .output()
-        .expect("run scripts/kafka java Txn");
-    assert!(
-        out.status.success(),
-        "the Java reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the Java reader printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    let values = answer["values"]
-        .as_array()
-        .expect("values")
-        .iter()
-        .map(|v| v.as_str().expect("a UTF-8 value").to_owned())
-        .collect();
-    let end = answer["end"][0][1].as_i64().expect("the reader's position");
-    (values, end)
 }
 
 /// `topic`-0's high watermark and last stable offset.
@@ -620,4 +586,371 @@ async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
     values.sort();
     expected.sort();
     assert_eq!(values, expected);
+}
+
+/// Input records of the killed pipelines.
+const INPUTS: usize = 300;
+/// Times the pipeline of [`a_pipeline_killed_at_random_points_writes_every_input_once`] is
+/// killed before a last member runs it to the end.
+const KILLS: usize = 3;
+
+/// An `eos_member` process (`tests/src/bin/eos_member.rs`, transactions held open 300 ms after
+/// their outputs are written), and the number of batches it has told of on stdout.
+struct Member {
+    child: tokio::process::Child,
+    batches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Member {
+    fn start(b: &str, input: &str, output: &str, group: &str, txn: &str) -> Member {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eos_member"))
+            .args([b, input, output, group, txn, "300"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start eos_member");
+        let stdout = child.stdout.take().expect("the member's stdout");
+        let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = batches.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(_)) = lines.next_line().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Member { child, batches }
+    }
+
+    /// Waits (up to `within`) until the member has settled a batch.
+    async fn wait_for_a_batch(&mut self, within: Duration) {
+        let started = tokio::time::Instant::now();
+        while self.batches.load(Ordering::SeqCst) == 0 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the member ended ({status}) before it settled a batch");
+            }
+            assert!(
+                started.elapsed() < within,
+                "the member settled no batch in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    async fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("the member ends");
+    }
+}
+
+/// A record's offset, key and value.
+type Keyed = (i64, (String, String));
+
+/// What a read_committed reader must see of `topic`-0, judged here from the log itself (read
+/// raw: read_uncommitted, control batches included) by its markers: a transactional batch
+/// counts once a COMMIT marker of its producer follows it; an ABORT marker, or a later epoch of
+/// the same producer starting before any marker, drops it. The (key, value) of each record of
+/// a committed transaction, in log order; how many transactional records were dropped; and the
+/// producer ids whose transactions committed records.
+async fn committed_records(
+    pool: &Pool,
+    topic: &str,
+) -> (Vec<(String, String)>, usize, BTreeSet<i64>) {
+    use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kcon_codec::kafka_protocol::messages::{FetchRequest, TopicName};
+    use kcon_codec::kafka_protocol::protocol::StrBytes;
+    use kcon_codec::records::{ControlRecordType, DecodeOptions, RecordBatches};
+    use kcon_pool::BrokerTarget;
+
+    let end = kcon_tests::offsets::fetch_high_watermark(pool, topic, 0).await;
+    let meta = pool
+        .send(
+            BrokerTarget::Any,
+            &kcon_tests::pool::metadata_request(&[topic]),
+        )
+        .await
+        .expect("metadata");
+    let topic_id = meta.topics[0].topic_id;
+    let leader = meta.topics[0].partitions[0].leader_id.0;
+    // Per producer id: the epoch of its open transaction and its records, each with its offset.
+    // Committed records are kept in log order, not commit order: two members' transactions
+    // interleave in the output while one joins mid-stream, and a read_committed reader delivers
+    // the records of committed transactions in offset order, whichever committed first.
+    let mut open: BTreeMap<i64, (i16, Vec<Keyed>)> = BTreeMap::new();
+    let mut seen = Vec::new();
+    let mut dropped = 0;
+    let mut writers = BTreeSet::new();
+    let mut offset = 0;
+    while offset < end {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(100)
+            .with_max_bytes(4 << 20)
+            .with_isolation_level(0)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(4 << 20),
+                    ]),
+            ]);
+        let answer = pool
+            .send(BrokerTarget::Broker(leader), &request)
+            .await
+            .expect("fetch");
+        let p = &answer.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "{p:?}");
+        let bytes = p.records.clone().unwrap_or_default();
+        let mut progressed = false;
+        for batch in RecordBatches::new(bytes, DecodeOptions::default()) {
+            let batch = batch.expect("a batch that decodes");
+            offset = batch.next_offset();
+            progressed = true;
+            let pid = batch.producer_id();
+            if batch.is_control() {
+                let marker = batch.records().next().expect("a marker").expect("decodes");
+                let control = marker
+                    .control()
+                    .expect("decodes")
+                    .expect("a control record");
+                let (_, records) = open.remove(&pid).unwrap_or_default();
+                match control.kind {
+                    ControlRecordType::Commit => {
+                        if !records.is_empty() {
+                            writers.insert(pid);
+                        }
+                        seen.extend(records);
+                    }
+                    ControlRecordType::Abort => dropped += records.len(),
+                    ControlRecordType::Other(_) => {}
+                }
+                continue;
+            }
+            let records: Vec<Keyed> = batch
+                .records()
+                .map(|r| {
+                    let r = r.expect("a record that decodes");
+                    let text = |b: Option<&[u8]>| {
+                        String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
+                    };
+                    (r.offset(), (text(r.key()), text(r.value())))
+                })
+                .collect();
+            if !batch.is_transactional() {
+                seen.extend(records);
+                continue;
+            }
+            let epoch = batch.producer_epoch();
+            let entry = open.entry(pid).or_insert((epoch, Vec::new()));
+            if entry.0 < epoch && !entry.1.is_empty() {
+                // A new epoch began a transaction: the old one ended without a commit.
+                dropped += entry.1.len();
+                entry.1.clear();
+            }
+            entry.0 = entry.0.max(epoch);
+            entry.1.extend(records);
+        }
+        assert!(
+            progressed,
+            "no batch at offset {offset} of {topic} (end {end})"
+        );
+    }
+    dropped += open.values().map(|(_, r)| r.len()).sum::<usize>();
+    seen.sort_by_key(|(offset, _)| *offset);
+    let seen = seen.into_iter().map(|(_, record)| record).collect();
+    (seen, dropped, writers)
+}
+
+/// The values of `topic`-0 a kcon read_committed consumer at its defaults reads: `n`, and
+/// nothing after.
+async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
+    let mut consumer = kcon_tests::consumer::builder_at_defaults(b)
+        .set("isolation.level", "read_committed")
+        .build()
+        .unwrap();
+    consumer.assign([TopicPartition::new(topic, 0)]).unwrap();
+    let records = kcon_tests::consumer::recv_n(&mut consumer, n, Duration::from_secs(30)).await;
+    kcon_tests::consumer::expect_no_record(&mut consumer, Duration::from_secs(1)).await;
+    consumer.close().await.unwrap();
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+/// `input` (2 partitions) holding `n` records `v{i}` and an empty `output`, on the single node.
+struct Setup {
+    b: String,
+    pool: Pool,
+    input: String,
+    output: String,
+    group: String,
+    /// Each input record's `partition:offset` and the output value it must become.
+    inputs: BTreeMap<String, String>,
+    /// The input partitions' ends.
+    ends: [i64; 2],
+}
+
+impl Setup {
+    async fn new(n: usize) -> Setup {
+        let b = Kafka::single().bootstrap().to_owned();
+        let input = unique_name("eos-in");
+        let output = unique_name("eos-out");
+        let group = unique_name("eos-group");
+        let pool = Pool::new(config(&b)).unwrap();
+        create_topics(&pool, &[(&input, 2), (&output, 1)]).await;
+        let plain = Producer::builder().bootstrap_servers(&b).build().unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..n {
+            let record =
+                ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition((i % 2) as i32);
+            deliveries.push(plain.send(record).await.unwrap());
+        }
+        let mut inputs = BTreeMap::new();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let d = d.await.unwrap();
+            inputs.insert(
+                format!("{}:{}", d.partition, d.offset.unwrap()),
+                format!("out:v{i}"),
+            );
+        }
+        plain.close().await;
+        Setup {
+            b,
+            pool,
+            input,
+            output,
+            group,
+            inputs,
+            ends: [n.div_ceil(2) as i64, (n / 2) as i64],
+        }
+    }
+
+    fn member(&self, txn: &str) -> Member {
+        Member::start(&self.b, &self.input, &self.output, &self.group, txn)
+    }
+
+    async fn committed(&self) -> [Option<i64>; 2] {
+        committed(&self.pool, &self.group, &self.input).await
+    }
+
+    /// Waits until the group's offsets reach the input's end.
+    async fn wait_for_the_end(&self, within: Duration) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let now = self.committed().await;
+            if now == self.ends.map(Some) {
+                return;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the group's offsets stayed at {now:?}, short of {:?}",
+                self.ends
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Checks that the output holds every input record exactly once, as judged from the log's
+    /// markers and as the read_committed readers of the Java client, kcon and librdkafka read
+    /// it; returns the producer ids that committed records.
+    async fn assert_every_input_once(&self) -> BTreeSet<i64> {
+        let (high, stable) =
+            wait_until_stable(&self.pool, &self.output, Duration::from_secs(10)).await;
+        assert_eq!(stable, Some(high), "no transaction left open on the output");
+        let (seen, dropped, writers) = committed_records(&self.pool, &self.output).await;
+        eprintln!(
+            "{} records committed, {dropped} of aborted transactions",
+            seen.len()
+        );
+        let mut once = BTreeSet::new();
+        for (key, value) in &seen {
+            assert!(once.insert(key.clone()), "input {key} written twice");
+            assert_eq!(self.inputs.get(key), Some(value), "input {key}");
+        }
+        assert_eq!(once.len(), self.inputs.len(), "every input once");
+        let values: Vec<String> = seen.into_iter().map(|(_, v)| v).collect();
+        let (by_java, end) =
+            kcon_tests::peers::java_reads_committed(&self.b, &self.output, values.len());
+        assert_eq!(by_java, values, "the Java client's read_committed reader");
+        assert_eq!(end, high, "the Java reader reached the end of the log");
+        let by_kcon = read_committed_by_kcon(&self.b, &self.output, values.len()).await;
+        assert_eq!(by_kcon, values, "kcon's read_committed reader");
+        let by_librdkafka = kcon_tests::peers::librdkafka_reads(
+            &self.b,
+            &self.output,
+            "read_committed",
+            values.len(),
+        );
+        assert_eq!(by_librdkafka, values, "librdkafka's read_committed reader");
+        writers
+    }
+}
+
+/// How long a member may take to settle its first batch: a killed member's session
+/// (session.timeout.ms, 45 s at the default) runs out before the group rebalances without it.
+const FIRST_BATCH_WITHIN: Duration = Duration::from_secs(90);
+
+/// The pipeline as a process of its own, killed with SIGKILL at random points (often with a
+/// transaction open: each batch's transaction stays open 300 ms after its outputs are written)
+/// and started again under the same transactional id, at the group's defaults: each new
+/// member waits out the killed one's 45 s session before it is assigned the input. The output
+/// holds every input exactly once, for the Java client's, kcon's and librdkafka's
+/// read_committed readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
+    let setup = Setup::new(INPUTS).await;
+    let txn = unique_name("eos-tx");
+    // Killed at random points: a seed from the clock, printed so that a failure can be rerun.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill seed {seed}");
+    let mut rng = seed;
+    for round in 0..KILLS {
+        let mut member = setup.member(&txn);
+        // Killed from its first settled batch to 3 s (about 8 batches) after it.
+        member.wait_for_a_batch(FIRST_BATCH_WITHIN).await;
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis((rng >> 33) % 3000);
+        tokio::time::sleep(after).await;
+        member.kill().await;
+        eprintln!(
+            "round {round}: killed {after:?} after its first batch, committed {:?}",
+            setup.committed().await
+        );
+    }
+    // The last member runs until the group's offsets reach the input's end.
+    let mut member = setup.member(&txn);
+    setup.wait_for_the_end(Duration::from_secs(120)).await;
+    member.kill().await;
+    setup.assert_every_input_once().await;
+}
+
+/// A second member (a transactional id of its own) joins a pipeline mid-stream: the group
+/// rebalances, both commit batches, and the output holds every input exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
+    // Twice the records, so that the first member is still busy when the second joins.
+    let setup = Setup::new(2 * INPUTS).await;
+    let mut first = setup.member(&unique_name("eos-tx-a"));
+    first.wait_for_a_batch(Duration::from_secs(60)).await;
+    let mut second = setup.member(&unique_name("eos-tx-b"));
+    setup.wait_for_the_end(Duration::from_secs(120)).await;
+    for member in [&mut first, &mut second] {
+        member.kill().await;
+    }
+    let writers = setup.assert_every_input_once().await;
+    assert_eq!(
+        writers.len(),
+        2,
+        "both members committed batches: {writers:?}"
+    );
 }

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let pause = std::time::Duration::from_millis(batch_ms);
-    let mut consumer = kcon_tests::consumer::group_builder(bootstrap, group, "range")
+    let mut consumer = kcon_tests::consumer::group_builder_at_defaults(bootstrap, group, "range")
         .enable_auto_commit(false)
         .set("isolation.level", "read_committed")
         .set("max.poll.records", "10")
@@ -39,8 +39,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let producer = Producer::builder()
         .bootstrap_servers(bootstrap)
         .set("transactional.id", txn_id.as_str())
-        .set("request.timeout.ms", "5000")
-        .set("retry.backoff.ms", "20")
         .build()?;
     let writer = producer.clone();
     let mut pipeline = ExactlyOnce::new(consumer, producer).await?;

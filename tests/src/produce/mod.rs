@@ -212,7 +212,7 @@ async fn answers(
 
 /// `frame` (size prefix included), the answer to a request of `key` at `version`, with every
 /// broker or coordinator it names moved to `addr`; any other answer unchanged.
-fn advertise(
+pub(crate) fn advertise(
     frame: Vec<u8>,
     correlation: i32,
     key: i16,

@@ -1,0 +1,361 @@
+//! kcon's transactional producer on Apache Kafka 4.4 (`Kafka::single`) with the clients at their
+//! defaults, with a kcon consumer in a group handing it its group metadata and librdkafka
+//! (confluent-kafka) on the other side: a consume-transform-produce step commits its outputs and
+//! its input offsets in one transaction; an aborted one moves no offset; a second producer with
+//! the same `transactional.id` fences the first, whose records are aborted; librdkafka reads
+//! what kcon commits and kcon what librdkafka commits; both skip an aborted transaction under
+//! read_committed; and a read_committed kcon reader holds at the last stable offset while a
+//! transaction is open, then reads what it commits.
+
+use std::time::{Duration, Instant};
+
+use kcon::{Consumer, TopicPartition};
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_pool::Pool;
+use kcon_produce::{ErrorKind, Outcome, Producer, ProducerRecord};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::{
+    builder_at_defaults, expect_no_record, group_builder_at_defaults, recv_n,
+};
+use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::peers::{self, librdkafka_reads};
+use kcon_tests::pool::config;
+use serde_json::{Value, json};
+
+/// How long a transaction call may take.
+const CALL: Duration = Duration::from_secs(30);
+
+fn transactional(bootstrap: &str, id: &str) -> Producer {
+    Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("transactional.id", id)
+        .build()
+        .unwrap()
+}
+
+async fn create(bootstrap: &str, topics: &[(&str, i32)]) -> Pool {
+    let pool = Pool::new(config(bootstrap)).unwrap();
+    create_topics(&pool, topics).await;
+    pool
+}
+
+fn value_of(record: &kcon::Record) -> String {
+    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// Values of `topic`'s partition 0 read from the start by a kcon consumer at its defaults with
+/// `isolation`: `count` of them, and nothing more for a second.
+async fn kcon_reads(bootstrap: &str, topic: &str, isolation: &str, count: usize) -> Vec<String> {
+    let mut consumer: Consumer = builder_at_defaults(bootstrap)
+        .set("isolation.level", isolation)
+        .build()
+        .unwrap();
+    consumer.assign([TopicPartition::new(topic, 0)]).unwrap();
+    let records = recv_n(&mut consumer, count, Duration::from_secs(30)).await;
+    expect_no_record(&mut consumer, Duration::from_secs(1)).await;
+    consumer.close().await.unwrap();
+    records.iter().map(value_of).collect()
+}
+
+fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+async fn send_all(producer: &Producer, topic: &str, values: &[String]) {
+    let mut deliveries = Vec::new();
+    for v in values {
+        let record = ProducerRecord::new(topic, v.clone()).with_partition(0);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+}
+
+/// `topic`-0's high watermark and last stable offset.
+async fn ends_of(pool: &Pool, topic: &str) -> (i64, Option<i64>) {
+    let tp = TopicPartition::new(topic, 0);
+    let found = kcon_admin::watermarks(pool, &std::collections::BTreeSet::from([tp.clone()]))
+        .await
+        .expect("watermarks");
+    let w = &found[&tp];
+    (w.high_watermark, w.last_stable)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consume_transform_produce_step_commits_outputs_and_offsets_together() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let input = unique_name("txn-in");
+    let output = unique_name("txn-out");
+    let group = unique_name("txn-group");
+    create(b, &[(&input, 1), (&output, 1)]).await;
+    let plain = Producer::builder().bootstrap_servers(b).build().unwrap();
+    send_all(&plain, &input, &values("in", 0..20)).await;
+    plain.close().await;
+
+    // read_committed, as a consume-transform-produce step's consumer is: its committed() then
+    // waits for offsets of a transaction whose commit markers are still being written
+    // (UNSTABLE_OFFSET_COMMIT, KIP-447) rather than reading the offsets before it.
+    let mut consumer: Consumer = group_builder_at_defaults(b, &group, "range")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    let producer = transactional(b, &unique_name("tx"));
+    producer.init_transactions(CALL).await.unwrap();
+    let in0 = TopicPartition::new(&input, 0);
+
+    // One transaction per ten input records: the first commits, the second aborts.
+    for (round, commit) in [(0, true), (1, false)] {
+        let records = recv_n(&mut consumer, 10, Duration::from_secs(60)).await;
+        let metadata = consumer.group_metadata().unwrap();
+        assert_eq!(metadata.group_id, group);
+        assert!(metadata.generation_id >= 0, "{metadata:?}");
+        assert!(!metadata.member_id.is_empty(), "{metadata:?}");
+        producer.begin_transaction().await.unwrap();
+        let outputs: Vec<String> = records
+            .iter()
+            .map(|r| format!("out-{}", value_of(r)))
+            .collect();
+        send_all(&producer, &output, &outputs).await;
+        let next = records.last().unwrap().offset + 1;
+        assert_eq!(next, 10 * (round + 1));
+        producer
+            .send_offsets_to_transaction([(in0.clone(), next)], &metadata, CALL)
+            .await
+            .unwrap();
+        if commit {
+            producer.commit_transaction(CALL).await.unwrap();
+        } else {
+            producer.abort_transaction(CALL).await.unwrap();
+        }
+        // The group's offset is what the last committed transaction said.
+        let committed = consumer.committed([in0.clone()]).await.unwrap();
+        assert_eq!(committed[&in0], Some(10), "after round {round}");
+    }
+    producer.close().await;
+    consumer.close().await.unwrap();
+
+    // The committed transaction's outputs, in order, and nothing of the aborted one, for a
+    // read_committed reader of either client.
+    let wanted: Vec<String> = values("in", 0..10)
+        .into_iter()
+        .map(|v| format!("out-{v}"))
+        .collect();
+    assert_eq!(kcon_reads(b, &output, "read_committed", 10).await, wanted);
+    assert_eq!(librdkafka_reads(b, &output, "read_committed", 10), wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-fence");
+    create(b, &[(&topic, 1)]).await;
+
+    // A zombie that writes again after the takeover: the leader refuses the batch of the old
+    // epoch with INVALID_PRODUCER_EPOCH (KIP-588), the producer can only be closed; the takeover
+    // aborted its transaction.
+    let id = unique_name("tx");
+    let zombie = transactional(b, &id);
+    zombie.init_transactions(CALL).await.unwrap();
+    zombie.begin_transaction().await.unwrap();
+    send_all(&zombie, &topic, &values("zombie", 0..3)).await;
+    let current = transactional(b, &id);
+    current.init_transactions(CALL).await.unwrap();
+    let late = ProducerRecord::new(topic.as_str(), "zombie-late").with_partition(0);
+    let e = zombie.send(late).await.unwrap().await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    assert_eq!(
+        e.code(),
+        Some(ResponseError::InvalidProducerEpoch.code()),
+        "{e}"
+    );
+    let e = zombie.commit_transaction(CALL).await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    let e = zombie.begin_transaction().await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    zombie.close().await;
+
+    current.begin_transaction().await.unwrap();
+    send_all(&current, &topic, &values("current", 0..3)).await;
+    current.commit_transaction(CALL).await.unwrap();
+    current.close().await;
+    assert_eq!(
+        librdkafka_reads(b, &topic, "read_committed", 3),
+        values("current", 0..3),
+        "the current producer's records alone are committed"
+    );
+
+    // A zombie that only commits: the coordinator answers its EndTxn PRODUCER_FENCED at once,
+    // and the producer can only be closed, which it is at once; the takeover aborted its
+    // records.
+    let id = unique_name("tx");
+    let zombie = transactional(b, &id);
+    zombie.init_transactions(CALL).await.unwrap();
+    zombie.begin_transaction().await.unwrap();
+    send_all(&zombie, &topic, &values("zombie2", 0..2)).await;
+    let current = transactional(b, &id);
+    current.init_transactions(CALL).await.unwrap();
+    let committing = Instant::now();
+    let e = zombie.commit_transaction(CALL).await.unwrap_err();
+    assert!(
+        committing.elapsed() < Duration::from_secs(5),
+        "the fenced commit took {:?}",
+        committing.elapsed()
+    );
+    assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    assert_eq!(e.code(), Some(ResponseError::ProducerFenced.code()), "{e}");
+    assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
+    let closing = Instant::now();
+    zombie.close().await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        closing.elapsed()
+    );
+    current.begin_transaction().await.unwrap();
+    send_all(&current, &topic, &values("current2", 0..2)).await;
+    current.commit_transaction(CALL).await.unwrap();
+    current.close().await;
+    let wanted: Vec<String> = values("current", 0..3)
+        .into_iter()
+        .chain(values("current2", 0..2))
+        .collect();
+    assert_eq!(kcon_reads(b, &topic, "read_committed", 5).await, wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_reads_what_kcon_commits_and_kcon_what_librdkafka_commits() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let by_kcon = unique_name("txn-by-kcon");
+    let by_librdkafka = unique_name("txn-by-librdkafka");
+    create(b, &[(&by_kcon, 1), (&by_librdkafka, 1)]).await;
+
+    let producer = transactional(b, &unique_name("tx"));
+    producer.init_transactions(CALL).await.unwrap();
+    for round in 0..3 {
+        producer.begin_transaction().await.unwrap();
+        send_all(&producer, &by_kcon, &values(&format!("k{round}"), 0..4)).await;
+        producer.commit_transaction(CALL).await.unwrap();
+    }
+    producer.close().await;
+    let read = librdkafka_reads(b, &by_kcon, "read_committed", 12);
+    let wanted: Vec<String> = (0..3)
+        .flat_map(|round| values(&format!("k{round}"), 0..4))
+        .collect();
+    assert_eq!(read, wanted);
+
+    let answer: Value = peers::run(
+        "txn.py",
+        &json!({"op": "produce", "bootstrap": b, "topic": by_librdkafka,
+                "transactional_id": unique_name("tx-peer"),
+                "transactions": [
+                    {"values": values("r0", 0..5), "commit": true},
+                    {"values": values("r1", 0..5), "commit": true}]}),
+    );
+    assert_eq!(answer["done"], 2);
+    let read = kcon_reads(b, &by_librdkafka, "read_committed", 10).await;
+    let wanted: Vec<String> = values("r0", 0..5)
+        .into_iter()
+        .chain(values("r1", 0..5))
+        .collect();
+    assert_eq!(read, wanted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_are_skipped_by_read_committed_readers_of_both_clients() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-aborted");
+    create(b, &[(&topic, 1)]).await;
+    // Committed `c-*`, aborted `a-*`, committed `d-*`.
+    let producer = transactional(b, &unique_name("tx"));
+    producer.init_transactions(CALL).await.unwrap();
+    for (prefix, commit) in [("c", true), ("a", false), ("d", true)] {
+        producer.begin_transaction().await.unwrap();
+        send_all(&producer, &topic, &values(prefix, 0..4)).await;
+        if commit {
+            producer.commit_transaction(CALL).await.unwrap();
+        } else {
+            producer.abort_transaction(CALL).await.unwrap();
+        }
+    }
+    producer.close().await;
+    let all: Vec<String> = ["c", "a", "d"]
+        .iter()
+        .flat_map(|p| values(p, 0..4))
+        .collect();
+    let committed: Vec<String> = ["c", "d"].iter().flat_map(|p| values(p, 0..4)).collect();
+    assert_eq!(kcon_reads(b, &topic, "read_committed", 8).await, committed);
+    assert_eq!(kcon_reads(b, &topic, "read_uncommitted", 12).await, all);
+    assert_eq!(librdkafka_reads(b, &topic, "read_committed", 8), committed);
+    assert_eq!(librdkafka_reads(b, &topic, "read_uncommitted", 12), all);
+}
+
+/// A read_committed kcon reader (at its defaults) reads a committed transaction and stops at the
+/// last stable offset while the next transaction is open, its records acknowledged and read by
+/// a read_uncommitted reader meanwhile; once that transaction commits, the reader goes on and
+/// reads its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_committed_reader_holds_at_the_last_stable_offset_until_the_transaction_commits() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-lso");
+    let pool = create(b, &[(&topic, 1)]).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let producer = transactional(b, &unique_name("tx"));
+    producer.init_transactions(CALL).await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_all(&producer, &topic, &values("c", 0..2)).await;
+    producer.commit_transaction(CALL).await.unwrap();
+    // `c-0`, `c-1` and the commit marker at 0..3; the open transaction's records from 3.
+    producer.begin_transaction().await.unwrap();
+    send_all(&producer, &topic, &values("o", 0..3)).await;
+    let (high, stable) = ends_of(&pool, &topic).await;
+    assert_eq!(
+        (high, stable),
+        (6, Some(3)),
+        "(high watermark, last stable offset)"
+    );
+
+    let mut reader: Consumer = builder_at_defaults(b)
+        .set("isolation.level", "read_committed")
+        .build()
+        .unwrap();
+    reader.assign([tp.clone()]).unwrap();
+    let first = recv_n(&mut reader, 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        first.iter().map(value_of).collect::<Vec<_>>(),
+        values("c", 0..2)
+    );
+    expect_no_record(&mut reader, Duration::from_secs(3)).await;
+    assert_eq!(
+        reader.position(&tp),
+        Some(3),
+        "held at the last stable offset"
+    );
+    // The open transaction's records are there, for a read_uncommitted reader.
+    let uncommitted = kcon_reads(b, &topic, "read_uncommitted", 5).await;
+    assert_eq!(uncommitted[2..], values("o", 0..3)[..]);
+
+    producer.commit_transaction(CALL).await.unwrap();
+    let rest = recv_n(&mut reader, 3, Duration::from_secs(30)).await;
+    assert_eq!(
+        rest.iter()
+            .map(|r| (r.offset, value_of(r)))
+            .collect::<Vec<_>>(),
+        vec![
+            (3, "o-0".to_owned()),
+            (4, "o-1".to_owned()),
+            (5, "o-2".to_owned())
+        ]
+    );
+    expect_no_record(&mut reader, Duration::from_secs(1)).await;
+    assert_eq!(reader.position(&tp), Some(7), "past the commit marker");
+    reader.close().await.unwrap();
+    producer.close().await;
+}
