@@ -1,7 +1,7 @@
 //! `kcon produce` on Apache Kafka 4.4 (`Kafka::single()`; `Kafka::noauto()` for a broker that
-//! creates no topic on demand): partitions by key as the Java producer chooses them, JSON input
-//! that round-trips `kcon consume --format json`, codecs, idempotence and transactions, bad
-//! input, missing topics.
+//! creates no topic on demand; 3.9.1 beside it for a topic created on demand): partitions by key
+//! as the Java producer chooses them, JSON input that round-trips `kcon consume --format json`,
+//! codecs, idempotence and transactions, bad input, missing topics.
 
 mod common;
 
@@ -335,34 +335,38 @@ async fn lines_written_slowly_are_sent_as_they_come() {
     assert_eq!(consume_all(&b, &topic).await.len(), 2);
 }
 
-/// `kcon produce` to a missing topic on Apache Kafka 4.4 at its defaults
+/// `kcon produce` to a missing topic on Apache Kafka 4.4 and 3.9.1 at their defaults
 /// (`auto.create.topics.enable=true`): it asks for the topic as the Java producer does
 /// (allow_auto_topic_creation=true), so the broker creates it, and the records land in it (it
 /// said `unknown topic`, having asked without creation).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_topic_is_created_as_for_the_java_producer_on_kafka_4_4() {
-    let kafka = Kafka::single();
-    let topic = unique_name("created-on-produce");
-    let run = kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"a\nb\n").await;
-    assert_eq!(run.code(), 0, "{run:?}");
-    assert!(
-        run.stderr
-            .contains(&format!("produced 2 records to {topic}")),
-        "{}",
-        run.stderr
-    );
-    // Kafka's own tool sees the topic, with the broker's num.partitions (1).
-    let described = kafka.tool(
-        "org.apache.kafka.tools.TopicCommand",
-        &["--describe", "--topic", &topic],
-    );
-    assert!(described.contains("PartitionCount: 1"), "{described}");
-    let values: Vec<String> = consume_all(kafka.bootstrap(), &topic)
-        .await
-        .iter()
-        .map(|r| r["value"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(values, ["a", "b"]);
+async fn a_missing_topic_is_created_as_for_the_java_producer() {
+    for (version, kafka) in [("4.4", Kafka::single()), ("3.9.1", Kafka::kafka39())] {
+        let topic = unique_name("created-on-produce");
+        let run = kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"a\nb\n").await;
+        assert_eq!(run.code(), 0, "{version}: {run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("produced 2 records to {topic}")),
+            "{version}: {}",
+            run.stderr
+        );
+        // Kafka's own tool sees the topic, with the broker's num.partitions (1).
+        let described = kafka.tool(
+            "org.apache.kafka.tools.TopicCommand",
+            &["--describe", "--topic", &topic],
+        );
+        assert!(
+            described.contains("PartitionCount: 1"),
+            "{version}: {described}"
+        );
+        let values: Vec<String> = consume_all(kafka.bootstrap(), &topic)
+            .await
+            .iter()
+            .map(|r| r["value"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(values, ["a", "b"], "{version}");
+    }
 }
 
 /// `kcon produce` to a missing topic on an Apache Kafka broker with
