@@ -127,8 +127,11 @@ async fn list_and_describe_show_members_offsets_and_lag() {
     let member_id = members[0]["member_id"].as_str().unwrap();
     assert!(!member_id.is_empty(), "{d}");
     // Kafka's DescribeGroups names the member's client and host, and what it was assigned.
-    assert!(!members[0]["client_id"].as_str().unwrap().is_empty(), "{d}");
-    assert_eq!(members[0]["host"], json!("/127.0.0.1"), "{d}");
+    assert_eq!(
+        (&members[0]["client_id"], &members[0]["host"]),
+        (&json!("kcon"), &json!("/127.0.0.1")),
+        "{d}"
+    );
     let mut assigned: Vec<(String, i64)> = members[0]["assignment"]
         .as_array()
         .unwrap_or_else(|| panic!("no assignment: {d}"))
@@ -178,6 +181,28 @@ async fn list_and_describe_show_members_offsets_and_lag() {
             "CLIENT-ID"
         ]
     );
+    // Each partition's row names its owner, where it runs and its client id.
+    let rows = table(&text.stdout, "GROUP", "CLIENT-ID");
+    assert_eq!(rows.len(), 2, "{}", text.stdout);
+    for (row, partition) in rows.iter().zip(["0", "1"]) {
+        assert_eq!(
+            row[..],
+            [
+                group.as_str(),
+                &topic,
+                partition,
+                "5",
+                "5",
+                "0",
+                "0.0",
+                member_id,
+                "/127.0.0.1",
+                "kcon"
+            ],
+            "{}",
+            text.stdout
+        );
+    }
 
     running.terminate();
     let (status, _, stderr) = running.wait(Duration::from_secs(20)).await;
