@@ -67,7 +67,13 @@ async fn list_and_describe_show_members_offsets_and_lag() {
 
     let run = kcon(&["group", "describe", "-b", &b, &group]).await;
     assert_eq!(run.code(), 1, "{run:?}");
-    assert!(run.stderr.contains("unknown group"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "unknown group {group:?} (no members, no committed offsets)"
+        )),
+        "{}",
+        run.stderr
+    );
 
     reset_offsets(&b, &group, &topic, &["--to-earliest"]).await;
     let d = describe_json(&b, &group).await;
