@@ -72,8 +72,9 @@ impl ClusterArgs {
     pub(crate) fn pool_config(&self, also_allowed: Option<&[&str]>) -> Result<PoolConfig, Failure> {
         let mut config = PoolConfig::default();
         config.client_id = "kcon".to_owned();
-        // Asking about a topic must not create it (Tansu creates topics on Metadata when
-        // allowed); `-X allow.auto.create.topics=true` restores the Java client's default.
+        // Asking about a topic must not create it (a broker with
+        // auto.create.topics.enable=true creates the topics a Metadata request names when it
+        // allows it); `-X allow.auto.create.topics=true` restores the Java client's default.
         // `produce` asks as a producer does, whatever this says (`partitions_to_produce`).
         config.allow_auto_create_topics = false;
         set_pool_property(&mut config, "bootstrap.servers", &self.brokers)?;

@@ -1,5 +1,5 @@
 //! `kcon topic create | list`: enough topic administration to set up a demo or a test on a
-//! broker that creates no topic on its own (Tansu).
+//! broker that creates no topic on its own (`auto.create.topics.enable=false`).
 
 use std::time::Duration;
 

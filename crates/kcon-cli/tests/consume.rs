@@ -1,12 +1,13 @@
-//! `kcon consume` against Tansu: output record by record, `-c` and `-e`, group commits,
-//! signals, a closed stdout, configuration and connection errors.
+//! `kcon consume` on Apache Kafka 4.4 (`Kafka::single()`, at the tool's defaults): output record
+//! by record, `-c` and `-e`, group commits, signals, a closed stdout, configuration and
+//! connection errors.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Broker, FAST_GROUP, Running, TestRecord, by_position, described_partitions, kcon};
+use common::{Broker, Running, TestRecord, by_position, described_partitions, kcon};
 use kcon_tests::brokers::unique_name;
 use serde_json::{Value, json};
 
@@ -53,12 +54,11 @@ fn odd_records_json(topic: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consume_by_assignment_writes_every_record_as_json() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("odd");
     broker.create_topic(&topic, 3).await;
     broker.produce_batch(&topic, 0, &odd_records()).await;
-    broker.fill(&topic, 1, 0).await;
     kcon_tests::offsets::produce(&broker.pool, &topic, 1, 4, 1_000).await;
     // Partition 2 stays empty: -e must not wait for it.
 
@@ -120,7 +120,7 @@ async fn consume_by_assignment_writes_every_record_as_json() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_commits_what_it_wrote_and_a_second_run_reads_nothing_new() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("grouped");
     let group = unique_name("g");
@@ -128,7 +128,6 @@ async fn a_group_commits_what_it_wrote_and_a_second_run_reads_nothing_new() {
     broker.fill(&topic, 2, 10).await;
     let consume = |extra: &[&str]| {
         let mut args = vec!["consume", "-b", &b, "-g", &group, "--format", "json"];
-        args.extend(FAST_GROUP);
         args.extend(extra);
         args.push(&topic);
         args.into_iter().map(str::to_owned).collect::<Vec<_>>()
@@ -160,7 +159,11 @@ async fn a_group_commits_what_it_wrote_and_a_second_run_reads_nothing_new() {
     for (current, end, lag) in parts.values() {
         assert_eq!((*current, *end, *lag), (Some(10), Some(10), Some(0)), "{d}");
     }
-    assert_eq!(d["members"], json!([]), "{d}");
+    assert_eq!(
+        (&d["state"], &d["members"]),
+        (&json!("Empty"), &json!([])),
+        "the member left: {d}"
+    );
 
     let run = kcon(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .await
@@ -178,7 +181,7 @@ async fn a_group_commits_what_it_wrote_and_a_second_run_reads_nothing_new() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn count_with_a_group_commits_exactly_the_records_written() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("counted");
     let group = unique_name("g");
@@ -188,7 +191,6 @@ async fn count_with_a_group_commits_exactly_the_records_written() {
     let mut args = vec![
         "consume", "-b", &b, "-g", &group, "--format", "json", "-c", "4",
     ];
-    args.extend(FAST_GROUP);
     args.push(&topic);
     let run = kcon(&args).await.ok();
     assert_eq!(run.json_lines().len(), 4);
@@ -206,7 +208,7 @@ async fn count_with_a_group_commits_exactly_the_records_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_commits_leaves_the_group_and_exits_0() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("term");
     let group = unique_name("g");
@@ -224,7 +226,6 @@ async fn sigterm_commits_leaves_the_group_and_exits_0() {
         "-X",
         "auto.commit.interval.ms=600000",
     ];
-    args.extend(FAST_GROUP);
     args.push(&topic);
     let mut running = Running::start(&args);
     let lines = running.stdout_lines(10, Duration::from_secs(30)).await;
@@ -244,7 +245,11 @@ async fn sigterm_commits_leaves_the_group_and_exits_0() {
         .await
         .ok();
     let d: Value = serde_json::from_str(&describe.stdout).unwrap();
-    assert_eq!(d["members"], json!([]), "the member left: {d}");
+    assert_eq!(
+        (&d["state"], &d["members"]),
+        (&json!("Empty"), &json!([])),
+        "the member left: {d}"
+    );
     for (current, _, lag) in described_partitions(&d).values() {
         assert_eq!((*current, *lag), (Some(5), Some(0)), "{d}");
     }
@@ -252,7 +257,7 @@ async fn sigterm_commits_leaves_the_group_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_closed_stdout_ends_the_run_quietly() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("pipe");
     broker.create_topic(&topic, 1).await;
@@ -345,12 +350,13 @@ async fn an_unreachable_broker_exits_1_within_seconds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_topic_exits_1_and_is_not_created() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let missing = unique_name("missing");
+    let group = unique_name("g");
     for args in [
         vec!["consume", "-b", &b, "-e", &missing],
-        vec!["consume", "-b", &b, "-g", "g", "-e", &missing],
+        vec!["consume", "-b", &b, "-g", &group, "-e", &missing],
     ] {
         let run = kcon(&args).await;
         assert_eq!(run.code(), 1, "{args:?}: {run:?}");

@@ -1,14 +1,14 @@
-//! `kcon consume --value-format/--key-format/--dlq-topic` and `kcon dlq replay` against Tansu:
-//! records that do not read are reported on stderr with their coordinates and dead-lettered
-//! byte for byte, the group commits past them only once the dead-letter topic has them; a
-//! replay puts the records back where they came from, equal to the originals, filtered by
-//! `--where`, or into another topic with `--to`.
+//! `kcon consume --value-format/--key-format/--dlq-topic` and `kcon dlq replay` on Apache
+//! Kafka 4.4 (`Kafka::single()`): records that do not read are reported on stderr with their
+//! coordinates and dead-lettered byte for byte, the group commits past them only once the
+//! dead-letter topic has them; a replay puts the records back where they came from, equal to
+//! the originals, filtered by `--where`, or into another topic with `--to`.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Broker, FAST_GROUP, TestRecord, by_position, described_partitions, kcon};
+use common::{Broker, TestRecord, by_position, described_partitions, kcon};
 use kcon_tests::brokers::unique_name;
 use serde_json::{Value, json};
 
@@ -51,7 +51,7 @@ fn header(record: &Value, name: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_that_do_not_read_are_reported_dead_lettered_and_replayed_as_they_were() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("mixed");
     let dlq = format!("{topic}.dlq");
@@ -76,7 +76,6 @@ async fn records_that_do_not_read_are_reported_dead_lettered_and_replayed_as_the
         "--dlq-topic",
         &dlq,
     ];
-    args.extend(FAST_GROUP);
     args.push(&topic);
     let run = kcon(&args).await.ok();
 
@@ -204,7 +203,7 @@ async fn records_that_do_not_read_are_reported_dead_lettered_and_replayed_as_the
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_dead_letter_topic_a_record_that_does_not_read_is_reported_and_passed() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("mixed");
     broker.create_topic(&topic, 1).await;

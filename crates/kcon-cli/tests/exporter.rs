@@ -1,8 +1,9 @@
-//! `kcon exporter` against Tansu and a real Prometheus (Debian's, installed by
-//! `scripts/brokers install`): Prometheus scrapes the exporter every second, an alert on lag in
-//! seconds fires for a group left behind and resolves once it catches up, the lag-seconds series
-//! it stored matches the true age of the oldest unconsumed record; and the exporter outlives a
-//! broker restart, counting the failed measurements meanwhile.
+//! `kcon exporter` on Apache Kafka 4.4 (`Kafka::single()`) and a real Prometheus (Debian's,
+//! installed by `scripts/brokers install`): Prometheus scrapes the exporter every second, an
+//! alert on lag in seconds fires for a group left behind and resolves once it catches up, the
+//! lag-seconds series it stored matches the true age of the oldest unconsumed record; and the
+//! exporter outlives the broker going away and coming back (a proxy in front of the shared
+//! node, stopped and started again on its port), counting the failed measurements meanwhile.
 
 mod common;
 
@@ -12,12 +13,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Broker, Running, reset_offsets};
-use kcon_tests::brokers::{Tansu, free_port, unique_name};
+use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_tests::brokers::{free_port, unique_name};
 use kcon_tests::offsets::{now_ms, produce};
+use kcon_tests::produce::AnswerDropper;
 use kcon_tests::tls::prometheus_binary;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 /// How old the records are when produced: the alert's threshold sits halfway.
@@ -193,7 +196,7 @@ async fn alerts(prom: SocketAddr) -> Option<Vec<(String, String)>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lagging_group_fires_a_prometheus_alert_that_resolves_once_it_catches_up() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("exported");
     let group = unique_name("g");
@@ -262,10 +265,23 @@ async fn a_lagging_group_fires_a_prometheus_alert_that_resolves_once_it_catches_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A proxy in front of the shared node that names itself as its every broker and coordinator
+/// (so that all of a client's connections go through it), listening on `listener`; it loses no
+/// answer.
+fn broker_behind(listener: TcpListener) -> AnswerDropper {
+    let upstream: SocketAddr = Broker::single()
+        .bootstrap()
+        .parse()
+        .expect("one node's address");
+    AnswerDropper::in_front_of_on(listener, upstream, ApiKey::Produce, 0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_exporter_outlives_a_broker_restart() {
-    let mut tansu = Tansu::start();
-    let b = tansu.bootstrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = listener.local_addr().unwrap();
+    let broker = broker_behind(listener);
+    let b = broker.bootstrap();
     let group = unique_name("g");
     let (mut exp, addr) = exporter(&b, &group, "PT0.3S").await;
     let polls = || sample(addr, "kcon_exporter_polls_total".to_owned());
@@ -275,7 +291,8 @@ async fn the_exporter_outlives_a_broker_restart() {
     })
     .await;
     assert_eq!(errors().await, Some(0.0));
-    tansu.stop();
+    // The broker goes away: every connection through the proxy closes, new ones are refused.
+    drop(broker);
     until(
         "a failed measurement counted",
         Duration::from_secs(60),
@@ -283,7 +300,12 @@ async fn the_exporter_outlives_a_broker_restart() {
     )
     .await;
     let failed_at = now_ms() as f64 / 1000.0;
-    tansu.restart();
+    // And comes back on its address (the old listener closes as its task ends).
+    let listener = until("the port bound again", Duration::from_secs(10), || async {
+        TcpListener::bind(broker_addr).await.ok()
+    })
+    .await;
+    let _broker = broker_behind(listener);
     until(
         "a measurement after the restart",
         Duration::from_secs(60),
@@ -309,8 +331,7 @@ async fn the_exporter_outlives_a_broker_restart() {
 /// interval is given in a short form.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_and_sigint_end_the_exporter_with_0_after_the_scrape_under_way() {
-    let tansu = Tansu::start();
-    let b = tansu.bootstrap();
+    let b = Broker::single().bootstrap();
     let group = unique_name("g");
     for signal in ["TERM", "INT"] {
         let (exp, addr) = exporter(&b, &group, "1s").await;

@@ -1,6 +1,6 @@
 //! `kcon group describe` of a share group (KIP-932) against a scripted broker holding share
 //! groups as Apache Kafka 4.1 would (DescribeShareGroupOffsets v0, no lag of its own), which no
-//! broker here is; Apache Kafka 4.4's own lag is `group_kafka.rs`'s.
+//! broker here is; Apache Kafka 4.4's own lag is kcon-tests' `admin_kafka.rs`'s.
 
 mod common;
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{kcon, kcon_with_input};
+use common::kcon;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{self, Kafka};
@@ -115,33 +115,4 @@ async fn group_configs_refused_by_kafka_3_9_name_the_version_that_has_them() {
     ] {
         assert!(run.stderr.contains(what), "{what}: {}", run.stderr);
     }
-}
-
-/// `kcon produce` to a missing topic on Kafka 3.9.1 at its defaults
-/// (`auto.create.topics.enable=true`): asked for as the Java producer asks
-/// (allow_auto_topic_creation=true), the topic is created and the records land in it (the tool
-/// said `unknown topic`).
-#[tokio::test(flavor = "multi_thread")]
-async fn produce_creates_a_missing_topic_as_the_java_producer_does() {
-    let kafka = Kafka::kafka39();
-    let topic = unique_name("kafka39-created");
-    let run = kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"x\ny\nz\n").await;
-    assert_eq!(run.code(), 0, "{run:?}");
-    let read = kcon(&[
-        "consume",
-        "-b",
-        kafka.bootstrap(),
-        "--format",
-        "json",
-        "-e",
-        &topic,
-    ])
-    .await
-    .ok();
-    let values: Vec<String> = read
-        .json_lines()
-        .iter()
-        .map(|r| r["value"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(values, ["x", "y", "z"]);
 }

@@ -1,5 +1,7 @@
-//! `kcon produce` against Tansu: partitions by key as the Java producer chooses them,
-//! JSON input that round-trips `kcon consume --format json`, codecs, bad input.
+//! `kcon produce` on Apache Kafka 4.4 (`Kafka::single()`; `Kafka::noauto()` for a broker that
+//! creates no topic on demand; 3.9.1 beside it for a topic created on demand): partitions by key
+//! as the Java producer chooses them, JSON input that round-trips `kcon consume --format json`,
+//! codecs, idempotence and transactions, bad input, missing topics.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::process::Command;
 
 use common::{Broker, TestRecord, kcon, kcon_with_input};
 use kcon_tests::brokers::{installed, unique_name};
-use kcon_tests::kafka::{self, Kafka};
+use kcon_tests::kafka::Kafka;
 use serde_json::{Value, json};
 
 /// The partition of each key among `partitions` by kafka-python's murmur2 partitioner (an
@@ -45,7 +47,7 @@ async fn consume_all(bootstrap: &str, topic: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keyed_lines_land_where_the_java_producer_puts_them() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("keyed");
     broker.create_topic(&topic, 4).await;
@@ -99,7 +101,7 @@ async fn keyed_lines_land_where_the_java_producer_puts_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_input_reproduces_what_consume_wrote_with_every_codec() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let source = unique_name("source");
     broker.create_topic(&source, 2).await;
@@ -158,7 +160,7 @@ async fn json_input_reproduces_what_consume_wrote_with_every_codec() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_and_bad_partitions_are_refused() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("strict");
     broker.create_topic(&topic, 2).await;
@@ -204,7 +206,7 @@ async fn bad_input_and_bad_partitions_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn producer_properties_are_taken_with_x() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("props");
     broker.create_topic(&topic, 2).await;
@@ -295,7 +297,7 @@ async fn producer_properties_are_taken_with_x() {
 async fn lines_written_slowly_are_sent_as_they_come() {
     use tokio::io::AsyncWriteExt;
 
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("slow");
     broker.create_topic(&topic, 1).await;
@@ -333,34 +335,38 @@ async fn lines_written_slowly_are_sent_as_they_come() {
     assert_eq!(consume_all(&b, &topic).await.len(), 2);
 }
 
-/// `kcon produce` to a missing topic on Apache Kafka 4.4 at its defaults
+/// `kcon produce` to a missing topic on Apache Kafka 4.4 and 3.9.1 at their defaults
 /// (`auto.create.topics.enable=true`): it asks for the topic as the Java producer does
 /// (allow_auto_topic_creation=true), so the broker creates it, and the records land in it (it
 /// said `unknown topic`, having asked without creation).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_topic_is_created_as_for_the_java_producer_on_kafka_4_4() {
-    let kafka = Kafka::single();
-    let topic = unique_name("created-on-produce");
-    let run = kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"a\nb\n").await;
-    assert_eq!(run.code(), 0, "{run:?}");
-    assert!(
-        run.stderr
-            .contains(&format!("produced 2 records to {topic}")),
-        "{}",
-        run.stderr
-    );
-    // Kafka's own tool sees the topic, with the broker's num.partitions (1).
-    let described = kafka.tool(
-        "org.apache.kafka.tools.TopicCommand",
-        &["--describe", "--topic", &topic],
-    );
-    assert!(described.contains("PartitionCount: 1"), "{described}");
-    let values: Vec<String> = consume_all(kafka.bootstrap(), &topic)
-        .await
-        .iter()
-        .map(|r| r["value"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(values, ["a", "b"]);
+async fn a_missing_topic_is_created_as_for_the_java_producer() {
+    for (version, kafka) in [("4.4", Kafka::single()), ("3.9.1", Kafka::kafka39())] {
+        let topic = unique_name("created-on-produce");
+        let run = kcon_with_input(&["produce", "-b", kafka.bootstrap(), &topic], b"a\nb\n").await;
+        assert_eq!(run.code(), 0, "{version}: {run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("produced 2 records to {topic}")),
+            "{version}: {}",
+            run.stderr
+        );
+        // Kafka's own tool sees the topic, with the broker's num.partitions (1).
+        let described = kafka.tool(
+            "org.apache.kafka.tools.TopicCommand",
+            &["--describe", "--topic", &topic],
+        );
+        assert!(
+            described.contains("PartitionCount: 1"),
+            "{version}: {described}"
+        );
+        let values: Vec<String> = consume_all(kafka.bootstrap(), &topic)
+            .await
+            .iter()
+            .map(|r| r["value"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(values, ["a", "b"], "{version}");
+    }
 }
 
 /// `kcon produce` to a missing topic on an Apache Kafka broker with
@@ -392,10 +398,10 @@ async fn a_broker_that_creates_no_topic_on_demand_is_named_with_what_to_do() {
 /// exactly those records are in the topic, in order, and the exit names the line.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_good_lines_before_a_bad_one_are_produced() {
-    let kafka = Kafka::single();
-    let pool = kcon_pool::Pool::new(kcon_tests::pool::config(kafka.bootstrap())).unwrap();
+    let broker = Broker::single();
+    let kafka = broker.kafka;
     let topic = unique_name("bad-line");
-    kafka::create_topics(&pool, &[(&topic, 1)]).await;
+    broker.create_topic(&topic, 1).await;
     let mut input: String = (0..10)
         .map(|i| format!("{{\"value\":\"v{i}\"}}\n"))
         .collect();
@@ -433,10 +439,10 @@ async fn the_good_lines_before_a_bad_one_are_produced() {
 /// them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_line_in_a_transaction_says_how_many_records_were_aborted() {
-    let kafka = Kafka::single();
-    let pool = kcon_pool::Pool::new(kcon_tests::pool::config(kafka.bootstrap())).unwrap();
+    let broker = Broker::single();
+    let kafka = broker.kafka;
     let topic = unique_name("txn-bad-line");
-    kafka::create_topics(&pool, &[(&topic, 1)]).await;
+    broker.create_topic(&topic, 1).await;
     let mut input: String = (0..3000)
         .map(|i| format!("{{\"value\":\"v{i}\"}}\n"))
         .collect();

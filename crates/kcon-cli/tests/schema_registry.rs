@@ -1,8 +1,9 @@
-//! `kcon consume --value-format avro|protobuf|json-schema --schema-registry URL` against Tansu
-//! and a test registry: values written by Confluent's own serializers come out as JSON, a key
-//! in another format beside them, records that do not decode are reported on stderr with
-//! their coordinates and dead-lettered, decimals come out with their scale; registry properties
-//! go with -X; a Schema Registry format without a registry is a usage error.
+//! `kcon consume --value-format avro|protobuf|json-schema --schema-registry URL` on Apache
+//! Kafka 4.4 (`Kafka::single()`) and a test registry: values written by Confluent's own
+//! serializers come out as JSON, a key in another format beside them, records that do not
+//! decode are reported on stderr with their coordinates and dead-lettered, decimals come out
+//! with their scale; registry properties go with -X; a Schema Registry format without a
+//! registry is a usage error.
 
 mod common;
 
@@ -22,7 +23,7 @@ const KEY: &str = r#"{"type":"object","properties":{"region":{"type":"string"}}}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn avro_values_and_json_schema_keys_come_out_as_json_and_broken_ones_are_reported() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("payments");
     let dlq = format!("{topic}.dlq");
@@ -137,7 +138,7 @@ async fn avro_values_and_json_schema_keys_come_out_as_json_and_broken_ones_are_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schema_registry_format_without_a_registry_or_with_a_bad_property_exits_2() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("t");
     broker.create_topic(&topic, 1).await;
@@ -180,7 +181,7 @@ async fn a_schema_registry_format_without_a_registry_or_with_a_bad_property_exit
 /// record is dead-lettered, as the library does; before, the tool stopped at it.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_dead_letter_topic_a_registry_that_is_down_is_retried_then_dead_lettered() {
-    let broker = Broker::start();
+    let broker = Broker::single();
     let b = broker.bootstrap();
     let topic = unique_name("payments");
     let dlq = format!("{topic}.dlq");

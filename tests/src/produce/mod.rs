@@ -56,6 +56,18 @@ impl AnswerDropper {
         Self::listen(listener, upstream, api, drops, true)
     }
 
+    /// As [`in_front_of`](Self::in_front_of), on `listener`: a proxy dropped (the broker gone,
+    /// every connection through it closed) can be started again on the same port (the broker
+    /// back).
+    pub fn in_front_of_on(
+        listener: TcpListener,
+        upstream: SocketAddr,
+        api: ApiKey,
+        drops: usize,
+    ) -> Self {
+        Self::listen(listener, upstream, api, drops, true)
+    }
+
     fn listen(
         listener: TcpListener,
         upstream: SocketAddr,

@@ -1,5 +1,6 @@
-//! What the tests of the `kcon` binary share: running it with a time limit, a Tansu broker
-//! with a pool to set topics up, and records produced with a known shape.
+//! What the tests of the `kcon` binary share: running it with a time limit, Apache Kafka 4.4
+//! (`Kafka::single()`, shared by every test of a run) with a pool to set topics up, and records
+//! produced with a known shape.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -7,22 +8,14 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use kcon_codec::records::{NewRecord, RecordBatchBuilder};
-use kcon_pool::{BrokerTarget, Pool};
-use kcon_tests::brokers::Tansu;
+use kcon_pool::Pool;
+use kcon_tests::kafka::Kafka;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 /// The longest any one `kcon` run may take in a test.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-/// Group settings that make Tansu complete a join in about 3 s (DESIGN.md, "The brokers").
-pub const FAST_GROUP: [&str; 4] = [
-    "-X",
-    "session.timeout.ms=6000",
-    "-X",
-    "heartbeat.interval.ms=1000",
-];
 
 /// What a finished run left.
 #[derive(Debug)]
@@ -247,29 +240,31 @@ impl Running {
     }
 }
 
-/// A Tansu broker and a pool connected to it.
+/// Apache Kafka 4.4's one-node cluster (`Kafka::single()`, shared by every test of the run:
+/// topics and groups get unique names) and a pool connected to it.
 pub struct Broker {
-    pub tansu: Tansu,
+    pub kafka: &'static Kafka,
     pub pool: Pool,
 }
 
 impl Broker {
-    /// Starts Tansu (a broker that cannot start fails the test).
-    pub fn start() -> Broker {
-        let tansu = Tansu::start();
-        let pool = Pool::new(kcon_tests::pool::config(&tansu.bootstrap())).expect("a pool");
-        Broker { tansu, pool }
+    /// The shared node, started by the first test that asks (one that cannot start fails the
+    /// test with the reason).
+    pub fn single() -> Broker {
+        let kafka = Kafka::single();
+        let pool = Pool::new(kcon_tests::pool::config(kafka.bootstrap())).expect("a pool");
+        Broker { kafka, pool }
     }
 
     /// `host:port`.
     pub fn bootstrap(&self) -> String {
-        self.tansu.bootstrap()
+        self.kafka.bootstrap().to_owned()
     }
 
-    /// Creates `topic` with `partitions` partitions.
+    /// Creates `topic` with `partitions` partitions and waits until each has a leader that
+    /// takes records.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
-        kcon_tests::group::create_topics(&self.pool, BrokerTarget::Any, &[(topic, partitions)])
-            .await;
+        kcon_tests::kafka::create_topics(&self.pool, &[(topic, partitions)]).await;
     }
 
     /// Produces one batch of `records` to `topic`-`partition`; returns its base offset.
