@@ -1,5 +1,5 @@
 //! The Fetch requests the `Fetcher` actually sends, as a recording proxy between it and Tansu
-//! sees them (issue 6). Tansu keeps no fetch sessions (it answers session id 0, see
+//! sees them. Tansu keeps no fetch sessions (it answers session id 0, see
 //! DESIGN.md, "The brokers"), so after the first request asks for one, every Fetch must be a
 //! correct sessionless one: full (0, 0), every fetchable partition at its current position, nothing
 //! forgotten, never incremental, and no session close at the end (there is nothing to close).

@@ -2,9 +2,8 @@
 //! measured on the wire by a scripted coordinator over 50 generations.
 //!
 //! A scripted peer because no broker here says it: a coordinator does not report when it wrote
-//! an answer, and the mixed groups on librdkafka's mock cluster (`group_mixed.rs`) only show
-//! the result, a follower whose SyncGroup comes after the leader's losing its generation
-//! (`kcon_tests::mock`). The coordinator runs on a thread and runtime of its own, so that its
+//! an answer, and librdkafka's mock cluster only shows the result, a follower whose SyncGroup
+//! comes after the leader's losing its generation (`kcon_tests::mock`, `mock_harness`). The coordinator runs on a thread and runtime of its own, so that its
 //! work does not queue behind the member's tasks; it holds each JoinGroup as a coordinator does
 //! while the other members join, so the member's runtime has gone idle when the answer comes,
 //! as it has in a real rebalance.

@@ -1248,9 +1248,9 @@ enum Outcome {
     Closed,
 }
 
-/// The expected outcome of `what` answering `api` (issue 4's error list; where it says
-/// nothing, the Java client's `AbstractCoordinator` response handlers: unexpected errors are
-/// retried).
+/// The expected outcome of `what` answering `api` (the errors each API's Kafka protocol spec
+/// lists; where it says nothing, the Java client's `AbstractCoordinator` response handlers:
+/// unexpected errors are retried).
 fn expected(api: Api, what: Injected) -> Outcome {
     use Injected::{Drop, Error, Transport};
     match (api, what) {
@@ -1296,7 +1296,7 @@ fn expected(api: Api, what: Injected) -> Outcome {
     }
 }
 
-/// Each error of issue 4's list, a lost connection and a lost request, injected into each
+/// Each error of that list, a lost connection and a lost request, injected into each
 /// request a member makes (FindCoordinator, JoinGroup, the leader's Metadata, SyncGroup,
 /// Heartbeat, LeaveGroup), eager and cooperative; each outcome checked against `expected`,
 /// and the group must settle afterwards with every partition owned once.
