@@ -4,7 +4,8 @@
 //! that stops the next call, and nothing of a batch is lost or written twice for a
 //! read_committed reader (the Java client's, `tests/java/Txn.java`). A transaction call that
 //! outlasts the pipeline's call timeout is left the same way, on librdkafka's mock cluster (its
-//! test says why).
+//! test says why). A batch whose transaction the coordinator timed out
+//! (`transaction.timeout.ms`) is aborted and comes again, the pipeline going on.
 //!
 //! The pipeline also runs as a process of its own (`eos_member`), killed with SIGKILL at random
 //! points and started again under the same transactional id, or joined by a second member
@@ -21,7 +22,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use kcon::ApiKey;
-use kcon::exactly_once::{Batch, ExactlyOnce, PipelineError, TransformError};
+use kcon::exactly_once::{AbortReason, Batch, ExactlyOnce, PipelineError, TransformError};
 use kcon::{Record, TopicPartition};
 use kcon_pool::Pool;
 use kcon_produce::{ConsumerGroupMetadata, ErrorKind, Producer, ProducerRecord};
@@ -780,6 +781,105 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect()
+}
+
+/// A batch whose transaction stays open longer than `transaction.timeout.ms` is aborted by the
+/// coordinator, which bumps the producer's epoch (KIP-588): the pipeline's next output is
+/// refused with INVALID_PRODUCER_EPOCH, which fails the transaction, not the producer. The
+/// pipeline aborts it and puts the partition back (`Batch::Aborted`, not an error), and the
+/// batch comes again and commits once. Here the transform writes a record of its own into the
+/// transaction through the pipeline's producer (which starts the coordinator's clock), then
+/// takes until the coordinator has aborted the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_comes_again() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    let input = unique_name("eos-timeout-in");
+    let output = unique_name("eos-timeout-out");
+    let group = unique_name("eos-timeout-group");
+    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
+    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
+    for i in 0..3 {
+        let record = ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition(0);
+        writer.send(record).await.unwrap().await.unwrap();
+    }
+    writer.close().await;
+    let mut consumer = kcon::Consumer::builder()
+        .bootstrap_servers(b)
+        .group_id(&group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    let producer = Producer::builder()
+        .bootstrap_servers(b)
+        .set("transactional.id", unique_name("eos-timeout-tx"))
+        .set("transaction.timeout.ms", "2000")
+        .build()
+        .unwrap();
+    let side = producer.clone();
+    let mut pipeline = ExactlyOnce::new(consumer, producer).await.unwrap();
+    let in0 = TopicPartition::new(&input, 0);
+
+    let slow = |records: Vec<Record>| {
+        let (side, output, pool) = (side.clone(), output.clone(), &pool);
+        async move {
+            let record = ProducerRecord::new(output.as_str(), "side").with_partition(0);
+            side.send(record).await.unwrap().await.unwrap();
+            // The side record and the coordinator's abort marker: nothing open after them.
+            let ends = wait_until_stable(pool, &output, Duration::from_secs(60)).await;
+            assert_eq!(
+                ends,
+                (2, Some(2)),
+                "the coordinator did not abort the transaction"
+            );
+            transform(output.clone(), false, records).await
+        }
+    };
+    match pipeline.process_batch(slow).await.unwrap() {
+        Batch::Aborted {
+            partition,
+            reason: AbortReason::Transaction(e),
+        } => {
+            assert_eq!(partition, in0);
+            assert_eq!(
+                e.error(),
+                Some(kcon_codec::kafka_protocol::ResponseError::InvalidProducerEpoch),
+                "{e}"
+            );
+            assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
+        }
+        other => panic!("the batch was not aborted for the timeout: {other:?}"),
+    }
+    // The batch comes again, and commits.
+    let mut inputs = 0;
+    while inputs < 3 {
+        match pipeline
+            .process_batch(|records| transform(output.clone(), false, records))
+            .await
+            .unwrap()
+        {
+            Batch::Committed {
+                partition,
+                inputs: n,
+                ..
+            } => {
+                assert_eq!(partition, in0);
+                inputs += n;
+            }
+            other => panic!("the batch did not commit: {other:?}"),
+        }
+    }
+    assert_eq!(inputs, 3);
+    pipeline.close().await;
+    assert_eq!(committed(&pool, &group, &input).await[0], Some(3));
+    assert_eq!(
+        read_committed_by_kcon(b, &output, 3).await,
+        ["out:v0", "out:v1", "out:v2"]
+    );
 }
 
 /// `input` (2 partitions) holding `n` records `v{i}` and an empty `output`, on the single node.

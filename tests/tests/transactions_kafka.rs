@@ -2,7 +2,9 @@
 //! defaults, with a kcon consumer in a group handing it its group metadata and librdkafka
 //! (confluent-kafka) on the other side: a consume-transform-produce step commits its outputs and
 //! its input offsets in one transaction; an aborted one moves no offset; a second producer with
-//! the same `transactional.id` fences the first, whose records are aborted; librdkafka reads
+//! the same `transactional.id` fences the first, whose records are aborted; a transaction the
+//! coordinator timed out (`transaction.timeout.ms`) is aborted and the producer goes on;
+//! librdkafka reads
 //! what kcon commits and kcon what librdkafka commits; both skip an aborted transaction under
 //! read_committed; and a read_committed kcon reader holds at the last stable offset while a
 //! transaction is open, then reads what it commits.
@@ -156,8 +158,10 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     create(b, &[(&topic, 1)]).await;
 
     // A zombie that writes again after the takeover: the leader refuses the batch of the old
-    // epoch with INVALID_PRODUCER_EPOCH (KIP-588), the producer can only be closed; the takeover
-    // aborted its transaction.
+    // epoch with INVALID_PRODUCER_EPOCH (KIP-588), which only says the transaction is over (a
+    // coordinator's timeout says the same): the record and the commit fail as abortable. The
+    // abort then asks the coordinator for the next epoch, which refuses it as fenced, and the
+    // producer can only be closed; the takeover aborted its transaction.
     let id = unique_name("tx");
     let zombie = transactional(b, &id);
     zombie.init_transactions(CALL).await.unwrap();
@@ -167,14 +171,18 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     current.init_transactions(CALL).await.unwrap();
     let late = ProducerRecord::new(topic.as_str(), "zombie-late").with_partition(0);
     let e = zombie.send(late).await.unwrap().await.unwrap_err();
-    assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    assert_eq!(e.outcome(), Outcome::Abort, "{e}");
     assert_eq!(
         e.code(),
         Some(ResponseError::InvalidProducerEpoch.code()),
         "{e}"
     );
+    assert!(e.to_string().contains("took over"), "{e}");
     let e = zombie.commit_transaction(CALL).await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Abort, "{e}");
+    let e = zombie.abort_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
+    assert_eq!(e.code(), Some(ResponseError::ProducerFenced.code()), "{e}");
     let e = zombie.begin_transaction().await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
     zombie.close().await;
@@ -358,4 +366,85 @@ async fn a_read_committed_reader_holds_at_the_last_stable_offset_until_the_trans
     assert_eq!(reader.position(&tp), Some(7), "past the commit marker");
     reader.close().await.unwrap();
     producer.close().await;
+}
+
+/// A transactional producer with `transaction.timeout.ms` short enough to pass while its
+/// transaction is open.
+fn transactional_with_timeout(bootstrap: &str, id: &str, timeout_ms: u32) -> Producer {
+    Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        .build()
+        .unwrap()
+}
+
+/// Waits until the coordinator has aborted the open transaction on `topic`-0 (after
+/// `transaction.timeout.ms`, at its next check, every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s by default): its abort
+/// marker makes the last stable offset the high watermark, `high`.
+async fn wait_for_the_coordinators_abort(pool: &Pool, topic: &str, high: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ends = ends_of(pool, topic).await;
+        if ends == (high, Some(high)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator did not abort the timed-out transaction: (high watermark, last \
+             stable offset) {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A transaction open longer than its `transaction.timeout.ms` is aborted by the coordinator,
+/// which bumps the producer's epoch (KIP-588); the leader then refuses the producer's next
+/// batch with INVALID_PRODUCER_EPOCH. That ends the transaction, not the producer: the record
+/// and the commit fail with `Outcome::Abort`, naming transaction.timeout.ms; the abort goes
+/// through, and the next transaction commits. A read_committed reader sees only its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goes_on() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-timeout");
+    let pool = create(b, &[(&topic, 1)]).await;
+    let producer = transactional_with_timeout(b, &unique_name("tx"), 2000);
+    producer.init_transactions(CALL).await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    send_all(&producer, &topic, &values("late", 0..3)).await;
+    // The three records and the coordinator's abort marker.
+    wait_for_the_coordinators_abort(&pool, &topic, 4).await;
+
+    let record = ProducerRecord::new(topic.as_str(), "late-3").with_partition(0);
+    let e = producer.send(record).await.unwrap().await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Abort, "{e}");
+    assert_eq!(
+        e.code(),
+        Some(ResponseError::InvalidProducerEpoch.code()),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("stayed open longer than transaction.timeout.ms (2000 ms"),
+        "{e}"
+    );
+    let e = producer.commit_transaction(CALL).await.unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Abort, "{e}");
+    assert_eq!(
+        e.code(),
+        Some(ResponseError::InvalidProducerEpoch.code()),
+        "{e}"
+    );
+    producer.abort_transaction(CALL).await.unwrap();
+
+    producer.begin_transaction().await.unwrap();
+    send_all(&producer, &topic, &values("next", 0..3)).await;
+    producer.commit_transaction(CALL).await.unwrap();
+    producer.close().await;
+    assert_eq!(
+        kcon_reads(b, &topic, "read_committed", 3).await,
+        values("next", 0..3)
+    );
 }

@@ -112,8 +112,12 @@ impl ErrorKind {
 ///
 /// A transactional producer changes two outcomes: an error that fails a record or the
 /// offsets inside a transaction is [`Outcome::Abort`] (abort, then go on), and one that fences
-/// the producer (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH: another producer with the same
-/// `transactional.id` took over; TRANSACTIONAL_ID_AUTHORIZATION_FAILED) is [`Outcome::Close`].
+/// the producer (PRODUCER_FENCED: another producer with the same `transactional.id` took over;
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED) is [`Outcome::Close`]. A partition leader's
+/// INVALID_PRODUCER_EPOCH (KIP-588) is [`Outcome::Abort`]: the transaction coordinator aborted
+/// the transaction, most often because it stayed open longer than `transaction.timeout.ms`;
+/// the abort then gets the producer a new epoch, or fails with PRODUCER_FENCED
+/// ([`Outcome::Close`]) if another producer took over. From a coordinator it is fatal.
 ///
 /// [`is_retriable`](ProduceError::is_retriable) is `outcome() == Outcome::Retry`.
 #[derive(Debug, Clone)]
@@ -295,6 +299,14 @@ impl ProduceError {
     /// The same error, failing the transaction it happened in: abort it, then go on.
     pub(crate) fn abortable(mut self) -> Self {
         self.outcome = Outcome::Abort;
+        self
+    }
+
+    /// The same error with `advice` after what happened: what likely caused it, and what to
+    /// do.
+    pub(crate) fn advising(mut self, advice: &str) -> Self {
+        self.message.push_str(": ");
+        self.message.push_str(advice);
         self
     }
 

@@ -993,6 +993,20 @@ impl<T> SenderMachine<T> {
                     let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, true);
                     self.retry_or_fail(tp, error, now);
                 }
+                Outcome::ResetProducerId { .. }
+                    if self.txn.is_some()
+                        && p.error_code == ResponseError::InvalidProducerEpoch.code() =>
+                {
+                    // The leader has seen a newer epoch of the producer id: the transaction
+                    // coordinator ended the transaction under it (KIP-588), after
+                    // transaction.timeout.ms or for a producer that took the id over. The
+                    // transaction is aborted; the abort bumps the epoch, or fails as fenced.
+                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false)
+                        .advising(&self.txn_epoch_advice(now))
+                        .abortable();
+                    self.txn_aborted_by_coordinator(&error);
+                    self.fail_head(tp, error);
+                }
                 Outcome::ResetProducerId { .. } if self.txn.is_some() && fenced(p.error_code) => {
                     // Another producer with the same transactional.id took over.
                     let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
@@ -1191,12 +1205,13 @@ impl<T> Machine for SenderMachine<T> {
 }
 
 /// Whether a Produce error code means another producer with the same transactional id took
-/// over, or the producer may not use it: fatal to a transactional producer.
+/// over, or the producer may not use it: fatal to a transactional producer. INVALID_PRODUCER_EPOCH
+/// is not (KIP-588): the transaction is over, not necessarily the producer.
 fn fenced(code: i16) -> bool {
     use kcon_codec::kafka_protocol::ResponseError as E;
     matches!(
         ResponseError::try_from_code(code),
-        Some(E::ProducerFenced | E::InvalidProducerEpoch | E::TransactionalIdAuthorizationFailed)
+        Some(E::ProducerFenced | E::TransactionalIdAuthorizationFailed)
     )
 }
 

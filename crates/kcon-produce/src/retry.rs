@@ -43,7 +43,8 @@ pub(crate) enum Outcome {
 /// - OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, PRODUCER_FENCED: the broker and
 ///   the producer disagree about what was written; the batch fails (a gap before it is
 ///   possible) and later batches go under a new producer id, as the Java client's idempotent
-///   producer bumps its epoch.
+///   producer bumps its epoch. A transactional producer refines these (`machine.rs`):
+///   PRODUCER_FENCED is fatal, INVALID_PRODUCER_EPOCH fails the transaction (KIP-588).
 /// - The stale-metadata errors ([`is_stale_metadata_error`]): the leader moved or the
 ///   partition is not known yet; refresh, then retry.
 /// - Any other error kafka-protocol marks retriable (NOT_ENOUGH_REPLICAS, REQUEST_TIMED_OUT,

@@ -7,7 +7,8 @@
 //! sent with the consumer's group metadata as it was when the batch was handed out (KIP-447:
 //! a member that lost the partition since is refused by the group coordinator); commit. If
 //! anything of that fails in a way the transaction survives (an output refused, the offsets
-//! refused for a stale generation, the group moving on while the batch was transformed), the
+//! refused for a stale generation, the group moving on while the batch was transformed, the
+//! coordinator aborting a transaction open longer than `transaction.timeout.ms`), the
 //! transaction is aborted and the batch's partition goes back to the batch's first offset, so
 //! the same records come again (to whichever member owns the partition then). A fatal error
 //! (the producer fenced by a newer one with the same `transactional.id`) ends the pipeline.

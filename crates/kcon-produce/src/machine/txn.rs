@@ -30,10 +30,16 @@
 //! - Retriable errors (CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS, a lost connection)
 //!   are retried after the backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
 //!   coordinator up again first. PRODUCER_FENCED, INVALID_PRODUCER_EPOCH and
-//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED are fatal. A sequence the broker lost
-//!   (UNKNOWN_PRODUCER_ID, OUT_OF_ORDER_SEQUENCE_NUMBER) fails the transaction, and its abort
-//!   bumps the producer epoch with InitProducerId (v3+, KIP-360) so that the next one starts
-//!   its sequences afresh.
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED from a coordinator are fatal. A sequence the broker
+//!   lost (UNKNOWN_PRODUCER_ID, OUT_OF_ORDER_SEQUENCE_NUMBER) fails the transaction, and its
+//!   abort bumps the producer epoch with InitProducerId (v3+, KIP-360) so that the next one
+//!   starts its sequences afresh.
+//! - A partition leader's INVALID_PRODUCER_EPOCH (KIP-588) says the coordinator has aborted
+//!   the transaction under a newer epoch: after `transaction.timeout.ms`, or because another
+//!   producer took the `transactional.id` over. It fails the transaction (abortable); the abort
+//!   sends no EndTxn (the coordinator refuses the old epoch's as PRODUCER_FENCED) and bumps the
+//!   epoch naming the old one, which the coordinator grants after its timeout and refuses as
+//!   PRODUCER_FENCED after a takeover (fatal then).
 //! - A call carried out while another is unfinished is refused, but the same call again joins
 //!   the one running (an application that gave up waiting calls it again; once the call has
 //!   ended, the producer's task answers the same call with the outcome its caller did not
@@ -221,6 +227,14 @@ pub(super) struct Transactions {
     ended: bool,
     /// The broker lost the producer's sequence: the next abort bumps the epoch.
     bump_wanted: bool,
+    /// A leader refused a batch with INVALID_PRODUCER_EPOCH: the coordinator has aborted the
+    /// transaction already (its markers carry the newer epoch the leader saw), so the abort
+    /// sends no EndTxn, which the coordinator would refuse as fenced, and goes straight to the
+    /// epoch bump.
+    aborted_by_coordinator: bool,
+    /// When the transaction under way began: the coordinator times it out
+    /// `transaction.timeout.ms` after its first partition was added, at the earliest.
+    begun_at: Option<Instant>,
     /// The tries of the request under way: its backoff, and a WARN line once it keeps
     /// failing. Started over for each kind of request.
     tries: FailureTracker,
@@ -246,6 +260,8 @@ impl Transactions {
             out: None,
             ended: false,
             bump_wanted: false,
+            aborted_by_coordinator: false,
+            begun_at: None,
             tries: FailureTracker::new(ApiKey::InitProducerId, String::new(), backoff),
             call: None,
             next_call: 0,
@@ -416,6 +432,8 @@ impl<T> SenderMachine<T> {
                 ))),
                 (TxnOp::Begin, TxnState::Ready) => {
                     t.state = TxnState::InTransaction;
+                    t.begun_at = Some(now);
+                    t.aborted_by_coordinator = false;
                     t.added.clear();
                     t.started = false;
                     t.ended = false;
@@ -523,6 +541,50 @@ impl<T> SenderMachine<T> {
             t.state = TxnState::AbortableError(error.clone().abortable());
         }
         true
+    }
+
+    /// A leader refused a batch of the transaction with INVALID_PRODUCER_EPOCH (`error`): the
+    /// coordinator has aborted the transaction, so it cannot commit, and its abort asks for the
+    /// next epoch without an EndTxn.
+    pub(super) fn txn_aborted_by_coordinator(&mut self, error: &ProduceError) {
+        // A transaction that an abort is ending already (its EndTxn waits for the batches in
+        // flight) is over at the coordinator the same.
+        if self.txn_sequence_lost(error)
+            && let Some(t) = self.txn.as_mut()
+            && matches!(t.state, TxnState::AbortableError(_) | TxnState::Aborting)
+        {
+            t.aborted_by_coordinator = true;
+        }
+    }
+
+    /// What an INVALID_PRODUCER_EPOCH about the transaction most likely means at `now`, and
+    /// what to do: a transaction open for `transaction.timeout.ms` was most likely timed out;
+    /// one younger than that was most likely ended by another producer taking the
+    /// `transactional.id` over.
+    pub(super) fn txn_epoch_advice(&self, now: Instant) -> String {
+        let Some(t) = self.txn.as_ref() else {
+            return String::new();
+        };
+        let timeout = t.timeout_ms;
+        let open_ms = t
+            .begun_at
+            .map_or(0, |at| now.saturating_duration_since(at).as_millis());
+        if open_ms >= timeout.max(0) as u128 {
+            format!(
+                "the transaction coordinator aborted the transaction, most likely because it \
+                 stayed open longer than transaction.timeout.ms ({timeout} ms; it was open \
+                 {open_ms} ms): abort the transaction (abort_transaction) and begin the next \
+                 one, and keep transactions shorter or raise transaction.timeout.ms (at most the \
+                 brokers' transaction.max.timeout.ms)"
+            )
+        } else {
+            format!(
+                "the transaction coordinator aborted the transaction before its \
+                 transaction.timeout.ms ({timeout} ms) passed, most likely because another \
+                 producer with the same transactional.id took over: abort the transaction \
+                 (abort_transaction); if the abort fails as fenced, close this producer"
+            )
+        }
     }
 
     /// The producer is fenced or refused for good: every call and record fails with `error`.
@@ -816,7 +878,7 @@ impl<T> SenderMachine<T> {
                 if in_flight {
                     return;
                 }
-                if t.started && !t.ended {
+                if t.started && !t.ended && !t.aborted_by_coordinator {
                     let request = EndTxnRequest::default()
                         .with_transactional_id(txn_id())
                         .with_producer_id(ProducerId(producer_id))
@@ -931,6 +993,7 @@ impl<T> SenderMachine<T> {
                         self.acc.forget_sequences();
                         let t = self.txn.as_mut().expect("checked above");
                         t.bump_wanted = false;
+                        t.aborted_by_coordinator = false;
                         t.state = TxnState::Ready;
                         t.offsets = None;
                         self.txn_answer(Ok(()));

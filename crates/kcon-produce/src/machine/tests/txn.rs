@@ -61,6 +61,9 @@ struct Cluster {
     errors: VecDeque<(Api, i16)>,
     /// Requests seen, in order.
     seen: Vec<Api>,
+    /// The epoch the coordinator fenced when it timed a transaction out: a bump naming it is
+    /// the producer of that transaction coming back, as Apache Kafka accepts it.
+    timed_out_epoch: Option<i16>,
 }
 
 impl Cluster {
@@ -76,7 +79,20 @@ impl Cluster {
             generation: 3,
             errors: VecDeque::new(),
             seen: Vec::new(),
+            timed_out_epoch: None,
         }
+    }
+
+    /// The coordinator ends the open transaction under a new epoch, as it does once
+    /// `transaction.timeout.ms` passes (`timed_out`) or another producer with the
+    /// transactional id initializes: aborted, its markers carrying the new epoch.
+    fn abort_under_a_new_epoch(&mut self, timed_out: bool) {
+        assert!(self.open.take().is_some(), "no transaction open");
+        let i = self.current();
+        self.ended[i] = Some(false);
+        self.pending_offsets.clear();
+        self.timed_out_epoch = timed_out.then_some(self.epoch);
+        self.epoch += 1;
     }
 
     fn push_error(&mut self, api: Api, error: E) {
@@ -123,12 +139,16 @@ impl Cluster {
                 }
                 assert!(r.transactional_id.is_some());
                 if r.producer_id.0 >= 0 {
-                    // A bump names the current id and epoch.
-                    assert_eq!(
-                        (r.producer_id.0, r.producer_epoch),
-                        (self.producer_id, self.epoch)
-                    );
+                    // A bump names the current id and epoch, or the epoch a timeout fenced.
+                    assert_eq!(r.producer_id.0, self.producer_id);
+                    if r.producer_epoch != self.epoch
+                        && Some(r.producer_epoch) != self.timed_out_epoch
+                    {
+                        return Response::InitProducerId(Ok(InitProducerIdResponse::default()
+                            .with_error_code(E::ProducerFenced.code())));
+                    }
                 }
+                self.timed_out_epoch = None;
                 // A new epoch aborts what the last one left open.
                 if self.open.take().is_some() {
                     let i = self.current();
@@ -209,7 +229,12 @@ impl Cluster {
                 )
             }
             Request::EndTxn(r) => {
-                let code = self.error_for(Api::EndTxn);
+                let mut code = self.error_for(Api::EndTxn);
+                // An old epoch's EndTxn is fenced, whatever ended its transaction (Apache
+                // Kafka's coordinator at transaction version 1).
+                if code == 0 && r.producer_epoch < self.epoch {
+                    code = E::ProducerFenced.code();
+                }
                 if code == 0 {
                     assert_eq!(r.producer_epoch, self.epoch);
                     assert!(self.open.take().is_some(), "EndTxn with nothing added");
@@ -242,6 +267,12 @@ impl Cluster {
                             records: batch.record_count() as usize,
                             producer_epoch: batch.producer_epoch(),
                             transactional: batch.is_transactional(),
+                        };
+                        // The leader has seen the markers of a newer epoch.
+                        let code = if code == 0 && written.producer_epoch < self.epoch {
+                            E::InvalidProducerEpoch.code()
+                        } else {
+                            code
                         };
                         if code == 0 {
                             assert!(
@@ -563,6 +594,166 @@ fn fencing_at_the_coordinator_is_fatal_too() {
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+}
+
+/// The coordinator aborts a transaction open longer than `transaction.timeout.ms` and bumps the
+/// epoch (KIP-588); the leader refuses the next batch with INVALID_PRODUCER_EPOCH. That fails
+/// the transaction, not the producer: the record and the commit are abortable and name
+/// `transaction.timeout.ms`; the abort sends no EndTxn (the coordinator would refuse the old
+/// epoch's as fenced) but bumps the epoch naming the old one; the next transaction commits.
+#[test]
+fn a_batch_refused_after_the_coordinator_timed_the_transaction_out_fails_it_abortably() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    assert_eq!(seen.delivered, [1]);
+    // transaction.timeout.ms (60 s by default) passes; the coordinator aborts.
+    now += Duration::from_secs(61);
+    cluster.abort_under_a_new_epoch(true);
+    m.record(now, record_to(2, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    let (waiter, e) = seen.failed.last().expect("the record failed");
+    assert_eq!(*waiter, 2);
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    assert!(
+        e.to_string()
+            .contains("stayed open longer than transaction.timeout.ms (60000 ms"),
+        "{e}"
+    );
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    let before = cluster.seen.len();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(cluster.seen[before..], [Api::Init]);
+    assert_eq!(cluster.epoch, 2);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(3, 1, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(seen.delivered, [1, 3]);
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(1, 1)]));
+    assert_eq!(cluster.aborted_records(), 1);
+}
+
+/// An abort called while a batch is in flight that the leader then refuses with
+/// INVALID_PRODUCER_EPOCH (the coordinator timed the transaction out meanwhile): the abort,
+/// which waited for the batch, sends no EndTxn and bumps the epoch.
+#[test]
+fn an_abort_waiting_for_a_batch_the_leader_refuses_after_a_timeout_bumps_the_epoch() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    // Past linger.ms: AddPartitionsToTxn is answered, the Produce request held.
+    now += Duration::from_millis(10);
+    m.handle_timeout(now);
+    let produce = loop {
+        let out = m.poll_request(now).expect("a request");
+        if matches!(out.request, Request::Produce(_)) {
+            break out;
+        }
+        let response = cluster.answer(out.request);
+        m.handle_response(now, out.id, Ok(response));
+    };
+    now += Duration::from_secs(61);
+    cluster.abort_under_a_new_epoch(true);
+    let abort = m.transaction(now, TxnCall::Abort);
+    let before = cluster.seen.len();
+    let response = cluster.answer(produce.request);
+    m.handle_response(now, produce.id, Ok(response));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(60),
+    );
+    assert!(
+        seen.calls.iter().any(|(c, _, r)| *c == abort && r.is_ok()),
+        "{:?}",
+        seen.calls
+    );
+    assert_eq!(cluster.seen[before..], [Api::Produce, Api::Init]);
+    let (_, e) = seen.failed.last().expect("the record failed");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+}
+
+/// The same refusal when another producer with the transactional id took over: the record and
+/// the commit are abortable (the leader cannot tell the two apart), and the error says a
+/// takeover is likely, the transaction being younger than `transaction.timeout.ms`; the
+/// abort's epoch bump is refused as fenced, and the producer can only be closed.
+#[test]
+fn a_batch_refused_after_a_takeover_fails_the_transaction_and_its_abort_is_fenced() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    cluster.abort_under_a_new_epoch(false);
+    m.record(now, record_to(2, 0, now));
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    let (_, failed) = seen.failed.last().expect("the record failed");
+    assert_eq!(failed.outcome(), ErrorOutcome::Abort, "{failed}");
+    assert!(failed.to_string().contains("took over"), "{failed}");
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    assert_eq!(e.code(), Some(E::ProducerFenced.code()), "{e}");
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    assert_eq!(cluster.committed_records(), BTreeMap::new());
+}
+
+/// From a coordinator, INVALID_PRODUCER_EPOCH stays fatal, as the Java client treats it (an
+/// older coordinator's way of saying PRODUCER_FENCED; a newer one answers a timed-out
+/// transaction's EndTxn with PRODUCER_FENCED, as the model does).
+#[test]
+fn invalid_producer_epoch_from_a_coordinator_is_fatal() {
+    for api in [
+        Api::AddPartitions,
+        Api::AddOffsets,
+        Api::TxnOffsetCommit,
+        Api::EndTxn,
+    ] {
+        let (mut m, mut cluster, mut now, mut seen) = started();
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(1, 0, now));
+        cluster.push_error(api, E::InvalidProducerEpoch);
+        let offsets = TxnCall::SendOffsets {
+            offsets: offsets(8),
+            group: group(3),
+        };
+        let e = call(&mut m, &mut cluster, &mut now, &mut seen, offsets)
+            .and_then(|()| call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit))
+            .unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{api:?}: {e}");
+        assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{api:?}");
+        let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{api:?}: {e}");
+    }
 }
 
 #[test]
