@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kcon::Record;
+use kcon::{Consumer, ConsumerBuilder, Record};
 use kcon_codec::kafka_protocol::messages::ProduceRequest;
 use kcon_codec::kafka_protocol::messages::TopicName;
 use kcon_codec::kafka_protocol::messages::produce_request::{
@@ -25,6 +25,7 @@ use kcon_produce::{Producer, ProducerRecord};
 use tokio::task::{JoinHandle, block_in_place};
 use tokio::time::Instant;
 
+use crate::consumer::{Driven, DrivenState, STEP, wait_until};
 use crate::kafka::Kafka;
 use crate::offsets::now_ms;
 
@@ -445,4 +446,61 @@ pub fn read(records: &[Record]) -> Vec<(i64, String)> {
 /// `(offset, value)` of `values` written from `base` on.
 pub fn written(base: i64, values: &[String]) -> Vec<(i64, String)> {
     (base..).zip(values.iter().cloned()).collect()
+}
+
+/// A consumer of `group` on the cluster at the client's defaults, reading from the earliest
+/// offset: what a test adds (hooks, `group.protocol`) goes on top.
+pub fn group_member(kafka: &Kafka, group: &str) -> ConsumerBuilder {
+    Consumer::builder()
+        .bootstrap_servers(kafka.bootstrap())
+        .group_id(group)
+        .set("auto.offset.reset", "earliest")
+}
+
+/// Subscribes `consumer` to `topic` and drives it on a task of its own; returns once it has
+/// read a record.
+pub async fn reading(mut consumer: Consumer, topic: &str) -> Driven {
+    consumer.subscribe([topic]).expect("a subscription");
+    let member = Driven::start("member", consumer, STEP);
+    wait_until(
+        "the member reading",
+        FAULT_WITHIN,
+        || member.received() > 0,
+        || member.state().errors,
+    )
+    .await;
+    member
+}
+
+/// Waits until `member` has read `more` records after the `read`th, while a fault lasts.
+pub async fn reads_on(member: &Driven, read: usize, more: usize, what: &str) {
+    wait_until(
+        &format!("the member reading {what}"),
+        FAULT_WITHIN,
+        || member.received() >= read + more,
+        || (member.received() - read, member.state().errors),
+    )
+    .await;
+}
+
+/// Stops `load`, waits until `member` has read every record written, stops it and closes its
+/// consumer; asserts that no receiving call failed and that every record was read exactly
+/// once, in order per partition, from each of `partitions` partitions. Returns what it saw.
+pub async fn read_to_the_end(load: Load, member: Driven, partitions: i32) -> DrivenState {
+    let written = load.stop().await;
+    wait_until(
+        "every record read",
+        FAULT_WITHIN,
+        || member.received() >= written.len(),
+        || (member.received(), written.len()),
+    )
+    .await;
+    let (consumer, state) = member.stop().await;
+    consumer.close().await.expect("a clean close");
+    assert_eq!(state.errors, Vec::<String>::new());
+    assert_read_exactly_once(&written, &[&state.records]);
+    let read_from: std::collections::BTreeSet<i32> =
+        state.records.iter().map(|r| r.partition).collect();
+    assert_eq!(read_from.len(), partitions as usize, "{read_from:?}");
+    state
 }

@@ -7,17 +7,15 @@
 //! get new leaders once the controller fences it (`broker.session.timeout.ms`), and it comes
 //! back as a follower that catches up.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kcon::{Consumer, Truncation};
+use kcon::Truncation;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
-    FAULT_WITHIN, Load, Restore, assert_read_exactly_once, wait_for_partition,
+    Load, Restore, group_member, read_to_the_end, reading, reads_on, wait_for_partition,
     wait_for_three_brokers,
 };
-use kcon_tests::consumer::{Driven, STEP, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
 use kcon_tests::truncation::Told;
@@ -38,23 +36,11 @@ async fn a_group_reads_every_record_once_across_a_broker_killed_and_restarted_un
     create(&pool, &[NewTopic::new(&topic, PARTITIONS)]).await;
     let load = Load::start(kafka.bootstrap(), &topic, Duration::from_millis(10));
     let told = Told::default();
-    let mut consumer = Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap())
-        .group_id(&group)
-        .set("auto.offset.reset", "earliest")
+    let consumer = group_member(kafka, &group)
         .hooks(told.clone())
         .build()
         .unwrap();
-    consumer.subscribe([topic.as_str()]).unwrap();
-    let member = Driven::start("member", consumer, STEP);
-    let within = FAULT_WITHIN;
-    wait_until(
-        "the member reading",
-        within,
-        || member.received() > 0,
-        || member.state().errors,
-    )
-    .await;
+    let member = reading(consumer, &topic).await;
 
     let victim = wait_for_partition(&pool, None, &topic, 0, "led", |p| p.leader.is_some())
         .await
@@ -81,13 +67,7 @@ async fn a_group_reads_every_record_once_across_a_broker_killed_and_restarted_un
         .await;
     }
     load.wait_for_more(sent, 100, "with a node killed").await;
-    wait_until(
-        "the member reading with a node killed",
-        within,
-        || member.received() >= read + 100,
-        || (member.received() - read, member.state().errors),
-    )
-    .await;
+    reads_on(&member, read, 100, "with a node killed").await;
 
     kafka.start_node(victim);
     for p in 0..PARTITIONS {
@@ -104,20 +84,7 @@ async fn a_group_reads_every_record_once_across_a_broker_killed_and_restarted_un
     let sent = load.sent();
     load.wait_for_more(sent, 50, "with the node back").await;
 
-    let written = load.stop().await;
-    wait_until(
-        "every record read",
-        within,
-        || member.received() >= written.len(),
-        || (member.received(), written.len()),
-    )
-    .await;
-    let (consumer, state) = member.stop().await;
-    consumer.close().await.unwrap();
-    assert_eq!(state.errors, Vec::<String>::new());
-    assert_read_exactly_once(&written, &[&state.records]);
-    let partitions: BTreeSet<i32> = state.records.iter().map(|r| r.partition).collect();
-    assert_eq!(partitions.len(), PARTITIONS as usize);
+    read_to_the_end(load, member, PARTITIONS).await;
     assert_eq!(told.truncations(), Vec::<Truncation>::new());
     wait_for_three_brokers(&pool).await;
     drop(restore);

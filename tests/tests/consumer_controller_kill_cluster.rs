@@ -8,15 +8,15 @@
 
 use std::time::{Duration, Instant};
 
-use kcon::{Consumer, TopicPartition};
+use kcon::TopicPartition;
 use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
-    FAULT_WITHIN, Load, Restore, assert_read_exactly_once, wait_for_partition,
-    wait_for_three_brokers,
+    FAULT_WITHIN, Load, Restore, group_member, read_to_the_end, reading, reads_on,
+    wait_for_partition, wait_for_three_brokers,
 };
-use kcon_tests::consumer::{Driven, STEP, builder_at_defaults, recv_n, wait_until};
+use kcon_tests::consumer::{builder_at_defaults, recv_n};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
 
@@ -44,22 +44,8 @@ async fn a_group_reads_every_record_once_across_the_active_controller_killed() {
     let group = unique_name("controller-killed-group");
     create(&pool, &[NewTopic::new(&topic, PARTITIONS)]).await;
     let load = Load::start(kafka.bootstrap(), &topic, Duration::from_millis(10));
-    let mut consumer = Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap())
-        .group_id(&group)
-        .set("auto.offset.reset", "earliest")
-        .build()
-        .unwrap();
-    consumer.subscribe([topic.as_str()]).unwrap();
-    let member = Driven::start("member", consumer, STEP);
+    let member = reading(group_member(kafka, &group).build().unwrap(), &topic).await;
     let within = FAULT_WITHIN;
-    wait_until(
-        "the member reading",
-        within,
-        || member.received() > 0,
-        || member.state().errors,
-    )
-    .await;
 
     let controller = tokio::task::block_in_place(|| quorum_leader(kafka)).expect("a controller");
     let (sent, read) = (load.sent(), member.received());
@@ -139,27 +125,10 @@ async fn a_group_reads_every_record_once_across_the_active_controller_killed() {
 
     load.wait_for_more(sent, 100, "with the controller killed")
         .await;
-    wait_until(
-        "the member reading with the controller killed",
-        within,
-        || member.received() >= read + 100,
-        || (member.received() - read, member.state().errors),
-    )
-    .await;
+    reads_on(&member, read, 100, "with the controller killed").await;
 
     kafka.start_node(controller);
     wait_for_three_brokers(&pool).await;
-    let written = load.stop().await;
-    wait_until(
-        "every record read",
-        within,
-        || member.received() >= written.len(),
-        || (member.received(), written.len()),
-    )
-    .await;
-    let (consumer, state) = member.stop().await;
-    consumer.close().await.unwrap();
-    assert_eq!(state.errors, Vec::<String>::new());
-    assert_read_exactly_once(&written, &[&state.records]);
+    read_to_the_end(load, member, PARTITIONS).await;
     drop(restore);
 }

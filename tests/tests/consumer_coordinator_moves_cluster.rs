@@ -7,16 +7,16 @@
 //! record written is read exactly once, in order per partition, and no receiving call returns
 //! an error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kcon::{Consumer, TopicPartition};
+use kcon::TopicPartition;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{
-    FAULT_WITHIN, Load, Restore, assert_read_exactly_once, wait_for_three_brokers,
+    FAULT_WITHIN, Load, Restore, group_member, read_to_the_end, reading, reads_on,
+    wait_for_three_brokers,
 };
-use kcon_tests::consumer::{Driven, STEP, wait_until};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
 
@@ -49,23 +49,12 @@ async fn coordinator_moves_under_a_reading_member(protocol: &str) {
     let group = unique_name("coordinator-moves-group");
     create(&pool, &[NewTopic::new(&topic, PARTITIONS)]).await;
     let load = Load::start(kafka.bootstrap(), &topic, Duration::from_millis(10));
-    let mut consumer = Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap())
-        .group_id(&group)
+    let consumer = group_member(kafka, &group)
         .set("group.protocol", protocol)
-        .set("auto.offset.reset", "earliest")
         .build()
         .unwrap();
-    consumer.subscribe([topic.as_str()]).unwrap();
-    let member = Driven::start("member", consumer, STEP);
+    let member = reading(consumer, &topic).await;
     let within = FAULT_WITHIN;
-    wait_until(
-        "the member reading",
-        within,
-        || member.received() > 0,
-        || member.state().errors,
-    )
-    .await;
 
     let dead = kcon_admin::find_coordinator(&pool, &group).await.unwrap();
     let (sent, read) = (load.sent(), member.received());
@@ -101,13 +90,7 @@ async fn coordinator_moves_under_a_reading_member(protocol: &str) {
     };
     load.wait_for_more(sent, 100, "with the coordinator's node killed")
         .await;
-    wait_until(
-        "the member reading after the coordinator moved",
-        within,
-        || member.received() >= read + 100,
-        || (member.received() - read, member.state().errors),
-    )
-    .await;
+    reads_on(&member, read, 100, "after the coordinator moved").await;
     let deadline = Instant::now() + within;
     loop {
         let now = committed_sum(&pool, &group, &topic).await;
@@ -123,28 +106,7 @@ async fn coordinator_moves_under_a_reading_member(protocol: &str) {
     }
 
     kafka.start_node(dead.id);
-    let written = load.stop().await;
-    wait_until(
-        "every record read",
-        within,
-        || member.received() >= written.len(),
-        || (member.received(), written.len()),
-    )
-    .await;
-    let (consumer, state) = member.stop().await;
-    consumer.close().await.unwrap();
-    assert_eq!(state.errors, Vec::<String>::new());
-    assert_read_exactly_once(&written, &[&state.records]);
-    let per_partition: BTreeMap<i32, usize> =
-        state.records.iter().fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(r.partition).or_default() += 1;
-            m
-        });
-    assert_eq!(
-        per_partition.len(),
-        PARTITIONS as usize,
-        "{per_partition:?}"
-    );
+    read_to_the_end(load, member, PARTITIONS).await;
     wait_for_three_brokers(&pool).await;
     drop(restore);
 }
