@@ -273,6 +273,14 @@ pub async fn create(pool: &Pool, topics: &[NewTopic]) {
     wait_for_leaders(pool, topics).await;
 }
 
+/// A pool on the shared single node, with `topics` of `(name, partitions)` created.
+pub async fn single_with(topics: &[(&str, i32)]) -> Pool {
+    let pool = Pool::new(crate::pool::config(Kafka::single().bootstrap()))
+        .expect("a pool on the single node");
+    create_topics(&pool, topics).await;
+    pool
+}
+
 /// Creates topics of `(name, partitions)` at the broker's default replication.
 pub async fn create_topics(pool: &Pool, topics: &[(&str, i32)]) {
     let topics: Vec<NewTopic> = topics.iter().map(|&(n, p)| NewTopic::new(n, p)).collect();

@@ -28,4 +28,5 @@ pub mod sasl;
 pub mod schema_registry;
 pub mod share_groups;
 pub mod tls;
+pub mod transactions;
 pub mod truncation;

@@ -15,23 +15,14 @@ use kcon::consumer::Hook;
 use kcon::{
     CommitDone, CommitSource, ConsumerHooks, ErrorKind, FetchedBatch, Record, TopicPartition,
 };
-use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{REBALANCE_WITHIN, group_builder_at_defaults, partitions, recv_n};
-use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::kafka::{Kafka, create_topics, single_with};
 use kcon_tests::offsets::produce_spread;
-use kcon_tests::pool::config;
 
 /// The single node's bootstrap list.
 fn bootstrap() -> &'static str {
     Kafka::single().bootstrap()
-}
-
-/// A pool on the single node, with `topics` created.
-async fn kafka_with(topics: &[(&str, i32)]) -> Pool {
-    let pool = Pool::new(config(bootstrap())).unwrap();
-    create_topics(&pool, topics).await;
-    pool
 }
 
 /// A commit as the hooks heard it: who asked, the offsets given, whether it was acknowledged.
@@ -95,7 +86,7 @@ impl ConsumerHooks for Recorder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
     let topic = unique_name("hooks");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 40, 10).await;
     let all = partitions(&topic, 2);
     let recorder = Recorder::default();
@@ -185,7 +176,7 @@ async fn hooks_hear_fetches_records_rebalances_commits_and_partition_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commits_are_counted_and_told_to_the_hooks() {
     let topic = unique_name("auto");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     produce_spread(&pool, &topic, 1, 20, 10).await;
     let recorder = Recorder::default();
     let group = unique_name("g");
@@ -229,7 +220,7 @@ async fn auto_commits_are_counted_and_told_to_the_hooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_commit_handles_work_from_other_tasks_while_the_stream_runs() {
     let topic = unique_name("handles");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 60, 10).await;
     let all = partitions(&topic, 2);
     let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")

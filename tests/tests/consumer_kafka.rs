@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 use kcon::{Consumer, ConsumerBuilder, ErrorKind, Record, ResetPolicy, TopicPartition};
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{
@@ -30,21 +29,13 @@ use kcon_tests::consumer::{
     group_builder_at_defaults, group_members, offsets_by_partition, partition_of, partitions,
     poll_until, recv_n, wait_for_split, wait_until,
 };
-use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::kafka::{Kafka, create_topics, single_with};
 use kcon_tests::offsets::{now_ms, produce, produce_at, produce_spread};
-use kcon_tests::pool::config;
 use kcon_tests::produce::AnswerDropper;
 
 /// The single node's bootstrap list.
 fn bootstrap() -> &'static str {
     Kafka::single().bootstrap()
-}
-
-/// A pool on the single node, with `topics` created.
-async fn kafka_with(topics: &[(&str, i32)]) -> Pool {
-    let pool = Pool::new(config(bootstrap())).unwrap();
-    create_topics(&pool, topics).await;
-    pool
 }
 
 /// Each partition of `all` with `offset` (where reading starts or ends).
@@ -58,7 +49,7 @@ const PROMPT: Duration = Duration::from_secs(8);
 /// A new topic of `partitions` partitions, for the `current_lag` tests.
 async fn topic(partitions: i32) -> String {
     let name = unique_name("lag");
-    kafka_with(&[(&name, partitions)]).await;
+    single_with(&[(&name, partitions)]).await;
     name
 }
 
@@ -187,7 +178,7 @@ async fn a_commit_marker_alone_moves_the_position_past_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_consumer_reads_every_record_once_and_its_successor_starts_at_the_commits() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 3)]).await;
+    let pool = single_with(&[(&topic, 3)]).await;
     produce_spread(&pool, &topic, 3, 90, 10).await;
     let all = partitions(&topic, 3);
     let group = unique_name("g");
@@ -237,7 +228,7 @@ async fn a_group_consumer_reads_every_record_once_and_its_successor_starts_at_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commit_on_close_lets_the_next_consumer_continue_after_the_last_record_handed_out() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 80, 10).await;
     let all = partitions(&topic, 2);
     let group = unique_name("g");
@@ -271,7 +262,7 @@ async fn auto_commit_on_close_lets_the_next_consumer_continue_after_the_last_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_auto_offset_store_only_stored_offsets_are_committed() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     produce_spread(&pool, &topic, 1, 20, 10).await;
     let tp = TopicPartition::new(&topic, 0);
     let group = unique_name("g");
@@ -316,7 +307,7 @@ async fn without_auto_offset_store_only_stored_offsets_are_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cooperative_consumers_split_the_partitions_and_commit_on_revoke_without_duplicates() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 4)]).await;
+    let pool = single_with(&[(&topic, 4)]).await;
     produce_spread(&pool, &topic, 4, 80, 10).await;
     let all = partitions(&topic, 4);
     let group = unique_name("g");
@@ -445,7 +436,7 @@ async fn cooperative_consumers_split_the_partitions_and_commit_on_revoke_without
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiving_call_cancelled_while_the_listener_runs_loses_no_rebalance() {
     let topic = unique_name("consumer");
-    kafka_with(&[(&topic, 2)]).await;
+    single_with(&[(&topic, 2)]).await;
     let all = partitions(&topic, 2);
     let group = unique_name("g");
     let slow = RecordingListener::with(ListenerBehaviour {
@@ -500,7 +491,7 @@ async fn a_receiving_call_cancelled_while_the_listener_runs_loses_no_rebalance()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_close_the_listener_sees_the_position_after_the_records_handed_out() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     // One batch: the consumer hands it out from one Fetch answer.
     produce(&pool, &topic, 0, 40, now_ms()).await;
     let tp = TopicPartition::new(&topic, 0);
@@ -534,7 +525,7 @@ async fn at_close_the_listener_sees_the_position_after_the_records_handed_out() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribing_then_assigning_keeps_the_assigned_partition() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     let tp = TopicPartition::new(&topic, 0);
     produce(&pool, &topic, 0, 10, now_ms()).await;
     let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
@@ -572,7 +563,7 @@ async fn unsubscribing_then_assigning_keeps_the_assigned_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assigned_partitions_start_by_the_reset_policy_and_move_by_seeks() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let (p0, p1) = (
         TopicPartition::new(&topic, 0),
         TopicPartition::new(&topic, 1),
@@ -652,7 +643,7 @@ async fn assigned_partitions_start_by_the_reset_policy_and_move_by_seeks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_a_partition_and_resume_brings_it_back() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let (p0, p1) = (
         TopicPartition::new(&topic, 0),
         TopicPartition::new(&topic, 1),
@@ -754,7 +745,7 @@ async fn pause_stops_a_partition_and_resume_brings_it_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watermarks_and_lag_count_the_records_not_consumed() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     let tp = TopicPartition::new(&topic, 0);
     produce(&pool, &topic, 0, 10, now_ms()).await;
 
@@ -795,7 +786,7 @@ async fn watermarks_and_lag_count_the_records_not_consumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_finds_the_first_record_at_or_after_each_timestamp() {
     let topic = unique_name("timed");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let t = now_ms() - 60_000;
     produce_at(
         &pool,
@@ -884,7 +875,7 @@ async fn a_reset_by_duration_looks_up_now_minus_the_whole_duration() {
 /// that far ahead), so the lookup's answer is a record's real offset.
 async fn reset_start(reset: fn(ConsumerBuilder) -> ConsumerBuilder) -> (i64, Record, i64) {
     let topic = unique_name("timed");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     let start = now_ms() - 3_000;
     let timestamps: Vec<i64> = (0..=3_300).map(|i| start + i * SPACING).collect();
     produce_at(&pool, &topic, 0, &timestamps).await;
@@ -916,7 +907,7 @@ async fn a_pattern_subscription_reads_matching_topics_and_picks_up_new_ones() {
         format!("{prefix}_other"),
         format!("{prefix}-later"),
     );
-    let pool = kafka_with(&[(&a, 2), (&b, 1), (&other, 1)]).await;
+    let pool = single_with(&[(&a, 2), (&b, 1), (&other, 1)]).await;
     for (t, p) in [(&a, 0), (&a, 1), (&b, 0), (&other, 0)] {
         produce(&pool, t, p, 5, now_ms()).await;
     }
@@ -952,7 +943,7 @@ async fn a_pattern_subscription_reads_matching_topics_and_picks_up_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_batch_respects_max_poll_records_and_the_stream_yields_in_order() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     let tp = TopicPartition::new(&topic, 0);
     // Batches of 10: a Fetch answer brings several of them, so the consumer holds more than
     // max.poll.records at once.
@@ -1004,7 +995,7 @@ async fn recv_batch_respects_max_poll_records_and_the_stream_yields_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_records_rebalances_and_commits() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     produce_spread(&pool, &topic, 2, 20, 10).await;
     let all = partitions(&topic, 2);
     let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
@@ -1163,7 +1154,7 @@ async fn a_later_value_of_a_property_replaces_an_earlier_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_returns_within_the_close_timeout_when_the_broker_is_gone() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     produce(&pool, &topic, 0, 10, now_ms()).await;
     let node = bootstrap().parse().expect("the single node's address");
     // It loses no answer: it only stands between the consumer and the node.
@@ -1190,7 +1181,7 @@ async fn close_returns_within_the_close_timeout_when_the_broker_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_leaves_the_group_without_another_receiving_call() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 1)]).await;
+    let pool = single_with(&[(&topic, 1)]).await;
     produce(&pool, &topic, 0, 10, now_ms()).await;
     let group = unique_name("g");
     let mut c = group_builder_at_defaults(bootstrap(), &group, "range")
@@ -1226,7 +1217,7 @@ async fn unsubscribe_leaves_the_group_without_another_receiving_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_with_a_revocation_unread_leaves_at_once() {
     let topic = unique_name("consumer");
-    kafka_with(&[(&topic, 2)]).await;
+    single_with(&[(&topic, 2)]).await;
     let all = partitions(&topic, 2);
     let group = unique_name("g");
     let start = |name: &str| {
@@ -1271,7 +1262,7 @@ async fn a_close_with_a_revocation_unread_leaves_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_consumer_leaves_its_group() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let all = partitions(&topic, 2);
     let group = unique_name("g");
     let start = |name: &str| {
@@ -1317,7 +1308,7 @@ async fn a_dropped_consumer_leaves_its_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_streams_hold_back_only_the_partition_not_read() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let (p0, p1) = (
         TopicPartition::new(&topic, 0),
         TopicPartition::new(&topic, 1),
@@ -1377,7 +1368,7 @@ async fn partition_streams_hold_back_only_the_partition_not_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_partitions_end_their_streams_after_their_offsets_are_committed() {
     let topic = unique_name("consumer");
-    let pool = kafka_with(&[(&topic, 2)]).await;
+    let pool = single_with(&[(&topic, 2)]).await;
     let group = unique_name("g");
     produce_spread(&pool, &topic, 2, 40, 10).await;
     let mut a = group_builder_at_defaults(bootstrap(), &group, "range")

@@ -22,10 +22,8 @@ use kcon_tests::consumer::{
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::peers::{self, librdkafka_reads};
 use kcon_tests::pool::config;
+use kcon_tests::transactions::{CALL, commit_abort_commit, send_all, values};
 use serde_json::{Value, json};
-
-/// How long a transaction call may take.
-const CALL: Duration = Duration::from_secs(30);
 
 fn transactional(bootstrap: &str, id: &str) -> Producer {
     Producer::builder()
@@ -57,21 +55,6 @@ async fn kcon_reads(bootstrap: &str, topic: &str, isolation: &str, count: usize)
     expect_no_record(&mut consumer, Duration::from_secs(1)).await;
     consumer.close().await.unwrap();
     records.iter().map(value_of).collect()
-}
-
-fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}-{i}")).collect()
-}
-
-async fn send_all(producer: &Producer, topic: &str, values: &[String]) {
-    let mut deliveries = Vec::new();
-    for v in values {
-        let record = ProducerRecord::new(topic, v.clone()).with_partition(0);
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap();
-    }
 }
 
 /// `topic`-0's high watermark and last stable offset.
@@ -281,23 +264,7 @@ async fn aborted_transactions_are_skipped_by_read_committed_readers_of_both_clie
     let topic = unique_name("txn-aborted");
     create(b, &[(&topic, 1)]).await;
     // Committed `c-*`, aborted `a-*`, committed `d-*`.
-    let producer = transactional(b, &unique_name("tx"));
-    producer.init_transactions(CALL).await.unwrap();
-    for (prefix, commit) in [("c", true), ("a", false), ("d", true)] {
-        producer.begin_transaction().await.unwrap();
-        send_all(&producer, &topic, &values(prefix, 0..4)).await;
-        if commit {
-            producer.commit_transaction(CALL).await.unwrap();
-        } else {
-            producer.abort_transaction(CALL).await.unwrap();
-        }
-    }
-    producer.close().await;
-    let all: Vec<String> = ["c", "a", "d"]
-        .iter()
-        .flat_map(|p| values(p, 0..4))
-        .collect();
-    let committed: Vec<String> = ["c", "d"].iter().flat_map(|p| values(p, 0..4)).collect();
+    let (all, committed) = commit_abort_commit(transactional(b, &unique_name("tx")), &topic).await;
     assert_eq!(kcon_reads(b, &topic, "read_committed", 8).await, committed);
     assert_eq!(kcon_reads(b, &topic, "read_uncommitted", 12).await, all);
     assert_eq!(librdkafka_reads(b, &topic, "read_committed", 8), committed);

@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use kcon::{Consumer, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool};
-use kcon_produce::{ErrorKind, Producer, ProducerBuilder, ProducerRecord};
+use kcon_produce::{ErrorKind, Producer, ProducerBuilder};
 use kcon_tests::brokers::{Tansu, unique_name};
 use kcon_tests::consumer::{builder, recv_n};
 use kcon_tests::group::create_topics;
 use kcon_tests::peers::librdkafka_reads;
 use kcon_tests::pool::config;
-
-/// How long a transaction call may take.
-const CALL: Duration = Duration::from_secs(30);
+use kcon_tests::transactions::{CALL, commit_abort_commit, send_all, values};
 
 fn transactional(bootstrap: &str, id: &str) -> ProducerBuilder {
     Producer::builder()
@@ -46,21 +44,6 @@ async fn kcon_reads(bootstrap: &str, topic: &str, isolation: &str, count: usize)
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
         .collect()
-}
-
-fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    range.map(|i| format!("{prefix}-{i}")).collect()
-}
-
-async fn send_all(producer: &Producer, topic: &str, values: &[String]) {
-    let mut deliveries = Vec::new();
-    for v in values {
-        let record = ProducerRecord::new(topic, v.clone()).with_partition(0);
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap();
-    }
 }
 
 /// A zombie that only commits after a second producer took its transactional id over: Tansu
@@ -113,21 +96,7 @@ async fn on_tansu_read_committed_readers_of_both_clients_see_aborted_records() {
     let topic = unique_name("txn-aborted");
     create(&b, &[(&topic, 1)]).await;
     let producer = transactional(&b, &unique_name("tx")).build().unwrap();
-    producer.init_transactions(CALL).await.unwrap();
-    for (prefix, commit) in [("c", true), ("a", false), ("d", true)] {
-        producer.begin_transaction().await.unwrap();
-        send_all(&producer, &topic, &values(prefix, 0..4)).await;
-        if commit {
-            producer.commit_transaction(CALL).await.unwrap();
-        } else {
-            producer.abort_transaction(CALL).await.unwrap();
-        }
-    }
-    producer.close().await;
-    let all: Vec<String> = ["c", "a", "d"]
-        .iter()
-        .flat_map(|p| values(p, 0..4))
-        .collect();
+    let (all, _) = commit_abort_commit(producer, &topic).await;
     assert_eq!(kcon_reads(&b, &topic, "read_committed", 12).await, all);
     assert_eq!(librdkafka_reads(&b, &topic, "read_committed", 12), all);
 }
