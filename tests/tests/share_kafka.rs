@@ -2,8 +2,9 @@
 //! acknowledgement, releases redelivered with their delivery count raised, rejects never seen
 //! again, a closing member's records going to the next, the group's delivery limit, a lock
 //! that expires handing its records to another member, ShareFetch v2's
-//! `share.acquire.mode=record_limit` (KIP-1206), lock renewal (KIP-1222), and the Java
-//! client's KafkaShareConsumer sharing a partition with kcon; each asserting the exact records.
+//! `share.acquire.mode=record_limit` (KIP-1206), lock renewal (KIP-1222), the Java client's
+//! KafkaShareConsumer sharing a partition with kcon, a member killed mid-stream, and the
+//! ShareProcessor's retries, dead letters and stop; each asserting the exact records.
 //!
 //! What Kafka decides for the whole group is set on the group (IncrementalAlterConfigs) before
 //! any member joins: every group here reads from the log's start
@@ -25,7 +26,7 @@ use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::peers::SharePeer;
 use kcon_tests::pool::config;
 use kcon_tests::share::{
-    JOIN_WITHIN, RECORDS_WITHIN, accept, consumer, joined, keep, quiet, receive, seen,
+    JOIN_WITHIN, QUIET, RECORDS_WITHIN, accept, consumer, joined, keep, quiet, receive, seen,
 };
 use tokio::time::{Instant, timeout};
 
@@ -518,4 +519,236 @@ async fn kcon_and_java_members_share_a_partition() {
         mine.len(),
         theirs.len()
     );
+}
+
+/// A member killed with SIGKILL mid-stream (`share_member`, a process of its own) loses
+/// nothing: every record is processed, by it or by the member that takes over, and a record
+/// the killed member processed without its acceptance reaching the broker comes again only
+/// with a higher delivery count. What it held comes to the next member when Kafka lets it go
+/// (its connection closed, or its lock, 30 s at the group's default, expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_loses_nothing() {
+    use std::io::BufRead;
+
+    let Setup {
+        kafka,
+        pool,
+        topic,
+        group,
+    } = setup(1, &[]).await;
+    produce(&pool, &topic, 0, 50, now_ms()).await;
+    let mut killed = std::process::Command::new(env!("CARGO_BIN_EXE_share_member"))
+        .args([kafka.bootstrap(), group.as_str(), topic.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start share_member");
+    let stdout = killed.stdout.take().expect("piped");
+    let parse = |line: String| {
+        let f: Vec<i64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        (f[0] as i32, f[1], f[2] as u16)
+    };
+    let (mut printed, lines) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
+        while printed.len() < 12 {
+            printed.push(parse(lines.next().expect("a line").expect("stdout")));
+        }
+        (printed, lines)
+    })
+    .await
+    .unwrap();
+    killed.kill().expect("SIGKILL share_member");
+    let _ = killed.wait();
+    // What it printed before it died, read to the end of its output.
+    printed.extend(lines.map_while(Result::ok).map(parse));
+    let mut taker = consumer(kafka.bootstrap(), &group, &[]);
+    taker.subscribe([topic.as_str()]).unwrap();
+    let processed: std::collections::BTreeMap<(i32, i64), u16> =
+        printed.iter().map(|&(p, o, c)| ((p, o), c)).collect();
+    let within = Duration::from_secs(30) + RECORDS_WITHIN;
+    let rest = receive(&mut taker, 50 - processed.len(), within, keep).await;
+    let rest = seen(&rest);
+    let mut all = processed.clone();
+    for (at, count) in &rest {
+        if let Some(before) = processed.get(at) {
+            assert!(
+                count > before,
+                "{at:?} again at delivery count {count} (first {before})"
+            );
+        }
+        all.insert(*at, *count);
+    }
+    assert_eq!(
+        all.keys().copied().collect::<Vec<_>>(),
+        (0..50).map(|o| (0, o)).collect::<Vec<_>>(),
+        "printed {printed:?}, then {rest:?}"
+    );
+    assert_eq!(quiet(&mut taker, keep).await, []);
+    taker.close().await.unwrap();
+}
+
+/// The ShareProcessor: a retriable failure releases the record (the group's redelivery is the
+/// retry, its delivery count the attempt), a poison record is dead-lettered (with kcon's
+/// `kcon.dlq.*` headers) and then accepted, everything else processed once; nothing comes
+/// again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
+    use kcon::Failure;
+    use kcon::deserialize::{BytesDeserializer, StringDeserializer};
+    use kcon::share::ShareProcessor;
+
+    let Setup {
+        kafka,
+        pool,
+        topic,
+        group,
+    } = setup(1, &[]).await;
+    let dlq = format!("{topic}.dlq");
+    create_topics(&pool, &[(&dlq, 1)]).await;
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let mut member = explicit(
+        kafka,
+        &group,
+        &[
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", dlq.as_str()),
+            ("errors.retry.max.attempts", "4"),
+        ],
+    );
+    member.subscribe([topic.as_str()]).unwrap();
+    let mut processor =
+        ShareProcessor::with_deserializers(member, BytesDeserializer, StringDeserializer).unwrap();
+    // Values: value-0 .. value-9; value-3 fails twice before it goes through, value-7 is poison.
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = handled.clone();
+    let done = {
+        let handled = handled.clone();
+        async move {
+            // Every record handled (value-3 three times), then a moment for the last
+            // acknowledgements to settle.
+            while handled.lock().unwrap().len() < 12 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(QUIET).await;
+        }
+    };
+    timeout(
+        Duration::from_secs(60),
+        processor.run_until(done, async |d| {
+            let v = d.value.clone();
+            log.lock().unwrap().push((d.record.offset, d.attempt));
+            match v.as_str() {
+                "value-3" if d.attempt < 3 => Err(Failure::retriable("busy")),
+                "value-7" => Err(Failure::permanent("poison")),
+                _ => Ok(()),
+            }
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("handled only {:?}", handled.lock().unwrap()))
+    .expect("the processor ran");
+    let counts = processor.counts();
+    assert_eq!(
+        (
+            counts.processed,
+            counts.released,
+            counts.dead_lettered,
+            counts.rejected
+        ),
+        (9, 2, 1, 0),
+        "{:?}",
+        handled.lock().unwrap()
+    );
+    let mut attempts: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+    for (offset, attempt) in handled.lock().unwrap().iter() {
+        attempts.entry(*offset).or_default().push(*attempt);
+    }
+    let expected: std::collections::BTreeMap<i64, Vec<u32>> = (0..10)
+        .map(|o| (o, if o == 3 { vec![1, 2, 3] } else { vec![1] }))
+        .collect();
+    assert_eq!(attempts, expected);
+    processor.close().await.unwrap();
+    // Nothing comes again to the group.
+    let mut after = consumer(kafka.bootstrap(), &group, &[]);
+    joined(&mut after, &topic, 1).await;
+    assert_eq!(quiet(&mut after, keep).await, []);
+    after.close().await.unwrap();
+    // The dead letter: value-7, from the topic's offset 7.
+    let readers = unique_name("dlq-reader");
+    configure(&pool, &readers, &[]).await;
+    let mut reader = consumer(kafka.bootstrap(), &readers, &[]);
+    reader.subscribe([dlq.as_str()]).unwrap();
+    let letters = receive(&mut reader, 1, RECORDS_WITHIN, keep).await;
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.value.as_deref(), Some(&b"value-7"[..]));
+    assert_eq!(
+        letter.header("kcon.dlq.source.offset"),
+        Some(Some(&"7".into()))
+    );
+    assert_eq!(
+        letter.header("kcon.dlq.source.topic"),
+        Some(Some(&topic.clone().into()))
+    );
+    assert_eq!(
+        letter.header("kcon.dlq.group"),
+        Some(Some(&group.clone().into()))
+    );
+    assert_eq!(letter.header("kcon.dlq.attempts"), Some(Some(&"1".into())));
+    assert_eq!(quiet(&mut reader, keep).await, []);
+    reader.close().await.unwrap();
+}
+
+/// Under `errors.tolerance=none` a record that fails for good stops the ShareProcessor with
+/// `RecordFailed`, naming its partition: it and the batch's records not handled are released,
+/// and the next run gets exactly those again, at delivery count 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_share_processor_stops_on_poison_under_tolerance_none() {
+    use kcon::Failure;
+    use kcon::share::ShareProcessor;
+
+    let Setup {
+        kafka,
+        pool,
+        topic,
+        group,
+    } = setup(1, &[]).await;
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let mut consumer = explicit(kafka, &group, &[]);
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut processor = ShareProcessor::new(consumer).unwrap();
+    let mut first = Vec::new();
+    let stopped = timeout(
+        RECORDS_WITHIN,
+        processor.run(async |d| {
+            first.push(d.record.offset);
+            if d.record.offset == 2 {
+                Err(Failure::permanent("poison"))
+            } else {
+                Ok(())
+            }
+        }),
+    )
+    .await
+    .expect("stopped by the poison record")
+    .unwrap_err();
+    assert_eq!(stopped.kind(), kcon::ErrorKind::RecordFailed, "{stopped}");
+    assert_eq!(
+        stopped.partitions(),
+        [kcon::TopicPartition::new(topic.as_str(), 0)]
+    );
+    assert_eq!(first, [0, 1, 2]);
+    let mut again: std::collections::BTreeMap<i64, u32> = Default::default();
+    let _ = timeout(Duration::from_secs(5), async {
+        processor
+            .run(async |d| {
+                again.insert(d.record.offset, d.attempt);
+                Ok(())
+            })
+            .await
+    })
+    .await;
+    assert_eq!(again, (2..10).map(|o| (o, 2)).collect());
+    assert_eq!(processor.counts().processed, 2 + 8);
+    processor.close().await.unwrap();
 }
