@@ -313,6 +313,9 @@ async fn a_lock_that_expires_hands_the_records_to_another_member() {
         "handed over before the lock could expire: {:?}",
         produced.elapsed()
     );
+    // The other member holds them now (its acceptance goes with its next fetch): the
+    // holder's is refused. (Once the group has settled records, Kafka answers a late
+    // acknowledgement of them without an error.)
     for r in &held {
         holder.acknowledge(r, AcknowledgeType::Accept).unwrap();
     }

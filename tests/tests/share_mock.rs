@@ -1,7 +1,10 @@
-//! Share groups (KIP-932) against librdkafka's mock cluster, the one broker here that serves
-//! ShareGroupHeartbeat, ShareFetch and ShareAcknowledge (v1): implicit and explicit
-//! acknowledgement, releases redelivered with their delivery count raised, rejects never seen
-//! again, a closing member's records going to the next, and each asserting the exact records.
+//! Share groups (KIP-932) against librdkafka's mock cluster (ShareGroupHeartbeat, ShareFetch and
+//! ShareAcknowledge v1): implicit and explicit acknowledgement, releases redelivered with their
+//! delivery count raised, rejects never seen again, a closing member's records going to the
+//! next, and each asserting the exact records; librdkafka's share consumer sharing a partition
+//! with kcon; the builder's refusals. The same cases run on Apache Kafka 4.4 in
+//! `share_kafka.rs`; here they run on the broker librdkafka's own share consumer is tested
+//! against, with locks and delivery limits shorter than Kafka allows.
 //!
 //! Each test has a mock of its own, and opens every connection it will use before a record is
 //! acquired: the mock closes every share session on a broker, releasing their records, when
