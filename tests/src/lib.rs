@@ -26,6 +26,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod sasl;
 pub mod schema_registry;
+pub mod share;
 pub mod share_groups;
 pub mod tls;
 pub mod transactions;

@@ -124,9 +124,10 @@ pub fn java_reads_committed(bootstrap: &str, topic: &str, expect: usize) -> (Vec
     (values, end)
 }
 
-/// librdkafka's share consumer (`tests/py/share.py`) as a member of a share group: started,
-/// subscribed, and read for what it consumed once it is done.
+/// A peer's share consumer as a member of a share group (librdkafka's, `tests/py/share.py`, or
+/// the Java client's): started, subscribed, and read for what it consumed once it is done.
 pub struct SharePeer {
+    name: String,
     child: std::process::Child,
     lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
@@ -143,40 +144,73 @@ impl SharePeer {
         within: std::time::Duration,
         ack: Option<&str>,
     ) -> SharePeer {
-        use std::io::BufRead;
         let path = repo_root().join("tests/py/share.py");
-        let mut child = Command::new(&installed().python)
-            .arg(&path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        let mut command = Command::new(&installed().python);
+        command.arg(&path);
         let request = serde_json::json!({
             "bootstrap": bootstrap, "group": group, "topics": topics, "expect": expect,
             "quiet_ms": 1500, "within_ms": within.as_millis() as u64, "ack": ack,
         });
+        SharePeer::spawn(command, "share.py", &request)
+    }
+
+    /// The Java client's KafkaShareConsumer (`tests/java/ShareMember.java`, run by
+    /// `scripts/kafka java`) as such a member: it consumes until it has `expect` records and
+    /// nothing more came for `quiet` after its first (at most `within`), acknowledging as
+    /// `ack` says; returns once it has subscribed.
+    pub fn start_java(
+        bootstrap: &str,
+        group: &str,
+        topics: &[&str],
+        expect: usize,
+        quiet: std::time::Duration,
+        within: std::time::Duration,
+        ack: Option<&str>,
+    ) -> SharePeer {
+        let mut command = Command::new(repo_root().join("scripts/kafka"));
+        command.args(["java", "ShareMember"]);
+        let request = serde_json::json!({
+            "bootstrap": bootstrap, "group": group, "topics": topics, "expect": expect,
+            "quiet_ms": quiet.as_millis() as u64, "within_ms": within.as_millis() as u64,
+            "ack": ack,
+        });
+        SharePeer::spawn(command, "ShareMember", &request)
+    }
+
+    fn spawn(mut command: Command, name: &str, request: &Value) -> SharePeer {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        writeln!(stdin, "{request}").expect("write the request to share.py");
+        writeln!(stdin, "{request}").unwrap_or_else(|e| panic!("write the request to {name}: {e}"));
         drop(stdin);
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = std::io::BufReader::new(stdout).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(first.contains("ready"), "share.py did not start: {first:?}");
-        SharePeer { child, lines }
+        assert!(first.contains("ready"), "{name} did not start: {first:?}");
+        SharePeer {
+            child,
+            lines,
+            name: name.to_owned(),
+        }
     }
 
     /// Waits for the member to finish; what it consumed: (topic, partition, offset, delivery
     /// count), in the order it got them.
     pub fn records(mut self) -> Vec<(String, i32, i64, i64)> {
         let line = self.lines.next().and_then(Result::ok).unwrap_or_default();
-        let status = self.child.wait().expect("wait for share.py");
-        assert!(status.success(), "share.py failed ({status}): {line}");
+        let name = &self.name;
+        let status = self.child.wait().expect("wait for the share member");
+        assert!(status.success(), "{name} failed ({status}): {line}");
         let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("share.py printed no JSON ({e}): {line}"));
+            .unwrap_or_else(|e| panic!("{name} printed no JSON ({e}): {line}"));
         answer["records"]
             .as_array()
-            .unwrap_or_else(|| panic!("share.py answered {answer}"))
+            .unwrap_or_else(|| panic!("{name} answered {answer}"))
             .iter()
             .map(|r| {
                 (

@@ -1,7 +1,10 @@
-//! Share groups (KIP-932) against librdkafka's mock cluster, the one broker here that serves
-//! ShareGroupHeartbeat, ShareFetch and ShareAcknowledge (v1): implicit and explicit
-//! acknowledgement, releases redelivered with their delivery count raised, rejects never seen
-//! again, a closing member's records going to the next, and each asserting the exact records.
+//! Share groups (KIP-932) against librdkafka's mock cluster (ShareGroupHeartbeat, ShareFetch and
+//! ShareAcknowledge v1): implicit and explicit acknowledgement, releases redelivered with their
+//! delivery count raised, rejects never seen again, a closing member's records going to the
+//! next, and each asserting the exact records; librdkafka's share consumer sharing a partition
+//! with kcon; the builder's refusals. The same cases run on Apache Kafka 4.4 in
+//! `share_kafka.rs`; here they run on the broker librdkafka's own share consumer is tested
+//! against, with locks and delivery limits shorter than Kafka allows.
 //!
 //! Each test has a mock of its own, and opens every connection it will use before a record is
 //! acquired: the mock closes every share session on a broker, releasing their records, when
@@ -22,16 +25,8 @@ use kcon_tests::mock::MockCluster;
 use kcon_tests::offsets::produce;
 use kcon_tests::peers::SharePeer;
 use kcon_tests::pool::config;
+use kcon_tests::share::{JOIN_WITHIN, RECORDS_WITHIN, accept, joined, keep, quiet, receive, seen};
 use tokio::time::{Instant, timeout};
-
-/// How long a member may take to be assigned its partitions.
-const JOIN_WITHIN: Duration = Duration::from_secs(20);
-
-/// How long records may take to come.
-const RECORDS_WITHIN: Duration = Duration::from_secs(20);
-
-/// How long a test waits to see that nothing more comes.
-const QUIET: Duration = Duration::from_millis(1500);
 
 /// A test's mock, a topic of `partitions` partitions and a group name, and a pool to produce
 /// with whose connections are open already (see the module's documentation).
@@ -58,85 +53,11 @@ async fn setup(partitions: i32) -> Setup {
     }
 }
 
+/// A share consumer of the mock; it asks for records every 200 ms.
 fn share_consumer(mock: &MockCluster, group: &str, extra: &[(&str, &str)]) -> ShareConsumer {
-    let mut b = ShareConsumer::builder()
-        .set("bootstrap.servers", mock.bootstrap())
-        .set("group.id", group)
-        .set("fetch.max.wait.ms", "200");
-    for (k, v) in extra {
-        b = b.set(k, *v);
-    }
-    b.build().expect("a share consumer")
-}
-
-/// Subscribed to `topic` and waited for until it holds `partitions` partitions (nothing is
-/// produced meanwhile, so no batch comes that would need acknowledging).
-async fn joined(c: &mut ShareConsumer, topic: &str, partitions: usize) {
-    c.subscribe([topic]).unwrap();
-    let deadline = Instant::now() + JOIN_WITHIN;
-    while c.assignment().len() < partitions {
-        assert!(
-            Instant::now() < deadline,
-            "not assigned {partitions} partitions within {JOIN_WITHIN:?}: {:?}",
-            c.assignment()
-        );
-        let got = timeout(Duration::from_millis(100), c.recv_batch()).await;
-        if let Ok(r) = got {
-            panic!("a batch before anything was produced: {r:?}");
-        }
-    }
-}
-
-/// Batches until `n` records came, or the deadline; `each` acknowledges (or not) every record.
-async fn receive(
-    c: &mut ShareConsumer,
-    n: usize,
-    within: Duration,
-    mut each: impl FnMut(&mut ShareConsumer, &Record),
-) -> Vec<Record> {
-    let mut out = Vec::new();
-    let _ = timeout(within, async {
-        while out.len() < n {
-            let batch = c.recv_batch().await.expect("a batch");
-            for r in &batch {
-                each(c, r);
-            }
-            out.extend(batch);
-        }
-    })
-    .await;
-    out
-}
-
-/// Records that come within [`QUIET`] (implicitly accepted ones included).
-async fn quiet(
-    c: &mut ShareConsumer,
-    each: impl FnMut(&mut ShareConsumer, &Record),
-) -> Vec<Record> {
-    receive(c, usize::MAX, QUIET, each).await
-}
-
-fn accept(c: &mut ShareConsumer, r: &Record) {
-    c.acknowledge(r, AcknowledgeType::Accept).unwrap();
-}
-
-fn keep(_: &mut ShareConsumer, _: &Record) {}
-
-/// (partition, offset) of each record, with its delivery count.
-fn seen(records: &[Record]) -> BTreeMap<(i32, i64), u16> {
-    let mut out = BTreeMap::new();
-    for r in records {
-        let count = r
-            .delivery_count
-            .expect("a share group's record has a delivery count");
-        assert!(
-            out.insert((r.partition, r.offset), count).is_none(),
-            "{}/{} handed out twice: {records:?}",
-            r.partition,
-            r.offset
-        );
-    }
-    out
+    let mut props = vec![("fetch.max.wait.ms", "200")];
+    props.extend_from_slice(extra);
+    kcon_tests::share::consumer(mock.bootstrap(), group, &props)
 }
 
 /// Implicit acknowledgement: every record of three partitions is handed out once, with

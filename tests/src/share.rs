@@ -1,0 +1,103 @@
+//! A share consumer (KIP-932) in a test: built, subscribed and read for exact records. The
+//! share-group suites on librdkafka's mock cluster and on Apache Kafka both use these.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kcon::Record;
+use kcon::share::{AcknowledgeType, ShareConsumer};
+use tokio::time::{Instant, timeout};
+
+/// How long a member may take to be assigned its partitions (Kafka's share heartbeat comes
+/// every 5 s at its defaults).
+pub const JOIN_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long records may take to come.
+pub const RECORDS_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a test waits to see that nothing more comes.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// A share consumer of `group` bootstrapped from `bootstrap`, with `extra` properties.
+pub fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ShareConsumer {
+    let mut b = ShareConsumer::builder()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group);
+    for (k, v) in extra {
+        b = b.set(k, *v);
+    }
+    b.build().expect("a share consumer")
+}
+
+/// Subscribed to `topic` and waited for until it holds `partitions` partitions (nothing is
+/// produced meanwhile, so no batch comes that would need acknowledging).
+pub async fn joined(c: &mut ShareConsumer, topic: &str, partitions: usize) {
+    c.subscribe([topic]).unwrap();
+    let deadline = Instant::now() + JOIN_WITHIN;
+    while c.assignment().len() < partitions {
+        assert!(
+            Instant::now() < deadline,
+            "not assigned {partitions} partitions within {JOIN_WITHIN:?}: {:?}",
+            c.assignment()
+        );
+        let got = timeout(Duration::from_millis(100), c.recv_batch()).await;
+        if let Ok(r) = got {
+            panic!("a batch before anything was produced: {r:?}");
+        }
+    }
+}
+
+/// Batches until `n` records came, or `within`; `each` acknowledges (or not) every record.
+pub async fn receive(
+    c: &mut ShareConsumer,
+    n: usize,
+    within: Duration,
+    mut each: impl FnMut(&mut ShareConsumer, &Record),
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    let _ = timeout(within, async {
+        while out.len() < n {
+            let batch = c.recv_batch().await.expect("a batch");
+            for r in &batch {
+                each(c, r);
+            }
+            out.extend(batch);
+        }
+    })
+    .await;
+    out
+}
+
+/// Records that come within [`QUIET`] (implicitly accepted ones included).
+pub async fn quiet(
+    c: &mut ShareConsumer,
+    each: impl FnMut(&mut ShareConsumer, &Record),
+) -> Vec<Record> {
+    receive(c, usize::MAX, QUIET, each).await
+}
+
+/// Accepts the record.
+pub fn accept(c: &mut ShareConsumer, r: &Record) {
+    c.acknowledge(r, AcknowledgeType::Accept).unwrap();
+}
+
+/// Leaves the record as it is (implicit mode accepts it with the next batch).
+pub fn keep(_: &mut ShareConsumer, _: &Record) {}
+
+/// (partition, offset) of each record, with its delivery count; panics on a record handed out
+/// twice.
+pub fn seen(records: &[Record]) -> BTreeMap<(i32, i64), u16> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let count = r
+            .delivery_count
+            .expect("a share group's record has a delivery count");
+        assert!(
+            out.insert((r.partition, r.offset), count).is_none(),
+            "{}/{} handed out twice: {records:?}",
+            r.partition,
+            r.offset
+        );
+    }
+    out
+}
