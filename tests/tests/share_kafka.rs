@@ -4,7 +4,8 @@
 //! that expires handing its records to another member, ShareFetch v2's
 //! `share.acquire.mode=record_limit` (KIP-1206), lock renewal (KIP-1222), the Java client's
 //! KafkaShareConsumer sharing a partition with kcon, a member killed mid-stream, and the
-//! ShareProcessor's retries, dead letters and stop; each asserting the exact records.
+//! ShareProcessor's retries, dead letters and stop; each asserting the exact records. Also what
+//! the builder refuses because the group decides it.
 //!
 //! What Kafka decides for the whole group is set on the group (IncrementalAlterConfigs) before
 //! any member joins: every group here reads from the log's start
@@ -754,4 +755,50 @@ async fn the_share_processor_stops_on_poison_under_tolerance_none() {
     assert_eq!(again, (2..10).map(|o| (o, 2)).collect());
     assert_eq!(processor.counts().processed, 2 + 8);
     processor.close().await.unwrap();
+}
+
+/// What a share group decides is refused by the builder, naming the property and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_decided_properties_are_refused() {
+    for (name, value) in [
+        ("auto.offset.reset", "earliest"),
+        ("isolation.level", "read_committed"),
+        ("session.timeout.ms", "10000"),
+        ("group.instance.id", "i"),
+        ("enable.auto.commit", "false"),
+    ] {
+        let e = ShareConsumer::builder()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "g")
+            .set(name, value)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), kcon::ErrorKind::Config, "{name}: {e}");
+        assert!(e.to_string().contains(name), "{e}");
+    }
+    let e = ShareConsumer::builder()
+        .set("bootstrap.servers", "127.0.0.1:9")
+        .set("group.id", "g")
+        .set("share.acknowledgement.mode", "sometimes")
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("implicit or explicit"), "{e}");
+    // Both acquire modes are taken (record_limit goes with ShareFetch v2); another is refused
+    // naming the two.
+    let build = |mode: &str| {
+        ShareConsumer::builder()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("group.id", "g")
+            .set("share.acquire.mode", mode)
+            .build()
+    };
+    build("batch_optimized").expect("a mode");
+    build("record_limit").expect("a mode");
+    let e = build("per_record").unwrap_err();
+    assert_eq!(e.kind(), kcon::ErrorKind::Config, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("share.acquire.mode") && text.contains("batch_optimized or record_limit"),
+        "{text}"
+    );
 }
