@@ -1,7 +1,7 @@
-//! kcon-admin against a scripted broker, for what no real broker here answers: a consumer
-//! group of the consumer protocol (KIP-848) described by ConsumerGroupDescribe (Tansu has no
-//! such group to describe; librdkafka's mock cluster lacks the API and DescribeGroups, see
-//! `kip848_mock.rs`), the fall back to DescribeGroups for a classic group, and a coordinator
+//! kcon-admin against a scripted broker, for answers on cue: a consumer group of the consumer
+//! protocol (KIP-848) described by ConsumerGroupDescribe with every field and error the test
+//! chooses (such a group is described on Apache Kafka 4.4 in `kip848_kafka`; librdkafka's mock
+//! cluster lacks the API and DescribeGroups, see `kip848_mock.rs`), the fall back to DescribeGroups for a classic group, and a coordinator
 //! that is not ready yet, answering COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR and
 //! COORDINATOR_LOAD_IN_PROGRESS on cue.
 

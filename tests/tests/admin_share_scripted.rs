@@ -1,6 +1,6 @@
-//! kcon-admin's description of share groups (KIP-932) against a scripted broker: no broker
-//! here serves ShareGroupDescribe (librdkafka's mock cluster does not, Tansu has no share
-//! groups). The broker answers a share group the way Kafka 4.1 does: GROUP_ID_NOT_FOUND to
+//! kcon-admin's description of share groups (KIP-932) against a scripted broker, whose every
+//! answer the test chooses (Apache Kafka 4.4 serves these APIs too: a share group's lag is
+//! described there in `admin_kafka`; librdkafka's mock cluster serves none). The broker answers a share group the way Kafka 4.1 does: GROUP_ID_NOT_FOUND to
 //! ConsumerGroupDescribe, `Dead` without members to DescribeGroups below v6, and the group to
 //! ShareGroupDescribe; DescribeShareGroupOffsets, ListOffsets and the probe's Fetch give each
 //! share-partition's start offset and its log's range.

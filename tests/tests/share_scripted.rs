@@ -1,10 +1,12 @@
-//! The share consumer against scripted brokers, for the share-group faults neither real broker
-//! here produces (librdkafka's mock cluster answers every ShareFetch from one leader and never
-//! refuses a session; Tansu has no share groups): a partition's leader moving, named in the
+//! The share consumer against scripted brokers, for the share-group faults no broker here can be
+//! made to produce on cue (Apache Kafka 4.4 and librdkafka's mock cluster serve share groups,
+//! `share_kafka.rs`, `share_mock.rs`, but neither moves a leader in the middle of a share
+//! session or refuses one when told): a partition's leader moving, named in the
 //! old leader's NOT_LEADER_OR_FOLLOWER before any metadata says so (KIP-951); share sessions
 //! refused (SHARE_SESSION_LIMIT_REACHED) and forgotten (SHARE_SESSION_NOT_FOUND); an
 //! acknowledgement refused (INVALID_RECORD_STATE); a full group (GROUP_MAX_SIZE_REACHED);
-//! ShareFetch v2's record limit (KIP-1206), and a broker that speaks v1 only. Each asserts the exact records handed out
+//! ShareFetch v2's record limit (KIP-1206; also on Apache Kafka 4.4), and a broker that speaks
+//! v1 only. Each asserts the exact records handed out
 //! and what the brokers received.
 //!
 //! Two brokers share one model of the share group and its partition: broker 1, the group's
