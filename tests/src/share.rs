@@ -101,3 +101,34 @@ pub fn seen(records: &[Record]) -> BTreeMap<(i32, i64), u16> {
     }
     out
 }
+
+/// Asserts that a kcon member (`mine`, as it received them) and a peer client (`theirs`, as
+/// [`SharePeer::records`](crate::peers::SharePeer::records) gives them) together processed
+/// every record of `topic`-0 at offsets `0..count` exactly once, each at delivery count 1, none
+/// by both; tells the split. `peer` names the peer in the messages.
+pub fn assert_shared_once(
+    topic: &str,
+    mine: &[Record],
+    theirs: &[(String, i32, i64, i64)],
+    peer: &str,
+    count: i64,
+) {
+    let mine = seen(mine);
+    let mut all = mine.clone();
+    for (t, p, o, delivery) in theirs {
+        assert_eq!(t, topic);
+        assert_eq!(*delivery, 1, "redelivered to {peer}: {p}/{o}");
+        assert!(
+            all.insert((*p, *o), 1).is_none(),
+            "{p}/{o} processed by both members"
+        );
+    }
+    assert!(
+        mine.values().all(|c| *c == 1),
+        "redelivered to kcon: {mine:?}"
+    );
+    assert_eq!(all, (0..count).map(|o| ((0, o), 1)).collect());
+    // Which member asked first for each chunk is the broker's to decide: the split is told,
+    // not asserted.
+    eprintln!("kcon processed {}, {peer} {}", mine.len(), theirs.len());
+}

@@ -27,7 +27,8 @@ use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::peers::SharePeer;
 use kcon_tests::pool::config;
 use kcon_tests::share::{
-    JOIN_WITHIN, QUIET, RECORDS_WITHIN, accept, consumer, joined, keep, quiet, receive, seen,
+    JOIN_WITHIN, QUIET, RECORDS_WITHIN, accept, assert_shared_once, consumer, joined, keep, quiet,
+    receive, seen,
 };
 use tokio::time::{Instant, timeout};
 
@@ -503,26 +504,7 @@ async fn kcon_and_java_members_share_a_partition() {
     let theirs = tokio::task::spawn_blocking(move || peer.records())
         .await
         .unwrap();
-    let mine = seen(&mine);
-    let mut all = mine.clone();
-    for (t, p, o, count) in &theirs {
-        assert_eq!(t, &topic);
-        assert_eq!(*count, 1, "redelivered to the Java client: {p}/{o}");
-        assert!(
-            all.insert((*p, *o), 1).is_none(),
-            "{p}/{o} processed by both members"
-        );
-    }
-    assert!(
-        mine.values().all(|c| *c == 1),
-        "redelivered to kcon: {mine:?}"
-    );
-    assert_eq!(all, (0..200).map(|o| ((0, o), 1)).collect());
-    eprintln!(
-        "kcon processed {}, the Java client {}",
-        mine.len(),
-        theirs.len()
-    );
+    assert_shared_once(&topic, &mine, &theirs, "the Java client", 200);
 }
 
 /// A member killed with SIGKILL mid-stream (`share_member`, a process of its own) loses

@@ -20,7 +20,7 @@ use kcon_tests::mock::MockCluster;
 use kcon_tests::offsets::produce;
 use kcon_tests::peers::SharePeer;
 use kcon_tests::pool::config;
-use kcon_tests::share::{JOIN_WITHIN, joined, seen};
+use kcon_tests::share::{JOIN_WITHIN, assert_shared_once, joined};
 use tokio::time::{Instant, timeout};
 
 /// A test's mock, a topic of `partitions` partitions and a group name, and a pool to produce
@@ -109,24 +109,7 @@ async fn kcon_and_librdkafka_members_share_a_partition() {
         .await
         .unwrap();
     c.close().await.unwrap();
-    let mine = seen(&mine);
-    let mut all = mine.clone();
-    for (t, p, o, count) in &theirs {
-        assert_eq!(t, &topic);
-        assert_eq!(*count, 1, "redelivered to librdkafka: {p}/{o}");
-        assert!(
-            all.insert((*p, *o), 1).is_none(),
-            "{p}/{o} processed by both members"
-        );
-    }
-    assert!(
-        mine.values().all(|c| *c == 1),
-        "redelivered to kcon: {mine:?}"
-    );
-    assert_eq!(all, (0..200).map(|o| ((0, o), 1)).collect());
-    // Which member asked first for each chunk is the mock's to decide (now and then one gets
-    // them all): the split is told, not asserted.
-    eprintln!("kcon processed {}, librdkafka {}", mine.len(), theirs.len());
+    assert_shared_once(&topic, &mine, &theirs, "librdkafka", 200);
 }
 
 /// Gives `topic`'s partition 0 to each of the group's `members` (once the mock knows them).
