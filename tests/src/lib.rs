@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod brokers;
 pub mod cluster_faults;
 pub mod consumer;
+pub mod fetch;
 pub mod forwarder;
 mod frames;
 pub mod group;

@@ -5,57 +5,30 @@
 //! whose position moved; each answer carries just the partitions with records; and the close
 //! at the end is answered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
-use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_codec::records::{Batch, DecodeOptions, RecordBatches};
 use kcon_core::{TopicId, TopicPartition};
-use kcon_fetch::transactions::committed_records;
-use kcon_fetch::{
-    FetchParams, FetchSession, PartitionFetch, RequestKind, SessionOutcome, fetch_request,
-};
-use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use kcon_fetch::{FetchParams, FetchSession, RequestKind, SessionOutcome, fetch_request};
+use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
+use kcon_tests::fetch::{PARTITIONS, RECORDS, SpreadTopic, read_partition, spread_topic};
 use kcon_tests::kafka::{Kafka, create_topics};
-use kcon_tests::offsets::produce_spread;
 use kcon_tests::pool::config;
-
-const PARTITIONS: i32 = 6;
-const RECORDS: i64 = 100_000;
-/// Records per produced batch: record `k` of a partition has value `value-{k % BATCH}`.
-const BATCH: i64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_keeping_broker_gets_incremental_fetches_and_every_record_arrives_in_order() {
     let pool = Pool::new(config(Kafka::single().bootstrap())).unwrap();
     let topic = unique_name("fetch");
     create_topics(&pool, &[(&topic, PARTITIONS)]).await;
-    let per_partition = produce_spread(&pool, &topic, PARTITIONS, RECORDS, BATCH).await;
+    let SpreadTopic {
+        topic,
+        per_partition,
+        conn,
+        version,
+        mut wanted,
+    } = spread_topic(&pool, topic, "Kafka").await;
 
-    let metadata = pool
-        .refresh_metadata(TopicScope::topics([topic.clone()]))
-        .await
-        .unwrap();
-    let topic_id = metadata.topic(&topic).expect("the topic").id;
-    let leader = metadata.leader(&topic, 0).expect("a leader").id;
-    let conn = pool.connection(BrokerTarget::Broker(leader)).await.unwrap();
-    let version = conn.version(ApiKey::Fetch).unwrap();
-    assert!(
-        version >= 13,
-        "Kafka speaks Fetch v{version}: expected topic ids"
-    );
-
-    let mut wanted: BTreeMap<TopicPartition, PartitionFetch> = (0..PARTITIONS)
-        .map(|p| {
-            (
-                TopicPartition::new(topic.as_str(), p),
-                // 64 KiB per partition: many rounds of fetches, each resuming
-                // where the last stopped.
-                PartitionFetch::new(topic_id, 0, 64 << 10),
-            )
-        })
-        .collect();
     let params = FetchParams::default();
     let mut session = FetchSession::new();
     let mut next = vec![0i64; PARTITIONS as usize];
@@ -137,25 +110,12 @@ async fn a_session_keeping_broker_gets_incremental_fetches_and_every_record_arri
                     continue;
                 };
                 let entry = wanted.get_mut(&tp).expect("a wanted partition");
-                let batches: Vec<Batch> = RecordBatches::new(bytes, DecodeOptions::default())
-                    .collect::<Result<_, _>>()
-                    .unwrap_or_else(|e| panic!("{tp}: {e}"));
-                let committed =
-                    committed_records(&batches, entry.fetch_offset, None, p.high_watermark)
-                        .unwrap_or_else(|e| panic!("{tp}: {e}"));
+                let before = entry.fetch_offset;
                 let expected = &mut next[p.partition_index as usize];
-                for r in &committed.records {
-                    assert_eq!(r.offset(), *expected, "{tp}: out of order or missing");
-                    let value = format!("value-{}", r.offset() % BATCH);
-                    assert_eq!(r.value(), Some(value.as_bytes()), "{tp} at {}", r.offset());
-                    *expected += 1;
-                    received += 1;
-                }
-                assert_eq!(committed.position, *expected, "{tp}");
-                if committed.position != entry.fetch_offset {
+                received += read_partition(&tp, bytes, p.high_watermark, entry, expected);
+                if entry.fetch_offset != before {
                     moved.insert(tp.clone());
                 }
-                entry.fetch_offset = committed.position;
             }
         }
     }

@@ -9,26 +9,15 @@
 //! configured without one (`max.incremental.fetch.session.cache.slots=0`, a static broker
 //! setting). The same reading in a session Kafka keeps is `fetch_kafka.rs`.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_codec::records::{Batch, DecodeOptions, RecordBatches};
 use kcon_core::{TopicId, TopicPartition};
-use kcon_fetch::transactions::committed_records;
-use kcon_fetch::{
-    FetchParams, FetchSession, PartitionFetch, RequestKind, SessionOutcome, fetch_request,
-};
-use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use kcon_fetch::{FetchParams, FetchSession, RequestKind, SessionOutcome, fetch_request};
+use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::{Tansu, unique_name};
+use kcon_tests::fetch::{PARTITIONS, RECORDS, SpreadTopic, read_partition, spread_topic};
 use kcon_tests::group::create_topics;
-use kcon_tests::offsets::produce_spread;
 use kcon_tests::pool::config;
-
-const PARTITIONS: i32 = 6;
-const RECORDS: i64 = 100_000;
-/// Records per produced batch: record `k` of a partition has value `value-{k % BATCH}`.
-const BATCH: i64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sessionless_broker_gets_full_fetches_and_every_record_arrives_in_order() {
@@ -36,31 +25,14 @@ async fn a_sessionless_broker_gets_full_fetches_and_every_record_arrives_in_orde
     let pool = Pool::new(config(&tansu.bootstrap())).unwrap();
     let topic = unique_name("fetch");
     create_topics(&pool, BrokerTarget::Any, &[(&topic, PARTITIONS)]).await;
-    let per_partition = produce_spread(&pool, &topic, PARTITIONS, RECORDS, BATCH).await;
+    let SpreadTopic {
+        topic,
+        per_partition,
+        conn,
+        version,
+        mut wanted,
+    } = spread_topic(&pool, topic, "Tansu").await;
 
-    let metadata = pool
-        .refresh_metadata(TopicScope::topics([topic.clone()]))
-        .await
-        .unwrap();
-    let topic_id = metadata.topic(&topic).expect("the topic").id;
-    let leader = metadata.leader(&topic, 0).expect("a leader").id;
-    let conn = pool.connection(BrokerTarget::Broker(leader)).await.unwrap();
-    let version = conn.version(ApiKey::Fetch).unwrap();
-    assert!(
-        version >= 13,
-        "Tansu speaks Fetch v{version}: expected topic ids"
-    );
-
-    let mut wanted: BTreeMap<TopicPartition, PartitionFetch> = (0..PARTITIONS)
-        .map(|p| {
-            (
-                TopicPartition::new(topic.as_str(), p),
-                // 64 KiB per partition: many rounds of fetches, each resuming
-                // where the last stopped.
-                PartitionFetch::new(topic_id, 0, 64 << 10),
-            )
-        })
-        .collect();
     let params = FetchParams {
         max_wait_ms: 100,
         ..FetchParams::default()
@@ -116,22 +88,8 @@ async fn a_sessionless_broker_gets_full_fetches_and_every_record_arrives_in_orde
                 };
                 let tp = TopicPartition::new(topic.as_str(), p.partition_index);
                 let entry = wanted.get_mut(&tp).expect("a wanted partition");
-                let batches: Vec<Batch> = RecordBatches::new(bytes, DecodeOptions::default())
-                    .collect::<Result<_, _>>()
-                    .unwrap_or_else(|e| panic!("{tp}: {e}"));
-                let committed =
-                    committed_records(&batches, entry.fetch_offset, None, p.high_watermark)
-                        .unwrap_or_else(|e| panic!("{tp}: {e}"));
                 let expected = &mut next[p.partition_index as usize];
-                for r in &committed.records {
-                    assert_eq!(r.offset(), *expected, "{tp}: out of order or missing");
-                    let value = format!("value-{}", r.offset() % BATCH);
-                    assert_eq!(r.value(), Some(value.as_bytes()), "{tp} at {}", r.offset());
-                    *expected += 1;
-                    received += 1;
-                }
-                assert_eq!(committed.position, *expected, "{tp}");
-                entry.fetch_offset = committed.position;
+                received += read_partition(&tp, bytes, p.high_watermark, entry, expected);
             }
         }
     }
