@@ -80,25 +80,6 @@ fn librdkafka_and_kafka_python_split_with_range_on_kafka() {
     two_peers_split_on_kafka([PeerClient::Librdkafka, PeerClient::KafkaPython], "range");
 }
 
-/// kafka-python's other assignors on Kafka, each in its own group on one topic, at once.
-#[test]
-fn kafka_python_splits_with_roundrobin_sticky_and_cooperative_sticky_on_kafka() {
-    let kafka = Kafka::single();
-    let topic = six_partition_topic(kafka);
-    let all = partitions(&topic, 6);
-    let groups: Vec<(GroupPeer, GroupPeer)> = ["roundrobin", "sticky", "cooperative-sticky"]
-        .iter()
-        .map(|strategy| {
-            let group = unique_name("g");
-            let start = || peer_on_kafka(PeerClient::KafkaPython, kafka, &group, &topic, strategy);
-            (start(), start())
-        })
-        .collect();
-    for (a, b) in &groups {
-        wait_for_split(&[a, b], &all, SPLIT_WITHIN);
-    }
-}
-
 /// librdkafka members on the mock cluster, as static members (KIP-345; the mock elects the one
 /// with the lowest `group.instance.id` as leader).
 #[test]
