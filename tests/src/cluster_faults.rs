@@ -20,6 +20,8 @@ use kcon_codec::kafka_protocol::messages::produce_request::{
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::error_codes::{code, error_name};
+use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
+use kcon_offsets::Offsets;
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use kcon_produce::{Producer, ProducerRecord};
 use tokio::task::{JoinHandle, block_in_place};
@@ -503,4 +505,66 @@ pub async fn read_to_the_end(load: Load, member: Driven, partitions: i32) -> Dri
         state.records.iter().map(|r| r.partition).collect();
     assert_eq!(read_from.len(), partitions as usize, "{read_from:?}");
     state
+}
+
+/// The log end of each of `topic`'s partitions `0..partitions`, as their leaders answer
+/// ListOffsets now, asked again (at most [`FAULT_WITHIN`]) while a partition has no leader
+/// that takes the request (a node just killed, not fenced yet).
+pub async fn log_ends(pool: &Pool, topic: &str, partitions: i32) -> BTreeMap<TopicPartition, i64> {
+    let asked: BTreeMap<TopicPartition, OffsetSpec> = (0..partitions)
+        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
+        .collect();
+    let deadline = Instant::now() + FAULT_WITHIN;
+    loop {
+        let listed = kcon_admin::list_offsets(pool, &asked, IsolationLevel::ReadUncommitted).await;
+        if let Ok(listed) = &listed
+            && listed.values().all(|l| l.error_code == 0)
+        {
+            return listed
+                .iter()
+                .map(|(tp, l)| (tp.clone(), l.offset))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no log end of every partition within {FAULT_WITHIN:?} (last: {listed:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (at most [`FAULT_WITHIN`]) until the group of `offsets` has committed, on every
+/// partition of `ends`, at least its offset there, as a tool reads a group's commits from
+/// outside it; panics naming `what`, what was committed, and `why()`.
+pub async fn wait_for_commits<D: std::fmt::Debug>(
+    offsets: &Offsets,
+    ends: &BTreeMap<TopicPartition, i64>,
+    what: &str,
+    why: impl Fn() -> D,
+) {
+    let deadline = Instant::now() + FAULT_WITHIN;
+    loop {
+        let asked = ends.keys().cloned().collect();
+        let committed: BTreeMap<TopicPartition, i64> = offsets
+            .committed(Some(asked))
+            .await
+            .map(|c| {
+                c.into_iter()
+                    .filter_map(|(tp, o)| Some((tp, o?.offset)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ends
+            .iter()
+            .all(|(tp, end)| committed.get(tp).is_some_and(|c| c >= end))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: committed {committed:?} of {ends:?} within {FAULT_WITHIN:?}\n{:?}",
+            why()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
