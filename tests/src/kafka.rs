@@ -117,13 +117,7 @@ impl Kafka {
     }
 
     fn up(name: &'static str) -> Kafka {
-        let out = scripts_kafka(&["up", name]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let bootstrap = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("`scripts/kafka up {name}` printed no {name}=: {text}"))
-            .to_owned();
+        let bootstrap = printed_bootstrap(name, "up");
         Kafka { name, bootstrap }
     }
 
@@ -168,6 +162,25 @@ impl Kafka {
         scripts_kafka(&["start", self.name, &id.to_string()]);
     }
 
+    /// Stops every node, moves each to a new client port and starts them again on their data
+    /// (`scripts/kafka move`): none of the addresses clients knew answers any more. Returns the
+    /// new bootstrap list; [`bootstrap`](Kafka::bootstrap) keeps the old one, and the test
+    /// processes after this one find the new one.
+    pub fn move_nodes(&self) -> String {
+        printed_bootstrap(self.name, "move")
+    }
+
+    /// The cluster id its nodes were formatted with.
+    pub fn cluster_id(&self) -> String {
+        let out = scripts_kafka(&["status", self.name]);
+        let state: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("`scripts/kafka status {}`: {e}", self.name));
+        state["cluster_id"]
+            .as_str()
+            .expect("status names the cluster id")
+            .to_owned()
+    }
+
     /// Runs one of Kafka's admin tools (`org.apache.kafka.tools.TopicCommand`, ...) against the
     /// cluster; panics with its output unless it exits 0. Returns its stdout.
     pub fn tool(&self, class: &str, args: &[&str]) -> String {
@@ -176,6 +189,17 @@ impl Kafka {
         let out = scripts_kafka(&all);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Runs `scripts/kafka COMMAND NAME` (`up`, `move`) and returns the bootstrap list it prints
+/// for the cluster (its `NAME=BOOTSTRAP` line).
+fn printed_bootstrap(name: &str, command: &str) -> String {
+    let out = scripts_kafka(&[command, name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("`scripts/kafka {command} {name}` printed no {name}=: {text}"))
+        .to_owned()
 }
 
 /// Runs `scripts/kafka ARGS`, panicking with its stderr (the reason, a broker log's tail) when
