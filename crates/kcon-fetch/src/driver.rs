@@ -462,6 +462,7 @@ async fn send(
             version,
             session,
             params,
+            apart,
         } => {
             // On a connection of its own: the broker answers a connection's requests in order,
             // and nothing else of the pool (metadata, ListOffsets, a producer sharing it) may
@@ -470,7 +471,10 @@ async fn send(
                 .connection(BrokerTarget::Dedicated(broker, Purpose::Fetch))
                 .await
                 .map_err(RequestFailure::from)?;
-            if session.kind == RequestKind::Close && conn.in_flight() > 0 {
+            // The machine says whether a Fetch of the broker is in flight: the connection's
+            // count alone would miss one whose task has not written it yet, which then goes
+            // first on the wire when both tasks run at once.
+            if session.kind == RequestKind::Close && (apart || conn.in_flight() > 0) {
                 // A broker answers a connection's requests in order, and holds a Fetch up to
                 // fetch.max.wait.ms: a session close behind one would keep the consumer's close
                 // waiting that long. It goes on a connection of its own, made for it and

@@ -559,6 +559,7 @@ impl FetchMachine {
             let Some(info) = b.info else {
                 continue;
             };
+            let apart = b.fetching.is_some();
             let params = self.config.params(0);
             let id_ = self.id();
             self.pending.insert(id_, Pending::Close { broker: id });
@@ -569,6 +570,7 @@ impl FetchMachine {
                     version: info.fetch_version,
                     session,
                     params,
+                    apart,
                 },
             ));
         }
@@ -924,6 +926,7 @@ impl FetchMachine {
                     version,
                     session,
                     params: self.config.params(grant.max_bytes),
+                    apart: false,
                 },
             ));
         }

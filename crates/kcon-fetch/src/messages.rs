@@ -36,6 +36,10 @@ pub enum FetchRequest {
         session: SessionRequest,
         /// The other fields.
         params: FetchParams,
+        /// A Fetch of this broker is in flight, which the broker may hold for
+        /// `fetch.max.wait.ms`: this one (a session close) goes on a connection of its own,
+        /// since a broker answers a connection's requests in order.
+        apart: bool,
     },
     /// Connect to `broker` and tell its API versions ([`FetchAnswer::Broker`]): the machine
     /// needs its Fetch version before building a session's request.

@@ -1104,6 +1104,38 @@ fn close_sends_each_session_close_then_says_closed() {
     assert_eq!(sim.events(), [FetchEvent::Closed]);
 }
 
+/// A session close while a Fetch of the same broker is in flight (one the broker may hold for
+/// `fetch.max.wait.ms`, answering a connection's requests in order) is marked to go on a
+/// connection apart: the driver's count of the connection's requests would miss a Fetch whose
+/// task has not written it yet, and the consumer's close then waited out the long poll.
+#[test]
+fn a_session_close_while_a_fetch_is_in_flight_goes_apart_from_it() {
+    let apart_of = |o: &Outgoing| match &o.request {
+        FetchRequest::Fetch { apart, .. } => *apart,
+        other => panic!("not a Fetch: {other:?}"),
+    };
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(7, vec![(0, 0, None), (1, 0, None)]));
+    // Both partitions behind their high watermark: the next Fetch goes at once, unanswered.
+    let in_flight = sim.fetch();
+    assert_eq!(session_of(&in_flight).kind, RequestKind::Incremental);
+    sim.0.machine.close(sim.0.now);
+    let out = sim.requests();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(session_of(&out[0]).kind, RequestKind::Close);
+    assert!(apart_of(&out[0]));
+
+    // With nothing in flight it goes on the fetch connection.
+    let mut sim = Sim::new(config(&[]), committed(0));
+    let first = sim.fetch();
+    sim.answer(&first, response(7, vec![]));
+    sim.0.machine.close(sim.0.now);
+    let out = sim.requests();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(!apart_of(&out[0]));
+}
+
 /// The ListOffsets among `out`: (its partitions, its policy).
 fn list_offsets(out: &[Outgoing]) -> Vec<(&Outgoing, Vec<i32>, ResetPolicy)> {
     out.iter()
