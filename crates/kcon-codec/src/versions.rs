@@ -117,6 +117,9 @@ pub fn negotiate(api_key: ApiKey, theirs: Option<(i16, i16)>) -> Result<i16> {
 pub struct BrokerVersions {
     /// `(api key, min, max)` as the broker sent them.
     offered: Vec<(i16, i16, i16)>,
+    /// The cluster's finalized features as the broker reported them (ApiVersions v3+), by
+    /// name: their highest finalized level.
+    finalized: Vec<(String, i16)>,
     /// `(api key, max)`: versions kcon will not go above with this broker, whatever both sides
     /// speak (a cap the application set, or a version the broker was found to mishandle).
     caps: Vec<(i16, i16)>,
@@ -131,8 +134,19 @@ impl BrokerVersions {
             .map(|k| (k.api_key, k.min_version, k.max_version))
             .collect();
         offered.sort_unstable();
+        // The features are valid only under a finalized-features epoch (KIP-584).
+        let finalized = if response.finalized_features_epoch >= 0 {
+            response
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.max_version_level))
+                .collect()
+        } else {
+            Vec::new()
+        };
         BrokerVersions {
             offered,
+            finalized,
             caps: Vec::new(),
         }
     }
@@ -143,8 +157,27 @@ impl BrokerVersions {
         offered.sort_unstable();
         BrokerVersions {
             offered,
+            finalized: Vec::new(),
             caps: Vec::new(),
         }
+    }
+
+    /// The same, with the finalized feature `name` at `level` (as an ApiVersions answer
+    /// reports it).
+    pub fn with_finalized(mut self, name: &str, level: i16) -> Self {
+        self.finalized.retain(|(n, _)| n != name);
+        self.finalized.push((name.to_owned(), level));
+        self
+    }
+
+    /// The highest finalized level of the cluster-wide feature `name` (`transaction.version`,
+    /// `group.version`, ...) as the broker reported it, or `None` when it reported none (a
+    /// broker before Kafka 2.7, or a feature not finalized).
+    pub fn finalized(&self, name: &str) -> Option<i16> {
+        self.finalized
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, level)| level)
     }
 
     /// The same, with `api_key` sent at `max` at most (the lower cap wins when there was one
@@ -199,6 +232,26 @@ impl BrokerVersions {
             theirs,
         })
     }
+
+    /// The version to send `api_key` at when the request means what only `lo..=hi` say (a
+    /// transactional producer's protocol version): the highest [`version`](Self::version)
+    /// allows within the window. No version in it fails naming the window as kcon's range.
+    pub fn version_within(&self, api_key: ApiKey, lo: i16, hi: i16) -> Result<i16> {
+        let theirs = self.offered(api_key);
+        let refused = || Error::NoCommonVersion {
+            api_key: api_key as i16,
+            ours: (lo, hi),
+            theirs,
+        };
+        let highest = self.version(api_key).map_err(|_| refused())?;
+        let floor = theirs.map_or(lo, |(min, _)| min.max(lo));
+        let version = highest.min(hi);
+        if version >= floor {
+            Ok(version)
+        } else {
+            Err(refused())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +294,56 @@ mod tests {
             missing.to_string(),
             "the broker does not offer OffsetForLeaderEpoch"
         );
+    }
+
+    #[test]
+    fn a_window_keeps_the_version_inside_it_or_names_it() {
+        let b = BrokerVersions::from_ranges([(26, 0, 5), (0, 3, 13)]);
+        assert_eq!(b.version(ApiKey::EndTxn), Ok(4));
+        assert_eq!(b.version_within(ApiKey::EndTxn, 0, 3), Ok(3));
+        assert_eq!(b.version_within(ApiKey::Produce, 3, 11), Ok(11));
+        let old = BrokerVersions::from_ranges([(26, 2, 4)]);
+        let e = old.version_within(ApiKey::EndTxn, 0, 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no common version of EndTxn: kcon speaks v0-v1, the broker v2-v4"
+        );
+        let e = BrokerVersions::default()
+            .version_within(ApiKey::EndTxn, 0, 4)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::NoCommonVersion {
+                api_key: 26,
+                ours: (0, 4),
+                theirs: None
+            }
+        );
+    }
+
+    #[test]
+    fn finalized_features_count_under_an_epoch_only() {
+        use kafka_protocol::messages::api_versions_response::FinalizedFeatureKey;
+        use kafka_protocol::protocol::StrBytes;
+        let feature = |name: &'static str, level| {
+            FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_max_version_level(level)
+        };
+        let answer = ApiVersionsResponse::default()
+            .with_finalized_features(vec![
+                feature("transaction.version", 2),
+                feature("group.version", 1),
+            ])
+            .with_finalized_features_epoch(7);
+        let b = BrokerVersions::from_response(&answer);
+        assert_eq!(b.finalized("transaction.version"), Some(2));
+        assert_eq!(b.finalized("group.version"), Some(1));
+        assert_eq!(b.finalized("share.version"), None);
+        let unepoched = BrokerVersions::from_response(&answer.with_finalized_features_epoch(-1));
+        assert_eq!(unepoched.finalized("transaction.version"), None);
+        let set = BrokerVersions::default().with_finalized("transaction.version", 2);
+        assert_eq!(set.finalized("transaction.version"), Some(2));
     }
 
     #[test]

@@ -301,6 +301,15 @@ impl Connection {
             .map_err(|e| Error::from_request_codec(self.peer(), e))
     }
 
+    /// The version `api` is sent at within `lo..=hi` ([`send_within`](Connection::send_within)):
+    /// the highest of them both sides speak.
+    pub fn version_within(&self, api: ApiKey, lo: i16, hi: i16) -> Result<i16> {
+        self.inner
+            .versions
+            .version_within(api, lo, hi)
+            .map_err(|e| Error::from_request_codec(self.peer(), e))
+    }
+
     /// Sends `request` at the negotiated version and waits for its answer, at most
     /// `request.timeout.ms` (slot wait included).
     ///
@@ -334,9 +343,42 @@ impl Connection {
     where
         R::Response: 'static,
     {
-        let api = ApiKey::try_from(R::KEY)
-            .map_err(|()| Error::Misuse(Misuse::UnsupportedApi { api_key: R::KEY }))?;
-        let version = self.version(api)?;
+        let version = self.version(api_of::<R>()?)?;
+        self.send_at(request, version, timeout).await
+    }
+
+    /// [`send`](Connection::send) at the highest version of `lo..=hi` both sides speak, for a
+    /// request whose meaning depends on its version (a transactional producer's Produce, EndTxn
+    /// and TxnOffsetCommit say which transaction protocol it speaks, KIP-890); fails, sending
+    /// nothing, when the broker offers none of them.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Connection::send)'s.
+    pub async fn send_within<R: Request>(
+        &self,
+        request: &R,
+        lo: i16,
+        hi: i16,
+    ) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
+        let version = self.version_within(api_of::<R>()?, lo, hi)?;
+        self.send_at(request, version, self.inner.io.request_timeout)
+            .await
+    }
+
+    /// Sends `request` at `version`, which the caller negotiated, and decodes its answer.
+    async fn send_at<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response>
+    where
+        R::Response: 'static,
+    {
         let frame = self
             .inner
             .io
@@ -1278,4 +1320,9 @@ impl fmt::Display for ApiName {
             Err(()) => write!(f, "ApiKey({})", self.0),
         }
     }
+}
+
+/// The API of request type `R`, refused when kcon's codec does not know its key.
+fn api_of<R: Request>() -> Result<ApiKey> {
+    ApiKey::try_from(R::KEY).map_err(|()| Error::Misuse(Misuse::UnsupportedApi { api_key: R::KEY }))
 }
