@@ -658,22 +658,8 @@ async fn committed_records(
     pool: &Pool,
     topic: &str,
 ) -> (Vec<(String, String)>, usize, BTreeSet<i64>) {
-    use kcon_codec::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kcon_codec::kafka_protocol::messages::{FetchRequest, TopicName};
-    use kcon_codec::kafka_protocol::protocol::StrBytes;
-    use kcon_codec::records::{ControlRecordType, DecodeOptions, RecordBatches};
-    use kcon_pool::BrokerTarget;
+    use kcon_codec::records::ControlRecordType;
 
-    let end = kcon_tests::offsets::fetch_high_watermark(pool, topic, 0).await;
-    let meta = pool
-        .send(
-            BrokerTarget::Any,
-            &kcon_tests::pool::metadata_request(&[topic]),
-        )
-        .await
-        .expect("metadata");
-    let topic_id = meta.topics[0].topic_id;
-    let leader = meta.topics[0].partitions[0].leader_id.0;
     // Per producer id: the epoch of its open transaction and its records, each with its offset.
     // Committed records are kept in log order, not commit order: two members' transactions
     // interleave in the output while one joins mid-stream, and a read_committed reader delivers
@@ -682,83 +668,49 @@ async fn committed_records(
     let mut seen = Vec::new();
     let mut dropped = 0;
     let mut writers = BTreeSet::new();
-    let mut offset = 0;
-    while offset < end {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(100)
-            .with_max_bytes(4 << 20)
-            .with_isolation_level(0)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_topic_id(topic_id)
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(4 << 20),
-                    ]),
-            ]);
-        let answer = pool
-            .send(BrokerTarget::Broker(leader), &request)
-            .await
-            .expect("fetch");
-        let p = &answer.responses[0].partitions[0];
-        assert_eq!(p.error_code, 0, "{p:?}");
-        let bytes = p.records.clone().unwrap_or_default();
-        let mut progressed = false;
-        for batch in RecordBatches::new(bytes, DecodeOptions::default()) {
-            let batch = batch.expect("a batch that decodes");
-            offset = batch.next_offset();
-            progressed = true;
-            let pid = batch.producer_id();
-            if batch.is_control() {
-                let marker = batch.records().next().expect("a marker").expect("decodes");
-                let control = marker
-                    .control()
-                    .expect("decodes")
-                    .expect("a control record");
-                let (_, records) = open.remove(&pid).unwrap_or_default();
-                match control.kind {
-                    ControlRecordType::Commit => {
-                        if !records.is_empty() {
-                            writers.insert(pid);
-                        }
-                        seen.extend(records);
+    for batch in kcon_tests::transactions::log_batches(pool, topic).await {
+        let pid = batch.producer_id();
+        if batch.is_control() {
+            let marker = batch.records().next().expect("a marker").expect("decodes");
+            let control = marker
+                .control()
+                .expect("decodes")
+                .expect("a control record");
+            let (_, records) = open.remove(&pid).unwrap_or_default();
+            match control.kind {
+                ControlRecordType::Commit => {
+                    if !records.is_empty() {
+                        writers.insert(pid);
                     }
-                    ControlRecordType::Abort => dropped += records.len(),
-                    ControlRecordType::Other(_) => {}
+                    seen.extend(records);
                 }
-                continue;
+                ControlRecordType::Abort => dropped += records.len(),
+                ControlRecordType::Other(_) => {}
             }
-            let records: Vec<Keyed> = batch
-                .records()
-                .map(|r| {
-                    let r = r.expect("a record that decodes");
-                    let text = |b: Option<&[u8]>| {
-                        String::from_utf8_lossy(b.unwrap_or_default()).into_owned()
-                    };
-                    (r.offset(), (text(r.key()), text(r.value())))
-                })
-                .collect();
-            if !batch.is_transactional() {
-                seen.extend(records);
-                continue;
-            }
-            let epoch = batch.producer_epoch();
-            let entry = open.entry(pid).or_insert((epoch, Vec::new()));
-            if entry.0 < epoch && !entry.1.is_empty() {
-                // A new epoch began a transaction: the old one ended without a commit.
-                dropped += entry.1.len();
-                entry.1.clear();
-            }
-            entry.0 = entry.0.max(epoch);
-            entry.1.extend(records);
+            continue;
         }
-        assert!(
-            progressed,
-            "no batch at offset {offset} of {topic} (end {end})"
-        );
+        let records: Vec<Keyed> = batch
+            .records()
+            .map(|r| {
+                let r = r.expect("a record that decodes");
+                let text =
+                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+                (r.offset(), (text(r.key()), text(r.value())))
+            })
+            .collect();
+        if !batch.is_transactional() {
+            seen.extend(records);
+            continue;
+        }
+        let epoch = batch.producer_epoch();
+        let entry = open.entry(pid).or_insert((epoch, Vec::new()));
+        if entry.0 < epoch && !entry.1.is_empty() {
+            // A new epoch began a transaction: the old one ended without a commit.
+            dropped += entry.1.len();
+            entry.1.clear();
+        }
+        entry.0 = entry.0.max(epoch);
+        entry.1.extend(records);
     }
     dropped += open.values().map(|(_, r)| r.len()).sum::<usize>();
     seen.sort_by_key(|(offset, _)| *offset);
