@@ -81,7 +81,12 @@ async fn assert_offers(kafka: &Kafka, ranges: &[(ApiKey, i16, i16)]) -> kcon_poo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_4_4_offers_the_versions_kcon_is_tested_at() {
-    assert_offers(Kafka::single(), KAFKA_4_4).await;
+    let conn = assert_offers(Kafka::single(), KAFKA_4_4).await;
+    // Formatted at 4.4's defaults: transaction version 2 (KIP-890), which kcon's
+    // transactional producer then speaks; share groups as the cluster asks for them.
+    let versions = conn.versions();
+    assert_eq!(versions.finalized("transaction.version"), Some(2));
+    assert_eq!(versions.finalized("share.version"), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,4 +99,7 @@ async fn kafka_3_9_offers_no_share_groups_and_the_consumer_protocol_at_v0() {
     ] {
         assert_eq!(conn.versions().offered(api), None, "{api:?}");
     }
+    // No transaction version is finalized (3.9 lists no feature at level 0): kcon's
+    // transactional producer speaks version 1.
+    assert_eq!(conn.versions().finalized("transaction.version"), None);
 }

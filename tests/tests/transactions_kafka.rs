@@ -7,7 +7,9 @@
 //! librdkafka reads
 //! what kcon commits and kcon what librdkafka commits; both skip an aborted transaction under
 //! read_committed; and a read_committed kcon reader holds at the last stable offset while a
-//! transaction is open, then reads what it commits.
+//! transaction is open, then reads what it commits. The producer speaks transaction version 2
+//! (KIP-890), which Kafka 4.4 finalizes: every transaction under a new epoch; against Kafka
+//! 3.9.1 (`Kafka::kafka39`), which does not, version 1: one epoch for all.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ use kcon_tests::consumer::{
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::peers::{self, librdkafka_reads};
 use kcon_tests::pool::config;
-use kcon_tests::transactions::{CALL, commit_abort_commit, send_all, values};
+use kcon_tests::transactions::{CALL, commit_abort_commit, log_batches, send_all, values};
 use serde_json::{Value, json};
 
 fn transactional(bootstrap: &str, id: &str) -> Producer {
@@ -414,4 +416,98 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
         kcon_reads(b, &topic, "read_committed", 3).await,
         values("next", 0..3)
     );
+}
+
+/// The producer epoch of each transaction of `topic`-0 that `commit_abort_commit` wrote, read
+/// from the log: the epoch of its data batches (all of one transaction's must agree), one
+/// transaction per marker.
+async fn epochs_of_transactions(pool: &Pool, topic: &str) -> Vec<i16> {
+    let mut epochs = Vec::new();
+    let mut open: Option<i16> = None;
+    for batch in log_batches(pool, topic).await {
+        if batch.is_control() {
+            epochs.push(
+                open.take()
+                    .expect("a marker ends a transaction with records"),
+            );
+            continue;
+        }
+        assert!(batch.is_transactional(), "{batch:?}");
+        let epoch = batch.producer_epoch();
+        assert!(
+            open.is_none_or(|e| e == epoch),
+            "one transaction's batches under epochs {open:?} and {epoch}"
+        );
+        open = Some(epoch);
+    }
+    assert_eq!(open, None, "a transaction without its marker");
+    epochs
+}
+
+/// Apache Kafka 4.4 finalizes transaction version 2 (KIP-890) and kcon's producer speaks it:
+/// no AddPartitionsToTxn (the first Produce of a partition adds it), and every EndTxn bumps
+/// the epoch, so a commit, an abort and a commit in a row go under three epochs, one above
+/// another. Readers see what they saw at version 1: the committed records alone under
+/// read_committed, for kcon and librdkafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_4_4_every_transaction_goes_under_the_epoch_the_last_end_gave() {
+    let kafka = Kafka::single();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-v2");
+    let pool = create(b, &[(&topic, 1)]).await;
+    let producer = transactional(b, &unique_name("tx"));
+    let (_, committed) = commit_abort_commit(producer, &topic).await;
+    let epochs = epochs_of_transactions(&pool, &topic).await;
+    let first = epochs[0];
+    assert_eq!(epochs, [first, first + 1, first + 2]);
+    assert_eq!(kcon_reads(b, &topic, "read_committed", 8).await, committed);
+    assert_eq!(librdkafka_reads(b, &topic, "read_committed", 8), committed);
+}
+
+/// Apache Kafka 3.9.1 does not finalize transaction version 2: kcon's producer speaks version
+/// 1 there (AddPartitionsToTxn, EndTxn v4 at most), its epoch the same across a commit, an
+/// abort and a commit, and readers see the committed records alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_3_9_the_producer_speaks_transaction_version_1() {
+    let kafka = Kafka::kafka39();
+    let b = kafka.bootstrap();
+    let topic = unique_name("txn-v1");
+    let pool = create(b, &[(&topic, 1)]).await;
+    let producer = transactional(b, &unique_name("tx"));
+    let (_, committed) = commit_abort_commit(producer, &topic).await;
+    let epochs = epochs_of_transactions(&pool, &topic).await;
+    assert_eq!(epochs, [epochs[0]; 3]);
+    assert_eq!(kcon_reads(b, &topic, "read_committed", 8).await, committed);
+}
+
+/// A `commit_transaction` that is the first call after the coordinator timed the transaction
+/// out (nothing sent since): on Kafka 4.4, at transaction version 2, the coordinator finds the
+/// transaction aborted and answers INVALID_TXN_STATE; on Kafka 3.9.1, at version 1, the old
+/// epoch's EndTxn is PRODUCER_FENCED. Either is fatal, as for the Java client: the producer can
+/// only be closed, and a read_committed reader sees none of the transaction's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_first_after_the_coordinator_timed_the_transaction_out_is_fatal() {
+    for (kafka, refused) in [
+        (Kafka::single(), ResponseError::InvalidTxnState),
+        (Kafka::kafka39(), ResponseError::ProducerFenced),
+    ] {
+        let b = kafka.bootstrap();
+        let topic = unique_name("txn-late-commit");
+        let pool = create(b, &[(&topic, 1)]).await;
+        let producer = transactional_with_timeout(b, &unique_name("tx"), 2000);
+        producer.init_transactions(CALL).await.unwrap();
+        producer.begin_transaction().await.unwrap();
+        send_all(&producer, &topic, &values("late", 0..3)).await;
+        wait_for_the_coordinators_abort(&pool, &topic, 4).await;
+        let e = producer.commit_transaction(CALL).await.unwrap_err();
+        assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
+        assert_eq!(e.code(), Some(refused.code()), "{b}: {e}");
+        let e = producer.begin_transaction().await.unwrap_err();
+        assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
+        producer.close().await;
+        assert_eq!(
+            kcon_reads(b, &topic, "read_committed", 0).await,
+            Vec::<String>::new()
+        );
+    }
 }

@@ -13,8 +13,14 @@ use crate::error::{Error, Result};
 /// Lower bounds: the oldest versions `kafka-protocol` still encodes, raised where an older
 /// version lacks something kcon relies on (Fetch v4: record batches and the last stable offset;
 /// Produce v3: record batches).
+///
+/// Produce v12, EndTxn v5 and TxnOffsetCommit v5 are the same on the wire as the version
+/// before, but tell the broker that a transactional producer speaks transaction version 2
+/// (KIP-890): partitions and offsets join the transaction implicitly, and every EndTxn bumps
+/// the epoch. A transactional producer at transaction version 1 keeps below them (it sends
+/// within [`BrokerVersions::version_within`]'s window), and one at version 2 sends at them.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 9),
     (ApiKey::Metadata, 0, 13),
@@ -38,11 +44,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
     // The transactional producer. AddPartitionsToTxn stops at v3: v4+ is the brokers' batched
-    // form. v4 of the others says the client knows TRANSACTION_ABORTABLE (KIP-890).
+    // form. v4 of the others says the client knows TRANSACTION_ABORTABLE (KIP-890), and v5 of
+    // EndTxn and TxnOffsetCommit that it speaks transaction version 2.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     // Share groups (KIP-932): v1, the first version Apache Kafka released; ShareFetch and
     // ShareAcknowledge v2 (Kafka 4.2: the acquire mode, lock renewal) through kcon's own
     // encoding of the fields v2 adds (`share_v2`: kafka-protocol 0.18 has v1 only).
@@ -299,14 +306,15 @@ mod tests {
     #[test]
     fn a_window_keeps_the_version_inside_it_or_names_it() {
         let b = BrokerVersions::from_ranges([(26, 0, 5), (0, 3, 13)]);
-        assert_eq!(b.version(ApiKey::EndTxn), Ok(4));
-        assert_eq!(b.version_within(ApiKey::EndTxn, 0, 3), Ok(3));
+        assert_eq!(b.version(ApiKey::EndTxn), Ok(5));
+        assert_eq!(b.version_within(ApiKey::EndTxn, 0, 4), Ok(4));
+        assert_eq!(b.version_within(ApiKey::EndTxn, 5, 5), Ok(5));
         assert_eq!(b.version_within(ApiKey::Produce, 3, 11), Ok(11));
-        let old = BrokerVersions::from_ranges([(26, 2, 4)]);
-        let e = old.version_within(ApiKey::EndTxn, 0, 1).unwrap_err();
+        let old = BrokerVersions::from_ranges([(26, 0, 4)]);
+        let e = old.version_within(ApiKey::EndTxn, 5, 5).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "no common version of EndTxn: kcon speaks v0-v1, the broker v2-v4"
+            "no common version of EndTxn: kcon speaks v5-v5, the broker v0-v4"
         );
         let e = BrokerVersions::default()
             .version_within(ApiKey::EndTxn, 0, 4)

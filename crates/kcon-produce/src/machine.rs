@@ -47,8 +47,9 @@ use crate::retry::{self, Outcome};
 #[derive(Debug)]
 pub(crate) enum Request {
     /// Send this Produce request to the broker of its [`Target::Broker`], the leader of every
-    /// partition it carries; answered with [`Response::Produce`].
-    Produce(ProduceRequest),
+    /// partition it carries, at the versions of the producer's transaction protocol when it has
+    /// one; answered with [`Response::Produce`].
+    Produce(ProduceRequest, Option<TxnProtocol>),
     /// Ask any broker for a fresh producer id; answered with [`Response::InitProducerId`].
     InitProducerId(InitProducerIdRequest),
     /// Refresh the pool's metadata of these topics; answered with [`Response::Metadata`].
@@ -65,11 +66,12 @@ pub(crate) enum Request {
     AddPartitionsToTxn(AddPartitionsToTxnRequest),
     /// Add a group's offsets to the transaction, at the transaction coordinator.
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
-    /// Commit offsets inside the transaction, at the group coordinator; the driver leaves out
-    /// the fields the negotiated version lacks.
-    TxnOffsetCommit(TxnOffsetCommitRequest),
-    /// Commit or abort the transaction, at the transaction coordinator.
-    EndTxn(EndTxnRequest),
+    /// Commit offsets inside the transaction, at the group coordinator, at the versions of the
+    /// transaction protocol; the driver leaves out the fields the negotiated version lacks.
+    TxnOffsetCommit(TxnOffsetCommitRequest, TxnProtocol),
+    /// Commit or abort the transaction, at the transaction coordinator, at the versions of the
+    /// transaction protocol.
+    EndTxn(EndTxnRequest, TxnProtocol),
 }
 
 /// The pool's result of a [`Request`], its error kept whole: whether it is retriable, and what
@@ -78,8 +80,9 @@ pub(crate) enum Request {
 pub(crate) enum Response {
     /// The answer to [`Request::Produce`].
     Produce(Result<ProduceResponse, kcon_pool::Error>),
-    /// The answer to [`Request::InitProducerId`].
-    InitProducerId(Result<InitProducerIdResponse, kcon_pool::Error>),
+    /// The answer to [`Request::InitProducerId`], with the cluster's finalized
+    /// `transaction.version` as the broker that answered reported it (0: none).
+    InitProducerId(Result<(InitProducerIdResponse, i16), kcon_pool::Error>),
     /// The metadata after [`Request::Metadata`].
     Metadata(Result<Arc<Metadata>, kcon_pool::Error>),
     /// The answer to [`Request::FindCoordinator`].
@@ -920,7 +923,7 @@ impl<T> SenderMachine<T> {
         self.requests.push_back(Outgoing {
             id,
             target: Target::Broker(leader),
-            request: Request::Produce(request),
+            request: Request::Produce(request, self.txn.as_ref().map(|t| t.protocol)),
             timeout: None,
         });
     }
@@ -1172,7 +1175,7 @@ impl<T> Machine for SenderMachine<T> {
         } else if let Some(i) = self.idempotence.as_mut().filter(|i| i.init == Some(id)) {
             i.init = None;
             let result = match result {
-                Ok(Response::InitProducerId(r)) => Ok(r),
+                Ok(Response::InitProducerId(r)) => Ok(r.map(|(answer, _)| answer)),
                 Ok(_) => Err(RequestFailure::fatal("not an InitProducerId answer")),
                 Err(f) => Err(f),
             };
@@ -1228,4 +1231,4 @@ fn answer_record<T>(
 mod tests;
 mod txn;
 
-pub(crate) use txn::{CallId, TxnCall, TxnOffset, TxnOp, txn_offset_commit_at};
+pub(crate) use txn::{CallId, TxnCall, TxnOffset, TxnOp, TxnProtocol, txn_offset_commit_at};

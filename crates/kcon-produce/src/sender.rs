@@ -93,7 +93,11 @@ async fn carry(
     request: Request,
 ) -> Response {
     match request {
-        Request::Produce(r) => Response::Produce(pool.send(target, &r).await),
+        Request::Produce(r, None) => Response::Produce(pool.send(target, &r).await),
+        Request::Produce(r, Some(protocol)) => {
+            let (lo, hi) = protocol.versions(ApiKey::Produce);
+            Response::Produce(send_within(pool, target, &r, lo, hi).await)
+        }
         Request::InitProducerId(r) => {
             Response::InitProducerId(init_producer_id(pool, target, r).await)
         }
@@ -107,24 +111,49 @@ async fn carry(
         }
         Request::AddPartitionsToTxn(r) => Response::AddPartitionsToTxn(pool.send(target, &r).await),
         Request::AddOffsetsToTxn(r) => Response::AddOffsetsToTxn(pool.send(target, &r).await),
-        Request::TxnOffsetCommit(r) => {
+        Request::TxnOffsetCommit(r, protocol) => {
+            let (lo, hi) = protocol.versions(ApiKey::TxnOffsetCommit);
             let answer = async {
                 let conn = pool.connection(target).await?;
-                let v = conn.version(ApiKey::TxnOffsetCommit)?;
-                conn.send(&machine::txn_offset_commit_at(r, v)).await
+                let v = conn.version_within(ApiKey::TxnOffsetCommit, lo, hi)?;
+                conn.send_within(&machine::txn_offset_commit_at(r, v), lo, hi)
+                    .await
             };
             Response::TxnOffsetCommit(answer.await)
         }
-        Request::EndTxn(r) => Response::EndTxn(pool.send(target, &r).await),
+        Request::EndTxn(r, protocol) => {
+            let (lo, hi) = protocol.versions(ApiKey::EndTxn);
+            Response::EndTxn(send_within(pool, target, &r, lo, hi).await)
+        }
     }
 }
 
-/// InitProducerId; one that bumps the epoch of a producer id it names needs v3 (KIP-360).
+/// `request` at the highest version of `lo..=hi` the broker of `target` speaks.
+async fn send_within<R: kcon_codec::kafka_protocol::protocol::Request>(
+    pool: &Pool,
+    target: BrokerTarget,
+    request: &R,
+    lo: i16,
+    hi: i16,
+) -> Result<R::Response, kcon_pool::Error>
+where
+    R::Response: 'static,
+{
+    pool.connection(target)
+        .await?
+        .send_within(request, lo, hi)
+        .await
+}
+
+/// InitProducerId; one that bumps the epoch of a producer id it names needs v3 (KIP-360). The
+/// answer comes with the cluster's finalized `transaction.version` as the answering broker
+/// reported it in ApiVersions (0 when it reported none), which a transactional producer's
+/// protocol follows.
 async fn init_producer_id(
     pool: &Pool,
     target: BrokerTarget,
     r: InitProducerIdRequest,
-) -> Result<InitProducerIdResponse, kcon_pool::Error> {
+) -> Result<(InitProducerIdResponse, i16), kcon_pool::Error> {
     let conn = pool.connection(target).await?;
     let v = conn.version(ApiKey::InitProducerId)?;
     if r.producer_id.0 >= 0 && v < 3 {
@@ -135,7 +164,11 @@ async fn init_producer_id(
             theirs: conn.versions().offered(ApiKey::InitProducerId),
         });
     }
-    conn.send(&r).await
+    let transaction_version = conn
+        .versions()
+        .finalized("transaction.version")
+        .unwrap_or(0);
+    Ok((conn.send(&r).await?, transaction_version))
 }
 
 /// FindCoordinator of `key`; a transaction coordinator needs v1 (the key type).
@@ -305,7 +338,7 @@ impl Sender {
             let pool = self.pool.clone();
             let auto_create = self.auto_create;
             let target = BrokerTarget::from(&target);
-            let produce = matches!(request, Request::Produce(_));
+            let produce = matches!(request, Request::Produce(..));
             let handle = self
                 .tasks
                 .spawn(async move { (id, carry(&pool, auto_create, target, request).await) });

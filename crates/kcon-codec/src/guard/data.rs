@@ -13,7 +13,7 @@ use super::schema::{
 
 pub(super) const PRODUCE: Message = Message {
     api_key: ApiKey::Produce,
-    versions: only(3, 11),
+    versions: only(3, 12),
     flexible: 9,
     body: &PRODUCE_BODY,
 };

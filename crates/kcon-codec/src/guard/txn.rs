@@ -48,7 +48,7 @@ structs! {
 
 pub(super) const TXN_OFFSET_COMMIT: Message = Message {
     api_key: ApiKey::TxnOffsetCommit,
-    versions: only(0, 4),
+    versions: only(0, 5),
     flexible: 3,
     body: &TXN_OFFSET_COMMIT_BODY,
 };
@@ -70,7 +70,7 @@ structs! {
 
 pub(super) const END_TXN: Message = Message {
     api_key: ApiKey::EndTxn,
-    versions: only(0, 4),
+    versions: only(0, 5),
     flexible: 3,
     body: &END_TXN_BODY,
 };

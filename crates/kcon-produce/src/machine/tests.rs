@@ -105,8 +105,11 @@ fn produce_answer(error_code: i16, base_offset: i64) -> Response {
 fn produce_request(m: &mut SenderMachine<u32>, now: Instant) -> (RequestId, Bytes) {
     let out = m.poll_request(now).expect("a Produce request");
     assert_eq!(out.target, Target::Broker(1));
-    let Request::Produce(request) = out.request else {
-        panic!("not a Produce request: {:?}", out.request);
+    let Request::Produce(request, None) = out.request else {
+        panic!(
+            "not a Produce request of a producer without transactions: {:?}",
+            out.request
+        );
     };
     assert!(m.poll_request(now).is_none());
     let [topic] = &request.topic_data[..] else {
@@ -265,7 +268,7 @@ fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
     let loading = InitProducerIdResponse::default().with_error_code(
         kcon_codec::kafka_protocol::ResponseError::CoordinatorLoadInProgress.code(),
     );
-    m.handle_response(t0, first, Ok(Response::InitProducerId(Ok(loading))));
+    m.handle_response(t0, first, Ok(Response::InitProducerId(Ok((loading, 0)))));
     assert!(m.poll_request(t0).is_none());
     // The backoff: retry.backoff.ms ± 20 %, and nothing before it.
     let again = m.poll_timeout().expect("the backoff");
@@ -279,7 +282,7 @@ fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
     let id = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(5))
         .with_producer_epoch(0);
-    m.handle_response(again, second, Ok(Response::InitProducerId(Ok(id))));
+    m.handle_response(again, second, Ok(Response::InitProducerId(Ok((id, 0)))));
     // The batch goes under the new id.
     let (_, bytes) = produce_request(&mut m, again);
     // Producer id at byte 43 of a magic-2 batch header.
@@ -290,7 +293,7 @@ fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
 /// carries written; the partition each waiter's record went to.
 fn deliver_everything(m: &mut SenderMachine<u32>, now: Instant) -> BTreeMap<u32, i32> {
     while let Some(out) = m.poll_request(now) {
-        let Request::Produce(request) = out.request else {
+        let Request::Produce(request, _) = out.request else {
             panic!("not a Produce request: {:?}", out.request);
         };
         let topics = request.topic_data.iter().map(|t| {

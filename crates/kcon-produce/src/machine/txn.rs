@@ -45,6 +45,23 @@
 //!   ended, the producer's task answers the same call with the outcome its caller did not
 //!   read).
 //! - Closing inside a transaction aborts it, once a call under way has ended.
+//!
+//! Transaction version 2 (KIP-890), which a cluster has once its `transaction.version` feature
+//! is finalized at 2 (Apache Kafka 4.0 and later, by default), changes three of those rules:
+//! - A partition joins the transaction with its first Produce request (v12+), and the group's
+//!   offsets with TxnOffsetCommit (v5+): no AddPartitionsToTxn, no AddOffsetsToTxn.
+//! - Every EndTxn (v5+) bumps the epoch, and its answer carries the producer id and epoch the
+//!   next transaction uses: each transaction starts its sequences afresh.
+//! - So an abort needs no InitProducerId to bump the epoch: after a lost sequence, or after a
+//!   leader's INVALID_PRODUCER_EPOCH (the coordinator aborted the transaction), the abort is an
+//!   EndTxn at the old epoch, which the coordinator answers with the new one.
+//!
+//! The producer picks its protocol when `init_transactions` succeeds, from the finalized
+//! `transaction.version` the coordinator's broker reports in ApiVersions, and keeps it: a
+//! cluster upgraded later is spoken to at version 1 until the next producer initializes (the
+//! Java client switches at the next transaction, after bumping the epoch). The versions of
+//! each protocol are [`TxnProtocol::versions`]; a Produce, EndTxn or TxnOffsetCommit is sent
+//! only at one of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -69,6 +86,39 @@ use tracing::{debug, warn};
 
 use super::{Event, Request, SenderMachine};
 use crate::error::{ErrorKind, ProduceError};
+
+/// The transaction protocol a transactional producer speaks (KIP-890; see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnProtocol {
+    /// Partitions and offsets added explicitly; the epoch bumped by InitProducerId only.
+    V1,
+    /// Partitions and offsets added implicitly; the epoch bumped by every EndTxn.
+    V2,
+}
+
+impl TxnProtocol {
+    /// The protocol a cluster whose `transaction.version` is finalized at `level` speaks.
+    pub(crate) fn of_feature(level: i16) -> Self {
+        if level >= 2 {
+            TxnProtocol::V2
+        } else {
+            TxnProtocol::V1
+        }
+    }
+
+    /// The versions `(lo, hi)` of `api` that speak this protocol: the broker reads Produce
+    /// v12, EndTxn v5 and TxnOffsetCommit v5 as transaction version 2, and the versions below
+    /// as version 1. Other APIs mean the same at every version.
+    pub(crate) fn versions(self, api: ApiKey) -> (i16, i16) {
+        match (self, api) {
+            (TxnProtocol::V1, ApiKey::Produce) => (3, 11),
+            (TxnProtocol::V2, ApiKey::Produce) => (12, 12),
+            (TxnProtocol::V1, ApiKey::EndTxn | ApiKey::TxnOffsetCommit) => (0, 4),
+            (TxnProtocol::V2, ApiKey::EndTxn | ApiKey::TxnOffsetCommit) => (5, 5),
+            _ => (0, i16::MAX),
+        }
+    }
+}
 
 /// Names one transaction call, for its [`Event::Transaction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,6 +263,8 @@ pub(super) struct Transactions {
     id: String,
     timeout_ms: i32,
     pub(super) state: TxnState,
+    /// The transaction protocol, chosen when `init_transactions` succeeded.
+    pub(super) protocol: TxnProtocol,
     coordinator: CoordinatorLookup,
     /// The coordinator of the group whose offsets are being sent.
     group: Option<CoordinatorLookup>,
@@ -253,6 +305,7 @@ impl Transactions {
             id,
             timeout_ms,
             state: TxnState::Uninitialized,
+            protocol: TxnProtocol::V1,
             group: None,
             added: BTreeSet::new(),
             started: false,
@@ -457,10 +510,14 @@ impl<T> SenderMachine<T> {
                             t.group =
                                 Some(CoordinatorLookup::new(group.group_id.clone(), t.backoff));
                         }
+                        // Under transaction version 2 TxnOffsetCommit adds the offsets itself,
+                        // and the transaction has begun at the coordinator with it.
+                        let implicit = t.protocol == TxnProtocol::V2;
+                        t.started |= implicit;
                         t.offsets = Some(OffsetsStep {
                             group,
                             offsets,
-                            added: false,
+                            added: implicit,
                         });
                         t.call = Some((op, vec![id]));
                         None
@@ -549,8 +606,11 @@ impl<T> SenderMachine<T> {
     pub(super) fn txn_aborted_by_coordinator(&mut self, error: &ProduceError) {
         // A transaction that an abort is ending already (its EndTxn waits for the batches in
         // flight) is over at the coordinator the same.
+        // Under transaction version 2 the abort's EndTxn at the old epoch is answered with the
+        // new one, so the abort goes as any other.
         if self.txn_sequence_lost(error)
             && let Some(t) = self.txn.as_mut()
+            && t.protocol == TxnProtocol::V1
             && matches!(t.state, TxnState::AbortableError(_) | TxnState::Aborting)
         {
             t.aborted_by_coordinator = true;
@@ -595,6 +655,17 @@ impl<T> SenderMachine<T> {
             t.state = TxnState::Fatal(error.clone());
         }
         self.fatal = Some(error);
+    }
+
+    /// The producer id and epoch the coordinator gave (InitProducerId, or EndTxn under
+    /// transaction version 2): what the next batches carry, their sequences started afresh.
+    fn new_epoch(&mut self, producer_id: i64, epoch: i16) {
+        debug!(producer_id, epoch, transactional_id = %self.txn.as_ref().map_or("", |t| t.id.as_str()), "transactional producer id");
+        if let Some(i) = self.idempotence.as_mut() {
+            i.producer = Some((producer_id, epoch));
+            i.sequences.clear();
+        }
+        self.acc.forget_sequences();
     }
 
     /// Ends the call under way with `result`.
@@ -773,6 +844,19 @@ impl<T> SenderMachine<T> {
         let Some(t) = self.txn.as_mut() else {
             return;
         };
+        if t.protocol == TxnProtocol::V2
+            && matches!(t.state, TxnState::InTransaction | TxnState::Committing)
+        {
+            // Under transaction version 2 the first Produce request of a partition adds it:
+            // its batches may go at once, whatever else the transaction waits for, and the
+            // transaction has begun.
+            for tp in self.acc.partitions() {
+                if !t.added.contains(tp) {
+                    t.added.insert(tp.clone());
+                    t.started = true;
+                }
+            }
+        }
         if t.out.is_some() || !t.tries.is_due(now) {
             return;
         }
@@ -852,7 +936,7 @@ impl<T> SenderMachine<T> {
                         );
                         (
                             Out::CommitOffsets,
-                            Request::TxnOffsetCommit(request),
+                            Request::TxnOffsetCommit(request, t.protocol),
                             Target::Coordinator(group_coordinator),
                         )
                     }
@@ -868,7 +952,8 @@ impl<T> SenderMachine<T> {
                         .with_producer_id(ProducerId(producer_id))
                         .with_producer_epoch(producer_epoch)
                         .with_committed(true);
-                    (Out::End { commit: true }, Request::EndTxn(request), target)
+                    let request = Request::EndTxn(request, t.protocol);
+                    (Out::End { commit: true }, request, target)
                 } else {
                     return;
                 }
@@ -884,7 +969,8 @@ impl<T> SenderMachine<T> {
                         .with_producer_id(ProducerId(producer_id))
                         .with_producer_epoch(producer_epoch)
                         .with_committed(false);
-                    (Out::End { commit: false }, Request::EndTxn(request), target)
+                    let request = Request::EndTxn(request, t.protocol);
+                    (Out::End { commit: false }, request, target)
                 } else if t.bump_wanted {
                     let request = InitProducerIdRequest::default()
                         .with_transactional_id(Some(txn_id()))
@@ -983,15 +1069,15 @@ impl<T> SenderMachine<T> {
                     R::InitProducerId(a) => Some(a),
                     _ => None,
                 });
-                match self.txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what) {
-                    Some(r) if r.producer_id.0 >= 0 => {
-                        debug!(producer_id = r.producer_id.0, epoch = r.producer_epoch, transactional_id = %self.txn.as_ref().map_or("", |t| t.id.as_str()), "transactional producer id");
-                        if let Some(i) = self.idempotence.as_mut() {
-                            i.producer = Some((r.producer_id.0, r.producer_epoch));
-                            i.sequences.clear();
-                        }
-                        self.acc.forget_sequences();
+                let answer = answer.map(|(r, level)| (r.error_code, (r, level)));
+                match self.txn_verdict(now, random, answer, what) {
+                    Some((r, level)) if r.producer_id.0 >= 0 => {
+                        self.new_epoch(r.producer_id.0, r.producer_epoch);
                         let t = self.txn.as_mut().expect("checked above");
+                        if !bump {
+                            t.protocol = TxnProtocol::of_feature(level);
+                            debug!(transactional_id = %t.id, protocol = ?t.protocol, transaction_version = level, "transaction protocol");
+                        }
                         t.bump_wanted = false;
                         t.aborted_by_coordinator = false;
                         t.state = TxnState::Ready;
@@ -1055,10 +1141,17 @@ impl<T> SenderMachine<T> {
                     R::EndTxn(a) => Some(a),
                     _ => None,
                 });
-                if self
-                    .txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
-                    .is_some()
+                if let Some(r) =
+                    self.txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
                 {
+                    // Under transaction version 2 the coordinator bumped the epoch (or, once
+                    // the epoch ran out, gave a new producer id): the next transaction goes
+                    // under it, its sequences from 0.
+                    let t = self.txn.as_mut().expect("checked above");
+                    if t.protocol == TxnProtocol::V2 && r.producer_id.0 >= 0 {
+                        t.bump_wanted = false;
+                        self.new_epoch(r.producer_id.0, r.producer_epoch);
+                    }
                     let t = self.txn.as_mut().expect("checked above");
                     t.ended = true;
                     if commit {

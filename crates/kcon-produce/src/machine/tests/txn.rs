@@ -37,12 +37,17 @@ struct Written {
     partition: i32,
     records: usize,
     producer_epoch: i16,
+    base_sequence: i32,
     transactional: bool,
 }
 
 /// The cluster as the transactional producer sees it: one broker (id 1) that coordinates the
-/// transactional id and the group and leads the partitions of `t`.
+/// transactional id and the group and leads the partitions of `t`, at transaction version 1
+/// ([`Cluster::new`]) or 2 ([`Cluster::v2`], KIP-890: partitions and offsets join a
+/// transaction implicitly, and every EndTxn bumps the epoch).
 struct Cluster {
+    /// Transaction version 2 finalized: the producer must speak it.
+    v2: bool,
     producer_id: i64,
     epoch: i16,
     /// The transaction open at the coordinator: partitions added, and whether offsets were.
@@ -69,6 +74,7 @@ struct Cluster {
 impl Cluster {
     fn new() -> Self {
         Cluster {
+            v2: false,
             producer_id: 4000,
             epoch: -1,
             open: None,
@@ -81,6 +87,27 @@ impl Cluster {
             seen: Vec::new(),
             timed_out_epoch: None,
         }
+    }
+
+    fn v2() -> Self {
+        Cluster {
+            v2: true,
+            ..Cluster::new()
+        }
+    }
+
+    /// The protocol the producer must speak to this cluster.
+    fn protocol(&self) -> TxnProtocol {
+        if self.v2 {
+            TxnProtocol::V2
+        } else {
+            TxnProtocol::V1
+        }
+    }
+
+    /// The finalized `transaction.version` the cluster reports.
+    fn feature_level(&self) -> i16 {
+        if self.v2 { 2 } else { 0 }
     }
 
     /// The coordinator ends the open transaction under a new epoch, as it does once
@@ -132,10 +159,10 @@ impl Cluster {
             }
             Request::InitProducerId(r) => {
                 let code = self.error_for(Api::Init);
+                let level = self.feature_level();
                 if code != 0 {
-                    return Response::InitProducerId(Ok(
-                        InitProducerIdResponse::default().with_error_code(code)
-                    ));
+                    let refused = InitProducerIdResponse::default().with_error_code(code);
+                    return Response::InitProducerId(Ok((refused, level)));
                 }
                 assert!(r.transactional_id.is_some());
                 if r.producer_id.0 >= 0 {
@@ -144,8 +171,9 @@ impl Cluster {
                     if r.producer_epoch != self.epoch
                         && Some(r.producer_epoch) != self.timed_out_epoch
                     {
-                        return Response::InitProducerId(Ok(InitProducerIdResponse::default()
-                            .with_error_code(E::ProducerFenced.code())));
+                        let fenced = InitProducerIdResponse::default()
+                            .with_error_code(E::ProducerFenced.code());
+                        return Response::InitProducerId(Ok((fenced, level)));
                     }
                 }
                 self.timed_out_epoch = None;
@@ -156,11 +184,13 @@ impl Cluster {
                     self.pending_offsets.clear();
                 }
                 self.epoch += 1;
-                Response::InitProducerId(Ok(InitProducerIdResponse::default()
+                let id = InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(self.producer_id))
-                    .with_producer_epoch(self.epoch)))
+                    .with_producer_epoch(self.epoch);
+                Response::InitProducerId(Ok((id, level)))
             }
             Request::AddPartitionsToTxn(r) => {
+                assert!(!self.v2, "AddPartitionsToTxn at transaction version 2");
                 let code = self.error_for(Api::AddPartitions);
                 assert_eq!(r.v3_and_below_producer_epoch, self.epoch);
                 let mut results = Vec::new();
@@ -186,6 +216,7 @@ impl Cluster {
                     .with_results_by_topic_v3_and_below(results)))
             }
             Request::AddOffsetsToTxn(r) => {
+                assert!(!self.v2, "AddOffsetsToTxn at transaction version 2");
                 let code = self.error_for(Api::AddOffsets);
                 assert_eq!(r.producer_epoch, self.epoch);
                 if code == 0 {
@@ -195,10 +226,15 @@ impl Cluster {
                     AddOffsetsToTxnResponse::default().with_error_code(code)
                 ))
             }
-            Request::TxnOffsetCommit(r) => {
+            Request::TxnOffsetCommit(r, protocol) => {
+                assert_eq!(protocol, self.protocol());
                 let mut code = self.error_for(Api::TxnOffsetCommit);
+                if self.v2 && code == 0 {
+                    // TxnOffsetCommit v5 adds the offsets to the transaction.
+                    self.open.get_or_insert_with(Default::default).1 = true;
+                }
                 assert!(
-                    self.open.as_ref().is_some_and(|o| o.1),
+                    self.v2 || self.open.as_ref().is_some_and(|o| o.1),
                     "TxnOffsetCommit before AddOffsetsToTxn"
                 );
                 if code == 0 && r.generation_id != self.generation {
@@ -228,7 +264,11 @@ impl Cluster {
                     Ok(TxnOffsetCommitResponse::default().with_topics(topics)),
                 )
             }
-            Request::EndTxn(r) => {
+            Request::EndTxn(r, protocol) => {
+                assert_eq!(protocol, self.protocol());
+                if self.v2 {
+                    return self.end_v2(&r);
+                }
                 let mut code = self.error_for(Api::EndTxn);
                 // An old epoch's EndTxn is fenced, whatever ended its transaction (Apache
                 // Kafka's coordinator at transaction version 1).
@@ -247,7 +287,8 @@ impl Cluster {
                 }
                 Response::EndTxn(Ok(EndTxnResponse::default().with_error_code(code)))
             }
-            Request::Produce(r) => {
+            Request::Produce(r, protocol) => {
+                assert_eq!(protocol, Some(self.protocol()));
                 let code = self.error_for(Api::Produce);
                 assert!(r.transactional_id.is_some());
                 let mut topics = Vec::new();
@@ -266,6 +307,7 @@ impl Cluster {
                             partition: p.index,
                             records: batch.record_count() as usize,
                             producer_epoch: batch.producer_epoch(),
+                            base_sequence: batch.base_sequence(),
                             transactional: batch.is_transactional(),
                         };
                         // The leader has seen the markers of a newer epoch.
@@ -274,6 +316,13 @@ impl Cluster {
                         } else {
                             code
                         };
+                        if code == 0 && self.v2 {
+                            // Produce v12 adds the partition to the transaction.
+                            self.open
+                                .get_or_insert_with(Default::default)
+                                .0
+                                .insert(p.index);
+                        }
                         if code == 0 {
                             assert!(
                                 self.open.as_ref().is_some_and(|o| o.0.contains(&p.index)),
@@ -302,6 +351,48 @@ impl Cluster {
             }
             Request::Metadata(_) => Response::Metadata(Ok(metadata_of(2))),
         }
+    }
+
+    /// EndTxn at transaction version 2, as Apache Kafka 4's coordinator answers it: the epoch
+    /// bumped and returned. An abort at the epoch a timeout fenced is that abort again (no
+    /// error, the new epoch); a commit at it finds the transaction aborted
+    /// (INVALID_TXN_STATE); any other old epoch is fenced.
+    fn end_v2(&mut self, r: &EndTxnRequest) -> Response {
+        let mut code = self.error_for(Api::EndTxn);
+        let producer_id = self.producer_id;
+        let answer = move |code: i16, epoch: i16| {
+            let mut a = EndTxnResponse::default().with_error_code(code);
+            if code == 0 {
+                a = a
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch);
+            }
+            Response::EndTxn(Ok(a))
+        };
+        if code == 0 && r.producer_epoch < self.epoch {
+            if Some(r.producer_epoch) != self.timed_out_epoch {
+                code = E::ProducerFenced.code();
+            } else if r.committed {
+                code = E::InvalidTxnState.code();
+            } else {
+                self.timed_out_epoch = None;
+                return answer(0, self.epoch);
+            }
+        }
+        if code != 0 {
+            return answer(code, -1);
+        }
+        assert_eq!(r.producer_epoch, self.epoch);
+        if self.open.take().is_some() {
+            let i = self.current();
+            self.ended[i] = Some(r.committed);
+            let pending = std::mem::take(&mut self.pending_offsets);
+            if r.committed {
+                self.offsets.extend(pending);
+            }
+        }
+        self.epoch += 1;
+        answer(0, self.epoch)
     }
 
     /// Records a read_committed reader sees, per partition.
@@ -425,9 +516,13 @@ fn offsets(offset: i64) -> Vec<TxnOffset> {
 }
 
 fn started() -> (SenderMachine<u32>, Cluster, Instant, Seen) {
+    started_on(Cluster::new())
+}
+
+/// A producer initialized on `cluster`.
+fn started_on(mut cluster: Cluster) -> (SenderMachine<u32>, Cluster, Instant, Seen) {
     let now = Instant::now();
     let (mut m, _) = machine(txn_config(&[]), metadata_of(2), now);
-    let mut cluster = Cluster::new();
     let mut now = now;
     let mut seen = Seen::default();
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Init).expect("initialized");
@@ -662,7 +757,7 @@ fn an_abort_waiting_for_a_batch_the_leader_refuses_after_a_timeout_bumps_the_epo
     m.handle_timeout(now);
     let produce = loop {
         let out = m.poll_request(now).expect("a request");
-        if matches!(out.request, Request::Produce(_)) {
+        if matches!(out.request, Request::Produce(..)) {
             break out;
         }
         let response = cluster.answer(out.request);
@@ -1015,6 +1110,18 @@ fn a_close_gives_up_a_transaction_the_coordinator_never_ends() {
 /// records and offsets visible, and nothing of an aborted or failed transaction is.
 #[test]
 fn random_faults_never_commit_what_was_not_committed() {
+    random_faults_on(Cluster::new);
+}
+
+#[test]
+fn random_faults_never_commit_what_was_not_committed_at_transaction_version_2() {
+    random_faults_on(Cluster::v2);
+}
+
+/// Transactions of random records and offsets, committed or aborted, with random errors pushed
+/// on every API, on clusters `cluster()` makes: a read_committed reader and the group see
+/// exactly what was committed, and every call is answered once.
+fn random_faults_on(cluster: fn() -> Cluster) {
     const RETRIABLE: &[E] = &[
         E::ConcurrentTransactions,
         E::CoordinatorLoadInProgress,
@@ -1033,7 +1140,7 @@ fn random_faults_never_commit_what_was_not_committed() {
     let (mut committed, mut aborted_after_error, mut fatal) = (0, 0, 0);
     for seed in 0..2000u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let (mut m, mut cluster, mut now, mut seen) = started();
+        let (mut m, mut cluster, mut now, mut seen) = started_on(cluster());
         // Records per partition a read_committed reader must see, and the group's offset.
         let mut expected: BTreeMap<i32, usize> = BTreeMap::new();
         let mut expected_offset: Option<i64> = None;
@@ -1142,4 +1249,123 @@ fn a_failed_lookup_after_a_moved_coordinator_is_retried_when_its_backoff_ends() 
     assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
     let finds = cluster.seen.iter().filter(|a| **a == Api::Find).count();
     assert_eq!(finds, 4, "{:?}", cluster.seen);
+}
+
+/// At transaction version 2 (KIP-890), a cluster's finalized `transaction.version` 2 as the
+/// coordinator's broker reports it: partitions join the transaction with their first Produce
+/// request and offsets with TxnOffsetCommit, so neither AddPartitionsToTxn nor
+/// AddOffsetsToTxn goes out; every EndTxn bumps the epoch, and the next transaction's batches
+/// carry the epoch its answer gave, their sequences from 0.
+#[test]
+fn at_transaction_version_2_partitions_and_offsets_join_implicitly_and_every_end_bumps_the_epoch() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    assert_eq!(cluster.epoch, 0);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    for i in 0..4 {
+        m.record(now, record_to(i, (i % 2) as i32, now));
+    }
+    let sent = TxnCall::SendOffsets {
+        offsets: offsets(17),
+        group: group(3),
+    };
+    call(&mut m, &mut cluster, &mut now, &mut seen, sent).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(
+        cluster.committed_records(),
+        BTreeMap::from([(0, 2), (1, 2)])
+    );
+    assert_eq!(cluster.offsets, BTreeMap::from([(0, 17)]));
+    assert_eq!(cluster.epoch, 1, "the commit bumped the epoch");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(10, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(cluster.epoch, 2, "the abort bumped the epoch");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(11, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(
+        cluster.committed_records(),
+        BTreeMap::from([(0, 3), (1, 2)])
+    );
+    assert_eq!(cluster.aborted_records(), 1);
+    seen.delivered.sort_unstable();
+    assert_eq!(seen.delivered, [0, 1, 2, 3, 10, 11]);
+    for api in [Api::AddPartitions, Api::AddOffsets] {
+        assert!(!cluster.seen.contains(&api), "{:?}", cluster.seen);
+    }
+    assert_eq!(
+        cluster.seen.iter().filter(|a| **a == Api::Init).count(),
+        1,
+        "no InitProducerId after init_transactions"
+    );
+    // Each transaction under its own epoch, each partition's sequences from 0 in it.
+    let batches: Vec<(i32, i16, i32)> = cluster
+        .log
+        .iter()
+        .map(|(w, _)| (w.partition, w.producer_epoch, w.base_sequence))
+        .collect();
+    assert_eq!(batches, [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 2, 0)]);
+}
+
+/// At transaction version 2 a transaction the coordinator timed out (its epoch bumped, its
+/// markers written) fails abortably as at version 1, but its abort is an EndTxn at the old
+/// epoch, which the coordinator answers with the new one: no InitProducerId, and the next
+/// transaction commits.
+#[test]
+fn at_transaction_version_2_a_timed_out_transaction_is_aborted_by_an_end_txn_at_the_old_epoch() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    now += Duration::from_secs(61);
+    cluster.abort_under_a_new_epoch(true);
+    m.record(now, record_to(2, 0, now));
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    let before = cluster.seen.len();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    assert_eq!(cluster.seen[before..], [Api::EndTxn]);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(3, 1, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(seen.delivered, [1, 3]);
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(1, 1)]));
+    assert_eq!(cluster.aborted_records(), 1);
+}
+
+/// A commit that is the first call after the coordinator timed the transaction out, at
+/// transaction version 2: the coordinator finds the transaction aborted and refuses it with
+/// INVALID_TXN_STATE, which no retry or abort can mend (as for the Java client): fatal.
+#[test]
+fn at_transaction_version_2_a_commit_after_the_coordinator_timed_the_transaction_out_is_fatal() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    now += Duration::from_secs(61);
+    cluster.abort_under_a_new_epoch(true);
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    assert_eq!(e.code(), Some(E::InvalidTxnState.code()), "{e}");
+    assert_eq!(cluster.committed_records(), BTreeMap::new());
 }
