@@ -30,6 +30,17 @@ use tokio::task::block_in_place;
 
 const PARTITIONS: i32 = 3;
 
+/// Waits until node `victim`, started again, says it is in the ISR of each of `topic`'s
+/// partitions `0..partitions` with both others.
+async fn back_in_sync(pool: &Pool, victim: i32, topic: &str, partitions: i32) {
+    for p in 0..partitions {
+        wait_for_partition(pool, Some(victim), topic, p, "in sync on all three", |v| {
+            v.isr.len() == 3
+        })
+        .await;
+    }
+}
+
 /// The group's member reads while the node leading partition 0 is killed: the records keep
 /// coming (from the new leaders) and keep being read; the node is started again and catches
 /// up; every record written is read exactly once, each partition in order, and the member's
@@ -78,17 +89,7 @@ async fn a_group_reads_every_record_once_across_a_broker_killed_and_restarted_un
     reads_on(&member, read, 100, "with a node killed").await;
 
     kafka.start_node(victim);
-    for p in 0..PARTITIONS {
-        wait_for_partition(
-            &pool,
-            Some(victim),
-            &topic,
-            p,
-            "in sync on all three",
-            |v| v.isr.len() == 3,
-        )
-        .await;
-    }
+    back_in_sync(&pool, victim, &topic, PARTITIONS).await;
     let sent = load.sent();
     load.wait_for_more(sent, 50, "with the node back").await;
 
@@ -167,17 +168,7 @@ async fn a_classic_group_of_kcon_and_librdkafka_loses_nothing_while_each_node_is
         load.wait_for_more(sent, 100, &format!("with node {victim} killed"))
             .await;
         kafka.start_node(victim);
-        for p in 0..PARTITIONS {
-            wait_for_partition(
-                &pool,
-                Some(victim),
-                &topic,
-                p,
-                "in sync on all three",
-                |v| v.isr.len() == 3,
-            )
-            .await;
-        }
+        back_in_sync(&pool, victim, &topic, PARTITIONS).await;
         let ends = log_ends(&pool, &topic, PARTITIONS).await;
         let what = format!("once node {victim} is back");
         wait_for_commits(&committed, &ends, &what, why).await;

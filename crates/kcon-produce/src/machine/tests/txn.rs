@@ -698,7 +698,26 @@ fn fencing_at_the_coordinator_is_fatal_too() {
 /// epoch's as fenced) but bumps the epoch naming the old one; the next transaction commits.
 #[test]
 fn a_batch_refused_after_the_coordinator_timed_the_transaction_out_fails_it_abortably() {
-    let (mut m, mut cluster, mut now, mut seen) = started();
+    timed_out_transaction_aborted_and_the_next_committed(Cluster::new(), Api::Init, 2);
+}
+
+/// The same at transaction version 2 (its epoch bumped, its markers written): the abort is an
+/// EndTxn at the old epoch, which the coordinator answers with the new one, and no
+/// InitProducerId goes out.
+#[test]
+fn at_transaction_version_2_a_timed_out_transaction_is_aborted_by_an_end_txn_at_the_old_epoch() {
+    timed_out_transaction_aborted_and_the_next_committed(Cluster::v2(), Api::EndTxn, 1);
+}
+
+/// A transaction on `cluster` that its coordinator times out: its next record and its commit
+/// fail abortably, naming `transaction.timeout.ms`; the abort sends `abort_sends` alone and
+/// leaves the producer at `epoch`; the next transaction commits.
+fn timed_out_transaction_aborted_and_the_next_committed(
+    cluster: Cluster,
+    abort_sends: Api,
+    epoch: i16,
+) {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
     m.record(now, record_to(1, 0, now));
     run(
@@ -734,8 +753,8 @@ fn a_batch_refused_after_the_coordinator_timed_the_transaction_out_fails_it_abor
     assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
     let before = cluster.seen.len();
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
-    assert_eq!(cluster.seen[before..], [Api::Init]);
-    assert_eq!(cluster.epoch, 2);
+    assert_eq!(cluster.seen[before..], [abort_sends]);
+    assert_eq!(cluster.epoch, epoch);
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
     m.record(now, record_to(3, 1, now));
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
@@ -1312,39 +1331,6 @@ fn at_transaction_version_2_partitions_and_offsets_join_implicitly_and_every_end
         .map(|(w, _)| (w.partition, w.producer_epoch, w.base_sequence))
         .collect();
     assert_eq!(batches, [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 2, 0)]);
-}
-
-/// At transaction version 2 a transaction the coordinator timed out (its epoch bumped, its
-/// markers written) fails abortably as at version 1, but its abort is an EndTxn at the old
-/// epoch, which the coordinator answers with the new one: no InitProducerId, and the next
-/// transaction commits.
-#[test]
-fn at_transaction_version_2_a_timed_out_transaction_is_aborted_by_an_end_txn_at_the_old_epoch() {
-    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(1, 0, now));
-    run(
-        &mut m,
-        &mut cluster,
-        &mut now,
-        &mut seen,
-        Duration::from_secs(1),
-    );
-    now += Duration::from_secs(61);
-    cluster.abort_under_a_new_epoch(true);
-    m.record(now, record_to(2, 0, now));
-    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
-    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
-    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
-    let before = cluster.seen.len();
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
-    assert_eq!(cluster.seen[before..], [Api::EndTxn]);
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(3, 1, now));
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-    assert_eq!(seen.delivered, [1, 3]);
-    assert_eq!(cluster.committed_records(), BTreeMap::from([(1, 1)]));
-    assert_eq!(cluster.aborted_records(), 1);
 }
 
 /// A commit that is the first call after the coordinator timed the transaction out, at
