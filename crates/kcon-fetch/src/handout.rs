@@ -206,6 +206,7 @@ impl Handout {
             }
             Arrival::Event(FetchEvent::Records(r)) => Some(self.hand_out(r)),
             Arrival::Event(event) => {
+                let event = self.unfenced(event)?;
                 if let Some((tp, diverged_at)) = repositioned(&event) {
                     self.moved(tp, diverged_at);
                 }
@@ -214,6 +215,30 @@ impl Handout {
                     releases: Vec::new(),
                 })
             }
+        }
+    }
+
+    /// `event`, less what it says of partitions behind a fence: the task sent it before it took
+    /// the seek or unassignment, about the position left (a truncation or reset there, an error
+    /// told again until the application seeks), so it is as stale as that position's records.
+    /// `None` when nothing is left of it.
+    fn unfenced(&self, event: FetchEvent) -> Option<FetchEvent> {
+        match event {
+            FetchEvent::PartitionError { ref partition, .. }
+            | FetchEvent::Reset { ref partition, .. }
+            | FetchEvent::ResetFailed { ref partition, .. }
+                if self.fences.contains_key(partition) =>
+            {
+                None
+            }
+            FetchEvent::NoPosition { partitions } => {
+                let partitions: Vec<TopicPartition> = partitions
+                    .into_iter()
+                    .filter(|tp| !self.fences.contains_key(tp))
+                    .collect();
+                (!partitions.is_empty()).then_some(FetchEvent::NoPosition { partitions })
+            }
+            event => Some(event),
         }
     }
 

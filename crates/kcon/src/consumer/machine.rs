@@ -1659,6 +1659,39 @@ mod handout_tests {
         assert_eq!(consumed(&commands(&mut m)), [700]);
     }
 
+    /// A truncation the task told again before it took the seek (under
+    /// `auto.offset.reset=none` it tells it until the application seeks) was about the position
+    /// the seek left: dropped, and the same error after the fence comes through.
+    #[test]
+    fn a_seek_drops_the_errors_of_the_position_it_left_until_the_fetcher_confirms_its_fence() {
+        let mut m = machine(500);
+        let truncated = || {
+            Arrival::Event(FetchEvent::PartitionError {
+                partition: tp(),
+                error: PartitionError::LogTruncation {
+                    offset: 12,
+                    divergent: Some((5, 0)),
+                    repositioned: false,
+                },
+            })
+        };
+        m.seek(tp(), 5).unwrap();
+        let fence = match commands(&mut m).as_slice() {
+            [Command::Seek(p, 5, fence)] if *p == tp() => *fence,
+            other => panic!("not one seek: {other:?}"),
+        };
+        assert!(m.arrive(truncated()).is_none());
+        let no_position = Arrival::Event(FetchEvent::NoPosition {
+            partitions: vec![tp()],
+        });
+        assert!(m.arrive(no_position).is_none());
+        assert!(m.arrive(Arrival::Fenced(vec![tp()], fence)).is_none());
+        assert!(matches!(
+            m.arrive(truncated()),
+            Some(FetchEvent::PartitionError { partition, .. }) if partition == tp()
+        ));
+    }
+
     #[test]
     fn a_paused_partitions_records_wait_for_the_resume_then_release_their_bytes() {
         let mut m = machine(500);
