@@ -10,11 +10,13 @@
 //!
 //! Both consumers read on: they find where the logs part (KIP-320), every record written after
 //! the election is read and nothing else, nothing stops, and each tells the truncation once
-//! (`ConsumerHooks::on_truncation`, `Metrics::truncations`).
+//! (`ConsumerHooks::on_truncation`, `Metrics::truncations`). A third, under
+//! `auto.offset.reset=none`, gets the truncation as its error (the Java client's
+//! LogTruncationException) and reads on once the application seeks where the logs part.
 
 use std::time::Duration;
 
-use kcon::{Consumer, TopicPartition};
+use kcon::{Consumer, ErrorKind, TopicPartition, Truncation};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{Restore, produce_to, wait_for_partition, wait_for_three_brokers};
@@ -36,9 +38,14 @@ const NEW: usize = 4;
 
 /// A consumer at the user's defaults but for reading from the start of the log.
 fn consumer(kafka: &Kafka, group: Option<&str>, told: &Told) -> Consumer {
+    consumer_resetting(kafka, group, told, "earliest")
+}
+
+/// A consumer at the user's defaults but for `auto.offset.reset`.
+fn consumer_resetting(kafka: &Kafka, group: Option<&str>, told: &Told, reset: &str) -> Consumer {
     let b = Consumer::builder()
         .bootstrap_servers(kafka.bootstrap())
-        .set("auto.offset.reset", "earliest")
+        .set("auto.offset.reset", reset)
         .hooks(told.clone());
     match group {
         Some(g) => b.group_id(g).build().unwrap(),
@@ -103,6 +110,15 @@ async fn consumers_read_on_across_an_unclean_leader_election_that_truncates_the_
         read(&recv_n(&mut assigned, KEPT, PATIENCE).await),
         written(0, &kept)
     );
+    // So does one under auto.offset.reset=none, from where the application sought.
+    let strict_told = Told::default();
+    let mut strict = consumer_resetting(kafka, None, &strict_told, "none");
+    strict.assign([tp.clone()]).unwrap();
+    strict.seek(tp.clone(), 0).unwrap();
+    assert_eq!(
+        read(&recv_n(&mut strict, KEPT, PATIENCE).await),
+        written(0, &kept)
+    );
 
     kafka.kill_node(b);
     wait_for_partition(&pool, Some(a), &topic, 0, "in sync on A alone", |p| {
@@ -114,6 +130,10 @@ async fn consumers_read_on_across_an_unclean_leader_election_that_truncates_the_
     let old_end = (KEPT + LOST) as i64;
     assert_eq!(
         read(&recv_n(&mut assigned, LOST, PATIENCE).await),
+        written(KEPT as i64, &lost)
+    );
+    assert_eq!(
+        read(&recv_n(&mut strict, LOST, PATIENCE).await),
         written(KEPT as i64, &lost)
     );
     let first_told = Told::default();
@@ -154,6 +174,32 @@ async fn consumers_read_on_across_an_unclean_leader_election_that_truncates_the_
     expect_no_record(&mut assigned, Duration::from_millis(500)).await;
     assert_told_once(&assigned_told, &tp, old_end, KEPT as i64, epoch_a);
     assert_eq!(assigned.metrics().truncations, 1);
+
+    // Under auto.offset.reset=none the truncation is the application's: the receiving call
+    // fails naming the partition, where the logs part and the setting; nothing is read until it
+    // seeks there, and then the new records.
+    let e = tokio::time::timeout(PATIENCE, strict.recv())
+        .await
+        .expect("an answer within the patience")
+        .expect_err("the truncation, as an error");
+    assert_eq!(e.kind(), ErrorKind::LogTruncation, "{e}");
+    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+    let m = e.to_string();
+    for part in [
+        format!("the log of {topic}-0 was truncated under offset {old_end}"),
+        format!("diverges from it at offset {KEPT}"),
+        "auto.offset.reset is none".to_owned(),
+    ] {
+        assert!(m.contains(&part), "{part:?} not in {m:?}");
+    }
+    assert_eq!(strict_told.truncations(), Vec::<Truncation>::new());
+    assert_eq!(strict.metrics().truncations, 0);
+    strict.seek(tp.clone(), KEPT as i64).unwrap();
+    assert_eq!(
+        read(&recv_n(&mut strict, NEW, PATIENCE).await),
+        written(KEPT as i64, &new)
+    );
+    strict.close().await.unwrap();
 
     // The group's next member starts from its commit, past the new log's end.
     let second_told = Told::default();
