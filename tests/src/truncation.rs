@@ -695,3 +695,34 @@ impl kcon::ConsumerHooks for Told {
         self.0.lock().unwrap().push(truncation.clone());
     }
 }
+
+/// Waits (at most `within`) for `consumer`'s receiving call to fail as it must under
+/// `auto.offset.reset=none` once `tp`'s log was truncated under `position`: LogTruncation (the
+/// Java client's LogTruncationException), naming the partition, the position, where the logs
+/// part (`diverges_at`) and the setting; nothing told as a truncation read on from (`told`, the
+/// metrics), since nothing moved.
+pub async fn expect_truncation_error(
+    consumer: &mut kcon::Consumer,
+    told: &Told,
+    tp: &kcon::TopicPartition,
+    position: i64,
+    diverges_at: i64,
+    within: Duration,
+) {
+    let e = tokio::time::timeout(within, consumer.recv())
+        .await
+        .expect("an answer within the patience")
+        .expect_err("the truncation, as an error");
+    assert_eq!(e.kind(), kcon::ErrorKind::LogTruncation, "{e}");
+    assert_eq!(e.partitions(), std::slice::from_ref(tp));
+    let m = e.to_string();
+    for part in [
+        format!("the log of {tp} was truncated under offset {position}"),
+        format!("diverges from it at offset {diverges_at}"),
+        "auto.offset.reset is none".to_owned(),
+    ] {
+        assert!(m.contains(&part), "{part:?} not in {m:?}");
+    }
+    assert_eq!(told.truncations(), Vec::<kcon::Truncation>::new());
+    assert_eq!(consumer.metrics().truncations, 0);
+}

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use kcon::{Consumer, ErrorKind, TopicPartition, Truncation};
+use kcon::{Consumer, TopicPartition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::cluster_faults::{Restore, produce_to, wait_for_partition, wait_for_three_brokers};
@@ -24,7 +24,7 @@ use kcon_tests::cluster_faults::{read, values, written};
 use kcon_tests::consumer::{expect_no_record, recv_n};
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::pool::config;
-use kcon_tests::truncation::Told;
+use kcon_tests::truncation::{Told, expect_truncation_error};
 
 /// How long records may take to come, across a leader change.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -178,22 +178,16 @@ async fn consumers_read_on_across_an_unclean_leader_election_that_truncates_the_
     // Under auto.offset.reset=none the truncation is the application's: the receiving call
     // fails naming the partition, where the logs part and the setting; nothing is read until it
     // seeks there, and then the new records.
-    let e = tokio::time::timeout(PATIENCE, strict.recv())
-        .await
-        .expect("an answer within the patience")
-        .expect_err("the truncation, as an error");
-    assert_eq!(e.kind(), ErrorKind::LogTruncation, "{e}");
-    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
-    let m = e.to_string();
-    for part in [
-        format!("the log of {topic}-0 was truncated under offset {old_end}"),
-        format!("diverges from it at offset {KEPT}"),
-        "auto.offset.reset is none".to_owned(),
-    ] {
-        assert!(m.contains(&part), "{part:?} not in {m:?}");
-    }
-    assert_eq!(strict_told.truncations(), Vec::<Truncation>::new());
-    assert_eq!(strict.metrics().truncations, 0);
+    let diverges_at = KEPT as i64;
+    expect_truncation_error(
+        &mut strict,
+        &strict_told,
+        &tp,
+        old_end,
+        diverges_at,
+        PATIENCE,
+    )
+    .await;
     strict.seek(tp.clone(), KEPT as i64).unwrap();
     assert_eq!(
         read(&recv_n(&mut strict, NEW, PATIENCE).await),

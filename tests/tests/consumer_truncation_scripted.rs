@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kcon::deserialize::Decoded;
-use kcon::{ErrorKind, Processor, Record, TopicPartition, Truncation};
+use kcon::{Processor, Record, TopicPartition, Truncation};
 use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{builder, expect_no_record, group_builder, recv_n};
 use kcon_tests::logs::{self, Logs};
 use kcon_tests::prometheus::parse_with_prometheus_client;
 use kcon_tests::truncation::Told;
-use kcon_tests::truncation::{TruncatingBroker, value};
+use kcon_tests::truncation::{TruncatingBroker, expect_truncation_error, value};
 use prometheus_client::registry::Registry;
 
 /// How long records may take to come.
@@ -259,22 +259,7 @@ async fn under_auto_offset_reset_none_a_truncation_is_the_applications_error() {
         .unwrap();
     consumer.subscribe([topic.as_str()]).unwrap();
     let tp = TopicPartition::new(&topic, 0);
-    let e = tokio::time::timeout(PATIENCE, consumer.recv())
-        .await
-        .expect("an answer within the patience")
-        .expect_err("the truncation, as an error");
-    assert_eq!(e.kind(), ErrorKind::LogTruncation, "{e}");
-    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
-    let m = e.to_string();
-    for part in [
-        format!("the log of {topic}-0 was truncated under offset {OLD_END}"),
-        format!("diverges from it at offset {DIVERGES_AT}"),
-        "auto.offset.reset is none".to_owned(),
-    ] {
-        assert!(m.contains(&part), "{part:?} not in {m:?}");
-    }
-    assert_eq!(told.truncations(), Vec::<Truncation>::new());
-    assert_eq!(consumer.metrics().truncations, 0);
+    expect_truncation_error(&mut consumer, &told, &tp, OLD_END, DIVERGES_AT, PATIENCE).await;
 
     // The application seeks where the logs part, and reads on.
     consumer.seek(tp, DIVERGES_AT).unwrap();
@@ -476,21 +461,7 @@ async fn under_auto_offset_reset_none_a_diverging_epoch_is_the_applications_erro
         .unwrap();
     consumer.subscribe([topic.as_str()]).unwrap();
     let tp = TopicPartition::new(&topic, 0);
-    let e = tokio::time::timeout(PATIENCE, consumer.recv())
-        .await
-        .expect("an answer within the patience")
-        .expect_err("the truncation, as an error");
-    assert_eq!(e.kind(), ErrorKind::LogTruncation, "{e}");
-    assert_eq!(e.partitions(), std::slice::from_ref(&tp));
-    let m = e.to_string();
-    for part in [
-        format!("the log of {topic}-0 was truncated under offset {OLD_END}"),
-        format!("diverges from it at offset {DIVERGES_AT}"),
-        "auto.offset.reset is none".to_owned(),
-    ] {
-        assert!(m.contains(&part), "{part:?} not in {m:?}");
-    }
-    assert_eq!(told.truncations(), Vec::<Truncation>::new());
+    expect_truncation_error(&mut consumer, &told, &tp, OLD_END, DIVERGES_AT, PATIENCE).await;
     consumer.seek(tp, DIVERGES_AT).unwrap();
     let new = recv_n(&mut consumer, NEW, PATIENCE).await;
     assert_eq!(
