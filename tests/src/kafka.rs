@@ -128,10 +128,7 @@ impl Kafka {
 
     /// The nodes, with whether each runs now.
     pub fn nodes(&self) -> Vec<Node> {
-        let out = scripts_kafka(&["status", self.name]);
-        let state: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("`scripts/kafka status {}`: {e}", self.name));
-        state["nodes"]
+        self.status()["nodes"]
             .as_array()
             .expect("status lists nodes")
             .iter()
@@ -172,13 +169,17 @@ impl Kafka {
 
     /// The cluster id its nodes were formatted with.
     pub fn cluster_id(&self) -> String {
-        let out = scripts_kafka(&["status", self.name]);
-        let state: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("`scripts/kafka status {}`: {e}", self.name));
-        state["cluster_id"]
+        self.status()["cluster_id"]
             .as_str()
             .expect("status names the cluster id")
             .to_owned()
+    }
+
+    /// The cluster's state as `scripts/kafka status` prints it.
+    fn status(&self) -> Value {
+        let out = scripts_kafka(&["status", self.name]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("`scripts/kafka status {}`: {e}", self.name))
     }
 
     /// Runs one of Kafka's admin tools (`org.apache.kafka.tools.TopicCommand`, ...) against the
@@ -189,6 +190,14 @@ impl Kafka {
         let out = scripts_kafka(&all);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// The first address of the bootstrap list `bootstrap` (`127.0.0.1:port,...`).
+pub fn first_address(bootstrap: &str) -> std::net::SocketAddr {
+    let first = bootstrap.split(',').next().expect("a bootstrap address");
+    first
+        .parse()
+        .unwrap_or_else(|e| panic!("{first} is no 127.0.0.1:port: {e}"))
 }
 
 /// Runs `scripts/kafka COMMAND NAME` (`up`, `move`) and returns the bootstrap list it prints

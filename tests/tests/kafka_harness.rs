@@ -5,11 +5,9 @@
 //!
 //! A change of broker build, or of what kcon speaks, shows here first.
 
-use std::net::SocketAddr;
-
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_pool::{Pool, TopicScope};
-use kcon_tests::kafka::Kafka;
+use kcon_tests::kafka::{Kafka, first_address};
 use kcon_tests::pool::{assert_versions_of, config};
 
 /// The ranges Apache Kafka 4.4.0 offers for the APIs kcon's features rest on.
@@ -45,22 +43,12 @@ const KAFKA_3_9: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 0),
 ];
 
-fn first_address(kafka: &Kafka) -> SocketAddr {
-    kafka
-        .bootstrap()
-        .split(',')
-        .next()
-        .expect("a bootstrap address")
-        .parse()
-        .expect("127.0.0.1:port")
-}
-
 /// Checks each of `ranges` against what the broker at `kafka`'s first address offers, and
 /// every API kcon speaks against what it negotiated there.
 async fn assert_offers(kafka: &Kafka, ranges: &[(ApiKey, i16, i16)]) -> kcon_pool::Connection {
     let pool = Pool::new(config(kafka.bootstrap())).unwrap();
     let meta = pool.refresh_metadata(TopicScope::none()).await.unwrap();
-    let addr = first_address(kafka);
+    let addr = first_address(kafka.bootstrap());
     let id = meta
         .brokers
         .values()

@@ -13,7 +13,6 @@
 //! cluster can be put in.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use kcon::{Consumer, ErrorKind, RebootstrapCause, TopicPartition};
@@ -25,7 +24,7 @@ use kcon_tests::consumer::{
     recv_n,
 };
 use kcon_tests::forwarder::Forwarder;
-use kcon_tests::kafka::{Kafka, NewTopic, create};
+use kcon_tests::kafka::{Kafka, NewTopic, create, first_address};
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
 
@@ -55,11 +54,6 @@ async fn produce_batches(bootstrap: &str, topic: &str) -> BTreeMap<TopicPartitio
     ends
 }
 
-fn first_node(bootstrap: &str) -> SocketAddr {
-    let first = bootstrap.split(',').next().expect("a node");
-    first.parse().unwrap_or_else(|e| panic!("{first}: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_resume_after_every_node_moves_to_a_new_address() {
     let kafka = Kafka::cluster();
@@ -70,7 +64,7 @@ async fn consumers_resume_after_every_node_moves_to_a_new_address() {
     drop(pool);
     produce_batches(kafka.bootstrap(), &topic).await;
 
-    let forwarder = Forwarder::start(first_node(kafka.bootstrap())).await;
+    let forwarder = Forwarder::start(first_address(kafka.bootstrap())).await;
     let boot = forwarder.addr().to_string();
     let mut grouped = group_builder_at_defaults(&boot, &unique_name("g"), "range")
         .set("enable.auto.commit", "false")
@@ -84,7 +78,7 @@ async fn consumers_resume_after_every_node_moves_to_a_new_address() {
         .build()
         .unwrap();
     stuck.assign(partitions(&topic, PARTITIONS)).unwrap();
-    let to_another = Forwarder::start(first_node(kafka.bootstrap())).await;
+    let to_another = Forwarder::start(first_address(kafka.bootstrap())).await;
     let mut elsewhere = builder_at_defaults(&to_another.addr().to_string())
         .build()
         .unwrap();
@@ -107,9 +101,9 @@ async fn consumers_resume_after_every_node_moves_to_a_new_address() {
         "{moved} reuses an address of {}",
         kafka.bootstrap()
     );
-    forwarder.repoint(first_node(&moved));
+    forwarder.repoint(first_address(&moved));
     let single = Kafka::single();
-    to_another.repoint(first_node(single.bootstrap()));
+    to_another.repoint(first_address(single.bootstrap()));
     // Nothing written before the move is gone from the moved nodes.
     assert_eq!(produce_batches(&moved, &topic).await, first);
 
