@@ -7,13 +7,18 @@
 //! A client bootstrapping at the proxy sends everything through it: the proxy stands in front
 //! of a one-node cluster (Apache Kafka's single node, [`kafka_hanging_up`]) and puts its own
 //! address in every broker and coordinator its Metadata and FindCoordinator answers name.
+//!
+//! The proxy also keeps every request it read, of every API, in the order it read them
+//! ([`HangUpProxy::requests`]): a test reads what a client sent, and in which order on one
+//! connection, without a recording proxy of its own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -24,6 +29,7 @@ use crate::brokers::proxy_listener;
 use crate::frames::read_frame;
 use crate::kafka::Kafka;
 use crate::produce::advertise;
+use crate::proxy::{Direction, Frame};
 
 /// One request of the chosen API the proxy saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +47,10 @@ struct Shared {
     api: i16,
     hanging_up: AtomicBool,
     seen: Mutex<Vec<Seen>>,
+    /// Every request read, of any API.
+    requests: Mutex<Vec<Frame>>,
+    /// The next request's place in `requests`, over all connections.
+    next_seq: AtomicU64,
 }
 
 /// The proxy, listening on a loopback port; stopped on drop.
@@ -61,16 +71,20 @@ impl HangUpProxy {
             api: api as i16,
             hanging_up: AtomicBool::new(true),
             seen: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(0),
         });
         let task = tokio::spawn({
             let shared = shared.clone();
             async move {
                 let mut connections = JoinSet::new();
+                let mut conn = 0;
                 while let Ok((client, _)) = listener.accept().await {
                     let Ok(broker) = TcpStream::connect(upstream).await else {
                         continue;
                     };
-                    connections.spawn(relay(client, broker, shared.clone(), addr));
+                    connections.spawn(relay(client, broker, shared.clone(), addr, conn));
+                    conn += 1;
                 }
             }
         });
@@ -90,6 +104,12 @@ impl HangUpProxy {
     /// Every request of the API seen so far, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Every request of any API read so far (hung up on or passed on), in the order the proxy
+    /// read them; one connection's requests are in the order the client wrote them.
+    pub fn requests(&self) -> Vec<Frame> {
+        self.shared.requests.lock().unwrap().clone()
     }
 }
 
@@ -136,11 +156,17 @@ type Asked = Arc<Mutex<HashMap<i32, (i16, i16)>>>;
 /// request of the API comes while the proxy hangs up: then both connections are closed. Every
 /// broker and coordinator of a Metadata or FindCoordinator answer is given the proxy's address,
 /// `addr`.
-async fn relay(client: TcpStream, broker: TcpStream, shared: Arc<Shared>, addr: SocketAddr) {
+async fn relay(
+    client: TcpStream,
+    broker: TcpStream,
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    conn: u64,
+) {
     let (client_read, client_write) = client.into_split();
     let (broker_read, broker_write) = broker.into_split();
     let asked: Asked = Arc::default();
-    let upstream = requests(client_read, broker_write, shared, asked.clone());
+    let upstream = requests(client_read, broker_write, shared, asked.clone(), conn);
     let downstream = answers(broker_read, client_write, asked, addr);
     // Whichever side ends first ends both: dropping the halves closes the sockets.
     tokio::select! {
@@ -154,6 +180,7 @@ async fn requests(
     mut to: OwnedWriteHalf,
     shared: Arc<Shared>,
     asked: Asked,
+    conn: u64,
 ) {
     while let Some(frame) = read_frame(&mut from).await {
         // Request header: api key (i16), api version (i16), correlation id (i32).
@@ -161,6 +188,16 @@ async fn requests(
             let key = i16::from_be_bytes([frame[4], frame[5]]);
             let version = i16::from_be_bytes([frame[6], frame[7]]);
             let correlation = i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
+            shared.requests.lock().unwrap().push(Frame {
+                seq: shared.next_seq.fetch_add(1, Ordering::SeqCst),
+                conn,
+                direction: Direction::Request,
+                data: Bytes::copy_from_slice(&frame[4..]),
+                api_key: Some(key),
+                api_version: Some(version),
+                answered_by: None,
+                answers: None,
+            });
             if key == shared.api {
                 let hung_up = shared.hanging_up.load(Ordering::SeqCst);
                 shared.seen.lock().unwrap().push(Seen {
