@@ -1,5 +1,6 @@
 //! What kcon logs, captured: a `tracing` subscriber for the whole test process that writes
-//! every event at INFO and above, as the `fmt` layer formats it, into a buffer the tests read.
+//! every event at INFO and above (or at the level the process first asks for), as the `fmt`
+//! layer formats it, into a buffer the tests read.
 //!
 //! The subscriber is global, so a suite that counts log lines keeps to one test, or looks only
 //! at lines naming what its test made unique (a group id, a topic).
@@ -47,14 +48,20 @@ impl io::Write for Sink {
     }
 }
 
-/// Installs the capturing subscriber (once per process) and returns its logs.
+/// Installs the capturing subscriber at INFO (once per process) and returns its logs.
 pub fn capture() -> Logs {
+    capture_at(LevelFilter::INFO)
+}
+
+/// Installs the capturing subscriber at `level` and returns its logs. The first call in a
+/// process decides the level: a suite that reads DEBUG lines asks for them in every test.
+pub fn capture_at(level: LevelFilter) -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Logs::default();
         let buffer = logs.0.clone();
         tracing_subscriber::fmt()
-            .with_max_level(LevelFilter::INFO)
+            .with_max_level(level)
             .with_writer(move || Sink(buffer.clone()))
             .try_init()
             .expect("no other global subscriber in the test process");
