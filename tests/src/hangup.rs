@@ -8,9 +8,9 @@
 //! of a one-node cluster (Apache Kafka's single node, [`kafka_hanging_up`]) and puts its own
 //! address in every broker and coordinator its Metadata and FindCoordinator answers name.
 //!
-//! The proxy also keeps every request it read, of every API, in the order it read them
-//! ([`HangUpProxy::requests`]): a test reads what a client sent, and in which order on one
-//! connection, without a recording proxy of its own.
+//! The proxy also keeps every request it read and every answer it passed on, of every API, in
+//! the order it read them ([`HangUpProxy::frames`]): a test reads what a client sent and was
+//! told, and in which order on one connection, without a recording proxy of its own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,9 +47,9 @@ struct Shared {
     api: i16,
     hanging_up: AtomicBool,
     seen: Mutex<Vec<Seen>>,
-    /// Every request read, of any API.
-    requests: Mutex<Vec<Frame>>,
-    /// The next request's place in `requests`, over all connections.
+    /// Every request read and answer passed on, of any API.
+    frames: Mutex<Vec<Frame>>,
+    /// The next frame's place in `frames`, over all connections.
     next_seq: AtomicU64,
 }
 
@@ -71,7 +71,7 @@ impl HangUpProxy {
             api: api as i16,
             hanging_up: AtomicBool::new(true),
             seen: Mutex::new(Vec::new()),
-            requests: Mutex::new(Vec::new()),
+            frames: Mutex::new(Vec::new()),
             next_seq: AtomicU64::new(0),
         });
         let task = tokio::spawn({
@@ -106,10 +106,20 @@ impl HangUpProxy {
         self.shared.seen.lock().unwrap().clone()
     }
 
-    /// Every request of any API read so far (hung up on or passed on), in the order the proxy
-    /// read them; one connection's requests are in the order the client wrote them.
+    /// Every request of any API read so far (hung up on or passed on), and every answer passed
+    /// on, in the order the proxy read them; one connection's requests are in the order the
+    /// client wrote them, its answers in the order the broker wrote them.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.shared.frames.lock().unwrap().clone()
+    }
+
+    /// The requests of [`frames`](Self::frames).
     pub fn requests(&self) -> Vec<Frame> {
-        self.shared.requests.lock().unwrap().clone()
+        let frames = self.frames();
+        frames
+            .into_iter()
+            .filter(|f| f.direction == Direction::Request)
+            .collect()
     }
 }
 
@@ -123,13 +133,17 @@ impl Drop for HangUpProxy {
 /// request of `api`.
 pub async fn kafka_hanging_up(api: ApiKey) -> (&'static Kafka, HangUpProxy) {
     let kafka = Kafka::single();
+    (kafka, hanging_up_before(kafka, api).await)
+}
+
+/// A proxy in front of `kafka`, a cluster of one node, hanging up on every request of `api`.
+pub async fn hanging_up_before(kafka: &Kafka, api: ApiKey) -> HangUpProxy {
     let upstream: SocketAddr = kafka
         .bootstrap()
         .parse()
         .expect("the single node's address");
     let (listener, _) = proxy_listener().await;
-    let proxy = HangUpProxy::start(listener, upstream, api);
-    (kafka, proxy)
+    HangUpProxy::start(listener, upstream, api)
 }
 
 /// The most requests in any one second, counting from the `skip`th request on, and when that
@@ -166,8 +180,14 @@ async fn relay(
     let (client_read, client_write) = client.into_split();
     let (broker_read, broker_write) = broker.into_split();
     let asked: Asked = Arc::default();
-    let upstream = requests(client_read, broker_write, shared, asked.clone(), conn);
-    let downstream = answers(broker_read, client_write, asked, addr);
+    let upstream = requests(
+        client_read,
+        broker_write,
+        shared.clone(),
+        asked.clone(),
+        conn,
+    );
+    let downstream = answers(broker_read, client_write, asked, addr, shared, conn);
     // Whichever side ends first ends both: dropping the halves closes the sockets.
     tokio::select! {
         () = upstream => {}
@@ -188,7 +208,7 @@ async fn requests(
             let key = i16::from_be_bytes([frame[4], frame[5]]);
             let version = i16::from_be_bytes([frame[6], frame[7]]);
             let correlation = i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
-            shared.requests.lock().unwrap().push(Frame {
+            shared.frames.lock().unwrap().push(Frame {
                 seq: shared.next_seq.fetch_add(1, Ordering::SeqCst),
                 conn,
                 direction: Direction::Request,
@@ -217,12 +237,30 @@ async fn requests(
     }
 }
 
-async fn answers(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, asked: Asked, addr: SocketAddr) {
+async fn answers(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    asked: Asked,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    conn: u64,
+) {
     while let Some(mut frame) = read_frame(&mut from).await {
         if frame.len() >= 8 {
             let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
             let request = asked.lock().unwrap().remove(&correlation);
             if let Some((key, version)) = request {
+                // As the broker wrote it, before the proxy names itself in it.
+                shared.frames.lock().unwrap().push(Frame {
+                    seq: shared.next_seq.fetch_add(1, Ordering::SeqCst),
+                    conn,
+                    direction: Direction::Response,
+                    data: Bytes::copy_from_slice(&frame[4..]),
+                    api_key: Some(key),
+                    api_version: Some(version),
+                    answered_by: None,
+                    answers: None,
+                });
                 frame = advertise(frame, correlation, key, version, addr);
             }
         }

@@ -116,6 +116,14 @@ impl Kafka {
         NOAUTO.get_or_init(|| Kafka::up("noauto"))
     }
 
+    /// Apache Kafka 4.4.0, one node whose fetch session cache holds 8 sessions, one per cache
+    /// shard (`max.incremental.fetch.session.cache.slots`): a larger session takes the slot of
+    /// one older than two minutes.
+    pub fn sessions() -> &'static Kafka {
+        static SESSIONS: OnceLock<Kafka> = OnceLock::new();
+        SESSIONS.get_or_init(|| Kafka::up("sessions"))
+    }
+
     fn up(name: &'static str) -> Kafka {
         let bootstrap = printed_bootstrap(name, "up");
         Kafka { name, bootstrap }
