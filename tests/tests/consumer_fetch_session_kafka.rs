@@ -1,5 +1,6 @@
-//! A fetch session (KIP-227) that Apache Kafka drops under a reading consumer, as a busy broker
-//! drops one: the `sessions` node (`Kafka::sessions`) caches one session per cache shard, and
+//! A consumer's fetch session (KIP-227) on Apache Kafka: partitions assigned and unassigned
+//! join and leave the session the broker keeps (Kafka's single node, `Kafka::single`), and a
+//! session Kafka drops under a reading consumer, as a busy broker drops one: the `sessions` node (`Kafka::sessions`) caches one session per cache shard, and
 //! lets a session of more partitions take the slot of one created more than 120 s before
 //! (`KafkaBroker.MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS`, not a setting). The consumer reads
 //! in its session for that long; then the test opens larger sessions until the consumer's is
@@ -19,7 +20,7 @@ use kcon_fetch::{FetchParams, FetchSession, PartitionFetch, fetch_request};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{builder_at_defaults, offsets_by_partition, recv_n};
-use kcon_tests::hangup::{HangUpProxy, hanging_up_before};
+use kcon_tests::hangup::{HangUpProxy, hanging_up_before, kafka_hanging_up};
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
@@ -186,4 +187,93 @@ async fn a_session_the_broker_dropped_is_opened_again_and_nothing_is_lost() {
     assert_eq!((next.session_id, next.session_epoch), (0, 0), "{next:?}");
     let partitions: usize = next.topics.iter().map(|t| t.partitions.len()).sum();
     assert_eq!(partitions, 2, "{next:?}");
+}
+
+/// The partitions a Fetch request asks for, and those it forgets (one topic: by index).
+fn asked_and_forgotten(r: &FetchRequest) -> (Vec<i32>, Vec<i32>) {
+    let asked = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.partition))
+        .collect();
+    let forgotten = r
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().copied())
+        .collect();
+    (asked, forgotten)
+}
+
+/// An assigned consumer's session follows its assignment. Assigned two partitions, it reads
+/// them in the session Kafka opened; a third partition assigned joins that session in an
+/// incremental fetch (the same session id, the next epoch) and its records are read; two
+/// unassigned leave it in an incremental fetch that forgets them, and are never asked for
+/// again, while the one kept reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_assigned_and_unassigned_join_and_leave_the_session() {
+    let (kafka, proxy) = kafka_hanging_up(ApiKey::ListGroups).await;
+    proxy.hang_up(false);
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    let topic = unique_name("session-parts");
+    create_topics(&pool, &[(&topic, 3)]).await;
+    for partition in 0..3 {
+        produce(&pool, &topic, partition, 10, now_ms()).await;
+    }
+    let tp = |p: i32| TopicPartition::new(topic.as_str(), p);
+    let within = Duration::from_secs(30);
+    let mut consumer = builder_at_defaults(&proxy.bootstrap()).build().unwrap();
+    consumer.assign([tp(0), tp(1)]).unwrap();
+    let first = recv_n(&mut consumer, 20, within).await;
+    let added = proxy.frames().len();
+    consumer.assign([tp(0), tp(1), tp(2)]).unwrap();
+    let second = recv_n(&mut consumer, 10, within).await;
+    let removed = proxy.frames().len();
+    consumer.assign([tp(0)]).unwrap();
+    produce(&pool, &topic, 0, 10, now_ms()).await;
+    let third = recv_n(&mut consumer, 10, within).await;
+    consumer.close().await.unwrap();
+
+    let read = |records: &[kcon::Record]| offsets_by_partition(records);
+    let first = read(&first);
+    assert_eq!(first[&tp(0)], (0..10).collect::<Vec<i64>>());
+    assert_eq!(first[&tp(1)], (0..10).collect::<Vec<i64>>());
+    assert_eq!(read(&second), BTreeMap::from([(tp(2), (0..10).collect())]));
+    assert_eq!(read(&third), BTreeMap::from([(tp(0), (10..20).collect())]));
+
+    // The session, as the wire shows it: one id from its opening to the close.
+    let frames = proxy.frames();
+    let fetches = fetches(&frames);
+    let session = fetches
+        .iter()
+        .find_map(|f| answer(f).filter(|&(e, id)| e == 0 && id != 0))
+        .expect("a session opened")
+        .1;
+    let requests: Vec<(u64, FetchRequest)> = fetches
+        .iter()
+        .filter(|f| f.direction == Direction::Request)
+        .map(|f| (f.seq, f.request::<FetchRequest>().1))
+        .collect();
+    let in_session = |r: &FetchRequest| r.session_id == session && r.session_epoch > 0;
+    let joined = requests
+        .iter()
+        .filter(|(seq, _)| *seq >= added as u64)
+        .find(|(_, r)| asked_and_forgotten(r).0.contains(&2))
+        .expect("partition 2 asked for");
+    assert!(in_session(&joined.1), "{:?}", joined.1);
+    let left = requests
+        .iter()
+        .filter(|(seq, _)| *seq >= removed as u64)
+        .find(|(_, r)| !asked_and_forgotten(r).1.is_empty())
+        .expect("partitions forgotten");
+    assert!(in_session(&left.1), "{:?}", left.1);
+    let mut forgotten = asked_and_forgotten(&left.1).1;
+    forgotten.sort();
+    assert_eq!(forgotten, [1, 2]);
+    for (seq, r) in requests.iter().filter(|(seq, _)| *seq > left.0) {
+        let asked = asked_and_forgotten(r).0;
+        assert!(
+            asked.iter().all(|&p| p == 0),
+            "request {seq} asks for {asked:?} after they were forgotten"
+        );
+    }
 }
