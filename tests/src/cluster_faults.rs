@@ -125,6 +125,29 @@ pub async fn wait_for_partition(
     }
 }
 
+/// Waits until each of `topic`'s `partitions` is led and in sync on all three nodes, as its
+/// leader says itself: after nodes restart, a leader takes `acks=all` records (refusing them
+/// with NOT_ENOUGH_REPLICAS below `min.insync.replicas`) only once its followers are back in
+/// its ISR.
+pub async fn all_in_sync(pool: &Pool, topic: &str, partitions: i32) {
+    for p in 0..partitions {
+        let view = wait_for_partition(pool, None, topic, p, "led, in sync on all three", |v| {
+            v.leader.is_some() && v.isr.len() == 3
+        })
+        .await;
+        let leader = view.leader.expect("a leader");
+        wait_for_partition(
+            pool,
+            Some(leader),
+            topic,
+            p,
+            "in sync on all three, as its leader says",
+            |v| v.leader == Some(leader) && v.isr.len() == 3,
+        )
+        .await;
+    }
+}
+
 /// Polls the cluster's metadata until it lists all three brokers (a node started again is
 /// listed once it registered and the controller unfenced it): what a test leaves behind.
 pub async fn wait_for_three_brokers(pool: &Pool) {

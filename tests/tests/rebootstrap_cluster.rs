@@ -18,7 +18,7 @@ use std::time::Duration;
 use kcon::{Consumer, ErrorKind, RebootstrapCause, TopicPartition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::cluster_faults::{Restore, log_ends, wait_for_three_brokers};
+use kcon_tests::cluster_faults::{Restore, all_in_sync, log_ends, wait_for_three_brokers};
 use kcon_tests::consumer::{
     assert_exactly, builder_at_defaults, expect_no_record, group_builder_at_defaults, partitions,
     recv_n,
@@ -43,10 +43,12 @@ fn each_partition(topic: &str, offset: i64) -> BTreeMap<TopicPartition, i64> {
         .collect()
 }
 
-/// One batch to each partition through a pool on `bootstrap`, once every partition's leader
-/// takes requests; returns the log ends from before it.
+/// One batch to each partition through a pool on `bootstrap`, once every partition is in
+/// sync on all three nodes (restarted nodes rejoin their leaders' ISR a moment after they
+/// answer, and `acks=all` is refused until then); returns the log ends from before it.
 async fn produce_batches(bootstrap: &str, topic: &str) -> BTreeMap<TopicPartition, i64> {
     let pool = Pool::new(config(bootstrap)).unwrap();
+    all_in_sync(&pool, topic, PARTITIONS).await;
     let ends = log_ends(&pool, topic, PARTITIONS).await;
     for p in 0..PARTITIONS {
         produce(&pool, topic, p, BATCH as usize, now_ms()).await;
