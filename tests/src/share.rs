@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kcon::Record;
 use kcon::share::{AcknowledgeType, ShareConsumer};
+use kcon_admin::{GroupConfigChange, Pool};
 use tokio::time::{Instant, timeout};
 
 /// How long a member may take to be assigned its partitions (Kafka's share heartbeat comes
@@ -17,6 +18,22 @@ pub const RECORDS_WITHIN: Duration = Duration::from_secs(20);
 
 /// How long a test waits to see that nothing more comes.
 pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// Sets `share.auto.offset.reset=earliest` and `configs` on `group` (settings Apache Kafka
+/// decides per group), before its first member joins.
+pub async fn configure(pool: &Pool, group: &str, configs: &[(&str, &str)]) {
+    let mut changes = vec![GroupConfigChange::Set {
+        name: "share.auto.offset.reset".into(),
+        value: "earliest".into(),
+    }];
+    changes.extend(configs.iter().map(|(name, value)| GroupConfigChange::Set {
+        name: (*name).into(),
+        value: (*value).into(),
+    }));
+    kcon_admin::alter_group_configs(pool, group, &changes)
+        .await
+        .expect("the group's configs set");
+}
 
 /// A share consumer of `group` bootstrapped from `bootstrap`, with `extra` properties.
 pub fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ShareConsumer {

@@ -13,18 +13,16 @@
 //! cannot pass for a periodic commit that was already on its way when the loss came.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 
-use kcon::{
-    ApiKey, Consumer, ListenerFuture, RebalanceContext, RebalanceListener, Record, TopicPartition,
-};
+use kcon::{ApiKey, Consumer, Record, TopicPartition};
 use kcon_codec::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kcon_codec::kafka_protocol::messages::{GroupId, LeaveGroupRequest, OffsetCommitRequest};
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_pool::{BrokerTarget, Pool};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{
-    Driven, REBALANCE_WITHIN, STEP, group_builder_at_defaults, offsets_by_partition, wait_until,
+    Driven, ListenerCall, REBALANCE_WITHIN, RecordingListener, STEP, group_builder_at_defaults,
+    offsets_by_partition, wait_until,
 };
 use kcon_tests::hangup::kafka_hanging_up;
 use kcon_tests::kafka::create_topics;
@@ -32,78 +30,26 @@ use kcon_tests::offsets::{fetch_high_watermark, now_ms, produce};
 use kcon_tests::policy::committed;
 use kcon_tests::pool::config;
 
-/// A member's rebalance callbacks, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Told {
-    Assigned(Vec<TopicPartition>),
-    Revoked(Vec<TopicPartition>),
-    Lost(Vec<TopicPartition>),
-}
-
-/// A listener keeping what it was told.
-#[derive(Debug, Clone, Default)]
-struct Ledger(Arc<Mutex<Vec<Told>>>);
-
-impl Ledger {
-    fn all(&self) -> Vec<Told> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Whether it was told of a loss, and assigned partitions after it.
-    fn lost_and_assigned_again(&self) -> bool {
-        let all = self.all();
-        all.iter()
-            .position(|t| matches!(t, Told::Lost(_)))
-            .is_some_and(|at| {
-                all[at..]
-                    .iter()
-                    .any(|t| matches!(t, Told::Assigned(p) if !p.is_empty()))
-            })
-    }
-}
-
-impl RebalanceListener for Ledger {
-    fn on_assigned<'a>(
-        &'a mut self,
-        _ctx: &'a RebalanceContext,
-        partitions: &'a [TopicPartition],
-    ) -> ListenerFuture<'a> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(Told::Assigned(partitions.to_vec()));
-        Box::pin(async {})
-    }
-
-    fn on_revoked<'a>(
-        &'a mut self,
-        _ctx: &'a RebalanceContext,
-        partitions: &'a [TopicPartition],
-    ) -> ListenerFuture<'a> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(Told::Revoked(partitions.to_vec()));
-        Box::pin(async {})
-    }
-
-    fn on_lost<'a>(
-        &'a mut self,
-        _ctx: &'a RebalanceContext,
-        partitions: &'a [TopicPartition],
-    ) -> ListenerFuture<'a> {
-        self.0.lock().unwrap().push(Told::Lost(partitions.to_vec()));
-        Box::pin(async {})
-    }
+/// Whether `listener` was told of a loss, and assigned partitions after it.
+fn lost_and_assigned_again(listener: &RecordingListener) -> bool {
+    let calls = listener.calls();
+    calls
+        .iter()
+        .position(|c| matches!(c, ListenerCall::Lost(_)))
+        .is_some_and(|at| {
+            calls[at..]
+                .iter()
+                .any(|c| matches!(c, ListenerCall::Assigned(p) if !p.is_empty()))
+        })
 }
 
 /// `group`'s member with client id `client`, at the defaults but for the hour-long
 /// auto-commit interval (see the module's text).
-fn member(bootstrap: &str, group: &str, client: &str, ledger: &Ledger) -> Consumer {
+fn member(bootstrap: &str, group: &str, client: &str, listener: &RecordingListener) -> Consumer {
     group_builder_at_defaults(bootstrap, group, "range")
         .client_id(client)
         .set("auto.commit.interval.ms", "3600000")
-        .rebalance_listener(ledger.clone())
+        .rebalance_listener(listener.clone())
         .build()
         .unwrap()
 }
@@ -157,9 +103,9 @@ async fn a_member_the_group_removed_commits_nothing_of_what_it_lost() {
         produce(&pool, &topic, partition, 10, now_ms()).await;
     }
     let group = unique_name("g");
-    let (ledger_a, ledger_b) = (Ledger::default(), Ledger::default());
-    let mut a = member(&proxy.bootstrap(), &group, "lost-a", &ledger_a);
-    let mut b = member(kafka.bootstrap(), &group, "lost-b", &ledger_b);
+    let (listener_a, listener_b) = (RecordingListener::new(), RecordingListener::new());
+    let mut a = member(&proxy.bootstrap(), &group, "lost-a", &listener_a);
+    let mut b = member(kafka.bootstrap(), &group, "lost-b", &listener_b);
     a.subscribe([topic.as_str()]).unwrap();
     b.subscribe([topic.as_str()]).unwrap();
     let (a, b) = (Driven::start("a", a, STEP), Driven::start("b", b, STEP));
@@ -189,16 +135,16 @@ async fn a_member_the_group_removed_commits_nothing_of_what_it_lost() {
     wait_until(
         "the removed member told of its loss and assigned again",
         REBALANCE_WITHIN,
-        || ledger_a.lost_and_assigned_again() && a.assignment().len() + b.assignment().len() == 2,
-        || (ledger_a.all(), a.assignment(), b.assignment()),
+        || lost_and_assigned_again(&listener_a) && a.assignment().len() + b.assignment().len() == 2,
+        || (listener_a.calls(), a.assignment(), b.assignment()),
     )
     .await;
-    let told = ledger_a.all();
+    let told = listener_a.calls();
     let lost_at = told
         .iter()
-        .position(|t| matches!(t, Told::Lost(_)))
+        .position(|t| matches!(t, ListenerCall::Lost(_)))
         .expect("a loss");
-    let Told::Lost(lost) = &told[lost_at] else {
+    let ListenerCall::Lost(lost) = &told[lost_at] else {
         unreachable!()
     };
     assert_eq!(
@@ -207,15 +153,15 @@ async fn a_member_the_group_removed_commits_nothing_of_what_it_lost() {
         "{told:?}"
     );
     assert!(
-        !told[..lost_at]
-            .iter()
-            .any(|t| matches!(t, Told::Revoked(p) if !p.is_empty())),
+        !told[..lost_at].iter().any(
+            |t| matches!(t, ListenerCall::Revoked { partitions, .. } if !partitions.is_empty())
+        ),
         "revoked before the loss: {told:?}"
     );
     let assigned_again: BTreeSet<TopicPartition> = told[lost_at..]
         .iter()
         .filter_map(|t| match t {
-            Told::Assigned(p) => Some(p.clone()),
+            ListenerCall::Assigned(p) => Some(p.clone()),
             _ => None,
         })
         .flatten()

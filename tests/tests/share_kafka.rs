@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use kcon::Record;
 use kcon::share::{AcknowledgeType, ShareConsumer};
-use kcon_admin::GroupConfigChange;
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
@@ -27,8 +26,8 @@ use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::peers::SharePeer;
 use kcon_tests::pool::config;
 use kcon_tests::share::{
-    JOIN_WITHIN, QUIET, RECORDS_WITHIN, accept, assert_shared_once, consumer, joined, keep, quiet,
-    receive, seen,
+    JOIN_WITHIN, QUIET, RECORDS_WITHIN, accept, assert_shared_once, configure, consumer, joined,
+    keep, quiet, receive, seen,
 };
 use tokio::time::{Instant, timeout};
 
@@ -58,21 +57,6 @@ async fn setup(partitions: i32, configs: &[(&str, &str)]) -> Setup {
         topic,
         group,
     }
-}
-
-/// Sets `share.auto.offset.reset=earliest` and `configs` on `group`.
-async fn configure(pool: &Pool, group: &str, configs: &[(&str, &str)]) {
-    let mut changes = vec![GroupConfigChange::Set {
-        name: "share.auto.offset.reset".into(),
-        value: "earliest".into(),
-    }];
-    changes.extend(configs.iter().map(|(name, value)| GroupConfigChange::Set {
-        name: (*name).into(),
-        value: (*value).into(),
-    }));
-    kcon_admin::alter_group_configs(pool, group, &changes)
-        .await
-        .expect("the group's configs set");
 }
 
 fn explicit(kafka: &Kafka, group: &str, extra: &[(&str, &str)]) -> ShareConsumer {

@@ -17,7 +17,7 @@ use kcon_tests::cluster_faults::{move_leader, produce_to, values, wait_for_parti
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::logs;
 use kcon_tests::pool::config;
-use kcon_tests::share::{RECORDS_WITHIN, accept, consumer, joined, receive, seen};
+use kcon_tests::share::{RECORDS_WITHIN, accept, configure, consumer, joined, receive, seen};
 use tracing_subscriber::filter::LevelFilter;
 
 /// Records written before the move, and after it.
@@ -46,16 +46,7 @@ async fn a_share_member_follows_the_leader_the_old_one_names() {
     .await;
     let first = start.leader.expect("a leader");
     let group = unique_name("share-group");
-    kcon_admin::alter_group_configs(
-        &pool,
-        &group,
-        &[kcon_admin::GroupConfigChange::Set {
-            name: "share.auto.offset.reset".into(),
-            value: "earliest".into(),
-        }],
-    )
-    .await
-    .expect("the group's configs set");
+    configure(&pool, &group, &[]).await;
 
     let mut member = consumer(
         kafka.bootstrap(),
