@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kcon::Record;
 use kcon::share::{AcknowledgeType, ShareConsumer};
-use kcon_admin::{GroupConfigChange, Pool};
+use kcon_admin::{GroupConfigChange, GroupConfigEntry, Pool};
 use tokio::time::{Instant, timeout};
 
 /// How long a member may take to be assigned its partitions (Kafka's share heartbeat comes
@@ -33,6 +33,48 @@ pub async fn configure(pool: &Pool, group: &str, configs: &[(&str, &str)]) {
     kcon_admin::alter_group_configs(pool, group, &changes)
         .await
         .expect("the group's configs set");
+    let mut set = vec![("share.auto.offset.reset", Some("earliest"))];
+    set.extend(configs.iter().map(|(name, value)| (*name, Some(*value))));
+    group_configs_read(pool, group, &set).await;
+}
+
+/// How long a group's configs, once changed, may take to read back from the broker.
+pub const CONFIGS_WITHIN: Duration = Duration::from_secs(10);
+
+/// The configs of `group` once DescribeConfigs reads each of `want` as given: a name with the
+/// value set on the group, or with `None` at no value of the group's own. Kafka answers
+/// IncrementalAlterConfigs once its controller has made the change; the broker's copy of the
+/// metadata, which DescribeConfigs reads and share partitions start from, takes it a moment
+/// later, so a describe or a member right after the change can still meet the values before it.
+/// Panics, with the last configs read, after [`CONFIGS_WITHIN`].
+pub async fn group_configs_read(
+    pool: &Pool,
+    group: &str,
+    want: &[(&str, Option<&str>)],
+) -> Vec<GroupConfigEntry> {
+    let deadline = Instant::now() + CONFIGS_WITHIN;
+    loop {
+        let configs = kcon_admin::describe_group_configs(pool, group)
+            .await
+            .expect("the group's configs");
+        let read = want.iter().all(|(name, value)| {
+            configs.iter().any(|c| {
+                c.name == *name
+                    && match value {
+                        Some(v) => c.is_set() && c.value.as_deref() == Some(*v),
+                        None => !c.is_set(),
+                    }
+            })
+        });
+        if read {
+            return configs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group}'s configs not read as {want:?} within {CONFIGS_WITHIN:?}: {configs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A share consumer of `group` bootstrapped from `bootstrap`, with `extra` properties.

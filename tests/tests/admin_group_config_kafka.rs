@@ -16,6 +16,7 @@ use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::offsets::{now_ms, produce};
 use kcon_tests::pool::config;
+use kcon_tests::share::group_configs_read;
 
 /// How long a share consumer may take to join and read what it is given.
 const READ_WITHIN: Duration = Duration::from_secs(60);
@@ -79,9 +80,17 @@ async fn a_share_group_set_to_earliest_reads_what_was_written_before_it_joined()
     )
     .await
     .expect("the configs set");
-    let after = describe_group_configs(&pool, &group)
-        .await
-        .expect("the group's configs");
+    // Kafka's broker reads the change a moment after its controller answered: asked until it
+    // does (not that it does at once, which Kafka does not promise).
+    let after = group_configs_read(
+        &pool,
+        &group,
+        &[
+            ("share.auto.offset.reset", Some("earliest")),
+            ("share.record.lock.duration.ms", Some("15000")),
+        ],
+    )
+    .await;
     for (name, value) in [
         ("share.auto.offset.reset", "earliest"),
         ("share.record.lock.duration.ms", "15000"),
@@ -142,9 +151,7 @@ async fn a_share_group_set_to_earliest_reads_what_was_written_before_it_joined()
     alter_group_configs(&pool, &group, &[delete("share.auto.offset.reset")])
         .await
         .expect("the config deleted");
-    let deleted = describe_group_configs(&pool, &group)
-        .await
-        .expect("the group's configs");
+    let deleted = group_configs_read(&pool, &group, &[("share.auto.offset.reset", None)]).await;
     let reset = entry(&deleted, "share.auto.offset.reset");
     assert_eq!(
         (reset.value.as_deref(), reset.source),

@@ -212,6 +212,11 @@ async fn describe_once(pool: &Pool, group_id: &str) -> Result<Vec<GroupConfigEnt
 /// are the same asked twice); a broker without group configs (before Apache Kafka 4.0) fails
 /// the call with [`Error::Unsupported`] saying so.
 ///
+/// The call returns once Kafka's controller has made the changes. The brokers take them from
+/// the metadata log a moment later, so a [`describe_group_configs`] or a share member starting
+/// right after may still meet the values before them (as with Kafka's own admin client); ask
+/// until the describe shows them where that matters.
+///
 /// # Cancel safety
 ///
 /// Not cancel-safe in effect: dropped once the request went out, the changes may be made all
