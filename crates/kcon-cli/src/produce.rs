@@ -4,10 +4,12 @@
 //! A thread reads and parses stdin and hands records over in chunks; the async side sends each
 //! through the producer, which partitions them (murmur2 for keys, in turn for null keys),
 //! batches up to [`BATCH_RECORDS`] records or [`BATCH_BYTES`] bytes per partition, keeps each
-//! partition's records in input order and retries what can be retried. A task awaits the
-//! deliveries in input order and reports the first failure with its input line. Without
-//! `-X enable.idempotence=true` a retried batch may be written twice (at-least-once).
+//! partition's records in input order and retries what can be retried. The deliveries are
+//! checked in input order as chunks are sent, and the first failure is reported with its input
+//! line. Without `-X enable.idempotence=true` a retried batch may be written twice
+//! (at-least-once).
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::time::Instant;
 
@@ -179,10 +181,11 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     // A thread of its own: reading stdin blocks, and a pipe may stay open for a long time.
     std::thread::spawn(move || read_stdin(format, delimiter.as_deref(), &tx));
 
-    // Deliveries are awaited in input order by a task of their own, so that sending never
-    // waits for an acknowledgement; the first failure ends the run.
-    let (deliveries, pending) = mpsc::unbounded_channel::<(u64, Delivery)>();
-    let checker = tokio::spawn(first_failure(pending));
+    // Deliveries are checked in input order, without waiting, after each chunk read (so that
+    // sending never waits for an acknowledgement), and awaited at the end; the first failure
+    // ends the run.
+    let mut deliveries = Deliveries::default();
+    let mut failed = None;
 
     let started = Instant::now();
     let extra_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = args
@@ -194,7 +197,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     let mut produced = 0u64;
     let sent = async {
         while let Some(chunk) = rx.recv().await {
-            if checker.is_finished() {
+            if let Err(failure) = deliveries.check_done() {
+                failed = Some(failure);
                 break;
             }
             for mut input in chunk? {
@@ -216,8 +220,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
                     .send(record)
                     .await
                     .map_err(|e| Failure::runtime(format!("input line {line}: {e}")))?;
-                // The checker stopped at a failure: it is reported below.
-                let _ = deliveries.send((line, delivery));
+                deliveries.pending.push_back((line, delivery));
                 produced += 1;
                 if progress && produced.is_multiple_of(PROGRESS_EVERY) {
                     eprint!("\rkcon: {produced} records read");
@@ -227,16 +230,13 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         Ok(())
     }
     .await;
-    drop(deliveries);
     if !transactional {
         // Whatever was sent is finished (acknowledged or failed) before the verdict.
         producer.close().await;
     }
-    let mut failed = match checker.await {
-        Ok(Ok(())) => None,
-        Ok(Err((line, e))) => Some(Failure::runtime(format!("input line {line}: {e}"))),
-        Err(e) => Some(Failure::runtime(format!("the delivery check failed: {e}"))),
-    };
+    if failed.is_none() {
+        failed = deliveries.all_done().await.err();
+    }
     let mut sent = sent;
     if transactional {
         if sent.is_ok() && failed.is_none() {
@@ -318,14 +318,42 @@ fn producer_properties(args: &ProduceArgs) -> impl Iterator<Item = (&str, &str)>
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
-/// Awaits each delivery in input order; the first that failed, with its input line.
-async fn first_failure(
-    mut pending: mpsc::UnboundedReceiver<(u64, Delivery)>,
-) -> Result<(), (u64, ProduceError)> {
-    while let Some((line, delivery)) = pending.recv().await {
-        delivery.await.map_err(|e| (line, e))?;
+/// The deliveries of the records sent, with their input lines, in input order, until each is
+/// known to have succeeded.
+#[derive(Default)]
+struct Deliveries {
+    pending: VecDeque<(u64, Delivery)>,
+}
+
+impl Deliveries {
+    /// Takes off the front the deliveries already done, without waiting for the others; the
+    /// first that failed, with its input line.
+    fn check_done(&mut self) -> Result<(), Failure> {
+        while let Some((line, delivery)) = self.pending.pop_front() {
+            match delivery.try_outcome() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(delivery_failed(line, &e)),
+                Err(pending) => {
+                    self.pending.push_front((line, pending));
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Awaits each delivery left, in input order; the first that failed, with its input line.
+    async fn all_done(&mut self) -> Result<(), Failure> {
+        while let Some((line, delivery)) = self.pending.pop_front() {
+            delivery.await.map_err(|e| delivery_failed(line, &e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The run's failure for the record of input line `line`.
+fn delivery_failed(line: u64, e: &ProduceError) -> Failure {
+    Failure::runtime(format!("input line {line}: {e}"))
 }
 
 impl Input {

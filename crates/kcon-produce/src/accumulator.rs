@@ -126,6 +126,35 @@ struct Queue<T> {
     in_flight: bool,
 }
 
+impl<T> Queue<T> {
+    /// Appends a record of `size` bytes to the last batch, or to a `new` one when it is full,
+    /// already sent, or the record does not fit. Returns whether the batch is now full.
+    fn append(
+        &mut self,
+        limits: &BatchLimits,
+        record: NewRecord<'_>,
+        size: usize,
+        item: T,
+        new: impl FnOnce() -> Batch<T>,
+    ) -> bool {
+        let open = self
+            .batches
+            .back()
+            .is_some_and(|b| b.encoded.is_none() && b.fits(size, limits));
+        if !open {
+            self.batches.push_back(new());
+        }
+        // Invariant: a batch was pushed just above if there was none.
+        let Some(batch) = self.batches.back_mut() else {
+            return false;
+        };
+        batch.builder.push(record);
+        batch.records.push(item);
+        batch.bytes = batch.bytes.saturating_add(size);
+        batch.is_full(limits)
+    }
+}
+
 /// When the batches next change without outside help ([`Accumulator::wakes`]), after a given
 /// instant: each the earliest over every partition, `None` when nothing of the kind is ahead.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,28 +207,22 @@ impl<T> Accumulator<T> {
         now: Instant,
         deadline: Instant,
     ) -> bool {
-        let limits = self.limits;
-        let queue = self.queues.entry(tp.clone()).or_insert_with(|| Queue {
+        // One search of the queues for a partition that has one, as all but its first record
+        // find.
+        if let Some(queue) = self.queues.get_mut(tp) {
+            return queue.append(&self.limits, record, size, item, || {
+                Batch::new(self.compression, now, deadline)
+            });
+        }
+        let mut queue = Queue {
             batches: VecDeque::new(),
             in_flight: false,
-        });
-        let open = queue
-            .batches
-            .back()
-            .is_some_and(|b| b.encoded.is_none() && b.fits(size, &limits));
-        if !open {
-            queue
-                .batches
-                .push_back(Batch::new(self.compression, now, deadline));
-        }
-        // Invariant: a batch was pushed just above if there was none.
-        let Some(batch) = queue.batches.back_mut() else {
-            return false;
         };
-        batch.builder.push(record);
-        batch.records.push(item);
-        batch.bytes = batch.bytes.saturating_add(size);
-        batch.is_full(&limits)
+        let full = queue.append(&self.limits, record, size, item, || {
+            Batch::new(self.compression, now, deadline)
+        });
+        self.queues.insert(tp.clone(), queue);
+        full
     }
 
     /// The partitions whose head batch may be sent now: not in flight, past its retry backoff,

@@ -431,6 +431,31 @@ pub struct Delivery {
     rx: oneshot::Receiver<Result<Delivered, ProduceError>>,
 }
 
+impl Delivery {
+    /// The outcome if the record is done, without waiting; the delivery itself, to await or ask
+    /// again, while it is not. For checking many deliveries in turn without a task that waits
+    /// on each (whose waits add up to a wake-up per record).
+    ///
+    /// ```
+    /// # async fn check(producer: &kcon_produce::Producer) -> Result<(), kcon_produce::ProduceError> {
+    /// # let record = kcon_produce::ProducerRecord::new("t", "v");
+    /// let delivery = producer.send(record).await?;
+    /// match delivery.try_outcome() {
+    ///     Ok(outcome) => println!("done: {:?}", outcome?.offset),
+    ///     Err(pending) => println!("written at {:?}", pending.await?.offset),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_outcome(mut self) -> Result<Result<Delivered, ProduceError>, Delivery> {
+        match self.rx.try_recv() {
+            Ok(outcome) => Ok(outcome),
+            Err(oneshot::error::TryRecvError::Empty) => Err(self),
+            Err(oneshot::error::TryRecvError::Closed) => Ok(Err(ProduceError::closed())),
+        }
+    }
+}
+
 impl Future for Delivery {
     type Output = Result<Delivered, ProduceError>;
 
@@ -512,6 +537,38 @@ impl ProducerBuilder {
                 Ok(Producer::start(config, pool, AutoCreate::Always))
             }
             None => Producer::new(config),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery not done comes back to be asked again; a done one gives its outcome; one
+    /// whose producer went away without answering fails as closed.
+    #[test]
+    fn a_delivery_tells_its_outcome_without_waiting_once_it_has_one() {
+        let (reply, rx) = oneshot::channel();
+        let delivery = Delivery { rx };
+        let delivery = delivery.try_outcome().expect_err("not done yet");
+        let delivered = Delivered {
+            topic: "t".into(),
+            partition: 2,
+            offset: Some(41),
+            timestamp: 7,
+        };
+        reply.send(Ok(delivered.clone())).unwrap();
+        match delivery.try_outcome() {
+            Ok(Ok(d)) => assert_eq!(d, delivered),
+            other => panic!("not the delivery: {other:?}"),
+        }
+
+        let (reply, rx) = oneshot::channel::<Result<Delivered, ProduceError>>();
+        drop(reply);
+        match (Delivery { rx }).try_outcome() {
+            Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed, "{e:?}"),
+            other => panic!("not closed: {other:?}"),
         }
     }
 }

@@ -51,10 +51,31 @@ pub(crate) struct Incoming {
     pub(crate) received: Instant,
 }
 
+impl Incoming {
+    /// The record as the machine holds it.
+    fn into_machine(self) -> machine::Incoming<Waiter> {
+        machine::Incoming {
+            record: self.record,
+            size: self.size,
+            waiter: Waiter {
+                reply: self.reply,
+                permit: self.permit,
+            },
+            received: self.received.into_std(),
+        }
+    }
+}
+
+/// The most records the task takes off its channel before deciding what to do with them: a
+/// pass each would partition, batch and look for batches to send once per record.
+const RECORDS_PER_PASS: usize = 1024;
+
 /// Who waits for a record, as the machine holds it until the record is done.
 pub(crate) struct Waiter {
     reply: oneshot::Sender<Result<Delivered, ProduceError>>,
-    _permit: OwnedSemaphorePermit,
+    /// The record's room in `buffer.memory`: given back when the record is done (or the
+    /// waiter dropped).
+    permit: OwnedSemaphorePermit,
 }
 
 /// What woke the task.
@@ -229,36 +250,60 @@ impl Sender {
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // One timer, moved when the machine's next deadline moves, rather than one made per
+        // pass. Without a deadline ahead, the task still looks again within the hour.
+        let idle = || Instant::now() + Duration::from_secs(3600);
+        let timer = sleep_until(idle());
+        tokio::pin!(timer);
+        // Records that came together, given to the machine in one pass.
+        let mut records = Vec::new();
         loop {
             self.carry_out();
             if self.machine.is_finished() {
                 break;
             }
-            // Without a deadline ahead, the task still looks again within the hour.
-            let wake = self.machine.poll_timeout().map_or(
-                Instant::now() + Duration::from_secs(3600),
-                Instant::from_std,
-            );
+            let wake = self
+                .machine
+                .poll_timeout()
+                .map_or_else(idle, Instant::from_std);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let input = tokio::select! {
                 c = commands.recv(), if self.commands_open => Input::Command(c),
                 Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     Input::Done(r)
                 }
-                () = sleep_until(wake) => Input::Tick,
+                () = &mut timer => Input::Tick,
             };
             let now = now();
+            let input = match input {
+                Input::Command(Some(Command::Record(i))) => {
+                    // The records queued behind it, up to the first other command, which
+                    // is handled after them, in its turn.
+                    records.push(i.into_machine());
+                    let mut next = None;
+                    while records.len() < RECORDS_PER_PASS {
+                        match commands.try_recv() {
+                            Ok(Command::Record(i)) => records.push(i.into_machine()),
+                            Ok(other) => {
+                                next = Some(Input::Command(Some(other)));
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.machine.records(now, records.drain(..));
+                    match next {
+                        Some(input) => input,
+                        None => continue,
+                    }
+                }
+                input => input,
+            };
             match input {
                 Input::Command(Some(Command::Record(i))) => {
-                    let incoming = machine::Incoming {
-                        record: i.record,
-                        size: i.size,
-                        waiter: Waiter {
-                            reply: i.reply,
-                            _permit: i.permit,
-                        },
-                        received: i.received.into_std(),
-                    };
-                    self.machine.record(now, incoming);
+                    self.machine.record(now, i.into_machine());
                 }
                 Input::Command(Some(Command::Flush(done))) => {
                     let id = self.machine.flush(now);
@@ -348,14 +393,21 @@ impl Sender {
         // made again while the first caller had given up joins it, and both are answered here.
         let mut unread = None;
         let mut read = Vec::new();
+        // The room in `buffer.memory` of every record answered in this pass, given back at
+        // once at its end: one release of the semaphore (and one take of its lock) rather
+        // than one per record.
+        let mut freed: Option<OwnedSemaphorePermit> = None;
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Answer { waiter, result } => {
                     // The sender may have stopped waiting (its delivery future dropped): the
                     // outcome is counted in the producer's stats either way, so an answer
-                    // nobody reads is dropped. The record's room in `buffer.memory` is given
-                    // back with it.
+                    // nobody reads is dropped.
                     let _ = waiter.reply.send(result);
+                    match &mut freed {
+                        Some(all) => all.merge(waiter.permit),
+                        None => freed = Some(waiter.permit),
+                    }
                 }
                 Event::Flushed(id) => {
                     if let Some(done) = self.flushes.remove(&id) {
@@ -379,5 +431,6 @@ impl Sender {
         {
             self.unread = Some((op, result));
         }
+        drop(freed);
     }
 }

@@ -1,5 +1,6 @@
 //! The machine driven by hand on a made-up clock: no runtime, no pool, no broker.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -289,6 +290,24 @@ fn a_failed_init_producer_id_is_asked_again_after_its_backoff() {
     assert_eq!(i64::from_be_bytes(bytes[43..51].try_into().unwrap()), 5);
 }
 
+/// The answer to `request` with every partition it carries written at offset 0.
+fn written(request: &ProduceRequest) -> Response {
+    let topics = request.topic_data.iter().map(|t| {
+        let partitions = t.partition_data.iter().map(|p| {
+            PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(0)
+                .with_log_append_time_ms(-1)
+        });
+        TopicProduceResponse::default()
+            .with_name(t.name.clone())
+            .with_partition_responses(partitions.collect())
+    });
+    Response::Produce(Ok(
+        ProduceResponse::default().with_responses(topics.collect())
+    ))
+}
+
 /// Answers every Produce request out, and those its answers let go, with every partition it
 /// carries written; the partition each waiter's record went to.
 fn deliver_everything(m: &mut SenderMachine<u32>, now: Instant) -> BTreeMap<u32, i32> {
@@ -296,19 +315,7 @@ fn deliver_everything(m: &mut SenderMachine<u32>, now: Instant) -> BTreeMap<u32,
         let Request::Produce(request, _) = out.request else {
             panic!("not a Produce request: {:?}", out.request);
         };
-        let topics = request.topic_data.iter().map(|t| {
-            let partitions = t.partition_data.iter().map(|p| {
-                PartitionProduceResponse::default()
-                    .with_index(p.index)
-                    .with_base_offset(0)
-                    .with_log_append_time_ms(-1)
-            });
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_partition_responses(partitions.collect())
-        });
-        let answer = ProduceResponse::default().with_responses(topics.collect());
-        m.handle_response(now, out.id, Ok(Response::Produce(Ok(answer))));
+        m.handle_response(now, out.id, Ok(written(&request)));
     }
     let mut partitions = BTreeMap::new();
     while let Some(event) = m.poll_event() {
@@ -346,6 +353,105 @@ fn a_seed_spreads_null_keyed_records_the_same_way_every_time() {
     assert_ne!(first, spread(10), "another seed, another spread");
     let used: BTreeSet<i32> = first.values().copied().collect();
     assert_eq!(used, (0..4).collect());
+}
+
+/// Records given to the machine together go where one at a time would put them, in fewer
+/// Produce requests (one pass places them all before anything is sent), and a flush behind
+/// them is answered once every one of them is done.
+#[test]
+fn records_that_come_together_are_placed_as_one_at_a_time_would_be_in_fewer_requests() {
+    let t0 = Instant::now();
+    let config = || {
+        config(&[
+            ("linger.ms", "0"),
+            ("enable.idempotence", "false"),
+            ("max.in.flight.requests.per.connection", "1"),
+        ])
+    };
+    let (mut one_by_one, _) = machine(config(), metadata_of(4), t0);
+    let mut requests_one_by_one = 0;
+    let mut placed = BTreeMap::new();
+    for waiter in 0..40 {
+        one_by_one.record(t0, incoming(waiter, t0));
+        // Each answered before the next comes: nothing waits behind a request in flight.
+        while let Some(out) = one_by_one.poll_request(t0) {
+            requests_one_by_one += 1;
+            let Request::Produce(request, _) = out.request else {
+                panic!("not a Produce request: {:?}", out.request);
+            };
+            one_by_one.handle_response(t0, out.id, Ok(written(&request)));
+        }
+        placed.extend(deliver_everything(&mut one_by_one, t0));
+    }
+    assert_eq!(requests_one_by_one, 40);
+
+    let (mut together, _) = machine(config(), metadata_of(4), t0);
+    together.records(t0, (0..40).map(|waiter| incoming(waiter, t0)));
+    let flush = together.flush(t0);
+    let out = together.poll_request(t0).expect("a Produce request");
+    assert!(together.poll_request(t0).is_none(), "one request");
+    let Request::Produce(request, _) = &out.request else {
+        panic!("not a Produce request: {:?}", out.request);
+    };
+    let partitions: Vec<i32> = request.topic_data[0]
+        .partition_data
+        .iter()
+        .map(|p| p.index)
+        .collect();
+    assert_eq!(partitions, [0, 1, 2, 3], "all four partitions in it");
+    assert!(together.poll_event().is_none(), "the flush waits");
+    let mut answered = BTreeMap::new();
+    together.handle_response(t0, out.id, Ok(written(request)));
+    let mut flushed = false;
+    while let Some(event) = together.poll_event() {
+        match event {
+            Event::Answer {
+                waiter,
+                result: Ok(delivered),
+            } => {
+                assert!(!flushed, "the flush answered before record {waiter}");
+                answered.insert(waiter, delivered.partition);
+            }
+            Event::Flushed(id) => {
+                assert_eq!(id, flush);
+                flushed = true;
+            }
+            other => panic!("not a delivery: {other:?}"),
+        }
+    }
+    assert!(flushed);
+    assert_eq!(answered, placed, "the same partition for each record");
+}
+
+/// The ids of records not done: the lowest is the lowest not taken out, whatever order they
+/// finish in; an id taken out twice, or never added, changes nothing.
+#[test]
+fn the_lowest_incomplete_id_follows_records_finishing_in_any_order() {
+    let mut ids = Incomplete::default();
+    assert_eq!(ids.first(), None);
+    assert!(ids.is_empty());
+    for id in 10..15 {
+        ids.insert(id);
+    }
+    assert_eq!(ids.first(), Some(10));
+    ids.remove(&12);
+    ids.remove(&12);
+    ids.remove(&3);
+    ids.remove(&99);
+    assert_eq!(ids.first(), Some(10));
+    ids.remove(&10);
+    assert_eq!(ids.first(), Some(11));
+    ids.remove(&11);
+    assert_eq!(ids.first(), Some(13), "12 was done already");
+    ids.insert(20);
+    ids.remove(&13);
+    ids.remove(&14);
+    assert_eq!(ids.first(), Some(20), "the ids skipped count as done");
+    ids.remove(&20);
+    assert_eq!(ids.first(), None);
+    assert!(ids.is_empty());
+    ids.insert(30);
+    assert_eq!(ids.first(), Some(30));
 }
 
 mod txn;
