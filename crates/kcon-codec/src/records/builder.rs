@@ -1,5 +1,6 @@
 //! The magic-2 record batch encoder.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -7,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::record::ControlRecord;
 use super::v2;
 use crate::compression::{self, Compression, CompressionError};
-use crate::wire::{put_varlong, varlong_len};
+use crate::wire::{Reader, put_varlong, varlong_len};
 
 /// Why a batch could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,23 +55,6 @@ pub struct NewRecord<'a> {
     pub headers: &'a [(&'a [u8], Option<&'a [u8]>)],
 }
 
-/// A byte range in the builder's arena.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    len: usize,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    offset_delta: i64,
-    timestamp: i64,
-    key: Option<Span>,
-    value: Option<Span>,
-    /// Range in `headers`.
-    headers: (usize, usize),
-}
-
 /// Builds one magic-2 record batch (KIP-98 format) with the CRC filled in.
 ///
 /// Header fields default as a non-idempotent producer writes them: producer id, epoch and
@@ -108,9 +92,20 @@ pub struct RecordBatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     last_offset_delta: Option<i32>,
-    records: Vec<Pending>,
-    headers: Vec<(Span, Option<Span>)>,
-    arena: Vec<u8>,
+    /// Records appended.
+    count: usize,
+    /// The first record's timestamp: the records in `encoded` are written with their
+    /// timestamp deltas from it.
+    first_timestamp: Option<i64>,
+    /// The largest record timestamp.
+    max_timestamp: Option<i64>,
+    /// The last record's offset delta.
+    last_delta: Option<i64>,
+    /// The records, encoded as they were appended: one copy of their bytes, in the form they
+    /// take in the batch.
+    encoded: Vec<u8>,
+    /// The first field an appended record overflowed, for `build` to fail with.
+    too_large: Option<&'static str>,
 }
 
 impl RecordBatchBuilder {
@@ -128,9 +123,12 @@ impl RecordBatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             last_offset_delta: None,
-            records: Vec::new(),
-            headers: Vec::new(),
-            arena: Vec::new(),
+            count: 0,
+            first_timestamp: None,
+            max_timestamp: None,
+            last_delta: None,
+            encoded: Vec::new(),
+            too_large: None,
         }
     }
 
@@ -209,47 +207,58 @@ impl RecordBatchBuilder {
 
     /// Records appended so far.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.count
     }
 
     /// Whether no record was appended.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
-    fn span(&mut self, bytes: Option<&[u8]>) -> Option<Span> {
-        bytes.map(|b| {
-            let start = self.arena.len();
-            self.arena.extend_from_slice(b);
-            Span {
-                start,
-                len: b.len(),
-            }
-        })
+        self.count == 0
     }
 
     /// Appends a record (its bytes are copied).
     pub fn push(&mut self, record: NewRecord<'_>) -> &mut Self {
-        let offset_delta = match (record.offset_delta, self.records.last()) {
+        let offset_delta = match (record.offset_delta, self.last_delta) {
             (Some(d), _) => i64::from(d),
-            (None, Some(prev)) => prev.offset_delta + 1,
+            (None, Some(prev)) => prev + 1,
             (None, None) => 0,
         };
-        let key = self.span(record.key);
-        let value = self.span(record.value);
-        let first_header = self.headers.len();
-        for (k, v) in record.headers {
-            let k = self.span(Some(k)).unwrap_or(Span { start: 0, len: 0 });
-            let v = self.span(*v);
-            self.headers.push((k, v));
+        if i32::try_from(offset_delta).is_err() {
+            self.overflowed("offset delta");
         }
-        self.records.push(Pending {
-            offset_delta,
-            timestamp: record.timestamp,
-            key,
-            value,
-            headers: (first_header, self.headers.len()),
-        });
+        let first = *self.first_timestamp.get_or_insert(record.timestamp);
+        self.max_timestamp = Some(
+            self.max_timestamp
+                .map_or(record.timestamp, |m| m.max(record.timestamp)),
+        );
+        let timestamp_delta = record.timestamp.wrapping_sub(first);
+        let header_count = record.headers.len() as i64;
+        let mut body = 1
+            + varlong_len(timestamp_delta)
+            + varlong_len(offset_delta)
+            + self.field_len(record.key)
+            + self.field_len(record.value)
+            + varlong_len(header_count);
+        for (k, v) in record.headers {
+            body += self.field_len(Some(k)) + self.field_len(*v);
+        }
+        if i32::try_from(body).is_err() {
+            self.overflowed("record");
+        }
+        let out = &mut self.encoded;
+        out.reserve(varlong_len(body as i64) + body);
+        put_varlong(out, body as i64);
+        out.put_i8(0);
+        put_varlong(out, timestamp_delta);
+        put_varlong(out, offset_delta);
+        put_field(out, record.key);
+        put_field(out, record.value);
+        put_varlong(out, header_count);
+        for (k, v) in record.headers {
+            put_field(out, Some(k));
+            put_field(out, *v);
+        }
+        self.count += 1;
+        self.last_delta = Some(offset_delta);
         self
     }
 
@@ -268,98 +277,78 @@ impl RecordBatchBuilder {
         })
     }
 
-    fn bytes(&self, span: Span) -> &[u8] {
-        &self.arena[span.start..span.start + span.len]
+    /// Keeps the first field that overflowed, for `build`.
+    fn overflowed(&mut self, field: &'static str) {
+        self.too_large.get_or_insert(field);
     }
 
-    /// Bytes a length-prefixed field takes.
-    fn field_len(span: Option<Span>) -> Result<usize, EncodeError> {
-        match span {
-            None => Ok(1),
-            Some(s) => {
-                let len = i32::try_from(s.len).map_err(|_| EncodeError::TooLarge {
-                    field: "key, value or header length",
-                })?;
-                Ok(varlong_len(i64::from(len)) + s.len)
+    /// The bytes `field` takes: its length and its bytes (-1 alone for null).
+    fn field_len(&mut self, field: Option<&[u8]>) -> usize {
+        match field {
+            None => 1,
+            Some(b) => {
+                if i32::try_from(b.len()).is_err() {
+                    self.overflowed("key, value or header length");
+                }
+                varlong_len(b.len() as i64) + b.len()
             }
         }
     }
 
-    fn put_field(&self, out: &mut impl BufMut, span: Option<Span>) {
-        match span {
-            None => put_varlong(out, -1),
-            Some(s) => {
-                put_varlong(out, s.len as i64);
-                out.put_slice(self.bytes(s));
-            }
+    /// The records as the batch carries them before compression: as encoded, or, when the
+    /// base timestamp is not the first record's (a delete horizon), with every timestamp
+    /// delta written again from the base.
+    fn records_from(&self, base_timestamp: i64) -> Result<Cow<'_, [u8]>, EncodeError> {
+        let first = self.first_timestamp.unwrap_or(base_timestamp);
+        if first == base_timestamp {
+            return Ok(Cow::Borrowed(&self.encoded));
         }
+        let shift = first.wrapping_sub(base_timestamp);
+        let corrupt = |_| EncodeError::Unsupported("re-reading the builder's own records");
+        let mut out = Vec::with_capacity(self.encoded.len() + 10 * self.count);
+        let mut r = Reader::new(&self.encoded);
+        while r.remaining() > 0 {
+            let body = usize::try_from(r.varlong().map_err(corrupt)?)
+                .map_err(|_| EncodeError::Unsupported("a negative record length"))?;
+            let start = r.pos();
+            let attributes = r.i8().map_err(corrupt)?;
+            let delta = r.varlong().map_err(corrupt)?.wrapping_add(shift);
+            let read = r.pos() - start;
+            let rest = body
+                .checked_sub(read)
+                .ok_or(EncodeError::Unsupported("a record shorter than its fields"))
+                .and_then(|n| r.take(n).map_err(corrupt))?;
+            let new_body = 1 + varlong_len(delta) + rest.len();
+            if i32::try_from(new_body).is_err() {
+                return Err(EncodeError::TooLarge { field: "record" });
+            }
+            put_varlong(&mut out, new_body as i64);
+            out.put_i8(attributes);
+            put_varlong(&mut out, delta);
+            out.extend_from_slice(rest);
+        }
+        Ok(Cow::Owned(out))
     }
 
     /// Encodes the batch.
     pub fn build(&self) -> Result<Bytes, EncodeError> {
-        let base_timestamp = self
-            .delete_horizon
-            .or(self.records.first().map(|r| r.timestamp))
-            .unwrap_or(-1);
-        let max_timestamp = self
-            .log_append_time
-            .or(self.records.iter().map(|r| r.timestamp).max())
-            .unwrap_or(-1);
-        let record_count =
-            i32::try_from(self.records.len()).map_err(|_| EncodeError::TooLarge {
-                field: "record count",
-            })?;
-
-        // Sizes first, so the output is allocated once.
-        let mut body_lens = Vec::with_capacity(self.records.len());
-        let mut records_len = 0usize;
-        for r in &self.records {
-            let offset_delta =
-                i32::try_from(r.offset_delta).map_err(|_| EncodeError::TooLarge {
-                    field: "offset delta",
-                })?;
-            let (h0, h1) = r.headers;
-            let mut body = 1
-                + varlong_len(r.timestamp.wrapping_sub(base_timestamp))
-                + varlong_len(i64::from(offset_delta))
-                + Self::field_len(r.key)?
-                + Self::field_len(r.value)?
-                + varlong_len((h1 - h0) as i64);
-            for &(k, v) in &self.headers[h0..h1] {
-                body += Self::field_len(Some(k))? + Self::field_len(v)?;
-            }
-            let body =
-                i32::try_from(body).map_err(|_| EncodeError::TooLarge { field: "record" })?;
-            body_lens.push(body);
-            records_len = records_len.saturating_add(varlong_len(i64::from(body)) + body as usize);
+        if let Some(field) = self.too_large {
+            return Err(EncodeError::TooLarge { field });
         }
-
-        let write_records = |out: &mut BytesMut| {
-            for (r, &body) in self.records.iter().zip(&body_lens) {
-                put_varlong(out, i64::from(body));
-                out.put_i8(0);
-                put_varlong(out, r.timestamp.wrapping_sub(base_timestamp));
-                put_varlong(out, r.offset_delta);
-                self.put_field(out, r.key);
-                self.put_field(out, r.value);
-                let (h0, h1) = r.headers;
-                put_varlong(out, (h1 - h0) as i64);
-                for &(k, v) in &self.headers[h0..h1] {
-                    self.put_field(out, Some(k));
-                    self.put_field(out, v);
-                }
-            }
-        };
+        let base_timestamp = self.delete_horizon.or(self.first_timestamp).unwrap_or(-1);
+        let max_timestamp = self.log_append_time.or(self.max_timestamp).unwrap_or(-1);
+        let record_count = i32::try_from(self.count).map_err(|_| EncodeError::TooLarge {
+            field: "record count",
+        })?;
+        let records = self.records_from(base_timestamp)?;
 
         let mut out;
         if self.compression == Compression::None {
-            out = BytesMut::with_capacity(v2::HEADER_LEN.saturating_add(records_len));
+            out = BytesMut::with_capacity(v2::HEADER_LEN.saturating_add(records.len()));
             out.put_bytes(0, v2::HEADER_LEN);
-            write_records(&mut out);
+            out.put_slice(&records);
         } else {
-            let mut plain = BytesMut::with_capacity(records_len);
-            write_records(&mut plain);
-            let packed = compression::compress(self.compression, &plain)
+            let packed = compression::compress(self.compression, &records)
                 .map_err(EncodeError::Compression)?;
             out = BytesMut::with_capacity(v2::HEADER_LEN + packed.len());
             out.put_bytes(0, v2::HEADER_LEN);
@@ -370,10 +359,10 @@ impl RecordBatchBuilder {
             i32::try_from(out.len() - v2::LOG_OVERHEAD).map_err(|_| EncodeError::TooLarge {
                 field: "batch length",
             })?;
-        let last_offset_delta = match (self.last_offset_delta, self.records.last()) {
+        let last_offset_delta = match (self.last_offset_delta, self.last_delta) {
             (Some(d), _) => d,
-            // In range: checked with every delta above.
-            (None, Some(r)) => r.offset_delta as i32,
+            // In range: checked with every delta appended.
+            (None, Some(d)) => d as i32,
             (None, None) => 0,
         };
         let mut attributes = i16::from(self.compression.id());
@@ -407,5 +396,16 @@ impl RecordBatchBuilder {
         let crc = crc32c::crc32c(&out[v2::ATTRIBUTES..]);
         out[v2::CRC..v2::CRC + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(out.freeze())
+    }
+}
+
+/// Writes a key, value or header field: its length and bytes, or -1 for null.
+fn put_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        None => put_varlong(out, -1),
+        Some(b) => {
+            put_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
     }
 }

@@ -1103,3 +1103,59 @@ proptest! {
         }
     }
 }
+
+/// A record whose offset delta leaves the `i32` range fails the batch's encoding, naming the
+/// field, whether the delta was given or followed from the previous record's; the records
+/// before it encode.
+#[test]
+fn an_offset_delta_past_i32_fails_the_build_naming_the_field() {
+    let mut b = RecordBatchBuilder::new(0);
+    b.push(NewRecord {
+        offset_delta: Some(i32::MAX),
+        timestamp: 5,
+        value: Some(b"last in range"),
+        ..NewRecord::default()
+    });
+    assert!(b.build().is_ok());
+    b.record(6, None, Some(b"one past"));
+    assert_eq!(
+        b.build(),
+        Err(EncodeError::TooLarge {
+            field: "offset delta"
+        })
+    );
+}
+
+/// A delete horizon set after the records were appended is the base timestamp all the same:
+/// each record reads back with its own timestamp, and the batch is the one set before.
+#[test]
+fn a_delete_horizon_set_after_the_records_rebases_their_timestamps() {
+    let records: [(i64, &[u8]); 3] = [(1_000, b"a"), (400, b"b"), (1_000_000, b"c")];
+    let mut before = RecordBatchBuilder::new(10).delete_horizon(7);
+    let mut after = RecordBatchBuilder::new(10);
+    for (timestamp, value) in records {
+        before.record(timestamp, Some(b"k"), Some(value));
+        after.record(timestamp, Some(b"k"), Some(value));
+    }
+    let after = after.delete_horizon(7);
+    let bytes = after.build().unwrap();
+    assert_eq!(bytes, before.build().unwrap());
+    let batch = RecordBatches::new(bytes, DecodeOptions::default())
+        .next()
+        .unwrap()
+        .unwrap();
+    let read: Vec<(i64, Vec<u8>)> = batch
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.timestamp(), r.value().unwrap().to_vec())
+        })
+        .collect();
+    assert_eq!(
+        read,
+        records
+            .iter()
+            .map(|(t, v)| (*t, v.to_vec()))
+            .collect::<Vec<_>>()
+    );
+}
