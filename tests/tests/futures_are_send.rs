@@ -127,6 +127,13 @@ async fn producer_admin_and_registry_futures_are_send(
     registry: SchemaRegistry,
 ) {
     send(&producer.send(ProducerRecord::new("t", "v")));
+    send(&producer.send_all(vec![ProducerRecord::new("t", "v")]));
+    if let Ok(delivery) = producer.send(ProducerRecord::new("t", "v")).await {
+        send(&delivery);
+    }
+    if let Ok(deliveries) = producer.send_all([ProducerRecord::new("t", "v")]).await {
+        send(&deliveries);
+    }
     send(&producer.flush());
     send(&producer.close());
     let timeout = std::time::Duration::from_secs(1);

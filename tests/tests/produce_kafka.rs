@@ -221,6 +221,115 @@ async fn flush_sends_what_lingers_and_explicit_partitions_are_kept() {
     assert!(records.iter().all(|r| r.partition == 2), "{records:?}");
 }
 
+/// Records sent together with `send_all` arrive once, in per-partition order, at the offsets
+/// their results report, in the order given; a record `send` would refuse fails in its place
+/// while the others are written; records that `buffer.memory` cannot hold at once are refused
+/// as a call, naming it; a closed producer refuses the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_together_arrive_once_in_order_and_a_refused_one_fails_in_its_place() {
+    let b = Kafka::single().bootstrap();
+    let topic = unique_name("produce-all");
+    create(&topic, PARTITIONS).await;
+    let producer = producer(b)
+        .set("batch.size", "4000")
+        .set("max.request.size", "20000")
+        .set("buffer.memory", "100000")
+        .build()
+        .unwrap();
+    let record = |i: usize| {
+        let mut r =
+            ProducerRecord::new(topic.clone(), value(i)).with_header("n", Some(i.to_string()));
+        if i.is_multiple_of(3) {
+            r = r.with_key(format!("key-{}", i % 11));
+        }
+        r
+    };
+    // Three calls of 100 records, the second with a record too large for max.request.size
+    // at its place 50.
+    let mut sent = Vec::new();
+    let mut results = Vec::new();
+    for call in 0..3 {
+        let mut records: Vec<ProducerRecord> = (0..100).map(|j| record(call * 100 + j)).collect();
+        if call == 1 {
+            records[50] = ProducerRecord::new(topic.clone(), vec![b'x'; 30_000]);
+        }
+        sent.extend(records.iter().cloned());
+        let deliveries = producer.send_all(records).await.unwrap();
+        assert_eq!(deliveries.len(), 100);
+        results.extend(
+            timeout(DELIVERED_WITHIN, deliveries)
+                .await
+                .expect("the records done"),
+        );
+    }
+    let mut written = BTreeMap::new();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(d) => {
+                assert_eq!(d.topic, topic);
+                if let Some(k) = &sent[i].key {
+                    assert_eq!(d.partition, partition_for_key(k, PARTITIONS), "record {i}");
+                }
+                written.insert(i, d);
+            }
+            Err(e) => {
+                assert_eq!(i, 150, "only the large record fails: {e}");
+                assert_eq!(e.kind(), ErrorKind::InvalidRecord, "{e}");
+                assert!(e.to_string().contains("max.request.size"), "{e}");
+            }
+        }
+    }
+    assert_eq!(written.len(), 299);
+    // Read back: each written record once, where its result said, in per-partition order.
+    let records = read_back(&topic, PARTITIONS, written.len()).await;
+    let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for r in &records {
+        let i = index(r);
+        assert!(seen.insert(i), "record {i} arrived twice");
+        let d = &written[&i];
+        assert_eq!(
+            (r.partition, Some(r.offset)),
+            (d.partition, d.offset),
+            "record {i}"
+        );
+        assert_eq!(
+            (&r.key, &r.headers),
+            (&sent[i].key, &sent[i].headers),
+            "record {i}"
+        );
+        by_partition.entry(r.partition).or_default().push(i);
+    }
+    for (p, order) in by_partition {
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} out of the order given: {order:?}"
+        );
+    }
+
+    // More than buffer.memory holds at once: refused as a call, nothing queued.
+    let before = producer.stats();
+    let e = producer
+        .send_all((0..10).map(|i| ProducerRecord::new(topic.clone(), vec![i as u8; 15_000])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRecord, "{e}");
+    assert!(e.to_string().contains("buffer.memory"), "{e}");
+    producer.flush().await;
+    assert_eq!(
+        producer.stats(),
+        before,
+        "nothing of the refused call was sent"
+    );
+
+    producer.close().await;
+    let e = producer
+        .send_all([ProducerRecord::new(topic.clone(), "late")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+}
+
 /// Whether Kafka's own tool lists `topic` on `kafka`.
 fn listed(kafka: &Kafka, topic: &str) -> bool {
     kafka

@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kcon::property::registry;
-use kcon_produce::{Delivery, ProduceError, Producer, ProducerConfig, ProducerRecord};
+use kcon_produce::{Deliveries, ProduceError, Producer, ProducerConfig, ProducerRecord};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -184,8 +184,9 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     // Deliveries are checked in input order, without waiting, after each chunk read (so that
     // sending never waits for an acknowledgement), and awaited at the end; the first failure
     // ends the run.
-    let mut deliveries = Deliveries::default();
+    let mut unchecked = Unchecked::default();
     let mut failed = None;
+    let buffer_memory = producer.config().buffer_memory;
 
     let started = Instant::now();
     let extra_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = args
@@ -197,15 +198,20 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     let mut produced = 0u64;
     let sent = async {
         while let Some(chunk) = rx.recv().await {
-            if let Err(failure) = deliveries.check_done() {
+            if let Err(failure) = unchecked.check_done() {
                 failed = Some(failure);
                 break;
             }
+            // The chunk's records go in groups that buffer.memory holds at once, each sent
+            // in one call.
+            let mut group = Group::default();
             for mut input in chunk? {
                 input.headers.extend(extra_headers.iter().cloned());
                 let partition = match input.partition.or(args.partition) {
                     Some(p) if (0..count).contains(&p) => Some(p),
                     Some(p) => {
+                        // The records before it are sent; the run stops at it.
+                        group.send(&producer, &mut unchecked).await?;
                         return Err(Failure::runtime(format!(
                             "input line {}: partition {p} does not exist (topic {topic:?} has \
                              {count})",
@@ -216,16 +222,17 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
                 };
                 let line = input.line;
                 let record = input.into_record(&topic, partition);
-                let delivery = producer
-                    .send(record)
-                    .await
-                    .map_err(|e| Failure::runtime(format!("input line {line}: {e}")))?;
-                deliveries.pending.push_back((line, delivery));
+                let size = record.size_upper_bound();
+                if group.size.saturating_add(size) > buffer_memory {
+                    group.send(&producer, &mut unchecked).await?;
+                }
+                group.add(line, record, size);
                 produced += 1;
                 if progress && produced.is_multiple_of(PROGRESS_EVERY) {
                     eprint!("\rkcon: {produced} records read");
                 }
             }
+            group.send(&producer, &mut unchecked).await?;
         }
         Ok(())
     }
@@ -235,7 +242,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         producer.close().await;
     }
     if failed.is_none() {
-        failed = deliveries.all_done().await.err();
+        failed = unchecked.all_done().await.err();
     }
     let mut sent = sent;
     if transactional {
@@ -318,23 +325,60 @@ fn producer_properties(args: &ProduceArgs) -> impl Iterator<Item = (&str, &str)>
         .map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
+/// Records read and not sent yet, with their input lines: sent together in one call.
+#[derive(Default)]
+struct Group {
+    lines: Vec<u64>,
+    records: Vec<ProducerRecord>,
+    /// The bytes they take in `buffer.memory`, at most.
+    size: usize,
+}
+
+impl Group {
+    fn add(&mut self, line: u64, record: ProducerRecord, size: usize) {
+        self.lines.push(line);
+        self.records.push(record);
+        self.size = self.size.saturating_add(size);
+    }
+
+    /// Sends the records, if any, leaving the group empty; their deliveries go to `unchecked`.
+    async fn send(
+        &mut self,
+        producer: &Producer,
+        unchecked: &mut Unchecked,
+    ) -> Result<(), Failure> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let first = self.lines[0];
+        let deliveries = producer
+            .send_all(self.records.drain(..))
+            .await
+            .map_err(|e| Failure::runtime(format!("input line {first}: {e}")))?;
+        unchecked
+            .pending
+            .push_back((std::mem::take(&mut self.lines), deliveries));
+        self.size = 0;
+        Ok(())
+    }
+}
+
 /// The deliveries of the records sent, with their input lines, in input order, until each is
 /// known to have succeeded.
 #[derive(Default)]
-struct Deliveries {
-    pending: VecDeque<(u64, Delivery)>,
+struct Unchecked {
+    pending: VecDeque<(Vec<u64>, Deliveries)>,
 }
 
-impl Deliveries {
+impl Unchecked {
     /// Takes off the front the deliveries already done, without waiting for the others; the
     /// first that failed, with its input line.
     fn check_done(&mut self) -> Result<(), Failure> {
-        while let Some((line, delivery)) = self.pending.pop_front() {
-            match delivery.try_outcome() {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(delivery_failed(line, &e)),
+        while let Some((lines, deliveries)) = self.pending.pop_front() {
+            match deliveries.try_outcomes() {
+                Ok(outcomes) => first_failed(&lines, outcomes)?,
                 Err(pending) => {
-                    self.pending.push_front((line, pending));
+                    self.pending.push_front((lines, pending));
                     break;
                 }
             }
@@ -344,11 +388,24 @@ impl Deliveries {
 
     /// Awaits each delivery left, in input order; the first that failed, with its input line.
     async fn all_done(&mut self) -> Result<(), Failure> {
-        while let Some((line, delivery)) = self.pending.pop_front() {
-            delivery.await.map_err(|e| delivery_failed(line, &e))?;
+        while let Some((lines, deliveries)) = self.pending.pop_front() {
+            first_failed(&lines, deliveries.await)?;
         }
         Ok(())
     }
+}
+
+/// The first of `outcomes` that failed, as the run's failure for its input line.
+fn first_failed(
+    lines: &[u64],
+    outcomes: Vec<Result<kcon_produce::Delivered, ProduceError>>,
+) -> Result<(), Failure> {
+    for (line, outcome) in lines.iter().zip(outcomes) {
+        if let Err(e) = outcome {
+            return Err(delivery_failed(*line, &e));
+        }
+    }
+    Ok(())
 }
 
 /// The run's failure for the record of input line `line`.

@@ -87,6 +87,7 @@
 
 mod accumulator;
 mod config;
+mod deliveries;
 mod error;
 mod machine;
 mod partitioner;
@@ -96,6 +97,7 @@ mod retry;
 mod sender;
 
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
+pub use deliveries::Deliveries;
 pub use error::{ErrorKind, Outcome, ProduceError, error_name};
 /// Whose doing a [`ProduceError`] was ([`ProduceError::cause`]): kcon-core's, the same value
 /// the consumer's errors and the connection pool's give.

@@ -19,17 +19,20 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
 use crate::config::ProducerConfig;
+use crate::deliveries::Reply;
 use crate::error::ProduceError;
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
 };
 use crate::producer::Counters;
-use crate::record::{Delivered, ProducerRecord};
+use crate::record::ProducerRecord;
 
 /// What a handle asks of the task.
 pub(crate) enum Command {
     /// Queue a record.
     Record(Incoming),
+    /// Queue records, in their order.
+    Records(Vec<Incoming>),
     /// Answer once every record queued before is done.
     Flush(oneshot::Sender<()>),
     /// Refuse new records, finish the queued ones, answer, stop.
@@ -45,9 +48,10 @@ pub(crate) enum Command {
 pub(crate) struct Incoming {
     pub(crate) record: ProducerRecord,
     pub(crate) size: usize,
-    pub(crate) reply: oneshot::Sender<Result<Delivered, ProduceError>>,
-    /// Its room in `buffer.memory`, given back when it is done.
-    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) reply: Reply,
+    /// Its room in `buffer.memory`, given back when it is done (`None` when another record
+    /// sent with it holds it).
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
     pub(crate) received: Instant,
 }
 
@@ -72,10 +76,10 @@ const RECORDS_PER_PASS: usize = 1024;
 
 /// Who waits for a record, as the machine holds it until the record is done.
 pub(crate) struct Waiter {
-    reply: oneshot::Sender<Result<Delivered, ProduceError>>,
+    reply: Reply,
     /// The record's room in `buffer.memory`: given back when the record is done (or the
     /// waiter dropped).
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// What woke the task.
@@ -282,28 +286,24 @@ impl Sender {
                     // The records queued behind it, up to the first other command, which
                     // is handled after them, in its turn.
                     records.push(i.into_machine());
-                    let mut next = None;
-                    while records.len() < RECORDS_PER_PASS {
-                        match commands.try_recv() {
-                            Ok(Command::Record(i)) => records.push(i.into_machine()),
-                            Ok(other) => {
-                                next = Some(Input::Command(Some(other)));
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    self.machine.records(now, records.drain(..));
-                    match next {
-                        Some(input) => input,
-                        None => continue,
-                    }
+                    self.take_records(&mut commands, &mut records, now)
                 }
-                input => input,
+                Input::Command(Some(Command::Records(all))) => {
+                    records.extend(all.into_iter().map(Incoming::into_machine));
+                    self.take_records(&mut commands, &mut records, now)
+                }
+                input => Some(input),
+            };
+            let Some(input) = input else {
+                continue;
             };
             match input {
                 Input::Command(Some(Command::Record(i))) => {
                     self.machine.record(now, i.into_machine());
+                }
+                Input::Command(Some(Command::Records(all))) => {
+                    self.machine
+                        .records(now, all.into_iter().map(Incoming::into_machine));
                 }
                 Input::Command(Some(Command::Flush(done))) => {
                     let id = self.machine.flush(now);
@@ -369,6 +369,33 @@ impl Sender {
         debug!("producer task done");
     }
 
+    /// Takes the records queued behind those in `records` off the channel (up to
+    /// [`RECORDS_PER_PASS`], and up to the first other command), gives them all to the machine
+    /// in one pass, and returns that other command, to be handled after them, in its turn.
+    fn take_records(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        records: &mut Vec<machine::Incoming<Waiter>>,
+        now: std::time::Instant,
+    ) -> Option<Input> {
+        let mut next = None;
+        while records.len() < RECORDS_PER_PASS {
+            match commands.try_recv() {
+                Ok(Command::Record(i)) => records.push(i.into_machine()),
+                Ok(Command::Records(all)) => {
+                    records.extend(all.into_iter().map(Incoming::into_machine));
+                }
+                Ok(other) => {
+                    next = Some(Input::Command(Some(other)));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.machine.records(now, records.drain(..));
+        next
+    }
+
     /// Starts a task for each request of the machine, and answers whoever waits for what it
     /// says is done.
     fn carry_out(&mut self) {
@@ -400,13 +427,11 @@ impl Sender {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Answer { waiter, result } => {
-                    // The sender may have stopped waiting (its delivery future dropped): the
-                    // outcome is counted in the producer's stats either way, so an answer
-                    // nobody reads is dropped.
-                    let _ = waiter.reply.send(result);
-                    match &mut freed {
-                        Some(all) => all.merge(waiter.permit),
-                        None => freed = Some(waiter.permit),
+                    waiter.reply.answer(result);
+                    match (&mut freed, waiter.permit) {
+                        (Some(all), Some(permit)) => all.merge(permit),
+                        (None, permit) => freed = permit,
+                        (Some(_), None) => {}
                     }
                 }
                 Event::Flushed(id) => {
