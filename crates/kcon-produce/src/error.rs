@@ -120,8 +120,13 @@ impl ErrorKind {
 /// ([`Outcome::Close`]) if another producer took over. From a coordinator it is fatal.
 ///
 /// [`is_retriable`](ProduceError::is_retriable) is `outcome() == Outcome::Retry`.
+#[derive(Clone)]
+pub struct ProduceError(Box<Parts>);
+
+/// What a [`ProduceError`] says, behind one pointer: a `Result` of the producer's is no larger
+/// than its `Ok` side, and a record's outcome waiting to be read takes little room.
 #[derive(Debug, Clone)]
-pub struct ProduceError {
+struct Parts {
     kind: ErrorKind,
     cause: Cause,
     outcome: Outcome,
@@ -136,51 +141,51 @@ impl ProduceError {
     /// The specific condition, answering both [`cause`](ProduceError::cause) and
     /// [`outcome`](ProduceError::outcome).
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whose doing it was.
     pub fn cause(&self) -> Cause {
-        self.cause
+        self.0.cause
     }
 
     /// What the application does next.
     pub fn outcome(&self) -> Outcome {
-        self.outcome
+        self.0.outcome
     }
 
     /// Whether sending the same record again later could succeed without changing anything:
     /// [`outcome`](ProduceError::outcome) is [`Outcome::Retry`].
     pub fn is_retriable(&self) -> bool {
-        self.outcome == Outcome::Retry
+        self.0.outcome == Outcome::Retry
     }
 
     /// The broker's error code, when a broker refused (for [`ErrorKind::TimedOut`], the last
     /// one before time ran out, if any).
     pub fn code(&self) -> Option<i16> {
-        self.code
+        self.0.code
     }
 
     /// The broker's error by name, when a broker refused with a code kafka-protocol knows.
     pub fn error(&self) -> Option<ResponseError> {
-        self.code.and_then(ResponseError::try_from_code)
+        self.0.code.and_then(ResponseError::try_from_code)
     }
 
     /// The property a [`ErrorKind::Config`] error is about.
     pub fn property(&self) -> Option<&str> {
-        self.property.as_deref()
+        self.0.property.as_deref()
     }
 
     /// The partition the record was for, when it had one.
     pub fn partition(&self) -> Option<&TopicPartition> {
-        self.partition.as_ref()
+        self.0.partition.as_ref()
     }
 
     /// An error of `kind` with the kind's cause; its outcome [`Outcome::Retry`] when
     /// `retriable`, else the kind's.
     pub(crate) fn new(kind: ErrorKind, retriable: bool, message: impl Into<String>) -> Self {
         let (cause, outcome) = kind.defaults();
-        ProduceError {
+        ProduceError(Box::new(Parts {
             kind,
             cause,
             outcome: if retriable { Outcome::Retry } else { outcome },
@@ -189,16 +194,16 @@ impl ProduceError {
             partition: None,
             message: message.into(),
             source: None,
-        }
+        }))
     }
 
     pub(crate) fn config(e: ConfigError) -> Self {
-        ProduceError {
+        ProduceError(Box::new(Parts {
             property: Some(e.property().to_owned()),
             message: format!("bad configuration: {e}"),
             source: Some(Arc::new(e)),
-            ..ProduceError::new(ErrorKind::Config, false, "")
-        }
+            ..*ProduceError::new(ErrorKind::Config, false, "").0
+        }))
     }
 
     pub(crate) fn closed() -> Self {
@@ -213,12 +218,12 @@ impl ProduceError {
         what: &str,
         retriable: bool,
     ) -> Self {
-        ProduceError {
+        ProduceError(Box::new(Parts {
             code: Some(code),
             message: format!("{what}: the broker answered {}", error_name(code)),
             partition,
-            ..ProduceError::new(ErrorKind::Broker, retriable, "")
-        }
+            ..*ProduceError::new(ErrorKind::Broker, retriable, "").0
+        }))
     }
 
     /// A request the pool could not get answered.
@@ -248,13 +253,13 @@ impl ProduceError {
             _ => None,
         };
         let base = ProduceError::new(kind, e.is_retriable(), format!("{what}: {e}"));
-        ProduceError {
+        ProduceError(Box::new(Parts {
             cause,
             code,
             property,
             source: Some(Arc::new(e)),
-            ..base
-        }
+            ..*base.0
+        }))
     }
 
     /// `last`, the failure that was being retried, after `delivery.timeout.ms` ran out: the
@@ -272,8 +277,8 @@ impl ProduceError {
         if let Some(last) = last {
             message.push_str(&format!("; the last failure: {last}"));
         }
-        let code = last.and_then(|l| l.code);
-        ProduceError {
+        let code = last.and_then(|l| l.0.code);
+        ProduceError(Box::new(Parts {
             cause: if code.is_some() {
                 Cause::Broker
             } else {
@@ -281,8 +286,8 @@ impl ProduceError {
             },
             code,
             source: last.map(|l| Arc::new(l.clone()) as Arc<dyn std::error::Error + Send + Sync>),
-            ..ProduceError::new(ErrorKind::TimedOut, true, message)
-        }
+            ..*ProduceError::new(ErrorKind::TimedOut, true, message).0
+        }))
     }
 
     /// A transaction call the state does not allow.
@@ -292,40 +297,57 @@ impl ProduceError {
 
     /// The same error, fatal to the producer: it can only be closed.
     pub(crate) fn fatal(mut self) -> Self {
-        self.outcome = Outcome::Close;
+        self.0.outcome = Outcome::Close;
         self
     }
 
     /// The same error, failing the transaction it happened in: abort it, then go on.
     pub(crate) fn abortable(mut self) -> Self {
-        self.outcome = Outcome::Abort;
+        self.0.outcome = Outcome::Abort;
         self
     }
 
     /// The same error with `advice` after what happened: what likely caused it, and what to
     /// do.
     pub(crate) fn advising(mut self, advice: &str) -> Self {
-        self.message.push_str(": ");
-        self.message.push_str(advice);
+        self.0.message.push_str(": ");
+        self.0.message.push_str(advice);
         self
     }
 
     /// The same error about `partition`.
     pub(crate) fn for_partition(mut self, partition: &TopicPartition) -> Self {
-        self.partition = Some(partition.clone());
+        self.0.partition = Some(partition.clone());
         self
+    }
+}
+
+impl fmt::Debug for ProduceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.0;
+        f.debug_struct("ProduceError")
+            .field("kind", &p.kind)
+            .field("cause", &p.cause)
+            .field("outcome", &p.outcome)
+            .field("code", &p.code)
+            .field("property", &p.property)
+            .field("partition", &p.partition)
+            .field("message", &p.message)
+            .field("source", &p.source)
+            .finish()
     }
 }
 
 impl fmt::Display for ProduceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
 impl std::error::Error for ProduceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
