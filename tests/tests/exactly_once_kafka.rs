@@ -735,6 +735,85 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A batch whose outputs are more than the producer's `buffer.memory` holds at once is written
+/// all the same, in several calls of the pipeline's producer, each output once and in order,
+/// and the batch's offsets committed with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction() {
+    let b = Kafka::single().bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    let input = unique_name("eos-large-in");
+    let output = unique_name("eos-large-out");
+    let group = unique_name("eos-large-group");
+    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
+    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
+    let inputs: Vec<_> = (0..50)
+        .map(|i| ProducerRecord::new(input.clone(), format!("{i}")).with_partition(0))
+        .collect();
+    for outcome in writer.send_all(inputs).await.unwrap().await {
+        outcome.unwrap();
+    }
+    writer.close().await;
+
+    let mut consumer = kcon::Consumer::builder()
+        .bootstrap_servers(b)
+        .group_id(&group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.records", "50")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    // Two outputs of about 1 KB per input: a batch's are five times buffer.memory.
+    let producer = Producer::builder()
+        .bootstrap_servers(b)
+        .set("transactional.id", unique_name("eos-large-tx"))
+        .set("buffer.memory", "20000")
+        .build()
+        .unwrap();
+    let mut pipeline = ExactlyOnce::new(consumer, producer).await.unwrap();
+    let mut written = 0;
+    while written < 100 {
+        let out = output.clone();
+        let batch = tokio::time::timeout(
+            Duration::from_secs(60),
+            pipeline.process_batch(|records| async move {
+                Ok(records
+                    .iter()
+                    .flat_map(|r| {
+                        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                            .into_owned();
+                        ["a", "b"].map(|half| {
+                            let value = format!("{v}{half}:{}", "x".repeat(1000));
+                            ProducerRecord::new(out.clone(), value).with_partition(0)
+                        })
+                    })
+                    .collect())
+            }),
+        )
+        .await
+        .expect("a batch within a minute")
+        .expect("the batch processed");
+        match batch {
+            Batch::Committed { outputs, .. } => written += outputs,
+            other => panic!("not committed: {other:?}"),
+        }
+    }
+    assert_eq!(written, 100);
+    assert_eq!(committed(&pool, &group, &input).await[0], Some(50));
+    pipeline.close().await;
+    let read: Vec<String> = read_committed_by_kcon(b, &output, 100)
+        .await
+        .into_iter()
+        .map(|v| v.split(':').next().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..50)
+        .flat_map(|i| [format!("{i}a"), format!("{i}b")])
+        .collect();
+    assert_eq!(read, expected);
+}
+
 /// A batch whose transaction stays open longer than `transaction.timeout.ms` is aborted by the
 /// coordinator, which bumps the producer's epoch (KIP-588): the pipeline's next output is
 /// refused with INVALID_PRODUCER_EPOCH, which fails the transaction, not the producer. The

@@ -30,8 +30,8 @@ mod krafka_client;
 mod member;
 mod rdkafka_client;
 mod rskafka_client;
-mod tally;
 mod share;
+mod tally;
 mod txn;
 
 use std::process::ExitCode;

@@ -1,12 +1,15 @@
-//! `txn --client kcon|rdkafka --bootstrap B --topic T --transactions N --records R --size S`:
+//! `txn --client kcon|kcon-all|rdkafka --bootstrap B --topic T --transactions N --records R
+//! --size S`:
 //! a transactional producer initializes, then writes N transactions of R records of S bytes to
 //! partition 0 of T, each committed once its records are acknowledged. Prints one JSON line:
 //! the transactions and records written, the seconds from the first `begin` to the last commit,
 //! the rates, and the process's CPU seconds (startup and close included).
 //!
-//! kcon: `kcon_produce::Producer` with `transactional.id`. rust-rdkafka: `FutureProducer` with
-//! `transactional.id`, each record's delivery future awaited before the commit (librdkafka's
-//! commit flushes too). Both otherwise with default settings.
+//! kcon: `kcon_produce::Producer` with `transactional.id`, each record sent with `send` and its
+//! delivery awaited before the commit; kcon-all: the same, a transaction's records sent in one
+//! `send_all`. rust-rdkafka: `FutureProducer` with `transactional.id`, each record's delivery
+//! future awaited before the commit (librdkafka's commit flushes too). All otherwise with
+//! default settings.
 
 use std::time::{Duration, Instant};
 
@@ -41,9 +44,21 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
         .build()?;
     let seconds = runtime.block_on(async {
         match client.as_str() {
-            "kcon" => kcon(&bootstrap, &topic, &id, transactions, records, &value).await,
+            "kcon" => {
+                kcon(
+                    &bootstrap,
+                    &topic,
+                    &id,
+                    transactions,
+                    records,
+                    &value,
+                    false,
+                )
+                .await
+            }
+            "kcon-all" => kcon(&bootstrap, &topic, &id, transactions, records, &value, true).await,
             "rdkafka" => rdkafka(&bootstrap, &topic, &id, transactions, records, &value).await,
-            other => Err(format!("unknown client {other:?}: kcon or rdkafka").into()),
+            other => Err(format!("unknown client {other:?}: kcon, kcon-all or rdkafka").into()),
         }
     })?;
     drop(runtime);
@@ -66,6 +81,7 @@ async fn kcon(
     transactions: usize,
     records: usize,
     value: &[u8],
+    together: bool,
 ) -> Result<f64, BoxError> {
     use kcon_produce::{Producer, ProducerRecord};
     let producer = Producer::builder()
@@ -77,13 +93,23 @@ async fn kcon(
     let started = Instant::now();
     for _ in 0..transactions {
         producer.begin_transaction().await?;
-        let mut deliveries = Vec::with_capacity(records);
-        for _ in 0..records {
-            let record = ProducerRecord::new(topic, value.clone()).with_partition(0);
-            deliveries.push(producer.send(record).await?);
-        }
-        for d in deliveries {
-            d.await?;
+        let record = || ProducerRecord::new(topic, value.clone()).with_partition(0);
+        if together {
+            for outcome in producer
+                .send_all((0..records).map(|_| record()))
+                .await?
+                .await
+            {
+                outcome?;
+            }
+        } else {
+            let mut deliveries = Vec::with_capacity(records);
+            for _ in 0..records {
+                deliveries.push(producer.send(record()).await?);
+            }
+            for d in deliveries {
+                d.await?;
+            }
         }
         producer.commit_transaction(CALL).await?;
     }
@@ -112,7 +138,9 @@ async fn rdkafka(
         producer.begin_transaction()?;
         let mut deliveries = Vec::with_capacity(records);
         for _ in 0..records {
-            let record = FutureRecord::<(), [u8]>::to(topic).payload(value).partition(0);
+            let record = FutureRecord::<(), [u8]>::to(topic)
+                .payload(value)
+                .partition(0);
             deliveries.push(
                 producer
                     .send_result(record)

@@ -332,15 +332,32 @@ impl ExactlyOnce {
             Err(e) => return self.abort(AbortReason::Transform(e)).await,
         };
         let count = outputs.len();
-        let mut deliveries = Vec::with_capacity(count);
+        // Sent in as few calls as `buffer.memory` allows (one for a batch's outputs that fit
+        // in it), each a single wait for all its records.
+        let room = self.producer.config().buffer_memory;
+        let mut calls = Vec::new();
+        let mut pending = Vec::new();
+        let mut size = 0usize;
         for record in outputs {
-            match self.producer.send(record).await {
-                Ok(d) => deliveries.push(d),
+            let bytes = record.size_upper_bound();
+            if !pending.is_empty() && size.saturating_add(bytes) > room {
+                match self.producer.send_all(std::mem::take(&mut pending)).await {
+                    Ok(d) => calls.push(d),
+                    Err(e) => return self.failed(e).await,
+                }
+                size = 0;
+            }
+            size = size.saturating_add(bytes);
+            pending.push(record);
+        }
+        if !pending.is_empty() {
+            match self.producer.send_all(pending).await {
+                Ok(d) => calls.push(d),
                 Err(e) => return self.failed(e).await,
             }
         }
-        for d in deliveries {
-            if let Err(e) = d.await {
+        for deliveries in calls {
+            if let Some(Err(e)) = deliveries.await.into_iter().find(Result::is_err) {
                 return self.failed(e).await;
             }
         }
