@@ -142,6 +142,17 @@ async fn committed(pool: &Pool, group: &str, input: &str) -> [Option<i64>; 2] {
     })
 }
 
+/// A consumer for a pipeline of `group` at `b`: its offsets committed only in the pipeline's
+/// transactions, reading committed records from the start.
+fn pipeline_consumer(b: &str, group: &str) -> kcon::ConsumerBuilder {
+    kcon::Consumer::builder()
+        .bootstrap_servers(b)
+        .group_id(group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+}
+
 /// The input topic and what the pipeline must make of it.
 struct Inputs {
     topic: String,
@@ -197,12 +208,7 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
     };
     inputs.write(CHUNK).await;
 
-    let mut consumer = kcon::Consumer::builder()
-        .bootstrap_servers(b)
-        .group_id(&group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
+    let mut consumer = pipeline_consumer(b, &group)
         // Small batches: many transactions out of few inputs.
         .set("max.poll.records", "4")
         .build()
@@ -755,12 +761,7 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     }
     writer.close().await;
 
-    let mut consumer = kcon::Consumer::builder()
-        .bootstrap_servers(b)
-        .group_id(&group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
+    let mut consumer = pipeline_consumer(b, &group)
         .set("max.poll.records", "50")
         .build()
         .unwrap();
@@ -836,14 +837,7 @@ async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_come
         writer.send(record).await.unwrap().await.unwrap();
     }
     writer.close().await;
-    let mut consumer = kcon::Consumer::builder()
-        .bootstrap_servers(b)
-        .group_id(&group)
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .build()
-        .unwrap();
+    let mut consumer = pipeline_consumer(b, &group).build().unwrap();
     consumer.subscribe([input.as_str()]).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(b)
