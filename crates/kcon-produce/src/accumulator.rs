@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kcon_codec::compression::Compression;
-use kcon_codec::records::{EncodeError, NewRecord, RecordBatchBuilder};
+use kcon_codec::records::{EncodeError, NewRecord, RecordBatchBuilder, with_producer};
 use kcon_core::TopicPartition;
 use std::time::Instant;
 
@@ -88,14 +88,11 @@ impl<T> Batch<T> {
                 && self.bytes.saturating_add(size) <= limits.max_bytes)
     }
 
-    /// Encodes the batch (once; again only when `sequenced` differs from what it was encoded
-    /// with, after the producer id was reset) and returns the bytes to send.
+    /// Encodes the batch (once: when `sequenced` differs from what it was encoded with, after
+    /// the producer id was reset, the encoded batch's producer fields are set anew, its records
+    /// as they are) and returns the bytes to send. The records are kept encoded only: the
+    /// builder's copy of them is let go once the batch is built.
     pub(crate) fn encode(&mut self, sequenced: Option<Sequenced>) -> Result<Bytes, EncodeError> {
-        if let Some((bytes, with)) = &self.encoded
-            && *with == sequenced
-        {
-            return Ok(bytes.clone());
-        }
         let (id, epoch, sequence, transactional) = sequenced.map_or((-1, -1, -1, false), |s| {
             (
                 s.producer_id,
@@ -104,11 +101,19 @@ impl<T> Batch<T> {
                 s.transactional,
             )
         });
-        let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
-        self.builder = builder
-            .producer(id, epoch, sequence)
-            .transactional(transactional);
-        let bytes = self.builder.build()?;
+        let bytes = match &self.encoded {
+            Some((bytes, with)) if *with == sequenced => return Ok(bytes.clone()),
+            Some((bytes, _)) => with_producer(bytes, id, epoch, sequence, transactional).ok_or(
+                EncodeError::Unsupported("a batch of its own that is not one"),
+            )?,
+            None => {
+                let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
+                builder
+                    .producer(id, epoch, sequence)
+                    .transactional(transactional)
+                    .build()?
+            }
+        };
         self.encoded = Some((bytes.clone(), sequenced));
         Ok(bytes)
     }

@@ -399,6 +399,54 @@ impl RecordBatchBuilder {
     }
 }
 
+/// `batch`, one magic-2 record batch as [`RecordBatchBuilder::build`] writes it, with its
+/// producer id, epoch and base sequence and its transactional attribute set anew and its CRC
+/// computed again: how a producer sends a batch again under another producer id without
+/// encoding (or compressing) its records again, or keeping them to do so. `None` for bytes that
+/// are not one magic-2 batch.
+///
+/// ```
+/// use kcon_codec::records::{DecodeOptions, RecordBatchBuilder, RecordBatches, with_producer};
+///
+/// let mut builder = RecordBatchBuilder::new(0).producer(7, 0, 10);
+/// builder.record(1, None, Some(b"v"));
+/// let again = with_producer(&builder.build().unwrap(), 8, 2, 0, true).unwrap();
+/// let built = builder.producer(8, 2, 0).transactional(true).build().unwrap();
+/// assert_eq!(again, built);
+/// let batch = RecordBatches::new(again, DecodeOptions::default()).next().unwrap().unwrap();
+/// assert_eq!((batch.producer_id(), batch.base_sequence()), (8, 0));
+/// ```
+pub fn with_producer(
+    batch: &[u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    transactional: bool,
+) -> Option<Bytes> {
+    if batch.len() < v2::HEADER_LEN || batch[v2::MAGIC] != 2 {
+        return None;
+    }
+    let length = i32::from_be_bytes(batch[v2::LENGTH..v2::LENGTH + 4].try_into().ok()?);
+    if usize::try_from(length).ok()? != batch.len() - v2::LOG_OVERHEAD {
+        return None;
+    }
+    let mut out = BytesMut::from(batch);
+    let at = v2::ATTRIBUTES;
+    let mut attributes = i16::from_be_bytes([out[at], out[at + 1]]);
+    if transactional {
+        attributes |= v2::TRANSACTIONAL;
+    } else {
+        attributes &= !v2::TRANSACTIONAL;
+    }
+    out[at..at + 2].copy_from_slice(&attributes.to_be_bytes());
+    out[v2::PRODUCER_ID..v2::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    out[v2::PRODUCER_EPOCH..v2::PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    out[v2::BASE_SEQUENCE..v2::BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[v2::ATTRIBUTES..]);
+    out[v2::CRC..v2::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Some(out.freeze())
+}
+
 /// Writes a key, value or header field: its length and bytes, or -1 for null.
 fn put_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
     match field {

@@ -56,7 +56,7 @@ mod fuzz;
 mod tests;
 
 pub use batch::{Batch, RecordBatches};
-pub use builder::{EncodeError, NewRecord, RecordBatchBuilder};
+pub use builder::{EncodeError, NewRecord, RecordBatchBuilder, with_producer};
 #[doc(hidden)]
 pub use legacy::{LegacyMessage, encode_legacy_message_set};
 pub use record::{ControlRecord, ControlRecordType, Header, Headers, Record, Records, RecordsMark};

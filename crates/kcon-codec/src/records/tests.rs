@@ -1159,3 +1159,53 @@ fn a_delete_horizon_set_after_the_records_rebases_their_timestamps() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A batch given another producer with `with_producer` is the batch built for that producer,
+/// byte for byte, with every codec, transactional or not; bytes that are not one magic-2 batch
+/// give nothing.
+#[test]
+fn a_batch_given_another_producer_is_the_batch_built_for_it() {
+    for compression in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let mut builder = RecordBatchBuilder::new(0)
+            .compression(compression)
+            .producer(7, 1, 100)
+            .transactional(true);
+        for i in 0..20u8 {
+            builder.push(NewRecord {
+                timestamp: 1_000 + i64::from(i),
+                key: Some(&[i]),
+                value: Some(&[i; 50]),
+                headers: &[(b"h", Some(b"v"))],
+                ..NewRecord::default()
+            });
+        }
+        let first = builder.build().unwrap();
+        for (id, epoch, sequence, transactional) in [(9, 0, 0, false), (7, 2, 100, true)] {
+            let again = with_producer(&first, id, epoch, sequence, transactional).unwrap();
+            let built = builder
+                .clone()
+                .producer(id, epoch, sequence)
+                .transactional(transactional)
+                .build()
+                .unwrap();
+            assert_eq!(again, built, "{compression:?} {id} {transactional}");
+        }
+    }
+    let mut builder = RecordBatchBuilder::new(0);
+    builder.record(1, None, Some(b"v"));
+    let bytes = builder.build().unwrap();
+    assert_eq!(
+        with_producer(&bytes[..bytes.len() - 1], 1, 0, 0, false),
+        None
+    );
+    assert_eq!(with_producer(&bytes[..20], 1, 0, 0, false), None);
+    let mut legacy = bytes.to_vec();
+    legacy[16] = 1;
+    assert_eq!(with_producer(&legacy, 1, 0, 0, false), None);
+}
