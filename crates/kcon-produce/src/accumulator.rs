@@ -147,7 +147,18 @@ impl<T> Queue<T> {
             .back()
             .is_some_and(|b| b.encoded.is_none() && b.fits(size, limits));
         if !open {
-            self.batches.push_back(new());
+            let mut batch = new();
+            // Room for as many records like this first one as the batch takes (the Java
+            // client allocates `batch.size` likewise), so that filling it copies nothing.
+            let records = limits
+                .max_records
+                .min(limits.max_bytes / size.max(1))
+                .max(1);
+            batch.records.reserve_exact(records);
+            batch
+                .builder
+                .reserve(limits.max_bytes.min(records.saturating_mul(size)));
+            self.batches.push_back(batch);
         }
         // Invariant: a batch was pushed just above if there was none.
         let Some(batch) = self.batches.back_mut() else {

@@ -193,26 +193,32 @@ impl Producer {
         &self,
         records: impl IntoIterator<Item = ProducerRecord>,
     ) -> Result<Deliveries, ProduceError> {
-        let records: Vec<(ProducerRecord, usize)> = records
-            .into_iter()
-            .map(|r| {
-                let size = r.size_upper_bound();
-                (r, size)
-            })
-            .collect();
+        // A Vec given is taken as it is (collecting it copies nothing).
+        let records: Vec<ProducerRecord> = records.into_iter().collect();
         let (deliveries, members) = Deliveries::new(records.len());
-        let mut queued = Vec::with_capacity(records.len());
+        // One vector of the records to queue, each moved once; their room is handed out once
+        // it is had.
+        let mut incoming = Vec::with_capacity(records.len());
         let mut room = 0usize;
-        for ((record, size), member) in records.into_iter().zip(members) {
+        // Set again once the room is had: a record's delivery.timeout.ms counts from there.
+        let queued = Instant::now();
+        for (record, member) in records.into_iter().zip(members) {
+            let size = record.size_upper_bound();
             match self.refused(&record, size) {
                 Some(refused) => Reply::Member(member).answer(Err(refused)),
                 None => {
                     room = room.saturating_add(size.max(1));
-                    queued.push((record, size, member));
+                    incoming.push(Incoming {
+                        record,
+                        size,
+                        reply: Reply::Member(member),
+                        permit: None,
+                        received: queued,
+                    });
                 }
             }
         }
-        if queued.is_empty() {
+        if incoming.is_empty() {
             return Ok(deliveries);
         }
         let limit = self.shared.config.buffer_memory;
@@ -223,7 +229,7 @@ impl Producer {
                 format!(
                     "{} records of up to {room} bytes in all are more than buffer.memory \
                      ({limit} bytes) holds at once: send them in smaller groups",
-                    queued.len()
+                    incoming.len()
                 ),
             ));
         }
@@ -236,27 +242,15 @@ impl Producer {
             .await
             .map_err(|_| ProduceError::closed())?;
         let received = Instant::now();
-        let mut incoming = Vec::with_capacity(queued.len());
-        let last = queued.pop();
-        for (record, size, member) in queued {
+        if let Some((last, others)) = incoming.split_last_mut() {
             // Each record holds its own room, given back when it is done; the last the rest,
             // which is its size (the room is the sum of theirs).
-            incoming.push(Incoming {
-                record,
-                size,
-                reply: Reply::Member(member),
-                permit: permit.split(size.max(1)),
-                received,
-            });
-        }
-        if let Some((record, size, member)) = last {
-            incoming.push(Incoming {
-                record,
-                size,
-                reply: Reply::Member(member),
-                permit: Some(permit),
-                received,
-            });
+            for i in others {
+                i.permit = permit.split(i.size.max(1));
+                i.received = received;
+            }
+            last.permit = Some(permit);
+            last.received = received;
         }
         self.shared
             .commands

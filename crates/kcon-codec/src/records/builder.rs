@@ -205,6 +205,12 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// Room for `bytes` more of encoded records without growing: for a caller that knows
+    /// about how large the batch will be, one allocation instead of a copy at every doubling.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.encoded.reserve(bytes);
+    }
+
     /// Records appended so far.
     pub fn len(&self) -> usize {
         self.count
