@@ -56,7 +56,11 @@ pub(crate) struct Batch<T> {
     pub(crate) retries: u32,
     /// No send before this (the retry backoff).
     pub(crate) retry_at: Option<Instant>,
-    /// The encoded batch, once it was first sent; a retry sends the same bytes.
+    /// The batch as built when first sent, kept (in place of the builder's records) for as
+    /// long as the batch lives: closed to more records from then on.
+    built: Option<Bytes>,
+    /// The bytes last sent and the sequencing they carry; a retry sends the same bytes.
+    /// Forgotten after a new producer id, when the next send gives `built` the new one.
     pub(crate) encoded: Option<(Bytes, Option<Sequenced>)>,
     /// The failure being retried, for the error if time runs out.
     pub(crate) last_error: Option<ProduceError>,
@@ -72,6 +76,7 @@ impl<T> Batch<T> {
             deadline,
             retries: 0,
             retry_at: None,
+            built: None,
             encoded: None,
             last_error: None,
         }
@@ -88,10 +93,10 @@ impl<T> Batch<T> {
                 && self.bytes.saturating_add(size) <= limits.max_bytes)
     }
 
-    /// Encodes the batch (once: when `sequenced` differs from what it was encoded with, after
-    /// the producer id was reset, the encoded batch's producer fields are set anew, its records
-    /// as they are) and returns the bytes to send. The records are kept encoded only: the
-    /// builder's copy of them is let go once the batch is built.
+    /// Encodes the batch (built once: when `sequenced` differs from what it was last sent with,
+    /// after the producer id was reset, the built batch's producer fields are set anew, its
+    /// records as they are) and returns the bytes to send. The records are kept built only:
+    /// the builder's copy of them is let go once the batch is built.
     pub(crate) fn encode(&mut self, sequenced: Option<Sequenced>) -> Result<Bytes, EncodeError> {
         let (id, epoch, sequence, transactional) = sequenced.map_or((-1, -1, -1, false), |s| {
             (
@@ -101,9 +106,13 @@ impl<T> Batch<T> {
                 s.transactional,
             )
         });
-        let bytes = match &self.encoded {
-            Some((bytes, with)) if *with == sequenced => return Ok(bytes.clone()),
-            Some((bytes, _)) => with_producer(bytes, id, epoch, sequence, transactional).ok_or(
+        if let Some((bytes, with)) = &self.encoded
+            && *with == sequenced
+        {
+            return Ok(bytes.clone());
+        }
+        let bytes = match &self.built {
+            Some(built) => with_producer(built, id, epoch, sequence, transactional).ok_or(
                 EncodeError::Unsupported("a batch of its own that is not one"),
             )?,
             None => {
@@ -114,6 +123,7 @@ impl<T> Batch<T> {
                     .build()?
             }
         };
+        self.built = Some(bytes.clone());
         self.encoded = Some((bytes.clone(), sequenced));
         Ok(bytes)
     }
@@ -145,7 +155,7 @@ impl<T> Queue<T> {
         let open = self
             .batches
             .back()
-            .is_some_and(|b| b.encoded.is_none() && b.fits(size, limits));
+            .is_some_and(|b| b.built.is_none() && b.fits(size, limits));
         if !open {
             let mut batch = new();
             // Room for as many records like this first one as the batch takes (the Java
@@ -572,8 +582,13 @@ mod tests {
             base_sequence: 0,
             transactional: true,
         };
+        // A record sent after the reset goes in a batch of its own: the head was built.
+        a.append(&tp(0), record(b"y"), 10, 1, now, far(now));
         let new = a.head_mut(&tp(0)).unwrap().encode(Some(second)).unwrap();
         assert_ne!(old, new);
+        // The same records (count at byte 57), under the new producer.
+        assert_eq!(i32::from_be_bytes(new[57..61].try_into().unwrap()), 1);
+        assert_eq!(new[61..], old[61..]);
         // Producer id at byte 43, base sequence at 53 of a magic-2 batch header.
         assert_eq!(i64::from_be_bytes(new[43..51].try_into().unwrap()), 8);
         assert_eq!(i32::from_be_bytes(new[53..57].try_into().unwrap()), 0);
