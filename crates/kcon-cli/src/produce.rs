@@ -354,7 +354,7 @@ impl Group {
         let deliveries = producer
             .send_all(self.records.drain(..))
             .await
-            .map_err(|e| Failure::runtime(format!("input line {first}: {e}")))?;
+            .map_err(|e| delivery_failed(first, &e))?;
         unchecked
             .pending
             .push_back((std::mem::take(&mut self.lines), deliveries));
@@ -408,7 +408,8 @@ fn first_failed(
     Ok(())
 }
 
-/// The run's failure for the record of input line `line`.
+/// The run's failure for the record of input line `line` (or for the records sent together
+/// from it).
 fn delivery_failed(line: u64, e: &ProduceError) -> Failure {
     Failure::runtime(format!("input line {line}: {e}"))
 }

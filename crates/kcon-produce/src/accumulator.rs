@@ -56,12 +56,13 @@ pub(crate) struct Batch<T> {
     pub(crate) retries: u32,
     /// No send before this (the retry backoff).
     pub(crate) retry_at: Option<Instant>,
-    /// The batch as built when first sent, kept (in place of the builder's records) for as
-    /// long as the batch lives: closed to more records from then on.
+    /// The batch as last sent, built when first sent and kept (in place of the builder's
+    /// records) for as long as the batch lives: closed to more records from then on. A retry
+    /// sends the same bytes.
     built: Option<Bytes>,
-    /// The bytes last sent and the sequencing they carry; a retry sends the same bytes.
-    /// Forgotten after a new producer id, when the next send gives `built` the new one.
-    pub(crate) encoded: Option<(Bytes, Option<Sequenced>)>,
+    /// The sequencing `built` carries, while it is still the one to send with: forgotten after
+    /// a new producer id, when the next send gives `built` the new one.
+    sent_with: Option<Option<Sequenced>>,
     /// The failure being retried, for the error if time runs out.
     pub(crate) last_error: Option<ProduceError>,
 }
@@ -77,7 +78,7 @@ impl<T> Batch<T> {
             retries: 0,
             retry_at: None,
             built: None,
-            encoded: None,
+            sent_with: None,
             last_error: None,
         }
     }
@@ -98,6 +99,11 @@ impl<T> Batch<T> {
     /// records as they are) and returns the bytes to send. The records are kept built only:
     /// the builder's copy of them is let go once the batch is built.
     pub(crate) fn encode(&mut self, sequenced: Option<Sequenced>) -> Result<Bytes, EncodeError> {
+        if let Some(built) = &self.built
+            && self.sent_with == Some(sequenced)
+        {
+            return Ok(built.clone());
+        }
         let (id, epoch, sequence, transactional) = sequenced.map_or((-1, -1, -1, false), |s| {
             (
                 s.producer_id,
@@ -106,11 +112,6 @@ impl<T> Batch<T> {
                 s.transactional,
             )
         });
-        if let Some((bytes, with)) = &self.encoded
-            && *with == sequenced
-        {
-            return Ok(bytes.clone());
-        }
         let bytes = match &self.built {
             Some(built) => with_producer(built, id, epoch, sequence, transactional).ok_or(
                 EncodeError::Unsupported("a batch of its own that is not one"),
@@ -124,13 +125,13 @@ impl<T> Batch<T> {
             }
         };
         self.built = Some(bytes.clone());
-        self.encoded = Some((bytes.clone(), sequenced));
+        self.sent_with = Some(sequenced);
         Ok(bytes)
     }
 
     /// The sequencing it was sent with, if it was sent by an idempotent producer.
     pub(crate) fn sequenced(&self) -> Option<Sequenced> {
-        self.encoded.as_ref().and_then(|(_, s)| *s)
+        self.sent_with.flatten()
     }
 }
 
@@ -233,20 +234,18 @@ impl<T> Accumulator<T> {
         now: Instant,
         deadline: Instant,
     ) -> bool {
+        let compression = self.compression;
+        let new = || Batch::new(compression, now, deadline);
         // One search of the queues for a partition that has one, as all but its first record
         // find.
         if let Some(queue) = self.queues.get_mut(tp) {
-            return queue.append(&self.limits, record, size, item, || {
-                Batch::new(self.compression, now, deadline)
-            });
+            return queue.append(&self.limits, record, size, item, new);
         }
         let mut queue = Queue {
             batches: VecDeque::new(),
             in_flight: false,
         };
-        let full = queue.append(&self.limits, record, size, item, || {
-            Batch::new(self.compression, now, deadline)
-        });
+        let full = queue.append(&self.limits, record, size, item, new);
         self.queues.insert(tp.clone(), queue);
         full
     }
@@ -381,7 +380,7 @@ impl<T> Accumulator<T> {
             if !q.in_flight
                 && let Some(head) = q.batches.front_mut()
             {
-                head.encoded = None;
+                head.sent_with = None;
             }
         }
     }

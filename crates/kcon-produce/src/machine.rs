@@ -335,15 +335,14 @@ impl<T> SenderMachine<T> {
         }
     }
 
-    /// Queues a record.
+    /// Queues a record: [`records`](Self::records) of one, as the tests give them.
+    #[cfg(test)]
     pub(crate) fn record(&mut self, now: Instant, incoming: Incoming<T>) {
-        self.queue_record(incoming);
-        self.step(now);
+        self.records(now, [incoming]);
     }
 
-    /// Queues `records` as [`record`](Self::record) queues each, in their order, and decides
-    /// once for all of them: records that came together are partitioned, batched and sent
-    /// in one pass rather than one pass each.
+    /// Queues `records`, in their order, and decides once for all of them: records that came
+    /// together are partitioned, batched and sent in one pass rather than one pass each.
     pub(crate) fn records(&mut self, now: Instant, records: impl IntoIterator<Item = Incoming<T>>) {
         for incoming in records {
             self.queue_record(incoming);

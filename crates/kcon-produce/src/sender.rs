@@ -261,49 +261,43 @@ impl Sender {
         tokio::pin!(timer);
         // Records that came together, given to the machine in one pass.
         let mut records = Vec::new();
+        // The command taken off the channel behind them, handled next, in its turn.
+        let mut held = None;
         loop {
-            self.carry_out();
-            if self.machine.is_finished() {
-                break;
-            }
-            let wake = self
-                .machine
-                .poll_timeout()
-                .map_or_else(idle, Instant::from_std);
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
-            let input = tokio::select! {
-                c = commands.recv(), if self.commands_open => Input::Command(c),
-                Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
-                    Input::Done(r)
+            let input = match held.take() {
+                Some(command) => Input::Command(Some(command)),
+                None => {
+                    self.carry_out();
+                    if self.machine.is_finished() {
+                        break;
+                    }
+                    let wake = self
+                        .machine
+                        .poll_timeout()
+                        .map_or_else(idle, Instant::from_std);
+                    if timer.deadline() != wake {
+                        timer.as_mut().reset(wake);
+                    }
+                    tokio::select! {
+                        c = commands.recv(), if self.commands_open => Input::Command(c),
+                        Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                            Input::Done(r)
+                        }
+                        () = &mut timer => Input::Tick,
+                    }
                 }
-                () = &mut timer => Input::Tick,
             };
             let now = now();
-            let input = match input {
+            match input {
+                // The records queued behind it, up to the first other command, go to the
+                // machine with it.
                 Input::Command(Some(Command::Record(i))) => {
-                    // The records queued behind it, up to the first other command, which
-                    // is handled after them, in its turn.
                     records.push(i.into_machine());
-                    self.take_records(&mut commands, &mut records, now)
+                    held = self.take_records(&mut commands, &mut records, now);
                 }
                 Input::Command(Some(Command::Records(all))) => {
                     records.extend(all.into_iter().map(Incoming::into_machine));
-                    self.take_records(&mut commands, &mut records, now)
-                }
-                input => Some(input),
-            };
-            let Some(input) = input else {
-                continue;
-            };
-            match input {
-                Input::Command(Some(Command::Record(i))) => {
-                    self.machine.record(now, i.into_machine());
-                }
-                Input::Command(Some(Command::Records(all))) => {
-                    self.machine
-                        .records(now, all.into_iter().map(Incoming::into_machine));
+                    held = self.take_records(&mut commands, &mut records, now);
                 }
                 Input::Command(Some(Command::Flush(done))) => {
                     let id = self.machine.flush(now);
@@ -377,7 +371,7 @@ impl Sender {
         commands: &mut mpsc::UnboundedReceiver<Command>,
         records: &mut Vec<machine::Incoming<Waiter>>,
         now: std::time::Instant,
-    ) -> Option<Input> {
+    ) -> Option<Command> {
         let mut next = None;
         while records.len() < RECORDS_PER_PASS {
             match commands.try_recv() {
@@ -386,7 +380,7 @@ impl Sender {
                     records.extend(all.into_iter().map(Incoming::into_machine));
                 }
                 Ok(other) => {
-                    next = Some(Input::Command(Some(other)));
+                    next = Some(other);
                     break;
                 }
                 Err(_) => break,
