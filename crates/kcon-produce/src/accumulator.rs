@@ -19,6 +19,10 @@ use std::time::Instant;
 
 use crate::error::ProduceError;
 
+/// The most record bytes a new batch makes room for at once (the Java client's `batch.size`
+/// default): beyond them it grows as records come.
+const FIRST_ROOM: usize = 16_384;
+
 /// When a batch is full, and how long one that is not waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchLimits {
@@ -159,11 +163,13 @@ impl<T> Queue<T> {
             .is_some_and(|b| b.built.is_none() && b.fits(size, limits));
         if !open {
             let mut batch = new();
-            // Room for as many records like this first one as the batch takes (the Java
-            // client allocates `batch.size` likewise), so that filling it copies nothing.
+            // Room for as many records like this first one as the batch takes, up to
+            // `FIRST_ROOM` bytes of them, so that filling a batch that size copies nothing; a
+            // batch that takes more grows as it fills (a batch of a few records must not hold
+            // `batch.size` of memory).
             let records = limits
                 .max_records
-                .min(limits.max_bytes / size.max(1))
+                .min(limits.max_bytes.min(FIRST_ROOM) / size.max(1))
                 .max(1);
             batch.records.reserve_exact(records);
             batch

@@ -52,7 +52,11 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// `batch.size`: a batch is full once its records take this many bytes (their uncompressed
     /// size, counted as the record format lays them out). A record larger than this goes in a
-    /// batch of its own. Default 16384.
+    /// batch of its own. Default 1000000, librdkafka's (franz-go's is 1000012; the Java
+    /// client's 16384): a partition has one batch in flight at a time, so while it is out the
+    /// next one takes every record that comes, up to this size, until `linger.ms` has passed
+    /// or the first comes back. With 16384 a partition carried 16 KiB per round trip, a
+    /// sixth of a million 100-byte records a second at `acks=all` on three nodes.
     pub batch_size: usize,
     /// `batch.num.messages` (librdkafka's name; Java has no count limit): a batch is full at
     /// this many records. Default 10000.
@@ -253,7 +257,7 @@ pub static PROPERTIES: &[Property<ProducerSetting>] = &[
     Property {
         name: "batch.size",
         aliases: &[],
-        default: DefaultValue::Value("16384"),
+        default: DefaultValue::Value("1000000"),
         parts: PRODUCER_ONLY,
         doc: "A batch is full once its records take this many bytes (uncompressed, as the \
               record format lays them out); a larger record goes in a batch of its own.",
@@ -445,7 +449,7 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             compression: Compression::None,
             linger: Duration::from_millis(5),
-            batch_size: 16_384,
+            batch_size: 1_000_000,
             batch_num_messages: 10_000,
             max_request_size: 1_048_576,
             buffer_memory: 33_554_432,
