@@ -140,7 +140,7 @@ async fn keyed_and_unkeyed_records_arrive_once_in_order_with_every_codec() {
         let deliveries = delivered(deliveries).await;
         let mut unkeyed = 0;
         for (i, d) in deliveries.iter().enumerate() {
-            assert_eq!(d.topic, topic);
+            assert_eq!(*d.topic, *topic);
             let wanted = match &sent[i].key {
                 // Where the Java client puts the key.
                 Some(k) => partition_for_key(k, PARTITIONS),
@@ -266,7 +266,7 @@ async fn records_sent_together_arrive_once_in_order_and_a_refused_one_fails_in_i
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Ok(d) => {
-                assert_eq!(d.topic, topic);
+                assert_eq!(*d.topic, *topic);
                 if let Some(k) = &sent[i].key {
                     assert_eq!(d.partition, partition_for_key(k, PARTITIONS), "record {i}");
                 }

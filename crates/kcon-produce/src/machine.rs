@@ -140,6 +140,9 @@ struct Pending<T> {
 
 /// A topic's records waiting for its metadata, and how to partition once it is there.
 struct TopicState<T> {
+    /// The topic's name, shared by every record's [`Delivered`]: a reference count each, not
+    /// a copy.
+    name: Arc<str>,
     partitioner: Option<Partitioner>,
     /// The topic's partitions by number, as the accumulator keys them: made once per
     /// partition, not once per record.
@@ -149,9 +152,10 @@ struct TopicState<T> {
     last_error: Option<ProduceError>,
 }
 
-impl<T> Default for TopicState<T> {
-    fn default() -> Self {
+impl<T> TopicState<T> {
+    fn new(name: &str) -> Self {
         TopicState {
+            name: Arc::from(name),
             partitioner: None,
             partitions: Vec::new(),
             waiting: VecDeque::new(),
@@ -372,7 +376,7 @@ impl<T> SenderMachine<T> {
             match self.topics.get_mut(&incoming.record.topic) {
                 Some(topic) => topic.waiting.push_back((id, incoming)),
                 None => {
-                    let mut topic = TopicState::default();
+                    let mut topic = TopicState::new(&incoming.record.topic);
                     let name = incoming.record.topic.clone();
                     topic.waiting.push_back((id, incoming));
                     self.topics.insert(name, topic);
@@ -1083,13 +1087,17 @@ impl<T> SenderMachine<T> {
         };
         Counters::add(&self.stats.batches_delivered, 1);
         Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
+        let topic = self
+            .topics
+            .get(&tp.topic)
+            .map_or_else(|| Arc::from(tp.topic.as_str()), |t| t.name.clone());
         for (i, r) in batch.records.into_iter().enumerate() {
             self.incomplete.remove(&r.id);
             answer_record(
                 &mut self.events,
                 r.waiter,
                 Ok(Delivered {
-                    topic: tp.topic.clone(),
+                    topic: topic.clone(),
                     partition: tp.partition,
                     offset: base_offset.and_then(|b| b.checked_add(i as i64)),
                     timestamp: append_time.unwrap_or(r.timestamp),

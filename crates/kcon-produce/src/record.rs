@@ -1,6 +1,7 @@
 //! What is sent and what comes back.
 
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// A record to send.
 ///
@@ -95,8 +96,8 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Delivered {
-    /// The topic.
-    pub topic: String,
+    /// The topic (shared by the records of a topic: cloning it copies no bytes).
+    pub topic: Arc<str>,
     /// The partition it was written to.
     pub partition: i32,
     /// Its offset; `None` when the broker did not say: an idempotent retry answered
