@@ -221,6 +221,64 @@ async fn flush_sends_what_lingers_and_explicit_partitions_are_kept() {
     assert!(records.iter().all(|r| r.partition == 2), "{records:?}");
 }
 
+/// `queue.buffering.max.messages` bounds the records sent and not yet acknowledged by count,
+/// whatever `buffer.memory` holds: with three queued (held back by a long `linger.ms`), a
+/// fourth `send` waits until they are written, and a `send_all` of more than the count is
+/// refused at once, naming both properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_waits_while_queue_buffering_max_messages_records_are_unacknowledged() {
+    let b = Kafka::single().bootstrap();
+    let topic = unique_name("produce-count");
+    create(&topic, PARTITIONS).await;
+    let producer = producer(b)
+        .set("queue.buffering.max.messages", "3")
+        .set("linger.ms", "60000")
+        .build()
+        .unwrap();
+    // Each record takes a third of buffer.memory's room, however small.
+    let record = |i: usize| ProducerRecord::new(topic.clone(), value(i));
+    assert_eq!(producer.room(&record(0)), 33_554_432 / 3);
+    let mut deliveries = Vec::new();
+    for i in 0..3 {
+        deliveries.push(
+            timeout(Duration::from_secs(5), producer.send(record(i)))
+                .await
+                .expect("room for three")
+                .unwrap(),
+        );
+    }
+    let fourth = producer.send(record(3));
+    tokio::pin!(fourth);
+    assert!(
+        timeout(Duration::from_millis(500), &mut fourth)
+            .await
+            .is_err(),
+        "a fourth record must wait while three are unacknowledged"
+    );
+    let refused = producer
+        .send_all((10..14).map(record))
+        .await
+        .expect_err("four records cannot be queued at once");
+    assert_eq!(refused.kind(), ErrorKind::InvalidRecord, "{refused}");
+    for name in ["buffer.memory", "queue.buffering.max.messages"] {
+        assert!(refused.to_string().contains(name), "{refused}");
+    }
+    // The three written (flush sends without waiting for linger.ms), the fourth goes in.
+    let flushing = producer.flush();
+    let (fourth, ()) = timeout(DELIVERED_WITHIN, async { tokio::join!(fourth, flushing) })
+        .await
+        .expect("the flush and the fourth send");
+    deliveries.push(fourth.unwrap());
+    producer.flush().await;
+    for d in deliveries {
+        timeout(DELIVERED_WITHIN, d)
+            .await
+            .expect("delivered")
+            .unwrap();
+    }
+    assert_eq!(read_back(&topic, PARTITIONS, 4).await.len(), 4);
+}
+
 /// Records sent together with `send_all` arrive once, in per-partition order, at the offsets
 /// their results report, in the order given; a record `send` would refuse fails in its place
 /// while the others are written; records that `buffer.memory` cannot hold at once are refused

@@ -222,7 +222,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
                 };
                 let line = input.line;
                 let record = input.into_record(&topic, partition);
-                let size = record.size_upper_bound();
+                let size = producer.room(&record);
                 if group.size.saturating_add(size) > buffer_memory {
                     group.send(&producer, &mut unchecked).await?;
                 }
@@ -330,7 +330,7 @@ fn producer_properties(args: &ProduceArgs) -> impl Iterator<Item = (&str, &str)>
 struct Group {
     lines: Vec<u64>,
     records: Vec<ProducerRecord>,
-    /// The bytes they take in `buffer.memory`, at most.
+    /// The room they take in `buffer.memory` (`Producer::room`).
     size: usize,
 }
 

@@ -67,6 +67,14 @@ pub struct ProducerConfig {
     /// `buffer.memory`: records sent and not yet acknowledged may take this many bytes; `send`
     /// waits for room beyond it. Default 33554432.
     pub buffer_memory: usize,
+    /// `queue.buffering.max.messages` (librdkafka's name; the Java client has no count
+    /// limit): records sent and not yet acknowledged may be at most this many; `send` waits
+    /// beyond it. Each record takes at least `buffer.memory` / this many bytes of
+    /// `buffer.memory`'s room, so that one count keeps both limits (records of mixed sizes may
+    /// wait a little before either is reached). What a record costs beside its bytes (its
+    /// reply, its place in a batch, its `Delivery`) is a few hundred bytes, so the count, not
+    /// the bytes, bounds the memory of small records. Default 100000.
+    pub queue_buffering_max_messages: usize,
     /// `retries`: how many times a batch is sent again after a retriable failure. Default
     /// 2147483647: `delivery.timeout.ms` is what bounds retries, as in the Java client.
     pub retries: u32,
@@ -162,6 +170,13 @@ impl ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// The room in `buffer.memory` a record of `size` bytes (its size bound) takes while it is
+    /// queued: its size, and at least `buffer.memory` / `queue.buffering.max.messages`.
+    pub fn room(&self, size: usize) -> usize {
+        let least = self.buffer_memory / self.queue_buffering_max_messages.max(1);
+        size.max(least).max(1)
+    }
+
     /// Whether batches carry a producer id and sequence numbers: `enable.idempotence`, or a
     /// `transactional.id`, which implies it.
     pub fn idempotent(&self) -> bool {
@@ -202,6 +217,8 @@ pub enum ProducerSetting {
     MaxRequestSize(usize),
     /// `buffer.memory`.
     BufferMemory(usize),
+    /// `queue.buffering.max.messages`.
+    QueueBufferingMaxMessages(usize),
     /// `retries`.
     Retries(u32),
     /// `delivery.timeout.ms`.
@@ -307,6 +324,19 @@ pub static PROPERTIES: &[Property<ProducerSetting>] = &[
             max: MAX_BUFFER_MEMORY,
             allowed: BUFFER_MEMORY,
             setting: ProducerSetting::BufferMemory,
+        },
+    },
+    Property {
+        name: "queue.buffering.max.messages",
+        aliases: &[],
+        default: DefaultValue::Value("100000"),
+        parts: PRODUCER_ONLY,
+        doc: "librdkafka's: the most records sent and not yet acknowledged; sending waits               beyond it. Each record takes at least buffer.memory divided by this of               buffer.memory's room.",
+        kind: Kind::Count {
+            min: 1,
+            max: i32::MAX as usize,
+            allowed: "a whole number from 1 to 2147483647",
+            setting: ProducerSetting::QueueBufferingMaxMessages,
         },
     },
     Property {
@@ -431,6 +461,7 @@ impl Configurable<ProducerSetting> for ProducerConfig {
             ProducerSetting::BatchNumMessages(n) => self.batch_num_messages = *n,
             ProducerSetting::MaxRequestSize(n) => self.max_request_size = *n,
             ProducerSetting::BufferMemory(n) => self.buffer_memory = *n,
+            ProducerSetting::QueueBufferingMaxMessages(n) => self.queue_buffering_max_messages = *n,
             ProducerSetting::Retries(n) => self.retries = *n,
             ProducerSetting::DeliveryTimeout(d) => self.delivery_timeout = *d,
             ProducerSetting::EnableIdempotence(on) => self.enable_idempotence = *on,
@@ -453,6 +484,7 @@ impl Default for ProducerConfig {
             batch_num_messages: 10_000,
             max_request_size: 1_048_576,
             buffer_memory: 33_554_432,
+            queue_buffering_max_messages: 100_000,
             retries: i32::MAX as u32,
             delivery_timeout: Duration::from_millis(120_000),
             enable_idempotence: false,
@@ -581,6 +613,22 @@ mod tests {
         let e = config(&[("transactional.id", "tx"), ("acks", "1")]).unwrap_err();
         assert_eq!(e.property(), "acks");
         assert!(e.to_string().contains("transactional.id"), "{e}");
+    }
+
+    #[test]
+    fn a_records_room_is_at_least_its_share_of_the_count() {
+        let c = ProducerConfig::default();
+        // 33554432 / 100000: a small record takes its share of the count.
+        assert_eq!(c.room(100), 335);
+        assert_eq!(c.room(0), 335);
+        assert_eq!(c.room(5000), 5000);
+        let c = config(&[
+            ("buffer.memory", "1000"),
+            ("queue.buffering.max.messages", "2000"),
+        ])
+        .unwrap();
+        // Never below one byte: the count is then no tighter than the bytes.
+        assert_eq!((c.room(0), c.room(7)), (1, 7));
     }
 
     #[test]

@@ -129,8 +129,10 @@ impl Producer {
 
     /// Queues `record` and returns the [`Delivery`] to await its result.
     ///
-    /// Waits first while the records sent and not yet acknowledged take `buffer.memory` (the
-    /// Java client's `send` blocks the same way); waiters are served in turn. A task that
+    /// Waits first while the records sent and not yet acknowledged take `buffer.memory` or are
+    /// `queue.buffering.max.messages` (the Java client's `send` blocks the same way on the
+    /// first, librdkafka's on the second; see [`room`](Producer::room)); waiters are served in
+    /// turn. A task that
     /// awaits each send before the next gets its records of one partition written in that
     /// order. Fails at once, without queuing, for a record larger than `max.request.size` or
     /// `buffer.memory`, a negative partition, or a closed producer.
@@ -149,12 +151,14 @@ impl Producer {
         if let Some(refused) = self.refused(&record, size) {
             return Err(refused);
         }
-        // At most u32::MAX: buffer.memory is capped there.
+        // At most u32::MAX: the room is at most buffer.memory (the record is no larger), which
+        // is capped there.
+        let room = self.shared.config.room(size);
         let permit = self
             .shared
             .memory
             .clone()
-            .acquire_many_owned(size.max(1) as u32)
+            .acquire_many_owned(room as u32)
             .await
             .map_err(|_| ProduceError::closed())?;
         let (reply, rx) = oneshot::channel();
@@ -178,8 +182,9 @@ impl Producer {
     /// each per record). Records of one partition are written in the order given.
     ///
     /// Waits first for room in `buffer.memory` for all of them (their room is given back as
-    /// each is done), so a call's records together must fit in it: a call that cannot fails
-    /// at once, naming `buffer.memory`; send them in smaller groups. A record `send` would
+    /// each is done), so a call's records together must fit in it (each takes
+    /// [`room`](Producer::room)): a call that cannot fails at once, naming `buffer.memory`;
+    /// send them in smaller groups. A record `send` would
     /// refuse (larger than `max.request.size`, a negative partition) is not queued and fails
     /// in its place among the results; the others are queued. A closed producer fails the
     /// call.
@@ -207,7 +212,7 @@ impl Producer {
             match self.refused(&record, size) {
                 Some(refused) => Reply::Member(member).answer(Err(refused)),
                 None => {
-                    room = room.saturating_add(size.max(1));
+                    room = room.saturating_add(self.shared.config.room(size));
                     incoming.push(Incoming {
                         record,
                         size,
@@ -227,8 +232,10 @@ impl Producer {
                 ErrorKind::InvalidRecord,
                 false,
                 format!(
-                    "{} records of up to {room} bytes in all are more than buffer.memory \
-                     ({limit} bytes) holds at once: send them in smaller groups",
+                    "{} records taking {room} bytes of room in all are more than buffer.memory \
+                     ({limit} bytes) holds at once (each takes at least buffer.memory / \
+                     queue.buffering.max.messages): send them in smaller groups, of at most \
+                     what Producer::room says fits",
                     incoming.len()
                 ),
             ));
@@ -246,7 +253,7 @@ impl Producer {
             // Each record holds its own room, given back when it is done; the last the rest,
             // which is its size (the room is the sum of theirs).
             for i in others {
-                i.permit = permit.split(i.size.max(1));
+                i.permit = permit.split(self.shared.config.room(i.size));
                 i.received = received;
             }
             last.permit = Some(permit);
@@ -257,6 +264,14 @@ impl Producer {
             .send(Command::Records(incoming))
             .map_err(|_| ProduceError::closed())?;
         Ok(deliveries)
+    }
+
+    /// The room in `buffer.memory` `record` takes while it is queued: its size bound
+    /// ([`ProducerRecord::size_upper_bound`]), and at least `buffer.memory` /
+    /// `queue.buffering.max.messages`. A [`send_all`](Producer::send_all) call's records must
+    /// together take at most `buffer.memory`.
+    pub fn room(&self, record: &ProducerRecord) -> usize {
+        self.shared.config.room(record.size_upper_bound())
     }
 
     /// Why `record` (of `size` bytes at most) cannot be sent at all, if it cannot: larger than

@@ -339,7 +339,7 @@ impl ExactlyOnce {
         let mut pending = Vec::new();
         let mut size = 0usize;
         for record in outputs {
-            let bytes = record.size_upper_bound();
+            let bytes = self.producer.room(&record);
             if !pending.is_empty() && size.saturating_add(bytes) > room {
                 match self.producer.send_all(std::mem::take(&mut pending)).await {
                     Ok(d) => calls.push(d),
