@@ -1,8 +1,9 @@
 //! Confluent's Rust client (`confluent-kafka` 1.0, a translation of the Java client): default
-//! settings, by assignment only.
+//! settings, by assignment or in a group.
 //!
 //! It offers KIP-848 groups alone (`group.protocol=consumer`; `KafkaConsumer::new` refuses
-//! `classic`), so it is built with that protocol even for assignment, where no group is joined.
+//! `classic`), so it is built with that protocol, even for assignment, where no group is joined;
+//! in a group it is the one client here that joins by the consumer protocol.
 //! A run that receives nothing must not hang the benchmark: after [`IDLE_LIMIT`] without a
 //! record it stops and fails with what it saw (records so far, the assignment, its position
 //! per partition), so the report can say exactly what happened.
@@ -22,10 +23,7 @@ const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Reads the workload with `poll`, then closes the consumer.
 pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
-    if w.group.is_some() {
-        return Err("Confluent's Rust client joins only KIP-848 groups, which Tansu lacks".into());
-    }
-    let props: HashMap<String, String> = [
+    let mut props: HashMap<String, String> = [
         ("bootstrap.servers", w.bootstrap.as_str()),
         ("auto.offset.reset", "earliest"),
         ("group.protocol", "consumer"),
@@ -33,6 +31,9 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    if let Some(group) = &w.group {
+        props.insert("group.id".to_owned(), group.clone());
+    }
     let config = ConsumerConfig::new(&props)?;
     let mut consumer =
         KafkaConsumer::new(config, BytesDeserializer::new(), BytesDeserializer::new())?;
@@ -40,7 +41,10 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
         .partitions()
         .map(|p| TopicPartition::new(w.topic.as_str(), p))
         .collect();
-    consumer.assign(partitions.clone()).await?;
+    match &w.group {
+        Some(_) => consumer.subscribe_with_topics(vec![w.topic.clone()]).await?,
+        None => consumer.assign(partitions.clone()).await?,
+    }
     let mut last_record = Instant::now();
     let mut polls = 0u64;
     while !tally.done() {

@@ -135,7 +135,7 @@ fn codec(name: &str) -> Result<Compression, BoxError> {
     })
 }
 
-/// Creates `topic` with `partitions` partitions (Tansu creates no topic on Metadata).
+/// Creates `topic` with `partitions` partitions, replicated as the broker's default says.
 pub async fn create_topic(pool: &Pool, topic: &str, partitions: i32) -> Result<(), BoxError> {
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
@@ -143,7 +143,8 @@ pub async fn create_topic(pool: &Pool, topic: &str, partitions: i32) -> Result<(
             CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1),
+                // The broker's `default.replication.factor` (KIP-464).
+                .with_replication_factor(-1),
         ]);
     let answer = pool.send(BrokerTarget::Any, &request).await?;
     for t in &answer.topics {
@@ -177,17 +178,28 @@ async fn produce(
                         .with_records(Some(records)),
                 ]),
         ]);
-    let leader = leader(pool, topic, partition).await?;
-    let answer = pool.send(BrokerTarget::Broker(leader), &request).await?;
-    let p = answer
-        .responses
-        .first()
-        .and_then(|t| t.partition_responses.first())
-        .ok_or("a produce answer without the partition")?;
-    if p.error_code != 0 {
-        return Err(format!("produce to {topic}-{partition}: error {}", p.error_code).into());
+    // A topic just created may have no leader ready yet: UNKNOWN_TOPIC_OR_PARTITION (3),
+    // LEADER_NOT_AVAILABLE (5) and NOT_LEADER_OR_FOLLOWER (6) are asked again, with the
+    // metadata refreshed, for up to 10 s.
+    for _ in 0..100 {
+        let leader = leader(pool, topic, partition).await?;
+        let answer = pool.send(BrokerTarget::Broker(leader), &request).await?;
+        let p = answer
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or("a produce answer without the partition")?;
+        match p.error_code {
+            0 => return Ok(p.base_offset),
+            3 | 5 | 6 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                pool.refresh_metadata(TopicScope::topics([topic.to_owned()]))
+                    .await?;
+            }
+            code => return Err(format!("produce to {topic}-{partition}: error {code}").into()),
+        }
     }
-    Ok(p.base_offset)
+    Err(format!("produce to {topic}-{partition}: no leader took the batch in 10 s").into())
 }
 
 /// The partition's leader, from the cached metadata or, until it has one, fresh metadata.
@@ -280,4 +292,24 @@ impl Values {
         }
         Ok(b.build()?)
     }
+}
+
+/// The `ends` subcommand: prints the end offset of each of the topic's `--partitions`
+/// partitions as one JSON line (`{"ends": [..]}`): what a run wrote, for the driver's check.
+pub fn ends_main(args: &Args) -> Result<(), BoxError> {
+    let bootstrap = args.required("bootstrap")?.to_owned();
+    let topic = args.required("topic")?.to_owned();
+    let partitions: i32 = args.number("partitions")?;
+    runtime()?.block_on(async move {
+        let consumer = kcon::Consumer::builder()
+            .set("bootstrap.servers", bootstrap.as_str())
+            .build()?;
+        let found = consumer
+            .end_offsets((0..partitions).map(|p| kcon::TopicPartition::new(topic.as_str(), p)))
+            .await?;
+        let ends: Vec<i64> = found.values().copied().collect();
+        println!("{}", json!({ "ends": ends }));
+        consumer.close().await?;
+        Ok(())
+    })
 }

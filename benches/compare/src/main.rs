@@ -1,5 +1,7 @@
-//! `kcon-compare`: one Kafka client consuming one workload, as a process of its own, so that the
-//! driver (`benches/compare/run`) can read the client's CPU time and peak RSS from `wait4`.
+//! `kcon-compare`: one Kafka client running one workload, as a process of its own, so that the
+//! driver (`benches/compare/run`) can read the client's CPU time and peak RSS from `wait4`. The
+//! franz-go and Java peers (`franz/`, `java/`) take the same subcommands and options and print
+//! the same lines.
 //!
 //! Subcommands (every option is `--name value`):
 //!
@@ -14,8 +16,14 @@
 //!   a group member for the rebalance benchmark, printing a JSON line per second (records
 //!   received per partition, with the times of the first and last) until its stdin closes,
 //!   then leaving the group.
-//! - `produce --bootstrap B --topic T --partitions P --rate R`: produces R records per second
+//! - `traffic --bootstrap B --topic T --partitions P --rate R`: produces R records per second
 //!   per partition until its stdin closes (the rebalance benchmark's traffic).
+//! - `ends --bootstrap B --topic T --partitions P`: prints the partitions' end offsets.
+//! - `produce --client kcon|kcon-all|rdkafka --bootstrap B --topic T --records N --values FILE
+//!   --size S --acks A --idempotence true|false --compression C --keys true|false`: writes N
+//!   records and waits for every acknowledgement (`src/produce.rs`).
+//! - `latency --client kcon|rdkafka --bootstrap B --topic T --partitions P --rate R --seconds D
+//!   --warmup-seconds W --size S`: end-to-end latency at a fixed rate (`src/latency.rs`).
 //! - `txn --client kcon|rdkafka --bootstrap B --topic T --transactions N --records R --size S`:
 //!   N transactions of R records with a transactional producer (`src/txn.rs`).
 //! - `share --client kcon|kacrab|krafka --bootstrap B --topic T --group G --records N`: a share
@@ -27,7 +35,9 @@ mod fill;
 mod kacrab_client;
 mod kcon_client;
 mod krafka_client;
+mod latency;
 mod member;
+mod produce;
 mod rdkafka_client;
 mod rskafka_client;
 mod share;
@@ -127,7 +137,10 @@ fn main() -> ExitCode {
         "fill" => fill::main(&args),
         "consume" => consume(&args, started),
         "member" => member::main(&args),
-        "produce" => fill::produce_main(&args),
+        "traffic" => fill::produce_main(&args),
+        "ends" => fill::ends_main(&args),
+        "produce" => produce::main(&args, started),
+        "latency" => latency::main(&args),
         "txn" => txn::main(&args),
         "share" => share::main(&args),
         other => Err(format!("unknown subcommand {other:?}").into()),

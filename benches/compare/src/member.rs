@@ -88,6 +88,9 @@ struct Member {
     /// `fetch.max.wait.ms`, when not the client's default (the mock cluster holds a Fetch for
     /// all of it even when records come meanwhile).
     fetch_max_wait_ms: Option<String>,
+    /// `session.timeout.ms` and `heartbeat.interval.ms` of a classic member, when not the
+    /// client's defaults (on the mock cluster, the KIP-848 members' cadence).
+    session: Option<(u64, u64)>,
 }
 
 /// The `member` subcommand.
@@ -99,6 +102,13 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
         group: args.required("group")?.to_owned(),
         strategy: args.required("strategy")?.to_owned(),
         fetch_max_wait_ms: args.optional("fetch-max-wait-ms").map(str::to_owned),
+        session: match args.optional("session-timeout-ms") {
+            Some(_) => Some((
+                args.number("session-timeout-ms")?,
+                args.number("heartbeat-interval-ms")?,
+            )),
+            None => None,
+        },
     };
     let shared = Arc::new(Shared {
         window: Mutex::new(Window::default()),
@@ -134,10 +144,6 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The settings every member uses: the test settings for Tansu's join delay.
-const SESSION_TIMEOUT_MS: u64 = 6000;
-const HEARTBEAT_INTERVAL_MS: u64 = 1000;
-
 /// The strategy that stands for the consumer group protocol (KIP-848): the coordinator assigns,
 /// and runs the session and the heartbeats.
 const CONSUMER_PROTOCOL: &str = "consumer";
@@ -147,13 +153,17 @@ async fn kcon_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
         .set("bootstrap.servers", m.bootstrap.as_str())
         .set("group.id", m.group.as_str())
         .set("auto.offset.reset", "earliest");
-    let builder = if m.strategy == CONSUMER_PROTOCOL {
-        builder.set("group.protocol", "consumer")
-    } else {
-        builder
-            .set("partition.assignment.strategy", m.strategy.as_str())
-            .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
-            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
+    let builder = match (m.strategy == CONSUMER_PROTOCOL, m.session) {
+        (true, _) => builder.set("group.protocol", "consumer"),
+        (false, session) => {
+            let builder = builder.set("partition.assignment.strategy", m.strategy.as_str());
+            match session {
+                Some((session, heartbeat)) => builder
+                    .set("session.timeout.ms", session.to_string())
+                    .set("heartbeat.interval.ms", heartbeat.to_string()),
+                None => builder,
+            }
+        }
     };
     let builder = match &m.fetch_max_wait_ms {
         Some(ms) => builder.set("fetch.max.wait.ms", ms.as_str()),
@@ -185,10 +195,12 @@ async fn rdkafka_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
     if m.strategy == CONSUMER_PROTOCOL {
         config.set("group.protocol", "consumer");
     } else {
-        config
-            .set("partition.assignment.strategy", &m.strategy)
-            .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
-            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string());
+        config.set("partition.assignment.strategy", &m.strategy);
+        if let Some((session, heartbeat)) = m.session {
+            config
+                .set("session.timeout.ms", session.to_string())
+                .set("heartbeat.interval.ms", heartbeat.to_string());
+        }
     }
     if let Some(ms) = &m.fetch_max_wait_ms {
         config.set("fetch.wait.max.ms", ms);
@@ -219,14 +231,16 @@ async fn krafka_member(m: &Member, shared: &Shared) -> Result<(), BoxError> {
     let kafka = krafka::Kafka::builder(m.bootstrap.as_str())
         .connect()
         .await?;
-    let consumer = kafka
+    let mut builder = kafka
         .consumer(m.group.as_str())
         .auto_offset_reset(AutoOffsetReset::Earliest)
-        .partition_assignment_strategy(strategy)
-        .session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))
-        .heartbeat_interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS))
-        .build()
-        .await?;
+        .partition_assignment_strategy(strategy);
+    if let Some((session, heartbeat)) = m.session {
+        builder = builder
+            .session_timeout(Duration::from_millis(session))
+            .heartbeat_interval(Duration::from_millis(heartbeat));
+    }
+    let consumer = builder.build().await?;
     consumer.subscribe([m.topic.as_str()]).await?;
     while !shared.stop.load(Ordering::SeqCst) {
         let records = consumer.poll(Duration::from_millis(100)).await?;
