@@ -42,7 +42,11 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
         .map(|p| TopicPartition::new(w.topic.as_str(), p))
         .collect();
     match &w.group {
-        Some(_) => consumer.subscribe_with_topics(vec![w.topic.clone()]).await?,
+        Some(_) => {
+            consumer
+                .subscribe_with_topics(vec![w.topic.clone()])
+                .await?
+        }
         None => consumer.assign(partitions.clone()).await?,
     }
     let mut last_record = Instant::now();

@@ -85,10 +85,18 @@ async fn kcon(
     together: bool,
 ) -> Result<f64, BoxError> {
     use kcon_produce::{Producer, ProducerRecord};
-    let producer = Producer::builder()
+    let mut builder = Producer::builder()
         .bootstrap_servers(bootstrap)
-        .set("transactional.id", id)
-        .build()?;
+        .set("transactional.id", id);
+    // An experiment's properties, `name=value,...`: not what `run` measures.
+    for (k, v) in std::env::var("KCON_COMPARE_SET")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        builder = builder.set(k, v);
+    }
+    let producer = builder.build()?;
     producer.init_transactions(CALL).await?;
     let value = bytes::Bytes::copy_from_slice(value);
     let started = Instant::now();
@@ -113,6 +121,9 @@ async fn kcon(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    if std::env::var_os("KCON_COMPARE_STATS").is_some() {
+        eprintln!("kcon: {:?}", producer.stats());
+    }
     producer.close().await;
     Ok(seconds)
 }
