@@ -55,8 +55,9 @@ pub struct ProducerConfig {
     /// batch of its own. Default 1000000, librdkafka's (franz-go's is 1000012; the Java
     /// client's 16384): a partition has one batch in flight at a time, so while it is out the
     /// next one takes every record that comes, up to this size, until `linger.ms` has passed
-    /// or the first comes back. With 16384 a partition carried 16 KiB per round trip, a
-    /// sixth of a million 100-byte records a second at `acks=all` on three nodes.
+    /// or the first comes back. With 16384 a partition carried 16 KiB per round trip: a
+    /// million 100-byte records took 9.4-18.8 s at `acks=all` on three nodes, against
+    /// 1.4-3.9 s.
     pub batch_size: usize,
     /// `batch.num.messages` (librdkafka's name; Java has no count limit): a batch is full at
     /// this many records. Default 10000.
