@@ -132,9 +132,8 @@ impl Producer {
     /// Waits first while the records sent and not yet acknowledged take `buffer.memory` or are
     /// `queue.buffering.max.messages` (the Java client's `send` blocks the same way on the
     /// first, librdkafka's on the second; see [`room`](Producer::room)); waiters are served in
-    /// turn. A task that
-    /// awaits each send before the next gets its records of one partition written in that
-    /// order. Fails at once, without queuing, for a record larger than `max.request.size` or
+    /// turn. A task that awaits each send before the next gets its records of one partition
+    /// written in that order. Fails at once, without queuing, for a record larger than `max.request.size` or
     /// `buffer.memory`, a negative partition, or a closed producer.
     ///
     /// Without `enable.idempotence`, a batch sent again after a lost answer or a timeout may
@@ -184,9 +183,9 @@ impl Producer {
     /// Waits first for room in `buffer.memory` for all of them (their room is given back as
     /// each is done), so a call's records together must fit in it (each takes
     /// [`room`](Producer::room)): a call that cannot fails at once, naming `buffer.memory`;
-    /// send them in smaller groups. A record `send` would
-    /// refuse (larger than `max.request.size`, a negative partition) is not queued and fails
-    /// in its place among the results; the others are queued. A closed producer fails the
+    /// send them in smaller groups. A record `send` would refuse (larger than
+    /// `max.request.size`, a negative partition) is not queued and fails in its place among
+    /// the results; the others are queued. A closed producer fails the
     /// call.
     ///
     /// # Cancel safety
@@ -234,8 +233,8 @@ impl Producer {
                 format!(
                     "{} records taking {room} bytes of room in all are more than buffer.memory \
                      ({limit} bytes) holds at once (each takes at least buffer.memory / \
-                     queue.buffering.max.messages): send them in smaller groups, of at most \
-                     what Producer::room says fits",
+                     queue.buffering.max.messages; Producer::room says how much): send them in \
+                     smaller groups",
                     incoming.len()
                 ),
             ));
@@ -251,7 +250,7 @@ impl Producer {
         let received = Instant::now();
         if let Some((last, others)) = incoming.split_last_mut() {
             // Each record holds its own room, given back when it is done; the last the rest,
-            // which is its size (the room is the sum of theirs).
+            // which is its own (the room is the sum of theirs).
             for i in others {
                 i.permit = permit.split(self.shared.config.room(i.size));
                 i.received = received;
