@@ -332,7 +332,9 @@ pub static PROPERTIES: &[Property<ProducerSetting>] = &[
         aliases: &[],
         default: DefaultValue::Value("100000"),
         parts: PRODUCER_ONLY,
-        doc: "librdkafka's: the most records sent and not yet acknowledged; sending waits               beyond it. Each record takes at least buffer.memory divided by this of               buffer.memory's room.",
+        doc: "librdkafka's: the most records sent and not yet acknowledged; sending waits \
+              beyond it. Each record takes at least buffer.memory divided by this of \
+              buffer.memory's room.",
         kind: Kind::Count {
             min: 1,
             max: i32::MAX as usize,

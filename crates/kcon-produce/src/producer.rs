@@ -133,8 +133,8 @@ impl Producer {
     /// `queue.buffering.max.messages` (the Java client's `send` blocks the same way on the
     /// first, librdkafka's on the second; see [`room`](Producer::room)); waiters are served in
     /// turn. A task that awaits each send before the next gets its records of one partition
-    /// written in that order. Fails at once, without queuing, for a record larger than `max.request.size` or
-    /// `buffer.memory`, a negative partition, or a closed producer.
+    /// written in that order. Fails at once, without queuing, for a record larger than
+    /// `max.request.size` or `buffer.memory`, a negative partition, or a closed producer.
     ///
     /// Without `enable.idempotence`, a batch sent again after a lost answer or a timeout may
     /// be written twice (at-least-once); with it, the broker drops the second copy.
@@ -185,8 +185,7 @@ impl Producer {
     /// [`room`](Producer::room)): a call that cannot fails at once, naming `buffer.memory`;
     /// send them in smaller groups. A record `send` would refuse (larger than
     /// `max.request.size`, a negative partition) is not queued and fails in its place among
-    /// the results; the others are queued. A closed producer fails the
-    /// call.
+    /// the results; the others are queued. A closed producer fails the call.
     ///
     /// # Cancel safety
     ///
