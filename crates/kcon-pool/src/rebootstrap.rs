@@ -18,11 +18,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use kcon_codec::kafka_protocol::messages::{
-    ConsumerGroupHeartbeatResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    OffsetDeleteResponse, OffsetFetchResponse, SyncGroupResponse,
-};
+use kcon_codec::kafka_protocol::messages::MetadataResponse;
+use kcon_codec::top_level;
 use kcon_core::error_codes::code::REBOOTSTRAP_REQUIRED;
 use tokio::sync::Notify;
 
@@ -175,38 +172,25 @@ impl AnswerWatch {
     }
 }
 
-/// The top-level error code of an answer of the APIs that have one (not Metadata's: the pool
-/// reads that itself).
+/// The top-level error code of an answer of any API that has one, from the codec's table of
+/// them ([`top_level`]); `None` for Metadata's, which the pool reads itself where it applies
+/// the answer.
 pub(crate) fn top_level_error(answer: &dyn Any) -> Option<i16> {
-    macro_rules! first_of {
-        ($($t:ty),* $(,)?) => {
-            $(
-                if let Some(a) = answer.downcast_ref::<$t>() {
-                    return Some(a.error_code);
-                }
-            )*
-        };
+    if answer.is::<MetadataResponse>() {
+        return None;
     }
-    first_of!(
-        FetchResponse,
-        FindCoordinatorResponse,
-        JoinGroupResponse,
-        SyncGroupResponse,
-        HeartbeatResponse,
-        LeaveGroupResponse,
-        ConsumerGroupHeartbeatResponse,
-        OffsetFetchResponse,
-        ListGroupsResponse,
-        OffsetDeleteResponse,
-        InitProducerIdResponse,
-    );
-    None
+    top_level::error_code(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kcon_codec::kafka_protocol::messages::{MetadataResponse, OffsetCommitResponse};
+    use kcon_codec::kafka_protocol::messages::{
+        AddOffsetsToTxnResponse, EndTxnResponse, FetchResponse, HeartbeatResponse,
+        JoinGroupResponse, OffsetCommitResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+        ShareGroupHeartbeatResponse,
+    };
+    use kcon_codec::share_v2::{ShareAcknowledgeResponseV2, ShareFetchResponseV2};
 
     #[test]
     fn top_level_errors_are_read_where_answers_have_them() {
@@ -216,6 +200,36 @@ mod tests {
         assert_eq!(top_level_error(&fetch), Some(0));
         assert_eq!(top_level_error(&OffsetCommitResponse::default()), None);
         assert_eq!(top_level_error(&MetadataResponse::default()), None);
+        let metadata = MetadataResponse::default().with_error_code(REBOOTSTRAP_REQUIRED);
+        assert_eq!(top_level_error(&metadata), None);
+    }
+
+    #[test]
+    fn share_and_transaction_answers_can_ask_for_a_rebootstrap() {
+        let share_fetch = ShareFetchResponse::default().with_error_code(REBOOTSTRAP_REQUIRED);
+        let share_ack = ShareAcknowledgeResponse::default().with_error_code(REBOOTSTRAP_REQUIRED);
+        let answers: [&dyn Any; 7] = [
+            &ShareFetchResponseV2(share_fetch.clone()),
+            &share_fetch,
+            &ShareAcknowledgeResponseV2 {
+                body: share_ack.clone(),
+                acquisition_lock_timeout_ms: 0,
+            },
+            &share_ack,
+            &ShareGroupHeartbeatResponse::default().with_error_code(REBOOTSTRAP_REQUIRED),
+            &EndTxnResponse::default().with_error_code(REBOOTSTRAP_REQUIRED),
+            &AddOffsetsToTxnResponse::default().with_error_code(REBOOTSTRAP_REQUIRED),
+        ];
+        let watch = AnswerWatch::new(Arc::new(Notify::new()));
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(
+                top_level_error(answer),
+                Some(REBOOTSTRAP_REQUIRED),
+                "answer {i}"
+            );
+            watch.answered(answer);
+            assert!(watch.take_required(), "answer {i}");
+        }
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub(crate) struct Checked {
     pub(crate) end: usize,
     /// The nulls to rewrite before decoding (none in a successful answer).
     pub(crate) nulls: NullPatches,
+    /// The top-level error code, when the message has one at this version.
+    pub(crate) error_code: Option<i16>,
 }
 
 /// Checks `body` (a response body, header already removed) of `api_key` at `version`: Ok only

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
 
-use super::schema::{Elem, StructDef, Ty};
+use super::schema::{Elem, Message, StructDef, Ty};
 use super::{MESSAGES, NullPatches, check_response, covers, populated};
 use crate::error::{DecodeError, DecodeReason, Part};
 use crate::frame::decode_frame;
@@ -1438,5 +1438,65 @@ fn each_struct(def: &StructDef, f: &mut impl FnMut(&StructDef)) {
         };
         f(inner);
         each_struct(inner, f);
+    }
+}
+
+/// Whether `msg` has its top-level error code on the wire at `version`.
+fn has_top_level_error_code(msg: &Message, version: i16) -> bool {
+    use super::walk::TOP_LEVEL_ERROR_CODE;
+    msg.body.fields.iter().any(|f| {
+        f.path == TOP_LEVEL_ERROR_CODE
+            && matches!(f.ty, Ty::I16)
+            && f.tag.is_none()
+            && f.versions.contains(version)
+    })
+}
+
+/// The table of top-level error codes (`crate::top_level`) against the schemas: kcon's
+/// decoded type of every answer is in the table if and only if the API's schema has a
+/// top-level `error_code` at a version kcon speaks, and at every version that has it, a code
+/// set through the table is the one on the wire there and the one read back through the table.
+#[test]
+fn the_top_level_error_code_table_agrees_with_the_schemas() {
+    use crate::top_level;
+    // No populated builder sets it.
+    const CODE: i16 = 129;
+    for msg in MESSAGES {
+        let api = msg.api_key;
+        let (_, min, max) = SUPPORTED.iter().find(|(k, _, _)| *k == api).unwrap();
+        let somewhere = (*min..=*max).any(|v| has_top_level_error_code(msg, v));
+        assert_eq!(
+            top_level::has_error_code(api),
+            Some(somewhere),
+            "{api:?}: the table and the schema disagree on a top-level error code"
+        );
+    }
+    for (api, version) in supported_pairs() {
+        let msg = MESSAGES
+            .iter()
+            .find(|m| m.api_key == api && m.versions.contains(version))
+            .unwrap();
+        let on_wire = has_top_level_error_code(msg, version);
+        let listed = top_level::has_error_code(api) == Some(true);
+        // kafka-protocol encodes only 0 in a field the version does not have.
+        let code = if on_wire { CODE } else { 0 };
+        let read = dispatch!(api, R, build => {
+            let mut answer = build(version, false);
+            assert_eq!(
+                top_level::set_error_code(&mut answer, code),
+                listed,
+                "{api:?} v{version}: {} is {}in the table",
+                std::any::type_name::<<R as Request>::Response>(),
+                if listed { "not " } else { "" },
+            );
+            let body = round_trip::<R>(version, answer);
+            let checked = check_response(api as i16, version, &body).unwrap();
+            assert_eq!(checked.error_code, on_wire.then_some(CODE), "{api:?} v{version}");
+            let decoded =
+                <<R as Request>::Response as Decodable>::decode(&mut body.clone(), version)
+                    .unwrap();
+            top_level::error_code(&decoded)
+        });
+        assert_eq!(read, listed.then_some(code), "{api:?} v{version}");
     }
 }

@@ -34,6 +34,7 @@ pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<Checked, 
     Ok(Checked {
         end: w.r.pos(),
         nulls: w.nulls,
+        error_code: w.error_code,
     })
 }
 
