@@ -11,8 +11,8 @@
 //! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
 //! - [`schema_id`]: Confluent's Schema Registry framings of a key or value (the schema id or GUID
 //!   in front of the payload or in a header, Protobuf's message indexes).
-//! - [`top_level`]: the top-level error code of the answers of every API kcon speaks, in one
-//!   table.
+//! - [`top_level`]: the top-level error code and the throttle time of the answers of every API
+//!   kcon speaks, in one table.
 //!
 //! Hostile input: for any byte string, no decoder here panics, loops without consuming input, or
 //! allocates more than a small multiple of the input length plus the decompression cap. The fuzz

@@ -10,58 +10,15 @@ use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kcon_codec::kafka_protocol::messages::*;
+use kcon_codec::top_level;
 
 /// How long an answer asks its client to wait before the next request on the connection, in
-/// milliseconds; `None` for an answer without a throttle time, or at a version from before
-/// KIP-219 (Kafka 2.0), at which the broker delayed the answer itself and the client must not
-/// wait again.
+/// milliseconds, from the codec's table of what every answer carries at top level
+/// ([`top_level::throttle_wait_ms`]); `None` for an answer without a throttle time, or at a
+/// version from before KIP-219 (Kafka 2.0), at which the broker delayed the answer itself and
+/// the client must not wait again.
 pub(crate) fn throttle_time_ms(answer: &dyn Any, version: i16) -> Option<i32> {
-    // (answer type, the first version at which the client waits)
-    macro_rules! throttled {
-        ($($t:ty: $from:expr),* $(,)?) => {
-            $(
-                if let Some(a) = answer.downcast_ref::<$t>() {
-                    return (version >= $from).then_some(a.throttle_time_ms);
-                }
-            )*
-        };
-    }
-    throttled!(
-        FetchResponse: 8,
-        ProduceResponse: 6,
-        ListOffsetsResponse: 3,
-        MetadataResponse: 6,
-        OffsetCommitResponse: 4,
-        OffsetFetchResponse: 4,
-        FindCoordinatorResponse: 2,
-        JoinGroupResponse: 3,
-        HeartbeatResponse: 2,
-        LeaveGroupResponse: 2,
-        SyncGroupResponse: 2,
-        DescribeGroupsResponse: 2,
-        ListGroupsResponse: 2,
-        ApiVersionsResponse: 2,
-        CreateTopicsResponse: 3,
-        DeleteGroupsResponse: 1,
-        OffsetForLeaderEpochResponse: 2,
-        InitProducerIdResponse: 1,
-        AddPartitionsToTxnResponse: 1,
-        AddOffsetsToTxnResponse: 1,
-        EndTxnResponse: 1,
-        TxnOffsetCommitResponse: 1,
-        DescribeConfigsResponse: 2,
-        IncrementalAlterConfigsResponse: 0,
-        OffsetDeleteResponse: 0,
-        ConsumerGroupHeartbeatResponse: 0,
-        ConsumerGroupDescribeResponse: 0,
-        ShareGroupHeartbeatResponse: 0,
-        ShareFetchResponse: 0,
-        ShareAcknowledgeResponse: 0,
-        ShareGroupDescribeResponse: 0,
-        DescribeShareGroupOffsetsResponse: 0,
-    );
-    None
+    top_level::throttle_wait_ms(answer, version)
 }
 
 /// The throttled answers of a pool's connections, counted for the clients' metrics.
@@ -106,6 +63,12 @@ pub struct Throttled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kcon_codec::kafka_protocol::messages::{
+        DescribeShareGroupOffsetsResponse, FetchResponse, ProduceResponse,
+        SaslAuthenticateResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    };
+    use kcon_codec::share_offsets_v1::DescribeShareGroupOffsetsResponseV1;
+    use kcon_codec::share_v2::{ShareAcknowledgeResponseV2, ShareFetchResponseV2};
 
     #[test]
     fn the_throttle_time_counts_from_kip_219_versions_on() {
@@ -123,6 +86,27 @@ mod tests {
             throttle_time_ms(&SaslAuthenticateResponse::default(), 2),
             None
         );
+    }
+
+    #[test]
+    fn share_answers_decoded_to_kcons_own_types_are_throttled_too() {
+        // The types the pool decodes ShareFetch, ShareAcknowledge and DescribeShareGroupOffsets
+        // answers to, at every version it speaks.
+        let fetch = ShareFetchResponseV2(ShareFetchResponse::default().with_throttle_time_ms(7));
+        assert_eq!(throttle_time_ms(&fetch, 1), Some(7));
+        assert_eq!(throttle_time_ms(&fetch, 2), Some(7));
+        let ack = ShareAcknowledgeResponseV2 {
+            body: ShareAcknowledgeResponse::default().with_throttle_time_ms(8),
+            acquisition_lock_timeout_ms: 30_000,
+        };
+        assert_eq!(throttle_time_ms(&ack, 1), Some(8));
+        assert_eq!(throttle_time_ms(&ack, 2), Some(8));
+        let offsets = DescribeShareGroupOffsetsResponseV1 {
+            body: DescribeShareGroupOffsetsResponse::default().with_throttle_time_ms(9),
+            lags: Vec::new(),
+        };
+        assert_eq!(throttle_time_ms(&offsets, 0), Some(9));
+        assert_eq!(throttle_time_ms(&offsets, 1), Some(9));
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub(crate) struct Checked {
     pub(crate) nulls: NullPatches,
     /// The top-level error code, when the message has one at this version.
     pub(crate) error_code: Option<i16>,
+    /// The throttle time, when the message has one at this version (read for the tests only).
+    #[cfg(test)]
+    pub(crate) throttle_time_ms: Option<i32>,
 }
 
 /// Checks `body` (a response body, header already removed) of `api_key` at `version`: Ok only

@@ -1452,6 +1452,17 @@ fn has_top_level_error_code(msg: &Message, version: i16) -> bool {
     })
 }
 
+/// Whether `msg` has its throttle time on the wire at `version`.
+fn has_top_level_throttle_time(msg: &Message, version: i16) -> bool {
+    use super::walk::TOP_LEVEL_THROTTLE_TIME_MS;
+    msg.body.fields.iter().any(|f| {
+        f.path == TOP_LEVEL_THROTTLE_TIME_MS
+            && matches!(f.ty, Ty::I32)
+            && f.tag.is_none()
+            && f.versions.contains(version)
+    })
+}
+
 /// The table of top-level error codes (`crate::top_level`) against the schemas: kcon's
 /// decoded type of every answer is in the table if and only if the API's schema has a
 /// top-level `error_code` at a version kcon speaks, and at every version that has it, a code
@@ -1498,5 +1509,69 @@ fn the_top_level_error_code_table_agrees_with_the_schemas() {
             top_level::error_code(&decoded)
         });
         assert_eq!(read, listed.then_some(code), "{api:?} v{version}");
+    }
+}
+
+/// The table of throttle times (`crate::top_level`) against the schemas: kcon's decoded type
+/// of every answer carries a throttle time in the table if and only if the API's schema has a
+/// top-level `throttle_time_ms` at a version kcon speaks; at every version that has it, a time
+/// set through the table is the one on the wire there and the one read back through the table;
+/// and the client waits out the time only at versions that have it.
+#[test]
+fn the_throttle_time_table_agrees_with_the_schemas() {
+    use crate::top_level;
+    // No populated builder sets it.
+    const MS: i32 = 4_321;
+    for msg in MESSAGES {
+        let api = msg.api_key;
+        let (_, min, max) = SUPPORTED.iter().find(|(k, _, _)| *k == api).unwrap();
+        let somewhere = (*min..=*max).any(|v| has_top_level_throttle_time(msg, v));
+        assert_eq!(
+            top_level::has_throttle_time_ms(api),
+            Some(somewhere),
+            "{api:?}: the table and the schema disagree on a throttle time"
+        );
+        assert_eq!(
+            top_level::throttle_waits_from(api).is_some(),
+            somewhere,
+            "{api:?}"
+        );
+    }
+    for (api, version) in supported_pairs() {
+        let msg = MESSAGES
+            .iter()
+            .find(|m| m.api_key == api && m.versions.contains(version))
+            .unwrap();
+        let on_wire = has_top_level_throttle_time(msg, version);
+        let listed = top_level::has_throttle_time_ms(api) == Some(true);
+        let waits = top_level::throttle_waits_from(api).is_some_and(|from| version >= from);
+        assert!(
+            on_wire || !waits,
+            "{api:?} v{version}: the client would wait on a throttle time the answer lacks"
+        );
+        // kafka-protocol encodes only 0 in a field the version does not have.
+        let ms = if on_wire { MS } else { 0 };
+        let (read, wait) = dispatch!(api, R, build => {
+            let mut answer = build(version, false);
+            assert_eq!(
+                top_level::set_throttle_time_ms(&mut answer, ms),
+                listed,
+                "{api:?} v{version}: {} is {}in the table",
+                std::any::type_name::<<R as Request>::Response>(),
+                if listed { "not " } else { "" },
+            );
+            let body = round_trip::<R>(version, answer);
+            let checked = check_response(api as i16, version, &body).unwrap();
+            assert_eq!(checked.throttle_time_ms, on_wire.then_some(MS), "{api:?} v{version}");
+            let decoded =
+                <<R as Request>::Response as Decodable>::decode(&mut body.clone(), version)
+                    .unwrap();
+            (
+                top_level::throttle_time_ms(&decoded),
+                top_level::throttle_wait_ms(&decoded, version),
+            )
+        });
+        assert_eq!(read, listed.then_some(ms), "{api:?} v{version}");
+        assert_eq!(wait, waits.then_some(ms), "{api:?} v{version}");
     }
 }

@@ -17,6 +17,10 @@ use crate::wire::{Reader, WireError};
 /// its fields' paths are their bare names (see `structs!`).
 pub(super) const TOP_LEVEL_ERROR_CODE: &str = "error_code";
 
+/// The path of a message's throttle time, a field of the root struct as its error code is.
+#[cfg(test)]
+pub(super) const TOP_LEVEL_THROTTLE_TIME_MS: &str = "throttle_time_ms";
+
 /// Walks `body` against `msg` at `version`; Ok if every field reads. Bytes after the end of the
 /// message are not read: the answer says where the message ends (see [`Checked`]), and lists
 /// the nulls to read as empty (see [`super::null_on_error`]): none for any body kafka-protocol
@@ -28,6 +32,8 @@ pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<Checked, 
         version,
         flexible: version >= msg.flexible,
         error_code: None,
+        #[cfg(test)]
+        throttle_time_ms: None,
         nulls: NullPatches::default(),
     };
     w.structure(msg.body)?;
@@ -35,6 +41,8 @@ pub(super) fn walk(msg: &Message, version: i16, body: &[u8]) -> Result<Checked, 
         end: w.r.pos(),
         nulls: w.nulls,
         error_code: w.error_code,
+        #[cfg(test)]
+        throttle_time_ms: w.throttle_time_ms,
     })
 }
 
@@ -45,6 +53,9 @@ struct Walker<'a> {
     flexible: bool,
     /// The top-level error code, once read.
     error_code: Option<i16>,
+    /// The throttle time, once read.
+    #[cfg(test)]
+    throttle_time_ms: Option<i32>,
     /// Nulls taken for empty so far.
     nulls: NullPatches,
 }
@@ -104,6 +115,12 @@ impl<'a> Walker<'a> {
                 Ok(())
             }
             Ty::I16 => self.fixed(f.path, 2),
+            #[cfg(test)]
+            Ty::I32 if f.path == TOP_LEVEL_THROTTLE_TIME_MS => {
+                let ms = self.r.i32().map_err(|e| self.wire(f.path, e))?;
+                self.throttle_time_ms = Some(ms);
+                Ok(())
+            }
             Ty::I32 => self.fixed(f.path, 4),
             Ty::I64 => self.fixed(f.path, 8),
             Ty::Uuid => self.fixed(f.path, 16),
