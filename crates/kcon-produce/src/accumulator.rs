@@ -19,8 +19,9 @@ use std::time::Instant;
 
 use crate::error::ProduceError;
 
-/// The most record bytes a new batch makes room for at once (the Java client's `batch.size`
-/// default): beyond them it grows as records come.
+/// The most record bytes a partition's first batch makes room for at once (the Java client's
+/// `batch.size` default): beyond them it grows as records come. Later batches make room for
+/// what the partition's last batch took.
 const FIRST_ROOM: usize = 16_384;
 
 /// When a batch is full, and how long one that is not waits.
@@ -125,7 +126,7 @@ impl<T> Batch<T> {
                 builder
                     .producer(id, epoch, sequence)
                     .transactional(transactional)
-                    .build()?
+                    .finish()?
             }
         };
         self.built = Some(bytes.clone());
@@ -144,6 +145,11 @@ struct Queue<T> {
     batches: VecDeque<Batch<T>>,
     /// The head is in a request not answered yet.
     in_flight: bool,
+    /// The records and bytes of the batch appended to last: what the next new batch makes
+    /// room for, so that a partition whose batches fill to a megabyte allocates each once,
+    /// not at every doubling from 16 KiB (each a copy of what it holds), and one whose
+    /// batches hold a few records takes little.
+    last: (usize, usize),
 }
 
 impl<T> Queue<T> {
@@ -163,18 +169,16 @@ impl<T> Queue<T> {
             .is_some_and(|b| b.built.is_none() && b.fits(size, limits));
         if !open {
             let mut batch = new();
-            // Room for as many records like this first one as the batch takes, up to
-            // `FIRST_ROOM` bytes of them, so that filling a batch that size copies nothing; a
-            // batch that takes more grows as it fills (a batch of a few records must not hold
+            // Room for as many records as the last batch held, or, at first, for as many like
+            // this one as `FIRST_ROOM` bytes hold, within the batch's limits; a batch that
+            // takes more grows as it fills (a batch of a few records must not hold
             // `batch.size` of memory).
-            let records = limits
-                .max_records
-                .min(limits.max_bytes.min(FIRST_ROOM) / size.max(1))
-                .max(1);
+            let (last_records, last_bytes) = self.last;
+            let first = limits.max_bytes.min(FIRST_ROOM) / size.max(1);
+            let records = limits.max_records.min(first.max(last_records)).max(1);
             batch.records.reserve_exact(records);
-            batch
-                .builder
-                .reserve(limits.max_bytes.min(records.saturating_mul(size)));
+            let bytes = records.saturating_mul(size).max(last_bytes);
+            batch.builder.reserve(limits.max_bytes.min(bytes));
             self.batches.push_back(batch);
         }
         // Invariant: a batch was pushed just above if there was none.
@@ -184,6 +188,7 @@ impl<T> Queue<T> {
         batch.builder.push(record);
         batch.records.push(item);
         batch.bytes = batch.bytes.saturating_add(size);
+        self.last = (batch.records.len(), batch.bytes);
         batch.is_full(limits)
     }
 }
@@ -250,6 +255,7 @@ impl<T> Accumulator<T> {
         let mut queue = Queue {
             batches: VecDeque::new(),
             in_flight: false,
+            last: (0, 0),
         };
         let full = queue.append(&self.limits, record, size, item, new);
         self.queues.insert(tp.clone(), queue);
@@ -439,6 +445,45 @@ mod tests {
 
     fn far(now: Instant) -> Instant {
         now + Duration::from_secs(100)
+    }
+
+    /// A partition's first batch makes room for `FIRST_ROOM` bytes of records like its first;
+    /// each later one for what the batch before it took, so that batches of a megabyte are
+    /// allocated once, and batches of a few records after them small again.
+    #[test]
+    fn a_new_batch_makes_room_for_what_the_last_took() {
+        let now = Instant::now();
+        let limits = BatchLimits {
+            max_records: 100_000,
+            max_bytes: 1_000_000,
+            linger: Duration::from_millis(10),
+        };
+        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None);
+        let value = [7u8; 90];
+        let first = FIRST_ROOM / 100;
+        let append = |a: &mut Accumulator<u32>, n: u32| {
+            for i in 0..n {
+                a.append(&tp(0), record(&value), 100, i, now, far(now));
+            }
+        };
+        append(&mut a, 1);
+        let head = a.head_mut(&tp(0)).unwrap();
+        assert_eq!(head.records.capacity(), first);
+        assert!(head.builder.spare_capacity() >= first * 100 - 100);
+        append(&mut a, 999);
+        // Sent: the next record opens a second batch.
+        a.head_mut(&tp(0)).unwrap().encode(None).unwrap();
+        append(&mut a, 1);
+        let second = a.queues[&tp(0)].batches.back().unwrap();
+        assert_eq!(second.records.capacity(), 1000);
+        assert!(second.builder.spare_capacity() >= 999 * 100);
+        a.pop_head(&tp(0)).unwrap();
+        append(&mut a, 1);
+        a.head_mut(&tp(0)).unwrap().encode(None).unwrap();
+        append(&mut a, 1);
+        let third = a.queues[&tp(0)].batches.back().unwrap();
+        assert_eq!(third.records.capacity(), first, "after a batch of two");
+        assert!(third.builder.spare_capacity() < 2 * FIRST_ROOM);
     }
 
     #[test]

@@ -101,8 +101,10 @@ pub struct RecordBatchBuilder {
     max_timestamp: Option<i64>,
     /// The last record's offset delta.
     last_delta: Option<i64>,
-    /// The records, encoded as they were appended: one copy of their bytes, in the form they
-    /// take in the batch.
+    /// Room for the batch header, then the records, encoded as they were appended: one copy
+    /// of their bytes, in the form and at the place they take in the batch, so that
+    /// [`finish`](Self::finish) writes the header in front of them and copies nothing. Empty
+    /// until the first record or reservation.
     encoded: Vec<u8>,
     /// The first field an appended record overflowed, for `build` to fail with.
     too_large: Option<&'static str>,
@@ -208,7 +210,26 @@ impl RecordBatchBuilder {
     /// Room for `bytes` more of encoded records without growing: for a caller that knows
     /// about how large the batch will be, one allocation instead of a copy at every doubling.
     pub fn reserve(&mut self, bytes: usize) {
+        self.header_room();
         self.encoded.reserve(bytes);
+    }
+
+    /// Makes the header's room in front of the records, once.
+    fn header_room(&mut self) {
+        if self.encoded.is_empty() {
+            self.encoded.resize(v2::HEADER_LEN, 0);
+        }
+    }
+
+    /// The records encoded so far.
+    fn records(&self) -> &[u8] {
+        self.encoded.get(v2::HEADER_LEN..).unwrap_or_default()
+    }
+
+    /// The bytes of records it has room for without growing, beyond those appended.
+    pub fn spare_capacity(&self) -> usize {
+        let taken = self.encoded.len().max(v2::HEADER_LEN);
+        self.encoded.capacity().saturating_sub(taken)
     }
 
     /// Records appended so far.
@@ -250,6 +271,7 @@ impl RecordBatchBuilder {
         if i32::try_from(body).is_err() {
             self.overflowed("record");
         }
+        self.header_room();
         let out = &mut self.encoded;
         out.reserve(varlong_len(body as i64) + body);
         put_varlong(out, body as i64);
@@ -307,12 +329,12 @@ impl RecordBatchBuilder {
     fn records_from(&self, base_timestamp: i64) -> Result<Cow<'_, [u8]>, EncodeError> {
         let first = self.first_timestamp.unwrap_or(base_timestamp);
         if first == base_timestamp {
-            return Ok(Cow::Borrowed(&self.encoded));
+            return Ok(Cow::Borrowed(self.records()));
         }
         let shift = first.wrapping_sub(base_timestamp);
         let corrupt = |_| EncodeError::Unsupported("re-reading the builder's own records");
-        let mut out = Vec::with_capacity(self.encoded.len() + 10 * self.count);
-        let mut r = Reader::new(&self.encoded);
+        let mut out = Vec::with_capacity(self.records().len() + 10 * self.count);
+        let mut r = Reader::new(self.records());
         while r.remaining() > 0 {
             let body = usize::try_from(r.varlong().map_err(corrupt)?)
                 .map_err(|_| EncodeError::Unsupported("a negative record length"))?;
@@ -338,16 +360,8 @@ impl RecordBatchBuilder {
 
     /// Encodes the batch.
     pub fn build(&self) -> Result<Bytes, EncodeError> {
-        if let Some(field) = self.too_large {
-            return Err(EncodeError::TooLarge { field });
-        }
-        let base_timestamp = self.delete_horizon.or(self.first_timestamp).unwrap_or(-1);
-        let max_timestamp = self.log_append_time.or(self.max_timestamp).unwrap_or(-1);
-        let record_count = i32::try_from(self.count).map_err(|_| EncodeError::TooLarge {
-            field: "record count",
-        })?;
-        let records = self.records_from(base_timestamp)?;
-
+        let shape = self.shape()?;
+        let records = self.records_from(shape.base_timestamp)?;
         let mut out;
         if self.compression == Compression::None {
             out = BytesMut::with_capacity(v2::HEADER_LEN.saturating_add(records.len()));
@@ -360,7 +374,43 @@ impl RecordBatchBuilder {
             out.put_bytes(0, v2::HEADER_LEN);
             out.put_slice(&packed);
         }
+        self.write_header(&shape, &mut out)?;
+        Ok(out.freeze())
+    }
 
+    /// Encodes the batch as [`build`](Self::build) does, taking the builder: uncompressed, the
+    /// header is written in front of the records where they were encoded, without copying
+    /// them (a producer's batch of a megabyte is not copied a second time to be sent).
+    pub fn finish(mut self) -> Result<Bytes, EncodeError> {
+        let shape = self.shape()?;
+        let in_place = self.compression == Compression::None
+            && self.first_timestamp.unwrap_or(shape.base_timestamp) == shape.base_timestamp;
+        if !in_place {
+            return self.build();
+        }
+        self.header_room();
+        let mut out = std::mem::take(&mut self.encoded);
+        self.write_header(&shape, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// What the header says of the records, or why they cannot be encoded.
+    fn shape(&self) -> Result<Shape, EncodeError> {
+        if let Some(field) = self.too_large {
+            return Err(EncodeError::TooLarge { field });
+        }
+        Ok(Shape {
+            base_timestamp: self.delete_horizon.or(self.first_timestamp).unwrap_or(-1),
+            max_timestamp: self.log_append_time.or(self.max_timestamp).unwrap_or(-1),
+            record_count: i32::try_from(self.count).map_err(|_| EncodeError::TooLarge {
+                field: "record count",
+            })?,
+        })
+    }
+
+    /// Writes the header into the first [`v2::HEADER_LEN`] bytes of `out`, the whole batch
+    /// with the records (packed, when compressed) after them, and its CRC.
+    fn write_header(&self, shape: &Shape, out: &mut [u8]) -> Result<(), EncodeError> {
         let batch_length =
             i32::try_from(out.len() - v2::LOG_OVERHEAD).map_err(|_| EncodeError::TooLarge {
                 field: "batch length",
@@ -393,16 +443,23 @@ impl RecordBatchBuilder {
         header.put_u32(0); // the CRC, filled in below
         header.put_i16(attributes);
         header.put_i32(last_offset_delta);
-        header.put_i64(base_timestamp);
-        header.put_i64(max_timestamp);
+        header.put_i64(shape.base_timestamp);
+        header.put_i64(shape.max_timestamp);
         header.put_i64(self.producer_id);
         header.put_i16(self.producer_epoch);
         header.put_i32(self.base_sequence);
-        header.put_i32(record_count);
+        header.put_i32(shape.record_count);
         let crc = crc32c::crc32c(&out[v2::ATTRIBUTES..]);
         out[v2::CRC..v2::CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        Ok(out.freeze())
+        Ok(())
     }
+}
+
+/// The header fields that follow from the records appended.
+struct Shape {
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
 }
 
 /// `batch`, one magic-2 record batch as [`RecordBatchBuilder::build`] writes it, with its

@@ -123,10 +123,13 @@ impl Spec {
                 headers: &headers,
             });
         }
-        match b.build() {
+        let built = match b.build() {
             Ok(bytes) => bytes,
             Err(e) => panic!("a spec within the format's limits must encode: {e}"),
-        }
+        };
+        // Taking the builder writes the same bytes, in place or not.
+        assert_eq!(b.finish().as_ref(), Ok(&built), "finish differs from build");
+        built
     }
 
     /// Asserts that `batch` is what this spec describes.
