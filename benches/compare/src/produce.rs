@@ -143,8 +143,10 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
         builder = builder.set(k, v.as_str());
     }
     let producer = builder.build()?;
+    // The topic's name made once and shared by every record, as kcon_produce::IntoTopic says.
+    let topic: std::sync::Arc<str> = job.topic.as_str().into();
     let record = |i: usize| {
-        let r = ProducerRecord::new(job.topic.as_str(), job.value(i));
+        let r = ProducerRecord::new(&topic, job.value(i));
         match job.key(i) {
             Some(key) => r.with_key(key),
             None => r,

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, IsTerminal};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -150,7 +151,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     let producer_names: Vec<&str> = kcon_produce::PROPERTIES.iter().map(|p| p.name).collect();
     let cluster = args.cluster.connect(Some(&producer_names)).await?;
-    let topic = args.topic.clone();
+    // Shared by every record: a reference count each, not a copy.
+    let topic: Arc<str> = args.topic.as_str().into();
     let count = cluster.partitions_to_produce(&topic).await?.len() as i32;
     if let Some(p) = args.partition
         && !(0..count).contains(&p)
@@ -416,9 +418,9 @@ fn delivery_failed(line: u64, e: &ProduceError) -> Failure {
 
 impl Input {
     /// The record to send to `topic` (and `partition`, if one was chosen).
-    fn into_record(self, topic: &str, partition: Option<i32>) -> ProducerRecord {
+    fn into_record(self, topic: &Arc<str>, partition: Option<i32>) -> ProducerRecord {
         let mut record = ProducerRecord::default();
-        record.topic = topic.to_owned();
+        record.topic = topic.clone();
         record.partition = partition;
         record.key = self.key.map(Bytes::from);
         record.value = self.value.map(Bytes::from);

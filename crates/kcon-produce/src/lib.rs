@@ -109,4 +109,4 @@ pub use kcon_core::ConsumerGroupMetadata;
 pub use kcon_core::TopicPartition;
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};
-pub use record::{Delivered, ProducerRecord};
+pub use record::{Delivered, IntoTopic, ProducerRecord};

@@ -153,9 +153,9 @@ struct TopicState<T> {
 }
 
 impl<T> TopicState<T> {
-    fn new(name: &str) -> Self {
+    fn new(name: Arc<str>) -> Self {
         TopicState {
-            name: Arc::from(name),
+            name,
             partitioner: None,
             partitions: Vec::new(),
             waiting: VecDeque::new(),
@@ -252,7 +252,7 @@ pub(crate) struct SenderMachine<T> {
     /// machine's seed: a seed spreads null-keyed records the same way every time.
     partitioner_seeds: fastrand::Rng,
     acc: Accumulator<Pending<T>>,
-    topics: BTreeMap<String, TopicState<T>>,
+    topics: BTreeMap<Arc<str>, TopicState<T>>,
     metadata: Arc<Metadata>,
     /// The metadata refresh out.
     refresh: Option<RequestId>,
@@ -373,11 +373,11 @@ impl<T> SenderMachine<T> {
             self.next_id += 1;
             self.incomplete.insert(id);
             // Partitioned in `step`, in arrival order, once the topic is known.
-            match self.topics.get_mut(&incoming.record.topic) {
+            match self.topics.get_mut(&*incoming.record.topic) {
                 Some(topic) => topic.waiting.push_back((id, incoming)),
                 None => {
-                    let mut topic = TopicState::new(&incoming.record.topic);
                     let name = incoming.record.topic.clone();
+                    let mut topic = TopicState::new(name.clone());
                     topic.waiting.push_back((id, incoming));
                     self.topics.insert(name, topic);
                 }
@@ -536,7 +536,7 @@ impl<T> SenderMachine<T> {
                 Counters::add(&self.stats.records_failed, 1);
                 let what = match incoming.record.partition {
                     Some(p) => format!("{name}-{p}"),
-                    None => name.clone(),
+                    None => name.to_string(),
                 };
                 answer_record(
                     &mut self.events,
@@ -608,7 +608,7 @@ impl<T> SenderMachine<T> {
             }
             if t.partitions.len() != count as usize {
                 t.partitions = (0..count)
-                    .map(|p| TopicPartition::new(name.clone(), p))
+                    .map(|p| TopicPartition::new(&**name, p))
                     .collect();
             }
             t.last_error = None;
@@ -679,7 +679,7 @@ impl<T> SenderMachine<T> {
             return;
         }
         self.refresh_wanted = false;
-        let scope = TopicScope::topics(self.topics.keys().cloned());
+        let scope = TopicScope::topics(self.topics.keys().map(|t| t.to_string()));
         let id = self.ids.next_id();
         self.refresh = Some(id);
         self.requests.push_back(Outgoing {
@@ -1089,7 +1089,7 @@ impl<T> SenderMachine<T> {
         Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
         let topic = self
             .topics
-            .get(&tp.topic)
+            .get(tp.topic.as_str())
             .map_or_else(|| Arc::from(tp.topic.as_str()), |t| t.name.clone());
         for (i, r) in batch.records.into_iter().enumerate() {
             self.incomplete.remove(&r.id);

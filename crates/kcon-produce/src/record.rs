@@ -18,8 +18,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic: shared, as a consumed record's is, so that records of one topic made from
+    /// one `Arc<str>` (or from a consumed record's topic) copy no bytes and allocate nothing
+    /// for it.
+    pub topic: Arc<str>,
     /// The partition; `None` lets the partitioner choose (murmur2 of the key, or by the
     /// `partitioner` property for a null key).
     pub partition: Option<i32>,
@@ -34,10 +36,11 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A record with `value` and no key for `topic`.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    /// A record with `value` and no key for `topic` (see [`IntoTopic`]: an `Arc<str>` is
+    /// shared, a `&str` or `String` copied into a new one).
+    pub fn new(topic: impl IntoTopic, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
-            topic: topic.into(),
+            topic: topic.into_topic(),
             value: Some(value.into()),
             ..ProducerRecord::default()
         }
@@ -89,6 +92,68 @@ impl ProducerRecord {
             size += field(Some(k)) + field(v.as_ref());
         }
         size
+    }
+}
+
+/// A topic name as a [`ProducerRecord`] takes it: an `Arc<str>` (or a reference to one) is
+/// shared, a reference count and no copy; a `&str`, `&String`, `String`, `Box<str>` or `Cow`
+/// is copied into a new `Arc<str>`. A sender of many records to one topic makes its
+/// `Arc<str>` once and clones it, or passes on a consumed record's `topic`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kcon_produce::ProducerRecord;
+///
+/// let topic: Arc<str> = "invoices".into();
+/// let shared = ProducerRecord::new(&topic, "paid");
+/// assert!(Arc::ptr_eq(&shared.topic, &topic));
+/// let copied = ProducerRecord::new(String::from("invoices"), "paid");
+/// assert_eq!(copied.topic, topic);
+/// ```
+pub trait IntoTopic {
+    /// The name, shared.
+    fn into_topic(self) -> Arc<str>;
+}
+
+impl IntoTopic for Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self
+    }
+}
+
+impl IntoTopic for &Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self.clone()
+    }
+}
+
+impl IntoTopic for &str {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl IntoTopic for &String {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
+}
+
+impl IntoTopic for String {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl IntoTopic for Box<str> {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl IntoTopic for std::borrow::Cow<'_, str> {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self)
     }
 }
 

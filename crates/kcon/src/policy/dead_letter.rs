@@ -67,7 +67,7 @@ pub fn dead_letter_record(
     cx: DeadLetterContext<'_>,
 ) -> ProducerRecord {
     let mut out = ProducerRecord::default();
-    out.topic = topic.to_owned();
+    out.topic = topic.into();
     out.key = record.key.clone();
     out.value = record.value.clone();
     out.headers = Vec::with_capacity(record.headers.len() + 10);
@@ -194,10 +194,10 @@ pub fn replay_record(
 ) -> Result<ProducerRecord, DeadLetterError> {
     let mut copy = ProducerRecord::default();
     match to {
-        Some(topic) => copy.topic = topic.to_owned(),
+        Some(topic) => copy.topic = topic.into(),
         None => {
             let source = DeadLetterSource::read(dead_letter)?;
-            copy.topic = source.topic;
+            copy.topic = source.topic.into();
             copy.partition = Some(source.partition);
         }
     }
@@ -266,7 +266,7 @@ mod tests {
             failed_at_ms: 1_800,
         };
         let out = dead_letter_record("orders.dlq", &record, cx);
-        assert_eq!(out.topic, "orders.dlq");
+        assert_eq!(&*out.topic, "orders.dlq");
         assert_eq!(
             (out.key, out.value),
             (record.key.clone(), record.value.clone())
@@ -316,17 +316,14 @@ mod tests {
     #[test]
     fn a_copy_goes_back_to_its_source_with_its_original_headers_only() {
         let copy = replay_record(&letter(), None).unwrap();
-        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
+        assert_eq!((&*copy.topic, copy.partition), ("orders", Some(2)));
         assert_eq!((copy.key, copy.value), (Some("k".into()), Some("v".into())));
         assert_eq!(
             copy.headers,
             vec![(Bytes::from("trace"), Some(Bytes::from("t1")))]
         );
         let elsewhere = replay_record(&letter(), Some("retry")).unwrap();
-        assert_eq!(
-            (elsewhere.topic.as_str(), elsewhere.partition),
-            ("retry", None)
-        );
+        assert_eq!((&*elsewhere.topic, elsewhere.partition), ("retry", None));
         let not_a_letter = Record::new("x", 0, 1, None, None);
         let e = replay_record(&not_a_letter, None).unwrap_err();
         assert!(e.to_string().contains("kcon.dlq.source.topic"), "{e}");
@@ -359,7 +356,7 @@ mod tests {
             })
         );
         let copy = replay_record(&letter, None).unwrap();
-        assert_eq!((copy.topic.as_str(), copy.partition), ("orders", Some(2)));
+        assert_eq!((&*copy.topic, copy.partition), ("orders", Some(2)));
         assert_eq!((copy.key, copy.value), (record.key.clone(), None));
         assert_eq!(copy.headers, record.headers);
         assert_eq!(copy.timestamp, None, "the time of the replay");
