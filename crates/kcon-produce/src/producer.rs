@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use kcon_core::{ConsumerGroupMetadata, TopicPartition};
 use kcon_pool::{AutoCreate, Pool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 
 use crate::config::ProducerConfig;
 use crate::deliveries::{Deliveries, Reply};
@@ -152,25 +151,27 @@ impl Producer {
         }
         // At most u32::MAX: the room is at most buffer.memory (the record is no larger), which
         // is capped there.
-        let room = self.shared.config.room(size);
-        let permit = self
-            .shared
-            .memory
-            .clone()
-            .acquire_many_owned(room as u32)
-            .await
-            .map_err(|_| ProduceError::closed())?;
-        let (reply, rx) = oneshot::channel();
-        let incoming = Incoming {
-            record,
-            size,
-            reply: Reply::One(reply),
-            permit: Some(permit),
-            received: Instant::now(),
+        let room = self.shared.config.room(size) as u32;
+        let memory = &self.shared.memory;
+        let permit = match memory.clone().try_acquire_many_owned(room) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(ProduceError::closed()),
+            // Room is had at once when nobody waits for it (waiters are given what comes free
+            // first, in turn): the wait is the rare path, and its future is boxed, so that a
+            // send that finds room is a small future to make and move.
+            Err(TryAcquireError::NoPermits) => Box::pin(memory.clone().acquire_many_owned(room))
+                .await
+                .map_err(|_| ProduceError::closed())?,
         };
+        let (reply, rx) = oneshot::channel();
         self.shared
             .commands
-            .send(Command::Record(incoming))
+            .send(Command::Record(Incoming {
+                record,
+                size,
+                reply: Reply::One(reply),
+                permit: Some(permit),
+            }))
             .map_err(|_| ProduceError::closed())?;
         Ok(Delivery { rx })
     }
@@ -203,8 +204,6 @@ impl Producer {
         // it is had.
         let mut incoming = Vec::with_capacity(records.len());
         let mut room = 0usize;
-        // Set again once the room is had: a record's delivery.timeout.ms counts from there.
-        let queued = Instant::now();
         for (record, member) in records.into_iter().zip(members) {
             let size = record.size_upper_bound();
             match self.refused(&record, size) {
@@ -216,7 +215,6 @@ impl Producer {
                         size,
                         reply: Reply::Member(member),
                         permit: None,
-                        received: queued,
                     });
                 }
             }
@@ -246,16 +244,13 @@ impl Producer {
             .acquire_many_owned(room as u32)
             .await
             .map_err(|_| ProduceError::closed())?;
-        let received = Instant::now();
         if let Some((last, others)) = incoming.split_last_mut() {
             // Each record holds its own room, given back when it is done; the last the rest,
             // which is its own (the room is the sum of theirs).
             for i in others {
                 i.permit = permit.split(self.shared.config.room(i.size));
-                i.received = received;
             }
             last.permit = Some(permit);
-            last.received = received;
         }
         self.shared
             .commands

@@ -52,12 +52,12 @@ pub(crate) struct Incoming {
     /// Its room in `buffer.memory`, given back when it is done (`None` when another record
     /// sent with it holds it).
     pub(crate) permit: Option<OwnedSemaphorePermit>,
-    pub(crate) received: Instant,
 }
 
 impl Incoming {
-    /// The record as the machine holds it.
-    fn into_machine(self) -> machine::Incoming<Waiter> {
+    /// The record as the machine holds it, received at `now`, when the task took it: the
+    /// caller's side reads no clock per record.
+    fn into_machine(self, now: std::time::Instant) -> machine::Incoming<Waiter> {
         machine::Incoming {
             record: self.record,
             size: self.size,
@@ -65,7 +65,7 @@ impl Incoming {
                 reply: self.reply,
                 permit: self.permit,
             },
-            received: self.received.into_std(),
+            received: now,
         }
     }
 }
@@ -292,11 +292,11 @@ impl Sender {
                 // The records queued behind it, up to the first other command, go to the
                 // machine with it.
                 Input::Command(Some(Command::Record(i))) => {
-                    records.push(i.into_machine());
+                    records.push(i.into_machine(now));
                     held = self.take_records(&mut commands, &mut records, now);
                 }
                 Input::Command(Some(Command::Records(all))) => {
-                    records.extend(all.into_iter().map(Incoming::into_machine));
+                    records.extend(all.into_iter().map(|i| i.into_machine(now)));
                     held = self.take_records(&mut commands, &mut records, now);
                 }
                 Input::Command(Some(Command::Flush(done))) => {
@@ -375,9 +375,9 @@ impl Sender {
         let mut next = None;
         while records.len() < RECORDS_PER_PASS {
             match commands.try_recv() {
-                Ok(Command::Record(i)) => records.push(i.into_machine()),
+                Ok(Command::Record(i)) => records.push(i.into_machine(now)),
                 Ok(Command::Records(all)) => {
-                    records.extend(all.into_iter().map(Incoming::into_machine));
+                    records.extend(all.into_iter().map(|i| i.into_machine(now)));
                 }
                 Ok(other) => {
                     next = Some(other);
