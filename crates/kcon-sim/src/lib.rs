@@ -1,16 +1,23 @@
 //! A deterministic simulation of a Kafka cluster for kcon's sans-IO machines, on a virtual
 //! clock: a classic group coordinator ([`coordinator`]) and kcon-group's members run against it
 //! with faults and model applications ([`group`]), a KIP-848 coordinator ([`consumer_group`]),
-//! partition logs with committed offsets ([`cluster`]), and a share group (KIP-932, [`share`]):
-//! its coordinator, and the brokers' share partitions and share sessions over those logs.
+//! partition logs with committed offsets ([`cluster`]), a share group (KIP-932, [`share`]):
+//! its coordinator, and the brokers' share partitions and share sessions over those logs; and
+//! whole consumers against them (`consumer`: kcon's consumer machine on the driver the
+//! `Consumer` runs, with kcon-group's member, kcon-offsets' commit machine and kcon-fetch's
+//! fetch loop as its parts).
 //!
-//! It is a test tool: kcon-group's tests run group members against it, and kcon's tests whole
-//! consumers (kcon's own simulation, which drives each consumer with the driver the `Consumer`
-//! runs on), to replay rebalances, faults and timeouts exactly, in milliseconds of real time.
-//! It knows the machines' messages (kcon-group's, kcon-offsets', kcon-fetch's) and nothing of
-//! the `Consumer`: it does not depend on kcon, so the group member's tests do not build it.
+//! It is a test tool, never published: kcon-group's tests run group members against it, its
+//! own tests whole consumers, and the fuzz targets `group_sim` and `consumer` both, to replay
+//! rebalances, faults and timeouts exactly, in milliseconds of real time. Apart from
+//! `consumer` it knows the machines' messages (kcon-group's, kcon-offsets', kcon-fetch's) and
+//! nothing of the `Consumer`. `consumer` is the default feature `consumer`, the one part
+//! that depends on kcon (on its hidden feature `fuzzing`, which exports the consumer's machine
+//! and driver); kcon-group's tests take the crate without it, so they do not build kcon.
 
 pub mod cluster;
+#[cfg(feature = "consumer")]
+pub mod consumer;
 pub mod consumer_group;
 pub mod coordinator;
 pub mod group;

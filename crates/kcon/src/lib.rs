@@ -55,6 +55,13 @@ pub mod exactly_once;
 pub mod fuzzing;
 mod hooks;
 mod listener;
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(
+        unreachable_pub,
+        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
+    )
+)]
 mod metrics;
 mod partitions;
 pub mod policy;

@@ -30,7 +30,7 @@ pub struct PartitionLag {
 /// What a partition's lag is computed from, at any time: the lag in seconds grows while the
 /// application holds on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LagInputs {
+pub struct LagInputs {
     pub(crate) position: Option<i64>,
     pub(crate) end: Option<i64>,
     /// The timestamp of the next record, when the consumer holds it.
@@ -119,7 +119,7 @@ pub struct Metrics {
 
 /// The counters behind [`Metrics`].
 #[derive(Debug, Clone)]
-pub(crate) struct MetricsState {
+pub struct MetricsState {
     first_record: Option<Instant>,
     records: u64,
     bytes: u64,

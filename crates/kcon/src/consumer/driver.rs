@@ -4,10 +4,11 @@
 //!
 //! Two shells feed it. The tokio [`Consumer`](crate::Consumer) waits for the next input (the
 //! member's and the fetcher's channels, a step's task, a sleep until the machine's
-//! `poll_timeout`) and hands it in, with its parts the tasks' handles ([`super::wiring`]); the
-//! simulation (`consumer::sim`, a test module) feeds the same code from its scheduled messages,
-//! with its parts the other machines on a virtual clock. Neither copies any of it: a new
-//! command is a new method of [`Parts`], which each must implement before it compiles.
+//! `poll_timeout`) and hands it in, with its parts the tasks' handles ([`super::wiring`]);
+//! kcon-sim's whole-consumer simulation (`kcon_sim::consumer`, through the feature `fuzzing`)
+//! feeds the same code from its scheduled messages, with its parts the other machines on a
+//! virtual clock. Neither copies any of it: a new command is a new method of [`Parts`], which
+//! each must implement before it compiles.
 //!
 //! ```text
 //!                    call ─► turn ─┬─ Error ─────────────► the call returns it
@@ -34,7 +35,7 @@ use crate::hooks::{FetchedBatch, Truncation};
 use crate::metrics::{LagInputs, MetricsState};
 
 /// A step's answer, or why there is none (the task carrying it out died).
-pub(crate) type Answer = Result<StepAnswer, RequestFailure>;
+pub type Answer = Result<StepAnswer, RequestFailure>;
 
 /// The parts around a consumer's machine: what it commands (the group member, the pool, the
 /// fetcher, the offsets task, an owner above the consumer), what carries out its steps, and
@@ -42,9 +43,9 @@ pub(crate) type Answer = Result<StepAnswer, RequestFailure>;
 /// none has a default, so a new command fails to compile in every implementation until it
 /// says what it does.
 ///
-/// Two implementations: the tokio tasks' handles ([`super::wiring::Wiring`]) and the
+/// Two implementations: the tokio tasks' handles (`wiring::Wiring`) and kcon-sim's
 /// simulation's machines on a virtual clock.
-pub(crate) trait Parts {
+pub trait Parts {
     // ----- the group member -----
 
     /// Subscribe to these topics.
@@ -155,7 +156,7 @@ pub(crate) trait Parts {
 
 /// What a receiving call does after a [`turn`](Driver::turn).
 #[derive(Debug)]
-pub(crate) enum Turn {
+pub enum Turn {
     /// Something changed: turn again.
     Again,
     /// A step is out: wait for its answer ([`Driver::answered`]), then turn again.
@@ -173,7 +174,7 @@ pub(crate) enum Turn {
 /// the hand-out side released (a resumed partition's, the rest of a batch cut by
 /// `max.poll.records`), which go first.
 #[derive(Debug)]
-pub(crate) enum FetchInput {
+pub enum FetchInput {
     /// The fetch task's next arrival.
     Arrival(Option<Arrival>),
     /// The machine's released records
@@ -183,7 +184,7 @@ pub(crate) enum FetchInput {
 
 /// What a fetch event came to.
 #[derive(Debug)]
-pub(crate) enum Got {
+pub enum Got {
     /// Nothing for the application: wait again.
     Nothing,
     /// A batch is ready to hand out.
@@ -194,7 +195,7 @@ pub(crate) enum Got {
 
 /// What a close does next ([`Driver::close_turn`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CloseTurn {
+pub enum CloseTurn {
     /// Wait for the step out: a rebalance that was under way.
     Finishing,
     /// Wait for the step out: the close's own revocation (the listener hears of every
@@ -217,9 +218,9 @@ enum Closing {
 
 /// The consumer's machine and what its driver keeps between inputs.
 #[derive(Debug)]
-pub(crate) struct Driver {
+pub struct Driver {
     /// The machine (its queries and the application's calls are made on it directly).
-    pub(crate) machine: ConsumerMachine,
+    pub machine: ConsumerMachine,
     /// Errors the machine told the application, not returned yet.
     errors: VecDeque<Error>,
     /// Where a close is, once one began.
@@ -228,7 +229,7 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// Drives `machine`.
-    pub(crate) fn new(machine: ConsumerMachine) -> Driver {
+    pub fn new(machine: ConsumerMachine) -> Driver {
         Driver {
             machine,
             errors: VecDeque::new(),
@@ -237,7 +238,7 @@ impl Driver {
     }
 
     /// Passes the machine's commands to the parts, in order: after every input.
-    pub(crate) fn run<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+    pub fn run<P: Parts>(&mut self, now: Instant, parts: &mut P) {
         while let Some(command) = self.machine.poll_event() {
             match command {
                 Command::Subscribe(topics) => parts.subscribe(now, topics),
@@ -283,7 +284,7 @@ impl Driver {
 
     /// A receiving call starts: it fails at once when the consumer can no longer be used, and
     /// the member hears the application is alive.
-    pub(crate) fn call<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Result<(), Error> {
+    pub fn call<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Result<(), Error> {
         self.machine.usable()?;
         self.machine.application_polled(now);
         self.run(now, parts);
@@ -295,7 +296,7 @@ impl Driver {
     /// application, a step is started or waited for, and otherwise what was processed is
     /// stored, the timers due fire, a pattern is matched against new metadata and newly owned
     /// partitions start.
-    pub(crate) fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Turn {
+    pub fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Turn {
         while let Some(report) = parts.offsets_report() {
             self.machine.persistent_failure(report);
         }
@@ -364,7 +365,7 @@ impl Driver {
     }
 
     /// Step `id` was answered.
-    pub(crate) fn answered<P: Parts>(
+    pub fn answered<P: Parts>(
         &mut self,
         now: Instant,
         id: RequestId,
@@ -377,7 +378,7 @@ impl Driver {
 
     /// The group member's event (`None`: its task stopped); the error the call returns, if
     /// any.
-    pub(crate) fn group_event<P: Parts>(
+    pub fn group_event<P: Parts>(
         &mut self,
         now: Instant,
         event: Option<GroupEvent>,
@@ -392,12 +393,7 @@ impl Driver {
 
     /// The fetcher's input: through the machine's hand-out side, an event to handle, or
     /// nothing for the application.
-    pub(crate) fn fetch_input<P: Parts>(
-        &mut self,
-        now: Instant,
-        input: FetchInput,
-        parts: &mut P,
-    ) -> Got {
+    pub fn fetch_input<P: Parts>(&mut self, now: Instant, input: FetchInput, parts: &mut P) -> Got {
         let event = match input {
             FetchInput::Arrival(None) => return self.fetch_event(now, None, parts),
             FetchInput::Arrival(Some(arrival)) => self.machine.arrive(arrival),
@@ -485,7 +481,7 @@ impl Driver {
     /// revoked (the listener hears of them; the revocation commits nothing), a final commit
     /// under auto-commit (not after a fatal error), then the member leaves and the fetcher
     /// closes.
-    pub(crate) fn close_turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> CloseTurn {
+    pub fn close_turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> CloseTurn {
         loop {
             let stage = *self.closing.get_or_insert(Closing::Finishing);
             match stage {
@@ -531,7 +527,7 @@ impl Driver {
     }
 
     /// The close's final commit finished (or was given up on).
-    pub(crate) fn close_committed(&mut self) {
+    pub fn close_committed(&mut self) {
         self.closing = Some(Closing::Leave);
     }
 

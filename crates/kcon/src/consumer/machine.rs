@@ -1,7 +1,8 @@
 //! The consumer's own bookkeeping as a sans-IO machine: subscription and pattern matching,
 //! assignment, positions, offsets handed out and not yet stored, pauses, the records being
 //! handed out, and the rebalance steps. It owns that state alone; the [`Consumer`](crate::Consumer)
-//! only drives it, through the driver it shares with the simulation ([`super::driver`]).
+//! only drives it, through the driver it shares with kcon-sim's whole-consumer simulation
+//! ([`super::driver`]).
 //!
 //! # Driving it
 //! It follows kcon-core's [`Machine`] contract (no socket, no clock: `now` is an argument):
@@ -58,32 +59,32 @@ const METADATA_LOOK: Duration = Duration::from_secs(1);
 
 /// What the consumer's settings tell its machine.
 #[derive(Debug, Clone)]
-pub(crate) struct MachineOptions {
+pub struct MachineOptions {
     /// A `group.id` is set: the consumer may subscribe and commit.
-    pub(crate) group: bool,
+    pub group: bool,
     /// `enable.auto.commit`.
-    pub(crate) auto_commit: bool,
+    pub auto_commit: bool,
     /// `enable.auto.offset.store`.
-    pub(crate) auto_store: bool,
+    pub auto_store: bool,
     /// `metadata.max.age.ms`: how often a pattern subscription asks for every topic.
-    pub(crate) metadata_max_age: Duration,
+    pub metadata_max_age: Duration,
     /// `max.poll.interval.ms`: a receiving call that waits tells the member the application is
     /// alive every half of it (at most every 500 ms), so the member never gives up on an
     /// application blocked in a call.
-    pub(crate) max_poll_interval: Duration,
+    pub max_poll_interval: Duration,
     /// The group coordinator matches a pattern subscription (`group.protocol=consumer`,
     /// KIP-848's `SubscribedTopicRegex`): the member is subscribed to the pattern once, and
     /// what the consumer matches itself only answers [`subscription`](ConsumerMachine::subscription).
     /// Otherwise (the classic protocol) the consumer subscribes the member to the names it
     /// matched, again whenever they change.
-    pub(crate) coordinator_regex: bool,
+    pub coordinator_regex: bool,
 }
 
 /// What the machine tells the parts around it, in order: its events. A new one is a new method
 /// of the driver's [`Parts`](super::driver::Parts), so every implementation must say what it
 /// does with it before it compiles.
 #[derive(Debug, Clone)]
-pub(crate) enum Command {
+pub enum Command {
     /// The group member subscribes to these topics.
     Subscribe(BTreeSet<String>),
     /// The group member subscribes to these topics and to whatever the regex matches, which
@@ -144,7 +145,7 @@ pub(crate) enum Command {
 
 /// A step the machine waits for: its requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     /// Call the listener's hook; its answer is [`StepAnswer::Listener`].
     Listener {
         /// Which hook.
@@ -167,11 +168,11 @@ pub(crate) enum Step {
 
 /// Each partition's committed offset (the next offset to consume) and the leader epoch it was
 /// committed with; `None` where the group has none.
-pub(crate) type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
+pub type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
 
 /// The answer to a [`Step`]. A step whose task died is answered with a `RequestFailure`.
 #[derive(Debug, Clone)]
-pub(crate) enum StepAnswer {
+pub enum StepAnswer {
     /// The hook returned, with the seeks it asked for; or it panicked (why).
     Listener(Result<Vec<(TopicPartition, i64)>, String>),
     /// The commit's latency and outcome.
@@ -190,7 +191,7 @@ pub(crate) enum StepAnswer {
 
 /// The consumer's bookkeeping (see the module documentation for how to drive it).
 #[derive(Debug)]
-pub(crate) struct ConsumerMachine {
+pub struct ConsumerMachine {
     options: MachineOptions,
     subscription: Subscription,
     /// The partitions the consumer owns (by the group, or assigned by the application).
@@ -266,7 +267,7 @@ enum StepKind {
 impl ConsumerMachine {
     /// A consumer that reads nothing yet, made at `now`.
     /// `handout` is the fetcher's hand-out side, made for its configuration.
-    pub(crate) fn new(options: MachineOptions, handout: Handout, now: Instant) -> Self {
+    pub fn new(options: MachineOptions, handout: Handout, now: Instant) -> Self {
         let liveness_every = (options.max_poll_interval / 2).max(LIVENESS_MIN);
         ConsumerMachine {
             options,
@@ -300,12 +301,12 @@ impl ConsumerMachine {
     // ----- queries -----
 
     /// The partitions owned now.
-    pub(crate) fn assignment(&self) -> &BTreeSet<TopicPartition> {
+    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
         &self.assignment
     }
 
     /// The topics subscribed: those named, or those a pattern matches now.
-    pub(crate) fn subscription(&self) -> BTreeSet<String> {
+    pub fn subscription(&self) -> BTreeSet<String> {
         self.subscription.topics()
     }
 
@@ -315,7 +316,7 @@ impl ConsumerMachine {
     }
 
     /// The partitions paused.
-    pub(crate) fn paused(&self) -> &BTreeSet<TopicPartition> {
+    pub fn paused(&self) -> &BTreeSet<TopicPartition> {
         &self.paused
     }
 
@@ -342,12 +343,12 @@ impl ConsumerMachine {
     }
 
     /// The fatal error, once there is one.
-    pub(crate) fn fatal(&self) -> Option<&Error> {
+    pub fn fatal(&self) -> Option<&Error> {
         self.fatal.as_ref()
     }
 
     /// An error if the consumer can no longer be used.
-    pub(crate) fn usable(&self) -> Result<(), Error> {
+    pub fn usable(&self) -> Result<(), Error> {
         match &self.fatal {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -369,7 +370,7 @@ impl ConsumerMachine {
 
     /// Whether a group event is being handled.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn is_rebalancing(&self) -> bool {
+    pub fn is_rebalancing(&self) -> bool {
         self.rebalance.is_some()
     }
 
@@ -515,7 +516,7 @@ impl ConsumerMachine {
     // ----- the application's calls -----
 
     /// Subscribes to `topics` (names; `^` patterns), replacing the subscription.
-    pub(crate) fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
+    pub fn subscribe<I, S>(&mut self, now: Instant, topics: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -627,14 +628,14 @@ impl ConsumerMachine {
     }
 
     /// The rest of the current batch, with its partition, if any.
-    pub(crate) fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
+    pub fn take_batch(&mut self) -> Option<(TopicPartition, Vec<Record>)> {
         let batch = self.current.as_mut().filter(|b| !b.is_done())?;
         let records = batch.take_rest();
         Some((batch.partition.clone(), records))
     }
 
     /// Marks the record at `offset` of `tp` processed.
-    pub(crate) fn store_offset(
+    pub fn store_offset(
         &mut self,
         tp: TopicPartition,
         offset: i64,
@@ -658,7 +659,7 @@ impl ConsumerMachine {
     }
 
     /// Moves `tp` (owned) to `offset`.
-    pub(crate) fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
+    pub fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
         self.usable()?;
         if offset < 0 {
             return Err(Error::misuse(format!(
@@ -686,7 +687,7 @@ impl ConsumerMachine {
     }
 
     /// Stops handing out and fetching `partitions` (owned).
-    pub(crate) fn pause(
+    pub fn pause(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -713,7 +714,7 @@ impl ConsumerMachine {
     }
 
     /// Hands out and fetches `partitions` again.
-    pub(crate) fn resume(
+    pub fn resume(
         &mut self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<(), Error> {
@@ -739,13 +740,13 @@ impl ConsumerMachine {
     /// Hands storing to an owner above the consumer from now on (per-partition streams, a
     /// record processor): nothing is stored as it is handed out; the owner stores records as
     /// it processes them, and hears of partitions leaving.
-    pub(crate) fn store_elsewhere(&mut self) {
+    pub fn store_elsewhere(&mut self) {
         self.streams = true;
     }
 
     /// Stores what the application has processed: everything handed out before its current
     /// call (with `enable.auto.offset.store`).
-    pub(crate) fn store_processed(&mut self) {
+    pub fn store_processed(&mut self) {
         if !self.options.auto_store || self.streams || !self.options.group {
             self.unstored.clear();
             return;
@@ -765,7 +766,7 @@ impl ConsumerMachine {
 
     /// The current batch is spent: its position becomes the partition's, and a batch resumed
     /// meanwhile is handed out next.
-    pub(crate) fn finish_current(&mut self) {
+    pub fn finish_current(&mut self) {
         if let Some(b) = self.current.take() {
             self.count_handed(&b);
         }
@@ -949,7 +950,7 @@ impl ConsumerMachine {
 
     /// Whether records released (a resumed partition's, the rest of a batch cut by
     /// `max.poll.records`) wait to be handed out before anything the fetch task sends.
-    pub(crate) fn has_released(&self) -> bool {
+    pub fn has_released(&self) -> bool {
         self.handout.has_released()
     }
 

@@ -1,23 +1,28 @@
 //! The consumer: its own bookkeeping (`machine`), driven by the application's calls together
 //! with a group member, its offsets and a fetcher. The decisions of the driving are sans-IO
-//! (`driver`), shared with the simulation (`sim`, a test module, and the feature `fuzzing`'s);
-//! this module is the async shell that waits for the next input, over the tokio tasks' handles
-//! (`wiring`).
+//! (`driver`), shared with kcon-sim's whole-consumer simulation (the feature `fuzzing` exports
+//! the driver and the machine to it as `crate::fuzzing::consumer`); this module is the async
+//! shell that waits for the next input, over the tokio tasks' handles (`wiring`).
 
 mod batch;
 mod build;
-mod driver;
-mod machine;
-mod rebalance;
-#[cfg(any(test, feature = "fuzzing"))]
 #[cfg_attr(
-    not(all(test, feature = "fuzzing")),
+    not(any(test, feature = "fuzzing")),
     allow(
-        dead_code,
-        reason = "the tests use some of the simulation, the fuzz target some other"
+        unreachable_pub,
+        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
     )
 )]
-pub(crate) mod sim;
+pub(crate) mod driver;
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(
+        unreachable_pub,
+        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
+    )
+)]
+pub(crate) mod machine;
+mod rebalance;
 mod subscription;
 mod wiring;
 

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use crate::code;
 use kcon_core::TopicPartition;
-use kcon_sim::code;
 
 use super::{App, ClientConfig, Happened, World};
-use crate::consumer::Hook;
+use kcon::consumer::Hook;
 
 const TOPIC: &str = "t";
 

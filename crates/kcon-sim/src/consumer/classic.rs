@@ -8,7 +8,7 @@ use std::time::Duration;
 use kcon_core::TopicPartition;
 
 use super::{App, ClientConfig, Happened, World};
-use crate::consumer::Hook;
+use kcon::consumer::Hook;
 
 const TOPIC: &str = "t";
 

@@ -1,12 +1,13 @@
 //! Whole consumers on one virtual clock: each is the four machines kcon's `Consumer` drives
 //! (its own bookkeeping, the group member, the commit machine, the fetch loop), talking over a
-//! simulated network to kcon-sim's simulated cluster ([`Cluster`]) and group coordinators
-//! ([`GroupCoordinator`], [`ConsumerGroupCoordinator`]). A test module of kcon's, so it reaches
-//! the consumer's machine, which kcon does not export.
+//! simulated network to this crate's simulated cluster ([`Cluster`]) and group coordinators
+//! ([`GroupCoordinator`], [`ConsumerGroupCoordinator`]). The consumer's machine and its driver
+//! come from kcon's hidden feature `fuzzing` (`kcon::fuzzing::consumer`), which kcon exports
+//! for this module only.
 //!
-//! - The consumer's machine runs on the consumer's own driver ([`super::driver`]): the same
+//! - The consumer's machine runs on the consumer's own driver ([`Driver`]): the same
 //!   decisions the tokio `Consumer` makes (what each input does, how commands reach the parts,
-//!   how steps start and finish, the order of a close), with [`SimParts`] as its parts in place
+//!   how steps start and finish, the order of a close), with `SimParts` as its parts in place
 //!   of the tasks' handles. This module only feeds it inputs from its scheduled messages, as
 //!   the `Consumer`'s async shell does from its channels, and copies none of it.
 //! - The group member, the commit machine and the fetch loop are driven as their tasks drive
@@ -28,16 +29,20 @@
 //!   that was not processed, and every machine's `poll_timeout` (the consumer's too) after now
 //!   once its timers fired.
 //!
-//! Compiled for kcon's tests and under the feature `fuzzing`, whose fuzz target
-//! ([`crate::fuzzing`]) drives it with operations read from its input.
+//! This crate's tests run scenarios on it (`classic`, `kip848`), and the fuzz target `consumer`
+//! drives it with operations read from its input.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::property::{
-    fetch as fetch_part, group as group_part, offsets as offsets_part, registry,
+use kcon::consumer::Hook;
+use kcon::fuzzing::consumer::{
+    Answer, CloseTurn, CommittedOffsets, ConsumerMachine, Driver, FetchInput, Got, LagInputs,
+    MachineOptions, MetricsState, Parts, StepAnswer, Turn,
 };
+use kcon::property::{fetch as fetch_part, group as group_part, offsets as offsets_part, registry};
+use kcon::{Error, FetchedBatch, Record, Truncation};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
 use kcon_core::harness::Schedule;
@@ -53,17 +58,11 @@ use kcon_offsets::{
     CommitId, CommitKind, CommitMachine, CommittedId, OffsetAndMetadata, OffsetsConfig,
     OffsetsEvent, OffsetsRequest, OffsetsResponse,
 };
-use kcon_sim::cluster::{BROKER, Cluster, broker_info};
-use kcon_sim::code;
-use kcon_sim::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
-use kcon_sim::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
 
-use super::Hook;
-use super::driver::{self, CloseTurn, Driver, FetchInput, Got, Parts, Turn};
-use super::machine::{CommittedOffsets, ConsumerMachine, MachineOptions, StepAnswer};
-use crate::Record;
-use crate::hooks::{FetchedBatch, Truncation};
-use crate::metrics::{LagInputs, MetricsState};
+use crate::cluster::{BROKER, Cluster, broker_info};
+use crate::code;
+use crate::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
+use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
 
 #[cfg(test)]
 mod classic;
@@ -71,7 +70,7 @@ mod classic;
 mod kip848;
 
 /// The group every simulated consumer joins.
-pub(crate) const GROUP: &str = "sim-group";
+pub const GROUP: &str = "sim-group";
 
 /// A run that takes more steps than this is spinning.
 const MAX_STEPS: u64 = 2_000_000;
@@ -84,7 +83,7 @@ const BASE_MS: i64 = 1_700_000_000_000;
 
 /// A consumer's settings, by Kafka property name.
 #[derive(Debug, Clone)]
-pub(crate) struct ClientConfig {
+pub struct ClientConfig {
     properties: Vec<(String, String)>,
 }
 
@@ -92,7 +91,7 @@ impl ClientConfig {
     /// The simulation's defaults, fast timers: `session.timeout.ms=6000`,
     /// `heartbeat.interval.ms=1000`, `auto.offset.reset=earliest`, `fetch.max.wait.ms=100`,
     /// `auto.commit.interval.ms=1000`, and `partition.assignment.strategy=strategy`.
-    pub(crate) fn new(strategy: &str) -> Self {
+    pub fn new(strategy: &str) -> Self {
         ClientConfig {
             properties: [
                 ("session.timeout.ms", "6000"),
@@ -112,7 +111,7 @@ impl ClientConfig {
     /// The simulation's defaults under `group.protocol=consumer` (KIP-848): the coordinator
     /// decides sessions, heartbeats and assignment, so only `max.poll.interval.ms=30000`,
     /// `auto.offset.reset=earliest`, `fetch.max.wait.ms=100` and `auto.commit.interval.ms=1000`.
-    pub(crate) fn consumer_protocol() -> Self {
+    pub fn consumer_protocol() -> Self {
         ClientConfig {
             properties: [
                 ("group.protocol", "consumer"),
@@ -128,7 +127,7 @@ impl ClientConfig {
     }
 
     /// Sets a property.
-    pub(crate) fn set(mut self, name: &str, value: &str) -> Self {
+    pub fn set(mut self, name: &str, value: &str) -> Self {
         self.properties.retain(|(n, _)| n != name);
         self.properties.push((name.to_owned(), value.to_owned()));
         self
@@ -139,7 +138,7 @@ impl ClientConfig {
         let mut offsets = OffsetsConfig::new(GROUP);
         let mut fetch = FetchConfig::default();
         for (name, value) in &self.properties {
-            let parts = registry::parts_of(crate::ConsumerBuilder::properties(), name);
+            let parts = registry::parts_of(kcon::ConsumerBuilder::properties(), name);
             assert!(!parts.is_empty(), "{name}: a property kcon knows");
             for part in parts {
                 match part {
@@ -159,19 +158,19 @@ impl ClientConfig {
 
 /// How a consumer's application behaves.
 #[derive(Debug, Clone)]
-pub(crate) struct App {
+pub struct App {
     /// How long processing one batch takes.
-    pub(crate) processing: Duration,
+    pub processing: Duration,
     /// How long `on_assigned` takes.
-    pub(crate) on_assigned: Duration,
+    pub on_assigned: Duration,
     /// How long `on_revoked` takes.
-    pub(crate) on_revoked: Duration,
+    pub on_revoked: Duration,
     /// How long `on_lost` takes.
-    pub(crate) on_lost: Duration,
+    pub on_lost: Duration,
     /// The application stores each batch's offset itself once it has processed it, as an
     /// owner above the consumer does (partition streams, a record processor: the consumer
     /// `store_elsewhere`), and drops a batch whose partition it hears is leaving.
-    pub(crate) stores: bool,
+    pub stores: bool,
 }
 
 impl Default for App {
@@ -188,7 +187,7 @@ impl Default for App {
 
 /// What a consumer's application is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Doing {
+pub enum Doing {
     /// In a receiving call (or closing): the consumer handles events as they come.
     Calling,
     /// Processing a batch, until then.
@@ -262,43 +261,40 @@ enum Running {
 
 /// Something that happened to a consumer, for the test to read.
 #[derive(Debug, Clone)]
-pub(crate) enum Happened {
+pub enum Happened {
     /// A listener hook was called with these partitions.
     Listener(Hook, Vec<TopicPartition>),
     /// A listener hook returned.
     HookReturned(Hook),
     /// The group member told the consumer this.
-    Group(#[allow(dead_code, reason = "read in the dump, through Debug")] GroupEvent),
+    Group(GroupEvent),
     /// The member heard a revocation is done.
     RevocationDone,
     /// An owner above the consumer heard these partitions leave.
     Leaving(Vec<TopicPartition>),
     /// The hooks heard of a request that keeps failing, or of its recovery.
-    Report(#[allow(dead_code, reason = "read in the dump, through Debug")] PersistentFailure),
+    Report(PersistentFailure),
     /// The hooks heard of a truncated log the consumer read on from.
-    Truncated(#[allow(dead_code, reason = "read in the dump, through Debug")] Truncation),
+    Truncated(Truncation),
     /// A receiving call returned this error (its message).
     Error(String),
     /// The application was handed these records of a partition: the first and last offset.
     Handed(TopicPartition, i64, i64),
     /// The application seeked a partition to this offset.
-    Seeked(
-        TopicPartition,
-        #[expect(dead_code, reason = "read in the dump, through Debug")] i64,
-    ),
+    Seeked(TopicPartition, i64),
 }
 
 /// One simulated consumer.
 #[derive(Debug)]
-pub(crate) struct Client {
+pub struct Client {
     /// The consumer's machine on its driver: the code the `Consumer` runs.
     driver: Driver,
     /// What the driver commands: the other machines and the channels between them.
     parts: SimParts,
     /// What the application is doing.
-    pub(crate) doing: Doing,
+    pub doing: Doing,
     /// Every record it processed, in order.
-    pub(crate) processed: Vec<(TopicPartition, i64)>,
+    pub processed: Vec<(TopicPartition, i64)>,
     /// A receiving call is under way: it began (the member heard the application is alive)
     /// and has not returned.
     in_call: bool,
@@ -319,37 +315,37 @@ pub(crate) struct Client {
 
 impl Client {
     /// Whether the consumer runs (not closed, its member not failed).
-    pub(crate) fn is_live(&self) -> bool {
+    pub fn is_live(&self) -> bool {
         !matches!(self.doing, Doing::Done)
     }
 
     /// The consumer's machine.
-    pub(crate) fn consumer(&self) -> &ConsumerMachine {
+    pub fn consumer(&self) -> &ConsumerMachine {
         &self.driver.machine
     }
 
     /// The group member, of either protocol.
-    pub(crate) fn group(&self) -> &MemberMachine {
+    pub fn group(&self) -> &MemberMachine {
         &self.parts.group
     }
 
     /// What happened to it, in order, with the time.
-    pub(crate) fn log(&self) -> &[(Instant, Happened)] {
+    pub fn log(&self) -> &[(Instant, Happened)] {
         &self.parts.log
     }
 
     /// The partitions the consumer owns.
-    pub(crate) fn owned(&self) -> &BTreeSet<TopicPartition> {
+    pub fn owned(&self) -> &BTreeSet<TopicPartition> {
         self.driver.machine.assignment()
     }
 
     /// The topics the consumer told the pool to keep fresh.
-    pub(crate) fn tracked(&self) -> &BTreeSet<String> {
+    pub fn tracked(&self) -> &BTreeSet<String> {
         &self.parts.tracked
     }
 
     /// The listener calls so far.
-    pub(crate) fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
+    pub fn listener_calls(&self) -> Vec<(Hook, Vec<TopicPartition>)> {
         self.parts
             .log
             .iter()
@@ -390,7 +386,7 @@ struct SimParts {
     step: Option<(RequestId, Running)>,
     /// A step done, waiting for the consumer to take its answer (as the `Consumer` awaits a
     /// step's task again on its next receiving call).
-    step_done: Option<(RequestId, driver::Answer)>,
+    step_done: Option<(RequestId, Answer)>,
     /// The topics the pool is told to keep fresh.
     tracked: BTreeSet<String>,
     /// The batch the application is processing when it stores offsets itself: its partition
@@ -448,7 +444,7 @@ impl Parts for SimParts {
         self.tracked = topics;
     }
 
-    fn pool_failure(&self) -> Option<crate::Error> {
+    fn pool_failure(&self) -> Option<Error> {
         // The simulation's cluster keeps its id.
         None
     }
@@ -521,7 +517,7 @@ impl Parts for SimParts {
         hook: Hook,
         partitions: Vec<TopicPartition>,
         _positions: HashMap<TopicPartition, i64>,
-    ) -> Option<driver::Answer> {
+    ) -> Option<Answer> {
         let takes = match hook {
             Hook::Assigned => self.app.on_assigned,
             Hook::Revoked => self.app.on_revoked,
@@ -539,7 +535,7 @@ impl Parts for SimParts {
         None
     }
 
-    fn commit(&mut self, now: Instant, id: RequestId) -> Option<driver::Answer> {
+    fn commit(&mut self, now: Instant, id: RequestId) -> Option<Answer> {
         let commit = self.offsets.commit_stored(now, CommitKind::Sync);
         self.step = Some((id, Running::Commit(commit, now)));
         None
@@ -550,13 +546,13 @@ impl Parts for SimParts {
         now: Instant,
         id: RequestId,
         partitions: BTreeSet<TopicPartition>,
-    ) -> Option<driver::Answer> {
+    ) -> Option<Answer> {
         let lookup = self.offsets.fetch_committed(now, Some(partitions));
         self.step = Some((id, Running::Committed(lookup)));
         None
     }
 
-    fn all_topics(&mut self, _now: Instant, _id: RequestId) -> Option<driver::Answer> {
+    fn all_topics(&mut self, _now: Instant, _id: RequestId) -> Option<Answer> {
         Some(Ok(StepAnswer::Topics(Ok(self.metadata.clone()))))
     }
 
@@ -564,7 +560,7 @@ impl Parts for SimParts {
 
     fn records(&mut self, _now: Instant, _tp: &TopicPartition, _records: &[Record]) {}
 
-    fn partition_error(&mut self, _now: Instant, _tp: &TopicPartition, _error: &crate::Error) {}
+    fn partition_error(&mut self, _now: Instant, _tp: &TopicPartition, _error: &Error) {}
 
     fn persistent_failure(&mut self, now: Instant, report: &PersistentFailure) {
         self.log.push((now, Happened::Report(report.clone())));
@@ -595,27 +591,27 @@ impl Parts for SimParts {
 
 /// Consumers, a coordinator and a cluster on one clock.
 #[derive(Debug)]
-pub(crate) struct World {
+pub struct World {
     /// The start.
-    pub(crate) base: Instant,
+    pub base: Instant,
     /// Now.
-    pub(crate) now: Instant,
+    pub now: Instant,
     /// The cluster's data and committed offsets.
-    pub(crate) cluster: Cluster,
+    pub cluster: Cluster,
     /// The group coordinator of the classic protocol.
-    pub(crate) coordinator: GroupCoordinator,
+    pub coordinator: GroupCoordinator,
     /// The group coordinator of the consumer protocol (KIP-848).
-    pub(crate) consumer_coordinator: ConsumerGroupCoordinator,
+    pub consumer_coordinator: ConsumerGroupCoordinator,
     /// The consumers.
-    pub(crate) clients: Vec<Client>,
+    pub clients: Vec<Client>,
     /// Whether no partition may be owned by two consumers at once. Scenarios that lose a
     /// member's partitions (its session expired while it was cut off) turn it off: a member
     /// cannot know it was evicted before it hears of it.
-    pub(crate) strict_ownership: bool,
+    pub strict_ownership: bool,
     /// Every commit the coordinator accepted, with the time.
-    pub(crate) commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
+    pub commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
     /// Consumers whose network is cut until then.
-    pub(crate) isolated: BTreeMap<usize, Instant>,
+    pub isolated: BTreeMap<usize, Instant>,
     queue: Schedule<Msg>,
     tickets: BTreeMap<Ticket, (usize, RequestId)>,
     next_ticket: Ticket,
@@ -627,7 +623,7 @@ pub(crate) struct World {
 
 impl World {
     /// A cluster with `topics` (name, partition count), empty, and no consumers yet.
-    pub(crate) fn new(topics: &[(&str, i32)]) -> World {
+    pub fn new(topics: &[(&str, i32)]) -> World {
         let base = Instant::now();
         let cluster = Cluster::new(topics);
         World {
@@ -656,17 +652,17 @@ impl World {
     }
 
     /// The wall clock now, in ms since the epoch.
-    pub(crate) fn now_ms(&self) -> i64 {
+    pub fn now_ms(&self) -> i64 {
         BASE_MS + self.now.duration_since(self.base).as_millis() as i64
     }
 
     /// Seconds since the start, for messages.
-    pub(crate) fn secs(&self, t: Instant) -> f64 {
+    pub fn secs(&self, t: Instant) -> f64 {
         t.duration_since(self.base).as_secs_f64()
     }
 
     /// Appends `n` records to every partition of `topic`.
-    pub(crate) fn produce(&mut self, topic: &str, n: usize) {
+    pub fn produce(&mut self, topic: &str, n: usize) {
         let now_ms = self.now_ms();
         for tp in self.cluster.partitions() {
             if tp.topic == topic {
@@ -678,7 +674,7 @@ impl World {
     /// Creates `topic` with `partitions` partitions: the cluster's metadata changes (the
     /// consumers' pools see a new snapshot), and the KIP-848 coordinator subscribes the members
     /// whose regex matches it.
-    pub(crate) fn create_topic(&mut self, topic: &str, partitions: i32) {
+    pub fn create_topic(&mut self, topic: &str, partitions: i32) {
         self.cluster.create_topic(topic, partitions);
         self.metadata_generation += 1;
         let metadata = (self.metadata_generation, self.cluster.topic_names());
@@ -691,7 +687,7 @@ impl World {
     }
 
     /// Adds a consumer that subscribes to `topics` and starts receiving.
-    pub(crate) fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
+    pub fn start(&mut self, config: ClientConfig, topics: &[&str], app: App) -> usize {
         let (group, offsets, fetch) = config.parts();
         let now = self.now;
         let options = MachineOptions {
@@ -769,7 +765,7 @@ impl World {
 
     /// Consumer `i`'s application stops calling the consumer (a receiving call was cancelled,
     /// or the application is busy elsewhere).
-    pub(crate) fn go_away(&mut self, i: usize) {
+    pub fn go_away(&mut self, i: usize) {
         let c = &mut self.clients[i];
         if c.doing == Doing::Calling {
             c.doing = Doing::Away;
@@ -778,7 +774,7 @@ impl World {
     }
 
     /// Consumer `i`'s application calls the consumer again.
-    pub(crate) fn come_back(&mut self, i: usize) {
+    pub fn come_back(&mut self, i: usize) {
         if self.clients[i].doing == Doing::Away {
             self.clients[i].doing = Doing::Calling;
             self.call(i);
@@ -787,7 +783,7 @@ impl World {
     }
 
     /// Consumer `i`'s application pauses `tp`.
-    pub(crate) fn pause(&mut self, i: usize, tp: &TopicPartition) {
+    pub fn pause(&mut self, i: usize, tp: &TopicPartition) {
         let now = self.now;
         let c = &mut self.clients[i];
         c.driver
@@ -799,7 +795,7 @@ impl World {
     }
 
     /// Consumer `i`'s application resumes `tp`.
-    pub(crate) fn resume(&mut self, i: usize, tp: &TopicPartition) {
+    pub fn resume(&mut self, i: usize, tp: &TopicPartition) {
         let now = self.now;
         let c = &mut self.clients[i];
         c.driver
@@ -816,7 +812,7 @@ impl World {
     /// Consumer `i` is closed, as `Consumer::close` closes it (the driver's close): a
     /// rebalance under way is finished, its partitions revoked (the listener hears of them), a
     /// final commit, then the member leaves and the fetch sessions close.
-    pub(crate) fn close(&mut self, i: usize) {
+    pub fn close(&mut self, i: usize) {
         let c = &mut self.clients[i];
         if matches!(c.doing, Doing::Done | Doing::Closing) {
             return;
@@ -830,7 +826,7 @@ impl World {
     /// Consumer `i`'s application commits what it was handed (`commit` or `commit_async`, as
     /// the `Consumer` does: the records handed out stored, then the commit machine commits
     /// what is stored). The application does not wait: the commit's outcome is not read.
-    pub(crate) fn commit(&mut self, i: usize, kind: CommitKind) {
+    pub fn commit(&mut self, i: usize, kind: CommitKind) {
         let now = self.now;
         let c = &mut self.clients[i];
         if !matches!(c.doing, Doing::Calling | Doing::Processing(_) | Doing::Away)
@@ -846,7 +842,7 @@ impl World {
     }
 
     /// Consumer `i`'s application seeks `tp` (owned) to `offset`, as `Consumer::seek` does.
-    pub(crate) fn seek(&mut self, i: usize, tp: &TopicPartition, offset: i64) {
+    pub fn seek(&mut self, i: usize, tp: &TopicPartition, offset: i64) {
         let now = self.now;
         let c = &mut self.clients[i];
         if c.driver.machine.seek(tp.clone(), offset).is_ok() {
@@ -864,7 +860,7 @@ impl World {
 
     /// Consumer `i`'s application subscribes to `topics` instead, as `Consumer::subscribe`
     /// does.
-    pub(crate) fn subscribe(&mut self, i: usize, topics: &[&str]) {
+    pub fn subscribe(&mut self, i: usize, topics: &[&str]) {
         let now = self.now;
         let c = &mut self.clients[i];
         if c.driver
@@ -884,23 +880,23 @@ impl World {
 
     /// Consumer `i`'s process dies: nothing more is sent or handled, the group hears nothing
     /// (its session expires at the coordinator).
-    pub(crate) fn crash(&mut self, i: usize) {
+    pub fn crash(&mut self, i: usize) {
         self.clients[i].doing = Doing::Done;
         self.check_invariants();
     }
 
     /// Steps taken so far, over the whole run.
-    pub(crate) fn steps(&self) -> u64 {
+    pub fn steps(&self) -> u64 {
         self.steps
     }
 
     /// Cuts consumer `i` off the network for `d`: what it sends and is sent is lost.
-    pub(crate) fn isolate(&mut self, i: usize, d: Duration) {
+    pub fn isolate(&mut self, i: usize, d: Duration) {
         self.isolated.insert(i, self.now + d);
     }
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
-    pub(crate) fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+    pub fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
         let end = self.now + limit;
         loop {
             if done(self) {
@@ -917,14 +913,14 @@ impl World {
     }
 
     /// Runs for `d`.
-    pub(crate) fn run_for(&mut self, d: Duration) {
+    pub fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
     }
 
     /// Whether no consumer is closing and the group is Stable with every live consumer in it,
     /// owning between them every partition of the topics they subscribe to, each once, with
     /// everything consumed committed.
-    pub(crate) fn is_settled(&self) -> bool {
+    pub fn is_settled(&self) -> bool {
         if self.clients.iter().any(|c| c.doing == Doing::Closing) {
             return false;
         }
@@ -982,7 +978,7 @@ impl World {
 
     /// Runs until the group settles (see [`is_settled`](Self::is_settled)), at most `limit`;
     /// panics with the log when it does not.
-    pub(crate) fn settle(&mut self, limit: Duration) {
+    pub fn settle(&mut self, limit: Duration) {
         let settled = self.run_until(limit, World::is_settled);
         assert!(settled, "the group did not settle\n{}", self.dump(60));
     }
@@ -990,7 +986,7 @@ impl World {
     /// Every record produced was processed at least once, and a record processed more than
     /// once only by consumers that owned its partition in turn (at-least-once: a new owner
     /// starts at the last commit).
-    pub(crate) fn assert_every_record_processed(&self) {
+    pub fn assert_every_record_processed(&self) {
         for tp in self.cluster.partitions() {
             let end = self.cluster.end(&tp);
             let seen: BTreeSet<i64> = self
@@ -1012,7 +1008,7 @@ impl World {
     /// Consumer `i` processed each partition's records in order, each once, apart from records
     /// it was handed again after one of its own rebalances (the partition came back from its
     /// last commit).
-    pub(crate) fn assert_in_order(&self, i: usize) {
+    pub fn assert_in_order(&self, i: usize) {
         let mut next: BTreeMap<&TopicPartition, i64> = BTreeMap::new();
         for (tp, o) in &self.clients[i].processed {
             if let Some(expected) = next.get(tp) {
@@ -1027,7 +1023,7 @@ impl World {
     }
 
     /// The last `n` log entries of every consumer, in time order, for failure messages.
-    pub(crate) fn dump(&self, n: usize) -> String {
+    pub fn dump(&self, n: usize) -> String {
         let mut all: Vec<(Instant, usize, &Happened)> = self
             .clients
             .iter()
@@ -1555,14 +1551,14 @@ impl World {
                 if let Some((step, Running::Committed(lookup))) = &p.step
                     && *lookup == id
                 {
-                    let result: Result<CommittedOffsets, crate::Error> = result
+                    let result: Result<CommittedOffsets, Error> = result
                         .map(|found| {
                             found
                                 .into_iter()
                                 .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
                                 .collect()
                         })
-                        .map_err(crate::Error::from);
+                        .map_err(Error::from);
                     p.step_done = Some((*step, Ok(StepAnswer::Committed(result))));
                     p.step = None;
                 }
@@ -1827,11 +1823,11 @@ enum Fill {
     /// Nothing to do until the next input.
     Wait,
     /// The call returns this error.
-    Error(crate::Error),
+    Error(Error),
 }
 
 /// The simulated cluster's broker, as FindCoordinator names it.
-pub(crate) fn broker() -> Coordinator {
+pub fn broker() -> Coordinator {
     Coordinator {
         id: BROKER,
         host: "broker-1".to_owned(),
