@@ -59,7 +59,7 @@ mod listener;
     not(any(test, feature = "fuzzing")),
     allow(
         unreachable_pub,
-        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
     )
 )]
 mod metrics;

@@ -10,7 +10,7 @@ mod build;
     not(any(test, feature = "fuzzing")),
     allow(
         unreachable_pub,
-        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
     )
 )]
 pub(crate) mod driver;
@@ -18,7 +18,7 @@ pub(crate) mod driver;
     not(any(test, feature = "fuzzing")),
     allow(
         unreachable_pub,
-        reason = "exported by `crate::fuzzing`, which the feature `fuzzing` and the tests compile"
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
     )
 )]
 pub(crate) mod machine;
