@@ -1,5 +1,5 @@
-//! A small Kafka producer for kcon: records to batches to Produce requests, with an awaited
-//! delivery result per record.
+//! kcon's Kafka producer: records to batches to Produce requests, with an awaited delivery
+//! result per record, idempotence and transactions.
 //!
 //! ```no_run
 //! use kcon_produce::{Producer, ProducerRecord};
