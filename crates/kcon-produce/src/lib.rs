@@ -89,6 +89,16 @@ mod accumulator;
 mod config;
 mod deliveries;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(
+        unreachable_pub,
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
+    )
+)]
 mod machine;
 mod partitioner;
 mod producer;

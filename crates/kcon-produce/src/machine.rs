@@ -45,7 +45,7 @@ use crate::retry::{self, Outcome};
 
 /// What the machine asks to have done; the answer is the pool's result, as the pool gave it.
 #[derive(Debug)]
-pub(crate) enum Request {
+pub enum Request {
     /// Send this Produce request to the broker of its [`Target::Broker`], the leader of every
     /// partition it carries, at the versions of the producer's transaction protocol when it has
     /// one; answered with [`Response::Produce`].
@@ -77,7 +77,7 @@ pub(crate) enum Request {
 /// The pool's result of a [`Request`], its error kept whole: whether it is retriable, and what
 /// kind of error a record fails with, are read from it.
 #[derive(Debug)]
-pub(crate) enum Response {
+pub enum Response {
     /// The answer to [`Request::Produce`].
     Produce(Result<ProduceResponse, kcon_pool::Error>),
     /// The answer to [`Request::InitProducerId`], with the cluster's finalized
@@ -99,10 +99,12 @@ pub(crate) enum Response {
 
 /// What the machine tells its driver.
 #[derive(Debug)]
-pub(crate) enum Event<T> {
+pub enum Event<T> {
     /// A record is done: tell whoever waits on it (`waiter`, as it came in).
     Answer {
+        /// Whoever waits on the record.
         waiter: T,
+        /// Where it was written, or why it failed.
         result: Result<Delivered, ProduceError>,
     },
     /// Every record queued before the flush is done.
@@ -120,13 +122,16 @@ pub(crate) enum Event<T> {
 
 /// Names one [`SenderMachine::flush`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct FlushId(u64);
+pub struct FlushId(u64);
 
 /// A record as a handle queued it, with `waiter`, whoever waits for its outcome.
-pub(crate) struct Incoming<T> {
-    pub(crate) record: ProducerRecord,
-    pub(crate) size: usize,
-    pub(crate) waiter: T,
+pub struct Incoming<T> {
+    /// The record.
+    pub record: ProducerRecord,
+    /// Its size as `buffer.memory` counts it.
+    pub size: usize,
+    /// Whoever waits for its outcome.
+    pub waiter: T,
     /// When it was queued: `delivery.timeout.ms` counts from here.
     pub(crate) received: Instant,
 }
@@ -241,7 +246,7 @@ const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Its timers are one table ([`Timer`]); [`poll_timeout`](Machine::poll_timeout) is the
 /// table's earliest, and [`handle_timeout`](Machine::handle_timeout) fires those due before
 /// its pass.
-pub(crate) struct SenderMachine<T> {
+pub struct SenderMachine<T> {
     config: Arc<ProducerConfig>,
     /// The wall clock of the pool, for the timestamps of records that have none.
     clock: Arc<dyn Clock>,
@@ -347,7 +352,7 @@ impl<T> SenderMachine<T> {
 
     /// Queues `records`, in their order, and decides once for all of them: records that came
     /// together are partitioned, batched and sent in one pass rather than one pass each.
-    pub(crate) fn records(&mut self, now: Instant, records: impl IntoIterator<Item = Incoming<T>>) {
+    pub fn records(&mut self, now: Instant, records: impl IntoIterator<Item = Incoming<T>>) {
         for incoming in records {
             self.queue_record(incoming);
         }
@@ -387,7 +392,7 @@ impl<T> SenderMachine<T> {
 
     /// Sends every record queued so far without waiting for `linger.ms`;
     /// [`Event::Flushed`] with the id returned says when each of them is done.
-    pub(crate) fn flush(&mut self, now: Instant) -> FlushId {
+    pub fn flush(&mut self, now: Instant) -> FlushId {
         let id = FlushId(self.next_flush);
         self.next_flush += 1;
         self.flushes.push((self.next_id, id));
@@ -397,7 +402,7 @@ impl<T> SenderMachine<T> {
 
     /// Refuses new records (they fail as closed) and sends every record queued without
     /// waiting for `linger.ms`; [`is_finished`](Self::is_finished) says when they are done.
-    pub(crate) fn close(&mut self, now: Instant) {
+    pub fn close(&mut self, now: Instant) {
         self.closing = true;
         self.closing_at.get_or_insert(now);
         self.txn_close();
@@ -405,7 +410,7 @@ impl<T> SenderMachine<T> {
     }
 
     /// Closed, and nothing is waiting or in flight: the driver may stop.
-    pub(crate) fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.closing && self.is_idle() && self.txn.as_ref().is_none_or(|t| t.is_idle())
     }
 
@@ -1322,8 +1327,11 @@ fn answer_record<T>(
     events.push_back(Event::Answer { waiter, result });
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 mod txn;
 
-pub(crate) use txn::{CallId, TxnCall, TxnOffset, TxnOp, TxnProtocol, txn_offset_commit_at};
+pub(crate) use txn::txn_offset_commit_at;
+pub use txn::{CallId, TxnCall, TxnOffset, TxnOp, TxnProtocol};

@@ -2,70 +2,20 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use kcon_codec::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
-use kcon_codec::kafka_protocol::messages::{
-    BrokerId, MetadataResponse, metadata_response::MetadataResponseBroker,
-    metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
-};
 
+use super::sim::{Fixed, WALL_MS, config, metadata_of};
 use super::*;
-
-/// A wall clock that stands still.
-#[derive(Debug)]
-struct Fixed;
-
-const WALL_MS: i64 = 1_700_000_000_000;
-
-impl Clock for Fixed {
-    fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(WALL_MS as u64)
-    }
-}
-
-fn config(properties: &[(&str, &str)]) -> Arc<ProducerConfig> {
-    let mut config = ProducerConfig::default();
-    config.set("bootstrap.servers", "b1:9092").unwrap();
-    for (name, value) in properties {
-        config.set(name, value).unwrap();
-    }
-    Arc::new(config)
-}
 
 /// Broker 1 leads the one partition of topic `t`.
 fn metadata() -> Arc<Metadata> {
     metadata_of(1)
-}
-
-/// Broker 1 leads every partition of topic `t`, which has `partitions`.
-fn metadata_of(partitions: i32) -> Arc<Metadata> {
-    let answer = MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(1))
-                .with_host(StrBytes::from_static_str("b1"))
-                .with_port(9092),
-        ])
-        .with_topics(vec![
-            MetadataResponseTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
-                .with_partitions(
-                    (0..partitions)
-                        .map(|p| {
-                            MetadataResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_leader_id(BrokerId(1))
-                                .with_leader_epoch(0)
-                        })
-                        .collect(),
-                ),
-        ]);
-    Arc::new(Metadata::from_answer(&answer))
 }
 
 fn machine(

@@ -89,7 +89,7 @@ use crate::error::{ErrorKind, ProduceError};
 
 /// The transaction protocol a transactional producer speaks (KIP-890; see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TxnProtocol {
+pub enum TxnProtocol {
     /// Partitions and offsets added explicitly; the epoch bumped by InitProducerId only.
     V1,
     /// Partitions and offsets added implicitly; the epoch bumped by every EndTxn.
@@ -122,15 +122,20 @@ impl TxnProtocol {
 
 /// Names one transaction call, for its [`Event::Transaction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct CallId(u64);
+pub struct CallId(u64);
 
 /// The kind of a transaction call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum TxnOp {
+pub enum TxnOp {
+    /// `init_transactions`.
     Init,
+    /// `begin_transaction`.
     Begin,
+    /// `send_offsets_to_transaction`.
     SendOffsets,
+    /// `commit_transaction`.
     Commit,
+    /// `abort_transaction`.
     Abort,
 }
 
@@ -149,23 +154,34 @@ impl TxnOp {
 /// One offset to commit inside the transaction: the next offset to consume, the leader epoch
 /// of the record before it when known, and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TxnOffset {
-    pub(crate) partition: TopicPartition,
-    pub(crate) offset: i64,
-    pub(crate) leader_epoch: Option<i32>,
-    pub(crate) metadata: Option<String>,
+pub struct TxnOffset {
+    /// The consumed partition.
+    pub partition: TopicPartition,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch of the record before it, when known.
+    pub leader_epoch: Option<i32>,
+    /// The commit's metadata.
+    pub metadata: Option<String>,
 }
 
 /// A transaction call as the application made it.
 #[derive(Debug, Clone)]
-pub(crate) enum TxnCall {
+pub enum TxnCall {
+    /// `init_transactions`: a producer id and epoch from the transaction coordinator.
     Init,
+    /// `begin_transaction`.
     Begin,
+    /// `send_offsets_to_transaction`: a consumer's offsets committed in the transaction.
     SendOffsets {
+        /// The offsets.
         offsets: Vec<TxnOffset>,
+        /// The consumer's group metadata.
         group: ConsumerGroupMetadata,
     },
+    /// `commit_transaction`.
     Commit,
+    /// `abort_transaction`.
     Abort,
 }
 
@@ -440,7 +456,7 @@ impl<T> SenderMachine<T> {
 
     /// Starts a transaction call; [`Event::Transaction`] with the id returned gives its
     /// outcome (at once for a call the state refuses, and for `begin_transaction`).
-    pub(crate) fn transaction(&mut self, now: Instant, call: TxnCall) -> CallId {
+    pub fn transaction(&mut self, now: Instant, call: TxnCall) -> CallId {
         let op = call.op();
         let Some(t) = self.txn.as_mut() else {
             let id = CallId(u64::MAX);

@@ -1,0 +1,548 @@
+//! A simulated cluster for the transactional producer, compiled for the tests and under the
+//! feature `fuzzing`: one broker that is the transaction coordinator, the group coordinator
+//! and the leader of topic `t`'s partitions, on a wall clock that stands still. What it ends up
+//! holding (records committed or aborted, offsets kept) is what a read_committed reader and the
+//! group would see. The machine's tests and the fuzz target `producer_machine` drive the
+//! machine against it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kcon_codec::kafka_protocol::ResponseError as E;
+use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kcon_codec::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use kcon_codec::kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kcon_codec::kafka_protocol::messages::{
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse,
+    InitProducerIdResponse, MetadataResponse, ProduceResponse, ProducerId, TopicName,
+    TxnOffsetCommitResponse, metadata_response::MetadataResponseBroker,
+    metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
+};
+use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::coordinator::FoundCoordinator;
+use kcon_pool::{Clock, Metadata};
+
+use super::{Incoming, Request, Response, SenderMachine, TxnProtocol};
+use crate::config::ProducerConfig;
+use crate::producer::Counters;
+use crate::record::ProducerRecord;
+
+/// A wall clock that stands still.
+#[derive(Debug)]
+pub struct Fixed;
+
+/// The milliseconds since the epoch [`Fixed`] stands at.
+pub const WALL_MS: i64 = 1_700_000_000_000;
+
+impl Clock for Fixed {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(WALL_MS as u64)
+    }
+}
+
+/// A producer's configuration: bootstrap `b1:9092` and `properties`.
+pub fn config(properties: &[(&str, &str)]) -> Arc<ProducerConfig> {
+    let mut config = ProducerConfig::default();
+    config.set("bootstrap.servers", "b1:9092").unwrap();
+    for (name, value) in properties {
+        config.set(name, value).unwrap();
+    }
+    Arc::new(config)
+}
+
+/// Broker 1 leads every partition of topic `t`, which has `partitions`.
+pub fn metadata_of(partitions: i32) -> Arc<Metadata> {
+    let answer = MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_static_str("b1"))
+                .with_port(9092),
+        ])
+        .with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                .with_partitions(
+                    (0..partitions)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(1))
+                                .with_leader_epoch(0)
+                        })
+                        .collect(),
+                ),
+        ]);
+    Arc::new(Metadata::from_answer(&answer))
+}
+
+/// Which API a pushed error is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// FindCoordinator.
+    Find,
+    /// InitProducerId.
+    Init,
+    /// AddPartitionsToTxn.
+    AddPartitions,
+    /// AddOffsetsToTxn.
+    AddOffsets,
+    /// TxnOffsetCommit.
+    TxnOffsetCommit,
+    /// EndTxn.
+    EndTxn,
+    /// Produce.
+    Produce,
+}
+
+/// A batch as the leader keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The partition.
+    pub partition: i32,
+    /// Records in the batch.
+    pub records: usize,
+    /// The producer epoch it carries.
+    pub producer_epoch: i16,
+    /// Its first sequence number.
+    pub base_sequence: i32,
+    /// Whether it is marked transactional.
+    pub transactional: bool,
+}
+
+/// The cluster as the transactional producer sees it: one broker (id 1) that coordinates the
+/// transactional id and the group and leads the partitions of `t`, at transaction version 1
+/// ([`Cluster::new`]) or 2 ([`Cluster::v2`], KIP-890: partitions and offsets join a
+/// transaction implicitly, and every EndTxn bumps the epoch).
+pub struct Cluster {
+    /// Transaction version 2 finalized: the producer must speak it.
+    pub v2: bool,
+    /// The producer id it gives.
+    pub producer_id: i64,
+    /// The producer's current epoch (-1 before the first InitProducerId).
+    pub epoch: i16,
+    /// The transaction open at the coordinator: partitions added, and whether offsets were.
+    pub open: Option<(BTreeSet<i32>, bool)>,
+    /// Batches written, in order, with the transaction they belong to (index into `ended`),
+    /// or none.
+    pub log: Vec<(Written, usize)>,
+    /// Each transaction's end: committed or aborted.
+    pub ended: Vec<Option<bool>>,
+    /// Offsets committed inside the open transaction.
+    pub pending_offsets: BTreeMap<i32, i64>,
+    /// Offsets that took effect: what the group sees.
+    pub offsets: BTreeMap<i32, i64>,
+    /// The group's generation: TxnOffsetCommit with another is refused.
+    pub generation: i32,
+    /// Errors to answer, per API, in order.
+    pub errors: VecDeque<(Api, i16)>,
+    /// Requests seen, in order.
+    pub seen: Vec<Api>,
+    /// The epoch the coordinator fenced when it timed a transaction out: a bump naming it is
+    /// the producer of that transaction coming back, as Apache Kafka accepts it.
+    pub timed_out_epoch: Option<i16>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster::new()
+    }
+}
+
+impl Cluster {
+    /// A cluster at transaction version 1, with no producer id given yet.
+    pub fn new() -> Self {
+        Cluster {
+            v2: false,
+            producer_id: 4000,
+            epoch: -1,
+            open: None,
+            log: Vec::new(),
+            ended: Vec::new(),
+            pending_offsets: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            generation: 3,
+            errors: VecDeque::new(),
+            seen: Vec::new(),
+            timed_out_epoch: None,
+        }
+    }
+
+    /// A cluster at transaction version 2.
+    pub fn v2() -> Self {
+        Cluster {
+            v2: true,
+            ..Cluster::new()
+        }
+    }
+
+    /// The protocol the producer must speak to this cluster.
+    fn protocol(&self) -> TxnProtocol {
+        if self.v2 {
+            TxnProtocol::V2
+        } else {
+            TxnProtocol::V1
+        }
+    }
+
+    /// The finalized `transaction.version` the cluster reports.
+    fn feature_level(&self) -> i16 {
+        if self.v2 { 2 } else { 0 }
+    }
+
+    /// The coordinator ends the open transaction under a new epoch, as it does once
+    /// `transaction.timeout.ms` passes (`timed_out`) or another producer with the
+    /// transactional id initializes: aborted, its markers carrying the new epoch.
+    pub fn abort_under_a_new_epoch(&mut self, timed_out: bool) {
+        assert!(self.open.take().is_some(), "no transaction open");
+        let i = self.current();
+        self.ended[i] = Some(false);
+        self.pending_offsets.clear();
+        self.timed_out_epoch = timed_out.then_some(self.epoch);
+        self.epoch += 1;
+    }
+
+    /// Answers the next request of `api` with `error`.
+    pub fn push_error(&mut self, api: Api, error: E) {
+        self.errors.push_back((api, error.code()));
+    }
+
+    fn error_for(&mut self, api: Api) -> i16 {
+        self.seen.push(api);
+        match self.errors.iter().position(|(a, _)| *a == api) {
+            Some(i) => self.errors.remove(i).map_or(0, |(_, c)| c),
+            None => 0,
+        }
+    }
+
+    /// The transaction open now, as an index into `ended` (a new one if none is).
+    fn current(&mut self) -> usize {
+        if self.ended.last().is_none_or(|e| e.is_some()) {
+            self.ended.push(None);
+        }
+        self.ended.len() - 1
+    }
+
+    /// The answer to `request`, as the broker gives it, with what it changes applied.
+    pub fn answer(&mut self, request: Request) -> Response {
+        match request {
+            Request::FindCoordinator { key, key_type } => {
+                let code = self.error_for(Api::Find);
+                let _ = (key, key_type);
+                Response::FindCoordinator(Ok(FoundCoordinator {
+                    error_code: code,
+                    error_message: None,
+                    coordinator: (code == 0).then(|| kcon_core::Coordinator {
+                        id: 1,
+                        host: "b1".into(),
+                        port: 9092,
+                    }),
+                }))
+            }
+            Request::InitProducerId(r) => {
+                let code = self.error_for(Api::Init);
+                let level = self.feature_level();
+                if code != 0 {
+                    let refused = InitProducerIdResponse::default().with_error_code(code);
+                    return Response::InitProducerId(Ok((refused, level)));
+                }
+                assert!(r.transactional_id.is_some());
+                if r.producer_id.0 >= 0 {
+                    // A bump names the current id and epoch, or the epoch a timeout fenced.
+                    assert_eq!(r.producer_id.0, self.producer_id);
+                    if r.producer_epoch != self.epoch
+                        && Some(r.producer_epoch) != self.timed_out_epoch
+                    {
+                        let fenced = InitProducerIdResponse::default()
+                            .with_error_code(E::ProducerFenced.code());
+                        return Response::InitProducerId(Ok((fenced, level)));
+                    }
+                }
+                self.timed_out_epoch = None;
+                // A new epoch aborts what the last one left open.
+                if self.open.take().is_some() {
+                    let i = self.current();
+                    self.ended[i] = Some(false);
+                    self.pending_offsets.clear();
+                }
+                self.epoch += 1;
+                let id = InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(self.producer_id))
+                    .with_producer_epoch(self.epoch);
+                Response::InitProducerId(Ok((id, level)))
+            }
+            Request::AddPartitionsToTxn(r) => {
+                assert!(!self.v2, "AddPartitionsToTxn at transaction version 2");
+                let code = self.error_for(Api::AddPartitions);
+                assert_eq!(r.v3_and_below_producer_epoch, self.epoch);
+                let mut results = Vec::new();
+                for topic in &r.v3_and_below_topics {
+                    let mut partitions = Vec::new();
+                    for &p in &topic.partitions {
+                        if code == 0 {
+                            self.open.get_or_insert_with(Default::default).0.insert(p);
+                        }
+                        partitions.push(
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code),
+                        );
+                    }
+                    results.push(
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(topic.name.clone())
+                            .with_results_by_partition(partitions),
+                    );
+                }
+                Response::AddPartitionsToTxn(Ok(AddPartitionsToTxnResponse::default()
+                    .with_results_by_topic_v3_and_below(results)))
+            }
+            Request::AddOffsetsToTxn(r) => {
+                assert!(!self.v2, "AddOffsetsToTxn at transaction version 2");
+                let code = self.error_for(Api::AddOffsets);
+                assert_eq!(r.producer_epoch, self.epoch);
+                if code == 0 {
+                    self.open.get_or_insert_with(Default::default).1 = true;
+                }
+                Response::AddOffsetsToTxn(Ok(
+                    AddOffsetsToTxnResponse::default().with_error_code(code)
+                ))
+            }
+            Request::TxnOffsetCommit(r, protocol) => {
+                assert_eq!(protocol, self.protocol());
+                let mut code = self.error_for(Api::TxnOffsetCommit);
+                if self.v2 && code == 0 {
+                    // TxnOffsetCommit v5 adds the offsets to the transaction.
+                    self.open.get_or_insert_with(Default::default).1 = true;
+                }
+                assert!(
+                    self.v2 || self.open.as_ref().is_some_and(|o| o.1),
+                    "TxnOffsetCommit before AddOffsetsToTxn"
+                );
+                if code == 0 && r.generation_id != self.generation {
+                    code = E::IllegalGeneration.code();
+                }
+                let mut topics = Vec::new();
+                for topic in &r.topics {
+                    let mut partitions = Vec::new();
+                    for p in &topic.partitions {
+                        if code == 0 {
+                            self.pending_offsets
+                                .insert(p.partition_index, p.committed_offset);
+                        }
+                        partitions.push(
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code),
+                        );
+                    }
+                    topics.push(
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(topic.name.clone())
+                            .with_partitions(partitions),
+                    );
+                }
+                Response::TxnOffsetCommit(
+                    Ok(TxnOffsetCommitResponse::default().with_topics(topics)),
+                )
+            }
+            Request::EndTxn(r, protocol) => {
+                assert_eq!(protocol, self.protocol());
+                if self.v2 {
+                    return self.end_v2(&r);
+                }
+                let mut code = self.error_for(Api::EndTxn);
+                // An old epoch's EndTxn is fenced, whatever ended its transaction (Apache
+                // Kafka's coordinator at transaction version 1).
+                if code == 0 && r.producer_epoch < self.epoch {
+                    code = E::ProducerFenced.code();
+                }
+                if code == 0 {
+                    assert_eq!(r.producer_epoch, self.epoch);
+                    assert!(self.open.take().is_some(), "EndTxn with nothing added");
+                    let i = self.current();
+                    self.ended[i] = Some(r.committed);
+                    let pending = std::mem::take(&mut self.pending_offsets);
+                    if r.committed {
+                        self.offsets.extend(pending);
+                    }
+                }
+                Response::EndTxn(Ok(EndTxnResponse::default().with_error_code(code)))
+            }
+            Request::Produce(r, protocol) => {
+                assert_eq!(protocol, Some(self.protocol()));
+                let code = self.error_for(Api::Produce);
+                assert!(r.transactional_id.is_some());
+                let mut topics = Vec::new();
+                for topic in &r.topic_data {
+                    let mut partitions = Vec::new();
+                    for p in &topic.partition_data {
+                        let bytes = p.records.clone().expect("a batch");
+                        let batch = kcon_codec::records::RecordBatches::new(
+                            bytes,
+                            kcon_codec::records::DecodeOptions::default(),
+                        )
+                        .next()
+                        .expect("a batch")
+                        .expect("a batch that decodes");
+                        let written = Written {
+                            partition: p.index,
+                            records: batch.record_count() as usize,
+                            producer_epoch: batch.producer_epoch(),
+                            base_sequence: batch.base_sequence(),
+                            transactional: batch.is_transactional(),
+                        };
+                        // The leader has seen the markers of a newer epoch.
+                        let code = if code == 0 && written.producer_epoch < self.epoch {
+                            E::InvalidProducerEpoch.code()
+                        } else {
+                            code
+                        };
+                        if code == 0 && self.v2 {
+                            // Produce v12 adds the partition to the transaction.
+                            self.open
+                                .get_or_insert_with(Default::default)
+                                .0
+                                .insert(p.index);
+                        }
+                        if code == 0 {
+                            assert!(
+                                self.open.as_ref().is_some_and(|o| o.0.contains(&p.index)),
+                                "a batch for t-{} before the partition was added",
+                                p.index
+                            );
+                            assert_eq!(written.producer_epoch, self.epoch);
+                            let i = self.current();
+                            self.log.push((written, i));
+                        }
+                        partitions.push(
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code)
+                                .with_base_offset(self.log.len() as i64)
+                                .with_log_append_time_ms(-1),
+                        );
+                    }
+                    topics.push(
+                        TopicProduceResponse::default()
+                            .with_name(topic.name.clone())
+                            .with_partition_responses(partitions),
+                    );
+                }
+                Response::Produce(Ok(ProduceResponse::default().with_responses(topics)))
+            }
+            Request::Metadata(_) => Response::Metadata(Ok(metadata_of(2))),
+        }
+    }
+
+    /// EndTxn at transaction version 2, as Apache Kafka 4's coordinator answers it: the epoch
+    /// bumped and returned. An abort at the epoch a timeout fenced is that abort again (no
+    /// error, the new epoch); a commit at it finds the transaction aborted
+    /// (INVALID_TXN_STATE); any other old epoch is fenced.
+    fn end_v2(&mut self, r: &EndTxnRequest) -> Response {
+        let mut code = self.error_for(Api::EndTxn);
+        let producer_id = self.producer_id;
+        let answer = move |code: i16, epoch: i16| {
+            let mut a = EndTxnResponse::default().with_error_code(code);
+            if code == 0 {
+                a = a
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch);
+            }
+            Response::EndTxn(Ok(a))
+        };
+        if code == 0 && r.producer_epoch < self.epoch {
+            if Some(r.producer_epoch) != self.timed_out_epoch {
+                code = E::ProducerFenced.code();
+            } else if r.committed {
+                code = E::InvalidTxnState.code();
+            } else {
+                self.timed_out_epoch = None;
+                return answer(0, self.epoch);
+            }
+        }
+        if code != 0 {
+            return answer(code, -1);
+        }
+        assert_eq!(r.producer_epoch, self.epoch);
+        if self.open.take().is_some() {
+            let i = self.current();
+            self.ended[i] = Some(r.committed);
+            let pending = std::mem::take(&mut self.pending_offsets);
+            if r.committed {
+                self.offsets.extend(pending);
+            }
+        }
+        self.epoch += 1;
+        answer(0, self.epoch)
+    }
+
+    /// Records a read_committed reader sees, per partition.
+    pub fn committed_records(&self) -> BTreeMap<i32, usize> {
+        let mut seen = BTreeMap::new();
+        for (w, txn) in &self.log {
+            if self.ended[*txn] == Some(true) {
+                *seen.entry(w.partition).or_insert(0) += w.records;
+            }
+        }
+        seen
+    }
+
+    /// Records written in aborted transactions.
+    pub fn aborted_records(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|(_, t)| self.ended[*t] == Some(false))
+            .map(|(w, _)| w.records)
+            .sum()
+    }
+}
+
+/// A transactional producer's configuration (`transactional.id` `tx-1`, `linger.ms` 5, the
+/// retry backoff 100 ms to 1 s) with `extra`.
+pub fn txn_config(extra: &[(&str, &str)]) -> Arc<ProducerConfig> {
+    let mut properties = vec![
+        ("transactional.id", "tx-1"),
+        ("linger.ms", "5"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "1000"),
+    ];
+    properties.extend_from_slice(extra);
+    config(&properties)
+}
+
+/// A record of `t` to `partition`, queued at `now` for `waiter`.
+pub fn record_to(waiter: u32, partition: i32, now: Instant) -> Incoming<u32> {
+    let record = ProducerRecord::new("t", "v").with_partition(partition);
+    Incoming {
+        size: record.size_upper_bound(),
+        record,
+        waiter,
+        received: now,
+    }
+}
+
+/// A transactional producer's machine (configured by [`txn_config`] with `extra`), partitioning
+/// by [`metadata_of`] two partitions, its jitter from `seed`; not yet initialized.
+pub fn transactional_machine(
+    extra: &[(&str, &str)],
+    seed: u64,
+    now: Instant,
+) -> SenderMachine<u32> {
+    let stats = Arc::new(Counters::default());
+    SenderMachine::new(
+        txn_config(extra),
+        metadata_of(2),
+        Arc::new(Fixed),
+        stats,
+        seed,
+        now,
+    )
+}
