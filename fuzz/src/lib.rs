@@ -11,6 +11,7 @@ pub mod fetch_machine;
 pub mod group_member;
 pub mod group_sim;
 pub mod processor;
+pub mod producer_machine;
 pub mod share_machine;
 
 use std::alloc::{GlobalAlloc, Layout, System};
