@@ -243,7 +243,7 @@ const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// The producer's sans-IO machine; `T` is what waits for a record's outcome (the sender task's
 /// reply channel and `buffer.memory` permit), handed back in [`Event::Answer`].
 ///
-/// Its timers are one table ([`Timer`]); [`poll_timeout`](Machine::poll_timeout) is the
+/// Its timers are one table (`Timer`); [`poll_timeout`](Machine::poll_timeout) is the
 /// table's earliest, and [`handle_timeout`](Machine::handle_timeout) fires those due before
 /// its pass.
 pub struct SenderMachine<T> {
