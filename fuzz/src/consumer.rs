@@ -34,6 +34,8 @@ use kcon_offsets::CommitKind;
 use kcon_sim::code;
 use kcon_sim::consumer::{App, ClientConfig, Doing, Happened, World};
 
+use crate::Input;
+
 /// At most this many simulation steps per op: an op that takes more spins.
 pub const STEPS_PER_OP: u64 = 50_000;
 
@@ -57,24 +59,10 @@ pub struct ConsumerRun {
     pub consumers: usize,
 }
 
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-}
-
 /// Runs the simulation over `data`; panics when an invariant breaks.
 pub fn simulate(data: &[u8]) -> ConsumerRun {
-    let mut bytes = Bytes(data);
-    let setup = bytes.byte();
+    let mut bytes = Input { data, pos: 0 };
+    let setup = bytes.u8();
     let kip848 = setup & 1 == 1;
     let strategy = [
         "range",
@@ -103,11 +91,11 @@ pub fn simulate(data: &[u8]) -> ConsumerRun {
     let mut order = Order::default();
     let mut run = ConsumerRun::default();
     let mut ops = 0;
-    while !bytes.0.is_empty() && ops < OPS {
+    while bytes.pos < data.len() && ops < OPS {
         ops += 1;
         let before = w.steps();
-        let op = bytes.byte() % 14;
-        let arg = bytes.byte();
+        let op = bytes.u8() % 14;
+        let arg = bytes.u8();
         let live: Vec<usize> = (0..w.clients.len())
             .filter(|i| w.clients[*i].is_live())
             .collect();
@@ -138,7 +126,7 @@ pub fn simulate(data: &[u8]) -> ConsumerRun {
                 }
             }
             5 | 6 => {
-                let which = bytes.byte();
+                let which = bytes.u8();
                 if let Some(i) = pick(arg)
                     && usable(&w, i)
                 {
@@ -163,8 +151,8 @@ pub fn simulate(data: &[u8]) -> ConsumerRun {
                 }
             }
             7 => {
-                let which = bytes.byte();
-                let back = bytes.byte();
+                let which = bytes.u8();
+                let back = bytes.u8();
                 if let Some(i) = pick(arg)
                     && usable(&w, i)
                 {
@@ -190,7 +178,7 @@ pub fn simulate(data: &[u8]) -> ConsumerRun {
                 }
             }
             9 => {
-                let which = bytes.byte();
+                let which = bytes.u8();
                 if let Some(i) = pick(arg)
                     && usable(&w, i)
                 {
@@ -213,7 +201,7 @@ pub fn simulate(data: &[u8]) -> ConsumerRun {
                 }
             }
             12 => {
-                let ms = bytes.byte();
+                let ms = bytes.u8();
                 if let Some(i) = pick(arg) {
                     // A member cut off may be evicted before it can know: another may be given
                     // its partitions meanwhile, which the group protocols allow.
