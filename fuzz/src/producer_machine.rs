@@ -47,13 +47,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::Input;
-use kcon_codec::kafka_protocol::ResponseError as E;
 use kcon_codec::records::{DecodeOptions, RecordBatches};
 use kcon_core::{ConsumerGroupMetadata, Machine, RequestFailure, RequestId, TopicPartition};
 use kcon_produce::Outcome;
 use kcon_produce::fuzzing::{
-    Api, CallId, Cluster, Event, Request, Response, SenderMachine, TxnCall, TxnOffset, TxnOp,
-    record_to, transactional_machine,
+    CallId, Cluster, Event, FAULT_APIS, Request, Response, SenderMachine, TxnCall, TxnOffset,
+    TxnOp, fault, record_to, transactional_machine,
 };
 
 /// At most this many ops are read.
@@ -235,29 +234,8 @@ impl Sim {
                 }
             }
             11 => {
-                const APIS: &[Api] = &[
-                    Api::AddPartitions,
-                    Api::AddOffsets,
-                    Api::TxnOffsetCommit,
-                    Api::EndTxn,
-                    Api::Produce,
-                    Api::Find,
-                ];
-                const RETRIABLE: &[E] = &[
-                    E::ConcurrentTransactions,
-                    E::CoordinatorLoadInProgress,
-                    E::NotCoordinator,
-                    E::CoordinatorNotAvailable,
-                ];
-                let api = input.pick(APIS);
-                let error = match (api, input.u8() % 20) {
-                    (_, 0) => E::ProducerFenced,
-                    (Api::Produce, 1..=3) => E::UnknownProducerId,
-                    (Api::Produce, _) => E::NotEnoughReplicas,
-                    (Api::Find, _) => E::CoordinatorNotAvailable,
-                    (Api::AddPartitions, 1..=2) => E::TopicAuthorizationFailed,
-                    _ => input.pick(RETRIABLE),
-                };
+                let api = input.pick(FAULT_APIS);
+                let error = fault(api, input.u8() % 20, |from| input.pick(from));
                 self.cluster.push_error(api, error);
             }
             12 => {
@@ -270,7 +248,7 @@ impl Sim {
     /// Makes `call` if no call is out.
     fn call(&mut self, call: TxnCall) {
         if self.call.is_none() {
-            let op = call.op_kind();
+            let op = call.op();
             let id = self.m.transaction(self.now, call);
             self.call = Some((id, op));
         }
@@ -573,23 +551,6 @@ impl Sim {
         );
         assert!(self.call.is_none(), "(b) a call never answered");
         self.run.fatal = self.fatal;
-    }
-}
-
-/// The kind of a call, before the machine takes it.
-trait OpKind {
-    fn op_kind(&self) -> TxnOp;
-}
-
-impl OpKind for TxnCall {
-    fn op_kind(&self) -> TxnOp {
-        match self {
-            TxnCall::Init => TxnOp::Init,
-            TxnCall::Begin => TxnOp::Begin,
-            TxnCall::SendOffsets { .. } => TxnOp::SendOffsets,
-            TxnCall::Commit => TxnOp::Commit,
-            TxnCall::Abort => TxnOp::Abort,
-        }
     }
 }
 

@@ -83,6 +83,39 @@ pub fn metadata_of(partitions: i32) -> Arc<Metadata> {
     Arc::new(Metadata::from_answer(&answer))
 }
 
+/// The APIs random faults are pushed on.
+pub const FAULT_APIS: &[Api] = &[
+    Api::AddPartitions,
+    Api::AddOffsets,
+    Api::TxnOffsetCommit,
+    Api::EndTxn,
+    Api::Produce,
+    Api::Find,
+];
+
+/// The retriable errors a random fault picks among.
+pub const RETRIABLE: &[E] = &[
+    E::ConcurrentTransactions,
+    E::CoordinatorLoadInProgress,
+    E::NotCoordinator,
+    E::CoordinatorNotAvailable,
+];
+
+/// The error a random fault pushes on `api` for `draw` (0 to 19): now and then fencing, a lost
+/// producer id or too few replicas for a Produce, a refused topic for AddPartitionsToTxn, a
+/// coordinator not available for FindCoordinator, otherwise what `retriable` picks among
+/// [`RETRIABLE`] (asked only then, so a seeded draw stays the same).
+pub fn fault(api: Api, draw: u8, retriable: impl FnOnce(&[E]) -> E) -> E {
+    match (api, draw) {
+        (_, 0) => E::ProducerFenced,
+        (Api::Produce, 1..=3) => E::UnknownProducerId,
+        (Api::Produce, _) => E::NotEnoughReplicas,
+        (Api::Find, _) => E::CoordinatorNotAvailable,
+        (Api::AddPartitions, 1..=2) => E::TopicAuthorizationFailed,
+        _ => retriable(RETRIABLE),
+    }
+}
+
 /// Which API a pushed error is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {

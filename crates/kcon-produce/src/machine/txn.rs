@@ -186,7 +186,8 @@ pub enum TxnCall {
 }
 
 impl TxnCall {
-    pub(crate) fn op(&self) -> TxnOp {
+    /// Which call it is, without its arguments: what a call's outcome is kept and matched by.
+    pub fn op(&self) -> TxnOp {
         match self {
             TxnCall::Init => TxnOp::Init,
             TxnCall::Begin => TxnOp::Begin,

@@ -9,7 +9,7 @@ use kcon_core::coordinator::TRANSACTION;
 
 use super::*;
 use crate::error::Outcome as ErrorOutcome;
-use crate::machine::sim::{Api, Cluster, record_to, txn_config};
+use crate::machine::sim::{Api, Cluster, FAULT_APIS, fault, record_to, txn_config};
 use crate::machine::txn::TxnOffset;
 
 /// What a run saw of the machine's events.
@@ -716,20 +716,6 @@ fn random_faults_never_commit_what_was_not_committed_at_transaction_version_2() 
 /// on every API, on clusters `cluster()` makes: a read_committed reader and the group see
 /// exactly what was committed, and every call is answered once.
 fn random_faults_on(cluster: fn() -> Cluster) {
-    const RETRIABLE: &[E] = &[
-        E::ConcurrentTransactions,
-        E::CoordinatorLoadInProgress,
-        E::NotCoordinator,
-        E::CoordinatorNotAvailable,
-    ];
-    const APIS: &[Api] = &[
-        Api::AddPartitions,
-        Api::AddOffsets,
-        Api::TxnOffsetCommit,
-        Api::EndTxn,
-        Api::Produce,
-        Api::Find,
-    ];
     // How often each ending was met, over every seed: none may be missing.
     let (mut committed, mut aborted_after_error, mut fatal) = (0, 0, 0);
     for seed in 0..2000u64 {
@@ -742,15 +728,8 @@ fn random_faults_on(cluster: fn() -> Cluster) {
         'transactions: for txn in 0..6i64 {
             call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
             for _ in 0..rng.usize(0..4) {
-                let api = APIS[rng.usize(..APIS.len())];
-                let error = match (api, rng.u8(..20)) {
-                    (_, 0) => E::ProducerFenced,
-                    (Api::Produce, 1..=3) => E::UnknownProducerId,
-                    (Api::Produce, _) => E::NotEnoughReplicas,
-                    (Api::Find, _) => E::CoordinatorNotAvailable,
-                    (Api::AddPartitions, 1..=2) => E::TopicAuthorizationFailed,
-                    _ => RETRIABLE[rng.usize(..RETRIABLE.len())],
-                };
+                let api = FAULT_APIS[rng.usize(..FAULT_APIS.len())];
+                let error = fault(api, rng.u8(..20), |from| from[rng.usize(..from.len())]);
                 cluster.push_error(api, error);
             }
             let mut written: BTreeMap<i32, usize> = BTreeMap::new();
