@@ -871,7 +871,7 @@ async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_come
         } => {
             assert_eq!(partition, in0);
             assert_eq!(
-                e.error(),
+                e.code(),
                 Some(kcon_codec::kafka_protocol::ResponseError::InvalidProducerEpoch),
                 "{e}"
             );

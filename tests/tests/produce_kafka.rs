@@ -423,7 +423,7 @@ async fn a_topic_that_does_not_exist_fails_with_the_brokers_error() {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         assert_eq!(
-            e.error(),
+            e.code(),
             Some(ResponseError::UnknownTopicOrPartition),
             "{e}"
         );

@@ -103,7 +103,7 @@ async fn an_out_of_order_sequence_fails_the_batch_and_later_ones_start_over() {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Broker, "{e}");
         assert_eq!(
-            e.error(),
+            e.code(),
             Some(ResponseError::OutOfOrderSequenceNumber),
             "{e}"
         );
@@ -126,7 +126,7 @@ async fn a_refused_batch_gives_its_sequence_back() {
     let broker = SequenceBroker::start(TOPIC, 1, vec![code]).await;
     let producer = idempotent(&broker);
     for r in send(&producer, 3).await {
-        assert_eq!(r.unwrap_err().error(), Some(ResponseError::InvalidRecord));
+        assert_eq!(r.unwrap_err().code(), Some(ResponseError::InvalidRecord));
     }
     for r in send(&producer, 2).await {
         r.unwrap();

@@ -157,17 +157,13 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let late = ProducerRecord::new(topic.as_str(), "zombie-late").with_partition(0);
     let e = zombie.send(late).await.unwrap().await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Abort, "{e}");
-    assert_eq!(
-        e.code(),
-        Some(ResponseError::InvalidProducerEpoch.code()),
-        "{e}"
-    );
+    assert_eq!(e.code(), Some(ResponseError::InvalidProducerEpoch), "{e}");
     assert!(e.to_string().contains("took over"), "{e}");
     let e = zombie.commit_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Abort, "{e}");
     let e = zombie.abort_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
-    assert_eq!(e.code(), Some(ResponseError::ProducerFenced.code()), "{e}");
+    assert_eq!(e.code(), Some(ResponseError::ProducerFenced), "{e}");
     let e = zombie.begin_transaction().await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
     zombie.close().await;
@@ -200,7 +196,7 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
         committing.elapsed()
     );
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
-    assert_eq!(e.code(), Some(ResponseError::ProducerFenced.code()), "{e}");
+    assert_eq!(e.code(), Some(ResponseError::ProducerFenced), "{e}");
     assert_ne!(e.kind(), ErrorKind::TimedOut, "{e}");
     let closing = Instant::now();
     zombie.close().await;
@@ -389,11 +385,7 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
     let record = ProducerRecord::new(topic.as_str(), "late-3").with_partition(0);
     let e = producer.send(record).await.unwrap().await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Abort, "{e}");
-    assert_eq!(
-        e.code(),
-        Some(ResponseError::InvalidProducerEpoch.code()),
-        "{e}"
-    );
+    assert_eq!(e.code(), Some(ResponseError::InvalidProducerEpoch), "{e}");
     assert!(
         e.to_string()
             .contains("stayed open longer than transaction.timeout.ms (2000 ms"),
@@ -401,11 +393,7 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
     );
     let e = producer.commit_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Abort, "{e}");
-    assert_eq!(
-        e.code(),
-        Some(ResponseError::InvalidProducerEpoch.code()),
-        "{e}"
-    );
+    assert_eq!(e.code(), Some(ResponseError::InvalidProducerEpoch), "{e}");
     producer.abort_transaction(CALL).await.unwrap();
 
     producer.begin_transaction().await.unwrap();
@@ -501,7 +489,7 @@ async fn a_commit_first_after_the_coordinator_timed_the_transaction_out_is_fatal
         wait_for_the_coordinators_abort(&pool, &topic, 4).await;
         let e = producer.commit_transaction(CALL).await.unwrap_err();
         assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
-        assert_eq!(e.code(), Some(refused.code()), "{b}: {e}");
+        assert_eq!(e.code(), Some(refused), "{b}: {e}");
         let e = producer.begin_transaction().await.unwrap_err();
         assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
         producer.close().await;

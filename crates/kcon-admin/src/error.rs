@@ -5,15 +5,17 @@ use std::fmt;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::wire::VersionError;
-use kcon_core::{ConfigError, TopicPartition};
+use kcon_core::{Cause, ConfigError, KconError, Outcome, TopicPartition};
 
 /// Why an admin call, or one partition or group of it, has no answer.
 ///
 /// The variant says who caused it: a broker that answered an error code
 /// ([`Error::Broker`]), the connection to a broker ([`Error::Connection`]), the configuration
 /// ([`Error::Config`]), a broker that cannot carry the request ([`Error::Unsupported`]), or a
-/// partition that has no leader ([`Error::NoLeader`]). [`is_retriable`](Error::is_retriable)
-/// says whether asking again later can help.
+/// partition that has no leader ([`Error::NoLeader`]). Like every client's error it answers
+/// [`cause`](Error::cause) (whose doing it was), [`outcome`](Error::outcome) (what to do
+/// next), [`code`](Error::code) and [`api`](Error::api), also as kcon-core's [`KconError`];
+/// [`is_retriable`](Error::is_retriable) says whether asking again later can help.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
@@ -99,6 +101,33 @@ impl Error {
         }
     }
 
+    /// Whose doing it was: a connection's error says its own (the network, TLS, SASL, a
+    /// corrupt answer); a group with members or without a committed offset, and a partition
+    /// without a leader, are what the brokers say of the cluster ([`Cause::Broker`]).
+    pub fn cause(&self) -> Cause {
+        match self {
+            Error::Broker { .. }
+            | Error::NoLeader(_)
+            | Error::GroupActive { .. }
+            | Error::NoCommittedOffset(_) => Cause::Broker,
+            Error::Connection(e) => e.cause(),
+            Error::Config(_) => Cause::Config,
+            Error::Unsupported { .. } => Cause::Unsupported,
+        }
+    }
+
+    /// What the caller does next: [`Outcome::Retry`] when [`is_retriable`](Error::is_retriable),
+    /// a connection's own outcome (a runtime shutting down is [`Outcome::Closed`]), else
+    /// [`Outcome::Fix`] (a group with members is stopped first, a reset without a committed
+    /// offset given one).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::Connection(e) => e.outcome(),
+            e if e.is_retriable() => Outcome::Retry,
+            _ => Outcome::Fix,
+        }
+    }
+
     /// The broker's error, when a broker answered one.
     pub fn code(&self) -> Option<ResponseError> {
         match self {
@@ -112,6 +141,7 @@ impl Error {
         match self {
             Error::Broker { api, .. } => Some(*api),
             Error::Unsupported { api, .. } => *api,
+            Error::Connection(e) => e.api(),
             _ => None,
         }
     }
@@ -130,6 +160,28 @@ impl Error {
             api: Some(api),
             reason: e.0,
         }
+    }
+}
+
+impl KconError for Error {
+    fn cause(&self) -> Cause {
+        Error::cause(self)
+    }
+
+    fn outcome(&self) -> Outcome {
+        Error::outcome(self)
+    }
+
+    fn code(&self) -> Option<ResponseError> {
+        Error::code(self)
+    }
+
+    fn api(&self) -> Option<ApiKey> {
+        Error::api(self)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
     }
 }
 
@@ -246,6 +298,7 @@ mod tests {
         let e = Error::from(kcon_pool::Error::UnknownBroker { id: 3 });
         assert!(matches!(e, Error::Connection(_)), "{e:?}");
         assert!(e.is_retriable());
+        assert_eq!((e.cause(), e.outcome()), (Cause::Transport, Outcome::Retry));
         let e = Error::from(kcon_pool::Error::Config(ConfigError::invalid(
             "request.timeout.ms",
             "soon",
@@ -253,5 +306,44 @@ mod tests {
         )));
         assert!(matches!(e, Error::Config(_)), "{e:?}");
         assert!(!e.is_retriable());
+        assert_eq!((e.cause(), e.outcome()), (Cause::Config, Outcome::Fix));
+        let e = Error::from(kcon_pool::Error::Stopped);
+        assert_eq!((e.cause(), e.outcome()), (Cause::Closed, Outcome::Closed));
+    }
+
+    /// Every error answers the four questions of kcon-core's error model, through the trait as
+    /// through its own methods.
+    #[test]
+    fn each_error_says_whose_doing_it_was_and_what_next() {
+        let tp = TopicPartition::new("t", 0);
+        let cases = [
+            (
+                Error::broker(ApiKey::OffsetFetch, 30).expect("an error"),
+                (Cause::Broker, Outcome::Fix),
+            ),
+            (
+                Error::partition(ApiKey::ListOffsets, 6, &tp).expect("an error"),
+                (Cause::Broker, Outcome::Retry),
+            ),
+            (Error::NoLeader(tp.clone()), (Cause::Broker, Outcome::Retry)),
+            (
+                Error::NoCommittedOffset(tp.clone()),
+                (Cause::Broker, Outcome::Fix),
+            ),
+            (
+                Error::Unsupported {
+                    api: Some(ApiKey::DescribeProducers),
+                    reason: "not offered".into(),
+                },
+                (Cause::Unsupported, Outcome::Fix),
+            ),
+        ];
+        for (e, expected) in cases {
+            assert_eq!((e.cause(), e.outcome()), expected, "{e}");
+            let any: &dyn KconError = &e;
+            assert_eq!((any.cause(), any.outcome()), expected, "{e}");
+            assert_eq!((any.code(), any.api()), (e.code(), e.api()), "{e}");
+            assert_eq!(any.is_retriable(), e.is_retriable(), "{e}");
+        }
     }
 }

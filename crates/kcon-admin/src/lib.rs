@@ -71,6 +71,9 @@ pub use groups::{
 };
 /// The error codes and API keys of [`Error::Broker`], by kafka-protocol's names.
 pub use kcon_codec::kafka_protocol::{ResponseError, messages::ApiKey};
+/// The error model every client's errors share: whose doing, what next, and the trait that
+/// takes any of them.
+pub use kcon_core::{KconError, Outcome};
 /// The connection pool every call goes through, what configures it, its metadata and its
 /// errors ([`Error::Connection`]).
 pub use kcon_pool::{

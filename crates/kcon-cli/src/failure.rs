@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use kcon_admin::{Cause, PoolError};
+use kcon::property::ConfigError;
+use kcon_admin::{Cause, KconError, PoolError};
 
 /// Exit status of a runtime failure: a broker unreachable, an unknown topic or group, a
 /// refusal (authorization), bad input data.
@@ -42,39 +43,88 @@ impl Failure {
         if self.usage { EXIT_USAGE } else { EXIT_RUNTIME }
     }
 
-    /// A consumer error, by its cause: configuration errors are the user's (they name the
-    /// property), the rest are runtime failures, worded for someone who did not write the code.
-    /// A processor's failed dead-letter write says in its own words which record it stopped at,
-    /// whatever made the write fail.
-    pub(crate) fn from_consumer(e: kcon::Error) -> Failure {
-        use kcon::{Cause, ErrorKind};
-        let cause = (e.kind() != ErrorKind::DeadLetter).then(|| e.cause());
-        match cause {
-            Some(Cause::Config) => Failure::usage(format!("bad configuration: {e}")),
-            Some(Cause::Transport) => {
-                let pool = std::error::Error::source(&e).and_then(|s| s.downcast_ref());
-                Failure::transport(&e, pool)
+    /// Any client's error (the consumer's, the producer's, an admin call's, the pool's), by
+    /// its cause, kcon-core's error model that they all answer: configuration errors are the
+    /// user's (they name the property), the rest are runtime failures, worded for someone who
+    /// did not write the code. A consumer's error is said as it is (with its broker code by
+    /// name); a request the tool sent for a step of its own (`step`: "creating topic t") says
+    /// the step first.
+    pub(crate) fn of(step: Option<&str>, e: &dyn KconError) -> Failure {
+        let pool = pool_error(e);
+        match cause_to_word(e) {
+            Some(Cause::Config) => {
+                let config = e
+                    .as_error()
+                    .downcast_ref::<ConfigError>()
+                    .or_else(|| source_chain(e).find_map(|s| s.downcast_ref::<ConfigError>()));
+                match config {
+                    Some(c) => Failure::usage(format!("bad configuration: {c}")),
+                    None => Failure::usage(format!("bad configuration: {e}")),
+                }
             }
+            Some(Cause::Transport) => Failure::transport(e, pool),
             Some(Cause::Authentication) => Failure::runtime(format!("authentication failed: {e}")),
-            _ => match e.code() {
-                Some(code) => Failure::runtime(format!("{e} [{}]", error_name(code))),
-                None => Failure::runtime(e.to_string()),
+            // The tool's own request had an answer that is no Kafka answer.
+            Some(Cause::Corrupt) if pool.is_some_and(|p| p.cause() == Cause::Corrupt) => {
+                Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
+            }
+            _ => match (step, e.code()) {
+                (Some(step), Some(code)) => {
+                    let admin = e.as_error().downcast_ref::<kcon_admin::Error>();
+                    let (about, detail) = match admin {
+                        Some(kcon_admin::Error::Broker {
+                            partition, message, ..
+                        }) => (
+                            partition
+                                .as_ref()
+                                .map(|tp| format!(" for {tp}"))
+                                .unwrap_or_default(),
+                            message
+                                .as_ref()
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default(),
+                        ),
+                        _ => (String::new(), String::new()),
+                    };
+                    // kcon-admin retried these, the coordinator found again each time, until
+                    // the time was up.
+                    let hint = if is_coordinator_error(code) {
+                        " (the group's coordinator was not ready for all of \
+                         default.api.timeout.ms; a broker that just started may need longer: \
+                         -X default.api.timeout.ms=MS)"
+                    } else {
+                        ""
+                    };
+                    Failure::runtime(format!(
+                        "{step}: the broker answered {}{about}{detail}{hint}",
+                        error_name(code.code())
+                    ))
+                }
+                (Some(step), None) => Failure::runtime(format!("{step}: {e}")),
+                (None, Some(code)) => {
+                    Failure::runtime(format!("{e} [{}]", error_name(code.code())))
+                }
+                (None, None) => Failure::runtime(e.to_string()),
             },
         }
     }
 
-    /// A pool error from a request the tool sends itself.
+    /// A consumer's error: [`Failure::of`] with no step.
+    pub(crate) fn from_consumer(e: kcon::Error) -> Failure {
+        Failure::of(None, &e)
+    }
+
+    /// A pool error from a request the tool sends itself: [`Failure::of`] with no step.
     pub(crate) fn from_pool(e: PoolError) -> Failure {
-        match e.cause() {
-            Cause::Config => Failure::usage(format!("bad configuration: {e}")),
-            Cause::Transport => Failure::transport(&e, Some(&e)),
-            Cause::Authentication => Failure::runtime(format!("authentication failed: {e}")),
-            Cause::Corrupt => {
-                Failure::runtime(format!("{e} (is that the address of a Kafka broker?)"))
-            }
-            // Unsupported, Broker, Misuse, Closed (and no handler's or record's: the pool's
-            // causes are those of a request).
-            _ => Failure::runtime(e.to_string()),
+        Failure::of(None, &e)
+    }
+
+    /// An admin request's error; `what` says what the request was for.
+    pub(crate) fn from_admin(what: &str, e: kcon_admin::Error) -> Failure {
+        match &e {
+            // The connection's own words: the step adds nothing to "cannot reach the brokers".
+            kcon_admin::Error::Connection(p) => Failure::of(None, p),
+            _ => Failure::of(Some(what), &e),
         }
     }
 
@@ -89,37 +139,28 @@ impl Failure {
             Failure::runtime(format!("{UNREACHABLE}: {e}"))
         }
     }
+}
 
-    /// An admin request's error; `what` says what the request was for.
-    pub(crate) fn from_admin(what: &str, e: kcon_admin::Error) -> Failure {
-        use kcon_admin::Error as A;
-        match e {
-            A::Connection(p) => Failure::from_pool(p),
-            A::Config(c) => Failure::usage(format!("bad configuration: {c}")),
-            A::Broker {
-                error,
-                partition,
-                message,
-                ..
-            } => {
-                let about = partition.map(|tp| format!(" for {tp}")).unwrap_or_default();
-                let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
-                // kcon-admin retried these, the coordinator found again each time, until the
-                // time was up.
-                let hint = if is_coordinator_error(error) {
-                    " (the group's coordinator was not ready for all of default.api.timeout.ms; \
-                     a broker that just started may need longer: -X default.api.timeout.ms=MS)"
-                } else {
-                    ""
-                };
-                Failure::runtime(format!(
-                    "{what}: the broker answered {}{about}{detail}{hint}",
-                    error_name(error.code())
-                ))
-            }
-            other => Failure::runtime(format!("{what}: {other}")),
-        }
-    }
+/// The cause the tool words `e` by: none for a record processor's failed dead-letter write,
+/// which says in its own words which record it stopped at, whatever made the write fail.
+fn cause_to_word(e: &dyn KconError) -> Option<Cause> {
+    let dead_letter = e
+        .as_error()
+        .downcast_ref::<kcon::Error>()
+        .is_some_and(|c| c.kind() == kcon::ErrorKind::DeadLetter);
+    (!dead_letter).then(|| e.cause())
+}
+
+/// The errors `e` was caused by, nearest first.
+fn source_chain(e: &dyn KconError) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(e.as_error().source(), |s| s.source())
+}
+
+/// The pool's error behind `e`: `e` itself, or the nearest in its chain of sources.
+fn pool_error(e: &dyn KconError) -> Option<&PoolError> {
+    e.as_error()
+        .downcast_ref::<PoolError>()
+        .or_else(|| source_chain(e).find_map(|s| s.downcast_ref::<PoolError>()))
 }
 
 impl fmt::Display for Failure {
@@ -131,7 +172,7 @@ impl fmt::Display for Failure {
 pub(crate) use kcon_admin::error_name;
 
 /// COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: what kcon-admin
-/// retries until `default.api.timeout.ms`.
+/// retries until `default.api.timeout.ms` (a step's request is an admin call).
 fn is_coordinator_error(error: kcon_admin::ResponseError) -> bool {
     use kcon_admin::ResponseError as E;
     matches!(
@@ -198,5 +239,40 @@ mod tests {
         let failure = Failure::from_consumer(stopped.clone());
         assert_eq!(failure.exit_code(), EXIT_RUNTIME);
         assert_eq!(failure.to_string(), stopped.to_string());
+    }
+
+    /// Every client's error goes through the one projection: a producer's configuration error
+    /// is the user's and says "bad configuration" once, as a consumer's does; a connection
+    /// error under an admin call or a consumer's words the same; an admin refusal names its
+    /// partition and the broker's message after the step.
+    #[test]
+    fn every_clients_error_is_worded_by_one_projection() {
+        let bad = kcon::property::ConfigError::invalid("acks", "some", "all, 0, 1 or -1");
+        let producer = kcon_produce::ProduceError::from(bad.clone());
+        let consumer = kcon::Error::from(bad.clone());
+        let (p, c) = (Failure::of(None, &producer), Failure::of(None, &consumer));
+        assert_eq!((p.exit_code(), c.exit_code()), (EXIT_USAGE, EXIT_USAGE));
+        assert_eq!(p.to_string(), c.to_string());
+        assert_eq!(p.to_string(), format!("bad configuration: {bad}"));
+
+        let unreachable = PoolError::UnknownBroker { id: 3 };
+        let admin = Failure::from_admin("listing topics", unreachable.clone().into());
+        let consumer = Failure::from_consumer(unreachable.clone().into());
+        assert_eq!(admin.to_string(), format!("{UNREACHABLE}: {unreachable}"));
+        assert_eq!(consumer.to_string(), admin.to_string());
+
+        let tp = kcon::TopicPartition::new("t", 1);
+        let refused = kcon_admin::Error::Broker {
+            api: kcon_admin::ApiKey::DeleteRecords,
+            error: kcon_admin::ResponseError::PolicyViolation,
+            partition: Some(tp),
+            message: Some("not here".into()),
+        };
+        let f = Failure::from_admin("deleting records", refused);
+        assert_eq!(f.exit_code(), EXIT_RUNTIME);
+        assert_eq!(
+            f.to_string(),
+            "deleting records: the broker answered POLICY_VIOLATION (44) for t-1: not here"
+        );
     }
 }

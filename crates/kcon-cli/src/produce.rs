@@ -170,11 +170,11 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         producer
             .init_transactions(TRANSACTION_CALL)
             .await
-            .map_err(|e| Failure::runtime(e.to_string()))?;
+            .map_err(|e| Failure::of(None, &e))?;
         producer
             .begin_transaction()
             .await
-            .map_err(|e| Failure::runtime(e.to_string()))?;
+            .map_err(|e| Failure::of(None, &e))?;
     }
 
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Input>, Failure>>(4);
@@ -312,10 +312,7 @@ fn producer(args: &ProduceArgs, pool: kcon_admin::Pool) -> Result<Producer, Fail
     for (name, value) in producer_properties(args) {
         builder = builder.set(name, value);
     }
-    builder.build().map_err(|e| match e.cause() {
-        kcon_produce::Cause::Config => Failure::usage(e.to_string()),
-        _ => Failure::runtime(e.to_string()),
-    })
+    builder.build().map_err(|e| Failure::of(None, &e))
 }
 
 /// The producer's own properties among -X, in the order given.

@@ -54,7 +54,7 @@ pub mod wire;
 
 pub use assignor::{BuiltinAssignor, GroupProtocol};
 pub use backoff::ExponentialBackoff;
-pub use cause::Cause;
+pub use cause::{Cause, KconError, Outcome};
 pub use coordinator::{ConsumerGroupMetadata, Membership};
 pub use deserialize::{DeserializeError, Deserializer};
 pub use failure::{FailureTracker, PersistentFailure};

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 
 use kcon_core::error_codes::error_name;
-use kcon_core::{Cause, ConfigError, RequestFailure};
+use kcon_core::{Cause, ConfigError, KconError, Outcome, RequestFailure};
 
 use crate::config::SaslMechanism;
 
@@ -155,6 +156,38 @@ impl Error {
             | Error::Authentication { .. }
             | Error::ClusterChanged { .. }
             | Error::Stopped => false,
+        }
+    }
+
+    /// What the caller does next: [`Outcome::Retry`] when
+    /// [`is_retriable`](Error::is_retriable), [`Outcome::Closed`] when the runtime is shutting
+    /// down, [`Outcome::Close`] when the pool sends nothing more (the cluster changed), else
+    /// [`Outcome::Fix`].
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::Stopped => Outcome::Closed,
+            Error::ClusterChanged { .. } => Outcome::Close,
+            e if e.is_retriable() => Outcome::Retry,
+            _ => Outcome::Fix,
+        }
+    }
+
+    /// The broker's error code, when the broker answered the pool's own request with one.
+    pub fn code(&self) -> Option<ResponseError> {
+        match self {
+            Error::Broker { error_code, .. } => ResponseError::try_from_code(*error_code),
+            _ => None,
+        }
+    }
+
+    /// The request the error is about, when it is about one the pool knows.
+    pub fn api(&self) -> Option<ApiKey> {
+        match self {
+            Error::Broker { api_key, .. } | Error::Unsupported { api_key, .. } => {
+                ApiKey::try_from(*api_key).ok()
+            }
+            Error::Misuse(Misuse::UnsupportedApi { api_key }) => ApiKey::try_from(*api_key).ok(),
+            _ => None,
         }
     }
 
@@ -782,6 +815,28 @@ impl fmt::Display for Misuse {
             Misuse::Encode(e) => e.fmt(f),
             Misuse::NoRuntime => f.write_str("the pool must be created inside a Tokio runtime"),
         }
+    }
+}
+
+impl KconError for Error {
+    fn cause(&self) -> Cause {
+        Error::cause(self)
+    }
+
+    fn outcome(&self) -> Outcome {
+        Error::outcome(self)
+    }
+
+    fn code(&self) -> Option<ResponseError> {
+        Error::code(self)
+    }
+
+    fn api(&self) -> Option<ApiKey> {
+        Error::api(self)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
     }
 }
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::ResponseError;
-use kcon_core::{Cause, ConfigError, TopicPartition};
+use kcon_codec::kafka_protocol::messages::ApiKey;
+pub use kcon_core::{Cause, KconError, Outcome};
+use kcon_core::{ConfigError, TopicPartition};
 
 /// The specific condition of a [`ProduceError`]: [`ProduceError::kind`]. Each answers both of
 /// the error's questions, [`ProduceError::cause`] and [`ProduceError::outcome`] (see
@@ -46,28 +48,6 @@ pub enum ErrorKind {
     TransactionState,
 }
 
-/// What the application does next about a [`ProduceError`]: [`ProduceError::outcome`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Send again: the same record can be delivered later without changing anything (a lost
-    /// connection, a leader moving, `delivery.timeout.ms` passing while the brokers were
-    /// away). [`ProduceError::is_retriable`].
-    Retry,
-    /// Change something first: the configuration, the record, the credentials or ACLs, or the
-    /// broker. As things are, sending the same record fails again.
-    Fix,
-    /// Close the producer: it cannot send anything more, and every later send fails the same
-    /// way.
-    Close,
-    /// Nothing: the producer is closed.
-    Closed,
-    /// Abort the transaction (`abort_transaction`), then go on: a record or the offsets of the
-    /// transaction failed, so it cannot commit, but the producer can begin the next one. The
-    /// consumer goes back to the offsets last committed for what the transaction consumed.
-    Abort,
-}
-
 impl ErrorKind {
     /// The cause and the outcome of an error of this kind that is not retriable, unless its
     /// constructor knows better (a timeout's cause is its last failure's).
@@ -92,9 +72,10 @@ impl ErrorKind {
 ///
 /// Every error answers two questions: [`cause`](ProduceError::cause), whose doing it was
 /// ([`Cause`]), and [`outcome`](ProduceError::outcome), what the application does next
-/// ([`Outcome`]). [`kind`](ProduceError::kind) names the specific condition ([`ErrorKind`]),
-/// which answers both at once; [`code`](ProduceError::code) / [`error`](ProduceError::error)
-/// are the broker's error by name.
+/// ([`Outcome`]), both kcon-core's, which every client's errors share.
+/// [`kind`](ProduceError::kind) names the specific condition ([`ErrorKind`]), which answers
+/// both at once; [`code`](ProduceError::code) / [`api`](ProduceError::api) are the broker's
+/// error by name and the request it answered.
 ///
 /// | [`kind`](ProduceError::kind) | [`cause`](ProduceError::cause) | [`outcome`](ProduceError::outcome) |
 /// |---|---|---|
@@ -131,6 +112,7 @@ struct Parts {
     cause: Cause,
     outcome: Outcome,
     code: Option<i16>,
+    api: Option<ApiKey>,
     property: Option<String>,
     partition: Option<TopicPartition>,
     message: String,
@@ -160,15 +142,17 @@ impl ProduceError {
         self.0.outcome == Outcome::Retry
     }
 
-    /// The broker's error code, when a broker refused (for [`ErrorKind::TimedOut`], the last
-    /// one before time ran out, if any).
-    pub fn code(&self) -> Option<i16> {
-        self.0.code
+    /// The broker's error code, by name, when a broker refused (for [`ErrorKind::TimedOut`],
+    /// the last one before time ran out, if any; [`ResponseError::Unknown`] keeps a code
+    /// kafka-protocol does not name).
+    pub fn code(&self) -> Option<ResponseError> {
+        self.0.code.and_then(ResponseError::try_from_code)
     }
 
-    /// The broker's error by name, when a broker refused with a code kafka-protocol knows.
-    pub fn error(&self) -> Option<ResponseError> {
-        self.0.code.and_then(ResponseError::try_from_code)
+    /// The request the broker's error answered (`ApiKey::Produce`, `ApiKey::EndTxn`, ...), or
+    /// that could not be sent, when known.
+    pub fn api(&self) -> Option<ApiKey> {
+        self.0.api
     }
 
     /// The property a [`ErrorKind::Config`] error is about.
@@ -190,6 +174,7 @@ impl ProduceError {
             cause,
             outcome: if retriable { Outcome::Retry } else { outcome },
             code: None,
+            api: None,
             property: None,
             partition: None,
             message: message.into(),
@@ -210,9 +195,10 @@ impl ProduceError {
         ProduceError::new(ErrorKind::Closed, false, "the producer is closed")
     }
 
-    /// A broker's error code for a partition's batch (or for the producer id, `partition`
-    /// `None`).
+    /// A broker's error code answering `api`, for a partition's batch (or for the producer id,
+    /// `partition` `None`).
     pub(crate) fn broker(
+        api: ApiKey,
         code: i16,
         partition: Option<TopicPartition>,
         what: &str,
@@ -220,6 +206,7 @@ impl ProduceError {
     ) -> Self {
         ProduceError(Box::new(Parts {
             code: Some(code),
+            api: Some(api),
             message: format!("{what}: the broker answered {}", error_name(code)),
             partition,
             ..*ProduceError::new(ErrorKind::Broker, retriable, "").0
@@ -248,6 +235,7 @@ impl ProduceError {
             E::Broker { error_code, .. } => Some(*error_code),
             _ => None,
         };
+        let api = e.api();
         let property = match &e {
             E::Config(c) => Some(c.property().to_owned()),
             _ => None,
@@ -256,6 +244,7 @@ impl ProduceError {
         ProduceError(Box::new(Parts {
             cause,
             code,
+            api,
             property,
             source: Some(Arc::new(e)),
             ..*base.0
@@ -278,6 +267,7 @@ impl ProduceError {
             message.push_str(&format!("; the last failure: {last}"));
         }
         let code = last.and_then(|l| l.0.code);
+        let api = last.and_then(|l| l.0.api);
         ProduceError(Box::new(Parts {
             cause: if code.is_some() {
                 Cause::Broker
@@ -285,6 +275,7 @@ impl ProduceError {
                 Cause::Transport
             },
             code,
+            api,
             source: last.map(|l| Arc::new(l.clone()) as Arc<dyn std::error::Error + Send + Sync>),
             ..*ProduceError::new(ErrorKind::TimedOut, true, message).0
         }))
@@ -330,6 +321,7 @@ impl fmt::Debug for ProduceError {
             .field("cause", &p.cause)
             .field("outcome", &p.outcome)
             .field("code", &p.code)
+            .field("api", &p.api)
             .field("property", &p.property)
             .field("partition", &p.partition)
             .field("message", &p.message)
@@ -350,6 +342,28 @@ impl std::error::Error for ProduceError {
             .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl KconError for ProduceError {
+    fn cause(&self) -> Cause {
+        ProduceError::cause(self)
+    }
+
+    fn outcome(&self) -> Outcome {
+        ProduceError::outcome(self)
+    }
+
+    fn code(&self) -> Option<ResponseError> {
+        ProduceError::code(self)
+    }
+
+    fn api(&self) -> Option<ApiKey> {
+        ProduceError::api(self)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
     }
 }
 
@@ -374,18 +388,21 @@ mod tests {
         assert_eq!(error_name(-32000), "error -32000");
         let tp = TopicPartition::new("t", 2);
         let e = ProduceError::broker(
+            ApiKey::Produce,
             ResponseError::NotEnoughReplicas.code(),
             Some(tp.clone()),
             "producing to t-2",
             true,
         );
         assert_eq!(e.kind(), ErrorKind::Broker);
-        assert_eq!(e.error(), Some(ResponseError::NotEnoughReplicas));
+        assert_eq!(e.code(), Some(ResponseError::NotEnoughReplicas));
+        assert_eq!(e.api(), Some(ApiKey::Produce));
         assert_eq!(e.partition(), Some(&tp));
         assert!(e.to_string().contains("NOT_ENOUGH_REPLICAS (19)"), "{e}");
         let t = ProduceError::timed_out(Duration::from_millis(1500), "t-2", Some(&e));
         assert_eq!(t.kind(), ErrorKind::TimedOut);
-        assert_eq!(t.error(), Some(ResponseError::NotEnoughReplicas));
+        assert_eq!(t.code(), Some(ResponseError::NotEnoughReplicas));
+        assert_eq!(t.api(), Some(ApiKey::Produce));
         assert!(t.is_retriable());
         assert!(t.to_string().contains("1500 ms"), "{t}");
         assert!(t.to_string().contains("NOT_ENOUGH_REPLICAS"), "{t}");
@@ -401,12 +418,14 @@ mod tests {
     fn each_constructor_sets_a_cause_and_an_outcome() {
         let tp = TopicPartition::new("t", 0);
         let refused = ProduceError::broker(
+            ApiKey::Produce,
             ResponseError::MessageTooLarge.code(),
             Some(tp.clone()),
             "producing to t-0",
             false,
         );
         let moved = ProduceError::broker(
+            ApiKey::Produce,
             ResponseError::NotLeaderOrFollower.code(),
             Some(tp.clone()),
             "producing to t-0",
@@ -464,7 +483,6 @@ mod tests {
 
     #[test]
     fn every_cause_of_a_pool_error_is_a_cause_of_its_own() {
-        use kcon_codec::kafka_protocol::messages::ApiKey;
         let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
         let cases = [
             (

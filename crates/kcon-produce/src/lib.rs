@@ -108,10 +108,9 @@ mod sender;
 
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
 pub use deliveries::Deliveries;
-pub use error::{ErrorKind, Outcome, ProduceError, error_name};
+pub use error::{Cause, ErrorKind, KconError, Outcome, ProduceError, error_name};
 /// Whose doing a [`ProduceError`] was ([`ProduceError::cause`]): kcon-core's, the same value
 /// the consumer's errors and the connection pool's give.
-pub use kcon_core::Cause;
 /// What a consumer hands [`Producer::send_offsets_to_transaction`]: its group, generation and
 /// member id.
 pub use kcon_core::ConsumerGroupMetadata;

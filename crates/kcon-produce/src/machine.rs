@@ -19,7 +19,7 @@ use kcon_codec::kafka_protocol::messages::produce_request::{
 };
 use kcon_codec::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
     InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
     TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
@@ -582,6 +582,7 @@ impl<T> SenderMachine<T> {
                     let retriable = is_stale_metadata_error(m.error_code)
                         || retry::init_retriable(m.error_code);
                     let error = ProduceError::broker(
+                        ApiKey::Metadata,
                         m.error_code,
                         None,
                         &format!("the metadata of topic {name}"),
@@ -809,7 +810,13 @@ impl<T> SenderMachine<T> {
                     r.error_code
                 };
                 let retriable = retry::init_retriable(code);
-                ProduceError::broker(code, None, "asking for a producer id", retriable)
+                ProduceError::broker(
+                    ApiKey::InitProducerId,
+                    code,
+                    None,
+                    "asking for a producer id",
+                    retriable,
+                )
             }
             Ok(Err(e)) => ProduceError::pool(e, "asking for a producer id"),
             Err(e) => ProduceError::new(
@@ -1033,7 +1040,13 @@ impl<T> SenderMachine<T> {
                     if refresh_metadata {
                         self.refresh_wanted = true;
                     }
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, true);
+                    let error = ProduceError::broker(
+                        ApiKey::Produce,
+                        p.error_code,
+                        Some(tp.clone()),
+                        &what,
+                        true,
+                    );
                     self.retry_or_fail(tp, error, now);
                 }
                 Outcome::ResetProducerId { .. }
@@ -1044,20 +1057,38 @@ impl<T> SenderMachine<T> {
                     // coordinator ended the transaction under it (KIP-588), after
                     // transaction.timeout.ms or for a producer that took the id over. The
                     // transaction is aborted; the abort bumps the epoch, or fails as fenced.
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false)
-                        .advising(&self.txn_epoch_advice(now))
-                        .abortable();
+                    let error = ProduceError::broker(
+                        ApiKey::Produce,
+                        p.error_code,
+                        Some(tp.clone()),
+                        &what,
+                        false,
+                    )
+                    .advising(&self.txn_epoch_advice(now))
+                    .abortable();
                     self.txn_aborted_by_coordinator(&error);
                     self.fail_head(tp, error);
                 }
                 Outcome::ResetProducerId { .. } if self.txn.is_some() && fenced(p.error_code) => {
                     // Another producer with the same transactional.id took over.
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
+                    let error = ProduceError::broker(
+                        ApiKey::Produce,
+                        p.error_code,
+                        Some(tp.clone()),
+                        &what,
+                        false,
+                    );
                     self.txn_fatal(error.clone());
                     self.fail_head(tp, error.fatal());
                 }
                 Outcome::ResetProducerId { retry } => {
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, retry);
+                    let error = ProduceError::broker(
+                        ApiKey::Produce,
+                        p.error_code,
+                        Some(tp.clone()),
+                        &what,
+                        retry,
+                    );
                     // In a transaction the batch fails, and with it the transaction; its
                     // abort bumps the epoch.
                     let retry = retry && !self.txn_sequence_lost(&error);
@@ -1069,7 +1100,13 @@ impl<T> SenderMachine<T> {
                     let error = if retry {
                         error
                     } else {
-                        ProduceError::broker(p.error_code, Some(tp.clone()), &what, false)
+                        ProduceError::broker(
+                            ApiKey::Produce,
+                            p.error_code,
+                            Some(tp.clone()),
+                            &what,
+                            false,
+                        )
                     };
                     if retry {
                         self.retry_or_fail(tp, error, now);
@@ -1078,7 +1115,13 @@ impl<T> SenderMachine<T> {
                     }
                 }
                 Outcome::Fail => {
-                    let error = ProduceError::broker(p.error_code, Some(tp.clone()), &what, false);
+                    let error = ProduceError::broker(
+                        ApiKey::Produce,
+                        p.error_code,
+                        Some(tp.clone()),
+                        &what,
+                        false,
+                    );
                     self.fail_head(tp, error);
                 }
             }

@@ -6,9 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kcon_codec::kafka_protocol::ResponseError;
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::schema_id::SchemaRef;
-use kcon_core::ConfigError;
 use kcon_core::deserialize::DeserializeError;
+use kcon_core::{Cause, ConfigError, KconError, Outcome};
 use serde::Deserialize;
 
 use crate::cache::Cache;
@@ -149,6 +151,12 @@ pub struct SchemaReference {
 }
 
 /// Why a lookup failed.
+///
+/// Like every error of kcon it says whose doing it was ([`cause`](RegistryError::cause)) and
+/// what to do next ([`outcome`](RegistryError::outcome)), also as kcon-core's [`KconError`]
+/// (whose `code` and `api`, a Kafka broker's, it never has); [`kind`](RegistryError::kind) is
+/// the detail, [`status`](RegistryError::status) and
+/// [`error_code`](RegistryError::error_code) the registry's own answer.
 #[derive(Debug, Clone)]
 pub struct RegistryError {
     kind: RegistryErrorKind,
@@ -200,6 +208,34 @@ impl RegistryError {
         )
     }
 
+    /// Whose doing it was: the network ([`Cause::Transport`]) for no answer or a 408/429, the
+    /// credentials ([`Cause::Authentication`]) for a 401/403, an answer that is not the
+    /// registry's JSON ([`Cause::Corrupt`]), and the registry's refusal ([`Cause::Broker`],
+    /// the server's answer) for a schema it does not have or a request it will not take.
+    pub fn cause(&self) -> Cause {
+        match self.kind {
+            RegistryErrorKind::Unreachable => Cause::Transport,
+            RegistryErrorKind::BadAnswer if self.status.is_some_and(|s| s >= 500) => Cause::Broker,
+            RegistryErrorKind::BadAnswer => Cause::Corrupt,
+            RegistryErrorKind::Refused if matches!(self.status, Some(401 | 403)) => {
+                Cause::Authentication
+            }
+            RegistryErrorKind::Refused => Cause::Transport,
+            RegistryErrorKind::NotFound | RegistryErrorKind::Invalid => Cause::Broker,
+        }
+    }
+
+    /// What to do next: [`Outcome::Retry`] when [`is_retriable`](RegistryError::is_retriable)
+    /// (the record is not at fault), else [`Outcome::Fix`]: the record refers to a schema
+    /// the registry will never have, or the request is wrong.
+    pub fn outcome(&self) -> Outcome {
+        if self.is_retriable() {
+            Outcome::Retry
+        } else {
+            Outcome::Fix
+        }
+    }
+
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         self.status
@@ -218,6 +254,29 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+impl KconError for RegistryError {
+    fn cause(&self) -> Cause {
+        RegistryError::cause(self)
+    }
+
+    fn outcome(&self) -> Outcome {
+        RegistryError::outcome(self)
+    }
+
+    /// None: the registry is no Kafka broker ([`RegistryError::error_code`] is its own code).
+    fn code(&self) -> Option<ResponseError> {
+        None
+    }
+
+    fn api(&self) -> Option<ApiKey> {
+        None
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+}
 
 impl From<RegistryError> for DeserializeError {
     fn from(e: RegistryError) -> Self {
@@ -599,11 +658,34 @@ mod tests {
             (200, "garbage", RegistryErrorKind::BadAnswer, true),
             (200, r#"{"id":1}"#, RegistryErrorKind::BadAnswer, true),
         ];
-        for (status, body, kind, retriable) in cases {
+        let causes = [
+            Cause::Broker,
+            Cause::Corrupt,
+            Cause::Broker,
+            Cause::Broker,
+            Cause::Authentication,
+            Cause::Transport,
+            Cause::Broker,
+            Cause::Corrupt,
+            Cause::Corrupt,
+        ];
+        assert_eq!(causes.len(), cases.len());
+        for ((status, body, kind, retriable), cause) in cases.into_iter().zip(causes) {
             let e = classify(answer(status, body), "schema 9").unwrap_err();
             assert_eq!(
                 (e.kind(), e.is_retriable()),
                 (kind, retriable),
+                "{status} {body}"
+            );
+            let outcome = if retriable {
+                Outcome::Retry
+            } else {
+                Outcome::Fix
+            };
+            let any: &dyn KconError = &e;
+            assert_eq!(
+                (any.cause(), any.outcome(), any.code()),
+                (cause, outcome, None),
                 "{status} {body}"
             );
             assert!(e.to_string().contains("schema 9"), "{e}");

@@ -168,11 +168,11 @@ pub use json_schema::JsonSchemaDeserializer;
 pub use kcon_codec::schema_id::{
     Framed, FramingError, IdSource, KEY_SCHEMA_ID_HEADER, SchemaRef, VALUE_SCHEMA_ID_HEADER,
 };
-/// Why a registry client could not be built: the property at fault and what it allows.
-pub use kcon_core::ConfigError;
 /// The trait every deserializer here implements, and its error: kcon-core's, which kcon
 /// re-exports as `kcon::deserialize`.
 pub use kcon_core::deserialize::{Context, DeserializeError, Deserializer, Field};
+/// Why a registry client could not be built: the property at fault and what it allows.
+pub use kcon_core::{Cause, ConfigError, KconError, Outcome};
 pub use protobuf::{ProtobufDeserializer, ProtobufDynamicDeserializer, ProtobufJsonDeserializer};
 /// The Avro and Protobuf crates the deserializers' outputs are types of.
 pub use {apache_avro, prost, prost_reflect};

@@ -3,12 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use kcon_codec::error::api_name;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-pub use kcon_core::Cause;
 use kcon_core::ConfigError;
 use kcon_core::error_codes::{code, error_name};
+pub use kcon_core::{Cause, KconError, Outcome};
 use kcon_fetch::position::PartitionError;
 use kcon_group::GroupError;
 use kcon_offsets::{CommitError, CommittedError};
@@ -63,20 +62,8 @@ use crate::TopicPartition;
 /// assert_eq!(err.property(), Some("session.timeout.ms"));
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct Error {
-    kind: ErrorKind,
-    cause: Cause,
-    outcome: Outcome,
-    code: Option<i16>,
-    api_key: Option<i16>,
-    property: Option<String>,
-    partitions: Vec<TopicPartition>,
-    message: String,
-    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
-}
-
-/// What the application does next about an [`Error`]: [`Error::outcome`].
+///
+/// An application's loop, by outcome:
 ///
 /// ```no_run
 /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
@@ -101,36 +88,18 @@ pub struct Error {
 /// }
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// Call again: the same call can succeed later without the application changing anything
-    /// (a lost connection, a rebalance under way, a retriable broker code; for a
-    /// [`Processor`](crate::Processor), a failed dead-letter write, written again when it runs
-    /// again). [`Error::is_retriable`].
-    Retry,
-    /// Change something first: the configuration, the call, the credentials or ACLs, or the
-    /// broker. As things are, the same call fails again.
-    Fix,
-    /// Seek the partitions of [`Error::partitions`]: they have no position to read from (no
-    /// committed offset, an offset out of range or a log truncated under the position, each
-    /// under `auto.offset.reset=none`), or a corrupt batch at it that the consumer does not
-    /// skip by itself: seeking past it is the way on. The other partitions go on.
-    Seek,
-    /// Close the consumer: it cannot go on (its group member was fenced by another instance,
-    /// is not authorized, or does not fit the group), and every later call returns the same
-    /// error. [`Error::is_fatal`].
-    Close,
-    /// Nothing: the consumer is closed.
-    Closed,
-    /// Run the [`Processor`](crate::Processor) again: it stopped at a record
-    /// ([`Error::partitions`] names its partition) and stored nothing past it; the next run
-    /// starts at that record.
-    RunAgain,
-    /// Close the [`Processor`](crate::Processor)'s circuit breaker
-    /// ([`close_breaker`](crate::Processor::close_breaker)) before running it again: every
-    /// partition is paused until then.
-    Paused,
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    cause: Cause,
+    outcome: Outcome,
+    code: Option<i16>,
+    api_key: Option<i16>,
+    property: Option<String>,
+    partitions: Vec<TopicPartition>,
+    offset: Option<i64>,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// The specific condition of an [`Error`]: [`Error::kind`]. Each answers both of the error's
@@ -252,14 +221,24 @@ impl Error {
         self.outcome == Outcome::Close
     }
 
-    /// The broker's error code, when a broker refused.
-    pub fn code(&self) -> Option<i16> {
-        self.code
+    /// The broker's error code, by name, when a broker refused
+    /// ([`ResponseError::Unknown`] keeps a code kafka-protocol does not name).
+    pub fn code(&self) -> Option<ResponseError> {
+        self.code.and_then(ResponseError::try_from_code)
     }
 
-    /// The name of the request the broker's error answered (`"OffsetCommit"`, ...).
-    pub fn api(&self) -> Option<String> {
-        self.api_key.map(api_name)
+    /// The request the broker's error answered (`ApiKey::OffsetCommit`, ...), when a broker
+    /// refused.
+    pub fn api(&self) -> Option<ApiKey> {
+        self.api_key.and_then(|k| ApiKey::try_from(k).ok())
+    }
+
+    /// The offset a partition's error is at, when it is at one: the position out of range
+    /// ([`ErrorKind::NoOffset`]), the first corrupt batch's ([`ErrorKind::Corrupt`], the
+    /// offset to seek past), or the position the log was truncated under
+    /// ([`ErrorKind::LogTruncation`]).
+    pub fn offset(&self) -> Option<i64> {
+        self.offset
     }
 
     /// The configuration property a [`ErrorKind::Config`] error is about.
@@ -283,6 +262,7 @@ impl Error {
             api_key: None,
             property: None,
             partitions: Vec::new(),
+            offset: None,
             message: message.into(),
             source: None,
         }
@@ -412,7 +392,13 @@ impl Error {
             )
             .retriable(other.is_retriable()),
         };
-        err.with_partitions(vec![tp.clone()])
+        let offset = match e {
+            PartitionError::OffsetOutOfRange { offset }
+            | PartitionError::Corrupt { offset }
+            | PartitionError::LogTruncation { offset, .. } => Some(*offset),
+            _ => None,
+        };
+        Error { offset, ..err }.with_partitions(vec![tp.clone()])
     }
 }
 
@@ -427,6 +413,28 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl KconError for Error {
+    fn cause(&self) -> Cause {
+        Error::cause(self)
+    }
+
+    fn outcome(&self) -> Outcome {
+        Error::outcome(self)
+    }
+
+    fn code(&self) -> Option<ResponseError> {
+        Error::code(self)
+    }
+
+    fn api(&self) -> Option<ApiKey> {
+        Error::api(self)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
     }
 }
 
@@ -600,8 +608,8 @@ mod tests {
         });
         assert!(e.is_fatal());
         assert!(!e.is_retriable());
-        assert_eq!(e.code(), Some(82));
-        assert_eq!(e.api().as_deref(), Some("JoinGroup"));
+        assert_eq!(e.code(), Some(ResponseError::FencedInstanceId));
+        assert_eq!(e.api(), Some(ApiKey::JoinGroup));
         assert_eq!(
             answers(&e),
             (ErrorKind::Fatal, Cause::Broker, Outcome::Close)
@@ -645,8 +653,8 @@ mod tests {
         let rebalancing = Error::from(CommitError::RebalanceInProgress);
         assert_eq!(rebalancing.kind(), ErrorKind::Broker);
         assert!(rebalancing.is_retriable() && !rebalancing.is_fatal());
-        assert_eq!(rebalancing.code(), Some(27));
-        assert_eq!(rebalancing.api().as_deref(), Some("OffsetCommit"));
+        assert_eq!(rebalancing.code(), Some(ResponseError::RebalanceInProgress));
+        assert_eq!(rebalancing.api(), Some(ApiKey::OffsetCommit));
         assert_eq!(
             answers(&rebalancing),
             (ErrorKind::Broker, Cause::Broker, Outcome::Retry)
@@ -654,8 +662,8 @@ mod tests {
 
         let tp = TopicPartition::new("t", 0);
         let denied = Error::partition(&tp, &PartitionError::TopicAuthorization);
-        assert_eq!(denied.code(), Some(29));
-        assert_eq!(denied.api().as_deref(), Some("Fetch"));
+        assert_eq!(denied.code(), Some(ResponseError::TopicAuthorizationFailed));
+        assert_eq!(denied.api(), Some(ApiKey::Fetch));
         assert!(!denied.is_retriable() && !denied.is_fatal());
         assert_eq!(
             answers(&denied),
@@ -715,6 +723,12 @@ mod tests {
             let e = Error::partition(&tp, &partition);
             assert_eq!(answers(&e), expected, "{partition:?}");
             assert_eq!(e.partitions(), std::slice::from_ref(&tp));
+            // The errors at an offset say it: the one to seek past, or from.
+            let at = match expected.0 {
+                ErrorKind::NoOffset | ErrorKind::Corrupt | ErrorKind::LogTruncation => Some(7),
+                _ => None,
+            };
+            assert_eq!(e.offset(), at, "{partition:?}");
         }
     }
 

@@ -72,7 +72,7 @@ mod stream;
 pub use commit::CommitHandle;
 pub use config::ConsumerBuilder;
 pub use consumer::Consumer;
-pub use error::{Cause, Error, ErrorKind, Outcome};
+pub use error::{Cause, Error, ErrorKind, KconError, Outcome};
 pub use hooks::{CommitDone, CommitSource, ConsumerHooks, FetchedBatch, Truncation};
 pub use listener::{ListenerFuture, RebalanceContext, RebalanceListener};
 pub use metrics::{Metrics, MetricsHandle, PartitionLag};

@@ -63,11 +63,11 @@
 //! each protocol are [`TxnProtocol::versions`]; a Produce, EndTxn or TxnOffsetCommit is sent
 //! only at one of them.
 
+use kcon_codec::kafka_protocol::messages::ApiKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use kcon_codec::kafka_protocol::ResponseError;
-use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kcon_codec::kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -1061,7 +1061,9 @@ impl<T> SenderMachine<T> {
             } = lookup.handle_answer(now, found, random)
             {
                 let error = match error_code {
-                    Some(code) => ProduceError::broker(code, None, &what, false),
+                    Some(code) => {
+                        ProduceError::broker(ApiKey::FindCoordinator, code, None, &what, false)
+                    }
                     None => ProduceError::new(
                         ErrorKind::Unsupported,
                         false,
@@ -1087,7 +1089,7 @@ impl<T> SenderMachine<T> {
                     _ => None,
                 });
                 let answer = answer.map(|(r, level)| (r.error_code, (r, level)));
-                match self.txn_verdict(now, random, answer, what) {
+                match self.txn_verdict(now, random, answer, ApiKey::InitProducerId, what) {
                     Some((r, level)) if r.producer_id.0 >= 0 => {
                         self.new_epoch(r.producer_id.0, r.producer_epoch);
                         let t = self.txn.as_mut().expect("checked above");
@@ -1127,7 +1129,13 @@ impl<T> SenderMachine<T> {
                     _ => None,
                 });
                 if self
-                    .txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
+                    .txn_verdict(
+                        now,
+                        random,
+                        answer.map(|r| (r.error_code, r)),
+                        ApiKey::AddOffsetsToTxn,
+                        what,
+                    )
                     .is_some()
                 {
                     let t = self.txn.as_mut().expect("checked above");
@@ -1158,9 +1166,13 @@ impl<T> SenderMachine<T> {
                     R::EndTxn(a) => Some(a),
                     _ => None,
                 });
-                if let Some(r) =
-                    self.txn_verdict(now, random, answer.map(|r| (r.error_code, r)), what)
-                {
+                if let Some(r) = self.txn_verdict(
+                    now,
+                    random,
+                    answer.map(|r| (r.error_code, r)),
+                    ApiKey::EndTxn,
+                    what,
+                ) {
                     // Under transaction version 2 the coordinator bumped the epoch (or, once
                     // the epoch ran out, gave a new producer id): the next transaction goes
                     // under it, its sequences from 0.
@@ -1193,6 +1205,7 @@ impl<T> SenderMachine<T> {
         now: Instant,
         random: f64,
         answer: Result<(i16, R), ProduceError>,
+        api: ApiKey,
         what: &str,
     ) -> Option<R> {
         let t = self.txn.as_mut()?;
@@ -1208,7 +1221,7 @@ impl<T> SenderMachine<T> {
                 return None;
             }
         };
-        let error = || ProduceError::broker(code, None, what, false);
+        let error = || ProduceError::broker(api, code, None, what, false);
         match verdict(code) {
             Verdict::Ok => {
                 t.succeeded(now);
@@ -1328,7 +1341,8 @@ impl<T> SenderMachine<T> {
             t.started = true;
             t.added.extend(added);
         }
-        let error = |code: i16| ProduceError::broker(code, None, what, false);
+        let error =
+            |code: i16| ProduceError::broker(ApiKey::AddPartitionsToTxn, code, None, what, false);
         match worst {
             Verdict::Ok => t.succeeded(now),
             Verdict::Retry => t.failed(now, error(worst_code).to_string(), random),
@@ -1415,11 +1429,20 @@ impl<T> SenderMachine<T> {
             }
         }
         if let Some((code, tp)) = fatal {
-            self.txn_fatal(ProduceError::broker(code, Some(tp), what, false));
+            self.txn_fatal(ProduceError::broker(
+                ApiKey::TxnOffsetCommit,
+                code,
+                Some(tp),
+                what,
+                false,
+            ));
             return;
         }
         if let Some((code, tp)) = abortable {
-            self.txn_abortable(ProduceError::broker(code, Some(tp), what, false).abortable());
+            self.txn_abortable(
+                ProduceError::broker(ApiKey::TxnOffsetCommit, code, Some(tp), what, false)
+                    .abortable(),
+            );
             return;
         }
         if retry.is_empty() {

@@ -234,7 +234,7 @@ fn a_fenced_producer_fails_every_call_after_and_can_only_close() {
     m.record(now, record_to(1, 0, now));
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
-    assert_eq!(e.code(), Some(E::ProducerFenced.code()));
+    assert_eq!(e.code(), Some(E::ProducerFenced));
     assert_eq!(seen.failed.len(), 1);
     for next in [TxnCall::Begin, TxnCall::Abort, TxnCall::Commit] {
         let e = call(&mut m, &mut cluster, &mut now, &mut seen, next).unwrap_err();
@@ -317,7 +317,7 @@ fn timed_out_transaction_aborted_and_the_next_committed(
     let (waiter, e) = seen.failed.last().expect("the record failed");
     assert_eq!(*waiter, 2);
     assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
-    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch), "{e}");
     assert!(
         e.to_string()
             .contains("stayed open longer than transaction.timeout.ms (60000 ms"),
@@ -325,7 +325,7 @@ fn timed_out_transaction_aborted_and_the_next_committed(
     );
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
-    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch), "{e}");
     let before = cluster.seen.len();
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
     assert_eq!(cluster.seen[before..], [abort_sends]);
@@ -377,7 +377,7 @@ fn an_abort_waiting_for_a_batch_the_leader_refuses_after_a_timeout_bumps_the_epo
     );
     assert_eq!(cluster.seen[before..], [Api::Produce, Api::Init]);
     let (_, e) = seen.failed.last().expect("the record failed");
-    assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{e}");
+    assert_eq!(e.code(), Some(E::InvalidProducerEpoch), "{e}");
     assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
     m.record(now, record_to(2, 0, now));
@@ -410,7 +410,7 @@ fn a_batch_refused_after_a_takeover_fails_the_transaction_and_its_abort_is_fence
     assert!(failed.to_string().contains("took over"), "{failed}");
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
-    assert_eq!(e.code(), Some(E::ProducerFenced.code()), "{e}");
+    assert_eq!(e.code(), Some(E::ProducerFenced), "{e}");
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
     assert_eq!(cluster.committed_records(), BTreeMap::new());
@@ -439,7 +439,7 @@ fn invalid_producer_epoch_from_a_coordinator_is_fatal() {
             .and_then(|()| call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit))
             .unwrap_err();
         assert_eq!(e.outcome(), ErrorOutcome::Close, "{api:?}: {e}");
-        assert_eq!(e.code(), Some(E::InvalidProducerEpoch.code()), "{api:?}");
+        assert_eq!(e.code(), Some(E::InvalidProducerEpoch), "{api:?}");
         let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap_err();
         assert_eq!(e.outcome(), ErrorOutcome::Close, "{api:?}: {e}");
     }
@@ -456,7 +456,7 @@ fn offsets_of_a_stale_generation_fail_the_transaction_which_aborts_and_the_next_
     };
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, stale).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
-    assert_eq!(e.code(), Some(E::IllegalGeneration.code()));
+    assert_eq!(e.code(), Some(E::IllegalGeneration));
     // The commit is refused with the same error; the abort goes through.
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
@@ -906,6 +906,6 @@ fn at_transaction_version_2_a_commit_after_the_coordinator_timed_the_transaction
     cluster.abort_under_a_new_epoch(true);
     let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
     assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
-    assert_eq!(e.code(), Some(E::InvalidTxnState.code()), "{e}");
+    assert_eq!(e.code(), Some(E::InvalidTxnState), "{e}");
     assert_eq!(cluster.committed_records(), BTreeMap::new());
 }
