@@ -39,7 +39,10 @@ pub async fn send_all(producer: &Producer, topic: &str, values: &[String]) {
 pub async fn commit_abort_commit(producer: Producer, topic: &str) -> (Vec<String>, Vec<String>) {
     producer.init_transactions(CALL).await.expect("an id");
     for (prefix, commit) in [("c", true), ("a", false), ("d", true)] {
-        producer.begin_transaction().await.expect("a transaction");
+        producer
+            .begin_transaction(CALL)
+            .await
+            .expect("a transaction");
         send_all(&producer, topic, &values(prefix, 0..4)).await;
         if commit {
             producer.commit_transaction(CALL).await.expect("a commit");

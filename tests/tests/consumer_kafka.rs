@@ -139,7 +139,10 @@ async fn a_commit_marker_alone_moves_the_position_past_it() {
         .init_transactions(Duration::from_secs(30))
         .await
         .unwrap();
-    producer.begin_transaction().await.unwrap();
+    producer
+        .begin_transaction(Duration::from_secs(30))
+        .await
+        .unwrap();
     let mut deliveries = Vec::new();
     for i in 0..10 {
         deliveries.push(

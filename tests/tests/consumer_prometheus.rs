@@ -1,7 +1,8 @@
-//! The consumer's metrics in a prometheus-client registry (kcon-prometheus), on Apache Kafka
-//! (`Kafka::single()`) at the client's defaults: the text a scrape returns is read by the Prometheus project's own parser (the Python
-//! `prometheus_client` in the test virtualenv), and every value equals what
-//! `Consumer::metrics` says. Bytes are counted with the records handed out.
+//! The consumer's and the producer's metrics in a prometheus-client registry (kcon-prometheus),
+//! on Apache Kafka (`Kafka::single()`) at the client's defaults: the text a scrape returns is read
+//! by the Prometheus project's own parser (the Python `prometheus_client` in the test
+//! virtualenv), and every value equals what `Consumer::metrics` (`Producer::metrics`) says.
+//! Bytes are counted with the records handed out.
 
 use std::time::Duration;
 
@@ -192,4 +193,51 @@ async fn a_processor_registers_its_own_and_its_consumers_series_in_one_call() {
             "{text}"
         );
     }
+}
+
+/// The producer registers its series the way the consumer does, and a scrape says what
+/// `Producer::metrics` says: the records and batches the broker acknowledged, and the record
+/// that failed (a partition the topic does not have).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_parsed_by_prometheus_client_equals_the_producer_metrics() {
+    let bootstrap = Kafka::single().bootstrap();
+    let pool = Pool::new(config(bootstrap)).unwrap();
+    let topic = unique_name("prom-produce");
+    create_topics(&pool, &[(&topic, 2)]).await;
+    let producer = kcon_produce::Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("client.id", "producing")
+        .build()
+        .unwrap();
+    let mut registry = Registry::default();
+    producer.register_metrics(&mut registry);
+    let records = (0..20).map(|i| {
+        kcon_produce::ProducerRecord::new(topic.as_str(), format!("v{i}")).with_partition(i % 2)
+    });
+    let deliveries = producer.send_all(records).await.unwrap();
+    assert_eq!(deliveries.await.iter().filter(|d| d.is_ok()).count(), 20);
+    let bad = kcon_produce::ProducerRecord::new(topic.as_str(), "x").with_partition(2);
+    let failed = producer.send(bad).await.unwrap();
+    assert!(failed.await.is_err());
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    let m = producer.metrics();
+    let get = |name: &str| -> f64 {
+        *samples
+            .get(&format!(r#"{name}{{client_id="producing"}}"#))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(get("kcon_producer_records_delivered_total"), 20.0);
+    assert_eq!(m.records_delivered, 20);
+    assert_eq!(get("kcon_producer_records_failed_total"), 1.0);
+    assert_eq!(m.records_failed, 1);
+    assert!(m.batches_delivered >= 2, "{m:?}");
+    assert_eq!(
+        get("kcon_producer_batches_delivered_total"),
+        m.batches_delivered as f64
+    );
+    assert_eq!(get("kcon_producer_retries_total"), m.retries as f64);
+    producer.close().await;
 }

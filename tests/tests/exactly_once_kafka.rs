@@ -376,7 +376,10 @@ async fn in_transaction(b: &str, topic: &str) -> Producer {
         .init_transactions(Duration::from_secs(30))
         .await
         .unwrap();
-    producer.begin_transaction().await.unwrap();
+    producer
+        .begin_transaction(Duration::from_secs(60))
+        .await
+        .unwrap();
     producer
         .send(ProducerRecord::new(topic, "in the transaction").with_partition(0))
         .await
@@ -427,7 +430,10 @@ async fn a_commit_whose_answer_came_but_was_not_read_is_told_to_the_commit_made_
     let (values, _) = java_reads_committed(b, &topic, 1);
     assert_eq!(values, ["in the transaction"]);
     // And the producer goes on.
-    producer.begin_transaction().await.unwrap();
+    producer
+        .begin_transaction(Duration::from_secs(60))
+        .await
+        .unwrap();
     producer
         .commit_transaction(Duration::from_secs(60))
         .await

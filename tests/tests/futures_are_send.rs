@@ -138,7 +138,7 @@ async fn producer_admin_and_registry_futures_are_send(
     send(&producer.close());
     let timeout = std::time::Duration::from_secs(1);
     send(&producer.init_transactions(timeout));
-    send(&producer.begin_transaction());
+    send(&producer.begin_transaction(timeout));
     let group = kcon::ConsumerGroupMetadata::new("g");
     let offsets = [(TopicPartition::new("t", 0), 1)];
     send(&producer.send_offsets_to_transaction(offsets, &group, timeout));

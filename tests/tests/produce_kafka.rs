@@ -153,7 +153,7 @@ async fn keyed_and_unkeyed_records_arrive_once_in_order_with_every_codec() {
             assert_eq!(d.partition, wanted, "{codec}: record {i}");
             assert!(d.offset.is_some(), "{codec}: record {i}: {d:?}");
         }
-        let stats = producer.stats();
+        let stats = producer.metrics();
         assert_eq!(stats.records_delivered, 400, "{codec}: {stats:?}");
         assert!(stats.batches_delivered >= 16, "{codec}: {stats:?}");
         producer.close().await;
@@ -199,7 +199,7 @@ async fn flush_sends_what_lingers_and_explicit_partitions_are_kept() {
         deliveries.iter().map(|d| (d.partition, d.offset)).collect();
     assert_eq!(offsets, (0..10).map(|o| (2, Some(o))).collect::<Vec<_>>());
     // One batch: the ten lingered together.
-    assert_eq!(producer.stats().batches_delivered, 1);
+    assert_eq!(producer.metrics().batches_delivered, 1);
 
     // A partition the topic does not have fails that record only.
     let bad = producer
@@ -366,7 +366,7 @@ async fn records_sent_together_arrive_once_in_order_and_a_refused_one_fails_in_i
     }
 
     // More than buffer.memory holds at once: refused as a call, nothing queued.
-    let before = producer.stats();
+    let before = producer.metrics();
     let e = producer
         .send_all((0..10).map(|i| ProducerRecord::new(topic.clone(), vec![i as u8; 15_000])))
         .await
@@ -375,7 +375,7 @@ async fn records_sent_together_arrive_once_in_order_and_a_refused_one_fails_in_i
     assert!(e.to_string().contains("buffer.memory"), "{e}");
     producer.flush().await;
     assert_eq!(
-        producer.stats(),
+        producer.metrics(),
         before,
         "nothing of the refused call was sent"
     );
@@ -461,7 +461,7 @@ async fn produce_losing_the_first_answer(
     }
     let deliveries = delivered(deliveries).await;
     assert_eq!(proxy.dropped(), 1, "the proxy lost one answer");
-    let retries = producer.stats().retries;
+    let retries = producer.metrics().retries;
     producer.close().await;
     let records = read_back(&topic, 1, written(&deliveries)).await;
     (deliveries, records, retries)

@@ -70,7 +70,7 @@ async fn a_retriable_error_resends_the_batch_with_the_same_sequence() {
         [sent(1, 0, 5, code), sent(1, 0, 5, 0), sent(1, 5, 3, 0)]
     );
     assert_eq!(broker.producer_ids(), 1);
-    assert_eq!(producer.stats().retries, 1);
+    assert_eq!(producer.metrics().retries, 1);
     producer.close().await;
 }
 

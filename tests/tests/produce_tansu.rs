@@ -56,7 +56,7 @@ async fn with_idempotence_a_batch_answered_duplicate_sequence_number_is_delivere
         }
     }
     assert_eq!(proxy.dropped(), 1, "the proxy lost one answer");
-    let retries = producer.stats().retries;
+    let retries = producer.metrics().retries;
     producer.close().await;
     assert!(retries >= 1, "{retries}");
 

@@ -101,7 +101,7 @@ async fn a_consume_transform_produce_step_commits_outputs_and_offsets_together()
         assert_eq!(metadata.group_id, group);
         assert!(metadata.generation_id >= 0, "{metadata:?}");
         assert!(!metadata.member_id.is_empty(), "{metadata:?}");
-        producer.begin_transaction().await.unwrap();
+        producer.begin_transaction(CALL).await.unwrap();
         let outputs: Vec<String> = records
             .iter()
             .map(|r| format!("out-{}", value_of(r)))
@@ -150,7 +150,7 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let id = unique_name("tx");
     let zombie = transactional(b, &id);
     zombie.init_transactions(CALL).await.unwrap();
-    zombie.begin_transaction().await.unwrap();
+    zombie.begin_transaction(CALL).await.unwrap();
     send_all(&zombie, &topic, &values("zombie", 0..3)).await;
     let current = transactional(b, &id);
     current.init_transactions(CALL).await.unwrap();
@@ -164,11 +164,11 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let e = zombie.abort_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
     assert_eq!(e.code(), Some(ResponseError::ProducerFenced), "{e}");
-    let e = zombie.begin_transaction().await.unwrap_err();
+    let e = zombie.begin_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
     zombie.close().await;
 
-    current.begin_transaction().await.unwrap();
+    current.begin_transaction(CALL).await.unwrap();
     send_all(&current, &topic, &values("current", 0..3)).await;
     current.commit_transaction(CALL).await.unwrap();
     current.close().await;
@@ -184,7 +184,7 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let id = unique_name("tx");
     let zombie = transactional(b, &id);
     zombie.init_transactions(CALL).await.unwrap();
-    zombie.begin_transaction().await.unwrap();
+    zombie.begin_transaction(CALL).await.unwrap();
     send_all(&zombie, &topic, &values("zombie2", 0..2)).await;
     let current = transactional(b, &id);
     current.init_transactions(CALL).await.unwrap();
@@ -205,7 +205,7 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
         "{:?}",
         closing.elapsed()
     );
-    current.begin_transaction().await.unwrap();
+    current.begin_transaction(CALL).await.unwrap();
     send_all(&current, &topic, &values("current2", 0..2)).await;
     current.commit_transaction(CALL).await.unwrap();
     current.close().await;
@@ -227,7 +227,7 @@ async fn librdkafka_reads_what_kcon_commits_and_kcon_what_librdkafka_commits() {
     let producer = transactional(b, &unique_name("tx"));
     producer.init_transactions(CALL).await.unwrap();
     for round in 0..3 {
-        producer.begin_transaction().await.unwrap();
+        producer.begin_transaction(CALL).await.unwrap();
         send_all(&producer, &by_kcon, &values(&format!("k{round}"), 0..4)).await;
         producer.commit_transaction(CALL).await.unwrap();
     }
@@ -282,11 +282,11 @@ async fn a_read_committed_reader_holds_at_the_last_stable_offset_until_the_trans
     let tp = TopicPartition::new(&topic, 0);
     let producer = transactional(b, &unique_name("tx"));
     producer.init_transactions(CALL).await.unwrap();
-    producer.begin_transaction().await.unwrap();
+    producer.begin_transaction(CALL).await.unwrap();
     send_all(&producer, &topic, &values("c", 0..2)).await;
     producer.commit_transaction(CALL).await.unwrap();
     // `c-0`, `c-1` and the commit marker at 0..3; the open transaction's records from 3.
-    producer.begin_transaction().await.unwrap();
+    producer.begin_transaction(CALL).await.unwrap();
     send_all(&producer, &topic, &values("o", 0..3)).await;
     let (high, stable) = ends_of(&pool, &topic).await;
     assert_eq!(
@@ -377,7 +377,7 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
     let pool = create(b, &[(&topic, 1)]).await;
     let producer = transactional_with_timeout(b, &unique_name("tx"), 2000);
     producer.init_transactions(CALL).await.unwrap();
-    producer.begin_transaction().await.unwrap();
+    producer.begin_transaction(CALL).await.unwrap();
     send_all(&producer, &topic, &values("late", 0..3)).await;
     // The three records and the coordinator's abort marker.
     wait_for_the_coordinators_abort(&pool, &topic, 4).await;
@@ -396,7 +396,7 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
     assert_eq!(e.code(), Some(ResponseError::InvalidProducerEpoch), "{e}");
     producer.abort_transaction(CALL).await.unwrap();
 
-    producer.begin_transaction().await.unwrap();
+    producer.begin_transaction(CALL).await.unwrap();
     send_all(&producer, &topic, &values("next", 0..3)).await;
     producer.commit_transaction(CALL).await.unwrap();
     producer.close().await;
@@ -484,13 +484,13 @@ async fn a_commit_first_after_the_coordinator_timed_the_transaction_out_is_fatal
         let pool = create(b, &[(&topic, 1)]).await;
         let producer = transactional_with_timeout(b, &unique_name("tx"), 2000);
         producer.init_transactions(CALL).await.unwrap();
-        producer.begin_transaction().await.unwrap();
+        producer.begin_transaction(CALL).await.unwrap();
         send_all(&producer, &topic, &values("late", 0..3)).await;
         wait_for_the_coordinators_abort(&pool, &topic, 4).await;
         let e = producer.commit_transaction(CALL).await.unwrap_err();
         assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
         assert_eq!(e.code(), Some(refused), "{b}: {e}");
-        let e = producer.begin_transaction().await.unwrap_err();
+        let e = producer.begin_transaction(CALL).await.unwrap_err();
         assert_eq!(e.outcome(), Outcome::Close, "{b}: {e}");
         producer.close().await;
         assert_eq!(

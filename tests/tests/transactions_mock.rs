@@ -33,7 +33,7 @@ fn producer(bootstrap: &str, id: &str) -> Producer {
 /// One transaction of `values` to partition 0 of `topic`, with offsets of group `g`.
 async fn transaction(producer: &Producer, topic: &str, values: &[String]) -> Result<(), String> {
     producer
-        .begin_transaction()
+        .begin_transaction(CALL)
         .await
         .map_err(|e| e.to_string())?;
     let mut deliveries = Vec::new();
@@ -115,7 +115,7 @@ async fn faults_of_each_transaction_api_end_where_the_java_client_would() {
         ApiKey::AddPartitionsToTxn,
         &[E::TopicAuthorizationFailed.code()],
     );
-    p.begin_transaction().await.unwrap();
+    p.begin_transaction(CALL).await.unwrap();
     let record = ProducerRecord::new(topic.as_str(), "refused").with_partition(0);
     let e = p.send(record).await.unwrap().await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Abort, "{e}");
@@ -132,7 +132,7 @@ async fn faults_of_each_transaction_api_end_where_the_java_client_would() {
         .await
         .unwrap_err();
     assert!(e.contains("PRODUCER_FENCED"), "{e}");
-    let e = p.begin_transaction().await.unwrap_err();
+    let e = p.begin_transaction(CALL).await.unwrap_err();
     assert_eq!(e.outcome(), Outcome::Close, "{e}");
     p.close().await;
 
@@ -198,7 +198,7 @@ async fn a_kip848_members_group_metadata_carries_its_member_epoch_into_the_trans
     mock.start_request_tracking();
     let p = producer(&b, &unique_name("tx"));
     p.init_transactions(CALL).await.unwrap();
-    p.begin_transaction().await.unwrap();
+    p.begin_transaction(CALL).await.unwrap();
     let record = ProducerRecord::new(topic.as_str(), "v").with_partition(0);
     p.send(record).await.unwrap().await.unwrap();
     p.send_offsets_to_transaction([(TopicPartition::new(&topic, 0), 1)], &metadata, CALL)

@@ -63,7 +63,7 @@ async fn a_zombie_commit_tansu_hangs_up_on_is_retried_told_at_warn_and_given_up_
         .build()
         .unwrap();
     zombie.init_transactions(CALL).await.unwrap();
-    zombie.begin_transaction().await.unwrap();
+    zombie.begin_transaction(CALL).await.unwrap();
     send_all(&zombie, &topic, &values("zombie2", 0..2)).await;
     let current = transactional(&b, &id).build().unwrap();
     current.init_transactions(CALL).await.unwrap();

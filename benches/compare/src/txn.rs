@@ -102,7 +102,7 @@ async fn kcon(
     let topic: std::sync::Arc<str> = topic.into();
     let started = Instant::now();
     for _ in 0..transactions {
-        producer.begin_transaction().await?;
+        producer.begin_transaction(CALL).await?;
         let record = || ProducerRecord::new(&topic, value.clone()).with_partition(0);
         if together {
             let deliveries = producer.send_all((0..records).map(|_| record())).await?;
@@ -123,7 +123,7 @@ async fn kcon(
     }
     let seconds = started.elapsed().as_secs_f64();
     if std::env::var_os("KCON_COMPARE_STATS").is_some() {
-        eprintln!("kcon: {:?}", producer.stats());
+        eprintln!("kcon: {:?}", producer.metrics());
     }
     producer.close().await;
     Ok(seconds)

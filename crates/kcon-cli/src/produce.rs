@@ -172,7 +172,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::of(None, &e))?;
         producer
-            .begin_transaction()
+            .begin_transaction(TRANSACTION_CALL)
             .await
             .map_err(|e| Failure::of(None, &e))?;
     }
@@ -279,7 +279,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     eprintln!(
         "kcon: produced {produced} records to {topic} in {} batches, {elapsed:.2} s{}",
-        producer.stats().batches_delivered,
+        producer.metrics().batches_delivered,
         if elapsed > 0.0 && produced > 0 {
             format!(", {:.0} records/s", produced as f64 / elapsed)
         } else {

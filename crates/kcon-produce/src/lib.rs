@@ -74,7 +74,7 @@
 //!     .build()?;
 //! let timeout = Duration::from_secs(30);
 //! producer.init_transactions(timeout).await?;
-//! producer.begin_transaction().await?;
+//! producer.begin_transaction(timeout).await?;
 //! producer.send(ProducerRecord::new("enriched", "v")).await?;
 //! // From the consumer: `consumer.group_metadata()?`.
 //! let group = ConsumerGroupMetadata::new("enricher");
@@ -117,5 +117,5 @@ pub use kcon_core::ConsumerGroupMetadata;
 /// A topic's partition, as [`Producer::send_offsets_to_transaction`] takes them.
 pub use kcon_core::TopicPartition;
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
-pub use producer::{Delivery, Producer, ProducerBuilder, ProducerStats};
+pub use producer::{Delivery, Producer, ProducerBuilder, ProducerMetrics, ProducerMetricsHandle};
 pub use record::{Delivered, IntoTopic, ProducerRecord};

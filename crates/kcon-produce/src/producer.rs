@@ -57,10 +57,11 @@ struct Shared {
     stats: Arc<Counters>,
 }
 
-/// What the producer has done so far.
+/// What the producer has done so far: [`Producer::metrics`], or
+/// [`ProducerMetricsHandle::snapshot`] from any task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ProducerStats {
+pub struct ProducerMetrics {
     /// Records the brokers acknowledged.
     pub records_delivered: u64,
     /// Batches the brokers acknowledged.
@@ -71,7 +72,34 @@ pub struct ProducerStats {
     pub retries: u64,
 }
 
-/// The counters behind [`ProducerStats`], shared with the task.
+/// A handle that reads a producer's metrics from any task or thread, while the producer runs
+/// and after it closed (the last values then): the shape of the consumer's metrics handle,
+/// which kcon-prometheus's collector reads at every scrape.
+#[derive(Debug, Clone)]
+pub struct ProducerMetricsHandle {
+    counters: Arc<Counters>,
+    client_id: Arc<str>,
+}
+
+impl ProducerMetricsHandle {
+    /// The producer's metrics now.
+    pub fn snapshot(&self) -> ProducerMetrics {
+        let s = &self.counters;
+        ProducerMetrics {
+            records_delivered: s.records_delivered.load(Ordering::Relaxed),
+            batches_delivered: s.batches_delivered.load(Ordering::Relaxed),
+            records_failed: s.records_failed.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The producer's `client.id`, which labels its series.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+/// The counters behind [`ProducerMetrics`], shared with the task.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) records_delivered: AtomicU64,
@@ -354,15 +382,17 @@ impl Producer {
     }
 
     /// Begins a transaction: the records sent from now until the commit or abort are part of
-    /// it. Local to the producer; nothing goes to the broker until the first record.
+    /// it. Local to the producer; nothing goes to the broker until the first record. It waits
+    /// at most `timeout`, as every transaction call does: the producer's task answers it once
+    /// the calls before it (a commit made again, a close) are taken.
     ///
     /// # Cancel safety
     ///
     /// As [`init_transactions`](Producer::init_transactions)'s: cancel-safe, the call going on in
     /// the producer for the same call made again. The begin itself is answered at once: a dropped
     /// begin has begun the transaction.
-    pub async fn begin_transaction(&self) -> Result<(), ProduceError> {
-        self.transaction(TxnCall::Begin, Duration::MAX).await
+    pub async fn begin_transaction(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.transaction(TxnCall::Begin, timeout).await
     }
 
     /// Commits `offsets` (partition → the next offset to consume) of the consumer group that
@@ -456,14 +486,24 @@ impl Producer {
         }
     }
 
-    /// What the producer has done so far.
-    pub fn stats(&self) -> ProducerStats {
-        let s = &self.shared.stats;
-        ProducerStats {
-            records_delivered: s.records_delivered.load(Ordering::Relaxed),
-            batches_delivered: s.batches_delivered.load(Ordering::Relaxed),
-            records_failed: s.records_failed.load(Ordering::Relaxed),
-            retries: s.retries.load(Ordering::Relaxed),
+    /// A snapshot of the producer's metrics: records and batches delivered, records failed,
+    /// batches retried.
+    ///
+    /// ```no_run
+    /// # fn f(producer: &kcon_produce::Producer) {
+    /// let m = producer.metrics();
+    /// println!("{} records delivered, {} retries", m.records_delivered, m.retries);
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.metrics_handle().snapshot()
+    }
+
+    /// A handle that reads the producer's metrics from any task or thread.
+    pub fn metrics_handle(&self) -> ProducerMetricsHandle {
+        ProducerMetricsHandle {
+            counters: self.shared.stats.clone(),
+            client_id: Arc::from(self.shared.config.pool.client_id.as_str()),
         }
     }
 
@@ -507,7 +547,7 @@ impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
             .field("pool", &self.shared.pool)
-            .field("stats", &self.stats())
+            .field("metrics", &self.metrics())
             .finish()
     }
 }

@@ -6,14 +6,17 @@
 //! - [`ProcessorCollector`]: a [`Processor`]'s counts (processed, retried, skipped,
 //!   dead-lettered, the circuit breaker, the dead-letter rate), read from its
 //!   [`PolicyMetricsHandle`].
+//! - [`ProducerCollector`]: a [`Producer`](kcon_produce::Producer)'s metrics (records and
+//!   batches delivered, records failed, retries), read from its
+//!   [`ProducerMetricsHandle`](kcon_produce::ProducerMetricsHandle).
 //! - [`ShareCollector`]: a share consumer's metrics (records acquired, accepted, released,
 //!   rejected, failed acknowledgements, expired locks, delivery counts), read from its
 //!   [`ShareMetricsHandle`](kcon::share::ShareMetricsHandle).
 //! - [`GroupLagCollector`]: what a group-lag exporter measured (kcon-admin's lag and
 //!   Burrow-style status of every group), as `kcon exporter` serves it.
 //!
-//! [`RegisterMetrics`] registers them in one call: on a handle, a consumer, or a processor
-//! (its own series and its consumer's).
+//! [`RegisterMetrics`] registers them in one call: on a handle, a consumer, a producer, or a
+//! processor (its own series and its consumer's).
 //!
 //! ```no_run
 //! use kcon_prometheus::RegisterMetrics;
@@ -32,6 +35,7 @@
 mod consumer;
 mod group_lag;
 mod processor;
+mod producer;
 mod series;
 mod share;
 
@@ -46,6 +50,7 @@ use prometheus_client::registry::Registry;
 pub use consumer::ConsumerCollector;
 pub use group_lag::{GroupLagCollector, LagExport, MeasuredGroup};
 pub use processor::ProcessorCollector;
+pub use producer::ProducerCollector;
 pub use share::ShareCollector;
 
 /// Registers what a kcon type measures into a `prometheus_client` registry, read at every
@@ -90,6 +95,20 @@ impl RegisterMetrics for PolicyMetricsHandle {
 impl<K: Deserializer, V: Deserializer> RegisterMetrics for Processor<K, V> {
     fn register_metrics(&self, registry: &mut Registry) {
         self.consumer().register_metrics(registry);
+        self.metrics_handle().register_metrics(registry);
+    }
+}
+
+/// A producer's series ([`ProducerCollector`]).
+impl RegisterMetrics for kcon_produce::ProducerMetricsHandle {
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(ProducerCollector::new(self.clone())));
+    }
+}
+
+/// A producer's series ([`ProducerCollector`]), through its metrics handle.
+impl RegisterMetrics for kcon_produce::Producer {
+    fn register_metrics(&self, registry: &mut Registry) {
         self.metrics_handle().register_metrics(registry);
     }
 }

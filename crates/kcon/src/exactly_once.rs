@@ -324,7 +324,7 @@ impl ExactlyOnce {
             step: Step::Open,
         });
         self.producer
-            .begin_transaction()
+            .begin_transaction(self.call_timeout)
             .await
             .map_err(PipelineError::Producer)?;
         let outputs = match transform(records).await {
