@@ -1,6 +1,7 @@
 //! The `fetch_machine` target: kcon-fetch's sans-IO [`FetchMachine`] on kcon-core's
 //! virtual-clock [`Harness`], with the application's side the real one (a [`Handout`], fed and
-//! fenced the way `kcon_fetch::Fetcher` does), driven by an interpreter over the fuzz bytes.
+//! fenced the way the consumer feeds and fences its own over the fetch task's handle,
+//! `kcon_fetch::FetchHandle`), driven by an interpreter over the fuzz bytes.
 //!
 //! The first byte picks `auto.offset.reset`, `max.poll.records` and `isolation.level`. Then each
 //! step reads an op byte, then what the op needs (a missing byte reads as 0); the run stops
@@ -202,7 +203,7 @@ impl<'a> Sim<'a> {
                 self.h.machine.assign(now, [(p, start)]);
             }
             7 => {
-                // As `Fetcher::unassign`: the hand-out fences, the task applies and confirms.
+                // As the consumer unassigns: the hand-out fences, the task applies and confirms.
                 let p = self.partition();
                 self.drain_events();
                 let fence = self.handout.unassign(std::slice::from_ref(&p));
@@ -278,7 +279,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The application takes the next event, as `Fetcher::next` does; false when none came.
+    /// The application takes the next event, as the consumer takes it from its hand-out (what
+    /// was released first, then the task's next arrival); false when none came.
     fn take(&mut self) -> bool {
         let mut n = 0;
         loop {

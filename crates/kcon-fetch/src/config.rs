@@ -45,8 +45,9 @@ pub struct FetchConfig {
     /// not yet taken by the application plus bytes reserved by Fetches in flight, for all
     /// partitions together. Defaults to 3 × `fetch.max.bytes`.
     pub buffer_max_bytes: usize,
-    /// `max.poll.records`: the most records one [`Fetcher::next`](crate::Fetcher::next) batch
-    /// hands out (1 to i32::MAX); a larger fetched batch is handed out in parts, in order.
+    /// `max.poll.records`: the most records one batch handed out by a
+    /// [`Handout`](crate::handout::Handout) holds (1 to i32::MAX); a larger fetched batch is
+    /// handed out in parts, in order.
     pub max_poll_records: i32,
     /// Whether `fetch.buffer.max.bytes` was set; if not it follows `fetch.max.bytes`.
     buffer_max_bytes_set: bool,

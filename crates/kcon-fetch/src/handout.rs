@@ -315,3 +315,212 @@ fn repositioned(event: &FetchEvent) -> Option<(&TopicPartition, Option<i64>)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The hand-out side's `max.poll.records`, with the fetch task played by the test: arrivals
+    //! are queued by hand, taken as the consumer takes them (what was released first, then the
+    //! next arrival), and the releases each hand-out makes are read back.
+
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use kcon_codec::compression::Compression;
+    use kcon_codec::records::RecordBatchBuilder;
+
+    use super::*;
+    use crate::Record;
+
+    /// A [`Handout`] over a queue of arrivals, and the releases its hand-outs made, in order.
+    struct Side {
+        handout: Handout,
+        arrivals: VecDeque<Arrival>,
+        releases: VecDeque<Release>,
+    }
+
+    impl Side {
+        fn new(max_poll_records: usize) -> Side {
+            Side {
+                handout: Handout::new(max_poll_records),
+                arrivals: VecDeque::new(),
+                releases: VecDeque::new(),
+            }
+        }
+
+        /// The fetch task sends `r`.
+        fn send(&mut self, r: FetchedRecords) {
+            self.arrivals
+                .push_back(Arrival::Event(FetchEvent::Records(r)));
+        }
+
+        /// The next event handed out; `None` once nothing is released and no arrival is left.
+        fn next(&mut self) -> Option<FetchEvent> {
+            loop {
+                if let Some(h) = self.handout.next_released() {
+                    return Some(self.hand_out(h));
+                }
+                let arrival = self.arrivals.pop_front()?;
+                if let Some(h) = self.handout.arrive(arrival) {
+                    return Some(self.hand_out(h));
+                }
+            }
+        }
+
+        fn hand_out(&mut self, h: HandedOut) -> FetchEvent {
+            self.releases.extend(h.releases);
+            h.event
+        }
+
+        /// The releases made since the last call.
+        fn take(&mut self) -> Vec<Release> {
+            self.releases.drain(..).collect()
+        }
+
+        /// The bytes released as consumed since the last call, per partition, in order.
+        fn consumed(&mut self) -> Vec<(i32, usize)> {
+            self.take()
+                .into_iter()
+                .filter_map(|r| match r {
+                    Release::Consumed(tp, bytes) => Some((tp.partition, bytes)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn records(partition: i32, offsets: std::ops::Range<i64>, next_offset: i64) -> FetchedRecords {
+        let records = offsets
+            .map(|offset| {
+                Record::new("t", partition, offset, None, None).with_leader_epoch(Some(1))
+            })
+            .collect();
+        let tp = TopicPartition::new("t", partition);
+        FetchedRecords::new(tp, records, next_offset, next_offset, 700)
+    }
+
+    fn offsets(e: Option<FetchEvent>) -> (i32, Vec<i64>, i64, usize) {
+        match e {
+            Some(FetchEvent::Records(r)) => (
+                r.partition.partition,
+                r.records.iter().map(|r| r.offset).collect(),
+                r.next_offset,
+                r.size,
+            ),
+            other => panic!("not records: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_larger_than_max_poll_records_is_handed_out_in_parts_in_order() {
+        let mut f = Side::new(3);
+        // Offsets 10..17, then a control batch: the position after is 18.
+        f.send(records(0, 10..17, 18));
+        f.send(records(1, 0..2, 2));
+
+        assert_eq!(offsets(f.next()), (0, vec![10, 11, 12], 13, 0));
+        assert_eq!(f.consumed(), []);
+        assert_eq!(offsets(f.next()), (0, vec![13, 14, 15], 16, 0));
+        assert_eq!(f.consumed(), []);
+        // The last part carries the rest of the position and the whole batch's bytes.
+        assert_eq!(offsets(f.next()), (0, vec![16], 18, 700));
+        assert_eq!(f.consumed(), [(0, 700)]);
+        assert_eq!(offsets(f.next()), (1, vec![0, 1], 2, 700));
+        assert_eq!(f.consumed(), [(1, 700)]);
+    }
+
+    #[test]
+    fn the_rest_of_a_split_batch_waits_out_a_pause_and_a_seek_drops_it() {
+        let mut f = Side::new(2);
+        f.send(records(0, 0..5, 5));
+        f.send(records(1, 0..1, 1));
+        assert_eq!(offsets(f.next()), (0, vec![0, 1], 2, 0));
+        f.handout.pause(TopicPartition::new("t", 0));
+        // Partition 0's rest is held; partition 1 comes.
+        assert_eq!(offsets(f.next()), (1, vec![0], 1, 700));
+        assert!(f.handout.resume(&TopicPartition::new("t", 0)));
+        assert_eq!(offsets(f.next()), (0, vec![2, 3], 4, 0));
+        f.handout.seek(&TopicPartition::new("t", 0));
+        assert!(f.handout.is_idle());
+        // Only partition 1's bytes were released: partition 0's go with the seek, in the task.
+        assert_eq!(f.consumed(), [(1, 700)]);
+    }
+
+    /// `n` records from `base` in one batch compressed with `codec`; `cut` cuts its payload
+    /// short under a CRC that holds.
+    fn compressed(base: i64, n: usize, codec: Compression, cut: bool) -> Vec<u8> {
+        let mut b = RecordBatchBuilder::new(base)
+            .partition_leader_epoch(2)
+            .compression(codec);
+        for i in 0..n {
+            b.record(0, None, Some(format!("v{}", base + i as i64).as_bytes()));
+        }
+        let mut b = b.build().unwrap().to_vec();
+        if cut {
+            b.truncate(b.len() - 5);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        b
+    }
+
+    fn checked(bytes: Vec<u8>, next_offset_expected: i64) -> FetchedRecords {
+        let tp = TopicPartition::new("t", 0);
+        let len = bytes.len();
+        let d = crate::records::check_partition(
+            &tp,
+            &Arc::from("t"),
+            bytes.into(),
+            0,
+            Some(1),
+            None,
+            -1,
+        );
+        assert_eq!(d.position, next_offset_expected);
+        let mut r = FetchedRecords::new(tp, Vec::new(), d.position, d.position, len);
+        r.undecoded = d.batches;
+        r
+    }
+
+    #[test]
+    fn decompressed_bytes_between_parts_are_held_and_a_corrupt_record_ends_the_answer() {
+        let mut f = Side::new(3);
+        let mut answer = compressed(0, 5, Compression::Lz4, false);
+        answer.extend(compressed(5, 3, Compression::Zstd, true));
+        answer.extend(compressed(8, 2, Compression::Lz4, false));
+        let wire = answer.len();
+        f.send(checked(answer, 10));
+
+        // The first batch is decompressed for offsets 0..3; 3 and 4 wait in it: held.
+        assert_eq!(offsets(f.next()).1, [0, 1, 2]);
+        let held = match f.take().as_slice() {
+            [Release::Held(tp, bytes)] if tp.partition == 0 && *bytes > 0 => *bytes,
+            other => panic!("{other:?}"),
+        };
+        // 3 and 4, then the second batch does not decompress: the last part, with one
+        // release that frees everything and says where the records stop.
+        let (_, offsets_out, next, size) = offsets(f.next());
+        assert_eq!((offsets_out, next, size), (vec![3, 4], 5, wire + held));
+        match f.take().as_slice() {
+            [Release::Corrupt(tp, c, bytes)] => {
+                assert_eq!(tp.partition, 0);
+                assert_eq!((c.offset, c.leader_epoch, c.answer_end), (5, Some(2), 10));
+                assert_eq!(*bytes, wire + held);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            f.handout.is_idle(),
+            "nothing after the corrupt record waits"
+        );
+    }
+
+    #[test]
+    fn a_batch_within_max_poll_records_is_not_split() {
+        let mut r = records(0, 0..3, 3);
+        let whole = r.clone();
+        assert_eq!(r.take(3), whole);
+        assert!(r.is_empty());
+    }
+}

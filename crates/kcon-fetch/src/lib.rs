@@ -12,8 +12,9 @@
 //!   requests per leader and what their answers mean for the position.
 //! - [`budget`]: the prefetch byte budget shared by all partitions, and the fetch order.
 //!
-//! - [`FetchMachine`]: the fetch loop that drives these, sans-IO; [`Fetcher`]: its tokio
-//!   driver, sending through a [`kcon_pool::Pool`].
+//! - [`FetchMachine`]: the fetch loop that drives these, sans-IO; [`FetchHandle`]: the handle
+//!   of its tokio task, sending through a [`kcon_pool::Pool`]; [`handout`]: the application's
+//!   side of it, which the handle's owner keeps (the consumer, in its machine).
 //! - [`share`]: a share group's fetching (KIP-932): share sessions, acquired records with
 //!   their delivery counts, acknowledgements; [`share::ShareFetchMachine`], sans-IO.
 
@@ -44,7 +45,7 @@ pub mod share;
 
 pub use config::FetchConfig;
 #[cfg(feature = "driver")]
-pub use driver::{FetchHandle, Fetcher};
+pub use driver::FetchHandle;
 /// The record handed to the application: kcon-core's, made here from Fetch answers.
 pub use kcon_core::Record;
 pub use latency::{FetchLatency, LATENCY_BUCKETS, LatencyHistogram};

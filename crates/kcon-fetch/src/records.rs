@@ -27,9 +27,10 @@ use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
 
 /// Records of one partition from one Fetch answer, in offset order.
 ///
-/// The fetch loop's handle ([`Fetcher`](crate::Fetcher)) hands these out with every record in
-/// `records`. A [`FetchMachine`](crate::FetchMachine)'s event holds them still undecoded:
-/// [`take`](Self::take) or [`decoded`](Self::decoded) turns them into records.
+/// The application's side of the fetch loop ([`Handout`](crate::handout::Handout)) hands
+/// these out with every record in `records`. A [`FetchMachine`](crate::FetchMachine)'s event
+/// holds them still undecoded: [`take`](Self::take) or [`decoded`](Self::decoded) turns them
+/// into records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecords {
     /// The partition.

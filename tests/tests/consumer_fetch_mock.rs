@@ -1,6 +1,7 @@
-//! The `Fetcher` against librdkafka's mock cluster (3 brokers): leaders moved while consuming,
-//! errors pushed on Fetch, OFFSET_OUT_OF_RANGE under a reset policy and under `none`, follower
-//! fetching (KIP-392), and pause/resume.
+//! `kcon::Consumer`'s fetching against librdkafka's mock cluster (3 brokers), partitions
+//! assigned by the application: leaders moved while consuming, errors pushed on Fetch,
+//! OFFSET_OUT_OF_RANGE under a reset policy and under `none`, follower fetching (KIP-392), and
+//! pause/resume.
 //!
 //! What the mock's Fetch handler (librdkafka 2.16 `rdkafka_mock_handlers.c`) does, which these
 //! tests are built around:
@@ -17,16 +18,24 @@
 //!   in every answer, with no records, whatever the client's `client.rack` and the brokers'
 //!   racks say: the mock reads the request's rack id and ignores it. It names the follower even
 //!   while that broker is down.
+//!
+//! Besides records, the tests watch everything the application hears: the receiving calls'
+//! errors, the hooks' truncations and requests that keep failing, and the position resets the
+//! consumer logs (a position out of range moved by `auto.offset.reset`, at INFO).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use kcon::{
+    Consumer, ConsumerHooks, ErrorKind, Outcome, PersistentFailure, Record, TopicPartition,
+    Truncation,
+};
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::TopicPartition;
-use kcon_fetch::position::{PartitionError, ResetReason};
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::wait_until;
+use kcon_tests::logs::{self, Logs};
 use kcon_tests::mock::{MockCluster, TRANSPORT_ERROR};
 use kcon_tests::offsets::{produce, produce_spread};
 use kcon_tests::pool::config;
@@ -36,15 +45,15 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-/// How long one wait for an event may take before the test fails.
+/// How long one wait for records may take before the test fails.
 const STALL: Duration = Duration::from_secs(15);
 
 /// A 3-broker mock with `topic` of `partitions` partitions (replication 3), every partition
-/// led by broker 1, and a pool for producing (separate from the fetcher's, so that the
-/// fetcher learns of leader changes by itself).
+/// led by broker 1, and a pool for producing (separate from the consumer's, so that the
+/// consumer learns of leader changes by itself).
 fn mock_with_topic(partitions: i32) -> (MockCluster, String, Pool) {
     let mock = MockCluster::start(3);
-    let topic = unique_name("fetcher-mock");
+    let topic = unique_name("consumer-fetch-mock");
     mock.create_topic(&topic, partitions, 3);
     for p in 0..partitions {
         mock.set_leader(&topic, p, 1);
@@ -53,10 +62,12 @@ fn mock_with_topic(partitions: i32) -> (MockCluster, String, Pool) {
     (mock, topic, producer)
 }
 
-/// A fetch configuration for the mock: short waits (the mock holds an empty Fetch for the
-/// whole `fetch.max.wait.ms`), small answers, and `extra`.
-fn fetch_config(extra: &[(&str, &str)]) -> FetchConfig {
-    let mut c = FetchConfig::default();
+/// A consumer of the mock that tells `reader` what it hears: short waits (the mock holds an
+/// empty Fetch for the whole `fetch.max.wait.ms`), small answers, and `extra`.
+fn start(mock: &MockCluster, reader: &Reader, extra: &[(&str, &str)]) -> Consumer {
+    let mut b = Consumer::builder()
+        .bootstrap_servers(mock.bootstrap())
+        .hooks(reader.heard.clone());
     for (k, v) in [
         ("fetch.max.wait.ms", "100"),
         ("fetch.max.bytes", "4096"),
@@ -66,50 +77,126 @@ fn fetch_config(extra: &[(&str, &str)]) -> FetchConfig {
     .iter()
     .chain(extra)
     {
-        c.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        b = b.set(k, *v);
     }
-    c
+    b.build().unwrap_or_else(|e| panic!("{extra:?}: {e}"))
 }
 
-fn start(mock: &MockCluster, c: FetchConfig) -> Fetcher {
-    Fetcher::start(Pool::new(config(mock.bootstrap())).unwrap(), c).unwrap()
+/// Assigns `partitions` of `topic` to `consumer`, each read from the offset given (sought
+/// before the first receiving call: the position is taken as given, with no leader epoch to
+/// validate and no reset).
+fn assign(consumer: &mut Consumer, partitions: &[(TopicPartition, i64)]) {
+    consumer
+        .assign(partitions.iter().map(|(tp, _)| tp.clone()))
+        .unwrap();
+    for (tp, offset) in partitions {
+        consumer.seek(tp.clone(), *offset).unwrap();
+    }
 }
 
-fn from_zero(
-    topic: &str,
-    partitions: impl IntoIterator<Item = i32>,
-) -> Vec<(TopicPartition, StartPosition)> {
+fn from_zero(topic: &str, partitions: impl IntoIterator<Item = i32>) -> Vec<(TopicPartition, i64)> {
     partitions
         .into_iter()
-        .map(|p| (TopicPartition::new(topic, p), committed(0)))
+        .map(|p| (TopicPartition::new(topic, p), 0))
         .collect()
 }
 
-fn committed(offset: i64) -> StartPosition {
-    StartPosition::Committed {
-        offset,
-        leader_epoch: None,
+/// Something the application heard besides records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    /// A receiving call's error: its kind, what the application does next, the partitions it
+    /// is about and the offset it is at.
+    Error {
+        kind: ErrorKind,
+        outcome: Outcome,
+        partitions: Vec<TopicPartition>,
+        offset: Option<i64>,
+    },
+    /// A truncated log the consumer read on from (`ConsumerHooks::on_truncation`).
+    Truncation {
+        partition: TopicPartition,
+        position: i64,
+        resumed_at: i64,
+    },
+    /// A request that keeps failing, or recovered (`ConsumerHooks::on_persistent_failure`).
+    Failing { subject: String, recovered: bool },
+    /// A position the log does not hold, moved by `auto.offset.reset`: the consumer's INFO line.
+    Reset(String),
+}
+
+impl Event {
+    fn error(e: &kcon::Error) -> Event {
+        Event::Error {
+            kind: e.kind(),
+            outcome: e.outcome(),
+            partitions: e.partitions().to_vec(),
+            offset: e.offset(),
+        }
+    }
+
+    /// The error for `tp`'s position `offset` out of range under `auto.offset.reset=none`.
+    fn out_of_range(tp: &TopicPartition, offset: i64) -> Event {
+        Event::Error {
+            kind: ErrorKind::NoOffset,
+            outcome: Outcome::Seek,
+            partitions: vec![tp.clone()],
+            offset: Some(offset),
+        }
+    }
+}
+
+/// The events a consumer's hooks and the test's receiving calls tell, in order.
+#[derive(Debug, Clone, Default)]
+struct Heard(Arc<Mutex<Vec<Event>>>);
+
+impl Heard {
+    fn events(&self) -> MutexGuard<'_, Vec<Event>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ConsumerHooks for Heard {
+    fn on_truncation(&self, t: &Truncation) {
+        self.events().push(Event::Truncation {
+            partition: t.partition.clone(),
+            position: t.position,
+            resumed_at: t.resumed_at,
+        });
+    }
+
+    fn on_persistent_failure(&self, failure: &PersistentFailure) {
+        self.events().push(Event::Failing {
+            subject: failure.subject.clone(),
+            recovered: failure.recovered,
+        });
     }
 }
 
 /// What the application read: the next offset expected per partition. Every record must come
-/// exactly once and in order, with the value `produce` gave it.
+/// exactly once and in order, with the value `produce` gave it, and the consumer's position
+/// must follow.
 struct Reader {
     topic: String,
     /// The batch size records were produced with (values are `value-{offset % batch}`).
     batch: i64,
     next: BTreeMap<i32, i64>,
-    /// Events other than records, in order.
-    others: Vec<FetchEvent>,
+    heard: Heard,
+    /// What kcon logs, from when the reader was made on.
+    logs: Logs,
+    mark: usize,
 }
 
 impl Reader {
     fn new(topic: &str, batch: i64) -> Self {
+        let logs = logs::capture();
+        let mark = logs.mark();
         Reader {
             topic: topic.to_owned(),
             batch,
             next: BTreeMap::new(),
-            others: Vec::new(),
+            heard: Heard::default(),
+            logs,
+            mark,
         }
     }
 
@@ -121,50 +208,95 @@ impl Reader {
         self.next.values().sum()
     }
 
-    /// Reads events until `done` holds, checking every record; panics when one wait takes
-    /// longer than [`STALL`]. `on_records` sees each partition's batch first (a test's
-    /// assertion about which partitions may deliver now).
+    /// Everything but records the application heard, in order (errors and hooks), then the
+    /// position resets of the topic logged since the reader was made.
+    fn others(&self) -> Vec<Event> {
+        let resets = self.logs.since(self.mark).into_iter().filter_map(|line| {
+            let at = line.find(": offset ")?;
+            let message = &line[at + 2..];
+            (message.contains(&format!(" of {}-", self.topic))
+                && message.contains("is out of range; auto.offset.reset moved the position"))
+            .then(|| Event::Reset(message.to_owned()))
+        });
+        self.heard.events().iter().cloned().chain(resets).collect()
+    }
+
+    /// Takes what the next receiving call brings (`recv_batch`, or `recv` when `one`): records
+    /// are checked, anything else is heard. `on_records` sees the records' partition first (a
+    /// test's assertion about which partitions may deliver now). Panics when the call takes
+    /// longer than [`STALL`].
+    async fn take(
+        &mut self,
+        consumer: &mut Consumer,
+        one: bool,
+        on_records: &mut impl FnMut(&TopicPartition),
+    ) {
+        let got = if one {
+            tokio::time::timeout(STALL, consumer.recv())
+                .await
+                .map(|r| r.map(|r| vec![r]))
+        } else {
+            tokio::time::timeout(STALL, consumer.recv_batch()).await
+        };
+        let got = got.unwrap_or_else(|_| {
+            panic!(
+                "stalled at {:?}; other events: {:?}",
+                self.next,
+                self.others()
+            )
+        });
+        match got {
+            Ok(records) => self.check(consumer, &records, on_records),
+            Err(e) => {
+                assert_ne!(e.kind(), ErrorKind::Closed, "the consumer stopped: {e}");
+                self.heard.events().push(Event::error(&e));
+            }
+        }
+    }
+
+    fn check(
+        &mut self,
+        consumer: &Consumer,
+        records: &[Record],
+        on_records: &mut impl FnMut(&TopicPartition),
+    ) {
+        let tp = TopicPartition::new(&*records[0].topic, records[0].partition);
+        on_records(&tp);
+        assert_eq!(tp.topic, self.topic);
+        let expected = self.next.entry(tp.partition).or_insert(0);
+        for rec in records {
+            assert_eq!(
+                (&*rec.topic, rec.partition),
+                (tp.topic.as_str(), tp.partition)
+            );
+            assert_eq!(
+                rec.offset, *expected,
+                "{tp}: a record missing, repeated or out of order"
+            );
+            let value = format!("value-{}", rec.offset % self.batch);
+            assert_eq!(rec.value.as_deref(), Some(value.as_bytes()));
+            *expected += 1;
+        }
+        assert_eq!(consumer.position(&tp), Some(*expected), "{tp}");
+    }
+
+    /// Reads until `done` holds, checking every record; panics when one wait takes longer
+    /// than [`STALL`]. `on_records` sees each partition's batch first.
     async fn read_until(
         &mut self,
-        fetcher: &mut Fetcher,
+        consumer: &mut Consumer,
         mut on_records: impl FnMut(&TopicPartition),
         done: impl Fn(&Reader) -> bool,
     ) {
         while !done(self) {
-            let event = tokio::time::timeout(STALL, fetcher.next())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "stalled at {:?}; other events: {:?}",
-                        self.next, self.others
-                    )
-                })
-                .expect("the fetcher ended");
-            let FetchEvent::Records(r) = event else {
-                self.others.push(event);
-                continue;
-            };
-            on_records(&r.partition);
-            assert_eq!(r.partition.topic, self.topic);
-            let expected = self.next.entry(r.partition.partition).or_insert(0);
-            for rec in &r.records {
-                assert_eq!(
-                    rec.offset, *expected,
-                    "{}: a record missing, repeated or out of order",
-                    r.partition
-                );
-                let value = format!("value-{}", rec.offset % self.batch);
-                assert_eq!(rec.value.as_deref(), Some(value.as_bytes()));
-                *expected += 1;
-            }
-            assert_eq!(r.next_offset, *expected);
+            self.take(consumer, false, &mut on_records).await;
         }
     }
 
     /// Reads until every partition reached `want` (partition → end offset).
-    async fn read_all(&mut self, fetcher: &mut Fetcher, want: &BTreeMap<i32, i64>) {
+    async fn read_all(&mut self, consumer: &mut Consumer, want: &BTreeMap<i32, i64>) {
         self.read_until(
-            fetcher,
+            consumer,
             |_| {},
             |r| want.iter().all(|(p, end)| r.next(*p) >= *end),
         )
@@ -195,22 +327,22 @@ fn fetches_per_broker(mock: &MockCluster) -> BTreeMap<i32, usize> {
 }
 
 /// Every partition's leader moves from broker 1 to broker 2 in the middle of consuming: the
-/// old leader answers NOT_LEADER_OR_FOLLOWER (with the new leader, KIP-951), the fetcher
+/// old leader answers NOT_LEADER_OR_FOLLOWER (with the new leader, KIP-951), the consumer
 /// refreshes metadata, validates its positions on the new leader (OffsetForLeaderEpoch) and
 /// goes on there. Every record arrives once, in order per partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fetcher_follows_leaders_moved_while_consuming() {
+async fn the_consumer_follows_leaders_moved_while_consuming() {
     const PARTITIONS: i32 = 6;
     const BATCH: i64 = 50;
     let (mock, topic, producer) = mock_with_topic(PARTITIONS);
     let per_partition = produce_spread(&producer, &topic, PARTITIONS, 3_000, BATCH).await;
     let started = Instant::now();
     mock.start_request_tracking();
-    let mut fetcher = start(&mock, fetch_config(&[]));
-    fetcher.assign(from_zero(&topic, 0..PARTITIONS));
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(&mock, &reader, &[]);
+    assign(&mut consumer, &from_zero(&topic, 0..PARTITIONS));
     reader
-        .read_until(&mut fetcher, |_| {}, |r| r.total() >= 600)
+        .read_until(&mut consumer, |_| {}, |r| r.total() >= 600)
         .await;
     // The prefetch budget (8 KiB, about 8 batches) bounds what was fetched from broker 1.
     let left = 3_000 - reader.total();
@@ -226,11 +358,11 @@ async fn the_fetcher_follows_leaders_moved_while_consuming() {
     for p in 0..PARTITIONS {
         mock.set_leader(&topic, p, 2);
     }
-    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
+    reader.read_all(&mut consumer, &ends(&per_partition)).await;
     assert!(
-        reader.others.is_empty(),
+        reader.others().is_empty(),
         "no resets, no errors: {:?}",
-        reader.others
+        reader.others()
     );
     let fetches = fetches_per_broker(&mock);
     assert!(fetches.get(&2).is_some_and(|n| *n > 0), "{fetches:?}");
@@ -241,16 +373,22 @@ async fn the_fetcher_follows_leaders_moved_while_consuming() {
             .any(|r| r.api_key == ApiKey::OffsetForLeaderEpoch as i16 && r.broker_id == 2),
         "positions are validated on the new leader (KIP-320)"
     );
-    // From now on only the new leader is fetched from.
+    // From now on only the new leader is fetched from: the next idle fetches all go there.
     mock.clear_requests();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_until(
+        "four idle fetches",
+        STALL,
+        || fetches_per_broker(&mock).values().sum::<usize>() >= 4,
+        || fetches_per_broker(&mock),
+    )
+    .await;
     let fetches = fetches_per_broker(&mock);
     assert!(
         fetches.keys().eq([&2]),
         "idle fetches go to the new leader only: {fetches:?}"
     );
     eprintln!("3000 records, leaders moved, in {:?}", started.elapsed());
-    fetcher.close(Duration::from_secs(5)).await;
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }
 
 /// Errors pushed on the leader's Fetch answers (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
@@ -263,11 +401,11 @@ async fn pushed_fetch_errors_lose_and_repeat_nothing() {
     const BATCH: i64 = 50;
     let (mock, topic, producer) = mock_with_topic(PARTITIONS);
     let per_partition = produce_spread(&producer, &topic, PARTITIONS, 1_200, BATCH).await;
-    let mut fetcher = start(&mock, fetch_config(&[]));
-    fetcher.assign(from_zero(&topic, 0..PARTITIONS));
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(&mock, &reader, &[]);
+    assign(&mut consumer, &from_zero(&topic, 0..PARTITIONS));
     reader
-        .read_until(&mut fetcher, |_| {}, |r| r.total() >= 100)
+        .read_until(&mut consumer, |_| {}, |r| r.total() >= 100)
         .await;
     let errors = [
         NOT_LEADER_OR_FOLLOWER,
@@ -279,14 +417,14 @@ async fn pushed_fetch_errors_lose_and_repeat_nothing() {
     ];
     let with_rtt: Vec<(i16, Duration)> = errors.iter().map(|&e| (e, Duration::ZERO)).collect();
     mock.push_request_error_rtts(1, ApiKey::Fetch, &with_rtt);
-    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
+    reader.read_all(&mut consumer, &ends(&per_partition)).await;
     assert_eq!(
         mock.error_stack_len(1, ApiKey::Fetch),
         0,
         "every pushed error was answered"
     );
-    assert!(reader.others.is_empty(), "{:?}", reader.others);
-    fetcher.close(Duration::from_secs(5)).await;
+    assert!(reader.others().is_empty(), "{:?}", reader.others());
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }
 
 /// Errors pushed for single partitions: partition 0 answers NOT_LEADER_OR_FOLLOWER,
@@ -315,15 +453,16 @@ async fn partition_errors_hold_up_only_their_partition() {
     mock.push_partition_request_errors(&topic, 1, ApiKey::Fetch, &[OFFSET_OUT_OF_RANGE]);
     mock.start_request_tracking();
     let started = Instant::now();
-    let mut fetcher = start(
-        &mock,
-        fetch_config(&[("auto.offset.reset", "none"), ("retry.backoff.ms", BACKOFF)]),
-    );
-    fetcher.assign(from_zero(&topic, 0..PARTITIONS));
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(
+        &mock,
+        &reader,
+        &[("auto.offset.reset", "none"), ("retry.backoff.ms", BACKOFF)],
+    );
+    assign(&mut consumer, &from_zero(&topic, 0..PARTITIONS));
     reader
         .read_until(
-            &mut fetcher,
+            &mut consumer,
             |_| {},
             |r| r.next(0) > 0 || (1..PARTITIONS).all(|p| r.next(p) >= per_partition[p as usize]),
         )
@@ -335,14 +474,11 @@ async fn partition_errors_hold_up_only_their_partition() {
         reader.next
     );
     let others_done = started.elapsed();
-    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
+    reader.read_all(&mut consumer, &ends(&per_partition)).await;
     let p0_done = started.elapsed();
     assert_eq!(
-        reader.others,
-        [FetchEvent::PartitionError {
-            partition: TopicPartition::new(&topic, 1),
-            error: PartitionError::OffsetOutOfRange { offset: 0 },
-        }],
+        reader.others(),
+        [Event::out_of_range(&TopicPartition::new(&topic, 1), 0)],
         "one error, for partition 1 only"
     );
     // Partition 0 was asked again after each error: 7 Fetches naming it at least, all to the
@@ -362,7 +498,7 @@ async fn partition_errors_hold_up_only_their_partition() {
         "partition 0 backed off after each of its errors, done after {p0_done:?}"
     );
     eprintln!("partitions 1 and 2 read in {others_done:?}, partition 0 in {p0_done:?}");
-    fetcher.close(Duration::from_secs(5)).await;
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }
 
 /// OFFSET_OUT_OF_RANGE from the mock's own check (a committed offset past the log end), at the
@@ -378,51 +514,43 @@ async fn offset_out_of_range_follows_the_reset_policy() {
         TopicPartition::new(&topic, 1),
     );
 
-    let mut fetcher = start(&mock, fetch_config(&[("auto.offset.reset", "none")]));
-    fetcher.assign([(p0.clone(), committed(0)), (p1.clone(), committed(1_000))]);
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(&mock, &reader, &[("auto.offset.reset", "none")]);
+    assign(&mut consumer, &[(p0.clone(), 0), (p1.clone(), 1_000)]);
     reader
         .read_until(
-            &mut fetcher,
+            &mut consumer,
             |tp| assert_eq!(tp.partition, 0, "nothing of the out-of-range partition"),
-            |r| r.next(0) >= 100 && !r.others.is_empty(),
+            |r| r.next(0) >= 100 && !r.others().is_empty(),
         )
         .await;
-    assert_eq!(
-        reader.others[0],
-        FetchEvent::PartitionError {
-            partition: p1.clone(),
-            error: PartitionError::OffsetOutOfRange { offset: 1_000 },
-        }
-    );
+    let others = reader.others();
+    assert_eq!(others[0], Event::out_of_range(&p1, 1_000));
     assert!(
-        reader.others[1..].iter().all(|e| *e == reader.others[0]),
-        "only that error, for that partition: {:?}",
-        reader.others
+        others[1..].iter().all(|e| *e == others[0]),
+        "only that error, for that partition: {others:?}"
     );
-    fetcher.seek(p1.clone(), 0, None);
-    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
-    fetcher.close(Duration::from_secs(5)).await;
+    consumer.seek(p1.clone(), 0).unwrap();
+    reader.read_all(&mut consumer, &ends(&per_partition)).await;
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 
-    let mut fetcher = start(&mock, fetch_config(&[("auto.offset.reset", "earliest")]));
-    fetcher.assign([(p1.clone(), committed(1_000))]);
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(&mock, &reader, &[("auto.offset.reset", "earliest")]);
+    assign(&mut consumer, &[(p1.clone(), 1_000)]);
     reader
-        .read_all(&mut fetcher, &BTreeMap::from([(1, per_partition[1])]))
+        .read_all(&mut consumer, &BTreeMap::from([(1, per_partition[1])]))
         .await;
     assert_eq!(
-        reader.others,
-        [FetchEvent::Reset {
-            partition: p1,
-            reason: ResetReason::OffsetOutOfRange { offset: 1_000 },
-            offset: 0,
-        }]
+        reader.others(),
+        [Event::Reset(format!(
+            "offset 1000 of {p1} is out of range; auto.offset.reset moved the position to offset 0"
+        ))]
     );
-    fetcher.close(Duration::from_secs(5)).await;
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }
 
 /// Follower fetching (KIP-392): the leader (broker 1) names broker 2 as preferred read
-/// replica, and the fetcher reads from it. When broker 2 goes down the fetcher goes back to
+/// replica, and the consumer reads from it. When broker 2 goes down the consumer goes back to
 /// the leader, and once the leader names no follower it reads everything from there; a
 /// replica that cannot even be connected to is given up (Java `selectReadReplica`), not waited
 /// on for the whole `metadata.max.age.ms` lease.
@@ -436,11 +564,11 @@ async fn follower_fetching_and_back_to_the_leader() {
     mock.set_follower(&topic, 0, 2);
     produce_spread(&producer, &topic, 1, 300, BATCH).await;
     mock.start_request_tracking();
-    let mut fetcher = start(&mock, fetch_config(&[("client.rack", "r2")]));
-    fetcher.assign(from_zero(&topic, [0]));
     let mut reader = Reader::new(&topic, BATCH);
+    let mut consumer = start(&mock, &reader, &[("client.rack", "r2")]);
+    assign(&mut consumer, &from_zero(&topic, [0]));
     reader
-        .read_all(&mut fetcher, &BTreeMap::from([(0, 300)]))
+        .read_all(&mut consumer, &BTreeMap::from([(0, 300)]))
         .await;
     let fetches = fetches_per_broker(&mock);
     // The leader is asked once (it names the follower, with no records); every batch comes from
@@ -457,46 +585,58 @@ async fn follower_fetching_and_back_to_the_leader() {
         produce(&producer, &topic, 0, BATCH as usize, 1_000).await;
     }
     reader
-        .read_all(&mut fetcher, &BTreeMap::from([(0, 400)]))
+        .read_all(&mut consumer, &BTreeMap::from([(0, 400)]))
         .await;
     let fetches = fetches_per_broker(&mock);
     assert!(fetches.get(&1).is_some_and(|n| *n >= 2), "{fetches:?}");
-    assert!(reader.others.is_empty(), "{:?}", reader.others);
-    fetcher.close(Duration::from_secs(5)).await;
+    assert!(reader.others().is_empty(), "{:?}", reader.others());
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }
 
-/// Pause and resume: records of a paused partition already fetched (waiting in the handle)
-/// are not handed out while it is paused, the other partition goes on, and after the resume
-/// the paused partition's records come in order from where it stopped.
+/// Pause and resume: records of a paused partition already fetched (the rest of the batch the
+/// application is reading, waiting in the consumer, and what was fetched after it meanwhile)
+/// are not handed out while it is paused, the other partition goes on, and after the resume the
+/// paused partition's records come in order from where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_partition_hands_out_nothing_until_resumed() {
     const BATCH: i64 = 50;
     let (mock, topic, producer) = mock_with_topic(2);
     let per_partition = produce_spread(&producer, &topic, 2, 400, BATCH).await;
     let p0 = TopicPartition::new(&topic, 0);
-    let mut fetcher = start(&mock, fetch_config(&[]));
-    fetcher.assign(from_zero(&topic, 0..2));
     let mut reader = Reader::new(&topic, BATCH);
-    // Take one batch of each, then let the next ones be fetched and wait in the handle.
+    let mut consumer = start(&mock, &reader, &[]);
+    assign(&mut consumer, &from_zero(&topic, 0..2));
+    // Take a batch of partition 1, then records one at a time up to partition 0's next: the
+    // rest of its batch (one produced batch per answer) is fetched and waits in the consumer,
+    // and its next batch is fetched meanwhile (the answer's bytes left the prefetch budget when
+    // the consumer took it).
     reader
-        .read_until(&mut fetcher, |_| {}, |r| r.next(0) > 0 && r.next(1) > 0)
+        .read_until(&mut consumer, |_| {}, |r| r.next(1) > 0)
         .await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    fetcher.pause(p0.clone());
+    let before = reader.next(0);
+    while reader.next(0) == before {
+        reader.take(&mut consumer, true, &mut |_| {}).await;
+    }
+    consumer.pause([p0.clone()]).unwrap();
     let paused_at = reader.next(0);
+    assert_ne!(
+        paused_at % BATCH,
+        0,
+        "paused in the middle of a batch: its rest is fetched"
+    );
     reader
         .read_until(
-            &mut fetcher,
+            &mut consumer,
             |tp| assert_ne!(tp.partition, 0, "records of the paused partition"),
             |r| r.next(1) >= per_partition[1],
         )
         .await;
     // Nothing more of it either while the other partition is idle.
-    let quiet = tokio::time::timeout(Duration::from_millis(700), fetcher.next()).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(700), consumer.recv_batch()).await;
     assert!(quiet.is_err(), "{quiet:?}");
     assert_eq!(reader.next(0), paused_at);
-    fetcher.resume(p0);
-    reader.read_all(&mut fetcher, &ends(&per_partition)).await;
-    assert!(reader.others.is_empty(), "{:?}", reader.others);
-    fetcher.close(Duration::from_secs(5)).await;
+    consumer.resume([p0]).unwrap();
+    reader.read_all(&mut consumer, &ends(&per_partition)).await;
+    assert!(reader.others().is_empty(), "{:?}", reader.others());
+    consumer.close_within(Duration::from_secs(5)).await.unwrap();
 }

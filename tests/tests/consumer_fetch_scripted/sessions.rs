@@ -7,7 +7,7 @@ use std::time::Duration;
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
 
 use crate::peer::{Answered, SessionBroker, TOPIC, TOPIC_ID, summarize, summary};
-use crate::{Consumer, config, expected, from, tp};
+use crate::{Reader, config, expected, tp};
 
 /// The client's session in the model: (session id, next epoch, partition → (fetch offset,
 /// current leader epoch)).
@@ -86,8 +86,8 @@ async fn full_then_incremental(version: i16) {
     let b = SessionBroker::start(3, 5, version).await;
     b.append(0, 5);
     b.append(1, 5);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign((0..3).map(|p| (tp(p), from(0))));
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign((0..3).map(|p| (tp(p), 0)));
     c.until_count(0, 5).await;
     c.until_count(1, 5).await;
     b.append(1, 3);
@@ -101,7 +101,7 @@ async fn full_then_incremental(version: i16) {
     assert_eq!(c.records[&0], expected(0, 0..7));
     assert_eq!(c.records[&1], expected(1, 0..8));
     assert_eq!(c.records[&2], expected(2, 0..4));
-    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert!(c.errors().is_empty(), "{:?}", c.errors());
 
     let fetches = b.fetches();
     let answered = b.answered();
@@ -161,8 +161,8 @@ async fn a_paused_partition_is_forgotten_and_a_resumed_one_rejoins_the_session()
     let b = SessionBroker::start(2, 5, 12).await;
     b.append(0, 3);
     b.append(1, 3);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
     c.until_count(0, 3).await;
     c.until_count(1, 3).await;
     let session = b.answered()[0].session_id;
@@ -174,7 +174,7 @@ async fn a_paused_partition_is_forgotten_and_a_resumed_one_rejoins_the_session()
     .await;
 
     let before_pause = b.fetches().len();
-    c.fetcher().pause(tp(1));
+    c.consumer().pause([tp(1)]).unwrap();
     b.wait_until("partition 1 forgotten", |b| {
         b.fetches()[before_pause..]
             .iter()
@@ -204,7 +204,7 @@ async fn a_paused_partition_is_forgotten_and_a_resumed_one_rejoins_the_session()
     assert!(!b.session_partitions(session).unwrap().contains_key(&1));
 
     let before_resume = b.fetches().len();
-    c.fetcher().resume(tp(1));
+    c.consumer().resume([tp(1)]).unwrap();
     c.until_count(1, 5).await;
     assert_eq!(c.records[&0], expected(0, 0..5));
     assert_eq!(c.records[&1], expected(1, 0..5));
@@ -235,8 +235,8 @@ async fn session_errors_and_an_eviction_start_a_full_fetch_with_no_loss_or_dupli
     let b = SessionBroker::start(2, 5, 12).await;
     b.append(0, 2);
     b.append(1, 2);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
     c.until_count(0, 2).await;
     c.until_count(1, 2).await;
 
@@ -307,8 +307,8 @@ async fn session_errors_and_an_eviction_start_a_full_fetch_with_no_loss_or_dupli
 async fn a_partition_left_out_of_incremental_answers_is_unchanged_not_empty() {
     let b = SessionBroker::start(2, 5, 12).await;
     b.append(0, 3);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
     c.until_count(0, 3).await;
     b.append(0, 2);
     c.until_count(0, 5).await;
@@ -329,7 +329,12 @@ async fn a_partition_left_out_of_incremental_answers_is_unchanged_not_empty() {
     c.read_for(Duration::from_millis(100)).await;
     assert_eq!(c.records[&0], expected(0, 0..7));
     assert_eq!(c.records[&1], expected(1, 0..5));
-    assert!(c.errors.is_empty() && c.others.is_empty(), "{:?}", c.others);
+    assert!(
+        c.errors().is_empty() && c.others().is_empty(),
+        "{:?} {:?}",
+        c.errors(),
+        c.others()
+    );
     let fetches = b.fetches();
     // Partition 1 went out at 0 once (the full request) and then only at new positions.
     let p1: Vec<i64> = fetches
@@ -347,15 +352,18 @@ async fn a_partition_left_out_of_incremental_answers_is_unchanged_not_empty() {
 async fn close_sends_epoch_minus_one_for_the_session() {
     let b = SessionBroker::start(2, 5, 12).await;
     b.append(0, 2);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
     c.until_count(0, 2).await;
     let session = b.answered()[0].session_id;
     assert_eq!(b.sessions(), [session]);
 
     let started = tokio::time::Instant::now();
-    let fetcher = c.fetcher.take().unwrap();
-    let _ = fetcher.close(Duration::from_secs(2)).await;
+    let consumer = c.consumer.take().unwrap();
+    consumer
+        .close_within(Duration::from_secs(2))
+        .await
+        .expect("closed");
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "close waited for its timeout"
@@ -383,8 +391,8 @@ async fn request_sizes(n: i32, keep_sessions: bool) -> (Vec<usize>, Vec<usize>) 
     for p in 0..n {
         b.append(p, 1);
     }
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign((0..n).map(|p| (tp(p), from(0))));
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign((0..n).map(|p| (tp(p), 0)));
     c.until(&format!("a record of each of {n} partitions"), |c| {
         (0..n).all(|p| c.offsets(p).len() == 1)
     })
@@ -404,7 +412,7 @@ async fn request_sizes(n: i32, keep_sessions: bool) -> (Vec<usize>, Vec<usize>) 
     let steady = sizes(before);
     let all = sizes(0);
     assert_eq!(c.offsets(0), (0..6).collect::<Vec<_>>());
-    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert!(c.errors().is_empty(), "{:?}", c.errors());
     if keep_sessions {
         assert!(
             b.answered().iter().any(|a| a.incremental),

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest};
-use kcon_fetch::position::PartitionError;
 
 use crate::peer::{SessionBroker, summarize, summary};
-use crate::{Consumer, config, expected, from, tp};
+use crate::{Reader, Told, config, corrupt, expected, tp};
 
 #[tokio::test]
 async fn read_committed_drops_aborted_transactions_and_never_hands_out_control_records() {
@@ -17,8 +16,8 @@ async fn read_committed_drops_aborted_transactions_and_never_hands_out_control_r
     b.end_transaction(0, 7, 0, false); // 4: abort marker
     b.end_transaction(0, 8, 2, true); // 5: commit marker
     b.append(0, 2); // 6, 7
-    let mut c = Consumer::start(&b, config(&[("isolation.level", "read_committed")]));
-    c.fetcher().assign([(tp(0), from(0))]);
+    let mut c = Reader::start(&b, config(&[("isolation.level", "read_committed")]));
+    c.assign([(tp(0), 0)]);
     c.until_count(0, 4).await;
 
     b.append_transactional(0, 7, 2); // 8, 9: aborted below
@@ -32,7 +31,7 @@ async fn read_committed_drops_aborted_transactions_and_never_hands_out_control_r
     .await;
     c.read_for(Duration::from_millis(100)).await;
     assert_eq!(c.records[&0], expected(0, [2, 3, 6, 7, 11]));
-    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert!(c.errors().is_empty(), "{:?}", c.errors());
 
     let fetches = b.fetches();
     assert!(fetches.iter().all(|f| f.isolation_level == 1));
@@ -54,12 +53,12 @@ async fn a_corrupt_batch_is_an_error_at_its_offset_and_nothing_past_it_is_handed
     b.append_corrupt(0, 3); // 3..=5
     b.append(0, 2); // 6, 7
     b.append(1, 2);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
-    c.until("the corrupt batch's error", |c| !c.errors.is_empty())
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
+    c.until("the corrupt batch's error", |c| !c.errors().is_empty())
         .await;
     c.until_count(1, 2).await;
-    assert_eq!(c.errors[0], (0, PartitionError::Corrupt { offset: 3 }));
+    assert_eq!(c.errors()[0], corrupt(0, 3));
     assert_eq!(c.records[&0], expected(0, 0..3));
 
     // Fetched again at the same offset after the backoff, never past it; the other partition
@@ -81,11 +80,9 @@ async fn a_corrupt_batch_is_an_error_at_its_offset_and_nothing_past_it_is_handed
     assert_eq!(c.records[&0], expected(0, 0..3));
     assert_eq!(c.records[&1], expected(1, 0..4));
     assert!(
-        c.errors
-            .iter()
-            .all(|e| *e == (0, PartitionError::Corrupt { offset: 3 })),
+        c.errors().iter().all(|e| *e == corrupt(0, 3)),
         "{:?}",
-        c.errors
+        c.errors()
     );
     let fetches = b.fetches();
     assert!(
@@ -106,13 +103,13 @@ async fn a_bad_record_of_a_compressed_batch_is_found_when_handed_out_and_the_pos
     b.append_bad_compressed(0, 4, 2); // 3..=6: 3 and 4 parse, 5 does not
     b.append(0, 2); // 7, 8
     b.append(1, 2);
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0)), (tp(1), from(0))]);
-    c.until("the bad record's error", |c| !c.errors.is_empty())
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0), (tp(1), 0)]);
+    c.until("the bad record's error", |c| !c.errors().is_empty())
         .await;
     c.until_count(1, 2).await;
     // The records before it were handed out, the error came after them, at its offset.
-    assert_eq!(c.errors[0], (0, PartitionError::Corrupt { offset: 5 }));
+    assert_eq!(c.errors()[0], corrupt(0, 5));
     assert_eq!(c.records[&0], expected(0, 0..5));
 
     // Fetched again from it after the backoff, never past it, told once; the other partition
@@ -133,7 +130,7 @@ async fn a_bad_record_of_a_compressed_batch_is_found_when_handed_out_and_the_pos
     c.read_for(Duration::from_millis(300)).await;
     assert_eq!(c.records[&0], expected(0, 0..5));
     assert_eq!(c.records[&1], expected(1, 0..4));
-    assert_eq!(c.errors, [(0, PartitionError::Corrupt { offset: 5 })]);
+    assert_eq!(c.errors(), [corrupt(0, 5)]);
     let fetches = b.fetches();
     assert!(
         fetches
@@ -150,25 +147,25 @@ async fn a_log_truncated_by_a_new_leader_is_reported_and_the_position_moves_to_t
     let b = SessionBroker::start(1, 5, 12).await;
     b.append(0, 6); // 0..=5
     b.append(0, 4); // 6..=9, lost below
-    let mut c = Consumer::start(&b, config(&[]));
-    c.fetcher().assign([(tp(0), from(0))]);
+    let mut c = Reader::start(&b, config(&[]));
+    c.assign([(tp(0), 0)]);
     c.until_count(0, 10).await;
 
     // The new leader (epoch 6) has epoch 5 ending at 6, and three records of its own there.
     b.truncate_and_bump_epoch(0, 6);
     b.append(0, 3); // 6..=8 in epoch 6
-    c.until("the truncation", |c| !c.errors.is_empty()).await;
+    c.until("the truncation", |c| !c.errors().is_empty()).await;
     c.until_count(0, 13).await;
+    // Told once, to the hook: the reset policy is set, so the consumer read on by itself and
+    // no receiving call failed.
     assert_eq!(
-        c.errors,
-        [(
-            0,
-            PartitionError::LogTruncation {
-                offset: 10,
-                divergent: Some((6, 5)),
-                repositioned: true,
-            }
-        )]
+        c.errors(),
+        [Told::Truncated {
+            partition: 0,
+            position: 10,
+            resumed_at: 6,
+            diverged_in_epoch: Some(5),
+        }]
     );
     let mut want = expected(0, 0..10);
     want.extend(expected(0, 6..9));

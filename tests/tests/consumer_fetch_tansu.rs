@@ -1,18 +1,18 @@
-//! The Fetch requests the `Fetcher` actually sends, as a recording proxy between it and Tansu
-//! sees them. Tansu keeps no fetch sessions (it answers session id 0, see
-//! DESIGN.md, "The brokers"), so after the first request asks for one, every Fetch must be a
-//! correct sessionless one: full (0, 0), every fetchable partition at its current position, nothing
+//! The Fetch requests `kcon::Consumer` actually sends, as a recording proxy between it and
+//! Tansu sees them. Tansu keeps no fetch sessions (it answers session id 0, see DESIGN.md, "The
+//! brokers"), so after the first request asks for one, every Fetch must be a correct
+//! sessionless one: full (0, 0), every fetchable partition at its current position, nothing
 //! forgotten, never incremental, and no session close at the end (there is nothing to close).
-//! The application gets every record once, in order, at most `max.poll.records` at a time.
+//! The application, reading partitions it assigned, gets every record once, in order, at most
+//! `max.poll.records` at a time, and nothing more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use kcon::{Consumer, TopicPartition};
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
-use kcon_core::TopicPartition;
-use kcon_fetch::{FetchConfig, FetchEvent, Fetcher, StartPosition};
-use kcon_pool::{BrokerTarget, Pool};
+use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::group::create_topics;
 use kcon_tests::offsets::produce;
@@ -20,7 +20,7 @@ use kcon_tests::pool::config;
 use kcon_tests::proxy::{Direction, Frame, tansu_behind_proxy};
 
 const PARTITIONS: i32 = 6;
-/// Rounds of one batch per partition; the first `EARLY` before the fetcher starts.
+/// Rounds of one batch per partition; the first `EARLY` before the consumer starts.
 const ROUNDS: i64 = 10;
 const EARLY: i64 = 3;
 const BATCH: i64 = 100;
@@ -46,33 +46,32 @@ struct SentFetch {
 async fn sessionless_fetches_on_the_wire_are_full_and_carry_every_position() {
     let (tansu, proxy) = tansu_behind_proxy();
     let pool = Pool::new(config(&proxy.addr().to_string())).unwrap();
-    let topic = unique_name("fetcher-wire");
+    let topic = unique_name("consumer-fetch-wire");
     create_topics(&pool, BrokerTarget::Any, &[(&topic, PARTITIONS)]).await;
 
     produce_rounds(&pool, &topic, 0..EARLY).await;
 
-    let mut c = FetchConfig::default();
-    c.set("fetch.max.wait.ms", "100").unwrap();
-    // Small answers and a small budget: many rounds, partitions left out while they hold
-    // records.
-    c.set("max.partition.fetch.bytes", "8192").unwrap();
-    c.set("fetch.max.bytes", "32768").unwrap();
-    c.set("fetch.buffer.max.bytes", "65536").unwrap();
-    c.set("max.poll.records", &MAX_POLL_RECORDS.to_string())
+    let mut consumer = Consumer::builder()
+        .bootstrap_servers(&proxy.addr().to_string())
+        .set("fetch.max.wait.ms", "100")
+        // Small answers and a small budget: many rounds, partitions left out while they hold
+        // records.
+        .set("max.partition.fetch.bytes", "8192")
+        .set("fetch.max.bytes", "32768")
+        .set("fetch.buffer.max.bytes", "65536")
+        .set("max.poll.records", MAX_POLL_RECORDS.to_string())
+        .build()
         .unwrap();
-    let mut fetcher = Fetcher::start(pool.clone(), c).unwrap();
-    // Every partition starts from a committed offset without an epoch (nothing to validate, no
-    // reset): the first Fetch can carry all of them.
-    fetcher.assign((0..PARTITIONS).map(|p| {
-        (
-            TopicPartition::new(topic.as_str(), p),
-            StartPosition::Committed {
-                offset: 0,
-                leader_epoch: None,
-            },
-        )
-    }));
-    // The rest is produced while the fetcher runs, so it fetches in many rounds.
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(topic.as_str(), p))
+        .collect();
+    consumer.assign(partitions.iter().cloned()).unwrap();
+    // Every partition starts from an offset sought before the first receiving call, without an
+    // epoch (nothing to validate, no reset): the first Fetch can carry all of them.
+    for tp in &partitions {
+        consumer.seek(tp.clone(), 0).unwrap();
+    }
+    // The rest is produced while the consumer reads, so it fetches in many rounds.
     let producer = tokio::spawn({
         let (pool, topic) = (pool.clone(), topic.clone());
         async move { produce_rounds(&pool, &topic, EARLY..ROUNDS).await }
@@ -83,46 +82,47 @@ async fn sessionless_fetches_on_the_wire_are_full_and_carry_every_position() {
     let mut received = 0;
     let mut full_parts = 0;
     while received < RECORDS {
-        let event = tokio::time::timeout(Duration::from_secs(30), fetcher.next())
+        let records = tokio::time::timeout(Duration::from_secs(30), consumer.recv_batch())
             .await
             .unwrap_or_else(|_| panic!("stalled after {received} records"))
-            .expect("the fetcher ended");
-        let FetchEvent::Records(r) = event else {
-            panic!("unexpected {event:?}");
-        };
-        let p = r.partition.partition as usize;
+            .unwrap_or_else(|e| panic!("unexpected {e} ({:?})", e.kind()));
+        let tp = TopicPartition::new(&*records[0].topic, records[0].partition);
+        let p = tp.partition as usize;
         assert!(
-            r.records.len() <= MAX_POLL_RECORDS,
+            records.len() <= MAX_POLL_RECORDS,
             "{} records in one batch",
-            r.records.len()
+            records.len()
         );
-        full_parts += usize::from(r.records.len() == MAX_POLL_RECORDS);
-        for rec in &r.records {
-            assert_eq!(
-                rec.offset, next[p],
-                "{}: out of order or missing",
-                r.partition
-            );
+        full_parts += usize::from(records.len() == MAX_POLL_RECORDS);
+        for rec in &records {
+            assert_eq!((&*rec.topic, rec.partition), (topic.as_str(), tp.partition));
+            assert_eq!(rec.offset, next[p], "{tp}: out of order or missing");
             let value = format!("value-{}", rec.offset % BATCH);
             assert_eq!(rec.value.as_deref(), Some(value.as_bytes()));
             next[p] += 1;
             received += 1;
         }
-        assert_eq!(r.next_offset, next[p]);
-        positions[p].insert(r.next_offset);
+        let position = consumer.position(&tp).expect("a position after records");
+        assert_eq!(position, next[p], "{tp}");
+        positions[p].insert(position);
     }
     producer.await.unwrap();
     assert_eq!(next, vec![ROUNDS * BATCH; PARTITIONS as usize]);
     assert!(full_parts > 0, "no answer was large enough to split");
-    let left = fetcher.close(Duration::from_secs(5)).await;
-    assert!(
-        left.iter()
-            .all(|e| !matches!(e, FetchEvent::Records(r) if !r.records.is_empty())),
-        "{left:?}"
-    );
-    // The fetcher's metadata named the topic (Fetch v13+ names it by id).
+    // Nothing more comes: no record twice, none past the end (fetch.max.wait.ms lets the
+    // Fetches in flight answer meanwhile).
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(1), consumer.recv_batch()).await {
+        panic!("nothing more expected, got {more:?}");
+    }
+    consumer
+        .close_within(Duration::from_secs(5))
+        .await
+        .expect("closed");
+    // The topic's id, as the Fetches name it (Fetch v13+ names topics by id).
     let topic_id = pool
-        .metadata()
+        .refresh_metadata(TopicScope::topics([topic.clone()]))
+        .await
+        .expect("the topic's metadata")
         .topic(&topic)
         .and_then(|t| t.id)
         .map(|id| id.0);
@@ -203,8 +203,8 @@ async fn produce_rounds(pool: &Pool, topic: &str, rounds: std::ops::Range<i64>) 
     }
 }
 
-/// The Fetch requests among `frames`, in the order sent (the Fetcher has one broker, so one in
-/// flight at a time), with their answers.
+/// The Fetch requests among `frames`, in the order sent (the consumer's fetch task has one
+/// broker, so one in flight at a time), with their answers.
 fn sent_fetches(frames: &[Frame], topic: &str, topic_id: Option<[u8; 16]>) -> Vec<SentFetch> {
     let by_seq: BTreeMap<u64, &Frame> = frames.iter().map(|f| (f.seq, f)).collect();
     let ours = |name: &str, id: &[u8; 16]| name == topic || Some(*id) == topic_id;

@@ -1,6 +1,6 @@
 //! A scripted broker that keeps fetch sessions (KIP-227) and resets them on cue, which a real
 //! broker does only when its session cache runs out or a node restarts (the sessions Apache
-//! Kafka keeps are tested in kcon-tests' `fetch_kafka`).
+//! Kafka keeps are tested in `fetch_kafka.rs` and `consumer_fetch_session_kafka.rs`).
 //!
 //! One broker (id 1) leading every partition of one topic. It answers ApiVersions (Fetch up to
 //! the version the test picks: v12 names topics, v13+ uses topic ids), Metadata, ListOffsets,
