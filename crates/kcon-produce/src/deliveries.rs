@@ -117,7 +117,7 @@ impl Drop for Member {
 /// # Cancel safety
 ///
 /// Cancel-safe: dropping it does not withdraw the records, which are sent all the same (and
-/// counted in [`Producer::stats`](crate::Producer::stats)); only their outcomes go unread.
+/// counted in [`Producer::metrics`](crate::Producer::metrics)); only their outcomes go unread.
 #[must_use = "deliveries say whether the records were written"]
 pub struct Deliveries {
     shared: Arc<Shared>,

@@ -558,7 +558,7 @@ impl fmt::Debug for Producer {
 /// # Cancel safety
 ///
 /// Cancel-safe: dropping it does not withdraw the record, which is sent all the same (and counted
-/// in [`Producer::stats`]); only its outcome goes unread.
+/// in [`Producer::metrics`]); only its outcome goes unread.
 #[derive(Debug)]
 #[must_use = "a delivery says whether the record was written"]
 pub struct Delivery {
