@@ -5,7 +5,7 @@ use std::fmt;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::wire::VersionError;
-use kcon_core::{Cause, ConfigError, KconError, Outcome, TopicPartition};
+use kcon_core::{Cause, ConfigError, Outcome, TopicPartition};
 
 /// Why an admin call, or one partition or group of it, has no answer.
 ///
@@ -163,27 +163,7 @@ impl Error {
     }
 }
 
-impl KconError for Error {
-    fn cause(&self) -> Cause {
-        Error::cause(self)
-    }
-
-    fn outcome(&self) -> Outcome {
-        Error::outcome(self)
-    }
-
-    fn code(&self) -> Option<ResponseError> {
-        Error::code(self)
-    }
-
-    fn api(&self) -> Option<ApiKey> {
-        Error::api(self)
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-}
+kcon_core::impl_kcon_error!(Error);
 
 impl From<kcon_pool::Error> for Error {
     fn from(e: kcon_pool::Error) -> Error {
@@ -340,7 +320,7 @@ mod tests {
         ];
         for (e, expected) in cases {
             assert_eq!((e.cause(), e.outcome()), expected, "{e}");
-            let any: &dyn KconError = &e;
+            let any: &dyn kcon_core::KconError = &e;
             assert_eq!((any.cause(), any.outcome()), expected, "{e}");
             assert_eq!((any.code(), any.api()), (e.code(), e.api()), "{e}");
             assert_eq!(any.is_retriable(), e.is_retriable(), "{e}");

@@ -11,8 +11,10 @@
 //! Each error type keeps its own `kind()` for the specific condition: detail, which the cause
 //! and the outcome summarise.
 
-use kcon_codec::kafka_protocol::ResponseError;
-use kcon_codec::kafka_protocol::messages::ApiKey;
+/// What [`KconError::code`] answers with: kafka-protocol's error codes by name.
+pub use kcon_codec::kafka_protocol::ResponseError;
+/// What [`KconError::api`] answers with: kafka-protocol's request types.
+pub use kcon_codec::kafka_protocol::messages::ApiKey;
 
 /// Whose doing an error was. Each error pairs it with what the application does next
 /// ([`Outcome`]): the cause says where to look, the outcome what to do.
@@ -128,6 +130,40 @@ pub trait KconError: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static
 
     /// The same error as a standard one.
     fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static);
+}
+
+/// Implements [`KconError`] for an error type that answers the four questions with inherent
+/// methods of the same names (`cause`, `outcome`, `code`, `api`), so that each of kcon's
+/// public errors states its answers once, as its own methods, and the trait only forwards.
+///
+/// ```ignore
+/// kcon_core::impl_kcon_error!(Error);
+/// ```
+#[macro_export]
+macro_rules! impl_kcon_error {
+    ($error:ty) => {
+        impl $crate::cause::KconError for $error {
+            fn cause(&self) -> $crate::cause::Cause {
+                <$error>::cause(self)
+            }
+
+            fn outcome(&self) -> $crate::cause::Outcome {
+                <$error>::outcome(self)
+            }
+
+            fn code(&self) -> ::std::option::Option<$crate::cause::ResponseError> {
+                <$error>::code(self)
+            }
+
+            fn api(&self) -> ::std::option::Option<$crate::cause::ApiKey> {
+                <$error>::api(self)
+            }
+
+            fn as_error(&self) -> &(dyn ::std::error::Error + Send + Sync + 'static) {
+                self
+            }
+        }
+    };
 }
 
 /// A bad configuration value: the configuration's doing, fixed by changing it.

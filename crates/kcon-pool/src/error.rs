@@ -10,7 +10,7 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 
 use kcon_core::error_codes::error_name;
-use kcon_core::{Cause, ConfigError, KconError, Outcome, RequestFailure};
+use kcon_core::{Cause, ConfigError, Outcome, RequestFailure};
 
 use crate::config::SaslMechanism;
 
@@ -818,27 +818,7 @@ impl fmt::Display for Misuse {
     }
 }
 
-impl KconError for Error {
-    fn cause(&self) -> Cause {
-        Error::cause(self)
-    }
-
-    fn outcome(&self) -> Outcome {
-        Error::outcome(self)
-    }
-
-    fn code(&self) -> Option<ResponseError> {
-        Error::code(self)
-    }
-
-    fn api(&self) -> Option<ApiKey> {
-        Error::api(self)
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-}
+kcon_core::impl_kcon_error!(Error);
 
 #[cfg(test)]
 mod tests {

@@ -345,27 +345,7 @@ impl std::error::Error for ProduceError {
     }
 }
 
-impl KconError for ProduceError {
-    fn cause(&self) -> Cause {
-        ProduceError::cause(self)
-    }
-
-    fn outcome(&self) -> Outcome {
-        ProduceError::outcome(self)
-    }
-
-    fn code(&self) -> Option<ResponseError> {
-        ProduceError::code(self)
-    }
-
-    fn api(&self) -> Option<ApiKey> {
-        ProduceError::api(self)
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-}
+kcon_core::impl_kcon_error!(ProduceError);
 
 impl From<ConfigError> for ProduceError {
     fn from(e: ConfigError) -> Self {

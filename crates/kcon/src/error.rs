@@ -416,27 +416,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl KconError for Error {
-    fn cause(&self) -> Cause {
-        Error::cause(self)
-    }
-
-    fn outcome(&self) -> Outcome {
-        Error::outcome(self)
-    }
-
-    fn code(&self) -> Option<ResponseError> {
-        Error::code(self)
-    }
-
-    fn api(&self) -> Option<ApiKey> {
-        Error::api(self)
-    }
-
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-}
+kcon_core::impl_kcon_error!(Error);
 
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Error {
