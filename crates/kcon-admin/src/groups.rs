@@ -150,11 +150,9 @@ pub(crate) async fn find_coordinator_once(
     group_id: &str,
 ) -> Result<Coordinator, Error> {
     let conn = pool.connection(BrokerTarget::Any).await?;
-    let v = conn.version(ApiKey::FindCoordinator)?;
-    let r = conn
-        .send(&coordinator::find_coordinator_request(group_id, v))
+    let found = conn
+        .find_coordinator(group_id, coordinator::GROUP, None)
         .await?;
-    let found = coordinator::find_coordinator_response(group_id, r, v);
     if let Some(c) = found.coordinator {
         return Ok(c);
     }

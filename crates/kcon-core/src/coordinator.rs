@@ -1,6 +1,6 @@
 //! The group coordinator: finding it ([`CoordinatorLookup`], the one lookup of the group member
-//! and the commit machine; FindCoordinator in kafka-protocol's types, for them and for one-shot
-//! group administration alike), and what a member shows it to commit.
+//! and the commit machine; FindCoordinator in kafka-protocol's types, which kcon-pool's
+//! `Connection::find_coordinator` sends for every part), and what a member shows it to commit.
 
 use kcon_codec::kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kcon_codec::kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
@@ -341,18 +341,9 @@ pub const GROUP: i8 = 0;
 /// FindCoordinator's key type of a transactional id (v1+).
 pub const TRANSACTION: i8 = 1;
 
-/// FindCoordinator for a group (key type 0); v4+ batches keys, kcon sends one.
-pub fn find_coordinator_request(group_id: &str, version: i16) -> FindCoordinatorRequest {
-    find_coordinator_request_of(group_id, GROUP, version)
-}
-
-/// FindCoordinator for `key` of `key_type` ([`GROUP`] or [`TRANSACTION`]). Version 0 knows
-/// groups only: ask [`key_type_supported`] first.
-pub fn find_coordinator_request_of(
-    key: &str,
-    key_type: i8,
-    version: i16,
-) -> FindCoordinatorRequest {
+/// FindCoordinator for `key` of `key_type` ([`GROUP`] or [`TRANSACTION`]); v4+ batches keys,
+/// kcon sends one. Version 0 knows groups only: ask [`key_type_supported`] first.
+pub fn find_coordinator_request(key: &str, key_type: i8, version: i16) -> FindCoordinatorRequest {
     let mut r = FindCoordinatorRequest::default();
     if version >= 1 {
         r.key_type = key_type;
@@ -417,10 +408,10 @@ mod tests {
     #[test]
     fn every_version_encodes() {
         for v in 0..=6 {
-            encodes(&find_coordinator_request("g", v), v);
+            encodes(&find_coordinator_request("g", GROUP, v), v);
         }
         for v in 1..=6 {
-            let r = find_coordinator_request_of("tx", TRANSACTION, v);
+            let r = find_coordinator_request("tx", TRANSACTION, v);
             assert_eq!(r.key_type, TRANSACTION);
             encodes(&r, v);
         }

@@ -466,11 +466,11 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
     let answer = match &out.request {
         GroupRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
-            let request = Ok(coordinator::find_coordinator_request(group_id, v));
-            let answer = call(&conn, v, request, timeout).await?;
-            GroupResponse::FindCoordinator(coordinator::find_coordinator_response(
-                group_id, answer, v,
-            ))
+            let found = conn
+                .find_coordinator(group_id, coordinator::GROUP, Some(timeout))
+                .await
+                .map_err(|e| RequestFailure::from(e).at_version(v))?;
+            GroupResponse::FindCoordinator(found)
         }
         GroupRequest::JoinGroup(j) => {
             let v = version(ApiKey::JoinGroup)?;

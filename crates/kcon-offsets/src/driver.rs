@@ -444,11 +444,11 @@ async fn send(
     let answer = match &out.request {
         OffsetsRequest::FindCoordinator { group_id } => {
             let v = version(ApiKey::FindCoordinator)?;
-            let r = conn
-                .send_with_timeout(&coordinator::find_coordinator_request(group_id, v), timeout)
+            let found = conn
+                .find_coordinator(group_id, coordinator::GROUP, Some(timeout))
                 .await
                 .map_err(|e| RequestFailure::from(e).at_version(v))?;
-            OffsetsResponse::FindCoordinator(coordinator::find_coordinator_response(group_id, r, v))
+            OffsetsResponse::FindCoordinator(found)
         }
         OffsetsRequest::OffsetCommit(c) => {
             let v = version(ApiKey::OffsetCommit)?;

@@ -287,6 +287,11 @@ impl Connection {
         self.inner.addr
     }
 
+    /// `request.timeout.ms`: how long [`send`](Connection::send) waits.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.io.request_timeout
+    }
+
     /// The API versions the broker offered in its ApiVersions answer.
     pub fn versions(&self) -> &BrokerVersions {
         &self.inner.versions

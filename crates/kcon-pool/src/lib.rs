@@ -21,6 +21,7 @@
 pub mod clock;
 pub mod config;
 mod connection;
+mod coordinator;
 pub mod driver;
 pub mod error;
 pub mod metadata;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
-use kcon_core::coordinator::{self, FoundCoordinator};
+use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
 use kcon_pool::{AutoCreate, BrokerTarget, Pool};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -204,19 +204,7 @@ async fn find_coordinator(
     key_type: i8,
 ) -> Result<FoundCoordinator, kcon_pool::Error> {
     let conn = pool.connection(target).await?;
-    let v = conn.version(ApiKey::FindCoordinator)?;
-    if !coordinator::key_type_supported(key_type, v) {
-        return Err(kcon_pool::Error::Unsupported {
-            peer: conn.peer().clone(),
-            api_key: ApiKey::FindCoordinator as i16,
-            ours: (1, 6),
-            theirs: conn.versions().offered(ApiKey::FindCoordinator),
-        });
-    }
-    let answer = conn
-        .send(&coordinator::find_coordinator_request_of(key, key_type, v))
-        .await?;
-    Ok(coordinator::find_coordinator_response(key, answer, v))
+    conn.find_coordinator(key, key_type, None).await
 }
 
 /// Now, on tokio's clock (which tests may pause), as the machine takes it.
