@@ -8,11 +8,10 @@ use bytes::Bytes;
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator;
-use kcon_core::{Coordinator, TopicPartition};
-use kcon_offsets::PartitionOffset;
-use kcon_offsets::wire::{
-    GroupFetchAnswer, offset_fetch_groups_request, offset_fetch_groups_response,
+use kcon_core::group_offsets::{
+    GroupFetchAnswer, PartitionOffset, offset_fetch_groups_request, offset_fetch_groups_response,
 };
+use kcon_core::{Coordinator, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, Purpose, TopicScope};
 use tracing::debug;
 

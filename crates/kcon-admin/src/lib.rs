@@ -37,8 +37,8 @@
 //! found anew each time, after a growing, jittered backoff (`retry.backoff.ms` to
 //! `retry.backoff.max.ms`) until the pool's `default.api.timeout.ms` (60 s by default) has
 //! passed since the call began; then the call fails with the last error.
-//! The conversions to and from kafka-protocol's types are in [`wire`] (OffsetFetch's are
-//! `kcon_offsets::wire`'s, shared with the commit machine).
+//! The conversions to and from kafka-protocol's types are in [`wire`] (OffsetCommit's and
+//! OffsetFetch's are `kcon_core::group_offsets`', shared with the commit machine).
 
 mod described;
 mod error;

@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_core::group_offsets::{
+    CommitRequest, OffsetAndMetadata, offset_commit_request, offset_commit_response,
+};
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
-use kcon_offsets::wire::{offset_commit_request, offset_commit_response};
-use kcon_offsets::{CommitRequest, OffsetAndMetadata, OffsetsResponse};
 use kcon_pool::{BrokerTarget, Pool, Purpose};
 
 use crate::Error;
@@ -293,10 +294,7 @@ async fn commit_once(
     };
     let req =
         offset_commit_request(&request, v).map_err(|e| Error::version(ApiKey::OffsetCommit, e))?;
-    Ok(match offset_commit_response(conn.send(&req).await?) {
-        OffsetsResponse::OffsetCommit { partitions } => partitions,
-        _ => BTreeMap::new(),
-    })
+    Ok(offset_commit_response(conn.send(&req).await?))
 }
 
 /// Fails with [`Error::GroupActive`] when `group_id` has members; a group Kafka does not know

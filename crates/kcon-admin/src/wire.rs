@@ -1,9 +1,8 @@
 //! The admin-only messages in kafka-protocol's types: DescribeGroups, ConsumerGroupDescribe,
 //! ShareGroupDescribe, DescribeShareGroupOffsets (v1 in kcon-codec's `share_offsets_v1`),
 //! ListGroups, OffsetDelete, CreateTopics, DescribeConfigs and IncrementalAlterConfigs of a
-//! group's configs, and the sessionless Fetch of the log probe. (OffsetFetch, which the commit
-//! machine sends too, is `kcon_offsets::wire`'s; ListOffsets and FindCoordinator are
-//! `kcon_core`'s.)
+//! group's configs, and the sessionless Fetch of the log probe. (OffsetCommit and OffsetFetch,
+//! which the commit machine sends too, ListOffsets and FindCoordinator are `kcon_core`'s.)
 
 use std::collections::BTreeMap;
 

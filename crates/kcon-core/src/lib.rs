@@ -28,6 +28,8 @@
 //! - [`error_codes`]: what Kafka's error codes mean for a client, by name.
 //! - [`harness`]: any machine on a virtual clock, answered by a test.
 //! - [`list_offsets`]: ListOffsets, the query resets, watermarks and timestamp lookups send.
+//! - [`group_offsets`]: OffsetCommit and OffsetFetch, a group's committed offsets, which the
+//!   commit machine and the admin calls send.
 //! - [`timer`]: a machine's timers, one table ([`TimerTable`]) indexed by the machine's enum of
 //!   them: `poll_timeout` is its earliest deadline.
 //! - [`wire`]: what every part's kafka-protocol conversions share ([`wire::VersionError`]).
@@ -41,6 +43,7 @@ pub mod coordinator;
 pub mod deserialize;
 pub mod error_codes;
 pub mod failure;
+pub mod group_offsets;
 pub mod harness;
 pub mod list_offsets;
 pub mod machine;

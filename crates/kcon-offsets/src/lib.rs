@@ -5,8 +5,8 @@
 //!   group coordinator: stored offsets, sync and async commits (a later async commit
 //!   supersedes a queued earlier one), the auto-commit timer, coordinator discovery and
 //!   retries. It does no IO and reads no clock.
-//! - [`wire`]: its requests in kafka-protocol's types, per version (OffsetFetch for one group
-//!   or several, which kcon-admin sends too).
+//! - [`wire`]: its requests in kafka-protocol's types, per version: kcon-core's
+//!   `group_offsets` conversions, which kcon-admin sends too, with the answers as the machine's.
 //! - [`Offsets`]: a tokio task that drives a [`CommitMachine`] through a [`kcon_pool::Pool`].
 //!
 //! The stateless calls (ListOffsets, watermarks, several groups' committed offsets,
