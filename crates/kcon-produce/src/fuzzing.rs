@@ -4,8 +4,8 @@
 //! target `producer_machine`.
 
 pub use crate::machine::sim::{
-    Api, Cluster, FAULT_APIS, Fixed, RETRIABLE, WALL_MS, Written, config, fault, metadata_of,
-    record_to, transactional_machine, txn_config,
+    Api, Cluster, FAULT_APIS, RETRIABLE, WALL_MS, Written, config, fault, metadata_of, record_to,
+    transactional_machine, txn_config,
 };
 pub use crate::machine::{
     CallId, Event, FlushId, Incoming, Request, Response, SenderMachine, TxnCall, TxnOffset, TxnOp,

@@ -1,8 +1,9 @@
 //! The producer's decisions, sans-IO: [`SenderMachine`] owns the batches, the metadata it
 //! partitions by, the producer id and sequences, and the requests in flight, and decides what
-//! to send when. It never touches a socket or the monotonic clock and spawns nothing: the
+//! to send when. It never touches a socket, reads no clock and spawns nothing: the
 //! records, flushes and close come in as its commands, the answers through
-//! [`Machine::handle_response`], and time as `now`. The sender task (`sender.rs`) carries out
+//! [`Machine::handle_response`], time as `now` and the wall clock (the timestamp of a record
+//! that has none) through [`SenderMachine::wall_clock`] before each input. The sender task (`sender.rs`) carries out
 //! its requests over the pool and hands its events to whoever waits.
 //!
 //! After every input it makes one pass: fail what expired, partition the records whose topic
@@ -32,7 +33,7 @@ use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target,
     TopicPartition,
 };
-use kcon_pool::{Clock, Metadata, TopicScope};
+use kcon_pool::{Metadata, TopicScope};
 use tracing::{debug, warn};
 
 use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, Wakes, next_sequence};
@@ -248,8 +249,9 @@ const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// its pass.
 pub struct SenderMachine<T> {
     config: Arc<ProducerConfig>,
-    /// The wall clock of the pool, for the timestamps of records that have none.
-    clock: Arc<dyn Clock>,
+    /// The wall clock in ms since the epoch, as the driver last handed it
+    /// ([`wall_clock`](Self::wall_clock)): the timestamp of records placed without one.
+    wall_ms: i64,
     backoff: ExponentialBackoff,
     /// The backoff's jitter.
     rng: fastrand::Rng,
@@ -292,15 +294,15 @@ pub struct SenderMachine<T> {
 }
 
 impl<T> SenderMachine<T> {
-    /// A machine partitioning by `metadata` (the pool's, as it is now), reading timestamps off
-    /// `clock`, its jitter and its random partitions from `seed`.
+    /// A machine partitioning by `metadata` (the pool's, as it is now), its jitter and its
+    /// random partitions from `seed`, at `now` and, on the wall clock, `now_ms`.
     pub(crate) fn new(
         config: Arc<ProducerConfig>,
         metadata: Arc<Metadata>,
-        clock: Arc<dyn Clock>,
         stats: Arc<Counters>,
         seed: u64,
         now: Instant,
+        now_ms: i64,
     ) -> Self {
         let limits = BatchLimits {
             max_records: config.batch_num_messages,
@@ -315,7 +317,7 @@ impl<T> SenderMachine<T> {
             acc: Accumulator::new(limits, config.compression),
             topics: BTreeMap::new(),
             metadata,
-            clock,
+            wall_ms: now_ms,
             refresh: None,
             refresh_wanted: false,
             refreshes: 0,
@@ -407,6 +409,13 @@ impl<T> SenderMachine<T> {
         self.closing_at.get_or_insert(now);
         self.txn_close();
         self.step(now);
+    }
+
+    /// The wall clock now, in ms since the epoch, as the driver read it before handing in an
+    /// input: records the input's pass places without a timestamp get this one (the machine
+    /// reads no clock).
+    pub fn wall_clock(&mut self, now_ms: i64) {
+        self.wall_ms = now_ms;
     }
 
     /// Closed, and nothing is waiting or in flight: the driver may stop.
@@ -569,7 +578,6 @@ impl<T> SenderMachine<T> {
         let seeds = &mut self.partitioner_seeds;
         let timeout = self.config.delivery_timeout;
         let mut wanted = false;
-        let mut now_ms = None;
         for (name, t) in self.topics.iter_mut() {
             if t.waiting.is_empty() {
                 continue;
@@ -643,10 +651,7 @@ impl<T> SenderMachine<T> {
                     }
                     None => partitioner.partition(record.key.as_deref()),
                 };
-                // One reading of the clock for every record placed in this pass.
-                let timestamp = record
-                    .timestamp
-                    .unwrap_or_else(|| *now_ms.get_or_insert_with(|| self.clock.now_ms()));
+                let timestamp = record.timestamp.unwrap_or(self.wall_ms);
                 let headers: Vec<(&[u8], Option<&[u8]>)> = record
                     .headers
                     .iter()

@@ -222,10 +222,10 @@ impl Sender {
         let machine = SenderMachine::new(
             config,
             pool.metadata(),
-            pool.clock().clone(),
             stats,
             fastrand::u64(..),
             now(),
+            pool.clock().now_ms(),
         );
         Sender {
             pool,
@@ -276,6 +276,7 @@ impl Sender {
                 }
             };
             let now = now();
+            self.machine.wall_clock(self.pool.clock().now_ms());
             match input {
                 // The records queued behind it, up to the first other command, go to the
                 // machine with it.

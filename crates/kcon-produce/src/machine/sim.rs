@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use kcon_codec::kafka_protocol::ResponseError as E;
 use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -27,25 +27,16 @@ use kcon_codec::kafka_protocol::messages::{
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_core::coordinator::FoundCoordinator;
-use kcon_pool::{Clock, Metadata};
+use kcon_pool::Metadata;
 
 use super::{Incoming, Request, Response, SenderMachine, TxnProtocol};
 use crate::config::ProducerConfig;
 use crate::producer::Counters;
 use crate::record::ProducerRecord;
 
-/// A wall clock that stands still.
-#[derive(Debug)]
-pub struct Fixed;
-
-/// The milliseconds since the epoch [`Fixed`] stands at.
+/// The milliseconds since the epoch the wall clock stands at: the machine is handed this, and
+/// never another, as the wall clock.
 pub const WALL_MS: i64 = 1_700_000_000_000;
-
-impl Clock for Fixed {
-    fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(WALL_MS as u64)
-    }
-}
 
 /// A producer's configuration: bootstrap `b1:9092` and `properties`.
 pub fn config(properties: &[(&str, &str)]) -> Arc<ProducerConfig> {
@@ -570,12 +561,5 @@ pub fn transactional_machine(
     now: Instant,
 ) -> SenderMachine<u32> {
     let stats = Arc::new(Counters::default());
-    SenderMachine::new(
-        txn_config(extra),
-        metadata_of(2),
-        Arc::new(Fixed),
-        stats,
-        seed,
-        now,
-    )
+    SenderMachine::new(txn_config(extra), metadata_of(2), stats, seed, now, WALL_MS)
 }

@@ -10,7 +10,7 @@ use kcon_codec::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 
-use super::sim::{Fixed, WALL_MS, config, metadata_of};
+use super::sim::{WALL_MS, config, metadata_of};
 use super::*;
 
 /// Broker 1 leads the one partition of topic `t`.
@@ -24,7 +24,7 @@ fn machine(
     now: Instant,
 ) -> (SenderMachine<u32>, Arc<Counters>) {
     let stats = Arc::new(Counters::default());
-    let m = SenderMachine::new(config, metadata, Arc::new(Fixed), stats.clone(), 7, now);
+    let m = SenderMachine::new(config, metadata, stats.clone(), 7, now, WALL_MS);
     (m, stats)
 }
 
@@ -290,7 +290,7 @@ fn a_seed_spreads_null_keyed_records_the_same_way_every_time() {
             ("enable.idempotence", "false"),
         ]);
         let stats = Arc::new(Counters::default());
-        let mut m = SenderMachine::new(config, metadata_of(4), Arc::new(Fixed), stats, seed, t0);
+        let mut m = SenderMachine::new(config, metadata_of(4), stats, seed, t0, WALL_MS);
         for waiter in 0..40 {
             m.record(t0, incoming(waiter, t0));
         }
