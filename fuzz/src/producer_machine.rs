@@ -404,12 +404,12 @@ impl Sim {
                 }
             }
             Event::Flushed(_) => {}
-            Event::Transaction { call, op, result } => {
+            Event::Transaction { calls, op, result } => {
                 let Some((id, made)) = self.call.take() else {
                     panic!("(b) {op:?} answered with no call out");
                 };
                 assert!(
-                    id == call && made == op,
+                    calls == [id] && made == op,
                     "(b) {op:?} answered, not the call out"
                 );
                 if let Err(e) = &result {

@@ -112,8 +112,10 @@ pub enum Event<T> {
     Flushed(FlushId),
     /// A transaction call is done.
     Transaction {
-        /// The call, as [`SenderMachine::transaction`] named it.
-        call: CallId,
+        /// Its callers, as [`SenderMachine::transaction`] named each: the call, and the same
+        /// call made again while it was under way, which joined it. When none of them reads
+        /// the outcome, the driver hands it back with [`SenderMachine::unread`].
+        calls: Vec<CallId>,
         /// What it was.
         op: TxnOp,
         /// Its outcome.

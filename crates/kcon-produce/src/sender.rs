@@ -102,9 +102,6 @@ pub(crate) struct Sender {
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
     /// Transaction calls under way.
     calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
-    /// The outcome of the last transaction call whose caller stopped waiting (its timeout
-    /// passed): the same call made again gets it, as the Java client keeps a pending result.
-    unread: Option<(TxnOp, Result<(), ProduceError>)>,
     close_waiters: Vec<oneshot::Sender<()>>,
     commands_open: bool,
 }
@@ -235,7 +232,6 @@ impl Sender {
             carried: HashMap::new(),
             flushes: HashMap::new(),
             calls: HashMap::new(),
-            unread: None,
             close_waiters: Vec::new(),
             commands_open: true,
         }
@@ -293,24 +289,11 @@ impl Sender {
                     self.flushes.insert(id, done);
                 }
                 Input::Command(Some(Command::Transaction(call, reply))) => {
-                    match self.unread.take() {
-                        Some((op, result)) if op == call.op() => {
-                            // The answer to this call made earlier, which its caller did not
-                            // wait for. This caller may have given up too (its future dropped
-                            // once the call was sent): the outcome is kept again, for the
-                            // next caller.
-                            if let Err(result) = reply.send(result) {
-                                self.unread = Some((op, result));
-                            }
-                        }
-                        _ => {
-                            let id = self.machine.transaction(now, call);
-                            self.calls.insert(id, reply);
-                        }
-                    }
+                    let id = self.machine.transaction(now, call);
+                    self.calls.insert(id, reply);
                 }
                 Input::Command(Some(Command::Unread(op, result))) => {
-                    self.unread = Some((op, result));
+                    self.machine.unread(op, result);
                 }
                 Input::Command(Some(Command::Close(done))) => {
                     self.close_waiters.push(done);
@@ -399,10 +382,6 @@ impl Sender {
                 .spawn(async move { (id, carry(&pool, auto_create, target, request).await) });
             self.carried.insert(handle.id(), (id, produce));
         }
-        // An outcome nobody read, unless another caller of the same call read it: a call
-        // made again while the first caller had given up joins it, and both are answered here.
-        let mut unread = None;
-        let mut read = Vec::new();
         // The room in `buffer.memory` of every record answered in this pass, given back at
         // once at its end: one release of the semaphore (and one take of its lock) rather
         // than one per record.
@@ -423,21 +402,22 @@ impl Sender {
                         let _ = done.send(());
                     }
                 }
-                Event::Transaction { call, op, result } => {
-                    // A call refused at once is answered before its id is known to the loop.
-                    if let Some(reply) = self.calls.remove(&call) {
-                        match reply.send(result) {
-                            Ok(()) => read.push(op),
-                            Err(result) => unread = Some((op, result)),
+                Event::Transaction { calls, op, result } => {
+                    // Every caller is answered; an outcome none of them read (each gave up
+                    // first) goes back to the machine, which keeps it for the same call made
+                    // again.
+                    let (mut asked, mut read) = (false, false);
+                    for call in calls {
+                        if let Some(reply) = self.calls.remove(&call) {
+                            asked = true;
+                            read |= reply.send(result.clone()).is_ok();
                         }
+                    }
+                    if asked && !read {
+                        self.machine.unread(op, result);
                     }
                 }
             }
-        }
-        if let Some((op, result)) = unread
-            && !read.contains(&op)
-        {
-            self.unread = Some((op, result));
         }
         drop(freed);
     }

@@ -309,6 +309,10 @@ pub(super) struct Transactions {
     tries: FailureTracker,
     /// The call under way and everyone waiting for it.
     call: Option<(TxnOp, Vec<CallId>)>,
+    /// The outcome of a call none of whose callers read it (each gave up first): the same
+    /// call made again gets it at once, as the Java client keeps a pending result; any other
+    /// call drops it.
+    kept: Option<(TxnOp, Result<(), ProduceError>)>,
     next_call: u64,
     /// Records failed so far (the producer's counter), to see new failures.
     failures_seen: u64,
@@ -334,6 +338,7 @@ impl Transactions {
             begun_at: None,
             tries: FailureTracker::new(ApiKey::InitProducerId, String::new(), backoff),
             call: None,
+            kept: None,
             next_call: 0,
             failures_seen: 0,
             backoff,
@@ -462,7 +467,7 @@ impl<T> SenderMachine<T> {
         let Some(t) = self.txn.as_mut() else {
             let id = CallId(u64::MAX);
             self.events.push_back(Event::Transaction {
-                call: id,
+                calls: vec![id],
                 op,
                 result: Err(ProduceError::transaction_state(format!(
                     "{}: the producer has no transactional.id",
@@ -472,6 +477,17 @@ impl<T> SenderMachine<T> {
             return id;
         };
         let id = t.next_call_id();
+        if let Some((kept, result)) = t.kept.take()
+            && kept == op
+        {
+            // The outcome of the same call made earlier, which its callers did not wait for.
+            self.events.push_back(Event::Transaction {
+                calls: vec![id],
+                op,
+                result,
+            });
+            return id;
+        }
         let refused = |why: String| Err(ProduceError::transaction_state(why));
         let result: Option<Result<(), ProduceError>> = match (&t.state, &t.call) {
             (_, Some((running, waiting))) if *running == op => {
@@ -561,13 +577,22 @@ impl<T> SenderMachine<T> {
         };
         if let Some(result) = result {
             self.events.push_back(Event::Transaction {
-                call: id,
+                calls: vec![id],
                 op,
                 result,
             });
         }
         self.step(now);
         id
+    }
+
+    /// The outcome of call `op`, told in an [`Event::Transaction`], reached none of its callers
+    /// (each gave up before reading it): kept for the same call made again, which gets it at
+    /// once ([`transaction`](Self::transaction)); any other call drops it.
+    pub fn unread(&mut self, op: TxnOp, result: Result<(), ProduceError>) {
+        if let Some(t) = self.txn.as_mut() {
+            t.kept = Some((op, result));
+        }
     }
 
     /// Closing: a transaction left open is aborted, with nobody waiting for the abort. Called
@@ -691,13 +716,11 @@ impl<T> SenderMachine<T> {
             return;
         };
         if let Some((op, waiting)) = t.call.take() {
-            for call in waiting {
-                self.events.push_back(Event::Transaction {
-                    call,
-                    op,
-                    result: result.clone(),
-                });
-            }
+            self.events.push_back(Event::Transaction {
+                calls: waiting,
+                op,
+                result,
+            });
         }
     }
 

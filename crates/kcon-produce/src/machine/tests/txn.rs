@@ -46,7 +46,11 @@ fn run(
                     result: Err(e),
                 } => seen.failed.push((waiter, e)),
                 Event::Flushed(_) => {}
-                Event::Transaction { call, op, result } => seen.calls.push((call, op, result)),
+                Event::Transaction { calls, op, result } => {
+                    for call in calls {
+                        seen.calls.push((call, op, result.clone()));
+                    }
+                }
             }
         }
         match m.poll_timeout() {
@@ -557,6 +561,68 @@ fn calls_the_state_does_not_allow_are_refused_and_change_nothing() {
         "{e}"
     );
     assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 1)]));
+}
+
+/// An outcome none of a call's callers read (each gave up: the driver hands it back with
+/// `unread`) answers the same call made again at once, sending nothing; any other call drops
+/// it. The callers of a call joined while it ran are named in its one event.
+#[test]
+fn an_unread_outcome_answers_the_same_call_made_again_and_no_other() {
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    let first = m.transaction(now, TxnCall::Commit);
+    let joined = m.transaction(now, TxnCall::Commit);
+    let mut told = Vec::new();
+    let end = now + Duration::from_secs(60);
+    while told.is_empty() {
+        while let Some(out) = m.poll_request(now) {
+            let response = cluster.answer(out.request);
+            m.handle_response(now, out.id, Ok(response));
+        }
+        while let Some(event) = m.poll_event() {
+            if let Event::Transaction { calls, op, result } = event {
+                told.push((calls, op, result));
+            }
+        }
+        match m.poll_timeout() {
+            Some(at) if at <= end && told.is_empty() => {
+                now = at.max(now);
+                m.handle_timeout(now);
+            }
+            _ => break,
+        }
+    }
+    let [(calls, op, result)] = &told[..] else {
+        panic!("one outcome for the commit and the call that joined it: {told:?}");
+    };
+    assert_eq!(
+        (calls.as_slice(), *op),
+        ([first, joined].as_slice(), TxnOp::Commit)
+    );
+    assert!(result.is_ok(), "{result:?}");
+    // Nobody read it: the commit made again gets it at once, and nothing is sent.
+    m.unread(TxnOp::Commit, result.clone());
+    let sent = cluster.seen.len();
+    let again = m.transaction(now, TxnCall::Commit);
+    match m.poll_event() {
+        Some(Event::Transaction { calls, op, result }) => {
+            assert_eq!((calls, op), (vec![again], TxnOp::Commit));
+            assert!(result.is_ok(), "{result:?}");
+        }
+        other => panic!("the kept outcome at once, not {other:?}"),
+    }
+    assert!(m.poll_request(now).is_none());
+    assert_eq!(cluster.seen.len(), sent);
+    // Kept once only: the next commit is a call of its own, refused outside a transaction.
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert!(e.to_string().contains("no transaction in progress"), "{e}");
+    // Another call drops a kept outcome: after a begin, the commit made again runs.
+    m.unread(TxnOp::Commit, Err(ProduceError::closed()));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 2)]));
 }
 
 #[test]
