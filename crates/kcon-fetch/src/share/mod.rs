@@ -40,6 +40,7 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::share_fetch_response::ShareFetchResponse;
 use kcon_core::error_codes::error_name;
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, FailureTracker, Machine, Record, RequestFailure, RequestId, RequestIds,
     Target, TopicId, TopicPartition,
@@ -104,6 +105,26 @@ struct Broker {
     lingering: bool,
 }
 
+/// The machine's own timers, one table. Backoffs kept per key are not in it: each broker's
+/// lives in its [`Broker`] and each partition's held back in its entry, beside the rest of their
+/// state, since brokers and partitions come and go with metadata and assignments;
+/// [`ShareFetchMachine::poll_timeout`] is the earliest of the table and those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Metadata may be asked for again after a refresh that failed or left an assigned
+    /// partition without a leader.
+    MetadataRetry,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[Timer::MetadataRetry];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 1>;
+
 /// The share session machine of one share group member. Sans-IO: time, answers and the
 /// application's calls are fed in; requests and events are drained out.
 #[derive(Debug)]
@@ -136,6 +157,7 @@ pub struct ShareFetchMachine {
     /// one with a higher delivery count (its lock expired and it was acquired again) is.
     outstanding: BTreeMap<TopicPartition, BTreeMap<i64, (i64, u16)>>,
     refresh: Refresh,
+    timers: Timers,
     /// Partitions whose last fetch was answered with an error: left out of fetches (and out
     /// of the leader's session) until their backoff ends, so a broker that keeps refusing one
     /// is not asked again at once. Cleared by an answer without an error or a new leader.
@@ -161,7 +183,6 @@ struct HeldBack {
 struct Refresh {
     wanted: bool,
     in_flight: Option<RequestId>,
-    retry_at: Option<Instant>,
     attempts: u32,
 }
 
@@ -192,6 +213,7 @@ impl ShareFetchMachine {
             told_records: 0,
             outstanding: BTreeMap::new(),
             refresh: Refresh::default(),
+            timers: Timers::new(),
             held_back: BTreeMap::new(),
             acquire_mode: AcquireMode::default(),
             closing: false,
@@ -269,7 +291,7 @@ impl ShareFetchMachine {
         }
         if self.assigned.iter().all(|tp| self.leader_of(tp).is_some()) {
             self.refresh.wanted = false;
-            self.refresh.retry_at = None;
+            self.timers.stop(Timer::MetadataRetry);
         }
     }
 
@@ -483,11 +505,14 @@ impl ShareFetchMachine {
         if self.refresh.wanted
             && !self.closing
             && self.refresh.in_flight.is_none()
-            && self.refresh.retry_at.is_none_or(|t| now >= t)
+            && self
+                .timers
+                .get(Timer::MetadataRetry)
+                .is_none_or(|t| now >= t)
         {
             let id = self.ids.next_id();
             self.refresh.in_flight = Some(id);
-            self.refresh.retry_at = None;
+            self.timers.stop(Timer::MetadataRetry);
             return Some(ShareOutgoing {
                 id,
                 target: Target::Any,
@@ -1138,7 +1163,7 @@ impl ShareFetchMachine {
         if self.refresh.wanted {
             let delay = self.backoff.delay(self.refresh.attempts, self.rng.f64());
             self.refresh.attempts = self.refresh.attempts.saturating_add(1);
-            self.refresh.retry_at = Some(now + delay);
+            self.timers.set(Timer::MetadataRetry, now + delay);
         }
     }
 
@@ -1282,8 +1307,12 @@ impl Machine for ShareFetchMachine {
             }
             b.tries.handle_timeout(now);
         }
-        if self.refresh.retry_at.is_some_and(|t| now >= t) {
-            self.refresh.retry_at = None;
+        let timers = self.timers;
+        for timer in timers.expired(now) {
+            match timer {
+                // The refresh goes with the next request, if it is still wanted.
+                Timer::MetadataRetry => self.timers.stop(timer),
+            }
         }
         for h in self.held_back.values_mut() {
             if h.until.is_some_and(|t| now >= t) {
@@ -1303,7 +1332,9 @@ impl Machine for ShareFetchMachine {
         self.events.pop_front()
     }
 
-    /// The earliest broker or partition backoff or metadata retry still ahead.
+    /// The earliest timer still armed: the table's (the metadata retry, while a refresh waits
+    /// for it), or a broker's or a held-back partition's backoff, kept per key beside their
+    /// state.
     fn poll_timeout(&self) -> Option<Instant> {
         let brokers = self
             .brokers
@@ -1311,7 +1342,7 @@ impl Machine for ShareFetchMachine {
             .filter(|b| b.in_flight.is_none() && !b.closed)
             .filter_map(|b| b.retry_at);
         let refresh = (self.refresh.wanted && !self.closing && self.refresh.in_flight.is_none())
-            .then_some(self.refresh.retry_at)
+            .then(|| self.timers.next())
             .flatten();
         let partitions = self.held_back.values().filter_map(|h| h.until);
         brokers.chain(refresh).chain(partitions).min()
