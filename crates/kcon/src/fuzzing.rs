@@ -1,8 +1,9 @@
 //! What kcon's simulations and fuzz targets drive (the feature `fuzzing`, hidden; no API
 //! promise): the consumer's machine and its sans-IO driver ([`consumer`]), which kcon-sim's
-//! whole-consumer simulation runs with the other machines as its parts, and the record
-//! processor's policy machine on its driver (`policy::machine::sim`, [`processor`]), driven by
-//! operations read from bytes.
+//! whole-consumer simulation runs with the other machines as its parts, the share consumer's
+//! ([`share`]), for a share group's members to be run the same way, and the record processor's policy
+//! machine on its driver (`policy::machine::sim`, [`processor`]), driven by operations read
+//! from bytes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +20,16 @@ pub mod consumer {
         Command, CommittedOffsets, ConsumerMachine, MachineOptions, Step, StepAnswer,
     };
     pub use crate::metrics::{LagInputs, MetricsState};
+}
+
+/// The share consumer's machine and the driver the `ShareConsumer` runs it on, for a shell of
+/// another kind: a share group simulation implementing [`Parts`](share::Parts) with the group
+/// member (under `GroupProtocol::Share`) and the share fetch machine on a virtual clock, and
+/// feeding the [`Driver`](share::Driver) the inputs its scheduled messages bring.
+pub mod share {
+    pub use crate::share::ShareMetrics;
+    pub use crate::share::driver::{Driver, Parts, Turn};
+    pub use crate::share::machine::{Command, ShareConsumerMachine};
 }
 
 /// At most this many ops are read.

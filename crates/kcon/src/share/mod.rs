@@ -7,6 +7,13 @@
 //! record policies (`errors.*`): a retriable failure releases the record, one that fails for
 //! good is dead-lettered, rejected, or stops it.
 //!
+//! The share consumer's own bookkeeping is a sans-IO machine (`machine`: the assignment, the
+//! records acquired, the last batch and what the application said of it, the outcomes, the
+//! metrics' counts). The decisions of the driving are sans-IO too (`driver`; the feature
+//! `fuzzing` exports the driver and the machine as `crate::fuzzing::share`, for a simulation
+//! to drive); [`ShareConsumer`] is the async shell that waits for the next input, over the
+//! tokio tasks' handles (`wiring`).
+//!
 //! ```no_run
 //! use kcon::share::{AcknowledgeType, ShareConsumer};
 //!
@@ -27,24 +34,45 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kcon_core::{ConfigError, GroupProtocol, Record, TopicPartition};
 use kcon_fetch::FetchConfig;
-use kcon_fetch::share::{ShareFetcher, Wanting};
+use kcon_fetch::share::ShareFetcher;
 use kcon_group::{GroupConfig, GroupEvent, GroupMember};
 use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
-use tracing::debug;
 
 use crate::config::{
     ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, effective,
     set_if_listed,
 };
+use crate::consumer::now;
 use crate::error::Error;
 
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(
+        unreachable_pub,
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
+    )
+)]
+pub(crate) mod driver;
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(
+        unreachable_pub,
+        reason = "exported by the module `fuzzing`, which the feature `fuzzing` and the tests compile"
+    )
+)]
+pub(crate) mod machine;
 mod processor;
+mod wiring;
+
+use driver::{Driver, Turn};
+use machine::ShareConsumerMachine;
+use wiring::Wiring;
 
 pub use crate::config::AcknowledgementMode;
 pub use kcon_fetch::share::{
@@ -227,29 +255,26 @@ impl ShareConsumerBuilder {
             "",
             s.acquire_mode,
         );
+        let max_poll_records = usize::try_from(s.fetch.max_poll_records.max(1)).unwrap_or(1);
         Ok(ShareConsumer {
             group_id: s.group.group_id.clone(),
-            subscription: BTreeSet::new(),
             policy: s.policy,
             pool,
-            member: Some(member),
-            fetcher: Some(fetcher),
-            mode: s.mode,
-            max_poll_records: usize::try_from(s.fetch.max_poll_records.max(1)).unwrap_or(1),
             close_timeout: s.close_timeout,
-            assigned: BTreeSet::new(),
-            buffer: VecDeque::new(),
-            delivered: BTreeMap::new(),
-            outcomes: Vec::new(),
-            next_commit: 0,
-            records_seen: 0,
-            metrics: ShareMetricsHandle {
-                published: std::sync::Arc::default(),
-                client_id: client_id.as_str().into(),
-                group: s.group.group_id.as_str().into(),
+            driver: Driver::new(ShareConsumerMachine::new(s.mode, max_poll_records)),
+            parts: Wiring {
+                member: Some(member),
+                fetcher: Some(fetcher),
+                wanting: None,
+                closing_member: None,
+                closing_fetcher: None,
+                on_acknowledged: self.on_acknowledged,
+                metrics: ShareMetricsHandle {
+                    published: std::sync::Arc::default(),
+                    client_id: client_id.as_str().into(),
+                    group: s.group.group_id.as_str().into(),
+                },
             },
-            on_acknowledged: self.on_acknowledged,
-            failed: None,
         })
     }
 
@@ -323,29 +348,21 @@ struct ShareSettings {
 pub struct ShareConsumer {
     pool: Pool,
     group_id: String,
-    /// The topics subscribed to.
-    subscription: BTreeSet<String>,
     /// The `errors.*` properties: what a [`ShareProcessor`] over the consumer does with
     /// records that fail.
     policy: PolicyConfig,
-    member: Option<GroupMember>,
-    fetcher: Option<ShareFetcher>,
-    mode: AcknowledgementMode,
-    max_poll_records: usize,
     close_timeout: Duration,
-    assigned: BTreeSet<TopicPartition>,
-    /// Records acquired and not handed out yet.
-    buffer: VecDeque<Record>,
-    /// The last batch's records by partition and offset, with what the application said.
-    delivered: BTreeMap<TopicPartition, BTreeMap<i64, Option<AcknowledgeType>>>,
-    /// Outcomes of acknowledgements not read yet.
-    outcomes: Vec<AcknowledgementOutcome>,
-    next_commit: u64,
-    /// `ShareEvent::Records` read from the fetcher: what a want says it has seen.
-    records_seen: u64,
-    metrics: ShareMetricsHandle,
-    on_acknowledged: Vec<AcknowledgedHook>,
-    failed: Option<Error>,
+    /// The consumer's bookkeeping (its machine: it owns that state), and the driver's
+    /// decisions around it.
+    driver: Driver,
+    /// The tasks' handles, the hooks and the metrics handle the driver commands.
+    parts: Wiring,
+}
+
+/// The input a `recv_batch` waited for.
+enum Input {
+    Group(Option<GroupEvent>),
+    Fetch(Option<ShareEvent>),
 }
 
 impl ShareConsumer {
@@ -374,24 +391,29 @@ impl ShareConsumer {
 
     /// The acknowledgement mode.
     pub fn acknowledgement_mode(&self) -> AcknowledgementMode {
-        self.mode
+        self.driver.machine.mode()
     }
 
     /// What it has done so far: records acquired, accepted, released, rejected, failed
     /// acknowledgements, expired locks, delivery counts.
     pub fn metrics(&self) -> ShareMetrics {
-        self.metrics.snapshot()
+        self.parts.metrics.snapshot()
     }
 
     /// A handle that reads the metrics from any task or thread (with crate `kcon-prometheus`,
     /// `register_metrics` on it).
     pub fn metrics_handle(&self) -> ShareMetricsHandle {
-        self.metrics.clone()
+        self.parts.metrics.clone()
     }
 
     /// The partitions the group assigned this member now.
     pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        &self.assigned
+        self.driver.machine.assignment()
+    }
+
+    /// The topics subscribed to.
+    pub(crate) fn subscription(&self) -> &BTreeSet<String> {
+        self.driver.machine.subscription()
     }
 
     /// Joins the share group subscribed to `topics` (replacing the subscription; empty leaves).
@@ -400,11 +422,8 @@ impl ShareConsumer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let member = self.member.as_ref().ok_or_else(Error::closed)?;
         let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
-        self.subscription = topics.iter().cloned().collect();
-        member.subscribe(topics);
-        Ok(())
+        self.driver.subscribe(now(), topics, &mut self.parts)
     }
 
     /// The next records acquired for this member: at most `max.poll.records`, each with its
@@ -420,56 +439,33 @@ impl ShareConsumer {
     /// (records acquired for nobody would sit under their locks). Its first poll settles the last
     /// batch all the same (in implicit mode, what was not acknowledged is accepted).
     pub async fn recv_batch(&mut self) -> Result<Vec<Record>, Error> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        if self.member.is_none() {
-            return Err(Error::closed());
-        }
-        if self.subscription.is_empty() {
-            return Err(Error::misuse("recv_batch before subscribe"));
-        }
-        self.settle_batch()?;
-        if let Some(member) = &self.member {
-            member.poll();
-        }
-        self.drain_events()?;
-        // Called off (a timeout around this call), the wait leaves nothing wanted: records
-        // acquired while the application does not wait would sit under their locks.
-        let mut waiting: Option<Wanting> = None;
-        while self.buffer.is_empty() {
-            // Again after every event: a want sent before a batch was read is stale.
-            if let Some(w) = waiting.take() {
-                w.ended();
+        // The decisions are the driver's ([`Driver::turn`] and the inputs it is handed); this
+        // loop only waits, on the member's and the fetcher's channels.
+        self.driver.call(now(), &mut self.parts)?;
+        loop {
+            match self.driver.turn(now(), &mut self.parts) {
+                Turn::Error(e) => return Err(e),
+                Turn::Ready => return Ok(self.driver.machine.take_batch()),
+                Turn::Wait => {}
             }
-            waiting = Some(self.fetcher()?.wait_for_records(self.records_seen));
-            let (member, fetcher) = match (&mut self.member, &mut self.fetcher) {
-                (Some(m), Some(f)) => (m, f),
-                _ => return Err(Error::closed()),
+            let (Some(member), Some(fetcher)) = (&mut self.parts.member, &mut self.parts.fetcher)
+            else {
+                return Err(Error::closed());
             };
-            tokio::select! {
-                e = member.next_event() => match e {
-                    Some(e) => self.on_member_event(e)?,
-                    None => return Err(Error::closed()),
-                },
-                e = fetcher.next() => match e {
-                    Some(e) => self.on_fetch_event(e),
-                    None => return Err(Error::closed()),
-                },
+            // Called off (a timeout around this call), the wait leaves nothing wanted: records
+            // acquired while the application does not wait would sit under their locks. The
+            // want is held here while it waits, so that it is dropped with the call.
+            let wanting = self.parts.wanting.take();
+            let input = tokio::select! {
+                e = member.next_event() => Input::Group(e),
+                e = fetcher.next() => Input::Fetch(e),
+            };
+            self.parts.wanting = wanting;
+            match input {
+                Input::Group(e) => self.driver.group_event(now(), e, &mut self.parts),
+                Input::Fetch(e) => self.driver.fetch_event(now(), e, &mut self.parts),
             }
         }
-        if let Some(w) = waiting {
-            w.ended();
-        }
-        let n = self.max_poll_records.min(self.buffer.len());
-        let batch: Vec<Record> = self.buffer.drain(..n).collect();
-        for r in &batch {
-            self.delivered
-                .entry(TopicPartition::new(&*r.topic, r.partition))
-                .or_default()
-                .insert(r.offset, None);
-        }
-        Ok(batch)
     }
 
     /// Settles `record` (one of the last batch's) as `kind`: accepted, released (handed out
@@ -480,36 +476,8 @@ impl ShareConsumer {
     /// UNSUPPORTED_VERSION, told as its outcome). A record already acknowledged, or not of the
     /// last batch, is refused (`Misuse`).
     pub fn acknowledge(&mut self, record: &Record, kind: AcknowledgeType) -> Result<(), Error> {
-        if kind == AcknowledgeType::Gap {
-            return Err(Error::misuse(
-                "a record is acknowledged as accept, release, reject or renew; gaps are the \
-                 client's",
-            ));
-        }
-        let tp = TopicPartition::new(&*record.topic, record.partition);
-        let slot = self
-            .delivered
-            .get_mut(&tp)
-            .and_then(|offsets| offsets.get_mut(&record.offset))
-            .ok_or_else(|| {
-                Error::misuse(format!(
-                    "{tp} offset {} is not a record of the last batch",
-                    record.offset
-                ))
-            })?;
-        if let Some(before) = slot {
-            return Err(Error::misuse(format!(
-                "{tp} offset {} was acknowledged already ({})",
-                record.offset,
-                before.name()
-            )));
-        }
-        if kind != AcknowledgeType::Renew {
-            *slot = Some(kind);
-        }
-        self.fetcher()?
-            .acknowledge(tp, record.offset, record.offset, kind);
-        Ok(())
+        self.driver
+            .acknowledge(now(), record, kind, &mut self.parts)
     }
 
     /// Sends every acknowledgement given so far (in implicit mode, the last batch accepted
@@ -525,29 +493,23 @@ impl ShareConsumer {
     /// [`take_acknowledgement_outcomes`](Self::take_acknowledgement_outcomes) after a
     /// [`recv_batch`](Self::recv_batch)). Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<Vec<AcknowledgementOutcome>, Error> {
-        if self.mode == AcknowledgementMode::Implicit {
-            self.accept_unacknowledged();
-        }
-        let id = self.next_commit;
-        self.next_commit += 1;
-        self.fetcher()?.commit(id);
+        let id = self.driver.commit(now(), &mut self.parts)?;
         loop {
-            let fetcher = self.fetcher.as_mut().ok_or_else(Error::closed)?;
-            match fetcher.next().await {
-                Some(ShareEvent::Committed(done)) if done >= id => {
-                    self.metrics.lock().commits += 1;
-                    break;
-                }
-                Some(e) => self.on_fetch_event(e),
-                None => return Err(Error::closed()),
+            let fetcher = self.parts.fetcher.as_mut().ok_or_else(Error::closed)?;
+            let event = fetcher.next().await;
+            if self
+                .driver
+                .commit_input(now(), id, event, &mut self.parts)?
+            {
+                break;
             }
         }
-        Ok(std::mem::take(&mut self.outcomes))
+        Ok(self.driver.machine.take_outcomes())
     }
 
     /// Outcomes of acknowledgements sent with fetches since the last call (or commit).
     pub fn take_acknowledgement_outcomes(&mut self) -> Vec<AcknowledgementOutcome> {
-        std::mem::take(&mut self.outcomes)
+        self.driver.machine.take_outcomes()
     }
 
     /// Closes: in implicit mode the last batch is accepted; records left unacknowledged and
@@ -563,212 +525,32 @@ impl ShareConsumer {
     /// the member leaves the group in the background.
     pub async fn close(mut self) -> Result<(), Error> {
         let deadline = time::Instant::now() + self.close_timeout;
-        if self.mode == AcknowledgementMode::Implicit {
-            self.accept_unacknowledged();
-        }
-        self.release_rest();
-        if let Some(fetcher) = self.fetcher.take() {
+        self.driver.close(now(), &mut self.parts);
+        if let Some(fetcher) = self.parts.closing_fetcher.take() {
             let left = deadline.saturating_duration_since(time::Instant::now());
             for e in fetcher.close(left).await {
-                self.on_fetch_event(e);
+                self.driver.fetch_event(now(), Some(e), &mut self.parts);
             }
         }
-        if let Some(member) = self.member.take() {
+        self.driver.leave(now(), &mut self.parts);
+        if let Some(member) = self.parts.closing_member.take() {
             let left = deadline.saturating_duration_since(time::Instant::now());
-            let mut events = member.close(left).await;
-            // The member revokes before it leaves: nothing waits on those revocations here.
-            events.retain(|e| matches!(e, GroupEvent::Fatal(_)));
-            if let Some(GroupEvent::Fatal(e)) = events.pop() {
-                debug!(error = %e, "the share group member failed while closing");
-            }
+            let events = member.close(left).await;
+            self.driver.member_closed(now(), events);
         }
         Ok(())
-    }
-
-    fn fetcher(&self) -> Result<&ShareFetcher, Error> {
-        self.fetcher.as_ref().ok_or_else(Error::closed)
-    }
-
-    /// The last batch settled before the next: implicit accepts what was not acknowledged,
-    /// explicit refuses to go on while something was not.
-    fn settle_batch(&mut self) -> Result<(), Error> {
-        match self.mode {
-            AcknowledgementMode::Implicit => self.accept_unacknowledged(),
-            AcknowledgementMode::Explicit => {
-                let open: Vec<String> = self
-                    .delivered
-                    .iter()
-                    .flat_map(|(tp, offsets)| {
-                        offsets
-                            .iter()
-                            .filter(|(_, a)| a.is_none())
-                            .map(move |(o, _)| format!("{tp}@{o}"))
-                    })
-                    .take(5)
-                    .collect();
-                if !open.is_empty() {
-                    return Err(Error::misuse(format!(
-                        "share.acknowledgement.mode=explicit: records of the last batch are not \
-                         acknowledged ({}); acknowledge each before asking for more",
-                        open.join(", ")
-                    )));
-                }
-                self.delivered.clear();
-            }
-        }
-        Ok(())
-    }
-
-    /// Every record of the last batch not acknowledged yet, accepted (in ranges).
-    fn accept_unacknowledged(&mut self) {
-        let delivered = std::mem::take(&mut self.delivered);
-        let Some(fetcher) = &self.fetcher else {
-            return;
-        };
-        for (tp, offsets) in delivered {
-            for (first, last) in runs(offsets.iter().filter(|(_, a)| a.is_none()).map(|(o, _)| *o))
-            {
-                fetcher.acknowledge(tp.clone(), first, last, AcknowledgeType::Accept);
-            }
-        }
-    }
-
-    /// Records left unacknowledged and those never handed out: released.
-    fn release_rest(&mut self) {
-        let delivered = std::mem::take(&mut self.delivered);
-        let buffered = std::mem::take(&mut self.buffer);
-        let Some(fetcher) = &self.fetcher else {
-            return;
-        };
-        let mut rest: BTreeMap<TopicPartition, BTreeSet<i64>> = BTreeMap::new();
-        for (tp, offsets) in delivered {
-            rest.entry(tp).or_default().extend(
-                offsets
-                    .into_iter()
-                    .filter(|(_, a)| a.is_none())
-                    .map(|(o, _)| o),
-            );
-        }
-        for r in buffered {
-            rest.entry(TopicPartition::new(&*r.topic, r.partition))
-                .or_default()
-                .insert(r.offset);
-        }
-        for (tp, offsets) in rest {
-            for (first, last) in runs(offsets.into_iter()) {
-                fetcher.acknowledge(tp.clone(), first, last, AcknowledgeType::Release);
-            }
-        }
-    }
-
-    fn drain_events(&mut self) -> Result<(), Error> {
-        while let Some(e) = self.member.as_mut().and_then(GroupMember::try_next_event) {
-            self.on_member_event(e)?;
-        }
-        while let Some(e) = self.fetcher.as_mut().and_then(ShareFetcher::try_next) {
-            self.on_fetch_event(e);
-        }
-        Ok(())
-    }
-
-    fn on_member_event(&mut self, event: GroupEvent) -> Result<(), Error> {
-        let (Some(member), Some(fetcher)) = (&self.member, &self.fetcher) else {
-            return Err(Error::closed());
-        };
-        match event {
-            GroupEvent::Assigned { partitions, .. } => {
-                fetcher.set_member_id(member.snapshot().generation.member_id);
-                self.assigned.extend(partitions);
-                fetcher.assign(self.assigned.clone());
-            }
-            GroupEvent::Revoked { partitions, id } => {
-                for tp in &partitions {
-                    self.assigned.remove(tp);
-                }
-                fetcher.assign(self.assigned.clone());
-                // Nothing to finish first: acknowledgements of these partitions still go.
-                member.revocation_done(id);
-            }
-            GroupEvent::Lost { partitions } => {
-                for tp in &partitions {
-                    self.assigned.remove(tp);
-                }
-                fetcher.assign(self.assigned.clone());
-            }
-            GroupEvent::Fatal(e) => {
-                let e = Error::from(e);
-                // Returned to the application, not logged again.
-                debug!(error = %e, "the share group member cannot go on");
-                self.failed = Some(e.clone());
-                return Err(e);
-            }
-            other => debug!(event = ?other, "share group member"),
-        }
-        Ok(())
-    }
-
-    fn on_fetch_event(&mut self, event: ShareEvent) {
-        match event {
-            ShareEvent::Records {
-                records,
-                lock_expired,
-                ..
-            } => {
-                self.records_seen += 1;
-                let mut m = self.metrics.lock();
-                m.records_acquired += records.len() as u64;
-                m.lock_expirations += lock_expired as u64;
-                for r in &records {
-                    let count = usize::from(r.delivery_count.unwrap_or(1).clamp(1, 5));
-                    m.delivery_counts[count - 1] += 1;
-                }
-                self.buffer.extend(records);
-            }
-            ShareEvent::Acknowledged(o) => {
-                let mut m = self.metrics.lock();
-                for r in &o.ranges {
-                    let n = r.last.saturating_sub(r.first).saturating_add(1).max(0) as u64;
-                    match (o.is_ok(), r.kind) {
-                        (false, _) => m.acknowledgements_failed += n,
-                        (true, AcknowledgeType::Accept) => m.records_accepted += n,
-                        (true, AcknowledgeType::Release) => m.records_released += n,
-                        (true, AcknowledgeType::Reject) => m.records_rejected += n,
-                        (true, AcknowledgeType::Renew) => m.records_renewed += n,
-                        (true, AcknowledgeType::Gap) => {}
-                    }
-                }
-                drop(m);
-                for hook in &self.on_acknowledged {
-                    hook(&o);
-                }
-                self.outcomes.push(o);
-            }
-            other => debug!(event = ?other, "share fetcher"),
-        }
     }
 }
 
 impl std::fmt::Debug for ShareConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShareConsumer")
-            .field("mode", &self.mode)
-            .field("assigned", &self.assigned)
-            .field("buffered", &self.buffer.len())
-            .field("metrics", &self.metrics.snapshot())
+            .field("mode", &self.driver.machine.mode())
+            .field("assigned", self.driver.machine.assignment())
+            .field("buffered", &self.driver.machine.buffered())
+            .field("metrics", &self.parts.metrics.snapshot())
             .finish_non_exhaustive()
     }
-}
-
-/// Consecutive offsets in `offsets` (ascending) as inclusive ranges.
-fn runs(offsets: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for o in offsets {
-        match out.last_mut() {
-            Some((_, last)) if *last + 1 == o => *last = o,
-            _ => out.push((o, o)),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ impl<K: Deserializer, V: Deserializer> ShareProcessor<K, V> {
         let config = consumer.policy.clone();
         let dead_letter = match &config.dead_letter_topic {
             None => None,
-            Some(topic) if consumer.subscription.contains(topic) => {
+            Some(topic) if consumer.subscription().contains(topic) => {
                 return Err(Error::config(
                     "errors.deadletterqueue.topic.name",
                     topic,
