@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
-use kcon::deserialize::{Decoded, JsonDeserializer, StringDeserializer};
+use kcon::deserialize::{BytesDeserializer, Decoded, JsonDeserializer, StringDeserializer};
 use kcon::{
     CommitHandle, Consumer, ConsumerBuilder, Failure, IsolationLevel, MetricsHandle,
     PartitionStream, PartitionStreams, PolicyMetricsHandle, Processor, Record, TopicPartition,
@@ -43,7 +43,7 @@ fn types_are_send_and_sync() {
     send_sync::<kcon::exactly_once::PipelineError>();
     send_sync::<kcon::share::ShareConsumer>();
     send_only::<kcon::share::ShareConsumerBuilder>();
-    send_sync::<kcon::share::ShareProcessor>();
+    send_sync::<Processor<BytesDeserializer, BytesDeserializer, kcon::share::ShareConsumer>>();
     send_sync::<Pool>();
     send_sync::<SchemaRegistry>();
     send_sync::<AvroDeserializer<serde_json::Value>>();
@@ -58,9 +58,12 @@ async fn share_consumer_futures_are_send(mut consumer: kcon::share::ShareConsume
 }
 
 #[allow(dead_code)]
-async fn share_processor_futures_are_send(mut processor: kcon::share::ShareProcessor) {
+async fn share_processor_futures_are_send(
+    mut processor: Processor<BytesDeserializer, BytesDeserializer, kcon::share::ShareConsumer>,
+) {
     send(&processor.run(async |_| Ok(())));
     send(&processor.run_until(std::future::pending::<()>(), async |_| Ok(())));
+    send(&processor.commit());
     send(&processor.close());
 }
 

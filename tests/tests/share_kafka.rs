@@ -4,7 +4,7 @@
 //! that expires handing its records to another member, ShareFetch v2's
 //! `share.acquire.mode=record_limit` (KIP-1206), lock renewal (KIP-1222), the Java client's
 //! KafkaShareConsumer sharing a partition with kcon, a member killed mid-stream, and the
-//! ShareProcessor's retries, dead letters and stop; each asserting the exact records. Also what
+//! Processor's retries, dead letters and stop over a share consumer; each asserting the exact records. Also what
 //! the builder refuses because the group decides it.
 //!
 //! What Kafka decides for the whole group is set on the group (IncrementalAlterConfigs) before
@@ -557,15 +557,14 @@ async fn a_member_killed_loses_nothing() {
     taker.close().await.unwrap();
 }
 
-/// The ShareProcessor: a retriable failure releases the record (the group's redelivery is the
-/// retry, its delivery count the attempt), a poison record is dead-lettered (with kcon's
-/// `kcon.dlq.*` headers) and then accepted, everything else processed once; nothing comes
-/// again after.
+/// The Processor over a share consumer: a retriable failure releases the record (the group's
+/// redelivery is the retry, its delivery count the attempt), a poison record is dead-lettered
+/// (with kcon's `kcon.dlq.*` headers) and then accepted, everything else processed once;
+/// nothing comes again after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
-    use kcon::Failure;
+async fn the_processor_over_a_share_consumer_releases_to_retry_and_dead_letters_poison() {
     use kcon::deserialize::{BytesDeserializer, StringDeserializer};
-    use kcon::share::ShareProcessor;
+    use kcon::{Failure, Processor};
 
     let Setup {
         kafka,
@@ -586,8 +585,11 @@ async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
         ],
     );
     member.subscribe([topic.as_str()]).unwrap();
-    let mut processor =
-        ShareProcessor::with_deserializers(member, BytesDeserializer, StringDeserializer).unwrap();
+    let mut processor = Processor::builder(member)
+        .key(BytesDeserializer)
+        .value(StringDeserializer)
+        .build()
+        .unwrap();
     // Values: value-0 .. value-9; value-3 fails twice before it goes through, value-7 is poison.
     let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = handled.clone();
@@ -617,13 +619,14 @@ async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
     .await
     .unwrap_or_else(|_| panic!("handled only {:?}", handled.lock().unwrap()))
     .expect("the processor ran");
-    let counts = processor.counts();
+    // Released to retry counts as retried, rejected as skipped.
+    let counts = processor.metrics();
     assert_eq!(
         (
-            counts.processed,
-            counts.released,
-            counts.dead_lettered,
-            counts.rejected
+            counts.records_processed,
+            counts.records_retried,
+            counts.records_dead_lettered,
+            counts.records_skipped
         ),
         (9, 2, 1, 0),
         "{:?}",
@@ -669,13 +672,12 @@ async fn the_share_processor_releases_to_retry_and_dead_letters_poison() {
     reader.close().await.unwrap();
 }
 
-/// Under `errors.tolerance=none` a record that fails for good stops the ShareProcessor with
-/// `RecordFailed`, naming its partition: it and the batch's records not handled are released,
-/// and the next run gets exactly those again, at delivery count 2.
+/// Under `errors.tolerance=none` a record that fails for good stops the Processor over a share
+/// consumer with `RecordFailed`, naming its partition: it and the batch's records not handled
+/// are released, and the next run gets exactly those again, at delivery count 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_share_processor_stops_on_poison_under_tolerance_none() {
-    use kcon::Failure;
-    use kcon::share::ShareProcessor;
+async fn the_processor_over_a_share_consumer_stops_on_poison_under_tolerance_none() {
+    use kcon::{Failure, Processor};
 
     let Setup {
         kafka,
@@ -686,7 +688,7 @@ async fn the_share_processor_stops_on_poison_under_tolerance_none() {
     produce(&pool, &topic, 0, 10, now_ms()).await;
     let mut consumer = explicit(kafka, &group, &[]);
     consumer.subscribe([topic.as_str()]).unwrap();
-    let mut processor = ShareProcessor::new(consumer).unwrap();
+    let mut processor = Processor::builder(consumer).build().unwrap();
     let mut first = Vec::new();
     let stopped = timeout(
         RECORDS_WITHIN,
@@ -719,7 +721,7 @@ async fn the_share_processor_stops_on_poison_under_tolerance_none() {
     })
     .await;
     assert_eq!(again, (2..10).map(|o| (o, 2)).collect());
-    assert_eq!(processor.counts().processed, 2 + 8);
+    assert_eq!(processor.metrics().records_processed, 2 + 8);
     processor.close().await.unwrap();
 }
 

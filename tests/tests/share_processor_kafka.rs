@@ -1,13 +1,13 @@
-//! The share processor on Apache Kafka 4.4: what a newcomer sees when every record of a queue
-//! fails the same way.
+//! The Processor over a share consumer on Apache Kafka 4.4: what a newcomer sees when every
+//! record of a queue fails the same way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kcon::deserialize::StringDeserializer;
-use kcon::share::{ShareConsumer, ShareProcessor};
-use kcon::{FailureInfo, PolicyHooks, Record};
+use kcon::share::ShareConsumer;
+use kcon::{FailureInfo, PolicyHooks, Processor, Record};
 use kcon_pool::Pool;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
@@ -61,10 +61,12 @@ async fn a_queue_dead_lettered_whole_is_logged_with_the_fix() {
         .expect("a share consumer");
     consumer.subscribe([topic.as_str()]).unwrap();
     let dead = Arc::new(AtomicUsize::new(0));
-    let mut processor =
-        ShareProcessor::with_deserializers(consumer, StringDeserializer, StringDeserializer)
-            .unwrap()
-            .hooks(Counted(Arc::clone(&dead)));
+    let mut processor = Processor::builder(consumer)
+        .key(StringDeserializer)
+        .value(StringDeserializer)
+        .hooks(Counted(Arc::clone(&dead)))
+        .build()
+        .unwrap();
     let mark = logs.mark();
     let started = Instant::now();
     let all_dead = {
@@ -83,7 +85,7 @@ async fn a_queue_dead_lettered_whole_is_logged_with_the_fix() {
     .unwrap_or_else(|_| panic!("{} of {RECORDS} dead-lettered", dead.load(Ordering::SeqCst)))
     .expect("the processor ran");
     let took = started.elapsed();
-    assert_eq!(processor.counts().dead_lettered, RECORDS as u64);
+    assert_eq!(processor.metrics().records_dead_lettered, RECORDS as u64);
     processor.close().await.expect("closed");
 
     let warned: Vec<String> = logs

@@ -25,8 +25,8 @@
 #![allow(clippy::print_stdout, reason = "an example shows what it processes")]
 
 use kcon::deserialize::{BytesDeserializer, StringDeserializer};
-use kcon::share::{ShareConsumer, ShareProcessor};
-use kcon::{Failure, FailureExt};
+use kcon::share::ShareConsumer;
+use kcon::{Failure, FailureExt, Processor};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,8 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("errors.retry.max.attempts", "4")
         .build()?;
     consumer.subscribe([topic.as_str()])?;
-    let mut processor =
-        ShareProcessor::with_deserializers(consumer, BytesDeserializer, StringDeserializer)?;
+    let mut processor = Processor::builder(consumer)
+        .key(BytesDeserializer)
+        .value(StringDeserializer)
+        .build()?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -62,10 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         })
         .await?;
-    let counts = processor.counts();
+    let counts = processor.metrics();
     println!(
-        "processed {}, released {}, dead-lettered {}",
-        counts.processed, counts.released, counts.dead_lettered
+        "processed {}, released to retry {}, dead-lettered {}",
+        counts.records_processed, counts.records_retried, counts.records_dead_lettered
     );
     processor.close().await?;
     Ok(())

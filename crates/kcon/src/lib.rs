@@ -79,7 +79,7 @@ pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
 pub use policy::{
     ErrorTolerance, Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks,
-    PolicyMetrics, PolicyMetricsHandle, Processor, ProcessorBuilder, Stage,
+    PolicyMetrics, PolicyMetricsHandle, Processor, ProcessorBuilder, RecordSource, Stage,
 };
 pub use stream::RecordStream;
 

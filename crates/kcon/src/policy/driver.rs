@@ -25,19 +25,19 @@ use kcon_core::{Machine, Outgoing, RequestFailure, RequestId, TopicPartition};
 use tracing::{debug, warn};
 
 use super::failure::FailureInfo;
-use super::machine::{Done, Event, PolicyMachine, Stop, Work};
+use super::machine::{Done, Event, PolicyMachine, Settlement, Stop, Work};
 use super::settled::{Settled, SettledWarnings};
 use crate::Record;
 use crate::error::{Error, ErrorKind};
 
-/// The parts around the policy machine: the consumer it stores offsets with and pauses, the
-/// hooks, the metrics handle. One method per thing a part can be told; none has a default, so
+/// The parts around the policy machine: the record source (a consumer it stores offsets with
+/// and pauses, or a share consumer it settles records with), the hooks, the metrics handle. One method per thing a part can be told; none has a default, so
 /// a new event fails to compile in every implementation until it says what it does.
 ///
 /// Two implementations: the `Processor`'s (the consumer, its hooks and metrics handle) and the
 /// simulation's (`machine/tests.rs`).
 pub(crate) trait Parts {
-    // ----- the consumer -----
+    // ----- the record source -----
 
     /// The partitions the consumer let go of since it was last asked (its leaving hook).
     fn take_leaving(&mut self) -> Vec<TopicPartition>;
@@ -45,8 +45,9 @@ pub(crate) trait Parts {
     fn assignment(&self) -> BTreeSet<TopicPartition>;
     /// The partitions the consumer has paused.
     fn paused(&self) -> BTreeSet<TopicPartition>;
-    /// Store the offset past `record`: it is done with.
-    fn store(&mut self, now: Instant, record: &Record) -> Result<(), Error>;
+    /// Settle `record` as `how` says: a consumer stores the offset past a record done with or
+    /// skipped; a share consumer accepts, rejects or releases it.
+    fn settle(&mut self, now: Instant, record: &Record, how: Settlement) -> Result<(), Error>;
     /// Pause these partitions.
     fn pause(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> Result<(), Error>;
     /// Resume these partitions.
@@ -134,7 +135,7 @@ impl Driver {
     pub(crate) fn next<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Next {
         while let Some(event) = self.machine.poll_event() {
             let told = match event {
-                Event::Store(record) => parts.store(now, &record),
+                Event::Settle { record, how } => parts.settle(now, &record, how),
                 Event::Pause(tp) => parts.pause(now, vec![tp]),
                 Event::Resume(tp) => parts.resume(now, vec![tp]),
                 Event::Retrying {
@@ -202,9 +203,11 @@ impl Driver {
         self.machine.handle_timeout(now);
     }
 
-    /// The consumer's receiving call returned: partitions it let go of during the call are
+    /// The source's receiving call returned: partitions it let go of during the call are
     /// told before the batch (which may belong to a partition assigned again after leaving, and
-    /// must not be dropped with the old lane), then the batch, or the call's error.
+    /// must not be dropped with the old lane), then the batch's records of each partition in
+    /// order (a consumer's batch is one partition's; a share consumer's may hold several), or
+    /// the call's error.
     pub(crate) fn batch<P: Parts>(
         &mut self,
         now: Instant,
@@ -212,10 +215,16 @@ impl Driver {
         parts: &mut P,
     ) -> Result<(), Error> {
         self.forget_leaving(now, parts);
-        let records = batch?;
-        if let Some(first) = records.first() {
+        let mut records = batch?.into_iter().peekable();
+        while let Some(first) = records.next() {
             let tp = first.topic_partition();
-            self.machine.records(now, tp, records);
+            let mut run = vec![first];
+            while let Some(next) =
+                records.next_if(|r| r.partition == tp.partition && *r.topic == *tp.topic)
+            {
+                run.push(next);
+            }
+            self.machine.records(now, tp, run);
         }
         Ok(())
     }

@@ -17,9 +17,10 @@ pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub struct PartitionCounts {
     /// Records the handler processed.
     pub processed: u64,
-    /// Retries: tries that failed retriably and were scheduled again.
+    /// Retries: tries that failed retriably and were scheduled again (a share consumer's
+    /// records: released, for the group to hand out again).
     pub retried: u64,
-    /// Records that failed for good and were skipped.
+    /// Records that failed for good and were skipped (a share consumer's: rejected).
     pub skipped: u64,
     /// Records that failed for good and were acknowledged by the dead-letter topic.
     pub dead_lettered: u64,

@@ -1,7 +1,8 @@
 //! Record policies: what happens to a record that cannot be processed.
 //!
-//! A [`Processor`] owns a [`Consumer`], deserializes each record's key and value, hands it to
-//! the application's handler and follows the handler's verdict:
+//! A [`Processor`] owns a [`RecordSource`] (a [`Consumer`], or a share consumer: see below),
+//! deserializes each record's key and value, hands it to the application's handler and follows
+//! the handler's verdict:
 //! - done: the record's offset is stored (and committed by auto-commit, `commit`, or `close`);
 //! - a retriable [`Failure`] (a timeout, a rate limit): the record is tried again after an
 //!   exponential backoff with jitter (`errors.retry.backoff.ms` doubling up to
@@ -25,6 +26,17 @@
 //! not committed). A process killed between a dead-letter write and the commit writes the
 //! record to the dead-letter topic again after its restart: dead letters are at least once.
 //!
+//! Over a [`ShareConsumer`](crate::share::ShareConsumer) (`share.acknowledgement.mode=explicit`)
+//! the same rules settle records instead of storing offsets: a record done with is accepted,
+//! one skipped is rejected (archived), and a retry is a release: the group hands the record out
+//! again (to this member or another) with its delivery count raised, and the delivery count is
+//! the attempt, with no backoff and no paused partition. The group's own delivery limit
+//! (`share.delivery.count.limit` on the broker, 5 by default) archives a record it has handed
+//! out that many times whatever the processor says: keep `errors.retry.max.attempts` at or below
+//! it, so that the last delivery is the processor's to settle. When a run stops, every record
+//! the processor holds is released. The retry backoff, timeout and breaker properties are
+//! refused for a share consumer.
+//!
 //! The decisions live in a sans-IO machine (`machine/`: no clock, no IO, on kcon-core's machine
 //! contract, tested on a virtual clock) and the decisions of driving it in a sans-IO driver
 //! (`driver.rs`), shared with that test; the processor is the async shell that carries out the
@@ -38,6 +50,7 @@ mod hooks;
 mod machine;
 mod metrics;
 pub(crate) mod settled;
+mod source;
 
 /// The policy machine's simulation, for the fuzz target `processor`.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -64,6 +77,7 @@ pub use dead_letter::{
 pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
+pub use source::RecordSource;
 
 use crate::consumer::now;
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
@@ -71,7 +85,8 @@ use crate::error::{Cause, Error, ErrorKind};
 use crate::{Consumer, TopicPartition};
 use driver::{Driver, Next, Parts};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
-use machine::{Done, PolicyMachine, Stop, Work};
+use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
+use source::sealed::Source;
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -158,19 +173,19 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// # Ok(())
 /// # }
 /// ```
-pub struct Processor<K = BytesDeserializer, V = BytesDeserializer> {
+pub struct Processor<K = BytesDeserializer, V = BytesDeserializer, S = Consumer> {
     key: K,
     value: V,
     driver: Driver,
-    /// The consumer, the hooks and the metrics handle: what the driver tells.
-    parts: Shell,
+    /// The source, the hooks and the metrics handle: what the driver tells.
+    parts: Shell<S>,
     /// The dead-letter topic and its producer, and whether the processor made the producer.
     dead_letter: Option<DeadLetter>,
 }
 
 /// The parts the driver tells, in the processor.
-struct Shell {
-    consumer: Consumer,
+struct Shell<S> {
+    consumer: S,
     /// Partitions the consumer said are leaving, not yet told to the machine.
     leaving: Arc<Mutex<Vec<TopicPartition>>>,
     group: Option<String>,
@@ -185,19 +200,21 @@ struct DeadLetter {
     owned: bool,
 }
 
-/// Builds a [`Processor`] over a consumer: its deserializers, a dead-letter producer of the
-/// application's own, hooks.
-pub struct ProcessorBuilder<K, V> {
-    consumer: Consumer,
+/// Builds a [`Processor`] over a record source: its deserializers, a dead-letter producer of
+/// the application's own, hooks.
+pub struct ProcessorBuilder<K, V, S = Consumer> {
+    consumer: S,
     key: K,
     value: V,
     producer: Option<Producer>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
 }
 
-impl Processor {
-    /// A builder over `consumer`, reading keys and values as bytes until told otherwise.
-    pub fn builder(consumer: Consumer) -> ProcessorBuilder<BytesDeserializer, BytesDeserializer> {
+impl<S: RecordSource> Processor<BytesDeserializer, BytesDeserializer, S> {
+    /// A builder over `consumer` (a [`Consumer`] or a
+    /// [`ShareConsumer`](crate::share::ShareConsumer)), reading keys and values as bytes until
+    /// told otherwise.
+    pub fn builder(consumer: S) -> ProcessorBuilder<BytesDeserializer, BytesDeserializer, S> {
         ProcessorBuilder {
             consumer,
             key: BytesDeserializer,
@@ -208,9 +225,9 @@ impl Processor {
     }
 }
 
-impl<K, V> ProcessorBuilder<K, V> {
+impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
     /// Reads keys with `key`.
-    pub fn key<K2: Deserializer>(self, key: K2) -> ProcessorBuilder<K2, V> {
+    pub fn key<K2: Deserializer>(self, key: K2) -> ProcessorBuilder<K2, V, S> {
         ProcessorBuilder {
             consumer: self.consumer,
             key,
@@ -221,7 +238,7 @@ impl<K, V> ProcessorBuilder<K, V> {
     }
 
     /// Reads values with `value`.
-    pub fn value<V2: Deserializer>(self, value: V2) -> ProcessorBuilder<K, V2> {
+    pub fn value<V2: Deserializer>(self, value: V2) -> ProcessorBuilder<K, V2, S> {
         ProcessorBuilder {
             consumer: self.consumer,
             key: self.key,
@@ -239,7 +256,9 @@ impl<K, V> ProcessorBuilder<K, V> {
         self
     }
 
-    /// Adds `hooks`, told of retries, skips, dead letters and breaker trips.
+    /// Adds `hooks`, told of retries (a share consumer's releases, with no delay: the group
+    /// hands the record out again), skips (a share consumer's rejects), dead letters and
+    /// breaker trips.
     pub fn hooks(mut self, hooks: impl PolicyHooks) -> Self {
         self.hooks.push(Arc::new(hooks));
         self
@@ -247,16 +266,18 @@ impl<K, V> ProcessorBuilder<K, V> {
 
     /// The processor. Must be called inside a Tokio runtime (it may start a producer).
     ///
-    /// From now on the processor stores offsets itself, as records are done with, whatever
-    /// `enable.auto.offset.store` says; records the consumer handed out before were processed
-    /// by the application and are stored under its rules first.
-    pub fn build(self) -> Result<Processor<K, V>, Error>
+    /// Over a consumer, from now on the processor stores offsets itself, as records are done
+    /// with, whatever `enable.auto.offset.store` says; records the consumer handed out before
+    /// were processed by the application and are stored under its rules first. A share
+    /// consumer must acknowledge explicitly (`share.acknowledgement.mode=explicit`): the
+    /// processor settles each record itself.
+    pub fn build(self) -> Result<Processor<K, V, S>, Error>
     where
         K: Deserializer,
         V: Deserializer,
     {
         let mut consumer = self.consumer;
-        let config = consumer.settings().policy.clone();
+        let config = consumer.policy().clone();
         let dead_letter = match (&config.dead_letter_topic, self.producer) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -298,38 +319,29 @@ impl<K, V> ProcessorBuilder<K, V> {
                 })
             }
         };
-        if let Some(d) = &dead_letter
-            && reads_topic(&consumer, &d.topic)
-        {
-            return Err(Error::config(
-                "errors.deadletterqueue.topic.name",
-                &d.topic,
-                "a topic the consumer does not read (a record failing there would be \
-                 dead-lettered into itself, again and again)",
-            ));
-        }
-        consumer.store_now();
         let leaving: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
         let told = leaving.clone();
-        consumer.set_leaving_hook(Box::new(move |partitions| {
-            told.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(partitions);
-        }));
-        let group = consumer
-            .settings()
-            .group
-            .as_ref()
-            .map(|g| g.group_id.clone());
-        let metrics =
-            PolicyMetricsHandle::new(&consumer.settings().pool.client_id, group.as_deref());
+        consumer.prepare(
+            dead_letter.as_ref().map(|d| d.topic.as_str()),
+            Box::new(move |partitions| {
+                told.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(partitions);
+            }),
+        )?;
+        let group = consumer.group();
+        let metrics = PolicyMetricsHandle::new(consumer.client_id(), group.as_deref());
         if config.tolerance == ErrorTolerance::None && config.dead_letter_topic.is_none() {
             debug!("errors.tolerance=none: a record that fails for good stops the processor");
         }
         Ok(Processor {
             key: self.key,
             value: self.value,
-            driver: Driver::new(PolicyMachine::new(&config, fastrand::u64(..))),
+            driver: Driver::new(PolicyMachine::new(
+                &config,
+                consumer.delivery(),
+                fastrand::u64(..),
+            )),
             parts: Shell {
                 consumer,
                 leaving,
@@ -343,7 +355,7 @@ impl<K, V> ProcessorBuilder<K, V> {
     }
 }
 
-impl<K: Deserializer, V: Deserializer> Processor<K, V> {
+impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     /// Processes records with `handler` until an error stops it (see
     /// [`run_until`](Processor::run_until)).
     ///
@@ -382,9 +394,9 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// again, from the start, by the next run: a handler cut off part-way must be safe to run again
     /// on the same record. A dead letter being written may be written again (dead letters are at
     /// least once). `stop` ends the run between records instead, finishing the record under way.
-    pub async fn run_until<S, H>(&mut self, stop: S, mut handler: H) -> Result<(), Error>
+    pub async fn run_until<F, H>(&mut self, stop: F, mut handler: H) -> Result<(), Error>
     where
-        S: Future<Output = ()>,
+        F: Future<Output = ()>,
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
     {
         let mut stop = std::pin::pin!(stop);
@@ -415,7 +427,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
                 biased;
                 () = &mut stop => return Ok(()),
                 () = sleep_until(retry_at) => self.driver.timeout(now()),
-                batch = self.parts.consumer.recv_batch() => {
+                batch = Source::recv_batch(&mut self.parts.consumer) => {
                     self.driver.batch(now(), batch, &mut self.parts)?;
                 }
             }
@@ -438,12 +450,14 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
         self.parts.metrics.clone()
     }
 
-    /// The consumer (its assignment, metrics, lag, a commit handle).
-    pub fn consumer(&self) -> &Consumer {
+    /// The consumer (its assignment, metrics, lag, a commit handle), or the share consumer.
+    pub fn consumer(&self) -> &S {
         &self.parts.consumer
     }
 
-    /// Commits what was done with so far (processed, skipped or dead-lettered).
+    /// Commits what was done with so far (processed, skipped or dead-lettered): a consumer's
+    /// offsets, or a share consumer's acknowledgements (sent at once, their outcomes told to
+    /// its hooks and metrics).
     ///
     /// # Cancel safety
     ///
@@ -452,12 +466,12 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// is then neither counted in the consumer's metrics nor told to its hooks. Commit again (or
     /// close) to know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<(), Error> {
-        self.parts.consumer.commit().await
+        Source::commit(&mut self.parts.consumer).await
     }
 
     /// Closes the consumer (with auto-commit, committing what was done with; records waiting
-    /// are not, so the next owner reads them) and flushes the dead-letter producer (closing
-    /// it if the processor made it).
+    /// are not, so the next owner reads them; a share consumer releases what it holds
+    /// unsettled) and flushes the dead-letter producer (closing it if the processor made it).
     ///
     /// # Cancel safety
     ///
@@ -465,7 +479,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     /// part-way through its close, as [`Consumer::close`]'s cancel safety says, and stops waiting
     /// for the dead-letter producer, which still sends the records it holds.
     pub async fn close(self) -> Result<(), Error> {
-        let result = self.parts.consumer.close().await;
+        let result = Source::close(self.parts.consumer).await;
         if let Some(d) = &self.dead_letter {
             if d.owned {
                 d.producer.close().await;
@@ -540,7 +554,7 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
             failure,
             attempts,
             group: self.parts.group.as_deref(),
-            failed_at_ms: self.consumer().wall_ms(),
+            failed_at_ms: self.parts.consumer.wall_ms(),
         };
         let copy = dead_letter_record(&d.topic, record, cx);
         let failed = |e: kcon_produce::ProduceError| DeadLetterFailure {
@@ -553,28 +567,40 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
 
     /// The error for `reason` (an open breaker's driver paused every partition already).
     fn stopped(&self, reason: Stop) -> Error {
+        let redelivered = self.parts.consumer.delivery() == Delivery::Redelivered;
         match reason {
             Stop::Failed {
                 record,
                 failure,
                 attempts,
-            } => Error::new(
-                ErrorKind::RecordFailed,
-                format!(
-                    "{}-{}@{} failed for good after {attempts} tries and errors.tolerance is \
-                     none: {failure}",
-                    record.topic, record.partition, record.offset
-                ),
-            )
-            .with_partitions(vec![record.topic_partition()]),
+            } => {
+                let tries = if redelivered {
+                    format!("at delivery {attempts}")
+                } else {
+                    format!("after {attempts} tries")
+                };
+                Error::new(
+                    ErrorKind::RecordFailed,
+                    format!(
+                        "{}-{}@{} failed for good {tries} and errors.tolerance is none: \
+                         {failure}",
+                        record.topic, record.partition, record.offset
+                    ),
+                )
+                .with_partitions(vec![record.topic_partition()])
+            }
             Stop::DeadLetterFailed { record, error } => {
                 let topic = self.dead_letter.as_ref().map_or("", |d| d.topic.as_str());
+                let then = if redelivered {
+                    "it was released, and the group hands it out again"
+                } else {
+                    "its offset is not stored, and it is written again when the processor runs \
+                     again"
+                };
                 Error::new(
                     ErrorKind::DeadLetter,
                     format!(
-                        "writing {}-{}@{} to the dead-letter topic {topic} failed: {}; its \
-                         offset is not stored, and it is written again when the processor runs \
-                         again",
+                        "writing {}-{}@{} to the dead-letter topic {topic} failed: {}; {then}",
                         record.topic, record.partition, record.offset, error.reason
                     ),
                 )
@@ -605,25 +631,26 @@ impl<K: Deserializer, V: Deserializer> Processor<K, V> {
     }
 }
 
-impl Parts for Shell {
+impl<S: RecordSource> Parts for Shell<S> {
     fn take_leaving(&mut self) -> Vec<TopicPartition> {
         std::mem::take(&mut *self.leaving.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
-        self.consumer.assignment()
+        Source::assignment(&self.consumer)
     }
 
     fn paused(&self) -> BTreeSet<TopicPartition> {
-        self.consumer.paused()
+        Source::paused(&self.consumer)
     }
 
-    fn store(&mut self, _now: std::time::Instant, record: &crate::Record) -> Result<(), Error> {
-        // Without a group nothing is committed, so there is nothing to store.
-        if self.group.is_some() {
-            self.consumer.store_offset(record)?;
-        }
-        Ok(())
+    fn settle(
+        &mut self,
+        _now: std::time::Instant,
+        record: &crate::Record,
+        how: Settlement,
+    ) -> Result<(), Error> {
+        self.consumer.settle(record, how)
     }
 
     fn pause(
@@ -631,7 +658,7 @@ impl Parts for Shell {
         _now: std::time::Instant,
         partitions: Vec<TopicPartition>,
     ) -> Result<(), Error> {
-        self.consumer.pause(partitions)
+        Source::pause(&mut self.consumer, partitions)
     }
 
     fn resume(
@@ -639,7 +666,7 @@ impl Parts for Shell {
         _now: std::time::Instant,
         partitions: Vec<TopicPartition>,
     ) -> Result<(), Error> {
-        self.consumer.resume(partitions)
+        Source::resume(&mut self.consumer, partitions)
     }
 
     fn retrying(
@@ -689,7 +716,7 @@ fn snapshot(machine: &PolicyMachine) -> PolicyMetrics {
         .snapshot(now(), machine.is_open(), machine.waiting())
 }
 
-impl<K, V> std::fmt::Debug for Processor<K, V> {
+impl<K, V, S: std::fmt::Debug> std::fmt::Debug for Processor<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processor")
             .field("consumer", &self.parts.consumer)
@@ -698,7 +725,7 @@ impl<K, V> std::fmt::Debug for Processor<K, V> {
     }
 }
 
-impl<K, V> std::fmt::Debug for ProcessorBuilder<K, V> {
+impl<K, V, S: std::fmt::Debug> std::fmt::Debug for ProcessorBuilder<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessorBuilder")
             .field("consumer", &self.consumer)
@@ -706,12 +733,6 @@ impl<K, V> std::fmt::Debug for ProcessorBuilder<K, V> {
             .field("hooks", &self.hooks.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Whether `consumer` reads `topic`, by subscription or assignment.
-fn reads_topic(consumer: &Consumer, topic: &str) -> bool {
-    consumer.subscription().contains(topic)
-        || consumer.assignment().iter().any(|tp| tp.topic == topic)
 }
 
 /// Whether `stop` has completed, without waiting for it.

@@ -3,9 +3,9 @@
 //! settled one by one: accepted, released (handed out again with its delivery count raised) or
 //! rejected (archived). [`ShareConsumer`] runs a share group member (kcon-group's
 //! consumer-protocol machine speaking ShareGroupHeartbeat) and a share fetch task (kcon-fetch's
-//! `ShareFetchMachine`) over one pool. [`ShareProcessor`] runs a handler over one with the
-//! record policies (`errors.*`): a retriable failure releases the record, one that fails for
-//! good is dead-lettered, rejected, or stops it.
+//! `ShareFetchMachine`) over one pool. A [`Processor`](crate::Processor) runs a handler over
+//! one with the record policies (`errors.*`): a retriable failure releases the record, one that
+//! fails for good is dead-lettered, rejected, or stops it.
 //!
 //! The share consumer's own bookkeeping is a sans-IO machine (`machine`: the assignment, the
 //! records acquired, the last batch and what the application said of it, the outcomes, the
@@ -67,7 +67,6 @@ pub(crate) mod driver;
     )
 )]
 pub(crate) mod machine;
-mod processor;
 mod wiring;
 
 use driver::{Driver, Turn};
@@ -78,7 +77,6 @@ pub use crate::config::AcknowledgementMode;
 pub use kcon_fetch::share::{
     AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, AcquireMode, ShareEvent,
 };
-pub use processor::{ShareProcessor, ShareProcessorCounts};
 
 /// Properties a share consumer refuses, with why: the share group decides them, or they are a
 /// consumer group's (the Java `KafkaShareConsumer` refuses the same).
@@ -130,15 +128,15 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     (
         "errors.breaker.window.records",
-        "unset for a share consumer: its processor has no circuit breaker",
+        "unset for a share consumer: a Processor over one keeps no circuit breaker",
     ),
     (
         "errors.breaker.failures",
-        "unset for a share consumer: its processor has no circuit breaker",
+        "unset for a share consumer: a Processor over one keeps no circuit breaker",
     ),
     (
         "errors.breaker.consecutive.failures",
-        "unset for a share consumer: its processor has no circuit breaker",
+        "unset for a share consumer: a Processor over one keeps no circuit breaker",
     ),
 ];
 
@@ -300,7 +298,7 @@ impl ShareConsumerBuilder {
                     ConsumerSetting::CloseTimeout(d) => close_timeout = d,
                     ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
                     ConsumerSetting::ShareAcquireMode(m) => acquire_mode = m,
-                    // The `errors.*` properties, for a ShareProcessor over the consumer.
+                    // The `errors.*` properties, for a Processor over the consumer.
                     _ if own.parts.contains(&POLICY) => {
                         kcon_core::property::Configurable::apply(&mut policy, &setting);
                     }
@@ -348,8 +346,8 @@ struct ShareSettings {
 pub struct ShareConsumer {
     pool: Pool,
     group_id: String,
-    /// The `errors.*` properties: what a [`ShareProcessor`] over the consumer does with
-    /// records that fail.
+    /// The `errors.*` properties: what a [`Processor`](crate::Processor) over the consumer
+    /// does with records that fail.
     policy: PolicyConfig,
     close_timeout: Duration,
     /// The consumer's bookkeeping (its machine: it owns that state), and the driver's
@@ -414,6 +412,26 @@ impl ShareConsumer {
     /// The topics subscribed to.
     pub(crate) fn subscription(&self) -> &BTreeSet<String> {
         self.driver.machine.subscription()
+    }
+
+    /// The `errors.*` properties, for a processor over it.
+    pub(crate) fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
+
+    /// The pool its parts share.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// `group.id`.
+    pub(crate) fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// `client.id`.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.parts.metrics.client_id
     }
 
     /// Joins the share group subscribed to `topics` (replacing the subscription; empty leaves).

@@ -29,6 +29,15 @@
 //!   records are done.
 //! - A record that failed for good counts in the breaker first: if it opens the breaker, the
 //!   record stays where it is and everything stops. Otherwise `errors.tolerance` decides.
+//!
+//! # A share group's records
+//! Made for a share consumer's records ([`Delivery::Redelivered`]), the machine keeps the same
+//! rules where a share group settles records instead of storing offsets: a record done with is
+//! accepted (skipped: rejected, archived), and the group's redelivery is the retry. A retriable
+//! failure while the record's delivery count is below `errors.retry.max.attempts` releases it
+//! at once (no backoff, no paused partition: the group hands it out again, to this member or
+//! another, its delivery count raised), and the delivery count is the attempt. When the run
+//! stops, every record it holds is released, the one at fault first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -88,11 +97,45 @@ pub(crate) enum Outcome {
     Failed(FailureInfo),
 }
 
+/// How a record is settled ([`Event::Settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    unreachable_pub,
+    reason = "named by the sealed trait behind `RecordSource`, whose methods are public"
+)]
+pub enum Settlement {
+    /// Processed, or acknowledged by the dead-letter topic: a consumer stores the offset past
+    /// it, a share consumer accepts it.
+    Done,
+    /// Failed for good and skipped: a consumer stores the offset past it (it is not read
+    /// again), a share consumer rejects it (archived).
+    Skipped,
+    /// Handed back to the share group, to be delivered again (a retry, or a record held when
+    /// the run stops): a share consumer releases it. Only a share group's records are
+    /// released; a consumer's retries wait in the machine.
+    Released,
+}
+
+/// Where the records come from, which decides what a retry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    unreachable_pub,
+    reason = "named by the sealed trait behind `RecordSource`, whose methods are public"
+)]
+pub enum Delivery {
+    /// A consumer's partitions: a retry waits out a backoff with its partition paused, and
+    /// the tries are counted here.
+    Partitions,
+    /// A share group's: a retry is a release (the group delivers the record again), and the
+    /// record's delivery count is the attempt.
+    Redelivered,
+}
+
 /// What the driver must do and the hooks hear, in order: the machine's events.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
-    /// Store the offset past the record: it is done with.
-    Store(Record),
+    /// The record is done with, or handed back, as `how` says.
+    Settle { record: Record, how: Settlement },
     /// Stop fetching and handing out the partition.
     Pause(TopicPartition),
     /// Fetch and hand out the partition again.
@@ -205,6 +248,7 @@ impl Lane {
 /// The record processor's machine (see the module's documentation).
 #[derive(Debug)]
 pub(crate) struct PolicyMachine {
+    delivery: Delivery,
     tolerance: ErrorTolerance,
     dead_letter: bool,
     max_attempts: u32,
@@ -226,10 +270,12 @@ pub(crate) struct PolicyMachine {
 }
 
 impl PolicyMachine {
-    /// A machine following `config`, writing dead letters when `config` names a topic (the
-    /// driver has a producer for it), with retry jitter drawn from `seed`.
-    pub(crate) fn new(config: &PolicyConfig, seed: u64) -> PolicyMachine {
+    /// A machine following `config` for records delivered as `delivery` says, writing dead
+    /// letters when `config` names a topic (the driver has a producer for it), with retry
+    /// jitter drawn from `seed`.
+    pub(crate) fn new(config: &PolicyConfig, delivery: Delivery, seed: u64) -> PolicyMachine {
         PolicyMachine {
+            delivery,
             tolerance: config.tolerance,
             dead_letter: config.dead_letter_topic.is_some(),
             max_attempts: config.retry_max_attempts.max(1),
@@ -290,7 +336,7 @@ impl PolicyMachine {
         self.requests
             .retain(|(_, w)| !concerns(w.record(), partitions));
         self.events.retain(|e| match e {
-            Event::Store(record) => !concerns(record, partitions),
+            Event::Settle { record, .. } => !concerns(record, partitions),
             Event::Pause(tp) | Event::Resume(tp) => !partitions.contains(tp),
             _ => true,
         });
@@ -306,7 +352,26 @@ impl PolicyMachine {
             Outcome::Done => {
                 self.counts.processed(&tp);
                 self.breaker.record(false);
-                self.done(&tp);
+                self.done(&tp, Settlement::Done);
+            }
+            Outcome::Failed(failure) if self.delivery == Delivery::Redelivered => {
+                lane.failures += 1;
+                let attempt = lane.records.front().map_or(1, delivery_count);
+                if failure.retriable && attempt < self.max_attempts {
+                    // The group's redelivery is the retry: released now, handed out again.
+                    if let Some(record) = lane.records.front() {
+                        self.events.push_back(Event::Retrying {
+                            record: record.clone(),
+                            failure,
+                            attempt,
+                            delay: Duration::ZERO,
+                        });
+                    }
+                    self.counts.retried(&tp);
+                    self.done(&tp, Settlement::Released);
+                } else {
+                    self.failed_for_good(&tp, failure);
+                }
             }
             Outcome::Failed(failure) => {
                 lane.failures += 1;
@@ -360,7 +425,7 @@ impl PolicyMachine {
                     });
                 }
                 self.counts.dead_lettered(&tp, now);
-                self.done(&tp);
+                self.done(&tp, Settlement::Done);
             }
             Err(error) => {
                 if let Some(record) = lane.records.front() {
@@ -414,14 +479,15 @@ impl PolicyMachine {
         self.lanes.values().map(|l| l.records.len()).sum()
     }
 
-    /// The head of `tp` is done with: its offset is stored, and the partition resumes if it
-    /// was paused and nothing of it waits.
-    fn done(&mut self, tp: &TopicPartition) {
+    /// The head of `tp` is settled as `how` (done with: its offset stored or the record
+    /// accepted or rejected; or released), and the partition resumes if it was paused and
+    /// nothing of it waits.
+    fn done(&mut self, tp: &TopicPartition, how: Settlement) {
         let Some(lane) = self.lanes.get_mut(tp) else {
             return;
         };
         if let Some(record) = lane.pop() {
-            self.events.push_back(Event::Store(record));
+            self.events.push_back(Event::Settle { record, how });
         }
         if lane.records.is_empty() {
             if lane.paused {
@@ -440,7 +506,10 @@ impl PolicyMachine {
         let Some(record) = lane.records.front().cloned() else {
             return;
         };
-        let attempts = lane.failures;
+        let attempts = match self.delivery {
+            Delivery::Partitions => lane.failures,
+            Delivery::Redelivered => delivery_count(&record),
+        };
         if let Some(tripped) = self.breaker.record(true) {
             lane.start_over();
             self.open = true;
@@ -471,14 +540,32 @@ impl PolicyMachine {
             ErrorTolerance::All => {
                 self.events.push_back(Event::Skipped { record, failure });
                 self.counts.skipped(tp);
-                self.done(tp);
+                self.done(tp, Settlement::Skipped);
             }
         }
     }
 
-    /// The driver's run stops with `stop`; nothing is handed out until it runs again.
+    /// The driver's run stops with `stop`; nothing is handed out until it runs again. A share
+    /// group's records held are released first, the one at fault before the rest: the group
+    /// hands them out again, and the share consumer hands out no more while any is unsettled.
     fn stop(&mut self, stop: Stop) {
         self.stopped = true;
+        if self.delivery == Delivery::Redelivered {
+            let at_fault = stop.record().topic_partition();
+            let mut held: Vec<Record> = Vec::new();
+            if let Some(lane) = self.lanes.remove(&at_fault) {
+                held.extend(lane.records);
+            }
+            for (_, lane) in std::mem::take(&mut self.lanes) {
+                held.extend(lane.records);
+            }
+            for record in held {
+                self.events.push_back(Event::Settle {
+                    record,
+                    how: Settlement::Released,
+                });
+            }
+        }
         self.events.push_back(Event::Stop(stop));
     }
 
@@ -495,16 +582,17 @@ impl PolicyMachine {
         let Some(record) = lane.records.front().cloned() else {
             return;
         };
+        let attempt = match self.delivery {
+            Delivery::Partitions => lane.failures + 1,
+            Delivery::Redelivered => delivery_count(&record),
+        };
         let work = match &lane.dead_letter {
             Some((failure, attempts)) => Work::DeadLetter {
                 record,
                 failure: failure.clone(),
                 attempts: *attempts,
             },
-            None => Work::Process {
-                record,
-                attempt: lane.failures + 1,
-            },
+            None => Work::Process { record, attempt },
         };
         let id = self.ids.next_id();
         self.in_flight = Some((id, tp.clone()));
@@ -628,6 +716,22 @@ impl Work {
             Work::Process { record, .. } | Work::DeadLetter { record, .. } => record,
         }
     }
+}
+
+impl Stop {
+    /// The record at fault.
+    pub(crate) fn record(&self) -> &Record {
+        match self {
+            Stop::Failed { record, .. }
+            | Stop::DeadLetterFailed { record, .. }
+            | Stop::BreakerOpen { record, .. } => record,
+        }
+    }
+}
+
+/// A share group's record's delivery count: the try it is on (1 without one).
+fn delivery_count(record: &Record) -> u32 {
+    u32::from(record.delivery_count.unwrap_or(1).max(1))
 }
 
 /// Whether `record` is of one of `partitions`.

@@ -87,7 +87,17 @@ impl Parts for World {
             .collect()
     }
 
-    fn store(&mut self, _now: Instant, record: &Record) -> Result<(), crate::Error> {
+    fn settle(
+        &mut self,
+        _now: Instant,
+        record: &Record,
+        how: Settlement,
+    ) -> Result<(), crate::Error> {
+        assert_ne!(
+            how,
+            Settlement::Released,
+            "a consumer's record released: its retries wait in the machine"
+        );
         let tp = record.topic_partition();
         self.owns(&("store", record.offset), &tp);
         let expected = match self.stored.get(&tp) {
@@ -178,7 +188,7 @@ impl Sim {
         }
         c.validate().unwrap();
         Sim {
-            d: Driver::new(PolicyMachine::new(&c, 7)),
+            d: Driver::new(PolicyMachine::new(&c, Delivery::Partitions, 7)),
             w: World {
                 stored: BTreeMap::new(),
                 paused: BTreeMap::new(),

@@ -323,3 +323,179 @@ fn a_run_cancelled_with_a_record_out_hands_it_out_again() {
     s.answer_all(Outcome::Done);
     assert_eq!(s.stored(A), Some(1));
 }
+
+/// A share group's work out: `Ok((offset, attempt))` to process, `Err((offset, attempts))` to
+/// dead-letter.
+type SharedWork = Result<(i64, u32), (i64, u32)>;
+
+/// A machine for a share group's records ([`Delivery::Redelivered`]) under `config`, fed
+/// directly: no consumer world to check against, the events are the assertions.
+struct Shared {
+    m: PolicyMachine,
+    now: Instant,
+}
+
+impl Shared {
+    fn new(config: &[(&str, &str)]) -> Shared {
+        let mut c = PolicyConfig::default();
+        for (n, v) in config {
+            c.set(n, v).unwrap();
+        }
+        c.validate().unwrap();
+        Shared {
+            m: PolicyMachine::new(&c, Delivery::Redelivered, 7),
+            now: Instant::now(),
+        }
+    }
+
+    /// Records of `at` at `offsets`, each at delivery count `count`.
+    fn feed(&mut self, at: (&str, i32), offsets: std::ops::Range<i64>, count: u16) {
+        let records = offsets
+            .map(|o| {
+                let mut r = Record::new(at.0, at.1, o, None, Some(format!("v{o}").into()));
+                r.delivery_count = Some(count);
+                r
+            })
+            .collect();
+        self.m.records(self.now, tp(at), records);
+    }
+
+    /// The work out: (offset, attempt), or a dead letter's (offset, attempts) as `Err`.
+    fn out(&mut self) -> Option<(RequestId, SharedWork)> {
+        let out = self.m.poll_request(self.now)?;
+        let what = match out.request {
+            Work::Process { record, attempt } => Ok((record.offset, attempt)),
+            Work::DeadLetter {
+                record, attempts, ..
+            } => Err((record.offset, attempts)),
+        };
+        Some((out.id, what))
+    }
+
+    fn answer(&mut self, id: RequestId, done: Done) {
+        self.m.handle_response(self.now, id, Ok(done));
+    }
+
+    /// The settlements told since the last call, as (offset, how), and whether a stop came.
+    fn told(&mut self) -> (Vec<(i64, Settlement)>, Option<Stop>) {
+        let mut settled = Vec::new();
+        let mut stop = None;
+        while let Some(e) = self.m.poll_event() {
+            match e {
+                Event::Settle { record, how } => settled.push((record.offset, how)),
+                Event::Stop(s) => stop = Some(s),
+                Event::Pause(_) | Event::Resume(_) => panic!("a share group's partition paused"),
+                _ => {}
+            }
+        }
+        (settled, stop)
+    }
+}
+
+/// A share group's record: the attempt is its delivery count; a retriable failure below
+/// `errors.retry.max.attempts` releases it at once (no timer, nothing paused) and the next
+/// record goes on; a done one is settled `Done` (accepted).
+#[test]
+fn a_share_groups_retry_is_a_release_and_its_delivery_count_the_attempt() {
+    let mut s = Shared::new(&[("errors.retry.max.attempts", "3")]);
+    s.feed(A, 0..2, 2);
+    let (id, what) = s.out().expect("work");
+    assert_eq!(what, Ok((0, 2)));
+    s.answer(id, Done::Processed(retriable()));
+    assert_eq!(s.told(), (vec![(0, Settlement::Released)], None));
+    assert_eq!(s.m.poll_timeout(), None, "no retry waits in the machine");
+    let (id, what) = s.out().expect("the next record");
+    assert_eq!(what, Ok((1, 2)));
+    s.answer(id, Done::Processed(Outcome::Done));
+    assert_eq!(s.told(), (vec![(1, Settlement::Done)], None));
+    let counts = s.m.counts().snapshot(s.now, false, 0);
+    assert_eq!((counts.records_retried, counts.records_processed), (1, 1));
+}
+
+/// At the last attempt a retriable failure has failed for good: with a dead-letter topic the
+/// record is written there (its delivery count as the attempts) and then accepted; without
+/// one it is rejected (`Skipped`).
+#[test]
+fn a_share_groups_record_failed_for_good_is_dead_lettered_then_accepted_or_rejected() {
+    let mut s = Shared::new(&[
+        ("errors.retry.max.attempts", "3"),
+        ("errors.tolerance", "all"),
+        ("errors.deadletterqueue.topic.name", "dlq"),
+    ]);
+    s.feed(A, 0..1, 3);
+    let (id, _) = s.out().expect("work");
+    s.answer(id, Done::Processed(retriable()));
+    let (id, what) = s.out().expect("the dead letter");
+    assert_eq!(what, Err((0, 3)));
+    assert_eq!(
+        s.told(),
+        (vec![], None),
+        "nothing settled before the topic has it"
+    );
+    s.answer(id, Done::DeadLettered(Ok(())));
+    assert_eq!(s.told(), (vec![(0, Settlement::Done)], None));
+
+    let mut s = Shared::new(&[("errors.tolerance", "all")]);
+    s.feed(A, 0..1, 1);
+    let (id, _) = s.out().expect("work");
+    s.answer(id, Done::Processed(permanent()));
+    assert_eq!(s.told(), (vec![(0, Settlement::Skipped)], None));
+}
+
+/// A stop (`errors.tolerance=none`, or a failed dead-letter write) releases every record the
+/// machine holds, the one at fault first, then stops; the next run starts with nothing held.
+#[test]
+fn a_stop_releases_every_share_record_held_the_one_at_fault_first() {
+    let mut s = Shared::new(&[]);
+    s.feed(A, 0..3, 1);
+    s.feed(B, 5..7, 1);
+    let (id, what) = s.out().expect("work");
+    assert_eq!(what, Ok((0, 1)));
+    s.answer(id, Done::Processed(Outcome::Done));
+    let (id, _) = s.out().expect("work");
+    s.answer(id, Done::Processed(permanent()));
+    let (settled, stop) = s.told();
+    assert_eq!(
+        settled,
+        [
+            (0, Settlement::Done),
+            (1, Settlement::Released),
+            (2, Settlement::Released),
+            (5, Settlement::Released),
+            (6, Settlement::Released),
+        ]
+    );
+    let Some(Stop::Failed {
+        record, attempts, ..
+    }) = stop
+    else {
+        panic!("stops: {stop:?}");
+    };
+    assert_eq!((record.offset, attempts), (1, 1));
+    s.m.restart(s.now);
+    assert!(s.out().is_none(), "nothing held after the stop");
+    assert_eq!(s.m.waiting(), 0);
+
+    let mut s = Shared::new(&[
+        ("errors.tolerance", "all"),
+        ("errors.deadletterqueue.topic.name", "dlq"),
+    ]);
+    s.feed(A, 0..2, 1);
+    let (id, _) = s.out().expect("work");
+    s.answer(id, Done::Processed(permanent()));
+    let (id, _) = s.out().expect("the dead letter");
+    let error = DeadLetterFailure {
+        cause: crate::Cause::Transport,
+        reason: "down".into(),
+    };
+    s.answer(id, Done::DeadLettered(Err(error)));
+    let (settled, stop) = s.told();
+    assert_eq!(
+        settled,
+        [(0, Settlement::Released), (1, Settlement::Released)]
+    );
+    assert!(
+        matches!(stop, Some(Stop::DeadLetterFailed { .. })),
+        "{stop:?}"
+    );
+}

@@ -1,0 +1,254 @@
+//! What a [`Processor`](crate::Processor) runs over: a [`RecordSource`], a [`Consumer`] or a
+//! [`ShareConsumer`]. The processor's machine decides for both (`Delivery` says how a retry
+//! goes); the source carries out what it decides: a consumer stores offsets and pauses
+//! partitions, a share consumer accepts, rejects and releases records.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use kcon_pool::Pool;
+
+use super::machine::{Delivery, Settlement};
+use crate::config::PolicyConfig;
+use crate::error::Error;
+use crate::share::{AcknowledgeType, AcknowledgementMode, ShareConsumer};
+use crate::{Consumer, Record, TopicPartition};
+
+/// A source of records a [`Processor`](crate::Processor) runs over: a [`Consumer`] (its
+/// partitions' records in offset order; a record done with has its offset stored, a retry
+/// waits with its partition paused) or a [`ShareConsumer`] (the records a share group hands
+/// out, each settled: accepted, rejected or released, the group's redelivery being the
+/// retry). Sealed: these two are the sources there are.
+pub trait RecordSource: sealed::Source {}
+
+impl RecordSource for Consumer {}
+impl RecordSource for ShareConsumer {}
+
+/// The processor's side of a record source, out of reach of other crates.
+pub(crate) mod sealed {
+    use super::*;
+
+    /// Told the partitions a consumer lets go of.
+    pub(crate) type Leaving = Box<dyn FnMut(&[TopicPartition]) + Send>;
+
+    /// What the processor asks of its source.
+    pub trait Source: Send + Sized + 'static {
+        /// How its records come, which decides what a retry is.
+        fn delivery(&self) -> Delivery;
+        /// Its `errors.*` properties.
+        fn policy(&self) -> &PolicyConfig;
+        /// The pool the dead-letter producer shares.
+        fn pool(&self) -> &Pool;
+        /// Its `group.id`, if it has one.
+        fn group(&self) -> Option<String>;
+        /// Its `client.id`.
+        fn client_id(&self) -> &str;
+        /// The wall clock, in ms since the epoch (a dead letter's failure time).
+        fn wall_ms(&self) -> i64;
+        /// Checks the source can run under a processor writing dead letters to
+        /// `dead_letter_topic` (a topic it reads is refused), and readies it: from now on the
+        /// processor settles its records itself, and partitions it lets go of are told to
+        /// `leaving`.
+        fn prepare(
+            &mut self,
+            dead_letter_topic: Option<&str>,
+            leaving: Leaving,
+        ) -> Result<(), Error>;
+        /// The partitions it owns.
+        fn assignment(&self) -> BTreeSet<TopicPartition>;
+        /// The partitions it has paused.
+        fn paused(&self) -> BTreeSet<TopicPartition>;
+        /// Settles `record` as `how` says.
+        fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error>;
+        /// Pauses these partitions.
+        fn pause(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error>;
+        /// Resumes these partitions.
+        fn resume(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error>;
+        /// Its next records.
+        fn recv_batch(&mut self) -> impl Future<Output = Result<Vec<Record>, Error>> + Send;
+        /// Commits what was settled so far (a share consumer sends its acknowledgements and
+        /// waits for their outcomes, each partition's told to its hooks and metrics).
+        fn commit(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
+        /// Closes it.
+        fn close(self) -> impl Future<Output = Result<(), Error>> + Send;
+    }
+}
+
+impl sealed::Source for Consumer {
+    fn delivery(&self) -> Delivery {
+        Delivery::Partitions
+    }
+
+    fn policy(&self) -> &PolicyConfig {
+        &self.settings().policy
+    }
+
+    fn pool(&self) -> &Pool {
+        Consumer::pool(self)
+    }
+
+    fn group(&self) -> Option<String> {
+        self.settings().group.as_ref().map(|g| g.group_id.clone())
+    }
+
+    fn client_id(&self) -> &str {
+        &self.settings().pool.client_id
+    }
+
+    fn wall_ms(&self) -> i64 {
+        Consumer::wall_ms(self)
+    }
+
+    fn prepare(
+        &mut self,
+        dead_letter_topic: Option<&str>,
+        leaving: sealed::Leaving,
+    ) -> Result<(), Error> {
+        if let Some(topic) = dead_letter_topic
+            && (self.subscription().contains(topic)
+                || self.assignment().iter().any(|tp| tp.topic == topic))
+        {
+            return Err(Error::config(
+                "errors.deadletterqueue.topic.name",
+                topic,
+                "a topic the consumer does not read (a record failing there would be \
+                 dead-lettered into itself, again and again)",
+            ));
+        }
+        self.store_now();
+        self.set_leaving_hook(leaving);
+        Ok(())
+    }
+
+    fn assignment(&self) -> BTreeSet<TopicPartition> {
+        Consumer::assignment(self)
+    }
+
+    fn paused(&self) -> BTreeSet<TopicPartition> {
+        Consumer::paused(self)
+    }
+
+    fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {
+        match how {
+            // Without a group nothing is committed, so there is nothing to store.
+            Settlement::Done | Settlement::Skipped if self.settings().group.is_some() => {
+                self.store_offset(record)
+            }
+            Settlement::Done | Settlement::Skipped => Ok(()),
+            // A consumer's retries wait in the machine: nothing is handed back.
+            Settlement::Released => Ok(()),
+        }
+    }
+
+    fn pause(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        Consumer::pause(self, partitions)
+    }
+
+    fn resume(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        Consumer::resume(self, partitions)
+    }
+
+    fn recv_batch(&mut self) -> impl Future<Output = Result<Vec<Record>, Error>> + Send {
+        Consumer::recv_batch(self)
+    }
+
+    fn commit(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
+        Consumer::commit(self)
+    }
+
+    fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
+        Consumer::close(self)
+    }
+}
+
+impl sealed::Source for ShareConsumer {
+    fn delivery(&self) -> Delivery {
+        Delivery::Redelivered
+    }
+
+    fn policy(&self) -> &PolicyConfig {
+        ShareConsumer::policy(self)
+    }
+
+    fn pool(&self) -> &Pool {
+        ShareConsumer::pool(self)
+    }
+
+    fn group(&self) -> Option<String> {
+        Some(self.group_id().to_owned())
+    }
+
+    fn client_id(&self) -> &str {
+        ShareConsumer::client_id(self)
+    }
+
+    fn wall_ms(&self) -> i64 {
+        ShareConsumer::pool(self).clock().now_ms()
+    }
+
+    fn prepare(
+        &mut self,
+        dead_letter_topic: Option<&str>,
+        _leaving: sealed::Leaving,
+    ) -> Result<(), Error> {
+        // A share consumer lets go of no records with its partitions: what it acquired stays
+        // its own to settle, so nothing is told as leaving.
+        if self.acknowledgement_mode() != AcknowledgementMode::Explicit {
+            return Err(Error::config(
+                "share.acknowledgement.mode",
+                "implicit",
+                "explicit under a Processor (it settles each record itself)",
+            ));
+        }
+        if let Some(topic) = dead_letter_topic
+            && self.subscription().contains(topic)
+        {
+            return Err(Error::config(
+                "errors.deadletterqueue.topic.name",
+                topic,
+                "a topic the share consumer does not read (a record failing there would be \
+                 dead-lettered into itself, again and again)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn assignment(&self) -> BTreeSet<TopicPartition> {
+        ShareConsumer::assignment(self).clone()
+    }
+
+    fn paused(&self) -> BTreeSet<TopicPartition> {
+        BTreeSet::new()
+    }
+
+    fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {
+        let kind = match how {
+            Settlement::Done => AcknowledgeType::Accept,
+            Settlement::Skipped => AcknowledgeType::Reject,
+            Settlement::Released => AcknowledgeType::Release,
+        };
+        self.acknowledge(record, kind)
+    }
+
+    /// A share group's partitions are not paused: a retry is a release, and the breaker,
+    /// the one other pauser, is refused for a share consumer.
+    fn pause(&mut self, _partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn resume(&mut self, _partitions: Vec<TopicPartition>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn recv_batch(&mut self) -> impl Future<Output = Result<Vec<Record>, Error>> + Send {
+        ShareConsumer::recv_batch(self)
+    }
+
+    async fn commit(&mut self) -> Result<(), Error> {
+        ShareConsumer::commit(self).await.map(drop)
+    }
+
+    fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
+        ShareConsumer::close(self)
+    }
+}
