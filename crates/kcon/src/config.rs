@@ -21,7 +21,9 @@ mod policy;
 mod properties;
 
 pub use policy::{ErrorTolerance, PolicyConfig};
-pub use properties::{AcknowledgementMode, CONSUMER, ConsumerSetting, POLICY, PROPERTIES, SHARE};
+pub use properties::{
+    AcknowledgementMode, CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE,
+};
 
 /// Builds a [`Consumer`](crate::Consumer): typed setters for the common properties, and
 /// [`set`](ConsumerBuilder::set) for any property kcon supports, under its Java/librdkafka

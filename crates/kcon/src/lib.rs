@@ -92,11 +92,12 @@ pub use kcon_codec::records::TimestampType;
 pub use kcon_core::offsets::parse_iso8601_duration;
 /// Properties by name: kcon-core's mechanism (`registry`, `ConfigError`, the parsers) and the
 /// tables of the consumer's parts (`pool`, `group`, `offsets`, `fetch`) and of kcon itself
-/// (`PROPERTIES`, for the parts `CONSUMER` and `POLICY`): names, defaults, what is allowed and
-/// which part each configures (what a tool checks `-X name=value` against).
+/// (`PROPERTIES`, for the parts `CONSUMER`, `POLICY` and `SHARE`): names, defaults, what is
+/// allowed and which part each configures (what a tool checks `-X name=value` against); and
+/// `REFUSALS`, the consumer's properties a share consumer refuses, with why.
 /// [`ConsumerBuilder::properties`] concatenates them.
 pub mod property {
-    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES, SHARE};
+    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE};
     pub use kcon_core::property::*;
     pub use kcon_fetch::property as fetch;
     pub use kcon_group::property as group;

@@ -266,6 +266,31 @@ pub fn erased<S: fmt::Debug + Sync>(
     table.iter().map(|p| p as &'static dyn AnyProperty)
 }
 
+/// A property a part refuses although it takes the rest of its owner's: `by` names the part
+/// (a share consumer takes the consumer's properties, less those its group decides), `why`
+/// what decides instead, in words the refusal's error carries. A crate keeps its refusals in a
+/// table beside its properties, and a builder asks [`refusal`] before it sets a property.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    /// The property's Kafka name.
+    pub name: &'static str,
+    /// The part that refuses it.
+    pub by: Part,
+    /// Why, and what decides instead.
+    pub why: &'static str,
+}
+
+/// Why `part` refuses the property `property` names, as `table` says, if it does.
+pub fn refusal(
+    table: &'static [Refusal],
+    part: Part,
+    property: &dyn AnyProperty,
+) -> Option<&'static Refusal> {
+    table
+        .iter()
+        .find(|r| r.by == part && property.is_named(r.name))
+}
+
 /// The property of `table` named `name` (or one of its aliases), if it has one.
 pub fn lookup<S>(table: &'static [Property<S>], name: &str) -> Option<&'static Property<S>> {
     table.iter().find(|p| p.is_named(name))

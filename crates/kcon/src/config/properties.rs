@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kcon_core::ConfigError;
-use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property};
+use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property, Refusal};
 use kcon_core::property::{parse_count, parse_millis};
 
 use super::policy::ErrorTolerance;
@@ -20,6 +20,84 @@ pub const POLICY: Part = Part::new("policy");
 
 /// The share consumer ([`ShareConsumer`](crate::share::ShareConsumer)).
 pub const SHARE: Part = Part::new("share consumer");
+
+/// Properties a share consumer refuses although a consumer takes them, with why: the share
+/// group decides them, or they are a consumer group's (the Java `KafkaShareConsumer` refuses
+/// the same). Its builder asks [`refusal`](kcon_core::property::registry::refusal) before it
+/// sets a property.
+pub const REFUSALS: &[Refusal] = &[
+    Refusal {
+        name: "auto.offset.reset",
+        by: SHARE,
+        why: "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts \
+         (a group config: kcon group config GROUP --set share.auto.offset.reset=earliest)",
+    },
+    Refusal {
+        name: "isolation.level",
+        by: SHARE,
+        why: "unset for a share consumer: the share group's share.isolation.level decides",
+    },
+    Refusal {
+        name: "group.instance.id",
+        by: SHARE,
+        why: "unset for a share consumer: share groups have no static membership",
+    },
+    Refusal {
+        name: "group.protocol",
+        by: SHARE,
+        why: "unset for a share consumer: it speaks the share group protocol",
+    },
+    Refusal {
+        name: "group.remote.assignor",
+        by: SHARE,
+        why: "unset for a share consumer: the coordinator assigns share groups itself",
+    },
+    Refusal {
+        name: "partition.assignment.strategy",
+        by: SHARE,
+        why: "unset for a share consumer: the coordinator assigns",
+    },
+    Refusal {
+        name: "session.timeout.ms",
+        by: SHARE,
+        why: "unset for a share consumer: the share group's session timeout decides",
+    },
+    Refusal {
+        name: "heartbeat.interval.ms",
+        by: SHARE,
+        why: "unset for a share consumer: the coordinator gives the interval",
+    },
+    Refusal {
+        name: "errors.retry.backoff.ms",
+        by: SHARE,
+        why: "unset for a share consumer: a retry is the group handing the record out again",
+    },
+    Refusal {
+        name: "errors.retry.delay.max.ms",
+        by: SHARE,
+        why: "unset for a share consumer: a retry is the group handing the record out again",
+    },
+    Refusal {
+        name: "errors.retry.timeout",
+        by: SHARE,
+        why: "unset for a share consumer: errors.retry.max.attempts counts its deliveries",
+    },
+    Refusal {
+        name: "errors.breaker.window.records",
+        by: SHARE,
+        why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
+    },
+    Refusal {
+        name: "errors.breaker.failures",
+        by: SHARE,
+        why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
+    },
+    Refusal {
+        name: "errors.breaker.consecutive.failures",
+        by: SHARE,
+        why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
+    },
+];
 
 /// How a share consumer's records are acknowledged (`share.acknowledgement.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

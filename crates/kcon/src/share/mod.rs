@@ -45,8 +45,8 @@ use kcon_pool::{Pool, PoolConfig};
 use tokio::time;
 
 use crate::config::{
-    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, SHARE, check_pool_and_policy, effective,
-    set_if_listed,
+    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, REFUSALS, SHARE, check_pool_and_policy,
+    effective, set_if_listed,
 };
 use crate::consumer::now;
 use crate::error::Error;
@@ -77,68 +77,6 @@ pub use crate::config::AcknowledgementMode;
 pub use kcon_fetch::share::{
     AcknowledgeType, AcknowledgementOutcome, AcknowledgementRange, AcquireMode, ShareEvent,
 };
-
-/// Properties a share consumer refuses, with why: the share group decides them, or they are a
-/// consumer group's (the Java `KafkaShareConsumer` refuses the same).
-const REFUSED: &[(&str, &str)] = &[
-    (
-        "auto.offset.reset",
-        "unset for a share consumer: the share group's share.auto.offset.reset decides where it starts \
-         (a group config: kcon group config GROUP --set share.auto.offset.reset=earliest)",
-    ),
-    (
-        "isolation.level",
-        "unset for a share consumer: the share group's share.isolation.level decides",
-    ),
-    (
-        "group.instance.id",
-        "unset for a share consumer: share groups have no static membership",
-    ),
-    (
-        "group.protocol",
-        "unset for a share consumer: it speaks the share group protocol",
-    ),
-    (
-        "group.remote.assignor",
-        "unset for a share consumer: the coordinator assigns share groups itself",
-    ),
-    (
-        "partition.assignment.strategy",
-        "unset for a share consumer: the coordinator assigns",
-    ),
-    (
-        "session.timeout.ms",
-        "unset for a share consumer: the share group's session timeout decides",
-    ),
-    (
-        "heartbeat.interval.ms",
-        "unset for a share consumer: the coordinator gives the interval",
-    ),
-    (
-        "errors.retry.backoff.ms",
-        "unset for a share consumer: a retry is the group handing the record out again",
-    ),
-    (
-        "errors.retry.delay.max.ms",
-        "unset for a share consumer: a retry is the group handing the record out again",
-    ),
-    (
-        "errors.retry.timeout",
-        "unset for a share consumer: errors.retry.max.attempts counts its deliveries",
-    ),
-    (
-        "errors.breaker.window.records",
-        "unset for a share consumer: a Processor over one keeps no circuit breaker",
-    ),
-    (
-        "errors.breaker.failures",
-        "unset for a share consumer: a Processor over one keeps no circuit breaker",
-    ),
-    (
-        "errors.breaker.consecutive.failures",
-        "unset for a share consumer: a Processor over one keeps no circuit breaker",
-    ),
-];
 
 /// Builds a [`ShareConsumer`]: Kafka's property names, as [`ConsumerBuilder`](crate::ConsumerBuilder)
 /// takes them, less those a share group decides (`auto.offset.reset`, `isolation.level`,
@@ -286,8 +224,8 @@ impl ShareConsumerBuilder {
         let mut close_timeout = Duration::from_secs(30);
         for (property, name, value) in effective(&self.properties, ShareConsumer::properties())? {
             let unknown = || ConfigError::unknown(name, []);
-            if let Some((_, why)) = REFUSED.iter().find(|(n, _)| property.is_named(n)) {
-                return Err(Error::config(property.name(), value, why));
+            if let Some(r) = kcon_core::property::registry::refusal(REFUSALS, SHARE, property) {
+                return Err(Error::config(property.name(), value, r.why));
             }
             set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
             set_if_listed(kcon_group::property::PROPERTIES, &mut group, name, value)?;
@@ -574,6 +512,30 @@ impl std::fmt::Debug for ShareConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every refusal names a property a share consumer would otherwise take, and building
+    /// with it set fails naming that property and why.
+    #[test]
+    fn every_refusal_is_of_a_property_it_would_take_and_is_told() {
+        for r in REFUSALS {
+            assert_eq!(r.by, SHARE);
+            assert!(
+                ShareConsumer::properties().any(|p| p.is_named(r.name)),
+                "{} is no property of a share consumer's parts",
+                r.name
+            );
+            // Refused before its value is read.
+            let e = ShareConsumer::builder()
+                .set("bootstrap.servers", "127.0.0.1:9")
+                .set("group.id", "g")
+                .set(r.name, "x")
+                .settings()
+                .map(drop)
+                .unwrap_err();
+            assert_eq!(e.property(), Some(r.name), "{e}");
+            assert!(e.to_string().contains(r.why), "{e}");
+        }
+    }
 
     /// A mistyped name is told with the share consumer's property meant, and a property the
     /// share group decides is suggested too: setting it is then refused naming the group
