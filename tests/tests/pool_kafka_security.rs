@@ -1,7 +1,8 @@
 //! kcon-pool against Apache Kafka's own secured listeners (`Kafka::secure()`): TLS (server
 //! authentication, mutual TLS, and each way a handshake fails), SASL (SCRAM-SHA-256/512 in
-//! plaintext and over TLS, OAUTHBEARER, and each way Kafka refuses a login), and what a client
-//! whose security settings differ from the listener's is told. The listeners' certificate names
+//! plaintext and over TLS, OAUTHBEARER by properties and by each client's token provider, and
+//! each way Kafka refuses a login), and what a client whose security settings differ from the
+//! listener's is told. The listeners' certificate names
 //! `127.0.0.1` and `localhost`; a certificate for another host is met by dialling the listener
 //! through 127.0.0.2, which it does not name.
 //!
@@ -572,4 +573,102 @@ async fn a_user_without_a_credential_for_the_mechanism_is_refused() {
         "{e:?}"
     );
     assert!(!e.is_retriable());
+}
+
+/// Hands out unsecured JWTs for `alice` (which Kafka's unsecured validator takes), counting
+/// how often it is asked.
+#[derive(Clone, Default)]
+struct Alice(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl kcon_pool::OAuthBearerTokenProvider for Alice {
+    fn token(&self) -> kcon_pool::TokenFuture<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            Ok(kcon_pool::UnsecuredJwt::parse("principal=alice")?
+                .token(std::time::SystemTime::now()))
+        })
+    }
+}
+
+impl Alice {
+    fn asked(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Every client's builder takes an OAUTHBEARER token provider and logs in with its tokens: the
+/// producer's record is delivered, the consumer reads it back, and the share consumer's member
+/// authenticates, each asking its own provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_logs_in_with_an_oauthbearer_token_provider() {
+    let node = node();
+    let listener = node.listener("SASL_PLAINTEXT");
+    let topic = unique_name("oauth-provider");
+    let (produced, consumed, shared) = (Alice::default(), Alice::default(), Alice::default());
+
+    let producer = kcon_produce::Producer::builder()
+        .bootstrap_servers(&listener)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .oauthbearer_token_provider(kcon_pool::TokenProvider::new(produced.clone()))
+        .build()
+        .expect("a producer");
+    let delivery = producer
+        .send(kcon_produce::ProducerRecord::new(topic.as_str(), "signed"))
+        .await
+        .expect("queued");
+    let delivered = tokio::time::timeout(Duration::from_secs(30), delivery)
+        .await
+        .expect("delivered in time")
+        .expect("delivered");
+    assert_eq!(delivered.offset, Some(0));
+    assert!(
+        produced.asked() >= 1,
+        "the producer's provider was not asked"
+    );
+    producer.close().await;
+
+    let mut consumer = kcon::Consumer::builder()
+        .bootstrap_servers(&listener)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .set("auto.offset.reset", "earliest")
+        .oauthbearer_token_provider(kcon_pool::TokenProvider::new(consumed.clone()))
+        .build()
+        .expect("a consumer");
+    consumer
+        .assign([kcon::TopicPartition::new(topic.as_str(), 0)])
+        .unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a record in time")
+        .expect("a record");
+    assert_eq!(record.value.as_deref(), Some(&b"signed"[..]));
+    assert!(
+        consumed.asked() >= 1,
+        "the consumer's provider was not asked"
+    );
+    consumer.close().await.unwrap();
+
+    let mut share = kcon::share::ShareConsumer::builder()
+        .bootstrap_servers(&listener)
+        .group_id(&unique_name("oauth-share"))
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .oauthbearer_token_provider(kcon_pool::TokenProvider::new(shared.clone()))
+        .build()
+        .expect("a share consumer");
+    share.subscribe([topic.as_str()]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while shared.asked() == 0 || share.assignment().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the share member did not join with its provider's token (asked {} times)",
+            shared.asked()
+        );
+        // The member joins while the consumer waits for records; none come (a new share
+        // group starts at the log's end).
+        let _ = tokio::time::timeout(Duration::from_millis(500), share.recv_batch()).await;
+    }
+    share.close().await.unwrap();
 }

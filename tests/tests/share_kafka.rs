@@ -118,7 +118,7 @@ async fn release_redelivers_and_reject_archives() {
         .set("bootstrap.servers", kafka.bootstrap())
         .set("group.id", &group)
         .set("share.acknowledgement.mode", "explicit")
-        .on_acknowledged(move |o| *hook.lock().unwrap() += o.offsets())
+        .hooks(Counting(hook))
         .build()
         .unwrap();
     c.subscribe([topic.as_str()]).unwrap();
@@ -769,4 +769,13 @@ async fn group_decided_properties_are_refused() {
         text.contains("share.acquire.mode") && text.contains("batch_optimized or record_limit"),
         "{text}"
     );
+}
+
+/// Counts the offsets of every acknowledgement outcome a share consumer tells.
+struct Counting(std::sync::Arc<std::sync::Mutex<u64>>);
+
+impl kcon::share::ShareConsumerHooks for Counting {
+    fn on_acknowledged(&self, outcome: &kcon::share::AcknowledgementOutcome) {
+        *self.0.lock().unwrap() += outcome.offsets();
+    }
 }

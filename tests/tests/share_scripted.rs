@@ -696,7 +696,7 @@ async fn a_refused_acknowledgement_is_told() {
     let told: Arc<Mutex<Vec<AcknowledgementOutcome>>> = Arc::default();
     let hook = told.clone();
     let mut c = cluster.consumer_with(&[("share.acknowledgement.mode", "explicit")], |b| {
-        b.on_acknowledged(move |o| hook.lock().unwrap().push(o.clone()))
+        b.hooks(Outcomes(hook))
     });
     let first = batch(&mut c).await;
     assert_eq!(offsets(&first), first_time(0..5));
@@ -902,4 +902,13 @@ async fn a_v1_broker_refuses_renewals() {
         [State::Acknowledged(AcknowledgeType::Accept); 5]
     );
     c.close().await.expect("a clean close");
+}
+
+/// Keeps every acknowledgement outcome a share consumer tells.
+struct Outcomes(Arc<Mutex<Vec<AcknowledgementOutcome>>>);
+
+impl kcon::share::ShareConsumerHooks for Outcomes {
+    fn on_acknowledged(&self, outcome: &AcknowledgementOutcome) {
+        self.0.lock().unwrap().push(outcome.clone());
+    }
 }

@@ -109,13 +109,14 @@ mod sender;
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
 pub use deliveries::Deliveries;
 pub use error::{Cause, ErrorKind, KconError, Outcome, ProduceError, error_name};
-/// Whose doing a [`ProduceError`] was ([`ProduceError::cause`]): kcon-core's, the same value
-/// the consumer's errors and the connection pool's give.
 /// What a consumer hands [`Producer::send_offsets_to_transaction`]: its group, generation and
 /// member id.
 pub use kcon_core::ConsumerGroupMetadata;
 /// A topic's partition, as [`Producer::send_offsets_to_transaction`] takes them.
 pub use kcon_core::TopicPartition;
+/// OAUTHBEARER tokens ([`ProducerBuilder::oauthbearer_token_provider`]), as the connection pool
+/// asks for them.
+pub use kcon_pool::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider};
 pub use partitioner::{Partitioner, PartitionerKind, murmur2, partition_for_key};
 pub use producer::{Delivery, Producer, ProducerBuilder, ProducerMetrics, ProducerMetricsHandle};
 pub use record::{Delivered, IntoTopic, ProducerRecord};

@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kcon_core::{ConsumerGroupMetadata, TopicPartition};
-use kcon_pool::{AutoCreate, Pool};
+use kcon_pool::{AutoCreate, Pool, TokenProvider};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 
-use crate::config::ProducerConfig;
+use crate::config::{Acks, ProducerConfig};
 use crate::deliveries::{Deliveries, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
@@ -616,10 +616,23 @@ impl Future for Delivery {
 /// assert_eq!(err.property(), Some("compression.type"));
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ProducerBuilder {
     properties: Vec<(String, String)>,
     pool: Option<Pool>,
+    token_provider: Option<TokenProvider>,
+}
+
+impl fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values are not shown: passwords are properties too.
+        let names: Vec<&str> = self.properties.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ProducerBuilder")
+            .field("properties", &names)
+            .field("pool", &self.pool.is_some())
+            .field("token_provider", &self.token_provider.is_some())
+            .finish()
+    }
 }
 
 impl ProducerBuilder {
@@ -635,6 +648,39 @@ impl ProducerBuilder {
     /// `bootstrap.servers`: `host:port` pairs, comma-separated.
     pub fn bootstrap_servers(self, servers: &str) -> Self {
         self.set("bootstrap.servers", servers)
+    }
+
+    /// `client.id`: the name the brokers log and quota the producer by.
+    pub fn client_id(self, id: &str) -> Self {
+        self.set("client.id", id)
+    }
+
+    /// `acks`: what a batch waits for ([`Acks::All`], the default, or [`Acks::Leader`]).
+    pub fn acks(self, acks: Acks) -> Self {
+        let acks = match acks {
+            Acks::All => "all",
+            Acks::Leader => "1",
+        };
+        self.set("acks", acks)
+    }
+
+    /// `linger.ms`: how long a batch waits for more records before it goes.
+    pub fn linger(self, linger: Duration) -> Self {
+        self.set("linger.ms", linger.as_millis().to_string())
+    }
+
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`init_transactions`](Producer::init_transactions)).
+    pub fn transactional_id(self, id: &str) -> Self {
+        self.set("transactional.id", id)
+    }
+
+    /// The OAUTHBEARER token provider (`sasl.mechanism=OAUTHBEARER`): asked for a token at
+    /// every authentication, as a consumer's is. Refused with a pool given to the builder,
+    /// whose configuration stands.
+    pub fn oauthbearer_token_provider(mut self, provider: TokenProvider) -> Self {
+        self.token_provider = Some(provider);
+        self
     }
 
     /// Sends through `pool` (shared with a consumer, say) rather than a pool of the producer's
@@ -665,6 +711,17 @@ impl ProducerBuilder {
             }
             config.set(name, value)?;
         }
+        if let Some(provider) = self.token_provider {
+            if self.pool.is_some() {
+                return Err(ProduceError::new(
+                    ErrorKind::Misuse,
+                    false,
+                    "an OAUTHBEARER token provider and a pool given to the builder: the pool's \
+                     configuration stands, so give the provider to the pool's instead",
+                ));
+            }
+            config.pool.sasl_oauthbearer_token_provider = Some(provider);
+        }
         match self.pool {
             Some(pool) => {
                 config.validate()?;
@@ -678,6 +735,42 @@ impl ProducerBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct NoToken;
+
+    impl kcon_pool::OAuthBearerTokenProvider for NoToken {
+        fn token(&self) -> kcon_pool::TokenFuture<'_> {
+            Box::pin(async { Err("no token here".into()) })
+        }
+    }
+
+    /// A token provider goes into the producer's own pool; with a pool given, whose
+    /// configuration stands, it is refused as misuse rather than dropped unsaid.
+    #[tokio::test]
+    async fn a_token_provider_is_refused_beside_a_given_pool() {
+        let provider = || TokenProvider::new(NoToken);
+        let own = Producer::builder()
+            .bootstrap_servers("127.0.0.1:9")
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", "OAUTHBEARER")
+            .oauthbearer_token_provider(provider())
+            .build()
+            .expect("a producer of its own pool");
+        assert!(own.config().pool.sasl_oauthbearer_token_provider.is_some());
+        let mut pool = kcon_pool::PoolConfig::default();
+        pool.set("bootstrap.servers", "127.0.0.1:9").unwrap();
+        let pool = Pool::new(pool).unwrap();
+        let e = Producer::builder()
+            .pool(pool)
+            .oauthbearer_token_provider(provider())
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse, "{e}");
+        assert!(
+            e.to_string().contains("give the provider to the pool"),
+            "{e}"
+        );
+    }
 
     /// A delivery not done comes back to be asked again; a done one gives its outcome; one
     /// whose producer went away without answering fails as closed.

@@ -41,7 +41,7 @@ use kcon_core::{ConfigError, GroupProtocol, Record, TopicPartition};
 use kcon_fetch::FetchConfig;
 use kcon_fetch::share::ShareFetcher;
 use kcon_group::{GroupConfig, GroupEvent, GroupMember};
-use kcon_pool::{Pool, PoolConfig};
+use kcon_pool::{Pool, PoolConfig, TokenProvider};
 use tokio::time;
 
 use crate::config::{
@@ -85,12 +85,36 @@ pub use kcon_fetch::share::{
 #[derive(Default, Clone)]
 pub struct ShareConsumerBuilder {
     properties: Vec<(String, String)>,
-    on_acknowledged: Vec<AcknowledgedHook>,
+    hooks: Vec<std::sync::Arc<dyn ShareConsumerHooks>>,
+    token_provider: Option<TokenProvider>,
 }
 
-/// A function told every acknowledgement outcome (see
-/// [`ShareConsumerBuilder::on_acknowledged`]).
-type AcknowledgedHook = std::sync::Arc<dyn Fn(&AcknowledgementOutcome) + Send + Sync>;
+/// What a share consumer tells as it goes, for instrumentation (tracing, metrics of one's own),
+/// as [`ConsumerHooks`](crate::ConsumerHooks) are for a consumer: every method has an empty
+/// default. Called in place, on the consumer's call: a hook must not block.
+///
+/// ```
+/// use kcon::share::{AcknowledgementOutcome, ShareConsumer, ShareConsumerHooks};
+///
+/// struct Failed;
+/// impl ShareConsumerHooks for Failed {
+///     fn on_acknowledged(&self, outcome: &AcknowledgementOutcome) {
+///         if !outcome.is_ok() {
+///             eprintln!("{} records of {} come again", outcome.offsets(), outcome.partition);
+///         }
+///     }
+/// }
+/// let b = ShareConsumer::builder().hooks(Failed);
+/// # drop(b);
+/// ```
+pub trait ShareConsumerHooks: Send + Sync + 'static {
+    /// An acknowledgement outcome, as the consumer reads it (in `recv_batch`, `commit` and
+    /// `close`): each partition's acknowledgements sent in one request, and whether the broker
+    /// took them (the Java client's acknowledgement commit callback).
+    fn on_acknowledged(&self, outcome: &AcknowledgementOutcome) {
+        let _ = outcome;
+    }
+}
 
 impl std::fmt::Debug for ShareConsumerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +122,8 @@ impl std::fmt::Debug for ShareConsumerBuilder {
         let names: Vec<&str> = self.properties.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("ShareConsumerBuilder")
             .field("properties", &names)
-            .field("on_acknowledged", &self.on_acknowledged.len())
+            .field("hooks", &self.hooks.len())
+            .field("token_provider", &self.token_provider.is_some())
             .finish()
     }
 }
@@ -160,15 +185,46 @@ impl ShareConsumerBuilder {
         self
     }
 
-    /// Tells `hook` every acknowledgement outcome as the consumer reads it (in `recv_batch`,
-    /// `commit` and `close`): each partition's acknowledgements sent in one request, and
-    /// whether the broker took them (the Java client's acknowledgement commit callback). Called
-    /// in place: it must not block.
-    pub fn on_acknowledged(
-        mut self,
-        hook: impl Fn(&AcknowledgementOutcome) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_acknowledged.push(std::sync::Arc::new(hook));
+    /// `bootstrap.servers`: `host:port` pairs, comma-separated.
+    pub fn bootstrap_servers(self, servers: &str) -> Self {
+        self.set("bootstrap.servers", servers)
+    }
+
+    /// `group.id`: the share group.
+    pub fn group_id(self, group: &str) -> Self {
+        self.set("group.id", group)
+    }
+
+    /// `client.id`: the name the brokers log and quota the consumer by.
+    pub fn client_id(self, id: &str) -> Self {
+        self.set("client.id", id)
+    }
+
+    /// `max.poll.records`: the most records one `recv_batch` hands out.
+    pub fn max_poll_records(self, n: u32) -> Self {
+        self.set("max.poll.records", n.to_string())
+    }
+
+    /// `share.acknowledgement.mode`: implicit (the default) or explicit.
+    pub fn acknowledgement_mode(self, mode: AcknowledgementMode) -> Self {
+        let mode = match mode {
+            AcknowledgementMode::Implicit => "implicit",
+            AcknowledgementMode::Explicit => "explicit",
+        };
+        self.set("share.acknowledgement.mode", mode)
+    }
+
+    /// The OAUTHBEARER token provider (`sasl.mechanism=OAUTHBEARER`), as
+    /// [`ConsumerBuilder::oauthbearer_token_provider`](crate::ConsumerBuilder::oauthbearer_token_provider)
+    /// takes it: asked for a token at every authentication.
+    pub fn oauthbearer_token_provider(mut self, provider: TokenProvider) -> Self {
+        self.token_provider = Some(provider);
+        self
+    }
+
+    /// Adds `hooks`, told what the consumer does as it goes ([`ShareConsumerHooks`]).
+    pub fn hooks(mut self, hooks: impl ShareConsumerHooks) -> Self {
+        self.hooks.push(std::sync::Arc::new(hooks));
         self
     }
 
@@ -204,7 +260,7 @@ impl ShareConsumerBuilder {
                 wanting: None,
                 closing_member: None,
                 closing_fetcher: None,
-                on_acknowledged: self.on_acknowledged,
+                hooks: self.hooks,
                 metrics: ShareMetricsHandle {
                     published: std::sync::Arc::default(),
                     client_id: client_id.as_str().into(),
@@ -243,6 +299,9 @@ impl ShareConsumerBuilder {
                     _ => return Err(unknown().into()),
                 }
             }
+        }
+        if let Some(p) = self.token_provider.clone() {
+            pool.sasl_oauthbearer_token_provider = Some(p);
         }
         check_pool_and_policy(&pool, &policy)?;
         group.group_protocol = GroupProtocol::Share;

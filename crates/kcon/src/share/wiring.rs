@@ -12,7 +12,7 @@ use kcon_fetch::share::{
 use kcon_group::{GroupEvent, GroupMember, RevocationId};
 
 use super::driver::Parts;
-use super::{AcknowledgedHook, ShareMetrics, ShareMetricsHandle};
+use super::{ShareConsumerHooks, ShareMetrics, ShareMetricsHandle};
 
 /// The share consumer's parts on tokio.
 pub(super) struct Wiring {
@@ -29,7 +29,7 @@ pub(super) struct Wiring {
     pub(super) closing_member: Option<GroupMember>,
     /// The fetcher told to close: the close awaits it.
     pub(super) closing_fetcher: Option<ShareFetcher>,
-    pub(super) on_acknowledged: Vec<AcknowledgedHook>,
+    pub(super) hooks: Vec<std::sync::Arc<dyn ShareConsumerHooks>>,
     /// Where the consumer publishes its metrics for [`ShareMetricsHandle`]s.
     pub(super) metrics: ShareMetricsHandle,
 }
@@ -118,8 +118,8 @@ impl Parts for Wiring {
     }
 
     fn acknowledged(&mut self, _now: Instant, outcome: &AcknowledgementOutcome) {
-        for hook in &self.on_acknowledged {
-            hook(outcome);
+        for hooks in &self.hooks {
+            hooks.on_acknowledged(outcome);
         }
     }
 
