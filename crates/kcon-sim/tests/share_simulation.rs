@@ -1,26 +1,37 @@
 //! Share group members (KIP-932) against kcon-sim's share group model, on a virtual clock:
-//! each member is kcon-group's `ConsumerGroupMachine` under `GroupProtocol::Share` beside
-//! kcon-fetch's `ShareFetchMachine`, wired as the share consumer wires them (an assignment
-//! goes to the fetch machine with the member id and metadata, a revocation is done at once),
-//! with a model application that accepts, releases or rejects what it is handed, stalls past
-//! the lock, crashes and leaves. Requests cross a network with latency, losses and request
+//! each member is kcon's share consumer, its machine on the driver the `ShareConsumer` runs
+//! (`kcon::fuzzing::share::Driver`), with kcon-sim's [`ShareParts`] as its parts: kcon-group's
+//! `ConsumerGroupMachine` under `GroupProtocol::Share` and kcon-fetch's `ShareFetchMachine`, as
+//! their tasks run them. A model application calls the driver as an application calls the
+//! `ShareConsumer`: a `recv_batch` (the call, then turns, handed the member's or the fetcher's
+//! next event while it waits), a batch processed for a while and settled record by record
+//! (accepted, released or rejected; in implicit mode the accepts left to the consumer), a
+//! commit now and then (the fetcher's events handed in until its answer), a close (the
+//! fetcher closed, then the member leaves); it also stalls past the lock, crashes, and gives
+//! up a `recv_batch` to close. Requests cross a network with latency, losses and request
 //! timeouts (a request without an answer fails after `request.timeout.ms`, plus the wait a
 //! ShareFetch is allowed), and faults lose share sessions, skew their epochs and refuse
 //! heartbeats.
 //!
-//! After every step: a record handed out was acquired for that member at that delivery count
-//! (and is the record its offset names); no record is handed out twice at one delivery count
-//! or at a lower one than before, nor after an accept of it was confirmed; only one of the
-//! members holding a record holds it under a live lock; an accept or reject the fetch machine
-//! reports as taken is what the brokers hold; the brokers' own states agree with their rules;
-//! and no machine's `poll_timeout` is at or before now once its timers fired. At the end every
-//! record produced is accepted exactly once or archived, nothing a client must never send was
-//! sent, and no share session epoch went wrong without a fault that skewed it.
+//! After every step: a record the fetcher tells a member was acquired for that member at that
+//! delivery count (and is the record its offset names); no record reaches a member twice at one
+//! delivery count or at a lower one than before, nor after an accept of it was confirmed; a
+//! record the consumer hands out is one its fetcher told it, in the order told, each once, and
+//! was acquired for it at that count (what the consumer keeps waits for the application's next
+//! `recv_batch`, and its lock may run out meanwhile, so the rest is checked where the records
+//! reach the member); only one of the members holding a record holds it under a live lock; an
+//! accept or reject the fetch machine reports as taken is what the brokers hold; the brokers'
+//! own states agree with their rules; and no machine's `poll_timeout` is at or before now once
+//! its timers fired. At the end every record produced is accepted exactly once or archived,
+//! nothing a client must never send was sent, and no share session epoch went wrong without a
+//! fault that skewed it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use kcon::fuzzing::share::{Driver, Parts, ShareConsumerMachine, Turn};
+use kcon::share::AcknowledgementMode;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::harness::Schedule;
 use kcon_core::{
@@ -39,11 +50,14 @@ use kcon_sim::share::{
     INVALID_RECORD_STATE, RecordState, ShareBrokers, ShareConfig, ShareGroupCoordinator,
     metadata_view, topic_names,
 };
+use kcon_sim::share_consumer::ShareParts;
 
 const GROUP: &str = "share-sim";
 const TOPIC: &str = "t";
 /// A run taking more steps than this spins.
 const MAX_STEPS: u64 = 3_000_000;
+/// How long a close waits for the fetcher and then the member (`close.timeout.ms`).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -89,6 +103,9 @@ enum Msg {
 /// How a model application settles what it is handed.
 #[derive(Debug, Clone, Copy)]
 struct Policy {
+    /// `share.acknowledgement.mode`: in implicit mode the records it accepts are left for the
+    /// consumer to accept (with the next `recv_batch`, commit or close).
+    mode: AcknowledgementMode,
     /// The chance it releases a record.
     release: f64,
     /// The chance it rejects one (after release).
@@ -102,6 +119,7 @@ struct Policy {
 impl Policy {
     fn accept_all() -> Policy {
         Policy {
+            mode: AcknowledgementMode::Explicit,
             release: 0.0,
             reject: 0.0,
             process_ms: (5, 50),
@@ -116,39 +134,82 @@ struct AppStats {
     accepted: u64,
     released: u64,
     rejected: u64,
-    /// Acknowledgement outcomes the fetch machine reported refused, by error code (0: the
-    /// request failed).
+    /// Acknowledgement outcomes the hooks heard refused, by error code (0: the request
+    /// failed).
     refused: BTreeMap<i16, u64>,
     /// Records handed out again after their lock expired while this member held them.
     lock_expired: u64,
     committed: u64,
+    /// Records the fetcher told after the application closed the consumer (a fetch in
+    /// flight brought them): the consumer keeps them, and the close of the share session
+    /// releases them.
+    after_close: u64,
+    /// Closes that gave up a `recv_batch` waiting.
+    waits_given_up: u64,
+}
+
+/// What a model application is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Doing {
+    /// In a `recv_batch` that waits: the driver is handed the next input, then turns.
+    Waiting,
+    /// Processing the batch it was handed, until then.
+    Processing(Instant),
+    /// In a commit, waiting for the answer to the commit of this number.
+    Committing(u64),
+    /// Closing: the fetcher closes, until the close's deadline.
+    ClosingFetcher(Instant),
+    /// Closing: the member leaves, until the close's deadline.
+    ClosingMember(Instant),
+    /// Closed.
+    Done,
 }
 
 #[derive(Debug)]
 struct App {
     policy: Policy,
-    assigned: BTreeSet<TopicPartition>,
-    /// Handed out, not settled yet, with their delivery counts.
-    batch: Vec<(TopicPartition, i64, u16)>,
-    /// When the batch is processed.
-    wake: Option<Instant>,
+    doing: Doing,
+    /// Handed out and not settled yet: the last batch, until the application acknowledges a
+    /// record, or the consumer settles the rest (the next `recv_batch`, a commit in implicit
+    /// mode, the close).
+    batch: Vec<Record>,
+    /// Records the fetcher told this member and the consumer has not handed out yet, in the
+    /// order told, with their delivery counts.
+    unread: VecDeque<(TopicPartition, i64, u16)>,
     /// The next batch takes longer than the lock.
     stall_next: bool,
-    leaving: bool,
-    group_closed: bool,
-    fetch_closed: bool,
     /// Every (partition, offset, count) handed out to it.
     seen: Vec<(TopicPartition, i64, u16)>,
     stats: AppStats,
 }
 
+impl App {
+    fn closing(&self) -> bool {
+        matches!(
+            self.doing,
+            Doing::ClosingFetcher(_) | Doing::ClosingMember(_) | Doing::Done
+        )
+    }
+
+    /// When it acts next by itself: a batch processed, or a close that gives up.
+    fn wake(&self) -> Option<Instant> {
+        match self.doing {
+            Doing::Processing(t) | Doing::ClosingFetcher(t) | Doing::ClosingMember(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 struct Node {
     inc: u32,
-    /// Driven: neither crashed nor done leaving.
+    /// Driven: neither crashed nor done closing.
     live: bool,
     crashed: bool,
-    group: ConsumerGroupMachine,
-    fetch: ShareFetchMachine,
+    /// The share consumer's machine on its driver: the code the `ShareConsumer` runs.
+    driver: Driver,
+    /// What the driver commands: the group member and the share fetcher, and the channels
+    /// from them.
+    parts: ShareParts,
     app: App,
 }
 
@@ -170,7 +231,7 @@ struct Sim {
     coord: ShareGroupCoordinator,
     brokers: ShareBrokers,
     nodes: Vec<Node>,
-    /// The highest delivery count each record was handed out at, to anyone.
+    /// The highest delivery count each record reached a member at, any member.
     handed: BTreeMap<(TopicPartition, i64), u16>,
     /// Records whose accept the fetch machine reported taken.
     accepted_ok: BTreeSet<(TopicPartition, i64)>,
@@ -237,54 +298,63 @@ impl Sim {
         self.note(format!("produced {n} to {tp}"));
     }
 
-    /// A new member, subscribed to the topic.
+    /// A new member: a share consumer built (its member knowing the topic's metadata, its
+    /// fetcher without a member id until it is assigned, as `ShareConsumer::build` starts
+    /// them), subscribed to the topic, its application in its first `recv_batch`.
     fn start(&mut self, policy: Policy, max_poll_records: i32) -> usize {
         let i = self.nodes.len();
+        let now = self.now;
         let mut gc = GroupConfig::new(GROUP);
         gc.group_protocol = GroupProtocol::Share;
         gc.validate().expect("a share member's configuration");
         let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
-        let mut group = ConsumerGroupMachine::new(gc, self.now, seed);
+        let mut group = ConsumerGroupMachine::new(gc, now, seed);
         group.metadata_updated(
-            self.now,
+            now,
             &self
                 .cluster
                 .topic_partitions(&BTreeSet::from([TOPIC.to_owned()])),
             &topic_names(&self.cluster),
         );
-        group.subscribe(self.now, [TOPIC]);
         let mut fc = FetchConfig::default();
         fc.max_poll_records = max_poll_records;
         fc.max_wait = ms(500);
         fc.retry_backoff = ms(100);
         fc.retry_backoff_max = ms(1000);
-        let fetch = ShareFetchMachine::new(fc, GROUP, group.member_id().to_owned(), seed);
+        let fetch = ShareFetchMachine::new(fc, GROUP, "", seed);
+        let metadata = metadata_view(&self.config, &self.cluster, &[TOPIC.to_owned()]);
         self.note(format!("start node {i} ({})", group.member_id()));
+        let machine = ShareConsumerMachine::new(policy.mode, max_poll_records.max(1) as usize);
         self.nodes.push(Node {
             inc: 1,
             live: true,
             crashed: false,
-            group,
-            fetch,
+            driver: Driver::new(machine),
+            parts: ShareParts::new(group, fetch, metadata),
             app: App {
                 policy,
-                assigned: BTreeSet::new(),
+                doing: Doing::Waiting,
                 batch: Vec::new(),
-                wake: None,
+                unread: VecDeque::new(),
                 stall_next: false,
-                leaving: false,
-                group_closed: false,
-                fetch_closed: false,
                 seen: Vec::new(),
                 stats: AppStats::default(),
             },
         });
+        let n = &mut self.nodes[i];
+        if let Err(e) = n
+            .driver
+            .subscribe(now, vec![TOPIC.to_owned()], &mut n.parts)
+        {
+            self.fail(&format!("node {i}: subscribe: {e}"));
+        }
+        self.recv_batch(i);
         self.drain(i);
         i
     }
 
     fn member_id(&self, i: usize) -> String {
-        self.nodes[i].group.member_id().to_owned()
+        self.nodes[i].parts.group.member_id().to_owned()
     }
 
     /// The member vanishes: no leave, no session closed; its locks expire.
@@ -299,22 +369,28 @@ impl Sim {
         n.inc += 1;
     }
 
-    /// The application closes: releases its unsettled batch, closes the sessions, leaves.
+    /// The application closes the consumer, whatever it was doing: a `recv_batch` waiting is
+    /// given up (its want dropped), a batch being processed is left to the close (accepted in
+    /// implicit mode, released in explicit mode), a commit waiting is given up (its
+    /// acknowledgements went).
     fn leave(&mut self, i: usize) {
-        if !self.nodes[i].live || self.nodes[i].app.leaving {
+        if !self.nodes[i].live || self.nodes[i].app.closing() {
             return;
         }
         self.note(format!("node {i} leaves"));
         let now = self.now;
         let n = &mut self.nodes[i];
-        n.app.leaving = true;
-        n.app.wake = None;
-        for (tp, o, _) in std::mem::take(&mut n.app.batch) {
-            n.fetch
-                .acknowledge(now, &tp, o, o, AcknowledgeType::Release);
+        if n.app.doing == Doing::Waiting {
+            n.app.stats.waits_given_up += 1;
+            n.parts.recv_batch_dropped(now);
         }
-        n.fetch.close(now);
-        n.group.close(now);
+        n.driver.close(now, &mut n.parts);
+        // The close settled the last batch and released the records it held that were never
+        // handed out; those still in the fetcher's channel are released with the share
+        // sessions' close, and none is handed out any more.
+        n.app.batch.clear();
+        n.app.unread.clear();
+        n.app.doing = Doing::ClosingFetcher(now + CLOSE_TIMEOUT);
         self.drain(i);
     }
 
@@ -483,14 +559,16 @@ impl Sim {
                     self.note(format!("node {node}: answer lost with its connection"));
                     return;
                 }
-                if !self.pending.remove(&(node, inc, fetch, id)) || !self.is_current(node, inc) {
+                if !self.pending.remove(&(node, inc, fetch, id))
+                    || !self.is_running(node, inc, fetch)
+                {
                     return;
                 }
                 let now = self.now;
-                let n = &mut self.nodes[node];
+                let parts = &mut self.nodes[node].parts;
                 match ans {
-                    Ans::Group(r) => n.group.handle_response(now, id, Ok(r)),
-                    Ans::Share(r) => n.fetch.handle_response(now, id, Ok(r)),
+                    Ans::Group(r) => parts.group.handle_response(now, id, Ok(r)),
+                    Ans::Share(r) => parts.fetch.handle_response(now, id, Ok(r)),
                 }
                 self.drain(node);
             }
@@ -500,29 +578,40 @@ impl Sim {
                 id,
                 fetch,
             } => {
-                if !self.pending.remove(&(node, inc, fetch, id)) || !self.is_current(node, inc) {
+                if !self.pending.remove(&(node, inc, fetch, id))
+                    || !self.is_running(node, inc, fetch)
+                {
                     return;
                 }
                 self.note(format!("node {node}: request timed out (fetch {fetch})"));
                 let now = self.now;
                 let failure = RequestFailure::retriable("the request timed out");
-                let n = &mut self.nodes[node];
+                let parts = &mut self.nodes[node].parts;
                 if fetch {
-                    n.fetch.handle_response(now, id, Err(failure));
+                    parts.fetch.handle_response(now, id, Err(failure));
                 } else {
-                    n.group.handle_response(now, id, Err(failure));
+                    parts.group.handle_response(now, id, Err(failure));
                 }
                 self.drain(node);
             }
         }
     }
 
-    fn is_current(&self, node: usize, inc: u32) -> bool {
+    /// Whether the task of node `node` incarnation `inc` that sent a request (the fetcher's
+    /// or the member's) still runs to take its answer.
+    fn is_running(&self, node: usize, inc: u32, fetch: bool) -> bool {
         let n = &self.nodes[node];
-        n.live && n.inc == inc
+        n.live
+            && n.inc == inc
+            && if fetch {
+                n.parts.fetcher_running()
+            } else {
+                n.parts.member_running()
+            }
     }
 
-    /// Drains both machines of node `i` (the driving contract), passing events on.
+    /// Drains both machines of node `i` (the driving contract), passing their events to the
+    /// channels, and lets its application go on with what came.
     fn drain(&mut self, i: usize) {
         let now = self.now;
         for _ in 0..10_000 {
@@ -530,170 +619,113 @@ impl Sim {
                 return;
             }
             let mut progress = false;
-            while let Some(out) = self.nodes[i].group.poll_request(now) {
-                progress = true;
-                let timeout = out.timeout.unwrap_or(self.request_timeout);
-                if let Target::Coordinator(c) = &out.target {
-                    assert_eq!(c.id, 1, "the coordinator is broker 1");
+            if self.nodes[i].parts.member_running() {
+                while let Some(out) = self.nodes[i].parts.group.poll_request(now) {
+                    progress = true;
+                    let timeout = out.timeout.unwrap_or(self.request_timeout);
+                    if let Target::Coordinator(c) = &out.target {
+                        assert_eq!(c.id, 1, "the coordinator is broker 1");
+                    }
+                    self.send(i, out.id, Req::Group(out.request), timeout);
                 }
-                self.send(i, out.id, Req::Group(out.request), timeout);
-            }
-            while let Some(e) = self.nodes[i].group.poll_event() {
-                progress = true;
-                self.group_event(i, e);
-                if !self.nodes[i].live {
-                    return;
+                while let Some(e) = self.nodes[i].parts.group.poll_event() {
+                    progress = true;
+                    self.group_event(i, e);
                 }
             }
-            while let Some(out) = self.nodes[i].fetch.poll_request(now) {
-                progress = true;
-                // The share task waits request.timeout.ms, plus the wait a fetch may be held.
-                let held = match &out.request {
-                    ShareRequest::Fetch { fetch, .. } => ms(fetch.max_wait_ms.max(0) as u64),
-                    _ => Duration::ZERO,
-                };
-                let timeout = out.timeout.unwrap_or(self.request_timeout) + held;
-                self.send(i, out.id, Req::Share(out.request), timeout);
+            if self.nodes[i].parts.fetcher_running() {
+                while let Some(out) = self.nodes[i].parts.fetch.poll_request(now) {
+                    progress = true;
+                    // The share task waits request.timeout.ms, plus the wait a fetch may be held.
+                    let held = match &out.request {
+                        ShareRequest::Fetch { fetch, .. } => ms(fetch.max_wait_ms.max(0) as u64),
+                        _ => Duration::ZERO,
+                    };
+                    let timeout = out.timeout.unwrap_or(self.request_timeout) + held;
+                    self.send(i, out.id, Req::Share(out.request), timeout);
+                }
+                while let Some(e) = self.nodes[i].parts.fetch.poll_event() {
+                    progress = true;
+                    self.share_event(i, e);
+                }
             }
-            while let Some(e) = self.nodes[i].fetch.poll_event() {
-                progress = true;
-                self.share_event(i, e);
-            }
+            progress |= self.app_input(i);
+            self.heard(i);
             if !progress {
-                self.maybe_done(i);
                 return;
             }
         }
         self.fail(&format!("node {i} never stops asking"));
     }
 
-    fn maybe_done(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        if n.live && n.app.leaving && n.app.group_closed && n.app.fetch_closed {
-            n.live = false;
-            n.inc += 1;
-            self.note(format!("node {i} done"));
-        }
-    }
-
+    /// What node `i`'s member told, on its way to the consumer.
     fn group_event(&mut self, i: usize, e: GroupEvent) {
-        let now = self.now;
-        match e {
+        match &e {
             GroupEvent::Assigned { partitions, .. } => {
                 self.note(format!("node {i}: assigned {partitions:?}"));
-                let view = metadata_view(&self.config, &self.cluster, &[TOPIC.to_owned()]);
-                let n = &mut self.nodes[i];
-                n.app.assigned.extend(partitions);
-                n.fetch.set_member_id(n.group.member_id());
-                n.fetch.metadata_updated(now, &view);
-                n.fetch.assign(now, n.app.assigned.clone());
-                self.maybe_want(i);
             }
-            GroupEvent::Revoked { partitions, id } => {
+            GroupEvent::Revoked { partitions, .. } => {
                 self.note(format!("node {i}: revoked {partitions:?}"));
-                let n = &mut self.nodes[i];
-                for tp in &partitions {
-                    n.app.assigned.remove(tp);
-                }
-                n.fetch.assign(now, n.app.assigned.clone());
-                n.group.revocation_done(now, id);
             }
             GroupEvent::Lost { partitions } => {
                 self.note(format!("node {i}: lost {partitions:?}"));
-                let n = &mut self.nodes[i];
-                for tp in &partitions {
-                    n.app.assigned.remove(tp);
-                }
-                n.fetch.assign(now, n.app.assigned.clone());
-            }
-            GroupEvent::Closed => {
-                self.nodes[i].app.group_closed = true;
             }
             GroupEvent::Fatal(e) => self.fail(&format!("node {i}: fatal: {e}")),
             _ => {}
         }
+        let now = self.now;
+        self.nodes[i].parts.member_told(now, e);
     }
 
+    /// What node `i`'s fetcher told, on its way to the consumer: records acquired for it are
+    /// checked, and outcomes against the brokers.
     fn share_event(&mut self, i: usize, e: ShareEvent) {
-        match e {
+        match &e {
             ShareEvent::Records {
                 partition,
                 records,
                 lock_expired,
                 ..
             } => {
-                self.nodes[i].app.stats.lock_expired += lock_expired as u64;
-                for r in &records {
-                    self.handed_out(i, &partition, r);
+                let app = &mut self.nodes[i].app;
+                app.stats.lock_expired += *lock_expired as u64;
+                if app.closing() {
+                    app.stats.after_close += records.len() as u64;
                 }
-                let now = self.now;
-                let lock = self.config.lock_duration;
-                let n = &mut self.nodes[i];
-                if n.app.leaving {
-                    // Came after the close: given back at once.
-                    for r in &records {
-                        n.fetch.acknowledge(
-                            now,
-                            &partition,
-                            r.offset,
-                            r.offset,
-                            AcknowledgeType::Release,
-                        );
-                    }
-                    return;
-                }
-                if n.app.wake.is_none() {
-                    let (lo, hi) = n.app.policy.process_ms;
-                    let mut d = ms(self.rng.u64(lo..=hi));
-                    if std::mem::take(&mut n.app.stall_next) {
-                        d = lock + ms(self.rng.u64(500..=3000));
-                    }
-                    n.app.wake = Some(now + d);
+                for r in records {
+                    self.acquired(i, partition, r);
                 }
             }
-            ShareEvent::Acknowledged(outcome) => {
-                if outcome.is_ok() {
-                    for r in &outcome.ranges {
-                        for o in r.first..=r.last {
-                            let state = self.brokers.state(&outcome.partition, o);
-                            let agrees = match r.kind {
-                                AcknowledgeType::Accept => state == RecordState::Acknowledged,
-                                AcknowledgeType::Reject => state == RecordState::Archived,
-                                _ => true,
-                            };
-                            if !agrees {
-                                self.fail(&format!(
-                                    "node {i}: {}@{o} reported {} but the broker has it {state:?}",
-                                    outcome.partition,
-                                    r.kind.name()
-                                ));
-                            }
-                            if r.kind == AcknowledgeType::Accept {
-                                self.accepted_ok.insert((outcome.partition.clone(), o));
-                            }
+            ShareEvent::Acknowledged(outcome) if outcome.is_ok() => {
+                for r in &outcome.ranges {
+                    for o in r.first..=r.last {
+                        let state = self.brokers.state(&outcome.partition, o);
+                        let agrees = match r.kind {
+                            AcknowledgeType::Accept => state == RecordState::Acknowledged,
+                            AcknowledgeType::Reject => state == RecordState::Archived,
+                            _ => true,
+                        };
+                        if !agrees {
+                            self.fail(&format!(
+                                "node {i}: {}@{o} reported {} but the broker has it {state:?}",
+                                outcome.partition,
+                                r.kind.name()
+                            ));
+                        }
+                        if r.kind == AcknowledgeType::Accept {
+                            self.accepted_ok.insert((outcome.partition.clone(), o));
                         }
                     }
-                } else {
-                    self.note(format!(
-                        "node {i}: acknowledgements refused: {} {:?} {:?}",
-                        outcome.error_code, outcome.ranges, outcome.failure
-                    ));
-                    *self.nodes[i]
-                        .app
-                        .stats
-                        .refused
-                        .entry(outcome.error_code)
-                        .or_default() += 1;
                 }
             }
-            ShareEvent::Committed(_) => self.nodes[i].app.stats.committed += 1,
-            ShareEvent::Closed => self.nodes[i].app.fetch_closed = true,
+            ShareEvent::Closed => self.note(format!("node {i}: share sessions closed")),
             _ => {}
         }
+        self.nodes[i].parts.fetcher_told(e);
     }
 
-    /// The checks of one record handed out to node `i`.
-    fn handed_out(&mut self, i: usize, tp: &TopicPartition, r: &Record) {
+    /// The checks of one record node `i`'s fetcher told it acquired.
+    fn acquired(&mut self, i: usize, tp: &TopicPartition, r: &Record) {
         let member = self.member_id(i);
         let Some(count) = r.delivery_count else {
             self.fail(&format!(
@@ -701,7 +733,10 @@ impl Sim {
                 r.offset
             ));
         };
-        self.note(format!("node {i}: handed {tp}@{} count {count}", r.offset));
+        self.note(format!(
+            "node {i}: acquired {tp}@{} count {count}",
+            r.offset
+        ));
         let value = r.value.as_deref().unwrap_or_default();
         if value != format!("{tp}@{}", r.offset).as_bytes() {
             self.fail(&format!(
@@ -713,7 +748,7 @@ impl Sim {
         match self.brokers.acquired_by(tp, r.offset, count) {
             Some(m) if m == member => {}
             other => self.fail(&format!(
-                "node {i}: {tp}@{} handed out at count {count}, acquired at that count by {other:?}",
+                "node {i}: {tp}@{} told at count {count}, acquired at that count by {other:?}",
                 r.offset
             )),
         }
@@ -722,50 +757,204 @@ impl Sim {
             && before >= count
         {
             self.fail(&format!(
-                "node {i}: {tp}@{} handed out at count {count} after count {before}",
+                "node {i}: {tp}@{} told at count {count} after count {before}",
                 r.offset
             ));
         }
         if self.accepted_ok.contains(&key) {
             self.fail(&format!(
-                "node {i}: {tp}@{} handed out after its accept was confirmed",
+                "node {i}: {tp}@{} told after its accept was confirmed",
                 r.offset
             ));
         }
         match self.brokers.state(tp, r.offset) {
             RecordState::Acquired { member: m, .. } if m == member => {}
             s => self.fail(&format!(
-                "node {i}: {tp}@{} handed out while the broker has it {s:?}",
+                "node {i}: {tp}@{} told while the broker has it {s:?}",
                 r.offset
             )),
         }
         self.handed.insert(key, count);
-        let n = &mut self.nodes[i];
-        n.app.stats.handed += 1;
-        n.app.seen.push((tp.clone(), r.offset, count));
-        n.app.batch.push((tp.clone(), r.offset, count));
+        self.nodes[i]
+            .app
+            .unread
+            .push_back((tp.clone(), r.offset, count));
     }
 
-    fn maybe_want(&mut self, i: usize) {
+    /// Node `i`'s consumer hands out `batch`: each record is the next its fetcher told it
+    /// and it has not handed out, and was acquired for it at that count. The application
+    /// processes the batch for a while (longer than the lock when it stalls).
+    fn hand_out(&mut self, i: usize, batch: Vec<Record>) {
+        let member = self.member_id(i);
+        if batch.is_empty() {
+            self.fail(&format!("node {i}: a recv_batch returned no records"));
+        }
+        for r in &batch {
+            let tp = TopicPartition::new(&*r.topic, r.partition);
+            let count = r.delivery_count.unwrap_or(0);
+            let told = self.nodes[i].app.unread.pop_front();
+            if told.as_ref() != Some(&(tp.clone(), r.offset, count)) {
+                self.fail(&format!(
+                    "node {i}: handed out {tp}@{} count {count}, the next told being {told:?}",
+                    r.offset
+                ));
+            }
+            if self.brokers.acquired_by(&tp, r.offset, count) != Some(member.as_str()) {
+                self.fail(&format!(
+                    "node {i}: handed out {tp}@{} at count {count}, not acquired for it then",
+                    r.offset
+                ));
+            }
+            self.note(format!("node {i}: handed {tp}@{} count {count}", r.offset));
+            let app = &mut self.nodes[i].app;
+            app.stats.handed += 1;
+            app.seen.push((tp, r.offset, count));
+        }
+        let lock = self.config.lock_duration;
+        let (lo, hi) = self.nodes[i].app.policy.process_ms;
+        let mut d = ms(self.rng.u64(lo..=hi));
+        if std::mem::take(&mut self.nodes[i].app.stall_next) {
+            d = lock + ms(self.rng.u64(500..=3000));
+        }
+        let app = &mut self.nodes[i].app;
+        app.batch = batch;
+        app.doing = Doing::Processing(self.now + d);
+    }
+
+    /// Node `i`'s application calls `recv_batch`: the call (the last batch settled, the
+    /// events waiting handed in), then its first turn.
+    fn recv_batch(&mut self, i: usize) {
         let now = self.now;
         let n = &mut self.nodes[i];
-        if !n.live || n.app.leaving {
-            return;
+        if let Err(e) = n.driver.call(now, &mut n.parts) {
+            self.fail(&format!("node {i}: recv_batch: {e}"));
         }
-        n.group.application_polled(now);
-        if n.app.batch.is_empty() && n.app.wake.is_none() && !n.app.assigned.is_empty() {
-            let seen = n.fetch.records_told();
-            n.fetch.want_records(now, seen);
+        // Settled by the call: acknowledged by the application, or accepted (implicit mode).
+        n.app.batch.clear();
+        self.turn(i);
+    }
+
+    /// A turn of node `i`'s `recv_batch`: a batch handed out, or a wait for the next input.
+    fn turn(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        match n.driver.turn(now, &mut n.parts) {
+            Turn::Ready => {
+                let batch = n.driver.machine.take_batch();
+                // The outcomes come to the hooks; the application does not read them again.
+                n.driver.machine.take_outcomes();
+                self.hand_out(i, batch);
+            }
+            Turn::Wait => n.app.doing = Doing::Waiting,
+            Turn::Error(e) => self.fail(&format!("node {i}: recv_batch: {e}")),
         }
     }
 
-    /// Node `i`'s application settles its batch.
+    /// Node `i`'s application goes on with what its consumer's channels hold, as the
+    /// `ShareConsumer` reads them: a `recv_batch` waiting is handed one event (the member's or
+    /// the fetcher's, whichever its select takes), then turns; a commit is handed the
+    /// fetcher's events until its answer; a close waits for the fetcher to close, then for
+    /// the member to leave, each until the close's deadline. Whether it did anything.
+    fn app_input(&mut self, i: usize) -> bool {
+        let now = self.now;
+        match self.nodes[i].app.doing {
+            Doing::Waiting => {
+                let parts = &self.nodes[i].parts;
+                let group = match (parts.member_waiting(), parts.fetcher_waiting()) {
+                    (false, false) => return false,
+                    (true, true) => self.rng.bool(),
+                    (group, _) => group,
+                };
+                let n = &mut self.nodes[i];
+                if group {
+                    let e = n.parts.member_event();
+                    n.driver.group_event(now, e, &mut n.parts);
+                } else {
+                    let e = n.parts.fetch_event();
+                    n.driver.fetch_event(now, e, &mut n.parts);
+                }
+                self.turn(i);
+                true
+            }
+            Doing::Committing(id) => {
+                if !self.nodes[i].parts.fetcher_waiting() {
+                    return false;
+                }
+                let n = &mut self.nodes[i];
+                let e = n.parts.fetch_event();
+                match n.driver.commit_input(now, id, e, &mut n.parts) {
+                    Ok(true) => {
+                        n.driver.machine.take_outcomes();
+                        n.app.stats.committed += 1;
+                        self.recv_batch(i);
+                    }
+                    Ok(false) => {}
+                    Err(e) => self.fail(&format!("node {i}: commit: {e}")),
+                }
+                true
+            }
+            Doing::ClosingFetcher(deadline) => {
+                let parts = &mut self.nodes[i].parts;
+                let give_up = now >= deadline;
+                if !parts.fetcher_closed() && !give_up {
+                    return false;
+                }
+                if give_up && !parts.fetcher_closed() {
+                    self.note(format!("node {i}: the close gave up on the fetcher"));
+                }
+                let n = &mut self.nodes[i];
+                for e in n.parts.fetcher_close_events(give_up) {
+                    n.driver.fetch_event(now, Some(e), &mut n.parts);
+                }
+                n.driver.leave(now, &mut n.parts);
+                n.app.doing = Doing::ClosingMember(deadline);
+                true
+            }
+            Doing::ClosingMember(deadline) => {
+                let give_up = now >= deadline;
+                if !self.nodes[i].parts.member_closed() && !give_up {
+                    return false;
+                }
+                let n = &mut self.nodes[i];
+                let events = n.parts.member_close_events(give_up);
+                n.driver.member_closed(now, events);
+                n.app.doing = Doing::Done;
+                n.live = false;
+                n.inc += 1;
+                self.note(format!("node {i} done"));
+                true
+            }
+            Doing::Processing(_) | Doing::Done => false,
+        }
+    }
+
+    /// What node `i`'s acknowledgement hooks heard: refused outcomes counted.
+    fn heard(&mut self, i: usize) {
+        for outcome in self.nodes[i].parts.take_heard() {
+            if outcome.is_ok() {
+                continue;
+            }
+            self.note(format!(
+                "node {i}: acknowledgements refused: {} {:?} {:?}",
+                outcome.error_code, outcome.ranges, outcome.failure
+            ));
+            *self.nodes[i]
+                .app
+                .stats
+                .refused
+                .entry(outcome.error_code)
+                .or_default() += 1;
+        }
+    }
+
+    /// Node `i`'s application settles its batch, record by record (in implicit mode its
+    /// accepts left to the consumer), commits now and then, and calls `recv_batch` again.
     fn process(&mut self, i: usize) {
         let now = self.now;
         let policy = self.nodes[i].app.policy;
         let batch = std::mem::take(&mut self.nodes[i].app.batch);
-        self.nodes[i].app.wake = None;
-        for (tp, o, _) in batch {
+        let mut left = Vec::new();
+        for r in batch {
             let roll = self.rng.f64();
             let kind = if roll < policy.release {
                 AcknowledgeType::Release
@@ -780,12 +969,29 @@ impl Sim {
                 AcknowledgeType::Release => stats.released += 1,
                 _ => stats.rejected += 1,
             }
-            self.nodes[i].fetch.acknowledge(now, &tp, o, o, kind);
+            if kind == AcknowledgeType::Accept && policy.mode == AcknowledgementMode::Implicit {
+                left.push(r);
+                continue;
+            }
+            let n = &mut self.nodes[i];
+            if let Err(e) = n.driver.acknowledge(now, &r, kind, &mut n.parts) {
+                self.fail(&format!("node {i}: acknowledge: {e}"));
+            }
         }
+        self.nodes[i].app.batch = left;
         if self.rng.f64() < policy.commit {
-            self.nodes[i].fetch.commit(now);
+            let n = &mut self.nodes[i];
+            match n.driver.commit(now, &mut n.parts) {
+                Ok(id) => {
+                    // Implicit mode: the commit accepted what was left.
+                    n.app.batch.clear();
+                    n.app.doing = Doing::Committing(id);
+                }
+                Err(e) => self.fail(&format!("node {i}: commit: {e}")),
+            }
+        } else {
+            self.recv_batch(i);
         }
-        self.maybe_want(i);
         self.drain(i);
     }
 
@@ -795,9 +1001,13 @@ impl Sim {
         due.extend(self.coord.next_deadline());
         due.extend(self.brokers.next_deadline());
         for n in self.nodes.iter().filter(|n| n.live) {
-            due.extend(n.group.poll_timeout());
-            due.extend(n.fetch.poll_timeout());
-            due.extend(n.app.wake);
+            if n.parts.member_running() {
+                due.extend(n.parts.group.poll_timeout());
+            }
+            if n.parts.fetcher_running() {
+                due.extend(n.parts.fetch.poll_timeout());
+            }
+            due.extend(n.app.wake());
         }
         due.into_iter().min().map(|t| t.max(self.now))
     }
@@ -814,24 +1024,36 @@ impl Sim {
             self.deliver(msg);
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].live && self.nodes[i].app.wake.is_some_and(|w| w <= now) {
-                self.process(i);
+            if !self.nodes[i].live {
+                continue;
+            }
+            match self.nodes[i].app.wake() {
+                Some(t) if t <= now => {
+                    if matches!(self.nodes[i].app.doing, Doing::Processing(_)) {
+                        self.process(i);
+                    } else {
+                        self.drain(i);
+                    }
+                }
+                _ => {}
             }
             for _ in 0..100 {
                 if !self.nodes[i].live {
                     break;
                 }
-                let n = &mut self.nodes[i];
-                let group_due = n.group.poll_timeout().is_some_and(|t| t <= now);
-                let fetch_due = n.fetch.poll_timeout().is_some_and(|t| t <= now);
+                let parts = &mut self.nodes[i].parts;
+                let group_due =
+                    parts.member_running() && parts.group.poll_timeout().is_some_and(|t| t <= now);
+                let fetch_due =
+                    parts.fetcher_running() && parts.fetch.poll_timeout().is_some_and(|t| t <= now);
                 if !group_due && !fetch_due {
                     break;
                 }
                 if group_due {
-                    n.group.handle_timeout(now);
+                    parts.group.handle_timeout(now);
                 }
                 if fetch_due {
-                    n.fetch.handle_timeout(now);
+                    parts.fetch.handle_timeout(now);
                 }
                 self.drain(i);
             }
@@ -845,29 +1067,45 @@ impl Sim {
             self.fail(&e);
         }
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.live) {
-            for (what, t) in [
-                ("group", n.group.poll_timeout()),
-                ("share fetch", n.fetch.poll_timeout()),
+            for (what, running, t) in [
+                (
+                    "group",
+                    n.parts.member_running(),
+                    n.parts.group.poll_timeout(),
+                ),
+                (
+                    "share fetch",
+                    n.parts.fetcher_running(),
+                    n.parts.fetch.poll_timeout(),
+                ),
             ] {
-                if t.is_some_and(|t| t <= self.now) {
+                if running && t.is_some_and(|t| t <= self.now) {
                     self.fail(&format!(
                         "node {i}: the {what} machine's poll_timeout is not after now once its timers fired"
                     ));
                 }
             }
         }
-        // Only one of the members holding a record holds it under a live lock.
-        let mut holders: BTreeMap<(&TopicPartition, i64), Vec<(usize, u16)>> = BTreeMap::new();
+        // Only one of the members holding a record (told it, and not settled yet) holds it
+        // under a live lock.
+        let mut holders: BTreeMap<(TopicPartition, i64), Vec<(usize, u16)>> = BTreeMap::new();
         for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.live) {
-            for (tp, o, c) in &n.app.batch {
-                holders.entry((tp, *o)).or_default().push((i, *c));
+            let batch = n.app.batch.iter().map(|r| {
+                (
+                    TopicPartition::new(&*r.topic, r.partition),
+                    r.offset,
+                    r.delivery_count.unwrap_or(0),
+                )
+            });
+            for (tp, o, c) in batch.chain(n.app.unread.iter().cloned()) {
+                holders.entry((tp, o)).or_default().push((i, c));
             }
         }
         for ((tp, o), hs) in holders.iter().filter(|(_, hs)| hs.len() > 1) {
             let live = hs
                 .iter()
                 .filter(|(i, c)| {
-                    let member = self.nodes[*i].group.member_id();
+                    let member = self.nodes[*i].parts.group.member_id();
                     self.brokers.delivery_count(tp, *o) == *c
                         && matches!(self.brokers.state(tp, *o), RecordState::Acquired { member: m, .. } if m == member)
                 })
@@ -908,7 +1146,7 @@ impl Sim {
 
     fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].live && !self.nodes[*i].app.leaving)
+            .filter(|i| self.nodes[*i].live && !self.nodes[*i].app.closing())
             .collect()
     }
 
@@ -917,8 +1155,12 @@ impl Sim {
     fn settle(&mut self) {
         self.drop_rate = 0.0;
         for i in self.live() {
-            self.nodes[i].app.policy = Policy::accept_all();
-            self.nodes[i].app.stall_next = false;
+            let app = &mut self.nodes[i].app;
+            app.policy = Policy {
+                mode: app.policy.mode,
+                ..Policy::accept_all()
+            };
+            app.stall_next = false;
         }
         if self.live().is_empty() {
             self.start(Policy::accept_all(), 20);
@@ -1020,6 +1262,11 @@ fn random_run(seed: u64) -> Sim {
     let mut sim = Sim::new(seed, partitions, config);
     sim.drop_rate = [0.0, 0.01, 0.03][rng.usize(0..3)];
     let policy = |rng: &mut fastrand::Rng| Policy {
+        mode: if rng.bool() {
+            AcknowledgementMode::Implicit
+        } else {
+            AcknowledgementMode::Explicit
+        },
         release: rng.f64() * 0.3,
         reject: rng.f64() * 0.1,
         process_ms: (5, rng.u64(20..=400)),
@@ -1127,6 +1374,9 @@ fn random_runs_keep_the_invariants_and_lose_nothing() {
             totals.released += n.app.stats.released;
             totals.rejected += n.app.stats.rejected;
             totals.lock_expired += n.app.stats.lock_expired;
+            totals.committed += n.app.stats.committed;
+            totals.after_close += n.app.stats.after_close;
+            totals.waits_given_up += n.app.stats.waits_given_up;
             for (c, k) in &n.app.stats.refused {
                 *totals.refused.entry(*c).or_default() += k;
             }
@@ -1145,6 +1395,11 @@ fn random_runs_keep_the_invariants_and_lose_nothing() {
         assert!(
             totals.refused.contains_key(&INVALID_RECORD_STATE),
             "no acknowledgement of an expired lock: {totals:?}"
+        );
+        assert!(totals.committed > 0, "no commit answered: {totals:?}");
+        assert!(
+            totals.waits_given_up > 0,
+            "no close gave up a recv_batch: {totals:?}"
         );
     }
 }
@@ -1190,9 +1445,9 @@ fn lock_expiry_hands_a_record_to_another_member_at_the_next_count() {
     assert_eq!(sim.brokers.stats.lock_expiries, 1);
 }
 
-/// A member alone that stalls past the lock: its late accepts are refused
-/// (INVALID_RECORD_STATE, reported as such), and the records come back to it at count 2, to be
-/// accepted then.
+/// A member alone that stalls past the lock: the records come back to it at count 2, to be
+/// accepted then, and its late accepts are refused (INVALID_RECORD_STATE, reported as such to
+/// the acknowledgement hooks when its next `recv_batch` reads the outcome).
 #[test]
 fn a_member_stalled_past_the_lock_gets_its_records_again_at_the_next_count() {
     let config = ShareConfig {
@@ -1217,10 +1472,23 @@ fn a_member_stalled_past_the_lock_gets_its_records_again_at_the_next_count() {
             (tp.clone(), 2, 2),
         ]
     );
+    // The late accepts went with the ShareFetch that acquired the records again, whose answer
+    // the fetcher tells as the records, then the accepts' outcome: the driver hands the records
+    // out as soon as it reads them, and the outcome waits in the fetcher's channel until the
+    // application's next `recv_batch` reads it, when the acknowledgement hooks hear it. So the
+    // refusal is heard once the count-2 batch is processed, and once.
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| {
+        s.nodes[a]
+            .app
+            .stats
+            .refused
+            .contains_key(&INVALID_RECORD_STATE)
+    }));
     assert_eq!(
         sim.nodes[a].app.stats.refused.get(&INVALID_RECORD_STATE),
         Some(&1)
     );
+    assert_eq!(sim.nodes[a].app.seen.len(), 6);
     assert_eq!(sim.brokers.stats.lock_expiries, 3);
     sim.settle();
     assert!((0..3).all(|o| sim.brokers.state(&tp, o) == RecordState::Acknowledged));
@@ -1383,5 +1651,55 @@ fn a_member_leaving_releases_its_records_at_once() {
     assert!(sim.nodes[b].app.seen.iter().all(|(_, _, c)| *c == 2));
     assert_eq!(sim.brokers.stats.lock_expiries, 0);
     assert!(!sim.nodes[a].live && !sim.coord.members().contains(&sim.member_id(a)));
+    sim.settle();
+}
+
+/// Records a fetch in flight brings after the application closed the consumer: the consumer
+/// keeps them (the close released what it held then, before they came) and never hands them
+/// out; closing the share session (ShareAcknowledge at epoch -1) releases them at the broker,
+/// and another member gets them at the next count without waiting for the locks.
+#[test]
+fn records_that_come_after_a_close_are_released_with_the_session() {
+    let config = ShareConfig {
+        brokers: 1,
+        ..ShareConfig::default()
+    };
+    let mut sim = Sim::new(8, 1, config);
+    sim.latency_ms = (10, 10);
+    let a = sim.start(Policy::accept_all(), 10);
+    let tp = TopicPartition::new(TOPIC, 0);
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| {
+        !s.nodes[a].driver.machine.assignment().is_empty()
+    }));
+    sim.produce(0, 5);
+    let member = sim.member_id(a);
+    let end = sim.now + Duration::from_secs(2);
+    while sim.brokers.held_by(&tp, &member).is_empty() && sim.now < end {
+        sim.run_for(ms(1));
+    }
+    assert_eq!(sim.brokers.held_by(&tp, &member), [0, 1, 2, 3, 4]);
+    assert!(
+        sim.nodes[a].app.unread.is_empty(),
+        "the answer is on its way"
+    );
+    assert_eq!(sim.nodes[a].app.doing, Doing::Waiting);
+    let left_at = sim.now;
+    sim.leave(a);
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| !s.nodes[a].live));
+    let n = &sim.nodes[a];
+    assert_eq!(n.app.stats.after_close, 5);
+    assert_eq!(n.app.stats.waits_given_up, 1);
+    assert!(n.app.seen.is_empty());
+    assert_eq!(n.driver.machine.buffered(), 5, "kept, never handed out");
+    assert_eq!(n.parts.published().records_acquired, 5);
+    assert!(sim.brokers.held_by(&tp, &member).is_empty());
+    let b = sim.start(Policy::accept_all(), 10);
+    assert!(sim.run_until_cond(Duration::from_secs(3), |s| s.nodes[b].app.seen.len() == 5));
+    assert!(
+        sim.now < left_at + sim.config.lock_duration,
+        "released, not expired"
+    );
+    assert!(sim.nodes[b].app.seen.iter().all(|(_, _, c)| *c == 2));
+    assert_eq!(sim.brokers.stats.lock_expiries, 0);
     sim.settle();
 }

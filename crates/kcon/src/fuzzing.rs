@@ -23,9 +23,11 @@ pub mod consumer {
 }
 
 /// The share consumer's machine and the driver the `ShareConsumer` runs it on, for a shell of
-/// another kind: a share group simulation implementing [`Parts`](share::Parts) with the group
-/// member (under `GroupProtocol::Share`) and the share fetch machine on a virtual clock, and
-/// feeding the [`Driver`](share::Driver) the inputs its scheduled messages bring.
+/// another kind: kcon-sim's share simulation implements [`Parts`](share::Parts) with the group
+/// member (under `GroupProtocol::Share`) and the share fetch machine on a virtual clock
+/// (`kcon_sim::share_consumer::ShareParts`), and its model applications call the
+/// [`Driver`](share::Driver) as applications call the `ShareConsumer`, feeding it the inputs
+/// its scheduled messages bring.
 pub mod share {
     pub use crate::share::ShareMetrics;
     pub use crate::share::driver::{Driver, Parts, Turn};

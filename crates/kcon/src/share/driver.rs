@@ -5,11 +5,11 @@
 //!
 //! The tokio [`ShareConsumer`](super::ShareConsumer) feeds it: it waits for the next input
 //! (the member's and the fetcher's channels) and hands it in, with its parts the tasks'
-//! handles ([`super::wiring`]). The feature `fuzzing` exports it for a shell of another kind
-//! (a simulation whose parts are kcon-group's member and kcon-fetch's share fetch machine on a
-//! virtual clock; kcon-sim's share simulation still wires those machines itself): a new
-//! command is a new method of [`Parts`], which each implementation must implement before it
-//! compiles.
+//! handles ([`super::wiring`]). The feature `fuzzing` exports it for a shell of another kind:
+//! kcon-sim's share simulation, whose parts (`kcon_sim::share_consumer::ShareParts`) are
+//! kcon-group's member and kcon-fetch's share fetch machine on a virtual clock, and whose model
+//! applications call it as applications call the `ShareConsumer`. A new command is a new
+//! method of [`Parts`], which each implementation must implement before it compiles.
 //!
 //! ```text
 //!   call ─► the events waiting handed in ─► turn ─┬─ Error ─► the call returns it
@@ -39,8 +39,9 @@ use crate::error::Error;
 /// thing a part can be told; none has a default, so a new command fails to compile in every
 /// implementation until it says what it does.
 ///
-/// The tokio tasks' handles implement it (`wiring::Wiring`), and the tests' recording parts;
-/// the feature `fuzzing` exports it for a simulation over the machines on a virtual clock.
+/// The tokio tasks' handles implement it (`wiring::Wiring`), the tests' recording parts, and,
+/// through the feature `fuzzing`, kcon-sim's share simulation over the machines on a virtual
+/// clock.
 pub trait Parts {
     // ----- the group member -----
 
