@@ -779,3 +779,41 @@ impl kcon::share::ShareConsumerHooks for Counting {
         *self.0.lock().unwrap() += outcome.offsets();
     }
 }
+
+/// A `recv_batch` that waits longer than `max.poll.interval.ms` for an idle queue keeps the
+/// member in the group: waiting in the call is the application polling, as in the Java
+/// client, so a record written later still reaches it. (`max.poll.interval.ms` is 3 s here so
+/// that the wait passes it several times; the default, 5 minutes, is the same rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_consumer_waiting_past_max_poll_interval_stays_in_the_group() {
+    let Setup {
+        kafka,
+        pool,
+        topic,
+        group,
+    } = setup(1, &[]).await;
+    let mut c = consumer(
+        kafka.bootstrap(),
+        &group,
+        &[("max.poll.interval.ms", "3000")],
+    );
+    joined(&mut c, &topic, 1).await;
+    let later = {
+        let pool = pool.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            produce(&pool, &topic, 0, 1, now_ms()).await;
+        })
+    };
+    let batch = timeout(Duration::from_secs(30), c.recv_batch())
+        .await
+        .expect("the record written after 10 s of waiting, within 30 s")
+        .expect("a batch");
+    later.await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].offset, 0);
+    assert_eq!(batch[0].delivery_count, Some(1));
+    assert!(!c.assignment().is_empty(), "the member left its partition");
+    c.close().await.unwrap();
+}

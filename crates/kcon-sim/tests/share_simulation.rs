@@ -307,6 +307,7 @@ impl Sim {
         let mut gc = GroupConfig::new(GROUP);
         gc.group_protocol = GroupProtocol::Share;
         gc.validate().expect("a share member's configuration");
+        let max_poll_interval = gc.max_poll_interval;
         let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
         let mut group = ConsumerGroupMachine::new(gc, now, seed);
         group.metadata_updated(
@@ -324,7 +325,12 @@ impl Sim {
         let fetch = ShareFetchMachine::new(fc, GROUP, "", seed);
         let metadata = metadata_view(&self.config, &self.cluster, &[TOPIC.to_owned()]);
         self.note(format!("start node {i} ({})", group.member_id()));
-        let machine = ShareConsumerMachine::new(policy.mode, max_poll_records.max(1) as usize);
+        let machine = ShareConsumerMachine::new(
+            policy.mode,
+            max_poll_records.max(1) as usize,
+            max_poll_interval,
+            now,
+        );
         self.nodes.push(Node {
             inc: 1,
             live: true,
@@ -1007,6 +1013,7 @@ impl Sim {
             if n.parts.fetcher_running() {
                 due.extend(n.parts.fetch.poll_timeout());
             }
+            due.extend(n.driver.machine.poll_timeout());
             due.extend(n.app.wake());
         }
         due.into_iter().min().map(|t| t.max(self.now))
@@ -1041,12 +1048,19 @@ impl Sim {
                 if !self.nodes[i].live {
                     break;
                 }
-                let parts = &mut self.nodes[i].parts;
+                let node = &mut self.nodes[i];
+                // The share consumer's own timer: a recv_batch that waits tells the member the
+                // application is alive.
+                if node.driver.machine.poll_timeout().is_some_and(|t| t <= now) {
+                    node.driver.timeout(now, &mut node.parts);
+                }
+                let parts = &mut node.parts;
                 let group_due =
                     parts.member_running() && parts.group.poll_timeout().is_some_and(|t| t <= now);
                 let fetch_due =
                     parts.fetcher_running() && parts.fetch.poll_timeout().is_some_and(|t| t <= now);
                 if !group_due && !fetch_due {
+                    self.drain(i);
                     break;
                 }
                 if group_due {
@@ -1084,6 +1098,15 @@ impl Sim {
                         "node {i}: the {what} machine's poll_timeout is not after now once its timers fired"
                     ));
                 }
+            }
+            if n.driver
+                .machine
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
+                self.fail(&format!(
+                    "node {i}: the share consumer machine's poll_timeout is not after now once its timers fired"
+                ));
             }
         }
         // Only one of the members holding a record (told it, and not settled yet) holds it

@@ -225,6 +225,13 @@ impl Driver {
         self.run(now, parts);
     }
 
+    /// Time passed to the machine's `poll_timeout`: a `recv_batch` that waits tells the member
+    /// the application is alive.
+    pub fn timeout<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+        self.machine.handle_timeout(now);
+        self.run(now, parts);
+    }
+
     /// The fetcher's event (`None`: its task stopped); an error it comes to is the next
     /// turn's.
     pub fn fetch_event<P: Parts>(
@@ -292,6 +299,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::time::Duration;
 
     use kcon_core::Record;
     use kcon_group::GroupError;
@@ -384,7 +392,12 @@ mod tests {
     }
 
     fn driver(mode: AcknowledgementMode, parts: &mut Log) -> Driver {
-        let mut d = Driver::new(ShareConsumerMachine::new(mode, 10));
+        let mut d = Driver::new(ShareConsumerMachine::new(
+            mode,
+            10,
+            Duration::from_secs(300),
+            Instant::now(),
+        ));
         d.subscribe(Instant::now(), vec!["t".to_owned()], parts)
             .unwrap();
         parts.told.clear();

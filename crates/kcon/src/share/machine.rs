@@ -7,7 +7,10 @@
 //!
 //! # Driving it
 //! It follows kcon-core's [`Machine`] contract (no socket, no clock: `now` is an argument), with
-//! neither requests nor timers: everything it waits for comes as a part's event.
+//! no requests and one timer: while a `recv_batch` waits, the member hears the application is
+//! alive every half `max.poll.interval.ms` (at least 500 ms), as the consumer's does, so that a
+//! wait on an idle queue is never taken for an application that stopped polling. Everything
+//! else it waits for comes as a part's event.
 //! - events are its [`Command`]s: what the group member, the share fetcher, the acknowledgement
 //!   hooks, the metrics handle or the application's call must hear, in order;
 //! - its own commands are the application's calls ([`subscribe`](ShareConsumerMachine::subscribe),
@@ -24,8 +27,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{Machine, Outgoing, Record, RequestFailure, RequestId, TopicPartition};
 use kcon_fetch::share::{AcknowledgeType, AcknowledgementOutcome, ShareEvent};
 use kcon_group::{GroupEvent, RevocationId};
@@ -34,6 +38,26 @@ use tracing::debug;
 use super::ShareMetrics;
 use crate::config::AcknowledgementMode;
 use crate::error::Error;
+
+/// The member hears the application is alive at most this often while a call waits.
+const LIVENESS_MIN: Duration = Duration::from_millis(500);
+
+/// The machine's timers, one table, derived from its state whenever read (`timers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A call that waits tells the member the application is alive: every half
+    /// `max.poll.interval.ms` (at least 500 ms) since it last did.
+    Liveness,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[Timer::Liveness];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+type Timers = TimerTable<Timer, 1>;
 
 /// What the machine tells the parts around it, in order: its events. A new one is a new method
 /// of the driver's [`Parts`](super::driver::Parts), so every implementation must say what it
@@ -103,6 +127,11 @@ pub struct ShareConsumerMachine {
     records_seen: u64,
     /// A want is out: the fetcher fetches for the call waiting.
     wanting: bool,
+    /// When the member was last told the application is alive.
+    last_liveness: Instant,
+    /// A call that waits tells the member the application is alive this often: half
+    /// `max.poll.interval.ms`, at least [`LIVENESS_MIN`].
+    liveness_every: Duration,
     /// Closed: the application's calls find it so.
     closed: bool,
     metrics: ShareMetrics,
@@ -113,8 +142,14 @@ pub struct ShareConsumerMachine {
 
 impl ShareConsumerMachine {
     /// A share consumer subscribed to nothing yet, settling in `mode`, handing out at most
-    /// `max_poll_records` records a batch.
-    pub fn new(mode: AcknowledgementMode, max_poll_records: usize) -> Self {
+    /// `max_poll_records` records a batch, whose member gives up on an application silent for
+    /// `max_poll_interval`; made at `now`.
+    pub fn new(
+        mode: AcknowledgementMode,
+        max_poll_records: usize,
+        max_poll_interval: Duration,
+        now: Instant,
+    ) -> Self {
         ShareConsumerMachine {
             mode,
             max_poll_records: max_poll_records.max(1),
@@ -126,6 +161,8 @@ impl ShareConsumerMachine {
             next_commit: 0,
             records_seen: 0,
             wanting: false,
+            last_liveness: now,
+            liveness_every: (max_poll_interval / 2).max(LIVENESS_MIN),
             closed: false,
             metrics: ShareMetrics::default(),
             failed: None,
@@ -181,7 +218,7 @@ impl ShareConsumerMachine {
     /// before a subscription; else the last batch is settled (which fails in explicit mode
     /// while a record of it is not acknowledged) and the member hears the application is
     /// alive. A want left out by a call dropped while it waited was called off with it.
-    pub fn start_batch(&mut self, _now: Instant) -> Result<(), Error> {
+    pub fn start_batch(&mut self, now: Instant) -> Result<(), Error> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -193,8 +230,28 @@ impl ShareConsumerMachine {
         }
         self.wanting = false;
         self.settle_batch()?;
-        self.commands.push_back(Command::Alive);
+        self.alive(now);
         Ok(())
+    }
+
+    /// The member hears the application is alive.
+    fn alive(&mut self, now: Instant) {
+        self.last_liveness = now;
+        self.commands.push_back(Command::Alive);
+    }
+
+    /// When `timer` is due, as the state says.
+    fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::Liveness => self
+                .wanting
+                .then(|| self.last_liveness + self.liveness_every),
+        }
+    }
+
+    /// The timer table, as the state says it is.
+    fn timers(&self) -> Timers {
+        Timers::from_deadlines(|timer| self.deadline(timer))
     }
 
     /// The call waits for records: the want before is ended and a new one goes, saying how
@@ -527,7 +584,16 @@ impl Machine for ShareConsumerMachine {
     }
 
     /// It has no timers.
-    fn handle_timeout(&mut self, _now: Instant) {}
+    /// Time passed: a call that waits tells the member the application is alive when it is
+    /// due.
+    fn handle_timeout(&mut self, now: Instant) {
+        let timers = self.timers();
+        for timer in timers.expired(now) {
+            match timer {
+                Timer::Liveness => self.alive(now),
+            }
+        }
+    }
 
     fn poll_request(&mut self, _now: Instant) -> Option<Outgoing<Infallible, ()>> {
         None
@@ -537,8 +603,10 @@ impl Machine for ShareConsumerMachine {
         self.commands.pop_front()
     }
 
+    /// The table's earliest timer: while a call waits, when the member next hears the
+    /// application is alive.
     fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.timers().next()
     }
 }
 
@@ -569,9 +637,12 @@ mod tests {
         Record::new("t", p, offset, None, None)
     }
 
+    /// `max.poll.interval.ms` at its default.
+    const FIVE_MINUTES: Duration = Duration::from_secs(300);
+
     /// A machine subscribed to `t` whose commands so far were read.
     fn machine(mode: AcknowledgementMode, max_poll_records: usize) -> ShareConsumerMachine {
-        let mut m = ShareConsumerMachine::new(mode, max_poll_records);
+        let mut m = ShareConsumerMachine::new(mode, max_poll_records, FIVE_MINUTES, Instant::now());
         m.subscribe(Instant::now(), vec!["t".to_owned()]).unwrap();
         assert!(matches!(
             commands(&mut m)[..],
@@ -637,7 +708,7 @@ mod tests {
     #[test]
     fn a_batch_is_refused_before_subscribing_and_after_closing() {
         let now = Instant::now();
-        let mut m = ShareConsumerMachine::new(AcknowledgementMode::Implicit, 10);
+        let mut m = ShareConsumerMachine::new(AcknowledgementMode::Implicit, 10, FIVE_MINUTES, now);
         let e = m.start_batch(now).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Misuse);
         assert!(e.to_string().contains("recv_batch before subscribe"), "{e}");
@@ -1047,5 +1118,47 @@ mod tests {
             commands(&mut m)[..],
             [Command::Alive, Command::Want(1)]
         ));
+    }
+
+    /// While a call waits, the member hears the application is alive every half
+    /// `max.poll.interval.ms`, and not otherwise: a wait on an idle queue is polling.
+    #[test]
+    fn a_waiting_call_tells_the_member_the_application_is_alive_every_half_interval() {
+        let start = Instant::now();
+        let mut m = ShareConsumerMachine::new(
+            AcknowledgementMode::Implicit,
+            10,
+            Duration::from_secs(4),
+            start,
+        );
+        m.subscribe(start, vec!["t".to_owned()]).unwrap();
+        commands(&mut m);
+        assert_eq!(m.poll_timeout(), None, "no call waits");
+        m.start_batch(start).unwrap();
+        assert!(matches!(commands(&mut m)[..], [Command::Alive]));
+        m.want(start);
+        commands(&mut m);
+        let due = start + Duration::from_secs(2);
+        assert_eq!(m.poll_timeout(), Some(due));
+        m.handle_timeout(due - Duration::from_millis(1));
+        assert!(commands(&mut m).is_empty(), "not due yet");
+        m.handle_timeout(due);
+        assert!(matches!(commands(&mut m)[..], [Command::Alive]));
+        assert_eq!(m.poll_timeout(), Some(due + Duration::from_secs(2)));
+        // The wait ends with records: no more timer until the next call waits.
+        m.fetch_event(due, records_event(0, vec![record(0, 0)], 0));
+        m.wait_over(due, true);
+        assert_eq!(m.poll_timeout(), None);
+        // A short interval is told at most every 500 ms.
+        let mut m = ShareConsumerMachine::new(
+            AcknowledgementMode::Implicit,
+            10,
+            Duration::from_millis(100),
+            start,
+        );
+        m.subscribe(start, vec!["t".to_owned()]).unwrap();
+        m.start_batch(start).unwrap();
+        m.want(start);
+        assert_eq!(m.poll_timeout(), Some(start + Duration::from_millis(500)));
     }
 }

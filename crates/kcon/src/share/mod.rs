@@ -37,7 +37,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kcon_core::{ConfigError, GroupProtocol, Record, TopicPartition};
+use kcon_core::{ConfigError, GroupProtocol, Machine, Record, TopicPartition};
 use kcon_fetch::FetchConfig;
 use kcon_fetch::share::ShareFetcher;
 use kcon_group::{GroupConfig, GroupEvent, GroupMember};
@@ -253,7 +253,12 @@ impl ShareConsumerBuilder {
             policy: s.policy,
             pool,
             close_timeout: s.close_timeout,
-            driver: Driver::new(ShareConsumerMachine::new(s.mode, max_poll_records)),
+            driver: Driver::new(ShareConsumerMachine::new(
+                s.mode,
+                max_poll_records,
+                s.group.max_poll_interval,
+                now(),
+            )),
             parts: Wiring {
                 member: Some(member),
                 fetcher: Some(fetcher),
@@ -358,6 +363,16 @@ pub struct ShareConsumer {
 enum Input {
     Group(Option<GroupEvent>),
     Fetch(Option<ShareEvent>),
+    /// The machine's `poll_timeout` passed.
+    Timeout,
+}
+
+/// Until `at` (the machine's `poll_timeout`, on tokio's clock), or for ever without one.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => time::sleep_until(time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl ShareConsumer {
@@ -471,14 +486,17 @@ impl ShareConsumer {
             // acquired while the application does not wait would sit under their locks. The
             // want is held here while it waits, so that it is dropped with the call.
             let wanting = self.parts.wanting.take();
+            let due = self.driver.machine.poll_timeout();
             let input = tokio::select! {
                 e = member.next_event() => Input::Group(e),
                 e = fetcher.next() => Input::Fetch(e),
+                () = sleep_until(due) => Input::Timeout,
             };
             self.parts.wanting = wanting;
             match input {
                 Input::Group(e) => self.driver.group_event(now(), e, &mut self.parts),
                 Input::Fetch(e) => self.driver.fetch_event(now(), e, &mut self.parts),
+                Input::Timeout => self.driver.timeout(now(), &mut self.parts),
             }
         }
     }
