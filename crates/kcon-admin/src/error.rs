@@ -14,7 +14,7 @@ use kcon_core::{Cause, ConfigError, Outcome, TopicPartition};
 /// ([`Error::Config`]), a broker that cannot carry the request ([`Error::Unsupported`]), or a
 /// partition that has no leader ([`Error::NoLeader`]). Like every client's error it answers
 /// [`cause`](Error::cause) (whose doing it was), [`outcome`](Error::outcome) (what to do
-/// next), [`code`](Error::code) and [`api`](Error::api), also as kcon-core's [`KconError`];
+/// next), [`code`](Error::code) and [`api`](Error::api), also as kcon-core's [`KconError`](kcon_core::KconError);
 /// [`is_retriable`](Error::is_retriable) says whether asking again later can help.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
