@@ -715,7 +715,10 @@ impl<T> SenderMachine<T> {
         let Some(t) = self.txn.as_mut() else {
             return;
         };
-        if let Some((op, waiting)) = t.call.take() {
+        // A call nobody made (the abort a close starts) has no caller to tell.
+        if let Some((op, waiting)) = t.call.take()
+            && !waiting.is_empty()
+        {
             self.events.push_back(Event::Transaction {
                 calls: waiting,
                 op,

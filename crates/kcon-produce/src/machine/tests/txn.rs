@@ -47,6 +47,7 @@ fn run(
                 } => seen.failed.push((waiter, e)),
                 Event::Flushed(_) => {}
                 Event::Transaction { calls, op, result } => {
+                    assert!(!calls.is_empty(), "{op:?} told to nobody");
                     for call in calls {
                         seen.calls.push((call, op, result.clone()));
                     }
