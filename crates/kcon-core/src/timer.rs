@@ -38,6 +38,9 @@
 //! assert_eq!(derived, timers);
 //! ```
 //!
+//! A machine declares its timers with [`timers!`](crate::timers): the enum, its `TimerKind`
+//! and the table type in one place, the list of timers written once.
+//!
 //! Deadlines kept per key (a partition's backoff, each broker's, each pending committed-offset
 //! lookup's, each queued batch's) belong in maps beside their keys, not in a fixed table: a
 //! machine with those reads their minimum beside the table's, or keeps one timer of its table
@@ -155,6 +158,61 @@ impl<T: TimerKind, const N: usize> fmt::Debug for TimerTable<T, N> {
             .entries(T::ALL.iter().filter_map(|t| self.get(*t).map(|at| (t, at))))
             .finish()
     }
+}
+
+/// Declares a machine's timers: the enum (each variant a timer, in the order the machine's
+/// `handle_timeout` acts on them, derived `Debug`, `Clone`, `Copy`, `PartialEq`, `Eq`), its
+/// [`TimerKind`] (`ALL` in that order, `index` each one's place) and the [`TimerTable`] type
+/// holding one deadline each, so that the list of timers is written once.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// kcon_core::timers! {
+///     /// The timers.
+///     enum Timer {
+///         /// The next heartbeat is due.
+///         Heartbeat,
+///         /// The session ends.
+///         Session,
+///     }
+///     /// Their table.
+///     type Timers;
+/// }
+///
+/// let now = Instant::now();
+/// let mut timers = Timers::new();
+/// timers.set(Timer::Session, now + Duration::from_secs(10));
+/// assert_eq!(timers.next(), Some(now + Duration::from_secs(10)));
+/// assert_eq!(<Timer as kcon_core::timer::TimerKind>::ALL, [Timer::Heartbeat, Timer::Session]);
+/// ```
+#[macro_export]
+macro_rules! timers {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident ),+ $(,)?
+        }
+        $(#[$tmeta:meta])*
+        $tvis:vis type $table:ident;
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $crate::timer::TimerKind for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        $(#[$tmeta])*
+        $tvis type $table =
+            $crate::timer::TimerTable<$name, { [$(stringify!($variant)),+].len() }>;
+    };
 }
 
 #[cfg(test)]

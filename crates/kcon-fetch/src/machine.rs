@@ -11,7 +11,6 @@ use kcon_codec::kafka_protocol::messages::fetch_response::FetchResponse;
 use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     FailureTracker, Machine, PersistentFailure, RequestFailure, RequestId, ResetPolicy, TopicId,
     TopicPartition,
@@ -102,24 +101,17 @@ pub struct FetchMachine {
     rng: fastrand::Rng,
 }
 
-/// The machine's own timers, one table. Backoffs kept per key are not in it: each partition's
-/// lives in its [`PartitionState`] (`retry_at`) and each broker's in its [`Broker`], beside the
-/// rest of their state, since partitions and brokers come and go with assignments and
-/// metadata; [`FetchMachine::poll_timeout`] is the earliest of the table and those.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// Metadata may be asked for again after a failed refresh.
-    MetadataRetry,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[Timer::MetadataRetry];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's own timers, one table. Backoffs kept per key are not in it: each partition's
+    /// lives in its [`PartitionState`] (`retry_at`) and each broker's in its [`Broker`], beside the
+    /// rest of their state, since partitions and brokers come and go with assignments and
+    /// metadata; [`FetchMachine::poll_timeout`] is the earliest of the table and those.
+    enum Timer {
+        /// Metadata may be asked for again after a failed refresh.
+        MetadataRetry,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 1>;
 
 /// One assigned partition.
 #[derive(Debug)]

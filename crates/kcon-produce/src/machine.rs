@@ -28,7 +28,6 @@ use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::NewRecord;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::error_codes::is_stale_metadata_error;
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target,
     TopicPartition,
@@ -196,48 +195,33 @@ impl Idempotence {
     }
 }
 
-/// The machine's timers, one table, listed in the order of the pass that follows them
-/// (`step`: expire, refresh, initialize, send). Deadlines kept per batch (linger, backoff,
-/// `delivery.timeout.ms`, on the batch in the accumulator) and per record waiting for its
-/// topic's metadata (on the record) are as many as there are batches and records, so they stay
-/// there, and the table holds one timer per cause for the earliest of them. The table is derived
-/// from the state whenever it is read (`timers`), each timer by its one rule (`deadline`), and
-/// never stored: batches and records come and go in many places, and nothing has to re-arm it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// The earliest record waiting for its topic's metadata reaches `delivery.timeout.ms`.
-    RecordDeadline,
-    /// The earliest batch not in flight reaches its deadline (its first record's arrival plus
-    /// `delivery.timeout.ms`).
-    BatchDeadline,
-    /// The metadata refresh's backoff ends, while a refresh is wanted and none is out.
-    MetadataRetry,
-    /// InitProducerId's backoff ends, while a producer id is needed and none is asked for.
-    ProducerIdRetry,
-    /// The earliest head batch never sent has lingered `linger.ms`.
-    Linger,
-    /// The earliest retried head batch's backoff ends.
-    RetryBackoff,
-    /// A transaction request's backoff ends, or a coordinator lookup's.
-    Transaction,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[
-        Timer::RecordDeadline,
-        Timer::BatchDeadline,
-        Timer::MetadataRetry,
-        Timer::ProducerIdRetry,
-        Timer::Linger,
-        Timer::RetryBackoff,
-        Timer::Transaction,
-    ];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's timers, one table, listed in the order of the pass that follows them
+    /// (`step`: expire, refresh, initialize, send). Deadlines kept per batch (linger, backoff,
+    /// `delivery.timeout.ms`, on the batch in the accumulator) and per record waiting for its
+    /// topic's metadata (on the record) are as many as there are batches and records, so they stay
+    /// there, and the table holds one timer per cause for the earliest of them. The table is derived
+    /// from the state whenever it is read (`timers`), each timer by its one rule (`deadline`), and
+    /// never stored: batches and records come and go in many places, and nothing has to re-arm it.
+    enum Timer {
+        /// The earliest record waiting for its topic's metadata reaches `delivery.timeout.ms`.
+        RecordDeadline,
+        /// The earliest batch not in flight reaches its deadline (its first record's arrival plus
+        /// `delivery.timeout.ms`).
+        BatchDeadline,
+        /// The metadata refresh's backoff ends, while a refresh is wanted and none is out.
+        MetadataRetry,
+        /// InitProducerId's backoff ends, while a producer id is needed and none is asked for.
+        ProducerIdRetry,
+        /// The earliest head batch never sent has lingered `linger.ms`.
+        Linger,
+        /// The earliest retried head batch's backoff ends.
+        RetryBackoff,
+        /// A transaction request's backoff ends, or a coordinator lookup's.
+        Transaction,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 7>;
 
 /// Mixed into the machine's seed for its partitioners' seeds (the 64-bit golden ratio, as
 /// splitmix64 steps by), so that they are not the jitter's stream.

@@ -40,7 +40,6 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_codec::kafka_protocol::messages::share_fetch_response::ShareFetchResponse;
 use kcon_core::error_codes::error_name;
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, FailureTracker, Machine, Record, RequestFailure, RequestId, RequestIds,
     Target, TopicId, TopicPartition,
@@ -105,25 +104,18 @@ struct Broker {
     lingering: bool,
 }
 
-/// The machine's own timers, one table. Backoffs kept per key are not in it: each broker's
-/// lives in its [`Broker`] and each partition's held back in its entry, beside the rest of their
-/// state, since brokers and partitions come and go with metadata and assignments;
-/// [`ShareFetchMachine::poll_timeout`] is the earliest of the table and those.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// Metadata may be asked for again after a refresh that failed or left an assigned
-    /// partition without a leader.
-    MetadataRetry,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[Timer::MetadataRetry];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's own timers, one table. Backoffs kept per key are not in it: each broker's
+    /// lives in its [`Broker`] and each partition's held back in its entry, beside the rest of their
+    /// state, since brokers and partitions come and go with metadata and assignments;
+    /// [`ShareFetchMachine::poll_timeout`] is the earliest of the table and those.
+    enum Timer {
+        /// Metadata may be asked for again after a refresh that failed or left an assigned
+        /// partition without a leader.
+        MetadataRetry,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 1>;
 
 /// The share session machine of one share group member. Sans-IO: time, answers and the
 /// application's calls are fed in; requests and events are drained out.

@@ -13,7 +13,7 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::error_name;
-use kcon_core::timer::{TimerKind, TimerTable};
+use kcon_core::timer::TimerKind;
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, Machine, PersistentFailure,
     RequestFailure, RequestId, RequestIds, Target, TopicId, TopicPartition,
@@ -178,35 +178,22 @@ struct TopicLookup {
     attempts: u32,
 }
 
-/// The member's timers, one table (`Timers`), in the order `handle_timeout` acts on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
-    Revocation,
-    /// The application has not polled within `max.poll.interval.ms`.
-    Poll,
-    /// Find the coordinator again after a failure.
-    CoordinatorRetry,
-    /// Send the next heartbeat.
-    Heartbeat,
-    /// Look the target's unnamed topic ids up again after a failure.
-    Lookup,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[
-        Timer::Revocation,
-        Timer::Poll,
-        Timer::CoordinatorRetry,
-        Timer::Heartbeat,
-        Timer::Lookup,
-    ];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The member's timers, one table (`Timers`), in the order `handle_timeout` acts on them.
+    enum Timer {
+        /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
+        Revocation,
+        /// The application has not polled within `max.poll.interval.ms`.
+        Poll,
+        /// Find the coordinator again after a failure.
+        CoordinatorRetry,
+        /// Send the next heartbeat.
+        Heartbeat,
+        /// Look the target's unnamed topic ids up again after a failure.
+        Lookup,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 5>;
 
 impl ConsumerGroupMachine {
     /// A member for `config` (validated), not yet subscribed. `seed` seeds the backoff jitter

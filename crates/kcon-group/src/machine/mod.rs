@@ -9,7 +9,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::{code, error_name, is_fatal_group_error};
 use kcon_core::failure::Failed;
-use kcon_core::timer::{TimerKind, TimerTable};
+use kcon_core::timer::TimerKind;
 use kcon_core::{
     Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
     RequestId, RequestIds, Target, TopicId, TopicPartition,

@@ -2,46 +2,31 @@
 
 use super::*;
 
-/// The timers of the machine, one table (`Timers`): `poll_timeout` is the earliest armed one.
-/// Listed in the order `handle_timeout` acts on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Timer {
-    /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
-    Revocation,
-    /// The application has not polled within `max.poll.interval.ms`.
-    Poll,
-    /// No heartbeat succeeded within `session.timeout.ms`: the coordinator is presumed lost.
-    Session,
-    /// Retry JoinGroup or the leader's Metadata request after a failure; send the hand-over
-    /// JoinGroup once `HANDOVER_DELAY` has passed.
-    RebalanceRetry,
-    /// Find the coordinator again after a failure.
-    CoordinatorRetry,
-    /// A leader's assignment withheld partitions for the cooperative follow-up rebalance, and
-    /// `max.poll.interval.ms` (the rebalance timeout) later the generation is still the same:
-    /// the member that was to revoke them and rejoin is gone, so the leader rejoins.
-    FollowUp,
-    /// Send the next heartbeat.
-    Heartbeat,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[
-        Timer::Revocation,
-        Timer::Poll,
-        Timer::Session,
-        Timer::RebalanceRetry,
-        Timer::CoordinatorRetry,
-        Timer::FollowUp,
-        Timer::Heartbeat,
-    ];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The timers of the machine, one table (`Timers`): `poll_timeout` is the earliest armed one.
+    /// Listed in the order `handle_timeout` acts on them.
+    pub(super) enum Timer {
+        /// The application has not acknowledged a revocation within `max.poll.interval.ms`.
+        Revocation,
+        /// The application has not polled within `max.poll.interval.ms`.
+        Poll,
+        /// No heartbeat succeeded within `session.timeout.ms`: the coordinator is presumed lost.
+        Session,
+        /// Retry JoinGroup or the leader's Metadata request after a failure; send the hand-over
+        /// JoinGroup once `HANDOVER_DELAY` has passed.
+        RebalanceRetry,
+        /// Find the coordinator again after a failure.
+        CoordinatorRetry,
+        /// A leader's assignment withheld partitions for the cooperative follow-up rebalance, and
+        /// `max.poll.interval.ms` (the rebalance timeout) later the generation is still the same:
+        /// the member that was to revoke them and rejoin is gone, so the leader rejoins.
+        FollowUp,
+        /// Send the next heartbeat.
+        Heartbeat,
     }
+    /// The member's timer table.
+    pub(super) type Timers;
 }
-
-/// The member's timer table.
-pub(super) type Timers = TimerTable<Timer, 7>;
 
 impl GroupMachine {
     /// When `timer` fires, as the state says: the one rule of each timer. A timer runs only

@@ -8,7 +8,6 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{FailureTracker, IsolationLevel, Machine, PersistentFailure};
 use tracing::{debug, info, warn};
 
@@ -75,42 +74,28 @@ pub enum OffsetsEvent {
     PersistentFailure(PersistentFailure),
 }
 
-/// The machine's timers, one table. The auto-commit timer is set and stopped where it runs;
-/// the others follow the next commit, the lookup and the trackers, armed from them after every
-/// input (`rearm`). Each committed-offset lookup's backoff and deadline are kept beside it, in
-/// its map, since lookups come and go; [`CommitMachine::poll_timeout`] is the earliest of the
-/// table and those.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// The next auto-commit.
-    AutoCommit,
-    /// Find the coordinator again after a failed lookup, while something waits for it.
-    CoordinatorRetry,
-    /// The next commit's own backoff after it failed.
-    CommitRetry,
-    /// The backoff every OffsetCommit shares after failures in a row (`commit_tries`).
-    CommitsBackoff,
-    /// The next commit's `default.api.timeout.ms`.
-    CommitDeadline,
-    /// The backoff every OffsetFetch shares (`fetch_tries`), while a lookup waits.
-    FetchesBackoff,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[
-        Timer::AutoCommit,
-        Timer::CoordinatorRetry,
-        Timer::CommitRetry,
-        Timer::CommitsBackoff,
-        Timer::CommitDeadline,
-        Timer::FetchesBackoff,
-    ];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's timers, one table. The auto-commit timer is set and stopped where it runs;
+    /// the others follow the next commit, the lookup and the trackers, armed from them after every
+    /// input (`rearm`). Each committed-offset lookup's backoff and deadline are kept beside it, in
+    /// its map, since lookups come and go; [`CommitMachine::poll_timeout`] is the earliest of the
+    /// table and those.
+    enum Timer {
+        /// The next auto-commit.
+        AutoCommit,
+        /// Find the coordinator again after a failed lookup, while something waits for it.
+        CoordinatorRetry,
+        /// The next commit's own backoff after it failed.
+        CommitRetry,
+        /// The backoff every OffsetCommit shares after failures in a row (`commit_tries`).
+        CommitsBackoff,
+        /// The next commit's `default.api.timeout.ms`.
+        CommitDeadline,
+        /// The backoff every OffsetFetch shares (`fetch_tries`), while a lookup waits.
+        FetchesBackoff,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 6>;
 
 /// A commit asked for and not completed yet, queued or in flight.
 #[derive(Debug)]

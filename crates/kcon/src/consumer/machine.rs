@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use kcon_core::error_codes::error_name;
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -1542,37 +1541,25 @@ impl Machine for ConsumerMachine {
     }
 }
 
-/// The machine's timers, one table ([`Timers`], derived from the machine's state by
-/// [`ConsumerMachine::timer`]): [`Machine::poll_timeout`] is its earliest. They run only
-/// while the driver runs: a consumer has no task of its own, so inside a receiving call (and
-/// the member hears of the application only while it is in one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// A receiving call that waits tells the member the application is alive: every half
-    /// `max.poll.interval.ms` (at least 500 ms) since it last did.
-    Liveness,
-    /// A metrics publish put off as too soon.
-    Publish,
-    /// A pattern subscription looks at the pool's metadata every second for new topics.
-    MetadataLook,
-    /// A pattern subscription asks for every topic's metadata: at once, then every
-    /// `metadata.max.age.ms`.
-    PatternRefresh,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[
-        Timer::Liveness,
-        Timer::Publish,
-        Timer::MetadataLook,
-        Timer::PatternRefresh,
-    ];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's timers, one table ([`Timers`], derived from the machine's state by
+    /// [`ConsumerMachine::timer`]): [`Machine::poll_timeout`] is its earliest. They run only
+    /// while the driver runs: a consumer has no task of its own, so inside a receiving call (and
+    /// the member hears of the application only while it is in one).
+    enum Timer {
+        /// A receiving call that waits tells the member the application is alive: every half
+        /// `max.poll.interval.ms` (at least 500 ms) since it last did.
+        Liveness,
+        /// A metrics publish put off as too soon.
+        Publish,
+        /// A pattern subscription looks at the pool's metadata every second for new topics.
+        MetadataLook,
+        /// A pattern subscription asks for every topic's metadata: at once, then every
+        /// `metadata.max.age.ms`.
+        PatternRefresh,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 4>;
 
 /// The hand-out side the machine owns: fences, pause holding and `max.poll.records`, driven
 /// through the machine's own calls and inputs, with what the fetcher must hear as commands.

@@ -29,7 +29,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{Machine, Outgoing, Record, RequestFailure, RequestId, TopicPartition};
 use kcon_fetch::share::{AcknowledgeType, AcknowledgementOutcome, ShareEvent};
 use kcon_group::{GroupEvent, RevocationId};
@@ -42,22 +41,15 @@ use crate::error::Error;
 /// The member hears the application is alive at most this often while a call waits.
 const LIVENESS_MIN: Duration = Duration::from_millis(500);
 
-/// The machine's timers, one table, derived from its state whenever read (`timers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// A call that waits tells the member the application is alive: every half
-    /// `max.poll.interval.ms` (at least 500 ms) since it last did.
-    Liveness,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[Timer::Liveness];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's timers, one table, derived from its state whenever read (`timers`).
+    enum Timer {
+        /// A call that waits tells the member the application is alive: every half
+        /// `max.poll.interval.ms` (at least 500 ms) since it last did.
+        Liveness,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 1>;
 
 /// What the machine tells the parts around it, in order: its events. A new one is a new method
 /// of the driver's [`Parts`](super::driver::Parts), so every implementation must say what it

@@ -42,7 +42,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use kcon_core::timer::{TimerKind, TimerTable};
 use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -189,24 +188,17 @@ pub(crate) enum Stop {
     },
 }
 
-/// The machine's timers, one table. A retry is due per partition waiting (its lane's
-/// `retry_at`), and partitions come and go with the assignment, so those deadlines stay in
-/// their lanes and the table holds one timer, the earliest of them, derived from the lanes
-/// whenever it is read (`timers`), never stored beside them. The breaker counts outcomes, not time: it has no timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// The earliest retry of a partition's head record is due.
-    Retry,
-}
-
-impl TimerKind for Timer {
-    const ALL: &'static [Timer] = &[Timer::Retry];
-    fn index(self) -> usize {
-        self as usize
+kcon_core::timers! {
+    /// The machine's timers, one table. A retry is due per partition waiting (its lane's
+    /// `retry_at`), and partitions come and go with the assignment, so those deadlines stay in
+    /// their lanes and the table holds one timer, the earliest of them, derived from the lanes
+    /// whenever it is read (`timers`), never stored beside them. The breaker counts outcomes, not time: it has no timer.
+    enum Timer {
+        /// The earliest retry of a partition's head record is due.
+        Retry,
     }
+    type Timers;
 }
-
-type Timers = TimerTable<Timer, 1>;
 
 /// One partition's records waiting to be processed, and its head's retry state.
 #[derive(Debug, Default)]
