@@ -12,6 +12,7 @@ pub mod group_member;
 pub mod group_sim;
 pub mod processor;
 pub mod producer_machine;
+pub mod share_consumer;
 pub mod share_machine;
 
 use std::alloc::{GlobalAlloc, Layout, System};
