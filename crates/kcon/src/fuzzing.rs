@@ -31,7 +31,7 @@ pub mod consumer {
 pub mod share {
     pub use crate::share::ShareMetrics;
     pub use crate::share::driver::{Driver, Parts, Turn};
-    pub use crate::share::machine::{Command, ShareConsumerMachine};
+    pub use crate::share::machine::{Command, OUTCOMES_KEPT, ShareConsumerMachine};
 }
 
 /// At most this many ops are read.

@@ -38,6 +38,11 @@ use super::ShareMetrics;
 use crate::config::AcknowledgementMode;
 use crate::error::Error;
 
+/// The most acknowledgement outcomes kept to be read (`take_outcomes`): an application that
+/// never reads them (it commits never, nor takes them) keeps the newest this many; every one is
+/// counted in the metrics and told to the hooks all the same.
+pub const OUTCOMES_KEPT: usize = 4096;
+
 /// The member hears the application is alive at most this often while a call waits.
 const LIVENESS_MIN: Duration = Duration::from_millis(500);
 
@@ -112,7 +117,7 @@ pub struct ShareConsumerMachine {
     /// The last batch's records by partition and offset, with what the application said.
     delivered: BTreeMap<TopicPartition, BTreeMap<i64, Option<AcknowledgeType>>>,
     /// Outcomes of acknowledgements not read yet.
-    outcomes: Vec<AcknowledgementOutcome>,
+    outcomes: VecDeque<AcknowledgementOutcome>,
     /// The number the next commit goes by.
     next_commit: u64,
     /// [`ShareEvent::Records`] read from the fetcher: what a want says it has seen.
@@ -149,7 +154,7 @@ impl ShareConsumerMachine {
             assigned: BTreeSet::new(),
             buffer: VecDeque::new(),
             delivered: BTreeMap::new(),
-            outcomes: Vec::new(),
+            outcomes: VecDeque::new(),
             next_commit: 0,
             records_seen: 0,
             wanting: false,
@@ -344,9 +349,10 @@ impl ShareConsumerMachine {
         self.commands.push_back(Command::Publish);
     }
 
-    /// The outcomes of acknowledgements read since the last call.
+    /// The outcomes of acknowledgements read since the last call: the newest
+    /// [`OUTCOMES_KEPT`].
     pub fn take_outcomes(&mut self) -> Vec<AcknowledgementOutcome> {
-        std::mem::take(&mut self.outcomes)
+        std::mem::take(&mut self.outcomes).into()
     }
 
     /// Closes: in implicit mode the last batch is accepted, records left unacknowledged and
@@ -462,7 +468,10 @@ impl ShareConsumerMachine {
                 }
                 self.commands.push_back(Command::Publish);
                 self.commands.push_back(Command::Acknowledged(o.clone()));
-                self.outcomes.push(o);
+                if self.outcomes.len() == OUTCOMES_KEPT {
+                    self.outcomes.pop_front();
+                }
+                self.outcomes.push_back(o);
             }
             Some(other) => debug!(event = ?other, "share fetcher"),
         }
@@ -972,6 +981,27 @@ mod tests {
         assert_eq!(m.metrics(), &want);
         assert_eq!(m.take_outcomes(), [ok, refused]);
         assert!(m.take_outcomes().is_empty());
+    }
+
+    /// Outcomes nobody reads are kept up to [`OUTCOMES_KEPT`], the newest, while the metrics
+    /// count every one.
+    #[test]
+    fn outcomes_nobody_reads_are_bounded_to_the_newest() {
+        let now = Instant::now();
+        let mut m = machine(AcknowledgementMode::Implicit, 10);
+        let told = OUTCOMES_KEPT + 10;
+        for i in 0..told {
+            let o = i64::try_from(i).unwrap();
+            m.fetch_event(now, Some(outcome(0, &[(o, o, AcknowledgeType::Accept)], 0)));
+        }
+        assert_eq!(m.metrics().records_accepted, told as u64);
+        let kept = m.take_outcomes();
+        assert_eq!(kept.len(), OUTCOMES_KEPT);
+        assert_eq!(kept[0].ranges[0].first, 10, "the oldest go first");
+        assert_eq!(
+            kept[OUTCOMES_KEPT - 1].ranges[0].first,
+            i64::try_from(told - 1).unwrap()
+        );
     }
 
     /// A commit accepts the last batch first (implicit mode), goes by the next number, and

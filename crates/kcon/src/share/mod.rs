@@ -540,7 +540,9 @@ impl ShareConsumer {
         Ok(self.driver.machine.take_outcomes())
     }
 
-    /// Outcomes of acknowledgements sent with fetches since the last call (or commit).
+    /// Outcomes of acknowledgements sent with fetches since the last call (or commit): the
+    /// newest 4,096 at most, so that an application that never reads them does not keep them
+    /// all (the metrics count, and the hooks are told, every one).
     pub fn take_acknowledgement_outcomes(&mut self) -> Vec<AcknowledgementOutcome> {
         self.driver.machine.take_outcomes()
     }
