@@ -86,6 +86,18 @@ pub fn untracked<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// A generator of pseudo-random numbers from `seed` (xorshift64*), for the targets' unit tests
+/// that run a few hundred inputs of their own besides the corpus.
+pub fn seeded(seed: u64) -> impl FnMut() -> u32 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+}
+
 /// What a machine on a [`Harness`](kcon_core::harness::Harness) has for its owner now.
 enum Output<M: kcon_core::Machine> {
     Request(kcon_core::Outgoing<M::Request, M::Target>),

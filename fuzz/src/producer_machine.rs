@@ -617,14 +617,7 @@ mod tests {
         let mut total = Run::default();
         let mut fatal = 0;
         for seed in 0..400u64 {
-            // xorshift64*, seeded.
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move || {
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-            };
+            let mut next = crate::seeded(seed);
             let len = next() % 300 + 1;
             let mut data = vec![next() as u8];
             for _ in 1..len {

@@ -1538,14 +1538,7 @@ mod tests {
         let mut total = Ran::default();
         let mut closed = 0;
         for seed in 0..400u64 {
-            // xorshift64*, seeded.
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move || {
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-            };
+            let mut next = crate::seeded(seed);
             let len = next() % 300 + 1;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let ran = run(&data);
