@@ -1020,7 +1020,16 @@ impl<T> SenderMachine<T> {
                 self.fail_head(tp, error);
                 continue;
             };
-            let what = format!("producing to {tp}");
+            // The broker's refusal of this partition's batch, made only when there is one.
+            let refused = |retriable: bool| {
+                ProduceError::broker(
+                    ApiKey::Produce,
+                    p.error_code,
+                    Some(tp.clone()),
+                    &format!("producing to {tp}"),
+                    retriable,
+                )
+            };
             match retry::outcome(p.error_code, idempotent) {
                 Outcome::Delivered { offset_known } => {
                     let offset = (offset_known && p.base_offset >= 0).then_some(p.base_offset);
@@ -1031,13 +1040,7 @@ impl<T> SenderMachine<T> {
                     if refresh_metadata {
                         self.refresh_wanted = true;
                     }
-                    let error = ProduceError::broker(
-                        ApiKey::Produce,
-                        p.error_code,
-                        Some(tp.clone()),
-                        &what,
-                        true,
-                    );
+                    let error = refused(true);
                     self.retry_or_fail(tp, error, now);
                 }
                 Outcome::ResetProducerId { .. }
@@ -1048,38 +1051,20 @@ impl<T> SenderMachine<T> {
                     // coordinator ended the transaction under it (KIP-588), after
                     // transaction.timeout.ms or for a producer that took the id over. The
                     // transaction is aborted; the abort bumps the epoch, or fails as fenced.
-                    let error = ProduceError::broker(
-                        ApiKey::Produce,
-                        p.error_code,
-                        Some(tp.clone()),
-                        &what,
-                        false,
-                    )
-                    .advising(&self.txn_epoch_advice(now))
-                    .abortable();
+                    let error = refused(false)
+                        .advising(&self.txn_epoch_advice(now))
+                        .abortable();
                     self.txn_aborted_by_coordinator(&error);
                     self.fail_head(tp, error);
                 }
                 Outcome::ResetProducerId { .. } if self.txn.is_some() && fenced(p.error_code) => {
                     // Another producer with the same transactional.id took over.
-                    let error = ProduceError::broker(
-                        ApiKey::Produce,
-                        p.error_code,
-                        Some(tp.clone()),
-                        &what,
-                        false,
-                    );
+                    let error = refused(false);
                     self.txn_fatal(error.clone());
                     self.fail_head(tp, error.fatal());
                 }
                 Outcome::ResetProducerId { retry } => {
-                    let error = ProduceError::broker(
-                        ApiKey::Produce,
-                        p.error_code,
-                        Some(tp.clone()),
-                        &what,
-                        retry,
-                    );
+                    let error = refused(retry);
                     // In a transaction the batch fails, and with it the transaction; its
                     // abort bumps the epoch.
                     let retry = retry && !self.txn_sequence_lost(&error);
@@ -1088,31 +1073,14 @@ impl<T> SenderMachine<T> {
                     {
                         i.reset_wanted = true;
                     }
-                    let error = if retry {
-                        error
-                    } else {
-                        ProduceError::broker(
-                            ApiKey::Produce,
-                            p.error_code,
-                            Some(tp.clone()),
-                            &what,
-                            false,
-                        )
-                    };
                     if retry {
                         self.retry_or_fail(tp, error, now);
                     } else {
-                        self.fail_head(tp, error);
+                        self.fail_head(tp, refused(false));
                     }
                 }
                 Outcome::Fail => {
-                    let error = ProduceError::broker(
-                        ApiKey::Produce,
-                        p.error_code,
-                        Some(tp.clone()),
-                        &what,
-                        false,
-                    );
+                    let error = refused(false);
                     self.fail_head(tp, error);
                 }
             }
