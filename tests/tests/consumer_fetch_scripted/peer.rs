@@ -215,12 +215,7 @@ impl SessionBroker {
     pub fn append(&self, p: i32, n: usize) {
         let mut s = self.state();
         let log = &mut s.logs[p as usize];
-        let mut b = RecordBatchBuilder::new(log.end).partition_leader_epoch(log.leader_epoch);
-        for i in 0..n {
-            let v = value(p, log.end + i as i64);
-            b.record(1_000, Some(b"k"), Some(v.as_bytes()));
-        }
-        let bytes = b.build().unwrap();
+        let bytes = batch(log, p, n, |b| b);
         push(log, bytes, n);
         drop(s);
         self.wake.notify_waiters();
@@ -230,12 +225,7 @@ impl SessionBroker {
     pub fn append_corrupt(&self, p: i32, n: usize) {
         let mut s = self.state();
         let log = &mut s.logs[p as usize];
-        let mut b = RecordBatchBuilder::new(log.end).partition_leader_epoch(log.leader_epoch);
-        for i in 0..n {
-            let v = value(p, log.end + i as i64);
-            b.record(1_000, Some(b"k"), Some(v.as_bytes()));
-        }
-        let mut bytes = b.build().unwrap().to_vec();
+        let mut bytes = batch(log, p, n, |b| b).to_vec();
         // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1): the CRC.
         bytes[17] ^= 0xff;
         push(log, Bytes::from(bytes), n);
@@ -250,12 +240,7 @@ impl SessionBroker {
         const HEADER: usize = 61;
         let mut s = self.state();
         let log = &mut s.logs[p as usize];
-        let mut b = RecordBatchBuilder::new(log.end).partition_leader_epoch(log.leader_epoch);
-        for i in 0..n {
-            let v = value(p, log.end + i as i64);
-            b.record(1_000, Some(b"k"), Some(v.as_bytes()));
-        }
-        let plain = b.build().unwrap();
+        let plain = batch(log, p, n, |b| b);
         let mut section = plain[HEADER..].to_vec();
         // Each record here is shorter than 64 bytes: its length is one zigzag varint byte.
         let mut at = 0;
@@ -281,15 +266,9 @@ impl SessionBroker {
     pub fn append_transactional(&self, p: i32, producer: i64, n: usize) {
         let mut s = self.state();
         let log = &mut s.logs[p as usize];
-        let mut b = RecordBatchBuilder::new(log.end)
-            .partition_leader_epoch(log.leader_epoch)
-            .producer(producer, 0, 0)
-            .transactional(true);
-        for i in 0..n {
-            let v = value(p, log.end + i as i64);
-            b.record(1_000, Some(b"k"), Some(v.as_bytes()));
-        }
-        let bytes = b.build().unwrap();
+        let bytes = batch(log, p, n, |b| {
+            b.producer(producer, 0, 0).transactional(true)
+        });
         push(log, bytes, n);
         drop(s);
         self.wake.notify_waiters();
@@ -424,6 +403,24 @@ pub fn summary(f: &FetchRequest) -> FetchSummary {
         .flat_map(|t| t.partitions.iter().copied())
         .collect();
     (f.session_id, f.session_epoch, partitions, forgotten)
+}
+
+/// `n` records of partition `p` from the log's end, in its leader epoch, with the values
+/// [`value`] makes, as one batch; `configure` sets the rest of the batch (its producer,
+/// transactional).
+fn batch(
+    log: &Log,
+    p: i32,
+    n: usize,
+    configure: impl FnOnce(RecordBatchBuilder) -> RecordBatchBuilder,
+) -> Bytes {
+    let mut b =
+        configure(RecordBatchBuilder::new(log.end).partition_leader_epoch(log.leader_epoch));
+    for i in 0..n {
+        let v = value(p, log.end + i as i64);
+        b.record(1_000, Some(b"k"), Some(v.as_bytes()));
+    }
+    b.build().unwrap()
 }
 
 fn push(log: &mut Log, bytes: Bytes, n: usize) {
