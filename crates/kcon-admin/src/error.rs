@@ -196,6 +196,30 @@ impl From<kcon_pool::Error> for Error {
     }
 }
 
+impl From<kcon_pool::ListOffsetsError> for Error {
+    fn from(e: kcon_pool::ListOffsetsError) -> Error {
+        use kcon_pool::ListOffsetsError as L;
+        match e {
+            L::Broker {
+                api,
+                error,
+                partition,
+            } => Error::Broker {
+                api,
+                error,
+                partition: Some(partition),
+                message: None,
+            },
+            L::NoLeader(tp) => Error::NoLeader(tp),
+            L::Unsupported { reason } => Error::Unsupported {
+                api: Some(ApiKey::ListOffsets),
+                reason,
+            },
+            L::Pool(p) => Error::from(p),
+        }
+    }
+}
+
 pub use kcon_core::error_codes::error_name;
 
 impl fmt::Display for Error {
@@ -289,6 +313,46 @@ mod tests {
         assert_eq!((e.cause(), e.outcome()), (Cause::Config, Outcome::Fix));
         let e = Error::from(kcon_pool::Error::Stopped);
         assert_eq!((e.cause(), e.outcome()), (Cause::Closed, Outcome::Closed));
+    }
+
+    /// The lookups' errors keep their partition, their request and who caused them.
+    #[test]
+    fn list_offsets_errors_keep_the_partition_and_who_caused_them() {
+        use kcon_pool::ListOffsetsError as L;
+        let tp = TopicPartition::new("t", 2);
+        let lookup = L::partition(ApiKey::ListOffsets, 6, &tp).expect("an error");
+        let e = Error::from(lookup.clone());
+        assert_eq!(e.to_string(), lookup.to_string());
+        assert_eq!(e.topic_partition(), Some(&tp));
+        assert_eq!(
+            (e.code(), e.api()),
+            (
+                Some(ResponseError::NotLeaderOrFollower),
+                Some(ApiKey::ListOffsets)
+            )
+        );
+        let cases = [
+            lookup,
+            L::unknown_partition(&tp),
+            L::NoLeader(tp.clone()),
+            L::Unsupported {
+                reason: "read_committed needs ListOffsets v2".into(),
+            },
+            L::Pool(kcon_pool::Error::UnknownBroker { id: 3 }),
+            L::Pool(kcon_pool::Error::Stopped),
+        ];
+        for lookup in cases {
+            let e = Error::from(lookup.clone());
+            assert_eq!(
+                (e.cause(), e.outcome(), e.api()),
+                (lookup.cause(), lookup.outcome(), lookup.api()),
+                "{lookup}"
+            );
+        }
+        assert!(matches!(
+            Error::from(L::NoLeader(tp.clone())),
+            Error::NoLeader(p) if p == tp
+        ));
     }
 
     /// Every error answers the four questions of kcon-core's error model, through the trait as

@@ -1,9 +1,9 @@
-//! Lag: how far a consumer group, or a consumer, is behind the end of each partition's log, in
-//! records and in time. The rules live here once, for the `kcon` tool's `group describe`, the
-//! `Consumer`'s `lag()` and `metrics()`, and whatever watches groups.
+//! Lag: how far a consumer group is behind the end of each partition's log, in records and in
+//! time, for the `kcon` tool's `group describe` and whatever watches groups.
 //!
-//! - [`log_end`] and [`lag`] are pure: the end of a log from what its leader answered, and the
-//!   lag of a reader at a position, built on `kcon_core::offsets`' `record_lag` and `time_lag`.
+//! - [`log_end`], [`lag`] and [`committed_lag`] are the pure rules, kcon-core's
+//!   (`kcon_core::offsets`), which the `Consumer`'s `lag()` and `metrics()` follow too: the end
+//!   of a log from what its leader answered, and the lag of a reader at a position.
 //! - [`groups_lag`] / [`group_lag`] ask the cluster: the groups' committed offsets, each
 //!   partition's log start and end, and the timestamp of the record at each committed offset.
 //! - [`log_ranges`]: where partitions' logs start and end, by the same rule.
@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::offsets::{record_lag, time_lag};
-use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition, Watermarks};
+use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
 use kcon_pool::Pool;
 
 use crate::Error;
@@ -22,75 +21,7 @@ use crate::groups::committed_offsets_of_groups;
 use crate::offsets::list_offsets_each;
 use crate::probe::{ProbedLog, probe};
 
-/// The end of a partition's log from two answers of its leader: ListOffsets latest (`listed`)
-/// and the high watermark (or, under read_committed, the last stable offset) of a Fetch answer
-/// (`fetched`). The larger, when either is known.
-///
-/// Both are ends the leader reported at some moment, and a log end only grows, so the larger
-/// is the more recent and neither overstates the end. Either alone can be behind: a ListOffsets
-/// answer may predate records a later Fetch saw, and Tansu 0.6 answers ListOffsets latest with
-/// the base offset of the last batch + 1 instead of the log end (after one 50-record batch it
-/// says 1), which only the Fetch high watermark corrects. On Apache Kafka the two agree.
-pub fn log_end(listed: Option<i64>, fetched: Option<i64>) -> Option<i64> {
-    listed.max(fetched)
-}
-
-/// One partition's lag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lag {
-    /// Records between the position and the end of the log.
-    pub records: Option<i64>,
-    /// The age of the record at the position: zero when caught up, `None` when behind but
-    /// that record's timestamp is unknown.
-    pub time: Option<Duration>,
-}
-
-/// The lag of a reader at `position` (a committed offset, or a consumer's next offset) in a
-/// log that starts at `log_start` (when known) and ends at `end` (the end for the reader's
-/// isolation level, see [`log_end`]); `timestamp` is that of the first record at or after the
-/// position (or after the log start, when the position is below it), `now_ms` the wall clock.
-///
-/// Records count from the log start when the position is below it: the records before it are
-/// gone (`kcon_core::offsets::record_lag`, as the Java client's `SubscriptionState` counts). The
-/// time is the age of the oldest record not read yet, zero when caught up, never negative under
-/// clock skew (`kcon_core::offsets::time_lag`).
-pub fn lag(
-    position: i64,
-    log_start: Option<i64>,
-    end: i64,
-    timestamp: Option<i64>,
-    now_ms: i64,
-) -> Lag {
-    let from = position.max(log_start.unwrap_or(position));
-    let marks = Watermarks {
-        log_start: from,
-        high_watermark: end,
-        last_stable: Some(end),
-    };
-    Lag {
-        records: record_lag(position, &marks, IsolationLevel::ReadUncommitted),
-        time: time_lag(now_ms, from, end, timestamp),
-    }
-}
-
-/// The lag of a group at its `committed` offset: [`lag`], except past the end of the log,
-/// where the records are negative (`end - committed`, as Kafka's `kafka-consumer-groups.sh`
-/// shows them, rather than the 0 of a consumer's position) and the time is zero.
-pub fn committed_lag(
-    committed: i64,
-    log_start: Option<i64>,
-    end: i64,
-    timestamp: Option<i64>,
-    now_ms: i64,
-) -> Lag {
-    if committed > end {
-        return Lag {
-            records: Some(end - committed),
-            time: Some(Duration::ZERO),
-        };
-    }
-    lag(committed, log_start, end, timestamp, now_ms)
-}
+pub use kcon_core::offsets::{Lag, committed_lag, lag, log_end};
 
 /// What [`groups_lag`] measures.
 #[derive(Debug, Clone, Default)]
@@ -541,21 +472,6 @@ mod tests {
             partitions: [(tp(), r), (TopicPartition::new("t", 1), behind)].into(),
         };
         assert_eq!(g.total_records(), 40);
-    }
-
-    #[test]
-    fn the_larger_end_wins_and_lag_never_goes_negative() {
-        assert_eq!(log_end(Some(1), Some(50)), Some(50));
-        assert_eq!(log_end(Some(50), Some(49)), Some(50));
-        assert_eq!(log_end(None, Some(3)), Some(3));
-        assert_eq!(log_end(None, None), None);
-        let l = lag(120, Some(10), 100, None, 0);
-        assert_eq!((l.records, l.time), (Some(0), Some(Duration::ZERO)));
-        // A record from the future (clock skew) is no lag.
-        let l = lag(40, None, 100, Some(9_000), 1_000);
-        assert_eq!((l.records, l.time), (Some(60), Some(Duration::ZERO)));
-        // Behind with the record's timestamp unknown.
-        assert_eq!(lag(40, None, 100, None, 1_000).time, None);
     }
 
     /// Partitions asked at several offsets take one round per offset, each partition at most

@@ -2,8 +2,9 @@
 //! [`kcon_pool::Pool`] that hold no state between calls and run on the caller's task.
 //!
 //! - Offsets of the log: [`list_offsets`] (ListOffsets per leader, with stale-metadata
-//!   retries), [`watermarks`], and the [`probe()`] (one sessionless Fetch per leader: the log's
-//!   end and the timestamp of the record at an offset).
+//!   retries) and [`watermarks`], kcon-pool's lookups answering with this crate's [`Error`],
+//!   and the [`probe()`] (one sessionless Fetch per leader: the log's end and the timestamp of
+//!   the record at an offset).
 //! - Groups: [`find_coordinator`], [`describe_group`], [`list_groups`], [`delete_offsets`]
 //!   (OffsetDelete, KIP-496), [`committed_offsets_of_groups`] (OffsetFetch for several groups
 //!   per coordinator, KIP-709).
@@ -14,9 +15,9 @@
 //!   start offset and lag.
 //! - Share groups (KIP-932): [`describe_share_group`] (ShareGroupDescribe),
 //!   [`share_group_start_offsets`] (DescribeShareGroupOffsets), [`share_group_lag`].
-//! - Lag, computed in one place ([`lag`]): [`group_lag`] / [`groups_lag`] per partition, with
-//!   an outcome per group and per partition; the pure [`lag::lag`] and [`lag::log_end`] that
-//!   the consumer's own lag uses; [`log_ranges`].
+//! - Lag ([`lag`]): [`group_lag`] / [`groups_lag`] per partition, with an outcome per group
+//!   and per partition; [`log_ranges`]; the pure [`lag::lag`] and [`lag::log_end`], kcon-core's
+//!   rules, which the consumer's own lag follows too.
 //! - Status over time: [`GroupWatch`] keeps each partition's window of commits across
 //!   measurements and judges it by Burrow's rules ([`status`]); [`GroupsWatch`] does it for
 //!   many groups.

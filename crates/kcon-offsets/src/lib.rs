@@ -9,9 +9,9 @@
 //!   `group_offsets` conversions, which kcon-admin sends too, with the answers as the machine's.
 //! - [`Offsets`]: a tokio task that drives a [`CommitMachine`] through a [`kcon_pool::Pool`].
 //!
-//! The stateless calls (ListOffsets, watermarks, several groups' committed offsets,
-//! DescribeGroups, ListGroups, OffsetDelete, lag) are kcon-admin's; the reset policy and the
-//! lag arithmetic are `kcon_core::offsets`'.
+//! The one-shot ListOffsets and watermarks are kcon-pool's; the other stateless calls (several
+//! groups' committed offsets, DescribeGroups, ListGroups, OffsetDelete, lag) are kcon-admin's;
+//! the reset policy and the lag arithmetic are `kcon_core::offsets`'.
 
 mod config;
 #[cfg(feature = "driver")]

@@ -12,6 +12,9 @@
 //!   and OAUTHBEARER (`sasl.*`, and an [`OAuthBearerTokenProvider`] for tokens), with
 //!   re-authentication before the session expires (KIP-368).
 //! - [`driver`]: what runs a sans-IO machine on tokio: requests in flight, each answered once.
+//! - One-shot lookups of the log's offsets: [`list_offsets()`] (ListOffsets per leader, with
+//!   stale-metadata retries) and [`watermarks`], which fail with a [`ListOffsetsError`]; the
+//!   consumer and the admin calls make them.
 //! - [`RequestFailure`](kcon_core::RequestFailure) from a pool [`Error`]: how a machine's
 //!   driver reports a request the pool could not get answered.
 //!
@@ -25,6 +28,7 @@ mod coordinator;
 pub mod driver;
 pub mod error;
 pub mod metadata;
+mod offsets;
 mod pool;
 pub mod property;
 mod rebootstrap;
@@ -47,6 +51,7 @@ pub use kcon_core::Cause;
 pub use metadata::{
     AutoCreate, BrokerMetadata, Metadata, PartitionMetadata, TopicMetadata, TopicScope,
 };
+pub use offsets::{EachListed, ListOffsetsError, list_offsets, list_offsets_each, watermarks};
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
 pub use sasl::oauthbearer::{

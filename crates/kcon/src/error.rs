@@ -449,24 +449,22 @@ impl From<kcon_pool::Error> for Error {
     }
 }
 
-impl From<kcon_admin::Error> for Error {
-    fn from(e: kcon_admin::Error) -> Error {
-        use kcon_admin::Error as A;
+impl From<kcon_pool::ListOffsetsError> for Error {
+    fn from(e: kcon_pool::ListOffsetsError) -> Error {
+        use kcon_pool::ListOffsetsError as L;
         let message = e.to_string();
         let err = match &e {
-            A::Connection(p) => return Error::from(p.clone()),
-            A::Config(c) => return Error::from(c.clone()),
-            A::Broker {
+            L::Pool(p) => return Error::from(p.clone()),
+            L::Broker {
                 api,
                 error,
                 partition,
-                ..
             } => Error::broker(*api as i16, error.code(), message)
-                .with_partitions(partition.iter().cloned().collect()),
-            A::NoLeader(tp) => Error::new(ErrorKind::Transport, message)
+                .with_partitions(vec![partition.clone()]),
+            L::NoLeader(tp) => Error::new(ErrorKind::Transport, message)
                 .retriable(true)
                 .with_partitions(vec![tp.clone()]),
-            _ => Error::new(ErrorKind::Broker, message).retriable(e.is_retriable()),
+            L::Unsupported { .. } => Error::new(ErrorKind::Unsupported, message),
         };
         err.with_source(e)
     }
@@ -890,26 +888,48 @@ mod tests {
     }
 
     #[test]
-    fn admin_errors_keep_the_pool_and_the_broker_answers() {
+    fn list_offsets_errors_keep_the_pool_and_the_broker_answers() {
+        use kcon_pool::ListOffsetsError as L;
         let tp = TopicPartition::new("t", 1);
         let cases = [
             (
-                kcon_admin::Error::Connection(kcon_pool::Error::Stopped),
+                L::Pool(kcon_pool::Error::Stopped),
                 (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
             ),
             (
-                kcon_admin::Error::Config(ConfigError::invalid("x", "y", "z")),
+                L::Pool(kcon_pool::Error::Config(ConfigError::invalid(
+                    "x", "y", "z",
+                ))),
                 (ErrorKind::Config, Cause::Config, Outcome::Fix),
             ),
             (
-                kcon_admin::Error::NoLeader(tp.clone()),
+                L::NoLeader(tp.clone()),
                 (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
             ),
+            (
+                L::partition(ApiKey::ListOffsets, 6, &tp).expect("an error"),
+                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
+            ),
+            (
+                L::Unsupported {
+                    reason: "read_committed needs ListOffsets v2".into(),
+                },
+                (ErrorKind::Unsupported, Cause::Unsupported, Outcome::Fix),
+            ),
         ];
-        for (admin, expected) in cases {
-            let shown = admin.to_string();
-            assert_eq!(answers(&Error::from(admin)), expected, "{shown}");
+        for (lookup, expected) in cases {
+            let shown = lookup.to_string();
+            assert_eq!(answers(&Error::from(lookup)), expected, "{shown}");
         }
+        let e = Error::from(L::partition(ApiKey::ListOffsets, 6, &tp).expect("an error"));
+        assert_eq!(
+            (e.code(), e.api(), e.partitions()),
+            (
+                Some(ResponseError::NotLeaderOrFollower),
+                Some(ApiKey::ListOffsets),
+                &[tp][..]
+            )
+        );
     }
 
     #[test]

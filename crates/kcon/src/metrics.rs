@@ -41,14 +41,14 @@ pub struct LagInputs {
 }
 
 impl LagInputs {
-    /// The lag at `now_ms` (wall clock), by kcon-admin's one rule.
+    /// The lag at `now_ms` (wall clock), by kcon-core's one rule.
     pub(crate) fn lag(&self, log_start: Option<i64>, now_ms: i64) -> PartitionLag {
         let lag = match (self.position, self.end) {
             (Some(p), Some(e)) => {
                 let timestamp = self.next_timestamp.or(self.last_timestamp);
-                kcon_admin::lag::lag(p, log_start, e, timestamp, now_ms)
+                kcon_core::offsets::lag(p, log_start, e, timestamp, now_ms)
             }
-            _ => kcon_admin::Lag::default(),
+            _ => kcon_core::offsets::Lag::default(),
         };
         PartitionLag {
             position: self.position,

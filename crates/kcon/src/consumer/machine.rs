@@ -407,7 +407,7 @@ impl ConsumerMachine {
     }
 
     /// The lag of `tp` at `now_ms` (wall clock, ms since the epoch) against the log's `end`
-    /// (and its start, when known), by kcon-admin's one rule.
+    /// (and its start, when known), by kcon-core's one rule.
     pub(crate) fn partition_lag(
         &self,
         tp: &TopicPartition,

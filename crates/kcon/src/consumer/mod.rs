@@ -30,7 +30,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kcon_admin as admin;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::offsets::Watermarks;
@@ -768,9 +767,11 @@ impl Consumer {
         &self,
         specs: &BTreeMap<TopicPartition, OffsetSpec>,
     ) -> Result<BTreeMap<TopicPartition, ListedOffset>, Error> {
-        let found = admin::list_offsets(&self.parts.pool, specs, self.isolation()).await?;
+        let found = kcon_pool::list_offsets(&self.parts.pool, specs, self.isolation()).await?;
         for (tp, l) in &found {
-            if let Some(e) = admin::Error::partition(ApiKey::ListOffsets, l.error_code, tp) {
+            if let Some(e) =
+                kcon_pool::ListOffsetsError::partition(ApiKey::ListOffsets, l.error_code, tp)
+            {
                 return Err(Error::from(e));
             }
         }
@@ -794,7 +795,7 @@ impl Consumer {
     /// abandoned, their answers thrown away).
     pub async fn watermarks(&self, tp: &TopicPartition) -> Result<Watermarks, Error> {
         let set = BTreeSet::from([tp.clone()]);
-        let mut found = admin::watermarks(&self.parts.pool, &set).await?;
+        let mut found = kcon_pool::watermarks(&self.parts.pool, &set).await?;
         found.remove(tp).ok_or_else(|| {
             Error::new(
                 ErrorKind::Broker,
@@ -807,7 +808,7 @@ impl Consumer {
     /// The lag of every owned partition, asked of the leaders now: records between the
     /// position and the end of the log (the high watermark, or the last stable offset under
     /// read_committed; under read_uncommitted the larger of ListOffsets' answer and the last
-    /// Fetch answer's high watermark, by kcon-admin's rule), and the age of the next record
+    /// Fetch answer's high watermark, by kcon-core's rule), and the age of the next record
     /// when the consumer holds it.
     ///
     /// ```no_run
@@ -824,7 +825,8 @@ impl Consumer {
     /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
     /// abandoned, their answers thrown away).
     pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, crate::PartitionLag>, Error> {
-        let found = admin::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
+        let found =
+            kcon_pool::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
         let now = self.wall_ms();
         let isolation = self.isolation();
         Ok(found
@@ -834,7 +836,7 @@ impl Consumer {
                     IsolationLevel::ReadUncommitted => self.driver.machine.high_watermark(&tp),
                     IsolationLevel::ReadCommitted => None,
                 };
-                let end = admin::lag::log_end(w.end(isolation), fetched);
+                let end = kcon_core::offsets::log_end(w.end(isolation), fetched);
                 let lag = self
                     .driver
                     .machine
