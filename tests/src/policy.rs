@@ -22,14 +22,14 @@ pub fn producer(bootstrap: &str) -> Producer {
         .unwrap()
 }
 
-/// A group consumer of `topic` at the client's defaults with the record policies `policy`,
-/// manual commits only (auto-commit's interval is a minute: the offsets a test reads are those
+/// A group consumer of `topic` at the client's defaults with the properties `extra`, manual
+/// commits only (auto-commit's interval is a minute: the offsets a test reads are those
 /// its processor committed, or left at close).
-pub fn consumer(bootstrap: &str, group: &str, topic: &str, policy: &[(&str, &str)]) -> Consumer {
+pub fn consumer(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> Consumer {
     let mut b = builder_at_defaults(bootstrap)
         .group_id(group)
         .set("auto.commit.interval.ms", "60000");
-    for (n, v) in policy {
+    for (n, v) in extra {
         b = b.set(n, *v);
     }
     let mut c = b.build().unwrap();

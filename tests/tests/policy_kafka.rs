@@ -119,12 +119,19 @@ fn assert_scrape_equals(
     );
 }
 
-/// The processor of these tests: string keys, JSON orders, `producer` for dead letters if
-/// given.
-fn orders(consumer: kcon::Consumer, producer: Option<Producer>) -> OrderProcessor {
+/// The processor of these tests: string keys, JSON orders, the record policies `policy`,
+/// `producer` for dead letters if given.
+fn orders(
+    consumer: kcon::Consumer,
+    policy: &[(&str, &str)],
+    producer: Option<Producer>,
+) -> OrderProcessor {
     let mut b = Processor::builder(consumer)
         .key(StringDeserializer)
         .value(JsonDeserializer::<Order>::new());
+    for (name, value) in policy {
+        b = b.set(name, *value);
+    }
     if let Some(p) = producer {
         b = b.dead_letter_producer(p);
     }
@@ -179,16 +186,12 @@ async fn good_records_are_processed_once_in_order_and_poison_ones_dead_lettered_
         );
     }
     let group = unique_name("g");
-    let c = consumer(
-        b,
-        &group,
-        &topic,
-        &[
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", &dlq),
-        ],
-    );
-    let mut processor = orders(c, None);
+    let c = consumer(b, &group, &topic, &[]);
+    let policy = [
+        ("errors.tolerance", "all"),
+        ("errors.deadletterqueue.topic.name", &dlq),
+    ];
+    let mut processor = orders(c, &policy, None);
     let mut registry = prometheus_client::registry::Registry::default();
     processor.metrics_handle().register_metrics(&mut registry);
     let seen = process_until(&mut processor, |m| {
@@ -281,16 +284,12 @@ async fn a_retriable_failure_passes_on_its_third_try_while_other_partitions_flow
     produce_kinds(&p, &topic, 0, &[Kind::Good; 5]).await;
     let group = unique_name("g");
     // A constant 1.5 s between tries: two waits of 1.5 s.
-    let c = consumer(
-        b,
-        &group,
-        &topic,
-        &[
-            ("errors.retry.backoff.ms", "1500"),
-            ("errors.retry.delay.max.ms", "1500"),
-        ],
-    );
-    let mut processor = orders(c, None);
+    let c = consumer(b, &group, &topic, &[]);
+    let policy = [
+        ("errors.retry.backoff.ms", "1500"),
+        ("errors.retry.delay.max.ms", "1500"),
+    ];
+    let mut processor = orders(c, &policy, None);
     let (first_failure, mut failed) = mpsc::unbounded_channel();
     let seen = Seen::default();
     let log = seen.clone();
@@ -368,17 +367,12 @@ async fn dead_letters_do_not_wait_behind_the_consumers_long_poll() {
     produce_kinds(&producer(b), &topic, 0, &kinds_with(10, &[2, 5, 8], &[])).await;
     let group = unique_name("g");
     let long_poll = LONG_POLL.as_millis().to_string();
-    let c = consumer(
-        b,
-        &group,
-        &topic,
-        &[
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", &dlq),
-            ("fetch.max.wait.ms", &long_poll),
-        ],
-    );
-    let mut processor = orders(c, None);
+    let c = consumer(b, &group, &topic, &[("fetch.max.wait.ms", &long_poll)]);
+    let policy = [
+        ("errors.tolerance", "all"),
+        ("errors.deadletterqueue.topic.name", &dlq),
+    ];
+    let mut processor = orders(c, &policy, None);
     let seen = process_until(&mut processor, |m| {
         m.records_processed == 7 && m.records_dead_lettered == 3
     })
@@ -426,7 +420,7 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
         .set("delivery.timeout.ms", "3000")
         .build()
         .unwrap();
-    let mut processor = orders(consumer(b, &group, &topic, &policy), Some(failing));
+    let mut processor = orders(consumer(b, &group, &topic, &[]), &policy, Some(failing));
     let (err, seen) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::DeadLetter, "{err}");
     assert!(err.to_string().contains(&format!("{topic}-0@4")), "{err}");
@@ -441,7 +435,7 @@ async fn a_failed_dead_letter_write_stores_nothing_past_its_record_until_it_succ
 
     // The cause fixed, a restarted consumer dead-letters the record and goes on.
     kafka_with(kafka, &[(&dlq, 1)]).await;
-    let mut processor = orders(consumer(b, &group, &topic, &policy), None);
+    let mut processor = orders(consumer(b, &group, &topic, &[]), &policy, None);
     let seen = process_until(&mut processor, |m| {
         m.records_dead_lettered == 1 && m.records_processed == 5
     })
@@ -484,7 +478,7 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     ];
 
     let group = unique_name("g");
-    let mut processor = orders(consumer(b, &group, &burst, &policy), None);
+    let mut processor = orders(consumer(b, &group, &burst, &[]), &policy, None);
     let (err, _) = process_until_error(&mut processor).await;
     assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
     let tp = TopicPartition::new(&burst, 0);
@@ -502,7 +496,7 @@ async fn the_breaker_opens_on_a_burst_of_failures_and_not_on_scattered_ones() {
     );
 
     let group = unique_name("g");
-    let mut processor = orders(consumer(b, &group, &scattered, &policy), None);
+    let mut processor = orders(consumer(b, &group, &scattered, &[]), &policy, None);
     process_until(&mut processor, |m| {
         m.records_processed + m.records_dead_lettered == 60
     })
@@ -560,15 +554,17 @@ async fn a_member_joining_while_retries_wait_stops_nothing_and_processes_nothing
     let group = unique_name("g");
     let member = |listener: SlowRevoke| {
         let mut c = group_builder_at_defaults(b, &group, "cooperative-sticky")
-            .set("errors.tolerance", "all")
-            .set("errors.deadletterqueue.topic.name", &dlq)
-            .set("errors.retry.backoff.ms", "100")
-            .set("errors.retry.delay.max.ms", "100")
             .rebalance_listener(listener)
             .build()
             .unwrap();
         c.subscribe([&topic]).unwrap();
-        orders(c, None)
+        let policy = [
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dlq),
+            ("errors.retry.backoff.ms", "100"),
+            ("errors.retry.delay.max.ms", "100"),
+        ];
+        orders(c, &policy, None)
     };
     // Every record fails retriably twice and passes on its third try.
     let done: ProcessedBy = Arc::default();

@@ -156,19 +156,13 @@ async fn good_records_are_decoded_and_broken_ones_dead_lettered_with_nothing_los
     assert_eq!(sent.len(), 20);
 
     let group = unique_name("g");
-    let c = consumer(
-        b,
-        &group,
-        &topic,
-        &[
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", &dlq),
-        ],
-    );
+    let c = consumer(b, &group, &topic, &[]);
     let sr = SchemaRegistry::new(&registry.url()).unwrap();
     let mut processor = Processor::builder(c)
         .key(Nullable(StringDeserializer))
         .value(AvroDeserializer::<Payment>::new(sr.clone()))
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", &dlq)
         .build()
         .unwrap();
     let seen: Arc<Mutex<Vec<(i32, i64, Payment)>>> = Arc::default();
@@ -282,20 +276,14 @@ async fn a_registry_outage_is_retried_and_the_records_are_processed_once_it_is_b
     registry.set_behaviour(Behaviour::ServerError);
 
     let group = unique_name("g");
-    let c = consumer(
-        b,
-        &group,
-        &topic,
-        &[
-            ("errors.tolerance", "all"),
-            ("errors.retry.backoff.ms", "200"),
-            ("errors.retry.delay.max.ms", "200"),
-            ("errors.retry.max.attempts", "1000"),
-        ],
-    );
+    let c = consumer(b, &group, &topic, &[]);
     let sr = SchemaRegistry::new(&registry.url()).unwrap();
     let mut processor = Processor::builder(c)
         .value(AvroDeserializer::<Payment>::new(sr))
+        .set("errors.tolerance", "all")
+        .set("errors.retry.backoff.ms", "200")
+        .set("errors.retry.delay.max.ms", "200")
+        .set("errors.retry.max.attempts", "1000")
         .build()
         .unwrap();
     let handle = processor.metrics_handle();

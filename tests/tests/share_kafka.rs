@@ -575,19 +575,14 @@ async fn the_processor_over_a_share_consumer_releases_to_retry_and_dead_letters_
     let dlq = format!("{topic}.dlq");
     create_topics(&pool, &[(&dlq, 1)]).await;
     produce(&pool, &topic, 0, 10, now_ms()).await;
-    let mut member = explicit(
-        kafka,
-        &group,
-        &[
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", dlq.as_str()),
-            ("errors.retry.max.attempts", "4"),
-        ],
-    );
+    let mut member = explicit(kafka, &group, &[]);
     member.subscribe([topic.as_str()]).unwrap();
     let mut processor = Processor::builder(member)
         .key(BytesDeserializer)
         .value(StringDeserializer)
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", dlq.as_str())
+        .set("errors.retry.max.attempts", "4")
         .build()
         .unwrap();
     // Values: value-0 .. value-9; value-3 fails twice before it goes through, value-7 is poison.

@@ -55,8 +55,6 @@ async fn a_queue_dead_lettered_whole_is_logged_with_the_fix() {
         .set("bootstrap.servers", kafka.bootstrap())
         .set("group.id", &group)
         .set("share.acknowledgement.mode", "explicit")
-        .set("errors.tolerance", "all")
-        .set("errors.deadletterqueue.topic.name", &dlq)
         .build()
         .expect("a share consumer");
     consumer.subscribe([topic.as_str()]).unwrap();
@@ -65,6 +63,8 @@ async fn a_queue_dead_lettered_whole_is_logged_with_the_fix() {
         .key(StringDeserializer)
         .value(StringDeserializer)
         .hooks(Counted(Arc::clone(&dead)))
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", &dlq)
         .build()
         .unwrap();
     let mark = logs.mark();

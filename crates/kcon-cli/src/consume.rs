@@ -38,7 +38,7 @@ use std::time::Duration;
 use clap::Args;
 use kcon::deserialize::{Decoded, decode};
 use kcon::{
-    Consumer, FailureInfo, ListenerFuture, PolicyHooks, Processor, RebalanceContext,
+    Consumer, FailureInfo, ListenerFuture, PolicyConfig, PolicyHooks, Processor, RebalanceContext,
     RebalanceListener, Record, Stage, TopicPartition,
 };
 use kcon_admin::TopicScope;
@@ -163,14 +163,43 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000");
     }
-    // The Schema Registry client's properties are its own, not the consumer's.
+    // The Schema Registry client's properties are its own, and the record policies' (errors.*)
+    // the dead-letter processor's: neither is the consumer's.
+    let is_policy_property = |name: &str| Processor::properties().any(|p| p.is_named(name));
+    let mut policy = Vec::new();
     for (name, value) in args
         .cluster
         .properties
         .iter()
         .filter(|(n, _)| !is_registry_property(n))
     {
-        builder = builder.set(name, value.as_str());
+        if is_policy_property(name) {
+            policy.push((name.clone(), value.clone()));
+        } else {
+            builder = builder.set(name, value.as_str());
+        }
+    }
+    if let Some(topic) = &args.dlq_topic {
+        policy.push(("errors.tolerance".to_owned(), "all".to_owned()));
+        policy.push((
+            "errors.deadletterqueue.topic.name".to_owned(),
+            topic.clone(),
+        ));
+        // Checked now, with the consumer's properties, before any broker is asked anything.
+        let mut checked = PolicyConfig::default();
+        for (name, value) in &policy {
+            checked
+                .set(name, value)
+                .map_err(|e| Failure::from_consumer(e.into()))?;
+        }
+        checked
+            .validate()
+            .map_err(|e| Failure::from_consumer(e.into()))?;
+    } else if let Some((name, _)) = policy.first() {
+        return Err(Failure::usage(format!(
+            "bad configuration: property {name:?} configures the dead-letter processing, which \
+             only --dlq-topic turns on"
+        )));
     }
     let registry = if args.key_format.needs_registry() || args.value_format.needs_registry() {
         Some(registry(
@@ -186,11 +215,6 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     };
     if let Some(g) = &group {
         builder = builder.set("group.id", g.as_str());
-    }
-    if let Some(topic) = &args.dlq_topic {
-        builder = builder
-            .set("errors.tolerance", "all")
-            .set("errors.deadletterqueue.topic.name", topic.as_str());
     }
     let mut shutdown = Shutdown::new()?;
     // Every property is checked here, before any broker is asked anything: exit 2.
@@ -211,15 +235,17 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let progress = Progress::new();
     let mut written = 0u64;
     let (stop, closed) = if args.dlq_topic.is_some() {
-        let processor = Processor::builder(consumer)
+        let mut builder = Processor::builder(consumer)
             .key(fields.key)
             .value(fields.value)
             .hooks(Reports {
                 dead_letter_topic: args.dlq_topic.clone(),
                 progress: progress.clone(),
-            })
-            .build()
-            .map_err(Failure::from_consumer)?;
+            });
+        for (name, value) in &policy {
+            builder = builder.set(name, value.as_str());
+        }
+        let processor = builder.build().map_err(Failure::from_consumer)?;
         process(processor, &args, &progress, &mut shutdown, &mut ends).await
     } else {
         let stop = consume(

@@ -1,7 +1,7 @@
 //! The README's configuration table is the one the tables of properties make, concatenated as
-//! the `kcon` tool takes them (the consumer's, the producer's, the Schema Registry client's):
-//! this test fails, showing the expected table, when they differ, or when the tables together
-//! give a name to two properties or disagree on one they share. `KCON_WRITE_README=1` makes it rewrite the README instead.
+//! the `kcon` tool takes them (the consumer's, the Processor's, the producer's, the Schema
+//! Registry client's): this test fails, showing the expected table, when they differ, or when
+//! the tables together give a name to two properties or disagree on one they share. `KCON_WRITE_README=1` makes it rewrite the README instead.
 
 use std::path::Path;
 
@@ -12,9 +12,10 @@ const START: &str = "<!-- properties: generated from the property tables of kcon
 const END: &str = "<!-- end of properties -->";
 
 /// Every property the tool takes, in the README's order: the consumer's tables, then the
-/// producer's and the Schema Registry client's.
+/// Processor's, the producer's and the Schema Registry client's.
 fn properties() -> impl Iterator<Item = &'static dyn AnyProperty> + Clone {
     kcon::ConsumerBuilder::properties()
+        .chain(kcon::Processor::properties())
         .chain(erased(kcon_produce::PROPERTIES))
         .chain(erased(kcon_schema_registry::PROPERTIES))
 }

@@ -44,12 +44,12 @@
 //!     .bootstrap_servers("localhost:9092")
 //!     .group_id("payments")
 //!     .set("auto.offset.reset", "earliest") // a new group reads what is already there
-//!     .set("errors.tolerance", "all")
-//!     .set("errors.deadletterqueue.topic.name", "payments.dlq")
 //!     .build()?;
 //! consumer.subscribe(["payments"])?;
 //! let mut processor = Processor::builder(consumer)
 //!     .value(Nullable(AvroDeserializer::<Payment>::new(registry)))
+//!     .set("errors.tolerance", "all")
+//!     .set("errors.deadletterqueue.topic.name", "payments.dlq")
 //!     .build()?;
 //! processor
 //!     .run(async move |record| {

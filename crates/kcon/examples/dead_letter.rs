@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use kcon::deserialize::{JsonDeserializer, Nullable, StringDeserializer};
-use kcon::{Consumer, ErrorKind, Failure, FailureExt, Processor};
+use kcon::{Consumer, ErrorKind, ErrorTolerance, Failure, FailureExt, Processor};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, serde::Deserialize)]
@@ -37,21 +37,21 @@ async fn main() -> Result<(), kcon::Error> {
         .bootstrap_servers(&bootstrap)
         .group_id(&group)
         .set("auto.offset.reset", "earliest")
+        .build()?;
+    consumer.subscribe([topic.as_str()])?;
+    let mut processor = Processor::builder(consumer)
+        .key(Nullable(StringDeserializer))
+        .value(JsonDeserializer::<Order>::new())
         // A record that failed for good goes to the dead-letter topic, and processing goes on.
-        .set("errors.tolerance", "all")
-        .set("errors.deadletterqueue.topic.name", format!("{topic}.dlq"))
+        .errors_tolerance(ErrorTolerance::All)
+        .dead_letter_topic(&format!("{topic}.dlq"))
         // Up to 5 tries, 200 ms then doubling up to 5 s apart.
-        .set("errors.retry.max.attempts", "5")
+        .retry_max_attempts(5)
         .set("errors.retry.backoff.ms", "200")
         .set("errors.retry.delay.max.ms", "5000")
         // A downstream outage looks like every record failing: stop instead of dead-lettering
         // the whole topic.
         .set("errors.breaker.consecutive.failures", "20")
-        .build()?;
-    consumer.subscribe([topic])?;
-    let mut processor = Processor::builder(consumer)
-        .key(Nullable(StringDeserializer))
-        .value(JsonDeserializer::<Order>::new())
         .build()?;
 
     // The processor runs on a task of its own (its future is `Send`); this task waits for

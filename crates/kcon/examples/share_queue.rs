@@ -39,16 +39,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("group.id", &group)
         // The processor settles every job itself.
         .set("share.acknowledgement.mode", "explicit")
-        .set("errors.tolerance", "all")
-        .set("errors.deadletterqueue.topic.name", format!("{topic}.dlq"))
-        // At or below the group's share.delivery.count.limit (5 by default), so that the
-        // processor, not the broker, settles a job's last delivery.
-        .set("errors.retry.max.attempts", "4")
         .build()?;
     consumer.subscribe([topic.as_str()])?;
     let mut processor = Processor::builder(consumer)
         .key(BytesDeserializer)
         .value(StringDeserializer)
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", format!("{topic}.dlq"))
+        // At or below the group's share.delivery.count.limit (5 by default), so that the
+        // processor, not the broker, settles a job's last delivery.
+        .retry_max_attempts(4)
         .build()?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -14,15 +14,15 @@ use kcon_pool::{PoolConfig, TokenProvider};
 use crate::error::Error;
 use crate::listener::RebalanceListener;
 
-// The `errors.*` properties, read here with every other property: the policy's configuration
-// sits beside the consumer's, so that the consumer (which reads it) does not depend on the
-// record policies (which depend on the consumer).
+// The `errors.*` properties are in kcon's property table with the consumer's own: a
+// Processor's builder reads them (`PolicyConfig`), and a consumer's builder refuses them.
 mod policy;
 mod properties;
 
 pub use policy::{ErrorTolerance, PolicyConfig};
 pub use properties::{
     AcknowledgementMode, CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE,
+    SHARE_POLICY,
 };
 
 /// Builds a [`Consumer`](crate::Consumer): typed setters for the common properties, and
@@ -67,9 +67,6 @@ pub(crate) struct Settings {
     /// `close.timeout.ms` (kcon's own): how long [`Consumer::close`](crate::Consumer::close)
     /// may take. Default 30 s, the Java client's default close timeout.
     pub(crate) close_timeout: Duration,
-    /// The `errors.*` properties: what a [`Processor`](crate::Processor) over the consumer
-    /// does with records that fail.
-    pub(crate) policy: PolicyConfig,
 }
 
 impl ConsumerBuilder {
@@ -283,7 +280,7 @@ impl ConsumerBuilder {
             .chain(erased(kcon_group::property::PROPERTIES))
             .chain(erased(kcon_offsets::property::PROPERTIES))
             .chain(erased(kcon_fetch::property::PROPERTIES))
-            .chain(erased(PROPERTIES))
+            .chain(erased(PROPERTIES).filter(|p| !p.parts().contains(&POLICY)))
     }
 
     /// Every property read by each table that has it and applied, in order, to the part that
@@ -294,9 +291,9 @@ impl ConsumerBuilder {
         let mut offsets = OffsetsConfig::default();
         let mut fetch = FetchConfig::default();
         let mut close_timeout = Duration::from_secs(30);
-        let mut policy = PolicyConfig::default();
         let mut group_id: Option<String> = None;
         let mut explicit_auto_commit = false;
+        refuse_policy(&self.properties)?;
         for (property, name, value) in effective(&self.properties, ConsumerBuilder::properties())? {
             let unknown = || ConfigError::unknown(name, []);
             set_if_listed(kcon_pool::property::PROPERTIES, &mut pool, name, value)?;
@@ -316,7 +313,6 @@ impl ConsumerBuilder {
                             close_timeout = *d;
                             true
                         }
-                        (POLICY, _) => policy.apply(&setting),
                         // The share consumer's: close.timeout.ms is the consumer's too.
                         (SHARE, ConsumerSetting::CloseTimeout(_)) => true,
                         _ => false,
@@ -336,7 +332,7 @@ impl ConsumerBuilder {
         if let Some(p) = self.token_provider.clone() {
             pool.sasl_oauthbearer_token_provider = Some(p);
         }
-        check_pool_and_policy(&pool, &policy)?;
+        check_pool(&pool)?;
         if group_id.is_none() {
             // The Java client refuses the same conflicts (`InvalidConfigurationException`).
             if explicit_auto_commit {
@@ -359,7 +355,6 @@ impl ConsumerBuilder {
                 offsets: None,
                 fetch,
                 close_timeout,
-                policy,
             });
         }
         group.validate()?;
@@ -370,7 +365,6 @@ impl ConsumerBuilder {
             offsets: Some(offsets),
             fetch,
             close_timeout,
-            policy,
         })
     }
 }
@@ -398,9 +392,27 @@ pub(crate) fn effective(
     Ok(out)
 }
 
-/// The checks of the connection's and the record policies' settings across properties, for
-/// every client the properties build (a consumer, a share consumer).
-pub(crate) fn check_pool_and_policy(pool: &PoolConfig, policy: &PolicyConfig) -> Result<(), Error> {
+/// A record-policy property (`errors.*`) given to a consumer's builder, refused: it is the
+/// [`Processor`](crate::Processor)'s to take.
+pub(crate) fn refuse_policy(given: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in given {
+        if let Some(p) = registry::lookup(PROPERTIES, name)
+            && p.parts.contains(&POLICY)
+        {
+            return Err(Error::config(
+                p.name,
+                value,
+                "unset on a consumer: the errors.* properties are a Processor's \
+                 (Processor::builder(consumer).set(name, value))",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The checks of the connection's settings across properties, for every client the properties
+/// build (a consumer, a share consumer).
+pub(crate) fn check_pool(pool: &PoolConfig) -> Result<(), Error> {
     if pool.bootstrap_servers.is_empty() {
         return Err(Error::config(
             "bootstrap.servers",
@@ -409,7 +421,6 @@ pub(crate) fn check_pool_and_policy(pool: &PoolConfig, policy: &PolicyConfig) ->
         ));
     }
     pool.validate()?;
-    policy.validate()?;
     Ok(())
 }
 
@@ -553,7 +564,7 @@ mod tests {
         for (typed, meant) in [
             ("sesion.timeout.ms", "session.timeout.ms"),
             ("SASL_MECHANISM", "sasl.mechanism"),
-            ("errors.tolerence", "errors.tolerance"),
+            ("close.timout.ms", "close.timeout.ms"),
             ("enable.auot.commit", "enable.auto.commit"),
         ] {
             let e = settings(&[(typed, "x")]).unwrap_err();

@@ -94,10 +94,14 @@ pub use kcon_core::offsets::parse_iso8601_duration;
 /// tables of the consumer's parts (`pool`, `group`, `offsets`, `fetch`) and of kcon itself
 /// (`PROPERTIES`, for the parts `CONSUMER`, `POLICY` and `SHARE`): names, defaults, what is
 /// allowed and which part each configures (what a tool checks `-X name=value` against); and
-/// `REFUSALS`, the consumer's properties a share consumer refuses, with why.
-/// [`ConsumerBuilder::properties`] concatenates them.
+/// `REFUSALS`, the consumer's properties a share consumer refuses (`SHARE`) and the record
+/// policies a Processor over one refuses (`SHARE_POLICY`), with why.
+/// [`ConsumerBuilder::properties`] concatenates the consumer's;
+/// [`Processor::properties`](crate::Processor::properties) lists the record policies'.
 pub mod property {
-    pub use crate::config::{CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE};
+    pub use crate::config::{
+        CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE, SHARE_POLICY,
+    };
     pub use kcon_core::property::*;
     pub use kcon_fetch::property as fetch;
     pub use kcon_group::property as group;

@@ -40,14 +40,14 @@ async fn main() -> Result<(), kcon::Error> {
     let mut consumer = kcon_tests::consumer::builder_at_defaults(bootstrap)
         .group_id(group)
         .set("auto.commit.interval.ms", "60000")
-        .set("errors.tolerance", "all")
-        .set("errors.deadletterqueue.topic.name", dlq.as_str())
         .build()?;
     consumer.subscribe([topic.as_str()])?;
     let mut processor = Processor::builder(consumer)
         .key(StringDeserializer)
         .value(JsonDeserializer::<Order>::new())
         .hooks(Print)
+        .set("errors.tolerance", "all")
+        .set("errors.deadletterqueue.topic.name", dlq.as_str())
         .build()?;
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let stop = async move {

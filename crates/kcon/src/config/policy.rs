@@ -11,7 +11,7 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 use super::properties::{ConsumerSetting, POLICY, PROPERTIES};
 
 /// What a [`Processor`](crate::Processor) does with records that fail. Set through the
-/// consumer's builder (`ConsumerBuilder::set("errors.tolerance", "all")`, ...); each field
+/// processor's builder (`ProcessorBuilder::set("errors.tolerance", "all")`, ...); each field
 /// names its property.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

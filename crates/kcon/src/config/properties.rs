@@ -21,10 +21,15 @@ pub const POLICY: Part = Part::new("policy");
 /// The share consumer ([`ShareConsumer`](crate::share::ShareConsumer)).
 pub const SHARE: Part = Part::new("share consumer");
 
-/// Properties a share consumer refuses although a consumer takes them, with why: the share
-/// group decides them, or they are a consumer group's (the Java `KafkaShareConsumer` refuses
-/// the same). Its builder asks [`refusal`](kcon_core::property::registry::refusal) before it
-/// sets a property.
+/// The record policies of a [`Processor`](crate::Processor) over a share consumer, which refuse
+/// the `errors.*` properties of a consumer's partitions (backoff, breaker).
+pub const SHARE_POLICY: Part = Part::new("policy over a share consumer");
+
+/// Properties a share consumer (by [`SHARE`]) or a Processor over one (by [`SHARE_POLICY`])
+/// refuses although a consumer, or a Processor over one, takes them, with why: the share group
+/// decides them, or they are a consumer group's (the Java `KafkaShareConsumer` refuses the
+/// same). The builders ask [`refusal`](kcon_core::property::registry::refusal) before they set
+/// a property.
 pub const REFUSALS: &[Refusal] = &[
     Refusal {
         name: "auto.offset.reset",
@@ -69,32 +74,32 @@ pub const REFUSALS: &[Refusal] = &[
     },
     Refusal {
         name: "errors.retry.backoff.ms",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: a retry is the group handing the record out again",
     },
     Refusal {
         name: "errors.retry.delay.max.ms",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: a retry is the group handing the record out again",
     },
     Refusal {
         name: "errors.retry.timeout",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: errors.retry.max.attempts counts its deliveries",
     },
     Refusal {
         name: "errors.breaker.window.records",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
     },
     Refusal {
         name: "errors.breaker.failures",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
     },
     Refusal {
         name: "errors.breaker.consecutive.failures",
-        by: SHARE,
+        by: SHARE_POLICY,
         why: "unset for a share consumer: a Processor over one keeps no circuit breaker",
     },
 ];

@@ -1175,9 +1175,44 @@ impl Consumer {
         self.driver.answered(now(), id, answer, &mut self.parts);
     }
 
-    /// Hands storing to an owner above the consumer (per-partition streams, a record
-    /// processor): `hook` hears of partitions leaving, before the revocation's commit, and the
-    /// owner stores records as it processes them.
+    /// Hands storing offsets to an owner above the consumer that processes its records (a
+    /// runner such as [`Processor`](crate::Processor)). The records handed out so far are
+    /// stored under the consumer's own rule (`enable.auto.offset.store`) first. From then on
+    /// an offset is stored only by [`store_offset`](Consumer::store_offset), as the owner
+    /// finishes records, and `on_leaving` hears of the partitions the consumer lets go of
+    /// (revoked or lost), before a revocation's commit: what the owner holds of them is no
+    /// longer its to finish. `on_leaving` runs inside the consumer's calls: it must not block.
+    ///
+    /// Refused ([`ErrorKind::Misuse`]) when storing was taken over
+    /// already (a consumer has one owner).
+    ///
+    /// ```no_run
+    /// use std::sync::{Arc, Mutex};
+    /// # fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let leaving = Arc::new(Mutex::new(Vec::new()));
+    /// let told = leaving.clone();
+    /// consumer.take_over_storing(move |partitions| {
+    ///     told.lock().unwrap().extend_from_slice(partitions);
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn take_over_storing(
+        &mut self,
+        on_leaving: impl FnMut(&[TopicPartition]) + Send + 'static,
+    ) -> Result<(), Error> {
+        if self.parts.leaving.get_mut().is_some() {
+            return Err(Error::misuse(
+                "storing offsets was taken over already: a consumer has one owner",
+            ));
+        }
+        self.store_now();
+        self.set_leaving_hook(Box::new(on_leaving));
+        Ok(())
+    }
+
+    /// Hands storing to an owner above the consumer: `hook` hears of partitions leaving,
+    /// before the revocation's commit, and the owner stores records as it processes them.
     pub(crate) fn set_leaving_hook(&mut self, hook: LeavingHook) {
         *self.parts.leaving.get_mut() = Some(hook);
         self.driver.machine.store_elsewhere();
@@ -1185,7 +1220,7 @@ impl Consumer {
 
     /// Stores what was handed out so far under the consumer's own rule
     /// (`enable.auto.offset.store`): before an owner above it takes storing over.
-    pub(crate) fn store_now(&mut self) {
+    fn store_now(&mut self) {
         self.driver.machine.store_processed();
         self.run();
     }
@@ -1195,9 +1230,20 @@ impl Consumer {
         &self.settings
     }
 
-    /// The consumer's connections.
-    pub(crate) fn pool(&self) -> &Pool {
+    /// The consumer's connections and cluster metadata: a producer built on them
+    /// (`ProducerBuilder::pool`) shares them rather than opening its own.
+    pub fn pool(&self) -> &Pool {
         &self.parts.pool
+    }
+
+    /// Its `group.id`, if it has one.
+    pub fn group_id(&self) -> Option<&str> {
+        self.settings.group.as_ref().map(|g| g.group_id.as_str())
+    }
+
+    /// Its `client.id`.
+    pub fn client_id(&self) -> &str {
+        &self.settings.pool.client_id
     }
 
     /// The offsets task, shared with per-partition streams.

@@ -63,6 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use kcon_core::property::{AnyProperty, registry};
 use kcon_core::{Machine, Outgoing};
 use kcon_produce::{Acks, Producer};
 use tokio::time::Instant;
@@ -79,6 +80,7 @@ pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 pub use source::RecordSource;
 
+use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
 use crate::consumer::now;
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
@@ -94,8 +96,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// A consumer with record policies: deserializers, a handler, retries, a dead-letter topic and
 /// a circuit breaker (see the [module](self) documentation for the rules).
 ///
-/// The policies are configured with the consumer's own properties (`errors.*`); the
-/// deserializers, a dead-letter producer and hooks with the [builder](Processor::builder).
+/// The policies (`errors.*`, [`Processor::properties`]), the deserializers, a dead-letter
+/// producer and hooks are set on the [builder](Processor::builder).
 ///
 /// ```no_run
 /// use kcon::deserialize::{JsonDeserializer, Nullable, StringDeserializer};
@@ -111,15 +113,15 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 ///     .bootstrap_servers("localhost:9092")
 ///     .group_id("billing")
 ///     .set("auto.offset.reset", "earliest") // a new group reads what is already there
-///     .set("errors.tolerance", "all")
-///     .set("errors.deadletterqueue.topic.name", "orders.dlq")
-///     .set("errors.retry.max.attempts", "5")
-///     .set("errors.breaker.consecutive.failures", "20")
 ///     .build()?;
 /// consumer.subscribe(["orders"])?;
 /// let mut processor = Processor::builder(consumer)
 ///     .key(Nullable(StringDeserializer))
 ///     .value(JsonDeserializer::<Order>::new())
+///     .set("errors.tolerance", "all")
+///     .set("errors.deadletterqueue.topic.name", "orders.dlq")
+///     .set("errors.retry.max.attempts", "5")
+///     .set("errors.breaker.consecutive.failures", "20")
 ///     .build()?;
 /// let stop = async { tokio::signal::ctrl_c().await.ok(); };
 /// let outcome = processor
@@ -176,6 +178,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub struct Processor<K = BytesDeserializer, V = BytesDeserializer, S = Consumer> {
     key: K,
     value: V,
+    /// The record policies it follows.
+    config: PolicyConfig,
     driver: Driver,
     /// The source, the hooks and the metrics handle: what the driver tells.
     parts: Shell<S>,
@@ -206,6 +210,8 @@ pub struct ProcessorBuilder<K, V, S = Consumer> {
     consumer: S,
     key: K,
     value: V,
+    /// The `errors.*` properties given, in order: read by `build`.
+    properties: Vec<(String, String)>,
     producer: Option<Producer>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
 }
@@ -219,9 +225,17 @@ impl<S: RecordSource> Processor<BytesDeserializer, BytesDeserializer, S> {
             consumer,
             key: BytesDeserializer,
             value: BytesDeserializer,
+            properties: Vec::new(),
             producer: None,
             hooks: Vec::new(),
         }
+    }
+}
+
+impl Processor {
+    /// Every property a processor takes: the record policies' `errors.*`.
+    pub fn properties() -> impl Iterator<Item = &'static dyn AnyProperty> + Clone {
+        registry::erased(crate::config::PROPERTIES).filter(|p| p.parts().contains(&POLICY))
     }
 }
 
@@ -232,6 +246,7 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
             consumer: self.consumer,
             key,
             value: self.value,
+            properties: self.properties,
             producer: self.producer,
             hooks: self.hooks,
         }
@@ -243,9 +258,36 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
             consumer: self.consumer,
             key: self.key,
             value,
+            properties: self.properties,
             producer: self.producer,
             hooks: self.hooks,
         }
+    }
+
+    /// Sets a record-policy property (an `errors.*` one: see [`Processor::properties`]) under
+    /// its Kafka Connect name. Nothing is checked until [`build`](ProcessorBuilder::build),
+    /// which names the first property refused and what it allows.
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.properties.push((name.trim().to_owned(), value.into()));
+        self
+    }
+
+    /// `errors.tolerance`: stop at a record that failed for good (`None`, the default), or
+    /// skip or dead-letter it and go on (`All`).
+    pub fn errors_tolerance(self, tolerance: ErrorTolerance) -> Self {
+        self.set("errors.tolerance", tolerance.to_string())
+    }
+
+    /// `errors.deadletterqueue.topic.name`: where records that failed for good are written,
+    /// with `errors.tolerance=all`.
+    pub fn dead_letter_topic(self, topic: &str) -> Self {
+        self.set("errors.deadletterqueue.topic.name", topic)
+    }
+
+    /// `errors.retry.max.attempts`: tries of a record that fails retriably, the first
+    /// included (over a share consumer, its deliveries).
+    pub fn retry_max_attempts(self, attempts: u32) -> Self {
+        self.set("errors.retry.max.attempts", attempts.to_string())
     }
 
     /// Writes dead letters with `producer` (another cluster's, say), which must have
@@ -277,7 +319,7 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
         V: Deserializer,
     {
         let mut consumer = self.consumer;
-        let config = consumer.policy().clone();
+        let config = policy_config(&self.properties, consumer.delivery())?;
         let dead_letter = match (&config.dead_letter_topic, self.producer) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -342,6 +384,7 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
                 consumer.delivery(),
                 fastrand::u64(..),
             )),
+            config,
             parts: Shell {
                 consumer,
                 leaving,
@@ -438,6 +481,11 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     /// resume, and the next run starts at the record that opened it.
     pub fn close_breaker(&mut self) -> Result<(), Error> {
         self.driver.close_breaker(now(), &mut self.parts)
+    }
+
+    /// The record policies it follows, as its `errors.*` properties set them.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
     }
 
     /// The policies' counts now.
@@ -735,6 +783,23 @@ impl<K, V, S: std::fmt::Debug> std::fmt::Debug for ProcessorBuilder<K, V, S> {
     }
 }
 
+/// The record policies `given` set, read for a processor over a source whose records come as
+/// `delivery` says: over a share consumer, the properties of partitions (backoff, breaker) are
+/// refused.
+fn policy_config(given: &[(String, String)], delivery: Delivery) -> Result<PolicyConfig, Error> {
+    let mut config = PolicyConfig::default();
+    for (property, name, value) in effective(given, Processor::properties())? {
+        if delivery == Delivery::Redelivered
+            && let Some(r) = registry::refusal(REFUSALS, SHARE_POLICY, property)
+        {
+            return Err(Error::config(property.name(), value, r.why));
+        }
+        config.set(name, value)?;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
 /// Whether `stop` has completed, without waiting for it.
 fn is_ready<S: Future<Output = ()>>(stop: Pin<&mut S>) -> bool {
     stop.poll(&mut Context::from_waker(Waker::noop()))
@@ -764,18 +829,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_letter_topic_the_consumer_reads_is_refused() {
-        let dlq = [
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", "orders"),
-        ];
-        let mut c = consumer(&dlq);
+        let dlq = |c| {
+            Processor::builder(c)
+                .set("errors.tolerance", "all")
+                .set("errors.deadletterqueue.topic.name", "orders")
+        };
+        let mut c = consumer(&[]);
         c.subscribe(["orders", "payments"]).unwrap();
-        let e = Processor::builder(c).build().unwrap_err();
+        let e = dlq(c).build().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert_eq!(e.property(), Some("errors.deadletterqueue.topic.name"));
-        let mut c = consumer(&dlq);
+        let mut c = consumer(&[]);
         c.subscribe(["payments"]).unwrap();
-        assert!(Processor::builder(c).build().is_ok());
+        assert!(dlq(c).build().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_consumer_has_one_owner_of_its_storing() {
+        let mut c = consumer(&[]);
+        c.take_over_storing(|_| {}).unwrap();
+        let e = c.take_over_storing(|_| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse);
+        let e = Processor::builder(c).build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misuse);
+        assert!(Processor::builder(consumer(&[])).build().is_ok());
     }
 
     #[tokio::test]
@@ -792,14 +869,60 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Misuse);
-        let with_topic = [
-            ("errors.tolerance", "all"),
-            ("errors.deadletterqueue.topic.name", "d"),
-        ];
-        let e = Processor::builder(consumer(&with_topic))
+        let e = Processor::builder(consumer(&[]))
+            .errors_tolerance(ErrorTolerance::All)
+            .dead_letter_topic("d")
             .dead_letter_producer(producer("1"))
             .build()
             .unwrap_err();
         assert_eq!(e.property(), Some("acks"));
+    }
+
+    #[tokio::test]
+    async fn the_record_policies_are_the_processors_properties() {
+        // A consumer refuses them, naming the builder that takes them.
+        let e = Consumer::builder()
+            .bootstrap_servers("127.0.0.1:9")
+            .set("errors.tolerance", "all")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.property(), Some("errors.tolerance"));
+        assert!(e.to_string().contains("Processor::builder"), "{e}");
+        // The processor reads them, and names the first it refuses and what it allows.
+        let e = Processor::builder(consumer(&[]))
+            .set("errors.retry.max.attempts", "0")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("errors.retry.max.attempts"));
+        let e = Processor::builder(consumer(&[]))
+            .set("errors.tolerence", "all")
+            .build()
+            .unwrap_err();
+        assert!(
+            e.to_string().ends_with("(did you mean errors.tolerance?)"),
+            "{e}"
+        );
+        // A consumer's property is not the processor's.
+        let e = Processor::builder(consumer(&[]))
+            .set("session.timeout.ms", "10000")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("session.timeout.ms"));
+        // Checked across properties: a dead-letter topic needs errors.tolerance=all.
+        let e = Processor::builder(consumer(&[]))
+            .dead_letter_topic("d")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some("errors.deadletterqueue.topic.name"));
+        let p = Processor::builder(consumer(&[]))
+            .errors_tolerance(ErrorTolerance::All)
+            .retry_max_attempts(3)
+            .set("errors.retry.backoff.ms", "250")
+            .build()
+            .unwrap();
+        assert_eq!(p.config().retry_max_attempts, 3);
+        assert_eq!(p.config().retry_backoff, Duration::from_millis(250));
+        assert_eq!(p.config().tolerance, ErrorTolerance::All);
     }
 }

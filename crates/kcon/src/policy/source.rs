@@ -9,7 +9,6 @@ use std::future::Future;
 use kcon_pool::Pool;
 
 use super::machine::{Delivery, Settlement};
-use crate::config::PolicyConfig;
 use crate::error::Error;
 use crate::share::{AcknowledgeType, AcknowledgementMode, ShareConsumer};
 use crate::{Consumer, Record, TopicPartition};
@@ -35,8 +34,6 @@ pub(crate) mod sealed {
     pub trait Source: Send + Sized + 'static {
         /// How its records come, which decides what a retry is.
         fn delivery(&self) -> Delivery;
-        /// Its `errors.*` properties.
-        fn policy(&self) -> &PolicyConfig;
         /// The pool the dead-letter producer shares.
         fn pool(&self) -> &Pool;
         /// Its `group.id`, if it has one.
@@ -79,24 +76,20 @@ impl sealed::Source for Consumer {
         Delivery::Partitions
     }
 
-    fn policy(&self) -> &PolicyConfig {
-        &self.settings().policy
-    }
-
     fn pool(&self) -> &Pool {
         Consumer::pool(self)
     }
 
     fn group(&self) -> Option<String> {
-        self.settings().group.as_ref().map(|g| g.group_id.clone())
+        self.group_id().map(str::to_owned)
     }
 
     fn client_id(&self) -> &str {
-        &self.settings().pool.client_id
+        Consumer::client_id(self)
     }
 
     fn wall_ms(&self) -> i64 {
-        Consumer::wall_ms(self)
+        Consumer::pool(self).clock().now_ms()
     }
 
     fn prepare(
@@ -115,9 +108,7 @@ impl sealed::Source for Consumer {
                  dead-lettered into itself, again and again)",
             ));
         }
-        self.store_now();
-        self.set_leaving_hook(leaving);
-        Ok(())
+        self.take_over_storing(leaving)
     }
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
@@ -131,7 +122,7 @@ impl sealed::Source for Consumer {
     fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {
         match how {
             // Without a group nothing is committed, so there is nothing to store.
-            Settlement::Done | Settlement::Skipped if self.settings().group.is_some() => {
+            Settlement::Done | Settlement::Skipped if self.group_id().is_some() => {
                 self.store_offset(record)
             }
             Settlement::Done | Settlement::Skipped => Ok(()),
@@ -164,10 +155,6 @@ impl sealed::Source for Consumer {
 impl sealed::Source for ShareConsumer {
     fn delivery(&self) -> Delivery {
         Delivery::Redelivered
-    }
-
-    fn policy(&self) -> &PolicyConfig {
-        ShareConsumer::policy(self)
     }
 
     fn pool(&self) -> &Pool {
@@ -214,7 +201,7 @@ impl sealed::Source for ShareConsumer {
     }
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
-        ShareConsumer::assignment(self).clone()
+        ShareConsumer::assignment(self)
     }
 
     fn paused(&self) -> BTreeSet<TopicPartition> {

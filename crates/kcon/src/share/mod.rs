@@ -45,8 +45,8 @@ use kcon_pool::{Pool, PoolConfig, TokenProvider};
 use tokio::time;
 
 use crate::config::{
-    ConsumerSetting, POLICY, PROPERTIES, PolicyConfig, REFUSALS, SHARE, check_pool_and_policy,
-    effective, set_if_listed,
+    ConsumerSetting, PROPERTIES, REFUSALS, SHARE, check_pool, effective, refuse_policy,
+    set_if_listed,
 };
 use crate::consumer::now;
 use crate::error::Error;
@@ -250,7 +250,6 @@ impl ShareConsumerBuilder {
         let max_poll_records = usize::try_from(s.fetch.max_poll_records.max(1)).unwrap_or(1);
         Ok(ShareConsumer {
             group_id: s.group.group_id.clone(),
-            policy: s.policy,
             pool,
             close_timeout: s.close_timeout,
             driver: Driver::new(ShareConsumerMachine::new(
@@ -281,8 +280,8 @@ impl ShareConsumerBuilder {
         let mut fetch = FetchConfig::default();
         let mut mode = AcknowledgementMode::default();
         let mut acquire_mode = AcquireMode::default();
-        let mut policy = PolicyConfig::default();
         let mut close_timeout = Duration::from_secs(30);
+        refuse_policy(&self.properties)?;
         for (property, name, value) in effective(&self.properties, ShareConsumer::properties())? {
             let unknown = || ConfigError::unknown(name, []);
             if let Some(r) = kcon_core::property::registry::refusal(REFUSALS, SHARE, property) {
@@ -297,10 +296,6 @@ impl ShareConsumerBuilder {
                     ConsumerSetting::CloseTimeout(d) => close_timeout = d,
                     ConsumerSetting::ShareAcknowledgementMode(m) => mode = m,
                     ConsumerSetting::ShareAcquireMode(m) => acquire_mode = m,
-                    // The `errors.*` properties, for a Processor over the consumer.
-                    _ if own.parts.contains(&POLICY) => {
-                        kcon_core::property::Configurable::apply(&mut policy, &setting);
-                    }
                     _ => return Err(unknown().into()),
                 }
             }
@@ -308,7 +303,7 @@ impl ShareConsumerBuilder {
         if let Some(p) = self.token_provider.clone() {
             pool.sasl_oauthbearer_token_provider = Some(p);
         }
-        check_pool_and_policy(&pool, &policy)?;
+        check_pool(&pool)?;
         group.group_protocol = GroupProtocol::Share;
         group.validate()?;
         Ok(ShareSettings {
@@ -318,7 +313,6 @@ impl ShareConsumerBuilder {
             mode,
             acquire_mode,
             close_timeout,
-            policy,
         })
     }
 }
@@ -330,7 +324,6 @@ struct ShareSettings {
     mode: AcknowledgementMode,
     acquire_mode: AcquireMode,
     close_timeout: Duration,
-    policy: PolicyConfig,
 }
 
 /// A member of a share group (KIP-932): [`recv_batch`](Self::recv_batch) hands out records the
@@ -348,9 +341,6 @@ struct ShareSettings {
 pub struct ShareConsumer {
     pool: Pool,
     group_id: String,
-    /// The `errors.*` properties: what a [`Processor`](crate::Processor) over the consumer
-    /// does with records that fail.
-    policy: PolicyConfig,
     close_timeout: Duration,
     /// The consumer's bookkeeping (its machine: it owns that state), and the driver's
     /// decisions around it.
@@ -392,7 +382,6 @@ impl ShareConsumer {
                     kcon_group::property::GROUP,
                     kcon_fetch::property::FETCH,
                     SHARE,
-                    POLICY,
                 ]
                 .contains(part)
             })
@@ -417,32 +406,28 @@ impl ShareConsumer {
     }
 
     /// The partitions the group assigned this member now.
-    pub fn assignment(&self) -> &BTreeSet<TopicPartition> {
-        self.driver.machine.assignment()
+    pub fn assignment(&self) -> BTreeSet<TopicPartition> {
+        self.driver.machine.assignment().clone()
     }
 
     /// The topics subscribed to.
-    pub(crate) fn subscription(&self) -> &BTreeSet<String> {
-        self.driver.machine.subscription()
+    pub fn subscription(&self) -> BTreeSet<String> {
+        self.driver.machine.subscription().clone()
     }
 
-    /// The `errors.*` properties, for a processor over it.
-    pub(crate) fn policy(&self) -> &PolicyConfig {
-        &self.policy
-    }
-
-    /// The pool its parts share.
-    pub(crate) fn pool(&self) -> &Pool {
+    /// Its connections and cluster metadata: a producer built on them
+    /// (`ProducerBuilder::pool`) shares them rather than opening its own.
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    /// `group.id`.
-    pub(crate) fn group_id(&self) -> &str {
+    /// Its `group.id`.
+    pub fn group_id(&self) -> &str {
         &self.group_id
     }
 
-    /// `client.id`.
-    pub(crate) fn client_id(&self) -> &str {
+    /// Its `client.id`.
+    pub fn client_id(&self) -> &str {
         &self.parts.metrics.client_id
     }
 
@@ -591,12 +576,32 @@ impl std::fmt::Debug for ShareConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SHARE_POLICY;
 
-    /// Every refusal names a property a share consumer would otherwise take, and building
-    /// with it set fails naming that property and why.
-    #[test]
-    fn every_refusal_is_of_a_property_it_would_take_and_is_told() {
-        for r in REFUSALS {
+    /// Every refusal names a property a share consumer (or a Processor over one) would
+    /// otherwise take, and building with it set fails naming that property and why.
+    #[tokio::test]
+    async fn every_refusal_is_of_a_property_it_would_take_and_is_told() {
+        for r in REFUSALS.iter().filter(|r| r.by == SHARE_POLICY) {
+            assert!(
+                crate::Processor::properties().any(|p| p.is_named(r.name)),
+                "{} is no property of a processor's",
+                r.name
+            );
+            let share = ShareConsumer::builder()
+                .set("bootstrap.servers", "127.0.0.1:9")
+                .set("group.id", "g")
+                .set("share.acknowledgement.mode", "explicit")
+                .build()
+                .unwrap();
+            let e = crate::Processor::builder(share)
+                .set(r.name, "x")
+                .build()
+                .unwrap_err();
+            assert_eq!(e.property(), Some(r.name), "{e}");
+            assert!(e.to_string().contains(r.why), "{e}");
+        }
+        for r in REFUSALS.iter().filter(|r| r.by != SHARE_POLICY) {
             assert_eq!(r.by, SHARE);
             assert!(
                 ShareConsumer::properties().any(|p| p.is_named(r.name)),
