@@ -878,6 +878,39 @@ mod tests {
         assert_eq!(e.property(), Some("acks"));
     }
 
+    /// Every refusal of a Processor over a share consumer names a property a Processor
+    /// would otherwise take, and building with it set fails naming that property and why.
+    #[tokio::test]
+    async fn every_refusal_over_a_share_consumer_is_of_a_processor_property_and_is_told() {
+        let refusals: Vec<_> = REFUSALS.iter().filter(|r| r.by == SHARE_POLICY).collect();
+        assert_eq!(refusals.len(), 6);
+        for r in refusals {
+            assert!(
+                Processor::properties().any(|p| p.is_named(r.name)),
+                "{} is no property of a processor's",
+                r.name
+            );
+            let share = crate::share::ShareConsumer::builder()
+                .set("bootstrap.servers", "127.0.0.1:9")
+                .set("group.id", "g")
+                .set("share.acknowledgement.mode", "explicit")
+                .build()
+                .unwrap();
+            let e = Processor::builder(share)
+                .set(r.name, "x")
+                .build()
+                .unwrap_err();
+            assert_eq!(e.property(), Some(r.name), "{e}");
+            assert!(e.to_string().contains(r.why), "{e}");
+            // Over a consumer the same property is read (and "x" refused as a value).
+            let e = Processor::builder(consumer(&[]))
+                .set(r.name, "x")
+                .build()
+                .unwrap_err();
+            assert!(!e.to_string().contains(r.why), "{e}");
+        }
+    }
+
     #[tokio::test]
     async fn the_record_policies_are_the_processors_properties() {
         // A consumer refuses them, naming the builder that takes them.
