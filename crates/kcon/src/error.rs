@@ -150,6 +150,12 @@ pub enum ErrorKind {
     /// A [`Processor`](crate::Processor)'s circuit breaker opened: too many records failed for
     /// good; every partition is paused until the breaker is closed.
     CircuitOpen,
+    /// A [`Processor`](crate::Processor)'s exactly-once mode cannot go on: its transactional
+    /// producer was fenced by a newer one with the same `transactional.id`, refused the id, or
+    /// closed (outcome [`Close`](Outcome::Close) or [`Closed`](Outcome::Closed)); or a
+    /// transaction call did not finish within its timeout (outcome [`Retry`](Outcome::Retry):
+    /// the call goes on, and the next run settles the transaction first).
+    Transaction,
 }
 
 impl ErrorKind {
@@ -170,6 +176,7 @@ impl ErrorKind {
             ErrorKind::RecordFailed => (Cause::Handler, Outcome::RunAgain),
             ErrorKind::DeadLetter => (Cause::Transport, Outcome::Retry),
             ErrorKind::CircuitOpen => (Cause::Handler, Outcome::Paused),
+            ErrorKind::Transaction => (Cause::Broker, Outcome::Close),
         }
     }
 }
@@ -301,7 +308,7 @@ impl Error {
         self
     }
 
-    fn with_outcome(mut self, outcome: Outcome) -> Error {
+    pub(crate) fn with_outcome(mut self, outcome: Outcome) -> Error {
         self.outcome = outcome;
         self
     }

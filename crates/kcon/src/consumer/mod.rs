@@ -1246,6 +1246,14 @@ impl Consumer {
         &self.settings.pool.client_id
     }
 
+    /// Whether it commits by itself: `enable.auto.commit`, with a group.
+    pub fn enable_auto_commit(&self) -> bool {
+        self.settings
+            .offsets
+            .as_ref()
+            .is_some_and(|o| o.enable_auto_commit)
+    }
+
     /// The offsets task, shared with per-partition streams.
     pub(crate) fn shared_offsets(&self) -> Option<Arc<Offsets>> {
         self.parts.offsets.clone()

@@ -248,6 +248,29 @@ impl Driver {
         Ok(())
     }
 
+    /// An aborted transaction put these partitions back to its first record of each: the
+    /// machine forgets what it holds of them (they come again from the consumer), and those a
+    /// retry had paused resume (not those the open breaker paused).
+    pub(crate) fn rewound<P: Parts>(
+        &mut self,
+        now: Instant,
+        partitions: &[TopicPartition],
+        parts: &mut P,
+    ) -> Result<(), Error> {
+        self.machine.leaving(now, partitions);
+        let (paused, owned) = (parts.paused(), parts.assignment());
+        let resume: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|tp| {
+                paused.contains(*tp) && owned.contains(*tp) && !self.breaker_paused.contains(*tp)
+            })
+            .cloned()
+            .collect();
+        parts.resume(now, resume)?;
+        parts.publish(&self.machine, true);
+        Ok(())
+    }
+
     /// Tells the machine of partitions the consumer let go of.
     fn forget_leaving<P: Parts>(&mut self, now: Instant, parts: &mut P) {
         let gone = parts.take_leaving();

@@ -37,6 +37,27 @@
 //! the processor holds is released. The retry backoff, timeout and breaker properties are
 //! refused for a share consumer.
 //!
+//! # Exactly once
+//!
+//! Built with [`exactly_once(producer)`](ProcessorBuilder::exactly_once) (a producer with a
+//! `transactional.id`; a consumer in a group with `enable.auto.commit=false`), the processor is
+//! a consume-transform-produce pipeline: the records the handler sends to the processor's
+//! [`Sink`] while it handles a record, the dead letters, and the offsets past the records done
+//! with go in one transaction of that producer. A transaction commits when nothing is ready to
+//! do (the batch handed out is done, or what is left waits for a retry) and when a run stops:
+//! a batch's outputs, dead letters and input offsets take effect together or not at all, and
+//! the rules above hold inside transactions (a retried record's failed tries leave no output; a
+//! dead letter is written in the transaction of its record's offset). The offsets go with the
+//! group membership of the transaction's first record (KIP-447), and a generation that moved
+//! on meanwhile aborts it. A transaction that cannot commit (an output or a dead letter
+//! refused, the offsets refused, the coordinator's transaction timeout) is aborted and its
+//! records come again, each partition put back to the first record it held; a producer fenced
+//! by a newer one with the same `transactional.id` stops the run
+//! ([`ErrorKind::Transaction`]). A run dropped with a
+//! transaction open leaves it for the next run, `commit` or `close` to settle: a commit under
+//! way is made again and stands if it went through; anything else is aborted, and its records
+//! come again.
+//!
 //! The decisions live in a sans-IO machine (`machine/`: no clock, no IO, on kcon-core's machine
 //! contract, tested on a virtual clock) and the decisions of driving it in a sans-IO driver
 //! (`driver.rs`), shared with that test; the processor is the async shell that carries out the
@@ -51,6 +72,7 @@ mod machine;
 mod metrics;
 pub(crate) mod settled;
 mod source;
+mod transaction;
 
 /// The policy machine's simulation, for the fuzz target `processor`.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -79,6 +101,7 @@ pub use failure::{Failure, FailureExt, FailureInfo, Stage};
 pub use hooks::PolicyHooks;
 pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 pub use source::RecordSource;
+pub use transaction::{Sink, TransactionCounts};
 
 use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
 use crate::consumer::now;
@@ -89,6 +112,7 @@ use driver::{Driver, Next, Parts};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
 use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
 use source::sealed::Source;
+use transaction::{Step, Transactions};
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -196,6 +220,9 @@ struct Shell<S> {
     hooks: Vec<Arc<dyn PolicyHooks>>,
     metrics: PolicyMetricsHandle,
     next_publish: Instant,
+    /// The exactly-once mode's transactions: records done with go in them, not to the
+    /// consumer's offsets.
+    transactions: Option<Transactions>,
 }
 
 struct DeadLetter {
@@ -213,6 +240,10 @@ pub struct ProcessorBuilder<K, V, S = Consumer> {
     /// The `errors.*` properties given, in order: read by `build`.
     properties: Vec<(String, String)>,
     producer: Option<Producer>,
+    /// The exactly-once mode's transactional producer.
+    transactional: Option<Producer>,
+    /// Its transaction calls' timeout, if not the default.
+    call_timeout: Option<Duration>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
 }
 
@@ -227,6 +258,8 @@ impl<S: RecordSource> Processor<BytesDeserializer, BytesDeserializer, S> {
             value: BytesDeserializer,
             properties: Vec::new(),
             producer: None,
+            transactional: None,
+            call_timeout: None,
             hooks: Vec::new(),
         }
     }
@@ -248,6 +281,8 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
             value: self.value,
             properties: self.properties,
             producer: self.producer,
+            transactional: self.transactional,
+            call_timeout: self.call_timeout,
             hooks: self.hooks,
         }
     }
@@ -260,6 +295,8 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
             value,
             properties: self.properties,
             producer: self.producer,
+            transactional: self.transactional,
+            call_timeout: self.call_timeout,
             hooks: self.hooks,
         }
     }
@@ -320,7 +357,33 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
     {
         let mut consumer = self.consumer;
         let config = policy_config(&self.properties, consumer.delivery())?;
+        if let Some(producer) = &self.transactional {
+            consumer.transactional()?;
+            if producer.config().transactional_id.is_none() {
+                return Err(Error::config(
+                    "transactional.id",
+                    "",
+                    "set on an exactly-once processor's producer (its transactions hold the \
+                     outputs and the offsets)",
+                ));
+            }
+            if self.producer.is_some() {
+                return Err(Error::misuse(
+                    "an exactly-once processor writes its dead letters in its transactions: \
+                     give no dead-letter producer",
+                ));
+            }
+        }
         let dead_letter = match (&config.dead_letter_topic, self.producer) {
+            // Written in the transactions, by their producer.
+            (topic, _) if self.transactional.is_some() => topic
+                .as_ref()
+                .zip(self.transactional.clone())
+                .map(|(topic, producer)| DeadLetter {
+                    topic: topic.clone(),
+                    producer,
+                    owned: false,
+                }),
             (None, None) => None,
             (None, Some(_)) => {
                 return Err(Error::misuse(
@@ -392,9 +455,38 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
                 hooks: self.hooks,
                 metrics,
                 next_publish: Instant::now(),
+                transactions: self.transactional.map(|producer| {
+                    let mut t = Transactions::new(producer);
+                    t.call_timeout = self.call_timeout.unwrap_or(t.call_timeout);
+                    t
+                }),
             },
             dead_letter,
         })
+    }
+}
+
+impl<K, V> ProcessorBuilder<K, V, Consumer> {
+    /// Processes exactly once with `producer` (which has a `transactional.id`): what the
+    /// handler sends to the processor's [`Sink`](Processor::sink), the dead letters and the
+    /// offsets past the records done with go in one transaction per batch (see the
+    /// [exactly-once](self#exactly-once) rules). The consumer must have a group and
+    /// `enable.auto.commit=false`, and should read with `isolation.level=read_committed` when
+    /// its input is written in transactions. Dead letters go in the transaction: no other
+    /// dead-letter producer is taken. The processor initializes the producer's transactions at
+    /// its first run (fencing a producer left over with the same id) and closes it on
+    /// [`close`](Processor::close).
+    pub fn exactly_once(mut self, producer: Producer) -> Self {
+        self.transactional = Some(producer);
+        self
+    }
+
+    /// How long each transaction call of the exactly-once mode may take (default 60 s). A call
+    /// that outlasts it stops the run with an [`ErrorKind::Transaction`] error whose outcome
+    /// is `Retry`: the call goes on in the producer, and the next run waits for it first.
+    pub fn transaction_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
     }
 }
 
@@ -443,6 +535,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
     {
         let mut stop = std::pin::pin!(stop);
+        self.start_transactions().await?;
         self.driver.start(now(), &mut self.parts)?;
         loop {
             // Whichever wake-up came last, partitions the consumer let go of meanwhile are
@@ -454,17 +547,34 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                         if is_ready(stop.as_mut()) {
                             // The work stays out: the next run's `start` asks for it again.
                             self.parts.publish(&self.driver.machine, true);
-                            return Ok(());
+                            return self.commit_transaction().await;
                         }
                         let id = out.id;
                         let done = self.carry_out(out, &mut handler).await;
                         self.driver.answered(now(), id, Ok(done), &mut self.parts);
+                        // An output the transaction could not take aborts it at once.
+                        let failed = self
+                            .parts
+                            .transactions
+                            .as_mut()
+                            .and_then(|t| t.take_failure());
+                        if let Some(e) = failed {
+                            self.transaction_failed(e, Step::Open).await?;
+                        }
                     }
                     Next::Wait => break,
-                    Next::Stop(reason) => return Err(self.stopped(reason)),
+                    Next::Stop(reason) => {
+                        let stopped = self.stopped(reason);
+                        // What was done with before the record at fault is committed.
+                        self.commit_transaction().await?;
+                        return Err(stopped);
+                    }
                     Next::Error(e) => return Err(e),
                 }
             }
+            // Nothing ready: the records done with so far are committed, in the exactly-once
+            // mode, before the processor waits.
+            self.commit_transaction().await?;
             let retry_at = self.driver.machine.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
@@ -505,7 +615,8 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
 
     /// Commits what was done with so far (processed, skipped or dead-lettered): a consumer's
     /// offsets, or a share consumer's acknowledgements (sent at once, their outcomes told to
-    /// its hooks and metrics).
+    /// its hooks and metrics), or, in the exactly-once mode, the open transaction (after
+    /// settling one a dropped run left open).
     ///
     /// # Cancel safety
     ///
@@ -514,20 +625,87 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     /// is then neither counted in the consumer's metrics nor told to its hooks. Commit again (or
     /// close) to know the offsets are committed. Dropped before its first poll, it does nothing.
     pub async fn commit(&mut self) -> Result<(), Error> {
+        if self.parts.transactions.is_some() {
+            self.start_transactions().await?;
+            return self.commit_transaction().await;
+        }
         Source::commit(&mut self.parts.consumer).await
+    }
+
+    /// Where the handler sends the records it makes of the record in hand, in the exactly-once
+    /// mode: they are written in the processor's transaction when the handler returns `Ok`.
+    /// Refused ([`ErrorKind::Misuse`]) without the exactly-once mode
+    /// ([`ProcessorBuilder::exactly_once`]).
+    ///
+    /// ```no_run
+    /// use kcon::{Consumer, Processor};
+    /// use kcon_produce::{Producer, ProducerRecord};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut consumer = Consumer::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .group_id("enricher")
+    ///     .set("enable.auto.commit", "false")
+    ///     .set("isolation.level", "read_committed")
+    ///     .build()?;
+    /// consumer.subscribe(["orders"])?;
+    /// let producer = Producer::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .set("transactional.id", "enricher-0")
+    ///     .build()?;
+    /// let mut processor = Processor::builder(consumer).exactly_once(producer).build()?;
+    /// let sink = processor.sink()?;
+    /// processor
+    ///     .run(async move |order| {
+    ///         let value = order.value.clone().unwrap_or_default();
+    ///         sink.send(ProducerRecord::new("enriched", value));
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sink(&self) -> Result<Sink, Error> {
+        self.parts
+            .transactions
+            .as_ref()
+            .map(|t| t.sink.clone())
+            .ok_or_else(|| {
+                Error::misuse(
+                    "a sink is the exactly-once mode's: build the processor with \
+                     exactly_once(producer)",
+                )
+            })
+    }
+
+    /// The exactly-once mode's transactions committed and aborted so far; `None` in the other
+    /// modes.
+    pub fn transactions(&self) -> Option<TransactionCounts> {
+        self.parts.transactions.as_ref().map(|t| TransactionCounts {
+            committed: t.committed,
+            aborted: t.aborted,
+        })
     }
 
     /// Closes the consumer (with auto-commit, committing what was done with; records waiting
     /// are not, so the next owner reads them; a share consumer releases what it holds
     /// unsettled) and flushes the dead-letter producer (closing it if the processor made it).
+    /// In the exactly-once mode, a transaction a dropped run left open is settled first (a
+    /// commit under way is made again and stands if it went through; anything else is
+    /// aborted), and the transactional producer is closed.
     ///
     /// # Cancel safety
     ///
     /// Not cancel-safe: the processor is moved in, so dropping the future drops the consumer
     /// part-way through its close, as [`Consumer::close`]'s cancel safety says, and stops waiting
     /// for the dead-letter producer, which still sends the records it holds.
-    pub async fn close(self) -> Result<(), Error> {
+    pub async fn close(mut self) -> Result<(), Error> {
+        let settled = self.close_transaction().await;
         let result = Source::close(self.parts.consumer).await;
+        if let Some(t) = &self.parts.transactions {
+            t.producer.close().await;
+        }
         if let Some(d) = &self.dead_letter {
             if d.owned {
                 d.producer.close().await;
@@ -535,7 +713,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                 d.producer.flush().await;
             }
         }
-        result
+        settled.and(result)
     }
 
     /// Carries out `out`: deserializes the record and calls the handler, or writes the dead
@@ -546,10 +724,19 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     {
         match out.request {
             Work::Process { record, attempt } => {
+                self.hold_in_transaction(&record);
                 let outcome = match decode(record, &self.key, &self.value).await {
                     Ok(mut decoded) => {
                         decoded.attempt = attempt;
-                        match handler(&decoded).await {
+                        let outcome = handler(&decoded).await;
+                        if let Some(t) = self.parts.transactions.as_mut() {
+                            match &outcome {
+                                Ok(()) => t.send_outputs().await,
+                                // A failed try's outputs are dropped: a retry makes them again.
+                                Err(_) => drop(t.sink.take()),
+                            }
+                        }
+                        match outcome {
                             Ok(()) => Outcome::Done,
                             Err(failure) => Outcome::Failed(failure.info()),
                         }
@@ -563,6 +750,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                 failure,
                 attempts,
             } => {
+                self.hold_in_transaction(&record);
                 let result = self.write_dead_letter(&record, &failure, attempts).await;
                 if let Err(e) = &result {
                     warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
@@ -573,7 +761,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     }
 
     async fn write_dead_letter(
-        &self,
+        &mut self,
         record: &crate::Record,
         failure: &FailureInfo,
         attempts: u32,
@@ -609,6 +797,9 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             cause: e.cause(),
             reason: e.to_string(),
         };
+        if let Some(t) = self.parts.transactions.as_mut() {
+            return t.write(copy).await.map_err(failed);
+        }
         let delivery = d.producer.send(copy).await.map_err(failed)?;
         delivery.await.map(drop).map_err(failed)
     }
@@ -698,7 +889,15 @@ impl<S: RecordSource> Parts for Shell<S> {
         record: &crate::Record,
         how: Settlement,
     ) -> Result<(), Error> {
-        self.consumer.settle(record, how)
+        match (&mut self.transactions, how) {
+            (Some(t), Settlement::Done | Settlement::Skipped) => {
+                t.done(record);
+                Ok(())
+            }
+            // Nothing is handed back: a consumer's retries wait in the machine.
+            (Some(_), Settlement::Released) => Ok(()),
+            (None, how) => self.consumer.settle(record, how),
+        }
     }
 
     fn pause(

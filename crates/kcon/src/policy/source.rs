@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 
 use kcon_pool::Pool;
+use kcon_produce::ConsumerGroupMetadata;
 
 use super::machine::{Delivery, Settlement};
 use crate::error::Error;
@@ -68,6 +69,16 @@ pub(crate) mod sealed {
         fn commit(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
         /// Closes it.
         fn close(self) -> impl Future<Output = Result<(), Error>> + Send;
+
+        // ----- the exactly-once mode (a consumer's only) -----
+
+        /// Checks it can feed a processor whose offsets go in transactions: a group, and no
+        /// commits of its own.
+        fn transactional(&self) -> Result<(), Error>;
+        /// Its group membership now, which a transaction's offsets go with.
+        fn group_metadata(&self) -> Result<ConsumerGroupMetadata, Error>;
+        /// Moves `tp` back to `offset` (an aborted transaction's first record).
+        fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error>;
     }
 }
 
@@ -149,6 +160,31 @@ impl sealed::Source for Consumer {
 
     fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
         Consumer::close(self)
+    }
+
+    fn transactional(&self) -> Result<(), Error> {
+        if self.group_id().is_none() {
+            return Err(Error::misuse(
+                "an exactly-once processor needs a consumer with a group.id: its offsets are \
+                 committed for the group in each transaction",
+            ));
+        }
+        if self.enable_auto_commit() {
+            return Err(Error::config(
+                "enable.auto.commit",
+                "true",
+                "false under an exactly-once processor (the offsets go in its transactions only)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn group_metadata(&self) -> Result<ConsumerGroupMetadata, Error> {
+        Consumer::group_metadata(self)
+    }
+
+    fn seek(&mut self, tp: TopicPartition, offset: i64) -> Result<(), Error> {
+        Consumer::seek(self, tp, offset)
     }
 }
 
@@ -237,5 +273,21 @@ impl sealed::Source for ShareConsumer {
 
     fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
         ShareConsumer::close(self)
+    }
+
+    fn transactional(&self) -> Result<(), Error> {
+        Err(Error::misuse(
+            "a share group's records cannot be processed exactly once: share groups commit no \
+             offsets",
+        ))
+    }
+
+    fn group_metadata(&self) -> Result<ConsumerGroupMetadata, Error> {
+        self.transactional()
+            .map(|()| ConsumerGroupMetadata::new(self.group_id()))
+    }
+
+    fn seek(&mut self, _tp: TopicPartition, _offset: i64) -> Result<(), Error> {
+        self.transactional()
     }
 }
