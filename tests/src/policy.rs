@@ -1,10 +1,14 @@
 //! Support for the tests of `kcon::Processor` (record policies) on Apache Kafka, every client
 //! at its defaults (`tests/policy_kafka.rs`, `tests/schema_registry_kafka.rs`): orders
 //! produced as JSON with keys and headers, some of them poison; a log of what the handler saw;
-//! reading a topic back exactly; committed offsets.
+//! reading a topic back exactly; committed offsets; a stop that ends a run once it has handled
+//! a batch (`tests/exactly_once_kafka.rs`, the `eos_member` binary).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +46,30 @@ pub async fn until(handle: kcon::PolicyMetricsHandle, done: impl Fn(&kcon::Polic
     while !done(&handle.snapshot()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A stop for [`kcon::Processor::run_until`] that ends the run once it has handled a batch:
+/// ready once the handler was called (`handled` counts its calls) and not called again since
+/// the stop was last polled. The processor polls its stop before each record it hands out and,
+/// once nothing is ready (the batch done, its transaction committed or aborted), while it waits
+/// for records; a poll that finds the handler called since the last wakes the task at once, so
+/// that the wait polls the stop again and the run ends there. A run that handles nothing (it
+/// waits for records that do not come) does not end.
+pub fn after_a_batch(handled: Arc<AtomicUsize>) -> impl Future<Output = ()> + Send {
+    let start = handled.load(Ordering::SeqCst);
+    let mut seen = start;
+    std::future::poll_fn(move |cx| {
+        let now = handled.load(Ordering::SeqCst);
+        if now != seen {
+            seen = now;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        } else if now > start {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
 }
 
 /// What a test record holds.

@@ -1,29 +1,31 @@
-//! `kcon::exactly_once::ExactlyOnce` and the transactional producer cancelled part-way, on
-//! Apache Kafka 4.4 (`Kafka::single`) with the clients at their defaults: a call dropped at
-//! any await (a `select!` with a shutdown signal, a `tokio::time::timeout`) leaves nothing
-//! that stops the next call, and nothing of a batch is lost or written twice for a
-//! read_committed reader (the Java client's, `tests/java/Txn.java`). A transaction call that
-//! outlasts the pipeline's call timeout is left the same way, on librdkafka's mock cluster (its
-//! test says why). A batch whose transaction the coordinator timed out
-//! (`transaction.timeout.ms`) is aborted and comes again, the pipeline going on.
+//! The `Processor`'s exactly-once mode (`ProcessorBuilder::exactly_once`) and the transactional
+//! producer cancelled part-way, on Apache Kafka 4.4 (`Kafka::single`) with the clients at their
+//! defaults: a run dropped at any await (a `select!` with a shutdown signal, a
+//! `tokio::time::timeout`) leaves nothing that stops the next run, and nothing of a batch is
+//! lost or written twice for a read_committed reader (the Java client's, `tests/java/Txn.java`).
+//! A transaction call that outlasts the processor's `transaction_call_timeout` is left the same
+//! way, on librdkafka's mock cluster (its test says why). A transaction the coordinator timed
+//! out (`transaction.timeout.ms`) is aborted and its records come again, the processor going
+//! on. Outputs larger than the producer's `buffer.memory` are written once, in order.
 //!
-//! The pipeline also runs as a process of its own (`eos_member`), killed with SIGKILL at random
-//! points and started again under the same transactional id, or joined by a second member
-//! mid-stream: the output holds every input record exactly once, as judged from the log's
-//! transaction markers and as the read_committed readers of the Java client, kcon and
+//! The processor also runs as a process of its own (`eos_member`), killed with SIGKILL at
+//! random points and started again under the same transactional id, or joined by a second
+//! member mid-stream: the output holds every input record exactly once, as judged from the
+//! log's transaction markers and as the read_committed readers of the Java client, kcon and
 //! librdkafka read it, and the group's committed offsets end at the input's end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use kcon::ApiKey;
-use kcon::exactly_once::{AbortReason, Batch, ExactlyOnce, PipelineError, TransformError};
-use kcon::{Record, TopicPartition};
+use kcon::deserialize::{Decoded, StringDeserializer};
+use kcon::policy::Sink;
+use kcon::{Processor, TopicPartition};
 use kcon_pool::Pool;
 use kcon_produce::{ConsumerGroupMetadata, ErrorKind, Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
@@ -31,17 +33,21 @@ use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::logs;
 use kcon_tests::mock::MockCluster;
 use kcon_tests::peers::java_reads_committed;
+use kcon_tests::policy::after_a_batch;
 use kcon_tests::pool::config;
+use tracing::Instrument;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Input records written per round of inputs: more come while the cancellations have not yet
 /// landed at every await point of a batch.
 const CHUNK: usize = 60;
-/// The most rounds (calls of `process_batch`) the main test makes before it fails.
+/// The most rounds (runs, each until it has handled a batch) the main test makes before it
+/// fails.
 const MAX_ROUNDS: usize = 4000;
-/// Sweeps of cancellation points (k = 1, 2, ... until a call finishes) at the least.
+/// Sweeps of cancellation points (k = 1, 2, ... until a run finishes) at the least.
 const MIN_SWEEPS: usize = 30;
 
-/// How long a call may stay pending without being woken before [`cancel_after`] gives it up
+/// How long a run may stay pending without being woken before [`cancel_after`] gives it up
 /// as stalled: far longer than any await of a batch on a broker that answers (a transaction
 /// call retried after CONCURRENT_TRANSACTIONS waits about 100 ms); only a wait for records
 /// that are not there lasts this long.
@@ -78,26 +84,18 @@ async fn cancel_after<F: Future>(fut: F, k: usize) -> (Option<F::Output>, bool) 
     (out, stalled)
 }
 
-/// The pipeline's transform: `out:<value>` for each input, to `output`-0, after yielding
-/// three times (await points of its own); an error instead when `fail`.
-async fn transform(
-    output: String,
-    fail: bool,
-    records: Vec<Record>,
-) -> Result<Vec<ProducerRecord>, TransformError> {
+/// The processor's handling of one record: after yielding three times (await points of its
+/// own), `out:<value>` sent to `sink` for `output`-0; when `fail`, also a record larger than
+/// `max.request.size` (1 MiB by default), which the producer refuses, so that the transaction
+/// aborts and its records come again.
+async fn transform<K>(sink: &Sink, output: &str, fail: bool, r: &Decoded<K, String>) {
     for _ in 0..3 {
         tokio::task::yield_now().await;
     }
+    sink.send(ProducerRecord::new(output, format!("out:{}", r.value)).with_partition(0));
     if fail {
-        return Err("the transform fails this batch".into());
+        sink.send(ProducerRecord::new(output, "x".repeat(2 << 20)).with_partition(0));
     }
-    Ok(records
-        .into_iter()
-        .map(|r| {
-            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-            ProducerRecord::new(output.clone(), format!("out:{value}")).with_partition(0)
-        })
-        .collect())
 }
 
 /// `topic`-0's high watermark and last stable offset.
@@ -123,6 +121,19 @@ async fn wait_until_stable(pool: &Pool, topic: &str, within: Duration) -> (i64, 
     }
 }
 
+/// Waits (up to `within`) until a transaction open on `topic`-0 holds records: its last stable
+/// offset is short of its high watermark. Returns both.
+async fn wait_until_open(pool: &Pool, topic: &str, within: Duration) -> (i64, Option<i64>) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (high, stable) = ends_of(pool, topic).await;
+        if stable.is_some_and(|s| s < high) || tokio::time::Instant::now() >= deadline {
+            return (high, stable);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The group's committed offsets of `input`'s partitions 0 and 1 (read without waiting for
 /// transactions still open).
 async fn committed(pool: &Pool, group: &str, input: &str) -> [Option<i64>; 2] {
@@ -142,9 +153,9 @@ async fn committed(pool: &Pool, group: &str, input: &str) -> [Option<i64>; 2] {
     })
 }
 
-/// A consumer for a pipeline of `group` at `b`: its offsets committed only in the pipeline's
-/// transactions, reading committed records from the start.
-fn pipeline_consumer(b: &str, group: &str) -> kcon::ConsumerBuilder {
+/// A consumer for an exactly-once processor of `group` at `b`: its offsets committed only in
+/// the processor's transactions, reading committed records from the start.
+fn processor_consumer(b: &str, group: &str) -> kcon::ConsumerBuilder {
     kcon::Consumer::builder()
         .bootstrap_servers(b)
         .group_id(group)
@@ -153,7 +164,7 @@ fn pipeline_consumer(b: &str, group: &str) -> kcon::ConsumerBuilder {
         .set("auto.offset.reset", "earliest")
 }
 
-/// The input topic and what the pipeline must make of it.
+/// The input topic and what the processor must make of it.
 struct Inputs {
     topic: String,
     writer: Producer,
@@ -181,18 +192,18 @@ impl Inputs {
     }
 }
 
-/// Where the dropped calls of the main test were, as the pipeline tells when it settles the
-/// batch one left open.
+/// Where the dropped runs of the main test were, as the processor tells when it settles the
+/// transaction one left open (the log line's `during`).
 const STEPS: [&str; 4] = [
-    "the transform or its records",
+    "the records' handling and outputs",
     "send_offsets_to_transaction",
     "commit_transaction",
     "abort_transaction",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every_input_once() {
-    let logs = logs::capture();
+async fn a_processor_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every_input_once() {
+    let logs = logs::capture_at(LevelFilter::DEBUG);
     let kafka = Kafka::single();
     let b = kafka.bootstrap();
     let pool = Pool::new(config(b)).unwrap();
@@ -208,7 +219,7 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
     };
     inputs.write(CHUNK).await;
 
-    let mut consumer = pipeline_consumer(b, &group)
+    let mut consumer = processor_consumer(b, &group)
         // Small batches: many transactions out of few inputs.
         .set("max.poll.records", "4")
         .build()
@@ -219,27 +230,39 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
         .set("transactional.id", unique_name("eos-cancel-tx"))
         .build()
         .unwrap();
-    let writer = producer.clone();
-    let mut pipeline = ExactlyOnce::new(consumer, producer).await.unwrap();
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .exactly_once(producer)
+        .build()
+        .unwrap();
+    // The producer's transactions initialized (with nothing to commit) before the runs.
+    processor.commit().await.expect("init_transactions");
+    let sink = processor.sink().unwrap();
+    // The handler's calls, for the stop that ends each run after a batch.
+    let handled = Arc::new(AtomicUsize::new(0));
+    // The processor's log lines name no topic: the runs' span names this test's input.
+    let span = tracing::info_span!("eos_cancel", input = %input);
     let mark = logs.mark();
 
-    // Each sweep drops calls after k polls, k = 1, 2, ... until one finishes: a poll that
-    // leaves the call pending is one of its awaits (the consumer's wait for records, the
-    // begin, the transform's own yields, the sends and acknowledgements, the offsets, the
-    // commit, an abort, and the settling of the batch the call before left open). Every third
-    // round is dropped by a timeout of a few milliseconds instead, as a user's would be, and
-    // every third sweep's transforms fail, so that the cancellations land in aborts too.
+    // Each sweep drops runs after k polls, k = 1, 2, ... until one finishes (a run ends once
+    // it has handled a batch and committed or aborted its transaction): a poll that leaves the
+    // run pending is one of its awaits (the consumer's wait for records, the handler's own
+    // yields, the begin, the sends, the acknowledgements, the offsets, the commit, an abort,
+    // and the settling of the transaction the run before left open). Every third round is
+    // dropped by a timeout of a few milliseconds instead, as a user's would be, and every
+    // third sweep's handlers send an output the producer refuses, so that the transactions
+    // abort and the cancellations land in aborts too.
     let (mut k, mut sweeps, mut rounds) = (1, 0, 0);
-    let (mut committed_batches, mut aborted_batches, mut dropped) = (0, 0, 0);
+    let (mut finished, mut dropped) = (0, 0);
     let covered = |lines: &[String]| -> BTreeMap<&'static str, usize> {
         let mut seen = BTreeMap::new();
         for line in lines.iter().filter(|l| l.contains(&input)) {
-            if line.contains("settling its transaction") {
+            if line.contains("a run was dropped with a transaction open: settling it") {
                 for step in STEPS.into_iter().filter(|s| line.contains(s)) {
                     *seen.entry(step).or_insert(0) += 1;
                 }
             }
-            if line.contains("the dropped call's batch was committed") {
+            if line.contains("the dropped run's transaction was committed") {
                 *seen.entry("committed after the drop").or_insert(0) += 1;
             }
         }
@@ -250,9 +273,10 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
             let seen = covered(&logs.since(mark));
             if sweeps >= MIN_SWEEPS && seen.len() == STEPS.len() + 1 {
                 eprintln!(
-                    "{rounds} rounds, {sweeps} sweeps, {dropped} calls dropped, \
-                     {committed_batches} batches committed and {aborted_batches} aborted by \
-                     calls that finished; the dropped calls' batches settled: {seen:?}"
+                    "{rounds} rounds, {sweeps} sweeps, {dropped} runs dropped, {finished} \
+                     finished; transactions {:?}; the dropped runs' transactions settled: \
+                     {seen:?}",
+                    processor.transactions()
                 );
                 break;
             }
@@ -265,21 +289,29 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
         );
         rounds += 1;
         let fail = sweeps % 3 == 2;
-        let call = pipeline.process_batch(|records| transform(output.clone(), fail, records));
+        let (sink, output, count) = (sink.clone(), output.clone(), handled.clone());
+        let run = processor
+            .run_until(after_a_batch(handled.clone()), async move |r| {
+                count.fetch_add(1, Ordering::SeqCst);
+                transform(&sink, &output, fail, r).await;
+                Ok(())
+            })
+            .instrument(span.clone());
         let done = if rounds % 3 == 0 {
             let after = Duration::from_millis((rounds / 3 % 12) as u64);
-            tokio::time::timeout(after, call).await.ok()
+            tokio::time::timeout(after, run).await.ok()
         } else {
-            let (done, stalled) = cancel_after(call, k).await;
+            let (done, stalled) = cancel_after(run, k).await;
             if stalled {
-                // The call settled the batch a dropped call had left open, then waited for
-                // records: a stall is a wait for records that are not there, as every input
-                // is committed (the settled batch was the last), never one with inputs left.
+                // The run settled the transaction a dropped run had left open, then waited for
+                // records: a stall is a wait for records that are not there, as every input is
+                // committed (the settled transaction held the last), never one with inputs
+                // left.
                 let now = committed(&pool, &group, &input).await;
                 assert_eq!(
                     now,
                     inputs.ends.map(Some),
-                    "round {rounds}: the pipeline waited {STALL:?} for records with inputs \
+                    "round {rounds}: the processor waited {STALL:?} for records with inputs \
                      not yet committed"
                 );
             }
@@ -292,56 +324,64 @@ async fn a_pipeline_cancelled_at_every_await_of_a_batch_goes_on_and_writes_every
         };
         match done {
             None => dropped += 1,
-            Some(Ok(Batch::Committed { .. })) => committed_batches += 1,
-            Some(Ok(Batch::Aborted { .. })) => aborted_batches += 1,
-            Some(Ok(other)) => panic!("round {rounds}: {other:?}"),
-            Some(Err(e)) => panic!("round {rounds}: the pipeline stopped: {e}"),
+            Some(Ok(())) => finished += 1,
+            Some(Err(e)) => panic!("round {rounds}: the run stopped: {e}"),
         }
     }
+    let counts = processor.transactions().expect("the exactly-once mode");
+    assert!(
+        counts.committed > 0 && counts.aborted > 0,
+        "transactions committed and aborted: {counts:?}"
+    );
 
-    // A call dropped with the batch's outputs written in its open transaction, then the
-    // close: the transaction is aborted, not left to block read_committed readers.
+    // A run dropped with outputs written in its open transaction, then the close: the
+    // transaction is aborted, not left to block read_committed readers. Two inputs in one
+    // send to one partition come in one batch: the first one's output is sent in the
+    // transaction, and the handler hangs at the second.
     let mut expected = inputs.expected.clone();
-    inputs.write(2).await;
+    let pair = ["open0", "open1"].map(|v| ProducerRecord::new(input.as_str(), v).with_partition(0));
+    for outcome in inputs.writer.send_all(pair).await.unwrap().await {
+        outcome.expect("an input written");
+    }
     let started = Arc::new(AtomicBool::new(false));
-    let hanging = pipeline.process_batch(|records| {
-        let (writer, output, started) = (writer.clone(), output.clone(), started.clone());
-        async move {
-            for r in records {
-                let record = ProducerRecord::new(output.clone(), format!("open:{}", r.offset))
-                    .with_partition(0);
-                writer.send(record).await?.await?;
-            }
-            started.store(true, Ordering::SeqCst);
-            std::future::pending::<()>().await;
-            Ok::<_, TransformError>(Vec::new())
+    let (hang, out) = (started.clone(), output.clone());
+    let hanging = processor.run(async move |r| {
+        if r.value == "open0" {
+            let value = format!("open:{}", r.record.offset);
+            sink.send(ProducerRecord::new(out.as_str(), value).with_partition(0));
+            return Ok(());
         }
+        hang.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        Ok(())
     });
     // Dropped as a `select!` with a shutdown signal drops it: the signal comes once the
-    // outputs are written.
+    // handler hangs and the first output is in the log.
     let shutdown = async {
         while !started.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        wait_until_open(&pool, &output, Duration::from_secs(10)).await;
     };
     tokio::select! {
-        batch = hanging => panic!("the hanging transform returned: {batch:?}"),
+        outcome = hanging => panic!("the hanging run returned: {outcome:?}"),
         () = shutdown => {}
         () = tokio::time::sleep(Duration::from_secs(30)) => {
-            panic!("no batch reached the transform in 30 s")
+            panic!("no batch reached the handler in 30 s")
         }
     }
     let (high, stable) = ends_of(&pool, &output).await;
     assert!(
         stable.is_some_and(|s| s < high),
-        "the dropped batch's outputs are in an open transaction ({stable:?} < {high})"
+        "the dropped run's outputs are in an open transaction ({stable:?} < {high})"
     );
-    pipeline.close().await;
+    processor.close().await.expect("the close");
     let (high, stable) = wait_until_stable(&pool, &output, Duration::from_secs(10)).await;
     assert_eq!(stable, Some(high), "the close aborted the open transaction");
     inputs.writer.close().await;
 
-    // What a read_committed reader sees: every input once, nothing of the aborted batches.
+    // What a read_committed reader sees: every input once, nothing of the aborted
+    // transactions.
     let (mut values, end) = java_reads_committed(b, &output, expected.len());
     assert_eq!(end, high, "the reader reached the end of the log");
     values.sort();
@@ -455,8 +495,8 @@ async fn a_kept_outcome_asked_for_by_a_call_dropped_at_once_is_kept_for_the_next
     let (done, _) = cancel_after(producer.commit_transaction(Duration::from_secs(60)), 1).await;
     assert!(done.is_none());
     // The outcome is still there for the caller after it: the transaction committed (not a
-    // refusal for want of a transaction, which would make a pipeline settling its batch abort
-    // a transaction that is no more).
+    // refusal for want of a transaction, which would make a processor settling a dropped run's
+    // transaction abort a transaction that is no more).
     producer
         .commit_transaction(Duration::from_secs(60))
         .await
@@ -526,11 +566,11 @@ async fn closing_while_dropped_offsets_are_sent_aborts_the_transaction() {
     assert_eq!(offsets[0], None, "the offsets went with the abort");
 }
 
-/// The one test here not on Apache Kafka: a transaction call that outlasts the pipeline's call
-/// timeout needs an EndTxn answer held back, which no broker can be made to do; librdkafka's
-/// mock cluster holds one (a pushed answer with a round-trip time).
+/// The one test here not on Apache Kafka: a transaction call that outlasts the processor's
+/// `transaction_call_timeout` needs an EndTxn answer held back, which no broker can be made to
+/// do; librdkafka's mock cluster holds one (a pushed answer with a round-trip time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
+async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_run() {
     let mock = MockCluster::start(1);
     let b = mock.bootstrap().to_owned();
     let input = unique_name("eos-slow-in");
@@ -558,10 +598,16 @@ async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
         .set("transactional.id", unique_name("eos-slow-tx"))
         .build()
         .unwrap();
-    let mut pipeline = ExactlyOnce::new(consumer, producer)
-        .await
-        .unwrap()
-        .with_call_timeout(Duration::from_millis(500));
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .exactly_once(producer)
+        .transaction_call_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // The producer's transactions initialized (with nothing to commit) before the slow EndTxn.
+    processor.commit().await.expect("init_transactions");
+    let sink = processor.sink().unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
     // The first EndTxn is answered after 2 s: its commit passes the call timeout four times.
     mock.push_request_error_rtts(1, ApiKey::EndTxn, &[(0, Duration::from_secs(2))]);
     let (mut timed_out, mut committed) = (0, 0);
@@ -571,24 +617,34 @@ async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
             tokio::time::Instant::now() < deadline,
             "{committed} inputs committed"
         );
-        let call = pipeline.process_batch(|records| transform(output.clone(), false, records));
-        match tokio::time::timeout(Duration::from_secs(5), call).await {
+        // Each run ends once it has handled a batch and committed its transaction.
+        let before = handled.load(Ordering::SeqCst);
+        let (sink, output, count) = (sink.clone(), output.clone(), handled.clone());
+        let run = processor.run_until(after_a_batch(handled.clone()), async move |r| {
+            count.fetch_add(1, Ordering::SeqCst);
+            transform(&sink, &output, false, r).await;
+            Ok(())
+        });
+        match tokio::time::timeout(Duration::from_secs(5), run).await {
             // Waiting for records that do not come: every input was taken.
             Err(_) if timed_out > 0 => break,
             Err(_) => {}
-            Ok(Ok(Batch::Committed { inputs, .. })) => committed += inputs,
-            Ok(Ok(other)) => panic!("{other:?}"),
-            // The commit goes on: the next call waits for it again.
-            Ok(Err(PipelineError::Producer(e))) if e.is_retriable() => timed_out += 1,
-            Ok(Err(e)) => panic!("the pipeline stopped: {e}"),
+            Ok(Ok(())) => committed += handled.load(Ordering::SeqCst) - before,
+            // The commit goes on: the next run waits for it again.
+            Ok(Err(e)) if e.kind() == kcon::ErrorKind::Transaction && e.is_retriable() => {
+                timed_out += 1
+            }
+            Ok(Err(e)) => panic!("the run stopped: {e} ({:?})", e.kind()),
         }
     }
     assert!(
         timed_out >= 2,
         "the slow commit timed out {timed_out} times"
     );
-    pipeline.close().await;
-    // The slow batch was told by no call (the call that committed it timed out), and the
+    let counts = processor.transactions().expect("the exactly-once mode");
+    processor.close().await.expect("the close");
+    assert_eq!(counts.aborted, 0, "{counts:?}");
+    // The slow batch was told by no run (the run that committed it timed out), and the
     // others by theirs; the output holds each input once: the slow batch was neither aborted
     // and taken again, nor lost.
     assert!(
@@ -601,14 +657,15 @@ async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_call() {
     assert_eq!(values, expected);
 }
 
-/// Input records of the killed pipelines.
+/// Input records of the killed processes.
 const INPUTS: usize = 300;
-/// Times the pipeline of [`a_pipeline_killed_at_random_points_writes_every_input_once`] is
+/// Times the processor of [`a_processor_killed_at_random_points_writes_every_input_once`] is
 /// killed before a last member runs it to the end.
 const KILLS: usize = 3;
 
-/// An `eos_member` process (`tests/src/bin/eos_member.rs`, transactions held open 300 ms after
-/// their outputs are written), and the number of batches it has told of on stdout.
+/// An `eos_member` process (`tests/src/bin/eos_member.rs`: each record's handling takes 30 ms,
+/// so that a batch of ten holds its transaction open about 300 ms with outputs written), and
+/// the number of batches it has told of on stdout.
 struct Member {
     child: tokio::process::Child,
     batches: Arc<std::sync::atomic::AtomicUsize>,
@@ -747,9 +804,10 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// A batch whose outputs are more than the producer's `buffer.memory` holds at once is written
-/// all the same, in several calls of the pipeline's producer, each output once and in order,
-/// and the batch's offsets committed with them.
+/// A transaction whose outputs are more than the producer's `buffer.memory` holds at once is
+/// written all the same, in several calls of the processor's producer (each record's two
+/// outputs do not fit in it together either), each output once and in order, and the inputs'
+/// offsets committed with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction() {
     let b = Kafka::single().bootstrap();
@@ -767,49 +825,54 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     }
     writer.close().await;
 
-    let mut consumer = pipeline_consumer(b, &group)
+    let mut consumer = processor_consumer(b, &group)
         .set("max.poll.records", "50")
         .build()
         .unwrap();
     consumer.subscribe([input.as_str()]).unwrap();
-    // Two outputs of about 1 KB per input: a batch's are five times buffer.memory.
+    // Two outputs of about 1 KB per input: a record's are more than buffer.memory, and a
+    // batch's about seventy times it.
     let producer = Producer::builder()
         .bootstrap_servers(b)
         .set("transactional.id", unique_name("eos-large-tx"))
-        .set("buffer.memory", "20000")
+        .set("buffer.memory", "1500")
         .build()
         .unwrap();
-    let mut pipeline = ExactlyOnce::new(consumer, producer).await.unwrap();
-    let mut written = 0;
-    while written < 100 {
-        let out = output.clone();
-        let batch = tokio::time::timeout(
-            Duration::from_secs(60),
-            pipeline.process_batch(|records| async move {
-                Ok(records
-                    .iter()
-                    .flat_map(|r| {
-                        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
-                            .into_owned();
-                        ["a", "b"].map(|half| {
-                            let value = format!("{v}{half}:{}", "x".repeat(1000));
-                            ProducerRecord::new(out.clone(), value).with_partition(0)
-                        })
-                    })
-                    .collect())
-            }),
-        )
-        .await
-        .expect("a batch within a minute")
-        .expect("the batch processed");
-        match batch {
-            Batch::Committed { outputs, .. } => written += outputs,
-            other => panic!("not committed: {other:?}"),
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .exactly_once(producer)
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    let out = output.clone();
+    let written = Arc::new(AtomicUsize::new(0));
+    let sent = written.clone();
+    let (p, g, i) = (&pool, group.as_str(), input.as_str());
+    let stop = async move {
+        while committed(p, g, i).await[0] != Some(50) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    assert_eq!(written, 100);
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        processor.run_until(stop, async move |r| {
+            for half in ["a", "b"] {
+                let value = format!("{}{half}:{}", r.value, "x".repeat(1000));
+                sink.send(ProducerRecord::new(out.as_str(), value).with_partition(0));
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the inputs committed within a minute")
+    .expect("the run stopped by its stop future");
+    let counts = processor.transactions().expect("the exactly-once mode");
+    processor.close().await.expect("the close");
+    assert_eq!(written.load(Ordering::SeqCst), 100);
+    assert_eq!(counts.aborted, 0, "{counts:?}");
+    assert!(counts.committed >= 1, "{counts:?}");
     assert_eq!(committed(&pool, &group, &input).await[0], Some(50));
-    pipeline.close().await;
     let read: Vec<String> = read_committed_by_kcon(b, &output, 100)
         .await
         .into_iter()
@@ -821,15 +884,16 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     assert_eq!(read, expected);
 }
 
-/// A batch whose transaction stays open longer than `transaction.timeout.ms` is aborted by the
-/// coordinator, which bumps the producer's epoch (KIP-588): the pipeline's next output is
+/// A transaction that stays open longer than `transaction.timeout.ms` is aborted by the
+/// coordinator, which bumps the producer's epoch (KIP-588): the processor's next output is
 /// refused with INVALID_PRODUCER_EPOCH, which fails the transaction, not the producer. The
-/// pipeline aborts it and puts the partition back (`Batch::Aborted`, not an error), and the
-/// batch comes again and commits once. Here the transform writes a record of its own into the
-/// transaction through the pipeline's producer (which starts the coordinator's clock), then
-/// takes until the coordinator has aborted the transaction.
+/// processor aborts it and puts the partition back (the run goes on, no error), and the records
+/// come again and commit once. Here the first record's output is written in the transaction
+/// (which starts the coordinator's clock), and the second record's handling takes until the
+/// coordinator has aborted the transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_comes_again() {
+async fn a_transaction_the_coordinator_timed_out_is_aborted_and_its_records_come_again() {
+    let logs = logs::capture_at(LevelFilter::DEBUG);
     let kafka = Kafka::single();
     let b = kafka.bootstrap();
     let pool = Pool::new(config(b)).unwrap();
@@ -843,7 +907,7 @@ async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_come
         writer.send(record).await.unwrap().await.unwrap();
     }
     writer.close().await;
-    let mut consumer = pipeline_consumer(b, &group).build().unwrap();
+    let mut consumer = processor_consumer(b, &group).build().unwrap();
     consumer.subscribe([input.as_str()]).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(b)
@@ -851,61 +915,78 @@ async fn a_batch_whose_transaction_the_coordinator_timed_out_is_aborted_and_come
         .set("transaction.timeout.ms", "2000")
         .build()
         .unwrap();
-    let side = producer.clone();
-    let mut pipeline = ExactlyOnce::new(consumer, producer).await.unwrap();
-    let in0 = TopicPartition::new(&input, 0);
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .exactly_once(producer)
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    // The processor's log lines name no topic: the run's span names this test's input.
+    let span = tracing::info_span!("eos_timeout", input = %input);
+    let mark = logs.mark();
 
-    let slow = |records: Vec<Record>| {
-        let (side, output, pool) = (side.clone(), output.clone(), &pool);
-        async move {
-            let record = ProducerRecord::new(output.as_str(), "side").with_partition(0);
-            side.send(record).await.unwrap().await.unwrap();
-            // The side record and the coordinator's abort marker: nothing open after them.
-            let ends = wait_until_stable(pool, &output, Duration::from_secs(60)).await;
+    let (out, p) = (output.clone(), &pool);
+    let waited = Arc::new(AtomicBool::new(false));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let count = handled.clone();
+    let (g, i) = (group.as_str(), input.as_str());
+    let stop = async move {
+        while committed(p, g, i).await[0] != Some(3) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let run = processor.run_until(stop, async move |r| {
+        count.fetch_add(1, Ordering::SeqCst);
+        if r.value == "v1" && !waited.swap(true, Ordering::SeqCst) {
+            // v0's output is in the log, in the open transaction ...
+            let (high, _) = wait_until_open(p, &out, Duration::from_secs(30)).await;
+            assert_eq!(high, 1, "v0's output written in the transaction");
+            // ... then it and the coordinator's abort marker: nothing open after them.
+            let ends = wait_until_stable(p, &out, Duration::from_secs(60)).await;
             assert_eq!(
                 ends,
                 (2, Some(2)),
                 "the coordinator did not abort the transaction"
             );
-            transform(output.clone(), false, records).await
         }
-    };
-    match pipeline.process_batch(slow).await.unwrap() {
-        Batch::Aborted {
-            partition,
-            reason: AbortReason::Transaction(e),
-        } => {
-            assert_eq!(partition, in0);
-            assert_eq!(
-                e.code(),
-                Some(kcon_codec::kafka_protocol::ResponseError::InvalidProducerEpoch),
-                "{e}"
-            );
-            assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
-        }
-        other => panic!("the batch was not aborted for the timeout: {other:?}"),
-    }
-    // The batch comes again, and commits.
-    let mut inputs = 0;
-    while inputs < 3 {
-        match pipeline
-            .process_batch(|records| transform(output.clone(), false, records))
-            .await
-            .unwrap()
-        {
-            Batch::Committed {
-                partition,
-                inputs: n,
-                ..
-            } => {
-                assert_eq!(partition, in0);
-                inputs += n;
-            }
-            other => panic!("the batch did not commit: {other:?}"),
-        }
-    }
-    assert_eq!(inputs, 3);
-    pipeline.close().await;
+        sink.send(ProducerRecord::new(out.as_str(), format!("out:{}", r.value)).with_partition(0));
+        Ok(())
+    });
+    tokio::time::timeout(Duration::from_secs(90), run.instrument(span))
+        .await
+        .expect("the inputs committed within 90 s")
+        .expect("the run went on through the abort and stopped by its stop future");
+    let counts = processor.transactions().expect("the exactly-once mode");
+    processor.close().await.expect("the close");
+    // Aborted once for the timeout; the records came again and committed.
+    assert_eq!(counts.aborted, 1, "{counts:?}");
+    assert!(counts.committed >= 1, "{counts:?}");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        6,
+        "each input handled twice"
+    );
+    let lines: Vec<String> = logs
+        .since(mark)
+        .into_iter()
+        .filter(|l| l.contains(&input))
+        .collect();
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("the transaction fails"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert!(
+        failed[0].contains("INVALID_PRODUCER_EPOCH")
+            && failed[0].contains("transaction.timeout.ms"),
+        "{}",
+        failed[0]
+    );
+    let aborted = lines
+        .iter()
+        .filter(|l| l.contains("the transaction was aborted; its records come again"))
+        .count();
+    assert_eq!(aborted, 1, "{lines:#?}");
     assert_eq!(committed(&pool, &group, &input).await[0], Some(3));
     assert_eq!(
         read_committed_by_kcon(b, &output, 3).await,
@@ -1026,14 +1107,15 @@ impl Setup {
 /// (session.timeout.ms, 45 s at the default) runs out before the group rebalances without it.
 const FIRST_BATCH_WITHIN: Duration = Duration::from_secs(90);
 
-/// The pipeline as a process of its own, killed with SIGKILL at random points (often with a
-/// transaction open: each batch's transaction stays open 300 ms after its outputs are written)
+/// The exactly-once processor as a process of its own, killed with SIGKILL at random points
+/// (often with a transaction open: a batch's transaction stays open about 300 ms with outputs
+/// written)
 /// and started again under the same transactional id, at the group's defaults: each new
 /// member waits out the killed one's 45 s session before it is assigned the input. The output
 /// holds every input exactly once, for the Java client's, kcon's and librdkafka's
 /// read_committed readers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
+async fn a_processor_killed_at_random_points_writes_every_input_once() {
     let setup = Setup::new(INPUTS).await;
     let txn = unique_name("eos-tx");
     // Killed at random points: a seed from the clock, printed so that a failure can be rerun.
@@ -1065,8 +1147,9 @@ async fn a_pipeline_killed_at_random_points_writes_every_input_once() {
     setup.assert_every_input_once().await;
 }
 
-/// A second member (a transactional id of its own) joins a pipeline mid-stream: the group
-/// rebalances, both commit batches, and the output holds every input exactly once.
+/// A second member (a transactional id of its own) joins an exactly-once processor
+/// mid-stream: the group rebalances, both commit batches, and the output holds every input
+/// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
     // Twice the records, so that the first member is still busy when the second joins.

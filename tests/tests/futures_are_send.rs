@@ -39,8 +39,7 @@ fn types_are_send_and_sync() {
     send_sync::<Record>();
     send_sync::<kcon::Error>();
     send_sync::<Producer>();
-    send_sync::<kcon::exactly_once::ExactlyOnce>();
-    send_sync::<kcon::exactly_once::PipelineError>();
+    send_sync::<kcon::policy::Sink>();
     send_sync::<kcon::share::ShareConsumer>();
     send_only::<kcon::share::ShareConsumerBuilder>();
     send_sync::<Processor<BytesDeserializer, BytesDeserializer, kcon::share::ShareConsumer>>();
@@ -108,19 +107,20 @@ async fn processor_futures_are_send(
 }
 
 #[allow(dead_code)]
-async fn exactly_once_futures_are_send(
-    consumer: Consumer,
-    producer: Producer,
-    mut pipeline: kcon::exactly_once::ExactlyOnce,
-) {
-    send(&kcon::exactly_once::ExactlyOnce::new(consumer, producer));
-    send(&pipeline.process_batch(|records| async move {
-        Ok(records
-            .into_iter()
-            .map(|r| ProducerRecord::new("out", r.value.unwrap_or_default()))
-            .collect())
-    }));
-    send(&pipeline.close());
+async fn exactly_once_processor_futures_are_send(consumer: Consumer, producer: Producer) {
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .exactly_once(producer)
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    let handler = async move |r: &Decoded<Option<bytes::Bytes>, String>| -> Result<(), Failure> {
+        sink.send(ProducerRecord::new("out", r.value.clone()));
+        Ok(())
+    };
+    send(&processor.run_until(async {}, handler));
+    send(&processor.commit());
+    send(&processor.close());
 }
 
 #[allow(dead_code)]

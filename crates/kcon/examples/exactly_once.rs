@@ -1,8 +1,8 @@
 //! Exactly-once: read a topic, write an upper-cased copy of each record to another, and commit
 //! the input offsets inside the same transaction. A crash anywhere leaves either both the
 //! outputs and the offsets of a batch or neither (for readers with `isolation.level=
-//! read_committed`); the restarted pipeline fences the old one and goes on from the last
-//! committed batch.
+//! read_committed`); the restarted processor fences the old one and goes on from the last
+//! committed transaction.
 //!
 //! ```text
 //! cargo run -p kcon --example exactly_once -- [BOOTSTRAP] [INPUT] [OUTPUT] [GROUP]
@@ -14,12 +14,12 @@
 //! The same pattern by hand, as with librdkafka or the Java client: `init_transactions`
 //! once, then per batch `begin_transaction`, the sends, `send_offsets_to_transaction(offsets,
 //! consumer.group_metadata())`, `commit_transaction`, and `abort_transaction` (then seek back)
-//! when something fails; `kcon::exactly_once::ExactlyOnce` does that loop.
+//! when something fails; a `kcon::Processor` built with `exactly_once(producer)` does that
+//! loop, the handler sending its outputs to the processor's sink.
 
 #![allow(clippy::print_stdout, reason = "an example shows what it commits")]
 
-use kcon::Consumer;
-use kcon::exactly_once::{Batch, ExactlyOnce};
+use kcon::{Consumer, Processor};
 use kcon_produce::{Producer, ProducerRecord};
 
 #[tokio::main]
@@ -41,41 +41,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     consumer.subscribe([input])?;
     let producer = Producer::builder()
         .bootstrap_servers(&bootstrap)
-        // One id per pipeline instance: a restarted instance with the same id fences the old.
+        // One id per processor instance: a restarted instance with the same id fences the old.
         .set("transactional.id", format!("{group}-0"))
         .build()?;
-    let mut pipeline = ExactlyOnce::new(consumer, producer).await?;
+    // The producer's transactions are initialized at the first run.
+    let mut processor = Processor::builder(consumer)
+        .exactly_once(producer)
+        .build()?;
+    let sink = processor.sink()?;
 
-    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        let output = output.clone();
-        let batch = pipeline.process_batch(|records| async move {
-            Ok(records
-                .into_iter()
-                .map(|r| {
-                    let upper = r.value.as_deref().map(<[u8]>::to_ascii_uppercase);
-                    let mut out = ProducerRecord::new(output.clone(), upper.unwrap_or_default());
-                    out.key = r.key.clone();
-                    out
-                })
-                .collect())
-        });
-        let batch = tokio::select! {
-            batch = batch => batch?,
-            _ = &mut stop => break,
-        };
-        match batch {
-            Batch::Committed {
-                partition, inputs, ..
-            } => println!("{partition}: {inputs} records committed"),
-            Batch::Aborted { partition, reason } => {
-                println!("{partition}: aborted ({reason}); the batch comes again")
-            }
-            _ => {}
-        }
+    // A transaction commits once the batch handed out is done, and when the run stops; one
+    // that fails is aborted and its records come again.
+    let stop = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    let outcome = processor
+        .run_until(stop, async move |r| {
+            let upper = r.value.as_deref().map(<[u8]>::to_ascii_uppercase);
+            let mut out = ProducerRecord::new(output.clone(), upper.unwrap_or_default());
+            out.key = r.key.clone();
+            sink.send(out);
+            Ok(())
+        })
+        .await;
+    if let Some(counts) = processor.transactions() {
+        println!(
+            "{} transactions committed, {} aborted (their records came again)",
+            counts.committed, counts.aborted
+        );
     }
-    // A transaction left open by Ctrl-C is aborted by the close.
-    pipeline.close().await;
+    // The run committed its transaction as it stopped; the close closes the consumer and the
+    // producer.
+    processor.close().await?;
+    outcome?;
     Ok(())
 }
 

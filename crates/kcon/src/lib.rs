@@ -49,7 +49,6 @@ mod config;
 pub mod consumer;
 pub mod deserialize;
 mod error;
-pub mod exactly_once;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

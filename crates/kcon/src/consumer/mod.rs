@@ -1225,11 +1225,6 @@ impl Consumer {
         self.run();
     }
 
-    /// The consumer's configuration.
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The consumer's connections and cluster metadata: a producer built on them
     /// (`ProducerBuilder::pool`) shares them rather than opening its own.
     pub fn pool(&self) -> &Pool {
