@@ -46,7 +46,7 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// The records sent while the handler runs are written in the processor's transaction once it
 /// returns `Ok`; when it fails, they are dropped (a retry makes them again).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Sink {
     outputs: Arc<Mutex<Vec<ProducerRecord>>>,
 }
@@ -131,7 +131,9 @@ impl Transactions {
             producer,
             call_timeout: CALL_TIMEOUT,
             initialized: false,
-            sink: Sink::default(),
+            sink: Sink {
+                outputs: Arc::default(),
+            },
             open: None,
             committed: 0,
             aborted: 0,
