@@ -5,12 +5,15 @@
 //! `delivery.timeout.ms`; and a batch whose answer is lost (a proxy in front of the broker
 //! closes the connection instead of passing it on) is retried, written twice without
 //! idempotence and once with it, its delivery then reporting the offsets of the first write.
+//! Hooks are told every record sent (and may add a header to it) and every outcome, written or
+//! refused.
 //!
 //! Producers run at the client's defaults but for the setting a test is about. Every topic is
 //! `unique_name`'s: the broker is shared by the whole run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kcon::{Consumer, Record};
@@ -18,7 +21,8 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_pool::Pool;
 use kcon_produce::{
-    Delivered, Delivery, ErrorKind, Producer, ProducerBuilder, ProducerRecord, partition_for_key,
+    Delivered, Delivery, ErrorKind, ProduceError, Producer, ProducerBuilder, ProducerHooks,
+    ProducerRecord, partition_for_key,
 };
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{builder_at_defaults, expect_no_record, partitions, recv_n};
@@ -501,4 +505,100 @@ async fn with_idempotence_a_batch_whose_answer_was_lost_is_written_once() {
     for r in &records {
         assert_eq!(Some(r.offset), deliveries[index(r)].offset);
     }
+}
+
+/// What a hook saw: the values sent, and each outcome (partition and offset, or the error's
+/// kind).
+#[derive(Default)]
+struct Seen {
+    sent: Vec<String>,
+    outcomes: Vec<Result<(i32, Option<i64>), ErrorKind>>,
+}
+
+/// A hook that adds a `hooked` header (unless the record has one) and notes what it sees.
+struct Tracing(Arc<Mutex<Seen>>);
+
+impl ProducerHooks for Tracing {
+    fn on_send(&self, record: &mut ProducerRecord) {
+        let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default());
+        self.0.lock().unwrap().sent.push(value.into_owned());
+        if !record.headers.iter().any(|(name, _)| name == "hooked") {
+            record.headers.push(("hooked".into(), Some("yes".into())));
+        }
+    }
+
+    fn on_acknowledgement(&self, outcome: Result<&Delivered, &ProduceError>) {
+        let seen = outcome
+            .map(|d| (d.partition, d.offset))
+            .map_err(|e| e.kind());
+        self.0.lock().unwrap().outcomes.push(seen);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_are_told_every_record_sent_and_its_outcome_and_what_they_add_is_written() {
+    let topic = unique_name("produce-hooks");
+    create(&topic, 1).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let p = producer(Kafka::single().bootstrap())
+        .hooks(Tracing(seen.clone()))
+        .build()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..5 {
+        let mut record = ProducerRecord::new(topic.as_str(), value(i)).with_partition(0);
+        if i == 4 {
+            // A header already there is kept.
+            record.headers.push(("hooked".into(), Some("mine".into())));
+        }
+        deliveries.push(p.send(record).await.unwrap());
+    }
+    // Sent together, one refused in its place (larger than max.request.size, 1 MiB).
+    let together = p
+        .send_all([
+            ProducerRecord::new(topic.as_str(), value(5)).with_partition(0),
+            ProducerRecord::new(topic.as_str(), "x".repeat(2 << 20)).with_partition(0),
+        ])
+        .await
+        .unwrap();
+    // Refused at send: told to the hooks as well.
+    let e = p
+        .send(ProducerRecord::new(topic.as_str(), "x".repeat(2 << 20)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRecord);
+    let written = delivered(deliveries).await;
+    let together = timeout(DELIVERED_WITHIN, together).await.unwrap();
+    assert!(together[0].is_ok() && together[1].is_err(), "{together:?}");
+    p.close().await;
+
+    {
+        let seen = seen.lock().unwrap();
+        let large = "x".repeat(2 << 20);
+        let mut expected_sent: Vec<String> = (0..6).map(value).collect();
+        expected_sent.extend([large.clone(), large]);
+        assert_eq!(seen.sent, expected_sent);
+        // Every outcome once: the six written at the offsets their deliveries reported, and the
+        // two refused.
+        let mut offsets: Vec<_> = written.iter().map(|d| (d.partition, d.offset)).collect();
+        offsets.push((0, together[0].as_ref().unwrap().offset));
+        let mut ok: Vec<_> = seen.outcomes.iter().filter_map(|o| o.ok()).collect();
+        ok.sort();
+        offsets.sort();
+        assert_eq!(ok, offsets);
+        let refused: Vec<_> = seen.outcomes.iter().filter_map(|o| o.err()).collect();
+        assert_eq!(
+            refused,
+            [ErrorKind::InvalidRecord, ErrorKind::InvalidRecord]
+        );
+    }
+
+    let records = read_back(&topic, 1, 6).await;
+    let hooked: Vec<Option<String>> = records
+        .iter()
+        .map(|r| kcon_tests::policy::header(r, "hooked"))
+        .collect();
+    let mut expected = vec![Some("yes".to_owned()); 6];
+    expected[4] = Some("mine".to_owned());
+    assert_eq!(hooked, expected);
 }

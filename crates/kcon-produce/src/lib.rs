@@ -92,6 +92,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod hooks;
 #[cfg_attr(
     not(any(test, feature = "fuzzing")),
     allow(
@@ -109,6 +110,7 @@ mod sender;
 pub use config::{Acks, PRODUCER, PROPERTIES, ProducerConfig, ProducerSetting};
 pub use deliveries::Deliveries;
 pub use error::{Cause, ErrorKind, KconError, Outcome, ProduceError, error_name};
+pub use hooks::ProducerHooks;
 /// What a consumer hands [`Producer::send_offsets_to_transaction`]: its group, generation and
 /// member id.
 pub use kcon_core::ConsumerGroupMetadata;

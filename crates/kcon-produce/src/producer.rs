@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use crate::config::{Acks, ProducerConfig};
 use crate::deliveries::{Deliveries, Reply};
 use crate::error::{ErrorKind, ProduceError};
+use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
 use crate::record::{Delivered, ProducerRecord};
 use crate::sender::{Command, Incoming, Sender};
@@ -55,6 +56,7 @@ struct Shared {
     config: Arc<ProducerConfig>,
     pool: Pool,
     stats: Arc<Counters>,
+    hooks: Hooks,
 }
 
 /// What the producer has done so far: [`Producer::metrics`], or
@@ -130,14 +132,30 @@ impl Producer {
     pub fn new(config: ProducerConfig) -> Result<Producer, ProduceError> {
         config.validate()?;
         let pool = Pool::new(config.pool.clone()).map_err(|e| ProduceError::pool(e, "the pool"))?;
-        Ok(Producer::start(config, pool, AutoCreate::Configured))
+        Ok(Producer::start(
+            config,
+            pool,
+            AutoCreate::Configured,
+            Arc::new([]),
+        ))
     }
 
-    fn start(config: ProducerConfig, pool: Pool, auto_create: AutoCreate) -> Producer {
+    fn start(
+        config: ProducerConfig,
+        pool: Pool,
+        auto_create: AutoCreate,
+        hooks: Hooks,
+    ) -> Producer {
         let config = Arc::new(config);
         let (commands, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let sender = Sender::new(pool.clone(), auto_create, config.clone(), stats.clone());
+        let sender = Sender::new(
+            pool.clone(),
+            auto_create,
+            config.clone(),
+            stats.clone(),
+            hooks.clone(),
+        );
         tokio::spawn(sender.run(rx));
         Producer {
             shared: Arc::new(Shared {
@@ -150,6 +168,7 @@ impl Producer {
                 config,
                 pool,
                 stats,
+                hooks,
             }),
         }
     }
@@ -172,10 +191,13 @@ impl Producer {
     /// it waits for room in `buffer.memory`, nothing is queued, the record (moved in) is dropped
     /// with the future and its turn among the waiters given up; send it again (a clone of it) to
     /// have it written.
-    pub async fn send(&self, record: ProducerRecord) -> Result<Delivery, ProduceError> {
+    pub async fn send(&self, mut record: ProducerRecord) -> Result<Delivery, ProduceError> {
+        if !self.shared.hooks.is_empty() {
+            hooks::sending(&self.shared.hooks, &mut record);
+        }
         let size = record.size_upper_bound();
         if let Some(refused) = self.refused(&record, size) {
-            return Err(refused);
+            return Err(self.not_queued(refused));
         }
         // At most u32::MAX: the room is at most buffer.memory (the record is no larger), which
         // is capped there.
@@ -183,13 +205,13 @@ impl Producer {
         let memory = &self.shared.memory;
         let permit = match memory.clone().try_acquire_many_owned(room) {
             Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(ProduceError::closed()),
+            Err(TryAcquireError::Closed) => return Err(self.not_queued(ProduceError::closed())),
             // Room is had at once when nobody waits for it (waiters are given what comes free
             // first, in turn): the wait is the rare path, and its future is boxed, so that a
             // send that finds room is a small future to make and move.
             Err(TryAcquireError::NoPermits) => Box::pin(memory.clone().acquire_many_owned(room))
                 .await
-                .map_err(|_| ProduceError::closed())?,
+                .map_err(|_| self.not_queued(ProduceError::closed()))?,
         };
         let (reply, rx) = oneshot::channel();
         self.shared
@@ -200,7 +222,7 @@ impl Producer {
                 reply: Reply::One(reply),
                 permit: Some(permit),
             }))
-            .map_err(|_| ProduceError::closed())?;
+            .map_err(|_| self.not_queued(ProduceError::closed()))?;
         Ok(Delivery { rx })
     }
 
@@ -226,7 +248,12 @@ impl Producer {
         records: impl IntoIterator<Item = ProducerRecord>,
     ) -> Result<Deliveries, ProduceError> {
         // A Vec given is taken as it is (collecting it copies nothing).
-        let records: Vec<ProducerRecord> = records.into_iter().collect();
+        let mut records: Vec<ProducerRecord> = records.into_iter().collect();
+        if !self.shared.hooks.is_empty() {
+            for record in &mut records {
+                hooks::sending(&self.shared.hooks, record);
+            }
+        }
         let (deliveries, members) = Deliveries::new(records.len());
         // One vector of the records to queue, each moved once; their room is handed out once
         // it is had.
@@ -235,7 +262,7 @@ impl Producer {
         for (record, member) in records.into_iter().zip(members) {
             let size = record.size_upper_bound();
             match self.refused(&record, size) {
-                Some(refused) => Reply::Member(member).answer(Err(refused)),
+                Some(refused) => Reply::Member(member).answer(Err(self.not_queued(refused))),
                 None => {
                     room = room.saturating_add(self.shared.config.room(size));
                     incoming.push(Incoming {
@@ -252,15 +279,18 @@ impl Producer {
         }
         let limit = self.shared.config.buffer_memory;
         if room > limit {
-            return Err(ProduceError::new(
-                ErrorKind::InvalidRecord,
-                false,
-                format!(
-                    "{} records taking {room} bytes of room in all are more than buffer.memory \
+            return Err(self.none_queued(
+                incoming.len(),
+                ProduceError::new(
+                    ErrorKind::InvalidRecord,
+                    false,
+                    format!(
+                        "{} records taking {room} bytes of room in all are more than buffer.memory \
                      ({limit} bytes) holds at once (each takes at least buffer.memory / \
                      queue.buffering.max.messages; Producer::room says how much): send them in \
                      smaller groups",
-                    incoming.len()
+                        incoming.len()
+                    ),
                 ),
             ));
         }
@@ -271,7 +301,7 @@ impl Producer {
             .clone()
             .acquire_many_owned(room as u32)
             .await
-            .map_err(|_| ProduceError::closed())?;
+            .map_err(|_| self.none_queued(incoming.len(), ProduceError::closed()))?;
         if let Some((last, others)) = incoming.split_last_mut() {
             // Each record holds its own room, given back when it is done; the last the rest,
             // which is its own (the room is the sum of theirs).
@@ -280,10 +310,11 @@ impl Producer {
             }
             last.permit = Some(permit);
         }
+        let queued = incoming.len();
         self.shared
             .commands
             .send(Command::Records(incoming))
-            .map_err(|_| ProduceError::closed())?;
+            .map_err(|_| self.none_queued(queued, ProduceError::closed()))?;
         Ok(deliveries)
     }
 
@@ -293,6 +324,21 @@ impl Producer {
     /// together take at most `buffer.memory`.
     pub fn room(&self, record: &ProducerRecord) -> usize {
         self.shared.config.room(record.size_upper_bound())
+    }
+
+    /// `e`, the outcome of a record that was not queued, told to the hooks.
+    fn not_queued(&self, e: ProduceError) -> ProduceError {
+        hooks::acknowledged(&self.shared.hooks, Err(&e));
+        e
+    }
+
+    /// `e`, the outcome of `n` records of one call, none of them queued, told to the hooks
+    /// once for each.
+    fn none_queued(&self, n: usize, e: ProduceError) -> ProduceError {
+        for _ in 0..n {
+            hooks::acknowledged(&self.shared.hooks, Err(&e));
+        }
+        e
     }
 
     /// Why `record` (of `size` bytes at most) cannot be sent at all, if it cannot: larger than
@@ -621,6 +667,7 @@ pub struct ProducerBuilder {
     properties: Vec<(String, String)>,
     pool: Option<Pool>,
     token_provider: Option<TokenProvider>,
+    hooks: Vec<Arc<dyn ProducerHooks>>,
 }
 
 impl fmt::Debug for ProducerBuilder {
@@ -631,6 +678,7 @@ impl fmt::Debug for ProducerBuilder {
             .field("properties", &names)
             .field("pool", &self.pool.is_some())
             .field("token_provider", &self.token_provider.is_some())
+            .field("hooks", &self.hooks.len())
             .finish()
     }
 }
@@ -694,6 +742,12 @@ impl ProducerBuilder {
         self
     }
 
+    /// Adds `hooks`, told of every record sent and of its outcome (see [`ProducerHooks`]).
+    pub fn hooks(mut self, hooks: impl ProducerHooks) -> Self {
+        self.hooks.push(Arc::new(hooks));
+        self
+    }
+
     /// The producer. Must be called inside a Tokio runtime.
     pub fn build(self) -> Result<Producer, ProduceError> {
         let mut config = ProducerConfig::default();
@@ -722,12 +776,18 @@ impl ProducerBuilder {
             }
             config.pool.sasl_oauthbearer_token_provider = Some(provider);
         }
+        let hooks: Hooks = self.hooks.into();
         match self.pool {
             Some(pool) => {
                 config.validate()?;
-                Ok(Producer::start(config, pool, AutoCreate::Always))
+                Ok(Producer::start(config, pool, AutoCreate::Always, hooks))
             }
-            None => Producer::new(config),
+            None => {
+                config.validate()?;
+                let pool = Pool::new(config.pool.clone())
+                    .map_err(|e| ProduceError::pool(e, "the pool"))?;
+                Ok(Producer::start(config, pool, AutoCreate::Configured, hooks))
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use crate::config::ProducerConfig;
 use crate::deliveries::Reply;
 use crate::error::ProduceError;
+use crate::hooks::{self, Hooks};
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
 };
@@ -104,6 +105,8 @@ pub(crate) struct Sender {
     calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
     close_waiters: Vec<oneshot::Sender<()>>,
     commands_open: bool,
+    /// Told each record's outcome.
+    hooks: Hooks,
 }
 
 /// Sends one of the machine's requests over the pool, shaped for the version the broker
@@ -215,6 +218,7 @@ impl Sender {
         auto_create: AutoCreate,
         config: Arc<ProducerConfig>,
         stats: Arc<Counters>,
+        hooks: Hooks,
     ) -> Self {
         let machine = SenderMachine::new(
             config,
@@ -234,6 +238,7 @@ impl Sender {
             calls: HashMap::new(),
             close_waiters: Vec::new(),
             commands_open: true,
+            hooks,
         }
     }
 
@@ -389,6 +394,9 @@ impl Sender {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Answer { waiter, result } => {
+                    if !self.hooks.is_empty() {
+                        hooks::acknowledged(&self.hooks, result.as_ref());
+                    }
                     waiter.reply.answer(result);
                     match (&mut freed, waiter.permit) {
                         (Some(all), Some(permit)) => all.merge(permit),
