@@ -164,7 +164,21 @@ impl Seen {
 /// Reads `topic`'s `n` partitions from the start: exactly `count` records, and then nothing
 /// more for a second.
 pub async fn read_exactly(bootstrap: &str, topic: &str, n: i32, count: usize) -> Vec<Record> {
-    let mut consumer: Consumer = builder_at_defaults(bootstrap).build().unwrap();
+    read_exactly_at(bootstrap, topic, n, count, "read_uncommitted").await
+}
+
+/// [`read_exactly`] by a reader at `isolation` (`read_committed` or `read_uncommitted`).
+pub async fn read_exactly_at(
+    bootstrap: &str,
+    topic: &str,
+    n: i32,
+    count: usize,
+    isolation: &str,
+) -> Vec<Record> {
+    let mut consumer: Consumer = builder_at_defaults(bootstrap)
+        .set("isolation.level", isolation)
+        .build()
+        .unwrap();
     consumer.assign(partitions(topic, n)).unwrap();
     let records = if count == 0 {
         Vec::new()

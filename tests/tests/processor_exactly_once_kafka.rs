@@ -24,9 +24,9 @@ use kcon::{Consumer, ErrorKind, Failure, Processor, Record, TopicPartition};
 use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
-use kcon_tests::consumer::{builder_at_defaults, expect_no_record, partitions, recv_n};
+use kcon_tests::consumer::builder_at_defaults;
 use kcon_tests::kafka::{Kafka, create_topics};
-use kcon_tests::policy::{committed, producer, until};
+use kcon_tests::policy::{committed, producer, read_exactly_at, until};
 use kcon_tests::pool::config;
 
 /// How long a test waits for its processor to get through its inputs.
@@ -44,6 +44,20 @@ fn input_consumer(b: &str, group: &str, topic: &str) -> Consumer {
         .unwrap();
     c.subscribe([topic]).unwrap();
     c
+}
+
+/// An input topic of `partitions` partitions, an output topic and a dead-letter topic (one
+/// partition each), named after `prefix`.
+async fn topics(b: &str, prefix: &str, partitions: i32) -> (String, String, String) {
+    let pool = Pool::new(config(b)).unwrap();
+    let names = (
+        unique_name(&format!("{prefix}-in")),
+        unique_name(&format!("{prefix}-out")),
+        unique_name(&format!("{prefix}-dlq")),
+    );
+    let (input, output, dlq) = (&names.0, &names.1, &names.2);
+    create_topics(&pool, &[(input, partitions), (output, 1), (dlq, 1)]).await;
+    names
 }
 
 /// A transactional producer at the client's defaults.
@@ -73,18 +87,7 @@ async fn write(b: &str, topic: &str, partitions: i32, values: &[String]) {
 /// The values of `topic`'s `n` partitions a reader at `isolation` reads: exactly `count`, then
 /// nothing for a second.
 async fn read(b: &str, topic: &str, n: i32, isolation: &str, count: usize) -> Vec<String> {
-    let mut c = builder_at_defaults(b)
-        .set("isolation.level", isolation)
-        .build()
-        .unwrap();
-    c.assign(partitions(topic, n)).unwrap();
-    let records = if count == 0 {
-        Vec::new()
-    } else {
-        recv_n(&mut c, count, Duration::from_secs(30)).await
-    };
-    expect_no_record(&mut c, Duration::from_secs(1)).await;
-    c.close().await.unwrap();
+    let records = read_exactly_at(b, topic, n, count, isolation).await;
     records.iter().map(text).collect()
 }
 
@@ -123,13 +126,7 @@ async fn committed_pair(b: &str, group: &str, topic: &str) -> [Option<i64>; 2] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_and_dead_letters_work_inside_transactions_and_every_input_makes_its_output_once() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let (input, output, dlq) = (
-        unique_name("eosp-in"),
-        unique_name("eosp-out"),
-        unique_name("eosp-dlq"),
-    );
-    create_topics(&pool, &[(&input, 2), (&output, 1), (&dlq, 1)]).await;
+    let (input, output, dlq) = topics(b, "eosp", 2).await;
     // Every tenth record, from the fourth, is poison; every seventh fails its first try.
     const N: usize = 60;
     let values: Vec<String> = (0..N)
@@ -217,13 +214,7 @@ async fn retries_and_dead_letters_work_inside_transactions_and_every_input_makes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_the_transaction_cannot_take_aborts_it_with_its_dead_letter() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let (input, output, dlq) = (
-        unique_name("eosp-abort-in"),
-        unique_name("eosp-abort-out"),
-        unique_name("eosp-abort-dlq"),
-    );
-    create_topics(&pool, &[(&input, 1), (&output, 1), (&dlq, 1)]).await;
+    let (input, output, dlq) = topics(b, "eosp-abort", 1).await;
     // One partition: the poison record and the next one come in one batch, one transaction.
     let values: Vec<String> = ["poison0", "v1", "v2"].map(String::from).to_vec();
     write(b, &input, 1, &values).await;
@@ -284,9 +275,7 @@ async fn an_output_the_transaction_cannot_take_aborts_it_with_its_dead_letter() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_dropped_mid_record_is_settled_by_the_next_and_every_output_is_written_once() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let (input, output) = (unique_name("eosp-drop-in"), unique_name("eosp-drop-out"));
-    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
+    let (input, output, _) = topics(b, "eosp-drop", 1).await;
     const N: usize = 40;
     let values: Vec<String> = (0..N).map(|i| format!("v{i}")).collect();
     write(b, &input, 1, &values).await;
@@ -364,9 +353,7 @@ async fn a_run_dropped_mid_record_is_settled_by_the_next_and_every_output_is_wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_joining_mid_stream_leaves_every_output_written_once() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let (input, output) = (unique_name("eosp-join-in"), unique_name("eosp-join-out"));
-    create_topics(&pool, &[(&input, 2), (&output, 1)]).await;
+    let (input, output, _) = topics(b, "eosp-join", 2).await;
     let group = unique_name("eosp-join-group");
     const N: usize = 400;
     let values: Vec<String> = (0..N).map(|i| format!("v{i}")).collect();
