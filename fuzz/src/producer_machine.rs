@@ -7,8 +7,9 @@
 //! 0, else 5). The producer is then initialized with no fault. Then each step reads an op byte
 //! and what the op needs (a missing byte reads as 0); the run stops when the bytes run out or
 //! after [`OPS`] ops, and then every fault is disarmed, the call out (if any) is answered, the
-//! producer is closed and the broker answers everything until the machine is finished. Ops
-//! (the op byte modulo 14):
+//! producer is closed, the markers the coordinator holds are written, and the broker answers
+//! everything until the machine is finished. Ops (the op byte modulo 17; 14 to 16 came last, so
+//! inputs of the ops below 14 keep their meaning):
 //!
 //! | op | what |
 //! |---|---|
@@ -23,6 +24,9 @@
 //! | 10 | the oldest request, if a Produce, is written and its answer lost: the machine gets a failure |
 //! | 11 | an error pushed on an API, from the sets of the machine's random-fault test: PRODUCER_FENCED now and then, UNKNOWN_PRODUCER_ID or NOT_ENOUGH_REPLICAS on Produce, COORDINATOR_NOT_AVAILABLE on FindCoordinator, TOPIC_AUTHORIZATION_FAILED on AddPartitionsToTxn, else a retriable coordinator error |
 //! | 12 | the clock advances by up to 2.55 s and the timers due fire |
+//! | 14 | the coordinator times the ongoing transaction out (`transaction.timeout.ms` passed): it bumps the epoch and aborts it; nothing if none is ongoing |
+//! | 15 | the oldest request, if an EndTxn or a TxnOffsetCommit, takes effect and its answer is lost: the machine gets a failure; for an EndTxn that ends a transaction, the next byte's bit 0 has the coordinator hold its markers (the transaction completing) until op 16 |
+//! | 16 | the coordinator writes the markers it holds |
 //!
 //! A transaction call is made only when none is out, as an application awaiting each does;
 //! records go at any time. After every op the machine's requests are taken (kept out until
@@ -39,8 +43,11 @@
 //!   succeeds only once every record of its transaction was answered;
 //! - (d) a transaction that met an abortable error (a record of it failed, a call of it failed
 //!   abortably) never sends a committing EndTxn and its commit never succeeds;
+//! - (e) a commit the coordinator made (its EndTxn's answer lost) is never reported abortable,
+//!   nor its transaction's abort successful: it is reported successful, fatal, or not yet;
 //! - after every op, what a read_committed reader and the group see (the cluster's committed
-//!   records and offsets) is exactly what the successful commits delivered: never a record or
+//!   records and offsets) is exactly what the successful commits delivered, and a commit the
+//!   coordinator made whose answer was lost once its markers are written: never a record or
 //!   offset of a transaction that did not commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -77,6 +84,10 @@ pub struct Run {
     pub abortable: usize,
     /// Whether the producer met a fatal error.
     pub fatal: bool,
+    /// Transactions the coordinator timed out.
+    pub timed_out: usize,
+    /// EndTxn and TxnOffsetCommit answers lost after their request took effect.
+    pub lost_answers: usize,
 }
 
 /// The open transaction as the application sees it.
@@ -94,6 +105,14 @@ struct Txn {
     end_sent: bool,
     /// Partitions an AddPartitionsToTxn answer added to it (transaction version 1).
     added: BTreeSet<i32>,
+}
+
+/// A transaction the coordinator committed whose EndTxn answer was lost, before its commit is
+/// reported: what it delivered and the offset it sent.
+#[derive(Debug, Clone)]
+struct InDoubt {
+    delivered: BTreeMap<i32, usize>,
+    offset: Option<i64>,
 }
 
 /// The interpreter's state: the machine, the cluster and what the application knows.
@@ -121,6 +140,8 @@ struct Sim {
     /// What a read_committed reader must see: records per partition, the group's offset.
     expected: BTreeMap<i32, usize>,
     expected_offset: Option<i64>,
+    /// The commit the coordinator made whose answer was lost, not yet reported.
+    in_doubt: Option<InDoubt>,
     run: Run,
 }
 
@@ -153,6 +174,7 @@ pub fn replay(data: &[u8]) -> Run {
         fatal: false,
         expected: BTreeMap::new(),
         expected_offset: None,
+        in_doubt: None,
         run: Run::default(),
     };
     sim.call(TxnCall::Init);
@@ -174,7 +196,7 @@ pub fn replay(data: &[u8]) -> Run {
 
 impl Sim {
     fn op(&mut self, input: &mut Input<'_>) {
-        let op = input.u8() % 14;
+        let op = input.u8() % 17;
         match op {
             0 | 1 => {
                 let partition = i32::from(input.u8() & 1);
@@ -241,7 +263,26 @@ impl Sim {
             12 => {
                 self.now += Duration::from_millis(u64::from(input.u8()) * 10);
             }
-            _ => unreachable!("op modulo 14"),
+            14 => {
+                if self.cluster.time_out_open_transaction() {
+                    self.run.timed_out += 1;
+                }
+            }
+            15 => {
+                let hold = input.u8() & 1 == 1;
+                if matches!(
+                    self.out.front(),
+                    Some((_, Request::EndTxn(..) | Request::TxnOffsetCommit(..)))
+                ) {
+                    let (id, request) = self.out.pop_front().expect("a request");
+                    self.forget(id);
+                    self.lose_answer(id, request, hold);
+                }
+            }
+            16 => {
+                self.cluster.write_markers();
+            }
+            _ => unreachable!("op modulo 17"),
         }
     }
 
@@ -258,6 +299,33 @@ impl Sim {
     fn forget(&mut self, id: RequestId) {
         self.adding.remove(&id);
         self.producing.remove(&id);
+    }
+
+    /// The coordinator takes `request` in (holding the markers of a transaction it ends if
+    /// `hold`) and its answer is lost: the machine gets a retriable failure. A commit it made
+    /// is in doubt until the machine reports it.
+    fn lose_answer(&mut self, id: RequestId, request: Request, hold: bool) {
+        let commit = matches!(&request, Request::EndTxn(r, _) if r.committed);
+        self.cluster.hold_markers = hold;
+        let response = self.cluster.answer(request);
+        self.cluster.hold_markers = false;
+        self.run.lost_answers += 1;
+        if let Response::EndTxn(Ok(a)) = &response
+            && a.error_code == 0
+            && commit
+            && self.in_doubt.is_none()
+        {
+            let txn = self
+                .txn
+                .as_ref()
+                .expect("(a) a committing EndTxn with no transaction");
+            self.in_doubt = Some(InDoubt {
+                delivered: txn.delivered.clone(),
+                offset: txn.offset,
+            });
+        }
+        let failure = RequestFailure::retriable("the connection closed");
+        self.m.handle_response(self.now, id, Err(failure));
     }
 
     /// The broker answers the oldest request out.
@@ -412,6 +480,15 @@ impl Sim {
                     calls == [id] && made == op,
                     "(b) {op:?} answered, not the call out"
                 );
+                if let (TxnOp::Commit, Err(e)) = (op, &result)
+                    && self.in_doubt.is_some()
+                {
+                    // Fatal or to be called again, it stays in doubt: the commit stands.
+                    assert!(
+                        e.outcome() != Outcome::Abort,
+                        "(e) a commit the coordinator made reported abortable: {e}"
+                    );
+                }
                 if let Err(e) = &result {
                     match e.outcome() {
                         Outcome::Close => self.fatal = true,
@@ -456,15 +533,15 @@ impl Sim {
                             unanswered, 0,
                             "(c) a commit succeeded with records of it unanswered"
                         );
-                        for (p, n) in txn.delivered {
-                            *self.expected.entry(p).or_insert(0) += n;
-                        }
-                        if txn.offset.is_some() {
-                            self.expected_offset = txn.offset;
-                        }
+                        self.in_doubt = None;
+                        self.commit_seen(txn.delivered, txn.offset);
                         self.run.committed += 1;
                     }
                     (TxnOp::Abort, Ok(())) => {
+                        assert!(
+                            self.in_doubt.is_none(),
+                            "(e) an abort reported for a transaction the coordinator committed"
+                        );
                         if let Some(txn) = self.txn.take() {
                             self.run.abortable += usize::from(txn.abortable);
                         }
@@ -476,17 +553,39 @@ impl Sim {
         }
     }
 
-    /// What a read_committed reader and the group see is what the commits delivered.
+    /// A committed transaction's records and offset join what a reader must see.
+    fn commit_seen(&mut self, delivered: BTreeMap<i32, usize>, offset: Option<i64>) {
+        for (p, n) in delivered {
+            *self.expected.entry(p).or_insert(0) += n;
+        }
+        if offset.is_some() {
+            self.expected_offset = offset;
+        }
+    }
+
+    /// What a read_committed reader and the group see is what the commits delivered, with the
+    /// commit in doubt once its markers are written.
     fn check_view(&self) {
+        let mut expected = self.expected.clone();
+        let mut expected_offset = self.expected_offset;
+        if let Some(made) = &self.in_doubt
+            && self.cluster.completing.is_none()
+        {
+            for (p, n) in &made.delivered {
+                *expected.entry(*p).or_insert(0) += n;
+            }
+            expected_offset = made.offset.or(expected_offset);
+        }
+        expected.retain(|_, n| *n > 0);
         let mut seen = self.cluster.committed_records();
         seen.retain(|_, n| *n > 0);
         assert_eq!(
-            seen, self.expected,
+            seen, expected,
             "(d) the records a read_committed reader sees are not those committed"
         );
         assert_eq!(
             self.cluster.offsets.get(&0).copied(),
-            self.expected_offset,
+            expected_offset,
             "(d) the group's offset is not the one committed"
         );
     }
@@ -524,6 +623,7 @@ impl Sim {
     /// answered, and what was committed is all a reader sees.
     fn finish(&mut self) {
         self.cluster.errors.clear();
+        self.cluster.write_markers();
         self.settle_call();
         self.check_view();
         self.m.close(self.now);
@@ -561,7 +661,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // Ops: 0/1 record (next byte: partition), 2 begin, 3 send offsets (next byte: offset × 8,
     // low 3 bits 0 a stale generation), 4 commit, 5 abort, 6/7 answer the oldest, 8 answer
     // all, 9 lose the oldest, 10 lose a written Produce's answer, 11 push an error (API,
-    // error), 12 time (× 10 ms), 13 answer the oldest.
+    // error), 12 time (× 10 ms), 13 answer the oldest, 14 the coordinator times the
+    // transaction out, 15 lose an EndTxn's or a TxnOffsetCommit's answer (next byte: bit 0
+    // holds the markers), 16 the markers written.
     let answer_all = [8, 12, 1, 8, 8, 8, 8];
     let mut commit_v1 = vec![0, 2, 0, 0, 0, 1, 0, 1];
     commit_v1.extend_from_slice(&answer_all);
@@ -587,10 +689,40 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     faults.extend_from_slice(&answer_all);
     faults.extend_from_slice(&[4]);
     faults.extend_from_slice(&answer_all);
+    // Answers lost: the offsets' TxnOffsetCommit (the loss tried after each answer, so it
+    // finds it first out) and the commit's EndTxn, its markers held and written after a retry
+    // was answered CONCURRENT_TRANSACTIONS; the commit succeeds.
+    let lose_first_out = [15, 0, 8, 15, 0, 8, 15, 0, 8, 15, 0, 8, 12, 50, 8, 8, 8];
+    let mut lost_v1 = vec![0, 2, 0, 0, 0, 1];
+    lost_v1.extend_from_slice(&answer_all);
+    lost_v1.extend_from_slice(&[3, 0x51]);
+    lost_v1.extend_from_slice(&lose_first_out);
+    lost_v1.extend_from_slice(&answer_all);
+    lost_v1.extend_from_slice(&[4, 15, 1, 12, 50, 8, 16, 12, 150, 8]);
+    lost_v1.extend_from_slice(&answer_all);
+    let mut lost_v2 = lost_v1.clone();
+    lost_v2[0] = 1;
+    // Version 2, a transaction the coordinator times out: its next record is refused, its
+    // commit fails abortably, its abort is taken as done; the next transaction commits.
+    let mut timeout = vec![1, 2, 0, 0];
+    timeout.extend_from_slice(&answer_all);
+    timeout.extend_from_slice(&[14, 0, 0]);
+    timeout.extend_from_slice(&answer_all);
+    timeout.extend_from_slice(&[4]);
+    timeout.extend_from_slice(&answer_all);
+    timeout.extend_from_slice(&[5]);
+    timeout.extend_from_slice(&answer_all);
+    timeout.extend_from_slice(&[2, 0, 1]);
+    timeout.extend_from_slice(&answer_all);
+    timeout.extend_from_slice(&[4]);
+    timeout.extend_from_slice(&answer_all);
     vec![
         ("commit-v1", commit_v1),
         ("commit-v2", commit_v2),
         ("faults-aborted", faults),
+        ("commit-lost-answers-v1", lost_v1),
+        ("commit-lost-answers-v2", lost_v2),
+        ("timeout-aborted-v2", timeout),
     ]
 }
 
@@ -607,11 +739,21 @@ mod tests {
             } else {
                 assert!(run.abortable >= 1 && run.aborted >= 1, "{name}: {run:?}");
             }
+            if name.contains("lost-answers") {
+                assert!(run.lost_answers >= 2 && !run.fatal, "{name}: {run:?}");
+            }
+            if name.starts_with("timeout") {
+                assert!(
+                    run.timed_out == 1 && run.committed == 1 && !run.fatal,
+                    "{name}: {run:?}"
+                );
+            }
         }
     }
 
     /// A few hundred inputs from a seeded generator: the invariants hold over each, and
-    /// between them commits, aborts after an abortable error and fatal errors all happen.
+    /// between them commits, aborts after an abortable error, fatal errors, timeouts and lost
+    /// answers all happen.
     #[test]
     fn pseudo_random_inputs_keep_the_invariants() {
         let mut total = Run::default();
@@ -631,11 +773,17 @@ mod tests {
             let run = replay(&data);
             total.committed += run.committed;
             total.abortable += run.abortable;
+            total.timed_out += run.timed_out;
+            total.lost_answers += run.lost_answers;
             fatal += usize::from(run.fatal);
         }
         assert!(
             total.committed > 0 && total.abortable > 0 && fatal > 0,
             "{total:?}, fatal {fatal}"
+        );
+        assert!(
+            total.timed_out > 0 && total.lost_answers > 0,
+            "the faults of ops 14 and 15 happen: {total:?}"
         );
     }
 

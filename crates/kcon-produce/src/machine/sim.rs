@@ -4,6 +4,14 @@
 //! holding (records committed or aborted, offsets kept) is what a read_committed reader and the
 //! group would see. The machine's tests and the fuzz target `producer_machine` drive the
 //! machine against it.
+//!
+//! Faults are made by hand, never by a clock: errors pushed on an API
+//! ([`Cluster::push_error`]), the coordinator timing the open transaction out
+//! ([`Cluster::time_out_open_transaction`]), an answer lost after the request took effect (the
+//! caller answers the request and hands the machine a retriable failure instead; a retried
+//! EndTxn or TxnOffsetCommit is answered as Apache Kafka's coordinators answer it), and an
+//! EndTxn whose markers are held ([`Cluster::hold_markers`], until
+//! [`Cluster::write_markers`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -172,6 +180,29 @@ pub struct Cluster {
     /// The epoch the coordinator fenced when it timed a transaction out: a bump naming it is
     /// the producer of that transaction coming back, as Apache Kafka accepts it.
     pub timed_out_epoch: Option<i16>,
+    /// How the last transaction ended, while no other is open and no InitProducerId came
+    /// since: the epoch its EndTxn carried (or, for one timed out at transaction version 2, the
+    /// epoch it was open under) and whether it committed. A retried EndTxn matching it is
+    /// answered as done.
+    pub last_end: Option<(i16, bool)>,
+    /// The next EndTxn that ends a transaction leaves it completing: decided, its markers not
+    /// written until [`Cluster::write_markers`].
+    pub hold_markers: bool,
+    /// The transaction decided whose markers are not written yet.
+    pub completing: Option<Completing>,
+}
+
+/// A transaction the coordinator decided (PrepareCommit or PrepareAbort) whose markers are not
+/// written yet: a read_committed reader sees none of its records, and the group none of its
+/// offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completing {
+    /// The transaction, as an index into [`Cluster::ended`].
+    pub txn: usize,
+    /// Whether it commits.
+    pub committed: bool,
+    /// The offsets it commits.
+    pub offsets: BTreeMap<i32, i64>,
 }
 
 impl Default for Cluster {
@@ -196,6 +227,9 @@ impl Cluster {
             errors: VecDeque::new(),
             seen: Vec::new(),
             timed_out_epoch: None,
+            last_end: None,
+            hold_markers: false,
+            completing: None,
         }
     }
 
@@ -230,7 +264,85 @@ impl Cluster {
         self.ended[i] = Some(false);
         self.pending_offsets.clear();
         self.timed_out_epoch = timed_out.then_some(self.epoch);
+        // At transaction version 2 the transaction is left CompleteAbort one epoch above the
+        // producer's: its EndTxn at the old epoch is taken as a retry of that abort.
+        self.last_end = (timed_out && self.v2).then_some((self.epoch, false));
         self.epoch += 1;
+    }
+
+    /// The coordinator times the open transaction out, as Apache Kafka's does once
+    /// `transaction.timeout.ms` passes with it ongoing: it fences the producer's epoch and
+    /// aborts the transaction under the bumped epoch, at either transaction version. The
+    /// leader then refuses the producer's batches of the old epoch (INVALID_PRODUCER_EPOCH),
+    /// the coordinator its AddPartitionsToTxn and AddOffsetsToTxn (PRODUCER_FENCED), the group
+    /// coordinator its TxnOffsetCommit (INVALID_PRODUCER_EPOCH, the transaction verification's
+    /// answer); its EndTxn is fenced at version 1, and at version 2 an abort is taken as done
+    /// and a commit refused with INVALID_TXN_STATE. False, and nothing changes, when no
+    /// transaction is ongoing (none has a partition or offsets in it, or the one decided is
+    /// completing).
+    pub fn time_out_open_transaction(&mut self) -> bool {
+        if self.open.is_none() || self.completing.is_some() {
+            return false;
+        }
+        self.abort_under_a_new_epoch(true);
+        true
+    }
+
+    /// The coordinator writes the markers of the transaction completing: a read_committed
+    /// reader sees its records if it committed, the group its offsets. False when none is
+    /// completing.
+    pub fn write_markers(&mut self) -> bool {
+        let Some(completing) = self.completing.take() else {
+            return false;
+        };
+        if completing.committed {
+            self.offsets.extend(completing.offsets);
+        }
+        true
+    }
+
+    /// The open transaction, a new one if none is: one that opens forgets how the last ended.
+    fn opened(&mut self) -> &mut (BTreeSet<i32>, bool) {
+        if self.open.is_none() {
+            self.last_end = None;
+        }
+        self.open.get_or_insert_with(Default::default)
+    }
+
+    /// Ends the open transaction as an EndTxn at `epoch` asks (`committed`): decided, its
+    /// markers written at once unless [`Cluster::hold_markers`] is set.
+    fn end_open(&mut self, epoch: i16, committed: bool) {
+        assert!(self.open.take().is_some(), "EndTxn with nothing added");
+        let i = self.current();
+        self.ended[i] = Some(committed);
+        let offsets = std::mem::take(&mut self.pending_offsets);
+        self.last_end = Some((epoch, committed));
+        if std::mem::take(&mut self.hold_markers) {
+            self.completing = Some(Completing {
+                txn: i,
+                committed,
+                offsets,
+            });
+        } else if committed {
+            self.offsets.extend(offsets);
+        }
+    }
+
+    /// The answer to an EndTxn (`committed`) that finds no transaction ongoing at its epoch:
+    /// the one completing is CONCURRENT_TRANSACTIONS for the same outcome, the last one ended
+    /// is done for the same outcome, either with the other outcome is INVALID_TXN_STATE.
+    fn end_again(&self, committed: bool) -> i16 {
+        let ended = match (&self.completing, self.last_end) {
+            (Some(c), _) if c.committed == committed => return E::ConcurrentTransactions.code(),
+            (Some(_), _) => return E::InvalidTxnState.code(),
+            (None, Some((_, ended))) => ended,
+            (None, None) => panic!("EndTxn with nothing added"),
+        };
+        if ended == committed {
+            0
+        } else {
+            E::InvalidTxnState.code()
+        }
     }
 
     /// Answers the next request of `api` with `error`.
@@ -289,7 +401,14 @@ impl Cluster {
                         return Response::InitProducerId(Ok((fenced, level)));
                     }
                 }
+                if self.completing.is_some() {
+                    // The markers of the last transaction are still being written.
+                    let busy = InitProducerIdResponse::default()
+                        .with_error_code(E::ConcurrentTransactions.code());
+                    return Response::InitProducerId(Ok((busy, level)));
+                }
                 self.timed_out_epoch = None;
+                self.last_end = None;
                 // A new epoch aborts what the last one left open.
                 if self.open.take().is_some() {
                     let i = self.current();
@@ -304,14 +423,16 @@ impl Cluster {
             }
             Request::AddPartitionsToTxn(r) => {
                 assert!(!self.v2, "AddPartitionsToTxn at transaction version 2");
-                let code = self.error_for(Api::AddPartitions);
-                assert_eq!(r.v3_and_below_producer_epoch, self.epoch);
+                let mut code = self.error_for(Api::AddPartitions);
+                if code == 0 {
+                    code = self.coordinator_check(r.v3_and_below_producer_epoch);
+                }
                 let mut results = Vec::new();
                 for topic in &r.v3_and_below_topics {
                     let mut partitions = Vec::new();
                     for &p in &topic.partitions {
                         if code == 0 {
-                            self.open.get_or_insert_with(Default::default).0.insert(p);
+                            self.opened().0.insert(p);
                         }
                         partitions.push(
                             AddPartitionsToTxnPartitionResult::default()
@@ -330,10 +451,12 @@ impl Cluster {
             }
             Request::AddOffsetsToTxn(r) => {
                 assert!(!self.v2, "AddOffsetsToTxn at transaction version 2");
-                let code = self.error_for(Api::AddOffsets);
-                assert_eq!(r.producer_epoch, self.epoch);
+                let mut code = self.error_for(Api::AddOffsets);
                 if code == 0 {
-                    self.open.get_or_insert_with(Default::default).1 = true;
+                    code = self.coordinator_check(r.producer_epoch);
+                }
+                if code == 0 {
+                    self.opened().1 = true;
                 }
                 Response::AddOffsetsToTxn(Ok(
                     AddOffsetsToTxnResponse::default().with_error_code(code)
@@ -342,12 +465,19 @@ impl Cluster {
             Request::TxnOffsetCommit(r, protocol) => {
                 assert_eq!(protocol, self.protocol());
                 let mut code = self.error_for(Api::TxnOffsetCommit);
+                if code == 0 && r.producer_epoch != self.epoch {
+                    // The group coordinator verifies the transaction with the transaction
+                    // coordinator, whose PRODUCER_FENCED it answers as INVALID_PRODUCER_EPOCH.
+                    code = E::InvalidProducerEpoch.code();
+                } else if code == 0 && self.completing.is_some() {
+                    code = E::ConcurrentTransactions.code();
+                }
                 if self.v2 && code == 0 {
                     // TxnOffsetCommit v5 adds the offsets to the transaction.
-                    self.open.get_or_insert_with(Default::default).1 = true;
+                    self.opened().1 = true;
                 }
                 assert!(
-                    self.v2 || self.open.as_ref().is_some_and(|o| o.1),
+                    self.v2 || code != 0 || self.open.as_ref().is_some_and(|o| o.1),
                     "TxnOffsetCommit before AddOffsetsToTxn"
                 );
                 if code == 0 && r.generation_id != self.generation {
@@ -358,6 +488,8 @@ impl Cluster {
                     let mut partitions = Vec::new();
                     for p in &topic.partitions {
                         if code == 0 {
+                            // Written again when sent again: the last write of a partition's
+                            // offset wins, so a retry changes nothing.
                             self.pending_offsets
                                 .insert(p.partition_index, p.committed_offset);
                         }
@@ -390,12 +522,11 @@ impl Cluster {
                 }
                 if code == 0 {
                     assert_eq!(r.producer_epoch, self.epoch);
-                    assert!(self.open.take().is_some(), "EndTxn with nothing added");
-                    let i = self.current();
-                    self.ended[i] = Some(r.committed);
-                    let pending = std::mem::take(&mut self.pending_offsets);
-                    if r.committed {
-                        self.offsets.extend(pending);
+                    if self.open.is_some() && self.completing.is_none() {
+                        self.end_open(r.producer_epoch, r.committed);
+                    } else {
+                        // A retry: at version 1 the epoch stays, and the state says.
+                        code = self.end_again(r.committed);
                     }
                 }
                 Response::EndTxn(Ok(EndTxnResponse::default().with_error_code(code)))
@@ -426,15 +557,15 @@ impl Cluster {
                         // The leader has seen the markers of a newer epoch.
                         let code = if code == 0 && written.producer_epoch < self.epoch {
                             E::InvalidProducerEpoch.code()
+                        } else if code == 0 && self.completing.is_some() {
+                            // The transaction verification finds the last one completing.
+                            E::ConcurrentTransactions.code()
                         } else {
                             code
                         };
                         if code == 0 && self.v2 {
                             // Produce v12 adds the partition to the transaction.
-                            self.open
-                                .get_or_insert_with(Default::default)
-                                .0
-                                .insert(p.index);
+                            self.opened().0.insert(p.index);
                         }
                         if code == 0 {
                             assert!(
@@ -467,11 +598,13 @@ impl Cluster {
     }
 
     /// EndTxn at transaction version 2, as Apache Kafka 4's coordinator answers it: the epoch
-    /// bumped and returned. An abort at the epoch a timeout fenced is that abort again (no
-    /// error, the new epoch); a commit at it finds the transaction aborted
-    /// (INVALID_TXN_STATE); any other old epoch is fenced.
+    /// bumped and returned. An EndTxn at the epoch just below, the one the last end (or a
+    /// timeout) bumped from, is a retry: the same outcome is answered as done with the current
+    /// epoch (CONCURRENT_TRANSACTIONS while the markers are written), the other with
+    /// INVALID_TXN_STATE (a commit of a transaction the timeout aborted); any other old epoch
+    /// is fenced.
     fn end_v2(&mut self, r: &EndTxnRequest) -> Response {
-        let mut code = self.error_for(Api::EndTxn);
+        let code = self.error_for(Api::EndTxn);
         let producer_id = self.producer_id;
         let answer = move |code: i16, epoch: i16| {
             let mut a = EndTxnResponse::default().with_error_code(code);
@@ -483,36 +616,54 @@ impl Cluster {
             Response::EndTxn(Ok(a))
         };
         if code == 0 && r.producer_epoch < self.epoch {
-            if Some(r.producer_epoch) != self.timed_out_epoch {
-                code = E::ProducerFenced.code();
-            } else if r.committed {
-                code = E::InvalidTxnState.code();
-            } else {
-                self.timed_out_epoch = None;
-                return answer(0, self.epoch);
+            let retry = self
+                .last_end
+                .is_some_and(|(epoch, _)| epoch == r.producer_epoch);
+            if !retry {
+                return answer(E::ProducerFenced.code(), -1);
             }
+            let code = self.end_again(r.committed);
+            if code == 0 && !r.committed {
+                self.timed_out_epoch = None;
+            }
+            return answer(code, self.epoch);
         }
         if code != 0 {
             return answer(code, -1);
         }
         assert_eq!(r.producer_epoch, self.epoch);
-        if self.open.take().is_some() {
-            let i = self.current();
-            self.ended[i] = Some(r.committed);
-            let pending = std::mem::take(&mut self.pending_offsets);
-            if r.committed {
-                self.offsets.extend(pending);
-            }
+        if self.open.is_some() {
+            self.end_open(r.producer_epoch, r.committed);
+        } else {
+            self.last_end = Some((r.producer_epoch, r.committed));
         }
         self.epoch += 1;
         answer(0, self.epoch)
+    }
+
+    /// The transaction coordinator's checks of an AddPartitionsToTxn or AddOffsetsToTxn at
+    /// `epoch`: another epoch is fenced, and the last transaction's markers still being
+    /// written make it wait (CONCURRENT_TRANSACTIONS).
+    fn coordinator_check(&self, epoch: i16) -> i16 {
+        if epoch != self.epoch {
+            E::ProducerFenced.code()
+        } else if self.completing.is_some() {
+            E::ConcurrentTransactions.code()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the markers of transaction `txn` are written.
+    fn marked(&self, txn: usize) -> bool {
+        self.completing.as_ref().is_none_or(|c| c.txn != txn)
     }
 
     /// Records a read_committed reader sees, per partition.
     pub fn committed_records(&self) -> BTreeMap<i32, usize> {
         let mut seen = BTreeMap::new();
         for (w, txn) in &self.log {
-            if self.ended[*txn] == Some(true) {
+            if self.ended[*txn] == Some(true) && self.marked(*txn) {
                 *seen.entry(w.partition).or_insert(0) += w.records;
             }
         }
@@ -523,7 +674,7 @@ impl Cluster {
     pub fn aborted_records(&self) -> usize {
         self.log
             .iter()
-            .filter(|(_, t)| self.ended[*t] == Some(false))
+            .filter(|(_, t)| self.ended[*t] == Some(false) && self.marked(*t))
             .map(|(w, _)| w.records)
             .sum()
     }

@@ -404,4 +404,420 @@ fn the_lowest_incomplete_id_follows_records_finishing_in_any_order() {
     assert_eq!(ids.first(), Some(30));
 }
 
+/// A transactional producer against the simulated cluster, with the faults of a transaction
+/// timeout and of answers lost after their request took effect.
+mod timeouts_and_lost_answers {
+    use kcon_codec::kafka_protocol::ResponseError as E;
+    use kcon_codec::kafka_protocol::messages::EndTxnRequest;
+    use kcon_core::{ConsumerGroupMetadata, RequestFailure};
+
+    use super::super::sim::{Api, Cluster, record_to, transactional_machine};
+    use super::super::txn::TxnOffset;
+    use super::*;
+    use crate::error::Outcome as ErrorOutcome;
+
+    /// The machine, the cluster, the clock, what the machine told, and the answers to lose.
+    struct Driver {
+        m: SenderMachine<u32>,
+        cluster: Cluster,
+        now: Instant,
+        delivered: Vec<u32>,
+        failed: Vec<(u32, ProduceError)>,
+        calls: Vec<(CallId, Result<(), ProduceError>)>,
+        /// The next request of each API here reaches the cluster, which answers it, and the
+        /// machine gets a retriable failure instead of the answer.
+        lose: Vec<Api>,
+    }
+
+    /// The API of `request`, if it is one the cluster's faults name.
+    fn api_of(request: &Request) -> Option<Api> {
+        match request {
+            Request::Produce(..) => Some(Api::Produce),
+            Request::InitProducerId(_) => Some(Api::Init),
+            Request::FindCoordinator { .. } => Some(Api::Find),
+            Request::AddPartitionsToTxn(_) => Some(Api::AddPartitions),
+            Request::AddOffsetsToTxn(_) => Some(Api::AddOffsets),
+            Request::TxnOffsetCommit(..) => Some(Api::TxnOffsetCommit),
+            Request::EndTxn(..) => Some(Api::EndTxn),
+            Request::Metadata(_) => None,
+        }
+    }
+
+    impl Driver {
+        /// A producer initialized on `cluster`.
+        fn started_on(cluster: Cluster) -> Driver {
+            let now = Instant::now();
+            let mut d = Driver {
+                m: transactional_machine(&[], 7, now),
+                cluster,
+                now,
+                delivered: Vec::new(),
+                failed: Vec::new(),
+                calls: Vec::new(),
+                lose: Vec::new(),
+            };
+            d.call(TxnCall::Init).expect("initialized");
+            d
+        }
+
+        /// Answers every request the machine sends (losing the answers `lose` names) and
+        /// fires its timers, up to `limit` of virtual time, until it asks nothing more.
+        fn run(&mut self, limit: Duration) {
+            let end = self.now + limit;
+            loop {
+                while let Some(out) = self.m.poll_request(self.now) {
+                    let lost = api_of(&out.request)
+                        .and_then(|api| self.lose.iter().position(|a| *a == api));
+                    let response = self.cluster.answer(out.request);
+                    let answer = match lost {
+                        Some(i) => {
+                            self.lose.remove(i);
+                            Err(RequestFailure::retriable("the connection closed"))
+                        }
+                        None => Ok(response),
+                    };
+                    self.m.handle_response(self.now, out.id, answer);
+                }
+                while let Some(event) = self.m.poll_event() {
+                    match event {
+                        Event::Answer {
+                            waiter,
+                            result: Ok(_),
+                        } => self.delivered.push(waiter),
+                        Event::Answer {
+                            waiter,
+                            result: Err(e),
+                        } => self.failed.push((waiter, e)),
+                        Event::Flushed(_) => {}
+                        Event::Transaction { calls, result, .. } => {
+                            for call in calls {
+                                self.calls.push((call, result.clone()));
+                            }
+                        }
+                    }
+                }
+                match self.m.poll_timeout() {
+                    Some(at) if at <= end => {
+                        self.now = at.max(self.now);
+                        self.m.handle_timeout(self.now);
+                    }
+                    _ => break,
+                }
+            }
+        }
+
+        /// The outcome of call `id`, if it was answered.
+        fn outcome(&mut self, id: CallId) -> Option<Result<(), ProduceError>> {
+            let i = self.calls.iter().position(|(c, _)| *c == id)?;
+            Some(self.calls.remove(i).1)
+        }
+
+        /// Makes `call` and runs until it is answered; its outcome.
+        fn call(&mut self, call: TxnCall) -> Result<(), ProduceError> {
+            let id = self.m.transaction(self.now, call);
+            self.run(Duration::from_secs(60));
+            self.outcome(id).expect("the call was answered")
+        }
+
+        /// Sends a record of `waiter` to `partition` and runs until it is answered.
+        fn record(&mut self, waiter: u32, partition: i32) {
+            self.m
+                .record(self.now, record_to(waiter, partition, self.now));
+            self.run(Duration::from_secs(1));
+        }
+
+        /// `send_offsets_to_transaction` of `t-0` at `offset`, at the group's generation.
+        fn send_offsets(&mut self, offset: i64) -> Result<(), ProduceError> {
+            self.call(TxnCall::SendOffsets {
+                offsets: vec![TxnOffset {
+                    partition: TopicPartition::new("t", 0),
+                    offset,
+                    leader_epoch: None,
+                    metadata: None,
+                }],
+                group: ConsumerGroupMetadata::member("g", 3, "member-1", None),
+            })
+        }
+
+        /// How many requests of `api` the cluster has seen.
+        fn seen(&self, api: Api) -> usize {
+            self.cluster.seen.iter().filter(|a| **a == api).count()
+        }
+    }
+
+    /// The cluster's answer to an EndTxn (`committed`) at `epoch`: its error code and the epoch
+    /// it gives.
+    fn end(cluster: &mut Cluster, committed: bool, epoch: i16) -> (i16, i16) {
+        let protocol = if cluster.v2 {
+            TxnProtocol::V2
+        } else {
+            TxnProtocol::V1
+        };
+        let request = EndTxnRequest::default()
+            .with_producer_id(ProducerId(cluster.producer_id))
+            .with_producer_epoch(epoch)
+            .with_committed(committed);
+        match cluster.answer(Request::EndTxn(request, protocol)) {
+            Response::EndTxn(Ok(a)) => (a.error_code, a.producer_epoch),
+            other => panic!("not an EndTxn answer: {other:?}"),
+        }
+    }
+
+    /// The cluster at transaction version 1, then at version 2.
+    fn both_versions() -> [Cluster; 2] {
+        [Cluster::new(), Cluster::v2()]
+    }
+
+    /// A transaction open at the coordinator (a record written, offsets sent) that it times out
+    /// at transaction version 1: it bumps the epoch and aborts, so the commit that follows is
+    /// an EndTxn at the old epoch, fenced (PRODUCER_FENCED, fatal: only a close is left). A
+    /// read_committed reader sees nothing, the record is aborted, the group keeps no offset.
+    #[test]
+    fn at_transaction_version_1_a_commit_after_the_coordinator_timed_the_transaction_out_is_fenced()
+    {
+        let mut d = Driver::started_on(Cluster::new());
+        d.call(TxnCall::Begin).unwrap();
+        d.record(1, 0);
+        assert_eq!(d.delivered, [1]);
+        d.send_offsets(5).unwrap();
+        assert_eq!(d.cluster.pending_offsets, BTreeMap::from([(0, 5)]));
+        assert!(d.cluster.time_out_open_transaction());
+        assert_eq!(d.cluster.epoch, 1, "the timeout bumps the epoch");
+        assert!(
+            !d.cluster.time_out_open_transaction(),
+            "nothing is open to time out any more"
+        );
+        let before = d.cluster.seen.len();
+        let e = d.call(TxnCall::Commit).unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+        assert_eq!(e.code(), Some(E::ProducerFenced), "{e}");
+        assert_eq!(d.cluster.seen[before..], [Api::EndTxn]);
+        assert_eq!(d.cluster.committed_records(), BTreeMap::new());
+        assert_eq!(d.cluster.aborted_records(), 1);
+        assert_eq!(d.cluster.offsets, BTreeMap::new());
+        let e = d.call(TxnCall::Begin).unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+    }
+
+    /// After the coordinator timed the transaction out at transaction version 1, a record to a
+    /// partition not yet in it needs an AddPartitionsToTxn at the old epoch, which the
+    /// coordinator fences: the record fails, the producer is fenced, nothing is committed.
+    #[test]
+    fn at_transaction_version_1_a_partition_added_after_the_timeout_is_fenced() {
+        let mut d = Driver::started_on(Cluster::new());
+        d.call(TxnCall::Begin).unwrap();
+        d.record(1, 0);
+        assert!(d.cluster.time_out_open_transaction());
+        let before = d.cluster.seen.len();
+        d.record(2, 1);
+        assert_eq!(d.cluster.seen[before..], [Api::AddPartitions]);
+        let (waiter, e) = d.failed.last().expect("the record failed");
+        assert_eq!(*waiter, 2);
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+        let e = d.call(TxnCall::Commit).unwrap_err();
+        assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+        assert_eq!(d.cluster.committed_records(), BTreeMap::new());
+        assert_eq!(d.cluster.aborted_records(), 1);
+    }
+
+    /// Offsets sent after the coordinator timed the transaction out are refused, whatever the
+    /// version: AddOffsetsToTxn fenced at version 1 (PRODUCER_FENCED), TxnOffsetCommit at the
+    /// old epoch at version 2 (INVALID_PRODUCER_EPOCH, the group coordinator's verification
+    /// answer); both fatal from a coordinator. The group never sees the offsets of the
+    /// transaction, neither those sent before the timeout nor those after.
+    #[test]
+    fn offsets_sent_after_the_coordinator_timed_the_transaction_out_are_refused_and_never_kept() {
+        for (cluster, refused, code) in [
+            (Cluster::new(), Api::AddOffsets, E::ProducerFenced),
+            (Cluster::v2(), Api::TxnOffsetCommit, E::InvalidProducerEpoch),
+        ] {
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.send_offsets(5).unwrap();
+            assert!(d.cluster.time_out_open_transaction());
+            let before = d.cluster.seen.len();
+            let e = d.send_offsets(6).unwrap_err();
+            assert_eq!(d.cluster.seen[before..], [refused]);
+            assert_eq!(e.code(), Some(code), "{e}");
+            assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+            assert_eq!(d.cluster.pending_offsets, BTreeMap::new());
+            let e = d.call(TxnCall::Commit).unwrap_err();
+            assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
+            assert_eq!(d.cluster.offsets, BTreeMap::new());
+            assert_eq!(d.cluster.committed_records(), BTreeMap::new());
+            assert_eq!(d.cluster.aborted_records(), 1);
+        }
+    }
+
+    /// A commit whose EndTxn takes effect and whose answer is lost: the machine sends the
+    /// EndTxn again, which the coordinator answers as done (the last transaction committed, at
+    /// version 2 at the epoch just below, with the bumped epoch); the commit succeeds once, the
+    /// records and the offsets are there once, and the next transaction commits under the
+    /// right epoch.
+    #[test]
+    fn a_commit_whose_answer_is_lost_is_sent_again_and_answered_as_done() {
+        for cluster in both_versions() {
+            let v2 = cluster.v2;
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.send_offsets(5).unwrap();
+            d.lose.push(Api::EndTxn);
+            d.call(TxnCall::Commit).unwrap();
+            assert!(d.lose.is_empty(), "the answer was lost");
+            assert_eq!(d.seen(Api::EndTxn), 2, "v2 {v2}");
+            assert_eq!(d.cluster.ended, [Some(true)]);
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
+            assert_eq!(d.cluster.offsets, BTreeMap::from([(0, 5)]));
+            d.call(TxnCall::Begin).unwrap();
+            d.record(2, 1);
+            d.send_offsets(6).unwrap();
+            d.call(TxnCall::Commit).unwrap();
+            assert_eq!(d.delivered, [1, 2]);
+            assert!(d.failed.is_empty());
+            assert_eq!(d.cluster.ended, [Some(true), Some(true)]);
+            assert_eq!(
+                d.cluster.committed_records(),
+                BTreeMap::from([(0, 1), (1, 1)])
+            );
+            assert_eq!(d.cluster.offsets, BTreeMap::from([(0, 6)]));
+            // At version 2 the retry's answer gave the bumped epoch, which the next
+            // transaction's batch carries.
+            let (last, _) = d.cluster.log.last().expect("a batch");
+            assert_eq!(last.producer_epoch, i16::from(v2));
+            assert_eq!(d.cluster.epoch, if v2 { 2 } else { 0 });
+        }
+    }
+
+    /// A commit whose answer is lost while the coordinator still writes its markers: the
+    /// EndTxn sent again is answered CONCURRENT_TRANSACTIONS and sent again after its backoff,
+    /// the commit not answered and a read_committed reader seeing nothing yet; once the
+    /// markers are written the reader sees the records, the group the offsets, and the next
+    /// EndTxn is answered as done: the commit succeeds.
+    #[test]
+    fn a_commit_sent_again_while_its_markers_are_written_waits_for_them() {
+        for cluster in both_versions() {
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.send_offsets(5).unwrap();
+            d.lose.push(Api::EndTxn);
+            d.cluster.hold_markers = true;
+            let commit = d.m.transaction(d.now, TxnCall::Commit);
+            d.run(Duration::from_secs(3));
+            assert!(d.outcome(commit).is_none(), "the commit waits");
+            assert!(d.seen(Api::EndTxn) >= 3, "{:?}", d.cluster.seen);
+            assert!(d.cluster.completing.is_some());
+            assert_eq!(d.cluster.committed_records(), BTreeMap::new());
+            assert_eq!(d.cluster.offsets, BTreeMap::new());
+            assert!(d.cluster.write_markers());
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
+            assert_eq!(d.cluster.offsets, BTreeMap::from([(0, 5)]));
+            d.run(Duration::from_secs(60));
+            assert!(matches!(d.outcome(commit), Some(Ok(()))));
+            assert_eq!(d.cluster.ended, [Some(true)]);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(2, 0);
+            d.call(TxnCall::Commit).unwrap();
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 2)]));
+        }
+    }
+
+    /// An abort whose answer is lost: sent again and answered as done; nothing of the
+    /// transaction is seen, and the next transaction commits.
+    #[test]
+    fn an_abort_whose_answer_is_lost_is_sent_again_and_answered_as_done() {
+        for cluster in both_versions() {
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.send_offsets(5).unwrap();
+            d.lose.push(Api::EndTxn);
+            d.call(TxnCall::Abort).unwrap();
+            assert_eq!(d.seen(Api::EndTxn), 2);
+            assert_eq!(d.cluster.aborted_records(), 1);
+            assert_eq!(d.cluster.offsets, BTreeMap::new());
+            d.call(TxnCall::Begin).unwrap();
+            d.record(2, 1);
+            d.call(TxnCall::Commit).unwrap();
+            assert_eq!(d.cluster.ended, [Some(false), Some(true)]);
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(1, 1)]));
+            assert_eq!(d.cluster.offsets, BTreeMap::new());
+        }
+    }
+
+    /// Offsets whose TxnOffsetCommit takes effect and whose answer is lost: sent again and
+    /// written again, which changes nothing; `send_offsets_to_transaction` succeeds, and the
+    /// commit leaves the group at those offsets.
+    #[test]
+    fn offsets_whose_answer_is_lost_are_sent_again_and_kept_once() {
+        for cluster in both_versions() {
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.lose.push(Api::TxnOffsetCommit);
+            d.send_offsets(9).unwrap();
+            assert!(d.lose.is_empty(), "the answer was lost");
+            assert_eq!(d.seen(Api::TxnOffsetCommit), 2);
+            assert_eq!(d.cluster.pending_offsets, BTreeMap::from([(0, 9)]));
+            d.call(TxnCall::Commit).unwrap();
+            assert_eq!(d.cluster.offsets, BTreeMap::from([(0, 9)]));
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
+        }
+    }
+
+    /// The coordinator's answers to an EndTxn that comes again after the transaction it ends
+    /// was decided, at either version: the same outcome is CONCURRENT_TRANSACTIONS while the
+    /// markers are written and done after (at version 2 with the bumped epoch), the other
+    /// outcome INVALID_TXN_STATE; the transaction stays committed once.
+    #[test]
+    fn an_end_txn_that_comes_again_is_answered_by_the_state_of_the_transaction_it_ended() {
+        for cluster in both_versions() {
+            let v2 = cluster.v2;
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            let epoch = d.cluster.epoch;
+            d.cluster.hold_markers = true;
+            let commit = d.m.transaction(d.now, TxnCall::Commit);
+            // The EndTxn takes effect, its answer lost; the machine's next requests wait.
+            let out = d.m.poll_request(d.now).expect("an EndTxn");
+            assert!(
+                matches!(out.request, Request::EndTxn(..)),
+                "{:?}",
+                out.request
+            );
+            let _ = d.cluster.answer(out.request);
+            let lost = Err(RequestFailure::retriable("the connection closed"));
+            d.m.handle_response(d.now, out.id, lost);
+            let code = |e: E| e.code();
+            assert_eq!(
+                end(&mut d.cluster, true, epoch).0,
+                code(E::ConcurrentTransactions)
+            );
+            assert_eq!(
+                end(&mut d.cluster, false, epoch).0,
+                code(E::InvalidTxnState)
+            );
+            assert_eq!(d.cluster.committed_records(), BTreeMap::new());
+            assert!(d.cluster.write_markers());
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
+            let done = end(&mut d.cluster, true, epoch);
+            assert_eq!(done.0, 0);
+            if v2 {
+                assert_eq!(done.1, epoch + 1, "the bumped epoch");
+            }
+            assert_eq!(
+                end(&mut d.cluster, false, epoch).0,
+                code(E::InvalidTxnState)
+            );
+            assert_eq!(d.cluster.ended, [Some(true)]);
+            assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
+            d.run(Duration::from_secs(60));
+            assert!(matches!(d.outcome(commit), Some(Ok(()))));
+        }
+    }
+}
+
 mod txn;
