@@ -34,6 +34,7 @@ use kcon_codec::kafka_protocol::messages::{
     metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
+use kcon_core::RequestFailure;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_pool::Metadata;
 
@@ -134,6 +135,22 @@ pub enum Api {
     Produce,
 }
 
+impl Api {
+    /// The API of `request`, if it is one the cluster's faults name (not Metadata).
+    pub fn of(request: &Request) -> Option<Api> {
+        match request {
+            Request::Produce(..) => Some(Api::Produce),
+            Request::InitProducerId(_) => Some(Api::Init),
+            Request::FindCoordinator { .. } => Some(Api::Find),
+            Request::AddPartitionsToTxn(_) => Some(Api::AddPartitions),
+            Request::AddOffsetsToTxn(_) => Some(Api::AddOffsets),
+            Request::TxnOffsetCommit(..) => Some(Api::TxnOffsetCommit),
+            Request::EndTxn(..) => Some(Api::EndTxn),
+            Request::Metadata(_) => None,
+        }
+    }
+}
+
 /// A batch as the leader keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -177,6 +194,8 @@ pub struct Cluster {
     pub errors: VecDeque<(Api, i16)>,
     /// Requests seen, in order.
     pub seen: Vec<Api>,
+    /// APIs whose next request takes effect but whose answer is lost ([`Cluster::reply`]).
+    pub lose: Vec<Api>,
     /// The epoch the coordinator fenced when it timed a transaction out: a bump naming it is
     /// the producer of that transaction coming back, as Apache Kafka accepts it.
     pub timed_out_epoch: Option<i16>,
@@ -226,6 +245,7 @@ impl Cluster {
             generation: 3,
             errors: VecDeque::new(),
             seen: Vec::new(),
+            lose: Vec::new(),
             timed_out_epoch: None,
             last_end: None,
             hold_markers: false,
@@ -364,6 +384,21 @@ impl Cluster {
             self.ended.push(None);
         }
         self.ended.len() - 1
+    }
+
+    /// What the machine gets for `request`: [`answer`](Cluster::answer)'s answer, or, for the
+    /// next request of an API [`lose`](Cluster::lose) names, a retriable failure once the
+    /// request took effect (the connection closed before the answer came back).
+    pub fn reply(&mut self, request: Request) -> Result<Response, RequestFailure> {
+        let lost = Api::of(&request).and_then(|api| self.lose.iter().position(|a| *a == api));
+        let response = self.answer(request);
+        match lost {
+            Some(i) => {
+                self.lose.remove(i);
+                Err(RequestFailure::retriable("the connection closed"))
+            }
+            None => Ok(response),
+        }
     }
 
     /// The answer to `request`, as the broker gives it, with what it changes applied.

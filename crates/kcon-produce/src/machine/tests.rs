@@ -413,34 +413,17 @@ mod timeouts_and_lost_answers {
 
     use super::super::sim::{Api, Cluster, record_to, transactional_machine};
     use super::super::txn::TxnOffset;
+    use super::txn::{Seen, run};
     use super::*;
     use crate::error::Outcome as ErrorOutcome;
 
-    /// The machine, the cluster, the clock, what the machine told, and the answers to lose.
+    /// The machine, the cluster (whose `lose` names the answers to lose), the clock, and what
+    /// the machine told.
     struct Driver {
         m: SenderMachine<u32>,
         cluster: Cluster,
         now: Instant,
-        delivered: Vec<u32>,
-        failed: Vec<(u32, ProduceError)>,
-        calls: Vec<(CallId, Result<(), ProduceError>)>,
-        /// The next request of each API here reaches the cluster, which answers it, and the
-        /// machine gets a retriable failure instead of the answer.
-        lose: Vec<Api>,
-    }
-
-    /// The API of `request`, if it is one the cluster's faults name.
-    fn api_of(request: &Request) -> Option<Api> {
-        match request {
-            Request::Produce(..) => Some(Api::Produce),
-            Request::InitProducerId(_) => Some(Api::Init),
-            Request::FindCoordinator { .. } => Some(Api::Find),
-            Request::AddPartitionsToTxn(_) => Some(Api::AddPartitions),
-            Request::AddOffsetsToTxn(_) => Some(Api::AddOffsets),
-            Request::TxnOffsetCommit(..) => Some(Api::TxnOffsetCommit),
-            Request::EndTxn(..) => Some(Api::EndTxn),
-            Request::Metadata(_) => None,
-        }
+        seen: Seen,
     }
 
     impl Driver {
@@ -451,65 +434,28 @@ mod timeouts_and_lost_answers {
                 m: transactional_machine(&[], 7, now),
                 cluster,
                 now,
-                delivered: Vec::new(),
-                failed: Vec::new(),
-                calls: Vec::new(),
-                lose: Vec::new(),
+                seen: Seen::default(),
             };
             d.call(TxnCall::Init).expect("initialized");
             d
         }
 
-        /// Answers every request the machine sends (losing the answers `lose` names) and
-        /// fires its timers, up to `limit` of virtual time, until it asks nothing more.
+        /// Runs the machine against the cluster up to `limit` of virtual time (the shared
+        /// [`run`]).
         fn run(&mut self, limit: Duration) {
-            let end = self.now + limit;
-            loop {
-                while let Some(out) = self.m.poll_request(self.now) {
-                    let lost = api_of(&out.request)
-                        .and_then(|api| self.lose.iter().position(|a| *a == api));
-                    let response = self.cluster.answer(out.request);
-                    let answer = match lost {
-                        Some(i) => {
-                            self.lose.remove(i);
-                            Err(RequestFailure::retriable("the connection closed"))
-                        }
-                        None => Ok(response),
-                    };
-                    self.m.handle_response(self.now, out.id, answer);
-                }
-                while let Some(event) = self.m.poll_event() {
-                    match event {
-                        Event::Answer {
-                            waiter,
-                            result: Ok(_),
-                        } => self.delivered.push(waiter),
-                        Event::Answer {
-                            waiter,
-                            result: Err(e),
-                        } => self.failed.push((waiter, e)),
-                        Event::Flushed(_) => {}
-                        Event::Transaction { calls, result, .. } => {
-                            for call in calls {
-                                self.calls.push((call, result.clone()));
-                            }
-                        }
-                    }
-                }
-                match self.m.poll_timeout() {
-                    Some(at) if at <= end => {
-                        self.now = at.max(self.now);
-                        self.m.handle_timeout(self.now);
-                    }
-                    _ => break,
-                }
-            }
+            run(
+                &mut self.m,
+                &mut self.cluster,
+                &mut self.now,
+                &mut self.seen,
+                limit,
+            );
         }
 
         /// The outcome of call `id`, if it was answered.
         fn outcome(&mut self, id: CallId) -> Option<Result<(), ProduceError>> {
-            let i = self.calls.iter().position(|(c, _)| *c == id)?;
-            Some(self.calls.remove(i).1)
+            let i = self.seen.calls.iter().position(|(c, _, _)| *c == id)?;
+            Some(self.seen.calls.remove(i).2)
         }
 
         /// Makes `call` and runs until it is answered; its outcome.
@@ -578,7 +524,7 @@ mod timeouts_and_lost_answers {
         let mut d = Driver::started_on(Cluster::new());
         d.call(TxnCall::Begin).unwrap();
         d.record(1, 0);
-        assert_eq!(d.delivered, [1]);
+        assert_eq!(d.seen.delivered, [1]);
         d.send_offsets(5).unwrap();
         assert_eq!(d.cluster.pending_offsets, BTreeMap::from([(0, 5)]));
         assert!(d.cluster.time_out_open_transaction());
@@ -611,7 +557,7 @@ mod timeouts_and_lost_answers {
         let before = d.cluster.seen.len();
         d.record(2, 1);
         assert_eq!(d.cluster.seen[before..], [Api::AddPartitions]);
-        let (waiter, e) = d.failed.last().expect("the record failed");
+        let (waiter, e) = d.seen.failed.last().expect("the record failed");
         assert_eq!(*waiter, 2);
         assert_eq!(e.outcome(), ErrorOutcome::Close, "{e}");
         let e = d.call(TxnCall::Commit).unwrap_err();
@@ -663,9 +609,9 @@ mod timeouts_and_lost_answers {
             d.call(TxnCall::Begin).unwrap();
             d.record(1, 0);
             d.send_offsets(5).unwrap();
-            d.lose.push(Api::EndTxn);
+            d.cluster.lose.push(Api::EndTxn);
             d.call(TxnCall::Commit).unwrap();
-            assert!(d.lose.is_empty(), "the answer was lost");
+            assert!(d.cluster.lose.is_empty(), "the answer was lost");
             assert_eq!(d.seen(Api::EndTxn), 2, "v2 {v2}");
             assert_eq!(d.cluster.ended, [Some(true)]);
             assert_eq!(d.cluster.committed_records(), BTreeMap::from([(0, 1)]));
@@ -674,8 +620,8 @@ mod timeouts_and_lost_answers {
             d.record(2, 1);
             d.send_offsets(6).unwrap();
             d.call(TxnCall::Commit).unwrap();
-            assert_eq!(d.delivered, [1, 2]);
-            assert!(d.failed.is_empty());
+            assert_eq!(d.seen.delivered, [1, 2]);
+            assert!(d.seen.failed.is_empty());
             assert_eq!(d.cluster.ended, [Some(true), Some(true)]);
             assert_eq!(
                 d.cluster.committed_records(),
@@ -702,7 +648,7 @@ mod timeouts_and_lost_answers {
             d.call(TxnCall::Begin).unwrap();
             d.record(1, 0);
             d.send_offsets(5).unwrap();
-            d.lose.push(Api::EndTxn);
+            d.cluster.lose.push(Api::EndTxn);
             d.cluster.hold_markers = true;
             let commit = d.m.transaction(d.now, TxnCall::Commit);
             d.run(Duration::from_secs(3));
@@ -733,7 +679,7 @@ mod timeouts_and_lost_answers {
             d.call(TxnCall::Begin).unwrap();
             d.record(1, 0);
             d.send_offsets(5).unwrap();
-            d.lose.push(Api::EndTxn);
+            d.cluster.lose.push(Api::EndTxn);
             d.call(TxnCall::Abort).unwrap();
             assert_eq!(d.seen(Api::EndTxn), 2);
             assert_eq!(d.cluster.aborted_records(), 1);
@@ -756,9 +702,9 @@ mod timeouts_and_lost_answers {
             let mut d = Driver::started_on(cluster);
             d.call(TxnCall::Begin).unwrap();
             d.record(1, 0);
-            d.lose.push(Api::TxnOffsetCommit);
+            d.cluster.lose.push(Api::TxnOffsetCommit);
             d.send_offsets(9).unwrap();
-            assert!(d.lose.is_empty(), "the answer was lost");
+            assert!(d.cluster.lose.is_empty(), "the answer was lost");
             assert_eq!(d.seen(Api::TxnOffsetCommit), 2);
             assert_eq!(d.cluster.pending_offsets, BTreeMap::from([(0, 9)]));
             d.call(TxnCall::Commit).unwrap();

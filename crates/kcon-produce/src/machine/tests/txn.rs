@@ -14,15 +14,16 @@ use crate::machine::txn::TxnOffset;
 
 /// What a run saw of the machine's events.
 #[derive(Default)]
-struct Seen {
-    delivered: Vec<u32>,
-    failed: Vec<(u32, ProduceError)>,
-    calls: Vec<(CallId, TxnOp, Result<(), ProduceError>)>,
+pub(super) struct Seen {
+    pub(super) delivered: Vec<u32>,
+    pub(super) failed: Vec<(u32, ProduceError)>,
+    pub(super) calls: Vec<(CallId, TxnOp, Result<(), ProduceError>)>,
 }
 
-/// Answers every request the machine sends and fires its timers, up to `limit` of virtual
-/// time, until it asks nothing more; collects its events.
-fn run(
+/// Answers every request the machine sends (losing the answers the cluster's `lose` names)
+/// and fires its timers, up to `limit` of virtual time, until it asks nothing more; collects
+/// its events.
+pub(super) fn run(
     m: &mut SenderMachine<u32>,
     cluster: &mut Cluster,
     now: &mut Instant,
@@ -32,8 +33,8 @@ fn run(
     let end = *now + limit;
     loop {
         while let Some(out) = m.poll_request(*now) {
-            let response = cluster.answer(out.request);
-            m.handle_response(*now, out.id, Ok(response));
+            let reply = cluster.reply(out.request);
+            m.handle_response(*now, out.id, reply);
         }
         while let Some(event) = m.poll_event() {
             match event {
