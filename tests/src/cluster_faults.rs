@@ -371,7 +371,7 @@ impl Load {
                         Err(_) => panic!("{v} not written within {FAULT_WITHIN:?}"),
                     }
                 }
-                producer.close().await;
+                producer.close().await.expect("the load's producer closes");
                 values
             }
         });

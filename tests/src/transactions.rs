@@ -50,7 +50,7 @@ pub async fn commit_abort_commit(producer: Producer, topic: &str) -> (Vec<String
             producer.abort_transaction(CALL).await.expect("an abort");
         }
     }
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     let all = ["c", "a", "d"]
         .iter()
         .flat_map(|p| values(p, 0..4))

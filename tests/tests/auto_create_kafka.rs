@@ -49,7 +49,7 @@ async fn a_producer_asks_for_creation_whatever_the_pools_setting() {
         .expect("delivered");
     assert_eq!((delivered.partition, delivered.offset), (0, Some(0)));
     assert!(listed(kafka, &topic));
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 /// The pool's own requests go by `allow.auto.create.topics`: false asks about a missing topic

@@ -109,7 +109,7 @@ async fn a_group_reads_every_record_once_across_the_active_controller_killed() {
             .await
             .unwrap();
     }
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     let mut reader = builder_at_defaults(kafka.bootstrap()).build().unwrap();
     reader.assign([TopicPartition::new(&fresh, 0)]).unwrap();
     let got = recv_n(&mut reader, 10, within).await;

@@ -101,7 +101,7 @@ async fn current_lag_comes_from_the_fetch_answers_empty_partitions_included() {
     for d in deliveries {
         d.await.unwrap();
     }
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 
     let (full, empty) = (
         TopicPartition::new(&topic, 0),
@@ -167,7 +167,7 @@ async fn a_commit_marker_alone_moves_the_position_past_it() {
         .commit_transaction(Duration::from_secs(30))
         .await
         .unwrap();
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     // The marker at offset 10: the high watermark is 11 and the position goes past it.
     let more = receive_until(&mut consumer, |c| c.position(&tp) == Some(11)).await;
     assert_eq!(more, 0);

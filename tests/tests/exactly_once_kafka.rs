@@ -378,7 +378,7 @@ async fn a_processor_cancelled_at_every_await_of_a_batch_goes_on_and_writes_ever
     processor.close().await.expect("the close");
     let (high, stable) = wait_until_stable(&pool, &output, Duration::from_secs(10)).await;
     assert_eq!(stable, Some(high), "the close aborted the open transaction");
-    inputs.writer.close().await;
+    inputs.writer.close().await.expect("the producer closes");
 
     // What a read_committed reader sees: every input once, nothing of the aborted
     // transactions.
@@ -478,7 +478,7 @@ async fn a_commit_whose_answer_came_but_was_not_read_is_told_to_the_commit_made_
         .commit_transaction(Duration::from_secs(60))
         .await
         .unwrap();
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test]
@@ -503,7 +503,7 @@ async fn a_kept_outcome_asked_for_by_a_call_dropped_at_once_is_kept_for_the_next
         .expect("the commit's outcome, kept through the second caller");
     let (values, _) = java_reads_committed(b, &topic, 1);
     assert_eq!(values, ["in the transaction"]);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test]
@@ -531,7 +531,7 @@ async fn a_commit_made_again_while_the_dropped_one_runs_joins_it_and_keeps_no_ou
     assert_eq!(again.kind(), ErrorKind::TransactionState, "{again}");
     let (values, _) = java_reads_committed(b, &topic, 1);
     assert_eq!(values, ["in the transaction"]);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test]
@@ -557,7 +557,7 @@ async fn closing_while_dropped_offsets_are_sent_aborts_the_transaction() {
         producer.send_offsets_to_transaction(offsets, &group_metadata, Duration::from_secs(60));
     let (done, _) = cancel_after(sent, 1).await;
     assert!(done.is_none());
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     let (high, stable) = wait_until_stable(&pool, &topic, Duration::from_secs(10)).await;
     assert_eq!(stable, Some(high), "the transaction ended");
     let (values, _) = java_reads_committed(b, &topic, 0);
@@ -584,7 +584,7 @@ async fn a_commit_outlasting_the_call_timeout_is_waited_for_by_the_next_run() {
         writer.send(record).await.unwrap().await.unwrap();
         expected.push(format!("out:v{i}"));
     }
-    writer.close().await;
+    writer.close().await.expect("the producer closes");
     let mut consumer = kcon_tests::consumer::builder(&b)
         .group_id(&unique_name("eos-slow-group"))
         .set("enable.auto.commit", "false")
@@ -823,7 +823,7 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     for outcome in writer.send_all(inputs).await.unwrap().await {
         outcome.unwrap();
     }
-    writer.close().await;
+    writer.close().await.expect("the producer closes");
 
     let mut consumer = processor_consumer(b, &group)
         .set("max.poll.records", "50")
@@ -906,7 +906,7 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_its_records_come
         let record = ProducerRecord::new(input.as_str(), format!("v{i}")).with_partition(0);
         writer.send(record).await.unwrap().await.unwrap();
     }
-    writer.close().await;
+    writer.close().await.expect("the producer closes");
     let mut consumer = processor_consumer(b, &group).build().unwrap();
     consumer.subscribe([input.as_str()]).unwrap();
     let producer = Producer::builder()
@@ -1030,7 +1030,7 @@ impl Setup {
                 format!("out:v{i}"),
             );
         }
-        plain.close().await;
+        plain.close().await.expect("the producer closes");
         Setup {
             b,
             pool,

@@ -138,7 +138,12 @@ async fn producer_admin_and_registry_futures_are_send(
         send(&deliveries);
     }
     send(&producer.flush());
-    send(&producer.close());
+    send(&producer.clone().close());
+    send(
+        &producer
+            .clone()
+            .close_within(std::time::Duration::from_secs(1)),
+    );
     let timeout = std::time::Duration::from_secs(1);
     send(&producer.init_transactions(timeout));
     send(&producer.begin_transaction(timeout));

@@ -626,7 +626,7 @@ async fn every_client_logs_in_with_an_oauthbearer_token_provider() {
         produced.asked() >= 1,
         "the producer's provider was not asked"
     );
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 
     let mut consumer = kcon::Consumer::builder()
         .bootstrap_servers(&listener)

@@ -81,7 +81,7 @@ async fn write(b: &str, topic: &str, partitions: i32, values: &[String]) {
     for d in deliveries {
         d.await.expect("an input written");
     }
-    p.close().await;
+    p.close().await.expect("the producer closes");
 }
 
 /// The values of `topic`'s `n` partitions a reader at `isolation` reads: exactly `count`, then

@@ -160,7 +160,7 @@ async fn keyed_and_unkeyed_records_arrive_once_in_order_with_every_codec() {
         let stats = producer.metrics();
         assert_eq!(stats.records_delivered, 400, "{codec}: {stats:?}");
         assert!(stats.batches_delivered >= 16, "{codec}: {stats:?}");
-        producer.close().await;
+        producer.close().await.expect("the producer closes");
 
         let records = read_back(&topic, PARTITIONS, sent.len()).await;
         assert_arrived_once_in_order(&sent, &deliveries, &records);
@@ -215,7 +215,8 @@ async fn flush_sends_what_lingers_and_explicit_partitions_are_kept() {
     assert_eq!(e.kind(), ErrorKind::InvalidRecord, "{e}");
     assert!(e.to_string().contains("does not exist"), "{e}");
 
-    producer.close().await;
+    // A clone closes them all: the producer is read from again below.
+    producer.clone().close().await.expect("the producer closes");
     let e = producer
         .send(ProducerRecord::new(topic.clone(), "late"))
         .await
@@ -384,7 +385,8 @@ async fn records_sent_together_arrive_once_in_order_and_a_refused_one_fails_in_i
         "nothing of the refused call was sent"
     );
 
-    producer.close().await;
+    // A clone closes them all: the producer is read from again below.
+    producer.clone().close().await.expect("the producer closes");
     let e = producer
         .send_all([ProducerRecord::new(topic.clone(), "late")])
         .await
@@ -434,7 +436,25 @@ async fn a_topic_that_does_not_exist_fails_with_the_brokers_error() {
         assert!(e.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
         assert!(e.is_retriable(), "{e}");
         assert!(started.elapsed() >= Duration::from_millis(2900));
-        producer.close().await;
+        // A record still waiting when the close begins: its failure is the close's too.
+        let waiting = producer
+            .send(ProducerRecord::new(topic.clone(), "waiting"))
+            .await
+            .unwrap();
+        let e = producer.close().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert_eq!(
+            e.code(),
+            Some(ResponseError::UnknownTopicOrPartition),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("a record queued before the close failed: delivery to"),
+            "{e}"
+        );
+        let e = waiting.await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
         assert!(!listed(kafka, &topic), "{topic} was created");
     }
 }
@@ -466,7 +486,7 @@ async fn produce_losing_the_first_answer(
     let deliveries = delivered(deliveries).await;
     assert_eq!(proxy.dropped(), 1, "the proxy lost one answer");
     let retries = producer.metrics().retries;
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     let records = read_back(&topic, 1, written(&deliveries)).await;
     (deliveries, records, retries)
 }
@@ -570,7 +590,7 @@ async fn hooks_are_told_every_record_sent_and_its_outcome_and_what_they_add_is_w
     let written = delivered(deliveries).await;
     let together = timeout(DELIVERED_WITHIN, together).await.unwrap();
     assert!(together[0].is_ok() && together[1].is_err(), "{together:?}");
-    p.close().await;
+    p.close().await.expect("the producer closes");
 
     {
         let seen = seen.lock().unwrap();

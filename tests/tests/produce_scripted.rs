@@ -71,7 +71,7 @@ async fn a_retriable_error_resends_the_batch_with_the_same_sequence() {
     );
     assert_eq!(broker.producer_ids(), 1);
     assert_eq!(producer.metrics().retries, 1);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,7 @@ async fn an_unknown_producer_id_gets_a_new_id_and_the_batch_is_resent_under_it()
         [sent(1, 0, 4, 0), sent(1, 4, 2, code), sent(2, 0, 2, 0)]
     );
     assert_eq!(broker.producer_ids(), 2);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +117,7 @@ async fn an_out_of_order_sequence_fails_the_batch_and_later_ones_start_over() {
         r.unwrap();
     }
     assert_eq!(broker.sent(), [sent(1, 0, 3, code), sent(2, 0, 2, 0)]);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,5 +133,5 @@ async fn a_refused_batch_gives_its_sequence_back() {
     }
     // Not written, so the broker still expects sequence 0 from this producer.
     assert_eq!(broker.sent(), [sent(1, 0, 3, code), sent(1, 0, 2, 0)]);
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 }

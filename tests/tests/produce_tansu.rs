@@ -57,7 +57,7 @@ async fn with_idempotence_a_batch_answered_duplicate_sequence_number_is_delivere
     }
     assert_eq!(proxy.dropped(), 1, "the proxy lost one answer");
     let retries = producer.metrics().retries;
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
     assert!(retries >= 1, "{retries}");
 
     // The first batch: delivered as a duplicate, its offsets unknown.

@@ -64,7 +64,7 @@ async fn a_consumer_over_its_byte_rate_quota_is_throttled_and_reads_every_record
     for d in deliveries {
         d.await.unwrap();
     }
-    producer.close().await;
+    producer.close().await.expect("the producer closes");
 
     let mut consumer = builder_at_defaults(kafka.bootstrap())
         .set("client.id", &client_id)

@@ -78,13 +78,14 @@ async fn a_zombie_commit_tansu_hangs_up_on_is_retried_told_at_warn_and_given_up_
         .any(|l| l.contains("WARN") && l.contains(&id) && l.contains("EndTxn"));
     assert!(warned, "a WARN line names the transactional id and EndTxn");
     let closing = std::time::Instant::now();
-    zombie.close().await;
+    // Fenced or refused: what its close reports is not what this test is about.
+    let _ = zombie.close().await;
     assert!(
         closing.elapsed() < Duration::from_secs(20),
         "{:?}",
         closing.elapsed()
     );
-    current.close().await;
+    current.close().await.expect("the producer closes");
 }
 
 /// Committed `c-*`, aborted `a-*`, committed `d-*` on Tansu: with no aborted-transaction lists

@@ -245,7 +245,7 @@ async fn kcon(job: &Job, seen: Arc<Mutex<Seen>>) -> Result<u64, BoxError> {
         d.await?;
     }
     drained(&seen, sent).await;
-    producer.close().await;
+    producer.close().await?;
     let _ = stop.send(());
     reader.await??;
     Ok(sent)

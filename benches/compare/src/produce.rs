@@ -199,7 +199,7 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
     out.last = Some(SystemTime::now());
     out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
     out.batches = Some(producer.metrics().batches_delivered);
-    producer.close().await;
+    producer.close().await?;
     Ok(out)
 }
 

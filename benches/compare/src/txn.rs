@@ -125,7 +125,7 @@ async fn kcon(
     if std::env::var_os("KCON_COMPARE_STATS").is_some() {
         eprintln!("kcon: {:?}", producer.metrics());
     }
-    producer.close().await;
+    producer.close().await?;
     Ok(seconds)
 }
 

@@ -126,7 +126,8 @@ async fn replay(args: ReplayArgs) -> Result<(), Failure> {
 
     let mut counts = Counts::default();
     let outcome = replay_all(&mut consumer, &producer, &args, &mut counts).await;
-    producer.close().await;
+    // Each replayed record was awaited in the replay: none is left for the close to report.
+    let _ = producer.close().await;
     let closed = consumer.close().await.map_err(Failure::from_consumer);
     let verb = if args.dry_run {
         "would replay"

@@ -240,8 +240,10 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     .await;
     if !transactional {
-        // Whatever was sent is finished (acknowledged or failed) before the verdict.
-        producer.close().await;
+        // Whatever was sent is finished (acknowledged or failed) before the verdict. Each
+        // record's failure is read from its own delivery below: the close's count of them adds
+        // nothing.
+        let _ = producer.clone().close().await;
     }
     if failed.is_none() {
         failed = unchecked.all_done().await.err();
@@ -267,7 +269,11 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
                 (Ok(()), None) => {}
             }
         }
-        producer.close().await;
+        if let Err(e) = producer.clone().close().await
+            && failed.is_none()
+        {
+            failed = Some(Failure::runtime(format!("closing the producer: {e}")));
+        }
     }
     sent?;
     if let Some(f) = failed {

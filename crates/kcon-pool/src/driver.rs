@@ -79,6 +79,34 @@ pub trait Drive: Send + 'static {
         true
     }
 
+    /// Whether `command` is handed in together with the commands queued right behind it that
+    /// answer this too (up to [`commands_per_turn`](Self::commands_per_turn) in all): they go to
+    /// [`command`](Self::command) one after another, then
+    /// [`commands_taken`](Self::commands_taken) ends their run, before the machine's requests
+    /// and events are looked at. The first command behind them that does not join them is
+    /// handled next, in a turn of its own. None joins by default. For a machine that decides
+    /// better over many commands at once (the producer's, which partitions and batches records
+    /// that came together in one pass).
+    fn together(&self, command: &Self::Command) -> bool {
+        let _ = command;
+        false
+    }
+
+    /// The most commands handed in together ([`together`](Self::together)).
+    fn commands_per_turn(&self) -> usize {
+        1
+    }
+
+    /// After a turn's commands: the one, or those handed in together.
+    fn commands_taken(
+        &mut self,
+        machine: &mut Self::Machine,
+        pool: &Pool,
+        now: std::time::Instant,
+    ) {
+        let _ = (machine, pool, now);
+    }
+
     /// Whether the machine's requests are carried on its own task rather than each on a task
     /// of its own. On its own task an answer reaches the machine with one task hop fewer (from
     /// the connection's reader straight to the machine), and a request the machine asks for in
@@ -134,6 +162,8 @@ pub async fn drive<D: Drive>(
     let mut in_flight: InFlight<RequestId, ResponseOf<D>> = InFlight::new();
     let on_own_task = glue.sends_on_own_task();
     let mut commands_open = true;
+    // A command taken off the channel behind others it did not join: the next turn's input.
+    let mut held = None;
     // Generation 0 is the empty cache: the first snapshot with anything in it is news.
     let mut metadata_seen = 0;
     let mut metadata_tick = time::interval(METADATA_CHECK);
@@ -171,6 +201,10 @@ pub async fn drive<D: Drive>(
             machine.handle_response(Instant::now().into_std(), id, result);
             continue;
         }
+        if let Some(command) = held.take() {
+            held = hand_in(&mut glue, &mut machine, &pool, command, &mut commands);
+            continue;
+        }
         let deadline = machine.poll_timeout().map(Instant::from_std);
         let reads_commands = commands_open && glue.takes_commands();
         let follows_metadata = glue.follows_metadata();
@@ -178,10 +212,17 @@ pub async fn drive<D: Drive>(
             (id, result) = in_flight.next() => {
                 machine.handle_response(Instant::now().into_std(), id, result);
             }
-            command = commands.recv(), if reads_commands => {
-                commands_open = command.is_some();
-                glue.command(&mut machine, &pool, Instant::now().into_std(), command);
-            }
+            command = commands.recv(), if reads_commands => match command {
+                Some(command) => {
+                    held = hand_in(&mut glue, &mut machine, &pool, command, &mut commands);
+                }
+                None => {
+                    commands_open = false;
+                    let now = Instant::now().into_std();
+                    glue.command(&mut machine, &pool, now, None);
+                    glue.commands_taken(&mut machine, &pool, now);
+                }
+            },
             _ = sleep_until(deadline) => {
                 machine.handle_timeout(Instant::now().into_std());
             }
@@ -194,6 +235,35 @@ pub async fn drive<D: Drive>(
             }
         }
     }
+}
+
+/// Hands `first` to the glue, with the commands queued behind it that join it
+/// ([`Drive::together`]); returns the first that does not, for the next turn.
+fn hand_in<D: Drive>(
+    glue: &mut D,
+    machine: &mut D::Machine,
+    pool: &Pool,
+    first: D::Command,
+    commands: &mut mpsc::UnboundedReceiver<D::Command>,
+) -> Option<D::Command> {
+    let now = Instant::now().into_std();
+    let mut next = None;
+    let mut left = glue.commands_per_turn().saturating_sub(1);
+    let joins = glue.together(&first);
+    glue.command(machine, pool, now, Some(first));
+    while joins && left > 0 {
+        let Ok(command) = commands.try_recv() else {
+            break;
+        };
+        if !glue.together(&command) {
+            next = Some(command);
+            break;
+        }
+        glue.command(machine, pool, now, Some(command));
+        left -= 1;
+    }
+    glue.commands_taken(machine, pool, now);
+    next
 }
 
 /// A request carried on the machine's own task.
@@ -484,6 +554,111 @@ mod tests {
         driver.await.unwrap();
         let seen = std::mem::take(&mut *seen.lock().unwrap());
         (id, seen)
+    }
+
+    /// A machine with nothing to ask.
+    struct Idle;
+
+    impl Machine for Idle {
+        type Request = ();
+        type Target = Target;
+        type Response = ();
+        type Event = ();
+
+        fn handle_response(
+            &mut self,
+            _now: std::time::Instant,
+            _id: RequestId,
+            _result: Result<(), RequestFailure>,
+        ) {
+        }
+
+        fn handle_timeout(&mut self, _now: std::time::Instant) {}
+
+        fn poll_request(&mut self, _now: std::time::Instant) -> Option<Outgoing<()>> {
+            None
+        }
+
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+
+        fn poll_timeout(&self) -> Option<std::time::Instant> {
+            None
+        }
+    }
+
+    /// Writes down what it is told; commands `'a'` join one another, two at most.
+    struct Told(Arc<Mutex<Vec<String>>>);
+
+    impl Told {
+        fn note(&self, what: impl Into<String>) {
+            self.0.lock().unwrap().push(what.into());
+        }
+    }
+
+    impl Drive for Told {
+        type Machine = Idle;
+        type Command = char;
+
+        fn send(
+            &self,
+            _pool: &Pool,
+            _out: Outgoing<()>,
+        ) -> impl Future<Output = Result<(), RequestFailure>> + Send + 'static {
+            std::future::ready(Ok(()))
+        }
+
+        fn command(
+            &mut self,
+            _machine: &mut Idle,
+            _pool: &Pool,
+            _now: std::time::Instant,
+            command: Option<char>,
+        ) {
+            self.note(command.map_or("closed".to_owned(), String::from));
+        }
+
+        fn together(&self, command: &char) -> bool {
+            *command == 'a'
+        }
+
+        fn commands_per_turn(&self) -> usize {
+            2
+        }
+
+        fn commands_taken(&mut self, _machine: &mut Idle, _pool: &Pool, _now: std::time::Instant) {
+            self.note("taken");
+        }
+
+        fn event(&mut self, _machine: &mut Idle, _now: std::time::Instant, _event: ()) {}
+
+        fn settled(&mut self, _machine: &Idle) -> bool {
+            self.note("settled");
+            self.0.lock().unwrap().iter().any(|t| t == "closed")
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_that_join_come_in_one_turn_and_the_one_behind_them_in_the_next() {
+        let pool = Pool::new(PoolConfig {
+            bootstrap_servers: vec!["127.0.0.1:9".to_owned()],
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        for c in ['a', 'a', 'a', 'b', 'a', 'c'] {
+            tx.send(c).unwrap();
+        }
+        drop(tx);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        drive(pool, Idle, Told(told.clone()), rx).await;
+        // Two a's at most in a turn; the b behind the third ends its run and comes alone.
+        assert_eq!(
+            told.lock().unwrap().join(" "),
+            "settled a a taken settled a taken settled b taken settled a taken settled \
+             c taken settled closed taken settled"
+        );
     }
 
     #[tokio::test]

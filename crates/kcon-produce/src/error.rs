@@ -281,6 +281,34 @@ impl ProduceError {
         }))
     }
 
+    /// `count` records queued before the producer began closing failed while the close waited
+    /// for them; `first` is the first of those failures, whose kind, cause and code this
+    /// error keeps.
+    pub(crate) fn failed_in_close(count: usize, first: ProduceError) -> Self {
+        let message = match count {
+            1 => format!("a record queued before the close failed: {first}"),
+            n => format!("{n} records queued before the close failed; the first: {first}"),
+        };
+        ProduceError(Box::new(Parts {
+            message,
+            source: Some(Arc::new(first.clone())),
+            ..*first.0
+        }))
+    }
+
+    /// The close did not end within `timeout`: it goes on without anyone waiting.
+    pub(crate) fn close_timed_out(timeout: Duration) -> Self {
+        ProduceError::new(
+            ErrorKind::TimedOut,
+            true,
+            format!(
+                "the producer did not finish closing within {} ms: it goes on closing, each \
+                 record queued still sent or failed within delivery.timeout.ms",
+                timeout.as_millis()
+            ),
+        )
+    }
+
     /// A transaction call the state does not allow.
     pub(crate) fn transaction_state(message: impl Into<String>) -> Self {
         ProduceError::new(ErrorKind::TransactionState, false, message)

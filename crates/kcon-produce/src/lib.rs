@@ -19,7 +19,7 @@
 //! let delivery = producer.send(record).await?;
 //! let delivered = delivery.await?;
 //! println!("{}-{}@{:?}", delivered.topic, delivered.partition, delivered.offset);
-//! producer.close().await; // sends what is queued and waits for the answers
+//! producer.close().await?; // sends what is queued and waits for the answers
 //! # Ok(())
 //! # }
 //! ```

@@ -3,8 +3,9 @@
 //! to send when. It never touches a socket, reads no clock and spawns nothing: the
 //! records, flushes and close come in as its commands, the answers through
 //! [`Machine::handle_response`], time as `now` and the wall clock (the timestamp of a record
-//! that has none) through [`SenderMachine::wall_clock`] before each input. The sender task (`sender.rs`) carries out
-//! its requests over the pool and hands its events to whoever waits.
+//! that has none) through [`SenderMachine::wall_clock`] before records are handed in. The
+//! sender task (`sender.rs`: this machine on `kcon_pool::driver::drive`) carries out its
+//! requests over the pool and hands its events to whoever waits.
 //!
 //! After every input it makes one pass: fail what expired, partition the records whose topic
 //! is known, ask for a metadata refresh or an InitProducerId if one is wanted, send what is
@@ -236,7 +237,7 @@ const PARTITIONER_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 pub struct SenderMachine<T> {
     config: Arc<ProducerConfig>,
     /// The wall clock in ms since the epoch, as the driver last handed it
-    /// ([`wall_clock`](Self::wall_clock)): the timestamp of records placed without one.
+    /// ([`wall_clock`](Self::wall_clock)): the timestamp of records taken without one.
     wall_ms: i64,
     backoff: ExponentialBackoff,
     /// The backoff's jitter.
@@ -347,7 +348,7 @@ impl<T> SenderMachine<T> {
         self.step(now);
     }
 
-    fn queue_record(&mut self, incoming: Incoming<T>) {
+    fn queue_record(&mut self, mut incoming: Incoming<T>) {
         if self.closing {
             answer_record(
                 &mut self.events,
@@ -362,6 +363,9 @@ impl<T> SenderMachine<T> {
             // not changed by it (not counted as a failed record of the transaction).
             answer_record(&mut self.events, incoming.waiter, Err(refused));
         } else {
+            // A record without a timestamp takes the wall clock when the producer took it,
+            // not when it is placed (after a metadata refresh, perhaps).
+            incoming.record.timestamp.get_or_insert(self.wall_ms);
             let id = self.next_id;
             self.next_id += 1;
             self.incomplete.insert(id);
@@ -397,9 +401,8 @@ impl<T> SenderMachine<T> {
         self.step(now);
     }
 
-    /// The wall clock now, in ms since the epoch, as the driver read it before handing in an
-    /// input: records the input's pass places without a timestamp get this one (the machine
-    /// reads no clock).
+    /// The wall clock now, in ms since the epoch, as the driver read it before handing in
+    /// records: those without a timestamp get this one (the machine reads no clock).
     pub fn wall_clock(&mut self, now_ms: i64) {
         self.wall_ms = now_ms;
     }

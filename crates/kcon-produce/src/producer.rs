@@ -19,7 +19,7 @@ use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
 use crate::record::{Delivered, ProducerRecord};
-use crate::sender::{Command, Incoming, Sender};
+use crate::sender::{self, Command, Incoming};
 
 /// A Kafka producer: a cheap-to-clone handle on one background task that batches, sends and
 /// retries.
@@ -40,7 +40,7 @@ use crate::sender::{Command, Incoming, Sender};
 /// // Resolves once the broker acknowledged the record with the configured acks.
 /// let delivered = delivery.await?;
 /// println!("{}-{} at {:?}", delivered.topic, delivered.partition, delivered.offset);
-/// producer.close().await;
+/// producer.close().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -149,14 +149,14 @@ impl Producer {
         let config = Arc::new(config);
         let (commands, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let sender = Sender::new(
+        sender::spawn(
             pool.clone(),
             auto_create,
             config.clone(),
             stats.clone(),
             hooks.clone(),
+            rx,
         );
-        tokio::spawn(sender.run(rx));
         Producer {
             shared: Arc::new(Shared {
                 commands,
@@ -391,19 +391,42 @@ impl Producer {
 
     /// Refuses further records, sends every record queued, and returns once each has been
     /// acknowledged or has failed (at most `delivery.timeout.ms` after the last was queued);
-    /// then the producer's task ends. Every handle of this producer is closed.
+    /// then the producer's task ends. Every handle of this producer is closed (clone a handle
+    /// first to read from it after the close: its sends are refused). A transaction left open
+    /// is aborted.
+    ///
+    /// Fails when a record queued before the close began failed while the close waited for it:
+    /// the error is the first such failure, and says how many there were (each also reached
+    /// its own delivery future). A record refused because the producer was closing is its
+    /// sender's to hear, not the close's.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe: once polled, the producer is closing and goes on closing if the future is
     /// dropped (records are refused from then on, those queued are still sent, a transaction left
     /// open is aborted); only the wait for it ends. Dropped before its first poll, it does nothing.
-    pub async fn close(&self) {
+    pub async fn close(self) -> Result<(), ProduceError> {
         self.shared.memory.close();
         let (tx, rx) = oneshot::channel();
-        if self.shared.commands.send(Command::Close(tx)).is_ok() {
-            let _ = rx.await;
+        if self.shared.commands.send(Command::Close(tx)).is_err() {
+            // The task ended: another handle's close finished first.
+            return Ok(());
         }
+        // The task ends only after answering the close.
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    /// [`close`](Producer::close), waiting at most `timeout`: when it runs out, the close goes
+    /// on without anyone waiting (each record queued still sent or failed within
+    /// `delivery.timeout.ms`) and this fails as timed out.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close`](Producer::close)'s.
+    pub async fn close_within(self, timeout: Duration) -> Result<(), ProduceError> {
+        tokio::time::timeout(timeout, self.close())
+            .await
+            .unwrap_or_else(|_| Err(ProduceError::close_timed_out(timeout)))
     }
 
     /// Makes the producer ready for transactions (it needs a `transactional.id`): finds the

@@ -1,26 +1,26 @@
-//! The producer's task: the async shell around [`SenderMachine`], which decides everything.
-//! The handles talk to the task over a channel; it feeds the machine their records, flushes
-//! and close, carries out the machine's requests (Produce, InitProducerId, a metadata refresh)
-//! as tasks of their own over the pool and feeds their results back, answers whoever waits
-//! when the machine says a record or a flush is done, and sleeps until the next command,
-//! result, or the machine's next deadline.
+//! The producer's task: [`SenderMachine`], which decides everything, run by
+//! [`kcon_pool::driver::drive`] with the glue here. The handles talk to the task over a
+//! channel; the glue feeds the machine their records (those that came together in one pass),
+//! flushes, transaction calls and close, carries out the machine's requests (Produce,
+//! InitProducerId, a metadata refresh, the transaction coordinator's) over the pool, and
+//! answers whoever waits when the machine says a record, a flush or a call is done.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use kcon_core::coordinator::FoundCoordinator;
-use kcon_core::{Machine, Outgoing, RequestFailure, RequestId};
+use kcon_core::{Outgoing, RequestFailure};
+use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{AutoCreate, BrokerTarget, Pool};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::task::{self, JoinSet};
-use tokio::time::{Instant, sleep_until};
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tracing::debug;
 
 use crate::config::ProducerConfig;
 use crate::deliveries::Reply;
-use crate::error::ProduceError;
+use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks};
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
@@ -36,8 +36,9 @@ pub(crate) enum Command {
     Records(Vec<Incoming>),
     /// Answer once every record queued before is done.
     Flush(oneshot::Sender<()>),
-    /// Refuse new records, finish the queued ones, answer, stop.
-    Close(oneshot::Sender<()>),
+    /// Refuse new records, finish the queued ones, answer (with the failures of those queued
+    /// before), stop.
+    Close(oneshot::Sender<Result<(), ProduceError>>),
     /// A transaction call: answer with its outcome.
     Transaction(TxnCall, oneshot::Sender<Result<(), ProduceError>>),
     /// The outcome of a transaction call that reached its caller's channel after all, but
@@ -71,8 +72,9 @@ impl Incoming {
     }
 }
 
-/// The most records the task takes off its channel before deciding what to do with them: a
-/// pass each would partition, batch and look for batches to send once per record.
+/// The most commands (a record, or the records of one `send_all`) the task takes off its
+/// channel before deciding what to do with them: a pass each would partition, batch and look
+/// for batches to send once per record.
 const RECORDS_PER_PASS: usize = 1024;
 
 /// Who waits for a record, as the machine holds it until the record is done.
@@ -83,28 +85,25 @@ pub(crate) struct Waiter {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-/// What woke the task.
-enum Input {
-    Command(Option<Command>),
-    Done(Result<(task::Id, (RequestId, Response)), task::JoinError>),
-    Tick,
-}
-
+/// The producer task's glue on [`kcon_pool::driver::drive`]: how the machine's requests go
+/// through the pool, what the handles' commands do, and who hears the machine's events.
 pub(crate) struct Sender {
-    pool: Pool,
     /// Whether its Metadata requests ask for a missing topic to be created.
     auto_create: AutoCreate,
-    machine: SenderMachine<Waiter>,
-    /// The machine's requests being carried out.
-    tasks: JoinSet<(RequestId, Response)>,
-    /// The request each task carries out, and whether it is a Produce request, for a task
-    /// that ends without a result.
-    carried: HashMap<task::Id, (RequestId, bool)>,
+    /// The records taken off the channel this turn, handed to the machine together at its
+    /// end.
+    records: Vec<machine::Incoming<Waiter>>,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
     /// Transaction calls under way.
     calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
-    close_waiters: Vec<oneshot::Sender<()>>,
-    commands_open: bool,
+    close_waiters: Vec<oneshot::Sender<Result<(), ProduceError>>>,
+    /// Once closing: how many records failed since, and the first of their failures (a record
+    /// refused because the producer is closing is its sender's to hear, not the close's).
+    close_failures: Option<(usize, Option<ProduceError>)>,
+    /// The room in `buffer.memory` of the records answered since the last round ended, given
+    /// back at once when it ends: one release of the semaphore (and one take of its lock)
+    /// rather than one per record.
+    freed: Option<OwnedSemaphorePermit>,
     /// Told each record's outcome.
     hooks: Hooks,
 }
@@ -212,221 +211,188 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+/// Starts the producer's task on the current runtime: the machine for `config`, driven by
+/// [`drive`] until it is closed (by a handle, or by the last handle going) and done.
+pub(crate) fn spawn(
+    pool: Pool,
+    auto_create: AutoCreate,
+    config: Arc<ProducerConfig>,
+    stats: Arc<Counters>,
+    hooks: Hooks,
+    commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let machine = SenderMachine::new(
+        config,
+        pool.metadata(),
+        stats,
+        fastrand::u64(..),
+        now(),
+        pool.clock().now_ms(),
+    );
+    let glue = Sender {
+        auto_create,
+        records: Vec::new(),
+        flushes: HashMap::new(),
+        calls: HashMap::new(),
+        close_waiters: Vec::new(),
+        close_failures: None,
+        freed: None,
+        hooks,
+    };
+    tokio::spawn(drive(pool, machine, glue, commands));
+}
+
 impl Sender {
-    pub(crate) fn new(
-        pool: Pool,
-        auto_create: AutoCreate,
-        config: Arc<ProducerConfig>,
-        stats: Arc<Counters>,
-        hooks: Hooks,
-    ) -> Self {
-        let machine = SenderMachine::new(
-            config,
-            pool.metadata(),
-            stats,
-            fastrand::u64(..),
-            now(),
-            pool.clock().now_ms(),
-        );
-        Sender {
-            pool,
-            auto_create,
-            machine,
-            tasks: JoinSet::new(),
-            carried: HashMap::new(),
-            flushes: HashMap::new(),
-            calls: HashMap::new(),
-            close_waiters: Vec::new(),
-            commands_open: true,
-            hooks,
+    /// Hands the records taken so far to the machine, in one pass, stamped with the wall clock
+    /// now where they carry no timestamp.
+    fn hand_records(
+        &mut self,
+        machine: &mut SenderMachine<Waiter>,
+        pool: &Pool,
+        now: std::time::Instant,
+    ) {
+        if self.records.is_empty() {
+            return;
+        }
+        machine.wall_clock(pool.clock().now_ms());
+        machine.records(now, self.records.drain(..));
+    }
+}
+
+impl Drive for Sender {
+    type Machine = SenderMachine<Waiter>;
+    type Command = Command;
+
+    fn send(
+        &self,
+        pool: &Pool,
+        out: Outgoing<Request>,
+    ) -> impl Future<Output = Result<Response, RequestFailure>> + Send + 'static {
+        let pool = pool.clone();
+        let auto_create = self.auto_create;
+        let target = BrokerTarget::from(&out.target);
+        async move { Ok(carry(&pool, auto_create, target, out.request).await) }
+    }
+
+    fn command(
+        &mut self,
+        machine: &mut Self::Machine,
+        _pool: &Pool,
+        now: std::time::Instant,
+        command: Option<Command>,
+    ) {
+        // Records queued behind one another go to the machine together, at the turn's end
+        // (`commands_taken`); a command of another kind comes in a turn of its own.
+        match command {
+            Some(Command::Record(i)) => self.records.push(i.into_machine(now)),
+            Some(Command::Records(all)) => {
+                self.records
+                    .extend(all.into_iter().map(|i| i.into_machine(now)));
+            }
+            Some(Command::Flush(done)) => {
+                let id = machine.flush(now);
+                self.flushes.insert(id, done);
+            }
+            Some(Command::Transaction(call, reply)) => {
+                let id = machine.transaction(now, call);
+                self.calls.insert(id, reply);
+            }
+            Some(Command::Unread(op, result)) => machine.unread(op, result),
+            Some(Command::Close(done)) => {
+                self.close_waiters.push(done);
+                self.close_failures.get_or_insert((0, None));
+                machine.close(now);
+            }
+            // Every handle is gone: finish what was queued, as close does.
+            None => {
+                self.close_failures.get_or_insert((0, None));
+                machine.close(now);
+            }
         }
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // One timer, moved when the machine's next deadline moves, rather than one made per
-        // pass. Without a deadline ahead, the task still looks again within the hour.
-        let idle = || Instant::now() + Duration::from_secs(3600);
-        let timer = sleep_until(idle());
-        tokio::pin!(timer);
-        // Records that came together, given to the machine in one pass.
-        let mut records = Vec::new();
-        // The command taken off the channel behind them, handled next, in its turn.
-        let mut held = None;
-        loop {
-            let input = match held.take() {
-                Some(command) => Input::Command(Some(command)),
-                None => {
-                    self.carry_out();
-                    if self.machine.is_finished() {
-                        break;
-                    }
-                    let wake = self
-                        .machine
-                        .poll_timeout()
-                        .map_or_else(idle, Instant::from_std);
-                    if timer.deadline() != wake {
-                        timer.as_mut().reset(wake);
-                    }
-                    tokio::select! {
-                        c = commands.recv(), if self.commands_open => Input::Command(c),
-                        Some(r) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
-                            Input::Done(r)
-                        }
-                        () = &mut timer => Input::Tick,
-                    }
+    fn together(&self, command: &Command) -> bool {
+        matches!(command, Command::Record(_) | Command::Records(_))
+    }
+
+    fn commands_per_turn(&self) -> usize {
+        RECORDS_PER_PASS
+    }
+
+    fn commands_taken(
+        &mut self,
+        machine: &mut Self::Machine,
+        pool: &Pool,
+        now: std::time::Instant,
+    ) {
+        self.hand_records(machine, pool, now);
+    }
+
+    fn event(
+        &mut self,
+        machine: &mut Self::Machine,
+        _now: std::time::Instant,
+        event: Event<Waiter>,
+    ) {
+        match event {
+            Event::Answer { waiter, result } => {
+                if !self.hooks.is_empty() {
+                    hooks::acknowledged(&self.hooks, result.as_ref());
                 }
-            };
-            let now = now();
-            self.machine.wall_clock(self.pool.clock().now_ms());
-            match input {
-                // The records queued behind it, up to the first other command, go to the
-                // machine with it.
-                Input::Command(Some(Command::Record(i))) => {
-                    records.push(i.into_machine(now));
-                    held = self.take_records(&mut commands, &mut records, now);
+                if let (Some((count, first)), Err(e)) = (&mut self.close_failures, &result)
+                    && e.kind() != ErrorKind::Closed
+                {
+                    *count += 1;
+                    first.get_or_insert_with(|| e.clone());
                 }
-                Input::Command(Some(Command::Records(all))) => {
-                    records.extend(all.into_iter().map(|i| i.into_machine(now)));
-                    held = self.take_records(&mut commands, &mut records, now);
+                waiter.reply.answer(result);
+                match (&mut self.freed, waiter.permit) {
+                    (Some(all), Some(permit)) => all.merge(permit),
+                    (freed @ None, permit) => *freed = permit,
+                    (Some(_), None) => {}
                 }
-                Input::Command(Some(Command::Flush(done))) => {
-                    let id = self.machine.flush(now);
-                    self.flushes.insert(id, done);
-                }
-                Input::Command(Some(Command::Transaction(call, reply))) => {
-                    let id = self.machine.transaction(now, call);
-                    self.calls.insert(id, reply);
-                }
-                Input::Command(Some(Command::Unread(op, result))) => {
-                    self.machine.unread(op, result);
-                }
-                Input::Command(Some(Command::Close(done))) => {
-                    self.close_waiters.push(done);
-                    self.machine.close(now);
-                }
-                Input::Command(None) => {
-                    // Every handle is gone: finish what was queued, as close does.
-                    self.commands_open = false;
-                    self.machine.close(now);
-                }
-                Input::Done(Ok((task, (id, response)))) => {
-                    self.carried.remove(&task);
-                    self.machine.handle_response(now, id, Ok(response));
-                }
-                Input::Done(Err(e)) => {
-                    // Only a panic ends a task without a result: the machine hears of it,
-                    // rather than wait for an answer forever.
-                    if let Some((id, produce)) = self.carried.remove(&e.id()) {
-                        if produce {
-                            warn!(error = %e, "a Produce request task failed");
-                        }
-                        let failure = RequestFailure::retriable(e.to_string());
-                        self.machine.handle_response(now, id, Err(failure));
-                    }
-                }
-                Input::Tick => self.machine.handle_timeout(now),
             }
+            Event::Flushed(id) => {
+                if let Some(done) = self.flushes.remove(&id) {
+                    // A flush that stopped waiting reads nothing.
+                    let _ = done.send(());
+                }
+            }
+            Event::Transaction { calls, op, result } => {
+                // Every caller is answered; an outcome none of them read (each gave up first)
+                // goes back to the machine, which keeps it for the same call made again.
+                let (mut asked, mut read) = (false, false);
+                for call in calls {
+                    if let Some(reply) = self.calls.remove(&call) {
+                        asked = true;
+                        read |= reply.send(result.clone()).is_ok();
+                    }
+                }
+                if asked && !read {
+                    machine.unread(op, result);
+                }
+            }
+        }
+    }
+
+    fn settled(&mut self, machine: &Self::Machine) -> bool {
+        drop(self.freed.take());
+        if !machine.is_finished() {
+            return false;
         }
         for (_, done) in self.flushes.drain() {
             // A flush that stopped waiting (its future dropped or timed out) reads nothing.
             let _ = done.send(());
         }
+        let result = match self.close_failures.take() {
+            Some((count, Some(first))) => Err(ProduceError::failed_in_close(count, first)),
+            _ => Ok(()),
+        };
         for w in self.close_waiters.drain(..) {
             // A close that stopped waiting (its future dropped or timed out) reads nothing.
-            let _ = w.send(());
+            let _ = w.send(result.clone());
         }
-        // A metadata refresh or an InitProducerId still out finishes on its own.
-        self.tasks.detach_all();
         debug!("producer task done");
-    }
-
-    /// Takes the records queued behind those in `records` off the channel (up to
-    /// [`RECORDS_PER_PASS`], and up to the first other command), gives them all to the machine
-    /// in one pass, and returns that other command, to be handled after them, in its turn.
-    fn take_records(
-        &mut self,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
-        records: &mut Vec<machine::Incoming<Waiter>>,
-        now: std::time::Instant,
-    ) -> Option<Command> {
-        let mut next = None;
-        while records.len() < RECORDS_PER_PASS {
-            match commands.try_recv() {
-                Ok(Command::Record(i)) => records.push(i.into_machine(now)),
-                Ok(Command::Records(all)) => {
-                    records.extend(all.into_iter().map(|i| i.into_machine(now)));
-                }
-                Ok(other) => {
-                    next = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        self.machine.records(now, records.drain(..));
-        next
-    }
-
-    /// Starts a task for each request of the machine, and answers whoever waits for what it
-    /// says is done.
-    fn carry_out(&mut self) {
-        let now = now();
-        while let Some(Outgoing {
-            id,
-            target,
-            request,
-            ..
-        }) = self.machine.poll_request(now)
-        {
-            let pool = self.pool.clone();
-            let auto_create = self.auto_create;
-            let target = BrokerTarget::from(&target);
-            let produce = matches!(request, Request::Produce(..));
-            let handle = self
-                .tasks
-                .spawn(async move { (id, carry(&pool, auto_create, target, request).await) });
-            self.carried.insert(handle.id(), (id, produce));
-        }
-        // The room in `buffer.memory` of every record answered in this pass, given back at
-        // once at its end: one release of the semaphore (and one take of its lock) rather
-        // than one per record.
-        let mut freed: Option<OwnedSemaphorePermit> = None;
-        while let Some(event) = self.machine.poll_event() {
-            match event {
-                Event::Answer { waiter, result } => {
-                    if !self.hooks.is_empty() {
-                        hooks::acknowledged(&self.hooks, result.as_ref());
-                    }
-                    waiter.reply.answer(result);
-                    match (&mut freed, waiter.permit) {
-                        (Some(all), Some(permit)) => all.merge(permit),
-                        (None, permit) => freed = permit,
-                        (Some(_), None) => {}
-                    }
-                }
-                Event::Flushed(id) => {
-                    if let Some(done) = self.flushes.remove(&id) {
-                        // A flush that stopped waiting reads nothing.
-                        let _ = done.send(());
-                    }
-                }
-                Event::Transaction { calls, op, result } => {
-                    // Every caller is answered; an outcome none of them read (each gave up
-                    // first) goes back to the machine, which keeps it for the same call made
-                    // again.
-                    let (mut asked, mut read) = (false, false);
-                    for call in calls {
-                        if let Some(reply) = self.calls.remove(&call) {
-                            asked = true;
-                            read |= reply.send(result.clone()).is_ok();
-                        }
-                    }
-                    if asked && !read {
-                        self.machine.unread(op, result);
-                    }
-                }
-            }
-        }
-        drop(freed);
+        true
     }
 }

@@ -1241,6 +1241,11 @@ impl Consumer {
         &self.settings.pool.client_id
     }
 
+    /// Its `close.timeout.ms`: how long [`close`](Consumer::close) takes at most.
+    pub fn close_timeout(&self) -> Duration {
+        self.settings.close_timeout
+    }
+
     /// Whether it commits by itself: `enable.auto.commit`, with a group.
     pub fn enable_auto_commit(&self) -> bool {
         self.settings

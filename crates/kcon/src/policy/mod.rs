@@ -112,7 +112,7 @@ use driver::{Driver, Next, Parts};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
 use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
 use source::sealed::Source;
-use transaction::{Step, Transactions};
+use transaction::{Step, Transactions, transaction_error};
 
 /// How often, at most, the counts are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -693,27 +693,73 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     /// unsettled) and flushes the dead-letter producer (closing it if the processor made it).
     /// In the exactly-once mode, a transaction a dropped run left open is settled first (a
     /// commit under way is made again and stands if it went through; anything else is
-    /// aborted), and the transactional producer is closed.
+    /// aborted), and the transactional producer is closed. Takes at most the consumer's
+    /// `close.timeout.ms`.
+    ///
+    /// Fails with the first failure among those steps; a producer's close fails when a record
+    /// it had queued failed while it closed.
     ///
     /// # Cancel safety
     ///
     /// Not cancel-safe: the processor is moved in, so dropping the future drops the consumer
     /// part-way through its close, as [`Consumer::close`]'s cancel safety says, and stops waiting
     /// for the dead-letter producer, which still sends the records it holds.
-    pub async fn close(mut self) -> Result<(), Error> {
-        let settled = self.close_transaction().await;
-        let result = Source::close(self.parts.consumer).await;
-        if let Some(t) = &self.parts.transactions {
-            t.producer.close().await;
+    pub async fn close(self) -> Result<(), Error> {
+        let timeout = self.parts.consumer.close_timeout();
+        self.close_within(timeout).await
+    }
+
+    /// [`close`](Processor::close), within `timeout`: a step not done by then is left as
+    /// dropping the processor leaves it (a producer goes on closing without anyone waiting),
+    /// and the close fails as timed out.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close`](Processor::close)'s: not cancel-safe. Give it the time it may take as
+    /// `timeout` instead.
+    pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let late = |what: &str| {
+            Error::new(
+                ErrorKind::Transport,
+                format!(
+                    "{what} did not finish within the close's {} ms",
+                    timeout.as_millis()
+                ),
+            )
+            .retriable(true)
+        };
+        let settled = tokio::time::timeout_at(deadline, self.close_transaction())
+            .await
+            .unwrap_or_else(|_| Err(late("settling the open transaction")));
+        let result = Source::close_within(self.parts.consumer, left()).await;
+        let mut producers = Ok(());
+        if let Some(t) = self.parts.transactions {
+            producers = t
+                .producer
+                .close_within(left())
+                .await
+                .map_err(|e| transaction_error(&e));
         }
-        if let Some(d) = &self.dead_letter {
-            if d.owned {
-                d.producer.close().await;
+        if let Some(d) = self.dead_letter {
+            let done = if d.owned {
+                d.producer.close_within(left()).await.map_err(|e| {
+                    Error::new(
+                        ErrorKind::DeadLetter,
+                        format!("the dead-letter producer's close: {e}"),
+                    )
+                    .with_cause(e.cause())
+                    .with_outcome(e.outcome())
+                })
             } else {
-                d.producer.flush().await;
-            }
+                tokio::time::timeout_at(deadline, d.producer.flush())
+                    .await
+                    .map_err(|_| late("flushing the dead-letter producer"))
+            };
+            producers = producers.and(done);
         }
-        settled.and(result)
+        settled.and(result).and(producers)
     }
 
     /// Carries out `out`: deserializes the record and calls the handler, or writes the dead

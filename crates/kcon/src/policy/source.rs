@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Duration;
 
 use kcon_pool::Pool;
 use kcon_produce::ConsumerGroupMetadata;
@@ -67,8 +68,10 @@ pub(crate) mod sealed {
         /// Commits what was settled so far (a share consumer sends its acknowledgements and
         /// waits for their outcomes, each partition's told to its hooks and metrics).
         fn commit(&mut self) -> impl Future<Output = Result<(), Error>> + Send;
-        /// Closes it.
-        fn close(self) -> impl Future<Output = Result<(), Error>> + Send;
+        /// How long its close takes at most (its `close.timeout.ms`).
+        fn close_timeout(&self) -> Duration;
+        /// Closes it within `timeout`.
+        fn close_within(self, timeout: Duration) -> impl Future<Output = Result<(), Error>> + Send;
 
         // ----- the exactly-once mode (a consumer's only) -----
 
@@ -158,8 +161,12 @@ impl sealed::Source for Consumer {
         Consumer::commit(self)
     }
 
-    fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
-        Consumer::close(self)
+    fn close_timeout(&self) -> Duration {
+        self.close_timeout()
+    }
+
+    fn close_within(self, timeout: Duration) -> impl Future<Output = Result<(), Error>> + Send {
+        Consumer::close_within(self, timeout)
     }
 
     fn transactional(&self) -> Result<(), Error> {
@@ -271,8 +278,12 @@ impl sealed::Source for ShareConsumer {
         ShareConsumer::commit(self).await.map(drop)
     }
 
-    fn close(self) -> impl Future<Output = Result<(), Error>> + Send {
-        ShareConsumer::close(self)
+    fn close_timeout(&self) -> Duration {
+        self.close_timeout()
+    }
+
+    fn close_within(self, timeout: Duration) -> impl Future<Output = Result<(), Error>> + Send {
+        ShareConsumer::close_within(self, timeout)
     }
 
     fn transactional(&self) -> Result<(), Error> {

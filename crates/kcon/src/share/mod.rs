@@ -431,6 +431,11 @@ impl ShareConsumer {
         &self.parts.metrics.client_id
     }
 
+    /// Its `close.timeout.ms`: how long [`close`](ShareConsumer::close) takes at most.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
     /// Joins the share group subscribed to `topics` (replacing the subscription; empty leaves).
     pub fn subscribe<I, S>(&mut self, topics: I) -> Result<(), Error>
     where
@@ -543,8 +548,20 @@ impl ShareConsumer {
     /// the close: share sessions not closed yet stay open, so records it held and had not released
     /// yet stay locked until `share.record.lock.duration.ms` passes (then go to other members), and
     /// the member leaves the group in the background.
-    pub async fn close(mut self) -> Result<(), Error> {
-        let deadline = time::Instant::now() + self.close_timeout;
+    pub async fn close(self) -> Result<(), Error> {
+        let timeout = self.close_timeout;
+        self.close_within(timeout).await
+    }
+
+    /// [`close`](ShareConsumer::close), within `timeout`: what is not done by then (a share
+    /// session not closed, the member's leaving) is left as dropping the consumer leaves it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close`](ShareConsumer::close)'s: not cancel-safe. Give it the time it may take as
+    /// `timeout` instead.
+    pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
+        let deadline = time::Instant::now() + timeout;
         self.driver.close(now(), &mut self.parts);
         if let Some(fetcher) = self.parts.closing_fetcher.take() {
             let left = deadline.saturating_duration_since(time::Instant::now());
