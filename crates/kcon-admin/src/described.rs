@@ -17,7 +17,7 @@ use kcon_core::{IsolationLevel, TopicPartition};
 use kcon_pool::Pool;
 use tracing::warn;
 
-use crate::Error;
+use crate::error::Error;
 use crate::groups::{
     ConsumerGroupDescription, GroupDescription, describe_consumer_group_in, describe_group_in,
     find_coordinator_once,

@@ -22,7 +22,7 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::property::suggest;
 use kcon_pool::{BrokerTarget, Peer, Pool};
 
-use crate::Error;
+use crate::error::Error;
 use crate::retry::Retry;
 use crate::wire::{self, GROUP_RESOURCE};
 
@@ -346,7 +346,7 @@ fn refused(
                     "the broker has no group configs: {api:?} of a GROUP resource answered \
                      {} ({said}); group configs (KIP-848's GROUP config resource) need Apache \
                      Kafka 4.0 or later",
-                    crate::error_name(code)
+                    crate::error::error_name(code)
                 ),
             }
         }

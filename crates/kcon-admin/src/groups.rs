@@ -15,8 +15,9 @@ use kcon_core::{Coordinator, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, Purpose, TopicScope};
 use tracing::debug;
 
+use crate::error::Error;
 use crate::retry::{Retry, is_coordinator_error, is_retriable_coordinator_error};
-use crate::{Error, wire};
+use crate::wire;
 
 /// One group's committed offsets as [`committed_offsets_of_groups`] answers them: each
 /// partition's error code and committed offset (`None` where the group has none), or why the
@@ -118,13 +119,14 @@ impl ListedGroup {
     /// protocol type is `consumer` ([`CONSUMER_PROTOCOL_TYPE`](crate::CONSUMER_PROTOCOL_TYPE)),
     /// or empty (a group that only commits offsets, from outside any generation).
     pub fn is_consumer_group(&self) -> bool {
-        self.protocol_type.is_empty() || self.protocol_type == crate::CONSUMER_PROTOCOL_TYPE
+        self.protocol_type.is_empty()
+            || self.protocol_type == crate::described::CONSUMER_PROTOCOL_TYPE
     }
 
     /// Whether it is a share group (KIP-932): its protocol type is `share`
     /// ([`SHARE_PROTOCOL_TYPE`](crate::SHARE_PROTOCOL_TYPE)).
     pub fn is_share_group(&self) -> bool {
-        self.protocol_type == crate::SHARE_PROTOCOL_TYPE
+        self.protocol_type == crate::share::SHARE_PROTOCOL_TYPE
     }
 }
 

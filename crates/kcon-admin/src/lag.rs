@@ -16,7 +16,7 @@ use kcon_core::list_offsets::ListedOffset;
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
 use kcon_pool::Pool;
 
-use crate::Error;
+use crate::error::Error;
 use crate::groups::committed_offsets_of_groups;
 use crate::offsets::list_offsets_each;
 use crate::probe::{ProbedLog, probe};

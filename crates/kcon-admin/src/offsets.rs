@@ -7,7 +7,7 @@ use kcon_core::list_offsets::ListedOffset;
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition, Watermarks};
 use kcon_pool::{ListOffsetsError, Pool};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Each partition's answer or why it has none.
 pub(crate) type EachListed = BTreeMap<TopicPartition, Result<ListedOffset, Error>>;

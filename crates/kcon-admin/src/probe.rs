@@ -17,7 +17,7 @@ use kcon_codec::records::{DecodeOptions, RecordBatches};
 use kcon_core::{IsolationLevel, OffsetSpec, TopicId, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
 
-use crate::Error;
+use crate::error::Error;
 use crate::offsets::{list_offsets_each, unknown_partition};
 use crate::wire::{ProbeAt, probe_request};
 

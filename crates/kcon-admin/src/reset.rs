@@ -31,8 +31,8 @@ use kcon_core::group_offsets::{
 use kcon_core::{IsolationLevel, OffsetSpec, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, Purpose};
 
-use crate::Error;
 use crate::described::describe;
+use crate::error::Error;
 use crate::groups::{committed_offsets_of_groups, find_coordinator_once};
 use crate::lag::log_ranges;
 use crate::offsets::{list_offsets_each, unknown_partition};

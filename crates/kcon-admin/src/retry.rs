@@ -19,7 +19,7 @@ use kcon_pool::Pool;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Whether an attempt that failed with `e` is tried again: a coordinator not ready, moved or
 /// loading (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS), or a

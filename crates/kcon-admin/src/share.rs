@@ -20,10 +20,11 @@ use kcon_core::{Coordinator, IsolationLevel, TopicPartition};
 use kcon_pool::{BrokerTarget, Pool, Purpose};
 use tracing::debug;
 
+use crate::error::Error;
 use crate::groups::{find_coordinator_once, left_out};
 use crate::lag::{lag, log_ranges};
 use crate::retry::Retry;
-use crate::{Error, wire};
+use crate::wire;
 
 /// The protocol type ListGroups gives share groups, and [`DescribedGroup`](crate::DescribedGroup)
 /// gives a share group described.
@@ -364,7 +365,7 @@ pub async fn share_group_lag(
 fn share_partition_lag(
     tp: &TopicPartition,
     start: Option<&SharePartitionStart>,
-    range: Option<&Result<crate::LogRange, Error>>,
+    range: Option<&Result<crate::lag::LogRange, Error>>,
 ) -> SharePartitionLag {
     let start_error = start.and_then(|s| {
         ResponseError::try_from_code(s.error_code).map(|error| Error::Broker {
@@ -429,7 +430,7 @@ fn unknown_code(api: ApiKey, code: i16) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LogRange;
+    use crate::lag::LogRange;
 
     fn orders(p: i32) -> TopicPartition {
         TopicPartition::new("orders", p)

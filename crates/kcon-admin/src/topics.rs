@@ -7,7 +7,8 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::TopicId;
 use kcon_pool::{BrokerTarget, Metadata, Pool, TopicScope};
 
-use crate::{Error, wire};
+use crate::error::Error;
+use crate::wire;
 
 /// How often [`create_topic`] looks whether the new topic's partitions have leaders.
 const LEADER_POLL: Duration = Duration::from_millis(100);

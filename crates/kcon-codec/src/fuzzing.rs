@@ -80,7 +80,7 @@ const MAX_TOPIC_NAME: usize = 249;
 /// it; that case is `None`.
 fn redecoded<T>(
     result: Result<T, crate::consumer_protocol::ProtocolError>,
-    partitions: &[crate::TopicPartition],
+    partitions: &[crate::consumer_protocol::TopicPartition],
 ) -> Option<T> {
     match result {
         Ok(t) => Some(t),
@@ -94,7 +94,9 @@ fn redecoded<T>(
 }
 
 /// `partitions` grouped per topic in first-seen order, each topic's in the order given.
-fn grouped(partitions: Vec<crate::TopicPartition>) -> Vec<crate::TopicPartition> {
+fn grouped(
+    partitions: Vec<crate::consumer_protocol::TopicPartition>,
+) -> Vec<crate::consumer_protocol::TopicPartition> {
     let mut order: Vec<&str> = Vec::new();
     for tp in &partitions {
         if !order.contains(&tp.topic.as_str()) {
@@ -105,7 +107,7 @@ fn grouped(partitions: Vec<crate::TopicPartition>) -> Vec<crate::TopicPartition>
         .iter()
         .map(|tp| order.iter().position(|t| *t == tp.topic).unwrap_or(0))
         .collect();
-    let mut ranked: Vec<(usize, crate::TopicPartition)> =
+    let mut ranked: Vec<(usize, crate::consumer_protocol::TopicPartition)> =
         rank.into_iter().zip(partitions.iter().cloned()).collect();
     ranked.sort_by_key(|(r, _)| *r);
     ranked.into_iter().map(|(_, tp)| tp).collect()

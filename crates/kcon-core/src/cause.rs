@@ -167,7 +167,7 @@ macro_rules! impl_kcon_error {
 }
 
 /// A bad configuration value: the configuration's doing, fixed by changing it.
-impl KconError for crate::ConfigError {
+impl KconError for crate::property::ConfigError {
     fn cause(&self) -> Cause {
         Cause::Config
     }

@@ -13,7 +13,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::Record;
+use crate::record::Record;
 
 /// Reads the key or the value of a record into `Output`.
 ///

@@ -20,9 +20,8 @@ use kcon_codec::kafka_protocol::messages::offset_fetch_request::{
 use kcon_codec::kafka_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 
-use crate::TopicPartition;
-use crate::wire::VersionError;
-use crate::wire::{by_topic, epoch, str_bytes as s, topic_name};
+use crate::partition::TopicPartition;
+use crate::wire::{VersionError, by_topic, epoch, str_bytes as s, topic_name};
 
 /// An offset to commit, or one that was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]

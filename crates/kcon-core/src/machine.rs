@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::Cause;
+use crate::cause::Cause;
 
 /// A sans-IO state machine: the group member, the commit machine, the fetch loop, the
 /// consumer's own bookkeeping and the record processor's each are one. It never touches a socket

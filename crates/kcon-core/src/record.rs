@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kcon_codec::records::TimestampType;
 
-use crate::TopicPartition;
+use crate::partition::TopicPartition;
 
 /// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
 /// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
@@ -122,7 +122,7 @@ mod tests {
     use kcon_codec::records::TimestampType;
 
     use super::*;
-    use crate::TopicPartition;
+    use crate::partition::TopicPartition;
 
     fn record(headers: Vec<(Bytes, Option<Bytes>)>) -> Record {
         Record::new("orders", 3, 42, Some(Bytes::from_static(b"k")), None)

@@ -89,8 +89,8 @@ impl FetchConfig {
     }
 
     /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
-    pub(crate) fn params(&self, max_bytes: usize) -> crate::FetchParams {
-        crate::FetchParams {
+    pub(crate) fn params(&self, max_bytes: usize) -> crate::session::wire::FetchParams {
+        crate::session::wire::FetchParams {
             // Invariant: `parse_millis` caps durations at i32::MAX ms.
             max_wait_ms: i32::try_from(self.max_wait.as_millis()).unwrap_or(i32::MAX),
             min_bytes: self.min_bytes,

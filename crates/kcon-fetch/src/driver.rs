@@ -23,7 +23,6 @@ use tokio::time::{self, Instant};
 use tracing::debug;
 
 use crate::config::FetchConfig;
-use crate::fetch_request;
 use crate::handout::{Arrival, Release};
 use crate::latency::{FetchLatency, LatencyHistogram};
 use crate::machine::FetchMachine;
@@ -33,6 +32,7 @@ use crate::messages::{
 };
 use crate::position::LeaderAndEpoch;
 use crate::session::RequestKind;
+use crate::session::wire::fetch_request;
 use crate::validation::{can_validate, offset_for_leader_epoch_request};
 use kcon_core::TopicPartition;
 

@@ -17,6 +17,7 @@ use kcon_core::{
 };
 use tracing::{debug, warn};
 
+use crate::IsolationLevel;
 use crate::budget::PrefetchBudget;
 use crate::config::FetchConfig;
 use crate::messages::{
@@ -27,9 +28,9 @@ use crate::position::{
     LeaderAndEpoch, PartitionAnswer, PartitionError, PartitionState, ResetReason,
 };
 use crate::records::{CorruptRecords, FetchedRecords, check_partition};
+use crate::session::{FetchSession, PartitionFetch, RequestKind, SessionOutcome};
 use crate::transactions::AbortedTransaction;
 use crate::validation::{EpochQuery, epoch_answers, plan_validation};
-use crate::{FetchSession, IsolationLevel, PartitionFetch, RequestKind, SessionOutcome};
 
 /// The fetch loop of one consumer. It does no IO and reads no clock: `now` is an argument.
 ///
@@ -975,7 +976,8 @@ impl FetchMachine {
             // backs the broker off, so an error answered at once cannot become a loop.
             if !matches!(
                 reason,
-                crate::SessionReset::SessionNotFound | crate::SessionReset::InvalidEpoch
+                crate::session::SessionReset::SessionNotFound
+                    | crate::session::SessionReset::InvalidEpoch
             ) {
                 self.broker_backoff(now, broker, BrokerFailure::Answer(format!("{reason:?}")));
             }

@@ -12,8 +12,9 @@ use kcon_core::{PersistentFailure, ResetPolicy, Target, TopicId, TopicPartition}
 
 use crate::position::{LeaderAndEpoch, PartitionError, ResetReason};
 use crate::records::FetchedRecords;
+use crate::session::SessionRequest;
+use crate::session::wire::FetchParams;
 use crate::validation::ValidationRequest;
-use crate::{FetchParams, SessionRequest};
 
 /// A request the fetch machine wants sent. Its target is [`FetchRequest::target`]; the driver
 /// gives a Fetch `request.timeout.ms` plus `fetch.max.wait.ms` to be answered, since the broker

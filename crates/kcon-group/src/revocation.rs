@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use kcon_core::TopicPartition;
 
-use crate::RevocationId;
+use crate::machine::RevocationId;
 
 #[derive(Debug)]
 pub(crate) struct Revocation {

@@ -29,7 +29,8 @@ use tokio::sync::mpsc;
 use tokio::task::{self, JoinSet};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::{Metadata, Pool};
+use crate::metadata::Metadata;
+use crate::pool::Pool;
 
 /// How often the driver looks for a new metadata snapshot in the pool, for machines that
 /// follow the cluster (a leader moved, a topic gained partitions).
@@ -395,7 +396,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::PoolConfig;
+    use crate::config::PoolConfig;
 
     /// What the test reads once the driver is done.
     #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use kcon_core::error_codes::{error_name, is_stale_metadata_error};
 use kcon_core::list_offsets::{ListedOffset, list_offsets_request, list_offsets_response};
 use kcon_core::{Cause, IsolationLevel, OffsetSpec, Outcome, TopicPartition, Watermarks};
 
-use crate::Error;
+use crate::error::Error;
 use crate::metadata::TopicScope;
 use crate::pool::{BrokerTarget, Pool};
 

@@ -34,8 +34,8 @@ use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
+use crate::client::{SchemaRegistry, SchemaType};
 use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use crate::{SchemaRegistry, SchemaType};
 
 /// The deepest nesting of records, arrays, maps and unions a payload may have.
 pub const MAX_DEPTH: usize = 64;

@@ -82,8 +82,8 @@ impl SchemaError {
     }
 }
 
-impl From<crate::RegistryError> for SchemaError {
-    fn from(e: crate::RegistryError) -> Self {
+impl From<crate::client::RegistryError> for SchemaError {
+    fn from(e: crate::client::RegistryError) -> Self {
         SchemaError {
             retriable: e.is_retriable(),
             kind: "schema-registry",

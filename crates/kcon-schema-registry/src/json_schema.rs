@@ -10,8 +10,8 @@ use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use serde::de::DeserializeOwned;
 
 use crate::cache::Cache;
+use crate::client::{RegisteredSchema, SchemaRegistry, SchemaType};
 use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use crate::{RegisteredSchema, SchemaRegistry, SchemaType};
 
 struct Core {
     registry: SchemaRegistry,

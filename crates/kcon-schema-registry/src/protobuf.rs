@@ -16,8 +16,8 @@ use kcon_core::deserialize::{Context, DeserializeError, Deserializer};
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
 use crate::cache::Cache;
+use crate::client::{SchemaRegistry, SchemaType};
 use crate::framing::{ParsedKey, SchemaError, SubjectLookup, framed};
-use crate::{SchemaRegistry, SchemaType};
 
 /// A writer's files, in one pool.
 struct Files {

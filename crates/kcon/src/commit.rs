@@ -6,9 +6,11 @@ use std::sync::{Arc, RwLock};
 use kcon_offsets::{OffsetAndMetadata, Offsets};
 use tokio::time::Instant;
 
+use crate::TopicPartition;
+use crate::error::Error;
 use crate::hooks::{CommitSource, HookList};
 use crate::metrics::MetricsHandle;
-use crate::{Error, Record, TopicPartition};
+use crate::record::Record;
 
 /// Stores and commits offsets from any task while the consumer runs
 /// ([`Consumer::commit_handle`](crate::Consumer::commit_handle)): for a

@@ -52,7 +52,7 @@ pub struct ConsumerBuilder {
     token_provider: Option<TokenProvider>,
     // Taken by `build` (`consumer/build.rs`).
     pub(crate) listener: Option<Box<dyn RebalanceListener>>,
-    pub(crate) hooks: Vec<std::sync::Arc<dyn crate::ConsumerHooks>>,
+    pub(crate) hooks: Vec<std::sync::Arc<dyn crate::hooks::ConsumerHooks>>,
 }
 
 /// Every part's configuration, checked together.
@@ -266,7 +266,7 @@ impl ConsumerBuilder {
     /// let b = kcon::Consumer::builder().hooks(Quiet);
     /// # drop(b);
     /// ```
-    pub fn hooks(mut self, hooks: impl crate::ConsumerHooks) -> Self {
+    pub fn hooks(mut self, hooks: impl crate::hooks::ConsumerHooks) -> Self {
         self.hooks.push(std::sync::Arc::new(hooks));
         self
     }
@@ -453,7 +453,7 @@ impl std::fmt::Debug for ConsumerBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     fn settings(props: &[(&str, &str)]) -> Result<Settings, Error> {
         let mut b = ConsumerBuilder::new().bootstrap_servers("localhost:9092");

@@ -35,7 +35,7 @@ use std::future::Future;
 use bytes::Bytes;
 pub use kcon_core::deserialize::{Context, DeserializeError, Deserializer, Field};
 
-use crate::Record;
+use crate::record::Record;
 
 /// A record whose key or value did not deserialize: the record itself, untouched, the field
 /// and why.

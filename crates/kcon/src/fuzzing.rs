@@ -173,7 +173,7 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
                         s.dead_lettered(Ok(()));
                     } else {
                         s.dead_lettered(Err(DeadLetterFailure {
-                            cause: crate::Cause::Broker,
+                            cause: crate::error::Cause::Broker,
                             reason: "the dead-letter topic's leader is unavailable".to_owned(),
                         }));
                     }

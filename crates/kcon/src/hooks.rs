@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::PersistentFailure;
-use crate::{Error, Record, TopicPartition};
+use crate::error::Error;
+use crate::record::Record;
+use crate::{PersistentFailure, TopicPartition};
 
 /// An observer of a consumer, given to [`ConsumerBuilder::hooks`](crate::ConsumerBuilder::hooks).
 ///

@@ -19,7 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::{Consumer, Error, Outcome, Record, TopicPartition};
+use crate::TopicPartition;
+use crate::consumer::Consumer;
+use crate::error::{Error, Outcome};
+use crate::record::Record;
 
 /// The channel to each partition's stream, and the flag that ends the stream. Shared by the
 /// router and the consumer's leaving hook: a partition leaving (revoked, lost, unassigned)

@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::{Consumer, Error, Outcome, Record};
+use crate::consumer::Consumer;
+use crate::error::{Error, Outcome};
+use crate::record::Record;
 
 type Pending<'a> =
     Pin<Box<dyn Future<Output = (&'a mut Consumer, Result<Record, Error>)> + Send + 'a>>;

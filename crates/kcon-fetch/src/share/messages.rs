@@ -5,7 +5,7 @@ use kcon_codec::kafka_protocol::messages::share_acknowledge_response::ShareAckno
 use kcon_codec::kafka_protocol::messages::share_fetch_response::ShareFetchResponse;
 use kcon_core::{PersistentFailure, Record, Target, TopicId, TopicPartition};
 
-use crate::MetadataView;
+use crate::messages::MetadataView;
 
 /// A request the share fetch machine wants sent.
 pub type ShareOutgoing = kcon_core::Outgoing<ShareRequest>;

@@ -51,8 +51,9 @@ pub use messages::{
     ShareAnswer, ShareEvent, ShareFetch, ShareOutgoing, SharePartitionRequest, ShareRequest,
 };
 
+use crate::config::FetchConfig;
+use crate::messages::{MetadataView, PartitionInfo};
 use crate::position::LeaderAndEpoch;
-use crate::{FetchConfig, MetadataView, PartitionInfo};
 
 /// The epoch that closes a share session.
 pub const CLOSE_EPOCH: i32 = -1;

@@ -15,8 +15,9 @@ use kcon_core::harness::Harness;
 use kcon_core::{RequestFailure, RequestId, Target, TopicId, TopicPartition};
 
 use super::*;
+use crate::config::FetchConfig;
+use crate::messages::{MetadataView, PartitionInfo};
 use crate::position::LeaderAndEpoch;
-use crate::{FetchConfig, MetadataView, PartitionInfo};
 
 const A: TopicId = TopicId([0xa; 16]);
 

@@ -9,7 +9,10 @@ use kcon_core::harness::Harness;
 use kcon_core::{Coordinator, GroupProtocol, RequestFailure, RequestId, Target, TopicId};
 
 use super::*;
-use crate::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, Member, MemberState, Outgoing};
+use crate::config::GroupConfig;
+use crate::machine::{GroupEvent, MemberState};
+use crate::member::Member;
+use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 
 const A: TopicId = TopicId([0xa; 16]);
 

@@ -8,7 +8,10 @@ use kcon_core::harness::Harness;
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicId, TopicPartition};
 
 use super::*;
-use crate::{GroupConfig, GroupEvent, GroupRequest, GroupResponse, Member, MemberState, Outgoing};
+use crate::config::GroupConfig;
+use crate::machine::{GroupEvent, MemberState};
+use crate::member::Member;
+use crate::messages::{GroupRequest, GroupResponse, Outgoing};
 
 const A: TopicId = TopicId([0xa; 16]);
 const B: TopicId = TopicId([0xb; 16]);

@@ -10,8 +10,8 @@ use kcon_core::harness::Harness;
 use kcon_core::{Coordinator, RequestFailure, Target, TopicPartition};
 
 use super::*;
-use crate::messages::JoinGroupAnswer;
-use crate::{GroupConfig, GroupRequest, GroupResponse};
+use crate::config::GroupConfig;
+use crate::messages::{GroupRequest, GroupResponse, JoinGroupAnswer};
 
 type H = Harness<GroupMachine>;
 

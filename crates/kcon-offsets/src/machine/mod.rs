@@ -1226,7 +1226,7 @@ fn classify_commit(partitions: &BTreeMap<TopicPartition, i16>) -> CommitOutcome 
 /// fails. The offsets are those asked for, `None` where the group has none.
 fn classify_fetch(
     error_code: i16,
-    partitions: BTreeMap<TopicPartition, crate::PartitionOffset>,
+    partitions: BTreeMap<TopicPartition, crate::messages::PartitionOffset>,
     asked: Option<&BTreeSet<TopicPartition>>,
 ) -> FetchOutcome {
     match error_code {

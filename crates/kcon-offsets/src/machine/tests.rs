@@ -3,7 +3,7 @@ use std::time::Duration;
 use kcon_core::coordinator::FoundCoordinator;
 
 use super::*;
-use crate::PartitionOffset;
+use crate::messages::PartitionOffset;
 
 const T0: u64 = 1_000;
 

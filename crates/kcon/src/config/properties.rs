@@ -381,7 +381,7 @@ mod tests {
     use kcon_core::property::registry::{erased, faults, parts_of};
 
     use super::*;
-    use crate::ConsumerBuilder;
+    use crate::config::ConsumerBuilder;
 
     #[test]
     fn the_table_is_sound() {

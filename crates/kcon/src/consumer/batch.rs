@@ -3,7 +3,7 @@
 use kcon_core::TopicPartition;
 use kcon_fetch::FetchedRecords;
 
-use crate::Record;
+use crate::record::Record;
 
 /// Records of one partition being handed out.
 pub(crate) struct Batch {

@@ -29,10 +29,10 @@ use kcon_group::{GroupEvent, RevocationId};
 
 use super::machine::{Command, ConsumerMachine, Step, StepAnswer};
 use super::rebalance::Hook;
-use crate::Record;
 use crate::error::Error;
 use crate::hooks::{FetchedBatch, Truncation};
 use crate::metrics::{LagInputs, MetricsState};
+use crate::record::Record;
 
 /// A step's answer, or why there is none (the task carrying it out died).
 pub type Answer = Result<StepAnswer, RequestFailure>;

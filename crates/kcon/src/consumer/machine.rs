@@ -43,10 +43,10 @@ use tracing::{debug, info, warn};
 use super::batch::Batch;
 use super::rebalance::{Hook, Rebalance, Stage};
 use super::subscription::Subscription;
-use crate::Record;
 use crate::error::{Error, ErrorKind};
 use crate::hooks::Truncation;
 use crate::metrics::{LagInputs, MetricsHandle, MetricsState, PartitionLag};
+use crate::record::Record;
 
 /// The member hears the application is alive at most this often: a receiving call that starts
 /// sooner after the last report tells it nothing.

@@ -45,13 +45,14 @@ use tokio::sync::mpsc;
 use tokio::time::{self, Instant};
 use tracing::{info, warn};
 
+use crate::TopicPartition;
 use crate::commit::{CommitHandle, Owned, offset_map};
 use crate::config::{ConsumerBuilder, Settings};
 use crate::error::{Error, ErrorKind};
 use crate::hooks::{CommitSource, ConsumerHooks, HookList};
 use crate::listener::RebalanceListener;
 use crate::metrics::{Metrics, MetricsHandle};
-use crate::{Record, TopicPartition};
+use crate::record::Record;
 
 pub use rebalance::Hook;
 
@@ -824,7 +825,9 @@ impl Consumer {
     ///
     /// Cancel-safe: it only asks; dropping the future changes nothing (the requests out are
     /// abandoned, their answers thrown away).
-    pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, crate::PartitionLag>, Error> {
+    pub async fn lag(
+        &self,
+    ) -> Result<BTreeMap<TopicPartition, crate::metrics::PartitionLag>, Error> {
         let found =
             kcon_pool::watermarks(&self.parts.pool, self.driver.machine.assignment()).await?;
         let now = self.wall_ms();
@@ -935,7 +938,7 @@ impl Consumer {
     /// });
     /// # }
     /// ```
-    pub fn metrics_handle(&self) -> crate::MetricsHandle {
+    pub fn metrics_handle(&self) -> crate::metrics::MetricsHandle {
         self.parts.published.clone()
     }
 

@@ -19,12 +19,12 @@ use tokio::task::JoinHandle;
 use super::driver::{Answer, Parts};
 use super::machine::StepAnswer;
 use super::rebalance::Hook;
-use crate::Record;
 use crate::commit::Owned;
 use crate::error::Error;
 use crate::hooks::{CommitSource, FetchedBatch, HookList, Truncation};
 use crate::listener::{RebalanceContext, RebalanceListener};
 use crate::metrics::{LagInputs, MetricsHandle, MetricsState};
+use crate::record::Record;
 
 /// Told of partitions about to leave the consumer (revoked, lost, unassigned).
 pub(crate) type LeavingHook = Box<dyn FnMut(&[TopicPartition]) + Send>;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use kcon_produce::ProducerRecord;
 
 use super::failure::FailureInfo;
-use crate::Record;
+use crate::record::Record;
 
 /// The names of the headers a dead-letter record carries after the original ones.
 pub mod headers {

@@ -27,8 +27,8 @@ use tracing::{debug, warn};
 use super::failure::FailureInfo;
 use super::machine::{Done, Event, PolicyMachine, Settlement, Stop, Work};
 use super::settled::{Settled, SettledWarnings};
-use crate::Record;
 use crate::error::{Error, ErrorKind};
+use crate::record::Record;
 
 /// The parts around the policy machine: the record source (a consumer it stores offsets with
 /// and pauses, or a share consumer it settles records with), the hooks, the metrics handle. One method per thing a part can be told; none has a default, so

@@ -235,7 +235,7 @@ mod tests {
         let bytes = vec![0xff];
         let utf8 = std::str::from_utf8(&bytes).unwrap_err();
         let failure = DeserializeFailure {
-            record: crate::Record::new("t", 0, 1, None, None),
+            record: crate::record::Record::new("t", 0, 1, None, None),
             field: Field::Key,
             error: DeserializeError::permanent("utf8", "the key is not UTF-8").with_source(utf8),
         };

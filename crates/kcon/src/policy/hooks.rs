@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::failure::FailureInfo;
-use crate::Record;
+use crate::record::Record;
 
 /// An observer of a [`Processor`](crate::Processor)'s policies, given to
 /// [`ProcessorBuilder::hooks`](crate::ProcessorBuilder::hooks).

@@ -103,11 +103,11 @@ pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 pub use source::RecordSource;
 pub use transaction::{Sink, TransactionCounts};
 
+use crate::TopicPartition;
 use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
-use crate::consumer::now;
+use crate::consumer::{Consumer, now};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
-use crate::{Consumer, TopicPartition};
 use driver::{Driver, Next, Parts};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
 use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
@@ -808,7 +808,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
 
     async fn write_dead_letter(
         &mut self,
-        record: &crate::Record,
+        record: &crate::record::Record,
         failure: &FailureInfo,
         attempts: u32,
     ) -> Result<(), DeadLetterFailure> {
@@ -932,7 +932,7 @@ impl<S: RecordSource> Parts for Shell<S> {
     fn settle(
         &mut self,
         _now: std::time::Instant,
-        record: &crate::Record,
+        record: &crate::record::Record,
         how: Settlement,
     ) -> Result<(), Error> {
         match (&mut self.transactions, how) {
@@ -964,7 +964,7 @@ impl<S: RecordSource> Parts for Shell<S> {
 
     fn retrying(
         &mut self,
-        record: &crate::Record,
+        record: &crate::record::Record,
         failure: &FailureInfo,
         attempt: u32,
         delay: Duration,
@@ -974,17 +974,17 @@ impl<S: RecordSource> Parts for Shell<S> {
             .for_each(|h| h.on_retry(record, failure, attempt, delay));
     }
 
-    fn skipped(&mut self, record: &crate::Record, failure: &FailureInfo) {
+    fn skipped(&mut self, record: &crate::record::Record, failure: &FailureInfo) {
         self.hooks.iter().for_each(|h| h.on_skip(record, failure));
     }
 
-    fn dead_lettered(&mut self, record: &crate::Record, failure: &FailureInfo) {
+    fn dead_lettered(&mut self, record: &crate::record::Record, failure: &FailureInfo) {
         self.hooks
             .iter()
             .for_each(|h| h.on_dead_letter(record, failure));
     }
 
-    fn breaker_opened(&mut self, record: &crate::Record, failure: &FailureInfo) {
+    fn breaker_opened(&mut self, record: &crate::record::Record, failure: &FailureInfo) {
         self.hooks
             .iter()
             .for_each(|h| h.on_breaker_open(record, failure));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use crate::Record;
+use crate::record::Record;
 
 /// How often, at most, a kind of settled record is logged at WARN.
 pub(crate) const EVERY: Duration = Duration::from_secs(10);

@@ -11,9 +11,11 @@ use kcon_pool::Pool;
 use kcon_produce::ConsumerGroupMetadata;
 
 use super::machine::{Delivery, Settlement};
+use crate::TopicPartition;
+use crate::consumer::Consumer;
 use crate::error::Error;
+use crate::record::Record;
 use crate::share::{AcknowledgeType, AcknowledgementMode, ShareConsumer};
-use crate::{Consumer, Record, TopicPartition};
 
 /// A source of records a [`Processor`](crate::Processor) runs over: a [`Consumer`] (its
 /// partitions' records in offset order; a record done with has its offset stored, a retry

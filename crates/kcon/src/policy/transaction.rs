@@ -35,8 +35,9 @@ use tracing::{debug, info, warn};
 
 use super::source::sealed::Source;
 use super::{Processor, RecordSource, Shell};
+use crate::TopicPartition;
 use crate::error::{Error, ErrorKind};
-use crate::{Record, TopicPartition};
+use crate::record::Record;
 
 /// How long each transaction call may take.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);

@@ -305,8 +305,8 @@ mod tests {
     use kcon_group::GroupError;
 
     use super::*;
-    use crate::ErrorKind;
     use crate::config::AcknowledgementMode;
+    use crate::error::ErrorKind;
 
     /// Parts that write down what they are told, and hold events to hand out without waiting.
     #[derive(Default)]

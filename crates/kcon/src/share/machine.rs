@@ -628,7 +628,7 @@ mod tests {
     use kcon_group::GroupError;
 
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition::new("t", p)

@@ -375,7 +375,7 @@ impl ShareConsumer {
     /// the pool's, the group member's, the fetcher's and kcon's own.
     pub fn properties()
     -> impl Iterator<Item = &'static dyn kcon_core::property::AnyProperty> + Clone {
-        crate::ConsumerBuilder::properties().filter(|p| {
+        crate::config::ConsumerBuilder::properties().filter(|p| {
             p.parts().iter().any(|part| {
                 [
                     kcon_pool::property::POOL,
@@ -635,7 +635,7 @@ mod tests {
                 .unwrap_err()
         };
         let e = settings("share.acknowledgment.mode");
-        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config);
         assert!(
             e.to_string().contains(
                 "unknown configuration property share.acknowledgment.mode (did you mean \

@@ -51,8 +51,8 @@ use crate::config::ErrorTolerance;
 use super::breaker::{Breaker, Tripped};
 use super::failure::{FailureInfo, Stage};
 use super::metrics::Counts;
-use crate::Record;
 use crate::config::PolicyConfig;
+use crate::record::Record;
 
 /// The record work the driver carries out and answers: the machine's requests.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +82,7 @@ pub(crate) enum Done {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DeadLetterFailure {
     /// The write's cause (the producer's, or the configuration's when the record cannot go).
-    pub(crate) cause: crate::Cause,
+    pub(crate) cause: crate::error::Cause,
     /// What happened, for the log and the error.
     pub(crate) reason: String,
 }
@@ -655,7 +655,7 @@ impl Machine for PolicyMachine {
             Err(failure) if dead_letter => {
                 // The write's task ended without a result: nothing says the record went.
                 let failure = DeadLetterFailure {
-                    cause: crate::Cause::Transport,
+                    cause: crate::error::Cause::Transport,
                     reason: failure.reason,
                 };
                 self.dead_lettered(now, tp, Err(failure));

@@ -92,7 +92,7 @@ impl Parts for World {
         _now: Instant,
         record: &Record,
         how: Settlement,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), crate::error::Error> {
         assert_ne!(
             how,
             Settlement::Released,
@@ -113,7 +113,7 @@ impl Parts for World {
         &mut self,
         _now: Instant,
         partitions: Vec<TopicPartition>,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), crate::error::Error> {
         for tp in partitions {
             self.owns(&"pause", &tp);
             assert_ne!(self.paused.insert(tp, true), Some(true), "paused twice");
@@ -125,7 +125,7 @@ impl Parts for World {
         &mut self,
         _now: Instant,
         partitions: Vec<TopicPartition>,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), crate::error::Error> {
         for tp in partitions {
             self.owns(&"resume", &tp);
             assert_eq!(

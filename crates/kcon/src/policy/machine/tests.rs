@@ -152,7 +152,7 @@ fn a_failed_dead_letter_write_stops_and_is_written_again_on_the_next_run() {
     s.feed(A, 0..2);
     s.answer(permanent());
     s.dead_lettered(Err(DeadLetterFailure {
-        cause: crate::Cause::Transport,
+        cause: crate::error::Cause::Transport,
         reason: "broker down".into(),
     }));
     assert!(matches!(
@@ -485,7 +485,7 @@ fn a_stop_releases_every_share_record_held_the_one_at_fault_first() {
     s.answer(id, Done::Processed(permanent()));
     let (id, _) = s.out().expect("the dead letter");
     let error = DeadLetterFailure {
-        cause: crate::Cause::Transport,
+        cause: crate::error::Cause::Transport,
         reason: "down".into(),
     };
     s.answer(id, Done::DeadLettered(Err(error)));
