@@ -11,11 +11,17 @@
 //! copies any of it: a new event is a new method of [`Parts`], which each must implement before
 //! it compiles.
 //!
+//! It has the shape of the consumer's and the share consumer's drivers: [`call`](Driver::call)
+//! when a call (a run) starts, [`turn`](Driver::turn) before the call goes on or waits, saying
+//! what it does next as a [`Turn`] whose variants mean what theirs do (`Step`: work is out,
+//! carry it out and hand in the answer; `Wait`: wait for the next input; `Error`: return it),
+//! [`answered`](Driver::answered) and [`timeout`](Driver::timeout) for the inputs.
+//!
 //! ```text
-//!   start ─► turn (leaving told) ─► next ─┬─ Work ──► the shell carries it out ─► answered ─► next
-//!              ▲                          ├─ Stop / Error ───────────────────────► the run returns
-//!              │                          └─ Wait ──► the shell waits for one input:
-//!              └──────────────────────────────────── batch | timeout (poll_timeout) | stop future
+//!   call ─► turn ─┬─ Step ──► the shell carries it out ─► answered ─► turn
+//!            ▲    ├─ Stop / Error ──────────────────────────────────► the run returns
+//!            │    └─ Wait ──► the shell waits for one input:
+//!            └──────────────── batch | timeout (poll_timeout) | stop future
 //! ```
 
 use std::collections::BTreeSet;
@@ -70,11 +76,12 @@ pub(crate) trait Parts {
     fn publish(&mut self, machine: &PolicyMachine, force: bool);
 }
 
-/// What a run does next ([`Driver::next`]).
+/// What a run does next ([`Driver::turn`]).
 #[derive(Debug)]
-pub(crate) enum Next {
-    /// Carry out this work and answer it ([`Driver::answered`]).
-    Work(Outgoing<Work, ()>),
+pub(crate) enum Turn {
+    /// Work is out: carry it out and hand in its answer ([`Driver::answered`]), then turn
+    /// again.
+    Step(Outgoing<Work, ()>),
     /// Nothing to do: wait for the consumer's next batch, the machine's `poll_timeout`, or the
     /// stop future.
     Wait,
@@ -108,7 +115,7 @@ impl Driver {
     /// A run starts: refused while the breaker is open; partitions that left meanwhile are
     /// told, then the work out when the last run ended (stopped, or cancelled mid-record) is
     /// asked for again.
-    pub(crate) fn start<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Result<(), Error> {
+    pub(crate) fn call<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Result<(), Error> {
         if self.machine.is_open() {
             return Err(Error::new(
                 ErrorKind::CircuitOpen,
@@ -120,19 +127,17 @@ impl Driver {
         Ok(())
     }
 
-    /// The top of every turn of a run, whichever wake-up came last: partitions the consumer
-    /// let go of meanwhile are told first. A retry coming due can cancel a `recv_batch` that
+    /// One turn of a run: partitions the consumer let go of meanwhile are told first, then the
+    /// machine's events are carried out in order (stores, pauses, resumes, what the hooks
+    /// hear), and the turn says what the run does next: the work to carry out, a stop, a
+    /// part's error, or wait.
+    ///
+    /// Leaving partitions come first because a retry coming due can cancel a `recv_batch` that
     /// had already started a revocation (told the leaving hook, then awaited the listener or
     /// the commit): a record of a revoked partition carried out now would be processed here
     /// while its next owner reads it too, and its offset could not be stored.
-    pub(crate) fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+    pub(crate) fn turn<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Turn {
         self.forget_leaving(now, parts);
-    }
-
-    /// Carries out the machine's events in order (stores, pauses, resumes, what the hooks
-    /// hear), then says what the run does next: the work to carry out, a stop, a part's
-    /// error, or wait.
-    pub(crate) fn next<P: Parts>(&mut self, now: Instant, parts: &mut P) -> Next {
         while let Some(event) = self.machine.poll_event() {
             let told = match event {
                 Event::Settle { record, how } => parts.settle(now, &record, how),
@@ -169,19 +174,19 @@ impl Driver {
                         self.pause_all(now, parts);
                     }
                     parts.publish(&self.machine, true);
-                    return Next::Stop(stop);
+                    return Turn::Stop(stop);
                 }
             };
             if let Err(e) = told {
-                return Next::Error(e);
+                return Turn::Error(e);
             }
             parts.publish(&self.machine, false);
         }
         match self.machine.poll_request(now) {
-            Some(out) => Next::Work(out),
+            Some(out) => Turn::Step(out),
             None => {
                 parts.publish(&self.machine, true);
-                Next::Wait
+                Turn::Wait
             }
         }
     }

@@ -108,7 +108,7 @@ use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
 use crate::consumer::{Consumer, now};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
-use driver::{Driver, Next, Parts};
+use driver::{Driver, Parts, Turn};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
 use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
 use source::sealed::Source;
@@ -536,16 +536,15 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     {
         let mut stop = std::pin::pin!(stop);
         self.start_transactions().await?;
-        self.driver.start(now(), &mut self.parts)?;
+        self.driver.call(now(), &mut self.parts)?;
         loop {
-            // Whichever wake-up came last, partitions the consumer let go of meanwhile are
-            // told first (see `Driver::turn`).
-            self.driver.turn(now(), &mut self.parts);
             loop {
-                match self.driver.next(now(), &mut self.parts) {
-                    Next::Work(out) => {
+                // Whichever wake-up came last, partitions the consumer let go of meanwhile
+                // are told first (see `Driver::turn`).
+                match self.driver.turn(now(), &mut self.parts) {
+                    Turn::Step(out) => {
                         if is_ready(stop.as_mut()) {
-                            // The work stays out: the next run's `start` asks for it again.
+                            // The work stays out: the next run's `call` asks for it again.
                             self.parts.publish(&self.driver.machine, true);
                             return self.commit_transaction().await;
                         }
@@ -562,14 +561,14 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                             self.transaction_failed(e, Step::Open).await?;
                         }
                     }
-                    Next::Wait => break,
-                    Next::Stop(reason) => {
+                    Turn::Wait => break,
+                    Turn::Stop(reason) => {
                         let stopped = self.stopped(reason);
                         // What was done with before the record at fault is committed.
                         self.commit_transaction().await?;
                         return Err(stopped);
                     }
-                    Next::Error(e) => return Err(e),
+                    Turn::Error(e) => return Err(e),
                 }
             }
             // Nothing ready: the records done with so far are committed, in the exactly-once

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::policy::driver::{Driver, Next, Parts};
+use crate::policy::driver::{Driver, Parts, Turn};
 use crate::policy::failure::Stage;
 
 pub(crate) const A: (&str, i32) = ("orders", 0);
@@ -216,7 +216,7 @@ impl Sim {
             .map(|o| Record::new(at.0, at.1, o, None, Some(format!("v{o}").into())))
             .collect();
         self.d.batch(self.now, Ok(records), &mut self.w).unwrap();
-        self.drain();
+        self.carry_on();
     }
 
     /// Answers the record out with `outcome`.
@@ -259,7 +259,7 @@ impl Sim {
         if self.m().poll_timeout().is_some_and(|t| t <= self.now) {
             self.d.timeout(self.now);
         }
-        self.drain();
+        self.carry_on();
     }
 
     /// Advances to the next retry; how long that was.
@@ -300,33 +300,28 @@ impl Sim {
         self.w.owned.remove(&tp(at));
         self.w.paused.remove(&tp(at));
         self.w.leaving.push(tp(at));
-        self.drain();
+        self.carry_on();
     }
 
     /// The driver runs again (after a stop, or after its run was cancelled with work out):
     /// the work out when the last run ended is void, asked for again by the new run.
     pub(crate) fn run_again(&mut self) {
         self.out = None;
-        self.d.start(self.now, &mut self.w).unwrap();
-        self.drain();
+        self.d.call(self.now, &mut self.w).unwrap();
+        self.carry_on();
     }
 
     /// Closes the breaker.
     pub(crate) fn close_breaker(&mut self) {
         self.d.close_breaker(self.now, &mut self.w).unwrap();
-        self.drain();
-    }
-
-    /// A turn of the driver, after a wake-up: partitions that left are told, then it goes on.
-    pub(crate) fn drain(&mut self) {
-        self.d.turn(self.now, &mut self.w);
         self.carry_on();
     }
 
-    /// The driver goes on until it hands out work, stops, or waits.
+    /// A turn of the driver (after a wake-up, or an answer): partitions that left are told,
+    /// then it goes on until it hands out work, stops, or waits.
     pub(crate) fn carry_on(&mut self) {
-        match self.d.next(self.now, &mut self.w) {
-            Next::Work(out) => {
+        match self.d.turn(self.now, &mut self.w) {
+            Turn::Step(out) => {
                 let record = out.request.record().clone();
                 self.w.owns(&out.request, &record.topic_partition());
                 assert!(self.out.is_none(), "two records out at once");
@@ -341,13 +336,13 @@ impl Sim {
                     dead_letter,
                 });
                 assert!(
-                    matches!(self.d.next(self.now, &mut self.w), Next::Wait),
+                    matches!(self.d.turn(self.now, &mut self.w), Turn::Wait),
                     "two records out at once"
                 );
             }
-            Next::Wait => {}
-            Next::Stop(stop) => self.stop = Some(stop),
-            Next::Error(e) => panic!("{e}"),
+            Turn::Wait => {}
+            Turn::Stop(stop) => self.stop = Some(stop),
+            Turn::Error(e) => panic!("{e}"),
         }
     }
 }
