@@ -557,38 +557,6 @@ mod tests {
         (id, seen)
     }
 
-    /// A machine with nothing to ask.
-    struct Idle;
-
-    impl Machine for Idle {
-        type Request = ();
-        type Target = Target;
-        type Response = ();
-        type Event = ();
-
-        fn handle_response(
-            &mut self,
-            _now: std::time::Instant,
-            _id: RequestId,
-            _result: Result<(), RequestFailure>,
-        ) {
-        }
-
-        fn handle_timeout(&mut self, _now: std::time::Instant) {}
-
-        fn poll_request(&mut self, _now: std::time::Instant) -> Option<Outgoing<()>> {
-            None
-        }
-
-        fn poll_event(&mut self) -> Option<()> {
-            None
-        }
-
-        fn poll_timeout(&self) -> Option<std::time::Instant> {
-            None
-        }
-    }
-
     /// Writes down what it is told; commands `'a'` join one another, two at most.
     struct Told(Arc<Mutex<Vec<String>>>);
 
@@ -599,20 +567,20 @@ mod tests {
     }
 
     impl Drive for Told {
-        type Machine = Idle;
+        type Machine = Chain;
         type Command = char;
 
         fn send(
             &self,
             _pool: &Pool,
-            _out: Outgoing<()>,
+            _out: Outgoing<&'static str>,
         ) -> impl Future<Output = Result<(), RequestFailure>> + Send + 'static {
             std::future::ready(Ok(()))
         }
 
         fn command(
             &mut self,
-            _machine: &mut Idle,
+            _machine: &mut Chain,
             _pool: &Pool,
             _now: std::time::Instant,
             command: Option<char>,
@@ -628,13 +596,13 @@ mod tests {
             2
         }
 
-        fn commands_taken(&mut self, _machine: &mut Idle, _pool: &Pool, _now: std::time::Instant) {
+        fn commands_taken(&mut self, _machine: &mut Chain, _pool: &Pool, _now: std::time::Instant) {
             self.note("taken");
         }
 
-        fn event(&mut self, _machine: &mut Idle, _now: std::time::Instant, _event: ()) {}
+        fn event(&mut self, _machine: &mut Chain, _now: std::time::Instant, _event: ()) {}
 
-        fn settled(&mut self, _machine: &Idle) -> bool {
+        fn settled(&mut self, _machine: &Chain) -> bool {
             self.note("settled");
             self.0.lock().unwrap().iter().any(|t| t == "closed")
         }
@@ -653,7 +621,14 @@ mod tests {
         }
         drop(tx);
         let told = Arc::new(Mutex::new(Vec::new()));
-        drive(pool, Idle, Told(told.clone()), rx).await;
+        // A chain that asks for nothing.
+        let idle = Chain {
+            ids: RequestIds::default(),
+            first: RequestIds::default().peek(),
+            queued: VecDeque::new(),
+            seen: Arc::default(),
+        };
+        drive(pool, idle, Told(told.clone()), rx).await;
         // Two a's at most in a turn; the b behind the third ends its run and comes alone.
         assert_eq!(
             told.lock().unwrap().join(" "),
