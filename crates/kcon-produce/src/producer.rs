@@ -398,7 +398,9 @@ impl Producer {
     /// Fails when a record queued before the close began failed while the close waited for it:
     /// the error is the first such failure, and says how many there were (each also reached
     /// its own delivery future). A record refused because the producer was closing is its
-    /// sender's to hear, not the close's.
+    /// sender's to hear, not the close's. Several handles closing together each get that
+    /// outcome; a close made after the producer's task ended (another handle's close finished)
+    /// returns `Ok`.
     ///
     /// # Cancel safety
     ///
