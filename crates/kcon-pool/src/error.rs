@@ -172,6 +172,34 @@ impl Error {
         }
     }
 
+    /// One error of each cause the pool meets, for the tests of the errors built on this one
+    /// (the consumer's and the producer's), which check that they carry its cause and outcome
+    /// over: this crate's tests say what each of these answers.
+    #[doc(hidden)]
+    pub fn examples() -> Vec<Error> {
+        let peer = Peer::broker(1, "kafka-1:9092");
+        let broker = |api: ApiKey, code: ResponseError| Error::Broker {
+            peer: peer.clone(),
+            api_key: api as i16,
+            error_code: code.code(),
+        };
+        vec![
+            Error::UnknownBroker { id: 3 },
+            Error::Unsupported {
+                peer: peer.clone(),
+                api_key: ApiKey::OffsetForLeaderEpoch as i16,
+                ours: (2, 4),
+                theirs: None,
+            },
+            Error::Misuse(Misuse::UnsupportedApi { api_key: 9999 }),
+            Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
+            Error::Stopped,
+            broker(ApiKey::ApiVersions, ResponseError::NotCoordinator),
+            broker(ApiKey::Produce, ResponseError::NotEnoughReplicas),
+            broker(ApiKey::Metadata, ResponseError::TopicAuthorizationFailed),
+        ]
+    }
+
     /// The broker's error code, when the broker answered the pool's own request with one.
     pub fn code(&self) -> Option<ResponseError> {
         match self {
@@ -823,6 +851,27 @@ kcon_core::impl_kcon_error!(Error);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each of [`Error::examples`] answers: the one table of a pool error's cause and
+    /// outcome, which the consumer's and the producer's errors carry over as they are.
+    #[test]
+    fn every_cause_of_a_pool_error_is_a_cause_and_an_outcome() {
+        let expected = [
+            (Cause::Transport, Outcome::Retry),
+            (Cause::Unsupported, Outcome::Fix),
+            (Cause::Misuse, Outcome::Fix),
+            (Cause::Config, Outcome::Fix),
+            (Cause::Closed, Outcome::Closed),
+            (Cause::Broker, Outcome::Retry),
+            (Cause::Broker, Outcome::Retry),
+            (Cause::Broker, Outcome::Fix),
+        ];
+        let examples = Error::examples();
+        assert_eq!(examples.len(), expected.len());
+        for (e, answers) in examples.iter().zip(expected) {
+            assert_eq!((e.cause(), e.outcome()), answers, "{e}");
+        }
+    }
 
     #[test]
     fn messages_name_the_broker_and_the_api() {

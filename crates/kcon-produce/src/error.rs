@@ -489,54 +489,26 @@ mod tests {
         );
     }
 
+    /// kcon-pool's table says what each of its errors answers; the producer's error carries
+    /// it over as it is, with the kind of its cause.
     #[test]
     fn every_cause_of_a_pool_error_is_a_cause_of_its_own() {
-        let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
-        let cases = [
-            (
-                kcon_pool::Error::UnknownBroker { id: 3 },
-                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
-            ),
-            (
-                kcon_pool::Error::Unsupported {
-                    peer: peer.clone(),
-                    api_key: ApiKey::InitProducerId as i16,
-                    ours: (0, 4),
-                    theirs: None,
-                },
-                (ErrorKind::Unsupported, Cause::Unsupported, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Misuse(kcon_pool::Misuse::UnsupportedApi { api_key: 9999 }),
-                (ErrorKind::Misuse, Cause::Misuse, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
-                (ErrorKind::Config, Cause::Config, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Stopped,
-                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
-            ),
-            (
-                kcon_pool::Error::Broker {
-                    peer: peer.clone(),
-                    api_key: ApiKey::Produce as i16,
-                    error_code: ResponseError::NotEnoughReplicas.code(),
-                },
-                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
-            ),
-            (
-                kcon_pool::Error::Broker {
-                    peer,
-                    api_key: ApiKey::Produce as i16,
-                    error_code: ResponseError::TopicAuthorizationFailed.code(),
-                },
-                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
-            ),
+        use ErrorKind::{Broker, Closed, Config, Misuse, Transport, Unsupported};
+        let kinds = [
+            Transport,
+            Unsupported,
+            Misuse,
+            Config,
+            Closed,
+            Broker,
+            Broker,
+            Broker,
         ];
-        for (pool, expected) in cases {
+        let examples = kcon_pool::Error::examples();
+        assert_eq!(examples.len(), kinds.len());
+        for (pool, kind) in examples.into_iter().zip(kinds) {
             let shown = pool.to_string();
+            let expected = (kind, pool.cause(), pool.outcome());
             let e = ProduceError::pool(pool, "producing");
             assert_eq!(answers(&e), expected, "{shown}");
         }

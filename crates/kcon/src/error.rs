@@ -793,54 +793,13 @@ mod tests {
         }
     }
 
+    /// kcon-pool's table says what each of its errors answers; the consumer's error carries
+    /// it over as it is, with the kind of its cause.
     #[test]
     fn every_cause_of_a_pool_error_is_a_cause_and_an_outcome() {
-        let peer = kcon_pool::Peer::broker(1, "kafka-1:9092");
-        let cases = [
-            (
-                kcon_pool::Error::UnknownBroker { id: 3 },
-                (ErrorKind::Transport, Cause::Transport, Outcome::Retry),
-            ),
-            (
-                kcon_pool::Error::Unsupported {
-                    peer: peer.clone(),
-                    api_key: ApiKey::OffsetForLeaderEpoch as i16,
-                    ours: (2, 4),
-                    theirs: None,
-                },
-                (ErrorKind::Unsupported, Cause::Unsupported, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Misuse(kcon_pool::Misuse::UnsupportedApi { api_key: 9999 }),
-                (ErrorKind::Misuse, Cause::Misuse, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Config(ConfigError::invalid("sasl.mechanism", "MD5", "PLAIN")),
-                (ErrorKind::Config, Cause::Config, Outcome::Fix),
-            ),
-            (
-                kcon_pool::Error::Stopped,
-                (ErrorKind::Closed, Cause::Closed, Outcome::Closed),
-            ),
-            (
-                kcon_pool::Error::Broker {
-                    peer: peer.clone(),
-                    api_key: ApiKey::ApiVersions as i16,
-                    error_code: code::NOT_COORDINATOR,
-                },
-                (ErrorKind::Broker, Cause::Broker, Outcome::Retry),
-            ),
-            (
-                kcon_pool::Error::Broker {
-                    peer,
-                    api_key: ApiKey::Metadata as i16,
-                    error_code: code::TOPIC_AUTHORIZATION_FAILED,
-                },
-                (ErrorKind::Broker, Cause::Broker, Outcome::Fix),
-            ),
-        ];
-        for (pool, expected) in cases {
+        for pool in kcon_pool::Error::examples() {
             let shown = pool.to_string();
+            let expected = (kind_of_pool(pool.cause()), pool.cause(), pool.outcome());
             assert_eq!(answers(&Error::from(pool)), expected, "{shown}");
         }
     }
