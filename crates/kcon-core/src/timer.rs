@@ -215,6 +215,81 @@ macro_rules! timers {
     };
 }
 
+/// The [`Machine`](crate::Machine) implementation of a machine on a timer table whose every
+/// input ends by rearming it: the group members' (classic and KIP-848) are written this way,
+/// and no other shape of theirs differs. The machine's type provides, as inherent items:
+///
+/// - `next_request(&mut self, now) -> Option<Outgoing<Request>>`: the next request, if any;
+/// - `events`: a `VecDeque` of its events;
+/// - `timers` (the table) and `armed_timers(&self)`, the table its state calls for;
+/// - `on_timer(&mut self, timer, now)`: one timer that passed;
+/// - `on_response(&mut self, now, id, result)`: an answer, or why none came;
+/// - `rearm(&mut self)`: sets `timers` to `armed_timers()`.
+///
+/// `poll_timeout` is the table's earliest (asserting in debug builds that it was rearmed);
+/// `handle_timeout` acts on every timer that passed, in the table's order, rearming after
+/// each so that each sees what the one before it changed.
+#[macro_export]
+macro_rules! machine_on_timers {
+    (
+        impl Machine for $machine:ty {
+            timer = $timer:ty,
+            request = $request:ty,
+            response = $response:ty,
+            event = $event:ty $(,)?
+        }
+    ) => {
+        impl $crate::machine::Machine for $machine {
+            type Request = $request;
+            type Target = $crate::machine::Target;
+            type Response = $response;
+            type Event = $event;
+
+            fn poll_request(
+                &mut self,
+                now: ::std::time::Instant,
+            ) -> ::std::option::Option<$crate::machine::Outgoing<$request>> {
+                let out = self.next_request(now);
+                self.rearm();
+                out
+            }
+
+            fn poll_event(&mut self) -> ::std::option::Option<$event> {
+                self.events.pop_front()
+            }
+
+            fn poll_timeout(&self) -> ::std::option::Option<::std::time::Instant> {
+                debug_assert_eq!(
+                    self.timers,
+                    self.armed_timers(),
+                    "every input rearms the timers"
+                );
+                self.timers.next()
+            }
+
+            fn handle_timeout(&mut self, now: ::std::time::Instant) {
+                self.rearm();
+                for &timer in <$timer as $crate::timer::TimerKind>::ALL {
+                    if self.timers.is_expired(timer, now) {
+                        self.on_timer(timer, now);
+                        self.rearm();
+                    }
+                }
+            }
+
+            fn handle_response(
+                &mut self,
+                now: ::std::time::Instant,
+                id: $crate::machine::RequestId,
+                result: ::std::result::Result<$response, $crate::machine::RequestFailure>,
+            ) {
+                self.on_response(now, id, result);
+                self.rearm();
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

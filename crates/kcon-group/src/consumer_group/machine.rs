@@ -13,9 +13,8 @@ use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::error_name;
-use kcon_core::timer::TimerKind;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, Machine, PersistentFailure,
+    Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, PersistentFailure,
     RequestFailure, RequestId, RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
@@ -1442,51 +1441,11 @@ impl Member for ConsumerGroupMachine {
     }
 }
 
-impl Machine for ConsumerGroupMachine {
-    type Request = GroupRequest;
-    type Target = kcon_core::Target;
-    type Response = GroupResponse;
-    type Event = GroupEvent;
-
-    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        let out = self.next_request(now);
-        self.rearm();
-        out
-    }
-
-    fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    /// The earliest timer of the table.
-    fn poll_timeout(&self) -> Option<Instant> {
-        debug_assert_eq!(
-            self.timers,
-            self.armed_timers(),
-            "every input rearms the timers"
-        );
-        self.timers.next()
-    }
-
-    /// Acts on every timer that has passed, in the table's order; each sees what the one
-    /// before it changed.
-    fn handle_timeout(&mut self, now: Instant) {
-        self.rearm();
-        for &timer in Timer::ALL {
-            if self.timers.is_expired(timer, now) {
-                self.on_timer(timer, now);
-                self.rearm();
-            }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<GroupResponse, RequestFailure>,
-    ) {
-        self.on_response(now, id, result);
-        self.rearm();
+kcon_core::machine_on_timers! {
+    impl Machine for ConsumerGroupMachine {
+        timer = Timer,
+        request = GroupRequest,
+        response = GroupResponse,
+        event = GroupEvent,
     }
 }

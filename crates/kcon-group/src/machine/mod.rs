@@ -9,10 +9,9 @@ use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_core::coordinator::{CoordinatorLookup, Lookup};
 use kcon_core::error_codes::{code, error_name, is_fatal_group_error};
 use kcon_core::failure::Failed;
-use kcon_core::timer::TimerKind;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, FailureTracker, Machine, PersistentFailure, RequestFailure,
-    RequestId, RequestIds, Target, TopicId, TopicPartition,
+    Coordinator, ExponentialBackoff, FailureTracker, PersistentFailure, RequestFailure, RequestId,
+    RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -192,10 +191,12 @@ pub enum MemberState {
 ///   [`application_polled`](Self::application_polled),
 ///   [`revocation_done`](Self::revocation_done), [`close`](Self::close),
 ///   [`metadata_updated`](Self::metadata_updated) (application and environment);
-///   [`handle_response`](Self::handle_response) (the answer, or failure, of a request it asked
-///   for); [`handle_timeout`](Self::handle_timeout) (once `poll_timeout` has passed).
-/// - Outputs: [`poll_request`](Self::poll_request) (send these), [`poll_event`](Self::poll_event)
-///   (tell the application), [`poll_timeout`](Self::poll_timeout) (call `handle_timeout` then).
+///   [`handle_response`](kcon_core::Machine::handle_response) (the answer, or failure, of a
+///   request it asked for); [`handle_timeout`](kcon_core::Machine::handle_timeout) (once
+///   `poll_timeout` has passed).
+/// - Outputs: [`poll_request`](kcon_core::Machine::poll_request) (send these),
+///   [`poll_event`](kcon_core::Machine::poll_event) (tell the application),
+///   [`poll_timeout`](kcon_core::Machine::poll_timeout) (call `handle_timeout` then).
 /// - After any input, drain `poll_request` and `poll_event` until they return `None`, then
 ///   read `poll_timeout` again. Every answer must come back exactly once, through
 ///   `handle_response`, even when the request failed; answers to requests the machine no
@@ -705,56 +706,12 @@ impl Member for GroupMachine {
     }
 }
 
-impl Machine for GroupMachine {
-    type Request = GroupRequest;
-    type Target = kcon_core::Target;
-    type Response = GroupResponse;
-    type Event = GroupEvent;
-
-    /// The next request to send, if any.
-    fn poll_request(&mut self, now: Instant) -> Option<Outgoing> {
-        let out = self.next_request(now);
-        self.rearm();
-        out
-    }
-
-    /// The next event for the application, if any.
-    fn poll_event(&mut self) -> Option<GroupEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next, if ever: the
-    /// earliest timer of the table.
-    fn poll_timeout(&self) -> Option<Instant> {
-        debug_assert_eq!(
-            self.timers,
-            self.armed_timers(),
-            "every input rearms the timers"
-        );
-        self.timers.next()
-    }
-
-    /// Acts on every timer that has passed, in the table's order; each sees what the one
-    /// before it changed (a revocation that ends stops the poll timer of a member leaving).
-    fn handle_timeout(&mut self, now: Instant) {
-        self.rearm();
-        for &timer in Timer::ALL {
-            if self.timers.is_expired(timer, now) {
-                self.on_timer(timer, now);
-                self.rearm();
-            }
-        }
-    }
-
-    /// Feeds the answer to request `id` (or why it got none).
-    fn handle_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<GroupResponse, RequestFailure>,
-    ) {
-        self.on_response(now, id, result);
-        self.rearm();
+kcon_core::machine_on_timers! {
+    impl Machine for GroupMachine {
+        timer = Timer,
+        request = GroupRequest,
+        response = GroupResponse,
+        event = GroupEvent,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use kcon_codec::consumer_protocol::Assignment;
+use kcon_core::Machine;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::failure::{REPORT_AFTER, REPORT_AFTER_TIME};
 use kcon_core::harness::Harness;
