@@ -440,6 +440,16 @@ mod timeouts_and_lost_answers {
             d
         }
 
+        /// A producer initialized on `cluster`, in a transaction holding record 1 (partition 0)
+        /// and the group's offset 5.
+        fn in_transaction_on(cluster: Cluster) -> Driver {
+            let mut d = Driver::started_on(cluster);
+            d.call(TxnCall::Begin).unwrap();
+            d.record(1, 0);
+            d.send_offsets(5).unwrap();
+            d
+        }
+
         /// Runs the machine against the cluster up to `limit` of virtual time (the shared
         /// [`run`]).
         fn run(&mut self, limit: Duration) {
@@ -577,10 +587,7 @@ mod timeouts_and_lost_answers {
             (Cluster::new(), Api::AddOffsets, E::ProducerFenced),
             (Cluster::v2(), Api::TxnOffsetCommit, E::InvalidProducerEpoch),
         ] {
-            let mut d = Driver::started_on(cluster);
-            d.call(TxnCall::Begin).unwrap();
-            d.record(1, 0);
-            d.send_offsets(5).unwrap();
+            let mut d = Driver::in_transaction_on(cluster);
             assert!(d.cluster.time_out_open_transaction());
             let before = d.cluster.seen.len();
             let e = d.send_offsets(6).unwrap_err();
@@ -605,10 +612,7 @@ mod timeouts_and_lost_answers {
     fn a_commit_whose_answer_is_lost_is_sent_again_and_answered_as_done() {
         for cluster in both_versions() {
             let v2 = cluster.v2;
-            let mut d = Driver::started_on(cluster);
-            d.call(TxnCall::Begin).unwrap();
-            d.record(1, 0);
-            d.send_offsets(5).unwrap();
+            let mut d = Driver::in_transaction_on(cluster);
             d.cluster.lose.push(Api::EndTxn);
             d.call(TxnCall::Commit).unwrap();
             assert!(d.cluster.lose.is_empty(), "the answer was lost");
@@ -644,10 +648,7 @@ mod timeouts_and_lost_answers {
     #[test]
     fn a_commit_sent_again_while_its_markers_are_written_waits_for_them() {
         for cluster in both_versions() {
-            let mut d = Driver::started_on(cluster);
-            d.call(TxnCall::Begin).unwrap();
-            d.record(1, 0);
-            d.send_offsets(5).unwrap();
+            let mut d = Driver::in_transaction_on(cluster);
             d.cluster.lose.push(Api::EndTxn);
             d.cluster.hold_markers = true;
             let commit = d.m.transaction(d.now, TxnCall::Commit);
@@ -675,10 +676,7 @@ mod timeouts_and_lost_answers {
     #[test]
     fn an_abort_whose_answer_is_lost_is_sent_again_and_answered_as_done() {
         for cluster in both_versions() {
-            let mut d = Driver::started_on(cluster);
-            d.call(TxnCall::Begin).unwrap();
-            d.record(1, 0);
-            d.send_offsets(5).unwrap();
+            let mut d = Driver::in_transaction_on(cluster);
             d.cluster.lose.push(Api::EndTxn);
             d.call(TxnCall::Abort).unwrap();
             assert_eq!(d.seen(Api::EndTxn), 2);
