@@ -302,6 +302,14 @@ impl Error {
         self
     }
 
+    /// A producer's error `e`, met by `who` (the processor's transactional or dead-letter
+    /// producer), as the processor's error of `kind`: its cause and outcome kept.
+    pub(crate) fn of_producer(kind: ErrorKind, who: &str, e: &kcon_produce::ProduceError) -> Error {
+        Error::new(kind, format!("{who}: {e}"))
+            .with_cause(e.cause())
+            .with_outcome(e.outcome())
+    }
+
     /// The same error, `cause`'s doing.
     pub(crate) fn with_cause(mut self, cause: Cause) -> Error {
         self.cause = cause;

@@ -744,12 +744,11 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         if let Some(d) = self.dead_letter {
             let done = if d.owned {
                 d.producer.close_within(left()).await.map_err(|e| {
-                    Error::new(
+                    Error::of_producer(
                         ErrorKind::DeadLetter,
-                        format!("the dead-letter producer's close: {e}"),
+                        "the dead-letter producer's close",
+                        &e,
                     )
-                    .with_cause(e.cause())
-                    .with_outcome(e.outcome())
                 })
             } else {
                 tokio::time::timeout_at(deadline, d.producer.flush())

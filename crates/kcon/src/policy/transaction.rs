@@ -246,12 +246,11 @@ pub(crate) fn judge(e: ProduceError, step: Step) -> Verdict {
 
 /// The processor's error for a producer error that stops the run.
 pub(crate) fn transaction_error(e: &ProduceError) -> Error {
-    Error::new(
+    Error::of_producer(
         ErrorKind::Transaction,
-        format!("the processor's transactional producer: {e}"),
+        "the processor's transactional producer",
+        e,
     )
-    .with_cause(e.cause())
-    .with_outcome(e.outcome())
 }
 
 /// Sends `records` with `producer` in as few calls as its `buffer.memory` allows (one for
