@@ -25,7 +25,6 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use kcon_core::coordinator::FoundCoordinator;
-use kcon_core::harness::Schedule;
 use kcon_core::{Coordinator, Machine, RequestFailure, RequestId, Target, TopicPartition};
 use kcon_group::assignor::{PartitionInfo, TopicPartitions};
 use kcon_group::{
@@ -33,16 +32,13 @@ use kcon_group::{
     RevocationId,
 };
 
-use coordinator::{CoordinatorConfig, GroupCoordinator, Ticket, join_error, sync_error};
+use coordinator::{CoordinatorConfig, GroupCoordinator, join_error, sync_error};
 
 use crate::code;
+use crate::turns::{LoopParts, Simulation, Turns, coordinator_line, last_entries};
 
 /// The group every simulated member joins.
 pub const GROUP: &str = "sim-group";
-
-/// A run that takes more steps than this is spinning: some machine keeps asking for work at
-/// the same instant.
-const MAX_STEPS: u64 = 2_000_000;
 
 /// The kinds of request a member sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -270,7 +266,7 @@ impl Node {
 }
 
 #[derive(Debug)]
-enum Msg {
+pub(crate) enum Msg {
     ToBroker {
         member: usize,
         incarnation: u32,
@@ -355,10 +351,7 @@ pub struct Sim {
     /// coordinator cannot know it was evicted, so the Java client, librdkafka and kcon all
     /// own partitions the group has already given to others until they hear of it.
     pub strict_ownership: bool,
-    queue: Schedule<Msg>,
-    tickets: BTreeMap<Ticket, (usize, u32, RequestId)>,
-    next_ticket: Ticket,
-    steps: u64,
+    turns: Turns<Msg, (usize, u32, RequestId)>,
 }
 
 impl Sim {
@@ -383,10 +376,7 @@ impl Sim {
             nodes: Vec::new(),
             faults: Vec::new(),
             strict_ownership: true,
-            queue: Schedule::default(),
-            tickets: BTreeMap::new(),
-            next_ticket: 0,
-            steps: 0,
+            turns: Turns::default(),
         }
     }
 
@@ -562,19 +552,7 @@ impl Sim {
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
     pub fn run_until_cond(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            if done(self) {
-                return true;
-            }
-            match self.next_due() {
-                Some(next) if next <= end => self.step(next),
-                _ => {
-                    self.now = end;
-                    return done(self);
-                }
-            }
-        }
+        self.run_until_done(limit, done)
     }
 
     /// Whether every live member is Stable in the coordinator's current Stable generation,
@@ -642,20 +620,13 @@ impl Sim {
 
     /// The last `n` log entries of all members, in time order, for failure messages.
     pub fn dump(&self, n: usize) -> String {
-        let mut all: Vec<(Instant, usize, &Entry)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, node)| node.log.iter().map(move |e| (e.at, i, e)))
-            .collect();
-        all.sort_by_key(|(at, i, _)| (*at, *i));
-        let mut out = format!(
-            "at {:.3}s, coordinator {:?} generation {} members {:?}\n",
-            self.secs(self.now),
-            self.coordinator.state(),
-            self.coordinator.generation(),
-            self.coordinator.member_ids()
+        let last = last_entries(
+            self.nodes
+                .iter()
+                .map(|node| node.log.iter().map(|e| (e.at, e))),
+            n,
         );
+        let mut out = coordinator_line(self.secs(self.now), &self.coordinator) + "\n";
         for (i, node) in self.nodes.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -666,141 +637,16 @@ impl Sim {
                 node.app.owned
             );
         }
-        for (at, i, e) in all.iter().skip(all.len().saturating_sub(n)) {
+        for (at, i, e) in last {
             let _ = writeln!(
                 out,
                 "  {:>9.3}s m{i}#{} {:?}",
-                self.secs(*at),
+                self.secs(at),
                 e.incarnation,
                 e.kind
             );
         }
         out
-    }
-
-    // ----- the loop -----
-
-    fn next_due(&self) -> Option<Instant> {
-        let queued = self.queue.next_at();
-        let machines = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.machine.as_ref()?.poll_timeout());
-        queued
-            .into_iter()
-            .chain(self.coordinator.next_deadline())
-            .chain(machines)
-            .min()
-    }
-
-    fn step(&mut self, t: Instant) {
-        self.steps += 1;
-        assert!(
-            self.steps < MAX_STEPS,
-            "the simulation spins\n{}",
-            self.dump(40)
-        );
-        self.now = self.now.max(t);
-        let now = self.now;
-        if self.coordinator.next_deadline().is_some_and(|d| d <= now) {
-            self.coordinator.tick(now);
-            self.flush_coordinator();
-        }
-        while let Some(msg) = self.queue.take_due(now) {
-            self.deliver(msg);
-            self.check_invariants();
-        }
-        for i in 0..self.nodes.len() {
-            let Some(m) = self.nodes[i].machine.as_mut() else {
-                continue;
-            };
-            if m.poll_timeout().is_some_and(|d| d <= now) {
-                m.handle_timeout(now);
-                self.drain(i);
-                let after = self.nodes[i]
-                    .machine
-                    .as_ref()
-                    .and_then(|m| m.poll_timeout());
-                assert!(
-                    after.is_none_or(|d| d > now),
-                    "member {i}: poll_timeout {:?}s is not after now {:?}s once handle_timeout ran\n{}",
-                    after.map(|d| self.secs(d)),
-                    self.secs(now),
-                    self.dump(30)
-                );
-                self.check_invariants();
-            }
-        }
-    }
-
-    fn deliver(&mut self, msg: Msg) {
-        match msg {
-            Msg::ToBroker {
-                member,
-                incarnation,
-                id,
-                target,
-                request,
-            } => self.broker(member, incarnation, id, target, request),
-            Msg::ToMember {
-                member,
-                incarnation,
-                id,
-                result,
-            } => {
-                if self.nodes[member].incarnation == incarnation
-                    && self.nodes[member].outstanding.contains_key(&id)
-                {
-                    self.answer_member(member, id, result);
-                }
-            }
-            Msg::Timeout {
-                member,
-                incarnation,
-                id,
-            } => {
-                if self.nodes[member].incarnation == incarnation
-                    && self.nodes[member].outstanding.contains_key(&id)
-                {
-                    let failure = RequestFailure::retriable("request timed out");
-                    self.answer_member(member, id, Err(failure));
-                }
-            }
-            Msg::Poll {
-                member,
-                incarnation,
-            } => {
-                let now = self.now;
-                let node = &mut self.nodes[member];
-                if node.incarnation != incarnation {
-                    return;
-                }
-                let Some(m) = node.machine.as_mut() else {
-                    return;
-                };
-                if node.app.poll_interval.is_none() {
-                    return;
-                }
-                m.application_polled(now);
-                m.metadata_updated(now, &self.topics, &BTreeMap::new());
-                self.drain(member);
-                self.schedule_poll(member);
-            }
-            Msg::Ack {
-                member,
-                incarnation,
-                id,
-            } => {
-                if self.nodes[member].incarnation != incarnation {
-                    return;
-                }
-                let pending = &mut self.nodes[member].app.pending;
-                if let Some(pos) = pending.iter().position(|(r, _)| *r == id) {
-                    let (_, partitions) = pending.remove(pos);
-                    self.acknowledge(member, id, &partitions);
-                }
-            }
-        }
     }
 
     fn answer_member(
@@ -904,22 +750,12 @@ impl Sim {
                         Ok(error_response(&request, code::COORDINATOR_LOAD_IN_PROGRESS)),
                     );
                 } else {
-                    let ticket = self.next_ticket;
-                    self.next_ticket += 1;
-                    self.tickets.insert(ticket, (member, incarnation, id));
+                    let ticket = self.turns.ticket((member, incarnation, id));
                     self.coordinator.handle(now, ticket, &request);
                     self.flush_coordinator();
                 }
             }
             (target, request) => panic!("{request:?} sent to {target:?}"),
-        }
-    }
-
-    fn flush_coordinator(&mut self) {
-        for (ticket, response) in self.coordinator.take_answers() {
-            // Invariant: every ticket the coordinator answers was handed out by `broker`.
-            let (member, incarnation, id) = self.tickets.remove(&ticket).expect("a ticket");
-            self.reply(member, incarnation, id, Ok(response));
         }
     }
 
@@ -1075,6 +911,150 @@ impl Sim {
         }
     }
 
+    fn schedule_poll(&mut self, i: usize) {
+        if let Some(every) = self.nodes[i].app.poll_interval {
+            let incarnation = self.nodes[i].incarnation;
+            self.push(
+                self.now + every,
+                Msg::Poll {
+                    member: i,
+                    incarnation,
+                },
+            );
+        }
+    }
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = self.net.latency_ms;
+        Duration::from_millis(self.rng.u64(lo..=hi))
+    }
+
+    fn is_isolated(&self, i: usize) -> bool {
+        self.net.isolated.get(&i).is_some_and(|t| self.now < *t)
+    }
+
+    fn lost(&mut self) -> bool {
+        self.net.drop_rate > 0.0 && self.rng.f64() < self.net.drop_rate
+    }
+}
+
+/// The loop is [`Simulation`]'s; the members' side of a step is theirs.
+impl Simulation for Sim {
+    type Msg = Msg;
+    type ReplyTo = (usize, u32, RequestId);
+
+    fn loop_parts(&mut self) -> LoopParts<'_, Self> {
+        (&mut self.now, &mut self.turns, &mut self.coordinator)
+    }
+
+    fn others_due(&self) -> Option<Instant> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref()?.poll_timeout())
+            .min()
+    }
+
+    fn flush_coordinator(&mut self) {
+        for (ticket, response) in self.coordinator.take_answers() {
+            let (member, incarnation, id) = self.turns.answered(ticket);
+            self.reply(member, incarnation, id, Ok(response));
+        }
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::ToBroker {
+                member,
+                incarnation,
+                id,
+                target,
+                request,
+            } => self.broker(member, incarnation, id, target, request),
+            Msg::ToMember {
+                member,
+                incarnation,
+                id,
+                result,
+            } => {
+                if self.nodes[member].incarnation == incarnation
+                    && self.nodes[member].outstanding.contains_key(&id)
+                {
+                    self.answer_member(member, id, result);
+                }
+            }
+            Msg::Timeout {
+                member,
+                incarnation,
+                id,
+            } => {
+                if self.nodes[member].incarnation == incarnation
+                    && self.nodes[member].outstanding.contains_key(&id)
+                {
+                    let failure = RequestFailure::retriable("request timed out");
+                    self.answer_member(member, id, Err(failure));
+                }
+            }
+            Msg::Poll {
+                member,
+                incarnation,
+            } => {
+                let now = self.now;
+                let node = &mut self.nodes[member];
+                if node.incarnation != incarnation {
+                    return;
+                }
+                let Some(m) = node.machine.as_mut() else {
+                    return;
+                };
+                if node.app.poll_interval.is_none() {
+                    return;
+                }
+                m.application_polled(now);
+                m.metadata_updated(now, &self.topics, &BTreeMap::new());
+                self.drain(member);
+                self.schedule_poll(member);
+            }
+            Msg::Ack {
+                member,
+                incarnation,
+                id,
+            } => {
+                if self.nodes[member].incarnation != incarnation {
+                    return;
+                }
+                let pending = &mut self.nodes[member].app.pending;
+                if let Some(pos) = pending.iter().position(|(r, _)| *r == id) {
+                    let (_, partitions) = pending.remove(pos);
+                    self.acknowledge(member, id, &partitions);
+                }
+            }
+        }
+    }
+
+    fn members(&mut self, now: Instant) {
+        for i in 0..self.nodes.len() {
+            let Some(m) = self.nodes[i].machine.as_mut() else {
+                continue;
+            };
+            if m.poll_timeout().is_some_and(|d| d <= now) {
+                m.handle_timeout(now);
+                self.drain(i);
+                let after = self.nodes[i]
+                    .machine
+                    .as_ref()
+                    .and_then(|m| m.poll_timeout());
+                assert!(
+                    after.is_none_or(|d| d > now),
+                    "member {i}: poll_timeout {:?}s is not after now {:?}s once handle_timeout ran\n{}",
+                    after.map(|d| self.secs(d)),
+                    self.secs(now),
+                    self.dump(30)
+                );
+                self.check_invariants();
+            }
+        }
+    }
+
     /// No partition owned by two members; each application's view is its machine's.
     fn check_invariants(&self) {
         let mut owners: BTreeMap<&TopicPartition, usize> = BTreeMap::new();
@@ -1101,34 +1081,8 @@ impl Sim {
         }
     }
 
-    fn schedule_poll(&mut self, i: usize) {
-        if let Some(every) = self.nodes[i].app.poll_interval {
-            let incarnation = self.nodes[i].incarnation;
-            self.push(
-                self.now + every,
-                Msg::Poll {
-                    member: i,
-                    incarnation,
-                },
-            );
-        }
-    }
-
-    fn push(&mut self, at: Instant, msg: Msg) {
-        self.queue.send(at, msg);
-    }
-
-    fn latency(&mut self) -> Duration {
-        let (lo, hi) = self.net.latency_ms;
-        Duration::from_millis(self.rng.u64(lo..=hi))
-    }
-
-    fn is_isolated(&self, i: usize) -> bool {
-        self.net.isolated.get(&i).is_some_and(|t| self.now < *t)
-    }
-
-    fn lost(&mut self) -> bool {
-        self.net.drop_rate > 0.0 && self.rng.f64() < self.net.drop_rate
+    fn dump(&self, n: usize) -> String {
+        Sim::dump(self, n)
     }
 }
 

@@ -27,6 +27,7 @@ pub mod group;
 pub mod share;
 #[cfg(feature = "consumer")]
 pub mod share_consumer;
+mod turns;
 
 /// The Kafka error codes the simulated brokers answer, by name.
 pub use kcon_core::error_codes::code;

@@ -45,7 +45,6 @@ use kcon::property::{fetch as fetch_part, group as group_part, offsets as offset
 use kcon::{Error, FetchedBatch, Record, Truncation};
 use kcon_core::GroupProtocol;
 use kcon_core::coordinator::{FoundCoordinator, Membership};
-use kcon_core::harness::Schedule;
 use kcon_core::{
     Coordinator, Machine, PersistentFailure, RequestFailure, RequestId, Target, TopicPartition,
 };
@@ -62,7 +61,8 @@ use kcon_offsets::{
 use crate::cluster::{BROKER, Cluster, broker_info};
 use crate::code;
 use crate::consumer_group::{ConsumerGroupConfig, ConsumerGroupCoordinator};
-use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState, Ticket};
+use crate::coordinator::{CoordinatorConfig, GroupCoordinator, GroupState};
+use crate::turns::{LoopParts, Simulation, Turns, coordinator_line, last_entries};
 
 #[cfg(test)]
 mod classic;
@@ -71,9 +71,6 @@ mod kip848;
 
 /// The group every simulated consumer joins.
 pub const GROUP: &str = "sim-group";
-
-/// A run that takes more steps than this is spinning.
-const MAX_STEPS: u64 = 2_000_000;
 
 /// One-way network latency.
 const LATENCY: Duration = Duration::from_millis(1);
@@ -202,28 +199,28 @@ pub enum Doing {
 
 /// The parts of a consumer a request goes between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Part {
+pub(crate) enum Part {
     Group,
     Offsets,
     Fetch,
 }
 
 #[derive(Debug)]
-enum Request {
+pub(crate) enum Request {
     Group(GroupRequest),
     Offsets(OffsetsRequest),
     Fetch(FetchRequest),
 }
 
 #[derive(Debug)]
-enum Reply {
+pub(crate) enum Reply {
     Group(GroupResponse),
     Offsets(OffsetsResponse),
     Fetch(FetchAnswer),
 }
 
 #[derive(Debug)]
-enum Msg {
+pub(crate) enum Msg {
     ToBroker {
         client: usize,
         part: Part,
@@ -612,10 +609,7 @@ pub struct World {
     pub commits: Vec<(Instant, usize, BTreeMap<TopicPartition, OffsetAndMetadata>)>,
     /// Consumers whose network is cut until then.
     pub isolated: BTreeMap<usize, Instant>,
-    queue: Schedule<Msg>,
-    tickets: BTreeMap<Ticket, (usize, RequestId)>,
-    next_ticket: Ticket,
-    steps: u64,
+    turns: Turns<Msg, (usize, RequestId)>,
     request_timeout: Duration,
     /// Incremented when the cluster's topics change, as the pool's metadata generation is.
     metadata_generation: u64,
@@ -642,10 +636,7 @@ impl World {
             strict_ownership: true,
             commits: Vec::new(),
             isolated: BTreeMap::new(),
-            queue: Schedule::default(),
-            tickets: BTreeMap::new(),
-            next_ticket: 0,
-            steps: 0,
+            turns: Turns::default(),
             request_timeout: Duration::from_secs(5),
             metadata_generation: 1,
         }
@@ -887,7 +878,7 @@ impl World {
 
     /// Steps taken so far, over the whole run.
     pub fn steps(&self) -> u64 {
-        self.steps
+        self.turns.steps()
     }
 
     /// Cuts consumer `i` off the network for `d`: what it sends and is sent is lost.
@@ -897,19 +888,7 @@ impl World {
 
     /// Runs until `done` holds (checked after every step) or `limit` passes; whether it held.
     pub fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            if done(self) {
-                return true;
-            }
-            match self.next_due() {
-                Some(next) if next <= end => self.step(next),
-                _ => {
-                    self.now = end;
-                    return done(self);
-                }
-            }
-        }
+        self.run_until_done(limit, done)
     }
 
     /// Runs for `d`.
@@ -1024,19 +1003,15 @@ impl World {
 
     /// The last `n` log entries of every consumer, in time order, for failure messages.
     pub fn dump(&self, n: usize) -> String {
-        let mut all: Vec<(Instant, usize, &Happened)> = self
-            .clients
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| c.parts.log.iter().map(move |(at, h)| (*at, i, h)))
-            .collect();
-        all.sort_by_key(|(at, i, _)| (*at, *i));
+        let last = last_entries(
+            self.clients
+                .iter()
+                .map(|c| c.parts.log.iter().map(|(at, h)| (*at, h))),
+            n,
+        );
         let mut out = format!(
-            "at {:.3}s, coordinator {:?} generation {} members {:?}; KIP-848 group epoch {} members {:?}\n",
-            self.secs(self.now),
-            self.coordinator.state(),
-            self.coordinator.generation(),
-            self.coordinator.member_ids(),
+            "{}; KIP-848 group epoch {} members {:?}\n",
+            coordinator_line(self.secs(self.now), &self.coordinator),
             self.consumer_coordinator.group_epoch(),
             self.consumer_coordinator.member_ids()
         );
@@ -1051,167 +1026,10 @@ impl World {
                 c.processed.len()
             );
         }
-        for (at, i, h) in all.iter().skip(all.len().saturating_sub(n)) {
-            let _ = writeln!(out, "  {:>9.3}s c{i} {h:?}", self.secs(*at));
+        for (at, i, h) in last {
+            let _ = writeln!(out, "  {:>9.3}s c{i} {h:?}", self.secs(at));
         }
         out
-    }
-
-    // ----- the loop -----
-
-    fn next_due(&self) -> Option<Instant> {
-        let queued = self.queue.next_at();
-        let machines = self.clients.iter().filter(|c| c.is_live()).flat_map(|c| {
-            [
-                c.parts.group.poll_timeout(),
-                c.parts.offsets.poll_timeout(),
-                c.parts.fetch.poll_timeout(),
-                // The consumer's own timers run while a receiving call waits.
-                (c.doing == Doing::Calling)
-                    .then(|| c.driver.machine.poll_timeout())
-                    .flatten(),
-            ]
-            .into_iter()
-            .flatten()
-        });
-        queued
-            .into_iter()
-            .chain(self.coordinator.next_deadline())
-            .chain(self.consumer_coordinator.next_deadline())
-            .chain(machines)
-            .min()
-    }
-
-    fn step(&mut self, t: Instant) {
-        self.steps += 1;
-        assert!(
-            self.steps < MAX_STEPS,
-            "the simulation spins\n{}",
-            self.dump(40)
-        );
-        self.now = self.now.max(t);
-        let now = self.now;
-        if self.coordinator.next_deadline().is_some_and(|d| d <= now) {
-            self.coordinator.tick(now);
-            self.flush_coordinator();
-        }
-        if self
-            .consumer_coordinator
-            .next_deadline()
-            .is_some_and(|d| d <= now)
-        {
-            self.consumer_coordinator.tick(now);
-            self.check_invariants();
-        }
-        while let Some(msg) = self.queue.take_due(now) {
-            self.deliver(msg);
-            self.check_invariants();
-        }
-        for i in 0..self.clients.len() {
-            if !self.clients[i].is_live() {
-                continue;
-            }
-            for part in [Part::Group, Part::Offsets, Part::Fetch] {
-                let c = &mut self.clients[i];
-                let due = match part {
-                    Part::Group => c.parts.group.poll_timeout(),
-                    Part::Offsets => c.parts.offsets.poll_timeout(),
-                    Part::Fetch => c.parts.fetch.poll_timeout(),
-                };
-                if due.is_some_and(|d| d <= now) {
-                    match part {
-                        Part::Group => c.parts.group.handle_timeout(now),
-                        Part::Offsets => c.parts.offsets.handle_timeout(now),
-                        Part::Fetch => c.parts.fetch.handle_timeout(now),
-                    }
-                    self.drain(i);
-                    self.after_input(i);
-                    let c = &self.clients[i];
-                    let after = match part {
-                        Part::Group => c.parts.group.poll_timeout(),
-                        Part::Offsets => c.parts.offsets.poll_timeout(),
-                        Part::Fetch => c.parts.fetch.poll_timeout(),
-                    };
-                    assert!(
-                        after.is_none_or(|d| d > now),
-                        "consumer {i}: the {part:?} machine's poll_timeout is not after now once handle_timeout ran\n{}",
-                        self.dump(30)
-                    );
-                    self.check_invariants();
-                }
-            }
-            // The consumer's own timers: a receiving call that waits wakes for them, and its
-            // driver fires them.
-            let c = &self.clients[i];
-            let due = c.driver.machine.poll_timeout();
-            if c.doing == Doing::Calling && due.is_some_and(|d| d <= now) {
-                self.after_input(i);
-                let c = &self.clients[i];
-                if c.doing == Doing::Calling {
-                    let after = c.driver.machine.poll_timeout();
-                    assert!(
-                        after.is_none_or(|d| d > now),
-                        "consumer {i}: the consumer machine's poll_timeout is not after now once its timers fired\n{}",
-                        self.dump(30)
-                    );
-                }
-                self.check_invariants();
-            }
-        }
-    }
-
-    fn deliver(&mut self, msg: Msg) {
-        match msg {
-            Msg::ToBroker {
-                client,
-                part,
-                id,
-                target,
-                request,
-            } => self.broker(client, part, id, target, request),
-            Msg::ToClient {
-                client,
-                part,
-                id,
-                result,
-            } => self.answer_client(client, part, id, result),
-            Msg::Timeout { client, part, id } => {
-                let failure = RequestFailure::retriable("request timed out");
-                self.answer_client(client, part, id, Err(failure));
-            }
-            Msg::HookDone { client, step } => {
-                let now = self.now;
-                let c = &mut self.clients[client];
-                if let Some((id, Running::Hook(hook))) = &c.parts.step
-                    && *id == step
-                {
-                    c.parts.log.push((now, Happened::HookReturned(*hook)));
-                    c.parts.step = None;
-                    c.parts.step_done = Some((step, Ok(StepAnswer::Listener(Ok(Vec::new())))));
-                    self.after_input(client);
-                }
-            }
-            Msg::Processed { client } => {
-                let c = &mut self.clients[client];
-                if let Doing::Processing(until) = c.doing
-                    && until <= self.now
-                {
-                    // Processed: an application that stores offsets itself stores the batch's
-                    // (unless its partition left meanwhile), then calls again.
-                    if let Some((tp, offset, leader_epoch)) = c.parts.held.take() {
-                        c.driver
-                            .machine
-                            .store_offset(tp, offset, leader_epoch)
-                            .expect("a partition still owned");
-                        c.driver.run(self.now, &mut c.parts);
-                        self.drain(client);
-                    }
-                    let c = &mut self.clients[client];
-                    c.doing = Doing::Calling;
-                    self.call(client);
-                }
-            }
-        }
     }
 
     fn answer_client(
@@ -1291,9 +1109,7 @@ impl World {
             }
             Request::Group(request) => {
                 assert_eq!(target, Target::Coordinator(broker()), "{request:?}");
-                let ticket = self.next_ticket;
-                self.next_ticket += 1;
-                self.tickets.insert(ticket, (client, id));
+                let ticket = self.turns.ticket((client, id));
                 self.coordinator.handle(now, ticket, &request);
                 self.flush_coordinator();
             }
@@ -1371,14 +1187,6 @@ impl World {
             }
             Request::Offsets(other) => panic!("a request the simulation doesn't know: {other:?}"),
             Request::Fetch(other) => panic!("a request the simulation doesn't know: {other:?}"),
-        }
-    }
-
-    fn flush_coordinator(&mut self) {
-        for (ticket, response) in self.coordinator.take_answers() {
-            // Invariant: every ticket the coordinator answers was handed out by `broker`.
-            let (client, id) = self.tickets.remove(&ticket).expect("a ticket");
-            self.reply(client, Part::Group, id, Ok(Reply::Group(response)), LATENCY);
         }
     }
 
@@ -1722,39 +1530,6 @@ impl World {
         }
     }
 
-    /// No partition owned by two live consumers; the committed offsets never past what was
-    /// processed.
-    fn check_invariants(&self) {
-        // The KIP-848 coordinator never lets two members hold a partition.
-        for (tp, holders) in self.consumer_coordinator.holders() {
-            assert!(
-                holders.len() <= 1,
-                "the KIP-848 coordinator lets {holders:?} hold {tp}\n{}",
-                self.dump(60)
-            );
-        }
-        if !self.strict_ownership {
-            return;
-        }
-        let mut owners: BTreeMap<&TopicPartition, usize> = BTreeMap::new();
-        for (i, c) in self.clients.iter().enumerate() {
-            if !c.is_live() {
-                continue;
-            }
-            for tp in c.owned() {
-                if c.lost_unhandled.contains(tp) {
-                    continue;
-                }
-                if let Some(j) = owners.insert(tp, i) {
-                    panic!(
-                        "{tp} owned by consumers {j} and {i} at once\n{}",
-                        self.dump(60)
-                    );
-                }
-            }
-        }
-    }
-
     /// Under KIP-848 a commit is accepted only with the member's current epoch, and only for
     /// partitions the coordinator counts the member as holding: a commit from a fenced
     /// member, or of a partition lost and handed on, must have been refused.
@@ -1807,12 +1582,201 @@ impl World {
         }
     }
 
-    fn push(&mut self, at: Instant, msg: Msg) {
-        self.queue.send(at, msg);
-    }
-
     fn is_isolated(&self, i: usize) -> bool {
         self.isolated.get(&i).is_some_and(|t| self.now < *t)
+    }
+}
+
+/// The loop is [`Simulation`]'s; the consumers' side of a step is theirs, and the KIP-848
+/// coordinator's timers fire after the classic coordinator's.
+impl Simulation for World {
+    type Msg = Msg;
+    type ReplyTo = (usize, RequestId);
+
+    fn loop_parts(&mut self) -> LoopParts<'_, Self> {
+        (&mut self.now, &mut self.turns, &mut self.coordinator)
+    }
+
+    fn others_due(&self) -> Option<Instant> {
+        let machines = self.clients.iter().filter(|c| c.is_live()).flat_map(|c| {
+            [
+                c.parts.group.poll_timeout(),
+                c.parts.offsets.poll_timeout(),
+                c.parts.fetch.poll_timeout(),
+                // The consumer's own timers run while a receiving call waits.
+                (c.doing == Doing::Calling)
+                    .then(|| c.driver.machine.poll_timeout())
+                    .flatten(),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        machines
+            .chain(self.consumer_coordinator.next_deadline())
+            .min()
+    }
+
+    fn flush_coordinator(&mut self) {
+        for (ticket, response) in self.coordinator.take_answers() {
+            let (client, id) = self.turns.answered(ticket);
+            self.reply(client, Part::Group, id, Ok(Reply::Group(response)), LATENCY);
+        }
+    }
+
+    fn other_coordinators(&mut self, now: Instant) {
+        if self
+            .consumer_coordinator
+            .next_deadline()
+            .is_some_and(|d| d <= now)
+        {
+            self.consumer_coordinator.tick(now);
+            self.check_invariants();
+        }
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        match msg {
+            Msg::ToBroker {
+                client,
+                part,
+                id,
+                target,
+                request,
+            } => self.broker(client, part, id, target, request),
+            Msg::ToClient {
+                client,
+                part,
+                id,
+                result,
+            } => self.answer_client(client, part, id, result),
+            Msg::Timeout { client, part, id } => {
+                let failure = RequestFailure::retriable("request timed out");
+                self.answer_client(client, part, id, Err(failure));
+            }
+            Msg::HookDone { client, step } => {
+                let now = self.now;
+                let c = &mut self.clients[client];
+                if let Some((id, Running::Hook(hook))) = &c.parts.step
+                    && *id == step
+                {
+                    c.parts.log.push((now, Happened::HookReturned(*hook)));
+                    c.parts.step = None;
+                    c.parts.step_done = Some((step, Ok(StepAnswer::Listener(Ok(Vec::new())))));
+                    self.after_input(client);
+                }
+            }
+            Msg::Processed { client } => {
+                let c = &mut self.clients[client];
+                if let Doing::Processing(until) = c.doing
+                    && until <= self.now
+                {
+                    // Processed: an application that stores offsets itself stores the batch's
+                    // (unless its partition left meanwhile), then calls again.
+                    if let Some((tp, offset, leader_epoch)) = c.parts.held.take() {
+                        c.driver
+                            .machine
+                            .store_offset(tp, offset, leader_epoch)
+                            .expect("a partition still owned");
+                        c.driver.run(self.now, &mut c.parts);
+                        self.drain(client);
+                    }
+                    let c = &mut self.clients[client];
+                    c.doing = Doing::Calling;
+                    self.call(client);
+                }
+            }
+        }
+    }
+
+    fn members(&mut self, now: Instant) {
+        for i in 0..self.clients.len() {
+            if !self.clients[i].is_live() {
+                continue;
+            }
+            for part in [Part::Group, Part::Offsets, Part::Fetch] {
+                let c = &mut self.clients[i];
+                let due = match part {
+                    Part::Group => c.parts.group.poll_timeout(),
+                    Part::Offsets => c.parts.offsets.poll_timeout(),
+                    Part::Fetch => c.parts.fetch.poll_timeout(),
+                };
+                if due.is_some_and(|d| d <= now) {
+                    match part {
+                        Part::Group => c.parts.group.handle_timeout(now),
+                        Part::Offsets => c.parts.offsets.handle_timeout(now),
+                        Part::Fetch => c.parts.fetch.handle_timeout(now),
+                    }
+                    self.drain(i);
+                    self.after_input(i);
+                    let c = &self.clients[i];
+                    let after = match part {
+                        Part::Group => c.parts.group.poll_timeout(),
+                        Part::Offsets => c.parts.offsets.poll_timeout(),
+                        Part::Fetch => c.parts.fetch.poll_timeout(),
+                    };
+                    assert!(
+                        after.is_none_or(|d| d > now),
+                        "consumer {i}: the {part:?} machine's poll_timeout is not after now once handle_timeout ran\n{}",
+                        self.dump(30)
+                    );
+                    self.check_invariants();
+                }
+            }
+            // The consumer's own timers: a receiving call that waits wakes for them, and its
+            // driver fires them.
+            let c = &self.clients[i];
+            let due = c.driver.machine.poll_timeout();
+            if c.doing == Doing::Calling && due.is_some_and(|d| d <= now) {
+                self.after_input(i);
+                let c = &self.clients[i];
+                if c.doing == Doing::Calling {
+                    let after = c.driver.machine.poll_timeout();
+                    assert!(
+                        after.is_none_or(|d| d > now),
+                        "consumer {i}: the consumer machine's poll_timeout is not after now once its timers fired\n{}",
+                        self.dump(30)
+                    );
+                }
+                self.check_invariants();
+            }
+        }
+    }
+
+    /// No partition owned by two live consumers; the committed offsets never past what was
+    /// processed.
+    fn check_invariants(&self) {
+        // The KIP-848 coordinator never lets two members hold a partition.
+        for (tp, holders) in self.consumer_coordinator.holders() {
+            assert!(
+                holders.len() <= 1,
+                "the KIP-848 coordinator lets {holders:?} hold {tp}\n{}",
+                self.dump(60)
+            );
+        }
+        if !self.strict_ownership {
+            return;
+        }
+        let mut owners: BTreeMap<&TopicPartition, usize> = BTreeMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if !c.is_live() {
+                continue;
+            }
+            for tp in c.owned() {
+                if c.lost_unhandled.contains(tp) {
+                    continue;
+                }
+                if let Some(j) = owners.insert(tp, i) {
+                    panic!(
+                        "{tp} owned by consumers {j} and {i} at once\n{}",
+                        self.dump(60)
+                    );
+                }
+            }
+        }
+    }
+
+    fn dump(&self, n: usize) -> String {
+        World::dump(self, n)
     }
 }
 
