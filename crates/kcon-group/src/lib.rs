@@ -19,6 +19,7 @@ pub mod consumer_group;
 #[cfg(feature = "driver")]
 mod driver;
 mod error;
+mod lookup;
 mod machine;
 mod member;
 mod messages;

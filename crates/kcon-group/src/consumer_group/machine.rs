@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::coordinator::{CoordinatorLookup, Lookup};
+use kcon_core::coordinator::CoordinatorLookup;
 use kcon_core::error_codes::error_name;
 use kcon_core::{
-    Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, PersistentFailure,
-    RequestFailure, RequestId, RequestIds, Target, TopicId, TopicPartition,
+    Coordinator, ExponentialBackoff, FailureTracker, GroupProtocol, RequestFailure, RequestId,
+    RequestIds, Target, TopicId, TopicPartition,
 };
 use tracing::{debug, info, warn};
 
@@ -27,6 +27,7 @@ use super::reconcile::{self, Step};
 use crate::assignor::TopicPartitions;
 use crate::config::GroupConfig;
 use crate::error::GroupError;
+use crate::lookup::{Answer, LookupFirst, LookupOutcome, LookupParts};
 use crate::machine::{Generation, GroupEvent, MemberState, RevocationId, coordinator_error};
 use crate::member::Member;
 use crate::messages::{GroupRequest, GroupResponse, Outgoing};
@@ -652,42 +653,7 @@ impl ConsumerGroupMachine {
         failed.retry_at
     }
 
-    /// Passes a report on to the application, if there is one.
-    fn tell(&mut self, report: Option<PersistentFailure>) {
-        if let Some(r) = report {
-            self.events.push_back(GroupEvent::PersistentFailure(r));
-        }
-    }
-
     // ----- answers -----
-
-    fn on_find_coordinator(&mut self, result: Result<GroupResponse, RequestFailure>, now: Instant) {
-        let result = crate::messages::found_coordinator(result);
-        let lookup = self.coordinator.handle_answer(now, result, self.rng.f64());
-        while let Some(report) = self.coordinator.take_report() {
-            self.tell(Some(report));
-        }
-        match lookup {
-            Lookup::Found(c) => {
-                info!(group = %self.config.group_id, coordinator = c.id, host = %c.host, port = c.port, "found the group coordinator");
-                self.heartbeat.next_at = self.heartbeat_due(now);
-            }
-            Lookup::Retrying { .. } => {}
-            Lookup::Failed {
-                error_code: Some(error_code),
-                message,
-            } => self.fail(GroupError::Broker {
-                api_key: ApiKey::FindCoordinator as i16,
-                error_code,
-                message,
-            }),
-            Lookup::Failed {
-                error_code: None,
-                message,
-            } => self.fail(GroupError::Request(message.unwrap_or_default())),
-        }
-        self.maybe_finish_leave();
-    }
 
     fn on_heartbeat(
         &mut self,
@@ -997,10 +963,6 @@ impl ConsumerGroupMachine {
         }
     }
 
-    fn needs_coordinator(&self) -> bool {
-        self.heartbeating()
-    }
-
     fn leave_request(&self) -> GroupRequest {
         if self.share {
             return GroupRequest::ShareGroupHeartbeat(ShareGroupHeartbeat {
@@ -1272,37 +1234,38 @@ impl ConsumerGroupMachine {
             Timer::CoordinatorRetry | Timer::Heartbeat | Timer::Lookup => {}
         }
     }
+}
 
-    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
-        if self.is_terminated() {
-            return None;
-        }
-        let wants = self.needs_coordinator();
-        if let Some(id) = self
-            .coordinator
-            .poll_lookup(now, wants, || self.ids.next_id())
-        {
-            return Some(crate::messages::find_coordinator(id, &self.config.group_id));
-        }
-        if let Some(out) = self.leave_or_lookup_request(now) {
-            return Some(out);
-        }
-        self.heartbeat_request(now)
+/// The consumer-protocol member's requests and answers, after the lookup's.
+impl LookupFirst for ConsumerGroupMachine {
+    fn lookup_parts(&mut self) -> LookupParts<'_> {
+        (
+            &mut self.coordinator,
+            &mut self.ids,
+            &mut self.rng,
+            &mut self.events,
+        )
     }
 
-    fn on_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<GroupResponse, RequestFailure>,
-    ) {
-        if self.is_terminated() {
-            return;
+    fn needs_coordinator(&self) -> bool {
+        self.heartbeating()
+    }
+
+    fn lookup_answered(&mut self, now: Instant, outcome: LookupOutcome) {
+        match outcome {
+            LookupOutcome::Found => self.heartbeat.next_at = self.heartbeat_due(now),
+            LookupOutcome::Retrying => {}
+            LookupOutcome::Failed(error) => self.fail(error),
         }
-        if self.coordinator.is_lookup(id) {
-            self.on_find_coordinator(result, now);
-            return;
-        }
+        self.maybe_finish_leave();
+    }
+
+    fn own_request(&mut self, now: Instant) -> Option<Outgoing> {
+        self.leave_or_lookup_request(now)
+            .or_else(|| self.heartbeat_request(now))
+    }
+
+    fn own_response(&mut self, now: Instant, id: RequestId, result: Answer) {
         if let Some(sent) = self.heartbeat.in_flight.take_if(|f| f.id == id) {
             self.on_heartbeat(sent, result, now);
             self.maybe_finish_leave();

@@ -17,7 +17,7 @@ impl GroupMachine {
             }
             Err(f) if f.retriable => {
                 // The coordinator is looked up again at once; the next heartbeat waits for
-                // the heartbeats' own backoff (see `on_find_coordinator`).
+                // the heartbeats' own backoff (see `lookup_answered`).
                 self.heartbeat.next_at = self.try_failed(Try::Heartbeat, &f, now);
                 self.coordinator_lost(&f.reason, now);
                 return;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use kcon_core::coordinator::{CoordinatorLookup, Lookup};
+use kcon_core::coordinator::CoordinatorLookup;
 use kcon_core::error_codes::{code, error_name, is_fatal_group_error};
 use kcon_core::failure::Failed;
 use kcon_core::{
@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::assignor::{Assignor, MemberSubscription, RebalanceProtocol, TopicPartitions};
 use crate::config::GroupConfig;
 use crate::error::GroupError;
+use crate::lookup::{Answer, LookupFirst, LookupOutcome, LookupParts};
 use crate::member::Member;
 use crate::messages::{
     GroupRequest, GroupResponse, Heartbeat, JoinGroup, JoinGroupAnswer, LeaveGroup, Outgoing,
@@ -530,13 +531,6 @@ impl GroupMachine {
         self.events.push_back(GroupEvent::Fatal(error));
     }
 
-    /// Passes a report on to the application, if there is one.
-    fn tell(&mut self, report: Option<PersistentFailure>) {
-        if let Some(r) = report {
-            self.events.push_back(GroupEvent::PersistentFailure(r));
-        }
-    }
-
     /// A try of `request` failed without an answer: its tracker backs off (and may report).
     /// Returns when it may go again.
     fn try_failed(&mut self, request: Try, failure: &RequestFailure, now: Instant) -> Instant {
@@ -715,39 +709,50 @@ kcon_core::machine_on_timers! {
     }
 }
 
-impl GroupMachine {
-    fn next_request(&mut self, now: Instant) -> Option<Outgoing> {
-        if self.is_terminated() {
-            return None;
-        }
-        let wants = self.needs_coordinator();
-        if let Some(id) = self
-            .coordinator
-            .poll_lookup(now, wants, || self.ids.next_id())
-        {
-            return Some(crate::messages::find_coordinator(id, &self.config.group_id));
-        }
-        if let Some(out) = self.phase_request(now) {
-            return Some(out);
-        }
-        self.heartbeat_request(now)
+/// The classic member's requests and answers, after the lookup's.
+impl LookupFirst for GroupMachine {
+    fn lookup_parts(&mut self) -> LookupParts<'_> {
+        (
+            &mut self.coordinator,
+            &mut self.ids,
+            &mut self.rng,
+            &mut self.events,
+        )
     }
 
-    fn on_response(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        result: Result<GroupResponse, RequestFailure>,
-    ) {
-        if self.is_terminated() {
-            // Closed or failed: an answer still on its way changes nothing (a refused lookup
-            // would report a failure after `Closed`).
-            return;
+    /// Whether the current phase talks to the coordinator.
+    fn needs_coordinator(&self) -> bool {
+        match self.phase {
+            Phase::Joining { .. } | Phase::Syncing { .. } | Phase::Stable => true,
+            Phase::Revoking(_) | Phase::Assigning { .. } => self.generation.is_valid(),
+            Phase::Idle
+            | Phase::PollExpired
+            | Phase::Leaving { .. }
+            | Phase::Closed
+            | Phase::Failed => false,
         }
-        if self.coordinator.is_lookup(id) {
-            self.on_find_coordinator(result, now);
-            return;
+    }
+
+    fn lookup_answered(&mut self, now: Instant, outcome: LookupOutcome) {
+        match outcome {
+            LookupOutcome::Found => {
+                // Heartbeats go out at once to the new coordinator, unless they are backing
+                // off after failures: finding the coordinator again is not a heartbeat
+                // getting through.
+                self.heartbeat.next_at = self.tries.heartbeat.retry_at().unwrap_or(now).max(now);
+                self.heartbeat.session_deadline = now + self.config.session_timeout;
+            }
+            LookupOutcome::Retrying => {}
+            LookupOutcome::Failed(error) => self.fail(error, now),
         }
+    }
+
+    fn own_request(&mut self, now: Instant) -> Option<Outgoing> {
+        self.phase_request(now)
+            .or_else(|| self.heartbeat_request(now))
+    }
+
+    fn own_response(&mut self, now: Instant, id: RequestId, result: Answer) {
         if let Some((hb, generation)) = self.heartbeat.in_flight
             && hb == id
         {
