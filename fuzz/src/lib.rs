@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod fetch_machine;
 pub mod group_member;
 pub mod group_sim;
+pub mod offset_metadata;
 pub mod processor;
 pub mod producer_machine;
 pub mod share_consumer;

@@ -3,7 +3,7 @@
 //! whole-consumer simulation runs with the other machines as its parts, the share consumer's
 //! ([`share`]), for a share group's members to be run the same way, and the record processor's policy
 //! machine on its driver (`policy::machine::sim`, [`processor`]), driven by operations read
-//! from bytes.
+//! from bytes, and the processor's commit metadata ([`offset_metadata`]), read and written.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -288,4 +288,79 @@ mod tests {
         assert_eq!(run.retries, 1, "{run:?}");
         assert_eq!(run.dead_lettered, 1, "{run:?}");
     }
+}
+
+/// What an [`offset_metadata`] run did, for tests that check a seed does something.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetMetadataRun {
+    /// A text to read was kcon's, written for the committed offset, and read.
+    pub read: bool,
+    /// Texts written (and checked).
+    pub written: usize,
+    /// Of those, texts the bound cut short.
+    pub cut: usize,
+}
+
+/// Reads or writes the commit metadata in which the record processor carries the records
+/// finished above a partition's committed offset (`policy::progress`) from `data`; panics when
+/// a check fails.
+///
+/// The first byte picks. Even: a text to read, as a broker could answer it: the next eight
+/// bytes are the committed offset (little-endian, zero-filled when short), the rest the
+/// metadata (UTF-8, invalid sequences replaced). It must read or be refused without panicking,
+/// and what reads never counts the committed offset or an offset past the span's end as
+/// finished. Odd: a partition made of the bytes that follow, one op each: bit 0 clear receives
+/// the next record after a gap of bits 1-3 (markers, compaction), bit 0 set finishes the
+/// pending record the other bits pick; after every 16th op, and at the end, the metadata is
+/// written within a bound of eight times the op byte (4,096 at the end) and checked: within the
+/// bound, read back for the committable offset, no pending record counted as finished, and,
+/// when the text says it is complete, every record finished above the committed offset in it.
+pub fn offset_metadata(data: &[u8]) -> OffsetMetadataRun {
+    use crate::policy::progress::{FinishedAbove, Progress, check_metadata};
+
+    let mut run = OffsetMetadataRun::default();
+    let Some((&mode, rest)) = data.split_first() else {
+        return run;
+    };
+    if mode & 1 == 0 {
+        let (head, text) = rest.split_at(rest.len().min(8));
+        let mut le = [0u8; 8];
+        le[..head.len()].copy_from_slice(head);
+        let committed = i64::from_le_bytes(le);
+        if let Ok(Some(read)) = FinishedAbove::read(committed, &String::from_utf8_lossy(text)) {
+            run.read = true;
+            assert!(
+                !read.contains(committed),
+                "the committed offset counted as finished"
+            );
+            assert!(
+                read.last() == i64::MAX || !read.contains(read.last() + 1),
+                "an offset past the span counted as finished"
+            );
+        }
+        return run;
+    }
+    let mut progress = Progress::default();
+    let mut pending: Vec<i64> = Vec::new();
+    let mut next: i64 = 0;
+    for (i, &op) in rest.iter().take(OPS * 4).enumerate() {
+        if op & 1 == 0 {
+            next += i64::from((op >> 1) & 7);
+            progress.received(next);
+            pending.push(next);
+            next += 1;
+        } else if !pending.is_empty() {
+            let which = usize::from(op >> 1) % pending.len();
+            progress.finished(pending.swap_remove(which));
+        }
+        if i % 16 == 15 {
+            let written = check_metadata(&progress, usize::from(op) * 8);
+            run.written += 1;
+            run.cut += usize::from(!written.complete);
+        }
+    }
+    let written = check_metadata(&progress, 4096);
+    run.written += 1;
+    run.cut += usize::from(!written.complete);
+    run
 }

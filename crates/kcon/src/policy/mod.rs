@@ -70,6 +70,14 @@ mod failure;
 mod hooks;
 mod machine;
 mod metrics;
+// The records finished above a partition's committed offset, carried in its commit's metadata:
+// the first part of the processor's concurrency (`processing.max.concurrency`), which is built
+// on it; until then only its tests and the fuzz target `offset_metadata` use it.
+#[cfg_attr(
+    not(any(test, feature = "fuzzing")),
+    allow(dead_code, reason = "the processor's concurrency is built on it next")
+)]
+pub(crate) mod progress;
 pub(crate) mod settled;
 mod source;
 mod transaction;
