@@ -78,6 +78,13 @@ mod metrics;
     allow(dead_code, reason = "the processor's concurrency is built on it next")
 )]
 pub(crate) mod progress;
+// Which record may start next when records run concurrently: the second part of the
+// concurrency, which its tests use until the machine is built on it.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "the processor's concurrency is built on it next")
+)]
+pub(crate) mod ordering;
 pub(crate) mod settled;
 mod source;
 mod transaction;

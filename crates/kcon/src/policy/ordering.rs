@@ -1,0 +1,271 @@
+//! Which record may start next when records run concurrently (`processing.ordering`,
+//! `processing.max.concurrency`): the records waiting are kept in ordering units, each unit's
+//! records start one after another in offset order, never two of a unit at once, and at most
+//! `max_running` records run in all. The second part of the processor's concurrency, beside
+//! `progress.rs`; the policy machine is built on both next.
+//!
+//! A unit is what must keep its order:
+//! - `partition`: the partition (today's order: a partition's records one after another,
+//!   partitions side by side);
+//! - `key`: a key within its partition (a producer's partitioner sends a key to one partition);
+//!   a record without a key is a unit of its own, ordered with nothing (a null key is what
+//!   producers send when order does not matter to them);
+//! - `unordered`: every record a unit of its own.
+//!
+//! A unit's head that failed retriably waits for its retry with its unit held back and every
+//! other unit going on: a retry delays its key only (under `partition`, its partition). Units
+//! become ready in the order their heads can start (a unit whose head finishes goes behind the
+//! units ready before it), so no busy key starves another.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use kcon_core::TopicPartition;
+
+use crate::record::Record;
+
+/// How records are ordered (`processing.ordering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Ordering {
+    /// A partition's records one after another, partitions side by side.
+    #[default]
+    Partition,
+    /// A key's records (within its partition) one after another, keys side by side; records
+    /// without a key in no order.
+    Key,
+    /// No order: any record may run beside any other.
+    Unordered,
+}
+
+/// What keeps its order: see the module's documentation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Unit {
+    /// A partition, under `partition`.
+    Partition(TopicPartition),
+    /// A key of a partition, under `key`.
+    Key(TopicPartition, Bytes),
+    /// One record (`unordered`, or a record without a key under `key`), by its offset.
+    Record(TopicPartition, i64),
+}
+
+impl Unit {
+    /// The partition the unit's records are of.
+    pub(crate) fn partition(&self) -> &TopicPartition {
+        match self {
+            Unit::Partition(tp) | Unit::Key(tp, _) | Unit::Record(tp, _) => tp,
+        }
+    }
+}
+
+impl Ordering {
+    /// The unit `record` belongs to.
+    pub(crate) fn unit(self, record: &Record) -> Unit {
+        let tp = record.topic_partition();
+        match (self, &record.key) {
+            (Ordering::Partition, _) => Unit::Partition(tp),
+            (Ordering::Key, Some(key)) => Unit::Key(tp, key.clone()),
+            (Ordering::Key, None) | (Ordering::Unordered, _) => Unit::Record(tp, record.offset),
+        }
+    }
+}
+
+/// One unit's records waiting, its head first.
+#[derive(Debug, Default)]
+struct Queue {
+    records: VecDeque<Record>,
+    /// The head is running.
+    running: bool,
+    /// The head waits for its retry until then.
+    retry_at: Option<Instant>,
+}
+
+impl Queue {
+    /// Whether the head may start.
+    fn startable(&self) -> bool {
+        !self.records.is_empty() && !self.running && self.retry_at.is_none()
+    }
+}
+
+/// The records waiting and running, by unit (see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    ordering: Ordering,
+    max_running: usize,
+    units: BTreeMap<Unit, Queue>,
+    /// Units whose head may start, in the order they became ready. An entry whose unit has
+    /// since gone or started is passed over when met.
+    ready: VecDeque<Unit>,
+    /// Retries waiting, by when they are due.
+    retries: BTreeSet<(Instant, Unit)>,
+    /// Heads running.
+    running: usize,
+    /// Records not running, per partition: waiting their turn or their retry.
+    waiting: BTreeMap<TopicPartition, usize>,
+}
+
+impl Scheduler {
+    /// A scheduler ordering records as `ordering` says, at most `max_running` (at least one)
+    /// running at once.
+    pub(crate) fn new(ordering: Ordering, max_running: usize) -> Scheduler {
+        Scheduler {
+            ordering,
+            max_running: max_running.max(1),
+            units: BTreeMap::new(),
+            ready: VecDeque::new(),
+            retries: BTreeSet::new(),
+            running: 0,
+            waiting: BTreeMap::new(),
+        }
+    }
+
+    /// `record` arrived: it waits behind its unit's records.
+    pub(crate) fn push(&mut self, record: Record) {
+        let unit = self.ordering.unit(&record);
+        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
+        let queue = self.units.entry(unit.clone()).or_default();
+        queue.records.push_back(record);
+        if queue.records.len() == 1 && queue.startable() {
+            self.ready.push_back(unit);
+        }
+    }
+
+    /// The next record to start, if one may: fewer than `max_running` run and a unit's head
+    /// is ready. It runs until [`finished`](Self::finished) or [`retry`](Self::retry).
+    pub(crate) fn start(&mut self) -> Option<(Unit, Record)> {
+        if self.running >= self.max_running {
+            return None;
+        }
+        while let Some(unit) = self.ready.pop_front() {
+            let Some(queue) = self.units.get_mut(&unit) else {
+                continue;
+            };
+            if !queue.startable() {
+                continue;
+            }
+            let Some(record) = queue.records.front().cloned() else {
+                continue;
+            };
+            queue.running = true;
+            self.running += 1;
+            self.less_waiting(unit.partition());
+            return Some((unit, record));
+        }
+        None
+    }
+
+    /// The running head of `unit` is done with (processed, skipped, dead-lettered, or
+    /// released): the unit's next record may start.
+    pub(crate) fn finished(&mut self, unit: &Unit) {
+        let Some(queue) = self.units.get_mut(unit) else {
+            return;
+        };
+        if !queue.running {
+            return;
+        }
+        queue.running = false;
+        queue.records.pop_front();
+        self.running -= 1;
+        if queue.records.is_empty() {
+            self.units.remove(unit);
+        } else {
+            self.ready.push_back(unit.clone());
+        }
+    }
+
+    /// The running head of `unit` failed retriably: it starts again at `at`, and nothing else
+    /// of its unit before it.
+    pub(crate) fn retry(&mut self, unit: &Unit, at: Instant) {
+        let Some(queue) = self.units.get_mut(unit) else {
+            return;
+        };
+        if !queue.running {
+            return;
+        }
+        queue.running = false;
+        queue.retry_at = Some(at);
+        self.running -= 1;
+        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
+        self.retries.insert((at, unit.clone()));
+    }
+
+    /// Time passed: the retries due at `now` may start.
+    pub(crate) fn wake(&mut self, now: Instant) {
+        while let Some(first) = self.retries.first()
+            && first.0 <= now
+        {
+            let Some((_, unit)) = self.retries.pop_first() else {
+                break;
+            };
+            if let Some(queue) = self.units.get_mut(&unit) {
+                queue.retry_at = None;
+                if queue.startable() {
+                    self.ready.push_back(unit);
+                }
+            }
+        }
+    }
+
+    /// When the next retry is due.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.retries.first().map(|(at, _)| *at)
+    }
+
+    /// `partitions` left: their records go, running or not. Returns how many were running
+    /// (their work is void).
+    pub(crate) fn leaving(&mut self, partitions: &[TopicPartition]) -> usize {
+        let gone: Vec<Unit> = self
+            .units
+            .keys()
+            .filter(|u| partitions.contains(u.partition()))
+            .cloned()
+            .collect();
+        let mut running = 0;
+        for unit in gone {
+            if let Some(queue) = self.units.remove(&unit) {
+                running += usize::from(queue.running);
+                if let Some(at) = queue.retry_at {
+                    self.retries.remove(&(at, unit));
+                }
+            }
+        }
+        self.running -= running;
+        for tp in partitions {
+            self.waiting.remove(tp);
+        }
+        self.ready.retain(|u| !partitions.contains(u.partition()));
+        running
+    }
+
+    /// Heads running.
+    pub(crate) fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Records of `tp` not running: waiting their turn or their retry.
+    pub(crate) fn waiting(&self, tp: &TopicPartition) -> usize {
+        self.waiting.get(tp).copied().unwrap_or(0)
+    }
+
+    /// Records not running, all partitions together.
+    pub(crate) fn waiting_total(&self) -> usize {
+        self.waiting.values().sum()
+    }
+
+    /// How many records `unit` holds, its running head included.
+    pub(crate) fn unit_len(&self, unit: &Unit) -> usize {
+        self.units.get(unit).map_or(0, |q| q.records.len())
+    }
+
+    fn less_waiting(&mut self, tp: &TopicPartition) {
+        if let Some(n) = self.waiting.get_mut(tp) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(tp);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
