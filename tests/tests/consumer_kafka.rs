@@ -1,6 +1,6 @@
 //! `kcon::Consumer` on Apache Kafka (`Kafka::single()`), at the client's defaults: group
 //! consumption with commits and successors, at-least-once through auto-commit and `close`,
-//! explicit offset stores, cooperative groups of two consumers with a listener that commits on
+//! explicit offset stores, commits with metadata read back, cooperative groups of two consumers with a listener that commits on
 //! revocation, manual assignment (reset policies, seeks, pause/resume, watermarks, lag), lookups
 //! by timestamp and resets by duration answered with the log's real offsets, regex
 //! subscriptions, batch sizes and the `Stream`, metrics, configuration errors and misuse, and
@@ -19,7 +19,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
-use kcon::{Consumer, ConsumerBuilder, ErrorKind, Record, ResetPolicy, TopicPartition};
+use kcon::{
+    Consumer, ConsumerBuilder, ErrorKind, OffsetAndMetadata, Record, ResetPolicy, TopicPartition,
+};
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
@@ -299,6 +301,70 @@ async fn without_auto_offset_store_only_stored_offsets_are_committed() {
     // A consumer that never joins the group reads the commit.
     let reader = consumer();
     assert_eq!(reader.committed([tp.clone()]).await.unwrap()[&tp], Some(13));
+    drop(reader);
+}
+
+/// A commit with metadata and the last record's leader epoch reads back whole, from the
+/// committing consumer and from one that never joins; a partition never committed reads as
+/// none; metadata past the broker's `offset.metadata.max.bytes` (4,096 by default) is refused
+/// with OFFSET_METADATA_TOO_LARGE and leaves the commit before it in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_with_metadata_read_back_whole_and_too_much_metadata_is_refused() {
+    let topic = unique_name("consumer");
+    let pool = single_with(&[(&topic, 2)]).await;
+    produce_spread(&pool, &topic, 1, 10, 10).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let other = TopicPartition::new(&topic, 1);
+    let group = unique_name("g");
+    let consumer = || {
+        group_builder_at_defaults(bootstrap(), &group, "range")
+            .enable_auto_commit(false)
+            .build()
+            .unwrap()
+    };
+    let mut c = consumer();
+    c.subscribe([topic.as_str()]).unwrap();
+    let records = recv_n(&mut c, 10, REBALANCE_WITHIN).await;
+    let sixth = records
+        .iter()
+        .find(|r| r.partition == 0 && r.offset == 5)
+        .expect("record 5 of partition 0");
+    assert!(sixth.leader_epoch.is_some(), "{sixth:?}");
+    let at = OffsetAndMetadata {
+        offset: 6,
+        leader_epoch: sixth.leader_epoch,
+        metadata: "kcon1bZAUb".to_owned(),
+    };
+    c.commit_offsets_with_metadata([(tp.clone(), at.clone())])
+        .await
+        .unwrap();
+    let read = c
+        .committed_with_metadata([tp.clone(), other.clone()])
+        .await
+        .unwrap();
+    assert_eq!(read[&tp], Some(at.clone()));
+    assert_eq!(read[&other], None);
+    assert_eq!(c.committed([tp.clone()]).await.unwrap()[&tp], Some(6));
+
+    let too_long = OffsetAndMetadata {
+        offset: 8,
+        leader_epoch: None,
+        metadata: "x".repeat(4097),
+    };
+    let err = c
+        .commit_offsets_with_metadata([(tp.clone(), too_long)])
+        .await
+        .expect_err("4,097 bytes of metadata");
+    assert!(
+        err.to_string().contains("OFFSET_METADATA_TOO_LARGE"),
+        "{err}"
+    );
+    c.close().await.unwrap();
+
+    // A consumer that never joins the group reads the same.
+    let reader = consumer();
+    let read = reader.committed_with_metadata([tp.clone()]).await.unwrap();
+    assert_eq!(read[&tp], Some(at));
     drop(reader);
 }
 

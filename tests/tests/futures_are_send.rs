@@ -74,8 +74,10 @@ async fn consumer_futures_are_send(mut consumer: Consumer, tp: TopicPartition) {
     send(&consumer.unsubscribe());
     send(&consumer.commit());
     send(&consumer.commit_offsets(Vec::new()));
+    send(&consumer.commit_offsets_with_metadata(Vec::new()));
     send(&consumer.commit_async());
     send(&consumer.committed(all.clone()));
+    send(&consumer.committed_with_metadata(all.clone()));
     send(&consumer.seek_to_beginning(all.clone()));
     send(&consumer.seek_to_end(all.clone()));
     send(&consumer.offsets_for_times(Vec::new()));

@@ -107,6 +107,9 @@ pub mod property {
     pub use kcon_offsets::property as offsets;
     pub use kcon_pool::property as pool;
 }
+/// An offset to commit or committed, with the leader epoch and the metadata kept beside it
+/// (`Consumer::commit_offsets_with_metadata`, `Consumer::committed_with_metadata`).
+pub use kcon_core::group_offsets::OffsetAndMetadata;
 pub use kcon_core::{
     ConsumerGroupMetadata, IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition,
     Watermarks,

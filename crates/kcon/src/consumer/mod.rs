@@ -39,7 +39,7 @@ use kcon_core::{
 use kcon_fetch::FetchHandle;
 use kcon_fetch::handout::Handout;
 use kcon_group::{GroupEvent, GroupMember};
-use kcon_offsets::Offsets;
+use kcon_offsets::{OffsetAndMetadata, Offsets};
 use kcon_pool::Pool;
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant};
@@ -492,9 +492,38 @@ impl Consumer {
         &mut self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
+        self.commit_offsets_with_metadata(offset_map(offsets)).await
+    }
+
+    /// Commits `offsets` (partition → the next offset to consume, with the leader epoch of the
+    /// last record consumed and metadata the group keeps beside the offset) and waits for the
+    /// answer, as the Java client's `commitSync` with `OffsetAndMetadata` does. The broker
+    /// refuses metadata longer than its `offset.metadata.max.bytes` (4,096 bytes by default)
+    /// with OFFSET_METADATA_TOO_LARGE, and commits nothing of that partition.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// let mut at = kcon::OffsetAndMetadata::new(100);
+    /// at.metadata = "checkpoint 7".to_owned();
+    /// consumer
+    ///     .commit_offsets_with_metadata([(kcon::TopicPartition::new("orders", 0), at)])
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`commit_offsets`](Self::commit_offsets): never withdrawn once polled; dropped, only
+    /// its outcome goes unread.
+    pub async fn commit_offsets_with_metadata(
+        &mut self,
+        offsets: impl IntoIterator<Item = (TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<(), Error> {
         self.driver.machine.usable()?;
-        let given: BTreeMap<TopicPartition, i64> = offsets.into_iter().collect();
-        let map = offset_map(given.clone());
+        let map: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets.into_iter().collect();
+        let given: BTreeMap<TopicPartition, i64> =
+            map.iter().map(|(tp, o)| (tp.clone(), o.offset)).collect();
         let handle = self.offsets_handle()?.clone();
         let started = Instant::now();
         let result = handle.commit_sync(Some(map)).await;
@@ -580,17 +609,41 @@ impl Consumer {
         &self,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+        let got = self.committed_with_metadata(partitions).await?;
+        Ok(got
+            .into_iter()
+            .map(|(tp, o)| (tp, o.map(|o| o.offset)))
+            .collect())
+    }
+
+    /// The committed offsets of `partitions` with what was committed beside each: the leader
+    /// epoch and the metadata (`None` when the group has no offset for the partition).
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &kcon::Consumer) -> Result<(), kcon::Error> {
+    /// for (tp, committed) in consumer.committed_with_metadata(consumer.assignment()).await? {
+    ///     if let Some(at) = committed {
+    ///         println!("{tp}: {} ({})", at.offset, at.metadata);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`committed`](Self::committed).
+    pub async fn committed_with_metadata(
+        &self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, Error> {
         let set: BTreeSet<TopicPartition> = partitions.into_iter().collect();
-        let got = self.offsets_handle()?.committed(Some(set.clone())).await?;
+        let mut got = self.offsets_handle()?.committed(Some(set.clone())).await?;
         Ok(set
             .into_iter()
             .map(|tp| {
-                let offset = got
-                    .get(&tp)
-                    .and_then(|o| o.as_ref())
-                    .map(|o| o.offset)
-                    .filter(|&o| o >= 0);
-                (tp, offset)
+                let committed = got.remove(&tp).flatten().filter(|o| o.offset >= 0);
+                (tp, committed)
             })
             .collect())
     }
