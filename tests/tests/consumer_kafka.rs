@@ -1,6 +1,7 @@
 //! `kcon::Consumer` on Apache Kafka (`Kafka::single()`), at the client's defaults: group
 //! consumption with commits and successors, at-least-once through auto-commit and `close`,
-//! explicit offset stores, commits with metadata read back, cooperative groups of two consumers with a listener that commits on
+//! explicit offset stores, commits with metadata (the consumer's, its commit handle's, a
+//! listener's) read back, cooperative groups of two consumers with a listener that commits on
 //! revocation, manual assignment (reset policies, seeks, pause/resume, watermarks, lag), lookups
 //! by timestamp and resets by duration answered with the log's real offsets, regex
 //! subscriptions, batch sizes and the `Stream`, metrics, configuration errors and misuse, and
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use kcon::{
-    Consumer, ConsumerBuilder, ErrorKind, OffsetAndMetadata, Record, ResetPolicy, TopicPartition,
+    Consumer, ConsumerBuilder, ErrorKind, ListenerFuture, OffsetAndMetadata, RebalanceContext,
+    RebalanceListener, Record, ResetPolicy, TopicPartition,
 };
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use kcon_produce::{Producer, ProducerRecord};
@@ -359,12 +361,70 @@ async fn commits_with_metadata_read_back_whole_and_too_much_metadata_is_refused(
         err.to_string().contains("OFFSET_METADATA_TOO_LARGE"),
         "{err}"
     );
+    // The commit handle commits the same way, from another task.
+    let handle = c.commit_handle().unwrap();
+    let mut later = at.clone();
+    later.offset = 7;
+    later.metadata = "from the handle".to_owned();
+    let committed = tokio::spawn({
+        let (tp, later) = (tp.clone(), later.clone());
+        async move { handle.commit_offsets_with_metadata([(tp, later)]).await }
+    });
+    committed.await.unwrap().unwrap();
     c.close().await.unwrap();
 
     // A consumer that never joins the group reads the same.
     let reader = consumer();
     let read = reader.committed_with_metadata([tp.clone()]).await.unwrap();
-    assert_eq!(read[&tp], Some(at));
+    assert_eq!(read[&tp], Some(later));
+    drop(reader);
+}
+
+/// Commits each partition it gives up at its position, with metadata naming it, from
+/// `on_revoked`.
+struct CommitsWithMetadataOnRevoke;
+
+impl RebalanceListener for CommitsWithMetadataOnRevoke {
+    fn on_revoked<'a>(
+        &'a mut self,
+        ctx: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        Box::pin(async move {
+            let offsets = partitions.iter().filter_map(|tp| {
+                let mut at = OffsetAndMetadata::new(ctx.position(tp)?);
+                at.metadata = format!("revoked {tp}");
+                Some((tp.clone(), at))
+            });
+            ctx.commit_offsets_with_metadata(offsets.collect::<Vec<_>>())
+                .await
+                .expect("the commit in on_revoked");
+        })
+    }
+}
+
+/// A listener commits with metadata as its partitions go, and the group keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_commits_with_metadata_as_partitions_are_revoked() {
+    let topic = unique_name("consumer");
+    let pool = single_with(&[(&topic, 1)]).await;
+    produce_spread(&pool, &topic, 1, 10, 10).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let group = unique_name("g");
+    let builder =
+        || group_builder_at_defaults(bootstrap(), &group, "range").enable_auto_commit(false);
+    let mut c = builder()
+        .rebalance_listener(CommitsWithMetadataOnRevoke)
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    recv_n(&mut c, 10, REBALANCE_WITHIN).await;
+    c.unsubscribe().await;
+    c.close().await.unwrap();
+    let reader = builder().build().unwrap();
+    let read = reader.committed_with_metadata([tp.clone()]).await.unwrap();
+    let at = read[&tp].clone().expect("a commit");
+    assert_eq!((at.offset, at.metadata), (10, format!("revoked {tp}")));
     drop(reader);
 }
 

@@ -86,6 +86,7 @@ async fn consumer_futures_are_send(mut consumer: Consumer, tp: TopicPartition) {
     let handle = consumer.commit_handle().unwrap();
     send(&handle.commit());
     send(&handle.commit_offsets(Vec::new()));
+    send(&handle.commit_offsets_with_metadata(Vec::new()));
     send(&consumer.close_within(Duration::ZERO));
     let consumer: Consumer = todo_value();
     send(&consumer.close());

@@ -127,13 +127,31 @@ impl CommitHandle {
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
-        let given: BTreeMap<TopicPartition, i64> = offsets.into_iter().collect();
-        self.commit_map(Some(given)).await
+        self.commit_map(Some(offset_map(offsets))).await
     }
 
-    async fn commit_map(&self, given: Option<BTreeMap<TopicPartition, i64>>) -> Result<(), Error> {
+    /// Commits `offsets` with their leader epochs and metadata and waits for the answer, as
+    /// [`Consumer::commit_offsets_with_metadata`](crate::Consumer::commit_offsets_with_metadata)
+    /// does.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`commit_offsets`](Self::commit_offsets).
+    pub async fn commit_offsets_with_metadata(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<(), Error> {
+        self.commit_map(Some(offsets.into_iter().collect())).await
+    }
+
+    async fn commit_map(
+        &self,
+        map: Option<BTreeMap<TopicPartition, OffsetAndMetadata>>,
+    ) -> Result<(), Error> {
         let started = Instant::now();
-        let map = given.as_ref().map(|g| offset_map(g.clone()));
+        let given: Option<BTreeMap<TopicPartition, i64>> = map
+            .as_ref()
+            .map(|m| m.iter().map(|(tp, o)| (tp.clone(), o.offset)).collect());
         let result = self
             .offsets
             .commit_sync(map)

@@ -162,7 +162,32 @@ impl RebalanceContext {
         &self,
         offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
     ) -> Result<(), Error> {
-        let map = crate::commit::offset_map(offsets);
+        self.commit_offsets_with_metadata(crate::commit::offset_map(offsets))
+            .await
+    }
+
+    /// Commits `offsets` with their leader epochs and metadata and waits for the answer, as
+    /// [`Consumer::commit_offsets_with_metadata`](crate::Consumer::commit_offsets_with_metadata)
+    /// does.
+    ///
+    /// ```
+    /// # async fn f(ctx: &kcon::RebalanceContext) -> Result<(), kcon::Error> {
+    /// let mut at = kcon::OffsetAndMetadata::new(42);
+    /// at.metadata = "revoked".to_owned();
+    /// ctx.commit_offsets_with_metadata([(kcon::TopicPartition::new("orders", 0), at)])
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`commit_offsets`](Self::commit_offsets).
+    pub async fn commit_offsets_with_metadata(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<(), Error> {
+        let map = offsets.into_iter().collect();
         self.offsets()?.commit_sync(Some(map)).await?;
         Ok(())
     }
