@@ -11,6 +11,7 @@ pub mod fetch_machine;
 pub mod group_member;
 pub mod group_sim;
 pub mod offset_metadata;
+pub mod ordering;
 pub mod processor;
 pub mod producer_machine;
 pub mod share_consumer;

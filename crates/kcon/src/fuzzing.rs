@@ -3,7 +3,8 @@
 //! whole-consumer simulation runs with the other machines as its parts, the share consumer's
 //! ([`share`]), for a share group's members to be run the same way, and the record processor's policy
 //! machine on its driver (`policy::machine::sim`, [`processor`]), driven by operations read
-//! from bytes, and the processor's commit metadata ([`offset_metadata`]), read and written.
+//! from bytes, the processor's commit metadata ([`offset_metadata`]), read and written, and
+//! its scheduler of records by ordering unit ([`ordering`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -363,4 +364,15 @@ pub fn offset_metadata(data: &[u8]) -> OffsetMetadataRun {
     run.written += 1;
     run.cut += usize::from(!written.complete);
     run
+}
+
+pub use crate::policy::ordering::OrderingRun;
+
+/// Runs the record processor's scheduler (which record may start next when records run
+/// concurrently, `policy::ordering`) over operations read from `data`; panics when a check
+/// fails. See `policy::ordering::check_run` for the input's format and the checks: no unit
+/// ever runs two records, a unit's records start in offset order, the counts agree, and every
+/// record owed finishes exactly once.
+pub fn ordering(data: &[u8]) -> OrderingRun {
+    crate::policy::ordering::check_run(data)
 }

@@ -79,7 +79,8 @@ mod metrics;
 )]
 pub(crate) mod progress;
 // Which record may start next when records run concurrently: the second part of the
-// concurrency, which its tests use until the machine is built on it.
+// concurrency, which its tests and the fuzz target `ordering` use until the machine is built
+// on it.
 #[cfg_attr(
     not(test),
     allow(dead_code, reason = "the processor's concurrency is built on it next")

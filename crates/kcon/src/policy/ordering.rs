@@ -267,5 +267,164 @@ impl Scheduler {
     }
 }
 
+/// What a run of the scheduler over operations did (`fuzzing::ordering`), for tests that check
+/// an input does something.
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OrderingRun {
+    /// Records started (a retry's included).
+    pub started: usize,
+    /// Records finished.
+    pub finished: usize,
+    /// Records retried.
+    pub retried: usize,
+    /// Records a leaving partition took, running or not.
+    pub left: usize,
+}
+
+/// Runs a scheduler over operations read from `data` and panics when a check fails (the unit
+/// tests' random runs and the fuzz target `ordering`).
+///
+/// The first byte sets the ordering (its value modulo 3: `partition`, `key`, `unordered`) and
+/// the limit (bits 2-3: 1, 2, 5 or 64 running). Then each operation is an op byte and an
+/// argument byte, the op modulo 10: 0-2 push 1 to 4 records (argument bits 1-2) to partition 0
+/// or 1 (bit 0) after the last one pushed there, each reading one more byte for its key (bits
+/// 0-1: `a`, `b`, `c` or none) and the gap before it (bit 2: 1 or 2 offsets); 3-5 finish the
+/// running record the argument picks; 6 retry it after the argument × 2 + 1 ms; 7-8 let the
+/// argument × 2 ms pass and wake; 9 the partition of bit 0 leaves (its records read again by
+/// whoever takes it, so no longer owed). After every operation: every record a unit starts is
+/// of that unit, never two of a unit run at once, a unit starts its records in offset order (a
+/// retry starts the same one again), at most the limit run and the counts agree. At the end,
+/// with every retry due and every record finished as it runs, nothing waits and every record
+/// pushed and not taken by a leaving partition finished exactly once.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn check_run(data: &[u8]) -> OrderingRun {
+    use std::time::Duration;
+
+    let mut bytes = data.iter().copied();
+    let setup = bytes.next().unwrap_or(0);
+    let ordering =
+        [Ordering::Partition, Ordering::Key, Ordering::Unordered][usize::from(setup % 3)];
+    let max = [1, 2, 5, 64][usize::from((setup >> 2) & 3)];
+    let mut s = Scheduler::new(ordering, max);
+    let mut checked = Checked {
+        ordering,
+        max,
+        running: BTreeMap::new(),
+        last_started: BTreeMap::new(),
+        run: OrderingRun::default(),
+    };
+    let tp = |p: u8| TopicPartition::new("orders", i32::from(p));
+    let mut now = Instant::now();
+    let mut next = [0i64; 2];
+    let mut owed: BTreeSet<(TopicPartition, i64)> = BTreeSet::new();
+    let mut finished: BTreeSet<(TopicPartition, i64)> = BTreeSet::new();
+    while let (Some(op), Some(arg)) = (bytes.next(), bytes.next()) {
+        let picked = checked
+            .running
+            .keys()
+            .nth(usize::from(arg) % checked.running.len().max(1))
+            .cloned();
+        match op % 10 {
+            0..=2 => {
+                let p = arg & 1;
+                for _ in 0..=((arg >> 1) & 3) {
+                    let b = bytes.next().unwrap_or(0);
+                    let offset = next[usize::from(p)];
+                    next[usize::from(p)] += 1 + i64::from((b >> 2) & 1);
+                    let key = ["a", "b", "c"]
+                        .get(usize::from(b & 3))
+                        .map(|k| Bytes::from_static(k.as_bytes()));
+                    s.push(Record::new("orders", i32::from(p), offset, key, None));
+                    owed.insert((tp(p), offset));
+                }
+            }
+            3..=5 => {
+                if let Some(unit) = picked {
+                    let done = checked
+                        .running
+                        .remove(&unit)
+                        .unwrap_or_else(|| unreachable!());
+                    assert!(finished.insert(done.clone()), "{done:?} finished twice");
+                    checked.run.finished += 1;
+                    s.finished(&unit);
+                }
+            }
+            6 => {
+                if let Some(unit) = picked {
+                    checked.running.remove(&unit);
+                    checked.run.retried += 1;
+                    s.retry(&unit, now + Duration::from_millis(u64::from(arg) * 2 + 1));
+                }
+            }
+            7 | 8 => {
+                now += Duration::from_millis(u64::from(arg) * 2);
+                s.wake(now);
+            }
+            _ => {
+                let gone = tp(arg & 1);
+                let waiting = s.waiting(&gone);
+                let running = checked
+                    .running
+                    .keys()
+                    .filter(|u| *u.partition() == gone)
+                    .count();
+                assert_eq!(s.leaving(std::slice::from_ref(&gone)), running);
+                checked.run.left += waiting + running;
+                checked.running.retain(|u, _| *u.partition() != gone);
+                checked.last_started.retain(|u, _| *u.partition() != gone);
+                owed.retain(|(p, o)| *p != gone || finished.contains(&(p.clone(), *o)));
+            }
+        }
+        checked.start(&mut s);
+        let waiting: usize = (0..2).map(|p| s.waiting(&tp(p))).sum();
+        assert_eq!(waiting, s.waiting_total());
+    }
+    loop {
+        s.wake(now + Duration::from_secs(3600));
+        checked.start(&mut s);
+        let Some((unit, done)) = checked.running.pop_first() else {
+            break;
+        };
+        assert!(finished.insert(done.clone()), "{done:?} finished twice");
+        checked.run.finished += 1;
+        s.finished(&unit);
+    }
+    assert_eq!(s.waiting_total(), 0, "records wait with nothing running");
+    assert!(owed.is_subset(&finished), "a record lost");
+    checked.run
+}
+
+/// What [`check_run`] knows of the records running, and checks as they start.
+#[cfg(any(test, feature = "fuzzing"))]
+struct Checked {
+    ordering: Ordering,
+    max: usize,
+    running: BTreeMap<Unit, (TopicPartition, i64)>,
+    last_started: BTreeMap<Unit, i64>,
+    run: OrderingRun,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Checked {
+    /// Starts what may start, checking each.
+    fn start(&mut self, s: &mut Scheduler) {
+        while let Some((unit, r)) = s.start() {
+            assert_eq!(self.ordering.unit(&r), unit);
+            let at = (r.topic_partition(), r.offset);
+            assert!(
+                self.running.insert(unit.clone(), at).is_none(),
+                "two records of {unit:?} at once"
+            );
+            if let Some(&before) = self.last_started.get(&unit) {
+                assert!(r.offset >= before, "{unit:?} went back to {}", r.offset);
+            }
+            self.last_started.insert(unit, r.offset);
+            self.run.started += 1;
+        }
+        assert!(self.running.len() <= self.max && self.running.len() == s.running());
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,3 @@
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
@@ -139,121 +138,24 @@ fn a_partition_leaving_takes_its_records_running_or_not() {
     assert_eq!(offsets(&start_all(&mut s)), [(1, 1)]);
 }
 
-/// Starts what may start, checking each: its unit, never two of a unit at once, a unit's
-/// records in offset order, at most `max` running.
-fn start_checked(
-    s: &mut Scheduler,
-    running: &mut BTreeMap<Unit, (i32, i64)>,
-    last_started: &mut BTreeMap<Unit, i64>,
-    ordering: Ordering,
-    max: usize,
-    seed: u64,
-) {
-    while let Some((unit, r)) = s.start() {
-        assert_eq!(ordering.unit(&r), unit);
-        assert!(
-            running
-                .insert(unit.clone(), (r.partition, r.offset))
-                .is_none(),
-            "seed {seed}: two records of {unit:?} at once"
-        );
-        if let Some(&before) = last_started.get(&unit) {
-            assert!(r.offset >= before, "seed {seed}: {unit:?} went back");
-        }
-        last_started.insert(unit, r.offset);
-    }
-    assert!(
-        running.len() <= max && running.len() == s.running(),
-        "seed {seed}"
-    );
-}
-
-/// Random runs: records of two partitions with a few keys pushed in offset order, started,
-/// finished, retried after a while and partitions leaving and coming back, under every
-/// ordering and a few limits. After every step: at most `max_running` run, never two records
-/// of a unit; a unit starts its records in offset order (a retry starts the same one again);
-/// the counts agree with what is out. At the end every record pushed and not taken by a
-/// partition leaving finished exactly once.
+/// Random runs of the scheduler, through the interpreter the fuzz target `ordering` runs
+/// (`check_run`: records of two partitions with a few keys pushed in offset order, started,
+/// finished, retried after a while, time passing, partitions leaving; its checks after every
+/// step and at the end), over 300 pseudo-random inputs.
 #[test]
 fn random_runs_keep_the_order_and_lose_nothing() {
+    let mut total = OrderingRun::default();
     for seed in 0..300 {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let ordering = [Ordering::Partition, Ordering::Key, Ordering::Unordered][seed as usize % 3];
-        let max = [1, 2, 5, 64][rng.usize(..4)];
-        let mut s = Scheduler::new(ordering, max);
-        let t0 = Instant::now();
-        let mut now = t0;
-        let mut next = [0i64; 2];
-        let mut pushed: BTreeSet<(i32, i64)> = BTreeSet::new();
-        let mut finished: BTreeSet<(i32, i64)> = BTreeSet::new();
-        let mut running: BTreeMap<Unit, (i32, i64)> = BTreeMap::new();
-        let mut last_started: BTreeMap<Unit, i64> = BTreeMap::new();
-        for _ in 0..400 {
-            match rng.u8(..10) {
-                0..=2 => {
-                    let p = rng.i32(0..2);
-                    for _ in 0..rng.usize(1..5) {
-                        let offset = next[p as usize];
-                        next[p as usize] += rng.i64(1..3);
-                        let key = ["a", "b", "c"][rng.usize(..3)];
-                        let key = (rng.u8(..8) != 0).then_some(key);
-                        s.push(record(p, offset, key));
-                        pushed.insert((p, offset));
-                    }
-                }
-                3..=5 => {
-                    if let Some(unit) = running
-                        .keys()
-                        .nth(rng.usize(..running.len().max(1)))
-                        .cloned()
-                    {
-                        let done = running.remove(&unit).unwrap_or_default();
-                        assert!(
-                            finished.insert(done),
-                            "seed {seed}: {done:?} finished twice"
-                        );
-                        s.finished(&unit);
-                    }
-                }
-                6 => {
-                    if let Some(unit) = running.keys().next().cloned() {
-                        running.remove(&unit);
-                        s.retry(&unit, now + Duration::from_millis(rng.u64(1..500)));
-                    }
-                }
-                7 | 8 => {
-                    now += Duration::from_millis(rng.u64(0..300));
-                    s.wake(now);
-                }
-                _ => {
-                    let p = rng.i32(0..2);
-                    let gone = running.keys().filter(|u| u.partition() == &tp(p)).count();
-                    assert_eq!(s.leaving(&[tp(p)]), gone, "seed {seed}");
-                    running.retain(|u, _| u.partition() != &tp(p));
-                    last_started.retain(|u, _| u.partition() != &tp(p));
-                    // The next owner (this member again, say) reads them from the start.
-                    pushed.retain(|(q, o)| *q != p || finished.contains(&(*q, *o)));
-                }
-            }
-            start_checked(&mut s, &mut running, &mut last_started, ordering, max, seed);
-            let waiting: usize = (0..2).map(|p| s.waiting(&tp(p))).sum();
-            assert_eq!(waiting, s.waiting_total(), "seed {seed}");
-        }
-        // The end: every retry due, every record finished as it runs.
-        loop {
-            s.wake(now + Duration::from_secs(3600));
-            start_checked(&mut s, &mut running, &mut last_started, ordering, max, seed);
-            let Some(unit) = running.keys().next().cloned() else {
-                break;
-            };
-            let done = running.remove(&unit).unwrap_or_default();
-            assert!(
-                finished.insert(done),
-                "seed {seed}: {done:?} finished twice"
-            );
-            s.finished(&unit);
-        }
-        assert_eq!(s.waiting_total(), 0, "seed {seed}");
-        assert!(pushed.is_subset(&finished), "seed {seed}: a record lost");
+        let data: Vec<u8> = (0..rng.usize(1..1200)).map(|_| rng.u8(..)).collect();
+        let run = check_run(&data);
+        total.started += run.started;
+        total.finished += run.finished;
+        total.retried += run.retried;
+        total.left += run.left;
     }
+    assert!(
+        total.finished > 10_000 && total.retried > 1_000 && total.left > 1_000,
+        "{total:?}"
+    );
 }
