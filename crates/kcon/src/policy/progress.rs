@@ -111,9 +111,10 @@ impl Progress {
             return Metadata::none(true);
         }
         let full = last - low;
-        if self.encoded_len(low, full) <= max_bytes {
+        let (kind, len) = self.layout(low, full);
+        if text_len(len) <= max_bytes {
             return Metadata {
-                text: self.encode(low, full),
+                text: self.encode(low, full, kind, len),
                 complete: true,
             };
         }
@@ -121,7 +122,7 @@ impl Progress {
         let (mut fits, mut too_long) = (0, full);
         while too_long - fits > 1 {
             let mid = fits + (too_long - fits) / 2;
-            if self.encoded_len(low, mid) <= max_bytes {
+            if text_len(self.layout(low, mid).1) <= max_bytes {
                 fits = mid;
             } else {
                 too_long = mid;
@@ -130,8 +131,9 @@ impl Progress {
         if fits == 0 {
             return Metadata::none(false);
         }
+        let (kind, len) = self.layout(low, fits);
         Metadata {
-            text: self.encode(low, fits),
+            text: self.encode(low, fits, kind, len),
             complete: false,
         }
     }
@@ -149,43 +151,47 @@ impl Progress {
         })
     }
 
-    /// The run lengths of the span, finished first.
+    /// The run lengths of the span: before each run of pending offsets the run of finished
+    /// ones that leads to it (the first may be empty), then the finished run to the span's end.
     fn runs(&self, low: i64, span: i64) -> impl Iterator<Item = u64> + '_ {
         let mut at = low + 1;
-        let end = low + span + 1;
-        let mut pending = self.pending_runs(low, span);
-        let mut tail = Some(());
-        std::iter::from_fn(move || {
-            if let Some((first, count)) = pending.next() {
+        let tail = self
+            .pending
+            .range(low + 1..=low + span)
+            .next_back()
+            .map_or(low + 1, |&p| p + 1);
+        self.pending_runs(low, span)
+            .flat_map(move |(first, count)| {
                 let finished = first - at;
                 at = first + count;
-                return Some([finished as u64, count as u64]);
-            }
-            tail.take().map(|()| [(end - at) as u64, 0])
-        })
-        .flat_map(|[a, b]| [Some(a), (b > 0).then_some(b)])
-        .flatten()
+                [finished as u64, count as u64]
+            })
+            .chain(std::iter::once((low + span + 1 - tail) as u64))
     }
 
-    /// The length of the text for the span `low+1 ..= low+span`, the smaller body's.
-    fn encoded_len(&self, low: i64, span: i64) -> usize {
+    /// The body the text for the span `low+1 ..= low+span` carries (run lengths unless the
+    /// bitmap is shorter) and the payload's length.
+    fn layout(&self, low: i64, span: i64) -> (u8, usize) {
         let head = varint_len(low as u64) + varint_len(span as u64);
         let runs: usize = self.runs(low, span).map(varint_len).sum();
         let bitmap = bitmap_len(span);
-        VERSION.len() + 1 + base64_len(head + runs.min(bitmap))
+        if runs <= bitmap {
+            (RUNS, head + runs)
+        } else {
+            (BITMAP, head + bitmap)
+        }
     }
 
-    /// The text for the span `low+1 ..= low+span`, with the smaller body.
-    fn encode(&self, low: i64, span: i64) -> String {
-        let mut payload = Vec::new();
+    /// The text for the span `low+1 ..= low+span`, with the body `kind` and a payload of `len`
+    /// bytes (as [`layout`](Self::layout) said).
+    fn encode(&self, low: i64, span: i64, kind: u8, len: usize) -> String {
+        let mut payload = Vec::with_capacity(len);
         put_varint(&mut payload, low as u64);
         put_varint(&mut payload, span as u64);
-        let runs: usize = self.runs(low, span).map(varint_len).sum();
-        let kind = if runs <= bitmap_len(span) {
+        if kind == RUNS {
             for run in self.runs(low, span) {
                 put_varint(&mut payload, run);
             }
-            RUNS
         } else {
             let start = payload.len();
             payload.resize(start + bitmap_len(span), 0xff);
@@ -201,9 +207,9 @@ impl Progress {
                     payload[start + bit / 8] &= !(1 << (bit % 8));
                 }
             }
-            BITMAP
-        };
-        let mut text = String::with_capacity(VERSION.len() + 1 + base64_len(payload.len()));
+        }
+        debug_assert_eq!(payload.len(), len);
+        let mut text = String::with_capacity(text_len(len));
         text.push_str(VERSION);
         text.push(char::from(kind));
         URL_SAFE_NO_PAD.encode_string(&payload, &mut text);
@@ -371,14 +377,16 @@ fn bitmap_len(span: i64) -> usize {
     usize::try_from(span.unsigned_abs().div_ceil(8)).unwrap_or(usize::MAX)
 }
 
-/// How long `bytes` bytes are in base64 without padding.
-fn base64_len(bytes: usize) -> usize {
-    bytes.saturating_mul(4).div_ceil(3)
+/// How long the text of a payload of `len` bytes is: the version, the body's kind, and the
+/// payload in base64 without padding.
+fn text_len(len: usize) -> usize {
+    VERSION.len() + 1 + len.saturating_mul(4).div_ceil(3)
 }
 
 /// Checks what [`Progress::metadata`] writes within `max_bytes` against `progress`, and
-/// panics when a pending record lies outside the gap, the text is longer than the bound, is not read back for the committable offset,
-/// says a pending record is finished, or (complete) leaves out one that is not pending.
+/// panics when a pending record lies outside the gap, the text is longer than the bound, is
+/// not read back for the committable offset, says a pending record is finished, or (complete)
+/// leaves out one that is not pending.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn check_metadata(progress: &Progress, max_bytes: usize) -> Metadata {
     // Every pending record lies between the committable offset and the next one.
