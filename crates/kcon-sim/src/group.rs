@@ -649,6 +649,13 @@ impl Sim {
         out
     }
 
+    /// Whether member `member`, in its incarnation `incarnation`, still waits for the answer to
+    /// request `id` (an answer to an earlier life, or to a request it gave up, is dropped).
+    fn awaits(&self, member: usize, incarnation: u32, id: RequestId) -> bool {
+        let node = &self.nodes[member];
+        node.incarnation == incarnation && node.outstanding.contains_key(&id)
+    }
+
     fn answer_member(
         &mut self,
         i: usize,
@@ -976,9 +983,7 @@ impl Simulation for Sim {
                 id,
                 result,
             } => {
-                if self.nodes[member].incarnation == incarnation
-                    && self.nodes[member].outstanding.contains_key(&id)
-                {
+                if self.awaits(member, incarnation, id) {
                     self.answer_member(member, id, result);
                 }
             }
@@ -987,9 +992,7 @@ impl Simulation for Sim {
                 incarnation,
                 id,
             } => {
-                if self.nodes[member].incarnation == incarnation
-                    && self.nodes[member].outstanding.contains_key(&id)
-                {
+                if self.awaits(member, incarnation, id) {
                     let failure = RequestFailure::retriable("request timed out");
                     self.answer_member(member, id, Err(failure));
                 }
