@@ -19,7 +19,7 @@ use crate::listener::RebalanceListener;
 mod policy;
 mod properties;
 
-pub use policy::{ErrorTolerance, PolicyConfig};
+pub use policy::{ErrorTolerance, PolicyConfig, ProcessingOrder};
 pub use properties::{
     AcknowledgementMode, CONSUMER, ConsumerSetting, POLICY, PROPERTIES, REFUSALS, SHARE,
     SHARE_POLICY,

@@ -136,13 +136,13 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
         let stored_before: BTreeMap<TopicPartition, Option<i64>> =
             [A, B].iter().map(|p| (tp(*p), s.stored(*p))).collect();
         let out = s
-            .out
-            .as_ref()
+            .outs
+            .front()
             .map(|o| (o.record.topic_partition(), o.record.offset, o.dead_letter));
         match op {
             0 => {
                 let part = tp(at);
-                if !stopped && !s.is_paused(at) && s.out.is_none() {
+                if !stopped && !s.is_paused(at) && s.outs.is_empty() {
                     // The consumer hands out from the first record not stored: at-least-once.
                     let start = *fed
                         .entry(part.clone())
@@ -181,13 +181,13 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
                 }
             }
             6 => {
-                if s.out.is_none() {
+                if s.outs.is_empty() {
                     s.advance(Duration::from_millis(u64::from(arg) * 20));
                 }
             }
             7 => {
                 let part = tp(at);
-                if s.w.owned.contains(&part) && s.out.is_none() {
+                if s.w.owned.contains(&part) && s.outs.is_empty() {
                     s.leave(at);
                     fed.remove(&part);
                 }
@@ -224,7 +224,7 @@ pub fn processor(data: &[u8]) -> ProcessorRun {
             }
         }
         // The record out is its partition's first not stored, at an allowed attempt.
-        if let Some(o) = &s.out {
+        if let Some(o) = s.outs.front() {
             let part = o.record.topic_partition();
             let next = s.w.stored.get(&part).map_or(s.w.first[&part], |o| o + 1);
             assert_eq!(o.record.offset, next, "{part}: out of order");

@@ -78,7 +78,8 @@ pub use metrics::{Metrics, MetricsHandle, PartitionLag};
 pub use partitions::{PartitionStream, PartitionStreams};
 pub use policy::{
     ErrorTolerance, Failure, FailureExt, FailureInfo, PartitionCounts, PolicyConfig, PolicyHooks,
-    PolicyMetrics, PolicyMetricsHandle, Processor, ProcessorBuilder, RecordSource, Stage,
+    PolicyMetrics, PolicyMetricsHandle, ProcessingOrder, Processor, ProcessorBuilder, RecordSource,
+    Stage,
 };
 pub use stream::RecordStream;
 

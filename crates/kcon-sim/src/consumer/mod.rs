@@ -477,15 +477,8 @@ impl Parts for SimParts {
         release.apply(&mut self.fetch, now);
     }
 
-    fn store(&mut self, _now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
-        self.offsets.store(
-            tp,
-            OffsetAndMetadata {
-                offset,
-                leader_epoch,
-                metadata: String::new(),
-            },
-        );
+    fn store(&mut self, _now: Instant, tp: TopicPartition, at: OffsetAndMetadata) {
+        self.offsets.store(tp, at);
     }
 
     fn forget(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {

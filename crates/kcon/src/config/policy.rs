@@ -41,6 +41,14 @@ pub struct PolicyConfig {
     /// `errors.breaker.consecutive.failures`: the breaker opens when this many records in a
     /// row failed for good. Default none.
     pub breaker_consecutive: Option<usize>,
+    /// `processing.ordering`: what keeps its order when records run concurrently. Default
+    /// `partition`.
+    pub ordering: ProcessingOrder,
+    /// `processing.max.concurrency`: records in the handler at once. Default 1.
+    pub max_concurrency: usize,
+    /// `processing.max.buffered.records`: records fetched and not started before no more
+    /// are taken. Default 1,000.
+    pub max_buffered: usize,
 }
 
 impl Default for PolicyConfig {
@@ -55,6 +63,9 @@ impl Default for PolicyConfig {
             breaker_window: 100,
             breaker_failures: None,
             breaker_consecutive: None,
+            ordering: ProcessingOrder::Partition,
+            max_concurrency: 1,
+            max_buffered: 1000,
         }
     }
 }
@@ -115,6 +126,9 @@ impl Configurable<ConsumerSetting> for PolicyConfig {
             ConsumerSetting::ErrorsBreakerWindowRecords(n) => self.breaker_window = *n,
             ConsumerSetting::ErrorsBreakerFailures(n) => self.breaker_failures = *n,
             ConsumerSetting::ErrorsBreakerConsecutiveFailures(n) => self.breaker_consecutive = *n,
+            ConsumerSetting::ProcessingOrdering(o) => self.ordering = *o,
+            ConsumerSetting::ProcessingMaxConcurrency(n) => self.max_concurrency = *n,
+            ConsumerSetting::ProcessingMaxBufferedRecords(n) => self.max_buffered = *n,
             _ => return false,
         }
         true
@@ -156,6 +170,47 @@ impl fmt::Display for ErrorTolerance {
     }
 }
 
+/// `processing.ordering`: what a [`Processor`](crate::Processor) keeps in order when records
+/// run concurrently (`processing.max.concurrency` above 1, or a retry holding back one unit
+/// while others go on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ProcessingOrder {
+    /// A partition's records one after another, partitions side by side.
+    #[default]
+    Partition,
+    /// A key's records within its partition one after another, keys side by side; a record
+    /// without a key is ordered with nothing (a null key is what producers send when order
+    /// does not matter to them).
+    Key,
+    /// No order: any record may run beside any other.
+    Unordered,
+}
+
+impl ProcessingOrder {
+    /// What `processing.ordering` allows, in words.
+    pub const EXPECTED: &'static str = "partition, key or unordered";
+
+    /// Reads `partition`, `key` or `unordered`, in any case.
+    pub fn parse(value: &str) -> Option<ProcessingOrder> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "partition" => Some(ProcessingOrder::Partition),
+            "key" => Some(ProcessingOrder::Key),
+            "unordered" => Some(ProcessingOrder::Unordered),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProcessingOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProcessingOrder::Partition => "partition",
+            ProcessingOrder::Key => "key",
+            ProcessingOrder::Unordered => "unordered",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,8 +243,11 @@ mod tests {
             ("errors.breaker.window.records", "20"),
             ("errors.breaker.failures", "5"),
             ("errors.breaker.consecutive.failures", "4"),
+            ("processing.ordering", " Key"),
+            ("processing.max.concurrency", "256"),
         ])
         .unwrap();
+        assert_eq!((c.ordering, c.max_concurrency), (ProcessingOrder::Key, 256));
         assert_eq!(c.tolerance, ErrorTolerance::All);
         assert_eq!(c.retry_max_attempts, 3);
         assert_eq!(c.retry_timeout, Some(Duration::from_millis(2500)));
@@ -218,6 +276,9 @@ mod tests {
             ("errors.retry.timeout", "-2"),
             ("errors.breaker.consecutive.failures", "0"),
             ("errors.breaker.window.records", "100001"),
+            ("processing.ordering", "offset"),
+            ("processing.max.concurrency", "0"),
+            ("processing.max.concurrency", "10001"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert!(

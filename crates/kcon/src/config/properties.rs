@@ -8,7 +8,7 @@ use kcon_core::ConfigError;
 use kcon_core::property::registry::{DefaultValue, Input, Kind, Part, Property, Refusal};
 use kcon_core::property::{parse_count, parse_millis};
 
-use super::policy::ErrorTolerance;
+use super::policy::{ErrorTolerance, ProcessingOrder};
 use kcon_fetch::share::AcquireMode;
 
 /// The `Consumer` itself.
@@ -161,6 +161,12 @@ pub enum ConsumerSetting {
     ShareAcknowledgementMode(AcknowledgementMode),
     /// `share.acquire.mode`.
     ShareAcquireMode(AcquireMode),
+    /// `processing.ordering`.
+    ProcessingOrdering(ProcessingOrder),
+    /// `processing.max.concurrency`.
+    ProcessingMaxConcurrency(usize),
+    /// `processing.max.buffered.records`.
+    ProcessingMaxBufferedRecords(usize),
 }
 
 /// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
@@ -327,7 +333,61 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
             parse: breaker_consecutive,
         },
     },
+    Property {
+        name: "processing.ordering",
+        aliases: &[],
+        default: DefaultValue::Value("partition"),
+        parts: &[POLICY],
+        doc: "kcon's own: what a Processor keeps in order when records run concurrently: \
+              partition (a partition's records one after another, partitions side by side), \
+              key (a key's records within its partition one after another, keys side by side; \
+              a record without a key ordered with nothing) or unordered. A retry holds back \
+              its unit only. The committed offset never passes a record not yet done with.",
+        kind: Kind::Other {
+            allowed: ProcessingOrder::EXPECTED,
+            parse: processing_ordering,
+        },
+    },
+    Property {
+        name: "processing.max.concurrency",
+        aliases: &[],
+        default: DefaultValue::Value("1"),
+        parts: &[POLICY],
+        doc: "kcon's own: how many records a Processor has in its handler at once, across \
+              partitions (run_concurrently; run takes 1 only). 1 handles one record at a time.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_CONCURRENCY,
+            allowed: "a whole number from 1 to 10000",
+            setting: ConsumerSetting::ProcessingMaxConcurrency,
+        },
+    },
+    Property {
+        name: "processing.max.buffered.records",
+        aliases: &[],
+        default: DefaultValue::Value("1000"),
+        parts: &[POLICY],
+        doc: "kcon's own: how many records a Processor keeps fetched and not started (waiting \
+              their turn behind a record of their partition or key, or a free place in the \
+              handler) before it takes no more from the consumer; a partition paused for a \
+              retry does not count.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: ConsumerSetting::ProcessingMaxBufferedRecords,
+        },
+    },
 ];
+
+/// The most records a Processor has in its handler at once.
+const MAX_CONCURRENCY: usize = 10_000;
+
+fn processing_ordering(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {
+    ProcessingOrder::parse(i.value)
+        .map(ConsumerSetting::ProcessingOrdering)
+        .ok_or_else(|| i.refused())
+}
 
 /// `errors.tolerance`.
 fn acknowledgement_mode(i: &Input<'_>) -> Result<ConsumerSetting, ConfigError> {

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
+use kcon_core::group_offsets::OffsetAndMetadata;
 use kcon_core::{Machine, PersistentFailure, RequestFailure, RequestId, TopicPartition};
 use kcon_fetch::handout::{Arrival, Release};
 use kcon_fetch::{FetchEvent, StartPosition};
@@ -87,8 +88,8 @@ pub trait Parts {
 
     // ----- the offsets task -----
 
-    /// Store a partition's next offset and its record's leader epoch.
-    fn store(&mut self, now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>);
+    /// Store a partition's next offset, its record's leader epoch and the commit's metadata.
+    fn store(&mut self, now: Instant, tp: TopicPartition, at: OffsetAndMetadata);
     /// Forget these partitions' stored offsets.
     fn forget(&mut self, now: Instant, partitions: Vec<TopicPartition>);
     /// The offsets task's next report of a request that keeps failing, without waiting.
@@ -256,9 +257,7 @@ impl Driver {
                 Command::Resume(tp) => parts.resume(now, tp),
                 Command::Seek(tp, offset, fence) => parts.seek(now, tp, offset, fence),
                 Command::Release(release) => parts.release(now, release),
-                Command::Store(tp, offset, leader_epoch) => {
-                    parts.store(now, tp, offset, leader_epoch);
-                }
+                Command::Store(tp, at) => parts.store(now, tp, at),
                 Command::Forget(partitions) => parts.forget(now, partitions),
                 Command::Leaving(partitions) => parts.leaving(now, partitions),
                 Command::Report(report) => parts.persistent_failure(now, &report),

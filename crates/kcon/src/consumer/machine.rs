@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use kcon_core::error_codes::error_name;
+use kcon_core::group_offsets::OffsetAndMetadata;
 use kcon_core::{
     Machine, Outgoing, PersistentFailure, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -118,8 +119,9 @@ pub enum Command {
     Seek(TopicPartition, i64, u64),
     /// Records handed out release bytes from, or hold them in, the fetcher's prefetch budget.
     Release(Release),
-    /// The offsets task stores a partition's next offset and its record's leader epoch.
-    Store(TopicPartition, i64, Option<i32>),
+    /// The offsets task stores a partition's next offset, its record's leader epoch and the
+    /// metadata a commit carries.
+    Store(TopicPartition, OffsetAndMetadata),
     /// The offsets task forgets these partitions' stored offsets.
     Forget(Vec<TopicPartition>),
     /// The owner above the consumer (partition streams, a record processor) hears these
@@ -640,6 +642,20 @@ impl ConsumerMachine {
         offset: i64,
         leader_epoch: Option<i32>,
     ) -> Result<(), Error> {
+        self.store_at(
+            tp,
+            OffsetAndMetadata {
+                offset: offset.saturating_add(1),
+                leader_epoch,
+                metadata: String::new(),
+            },
+        )
+    }
+
+    /// Stores `at` (already the next offset to consume) for `tp` (owned): what an owner that
+    /// finishes records out of order stores, its lowest record not finished with the metadata
+    /// naming those finished above it.
+    pub fn store_at(&mut self, tp: TopicPartition, at: OffsetAndMetadata) -> Result<(), Error> {
         self.usable()?;
         if !self.assignment.contains(&tp) {
             return Err(Error::misuse(format!(
@@ -652,8 +668,7 @@ impl ConsumerMachine {
                 "offsets can only be stored and committed with a group.id",
             ));
         }
-        self.commands
-            .push_back(Command::Store(tp, offset.saturating_add(1), leader_epoch));
+        self.commands.push_back(Command::Store(tp, at));
         Ok(())
     }
 
@@ -758,8 +773,14 @@ impl ConsumerMachine {
         let mut stored: Vec<(TopicPartition, (i64, Option<i32>))> = self.unstored.drain().collect();
         stored.sort_by(|a, b| a.0.cmp(&b.0));
         for (tp, (offset, leader_epoch)) in stored {
-            self.commands
-                .push_back(Command::Store(tp, offset, leader_epoch));
+            self.commands.push_back(Command::Store(
+                tp,
+                OffsetAndMetadata {
+                    offset,
+                    leader_epoch,
+                    metadata: String::new(),
+                },
+            ));
         }
     }
 

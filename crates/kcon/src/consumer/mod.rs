@@ -443,6 +443,19 @@ impl Consumer {
         Ok(())
     }
 
+    /// Stores `at` (the next offset to consume, with its leader epoch and metadata) for `tp`:
+    /// a record processor finishing records out of order stores its lowest record not
+    /// finished, with the records finished above it in the metadata.
+    pub(crate) fn store_at(
+        &mut self,
+        tp: TopicPartition,
+        at: OffsetAndMetadata,
+    ) -> Result<(), Error> {
+        self.driver.machine.store_at(tp, at)?;
+        self.run();
+        Ok(())
+    }
+
     /// Commits the stored offsets without waiting; the returned future (which need not be
     /// polled for the commit to happen) completes with the outcome. Commits are sent in order;
     /// a later commit asked for before an earlier one went out carries its offsets.

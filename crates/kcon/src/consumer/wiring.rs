@@ -160,16 +160,9 @@ impl Parts for Wiring {
         self.fetcher.release(release);
     }
 
-    fn store(&mut self, _now: Instant, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>) {
+    fn store(&mut self, _now: Instant, tp: TopicPartition, at: OffsetAndMetadata) {
         if let Some(o) = &self.offsets {
-            o.store(
-                tp,
-                OffsetAndMetadata {
-                    offset,
-                    leader_epoch,
-                    metadata: String::new(),
-                },
-            );
+            o.store(tp, at);
         }
     }
 

@@ -27,6 +27,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use kcon_core::group_offsets::OffsetAndMetadata;
 use kcon_core::{Machine, Outgoing, RequestFailure, RequestId, TopicPartition};
 use tracing::{debug, warn};
 
@@ -51,9 +52,17 @@ pub(crate) trait Parts {
     fn assignment(&self) -> BTreeSet<TopicPartition>;
     /// The partitions the consumer has paused.
     fn paused(&self) -> BTreeSet<TopicPartition>;
-    /// Settle `record` as `how` says: a consumer stores the offset past a record done with or
-    /// skipped; a share consumer accepts, rejects or releases it.
+    /// Settle a share group's `record` as `how` says: accept, reject or release it.
     fn settle(&mut self, now: Instant, record: &Record, how: Settlement) -> Result<(), Error>;
+    /// Store `at` for a consumer's partition `tp`: its lowest record not done with, and the
+    /// records done with above it in the metadata (in the exactly-once mode, the offset goes
+    /// in the open transaction).
+    fn store(
+        &mut self,
+        now: Instant,
+        tp: TopicPartition,
+        at: OffsetAndMetadata,
+    ) -> Result<(), Error>;
     /// Pause these partitions.
     fn pause(&mut self, now: Instant, partitions: Vec<TopicPartition>) -> Result<(), Error>;
     /// Resume these partitions.
@@ -141,6 +150,7 @@ impl Driver {
         while let Some(event) = self.machine.poll_event() {
             let told = match event {
                 Event::Settle { record, how } => parts.settle(now, &record, how),
+                Event::Store { tp, at } => parts.store(now, tp, at),
                 Event::Pause(tp) => parts.pause(now, vec![tp]),
                 Event::Resume(tp) => parts.resume(now, vec![tp]),
                 Event::Retrying {
@@ -185,7 +195,9 @@ impl Driver {
         match self.machine.poll_request(now) {
             Some(out) => Turn::Step(out),
             None => {
-                parts.publish(&self.machine, true);
+                // Published at once when nothing runs; while records run it is due again at
+                // their answers.
+                parts.publish(&self.machine, self.machine.running() == 0);
                 Turn::Wait
             }
         }
@@ -201,6 +213,20 @@ impl Driver {
     ) {
         self.machine.handle_response(now, id, result);
         parts.publish(&self.machine, false);
+    }
+
+    /// A commit is about to be made: the metadata of partitions whose records finished above
+    /// their stored offset since it was last written is written now, so that the commit
+    /// names them.
+    pub(crate) fn before_commit<P: Parts>(
+        &mut self,
+        now: Instant,
+        parts: &mut P,
+    ) -> Result<(), Error> {
+        for (tp, at) in self.machine.store_metadata(now) {
+            parts.store(now, tp, at)?;
+        }
+        Ok(())
     }
 
     /// The machine's `poll_timeout` passed: retries due become ready.

@@ -24,6 +24,12 @@ pub struct PartitionCounts {
     pub skipped: u64,
     /// Records that failed for good and were acknowledged by the dead-letter topic.
     pub dead_lettered: u64,
+    /// The bytes of the commit metadata last written for the partition (the records done
+    /// with above its committed offset, when they finish out of order; 0 when none).
+    pub metadata_bytes: usize,
+    /// Times those records did not all fit in `offset.metadata.max.bytes` (4,096) and the
+    /// metadata named only the first of them: a restart processes the rest again.
+    pub metadata_cut: u64,
 }
 
 /// The policy machine's counts.
@@ -65,16 +71,38 @@ impl Counts {
         self.dead_letter_failures += 1;
     }
 
+    /// Commit metadata of `bytes` was written for `tp`, naming every record done with above
+    /// its committed offset or (not `complete`) the first of them.
+    pub(crate) fn metadata_written(&mut self, tp: &TopicPartition, bytes: usize, complete: bool) {
+        let c = self.of(tp);
+        c.metadata_bytes = bytes;
+        c.metadata_cut += u64::from(!complete);
+    }
+
     pub(crate) fn breaker_tripped(&mut self) {
         self.breaker_trips += 1;
     }
 
     /// The snapshot at `now`.
+    #[cfg(test)]
     pub(crate) fn snapshot(
         &self,
         now: Instant,
         breaker_open: bool,
         waiting: usize,
+    ) -> PolicyMetrics {
+        self.snapshot_with(now, breaker_open, waiting, 0, 0)
+    }
+
+    /// The snapshot at `now`, with the records in the handler and those buffered (received,
+    /// not started).
+    pub(crate) fn snapshot_with(
+        &self,
+        now: Instant,
+        breaker_open: bool,
+        waiting: usize,
+        running: usize,
+        buffered: usize,
     ) -> PolicyMetrics {
         let sum = |f: fn(&PartitionCounts) -> u64| self.partitions.values().map(f).sum();
         let recent: u64 = self
@@ -94,6 +122,8 @@ impl Counts {
             breaker_open,
             dead_letter_rate: recent as f64 / RATE_WINDOW.as_secs_f64(),
             records_waiting: waiting,
+            records_running: running,
+            records_buffered: buffered,
         }
     }
 
@@ -140,8 +170,15 @@ pub struct PolicyMetrics {
     /// Records dead-lettered per second over the last minute: the figure to alert on
     /// (lag grows slowly while a consumer dead-letters everything).
     pub dead_letter_rate: f64,
-    /// Records fetched and waiting to be processed (a retry, or behind one).
+    /// Records fetched and not yet done with: those in the handler, waiting their turn, or
+    /// waiting for a retry.
     pub records_waiting: usize,
+    /// Records in the handler (or being dead-lettered) now: at most
+    /// `processing.max.concurrency`.
+    pub records_running: usize,
+    /// Records fetched and not started: waiting their turn (behind a record of their
+    /// ordering unit, or for a free place in the handler) or their retry.
+    pub records_buffered: usize,
 }
 
 /// Reads a [`Processor`](crate::Processor)'s counts from any task or thread; cheap to clone.

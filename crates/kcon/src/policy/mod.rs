@@ -102,13 +102,13 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use kcon_core::property::{AnyProperty, registry};
-use kcon_core::{Machine, Outgoing};
+use kcon_core::{Machine, Outgoing, RequestId};
 use kcon_produce::{Acks, Producer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// Read with the consumer's other properties, beside its configuration (`config/policy.rs`).
-pub use crate::config::{ErrorTolerance, PolicyConfig};
+pub use crate::config::{ErrorTolerance, PolicyConfig, ProcessingOrder};
 pub use dead_letter::{
     DeadLetterContext, DeadLetterError, DeadLetterSource, dead_letter_record, headers,
     is_dead_letter_header, replay_record,
@@ -119,11 +119,11 @@ pub use metrics::{PartitionCounts, PolicyMetrics, PolicyMetricsHandle};
 pub use source::RecordSource;
 pub use transaction::{Sink, TransactionCounts};
 
-use crate::TopicPartition;
 use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
 use crate::consumer::{Consumer, now};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
+use crate::{OffsetAndMetadata, TopicPartition};
 use driver::{Driver, Parts, Turn};
 pub(crate) use machine::{DeadLetterFailure, Outcome};
 use machine::{Delivery, Done, PolicyMachine, Settlement, Stop, Work};
@@ -375,6 +375,23 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
         let config = policy_config(&self.properties, consumer.delivery())?;
         if let Some(producer) = &self.transactional {
             consumer.transactional()?;
+            // A transaction commits the offsets of the records done with, and a record done
+            // with above one not yet done with would have its outputs committed without its
+            // offset: processed again after a restart.
+            if config.ordering != ProcessingOrder::Partition {
+                return Err(Error::config(
+                    "processing.ordering",
+                    &config.ordering.to_string(),
+                    "partition in the exactly-once mode",
+                ));
+            }
+            if config.max_concurrency > 1 {
+                return Err(Error::config(
+                    "processing.max.concurrency",
+                    &config.max_concurrency.to_string(),
+                    "1 in the exactly-once mode",
+                ));
+            }
             if producer.config().transactional_id.is_none() {
                 return Err(Error::config(
                     "transactional.id",
@@ -550,6 +567,14 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         F: Future<Output = ()>,
         H: AsyncFnMut(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
     {
+        if self.config.max_concurrency > 1 {
+            return Err(Error::config(
+                "processing.max.concurrency",
+                &self.config.max_concurrency.to_string(),
+                "1 for run and run_until, whose handler takes one record at a time \
+                 (run_concurrently takes more)",
+            ));
+        }
         let mut stop = std::pin::pin!(stop);
         self.start_transactions().await?;
         self.driver.call(now(), &mut self.parts)?;
@@ -595,8 +620,147 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                 biased;
                 () = &mut stop => return Ok(()),
                 () = sleep_until(retry_at) => self.driver.timeout(now()),
-                batch = Source::recv_batch(&mut self.parts.consumer) => {
+                batch = Source::recv_batch(&mut self.parts.consumer),
+                    if self.driver.machine.wants_records() =>
+                {
                     self.driver.batch(now(), batch, &mut self.parts)?;
+                }
+            }
+        }
+    }
+
+    /// Processes records with `handler`, up to `processing.max.concurrency` at once, until
+    /// an error stops it (see [`run_concurrently_until`](Processor::run_concurrently_until)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_concurrently_until`](Processor::run_concurrently_until)'s.
+    pub async fn run_concurrently<H>(&mut self, handler: H) -> Result<(), Error>
+    where
+        H: AsyncFn(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        self.run_concurrently_until(std::future::pending::<()>(), handler)
+            .await
+    }
+
+    /// Processes records with `handler` until `stop` completes (then `Ok`) or something stops
+    /// it (then the error, as [`run_until`](Processor::run_until) says), with up to
+    /// `processing.max.concurrency` records in the handler at once, ordered as
+    /// `processing.ordering` says: the records of one unit (a partition, or a key within its
+    /// partition) one after another in offset order, units side by side. The handler is an
+    /// [`AsyncFn`]: called for several records at once, it shares what it captures.
+    ///
+    /// Every rule of [`run_until`](Processor::run_until) holds per record: retries (holding
+    /// back their unit only), dead letters, the breaker. A partition's committed offset is its
+    /// lowest record not done with, so a commit never passes one; the records done with above
+    /// it go in the commit's metadata (see the [module](self) documentation). At most
+    /// `processing.max.buffered.records` records wait unstarted: the next batch is fetched
+    /// when fewer wait and a place in the handler is free.
+    ///
+    /// When `stop` completes, or a record stops the run, the records in the handler are
+    /// finished first (a record that fails for good meanwhile waits for the next run); none
+    /// is started after it. The exactly-once mode runs with [`run_until`](Processor::run_until)
+    /// only (refused here, [`ErrorKind::Misuse`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe as [`run_until`](Processor::run_until) is: nothing is lost. Dropping the
+    /// future drops the handler's futures of every record in it, and each of those records is
+    /// handled again, from the start, by the next run.
+    pub async fn run_concurrently_until<F, H>(&mut self, stop: F, handler: H) -> Result<(), Error>
+    where
+        F: Future<Output = ()>,
+        H: AsyncFn(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        use futures_util::StreamExt as _;
+        use futures_util::stream::FuturesUnordered;
+
+        if self.parts.transactions.is_some() {
+            return Err(Error::misuse(
+                "the exactly-once mode runs one record at a time: call run or run_until",
+            ));
+        }
+        let mut stop = std::pin::pin!(stop);
+        self.driver.call(now(), &mut self.parts)?;
+        let (key, value, handler) = (&self.key, &self.value, &handler);
+        // One future type for both kinds of work: what to carry out is decided before it
+        // starts, so that the future borrows only the deserializers and the handler.
+        let carry = async |id: RequestId, carry: Carry| -> (RequestId, Done) {
+            match carry {
+                Carry::Process(record, attempt) => {
+                    let outcome = match decode(record, key, value).await {
+                        Ok(mut decoded) => {
+                            decoded.attempt = attempt;
+                            match handler(&decoded).await {
+                                Ok(()) => Outcome::Done,
+                                Err(failure) => Outcome::Failed(failure.info()),
+                            }
+                        }
+                        Err(failure) => Outcome::Failed(FailureInfo::from(&failure)),
+                    };
+                    (id, Done::Processed(outcome))
+                }
+                Carry::DeadLetter(at, prepared) => {
+                    let result = match prepared {
+                        Ok((copy, producer)) => send_dead_letter(&producer, copy).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = &result {
+                        warn!(topic = %at.topic, partition = at.partition, offset = at.offset, "dead-letter write failed: {}", e.reason);
+                    }
+                    (id, Done::DeadLettered(result))
+                }
+            }
+        };
+        let mut running = FuturesUnordered::new();
+        // How the run ends, once the records in the handler are finished.
+        let mut ending: Option<Result<(), Error>> = None;
+        loop {
+            while ending.is_none() {
+                match self.driver.turn(now(), &mut self.parts) {
+                    Turn::Step(out) => {
+                        if is_ready(stop.as_mut()) {
+                            // The work stays out: the next run's `call` asks for it again.
+                            ending = Some(Ok(()));
+                            break;
+                        }
+                        let work = match out.request {
+                            Work::Process { record, attempt } => Carry::Process(record, attempt),
+                            Work::DeadLetter {
+                                record,
+                                failure,
+                                attempts,
+                            } => {
+                                let prepared = self.dead_letter_copy(&record, &failure, attempts);
+                                Carry::DeadLetter(record, prepared)
+                            }
+                        };
+                        running.push(carry(out.id, work));
+                    }
+                    Turn::Wait => break,
+                    Turn::Stop(reason) => ending = Some(Err(self.stopped(reason))),
+                    Turn::Error(e) => ending = Some(Err(e)),
+                }
+            }
+            if running.is_empty()
+                && let Some(end) = ending.take()
+            {
+                self.parts.publish(&self.driver.machine, true);
+                return end;
+            }
+            let retry_at = self.driver.machine.poll_timeout().map(Instant::from_std);
+            let fetch = ending.is_none() && self.driver.machine.wants_records();
+            tokio::select! {
+                biased;
+                Some((id, done)) = running.next(), if !running.is_empty() => {
+                    self.driver.answered(now(), id, Ok(done), &mut self.parts);
+                }
+                () = &mut stop, if ending.is_none() => ending = Some(Ok(())),
+                () = sleep_until(retry_at), if ending.is_none() => self.driver.timeout(now()),
+                batch = Source::recv_batch(&mut self.parts.consumer), if fetch => {
+                    if let Err(e) = self.driver.batch(now(), batch, &mut self.parts) {
+                        ending = Some(Err(e));
+                    }
                 }
             }
         }
@@ -644,6 +808,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             self.start_transactions().await?;
             return self.commit_transaction().await;
         }
+        self.driver.before_commit(now(), &mut self.parts)?;
         Source::commit(&mut self.parts.consumer).await
     }
 
@@ -826,6 +991,20 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         failure: &FailureInfo,
         attempts: u32,
     ) -> Result<(), DeadLetterFailure> {
+        let (copy, producer) = self.dead_letter_copy(record, failure, attempts)?;
+        if let Some(t) = self.parts.transactions.as_mut() {
+            return t.write(copy).await.map_err(dead_letter_failed);
+        }
+        send_dead_letter(&producer, copy).await
+    }
+
+    /// The dead letter of `record` and the producer that writes it, or why it cannot go.
+    fn dead_letter_copy(
+        &self,
+        record: &crate::record::Record,
+        failure: &FailureInfo,
+        attempts: u32,
+    ) -> Result<(kcon_produce::ProducerRecord, Producer), DeadLetterFailure> {
         // Invariant: the machine asks for dead letters only when a topic is configured, and
         // `build` made or took a producer whenever one is.
         let Some(d) = &self.dead_letter else {
@@ -852,16 +1031,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             group: self.parts.group.as_deref(),
             failed_at_ms: self.parts.consumer.wall_ms(),
         };
-        let copy = dead_letter_record(&d.topic, record, cx);
-        let failed = |e: kcon_produce::ProduceError| DeadLetterFailure {
-            cause: e.cause(),
-            reason: e.to_string(),
-        };
-        if let Some(t) = self.parts.transactions.as_mut() {
-            return t.write(copy).await.map_err(failed);
-        }
-        let delivery = d.producer.send(copy).await.map_err(failed)?;
-        delivery.await.map(drop).map_err(failed)
+        Ok((dead_letter_record(&d.topic, record, cx), d.producer.clone()))
     }
 
     /// The error for `reason` (an open breaker's driver paused every partition already).
@@ -949,14 +1119,21 @@ impl<S: RecordSource> Parts for Shell<S> {
         record: &crate::record::Record,
         how: Settlement,
     ) -> Result<(), Error> {
-        match (&mut self.transactions, how) {
-            (Some(t), Settlement::Done | Settlement::Skipped) => {
-                t.done(record);
+        self.consumer.settle(record, how)
+    }
+
+    fn store(
+        &mut self,
+        _now: std::time::Instant,
+        tp: TopicPartition,
+        at: OffsetAndMetadata,
+    ) -> Result<(), Error> {
+        match &mut self.transactions {
+            Some(t) => {
+                t.store(tp, at.offset);
                 Ok(())
             }
-            // Nothing is handed back: a consumer's retries wait in the machine.
-            (Some(_), Settlement::Released) => Ok(()),
-            (None, how) => self.consumer.settle(record, how),
+            None => self.consumer.store(tp, at),
         }
     }
 
@@ -1018,9 +1195,13 @@ impl<S: RecordSource> Parts for Shell<S> {
 
 /// The policies' counts now.
 fn snapshot(machine: &PolicyMachine) -> PolicyMetrics {
-    machine
-        .counts()
-        .snapshot(now(), machine.is_open(), machine.waiting())
+    machine.counts().snapshot_with(
+        now(),
+        machine.is_open(),
+        machine.waiting(),
+        machine.running(),
+        machine.buffered(),
+    )
 }
 
 impl<K, V, S: std::fmt::Debug> std::fmt::Debug for Processor<K, V, S> {
@@ -1057,6 +1238,34 @@ fn policy_config(given: &[(String, String)], delivery: Delivery) -> Result<Polic
     }
     config.validate()?;
     Ok(config)
+}
+
+/// What a record in the handler of [`Processor::run_concurrently_until`] carries out.
+enum Carry {
+    /// Deserialize the record and call the handler, try number `.1`.
+    Process(crate::record::Record, u32),
+    /// Write the record's dead letter (made, or why it could not be).
+    DeadLetter(
+        crate::record::Record,
+        Result<(kcon_produce::ProducerRecord, Producer), DeadLetterFailure>,
+    ),
+}
+
+/// A dead-letter write's failure, from the producer's.
+fn dead_letter_failed(e: kcon_produce::ProduceError) -> DeadLetterFailure {
+    DeadLetterFailure {
+        cause: e.cause(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes the dead letter `copy` with `producer` and waits for its acknowledgement.
+async fn send_dead_letter(
+    producer: &Producer,
+    copy: kcon_produce::ProducerRecord,
+) -> Result<(), DeadLetterFailure> {
+    let delivery = producer.send(copy).await.map_err(dead_letter_failed)?;
+    delivery.await.map(drop).map_err(dead_letter_failed)
 }
 
 /// Whether `stop` has completed, without waiting for it.

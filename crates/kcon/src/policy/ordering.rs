@@ -26,17 +26,7 @@ use kcon_core::TopicPartition;
 use crate::record::Record;
 
 /// How records are ordered (`processing.ordering`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Ordering {
-    /// A partition's records one after another, partitions side by side.
-    #[default]
-    Partition,
-    /// A key's records (within its partition) one after another, keys side by side; records
-    /// without a key in no order.
-    Key,
-    /// No order: any record may run beside any other.
-    Unordered,
-}
+pub(crate) use crate::config::ProcessingOrder as Ordering;
 
 /// What keeps its order: see the module's documentation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -189,14 +179,71 @@ impl Scheduler {
         self.retries.insert((at, unit.clone()));
     }
 
-    /// Time passed: the retries due at `now` may start.
+    /// The running head of `unit` stops running without finishing (a stop, a dead letter to
+    /// write next, a run cancelled): it is the first to start again, before the units ready.
+    pub(crate) fn again(&mut self, unit: &Unit) {
+        let Some(queue) = self.units.get_mut(unit) else {
+            return;
+        };
+        if !queue.running {
+            return;
+        }
+        queue.running = false;
+        self.running -= 1;
+        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
+        if queue.startable() {
+            self.ready.push_front(unit.clone());
+        }
+    }
+
+    /// The head of `unit`: the record running, or the next to start.
+    pub(crate) fn head(&self, unit: &Unit) -> Option<&Record> {
+        self.units.get(unit)?.records.front()
+    }
+
+    /// Takes `tp`'s records that are not running, in offset order: the heads running stay,
+    /// with nothing behind them (a share group's records handed back when a run stops).
+    pub(crate) fn take_idle(&mut self, tp: &TopicPartition) -> Vec<Record> {
+        let units: Vec<Unit> = self
+            .units
+            .keys()
+            .filter(|u| u.partition() == tp)
+            .cloned()
+            .collect();
+        let mut taken = Vec::new();
+        for unit in units {
+            let Some(queue) = self.units.get_mut(&unit) else {
+                continue;
+            };
+            let keep = usize::from(queue.running);
+            taken.extend(queue.records.drain(keep..));
+            if let Some(at) = queue.retry_at.take() {
+                self.retries.remove(&(at, unit.clone()));
+            }
+            if queue.records.is_empty() {
+                self.units.remove(&unit);
+            }
+        }
+        self.waiting.remove(tp);
+        self.ready.retain(|u| u.partition() != tp);
+        taken.sort_by_key(|r| r.offset);
+        taken
+    }
+
+    /// Time passed: the retries due at `now` may start, those due together in the order of
+    /// their units (a partition's, then by key).
     pub(crate) fn wake(&mut self, now: Instant) {
+        let mut due = Vec::new();
         while let Some(first) = self.retries.first()
             && first.0 <= now
         {
             let Some((_, unit)) = self.retries.pop_first() else {
                 break;
             };
+            due.push(unit);
+        }
+        due.sort();
+        for unit in due {
             if let Some(queue) = self.units.get_mut(&unit) {
                 queue.retry_at = None;
                 if queue.startable() {

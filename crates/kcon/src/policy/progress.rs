@@ -46,6 +46,9 @@ pub(crate) struct Progress {
     pending: BTreeSet<i64>,
     /// One past the highest offset received; none before the first record.
     next: Option<i64>,
+    /// The records finished above the lowest pending one: what the metadata is for. Empty
+    /// while records finish in offset order, so that then no metadata is ever written.
+    above: BTreeSet<i64>,
 }
 
 /// A commit's metadata for one partition: what [`Progress::metadata`] wrote.
@@ -69,7 +72,28 @@ impl Progress {
     /// The record at `offset` finished: processed, skipped or acknowledged by the dead-letter
     /// topic.
     pub(crate) fn finished(&mut self, offset: i64) {
-        self.pending.remove(&offset);
+        let low = self.pending.first().copied();
+        if !self.pending.remove(&offset) {
+            return;
+        }
+        if low.is_some_and(|low| offset > low) {
+            self.above.insert(offset);
+            return;
+        }
+        // The lowest pending record finished: those finished below the new lowest are now
+        // under the committable offset.
+        if !self.above.is_empty() {
+            match self.pending.first() {
+                Some(&low) => self.above = self.above.split_off(&low),
+                None => self.above.clear(),
+            }
+        }
+    }
+
+    /// Whether a record finished above the committable offset: only then does a commit's
+    /// metadata say anything a reader could use.
+    pub(crate) fn finished_above(&self) -> bool {
+        !self.above.is_empty()
     }
 
     /// The offset a commit carries: the lowest record not finished, or one past the highest

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use kcon_core::group_offsets::OffsetAndMetadata;
 use kcon_pool::Pool;
 use kcon_produce::ConsumerGroupMetadata;
 
@@ -59,8 +60,11 @@ pub(crate) mod sealed {
         fn assignment(&self) -> BTreeSet<TopicPartition>;
         /// The partitions it has paused.
         fn paused(&self) -> BTreeSet<TopicPartition>;
-        /// Settles `record` as `how` says.
+        /// Settles `record` as `how` says (a share consumer's records).
         fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error>;
+        /// Stores `at` for `tp` (a consumer's partitions): its lowest record not done with,
+        /// the records done with above it in the metadata.
+        fn store(&mut self, tp: TopicPartition, at: OffsetAndMetadata) -> Result<(), Error>;
         /// Pauses these partitions.
         fn pause(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error>;
         /// Resumes these partitions.
@@ -135,16 +139,18 @@ impl sealed::Source for Consumer {
         Consumer::paused(self)
     }
 
-    fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {
-        match how {
-            // Without a group nothing is committed, so there is nothing to store.
-            Settlement::Done | Settlement::Skipped if self.group_id().is_some() => {
-                self.store_offset(record)
-            }
-            Settlement::Done | Settlement::Skipped => Ok(()),
-            // A consumer's retries wait in the machine: nothing is handed back.
-            Settlement::Released => Ok(()),
+    /// A consumer's records are stored by partition ([`store`](Self::store)), not settled
+    /// one by one.
+    fn settle(&mut self, _record: &Record, _how: Settlement) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn store(&mut self, tp: TopicPartition, at: OffsetAndMetadata) -> Result<(), Error> {
+        // Without a group nothing is committed, so there is nothing to store.
+        if self.group_id().is_none() {
+            return Ok(());
         }
+        self.store_at(tp, at)
     }
 
     fn pause(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error> {
@@ -251,6 +257,11 @@ impl sealed::Source for ShareConsumer {
 
     fn paused(&self) -> BTreeSet<TopicPartition> {
         BTreeSet::new()
+    }
+
+    /// A share group's records are settled one by one: no offsets are stored.
+    fn store(&mut self, _tp: TopicPartition, _at: OffsetAndMetadata) -> Result<(), Error> {
+        Ok(())
     }
 
     fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {

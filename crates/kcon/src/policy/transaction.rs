@@ -159,14 +159,13 @@ impl Transactions {
             .or_insert(record.offset);
     }
 
-    /// `record` was done with (processed, skipped or dead-lettered): its offset goes with the
-    /// open transaction.
-    pub(crate) fn done(&mut self, record: &Record) {
+    /// `tp`'s records below `offset` were done with (processed, skipped or dead-lettered):
+    /// the offset goes with the open transaction.
+    pub(crate) fn store(&mut self, tp: TopicPartition, offset: i64) {
         if let Some(open) = self.open.as_mut() {
-            open.offsets
-                .insert(record.topic_partition(), record.offset + 1);
+            open.offsets.insert(tp, offset);
         } else {
-            warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "a record done with outside a transaction: its offset is not committed");
+            warn!(topic = %tp.topic, partition = tp.partition, offset, "records done with outside a transaction: their offset is not committed");
         }
     }
 

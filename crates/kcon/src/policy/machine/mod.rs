@@ -9,11 +9,13 @@
 //! ([`super::driver`]), shared by the `Processor` and the simulation in `tests.rs`.
 //! - requests ([`Work`]): the record work that needs an answer, with the target `()` (the
 //!   request says what carries it out): process a record (the handler) or write it to the
-//!   dead-letter topic (the producer), answered with a [`Done`]. At most one is out at a time;
+//!   dead-letter topic (the producer), answered with a [`Done`]. At most
+//!   `processing.max.concurrency` are out at a time, never two of one ordering unit
+//!   (`processing.ordering`: a partition, a key within its partition, or a record);
 //! - events ([`Event`]), carried out in order: store, pause, resume, what the hooks hear, and
 //!   [`Event::Stop`] (an error that ends the driver's run);
-//! - timers: one table ([`Timer`]), whose one timer is the earliest retry due
-//!   ([`poll_timeout`](Machine::poll_timeout), fired by
+//! - timers: one table ([`Timer`]): the earliest retry due and the earliest rewrite of a
+//!   partition's commit metadata ([`poll_timeout`](Machine::poll_timeout), fired by
 //!   [`handle_timeout`](Machine::handle_timeout));
 //! - its own commands: [`records`](PolicyMachine::records) (a fetched batch of one partition),
 //!   [`leaving`](PolicyMachine::leaving) (partitions revoked or lost: their records go, the
@@ -21,12 +23,14 @@
 //!   after stopping or being cancelled), [`close_breaker`](PolicyMachine::close_breaker).
 //!
 //! # The rules it keeps
-//! - A partition's records are processed in offset order, one at a time. An offset is stored
-//!   only once its record is processed, skipped or acknowledged by the dead-letter topic, so a
-//!   commit never passes a record that is waiting, failing or lost in a dead-letter write.
-//! - A retriable failure pauses only its partition (the driver pauses it in the consumer) until
-//!   the record's retry is due; other partitions go on. The partition resumes when its waiting
-//!   records are done.
+//! - A unit's records are processed in offset order, one at a time (the scheduler of
+//!   `ordering.rs`). A partition's stored offset is its lowest record not yet processed,
+//!   skipped or acknowledged by the dead-letter topic (`progress.rs`), so a commit never passes
+//!   a record that is waiting, running, failing or lost in a dead-letter write; the records
+//!   done with above it go in the metadata stored with it.
+//! - A retriable failure holds back only its unit until the record's retry is due; under
+//!   `partition` ordering its partition is paused (the driver pauses it in the consumer) and
+//!   resumes when nothing of it is left.
 //! - A record that failed for good counts in the breaker first: if it opens the breaker, the
 //!   record stays where it is and everything stops. Otherwise `errors.tolerance` decides.
 //!
@@ -42,6 +46,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use kcon_core::group_offsets::OffsetAndMetadata;
 use kcon_core::{
     ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, TopicPartition,
 };
@@ -51,6 +56,8 @@ use crate::config::ErrorTolerance;
 use super::breaker::{Breaker, Tripped};
 use super::failure::{FailureInfo, Stage};
 use super::metrics::Counts;
+use super::ordering::{Ordering, Scheduler, Unit};
+use super::progress::Progress;
 use crate::config::PolicyConfig;
 use crate::record::Record;
 
@@ -133,8 +140,15 @@ pub enum Delivery {
 /// What the driver must do and the hooks hear, in order: the machine's events.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
-    /// The record is done with, or handed back, as `how` says.
+    /// A share group's record is done with, or handed back, as `how` says.
     Settle { record: Record, how: Settlement },
+    /// A consumer's partition is done with up to `at` (its lowest record not done with), and
+    /// the metadata names the records done with above it (empty when none, or when it was
+    /// not written this time).
+    Store {
+        tp: TopicPartition,
+        at: OffsetAndMetadata,
+    },
     /// Stop fetching and handing out the partition.
     Pause(TopicPartition),
     /// Fetch and hand out the partition again.
@@ -189,52 +203,63 @@ pub(crate) enum Stop {
 }
 
 kcon_core::timers! {
-    /// The machine's timers, one table. A retry is due per partition waiting (its lane's
-    /// `retry_at`), and partitions come and go with the assignment, so those deadlines stay in
-    /// their lanes and the table holds one timer, the earliest of them, derived from the lanes
-    /// whenever it is read (`timers`), never stored beside them. The breaker counts outcomes, not time: it has no timer.
+    /// The machine's timers, one table. Retries are due per unit waiting (the scheduler keeps
+    /// them by when they are due) and a partition's metadata is rewritten at most every
+    /// [`METADATA_EVERY`], so those deadlines stay where they are kept and the table's timers
+    /// are derived from them whenever it is read (`timers`), never stored beside them. The
+    /// breaker counts outcomes, not time: it has no timer.
     enum Timer {
-        /// The earliest retry of a partition's head record is due.
+        /// The earliest retry of a unit's head record is due.
         Retry,
+        /// A partition's commit metadata, out of date, may be written again.
+        Metadata,
     }
     type Timers;
 }
 
-/// One partition's records waiting to be processed, and its head's retry state.
+/// How often, at most, a partition's commit metadata is written again while its records
+/// finish out of order: writing it walks the records pending, so it is not done per record.
+/// Between two writes, an offset stored carries no metadata, and a restart then processes
+/// again the records finished above it (at least once holds).
+pub(crate) const METADATA_EVERY: Duration = Duration::from_millis(200);
+
+/// The most bytes of a commit's metadata: Apache Kafka's `offset.metadata.max.bytes` default,
+/// past which the broker refuses the commit.
+pub(crate) const METADATA_MAX_BYTES: usize = 4096;
+
+/// The retry state of a unit's head record, once it has failed.
 #[derive(Debug, Default)]
-struct Lane {
-    records: VecDeque<Record>,
-    /// Failed tries of the head record so far.
+struct Head {
+    /// Failed tries so far.
     failures: u32,
-    /// When the head record first failed.
+    /// When it first failed.
     first_failure: Option<Instant>,
-    /// The head record waits for a retry until then (the [`Timer::Retry`] of the earliest).
-    retry_at: Option<Instant>,
-    /// The head record failed for good and goes to the dead-letter topic.
+    /// It failed for good and goes to the dead-letter topic.
     dead_letter: Option<(FailureInfo, u32)>,
-    /// The machine had the driver pause the partition.
-    paused: bool,
 }
 
-impl Lane {
-    fn ready(&self) -> bool {
-        !self.records.is_empty() && self.retry_at.is_none()
-    }
-
-    /// The head is done with: the next record starts with no failures.
-    fn pop(&mut self) -> Option<Record> {
-        self.failures = 0;
-        self.first_failure = None;
-        self.retry_at = None;
-        self.dead_letter = None;
-        self.records.pop_front()
-    }
-
+impl Head {
     /// The head starts over: its next try is its first (after a stop).
     fn start_over(&mut self) {
         self.failures = 0;
         self.first_failure = None;
     }
+}
+
+/// One partition's records in the machine: received, not yet done with.
+#[derive(Debug, Default)]
+struct Partition {
+    progress: Progress,
+    /// The machine had the driver pause the partition (a retry under `partition` ordering).
+    paused: bool,
+    /// The highest leader epoch of the records done with: what a stored offset carries.
+    epoch: Option<i32>,
+    /// The offset last stored.
+    stored: Option<i64>,
+    /// When the metadata was last written.
+    metadata_at: Option<Instant>,
+    /// Records finished above the stored offset that its metadata does not name yet.
+    stale: bool,
 }
 
 /// The record processor's machine (see the module's documentation).
@@ -247,9 +272,20 @@ pub(crate) struct PolicyMachine {
     retry_timeout: Option<Duration>,
     backoff: ExponentialBackoff,
     rng: fastrand::Rng,
-    lanes: BTreeMap<TopicPartition, Lane>,
-    /// The work out with the driver (a `Process` or `DeadLetter`) and its partition.
-    in_flight: Option<(RequestId, TopicPartition)>,
+    /// A retry pauses its partition (`partition` ordering): fetching it waits with it.
+    pause_on_retry: bool,
+    /// `processing.max.concurrency`.
+    max_running: usize,
+    /// `processing.max.buffered.records`.
+    max_buffered: usize,
+    /// The records waiting and running, by ordering unit.
+    scheduler: Scheduler,
+    /// The retry state of heads that failed.
+    heads: BTreeMap<Unit, Head>,
+    /// The partitions with records in the machine.
+    partitions: BTreeMap<TopicPartition, Partition>,
+    /// The work out with the driver (a `Process` or `DeadLetter`) and its unit.
+    out: BTreeMap<RequestId, Unit>,
     breaker: Breaker,
     /// The breaker is open: nothing is processed until it is closed.
     open: bool,
@@ -274,8 +310,13 @@ impl PolicyMachine {
             retry_timeout: config.retry_timeout,
             backoff: config.backoff(),
             rng: fastrand::Rng::with_seed(seed),
-            lanes: BTreeMap::new(),
-            in_flight: None,
+            pause_on_retry: config.ordering == Ordering::Partition,
+            max_running: config.max_concurrency.max(1),
+            max_buffered: config.max_buffered.max(1),
+            scheduler: Scheduler::new(config.ordering, config.max_concurrency),
+            heads: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            out: BTreeMap::new(),
             breaker: Breaker::new(
                 config.breaker_window,
                 config.breaker_failures,
@@ -290,141 +331,133 @@ impl PolicyMachine {
         }
     }
 
-    /// Records of `partition`, in order, after those already waiting.
-    pub(crate) fn records(
-        &mut self,
-        now: Instant,
-        partition: TopicPartition,
-        records: Vec<Record>,
-    ) {
+    /// A fetched batch of `tp`'s records, in offset order, arrived.
+    pub(crate) fn records(&mut self, now: Instant, tp: TopicPartition, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
-        self.lanes
-            .entry(partition)
-            .or_default()
-            .records
-            .extend(records);
+        let partition = self.partitions.entry(tp).or_default();
+        for record in records {
+            partition.progress.received(record.offset);
+            self.scheduler.push(record);
+        }
         self.pump(now);
     }
 
-    /// `partitions` left the consumer: their records are dropped unprocessed (their offsets
-    /// were not stored, so the next owner reads them), and whatever was asked for them is
-    /// void. The consumer un-pauses a partition that leaves.
+    /// `partitions` left (revoked or lost): their records go, work out for them included (its
+    /// answer will change nothing), and nothing is stored for them any more.
     pub(crate) fn leaving(&mut self, now: Instant, partitions: &[TopicPartition]) {
-        if partitions.is_empty() {
-            return;
-        }
+        self.scheduler.leaving(partitions);
+        self.out
+            .retain(|_, unit| !partitions.contains(unit.partition()));
+        self.heads
+            .retain(|unit, _| !partitions.contains(unit.partition()));
         for tp in partitions {
-            self.lanes.remove(tp);
-        }
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(|(_, tp)| partitions.contains(tp))
-        {
-            self.in_flight = None;
+            self.partitions.remove(tp);
         }
         self.requests
             .retain(|(_, w)| !concerns(w.record(), partitions));
         self.events.retain(|e| match e {
             Event::Settle { record, .. } => !concerns(record, partitions),
-            Event::Pause(tp) | Event::Resume(tp) => !partitions.contains(tp),
+            Event::Store { tp, .. } | Event::Pause(tp) | Event::Resume(tp) => {
+                !partitions.contains(tp)
+            }
             _ => true,
         });
         self.pump(now);
     }
 
-    /// The answer to the [`Work::Process`] of `tp`'s head.
-    fn processed(&mut self, now: Instant, tp: TopicPartition, outcome: Outcome) {
-        let Some(lane) = self.lanes.get_mut(&tp) else {
-            return self.pump(now);
-        };
+    /// The answer to the [`Work::Process`] of `unit`'s head, `record`.
+    fn processed(&mut self, now: Instant, unit: Unit, record: Record, outcome: Outcome) {
+        let tp = unit.partition().clone();
         match outcome {
             Outcome::Done => {
                 self.counts.processed(&tp);
                 self.breaker.record(false);
-                self.done(&tp, Settlement::Done);
+                self.finish(now, &unit, record, Settlement::Done);
             }
             Outcome::Failed(failure) if self.delivery == Delivery::Redelivered => {
-                lane.failures += 1;
-                let attempt = lane.records.front().map_or(1, delivery_count);
+                self.heads.entry(unit.clone()).or_default().failures += 1;
+                let attempt = delivery_count(&record);
                 if failure.retriable && attempt < self.max_attempts {
                     // The group's redelivery is the retry: released now, handed out again.
-                    if let Some(record) = lane.records.front() {
-                        self.events.push_back(Event::Retrying {
-                            record: record.clone(),
-                            failure,
-                            attempt,
-                            delay: Duration::ZERO,
-                        });
-                    }
+                    self.events.push_back(Event::Retrying {
+                        record: record.clone(),
+                        failure,
+                        attempt,
+                        delay: Duration::ZERO,
+                    });
                     self.counts.retried(&tp);
-                    self.done(&tp, Settlement::Released);
+                    self.finish(now, &unit, record, Settlement::Released);
                 } else {
-                    self.failed_for_good(&tp, failure);
+                    self.failed_for_good(now, unit, record, failure);
                 }
             }
             Outcome::Failed(failure) => {
-                lane.failures += 1;
-                let first = *lane.first_failure.get_or_insert(now);
-                let attempt = lane.failures;
+                let head = self.heads.entry(unit.clone()).or_default();
+                head.failures += 1;
+                let first = *head.first_failure.get_or_insert(now);
+                let attempt = head.failures;
                 let in_time = self
                     .retry_timeout
                     .is_none_or(|limit| now.saturating_duration_since(first) < limit);
                 if failure.retriable && attempt < self.max_attempts && in_time {
                     let delay = self.backoff.delay(attempt - 1, self.rng.f64());
-                    lane.retry_at = Some(now + delay);
-                    if !lane.paused {
-                        lane.paused = true;
+                    self.scheduler.retry(&unit, now + delay);
+                    if self.pause_on_retry
+                        && let Some(p) = self.partitions.get_mut(&tp)
+                        && !p.paused
+                    {
+                        p.paused = true;
                         self.events.push_back(Event::Pause(tp.clone()));
                     }
-                    if let Some(record) = lane.records.front() {
-                        self.events.push_back(Event::Retrying {
-                            record: record.clone(),
-                            failure,
-                            attempt,
-                            delay,
-                        });
-                    }
+                    self.events.push_back(Event::Retrying {
+                        record,
+                        failure,
+                        attempt,
+                        delay,
+                    });
                     self.counts.retried(&tp);
                 } else {
-                    self.failed_for_good(&tp, failure);
+                    self.failed_for_good(now, unit, record, failure);
                 }
             }
         }
         self.pump(now);
     }
 
-    /// The answer to the [`Work::DeadLetter`] of `tp`'s head: acknowledged, or why not.
+    /// The answer to the [`Work::DeadLetter`] of `unit`'s head, `record`: acknowledged, or
+    /// why not.
     fn dead_lettered(
         &mut self,
         now: Instant,
-        tp: TopicPartition,
+        unit: Unit,
+        record: Record,
         result: Result<(), DeadLetterFailure>,
     ) {
-        let Some(lane) = self.lanes.get_mut(&tp) else {
-            return self.pump(now);
-        };
         match result {
             Ok(()) => {
-                if let (Some(record), Some((failure, _))) =
-                    (lane.records.front(), lane.dead_letter.clone())
-                {
+                let failure = self
+                    .heads
+                    .get_mut(&unit)
+                    .and_then(|h| h.dead_letter.take())
+                    .map(|(failure, _)| failure);
+                if let Some(failure) = failure {
                     self.events.push_back(Event::DeadLettered {
                         record: record.clone(),
                         failure,
                     });
                 }
-                self.counts.dead_lettered(&tp, now);
-                self.done(&tp, Settlement::Done);
+                self.counts.dead_lettered(unit.partition(), now);
+                self.finish(now, &unit, record, Settlement::Done);
             }
             Err(error) => {
-                if let Some(record) = lane.records.front() {
-                    let record = record.clone();
+                self.counts.dead_letter_failed();
+                // The dead letter is asked for again when the driver runs again.
+                self.scheduler.again(&unit);
+                if !self.stopped {
                     self.stop(Stop::DeadLetterFailed { record, error });
                 }
-                self.counts.dead_letter_failed();
             }
         }
         self.pump(now);
@@ -434,7 +467,9 @@ impl PolicyMachine {
     /// the work out is asked for again, from the start.
     pub(crate) fn restart(&mut self, now: Instant) {
         self.requests.clear();
-        self.in_flight = None;
+        for unit in std::mem::take(&mut self.out).into_values() {
+            self.scheduler.again(&unit);
+        }
         self.stopped = false;
         self.pump(now);
     }
@@ -455,9 +490,9 @@ impl PolicyMachine {
 
     /// The partitions the machine has paused (their records wait for a retry).
     pub(crate) fn paused(&self) -> impl Iterator<Item = &TopicPartition> {
-        self.lanes
+        self.partitions
             .iter()
-            .filter(|(_, l)| l.paused)
+            .filter(|(_, p)| p.paused)
             .map(|(tp, _)| tp)
     }
 
@@ -466,44 +501,153 @@ impl PolicyMachine {
         &self.counts
     }
 
-    /// Records waiting, all partitions together.
+    /// Records received and not yet done with, all partitions together (those running
+    /// included).
     pub(crate) fn waiting(&self) -> usize {
-        self.lanes.values().map(|l| l.records.len()).sum()
+        self.partitions.values().map(|p| p.progress.pending()).sum()
     }
 
-    /// The head of `tp` is settled as `how` (done with: its offset stored or the record
-    /// accepted or rejected; or released), and the partition resumes if it was paused and
-    /// nothing of it waits.
-    fn done(&mut self, tp: &TopicPartition, how: Settlement) {
-        let Some(lane) = self.lanes.get_mut(tp) else {
+    /// Records with the driver now (in the handler, or being dead-lettered).
+    pub(crate) fn running(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Records received and not started (waiting their turn or their retry).
+    pub(crate) fn buffered(&self) -> usize {
+        self.scheduler.waiting_total()
+    }
+
+    /// Whether the driver should take the source's next records now. A share consumer hands
+    /// out no more while a record of its last batch is unsettled. A consumer's are taken while
+    /// a place in the handler is free and fewer than `processing.max.buffered.records` wait
+    /// unstarted in partitions not paused (a paused partition's records wait for its retry,
+    /// and no more of it are fetched).
+    pub(crate) fn wants_records(&self) -> bool {
+        match self.delivery {
+            Delivery::Redelivered => self.waiting() == 0,
+            Delivery::Partitions => {
+                let paused: usize = self
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| p.paused)
+                    .map(|(tp, _)| self.scheduler.waiting(tp))
+                    .sum();
+                self.running() < self.max_running
+                    && self.buffered().saturating_sub(paused) < self.max_buffered
+            }
+        }
+    }
+
+    /// `unit`'s head, `record`, is settled as `how` (done with: its offset stored, or the
+    /// record accepted or rejected; or released): its unit's next record may start, and its
+    /// partition resumes if it was paused and nothing of it is left.
+    fn finish(&mut self, now: Instant, unit: &Unit, record: Record, how: Settlement) {
+        self.heads.remove(unit);
+        self.scheduler.finished(unit);
+        let tp = unit.partition();
+        let Some(partition) = self.partitions.get_mut(tp) else {
             return;
         };
-        if let Some(record) = lane.pop() {
-            self.events.push_back(Event::Settle { record, how });
+        partition.progress.finished(record.offset);
+        match self.delivery {
+            Delivery::Redelivered => self.events.push_back(Event::Settle { record, how }),
+            Delivery::Partitions => {
+                partition.epoch = partition.epoch.max(record.leader_epoch);
+                if let Some((tp, at)) = self.store(now, tp.clone(), false) {
+                    self.events.push_back(Event::Store { tp, at });
+                }
+            }
         }
-        if lane.records.is_empty() {
-            if lane.paused {
+        let Some(partition) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        if partition.progress.pending() == 0 {
+            if partition.paused {
                 self.events.push_back(Event::Resume(tp.clone()));
             }
-            self.lanes.remove(tp);
+            self.partitions.remove(tp);
         }
     }
 
-    /// The head of `tp` failed for good: the breaker hears it, then `errors.tolerance`
-    /// decides.
-    fn failed_for_good(&mut self, tp: &TopicPartition, failure: FailureInfo) {
-        let Some(lane) = self.lanes.get_mut(tp) else {
-            return;
+    /// What to store for `tp`: its committable offset if it moved, with the records finished
+    /// above it in the metadata when a write is due (or `force`d); a partition whose metadata
+    /// could not be written now waits for the [`Timer::Metadata`].
+    fn store(
+        &mut self,
+        now: Instant,
+        tp: TopicPartition,
+        force: bool,
+    ) -> Option<(TopicPartition, OffsetAndMetadata)> {
+        let partition = self.partitions.get_mut(&tp)?;
+        let offset = partition.progress.committable()?;
+        let moved = partition.stored != Some(offset);
+        let above = partition.progress.finished_above();
+        let due = above
+            && (force
+                || partition
+                    .metadata_at
+                    .is_none_or(|at| now >= at + METADATA_EVERY));
+        if !moved && !due {
+            partition.stale |= above;
+            return None;
+        }
+        let metadata = if due {
+            partition.metadata_at = Some(now);
+            let written = partition.progress.metadata(METADATA_MAX_BYTES);
+            self.counts
+                .metadata_written(&tp, written.text.len(), written.complete);
+            written.text
+        } else {
+            String::new()
         };
-        let Some(record) = lane.records.front().cloned() else {
-            return;
-        };
+        partition.stale = above && !due;
+        partition.stored = Some(offset);
+        Some((
+            tp,
+            OffsetAndMetadata {
+                offset,
+                leader_epoch: partition.epoch,
+                metadata,
+            },
+        ))
+    }
+
+    /// The metadata of every partition whose records finished above its stored offset since
+    /// it was last written, to store before a commit so that the commit names all it can.
+    pub(crate) fn store_metadata(
+        &mut self,
+        now: Instant,
+    ) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+        let stale: Vec<TopicPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.stale)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|tp| self.store(now, tp, true))
+            .collect()
+    }
+
+    /// `unit`'s head, `record`, failed for good: the breaker hears it, then
+    /// `errors.tolerance` decides. While the machine is stopped (another record stopped it
+    /// while this one ran), the record waits for the next run, from its first try.
+    fn failed_for_good(&mut self, now: Instant, unit: Unit, record: Record, failure: FailureInfo) {
+        let tp = unit.partition().clone();
+        let head = self.heads.entry(unit.clone()).or_default();
         let attempts = match self.delivery {
-            Delivery::Partitions => lane.failures,
+            Delivery::Partitions => head.failures,
             Delivery::Redelivered => delivery_count(&record),
         };
+        if self.stopped {
+            head.start_over();
+            self.scheduler.again(&unit);
+            return;
+        }
         if let Some(tripped) = self.breaker.record(true) {
-            lane.start_over();
+            head.start_over();
+            self.scheduler.again(&unit);
             self.open = true;
             self.counts.breaker_tripped();
             self.events.push_back(Event::BreakerOpened {
@@ -519,7 +663,8 @@ impl PolicyMachine {
         }
         match self.tolerance {
             ErrorTolerance::None => {
-                lane.start_over();
+                head.start_over();
+                self.scheduler.again(&unit);
                 self.stop(Stop::Failed {
                     record,
                     failure,
@@ -527,81 +672,105 @@ impl PolicyMachine {
                 });
             }
             ErrorTolerance::All if self.dead_letter => {
-                lane.dead_letter = Some((failure, attempts));
+                // Its unit's next work is the dead letter, before any other record of it.
+                head.dead_letter = Some((failure, attempts));
+                self.scheduler.again(&unit);
             }
             ErrorTolerance::All => {
-                self.events.push_back(Event::Skipped { record, failure });
-                self.counts.skipped(tp);
-                self.done(tp, Settlement::Skipped);
+                self.events.push_back(Event::Skipped {
+                    record: record.clone(),
+                    failure,
+                });
+                self.counts.skipped(&tp);
+                self.finish(now, &unit, record, Settlement::Skipped);
             }
         }
     }
 
     /// The driver's run stops with `stop`; nothing is handed out until it runs again. A share
-    /// group's records held are released first, the one at fault before the rest: the group
-    /// hands them out again, and the share consumer hands out no more while any is unsettled.
+    /// group's records held and not with the driver are released first, the one at fault
+    /// first: the group hands them out again, and the share consumer hands out no more while
+    /// any is unsettled.
     fn stop(&mut self, stop: Stop) {
         self.stopped = true;
         if self.delivery == Delivery::Redelivered {
-            let at_fault = stop.record().topic_partition();
+            let at_fault = stop.record();
+            let at_tp = at_fault.topic_partition();
+            let mut order: Vec<TopicPartition> = vec![at_tp.clone()];
+            order.extend(self.partitions.keys().filter(|tp| **tp != at_tp).cloned());
             let mut held: Vec<Record> = Vec::new();
-            if let Some(lane) = self.lanes.remove(&at_fault) {
-                held.extend(lane.records);
-            }
-            for (_, lane) in std::mem::take(&mut self.lanes) {
-                held.extend(lane.records);
+            for tp in order {
+                let mut idle = self.scheduler.take_idle(&tp);
+                if let Some(i) = idle.iter().position(|r| r.offset == at_fault.offset)
+                    && tp == at_tp
+                {
+                    let first = idle.remove(i);
+                    held.push(first);
+                }
+                held.extend(idle);
             }
             for record in held {
+                if let Some(p) = self.partitions.get_mut(&record.topic_partition()) {
+                    p.progress.finished(record.offset);
+                }
                 self.events.push_back(Event::Settle {
                     record,
                     how: Settlement::Released,
                 });
             }
+            self.partitions.retain(|_, p| p.progress.pending() > 0);
+            let running: Vec<&Unit> = self.out.values().collect();
+            self.heads.retain(|unit, _| running.contains(&unit));
         }
         self.events.push_back(Event::Stop(stop));
     }
 
-    /// Hands the driver the next record to process or dead-letter, if nothing is out, nothing
-    /// stops the machine and a partition has one ready.
+    /// Hands the driver the records that may start (to process or dead-letter), unless
+    /// something stops the machine.
     fn pump(&mut self, _now: Instant) {
-        if self.in_flight.is_some() || self.stopped || self.open {
+        if self.stopped || self.open {
             return;
         }
-        let Some((tp, lane)) = self.lanes.iter().find(|(_, l)| l.ready()) else {
-            return;
-        };
-        // Invariant: a ready lane has a head record.
-        let Some(record) = lane.records.front().cloned() else {
-            return;
-        };
-        let attempt = match self.delivery {
-            Delivery::Partitions => lane.failures + 1,
-            Delivery::Redelivered => delivery_count(&record),
-        };
-        let work = match &lane.dead_letter {
-            Some((failure, attempts)) => Work::DeadLetter {
-                record,
-                failure: failure.clone(),
-                attempts: *attempts,
-            },
-            None => Work::Process { record, attempt },
-        };
-        let id = self.ids.next_id();
-        self.in_flight = Some((id, tp.clone()));
-        self.requests.push_back((id, work));
+        while let Some((unit, record)) = self.scheduler.start() {
+            let head = self.heads.get(&unit);
+            let work = match head.and_then(|h| h.dead_letter.as_ref()) {
+                Some((failure, attempts)) => Work::DeadLetter {
+                    record,
+                    failure: failure.clone(),
+                    attempts: *attempts,
+                },
+                None => {
+                    let attempt = match self.delivery {
+                        Delivery::Partitions => head.map_or(0, |h| h.failures) + 1,
+                        Delivery::Redelivered => delivery_count(&record),
+                    };
+                    Work::Process { record, attempt }
+                }
+            };
+            let id = self.ids.next_id();
+            self.out.insert(id, unit);
+            self.requests.push_back((id, work));
+        }
     }
 
-    /// When `timer` fires, as the lanes say: the earliest retry, whether or not the machine
-    /// may hand work out (a retry coming due while the breaker is open or the run stopped
-    /// wakes the driver all the same, as it always has).
+    /// When `timer` fires, as the scheduler and the partitions say: the earliest retry
+    /// (whether or not the machine may hand work out: a retry coming due while the breaker is
+    /// open or the run stopped wakes the driver all the same, as it always has), and the
+    /// earliest metadata write due.
     fn deadline(&self, timer: Timer) -> Option<Instant> {
         match timer {
-            Timer::Retry => self.lanes.values().filter_map(|l| l.retry_at).min(),
+            Timer::Retry => self.scheduler.next_retry(),
+            Timer::Metadata => self
+                .partitions
+                .values()
+                .filter(|p| p.stale)
+                .filter_map(|p| p.metadata_at.map(|at| at + METADATA_EVERY))
+                .min(),
         }
     }
 
-    /// The timer table, as the lanes say it is: a retry is set, cleared, or dropped with its
-    /// partition in several places, and the rule is written once, in `deadline`.
+    /// The timer table, as the scheduler and the partitions say it is: written once, in
+    /// `deadline`.
     fn timers(&self) -> Timers {
         Timers::from_deadlines(|timer| self.deadline(timer))
     }
@@ -609,12 +778,21 @@ impl PolicyMachine {
     /// `timer` fired at `now`.
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         match timer {
-            // Every retry due, not only the earliest, becomes ready: the head records of their
-            // partitions are handed out again in turn.
-            Timer::Retry => {
-                for lane in self.lanes.values_mut() {
-                    if lane.retry_at.is_some_and(|at| at <= now) {
-                        lane.retry_at = None;
+            // Every retry due, not only the earliest, may start: the heads of their units are
+            // handed out again in turn.
+            Timer::Retry => self.scheduler.wake(now),
+            Timer::Metadata => {
+                let due: Vec<TopicPartition> = self
+                    .partitions
+                    .iter()
+                    .filter(|(_, p)| {
+                        p.stale && p.metadata_at.is_none_or(|at| now >= at + METADATA_EVERY)
+                    })
+                    .map(|(tp, _)| tp.clone())
+                    .collect();
+                for tp in due {
+                    if let Some((tp, at)) = self.store(now, tp, true) {
+                        self.events.push_back(Event::Store { tp, at });
                     }
                 }
             }
@@ -638,27 +816,27 @@ impl Machine for PolicyMachine {
         id: RequestId,
         result: Result<Done, RequestFailure>,
     ) {
-        let Some((out, tp)) = self.in_flight.clone() else {
+        let Some(unit) = self.out.remove(&id) else {
             return;
         };
-        if out != id {
+        // Invariant: work out is for its unit's head, which stays until the answer.
+        let Some(record) = self.scheduler.head(&unit).cloned() else {
             return;
-        }
-        self.in_flight = None;
+        };
         let dead_letter = self
-            .lanes
-            .get(&tp)
-            .is_some_and(|lane| lane.dead_letter.is_some());
+            .heads
+            .get(&unit)
+            .is_some_and(|h| h.dead_letter.is_some());
         match result {
-            Ok(Done::Processed(outcome)) => self.processed(now, tp, outcome),
-            Ok(Done::DeadLettered(result)) => self.dead_lettered(now, tp, result),
+            Ok(Done::Processed(outcome)) => self.processed(now, unit, record, outcome),
+            Ok(Done::DeadLettered(result)) => self.dead_lettered(now, unit, record, result),
             Err(failure) if dead_letter => {
                 // The write's task ended without a result: nothing says the record went.
                 let failure = DeadLetterFailure {
                     cause: crate::error::Cause::Transport,
                     reason: failure.reason,
                 };
-                self.dead_lettered(now, tp, Err(failure));
+                self.dead_lettered(now, unit, record, Err(failure));
             }
             Err(failure) => {
                 let failure = FailureInfo {
@@ -667,7 +845,7 @@ impl Machine for PolicyMachine {
                     class: "request".to_owned(),
                     message: failure.reason,
                 };
-                self.processed(now, tp, Outcome::Failed(failure));
+                self.processed(now, unit, record, Outcome::Failed(failure));
             }
         }
     }
@@ -695,7 +873,7 @@ impl Machine for PolicyMachine {
         self.events.pop_front()
     }
 
-    /// When the next retry is due: the table's one timer.
+    /// When the next retry or metadata write is due: the table's earliest timer.
     fn poll_timeout(&self) -> Option<Instant> {
         self.timers().next()
     }

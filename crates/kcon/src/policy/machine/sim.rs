@@ -2,16 +2,18 @@
 //! fuzz target `processor` (the feature `fuzzing`). `Sim` feeds the processor's own
 //! driver (`policy::driver`) as the `Processor` does, and carries out the work it hands out by
 //! answering it as each test says; its `World` is the consumer, hooks and metrics the driver
-//! tells. It checks, after every step, that at most one record is out, that offsets are stored
-//! one after another (none passed over), that pauses and resumes alternate, and that nothing is
-//! asked for a partition the consumer no longer owns.
+//! tells. It checks, after every step, that at most `processing.max.concurrency` records are
+//! out and never two of one ordering unit, that a stored offset never passes a record not done
+//! with and never goes back, that pauses and resumes alternate, and that nothing is asked for a
+//! partition the consumer no longer owns.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::policy::driver::{Driver, Parts, Turn};
 use crate::policy::failure::Stage;
+use crate::policy::ordering::{Ordering, Unit};
 
 pub(crate) const A: (&str, i32) = ("orders", 0);
 pub(crate) const B: (&str, i32) = ("orders", 1);
@@ -49,8 +51,15 @@ pub(crate) struct Out {
 /// The consumer, hooks and metrics around the machine, as the driver tells them: it keeps what
 /// it was told and checks it.
 pub(crate) struct World {
-    /// The last offset stored per partition (the record's own).
+    /// The last offset stored per partition, as the record's own (the stored offset less
+    /// one).
     pub(crate) stored: BTreeMap<TopicPartition, i64>,
+    /// The metadata last stored per partition.
+    pub(crate) metadata: BTreeMap<TopicPartition, String>,
+    /// The offsets fed per partition.
+    pub(crate) fed: BTreeMap<TopicPartition, BTreeSet<i64>>,
+    /// The records done with per partition: processed, skipped or dead-lettered.
+    pub(crate) done: BTreeMap<TopicPartition, BTreeSet<i64>>,
     pub(crate) paused: BTreeMap<TopicPartition, bool>,
     pub(crate) events: Vec<Event>,
     /// The first offset fed per partition.
@@ -93,19 +102,49 @@ impl Parts for World {
         record: &Record,
         how: Settlement,
     ) -> Result<(), crate::error::Error> {
-        assert_ne!(
-            how,
-            Settlement::Released,
-            "a consumer's record released: its retries wait in the machine"
+        panic!(
+            "a consumer's record {} settled {how:?}: its partition's offset is stored",
+            record.offset
         );
-        let tp = record.topic_partition();
-        self.owns(&("store", record.offset), &tp);
-        let expected = match self.stored.get(&tp) {
-            None => self.first[&tp],
-            Some(last) => last + 1,
-        };
-        assert_eq!(record.offset, expected, "{tp}: a record was passed over");
-        self.stored.insert(tp, record.offset);
+    }
+
+    fn store(
+        &mut self,
+        _now: Instant,
+        tp: TopicPartition,
+        at: crate::OffsetAndMetadata,
+    ) -> Result<(), crate::error::Error> {
+        self.owns(&("store", at.offset), &tp);
+        let fed = self.fed.get(&tp).cloned().unwrap_or_default();
+        let done = self.done.get(&tp).cloned().unwrap_or_default();
+        if let Some(missed) = fed.range(..at.offset).find(|o| !done.contains(o)) {
+            panic!("{tp}: {} stored past {missed}, not done with", at.offset);
+        }
+        if let Some(&before) = self.stored.get(&tp)
+            && !fed.is_empty()
+            && fed.first().is_some_and(|&f| f <= before)
+        {
+            assert!(
+                at.offset > before,
+                "{tp}: {} stored after {}",
+                at.offset,
+                before + 1
+            );
+        }
+        // What the metadata says was done with above the offset was.
+        if let Ok(Some(above)) =
+            crate::policy::progress::FinishedAbove::read(at.offset, &at.metadata)
+        {
+            for o in fed.range(at.offset..) {
+                assert!(
+                    !above.contains(*o) || done.contains(o),
+                    "{tp}: the metadata of {} names {o}, not done with",
+                    at.offset
+                );
+            }
+        }
+        self.stored.insert(tp.clone(), at.offset - 1);
+        self.metadata.insert(tp, at.metadata);
         Ok(())
     }
 
@@ -147,6 +186,10 @@ impl Parts for World {
     }
 
     fn skipped(&mut self, record: &Record, failure: &FailureInfo) {
+        self.done
+            .entry(record.topic_partition())
+            .or_default()
+            .insert(record.offset);
         self.events.push(Event::Skipped {
             record: record.clone(),
             failure: failure.clone(),
@@ -154,6 +197,10 @@ impl Parts for World {
     }
 
     fn dead_lettered(&mut self, record: &Record, failure: &FailureInfo) {
+        self.done
+            .entry(record.topic_partition())
+            .or_default()
+            .insert(record.offset);
         self.events.push(Event::DeadLettered {
             record: record.clone(),
             failure: failure.clone(),
@@ -175,9 +222,14 @@ pub(crate) struct Sim {
     pub(crate) d: Driver,
     pub(crate) w: World,
     pub(crate) now: Instant,
-    pub(crate) out: Option<Out>,
+    /// The work out, oldest first.
+    pub(crate) outs: VecDeque<Out>,
     /// Why the last run stopped, not yet looked at.
     pub(crate) stop: Option<Stop>,
+    ordering: Ordering,
+    max_running: usize,
+    /// The offset each unit last started, while its partition is owned.
+    started: BTreeMap<Unit, i64>,
 }
 
 impl Sim {
@@ -191,6 +243,9 @@ impl Sim {
             d: Driver::new(PolicyMachine::new(&c, Delivery::Partitions, 7)),
             w: World {
                 stored: BTreeMap::new(),
+                metadata: BTreeMap::new(),
+                fed: BTreeMap::new(),
+                done: BTreeMap::new(),
                 paused: BTreeMap::new(),
                 events: Vec::new(),
                 first: BTreeMap::new(),
@@ -198,8 +253,11 @@ impl Sim {
                 leaving: Vec::new(),
             },
             now: Instant::now(),
-            out: None,
+            outs: VecDeque::new(),
             stop: None,
+            ordering: c.ordering,
+            max_running: c.max_concurrency,
+            started: BTreeMap::new(),
         }
     }
 
@@ -208,24 +266,61 @@ impl Sim {
         &self.d.machine
     }
 
-    /// Records `offsets` of `at` arrive.
+    /// Records `offsets` of `at` arrive, without keys.
     pub(crate) fn feed(&mut self, at: (&str, i32), offsets: std::ops::Range<i64>) {
-        self.w.first.entry(tp(at)).or_insert(offsets.start);
-        self.w.owned.insert(tp(at));
-        let records = offsets
-            .map(|o| Record::new(at.0, at.1, o, None, Some(format!("v{o}").into())))
+        self.feed_keyed(at, offsets.map(|o| (o, None)));
+    }
+
+    /// Records of `at` arrive: (offset, key).
+    pub(crate) fn feed_keyed(
+        &mut self,
+        at: (&str, i32),
+        records: impl IntoIterator<Item = (i64, Option<&'static str>)>,
+    ) {
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|(o, key)| {
+                let key = key.map(|k| bytes::Bytes::from_static(k.as_bytes()));
+                Record::new(at.0, at.1, o, key, Some(format!("v{o}").into()))
+            })
             .collect();
+        let Some(first) = records.first() else {
+            return;
+        };
+        self.w.first.entry(tp(at)).or_insert(first.offset);
+        self.w.owned.insert(tp(at));
+        let fed = self.w.fed.entry(tp(at)).or_default();
+        fed.extend(records.iter().map(|r| r.offset));
         self.d.batch(self.now, Ok(records), &mut self.w).unwrap();
         self.carry_on();
     }
 
-    /// Answers the record out with `outcome`.
+    /// Answers the oldest record out with `outcome`.
     pub(crate) fn answer(&mut self, outcome: Outcome) {
-        let out = self.out.take().expect("a record is out");
+        let out = self.outs.pop_front().expect("a record is out");
+        self.answer_out(out, outcome);
+    }
+
+    /// Answers the record out at `offset` of `at` with `outcome`.
+    pub(crate) fn answer_at(&mut self, at: (&str, i32), offset: i64, outcome: Outcome) {
+        let i = self
+            .outs
+            .iter()
+            .position(|o| o.record.topic_partition() == tp(at) && o.record.offset == offset)
+            .unwrap_or_else(|| panic!("{offset} of {at:?} is not out"));
+        let out = self.outs.remove(i).expect("found above");
+        self.answer_out(out, outcome);
+    }
+
+    fn answer_out(&mut self, out: Out, outcome: Outcome) {
         assert!(
             !out.dead_letter,
             "a dead letter is out, not a record to process"
         );
+        let tp = out.record.topic_partition();
+        if outcome == Outcome::Done && self.w.owned.contains(&tp) {
+            self.w.done.entry(tp).or_default().insert(out.record.offset);
+        }
         self.d
             .answered(self.now, out.id, Ok(Done::Processed(outcome)), &mut self.w);
         self.carry_on();
@@ -233,14 +328,14 @@ impl Sim {
 
     /// Answers every record out with `outcome` until none is.
     pub(crate) fn answer_all(&mut self, outcome: Outcome) {
-        while self.out.is_some() {
+        while !self.outs.is_empty() {
             self.answer(outcome.clone());
         }
     }
 
-    /// Answers the dead letter out.
+    /// Answers the oldest work out, a dead letter.
     pub(crate) fn dead_lettered(&mut self, result: Result<(), DeadLetterFailure>) {
-        let out = self.out.take().expect("a dead letter is out");
+        let out = self.outs.pop_front().expect("a dead letter is out");
         assert!(
             out.dead_letter,
             "a record to process is out, not a dead letter"
@@ -270,15 +365,14 @@ impl Sim {
         by
     }
 
-    /// The record out: its partition, offset and attempt (0 for a dead letter).
+    /// The oldest record out: its partition, offset and attempt (0 for a dead letter).
     pub(crate) fn out(&self) -> Option<((&str, i32), i64, u32)> {
-        let o = self.out.as_ref()?;
-        let at = if o.record.partition == A.1 { A } else { B };
-        Some((
-            at,
-            o.record.offset,
-            if o.dead_letter { 0 } else { o.attempt },
-        ))
+        self.outs.front().map(describe)
+    }
+
+    /// Every record out, oldest first, as [`out`](Self::out) describes them.
+    pub(crate) fn all_out(&self) -> Vec<((&str, i32), i64, u32)> {
+        self.outs.iter().map(describe).collect()
     }
 
     pub(crate) fn stored(&self, at: (&str, i32)) -> Option<i64> {
@@ -300,13 +394,16 @@ impl Sim {
         self.w.owned.remove(&tp(at));
         self.w.paused.remove(&tp(at));
         self.w.leaving.push(tp(at));
+        self.w.fed.remove(&tp(at));
+        self.w.done.remove(&tp(at));
+        self.started.retain(|u, _| *u.partition() != tp(at));
         self.carry_on();
     }
 
     /// The driver runs again (after a stop, or after its run was cancelled with work out):
     /// the work out when the last run ended is void, asked for again by the new run.
     pub(crate) fn run_again(&mut self) {
-        self.out = None;
+        self.outs.clear();
         self.d.call(self.now, &mut self.w).unwrap();
         self.carry_on();
     }
@@ -317,32 +414,67 @@ impl Sim {
         self.carry_on();
     }
 
-    /// A turn of the driver (after a wake-up, or an answer): partitions that left are told,
-    /// then it goes on until it hands out work, stops, or waits.
+    /// Turns of the driver (after a wake-up, or an answer): partitions that left are told,
+    /// then it goes on handing out work until it stops or waits.
     pub(crate) fn carry_on(&mut self) {
-        match self.d.turn(self.now, &mut self.w) {
-            Turn::Step(out) => {
-                let record = out.request.record().clone();
-                self.w.owns(&out.request, &record.topic_partition());
-                assert!(self.out.is_none(), "two records out at once");
-                let (attempt, dead_letter) = match out.request {
-                    Work::Process { attempt, .. } => (attempt, false),
-                    Work::DeadLetter { .. } => (0, true),
-                };
-                self.out = Some(Out {
-                    id: out.id,
-                    record,
-                    attempt,
-                    dead_letter,
-                });
-                assert!(
-                    matches!(self.d.turn(self.now, &mut self.w), Turn::Wait),
-                    "two records out at once"
-                );
+        loop {
+            match self.d.turn(self.now, &mut self.w) {
+                Turn::Step(out) => {
+                    let record = out.request.record().clone();
+                    let tp = record.topic_partition();
+                    self.w.owns(&out.request, &tp);
+                    let (attempt, dead_letter) = match out.request {
+                        Work::Process { attempt, .. } => (attempt, false),
+                        Work::DeadLetter { .. } => (0, true),
+                    };
+                    let unit = self.ordering.unit(&record);
+                    let owned_out = self
+                        .outs
+                        .iter()
+                        .filter(|o| self.w.owned.contains(&o.record.topic_partition()));
+                    assert!(
+                        owned_out.clone().count() < self.max_running,
+                        "more than {} records out at once",
+                        self.max_running
+                    );
+                    assert!(
+                        owned_out
+                            .clone()
+                            .all(|o| self.ordering.unit(&o.record) != unit),
+                        "two records of {unit:?} out at once"
+                    );
+                    if let Some(&last) = self.started.get(&unit) {
+                        assert!(
+                            record.offset >= last,
+                            "{unit:?} started {} after {last}",
+                            record.offset
+                        );
+                    }
+                    self.started.insert(unit, record.offset);
+                    self.outs.push_back(Out {
+                        id: out.id,
+                        record,
+                        attempt,
+                        dead_letter,
+                    });
+                }
+                Turn::Wait => return,
+                Turn::Stop(stop) => {
+                    self.stop = Some(stop);
+                    return;
+                }
+                Turn::Error(e) => panic!("{e}"),
             }
-            Turn::Wait => {}
-            Turn::Stop(stop) => self.stop = Some(stop),
-            Turn::Error(e) => panic!("{e}"),
         }
     }
+}
+
+/// What a test reads of work out: its partition, offset and attempt (0 for a dead letter).
+fn describe(o: &Out) -> ((&'static str, i32), i64, u32) {
+    let at = if o.record.partition == A.1 { A } else { B };
+    (
+        at,
+        o.record.offset,
+        if o.dead_letter { 0 } else { o.attempt },
+    )
 }

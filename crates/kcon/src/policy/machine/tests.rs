@@ -317,7 +317,7 @@ fn a_run_cancelled_with_a_record_out_hands_it_out_again() {
     s.feed(A, 0..2);
     assert_eq!(s.out(), Some((A, 0, 1)));
     // The driver's future was dropped mid-handler: the next run restarts the machine.
-    s.out = None;
+    s.outs.clear();
     s.run_again();
     assert_eq!(s.out(), Some((A, 0, 1)));
     s.answer_all(Outcome::Done);
@@ -452,16 +452,21 @@ fn a_stop_releases_every_share_record_held_the_one_at_fault_first() {
     let (id, what) = s.out().expect("work");
     assert_eq!(what, Ok((0, 1)));
     s.answer(id, Done::Processed(Outcome::Done));
-    let (id, _) = s.out().expect("work");
+    // The partitions take turns: B's first record, then A's next.
+    let (id, what) = s.out().expect("work");
+    assert_eq!(what, Ok((5, 1)));
+    s.answer(id, Done::Processed(Outcome::Done));
+    let (id, what) = s.out().expect("work");
+    assert_eq!(what, Ok((1, 1)));
     s.answer(id, Done::Processed(permanent()));
     let (settled, stop) = s.told();
     assert_eq!(
         settled,
         [
             (0, Settlement::Done),
+            (5, Settlement::Done),
             (1, Settlement::Released),
             (2, Settlement::Released),
-            (5, Settlement::Released),
             (6, Settlement::Released),
         ]
     );
@@ -498,4 +503,156 @@ fn a_stop_releases_every_share_record_held_the_one_at_fault_first() {
         matches!(stop, Some(Stop::DeadLetterFailed { .. })),
         "{stop:?}"
     );
+}
+
+/// Under `processing.ordering=key` the records of different keys run side by side, a key's
+/// one at a time in offset order; a partition's stored offset is its lowest record not done
+/// with, never past it.
+#[test]
+fn keys_run_side_by_side_and_the_stored_offset_waits_for_the_lowest_record() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "4"),
+    ]);
+    s.feed_keyed(
+        A,
+        [
+            (0, Some("a")),
+            (1, Some("b")),
+            (2, Some("a")),
+            (3, Some("c")),
+        ],
+    );
+    assert_eq!(
+        s.all_out(),
+        [(A, 0, 1), (A, 1, 1), (A, 3, 1)],
+        "a's second record waits for its first"
+    );
+    s.answer_at(A, 1, Outcome::Done);
+    s.answer_at(A, 3, Outcome::Done);
+    assert_eq!(
+        s.stored(A).map(|o| o + 1),
+        Some(0),
+        "0 is not done with: the offset stays at it, 1 and 3 named in its metadata"
+    );
+    s.answer_at(A, 0, Outcome::Done);
+    assert_eq!(s.stored(A), Some(1), "0 and 1 done with; 2 not");
+    assert_eq!(s.all_out(), [(A, 2, 1)]);
+    s.answer(Outcome::Done);
+    assert_eq!(s.stored(A), Some(3));
+    assert_eq!(s.m().waiting(), 0);
+}
+
+/// Under `key` ordering a retriable failure holds back its key only: the partition is not
+/// paused, and the other keys' records are processed while it waits.
+#[test]
+fn a_retry_holds_back_its_key_only() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("errors.retry.backoff.ms", "100"),
+        ("errors.retry.delay.max.ms", "100"),
+    ]);
+    s.feed_keyed(
+        A,
+        [
+            (0, Some("a")),
+            (1, Some("b")),
+            (2, Some("a")),
+            (3, Some("b")),
+        ],
+    );
+    assert_eq!(s.out(), Some((A, 0, 1)));
+    s.answer(retriable());
+    assert!(!s.is_paused(A), "other keys keep the partition flowing");
+    assert_eq!(s.out(), Some((A, 1, 1)));
+    s.answer(Outcome::Done);
+    assert_eq!(
+        s.out(),
+        Some((A, 3, 1)),
+        "b goes on; a's 2 waits behind its 0"
+    );
+    s.answer(Outcome::Done);
+    assert_eq!(s.out(), None);
+    assert_eq!(
+        s.stored(A).map(|o| o + 1),
+        Some(0),
+        "0 waits for its retry: the offset stays at it"
+    );
+    s.wait_for_retry();
+    assert_eq!(s.out(), Some((A, 0, 2)));
+    s.answer(Outcome::Done);
+    assert_eq!(s.out(), Some((A, 2, 1)));
+    s.answer(Outcome::Done);
+    assert_eq!(s.stored(A), Some(3));
+}
+
+/// Records done with above the stored offset are named in the metadata stored with it, at
+/// most every `METADATA_EVERY` (the timer writes what came meanwhile) and before a commit;
+/// what the metadata names was done with (the world checks it), and the offset stays at the
+/// lowest record not done with.
+#[test]
+fn the_records_done_above_the_stored_offset_go_in_its_metadata() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "unordered"),
+        ("processing.max.concurrency", "8"),
+    ]);
+    s.feed(A, 0..6);
+    assert_eq!(s.all_out().len(), 6);
+    s.answer_at(A, 0, Outcome::Done);
+    s.answer_at(A, 2, Outcome::Done);
+    let read = |s: &Sim| {
+        let text = s.w.metadata.get(&tp(A)).cloned().unwrap_or_default();
+        let above = crate::policy::progress::FinishedAbove::read(1, &text).unwrap();
+        (1..6)
+            .filter(|o| above.as_ref().is_some_and(|a| a.contains(*o)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(s.stored(A), Some(0));
+    assert_eq!(read(&s), [2], "written with the first record done above 1");
+    s.answer_at(A, 4, Outcome::Done);
+    assert_eq!(read(&s), [2], "not written again before METADATA_EVERY");
+    assert_eq!(s.m().poll_timeout(), Some(s.now + METADATA_EVERY));
+    s.advance(METADATA_EVERY);
+    assert_eq!(read(&s), [2, 4], "written when the timer fired");
+    s.answer_at(A, 5, Outcome::Done);
+    s.d.before_commit(s.now, &mut s.w).unwrap();
+    assert_eq!(read(&s), [2, 4, 5], "written before a commit");
+    s.answer_all(Outcome::Done);
+    assert_eq!(s.stored(A), Some(5));
+    assert_eq!(
+        s.w.metadata[&tp(A)],
+        "",
+        "nothing above the offset: no metadata"
+    );
+}
+
+/// A stop with other records in the handler: their answers are taken (a record done with is
+/// stored; one failing for good waits for the next run, from its first try), and nothing new
+/// starts until the driver runs again.
+#[test]
+fn a_stop_takes_the_answers_of_the_records_still_in_the_handler() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "3"),
+    ]);
+    s.feed_keyed(
+        A,
+        [
+            (0, Some("a")),
+            (1, Some("b")),
+            (2, Some("c")),
+            (3, Some("d")),
+        ],
+    );
+    s.answer_at(A, 1, permanent());
+    assert!(matches!(s.take_stop(), Some(Stop::Failed { .. })));
+    s.answer_at(A, 0, Outcome::Done);
+    s.answer_at(A, 2, permanent());
+    assert_eq!(s.take_stop(), None, "one stop");
+    assert_eq!(s.out(), None, "nothing starts while stopped");
+    assert_eq!(s.stored(A), Some(0));
+    s.run_again();
+    let mut again = s.all_out();
+    again.sort();
+    assert_eq!(again, [(A, 1, 1), (A, 2, 1), (A, 3, 1)]);
 }

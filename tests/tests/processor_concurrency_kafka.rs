@@ -1,0 +1,287 @@
+//! `kcon::Processor::run_concurrently` on Apache Kafka 4.4 (`Kafka::single()`), the consumer at
+//! the client's defaults but for manual commits: under `processing.ordering=key` with 16 records
+//! in the handler at once, every record is handled once, each key's records in their order
+//! (every value carries its key's sequence number), several run at once, and the committed
+//! offsets reach every partition's end; a key whose records fail retriably holds back only
+//! itself; a key whose records always fail is dead-lettered alone, each of its records once.
+//!
+//! Every topic and group is `unique_name`'s: the broker is shared by the whole run.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcon::deserialize::{Decoded, StringDeserializer};
+use kcon::policy::headers;
+use kcon::{ErrorKind, Failure, Processor};
+use kcon_pool::Pool;
+use kcon_produce::{Producer, ProducerRecord};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::kafka::{Kafka, create_topics};
+use kcon_tests::policy::{committed, consumer, header, producer, read_exactly, until};
+use kcon_tests::pool::config;
+use tokio::time::timeout;
+
+/// How long a processor may take to get through a test's records, group join included.
+const WITHIN: Duration = Duration::from_secs(60);
+
+type Keyed = Processor<StringDeserializer, StringDeserializer>;
+
+/// Creates `topics` on the shared broker; its bootstrap list.
+async fn kafka_with(topics: &[(&str, i32)]) -> &'static str {
+    let kafka = Kafka::single();
+    let pool = Pool::new(config(kafka.bootstrap())).unwrap();
+    create_topics(&pool, topics).await;
+    kafka.bootstrap()
+}
+
+/// Sends `per_key` records for each of `keys` keys (`k0`, `k1`, ...) to `topic`, interleaved,
+/// each value `key:sequence`; the partitioner spreads the keys.
+async fn produce_keyed(p: &Producer, topic: &str, keys: usize, per_key: usize) {
+    let mut deliveries = Vec::new();
+    for seq in 0..per_key {
+        for k in 0..keys {
+            let record =
+                ProducerRecord::new(topic, format!("k{k}:{seq}")).with_key(format!("k{k}"));
+            deliveries.push(p.send(record).await.unwrap());
+        }
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+}
+
+/// A processor of string keys and values over a fresh group's consumer of `topic`, with the
+/// record policies `policy`.
+fn keyed(b: &str, topic: &str, policy: &[(&str, &str)]) -> Keyed {
+    let c = consumer(b, &unique_name("g"), topic, &[]);
+    let mut builder = Processor::builder(c)
+        .key(StringDeserializer)
+        .value(StringDeserializer);
+    for (name, value) in policy {
+        builder = builder.set(name, *value);
+    }
+    builder.build().unwrap()
+}
+
+/// What the handlers saw: per key the sequence numbers in the order they started, the most
+/// records in the handler at once.
+#[derive(Default)]
+struct Log {
+    by_key: Mutex<BTreeMap<String, Vec<usize>>>,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Log {
+    fn start(&self, r: &Decoded<String, String>) {
+        let seq: usize = r.value.split(':').nth(1).unwrap().parse().unwrap();
+        self.by_key
+            .lock()
+            .unwrap()
+            .entry(r.key.clone())
+            .or_default()
+            .push(seq);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_run_side_by_side_each_in_order_and_every_record_once() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 3)]).await;
+    produce_keyed(&producer(b), &topic, 40, 25).await;
+    let mut processor = keyed(
+        b,
+        &topic,
+        &[
+            ("processing.ordering", "key"),
+            ("processing.max.concurrency", "16"),
+        ],
+    );
+    let log = Arc::new(Log::default());
+    let seen = log.clone();
+    let stop = until(processor.metrics_handle(), |m| m.records_processed == 1000);
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async move |r| {
+            seen.start(r);
+            // Long enough that records of other keys start meanwhile.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.end();
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    processor.commit().await.unwrap();
+    let m = processor.metrics();
+    let group = processor.consumer().group_id().unwrap().to_owned();
+    processor.close().await.unwrap();
+
+    let by_key = log.by_key.lock().unwrap().clone();
+    assert_eq!(by_key.len(), 40);
+    for (key, seqs) in &by_key {
+        assert_eq!(
+            *seqs,
+            (0..25).collect::<Vec<_>>(),
+            "{key}: once each, in order"
+        );
+    }
+    let most = log.most.load(Ordering::SeqCst);
+    assert!(
+        (2..=16).contains(&most),
+        "{most} records in the handler at once"
+    );
+    assert_eq!((m.records_processed, m.records_running), (1000, 0));
+    let ends = committed(b, &group, &topic, 3).await;
+    let total: i64 = ends.values().map(|c| c.expect("committed")).sum();
+    assert_eq!(
+        total, 1000,
+        "every partition committed to its end: {ends:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_failing_retriably_holds_back_only_itself() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 1)]).await;
+    let p = producer(b);
+    produce_keyed(&p, &topic, 4, 5).await;
+    let mut processor = keyed(
+        b,
+        &topic,
+        &[
+            ("processing.ordering", "key"),
+            ("errors.retry.backoff.ms", "500"),
+            ("errors.retry.delay.max.ms", "500"),
+        ],
+    );
+    // k0's first record fails twice; the order of completions is kept.
+    let done: Arc<Mutex<Vec<String>>> = Arc::default();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let (order, tries) = (done.clone(), failed.clone());
+    let stop = until(processor.metrics_handle(), |m| m.records_processed == 20);
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async move |r| {
+            if r.value == "k0:0" && tries.fetch_add(1, Ordering::SeqCst) < 2 {
+                return Err(Failure::retriable("k0 is busy"));
+            }
+            order.lock().unwrap().push(r.value.clone());
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    let m = processor.metrics();
+    processor.close().await.unwrap();
+    assert_eq!(m.records_retried, 2);
+    let done = done.lock().unwrap().clone();
+    assert_eq!(done.len(), 20);
+    let at = |v: &str| done.iter().position(|d| d == v).unwrap();
+    // Every other key's records were done with while k0's first waited a second for its
+    // retries; k0's records followed in their order.
+    for k in 1..4 {
+        assert!(at(&format!("k{k}:4")) < at("k0:0"), "{done:?}");
+    }
+    let k0: Vec<&String> = done.iter().filter(|d| d.starts_with("k0:")).collect();
+    assert_eq!(k0, ["k0:0", "k0:1", "k0:2", "k0:3", "k0:4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_always_fails_is_dead_lettered_alone_each_record_once() {
+    let topic = unique_name("keyed");
+    let dlq = format!("{topic}.dlq");
+    let b = kafka_with(&[(&topic, 2), (&dlq, 1)]).await;
+    produce_keyed(&producer(b), &topic, 8, 10).await;
+    let mut processor = keyed(
+        b,
+        &topic,
+        &[
+            ("processing.ordering", "key"),
+            ("processing.max.concurrency", "8"),
+            ("errors.tolerance", "all"),
+            ("errors.deadletterqueue.topic.name", &dlq),
+            ("errors.retry.max.attempts", "2"),
+            ("errors.retry.backoff.ms", "10"),
+        ],
+    );
+    let stop = until(processor.metrics_handle(), |m| {
+        m.records_processed == 70 && m.records_dead_lettered == 10
+    });
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async move |r| {
+            if r.key == "k3" {
+                return Err(Failure::retriable("k3's service is down"));
+            }
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    processor.commit().await.unwrap();
+    let group = processor.consumer().group_id().unwrap().to_owned();
+    processor.close().await.unwrap();
+
+    let letters = read_exactly(b, &dlq, 1, 10).await;
+    let mut values: Vec<String> = letters
+        .iter()
+        .map(|l| String::from_utf8(l.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    values.sort();
+    let expected: Vec<String> = (0..10).map(|s| format!("k3:{s}")).collect();
+    assert_eq!(values, expected, "k3's records, each once");
+    assert!(
+        letters
+            .iter()
+            .all(|l| header(l, headers::ATTEMPTS).as_deref() == Some("2"))
+    );
+    let ends = committed(b, &group, &topic, 2).await;
+    let total: i64 = ends.values().map(|c| c.expect("committed")).sum();
+    assert_eq!(total, 80, "{ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_one_record_at_a_time_and_the_exactly_once_mode_keeps_partition_order() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 1)]).await;
+    let mut processor = keyed(b, &topic, &[("processing.max.concurrency", "4")]);
+    let e = processor.run(async |_| Ok(())).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert_eq!(e.property(), Some("processing.max.concurrency"));
+    processor.close().await.unwrap();
+
+    for (name, value) in [
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "2"),
+    ] {
+        let c = consumer(
+            b,
+            &unique_name("g"),
+            &topic,
+            &[("enable.auto.commit", "false")],
+        );
+        let p = Producer::builder()
+            .bootstrap_servers(b)
+            .set("transactional.id", unique_name("tx"))
+            .build()
+            .unwrap();
+        let e = Processor::builder(c)
+            .set(name, value)
+            .exactly_once(p)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.property(), Some(name), "{e}");
+    }
+}
