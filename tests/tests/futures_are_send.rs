@@ -62,6 +62,7 @@ async fn share_processor_futures_are_send(
 ) {
     send(&processor.run(async |_| Ok(())));
     send(&processor.run_until(std::future::pending::<()>(), async |_| Ok(())));
+    send(&processor.run_concurrently(async |_| Ok(())));
     send(&processor.commit());
     send(&processor.close());
 }
@@ -105,6 +106,8 @@ async fn processor_futures_are_send(
         async move |_: &Decoded<String, serde_json::Value>| -> Result<(), Failure> { Ok(()) };
     send(&processor.run(handler));
     send(&processor.run_until(async {}, handler));
+    send(&processor.run_concurrently(handler));
+    send(&processor.run_concurrently_until(async {}, handler));
     send(&processor.commit());
     send(&processor.close());
 }
