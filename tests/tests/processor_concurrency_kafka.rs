@@ -285,3 +285,75 @@ async fn run_takes_one_record_at_a_time_and_the_exactly_once_mode_keeps_partitio
         assert_eq!(e.property(), Some(name), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_taking_over_passes_over_what_the_commits_metadata_names_as_done() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 1)]).await;
+    produce_keyed(&producer(b), &topic, 10, 10).await;
+    let group = unique_name("g");
+    let policy = [
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "8"),
+    ];
+    let processor = |group: &str| {
+        let c = consumer(b, group, &topic, &[]);
+        let mut builder = Processor::builder(c)
+            .key(StringDeserializer)
+            .value(StringDeserializer);
+        for (name, value) in policy {
+            builder = builder.set(name, value);
+        }
+        builder.build().unwrap()
+    };
+
+    // The first member: k0's first record (offset 0) never finishes; every other key's
+    // records do. Its run is dropped with k0:0 in the handler, and it commits and closes.
+    let mut first = processor(&group);
+    let done = until(first.metrics_handle(), |m| m.records_processed == 90);
+    let run = first.run_concurrently(async |r| {
+        if r.value == "k0:0" {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    });
+    tokio::select! {
+        () = done => {}
+        outcome = run => panic!("the run ended: {outcome:?}"),
+        () = tokio::time::sleep(WITHIN) => panic!("90 records not processed within {WITHIN:?}"),
+    }
+    first.commit().await.unwrap();
+    first.close().await.unwrap();
+    let at = committed(b, &group, &topic, 1).await;
+    assert_eq!(
+        at.values().next().copied().flatten(),
+        Some(0),
+        "k0:0 not done with"
+    );
+
+    // The next member of the group handles k0's records only; the other 90 are passed over.
+    let mut next = processor(&group);
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let stop = until(next.metrics_handle(), |m| m.records_processed == 10);
+    timeout(
+        WITHIN,
+        next.run_concurrently_until(stop, async move |r| {
+            log.lock().unwrap().push(r.value.clone());
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    next.commit().await.unwrap();
+    let m = next.metrics();
+    next.close().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let k0: Vec<String> = (0..10).map(|s| format!("k0:{s}")).collect();
+    assert_eq!(seen, k0, "k0's records, in order, and nothing else");
+    let counts = m.partitions.values().next().unwrap();
+    assert_eq!((counts.processed, counts.done_before), (10, 90));
+    let at = committed(b, &group, &topic, 1).await;
+    assert_eq!(at.values().next().copied().flatten(), Some(100));
+}

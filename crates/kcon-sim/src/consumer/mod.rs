@@ -1352,14 +1352,7 @@ impl World {
                 if let Some((step, Running::Committed(lookup))) = &p.step
                     && *lookup == id
                 {
-                    let result: Result<CommittedOffsets, Error> = result
-                        .map(|found| {
-                            found
-                                .into_iter()
-                                .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
-                                .collect()
-                        })
-                        .map_err(Error::from);
+                    let result: Result<CommittedOffsets, Error> = result.map_err(Error::from);
                     p.step_done = Some((*step, Ok(StepAnswer::Committed(result))));
                     p.step = None;
                 }

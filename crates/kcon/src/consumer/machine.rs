@@ -167,9 +167,9 @@ pub enum Step {
     AllTopics,
 }
 
-/// Each partition's committed offset (the next offset to consume) and the leader epoch it was
-/// committed with; `None` where the group has none.
-pub type CommittedOffsets = BTreeMap<TopicPartition, Option<(i64, Option<i32>)>>;
+/// Each partition's committed offset (the next offset to consume), the leader epoch it was
+/// committed with and its metadata; `None` where the group has none.
+pub type CommittedOffsets = BTreeMap<TopicPartition, Option<OffsetAndMetadata>>;
 
 /// The answer to a [`Step`]. A step whose task died is answered with a `RequestFailure`.
 #[derive(Debug, Clone)]
@@ -200,6 +200,9 @@ pub struct ConsumerMachine {
     /// Owned, not yet handed to the fetcher: where each starts (`None`: the committed offset,
     /// else by `auto.offset.reset`).
     starting: BTreeMap<TopicPartition, Option<i64>>,
+    /// The metadata committed with the offset a partition started at, when not empty, until
+    /// its owner above the consumer (a record processor) takes it.
+    committed_metadata: BTreeMap<TopicPartition, (i64, String)>,
     /// The next offset to hand out, per partition, outside the current batch.
     positions: HashMap<TopicPartition, i64>,
     /// What each partition's last Fetch answer said of its log.
@@ -275,6 +278,7 @@ impl ConsumerMachine {
             subscription: Subscription::None,
             assignment: BTreeSet::new(),
             starting: BTreeMap::new(),
+            committed_metadata: BTreeMap::new(),
             positions: HashMap::new(),
             fetched: HashMap::new(),
             unstored: HashMap::new(),
@@ -650,6 +654,12 @@ impl ConsumerMachine {
                 metadata: String::new(),
             },
         )
+    }
+
+    /// The offset `tp` started at when it was last assigned and the metadata committed with
+    /// it, if that was not empty; once (an owner above the consumer takes it).
+    pub fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)> {
+        self.committed_metadata.remove(tp)
     }
 
     /// Stores `at` (already the next offset to consume) for `tp` (owned): what an owner that
@@ -1320,10 +1330,14 @@ impl ConsumerMachine {
                     leader_epoch: None,
                 },
                 None => match committed.get(&tp) {
-                    Some(Some((offset, leader_epoch))) if *offset >= 0 => {
+                    Some(Some(at)) if at.offset >= 0 => {
+                        if !at.metadata.is_empty() {
+                            self.committed_metadata
+                                .insert(tp.clone(), (at.offset, at.metadata.clone()));
+                        }
                         StartPosition::Committed {
-                            offset: *offset,
-                            leader_epoch: *leader_epoch,
+                            offset: at.offset,
+                            leader_epoch: at.leader_epoch,
                         }
                     }
                     _ => StartPosition::Reset,
@@ -1432,6 +1446,7 @@ impl ConsumerMachine {
         for tp in partitions {
             self.assignment.remove(tp);
             self.starting.remove(tp);
+            self.committed_metadata.remove(tp);
             self.positions.remove(tp);
             self.fetched.remove(tp);
             self.unstored.remove(tp);

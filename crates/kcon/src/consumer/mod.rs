@@ -443,6 +443,13 @@ impl Consumer {
         Ok(())
     }
 
+    /// The offset `tp` started at when it was last assigned and the metadata committed with it
+    /// (when not empty), once: a record processor reads in it the records done with above the
+    /// offset.
+    pub(crate) fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)> {
+        self.driver.machine.take_committed_metadata(tp)
+    }
+
     /// Stores `at` (the next offset to consume, with its leader epoch and metadata) for `tp`:
     /// a record processor finishing records out of order stores its lowest record not
     /// finished, with the records finished above it in the metadata.

@@ -251,12 +251,6 @@ impl Parts for Wiring {
             let result = offsets
                 .committed(Some(partitions))
                 .await
-                .map(|found| {
-                    found
-                        .into_iter()
-                        .map(|(tp, o)| (tp, o.map(|o| (o.offset, o.leader_epoch))))
-                        .collect()
-                })
                 .map_err(Error::from);
             (None, StepAnswer::Committed(result))
         });

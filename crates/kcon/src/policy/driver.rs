@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 
 use super::failure::FailureInfo;
 use super::machine::{Done, Event, PolicyMachine, Settlement, Stop, Work};
+use super::progress::FinishedAbove;
 use super::settled::{Settled, SettledWarnings};
 use crate::error::{Error, ErrorKind};
 use crate::record::Record;
@@ -54,6 +55,9 @@ pub(crate) trait Parts {
     fn paused(&self) -> BTreeSet<TopicPartition>;
     /// Settle a share group's `record` as `how` says: accept, reject or release it.
     fn settle(&mut self, now: Instant, record: &Record, how: Settlement) -> Result<(), Error>;
+    /// The offset `tp` started at when it was last assigned and the metadata committed with
+    /// it, once, when not empty.
+    fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)>;
     /// Store `at` for a consumer's partition `tp`: its lowest record not done with, and the
     /// records done with above it in the metadata (in the exactly-once mode, the offset goes
     /// in the open transaction).
@@ -254,6 +258,17 @@ impl Driver {
                 records.next_if(|r| r.partition == tp.partition && *r.topic == *tp.topic)
             {
                 run.push(next);
+            }
+            // The partition was assigned with metadata: the records it names as done with
+            // above the committed offset are passed over.
+            if let Some((committed, metadata)) = parts.take_committed_metadata(&tp) {
+                match FinishedAbove::read(committed, &metadata) {
+                    Ok(Some(above)) => self.machine.done_before(tp.clone(), above),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(topic = %tp.topic, partition = tp.partition, committed, "{}: every record from the committed offset is processed", e.0)
+                    }
+                }
             }
             self.machine.records(now, tp, run);
         }

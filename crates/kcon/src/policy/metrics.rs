@@ -30,6 +30,10 @@ pub struct PartitionCounts {
     /// Times those records did not all fit in `offset.metadata.max.bytes` (4,096) and the
     /// metadata named only the first of them: a restart processes the rest again.
     pub metadata_cut: u64,
+    /// Records passed over because the metadata committed with the offset the partition was
+    /// assigned at said they were done with (by this member before a restart, or by the
+    /// partition's last owner).
+    pub done_before: u64,
 }
 
 /// The policy machine's counts.
@@ -77,6 +81,11 @@ impl Counts {
         let c = self.of(tp);
         c.metadata_bytes = bytes;
         c.metadata_cut += u64::from(!complete);
+    }
+
+    /// `n` records of `tp` passed over: the commit's metadata said they were done with.
+    pub(crate) fn done_before(&mut self, tp: &TopicPartition, n: u64) {
+        self.of(tp).done_before += n;
     }
 
     pub(crate) fn breaker_tripped(&mut self) {

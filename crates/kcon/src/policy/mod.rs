@@ -1122,6 +1122,11 @@ impl<S: RecordSource> Parts for Shell<S> {
         self.consumer.settle(record, how)
     }
 
+    fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)> {
+        // The exactly-once mode keeps records in partition order: nothing is written there.
+        self.consumer.take_committed_metadata(tp)
+    }
+
     fn store(
         &mut self,
         _now: std::time::Instant,

@@ -65,6 +65,9 @@ pub(crate) mod sealed {
         /// Stores `at` for `tp` (a consumer's partitions): its lowest record not done with,
         /// the records done with above it in the metadata.
         fn store(&mut self, tp: TopicPartition, at: OffsetAndMetadata) -> Result<(), Error>;
+        /// The offset `tp` started at when it was last assigned and the metadata committed
+        /// with it, once, when not empty (a consumer's partitions).
+        fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)>;
         /// Pauses these partitions.
         fn pause(&mut self, partitions: Vec<TopicPartition>) -> Result<(), Error>;
         /// Resumes these partitions.
@@ -143,6 +146,10 @@ impl sealed::Source for Consumer {
     /// one by one.
     fn settle(&mut self, _record: &Record, _how: Settlement) -> Result<(), Error> {
         Ok(())
+    }
+
+    fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)> {
+        Consumer::take_committed_metadata(self, tp)
     }
 
     fn store(&mut self, tp: TopicPartition, at: OffsetAndMetadata) -> Result<(), Error> {
@@ -262,6 +269,11 @@ impl sealed::Source for ShareConsumer {
     /// A share group's records are settled one by one: no offsets are stored.
     fn store(&mut self, _tp: TopicPartition, _at: OffsetAndMetadata) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// A share group commits no offsets.
+    fn take_committed_metadata(&mut self, _tp: &TopicPartition) -> Option<(i64, String)> {
+        None
     }
 
     fn settle(&mut self, record: &Record, how: Settlement) -> Result<(), Error> {

@@ -57,7 +57,7 @@ use super::breaker::{Breaker, Tripped};
 use super::failure::{FailureInfo, Stage};
 use super::metrics::Counts;
 use super::ordering::{Ordering, Scheduler, Unit};
-use super::progress::Progress;
+use super::progress::{FinishedAbove, Progress};
 use crate::config::PolicyConfig;
 use crate::record::Record;
 
@@ -284,6 +284,10 @@ pub(crate) struct PolicyMachine {
     heads: BTreeMap<Unit, Head>,
     /// The partitions with records in the machine.
     partitions: BTreeMap<TopicPartition, Partition>,
+    /// What the commit's metadata said was done with above the offset a partition was
+    /// assigned at (by this member before a restart, or by its last owner): those records are
+    /// passed over as they come, until one past what it describes comes.
+    done_before: BTreeMap<TopicPartition, FinishedAbove>,
     /// The work out with the driver (a `Process` or `DeadLetter`) and its unit.
     out: BTreeMap<RequestId, Unit>,
     breaker: Breaker,
@@ -316,6 +320,7 @@ impl PolicyMachine {
             scheduler: Scheduler::new(config.ordering, config.max_concurrency),
             heads: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            done_before: BTreeMap::new(),
             out: BTreeMap::new(),
             breaker: Breaker::new(
                 config.breaker_window,
@@ -331,15 +336,48 @@ impl PolicyMachine {
         }
     }
 
-    /// A fetched batch of `tp`'s records, in offset order, arrived.
+    /// `tp` was assigned at an offset committed with metadata saying these records above it
+    /// were done with: they are passed over as they come.
+    pub(crate) fn done_before(&mut self, tp: TopicPartition, above: FinishedAbove) {
+        self.done_before.insert(tp, above);
+    }
+
+    /// A fetched batch of `tp`'s records, in offset order, arrived. Those the commit's
+    /// metadata said were done with are done with at once, counted, and named again in the
+    /// metadata of this member's commits.
     pub(crate) fn records(&mut self, now: Instant, tp: TopicPartition, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
-        let partition = self.partitions.entry(tp).or_default();
+        let partition = self.partitions.entry(tp.clone()).or_default();
+        let mut passed = 0;
         for record in records {
             partition.progress.received(record.offset);
+            if let Some(done) = self.done_before.get(&tp) {
+                if done.contains(record.offset) {
+                    partition.progress.finished(record.offset);
+                    partition.epoch = partition.epoch.max(record.leader_epoch);
+                    passed += 1;
+                    continue;
+                }
+                if record.offset > done.last() {
+                    self.done_before.remove(&tp);
+                }
+            }
             self.scheduler.push(record);
+        }
+        if passed > 0 {
+            self.counts.done_before(&tp, passed);
+            if let Some((tp, at)) = self.store(now, tp.clone(), true) {
+                self.events.push_back(Event::Store { tp, at });
+            }
+            if self
+                .partitions
+                .get(&tp)
+                .is_some_and(|p| p.progress.pending() == 0)
+            {
+                self.partitions.remove(&tp);
+            }
         }
         self.pump(now);
     }
@@ -354,6 +392,7 @@ impl PolicyMachine {
             .retain(|unit, _| !partitions.contains(unit.partition()));
         for tp in partitions {
             self.partitions.remove(tp);
+            self.done_before.remove(tp);
         }
         self.requests
             .retain(|(_, w)| !concerns(w.record(), partitions));

@@ -60,6 +60,9 @@ pub(crate) struct World {
     pub(crate) fed: BTreeMap<TopicPartition, BTreeSet<i64>>,
     /// The records done with per partition: processed, skipped or dead-lettered.
     pub(crate) done: BTreeMap<TopicPartition, BTreeSet<i64>>,
+    /// The offset each partition was assigned at and the metadata committed with it, until
+    /// the driver takes it.
+    pub(crate) committed: BTreeMap<TopicPartition, (i64, String)>,
     pub(crate) paused: BTreeMap<TopicPartition, bool>,
     pub(crate) events: Vec<Event>,
     /// The first offset fed per partition.
@@ -106,6 +109,10 @@ impl Parts for World {
             "a consumer's record {} settled {how:?}: its partition's offset is stored",
             record.offset
         );
+    }
+
+    fn take_committed_metadata(&mut self, tp: &TopicPartition) -> Option<(i64, String)> {
+        self.committed.remove(tp)
     }
 
     fn store(
@@ -246,6 +253,7 @@ impl Sim {
                 metadata: BTreeMap::new(),
                 fed: BTreeMap::new(),
                 done: BTreeMap::new(),
+                committed: BTreeMap::new(),
                 paused: BTreeMap::new(),
                 events: Vec::new(),
                 first: BTreeMap::new(),

@@ -656,3 +656,51 @@ fn a_stop_takes_the_answers_of_the_records_still_in_the_handler() {
     again.sort();
     assert_eq!(again, [(A, 1, 1), (A, 2, 1), (A, 3, 1)]);
 }
+
+/// A member assigned a partition at an offset committed with kcon's metadata passes over the
+/// records it names as done with (by this member before a restart, or by the last owner): it
+/// processes only the others, counts those passed over, and names them again in its own
+/// metadata until the offset passes them.
+#[test]
+fn records_the_commits_metadata_names_are_passed_over_by_the_next_member() {
+    let config = [
+        ("processing.ordering", "unordered"),
+        ("processing.max.concurrency", "8"),
+    ];
+    let mut first = Sim::new(&config);
+    first.feed(A, 0..6);
+    for offset in [1, 3, 4] {
+        first.answer_at(A, offset, Outcome::Done);
+    }
+    first.d.before_commit(first.now, &mut first.w).unwrap();
+    assert_eq!(first.stored(A).map(|o| o + 1), Some(0));
+    let metadata = first.w.metadata[&tp(A)].clone();
+
+    let mut next = Sim::new(&config);
+    next.w.committed.insert(tp(A), (0, metadata.clone()));
+    next.w.done.entry(tp(A)).or_default().extend([1, 3, 4]);
+    next.feed(A, 0..8);
+    let mut out: Vec<i64> = next.all_out().iter().map(|(_, o, _)| *o).collect();
+    out.sort();
+    assert_eq!(out, [0, 2, 5, 6, 7], "1, 3 and 4 passed over");
+    let counts = next.m().counts().snapshot(next.now, false, 0);
+    assert_eq!(counts.partitions[&tp(A)].done_before, 3);
+    assert_eq!(
+        next.w.metadata[&tp(A)],
+        metadata,
+        "stored again, naming the same records"
+    );
+    next.answer_at(A, 0, Outcome::Done);
+    next.answer_at(A, 2, Outcome::Done);
+    assert_eq!(next.stored(A), Some(4), "0 to 4 done with");
+    next.answer_all(Outcome::Done);
+    assert_eq!(next.stored(A), Some(7));
+
+    // Metadata written for another offset, or another client's, passes nothing over.
+    for (at, text) in [(1, metadata.as_str()), (0, "checkpoint 7")] {
+        let mut other = Sim::new(&config);
+        other.w.committed.insert(tp(A), (at, text.to_owned()));
+        other.feed(A, 0..6);
+        assert_eq!(other.all_out().len(), 6, "{text} at {at}");
+    }
+}
