@@ -13,6 +13,7 @@ pub mod group_sim;
 pub mod offset_metadata;
 pub mod ordering;
 pub mod processor;
+pub mod processor_concurrent;
 pub mod producer_machine;
 pub mod share_consumer;
 pub mod share_machine;

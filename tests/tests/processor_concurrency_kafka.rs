@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use kcon::deserialize::{Decoded, StringDeserializer};
 use kcon::policy::headers;
-use kcon::{ErrorKind, Failure, Processor};
+use kcon::{
+    ErrorKind, Failure, ListenerFuture, Processor, RebalanceContext, RebalanceListener,
+    TopicPartition,
+};
 use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
@@ -356,4 +359,285 @@ async fn a_member_taking_over_passes_over_what_the_commits_metadata_names_as_don
     assert_eq!((counts.processed, counts.done_before), (10, 90));
     let at = committed(b, &group, &topic, 1).await;
     assert_eq!(at.values().next().copied().flatten(), Some(100));
+}
+
+/// What two members' handlers did: the records in a handler now, every record's handlings in
+/// the order they started (with the member), and any record found in two handlers at once.
+#[derive(Default)]
+struct Shared {
+    in_handler: Mutex<std::collections::BTreeSet<(i32, i64)>>,
+    started: Mutex<Vec<(usize, i32, i64, String)>>,
+    overlaps: AtomicUsize,
+    /// The second member has handled a record.
+    second: std::sync::atomic::AtomicBool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_rebalance_under_load_moves_partitions_with_every_record_handled_once() {
+    // The first member's records in its handler when partitions move are finished and stored
+    // before they go (the revocation waits for them), and the records done with above the
+    // committed offset are named in the metadata the second member reads: no record is
+    // handled by both, none twice.
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 6)]).await;
+    produce_keyed(&producer(b), &topic, 60, 100).await;
+    let group = unique_name("g");
+    let shared = Arc::new(Shared::default());
+    let member = |n: usize, shared: Arc<Shared>| {
+        let c = consumer(
+            b,
+            &group,
+            &topic,
+            &[
+                ("partition.assignment.strategy", "cooperative-sticky"),
+                // Small fetches and batches and a small buffer: every partition has records
+                // in the handler when partitions move.
+                ("max.poll.records", "10"),
+                ("max.partition.fetch.bytes", "256"),
+            ],
+        );
+        let mut processor = Processor::builder(c)
+            .key(StringDeserializer)
+            .value(StringDeserializer)
+            .set("processing.ordering", "key")
+            .set("processing.max.concurrency", "16")
+            .set("processing.max.buffered.records", "60")
+            .build()
+            .unwrap();
+        tokio::spawn(async move {
+            let done = shared.clone();
+            let stop = async move {
+                while done.started.lock().unwrap().len() < 6000 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let outcome = processor
+                .run_concurrently_until(stop, async move |r| {
+                    let at = (r.record.partition, r.record.offset);
+                    if !shared.in_handler.lock().unwrap().insert(at) {
+                        shared.overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    shared
+                        .started
+                        .lock()
+                        .unwrap()
+                        .push((n, at.0, at.1, r.value.clone()));
+                    // Slow until the second member handles records, so that the first is still
+                    // under way when partitions move.
+                    let second = shared.second.load(Ordering::SeqCst);
+                    if n == 2 && !second {
+                        shared.second.store(true, Ordering::SeqCst);
+                    }
+                    let ms = if second || n == 2 { 2 } else { 300 };
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    shared.in_handler.lock().unwrap().remove(&at);
+                    Ok(())
+                })
+                .await;
+            processor.commit().await.unwrap();
+            processor.close().await.unwrap();
+            outcome
+        })
+    };
+    let first = member(1, shared.clone());
+    // The second member joins while the first is under way: a cooperative rebalance moves
+    // some of its partitions, their records in its handler finished first.
+    let joined = shared.clone();
+    timeout(WITHIN, async {
+        while joined.started.lock().unwrap().len() < 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("100 records within the time");
+    let second = member(2, shared.clone());
+    timeout(WITHIN * 2, first).await.unwrap().unwrap().unwrap();
+    timeout(WITHIN, second).await.unwrap().unwrap().unwrap();
+
+    assert_eq!(
+        shared.overlaps.load(Ordering::SeqCst),
+        0,
+        "a record in two handlers at once"
+    );
+    let started = shared.started.lock().unwrap().clone();
+    let by = |n| started.iter().filter(|s| s.0 == n).count();
+    assert!(by(2) > 0, "the second member took partitions over");
+    let mut handled: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (_, p, o, value) in &started {
+        *handled.entry((*p, *o)).or_default() += 1;
+        let (key, seq) = value.split_once(':').unwrap();
+        by_key
+            .entry(key.to_owned())
+            .or_default()
+            .push(seq.parse().unwrap());
+    }
+    assert_eq!(handled.len(), 6000, "every record handled");
+    assert!(
+        handled.values().all(|n| *n == 1),
+        "records handled twice: {:?}",
+        handled.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    for (key, seqs) in &by_key {
+        assert_eq!(
+            *seqs,
+            (0..100).collect::<Vec<_>>(),
+            "{key}: in order across the members"
+        );
+    }
+    let ends = committed(b, &group, &topic, 6).await;
+    let total: i64 = ends.values().map(|c| c.expect("committed")).sum();
+    assert_eq!(total, 6000, "{ends:?}");
+}
+
+/// When `on_revoked` was called, and for which partitions.
+type Revocations = Arc<Mutex<Vec<(tokio::time::Instant, Vec<TopicPartition>)>>>;
+
+/// Notes when `on_revoked` is called, and for which partitions.
+struct NoteRevoked(Revocations);
+
+impl RebalanceListener for NoteRevoked {
+    fn on_revoked<'a>(
+        &'a mut self,
+        _: &'a RebalanceContext,
+        partitions: &'a [TopicPartition],
+    ) -> ListenerFuture<'a> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), partitions.to_vec()));
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_waits_for_the_records_of_its_partitions_in_the_handler() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 2)]).await;
+    let p = producer(b);
+    for partition in 0..2 {
+        for i in 0..5 {
+            let record = ProducerRecord::new(&topic, format!("{partition}:{i}"))
+                .with_key(format!("k{i}"))
+                .with_partition(partition);
+            p.send(record).await.unwrap().await.unwrap();
+        }
+    }
+    let group = unique_name("g");
+    let revoked: Revocations = Arc::default();
+    let mut c = kcon_tests::consumer::group_builder_at_defaults(b, &group, "cooperative-sticky")
+        .set("auto.commit.interval.ms", "60000")
+        .rebalance_listener(NoteRevoked(revoked.clone()))
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    let mut first = Processor::builder(c)
+        .value(StringDeserializer)
+        .set("processing.ordering", "key")
+        .set("processing.max.concurrency", "4")
+        .build()
+        .unwrap();
+    // The first record of each partition takes 5 s: whichever partition moves has one in
+    // the first member's handler when its revocation begins.
+    let finished: Arc<Mutex<BTreeMap<String, tokio::time::Instant>>> = Arc::default();
+    let handled: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let (done, log) = (finished.clone(), handled.clone());
+    let slow_started = Arc::new(AtomicUsize::new(0));
+    let slow = slow_started.clone();
+    let first_run = tokio::spawn(async move {
+        let stop = tokio::time::sleep(WITHIN);
+        let outcome = first
+            .run_concurrently_until(stop, async move |r| {
+                log.lock().unwrap().push((1, r.value.clone()));
+                if r.value.ends_with(":0") {
+                    slow.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                done.lock()
+                    .unwrap()
+                    .insert(r.value.clone(), tokio::time::Instant::now());
+                Ok(())
+            })
+            .await;
+        (first, outcome)
+    });
+    timeout(WITHIN, async {
+        while slow_started.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both slow records in the handler");
+    let mut c = kcon_tests::consumer::group_builder_at_defaults(b, &group, "cooperative-sticky")
+        .set("auto.commit.interval.ms", "60000")
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    let mut second = Processor::builder(c)
+        .value(StringDeserializer)
+        .set("processing.ordering", "key")
+        .build()
+        .unwrap();
+    // Records written once a partition moved: the moved partition's go to the second member.
+    let moving = revoked.clone();
+    let log = handled.clone();
+    let stop = async move {
+        while moving.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(
+        WITHIN,
+        second.run_concurrently_until(stop, async move |r| {
+            log.lock().unwrap().push((2, r.value.clone()));
+            Ok(())
+        }),
+    )
+    .await
+    .expect("a partition moves")
+    .unwrap();
+    for partition in 0..2 {
+        for i in 5..10 {
+            let record = ProducerRecord::new(&topic, format!("{partition}:{i}"))
+                .with_key(format!("k{i}"))
+                .with_partition(partition);
+            p.send(record).await.unwrap().await.unwrap();
+        }
+    }
+    let log = handled.clone();
+    let stop = until(second.metrics_handle(), |m| m.records_processed >= 5);
+    timeout(
+        WITHIN,
+        second.run_concurrently_until(stop, async move |r| {
+            log.lock().unwrap().push((2, r.value.clone()));
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the second member handles the records written after the move")
+    .unwrap();
+    second.close().await.unwrap();
+    first_run.abort();
+    let _ = first_run.await;
+
+    let revoked = revoked.lock().unwrap().clone();
+    let (at, partitions) = revoked.first().cloned().expect("a revocation");
+    let moved = partitions[0].partition;
+    let slow_done = finished.lock().unwrap()[&format!("{moved}:0")];
+    assert!(
+        at >= slow_done,
+        "on_revoked before {moved}:0 in the handler was done with"
+    );
+    let handled = handled.lock().unwrap().clone();
+    let by_second: Vec<&String> = handled
+        .iter()
+        .filter(|(m, _)| *m == 2)
+        .map(|(_, v)| v)
+        .collect();
+    let expected: Vec<String> = (5..10).map(|i| format!("{moved}:{i}")).collect();
+    assert_eq!(
+        by_second,
+        expected.iter().collect::<Vec<_>>(),
+        "the second member handles only what was written after the move: {handled:?}"
+    );
 }

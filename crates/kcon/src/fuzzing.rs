@@ -291,6 +291,182 @@ mod tests {
     }
 }
 
+/// What a [`processor_concurrent`] run did, for tests that check a seed does something.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrentRun {
+    /// The most records out at once.
+    pub most_out: usize,
+    /// Work answered as done, before the closing drain.
+    pub done: usize,
+    /// Retries.
+    pub retried: usize,
+    /// Revocations held and released.
+    pub released: usize,
+    /// Partitions paused for the buffer's bound.
+    pub pressed: usize,
+}
+
+/// Runs the record processor's policy machine with records side by side
+/// (`processing.ordering`, `processing.max.concurrency`) on its driver, on a virtual clock,
+/// over `data`; panics when an invariant breaks.
+///
+/// The simulation checks after every step that at most `processing.max.concurrency` records
+/// are out and never two of one ordering unit, that a unit's records start in offset order, that
+/// a stored offset never passes a record not done with and never goes back, that what its
+/// metadata names was done with, and that a partition is released only while its revocation is
+/// held. At the end, with every record answered as done and every retry come due, each partition
+/// still owned is stored to one past the last record fed to it.
+///
+/// The input: a setup byte, bits 0-1 the ordering modulo 3 (`partition`, `key`, `unordered`),
+/// bits 2-3 the concurrency (1, 2, 5, 16), bits 4-5 `processing.max.buffered.records` (3, 8,
+/// 64, 1000), bit 6 `errors.tolerance=all` with a dead-letter topic; backoff 50 ms. Then
+/// operations, an op byte and an argument byte each, the op modulo 9: 0-1 records of partition 0
+/// or 1 (argument bit 0) arrive, 1 to 6 of them (bits 1-3), each reading a byte for its key
+/// (`a` to `e`, or none), unless the partition is paused or revoking; 2-3 the work out picked by
+/// the argument is done; 4 it fails retriably; 5 it fails for good; 6 the clock moves on by
+/// the argument × 10 ms; 7 the partition of bit 0 begins revoking (held until released, then it
+/// goes) or, with bit 1, is lost; 8 the processor runs again after a stop.
+pub fn processor_concurrent(data: &[u8]) -> ConcurrentRun {
+    use crate::policy::Outcome;
+    use crate::policy::machine_sim::{A, B, Sim, failure, tp};
+
+    let mut bytes = Bytes(data);
+    let setup = bytes.byte();
+    let ordering = ["partition", "key", "unordered"][usize::from(setup & 3) % 3];
+    let concurrency = ["1", "2", "5", "16"][usize::from((setup >> 2) & 3)];
+    let buffered = ["3", "8", "64", "1000"][usize::from((setup >> 4) & 3)];
+    let mut config = vec![
+        ("processing.ordering", ordering),
+        ("processing.max.concurrency", concurrency),
+        ("processing.max.buffered.records", buffered),
+        ("errors.retry.backoff.ms", "50"),
+        ("errors.retry.delay.max.ms", "50"),
+        ("errors.retry.max.attempts", "3"),
+    ];
+    if setup & 64 != 0 {
+        config.push(("errors.tolerance", "all"));
+        config.push(("errors.deadletterqueue.topic.name", "dlq"));
+    }
+    let mut s = Sim::new(&config);
+    let mut run = ConcurrentRun::default();
+    // Per partition: the offset after the last fed.
+    let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut revoking: Vec<(&str, i32)> = Vec::new();
+    let mut stopped = false;
+    let mut ops = 0;
+    while !bytes.0.is_empty() && ops < OPS {
+        ops += 1;
+        let op = bytes.byte() % 9;
+        let arg = bytes.byte();
+        let at = if arg & 1 == 0 { A } else { B };
+        let pick = |s: &Sim| usize::from(arg) % s.outs.len().max(1);
+        match op {
+            0 | 1 => {
+                let part = tp(at);
+                if !s.is_paused(at) && !revoking.contains(&at) {
+                    let start = *next.entry(part.clone()).or_insert(0);
+                    let n = i64::from((arg >> 1) & 7) % 6 + 1;
+                    let records: Vec<(i64, Option<&'static str>)> = (start..start + n)
+                        .map(|o| {
+                            (
+                                o,
+                                ["a", "b", "c", "d", "e"]
+                                    .get(usize::from(bytes.byte() % 6))
+                                    .copied(),
+                            )
+                        })
+                        .collect();
+                    s.feed_keyed(at, records);
+                    next.insert(part, start + n);
+                }
+            }
+            2..=5 if !s.outs.is_empty() => {
+                let outcome = match op {
+                    4 => Outcome::Failed(failure(true)),
+                    5 => Outcome::Failed(failure(false)),
+                    _ => Outcome::Done,
+                };
+                s.answer_index(pick(&s), outcome);
+                run.done += usize::from(op < 4);
+                run.retried += usize::from(op == 4);
+            }
+            6 => s.advance(Duration::from_millis(u64::from(arg) * 10)),
+            7 => {
+                let part = tp(at);
+                if s.w.owned.contains(&part) && !revoking.contains(&at) {
+                    if arg & 2 == 0 {
+                        s.revoke(at);
+                        revoking.push(at);
+                    } else {
+                        s.leave(at);
+                        next.remove(&part);
+                    }
+                }
+            }
+            8 if stopped => {
+                s.run_again();
+                stopped = false;
+            }
+            _ => {}
+        }
+        if s.take_stop().is_some() {
+            stopped = true;
+        }
+        // A revocation released lets the partition go.
+        let released: Vec<(&str, i32)> = revoking
+            .iter()
+            .copied()
+            .filter(|at| !s.w.held.contains(&tp(*at)))
+            .collect();
+        for at in released {
+            revoking.retain(|r| *r != at);
+            s.leave(at);
+            next.remove(&tp(at));
+            run.released += 1;
+        }
+        run.most_out = run.most_out.max(s.outs.iter().filter(|o| !o.void).count());
+        run.pressed += [A, B].iter().filter(|p| s.is_paused(**p)).count();
+    }
+    // The end: every record done, every retry due, until nothing is out.
+    for _ in 0..10_000 {
+        if stopped {
+            s.run_again();
+            stopped = false;
+        }
+        if s.outs.is_empty() {
+            if kcon_core::Machine::poll_timeout(s.m()).is_none() {
+                break;
+            }
+            s.wait_for_retry();
+            continue;
+        }
+        s.answer_index(0, Outcome::Done);
+        if s.take_stop().is_some() {
+            stopped = true;
+        }
+        for at in std::mem::take(&mut revoking) {
+            if s.w.held.contains(&tp(at)) {
+                revoking.push(at);
+            } else {
+                s.leave(at);
+                next.remove(&tp(at));
+            }
+        }
+    }
+    assert!(s.outs.is_empty(), "work still out after the drain");
+    for (part, end) in &next {
+        if !s.w.owned.contains(part) {
+            continue;
+        }
+        assert_eq!(
+            s.w.stored.get(part).map(|o| o + 1),
+            Some(*end),
+            "{part}: not stored to its end"
+        );
+    }
+    run
+}
+
 /// What an [`offset_metadata`] run did, for tests that check a seed does something.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetMetadataRun {
@@ -375,4 +551,32 @@ pub use crate::policy::ordering::OrderingRun;
 /// record owed finishes exactly once.
 pub fn ordering(data: &[u8]) -> OrderingRun {
     crate::policy::ordering::check_run(data)
+}
+
+#[cfg(test)]
+mod concurrent_tests {
+    use super::*;
+
+    /// Random runs of the processor with records side by side, through the interpreter the
+    /// fuzz target `processor_concurrent` runs (its checks after every step and at the end),
+    /// over 300 pseudo-random inputs.
+    #[test]
+    fn random_concurrent_runs_keep_every_rule() {
+        let mut total = ConcurrentRun::default();
+        for seed in 0..300 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let data: Vec<u8> = (0..rng.usize(1..1200)).map(|_| rng.u8(..)).collect();
+            let run = processor_concurrent(&data);
+            total.most_out = total.most_out.max(run.most_out);
+            total.done += run.done;
+            total.retried += run.retried;
+            total.released += run.released;
+            total.pressed += run.pressed;
+        }
+        assert!(
+            total.most_out == 16 && total.done > 5_000 && total.retried > 500,
+            "{total:?}"
+        );
+        assert!(total.released > 100 && total.pressed > 100, "{total:?}");
+    }
 }

@@ -500,6 +500,11 @@ impl Parts for SimParts {
         self.log.push((now, Happened::Leaving(partitions)));
     }
 
+    /// The simulation's applications hold no revocations.
+    fn revoking(&mut self, now: Instant, partitions: Vec<TopicPartition>) {
+        self.log.push((now, Happened::Leaving(partitions)));
+    }
+
     fn listener(
         &mut self,
         now: Instant,

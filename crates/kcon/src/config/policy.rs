@@ -49,6 +49,9 @@ pub struct PolicyConfig {
     /// `processing.max.buffered.records`: records fetched and not started before no more
     /// are taken. Default 1,000.
     pub max_buffered: usize,
+    /// `processing.revocation.timeout.ms`: how long a revocation waits for the records of
+    /// the partitions revoked that are in the handler. Default 30 s.
+    pub revocation_timeout: Duration,
 }
 
 impl Default for PolicyConfig {
@@ -66,6 +69,7 @@ impl Default for PolicyConfig {
             ordering: ProcessingOrder::Partition,
             max_concurrency: 1,
             max_buffered: 1000,
+            revocation_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -129,6 +133,7 @@ impl Configurable<ConsumerSetting> for PolicyConfig {
             ConsumerSetting::ProcessingOrdering(o) => self.ordering = *o,
             ConsumerSetting::ProcessingMaxConcurrency(n) => self.max_concurrency = *n,
             ConsumerSetting::ProcessingMaxBufferedRecords(n) => self.max_buffered = *n,
+            ConsumerSetting::ProcessingRevocationTimeout(d) => self.revocation_timeout = *d,
             _ => return false,
         }
         true

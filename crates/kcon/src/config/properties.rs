@@ -167,6 +167,8 @@ pub enum ConsumerSetting {
     ProcessingMaxConcurrency(usize),
     /// `processing.max.buffered.records`.
     ProcessingMaxBufferedRecords(usize),
+    /// `processing.revocation.timeout.ms`.
+    ProcessingRevocationTimeout(Duration),
 }
 
 /// kcon's own properties, in the order of the README's table. To add one, see DESIGN.md ("How
@@ -376,6 +378,20 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
             max: MAX_COUNT,
             allowed: FROM_1,
             setting: ConsumerSetting::ProcessingMaxBufferedRecords,
+        },
+    },
+    Property {
+        name: "processing.revocation.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("30000"),
+        parts: &[POLICY],
+        doc: "kcon's own: how long a revocation waits for the records of the partitions \
+              revoked that are in a Processor's handler (run_concurrently) before the \
+              listener's on_revoked and the commit; those not started are dropped for the next \
+              owner at once. Past it the partitions go as far as they were done with.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: ConsumerSetting::ProcessingRevocationTimeout,
         },
     },
 ];

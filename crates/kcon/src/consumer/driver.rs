@@ -99,6 +99,10 @@ pub trait Parts {
 
     /// These partitions are leaving (partition streams, a record processor).
     fn leaving(&mut self, now: Instant, partitions: Vec<TopicPartition>);
+    /// These partitions begin revoking, and the owner holds the revocation (a record
+    /// processor): it is told them instead of [`leaving`](Parts::leaving), which follows when
+    /// they go.
+    fn revoking(&mut self, now: Instant, partitions: Vec<TopicPartition>);
 
     // ----- steps: each answered later through [`Driver::answered`], or at once (`Some`) -----
 
@@ -260,6 +264,7 @@ impl Driver {
                 Command::Store(tp, at) => parts.store(now, tp, at),
                 Command::Forget(partitions) => parts.forget(now, partitions),
                 Command::Leaving(partitions) => parts.leaving(now, partitions),
+                Command::Revoking(partitions) => parts.revoking(now, partitions),
                 Command::Report(report) => parts.persistent_failure(now, &report),
                 Command::Publish => {
                     let lags = self.machine.lags_inputs();

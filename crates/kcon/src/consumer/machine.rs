@@ -127,6 +127,9 @@ pub enum Command {
     /// The owner above the consumer (partition streams, a record processor) hears these
     /// partitions leave, before anything else is done.
     Leaving(Vec<TopicPartition>),
+    /// The owner above the consumer that holds revocations hears these partitions begin
+    /// revoking; it hears of them leaving when they go.
+    Revoking(Vec<TopicPartition>),
     /// The hooks hear of a request that keeps failing, or of its recovery.
     Report(PersistentFailure),
     /// The metrics handles get a copy of everything: the counters and every owned partition's
@@ -245,6 +248,9 @@ pub struct ConsumerMachine {
     /// An owner above the consumer (per-partition streams, a record processor) stores
     /// offsets itself, and hears of partitions leaving.
     streams: bool,
+    /// That owner holds revocations until it has finished the records of the partitions
+    /// revoked (a record processor running records side by side).
+    hold: bool,
     metrics: MetricsState,
 }
 
@@ -299,6 +305,7 @@ impl ConsumerMachine {
             next_publish: now,
             publish_due: false,
             streams: false,
+            hold: false,
             metrics: MetricsState::new(),
         }
     }
@@ -768,6 +775,12 @@ impl ConsumerMachine {
         self.streams = true;
     }
 
+    /// The owner above the consumer holds revocations: it hears of partitions as they begin
+    /// revoking ([`Command::Revoking`]), not only as they go.
+    pub fn hold_revocations(&mut self) {
+        self.hold = true;
+    }
+
     /// Stores what the application has processed: everything handed out before its current
     /// call (with `enable.auto.offset.store`).
     pub fn store_processed(&mut self) {
@@ -1203,8 +1216,15 @@ impl ConsumerMachine {
         match hook {
             Hook::Assigned => {}
             Hook::Revoked => {
-                // What was handed out counts: stored, and the position the listener sees.
-                self.tell_leaving(&partitions);
+                // What was handed out counts: stored, and the position the listener sees. An
+                // owner that holds revocations finishes what it has of them first (not at
+                // the close, which commits what was done with and stops everything).
+                if self.hold && self.rebalance.as_ref().is_some_and(|r| r.let_go) {
+                    self.commands
+                        .push_back(Command::Revoking(partitions.clone()));
+                } else {
+                    self.tell_leaving(&partitions);
+                }
                 if self
                     .current
                     .as_ref()

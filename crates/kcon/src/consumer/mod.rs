@@ -14,6 +14,7 @@ mod build;
     )
 )]
 pub(crate) mod driver;
+pub(crate) mod hold;
 #[cfg_attr(
     not(any(test, feature = "fuzzing")),
     allow(
@@ -204,6 +205,7 @@ impl Consumer {
                 offsets_reports,
                 listener: Exclusive::new(listener),
                 leaving: Exclusive::new(None),
+                hold: None,
                 hooks,
                 published,
                 owned: Owned::default(),
@@ -1292,6 +1294,15 @@ impl Consumer {
     pub(crate) fn set_leaving_hook(&mut self, hook: LeavingHook) {
         *self.parts.leaving.get_mut() = Some(hook);
         self.driver.machine.store_elsewhere();
+    }
+
+    /// Has `hold` hold every revocation (not a loss, not the close) until the owner above
+    /// the consumer releases the partitions: they are told to it as they begin revoking
+    /// (instead of to the leaving hook, which hears of them when they go), and the listener's
+    /// `on_revoked` and the revocation's commit wait for the release.
+    pub(crate) fn hold_revocations(&mut self, hold: std::sync::Arc<hold::RevocationHold>) {
+        self.parts.hold = Some(hold);
+        self.driver.machine.hold_revocations();
     }
 
     /// Stores what was handed out so far under the consumer's own rule

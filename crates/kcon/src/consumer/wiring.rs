@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::driver::{Answer, Parts};
+use super::hold::RevocationHold;
 use super::machine::StepAnswer;
 use super::rebalance::Hook;
 use crate::commit::Owned;
@@ -63,6 +64,9 @@ pub(crate) struct Wiring {
     /// Set when an owner above the consumer stores offsets (per-partition streams, a record
     /// processor): told of partitions leaving before they go.
     pub(crate) leaving: Exclusive<Option<LeavingHook>>,
+    /// Set when that owner holds revocations (a record processor running records side by
+    /// side): told of partitions revoking, and waited for before the listener.
+    pub(crate) hold: Option<Arc<RevocationHold>>,
     pub(crate) hooks: HookList,
     /// Where the consumer publishes its metrics for [`MetricsHandle`]s.
     pub(crate) published: MetricsHandle,
@@ -185,6 +189,12 @@ impl Parts for Wiring {
         }
     }
 
+    fn revoking(&mut self, _now: Instant, partitions: Vec<TopicPartition>) {
+        if let Some(hold) = &self.hold {
+            hold.revoking(&partitions);
+        }
+    }
+
     fn listener(
         &mut self,
         _now: Instant,
@@ -194,8 +204,17 @@ impl Parts for Wiring {
         positions: HashMap<TopicPartition, i64>,
     ) -> Option<Answer> {
         self.hooks.each(|h| h.on_rebalance(hook, &partitions));
+        // A revocation an owner holds waits for its release first.
+        let hold = self.hold.clone().filter(|_| hook == Hook::Revoked);
         let Some(mut listener) = self.listener.get_mut().take() else {
-            return Some(Ok(StepAnswer::Listener(Ok(Vec::new()))));
+            let Some(hold) = hold else {
+                return Some(Ok(StepAnswer::Listener(Ok(Vec::new()))));
+            };
+            self.spawn(id, async move {
+                hold.released(&partitions).await;
+                (None, StepAnswer::Listener(Ok(Vec::new())))
+            });
+            return None;
         };
         let ctx = RebalanceContext {
             offsets: self.offsets.clone(),
@@ -203,6 +222,9 @@ impl Parts for Wiring {
             seeks: Mutex::new(Vec::new()),
         };
         self.spawn(id, async move {
+            if let Some(hold) = hold {
+                hold.released(&partitions).await;
+            }
             match hook {
                 Hook::Assigned => listener.on_assigned(&ctx, &partitions).await,
                 Hook::Revoked => listener.on_revoked(&ctx, &partitions).await,

@@ -49,6 +49,12 @@ pub(crate) trait Parts {
 
     /// The partitions the consumer let go of since it was last asked (its leaving hook).
     fn take_leaving(&mut self) -> Vec<TopicPartition>;
+    /// The partitions the consumer began revoking since it was last asked, holding the
+    /// revocation until they are released.
+    fn take_revoking(&mut self) -> Vec<TopicPartition>;
+    /// The processor is done with these partitions revoking: their records are finished or
+    /// dropped, and their offsets stored.
+    fn released(&mut self, partitions: &[TopicPartition]);
     /// The partitions the consumer owns.
     fn assignment(&self) -> BTreeSet<TopicPartition>;
     /// The partitions the consumer has paused.
@@ -187,6 +193,7 @@ impl Driver {
                     if matches!(stop, Stop::BreakerOpen { .. }) {
                         self.pause_all(now, parts);
                     }
+                    self.release(parts);
                     parts.publish(&self.machine, true);
                     return Turn::Stop(stop);
                 }
@@ -196,6 +203,8 @@ impl Driver {
             }
             parts.publish(&self.machine, false);
         }
+        // After the stores of the partitions released were carried out.
+        self.release(parts);
         match self.machine.poll_request(now) {
             Some(out) => Turn::Step(out),
             None => {
@@ -317,8 +326,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Tells the machine of partitions the consumer let go of.
+    /// Tells the machine of partitions the consumer began revoking, then of those it let go
+    /// of.
     fn forget_leaving<P: Parts>(&mut self, now: Instant, parts: &mut P) {
+        let revoking = parts.take_revoking();
+        if !revoking.is_empty() {
+            self.machine.revoking(now, &revoking);
+        }
         let gone = parts.take_leaving();
         if gone.is_empty() {
             return;
@@ -327,6 +341,18 @@ impl Driver {
             self.breaker_paused.remove(tp);
         }
         self.machine.leaving(now, &gone);
+    }
+
+    /// Releases the partitions revoking the machine is done with.
+    fn release<P: Parts>(&mut self, parts: &mut P) {
+        let released = self.machine.take_released();
+        if !released.is_empty() {
+            debug!(
+                ?released,
+                "the records of the partitions revoking are done with"
+            );
+            parts.released(&released);
+        }
     }
 
     /// The breaker opened: every owned partition not paused already is paused until it closes.

@@ -37,6 +37,53 @@
 //! the processor holds is released. The retry backoff, timeout and breaker properties are
 //! refused for a share consumer.
 //!
+//! # Records side by side
+//!
+//! [`run_concurrently`](Processor::run_concurrently) has up to `processing.max.concurrency`
+//! records in the handler at once, ordered as `processing.ordering` says: `partition` (a
+//! partition's records one after another), `key` (a key's records within its partition one
+//! after another; a record without a key is ordered with nothing) or `unordered`. Every rule
+//! above holds per record, and a retry holds back its unit only (under `key`, its key: the
+//! partition is not paused and its other keys go on). A partition's committed offset is its
+//! lowest record not yet done with, so a commit never passes one; the records done with above
+//! it are written in the commit's metadata (kcon's `kcon1` text, at most every 200 ms and
+//! before [`commit`](Processor::commit), within the broker's 4,096-byte default), and the kcon
+//! member that next takes the partition (after a restart or a rebalance) passes them over; any
+//! other client processes them again (at least once either way). At most
+//! `processing.max.buffered.records` records wait unstarted: past that, the partitions with
+//! records waiting are paused until theirs have started. A revocation waits (at most
+//! `processing.revocation.timeout.ms`) for the records of its partitions in the handler, drops
+//! those not started, and commits the partitions as far as they were done with before they go:
+//! no record is in two members' handlers at once. A lost partition commits nothing.
+//!
+//! ```no_run
+//! use kcon::deserialize::StringDeserializer;
+//! use kcon::{Consumer, Processor};
+//!
+//! # async fn call_service(_: &str) -> Result<(), std::io::Error> { Ok(()) }
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), kcon::Error> {
+//! let mut consumer = Consumer::builder()
+//!     .bootstrap_servers("localhost:9092")
+//!     .group_id("orders")
+//!     .build()?;
+//! consumer.subscribe(["orders"])?;
+//! let mut processor = Processor::builder(consumer)
+//!     .key(StringDeserializer)
+//!     .value(StringDeserializer)
+//!     .set("processing.ordering", "key")
+//!     .set("processing.max.concurrency", "256")
+//!     .build()?;
+//! processor
+//!     .run_concurrently(async |order| {
+//!         use kcon::FailureExt as _;
+//!         // One customer's orders one after another; 256 customers at once.
+//!         call_service(&order.value).await.retriable()
+//!     })
+//!     .await
+//! # }
+//! ```
+//!
 //! # Exactly once
 //!
 //! Built with [`exactly_once(producer)`](ProcessorBuilder::exactly_once) (a producer with a
@@ -120,6 +167,7 @@ pub use source::RecordSource;
 pub use transaction::{Sink, TransactionCounts};
 
 use crate::config::{POLICY, REFUSALS, SHARE_POLICY, effective};
+use crate::consumer::hold::RevocationHold;
 use crate::consumer::{Consumer, now};
 use crate::deserialize::{BytesDeserializer, Decoded, Deserializer, decode};
 use crate::error::{Cause, Error, ErrorKind};
@@ -232,6 +280,10 @@ struct Shell<S> {
     consumer: S,
     /// Partitions the consumer said are leaving, not yet told to the machine.
     leaving: Arc<Mutex<Vec<TopicPartition>>>,
+    /// The consumer's revocations the processor holds until the records of the partitions
+    /// revoked that are in its handler are done with (a consumer's, outside the exactly-once
+    /// mode).
+    hold: Option<Arc<RevocationHold>>,
     group: Option<String>,
     hooks: Vec<Arc<dyn PolicyHooks>>,
     metrics: PolicyMetricsHandle,
@@ -467,6 +519,13 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
                     .extend_from_slice(partitions);
             }),
         )?;
+        // The exactly-once mode keeps partition order, one record at a time: its revocations
+        // find nothing in the handler, and its offsets go in transactions.
+        let hold = (consumer.delivery() == Delivery::Partitions && self.transactional.is_none())
+            .then(|| Arc::new(RevocationHold::new(config.revocation_timeout)));
+        if let Some(hold) = &hold {
+            consumer.hold_revocations(hold.clone());
+        }
         let group = consumer.group();
         let metrics = PolicyMetricsHandle::new(consumer.client_id(), group.as_deref());
         if config.tolerance == ErrorTolerance::None && config.dead_letter_topic.is_none() {
@@ -484,6 +543,7 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
             parts: Shell {
                 consumer,
                 leaving,
+                hold,
                 group,
                 hooks: self.hooks,
                 metrics,
@@ -619,6 +679,8 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             tokio::select! {
                 biased;
                 () = &mut stop => return Ok(()),
+                // The consumer began revoking partitions: told at the next turn.
+                () = revocation(self.parts.hold.as_deref()) => {}
                 () = sleep_until(retry_at) => self.driver.timeout(now()),
                 batch = Source::recv_batch(&mut self.parts.consumer),
                     if self.driver.machine.wants_records() =>
@@ -756,6 +818,8 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                     self.driver.answered(now(), id, Ok(done), &mut self.parts);
                 }
                 () = &mut stop, if ending.is_none() => ending = Some(Ok(())),
+                // The consumer began revoking partitions: told at the next turn.
+                () = revocation(self.parts.hold.as_deref()) => {}
                 () = sleep_until(retry_at), if ending.is_none() => self.driver.timeout(now()),
                 batch = Source::recv_batch(&mut self.parts.consumer), if fetch => {
                     if let Err(e) = self.driver.batch(now(), batch, &mut self.parts) {
@@ -898,6 +962,10 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     /// As [`close`](Processor::close)'s: not cancel-safe. Give it the time it may take as
     /// `timeout` instead.
     pub async fn close_within(mut self, timeout: Duration) -> Result<(), Error> {
+        // Nothing is in the handler any more: the close's revocation waits for nothing.
+        if let Some(hold) = &self.parts.hold {
+            hold.close();
+        }
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         let late = |what: &str| {
@@ -1105,6 +1173,19 @@ impl<S: RecordSource> Parts for Shell<S> {
         std::mem::take(&mut *self.leaving.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    fn take_revoking(&mut self) -> Vec<TopicPartition> {
+        self.hold
+            .as_ref()
+            .map(|h| h.take_revoking())
+            .unwrap_or_default()
+    }
+
+    fn released(&mut self, partitions: &[TopicPartition]) {
+        if let Some(hold) = &self.hold {
+            hold.release(partitions);
+        }
+    }
+
     fn assignment(&self) -> BTreeSet<TopicPartition> {
         Source::assignment(&self.consumer)
     }
@@ -1277,6 +1358,14 @@ async fn send_dead_letter(
 fn is_ready<S: Future<Output = ()>>(stop: Pin<&mut S>) -> bool {
     stop.poll(&mut Context::from_waker(Waker::noop()))
         .is_ready()
+}
+
+/// Completes when the consumer began revoking partitions the processor holds.
+async fn revocation(hold: Option<&RevocationHold>) {
+    match hold {
+        Some(hold) => hold.wanted().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kcon_core::group_offsets::OffsetAndMetadata;
@@ -14,6 +15,7 @@ use kcon_produce::ConsumerGroupMetadata;
 use super::machine::{Delivery, Settlement};
 use crate::TopicPartition;
 use crate::consumer::Consumer;
+use crate::consumer::hold::RevocationHold;
 use crate::error::Error;
 use crate::record::Record;
 use crate::share::{AcknowledgeType, AcknowledgementMode, ShareConsumer};
@@ -56,6 +58,9 @@ pub(crate) mod sealed {
             dead_letter_topic: Option<&str>,
             leaving: Leaving,
         ) -> Result<(), Error>;
+        /// Has `hold` hold its revocations until the processor releases the partitions
+        /// (a consumer's; a share group revokes nothing the processor holds).
+        fn hold_revocations(&mut self, hold: Arc<RevocationHold>);
         /// The partitions it owns.
         fn assignment(&self) -> BTreeSet<TopicPartition>;
         /// The partitions it has paused.
@@ -132,6 +137,10 @@ impl sealed::Source for Consumer {
             ));
         }
         self.take_over_storing(leaving)
+    }
+
+    fn hold_revocations(&mut self, hold: Arc<RevocationHold>) {
+        Consumer::hold_revocations(self, hold);
     }
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
@@ -257,6 +266,8 @@ impl sealed::Source for ShareConsumer {
         }
         Ok(())
     }
+
+    fn hold_revocations(&mut self, _hold: Arc<RevocationHold>) {}
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
         ShareConsumer::assignment(self)

@@ -43,7 +43,7 @@
 //! another, its delivery count raised), and the delivery count is the attempt. When the run
 //! stops, every record it holds is released, the one at fault first.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use kcon_core::group_offsets::OffsetAndMetadata;
@@ -274,8 +274,6 @@ pub(crate) struct PolicyMachine {
     rng: fastrand::Rng,
     /// A retry pauses its partition (`partition` ordering): fetching it waits with it.
     pause_on_retry: bool,
-    /// `processing.max.concurrency`.
-    max_running: usize,
     /// `processing.max.buffered.records`.
     max_buffered: usize,
     /// The records waiting and running, by ordering unit.
@@ -290,6 +288,14 @@ pub(crate) struct PolicyMachine {
     done_before: BTreeMap<TopicPartition, FinishedAbove>,
     /// The work out with the driver (a `Process` or `DeadLetter`) and its unit.
     out: BTreeMap<RequestId, Unit>,
+    /// Partitions revoking: nothing more of them starts, and once none of their records is
+    /// out they are stored and released.
+    draining: BTreeSet<TopicPartition>,
+    /// Partitions revoking that the machine is done with, for the driver to release.
+    released: Vec<TopicPartition>,
+    /// Partitions paused because `processing.max.buffered.records` records wait unstarted
+    /// ([`bound_buffer`](Self::bound_buffer)).
+    pressed: BTreeSet<TopicPartition>,
     breaker: Breaker,
     /// The breaker is open: nothing is processed until it is closed.
     open: bool,
@@ -315,13 +321,15 @@ impl PolicyMachine {
             backoff: config.backoff(),
             rng: fastrand::Rng::with_seed(seed),
             pause_on_retry: config.ordering == Ordering::Partition,
-            max_running: config.max_concurrency.max(1),
             max_buffered: config.max_buffered.max(1),
             scheduler: Scheduler::new(config.ordering, config.max_concurrency),
             heads: BTreeMap::new(),
             partitions: BTreeMap::new(),
             done_before: BTreeMap::new(),
             out: BTreeMap::new(),
+            draining: BTreeSet::new(),
+            released: Vec::new(),
+            pressed: BTreeSet::new(),
             breaker: Breaker::new(
                 config.breaker_window,
                 config.breaker_failures,
@@ -336,6 +344,42 @@ impl PolicyMachine {
         }
     }
 
+    /// `partitions` begin revoking (the consumer waits for their release before it commits
+    /// and lets them go): their records not started are dropped (the next owner reads them),
+    /// those out are finished, and once none is out the partition's lowest record not done
+    /// with is stored, with the metadata, and the partition released
+    /// ([`take_released`](Self::take_released)). It leaves ([`leaving`](Self::leaving)) when
+    /// the consumer lets it go.
+    pub(crate) fn revoking(&mut self, now: Instant, partitions: &[TopicPartition]) {
+        self.draining.extend(partitions.iter().cloned());
+        self.pump(now);
+    }
+
+    /// The partitions revoking that the machine is done with since the driver last asked.
+    pub(crate) fn take_released(&mut self) -> Vec<TopicPartition> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Partitions revoking: their records not out are dropped; those with none out are
+    /// stored and released.
+    fn drain(&mut self, now: Instant) {
+        let draining: Vec<TopicPartition> = self.draining.iter().cloned().collect();
+        for tp in draining {
+            self.scheduler.take_idle(&tp);
+            let out: Vec<&Unit> = self.out.values().filter(|u| *u.partition() == tp).collect();
+            self.heads
+                .retain(|unit, _| *unit.partition() != tp || out.contains(&unit));
+            if !out.is_empty() {
+                continue;
+            }
+            if let Some((tp, at)) = self.store(now, tp.clone(), true) {
+                self.events.push_back(Event::Store { tp, at });
+            }
+            self.draining.remove(&tp);
+            self.released.push(tp);
+        }
+    }
+
     /// `tp` was assigned at an offset committed with metadata saying these records above it
     /// were done with: they are passed over as they come.
     pub(crate) fn done_before(&mut self, tp: TopicPartition, above: FinishedAbove) {
@@ -346,7 +390,8 @@ impl PolicyMachine {
     /// metadata said were done with are done with at once, counted, and named again in the
     /// metadata of this member's commits.
     pub(crate) fn records(&mut self, now: Instant, tp: TopicPartition, records: Vec<Record>) {
-        if records.is_empty() {
+        // A partition revoking is read by its next owner.
+        if records.is_empty() || self.draining.contains(&tp) {
             return;
         }
         let partition = self.partitions.entry(tp.clone()).or_default();
@@ -380,6 +425,7 @@ impl PolicyMachine {
             }
         }
         self.pump(now);
+        self.bound_buffer(Some(&tp));
     }
 
     /// `partitions` left (revoked or lost): their records go, work out for them included (its
@@ -393,6 +439,8 @@ impl PolicyMachine {
         for tp in partitions {
             self.partitions.remove(tp);
             self.done_before.remove(tp);
+            self.draining.remove(tp);
+            self.pressed.remove(tp);
         }
         self.requests
             .retain(|(_, w)| !concerns(w.record(), partitions));
@@ -448,7 +496,10 @@ impl PolicyMachine {
                         && !p.paused
                     {
                         p.paused = true;
-                        self.events.push_back(Event::Pause(tp.clone()));
+                        // Paused for the bound already: now for the retry.
+                        if !self.pressed.remove(&tp) {
+                            self.events.push_back(Event::Pause(tp.clone()));
+                        }
                     }
                     self.events.push_back(Event::Retrying {
                         record,
@@ -556,24 +607,62 @@ impl PolicyMachine {
         self.scheduler.waiting_total()
     }
 
-    /// Whether the driver should take the source's next records now. A share consumer hands
-    /// out no more while a record of its last batch is unsettled. A consumer's are taken while
-    /// a place in the handler is free and fewer than `processing.max.buffered.records` wait
-    /// unstarted in partitions not paused (a paused partition's records wait for its retry,
-    /// and no more of it are fetched).
+    /// Whether the driver should call the source's receiving call now. A share consumer
+    /// hands out no more while a record of its last batch is unsettled. A consumer's is
+    /// always called, so that its group's events are handled while the handler is busy: the
+    /// records it hands out are bounded by pausing partitions instead
+    /// ([`over_buffer`](Self::over_buffer)).
     pub(crate) fn wants_records(&self) -> bool {
         match self.delivery {
             Delivery::Redelivered => self.waiting() == 0,
-            Delivery::Partitions => {
-                let paused: usize = self
-                    .partitions
-                    .iter()
-                    .filter(|(_, p)| p.paused)
-                    .map(|(tp, _)| self.scheduler.waiting(tp))
-                    .sum();
-                self.running() < self.max_running
-                    && self.buffered().saturating_sub(paused) < self.max_buffered
+            Delivery::Partitions => true,
+        }
+    }
+
+    /// Records waiting unstarted in partitions the machine has not paused (a paused
+    /// partition's records wait for its retry, and no more of it are fetched).
+    fn buffered_flowing(&self) -> usize {
+        let paused: usize = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.paused)
+            .map(|(tp, _)| self.scheduler.waiting(tp))
+            .sum();
+        self.buffered().saturating_sub(paused)
+    }
+
+    /// Bounds the records waiting unstarted: once `processing.max.buffered.records` wait (in
+    /// partitions not paused for a retry), every partition with records waiting is paused, and
+    /// so is each partition whose records come while the bound is passed; a partition paused
+    /// for the bound resumes when none of its records waits unstarted. Partitions with nothing
+    /// waiting go on being fetched, so the bound is passed by at most a batch of each, and no
+    /// partition whose fetched records are many holds the others back.
+    fn bound_buffer(&mut self, arrived: Option<&TopicPartition>) {
+        if self.delivery != Delivery::Partitions || self.buffered_flowing() < self.max_buffered {
+            return;
+        }
+        let pause: Vec<TopicPartition> = match arrived {
+            Some(tp) if !self.pressed.is_empty() => vec![tp.clone()],
+            _ => self
+                .partitions
+                .keys()
+                .filter(|tp| self.scheduler.waiting(tp) > 0)
+                .cloned()
+                .collect(),
+        };
+        for tp in pause {
+            let retrying = self.partitions.get(&tp).is_some_and(|p| p.paused);
+            if !retrying && self.pressed.insert(tp.clone()) {
+                self.events.push_back(Event::Pause(tp));
             }
+        }
+    }
+
+    /// A record of `tp` started: the partition resumes if the bound paused it and none of its
+    /// records waits unstarted any more.
+    fn started_one_of(&mut self, tp: &TopicPartition) {
+        if !self.pressed.is_empty() && self.scheduler.waiting(tp) == 0 && self.pressed.remove(tp) {
+            self.events.push_back(Event::Resume(tp.clone()));
         }
     }
 
@@ -601,7 +690,7 @@ impl PolicyMachine {
             return;
         };
         if partition.progress.pending() == 0 {
-            if partition.paused {
+            if partition.paused || self.pressed.remove(tp) {
                 self.events.push_back(Event::Resume(tp.clone()));
             }
             self.partitions.remove(tp);
@@ -766,11 +855,15 @@ impl PolicyMachine {
 
     /// Hands the driver the records that may start (to process or dead-letter), unless
     /// something stops the machine.
-    fn pump(&mut self, _now: Instant) {
+    fn pump(&mut self, now: Instant) {
+        if !self.draining.is_empty() {
+            self.drain(now);
+        }
         if self.stopped || self.open {
             return;
         }
         while let Some((unit, record)) = self.scheduler.start() {
+            self.started_one_of(unit.partition());
             let head = self.heads.get(&unit);
             let work = match head.and_then(|h| h.dead_letter.as_ref()) {
                 Some((failure, attempts)) => Work::DeadLetter {

@@ -46,6 +46,8 @@ pub(crate) struct Out {
     pub(crate) record: Record,
     pub(crate) attempt: u32,
     pub(crate) dead_letter: bool,
+    /// Its partition left after it went out: its answer changes nothing.
+    pub(crate) void: bool,
 }
 
 /// The consumer, hooks and metrics around the machine, as the driver tells them: it keeps what
@@ -56,6 +58,8 @@ pub(crate) struct World {
     pub(crate) stored: BTreeMap<TopicPartition, i64>,
     /// The metadata last stored per partition.
     pub(crate) metadata: BTreeMap<TopicPartition, String>,
+    /// The offset last stored per partition since the consumer took it.
+    pub(crate) owned_stores: BTreeMap<TopicPartition, i64>,
     /// The offsets fed per partition.
     pub(crate) fed: BTreeMap<TopicPartition, BTreeSet<i64>>,
     /// The records done with per partition: processed, skipped or dead-lettered.
@@ -71,6 +75,10 @@ pub(crate) struct World {
     pub(crate) owned: BTreeSet<TopicPartition>,
     /// Partitions the consumer let go of, not yet taken by the driver.
     pub(crate) leaving: Vec<TopicPartition>,
+    /// Partitions the consumer began revoking, not yet taken by the driver.
+    pub(crate) revoking: Vec<TopicPartition>,
+    /// Partitions revoking and not yet released.
+    pub(crate) held: BTreeSet<TopicPartition>,
 }
 
 impl World {
@@ -85,6 +93,19 @@ impl World {
 impl Parts for World {
     fn take_leaving(&mut self) -> Vec<TopicPartition> {
         std::mem::take(&mut self.leaving)
+    }
+
+    fn take_revoking(&mut self) -> Vec<TopicPartition> {
+        std::mem::take(&mut self.revoking)
+    }
+
+    fn released(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            assert!(
+                self.held.remove(tp),
+                "{tp} released, not revoking or released twice"
+            );
+        }
     }
 
     fn assignment(&self) -> BTreeSet<TopicPartition> {
@@ -127,17 +148,14 @@ impl Parts for World {
         if let Some(missed) = fed.range(..at.offset).find(|o| !done.contains(o)) {
             panic!("{tp}: {} stored past {missed}, not done with", at.offset);
         }
-        if let Some(&before) = self.stored.get(&tp)
-            && !fed.is_empty()
-            && fed.first().is_some_and(|&f| f <= before)
-        {
+        if let Some(&before) = self.owned_stores.get(&tp) {
             assert!(
-                at.offset > before,
-                "{tp}: {} stored after {}",
-                at.offset,
-                before + 1
+                at.offset >= before,
+                "{tp}: {} stored after {before}",
+                at.offset
             );
         }
+        self.owned_stores.insert(tp.clone(), at.offset);
         // What the metadata says was done with above the offset was.
         if let Ok(Some(above)) =
             crate::policy::progress::FinishedAbove::read(at.offset, &at.metadata)
@@ -251,6 +269,7 @@ impl Sim {
             w: World {
                 stored: BTreeMap::new(),
                 metadata: BTreeMap::new(),
+                owned_stores: BTreeMap::new(),
                 fed: BTreeMap::new(),
                 done: BTreeMap::new(),
                 committed: BTreeMap::new(),
@@ -259,6 +278,8 @@ impl Sim {
                 first: BTreeMap::new(),
                 owned: BTreeSet::new(),
                 leaving: Vec::new(),
+                revoking: Vec::new(),
+                held: BTreeSet::new(),
             },
             now: Instant::now(),
             outs: VecDeque::new(),
@@ -326,7 +347,7 @@ impl Sim {
             "a dead letter is out, not a record to process"
         );
         let tp = out.record.topic_partition();
-        if outcome == Outcome::Done && self.w.owned.contains(&tp) {
+        if outcome == Outcome::Done && !out.void {
             self.w.done.entry(tp).or_default().insert(out.record.offset);
         }
         self.d
@@ -396,6 +417,14 @@ impl Sim {
         self.stop.take()
     }
 
+    /// The consumer begins revoking `at` and holds the revocation until the driver releases
+    /// it (then `leave` lets it go).
+    pub(crate) fn revoke(&mut self, at: (&str, i32)) {
+        self.w.revoking.push(tp(at));
+        self.w.held.insert(tp(at));
+        self.carry_on();
+    }
+
     /// `at` leaves the consumer (revoked or lost); the consumer un-pauses it and tells its
     /// leaving hook, which the driver reads at the top of its next turn.
     pub(crate) fn leave(&mut self, at: (&str, i32)) {
@@ -404,6 +433,10 @@ impl Sim {
         self.w.leaving.push(tp(at));
         self.w.fed.remove(&tp(at));
         self.w.done.remove(&tp(at));
+        self.w.owned_stores.remove(&tp(at));
+        for out in &mut self.outs {
+            out.void |= out.record.topic_partition() == tp(at);
+        }
         self.started.retain(|u, _| *u.partition() != tp(at));
         self.carry_on();
     }
@@ -436,10 +469,7 @@ impl Sim {
                         Work::DeadLetter { .. } => (0, true),
                     };
                     let unit = self.ordering.unit(&record);
-                    let owned_out = self
-                        .outs
-                        .iter()
-                        .filter(|o| self.w.owned.contains(&o.record.topic_partition()));
+                    let owned_out = self.outs.iter().filter(|o| !o.void);
                     assert!(
                         owned_out.clone().count() < self.max_running,
                         "more than {} records out at once",
@@ -464,6 +494,7 @@ impl Sim {
                         record,
                         attempt,
                         dead_letter,
+                        void: false,
                     });
                 }
                 Turn::Wait => return,
@@ -485,4 +516,24 @@ fn describe(o: &Out) -> ((&'static str, i32), i64, u32) {
         o.record.offset,
         if o.dead_letter { 0 } else { o.attempt },
     )
+}
+
+impl Sim {
+    /// Answers the work out at `index` (of [`all_out`](Self::all_out)): a record to process
+    /// with `outcome`, a dead letter as acknowledged.
+    pub(crate) fn answer_index(&mut self, index: usize, outcome: Outcome) {
+        let Some(out) = self.outs.remove(index) else {
+            return;
+        };
+        if !out.dead_letter {
+            return self.answer_out(out, outcome);
+        }
+        self.d.answered(
+            self.now,
+            out.id,
+            Ok(Done::DeadLettered(Ok(()))),
+            &mut self.w,
+        );
+        self.carry_on();
+    }
 }

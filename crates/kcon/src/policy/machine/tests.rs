@@ -704,3 +704,105 @@ fn records_the_commits_metadata_names_are_passed_over_by_the_next_member() {
         assert_eq!(other.all_out().len(), 6, "{text} at {at}");
     }
 }
+
+/// A partition revoking: its records not started are dropped at once (its next owner reads
+/// them), those in the handler finish, a retriable failure among them is not retried, and once
+/// none is out its lowest record not done with is stored and the partition released; the other
+/// partitions are not disturbed.
+#[test]
+fn a_partition_revoking_is_released_once_its_records_in_the_handler_are_done() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "3"),
+    ]);
+    s.feed_keyed(
+        A,
+        [
+            (0, Some("a")),
+            (1, Some("b")),
+            (2, Some("c")),
+            (3, Some("d")),
+        ],
+    );
+    s.feed_keyed(B, [(10, Some("a")), (11, Some("b"))]);
+    assert_eq!(s.all_out(), [(A, 0, 1), (A, 1, 1), (A, 2, 1)]);
+    s.revoke(A);
+    assert_eq!(
+        s.w.held,
+        BTreeSet::from([tp(A)]),
+        "held while records are out"
+    );
+    s.answer_at(A, 1, Outcome::Done);
+    assert_eq!(
+        s.all_out(),
+        [(A, 0, 1), (A, 2, 1), (B, 10, 1)],
+        "3 dropped; B goes on"
+    );
+    s.answer_at(A, 2, retriable());
+    assert_eq!(
+        s.m().poll_timeout(),
+        None,
+        "not retried: the next owner tries it"
+    );
+    assert_eq!(s.w.held, BTreeSet::from([tp(A)]));
+    s.answer_at(A, 0, Outcome::Done);
+    assert!(s.w.held.is_empty(), "released");
+    assert_eq!(
+        s.stored(A).map(|o| o + 1),
+        Some(2),
+        "0 and 1 done with; 2 not"
+    );
+    s.leave(A);
+    s.answer_all(Outcome::Done);
+    assert_eq!(s.stored(B), Some(11));
+    assert_eq!(s.m().waiting(), 0);
+
+    // Nothing out: released at once.
+    s.feed(A, 20..22);
+    s.answer_all(Outcome::Done);
+    s.revoke(A);
+    assert!(s.w.held.is_empty());
+    assert_eq!(s.stored(A), Some(21));
+}
+
+/// Once `processing.max.buffered.records` records wait unstarted, the partitions with records
+/// waiting are paused (the consumer's receiving call goes on, handing out nothing of them; the
+/// others flow), each until none of its records waits; a partition a retry pauses meanwhile
+/// stays paused for it.
+#[test]
+fn a_full_buffer_pauses_the_partitions_with_records_waiting_until_theirs_started() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.buffered.records", "4"),
+    ]);
+    s.feed_keyed(B, [(0, Some("b"))]);
+    s.answer(Outcome::Done);
+    s.feed_keyed(A, (0..6).map(|o| (o, Some("a"))));
+    assert_eq!(s.m().buffered(), 5);
+    assert!(s.is_paused(A), "5 wait");
+    assert!(!s.is_paused(B), "nothing of B waits: it flows");
+    for _ in 0..4 {
+        s.answer(Outcome::Done);
+    }
+    assert!(s.is_paused(A), "one of A still waits");
+    s.answer(Outcome::Done);
+    assert!(!s.is_paused(A), "every record of A started: resumed");
+    s.answer_all(Outcome::Done);
+    assert_eq!(s.stored(A), Some(5));
+
+    // Paused for the bound, then for a retry (under partition ordering): the retry's resume,
+    // when nothing of the partition is left, ends it.
+    let mut s = Sim::new(&[
+        ("processing.max.buffered.records", "4"),
+        ("errors.retry.backoff.ms", "100"),
+        ("errors.retry.delay.max.ms", "100"),
+    ]);
+    s.feed(A, 0..6);
+    assert!(s.is_paused(A));
+    s.answer(retriable());
+    assert!(s.is_paused(A));
+    s.wait_for_retry();
+    s.answer_all(Outcome::Done);
+    assert!(!s.is_paused(A), "resumed when nothing of it is left");
+    assert_eq!(s.stored(A), Some(5));
+}
