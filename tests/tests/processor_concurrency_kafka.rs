@@ -20,10 +20,12 @@ use kcon::{
 };
 use kcon_pool::Pool;
 use kcon_produce::{Producer, ProducerRecord};
+use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::policy::{committed, consumer, header, producer, read_exactly, until};
 use kcon_tests::pool::config;
+use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::time::timeout;
 
 /// How long a processor may take to get through a test's records, group join included.
@@ -326,6 +328,33 @@ async fn a_member_taking_over_passes_over_what_the_commits_metadata_names_as_don
         () = tokio::time::sleep(WITHIN) => panic!("90 records not processed within {WITHIN:?}"),
     }
     first.commit().await.unwrap();
+    // The series say what the counts say: the metadata written, the gap behind k0:0.
+    let mut registry = prometheus_client::registry::Registry::default();
+    first.metrics_handle().register_metrics(&mut registry);
+    let m = first.metrics_handle().snapshot();
+    let counts = m.partitions.values().next().unwrap();
+    assert!(counts.metadata_bytes > 0 && counts.gap == 100, "{counts:?}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let samples = parse_with_prometheus_client(&text);
+    let labels = format!(r#"client_id="kcon",group="{group}",partition="0",topic="{topic}""#);
+    for (name, value) in [
+        ("kcon_policy_metadata_bytes", counts.metadata_bytes as f64),
+        ("kcon_policy_gap_records", counts.gap as f64),
+        ("kcon_policy_metadata_cut_total", 0.0),
+        ("kcon_policy_records_done_before_total", 0.0),
+    ] {
+        assert_eq!(samples[&format!("{name}{{{labels}}}")], value, "{name}");
+    }
+    let labels = format!(r#"{{client_id="kcon",group="{group}"}}"#);
+    assert_eq!(
+        samples[&format!("kcon_policy_records_running{labels}")],
+        1.0
+    );
+    assert_eq!(
+        samples[&format!("kcon_policy_records_buffered{labels}")],
+        9.0
+    );
     first.close().await.unwrap();
     let at = committed(b, &group, &topic, 1).await;
     assert_eq!(

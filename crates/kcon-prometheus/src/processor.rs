@@ -7,6 +7,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::series::{Value, base_labels};
 
@@ -25,7 +26,13 @@ use crate::series::{Value, base_labels};
 /// | `kcon_policy_breaker_trips_total` | counter | times the circuit breaker opened |
 /// | `kcon_policy_breaker_open` | gauge | 1 while the breaker is open |
 /// | `kcon_policy_dead_letter_rate` | gauge | records dead-lettered per second over the last minute: alert on it |
-/// | `kcon_policy_records_waiting` | gauge | records fetched and waiting (a retry, or behind one) |
+/// | `kcon_policy_records_waiting` | gauge | records fetched and not yet done with |
+/// | `kcon_policy_records_running` | gauge | records in the handler (or being dead-lettered) now |
+/// | `kcon_policy_records_buffered` | gauge | records fetched and not started |
+/// | `kcon_policy_records_done_before_total` | counter | per partition: records passed over because the commit's metadata said they were done with |
+/// | `kcon_policy_metadata_cut_total` | counter | per partition: times the records done with above the committed offset did not all fit in the metadata |
+/// | `kcon_policy_metadata_bytes` | gauge | per partition: the bytes of the commit metadata last written |
+/// | `kcon_policy_gap_records` | gauge | per partition: how far the records received run ahead of the lowest one not done with |
 ///
 /// Labels: `client_id`, `group` (with one), and `topic`, `partition` on per-partition
 /// series.
@@ -67,14 +74,45 @@ impl Collector for ProcessorCollector {
                 "Records that failed for good and were acknowledged by the dead-letter topic.",
                 |c| c.dead_lettered,
             ),
+            (
+                "kcon_policy_records_done_before",
+                "Records passed over because the commit's metadata said they were done with.",
+                |c| c.done_before,
+            ),
+            (
+                "kcon_policy_metadata_cut",
+                "Times the records done with above the committed offset did not all fit in the metadata.",
+                |c| c.metadata_cut,
+            ),
         ];
+        let labels_of = |tp: &kcon::TopicPartition| {
+            let mut labels = base.clone();
+            labels.push(("topic", tp.topic.to_string()));
+            labels.push(("partition", tp.partition.to_string()));
+            labels
+        };
         for (name, help, value) in per_partition {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (tp, counts) in &m.partitions {
-                let mut labels = base.clone();
-                labels.push(("topic", tp.topic.to_string()));
-                labels.push(("partition", tp.partition.to_string()));
-                ConstCounter::new(value(counts)).encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(value(counts)).encode(family.encode_family(&labels_of(tp))?)?;
+            }
+        }
+        let per_partition_gauges = [
+            (
+                "kcon_policy_metadata_bytes",
+                "The bytes of the commit metadata last written (records done with above the committed offset).",
+                (|c: &PartitionCounts| c.metadata_bytes as i64) as fn(&_) -> i64,
+            ),
+            (
+                "kcon_policy_gap_records",
+                "How far the records received run ahead of the lowest one not done with.",
+                |c| c.gap,
+            ),
+        ];
+        for (name, help, value) in per_partition_gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (tp, counts) in &m.partitions {
+                ConstGauge::new(value(counts)).encode(family.encode_family(&labels_of(tp))?)?;
             }
         }
         let whole = [
@@ -100,8 +138,18 @@ impl Collector for ProcessorCollector {
             ),
             (
                 "kcon_policy_records_waiting",
-                "Records fetched and waiting to be processed (a retry, or behind one).",
+                "Records fetched and not yet done with.",
                 Value::Gauge(Some(m.records_waiting as f64)),
+            ),
+            (
+                "kcon_policy_records_running",
+                "Records in the handler (or being dead-lettered) now.",
+                Value::Gauge(Some(m.records_running as f64)),
+            ),
+            (
+                "kcon_policy_records_buffered",
+                "Records fetched and not started.",
+                Value::Gauge(Some(m.records_buffered as f64)),
             ),
         ];
         for (name, help, value) in whole {

@@ -88,6 +88,8 @@ pub(crate) trait Parts {
     fn dead_lettered(&mut self, record: &Record, failure: &FailureInfo);
     /// `record`'s failure opened the breaker.
     fn breaker_opened(&mut self, record: &Record, failure: &FailureInfo);
+    /// `tp`'s metadata names the records done with above its offset only up to `named`.
+    fn metadata_cut(&mut self, tp: &TopicPartition, named: i64);
 
     // ----- the metrics handle -----
 
@@ -205,6 +207,7 @@ impl Driver {
         }
         // After the stores of the partitions released were carried out.
         self.release(parts);
+        self.tell_cuts(parts);
         match self.machine.poll_request(now) {
             Some(out) => Turn::Step(out),
             None => {
@@ -239,6 +242,7 @@ impl Driver {
         for (tp, at) in self.machine.store_metadata(now) {
             parts.store(now, tp, at)?;
         }
+        self.tell_cuts(parts);
         Ok(())
     }
 
@@ -341,6 +345,14 @@ impl Driver {
             self.breaker_paused.remove(tp);
         }
         self.machine.leaving(now, &gone);
+    }
+
+    /// Tells the hooks of metadata cut short since the last turn (a WARN line each).
+    fn tell_cuts<P: Parts>(&mut self, parts: &mut P) {
+        for (tp, named) in self.machine.take_cuts() {
+            warn!(topic = %tp.topic, partition = tp.partition, named, "the records done with above the committed offset no longer all fit in the commit's metadata (4,096 bytes): a restart processes those past {named} again");
+            parts.metadata_cut(&tp, named);
+        }
     }
 
     /// Releases the partitions revoking the machine is done with.

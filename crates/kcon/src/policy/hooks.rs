@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::failure::FailureInfo;
+use crate::TopicPartition;
 use crate::record::Record;
 
 /// An observer of a [`Processor`](crate::Processor)'s policies, given to
@@ -45,5 +46,14 @@ pub trait PolicyHooks: Send + Sync + 'static {
     /// `record`'s failure opened the circuit breaker: processing stops.
     fn on_breaker_open(&self, record: &Record, failure: &FailureInfo) {
         let _ = (record, failure);
+    }
+
+    /// The records done with above `partition`'s committed offset no longer all fit in the
+    /// commit's metadata (`offset.metadata.max.bytes`, 4,096 bytes): it names those up to
+    /// `named` (an offset), and a restart processes the rest again. Records that run long
+    /// while many after them finish cause it: a lower `processing.max.buffered.records` or
+    /// a retry timeout keeps the gap small.
+    fn on_metadata_cut(&self, partition: &TopicPartition, named: i64) {
+        let _ = (partition, named);
     }
 }

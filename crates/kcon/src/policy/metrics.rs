@@ -34,6 +34,10 @@ pub struct PartitionCounts {
     /// assigned at said they were done with (by this member before a restart, or by the
     /// partition's last owner).
     pub done_before: u64,
+    /// How far the records received run ahead of the partition's lowest record not done
+    /// with (its committed offset when next committed), when the snapshot was taken: 0 when
+    /// every record received is done with.
+    pub gap: i64,
 }
 
 /// The policy machine's counts.

@@ -1267,6 +1267,10 @@ impl<S: RecordSource> Parts for Shell<S> {
             .for_each(|h| h.on_breaker_open(record, failure));
     }
 
+    fn metadata_cut(&mut self, tp: &TopicPartition, named: i64) {
+        self.hooks.iter().for_each(|h| h.on_metadata_cut(tp, named));
+    }
+
     /// Publishes the counts for the handle: at once when `force`, else at most every
     /// [`PUBLISH_EVERY`].
     fn publish(&mut self, machine: &PolicyMachine, force: bool) {
@@ -1281,13 +1285,17 @@ impl<S: RecordSource> Parts for Shell<S> {
 
 /// The policies' counts now.
 fn snapshot(machine: &PolicyMachine) -> PolicyMetrics {
-    machine.counts().snapshot_with(
+    let mut m = machine.counts().snapshot_with(
         now(),
         machine.is_open(),
         machine.waiting(),
         machine.running(),
         machine.buffered(),
-    )
+    );
+    for (tp, gap) in machine.gaps() {
+        m.partitions.entry(tp.clone()).or_default().gap = gap;
+    }
+    m
 }
 
 impl<K, V, S: std::fmt::Debug> std::fmt::Debug for Processor<K, V, S> {

@@ -293,6 +293,9 @@ pub(crate) struct PolicyMachine {
     draining: BTreeSet<TopicPartition>,
     /// Partitions revoking that the machine is done with, for the driver to release.
     released: Vec<TopicPartition>,
+    /// Partitions whose metadata could not name every record done with above the offset,
+    /// and the offset up to which it does, for the driver to tell.
+    cuts: Vec<(TopicPartition, i64)>,
     /// Partitions paused because `processing.max.buffered.records` records wait unstarted
     /// ([`bound_buffer`](Self::bound_buffer)).
     pressed: BTreeSet<TopicPartition>,
@@ -330,6 +333,7 @@ impl PolicyMachine {
             draining: BTreeSet::new(),
             released: Vec::new(),
             pressed: BTreeSet::new(),
+            cuts: Vec::new(),
             breaker: Breaker::new(
                 config.breaker_window,
                 config.breaker_failures,
@@ -353,6 +357,12 @@ impl PolicyMachine {
     pub(crate) fn revoking(&mut self, now: Instant, partitions: &[TopicPartition]) {
         self.draining.extend(partitions.iter().cloned());
         self.pump(now);
+    }
+
+    /// The partitions whose metadata was cut since the driver last asked, each with the
+    /// offset up to which it names the records done with.
+    pub(crate) fn take_cuts(&mut self) -> Vec<(TopicPartition, i64)> {
+        std::mem::take(&mut self.cuts)
     }
 
     /// The partitions revoking that the machine is done with since the driver last asked.
@@ -597,6 +607,12 @@ impl PolicyMachine {
         self.partitions.values().map(|p| p.progress.pending()).sum()
     }
 
+    /// Per partition with records in the machine, how far the records received run ahead of
+    /// its lowest record not done with (0 when every record is).
+    pub(crate) fn gaps(&self) -> impl Iterator<Item = (&TopicPartition, i64)> {
+        self.partitions.iter().map(|(tp, p)| (tp, p.progress.gap()))
+    }
+
     /// Records with the driver now (in the handler, or being dead-lettered).
     pub(crate) fn running(&self) -> usize {
         self.out.len()
@@ -724,6 +740,13 @@ impl PolicyMachine {
             let written = partition.progress.metadata(METADATA_MAX_BYTES);
             self.counts
                 .metadata_written(&tp, written.text.len(), written.complete);
+            if !written.complete {
+                let named = FinishedAbove::read(offset, &written.text)
+                    .ok()
+                    .flatten()
+                    .map_or(offset, |f| f.last());
+                self.cuts.push((tp.clone(), named));
+            }
             written.text
         } else {
             String::new()

@@ -60,6 +60,8 @@ pub(crate) struct World {
     pub(crate) metadata: BTreeMap<TopicPartition, String>,
     /// The offset last stored per partition since the consumer took it.
     pub(crate) owned_stores: BTreeMap<TopicPartition, i64>,
+    /// Metadata cut short: the partition, and up to where it names records done with.
+    pub(crate) cuts: Vec<(TopicPartition, i64)>,
     /// The offsets fed per partition.
     pub(crate) fed: BTreeMap<TopicPartition, BTreeSet<i64>>,
     /// The records done with per partition: processed, skipped or dead-lettered.
@@ -239,6 +241,10 @@ impl Parts for World {
         });
     }
 
+    fn metadata_cut(&mut self, tp: &TopicPartition, named: i64) {
+        self.cuts.push((tp.clone(), named));
+    }
+
     fn publish(&mut self, _machine: &PolicyMachine, _force: bool) {}
 }
 
@@ -270,6 +276,7 @@ impl Sim {
                 stored: BTreeMap::new(),
                 metadata: BTreeMap::new(),
                 owned_stores: BTreeMap::new(),
+                cuts: Vec::new(),
                 fed: BTreeMap::new(),
                 done: BTreeMap::new(),
                 committed: BTreeMap::new(),

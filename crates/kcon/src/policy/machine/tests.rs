@@ -806,3 +806,42 @@ fn a_full_buffer_pauses_the_partitions_with_records_waiting_until_theirs_started
     assert!(!s.is_paused(A), "resumed when nothing of it is left");
     assert_eq!(s.stored(A), Some(5));
 }
+
+/// When the records done with above the stored offset no longer fit in 4,096 bytes of
+/// metadata, the metadata names those it can (what it names was done with: the world checks
+/// it), the hooks hear up to where, and the counts say so.
+#[test]
+fn metadata_past_its_bound_is_cut_and_said_so() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "16"),
+        ("processing.max.buffered.records", "100000"),
+    ]);
+    // Key `a` at every even offset, waiting behind its first record, which never finishes;
+    // records without a key between them, each done.
+    s.feed_keyed(
+        A,
+        (0..40_000).map(|o| (o, if o % 2 == 0 { Some("a") } else { None })),
+    );
+    while let Some(i) = s.outs.iter().position(|o| o.record.offset != 0) {
+        s.answer_index(i, Outcome::Done);
+    }
+    s.d.before_commit(s.now, &mut s.w).unwrap();
+    assert_eq!(s.stored(A).map(|o| o + 1), Some(0));
+    let text = &s.w.metadata[&tp(A)];
+    assert!(
+        !text.is_empty() && text.len() <= 4096,
+        "{} bytes",
+        text.len()
+    );
+    let (cut, named) =
+        s.w.cuts
+            .last()
+            .cloned()
+            .expect("the hooks heard of the cut");
+    assert_eq!(cut, tp(A));
+    assert!((1_000..39_999).contains(&named), "named up to {named}");
+    let counts = s.m().counts().snapshot(s.now, false, 0);
+    assert_eq!(counts.partitions[&tp(A)].metadata_cut, 1);
+    assert_eq!(counts.partitions[&tp(A)].metadata_bytes, text.len());
+}
