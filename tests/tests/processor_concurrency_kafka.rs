@@ -519,6 +519,22 @@ async fn a_cooperative_rebalance_under_load_moves_partitions_with_every_record_h
     assert_eq!(total, 6000, "{ends:?}");
 }
 
+/// Runs `processor` until `stop`, noting each record's value in `log` as member `n`'s.
+async fn log_as<K: kcon::deserialize::Deserializer>(
+    processor: &mut Processor<K, StringDeserializer>,
+    n: usize,
+    log: &Arc<Mutex<Vec<(usize, String)>>>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), kcon::Error> {
+    let log = log.clone();
+    processor
+        .run_concurrently_until(stop, async move |r| {
+            log.lock().unwrap().push((n, r.value.clone()));
+            Ok(())
+        })
+        .await
+}
+
 /// When `on_revoked` was called, and for which partitions.
 type Revocations = Arc<Mutex<Vec<(tokio::time::Instant, Vec<TopicPartition>)>>>;
 
@@ -609,22 +625,15 @@ async fn a_revocation_waits_for_the_records_of_its_partitions_in_the_handler() {
         .unwrap();
     // Records written once a partition moved: the moved partition's go to the second member.
     let moving = revoked.clone();
-    let log = handled.clone();
     let stop = async move {
         while moving.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    timeout(
-        WITHIN,
-        second.run_concurrently_until(stop, async move |r| {
-            log.lock().unwrap().push((2, r.value.clone()));
-            Ok(())
-        }),
-    )
-    .await
-    .expect("a partition moves")
-    .unwrap();
+    timeout(WITHIN, log_as(&mut second, 2, &handled, stop))
+        .await
+        .expect("a partition moves")
+        .unwrap();
     for partition in 0..2 {
         for i in 5..10 {
             let record = ProducerRecord::new(&topic, format!("{partition}:{i}"))
@@ -633,18 +642,11 @@ async fn a_revocation_waits_for_the_records_of_its_partitions_in_the_handler() {
             p.send(record).await.unwrap().await.unwrap();
         }
     }
-    let log = handled.clone();
     let stop = until(second.metrics_handle(), |m| m.records_processed >= 5);
-    timeout(
-        WITHIN,
-        second.run_concurrently_until(stop, async move |r| {
-            log.lock().unwrap().push((2, r.value.clone()));
-            Ok(())
-        }),
-    )
-    .await
-    .expect("the second member handles the records written after the move")
-    .unwrap();
+    timeout(WITHIN, log_as(&mut second, 2, &handled, stop))
+        .await
+        .expect("the second member handles the records written after the move")
+        .unwrap();
     second.close().await.unwrap();
     first_run.abort();
     let _ = first_run.await;
