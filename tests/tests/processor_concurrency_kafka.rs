@@ -3,7 +3,10 @@
 //! in the handler at once, every record is handled once, each key's records in their order
 //! (every value carries its key's sequence number), several run at once, and the committed
 //! offsets reach every partition's end; a key whose records fail retriably holds back only
-//! itself; a key whose records always fail is dead-lettered alone, each of its records once.
+//! itself; a key whose records always fail is dead-lettered alone, each of its records once; a
+//! member taking a partition over passes over what the commit's metadata names as done; a
+//! revocation waits for the records of its partitions in the handler; a cooperative rebalance
+//! under load handles every record once; a share group's records run side by side.
 //!
 //! Every topic and group is `unique_name`'s: the broker is shared by the whole run.
 
@@ -671,4 +674,73 @@ async fn a_revocation_waits_for_the_records_of_its_partitions_in_the_handler() {
         expected.iter().collect::<Vec<_>>(),
         "the second member handles only what was written after the move: {handled:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_groups_records_run_side_by_side_each_accepted_once() {
+    let kafka = Kafka::single();
+    let topic = unique_name("keyed-share");
+    let b = kafka_with(&[(&topic, 1)]).await;
+    let group = unique_name("share");
+    // A new share group starts at the log end (share.auto.offset.reset=latest) unless told.
+    kafka.tool(
+        "org.apache.kafka.tools.ConfigCommand",
+        &[
+            "--alter",
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            &group,
+            "--add-config",
+            "share.auto.offset.reset=earliest",
+        ],
+    );
+    produce_keyed(&producer(b), &topic, 10, 10).await;
+    let mut consumer = kcon::share::ShareConsumer::builder()
+        .set("bootstrap.servers", b)
+        .set("group.id", &group)
+        .set("share.acknowledgement.mode", "explicit")
+        .build()
+        .unwrap();
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut processor = Processor::builder(consumer)
+        .key(StringDeserializer)
+        .value(StringDeserializer)
+        .set("processing.ordering", "key")
+        .set("processing.max.concurrency", "8")
+        .build()
+        .unwrap();
+    let log = Arc::new(Log::default());
+    let seen = log.clone();
+    let stop = until(processor.metrics_handle(), |m| m.records_processed == 100);
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async move |r| {
+            seen.start(r);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.end();
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    processor.commit().await.unwrap();
+    let accepted = processor.consumer().metrics().records_accepted;
+    processor.close().await.unwrap();
+    let by_key = log.by_key.lock().unwrap().clone();
+    assert_eq!(by_key.len(), 10);
+    for (key, seqs) in &by_key {
+        assert_eq!(
+            *seqs,
+            (0..10).collect::<Vec<_>>(),
+            "{key}: once each, in order"
+        );
+    }
+    let most = log.most.load(Ordering::SeqCst);
+    assert!(
+        (2..=8).contains(&most),
+        "{most} records in the handler at once"
+    );
+    assert_eq!(accepted, 100, "every record accepted");
 }
