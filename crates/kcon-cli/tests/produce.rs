@@ -493,7 +493,18 @@ async fn a_bad_line_in_a_transaction_says_how_many_records_were_aborted() {
             .json_lines()
         }
     };
-    let committed = read("read_committed").await;
+    // The coordinator writes the abort markers after it answers EndTxn: until they are
+    // written, the partition's last stable offset stays at the aborted transaction's first
+    // record, and a read_committed reader that exits at the end reads nothing. Its read is
+    // made again until it reaches past them (what it then reads is checked below).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let committed = loop {
+        let got = read("read_committed").await;
+        if !got.is_empty() || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     let values: Vec<&str> = committed
         .iter()
         .map(|r| r["value"].as_str().unwrap())
