@@ -166,34 +166,32 @@ impl Scheduler {
     /// The running head of `unit` failed retriably: it starts again at `at`, and nothing else
     /// of its unit before it.
     pub(crate) fn retry(&mut self, unit: &Unit, at: Instant) {
-        let Some(queue) = self.units.get_mut(unit) else {
+        let Some(queue) = self.stop_running(unit) else {
             return;
         };
-        if !queue.running {
-            return;
-        }
-        queue.running = false;
         queue.retry_at = Some(at);
-        self.running -= 1;
-        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
         self.retries.insert((at, unit.clone()));
     }
 
     /// The running head of `unit` stops running without finishing (a stop, a dead letter to
     /// write next, a run cancelled): it is the first to start again, before the units ready.
     pub(crate) fn again(&mut self, unit: &Unit) {
-        let Some(queue) = self.units.get_mut(unit) else {
+        let Some(queue) = self.stop_running(unit) else {
             return;
         };
-        if !queue.running {
-            return;
-        }
-        queue.running = false;
-        self.running -= 1;
-        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
         if queue.startable() {
             self.ready.push_front(unit.clone());
         }
+    }
+
+    /// The running head of `unit` stops running without finishing and waits again (a retry,
+    /// or [`again`](Self::again)); its queue, or none when nothing of it runs.
+    fn stop_running(&mut self, unit: &Unit) -> Option<&mut Queue> {
+        let queue = self.units.get_mut(unit).filter(|q| q.running)?;
+        queue.running = false;
+        self.running -= 1;
+        *self.waiting.entry(unit.partition().clone()).or_default() += 1;
+        self.units.get_mut(unit)
     }
 
     /// The head of `unit`: the record running, or the next to start.
