@@ -46,8 +46,9 @@
 //! above holds per record, and a retry holds back its unit only (under `key`, its key: the
 //! partition is not paused and its other keys go on). A partition's committed offset is its
 //! lowest record not yet done with, so a commit never passes one; the records done with above
-//! it are written in the commit's metadata (kcon's `kcon1` text, at most every 200 ms and
-//! before [`commit`](Processor::commit), within the broker's 4,096-byte default), and the kcon
+//! it are written in the commit's metadata (kcon's `kcon1` text, stored with the offset at most
+//! every 200 ms and before [`commit`](Processor::commit), within the broker's 4,096-byte
+//! default), and the kcon
 //! member that next takes the partition (after a restart or a rebalance) passes them over; any
 //! other client processes them again (at least once either way). At most
 //! `processing.max.buffered.records` records wait unstarted: past that, the partitions with

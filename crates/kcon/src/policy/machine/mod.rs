@@ -713,9 +713,10 @@ impl PolicyMachine {
         }
     }
 
-    /// What to store for `tp`: its committable offset if it moved, with the records finished
-    /// above it in the metadata when a write is due (or `force`d); a partition whose metadata
-    /// could not be written now waits for the [`Timer::Metadata`].
+    /// What to store for `tp`: its committable offset if it moved and no record finished
+    /// above it, or with the records finished above it in the metadata when a write is due
+    /// (or `force`d); a partition whose metadata could not be written now waits for the
+    /// [`Timer::Metadata`], its offset too.
     fn store(
         &mut self,
         now: Instant,
@@ -731,7 +732,12 @@ impl PolicyMachine {
                 || partition
                     .metadata_at
                     .is_none_or(|at| now >= at + METADATA_EVERY));
-        if !moved && !due {
+        // While records finish above the committable offset, the offset is stored only with
+        // the metadata naming them: an offset stored alone would overwrite the last metadata
+        // with none, and a commit then would name nothing done above its offset. So it moves
+        // at most every `METADATA_EVERY` then (the Metadata timer stores it), and at once
+        // while records finish in order.
+        if !due && (!moved || above) {
             partition.stale |= above;
             return None;
         }
