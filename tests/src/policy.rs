@@ -214,3 +214,63 @@ pub fn header(record: &Record, name: &str) -> Option<String> {
         .flatten()
         .map(|v| String::from_utf8(v.to_vec()).expect("a UTF-8 header"))
 }
+
+/// The offsets above `committed` that a kcon Processor's commit metadata `text` names as done
+/// with, read from the encoding as README.md documents it (`kcon1`, `r` or `b`, base64url of
+/// the committed offset and the span as LEB128 varints, then run lengths or a bitmap): a reader
+/// written apart from the writer's code, so that a test checks the documented encoding and not
+/// the writer against itself. `None` when the text is empty, names another offset, or is not
+/// that encoding.
+pub fn finished_named(text: &str, committed: i64) -> Option<BTreeSet<i64>> {
+    use base64::Engine as _;
+
+    let body = text.strip_prefix("kcon1")?;
+    let (kind, encoded) = body.split_at_checked(1)?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    let mut bytes = payload.iter().copied();
+    let mut varint = || -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes.next()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let at = i64::try_from(varint()?).ok()?;
+    let span = i64::try_from(varint()?).ok()?;
+    if at != committed {
+        return None;
+    }
+    let mut named = BTreeSet::new();
+    match kind {
+        "r" => {
+            let (mut next, mut finished) = (at + 1, true);
+            while next <= at + span {
+                let run = i64::try_from(varint()?).ok()?;
+                if finished {
+                    named.extend(next..next + run);
+                }
+                next += run;
+                finished = !finished;
+            }
+        }
+        "b" => {
+            let header = payload
+                .len()
+                .checked_sub(usize::try_from(span).ok()?.div_ceil(8))?;
+            for i in 0..span {
+                let bit = usize::try_from(i).ok()?;
+                if payload[header + bit / 8] & (1 << (bit % 8)) != 0 {
+                    named.insert(at + 1 + i);
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(named)
+}

@@ -6,7 +6,9 @@
 //! itself; a key whose records always fail is dead-lettered alone, each of its records once; a
 //! member taking a partition over passes over what the commit's metadata names as done; a
 //! revocation waits for the records of its partitions in the handler; a cooperative rebalance
-//! under load handles every record once; a share group's records run side by side.
+//! under load handles every record once; a share group's records run side by side; a member
+//! process SIGKILLed with 256 records in its handler loses nothing, and its restart handles
+//! exactly the records its last commit did not name as done.
 //!
 //! Every topic and group is `unique_name`'s: the broker is shared by the whole run.
 
@@ -743,4 +745,214 @@ async fn a_share_groups_records_run_side_by_side_each_accepted_once() {
         "{most} records in the handler at once"
     );
     assert_eq!(accepted, 100, "every record accepted");
+}
+
+/// A `concurrent_member` process (`tests/src/bin/concurrent_member.rs`: key order, 256 records
+/// in the handler at once, each taking 20 to 80 ms) and the lines it printed.
+struct Member {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// What a member's lines say: every handling started (partition, offset, key, sequence) in
+/// the order they started, and the records whose handling ended.
+#[derive(Default)]
+struct Handled {
+    started: Vec<(i32, i64, String, usize)>,
+    done: std::collections::BTreeSet<(i32, i64)>,
+}
+
+impl Member {
+    fn start(b: &str, topic: &str, group: &str) -> Member {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_concurrent_member"))
+            .args([b, topic, group, "the-member"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start concurrent_member");
+        let stdout = child.stdout.take().expect("the member's stdout");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            let mut out = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = out.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Member { child, lines }
+    }
+
+    /// What the lines so far say, checking as it reads that a key's records start in their
+    /// order and never while another of the key's is in the handler.
+    fn handled(&self) -> Handled {
+        let mut handled = Handled::default();
+        let mut key_of = BTreeMap::new();
+        let mut last: BTreeMap<String, usize> = BTreeMap::new();
+        let mut running = std::collections::BTreeSet::new();
+        for line in self.lines.lock().unwrap().iter() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words[..] {
+                ["s", p, o, key, seq] => {
+                    let (p, o, seq) =
+                        (p.parse().unwrap(), o.parse().unwrap(), seq.parse().unwrap());
+                    assert!(
+                        running.insert(key.to_owned()),
+                        "{key}:{seq} started while another of {key}'s records was in the handler"
+                    );
+                    if let Some(before) = last.insert(key.to_owned(), seq) {
+                        assert!(before < seq, "{key}:{seq} started after {key}:{before}");
+                    }
+                    key_of.insert((p, o), key.to_owned());
+                    handled.started.push((p, o, key.to_owned(), seq));
+                }
+                ["d", p, o] => {
+                    let at = (p.parse().unwrap(), o.parse().unwrap());
+                    running.remove(&key_of[&at]);
+                    handled.done.insert(at);
+                }
+                _ => panic!("a line the member does not print: {line:?}"),
+            }
+        }
+        handled
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_killed_with_256_in_flight_loses_nothing_and_redoes_only_what_its_commit_did_not_name()
+ {
+    // 30,000 records of 3,000 keys (ten each) over three partitions. The first member is
+    // SIGKILLed once it has finished 3,000 with more than 200 in the handler and committed
+    // metadata naming records done above a committed offset; what its group
+    // committed last (the lowest record not done with per partition, the records done above it
+    // in the metadata) is read back; a restarted member (the same static member) takes over.
+    // The bound: the records the restarted member handles are exactly those the last commit
+    // did not name as done, that is the records in the handler at the kill and those finished
+    // after the last commit (auto-commit every second, the metadata at most every 200 ms).
+    let topic = unique_name("killed");
+    let b = kafka_with(&[(&topic, 3)]).await;
+    produce_keyed(&producer(b), &topic, 3_000, 10).await;
+    let group = unique_name("g");
+    let reader = kcon_tests::consumer::builder_at_defaults(b)
+        .group_id(&group)
+        .build()
+        .unwrap();
+    let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
+    let ends = reader.end_offsets(tps.clone()).await.unwrap();
+    let all: std::collections::BTreeSet<(i32, i64)> = ends
+        .iter()
+        .flat_map(|(tp, end)| (0..*end).map(|o| (tp.partition, o)))
+        .collect();
+    assert_eq!(all.len(), 30_000);
+
+    let mut first = Member::start(b, &topic, &group);
+    let started = tokio::time::Instant::now();
+    let in_flight = loop {
+        let h = first.handled();
+        let in_flight = h.started.len() - h.done.len();
+        if h.done.len() >= 3_000 && in_flight > 200 && metadata_committed(&reader, &tps).await {
+            break in_flight;
+        }
+        if let Ok(Some(status)) = first.child.try_wait() {
+            panic!("the member ended ({status}) before it was killed");
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "the member finished {} records, {in_flight} in the handler, in {WITHIN:?}",
+            h.done.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    first.child.start_kill().expect("SIGKILL");
+    first.child.wait().await.expect("the member ends");
+    let before = first.handled();
+    assert!(
+        before.done.len() < 25_000,
+        "the rest is little: {}",
+        before.done.len()
+    );
+
+    // What the last commit names as done with: every offset below the committed one, and
+    // those the metadata names above it. It never names a record not finished.
+    let last = reader.committed_with_metadata(tps.clone()).await.unwrap();
+    reader.close().await.unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    let mut above = 0;
+    for (tp, at) in &last {
+        let Some(at) = at else { continue };
+        named.extend((0..at.offset).map(|o| (tp.partition, o)));
+        let done = kcon_tests::policy::finished_named(&at.metadata, at.offset).unwrap_or_default();
+        above += done.len();
+        named.extend(done.into_iter().map(|o| (tp.partition, o)));
+    }
+    let unfinished: Vec<_> = named.difference(&before.done).take(5).collect();
+    assert!(
+        unfinished.is_empty(),
+        "committed as done, never finished: {unfinished:?}"
+    );
+    assert!(
+        above > 0,
+        "with {in_flight} records in the handler, the metadata named none done above the committed offsets: {last:?}"
+    );
+
+    // The restarted member handles what the commit did not name, each record once, and
+    // nothing it named.
+    let mut second = Member::start(b, &topic, &group);
+    let started = tokio::time::Instant::now();
+    loop {
+        let h = second.handled();
+        if before.done.union(&h.done).count() == all.len() {
+            break;
+        }
+        if let Ok(Some(status)) = second.child.try_wait() {
+            panic!("the restarted member ended ({status})");
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "{} records finished by neither member within {WITHIN:?}",
+            all.len() - before.done.union(&h.done).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = second.child.id().expect("running").to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.expect("kill -TERM").success());
+    let status = timeout(WITHIN, second.child.wait())
+        .await
+        .expect("the restarted member closes")
+        .unwrap();
+    assert!(status.success(), "the restarted member ended with {status}");
+    let after = second.handled();
+    let mut once = std::collections::BTreeSet::new();
+    for (p, o, key, seq) in &after.started {
+        assert!(
+            once.insert((*p, *o)),
+            "{key}:{seq} handled twice by the restarted member"
+        );
+    }
+    let expected: std::collections::BTreeSet<_> = all.difference(&named).copied().collect();
+    assert_eq!(
+        once.len(),
+        expected.len(),
+        "the restarted member handled {} records, the commit left {} not named",
+        once.len(),
+        expected.len()
+    );
+    assert_eq!(once, expected);
+    // What is handled again: the records in the handler at the kill, and those finished that
+    // the last commit did not name (finished after it).
+    let redone = before.done.intersection(&once).count();
+    let was_running = before.started.len() - before.done.len();
+    eprintln!(
+        "killed with {was_running} in the handler; {} finished, {above} of them named above the committed offsets; {redone} finished records handled again",
+        before.done.len()
+    );
+}
+
+/// Whether the group has committed an offset of `tps` with metadata.
+async fn metadata_committed(reader: &kcon::Consumer, tps: &[TopicPartition]) -> bool {
+    let last = reader.committed_with_metadata(tps.to_vec()).await.unwrap();
+    last.values().flatten().any(|at| !at.metadata.is_empty())
 }
