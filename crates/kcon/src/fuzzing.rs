@@ -319,7 +319,8 @@ pub struct ConcurrentRun {
 ///
 /// The input: a setup byte, bits 0-1 the ordering modulo 3 (`partition`, `key`, `unordered`),
 /// bits 2-3 the concurrency (1, 2, 5, 16), bits 4-5 `processing.max.buffered.records` (3, 8,
-/// 64, 1000), bit 6 `errors.tolerance=all` with a dead-letter topic; backoff 50 ms. Then
+/// 64, 1000), bit 6 `errors.tolerance=all` with a dead-letter topic, bit 7
+/// `processing.max.buffered.records.per.key=2` (else its default); backoff 50 ms. Then
 /// operations, an op byte and an argument byte each, the op modulo 9: 0-1 records of partition 0
 /// or 1 (argument bit 0) arrive, 1 to 6 of them (bits 1-3), each reading a byte for its key
 /// (`a` to `e`, or none), unless the partition is paused or revoking; 2-3 the work out picked by
@@ -343,6 +344,9 @@ pub fn processor_concurrent(data: &[u8]) -> ConcurrentRun {
         ("errors.retry.delay.max.ms", "50"),
         ("errors.retry.max.attempts", "3"),
     ];
+    if setup & 128 != 0 {
+        config.push(("processing.max.buffered.records.per.key", "2"));
+    }
     if setup & 64 != 0 {
         config.push(("errors.tolerance", "all"));
         config.push(("errors.deadletterqueue.topic.name", "dlq"));

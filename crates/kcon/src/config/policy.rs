@@ -49,6 +49,9 @@ pub struct PolicyConfig {
     /// `processing.max.buffered.records`: records fetched and not started before no more
     /// are taken. Default 1,000.
     pub max_buffered: usize,
+    /// `processing.max.buffered.records.per.key`: under `key` ordering, records of one key
+    /// fetched and not started before its partition is paused. Default 250.
+    pub max_buffered_per_key: usize,
     /// `processing.revocation.timeout.ms`: how long a revocation waits for the records of
     /// the partitions revoked that are in the handler. Default 30 s.
     pub revocation_timeout: Duration,
@@ -69,6 +72,7 @@ impl Default for PolicyConfig {
             ordering: ProcessingOrder::Partition,
             max_concurrency: 1,
             max_buffered: 1000,
+            max_buffered_per_key: 250,
             revocation_timeout: Duration::from_secs(30),
         }
     }
@@ -133,6 +137,9 @@ impl Configurable<ConsumerSetting> for PolicyConfig {
             ConsumerSetting::ProcessingOrdering(o) => self.ordering = *o,
             ConsumerSetting::ProcessingMaxConcurrency(n) => self.max_concurrency = *n,
             ConsumerSetting::ProcessingMaxBufferedRecords(n) => self.max_buffered = *n,
+            ConsumerSetting::ProcessingMaxBufferedRecordsPerKey(n) => {
+                self.max_buffered_per_key = *n
+            }
             ConsumerSetting::ProcessingRevocationTimeout(d) => self.revocation_timeout = *d,
             _ => return false,
         }

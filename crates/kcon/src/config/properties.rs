@@ -167,6 +167,8 @@ pub enum ConsumerSetting {
     ProcessingMaxConcurrency(usize),
     /// `processing.max.buffered.records`.
     ProcessingMaxBufferedRecords(usize),
+    /// `processing.max.buffered.records.per.key`.
+    ProcessingMaxBufferedRecordsPerKey(usize),
     /// `processing.revocation.timeout.ms`.
     ProcessingRevocationTimeout(Duration),
 }
@@ -378,6 +380,22 @@ pub static PROPERTIES: &[Property<ConsumerSetting>] = &[
             max: MAX_COUNT,
             allowed: FROM_1,
             setting: ConsumerSetting::ProcessingMaxBufferedRecords,
+        },
+    },
+    Property {
+        name: "processing.max.buffered.records.per.key",
+        aliases: &[],
+        default: DefaultValue::Value("250"),
+        parts: &[POLICY],
+        doc: "kcon's own: under processing.ordering=key, how many records of one key a \
+              Processor keeps fetched and not started before it pauses the key's partition \
+              (resumed once none of the partition's records waits), so that one hot key \
+              cannot take the whole processing.max.buffered.records.",
+        kind: Kind::Count {
+            min: 1,
+            max: MAX_COUNT,
+            allowed: FROM_1,
+            setting: ConsumerSetting::ProcessingMaxBufferedRecordsPerKey,
         },
     },
     Property {

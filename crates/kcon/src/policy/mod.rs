@@ -52,7 +52,8 @@
 //! member that next takes the partition (after a restart or a rebalance) passes them over; any
 //! other client processes them again (at least once either way). At most
 //! `processing.max.buffered.records` records wait unstarted: past that, the partitions with
-//! records waiting are paused until theirs have started. A revocation waits (at most
+//! records waiting are paused until theirs have started; under `key`, so is the partition of a
+//! key with more than `processing.max.buffered.records.per.key` records waiting. A revocation waits (at most
 //! `processing.revocation.timeout.ms`) for the records of its partitions in the handler, drops
 //! those not started, and commits the partitions as far as they were done with before they go:
 //! no record is in two members' handlers at once. A lost partition commits nothing.

@@ -109,15 +109,19 @@ impl Scheduler {
         }
     }
 
-    /// `record` arrived: it waits behind its unit's records.
-    pub(crate) fn push(&mut self, record: Record) {
+    /// `record` arrived: it waits behind its unit's records. How many of its unit's records
+    /// wait unstarted now.
+    pub(crate) fn push(&mut self, record: Record) -> usize {
         let unit = self.ordering.unit(&record);
         *self.waiting.entry(unit.partition().clone()).or_default() += 1;
         let queue = self.units.entry(unit.clone()).or_default();
         queue.records.push_back(record);
-        if queue.records.len() == 1 && queue.startable() {
+        let len = queue.records.len();
+        let waiting = len - usize::from(queue.running);
+        if len == 1 && queue.startable() {
             self.ready.push_back(unit);
         }
+        waiting
     }
 
     /// The next record to start, if one may: fewer than `max_running` run and a unit's head

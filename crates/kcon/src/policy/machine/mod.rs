@@ -276,6 +276,8 @@ pub(crate) struct PolicyMachine {
     pause_on_retry: bool,
     /// `processing.max.buffered.records`.
     max_buffered: usize,
+    /// `processing.max.buffered.records.per.key`, under `key` ordering.
+    max_per_key: Option<usize>,
     /// The records waiting and running, by ordering unit.
     scheduler: Scheduler,
     /// The retry state of heads that failed.
@@ -325,6 +327,8 @@ impl PolicyMachine {
             rng: fastrand::Rng::with_seed(seed),
             pause_on_retry: config.ordering == Ordering::Partition,
             max_buffered: config.max_buffered.max(1),
+            max_per_key: (config.ordering == Ordering::Key && delivery == Delivery::Partitions)
+                .then_some(config.max_buffered_per_key.max(1)),
             scheduler: Scheduler::new(config.ordering, config.max_concurrency),
             heads: BTreeMap::new(),
             partitions: BTreeMap::new(),
@@ -406,6 +410,8 @@ impl PolicyMachine {
         }
         let partition = self.partitions.entry(tp.clone()).or_default();
         let mut passed = 0;
+        // A key of the partition has more records waiting than its bound.
+        let mut hot = false;
         for record in records {
             partition.progress.received(record.offset);
             if let Some(done) = self.done_before.get(&tp) {
@@ -419,7 +425,8 @@ impl PolicyMachine {
                     self.done_before.remove(&tp);
                 }
             }
-            self.scheduler.push(record);
+            let waiting = self.scheduler.push(record);
+            hot |= self.max_per_key.is_some_and(|bound| waiting > bound);
         }
         if passed > 0 {
             self.counts.done_before(&tp, passed);
@@ -435,6 +442,9 @@ impl PolicyMachine {
             }
         }
         self.pump(now);
+        if hot {
+            self.press(tp.clone());
+        }
         self.bound_buffer(Some(&tp));
     }
 
@@ -667,10 +677,17 @@ impl PolicyMachine {
                 .collect(),
         };
         for tp in pause {
-            let retrying = self.partitions.get(&tp).is_some_and(|p| p.paused);
-            if !retrying && self.pressed.insert(tp.clone()) {
-                self.events.push_back(Event::Pause(tp));
-            }
+            self.press(tp);
+        }
+    }
+
+    /// Pauses `tp` until none of its records waits unstarted (the buffer's bound, or a key's:
+    /// [`bound_buffer`](Self::bound_buffer), [`records`](Self::records)), unless it is paused
+    /// for a retry already.
+    fn press(&mut self, tp: TopicPartition) {
+        let retrying = self.partitions.get(&tp).is_some_and(|p| p.paused);
+        if !retrying && self.scheduler.waiting(&tp) > 0 && self.pressed.insert(tp.clone()) {
+            self.events.push_back(Event::Pause(tp));
         }
     }
 

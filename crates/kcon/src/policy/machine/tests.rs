@@ -813,6 +813,65 @@ fn a_full_buffer_pauses_the_partitions_with_records_waiting_until_theirs_started
     assert_eq!(s.stored(A), Some(5));
 }
 
+/// Under `key` ordering, one key with more records waiting than
+/// `processing.max.buffered.records.per.key` pauses its partition, far below the buffer's
+/// bound, until none of the partition's records waits; the other partitions flow, and its own
+/// other keys run meanwhile. Under `partition` ordering the per-key bound does not apply (the
+/// partition is the unit: the buffer's bound is its bound).
+#[test]
+fn a_hot_key_pauses_its_partition_alone_far_below_the_buffers_bound() {
+    let mut s = Sim::new(&[
+        ("processing.ordering", "key"),
+        ("processing.max.concurrency", "5"),
+        ("processing.max.buffered.records", "100"),
+        ("processing.max.buffered.records.per.key", "3"),
+    ]);
+    s.feed_keyed(B, [(0, Some("b")), (1, Some("c"))]);
+    s.feed_keyed(
+        A,
+        [
+            (0, Some("h")),
+            (1, Some("x")),
+            (2, Some("h")),
+            (3, Some("h")),
+        ],
+    );
+    assert!(!s.is_paused(A), "two of h wait: within its bound");
+    s.feed_keyed(A, [(4, Some("h")), (5, Some("h")), (6, Some("y"))]);
+    assert_eq!(s.m().buffered(), 4, "h's four after its first");
+    assert!(s.is_paused(A), "four of h wait, past its bound of 3");
+    assert!(!s.is_paused(B), "nothing of B waits: it flows");
+    let out: Vec<i64> = s
+        .all_out()
+        .iter()
+        .filter(|o| o.0 == A)
+        .map(|o| o.1)
+        .collect();
+    assert_eq!(out, [0, 1, 6], "the partition's other keys run beside h");
+    s.answer_at(A, 1, Outcome::Done);
+    s.answer_at(A, 6, Outcome::Done);
+    for offset in [0, 2, 3, 4] {
+        assert!(s.is_paused(A), "h's records after {offset} wait");
+        s.answer_at(A, offset, Outcome::Done);
+    }
+    assert!(
+        !s.is_paused(A),
+        "h's last record started: nothing of A waits"
+    );
+    s.answer_all(Outcome::Done);
+    assert_eq!(s.stored(A), Some(6));
+
+    let mut s = Sim::new(&[
+        ("processing.max.buffered.records", "100"),
+        ("processing.max.buffered.records.per.key", "3"),
+    ]);
+    s.feed(A, 0..10);
+    assert!(
+        !s.is_paused(A),
+        "under partition ordering only the buffer's bound counts"
+    );
+}
+
 /// When the records done with above the stored offset no longer fit in 4,096 bytes of
 /// metadata, the metadata names those it can (what it names was done with: the world checks
 /// it), the hooks hear up to where, and the counts say so.
