@@ -124,7 +124,8 @@ async fn exactly_once_processor_futures_are_send(consumer: Consumer, producer: P
         sink.send(ProducerRecord::new("out", r.value.clone()));
         Ok(())
     };
-    send(&processor.run_until(async {}, handler));
+    send(&processor.run_until(async {}, handler.clone()));
+    send(&processor.run_concurrently_until(async {}, handler));
     send(&processor.commit());
     send(&processor.close());
 }

@@ -263,7 +263,7 @@ async fn a_key_that_always_fails_is_dead_lettered_alone_each_record_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_takes_one_record_at_a_time_and_the_exactly_once_mode_keeps_partition_order() {
+async fn run_takes_one_record_at_a_time() {
     let topic = unique_name("keyed");
     let b = kafka_with(&[(&topic, 1)]).await;
     let mut processor = keyed(b, &topic, &[("processing.max.concurrency", "4")]);
@@ -271,29 +271,102 @@ async fn run_takes_one_record_at_a_time_and_the_exactly_once_mode_keeps_partitio
     assert_eq!(e.kind(), ErrorKind::Config);
     assert_eq!(e.property(), Some("processing.max.concurrency"));
     processor.close().await.unwrap();
+}
 
-    for (name, value) in [
-        ("processing.ordering", "key"),
-        ("processing.max.concurrency", "2"),
-    ] {
-        let c = consumer(
-            b,
-            &unique_name("g"),
-            &topic,
-            &[("enable.auto.commit", "false")],
-        );
-        let p = Producer::builder()
-            .bootstrap_servers(b)
-            .set("transactional.id", unique_name("tx"))
-            .build()
-            .unwrap();
-        let e = Processor::builder(c)
-            .set(name, value)
-            .exactly_once(p)
-            .build()
-            .unwrap_err();
-        assert_eq!(e.property(), Some(name), "{e}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exactly_once_mode_runs_a_batchs_keys_side_by_side_and_writes_each_output_once() {
+    // 600 records of 30 keys over three partitions, eight in the handler at once, each
+    // handling sending one output to one partition in the processor's transactions; k0's
+    // fourth record sends an output and then fails once (retriably): that try's output is
+    // dropped, and the records of other keys done with meanwhile wait with their transaction
+    // for the retry (committing them without k0:3's offset would write their outputs again
+    // after a restart).
+    let (input, output) = (unique_name("keyed"), unique_name("out"));
+    let b = kafka_with(&[(&input, 3), (&output, 1)]).await;
+    produce_keyed(&producer(b), &input, 30, 20).await;
+    let group = unique_name("g");
+    let c = consumer(
+        b,
+        &group,
+        &input,
+        &[
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+        ],
+    );
+    let p = Producer::builder()
+        .bootstrap_servers(b)
+        .set("transactional.id", unique_name("tx"))
+        .build()
+        .unwrap();
+    let mut processor = Processor::builder(c)
+        .key(StringDeserializer)
+        .value(StringDeserializer)
+        .set("processing.ordering", "key")
+        .set("processing.max.concurrency", "8")
+        .set("errors.retry.backoff.ms", "200")
+        .set("errors.retry.delay.max.ms", "200")
+        .exactly_once(p)
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    let log = Arc::new(Log::default());
+    let seen = log.clone();
+    let stop = until(processor.metrics_handle(), |m| m.records_processed == 600);
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async |r| {
+            seen.start(r);
+            let out = ProducerRecord::new(output.clone(), format!("out:{}", r.value))
+                .with_key(r.key.clone())
+                .with_partition(0);
+            sink.send(out);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.end();
+            if r.value == "k0:3" && r.attempt == 1 {
+                return Err(Failure::retriable("k0:3 fails once"));
+            }
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    let counts = processor.transactions().expect("the exactly-once mode");
+    let m = processor.metrics();
+    processor.close().await.unwrap();
+    assert_eq!(counts.aborted, 0, "{counts:?}");
+    assert_eq!(m.records_retried, 1);
+    assert!(
+        log.most.load(Ordering::SeqCst) > 1,
+        "records ran side by side"
+    );
+    for (key, seqs) in log.by_key.lock().unwrap().iter() {
+        let mut want: Vec<usize> = (0..20).collect();
+        if key == "k0" {
+            want.insert(4, 3);
+        }
+        assert_eq!(*seqs, want, "{key}'s records started in order, k0:3 twice");
     }
+
+    // Each output once, each key's in its order; the input committed to its end.
+    let outputs = kcon_tests::policy::read_exactly_at(b, &output, 1, 600, "read_committed").await;
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in &outputs {
+        let value = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+        let (key, seq) = value.trim_start_matches("out:").split_once(':').unwrap();
+        by_key
+            .entry(key.to_owned())
+            .or_default()
+            .push(seq.parse().unwrap());
+    }
+    assert_eq!(by_key.len(), 30);
+    for (key, seqs) in &by_key {
+        assert_eq!(*seqs, (0..20).collect::<Vec<usize>>(), "{key}'s outputs");
+    }
+    let ends = committed(b, &group, &input, 3).await;
+    let total: i64 = ends.values().map(|c| c.expect("committed")).sum();
+    assert_eq!(total, 600, "{ends:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,7 +93,12 @@
 //! a consume-transform-produce pipeline: the records the handler sends to the processor's
 //! [`Sink`] while it handles a record, the dead letters, and the offsets past the records done
 //! with go in one transaction of that producer. A transaction commits when nothing is ready to
-//! do (the batch handed out is done, or what is left waits for a retry) and when a run stops:
+//! do (the batch handed out is done, or what is left waits for a retry) and when a run stops,
+//! but never while a record is done with above one that is not (records side by side, a retry
+//! waiting under `key`): that record's outputs would be committed without its offset, so the
+//! transaction waits for the retry, and a run ending first aborts it. Under
+//! [`run_concurrently`](Processor::run_concurrently) a batch's records run side by side, each
+//! with outputs of its own, and the next batch is fetched once the transaction committed. So
 //! a batch's outputs, dead letters and input offsets take effect together or not at all, and
 //! the rules above hold inside transactions (a retried record's failed tries leave no output; a
 //! dead letter is written in the transaction of its record's offset). The offsets go with the
@@ -429,23 +434,6 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
         let config = policy_config(&self.properties, consumer.delivery())?;
         if let Some(producer) = &self.transactional {
             consumer.transactional()?;
-            // A transaction commits the offsets of the records done with, and a record done
-            // with above one not yet done with would have its outputs committed without its
-            // offset: processed again after a restart.
-            if config.ordering != ProcessingOrder::Partition {
-                return Err(Error::config(
-                    "processing.ordering",
-                    &config.ordering.to_string(),
-                    "partition in the exactly-once mode",
-                ));
-            }
-            if config.max_concurrency > 1 {
-                return Err(Error::config(
-                    "processing.max.concurrency",
-                    &config.max_concurrency.to_string(),
-                    "1 in the exactly-once mode",
-                ));
-            }
             if producer.config().transactional_id.is_none() {
                 return Err(Error::config(
                     "transactional.id",
@@ -521,8 +509,8 @@ impl<K, V, S: RecordSource> ProcessorBuilder<K, V, S> {
                     .extend_from_slice(partitions);
             }),
         )?;
-        // The exactly-once mode keeps partition order, one record at a time: its revocations
-        // find nothing in the handler, and its offsets go in transactions.
+        // The exactly-once mode takes the consumer's next batch (where revocations happen) only
+        // once nothing is in the handler, and its offsets go in transactions: nothing to hold.
         let hold = (consumer.delivery() == Delivery::Partitions && self.transactional.is_none())
             .then(|| Arc::new(RevocationHold::new(config.revocation_timeout)));
         if let Some(hold) = &hold {
@@ -649,7 +637,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                         if is_ready(stop.as_mut()) {
                             // The work stays out: the next run's `call` asks for it again.
                             self.parts.publish(&self.driver.machine, true);
-                            return self.commit_transaction().await;
+                            return self.end_transaction().await;
                         }
                         let id = out.id;
                         let done = self.carry_out(out, &mut handler).await;
@@ -668,7 +656,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                     Turn::Stop(reason) => {
                         let stopped = self.stopped(reason);
                         // What was done with before the record at fault is committed.
-                        self.commit_transaction().await?;
+                        self.end_transaction().await?;
                         return Err(stopped);
                     }
                     Turn::Error(e) => return Err(e),
@@ -723,8 +711,15 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
     ///
     /// When `stop` completes, or a record stops the run, the records in the handler are
     /// finished first (a record that fails for good meanwhile waits for the next run); none
-    /// is started after it. The exactly-once mode runs with [`run_until`](Processor::run_until)
-    /// only (refused here, [`ErrorKind::Misuse`]).
+    /// is started after it.
+    ///
+    /// In the exactly-once mode a fetched batch's records run side by side, each with outputs
+    /// of its own (what its handler sends to the [`Sink`] while it runs), and the batch's
+    /// transaction commits once none of them is in the handler and nothing is ready: the next
+    /// batch is fetched after that. A transaction never commits while a record is done with
+    /// above one that is not (a retry waits under `key` ordering): its outputs would be
+    /// committed without its offset. It waits for the retry instead, and a run ending then
+    /// aborts it (its records come again).
     ///
     /// # Cancel safety
     ///
@@ -740,9 +735,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         use futures_util::stream::FuturesUnordered;
 
         if self.parts.transactions.is_some() {
-            return Err(Error::misuse(
-                "the exactly-once mode runs one record at a time: call run or run_until",
-            ));
+            return self.run_transactions_concurrently(stop, handler).await;
         }
         let mut stop = std::pin::pin!(stop);
         self.driver.call(now(), &mut self.parts)?;
@@ -823,6 +816,130 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                 // The consumer began revoking partitions: told at the next turn.
                 () = revocation(self.parts.hold.as_deref()) => {}
                 () = sleep_until(retry_at), if ending.is_none() => self.driver.timeout(now()),
+                batch = Source::recv_batch(&mut self.parts.consumer), if fetch => {
+                    if let Err(e) = self.driver.batch(now(), batch, &mut self.parts) {
+                        ending = Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`run_concurrently_until`](Processor::run_concurrently_until) in the exactly-once mode:
+    /// a batch at a time, its records side by side, its transaction committed when none runs
+    /// and nothing is ready.
+    async fn run_transactions_concurrently<F, H>(
+        &mut self,
+        stop: F,
+        handler: H,
+    ) -> Result<(), Error>
+    where
+        F: Future<Output = ()>,
+        H: AsyncFn(&Decoded<K::Output, V::Output>) -> Result<(), Failure>,
+    {
+        use futures_util::StreamExt as _;
+        use futures_util::stream::FuturesUnordered;
+
+        let mut stop = std::pin::pin!(stop);
+        self.start_transactions().await?;
+        self.driver.call(now(), &mut self.parts)?;
+        let handler = &handler;
+        let mut running = FuturesUnordered::new();
+        let mut ending: Option<Result<(), Error>> = None;
+        loop {
+            while ending.is_none() {
+                match self.driver.turn(now(), &mut self.parts) {
+                    Turn::Step(out) => {
+                        if is_ready(stop.as_mut()) {
+                            // The work stays out: the next run's `call` asks for it again.
+                            ending = Some(Ok(()));
+                            break;
+                        }
+                        match out.request {
+                            // Records are decoded here, one at a time, so that what runs side by
+                            // side borrows the handler only.
+                            Work::Process { record, attempt } => {
+                                self.hold_in_transaction(&record);
+                                let id = out.id;
+                                match decode(record, &self.key, &self.value).await {
+                                    Ok(mut decoded) => {
+                                        decoded.attempt = attempt;
+                                        running.push(async move {
+                                            let (result, outputs) =
+                                                transaction::WithOutputs::new(handler(&decoded))
+                                                    .await;
+                                            let outcome = match result {
+                                                Ok(()) => Outcome::Done,
+                                                Err(failure) => Outcome::Failed(failure.info()),
+                                            };
+                                            (id, outcome, outputs)
+                                        });
+                                    }
+                                    Err(failure) => {
+                                        let failed = Outcome::Failed(FailureInfo::from(&failure));
+                                        let done = Done::Processed(failed);
+                                        self.driver.answered(now(), id, Ok(done), &mut self.parts);
+                                    }
+                                }
+                            }
+                            // A dead letter is written in the transaction, between handlings.
+                            Work::DeadLetter {
+                                record,
+                                failure,
+                                attempts,
+                            } => {
+                                self.hold_in_transaction(&record);
+                                let result =
+                                    self.write_dead_letter(&record, &failure, attempts).await;
+                                if let Err(e) = &result {
+                                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
+                                }
+                                let done = Done::DeadLettered(result);
+                                self.driver
+                                    .answered(now(), out.id, Ok(done), &mut self.parts);
+                            }
+                        }
+                    }
+                    Turn::Wait => break,
+                    Turn::Stop(reason) => ending = Some(Err(self.stopped(reason))),
+                    Turn::Error(e) => ending = Some(Err(e)),
+                }
+            }
+            if !running.is_empty() {
+                let retry_at = self.driver.machine.poll_timeout().map(Instant::from_std);
+                tokio::select! {
+                    biased;
+                    Some((id, outcome, outputs)) = running.next() => {
+                        if let Some(t) = self.parts.transactions.as_mut() {
+                            // A failed try's outputs are dropped: a retry makes them again.
+                            if matches!(outcome, Outcome::Done) {
+                                t.sink.extend(outputs);
+                                t.send_outputs().await;
+                            }
+                        }
+                        self.driver.answered(now(), id, Ok(Done::Processed(outcome)), &mut self.parts);
+                    }
+                    () = &mut stop, if ending.is_none() => ending = Some(Ok(())),
+                    () = sleep_until(retry_at), if ending.is_none() => self.driver.timeout(now()),
+                }
+                continue;
+            }
+            // Nothing runs and nothing is ready: the batch's transaction commits (or, records
+            // being done with above one waiting for its retry, waits for it; a run ending then
+            // aborts it).
+            if let Some(end) = ending.take() {
+                self.parts.publish(&self.driver.machine, true);
+                self.end_transaction().await?;
+                return end;
+            }
+            self.commit_transaction().await?;
+            let retry_at = self.driver.machine.poll_timeout().map(Instant::from_std);
+            let fetch =
+                self.driver.machine.wants_records() && !self.driver.machine.finished_above();
+            tokio::select! {
+                biased;
+                () = &mut stop => ending = Some(Ok(())),
+                () = sleep_until(retry_at) => self.driver.timeout(now()),
                 batch = Source::recv_batch(&mut self.parts.consumer), if fetch => {
                     if let Err(e) = self.driver.batch(now(), batch, &mut self.parts) {
                         ending = Some(Err(e));

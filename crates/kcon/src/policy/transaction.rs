@@ -46,16 +46,38 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// ([`Processor::sink`](crate::Processor::sink)). Clone it into the handler.
 ///
 /// The records sent while the handler runs are written in the processor's transaction once it
-/// returns `Ok`; when it fails, they are dropped (a retry makes them again).
+/// returns `Ok`; when it fails, they are dropped (a retry makes them again). Under
+/// [`run_concurrently`](crate::Processor::run_concurrently) each record in the handler has
+/// outputs of its own: a send made while the handler's future is polled goes with that record
+/// (send from the handler's future itself, not from a task it spawns).
 #[derive(Clone, Debug)]
 pub struct Sink {
-    outputs: Arc<Mutex<Vec<ProducerRecord>>>,
+    outputs: Outputs,
+}
+
+/// Outputs sent and not yet taken.
+type Outputs = Arc<Mutex<Vec<ProducerRecord>>>;
+
+thread_local! {
+    /// The outputs of the record whose handler is being polled on this thread, under
+    /// `run_concurrently` ([`WithOutputs`]).
+    static HANDLING: std::cell::RefCell<Option<Outputs>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Sink {
     /// Sends `record` with the outputs of the record in the handler.
     pub fn send(&self, record: ProducerRecord) {
-        self.outputs().push(record);
+        let handling = HANDLING.with(|h| h.borrow().clone());
+        let outputs = handling.as_ref().unwrap_or(&self.outputs);
+        outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+
+    /// Puts `records` with the outputs to send next.
+    pub(crate) fn extend(&self, records: Vec<ProducerRecord>) {
+        self.outputs().extend(records);
     }
 
     /// The outputs sent since the last take.
@@ -65,6 +87,41 @@ impl Sink {
 
     fn outputs(&self) -> MutexGuard<'_, Vec<ProducerRecord>> {
         self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A record's handling under `run_concurrently` in the exactly-once mode: while it is polled,
+/// what the handler sends to the [`Sink`] goes to this record's outputs, returned beside the
+/// handling's outcome.
+pub(crate) struct WithOutputs<F> {
+    outputs: Outputs,
+    handling: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> WithOutputs<F> {
+    pub(crate) fn new(handling: F) -> WithOutputs<F> {
+        WithOutputs {
+            outputs: Outputs::default(),
+            handling: Box::pin(handling),
+        }
+    }
+}
+
+impl<F: Future> Future for WithOutputs<F> {
+    type Output = (F::Output, Vec<ProducerRecord>);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let outer = HANDLING.with(|h| h.replace(Some(self.outputs.clone())));
+        let polled = self.handling.as_mut().poll(cx);
+        HANDLING.with(|h| *h.borrow_mut() = outer);
+        polled.map(|out| {
+            let outputs =
+                std::mem::take(&mut *self.outputs.lock().unwrap_or_else(|p| p.into_inner()));
+            (out, outputs)
+        })
     }
 }
 
@@ -390,6 +447,11 @@ impl<K, V, S: RecordSource> Processor<K, V, S> {
             t.open = None;
             return Ok(());
         }
+        if self.driver.machine.finished_above() {
+            // A record done with above one waiting for its retry (records run side by side):
+            // its outputs would be committed without its offset. The transaction waits.
+            return Ok(());
+        }
         for deliveries in std::mem::take(&mut open.deliveries) {
             if let Some(Err(e)) = deliveries.await.into_iter().find(Result::is_err) {
                 return self.transaction_failed(e, Step::Open).await;
@@ -445,6 +507,20 @@ impl<K, V, S: RecordSource> Processor<K, V, S> {
         self.committed();
         debug!(partitions = inputs, outputs, "transaction committed");
         Ok(())
+    }
+
+    /// As a run ends: the open transaction commits, or, a record being done with above one
+    /// that is not (a retry waited), it is aborted and its records come again.
+    pub(super) async fn end_transaction(&mut self) -> Result<(), Error> {
+        let open = self
+            .parts
+            .transactions
+            .as_ref()
+            .is_some_and(|t| t.open.is_some());
+        if open && self.driver.machine.finished_above() {
+            return self.abort_transaction().await;
+        }
+        self.commit_transaction().await
     }
 
     /// A producer call of the open transaction, made at `step`, failed with `e`.

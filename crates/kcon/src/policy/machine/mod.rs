@@ -623,6 +623,15 @@ impl PolicyMachine {
         self.partitions.iter().map(|(tp, p)| (tp, p.progress.gap()))
     }
 
+    /// Whether a record of a partition is done with above one that is not (the exactly-once
+    /// mode commits no transaction then: the record's outputs would be committed without its
+    /// offset).
+    pub(crate) fn finished_above(&self) -> bool {
+        self.partitions
+            .values()
+            .any(|p| p.progress.finished_above())
+    }
+
     /// Records with the driver now (in the handler, or being dead-lettered).
     pub(crate) fn running(&self) -> usize {
         self.out.len()
