@@ -433,6 +433,12 @@ async fn a_member_taking_over_passes_over_what_the_commits_metadata_names_as_don
         samples[&format!("kcon_policy_records_buffered{labels}")],
         9.0
     );
+    assert_eq!(
+        samples[&format!("kcon_policy_records_waiting_for_key{labels}")],
+        9.0,
+        "k0's nine behind k0:0"
+    );
+    assert_eq!(m.records_waiting_for_key, 9);
     first.close().await.unwrap();
     let at = committed(b, &group, &topic, 1).await;
     assert_eq!(

@@ -29,6 +29,7 @@ use crate::series::{Value, base_labels};
 /// | `kcon_policy_records_waiting` | gauge | records fetched and not yet done with |
 /// | `kcon_policy_records_running` | gauge | records in the handler (or being dead-lettered) now |
 /// | `kcon_policy_records_buffered` | gauge | records fetched and not started |
+/// | `kcon_policy_records_waiting_for_key` | gauge | of those, records waiting behind an earlier record of their key |
 /// | `kcon_policy_records_done_before_total` | counter | per partition: records passed over because the commit's metadata said they were done with |
 /// | `kcon_policy_metadata_cut_total` | counter | per partition: times the records done with above the committed offset did not all fit in the metadata |
 /// | `kcon_policy_metadata_bytes` | gauge | per partition: the bytes of the commit metadata last written |
@@ -150,6 +151,11 @@ impl Collector for ProcessorCollector {
                 "kcon_policy_records_buffered",
                 "Records fetched and not started.",
                 Value::Gauge(Some(m.records_buffered as f64)),
+            ),
+            (
+                "kcon_policy_records_waiting_for_key",
+                "Records fetched and waiting behind an earlier record of their key.",
+                Value::Gauge(Some(m.records_waiting_for_key as f64)),
             ),
         ];
         for (name, help, value) in whole {

@@ -137,6 +137,7 @@ impl Counts {
             records_waiting: waiting,
             records_running: running,
             records_buffered: buffered,
+            records_waiting_for_key: 0,
         }
     }
 
@@ -192,6 +193,11 @@ pub struct PolicyMetrics {
     /// Records fetched and not started: waiting their turn (behind a record of their
     /// ordering unit, or for a free place in the handler) or their retry.
     pub records_buffered: usize,
+    /// Of those buffered, the records waiting behind an earlier record of their key (under
+    /// `processing.ordering=key`; of their partition under `partition`): held back by their
+    /// order, not by the places in the handler. Many while the handler has free places means
+    /// few keys carry the load.
+    pub records_waiting_for_key: usize,
 }
 
 /// Reads a [`Processor`](crate::Processor)'s counts from any task or thread; cheap to clone.

@@ -1414,6 +1414,7 @@ fn snapshot(machine: &PolicyMachine) -> PolicyMetrics {
     for (tp, gap) in machine.gaps() {
         m.partitions.entry(tp.clone()).or_default().gap = gap;
     }
+    m.records_waiting_for_key = machine.behind();
     m
 }
 

@@ -296,6 +296,16 @@ impl Scheduler {
         self.waiting.get(tp).copied().unwrap_or(0)
     }
 
+    /// Records waiting behind an earlier record of their unit (running, waiting for its retry,
+    /// or next to start), all partitions together: held back by their order, not by the
+    /// places in the handler.
+    pub(crate) fn behind(&self) -> usize {
+        self.units
+            .values()
+            .map(|q| q.records.len().saturating_sub(1))
+            .sum()
+    }
+
     /// Records not running, all partitions together.
     pub(crate) fn waiting_total(&self) -> usize {
         self.waiting.values().sum()

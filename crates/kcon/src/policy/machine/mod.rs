@@ -637,6 +637,12 @@ impl PolicyMachine {
         self.out.len()
     }
 
+    /// Records received and waiting behind an earlier record of their ordering unit (their
+    /// key, under `key`).
+    pub(crate) fn behind(&self) -> usize {
+        self.scheduler.behind()
+    }
+
     /// Records received and not started (waiting their turn or their retry).
     pub(crate) fn buffered(&self) -> usize {
         self.scheduler.waiting_total()

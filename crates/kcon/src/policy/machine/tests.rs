@@ -528,6 +528,7 @@ fn keys_run_side_by_side_and_the_stored_offset_waits_for_the_lowest_record() {
         [(A, 0, 1), (A, 1, 1), (A, 3, 1)],
         "a's second record waits for its first"
     );
+    assert_eq!(s.m().behind(), 1, "2 waits behind 0, its key's");
     s.answer_at(A, 1, Outcome::Done);
     s.answer_at(A, 3, Outcome::Done);
     assert_eq!(
