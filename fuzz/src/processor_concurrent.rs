@@ -8,6 +8,16 @@ pub fn run(data: &[u8]) {
     kcon::fuzzing::processor_concurrent(data);
 }
 
+/// The allocation the target allows beyond [`bounded`](crate::bounded)'s share of the input.
+/// The machine keeps the records handed to it until they start: up to
+/// `processing.max.buffered.records` (1,000 in the largest setup) and a batch, all in one unit's
+/// queue under `partition` ordering, a queue that doubles as it grows. That bounds its largest
+/// allocation by the setup, not the input, since a record costs little more than a byte of
+/// input here.
+pub fn allowance() -> usize {
+    2 * 1024 * std::mem::size_of::<kcon::Record>()
+}
+
 /// Hand-made seeds for `corpus/processor_concurrent/`, each checked here to do what it is
 /// named for; `cargo test --manifest-path fuzz/Cargo.toml --lib -- --ignored --exact
 /// processor_concurrent::tests::write_seeds` writes them.
@@ -98,6 +108,19 @@ mod tests {
                 _ => assert!(run.released == 1 && run.pressed > 0, "{name}: {run:?}"),
             }
         }
+    }
+
+    /// Inputs that once failed: more than 512 records of one partition waiting under
+    /// `partition` ordering, one at a time, the buffer's bound at 1,000, grew the partition's
+    /// queue past the input's share of the allocation bound (records held up to the buffer's
+    /// bound are the setup's cost, see [`allowance`]).
+    #[test]
+    fn regressions_pass_within_the_bound() {
+        let regressions = crate::corpus::regressions("processor_concurrent");
+        for (_, data) in &regressions {
+            crate::bounded(data, allowance(), run);
+        }
+        assert!(!regressions.is_empty(), "no regression inputs");
     }
 
     #[test]

@@ -478,7 +478,10 @@ fn drain(
             }
             Output::Event(ShareEvent::Committed(id)) => {
                 // One event tells every commit up to its own done, in the order asked.
-                assert!(app.commits.contains(&id), "commit {id} told done twice or unasked");
+                assert!(
+                    app.commits.contains(&id),
+                    "commit {id} told done twice or unasked"
+                );
                 while let Some(c) = app.commits.pop_front() {
                     app.committed += 1;
                     if c == id {
