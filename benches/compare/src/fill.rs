@@ -30,25 +30,48 @@ pub fn main(args: &Args) -> Result<(), BoxError> {
     let size: usize = args.number("size")?;
     let batch: i64 = args.number("batch")?;
     let codec = codec(args.required("codec")?)?;
+    let keys: Option<u64> = match args.optional("keys") {
+        Some(_) => Some(args.number("keys")?).filter(|&k| k > 0),
+        None => None,
+    };
     runtime()?.block_on(async move {
         let pool = pool(&bootstrap)?;
         create_topic(&pool, &topic, partitions).await?;
-        let per_partition: Vec<i64> = (0..i64::from(partitions))
-            .map(|p| {
-                records / i64::from(partitions) + i64::from(p < records % i64::from(partitions))
-            })
-            .collect();
+        // With keys, each partition's record numbers, in order: record i has key i mod K and
+        // goes to partition (i mod K) mod P, so that a key lives in one partition.
+        let numbered: Option<Vec<Vec<u64>>> = keys.map(|k| {
+            let mut plan = vec![Vec::new(); partitions as usize];
+            for i in 0..records as u64 {
+                plan[((i % k) % partitions as u64) as usize].push(i);
+            }
+            plan
+        });
+        let per_partition: Vec<i64> = match &numbered {
+            Some(plan) => plan.iter().map(|n| n.len() as i64).collect(),
+            None => (0..i64::from(partitions))
+                .map(|p| {
+                    records / i64::from(partitions) + i64::from(p < records % i64::from(partitions))
+                })
+                .collect(),
+        };
         // Partitions are filled side by side, each one batch after the other.
         let mut tasks = Vec::new();
         for (p, &count) in per_partition.iter().enumerate() {
             let (pool, topic) = (pool.clone(), topic.clone());
+            let numbers = numbered.as_ref().map(|plan| plan[p].clone());
             tasks.push(tokio::spawn(async move {
                 let mut values = Values::new(p as u64);
                 let mut produced = 0;
                 let mut compressed = 0;
                 while produced < count {
                     let n = batch.min(count - produced);
-                    let records = values.batch(n as usize, size, codec)?;
+                    let records = match (&numbers, keys) {
+                        (Some(numbers), Some(k)) => {
+                            let at = produced as usize;
+                            values.keyed_batch(&numbers[at..at + n as usize], k, size, codec)?
+                        }
+                        _ => values.batch(n as usize, size, codec)?,
+                    };
                     compressed += records.len();
                     let base = produce(&pool, &topic, p as i32, records).await?;
                     if base != produced {
@@ -278,6 +301,26 @@ impl Values {
         }
         self.line.truncate(size);
         &self.line
+    }
+
+    /// A batch of the records numbered `numbers`, each keyed with the eight digits of its
+    /// number mod `keys`, with `size`-byte values.
+    fn keyed_batch(
+        &mut self,
+        numbers: &[u64],
+        keys: u64,
+        size: usize,
+        codec: Compression,
+    ) -> Result<Bytes, BoxError> {
+        let mut b = RecordBatchBuilder::new(0).compression(codec);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for (i, n) in numbers.iter().enumerate() {
+            let key = format!("{:08}", n % keys);
+            b.record(now + i as i64, Some(key.as_bytes()), Some(self.value(size)));
+        }
+        Ok(b.build()?)
     }
 
     /// A batch of `n` records with `size`-byte values and no keys.

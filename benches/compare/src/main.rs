@@ -6,8 +6,10 @@
 //! Subcommands (every option is `--name value`):
 //!
 //! - `fill --bootstrap B --topic T --partitions P --records N --size S --codec none|lz4|zstd
-//!   --batch K`: creates the topic and produces N records of S-byte values, spread evenly over
-//!   the partitions, K records per batch. Prints one JSON line with each partition's count.
+//!   --batch K [--keys K2]`: creates the topic and produces N records of S-byte values, spread
+//!   evenly over the partitions, K records per batch. With `--keys`, record i has the key
+//!   `i mod K2` (eight digits) and goes to partition `(i mod K2) mod P`. Prints one JSON line
+//!   with each partition's count.
 //! - `consume --client C --bootstrap B --topic T --ends E0,E1,.. [--group G]`: consumes every
 //!   partition from offset 0 to its end `Ei` with client C (see [`Client`]), in a group when G is
 //!   given, else by assigning the partitions. Prints one JSON line: counts, times and the
@@ -28,6 +30,9 @@
 //!   N transactions of R records with a transactional producer (`src/txn.rs`).
 //! - `share --client kcon|kacrab|krafka --bootstrap B --topic T --group G --records N`: a share
 //!   group member reading N records (`src/share.rs`).
+//! - `process --client kcon --bootstrap B --topic T --group G --ends E0,E1,.. --keys K
+//!   --handler-ms M --concurrency C`: a `Processor` handling every record of T with
+//!   `run_concurrently`, C at once, ordered by key, each taking M ms (`src/process.rs`).
 
 mod args;
 mod confluent_client;
@@ -37,6 +42,7 @@ mod kcon_client;
 mod krafka_client;
 mod latency;
 mod member;
+mod process;
 mod produce;
 mod rdkafka_client;
 mod rskafka_client;
@@ -130,7 +136,9 @@ fn main() -> ExitCode {
     let started = SystemTime::now();
     let mut argv = std::env::args().skip(1);
     let Some(command) = argv.next() else {
-        eprintln!("usage: kcon-compare fill|consume|member|produce|txn|share --name value ...");
+        eprintln!(
+            "usage: kcon-compare fill|consume|member|produce|txn|share|process --name value ..."
+        );
         return ExitCode::from(2);
     };
     let result = Args::parse(argv).and_then(|args| match command.as_str() {
@@ -143,6 +151,7 @@ fn main() -> ExitCode {
         "latency" => latency::main(&args),
         "txn" => txn::main(&args),
         "share" => share::main(&args),
+        "process" => process::main(&args, started),
         other => Err(format!("unknown subcommand {other:?}").into()),
     });
     match result {
