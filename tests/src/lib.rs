@@ -17,6 +17,7 @@ pub mod hangup;
 pub mod kafka;
 pub mod kip848;
 pub mod logs;
+pub mod member;
 pub mod mock;
 pub mod offsets;
 pub mod peers;

@@ -10,18 +10,12 @@
 //!
 //! Usage: `concurrent_member BOOTSTRAP TOPIC GROUP INSTANCE`
 
-use std::io::Write;
 use std::time::Duration;
 
 use kcon::Processor;
 use kcon::deserialize::StringDeserializer;
+use kcon_tests::member::line;
 use tokio::signal::unix::{SignalKind, signal};
-
-fn line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
 
 #[tokio::main]
 async fn main() -> Result<(), kcon::Error> {

@@ -12,22 +12,16 @@
 //! transaction with records written.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kcon::Processor;
 use kcon_produce::{Producer, ProducerRecord};
+use kcon_tests::member::line;
 use kcon_tests::policy::after_a_batch;
 
 /// Records of a batch: at most this many, and a tenth of BATCH_MS each.
 const BATCH: u32 = 10;
-
-fn line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,10 +6,9 @@
 //!
 //! Usage: `processor_member BOOTSTRAP TOPIC GROUP DEAD_LETTER_TOPIC`
 
-use std::io::Write;
-
 use kcon::deserialize::{JsonDeserializer, StringDeserializer};
 use kcon::{Failure, FailureInfo, PolicyHooks, Processor, Record};
+use kcon_tests::member::line;
 use kcon_tests::policy::Order;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -22,12 +21,6 @@ impl PolicyHooks for Print {
             record.offset, record.partition
         ));
     }
-}
-
-fn line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }
 
 #[tokio::main]
