@@ -748,10 +748,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                     let outcome = match decode(record, key, value).await {
                         Ok(mut decoded) => {
                             decoded.attempt = attempt;
-                            match handler(&decoded).await {
-                                Ok(()) => Outcome::Done,
-                                Err(failure) => Outcome::Failed(failure.info()),
-                            }
+                            handled(handler(&decoded).await)
                         }
                         Err(failure) => Outcome::Failed(FailureInfo::from(&failure)),
                     };
@@ -762,10 +759,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                         Ok((copy, producer)) => send_dead_letter(&producer, copy).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = &result {
-                        warn!(topic = %at.topic, partition = at.partition, offset = at.offset, "dead-letter write failed: {}", e.reason);
-                    }
-                    (id, Done::DeadLettered(result))
+                    (id, dead_letter_written(&at, result))
                 }
             }
         };
@@ -868,11 +862,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                                             let (result, outputs) =
                                                 transaction::WithOutputs::new(handler(&decoded))
                                                     .await;
-                                            let outcome = match result {
-                                                Ok(()) => Outcome::Done,
-                                                Err(failure) => Outcome::Failed(failure.info()),
-                                            };
-                                            (id, outcome, outputs)
+                                            (id, handled(result), outputs)
                                         });
                                     }
                                     Err(failure) => {
@@ -888,13 +878,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                                 failure,
                                 attempts,
                             } => {
-                                self.hold_in_transaction(&record);
-                                let result =
-                                    self.write_dead_letter(&record, &failure, attempts).await;
-                                if let Err(e) = &result {
-                                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
-                                }
-                                let done = Done::DeadLettered(result);
+                                let done = self.carry_dead_letter(record, &failure, attempts).await;
                                 self.driver
                                     .answered(now(), out.id, Ok(done), &mut self.parts);
                             }
@@ -1148,10 +1132,7 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                                 Err(_) => drop(t.sink.take()),
                             }
                         }
-                        match outcome {
-                            Ok(()) => Outcome::Done,
-                            Err(failure) => Outcome::Failed(failure.info()),
-                        }
+                        handled(outcome)
                     }
                     Err(failure) => Outcome::Failed(FailureInfo::from(&failure)),
                 };
@@ -1161,15 +1142,21 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
                 record,
                 failure,
                 attempts,
-            } => {
-                self.hold_in_transaction(&record);
-                let result = self.write_dead_letter(&record, &failure, attempts).await;
-                if let Err(e) = &result {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
-                }
-                Done::DeadLettered(result)
-            }
+            } => self.carry_dead_letter(record, &failure, attempts).await,
         }
+    }
+
+    /// Writes `record`'s dead letter (in the open transaction in the exactly-once mode, which
+    /// holds the record from now on): the answer to its [`Work::DeadLetter`].
+    async fn carry_dead_letter(
+        &mut self,
+        record: crate::record::Record,
+        failure: &FailureInfo,
+        attempts: u32,
+    ) -> Done {
+        self.hold_in_transaction(&record);
+        let result = self.write_dead_letter(&record, failure, attempts).await;
+        dead_letter_written(&record, result)
     }
 
     async fn write_dead_letter(
@@ -1400,6 +1387,25 @@ impl<S: RecordSource> Parts for Shell<S> {
         self.next_publish = at + PUBLISH_EVERY;
         self.metrics.publish(snapshot(machine));
     }
+}
+
+/// What a handler's result makes of its record's try.
+fn handled(result: Result<(), Failure>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(failure) => Outcome::Failed(failure.info()),
+    }
+}
+
+/// The answer to `record`'s dead-letter write, a failure told in a WARN line.
+fn dead_letter_written(
+    record: &crate::record::Record,
+    result: Result<(), DeadLetterFailure>,
+) -> Done {
+    if let Err(e) = &result {
+        warn!(topic = %record.topic, partition = record.partition, offset = record.offset, "dead-letter write failed: {}", e.reason);
+    }
+    Done::DeadLettered(result)
 }
 
 /// The policies' counts now.

@@ -67,12 +67,7 @@ thread_local! {
 impl Sink {
     /// Sends `record` with the outputs of the record in the handler.
     pub fn send(&self, record: ProducerRecord) {
-        let handling = HANDLING.with(|h| h.borrow().clone());
-        let outputs = handling.as_ref().unwrap_or(&self.outputs);
-        outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
+        HANDLING.with(|h| lock(h.borrow().as_ref().unwrap_or(&self.outputs)).push(record));
     }
 
     /// Puts `records` with the outputs to send next.
@@ -86,8 +81,13 @@ impl Sink {
     }
 
     fn outputs(&self) -> MutexGuard<'_, Vec<ProducerRecord>> {
-        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.outputs)
     }
+}
+
+/// `outputs`, locked (a handler that panicked while sending left them as they were).
+fn lock(outputs: &Outputs) -> MutexGuard<'_, Vec<ProducerRecord>> {
+    outputs.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A record's handling under `run_concurrently` in the exactly-once mode: while it is polled,
@@ -118,8 +118,7 @@ impl<F: Future> Future for WithOutputs<F> {
         let polled = self.handling.as_mut().poll(cx);
         HANDLING.with(|h| *h.borrow_mut() = outer);
         polled.map(|out| {
-            let outputs =
-                std::mem::take(&mut *self.outputs.lock().unwrap_or_else(|p| p.into_inner()));
+            let outputs = std::mem::take(&mut *lock(&self.outputs));
             (out, outputs)
         })
     }
