@@ -13,7 +13,9 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::property::{POOL, PROPERTIES, PoolSetting};
 use crate::sasl::oauthbearer::{TokenProvider, UnsecuredJwt};
+pub use oidc::{OAuthBearerMethod, OidcConfig, Share};
 
+pub mod oidc;
 mod security;
 
 pub(crate) use kcon_core::property::split_host_port;
@@ -116,6 +118,9 @@ pub struct PoolConfig {
     /// code, so it has no property name and is set on this field only. One token source is
     /// set: this, `sasl.oauthbearer.token.file`, or `sasl.oauthbearer.config`.
     pub sasl_oauthbearer_token_provider: Option<TokenProvider>,
+    /// OAUTHBEARER's tokens from an OAuth token endpoint (`sasl.oauthbearer.method=oidc`,
+    /// `sasl.oauthbearer.token.endpoint.url`, ...): one more source of tokens.
+    pub sasl_oauthbearer_oidc: OidcConfig,
     /// `api.version.max`: the highest version of each API named, whatever the broker
     /// advertises (`JoinGroup=5,SyncGroup=3`): for a broker or proxy that advertises versions
     /// it cannot serve. Default: none.
@@ -245,6 +250,7 @@ impl Default for PoolConfig {
             sasl_oauthbearer_config: None,
             enable_sasl_oauthbearer_unsecure_jwt: false,
             sasl_oauthbearer_token_provider: None,
+            sasl_oauthbearer_oidc: OidcConfig::default(),
             api_version_max: Vec::new(),
         }
     }
@@ -293,6 +299,40 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::SaslOauthbearerConfig(c) => self.sasl_oauthbearer_config = c.clone(),
             PoolSetting::EnableSaslOauthbearerUnsecureJwt(on) => {
                 self.enable_sasl_oauthbearer_unsecure_jwt = *on;
+            }
+            PoolSetting::SaslOauthbearerMethod(m) => self.sasl_oauthbearer_oidc.method = Some(*m),
+            PoolSetting::SaslOauthbearerTokenEndpointUrl(u) => {
+                self.sasl_oauthbearer_oidc.token_endpoint_url = u.clone();
+            }
+            PoolSetting::SaslOauthbearerClientId(id) => {
+                self.sasl_oauthbearer_oidc.client_id = id.clone();
+            }
+            PoolSetting::SaslOauthbearerClientSecret(s) => {
+                self.sasl_oauthbearer_oidc.client_secret = s.clone();
+            }
+            PoolSetting::SaslOauthbearerScope(s) => self.sasl_oauthbearer_oidc.scope = s.clone(),
+            PoolSetting::SaslOauthbearerExtensions(e) => {
+                self.sasl_oauthbearer_oidc.extensions = e.clone();
+            }
+            PoolSetting::SaslOauthbearerHeaderUrlencode(on) => {
+                self.sasl_oauthbearer_oidc.header_urlencode = *on;
+            }
+            PoolSetting::SaslOauthbearerSslCaLocation(p) => {
+                self.sasl_oauthbearer_oidc.ssl_ca_location = p.clone();
+            }
+            PoolSetting::SaslLoginConnectTimeout(d) => {
+                self.sasl_oauthbearer_oidc.connect_timeout = *d;
+            }
+            PoolSetting::SaslLoginReadTimeout(d) => self.sasl_oauthbearer_oidc.read_timeout = *d,
+            PoolSetting::SaslLoginRetryBackoff(d) => self.sasl_oauthbearer_oidc.retry_backoff = *d,
+            PoolSetting::SaslLoginRetryBackoffMax(d) => {
+                self.sasl_oauthbearer_oidc.retry_backoff_max = *d;
+            }
+            PoolSetting::SaslLoginRefreshWindowFactor(f) => {
+                self.sasl_oauthbearer_oidc.refresh_window_factor = *f;
+            }
+            PoolSetting::SaslLoginRefreshWindowJitter(j) => {
+                self.sasl_oauthbearer_oidc.refresh_window_jitter = *j;
             }
             PoolSetting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
         }
@@ -346,6 +386,16 @@ mod tests {
             "enable.sasl.oauthbearer.unsecure.jwt" => "true",
             "api.version.max" => " joingroup=5 , SyncGroup = 3,",
             "metadata.recovery.strategy" => " NONE ",
+            "sasl.oauthbearer.method" => "OIDC",
+            "sasl.oauthbearer.token.endpoint.url" => "https://idp.example/oauth2/token",
+            "sasl.oauthbearer.client.credentials.client.id" => "kcon-app",
+            "sasl.oauthbearer.client.credentials.client.secret" => " s ",
+            "sasl.oauthbearer.scope" => "kafka",
+            "sasl.oauthbearer.extensions" => "logicalCluster=lkc-1, identityPoolId=p",
+            "sasl.oauthbearer.header.urlencode" => "true",
+            "sasl.oauthbearer.ssl.ca.location" => "/etc/idp/ca.pem",
+            "sasl.login.refresh.window.factor" => "0.9",
+            "sasl.login.refresh.window.jitter" => "0",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -380,12 +430,34 @@ mod tests {
         let jwt = c.sasl_oauthbearer_config.clone().unwrap();
         assert_eq!((jwt.principal.as_str(), jwt.scope.len()), ("alice", 2));
         assert!(c.enable_sasl_oauthbearer_unsecure_jwt);
+        let oidc = &c.sasl_oauthbearer_oidc;
+        assert_eq!(oidc.method, Some(OAuthBearerMethod::Oidc));
+        assert_eq!(
+            oidc.token_endpoint_url.as_deref(),
+            Some("https://idp.example/oauth2/token")
+        );
+        assert_eq!(oidc.client_id.as_deref(), Some("kcon-app"));
+        assert_eq!(oidc.client_secret, Some(Password::new(" s ")));
+        assert_eq!(oidc.scope.as_deref(), Some("kafka"));
+        assert_eq!(oidc.extensions["logicalCluster"], "lkc-1");
+        assert_eq!(oidc.extensions["identityPoolId"], "p");
+        assert!(oidc.header_urlencode);
+        assert_eq!(oidc.connect_timeout, Duration::from_secs(5));
+        assert_eq!(oidc.retry_backoff_max, Duration::from_secs(5));
+        assert_eq!(
+            (
+                oidc.refresh_window_factor.get(),
+                oidc.refresh_window_jitter.get()
+            ),
+            (0.9, 0.0)
+        );
         // The token properties are for OAUTHBEARER, which the mechanism set here is not.
         assert_eq!(
             c.validate().unwrap_err().property(),
             "sasl.oauthbearer.token.file"
         );
         c.set("sasl.oauthbearer.token.file", "").unwrap();
+        c.sasl_oauthbearer_oidc = OidcConfig::default();
         c.set("sasl.oauthbearer.config", "").unwrap();
         c.set("enable.sasl.oauthbearer.unsecure.jwt", "false")
             .unwrap();

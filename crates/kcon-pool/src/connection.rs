@@ -98,7 +98,7 @@ impl Security {
     pub(crate) fn from_config(config: &PoolConfig) -> Result<Security, ConfigError> {
         Ok(Security {
             tls: Tls::from_config(config)?,
-            sasl: Sasl::from_config(config),
+            sasl: Sasl::from_config(config)?,
         })
     }
 }

@@ -27,6 +27,7 @@ mod connection;
 mod coordinator;
 pub mod driver;
 pub mod error;
+pub mod http;
 pub mod metadata;
 mod offsets;
 mod pool;

@@ -3,6 +3,7 @@
 //! tables of their own, and a property several parts take (`retry.backoff.ms`) is in each of
 //! their tables.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use kcon_core::property::split_host_port;
 use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 use crate::config::MetadataRecoveryStrategy;
+use crate::config::oidc::{EXTENSIONS_ALLOWED, OAuthBearerMethod, Share, parse_extensions};
 use crate::sasl::oauthbearer::{UNSECURED_JWT_ALLOWED, UnsecuredJwt};
 
 /// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
@@ -83,6 +85,34 @@ pub enum PoolSetting {
     SaslOauthbearerConfig(Option<UnsecuredJwt>),
     /// `enable.sasl.oauthbearer.unsecure.jwt`.
     EnableSaslOauthbearerUnsecureJwt(bool),
+    /// `sasl.oauthbearer.method`.
+    SaslOauthbearerMethod(OAuthBearerMethod),
+    /// `sasl.oauthbearer.token.endpoint.url`; `None` when set empty.
+    SaslOauthbearerTokenEndpointUrl(Option<String>),
+    /// `sasl.oauthbearer.client.credentials.client.id`; `None` when set empty.
+    SaslOauthbearerClientId(Option<String>),
+    /// `sasl.oauthbearer.client.credentials.client.secret`; `None` when set empty.
+    SaslOauthbearerClientSecret(Option<Password>),
+    /// `sasl.oauthbearer.scope`; `None` when set empty.
+    SaslOauthbearerScope(Option<String>),
+    /// `sasl.oauthbearer.extensions`.
+    SaslOauthbearerExtensions(BTreeMap<String, String>),
+    /// `sasl.oauthbearer.header.urlencode`.
+    SaslOauthbearerHeaderUrlencode(bool),
+    /// `sasl.oauthbearer.ssl.ca.location`; `None` when set empty.
+    SaslOauthbearerSslCaLocation(Option<PathBuf>),
+    /// `sasl.login.connect.timeout.ms`.
+    SaslLoginConnectTimeout(Duration),
+    /// `sasl.login.read.timeout.ms`.
+    SaslLoginReadTimeout(Duration),
+    /// `sasl.login.retry.backoff.ms`.
+    SaslLoginRetryBackoff(Duration),
+    /// `sasl.login.retry.backoff.max.ms`.
+    SaslLoginRetryBackoffMax(Duration),
+    /// `sasl.login.refresh.window.factor`.
+    SaslLoginRefreshWindowFactor(Share),
+    /// `sasl.login.refresh.window.jitter`.
+    SaslLoginRefreshWindowJitter(Share),
     /// `bootstrap.servers`: `host:port` entries, none empty.
     BootstrapServers(Vec<String>),
     /// `api.version.max`: an API and the highest version to send it at, for each API named
@@ -453,7 +483,198 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
               describes.",
         kind: Kind::Bool(PoolSetting::EnableSaslOauthbearerUnsecureJwt),
     },
+    Property {
+        name: "sasl.oauthbearer.method",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "Where OAUTHBEARER's token comes from: oidc, an OAuth token endpoint \
+              (sasl.oauthbearer.token.endpoint.url); default, the token file, the unsecured \
+              JWT or the application's code. Unset, the endpoint's URL alone selects oidc, as \
+              in the Java client.",
+        kind: Kind::Other {
+            allowed: "default or oidc",
+            parse: |i| {
+                OAuthBearerMethod::parse(i.trimmed())
+                    .map(PoolSetting::SaslOauthbearerMethod)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.token.endpoint.url",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The OAuth 2.0 token endpoint OAUTHBEARER takes its tokens from, by the client \
+              credentials grant (KIP-768); a token is fetched again before it expires and \
+              connections re-authenticate with it.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "an http:// or https:// URL; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerTokenEndpointUrl,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.client.credentials.client.id",
+        aliases: &["sasl.oauthbearer.client.id"],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The client's id at the token endpoint.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "any text; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerClientId,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.client.credentials.client.secret",
+        aliases: &["sasl.oauthbearer.client.secret"],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The client's secret at the token endpoint, sent by HTTP basic authentication; \
+              debug output and logs show it as <redacted>.",
+        kind: Kind::Optional {
+            trim: false,
+            allowed: "any text, spaces kept; empty unsets it",
+            setting: |s| PoolSetting::SaslOauthbearerClientSecret(s.map(Password::new)),
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.scope",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The scope asked of the token endpoint; none when unset.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "space-separated scope names; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerScope,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.extensions",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "SASL extensions (KIP-342) sent with each token from the token endpoint, as \
+              librdkafka takes them (logicalCluster=lkc-1,identityPoolId=pool-2).",
+        kind: Kind::Other {
+            allowed: EXTENSIONS_ALLOWED,
+            parse: |i| {
+                // Not the syntax at all: refused with what is allowed. Else the parser says
+                // what is wrong.
+                let items = i.value.split(',').map(str::trim).filter(|s| !s.is_empty());
+                if !items.clone().all(|item| item.contains('=')) {
+                    return Err(i.refused());
+                }
+                parse_extensions(i.value)
+                    .map(PoolSetting::SaslOauthbearerExtensions)
+                    .map_err(|why| ConfigError::unusable(i.property, i.value, why))
+            },
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.header.urlencode",
+        aliases: &[],
+        default: DefaultValue::Value("false"),
+        parts: &[POOL],
+        doc: "Whether the client id and secret are form-encoded in the Authorization header \
+              (RFC 6749 §2.3.1), as some token endpoints want.",
+        kind: Kind::Bool(PoolSetting::SaslOauthbearerHeaderUrlencode),
+    },
+    Property {
+        name: "sasl.oauthbearer.ssl.ca.location",
+        aliases: &["https.ca.location"],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The CAs that may sign an https token endpoint's certificate; the system's trust \
+              store when unset.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| PoolSetting::SaslOauthbearerSslCaLocation(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.login.connect.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: &[POOL],
+        doc: "How long a connection to the token endpoint may take.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: PoolSetting::SaslLoginConnectTimeout,
+        },
+    },
+    Property {
+        name: "sasl.login.read.timeout.ms",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: &[POOL],
+        doc: "How long the token endpoint may take to answer.",
+        kind: Kind::Millis {
+            min: 1,
+            setting: PoolSetting::SaslLoginReadTimeout,
+        },
+    },
+    Property {
+        name: "sasl.login.retry.backoff.ms",
+        aliases: &[],
+        default: DefaultValue::Value("100"),
+        parts: &[POOL],
+        doc: "The first pause after the token endpoint failed; it doubles, with jitter, at \
+              each failure.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::SaslLoginRetryBackoff,
+        },
+    },
+    Property {
+        name: "sasl.login.retry.backoff.max.ms",
+        aliases: &[],
+        default: DefaultValue::Value("10000"),
+        parts: &[POOL],
+        doc: "The most the token endpoint's retry pause grows to.",
+        kind: Kind::Millis {
+            min: 0,
+            setting: PoolSetting::SaslLoginRetryBackoffMax,
+        },
+    },
+    Property {
+        name: "sasl.login.refresh.window.factor",
+        aliases: &[],
+        default: DefaultValue::Value("0.8"),
+        parts: &[POOL],
+        doc: "The share of a token's lifetime after which the next one is fetched.",
+        kind: Kind::Other {
+            allowed: "a number from 0.5 to 1.0",
+            parse: |i| share(i, 0.5, 1.0).map(PoolSetting::SaslLoginRefreshWindowFactor),
+        },
+    },
+    Property {
+        name: "sasl.login.refresh.window.jitter",
+        aliases: &[],
+        default: DefaultValue::Value("0.05"),
+        parts: &[POOL],
+        doc: "At most this share of a token's lifetime is added at random to when the next is \
+              fetched.",
+        kind: Kind::Other {
+            allowed: "a number from 0 to 0.25",
+            parse: |i| share(i, 0.0, 0.25).map(PoolSetting::SaslLoginRefreshWindowJitter),
+        },
+    },
 ];
+
+/// A share from `min` to `max`, as a decimal number.
+fn share(i: &Input<'_>, min: f64, max: f64) -> Result<Share, ConfigError> {
+    i.trimmed()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .and_then(Share::new)
+        .ok_or_else(|| i.refused())
+}
 
 /// `sasl.oauthbearer.config`: librdkafka's syntax; empty unsets it.
 fn unsecured_jwt(i: &Input<'_>) -> Result<PoolSetting, ConfigError> {

@@ -258,19 +258,8 @@ impl Configurable<RegistrySetting> for Given {
     }
 }
 
-/// One registry URL, taken apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Endpoint {
-    pub(crate) tls: bool,
-    /// `host:port` as dialled (brackets kept around an IPv6 address).
-    pub(crate) authority: String,
-    /// The host alone: the TLS server name.
-    pub(crate) host: String,
-    /// The path prefix, without a trailing `/` (empty for none).
-    pub(crate) base_path: String,
-    /// `user:password` from the URL, percent-decoded.
-    pub(crate) user_info: Option<String>,
-}
+/// One registry URL, taken apart: its path is the prefix of the registry's API.
+pub(crate) use kcon_pool::http::HttpEndpoint as Endpoint;
 
 /// How requests authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,77 +407,7 @@ fn invalid(property: &str, value: &str, expected: &'static str) -> ConfigError {
 
 /// `http[s]://[user:password@]host[:port][/path]`; the port defaults to 80 or 443.
 pub(crate) fn parse_url(url: &str) -> Option<Endpoint> {
-    let (tls, rest) = if let Some(r) = strip_prefix_ignore_case(url, "https://") {
-        (true, r)
-    } else {
-        (false, strip_prefix_ignore_case(url, "http://")?)
-    };
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if path.contains(['?', '#']) {
-        return None;
-    }
-    let (user_info, host_port) = match authority.rfind('@') {
-        Some(i) => (Some(percent_decode(&authority[..i])?), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    let (host, port) = if let Some(r) = host_port.strip_prefix('[') {
-        let end = r.find(']')?;
-        let host = &r[..end];
-        let port = match &r[end + 1..] {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        (format!("[{host}]"), port)
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (host_port.to_owned(), None),
-        }
-    };
-    if host.is_empty() || host == "[]" || host.contains(['[', ']']) && !host.starts_with('[') {
-        return None;
-    }
-    let port: u16 = match port {
-        Some(p) => p.parse().ok().filter(|p| *p > 0)?,
-        None if tls => 443,
-        None => 80,
-    };
-    Some(Endpoint {
-        tls,
-        authority: format!("{host}:{port}"),
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        base_path: path.trim_end_matches('/').to_owned(),
-        user_info,
-    })
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    Endpoint::parse(url)
 }
 
 #[cfg(test)]
@@ -513,32 +432,6 @@ mod tests {
             registry::defaults_disagreeing::<_, Given>(PROPERTIES),
             [] as [&str; 0]
         );
-    }
-
-    #[test]
-    fn urls_are_taken_apart() {
-        let e = parse_url("https://u%40x:p%3Aw@registry.example:8443/sr/").unwrap();
-        assert!(e.tls);
-        assert_eq!(e.authority, "registry.example:8443");
-        assert_eq!(e.host, "registry.example");
-        assert_eq!(e.base_path, "/sr");
-        assert_eq!(e.user_info.as_deref(), Some("u@x:p:w"));
-        let e = parse_url("http://[::1]:8081").unwrap();
-        assert_eq!(
-            (e.authority.as_str(), e.host.as_str()),
-            ("[::1]:8081", "::1")
-        );
-        assert_eq!(parse_url("HTTP://h").unwrap().authority, "h:80");
-        for bad in [
-            "ftp://h",
-            "http://",
-            "http://h:0",
-            "http://h:x",
-            "http://h/?q",
-            "h:8081",
-        ] {
-            assert_eq!(parse_url(bad), None, "{bad}");
-        }
     }
 
     #[test]

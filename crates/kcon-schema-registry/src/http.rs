@@ -13,13 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
-use hyper_util::rt::TokioIo;
 use kcon_core::ConfigError;
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Auth, Endpoint, RegistryConfig, TlsFiles};
@@ -124,7 +120,7 @@ impl Http {
             "{}://{}{}",
             if endpoint.tls { "https" } else { "http" },
             endpoint.authority,
-            endpoint.base_path
+            endpoint.path
         );
         let fail = |what: String| Unreachable(format!("{url}: {what}"));
         let kept = self.take_idle(i);
@@ -134,7 +130,7 @@ impl Http {
             None => self.connect(endpoint).await.map_err(fail)?,
         };
         let request = || {
-            let mut r = hyper::Request::get(format!("{}{path}", endpoint.base_path))
+            let mut r = hyper::Request::get(format!("{}{path}", endpoint.path))
                 .header(HOST, endpoint.authority.as_str())
                 .header(
                     ACCEPT,
@@ -197,39 +193,9 @@ impl Http {
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Sender, String> {
-        let tcp = TcpStream::connect(&endpoint.authority)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        if !endpoint.tls {
-            return handshake(tcp).await;
-        }
-        // Invariant: `new` made a connector whenever a URL is https.
-        let Some(tls) = &self.tls else {
-            return Err("no TLS settings".to_owned());
-        };
-        let name = ServerName::try_from(endpoint.host.clone())
-            .map_err(|_| format!("{} is not a valid TLS server name", endpoint.host))?;
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        handshake(stream).await
+        // Bounded by `get`'s timeout, which bounds the whole call.
+        endpoint.connect(self.tls.as_ref()).await
     }
-}
-
-async fn handshake<S>(io: S) -> Result<Sender, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    // The connection's task ends when its sender is dropped or the registry closes it.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// rustls as kcon-pool's broker connections have it: the CAs of

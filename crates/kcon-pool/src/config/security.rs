@@ -63,7 +63,13 @@ impl PoolConfig {
                     self.enable_sasl_oauthbearer_unsecure_jwt,
                 ),
             ];
-            if let Some((property, _)) = set.iter().find(|(_, set)| *set) {
+            let oidc = self.sasl_oauthbearer_oidc.set();
+            let first = set
+                .iter()
+                .find(|(_, set)| *set)
+                .map(|(property, _)| *property)
+                .or(oidc.first().map(|(property, _)| *property));
+            if let Some(property) = first {
                 return Err(ConfigError::invalid(
                     property,
                     "(set)",
@@ -111,10 +117,16 @@ impl PoolConfig {
                     .then(|| "true".to_owned()),
             ),
         ];
-        if let Some((property, Some(value))) = token_sources.iter().find(|(_, set)| set.is_some()) {
+        let oidc = self
+            .sasl_oauthbearer_oidc
+            .set()
+            .into_iter()
+            .map(|(property, value)| (property, Some(value)));
+        let mut token_sources = token_sources.into_iter().chain(oidc);
+        if let Some((property, Some(value))) = token_sources.find(|(_, set)| set.is_some()) {
             return Err(ConfigError::unusable(
                 property,
-                value,
+                &value,
                 format!(
                     "it is for sasl.mechanism OAUTHBEARER, and sasl.mechanism is {}",
                     mechanism.name()
@@ -190,13 +202,33 @@ impl PoolConfig {
             ));
         }
         let provider = self.sasl_oauthbearer_token_provider.is_some();
+        let oidc = &self.sasl_oauthbearer_oidc;
+        if oidc.selected() && (provider || file.is_some() || unsecured) {
+            let other = if provider {
+                "the application gives a token provider too"
+            } else if file.is_some() {
+                "sasl.oauthbearer.token.file is set too"
+            } else {
+                "sasl.oauthbearer.config is set too"
+            };
+            return Err(ConfigError::unusable(
+                "sasl.oauthbearer.token.endpoint.url",
+                oidc.token_endpoint_url.as_deref().unwrap_or(""),
+                format!("{other}: OAUTHBEARER takes one source of tokens"),
+            ));
+        }
+        oidc.validate()?;
+        if oidc.selected() {
+            return Ok(());
+        }
         match (provider, file, unsecured) {
             (true, None, false) | (false, Some(_), false) | (false, None, true) => Ok(()),
             (false, None, false) => Err(ConfigError::unusable(
                 "sasl.mechanism",
                 "OAUTHBEARER",
-                "it needs a token: set sasl.oauthbearer.token.file (a file holding it), or \
-                 sasl.oauthbearer.config with enable.sasl.oauthbearer.unsecure.jwt=true (an \
+                "it needs a token: set sasl.oauthbearer.token.endpoint.url (an OAuth token \
+                 endpoint, with the client's id and secret), sasl.oauthbearer.token.file (a file \
+                 holding it), or sasl.oauthbearer.config with enable.sasl.oauthbearer.unsecure.jwt=true (an \
                  unsecured JWT, for development), or give the client a token provider in code",
             )),
             (_, Some(path), _) => Err(ConfigError::unusable(
@@ -233,7 +265,7 @@ mod tests {
         c.set("security.protocol", "SASL_SSL").unwrap();
         c.set("sasl.mechanism", "SCRAM-SHA-256").unwrap();
         c.set("sasl.username", "alice").unwrap();
-        c.set("sasl.password", "secret").unwrap();
+        c.set("sasl.password", "pa55w0rd").unwrap();
         c.validate().unwrap();
         c
     }
@@ -370,9 +402,110 @@ mod tests {
     }
 
     #[test]
+    fn an_oauth_token_endpoint_is_one_more_token_source_checked_with_its_settings() {
+        let oidc = || {
+            let mut c = sasl();
+            c.sasl_username = None;
+            c.sasl_password = None;
+            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+            c.set(
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/oauth2/token",
+            )
+            .unwrap();
+            c.set("sasl.oauthbearer.client.id", "app").unwrap();
+            c.set("sasl.oauthbearer.client.secret", "pw").unwrap();
+            c
+        };
+        let e = |c: &PoolConfig| c.validate().unwrap_err();
+        // The URL alone selects it, as in the Java client; librdkafka's method=oidc too.
+        let c = oidc();
+        c.validate().unwrap();
+        assert!(c.sasl_oauthbearer_oidc.selected());
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.method", "oidc").unwrap();
+        c.validate().unwrap();
+        // What the grant needs.
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.client.credentials.client.id", "")
+            .unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.client.credentials.client.id"
+        );
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.client.secret", "").unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.client.credentials.client.secret"
+        );
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.token.endpoint.url", "idp.example/token")
+            .unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        assert!(
+            e(&c).to_string().contains("http:// or https://"),
+            "{}",
+            e(&c)
+        );
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.token.endpoint.url", "").unwrap();
+        c.set("sasl.oauthbearer.method", "OIDC").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        // A CA for an http:// endpoint would be ignored.
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.token.endpoint.url", "http://idp:8080/t")
+            .unwrap();
+        c.set("https.ca.location", "/etc/idp-ca.pem").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.ssl.ca.location");
+        // method=default with the endpoint's settings: they would be ignored.
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.method", "default").unwrap();
+        c.set("sasl.oauthbearer.token.file", "/run/token").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        assert!(e(&c).to_string().contains("method is default"), "{}", e(&c));
+        // One source of tokens.
+        let mut c = oidc();
+        c.set("sasl.oauthbearer.token.file", "/run/token").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        assert!(e(&c).to_string().contains("one source"), "{}", e(&c));
+        // Another mechanism, or no SASL: refused, not ignored.
+        let mut c = oidc();
+        c.set("sasl.mechanism", "PLAIN").unwrap();
+        c.set("sasl.username", "u").unwrap();
+        c.set("sasl.password", "p").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        let mut c = oidc();
+        c.set("security.protocol", "SSL").unwrap();
+        c.set("sasl.mechanism", "PLAIN").unwrap();
+        c.sasl_mechanism = None;
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.token.endpoint.url");
+        // Bad values are refused when set, naming the property.
+        let mut c = oidc();
+        for (property, bad) in [
+            ("sasl.oauthbearer.method", "kerberos"),
+            ("sasl.login.refresh.window.factor", "0.4"),
+            ("sasl.login.refresh.window.jitter", "0.3"),
+            ("sasl.oauthbearer.extensions", "a=1,b"),
+            ("sasl.oauthbearer.extensions", "a1=x"),
+            ("sasl.oauthbearer.extensions", "auth=x"),
+        ] {
+            assert_eq!(
+                c.set(property, bad).unwrap_err().property(),
+                property,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_does_not_show_the_password() {
         let shown = format!("{:?}", sasl());
-        assert!(!shown.contains("secret"), "{shown}");
+        assert!(!shown.contains("pa55w0rd"), "{shown}");
+        let mut oidc = sasl();
+        oidc.sasl_oauthbearer_oidc.client_secret = Some(Password::new("cl13nt-s3cret"));
+        let shown = format!("{oidc:?}");
+        assert!(!shown.contains("cl13nt-s3cret"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

@@ -11,6 +11,7 @@
 //! SaslHandshake and SaslAuthenticate versions to use.
 
 pub(crate) mod oauthbearer;
+pub(crate) mod oidc;
 mod plain;
 mod scram;
 
@@ -28,6 +29,7 @@ use tracing::debug;
 use crate::config::{PoolConfig, SaslMechanism};
 use crate::connection::{Io, Lane};
 use crate::error::{AuthError, Error, ILLEGAL_SASL_STATE, Result};
+use kcon_core::ConfigError;
 use oauthbearer::{OAuthBearerSent, TokenProvider};
 use plain::PlainSent;
 use scram::ScramClient;
@@ -97,25 +99,34 @@ const REAUTH_JITTER: f64 = 0.10;
 
 impl Sasl {
     /// The SASL settings of `config`, if its `security.protocol` uses SASL. `validate` has
-    /// checked that what the mechanism needs is there.
-    pub(crate) fn from_config(config: &PoolConfig) -> Option<Sasl> {
+    /// checked that what the mechanism needs is there; an OAuth token endpoint's TLS settings
+    /// are loaded here.
+    pub(crate) fn from_config(config: &PoolConfig) -> Result<Option<Sasl>, ConfigError> {
         if !config.security_protocol.uses_sasl() {
-            return None;
+            return Ok(None);
         }
-        let mechanism = config.sasl_mechanism?;
+        let Some(mechanism) = config.sasl_mechanism else {
+            return Ok(None);
+        };
         let credentials = match mechanism {
-            SaslMechanism::OAuthBearer => Credentials::Token(token_source(config)?),
+            SaslMechanism::OAuthBearer => match token_source(config)? {
+                Some(provider) => Credentials::Token(provider),
+                None => return Ok(None),
+            },
             SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
-                Credentials::Password {
-                    username: config.sasl_username.clone()?,
-                    password: config.sasl_password.as_ref()?.expose().to_owned(),
+                match (&config.sasl_username, &config.sasl_password) {
+                    (Some(username), Some(password)) => Credentials::Password {
+                        username: username.clone(),
+                        password: password.expose().to_owned(),
+                    },
+                    _ => return Ok(None),
                 }
             }
         };
-        Some(Sasl {
+        Ok(Some(Sasl {
             mechanism,
             credentials,
-        })
+        }))
     }
 
     /// The mechanism.
@@ -201,6 +212,15 @@ impl Sasl {
                     enabled: answer.mechanisms.iter().map(|m| m.to_string()).collect(),
                 }));
             }
+            // On a connection that authenticated, the listener does take SASL: the broker
+            // refused to start a re-authentication.
+            ILLEGAL_SASL_STATE if lane == Lane::Auth => {
+                return Err(fail(AuthError::Protocol(
+                    "the broker refused to start a re-authentication (ILLEGAL_SASL_STATE): \
+                     Kafka takes at most one a second on a connection"
+                        .to_owned(),
+                )));
+            }
             ILLEGAL_SASL_STATE => {
                 return Err(fail(AuthError::NotSaslListener { tls: io.is_tls() }));
             }
@@ -277,18 +297,21 @@ impl Sasl {
 }
 
 /// Where OAUTHBEARER's tokens come from: the one source `validate` found set.
-fn token_source(config: &PoolConfig) -> Option<TokenProvider> {
+fn token_source(config: &PoolConfig) -> Result<Option<TokenProvider>, ConfigError> {
     if let Some(provider) = &config.sasl_oauthbearer_token_provider {
-        return Some(provider.clone());
+        return Ok(Some(provider.clone()));
+    }
+    if config.sasl_oauthbearer_oidc.selected() {
+        return config.sasl_oauthbearer_oidc.provider().map(Some);
     }
     if let Some(path) = &config.sasl_oauthbearer_token_file {
-        return Some(TokenProvider::file(path.clone()));
+        return Ok(Some(TokenProvider::file(path.clone())));
     }
-    config
+    Ok(config
         .sasl_oauthbearer_config
         .clone()
         .filter(|_| config.enable_sasl_oauthbearer_unsecure_jwt)
-        .map(TokenProvider::unsecured)
+        .map(TokenProvider::unsecured))
 }
 
 impl Start {
@@ -306,10 +329,17 @@ impl Start {
 const UNSUPPORTED_SASL_MECHANISM: i16 =
     kcon_codec::kafka_protocol::ResponseError::UnsupportedSaslMechanism.code();
 
+/// Kafka's brokers refuse a re-authentication that starts within a second of the last one on
+/// the same connection (`KafkaChannel`'s minimum interval; the broker answers the
+/// SaslHandshake with ILLEGAL_SASL_STATE).
+const REAUTH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
 /// When to re-authenticate: 85–95 % (`jitter` ∈ [0, 1) picks where) into the shorter of the
-/// session lifetime the broker gave and the token's lifetime, counted from `sent_at`. Never
-/// when the broker lacks SaslAuthenticate v1, which KIP-368 needs (and such a broker does not
-/// expire sessions either).
+/// session lifetime the broker gave and the token's lifetime, counted from `sent_at`, and not
+/// within [`REAUTH_AT_MOST_EVERY`] of it (a session shorter than that ends before it can be
+/// renewed: the broker closes the connection, and the pool makes a new one). Never when the
+/// broker lacks SaslAuthenticate v1, which KIP-368 needs (and such a broker does not expire
+/// sessions either).
 fn reauthenticate_at(
     sent_at: Instant,
     authenticate_version: i16,
@@ -324,7 +354,8 @@ fn reauthenticate_at(
         (Some(s), Some(t)) => s.min(t),
         (s, t) => s.or(t)?,
     };
-    Some(sent_at + lifetime.mul_f64(REAUTH_AT + REAUTH_JITTER * jitter))
+    let share = lifetime.mul_f64(REAUTH_AT + REAUTH_JITTER * jitter);
+    Some(sent_at + share.max(REAUTH_AT_MOST_EVERY))
 }
 
 /// Bytes of randomness in a SCRAM nonce: 192 bits, well above the 130 of the Java client's
@@ -360,6 +391,11 @@ mod tests {
             Some(Duration::from_millis(8_500))
         );
         assert_eq!(at(1, None, None, 0.0), None);
+        // Never within a second of the last: Kafka would refuse it.
+        assert_eq!(
+            at(1, Some(s), Some(Duration::from_millis(900)), 0.0),
+            Some(Duration::from_secs(1))
+        );
         // KIP-368 needs SaslAuthenticate v1.
         assert_eq!(at(0, Some(s), None, 0.0), None);
     }
