@@ -281,6 +281,7 @@ impl Sasl {
                             lifetime,
                             token_lifetime,
                             fastrand::f64(),
+                            lane == Lane::Auth,
                         ),
                     });
                 }
@@ -335,17 +336,19 @@ const UNSUPPORTED_SASL_MECHANISM: i16 =
 const REAUTH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// When to re-authenticate: 85–95 % (`jitter` ∈ [0, 1) picks where) into the shorter of the
-/// session lifetime the broker gave and the token's lifetime, counted from `sent_at`, and not
-/// within [`REAUTH_AT_MOST_EVERY`] of it (a session shorter than that ends before it can be
-/// renewed: the broker closes the connection, and the pool makes a new one). Never when the
-/// broker lacks SaslAuthenticate v1, which KIP-368 needs (and such a broker does not expire
-/// sessions either).
+/// session lifetime the broker gave and the token's lifetime, counted from `sent_at`; after a
+/// re-authentication (`reauthenticated`), not within [`REAUTH_AT_MOST_EVERY`] of it (a
+/// session shorter than that ends before it can be renewed: the broker closes the connection,
+/// and the pool makes a new one). The broker counts only re-authentications, so the first
+/// may come as soon as the first session says. Never when the broker lacks SaslAuthenticate
+/// v1, which KIP-368 needs (and such a broker does not expire sessions either).
 fn reauthenticate_at(
     sent_at: Instant,
     authenticate_version: i16,
     session_lifetime: Option<Duration>,
     token_lifetime: Option<Duration>,
     jitter: f64,
+    reauthenticated: bool,
 ) -> Option<Instant> {
     if authenticate_version < 1 {
         return None;
@@ -354,8 +357,11 @@ fn reauthenticate_at(
         (Some(s), Some(t)) => s.min(t),
         (s, t) => s.or(t)?,
     };
-    let share = lifetime.mul_f64(REAUTH_AT + REAUTH_JITTER * jitter);
-    Some(sent_at + share.max(REAUTH_AT_MOST_EVERY))
+    let mut share = lifetime.mul_f64(REAUTH_AT + REAUTH_JITTER * jitter);
+    if reauthenticated {
+        share = share.max(REAUTH_AT_MOST_EVERY);
+    }
+    Some(sent_at + share)
 }
 
 /// Bytes of randomness in a SCRAM nonce: 192 bits, well above the 130 of the Java client's
@@ -379,7 +385,7 @@ mod tests {
     fn reauthentication_comes_at_85_to_95_percent_of_the_shorter_lifetime() {
         let t0 = Instant::now();
         let s = Duration::from_secs(100);
-        let at = |v, s, t, j| reauthenticate_at(t0, v, s, t, j).map(|at| at - t0);
+        let at = |v, s, t, j| reauthenticate_at(t0, v, s, t, j, false).map(|at| at - t0);
         assert_eq!(at(1, Some(s), None, 0.0), Some(Duration::from_secs(85)));
         assert_eq!(at(2, Some(s), None, 0.5), Some(Duration::from_secs(90)));
         assert_eq!(
@@ -391,11 +397,14 @@ mod tests {
             Some(Duration::from_millis(8_500))
         );
         assert_eq!(at(1, None, None, 0.0), None);
-        // Never within a second of the last: Kafka would refuse it.
+        // Never within a second of the last re-authentication: Kafka would refuse it. After
+        // the first login, as soon as the session says.
+        let short = Some(Duration::from_millis(900));
         assert_eq!(
-            at(1, Some(s), Some(Duration::from_millis(900)), 0.0),
+            reauthenticate_at(t0, 1, short, None, 0.0, true).map(|at| at - t0),
             Some(Duration::from_secs(1))
         );
+        assert_eq!(at(1, short, None, 0.0), Some(Duration::from_millis(765)));
         // KIP-368 needs SaslAuthenticate v1.
         assert_eq!(at(0, Some(s), None, 0.0), None);
     }

@@ -480,6 +480,46 @@ async fn a_refused_reauthentication_closes_the_connection_with_the_refusal() {
     p.expect_closed().await;
 }
 
+/// Kafka answers a re-authentication that starts within a second of the last one with
+/// ILLEGAL_SASL_STATE: on a connection that authenticated, that is what it means, not a
+/// listener without SASL.
+#[tokio::test]
+async fn a_reauthentication_the_broker_will_not_start_is_worded_as_such() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect_scripted(&l, &sasl_config("PLAIN"), async |mut p| {
+        expect_handshake(&mut p, "PLAIN").await;
+        let r = expect_authenticate(&mut p, b"\0alice\0secret").await;
+        accept(&mut p, &r, 300).await;
+        p
+    })
+    .await;
+    let conn = conn.unwrap();
+    let r = p
+        .recv()
+        .await
+        .expect("the re-authentication's SaslHandshake");
+    assert_eq!(r.api_key(), ApiKey::SaslHandshake as i16);
+    p.reply::<SaslHandshakeRequest>(&r, &SaslHandshakeResponse::default().with_error_code(34))
+        .await;
+    let waiting = conn.send(&heartbeat(1)).await.unwrap_err();
+    let Error::Authentication {
+        kind: AuthError::Protocol(why),
+        ..
+    } = &waiting
+    else {
+        panic!("{waiting:?}");
+    };
+    assert!(
+        why.contains("refused to start a re-authentication"),
+        "{why}"
+    );
+    assert!(why.contains("one a second"), "{why}");
+    assert!(
+        !waiting.to_string().contains("does not take SASL"),
+        "{waiting}"
+    );
+}
+
 #[tokio::test]
 async fn an_oauthbearer_error_document_is_answered_and_reported() {
     let l = Listener::bind().await;
