@@ -22,6 +22,10 @@
 //!   unsecured-JWT validator), user [`USER`]/[`PASSWORD`]; its PEM files in [`Node::tls`].
 //! - [`Kafka::noauto`]: 4.4.0, one node with `auto.create.topics.enable=false` (the one setting
 //!   off its default): a broker that creates no topic on demand, whoever asks.
+//! - [`Kafka::oidc`]: 4.4.0, one node with a listener `OIDC` (SASL_PLAINTEXT, OAUTHBEARER
+//!   alone) that validates JWTs with Kafka's own `OAuthBearerValidatorCallbackHandler`
+//!   against the key set of an Ory Hydra (a real OAuth 2.0 server) started with the cluster
+//!   ([`Kafka::hydra`]), and ends a session when its token expires (KIP-368).
 //!
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.
@@ -80,6 +84,54 @@ impl Node {
     }
 }
 
+/// The Ory Hydra beside [`Kafka::oidc`]: its token endpoint, and its admin API, where a test
+/// registers the OAuth clients it logs in as (Hydra keeps them in memory).
+#[derive(Debug, Clone)]
+pub struct Hydra {
+    /// `http://127.0.0.1:PORT/oauth2/token`.
+    pub token_endpoint: String,
+    /// `127.0.0.1:PORT` of the admin API.
+    admin: String,
+    /// `127.0.0.1:PORT` of the public API (the token endpoint's).
+    pub public: String,
+}
+
+impl Hydra {
+    /// Registers an OAuth client for the client credentials grant with scope `kafka`, its
+    /// secret sent by HTTP basic authentication; its tokens last `lifespan` (Hydra's default,
+    /// an hour, when `None`). Panics unless Hydra answers 201.
+    pub fn create_client(&self, id: &str, secret: &str, lifespan: Option<Duration>) {
+        let mut client = serde_json::json!({
+            "client_id": id,
+            "client_secret": secret,
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "scope": "kafka",
+        });
+        if let Some(life) = lifespan {
+            client["client_credentials_grant_access_token_lifespan"] =
+                Value::from(format!("{}ms", life.as_millis()));
+        }
+        let body = client.to_string();
+        let request = format!(
+            "POST /admin/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.admin,
+            body.len()
+        );
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(&self.admin)
+            .unwrap_or_else(|e| panic!("Hydra's admin API at {}: {e}", self.admin));
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 201"),
+            "Hydra did not register client {id}: {answer}"
+        );
+    }
+}
+
 /// The secure cluster's user, for PLAIN and both SCRAM mechanisms.
 pub const USER: &str = "alice";
 /// [`USER`]'s password.
@@ -114,6 +166,36 @@ impl Kafka {
     pub fn noauto() -> &'static Kafka {
         static NOAUTO: OnceLock<Kafka> = OnceLock::new();
         NOAUTO.get_or_init(|| Kafka::up("noauto"))
+    }
+
+    /// Apache Kafka 4.4.0, one node whose OAUTHBEARER listener `OIDC` takes the JWTs its
+    /// Hydra signs.
+    pub fn oidc() -> &'static Kafka {
+        static OIDC: OnceLock<Kafka> = OnceLock::new();
+        OIDC.get_or_init(|| Kafka::up("oidc"))
+    }
+
+    /// The OAuth 2.0 server of [`Kafka::oidc`]; panics on another cluster.
+    pub fn hydra(&self) -> Hydra {
+        let status = self.status();
+        let h = &status["hydra"];
+        let url = |key: &str| -> String {
+            h[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{} has no Hydra ({key}): {status}", self.name))
+                .to_owned()
+        };
+        Hydra {
+            token_endpoint: url("token_endpoint"),
+            admin: format!(
+                "127.0.0.1:{}",
+                h["admin"].as_u64().expect("Hydra's admin port")
+            ),
+            public: format!(
+                "127.0.0.1:{}",
+                h["public"].as_u64().expect("Hydra's public port")
+            ),
+        }
     }
 
     /// Apache Kafka 4.4.0, one node whose fetch session cache holds 8 sessions, one per cache

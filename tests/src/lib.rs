@@ -20,6 +20,7 @@ pub mod logs;
 pub mod member;
 pub mod mock;
 pub mod offsets;
+pub mod oidc;
 pub mod peers;
 pub mod policy;
 pub mod pool;

@@ -392,6 +392,56 @@ async fn the_tool_consumes_with_an_unsecured_jwt_from_sasl_oauthbearer_config() 
     assert_eq!(values(&run.stdout), sent);
 }
 
+/// Tokens from a real OAuth 2.0 server (the Hydra beside `Kafka::oidc()`), by the client
+/// credentials grant: the tool creates a topic, produces and consumes with them, and a wrong
+/// secret fails with the server's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_logs_in_with_tokens_from_an_oauth_token_endpoint() {
+    let kafka = Kafka::oidc();
+    let hydra = kafka.hydra();
+    let client = unique_name("oidc-tool");
+    hydra.create_client(&client, "tool-secret", None);
+    let listener = kafka.nodes().remove(0).listener("OIDC");
+    let login = |secret: &str| {
+        oauthbearer(&[
+            &format!(
+                "sasl.oauthbearer.token.endpoint.url={}",
+                hydra.token_endpoint
+            ),
+            &format!("sasl.oauthbearer.client.id={client}"),
+            &format!("sasl.oauthbearer.client.secret={secret}"),
+            "sasl.oauthbearer.scope=kafka",
+        ])
+    };
+    let topic = unique_name("oidc-tool");
+    kcon_plus(
+        &["topic", "create", "-b", &listener, &topic],
+        &login("tool-secret"),
+    )
+    .await
+    .ok();
+    let sent: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let input: String = sent.iter().map(|v| format!("{v}\n")).collect();
+    let mut args = vec!["produce", "-b", &listener, &topic];
+    let produce_login = login("tool-secret");
+    args.extend(produce_login.iter().map(String::as_str));
+    kcon_with_input(&args, input.as_bytes()).await.ok();
+    let run = kcon_plus(
+        &["consume", "-e", "-b", &listener, &topic],
+        &login("tool-secret"),
+    )
+    .await
+    .ok();
+    assert_eq!(values(&run.stdout), sent);
+
+    let run = kcon_plus(
+        &["consume", "-e", "-b", &listener, &topic],
+        &login("not-the-secret"),
+    )
+    .await;
+    assert_refused_login(&run, &["HTTP 401", "invalid_client", &hydra.token_endpoint]);
+}
+
 /// A token read from `sasl.oauthbearer.token.file`; a token Kafka refuses names where it came
 /// from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

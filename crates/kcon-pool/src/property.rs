@@ -412,8 +412,9 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         default: DefaultValue::Unset,
         parts: &[POOL],
         doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
-              token from sasl.oauthbearer.token.file, from sasl.oauthbearer.config (unsecured) \
-              or from the application's code.",
+              token from an OAuth token endpoint (sasl.oauthbearer.token.endpoint.url), from \
+              sasl.oauthbearer.token.file, from sasl.oauthbearer.config (unsecured) or from the \
+              application's code.",
         kind: Kind::Other {
             allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not \
                       supported)",

@@ -1,0 +1,117 @@
+//! OAUTHBEARER with tokens from a real OAuth 2.0 server (`sasl.oauthbearer.token.endpoint.url`,
+//! the client credentials grant), on `Kafka::oidc()`: Apache Kafka 4.4.0 validating the JWTs
+//! with its own `OAuthBearerValidatorCallbackHandler` against the key set of the Ory Hydra
+//! started with the cluster, and ending each session when its token expires (KIP-368). Every
+//! test registers OAuth clients of its own names.
+//!
+//! The tests that count what kcon logs are in `oidc_renewal_kafka.rs` and
+//! `oidc_outage_kafka.rs`, one to a process.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use kcon_pool::{AuthError, Error, Pool, TopicScope};
+use kcon_produce::ProducerRecord;
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::recv_n;
+use kcon_tests::kafka::Kafka;
+use kcon_tests::oidc::{consumer, login, pool_config, producer, topic, values};
+
+// The admin path, the producer and a group's consumer all log in with the server's tokens
+/// (each client fetches its own and keeps it for all its connections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_logs_in_with_tokens_from_the_oauth_server_and_a_group_reads_what_was_sent() {
+    let hydra = Kafka::oidc().hydra();
+    let id = unique_name("oidc-client");
+    hydra.create_client(&id, "every-client-secret", None);
+    let (bootstrap, props) = login(&id, "every-client-secret", &hydra.token_endpoint);
+    let topic = topic(&bootstrap, &props, 3).await;
+
+    let producer = producer(&bootstrap, &props);
+    let mut deliveries = Vec::new();
+    for i in 0..300 {
+        let record = ProducerRecord::new(topic.clone(), format!("v{i}")).with_key(format!("k{i}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+
+    let mut consumer = consumer(&bootstrap, &props, &unique_name("oidc-group"));
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let records = recv_n(&mut consumer, 300, Duration::from_secs(60)).await;
+    let got: BTreeSet<String> = values(&records).into_iter().collect();
+    let sent: BTreeSet<String> = (0..300).map(|i| format!("v{i}")).collect();
+    assert_eq!(got, sent);
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+}
+
+/// A wrong secret: the token endpoint refuses the client, and the connection fails at once
+/// (not after a timeout) with the endpoint's own answer, not retried as a transient failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_fails_at_once_with_the_oauth_servers_answer() {
+    let hydra = Kafka::oidc().hydra();
+    let id = unique_name("oidc-wrong");
+    hydra.create_client(&id, "the-right-secret", None);
+    let (bootstrap, props) = login(&id, "a-wrong-secret", &hydra.token_endpoint);
+    let pool = Pool::new(pool_config(&bootstrap, &props)).unwrap();
+    let started = Instant::now();
+    let e = pool
+        .refresh_metadata(TopicScope::none())
+        .await
+        .expect_err("a wrong secret cannot log in");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let Error::Authentication {
+        kind: AuthError::TokenProvider(why),
+        ..
+    } = &e
+    else {
+        panic!("{e:?}");
+    };
+    assert!(why.contains("HTTP 401"), "{why}");
+    assert!(why.contains("invalid_client"), "{why}");
+    assert!(why.contains(&hydra.token_endpoint), "{why}");
+    assert!(!e.is_retriable(), "{e}");
+}
+
+/// A share consumer and the admin calls log in with the server's tokens too: the group's
+/// configuration is set, and the share consumer reads what is sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_consumer_logs_in_with_tokens_from_the_oauth_server() {
+    let hydra = Kafka::oidc().hydra();
+    let id = unique_name("oidc-share");
+    hydra.create_client(&id, "share-secret", None);
+    let (bootstrap, props) = login(&id, "share-secret", &hydra.token_endpoint);
+    let topic = topic(&bootstrap, &props, 1).await;
+    // The group read from the earliest offset, set by kcon-admin over OAUTHBEARER too.
+    let group = unique_name("oidc-share");
+    let admin = Pool::new(pool_config(&bootstrap, &props)).unwrap();
+    kcon_tests::share::configure(&admin, &group, &[]).await;
+    let extra: Vec<(&str, &str)> = props.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut share = kcon_tests::share::consumer(&bootstrap, &group, &extra);
+    kcon_tests::share::joined(&mut share, &topic, 1).await;
+
+    let producer = producer(Kafka::oidc().bootstrap(), &[]);
+    for i in 0..50 {
+        let record = ProducerRecord::new(topic.clone(), format!("s{i}"));
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = BTreeSet::new();
+    while got.len() < 50 {
+        assert!(Instant::now() < deadline, "{} of 50: {got:?}", got.len());
+        let batch = tokio::time::timeout(Duration::from_secs(10), share.recv_batch())
+            .await
+            .map(|b| b.unwrap())
+            .unwrap_or_default();
+        got.extend(values(&batch));
+    }
+    let sent: BTreeSet<String> = (0..50).map(|i| format!("s{i}")).collect();
+    assert_eq!(got, sent);
+    share.close().await.unwrap();
+}
