@@ -112,14 +112,46 @@ impl Hydra {
             client["client_credentials_grant_access_token_lifespan"] =
                 Value::from(format!("{}ms", life.as_millis()));
         }
-        let body = client.to_string();
+        self.admin_post("/admin/clients", &client);
+    }
+
+    /// Registers an OAuth client for the JWT bearer grant (RFC 7523) with scope `kafka`, its
+    /// secret sent by HTTP basic authentication (Hydra authenticates the client of that grant
+    /// too).
+    pub fn create_jwt_bearer_client(&self, id: &str, secret: &str) {
+        let client = serde_json::json!({
+            "client_id": id,
+            "client_secret": secret,
+            "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "scope": "kafka",
+        });
+        self.admin_post("/admin/clients", &client);
+    }
+
+    /// Trusts assertions of `issuer` about `subject` signed by the key `jwk` (a public JWK
+    /// with its `kid`), for scope `kafka`, until 2099.
+    pub fn trust_jwt_issuer(&self, issuer: &str, subject: &str, jwk: Value) {
+        let grant = serde_json::json!({
+            "issuer": issuer,
+            "subject": subject,
+            "scope": ["kafka"],
+            "jwk": jwk,
+            "expires_at": "2099-01-01T00:00:00Z",
+        });
+        self.admin_post("/admin/trust/grants/jwt-bearer/issuers", &grant);
+    }
+
+    /// POSTs `body` to the admin API; panics unless Hydra answers 201.
+    fn admin_post(&self, path: &str, body: &Value) {
+        use std::io::{Read, Write};
+        let body = body.to_string();
         let request = format!(
-            "POST /admin/clients HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.admin,
             body.len()
         );
-        use std::io::{Read, Write};
         let mut tcp = std::net::TcpStream::connect(&self.admin)
             .unwrap_or_else(|e| panic!("Hydra's admin API at {}: {e}", self.admin));
         tcp.write_all(request.as_bytes()).unwrap();
@@ -127,7 +159,7 @@ impl Hydra {
         tcp.read_to_string(&mut answer).unwrap();
         assert!(
             answer.starts_with("HTTP/1.1 201"),
-            "Hydra did not register client {id}: {answer}"
+            "Hydra refused POST {path} {body}: {answer}"
         );
     }
 }

@@ -13,7 +13,7 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::property::{POOL, PROPERTIES, PoolSetting};
 use crate::sasl::oauthbearer::{TokenProvider, UnsecuredJwt};
-pub use oidc::{OAuthBearerMethod, OidcConfig, Share};
+pub use oidc::{AssertionAlgorithm, GrantType, OAuthBearerMethod, OidcConfig, Share};
 
 pub mod oidc;
 mod security;
@@ -334,6 +334,37 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::SaslLoginRefreshWindowJitter(j) => {
                 self.sasl_oauthbearer_oidc.refresh_window_jitter = *j;
             }
+            PoolSetting::SaslOauthbearerGrantType(g) => self.sasl_oauthbearer_oidc.grant_type = *g,
+            PoolSetting::SaslOauthbearerAssertionAlgorithm(a) => {
+                self.sasl_oauthbearer_oidc.assertion_algorithm = *a;
+            }
+            PoolSetting::SaslOauthbearerAssertionPrivateKeyFile(p) => {
+                self.sasl_oauthbearer_oidc.assertion_private_key_file = p.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionFile(p) => {
+                self.sasl_oauthbearer_oidc.assertion_file = p.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionTemplateFile(p) => {
+                self.sasl_oauthbearer_oidc.assertion_template_file = p.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimIss(c) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_iss = c.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimSub(c) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_sub = c.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimAud(c) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_aud = c.clone();
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimExp(d) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_exp = *d;
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimNbf(d) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_nbf = *d;
+            }
+            PoolSetting::SaslOauthbearerAssertionClaimJtiInclude(on) => {
+                self.sasl_oauthbearer_oidc.assertion_claim_jti_include = *on;
+            }
             PoolSetting::ApiVersionMax(caps) => self.api_version_max = caps.clone(),
         }
         true
@@ -396,6 +427,17 @@ mod tests {
             "sasl.oauthbearer.ssl.ca.location" => "/etc/idp/ca.pem",
             "sasl.login.refresh.window.factor" => "0.9",
             "sasl.login.refresh.window.jitter" => "0",
+            "sasl.oauthbearer.grant.type" => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "sasl.oauthbearer.assertion.algorithm" => "es256",
+            "sasl.oauthbearer.assertion.private.key.file" => "/etc/kcon/assertion-key.pem",
+            "sasl.oauthbearer.assertion.file" => "/run/assertion.jwt",
+            "sasl.oauthbearer.assertion.template.file" => "/etc/kcon/template.json",
+            "sasl.oauthbearer.assertion.claim.iss" => "kcon-svc",
+            "sasl.oauthbearer.assertion.claim.sub" => "billing",
+            "sasl.oauthbearer.assertion.claim.aud" => "https://idp.example/oauth2/token",
+            "sasl.oauthbearer.assertion.claim.exp.seconds" => "120",
+            "sasl.oauthbearer.assertion.claim.nbf.seconds" => "0",
+            "sasl.oauthbearer.assertion.claim.jti.include" => "true",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -451,6 +493,34 @@ mod tests {
             ),
             (0.9, 0.0)
         );
+        assert_eq!(oidc.grant_type, GrantType::JwtBearer);
+        assert_eq!(oidc.assertion_algorithm, AssertionAlgorithm::Es256);
+        assert_eq!(
+            oidc.assertion_private_key_file.as_deref(),
+            Some(std::path::Path::new("/etc/kcon/assertion-key.pem"))
+        );
+        assert_eq!(
+            oidc.assertion_file.as_deref(),
+            Some(std::path::Path::new("/run/assertion.jwt"))
+        );
+        assert!(oidc.assertion_template_file.is_some());
+        assert_eq!(
+            (
+                oidc.assertion_claim_iss.as_deref(),
+                oidc.assertion_claim_sub.as_deref(),
+                oidc.assertion_claim_aud.as_deref()
+            ),
+            (
+                Some("kcon-svc"),
+                Some("billing"),
+                Some("https://idp.example/oauth2/token")
+            )
+        );
+        assert_eq!(
+            (oidc.assertion_claim_exp, oidc.assertion_claim_nbf),
+            (Duration::from_secs(120), Duration::ZERO)
+        );
+        assert!(oidc.assertion_claim_jti_include);
         // The token properties are for OAUTHBEARER, which the mechanism set here is not.
         assert_eq!(
             c.validate().unwrap_err().property(),

@@ -15,7 +15,9 @@ use kcon_core::property::split_host_port;
 use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 use crate::config::MetadataRecoveryStrategy;
-use crate::config::oidc::{EXTENSIONS_ALLOWED, OAuthBearerMethod, Share, parse_extensions};
+use crate::config::oidc::{
+    AssertionAlgorithm, EXTENSIONS_ALLOWED, GrantType, OAuthBearerMethod, Share, parse_extensions,
+};
 use crate::sasl::oauthbearer::{UNSECURED_JWT_ALLOWED, UnsecuredJwt};
 
 /// kcon-pool's `PoolConfig`: connections, metadata, TLS and SASL.
@@ -113,6 +115,28 @@ pub enum PoolSetting {
     SaslLoginRefreshWindowFactor(Share),
     /// `sasl.login.refresh.window.jitter`.
     SaslLoginRefreshWindowJitter(Share),
+    /// `sasl.oauthbearer.grant.type`.
+    SaslOauthbearerGrantType(GrantType),
+    /// `sasl.oauthbearer.assertion.algorithm`.
+    SaslOauthbearerAssertionAlgorithm(AssertionAlgorithm),
+    /// `sasl.oauthbearer.assertion.private.key.file`; `None` when set empty.
+    SaslOauthbearerAssertionPrivateKeyFile(Option<PathBuf>),
+    /// `sasl.oauthbearer.assertion.file`; `None` when set empty.
+    SaslOauthbearerAssertionFile(Option<PathBuf>),
+    /// `sasl.oauthbearer.assertion.template.file`; `None` when set empty.
+    SaslOauthbearerAssertionTemplateFile(Option<PathBuf>),
+    /// `sasl.oauthbearer.assertion.claim.iss`; `None` when set empty.
+    SaslOauthbearerAssertionClaimIss(Option<String>),
+    /// `sasl.oauthbearer.assertion.claim.sub`; `None` when set empty.
+    SaslOauthbearerAssertionClaimSub(Option<String>),
+    /// `sasl.oauthbearer.assertion.claim.aud`; `None` when set empty.
+    SaslOauthbearerAssertionClaimAud(Option<String>),
+    /// `sasl.oauthbearer.assertion.claim.exp.seconds`.
+    SaslOauthbearerAssertionClaimExp(Duration),
+    /// `sasl.oauthbearer.assertion.claim.nbf.seconds`.
+    SaslOauthbearerAssertionClaimNbf(Duration),
+    /// `sasl.oauthbearer.assertion.claim.jti.include`.
+    SaslOauthbearerAssertionClaimJtiInclude(bool),
     /// `bootstrap.servers`: `host:port` entries, none empty.
     BootstrapServers(Vec<String>),
     /// `api.version.max`: an API and the highest version to send it at, for each API named
@@ -517,6 +541,23 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         },
     },
     Property {
+        name: "sasl.oauthbearer.grant.type",
+        aliases: &[],
+        default: DefaultValue::Value("client_credentials"),
+        parts: &[POOL],
+        doc: "How the token endpoint is asked: client_credentials (the client's id and \
+              secret), or urn:ietf:params:oauth:grant-type:jwt-bearer (KIP-1139: a JWT the \
+              client signs, sasl.oauthbearer.assertion.*).",
+        kind: Kind::Other {
+            allowed: "client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
+            parse: |i| {
+                GrantType::parse(i.trimmed())
+                    .map(PoolSetting::SaslOauthbearerGrantType)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
         name: "sasl.oauthbearer.client.credentials.client.id",
         aliases: &["sasl.oauthbearer.client.id"],
         default: DefaultValue::Unset,
@@ -596,6 +637,138 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
             allowed: FILE,
             setting: |p| PoolSetting::SaslOauthbearerSslCaLocation(p.map(PathBuf::from)),
         },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.private.key.file",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The key that signs the JWT bearer grant's assertions: an unencrypted PEM file, \
+              RSA (PKCS#8 or PKCS#1) for RS256, P-256 in PKCS#8 for ES256.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: FILE,
+            setting: |p| PoolSetting::SaslOauthbearerAssertionPrivateKeyFile(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.algorithm",
+        aliases: &[],
+        default: DefaultValue::Value("RS256"),
+        parts: &[POOL],
+        doc: "How assertions are signed.",
+        kind: Kind::Other {
+            allowed: "RS256 or ES256",
+            parse: |i| {
+                AssertionAlgorithm::parse(i.trimmed())
+                    .map(PoolSetting::SaslOauthbearerAssertionAlgorithm)
+                    .ok_or_else(|| i.refused())
+            },
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.file",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "A file holding a ready assertion for the JWT bearer grant, read again at each \
+              fetch (whatever renews the file renews the assertion), instead of a key that \
+              signs one.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "the path of a file; empty unsets it",
+            setting: |p| PoolSetting::SaslOauthbearerAssertionFile(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.template.file",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "JSON {\"header\": {...}, \"payload\": {...}} whose fields go into each signed \
+              assertion (a kid, a claim of the identity provider's); the claims the properties \
+              set win.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "the path of a file; empty unsets it",
+            setting: |p| PoolSetting::SaslOauthbearerAssertionTemplateFile(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.iss",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The assertion's issuer (iss).",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "any text; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerAssertionClaimIss,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.sub",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The assertion's subject (sub): whom the token is for.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "any text; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerAssertionClaimSub,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.aud",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "The assertion's audience (aud): usually the token endpoint's URL.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "any text; empty unsets it",
+            setting: PoolSetting::SaslOauthbearerAssertionClaimAud,
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.exp.seconds",
+        aliases: &[],
+        default: DefaultValue::Value("300"),
+        parts: &[POOL],
+        doc: "How long an assertion is valid after it is made (exp).",
+        kind: Kind::Count {
+            min: 1,
+            max: 86_400,
+            allowed: "a whole number of seconds from 1 to 86400",
+            setting: |n| {
+                PoolSetting::SaslOauthbearerAssertionClaimExp(Duration::from_secs(n as u64))
+            },
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.nbf.seconds",
+        aliases: &[],
+        default: DefaultValue::Value("60"),
+        parts: &[POOL],
+        doc: "How long before it is made an assertion is valid from (nbf), for a clock behind \
+              the identity provider's.",
+        kind: Kind::Count {
+            min: 0,
+            max: 3_600,
+            allowed: "a whole number of seconds from 0 to 3600",
+            setting: |n| {
+                PoolSetting::SaslOauthbearerAssertionClaimNbf(Duration::from_secs(n as u64))
+            },
+        },
+    },
+    Property {
+        name: "sasl.oauthbearer.assertion.claim.jti.include",
+        aliases: &[],
+        default: DefaultValue::Value("false"),
+        parts: &[POOL],
+        doc: "Whether each assertion carries a random jti, for identity providers that refuse \
+              an assertion seen before.",
+        kind: Kind::Bool(PoolSetting::SaslOauthbearerAssertionClaimJtiInclude),
     },
     Property {
         name: "sasl.login.connect.timeout.ms",

@@ -12,8 +12,10 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 use tokio_rustls::TlsConnector;
 
 use crate::http::HttpEndpoint;
+pub use crate::sasl::assertion::AssertionAlgorithm;
+use crate::sasl::assertion::{Claims, Signer};
 use crate::sasl::oauthbearer::TokenProvider;
-use crate::sasl::oidc::{Oidc, OidcSettings};
+use crate::sasl::oidc::{Assertion, Grant, Oidc, OidcSettings};
 use crate::tls::{TlsFiles, client_config};
 
 /// `sasl.oauthbearer.method` (librdkafka's): where OAUTHBEARER's token comes from.
@@ -43,6 +45,38 @@ impl OAuthBearerMethod {
         match self {
             OAuthBearerMethod::Default => "default",
             OAuthBearerMethod::Oidc => "oidc",
+        }
+    }
+}
+
+/// `sasl.oauthbearer.grant.type` (librdkafka's): how the token endpoint is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// `client_credentials` (RFC 6749 §4.4): the client's id and secret.
+    ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1, KIP-1139): a JWT the
+    /// client signs (or reads from a file), with the client's id and secret too when set.
+    JwtBearer,
+}
+
+impl GrantType {
+    /// The JWT bearer grant's name.
+    pub const JWT_BEARER: &'static str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+    /// Reads `client_credentials` or `urn:ietf:params:oauth:grant-type:jwt-bearer`.
+    pub fn parse(s: &str) -> Option<GrantType> {
+        match s {
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            GrantType::JWT_BEARER => Some(GrantType::JwtBearer),
+            _ => None,
+        }
+    }
+
+    /// The property's value, as the token request names the grant.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::JwtBearer => GrantType::JWT_BEARER,
         }
     }
 }
@@ -82,6 +116,9 @@ pub struct OidcConfig {
     pub method: Option<OAuthBearerMethod>,
     /// `sasl.oauthbearer.token.endpoint.url`: the endpoint, `http://` or `https://`.
     pub token_endpoint_url: Option<String>,
+    /// `sasl.oauthbearer.grant.type` (librdkafka's): `client_credentials`, the default, or
+    /// the JWT bearer grant.
+    pub grant_type: GrantType,
     /// `sasl.oauthbearer.client.credentials.client.id` (librdkafka:
     /// `sasl.oauthbearer.client.id`).
     pub client_id: Option<String>,
@@ -114,6 +151,32 @@ pub struct OidcConfig {
     /// `sasl.login.refresh.window.jitter`: at most this share of the lifetime is added at
     /// random. Default 0.05; from 0 to 0.25.
     pub refresh_window_jitter: Share,
+    /// `sasl.oauthbearer.assertion.algorithm`: RS256 (default) or ES256.
+    pub assertion_algorithm: AssertionAlgorithm,
+    /// `sasl.oauthbearer.assertion.private.key.file`: the unencrypted PEM key that signs the
+    /// JWT bearer grant's assertions.
+    pub assertion_private_key_file: Option<PathBuf>,
+    /// `sasl.oauthbearer.assertion.file`: a file holding a ready assertion, read again at
+    /// each fetch (instead of a key that signs one).
+    pub assertion_file: Option<PathBuf>,
+    /// `sasl.oauthbearer.assertion.template.file`: JSON `{"header": {...}, "payload": {...}}`
+    /// whose fields go into each signed assertion.
+    pub assertion_template_file: Option<PathBuf>,
+    /// `sasl.oauthbearer.assertion.claim.iss`.
+    pub assertion_claim_iss: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.sub`.
+    pub assertion_claim_sub: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.aud`.
+    pub assertion_claim_aud: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.exp.seconds`: how long an assertion is valid.
+    /// Default 300 s.
+    pub assertion_claim_exp: Duration,
+    /// `sasl.oauthbearer.assertion.claim.nbf.seconds`: how long before its issue an assertion
+    /// is valid from (for clocks behind the endpoint's). Default 60 s.
+    pub assertion_claim_nbf: Duration,
+    /// `sasl.oauthbearer.assertion.claim.jti.include`: whether each assertion carries a
+    /// random `jti`. Default `false`.
+    pub assertion_claim_jti_include: bool,
 }
 
 impl Default for OidcConfig {
@@ -133,6 +196,17 @@ impl Default for OidcConfig {
             retry_backoff_max: Duration::from_secs(10),
             refresh_window_factor: Share(800_000),
             refresh_window_jitter: Share(50_000),
+            grant_type: GrantType::ClientCredentials,
+            assertion_algorithm: AssertionAlgorithm::Rs256,
+            assertion_private_key_file: None,
+            assertion_file: None,
+            assertion_template_file: None,
+            assertion_claim_iss: None,
+            assertion_claim_sub: None,
+            assertion_claim_aud: None,
+            assertion_claim_exp: Duration::from_secs(300),
+            assertion_claim_nbf: Duration::from_secs(60),
+            assertion_claim_jti_include: false,
         }
     }
 }
@@ -178,6 +252,52 @@ impl OidcConfig {
         if let Some(ca) = &self.ssl_ca_location {
             set.push(("sasl.oauthbearer.ssl.ca.location", ca.display().to_string()));
         }
+        if self.grant_type == GrantType::JwtBearer {
+            set.push((
+                "sasl.oauthbearer.grant.type",
+                GrantType::JWT_BEARER.to_owned(),
+            ));
+        }
+        set.extend(self.assertion_set());
+        set
+    }
+
+    /// The JWT bearer grant's settings that are set, (property, value shown).
+    fn assertion_set(&self) -> Vec<(&'static str, String)> {
+        let mut set = Vec::new();
+        for (property, path) in [
+            (
+                "sasl.oauthbearer.assertion.private.key.file",
+                &self.assertion_private_key_file,
+            ),
+            ("sasl.oauthbearer.assertion.file", &self.assertion_file),
+            (
+                "sasl.oauthbearer.assertion.template.file",
+                &self.assertion_template_file,
+            ),
+        ] {
+            if let Some(p) = path {
+                set.push((property, p.display().to_string()));
+            }
+        }
+        for (property, claim) in [
+            (
+                "sasl.oauthbearer.assertion.claim.iss",
+                &self.assertion_claim_iss,
+            ),
+            (
+                "sasl.oauthbearer.assertion.claim.sub",
+                &self.assertion_claim_sub,
+            ),
+            (
+                "sasl.oauthbearer.assertion.claim.aud",
+                &self.assertion_claim_aud,
+            ),
+        ] {
+            if let Some(c) = claim {
+                set.push((property, c.clone()));
+            }
+        }
         set
     }
 
@@ -217,20 +337,88 @@ impl OidcConfig {
                 "the token endpoint's URL is http://, not https://",
             ));
         }
-        if self.client_id.is_none() {
-            return Err(ConfigError::invalid(
-                "sasl.oauthbearer.client.credentials.client.id",
-                "",
-                "the client's id at the token endpoint: the client credentials grant needs one",
-            ));
-        }
-        if self.client_secret.is_none() {
-            return Err(ConfigError::invalid(
-                "sasl.oauthbearer.client.credentials.client.secret",
-                "",
-                "the client's secret at the token endpoint: the client credentials grant needs \
-                 one",
-            ));
+        match self.grant_type {
+            GrantType::ClientCredentials => {
+                if self.client_id.is_none() {
+                    return Err(ConfigError::invalid(
+                        "sasl.oauthbearer.client.credentials.client.id",
+                        "",
+                        "the client's id at the token endpoint: the client credentials grant \
+                         needs one",
+                    ));
+                }
+                if self.client_secret.is_none() {
+                    return Err(ConfigError::invalid(
+                        "sasl.oauthbearer.client.credentials.client.secret",
+                        "",
+                        "the client's secret at the token endpoint: the client credentials \
+                         grant needs one",
+                    ));
+                }
+                if let Some((property, value)) = self.assertion_set().into_iter().next() {
+                    return Err(ConfigError::unusable(
+                        property,
+                        &value,
+                        "it is for sasl.oauthbearer.grant.type=urn:ietf:params:oauth:grant-type:jwt-bearer, \
+                         and the grant type is client_credentials",
+                    ));
+                }
+            }
+            GrantType::JwtBearer => {
+                match (&self.client_id, &self.client_secret) {
+                    (Some(_), None) => {
+                        return Err(ConfigError::invalid(
+                            "sasl.oauthbearer.client.credentials.client.secret",
+                            "",
+                            "the client's secret, since its id is set (the JWT bearer grant \
+                             sends both, or neither)",
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::invalid(
+                            "sasl.oauthbearer.client.credentials.client.id",
+                            "",
+                            "the client's id, since its secret is set (the JWT bearer grant \
+                             sends both, or neither)",
+                        ));
+                    }
+                    _ => {}
+                }
+                match (&self.assertion_private_key_file, &self.assertion_file) {
+                    (None, None) => {
+                        return Err(ConfigError::invalid(
+                            "sasl.oauthbearer.assertion.private.key.file",
+                            "",
+                            "the PEM key that signs the assertions (or \
+                             sasl.oauthbearer.assertion.file, a file holding one): the JWT \
+                             bearer grant needs one",
+                        ));
+                    }
+                    (Some(_), Some(file)) => {
+                        return Err(ConfigError::unusable(
+                            "sasl.oauthbearer.assertion.file",
+                            &file.display().to_string(),
+                            "sasl.oauthbearer.assertion.private.key.file is set too: the \
+                             assertion is signed or read, not both",
+                        ));
+                    }
+                    (None, Some(file)) => {
+                        if let Some((property, _)) = self
+                            .assertion_set()
+                            .into_iter()
+                            .find(|(p, _)| *p != "sasl.oauthbearer.assertion.file")
+                        {
+                            return Err(ConfigError::unusable(
+                                property,
+                                &file.display().to_string(),
+                                "it is for an assertion kcon signs, and \
+                                 sasl.oauthbearer.assertion.file gives a ready one",
+                            ));
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+            }
         }
         if self.retry_backoff > self.retry_backoff_max {
             return Err(ConfigError::unusable(
@@ -265,17 +453,40 @@ impl OidcConfig {
         } else {
             None
         };
+        let client = self.client_id.clone().zip(self.client_secret.clone());
+        let grant = match self.grant_type {
+            GrantType::ClientCredentials => {
+                let (id, secret) = client
+                    .ok_or_else(|| missing("sasl.oauthbearer.client.credentials.client.id"))?;
+                Grant::ClientCredentials { id, secret }
+            }
+            GrantType::JwtBearer => {
+                let assertion = match (&self.assertion_private_key_file, &self.assertion_file) {
+                    (Some(key), _) => Assertion::Signed(Box::new(Signer::load(
+                        self.assertion_algorithm,
+                        key,
+                        self.assertion_template_file.as_deref(),
+                        Claims {
+                            iss: self.assertion_claim_iss.clone(),
+                            sub: self.assertion_claim_sub.clone(),
+                            aud: self.assertion_claim_aud.clone(),
+                            exp: self.assertion_claim_exp,
+                            nbf: self.assertion_claim_nbf,
+                            jti: self.assertion_claim_jti_include,
+                        },
+                    )?)),
+                    (None, Some(file)) => Assertion::File(file.clone()),
+                    (None, None) => {
+                        return Err(missing("sasl.oauthbearer.assertion.private.key.file"));
+                    }
+                };
+                Grant::JwtBearer { client, assertion }
+            }
+        };
         Ok(TokenProvider::new(Oidc::new(OidcSettings {
             endpoint,
             tls,
-            client_id: self
-                .client_id
-                .clone()
-                .ok_or_else(|| missing("sasl.oauthbearer.client.credentials.client.id"))?,
-            client_secret: self
-                .client_secret
-                .clone()
-                .ok_or_else(|| missing("sasl.oauthbearer.client.credentials.client.secret"))?,
+            grant,
             scope: self.scope.clone(),
             extensions: self.extensions.clone(),
             header_urlencode: self.header_urlencode,

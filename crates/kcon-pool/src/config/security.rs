@@ -499,6 +499,72 @@ mod tests {
     }
 
     #[test]
+    fn the_jwt_bearer_grant_needs_an_assertion_and_takes_the_client_whole_or_not_at_all() {
+        let jwt = || {
+            let mut c = sasl();
+            c.sasl_username = None;
+            c.sasl_password = None;
+            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+            c.set(
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/oauth2/token",
+            )
+            .unwrap();
+            c.set(
+                "sasl.oauthbearer.grant.type",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            )
+            .unwrap();
+            c.set("sasl.oauthbearer.assertion.private.key.file", "/k.pem")
+                .unwrap();
+            c
+        };
+        let e = |c: &PoolConfig| c.validate().unwrap_err();
+        jwt().validate().unwrap();
+        let mut c = jwt();
+        c.set("sasl.oauthbearer.client.id", "app").unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.client.credentials.client.secret"
+        );
+        c.set("sasl.oauthbearer.client.secret", "pw").unwrap();
+        c.validate().unwrap();
+        let mut c = jwt();
+        c.set("sasl.oauthbearer.assertion.private.key.file", "")
+            .unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.assertion.private.key.file"
+        );
+        c.set("sasl.oauthbearer.assertion.file", "/run/a.jwt")
+            .unwrap();
+        c.validate().unwrap();
+        c.set("sasl.oauthbearer.assertion.claim.sub", "me").unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.assertion.claim.sub");
+        let mut c = jwt();
+        c.set("sasl.oauthbearer.assertion.file", "/run/a.jwt")
+            .unwrap();
+        assert_eq!(e(&c).property(), "sasl.oauthbearer.assertion.file");
+        // The assertion's settings with the client credentials grant would be ignored.
+        let mut c = jwt();
+        c.set("sasl.oauthbearer.grant.type", "client_credentials")
+            .unwrap();
+        c.set("sasl.oauthbearer.client.id", "app").unwrap();
+        c.set("sasl.oauthbearer.client.secret", "pw").unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.assertion.private.key.file"
+        );
+        // A key that cannot be read is refused when the pool is made, naming the property.
+        let e = crate::Pool::new(jwt()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("sasl.oauthbearer.assertion.private.key.file"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn debug_does_not_show_the_password() {
         let shown = format!("{:?}", sasl());
         assert!(!shown.contains("pa55w0rd"), "{shown}");

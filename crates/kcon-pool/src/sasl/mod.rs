@@ -10,6 +10,7 @@
 //! Kafka broker answers it before authentication (KIP-511), and its answer says which
 //! SaslHandshake and SaslAuthenticate versions to use.
 
+pub(crate) mod assertion;
 pub(crate) mod oauthbearer;
 pub(crate) mod oidc;
 mod plain;

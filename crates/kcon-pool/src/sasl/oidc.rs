@@ -23,6 +23,7 @@
 //! claim leaves, when it is a JWT; at least one of them must be given.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,23 +39,22 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
+use super::assertion::Signer;
 use super::oauthbearer::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture};
+use crate::config::oidc::GrantType;
 use crate::http::{FullBody, HttpEndpoint, form_encode};
 
 /// The largest answer read from the token endpoint: a token is a few KiB at most.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
-/// What the client credentials grant needs, checked (by `PoolConfig::validate`).
-#[derive(Clone)]
+/// What asking the token endpoint needs, checked (by `PoolConfig::validate`) and loaded.
 pub(crate) struct OidcSettings {
     /// `sasl.oauthbearer.token.endpoint.url`.
     pub(crate) endpoint: HttpEndpoint,
     /// rustls for an `https` endpoint.
     pub(crate) tls: Option<TlsConnector>,
-    /// `sasl.oauthbearer.client.credentials.client.id`.
-    pub(crate) client_id: String,
-    /// `sasl.oauthbearer.client.credentials.client.secret`.
-    pub(crate) client_secret: Password,
+    /// How the endpoint is asked.
+    pub(crate) grant: Grant,
     /// `sasl.oauthbearer.scope`.
     pub(crate) scope: Option<String>,
     /// `sasl.oauthbearer.extensions`: sent with every token.
@@ -71,6 +71,26 @@ pub(crate) struct OidcSettings {
     pub(crate) refresh_factor: f64,
     /// `sasl.login.refresh.window.jitter`.
     pub(crate) refresh_jitter: f64,
+}
+
+/// How the token endpoint is asked for a token.
+pub(crate) enum Grant {
+    /// The client credentials grant: the client's id and secret.
+    ClientCredentials { id: String, secret: Password },
+    /// The JWT bearer grant (RFC 7523 §2.1): an assertion, with the client's id and secret
+    /// when they are set.
+    JwtBearer {
+        client: Option<(String, Password)>,
+        assertion: Assertion,
+    },
+}
+
+/// Where the JWT bearer grant's assertion comes from.
+pub(crate) enum Assertion {
+    /// Signed afresh for each request.
+    Signed(Box<Signer>),
+    /// Read from `sasl.oauthbearer.assertion.file` for each request.
+    File(PathBuf),
 }
 
 /// The token provider of `sasl.oauthbearer.token.endpoint.url`.
@@ -186,6 +206,58 @@ impl Shared {
             why,
             refused: false,
         };
+        let (mut form, client) = match &s.grant {
+            Grant::ClientCredentials { id, secret } => (
+                "grant_type=client_credentials".to_owned(),
+                Some((id, secret)),
+            ),
+            Grant::JwtBearer { client, assertion } => {
+                let assertion = match assertion {
+                    Assertion::Signed(signer) => {
+                        signer.assertion(SystemTime::now()).map_err(transient)?
+                    }
+                    Assertion::File(path) => read_assertion(path).await?,
+                };
+                (
+                    format!(
+                        "grant_type={}&assertion={}",
+                        form_encode(GrantType::JWT_BEARER),
+                        form_encode(&assertion)
+                    ),
+                    client.as_ref().map(|(id, secret)| (id, secret)),
+                )
+            }
+        };
+        if let Some(scope) = &s.scope {
+            form.push_str("&scope=");
+            form.push_str(&form_encode(scope));
+        }
+        let path = if s.endpoint.path.is_empty() {
+            "/"
+        } else {
+            &s.endpoint.path
+        };
+        let mut request = hyper::Request::post(path)
+            .header(HOST, s.endpoint.authority.as_str())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, concat!("kcon/", env!("CARGO_PKG_VERSION")));
+        if let Some((id, secret)) = client {
+            let (id, secret) = if s.header_urlencode {
+                (form_encode(id), form_encode(secret.expose()))
+            } else {
+                (id.clone(), secret.expose().to_owned())
+            };
+            request = request.header(
+                AUTHORIZATION,
+                format!("Basic {}", BASE64.encode(format!("{id}:{secret}"))),
+            );
+        }
+        let request = request
+            .body(FullBody::new(Bytes::from(form)))
+            .map_err(|e| transient(format!("cannot make the request: {e}")))?;
+        // The request is made before the connection: an assertion that cannot be made costs
+        // the endpoint nothing.
         let mut sender = tokio::time::timeout(
             s.connect_timeout,
             s.endpoint.connect::<FullBody>(s.tls.as_ref()),
@@ -198,35 +270,6 @@ impl Shared {
             ))
         })?
         .map_err(transient)?;
-        let mut form = "grant_type=client_credentials".to_owned();
-        if let Some(scope) = &s.scope {
-            form.push_str("&scope=");
-            form.push_str(&form_encode(scope));
-        }
-        let (id, secret) = if s.header_urlencode {
-            (
-                form_encode(&s.client_id),
-                form_encode(s.client_secret.expose()),
-            )
-        } else {
-            (s.client_id.clone(), s.client_secret.expose().to_owned())
-        };
-        let path = if s.endpoint.path.is_empty() {
-            "/"
-        } else {
-            &s.endpoint.path
-        };
-        let request = hyper::Request::post(path)
-            .header(HOST, s.endpoint.authority.as_str())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("kcon/", env!("CARGO_PKG_VERSION")))
-            .header(
-                AUTHORIZATION,
-                format!("Basic {}", BASE64.encode(format!("{id}:{secret}"))),
-            )
-            .body(FullBody::new(Bytes::from(form)))
-            .map_err(|e| transient(format!("cannot make the request: {e}")))?;
         let exchange = async {
             let response = sender
                 .send_request(request)
@@ -266,6 +309,35 @@ impl Shared {
             refused: true,
         })
     }
+}
+
+/// `sasl.oauthbearer.assertion.file`'s assertion, read now.
+async fn read_assertion(path: &Path) -> Result<String, Failed> {
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(owned))
+        .await
+        .map_err(|e| Failed {
+            why: format!("reading sasl.oauthbearer.assertion.file stopped: {e}"),
+            refused: false,
+        })?;
+    let text = read.map_err(|e| Failed {
+        why: format!(
+            "cannot read sasl.oauthbearer.assertion.file {}: {e}",
+            path.display()
+        ),
+        refused: false,
+    })?;
+    let assertion = text.trim();
+    if assertion.is_empty() {
+        return Err(Failed {
+            why: format!(
+                "sasl.oauthbearer.assertion.file {} is empty",
+                path.display()
+            ),
+            refused: false,
+        });
+    }
+    Ok(assertion.to_owned())
 }
 
 /// The task that fetches the token, and again ahead of its expiry, while any handle of the
@@ -523,8 +595,10 @@ mod tests {
         OidcSettings {
             endpoint: HttpEndpoint::parse(url).unwrap(),
             tls: None,
-            client_id: "kcon-app".to_owned(),
-            client_secret: Password::new("s3cret"),
+            grant: Grant::ClientCredentials {
+                id: "kcon-app".to_owned(),
+                secret: Password::new("s3cret"),
+            },
             scope: Some("kafka read".to_owned()),
             extensions: BTreeMap::from([("logicalCluster".to_owned(), "lkc-1".to_owned())]),
             header_urlencode: false,
@@ -579,8 +653,10 @@ mod tests {
     async fn the_id_and_secret_are_form_encoded_in_the_header_when_asked() {
         let idp = endpoint(vec![granted("tok", 60)]).await;
         let mut s = settings(&idp.url);
-        s.client_id = "app one".to_owned();
-        s.client_secret = Password::new("p:w&x");
+        s.grant = Grant::ClientCredentials {
+            id: "app one".to_owned(),
+            secret: Password::new("p:w&x"),
+        };
         s.header_urlencode = true;
         s.scope = None;
         Oidc::new(s).token().await.unwrap();
@@ -590,6 +666,67 @@ mod tests {
             "{head}"
         );
         assert_eq!(body, "grant_type=client_credentials");
+    }
+
+    #[tokio::test]
+    async fn the_jwt_bearer_grant_sends_the_assertion_with_or_without_the_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("assertion.jwt");
+        std::fs::write(&file, "eyJh.eyJz.c2ln\n").unwrap();
+        let idp = endpoint(vec![granted("tok", 60)]).await;
+        let mut s = settings(&idp.url);
+        s.grant = Grant::JwtBearer {
+            client: None,
+            assertion: Assertion::File(file.clone()),
+        };
+        Oidc::new(s).token().await.unwrap();
+        let (head, body) = idp.requests.lock().unwrap()[0].clone();
+        assert_eq!(
+            body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer\
+             &assertion=eyJh.eyJz.c2ln&scope=kafka+read"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "{head}"
+        );
+
+        let idp = endpoint(vec![granted("tok", 60)]).await;
+        let mut s = settings(&idp.url);
+        s.grant = Grant::JwtBearer {
+            client: Some(("kcon-app".to_owned(), Password::new("s3cret"))),
+            assertion: Assertion::File(file),
+        };
+        Oidc::new(s).token().await.unwrap();
+        let (head, _) = idp.requests.lock().unwrap()[0].clone();
+        assert!(
+            head.contains(&format!("Basic {}", BASE64.encode("kcon-app:s3cret"))),
+            "{head}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_assertion_file_is_a_failure_tried_again_not_a_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("assertion.jwt");
+        std::fs::write(&file, "  \n").unwrap();
+        let idp = endpoint(vec![granted("tok", 60)]).await;
+        let mut s = settings(&idp.url);
+        s.grant = Grant::JwtBearer {
+            client: None,
+            assertion: Assertion::File(file.clone()),
+        };
+        let oidc = Oidc::new(s);
+        let waited = tokio::time::timeout(Duration::from_millis(300), oidc.token()).await;
+        assert!(waited.is_err(), "waits for an assertion: {waited:?}");
+        assert!(idp.requests.lock().unwrap().is_empty());
+        // Whatever renews the file renews the assertion.
+        std::fs::write(&file, "eyJh.eyJz.c2ln").unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(5), oidc.token())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.value, "tok");
     }
 
     #[tokio::test]
