@@ -540,15 +540,31 @@ mod tests {
     }
 
     async fn endpoint(answers: Vec<(u16, String)>) -> Endpoint {
+        endpoint_over(answers, None).await
+    }
+
+    /// [`endpoint`], over TLS with `tls` when given (a handshake that fails is skipped).
+    async fn endpoint_over(
+        answers: Vec<(u16, String)>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/oauth2/token", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/oauth2/token", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         tokio::spawn(async move {
             let mut answers = answers.into_iter().peekable();
             let mut last = None;
             loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut tcp: Box<dyn Stream> = match &tls {
+                    None => Box::new(tcp),
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => continue,
+                    },
+                };
                 let mut read = Vec::new();
                 let mut buf = [0u8; 4096];
                 let (head, body) = loop {
@@ -590,6 +606,9 @@ mod tests {
         });
         Endpoint { url, requests }
     }
+
+    trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+    impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
 
     fn settings(url: &str) -> OidcSettings {
         OidcSettings {
@@ -727,6 +746,59 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(t.value, "tok");
+    }
+
+    /// An https endpoint whose certificate a CA of the test's signs: fetched with that CA
+    /// (`sasl.oauthbearer.ssl.ca.location`), refused with the system's trust store.
+    #[tokio::test]
+    async fn an_https_endpoint_is_trusted_by_the_ca_given_and_only_by_it() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let idp = endpoint_over(vec![granted("tok-tls", 60)], Some(acceptor)).await;
+        let connector = |ca: Option<&std::path::Path>| {
+            let config = crate::tls::client_config(crate::tls::TlsFiles {
+                prefix: "sasl.oauthbearer.",
+                ca_location: ca,
+                certificate_location: None,
+                key_location: None,
+                verify_hostname: true,
+            })
+            .unwrap();
+            TlsConnector::from(Arc::new(config))
+        };
+        let mut s = settings(&idp.url);
+        s.tls = Some(connector(None));
+        let e = Oidc::new(s).shared.fetch().await.unwrap_err();
+        assert!(
+            e.why.contains("TLS handshake failed") && !e.refused,
+            "{e:?}"
+        );
+        let mut s = settings(&idp.url);
+        s.tls = Some(connector(Some(&ca_file)));
+        assert_eq!(Oidc::new(s).token().await.unwrap().value, "tok-tls");
+        assert_eq!(idp.requests.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
