@@ -401,18 +401,24 @@ mod tests {
         assert!(refused.to_string().contains("lifeSeconds=0"), "{refused}");
     }
 
+    /// [`sasl`] with OAUTHBEARER and a token endpoint, nothing else of it set yet.
+    fn token_endpoint() -> PoolConfig {
+        let mut c = sasl();
+        c.sasl_username = None;
+        c.sasl_password = None;
+        c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+        c.set(
+            "sasl.oauthbearer.token.endpoint.url",
+            "https://idp.example/oauth2/token",
+        )
+        .unwrap();
+        c
+    }
+
     #[test]
     fn an_oauth_token_endpoint_is_one_more_token_source_checked_with_its_settings() {
         let oidc = || {
-            let mut c = sasl();
-            c.sasl_username = None;
-            c.sasl_password = None;
-            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
-            c.set(
-                "sasl.oauthbearer.token.endpoint.url",
-                "https://idp.example/oauth2/token",
-            )
-            .unwrap();
+            let mut c = token_endpoint();
             c.set("sasl.oauthbearer.client.id", "app").unwrap();
             c.set("sasl.oauthbearer.client.secret", "pw").unwrap();
             c
@@ -501,15 +507,7 @@ mod tests {
     #[test]
     fn the_jwt_bearer_grant_needs_an_assertion_and_takes_the_client_whole_or_not_at_all() {
         let jwt = || {
-            let mut c = sasl();
-            c.sasl_username = None;
-            c.sasl_password = None;
-            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
-            c.set(
-                "sasl.oauthbearer.token.endpoint.url",
-                "https://idp.example/oauth2/token",
-            )
-            .unwrap();
+            let mut c = token_endpoint();
             c.set(
                 "sasl.oauthbearer.grant.type",
                 "urn:ietf:params:oauth:grant-type:jwt-bearer",

@@ -153,17 +153,23 @@ async fn assert_usable(conn: &Connection, p: &mut PeerConn, n: i32) {
     assert_eq!(answer.unwrap().throttle_time_ms, n);
 }
 
-#[tokio::test]
-async fn plain_sends_an_empty_authzid_the_user_and_the_password() {
-    let l = Listener::bind().await;
-    let (conn, mut p) = connect_scripted(&l, &sasl_config("PLAIN"), async |mut p| {
+/// A connection logged in with PLAIN as alice, its session `session_lifetime_ms` long (0:
+/// none), and the peer's end of it.
+async fn plain_login(l: &Listener, session_lifetime_ms: i64) -> (Connection, PeerConn) {
+    let (conn, p) = connect_scripted(l, &sasl_config("PLAIN"), async |mut p| {
         expect_handshake(&mut p, "PLAIN").await;
         let r = expect_authenticate(&mut p, b"\0alice\0secret").await;
-        accept(&mut p, &r, 0).await;
+        accept(&mut p, &r, session_lifetime_ms).await;
         p
     })
     .await;
-    let conn = conn.unwrap();
+    (conn.unwrap(), p)
+}
+
+#[tokio::test]
+async fn plain_sends_an_empty_authzid_the_user_and_the_password() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = plain_login(&l, 0).await;
     assert_usable(&conn, &mut p, 1).await;
 }
 
@@ -447,14 +453,7 @@ async fn the_token_lifetime_drives_reauthentication_when_the_broker_sets_none() 
 #[tokio::test]
 async fn a_refused_reauthentication_closes_the_connection_with_the_refusal() {
     let l = Listener::bind().await;
-    let (conn, mut p) = connect_scripted(&l, &sasl_config("PLAIN"), async |mut p| {
-        expect_handshake(&mut p, "PLAIN").await;
-        let r = expect_authenticate(&mut p, b"\0alice\0secret").await;
-        accept(&mut p, &r, 300).await;
-        p
-    })
-    .await;
-    let conn = conn.unwrap();
+    let (conn, mut p) = plain_login(&l, 300).await;
     expect_handshake(&mut p, "PLAIN").await;
     // A request made during the re-authentication waits, then gets its failure.
     let waiting = tokio::spawn({
@@ -486,14 +485,7 @@ async fn a_refused_reauthentication_closes_the_connection_with_the_refusal() {
 #[tokio::test]
 async fn a_reauthentication_the_broker_will_not_start_is_worded_as_such() {
     let l = Listener::bind().await;
-    let (conn, mut p) = connect_scripted(&l, &sasl_config("PLAIN"), async |mut p| {
-        expect_handshake(&mut p, "PLAIN").await;
-        let r = expect_authenticate(&mut p, b"\0alice\0secret").await;
-        accept(&mut p, &r, 300).await;
-        p
-    })
-    .await;
-    let conn = conn.unwrap();
+    let (conn, mut p) = plain_login(&l, 300).await;
     let r = p
         .recv()
         .await
