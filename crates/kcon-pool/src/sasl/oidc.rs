@@ -1,12 +1,15 @@
-//! OAUTHBEARER tokens from an OAuth 2.0 token endpoint by the client credentials grant
-//! (RFC 6749 §4.4; Kafka's KIP-768, librdkafka's `sasl.oauthbearer.method=oidc`).
+//! OAUTHBEARER tokens from an OAuth 2.0 token endpoint (Kafka's KIP-768, librdkafka's
+//! `sasl.oauthbearer.method=oidc`): by the client credentials grant (RFC 6749 §4.4), or by the
+//! JWT bearer grant (RFC 7523 §2.1, KIP-1139) with an assertion signed here
+//! ([`assertion`](super::assertion)) or read from a file.
 //!
 //! One token is shared by every connection of the clients that share the configuration. A task
 //! of its own fetches it when first asked for, and again ahead of its expiry: at
 //! `sasl.login.refresh.window.factor` of its lifetime, plus up to
 //! `sasl.login.refresh.window.jitter` of it, so that clients started together do not ask
-//! together. A connection that authenticates or re-authenticates (KIP-368) takes the token held
-//! then; a connection never waits for the endpoint while a valid token is held.
+//! together, and while it still has [`SESSION_AT_LEAST`] left. A connection that authenticates
+//! or re-authenticates (KIP-368) takes the token held then; past the token's renewal it waits
+//! for the renewal under way, so that it never starts a session too short to renew.
 //!
 //! A failed fetch is tried again after a backoff (`sasl.login.retry.backoff.ms`, doubling with
 //! jitter up to `sasl.login.retry.backoff.max.ms`). The first failure of a run of them is
@@ -16,8 +19,9 @@
 //!   re-authenticate before it expires and find the next one);
 //! - with none valid, a connection that needs one waits for the next success (bounded by its
 //!   own timeouts), unless the endpoint refused the client itself (a 4xx answer other than 408
-//!   and 429: a wrong secret, an unknown client, a scope not granted): then it fails at once,
-//!   with the endpoint's answer, since the same request would be refused again.
+//!   and 429: a wrong secret, an unknown client, a scope not granted, an assertion it cannot
+//!   verify): then it fails at once, with the endpoint's answer, since the same request would
+//!   be refused again.
 //!
 //! The token's lifetime is the shorter of the answer's `expires_in` and what the token's `exp`
 //! claim leaves, when it is a JWT; at least one of them must be given.
