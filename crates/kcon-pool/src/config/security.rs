@@ -554,7 +554,7 @@ mod tests {
             "sasl.oauthbearer.assertion.private.key.file"
         );
         // A key that cannot be read is refused when the pool is made, naming the property.
-        let e = crate::Pool::new(jwt()).unwrap_err();
+        let e = crate::pool::Pool::new(jwt()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("sasl.oauthbearer.assertion.private.key.file"),
