@@ -9,8 +9,11 @@
 //!   [`Metadata`] cache with coalesced refreshes, reconnect backoff, idle close.
 //! - [`PoolConfig`]: the Kafka properties of all that, settable by name.
 //! - Security (`security.protocol`): TLS with rustls (`ssl.*`), SASL PLAIN, SCRAM-SHA-256/512
-//!   and OAUTHBEARER (`sasl.*`, and an [`OAuthBearerTokenProvider`] for tokens), with
-//!   re-authentication before the session expires (KIP-368).
+//!   and OAUTHBEARER (`sasl.*`: tokens from an OAuth 2.0 token endpoint by the client
+//!   credentials or the JWT bearer grant, from a file, or from an [`OAuthBearerTokenProvider`]),
+//!   with re-authentication before the session expires (KIP-368).
+//! - [`http`]: HTTP/1.1 for kcon's clients of HTTP services (the token endpoint, the Schema
+//!   Registry).
 //! - [`driver`]: what runs a sans-IO machine on tokio: requests in flight, each answered once.
 //! - One-shot lookups of the log's offsets: [`list_offsets()`] (ListOffsets per leader, with
 //!   stale-metadata retries) and [`watermarks`], which fail with a [`ListOffsetsError`]; the
