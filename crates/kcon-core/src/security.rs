@@ -93,6 +93,9 @@ pub enum SaslMechanism {
     /// `OAUTHBEARER` (RFC 7628, KIP-255): a bearer token from a token provider the application
     /// hands kcon-pool.
     OAuthBearer,
+    /// `GSSAPI` (RFC 4752): Kerberos, through the system's GSS-API library (kcon-pool's
+    /// feature `gssapi`).
+    Gssapi,
 }
 
 impl SaslMechanism {
@@ -103,6 +106,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
             SaslMechanism::OAuthBearer => "OAUTHBEARER",
+            SaslMechanism::Gssapi => "GSSAPI",
         }
     }
 
@@ -113,6 +117,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256,
             SaslMechanism::ScramSha512,
             SaslMechanism::OAuthBearer,
+            SaslMechanism::Gssapi,
         ]
         .into_iter()
         .find(|m| m.name().eq_ignore_ascii_case(v))

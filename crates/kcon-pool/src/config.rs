@@ -13,8 +13,10 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::property::{POOL, PROPERTIES, PoolSetting};
 use crate::sasl::oauthbearer::{TokenProvider, UnsecuredJwt};
+pub use kerberos::KerberosConfig;
 pub use oidc::{AssertionAlgorithm, GrantType, OAuthBearerMethod, OidcConfig, Share};
 
+pub mod kerberos;
 pub mod oidc;
 mod security;
 
@@ -96,7 +98,7 @@ pub struct PoolConfig {
     /// certificate names the host dialled; `none` checks only that a trusted CA signed it.
     pub ssl_endpoint_identification_algorithm: EndpointIdentification,
     /// `sasl.mechanism` (librdkafka: `sasl.mechanisms`): required with the `SASL_*`
-    /// protocols. No default: Kafka's, GSSAPI, is not supported.
+    /// protocols. No default (Kafka's is GSSAPI, which needs kcon-pool's feature `gssapi`).
     pub sasl_mechanism: Option<SaslMechanism>,
     /// `sasl.username`: for PLAIN and SCRAM.
     pub sasl_username: Option<String>,
@@ -121,6 +123,8 @@ pub struct PoolConfig {
     /// OAUTHBEARER's tokens from an OAuth token endpoint (`sasl.oauthbearer.method=oidc`,
     /// `sasl.oauthbearer.token.endpoint.url`, ...): one more source of tokens.
     pub sasl_oauthbearer_oidc: OidcConfig,
+    /// GSSAPI's settings: `sasl.kerberos.service.name`, `.principal`, `.keytab`, `.ccache`.
+    pub sasl_kerberos: KerberosConfig,
     /// `api.version.max`: the highest version of each API named, whatever the broker
     /// advertises (`JoinGroup=5,SyncGroup=3`): for a broker or proxy that advertises versions
     /// it cannot serve. Default: none.
@@ -251,6 +255,7 @@ impl Default for PoolConfig {
             enable_sasl_oauthbearer_unsecure_jwt: false,
             sasl_oauthbearer_token_provider: None,
             sasl_oauthbearer_oidc: OidcConfig::default(),
+            sasl_kerberos: KerberosConfig::default(),
             api_version_max: Vec::new(),
         }
     }
@@ -300,6 +305,10 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::EnableSaslOauthbearerUnsecureJwt(on) => {
                 self.enable_sasl_oauthbearer_unsecure_jwt = *on;
             }
+            PoolSetting::SaslKerberosServiceName(n) => self.sasl_kerberos.service_name = n.clone(),
+            PoolSetting::SaslKerberosPrincipal(p) => self.sasl_kerberos.principal = p.clone(),
+            PoolSetting::SaslKerberosKeytab(k) => self.sasl_kerberos.keytab = k.clone(),
+            PoolSetting::SaslKerberosCcache(c) => self.sasl_kerberos.ccache = c.clone(),
             PoolSetting::SaslOauthbearerMethod(m) => self.sasl_oauthbearer_oidc.method = Some(*m),
             PoolSetting::SaslOauthbearerTokenEndpointUrl(u) => {
                 self.sasl_oauthbearer_oidc.token_endpoint_url = u.clone();
@@ -438,6 +447,10 @@ mod tests {
             "sasl.oauthbearer.assertion.claim.exp.seconds" => "120",
             "sasl.oauthbearer.assertion.claim.nbf.seconds" => "0",
             "sasl.oauthbearer.assertion.claim.jti.include" => "true",
+            "sasl.kerberos.service.name" => "kafka-prod",
+            "sasl.kerberos.principal" => "kcon@KCON.TEST",
+            "sasl.kerberos.keytab" => "/etc/kcon/kcon.keytab",
+            "sasl.kerberos.ccache" => "FILE:/run/kcon.cc",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -521,7 +534,22 @@ mod tests {
             (Duration::from_secs(120), Duration::ZERO)
         );
         assert!(oidc.assertion_claim_jti_include);
-        // The token properties are for OAUTHBEARER, which the mechanism set here is not.
+        assert_eq!(
+            c.sasl_kerberos,
+            KerberosConfig {
+                service_name: "kafka-prod".to_owned(),
+                principal: Some("kcon@KCON.TEST".to_owned()),
+                keytab: Some("/etc/kcon/kcon.keytab".into()),
+                ccache: Some("FILE:/run/kcon.cc".to_owned()),
+            }
+        );
+        // The Kerberos properties are for GSSAPI, and the token properties for OAUTHBEARER,
+        // which the mechanism set here is neither.
+        assert_eq!(
+            c.validate().unwrap_err().property(),
+            "sasl.kerberos.service.name"
+        );
+        c.sasl_kerberos = KerberosConfig::default();
         assert_eq!(
             c.validate().unwrap_err().property(),
             "sasl.oauthbearer.token.file"

@@ -246,11 +246,14 @@ impl Connection {
             Some(sasl) => {
                 step(SetupStage::SaslAuthentication)
                     .run(async {
-                        let start = sasl.start().await.map_err(|kind| Error::Authentication {
-                            peer: peer.clone(),
-                            mechanism: sasl.mechanism(),
-                            kind,
-                        })?;
+                        let start =
+                            sasl.start(&peer)
+                                .await
+                                .map_err(|kind| Error::Authentication {
+                                    peer: peer.clone(),
+                                    mechanism: sasl.mechanism(),
+                                    kind,
+                                })?;
                         sasl.run(&io, &versions, start, Lane::Normal).await
                     })
                     .await?
@@ -552,7 +555,8 @@ impl Inner {
     ///    dead, rather than going out on a connection the broker is about to close.
     async fn reauthenticate(&self, sasl: &Sasl) -> Option<Instant> {
         let shared = &self.io.shared;
-        let prepared = time::timeout(self.io.request_timeout, sasl.start()).await;
+        let prepared =
+            time::timeout(self.io.request_timeout, sasl.start(&self.io.shared.peer)).await;
         let start = match prepared {
             Ok(Ok(start)) => start,
             Ok(Err(kind)) => {

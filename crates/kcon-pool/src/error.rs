@@ -393,7 +393,9 @@ impl fmt::Display for Error {
                         | SaslMechanism::ScramSha512 => {
                             f.write_str(" (check sasl.username and sasl.password)")
                         }
+                        SaslMechanism::Gssapi => f.write_str(KERBEROS_CHECK),
                     },
+                    AuthError::Kerberos(_) => f.write_str(KERBEROS_CHECK),
                     AuthError::NotSaslListener { .. }
                     | AuthError::Protocol(_)
                     | AuthError::TokenProvider(_) => Ok(()),
@@ -719,6 +721,10 @@ impl fmt::Display for TlsError {
 /// What a refused OAUTHBEARER token's error adds: where the token came from.
 const OAUTHBEARER_CHECK: &str = " (check the token: sasl.oauthbearer.token.file's, \
      sasl.oauthbearer.config's, or the application's token provider's)";
+/// What to check when GSSAPI fails.
+const KERBEROS_CHECK: &str = " (check sasl.kerberos.principal, sasl.kerberos.keytab or \
+     sasl.kerberos.ccache, sasl.kerberos.service.name, and the Kerberos configuration: \
+     KRB5_CONFIG, else /etc/krb5.conf)";
 
 /// Why SASL authentication failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -749,6 +755,10 @@ pub enum AuthError {
     /// The application's OAUTHBEARER token provider failed, or gave a token that cannot be
     /// sent.
     TokenProvider(String),
+    /// GSSAPI: Kerberos failed on the client's side, in the words of the Kerberos library:
+    /// credentials missing or expired, the KDC unreachable or refusing (an unknown principal,
+    /// a wrong key), no ticket for the broker's service.
+    Kerberos(String),
 }
 
 impl fmt::Display for AuthError {
@@ -788,6 +798,7 @@ impl fmt::Display for AuthError {
             }
             AuthError::Protocol(what) => write!(f, "protocol violation: {what}"),
             AuthError::TokenProvider(why) => write!(f, "the token provider failed: {why}"),
+            AuthError::Kerberos(why) => write!(f, "Kerberos: {why}"),
         }
     }
 }

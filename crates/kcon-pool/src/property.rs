@@ -15,6 +15,7 @@ use kcon_core::property::split_host_port;
 use kcon_core::security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};
 
 use crate::config::MetadataRecoveryStrategy;
+use crate::config::kerberos::DEFAULT_SERVICE_NAME;
 use crate::config::oidc::{
     AssertionAlgorithm, EXTENSIONS_ALLOWED, GrantType, OAuthBearerMethod, Share, parse_extensions,
 };
@@ -87,6 +88,14 @@ pub enum PoolSetting {
     SaslOauthbearerConfig(Option<UnsecuredJwt>),
     /// `enable.sasl.oauthbearer.unsecure.jwt`.
     EnableSaslOauthbearerUnsecureJwt(bool),
+    /// `sasl.kerberos.service.name`.
+    SaslKerberosServiceName(String),
+    /// `sasl.kerberos.principal`; `None` when set empty.
+    SaslKerberosPrincipal(Option<String>),
+    /// `sasl.kerberos.keytab`; `None` when set empty.
+    SaslKerberosKeytab(Option<PathBuf>),
+    /// `sasl.kerberos.ccache`; `None` when set empty.
+    SaslKerberosCcache(Option<String>),
     /// `sasl.oauthbearer.method`.
     SaslOauthbearerMethod(OAuthBearerMethod),
     /// `sasl.oauthbearer.token.endpoint.url`; `None` when set empty.
@@ -438,10 +447,10 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         doc: "How a connection logs in; the SASL protocols need one. OAUTHBEARER takes its \
               token from an OAuth token endpoint (sasl.oauthbearer.token.endpoint.url), from \
               sasl.oauthbearer.token.file, from sasl.oauthbearer.config (unsecured) or from the \
-              application's code.",
+              application's code. GSSAPI is Kerberos (sasl.kerberos.*), through MIT Kerberos's \
+              libgssapi_krb5, with the feature gssapi.",
         kind: Kind::Other {
-            allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (GSSAPI is not \
-                      supported)",
+            allowed: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI",
             parse: |i| {
                 SaslMechanism::parse(i.trimmed())
                     .map(PoolSetting::SaslMechanism)
@@ -470,6 +479,66 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         kind: Kind::Text {
             allowed: "any text, spaces kept",
             setting: |p| PoolSetting::SaslPassword(Password::new(p)),
+        },
+    },
+    Property {
+        name: "sasl.kerberos.service.name",
+        aliases: &[],
+        default: DefaultValue::Value(DEFAULT_SERVICE_NAME),
+        parts: &[POOL],
+        doc: "GSSAPI: the brokers' Kerberos service name. A connection logs in to the principal \
+              service/host@REALM, the host as dialled (the broker's advertised host).",
+        kind: Kind::Other {
+            allowed: "a name without '@', '/' or control characters",
+            parse: |i| {
+                let name = i.trimmed();
+                if name.is_empty() || name.contains(['@', '/']) || name.contains(char::is_control) {
+                    return Err(i.refused());
+                }
+                Ok(PoolSetting::SaslKerberosServiceName(name.to_owned()))
+            },
+        },
+    },
+    Property {
+        name: "sasl.kerberos.principal",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "GSSAPI: the client's Kerberos principal (name@REALM, or name in the default \
+              realm). Unset: the credential cache's, or the keytab's first.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a principal; empty unsets it",
+            setting: PoolSetting::SaslKerberosPrincipal,
+        },
+    },
+    Property {
+        name: "sasl.kerberos.keytab",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "GSSAPI: a keytab holding the principal's keys. The client gets its tickets from \
+              the KDC with it, and new ones when they expire. Unset: tickets are read from the \
+              credential cache (sasl.kerberos.ccache), which kinit or a daemon keeps fresh.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "the path of a keytab file; empty unsets it",
+            setting: |p| PoolSetting::SaslKerberosKeytab(p.map(PathBuf::from)),
+        },
+    },
+    Property {
+        name: "sasl.kerberos.ccache",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "GSSAPI: the Kerberos credential cache (FILE:/path, DIR:, KEYRING:). With a keytab, \
+              where its tickets are kept (unset: in memory, one cache per client); without, \
+              where the tickets are read (unset: KRB5CCNAME, else the system's default). \
+              kcon's own property: the Java client names its cache in sasl.jaas.config.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a credential cache name; empty unsets it",
+            setting: PoolSetting::SaslKerberosCcache,
         },
     },
     Property {

@@ -64,11 +64,13 @@ impl PoolConfig {
                 ),
             ];
             let oidc = self.sasl_oauthbearer_oidc.set();
+            let kerberos = self.sasl_kerberos.set();
             let first = set
                 .iter()
                 .find(|(_, set)| *set)
                 .map(|(property, _)| *property)
-                .or(oidc.first().map(|(property, _)| *property));
+                .or(oidc.first().map(|(property, _)| *property))
+                .or(kerberos.first().map(|(property, _)| *property));
             if let Some(property) = first {
                 return Err(ConfigError::invalid(
                     property,
@@ -90,10 +92,22 @@ impl PoolConfig {
             return Err(ConfigError::invalid(
                 "sasl.mechanism",
                 "",
-                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER: security.protocol \
+                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI: security.protocol \
                  SASL_PLAINTEXT and SASL_SSL need one",
             ));
         };
+        if mechanism != SaslMechanism::Gssapi
+            && let Some((property, value)) = self.sasl_kerberos.set().into_iter().next()
+        {
+            return Err(ConfigError::unusable(
+                property,
+                &value,
+                format!(
+                    "it is for sasl.mechanism GSSAPI, and sasl.mechanism is {}",
+                    mechanism.name()
+                ),
+            ));
+        }
         if mechanism == SaslMechanism::OAuthBearer {
             return self.validate_token_source();
         }
@@ -141,6 +155,9 @@ impl PoolConfig {
                  sasl.mechanism OAUTHBEARER uses",
             ));
         }
+        if mechanism == SaslMechanism::Gssapi {
+            return self.validate_gssapi();
+        }
         // PLAIN and SCRAM. A NUL would split PLAIN's message (RFC 4616) in the wrong place.
         match &self.sasl_username {
             None => {
@@ -176,6 +193,58 @@ impl PoolConfig {
 }
 
 impl PoolConfig {
+    /// GSSAPI: the build has it, no user name or password (which it would ignore), and no NUL
+    /// in what goes to the C library.
+    fn validate_gssapi(&self) -> Result<(), ConfigError> {
+        for (property, set) in [
+            ("sasl.username", self.sasl_username.is_some()),
+            ("sasl.password", self.sasl_password.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::unusable(
+                    property,
+                    "(set)",
+                    "it is for PLAIN and SCRAM; GSSAPI logs in as sasl.kerberos.principal",
+                ));
+            }
+        }
+        if !cfg!(feature = "gssapi") {
+            return Err(ConfigError::unusable(
+                "sasl.mechanism",
+                "GSSAPI",
+                "this build of kcon has no GSSAPI: enable the feature gssapi (of kcon, or of \
+                 kcon-pool), which opens MIT Kerberos's libgssapi_krb5 when a client logs in",
+            ));
+        }
+        let k = &self.sasl_kerberos;
+        let texts = [
+            ("sasl.kerberos.service.name", Some(k.service_name.clone())),
+            ("sasl.kerberos.principal", k.principal.clone()),
+            (
+                "sasl.kerberos.keytab",
+                k.keytab.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("sasl.kerberos.ccache", k.ccache.clone()),
+        ];
+        for (property, value) in texts {
+            if let Some(v) = value.filter(|v| v.contains('\0')) {
+                return Err(ConfigError::invalid(
+                    property,
+                    &v.replace('\0', "\\0"),
+                    "text without NUL characters",
+                ));
+            }
+        }
+        if k.service_name.is_empty() || k.service_name.contains(['@', '/']) {
+            return Err(ConfigError::invalid(
+                "sasl.kerberos.service.name",
+                &k.service_name,
+                "a name without '@' or '/'",
+            ));
+        }
+        Ok(())
+    }
+
     /// OAUTHBEARER's token comes from one source: the application's token provider,
     /// `sasl.oauthbearer.token.file`, or `sasl.oauthbearer.config` with
     /// `enable.sasl.oauthbearer.unsecure.jwt=true`.
@@ -318,11 +387,7 @@ mod tests {
         assert_eq!(e(&c).property(), "ssl.certificate.location");
         // Bad values.
         let mut c = sasl();
-        let gssapi = c.set("sasl.mechanism", "GSSAPI").unwrap_err();
-        assert!(
-            gssapi.to_string().contains("GSSAPI is not supported"),
-            "{gssapi}"
-        );
+        assert!(c.set("sasl.mechanism", "KERBEROS").is_err());
         assert_eq!(
             c.set("security.protocol", "TLS").unwrap_err().to_string(),
             "invalid value \"TLS\" for security.protocol: expected PLAINTEXT, SSL, \
@@ -333,6 +398,55 @@ mod tests {
                 .is_err()
         );
         assert_eq!(c, sasl(), "a refused value changes nothing");
+    }
+
+    #[test]
+    fn gssapi_takes_the_kerberos_properties_and_refuses_what_it_would_ignore() {
+        let gssapi = || {
+            let mut c = sasl();
+            c.sasl_username = None;
+            c.sasl_password = None;
+            c.set("sasl.mechanism", "gssapi").unwrap();
+            c
+        };
+        let e = |c: &PoolConfig| c.validate().unwrap_err();
+        let mut c = gssapi();
+        assert_eq!(c.sasl_mechanism, Some(SaslMechanism::Gssapi));
+        assert_eq!(c.sasl_kerberos.service_name, "kafka");
+        c.set("sasl.kerberos.principal", "kcon@KCON.TEST").unwrap();
+        c.set("sasl.kerberos.keytab", "/etc/kcon.keytab").unwrap();
+        c.set("sasl.kerberos.ccache", "FILE:/tmp/cc").unwrap();
+        c.set("sasl.kerberos.service.name", "kafka-prod").unwrap();
+        if cfg!(feature = "gssapi") {
+            c.validate().unwrap();
+        } else {
+            // A build without the feature says how to get it.
+            let refused = e(&c);
+            assert_eq!(refused.property(), "sasl.mechanism");
+            assert!(refused.to_string().contains("feature gssapi"), "{refused}");
+        }
+        assert!(c.set("sasl.kerberos.service.name", "kafka/host").is_err());
+        assert!(c.set("sasl.kerberos.service.name", "").is_err());
+        // A user name or password would be ignored.
+        let mut c = gssapi();
+        c.set("sasl.username", "alice").unwrap();
+        assert_eq!(e(&c).property(), "sasl.username");
+        // Kerberos settings with another mechanism, or without SASL, would be ignored too.
+        let mut c = sasl();
+        c.set("sasl.kerberos.keytab", "/etc/kcon.keytab").unwrap();
+        let refused = e(&c);
+        assert_eq!(refused.property(), "sasl.kerberos.keytab");
+        assert!(refused.to_string().contains("GSSAPI"), "{refused}");
+        let mut c = PoolConfig::default();
+        c.set("bootstrap.servers", "localhost:9092").unwrap();
+        c.set("sasl.kerberos.principal", "kcon").unwrap();
+        assert_eq!(e(&c).property(), "sasl.kerberos.principal");
+        // No NUL reaches the C library.
+        let mut c = gssapi();
+        c.sasl_kerberos.principal = Some("kcon\0x".to_owned());
+        if cfg!(feature = "gssapi") {
+            assert_eq!(e(&c).property(), "sasl.kerberos.principal");
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! SaslHandshake and SaslAuthenticate versions to use.
 
 pub(crate) mod assertion;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 pub(crate) mod oauthbearer;
 pub(crate) mod oidc;
 mod plain;
@@ -29,7 +31,7 @@ use tracing::debug;
 
 use crate::config::{PoolConfig, SaslMechanism};
 use crate::connection::{Io, Lane};
-use crate::error::{AuthError, Error, ILLEGAL_SASL_STATE, Result};
+use crate::error::{AuthError, Error, ILLEGAL_SASL_STATE, Peer, Result};
 use kcon_core::ConfigError;
 use oauthbearer::{OAuthBearerSent, TokenProvider};
 use plain::PlainSent;
@@ -73,8 +75,13 @@ pub(crate) struct Sasl {
 
 #[derive(Clone)]
 enum Credentials {
-    Password { username: String, password: String },
+    Password {
+        username: String,
+        password: String,
+    },
     Token(TokenProvider),
+    #[cfg(feature = "gssapi")]
+    Kerberos(std::sync::Arc<gssapi::Kerberos>),
 }
 
 /// An exchange ready to begin: the state after the first message, and that message.
@@ -114,6 +121,13 @@ impl Sasl {
                 Some(provider) => Credentials::Token(provider),
                 None => return Ok(None),
             },
+            #[cfg(feature = "gssapi")]
+            SaslMechanism::Gssapi => {
+                Credentials::Kerberos(gssapi::Kerberos::from_config(&config.sasl_kerberos)?)
+            }
+            // `validate` refuses GSSAPI in a build without it.
+            #[cfg(not(feature = "gssapi"))]
+            SaslMechanism::Gssapi => return Ok(None),
             SaslMechanism::Plain | SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
                 match (&config.sasl_username, &config.sasl_password) {
                     (Some(username), Some(password)) => Credentials::Password {
@@ -135,11 +149,19 @@ impl Sasl {
         self.mechanism
     }
 
-    /// Prepares an exchange: draws SCRAM's nonce, or asks the application for a token. Done
-    /// before anything is sent, so that a slow token provider holds up no request (a
-    /// re-authentication pauses the connection only once the token is there).
-    pub(crate) async fn start(&self) -> Result<Start, AuthError> {
+    /// Prepares an exchange with `peer`: draws SCRAM's nonce, asks the application for a
+    /// token, or gets Kerberos tickets for the broker's host. Done before anything is sent, so
+    /// that a slow token provider or KDC holds up no request (a re-authentication pauses the
+    /// connection only once the first message is ready).
+    pub(crate) async fn start(&self, peer: &Peer) -> Result<Start, AuthError> {
         match (&self.credentials, self.mechanism) {
+            #[cfg(feature = "gssapi")]
+            (Credentials::Kerberos(kerberos), _) => {
+                let host = crate::config::split_host_port(&peer.address)
+                    .map_or(peer.address.as_str(), |(host, _)| host);
+                let (client, first) = kerberos.start(host).await?;
+                Ok(Start::new(client, first, None))
+            }
             (Credentials::Password { username, password }, SaslMechanism::Plain) => {
                 let (client, first) = PlainSent::start(username, password);
                 Ok(Start::new(Box::new(client), first, None))
@@ -167,6 +189,13 @@ impl Sasl {
                 Err(AuthError::TokenProvider(
                     "no token provider for OAUTHBEARER".to_owned(),
                 ))
+            }
+            (Credentials::Password { .. }, SaslMechanism::Gssapi) => {
+                // `from_config` pairs GSSAPI with Kerberos settings only.
+                Err(AuthError::Kerberos(format!(
+                    "no Kerberos settings for {}",
+                    peer.address
+                )))
             }
         }
     }
