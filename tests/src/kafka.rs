@@ -26,6 +26,9 @@
 //!   alone) that validates JWTs with Kafka's own `OAuthBearerValidatorCallbackHandler`
 //!   against the key set of an Ory Hydra (a real OAuth 2.0 server) started with the cluster
 //!   ([`Kafka::hydra`]), and ends a session when its token expires (KIP-368).
+//! - [`Kafka::kerberos`]: 4.4.0, one node with a listener `KERBEROS` (SASL_PLAINTEXT, GSSAPI
+//!   alone, service principal `kafka/127.0.0.1`, sessions of 6 s) in a realm of its own served
+//!   by MIT Kerberos's KDC ([`Kafka::realm`]).
 //!
 //! A cluster that cannot start fails the test with the reason and its log's tail, as
 //! `scripts/kafka` reports them: nothing skips.
@@ -45,6 +48,56 @@ use kcon_pool::{BrokerTarget, Pool, TopicScope};
 use serde_json::Value;
 
 use crate::brokers::repo_root;
+
+/// The Kerberos realm beside [`Kafka::kerberos`]: its client configuration, its KDC's log, and
+/// a keytab for each client principal (`kcon`, `kcon-short` whose tickets last 12 s, and `ghost`,
+/// deleted from the realm after its keytab was written).
+#[derive(Debug, Clone)]
+pub struct Realm {
+    /// `KCON.TEST`.
+    pub name: String,
+    /// The realm's krb5.conf: where its KDC listens.
+    pub krb5_conf: std::path::PathBuf,
+    /// The KDC's log: a line per ticket it issues or refuses.
+    pub kdc_log: std::path::PathBuf,
+    keytabs: BTreeMap<String, std::path::PathBuf>,
+}
+
+impl Realm {
+    /// The keytab of client principal `name`; panics if the realm has none.
+    pub fn keytab(&self, name: &str) -> std::path::PathBuf {
+        self.keytabs
+            .get(name)
+            .unwrap_or_else(|| panic!("the realm has no keytab for {name}"))
+            .clone()
+    }
+
+    /// How many ticket-granting tickets the KDC has issued to `principal` (`name@REALM`) so
+    /// far: its AS_REQ lines that say ISSUE.
+    pub fn tickets_issued(&self, principal: &str) -> usize {
+        let log = std::fs::read_to_string(&self.kdc_log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.kdc_log.display()));
+        let wanted = format!(" {principal} for krbtgt/");
+        log.lines()
+            .filter(|l| l.contains("AS_REQ") && l.contains("ISSUE") && l.contains(&wanted))
+            .count()
+    }
+
+    /// Panics unless this process reads the realm's krb5.conf through `KRB5_CONFIG`, as
+    /// `.cargo/config.toml` sets it for the workspace's tests: otherwise MIT Kerberos would
+    /// look for the realm where it is not.
+    pub fn assert_configured(&self) {
+        let set = std::env::var_os("KRB5_CONFIG").map(std::path::PathBuf::from);
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        assert!(
+            set.as_deref().and_then(canonical).is_some()
+                && set.as_deref().and_then(canonical) == canonical(&self.krb5_conf),
+            "KRB5_CONFIG is {set:?}, not the test realm's {}: run the tests with cargo from the \
+             workspace (its .cargo/config.toml sets it), or set KRB5_CONFIG to that file",
+            self.krb5_conf.display()
+        );
+    }
+}
 
 /// One of `scripts/kafka`'s clusters, running.
 #[derive(Debug)]
@@ -227,6 +280,37 @@ impl Kafka {
                 "127.0.0.1:{}",
                 h["public"].as_u64().expect("Hydra's public port")
             ),
+        }
+    }
+
+    /// Apache Kafka 4.4.0, one node whose GSSAPI listener `KERBEROS` takes the tickets of its
+    /// realm's KDC.
+    pub fn kerberos() -> &'static Kafka {
+        static KERBEROS: OnceLock<Kafka> = OnceLock::new();
+        KERBEROS.get_or_init(|| Kafka::up("kerberos"))
+    }
+
+    /// The Kerberos realm of [`Kafka::kerberos`]; panics on another cluster.
+    pub fn realm(&self) -> Realm {
+        let status = self.status();
+        let kdc = &status["kdc"];
+        let text = |key: &str| -> String {
+            kdc[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{} has no KDC ({key}): {status}", self.name))
+                .to_owned()
+        };
+        let keytabs = kdc["clients"]
+            .as_object()
+            .expect("the realm's clients")
+            .iter()
+            .map(|(name, path)| (name.clone(), path.as_str().expect("a keytab").into()))
+            .collect();
+        Realm {
+            name: text("realm"),
+            krb5_conf: text("krb5_conf").into(),
+            kdc_log: text("log").into(),
+            keytabs,
         }
     }
 

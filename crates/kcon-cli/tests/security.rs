@@ -442,6 +442,52 @@ async fn the_tool_logs_in_with_tokens_from_an_oauth_token_endpoint() {
     assert_refused_login(&run, &["HTTP 401", "invalid_client", &hydra.token_endpoint]);
 }
 
+/// Kerberos (the realm beside `Kafka::kerberos()`, its krb5.conf in `KRB5_CONFIG`, which the
+/// tool inherits): with a keytab the tool creates a topic, produces and consumes; a principal
+/// the KDC does not know fails with the KDC's answer and the properties to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_logs_in_with_kerberos_from_a_keytab() {
+    let realm = kcon_tests::kerberos::realm();
+    let listener = kcon_tests::kerberos::listener();
+    let login = |principal: &str| -> Vec<String> {
+        vec![
+            "-X".to_owned(),
+            "security.protocol=SASL_PLAINTEXT".to_owned(),
+            "-X".to_owned(),
+            "sasl.mechanism=GSSAPI".to_owned(),
+            "-X".to_owned(),
+            format!("sasl.kerberos.principal={principal}"),
+            "-X".to_owned(),
+            format!("sasl.kerberos.keytab={}", realm.keytab(principal).display()),
+        ]
+    };
+    let topic = unique_name("kerberos-tool");
+    kcon_plus(
+        &["topic", "create", "-b", &listener, &topic],
+        &login("kcon"),
+    )
+    .await
+    .ok();
+    let sent: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let input: String = sent.iter().map(|v| format!("{v}\n")).collect();
+    let mut args = vec!["produce", "-b", &listener, &topic];
+    let produce_login = login("kcon");
+    args.extend(produce_login.iter().map(String::as_str));
+    kcon_with_input(&args, input.as_bytes()).await.ok();
+    let run = kcon_plus(&["consume", "-e", "-b", &listener, &topic], &login("kcon")).await;
+    assert_eq!(values(&run.ok().stdout), sent);
+
+    let run = kcon_plus(&["consume", "-e", "-b", &listener, &topic], &login("ghost")).await;
+    assert_refused_login(
+        &run,
+        &[
+            "SASL GSSAPI authentication failed",
+            "Client 'ghost@KCON.TEST' not found in Kerberos database",
+            "sasl.kerberos.keytab",
+        ],
+    );
+}
+
 /// A token read from `sasl.oauthbearer.token.file`; a token Kafka refuses names where it came
 /// from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
