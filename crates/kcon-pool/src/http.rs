@@ -145,6 +145,23 @@ where
 /// The body of a request that sends `bytes` (a form, a JSON document).
 pub type FullBody = http_body_util::Full<Bytes>;
 
+/// The whole body of an answer, read up to `limit` bytes: an answer that goes on past it, or
+/// is cut, fails in words (`an answer larger than N bytes`, `the answer was cut: ...`).
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, String>
+where
+    B: Body,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(format!("an answer larger than {limit} bytes"))
+        }
+        Err(e) => Err(format!("the answer was cut: {e}")),
+    }
+}
+
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
@@ -187,6 +204,39 @@ pub fn form_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_up_to_its_limit_and_refused_past_it() {
+        let body = || FullBody::new(Bytes::from_static(b"0123456789"));
+        assert_eq!(read_body(body(), 10).await.unwrap(), &b"0123456789"[..]);
+        assert_eq!(
+            read_body(body(), 9).await.unwrap_err(),
+            "an answer larger than 9 bytes"
+        );
+        // A body that breaks off.
+        let frames: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = vec![
+            Ok(hyper::body::Frame::data(Bytes::from_static(b"01"))),
+            Err(std::io::Error::other("reset")),
+        ];
+        let cut = http_body_util::StreamBody::new(stream_of(frames));
+        let e = read_body(cut, 10).await.unwrap_err();
+        assert!(e.starts_with("the answer was cut: "), "{e}");
+    }
+
+    /// The frames as a stream, without a stream crate: each polled in turn.
+    fn stream_of<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+        struct Items<T>(std::collections::VecDeque<T>);
+        impl<T: Unpin> futures_core::Stream for Items<T> {
+            type Item = T;
+            fn poll_next(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<T>> {
+                std::task::Poll::Ready(self.0.pop_front())
+            }
+        }
+        Items(items.into())
+    }
 
     #[test]
     fn urls_are_taken_apart() {

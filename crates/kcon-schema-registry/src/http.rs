@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
 use kcon_core::ConfigError;
+use kcon_pool::http::read_body;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Auth, Endpoint, RegistryConfig, TlsFiles};
@@ -156,17 +157,9 @@ impl Http {
             Err(e) => return Err(fail(e.to_string())),
         };
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
+        let body = read_body(response.into_body(), MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| {
-                fail(if e.is::<http_body_util::LengthLimitError>() {
-                    format!("an answer larger than {MAX_ANSWER_BYTES} bytes")
-                } else {
-                    format!("the answer was cut: {e}")
-                })
-            })?
-            .to_bytes();
+            .map_err(fail)?;
         self.keep_idle(i, sender);
         Ok(Answer { status, body, url })
     }

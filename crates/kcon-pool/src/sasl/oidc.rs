@@ -34,7 +34,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64_URL};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use kcon_core::ExponentialBackoff;
 use kcon_core::security::Password;
@@ -46,7 +45,7 @@ use tracing::{debug, info, warn};
 use super::assertion::Signer;
 use super::oauthbearer::{OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture};
 use crate::config::oidc::GrantType;
-use crate::http::{FullBody, HttpEndpoint, form_encode};
+use crate::http::{FullBody, HttpEndpoint, form_encode, read_body};
 
 /// The largest answer read from the token endpoint: a token is a few KiB at most.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -280,17 +279,9 @@ impl Shared {
                 .await
                 .map_err(|e| transient(format!("no answer: {e}")))?;
             let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
+            let body = read_body(response.into_body(), MAX_ANSWER_BYTES)
                 .await
-                .map_err(|e| {
-                    transient(if e.is::<http_body_util::LengthLimitError>() {
-                        format!("an answer larger than {MAX_ANSWER_BYTES} bytes")
-                    } else {
-                        format!("the answer was cut: {e}")
-                    })
-                })?
-                .to_bytes();
+                .map_err(transient)?;
             Ok::<_, Failed>((status, body))
         };
         let (status, body) = tokio::time::timeout(s.read_timeout, exchange)
