@@ -13,9 +13,11 @@ use kcon_core::{ConfigError, ExponentialBackoff};
 
 use crate::property::{POOL, PROPERTIES, PoolSetting};
 use crate::sasl::oauthbearer::{TokenProvider, UnsecuredJwt};
+pub use aws::AwsConfig;
 pub use kerberos::KerberosConfig;
 pub use oidc::{AssertionAlgorithm, GrantType, OAuthBearerMethod, OidcConfig, Share};
 
+pub mod aws;
 pub mod kerberos;
 pub mod oidc;
 mod security;
@@ -125,6 +127,8 @@ pub struct PoolConfig {
     pub sasl_oauthbearer_oidc: OidcConfig,
     /// GSSAPI's settings: `sasl.kerberos.service.name`, `.principal`, `.keytab`, `.ccache`.
     pub sasl_kerberos: KerberosConfig,
+    /// `sasl.oauthbearer.method=aws_msk_iam`'s settings: `sasl.aws.region`, `sasl.aws.profile`.
+    pub sasl_aws: AwsConfig,
     /// `api.version.max`: the highest version of each API named, whatever the broker
     /// advertises (`JoinGroup=5,SyncGroup=3`): for a broker or proxy that advertises versions
     /// it cannot serve. Default: none.
@@ -256,6 +260,7 @@ impl Default for PoolConfig {
             sasl_oauthbearer_token_provider: None,
             sasl_oauthbearer_oidc: OidcConfig::default(),
             sasl_kerberos: KerberosConfig::default(),
+            sasl_aws: AwsConfig::default(),
             api_version_max: Vec::new(),
         }
     }
@@ -309,6 +314,8 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::SaslKerberosPrincipal(p) => self.sasl_kerberos.principal = p.clone(),
             PoolSetting::SaslKerberosKeytab(k) => self.sasl_kerberos.keytab = k.clone(),
             PoolSetting::SaslKerberosCcache(c) => self.sasl_kerberos.ccache = c.clone(),
+            PoolSetting::SaslAwsRegion(r) => self.sasl_aws.region = r.clone(),
+            PoolSetting::SaslAwsProfile(p) => self.sasl_aws.profile = p.clone(),
             PoolSetting::SaslOauthbearerMethod(m) => self.sasl_oauthbearer_oidc.method = Some(*m),
             PoolSetting::SaslOauthbearerTokenEndpointUrl(u) => {
                 self.sasl_oauthbearer_oidc.token_endpoint_url = u.clone();
@@ -451,6 +458,8 @@ mod tests {
             "sasl.kerberos.principal" => "kcon@KCON.TEST",
             "sasl.kerberos.keytab" => "/etc/kcon/kcon.keytab",
             "sasl.kerberos.ccache" => "FILE:/run/kcon.cc",
+            "sasl.aws.region" => "eu-west-1",
+            "sasl.aws.profile" => "msk",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -556,6 +565,14 @@ mod tests {
         );
         c.set("sasl.oauthbearer.token.file", "").unwrap();
         c.sasl_oauthbearer_oidc = OidcConfig::default();
+        assert_eq!(
+            c.sasl_aws,
+            AwsConfig {
+                region: Some("eu-west-1".to_owned()),
+                profile: Some("msk".to_owned()),
+            }
+        );
+        c.sasl_aws = AwsConfig::default();
         c.set("sasl.oauthbearer.config", "").unwrap();
         c.set("enable.sasl.oauthbearer.unsecure.jwt", "false")
             .unwrap();

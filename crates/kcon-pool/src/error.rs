@@ -720,7 +720,8 @@ impl fmt::Display for TlsError {
 
 /// What a refused OAUTHBEARER token's error adds: where the token came from.
 const OAUTHBEARER_CHECK: &str = " (check the token: sasl.oauthbearer.token.file's, \
-     sasl.oauthbearer.config's, or the application's token provider's)";
+     sasl.oauthbearer.config's, the token endpoint's, the AWS credentials' of \
+     sasl.oauthbearer.method=aws_msk_iam, or the application's token provider's)";
 /// What to check when GSSAPI fails.
 const KERBEROS_CHECK: &str = " (check sasl.kerberos.principal, sasl.kerberos.keytab or \
      sasl.kerberos.ccache, sasl.kerberos.service.name, and the Kerberos configuration: \

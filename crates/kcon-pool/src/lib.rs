@@ -58,6 +58,8 @@ pub use metadata::{
 pub use offsets::{EachListed, ListOffsetsError, list_offsets, list_offsets_each, watermarks};
 pub use pool::{BrokerTarget, Pool, Purpose};
 pub use rebootstrap::{RebootstrapCause, RebootstrapCounter, Rebootstraps};
+#[cfg(feature = "aws-msk-iam")]
+pub use sasl::msk_iam::{MSK_IAM_TOKEN_LIFETIME, MskIamToken, msk_iam_token};
 pub use sasl::oauthbearer::{
     BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture, TokenProvider, UnsecuredJwt,
 };

@@ -98,6 +98,10 @@ pub enum PoolSetting {
     SaslKerberosCcache(Option<String>),
     /// `sasl.oauthbearer.method`.
     SaslOauthbearerMethod(OAuthBearerMethod),
+    /// `sasl.aws.region`; `None` when set empty.
+    SaslAwsRegion(Option<String>),
+    /// `sasl.aws.profile`; `None` when set empty.
+    SaslAwsProfile(Option<String>),
     /// `sasl.oauthbearer.token.endpoint.url`; `None` when set empty.
     SaslOauthbearerTokenEndpointUrl(Option<String>),
     /// `sasl.oauthbearer.client.credentials.client.id`; `None` when set empty.
@@ -583,16 +587,47 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         default: DefaultValue::Unset,
         parts: &[POOL],
         doc: "Where OAUTHBEARER's token comes from: oidc, an OAuth token endpoint \
-              (sasl.oauthbearer.token.endpoint.url); default, the token file, the unsecured \
+              (sasl.oauthbearer.token.endpoint.url); aws_msk_iam (kcon's), a token for Amazon \
+              MSK's IAM access control signed with credentials from AWS's credential chain \
+              (sasl.aws.*; the feature aws-msk-iam); default, the token file, the unsecured \
               JWT or the application's code. Unset, the endpoint's URL alone selects oidc, as \
               in the Java client.",
         kind: Kind::Other {
-            allowed: "default or oidc",
+            allowed: "default, oidc or aws_msk_iam",
             parse: |i| {
                 OAuthBearerMethod::parse(i.trimmed())
                     .map(PoolSetting::SaslOauthbearerMethod)
                     .ok_or_else(|| i.refused())
             },
+        },
+    },
+    Property {
+        name: "sasl.aws.region",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "aws_msk_iam: the AWS region of the MSK cluster, which the token is signed for \
+              (kcon's). Unset: the region of AWS's configuration (AWS_REGION, the profile's \
+              region, the instance's).",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "an AWS region (eu-west-1); empty unsets it",
+            setting: PoolSetting::SaslAwsRegion,
+        },
+    },
+    Property {
+        name: "sasl.aws.profile",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "aws_msk_iam: the named profile of the AWS configuration and credentials files \
+              whose credentials sign the token (kcon's; AWS's Java library calls it \
+              awsProfileName). Unset: AWS_PROFILE, else the default profile; AWS's whole \
+              credential chain applies either way.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a profile name; empty unsets it",
+            setting: PoolSetting::SaslAwsProfile,
         },
     },
     Property {

@@ -26,18 +26,21 @@ pub enum OAuthBearerMethod {
     Default,
     /// `oidc`: from the token endpoint of `sasl.oauthbearer.token.endpoint.url`.
     Oidc,
+    /// `aws_msk_iam` (kcon's): signed for Amazon MSK's IAM access control with credentials
+    /// from AWS's credential chain (`sasl.aws.*`; the feature `aws-msk-iam`).
+    AwsMskIam,
 }
 
 impl OAuthBearerMethod {
-    /// Reads `default` or `oidc`, in any case.
+    /// Reads `default`, `oidc` or `aws_msk_iam`, in any case.
     pub fn parse(s: &str) -> Option<OAuthBearerMethod> {
-        if s.eq_ignore_ascii_case("default") {
-            Some(OAuthBearerMethod::Default)
-        } else if s.eq_ignore_ascii_case("oidc") {
-            Some(OAuthBearerMethod::Oidc)
-        } else {
-            None
-        }
+        [
+            OAuthBearerMethod::Default,
+            OAuthBearerMethod::Oidc,
+            OAuthBearerMethod::AwsMskIam,
+        ]
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(s))
     }
 
     /// The property's value.
@@ -45,6 +48,7 @@ impl OAuthBearerMethod {
         match self {
             OAuthBearerMethod::Default => "default",
             OAuthBearerMethod::Oidc => "oidc",
+            OAuthBearerMethod::AwsMskIam => "aws_msk_iam",
         }
     }
 }
@@ -225,7 +229,7 @@ impl OidcConfig {
     /// would be ignored.
     pub(crate) fn set(&self) -> Vec<(&'static str, String)> {
         let mut set = Vec::new();
-        if let Some(m) = self.method.filter(|m| *m == OAuthBearerMethod::Oidc) {
+        if let Some(m) = self.method.filter(|m| *m != OAuthBearerMethod::Default) {
             set.push(("sasl.oauthbearer.method", m.name().to_owned()));
         }
         if let Some(url) = &self.token_endpoint_url {

@@ -4,7 +4,7 @@
 
 use kcon_core::ConfigError;
 
-use super::{PoolConfig, SaslMechanism};
+use super::{OAuthBearerMethod, PoolConfig, SaslMechanism};
 
 impl PoolConfig {
     /// TLS and SASL settings: what the protocol and mechanism need is there, and nothing is
@@ -65,12 +65,14 @@ impl PoolConfig {
             ];
             let oidc = self.sasl_oauthbearer_oidc.set();
             let kerberos = self.sasl_kerberos.set();
+            let aws = self.sasl_aws.set();
             let first = set
                 .iter()
                 .find(|(_, set)| *set)
                 .map(|(property, _)| *property)
                 .or(oidc.first().map(|(property, _)| *property))
-                .or(kerberos.first().map(|(property, _)| *property));
+                .or(kerberos.first().map(|(property, _)| *property))
+                .or(aws.first().map(|(property, _)| *property));
             if let Some(property) = first {
                 return Err(ConfigError::invalid(
                     property,
@@ -135,6 +137,7 @@ impl PoolConfig {
             .sasl_oauthbearer_oidc
             .set()
             .into_iter()
+            .chain(self.sasl_aws.set())
             .map(|(property, value)| (property, Some(value)));
         let mut token_sources = token_sources.into_iter().chain(oidc);
         if let Some((property, Some(value))) = token_sources.find(|(_, set)| set.is_some()) {
@@ -245,6 +248,66 @@ impl PoolConfig {
         Ok(())
     }
 
+    /// `sasl.oauthbearer.method=aws_msk_iam`: the only source of tokens, no setting of the
+    /// token endpoint's (which it would ignore), a region that can be one, and a build that
+    /// has it.
+    fn validate_aws_msk_iam(
+        &self,
+        provider: bool,
+        file: bool,
+        unsecured: bool,
+    ) -> Result<(), ConfigError> {
+        let other = if provider {
+            Some("the application gives a token provider too")
+        } else if file {
+            Some("sasl.oauthbearer.token.file is set too")
+        } else if unsecured {
+            Some("sasl.oauthbearer.config is set too")
+        } else {
+            None
+        };
+        if let Some(other) = other {
+            return Err(ConfigError::unusable(
+                "sasl.oauthbearer.method",
+                "aws_msk_iam",
+                format!("{other}: OAUTHBEARER takes one source of tokens"),
+            ));
+        }
+        if let Some((property, value)) = self
+            .sasl_oauthbearer_oidc
+            .set()
+            .into_iter()
+            .find(|(property, _)| *property != "sasl.oauthbearer.method")
+        {
+            return Err(ConfigError::unusable(
+                property,
+                &value,
+                "it is for an OAuth token endpoint (sasl.oauthbearer.method=oidc); aws_msk_iam \
+                 signs its own tokens",
+            ));
+        }
+        if let Some(region) = &self.sasl_aws.region
+            && !region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                "sasl.aws.region",
+                region,
+                "an AWS region: letters, digits and '-' (eu-west-1)",
+            ));
+        }
+        if !cfg!(feature = "aws-msk-iam") {
+            return Err(ConfigError::unusable(
+                "sasl.oauthbearer.method",
+                "aws_msk_iam",
+                "this build of kcon has no AWS MSK IAM: enable the feature aws-msk-iam (of \
+                 kcon, or of kcon-pool)",
+            ));
+        }
+        Ok(())
+    }
+
     /// OAUTHBEARER's token comes from one source: the application's token provider,
     /// `sasl.oauthbearer.token.file`, or `sasl.oauthbearer.config` with
     /// `enable.sasl.oauthbearer.unsecure.jwt=true`.
@@ -272,6 +335,16 @@ impl PoolConfig {
         }
         let provider = self.sasl_oauthbearer_token_provider.is_some();
         let oidc = &self.sasl_oauthbearer_oidc;
+        if oidc.method == Some(OAuthBearerMethod::AwsMskIam) {
+            return self.validate_aws_msk_iam(provider, file.is_some(), unsecured);
+        }
+        if let Some((property, value)) = self.sasl_aws.set().into_iter().next() {
+            return Err(ConfigError::unusable(
+                property,
+                &value,
+                "it is for sasl.oauthbearer.method=aws_msk_iam",
+            ));
+        }
         if oidc.selected() && (provider || file.is_some() || unsecured) {
             let other = if provider {
                 "the application gives a token provider too"
@@ -447,6 +520,64 @@ mod tests {
         if cfg!(feature = "gssapi") {
             assert_eq!(e(&c).property(), "sasl.kerberos.principal");
         }
+    }
+
+    #[test]
+    fn aws_msk_iam_is_the_one_token_source_and_its_settings_are_refused_elsewhere() {
+        let msk = || {
+            let mut c = sasl();
+            c.sasl_username = None;
+            c.sasl_password = None;
+            c.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+            c.set("sasl.oauthbearer.method", "AWS_MSK_IAM").unwrap();
+            c
+        };
+        let e = |c: &PoolConfig| c.validate().unwrap_err();
+        let mut c = msk();
+        c.set("sasl.aws.region", "eu-west-1").unwrap();
+        c.set("sasl.aws.profile", "msk").unwrap();
+        if cfg!(feature = "aws-msk-iam") {
+            c.validate().unwrap();
+        } else {
+            let refused = e(&c);
+            assert_eq!(refused.property(), "sasl.oauthbearer.method");
+            assert!(
+                refused.to_string().contains("feature aws-msk-iam"),
+                "{refused}"
+            );
+        }
+        // One source of tokens.
+        let mut c = msk();
+        c.set("sasl.oauthbearer.token.file", "/run/token").unwrap();
+        let refused = e(&c);
+        assert_eq!(refused.property(), "sasl.oauthbearer.method");
+        assert!(refused.to_string().contains("one source"), "{refused}");
+        // The token endpoint's settings would be ignored.
+        let mut c = msk();
+        c.set("sasl.oauthbearer.client.id", "id").unwrap();
+        assert_eq!(
+            e(&c).property(),
+            "sasl.oauthbearer.client.credentials.client.id"
+        );
+        // A region that cannot be one.
+        let mut c = msk();
+        c.set("sasl.aws.region", "eu west").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.region");
+        // sasl.aws.* without aws_msk_iam, with another mechanism, or without SASL.
+        let mut c = msk();
+        c.set("sasl.oauthbearer.method", "default").unwrap();
+        c.set("sasl.oauthbearer.token.file", "/run/token").unwrap();
+        c.set("sasl.aws.region", "eu-west-1").unwrap();
+        let refused = e(&c);
+        assert_eq!(refused.property(), "sasl.aws.region");
+        assert!(refused.to_string().contains("aws_msk_iam"), "{refused}");
+        let mut c = sasl();
+        c.set("sasl.aws.profile", "msk").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.profile");
+        let mut c = PoolConfig::default();
+        c.set("bootstrap.servers", "localhost:9092").unwrap();
+        c.set("sasl.aws.region", "eu-west-1").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.region");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 pub(crate) mod assertion;
 #[cfg(feature = "gssapi")]
 mod gssapi;
+#[cfg(feature = "aws-msk-iam")]
+pub(crate) mod msk_iam;
 pub(crate) mod oauthbearer;
 pub(crate) mod oidc;
 mod plain;
@@ -331,6 +333,18 @@ impl Sasl {
 fn token_source(config: &PoolConfig) -> Result<Option<TokenProvider>, ConfigError> {
     if let Some(provider) = &config.sasl_oauthbearer_token_provider {
         return Ok(Some(provider.clone()));
+    }
+    if config.sasl_oauthbearer_oidc.method == Some(crate::config::OAuthBearerMethod::AwsMskIam) {
+        // `validate` refuses aws_msk_iam in a build without it.
+        #[cfg(feature = "aws-msk-iam")]
+        return Ok(Some(TokenProvider::new(msk_iam::MskIam::new(
+            msk_iam::MskIamSettings {
+                region: config.sasl_aws.region.clone(),
+                profile: config.sasl_aws.profile.clone(),
+            },
+        ))));
+        #[cfg(not(feature = "aws-msk-iam"))]
+        return Ok(None);
     }
     if config.sasl_oauthbearer_oidc.selected() {
         return config.sasl_oauthbearer_oidc.provider().map(Some);
