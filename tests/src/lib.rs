@@ -4,6 +4,7 @@
 //! Brokers come from `scripts/brokers install` (the README's test command runs it first). A
 //! broker that cannot be found or started fails the test with the reason: nothing here skips.
 
+pub mod aws;
 pub mod blocking;
 pub mod brokers;
 pub mod cluster_faults;

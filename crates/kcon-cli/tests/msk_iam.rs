@@ -1,0 +1,240 @@
+//! AWS MSK IAM (`sasl.oauthbearer.method=aws_msk_iam`): where the credentials come from. The
+//! tool runs with an environment of the test's making (no AWS variable of the caller's, a
+//! home directory of its own, instance metadata off unless tested) against a scripted broker
+//! that keeps the token it is sent; each source of AWS's credential chain answers from a
+//! stand-in of its endpoint or a file, and the token must be signed with what it gave.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Run, command};
+use kcon_tests::aws::{
+    Reply, StandIn, credentials_json, param, token_keeper, tokens_sent, web_identity_answer,
+};
+
+/// `kcon consume` against `broker` with aws_msk_iam in eu-west-1, `extra` properties added,
+/// in an environment of `env` alone (and `home` as the home directory).
+async fn run_tool(broker: &str, home: &Path, env: &[(&str, &str)], extra: &[&str]) -> Run {
+    let mut args = vec![
+        "consume",
+        "-e",
+        "-b",
+        broker,
+        "msk-topic",
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=OAUTHBEARER",
+        "-X",
+        "sasl.oauthbearer.method=aws_msk_iam",
+        "-X",
+        "sasl.aws.region=eu-west-1",
+    ];
+    for e in extra {
+        args.extend(["-X", e]);
+    }
+    let mut c = command(&args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(name);
+        }
+    }
+    c.env("HOME", home);
+    if !env
+        .iter()
+        .any(|(k, _)| *k == "AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    {
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    common::finish(c.spawn().expect("run kcon"), &args).await
+}
+
+/// The one token the broker was sent: signed with `key`, carrying `session`.
+fn assert_signed_with(broker: &kcon_scripted::Broker, run: &Run, key: &str, session: &str) {
+    assert_eq!(run.code(), 1, "the broker refuses every token: {run:?}");
+    let tokens = tokens_sent(broker);
+    let url = tokens
+        .first()
+        .unwrap_or_else(|| panic!("no token was sent: {run:?}"));
+    assert!(
+        url.starts_with("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect&"),
+        "{url}"
+    );
+    let credential = param(url, "X-Amz-Credential").expect("X-Amz-Credential");
+    assert!(
+        credential.starts_with(&format!("{key}%2F"))
+            && credential.contains("%2Feu-west-1%2Fkafka-cluster%2F"),
+        "{credential}"
+    );
+    assert_eq!(param(url, "X-Amz-Security-Token"), Some(session), "{url}");
+}
+
+/// The ECS container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the authorization
+/// token ECS and EKS Pod Identity hand the container).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_ecs_container_endpoint() {
+    let ecs = StandIn::start(Box::new(|r| {
+        if r.path == "/v2/credentials/kcon" {
+            Reply::ok(credentials_json(
+                "ASIAECSEXAMPLE",
+                "ecs-secret",
+                "ecs-session",
+            ))
+        } else {
+            Reply::status(404)
+        }
+    }))
+    .await;
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let uri = format!("{}/v2/credentials/kcon", ecs.url);
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-auth"),
+        ],
+        &[],
+    )
+    .await;
+    assert_signed_with(&broker, &run, "ASIAECSEXAMPLE", "ecs-session");
+    let asked = ecs.requests();
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.header("authorization") == Some("container-auth")),
+        "{asked:?}"
+    );
+}
+
+/// EC2 instance metadata, IMDSv2: a session token first (PUT), then the role and its
+/// credentials, each asked with that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_ec2_instance_metadata_with_its_token_step() {
+    let imds = StandIn::start(Box::new(|r| {
+        let token_ok = r.header("x-aws-ec2-metadata-token") == Some("imds-session-token");
+        match (r.method.as_str(), r.path.as_str()) {
+            ("PUT", "/latest/api/token") => {
+                match r.header("x-aws-ec2-metadata-token-ttl-seconds") {
+                    Some(ttl) => Reply::ok("imds-session-token")
+                        .with_header("x-aws-ec2-metadata-token-ttl-seconds", ttl),
+                    None => Reply::status(400),
+                }
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/") if token_ok => {
+                Reply::ok("msk-role")
+            }
+            ("GET", "/latest/meta-data/iam/security-credentials/msk-role") if token_ok => {
+                Reply::ok(credentials_json(
+                    "ASIAIMDSEXAMPLE",
+                    "imds-secret",
+                    "imds-session",
+                ))
+            }
+            ("GET", _) if !token_ok => Reply::status(401),
+            _ => Reply::status(404),
+        }
+    }))
+    .await;
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)],
+        &[],
+    )
+    .await;
+    assert_signed_with(&broker, &run, "ASIAIMDSEXAMPLE", "imds-session");
+    let asked = imds.requests();
+    let first = asked.first().expect("IMDS was asked");
+    assert_eq!(
+        (first.method.as_str(), first.path.as_str()),
+        ("PUT", "/latest/api/token"),
+        "{asked:?}"
+    );
+    assert!(
+        asked[1..]
+            .iter()
+            .all(|r| r.header("x-aws-ec2-metadata-token") == Some("imds-session-token")),
+        "{asked:?}"
+    );
+}
+
+/// Web identity (EKS's IAM roles for service accounts): the token file read, the role assumed
+/// with it at STS (a stand-in at `AWS_ENDPOINT_URL_STS`), the assumed role's credentials used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_web_identity_token_file_and_sts() {
+    let sts = StandIn::start(Box::new(|r| {
+        if r.method == "POST" && r.body.contains("Action=AssumeRoleWithWebIdentity") {
+            Reply::ok(web_identity_answer(
+                "ASIAWEBEXAMPLE",
+                "web-secret",
+                "web-session",
+            ))
+        } else {
+            Reply::status(400)
+        }
+    }))
+    .await;
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("web-identity-token");
+    std::fs::write(&token_file, "the-service-account-jwt").unwrap();
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/msk"),
+            ("AWS_ROLE_SESSION_NAME", "kcon-session"),
+            ("AWS_ENDPOINT_URL_STS", &sts.url),
+        ],
+        &[],
+    )
+    .await;
+    assert_signed_with(&broker, &run, "ASIAWEBEXAMPLE", "web-session");
+    let asked = sts.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let form = &asked[0].body;
+    for part in [
+        "WebIdentityToken=the-service-account-jwt",
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fmsk",
+        "RoleSessionName=kcon-session",
+    ] {
+        assert!(form.contains(part), "{part} not in {form}");
+    }
+}
+
+/// A named profile of the credentials file (`sasl.aws.profile`), not the default one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_named_profile() {
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let credentials = home.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIADEFAULTEXAMPLE\naws_secret_access_key = d\n\
+         [msk]\naws_access_key_id = ASIAPROFILEEXAMPLE\naws_secret_access_key = p\n\
+         aws_session_token = profile-session\n",
+    )
+    .unwrap();
+    let config = home.path().join("config");
+    std::fs::write(&config, "[default]\nregion = us-east-1\n").unwrap();
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[
+            ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
+            ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ],
+        &["sasl.aws.profile=msk"],
+    )
+    .await;
+    assert_signed_with(&broker, &run, "ASIAPROFILEEXAMPLE", "profile-session");
+}
