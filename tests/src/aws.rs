@@ -189,6 +189,22 @@ pub fn web_identity_answer(key: &str, secret: &str, session: &str) -> String {
     )
 }
 
+/// STS's answer to AssumeRole (XML), the credentials expiring in an hour.
+pub fn assume_role_answer(key: &str, secret: &str, session: &str) -> String {
+    format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleResult>\
+         <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
+         <SessionToken>{session}</SessionToken><Expiration>{}</Expiration></Credentials>\
+         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/msk/billing</Arn>\
+         <AssumedRoleId>AROAEXAMPLE:billing</AssumedRoleId></AssumedRoleUser>\
+         </AssumeRoleResult>\
+         <ResponseMetadata><RequestId>kcon-test</RequestId></ResponseMetadata>\
+         </AssumeRoleResponse>",
+        in_an_hour()
+    )
+}
+
 /// An hour from now, as AWS writes times (RFC 3339, UTC, whole seconds).
 fn in_an_hour() -> String {
     let secs = std::time::SystemTime::now()

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use common::{Run, command};
 use kcon_tests::aws::{
-    Reply, StandIn, credentials_json, param, token_keeper, tokens_sent, web_identity_answer,
+    Reply, StandIn, assume_role_answer, credentials_json, param, token_keeper, tokens_sent,
+    web_identity_answer,
 };
 
 /// `kcon consume` against `broker` with aws_msk_iam in eu-west-1, `extra` properties added,
@@ -237,4 +238,54 @@ async fn credentials_from_a_named_profile() {
     )
     .await;
     assert_signed_with(&broker, &run, "ASIAPROFILEEXAMPLE", "profile-session");
+}
+
+/// A role assumed (`sasl.aws.role.arn`, `sasl.aws.role.session.name`) with the chain's
+/// credentials, keys in the environment here: STS (a stand-in) is asked, its request signed
+/// with those keys, and the token is signed with the role's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_of_an_assumed_role() {
+    let sts = StandIn::start(Box::new(|r| {
+        if r.method == "POST" && r.body.contains("Action=AssumeRole&") {
+            Reply::ok(assume_role_answer(
+                "ASIAROLEEXAMPLE",
+                "role-secret",
+                "role-session",
+            ))
+        } else {
+            Reply::status(400)
+        }
+    }))
+    .await;
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIABASEEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "base-secret"),
+            ("AWS_ENDPOINT_URL_STS", &sts.url),
+        ],
+        &[
+            "sasl.aws.role.arn=arn:aws:iam::123456789012:role/msk",
+            "sasl.aws.role.session.name=billing",
+        ],
+    )
+    .await;
+    assert_signed_with(&broker, &run, "ASIAROLEEXAMPLE", "role-session");
+    let asked = sts.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let form = &asked[0].body;
+    for part in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fmsk",
+        "RoleSessionName=billing",
+    ] {
+        assert!(form.contains(part), "{part} not in {form}");
+    }
+    let authorization = asked[0].header("authorization").unwrap_or_default();
+    assert!(
+        authorization.contains("Credential=AKIABASEEXAMPLE/"),
+        "STS is asked with the base keys: {authorization}"
+    );
 }

@@ -316,6 +316,10 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::SaslKerberosCcache(c) => self.sasl_kerberos.ccache = c.clone(),
             PoolSetting::SaslAwsRegion(r) => self.sasl_aws.region = r.clone(),
             PoolSetting::SaslAwsProfile(p) => self.sasl_aws.profile = p.clone(),
+            PoolSetting::SaslAwsRoleArn(r) => self.sasl_aws.role_arn = r.clone(),
+            PoolSetting::SaslAwsRoleSessionName(n) => {
+                self.sasl_aws.role_session_name = n.clone();
+            }
             PoolSetting::SaslOauthbearerMethod(m) => self.sasl_oauthbearer_oidc.method = Some(*m),
             PoolSetting::SaslOauthbearerTokenEndpointUrl(u) => {
                 self.sasl_oauthbearer_oidc.token_endpoint_url = u.clone();
@@ -460,6 +464,8 @@ mod tests {
             "sasl.kerberos.ccache" => "FILE:/run/kcon.cc",
             "sasl.aws.region" => "eu-west-1",
             "sasl.aws.profile" => "msk",
+            "sasl.aws.role.arn" => "arn:aws:iam::123456789012:role/msk",
+            "sasl.aws.role.session.name" => "billing",
             _ => "5000",
         };
         let mut c = PoolConfig::default();
@@ -570,6 +576,8 @@ mod tests {
             AwsConfig {
                 region: Some("eu-west-1".to_owned()),
                 profile: Some("msk".to_owned()),
+                role_arn: Some("arn:aws:iam::123456789012:role/msk".to_owned()),
+                role_session_name: Some("billing".to_owned()),
             }
         );
         c.sasl_aws = AwsConfig::default();

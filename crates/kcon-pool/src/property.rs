@@ -102,6 +102,10 @@ pub enum PoolSetting {
     SaslAwsRegion(Option<String>),
     /// `sasl.aws.profile`; `None` when set empty.
     SaslAwsProfile(Option<String>),
+    /// `sasl.aws.role.arn`; `None` when set empty.
+    SaslAwsRoleArn(Option<String>),
+    /// `sasl.aws.role.session.name`; `None` when set empty.
+    SaslAwsRoleSessionName(Option<String>),
     /// `sasl.oauthbearer.token.endpoint.url`; `None` when set empty.
     SaslOauthbearerTokenEndpointUrl(Option<String>),
     /// `sasl.oauthbearer.client.credentials.client.id`; `None` when set empty.
@@ -607,8 +611,9 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         default: DefaultValue::Unset,
         parts: &[POOL],
         doc: "aws_msk_iam: the AWS region of the MSK cluster, which the token is signed for \
-              (kcon's). Unset: the region of AWS's configuration (AWS_REGION, the profile's \
-              region, the instance's).",
+              (kcon's). Unset: the region in the bootstrap servers' MSK host names \
+              (...kafka.REGION.amazonaws.com), else the region of AWS's configuration \
+              (AWS_REGION, the profile's region, the instance's).",
         kind: Kind::Optional {
             trim: true,
             allowed: "an AWS region (eu-west-1); empty unsets it",
@@ -628,6 +633,34 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
             trim: true,
             allowed: "a profile name; empty unsets it",
             setting: PoolSetting::SaslAwsProfile,
+        },
+    },
+    Property {
+        name: "sasl.aws.role.arn",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "aws_msk_iam: an IAM role to assume (STS AssumeRole) with the credentials AWS's \
+              chain finds; the token is signed with the role's (kcon's; AWS's Java library \
+              calls it awsRoleArn). Unset: the chain's credentials sign.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "a role ARN (arn:aws:iam::123456789012:role/name); empty unsets it",
+            setting: PoolSetting::SaslAwsRoleArn,
+        },
+    },
+    Property {
+        name: "sasl.aws.role.session.name",
+        aliases: &[],
+        default: DefaultValue::Unset,
+        parts: &[POOL],
+        doc: "aws_msk_iam: the session name of the assumed role (sasl.aws.role.arn), as \
+              CloudTrail shows it (kcon's; AWS's Java library calls it awsRoleSessionName). \
+              Unset: AWS's default, assume-role-provider-<time>.",
+        kind: Kind::Optional {
+            trim: true,
+            allowed: "2 to 64 of letters, digits and +=,.@-; empty unsets it",
+            setting: PoolSetting::SaslAwsRoleSessionName,
         },
     },
     Property {

@@ -4,11 +4,17 @@
 /// The AWS settings of `aws_msk_iam`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsConfig {
-    /// `sasl.aws.region`: the MSK cluster's region. `None`: AWS's configured region.
+    /// `sasl.aws.region`: the MSK cluster's region. `None`: the region in the bootstrap
+    /// servers' MSK host names, else AWS's configured region.
     pub region: Option<String>,
     /// `sasl.aws.profile`: the profile of AWS's configuration and credentials files. `None`:
     /// `AWS_PROFILE`, else `default`.
     pub profile: Option<String>,
+    /// `sasl.aws.role.arn`: a role to assume (STS AssumeRole) with the chain's credentials;
+    /// the token is signed with the role's.
+    pub role_arn: Option<String>,
+    /// `sasl.aws.role.session.name`: the assumed role's session name. `None`: AWS's default.
+    pub role_session_name: Option<String>,
 }
 
 impl AwsConfig {
@@ -21,6 +27,12 @@ impl AwsConfig {
         }
         if let Some(p) = &self.profile {
             set.push(("sasl.aws.profile", p.clone()));
+        }
+        if let Some(r) = &self.role_arn {
+            set.push(("sasl.aws.role.arn", r.clone()));
+        }
+        if let Some(n) = &self.role_session_name {
+            set.push(("sasl.aws.role.session.name", n.clone()));
         }
         set
     }

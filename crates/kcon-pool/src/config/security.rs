@@ -297,6 +297,34 @@ impl PoolConfig {
                 "an AWS region: letters, digits and '-' (eu-west-1)",
             ));
         }
+        if let Some(arn) = &self.sasl_aws.role_arn
+            && !(arn.starts_with("arn:") && arn.contains(":role/"))
+        {
+            return Err(ConfigError::invalid(
+                "sasl.aws.role.arn",
+                arn,
+                "a role's ARN: arn:aws:iam::ACCOUNT:role/NAME",
+            ));
+        }
+        if let Some(name) = &self.sasl_aws.role_session_name
+            && !((2..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_".contains(&b)))
+        {
+            return Err(ConfigError::invalid(
+                "sasl.aws.role.session.name",
+                name,
+                "2 to 64 of letters, digits and +=,.@-_",
+            ));
+        }
+        if self.sasl_aws.role_session_name.is_some() && self.sasl_aws.role_arn.is_none() {
+            return Err(ConfigError::unusable(
+                "sasl.aws.role.session.name",
+                self.sasl_aws.role_session_name.as_deref().unwrap_or(""),
+                "it names the session of sasl.aws.role.arn, which is unset",
+            ));
+        }
         if !cfg!(feature = "aws-msk-iam") {
             return Err(ConfigError::unusable(
                 "sasl.oauthbearer.method",
@@ -559,10 +587,22 @@ mod tests {
             e(&c).property(),
             "sasl.oauthbearer.client.credentials.client.id"
         );
-        // A region that cannot be one.
+        // A region that cannot be one, a role ARN or session name that cannot be one, and a
+        // session name without a role.
         let mut c = msk();
         c.set("sasl.aws.region", "eu west").unwrap();
         assert_eq!(e(&c).property(), "sasl.aws.region");
+        let mut c = msk();
+        c.set("sasl.aws.role.arn", "msk-role").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.role.arn");
+        let mut c = msk();
+        c.set("sasl.aws.role.arn", "arn:aws:iam::123456789012:role/msk")
+            .unwrap();
+        c.set("sasl.aws.role.session.name", "a b").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.role.session.name");
+        let mut c = msk();
+        c.set("sasl.aws.role.session.name", "billing").unwrap();
+        assert_eq!(e(&c).property(), "sasl.aws.role.session.name");
         // sasl.aws.* without aws_msk_iam, with another mechanism, or without SASL.
         let mut c = msk();
         c.set("sasl.oauthbearer.method", "default").unwrap();

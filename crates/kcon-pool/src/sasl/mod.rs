@@ -339,8 +339,16 @@ fn token_source(config: &PoolConfig) -> Result<Option<TokenProvider>, ConfigErro
         #[cfg(feature = "aws-msk-iam")]
         return Ok(Some(TokenProvider::new(msk_iam::MskIam::new(
             msk_iam::MskIamSettings {
-                region: config.sasl_aws.region.clone(),
+                region: config.sasl_aws.region.clone().or_else(|| {
+                    msk_iam::region_from_hosts(
+                        config.bootstrap_servers.iter().map(|s| {
+                            crate::config::split_host_port(s).map_or(s.as_str(), |(h, _)| h)
+                        }),
+                    )
+                }),
                 profile: config.sasl_aws.profile.clone(),
+                role_arn: config.sasl_aws.role_arn.clone(),
+                role_session_name: config.sasl_aws.role_session_name.clone(),
             },
         ))));
         #[cfg(not(feature = "aws-msk-iam"))]

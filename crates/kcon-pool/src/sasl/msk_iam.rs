@@ -126,13 +126,35 @@ fn uri_encode(s: &str) -> String {
     out
 }
 
+/// The region in MSK's broker host names (`b-1.orders.abc123.c2.kafka.eu-west-1.amazonaws.com`,
+/// `boot-x.c1.kafka-serverless.us-east-1.amazonaws.com`), from the first of `hosts` that is one.
+pub(crate) fn region_from_hosts<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    hosts.into_iter().find_map(|host| {
+        let host = host.to_ascii_lowercase();
+        let labels: Vec<&str> = host.trim_end_matches('.').split('.').collect();
+        labels.windows(4).find_map(|w| {
+            (matches!(w[0], "kafka" | "kafka-serverless")
+                && w[2] == "amazonaws"
+                && w[3] == "com"
+                && !w[1].is_empty()
+                && w[1].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            .then(|| w[1].to_owned())
+        })
+    })
+}
+
 /// The settings of `sasl.oauthbearer.method=aws_msk_iam`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct MskIamSettings {
-    /// `sasl.aws.region`; `None`: the credential chain's region.
+    /// `sasl.aws.region`, else the region in the bootstrap servers' host names; `None`: the
+    /// credential chain's region.
     pub(crate) region: Option<String>,
     /// `sasl.aws.profile`; `None`: `AWS_PROFILE`, else `default`.
     pub(crate) profile: Option<String>,
+    /// `sasl.aws.role.arn`: a role assumed with the chain's credentials.
+    pub(crate) role_arn: Option<String>,
+    /// `sasl.aws.role.session.name`.
+    pub(crate) role_session_name: Option<String>,
 }
 
 /// The token provider of `aws_msk_iam`: AWS's credential chain, loaded at the first token,
@@ -174,9 +196,16 @@ impl MskIam {
         let region = config.region().map(ToString::to_string).ok_or(
             "no AWS region: set sasl.aws.region, or AWS_REGION, or a region in the AWS profile",
         )?;
-        let credentials = config
+        let mut credentials = config
             .credentials_provider()
             .ok_or("AWS's credential chain is missing")?;
+        if let Some(role) = &self.settings.role_arn {
+            let mut assume = aws_config::sts::AssumeRoleProvider::builder(role).configure(&config);
+            if let Some(name) = &self.settings.role_session_name {
+                assume = assume.session_name(name);
+            }
+            credentials = SharedCredentialsProvider::new(assume.build().await);
+        }
         Ok(Chain {
             region,
             credentials,
@@ -332,6 +361,23 @@ mod tests {
         for region in ["", "eu-west-1/..", "eu west"] {
             assert!(msk_iam_token(&credentials, region, SystemTime::now()).is_err());
         }
+    }
+
+    #[test]
+    fn the_region_is_read_from_msk_host_names() {
+        assert_eq!(
+            region_from_hosts(["b-1.orders.abc123.c2.kafka.eu-west-1.amazonaws.com"]),
+            Some("eu-west-1".to_owned())
+        );
+        assert_eq!(
+            region_from_hosts([
+                "localhost",
+                "boot-x1y2.c1.kafka-serverless.US-EAST-2.amazonaws.com",
+            ]),
+            Some("us-east-2".to_owned())
+        );
+        assert_eq!(region_from_hosts(["kafka.example.com", "127.0.0.1"]), None);
+        assert_eq!(region_from_hosts(["b-1.kafka..amazonaws.com"]), None);
     }
 
     #[test]
