@@ -160,13 +160,18 @@ async fn read_request(tcp: &mut tokio::net::TcpStream) -> Option<Request> {
 
 /// Credentials as the ECS endpoint and instance metadata give them (JSON), expiring in an hour.
 pub fn credentials_json(key: &str, secret: &str, session: &str) -> String {
+    credentials_json_expiring(key, secret, session, 3600)
+}
+
+/// [`credentials_json`], expiring in `seconds`.
+pub fn credentials_json_expiring(key: &str, secret: &str, session: &str, seconds: u64) -> String {
     serde_json::json!({
         "Code": "Success",
         "Type": "AWS-HMAC",
         "AccessKeyId": key,
         "SecretAccessKey": secret,
         "Token": session,
-        "Expiration": in_an_hour(),
+        "Expiration": time_in(seconds),
         "LastUpdated": "2026-01-01T00:00:00Z",
     })
     .to_string()
@@ -205,13 +210,18 @@ pub fn assume_role_answer(key: &str, secret: &str, session: &str) -> String {
     )
 }
 
-/// An hour from now, as AWS writes times (RFC 3339, UTC, whole seconds).
+/// An hour from now, as AWS writes times.
 fn in_an_hour() -> String {
+    time_in(3600)
+}
+
+/// `seconds` from now, as AWS writes times (RFC 3339, UTC, whole seconds).
+fn time_in(seconds: u64) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3600;
+        + seconds;
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!(

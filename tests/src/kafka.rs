@@ -25,7 +25,10 @@
 //! - [`Kafka::oidc`]: 4.4.0, one node with a listener `OIDC` (SASL_PLAINTEXT, OAUTHBEARER
 //!   alone) that validates JWTs with Kafka's own `OAuthBearerValidatorCallbackHandler`
 //!   against the key set of an Ory Hydra (a real OAuth 2.0 server) started with the cluster
-//!   ([`Kafka::hydra`]), and ends a session when its token expires (KIP-368).
+//!   ([`Kafka::hydra`]), and ends a session when its token expires (KIP-368); and a listener
+//!   `MSK_IAM` that checks AWS MSK IAM tokens as Amazon MSK would (`tests/java/MskIamValidator.java`,
+//!   a broker plugin: SigV4 with the secret `kcon-msk-test-secret` for any access key, region
+//!   eu-west-1), ending sessions after 5 s.
 //! - [`Kafka::kerberos`]: 4.4.0, one node with a listener `KERBEROS` (SASL_PLAINTEXT, GSSAPI
 //!   alone, service principal `kafka/127.0.0.1`, sessions of 6 s) in a realm of its own served
 //!   by MIT Kerberos's KDC ([`Kafka::realm`]).

@@ -289,3 +289,126 @@ async fn credentials_of_an_assumed_role() {
         "STS is asked with the base keys: {authorization}"
     );
 }
+
+/// On a broker that checks the tokens as MSK would (the `oidc` cluster's listener MSK_IAM, its
+/// validator recomputing each SigV4 signature and ending every session after 5 s), with
+/// credentials from the ECS endpoint that last 20 s, each a new access key: the tool produces
+/// for about 20 s while a group's member reads, every connection re-authenticating with new
+/// tokens signed with new credentials, and every record arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_renewed_under_reauthentication_on_a_broker_that_checks_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    let prefix = format!("ASIA{}", std::process::id());
+    let issued = std::sync::Arc::new(AtomicUsize::new(0));
+    let ecs = {
+        let (prefix, issued) = (prefix.clone(), issued.clone());
+        StandIn::start(Box::new(move |_| {
+            let n = issued.fetch_add(1, Ordering::SeqCst);
+            Reply::ok(kcon_tests::aws::credentials_json_expiring(
+                &format!("{prefix}X{n:04}"),
+                "kcon-msk-test-secret",
+                &format!("session-{n}"),
+                20,
+            ))
+        }))
+        .await
+    };
+    let kafka = kcon_tests::kafka::Kafka::oidc();
+    let node = kafka.nodes().remove(0);
+    let listener = node.listener("MSK_IAM");
+    let home = tempfile::tempdir().unwrap();
+    let uri = format!("{}/creds", ecs.url);
+    let env = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str())];
+    let topic = kcon_tests::brokers::unique_name("msk-iam");
+    let group = kcon_tests::brokers::unique_name("msk-iam-group");
+    let login = [
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=OAUTHBEARER",
+        "-X",
+        "sasl.oauthbearer.method=aws_msk_iam",
+        "-X",
+        "sasl.aws.region=eu-west-1",
+    ];
+    let tool = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(login);
+        let mut c = command(&all);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AWS_") {
+                c.env_remove(name);
+            }
+        }
+        c.env("HOME", home.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        (c, all.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+
+    let (mut create, args) = tool(&["topic", "create", "-b", &listener, &topic]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::finish(create.spawn().unwrap(), &args).await.ok();
+
+    const N: usize = 2000;
+    let count = N.to_string();
+    let (mut consume, consume_args) = tool(&[
+        "consume", "-b", &listener, "-g", &group, "-c", &count, &topic,
+    ]);
+    let consumer = tokio::spawn({
+        let child = consume.spawn().unwrap();
+        async move {
+            let args: Vec<&str> = consume_args.iter().map(String::as_str).collect();
+            common::finish(child, &args).await
+        }
+    });
+    let (mut produce, produce_args) = tool(&["produce", "-b", &listener, &topic]);
+    produce.stdin(std::process::Stdio::piped());
+    let mut producer = produce.spawn().unwrap();
+    let mut stdin = producer.stdin.take().unwrap();
+    // 100 records a second for 20 s: four sessions' worth on every connection.
+    for chunk in 0..N / 10 {
+        let lines: String = (chunk * 10..chunk * 10 + 10)
+            .map(|i| format!("v{i}\n"))
+            .collect();
+        if stdin.write_all(lines.as_bytes()).await.is_err() {
+            // The tool ended: its run below says why.
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(stdin);
+    let args: Vec<&str> = produce_args.iter().map(String::as_str).collect();
+    common::finish(producer, &args).await.ok();
+    let consumed = consumer.await.unwrap().ok();
+    let values: Vec<String> = consumed
+        .stdout
+        .lines()
+        .map(|l| l.split_once(' ').expect("OFFSET VALUE").1.to_owned())
+        .collect();
+    assert_eq!(
+        values,
+        (0..N).map(|i| format!("v{i}")).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
+
+    // The broker accepted tokens signed with several of the credentials, and refused none of
+    // this test's.
+    let log = std::fs::read_to_string(node.dir.join("stdout")).unwrap();
+    let keys: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("kcon-msk-iam accepted "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|key| key.starts_with(&prefix))
+        .collect();
+    assert!(
+        keys.len() >= 4,
+        "the broker accepted tokens of {} credentials ({} issued): {keys:?}",
+        keys.len(),
+        issued.load(Ordering::SeqCst)
+    );
+}
