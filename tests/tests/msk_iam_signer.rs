@@ -3,14 +3,15 @@
 //! aws-msk-iam-sasl-signer-python 1.0.2 makes (`tests/py/msk_sign.py`, botocore's SigV4 with its
 //! clock set) are the same presigned URL: host, path and every query parameter but the
 //! `User-Agent` each adds for itself, the signature among them, byte for byte. Long-term keys,
-//! session credentials (an assumed role's are such: a key, a secret and a session token), and
-//! regions and times that change the signing key.
+//! session credentials, an assumed role's credentials (AWS's signer assuming the role itself at
+//! a stand-in of STS), and regions and times that change the signing key.
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kcon_pool::{MSK_IAM_TOKEN_LIFETIME, msk_iam_token};
+use kcon_tests::aws::{Reply, StandIn, assume_role_answer};
 use kcon_tests::peers;
 use serde_json::json;
 
@@ -64,6 +65,57 @@ fn parts(token: &str) -> (String, Vec<(String, String)>) {
         })
         .collect();
     (base.to_owned(), params)
+}
+
+/// An assumed role's: AWS's signer assumes the role itself (its `generate_auth_token_from_role_arn`,
+/// STS a stand-in answering its AssumeRole with fixed credentials); kcon signs with the same
+/// credentials at the same time, and the tokens are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assumed_roles_token_is_the_one_awss_signer_makes() {
+    let sts = StandIn::start(Box::new(|r| {
+        if r.method == "POST" && r.body.contains("Action=AssumeRole&") {
+            Reply::ok(assume_role_answer(
+                "ASIAROLEEXAMPLE",
+                "role/secret+key",
+                "role-session/token+=",
+            ))
+        } else {
+            Reply::status(400)
+        }
+    }))
+    .await;
+    let time = 1_795_777_200;
+    let request = json!({"cases": [{
+        "access_key": "AKIABASEEXAMPLE", "secret_key": "base-secret", "session_token": null,
+        "region": "eu-central-1", "time": time,
+        "role_arn": "arn:aws:iam::123456789012:role/msk", "sts": sts.url,
+    }]});
+    let answer = tokio::task::spawn_blocking(move || peers::run("msk_sign.py", &request))
+        .await
+        .unwrap();
+    assert_eq!(
+        sts.requests().len(),
+        1,
+        "AWS's signer assumed the role at the stand-in"
+    );
+    let theirs = answer["tokens"][0]["token"].as_str().expect("a token");
+    let credentials = aws_credential_types::Credentials::new(
+        "ASIAROLEEXAMPLE",
+        "role/secret+key",
+        Some("role-session/token+=".to_owned()),
+        None,
+        "test",
+    );
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(time);
+    let ours = msk_iam_token(&credentials, "eu-central-1", at).unwrap();
+    let (our_base, mut our_params) = parts(&ours.value);
+    let (their_base, mut their_params) = parts(theirs);
+    assert_eq!(our_base, their_base);
+    for params in [&mut our_params, &mut their_params] {
+        params.retain(|(k, _)| k != "User-Agent");
+        params.sort();
+    }
+    assert_eq!(our_params, their_params);
 }
 
 #[test]
