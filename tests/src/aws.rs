@@ -177,35 +177,36 @@ pub fn credentials_json_expiring(key: &str, secret: &str, session: &str, seconds
     .to_string()
 }
 
-/// STS's answer to AssumeRoleWithWebIdentity (XML), the credentials expiring in an hour.
-pub fn web_identity_answer(key: &str, secret: &str, session: &str) -> String {
-    format!(
-        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-         <AssumeRoleWithWebIdentityResult>\
-         <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
-         <SessionToken>{session}</SessionToken><Expiration>{}</Expiration></Credentials>\
-         <SubjectFromWebIdentityToken>kcon-test</SubjectFromWebIdentityToken>\
-         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/msk/kcon</Arn>\
-         <AssumedRoleId>AROAEXAMPLE:kcon</AssumedRoleId></AssumedRoleUser>\
-         </AssumeRoleWithWebIdentityResult>\
-         <ResponseMetadata><RequestId>kcon-test</RequestId></ResponseMetadata>\
-         </AssumeRoleWithWebIdentityResponse>",
-        in_an_hour()
-    )
+/// A stand-in of STS answering `action` (`AssumeRole`, `AssumeRoleWithWebIdentity`) with
+/// these credentials, expiring in an hour, and any other request with 400.
+pub async fn sts(
+    action: &'static str,
+    key: &'static str,
+    secret: &'static str,
+    session: &'static str,
+) -> StandIn {
+    StandIn::start(Box::new(move |r| {
+        if r.method == "POST" && r.body.contains(&format!("Action={action}&")) {
+            Reply::ok(sts_answer(action, key, secret, session))
+        } else {
+            Reply::status(400)
+        }
+    }))
+    .await
 }
 
-/// STS's answer to AssumeRole (XML), the credentials expiring in an hour.
-pub fn assume_role_answer(key: &str, secret: &str, session: &str) -> String {
+/// STS's answer to `action` (XML).
+fn sts_answer(action: &str, key: &str, secret: &str, session: &str) -> String {
     format!(
-        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-         <AssumeRoleResult>\
+        "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <{action}Result>\
          <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
          <SessionToken>{session}</SessionToken><Expiration>{}</Expiration></Credentials>\
-         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/msk/billing</Arn>\
-         <AssumedRoleId>AROAEXAMPLE:billing</AssumedRoleId></AssumedRoleUser>\
-         </AssumeRoleResult>\
+         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/msk/kcon</Arn>\
+         <AssumedRoleId>AROAEXAMPLE:kcon</AssumedRoleId></AssumedRoleUser>\
+         </{action}Result>\
          <ResponseMetadata><RequestId>kcon-test</RequestId></ResponseMetadata>\
-         </AssumeRoleResponse>",
+         </{action}Response>",
         in_an_hour()
     )
 }

@@ -4,18 +4,18 @@
 //! (KIP-368), so every test here re-authenticates too. kcon logs in through MIT Kerberos's
 //! libgssapi_krb5 (the feature `gssapi`), reading the realm's krb5.conf from `KRB5_CONFIG`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kcon::{Consumer, TopicPartition};
+use kcon::TopicPartition;
 use kcon_pool::{AuthError, Error, Pool, TopicScope};
 use kcon_produce::ProducerRecord;
-use kcon_tests::brokers::unique_name;
-use kcon_tests::consumer::{builder_at_defaults, recv_n};
+use kcon_tests::consumer::recv_n;
 use kcon_tests::kerberos::{keytab_login, listener, realm};
-use kcon_tests::login::{Properties, consumer, pool_config, producer, topic, values};
+use kcon_tests::login::{
+    Properties, assigned_consumer, every_client_works, pool_config, producer, topic, values,
+};
 
 /// With a keytab, every client logs in (the admin path creating the topic, the producer, a
 /// group's consumer), and the group reads what was sent.
@@ -24,26 +24,7 @@ async fn a_keytab_logs_in_every_client_and_a_group_reads_what_was_sent() {
     let realm = realm();
     let bootstrap = listener();
     let props = keytab_login(&realm, "kcon");
-    let topic = topic(&bootstrap, &props, 3).await;
-
-    let producer = producer(&bootstrap, &props);
-    let mut deliveries = Vec::new();
-    for i in 0..300 {
-        let record = ProducerRecord::new(topic.clone(), format!("v{i}")).with_key(format!("k{i}"));
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap();
-    }
-
-    let mut consumer = consumer(&bootstrap, &props, &unique_name("kerberos-group"));
-    consumer.subscribe([topic.as_str()]).unwrap();
-    let records = recv_n(&mut consumer, 300, Duration::from_secs(60)).await;
-    let got: BTreeSet<String> = values(&records).into_iter().collect();
-    let sent: BTreeSet<String> = (0..300).map(|i| format!("v{i}")).collect();
-    assert_eq!(got, sent);
-    consumer.commit().await.unwrap();
-    consumer.close().await.unwrap();
+    every_client_works(&bootstrap, &props, "kerberos-group").await;
 }
 
 /// Without a keytab, the tickets come from a credential cache that someone else filled
@@ -67,13 +48,7 @@ async fn tickets_put_in_a_credential_cache_by_kinit_log_in() {
         .refresh_metadata(TopicScope::none())
         .await
         .expect_err("an empty cache cannot log in");
-    let Error::Authentication {
-        kind: AuthError::Kerberos(why),
-        ..
-    } = &e
-    else {
-        panic!("{e:?}");
-    };
+    let why = kerberos_failure(&e);
     assert!(why.contains("No credentials"), "{why}");
     drop(pool);
 
@@ -88,13 +63,7 @@ async fn tickets_put_in_a_credential_cache_by_kinit_log_in() {
             .await
             .unwrap();
     }
-    let mut consumer: Consumer = {
-        let mut b = builder_at_defaults(&bootstrap);
-        for (name, value) in &props {
-            b = b.set(name, value.as_str());
-        }
-        b.build().unwrap()
-    };
+    let mut consumer = assigned_consumer(&bootstrap, &props);
     consumer
         .assign([TopicPartition::new(topic.as_str(), 0)])
         .unwrap();
@@ -123,13 +92,7 @@ async fn an_unknown_principal_fails_at_once_naming_the_kdcs_refusal() {
         "{:?}",
         started.elapsed()
     );
-    let Error::Authentication {
-        kind: AuthError::Kerberos(why),
-        ..
-    } = &e
-    else {
-        panic!("{e:?}");
-    };
+    let why = kerberos_failure(&e);
     assert!(
         why.contains(&format!(
             "Client 'ghost@{}' not found in Kerberos database",
@@ -154,17 +117,22 @@ async fn a_wrong_service_name_fails_naming_the_service_asked_for() {
         .refresh_metadata(TopicScope::none())
         .await
         .expect_err("no such service");
-    let Error::Authentication {
-        kind: AuthError::Kerberos(why),
-        ..
-    } = &e
-    else {
-        panic!("{e:?}");
-    };
+    let why = kerberos_failure(&e);
     assert!(
         why.contains("not-kafka/127.0.0.1") && why.contains("not found in Kerberos database"),
         "{why}"
     );
+}
+
+/// What Kerberos said, when `e` is a failure of Kerberos on the client's side; panics otherwise.
+fn kerberos_failure(e: &Error) -> &str {
+    match e {
+        Error::Authentication {
+            kind: AuthError::Kerberos(why),
+            ..
+        } => why,
+        other => panic!("not a Kerberos failure: {other:?}"),
+    }
 }
 
 /// `kinit` with `keytab` into `ccache`, under the realm's configuration.

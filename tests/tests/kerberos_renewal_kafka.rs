@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use kcon::TopicPartition;
 use kcon_produce::ProducerRecord;
-use kcon_tests::consumer::{builder_at_defaults, recv_n};
+use kcon_tests::consumer::recv_n;
 use kcon_tests::kerberos::{keytab_login, listener, realm};
-use kcon_tests::login::{producer, topic, values};
+use kcon_tests::login::{assigned_consumer, producer, topic, values};
 
 /// Three ticket lifetimes of producing and consuming at once: every delivery succeeds, the
 /// consumer reads each record once and in order, and the KDC issued new tickets meanwhile.
@@ -23,13 +23,7 @@ async fn expired_tickets_are_renewed_from_the_keytab_without_a_failed_request() 
     let topic = topic(&bootstrap, &props, 1).await;
     let issued_before = realm.tickets_issued(&principal);
 
-    let mut consumer = {
-        let mut b = builder_at_defaults(&bootstrap);
-        for (name, value) in &props {
-            b = b.set(name, value.as_str());
-        }
-        b.build().unwrap()
-    };
+    let mut consumer = assigned_consumer(&bootstrap, &props);
     consumer
         .assign([TopicPartition::new(topic.as_str(), 0)])
         .unwrap();

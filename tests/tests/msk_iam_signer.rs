@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kcon_pool::{MSK_IAM_TOKEN_LIFETIME, msk_iam_token};
-use kcon_tests::aws::{Reply, StandIn, assume_role_answer};
+use kcon_tests::aws::sts;
 use kcon_tests::peers;
 use serde_json::json;
 
@@ -72,17 +72,12 @@ fn parts(token: &str) -> (String, Vec<(String, String)>) {
 /// credentials at the same time, and the tokens are the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assumed_roles_token_is_the_one_awss_signer_makes() {
-    let sts = StandIn::start(Box::new(|r| {
-        if r.method == "POST" && r.body.contains("Action=AssumeRole&") {
-            Reply::ok(assume_role_answer(
-                "ASIAROLEEXAMPLE",
-                "role/secret+key",
-                "role-session/token+=",
-            ))
-        } else {
-            Reply::status(400)
-        }
-    }))
+    let sts = sts(
+        "AssumeRole",
+        "ASIAROLEEXAMPLE",
+        "role/secret+key",
+        "role-session/token+=",
+    )
     .await;
     let time = 1_795_777_200;
     let request = json!({"cases": [{

@@ -15,6 +15,7 @@ use kcon_produce::ProducerRecord;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::recv_n;
 use kcon_tests::kafka::Kafka;
+use kcon_tests::login::every_client_works;
 use kcon_tests::oidc::{consumer, login, pool_config, producer, topic, values};
 
 // The admin path, the producer and a group's consumer all log in with the server's tokens
@@ -25,26 +26,7 @@ async fn every_client_logs_in_with_tokens_from_the_oauth_server_and_a_group_read
     let id = unique_name("oidc-client");
     hydra.create_client(&id, "every-client-secret", None);
     let (bootstrap, props) = login(&id, "every-client-secret", &hydra.token_endpoint);
-    let topic = topic(&bootstrap, &props, 3).await;
-
-    let producer = producer(&bootstrap, &props);
-    let mut deliveries = Vec::new();
-    for i in 0..300 {
-        let record = ProducerRecord::new(topic.clone(), format!("v{i}")).with_key(format!("k{i}"));
-        deliveries.push(producer.send(record).await.unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap();
-    }
-
-    let mut consumer = consumer(&bootstrap, &props, &unique_name("oidc-group"));
-    consumer.subscribe([topic.as_str()]).unwrap();
-    let records = recv_n(&mut consumer, 300, Duration::from_secs(60)).await;
-    let got: BTreeSet<String> = values(&records).into_iter().collect();
-    let sent: BTreeSet<String> = (0..300).map(|i| format!("v{i}")).collect();
-    assert_eq!(got, sent);
-    consumer.commit().await.unwrap();
-    consumer.close().await.unwrap();
+    every_client_works(&bootstrap, &props, "oidc-group").await;
 }
 
 /// A wrong secret: the token endpoint refuses the client, and the connection fails at once

@@ -9,10 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{Run, command};
-use kcon_tests::aws::{
-    Reply, StandIn, assume_role_answer, credentials_json, param, token_keeper, tokens_sent,
-    web_identity_answer,
-};
+use kcon_tests::aws::{Reply, StandIn, credentials_json, param, sts, token_keeper, tokens_sent};
 
 /// `kcon consume` against `broker` with aws_msk_iam in eu-west-1, `extra` properties added,
 /// in an environment of `env` alone (and `home` as the home directory).
@@ -56,6 +53,11 @@ async fn run_tool(broker: &str, home: &Path, env: &[(&str, &str)], extra: &[&str
 
 /// The one token the broker was sent: signed with `key`, carrying `session`.
 fn assert_signed_with(broker: &kcon_scripted::Broker, run: &Run, key: &str, session: &str) {
+    assert_signed(broker, run, key, Some(session));
+}
+
+/// The one token the broker was sent: signed with `key`, carrying `session` if any.
+fn assert_signed(broker: &kcon_scripted::Broker, run: &Run, key: &str, session: Option<&str>) {
     assert_eq!(run.code(), 1, "the broker refuses every token: {run:?}");
     let tokens = tokens_sent(broker);
     let url = tokens
@@ -71,7 +73,36 @@ fn assert_signed_with(broker: &kcon_scripted::Broker, run: &Run, key: &str, sess
             && credential.contains("%2Feu-west-1%2Fkafka-cluster%2F"),
         "{credential}"
     );
-    assert_eq!(param(url, "X-Amz-Security-Token"), Some(session), "{url}");
+    assert_eq!(param(url, "X-Amz-Security-Token"), session, "{url}");
+}
+
+/// Keys in the environment (no session token); and no credentials anywhere, which fails the
+/// login saying so before any token is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_environment_or_none() {
+    let broker = token_keeper().await;
+    let home = tempfile::tempdir().unwrap();
+    let run = run_tool(
+        &broker.address(),
+        home.path(),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ],
+        &[],
+    )
+    .await;
+    assert_signed(&broker, &run, "AKIAENVEXAMPLE", None);
+
+    let broker = token_keeper().await;
+    let run = run_tool(&broker.address(), home.path(), &[], &[]).await;
+    assert_eq!(run.code(), 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("the token provider failed: AWS credentials: "),
+        "{run:?}"
+    );
+    assert!(tokens_sent(&broker).is_empty());
 }
 
 /// The ECS container endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the authorization
@@ -171,17 +202,12 @@ async fn credentials_from_ec2_instance_metadata_with_its_token_step() {
 /// with it at STS (a stand-in at `AWS_ENDPOINT_URL_STS`), the assumed role's credentials used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_from_a_web_identity_token_file_and_sts() {
-    let sts = StandIn::start(Box::new(|r| {
-        if r.method == "POST" && r.body.contains("Action=AssumeRoleWithWebIdentity") {
-            Reply::ok(web_identity_answer(
-                "ASIAWEBEXAMPLE",
-                "web-secret",
-                "web-session",
-            ))
-        } else {
-            Reply::status(400)
-        }
-    }))
+    let sts = sts(
+        "AssumeRoleWithWebIdentity",
+        "ASIAWEBEXAMPLE",
+        "web-secret",
+        "web-session",
+    )
     .await;
     let broker = token_keeper().await;
     let home = tempfile::tempdir().unwrap();
@@ -245,17 +271,12 @@ async fn credentials_from_a_named_profile() {
 /// with those keys, and the token is signed with the role's credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_of_an_assumed_role() {
-    let sts = StandIn::start(Box::new(|r| {
-        if r.method == "POST" && r.body.contains("Action=AssumeRole&") {
-            Reply::ok(assume_role_answer(
-                "ASIAROLEEXAMPLE",
-                "role-secret",
-                "role-session",
-            ))
-        } else {
-            Reply::status(400)
-        }
-    }))
+    let sts = sts(
+        "AssumeRole",
+        "ASIAROLEEXAMPLE",
+        "role-secret",
+        "role-session",
+    )
     .await;
     let broker = token_keeper().await;
     let home = tempfile::tempdir().unwrap();

@@ -442,59 +442,6 @@ async fn the_tool_logs_in_with_tokens_from_an_oauth_token_endpoint() {
     assert_refused_login(&run, &["HTTP 401", "invalid_client", &hydra.token_endpoint]);
 }
 
-/// AWS MSK IAM (`sasl.oauthbearer.method=aws_msk_iam`) through AWS's credential chain, the
-/// tool's environment its only source (no home directory with AWS files, no instance
-/// metadata): with keys in the environment the tool signs a token and sends it, which Kafka's
-/// unsecured validator refuses (it wants a JWT, and no MSK is here); with none, the login fails
-/// saying there are no AWS credentials, and no token is sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tool_signs_msk_iam_tokens_with_credentials_from_awss_chain() {
-    let listener = node().listener("SASL_PLAINTEXT");
-    let home = tempfile::tempdir().unwrap();
-    let args = [
-        "consume",
-        "-e",
-        "-b",
-        &listener,
-        "msk-iam-topic",
-        "-X",
-        "security.protocol=SASL_PLAINTEXT",
-        "-X",
-        "sasl.mechanism=OAUTHBEARER",
-        "-X",
-        "sasl.oauthbearer.method=aws_msk_iam",
-        "-X",
-        "sasl.aws.region=eu-west-1",
-    ];
-    let run = |keys: bool| {
-        let mut c = command(&args);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("AWS_") {
-                c.env_remove(name);
-            }
-        }
-        c.env("HOME", home.path())
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        if keys {
-            c.env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE").env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            );
-        }
-        c
-    };
-    let signed = common::finish(run(true).spawn().unwrap(), &args).await;
-    assert_refused_login(
-        &signed,
-        &[
-            "SASL OAUTHBEARER authentication failed",
-            "refused by the broker",
-        ],
-    );
-    let none = common::finish(run(false).spawn().unwrap(), &args).await;
-    assert_refused_login(&none, &["AWS credentials"]);
-}
-
 /// Kerberos (the realm beside `Kafka::kerberos()`, its krb5.conf in `KRB5_CONFIG`, which the
 /// tool inherits): with a keytab the tool creates a topic, produces and consumes; a principal
 /// the KDC does not know fails with the KDC's answer and the properties to check.
