@@ -11,28 +11,33 @@ use std::path::Path;
 use common::{Run, command};
 use kcon_tests::aws::{Reply, StandIn, credentials_json, param, sts, token_keeper, tokens_sent};
 
-/// `kcon consume` against `broker` with aws_msk_iam in eu-west-1, `extra` properties added,
-/// in an environment of `env` alone (and `home` as the home directory).
-async fn run_tool(broker: &str, home: &Path, env: &[(&str, &str)], extra: &[&str]) -> Run {
-    let mut args = vec![
-        "consume",
-        "-e",
-        "-b",
-        broker,
-        "msk-topic",
-        "-X",
-        "security.protocol=SASL_PLAINTEXT",
-        "-X",
-        "sasl.mechanism=OAUTHBEARER",
-        "-X",
-        "sasl.oauthbearer.method=aws_msk_iam",
-        "-X",
-        "sasl.aws.region=eu-west-1",
-    ];
+/// The properties that log in with aws_msk_iam in eu-west-1.
+const LOGIN: [&str; 8] = [
+    "-X",
+    "security.protocol=SASL_PLAINTEXT",
+    "-X",
+    "sasl.mechanism=OAUTHBEARER",
+    "-X",
+    "sasl.oauthbearer.method=aws_msk_iam",
+    "-X",
+    "sasl.aws.region=eu-west-1",
+];
+
+/// `kcon args` logging in with aws_msk_iam ([`LOGIN`], then `extra` properties), in an
+/// environment of `env` alone (and `home` as the home directory; instance metadata off unless
+/// `env` names its endpoint); with the arguments it was given, for [`common::finish`].
+fn msk_tool(
+    args: &[&str],
+    home: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> (tokio::process::Command, Vec<String>) {
+    let mut all: Vec<String> = args.iter().chain(&LOGIN).map(|s| s.to_string()).collect();
     for e in extra {
-        args.extend(["-X", e]);
+        all.extend(["-X".to_owned(), e.to_string()]);
     }
-    let mut c = command(&args);
+    let borrowed: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut c = command(&borrowed);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("AWS_") {
             c.env_remove(name);
@@ -48,7 +53,26 @@ async fn run_tool(broker: &str, home: &Path, env: &[(&str, &str)], extra: &[&str
     for (k, v) in env {
         c.env(k, v);
     }
+    (c, all)
+}
+
+/// Runs a [`msk_tool`] command to its end.
+async fn finish(tool: (tokio::process::Command, Vec<String>)) -> Run {
+    let (mut c, args) = tool;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     common::finish(c.spawn().expect("run kcon"), &args).await
+}
+
+/// `kcon consume` against `broker` with aws_msk_iam in eu-west-1, `extra` properties added,
+/// in an environment of `env` alone (and `home` as the home directory).
+async fn run_tool(broker: &str, home: &Path, env: &[(&str, &str)], extra: &[&str]) -> Run {
+    finish(msk_tool(
+        &["consume", "-e", "-b", broker, "msk-topic"],
+        home,
+        env,
+        extra,
+    ))
+    .await
 }
 
 /// The one token the broker was sent: signed with `key`, carrying `session`.
@@ -344,49 +368,16 @@ async fn tokens_renewed_under_reauthentication_on_a_broker_that_checks_them() {
     let env = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str())];
     let topic = kcon_tests::brokers::unique_name("msk-iam");
     let group = kcon_tests::brokers::unique_name("msk-iam-group");
-    let login = [
-        "-X",
-        "security.protocol=SASL_PLAINTEXT",
-        "-X",
-        "sasl.mechanism=OAUTHBEARER",
-        "-X",
-        "sasl.oauthbearer.method=aws_msk_iam",
-        "-X",
-        "sasl.aws.region=eu-west-1",
-    ];
-    let tool = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(login);
-        let mut c = command(&all);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("AWS_") {
-                c.env_remove(name);
-            }
-        }
-        c.env("HOME", home.path())
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        (c, all.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    };
-
-    let (mut create, args) = tool(&["topic", "create", "-b", &listener, &topic]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    common::finish(create.spawn().unwrap(), &args).await.ok();
+    let tool = |args: &[&str]| msk_tool(args, home.path(), &env, &[]);
+    finish(tool(&["topic", "create", "-b", &listener, &topic]))
+        .await
+        .ok();
 
     const N: usize = 2000;
     let count = N.to_string();
-    let (mut consume, consume_args) = tool(&[
+    let consumer = tokio::spawn(finish(tool(&[
         "consume", "-b", &listener, "-g", &group, "-c", &count, &topic,
-    ]);
-    let consumer = tokio::spawn({
-        let child = consume.spawn().unwrap();
-        async move {
-            let args: Vec<&str> = consume_args.iter().map(String::as_str).collect();
-            common::finish(child, &args).await
-        }
-    });
+    ])));
     let (mut produce, produce_args) = tool(&["produce", "-b", &listener, &topic]);
     produce.stdin(std::process::Stdio::piped());
     let mut producer = produce.spawn().unwrap();
