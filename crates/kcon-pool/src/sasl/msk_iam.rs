@@ -10,6 +10,7 @@
 //! instance metadata), as AWS's SDKs find them.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
@@ -23,6 +24,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::sync::OnceCell;
+use tracing::{info, warn};
 
 use super::oauthbearer::{BoxError, OAuthBearerToken, OAuthBearerTokenProvider, TokenFuture};
 
@@ -38,6 +40,9 @@ const USER_AGENT: &str = concat!("kcon/", env!("CARGO_PKG_VERSION"));
 /// Credentials with less than this left are fetched again before a token is signed with them,
 /// so that a token never outlives them by much.
 const CREDENTIALS_AT_LEAST: Duration = Duration::from_secs(300);
+
+/// While the chain fails, the credentials held keep signing while they have this much left.
+const CREDENTIALS_STILL_USED: Duration = Duration::from_secs(30);
 
 /// An MSK IAM token, and when it stops being valid.
 #[derive(Clone, PartialEq, Eq)]
@@ -164,6 +169,8 @@ pub(crate) struct MskIam {
     settings: MskIamSettings,
     chain: OnceCell<Result<Chain, String>>,
     held: Mutex<Option<Credentials>>,
+    /// Whether the chain failed last time: its failure is reported once, its recovery once.
+    failing: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -178,6 +185,7 @@ impl MskIam {
             settings,
             chain: OnceCell::new(),
             held: Mutex::new(None),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -225,13 +233,37 @@ impl MskIam {
         {
             return Ok(held.clone());
         }
-        let credentials = chain
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| format!("AWS credentials: {}", error_chain(&e)))?;
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials.clone());
-        Ok(credentials)
+        match chain.credentials.provide_credentials().await {
+            Ok(credentials) => {
+                *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials.clone());
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    info!("AWS's credential chain gives credentials again");
+                }
+                Ok(credentials)
+            }
+            Err(e) => {
+                let why = format!("AWS credentials: {}", error_chain(&e));
+                // Credentials that have not expired yet keep signing while the chain fails
+                // (an instance metadata service restarting, STS throttling): said once.
+                let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let usable = held.filter(|c| {
+                    c.expiry().is_none_or(|expiry| {
+                        expiry
+                            .duration_since(now)
+                            .is_ok_and(|left| left > CREDENTIALS_STILL_USED)
+                    })
+                });
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        error = %why,
+                        using_held = usable.is_some(),
+                        "AWS's credential chain fails; tokens are signed with the credentials \
+                         held until they expire"
+                    );
+                }
+                usable.ok_or(why)
+            }
+        }
     }
 
     async fn token(&self) -> Result<OAuthBearerToken, String> {
@@ -361,6 +393,56 @@ mod tests {
         for region in ["", "eu-west-1/..", "eu west"] {
             assert!(msk_iam_token(&credentials, region, SystemTime::now()).is_err());
         }
+    }
+
+    /// A credential provider answering from a script, once per call.
+    #[derive(Debug)]
+    struct Scripted(Mutex<std::collections::VecDeque<Option<Credentials>>>);
+
+    impl ProvideCredentials for Scripted {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let next = self.0.lock().unwrap().pop_front().flatten();
+            aws_credential_types::provider::future::ProvideCredentials::ready(next.ok_or_else(
+                || aws_credential_types::provider::error::CredentialsError::not_loaded("down"),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn held_credentials_keep_signing_while_the_chain_fails_until_they_expire() {
+        let now = SystemTime::now();
+        // Four minutes left: not fresh enough to keep without asking, still good to sign.
+        let soon = Credentials::new(
+            "ASIAHELD",
+            "s",
+            Some("t".into()),
+            Some(now + Duration::from_secs(240)),
+            "test",
+        );
+        let renewed = Credentials::new("ASIANEW", "s", None, None, "test");
+        let msk = MskIam::new(MskIamSettings::default());
+        let chain = Chain {
+            region: "eu-west-1".to_owned(),
+            credentials: SharedCredentialsProvider::new(Scripted(Mutex::new(
+                [Some(soon.clone()), None, None, Some(renewed.clone())].into(),
+            ))),
+        };
+        assert_eq!(msk.credentials(&chain, now).await.unwrap(), soon);
+        // The chain fails: the held credentials sign, and the failure is marked once.
+        assert_eq!(msk.credentials(&chain, now).await.unwrap(), soon);
+        assert!(msk.failing.load(Ordering::Relaxed));
+        // Past their expiry (less 30 s), the failure is the caller's.
+        let late = now + Duration::from_secs(220);
+        let e = msk.credentials(&chain, late).await.unwrap_err();
+        assert!(e.starts_with("AWS credentials: "), "{e}");
+        // The chain recovers.
+        assert_eq!(msk.credentials(&chain, late).await.unwrap(), renewed);
+        assert!(!msk.failing.load(Ordering::Relaxed));
     }
 
     #[test]
