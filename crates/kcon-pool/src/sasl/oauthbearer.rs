@@ -348,19 +348,33 @@ impl OAuthBearerTokenProvider for UnsecuredJwtProvider {
 /// that whatever renews the file (a sidecar, a cron job) renews the logins too.
 struct TokenFile(PathBuf);
 
+/// How often, and how far apart, an empty token file is read again before the login fails: a
+/// renewer that truncates the file and then writes it (a shell's `>`, most libraries' "write
+/// a file") leaves it empty for a moment.
+const EMPTY_FILE_READS: u32 = 10;
+const EMPTY_FILE_PAUSE: Duration = Duration::from_millis(20);
+
 impl OAuthBearerTokenProvider for TokenFile {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
-            let path = self.0.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
-                .await
-                .map_err(|e| format!("reading sasl.oauthbearer.token.file stopped: {e}"))?;
-            let text = read.map_err(|e| {
-                format!(
-                    "cannot read sasl.oauthbearer.token.file {}: {e}",
-                    self.0.display()
-                )
-            })?;
+            let mut reads = 0;
+            let text = loop {
+                let path = self.0.clone();
+                let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(&path))
+                    .await
+                    .map_err(|e| format!("reading sasl.oauthbearer.token.file stopped: {e}"))?;
+                let text = read.map_err(|e| {
+                    format!(
+                        "cannot read sasl.oauthbearer.token.file {}: {e}",
+                        self.0.display()
+                    )
+                })?;
+                reads += 1;
+                if !text.trim().is_empty() || reads == EMPTY_FILE_READS {
+                    break text;
+                }
+                tokio::time::sleep(EMPTY_FILE_PAUSE).await;
+            };
             let token = text.trim();
             if token.is_empty() {
                 return Err(
@@ -431,6 +445,29 @@ fn is_b64token(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_token_file_being_rewritten_is_read_once_it_is_written_and_an_empty_one_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.jwt");
+        // Truncated, as a renewer leaves it between its truncate and its write.
+        std::fs::write(&path, "").unwrap();
+        let provider = TokenProvider::file(path.clone());
+        let writer = {
+            let path = path.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::fs::write(&path, "a.b.c\n").unwrap();
+            })
+        };
+        let token = provider.token().await.unwrap();
+        assert_eq!(token.value, "a.b.c");
+        writer.await.unwrap();
+        // Empty for good: the login fails, saying so.
+        std::fs::write(&path, "  \n").unwrap();
+        let e = provider.token().await.unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+    }
 
     #[test]
     fn the_initial_response_carries_the_token_and_the_extensions_in_order() {
