@@ -36,6 +36,7 @@
 
 mod args;
 mod confluent_client;
+mod exact_wait;
 mod fill;
 mod kacrab_client;
 mod kcon_client;

@@ -2,9 +2,12 @@
 //! --handler-ms M --concurrency C`: a [`kcon::Processor`] over a consumer in the new group G
 //! (reading from the earliest offset) handles every record of T with `run_concurrently`: up to
 //! C records in the handler at once (`processing.max.concurrency`), a key's records one after
-//! another (`processing.ordering=key`), each handler waiting M ms with `tokio::time::sleep`
-//! (nothing at all for 0). Once every record below the partitions' ends `Ei` was handled, the
+//! another (`processing.ordering=key`), each handler waiting M ms (nothing at all for 0). Once every record below the partitions' ends `Ei` was handled, the
 //! run stops, commits and closes.
+//!
+//! `--handler-timer exact` (the default) waits on [`ExactWaits`], which ends a wait within
+//! 0.1 ms of its deadline as the Java peer's `Thread.sleep` does; `--handler-timer tokio` waits
+//! with `tokio::time::sleep`, whose 1 ms ticks make a 10 ms wait take about 12 ms under load.
 //!
 //! The records' keys are the eight digits of a number below K (`fill --keys K`). Prints one
 //! JSON line: the distinct records handled, the times of the first handler call and of the end
@@ -21,6 +24,7 @@ use tokio::sync::Notify;
 
 use crate::BoxError;
 use crate::args::Args;
+use crate::exact_wait::ExactWaits;
 
 /// A run that handles nothing new for this long fails, saying what it saw.
 const STALL: Duration = Duration::from_secs(60);
@@ -183,6 +187,11 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
     let keys: usize = args.number("keys")?;
     let handler_ms: u64 = args.number("handler-ms")?;
     let concurrency: usize = args.number("concurrency")?;
+    let timer = match args.optional("handler-timer").unwrap_or("exact") {
+        "exact" => Timer::Exact(Arc::new(ExactWaits::start())),
+        "tokio" => Timer::Tokio,
+        other => return Err(format!("--handler-timer is exact or tokio, not {other:?}").into()),
+    };
     let handled = Arc::new(Handled::new(&ends, keys));
     // The runtime an application gets from `#[tokio::main]`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -194,6 +203,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         &group,
         Duration::from_millis(handler_ms),
         concurrency,
+        timer,
         handled.clone(),
     ))?;
     let closed = now_ns();
@@ -244,6 +254,12 @@ fn wait_ms_mean(h: &Handled) -> Option<f64> {
     (waited > 0 && calls > 0).then(|| waited as f64 / calls as f64 / 1e6)
 }
 
+/// What a handler waits on.
+enum Timer {
+    Exact(Arc<ExactWaits>),
+    Tokio,
+}
+
 /// Handles every record of the topic with a processor, then commits and closes it.
 async fn run(
     bootstrap: &str,
@@ -251,6 +267,7 @@ async fn run(
     group: &str,
     handler_time: Duration,
     concurrency: usize,
+    timer: Timer,
     handled: Arc<Handled>,
 ) -> Result<(), BoxError> {
     let mut consumer = kcon::Consumer::builder()
@@ -317,7 +334,10 @@ async fn run(
             seen.start(key, r.record.offset);
             if !handler_time.is_zero() {
                 let at = std::time::Instant::now();
-                tokio::time::sleep(handler_time).await;
+                match &timer {
+                    Timer::Exact(waits) => waits.wait(handler_time).await,
+                    Timer::Tokio => tokio::time::sleep(handler_time).await,
+                }
                 let waited = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 seen.waited_ns.fetch_add(waited, Ordering::Relaxed);
             }
