@@ -1,0 +1,223 @@
+//! Which of OpenTelemetry's messaging semantic conventions the spans and metrics follow.
+//!
+//! The conventions renamed most messaging attributes after v1.24.0 and are not yet stable.
+//! Instrumentations then emit the v1.24.0 names by default, and the names of the conventions
+//! as they stand when `OTEL_SEMCONV_STABILITY_OPT_IN` lists `messaging` (or both with
+//! `messaging/dup`). kcon's current names are those of v1.44.0.
+
+use opentelemetry::{KeyValue, Value};
+
+/// The names a span or metric carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conventions {
+    /// v1.24.0's, as the Java agent's and most Kafka instrumentations emit them by default:
+    /// span names `{topic} publish` and `{topic} process`, `messaging.operation`,
+    /// `messaging.client_id`, `messaging.kafka.consumer.group`, `messaging.kafka.message.offset`.
+    V1_24,
+    /// v1.44.0's: span names `send {topic}` and `process {topic}`, `messaging.operation.name`
+    /// and `.type`, `messaging.client.id`, `messaging.consumer.group.name`,
+    /// `messaging.kafka.offset`.
+    Current,
+    /// Both sets of attributes; the current span names (as the conventions ask for
+    /// `messaging/dup`).
+    Both,
+}
+
+impl Conventions {
+    /// What `OTEL_SEMCONV_STABILITY_OPT_IN` asks for: `messaging/dup` both, `messaging` the
+    /// current names, anything else (or nothing) v1.24.0's.
+    pub fn from_env() -> Conventions {
+        Conventions::from_opt_in(
+            std::env::var("OTEL_SEMCONV_STABILITY_OPT_IN")
+                .ok()
+                .as_deref()
+                .unwrap_or(""),
+        )
+    }
+
+    /// [`from_env`](Self::from_env) for a given value of the variable: a comma-separated list.
+    pub fn from_opt_in(value: &str) -> Conventions {
+        let listed = |v: &str| value.split(',').any(|x| x.trim() == v);
+        if listed("messaging/dup") {
+            Conventions::Both
+        } else if listed("messaging") {
+            Conventions::Current
+        } else {
+            Conventions::V1_24
+        }
+    }
+
+    fn old(self) -> bool {
+        self != Conventions::Current
+    }
+
+    fn current(self) -> bool {
+        self != Conventions::V1_24
+    }
+
+    /// A span's name for `operation` on `topic`.
+    pub(crate) fn span_name(self, operation: Operation, topic: &str) -> String {
+        if self.current() {
+            format!("{} {topic}", operation.name())
+        } else {
+            format!("{topic} {}", operation.old_name())
+        }
+    }
+
+    /// The attributes every span and metric of `operation` carries.
+    pub(crate) fn operation(self, operation: Operation, into: &mut Vec<KeyValue>) {
+        into.push(KeyValue::new("messaging.system", "kafka"));
+        if self.old() {
+            into.push(KeyValue::new("messaging.operation", operation.old_name()));
+        }
+        if self.current() {
+            into.push(KeyValue::new("messaging.operation.name", operation.name()));
+            into.push(KeyValue::new("messaging.operation.type", operation.name()));
+        }
+    }
+
+    /// A record's place: its topic and partition (the same key in both sets).
+    pub(crate) fn destination(self, topic: &str, partition: i32, into: &mut Vec<KeyValue>) {
+        into.push(KeyValue::new(
+            "messaging.destination.name",
+            topic.to_owned(),
+        ));
+        into.push(KeyValue::new(
+            "messaging.destination.partition.id",
+            partition.to_string(),
+        ));
+    }
+
+    pub(crate) fn offset(self, offset: i64, into: &mut Vec<KeyValue>) {
+        if self.old() {
+            into.push(KeyValue::new("messaging.kafka.message.offset", offset));
+        }
+        if self.current() {
+            into.push(KeyValue::new("messaging.kafka.offset", offset));
+        }
+    }
+
+    pub(crate) fn client_id(self, id: &str, into: &mut Vec<KeyValue>) {
+        if self.old() {
+            into.push(KeyValue::new("messaging.client_id", id.to_owned()));
+        }
+        if self.current() {
+            into.push(KeyValue::new("messaging.client.id", id.to_owned()));
+        }
+    }
+
+    pub(crate) fn consumer_group(self, group: &str, into: &mut Vec<KeyValue>) {
+        if self.old() {
+            into.push(KeyValue::new(
+                "messaging.kafka.consumer.group",
+                group.to_owned(),
+            ));
+        }
+        if self.current() {
+            into.push(KeyValue::new(
+                "messaging.consumer.group.name",
+                group.to_owned(),
+            ));
+        }
+    }
+
+    /// A record's key, as its text (a key that is not UTF-8 has no canonical text: left out).
+    pub(crate) fn key(self, key: &[u8], into: &mut Vec<KeyValue>) {
+        if let Ok(text) = std::str::from_utf8(key) {
+            into.push(KeyValue::new(
+                "messaging.kafka.message.key",
+                Value::from(text.to_owned()),
+            ));
+        }
+    }
+
+    /// Its value's size in bytes, and the tombstone flag when it has none.
+    pub(crate) fn body(self, value: Option<usize>, into: &mut Vec<KeyValue>) {
+        match value {
+            Some(size) => into.push(KeyValue::new(
+                "messaging.message.body.size",
+                i64::try_from(size).unwrap_or(i64::MAX),
+            )),
+            None => into.push(KeyValue::new("messaging.kafka.message.tombstone", true)),
+        }
+    }
+}
+
+/// What a span describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Send,
+    Process,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Send => "send",
+            Operation::Process => "process",
+        }
+    }
+
+    fn old_name(self) -> &'static str {
+        match self {
+            Operation::Send => "publish",
+            Operation::Process => "process",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opt_in_variable_chooses_the_names() {
+        assert_eq!(Conventions::from_opt_in(""), Conventions::V1_24);
+        assert_eq!(Conventions::from_opt_in("http"), Conventions::V1_24);
+        assert_eq!(
+            Conventions::from_opt_in("http, messaging"),
+            Conventions::Current
+        );
+        // `messaging/dup` wins over `messaging`.
+        assert_eq!(
+            Conventions::from_opt_in("messaging,messaging/dup"),
+            Conventions::Both
+        );
+    }
+
+    #[test]
+    fn names_follow_the_chosen_conventions() {
+        assert_eq!(
+            Conventions::V1_24.span_name(Operation::Send, "orders"),
+            "orders publish"
+        );
+        assert_eq!(
+            Conventions::Current.span_name(Operation::Send, "orders"),
+            "send orders"
+        );
+        assert_eq!(
+            Conventions::Both.span_name(Operation::Process, "orders"),
+            "process orders"
+        );
+        let keys = |c: Conventions| {
+            let mut kv = Vec::new();
+            c.offset(7, &mut kv);
+            c.consumer_group("g", &mut kv);
+            kv.into_iter()
+                .map(|kv| kv.key.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(Conventions::V1_24),
+            [
+                "messaging.kafka.message.offset",
+                "messaging.kafka.consumer.group"
+            ]
+        );
+        assert_eq!(
+            keys(Conventions::Current),
+            ["messaging.kafka.offset", "messaging.consumer.group.name"]
+        );
+        assert_eq!(keys(Conventions::Both).len(), 4);
+    }
+}

@@ -1,0 +1,587 @@
+//! OpenTelemetry for kcon: a span for each record sent and each record processed, the
+//! producer's span context carried to the processor in the record's headers, and the messaging
+//! metrics of OpenTelemetry's semantic conventions.
+//!
+//! kcon itself depends on no OpenTelemetry crate: this crate is built on its public parts (the
+//! [`Producer`], the [`Processor`](kcon::Processor)'s handler, record headers) and on
+//! OpenTelemetry's API alone. The application chooses the SDK and its exporter; without one,
+//! OpenTelemetry's API does nothing and costs next to nothing.
+//!
+//! - [`Telemetry::send`] sends a record inside a `send` span (kind PRODUCER), whose context it
+//!   writes into the record's headers through the propagator (W3C `traceparent` and
+//!   `tracestate`, and `baggage`, with OpenTelemetry's usual ones). A header the record
+//!   already has is kept. The span ends when the record is acknowledged, with its partition
+//!   and offset, or with the error.
+//! - [`Telemetry::producer_hooks`] only writes the current context into the headers of every
+//!   record a producer sends, for records sent without [`Telemetry::send`].
+//! - [`Telemetry::process`] runs a handler inside a `process` span (kind CONSUMER), linked
+//!   to the context the record's headers carry, or its child ([`ProcessParent`]). The handler
+//!   runs with the span's context current, so what it sends with [`Telemetry::send`] and the
+//!   spans it starts are the process span's children. A failure sets the span's status and
+//!   `error.type`, and a retry's try carries its number.
+//! - Metrics, through OpenTelemetry's metrics API: `messaging.client.sent.messages`,
+//!   `messaging.client.operation.duration` (a send, from the call to the acknowledgement),
+//!   `messaging.client.consumed.messages` and `messaging.process.duration` (per record
+//!   processed).
+//!
+//! Attribute names follow the semantic conventions' v1.24.0 by default, as other Kafka
+//! instrumentations do, and v1.44.0's with `OTEL_SEMCONV_STABILITY_OPT_IN=messaging` (both with
+//! `messaging/dup`): see [`Conventions`].
+//!
+//! ```no_run
+//! use kcon::Failure;
+//! use kcon_opentelemetry::Telemetry;
+//! use kcon_produce::{Producer, ProducerRecord};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The global tracer and meter providers and propagator, set up by the application.
+//! let telemetry = Telemetry::builder().consumer_group("billing").build();
+//! let producer = Producer::builder().set("bootstrap.servers", "localhost:9092").build()?;
+//!
+//! let mut consumer = kcon::Consumer::builder()
+//!     .set("bootstrap.servers", "localhost:9092")
+//!     .set("group.id", "billing")
+//!     .build()?;
+//! consumer.subscribe(["orders"])?;
+//! let mut processor = kcon::Processor::builder(consumer).build()?;
+//! processor
+//!     .run(async |r| {
+//!         telemetry
+//!             .process(r, async {
+//!                 // Sent under the process span: its send span is the process span's child.
+//!                 let invoice = ProducerRecord::new("invoices", r.record.value.clone().unwrap_or_default());
+//!                 let delivery = telemetry.send(&producer, invoice).await;
+//!                 delivery.map_err(Failure::retriable)?.await.map_err(Failure::retriable)?;
+//!                 Ok(())
+//!             })
+//!             .await
+//!     })
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use kcon::deserialize::Decoded;
+use kcon::{Failure, Record};
+use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
+use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{
+    FutureExt as _, Link, SpanKind, Status, TraceContextExt as _, Tracer as _,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+
+mod conventions;
+mod headers;
+
+pub use conventions::Conventions;
+use conventions::Operation;
+use headers::{HeaderExtractor, HeaderInjector};
+
+/// The instrumentation scope of the spans and metrics: this crate, at its version.
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url("https://opentelemetry.io/schemas/1.24.0")
+        .build()
+}
+
+/// How a process span relates to the context its record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessParent {
+    /// Linked to it, its parent being the context current where [`Telemetry::process`] is
+    /// called (none, in a processor's loop): each record's processing its own trace, as the
+    /// conventions recommend where a consumer handles records in batches.
+    #[default]
+    Link,
+    /// Its child: the producer's trace goes on through the processing.
+    Parent,
+}
+
+/// The instrumentation: cheap to clone, shared by every task that sends or processes.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tracer: BoxedTracer,
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+    conventions: Conventions,
+    parent: ProcessParent,
+    record_keys: bool,
+    client_id: Option<String>,
+    consumer_group: Option<String>,
+    sent: Counter<u64>,
+    operation_duration: Histogram<f64>,
+    consumed: Counter<u64>,
+    process_duration: Histogram<f64>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("conventions", &self.inner.conventions)
+            .field("parent", &self.inner.parent)
+            .field("record_keys", &self.inner.record_keys)
+            .field("client_id", &self.inner.client_id)
+            .field("consumer_group", &self.inner.consumer_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Telemetry`]: by default on OpenTelemetry's global tracer provider, meter
+/// provider and propagator, the conventions `OTEL_SEMCONV_STABILITY_OPT_IN` asks for, process
+/// spans linked, no record keys.
+#[must_use]
+pub struct TelemetryBuilder {
+    tracer: Option<BoxedTracer>,
+    meter: Option<Meter>,
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
+    conventions: Conventions,
+    parent: ProcessParent,
+    record_keys: bool,
+    client_id: Option<String>,
+    consumer_group: Option<String>,
+}
+
+impl TelemetryBuilder {
+    /// Spans from this provider instead of the global one.
+    pub fn tracer_provider(mut self, provider: &impl ObjectSafeTracerProvider) -> Self {
+        self.tracer = Some(BoxedTracer::new(provider.boxed_tracer(scope())));
+        self
+    }
+
+    /// Metrics to this provider instead of the global one.
+    pub fn meter_provider(mut self, provider: &impl MeterProvider) -> Self {
+        self.meter = Some(provider.meter_with_scope(scope()));
+        self
+    }
+
+    /// Contexts written and read with this propagator instead of the global one.
+    pub fn propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.propagator = Some(Arc::new(propagator));
+        self
+    }
+
+    /// Attribute and span names of these conventions, whatever `OTEL_SEMCONV_STABILITY_OPT_IN`
+    /// says.
+    pub fn conventions(mut self, conventions: Conventions) -> Self {
+        self.conventions = conventions;
+        self
+    }
+
+    /// How a process span relates to its record's context ([`ProcessParent::Link`] by
+    /// default).
+    pub fn process_parent(mut self, parent: ProcessParent) -> Self {
+        self.parent = parent;
+        self
+    }
+
+    /// Whether spans carry the record's key (`messaging.kafka.message.key`, when the key is
+    /// UTF-8). Off by default: keys may be personal data, and many distinct values.
+    pub fn record_keys(mut self, on: bool) -> Self {
+        self.record_keys = on;
+        self
+    }
+
+    /// The `client.id` spans name (`messaging.client_id` or `messaging.client.id`).
+    pub fn client_id(mut self, id: &str) -> Self {
+        self.client_id = Some(id.to_owned());
+        self
+    }
+
+    /// The `group.id` process spans and consumer metrics name.
+    pub fn consumer_group(mut self, group: &str) -> Self {
+        self.consumer_group = Some(group.to_owned());
+        self
+    }
+
+    /// The instrumentation, its instruments made.
+    pub fn build(self) -> Telemetry {
+        let meter = self
+            .meter
+            .unwrap_or_else(|| global::meter_with_scope(scope()));
+        Telemetry {
+            inner: Arc::new(Inner {
+                tracer: self
+                    .tracer
+                    .unwrap_or_else(|| global::tracer_with_scope(scope())),
+                propagator: self.propagator,
+                conventions: self.conventions,
+                parent: self.parent,
+                record_keys: self.record_keys,
+                client_id: self.client_id,
+                consumer_group: self.consumer_group,
+                sent: meter
+                    .u64_counter("messaging.client.sent.messages")
+                    .with_unit("{message}")
+                    .with_description("Records the producer was asked to send.")
+                    .build(),
+                operation_duration: meter
+                    .f64_histogram("messaging.client.operation.duration")
+                    .with_unit("s")
+                    .with_description("From a send call to its record's acknowledgement.")
+                    .build(),
+                consumed: meter
+                    .u64_counter("messaging.client.consumed.messages")
+                    .with_unit("{message}")
+                    .with_description("Records handed to the handler.")
+                    .build(),
+                process_duration: meter
+                    .f64_histogram("messaging.process.duration")
+                    .with_unit("s")
+                    .with_description("Time the handler took with a record.")
+                    .build(),
+            }),
+        }
+    }
+}
+
+/// A record as a process span sees it: a consumed [`Record`] (a first try), or the
+/// [`Decoded`] record a [`Processor`](kcon::Processor) hands its handler (with the try's
+/// number).
+pub trait ProcessedRecord {
+    /// The record.
+    fn record(&self) -> &Record;
+
+    /// Which try this is, from 1.
+    fn attempt(&self) -> u32 {
+        1
+    }
+}
+
+impl ProcessedRecord for Record {
+    fn record(&self) -> &Record {
+        self
+    }
+}
+
+impl<K, V> ProcessedRecord for Decoded<K, V> {
+    fn record(&self) -> &Record {
+        &self.record
+    }
+
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+impl Telemetry {
+    /// A builder, at the defaults [`TelemetryBuilder`] names.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder {
+            tracer: None,
+            meter: None,
+            propagator: None,
+            conventions: Conventions::from_env(),
+            parent: ProcessParent::default(),
+            record_keys: false,
+            client_id: None,
+            consumer_group: None,
+        }
+    }
+
+    /// Writes `cx` into `headers` with the propagator, keeping any header already there.
+    pub fn inject(&self, cx: &Context, headers: &mut Vec<(Bytes, Option<Bytes>)>) {
+        let mut injector = HeaderInjector(headers);
+        match &self.inner.propagator {
+            Some(p) => p.inject_context(cx, &mut injector),
+            None => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
+        }
+    }
+
+    /// The context `headers` carry, read with the propagator (an empty one when they carry
+    /// none).
+    pub fn extract(&self, headers: &[(Bytes, Option<Bytes>)]) -> Context {
+        let extractor = HeaderExtractor(headers);
+        match &self.inner.propagator {
+            Some(p) => p.extract(&extractor),
+            None => global::get_text_map_propagator(|p| p.extract(&extractor)),
+        }
+    }
+
+    /// Hooks for a [`ProducerBuilder`](kcon_produce::ProducerBuilder) that write the context
+    /// current at each send into the record's headers (keeping any already there). No span:
+    /// [`send`](Self::send) makes one.
+    pub fn producer_hooks(&self) -> impl ProducerHooks + use<> {
+        ContextHooks(self.clone())
+    }
+
+    /// Sends `record` with `producer` inside a `send` span, a child of the context current
+    /// when the returned future is first polled (attach one with OpenTelemetry's
+    /// [`FutureExt::with_context`](opentelemetry::trace::FutureExt::with_context)), whose
+    /// context goes into the record's headers. Returns once the record is queued, as
+    /// [`Producer::send`] does, with the [`TracedDelivery`] to await its outcome: the span
+    /// ends with it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Producer::send`]'s: dropped before it returns, nothing is queued (the span ends,
+    /// saying so). A [`TracedDelivery`] dropped does not stop the record; its span ends then,
+    /// without the outcome.
+    pub async fn send(
+        &self,
+        producer: &Producer,
+        mut record: ProducerRecord,
+    ) -> Result<TracedDelivery, ProduceError> {
+        let inner = &self.inner;
+        let c = inner.conventions;
+        let mut attributes = Vec::with_capacity(12);
+        c.operation(Operation::Send, &mut attributes);
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            record.topic.to_string(),
+        ));
+        if let Some(partition) = record.partition {
+            attributes.push(KeyValue::new(
+                "messaging.destination.partition.id",
+                partition.to_string(),
+            ));
+        }
+        if let Some(id) = &inner.client_id {
+            c.client_id(id, &mut attributes);
+        }
+        if inner.record_keys
+            && let Some(key) = &record.key
+        {
+            c.key(key, &mut attributes);
+        }
+        c.body(record.value.as_ref().map(Bytes::len), &mut attributes);
+        let span = inner
+            .tracer
+            .span_builder(c.span_name(Operation::Send, &record.topic))
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes)
+            .start_with_context(&inner.tracer, &Context::current());
+        let cx = Context::current_with_span(span);
+        self.inject(&cx, &mut record.headers);
+        let started = Instant::now();
+        let topic = record.topic.clone();
+        let mut queued = Queued {
+            telemetry: self.clone(),
+            cx: Some(cx),
+            topic,
+            started,
+        };
+        let delivery = producer.send(record).await;
+        let cx = queued.cx.take().expect("taken only here");
+        match delivery {
+            Ok(delivery) => Ok(TracedDelivery {
+                inner: Box::pin(async move {
+                    let outcome = delivery.await;
+                    queued
+                        .telemetry
+                        .delivered(&cx, &queued.topic, queued.started, &outcome);
+                    outcome
+                }),
+            }),
+            Err(e) => {
+                self.delivered(&cx, &queued.topic, started, &Err(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a send's span with its outcome, and counts it.
+    fn delivered(
+        &self,
+        cx: &Context,
+        topic: &str,
+        started: Instant,
+        outcome: &Result<Delivered, ProduceError>,
+    ) {
+        let inner = &self.inner;
+        let c = inner.conventions;
+        let span = cx.span();
+        let mut metric = Vec::with_capacity(6);
+        c.operation(Operation::Send, &mut metric);
+        metric.push(KeyValue::new(
+            "messaging.destination.name",
+            topic.to_owned(),
+        ));
+        match outcome {
+            Ok(delivered) => {
+                span.set_attribute(KeyValue::new(
+                    "messaging.destination.partition.id",
+                    delivered.partition.to_string(),
+                ));
+                metric.push(KeyValue::new(
+                    "messaging.destination.partition.id",
+                    delivered.partition.to_string(),
+                ));
+                if let Some(offset) = delivered.offset {
+                    let mut kv = Vec::with_capacity(2);
+                    c.offset(offset, &mut kv);
+                    span.set_attributes(kv);
+                }
+            }
+            Err(e) => {
+                let kind = error_type(e);
+                span.set_attribute(KeyValue::new("error.type", kind.clone()));
+                span.set_status(Status::error(e.to_string()));
+                metric.push(KeyValue::new("error.type", kind));
+            }
+        }
+        span.end();
+        inner.sent.add(1, &metric);
+        inner
+            .operation_duration
+            .record(started.elapsed().as_secs_f64(), &metric);
+    }
+
+    /// Runs `handler` for `record` inside a `process` span (kind CONSUMER), with the span's
+    /// context current while it runs, and returns what it returns. The span carries the
+    /// record's topic, partition, offset and size, the consumer group and client id given to
+    /// the builder, the key when asked for, and (after the first try) `kcon.attempt`. A
+    /// [`Failure`] sets the span's status to an error with the failure's text, `error.type` to
+    /// its class, and an event `kcon.failure` saying whether it is retriable.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel-safe as `handler`: dropped, it drops `handler` and ends the span, unfinished.
+    pub async fn process<R, F, T>(&self, record: &R, handler: F) -> Result<T, Failure>
+    where
+        R: ProcessedRecord + ?Sized,
+        F: Future<Output = Result<T, Failure>>,
+    {
+        let inner = &self.inner;
+        let c = inner.conventions;
+        let r = record.record();
+        let mut base = Vec::with_capacity(6);
+        c.operation(Operation::Process, &mut base);
+        c.destination(&r.topic, r.partition, &mut base);
+        if let Some(group) = &inner.consumer_group {
+            c.consumer_group(group, &mut base);
+        }
+        let mut attributes = base.clone();
+        c.offset(r.offset, &mut attributes);
+        if let Some(id) = &inner.client_id {
+            c.client_id(id, &mut attributes);
+        }
+        if inner.record_keys
+            && let Some(key) = &r.key
+        {
+            c.key(key, &mut attributes);
+        }
+        c.body(r.value.as_ref().map(Bytes::len), &mut attributes);
+        let attempt = record.attempt();
+        if attempt > 1 {
+            attributes.push(KeyValue::new("kcon.attempt", i64::from(attempt)));
+        }
+        let carried = self.extract(&r.headers);
+        let carried_span = carried.span().span_context().clone();
+        let builder = inner
+            .tracer
+            .span_builder(c.span_name(Operation::Process, &r.topic))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes);
+        let span: BoxedSpan = match inner.parent {
+            ProcessParent::Parent => builder.start_with_context(&inner.tracer, &carried),
+            ProcessParent::Link => {
+                let links = if carried_span.is_valid() {
+                    vec![Link::with_context(carried_span)]
+                } else {
+                    Vec::new()
+                };
+                builder
+                    .with_links(links)
+                    .start_with_context(&inner.tracer, &Context::current())
+            }
+        };
+        let cx = Context::current_with_span(span);
+        let started = Instant::now();
+        let outcome = handler.with_context(cx.clone()).await;
+        let span = cx.span();
+        let mut metric = base;
+        if let Err(failure) = &outcome {
+            span.set_attribute(KeyValue::new("error.type", failure.class().to_owned()));
+            span.add_event(
+                "kcon.failure",
+                vec![KeyValue::new("kcon.retriable", failure.is_retriable())],
+            );
+            span.set_status(Status::error(failure.to_string()));
+            metric.push(KeyValue::new("error.type", failure.class().to_owned()));
+        }
+        span.end();
+        inner.consumed.add(1, &metric);
+        inner
+            .process_duration
+            .record(started.elapsed().as_secs_f64(), &metric);
+        outcome
+    }
+}
+
+/// A send's span while its record is handed to the producer: ended, saying the record was
+/// not queued, when the send is dropped before it returns.
+struct Queued {
+    telemetry: Telemetry,
+    cx: Option<Context>,
+    topic: Arc<str>,
+    started: Instant,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some(cx) = self.cx.take() {
+            let span = cx.span();
+            span.set_status(Status::error(
+                "the send was dropped before its record was queued",
+            ));
+            span.end();
+        }
+    }
+}
+
+/// The outcome of a record sent with [`Telemetry::send`]; awaiting it ends the record's
+/// span. `Send`.
+#[must_use = "the record's span ends when its outcome is awaited"]
+pub struct TracedDelivery {
+    inner: Pin<Box<dyn Future<Output = Result<Delivered, ProduceError>> + Send>>,
+}
+
+impl std::fmt::Debug for TracedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedDelivery").finish_non_exhaustive()
+    }
+}
+
+impl Future for TracedDelivery {
+    type Output = Result<Delivered, ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// `error.type` of a failed send: the broker's error code when a broker refused, else what
+/// kind of failure it was.
+fn error_type(e: &ProduceError) -> String {
+    match e.code() {
+        Some(code) => format!("{code:?}"),
+        None => format!("{:?}", e.kind()),
+    }
+}
+
+/// [`Telemetry::producer_hooks`].
+struct ContextHooks(Telemetry);
+
+impl ProducerHooks for ContextHooks {
+    fn on_send(&self, record: &mut ProducerRecord) {
+        Context::map_current(|cx| self.0.inject(cx, &mut record.headers));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,344 @@
+//! kcon-opentelemetry on Apache Kafka 4.4 (`Kafka::single()`), with OpenTelemetry's SDK and its
+//! in-memory exporters: a record sent under an application's span and handled by a
+//! `Processor` is one trace (send span under the application's, process span under the send
+//! span) or, by default, a process span linked to the send span; the spans carry the topic,
+//! partition and offset the broker gave; a retried record's tries each have a span, the failed
+//! one in error; the sent and consumed counts reach the metrics; a producer's hooks carry the
+//! current context in the headers of records sent without a send span.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kcon::{Failure, Processor, Record};
+use kcon_opentelemetry::{Conventions, ProcessParent, Telemetry};
+use kcon_produce::{Delivered, ProducerRecord};
+use kcon_tests::brokers::unique_name;
+use kcon_tests::consumer::recv_n;
+use kcon_tests::kafka::Kafka;
+use kcon_tests::login::{consumer, producer, topic};
+use opentelemetry::trace::{
+    FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, Tracer,
+    TracerProvider as _,
+};
+use opentelemetry::{Context, Value};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tokio::sync::Notify;
+
+/// How long a processor may take to get through a test's records, group join included.
+const WITHIN: Duration = Duration::from_secs(60);
+
+struct Sdk {
+    spans: InMemorySpanExporter,
+    tracing: SdkTracerProvider,
+    metrics: InMemoryMetricExporter,
+    meters: SdkMeterProvider,
+}
+
+impl Sdk {
+    fn new() -> Sdk {
+        let spans = InMemorySpanExporter::default();
+        let metrics = InMemoryMetricExporter::default();
+        Sdk {
+            tracing: SdkTracerProvider::builder()
+                .with_simple_exporter(spans.clone())
+                .build(),
+            spans,
+            meters: SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(metrics.clone()).build())
+                .build(),
+            metrics,
+        }
+    }
+
+    fn telemetry(&self, parent: ProcessParent, group: &str) -> Telemetry {
+        Telemetry::builder()
+            .tracer_provider(&self.tracing)
+            .meter_provider(&self.meters)
+            .propagator(TraceContextPropagator::new())
+            .conventions(Conventions::Current)
+            .process_parent(parent)
+            .consumer_group(group)
+            .client_id("kcon-otel-test")
+            .build()
+    }
+
+    fn span(&self, name: &str) -> Vec<SpanData> {
+        self.spans
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
+    }
+
+    /// A u64 counter's points: (`error.type` or none, value), sorted.
+    fn counted(&self, metric_name: &str) -> Vec<(Option<String>, u64)> {
+        self.meters.force_flush().unwrap();
+        let batches = self.metrics.get_finished_metrics().unwrap();
+        let last = batches.last().expect("metrics exported");
+        let mut out = Vec::new();
+        for metric in last.scope_metrics().flat_map(|s| s.metrics()) {
+            if metric.name() != metric_name {
+                continue;
+            }
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+                panic!("{metric_name}: a u64 sum, not {:?}", metric.data());
+            };
+            for point in sum.data_points() {
+                let error = point
+                    .attributes()
+                    .find(|kv| kv.key.as_str() == "error.type")
+                    .map(|kv| kv.value.to_string());
+                out.push((error, point.value()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+/// Sends one record of value `value` to `topic` with `telemetry`, inside an application span
+/// `checkout`; that span's context and where the record went.
+async fn send_under_checkout(
+    sdk: &Sdk,
+    telemetry: &Telemetry,
+    bootstrap: &str,
+    topic: &str,
+) -> (SpanContext, Delivered) {
+    let producer = producer(bootstrap, &[]);
+    let checkout = sdk.tracing.tracer("shop").start("checkout");
+    let checkout_context = checkout.span_context().clone();
+    let cx = Context::current_with_span(checkout);
+    let record = ProducerRecord::new(topic, "order-1").with_key("customer-7");
+    let delivered = telemetry
+        .send(&producer, record)
+        .with_context(cx.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    cx.span().end();
+    producer.close().await.unwrap();
+    (checkout_context, delivered)
+}
+
+/// Runs a processor in a new group over `topic` until `handler` was called `calls` times; the
+/// records it was handed.
+async fn process(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    telemetry: &Telemetry,
+    calls: usize,
+    fail_first: bool,
+) -> Vec<Record> {
+    let mut consumer = consumer(bootstrap, &[], group);
+    consumer.subscribe([topic]).unwrap();
+    let mut processor = Processor::builder(consumer)
+        .set("errors.retry.backoff.ms", "100")
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(Notify::new());
+    let stop = done.clone();
+    let log = seen.clone();
+    let run = processor.run_until(stop.notified(), async move |r| {
+        telemetry
+            .process(r, async {
+                let mut log = log.lock().unwrap();
+                log.push(r.record.clone());
+                if log.len() == calls {
+                    done.notify_one();
+                }
+                if fail_first && log.len() == 1 {
+                    return Err(Failure::retriable("the ledger timed out").with_class("Timeout"));
+                }
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the handler called in time")
+        .unwrap();
+    processor.close().await.unwrap();
+    Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn a_record_sent_and_processed_is_one_trace_when_the_process_span_is_a_child() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 3).await;
+    let group = unique_name("otel");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::Parent, &group);
+    let (checkout, delivered) = send_under_checkout(&sdk, &telemetry, bootstrap, &topic).await;
+    let offset = delivered.offset.expect("an offset");
+
+    let send = sdk.span(&format!("send {topic}"));
+    assert_eq!(send.len(), 1, "one send span: {send:?}");
+    let send = &send[0];
+    assert_eq!(send.span_kind, SpanKind::Producer);
+    assert_eq!(send.span_context.trace_id(), checkout.trace_id());
+    assert_eq!(send.parent_span_id, checkout.span_id());
+    assert_eq!(send.status, Status::Unset);
+    for (key, value) in [
+        ("messaging.system", Value::from("kafka")),
+        ("messaging.operation.name", Value::from("send")),
+        ("messaging.operation.type", Value::from("send")),
+        ("messaging.destination.name", Value::from(topic.clone())),
+        (
+            "messaging.destination.partition.id",
+            Value::from(delivered.partition.to_string()),
+        ),
+        ("messaging.kafka.offset", Value::from(offset)),
+        ("messaging.client.id", Value::from("kcon-otel-test")),
+        ("messaging.message.body.size", Value::from(7_i64)),
+    ] {
+        assert_eq!(attribute(send, key), Some(&value), "{key}");
+    }
+    // Keys only when asked for.
+    assert_eq!(attribute(send, "messaging.kafka.message.key"), None);
+
+    let records = process(bootstrap, &topic, &group, &telemetry, 1, false).await;
+    assert_eq!(records.len(), 1);
+    let traceparent = records[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k.as_ref() == b"traceparent")
+        .and_then(|(_, v)| v.clone())
+        .expect("a traceparent header");
+    assert_eq!(
+        std::str::from_utf8(&traceparent).unwrap(),
+        format!(
+            "00-{}-{}-01",
+            send.span_context.trace_id(),
+            send.span_context.span_id()
+        )
+    );
+    let processed = sdk.span(&format!("process {topic}"));
+    assert_eq!(processed.len(), 1);
+    let processed = &processed[0];
+    assert_eq!(processed.span_kind, SpanKind::Consumer);
+    assert_eq!(processed.span_context.trace_id(), checkout.trace_id());
+    assert_eq!(processed.parent_span_id, send.span_context.span_id());
+    assert!(processed.links.links.is_empty());
+    for (key, value) in [
+        ("messaging.operation.type", Value::from("process")),
+        ("messaging.destination.name", Value::from(topic.clone())),
+        (
+            "messaging.destination.partition.id",
+            Value::from(delivered.partition.to_string()),
+        ),
+        ("messaging.kafka.offset", Value::from(offset)),
+        ("messaging.consumer.group.name", Value::from(group.clone())),
+    ] {
+        assert_eq!(attribute(processed, key), Some(&value), "{key}");
+    }
+    assert_eq!(sdk.counted("messaging.client.sent.messages"), [(None, 1)]);
+    assert_eq!(
+        sdk.counted("messaging.client.consumed.messages"),
+        [(None, 1)]
+    );
+}
+
+#[tokio::test]
+async fn by_default_each_try_of_a_record_has_a_process_span_linked_to_its_send_span() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let group = unique_name("otel");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), &group);
+    let (checkout, _) = send_under_checkout(&sdk, &telemetry, bootstrap, &topic).await;
+    let send = sdk.span(&format!("send {topic}")).remove(0);
+
+    // The first try fails retriably, the second succeeds.
+    let records = process(bootstrap, &topic, &group, &telemetry, 2, true).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].offset, records[1].offset);
+    let tries = sdk.span(&format!("process {topic}"));
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    for t in &tries {
+        // Each its own trace, linked to the send span.
+        assert_ne!(t.span_context.trace_id(), checkout.trace_id());
+        assert_eq!(t.parent_span_id, SpanId::INVALID);
+        let links: Vec<_> = t
+            .links
+            .links
+            .iter()
+            .map(|l| (l.span_context.trace_id(), l.span_context.span_id()))
+            .collect();
+        assert_eq!(
+            links,
+            [(send.span_context.trace_id(), send.span_context.span_id())]
+        );
+    }
+    let (failed, passed) = (&tries[0], &tries[1]);
+    assert!(matches!(failed.status, Status::Error { .. }), "{failed:?}");
+    assert_eq!(
+        attribute(failed, "error.type"),
+        Some(&Value::from("Timeout"))
+    );
+    assert_eq!(failed.events.events[0].name, "kcon.failure");
+    assert_eq!(attribute(passed, "kcon.attempt"), Some(&Value::from(2_i64)));
+    assert_eq!(passed.status, Status::Unset);
+    assert_eq!(
+        sdk.counted("messaging.client.consumed.messages"),
+        [(None, 1), (Some("Timeout".to_owned()), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_producers_hooks_carry_the_current_context_in_the_headers() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), "none");
+    let producer = kcon_produce::Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .hooks(telemetry.producer_hooks())
+        .build()
+        .unwrap();
+    let span = sdk.tracing.tracer("shop").start("checkout");
+    let context = span.span_context().clone();
+    let cx = Context::current_with_span(span);
+    let delivery = producer
+        .send(ProducerRecord::new(topic.as_str(), "v"))
+        .with_context(cx)
+        .await
+        .unwrap();
+    delivery.await.unwrap();
+    // No context current: nothing written.
+    producer
+        .send(ProducerRecord::new(topic.as_str(), "w"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    producer.close().await.unwrap();
+
+    let mut reader = kcon_tests::login::assigned_consumer(bootstrap, &[]);
+    reader
+        .assign([kcon::TopicPartition::new(topic.as_str(), 0)])
+        .unwrap();
+    let records = recv_n(&mut reader, 2, WITHIN).await;
+    let carried: Vec<_> = records
+        .iter()
+        .map(|r| telemetry.extract(&r.headers).span().span_context().clone())
+        .collect();
+    assert_eq!(
+        (carried[0].trace_id(), carried[0].span_id()),
+        (context.trace_id(), context.span_id())
+    );
+    assert!(!carried[1].is_valid(), "{:?}", records[1].headers);
+}
