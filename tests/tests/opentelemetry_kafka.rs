@@ -3,7 +3,9 @@
 //! `Processor` is one trace (send span under the application's, process span under the send
 //! span) or, by default, a process span linked to the send span; the spans carry the topic,
 //! partition and offset the broker gave; a retried record's tries each have a span, the failed
-//! one in error; the sent and consumed counts reach the metrics; a producer's hooks carry the
+//! one in error and ended with a `kcon.retry` event by the policy hooks; a dead-lettered
+//! record's span ends with `kcon.dead_letter`; the sent and consumed counts reach the metrics;
+//! `recv_batch`'s receive spans link every record's send span; a producer's hooks carry the
 //! current context in the headers of records sent without a send span.
 
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use kcon_opentelemetry::{Conventions, ProcessParent, Telemetry};
 use kcon_produce::{Delivered, ProducerRecord};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::recv_n;
-use kcon_tests::kafka::Kafka;
+use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::login::{consumer, producer, topic};
 use opentelemetry::trace::{
     FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, Tracer,
@@ -146,6 +148,7 @@ async fn process(
     consumer.subscribe([topic]).unwrap();
     let mut processor = Processor::builder(consumer)
         .set("errors.retry.backoff.ms", "100")
+        .hooks(telemetry.policy_hooks())
         .build()
         .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -289,7 +292,13 @@ async fn by_default_each_try_of_a_record_has_a_process_span_linked_to_its_send_s
         attribute(failed, "error.type"),
         Some(&Value::from("Timeout"))
     );
-    assert_eq!(failed.events.events[0].name, "kcon.failure");
+    let events: Vec<_> = failed
+        .events
+        .events
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert_eq!(events, ["kcon.failure", "kcon.retry"]);
     assert_eq!(attribute(passed, "kcon.attempt"), Some(&Value::from(2_i64)));
     assert_eq!(passed.status, Status::Unset);
     assert_eq!(
@@ -341,4 +350,119 @@ async fn a_producers_hooks_carry_the_current_context_in_the_headers() {
         (context.trace_id(), context.span_id())
     );
     assert!(!carried[1].is_valid(), "{:?}", records[1].headers);
+}
+
+#[tokio::test]
+async fn a_dead_lettered_records_process_span_ends_saying_so() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let dead_letters = topic.clone() + ".dlq";
+    let pool = kcon_pool::Pool::new(kcon_tests::login::pool_config(bootstrap, &[])).unwrap();
+    create(&pool, &[NewTopic::new(&dead_letters, 1)]).await;
+    let group = unique_name("otel");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), &group);
+    send_under_checkout(&sdk, &telemetry, bootstrap, &topic).await;
+
+    let mut consumer = consumer(bootstrap, &[], &group);
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut processor = Processor::builder(consumer)
+        .set("errors.tolerance", "all")
+        .dead_letter_topic(&dead_letters)
+        .hooks(telemetry.policy_hooks())
+        .build()
+        .unwrap();
+    let name = format!("process {topic}");
+    // Until the span ended: after the dead letter was acknowledged.
+    let ended = async {
+        while sdk.span(&name).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let run = processor.run_until(ended, async |r| {
+        telemetry
+            .process(r, async { Err::<(), _>(Failure::permanent("poison")) })
+            .await
+    });
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the record dead-lettered in time")
+        .unwrap();
+    processor.close().await.unwrap();
+    let span = sdk.span(&name).remove(0);
+    let events: Vec<_> = span
+        .events
+        .events
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert_eq!(events, ["kcon.failure", "kcon.dead_letter"]);
+    assert!(matches!(span.status, Status::Error { .. }));
+}
+
+#[tokio::test]
+async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), "none");
+    let producer = producer(bootstrap, &[]);
+    for i in 0..3 {
+        let record = ProducerRecord::new(topic.as_str(), format!("v{i}"));
+        telemetry
+            .send(&producer, record)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut sent: Vec<_> = sdk
+        .span(&format!("send {topic}"))
+        .iter()
+        .map(|s| s.span_context.span_id().to_string())
+        .collect();
+    assert_eq!(sent.len(), 3);
+
+    let mut consumer = kcon_tests::login::assigned_consumer(bootstrap, &[]);
+    consumer
+        .assign([kcon::TopicPartition::new(topic.as_str(), 0)])
+        .unwrap();
+    let mut read = 0;
+    while read < 3 {
+        let batch = tokio::time::timeout(WITHIN, telemetry.recv_batch(&mut consumer))
+            .await
+            .expect("records in time")
+            .unwrap();
+        read += batch.len();
+    }
+    assert_eq!(read, 3);
+    let received = sdk.span(&format!("poll {topic}"));
+    let mut linked = Vec::new();
+    let mut counted = 0;
+    for span in &received {
+        assert_eq!(span.span_kind, SpanKind::Consumer);
+        assert_eq!(
+            attribute(span, "messaging.operation.type"),
+            Some(&Value::from("receive"))
+        );
+        assert_eq!(
+            attribute(span, "messaging.destination.partition.id"),
+            Some(&Value::from("0"))
+        );
+        let Some(Value::I64(n)) = attribute(span, "messaging.batch.message_count") else {
+            panic!("a message count: {span:?}");
+        };
+        counted += n;
+        linked.extend(
+            span.links
+                .links
+                .iter()
+                .map(|l| l.span_context.span_id().to_string()),
+        );
+    }
+    assert_eq!(counted, 3);
+    sent.sort();
+    linked.sort();
+    assert_eq!(linked, sent);
 }

@@ -72,7 +72,7 @@ impl Conventions {
         }
         if self.current() {
             into.push(KeyValue::new("messaging.operation.name", operation.name()));
-            into.push(KeyValue::new("messaging.operation.type", operation.name()));
+            into.push(KeyValue::new("messaging.operation.type", operation.kind()));
         }
     }
 
@@ -147,20 +147,35 @@ impl Conventions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operation {
     Send,
+    /// A `recv_batch`: what Kafka's clients call a poll.
+    Receive,
     Process,
 }
 
 impl Operation {
+    /// `messaging.operation.name`, and the span name's first word.
     fn name(self) -> &'static str {
         match self {
             Operation::Send => "send",
+            Operation::Receive => "poll",
             Operation::Process => "process",
         }
     }
 
+    /// `messaging.operation.type`.
+    fn kind(self) -> &'static str {
+        match self {
+            Operation::Send => "send",
+            Operation::Receive => "receive",
+            Operation::Process => "process",
+        }
+    }
+
+    /// v1.24.0's `messaging.operation`, and the span name's last word.
     fn old_name(self) -> &'static str {
         match self {
             Operation::Send => "publish",
+            Operation::Receive => "receive",
             Operation::Process => "process",
         }
     }
@@ -198,6 +213,20 @@ mod tests {
         assert_eq!(
             Conventions::Both.span_name(Operation::Process, "orders"),
             "process orders"
+        );
+        assert_eq!(
+            Conventions::Current.span_name(Operation::Receive, "orders"),
+            "poll orders"
+        );
+        assert_eq!(
+            Conventions::V1_24.span_name(Operation::Receive, "orders"),
+            "orders receive"
+        );
+        let mut kv = Vec::new();
+        Conventions::Current.operation(Operation::Receive, &mut kv);
+        assert_eq!(
+            kv.iter().map(|kv| kv.value.to_string()).collect::<Vec<_>>(),
+            ["kafka", "poll", "receive"]
         );
         let keys = |c: Conventions| {
             let mut kv = Vec::new();

@@ -19,6 +19,11 @@
 //!   runs with the span's context current, so what it sends with [`Telemetry::send`] and the
 //!   spans it starts are the process span's children. A failure sets the span's status and
 //!   `error.type`, and a retry's try carries its number.
+//! - [`Telemetry::recv_batch`] receives a batch with a `receive` span linked to the contexts
+//!   its records carry.
+//! - [`Telemetry::policy_hooks`], given to the [`Processor`](kcon::Processor), ends a failed
+//!   try's process span with what became of its record: an event `kcon.retry`, `kcon.skip`,
+//!   `kcon.dead_letter` or `kcon.breaker_open`.
 //! - Metrics, through OpenTelemetry's metrics API: `messaging.client.sent.messages`,
 //!   `messaging.client.operation.duration` (a send, from the call to the acknowledgement),
 //!   `messaging.client.consumed.messages` and `messaging.process.duration` (per record
@@ -61,21 +66,23 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use kcon::deserialize::Decoded;
-use kcon::{Failure, Record};
+use kcon::{Consumer, Failure, FailureInfo, PolicyHooks, Record};
 use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    FutureExt as _, Link, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    FutureExt as _, Link, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 
@@ -124,7 +131,25 @@ struct Inner {
     operation_duration: Histogram<f64>,
     consumed: Counter<u64>,
     process_duration: Histogram<f64>,
+    /// Whether [`Telemetry::policy_hooks`] was asked for: only then is a failed try's span
+    /// kept open for what the policy makes of its record.
+    policy_hooked: AtomicBool,
+    parked: Mutex<Parked>,
 }
+
+/// The spans of failed tries, open until the processor's policy says what became of their
+/// records (a retry, a skip, a dead letter, the breaker), by topic, partition and offset.
+/// At most [`PARKED_AT_MOST`]: past that the oldest ends without its outcome, as does a span
+/// whose record never gets one (its processor stopped on it, or its partition was revoked
+/// before the retry).
+#[derive(Default)]
+struct Parked {
+    next: u64,
+    spans: HashMap<(Arc<str>, i32, i64), (u64, Context)>,
+}
+
+/// How many failed tries' spans wait for their outcome at most.
+const PARKED_AT_MOST: usize = 1024;
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,6 +269,8 @@ impl TelemetryBuilder {
                     .with_unit("s")
                     .with_description("Time the handler took with a record.")
                     .build(),
+                policy_hooked: AtomicBool::new(false),
+                parked: Mutex::new(Parked::default()),
             }),
         }
     }
@@ -505,21 +532,186 @@ impl Telemetry {
         let outcome = handler.with_context(cx.clone()).await;
         let span = cx.span();
         let mut metric = base;
-        if let Err(failure) = &outcome {
-            span.set_attribute(KeyValue::new("error.type", failure.class().to_owned()));
-            span.add_event(
-                "kcon.failure",
-                vec![KeyValue::new("kcon.retriable", failure.is_retriable())],
-            );
-            span.set_status(Status::error(failure.to_string()));
-            metric.push(KeyValue::new("error.type", failure.class().to_owned()));
+        match &outcome {
+            Err(failure) => {
+                span.set_attribute(KeyValue::new("error.type", failure.class().to_owned()));
+                span.add_event(
+                    "kcon.failure",
+                    vec![KeyValue::new("kcon.retriable", failure.is_retriable())],
+                );
+                span.set_status(Status::error(failure.to_string()));
+                metric.push(KeyValue::new("error.type", failure.class().to_owned()));
+                if inner.policy_hooked.load(Ordering::Relaxed) {
+                    self.park(r, cx.clone());
+                } else {
+                    span.end();
+                }
+            }
+            Ok(_) => span.end(),
         }
-        span.end();
         inner.consumed.add(1, &metric);
         inner
             .process_duration
             .record(started.elapsed().as_secs_f64(), &metric);
         outcome
+    }
+}
+
+impl Telemetry {
+    /// Receives a batch with [`Consumer::recv_batch`] and describes it with a `receive` span
+    /// (kind CONSUMER; `poll {topic}`, or `{topic} receive` under v1.24.0's names) from the
+    /// call to its return, a child of the current context, linked to the context each record
+    /// carries (the first 128). Its attributes: the topic and partition, the records in the
+    /// batch (`messaging.batch.message_count`), the consumer group and client id given to the
+    /// builder. A failed call's span carries `error.type` (the error's kind) and its text.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Consumer::recv_batch`]'s: cancel-safe; dropped while it waits, no span is made.
+    pub async fn recv_batch(&self, consumer: &mut Consumer) -> Result<Vec<Record>, kcon::Error> {
+        let started = SystemTime::now();
+        let outcome = consumer.recv_batch().await;
+        match &outcome {
+            Ok(records) => {
+                if let Some(first) = records.first() {
+                    self.received(started, first, records);
+                }
+            }
+            Err(e) => {
+                let inner = &self.inner;
+                let c = inner.conventions;
+                let mut attributes = Vec::with_capacity(6);
+                c.operation(Operation::Receive, &mut attributes);
+                attributes.push(KeyValue::new("error.type", format!("{:?}", e.kind())));
+                let mut span = inner
+                    .tracer
+                    .span_builder(c.span_name(Operation::Receive, "kafka"))
+                    .with_kind(SpanKind::Consumer)
+                    .with_start_time(started)
+                    .with_attributes(attributes)
+                    .start_with_context(&inner.tracer, &Context::current());
+                span.set_status(Status::error(e.to_string()));
+                span.end();
+            }
+        }
+        outcome
+    }
+
+    /// The receive span of a batch of one partition's `records`.
+    fn received(&self, started: SystemTime, first: &Record, records: &[Record]) {
+        /// Links a receive span carries at most (the SDK's default limit).
+        const LINKS_AT_MOST: usize = 128;
+        let inner = &self.inner;
+        let c = inner.conventions;
+        let mut attributes = Vec::with_capacity(10);
+        c.operation(Operation::Receive, &mut attributes);
+        c.destination(&first.topic, first.partition, &mut attributes);
+        attributes.push(KeyValue::new(
+            "messaging.batch.message_count",
+            i64::try_from(records.len()).unwrap_or(i64::MAX),
+        ));
+        if let Some(group) = &inner.consumer_group {
+            c.consumer_group(group, &mut attributes);
+        }
+        if let Some(id) = &inner.client_id {
+            c.client_id(id, &mut attributes);
+        }
+        let links = records
+            .iter()
+            .map(|r| self.extract(&r.headers).span().span_context().clone())
+            .filter(|sc| sc.is_valid())
+            .take(LINKS_AT_MOST)
+            .map(Link::with_context)
+            .collect();
+        let mut span = inner
+            .tracer
+            .span_builder(c.span_name(Operation::Receive, &first.topic))
+            .with_kind(SpanKind::Consumer)
+            .with_start_time(started)
+            .with_attributes(attributes)
+            .with_links(links)
+            .start_with_context(&inner.tracer, &Context::current());
+        span.end();
+    }
+
+    /// Hooks for a [`ProcessorBuilder`](kcon::ProcessorBuilder) that finish the span of a
+    /// failed try (of [`process`](Self::process)) with what the policy made of its record, as
+    /// an event: `kcon.retry` (with the failed try's `kcon.attempt` and
+    /// `kcon.retry.delay_ms`), `kcon.skip`, `kcon.dead_letter` or `kcon.breaker_open`. Until
+    /// then the span stays open (at most 1,024 of them; past that the oldest ends without its
+    /// outcome, as does one whose processor stopped on its record).
+    pub fn policy_hooks(&self) -> impl PolicyHooks + use<> {
+        self.inner.policy_hooked.store(true, Ordering::Relaxed);
+        PolicySpans(self.clone())
+    }
+
+    /// Keeps a failed try's span open for its outcome.
+    fn park(&self, record: &Record, cx: Context) {
+        let mut parked = self.inner.parked.lock().expect("no panics holding it");
+        let parked = &mut *parked;
+        if parked.spans.len() >= PARKED_AT_MOST
+            && let Some(oldest) = parked
+                .spans
+                .iter()
+                .min_by_key(|(_, (n, _))| *n)
+                .map(|(k, _)| k.clone())
+            && let Some((_, cx)) = parked.spans.remove(&oldest)
+        {
+            cx.span().end();
+        }
+        parked.next += 1;
+        let key = (record.topic.clone(), record.partition, record.offset);
+        if let Some((_, earlier)) = parked.spans.insert(key, (parked.next, cx)) {
+            earlier.span().end();
+        }
+    }
+
+    /// Ends a failed try's span, if it is kept, with the event `name`.
+    fn settle(&self, record: &Record, name: &'static str, attributes: Vec<KeyValue>) {
+        let key = (record.topic.clone(), record.partition, record.offset);
+        let parked = self
+            .inner
+            .parked
+            .lock()
+            .expect("no panics holding it")
+            .spans
+            .remove(&key);
+        if let Some((_, cx)) = parked {
+            let span = cx.span();
+            span.add_event(name, attributes);
+            span.end();
+        }
+    }
+}
+
+/// [`Telemetry::policy_hooks`].
+struct PolicySpans(Telemetry);
+
+impl PolicyHooks for PolicySpans {
+    fn on_retry(&self, record: &Record, _: &FailureInfo, attempt: u32, delay: Duration) {
+        self.0.settle(
+            record,
+            "kcon.retry",
+            vec![
+                KeyValue::new("kcon.attempt", i64::from(attempt)),
+                KeyValue::new(
+                    "kcon.retry.delay_ms",
+                    i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                ),
+            ],
+        );
+    }
+
+    fn on_skip(&self, record: &Record, _: &FailureInfo) {
+        self.0.settle(record, "kcon.skip", Vec::new());
+    }
+
+    fn on_dead_letter(&self, record: &Record, _: &FailureInfo) {
+        self.0.settle(record, "kcon.dead_letter", Vec::new());
+    }
+
+    fn on_breaker_open(&self, record: &Record, _: &FailureInfo) {
+        self.0.settle(record, "kcon.breaker_open", Vec::new());
     }
 }
 

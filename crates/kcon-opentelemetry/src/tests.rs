@@ -4,6 +4,8 @@
 use opentelemetry::trace::{
     Span as _, SpanId, Status, TraceContextExt, Tracer, TracerProvider as _,
 };
+use std::time::Duration;
+
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -200,4 +202,120 @@ fn consumed_by_error(exporter: &InMemoryMetricExporter) -> Vec<(Option<String>, 
     }
     out.sort();
     out
+}
+
+/// A `FailureInfo` as the processor hands its hooks one.
+async fn info() -> FailureInfo {
+    let bad = Record::new("orders", 0, 1, None, Some(vec![0xff].into()));
+    let plain = kcon::deserialize::StringDeserializer;
+    let failure = kcon::deserialize::decode(bad, &plain, &plain)
+        .await
+        .unwrap_err();
+    FailureInfo::from(&failure)
+}
+
+fn processed(sdk: &Sdk) -> Vec<SpanData> {
+    sdk.spans
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.name == "process orders")
+        .collect()
+}
+
+fn events(span: &SpanData) -> Vec<String> {
+    span.events
+        .events
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn with_policy_hooks_a_failed_try_ends_with_what_became_of_its_record() {
+    let sdk = sdk();
+    let t = telemetry(&sdk, ProcessParent::Link);
+    let hooks = t.policy_hooks();
+    let (retried, _) = carried(&sdk, &t);
+    let mut dead = retried.clone();
+    dead.offset = 42;
+    for r in [&retried, &dead] {
+        let failed = t
+            .process(r, async { Err::<(), _>(Failure::permanent("poison")) })
+            .await;
+        assert!(failed.is_err());
+    }
+    // Open until the policy says what became of the records.
+    assert!(processed(&sdk).is_empty());
+
+    hooks.on_retry(&retried, &info().await, 1, Duration::from_millis(250));
+    hooks.on_dead_letter(&dead, &info().await);
+    let spans = processed(&sdk);
+    assert_eq!(spans.len(), 2);
+    let offset = |s: &SpanData| attribute(s, "messaging.kafka.offset").cloned();
+    let first = spans
+        .iter()
+        .find(|s| offset(s) == Some(Value::from(41_i64)))
+        .unwrap();
+    assert_eq!(events(first), ["kcon.failure", "kcon.retry"]);
+    let retry = &first.events.events[1];
+    assert_eq!(
+        retry
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("kcon.attempt".to_owned(), Value::from(1_i64)),
+            ("kcon.retry.delay_ms".to_owned(), Value::from(250_i64)),
+        ]
+    );
+    let second = spans
+        .iter()
+        .find(|s| offset(s) == Some(Value::from(42_i64)))
+        .unwrap();
+    assert_eq!(events(second), ["kcon.failure", "kcon.dead_letter"]);
+
+    // A record told of twice (or never failed) changes nothing.
+    hooks.on_skip(&dead, &info().await);
+    assert_eq!(processed(&sdk).len(), 2);
+}
+
+#[tokio::test]
+async fn failed_tries_waiting_for_their_outcome_are_bounded() {
+    let sdk = sdk();
+    let t = telemetry(&sdk, ProcessParent::Link);
+    let _hooks = t.policy_hooks();
+    let (mut record, _) = carried(&sdk, &t);
+    for offset in 0..=PARKED_AT_MOST as i64 {
+        record.offset = offset;
+        let failed = t
+            .process(&record, async {
+                Err::<(), _>(Failure::permanent("poison"))
+            })
+            .await;
+        assert!(failed.is_err());
+    }
+    // One past the bound: the oldest ended, without an outcome.
+    let spans = processed(&sdk);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        attribute(&spans[0], "messaging.kafka.offset"),
+        Some(&Value::from(0_i64))
+    );
+    assert_eq!(events(&spans[0]), ["kcon.failure"]);
+}
+
+#[tokio::test]
+async fn without_policy_hooks_a_failed_try_ends_at_once() {
+    let sdk = sdk();
+    let t = telemetry(&sdk, ProcessParent::Link);
+    let (record, _) = carried(&sdk, &t);
+    let failed = t
+        .process(&record, async {
+            Err::<(), _>(Failure::permanent("poison"))
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(processed(&sdk).len(), 1);
 }
