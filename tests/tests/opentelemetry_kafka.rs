@@ -6,7 +6,8 @@
 //! one in error and ended with a `kcon.retry` event by the policy hooks; a dead-lettered
 //! record's span ends with `kcon.dead_letter`; the sent and consumed counts reach the metrics;
 //! `recv_batch`'s receive spans link every record's send span; a producer's hooks carry the
-//! current context in the headers of records sent without a send span.
+//! current context in the headers of records sent without a send span; a consumer's lag is
+//! reported as gauges while observed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +25,10 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, Value};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{
+    InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
+    Temporality,
+};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tokio::sync::Notify;
@@ -41,8 +45,16 @@ struct Sdk {
 
 impl Sdk {
     fn new() -> Sdk {
+        Sdk::with_temporality(Temporality::Cumulative)
+    }
+
+    /// Metrics of `temporality`: a delta collection of a gauge has only the points observed
+    /// since the last one.
+    fn with_temporality(temporality: Temporality) -> Sdk {
         let spans = InMemorySpanExporter::default();
-        let metrics = InMemoryMetricExporter::default();
+        let metrics = InMemoryMetricExporterBuilder::new()
+            .with_temporality(temporality)
+            .build();
         Sdk {
             tracing: SdkTracerProvider::builder()
                 .with_simple_exporter(spans.clone())
@@ -100,6 +112,50 @@ impl Sdk {
         out.sort();
         out
     }
+}
+
+impl Sdk {
+    /// The last collection's points of a gauge: (`messaging.destination.name`, value).
+    fn gauge_i64(&self, name: &str) -> Vec<(String, i64)> {
+        self.gauge(name, |data| match data {
+            AggregatedMetrics::I64(MetricData::Gauge(g)) => g
+                .data_points()
+                .map(|p| (destination(p.attributes()), p.value()))
+                .collect(),
+            other => panic!("{name}: an i64 gauge, not {other:?}"),
+        })
+    }
+
+    fn gauge_f64(&self, name: &str) -> Vec<(String, f64)> {
+        self.gauge(name, |data| match data {
+            AggregatedMetrics::F64(MetricData::Gauge(g)) => g
+                .data_points()
+                .map(|p| (destination(p.attributes()), p.value()))
+                .collect(),
+            other => panic!("{name}: an f64 gauge, not {other:?}"),
+        })
+    }
+
+    /// A gauge's points in what one collection exports (nothing when it exports nothing).
+    fn gauge<T>(&self, name: &str, points: impl Fn(&AggregatedMetrics) -> Vec<T>) -> Vec<T> {
+        let before = self.metrics.get_finished_metrics().unwrap().len();
+        self.meters.force_flush().unwrap();
+        let batches = self.metrics.get_finished_metrics().unwrap();
+        batches[before..]
+            .iter()
+            .flat_map(|b| b.scope_metrics())
+            .flat_map(|s| s.metrics())
+            .filter(|m| m.name() == name)
+            .flat_map(|m| points(m.data()))
+            .collect()
+    }
+}
+
+fn destination<'a>(mut attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> String {
+    attributes
+        .find(|kv| kv.key.as_str() == "messaging.destination.name")
+        .map(|kv| kv.value.to_string())
+        .unwrap_or_default()
 }
 
 fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -465,4 +521,47 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
     sent.sort();
     linked.sort();
     assert_eq!(linked, sent);
+}
+
+#[tokio::test]
+async fn a_consumers_lag_is_reported_as_gauges_until_the_observation_is_dropped() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let producer = producer(bootstrap, &[]);
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new(topic.as_str(), format!("v{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let sdk = Sdk::with_temporality(Temporality::Delta);
+    let telemetry = sdk.telemetry(ProcessParent::default(), "none");
+    // Four records a batch: the consumer publishes a partition's lag as it hands its records
+    // out.
+    let mut consumer =
+        kcon_tests::login::assigned_consumer(bootstrap, &[("max.poll.records", "4".into())]);
+    consumer
+        .assign([kcon::TopicPartition::new(topic.as_str(), 0)])
+        .unwrap();
+    let observation = telemetry.observe_lag(consumer.metrics_handle());
+    let batch = tokio::time::timeout(WITHIN, consumer.recv_batch())
+        .await
+        .expect("records in time")
+        .unwrap();
+    assert!(!batch.is_empty() && batch.len() <= 4, "{batch:?}");
+    let behind = 10 - batch.len() as i64;
+    assert_eq!(
+        sdk.gauge_i64("kcon.consumer.lag"),
+        [(topic.clone(), behind)]
+    );
+    let time = sdk.gauge_f64("kcon.consumer.lag.time");
+    assert_eq!(time.len(), 1, "{time:?}");
+    assert!(time[0].1 >= 0.0);
+
+    drop(observation);
+    assert_eq!(sdk.gauge_i64("kcon.consumer.lag"), []);
+    consumer.close().await.unwrap();
 }

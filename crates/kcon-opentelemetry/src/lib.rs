@@ -24,6 +24,8 @@
 //! - [`Telemetry::policy_hooks`], given to the [`Processor`](kcon::Processor), ends a failed
 //!   try's process span with what became of its record: an event `kcon.retry`, `kcon.skip`,
 //!   `kcon.dead_letter` or `kcon.breaker_open`.
+//! - [`Telemetry::observe_lag`] reports a consumer's lag per partition, in records and
+//!   seconds, as gauges read from its metrics handle.
 //! - Metrics, through OpenTelemetry's metrics API: `messaging.client.sent.messages`,
 //!   `messaging.client.operation.duration` (a send, from the call to the acknowledgement),
 //!   `messaging.client.consumed.messages` and `messaging.process.duration` (per record
@@ -76,7 +78,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use kcon::deserialize::Decoded;
-use kcon::{Consumer, Failure, FailureInfo, PolicyHooks, Record};
+use kcon::{Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record};
 use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
@@ -121,6 +123,8 @@ pub struct Telemetry {
 
 struct Inner {
     tracer: BoxedTracer,
+    /// For the gauges [`Telemetry::observe_lag`] registers.
+    meter: Meter,
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     conventions: Conventions,
     parent: ProcessParent,
@@ -240,6 +244,7 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| global::meter_with_scope(scope()));
         Telemetry {
             inner: Arc::new(Inner {
+                meter: meter.clone(),
                 tracer: self
                     .tracer
                     .unwrap_or_else(|| global::tracer_with_scope(scope())),
@@ -681,6 +686,90 @@ impl Telemetry {
             span.add_event(name, attributes);
             span.end();
         }
+    }
+}
+
+impl Telemetry {
+    /// Reports the lag of the consumer whose metrics handle this is
+    /// ([`Consumer::metrics_handle`]), read from the handle at each collection, per partition:
+    /// `kcon.consumer.lag` (`{message}`: records between its position and the end of the log)
+    /// and `kcon.consumer.lag.time` (`s`: how old its next record is; zero when caught up), with
+    /// the partition's topic and id and the consumer's group and client id. A partition whose
+    /// lag is not known yet is left out rather than reported as zero. Reported until the
+    /// returned [`LagObservation`] is dropped.
+    pub fn observe_lag(&self, handle: MetricsHandle) -> LagObservation {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let source = Arc::new((handle, self.inner.conventions));
+        let (records_from, stopped_records) = (source.clone(), stopped.clone());
+        self.inner
+            .meter
+            .i64_observable_gauge("kcon.consumer.lag")
+            .with_unit("{message}")
+            .with_description("Records between a consumer's position and the end of the log.")
+            .with_callback(move |observer| {
+                if stopped_records.load(Ordering::Relaxed) {
+                    return;
+                }
+                for (lag, attributes) in lag_points(&records_from) {
+                    if let Some(records) = lag.records {
+                        observer.observe(records, &attributes);
+                    }
+                }
+            })
+            .build();
+        let (time_from, stopped_time) = (source, stopped.clone());
+        self.inner
+            .meter
+            .f64_observable_gauge("kcon.consumer.lag.time")
+            .with_unit("s")
+            .with_description("How old a consumer's next record is.")
+            .with_callback(move |observer| {
+                if stopped_time.load(Ordering::Relaxed) {
+                    return;
+                }
+                for (lag, attributes) in lag_points(&time_from) {
+                    if let Some(time) = lag.time {
+                        observer.observe(time.as_secs_f64(), &attributes);
+                    }
+                }
+            })
+            .build();
+        LagObservation { stopped }
+    }
+}
+
+/// Each partition's lag as the handle has it, with its attributes.
+fn lag_points(source: &(MetricsHandle, Conventions)) -> Vec<(PartitionLag, Vec<KeyValue>)> {
+    let (handle, c) = source;
+    let (client_id, group) = handle.identity();
+    handle
+        .snapshot()
+        .partitions
+        .into_iter()
+        .map(|(tp, lag)| {
+            let mut attributes = Vec::with_capacity(7);
+            attributes.push(KeyValue::new("messaging.system", "kafka"));
+            c.destination(&tp.topic, tp.partition, &mut attributes);
+            if let Some(group) = group {
+                c.consumer_group(group, &mut attributes);
+            }
+            c.client_id(client_id, &mut attributes);
+            (lag, attributes)
+        })
+        .collect()
+}
+
+/// A consumer's lag reported as gauges ([`Telemetry::observe_lag`]): dropped, nothing more is
+/// reported.
+#[derive(Debug)]
+#[must_use = "the lag is reported only while this is kept"]
+pub struct LagObservation {
+    stopped: Arc<AtomicBool>,
+}
+
+impl Drop for LagObservation {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 }
 
