@@ -698,78 +698,93 @@ impl Telemetry {
     /// lag is not known yet is left out rather than reported as zero. Reported until the
     /// returned [`LagObservation`] is dropped.
     pub fn observe_lag(&self, handle: MetricsHandle) -> LagObservation {
-        let stopped = Arc::new(AtomicBool::new(false));
-        let source = Arc::new((handle, self.inner.conventions));
-        let (records_from, stopped_records) = (source.clone(), stopped.clone());
+        let source = Arc::new(LagSource {
+            handle,
+            conventions: self.inner.conventions,
+            stopped: AtomicBool::new(false),
+        });
+        let records = source.clone();
         self.inner
             .meter
             .i64_observable_gauge("kcon.consumer.lag")
             .with_unit("{message}")
             .with_description("Records between a consumer's position and the end of the log.")
             .with_callback(move |observer| {
-                if stopped_records.load(Ordering::Relaxed) {
-                    return;
-                }
-                for (lag, attributes) in lag_points(&records_from) {
-                    if let Some(records) = lag.records {
-                        observer.observe(records, &attributes);
+                for (lag, attributes) in records.points() {
+                    if let Some(n) = lag.records {
+                        observer.observe(n, &attributes);
                     }
                 }
             })
             .build();
-        let (time_from, stopped_time) = (source, stopped.clone());
+        let time = source.clone();
         self.inner
             .meter
             .f64_observable_gauge("kcon.consumer.lag.time")
             .with_unit("s")
             .with_description("How old a consumer's next record is.")
             .with_callback(move |observer| {
-                if stopped_time.load(Ordering::Relaxed) {
-                    return;
-                }
-                for (lag, attributes) in lag_points(&time_from) {
-                    if let Some(time) = lag.time {
-                        observer.observe(time.as_secs_f64(), &attributes);
+                for (lag, attributes) in time.points() {
+                    if let Some(t) = lag.time {
+                        observer.observe(t.as_secs_f64(), &attributes);
                     }
                 }
             })
             .build();
-        LagObservation { stopped }
+        LagObservation { source }
     }
 }
 
-/// Each partition's lag as the handle has it, with its attributes.
-fn lag_points(source: &(MetricsHandle, Conventions)) -> Vec<(PartitionLag, Vec<KeyValue>)> {
-    let (handle, c) = source;
-    let (client_id, group) = handle.identity();
-    handle
-        .snapshot()
-        .partitions
-        .into_iter()
-        .map(|(tp, lag)| {
-            let mut attributes = Vec::with_capacity(7);
-            attributes.push(KeyValue::new("messaging.system", "kafka"));
-            c.destination(&tp.topic, tp.partition, &mut attributes);
-            if let Some(group) = group {
-                c.consumer_group(group, &mut attributes);
-            }
-            c.client_id(client_id, &mut attributes);
-            (lag, attributes)
-        })
-        .collect()
+/// What the lag gauges' callbacks read.
+struct LagSource {
+    handle: MetricsHandle,
+    conventions: Conventions,
+    /// Set when the [`LagObservation`] is dropped: the callbacks report nothing more.
+    stopped: AtomicBool,
+}
+
+impl LagSource {
+    /// Each partition's lag as the handle has it, with its attributes (none once stopped).
+    fn points(&self) -> Vec<(PartitionLag, Vec<KeyValue>)> {
+        if self.stopped.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let c = self.conventions;
+        let (client_id, group) = self.handle.identity();
+        self.handle
+            .snapshot()
+            .partitions
+            .into_iter()
+            .map(|(tp, lag)| {
+                let mut attributes = Vec::with_capacity(7);
+                attributes.push(KeyValue::new("messaging.system", "kafka"));
+                c.destination(&tp.topic, tp.partition, &mut attributes);
+                if let Some(group) = group {
+                    c.consumer_group(group, &mut attributes);
+                }
+                c.client_id(client_id, &mut attributes);
+                (lag, attributes)
+            })
+            .collect()
+    }
 }
 
 /// A consumer's lag reported as gauges ([`Telemetry::observe_lag`]): dropped, nothing more is
 /// reported.
-#[derive(Debug)]
 #[must_use = "the lag is reported only while this is kept"]
 pub struct LagObservation {
-    stopped: Arc<AtomicBool>,
+    source: Arc<LagSource>,
+}
+
+impl std::fmt::Debug for LagObservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagObservation").finish_non_exhaustive()
+    }
 }
 
 impl Drop for LagObservation {
     fn drop(&mut self) {
-        self.stopped.store(true, Ordering::Relaxed);
+        self.source.stopped.store(true, Ordering::Relaxed);
     }
 }
 
