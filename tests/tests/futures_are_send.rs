@@ -1,5 +1,5 @@
-//! Every public future of the consumer, the share consumer, the processor, the producer, the admin calls and the
-//! Schema Registry client is `Send`, and the types are `Send` (and `Sync` where they are
+//! Every public future of the consumer, the share consumer, the processor, the producer, the admin calls, the
+//! Schema Registry client and kcon-opentelemetry's `Telemetry` is `Send`, and the types are `Send` (and `Sync` where they are
 //! shared by reference), so that each can run on a task of its own (`tokio::spawn`). These are
 //! compile-time checks: a future that stops being `Send` fails this file's build, naming it.
 //! The one test at the end spawns a processor, as the crate documentation says one can.
@@ -215,6 +215,21 @@ async fn producer_admin_and_registry_futures_are_send(
     send(&pool.refresh_metadata(kcon_pool::TopicScope::All));
     send(&pool.connection(BrokerTarget::Any));
     send(&registry.schema(SchemaRef::Id(1), None, None));
+}
+
+#[allow(dead_code)]
+async fn telemetry_futures_are_send(
+    telemetry: kcon_opentelemetry::Telemetry,
+    producer: Producer,
+    mut consumer: Consumer,
+    record: Decoded<String, String>,
+) {
+    send_sync::<kcon_opentelemetry::Telemetry>();
+    send_sync::<kcon_opentelemetry::LagObservation>();
+    send_only::<kcon_opentelemetry::TracedDelivery>();
+    send(&telemetry.send(&producer, ProducerRecord::new("t", "v")));
+    send(&telemetry.recv_batch(&mut consumer));
+    send(&telemetry.process(&record, async { Ok::<(), Failure>(()) }));
 }
 
 /// A value of any type, for the checks above, which are compiled and never run.

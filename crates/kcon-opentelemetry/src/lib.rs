@@ -9,8 +9,8 @@
 //!
 //! - [`Telemetry::send`] sends a record inside a `send` span (kind PRODUCER), whose context it
 //!   writes into the record's headers through the propagator (W3C `traceparent` and
-//!   `tracestate`, and `baggage`, with OpenTelemetry's usual ones). A header the record
-//!   already has is kept. The span ends when the record is acknowledged, with its partition
+//!   `tracestate` with the SDK's `TraceContextPropagator`, `baggage` with its
+//!   `BaggagePropagator`). A header the record already has is kept. The span ends when the record is acknowledged, with its partition
 //!   and offset, or with the error.
 //! - [`Telemetry::producer_hooks`] only writes the current context into the headers of every
 //!   record a producer sends, for records sent without [`Telemetry::send`].
@@ -50,7 +50,10 @@
 //!     .set("group.id", "billing")
 //!     .build()?;
 //! consumer.subscribe(["orders"])?;
-//! let mut processor = kcon::Processor::builder(consumer).build()?;
+//! // Retries, skips and dead letters as events on the failed try's span.
+//! let mut processor = kcon::Processor::builder(consumer)
+//!     .hooks(telemetry.policy_hooks())
+//!     .build()?;
 //! processor
 //!     .run(async |r| {
 //!         telemetry
