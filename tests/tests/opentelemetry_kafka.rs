@@ -464,7 +464,8 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
     let telemetry = sdk.telemetry(ProcessParent::default(), "none");
     let producer = producer(bootstrap, &[]);
     for i in 0..3 {
-        let record = ProducerRecord::new(topic.as_str(), format!("v{i}"));
+        // Its partition named, as the span is from its start: told once.
+        let record = ProducerRecord::new(topic.as_str(), format!("v{i}")).with_partition(0);
         telemetry
             .send(&producer, record)
             .await
@@ -473,8 +474,17 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
             .unwrap();
     }
     producer.close().await.unwrap();
-    let mut sent: Vec<_> = sdk
-        .span(&format!("send {topic}"))
+    let sends = sdk.span(&format!("send {topic}"));
+    for send in &sends {
+        let partitions: Vec<_> = send
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == "messaging.destination.partition.id")
+            .map(|kv| kv.value.to_string())
+            .collect();
+        assert_eq!(partitions, ["0"]);
+    }
+    let mut sent: Vec<_> = sends
         .iter()
         .map(|s| s.span_context.span_id().to_string())
         .collect();

@@ -408,6 +408,7 @@ impl Telemetry {
             telemetry: self.clone(),
             cx: Some(cx),
             topic,
+            partition_named: record.partition.is_some(),
             started,
         };
         let delivery = producer.send(record).await;
@@ -416,27 +417,19 @@ impl Telemetry {
             Ok(delivery) => Ok(TracedDelivery {
                 inner: Box::pin(async move {
                     let outcome = delivery.await;
-                    queued
-                        .telemetry
-                        .delivered(&cx, &queued.topic, queued.started, &outcome);
+                    queued.telemetry.delivered(&cx, &queued, &outcome);
                     outcome
                 }),
             }),
             Err(e) => {
-                self.delivered(&cx, &queued.topic, started, &Err(e.clone()));
+                self.delivered(&cx, &queued, &Err(e.clone()));
                 Err(e)
             }
         }
     }
 
     /// Ends a send's span with its outcome, and counts it.
-    fn delivered(
-        &self,
-        cx: &Context,
-        topic: &str,
-        started: Instant,
-        outcome: &Result<Delivered, ProduceError>,
-    ) {
+    fn delivered(&self, cx: &Context, sent: &Queued, outcome: &Result<Delivered, ProduceError>) {
         let inner = &self.inner;
         let c = inner.conventions;
         let span = cx.span();
@@ -444,14 +437,17 @@ impl Telemetry {
         c.operation(Operation::Send, &mut metric);
         metric.push(KeyValue::new(
             "messaging.destination.name",
-            topic.to_owned(),
+            sent.topic.to_string(),
         ));
         match outcome {
             Ok(delivered) => {
-                span.set_attribute(KeyValue::new(
-                    "messaging.destination.partition.id",
-                    delivered.partition.to_string(),
-                ));
+                // Named at the start when the record named its partition.
+                if !sent.partition_named {
+                    span.set_attribute(KeyValue::new(
+                        "messaging.destination.partition.id",
+                        delivered.partition.to_string(),
+                    ));
+                }
                 metric.push(KeyValue::new(
                     "messaging.destination.partition.id",
                     delivered.partition.to_string(),
@@ -473,7 +469,7 @@ impl Telemetry {
         inner.sent.add(1, &metric);
         inner
             .operation_duration
-            .record(started.elapsed().as_secs_f64(), &metric);
+            .record(sent.started.elapsed().as_secs_f64(), &metric);
     }
 
     /// Runs `handler` for `record` inside a `process` span (kind CONSUMER), with the span's
@@ -828,6 +824,8 @@ struct Queued {
     telemetry: Telemetry,
     cx: Option<Context>,
     topic: Arc<str>,
+    /// The record named its partition: the span has it from its start.
+    partition_named: bool,
     started: Instant,
 }
 
