@@ -385,15 +385,7 @@ impl Telemetry {
                 partition.to_string(),
             ));
         }
-        if let Some(id) = &inner.client_id {
-            c.client_id(id, &mut attributes);
-        }
-        if inner.record_keys
-            && let Some(key) = &record.key
-        {
-            c.key(key, &mut attributes);
-        }
-        c.body(record.value.as_ref().map(Bytes::len), &mut attributes);
+        self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
         let span = inner
             .tracer
             .span_builder(c.span_name(Operation::Send, &record.topic))
@@ -426,6 +418,22 @@ impl Telemetry {
                 Err(e)
             }
         }
+    }
+
+    /// A record's own attributes on its send or process span: the client id, the key when
+    /// asked for, the value's size or the tombstone flag.
+    fn describe(&self, key: Option<&Bytes>, value: Option<&Bytes>, into: &mut Vec<KeyValue>) {
+        let inner = &self.inner;
+        let c = inner.conventions;
+        if let Some(id) = &inner.client_id {
+            c.client_id(id, into);
+        }
+        if inner.record_keys
+            && let Some(key) = key
+        {
+            c.key(key, into);
+        }
+        c.body(value.map(Bytes::len), into);
     }
 
     /// Ends a send's span with its outcome, and counts it.
@@ -498,15 +506,7 @@ impl Telemetry {
         }
         let mut attributes = base.clone();
         c.offset(r.offset, &mut attributes);
-        if let Some(id) = &inner.client_id {
-            c.client_id(id, &mut attributes);
-        }
-        if inner.record_keys
-            && let Some(key) = &r.key
-        {
-            c.key(key, &mut attributes);
-        }
-        c.body(r.value.as_ref().map(Bytes::len), &mut attributes);
+        self.describe(r.key.as_ref(), r.value.as_ref(), &mut attributes);
         let attempt = record.attempt();
         if attempt > 1 {
             attributes.push(KeyValue::new("kcon.attempt", i64::from(attempt)));
