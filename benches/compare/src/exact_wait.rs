@@ -6,13 +6,12 @@
 //! serviced when a worker next parks, so under load a 10 ms sleep takes about 12 ms. The Java
 //! peer's handler sleeps with `Thread.sleep`, which ends about 0.1 ms late.
 //!
-//! [`ExactWaits`] is one thread holding every pending deadline in a heap. It sleeps until the
+//! [`ExactWaits`] is one thread holding every pending deadline in order. It sleeps until the
 //! earliest, then completes every wait due by then through a oneshot channel, which wakes the
 //! waiting task as an answer from the network would. Deadlines are rounded up to the next
 //! 0.1 ms, so a burst of waits started together costs the thread one wake-up, not one each.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,7 @@ const SLOT: Duration = Duration::from_micros(100);
 
 struct Pending {
     /// Deadlines by slot number (0.1 ms since the clock's start), each with the waits due then.
-    due: BinaryHeap<Reverse<u64>>,
-    waiters: HashMap<u64, Vec<oneshot::Sender<()>>>,
+    waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
     closed: bool,
 }
 
@@ -44,8 +42,7 @@ impl ExactWaits {
     pub fn start() -> ExactWaits {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
-                due: BinaryHeap::new(),
-                waiters: HashMap::new(),
+                waiters: BTreeMap::new(),
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -71,13 +68,8 @@ impl ExactWaits {
             .div_ceil(SLOT.as_nanos()) as u64;
         {
             let mut p = self.shared.pending.lock().expect("no panics holding it");
-            let earliest = p.due.peek().map(|Reverse(s)| *s);
-            let waiters = p.waiters.entry(slot).or_default();
-            let new_slot = waiters.is_empty();
-            waiters.push(tx);
-            if new_slot {
-                p.due.push(Reverse(slot));
-            }
+            let earliest = p.waiters.keys().next().copied();
+            p.waiters.entry(slot).or_default().push(tx);
             // The thread sleeps until the earliest deadline: only an earlier one must wake it.
             if earliest.is_none_or(|e| slot < e) {
                 self.shared.changed.notify_one();
@@ -96,7 +88,7 @@ impl Shared {
             if p.closed {
                 return;
             }
-            let Some(&Reverse(slot)) = p.due.peek() else {
+            let Some(&slot) = p.waiters.keys().next() else {
                 p = self.changed.wait(p).expect("no panics holding it");
                 continue;
             };
@@ -110,7 +102,6 @@ impl Shared {
                     .0;
                 continue;
             }
-            p.due.pop();
             let waiters = p.waiters.remove(&slot).unwrap_or_default();
             drop(p);
             for w in waiters {
