@@ -222,6 +222,7 @@ async fn telemetry_futures_are_send(
     telemetry: kcon_opentelemetry::Telemetry,
     producer: Producer,
     mut consumer: Consumer,
+    mut share: kcon::share::ShareConsumer,
     record: Decoded<String, String>,
 ) {
     send_sync::<kcon_opentelemetry::Telemetry>();
@@ -229,6 +230,7 @@ async fn telemetry_futures_are_send(
     send_only::<kcon_opentelemetry::TracedDelivery>();
     send(&telemetry.send(&producer, ProducerRecord::new("t", "v")));
     send(&telemetry.recv_batch(&mut consumer));
+    send(&telemetry.share_recv_batch(&mut share));
     send(&telemetry.process(&record, async { Ok::<(), Failure>(()) }));
 }
 

@@ -7,7 +7,9 @@
 //! record's span ends with `kcon.dead_letter`; the sent and consumed counts reach the metrics;
 //! `recv_batch`'s receive spans link every record's send span; a producer's hooks carry the
 //! current context in the headers of records sent without a send span; a consumer's lag is
-//! reported as gauges while observed.
+//! reported as gauges while observed; an exactly-once handler's output carries the context of
+//! a `create` span under its process span; a share consumer's batches have receive spans and a
+//! redelivered record's process span its delivery count.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -574,4 +576,212 @@ async fn a_consumers_lag_is_reported_as_gauges_until_the_observation_is_dropped(
     drop(observation);
     assert_eq!(sdk.gauge_i64("kcon.consumer.lag"), []);
     consumer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_exactly_once_handlers_outputs_carry_a_create_span_under_its_process_span() {
+    let bootstrap = Kafka::single().bootstrap();
+    let input = topic(bootstrap, &[], 1).await;
+    let output = topic(bootstrap, &[], 1).await;
+    let group = unique_name("otel");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::Parent, &group);
+    let (checkout, _) = send_under_checkout(&sdk, &telemetry, bootstrap, &input).await;
+
+    let mut consumer = kcon_tests::login::consumer(
+        bootstrap,
+        &[
+            ("isolation.level", "read_committed".into()),
+            ("enable.auto.commit", "false".into()),
+        ],
+        &group,
+    );
+    consumer.subscribe([input.as_str()]).unwrap();
+    let transactional = kcon_produce::Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("transactional.id", unique_name("otel-txn"))
+        .build()
+        .unwrap();
+    let mut processor = Processor::builder(consumer)
+        .exactly_once(transactional)
+        .hooks(telemetry.policy_hooks())
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    let done = Arc::new(Notify::new());
+    let stop = done.clone();
+    // The run commits its transaction as it stops.
+    let run = processor.run_until(stop.notified(), async |r| {
+        telemetry
+            .process(r, async {
+                let out = ProducerRecord::new(output.as_str(), "invoice-1").with_key("customer-7");
+                telemetry.sink_send(&sink, out);
+                done.notify_one();
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the record processed in time")
+        .unwrap();
+    processor.close().await.unwrap();
+
+    let processed = sdk.span(&format!("process {input}")).remove(0);
+    let created = sdk.span(&format!("create {output}"));
+    assert_eq!(created.len(), 1, "one create span: {created:?}");
+    let created = &created[0];
+    assert_eq!(created.span_kind, SpanKind::Producer);
+    // Under the process span, in the trace the checkout began.
+    assert_eq!(created.parent_span_id, processed.span_context.span_id());
+    assert_eq!(created.span_context.trace_id(), checkout.trace_id());
+    for (key, value) in [
+        ("messaging.operation.name", Value::from("create")),
+        ("messaging.operation.type", Value::from("create")),
+        ("messaging.destination.name", Value::from(output.clone())),
+        ("messaging.message.body.size", Value::from(9_i64)),
+    ] {
+        assert_eq!(attribute(created, key), Some(&value), "{key}");
+    }
+
+    // The output, committed, carries the create span's context.
+    let mut reader = kcon_tests::login::assigned_consumer(
+        bootstrap,
+        &[("isolation.level", "read_committed".into())],
+    );
+    reader
+        .assign([kcon::TopicPartition::new(output.as_str(), 0)])
+        .unwrap();
+    let written = recv_n(&mut reader, 1, WITHIN).await;
+    let carried = telemetry.extract(&written[0].headers);
+    let carried = carried.span().span_context().clone();
+    assert_eq!(
+        (carried.trace_id(), carried.span_id()),
+        (
+            created.span_context.trace_id(),
+            created.span_context.span_id()
+        )
+    );
+    reader.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_consumers_batches_and_redeliveries_have_their_spans() {
+    use kcon::share::AcknowledgeType;
+    use kcon_tests::share::{RECORDS_WITHIN, configure};
+
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 2).await;
+    let group = unique_name("otel-share");
+    let pool = kcon_pool::Pool::new(kcon_tests::login::pool_config(bootstrap, &[])).unwrap();
+    configure(&pool, &group, &[]).await;
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), &group);
+    let producer = producer(bootstrap, &[]);
+    for i in 0..4 {
+        let record = ProducerRecord::new(topic.as_str(), format!("v{i}")).with_partition(i % 2);
+        telemetry
+            .send(&producer, record)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut sent: Vec<_> = sdk
+        .span(&format!("send {topic}"))
+        .iter()
+        .map(|s| s.span_context.span_id().to_string())
+        .collect();
+    assert_eq!(sent.len(), 4);
+
+    let mut consumer = kcon_tests::share::consumer(
+        bootstrap,
+        &group,
+        &[("share.acknowledgement.mode", "explicit")],
+    );
+    consumer.subscribe([topic.as_str()]).unwrap();
+    // Every record once; the first released by its handler's failure, so that it comes again.
+    let mut first = None;
+    let mut again = None;
+    let mut received = 0;
+    tokio::time::timeout(RECORDS_WITHIN, async {
+        while again.is_none() {
+            let batch = telemetry.share_recv_batch(&mut consumer).await.unwrap();
+            for r in &batch {
+                let outcome = telemetry
+                    .process(r, async {
+                        if first.is_none() {
+                            Err(Failure::retriable("the ledger timed out"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .await;
+                let kind = match outcome {
+                    Ok(()) => AcknowledgeType::Accept,
+                    Err(_) => AcknowledgeType::Release,
+                };
+                consumer.acknowledge(r, kind).unwrap();
+                match r.delivery_count {
+                    Some(1) => received += 1,
+                    _ => again = Some(r.clone()),
+                }
+                first.get_or_insert_with(|| r.clone());
+            }
+        }
+    })
+    .await
+    .expect("every record, and the released one again, in time");
+    consumer.close().await.unwrap();
+    assert_eq!(received, 4);
+    let (first, again) = (first.unwrap(), again.unwrap());
+    assert_eq!(
+        (again.partition, again.offset, again.delivery_count),
+        (first.partition, first.offset, Some(2))
+    );
+
+    // Receive spans: the topic, a partition only for a batch of one, links to every send span.
+    let mut linked = Vec::new();
+    let mut counted = 0;
+    for span in sdk.span(&format!("poll {topic}")) {
+        assert_eq!(span.span_kind, SpanKind::Consumer);
+        assert_eq!(
+            attribute(&span, "messaging.consumer.group.name"),
+            Some(&Value::from(group.clone()))
+        );
+        let Some(Value::I64(n)) = attribute(&span, "messaging.batch.message_count") else {
+            panic!("a message count: {span:?}");
+        };
+        counted += n;
+        linked.extend(
+            span.links
+                .links
+                .iter()
+                .map(|l| l.span_context.span_id().to_string()),
+        );
+    }
+    assert_eq!(counted, 5);
+    linked.sort();
+    linked.dedup();
+    sent.sort();
+    assert_eq!(linked, sent);
+
+    // Process spans: the redelivery carries its delivery count.
+    let tries: Vec<_> = sdk
+        .span(&format!("process {topic}"))
+        .into_iter()
+        .filter(|s| {
+            attribute(s, "messaging.kafka.offset") == Some(&Value::from(first.offset))
+                && attribute(s, "messaging.destination.partition.id")
+                    == Some(&Value::from(first.partition.to_string()))
+        })
+        .collect();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert!(matches!(tries[0].status, Status::Error { .. }));
+    assert_eq!(attribute(&tries[0], "kcon.attempt"), None);
+    assert_eq!(
+        attribute(&tries[1], "kcon.attempt"),
+        Some(&Value::from(2_i64))
+    );
 }

@@ -64,6 +64,16 @@ impl Conventions {
         }
     }
 
+    /// A span's name for `operation` on no one topic (a failed call, a batch of several
+    /// topics): the operation's name alone.
+    pub(crate) fn span_name_alone(self, operation: Operation) -> String {
+        if self.current() {
+            operation.name().to_owned()
+        } else {
+            operation.old_name().to_owned()
+        }
+    }
+
     /// The attributes every span and metric of `operation` carries.
     pub(crate) fn operation(self, operation: Operation, into: &mut Vec<KeyValue>) {
         into.push(KeyValue::new("messaging.system", "kafka"));
@@ -146,6 +156,8 @@ impl Conventions {
 /// What a span describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operation {
+    /// A record handed to something that sends it later: an exactly-once processor's sink.
+    Create,
     Send,
     /// A `recv_batch`: what Kafka's clients call a poll.
     Receive,
@@ -156,6 +168,7 @@ impl Operation {
     /// `messaging.operation.name`, and the span name's first word.
     fn name(self) -> &'static str {
         match self {
+            Operation::Create => "create",
             Operation::Send => "send",
             Operation::Receive => "poll",
             Operation::Process => "process",
@@ -165,6 +178,7 @@ impl Operation {
     /// `messaging.operation.type`.
     fn kind(self) -> &'static str {
         match self {
+            Operation::Create => "create",
             Operation::Send => "send",
             Operation::Receive => "receive",
             Operation::Process => "process",
@@ -174,6 +188,7 @@ impl Operation {
     /// v1.24.0's `messaging.operation`, and the span name's last word.
     fn old_name(self) -> &'static str {
         match self {
+            Operation::Create => "create",
             Operation::Send => "publish",
             Operation::Receive => "receive",
             Operation::Process => "process",

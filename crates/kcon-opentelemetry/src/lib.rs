@@ -19,8 +19,13 @@
 //!   runs with the span's context current, so what it sends with [`Telemetry::send`] and the
 //!   spans it starts are the process span's children. A failure sets the span's status and
 //!   `error.type`, and a retry's try carries its number.
-//! - [`Telemetry::recv_batch`] receives a batch with a `receive` span linked to the contexts
-//!   its records carry.
+//! - [`Telemetry::sink_send`] hands a record to an exactly-once processor's
+//!   [`Sink`](kcon::policy::Sink) inside a `create` span, the process span's child, whose
+//!   context goes into the record's headers: the transaction's outputs continue the trace.
+//! - [`Telemetry::recv_batch`] and [`Telemetry::share_recv_batch`] receive a batch (of a
+//!   consumer, of a share consumer) with a `receive` span linked to the contexts its records
+//!   carry; a share consumer's record handed out again carries its delivery count on its
+//!   process span.
 //! - [`Telemetry::policy_hooks`], given to the [`Processor`](kcon::Processor), ends a failed
 //!   try's process span with what became of its record: an event `kcon.retry`, `kcon.skip`,
 //!   `kcon.dead_letter` or `kcon.breaker_open`.
@@ -81,6 +86,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use kcon::deserialize::Decoded;
+use kcon::policy::Sink;
+use kcon::share::ShareConsumer;
 use kcon::{Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record};
 use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
@@ -301,6 +308,11 @@ impl ProcessedRecord for Record {
     fn record(&self) -> &Record {
         self
     }
+
+    /// A share consumer's record: its delivery count (a consumer's: 1).
+    fn attempt(&self) -> u32 {
+        self.delivery_count.map_or(1, u32::from)
+    }
 }
 
 impl<K, V> ProcessedRecord for Decoded<K, V> {
@@ -371,29 +383,7 @@ impl Telemetry {
         producer: &Producer,
         mut record: ProducerRecord,
     ) -> Result<TracedDelivery, ProduceError> {
-        let inner = &self.inner;
-        let c = inner.conventions;
-        let mut attributes = Vec::with_capacity(12);
-        c.operation(Operation::Send, &mut attributes);
-        attributes.push(KeyValue::new(
-            "messaging.destination.name",
-            record.topic.to_string(),
-        ));
-        if let Some(partition) = record.partition {
-            attributes.push(KeyValue::new(
-                "messaging.destination.partition.id",
-                partition.to_string(),
-            ));
-        }
-        self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
-        let span = inner
-            .tracer
-            .span_builder(c.span_name(Operation::Send, &record.topic))
-            .with_kind(SpanKind::Producer)
-            .with_attributes(attributes)
-            .start_with_context(&inner.tracer, &Context::current());
-        let cx = Context::current_with_span(span);
-        self.inject(&cx, &mut record.headers);
+        let cx = self.producer_span(Operation::Send, &mut record);
         let started = Instant::now();
         let topic = record.topic.clone();
         let mut queued = Queued {
@@ -418,6 +408,48 @@ impl Telemetry {
                 Err(e)
             }
         }
+    }
+
+    /// Hands `record` to an exactly-once processor's [`Sink`] inside a `create` span (kind
+    /// PRODUCER), a child of the current context (in a handler run by
+    /// [`process`](Self::process), the process span), whose context goes into the record's
+    /// headers as [`send`](Self::send)'s does (a header the record already has is kept). The
+    /// processor sends the record later, in its transaction; the span ends here, as the
+    /// conventions' `create` spans do, and describes the record's creation, not its delivery.
+    pub fn sink_send(&self, sink: &Sink, mut record: ProducerRecord) {
+        self.producer_span(Operation::Create, &mut record)
+            .span()
+            .end();
+        sink.send(record);
+    }
+
+    /// A `send` or `create` span for `record` (kind PRODUCER), a child of the current context,
+    /// started and written into the record's headers: the context holding it.
+    fn producer_span(&self, operation: Operation, record: &mut ProducerRecord) -> Context {
+        let inner = &self.inner;
+        let c = inner.conventions;
+        let mut attributes = Vec::with_capacity(12);
+        c.operation(operation, &mut attributes);
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            record.topic.to_string(),
+        ));
+        if let Some(partition) = record.partition {
+            attributes.push(KeyValue::new(
+                "messaging.destination.partition.id",
+                partition.to_string(),
+            ));
+        }
+        self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
+        let span = inner
+            .tracer
+            .span_builder(c.span_name(operation, &record.topic))
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes)
+            .start_with_context(&inner.tracer, &Context::current());
+        let cx = Context::current_with_span(span);
+        self.inject(&cx, &mut record.headers);
+        cx
     }
 
     /// A record's own attributes on its send or process span: the client id, the key when
@@ -575,66 +607,94 @@ impl Telemetry {
     pub async fn recv_batch(&self, consumer: &mut Consumer) -> Result<Vec<Record>, kcon::Error> {
         let started = SystemTime::now();
         let outcome = consumer.recv_batch().await;
-        match &outcome {
-            Ok(records) => {
-                if let Some(first) = records.first() {
-                    self.received(started, first, records);
-                }
-            }
-            Err(e) => {
-                let inner = &self.inner;
-                let c = inner.conventions;
-                let mut attributes = Vec::with_capacity(6);
-                c.operation(Operation::Receive, &mut attributes);
-                attributes.push(KeyValue::new("error.type", format!("{:?}", e.kind())));
-                let mut span = inner
-                    .tracer
-                    .span_builder(c.span_name(Operation::Receive, "kafka"))
-                    .with_kind(SpanKind::Consumer)
-                    .with_start_time(started)
-                    .with_attributes(attributes)
-                    .start_with_context(&inner.tracer, &Context::current());
-                span.set_status(Status::error(e.to_string()));
-                span.end();
-            }
-        }
+        self.received(started, &outcome);
         outcome
     }
 
-    /// The receive span of a batch of one partition's `records`.
-    fn received(&self, started: SystemTime, first: &Record, records: &[Record]) {
+    /// [`recv_batch`](Self::recv_batch) for a share consumer
+    /// ([`ShareConsumer::recv_batch`]): the same span, whose batch may hold several partitions'
+    /// records (then it names the topic only when they share one, and no partition). Process
+    /// each record with [`process`](Self::process): a record handed out again carries its
+    /// delivery count as `kcon.attempt`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ShareConsumer::recv_batch`]'s: cancel-safe; dropped while it waits, no span is
+    /// made.
+    pub async fn share_recv_batch(
+        &self,
+        consumer: &mut ShareConsumer,
+    ) -> Result<Vec<Record>, kcon::Error> {
+        let started = SystemTime::now();
+        let outcome = consumer.recv_batch().await;
+        self.received(started, &outcome);
+        outcome
+    }
+
+    /// The receive span of a call started at `started` that returned `outcome` (none for an
+    /// empty batch).
+    fn received(&self, started: SystemTime, outcome: &Result<Vec<Record>, kcon::Error>) {
         /// Links a receive span carries at most (the SDK's default limit).
         const LINKS_AT_MOST: usize = 128;
         let inner = &self.inner;
         let c = inner.conventions;
         let mut attributes = Vec::with_capacity(10);
         c.operation(Operation::Receive, &mut attributes);
-        c.destination(&first.topic, first.partition, &mut attributes);
-        attributes.push(KeyValue::new(
-            "messaging.batch.message_count",
-            i64::try_from(records.len()).unwrap_or(i64::MAX),
-        ));
+        let (name, links, error) = match outcome {
+            Ok(records) => {
+                let Some(first) = records.first() else {
+                    return;
+                };
+                let one_topic = records.iter().all(|r| r.topic == first.topic);
+                let one_partition =
+                    one_topic && records.iter().all(|r| r.partition == first.partition);
+                let name = if one_partition {
+                    c.destination(&first.topic, first.partition, &mut attributes);
+                    c.span_name(Operation::Receive, &first.topic)
+                } else if one_topic {
+                    attributes.push(KeyValue::new(
+                        "messaging.destination.name",
+                        first.topic.to_string(),
+                    ));
+                    c.span_name(Operation::Receive, &first.topic)
+                } else {
+                    c.span_name_alone(Operation::Receive)
+                };
+                attributes.push(KeyValue::new(
+                    "messaging.batch.message_count",
+                    i64::try_from(records.len()).unwrap_or(i64::MAX),
+                ));
+                let links = records
+                    .iter()
+                    .map(|r| self.extract(&r.headers).span().span_context().clone())
+                    .filter(|sc| sc.is_valid())
+                    .take(LINKS_AT_MOST)
+                    .map(Link::with_context)
+                    .collect();
+                (name, links, None)
+            }
+            Err(e) => {
+                attributes.push(KeyValue::new("error.type", format!("{:?}", e.kind())));
+                (c.span_name_alone(Operation::Receive), Vec::new(), Some(e))
+            }
+        };
         if let Some(group) = &inner.consumer_group {
             c.consumer_group(group, &mut attributes);
         }
         if let Some(id) = &inner.client_id {
             c.client_id(id, &mut attributes);
         }
-        let links = records
-            .iter()
-            .map(|r| self.extract(&r.headers).span().span_context().clone())
-            .filter(|sc| sc.is_valid())
-            .take(LINKS_AT_MOST)
-            .map(Link::with_context)
-            .collect();
         let mut span = inner
             .tracer
-            .span_builder(c.span_name(Operation::Receive, &first.topic))
+            .span_builder(name)
             .with_kind(SpanKind::Consumer)
             .with_start_time(started)
             .with_attributes(attributes)
             .with_links(links)
             .start_with_context(&inner.tracer, &Context::current());
+        if let Some(e) = error {
+            span.set_status(Status::error(e.to_string()));
+        }
         span.end();
     }
 

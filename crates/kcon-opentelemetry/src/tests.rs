@@ -319,3 +319,25 @@ async fn without_policy_hooks_a_failed_try_ends_at_once() {
     assert!(failed.is_err());
     assert_eq!(processed(&sdk).len(), 1);
 }
+
+#[tokio::test]
+async fn a_share_consumers_redelivered_record_carries_its_delivery_count() {
+    let sdk = sdk();
+    let t = telemetry(&sdk, ProcessParent::Link);
+    let (mut record, _) = carried(&sdk, &t);
+    record.delivery_count = Some(1);
+    t.process(&record, async { Ok::<_, Failure>(()) })
+        .await
+        .unwrap();
+    record.delivery_count = Some(3);
+    t.process(&record, async { Ok::<_, Failure>(()) })
+        .await
+        .unwrap();
+    let spans = sdk.spans.get_finished_spans().unwrap();
+    let tries: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "process orders")
+        .map(|s| attribute(s, "kcon.attempt").cloned())
+        .collect();
+    assert_eq!(tries, [None, Some(Value::from(3_i64))]);
+}
