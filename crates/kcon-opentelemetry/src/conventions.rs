@@ -5,7 +5,14 @@
 //! as they stand when `OTEL_SEMCONV_STABILITY_OPT_IN` lists `messaging` (or both with
 //! `messaging/dup`). kcon's current names are those of v1.44.0.
 
-use opentelemetry::{KeyValue, Value};
+use std::sync::Arc;
+
+use opentelemetry::{KeyValue, StringValue, Value};
+
+/// A shared string as an attribute's value: copying the attribute copies no text.
+fn text(s: &Arc<str>) -> Value {
+    Value::String(StringValue::from(s.clone()))
+}
 
 /// The names a span or metric carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,16 +93,21 @@ impl Conventions {
         }
     }
 
-    /// A record's place: its topic and partition (the same key in both sets).
-    pub(crate) fn destination(self, topic: &str, partition: i32, into: &mut Vec<KeyValue>) {
-        into.push(KeyValue::new(
-            "messaging.destination.name",
-            topic.to_owned(),
-        ));
-        into.push(KeyValue::new(
-            "messaging.destination.partition.id",
-            partition.to_string(),
-        ));
+    /// A record's place: its topic and, when known, its partition (the same keys in both
+    /// sets).
+    pub(crate) fn destination(
+        self,
+        topic: &Arc<str>,
+        partition: Option<i32>,
+        into: &mut Vec<KeyValue>,
+    ) {
+        into.push(KeyValue::new("messaging.destination.name", text(topic)));
+        if let Some(partition) = partition {
+            into.push(KeyValue::new(
+                "messaging.destination.partition.id",
+                partition.to_string(),
+            ));
+        }
     }
 
     pub(crate) fn offset(self, offset: i64, into: &mut Vec<KeyValue>) {
@@ -107,27 +119,21 @@ impl Conventions {
         }
     }
 
-    pub(crate) fn client_id(self, id: &str, into: &mut Vec<KeyValue>) {
+    pub(crate) fn client_id(self, id: &Arc<str>, into: &mut Vec<KeyValue>) {
         if self.old() {
-            into.push(KeyValue::new("messaging.client_id", id.to_owned()));
+            into.push(KeyValue::new("messaging.client_id", text(id)));
         }
         if self.current() {
-            into.push(KeyValue::new("messaging.client.id", id.to_owned()));
+            into.push(KeyValue::new("messaging.client.id", text(id)));
         }
     }
 
-    pub(crate) fn consumer_group(self, group: &str, into: &mut Vec<KeyValue>) {
+    pub(crate) fn consumer_group(self, group: &Arc<str>, into: &mut Vec<KeyValue>) {
         if self.old() {
-            into.push(KeyValue::new(
-                "messaging.kafka.consumer.group",
-                group.to_owned(),
-            ));
+            into.push(KeyValue::new("messaging.kafka.consumer.group", text(group)));
         }
         if self.current() {
-            into.push(KeyValue::new(
-                "messaging.consumer.group.name",
-                group.to_owned(),
-            ));
+            into.push(KeyValue::new("messaging.consumer.group.name", text(group)));
         }
     }
 
@@ -154,7 +160,7 @@ impl Conventions {
 }
 
 /// What a span describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Operation {
     /// A record handed to something that sends it later: an exactly-once processor's sink.
     Create,
@@ -246,7 +252,7 @@ mod tests {
         let keys = |c: Conventions| {
             let mut kv = Vec::new();
             c.offset(7, &mut kv);
-            c.consumer_group("g", &mut kv);
+            c.consumer_group(&"g".into(), &mut kv);
             kv.into_iter()
                 .map(|kv| kv.key.to_string())
                 .collect::<Vec<_>>()

@@ -91,19 +91,22 @@ use kcon::share::ShareConsumer;
 use kcon::{Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record};
 use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    FutureExt as _, Link, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    FutureExt as _, Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt as _,
+    Tracer as _,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 
 mod conventions;
 mod headers;
+mod shapes;
 
 pub use conventions::Conventions;
 use conventions::Operation;
 use headers::{HeaderExtractor, HeaderInjector};
+use shapes::Shapes;
 
 /// The instrumentation scope of the spans and metrics: this crate, at its version.
 fn scope() -> InstrumentationScope {
@@ -139,11 +142,11 @@ struct Inner {
     conventions: Conventions,
     parent: ProcessParent,
     record_keys: bool,
-    client_id: Option<String>,
-    consumer_group: Option<String>,
-    sent: Counter<u64>,
+    client_id: Option<Arc<str>>,
+    consumer_group: Option<Arc<str>>,
+    /// Each partition's span names and attributes, and the sent and consumed counts.
+    shapes: Arc<Shapes>,
     operation_duration: Histogram<f64>,
-    consumed: Counter<u64>,
     process_duration: Histogram<f64>,
     /// Whether [`Telemetry::policy_hooks`] was asked for: only then is a failed try's span
     /// kept open for what the policy makes of its record.
@@ -188,8 +191,8 @@ pub struct TelemetryBuilder {
     conventions: Conventions,
     parent: ProcessParent,
     record_keys: bool,
-    client_id: Option<String>,
-    consumer_group: Option<String>,
+    client_id: Option<Arc<str>>,
+    consumer_group: Option<Arc<str>>,
 }
 
 impl TelemetryBuilder {
@@ -237,13 +240,13 @@ impl TelemetryBuilder {
 
     /// The `client.id` spans name (`messaging.client_id` or `messaging.client.id`).
     pub fn client_id(mut self, id: &str) -> Self {
-        self.client_id = Some(id.to_owned());
+        self.client_id = Some(id.into());
         self
     }
 
     /// The `group.id` process spans and consumer metrics name.
     pub fn consumer_group(mut self, group: &str) -> Self {
-        self.consumer_group = Some(group.to_owned());
+        self.consumer_group = Some(group.into());
         self
     }
 
@@ -262,22 +265,18 @@ impl TelemetryBuilder {
                 conventions: self.conventions,
                 parent: self.parent,
                 record_keys: self.record_keys,
+                shapes: Shapes::new(
+                    self.conventions,
+                    self.client_id.clone(),
+                    self.consumer_group.clone(),
+                    &meter,
+                ),
                 client_id: self.client_id,
                 consumer_group: self.consumer_group,
-                sent: meter
-                    .u64_counter("messaging.client.sent.messages")
-                    .with_unit("{message}")
-                    .with_description("Records the producer was asked to send.")
-                    .build(),
                 operation_duration: meter
                     .f64_histogram("messaging.client.operation.duration")
                     .with_unit("s")
                     .with_description("From a send call to its record's acknowledgement.")
-                    .build(),
-                consumed: meter
-                    .u64_counter("messaging.client.consumed.messages")
-                    .with_unit("{message}")
-                    .with_description("Records handed to the handler.")
                     .build(),
                 process_duration: meter
                     .f64_histogram("messaging.process.duration")
@@ -352,10 +351,15 @@ impl Telemetry {
     /// The context `headers` carry, read with the propagator (an empty one when they carry
     /// none).
     pub fn extract(&self, headers: &[(Bytes, Option<Bytes>)]) -> Context {
+        self.extract_onto(&Context::current(), headers)
+    }
+
+    /// `cx` with what `headers` carry read into it with the propagator.
+    fn extract_onto(&self, cx: &Context, headers: &[(Bytes, Option<Bytes>)]) -> Context {
         let extractor = HeaderExtractor(headers);
         match &self.inner.propagator {
-            Some(p) => p.extract(&extractor),
-            None => global::get_text_map_propagator(|p| p.extract(&extractor)),
+            Some(p) => p.extract_with_context(cx, &extractor),
+            None => global::get_text_map_propagator(|p| p.extract_with_context(cx, &extractor)),
         }
     }
 
@@ -427,39 +431,29 @@ impl Telemetry {
     /// started and written into the record's headers: the context holding it.
     fn producer_span(&self, operation: Operation, record: &mut ProducerRecord) -> Context {
         let inner = &self.inner;
-        let c = inner.conventions;
-        let mut attributes = Vec::with_capacity(12);
-        c.operation(operation, &mut attributes);
-        attributes.push(KeyValue::new(
-            "messaging.destination.name",
-            record.topic.to_string(),
-        ));
-        if let Some(partition) = record.partition {
-            attributes.push(KeyValue::new(
-                "messaging.destination.partition.id",
-                partition.to_string(),
-            ));
-        }
-        self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
-        let span = inner
+        let shape = inner.shapes.get(operation, &record.topic, record.partition);
+        let current = Context::current();
+        let mut span = inner
             .tracer
-            .span_builder(c.span_name(operation, &record.topic))
+            .span_builder(shape.name.clone())
             .with_kind(SpanKind::Producer)
-            .with_attributes(attributes)
-            .start_with_context(&inner.tracer, &Context::current());
-        let cx = Context::current_with_span(span);
+            .with_attributes(shape.span.clone())
+            .start_with_context(&inner.tracer, &current);
+        if span.is_recording() {
+            let mut attributes = Vec::with_capacity(2);
+            self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
+            span.set_attributes(attributes);
+        }
+        let cx = current.with_span(span);
         self.inject(&cx, &mut record.headers);
         cx
     }
 
-    /// A record's own attributes on its send or process span: the client id, the key when
-    /// asked for, the value's size or the tombstone flag.
+    /// A record's own attributes on its send or process span (beside its shape's, which the
+    /// span starts with): the key when asked for, the value's size or the tombstone flag.
     fn describe(&self, key: Option<&Bytes>, value: Option<&Bytes>, into: &mut Vec<KeyValue>) {
         let inner = &self.inner;
         let c = inner.conventions;
-        if let Some(id) = &inner.client_id {
-            c.client_id(id, into);
-        }
         if inner.record_keys
             && let Some(key) = key
         {
@@ -473,43 +467,43 @@ impl Telemetry {
         let inner = &self.inner;
         let c = inner.conventions;
         let span = cx.span();
-        let mut metric = Vec::with_capacity(6);
-        c.operation(Operation::Send, &mut metric);
-        metric.push(KeyValue::new(
-            "messaging.destination.name",
-            sent.topic.to_string(),
-        ));
+        let took = sent.started.elapsed().as_secs_f64();
         match outcome {
             Ok(delivered) => {
                 // Named at the start when the record named its partition.
-                if !sent.partition_named {
+                if !sent.partition_named && span.is_recording() {
                     span.set_attribute(KeyValue::new(
                         "messaging.destination.partition.id",
                         delivered.partition.to_string(),
                     ));
                 }
-                metric.push(KeyValue::new(
-                    "messaging.destination.partition.id",
-                    delivered.partition.to_string(),
-                ));
-                if let Some(offset) = delivered.offset {
+                if let Some(offset) = delivered.offset
+                    && span.is_recording()
+                {
                     let mut kv = Vec::with_capacity(2);
                     c.offset(offset, &mut kv);
                     span.set_attributes(kv);
                 }
+                span.end();
+                let shape =
+                    inner
+                        .shapes
+                        .get(Operation::Send, &sent.topic, Some(delivered.partition));
+                shape.count(None);
+                inner.operation_duration.record(took, &shape.metric);
             }
             Err(e) => {
                 let kind = error_type(e);
                 span.set_attribute(KeyValue::new("error.type", kind.clone()));
                 span.set_status(Status::error(e.to_string()));
+                span.end();
+                let shape = inner.shapes.get(Operation::Send, &sent.topic, None);
+                shape.count(Some(&kind));
+                let mut metric = shape.metric.clone();
                 metric.push(KeyValue::new("error.type", kind));
+                inner.operation_duration.record(took, &metric);
             }
         }
-        span.end();
-        inner.sent.add(1, &metric);
-        inner
-            .operation_duration
-            .record(sent.started.elapsed().as_secs_f64(), &metric);
     }
 
     /// Runs `handler` for `record` inside a `process` span (kind CONSUMER), with the span's
@@ -530,44 +524,48 @@ impl Telemetry {
         let inner = &self.inner;
         let c = inner.conventions;
         let r = record.record();
-        let mut base = Vec::with_capacity(6);
-        c.operation(Operation::Process, &mut base);
-        c.destination(&r.topic, r.partition, &mut base);
-        if let Some(group) = &inner.consumer_group {
-            c.consumer_group(group, &mut base);
-        }
-        let mut attributes = base.clone();
-        c.offset(r.offset, &mut attributes);
-        self.describe(r.key.as_ref(), r.value.as_ref(), &mut attributes);
-        let attempt = record.attempt();
-        if attempt > 1 {
-            attributes.push(KeyValue::new("kcon.attempt", i64::from(attempt)));
-        }
-        let carried = self.extract(&r.headers);
-        let carried_span = carried.span().span_context().clone();
+        let shape = inner
+            .shapes
+            .get(Operation::Process, &r.topic, Some(r.partition));
+        let current = Context::current();
+        // A record without headers carries no context: nothing to read.
+        let carried = (!r.headers.is_empty()).then(|| self.extract_onto(&current, &r.headers));
         let builder = inner
             .tracer
-            .span_builder(c.span_name(Operation::Process, &r.topic))
+            .span_builder(shape.name.clone())
             .with_kind(SpanKind::Consumer)
-            .with_attributes(attributes);
-        let span: BoxedSpan = match inner.parent {
-            ProcessParent::Parent => builder.start_with_context(&inner.tracer, &carried),
+            .with_attributes(shape.span.clone());
+        let mut span: BoxedSpan = match inner.parent {
+            ProcessParent::Parent => {
+                builder.start_with_context(&inner.tracer, carried.as_ref().unwrap_or(&current))
+            }
             ProcessParent::Link => {
-                let links = if carried_span.is_valid() {
-                    vec![Link::with_context(carried_span)]
-                } else {
-                    Vec::new()
-                };
+                let links = carried
+                    .map(|cx| cx.span().span_context().clone())
+                    .filter(SpanContext::is_valid)
+                    .map(Link::with_context)
+                    .into_iter()
+                    .collect();
                 builder
                     .with_links(links)
-                    .start_with_context(&inner.tracer, &Context::current())
+                    .start_with_context(&inner.tracer, &current)
             }
         };
-        let cx = Context::current_with_span(span);
+        if span.is_recording() {
+            let mut attributes = Vec::with_capacity(5);
+            c.offset(r.offset, &mut attributes);
+            self.describe(r.key.as_ref(), r.value.as_ref(), &mut attributes);
+            let attempt = record.attempt();
+            if attempt > 1 {
+                attributes.push(KeyValue::new("kcon.attempt", i64::from(attempt)));
+            }
+            span.set_attributes(attributes);
+        }
+        let cx = current.with_span(span);
         let started = Instant::now();
         let outcome = handler.with_context(cx.clone()).await;
+        let took = started.elapsed().as_secs_f64();
         let span = cx.span();
-        let mut metric = base;
         match &outcome {
             Err(failure) => {
                 span.set_attribute(KeyValue::new("error.type", failure.class().to_owned()));
@@ -576,19 +574,22 @@ impl Telemetry {
                     vec![KeyValue::new("kcon.retriable", failure.is_retriable())],
                 );
                 span.set_status(Status::error(failure.to_string()));
-                metric.push(KeyValue::new("error.type", failure.class().to_owned()));
                 if inner.policy_hooked.load(Ordering::Relaxed) {
                     self.park(r, cx.clone());
                 } else {
                     span.end();
                 }
+                shape.count(Some(failure.class()));
+                let mut metric = shape.metric.clone();
+                metric.push(KeyValue::new("error.type", failure.class().to_owned()));
+                inner.process_duration.record(took, &metric);
             }
-            Ok(_) => span.end(),
+            Ok(_) => {
+                span.end();
+                shape.count(None);
+                inner.process_duration.record(took, &shape.metric);
+            }
         }
-        inner.consumed.add(1, &metric);
-        inner
-            .process_duration
-            .record(started.elapsed().as_secs_f64(), &metric);
         outcome
     }
 }
@@ -649,13 +650,10 @@ impl Telemetry {
                 let one_partition =
                     one_topic && records.iter().all(|r| r.partition == first.partition);
                 let name = if one_partition {
-                    c.destination(&first.topic, first.partition, &mut attributes);
+                    c.destination(&first.topic, Some(first.partition), &mut attributes);
                     c.span_name(Operation::Receive, &first.topic)
                 } else if one_topic {
-                    attributes.push(KeyValue::new(
-                        "messaging.destination.name",
-                        first.topic.to_string(),
-                    ));
+                    c.destination(&first.topic, None, &mut attributes);
                     c.span_name(Operation::Receive, &first.topic)
                 } else {
                     c.span_name_alone(Operation::Receive)
@@ -817,11 +815,15 @@ impl LagSource {
             .map(|(tp, lag)| {
                 let mut attributes = Vec::with_capacity(7);
                 attributes.push(KeyValue::new("messaging.system", "kafka"));
-                c.destination(&tp.topic, tp.partition, &mut attributes);
+                c.destination(
+                    &tp.topic.as_str().into(),
+                    Some(tp.partition),
+                    &mut attributes,
+                );
                 if let Some(group) = group {
-                    c.consumer_group(group, &mut attributes);
+                    c.consumer_group(&group.into(), &mut attributes);
                 }
-                c.client_id(client_id, &mut attributes);
+                c.client_id(&client_id.into(), &mut attributes);
                 (lag, attributes)
             })
             .collect()

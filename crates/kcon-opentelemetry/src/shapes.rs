@@ -1,0 +1,177 @@
+//! What the spans and metrics of one topic's partition have in common, made once and kept: a
+//! record's span then costs a copy of its attributes, not their making (names formatted,
+//! strings copied), and its count an atomic add, not a lookup of its attributes in the
+//! meter's map. The counts reach the meter as observable counters, read at each collection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+
+use crate::conventions::{Conventions, Operation};
+
+/// One (operation, topic, partition)'s names and counts. A send span made before its record
+/// has a partition, and a failed send's count, use the shape of no partition.
+pub(crate) struct Shape {
+    /// The span's name.
+    pub(crate) name: String,
+    /// The span's attributes known before the record: the operation, topic, partition, group
+    /// (for consumers) and client id.
+    pub(crate) span: Vec<KeyValue>,
+    /// The metrics' attributes: the operation, topic, partition and group.
+    pub(crate) metric: Vec<KeyValue>,
+    /// Records done with that did not fail.
+    done: AtomicU64,
+    /// Records that failed, by `error.type`.
+    failed: Mutex<Vec<(String, u64)>>,
+}
+
+impl Shape {
+    /// Counts a record: done, or failed with `error_type`.
+    pub(crate) fn count(&self, error_type: Option<&str>) {
+        let Some(kind) = error_type else {
+            self.done.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match failed.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += 1,
+            None => failed.push((kind.to_owned(), 1)),
+        }
+    }
+}
+
+/// Every shape made, by topic, then by operation and partition (-1: none).
+pub(crate) struct Shapes {
+    conventions: Conventions,
+    client_id: Option<Arc<str>>,
+    consumer_group: Option<Arc<str>>,
+    by_topic: RwLock<HashMap<Arc<str>, TopicShapes>>,
+}
+
+/// A topic's shapes, by operation and partition (-1: none).
+type TopicShapes = HashMap<(Operation, i32), Arc<Shape>>;
+
+impl Shapes {
+    /// No shapes yet; the send and consume counters registered on `meter`, reading them while
+    /// they are kept.
+    pub(crate) fn new(
+        conventions: Conventions,
+        client_id: Option<Arc<str>>,
+        consumer_group: Option<Arc<str>>,
+        meter: &Meter,
+    ) -> Arc<Shapes> {
+        let shapes = Arc::new(Shapes {
+            conventions,
+            client_id,
+            consumer_group,
+            by_topic: RwLock::default(),
+        });
+        for (name, operation, description) in [
+            (
+                "messaging.client.sent.messages",
+                Operation::Send,
+                "Records the producer was asked to send.",
+            ),
+            (
+                "messaging.client.consumed.messages",
+                Operation::Process,
+                "Records handed to the handler.",
+            ),
+        ] {
+            let read: Weak<Shapes> = Arc::downgrade(&shapes);
+            meter
+                .u64_observable_counter(name)
+                .with_unit("{message}")
+                .with_description(description)
+                .with_callback(move |observer| {
+                    if let Some(shapes) = read.upgrade() {
+                        shapes.each(operation, |metric, error_type, n| match error_type {
+                            None => observer.observe(n, metric),
+                            Some(kind) => {
+                                let mut attributes = metric.to_vec();
+                                attributes.push(KeyValue::new("error.type", kind.to_owned()));
+                                observer.observe(n, &attributes);
+                            }
+                        });
+                    }
+                })
+                .build();
+        }
+        shapes
+    }
+
+    /// The shape of `operation` on `topic`'s `partition`, made the first time.
+    pub(crate) fn get(
+        &self,
+        operation: Operation,
+        topic: &Arc<str>,
+        partition: Option<i32>,
+    ) -> Arc<Shape> {
+        let key = (operation, partition.unwrap_or(-1));
+        let known = self
+            .by_topic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&**topic)
+            .and_then(|by| by.get(&key))
+            .cloned();
+        if let Some(shape) = known {
+            return shape;
+        }
+        self.by_topic
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(topic.clone())
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| Arc::new(self.make(operation, topic, partition)))
+            .clone()
+    }
+
+    fn make(&self, operation: Operation, topic: &Arc<str>, partition: Option<i32>) -> Shape {
+        let c = self.conventions;
+        let mut metric = Vec::with_capacity(7);
+        c.operation(operation, &mut metric);
+        c.destination(topic, partition, &mut metric);
+        if operation == Operation::Process
+            && let Some(group) = &self.consumer_group
+        {
+            c.consumer_group(group, &mut metric);
+        }
+        let mut span = metric.clone();
+        if let Some(id) = &self.client_id {
+            c.client_id(id, &mut span);
+        }
+        Shape {
+            name: c.span_name(operation, topic),
+            span,
+            metric,
+            done: AtomicU64::new(0),
+            failed: Mutex::default(),
+        }
+    }
+
+    /// Calls `f` with each count of `operation`: the metric attributes, the `error.type` (none
+    /// for records done), the count.
+    fn each(&self, operation: Operation, mut f: impl FnMut(&[KeyValue], Option<&str>, u64)) {
+        let by_topic = self.by_topic.read().unwrap_or_else(|p| p.into_inner());
+        for shape in by_topic
+            .values()
+            .flat_map(HashMap::iter)
+            .filter(|((op, _), _)| *op == operation)
+            .map(|(_, shape)| shape)
+        {
+            let done = shape.done.load(Ordering::Relaxed);
+            if done > 0 {
+                f(&shape.metric, None, done);
+            }
+            let failed = shape.failed.lock().unwrap_or_else(|p| p.into_inner());
+            for (kind, n) in failed.iter() {
+                f(&shape.metric, Some(kind), *n);
+            }
+        }
+    }
+}
