@@ -43,6 +43,7 @@ mod kcon_client;
 mod krafka_client;
 mod latency;
 mod member;
+mod otel;
 mod process;
 mod produce;
 mod rdkafka_client;

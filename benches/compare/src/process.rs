@@ -5,6 +5,9 @@
 //! another (`processing.ordering=key`), each handler waiting M ms (nothing at all for 0). Once every record below the partitions' ends `Ei` was handled, the
 //! run stops, commits and closes.
 //!
+//! `--telemetry R` runs each handler in kcon-opentelemetry's process span, traces sampled at
+//! ratio R (`src/otel.rs`); `off`, the default, without.
+//!
 //! `--handler-timer exact` (the default) waits on [`ExactWaits`], which ends a wait within
 //! 0.1 ms of its deadline as the Java peer's `Thread.sleep` does; `--handler-timer tokio` waits
 //! with `tokio::time::sleep`, whose 1 ms ticks make a 10 ms wait take about 12 ms under load.
@@ -194,6 +197,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         "tokio" => Timer::Tokio,
         other => return Err(format!("--handler-timer is exact or tokio, not {other:?}").into()),
     };
+    let instrumented = crate::otel::Instrumented::from_args(args, Some(&group))?;
     let handled = Arc::new(Handled::new(&ends, keys));
     // The runtime an application gets from `#[tokio::main]`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -203,13 +207,17 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         &bootstrap,
         &topic,
         &group,
-        Duration::from_millis(handler_ms),
-        concurrency,
-        timer,
+        Handler {
+            time: Duration::from_millis(handler_ms),
+            concurrency,
+            timer,
+            telemetry: instrumented.as_ref().map(|i| i.telemetry.clone()),
+        },
         handled.clone(),
     ))?;
     let closed = now_ns();
     drop(runtime);
+    let spans = instrumented.map(crate::otel::Instrumented::finish);
     let ns = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
@@ -242,6 +250,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
             "wait_ms_mean": wait_ms_mean(h),
             "span_cpu_s": cpu_first.zip(cpu_last).map(|(a, b)| b - a),
             "exactly_once": complete && duplicates == 0 && missing == 0 && unexpected == 0,
+            "spans_exported": spans,
         })
     );
     Ok(())
@@ -262,16 +271,28 @@ enum Timer {
     Tokio,
 }
 
+/// What each handler call does, and how many run at once.
+struct Handler {
+    time: Duration,
+    concurrency: usize,
+    timer: Timer,
+    telemetry: Option<kcon_opentelemetry::Telemetry>,
+}
+
 /// Handles every record of the topic with a processor, then commits and closes it.
 async fn run(
     bootstrap: &str,
     topic: &str,
     group: &str,
-    handler_time: Duration,
-    concurrency: usize,
-    timer: Timer,
+    handler: Handler,
     handled: Arc<Handled>,
 ) -> Result<(), BoxError> {
+    let Handler {
+        time: handler_time,
+        concurrency,
+        timer,
+        telemetry,
+    } = handler;
     let mut consumer = kcon::Consumer::builder()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -288,6 +309,9 @@ async fn run(
         .filter_map(|kv| kv.split_once('='))
     {
         builder = builder.set(k, v);
+    }
+    if let Some(t) = &telemetry {
+        builder = builder.hooks(t.policy_hooks());
     }
     let mut processor = builder.build()?;
     let seen = handled.clone();
@@ -332,19 +356,25 @@ async fn run(
     });
     tokio::select! {
         outcome = processor.run_concurrently_until(stop, async move |r| {
-            let key = seen.key_index(r.key.as_deref());
-            seen.start(key, r.record.offset);
-            if !handler_time.is_zero() {
-                let at = std::time::Instant::now();
-                match &timer {
-                    Timer::Exact(waits) => waits.wait(handler_time).await,
-                    Timer::Tokio => tokio::time::sleep(handler_time).await,
+            let handling = async {
+                let key = seen.key_index(r.key.as_deref());
+                seen.start(key, r.record.offset);
+                if !handler_time.is_zero() {
+                    let at = std::time::Instant::now();
+                    match &timer {
+                        Timer::Exact(waits) => waits.wait(handler_time).await,
+                        Timer::Tokio => tokio::time::sleep(handler_time).await,
+                    }
+                    let waited = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    seen.waited_ns.fetch_add(waited, Ordering::Relaxed);
                 }
-                let waited = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                seen.waited_ns.fetch_add(waited, Ordering::Relaxed);
+                seen.end(key, r.record.partition, r.record.offset);
+                Ok::<(), kcon::Failure>(())
+            };
+            match &telemetry {
+                Some(t) => t.process(r, handling).await,
+                None => handling.await,
             }
-            seen.end(key, r.record.partition, r.record.offset);
-            Ok(())
         }) => outcome?,
         () = watchdog => {
             return Err(format!("nothing handled for {} s: {}", STALL.as_secs(), handled.describe()).into());

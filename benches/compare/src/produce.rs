@@ -4,7 +4,9 @@
 //! client (`--values`), keys (with `--keys true`) are the eight digits of `i mod 10007`.
 //!
 //! Clients: `kcon` (`Producer::send` per record), `kcon-all` (`Producer::send_all` per 1,000
-//! records), `rdkafka` (rust-rdkafka's `FutureProducer::send_result` per record).
+//! records), `rdkafka` (rust-rdkafka's `FutureProducer::send_result` per record). `kcon` with
+//! `--telemetry R` sends each record with kcon-opentelemetry's `Telemetry::send`, traces
+//! sampled at ratio R (`src/otel.rs`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -97,8 +99,13 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let instrumented = crate::otel::Instrumented::from_args(args, None)?;
     let outcome = runtime.block_on(async {
         match client.as_str() {
+            "kcon" if instrumented.is_some() => {
+                let telemetry = &instrumented.as_ref().expect("some").telemetry;
+                kcon_traced(&job, telemetry).await
+            }
             "kcon" => kcon(&job, false).await,
             "kcon-all" => kcon(&job, true).await,
             "rdkafka" => rdkafka(&job).await,
@@ -106,6 +113,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         }
     })?;
     drop(runtime);
+    let spans = instrumented.map(crate::otel::Instrumented::finish);
     let closed = SystemTime::now();
     let ns = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
@@ -124,6 +132,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
             "errors": outcome.errors,
             "first_error": outcome.first_error,
             "batches": outcome.batches,
+            "spans_exported": spans,
         })
     );
     if outcome.errors > 0 {
@@ -195,6 +204,54 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
         for delivery in pending {
             tally(&mut out, [delivery.await]);
         }
+    }
+    out.last = Some(SystemTime::now());
+    out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
+    out.batches = Some(producer.metrics().batches_delivered);
+    producer.close().await?;
+    Ok(out)
+}
+
+/// `kcon` with `--telemetry`: each record sent with `Telemetry::send`, in its send span.
+async fn kcon_traced(
+    job: &Job,
+    telemetry: &kcon_opentelemetry::Telemetry,
+) -> Result<Outcome, BoxError> {
+    use futures::FutureExt as _;
+    use kcon_produce::{Producer, ProducerRecord};
+    let mut builder = Producer::builder()
+        .bootstrap_servers(&job.bootstrap)
+        .set("acks", job.acks.as_str())
+        .set("enable.idempotence", job.idempotence.as_str())
+        .set("compression.type", job.compression.as_str());
+    for (k, v) in &job.extra {
+        builder = builder.set(k, v.as_str());
+    }
+    let producer = builder.build()?;
+    let topic: std::sync::Arc<str> = job.topic.as_str().into();
+    let mut out = Outcome {
+        first: Some(SystemTime::now()),
+        ..Outcome::default()
+    };
+    let mut pending = VecDeque::new();
+    for i in 0..job.records {
+        let mut record = ProducerRecord::new(&topic, job.value(i));
+        if let Some(key) = job.key(i) {
+            record = record.with_key(key);
+        }
+        pending.push_back(telemetry.send(&producer, record).await?);
+        while let Some(mut front) = pending.pop_front() {
+            match (&mut front).now_or_never() {
+                Some(outcome) => tally(&mut out, [outcome]),
+                None => {
+                    pending.push_front(front);
+                    break;
+                }
+            }
+        }
+    }
+    for delivery in pending {
+        tally(&mut out, [delivery.await]);
     }
     out.last = Some(SystemTime::now());
     out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
