@@ -505,11 +505,7 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
         read += batch.len();
     }
     assert_eq!(read, 3);
-    let received = sdk.span(&format!("poll {topic}"));
-    let mut linked = Vec::new();
-    let mut counted = 0;
-    for span in &received {
-        assert_eq!(span.span_kind, SpanKind::Consumer);
+    let (counted, linked) = receive_spans(&sdk, &topic, |span| {
         assert_eq!(
             attribute(span, "messaging.operation.type"),
             Some(&Value::from("receive"))
@@ -518,7 +514,21 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
             attribute(span, "messaging.destination.partition.id"),
             Some(&Value::from("0"))
         );
-        let Some(Value::I64(n)) = attribute(span, "messaging.batch.message_count") else {
+    });
+    assert_eq!(counted, 3);
+    sent.sort();
+    assert_eq!(linked, sent);
+}
+
+/// The receive spans of `topic`, each a CONSUMER span checked by `check`: the records they
+/// counted, and the span ids they link to (sorted, each once).
+fn receive_spans(sdk: &Sdk, topic: &str, check: impl Fn(&SpanData)) -> (i64, Vec<String>) {
+    let mut linked = Vec::new();
+    let mut counted = 0;
+    for span in sdk.span(&format!("poll {topic}")) {
+        assert_eq!(span.span_kind, SpanKind::Consumer);
+        check(&span);
+        let Some(Value::I64(n)) = attribute(&span, "messaging.batch.message_count") else {
             panic!("a message count: {span:?}");
         };
         counted += n;
@@ -529,10 +539,9 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
                 .map(|l| l.span_context.span_id().to_string()),
         );
     }
-    assert_eq!(counted, 3);
-    sent.sort();
     linked.sort();
-    assert_eq!(linked, sent);
+    linked.dedup();
+    (counted, linked)
 }
 
 #[tokio::test]
@@ -741,29 +750,14 @@ async fn a_share_consumers_batches_and_redeliveries_have_their_spans() {
         (first.partition, first.offset, Some(2))
     );
 
-    // Receive spans: the topic, a partition only for a batch of one, links to every send span.
-    let mut linked = Vec::new();
-    let mut counted = 0;
-    for span in sdk.span(&format!("poll {topic}")) {
-        assert_eq!(span.span_kind, SpanKind::Consumer);
+    // Receive spans: the group, the five records handed out, links to every send span.
+    let (counted, linked) = receive_spans(&sdk, &topic, |span| {
         assert_eq!(
-            attribute(&span, "messaging.consumer.group.name"),
+            attribute(span, "messaging.consumer.group.name"),
             Some(&Value::from(group.clone()))
         );
-        let Some(Value::I64(n)) = attribute(&span, "messaging.batch.message_count") else {
-            panic!("a message count: {span:?}");
-        };
-        counted += n;
-        linked.extend(
-            span.links
-                .links
-                .iter()
-                .map(|l| l.span_context.span_id().to_string()),
-        );
-    }
+    });
     assert_eq!(counted, 5);
-    linked.sort();
-    linked.dedup();
     sent.sort();
     assert_eq!(linked, sent);
 

@@ -141,9 +141,9 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
-    use kcon_produce::{Producer, ProducerRecord};
-    let mut builder = Producer::builder()
+/// kcon's producer, as the job asks for it.
+fn kcon_producer(job: &Job) -> Result<kcon_produce::Producer, BoxError> {
+    let mut builder = kcon_produce::Producer::builder()
         .bootstrap_servers(&job.bootstrap)
         .set("acks", job.acks.as_str())
         .set("enable.idempotence", job.idempotence.as_str())
@@ -151,7 +151,12 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
     for (k, v) in &job.extra {
         builder = builder.set(k, v.as_str());
     }
-    let producer = builder.build()?;
+    Ok(builder.build()?)
+}
+
+async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
+    use kcon_produce::ProducerRecord;
+    let producer = kcon_producer(job)?;
     // The topic's name made once and shared by every record, as kcon_produce::IntoTopic says.
     let topic: std::sync::Arc<str> = job.topic.as_str().into();
     let record = |i: usize| {
@@ -218,16 +223,8 @@ async fn kcon_traced(
     telemetry: &kcon_opentelemetry::Telemetry,
 ) -> Result<Outcome, BoxError> {
     use futures::FutureExt as _;
-    use kcon_produce::{Producer, ProducerRecord};
-    let mut builder = Producer::builder()
-        .bootstrap_servers(&job.bootstrap)
-        .set("acks", job.acks.as_str())
-        .set("enable.idempotence", job.idempotence.as_str())
-        .set("compression.type", job.compression.as_str());
-    for (k, v) in &job.extra {
-        builder = builder.set(k, v.as_str());
-    }
-    let producer = builder.build()?;
+    use kcon_produce::ProducerRecord;
+    let producer = kcon_producer(job)?;
     let topic: std::sync::Arc<str> = job.topic.as_str().into();
     let mut out = Outcome {
         first: Some(SystemTime::now()),
