@@ -250,7 +250,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The instrumentation, its instruments made.
+    /// The instrumentation, its instruments made. Build one per client and clone it where it
+    /// is needed: the sent and consumed counts are observed from each `Telemetry`, so two
+    /// built on one meter provider with the same client id and group report the same series,
+    /// and each collection keeps one of their counts, not their sum.
     pub fn build(self) -> Telemetry {
         let meter = self
             .meter
