@@ -20,7 +20,7 @@
 //!   spans it starts are the process span's children. A failure sets the span's status and
 //!   `error.type`, and a retry's try carries its number.
 //! - [`Telemetry::sink_send`] hands a record to an exactly-once processor's
-//!   [`Sink`](kcon::policy::Sink) inside a `create` span, the process span's child, whose
+//!   [`Sink`] inside a `create` span, the process span's child, whose
 //!   context goes into the record's headers: the transaction's outputs continue the trace.
 //! - [`Telemetry::recv_batch`] and [`Telemetry::share_recv_batch`] receive a batch (of a
 //!   consumer, of a share consumer) with a `receive` span linked to the contexts its records
