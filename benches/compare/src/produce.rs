@@ -102,12 +102,11 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
     let instrumented = crate::otel::Instrumented::from_args(args, None)?;
     let outcome = runtime.block_on(async {
         match client.as_str() {
-            "kcon" if instrumented.is_some() => {
-                let telemetry = &instrumented.as_ref().expect("some").telemetry;
-                kcon_traced(&job, telemetry).await
-            }
-            "kcon" => kcon(&job, false).await,
-            "kcon-all" => kcon(&job, true).await,
+            "kcon" => match &instrumented {
+                Some(i) => kcon(&job, Sends::Traced(&i.telemetry)).await,
+                None => kcon(&job, Sends::EachRecord).await,
+            },
+            "kcon-all" => kcon(&job, Sends::Together).await,
             "rdkafka" => rdkafka(&job).await,
             other => Err(format!("unknown client {other:?}: kcon, kcon-all or rdkafka").into()),
         }
@@ -154,7 +153,17 @@ fn kcon_producer(job: &Job) -> Result<kcon_produce::Producer, BoxError> {
     Ok(builder.build()?)
 }
 
-async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
+/// How kcon's run sends its records.
+enum Sends<'a> {
+    /// `Producer::send` per record.
+    EachRecord,
+    /// `Producer::send_all` per [`CHUNK`] records.
+    Together,
+    /// `Telemetry::send` per record, each in its send span (`--telemetry`).
+    Traced(&'a kcon_opentelemetry::Telemetry),
+}
+
+async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
     use kcon_produce::ProducerRecord;
     let producer = kcon_producer(job)?;
     // The topic's name made once and shared by every record, as kcon_produce::IntoTopic says.
@@ -170,7 +179,7 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
         first: Some(SystemTime::now()),
         ..Outcome::default()
     };
-    if together {
+    if let Sends::Together = sends {
         // Outcomes are read as they come in, oldest call first, so that no more than the
         // calls in flight are held.
         let mut pending = VecDeque::new();
@@ -192,6 +201,24 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
         for deliveries in pending {
             tally(&mut out, deliveries.await);
         }
+    } else if let Sends::Traced(telemetry) = sends {
+        use futures::FutureExt as _;
+        let mut pending = VecDeque::new();
+        for i in 0..job.records {
+            pending.push_back(telemetry.send(&producer, record(i)).await?);
+            while let Some(mut front) = pending.pop_front() {
+                match (&mut front).now_or_never() {
+                    Some(outcome) => tally(&mut out, [outcome]),
+                    None => {
+                        pending.push_front(front);
+                        break;
+                    }
+                }
+            }
+        }
+        for delivery in pending {
+            tally(&mut out, [delivery.await]);
+        }
     } else {
         let mut pending = VecDeque::new();
         for i in 0..job.records {
@@ -209,46 +236,6 @@ async fn kcon(job: &Job, together: bool) -> Result<Outcome, BoxError> {
         for delivery in pending {
             tally(&mut out, [delivery.await]);
         }
-    }
-    out.last = Some(SystemTime::now());
-    out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
-    out.batches = Some(producer.metrics().batches_delivered);
-    producer.close().await?;
-    Ok(out)
-}
-
-/// `kcon` with `--telemetry`: each record sent with `Telemetry::send`, in its send span.
-async fn kcon_traced(
-    job: &Job,
-    telemetry: &kcon_opentelemetry::Telemetry,
-) -> Result<Outcome, BoxError> {
-    use futures::FutureExt as _;
-    use kcon_produce::ProducerRecord;
-    let producer = kcon_producer(job)?;
-    let topic: std::sync::Arc<str> = job.topic.as_str().into();
-    let mut out = Outcome {
-        first: Some(SystemTime::now()),
-        ..Outcome::default()
-    };
-    let mut pending = VecDeque::new();
-    for i in 0..job.records {
-        let mut record = ProducerRecord::new(&topic, job.value(i));
-        if let Some(key) = job.key(i) {
-            record = record.with_key(key);
-        }
-        pending.push_back(telemetry.send(&producer, record).await?);
-        while let Some(mut front) = pending.pop_front() {
-            match (&mut front).now_or_never() {
-                Some(outcome) => tally(&mut out, [outcome]),
-                None => {
-                    pending.push_front(front);
-                    break;
-                }
-            }
-        }
-    }
-    for delivery in pending {
-        tally(&mut out, [delivery.await]);
     }
     out.last = Some(SystemTime::now());
     out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
