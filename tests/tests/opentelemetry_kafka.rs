@@ -520,6 +520,47 @@ async fn each_received_batch_has_a_span_linked_to_its_records_send_spans() {
     assert_eq!(linked, sent);
 }
 
+/// A traced delivery asked for its outcome without waiting keeps its send span open while the
+/// record is not done, and ends it, with the offset the broker gave, once it finds the outcome.
+#[tokio::test]
+async fn a_traced_delivery_asked_without_waiting_ends_its_span_when_it_finds_the_outcome() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), "none");
+    let producer = producer(bootstrap, &[]);
+    let name = format!("send {topic}");
+    let mut delivery = telemetry
+        .send(&producer, ProducerRecord::new(topic.as_str(), "v"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let delivered = loop {
+        match delivery.try_outcome() {
+            Ok(outcome) => break outcome.unwrap(),
+            Err(pending) => {
+                assert!(
+                    sdk.span(&name).is_empty(),
+                    "a send span ended while pending"
+                );
+                assert!(started.elapsed() < WITHIN, "no outcome within {WITHIN:?}");
+                delivery = pending;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    producer.close().await.unwrap();
+    let sends = sdk.span(&name);
+    assert_eq!(sends.len(), 1, "one send span");
+    assert_eq!(
+        attribute(&sends[0], "messaging.kafka.offset"),
+        Some(&Value::from(
+            delivered.offset.expect("acks=all gives the offset")
+        ))
+    );
+    assert_eq!(sends[0].status, Status::Unset);
+}
+
 /// The receive spans of `topic`, each a CONSUMER span checked by `check`: the records they
 /// counted, and the span ids they link to (sorted, each once).
 fn receive_spans(sdk: &Sdk, topic: &str, check: impl Fn(&SpanData)) -> (i64, Vec<String>) {

@@ -202,15 +202,14 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
             tally(&mut out, deliveries.await);
         }
     } else if let Sends::Traced(telemetry) = sends {
-        use futures::FutureExt as _;
         let mut pending = VecDeque::new();
         for i in 0..job.records {
             pending.push_back(telemetry.send(&producer, record(i)).await?);
-            while let Some(mut front) = pending.pop_front() {
-                match (&mut front).now_or_never() {
-                    Some(outcome) => tally(&mut out, [outcome]),
-                    None => {
-                        pending.push_front(front);
+            while let Some(front) = pending.pop_front() {
+                match front.try_outcome() {
+                    Ok(outcome) => tally(&mut out, [outcome]),
+                    Err(waiting) => {
+                        pending.push_front(waiting);
                         break;
                     }
                 }

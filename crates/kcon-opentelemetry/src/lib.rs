@@ -89,7 +89,7 @@ use kcon::deserialize::Decoded;
 use kcon::policy::Sink;
 use kcon::share::ShareConsumer;
 use kcon::{Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record};
-use kcon_produce::{Delivered, ProduceError, Producer, ProducerHooks, ProducerRecord};
+use kcon_produce::{Delivered, Delivery, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
 use opentelemetry::propagation::TextMapPropagator;
@@ -404,11 +404,9 @@ impl Telemetry {
         let cx = queued.cx.take().expect("taken only here");
         match delivery {
             Ok(delivery) => Ok(TracedDelivery {
-                inner: Box::pin(async move {
-                    let outcome = delivery.await;
-                    queued.telemetry.delivered(&cx, &queued, &outcome);
-                    outcome
-                }),
+                delivery,
+                cx,
+                queued,
             }),
             Err(e) => {
                 self.delivered(&cx, &queued, &Err(e.clone()));
@@ -906,11 +904,44 @@ impl Drop for Queued {
     }
 }
 
-/// The outcome of a record sent with [`Telemetry::send`]; awaiting it ends the record's
-/// span. `Send`.
+/// The outcome of a record sent with [`Telemetry::send`]; awaiting it (or
+/// [`try_outcome`](Self::try_outcome) finding it) ends the record's span. `Send`.
+///
+/// # Cancel safety
+///
+/// Cancel-safe, as [`Delivery`] is: dropping it does not withdraw the record, and its span ends
+/// then without the outcome.
 #[must_use = "the record's span ends when its outcome is awaited"]
 pub struct TracedDelivery {
-    inner: Pin<Box<dyn Future<Output = Result<Delivered, ProduceError>> + Send>>,
+    delivery: Delivery,
+    /// The context holding the send span.
+    cx: Context,
+    /// What the span's end needs; its own context already taken, so that its drop says nothing.
+    queued: Queued,
+}
+
+impl TracedDelivery {
+    /// The outcome if the record is done, its span ended, without waiting; the delivery
+    /// itself, to await or ask again, while it is not. As [`Delivery::try_outcome`]: for
+    /// checking many deliveries in turn without a task woken for each.
+    pub fn try_outcome(self) -> Result<Result<Delivered, ProduceError>, TracedDelivery> {
+        let TracedDelivery {
+            delivery,
+            cx,
+            queued,
+        } = self;
+        match delivery.try_outcome() {
+            Ok(outcome) => {
+                queued.telemetry.delivered(&cx, &queued, &outcome);
+                Ok(outcome)
+            }
+            Err(delivery) => Err(TracedDelivery {
+                delivery,
+                cx,
+                queued,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for TracedDelivery {
@@ -923,7 +954,12 @@ impl Future for TracedDelivery {
     type Output = Result<Delivered, ProduceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        let this = &mut *self;
+        let outcome = std::task::ready!(Pin::new(&mut this.delivery).poll(cx));
+        this.queued
+            .telemetry
+            .delivered(&this.cx, &this.queued, &outcome);
+        Poll::Ready(outcome)
     }
 }
 
