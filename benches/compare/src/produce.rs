@@ -1,7 +1,10 @@
 //! The `produce` subcommand: one client writes N records to an existing topic, each sent as an
 //! application sends it (an asynchronous send with a completion per record), then waits until
 //! every record is acknowledged. Values come from a file of fixed-size values shared by every
-//! client (`--values`), keys (with `--keys true`) are the eight digits of `i mod 10007`.
+//! client (`--values`), keys (with `--keys true`) are the eight digits of `i mod 10007`. With
+//! `--copy true` each record's value is a copy of its file value made for that record, as an
+//! application that serializes each record allocates it; by default records share the file's
+//! values.
 //!
 //! Clients: `kcon` (`Producer::send` per record), `kcon-all` (`Producer::send_all` per 1,000
 //! records), `rdkafka` (rust-rdkafka's `FutureProducer::send_result` per record). `kcon` with
@@ -30,6 +33,8 @@ struct Job {
     idempotence: String,
     compression: String,
     keys: bool,
+    /// Each record's value a copy made for it (`--copy true`).
+    copy: bool,
     /// More properties, `name=value` (`--set`, comma-separated): experiments, not the defaults
     /// the benchmark measures.
     extra: Vec<(String, String)>,
@@ -41,7 +46,12 @@ impl Job {
     }
 
     fn value(&self, i: usize) -> Bytes {
-        self.values[i % self.values.len()].clone()
+        let shared = &self.values[i % self.values.len()];
+        if self.copy {
+            Bytes::copy_from_slice(shared)
+        } else {
+            shared.clone()
+        }
     }
 }
 
@@ -86,6 +96,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         idempotence: args.required("idempotence")?.to_owned(),
         compression: args.required("compression")?.to_owned(),
         keys: args.required("keys")? == "true",
+        copy: args.optional("copy") == Some("true"),
         extra: args
             .optional("set")
             .map(|s| {
@@ -237,7 +248,9 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
         }
     }
     out.last = Some(SystemTime::now());
-    out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
+    out.bytes = (0..job.records)
+        .map(|i| job.values[i % job.values.len()].len() as u64)
+        .sum();
     out.batches = Some(producer.metrics().batches_delivered);
     producer.close().await?;
     Ok(out)
@@ -312,7 +325,9 @@ async fn rdkafka(job: &Job) -> Result<Outcome, BoxError> {
         settle(&mut out, d.await);
     }
     out.last = Some(SystemTime::now());
-    out.bytes = (0..job.records).map(|i| job.value(i).len() as u64).sum();
+    out.bytes = (0..job.records)
+        .map(|i| job.values[i % job.values.len()].len() as u64)
+        .sum();
     producer.flush(Duration::from_secs(30))?;
     Ok(out)
 }
