@@ -44,6 +44,17 @@ use crate::sender::{self, Command, Incoming};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Memory
+///
+/// A record's key, value and headers are freed by the producer's task, once its batch is
+/// built: on another thread than the one that made them. Under glibc's allocator that free
+/// takes a lock the allocating thread's own allocations contend on: producing 1,000,000
+/// records of 100 bytes at `acks=1`, each value allocated for its record, took about 2.2 s of
+/// CPU against 1.3 s when the records shared one buffer (`Bytes` slices of it), and 1.5 s with
+/// jemalloc as the allocator. An application that produces at such rates does well to use an
+/// allocator whose threads free each other's memory cheaply (jemalloc, mimalloc), or to cut
+/// values from shared buffers.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
