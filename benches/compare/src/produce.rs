@@ -175,7 +175,8 @@ enum Sends<'a> {
 }
 
 async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
-    use kcon_produce::ProducerRecord;
+    use kcon_opentelemetry::TracedDelivery;
+    use kcon_produce::{Deliveries, Delivery, ProducerRecord};
     let producer = kcon_producer(job)?;
     // The topic's name made once and shared by every record, as kcon_produce::IntoTopic says.
     let topic: std::sync::Arc<str> = job.topic.as_str().into();
@@ -199,15 +200,7 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
             let n = CHUNK.min(job.records - i);
             pending.push_back(producer.send_all((i..i + n).map(record)).await?);
             i += n;
-            while let Some(front) = pending.pop_front() {
-                match front.try_outcomes() {
-                    Ok(outcomes) => tally(&mut out, outcomes),
-                    Err(waiting) => {
-                        pending.push_front(waiting);
-                        break;
-                    }
-                }
-            }
+            read_done(&mut pending, &mut out, Deliveries::try_outcomes);
         }
         for deliveries in pending {
             tally(&mut out, deliveries.await);
@@ -216,15 +209,9 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
         let mut pending = VecDeque::new();
         for i in 0..job.records {
             pending.push_back(telemetry.send(&producer, record(i)).await?);
-            while let Some(front) = pending.pop_front() {
-                match front.try_outcome() {
-                    Ok(outcome) => tally(&mut out, [outcome]),
-                    Err(waiting) => {
-                        pending.push_front(waiting);
-                        break;
-                    }
-                }
-            }
+            read_done(&mut pending, &mut out, |d: TracedDelivery| {
+                d.try_outcome().map(|o| [o])
+            });
         }
         for delivery in pending {
             tally(&mut out, [delivery.await]);
@@ -233,15 +220,9 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
         let mut pending = VecDeque::new();
         for i in 0..job.records {
             pending.push_back(producer.send(record(i)).await?);
-            while let Some(front) = pending.pop_front() {
-                match front.try_outcome() {
-                    Ok(outcome) => tally(&mut out, [outcome]),
-                    Err(waiting) => {
-                        pending.push_front(waiting);
-                        break;
-                    }
-                }
-            }
+            read_done(&mut pending, &mut out, |d: Delivery| {
+                d.try_outcome().map(|o| [o])
+            });
         }
         for delivery in pending {
             tally(&mut out, [delivery.await]);
@@ -254,6 +235,28 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
     out.batches = Some(producer.metrics().batches_delivered);
     producer.close().await?;
     Ok(out)
+}
+
+/// Tallies the outcomes of the sends at the front of `pending` that are done, oldest first,
+/// up to the first still waiting, without waiting: `try_outcome` gives a send's outcomes, or
+/// the send back while it waits.
+fn read_done<D, O, E>(
+    pending: &mut VecDeque<D>,
+    out: &mut Outcome,
+    try_outcome: impl Fn(D) -> Result<O, D>,
+) where
+    O: IntoIterator<Item = Result<kcon_produce::Delivered, E>>,
+    E: std::fmt::Display,
+{
+    while let Some(front) = pending.pop_front() {
+        match try_outcome(front) {
+            Ok(outcomes) => tally(out, outcomes),
+            Err(waiting) => {
+                pending.push_front(waiting);
+                break;
+            }
+        }
+    }
 }
 
 fn tally<E: std::fmt::Display>(
