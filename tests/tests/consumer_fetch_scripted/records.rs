@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest};
 
-use crate::peer::{SessionBroker, summarize, summary};
-use crate::{Reader, Told, config, corrupt, expected, tp};
+use super::peer::{SessionBroker, summarize, summary};
+use super::{Reader, Told, config, corrupt, expected, tp};
 
 #[tokio::test]
 async fn read_committed_drops_aborted_transactions_and_never_hands_out_control_records() {

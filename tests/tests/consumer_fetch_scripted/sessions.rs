@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::fetch_request::FetchRequest;
 
-use crate::peer::{Answered, SessionBroker, TOPIC, TOPIC_ID, summarize, summary};
-use crate::{Reader, config, expected, tp};
+use super::peer::{Answered, SessionBroker, TOPIC, TOPIC_ID, summarize, summary};
+use super::{Reader, config, expected, tp};
 
 /// The client's session in the model: (session id, next epoch, partition → (fetch offset,
 /// current leader epoch)).
