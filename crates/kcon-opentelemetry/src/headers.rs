@@ -22,19 +22,75 @@ impl Injector for HeaderInjector<'_> {
 }
 
 /// Reads a record's headers: the first header of a name, when its value is UTF-8.
-pub(crate) struct HeaderExtractor<'a>(pub(crate) &'a [(Bytes, Option<Bytes>)]);
+///
+/// A `traceparent` of version `00` whose flags set bits other than `sampled` is read with
+/// those bits cleared, as W3C Trace Context (level 1) tells a reader to treat flags it does not
+/// know. OpenTelemetry's Java SDK sets the level 2 `random` bit (flags `03`), which the Rust
+/// SDK's W3C propagator before 0.32 refuses outright, starting a new trace instead of going
+/// on with the producer's.
+pub(crate) struct HeaderExtractor<'a> {
+    headers: &'a [(Bytes, Option<Bytes>)],
+    /// The `traceparent` as read, when its flags had to be cleared.
+    traceparent: Option<[u8; TRACEPARENT_LEN]>,
+}
+
+/// The length of a version `00` traceparent: `00-<32 hex>-<16 hex>-<2 hex>`.
+const TRACEPARENT_LEN: usize = 55;
+
+impl<'a> HeaderExtractor<'a> {
+    pub(crate) fn new(headers: &'a [(Bytes, Option<Bytes>)]) -> HeaderExtractor<'a> {
+        let traceparent = first(headers, "traceparent").and_then(level_one_flags);
+        HeaderExtractor {
+            headers,
+            traceparent,
+        }
+    }
+}
+
+/// The first value of header `key`, when there is one.
+fn first<'a>(headers: &'a [(Bytes, Option<Bytes>)], key: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(name, _)| name.as_ref() == key.as_bytes())
+        .and_then(|(_, value)| value.as_deref())
+}
+
+/// A version `00` traceparent with its flags' bits other than `sampled` (0x01) cleared, when
+/// it has any; `None` when it has none or is not a version `00` traceparent (the propagator
+/// judges those as they are).
+fn level_one_flags(value: &[u8]) -> Option<[u8; TRACEPARENT_LEN]> {
+    let value: &[u8; TRACEPARENT_LEN] = value.try_into().ok()?;
+    if !value.starts_with(b"00-") {
+        return None;
+    }
+    let flags = std::str::from_utf8(&value[53..]).ok()?;
+    if flags.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    if flags & !0x01 == 0 {
+        return None;
+    }
+    let mut cleared = *value;
+    cleared[53] = b'0';
+    cleared[54] = if flags & 0x01 == 1 { b'1' } else { b'0' };
+    Some(cleared)
+}
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(name, _)| name.as_ref() == key.as_bytes())
-            .and_then(|(_, value)| value.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
+        if key == "traceparent"
+            && let Some(cleared) = &self.traceparent
+        {
+            // ASCII throughout: the original was valid UTF-8 and two hex digits replaced its
+            // last two bytes.
+            return std::str::from_utf8(cleared).ok();
+        }
+        first(self.headers, key).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0
+        self.headers
             .iter()
             .filter_map(|(name, _)| std::str::from_utf8(name).ok())
             .collect()
@@ -52,7 +108,7 @@ mod tests {
         injector.set("traceparent", "b".into());
         injector.set("tracestate", "c".into());
         assert_eq!(headers.len(), 2);
-        let extractor = HeaderExtractor(&headers);
+        let extractor = HeaderExtractor::new(&headers);
         assert_eq!(extractor.get("traceparent"), Some("a"));
         assert_eq!(extractor.get("tracestate"), Some("c"));
         assert_eq!(extractor.keys(), ["traceparent", "tracestate"]);
@@ -67,8 +123,70 @@ mod tests {
                 Some(Bytes::from_static(b"\xff")),
             ),
         ];
-        let extractor = HeaderExtractor(&headers);
+        let extractor = HeaderExtractor::new(&headers);
         assert_eq!(extractor.get("traceparent"), None);
         assert_eq!(extractor.get("baggage"), None);
+    }
+
+    #[test]
+    fn a_traceparents_flags_unknown_to_level_one_are_read_cleared() {
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let span = "b7ad6b7169203331";
+        for (flags, read) in [
+            ("03", "01"),
+            ("02", "00"),
+            ("ff", "01"),
+            ("01", "01"),
+            ("00", "00"),
+        ] {
+            let headers = vec![(
+                Bytes::from_static(b"traceparent"),
+                Some(Bytes::from(format!("00-{trace}-{span}-{flags}"))),
+            )];
+            let extractor = HeaderExtractor::new(&headers);
+            assert_eq!(
+                extractor.get("traceparent"),
+                Some(format!("00-{trace}-{span}-{read}").as_str()),
+                "flags {flags}"
+            );
+        }
+        // Another version, a wrong length, upper-case flags: left for the propagator to judge.
+        for value in [
+            format!("01-{trace}-{span}-03"),
+            format!("00-{trace}-{span}-03-extra"),
+            format!("00-{trace}-{span}-0F"),
+        ] {
+            let headers = vec![(
+                Bytes::from_static(b"traceparent"),
+                Some(Bytes::from(value.clone())),
+            )];
+            assert_eq!(
+                HeaderExtractor::new(&headers).get("traceparent"),
+                Some(value.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn a_java_producers_context_with_the_random_flag_is_continued() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::TraceContextExt;
+        use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+        let headers = vec![(
+            Bytes::from_static(b"traceparent"),
+            Some(Bytes::from_static(
+                b"00-3baa7e9e30b8349f1388a5ce941c61c6-521ee4a01cf55ef7-03",
+            )),
+        )];
+        let cx = TraceContextPropagator::new().extract(&HeaderExtractor::new(&headers));
+        let span = cx.span();
+        let remote = span.span_context();
+        assert!(remote.is_valid() && remote.is_remote() && remote.is_sampled());
+        assert_eq!(
+            remote.trace_id().to_string(),
+            "3baa7e9e30b8349f1388a5ce941c61c6"
+        );
+        assert_eq!(remote.span_id().to_string(), "521ee4a01cf55ef7");
     }
 }

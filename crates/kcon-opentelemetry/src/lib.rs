@@ -359,7 +359,7 @@ impl Telemetry {
 
     /// `cx` with what `headers` carry read into it with the propagator.
     fn extract_onto(&self, cx: &Context, headers: &[(Bytes, Option<Bytes>)]) -> Context {
-        let extractor = HeaderExtractor(headers);
+        let extractor = HeaderExtractor::new(headers);
         match &self.inner.propagator {
             Some(p) => p.extract_with_context(cx, &extractor),
             None => global::get_text_map_propagator(|p| p.extract_with_context(cx, &extractor)),
