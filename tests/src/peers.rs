@@ -3,11 +3,13 @@
 //!
 //! Each Python peer is a small script in `tests/py/` that reads one JSON request on stdin and
 //! writes one JSON answer on stdout. Byte strings cross as lowercase hex, `null` for null. The
-//! Java client's reader is `tests/java/Txn.java`, run by `scripts/kafka java`.
+//! Java client's reader is `tests/java/Txn.java`, and the Java client under OpenTelemetry's
+//! instrumentation `tests/java/OtelPeer.java`, both run by `scripts/kafka java`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::brokers::{installed, repo_root};
@@ -229,4 +231,62 @@ impl Drop for SharePeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What the Java client under OpenTelemetry's instrumentation of it (`tests/java/OtelPeer.java`)
+/// sent or read, and the spans its SDK recorded.
+#[derive(Debug, Deserialize)]
+pub struct JavaTraced {
+    /// The values sent or read, in order.
+    pub values: Vec<String>,
+    /// Every span that ended, in the order they ended.
+    pub spans: Vec<JavaSpan>,
+}
+
+/// A span as the Java SDK recorded it: ids in lowercase hex, attributes as text.
+#[derive(Debug, Deserialize)]
+pub struct JavaSpan {
+    /// Its name (`<topic> publish`, `<topic> process`).
+    pub name: String,
+    /// `PRODUCER`, `CONSUMER`, ...
+    pub kind: String,
+    /// Its trace's id.
+    pub trace_id: String,
+    /// Its own id.
+    pub span_id: String,
+    /// Its parent's id, none for a root span.
+    pub parent_span_id: Option<String>,
+    /// The contexts it links to.
+    pub links: Vec<JavaLink>,
+    /// Its attributes by key, values as text.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// A span's link to another span's context.
+#[derive(Debug, Deserialize)]
+pub struct JavaLink {
+    /// The linked span's trace's id.
+    pub trace_id: String,
+    /// The linked span's id.
+    pub span_id: String,
+}
+
+/// Runs `tests/java/OtelPeer.java` with `request` (its header says what each op does); panics
+/// with the program's stderr when it fails. The answer is stdout's last line: the client may
+/// log a warning to stdout before it.
+pub fn java_traced(request: &Value) -> JavaTraced {
+    let out = Command::new(repo_root().join("scripts/kafka"))
+        .args(["java", "OtelPeer", &request.to_string()])
+        .output()
+        .expect("run scripts/kafka java OtelPeer");
+    assert!(
+        out.status.success(),
+        "the Java client under OpenTelemetry failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(answer)
+        .unwrap_or_else(|e| panic!("OtelPeer printed no answer ({e}): {stdout}"))
 }

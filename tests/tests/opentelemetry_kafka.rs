@@ -9,7 +9,10 @@
 //! current context in the headers of records sent without a send span; a consumer's lag is
 //! reported as gauges while observed; an exactly-once handler's output carries the context of
 //! a `create` span under its process span; a share consumer's batches have receive spans and a
-//! redelivered record's process span its delivery count.
+//! redelivered record's process span its delivery count. Across clients, with the Java client
+//! 4.4 under OpenTelemetry's instrumentation of it (`tests/java/OtelPeer.java`): a record the
+//! Java producer sent is continued by kcon's process span (child or link), and one kcon sent by
+//! the Java consumer's process span, the trace ids equal.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +24,7 @@ use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::recv_n;
 use kcon_tests::kafka::{Kafka, NewTopic, create};
 use kcon_tests::login::{consumer, producer, topic};
+use kcon_tests::peers::{JavaSpan, java_traced};
 use opentelemetry::trace::{
     FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, Tracer,
     TracerProvider as _,
@@ -819,4 +823,142 @@ async fn a_share_consumers_batches_and_redeliveries_have_their_spans() {
         attribute(&tries[1], "kcon.attempt"),
         Some(&Value::from(2_i64))
     );
+}
+
+/// The Java span of the record at `offset` of `spans`, by its offset attribute (the Java
+/// instrumentation names it `messaging.kafka.message.offset`).
+fn java_span_at<'a>(spans: &'a [JavaSpan], kind: &str, offset: i64) -> &'a JavaSpan {
+    spans
+        .iter()
+        .find(|s| {
+            s.kind == kind
+                && s.attributes.get("messaging.kafka.message.offset") == Some(&offset.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {kind} span of offset {offset} in {spans:#?}"))
+}
+
+#[tokio::test]
+async fn records_the_instrumented_java_client_sent_are_continued_by_kcons_process_spans() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let java = java_traced(&serde_json::json!({
+        "op": "produce",
+        "bootstrap": bootstrap,
+        "topic": topic,
+        "values": ["java-0", "java-1"],
+    }));
+    assert_eq!(java.values, ["java-0", "java-1"]);
+    let published: Vec<&JavaSpan> = java.spans.iter().filter(|s| s.kind == "PRODUCER").collect();
+    assert_eq!(
+        published.len(),
+        2,
+        "a producer span per record: {:#?}",
+        java.spans
+    );
+
+    // As a child: kcon's process span is in the Java producer's trace, under its send span.
+    let group = unique_name("otel-java");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::Parent, &group);
+    let records = process(bootstrap, &topic, &group, &telemetry, 2, false).await;
+    let processed = sdk.span(&format!("process {topic}"));
+    assert_eq!(processed.len(), 2, "{processed:?}");
+    for record in &records {
+        let sent = java_span_at(&java.spans, "PRODUCER", record.offset);
+        let span = processed
+            .iter()
+            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(record.offset)))
+            .expect("a process span per record");
+        let headers: Vec<(String, String)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            sent.trace_id,
+            "the record's headers: {headers:?}"
+        );
+        assert_eq!(span.parent_span_id.to_string(), sent.span_id);
+        assert!(span.links.links.is_empty());
+    }
+
+    // Linked, kcon's default: a trace of its own, linked to the Java send span.
+    let group = unique_name("otel-java");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), &group);
+    let records = process(bootstrap, &topic, &group, &telemetry, 2, false).await;
+    let processed = sdk.span(&format!("process {topic}"));
+    assert_eq!(processed.len(), 2, "{processed:?}");
+    for record in &records {
+        let sent = java_span_at(&java.spans, "PRODUCER", record.offset);
+        let span = processed
+            .iter()
+            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(record.offset)))
+            .expect("a process span per record");
+        assert_ne!(span.span_context.trace_id().to_string(), sent.trace_id);
+        let links: Vec<(String, String)> = span
+            .links
+            .links
+            .iter()
+            .map(|l| {
+                (
+                    l.span_context.trace_id().to_string(),
+                    l.span_context.span_id().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(links, [(sent.trace_id.clone(), sent.span_id.clone())]);
+    }
+}
+
+#[tokio::test]
+async fn records_kcon_sent_are_continued_by_the_instrumented_java_consumers_process_spans() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(ProcessParent::default(), "unused");
+    let producer = producer(bootstrap, &[]);
+    let mut offsets = Vec::new();
+    for value in ["kcon-0", "kcon-1"] {
+        let delivered = telemetry
+            .send(&producer, ProducerRecord::new(&topic, value))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        offsets.push(delivered.offset.expect("an offset"));
+    }
+    producer.close().await.unwrap();
+    let sent = sdk.span(&format!("send {topic}"));
+    assert_eq!(sent.len(), 2, "{sent:?}");
+
+    let java = java_traced(&serde_json::json!({
+        "op": "consume",
+        "bootstrap": bootstrap,
+        "topic": topic,
+        "group": unique_name("otel-java"),
+        "expect": 2,
+        "within_ms": 60000,
+    }));
+    assert_eq!(java.values, ["kcon-0", "kcon-1"]);
+    for offset in offsets {
+        let send = sent
+            .iter()
+            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(offset)))
+            .expect("a send span per record");
+        // The Java instrumentation makes its process span a child of the context in the
+        // record's headers: kcon's send span.
+        let process = java_span_at(&java.spans, "CONSUMER", offset);
+        assert_eq!(process.trace_id, send.span_context.trace_id().to_string());
+        assert_eq!(
+            process.parent_span_id.as_deref(),
+            Some(send.span_context.span_id().to_string().as_str())
+        );
+    }
 }
