@@ -26,6 +26,8 @@ pub struct Installed {
     pub tansu: PathBuf,
     /// librdkafka's shared library (it carries the mock cluster).
     pub librdkafka: PathBuf,
+    /// Jaeger, the tracing backend the OpenTelemetry tests export to.
+    pub jaeger: PathBuf,
 }
 
 /// Finds the installed brokers, or panics saying how to install them.
@@ -54,6 +56,7 @@ pub fn installed() -> &'static Installed {
             python: path("python"),
             tansu: path("tansu"),
             librdkafka: path("librdkafka"),
+            jaeger: path("jaeger"),
         }
     })
 }

@@ -15,6 +15,7 @@ mod frames;
 pub mod group;
 pub mod group_peers;
 pub mod hangup;
+pub mod jaeger;
 pub mod kafka;
 pub mod kerberos;
 pub mod kip848;

@@ -16,6 +16,7 @@ mod kerberos_renewal_kafka;
 mod oidc_kafka;
 mod oidc_outage_kafka;
 mod oidc_renewal_kafka;
+mod opentelemetry_jaeger;
 mod opentelemetry_kafka;
 mod pool_kafka;
 mod pool_kafka_security;
