@@ -857,18 +857,8 @@ async fn records_the_instrumented_java_client_sent_are_continued_by_kcons_proces
     );
 
     // As a child: kcon's process span is in the Java producer's trace, under its send span.
-    let group = unique_name("otel-java");
-    let sdk = Sdk::new();
-    let telemetry = sdk.telemetry(ProcessParent::Parent, &group);
-    let records = process(bootstrap, &topic, &group, &telemetry, 2, false).await;
-    let processed = sdk.span(&format!("process {topic}"));
-    assert_eq!(processed.len(), 2, "{processed:?}");
-    for record in &records {
+    for (record, span) in processed_by_a_new_group(bootstrap, &topic, ProcessParent::Parent).await {
         let sent = java_span_at(&java.spans, "PRODUCER", record.offset);
-        let span = processed
-            .iter()
-            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(record.offset)))
-            .expect("a process span per record");
         let headers: Vec<(String, String)> = record
             .headers
             .iter()
@@ -889,18 +879,8 @@ async fn records_the_instrumented_java_client_sent_are_continued_by_kcons_proces
     }
 
     // Linked, kcon's default: a trace of its own, linked to the Java send span.
-    let group = unique_name("otel-java");
-    let sdk = Sdk::new();
-    let telemetry = sdk.telemetry(ProcessParent::default(), &group);
-    let records = process(bootstrap, &topic, &group, &telemetry, 2, false).await;
-    let processed = sdk.span(&format!("process {topic}"));
-    assert_eq!(processed.len(), 2, "{processed:?}");
-    for record in &records {
+    for (record, span) in processed_by_a_new_group(bootstrap, &topic, ProcessParent::Link).await {
         let sent = java_span_at(&java.spans, "PRODUCER", record.offset);
-        let span = processed
-            .iter()
-            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(record.offset)))
-            .expect("a process span per record");
         assert_ne!(span.span_context.trace_id().to_string(), sent.trace_id);
         let links: Vec<(String, String)> = span
             .links
@@ -915,6 +895,36 @@ async fn records_the_instrumented_java_client_sent_are_continued_by_kcons_proces
             .collect();
         assert_eq!(links, [(sent.trace_id.clone(), sent.span_id.clone())]);
     }
+}
+
+/// The span of `spans` whose `messaging.kafka.offset` is `offset`.
+fn span_at(spans: &[SpanData], offset: i64) -> &SpanData {
+    spans
+        .iter()
+        .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(offset)))
+        .unwrap_or_else(|| panic!("no span of offset {offset} in {spans:?}"))
+}
+
+/// The two records of `topic` processed by a new group with process spans `parent`, each
+/// with its process span.
+async fn processed_by_a_new_group(
+    bootstrap: &str,
+    topic: &str,
+    parent: ProcessParent,
+) -> Vec<(Record, SpanData)> {
+    let group = unique_name("otel-java");
+    let sdk = Sdk::new();
+    let telemetry = sdk.telemetry(parent, &group);
+    let records = process(bootstrap, topic, &group, &telemetry, 2, false).await;
+    let processed = sdk.span(&format!("process {topic}"));
+    assert_eq!(processed.len(), 2, "{processed:?}");
+    records
+        .into_iter()
+        .map(|r| {
+            let span = span_at(&processed, r.offset).clone();
+            (r, span)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -948,10 +958,7 @@ async fn records_kcon_sent_are_continued_by_the_instrumented_java_consumers_proc
     }));
     assert_eq!(java.values, ["kcon-0", "kcon-1"]);
     for offset in offsets {
-        let send = sent
-            .iter()
-            .find(|s| attribute(s, "messaging.kafka.offset") == Some(&Value::from(offset)))
-            .expect("a send span per record");
+        let send = span_at(&sent, offset);
         // The Java instrumentation makes its process span a child of the context in the
         // record's headers: kcon's send span.
         let process = java_span_at(&java.spans, "CONSUMER", offset);
