@@ -5,11 +5,12 @@
 use std::time::{Duration, Instant};
 
 use kcon_pool::{BrokerTarget, Pool, TopicScope};
+use kcon_tests::blocking::BlockingConnection;
 use kcon_tests::cluster_faults::{Restore, wait_for_three_brokers};
 use kcon_tests::kafka::Kafka;
 use kcon_tests::pool::{
     assert_back_within_backoff, assert_pending_fail, assert_refused_with_backoff, config,
-    empty_topic, long_poll, spawn_sends, wait_until,
+    empty_topic, long_poll, metadata_request, spawn_sends, wait_until,
 };
 use tokio::task::block_in_place;
 
@@ -50,9 +51,28 @@ async fn a_killed_broker_fails_pending_requests_and_is_reconnected_with_backoff_
 
     assert_refused_with_backoff(&pool, id, died).await;
 
-    // Back on the same port, where the pool's metadata still points: answering once
-    // `start_node` returns, and reached within the backoff's maximum.
-    block_in_place(|| kafka.start_node(id));
+    // Back on the same port, where the pool's metadata still points, and reached within the
+    // backoff's maximum. `start_node` returns once the node's port accepts a connection, which
+    // the kernel does as soon as the port is bound; the broker reads requests only once it has
+    // started (caught up and registered), which on a busy machine can be a second later. A
+    // full run once timed the pool's first Metadata at 1.19 s, against a bound of 1 s: the
+    // broker's start, not the pool's waiting (its backoff had run out while the node started).
+    // So a connection of the test's own waits for the node to answer ApiVersions and Metadata
+    // first, and what is timed below is the pool's own waiting.
+    block_in_place(|| {
+        kafka.start_node(id);
+        let port = kafka
+            .nodes()
+            .into_iter()
+            .find(|n| n.id == id)
+            .expect("the restarted node is listed")
+            .port;
+        let mut first = BlockingConnection::connect(([127, 0, 0, 1], port).into())
+            .expect("the restarted node answers ApiVersions");
+        first
+            .send(&metadata_request(&[]))
+            .expect("the restarted node answers Metadata");
+    });
     assert_back_within_backoff(&pool, id).await;
     wait_for_three_brokers(&pool).await;
 }
