@@ -243,6 +243,8 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         DescribeShareGroupOffsets => crate::share_offsets_v1::DescribeShareGroupOffsetsRequestV1,
         DescribeConfigs => m::DescribeConfigsRequest,
         IncrementalAlterConfigs => m::IncrementalAlterConfigsRequest,
+        GetTelemetrySubscriptions => m::GetTelemetrySubscriptionsRequest,
+        PushTelemetry => m::PushTelemetryRequest,
     )
 }
 

@@ -11,6 +11,8 @@
 //! - [`compression`]: gzip, snappy, lz4 and zstd, every decompression bounded.
 //! - [`schema_id`]: Confluent's Schema Registry framings of a key or value (the schema id or GUID
 //!   in front of the payload or in a header, Protobuf's message indexes).
+//! - [`otlp`]: OpenTelemetry's metrics protobuf, written: what a client pushes to a broker
+//!   (KIP-714).
 //! - [`top_level`]: the top-level error code and the throttle time of the answers of every API
 //!   kcon speaks, in one table.
 //!
@@ -25,6 +27,7 @@ pub mod frame;
 mod guard;
 pub mod header;
 pub mod message;
+pub mod otlp;
 pub mod records;
 pub mod schema_id;
 pub mod share_offsets_v1;

@@ -57,11 +57,12 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
     DeleteGroupsResponse, DescribeConfigsResponse, DescribeGroupsResponse,
     DescribeShareGroupOffsetsResponse, EndTxnResponse, FetchResponse, FindCoordinatorResponse,
-    HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
-    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse,
-    ProduceResponse, SaslAuthenticateResponse, SaslHandshakeResponse, ShareAcknowledgeResponse,
-    ShareFetchResponse, ShareGroupDescribeResponse, ShareGroupHeartbeatResponse, SyncGroupResponse,
+    GetTelemetrySubscriptionsResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, PushTelemetryResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    ShareGroupDescribeResponse, ShareGroupHeartbeatResponse, SyncGroupResponse,
     TxnOffsetCommitResponse,
 };
 
@@ -370,6 +371,16 @@ const APIS: &[(ApiKey, Option<i16>, &[AnswerType])] = &[
         Some(0),
         &[throttle::<IncrementalAlterConfigsResponse>()],
     ),
+    (
+        ApiKey::GetTelemetrySubscriptions,
+        Some(0),
+        &[both::<GetTelemetrySubscriptionsResponse>()],
+    ),
+    (
+        ApiKey::PushTelemetry,
+        Some(0),
+        &[both::<PushTelemetryResponse>()],
+    ),
 ];
 
 fn entry(api: ApiKey) -> Option<&'static (ApiKey, Option<i16>, &'static [AnswerType])> {
@@ -464,6 +475,8 @@ answers!(
     DescribeShareGroupOffsetsResponseV1: DescribeShareGroupOffsets,
     DescribeConfigsResponse: DescribeConfigs,
     IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
+    GetTelemetrySubscriptionsResponse: GetTelemetrySubscriptions,
+    PushTelemetryResponse: PushTelemetry,
 );
 
 error_code_field!(
@@ -487,6 +500,8 @@ error_code_field!(
     ShareGroupHeartbeatResponse,
     ShareFetchResponse,
     ShareAcknowledgeResponse,
+    GetTelemetrySubscriptionsResponse,
+    PushTelemetryResponse,
 );
 
 throttle_time_field!(
@@ -522,6 +537,8 @@ throttle_time_field!(
     DescribeShareGroupOffsetsResponse,
     DescribeConfigsResponse,
     IncrementalAlterConfigsResponse,
+    GetTelemetrySubscriptionsResponse,
+    PushTelemetryResponse,
 );
 
 impl TopLevelError for ShareFetchResponseV2 {

@@ -66,6 +66,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // IncrementalAlterConfigs v0-v1, what kafka-protocol 0.18 has of each.
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // Client metrics pushed to the cluster (KIP-714): v0, the only version there is.
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
+    (ApiKey::PushTelemetry, 0, 0),
 ];
 
 /// APIs kcon sends at most at a version below the highest it speaks, unless the broker's

@@ -103,10 +103,14 @@ pub fn frame<R: Request>(correlation_id: i32, version: i16, response: &R::Respon
 /// One API's version range in an ApiVersions answer: `(api key, min, max)`.
 pub type VersionRange = (i16, i16, i16);
 
-/// Every API kcon speaks, at kcon's own ranges.
+/// Every API kcon speaks, at kcon's own ranges, but KIP-714's (GetTelemetrySubscriptions and
+/// PushTelemetry): a broker offers those only when a client-metrics plugin is configured, and
+/// a scripted broker answers what its test scripts, which a consumer's or producer's telemetry
+/// task would otherwise ask of it at any time. A test of the telemetry offers them itself.
 pub fn kcon_versions() -> Vec<VersionRange> {
     SUPPORTED
         .iter()
+        .filter(|(k, _, _)| !matches!(k, ApiKey::GetTelemetrySubscriptions | ApiKey::PushTelemetry))
         .map(|&(k, min, max)| (k as i16, min, max))
         .collect()
 }

@@ -1,5 +1,6 @@
 //! Schemas of the connection and admin responses: ApiVersions, SaslHandshake,
-//! SaslAuthenticate, CreateTopics, InitProducerId, DescribeConfigs, IncrementalAlterConfigs.
+//! SaslAuthenticate, CreateTopics, InitProducerId, DescribeConfigs, IncrementalAlterConfigs,
+//! GetTelemetrySubscriptions, PushTelemetry.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 
@@ -7,7 +8,7 @@ use kafka_protocol::messages::ApiKey;
 
 use super::schema::Ty::{Bool, Bytes, I8, I16, I32, I64, Str, Uuid};
 use super::schema::{
-    ALL, Field, Message, NEVER, STR_ARRAY, StructDef, array, only, since, structs,
+    ALL, Field, I8_ARRAY, Message, NEVER, STR_ARRAY, StructDef, array, only, since, structs,
 };
 
 pub(super) const API_VERSIONS: Message = Message {
@@ -176,5 +177,40 @@ structs! {
         error_message: Str, ALL, nullable;
         resource_type: I8, ALL;
         resource_name: Str, ALL;
+    }
+}
+
+pub(super) const GET_TELEMETRY_SUBSCRIPTIONS: Message = Message {
+    api_key: ApiKey::GetTelemetrySubscriptions,
+    versions: only(0, 0),
+    flexible: 0,
+    body: &GET_TELEMETRY_SUBSCRIPTIONS_BODY,
+};
+
+structs! {
+    GET_TELEMETRY_SUBSCRIPTIONS_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
+        client_instance_id: Uuid, ALL;
+        subscription_id: I32, ALL;
+        accepted_compression_types: I8_ARRAY, ALL;
+        push_interval_ms: I32, ALL;
+        telemetry_max_bytes: I32, ALL;
+        delta_temporality: Bool, ALL;
+        requested_metrics: STR_ARRAY, ALL;
+    }
+}
+
+pub(super) const PUSH_TELEMETRY: Message = Message {
+    api_key: ApiKey::PushTelemetry,
+    versions: only(0, 0),
+    flexible: 0,
+    body: &PUSH_TELEMETRY_BODY,
+};
+
+structs! {
+    PUSH_TELEMETRY_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        error_code: I16, ALL;
     }
 }

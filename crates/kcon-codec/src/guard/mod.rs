@@ -104,6 +104,8 @@ const MESSAGES: &[&Message] = &[
     &share::DESCRIBE_SHARE_GROUP_OFFSETS,
     &admin::DESCRIBE_CONFIGS,
     &admin::INCREMENTAL_ALTER_CONFIGS,
+    &admin::GET_TELEMETRY_SUBSCRIPTIONS,
+    &admin::PUSH_TELEMETRY,
 ];
 
 fn schema(api_key: i16, version: i16) -> Option<&'static Message> {

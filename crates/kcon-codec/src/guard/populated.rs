@@ -16,12 +16,13 @@ use kafka_protocol::messages::{
     create_topics_response as ct, delete_groups_response as dg, describe_configs_response as dc,
     describe_groups_response as dsg, describe_share_group_offsets_response as dsgo,
     end_txn_response as et, fetch_response as fr, find_coordinator_response as fc,
-    heartbeat_response as hb, incremental_alter_configs_response as iac,
-    init_producer_id_response as ipi, join_group_response as jg, leave_group_response as lg,
-    list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
-    offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
+    get_telemetry_subscriptions_response as gts, heartbeat_response as hb,
+    incremental_alter_configs_response as iac, init_producer_id_response as ipi,
+    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
+    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
+    offset_delete_response as od, offset_fetch_response as of,
     offset_for_leader_epoch_response as ofle, produce_response as pr,
-    sasl_authenticate_response as sa, sasl_handshake_response as sh,
+    push_telemetry_response as pt, sasl_authenticate_response as sa, sasl_handshake_response as sh,
     share_acknowledge_response as sak, share_fetch_response as sf,
     share_group_describe_response as sgd, share_group_heartbeat_response as sgh,
     sync_group_response as sg, txn_offset_commit_response as toc,
@@ -1107,4 +1108,28 @@ pub(super) fn incremental_alter_configs(v: i16, alt: bool) -> iac::IncrementalAl
         .when(flex, |r| {
             r.with_unknown_tagged_field(UNKNOWN_TAG, unknown())
         })
+}
+
+pub(super) fn get_telemetry_subscriptions(
+    _v: i16,
+    alt: bool,
+) -> gts::GetTelemetrySubscriptionsResponse {
+    gts::GetTelemetrySubscriptionsResponse::default()
+        .with_throttle_time_ms(3)
+        .with_error_code(if alt { 89 } else { 0 })
+        .with_client_instance_id(uuid!(7))
+        .with_subscription_id(-12345)
+        .with_accepted_compression_types(vec![4, 3, 1, 2])
+        .with_push_interval_ms(300_000)
+        .with_telemetry_max_bytes(1 << 20)
+        .with_delta_temporality(true)
+        .with_requested_metrics(vec![s("org.apache.kafka.consumer."), s("*")])
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn push_telemetry(_v: i16, alt: bool) -> pt::PushTelemetryResponse {
+    pt::PushTelemetryResponse::default()
+        .with_throttle_time_ms(3)
+        .with_error_code(if alt { 117 } else { 0 })
+        .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
 }

@@ -63,6 +63,7 @@ pub(super) enum Ty {
 /// The element type of an array.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Elem {
+    I8,
     I32,
     Str,
     Struct(&'static StructDef),
@@ -72,6 +73,9 @@ pub(super) enum Elem {
 pub(super) const fn array(def: &'static StructDef) -> Ty {
     Ty::Array(Elem::Struct(def))
 }
+
+/// An array of `int8`.
+pub(super) const I8_ARRAY: Ty = Ty::Array(Elem::I8);
 
 /// An array of `int32`.
 pub(super) const I32_ARRAY: Ty = Ty::Array(Elem::I32);
@@ -191,6 +195,7 @@ impl Elem {
     /// The fewest bytes one element takes at `version`.
     pub(super) fn min_size(self, version: i16, flexible: bool) -> usize {
         match self {
+            Elem::I8 => 1,
             Elem::I32 => 4,
             Elem::Str => Ty::Str.min_size(version, flexible),
             Elem::Struct(def) => def.min_size(version, flexible),

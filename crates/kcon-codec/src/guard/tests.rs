@@ -16,7 +16,8 @@ use kafka_protocol::messages::{
     TxnOffsetCommitRequest, fetch_response as fr,
 };
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ShareGroupDescribeRequest,
+    DescribeConfigsRequest, GetTelemetrySubscriptionsRequest, IncrementalAlterConfigsRequest,
+    PushTelemetryRequest, ShareGroupDescribeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Request};
 use proptest::prelude::*;
@@ -205,6 +206,16 @@ macro_rules! dispatch {
                 let $build = populated::incremental_alter_configs;
                 $body
             }
+            ApiKey::GetTelemetrySubscriptions => {
+                type $R = GetTelemetrySubscriptionsRequest;
+                let $build = populated::get_telemetry_subscriptions;
+                $body
+            }
+            ApiKey::PushTelemetry => {
+                type $R = PushTelemetryRequest;
+                let $build = populated::push_telemetry;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -291,9 +302,10 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 34 APIs; a change to SUPPORTED should be a deliberate change here too (Produce v12,
-    // EndTxn v5 and TxnOffsetCommit v5: transaction version 2).
-    assert_eq!(pairs, 177);
+    // 36 APIs; a change to SUPPORTED should be a deliberate change here too (Produce v12,
+    // EndTxn v5 and TxnOffsetCommit v5: transaction version 2; GetTelemetrySubscriptions and
+    // PushTelemetry v0: KIP-714).
+    assert_eq!(pairs, 179);
 }
 
 #[test]
@@ -740,6 +752,16 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::IncrementalAlterConfigs,
             "responses",
             size_of::<iac::AlterConfigsResourceResponse>(),
+        ),
+        (
+            ApiKey::GetTelemetrySubscriptions,
+            "accepted_compression_types",
+            size_of::<i8>(),
+        ),
+        (
+            ApiKey::GetTelemetrySubscriptions,
+            "requested_metrics",
+            size_of::<StrBytes>(),
         ),
     ];
     for msg in MESSAGES {

@@ -228,6 +228,7 @@ impl<'a> Walker<'a> {
         }
         for _ in 0..count {
             match elem {
+                Elem::I8 => self.fixed(f.path, 1)?,
                 Elem::I32 => self.fixed(f.path, 4)?,
                 Elem::Str => self.string(f.path, Null::Refused)?,
                 Elem::Struct(def) => self.structure(def)?,
