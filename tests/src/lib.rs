@@ -35,6 +35,7 @@ pub mod sasl;
 pub mod schema_registry;
 pub mod share;
 pub mod share_groups;
+pub mod telemetry;
 pub mod tls;
 pub mod transactions;
 pub mod truncation;

@@ -23,4 +23,5 @@ mod pool_kafka_security;
 mod produce_kafka;
 mod quota_kafka;
 mod schema_registry_kafka;
+mod telemetry_kafka;
 mod transactions_kafka;
