@@ -84,6 +84,7 @@ async fn consumer_futures_are_send(mut consumer: Consumer, tp: TopicPartition) {
     send(&consumer.offsets_for_times(Vec::new()));
     send(&consumer.watermarks(&tp));
     send(&consumer.lag());
+    send(&consumer.client_instance_id(Duration::ZERO));
     let handle = consumer.commit_handle().unwrap();
     send(&handle.commit());
     send(&handle.commit_offsets(Vec::new()));
@@ -145,6 +146,7 @@ async fn producer_admin_and_registry_futures_are_send(
         send(&deliveries);
     }
     send(&producer.flush());
+    send(&producer.client_instance_id(std::time::Duration::ZERO));
     send(&producer.clone().close());
     send(
         &producer

@@ -1,15 +1,21 @@
 //! KIP-714's client metrics on `Kafka::single()`, whose node takes what clients push
 //! (`kcon_tests::telemetry`): the harness checked against the reference peer, Apache Kafka
 //! 4.4.0's Java producer, which pushes by default (`enable.metrics.push=true`) once a
-//! subscription selects it.
+//! subscription selects it; then kcon's consumer and producer at their defaults, the same way;
+//! `enable.metrics.push=false`; and a broker that offers no KIP-714 (`Kafka::noauto()`, which
+//! has no metrics plugin).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kcon_produce::ProducerRecord;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::kafka::{Kafka, single_with};
+use kcon_tests::consumer::recv_n;
+use kcon_tests::kafka::{Kafka, NewTopic, create, single_with};
+use kcon_tests::login::{consumer, producer};
 use kcon_tests::telemetry::{
-    describe, subscribe_client_metrics, unsubscribe_client_metrics, wait_for_client_pushes,
+    TelemetryPush, describe, subscribe_client_metrics, unsubscribe_client_metrics,
+    wait_for_client_pushes, wait_for_pushes,
 };
 
 /// The records the producer sends, at `THROUGHPUT` a second: five seconds of pushes every
@@ -138,4 +144,302 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
     }
     assert_eq!(sent, f64::from(RECORDS), "{all}");
     assert_eq!(sent_to_topic, f64::from(RECORDS), "{all}");
+}
+
+/// What kcon's consumer pushes (`crate::metrics::telemetry` in kcon): each a name the Java
+/// consumer 4.4 pushes for the same thing, measured with this sink.
+const CONSUMER_METRICS: &[&str] = &[
+    "org.apache.kafka.consumer.coordinator.assigned.partitions",
+    "org.apache.kafka.consumer.coordinator.commit.latency.max",
+    "org.apache.kafka.consumer.coordinator.commit.total",
+    "org.apache.kafka.consumer.coordinator.rebalance.total",
+    "org.apache.kafka.consumer.fetch.manager.bytes.consumed.total",
+    "org.apache.kafka.consumer.fetch.manager.fetch.latency.avg",
+    "org.apache.kafka.consumer.fetch.manager.fetch.latency.max",
+    "org.apache.kafka.consumer.fetch.manager.fetch.total",
+    "org.apache.kafka.consumer.fetch.manager.records.consumed.total",
+    "org.apache.kafka.consumer.fetch.manager.records.lag",
+    "org.apache.kafka.consumer.fetch.manager.records.lag.max",
+];
+
+/// The sum of a counter's deltas over `pushes`.
+fn total(pushes: &[TelemetryPush], metric: &str) -> f64 {
+    pushes
+        .iter()
+        .flat_map(|p| p.points_of(metric))
+        .map(|x| {
+            assert_eq!(
+                (x.kind.as_str(), x.monotonic, x.temporality.as_str()),
+                ("sum", true, "delta"),
+                "{x:?}"
+            );
+            x.value
+        })
+        .sum()
+}
+
+/// One client instance's pushes, as a well-behaved client makes them: no error, the
+/// subscription's interval, only metrics it asked for, and exactly one terminating push, last.
+fn assert_pushed_then_terminated(pushes: &[TelemetryPush], prefix: &str) {
+    let all = describe(pushes);
+    let (last, before) = pushes.split_last().expect("pushes");
+    assert!(last.terminating, "the terminating push last:\n{all}");
+    assert!(
+        !before.is_empty() && before.iter().all(|p| !p.terminating),
+        "pushes while the client ran, then one terminating:\n{all}"
+    );
+    for p in pushes {
+        assert_eq!(p.error, None, "every push decoded:\n{all}");
+        assert_eq!(p.push_interval_ms, 1000, "{all}");
+        assert!(
+            p.points.iter().all(|x| x.metric.starts_with(prefix)),
+            "only what the subscription names:\n{all}"
+        );
+    }
+}
+
+/// A kcon consumer and producer at their defaults push their metrics once a subscription
+/// selects them (each by its client id), counts of delta temporality that add up to the
+/// records sent and consumed, the consumer's lag per partition, its group as a resource
+/// attribute, under the Java client's names; each a terminating push when it closes; and each
+/// knows the instance id the broker gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcon_clients_push_the_metrics_a_subscription_names_and_a_terminating_push_on_close() {
+    const RECORDS: usize = 30;
+    let kafka = Kafka::single();
+    let name = unique_name("telemetry-kcon");
+    let pool = single_with(&[(&name, 3)]).await;
+    // The consumer's metrics to the consumer, the producer's to the producer: a subscription
+    // for each client id would do as well.
+    subscribe_client_metrics(
+        &pool,
+        &name,
+        &["org.apache.kafka.consumer.", "org.apache.kafka.producer."],
+        1000,
+        &[&format!("client_id={name}-.*")],
+    )
+    .await;
+
+    let producer = producer(
+        kafka.bootstrap(),
+        &[("client.id", format!("{name}-producer"))],
+    );
+    let mut deliveries = Vec::new();
+    for i in 0..RECORDS {
+        let record = ProducerRecord::new(name.clone(), format!("v{i}")).with_key(format!("k{i}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let producer_id = producer
+        .client_instance_id(Duration::from_secs(10))
+        .await
+        .expect("the producer's instance id");
+
+    let mut consumer = consumer(
+        kafka.bootstrap(),
+        &[("client.id", format!("{name}-consumer"))],
+        &name,
+    );
+    consumer.subscribe([name.clone()]).unwrap();
+    let records = recv_n(&mut consumer, RECORDS, Duration::from_secs(60)).await;
+    assert_eq!(records.len(), RECORDS);
+    let consumer_id = consumer
+        .client_instance_id(Duration::from_secs(10))
+        .await
+        .expect("the consumer's instance id");
+    assert_ne!(consumer_id, producer_id, "an instance id per client");
+    // The consumer goes on waiting for records, as an application's does: what it publishes
+    // (its lag among it) follows its position while it is asked for records.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let polling = tokio::spawn(async move {
+        tokio::select! {
+            _ = stopped => consumer,
+            r = consumer.recv() => panic!("no more records were sent: {r:?}"),
+        }
+    });
+
+    // A push that shows every record consumed and no partition behind.
+    let caught_up = |pushes: &[TelemetryPush]| {
+        total(
+            pushes,
+            "org.apache.kafka.consumer.fetch.manager.records.consumed.total",
+        ) == RECORDS as f64
+            && pushes.last().is_some_and(|p| {
+                let lags: Vec<f64> = p
+                    .points_of("org.apache.kafka.consumer.fetch.manager.records.lag")
+                    .map(|x| x.value)
+                    .collect();
+                lags == [0.0; 3]
+            })
+    };
+    let caught = wait_for_pushes(
+        kafka,
+        &consumer_id.hyphenated(),
+        caught_up,
+        Duration::from_secs(30),
+    )
+    .await;
+    stop.send(()).unwrap();
+    polling.await.unwrap().close().await.unwrap();
+    let pushes = wait_for_pushes(
+        kafka,
+        &consumer_id.hyphenated(),
+        |p| p.iter().any(|x| x.terminating),
+        Duration::from_secs(10),
+    )
+    .await;
+    let all = describe(&pushes);
+    assert_pushed_then_terminated(&pushes, "org.apache.kafka.");
+    for p in &pushes {
+        assert_eq!(p.client_id, format!("{name}-consumer"));
+        assert_eq!(p.resource.get("group_id"), Some(&name), "{all}");
+        for x in &p.points {
+            assert!(
+                CONSUMER_METRICS.contains(&x.metric.as_str()),
+                "a name of the Java consumer's: {}\n{all}",
+                x.metric
+            );
+        }
+    }
+    assert_eq!(
+        total(
+            &pushes,
+            "org.apache.kafka.consumer.fetch.manager.records.consumed.total"
+        ),
+        RECORDS as f64,
+        "{all}"
+    );
+    assert!(
+        total(
+            &pushes,
+            "org.apache.kafka.consumer.fetch.manager.bytes.consumed.total"
+        ) > 0.0,
+        "{all}"
+    );
+    assert!(
+        total(
+            &pushes,
+            "org.apache.kafka.consumer.fetch.manager.fetch.total"
+        ) > 0.0,
+        "{all}"
+    );
+    assert_eq!(
+        total(
+            &pushes,
+            "org.apache.kafka.consumer.coordinator.rebalance.total"
+        ),
+        1.0,
+        "{all}"
+    );
+    let partitions: BTreeSet<String> = pushes
+        .iter()
+        .flat_map(|p| p.points_of("org.apache.kafka.consumer.fetch.manager.records.lag"))
+        .map(|x| {
+            assert_eq!(x.attributes.get("topic"), Some(&name), "{x:?}");
+            x.attributes["partition"].clone()
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        BTreeSet::from(["0".into(), "1".into(), "2".into()])
+    );
+    let assigned: Vec<_> = caught
+        .last()
+        .unwrap()
+        .points_of("org.apache.kafka.consumer.coordinator.assigned.partitions")
+        .map(|x| (x.kind.as_str(), x.value))
+        .collect();
+    assert_eq!(assigned, [("gauge", 3.0)], "{all}");
+
+    producer.close().await.unwrap();
+    let pushes = wait_for_pushes(
+        kafka,
+        &producer_id.hyphenated(),
+        |p| p.iter().any(|x| x.terminating),
+        Duration::from_secs(10),
+    )
+    .await;
+    let all = describe(&pushes);
+    assert_pushed_then_terminated(&pushes, "org.apache.kafka.producer.");
+    assert_eq!(
+        total(&pushes, "org.apache.kafka.producer.record.send.total"),
+        RECORDS as f64,
+        "{all}"
+    );
+    assert_eq!(
+        total(&pushes, "org.apache.kafka.producer.record.error.total"),
+        0.0,
+        "{all}"
+    );
+    unsubscribe_client_metrics(&pool, &name).await;
+}
+
+/// `enable.metrics.push=false`: the client asks the broker nothing and has no instance id,
+/// where the same client at the defaults on the same broker has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_metrics_push_false_asks_for_no_subscription() {
+    let kafka = Kafka::single();
+    let name = unique_name("telemetry-off");
+    let off = producer(
+        kafka.bootstrap(),
+        &[("enable.metrics.push", "false".to_string())],
+    );
+    assert_eq!(off.client_instance_id(Duration::from_secs(5)).await, None);
+    let consumer = consumer(
+        kafka.bootstrap(),
+        &[("enable.metrics.push", "false".to_string())],
+        &name,
+    );
+    assert_eq!(
+        consumer.client_instance_id(Duration::from_secs(5)).await,
+        None
+    );
+    // A client asks for its subscription once it reached the cluster.
+    let on = producer(kafka.bootstrap(), &[]);
+    drop(single_with(&[(&name, 1)]).await);
+    on.send(ProducerRecord::new(name.clone(), "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        on.client_instance_id(Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    consumer.close().await.unwrap();
+    off.close().await.unwrap();
+    on.close().await.unwrap();
+}
+
+/// A broker without a metrics plugin offers no KIP-714: the client asks once, learns that
+/// from the broker's ApiVersions, and stops; it has no instance id, and says so at once rather
+/// than when the wait runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_kip_714_is_asked_once_and_the_client_goes_on() {
+    let kafka = Kafka::noauto();
+    let name = unique_name("telemetry-none");
+    let pool =
+        kcon_pool::Pool::new(kcon_tests::login::pool_config(kafka.bootstrap(), &[])).unwrap();
+    create(&pool, &[NewTopic::new(&name, 1)]).await;
+    let producer = producer(kafka.bootstrap(), &[]);
+    producer
+        .send(ProducerRecord::new(name.clone(), "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        producer.client_instance_id(Duration::from_secs(60)).await,
+        None
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the telemetry ended rather than the wait: {:?}",
+        asked.elapsed()
+    );
+    producer.close().await.unwrap();
 }

@@ -22,6 +22,8 @@
 //!   configures; [`ConfigError`]; the [`Configurable`] trait each part's configuration
 //!   implements. kcon-core names no property: each crate's table names its own.
 //! - [`security`]: the values of the TLS and SASL properties.
+//! - [`telemetry`]: KIP-714's client metrics pushed to the cluster: when to ask for the
+//!   subscription and when to push, as a machine.
 //! - [`assignor`]: the built-in assignors and the group protocols by name.
 //! - [`coordinator`]: FindCoordinator for a group, as every part that talks to a coordinator
 //!   asks it.
@@ -52,6 +54,7 @@ pub mod partition;
 pub mod property;
 pub mod record;
 pub mod security;
+pub mod telemetry;
 pub mod timer;
 pub mod wire;
 

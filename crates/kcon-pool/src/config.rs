@@ -84,6 +84,10 @@ pub struct PoolConfig {
     /// says, as the Java producer does ([`AutoCreate`](crate::AutoCreate)). Brokers older than
     /// Metadata v4 always may.
     pub allow_auto_create_topics: bool,
+    /// `enable.metrics.push`: whether a client on this pool pushes its metrics to the cluster
+    /// when a client-metrics subscription asks for them (KIP-714, [`Telemetry`](crate::telemetry::Telemetry)).
+    /// Default `true`, as in the Java client.
+    pub enable_metrics_push: bool,
     /// `security.protocol`: TLS, SASL, both or neither. Default `PLAINTEXT`.
     pub security_protocol: SecurityProtocol,
     /// `ssl.ca.location`: a PEM file of the CA certificates that may sign the brokers'
@@ -246,6 +250,7 @@ impl Default for PoolConfig {
             connections_max_idle: Duration::from_millis(540_000),
             receive_message_max_bytes: DEFAULT_MAX_FRAME_SIZE,
             allow_auto_create_topics: true,
+            enable_metrics_push: true,
             security_protocol: SecurityProtocol::Plaintext,
             ssl_ca_location: None,
             ssl_certificate_location: None,
@@ -293,6 +298,7 @@ impl Configurable<PoolSetting> for PoolConfig {
             PoolSetting::ConnectionsMaxIdle(d) => self.connections_max_idle = *d,
             PoolSetting::ReceiveMessageMaxBytes(n) => self.receive_message_max_bytes = *n,
             PoolSetting::AllowAutoCreateTopics(on) => self.allow_auto_create_topics = *on,
+            PoolSetting::EnableMetricsPush(on) => self.enable_metrics_push = *on,
             PoolSetting::SecurityProtocol(p) => self.security_protocol = *p,
             PoolSetting::SslCaLocation(p) => self.ssl_ca_location = p.clone(),
             PoolSetting::SslCertificateLocation(p) => self.ssl_certificate_location = p.clone(),
@@ -423,6 +429,7 @@ mod tests {
             "bootstrap.servers" => "a:1, [::1]:9092,",
             "client.id" => "me",
             "allow.auto.create.topics" => "false",
+            "enable.metrics.push" => "false",
             "max.in.flight.requests.per.connection" => "7",
             "security.protocol" => "sasl_ssl",
             "ssl.ca.location" => "/etc/kafka/ca.pem",
@@ -482,6 +489,7 @@ mod tests {
             Duration::from_secs(5)
         );
         assert!(!c.allow_auto_create_topics);
+        assert!(!c.enable_metrics_push);
         assert_eq!(c.security_protocol, SecurityProtocol::SaslSsl);
         assert_eq!(
             c.ssl_endpoint_identification_algorithm,

@@ -21,6 +21,8 @@
 //! - [`RequestFailure`](kcon_core::RequestFailure) from a pool [`Error`]: how a machine's
 //!   driver reports a request the pool could not get answered.
 //!
+//! - [`telemetry`]: a client's metrics pushed to the cluster (KIP-714, `enable.metrics.push`).
+//!
 //! Every request gets a debug-level `tracing` span with its API, version, broker id,
 //! correlation id and latency; payloads are never logged.
 
@@ -38,6 +40,7 @@ pub mod property;
 mod rebootstrap;
 mod sasl;
 mod step_down;
+pub mod telemetry;
 mod throttle;
 mod tls;
 

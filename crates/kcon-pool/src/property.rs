@@ -66,6 +66,8 @@ pub enum PoolSetting {
     ReceiveMessageMaxBytes(usize),
     /// `allow.auto.create.topics`.
     AllowAutoCreateTopics(bool),
+    /// `enable.metrics.push`.
+    EnableMetricsPush(bool),
     /// `security.protocol`.
     SecurityProtocol(SecurityProtocol),
     /// `ssl.ca.location`; `None` when set empty.
@@ -361,6 +363,16 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
               configured to (auto.create.topics.enable). A producer sending through a pool it \
               shares asks whatever the pool says, as the Java producer always does.",
         kind: Kind::Bool(PoolSetting::AllowAutoCreateTopics),
+    },
+    Property {
+        name: "enable.metrics.push",
+        aliases: &[],
+        default: DefaultValue::Value("true"),
+        parts: &[POOL],
+        doc: "Whether a consumer or producer pushes its metrics to the cluster when a \
+              client-metrics subscription there asks for them (KIP-714), for the brokers' \
+              metrics plugin; the share consumer and the admin calls push none yet.",
+        kind: Kind::Bool(PoolSetting::EnableMetricsPush),
     },
     Property {
         name: "api.version.max",

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use kcon_core::telemetry::ClientInstanceId;
 use kcon_core::{ConsumerGroupMetadata, TopicPartition};
 use kcon_pool::{AutoCreate, Pool, TokenProvider};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
@@ -68,6 +69,8 @@ struct Shared {
     pool: Pool,
     stats: Arc<Counters>,
     hooks: Hooks,
+    /// The metrics pushed to the cluster (KIP-714), unless `enable.metrics.push` is false.
+    telemetry: Option<kcon_pool::telemetry::Telemetry>,
 }
 
 /// What the producer has done so far: [`Producer::metrics`], or
@@ -97,7 +100,10 @@ pub struct ProducerMetricsHandle {
 impl ProducerMetricsHandle {
     /// The producer's metrics now.
     pub fn snapshot(&self) -> ProducerMetrics {
-        let s = &self.counters;
+        ProducerMetricsHandle::read(&self.counters)
+    }
+
+    fn read(s: &Counters) -> ProducerMetrics {
         ProducerMetrics {
             records_delivered: s.records_delivered.load(Ordering::Relaxed),
             batches_delivered: s.batches_delivered.load(Ordering::Relaxed),
@@ -110,6 +116,24 @@ impl ProducerMetricsHandle {
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+}
+
+/// The producer's metrics as it pushes them to the cluster (KIP-714), named after the Java
+/// producer's (`org.apache.kafka.producer.` and the Java metric's group and name, dashes as
+/// dots): `record.send.total` counts the records the brokers acknowledged (Java's counts them
+/// as they are sent), `record.error.total` those that failed.
+fn telemetry(m: &ProducerMetrics) -> Vec<kcon_pool::telemetry::Metric> {
+    use kcon_pool::telemetry::Metric;
+    vec![
+        Metric::counter(
+            "org.apache.kafka.producer.record.send.total",
+            m.records_delivered,
+        ),
+        Metric::counter(
+            "org.apache.kafka.producer.record.error.total",
+            m.records_failed,
+        ),
+    ]
 }
 
 /// The counters behind [`ProducerMetrics`], shared with the task.
@@ -168,6 +192,16 @@ impl Producer {
             hooks.clone(),
             rx,
         );
+        let mut resource = Vec::new();
+        if let Some(id) = &config.transactional_id {
+            resource.push(("transactional_id".to_string(), id.clone()));
+        }
+        let counters = stats.clone();
+        let telemetry = kcon_pool::telemetry::Telemetry::start(
+            &pool,
+            resource,
+            Arc::new(move || telemetry(&ProducerMetricsHandle::read(&counters))),
+        );
         Producer {
             shared: Arc::new(Shared {
                 commands,
@@ -180,6 +214,7 @@ impl Producer {
                 pool,
                 stats,
                 hooks,
+                telemetry,
             }),
         }
     }
@@ -426,7 +461,27 @@ impl Producer {
             return Ok(());
         }
         // The task ends only after answering the close.
-        rx.await.unwrap_or(Ok(()))
+        let closed = rx.await.unwrap_or(Ok(()));
+        if let Some(telemetry) = &self.shared.telemetry {
+            let deadline = tokio::time::Instant::now() + self.shared.config.pool.request_timeout;
+            telemetry.close(deadline).await;
+        }
+        closed
+    }
+
+    /// The id the cluster gave this producer for its pushed metrics (KIP-714), waiting up to
+    /// `timeout` for a broker to name it (it asks once it reached the cluster); `None` when none
+    /// did by then, or
+    /// `enable.metrics.push` is false, or no broker offers KIP-714.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn client_instance_id(&self, timeout: Duration) -> Option<ClientInstanceId> {
+        match &self.shared.telemetry {
+            Some(t) => t.client_instance_id(timeout).await,
+            None => None,
+        }
     }
 
     /// [`close`](Producer::close), waiting at most `timeout`: when it runs out, the close goes

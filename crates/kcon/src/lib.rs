@@ -111,6 +111,9 @@ pub mod property {
 /// An offset to commit or committed, with the leader epoch and the metadata kept beside it
 /// (`Consumer::commit_offsets_with_metadata`, `Consumer::committed_with_metadata`).
 pub use kcon_core::group_offsets::OffsetAndMetadata;
+/// The id the cluster gives a client for the metrics it pushes (KIP-714):
+/// [`Consumer::client_instance_id`].
+pub use kcon_core::telemetry::ClientInstanceId;
 pub use kcon_core::{
     ConsumerGroupMetadata, IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition,
     Watermarks,

@@ -383,6 +383,62 @@ impl MetricsHandle {
     }
 }
 
+/// The consumer's metrics as it pushes them to the cluster (KIP-714), named after the Java
+/// consumer's where they mean the same (`org.apache.kafka.consumer.` and the Java metric's group
+/// and name, dashes as dots), so that a client-metrics subscription written for Java consumers
+/// takes kcon's too. Latency maxima are over the consumer's life, where Java's are over its
+/// last two 30-second windows; the rest means what Java's do.
+pub(crate) fn telemetry(m: &Metrics) -> Vec<kcon_pool::telemetry::Metric> {
+    use kcon_codec::otlp::Value;
+    use kcon_pool::telemetry::Metric;
+    const FETCH: &str = "org.apache.kafka.consumer.fetch.manager.";
+    const COORDINATOR: &str = "org.apache.kafka.consumer.coordinator.";
+    let ms = |d: Duration| Value::Double(d.as_secs_f64() * 1000.0);
+    let mut out = vec![
+        Metric::counter(format!("{FETCH}records.consumed.total"), m.records_consumed),
+        Metric::counter(format!("{FETCH}bytes.consumed.total"), m.bytes_consumed),
+        Metric::counter(format!("{FETCH}fetch.total"), m.fetch_latency.count),
+        Metric::counter(format!("{COORDINATOR}rebalance.total"), m.rebalances),
+        Metric::counter(format!("{COORDINATOR}commit.total"), m.commits),
+        Metric::gauge(
+            format!("{COORDINATOR}assigned.partitions"),
+            Value::Int(m.partitions.len() as i64),
+        ),
+    ];
+    if let Some(mean) = m.fetch_latency.mean() {
+        out.push(Metric::gauge(format!("{FETCH}fetch.latency.avg"), ms(mean)));
+        out.push(Metric::gauge(
+            format!("{FETCH}fetch.latency.max"),
+            ms(m.fetch_latency.max),
+        ));
+    }
+    if let Some(max) = m.max_commit_latency {
+        out.push(Metric::gauge(
+            format!("{COORDINATOR}commit.latency.max"),
+            ms(max),
+        ));
+    }
+    let lags: Vec<_> = m
+        .partitions
+        .iter()
+        .filter_map(|(tp, lag)| Some((tp, lag.records?)))
+        .collect();
+    if let Some(max) = lags.iter().map(|(_, records)| *records).max() {
+        out.push(Metric::gauge(
+            format!("{FETCH}records.lag.max"),
+            Value::Int(max),
+        ));
+    }
+    for (tp, records) in lags {
+        out.push(
+            Metric::gauge(format!("{FETCH}records.lag"), Value::Int(records))
+                .with("topic", &tp.topic)
+                .with("partition", tp.partition),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -46,7 +46,6 @@ use tokio::sync::mpsc;
 use tokio::time::{self, Instant};
 use tracing::{info, warn};
 
-use crate::TopicPartition;
 use crate::commit::{CommitHandle, Owned, offset_map};
 use crate::config::{ConsumerBuilder, Settings};
 use crate::error::{Error, ErrorKind};
@@ -54,6 +53,7 @@ use crate::hooks::{CommitSource, ConsumerHooks, HookList};
 use crate::listener::RebalanceListener;
 use crate::metrics::{Metrics, MetricsHandle};
 use crate::record::Record;
+use crate::{ClientInstanceId, TopicPartition};
 
 pub use rebalance::Hook;
 
@@ -195,6 +195,21 @@ impl Consumer {
         if let Some(o) = &offsets {
             o.observe(commit_observer(published.clone(), hooks.clone()));
         }
+        let telemetry = {
+            let metrics = published.clone();
+            let mut resource = Vec::new();
+            if let Some(g) = &settings.group {
+                resource.push(("group_id".to_string(), g.group_id.clone()));
+                if let Some(id) = &g.group_instance_id {
+                    resource.push(("group_instance_id".to_string(), id.clone()));
+                }
+            }
+            kcon_pool::telemetry::Telemetry::start(
+                &pool,
+                resource,
+                Arc::new(move || crate::metrics::telemetry(&metrics.snapshot())),
+            )
+        };
         Ok(Consumer {
             driver: Driver::new(ConsumerMachine::new(options, handout, now())),
             parts: Wiring {
@@ -208,6 +223,7 @@ impl Consumer {
                 hold: None,
                 hooks,
                 published,
+                telemetry,
                 owned: Owned::default(),
                 step: None,
             },
@@ -1155,8 +1171,35 @@ impl Consumer {
                 fetch_close.await;
             }
         }
+        if let Some(telemetry) = &self.parts.telemetry {
+            telemetry.close(deadline).await;
+        }
         info!("consumer closed");
         result
+    }
+
+    /// The id the cluster gave this consumer for its pushed metrics (KIP-714), waiting up to
+    /// `timeout` for a broker to name it (it asks once it reached the cluster); `None` when none
+    /// did by then, or
+    /// `enable.metrics.push` is false, or no broker offers KIP-714. An operator finds the
+    /// consumer's metrics in the brokers' metrics plugin under this id.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &kcon::Consumer) {
+    /// if let Some(id) = consumer.client_instance_id(std::time::Duration::from_secs(5)).await {
+    ///     println!("client instance {id}");
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn client_instance_id(&self, timeout: Duration) -> Option<ClientInstanceId> {
+        match &self.parts.telemetry {
+            Some(t) => t.client_instance_id(timeout).await,
+            None => None,
+        }
     }
 
     /// Makes sure the consumer has records to hand out, handling group and fetch events

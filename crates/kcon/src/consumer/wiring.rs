@@ -70,6 +70,8 @@ pub(crate) struct Wiring {
     pub(crate) hooks: HookList,
     /// Where the consumer publishes its metrics for [`MetricsHandle`]s.
     pub(crate) published: MetricsHandle,
+    /// The metrics pushed to the cluster (KIP-714), unless `enable.metrics.push` is false.
+    pub(crate) telemetry: Option<kcon_pool::telemetry::Telemetry>,
     /// The partitions owned, as commit handles see them.
     pub(crate) owned: Owned,
     /// The machine's step under way and the task carrying it out: kept across receiving calls
