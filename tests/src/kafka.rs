@@ -226,7 +226,10 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "alice-secret";
 
 impl Kafka {
-    /// Apache Kafka 4.4.0, one node: the broker of the real-broker suites.
+    /// Apache Kafka 4.4.0, one node: the broker of the real-broker suites. It takes the
+    /// clients' metrics (KIP-714) with a plugin that writes what it is pushed
+    /// ([`telemetry_pushes`](Kafka::telemetry_pushes)), so every client at its defaults asks it
+    /// for a subscription.
     pub fn single() -> &'static Kafka {
         static SINGLE: OnceLock<Kafka> = OnceLock::new();
         SINGLE.get_or_init(|| Kafka::up("single"))
