@@ -108,6 +108,11 @@ pub mod code {
     STALE_MEMBER_EPOCH = StaleMemberEpoch,
     INVALID_REGULAR_EXPRESSION = InvalidRegularExpression,
     REBOOTSTRAP_REQUIRED = RebootstrapRequired,
+    UNSUPPORTED_COMPRESSION_TYPE = UnsupportedCompressionType,
+    INVALID_RECORD = InvalidRecord,
+    THROTTLING_QUOTA_EXCEEDED = ThrottlingQuotaExceeded,
+    UNKNOWN_SUBSCRIPTION_ID = UnknownSubscriptionId,
+    TELEMETRY_TOO_LARGE = TelemetryTooLarge,
     }
 }
 
@@ -157,6 +162,7 @@ mod tests {
             (code::INCONSISTENT_TOPIC_ID, 103),
             (code::FENCED_MEMBER_EPOCH, 110),
             (code::STALE_MEMBER_EPOCH, 113),
+            (code::UNKNOWN_SUBSCRIPTION_ID, 117),
         ];
         for (c, n) in named {
             assert_eq!(c, n);

@@ -3,18 +3,21 @@
 //! names (PushTelemetry), and what each of the broker's answers means.
 //!
 //! ```text
-//!                  ┌──────── none requested, or an answer to try again after ──────┐
-//!                  ▼                                                               │
 //! Waiting ──ready──► SubscriptionNeeded ──► SubscriptionInFlight ──► PushNeeded ──timer──► Collecting
-//!                  ▲                                          ▲                      │ payload
-//!                  │ unknown subscription, compression        │ pushed               ▼
-//!                  └────────────── (at once) ─────────── PushInFlight ◄────────── PushReady
-//! close ──► TerminatingCollect ──► TerminatingPush ──► Terminated   (no subscription yet: Terminated)
-//! a machine waits until its owner says the client reached the cluster (`ready`): it asks
-//! nothing of a cluster the client itself cannot log in to.
+//!                      ▲  ▲                      │ none requested          ▲                 │ payload
+//!                      │  └── after an interval ─┘                         │ pushed          ▼
+//!                      └──── at once (unknown subscription, compression), ─ PushInFlight ◄── PushReady
+//!                            after an interval (too large, throttled), or a backoff (no answer)
+//! close ──► TerminatingCollect ──► TerminatingReady ──► TerminatingInFlight ──► Terminated
+//!           (waiting, or no subscription yet: Terminated at once)
 //! a refusal no retry fixes (INVALID_REQUEST, INVALID_RECORD, UNSUPPORTED_VERSION, an API the
 //! broker does not offer) ──► Disabled
 //! ```
+//!
+//! The machine waits until its owner says the client reached the cluster ([`ready`]): it asks
+//! nothing of a cluster the client itself cannot log in to.
+//!
+//! [`ready`]: TelemetryMachine::ready
 //!
 //! The machine never builds a payload: when a push is due it asks its owner for one
 //! ([`TelemetryEvent::Collect`]) and is handed it back ([`TelemetryMachine::payload`]): the
@@ -36,24 +39,16 @@ use kcon_codec::kafka_protocol::messages::push_telemetry_response::PushTelemetry
 
 use crate::backoff::ExponentialBackoff;
 use crate::cause::Cause;
-use crate::error_codes::{code, error_name};
+use crate::error_codes::code::{
+    NONE, TELEMETRY_TOO_LARGE, THROTTLING_QUOTA_EXCEEDED, UNKNOWN_SUBSCRIPTION_ID,
+    UNSUPPORTED_COMPRESSION_TYPE,
+};
+use crate::error_codes::error_name;
 use crate::machine::{Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 use crate::partition::TopicId;
 
 /// The push interval when the broker names none (the Java client's default, 5 minutes).
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(300);
-
-/// `UNSUPPORTED_COMPRESSION_TYPE`.
-const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
-/// `INVALID_RECORD`.
-#[cfg(test)]
-const INVALID_RECORD: i16 = 87;
-/// `THROTTLING_QUOTA_EXCEEDED`.
-const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
-/// `UNKNOWN_SUBSCRIPTION_ID`.
-const UNKNOWN_SUBSCRIPTION_ID: i16 = 117;
-/// `TELEMETRY_TOO_LARGE`.
-const TELEMETRY_TOO_LARGE: i16 = 118;
 
 /// The id a broker gives a client instance for its telemetry (KIP-714): 16 bytes, shown as
 /// Kafka shows ids, URL-safe base64 without padding.
@@ -339,7 +334,7 @@ impl TelemetryMachine {
     }
 
     fn on_subscription(&mut self, now: Instant, answer: GetTelemetrySubscriptionsResponse) {
-        if answer.error_code != code::NONE {
+        if answer.error_code != NONE {
             self.on_error(now, "GetTelemetrySubscriptions", answer.error_code);
             return;
         }
@@ -397,7 +392,7 @@ impl TelemetryMachine {
             self.end(State::Terminated);
             return;
         }
-        if answer.error_code != code::NONE {
+        if answer.error_code != NONE {
             self.on_error(now, "PushTelemetry", answer.error_code);
             return;
         }

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 
 use super::*;
+use crate::error_codes::code;
+use crate::error_codes::code::INVALID_RECORD;
 
 const INTERVAL: Duration = Duration::from_secs(10);
 
