@@ -101,21 +101,9 @@ pub fn java_reads_committed(bootstrap: &str, topic: &str, expect: usize) -> (Vec
         "quiet_ms": 2000,
         "within_ms": 60000,
     });
-    let out = Command::new(repo_root().join("scripts/kafka"))
-        .args(["java", "Txn", &request.to_string()])
-        .output()
-        .expect("run scripts/kafka java Txn");
-    assert!(
-        out.status.success(),
-        "the Java reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the Java reader printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let stdout = run_java("Txn", &request);
+    let answer: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("the Java reader printed no JSON ({e}): {stdout}"));
     let values = answer["values"]
         .as_array()
         .expect("values")
@@ -275,18 +263,25 @@ pub struct JavaLink {
 /// with the program's stderr when it fails. The answer is stdout's last line: the client may
 /// log a warning to stdout before it.
 pub fn java_traced(request: &Value) -> JavaTraced {
-    let out = Command::new(repo_root().join("scripts/kafka"))
-        .args(["java", "OtelPeer", &request.to_string()])
-        .output()
-        .expect("run scripts/kafka java OtelPeer");
-    assert!(
-        out.status.success(),
-        "the Java client under OpenTelemetry failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_java("OtelPeer", request);
     let answer = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(answer)
         .unwrap_or_else(|e| panic!("OtelPeer printed no answer ({e}): {stdout}"))
+}
+
+/// Runs the Java peer `tests/java/<class>.java` with `request` as its one argument
+/// (`scripts/kafka java`) to its end; its stdout. Panics with its exit status and stderr when
+/// it fails.
+fn run_java(class: &str, request: &Value) -> String {
+    let out = Command::new(repo_root().join("scripts/kafka"))
+        .args(["java", class, &request.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/kafka java {class}: {e}"));
+    assert!(
+        out.status.success(),
+        "the Java peer {class} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
