@@ -1,6 +1,9 @@
 //! Jaeger (v2, built from the Go module proxy by `scripts/brokers install`), a real tracing
 //! backend: spans exported to it over OTLP/HTTP are stored in memory and read back through its
-//! query API, as an operator's tracing UI reads them.
+//! query API, as an operator's tracing UI reads them. Jaeger v2 is a distribution of the
+//! OpenTelemetry Collector, and carries the Collector's Prometheus exporter: metrics exported
+//! to it over OTLP/HTTP are served in Prometheus's text format, as a Prometheus server scrapes
+//! them ([`Jaeger::scrape`]).
 //!
 //! One Jaeger per test that asks (it starts in about a second): its own ports, its own
 //! configuration under a temporary directory, killed when dropped.
@@ -23,6 +26,7 @@ pub struct Jaeger {
     child: Child,
     otlp_port: u16,
     query_port: u16,
+    prometheus_port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -43,10 +47,14 @@ impl Jaeger {
 
     fn try_start() -> Result<Jaeger, String> {
         let dir = tempfile::tempdir().expect("a temporary directory for Jaeger");
-        let (otlp_port, query_port, grpc_port) = (free_port(), free_port(), free_port());
+        let (otlp_port, query_port, grpc_port, prometheus_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let config = dir.path().join("jaeger.yaml");
-        std::fs::write(&config, configuration(otlp_port, query_port, grpc_port))
-            .expect("write Jaeger's configuration");
+        std::fs::write(
+            &config,
+            configuration(otlp_port, query_port, grpc_port, prometheus_port),
+        )
+        .expect("write Jaeger's configuration");
         let log = dir.path().join("jaeger.log");
         let out = std::fs::File::create(&log).expect("create Jaeger's log");
         let binary = &installed().jaeger;
@@ -66,6 +74,7 @@ impl Jaeger {
             child,
             otlp_port,
             query_port,
+            prometheus_port,
             log,
             _dir: dir,
         };
@@ -93,6 +102,34 @@ impl Jaeger {
     /// Where OTLP/HTTP trace exports go (`http://127.0.0.1:<port>/v1/traces`).
     pub fn otlp_traces_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/v1/traces", self.otlp_port)
+    }
+
+    /// Where OTLP/HTTP metric exports go (`http://127.0.0.1:<port>/v1/metrics`).
+    pub fn otlp_metrics_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/metrics", self.otlp_port)
+    }
+
+    /// The metrics received, in Prometheus's text format (the Collector's Prometheus exporter:
+    /// names with dots as underscores, a counter's with `_total`, a unit in braces dropped and
+    /// one of seconds as `_seconds`), once `until` holds for the text; panics when it does not
+    /// within `within`, with the text last scraped.
+    pub fn scrape(&self, until: impl Fn(&str) -> bool, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let last = get(self.prometheus_port, "/metrics");
+            if let Ok((200, body)) = &last
+                && until(body)
+            {
+                return body.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Jaeger's Prometheus exporter did not serve what was awaited within {within:?}; \
+                 it last answered {last:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The trace `trace_id` (lowercase hex) as the query API returns it (`data[0]`, with its
@@ -136,9 +173,10 @@ impl Drop for Jaeger {
     }
 }
 
-/// Jaeger's configuration: an OTLP/HTTP receiver, memory storage, the query API; its own
-/// metrics off (they would take a fixed port).
-fn configuration(otlp_port: u16, query_port: u16, grpc_port: u16) -> String {
+/// Jaeger's configuration: an OTLP/HTTP receiver, memory storage for the traces, the query
+/// API; the metrics received to the Prometheus exporter; its own metrics off (they would take a
+/// fixed port).
+fn configuration(otlp_port: u16, query_port: u16, grpc_port: u16, prometheus_port: u16) -> String {
     format!(
         r#"service:
   extensions: [jaeger_storage, jaeger_query]
@@ -147,6 +185,9 @@ fn configuration(otlp_port: u16, query_port: u16, grpc_port: u16) -> String {
       receivers: [otlp]
       processors: [batch]
       exporters: [jaeger_storage_exporter]
+    metrics:
+      receivers: [otlp]
+      exporters: [prometheus]
   telemetry:
     metrics:
       level: none
@@ -180,6 +221,8 @@ processors:
 exporters:
   jaeger_storage_exporter:
     trace_storage: memstore
+  prometheus:
+    endpoint: 127.0.0.1:{prometheus_port}
 "#
     )
 }

@@ -4,7 +4,9 @@
 //! Kafka 4.4 (`Kafka::single()`): two records sent under an application's span and handled by
 //! a `Processor` whose process spans are the send spans' children are one trace in Jaeger,
 //! with the semantic conventions' attributes, the retried record's failed try ending with a
-//! `kcon.retry` event and the poison record's with `kcon.dead_letter`.
+//! `kcon.retry` event and the poison record's with `kcon.dead_letter`. And the messaging
+//! metrics, exported over OTLP by the SDK's periodic reader, reach the Collector in Jaeger and
+//! are served by its Prometheus exporter with the counts of a known run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::Value;
@@ -252,4 +255,148 @@ async fn records_sent_and_processed_are_one_trace_in_jaeger_with_a_retry_and_a_d
     assert_eq!(poison.len(), 1);
     assert_eq!(events(poison[0]), ["kcon.failure", "kcon.dead_letter"]);
     assert_eq!(tag(poison[0], "otel.status_code").as_deref(), Some("ERROR"));
+}
+
+/// The value of the Prometheus series `name` whose labels include every one of `labels`
+/// (`key="value"`), if one is in `text`.
+fn series(text: &str, name: &str, labels: &[String]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (metric, value) = l.rsplit_once(' ')?;
+            let (n, rest) = metric.split_once('{').unwrap_or((metric, ""));
+            (n == name && labels.iter().all(|label| rest.contains(label.as_str())))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+        .next()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_messaging_metrics_reach_a_collector_over_otlp_with_the_counts_of_a_run() {
+    const RECORDS: usize = 3;
+    let jaeger = Jaeger::start();
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let group = unique_name("otel-metrics");
+
+    // The SDK as a service sets it up: a periodic reader exporting over OTLP/HTTP (cumulative,
+    // the SDK's default), on its own thread.
+    let endpoint = jaeger.otlp_metrics_endpoint();
+    let provider = tokio::task::spawn_blocking(move || {
+        let otlp = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()
+            .expect("an OTLP/HTTP metric exporter");
+        SdkMeterProvider::builder()
+            .with_resource(Resource::builder().with_service_name("kcon-orders").build())
+            .with_reader(
+                PeriodicReader::builder(otlp)
+                    .with_interval(Duration::from_millis(500))
+                    .build(),
+            )
+            .build()
+    })
+    .await
+    .unwrap();
+    let telemetry = Telemetry::builder()
+        .meter_provider(&provider)
+        .conventions(Conventions::Current)
+        .consumer_group(&group)
+        .client_id("kcon-metrics-test")
+        .build();
+
+    let producer = producer(bootstrap, &[]);
+    for i in 0..RECORDS {
+        telemetry
+            .send(&producer, ProducerRecord::new(&topic, format!("order-{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+
+    let mut consumer = consumer(bootstrap, &[], &group);
+    consumer.subscribe([topic.as_str()]).unwrap();
+    let mut processor = Processor::builder(consumer).build().unwrap();
+    let handled = Arc::new(Mutex::new(0));
+    let count = handled.clone();
+    let all_handled = async {
+        while *handled.lock().unwrap() < RECORDS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let run = processor.run_until(all_handled, async |r| {
+        telemetry
+            .process(r, async {
+                *count.lock().unwrap() += 1;
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::timeout(WITHIN, run)
+        .await
+        .expect("the records processed in time")
+        .unwrap();
+    processor.close().await.unwrap();
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .expect("the last collection exported and the provider shut down");
+
+    let on_topic = vec![
+        format!("messaging_destination_name=\"{topic}\""),
+        "messaging_system=\"kafka\"".to_string(),
+        "job=\"kcon-orders\"".to_string(),
+    ];
+    let mut consumed = on_topic.clone();
+    consumed.push(format!("messaging_consumer_group_name=\"{group}\""));
+    let n = RECORDS as f64;
+    let text = jaeger.scrape(
+        |text| {
+            series(text, "messaging_client_sent_messages_total", &on_topic) == Some(n)
+                && series(text, "messaging_client_consumed_messages_total", &consumed) == Some(n)
+        },
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        series(&text, "messaging_process_duration_seconds_count", &consumed),
+        Some(n),
+        "{text}"
+    );
+    // The conventions' bucket boundaries, in seconds: every send and every try took less than
+    // 10 s, and the SDK's default boundaries (0, 5, 10, ...) would have no bound under 5.
+    let mut under_10ms = consumed.clone();
+    under_10ms.push("le=\"0.01\"".to_string());
+    assert!(
+        series(
+            &text,
+            "messaging_process_duration_seconds_bucket",
+            &under_10ms
+        )
+        .is_some(),
+        "{text}"
+    );
+    let mut under_10s = on_topic.clone();
+    under_10s.push("le=\"10\"".to_string());
+    assert_eq!(
+        series(
+            &text,
+            "messaging_client_operation_duration_seconds_bucket",
+            &under_10s
+        ),
+        Some(n),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &text,
+            "messaging_client_operation_duration_seconds_count",
+            &on_topic
+        ),
+        Some(n),
+        "the sends' durations:\n{text}"
+    );
 }

@@ -168,6 +168,14 @@ struct Parked {
 /// How many failed tries' spans wait for their outcome at most.
 const PARKED_AT_MOST: usize = 1024;
 
+/// The bucket boundaries (seconds) of the two duration histograms, as the semantic conventions
+/// say to give them (`ExplicitBucketBoundaries` of `messaging.client.operation.duration` and
+/// `messaging.process.duration`): the SDK's default boundaries are for milliseconds, and would
+/// put every duration under 5 s in one bucket.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
@@ -253,7 +261,9 @@ impl TelemetryBuilder {
     /// The instrumentation, its instruments made. Build one per client and clone it where it
     /// is needed: the sent and consumed counts are observed from each `Telemetry`, so two
     /// built on one meter provider with the same client id and group report the same series,
-    /// and each collection keeps one of their counts, not their sum.
+    /// and each collection keeps one of their counts, not their sum. For the same reason a
+    /// collection made once every clone is dropped has none of them: shut the meter provider
+    /// down (its last export) before the last clone goes, as `examples/otlp.rs` does.
     pub fn build(self) -> Telemetry {
         let meter = self
             .meter
@@ -280,11 +290,13 @@ impl TelemetryBuilder {
                     .f64_histogram("messaging.client.operation.duration")
                     .with_unit("s")
                     .with_description("From a send call to its record's acknowledgement.")
+                    .with_boundaries(DURATION_BUCKETS.to_vec())
                     .build(),
                 process_duration: meter
                     .f64_histogram("messaging.process.duration")
                     .with_unit("s")
                     .with_description("Time the handler took with a record.")
+                    .with_boundaries(DURATION_BUCKETS.to_vec())
                     .build(),
                 policy_hooked: AtomicBool::new(false),
                 parked: Mutex::new(Parked::default()),
