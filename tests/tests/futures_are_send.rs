@@ -53,6 +53,7 @@ fn types_are_send_and_sync() {
 async fn share_consumer_futures_are_send(mut consumer: kcon::share::ShareConsumer) {
     send(&consumer.recv_batch());
     send(&consumer.commit());
+    send(&consumer.client_instance_id(Duration::ZERO));
     send(&consumer.close());
 }
 

@@ -361,42 +361,34 @@ async fn the_messaging_metrics_reach_a_collector_over_otlp_with_the_counts_of_a_
         },
         Duration::from_secs(30),
     );
-    assert_eq!(
-        series(&text, "messaging_process_duration_seconds_count", &consumed),
-        Some(n),
-        "{text}"
-    );
-    // The conventions' bucket boundaries, in seconds: every send and every try took less than
-    // 10 s, and the SDK's default boundaries (0, 5, 10, ...) would have no bound under 5.
-    let mut under_10ms = consumed.clone();
-    under_10ms.push("le=\"0.01\"".to_string());
+    // The two histograms' counts, and the conventions' bucket boundaries, in seconds: every
+    // send and every try took less than 10 s, and the SDK's default boundaries (0, 5, 10, ...)
+    // would have no bound under 5.
+    let with = |labels: &[String], le: &str| {
+        let mut labels = labels.to_vec();
+        labels.push(format!("le=\"{le}\""));
+        labels
+    };
+    for (name, labels) in [
+        ("messaging_process_duration_seconds_count", consumed.clone()),
+        (
+            "messaging_client_operation_duration_seconds_count",
+            on_topic.clone(),
+        ),
+        (
+            "messaging_client_operation_duration_seconds_bucket",
+            with(&on_topic, "10"),
+        ),
+    ] {
+        assert_eq!(series(&text, name, &labels), Some(n), "{name}:\n{text}");
+    }
     assert!(
         series(
             &text,
             "messaging_process_duration_seconds_bucket",
-            &under_10ms
+            &with(&consumed, "0.01")
         )
         .is_some(),
-        "{text}"
-    );
-    let mut under_10s = on_topic.clone();
-    under_10s.push("le=\"10\"".to_string());
-    assert_eq!(
-        series(
-            &text,
-            "messaging_client_operation_duration_seconds_bucket",
-            &under_10s
-        ),
-        Some(n),
-        "{text}"
-    );
-    assert_eq!(
-        series(
-            &text,
-            "messaging_client_operation_duration_seconds_count",
-            &on_topic
-        ),
-        Some(n),
-        "the sends' durations:\n{text}"
+        "a bucket of 10 ms:\n{text}"
     );
 }

@@ -1,7 +1,8 @@
 //! KIP-714's client metrics on `Kafka::single()`, whose node takes what clients push
 //! (`kcon_tests::telemetry`): the harness checked against the reference peer, Apache Kafka
 //! 4.4.0's Java producer, which pushes by default (`enable.metrics.push=true`) once a
-//! subscription selects it; then kcon's consumer and producer at their defaults, the same way;
+//! subscription selects it; then kcon's consumer, producer and share consumer at their
+//! defaults, the same way;
 //! `enable.metrics.push=false`; and a broker that offers no KIP-714 (`Kafka::noauto()`, which
 //! has no metrics plugin).
 
@@ -442,4 +443,78 @@ async fn a_broker_without_kip_714_is_asked_once_and_the_client_goes_on() {
         asked.elapsed()
     );
     producer.close().await.unwrap();
+}
+
+/// A share consumer at its defaults pushes the Java share consumer's metrics under a
+/// subscription: the records acquired and the acknowledgements the brokers took, as deltas
+/// that add up to the records, and a terminating push on close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_consumer_pushes_its_records_and_acknowledgements() {
+    use kcon_tests::share::{RECORDS_WITHIN, accept, configure, receive};
+    const RECORDS: usize = 12;
+    let kafka = Kafka::single();
+    let name = unique_name("telemetry-share");
+    let pool = single_with(&[(&name, 2)]).await;
+    configure(&pool, &name, &[]).await;
+    subscribe_client_metrics(
+        &pool,
+        &name,
+        &["org.apache.kafka.consumer.share."],
+        1000,
+        &[&format!("client_id={name}")],
+    )
+    .await;
+    let producer = producer(kafka.bootstrap(), &[]);
+    for i in 0..RECORDS {
+        producer
+            .send(ProducerRecord::new(name.clone(), format!("v{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    producer.close().await.unwrap();
+
+    let mut consumer = kcon_tests::share::consumer(
+        kafka.bootstrap(),
+        &name,
+        &[
+            ("client.id", name.as_str()),
+            ("share.acknowledgement.mode", "explicit"),
+        ],
+    );
+    consumer.subscribe([name.as_str()]).unwrap();
+    let records = receive(&mut consumer, RECORDS, RECORDS_WITHIN, accept).await;
+    assert_eq!(records.len(), RECORDS);
+    consumer.commit().await.unwrap();
+    let id = consumer
+        .client_instance_id(Duration::from_secs(10))
+        .await
+        .expect("the share consumer's instance id");
+    consumer.close().await.unwrap();
+    let pushes = wait_for_pushes(
+        kafka,
+        &id.hyphenated(),
+        |p| p.iter().any(|x| x.terminating),
+        Duration::from_secs(10),
+    )
+    .await;
+    let all = describe(&pushes);
+    assert_pushed_then_terminated(&pushes, "org.apache.kafka.consumer.share.");
+    assert_eq!(pushes[0].resource.get("group_id"), Some(&name), "{all}");
+    for (metric, expected) in [
+        ("records.consumed.total", RECORDS),
+        ("acknowledgements.send.total", RECORDS),
+        ("acknowledgements.error.total", 0),
+    ] {
+        assert_eq!(
+            total(
+                &pushes,
+                &format!("org.apache.kafka.consumer.share.fetch.manager.{metric}")
+            ),
+            expected as f64,
+            "{metric}:\n{all}"
+        );
+    }
+    unsubscribe_client_metrics(&pool, &name).await;
 }

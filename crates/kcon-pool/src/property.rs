@@ -369,9 +369,9 @@ pub static PROPERTIES: &[Property<PoolSetting>] = &[
         aliases: &[],
         default: DefaultValue::Value("true"),
         parts: &[POOL],
-        doc: "Whether a consumer or producer pushes its metrics to the cluster when a \
-              client-metrics subscription there asks for them (KIP-714), for the brokers' \
-              metrics plugin; the share consumer and the admin calls push none yet.",
+        doc: "Whether a consumer, share consumer or producer pushes its metrics to the \
+              cluster when a client-metrics subscription there asks for them (KIP-714), for \
+              the brokers' metrics plugin; the admin calls push none.",
         kind: Kind::Bool(PoolSetting::EnableMetricsPush),
     },
     Property {

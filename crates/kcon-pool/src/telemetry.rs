@@ -403,7 +403,7 @@ mod tests {
     }
 
     fn task(source: Arc<dyn MetricSource>) -> TelemetryTask {
-        let mut config = crate::PoolConfig::default();
+        let mut config = crate::config::PoolConfig::default();
         config.set("bootstrap.servers", "127.0.0.1:1").unwrap();
         let pool = Pool::new(config).unwrap();
         TelemetryTask {

@@ -248,8 +248,20 @@ impl ShareConsumerBuilder {
             s.acquire_mode,
         );
         let max_poll_records = usize::try_from(s.fetch.max_poll_records.max(1)).unwrap_or(1);
+        let metrics = ShareMetricsHandle {
+            published: std::sync::Arc::default(),
+            client_id: client_id.as_str().into(),
+            group: s.group.group_id.as_str().into(),
+        };
+        let read = metrics.clone();
+        let telemetry = kcon_pool::telemetry::Telemetry::start(
+            &pool,
+            vec![("group_id".to_string(), s.group.group_id.clone())],
+            std::sync::Arc::new(move || telemetry(&read.snapshot())),
+        );
         Ok(ShareConsumer {
             group_id: s.group.group_id.clone(),
+            telemetry,
             pool,
             close_timeout: s.close_timeout,
             driver: Driver::new(ShareConsumerMachine::new(
@@ -265,11 +277,7 @@ impl ShareConsumerBuilder {
                 closing_member: None,
                 closing_fetcher: None,
                 hooks: self.hooks,
-                metrics: ShareMetricsHandle {
-                    published: std::sync::Arc::default(),
-                    client_id: client_id.as_str().into(),
-                    group: s.group.group_id.as_str().into(),
-                },
+                metrics,
             },
         })
     }
@@ -341,6 +349,8 @@ struct ShareSettings {
 pub struct ShareConsumer {
     pool: Pool,
     group_id: String,
+    /// The metrics pushed to the cluster (KIP-714), unless `enable.metrics.push` is false.
+    telemetry: Option<kcon_pool::telemetry::Telemetry>,
     close_timeout: Duration,
     /// The consumer's bookkeeping (its machine: it owns that state), and the driver's
     /// decisions around it.
@@ -575,8 +585,44 @@ impl ShareConsumer {
             let events = member.close(left).await;
             self.driver.member_closed(now(), events);
         }
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.close(deadline).await;
+        }
         Ok(())
     }
+
+    /// The id the cluster gave this consumer for its pushed metrics (KIP-714), waiting up to
+    /// `timeout` for a broker to name it (it asks once it reached the cluster); `None` when none
+    /// did by then, or `enable.metrics.push` is false, or no broker offers KIP-714.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn client_instance_id(&self, timeout: Duration) -> Option<crate::ClientInstanceId> {
+        match &self.telemetry {
+            Some(t) => t.client_instance_id(timeout).await,
+            None => None,
+        }
+    }
+}
+
+/// The share consumer's metrics as it pushes them to the cluster (KIP-714), named after the
+/// Java share consumer's (`org.apache.kafka.consumer.share.fetch.manager.`, its group
+/// `consumer-share-fetch-manager-metrics`): records acquired as `records.consumed.total`, the
+/// acknowledgements the brokers took (accept, release, reject, renew) as
+/// `acknowledgements.send.total`, those that failed as `acknowledgements.error.total`.
+fn telemetry(m: &ShareMetrics) -> Vec<kcon_pool::telemetry::Metric> {
+    use kcon_pool::telemetry::Metric;
+    const FETCH: &str = "org.apache.kafka.consumer.share.fetch.manager.";
+    let sent = m.records_accepted + m.records_released + m.records_rejected + m.records_renewed;
+    vec![
+        Metric::counter(format!("{FETCH}records.consumed.total"), m.records_acquired),
+        Metric::counter(format!("{FETCH}acknowledgements.send.total"), sent),
+        Metric::counter(
+            format!("{FETCH}acknowledgements.error.total"),
+            m.acknowledgements_failed,
+        ),
+    ]
 }
 
 impl std::fmt::Debug for ShareConsumer {
