@@ -471,8 +471,7 @@ impl Producer {
 
     /// The id the cluster gave this producer for its pushed metrics (KIP-714), waiting up to
     /// `timeout` for a broker to name it (it asks once it reached the cluster); `None` when none
-    /// did by then, or
-    /// `enable.metrics.push` is false, or no broker offers KIP-714.
+    /// did by then, or `enable.metrics.push` is false, or no broker offers KIP-714.
     ///
     /// # Cancel safety
     ///

@@ -1180,9 +1180,8 @@ impl Consumer {
 
     /// The id the cluster gave this consumer for its pushed metrics (KIP-714), waiting up to
     /// `timeout` for a broker to name it (it asks once it reached the cluster); `None` when none
-    /// did by then, or
-    /// `enable.metrics.push` is false, or no broker offers KIP-714. An operator finds the
-    /// consumer's metrics in the brokers' metrics plugin under this id.
+    /// did by then, or `enable.metrics.push` is false, or no broker offers KIP-714. An operator
+    /// finds the consumer's metrics in the brokers' metrics plugin under this id.
     ///
     /// ```no_run
     /// # async fn f(consumer: &kcon::Consumer) {
