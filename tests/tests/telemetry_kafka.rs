@@ -31,13 +31,22 @@ const THROUGHPUT: u32 = 100;
 /// monotonic sum of delta temporality) add up to the records sent. The terminating push is
 /// one the Java client makes only when its I/O thread still has work as it closes (KAFKA-17731:
 /// otherwise it skips it): its last batch is still lingering then (`linger.ms` of a minute, so
-/// only full batches go before the close).
+/// only full batches go before the close). Then a kcon producer under the same subscription
+/// pushes only names the Java producer pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_push_last() {
     let kafka = Kafka::single();
     let name = unique_name("telemetry-java-producer");
     let pool = single_with(&[(&name, 1)]).await;
-    subscribe_client_metrics(&pool, &name, &["*"], 1000, &[&format!("client_id={name}")]).await;
+    // The Java producer's client id, and kcon's beside it (`<name>-kcon`).
+    subscribe_client_metrics(
+        &pool,
+        &name,
+        &["*"],
+        1000,
+        &[&format!("client_id={name}(-kcon)?")],
+    )
+    .await;
 
     let args: Vec<String> = [
         "--topic",
@@ -74,7 +83,6 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
         Duration::from_secs(10),
     )
     .await;
-    unsubscribe_client_metrics(&pool, &name).await;
     let all = describe(&pushes);
 
     let instances: BTreeSet<&str> = pushes
@@ -145,6 +153,41 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
     }
     assert_eq!(sent, f64::from(RECORDS), "{all}");
     assert_eq!(sent_to_topic, f64::from(RECORDS), "{all}");
+
+    // kcon's producer under the same subscription pushes names the Java producer pushed.
+    let java: BTreeSet<&str> = pushes
+        .iter()
+        .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
+        .collect();
+    let kcon_id = format!("{name}-kcon");
+    let kcon = producer(kafka.bootstrap(), &[("client.id", kcon_id.clone())]);
+    kcon.send(ProducerRecord::new(name.clone(), "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Its subscription known (it asks once it reached the cluster), its close pushes once more.
+    assert!(
+        kcon.client_instance_id(Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    kcon.close().await.unwrap();
+    let pushed = wait_for_client_pushes(
+        kafka,
+        &kcon_id,
+        |p| p.iter().any(|x| x.terminating),
+        Duration::from_secs(15),
+    )
+    .await;
+    let names: BTreeSet<&str> = pushed
+        .iter()
+        .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
+        .collect();
+    assert!(!names.is_empty(), "{}", describe(&pushed));
+    let not_java: Vec<&&str> = names.difference(&java).collect();
+    assert!(not_java.is_empty(), "not the Java producer's: {not_java:?}");
+    unsubscribe_client_metrics(&pool, &name).await;
 }
 
 /// What kcon's consumer pushes (`crate::metrics::telemetry` in kcon): each a name the Java
