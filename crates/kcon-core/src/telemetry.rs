@@ -59,15 +59,7 @@ impl ClientInstanceId {
     /// The id in the common UUID form (`8-4-4-4-12` lower-case hex), as OpenTelemetry and most
     /// tools other than Kafka's print it.
     pub fn hyphenated(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )
+        uuid_from(*self).hyphenated().to_string()
     }
 }
 

@@ -149,6 +149,16 @@ fn pushes_first_after_a_jittered_interval_then_every_interval() {
 }
 
 #[test]
+fn an_instance_id_prints_as_kafka_and_as_a_uuid() {
+    let mut bytes = [0u8; 16];
+    bytes[0] = 0xab;
+    bytes[15] = 1;
+    let id = ClientInstanceId(bytes);
+    assert_eq!(id.to_string(), "qwAAAAAAAAAAAAAAAAAAAQ");
+    assert_eq!(id.hyphenated(), "ab000000-0000-0000-0000-000000000001");
+}
+
+#[test]
 fn subscriptions_say_which_metrics_they_want() {
     let s = |requested: &[&str]| Subscription {
         id: 1,
