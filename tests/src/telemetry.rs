@@ -224,6 +224,12 @@ async fn wait_until(
     }
 }
 
+/// Whether the last push of a client, marked terminating, is among `pushes`: the `until` of a
+/// wait for a client that closed.
+pub fn terminated(pushes: &[TelemetryPush]) -> bool {
+    pushes.iter().any(|p| p.terminating)
+}
+
 /// A line per push (instance, terminating, error, its metric names), for a failure's message.
 pub fn describe(pushes: &[TelemetryPush]) -> String {
     pushes

@@ -15,7 +15,7 @@ use kcon_tests::consumer::recv_n;
 use kcon_tests::kafka::{Kafka, NewTopic, create, single_with};
 use kcon_tests::login::{consumer, producer};
 use kcon_tests::telemetry::{
-    TelemetryPush, describe, subscribe_client_metrics, unsubscribe_client_metrics,
+    TelemetryPush, describe, subscribe_client_metrics, terminated, unsubscribe_client_metrics,
     wait_for_client_pushes, wait_for_pushes,
 };
 
@@ -76,13 +76,7 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
     );
 
     // The tool's producer has closed: it waits for the answer to its terminating push.
-    let pushes = wait_for_client_pushes(
-        kafka,
-        &name,
-        |p| p.iter().any(|x| x.terminating),
-        Duration::from_secs(10),
-    )
-    .await;
+    let pushes = wait_for_client_pushes(kafka, &name, terminated, Duration::from_secs(10)).await;
     let all = describe(&pushes);
 
     let instances: BTreeSet<&str> = pushes
@@ -103,26 +97,13 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
             }),
         "the instance id as java.util.UUID writes it: {id}"
     );
-    let (last, before) = pushes.split_last().unwrap();
-    assert!(last.terminating, "the terminating push last:\n{all}");
-    assert!(
-        !before.is_empty() && before.iter().all(|p| !p.terminating),
-        "pushes while the producer ran, then one terminating:\n{all}"
-    );
+    assert_pushed_then_terminated(&pushes, "org.apache.kafka.");
     for p in &pushes {
-        assert_eq!(p.error, None, "every push decoded:\n{all}");
-        assert_eq!(p.push_interval_ms, 1000, "{all}");
         assert!(
             p.points_of("org.apache.kafka.producer.record.send.total")
                 .count()
                 == 1,
             "every push has the producer's record count:\n{all}"
-        );
-        assert!(
-            p.points
-                .iter()
-                .all(|x| x.metric.starts_with("org.apache.kafka.")),
-            "{all}"
         );
     }
 
@@ -173,13 +154,7 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
             .is_some()
     );
     kcon.close().await.unwrap();
-    let pushed = wait_for_client_pushes(
-        kafka,
-        &kcon_id,
-        |p| p.iter().any(|x| x.terminating),
-        Duration::from_secs(15),
-    )
-    .await;
+    let pushed = wait_for_client_pushes(kafka, &kcon_id, terminated, Duration::from_secs(15)).await;
     let names: BTreeSet<&str> = pushed
         .iter()
         .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
@@ -330,7 +305,7 @@ async fn kcon_clients_push_the_metrics_a_subscription_names_and_a_terminating_pu
     let pushes = wait_for_pushes(
         kafka,
         &consumer_id.hyphenated(),
-        |p| p.iter().any(|x| x.terminating),
+        terminated,
         Duration::from_secs(10),
     )
     .await;
@@ -401,7 +376,7 @@ async fn kcon_clients_push_the_metrics_a_subscription_names_and_a_terminating_pu
     let pushes = wait_for_pushes(
         kafka,
         &producer_id.hyphenated(),
-        |p| p.iter().any(|x| x.terminating),
+        terminated,
         Duration::from_secs(10),
     )
     .await;
@@ -535,13 +510,8 @@ async fn a_share_consumer_pushes_its_records_and_acknowledgements() {
         .await
         .expect("the share consumer's instance id");
     consumer.close().await.unwrap();
-    let pushes = wait_for_pushes(
-        kafka,
-        &id.hyphenated(),
-        |p| p.iter().any(|x| x.terminating),
-        Duration::from_secs(10),
-    )
-    .await;
+    let pushes =
+        wait_for_pushes(kafka, &id.hyphenated(), terminated, Duration::from_secs(10)).await;
     let all = describe(&pushes);
     assert_pushed_then_terminated(&pushes, "org.apache.kafka.consumer.share.");
     assert_eq!(pushes[0].resource.get("group_id"), Some(&name), "{all}");
