@@ -101,6 +101,7 @@ mod hooks;
     )
 )]
 mod machine;
+mod packed;
 mod partitioner;
 mod producer;
 mod record;

@@ -39,6 +39,7 @@ use tracing::{debug, warn};
 use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, Wakes, next_sequence};
 use crate::config::ProducerConfig;
 use crate::error::{ErrorKind, ProduceError};
+use crate::packed::PackedHeaders;
 use crate::partitioner::Partitioner;
 use crate::producer::Counters;
 use crate::record::{Delivered, ProducerRecord};
@@ -131,6 +132,9 @@ pub struct FlushId(u64);
 pub struct Incoming<T> {
     /// The record.
     pub record: ProducerRecord,
+    /// The record's headers, when they were packed on the thread that sent it (its own
+    /// `headers` then empty).
+    pub(crate) packed: Option<PackedHeaders>,
     /// Its size as `buffer.memory` counts it.
     pub size: usize,
     /// Whoever waits for its outcome.
@@ -618,6 +622,7 @@ impl<T> SenderMachine<T> {
             for (id, incoming) in t.waiting.drain(..) {
                 let Incoming {
                     record,
+                    packed,
                     size,
                     waiter,
                     received,
@@ -641,11 +646,14 @@ impl<T> SenderMachine<T> {
                     None => partitioner.partition(record.key.as_deref()),
                 };
                 let timestamp = record.timestamp.unwrap_or(self.wall_ms);
-                let headers: Vec<(&[u8], Option<&[u8]>)> = record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (&k[..], v.as_deref()))
-                    .collect();
+                let headers: Vec<(&[u8], Option<&[u8]>)> = match &packed {
+                    Some(packed) => packed.iter().collect(),
+                    None => record
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (&k[..], v.as_deref()))
+                        .collect(),
+                };
                 let new = NewRecord {
                     timestamp,
                     key: record.key.as_deref(),

@@ -19,6 +19,7 @@ use crate::deliveries::{Deliveries, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
+use crate::packed::PackedHeaders;
 use crate::record::{Delivered, ProducerRecord};
 use crate::sender::{self, Command, Incoming};
 
@@ -48,14 +49,18 @@ use crate::sender::{self, Command, Incoming};
 ///
 /// # Memory
 ///
-/// A record's key, value and headers are freed by the producer's task, once its batch is
-/// built: on another thread than the one that made them. Under glibc's allocator that free
-/// takes a lock the allocating thread's own allocations contend on: producing 1,000,000
-/// records of 100 bytes at `acks=1`, each value allocated for its record, took about 2.2 s of
-/// CPU against 1.3 s when the records shared one buffer (`Bytes` slices of it), and 1.5 s with
-/// jemalloc as the allocator. An application that produces at such rates does well to use an
-/// allocator whose threads free each other's memory cheaply (jemalloc, mimalloc), or to cut
-/// values from shared buffers.
+/// A record's key and value are freed by the producer's task, once its batch is built: on
+/// another thread than the one that made them. Under glibc's allocator that free takes a lock
+/// the allocating thread's own allocations contend on: producing 1,000,000 records of 100
+/// bytes at `acks=1`, each value allocated for its record, took about 2.2 s of CPU against
+/// 1.3 s when the records shared one buffer (`Bytes` slices of it), and 1.5 s with jemalloc as
+/// the allocator. An application that produces at such rates does well to use an allocator
+/// whose threads free each other's memory cheaply (jemalloc, mimalloc), or to cut values from
+/// shared buffers.
+///
+/// A record's headers are spared this: [`send`](Producer::send) and
+/// [`send_all`](Producer::send_all) copy them, on the calling thread, into one slice of a
+/// buffer that thread keeps for the purpose, and free their list, names and values there.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
@@ -259,11 +264,13 @@ impl Producer {
                 .await
                 .map_err(|_| self.not_queued(ProduceError::closed()))?,
         };
+        let packed = PackedHeaders::take(&mut record.headers);
         let (reply, rx) = oneshot::channel();
         self.shared
             .commands
             .send(Command::Record(Incoming {
                 record,
+                packed,
                 size,
                 reply: Reply::One(reply),
                 permit: Some(permit),
@@ -305,13 +312,14 @@ impl Producer {
         // it is had.
         let mut incoming = Vec::with_capacity(records.len());
         let mut room = 0usize;
-        for (record, member) in records.into_iter().zip(members) {
+        for (mut record, member) in records.into_iter().zip(members) {
             let size = record.size_upper_bound();
             match self.refused(&record, size) {
                 Some(refused) => Reply::Member(member).answer(Err(self.not_queued(refused))),
                 None => {
                     room = room.saturating_add(self.shared.config.room(size));
                     incoming.push(Incoming {
+                        packed: PackedHeaders::take(&mut record.headers),
                         record,
                         size,
                         reply: Reply::Member(member),

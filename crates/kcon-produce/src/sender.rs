@@ -25,6 +25,7 @@ use crate::hooks::{self, Hooks};
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
 };
+use crate::packed::PackedHeaders;
 use crate::producer::Counters;
 use crate::record::ProducerRecord;
 
@@ -49,6 +50,8 @@ pub(crate) enum Command {
 /// A record as a handle queued it.
 pub(crate) struct Incoming {
     pub(crate) record: ProducerRecord,
+    /// The record's headers, packed on the sending thread (its own `headers` then empty).
+    pub(crate) packed: Option<PackedHeaders>,
     pub(crate) size: usize,
     pub(crate) reply: Reply,
     /// Its room in `buffer.memory`, given back when it is done (`None` when another record
@@ -62,6 +65,7 @@ impl Incoming {
     fn into_machine(self, now: std::time::Instant) -> machine::Incoming<Waiter> {
         machine::Incoming {
             record: self.record,
+            packed: self.packed,
             size: self.size,
             waiter: Waiter {
                 reply: self.reply,

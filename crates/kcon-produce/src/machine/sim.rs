@@ -734,6 +734,7 @@ pub fn record_to(waiter: u32, partition: i32, now: Instant) -> Incoming<u32> {
     Incoming {
         size: record.size_upper_bound(),
         record,
+        packed: None,
         waiter,
         received: now,
     }

@@ -33,6 +33,7 @@ fn incoming(waiter: u32, now: Instant) -> Incoming<u32> {
     Incoming {
         size: record.size_upper_bound(),
         record,
+        packed: None,
         waiter,
         received: now,
     }
