@@ -103,9 +103,11 @@ impl Conventions {
     ) {
         into.push(KeyValue::new("messaging.destination.name", text(topic)));
         if let Some(partition) = partition {
+            // Shared, as the topic is: a span's copy of its shape's attributes is then a
+            // reference count, not a copy of the text.
             into.push(KeyValue::new(
                 "messaging.destination.partition.id",
-                partition.to_string(),
+                text(&partition.to_string().into()),
             ));
         }
     }

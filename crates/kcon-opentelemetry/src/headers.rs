@@ -6,18 +6,34 @@ use opentelemetry::propagation::{Extractor, Injector};
 
 /// Writes into a record's headers. A header the record already has is kept, not replaced: a
 /// record forwarded with its producer's context keeps that context.
+///
+/// An empty `tracestate` is not written: W3C Trace Context says it means the same as none and
+/// should not be sent, and OpenTelemetry's Rust propagator hands one over for every context
+/// without trace state (the Java instrumentation writes none).
+///
+/// The names OpenTelemetry's propagators write are static: a record's header costs an
+/// allocation for its value alone.
 pub(crate) struct HeaderInjector<'a>(pub(crate) &'a mut Vec<(Bytes, Option<Bytes>)>);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if !self
+        if key == "tracestate" && value.is_empty() {
+            return;
+        }
+        if self
             .0
             .iter()
             .any(|(name, _)| name.as_ref() == key.as_bytes())
         {
-            self.0
-                .push((Bytes::copy_from_slice(key.as_bytes()), Some(value.into())));
+            return;
         }
+        let name = match key {
+            "traceparent" => Bytes::from_static(b"traceparent"),
+            "tracestate" => Bytes::from_static(b"tracestate"),
+            "baggage" => Bytes::from_static(b"baggage"),
+            other => Bytes::copy_from_slice(other.as_bytes()),
+        };
+        self.0.push((name, Some(value.into())));
     }
 }
 
@@ -112,6 +128,26 @@ mod tests {
         assert_eq!(extractor.get("traceparent"), Some("a"));
         assert_eq!(extractor.get("tracestate"), Some("c"));
         assert_eq!(extractor.keys(), ["traceparent", "tracestate"]);
+    }
+
+    #[test]
+    fn an_empty_tracestate_is_not_written() {
+        let mut headers = Vec::new();
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        );
+        injector.set("tracestate", String::new());
+        injector.set("baggage", "k=v".into());
+        let names: Vec<&[u8]> = headers.iter().map(|(name, _)| &name[..]).collect();
+        assert_eq!(names, [&b"traceparent"[..], b"baggage"]);
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set("tracestate", "vendor=1".into());
+        assert_eq!(
+            HeaderExtractor::new(&headers).get("tracestate"),
+            Some("vendor=1")
+        );
     }
 
     #[test]

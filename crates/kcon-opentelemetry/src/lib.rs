@@ -94,7 +94,7 @@ use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvid
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
-    FutureExt as _, Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt as _,
+    FutureExt as _, Link, Span as _, SpanContext, SpanKind, SpanRef, Status, TraceContextExt as _,
     Tracer as _,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
@@ -106,7 +106,7 @@ mod shapes;
 pub use conventions::Conventions;
 use conventions::Operation;
 use headers::{HeaderExtractor, HeaderInjector};
-use shapes::Shapes;
+use shapes::{Shape, Shapes};
 
 /// The instrumentation scope of the spans and metrics: this crate, at its version.
 fn scope() -> InstrumentationScope {
@@ -402,13 +402,13 @@ impl Telemetry {
         producer: &Producer,
         mut record: ProducerRecord,
     ) -> Result<TracedDelivery, ProduceError> {
-        let cx = self.producer_span(Operation::Send, &mut record);
+        let (cx, shape) = self.producer_span(Operation::Send, &mut record);
         let started = Instant::now();
-        let topic = record.topic.clone();
         let mut queued = Queued {
             telemetry: self.clone(),
             cx: Some(cx),
-            topic,
+            topic: record.topic.clone(),
+            shape,
             partition_named: record.partition.is_some(),
             started,
         };
@@ -434,21 +434,24 @@ impl Telemetry {
     /// processor sends the record later, in its transaction; the span ends here, as the
     /// conventions' `create` spans do, and describes the record's creation, not its delivery.
     pub fn sink_send(&self, sink: &Sink, mut record: ProducerRecord) {
-        self.producer_span(Operation::Create, &mut record)
-            .span()
-            .end();
+        end(&self.producer_span(Operation::Create, &mut record).0.span());
         sink.send(record);
     }
 
     /// A `send` or `create` span for `record` (kind PRODUCER), a child of the current context,
-    /// started and written into the record's headers: the context holding it.
-    fn producer_span(&self, operation: Operation, record: &mut ProducerRecord) -> Context {
+    /// started and written into the record's headers: the context holding it, and the shape
+    /// it was made from.
+    fn producer_span(
+        &self,
+        operation: Operation,
+        record: &mut ProducerRecord,
+    ) -> (Context, Arc<Shape>) {
         let inner = &self.inner;
         let shape = inner.shapes.get(operation, &record.topic, record.partition);
         let current = Context::current();
         let mut span = inner
             .tracer
-            .span_builder(shape.name.clone())
+            .span_builder(shape.name)
             .with_kind(SpanKind::Producer)
             .with_attributes(shape.span.clone())
             .start_with_context(&inner.tracer, &current);
@@ -459,7 +462,7 @@ impl Telemetry {
         }
         let cx = current.with_span(span);
         self.inject(&cx, &mut record.headers);
-        cx
+        (cx, shape)
     }
 
     /// A record's own attributes on its send or process span (beside its shape's, which the
@@ -497,11 +500,18 @@ impl Telemetry {
                     c.offset(offset, &mut kv);
                     span.set_attributes(kv);
                 }
-                span.end();
-                let shape =
-                    inner
-                        .shapes
-                        .get(Operation::Send, &sent.topic, Some(delivered.partition));
+                end(&span);
+                // The send span's shape is the partition's when the record named it.
+                let looked_up;
+                let shape = if sent.partition_named {
+                    &sent.shape
+                } else {
+                    looked_up =
+                        inner
+                            .shapes
+                            .get(Operation::Send, &sent.topic, Some(delivered.partition));
+                    &looked_up
+                };
                 shape.count(None);
                 inner.operation_duration.record(took, &shape.metric);
             }
@@ -509,7 +519,7 @@ impl Telemetry {
                 let kind = error_type(e);
                 span.set_attribute(KeyValue::new("error.type", kind.clone()));
                 span.set_status(Status::error(e.to_string()));
-                span.end();
+                end(&span);
                 let shape = inner.shapes.get(Operation::Send, &sent.topic, None);
                 shape.count(Some(&kind));
                 let mut metric = shape.metric.clone();
@@ -545,7 +555,7 @@ impl Telemetry {
         let carried = (!r.headers.is_empty()).then(|| self.extract_onto(&current, &r.headers));
         let builder = inner
             .tracer
-            .span_builder(shape.name.clone())
+            .span_builder(shape.name)
             .with_kind(SpanKind::Consumer)
             .with_attributes(shape.span.clone());
         let mut span: BoxedSpan = match inner.parent {
@@ -590,7 +600,7 @@ impl Telemetry {
                 if inner.policy_hooked.load(Ordering::Relaxed) {
                     self.park(r, cx.clone());
                 } else {
-                    span.end();
+                    end(&span);
                 }
                 shape.count(Some(failure.class()));
                 let mut metric = shape.metric.clone();
@@ -598,7 +608,7 @@ impl Telemetry {
                 inner.process_duration.record(took, &metric);
             }
             Ok(_) => {
-                span.end();
+                end(&span);
                 shape.count(None);
                 inner.process_duration.record(took, &shape.metric);
             }
@@ -899,6 +909,8 @@ struct Queued {
     telemetry: Telemetry,
     cx: Option<Context>,
     topic: Arc<str>,
+    /// The send span's shape.
+    shape: Arc<Shape>,
     /// The record named its partition: the span has it from its start.
     partition_named: bool,
     started: Instant,
@@ -972,6 +984,15 @@ impl Future for TracedDelivery {
             .telemetry
             .delivered(&this.cx, &this.queued, &outcome);
         Poll::Ready(outcome)
+    }
+}
+
+/// Ends `span` if it records. Ending one that does not is a no-op that reads the clock
+/// (OpenTelemetry's `SpanRef::end` reads it before asking the span): at 1 % sampling that read
+/// would be most of what an unsampled span's end costs.
+fn end(span: &SpanRef<'_>) {
+    if span.is_recording() {
+        span.end();
     }
 }
 

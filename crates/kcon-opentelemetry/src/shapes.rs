@@ -3,9 +3,9 @@
 //! strings copied), and its count an atomic add, not a lookup of its attributes in the
 //! meter's map. The counts reach the meter as observable counters, read at each collection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
@@ -15,8 +15,8 @@ use crate::conventions::{Conventions, Operation};
 /// One (operation, topic, partition)'s names and counts. A send span made before its record
 /// has a partition, and a failed send's count, use the shape of no partition.
 pub(crate) struct Shape {
-    /// The span's name.
-    pub(crate) name: String,
+    /// The span's name, interned ([`interned`]).
+    pub(crate) name: &'static str,
     /// The span's attributes known before the record: the operation, topic, partition, group
     /// (for consumers) and client id.
     pub(crate) span: Vec<KeyValue>,
@@ -39,6 +39,27 @@ impl Shape {
         match failed.iter_mut().find(|(k, _)| k == kind) {
             Some((_, n)) => *n += 1,
             None => failed.push((kind.to_owned(), 1)),
+        }
+    }
+}
+
+/// `name`, kept for the life of the process and shared by every shape of that name.
+///
+/// OpenTelemetry takes a span's name as a `Cow<'static, str>`: a name of its own would be a
+/// copy made and freed for every span. The names are one per operation and topic (and naming
+/// convention), so what is kept is bounded by the topics the process sends to and processes.
+fn interned(name: String) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match names.get(name.as_str()) {
+        Some(known) => known,
+        None => {
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            names.insert(name);
+            name
         }
     }
 }
@@ -146,7 +167,7 @@ impl Shapes {
             c.client_id(id, &mut span);
         }
         Shape {
-            name: c.span_name(operation, topic),
+            name: interned(c.span_name(operation, topic)),
             span,
             metric,
             done: AtomicU64::new(0),
