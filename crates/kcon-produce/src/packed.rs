@@ -1,5 +1,5 @@
-//! A record's headers packed on the thread that sends it, so that the producer's task frees
-//! none of their memory.
+//! A record's headers, and its small key and value, packed on the thread that sends it, so that
+//! the producer's task frees none of their memory.
 //!
 //! The producer's task drops a record once its batch holds it: on another thread than the one
 //! that made it. Under glibc's allocator each allocation freed there takes a lock of the
@@ -7,7 +7,8 @@
 //! headers are a list and, for each, a name and a value: three allocations a header, all made
 //! by the sender (OpenTelemetry's context, a schema id, an origin). [`PackedHeaders::take`]
 //! copies them into one slice of a chunk this thread keeps, and frees the list on the sending
-//! thread; the producer's task then frees a slice (a reference count) instead.
+//! thread; the producer's task then frees a slice (a reference count) instead. A small key or
+//! value made for its record alone is moved into the chunk the same way ([`rehome`]).
 
 use std::cell::RefCell;
 
@@ -57,13 +58,7 @@ impl PackedHeaders {
             write(&mut own);
             own.freeze()
         } else {
-            CHUNKS.with_borrow_mut(|chunk| {
-                if chunk.capacity() < len {
-                    *chunk = BytesMut::with_capacity(CHUNK);
-                }
-                write(chunk);
-                chunk.split().freeze()
-            })
+            chunked(len, write)
         };
         Some(PackedHeaders { bytes })
     }
@@ -80,6 +75,35 @@ impl PackedHeaders {
             Some((name, value))
         })
     }
+}
+
+/// Keys and values up to this size that only their record holds are copied into the chunk.
+const KEPT_AT_MOST: usize = 512;
+
+/// Replaces a key or value of at most [`KEPT_AT_MOST`] bytes that nothing but the record holds
+/// (its buffer allocated for it) with a copy cut from this thread's chunk, its own buffer freed
+/// here. One shared with other records (a slice of a larger buffer the caller keeps, a static
+/// one) is left as it is: the producer's task only drops a reference to it.
+pub(crate) fn rehome(field: &mut Option<Bytes>) {
+    if let Some(bytes) = field
+        && !bytes.is_empty()
+        && bytes.len() <= KEPT_AT_MOST
+        && bytes.is_unique()
+    {
+        *bytes = chunked(bytes.len(), |chunk| chunk.put_slice(bytes));
+    }
+}
+
+/// `len` bytes written by `write`, as a slice of this thread's chunk (a new chunk when what is
+/// left of it is shorter).
+fn chunked(len: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
+    CHUNKS.with_borrow_mut(|chunk| {
+        if chunk.capacity() < len {
+            *chunk = BytesMut::with_capacity(CHUNK);
+        }
+        write(chunk);
+        chunk.split().freeze()
+    })
 }
 
 fn put(into: &mut BytesMut, field: Option<&Bytes>) {
@@ -129,6 +153,40 @@ mod tests {
             .collect();
         assert_eq!(read, given);
         assert!(PackedHeaders::take(&mut Vec::new()).is_none());
+    }
+
+    #[test]
+    fn only_small_values_the_record_alone_holds_are_copied() {
+        let shared = Bytes::from(vec![1u8; 64]);
+        let big = Bytes::from(vec![2u8; KEPT_AT_MOST + 1]);
+        let mut fields = [
+            Some(Bytes::from(vec![3u8; 64])),
+            Some(shared.clone()),
+            Some(Bytes::from_static(b"static")),
+            Some(big.clone()),
+            None,
+        ];
+        let before: Vec<Option<Vec<u8>>> = fields
+            .iter()
+            .map(|f| f.as_ref().map(|b| b.to_vec()))
+            .collect();
+        drop(big);
+        for field in &mut fields {
+            rehome(field);
+        }
+        let after: Vec<Option<Vec<u8>>> = fields
+            .iter()
+            .map(|f| f.as_ref().map(|b| b.to_vec()))
+            .collect();
+        assert_eq!(after, before, "the same bytes, wherever they are");
+        // The unique one now lives in the chunk: it shares its buffer with the next copy's.
+        let moved = fields[0].as_ref().unwrap();
+        assert!(!moved.is_unique());
+        assert!(!shared.is_unique(), "a shared value is left shared");
+        assert!(
+            fields[3].as_ref().unwrap().is_unique(),
+            "a large one keeps its own"
+        );
     }
 
     #[test]
