@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kcon_produce::ProducerRecord;
+use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::recv_n;
 use kcon_tests::kafka::{Kafka, NewTopic, create, single_with};
@@ -136,29 +136,14 @@ async fn the_java_producer_pushes_its_metrics_while_it_runs_and_a_terminating_pu
     assert_eq!(sent_to_topic, f64::from(RECORDS), "{all}");
 
     // kcon's producer under the same subscription pushes names the Java producer pushed.
-    let java: BTreeSet<&str> = pushes
-        .iter()
-        .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
-        .collect();
+    let java = metric_names(&pushes);
     let kcon_id = format!("{name}-kcon");
     let kcon = producer(kafka.bootstrap(), &[("client.id", kcon_id.clone())]);
-    kcon.send(ProducerRecord::new(name.clone(), "v"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    // Its subscription known (it asks once it reached the cluster), its close pushes once more.
-    assert!(
-        kcon.client_instance_id(Duration::from_secs(10))
-            .await
-            .is_some()
-    );
+    // Its subscription known, its close pushes once more.
+    send_one_and_subscribe(&kcon, &name).await;
     kcon.close().await.unwrap();
     let pushed = wait_for_client_pushes(kafka, &kcon_id, terminated, Duration::from_secs(15)).await;
-    let names: BTreeSet<&str> = pushed
-        .iter()
-        .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
-        .collect();
+    let names = metric_names(&pushed);
     assert!(!names.is_empty(), "{}", describe(&pushed));
     let not_java: Vec<&&str> = names.difference(&java).collect();
     assert!(not_java.is_empty(), "not the Java producer's: {not_java:?}");
@@ -195,6 +180,32 @@ fn total(pushes: &[TelemetryPush], metric: &str) -> f64 {
             x.value
         })
         .sum()
+}
+
+/// Every metric name `pushes` carry.
+fn metric_names(pushes: &[TelemetryPush]) -> BTreeSet<&str> {
+    pushes
+        .iter()
+        .flat_map(|p| p.points.iter().map(|x| x.metric.as_str()))
+        .collect()
+}
+
+/// Sends one record to `topic` with `producer`, waits for its acknowledgement, then for the
+/// instance id the broker gives the producer (a client asks for its subscription once it
+/// reached the cluster): it must have one within 10 s.
+async fn send_one_and_subscribe(producer: &Producer, topic: &str) {
+    producer
+        .send(ProducerRecord::new(topic, "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        producer
+            .client_instance_id(Duration::from_secs(10))
+            .await
+            .is_some()
+    );
 }
 
 /// One client instance's pushes, as a well-behaved client makes them: no error, the
@@ -418,16 +429,7 @@ async fn enable_metrics_push_false_asks_for_no_subscription() {
     // A client asks for its subscription once it reached the cluster.
     let on = producer(kafka.bootstrap(), &[]);
     drop(single_with(&[(&name, 1)]).await);
-    on.send(ProducerRecord::new(name.clone(), "v"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(
-        on.client_instance_id(Duration::from_secs(10))
-            .await
-            .is_some()
-    );
+    send_one_and_subscribe(&on, &name).await;
     consumer.close().await.unwrap();
     off.close().await.unwrap();
     on.close().await.unwrap();
