@@ -484,23 +484,26 @@ impl Telemetry {
         let c = inner.conventions;
         let span = cx.span();
         let took = sent.started.elapsed().as_secs_f64();
+        // One look at the span's lock for what follows: a span that does not record (most,
+        // when traces are sampled) takes no attribute and needs no end.
+        let recording = span.is_recording();
         match outcome {
             Ok(delivered) => {
-                // Named at the start when the record named its partition.
-                if !sent.partition_named && span.is_recording() {
-                    span.set_attribute(KeyValue::new(
-                        "messaging.destination.partition.id",
-                        delivered.partition.to_string(),
-                    ));
-                }
-                if let Some(offset) = delivered.offset
-                    && span.is_recording()
-                {
-                    let mut kv = Vec::with_capacity(2);
-                    c.offset(offset, &mut kv);
+                if recording {
+                    let mut kv = Vec::with_capacity(3);
+                    // Named at the start when the record named its partition.
+                    if !sent.partition_named {
+                        kv.push(KeyValue::new(
+                            "messaging.destination.partition.id",
+                            delivered.partition.to_string(),
+                        ));
+                    }
+                    if let Some(offset) = delivered.offset {
+                        c.offset(offset, &mut kv);
+                    }
                     span.set_attributes(kv);
+                    span.end();
                 }
-                end(&span);
                 // The send span's shape is the partition's when the record named it.
                 let looked_up;
                 let shape = if sent.partition_named {
@@ -517,9 +520,11 @@ impl Telemetry {
             }
             Err(e) => {
                 let kind = error_type(e);
-                span.set_attribute(KeyValue::new("error.type", kind.clone()));
-                span.set_status(Status::error(e.to_string()));
-                end(&span);
+                if recording {
+                    span.set_attribute(KeyValue::new("error.type", kind.clone()));
+                    span.set_status(Status::error(e.to_string()));
+                    span.end();
+                }
                 let shape = inner.shapes.get(Operation::Send, &sent.topic, None);
                 shape.count(Some(&kind));
                 let mut metric = shape.metric.clone();

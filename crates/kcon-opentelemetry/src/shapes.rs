@@ -4,6 +4,7 @@
 //! meter's map. The counts reach the meter as observable counters, read at each collection.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
@@ -69,11 +70,66 @@ pub(crate) struct Shapes {
     conventions: Conventions,
     client_id: Option<Arc<str>>,
     consumer_group: Option<Arc<str>>,
-    by_topic: RwLock<HashMap<Arc<str>, TopicShapes>>,
+    by_topic: RwLock<HashMap<Arc<str>, TopicShapes, Fold>>,
 }
 
 /// A topic's shapes, by operation and partition (-1: none).
-type TopicShapes = HashMap<(Operation, i32), Arc<Shape>>;
+type TopicShapes = HashMap<(Operation, i32), Arc<Shape>, Fold>;
+
+/// The shapes' maps' hasher: every send and processed record looks its shape up twice (topic,
+/// then operation and partition), and the standard SipHash took more of that than the rest of
+/// the lookup. Their keys are the topics the process itself sends to or subscribed to, not
+/// input a peer chooses to collide, so a multiply-and-rotate fold of each word is enough.
+type Fold = BuildHasherDefault<FoldHasher>;
+
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl FoldHasher {
+    /// An odd constant with its bits spread (the fractional part of the golden ratio).
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table picks a bucket by the low bits and tags it with the high ones: a product's
+        // low bits depend on the input's low bits alone, so the high ones are turned down.
+        self.0.rotate_left(26)
+    }
+}
 
 impl Shapes {
     /// No shapes yet; the send and consume counters registered on `meter`, reading them while
@@ -194,5 +250,72 @@ impl Shapes {
                 f(&shape.metric, Some(kind), *n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hash};
+
+    use super::*;
+
+    fn hash(key: impl Hash) -> u64 {
+        Fold::default().hash_one(key)
+    }
+
+    #[test]
+    fn similar_keys_hash_apart_and_spread_over_buckets() {
+        // Topics that differ in a digit, operations and partitions: what one process's shapes
+        // look like. Every key hashes differently, and the low bits the table picks a bucket
+        // by spread them evenly enough.
+        let mut hashes = HashSet::new();
+        let mut buckets = vec![0u32; 1024];
+        let mut keys = 0;
+        for t in 0..500 {
+            let topic = format!("orders-{t}");
+            assert!(hashes.insert(hash(topic.as_str())), "{topic}");
+            buckets[(hash(topic.as_str()) & 1023) as usize] += 1;
+            keys += 1;
+        }
+        for operation in [Operation::Send, Operation::Process] {
+            for partition in -1..1000 {
+                let h = hash((operation, partition));
+                assert!(hashes.insert(h), "{operation:?} {partition}");
+                buckets[(h & 1023) as usize] += 1;
+                keys += 1;
+            }
+        }
+        let most = *buckets.iter().max().expect("buckets");
+        let mean = keys as f64 / buckets.len() as f64;
+        assert!(
+            f64::from(most) <= 4.0 * mean + 2.0,
+            "a bucket holds {most} of {keys} keys (mean {mean:.1})"
+        );
+    }
+
+    #[test]
+    fn a_topic_shape_is_found_again_and_partitions_apart() {
+        let meter = opentelemetry::global::meter("shapes-test");
+        let shapes = Shapes::new(Conventions::Current, None, None, &meter);
+        let topic: Arc<str> = "orders".into();
+        let again: Arc<str> = "orders".into();
+        let first = shapes.get(Operation::Send, &topic, Some(3));
+        assert!(Arc::ptr_eq(
+            &first,
+            &shapes.get(Operation::Send, &again, Some(3))
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &shapes.get(Operation::Send, &topic, Some(4))
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &shapes.get(Operation::Send, &topic, None)
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &shapes.get(Operation::Process, &topic, Some(3))
+        ));
     }
 }
