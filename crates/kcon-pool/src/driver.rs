@@ -80,32 +80,21 @@ pub trait Drive: Send + 'static {
         true
     }
 
-    /// Whether `command` is handed in together with the commands queued right behind it that
-    /// answer this too (up to [`commands_per_turn`](Self::commands_per_turn) in all): they go to
-    /// [`command`](Self::command) one after another, then
-    /// [`commands_taken`](Self::commands_taken) ends their run, before the machine's requests
-    /// and events are looked at. The first command behind them that does not join them is
-    /// handled next, in a turn of its own. None joins by default. For a machine that decides
-    /// better over many commands at once (the producer's, which partitions and batches records
-    /// that came together in one pass).
-    fn together(&self, command: &Self::Command) -> bool {
-        let _ = command;
-        false
-    }
-
-    /// The most commands handed in together ([`together`](Self::together)).
-    fn commands_per_turn(&self) -> usize {
-        1
-    }
-
-    /// After a turn's commands: the one, or those handed in together.
-    fn commands_taken(
-        &mut self,
-        machine: &mut Self::Machine,
-        pool: &Pool,
-        now: std::time::Instant,
-    ) {
+    /// At the start of every round, before the machine's requests and events are looked at:
+    /// hands the machine what reached the task outside its channel (the producer's queue,
+    /// which the channel only rings for). A glue whose commands must follow the events the
+    /// last input caused (as a command from the channel would) hands those on first. Nothing
+    /// by default.
+    fn take_queued(&mut self, machine: &mut Self::Machine, pool: &Pool, now: std::time::Instant) {
         let _ = (machine, pool, now);
+    }
+
+    /// Just before the task waits for its next input: whether it may. `false` while input
+    /// outside the channel waits that nothing would wake the task for; another round then
+    /// runs. Always by default.
+    fn may_wait(&mut self, machine: &Self::Machine) -> bool {
+        let _ = machine;
+        true
     }
 
     /// Whether the machine's requests are carried on its own task rather than each on a task
@@ -140,10 +129,12 @@ pub trait Drive: Send + 'static {
 
 /// Runs `machine` until `glue` says it is done: the one loop of every machine's task.
 ///
-/// After every input (an answer, a command, a timer, new metadata) the machine's requests are
+/// After every input (an answer, a command, a timer, new metadata) the glue hands in what is
+/// queued outside the channel ([`Drive::take_queued`]), then the machine's requests are
 /// sent and its events handed to the glue until both run dry (handling an event may queue a
 /// request, as a closing group member acknowledging a revocation does), then the task sleeps
-/// until the next input or `poll_timeout`. Requests carried on the machine's own task
+/// until the next input or `poll_timeout`, unless the glue says it may not yet
+/// ([`Drive::may_wait`]). Requests carried on the machine's own task
 /// ([`Drive::sends_on_own_task`]) are first polled once the events are handed on, just before
 /// the task waits: they reach their connection's writer in the turn that asked for them, and
 /// the writer is the last task that turn wakes. Time is tokio's clock, so a paused test runtime
@@ -163,14 +154,13 @@ pub async fn drive<D: Drive>(
     let mut in_flight: InFlight<RequestId, ResponseOf<D>> = InFlight::new();
     let on_own_task = glue.sends_on_own_task();
     let mut commands_open = true;
-    // A command taken off the channel behind others it did not join: the next turn's input.
-    let mut held = None;
     // Generation 0 is the empty cache: the first snapshot with anything in it is news.
     let mut metadata_seen = 0;
     let mut metadata_tick = time::interval(METADATA_CHECK);
     metadata_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let now = Instant::now().into_std();
+        glue.take_queued(&mut machine, &pool, now);
         loop {
             let mut any = false;
             while let Some(out) = machine.poll_request(now) {
@@ -202,8 +192,7 @@ pub async fn drive<D: Drive>(
             machine.handle_response(Instant::now().into_std(), id, result);
             continue;
         }
-        if let Some(command) = held.take() {
-            held = hand_in(&mut glue, &mut machine, &pool, command, &mut commands);
+        if !glue.may_wait(&machine) {
             continue;
         }
         let deadline = machine.poll_timeout().map(Instant::from_std);
@@ -215,13 +204,11 @@ pub async fn drive<D: Drive>(
             }
             command = commands.recv(), if reads_commands => match command {
                 Some(command) => {
-                    held = hand_in(&mut glue, &mut machine, &pool, command, &mut commands);
+                    glue.command(&mut machine, &pool, Instant::now().into_std(), Some(command));
                 }
                 None => {
                     commands_open = false;
-                    let now = Instant::now().into_std();
-                    glue.command(&mut machine, &pool, now, None);
-                    glue.commands_taken(&mut machine, &pool, now);
+                    glue.command(&mut machine, &pool, Instant::now().into_std(), None);
                 }
             },
             _ = sleep_until(deadline) => {
@@ -236,35 +223,6 @@ pub async fn drive<D: Drive>(
             }
         }
     }
-}
-
-/// Hands `first` to the glue, with the commands queued behind it that join it
-/// ([`Drive::together`]); returns the first that does not, for the next turn.
-fn hand_in<D: Drive>(
-    glue: &mut D,
-    machine: &mut D::Machine,
-    pool: &Pool,
-    first: D::Command,
-    commands: &mut mpsc::UnboundedReceiver<D::Command>,
-) -> Option<D::Command> {
-    let now = Instant::now().into_std();
-    let mut next = None;
-    let mut left = glue.commands_per_turn().saturating_sub(1);
-    let joins = glue.together(&first);
-    glue.command(machine, pool, now, Some(first));
-    while joins && left > 0 {
-        let Ok(command) = commands.try_recv() else {
-            break;
-        };
-        if !glue.together(&command) {
-            next = Some(command);
-            break;
-        }
-        glue.command(machine, pool, now, Some(command));
-        left -= 1;
-    }
-    glue.commands_taken(machine, pool, now);
-    next
 }
 
 /// A request carried on the machine's own task.
@@ -557,12 +515,16 @@ mod tests {
         (id, seen)
     }
 
-    /// Writes down what it is told; commands `'a'` join one another, two at most.
-    struct Told(Arc<Mutex<Vec<String>>>);
+    /// Writes down what it is told, and takes one of `outside` (input that reaches the task
+    /// outside its channel) every round, waiting only once none is left.
+    struct Told {
+        notes: Arc<Mutex<Vec<String>>>,
+        outside: Arc<Mutex<VecDeque<char>>>,
+    }
 
     impl Told {
         fn note(&self, what: impl Into<String>) {
-            self.0.lock().unwrap().push(what.into());
+            self.notes.lock().unwrap().push(what.into());
         }
     }
 
@@ -588,39 +550,37 @@ mod tests {
             self.note(command.map_or("closed".to_owned(), String::from));
         }
 
-        fn together(&self, command: &char) -> bool {
-            *command == 'a'
+        fn take_queued(&mut self, _machine: &mut Chain, _pool: &Pool, _now: std::time::Instant) {
+            let taken = self.outside.lock().unwrap().pop_front();
+            if let Some(c) = taken {
+                self.note(format!("took {c}"));
+            }
         }
 
-        fn commands_per_turn(&self) -> usize {
-            2
-        }
-
-        fn commands_taken(&mut self, _machine: &mut Chain, _pool: &Pool, _now: std::time::Instant) {
-            self.note("taken");
+        fn may_wait(&mut self, _machine: &Chain) -> bool {
+            self.outside.lock().unwrap().is_empty()
         }
 
         fn event(&mut self, _machine: &mut Chain, _now: std::time::Instant, _event: ()) {}
 
         fn settled(&mut self, _machine: &Chain) -> bool {
             self.note("settled");
-            self.0.lock().unwrap().iter().any(|t| t == "closed")
+            self.notes.lock().unwrap().iter().any(|t| t == "closed")
         }
     }
 
     #[tokio::test]
-    async fn commands_that_join_come_in_one_turn_and_the_one_behind_them_in_the_next() {
+    async fn input_outside_the_channel_is_taken_every_round_and_the_task_waits_once_none_is_left() {
         let pool = Pool::new(PoolConfig {
             bootstrap_servers: vec!["127.0.0.1:9".to_owned()],
             ..PoolConfig::default()
         })
         .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        for c in ['a', 'a', 'a', 'b', 'a', 'c'] {
-            tx.send(c).unwrap();
-        }
+        tx.send('a').unwrap();
         drop(tx);
-        let told = Arc::new(Mutex::new(Vec::new()));
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let outside = Arc::new(Mutex::new(VecDeque::from(['x', 'y', 'z'])));
         // A chain that asks for nothing.
         let idle = Chain {
             ids: RequestIds::default(),
@@ -628,12 +588,16 @@ mod tests {
             queued: VecDeque::new(),
             seen: Arc::default(),
         };
-        drive(pool, idle, Told(told.clone()), rx).await;
-        // Two a's at most in a turn; the b behind the third ends its run and comes alone.
+        let glue = Told {
+            notes: notes.clone(),
+            outside,
+        };
+        drive(pool, idle, glue, rx).await;
+        // Each round takes one, before its requests and events; the channel's command is read
+        // only once the task may wait, and its close in a round of its own.
         assert_eq!(
-            told.lock().unwrap().join(" "),
-            "settled a a taken settled a taken settled b taken settled a taken settled \
-             c taken settled closed taken settled"
+            notes.lock().unwrap().join(" "),
+            "took x settled took y settled took z settled a settled closed settled"
         );
     }
 

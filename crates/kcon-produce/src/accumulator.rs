@@ -234,19 +234,20 @@ impl<T> Accumulator<T> {
     }
 
     /// Appends a record of `size` bytes to the partition's last batch, or to a new one when it
-    /// is full, already sent, or the record does not fit. `deadline` is the record's (a new
-    /// batch takes its first record's). Returns whether the batch is now full.
+    /// is full, already sent, or the record does not fit. `received` and `deadline` are the
+    /// record's (a new batch takes its first record's: its linger counts from `received`).
+    /// Returns whether the batch is now full.
     pub(crate) fn append(
         &mut self,
         tp: &TopicPartition,
         record: NewRecord<'_>,
         size: usize,
         item: T,
-        now: Instant,
+        received: Instant,
         deadline: Instant,
     ) -> bool {
         let compression = self.compression;
-        let new = || Batch::new(compression, now, deadline);
+        let new = || Batch::new(compression, received, deadline);
         // One search of the queues for a partition that has one, as all but its first record
         // find.
         if let Some(queue) = self.queues.get_mut(tp) {

@@ -93,6 +93,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hooks;
+mod inbox;
 #[cfg_attr(
     not(any(test, feature = "fuzzing")),
     allow(

@@ -411,6 +411,15 @@ impl<T> SenderMachine<T> {
         self.wall_ms = now_ms;
     }
 
+    /// Whether a batch waits for its `linger.ms` to end, which [`poll_timeout`] then wakes
+    /// the machine for: until then records may wait to be handed in (none could make a batch
+    /// go sooner unless it fills one).
+    ///
+    /// [`poll_timeout`]: Machine::poll_timeout
+    pub fn lingering(&self) -> bool {
+        self.acc.wakes(self.now).linger.is_some()
+    }
+
     /// Closed, and nothing is waiting or in flight: the driver may stop.
     pub fn is_finished(&self) -> bool {
         self.closing && self.is_idle() && self.txn.as_ref().is_none_or(|t| t.is_idle())
@@ -429,7 +438,7 @@ impl<T> SenderMachine<T> {
             self.fail_everything_waiting(&fatal);
         }
         self.expire(now);
-        self.place_waiting(now);
+        self.place_waiting();
         self.txn_step(now);
         self.start_refresh(now);
         self.start_init(now);
@@ -565,7 +574,7 @@ impl<T> SenderMachine<T> {
     }
 
     /// Partitions the waiting records of every topic the metadata knows, in arrival order.
-    fn place_waiting(&mut self, now: Instant) {
+    fn place_waiting(&mut self) {
         let metadata = self.metadata.clone();
         let kind = self.config.partitioner;
         let seeds = &mut self.partitioner_seeds;
@@ -668,8 +677,11 @@ impl<T> SenderMachine<T> {
                 };
                 // Invariant: `partition` is below `count`, the length of `partitions`.
                 let tp = &t.partitions[partition as usize];
+                // A batch opened by this record lingers from when the producer took it: a
+                // record that waited (for its topic's metadata, or in the producer's queue
+                // while the task waited for another batch's linger) waited part of it already.
                 self.acc
-                    .append(tp, new, size, pending, now, received + timeout);
+                    .append(tp, new, size, pending, received, received + timeout);
             }
         }
         if wanted {

@@ -12,12 +12,13 @@ use std::time::Duration;
 use kcon_core::telemetry::ClientInstanceId;
 use kcon_core::{ConsumerGroupMetadata, TopicPartition};
 use kcon_pool::{AutoCreate, Pool, TokenProvider};
-use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use crate::config::{Acks, ProducerConfig};
 use crate::deliveries::{Deliveries, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
+use crate::inbox::{self, Queue};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
 use crate::packed::{self, PackedHeaders};
 use crate::record::{Delivered, ProducerRecord};
@@ -68,7 +69,8 @@ pub struct Producer {
 }
 
 struct Shared {
-    commands: mpsc::UnboundedSender<Command>,
+    /// The producer task's queue.
+    commands: Queue,
     /// `buffer.memory`, in bytes of records not yet acknowledged.
     memory: Arc<Semaphore>,
     config: Arc<ProducerConfig>,
@@ -188,7 +190,8 @@ impl Producer {
         hooks: Hooks,
     ) -> Producer {
         let config = Arc::new(config);
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, inbox, doorbell) =
+            inbox::queue(config.batch_size, config.batch_num_messages);
         let stats = Arc::new(Counters::default());
         sender::spawn(
             pool.clone(),
@@ -196,7 +199,8 @@ impl Producer {
             config.clone(),
             stats.clone(),
             hooks.clone(),
-            rx,
+            inbox,
+            doorbell,
         );
         let mut resource = Vec::new();
         if let Some(id) = &config.transactional_id {
@@ -676,7 +680,7 @@ struct TxnReply<'a> {
     op: TxnOp,
     rx: oneshot::Receiver<Result<(), ProduceError>>,
     read: bool,
-    commands: &'a mpsc::UnboundedSender<Command>,
+    commands: &'a Queue,
 }
 
 impl Drop for TxnReply<'_> {

@@ -1,6 +1,8 @@
 //! The producer's task: [`SenderMachine`], which decides everything, run by
-//! [`kcon_pool::driver::drive`] with the glue here. The handles talk to the task over a
-//! channel; the glue feeds the machine their records (those that came together in one pass),
+//! [`kcon_pool::driver::drive`] with the glue here. The handles queue their commands in
+//! order ([`crate::inbox`]) and ring the task's channel when it must take them now; at the
+//! start of every round the glue feeds the machine their records (those that came together in
+//! one pass),
 //! flushes, transaction calls and close, carries out the machine's requests (Produce,
 //! InitProducerId, a metadata refresh, the transaction coordinator's) over the pool, and
 //! answers whoever waits when the machine says a record, a flush or a call is done.
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use kcon_core::coordinator::FoundCoordinator;
+use kcon_core::machine::Machine;
 use kcon_core::{Outgoing, RequestFailure};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{AutoCreate, BrokerTarget, Pool};
@@ -22,6 +25,7 @@ use crate::config::ProducerConfig;
 use crate::deliveries::Reply;
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks};
+use crate::inbox::{Inbox, Ring};
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
 };
@@ -60,8 +64,9 @@ pub(crate) struct Incoming {
 }
 
 impl Incoming {
-    /// The record as the machine holds it, received at `now`, when the task took it: the
-    /// caller's side reads no clock per record.
+    /// The record as the machine holds it, received at `now`: when the task took it, or for a
+    /// record left queued while the task waited for a linger, when the task had last emptied
+    /// the queue (it was queued after). The caller's side reads no clock per record.
     fn into_machine(self, now: std::time::Instant) -> machine::Incoming<Waiter> {
         machine::Incoming {
             record: self.record,
@@ -76,11 +81,6 @@ impl Incoming {
     }
 }
 
-/// The most commands (a record, or the records of one `send_all`) the task takes off its
-/// channel before deciding what to do with them: a pass each would partition, batch and look
-/// for batches to send once per record.
-const RECORDS_PER_PASS: usize = 1024;
-
 /// Who waits for a record, as the machine holds it until the record is done.
 pub(crate) struct Waiter {
     reply: Reply,
@@ -94,8 +94,14 @@ pub(crate) struct Waiter {
 pub(crate) struct Sender {
     /// Whether its Metadata requests ask for a missing topic to be created.
     auto_create: AutoCreate,
-    /// The records taken off the channel this turn, handed to the machine together at its
-    /// end.
+    /// The handles' commands, in order.
+    inbox: Arc<Inbox>,
+    /// The commands taken off the queue this round (kept for its allocation).
+    taken: Vec<Command>,
+    /// When the task last emptied the queue, and the wall clock then (ms since the epoch):
+    /// a record queued while the task waited for a linger was queued after it.
+    emptied: (std::time::Instant, i64),
+    /// The records taken off the queue this round, handed to the machine together.
     records: Vec<machine::Incoming<Waiter>>,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
     /// Transaction calls under way.
@@ -104,6 +110,11 @@ pub(crate) struct Sender {
     /// Once closing: how many records failed since, and the first of their failures (a record
     /// refused because the producer is closing is its sender's to hear, not the close's).
     close_failures: Option<(usize, Option<ProduceError>)>,
+    /// Every handle is gone (the doorbell's channel closed): once their queue is empty the
+    /// producer closes.
+    handles_gone: bool,
+    /// That close was made.
+    closed_when_gone: bool,
     /// The room in `buffer.memory` of the records answered since the last round ended, given
     /// back at once when it ends: one release of the semaphore (and one take of its lock)
     /// rather than one per record.
@@ -223,7 +234,8 @@ pub(crate) fn spawn(
     config: Arc<ProducerConfig>,
     stats: Arc<Counters>,
     hooks: Hooks,
-    commands: mpsc::UnboundedReceiver<Command>,
+    inbox: Arc<Inbox>,
+    doorbell: mpsc::UnboundedReceiver<Ring>,
 ) {
     let machine = SenderMachine::new(
         config,
@@ -235,37 +247,149 @@ pub(crate) fn spawn(
     );
     let glue = Sender {
         auto_create,
+        inbox,
+        taken: Vec::new(),
+        emptied: (now(), pool.clock().now_ms()),
         records: Vec::new(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
         close_waiters: Vec::new(),
         close_failures: None,
+        handles_gone: false,
+        closed_when_gone: false,
         freed: None,
         hooks,
     };
-    tokio::spawn(drive(pool, machine, glue, commands));
+    tokio::spawn(drive(pool, machine, glue, doorbell));
 }
 
 impl Sender {
-    /// Hands the records taken so far to the machine, in one pass, stamped with the wall clock
-    /// now where they carry no timestamp.
+    /// Hands the records taken so far to the machine, in one pass, stamped with `wall_ms`
+    /// where they carry no timestamp.
     fn hand_records(
         &mut self,
         machine: &mut SenderMachine<Waiter>,
-        pool: &Pool,
         now: std::time::Instant,
+        wall_ms: i64,
     ) {
         if self.records.is_empty() {
             return;
         }
-        machine.wall_clock(pool.clock().now_ms());
+        machine.wall_clock(wall_ms);
         machine.records(now, self.records.drain(..));
+    }
+
+    /// Takes commands off the queue, oldest first, and applies them: records go to the
+    /// machine together, in one pass, ahead of the next command of another kind.
+    fn take(&mut self, machine: &mut SenderMachine<Waiter>, pool: &Pool, now: std::time::Instant) {
+        // The events the last input caused are handed on first, as they were before a command
+        // came: an answer to a transaction call its caller gave up on goes back to the
+        // machine before the same call made again is taken.
+        while let Some(event) = machine.poll_event() {
+            self.event(machine, now, event);
+        }
+        let mut taken = std::mem::take(&mut self.taken);
+        let t = self.inbox.take(&mut taken);
+        if taken.is_empty() {
+            self.taken = taken;
+            self.close_if_gone(machine, now, t.emptied);
+            return;
+        }
+        let wall_ms = pool.clock().now_ms();
+        // Records left for the task while it waited for a linger were queued after it last
+        // emptied the queue: they are stamped then, so that a batch one opens lingers no
+        // longer from the record's send than `linger.ms`.
+        let (received, stamp) = if t.left { self.emptied } else { (now, wall_ms) };
+        for command in taken.drain(..) {
+            match command {
+                Command::Record(i) => self.records.push(i.into_machine(received)),
+                Command::Records(all) => self
+                    .records
+                    .extend(all.into_iter().map(|i| i.into_machine(received))),
+                Command::Flush(done) => {
+                    self.hand_records(machine, now, stamp);
+                    let id = machine.flush(now);
+                    self.flushes.insert(id, done);
+                }
+                Command::Transaction(call, reply) => {
+                    self.hand_records(machine, now, stamp);
+                    let id = machine.transaction(now, call);
+                    self.calls.insert(id, reply);
+                }
+                Command::Unread(op, result) => {
+                    self.hand_records(machine, now, stamp);
+                    machine.unread(op, result);
+                }
+                Command::Close(done) => {
+                    self.hand_records(machine, now, stamp);
+                    self.close_waiters.push(done);
+                    self.close_failures.get_or_insert((0, None));
+                    machine.close(now);
+                }
+            }
+        }
+        self.hand_records(machine, now, stamp);
+        if t.emptied {
+            self.emptied = (now, wall_ms);
+        }
+        self.taken = taken;
+        self.close_if_gone(machine, now, t.emptied);
+    }
+
+    /// Once every handle is gone and the queue is `emptied`, nothing more can come: the
+    /// producer finishes as a close does.
+    fn close_if_gone(
+        &mut self,
+        machine: &mut SenderMachine<Waiter>,
+        now: std::time::Instant,
+        emptied: bool,
+    ) {
+        if self.handles_gone && emptied && !self.closed_when_gone {
+            self.closed_when_gone = true;
+            self.close_failures.get_or_insert((0, None));
+            machine.close(now);
+        }
+    }
+
+    /// Refuses a command the task will never take (it ended): a record fails as the producer
+    /// being closed (told to the hooks, as a record not queued is), a close is answered (the
+    /// task ended: another close finished), a flush is done, a transaction call fails.
+    fn refuse(&self, command: Command) {
+        let refuse_record = |i: Incoming| {
+            let e = ProduceError::closed();
+            if !self.hooks.is_empty() {
+                hooks::acknowledged(&self.hooks, Err(&e));
+            }
+            i.reply.answer(Err(e));
+        };
+        match command {
+            Command::Record(i) => refuse_record(i),
+            Command::Records(all) => all.into_iter().for_each(refuse_record),
+            Command::Flush(done) => {
+                let _ = done.send(());
+            }
+            Command::Close(done) => {
+                let _ = done.send(Ok(()));
+            }
+            Command::Transaction(_, reply) => {
+                let _ = reply.send(Err(ProduceError::closed()));
+            }
+            Command::Unread(..) => {}
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        for command in self.inbox.close() {
+            self.refuse(command);
+        }
     }
 }
 
 impl Drive for Sender {
     type Machine = SenderMachine<Waiter>;
-    type Command = Command;
+    type Command = Ring;
 
     fn send(
         &self,
@@ -281,55 +405,28 @@ impl Drive for Sender {
     fn command(
         &mut self,
         machine: &mut Self::Machine,
-        _pool: &Pool,
+        pool: &Pool,
         now: std::time::Instant,
-        command: Option<Command>,
+        command: Option<Ring>,
     ) {
-        // Records queued behind one another go to the machine together, at the turn's end
-        // (`commands_taken`); a command of another kind comes in a turn of its own.
         match command {
-            Some(Command::Record(i)) => self.records.push(i.into_machine(now)),
-            Some(Command::Records(all)) => {
-                self.records
-                    .extend(all.into_iter().map(|i| i.into_machine(now)));
-            }
-            Some(Command::Flush(done)) => {
-                let id = machine.flush(now);
-                self.flushes.insert(id, done);
-            }
-            Some(Command::Transaction(call, reply)) => {
-                let id = machine.transaction(now, call);
-                self.calls.insert(id, reply);
-            }
-            Some(Command::Unread(op, result)) => machine.unread(op, result),
-            Some(Command::Close(done)) => {
-                self.close_waiters.push(done);
-                self.close_failures.get_or_insert((0, None));
-                machine.close(now);
-            }
-            // Every handle is gone: finish what was queued, as close does.
+            // Taken at the start of the round that follows.
+            Some(Ring) => self.inbox.answered(),
+            // Every handle is gone: what they queued is taken, round by round, then the rest
+            // finishes as a close does.
             None => {
-                self.close_failures.get_or_insert((0, None));
-                machine.close(now);
+                self.handles_gone = true;
+                self.take(machine, pool, now);
             }
         }
     }
 
-    fn together(&self, command: &Command) -> bool {
-        matches!(command, Command::Record(_) | Command::Records(_))
+    fn take_queued(&mut self, machine: &mut Self::Machine, pool: &Pool, now: std::time::Instant) {
+        self.take(machine, pool, now);
     }
 
-    fn commands_per_turn(&self) -> usize {
-        RECORDS_PER_PASS
-    }
-
-    fn commands_taken(
-        &mut self,
-        machine: &mut Self::Machine,
-        pool: &Pool,
-        now: std::time::Instant,
-    ) {
-        self.hand_records(machine, pool, now);
+    fn may_wait(&mut self, machine: &Self::Machine) -> bool {
+        self.inbox.may_wait(machine.lingering())
     }
 
     fn event(
