@@ -80,11 +80,13 @@ pub trait Drive: Send + 'static {
         true
     }
 
-    /// At the start of every round, before the machine's requests and events are looked at:
-    /// hands the machine what reached the task outside its channel (the producer's queue,
-    /// which the channel only rings for). A glue whose commands must follow the events the
-    /// last input caused (as a command from the channel would) hands those on first. Nothing
-    /// by default.
+    /// At the start of every round, before the machine's requests and events are looked at,
+    /// and before an answer, a timer or new metadata the task woke for is handed to the
+    /// machine: hands the machine what reached the task outside its channel (the producer's
+    /// queue, which the channel only rings for), so that the machine decides on that input
+    /// with it (the producer's records join the batch a timer makes ready). A glue whose
+    /// commands must follow the events the last input caused (as a command from the channel
+    /// would) hands those on first. Nothing by default.
     fn take_queued(&mut self, machine: &mut Self::Machine, pool: &Pool, now: std::time::Instant) {
         let _ = (machine, pool, now);
     }
@@ -200,7 +202,9 @@ pub async fn drive<D: Drive>(
         let follows_metadata = glue.follows_metadata();
         tokio::select! {
             (id, result) = in_flight.next() => {
-                machine.handle_response(Instant::now().into_std(), id, result);
+                let now = Instant::now().into_std();
+                glue.take_queued(&mut machine, &pool, now);
+                machine.handle_response(now, id, result);
             }
             command = commands.recv(), if reads_commands => match command {
                 Some(command) => {
@@ -212,13 +216,17 @@ pub async fn drive<D: Drive>(
                 }
             },
             _ = sleep_until(deadline) => {
-                machine.handle_timeout(Instant::now().into_std());
+                let now = Instant::now().into_std();
+                glue.take_queued(&mut machine, &pool, now);
+                machine.handle_timeout(now);
             }
             _ = metadata_tick.tick(), if follows_metadata => {
                 let metadata = pool.metadata();
                 if metadata.generation != metadata_seen {
                     metadata_seen = metadata.generation;
-                    glue.metadata_changed(&mut machine, &pool, Instant::now().into_std(), &metadata);
+                    let now = Instant::now().into_std();
+                    glue.take_queued(&mut machine, &pool, now);
+                    glue.metadata_changed(&mut machine, &pool, now, &metadata);
                 }
             }
         }

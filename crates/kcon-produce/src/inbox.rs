@@ -4,16 +4,17 @@
 //! in the order the handles queued them; a doorbell on the task's channel wakes the task to
 //! take them. A handle rings only when the task would not look at the queue in time by
 //! itself: the task says, before it waits, whether it waits for a batch's `linger.ms` to end
-//! ([`Inbox::may_wait`]). A record queued meanwhile can wait for that too: it could be sent no
-//! earlier than its own linger, and that ends later. So a producer sending at a moderate rate
+//! ([`Inbox::may_wait`]). A record queued meanwhile loses nothing by waiting for that too: a
+//! batch it joins lingers until then at least, and one it opens until later (the task takes
+//! the queue before it acts on what woke it). So a producer sending at a moderate rate
 //! wakes its task about once per linger, not once per record, and the task takes the records
 //! together. A handle rings at once for anything else (a flush, a close, a transaction call),
 //! when the task waits for nothing of its own (a reply, or no timer at all), or when the
 //! records queued would fill a batch (`batch.size`, `batch.num.messages`).
 //!
-//! A record taken after waiting so is stamped with the time the task last emptied the queue,
-//! before which it cannot have been queued: a batch it opens lingers at most `linger.ms` from
-//! its send, and may go out with the batch the task woke for.
+//! A record left so is stamped with the instant it was queued (the one clock read `send` then
+//! makes; a record the task takes at once is stamped when taken): a batch it opens lingers from
+//! its send, as the Java client's does, and its timestamp is its send's.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,8 +64,6 @@ struct State {
     urgent: usize,
     /// The task waits for a batch's linger to end, and takes the queue then.
     lingering: bool,
-    /// A record was left in the queue for the task to take when its linger ends.
-    left: bool,
     /// The task's last take left commands queued before it: it takes them before it waits.
     behind: bool,
     /// A doorbell is on its way.
@@ -101,9 +100,6 @@ impl State {
 
 /// What the task took off the queue.
 pub(crate) struct Taken {
-    /// Some of the records waited in the queue while the task waited for a linger: they were
-    /// queued after the task last emptied it, not necessarily just now.
-    pub(crate) left: bool,
     /// The queue is empty now.
     pub(crate) emptied: bool,
 }
@@ -153,7 +149,14 @@ impl Queue {
         if ring {
             state.rung = true;
         } else if state.lingering {
-            state.left = true;
+            // Left for the linger's end: stamped now, in its place (the lock keeps the
+            // queue's order and the stamps' together).
+            let at = tokio::time::Instant::now().into_std();
+            match state.queue.back_mut() {
+                Some(Command::Record(i)) => i.queued = Some(at),
+                Some(Command::Records(all)) => all.iter_mut().for_each(|i| i.queued = Some(at)),
+                _ => {}
+            }
         }
         drop(state);
         if ring {
@@ -187,13 +190,9 @@ impl Inbox {
     pub(crate) fn take(&self, into: &mut Vec<Command>) -> Taken {
         let mut state = self.lock();
         state.lingering = false;
-        let left = std::mem::take(&mut state.left);
         if state.queue.is_empty() {
             state.behind = false;
-            return Taken {
-                left,
-                emptied: true,
-            };
+            return Taken { emptied: true };
         }
         // Records up to the first other command, which ends the round's take: the events the
         // commands before it caused are handed on first (a transaction call's kept outcome
@@ -220,12 +219,9 @@ impl Inbox {
         state.bytes = state.bytes.saturating_sub(bytes);
         state.urgent = state.urgent.saturating_sub(urgent);
         let emptied = state.queue.is_empty();
+        // What is left is taken before the task waits.
         state.behind = !emptied;
-        if !emptied {
-            // What is left was queued before this take: the task looks again before it waits.
-            state.left = left;
-        }
-        Taken { left, emptied }
+        Taken { emptied }
     }
 
     /// Whether the task may wait now, `lingering` saying whether it waits for a batch's linger
@@ -237,9 +233,6 @@ impl Inbox {
         if state.wanted(self) {
             state.lingering = false;
             return false;
-        }
-        if !state.queue.is_empty() {
-            state.left = true;
         }
         true
     }
@@ -271,6 +264,7 @@ mod tests {
             size,
             reply: Reply::One(reply),
             permit: None,
+            queued: None,
         })
     }
 
@@ -299,6 +293,7 @@ mod tests {
     #[test]
     fn while_the_task_lingers_records_wait_until_they_would_fill_a_batch() {
         let (queue, inbox, mut doorbell) = super::queue(BATCH, 100);
+        let before = std::time::Instant::now();
         assert!(inbox.may_wait(true));
         for _ in 0..4 {
             queue.send(record(200)).expect("queued");
@@ -314,7 +309,21 @@ mod tests {
         let mut taken = Vec::new();
         let t = inbox.take(&mut taken);
         assert_eq!(taken.len(), 5);
-        assert!(t.left && t.emptied, "{:?}", (t.left, t.emptied));
+        assert!(t.emptied);
+        // Each left record stamped when it was queued; the one that rang, when taken.
+        let stamps: Vec<Option<std::time::Instant>> = taken
+            .iter()
+            .map(|c| match c {
+                Command::Record(i) => i.queued,
+                _ => None,
+            })
+            .collect();
+        assert!(
+            stamps[..4].iter().all(|s| s.is_some_and(|at| at >= before)),
+            "{stamps:?}"
+        );
+        assert!(stamps[..4].is_sorted(), "{stamps:?}");
+        assert_eq!(stamps[4], None);
         inbox.answered();
         // Taken, the bytes counted start over; the task is awake until it says otherwise.
         assert!(inbox.may_wait(true));

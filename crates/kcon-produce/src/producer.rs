@@ -281,6 +281,7 @@ impl Producer {
                 size,
                 reply: Reply::One(reply),
                 permit: Some(permit),
+                queued: None,
             }))
             .map_err(|_| self.not_queued(ProduceError::closed()))?;
         Ok(Delivery { rx })
@@ -333,6 +334,7 @@ impl Producer {
                         size,
                         reply: Reply::Member(member),
                         permit: None,
+                        queued: None,
                     });
                 }
             }

@@ -61,13 +61,27 @@ pub(crate) struct Incoming {
     /// Its room in `buffer.memory`, given back when it is done (`None` when another record
     /// sent with it holds it).
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// When it was queued, for a record left in the queue while the task waited for a linger
+    /// (`None`: the task takes it at once, and stamps it then).
+    pub(crate) queued: Option<std::time::Instant>,
 }
 
 impl Incoming {
-    /// The record as the machine holds it, received at `now`: when the task took it, or for a
-    /// record left queued while the task waited for a linger, when the task had last emptied
-    /// the queue (it was queued after). The caller's side reads no clock per record.
-    fn into_machine(self, now: std::time::Instant) -> machine::Incoming<Waiter> {
+    /// The record as the machine holds it, received when it was queued if it was left in the
+    /// queue for a linger's end, else at `now`, when the task took it; without a timestamp of
+    /// its own it takes the wall clock's `wall_ms` then, less the time it waited in the queue.
+    /// The caller's side reads a clock only for a record left so.
+    fn into_machine(mut self, now: std::time::Instant, wall_ms: i64) -> machine::Incoming<Waiter> {
+        let received = match self.queued {
+            Some(at) => {
+                let waited = now.saturating_duration_since(at).as_millis();
+                self.record.timestamp.get_or_insert(
+                    wall_ms.saturating_sub(i64::try_from(waited).unwrap_or(i64::MAX)),
+                );
+                at
+            }
+            None => now,
+        };
         machine::Incoming {
             record: self.record,
             packed: self.packed,
@@ -76,7 +90,7 @@ impl Incoming {
                 reply: self.reply,
                 permit: self.permit,
             },
-            received: now,
+            received,
         }
     }
 }
@@ -98,9 +112,6 @@ pub(crate) struct Sender {
     inbox: Arc<Inbox>,
     /// The commands taken off the queue this round (kept for its allocation).
     taken: Vec<Command>,
-    /// When the task last emptied the queue, and the wall clock then (ms since the epoch):
-    /// a record queued while the task waited for a linger was queued after it.
-    emptied: (std::time::Instant, i64),
     /// The records taken off the queue this round, handed to the machine together.
     records: Vec<machine::Incoming<Waiter>>,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
@@ -249,7 +260,6 @@ pub(crate) fn spawn(
         auto_create,
         inbox,
         taken: Vec::new(),
-        emptied: (now(), pool.clock().now_ms()),
         records: Vec::new(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
@@ -295,17 +305,13 @@ impl Sender {
             self.close_if_gone(machine, now, t.emptied);
             return;
         }
-        let wall_ms = pool.clock().now_ms();
-        // Records left for the task while it waited for a linger were queued after it last
-        // emptied the queue: they are stamped then, so that a batch one opens lingers no
-        // longer from the record's send than `linger.ms`.
-        let (received, stamp) = if t.left { self.emptied } else { (now, wall_ms) };
+        let stamp = pool.clock().now_ms();
         for command in taken.drain(..) {
             match command {
-                Command::Record(i) => self.records.push(i.into_machine(received)),
+                Command::Record(i) => self.records.push(i.into_machine(now, stamp)),
                 Command::Records(all) => self
                     .records
-                    .extend(all.into_iter().map(|i| i.into_machine(received))),
+                    .extend(all.into_iter().map(|i| i.into_machine(now, stamp))),
                 Command::Flush(done) => {
                     self.hand_records(machine, now, stamp);
                     let id = machine.flush(now);
@@ -329,9 +335,6 @@ impl Sender {
             }
         }
         self.hand_records(machine, now, stamp);
-        if t.emptied {
-            self.emptied = (now, wall_ms);
-        }
         self.taken = taken;
         self.close_if_gone(machine, now, t.emptied);
     }
