@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::record::ProducerRecord;
+
 /// The size of a thread's chunk.
 const CHUNK: usize = 16 * 1024;
 
@@ -77,6 +79,16 @@ impl PackedHeaders {
     }
 }
 
+/// Moves what `record` alone holds onto this thread's chunk, freeing the originals here: its
+/// headers, packed and returned (its own list left empty; `None` when it has none), and a
+/// small key and value made for it alone ([`rehome`]). What `send` and `send_all` do to each
+/// record before it is queued.
+pub(crate) fn pack(record: &mut ProducerRecord) -> Option<PackedHeaders> {
+    rehome(&mut record.key);
+    rehome(&mut record.value);
+    PackedHeaders::take(&mut record.headers)
+}
+
 /// Keys and values up to this size that only their record holds are copied into the chunk.
 const KEPT_AT_MOST: usize = 512;
 
@@ -84,7 +96,7 @@ const KEPT_AT_MOST: usize = 512;
 /// (its buffer allocated for it) with a copy cut from this thread's chunk, its own buffer freed
 /// here. One shared with other records (a slice of a larger buffer the caller keeps, a static
 /// one) is left as it is: the producer's task only drops a reference to it.
-pub(crate) fn rehome(field: &mut Option<Bytes>) {
+fn rehome(field: &mut Option<Bytes>) {
     if let Some(bytes) = field
         && !bytes.is_empty()
         && bytes.len() <= KEPT_AT_MOST

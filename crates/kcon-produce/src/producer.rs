@@ -20,7 +20,7 @@ use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::inbox::{self, Queue};
 use crate::machine::{TxnCall, TxnOffset, TxnOp};
-use crate::packed::{self, PackedHeaders};
+use crate::packed;
 use crate::record::{Delivered, ProducerRecord};
 use crate::sender::{self, Command, Incoming};
 
@@ -269,9 +269,7 @@ impl Producer {
                 .await
                 .map_err(|_| self.not_queued(ProduceError::closed()))?,
         };
-        let packed = PackedHeaders::take(&mut record.headers);
-        packed::rehome(&mut record.key);
-        packed::rehome(&mut record.value);
+        let packed = packed::pack(&mut record);
         let (reply, rx) = oneshot::channel();
         self.shared
             .commands
@@ -326,10 +324,8 @@ impl Producer {
                 Some(refused) => Reply::Member(member).answer(Err(self.not_queued(refused))),
                 None => {
                     room = room.saturating_add(self.shared.config.room(size));
-                    packed::rehome(&mut record.key);
-                    packed::rehome(&mut record.value);
                     incoming.push(Incoming {
-                        packed: PackedHeaders::take(&mut record.headers),
+                        packed: packed::pack(&mut record),
                         record,
                         size,
                         reply: Reply::Member(member),
