@@ -8,6 +8,7 @@
 //! sequence numbers are those the broker expects next. Batches of other partitions on the
 //! same broker go in the same request, and several requests per broker may be in flight.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -222,6 +223,10 @@ pub(crate) struct Accumulator<T> {
     limits: BatchLimits,
     compression: Compression,
     queues: BTreeMap<TopicPartition, Queue<T>>,
+    /// The last [`wakes`](Accumulator::wakes) and the instant they were asked after, until the
+    /// queues change: the task asks for them twice after each pass (whether it waits for a
+    /// linger, and for how long it waits), and each answer scans every partition.
+    wakes: Cell<Option<(Instant, Wakes)>>,
 }
 
 impl<T> Accumulator<T> {
@@ -230,6 +235,7 @@ impl<T> Accumulator<T> {
             limits,
             compression,
             queues: BTreeMap::new(),
+            wakes: Cell::new(None),
         }
     }
 
@@ -246,6 +252,7 @@ impl<T> Accumulator<T> {
         received: Instant,
         deadline: Instant,
     ) -> bool {
+        self.changed();
         let compression = self.compression;
         let new = || Batch::new(compression, received, deadline);
         // One search of the queues for a partition that has one, as all but its first record
@@ -290,6 +297,24 @@ impl<T> Accumulator<T> {
     /// reaches its deadline. (What was due by `now` is ready already, or waits for something
     /// else: a leader, a free request slot.)
     pub(crate) fn wakes(&self, now: Instant) -> Wakes {
+        if let Some((at, wakes)) = self.wakes.get()
+            && at == now
+        {
+            return wakes;
+        }
+        let wakes = self.scan_wakes(now);
+        self.wakes.set(Some((now, wakes)));
+        wakes
+    }
+
+    /// The queues change (every `&mut self` call, before the change): the wakes asked for
+    /// since are forgotten.
+    fn changed(&mut self) {
+        self.wakes.set(None);
+    }
+
+    /// [`wakes`](Accumulator::wakes), read off every partition's queue.
+    fn scan_wakes(&self, now: Instant) -> Wakes {
         let mut wakes = Wakes::default();
         let at = |wake: &mut Option<Instant>, t: Instant| {
             if t > now {
@@ -316,11 +341,13 @@ impl<T> Accumulator<T> {
 
     /// The head batch of a partition.
     pub(crate) fn head_mut(&mut self, tp: &TopicPartition) -> Option<&mut Batch<T>> {
+        self.changed();
         self.queues.get_mut(tp)?.batches.front_mut()
     }
 
     /// Marks the partition's head as sent.
     pub(crate) fn set_in_flight(&mut self, tp: &TopicPartition) {
+        self.changed();
         if let Some(q) = self.queues.get_mut(tp) {
             q.in_flight = true;
         }
@@ -334,6 +361,7 @@ impl<T> Accumulator<T> {
 
     /// Takes the head batch off the queue (acknowledged, or failed for good).
     pub(crate) fn pop_head(&mut self, tp: &TopicPartition) -> Option<Batch<T>> {
+        self.changed();
         let q = self.queues.get_mut(tp)?;
         q.in_flight = false;
         let head = q.batches.pop_front();
@@ -345,6 +373,7 @@ impl<T> Accumulator<T> {
 
     /// Puts the head back to be sent again at `at`, remembering why it failed.
     pub(crate) fn retry_head(&mut self, tp: &TopicPartition, at: Instant, error: ProduceError) {
+        self.changed();
         if let Some(q) = self.queues.get_mut(tp) {
             q.in_flight = false;
             if let Some(head) = q.batches.front_mut() {
@@ -358,6 +387,7 @@ impl<T> Accumulator<T> {
     /// Takes out every batch not in flight whose deadline has passed, oldest first per
     /// partition.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<(TopicPartition, Batch<T>)> {
+        self.changed();
         let mut out = Vec::new();
         for (tp, q) in self.queues.iter_mut() {
             let skip = usize::from(q.in_flight);
@@ -373,6 +403,7 @@ impl<T> Accumulator<T> {
 
     /// Takes out every batch not in flight (the producer cannot go on).
     pub(crate) fn drain_waiting(&mut self) -> Vec<(TopicPartition, Batch<T>)> {
+        self.changed();
         let mut out = Vec::new();
         for (tp, q) in self.queues.iter_mut() {
             let skip = usize::from(q.in_flight);
@@ -389,6 +420,7 @@ impl<T> Accumulator<T> {
     /// Forgets how every head not in flight was encoded: after a new producer id, each is
     /// encoded again with the new id and fresh sequence numbers.
     pub(crate) fn forget_sequences(&mut self) {
+        self.changed();
         for q in self.queues.values_mut() {
             if !q.in_flight
                 && let Some(head) = q.batches.front_mut()
@@ -540,6 +572,36 @@ mod tests {
         // past instant is never a wake-up time.
         assert_eq!(a.wakes(now + LIMITS.linger).earliest(), Some(far(now)));
         assert_eq!(a.wakes(now + LIMITS.linger).linger, None);
+    }
+
+    /// The wakes are kept between two asks at one instant, and every change of the queues
+    /// (a record, a send, an answer, a retry, an expiry) asks them afresh.
+    #[test]
+    fn the_wakes_kept_are_those_of_the_queues_as_they_are() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(3);
+        let mut a = acc();
+        a.append(&tp(0), record(b"a"), 10, 1, now, far(now));
+        assert_eq!(a.wakes(later), a.scan_wakes(later));
+        assert_eq!(a.wakes(later).linger, Some(now + LIMITS.linger));
+        // A batch opened later on another partition leaves the earliest linger as it was...
+        a.append(&tp(1), record(b"b"), 10, 2, later, far(later));
+        assert_eq!(a.wakes(later).linger, Some(now + LIMITS.linger));
+        // ...until the first partition's head is sent: then the second's linger is next.
+        a.set_in_flight(&tp(0));
+        assert_eq!(a.wakes(later).linger, Some(later + LIMITS.linger));
+        let retry = later + Duration::from_millis(1);
+        a.retry_head(&tp(0), retry, ProduceError::closed());
+        assert_eq!(a.wakes(later).backoff, Some(retry));
+        a.pop_head(&tp(0));
+        assert_eq!(a.wakes(later).backoff, None);
+        // The same queues asked after another instant are read again.
+        let past = later + LIMITS.linger;
+        assert_eq!(a.wakes(past).linger, None);
+        assert_eq!(a.wakes(past).deadline, Some(far(later)));
+        assert_eq!(a.expire(far(later)).len(), 1);
+        assert_eq!(a.wakes(past), Wakes::default());
+        assert_eq!(a.wakes(past), a.scan_wakes(past));
     }
 
     #[test]
