@@ -148,13 +148,15 @@ struct Pending<T> {
     id: u64,
     timestamp: i64,
     waiter: T,
+    /// The record's own topic, handed back in its [`Delivered`]: the task neither counts a
+    /// reference to it nor drops one, so a topic the sender shares between its records is
+    /// counted by the sender's thread alone (its count is not a cache line two threads write
+    /// for every record).
+    topic: Arc<str>,
 }
 
 /// A topic's records waiting for its metadata, and how to partition once it is there.
 struct TopicState<T> {
-    /// The topic's name, shared by every record's [`Delivered`]: a reference count each, not
-    /// a copy.
-    name: Arc<str>,
     partitioner: Option<Partitioner>,
     /// The topic's partitions by number, as the accumulator keys them: made once per
     /// partition, not once per record.
@@ -165,9 +167,8 @@ struct TopicState<T> {
 }
 
 impl<T> TopicState<T> {
-    fn new(name: Arc<str>) -> Self {
+    fn new() -> Self {
         TopicState {
-            name,
             partitioner: None,
             partitions: Vec::new(),
             waiting: VecDeque::new(),
@@ -250,7 +251,13 @@ pub struct SenderMachine<T> {
     /// machine's seed: a seed spreads null-keyed records the same way every time.
     partitioner_seeds: fastrand::Rng,
     acc: Accumulator<Pending<T>>,
+    /// The topics produced to, by name (the machine's own copy of it, which no sender's
+    /// thread touches).
     topics: BTreeMap<Arc<str>, TopicState<T>>,
+    /// The last record's topic as its sender made it, and the key of its entry in `topics`:
+    /// a record whose topic is that same `Arc` (a sender's shared one) finds its entry by
+    /// the pointer, without reading the name where the sender's thread counts references.
+    last_topic: Option<(Arc<str>, Arc<str>)>,
     metadata: Arc<Metadata>,
     /// The metadata refresh out.
     refresh: Option<RequestId>,
@@ -307,6 +314,7 @@ impl<T> SenderMachine<T> {
             partitioner_seeds: fastrand::Rng::with_seed(seed ^ PARTITIONER_STREAM),
             acc: Accumulator::new(limits, config.compression),
             topics: BTreeMap::new(),
+            last_topic: None,
             metadata,
             wall_ms: now_ms,
             refresh: None,
@@ -374,13 +382,26 @@ impl<T> SenderMachine<T> {
             self.next_id += 1;
             self.incomplete.insert(id);
             // Partitioned in `step`, in arrival order, once the topic is known.
-            match self.topics.get_mut(&*incoming.record.topic) {
+            let same = match &self.last_topic {
+                Some((theirs, ours)) if Arc::ptr_eq(theirs, &incoming.record.topic) => {
+                    self.topics.get_mut(ours)
+                }
+                _ => None,
+            };
+            match same {
                 Some(topic) => topic.waiting.push_back((id, incoming)),
                 None => {
-                    let name = incoming.record.topic.clone();
-                    let mut topic = TopicState::new(name.clone());
-                    topic.waiting.push_back((id, incoming));
-                    self.topics.insert(name, topic);
+                    let theirs = incoming.record.topic.clone();
+                    let ours = match self.topics.get_key_value(&*theirs) {
+                        Some((ours, _)) => ours.clone(),
+                        None => Arc::from(&*theirs),
+                    };
+                    self.topics
+                        .entry(ours.clone())
+                        .or_insert_with(TopicState::new)
+                        .waiting
+                        .push_back((id, incoming));
+                    self.last_topic = Some((theirs, ours));
                 }
             }
         }
@@ -674,6 +695,7 @@ impl<T> SenderMachine<T> {
                     id,
                     timestamp,
                     waiter,
+                    topic: record.topic,
                 };
                 // Invariant: `partition` is below `count`, the length of `partitions`.
                 let tp = &t.partitions[partition as usize];
@@ -1117,17 +1139,13 @@ impl<T> SenderMachine<T> {
         };
         Counters::add(&self.stats.batches_delivered, 1);
         Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
-        let topic = self
-            .topics
-            .get(tp.topic.as_str())
-            .map_or_else(|| Arc::from(tp.topic.as_str()), |t| t.name.clone());
         for (i, r) in batch.records.into_iter().enumerate() {
             self.incomplete.remove(&r.id);
             answer_record(
                 &mut self.events,
                 r.waiter,
                 Ok(Delivered {
-                    topic: topic.clone(),
+                    topic: r.topic,
                     partition: tp.partition,
                     offset: base_offset.and_then(|b| b.checked_add(i as i64)),
                     timestamp: append_time.unwrap_or(r.timestamp),

@@ -161,7 +161,8 @@ impl IntoTopic for std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Delivered {
-    /// The topic (shared by the records of a topic: cloning it copies no bytes).
+    /// The topic: the record's own [`topic`](ProducerRecord::topic), handed back (a record
+    /// made with a shared `Arc<str>` gets that `Arc` back, not a copy).
     pub topic: Arc<str>,
     /// The partition it was written to.
     pub partition: i32,
