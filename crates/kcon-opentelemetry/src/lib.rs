@@ -525,7 +525,15 @@ impl Telemetry {
                     span.set_status(Status::error(e.to_string()));
                     span.end();
                 }
-                let shape = inner.shapes.get(Operation::Send, &sent.topic, None);
+                // A failure is counted without a partition: the send span's own shape, unless
+                // the record named its partition.
+                let looked_up;
+                let shape = if sent.partition_named {
+                    looked_up = inner.shapes.get(Operation::Send, &sent.topic, None);
+                    &looked_up
+                } else {
+                    &sent.shape
+                };
                 shape.count(Some(&kind));
                 let mut metric = shape.metric.clone();
                 metric.push(KeyValue::new("error.type", kind));
