@@ -474,6 +474,58 @@ async fn a_member_taking_over_passes_over_what_the_commits_metadata_names_as_don
     assert_eq!(at.values().next().copied().flatten(), Some(100));
 }
 
+/// A run stopped while records are in the handler finishes them and stores their offsets
+/// before it returns: the commit made right after names every one of them. Each handler here
+/// ends only once the run has seen its stop, so every answer comes after the run's last turn
+/// for new work (a run that returned without carrying the answers out left their offsets
+/// unstored, and the commit named none of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_right_after_a_run_stopped_mid_records_names_every_record_it_finished() {
+    let topic = unique_name("keyed");
+    let b = kafka_with(&[(&topic, 1)]).await;
+    produce_keyed(&producer(b), &topic, 20, 1).await;
+    let mut processor = keyed(
+        b,
+        &topic,
+        &[
+            ("processing.ordering", "key"),
+            ("processing.max.concurrency", "20"),
+        ],
+    );
+    let group = processor.consumer().group_id().unwrap().to_owned();
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(tokio::sync::Notify::new());
+    let stop_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let (all_started, stop_seen) = (all_started.clone(), stop_seen.clone());
+        async move {
+            all_started.notified().await;
+            stop_seen.store(true, Ordering::SeqCst);
+        }
+    };
+    timeout(
+        WITHIN,
+        processor.run_concurrently_until(stop, async |_| {
+            if started.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
+                all_started.notify_one();
+            }
+            while !stop_seen.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }),
+    )
+    .await
+    .expect("done within the time")
+    .unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 20, "every record started");
+    assert_eq!(processor.metrics().records_processed, 20);
+    processor.commit().await.unwrap();
+    processor.close().await.unwrap();
+    let at = committed(b, &group, &topic, 1).await;
+    assert_eq!(at.values().next().copied().flatten(), Some(20), "{at:?}");
+}
+
 /// What two members' handlers did: the records in a handler now, every record's handlings in
 /// the order they started (with the member), and any record found in two handlers at once.
 #[derive(Default)]

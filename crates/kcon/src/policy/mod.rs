@@ -681,6 +681,20 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
         }
     }
 
+    /// A run of records side by side ends with `end`, none of them in the handler, after a
+    /// `last` turn: the answers that came after the turn before it are carried out by it
+    /// (their offsets stored, in the exactly-once mode into the transaction), so that the
+    /// commit made next names them. A stop or an error that turn raises is the run's outcome
+    /// unless `end` is an error already. Work it hands out stays out: the next run asks for it
+    /// again.
+    fn run_ends(&self, end: Result<(), Error>, last: Turn) -> Result<(), Error> {
+        match last {
+            Turn::Stop(reason) if end.is_ok() => Err(self.stopped(reason)),
+            Turn::Error(e) if end.is_ok() => Err(e),
+            Turn::Step(_) | Turn::Wait | Turn::Stop(_) | Turn::Error(_) => end,
+        }
+    }
+
     /// Processes records with `handler`, up to `processing.max.concurrency` at once, until
     /// an error stops it (see [`run_concurrently_until`](Processor::run_concurrently_until)).
     ///
@@ -797,6 +811,8 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             if running.is_empty()
                 && let Some(end) = ending.take()
             {
+                let last = self.driver.turn(now(), &mut self.parts);
+                let end = self.run_ends(end, last);
                 self.parts.publish(&self.driver.machine, true);
                 return end;
             }
@@ -921,6 +937,8 @@ impl<K: Deserializer, V: Deserializer, S: RecordSource> Processor<K, V, S> {
             // being done with above one waiting for its retry, waits for it; a run ending then
             // aborts it).
             if let Some(end) = ending.take() {
+                let last = self.driver.turn(now(), &mut self.parts);
+                let end = self.run_ends(end, last);
                 self.parts.publish(&self.driver.machine, true);
                 self.end_transaction().await?;
                 return end;
