@@ -884,6 +884,87 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     assert_eq!(read, expected);
 }
 
+/// A run side by side in the exactly-once mode, stopped while its 20 records are in the
+/// handler, finishes them and commits their offsets in the transaction that commits their
+/// outputs: once the run returns, before any close, the group's committed offset names all
+/// 20. Each handler ends only after the run has seen its stop, after its last turn for new
+/// work (a run that then ended the transaction without carrying the answers out committed
+/// the outputs without their offsets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_side_by_side_stopped_mid_records_commits_their_offsets_with_their_outputs() {
+    let b = Kafka::single().bootstrap();
+    let pool = Pool::new(config(b)).unwrap();
+    let input = unique_name("eos-stop-in");
+    let output = unique_name("eos-stop-out");
+    let group = unique_name("eos-stop-group");
+    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
+    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
+    let inputs: Vec<_> = (0..20)
+        .map(|i| ProducerRecord::new(input.clone(), format!("{i}")).with_partition(0))
+        .collect();
+    for outcome in writer.send_all(inputs).await.unwrap().await {
+        outcome.unwrap();
+    }
+    writer.close().await.expect("the producer closes");
+
+    let mut consumer = processor_consumer(b, &group)
+        .set("max.poll.records", "50")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    let producer = Producer::builder()
+        .bootstrap_servers(b)
+        .set("transactional.id", unique_name("eos-stop-tx"))
+        .build()
+        .unwrap();
+    let mut processor = Processor::builder(consumer)
+        .value(StringDeserializer)
+        .set("processing.ordering", "unordered")
+        .set("processing.max.concurrency", "20")
+        .exactly_once(producer)
+        .build()
+        .unwrap();
+    let sink = processor.sink().unwrap();
+    let out = output.clone();
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(tokio::sync::Notify::new());
+    let stop_seen = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let (all_started, stop_seen) = (all_started.clone(), stop_seen.clone());
+        async move {
+            all_started.notified().await;
+            stop_seen.store(true, Ordering::SeqCst);
+        }
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        processor.run_concurrently_until(stop, async |r| {
+            sink.send(
+                ProducerRecord::new(out.as_str(), format!("out:{}", r.value)).with_partition(0),
+            );
+            if started.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
+                all_started.notify_one();
+            }
+            while !stop_seen.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the run stopped within a minute")
+    .expect("the run stopped by its stop future");
+    assert_eq!(started.load(Ordering::SeqCst), 20, "every record started");
+    assert_eq!(committed(&pool, &group, &input).await[0], Some(20));
+    let counts = processor.transactions().expect("the exactly-once mode");
+    processor.close().await.expect("the close");
+    assert_eq!(counts.aborted, 0, "{counts:?}");
+    let mut read = read_committed_by_kcon(b, &output, 20).await;
+    read.sort_by_key(|v| v[4..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..20).map(|i| format!("out:{i}")).collect();
+    assert_eq!(read, expected);
+}
+
 /// A transaction that stays open longer than `transaction.timeout.ms` is aborted by the
 /// coordinator, which bumps the producer's epoch (KIP-588): the processor's next output is
 /// refused with INVALID_PRODUCER_EPOCH, which fails the transaction, not the producer. The
