@@ -263,7 +263,7 @@ mod tests {
             packed: None,
             size,
             reply: Reply::One(reply),
-            permit: None,
+            room: 0,
             queued: None,
         })
     }

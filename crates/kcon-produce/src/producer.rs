@@ -193,14 +193,22 @@ impl Producer {
         let (commands, inbox, doorbell) =
             inbox::queue(config.batch_size, config.batch_num_messages);
         let stats = Arc::new(Counters::default());
+        // Invariant: buffer.memory is at most u32::MAX; the clamp only matters where usize is
+        // narrow.
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory.min(Semaphore::MAX_PERMITS),
+        ));
         sender::spawn(
             pool.clone(),
             auto_create,
             config.clone(),
             stats.clone(),
             hooks.clone(),
-            inbox,
-            doorbell,
+            sender::Handles {
+                inbox,
+                doorbell,
+                memory: memory.clone(),
+            },
         );
         let mut resource = Vec::new();
         if let Some(id) = &config.transactional_id {
@@ -215,11 +223,7 @@ impl Producer {
         Producer {
             shared: Arc::new(Shared {
                 commands,
-                // Invariant: buffer.memory is at most u32::MAX; the clamp only matters where usize is
-                // narrow.
-                memory: Arc::new(Semaphore::new(
-                    config.buffer_memory.min(Semaphore::MAX_PERMITS),
-                )),
+                memory,
                 config,
                 pool,
                 stats,
@@ -258,17 +262,21 @@ impl Producer {
         // At most u32::MAX: the room is at most buffer.memory (the record is no larger), which
         // is capped there.
         let room = self.shared.config.room(size) as u32;
+        // The room is taken as a count, not a permit: the task gives it back by the round,
+        // and no reference to the semaphore goes with the record (a count the sending thread
+        // and the task would both write for every record).
         let memory = &self.shared.memory;
-        let permit = match memory.clone().try_acquire_many_owned(room) {
-            Ok(permit) => permit,
+        match memory.try_acquire_many(room) {
+            Ok(permit) => permit.forget(),
             Err(TryAcquireError::Closed) => return Err(self.not_queued(ProduceError::closed())),
             // Room is had at once when nobody waits for it (waiters are given what comes free
             // first, in turn): the wait is the rare path, and its future is boxed, so that a
             // send that finds room is a small future to make and move.
-            Err(TryAcquireError::NoPermits) => Box::pin(memory.clone().acquire_many_owned(room))
+            Err(TryAcquireError::NoPermits) => Box::pin(memory.acquire_many(room))
                 .await
-                .map_err(|_| self.not_queued(ProduceError::closed()))?,
-        };
+                .map_err(|_| self.not_queued(ProduceError::closed()))?
+                .forget(),
+        }
         let packed = packed::pack(&mut record);
         let (reply, rx) = oneshot::channel();
         self.shared
@@ -278,10 +286,15 @@ impl Producer {
                 packed,
                 size,
                 reply: Reply::One(reply),
-                permit: Some(permit),
+                room,
                 queued: None,
             }))
-            .map_err(|_| self.not_queued(ProduceError::closed()))?;
+            .map_err(|_| {
+                // The task is gone: the room goes back to whoever waits for it (none will
+                // queue either).
+                memory.add_permits(room as usize);
+                self.not_queued(ProduceError::closed())
+            })?;
         Ok(Delivery { rx })
     }
 
@@ -323,13 +336,16 @@ impl Producer {
             match self.refused(&record, size) {
                 Some(refused) => Reply::Member(member).answer(Err(self.not_queued(refused))),
                 None => {
-                    room = room.saturating_add(self.shared.config.room(size));
+                    let own = self.shared.config.room(size);
+                    room = room.saturating_add(own);
                     incoming.push(Incoming {
                         packed: packed::pack(&mut record),
                         record,
                         size,
                         reply: Reply::Member(member),
-                        permit: None,
+                        // At most buffer.memory (checked below for all of them together),
+                        // itself at most u32::MAX.
+                        room: own as u32,
                         queued: None,
                     });
                 }
@@ -355,27 +371,22 @@ impl Producer {
                 ),
             ));
         }
-        // At most buffer.memory, itself at most u32::MAX.
-        let mut permit = self
-            .shared
+        // At most buffer.memory, itself at most u32::MAX. Each record's own room is given
+        // back when it is done (the room taken is the sum of theirs).
+        self.shared
             .memory
-            .clone()
-            .acquire_many_owned(room as u32)
+            .acquire_many(room as u32)
             .await
-            .map_err(|_| self.none_queued(incoming.len(), ProduceError::closed()))?;
-        if let Some((last, others)) = incoming.split_last_mut() {
-            // Each record holds its own room, given back when it is done; the last the rest,
-            // which is its own (the room is the sum of theirs).
-            for i in others {
-                i.permit = permit.split(self.shared.config.room(i.size));
-            }
-            last.permit = Some(permit);
-        }
+            .map_err(|_| self.none_queued(incoming.len(), ProduceError::closed()))?
+            .forget();
         let queued = incoming.len();
         self.shared
             .commands
             .send(Command::Records(incoming))
-            .map_err(|_| self.none_queued(queued, ProduceError::closed()))?;
+            .map_err(|_| {
+                self.shared.memory.add_permits(room);
+                self.none_queued(queued, ProduceError::closed())
+            })?;
         Ok(deliveries)
     }
 

@@ -17,7 +17,7 @@ use kcon_core::machine::Machine;
 use kcon_core::{Outgoing, RequestFailure};
 use kcon_pool::driver::{Drive, drive};
 use kcon_pool::{AutoCreate, BrokerTarget, Pool};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -58,9 +58,9 @@ pub(crate) struct Incoming {
     pub(crate) packed: Option<PackedHeaders>,
     pub(crate) size: usize,
     pub(crate) reply: Reply,
-    /// Its room in `buffer.memory`, given back when it is done (`None` when another record
-    /// sent with it holds it).
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// Its room in `buffer.memory`, taken from the semaphore by the handle and given back by
+    /// the task when the record is done.
+    pub(crate) room: u32,
     /// When it was queued, for a record left in the queue while the task waited for a linger
     /// (`None`: the task takes it at once, and stamps it then).
     pub(crate) queued: Option<std::time::Instant>,
@@ -88,7 +88,7 @@ impl Incoming {
             size: self.size,
             waiter: Waiter {
                 reply: self.reply,
-                permit: self.permit,
+                room: self.room,
             },
             received,
         }
@@ -98,9 +98,10 @@ impl Incoming {
 /// Who waits for a record, as the machine holds it until the record is done.
 pub(crate) struct Waiter {
     reply: Reply,
-    /// The record's room in `buffer.memory`: given back when the record is done (or the
-    /// waiter dropped).
-    permit: Option<OwnedSemaphorePermit>,
+    /// The record's room in `buffer.memory`, given back when the record is answered. (A
+    /// record the task still holds when it ends keeps its room: the semaphore is closed
+    /// then.)
+    room: u32,
 }
 
 /// The producer task's glue on [`kcon_pool::driver::drive`]: how the machine's requests go
@@ -129,7 +130,10 @@ pub(crate) struct Sender {
     /// The room in `buffer.memory` of the records answered since the last round ended, given
     /// back at once when it ends: one release of the semaphore (and one take of its lock)
     /// rather than one per record.
-    freed: Option<OwnedSemaphorePermit>,
+    freed: usize,
+    /// `buffer.memory`'s room, taken by the handles. Closed when the task ends: a `send`
+    /// waiting for room then fails as the producer being closed.
+    memory: Arc<Semaphore>,
     /// Told each record's outcome.
     hooks: Hooks,
 }
@@ -237,6 +241,14 @@ fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
+/// What the producer's task shares with the handles: their queue, its doorbell, and
+/// `buffer.memory`'s room.
+pub(crate) struct Handles {
+    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) doorbell: mpsc::UnboundedReceiver<Ring>,
+    pub(crate) memory: Arc<Semaphore>,
+}
+
 /// Starts the producer's task on the current runtime: the machine for `config`, driven by
 /// [`drive`] until it is closed (by a handle, or by the last handle going) and done.
 pub(crate) fn spawn(
@@ -245,9 +257,13 @@ pub(crate) fn spawn(
     config: Arc<ProducerConfig>,
     stats: Arc<Counters>,
     hooks: Hooks,
-    inbox: Arc<Inbox>,
-    doorbell: mpsc::UnboundedReceiver<Ring>,
+    handles: Handles,
 ) {
+    let Handles {
+        inbox,
+        doorbell,
+        memory,
+    } = handles;
     let machine = SenderMachine::new(
         config,
         pool.metadata(),
@@ -267,7 +283,8 @@ pub(crate) fn spawn(
         close_failures: None,
         handles_gone: false,
         closed_when_gone: false,
-        freed: None,
+        freed: 0,
+        memory,
         hooks,
     };
     tokio::spawn(drive(pool, machine, glue, doorbell));
@@ -384,6 +401,8 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
+        // The room of records the task held is not given back: nothing is queued any more.
+        self.memory.close();
         for command in self.inbox.close() {
             self.refuse(command);
         }
@@ -450,11 +469,7 @@ impl Drive for Sender {
                     first.get_or_insert_with(|| e.clone());
                 }
                 waiter.reply.answer(result);
-                match (&mut self.freed, waiter.permit) {
-                    (Some(all), Some(permit)) => all.merge(permit),
-                    (freed @ None, permit) => *freed = permit,
-                    (Some(_), None) => {}
-                }
+                self.freed += waiter.room as usize;
             }
             Event::Flushed(id) => {
                 if let Some(done) = self.flushes.remove(&id) {
@@ -480,7 +495,9 @@ impl Drive for Sender {
     }
 
     fn settled(&mut self, machine: &Self::Machine) -> bool {
-        drop(self.freed.take());
+        if self.freed > 0 {
+            self.memory.add_permits(std::mem::take(&mut self.freed));
+        }
         if !machine.is_finished() {
             return false;
         }
