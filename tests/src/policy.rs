@@ -274,3 +274,50 @@ pub fn finished_named(text: &str, committed: i64) -> Option<BTreeSet<i64>> {
     }
     Some(named)
 }
+
+/// A stop for a run of records side by side that is seen while `n` records are in the
+/// handler: the stop is ready once `n` handlers have begun ([`begin`](Self::begin)), and each
+/// handler is held there until the run has seen it. Every record's answer then comes after the
+/// run's last turn for new work.
+pub struct StopWithAllInHandler {
+    n: usize,
+    begun: AtomicUsize,
+    all_begun: tokio::sync::Notify,
+    seen: std::sync::atomic::AtomicBool,
+}
+
+impl StopWithAllInHandler {
+    /// A stop seen with `n` records in the handler.
+    pub fn new(n: usize) -> Arc<Self> {
+        Arc::new(StopWithAllInHandler {
+            n,
+            begun: AtomicUsize::new(0),
+            all_begun: tokio::sync::Notify::new(),
+            seen: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The run's stop: ready once `n` handlers began, noting that the run saw it.
+    pub fn stop(self: &Arc<Self>) -> impl Future<Output = ()> + use<> {
+        let this = self.clone();
+        async move {
+            this.all_begun.notified().await;
+            this.seen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A handler begins: returns once the run has seen its stop.
+    pub async fn begin(&self) {
+        if self.begun.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            self.all_begun.notify_one();
+        }
+        while !self.seen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// How many handlers began.
+    pub fn begun(&self) -> usize {
+        self.begun.load(Ordering::SeqCst)
+    }
+}

@@ -33,7 +33,7 @@ use kcon_tests::kafka::{Kafka, create_topics};
 use kcon_tests::logs;
 use kcon_tests::mock::MockCluster;
 use kcon_tests::peers::java_reads_committed;
-use kcon_tests::policy::after_a_batch;
+use kcon_tests::policy::{StopWithAllInHandler, after_a_batch};
 use kcon_tests::pool::config;
 use tracing::Instrument;
 use tracing_subscriber::filter::LevelFilter;
@@ -804,6 +804,18 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Writes `n` inputs, `0` to `n - 1`, to partition 0 of `topic`.
+async fn write_numbered(b: &str, topic: &str, n: usize) {
+    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
+    let inputs: Vec<_> = (0..n)
+        .map(|i| ProducerRecord::new(topic, format!("{i}")).with_partition(0))
+        .collect();
+    for outcome in writer.send_all(inputs).await.unwrap().await {
+        outcome.unwrap();
+    }
+    writer.close().await.expect("the producer closes");
+}
+
 /// A transaction whose outputs are more than the producer's `buffer.memory` holds at once is
 /// written all the same, in several calls of the processor's producer (each record's two
 /// outputs do not fit in it together either), each output once and in order, and the inputs'
@@ -816,14 +828,7 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
     let output = unique_name("eos-large-out");
     let group = unique_name("eos-large-group");
     create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
-    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
-    let inputs: Vec<_> = (0..50)
-        .map(|i| ProducerRecord::new(input.clone(), format!("{i}")).with_partition(0))
-        .collect();
-    for outcome in writer.send_all(inputs).await.unwrap().await {
-        outcome.unwrap();
-    }
-    writer.close().await.expect("the producer closes");
+    write_numbered(b, &input, 50).await;
 
     let mut consumer = processor_consumer(b, &group)
         .set("max.poll.records", "50")
@@ -886,8 +891,8 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
 
 /// A run side by side in the exactly-once mode, stopped while its 20 records are in the
 /// handler, finishes them and commits their offsets in the transaction that commits their
-/// outputs: once the run returns, before any close, the group's committed offset names all
-/// 20. Each handler ends only after the run has seen its stop, after its last turn for new
+/// outputs: once the run returns, before any close, the group's committed offset comes to name
+/// all 20. Each handler ends only after the run has seen its stop, after its last turn for new
 /// work (a run that then ended the transaction without carrying the answers out committed
 /// the outputs without their offsets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,14 +903,7 @@ async fn a_run_side_by_side_stopped_mid_records_commits_their_offsets_with_their
     let output = unique_name("eos-stop-out");
     let group = unique_name("eos-stop-group");
     create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
-    let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
-    let inputs: Vec<_> = (0..20)
-        .map(|i| ProducerRecord::new(input.clone(), format!("{i}")).with_partition(0))
-        .collect();
-    for outcome in writer.send_all(inputs).await.unwrap().await {
-        outcome.unwrap();
-    }
-    writer.close().await.expect("the producer closes");
+    write_numbered(b, &input, 20).await;
 
     let mut consumer = processor_consumer(b, &group)
         .set("max.poll.records", "50")
@@ -926,36 +924,30 @@ async fn a_run_side_by_side_stopped_mid_records_commits_their_offsets_with_their
         .unwrap();
     let sink = processor.sink().unwrap();
     let out = output.clone();
-    let started = Arc::new(AtomicUsize::new(0));
-    let all_started = Arc::new(tokio::sync::Notify::new());
-    let stop_seen = Arc::new(AtomicBool::new(false));
-    let stop = {
-        let (all_started, stop_seen) = (all_started.clone(), stop_seen.clone());
-        async move {
-            all_started.notified().await;
-            stop_seen.store(true, Ordering::SeqCst);
-        }
-    };
+    let held = StopWithAllInHandler::new(20);
     tokio::time::timeout(
         Duration::from_secs(60),
-        processor.run_concurrently_until(stop, async |r| {
+        processor.run_concurrently_until(held.stop(), async |r| {
             sink.send(
                 ProducerRecord::new(out.as_str(), format!("out:{}", r.value)).with_partition(0),
             );
-            if started.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
-                all_started.notify_one();
-            }
-            while !stop_seen.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            held.begin().await;
             Ok(())
         }),
     )
     .await
     .expect("the run stopped within a minute")
     .expect("the run stopped by its stop future");
-    assert_eq!(started.load(Ordering::SeqCst), 20, "every record started");
-    assert_eq!(committed(&pool, &group, &input).await[0], Some(20));
+    assert_eq!(held.begun(), 20, "every record started");
+    // The coordinator writes a commit's markers after it answers EndTxn: the offsets show once
+    // they are written (without them in the transaction, never).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut at = committed(&pool, &group, &input).await[0];
+    while at != Some(20) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        at = committed(&pool, &group, &input).await[0];
+    }
+    assert_eq!(at, Some(20));
     let counts = processor.transactions().expect("the exactly-once mode");
     processor.close().await.expect("the close");
     assert_eq!(counts.aborted, 0, "{counts:?}");

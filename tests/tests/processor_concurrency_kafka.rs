@@ -28,7 +28,9 @@ use kcon_produce::{Producer, ProducerRecord};
 use kcon_prometheus::RegisterMetrics;
 use kcon_tests::brokers::unique_name;
 use kcon_tests::kafka::{Kafka, create_topics};
-use kcon_tests::policy::{committed, consumer, header, producer, read_exactly, until};
+use kcon_tests::policy::{
+    StopWithAllInHandler, committed, consumer, header, producer, read_exactly, until,
+};
 use kcon_tests::pool::config;
 use kcon_tests::prometheus::parse_with_prometheus_client;
 use tokio::time::timeout;
@@ -493,32 +495,18 @@ async fn a_commit_right_after_a_run_stopped_mid_records_names_every_record_it_fi
         ],
     );
     let group = processor.consumer().group_id().unwrap().to_owned();
-    let started = Arc::new(AtomicUsize::new(0));
-    let all_started = Arc::new(tokio::sync::Notify::new());
-    let stop_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = {
-        let (all_started, stop_seen) = (all_started.clone(), stop_seen.clone());
-        async move {
-            all_started.notified().await;
-            stop_seen.store(true, Ordering::SeqCst);
-        }
-    };
+    let held = StopWithAllInHandler::new(20);
     timeout(
         WITHIN,
-        processor.run_concurrently_until(stop, async |_| {
-            if started.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
-                all_started.notify_one();
-            }
-            while !stop_seen.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        processor.run_concurrently_until(held.stop(), async |_| {
+            held.begin().await;
             Ok(())
         }),
     )
     .await
     .expect("done within the time")
     .unwrap();
-    assert_eq!(started.load(Ordering::SeqCst), 20, "every record started");
+    assert_eq!(held.begun(), 20, "every record started");
     assert_eq!(processor.metrics().records_processed, 20);
     processor.commit().await.unwrap();
     processor.close().await.unwrap();
