@@ -308,11 +308,16 @@ async fn reset_offsets_is_a_dry_run_until_execute() {
 
     // Refused while the group has a member.
     kcon_tests::offsets::produce(&broker.pool, &topic, 0, 1, 1_000).await;
-    let running = member(&b, &group, &topic, &[]).await;
+    let mut running = member(&b, &group, &topic, &[]).await;
     let a = reset(&["--to-earliest", "--execute"]);
     let run = kcon(&strs(&a)).await;
     assert_eq!(run.code(), 1, "{run:?}");
     assert!(run.stderr.contains("active member"), "{}", run.stderr);
+    // The member reads the new record before it is stopped, so that its close commits past
+    // it (stopped after joining but before its first fetch, it has nothing to commit).
+    let read = running.stdout_lines(1, ASSIGNED_WITHIN).await;
+    let record: Value = serde_json::from_str(&read[0]).unwrap();
+    assert_eq!(record["offset"], 30, "{record}");
     running.terminate();
     let (status, _, stderr) = running.wait(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "{stderr:?}");
