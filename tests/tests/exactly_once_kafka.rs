@@ -804,16 +804,53 @@ async fn read_committed_by_kcon(b: &str, topic: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Writes `n` inputs, `0` to `n - 1`, to partition 0 of `topic`.
-async fn write_numbered(b: &str, topic: &str, n: usize) {
+/// An exactly-once processor's inputs and outputs: one input and one output topic of one
+/// partition, `n` inputs `0` to `n - 1` written to the input, a new group's consumer of it (up
+/// to 50 records a poll) and a transactional producer with `settings` as well.
+struct Numbered {
+    pool: Pool,
+    input: String,
+    output: String,
+    group: String,
+    consumer: kcon::Consumer,
+    producer: Producer,
+}
+
+/// [`Numbered`], its topics, group and transactional id named after `name`.
+async fn numbered_in_and_out(b: &str, name: &str, n: usize, settings: &[(&str, &str)]) -> Numbered {
+    let pool = Pool::new(config(b)).unwrap();
+    let input = unique_name(&format!("eos-{name}-in"));
+    let output = unique_name(&format!("eos-{name}-out"));
+    let group = unique_name(&format!("eos-{name}-group"));
+    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
     let writer = Producer::builder().bootstrap_servers(b).build().unwrap();
     let inputs: Vec<_> = (0..n)
-        .map(|i| ProducerRecord::new(topic, format!("{i}")).with_partition(0))
+        .map(|i| ProducerRecord::new(input.as_str(), format!("{i}")).with_partition(0))
         .collect();
     for outcome in writer.send_all(inputs).await.unwrap().await {
         outcome.unwrap();
     }
     writer.close().await.expect("the producer closes");
+
+    let mut consumer = processor_consumer(b, &group)
+        .set("max.poll.records", "50")
+        .build()
+        .unwrap();
+    consumer.subscribe([input.as_str()]).unwrap();
+    let mut producer = Producer::builder()
+        .bootstrap_servers(b)
+        .set("transactional.id", unique_name(&format!("eos-{name}-tx")));
+    for (k, v) in settings {
+        producer = producer.set(k, *v);
+    }
+    Numbered {
+        pool,
+        input,
+        output,
+        group,
+        consumer,
+        producer: producer.build().unwrap(),
+    }
 }
 
 /// A transaction whose outputs are more than the producer's `buffer.memory` holds at once is
@@ -823,26 +860,16 @@ async fn write_numbered(b: &str, topic: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let input = unique_name("eos-large-in");
-    let output = unique_name("eos-large-out");
-    let group = unique_name("eos-large-group");
-    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
-    write_numbered(b, &input, 50).await;
-
-    let mut consumer = processor_consumer(b, &group)
-        .set("max.poll.records", "50")
-        .build()
-        .unwrap();
-    consumer.subscribe([input.as_str()]).unwrap();
     // Two outputs of about 1 KB per input: a record's are more than buffer.memory, and a
     // batch's about seventy times it.
-    let producer = Producer::builder()
-        .bootstrap_servers(b)
-        .set("transactional.id", unique_name("eos-large-tx"))
-        .set("buffer.memory", "1500")
-        .build()
-        .unwrap();
+    let Numbered {
+        pool,
+        input,
+        output,
+        group,
+        consumer,
+        producer,
+    } = numbered_in_and_out(b, "large", 50, &[("buffer.memory", "1500")]).await;
     let mut processor = Processor::builder(consumer)
         .value(StringDeserializer)
         .exactly_once(producer)
@@ -898,23 +925,14 @@ async fn outputs_larger_than_buffer_memory_are_written_once_in_one_transaction()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_side_by_side_stopped_mid_records_commits_their_offsets_with_their_outputs() {
     let b = Kafka::single().bootstrap();
-    let pool = Pool::new(config(b)).unwrap();
-    let input = unique_name("eos-stop-in");
-    let output = unique_name("eos-stop-out");
-    let group = unique_name("eos-stop-group");
-    create_topics(&pool, &[(&input, 1), (&output, 1)]).await;
-    write_numbered(b, &input, 20).await;
-
-    let mut consumer = processor_consumer(b, &group)
-        .set("max.poll.records", "50")
-        .build()
-        .unwrap();
-    consumer.subscribe([input.as_str()]).unwrap();
-    let producer = Producer::builder()
-        .bootstrap_servers(b)
-        .set("transactional.id", unique_name("eos-stop-tx"))
-        .build()
-        .unwrap();
+    let Numbered {
+        pool,
+        input,
+        output,
+        group,
+        consumer,
+        producer,
+    } = numbered_in_and_out(b, "stop", 20, &[]).await;
     let mut processor = Processor::builder(consumer)
         .value(StringDeserializer)
         .set("processing.ordering", "unordered")
