@@ -230,13 +230,24 @@ pub fn terminated(pushes: &[TelemetryPush]) -> bool {
     pushes.iter().any(|p| p.terminating)
 }
 
-/// A line per push (instance, terminating, error, its metric names), for a failure's message.
+/// A line per push (instance, terminating, error, its points as `name=value`, a metric's
+/// points side by side under one name), for a failure's message.
 pub fn describe(pushes: &[TelemetryPush]) -> String {
     pushes
         .iter()
         .map(|p| {
-            let mut names: Vec<&str> = p.points.iter().map(|x| x.metric.as_str()).collect();
-            names.dedup();
+            let mut names: Vec<String> = Vec::new();
+            let mut last: Option<&str> = None;
+            for x in &p.points {
+                if last == Some(x.metric.as_str()) {
+                    if let Some(n) = names.last_mut() {
+                        n.push_str(&format!(",{}", x.value));
+                    }
+                } else {
+                    names.push(format!("{}={}", x.metric, x.value));
+                    last = Some(&x.metric);
+                }
+            }
             format!(
                 "  {} client_id={} terminating={} interval={} resource={:?} error={:?} \
                  {} points: {}",

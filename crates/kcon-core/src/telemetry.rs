@@ -9,7 +9,8 @@
 //!                      └──── at once (unknown subscription, compression), ─ PushInFlight ◄── PushReady
 //!                            after an interval (too large, throttled), or a backoff (no answer)
 //! close ──► TerminatingCollect ──► TerminatingReady ──► TerminatingInFlight ──► Terminated
-//!           (waiting, or no subscription yet: Terminated at once)
+//!           (waiting, or no subscription yet: Terminated at once; a push in flight: after its
+//!           answer; a push collecting or ready: that push, marked terminating)
 //! a refusal no retry fixes (INVALID_REQUEST, INVALID_RECORD, UNSUPPORTED_VERSION, an API the
 //! broker does not offer) ──► Disabled
 //! ```
@@ -140,9 +141,24 @@ pub enum TelemetryEvent {
         /// Whether it is worth a debug line only.
         quiet: bool,
     },
+    /// The broker answered a push, or the push got no answer: whether the counts it carried
+    /// reached the broker ([`PushOutcome`]).
+    Pushed(PushOutcome),
     /// The machine is done: closed (after its terminating push, if it had something to push)
     /// or disabled.
     Ended,
+}
+
+/// What became of a push, for an owner that pushes sums as deltas: the counts of a push the
+/// broker refused go into the next push, those of one it took (or may have taken) do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The broker took it.
+    Taken,
+    /// The broker answered with an error: its metrics did not reach the broker's plugin.
+    Refused,
+    /// No answer came (a lost connection, a timeout): the broker may have taken it.
+    Unanswered,
 }
 
 crate::timers! {
@@ -254,6 +270,11 @@ impl TelemetryMachine {
 
     /// The client closes: the last push, marked terminating, goes out once collected; with no
     /// subscription that wants metrics, the machine ends at once.
+    ///
+    /// A push being collected or ready becomes the last one. A push in flight is waited for:
+    /// the last push goes out after its answer. Sent beside it, the last push could reach the
+    /// broker first, and the broker refuses every push after a terminating one, so the counts
+    /// of the push in flight would be lost.
     pub fn close(&mut self, now: Instant) {
         let _ = now;
         if self.closing {
@@ -261,13 +282,18 @@ impl TelemetryMachine {
         }
         self.closing = true;
         match self.state {
-            State::PushNeeded | State::Collecting | State::PushReady | State::PushInFlight => {
-                // A push in flight is left to its answer, which is then ignored: the broker takes
-                // a terminating push whenever it comes.
-                self.in_flight = None;
-                self.payload = None;
-                self.collect(true);
+            State::PushNeeded => self.collect(true),
+            State::Collecting => {
+                self.state = State::TerminatingCollect;
+                // Told as the last, if the owner has not read it yet.
+                for e in &mut self.events {
+                    if let TelemetryEvent::Collect { terminating, .. } = e {
+                        *terminating = true;
+                    }
+                }
             }
+            State::PushReady => self.state = State::TerminatingReady,
+            State::PushInFlight => {}
             State::Waiting | State::SubscriptionNeeded | State::SubscriptionInFlight => {
                 self.in_flight = None;
                 self.end(State::Terminated);
@@ -502,11 +528,12 @@ impl Machine for TelemetryMachine {
         result: Result<TelemetryResponse, RequestFailure>,
     ) {
         if self.in_flight != Some(id) {
-            // The answer to a push a close overtook.
+            // The answer to a request a close made moot.
             return;
         }
         self.in_flight = None;
         let terminating = self.state == State::TerminatingInFlight;
+        let pushing = matches!(self.state, State::PushInFlight | State::TerminatingInFlight);
         match result {
             Ok(TelemetryResponse::Subscriptions(answer))
                 if self.state == State::SubscriptionInFlight =>
@@ -514,14 +541,30 @@ impl Machine for TelemetryMachine {
                 self.failures = 0;
                 self.on_subscription(now, answer)
             }
-            Ok(TelemetryResponse::Push(answer))
-                if matches!(self.state, State::PushInFlight | State::TerminatingInFlight) =>
-            {
+            Ok(TelemetryResponse::Push(answer)) if pushing => {
                 self.failures = 0;
+                self.events
+                    .push_back(TelemetryEvent::Pushed(if answer.error_code == NONE {
+                        PushOutcome::Taken
+                    } else {
+                        PushOutcome::Refused
+                    }));
                 self.on_push(now, terminating, answer)
             }
             Ok(_) => {}
-            Err(failure) => self.on_failure(now, failure, terminating),
+            Err(failure) => {
+                if pushing {
+                    self.events
+                        .push_back(TelemetryEvent::Pushed(PushOutcome::Unanswered));
+                }
+                self.on_failure(now, failure, terminating)
+            }
+        }
+        // A close that came while a push was in flight: the last push, now that its answer is
+        // in (unless the answer ended the machine).
+        if self.closing && pushing && !terminating && !self.is_done() {
+            self.timers.stop(Timer::Next);
+            self.collect(true);
         }
     }
 

@@ -24,8 +24,8 @@ use kcon_codec::compression::{self, Compression};
 use kcon_codec::otlp::{self, Kind, Point, Temporality, Value};
 use kcon_core::backoff::ExponentialBackoff;
 use kcon_core::telemetry::{
-    ClientInstanceId, Subscription, TelemetryEvent, TelemetryMachine, TelemetryRequest,
-    TelemetryResponse,
+    ClientInstanceId, PushOutcome, Subscription, TelemetryEvent, TelemetryMachine,
+    TelemetryRequest, TelemetryResponse,
 };
 use kcon_core::{Outgoing, RequestFailure};
 use tokio::sync::{mpsc, watch};
@@ -133,6 +133,7 @@ impl Telemetry {
             pool: pool.clone(),
             started_ns: now_ns(pool),
             sent: HashMap::new(),
+            pushing: HashMap::new(),
             instance_id: instance_tx,
             done: done_tx,
             abandoned: false,
@@ -197,8 +198,12 @@ struct TelemetryTask {
     pool: Pool,
     /// When the client started: the start of its counters.
     started_ns: u64,
-    /// Per counter: its total and time at the last push, for deltas.
+    /// Per counter: its total and time at the last push the broker took (or may have taken),
+    /// for deltas.
     sent: HashMap<CounterKey, (i64, u64)>,
+    /// The same of the push in flight, kept in `sent` once its outcome says the broker took it
+    /// (or may have), forgotten when the broker refused it: its counts then go in the next.
+    pushing: HashMap<CounterKey, (i64, u64)>,
     instance_id: watch::Sender<Option<ClientInstanceId>>,
     done: watch::Sender<bool>,
     /// Every handle is gone: end without pushing.
@@ -233,9 +238,10 @@ impl TelemetryTask {
     }
 
     /// The points of one push at `now` (nanoseconds since the epoch): the source's metrics
-    /// that `subscription` wants, sorted by name, counters as deltas since the last push when
-    /// it asks for them.
+    /// that `subscription` wants, sorted by name, counters as deltas since the last push the
+    /// broker took when it asks for them.
     fn points(&mut self, subscription: &Subscription, now: u64) -> Vec<Point> {
+        self.pushing.clear();
         let mut points = Vec::new();
         let mut metrics = self.source.collect();
         metrics.retain(|m| subscription.wants(&m.name));
@@ -264,7 +270,7 @@ impl TelemetryTask {
                     } else {
                         (total, self.started_ns, Temporality::Cumulative)
                     };
-                    self.sent.insert(key, (total, now));
+                    self.pushing.insert(key, (total, now));
                     Point {
                         name: m.name,
                         kind: Kind::Sum {
@@ -347,6 +353,12 @@ impl Drive for TelemetryTask {
                 let (compression, metrics) = self.payload(&subscription);
                 machine.payload(now, compression, metrics);
             }
+            TelemetryEvent::Pushed(outcome) => {
+                let pushed = std::mem::take(&mut self.pushing);
+                if outcome != PushOutcome::Refused {
+                    self.sent.extend(pushed);
+                }
+            }
             TelemetryEvent::Disabled { reason, quiet } => {
                 if quiet {
                     debug!("{reason}");
@@ -412,6 +424,7 @@ mod tests {
             pool,
             started_ns: 100,
             sent: HashMap::new(),
+            pushing: HashMap::new(),
             instance_id: watch::channel(None).0,
             done: watch::channel(false).0,
             abandoned: false,
@@ -460,6 +473,7 @@ mod tests {
         );
         assert_eq!(sum.attributes, [("topic".to_string(), "t".to_string())]);
 
+        told(&mut t, PushOutcome::Taken);
         records.store(25, Ordering::Relaxed);
         let second = t.points(&wanted, 2_000);
         assert_eq!(
@@ -468,6 +482,7 @@ mod tests {
             "then what changed since the last push"
         );
 
+        told(&mut t, PushOutcome::Taken);
         // Cumulative when the broker asks so: the total since the start.
         let cumulative = t.points(&subscription(&["*"], false), 3_000);
         assert_eq!(cumulative.len(), 3);
@@ -487,6 +502,52 @@ mod tests {
             )
         );
         assert!(t.points(&subscription(&[], true), 4_000).is_empty());
+    }
+
+    /// Tells `t` what became of its push in flight.
+    fn told(t: &mut TelemetryTask, outcome: PushOutcome) {
+        let backoff = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut machine = TelemetryMachine::new(std::time::Instant::now(), backoff, 1);
+        t.event(
+            &mut machine,
+            std::time::Instant::now(),
+            TelemetryEvent::Pushed(outcome),
+        );
+    }
+
+    /// The counts of a push the broker refused go in the next push; those of a push that got
+    /// no answer do not (the broker may have taken it), nor those of one it took.
+    #[tokio::test]
+    async fn the_counts_of_a_refused_push_go_in_the_next() {
+        let records = Arc::new(AtomicU64::new(0));
+        let counted = records.clone();
+        let mut t = task(Arc::new(move || {
+            vec![Metric::counter(
+                "a.records.total",
+                counted.load(Ordering::Relaxed),
+            )]
+        }));
+        let wanted = subscription(&["a."], true);
+        let push = |t: &mut TelemetryTask, total: u64, now: u64| {
+            records.store(total, Ordering::Relaxed);
+            let p = t.points(&wanted, now);
+            (p[0].value, p[0].start_time_unix_nano)
+        };
+        assert_eq!(push(&mut t, 12, 1_000), (Value::Int(12), 100));
+        told(&mut t, PushOutcome::Refused);
+        assert_eq!(
+            push(&mut t, 12, 2_000),
+            (Value::Int(12), 100),
+            "the refused twelve again, from the same start"
+        );
+        told(&mut t, PushOutcome::Taken);
+        assert_eq!(push(&mut t, 15, 3_000), (Value::Int(3), 2_000));
+        told(&mut t, PushOutcome::Unanswered);
+        assert_eq!(
+            push(&mut t, 15, 4_000),
+            (Value::Int(0), 3_000),
+            "an unanswered push may have been taken: not counted twice"
+        );
     }
 
     #[test]

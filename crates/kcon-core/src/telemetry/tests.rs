@@ -208,6 +208,7 @@ fn each_error_of_a_push_is_taken_as_kip_714_says() {
             None => {
                 let told = events(&mut m);
                 let [
+                    TelemetryEvent::Pushed(PushOutcome::Refused),
                     TelemetryEvent::Disabled { reason, quiet },
                     TelemetryEvent::Ended,
                 ] = &told[..]
@@ -307,13 +308,19 @@ fn close_pushes_once_more_marked_terminating_then_ends() {
     assert!(!m.is_done());
     // Whatever the answer, nothing follows the last push.
     m.handle_response(t0, out.id, Ok(pushed(THROTTLING_QUOTA_EXCEEDED)));
-    assert_eq!(events(&mut m), [TelemetryEvent::Ended]);
+    assert_eq!(
+        events(&mut m),
+        [
+            TelemetryEvent::Pushed(PushOutcome::Refused),
+            TelemetryEvent::Ended
+        ]
+    );
     assert!(m.is_done());
     assert!(m.poll_request(t0 + INTERVAL * 10).is_none());
 }
 
 #[test]
-fn close_before_a_subscription_ends_at_once_and_one_during_a_push_overtakes_it() {
+fn close_before_a_subscription_ends_at_once() {
     let t0 = Instant::now();
     let mut m = machine(t0);
     let out = m.poll_request(t0).unwrap();
@@ -322,18 +329,131 @@ fn close_before_a_subscription_ends_at_once_and_one_during_a_push_overtakes_it()
     assert!(m.is_done());
     m.handle_response(t0, out.id, Ok(subscription(3, &["*"])));
     assert!(m.poll_request(t0).is_none() && events(&mut m).is_empty());
+}
 
+/// The broker refuses every push after a terminating one: a close while a push is in flight
+/// sends the last push only after that push's answer, whatever the answer was, so the push in
+/// flight cannot arrive second and be refused with its counts.
+#[test]
+fn close_during_a_push_waits_for_its_answer_then_pushes_the_last() {
+    let answers: [(&str, Result<TelemetryResponse, RequestFailure>); 4] = [
+        ("taken", Ok(pushed(0))),
+        ("throttled", Ok(pushed(THROTTLING_QUOTA_EXCEEDED))),
+        ("unknown subscription", Ok(pushed(UNKNOWN_SUBSCRIPTION_ID))),
+        (
+            "unanswered",
+            Err(RequestFailure::retriable("connection lost")),
+        ),
+    ];
+    for (what, answer) in answers {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        subscribe(&mut m, t0, &["*"]);
+        let _ = events(&mut m);
+        let (at, push) = push_due(&mut m);
+        m.close(at);
+        assert!(events(&mut m).is_empty(), "{what}: nothing collected yet");
+        assert!(
+            m.poll_request(at).is_none(),
+            "{what}: no last push beside the one in flight"
+        );
+        assert!(!m.is_done());
+        m.handle_response(at, push.id, answer);
+        let told = events(&mut m);
+        assert!(
+            matches!(
+                &told[..],
+                [
+                    TelemetryEvent::Pushed(_),
+                    TelemetryEvent::Collect {
+                        terminating: true,
+                        ..
+                    }
+                ]
+            ),
+            "{what}: {told:?}"
+        );
+        m.payload(at, 0, Bytes::from_static(b"last"));
+        let last = m.poll_request(at).expect("the terminating push");
+        assert!(
+            matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"last"),
+            "{what}: {last:?}"
+        );
+        m.handle_response(at, last.id, Ok(pushed(0)));
+        assert!(m.is_done(), "{what}");
+    }
+
+    // A push that ends the machine (a refusal no retry fixes) leaves nothing to push last.
+    let t0 = Instant::now();
     let mut m = machine(t0);
     subscribe(&mut m, t0, &["*"]);
     let (at, push) = push_due(&mut m);
     m.close(at);
-    m.payload(at, 0, Bytes::new());
-    let last = m
-        .poll_request(at)
-        .expect("the terminating push goes out beside");
-    assert!(matches!(&last.request, TelemetryRequest::Push(r) if r.terminating));
-    m.handle_response(at, push.id, Ok(pushed(0)));
-    assert!(!m.is_done(), "the overtaken push's answer changes nothing");
-    m.handle_response(at, last.id, Ok(pushed(0)));
+    m.handle_response(at, push.id, Ok(pushed(INVALID_RECORD)));
     assert!(m.is_done());
+    assert!(m.poll_request(at).is_none());
+}
+
+/// A close while a push is being collected, or collected and not yet sent, makes that push
+/// the last: its counts are pushed once, marked terminating.
+#[test]
+fn close_while_a_push_is_collected_makes_it_the_last() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    subscribe(&mut m, t0, &["*"]);
+    let _ = events(&mut m);
+    let at = m.poll_timeout().unwrap();
+    m.handle_timeout(at);
+    m.close(at);
+    let told = events(&mut m);
+    assert!(
+        matches!(
+            &told[..],
+            [TelemetryEvent::Collect {
+                terminating: true,
+                ..
+            }]
+        ),
+        "one collection, told as the last: {told:?}"
+    );
+    m.payload(at, 0, Bytes::from_static(b"counts"));
+    let last = m.poll_request(at).expect("the terminating push");
+    assert!(
+        matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"counts")
+    );
+
+    let mut m = machine(t0);
+    subscribe(&mut m, t0, &["*"]);
+    let at = m.poll_timeout().unwrap();
+    m.handle_timeout(at);
+    let _ = events(&mut m);
+    m.payload(at, 0, Bytes::from_static(b"counts"));
+    m.close(at);
+    assert!(events(&mut m).is_empty(), "nothing more to collect");
+    let last = m.poll_request(at).expect("the terminating push");
+    assert!(
+        matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"counts")
+    );
+}
+
+/// Each push's answer is told: taken, refused (an error code) or unanswered.
+#[test]
+fn the_outcome_of_each_push_is_told() {
+    let cases: [(Result<TelemetryResponse, RequestFailure>, PushOutcome); 3] = [
+        (Ok(pushed(0)), PushOutcome::Taken),
+        (Ok(pushed(THROTTLING_QUOTA_EXCEEDED)), PushOutcome::Refused),
+        (
+            Err(RequestFailure::retriable("timed out")),
+            PushOutcome::Unanswered,
+        ),
+    ];
+    for (answer, outcome) in cases {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        subscribe(&mut m, t0, &["*"]);
+        let _ = events(&mut m);
+        let (at, push) = push_due(&mut m);
+        m.handle_response(at, push.id, answer);
+        assert_eq!(events(&mut m), [TelemetryEvent::Pushed(outcome)]);
+    }
 }
