@@ -2,7 +2,9 @@
 //! (`traceparent`, `tracestate`, `baggage` with the W3C propagators) and read back.
 
 use bytes::Bytes;
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
 
 /// Writes into a record's headers. A header the record already has is kept, not replaced: a
 /// record forwarded with its producer's context keeps that context.
@@ -35,6 +37,64 @@ impl Injector for HeaderInjector<'_> {
         };
         self.0.push((name, Some(value.into())));
     }
+}
+
+/// Whether `propagator` writes W3C Trace Context alone: its fields are `traceparent` and
+/// `tracestate`, as OpenTelemetry's `TraceContextPropagator` names them. W3C Trace Context
+/// fixes what those two headers hold, so kcon writes them itself for such a propagator
+/// ([`inject_trace_context`]): the same bytes, without the formatting machinery and the
+/// allocations that were most of what an unsampled send span cost.
+pub(crate) fn writes_trace_context(propagator: &dyn TextMapPropagator) -> bool {
+    let mut fields = propagator.fields();
+    matches!(
+        (fields.next(), fields.next(), fields.next()),
+        (Some("traceparent"), Some("tracestate"), None)
+    )
+}
+
+/// Writes the span context of `cx` into `headers` as W3C Trace Context, as OpenTelemetry's
+/// `TraceContextPropagator` does: nothing for an invalid context; a version `00`
+/// `traceparent` with the `sampled` flag alone; a `tracestate` when the context has one.
+/// Headers already there are kept ([`HeaderInjector`]).
+pub(crate) fn inject_trace_context(cx: &Context, headers: &mut Vec<(Bytes, Option<Bytes>)>) {
+    let span = cx.span();
+    let context = span.span_context();
+    if !context.is_valid() {
+        return;
+    }
+    if !headers
+        .iter()
+        .any(|(name, _)| name.as_ref() == b"traceparent")
+    {
+        headers.push((
+            Bytes::from_static(b"traceparent"),
+            Some(Bytes::copy_from_slice(&traceparent(context))),
+        ));
+    }
+    if *context.trace_state() != TraceState::NONE {
+        HeaderInjector(headers).set("tracestate", context.trace_state().header());
+    }
+}
+
+/// `00-<trace id>-<span id>-<flags>` in lower-case hex.
+fn traceparent(context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; TRACEPARENT_LEN];
+    let mut at = 0;
+    let mut put = |bytes: &[u8], at: &mut usize| {
+        for b in bytes {
+            out[*at] = HEX[usize::from(b >> 4)];
+            out[*at + 1] = HEX[usize::from(b & 0x0f)];
+            *at += 2;
+        }
+        *at += 1;
+    };
+    let flags = context.trace_flags() & TraceFlags::SAMPLED;
+    put(&[0], &mut at);
+    put(&context.trace_id().to_bytes(), &mut at);
+    put(&context.span_id().to_bytes(), &mut at);
+    put(&[flags.to_u8()], &mut at);
+    out
 }
 
 /// Reads a record's headers: the first header of a name, when its value is UTF-8.
@@ -147,6 +207,63 @@ mod tests {
         assert_eq!(
             HeaderExtractor::new(&headers).get("tracestate"),
             Some("vendor=1")
+        );
+    }
+
+    /// kcon's own writing of W3C Trace Context gives what OpenTelemetry's propagator gives,
+    /// for sampled and unsampled contexts, with and without a trace state, and keeps a
+    /// `traceparent` already there; other propagators are not taken for it.
+    #[test]
+    fn trace_context_is_written_as_the_propagator_writes_it() {
+        use opentelemetry::propagation::TextMapCompositePropagator;
+        use opentelemetry::trace::{SpanId, TraceId};
+        use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+        let w3c = TraceContextPropagator::new();
+        assert!(writes_trace_context(&w3c));
+        assert!(!writes_trace_context(&BaggagePropagator::new()));
+        let composite = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]);
+        assert!(!writes_trace_context(&composite));
+
+        let state: TraceState = "vendor=1,other=x".parse().unwrap();
+        for (flags, state) in [
+            (TraceFlags::SAMPLED, TraceState::NONE),
+            (TraceFlags::default(), TraceState::NONE),
+            (TraceFlags::new(0x03), state.clone()),
+            (TraceFlags::default(), state),
+        ] {
+            let context = SpanContext::new(
+                TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                flags,
+                false,
+                state,
+            );
+            let cx = Context::new().with_remote_span_context(context);
+            let mut theirs = vec![(Bytes::from_static(b"k"), None)];
+            w3c.inject_context(&cx, &mut HeaderInjector(&mut theirs));
+            let mut ours = vec![(Bytes::from_static(b"k"), None)];
+            inject_trace_context(&cx, &mut ours);
+            assert_eq!(ours, theirs, "{flags:?}");
+        }
+        let mut headers = Vec::new();
+        inject_trace_context(&Context::new(), &mut headers);
+        assert!(headers.is_empty(), "an invalid context writes nothing");
+        let mut headers = vec![(Bytes::from_static(b"traceparent"), Some(Bytes::from("a")))];
+        let cx = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        ));
+        inject_trace_context(&cx, &mut headers);
+        assert_eq!(
+            headers,
+            [(Bytes::from_static(b"traceparent"), Some(Bytes::from("a")))]
         );
     }
 
