@@ -1,8 +1,9 @@
 //! What `Telemetry::process` adds to a record's handling, in isolation: a handler that returns
 //! at once, run bare and inside a process span with OpenTelemetry's SDK sampling 1 % and
 //! 100 % of traces (its batch processor handing spans to an exporter that drops them, its
-//! meter provider aggregating the metrics), and on the API alone (no SDK installed).
-//! `cargo bench -p kcon-opentelemetry`; the whole client's figure is benches/compare's
+//! meter provider aggregating the metrics), and on the API alone (no SDK installed); then a
+//! record carrying an unsampled producer's `traceparent`, and the reading of that context
+//! alone, by kcon and by the SDK's propagator. `cargo bench -p kcon-opentelemetry`; the whole client's figure is benches/compare's
 //! `--telemetry` (benches/RESULTS.md).
 
 use std::future::Future;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kcon::{Failure, Record};
 use kcon_opentelemetry::{Conventions, Telemetry};
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -129,7 +132,86 @@ fn process(c: &mut Criterion) {
         let _ = tracing.shutdown();
         let _ = meters.shutdown();
     }
+    // A record sent by an instrumented producer whose trace was not sampled: its context is
+    // read from its `traceparent` header, and the process span goes on from it (or links to
+    // it), unsampled as well.
+    let mut traced = record.clone();
+    traced.headers.push((
+        "traceparent".into(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".into()),
+    ));
+    let (telemetry, tracing, meters) = sdk(0.01);
+    group.bench_function("sampled 1%, a producer's unsampled context", |b| {
+        b.iter(|| {
+            traced.offset += 1;
+            ready(telemetry.process(&traced, async { Ok::<_, Failure>(black_box(1)) }))
+        })
+    });
+    let _ = tracing.shutdown();
+    let _ = meters.shutdown();
     group.finish();
+
+    // Reading that context alone: kcon's reading of W3C Trace Context, and the SDK
+    // propagator's (behind a propagator that names one more field, which kcon then calls).
+    let mut group = c.benchmark_group("extract");
+    group.measurement_time(Duration::from_secs(3));
+    for (name, propagator) in [
+        (
+            "kcon",
+            Box::new(TraceContextPropagator::new()) as Box<dyn TextMapPropagator + Send + Sync>,
+        ),
+        (
+            "propagator",
+            Box::new(Opaque(TraceContextPropagator::new())),
+        ),
+    ] {
+        let telemetry = Telemetry::builder().propagator(Boxed(propagator)).build();
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(telemetry.extract(&traced.headers)))
+        });
+    }
+    group.finish();
+}
+
+/// A propagator handed on as a box.
+#[derive(Debug)]
+struct Boxed(Box<dyn TextMapPropagator + Send + Sync>);
+
+impl TextMapPropagator for Boxed {
+    fn inject_context(&self, cx: &opentelemetry::Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector)
+    }
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        extractor: &dyn Extractor,
+    ) -> opentelemetry::Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+    fn fields(&self) -> FieldIter<'_> {
+        self.0.fields()
+    }
+}
+
+/// The W3C propagator under fields of its own, so that kcon calls it.
+#[derive(Debug)]
+struct Opaque(TraceContextPropagator);
+
+impl TextMapPropagator for Opaque {
+    fn inject_context(&self, cx: &opentelemetry::Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector)
+    }
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        extractor: &dyn Extractor,
+    ) -> opentelemetry::Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+    fn fields(&self) -> FieldIter<'_> {
+        static FIELDS: [String; 0] = [];
+        FieldIter::new(&FIELDS)
+    }
 }
 
 criterion_group!(benches, process);

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
 /// Writes into a record's headers. A header the record already has is kept, not replaced: a
 /// record forwarded with its producer's context keeps that context.
@@ -74,6 +74,70 @@ pub(crate) fn inject_trace_context(cx: &Context, headers: &mut Vec<(Bytes, Optio
     if *context.trace_state() != TraceState::NONE {
         HeaderInjector(headers).set("tracestate", context.trace_state().header());
     }
+}
+
+/// `cx` with the span context `headers` carry as W3C Trace Context, read as OpenTelemetry's
+/// `TraceContextPropagator` reads it, for the shape nearly every record has: a version `00`
+/// `traceparent` of lower-case hex and no `tracestate`. `None` for any other shape, which the
+/// propagator then reads: kcon keeps no second reading of the rules for the rest.
+///
+/// What the propagator gives for that shape: `cx` with the remote span context of the ids and
+/// the `sampled` flag alone (a reader clears flags it does not know, as [`HeaderExtractor`]
+/// does), or `cx` as it is when an id is all zeros.
+pub(crate) fn extract_trace_context(
+    cx: &Context,
+    headers: &[(Bytes, Option<Bytes>)],
+) -> Option<Context> {
+    if headers
+        .iter()
+        .any(|(name, _)| name.as_ref() == b"tracestate")
+    {
+        return None;
+    }
+    let Some(value) = first(headers, "traceparent") else {
+        // A `traceparent` without a value is for the propagator, which reads none: as absent.
+        return headers
+            .iter()
+            .all(|(name, _)| name.as_ref() != b"traceparent")
+            .then(|| cx.clone());
+    };
+    let value: &[u8; TRACEPARENT_LEN] = value.try_into().ok()?;
+    if !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let mut trace = [0u8; 16];
+    let mut span = [0u8; 8];
+    let mut flags = [0u8; 1];
+    lower_hex(&value[3..35], &mut trace)?;
+    lower_hex(&value[36..52], &mut span)?;
+    lower_hex(&value[53..55], &mut flags)?;
+    let context = SpanContext::new(
+        TraceId::from_bytes(trace),
+        SpanId::from_bytes(span),
+        TraceFlags::new(flags[0]) & TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    );
+    Some(if context.is_valid() {
+        cx.with_remote_span_context(context)
+    } else {
+        cx.clone()
+    })
+}
+
+/// `hex` (lower-case digits, two per byte) read into `into`; `None` when a digit is not one.
+fn lower_hex(hex: &[u8], into: &mut [u8]) -> Option<()> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    for (byte, pair) in into.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(())
 }
 
 /// `00-<trace id>-<span id>-<flags>` in lower-case hex.
@@ -216,7 +280,6 @@ mod tests {
     #[test]
     fn trace_context_is_written_as_the_propagator_writes_it() {
         use opentelemetry::propagation::TextMapCompositePropagator;
-        use opentelemetry::trace::{SpanId, TraceId};
         use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
         let w3c = TraceContextPropagator::new();
@@ -265,6 +328,77 @@ mod tests {
             headers,
             [(Bytes::from_static(b"traceparent"), Some(Bytes::from("a")))]
         );
+    }
+
+    /// kcon's own reading of W3C Trace Context gives what OpenTelemetry's propagator reads,
+    /// for every shape it takes on, and leaves the others to the propagator.
+    #[test]
+    fn trace_context_is_read_as_the_propagator_reads_it() {
+        use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+        let w3c = TraceContextPropagator::new();
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let span = "b7ad6b7169203331";
+        let zeros = "0".repeat(32);
+        let parent = |v: String| (Bytes::from_static(b"traceparent"), Some(Bytes::from(v)));
+        let other = (Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")));
+        // (headers, whether kcon reads them itself)
+        type Headers = Vec<(Bytes, Option<Bytes>)>;
+        let cases: Vec<(Headers, bool)> = vec![
+            (vec![parent(format!("00-{trace}-{span}-01"))], true),
+            (
+                vec![other.clone(), parent(format!("00-{trace}-{span}-00"))],
+                true,
+            ),
+            (vec![parent(format!("00-{trace}-{span}-03"))], true),
+            (vec![parent(format!("00-{trace}-{span}-ff"))], true),
+            (vec![parent(format!("00-{zeros}-{span}-01"))], true),
+            (
+                vec![parent(format!("00-{trace}-0000000000000000-01"))],
+                true,
+            ),
+            (vec![other.clone()], true),
+            (vec![], true),
+            (vec![(Bytes::from_static(b"traceparent"), None)], false),
+            (vec![parent(format!("00-{trace}-{span}-0F"))], false),
+            (
+                vec![parent(format!("00-{}-{span}-01", trace.to_uppercase()))],
+                false,
+            ),
+            (vec![parent(format!("01-{trace}-{span}-01"))], false),
+            (vec![parent(format!("00-{trace}-{span}-01-x"))], false),
+            (vec![parent(format!("00-{trace}-{span}-0g"))], false),
+            (vec![parent(format!("00-{trace}+{span}-01"))], false),
+            (vec![parent(format!(" 00-{trace}-{span}-1"))], false),
+            (
+                vec![
+                    parent(format!("00-{trace}-{span}-01")),
+                    (Bytes::from_static(b"tracestate"), Some("a=1".into())),
+                ],
+                false,
+            ),
+        ];
+        let outer = Context::new().with_value(7u32);
+        for (headers, ours) in cases {
+            let theirs = w3c.extract_with_context(&outer, &HeaderExtractor::new(&headers));
+            match extract_trace_context(&outer, &headers) {
+                Some(read) => {
+                    assert!(ours, "{headers:?} read by kcon");
+                    assert_eq!(
+                        read.span().span_context(),
+                        theirs.span().span_context(),
+                        "{headers:?}"
+                    );
+                    assert_eq!(
+                        read.has_active_span(),
+                        theirs.has_active_span(),
+                        "{headers:?}"
+                    );
+                    assert_eq!(read.get::<u32>(), Some(&7), "{headers:?}");
+                }
+                None => assert!(!ours, "{headers:?} left to the propagator"),
+            }
+        }
     }
 
     #[test]

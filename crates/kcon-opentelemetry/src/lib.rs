@@ -105,7 +105,10 @@ mod shapes;
 
 pub use conventions::Conventions;
 use conventions::Operation;
-use headers::{HeaderExtractor, HeaderInjector, inject_trace_context, writes_trace_context};
+use headers::{
+    HeaderExtractor, HeaderInjector, extract_trace_context, inject_trace_context,
+    writes_trace_context,
+};
 use shapes::{Shape, Shapes};
 
 /// The instrumentation scope of the spans and metrics: this crate, at its version.
@@ -386,11 +389,18 @@ impl Telemetry {
     }
 
     /// `cx` with what `headers` carry read into it with the propagator.
+    ///
+    /// A W3C Trace Context propagator (as [`inject`](Self::inject) tells them) is not called
+    /// for a record whose `traceparent` has the usual shape: kcon reads it itself.
     fn extract_onto(&self, cx: &Context, headers: &[(Bytes, Option<Bytes>)]) -> Context {
-        let extractor = HeaderExtractor::new(headers);
+        let read = |p: &dyn TextMapPropagator, w3c: bool| {
+            w3c.then(|| extract_trace_context(cx, headers))
+                .flatten()
+                .unwrap_or_else(|| p.extract_with_context(cx, &HeaderExtractor::new(headers)))
+        };
         match &self.inner.propagator {
-            Some(p) => p.extract_with_context(cx, &extractor),
-            None => global::get_text_map_propagator(|p| p.extract_with_context(cx, &extractor)),
+            Some(p) => read(p.as_ref(), self.inner.trace_context),
+            None => global::get_text_map_propagator(|p| read(p, writes_trace_context(p))),
         }
     }
 
