@@ -91,6 +91,32 @@ fn push_due(m: &mut TelemetryMachine) -> (Instant, Outgoing<TelemetryRequest>) {
     (at, m.poll_request(at).expect("the push"))
 }
 
+/// Whether `told` ends with the Collect of the last push (after `before` other events).
+fn collects_the_last(told: &[TelemetryEvent], before: usize) -> bool {
+    told.len() == before + 1
+        && matches!(
+            told[before],
+            TelemetryEvent::Collect {
+                terminating: true,
+                ..
+            }
+        )
+}
+
+/// The request polled at `at`, which must be the terminating push carrying `metrics`.
+fn the_last_push(
+    m: &mut TelemetryMachine,
+    at: Instant,
+    metrics: &[u8],
+) -> Outgoing<TelemetryRequest> {
+    let out = m.poll_request(at).expect("the terminating push");
+    assert!(
+        matches!(&out.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == metrics),
+        "{out:?}"
+    );
+    out
+}
+
 #[test]
 fn asks_at_once_and_again_an_interval_later_while_nothing_is_requested() {
     let t0 = Instant::now();
@@ -288,23 +314,9 @@ fn close_pushes_once_more_marked_terminating_then_ends() {
     let _ = events(&mut m);
     m.close(t0);
     let told = events(&mut m);
-    assert!(
-        matches!(
-            &told[..],
-            [TelemetryEvent::Collect {
-                terminating: true,
-                ..
-            }]
-        ),
-        "{told:?}"
-    );
+    assert!(collects_the_last(&told, 0), "{told:?}");
     m.payload(t0, 0, Bytes::from_static(b"last"));
-    let out = m.poll_request(t0).expect("the terminating push");
-    let TelemetryRequest::Push(r) = &out.request else {
-        panic!("{out:?}")
-    };
-    assert!(r.terminating);
-    assert_eq!(&r.metrics[..], b"last");
+    let out = the_last_push(&mut m, t0, b"last");
     assert!(!m.is_done());
     // Whatever the answer, nothing follows the last push.
     m.handle_response(t0, out.id, Ok(pushed(THROTTLING_QUOTA_EXCEEDED)));
@@ -361,24 +373,11 @@ fn close_during_a_push_waits_for_its_answer_then_pushes_the_last() {
         m.handle_response(at, push.id, answer);
         let told = events(&mut m);
         assert!(
-            matches!(
-                &told[..],
-                [
-                    TelemetryEvent::Pushed(_),
-                    TelemetryEvent::Collect {
-                        terminating: true,
-                        ..
-                    }
-                ]
-            ),
+            matches!(told[0], TelemetryEvent::Pushed(_)) && collects_the_last(&told, 1),
             "{what}: {told:?}"
         );
         m.payload(at, 0, Bytes::from_static(b"last"));
-        let last = m.poll_request(at).expect("the terminating push");
-        assert!(
-            matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"last"),
-            "{what}: {last:?}"
-        );
+        let last = the_last_push(&mut m, at, b"last");
         m.handle_response(at, last.id, Ok(pushed(0)));
         assert!(m.is_done(), "{what}");
     }
@@ -407,20 +406,11 @@ fn close_while_a_push_is_collected_makes_it_the_last() {
     m.close(at);
     let told = events(&mut m);
     assert!(
-        matches!(
-            &told[..],
-            [TelemetryEvent::Collect {
-                terminating: true,
-                ..
-            }]
-        ),
+        collects_the_last(&told, 0),
         "one collection, told as the last: {told:?}"
     );
     m.payload(at, 0, Bytes::from_static(b"counts"));
-    let last = m.poll_request(at).expect("the terminating push");
-    assert!(
-        matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"counts")
-    );
+    the_last_push(&mut m, at, b"counts");
 
     let mut m = machine(t0);
     subscribe(&mut m, t0, &["*"]);
@@ -430,10 +420,7 @@ fn close_while_a_push_is_collected_makes_it_the_last() {
     m.payload(at, 0, Bytes::from_static(b"counts"));
     m.close(at);
     assert!(events(&mut m).is_empty(), "nothing more to collect");
-    let last = m.poll_request(at).expect("the terminating push");
-    assert!(
-        matches!(&last.request, TelemetryRequest::Push(r) if r.terminating && &r.metrics[..] == b"counts")
-    );
+    the_last_push(&mut m, at, b"counts");
 }
 
 /// Each push's answer is told: taken, refused (an error code) or unanswered.
