@@ -411,10 +411,22 @@ async fn a_transaction_the_coordinator_timed_out_is_aborted_and_the_producer_goe
 /// The producer epoch of each transaction of `topic`-0 that `commit_abort_commit` wrote, read
 /// from the log: the epoch of its data batches (all of one transaction's must agree), one
 /// transaction per marker.
+///
+/// The log is read once it ends with a marker, waiting up to 30 s: the coordinator answers
+/// EndTxn before it has the partition's leader write the marker, so a read right after the
+/// last commit can find its records without their marker yet.
 async fn epochs_of_transactions(pool: &Pool, topic: &str) -> Vec<i16> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let batches = loop {
+        let batches = log_batches(pool, topic).await;
+        if batches.last().is_some_and(|b| b.is_control()) || Instant::now() >= deadline {
+            break batches;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut epochs = Vec::new();
     let mut open: Option<i16> = None;
-    for batch in log_batches(pool, topic).await {
+    for batch in batches {
         if batch.is_control() {
             epochs.push(
                 open.take()
