@@ -22,11 +22,7 @@ impl Injector for HeaderInjector<'_> {
         if key == "tracestate" && value.is_empty() {
             return;
         }
-        if self
-            .0
-            .iter()
-            .any(|(name, _)| name.as_ref() == key.as_bytes())
-        {
+        if has(self.0, key) {
             return;
         }
         let name = match key {
@@ -62,10 +58,7 @@ pub(crate) fn inject_trace_context(cx: &Context, headers: &mut Vec<(Bytes, Optio
     if !context.is_valid() {
         return;
     }
-    if !headers
-        .iter()
-        .any(|(name, _)| name.as_ref() == b"traceparent")
-    {
+    if !has(headers, "traceparent") {
         headers.push((
             Bytes::from_static(b"traceparent"),
             Some(Bytes::copy_from_slice(&traceparent(context))),
@@ -88,18 +81,12 @@ pub(crate) fn extract_trace_context(
     cx: &Context,
     headers: &[(Bytes, Option<Bytes>)],
 ) -> Option<Context> {
-    if headers
-        .iter()
-        .any(|(name, _)| name.as_ref() == b"tracestate")
-    {
+    if has(headers, "tracestate") {
         return None;
     }
     let Some(value) = first(headers, "traceparent") else {
         // A `traceparent` without a value is for the propagator, which reads none: as absent.
-        return headers
-            .iter()
-            .all(|(name, _)| name.as_ref() != b"traceparent")
-            .then(|| cx.clone());
+        return (!has(headers, "traceparent")).then(|| cx.clone());
     };
     let value: &[u8; TRACEPARENT_LEN] = value.try_into().ok()?;
     if !value.starts_with(b"00-") || value[35] != b'-' || value[52] != b'-' {
@@ -145,19 +132,20 @@ fn traceparent(context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'-'; TRACEPARENT_LEN];
     let mut at = 0;
-    let mut put = |bytes: &[u8], at: &mut usize| {
+    // Each field's digits, then a step over the dash after it.
+    let mut put = |bytes: &[u8]| {
         for b in bytes {
-            out[*at] = HEX[usize::from(b >> 4)];
-            out[*at + 1] = HEX[usize::from(b & 0x0f)];
-            *at += 2;
+            out[at] = HEX[usize::from(b >> 4)];
+            out[at + 1] = HEX[usize::from(b & 0x0f)];
+            at += 2;
         }
-        *at += 1;
+        at += 1;
     };
     let flags = context.trace_flags() & TraceFlags::SAMPLED;
-    put(&[0], &mut at);
-    put(&context.trace_id().to_bytes(), &mut at);
-    put(&context.span_id().to_bytes(), &mut at);
-    put(&[flags.to_u8()], &mut at);
+    put(&[0]);
+    put(&context.trace_id().to_bytes());
+    put(&context.span_id().to_bytes());
+    put(&[flags.to_u8()]);
     out
 }
 
@@ -185,6 +173,13 @@ impl<'a> HeaderExtractor<'a> {
             traceparent,
         }
     }
+}
+
+/// Whether `headers` have one named `key` (with a value or without).
+fn has(headers: &[(Bytes, Option<Bytes>)], key: &str) -> bool {
+    headers
+        .iter()
+        .any(|(name, _)| name.as_ref() == key.as_bytes())
 }
 
 /// The first value of header `key`, when there is one.

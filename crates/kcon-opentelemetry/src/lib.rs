@@ -369,16 +369,22 @@ impl Telemetry {
     /// SDK's `TraceContextPropagator`) is not called: kcon writes the same headers itself, at a
     /// fraction of the cost.
     pub fn inject(&self, cx: &Context, headers: &mut Vec<(Bytes, Option<Bytes>)>) {
+        self.with_propagator(|p, w3c| {
+            if w3c {
+                inject_trace_context(cx, headers)
+            } else {
+                p.inject_context(cx, &mut HeaderInjector(headers))
+            }
+        })
+    }
+
+    /// `f` of the propagator (the builder's, else the global one) and whether it writes W3C
+    /// Trace Context alone ([`writes_trace_context`]: told once for the builder's, asked each
+    /// time of the global one, which the application may replace).
+    fn with_propagator<R>(&self, mut f: impl FnMut(&dyn TextMapPropagator, bool) -> R) -> R {
         match &self.inner.propagator {
-            Some(_) if self.inner.trace_context => inject_trace_context(cx, headers),
-            Some(p) => p.inject_context(cx, &mut HeaderInjector(headers)),
-            None => global::get_text_map_propagator(|p| {
-                if writes_trace_context(p) {
-                    inject_trace_context(cx, headers)
-                } else {
-                    p.inject_context(cx, &mut HeaderInjector(headers))
-                }
-            }),
+            Some(p) => f(p.as_ref(), self.inner.trace_context),
+            None => global::get_text_map_propagator(|p| f(p, writes_trace_context(p))),
         }
     }
 
@@ -393,15 +399,11 @@ impl Telemetry {
     /// A W3C Trace Context propagator (as [`inject`](Self::inject) tells them) is not called
     /// for a record whose `traceparent` has the usual shape: kcon reads it itself.
     fn extract_onto(&self, cx: &Context, headers: &[(Bytes, Option<Bytes>)]) -> Context {
-        let read = |p: &dyn TextMapPropagator, w3c: bool| {
+        self.with_propagator(|p, w3c| {
             w3c.then(|| extract_trace_context(cx, headers))
                 .flatten()
                 .unwrap_or_else(|| p.extract_with_context(cx, &HeaderExtractor::new(headers)))
-        };
-        match &self.inner.propagator {
-            Some(p) => read(p.as_ref(), self.inner.trace_context),
-            None => global::get_text_map_propagator(|p| read(p, writes_trace_context(p))),
-        }
+        })
     }
 
     /// Hooks for a [`ProducerBuilder`](kcon_produce::ProducerBuilder) that write the context
