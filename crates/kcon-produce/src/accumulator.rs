@@ -239,6 +239,12 @@ impl<T> Accumulator<T> {
         }
     }
 
+    /// Batches linger `linger` from now on, whatever `linger.ms` says.
+    pub(crate) fn set_linger(&mut self, linger: Duration) {
+        self.changed();
+        self.limits.linger = linger;
+    }
+
     /// Appends a record of `size` bytes to the partition's last batch, or to a new one when it
     /// is full, already sent, or the record does not fit. `received` and `deadline` are the
     /// record's (a new batch takes its first record's: its linger counts from `received`).

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::produce_request::{
@@ -430,6 +430,18 @@ impl<T> SenderMachine<T> {
     /// records: those without a timestamp get this one (the machine reads no clock).
     pub fn wall_clock(&mut self, now_ms: i64) {
         self.wall_ms = now_ms;
+    }
+
+    /// Counts a batch as having lingered once less than `slack` of its `linger.ms` is left
+    /// (all of it for a shorter linger), for a driver whose timers fire up to `slack` late:
+    /// woken for the linger's very end, such a driver would send every batch that much past
+    /// it, and every record would wait that much longer. With the slack, batches go within
+    /// `slack` of their linger's end, before it or after, as the Java client's, which counts
+    /// whole milliseconds, sends them up to 1 ms early.
+    pub(crate) fn with_timer_slack(mut self, slack: Duration) -> Self {
+        self.acc
+            .set_linger(self.config.linger.saturating_sub(slack));
+        self
     }
 
     /// Whether a batch waits for its `linger.ms` to end, which [`poll_timeout`] then wakes

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kcon_codec::kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 use kcon_core::coordinator::FoundCoordinator;
@@ -249,6 +250,13 @@ pub(crate) struct Handles {
     pub(crate) memory: Arc<Semaphore>,
 }
 
+/// How late tokio's timers fire: they count whole milliseconds, rounding the instant asked for
+/// up, and the worker waits for the next one in whole milliseconds too. A producer task woken
+/// for a batch's linger end sent it 1.2 ms past it on average (`linger.ms=5`, 10,000 records a
+/// second over 6 partitions), and its records were handed to a consumer 5.0 ms after their
+/// send at the median.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Starts the producer's task on the current runtime: the machine for `config`, driven by
 /// [`drive`] until it is closed (by a handle, or by the last handle going) and done.
 pub(crate) fn spawn(
@@ -271,7 +279,8 @@ pub(crate) fn spawn(
         fastrand::u64(..),
         now(),
         pool.clock().now_ms(),
-    );
+    )
+    .with_timer_slack(TIMER_SLACK);
     let glue = Sender {
         auto_create,
         inbox,

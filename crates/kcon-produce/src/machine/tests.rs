@@ -75,6 +75,33 @@ fn produce_request(m: &mut SenderMachine<u32>, now: Instant) -> (RequestId, Byte
     (out.id, partition.records.clone().expect("a batch"))
 }
 
+/// With a timer slack, a batch counts as lingered that much before `linger.ms` is over, and
+/// at once when its linger is no longer than the slack; without one it waits the whole linger
+/// (the test above).
+#[test]
+fn a_timer_slack_ends_a_linger_early_by_at_most_itself() {
+    let t0 = Instant::now();
+    let slack = Duration::from_millis(1);
+    let config5 = config(&[("linger.ms", "5"), ("enable.idempotence", "false")]);
+    let (m, _) = machine(config5, metadata(), t0);
+    let mut m = m.with_timer_slack(slack);
+    m.record(t0, incoming(7, t0));
+    assert!(m.poll_request(t0).is_none());
+    let lingered = t0 + Duration::from_millis(4);
+    assert_eq!(m.poll_timeout(), Some(lingered));
+    assert!(m.lingering());
+    m.handle_timeout(lingered - Duration::from_micros(1));
+    assert!(m.poll_request(t0).is_none(), "more than the slack is left");
+    m.handle_timeout(lingered);
+    produce_request(&mut m, lingered);
+
+    let config1 = config(&[("linger.ms", "1"), ("enable.idempotence", "false")]);
+    let (m, _) = machine(config1, metadata(), t0);
+    let mut m = m.with_timer_slack(slack);
+    m.record(t0, incoming(8, t0));
+    produce_request(&mut m, t0);
+}
+
 #[test]
 fn a_batch_lingers_then_is_retried_after_the_backoff_then_delivered() {
     let t0 = Instant::now();
