@@ -46,6 +46,13 @@ pub fn encode_request<R: Request>(
         .with_client_id(client_id.cloned());
     let header_version = R::header_version(version);
     write_frame(buf, |buf| {
+        // Room for all of it first: a Produce request carries its batches, up to
+        // `max.request.size`, and a buffer grown as it is written would copy them again at
+        // every doubling.
+        let size = header
+            .compute_size(header_version)?
+            .saturating_add(request.compute_size(version)?);
+        buf.reserve(size);
         header
             .encode(buf, header_version)
             .and_then(|()| request.encode(buf, version))
@@ -226,6 +233,37 @@ mod tests {
         assert_eq!(header.correlation_id, 42);
         assert_eq!(header.client_id.as_deref(), Some("kcon"));
         assert_eq!(decode_request::<HeartbeatRequest>(body, 4).unwrap(), req);
+    }
+
+    /// A request is written into room made for all of it at once: a Produce request's batch is
+    /// copied once, not again at each doubling of a buffer grown as it is written.
+    #[test]
+    fn a_request_is_written_into_room_made_for_all_of_it() {
+        use kafka_protocol::messages::ProduceRequest;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let batch = Bytes::from(vec![7u8; 1_000_000]);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(StrBytes::from_static_str("t").into())
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch.clone())),
+                    ]),
+            ]);
+        let mut buf = BytesMut::new();
+        encode_request(&mut buf, 1, None, 11, &req).unwrap();
+        assert!(buf.len() > batch.len());
+        assert_eq!(
+            buf.capacity(),
+            buf.len(),
+            "one allocation of the frame's size"
+        );
+        let frame = decode_frame(&mut buf).unwrap().unwrap();
+        let (header, _) = decode_request_header(frame).unwrap();
+        assert_eq!(header.request_api_key, 0);
     }
 
     #[test]
