@@ -77,7 +77,7 @@ fn produce_request(m: &mut SenderMachine<u32>, now: Instant) -> (RequestId, Byte
 
 /// With a timer slack, a batch counts as lingered that much before `linger.ms` is over, and
 /// at once when its linger is no longer than the slack; without one it waits the whole linger
-/// (the test above).
+/// (the next test).
 #[test]
 fn a_timer_slack_ends_a_linger_early_by_at_most_itself() {
     let t0 = Instant::now();
