@@ -31,6 +31,7 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::metadata::Metadata;
 use crate::pool::Pool;
+use crate::precise_timer::PreciseTimer;
 
 /// How often the driver looks for a new metadata snapshot in the pool, for machines that
 /// follow the cluster (a leader moved, a topic gained partitions).
@@ -111,6 +112,13 @@ pub trait Drive: Send + 'static {
         false
     }
 
+    /// A timer of microsecond precision for the task's waits, taken once as the task starts
+    /// (see [`PreciseTimer`]); `None`, the default, keeps tokio's, which wakes a task up to
+    /// 2 ms after its deadline.
+    fn precise_timer(&mut self) -> Option<PreciseTimer> {
+        None
+    }
+
     /// Whether the task follows the pool's metadata: [`metadata_changed`](Self::metadata_changed)
     /// is then called for every new snapshot.
     fn follows_metadata(&self) -> bool {
@@ -155,6 +163,7 @@ pub async fn drive<D: Drive>(
 ) {
     let mut in_flight: InFlight<RequestId, ResponseOf<D>> = InFlight::new();
     let on_own_task = glue.sends_on_own_task();
+    let mut precise = glue.precise_timer();
     let mut commands_open = true;
     // Generation 0 is the empty cache: the first snapshot with anything in it is news.
     let mut metadata_seen = 0;
@@ -215,7 +224,7 @@ pub async fn drive<D: Drive>(
                     glue.command(&mut machine, &pool, Instant::now().into_std(), None);
                 }
             },
-            _ = sleep_until(deadline) => {
+            _ = sleep_until(deadline, precise.as_mut()) => {
                 let now = Instant::now().into_std();
                 glue.take_queued(&mut machine, &pool, now);
                 machine.handle_timeout(now);
@@ -346,10 +355,11 @@ impl<Id, T: Send + 'static> InFlight<Id, T> {
 
 /// Sleeps until `deadline`, or for ever when there is none: a machine's `poll_timeout` as a
 /// `select!` branch.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => time::sleep_until(d).await,
-        None => std::future::pending().await,
+async fn sleep_until(deadline: Option<Instant>, precise: Option<&mut PreciseTimer>) {
+    match (deadline, precise) {
+        (Some(d), Some(timer)) => timer.sleep_until(d).await,
+        (Some(d), None) => time::sleep_until(d).await,
+        (None, _) => std::future::pending().await,
     }
 }
 

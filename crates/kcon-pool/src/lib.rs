@@ -36,6 +36,7 @@ pub mod http;
 pub mod metadata;
 mod offsets;
 mod pool;
+pub mod precise_timer;
 pub mod property;
 mod rebootstrap;
 mod sasl;

@@ -48,9 +48,10 @@ pub struct ProducerConfig {
     /// `compression.type`: `none` (default), `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: Compression,
     /// `linger.ms`: how long a batch that is not full waits for more records before it is sent.
-    /// Default 5 ms (the Java client's since 4.0, and librdkafka's). The producer's task sends
-    /// it within 1 ms of that, up to 1 ms early (as the Java client, which counts whole
-    /// milliseconds): tokio's timers fire up to that late.
+    /// Default 5 ms (the Java client's since 4.0, and librdkafka's). On Linux the producer's
+    /// task wakes for it within microseconds, by a `timerfd`; elsewhere it sends the batch
+    /// within 1 ms of it, up to 1 ms early (as the Java client, which counts whole
+    /// milliseconds), since tokio's timers fire up to that late.
     pub linger: Duration,
     /// `batch.size`: a batch is full once its records take this many bytes (their uncompressed
     /// size, counted as the record format lays them out). A record larger than this goes in a
@@ -269,7 +270,7 @@ pub static PROPERTIES: &[Property<ProducerSetting>] = &[
         default: DefaultValue::Value("5"),
         parts: PRODUCER_ONLY,
         doc: "How long a batch that is not full waits for more records before it is sent \
-              (within 1 ms of it, up to 1 ms early).",
+              (on Linux to the microsecond; elsewhere within 1 ms of it, up to 1 ms early).",
         kind: Kind::Millis {
             min: 0,
             setting: ProducerSetting::Linger,

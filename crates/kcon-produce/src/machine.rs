@@ -437,7 +437,8 @@ impl<T> SenderMachine<T> {
     /// woken for the linger's very end, such a driver would send every batch that much past
     /// it, and every record would wait that much longer. With the slack, batches go within
     /// `slack` of their linger's end, before it or after, as the Java client's, which counts
-    /// whole milliseconds, sends them up to 1 ms early.
+    /// whole milliseconds, sends them up to 1 ms early. A driver with a precise timer gives no
+    /// slack (`Duration::ZERO`).
     pub(crate) fn with_timer_slack(mut self, slack: Duration) -> Self {
         self.acc
             .set_linger(self.config.linger.saturating_sub(slack));

@@ -17,6 +17,7 @@ use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::machine::Machine;
 use kcon_core::{Outgoing, RequestFailure};
 use kcon_pool::driver::{Drive, drive};
+use kcon_pool::precise_timer::PreciseTimer;
 use kcon_pool::{AutoCreate, BrokerTarget, Pool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -137,6 +138,9 @@ pub(crate) struct Sender {
     memory: Arc<Semaphore>,
     /// Told each record's outcome.
     hooks: Hooks,
+    /// The timer the task's waits end by, given to the driver as the task starts: a batch's
+    /// linger ends on time.
+    timer: Option<PreciseTimer>,
 }
 
 /// Sends one of the machine's requests over the pool, shaped for the version the broker
@@ -250,11 +254,13 @@ pub(crate) struct Handles {
     pub(crate) memory: Arc<Semaphore>,
 }
 
-/// How late tokio's timers fire: they count whole milliseconds, rounding the instant asked for
-/// up, and the worker waits for the next one in whole milliseconds too. A producer task woken
-/// for a batch's linger end sent it 1.2 ms past it on average (`linger.ms=5`, 10,000 records a
-/// second over 6 partitions), and its records were handed to a consumer 5.0 ms after their
-/// send at the median.
+/// How much sooner a batch counts as lingered where the task's waits end by tokio's timer
+/// (off Linux, or with no `timerfd`; see [`PreciseTimer`]). tokio's timers count whole
+/// milliseconds, rounding the instant asked for up, and the worker waits for the next one in
+/// whole milliseconds too. A producer task woken by it for a batch's linger end sent it 1.2 ms
+/// past it on average (`linger.ms=5`, 10,000 records a second over 6 partitions), and its
+/// records were handed to a consumer 5.0 ms after their send at the median. With the precise
+/// timer there is no slack: a batch goes at its linger's end.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// Starts the producer's task on the current runtime: the machine for `config`, driven by
@@ -272,6 +278,12 @@ pub(crate) fn spawn(
         doorbell,
         memory,
     } = handles;
+    let timer = PreciseTimer::new();
+    let slack = if timer.is_some() {
+        Duration::ZERO
+    } else {
+        TIMER_SLACK
+    };
     let machine = SenderMachine::new(
         config,
         pool.metadata(),
@@ -280,7 +292,7 @@ pub(crate) fn spawn(
         now(),
         pool.clock().now_ms(),
     )
-    .with_timer_slack(TIMER_SLACK);
+    .with_timer_slack(slack);
     let glue = Sender {
         auto_create,
         inbox,
@@ -295,6 +307,7 @@ pub(crate) fn spawn(
         freed: 0,
         memory,
         hooks,
+        timer,
     };
     tokio::spawn(drive(pool, machine, glue, doorbell));
 }
@@ -458,6 +471,10 @@ impl Drive for Sender {
 
     fn may_wait(&mut self, machine: &Self::Machine) -> bool {
         self.inbox.may_wait(machine.lingering())
+    }
+
+    fn precise_timer(&mut self) -> Option<PreciseTimer> {
+        self.timer.take()
     }
 
     fn event(
