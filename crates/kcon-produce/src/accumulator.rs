@@ -276,10 +276,11 @@ impl<T> Accumulator<T> {
         full
     }
 
-    /// The partitions whose head batch may be sent now: not in flight, past its retry backoff,
-    /// and full, not alone in its queue (the Java client's `RecordAccumulator.ready` rule), a
-    /// retry, lingered `linger.ms`, or `flushing` (flush or close).
-    pub(crate) fn ready(&self, now: Instant, flushing: bool) -> Vec<TopicPartition> {
+    /// The partitions whose head batch may go now (not in flight, past its retry backoff), each
+    /// with whether it is ready: full, not alone in its queue (the Java client's
+    /// `RecordAccumulator.ready` rule), a retry, lingered `linger.ms`, or `flushing` (flush or
+    /// close). A head not ready may still go with a ready one to the same broker.
+    pub(crate) fn sendable(&self, now: Instant, flushing: bool) -> Vec<(TopicPartition, bool)> {
         self.queues
             .iter()
             .filter(|(_, q)| !q.in_flight)
@@ -293,8 +294,17 @@ impl<T> Accumulator<T> {
                     || head.is_full(&self.limits)
                     || head.retries > 0
                     || now >= head.created + self.limits.linger;
-                ready.then(|| tp.clone())
+                Some((tp.clone(), ready))
             })
+            .collect()
+    }
+
+    /// The partitions whose head is ready ([`sendable`](Self::sendable)).
+    #[cfg(test)]
+    fn ready(&self, now: Instant, flushing: bool) -> Vec<TopicPartition> {
+        self.sendable(now, flushing)
+            .into_iter()
+            .filter_map(|(tp, ready)| ready.then_some(tp))
             .collect()
     }
 

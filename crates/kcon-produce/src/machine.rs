@@ -900,8 +900,11 @@ impl<T> SenderMachine<T> {
         let flushing = self.closing
             || !self.flushes.is_empty()
             || self.txn.as_ref().is_some_and(|t| t.flushing());
-        let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        for tp in self.acc.ready(now, flushing) {
+        // Per leader: whether a head is ready, and every head that may go. A leader with a ready
+        // head takes the others' heads too, lingered or not, as the Java client's drain takes
+        // every partition of a ready node: their records go sooner, in the same request.
+        let mut by_leader: BTreeMap<i32, (bool, Vec<(TopicPartition, bool)>)> = BTreeMap::new();
+        for (tp, ready) in self.acc.sendable(now, flushing) {
             // In a transaction, a partition's batches wait until it is added to it.
             if self.txn.as_ref().is_some_and(|t| !t.may_send(&tp)) {
                 continue;
@@ -912,20 +915,31 @@ impl<T> SenderMachine<T> {
                 .and_then(|p| p.leader)
                 .filter(|l| self.metadata.broker(*l).is_some())
             {
-                Some(leader) => by_leader.entry(leader).or_default().push(tp),
-                None => self.refresh_wanted = true,
+                Some(leader) => {
+                    let (any_ready, heads) = by_leader.entry(leader).or_default();
+                    *any_ready |= ready;
+                    heads.push((tp, ready));
+                }
+                None if ready => self.refresh_wanted = true,
+                None => {}
             }
         }
         let max_in_flight = self.config.pool.max_in_flight_requests_per_connection;
-        for (leader, partitions) in by_leader {
-            let mut partitions = partitions.into_iter().peekable();
-            while partitions.peek().is_some()
+        for (leader, (any_ready, mut heads)) in by_leader {
+            if !any_ready {
+                continue;
+            }
+            // The ready heads first (in partition order, as before); the others fill the room
+            // left in the requests the ready ones make, and never make one of their own.
+            heads.sort_by_key(|(_, ready)| !ready);
+            let mut partitions = heads.into_iter().peekable();
+            while partitions.peek().is_some_and(|(_, ready)| *ready)
                 && self.in_flight.get(&leader).copied().unwrap_or(0) < max_in_flight
             {
                 let mut carried = Vec::new();
                 let mut data: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
                 let mut total = 0usize;
-                while let Some(tp) = partitions.peek().cloned() {
+                while let Some((tp, _)) = partitions.peek().cloned() {
                     let Some(head) = self.acc.head_mut(&tp) else {
                         partitions.next();
                         continue;

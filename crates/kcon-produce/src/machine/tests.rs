@@ -102,6 +102,49 @@ fn a_timer_slack_ends_a_linger_early_by_at_most_itself() {
     produce_request(&mut m, t0);
 }
 
+/// A head that is ready takes its leader's other heads with it, lingered or not, as the Java
+/// client's drain takes every partition of a ready node; a leader with no ready head sends
+/// nothing, and a head not ready never makes a request of its own.
+#[test]
+fn a_lingered_batch_takes_the_other_heads_of_its_leader_with_it() {
+    let t0 = Instant::now();
+    let config = config(&[("linger.ms", "5"), ("enable.idempotence", "false")]);
+    let (mut m, _) = machine(config, metadata_of(3), t0);
+    let to = |p: i32, waiter: u32, at: Instant| {
+        let mut i = incoming(waiter, at);
+        i.record = i.record.with_partition(p);
+        i
+    };
+    m.record(t0, to(0, 1, t0));
+    let t1 = t0 + Duration::from_millis(2);
+    m.record(t1, to(1, 2, t1));
+    // Neither has lingered: nothing goes, and the first linger's end is the next wake.
+    assert!(m.poll_request(t1).is_none());
+    let lingered = t0 + Duration::from_millis(5);
+    assert_eq!(m.poll_timeout(), Some(lingered));
+    m.handle_timeout(lingered);
+    let out = m.poll_request(lingered).expect("a Produce request");
+    assert!(m.poll_request(lingered).is_none(), "one request");
+    let Request::Produce(request, None) = out.request else {
+        panic!("not a Produce request: {:?}", out.request);
+    };
+    let partitions: Vec<i32> = request.topic_data[0]
+        .partition_data
+        .iter()
+        .map(|p| p.index)
+        .collect();
+    assert_eq!(
+        partitions,
+        [0, 1],
+        "partition 1 went 3 ms before its linger's end"
+    );
+    // Partition 2's batch, opened now, lingers its whole linger: the heads in flight are not
+    // ready heads of its leader.
+    m.record(lingered, to(2, 3, lingered));
+    assert!(m.poll_request(lingered).is_none());
+    assert_eq!(m.poll_timeout(), Some(lingered + Duration::from_millis(5)));
+}
+
 #[test]
 fn a_batch_lingers_then_is_retried_after_the_backoff_then_delivered() {
     let t0 = Instant::now();
