@@ -1059,17 +1059,25 @@ impl ShareFetchMachine {
     /// batch), less the offsets the application holds: a broker that says again it acquired an
     /// offset the application is working on does not get that record settled behind its back.
     fn settle_unheld(&mut self, tp: &TopicPartition, first: i64, last: i64, kind: AcknowledgeType) {
-        let held: Vec<i64> = self
+        // The held ranges that reach into first..=last, cut to it, in offset order.
+        let mut held: Vec<(i64, i64)> = self
             .outstanding
             .get(tp)
-            .map(|h| h.range(first..=last).map(|(o, _)| *o).collect())
+            .map(|h| {
+                h.range(..=last)
+                    .rev()
+                    .take_while(|(_, (end, _))| *end >= first)
+                    .map(|(start, (end, _))| ((*start).max(first), (*end).min(last)))
+                    .collect()
+            })
             .unwrap_or_default();
+        held.reverse();
         let mut from = first;
-        for o in held {
-            if o > from {
-                self.push_ack(tp, from, o - 1, kind);
+        for (start, end) in held {
+            if start > from {
+                self.push_ack(tp, from, start - 1, kind);
             }
-            from = o.saturating_add(1);
+            from = end.saturating_add(1);
         }
         if from <= last {
             self.push_ack(tp, from, last, kind);
@@ -1098,9 +1106,20 @@ impl ShareFetchMachine {
             debug!(group = %self.group_id, partition = %tp, again = before - records.len(),
                 "records handed out already and not acknowledged came again; not handed out twice");
         }
-        for r in &records {
-            remove_range(held, r.offset, r.offset);
-            held.insert(r.offset, (r.offset, r.delivery_count.unwrap_or(1)));
+        // One range per run of consecutive offsets at one delivery count, not an entry per
+        // record: an answer's records are mostly one run, and acknowledging them then takes
+        // one range out rather than each offset.
+        let mut run = records.iter().peekable();
+        while let Some(r) = run.next() {
+            let count = r.delivery_count.unwrap_or(1);
+            let mut last = r.offset;
+            while let Some(next) = run.next_if(|n| {
+                Some(n.offset) == last.checked_add(1) && n.delivery_count.unwrap_or(1) == count
+            }) {
+                last = next.offset;
+            }
+            remove_range(held, r.offset, last);
+            held.insert(r.offset, (last, count));
         }
         if held.is_empty() {
             self.outstanding.remove(tp);

@@ -816,3 +816,26 @@ fn offsets_held_are_never_settled_as_gaps() {
     let (_, _, f) = fetch(&mut h);
     assert_eq!(ranges(&f.partitions[0]), [(3, 4, AcknowledgeType::Gap)]);
 }
+
+/// Offsets held are kept as ranges: one that begins before the offsets a broker says it
+/// acquired again, and one that reaches past their end, are both cut to them, and only the
+/// offsets between are settled.
+#[test]
+fn held_ranges_reaching_over_either_end_are_never_settled() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
+    assert_eq!(handed_out(&h.events()).len(), 3);
+    want(&mut h);
+    let (id, _, _) = fetch(&mut h);
+    h.answer(id, fetch_answer(vec![part(0, &[7, 8, 9], &[(7, 9, 1)])]));
+    assert_eq!(handed_out(&h.events()).len(), 3);
+    want(&mut h);
+    let (id, _, _) = fetch(&mut h);
+    // Acquired again: 1..=8, with no record the application does not hold.
+    h.answer(id, fetch_answer(vec![part(0, &[], &[(1, 8, 1)])]));
+    assert!(handed_out(&h.events()).is_empty());
+    want(&mut h);
+    let (_, _, f) = fetch(&mut h);
+    assert_eq!(ranges(&f.partitions[0]), [(3, 6, AcknowledgeType::Gap)]);
+}
