@@ -274,11 +274,19 @@ impl ShareConsumerMachine {
     pub fn take_batch(&mut self) -> Vec<Record> {
         let n = self.max_poll_records.min(self.buffer.len());
         let batch: Vec<Record> = self.buffer.drain(..n).collect();
-        for r in &batch {
-            self.delivered
-                .entry(TopicPartition::new(&*r.topic, r.partition))
-                .or_default()
-                .insert(r.offset, None);
+        // A partition's records come in runs: its name is made and looked up once per run.
+        let mut records = batch.iter().peekable();
+        while let Some(first) = records.next() {
+            let offsets = self
+                .delivered
+                .entry(TopicPartition::new(&*first.topic, first.partition))
+                .or_default();
+            offsets.insert(first.offset, None);
+            while let Some(r) =
+                records.next_if(|r| r.partition == first.partition && r.topic == first.topic)
+            {
+                offsets.insert(r.offset, None);
+            }
         }
         batch
     }
