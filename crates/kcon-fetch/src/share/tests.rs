@@ -800,19 +800,27 @@ fn a_wait_called_off_fetches_nothing_more() {
     assert!(h.request().is_none());
 }
 
+/// Fetches partition 0 once, answered with `records` acquired as `acquired`; what was handed
+/// out. Records are wanted again after.
+fn hand_out(
+    h: &mut H,
+    records: &[i64],
+    acquired: &[(i64, i64, i16)],
+) -> Vec<(i32, i64, Option<u16>)> {
+    let (id, _, _) = fetch(h);
+    h.answer(id, fetch_answer(vec![part(0, records, acquired)]));
+    let out = handed_out(&h.events());
+    want(h);
+    out
+}
+
 /// A broker that says again it acquired offsets the application holds gets no gap or release
 /// for them: only the offsets around them are settled by the machine.
 #[test]
 fn offsets_held_are_never_settled_as_gaps() {
     let mut h = machine(&[1]);
-    let (id, _, _) = fetch(&mut h);
-    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
-    assert_eq!(handed_out(&h.events()).len(), 3);
-    want(&mut h);
-    let (id, _, _) = fetch(&mut h);
-    h.answer(id, fetch_answer(vec![part(0, &[5], &[(0, 5, 1)])]));
-    assert_eq!(handed_out(&h.events()), [(0, 5, Some(1))]);
-    want(&mut h);
+    assert_eq!(hand_out(&mut h, &[0, 1, 2], &[(0, 2, 1)]).len(), 3);
+    assert_eq!(hand_out(&mut h, &[5], &[(0, 5, 1)]), [(0, 5, Some(1))]);
     let (_, _, f) = fetch(&mut h);
     assert_eq!(ranges(&f.partitions[0]), [(3, 4, AcknowledgeType::Gap)]);
 }
@@ -823,19 +831,10 @@ fn offsets_held_are_never_settled_as_gaps() {
 #[test]
 fn held_ranges_reaching_over_either_end_are_never_settled() {
     let mut h = machine(&[1]);
-    let (id, _, _) = fetch(&mut h);
-    h.answer(id, fetch_answer(vec![part(0, &[0, 1, 2], &[(0, 2, 1)])]));
-    assert_eq!(handed_out(&h.events()).len(), 3);
-    want(&mut h);
-    let (id, _, _) = fetch(&mut h);
-    h.answer(id, fetch_answer(vec![part(0, &[7, 8, 9], &[(7, 9, 1)])]));
-    assert_eq!(handed_out(&h.events()).len(), 3);
-    want(&mut h);
-    let (id, _, _) = fetch(&mut h);
+    assert_eq!(hand_out(&mut h, &[0, 1, 2], &[(0, 2, 1)]).len(), 3);
+    assert_eq!(hand_out(&mut h, &[7, 8, 9], &[(7, 9, 1)]).len(), 3);
     // Acquired again: 1..=8, with no record the application does not hold.
-    h.answer(id, fetch_answer(vec![part(0, &[], &[(1, 8, 1)])]));
-    assert!(handed_out(&h.events()).is_empty());
-    want(&mut h);
+    assert!(hand_out(&mut h, &[], &[(1, 8, 1)]).is_empty());
     let (_, _, f) = fetch(&mut h);
     assert_eq!(ranges(&f.partitions[0]), [(3, 6, AcknowledgeType::Gap)]);
 }

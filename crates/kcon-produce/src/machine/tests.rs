@@ -53,6 +53,15 @@ fn produce_answer(error_code: i16, base_offset: i64) -> Response {
     ])))
 }
 
+/// The partitions of `request`'s first topic, in the request's order.
+fn partitions_of(request: &ProduceRequest) -> Vec<i32> {
+    request.topic_data[0]
+        .partition_data
+        .iter()
+        .map(|p| p.index)
+        .collect()
+}
+
 /// The one Produce request out, to broker 1, carrying partition `t-0`'s batch.
 fn produce_request(m: &mut SenderMachine<u32>, now: Instant) -> (RequestId, Bytes) {
     let out = m.poll_request(now).expect("a Produce request");
@@ -128,13 +137,8 @@ fn a_lingered_batch_takes_the_other_heads_of_its_leader_with_it() {
     let Request::Produce(request, None) = out.request else {
         panic!("not a Produce request: {:?}", out.request);
     };
-    let partitions: Vec<i32> = request.topic_data[0]
-        .partition_data
-        .iter()
-        .map(|p| p.index)
-        .collect();
     assert_eq!(
-        partitions,
+        partitions_of(&request),
         [0, 1],
         "partition 1 went 3 ms before its linger's end"
     );
@@ -414,12 +418,11 @@ fn records_that_come_together_are_placed_as_one_at_a_time_would_be_in_fewer_requ
     let Request::Produce(request, _) = &out.request else {
         panic!("not a Produce request: {:?}", out.request);
     };
-    let partitions: Vec<i32> = request.topic_data[0]
-        .partition_data
-        .iter()
-        .map(|p| p.index)
-        .collect();
-    assert_eq!(partitions, [0, 1, 2, 3], "all four partitions in it");
+    assert_eq!(
+        partitions_of(request),
+        [0, 1, 2, 3],
+        "all four partitions in it"
+    );
     assert!(together.poll_event().is_none(), "the flush waits");
     let mut answered = BTreeMap::new();
     together.handle_response(t0, out.id, Ok(written(request)));
