@@ -26,7 +26,8 @@ enum Ended {
 pub struct PreciseTimer {
     #[cfg(target_os = "linux")]
     fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-    /// The deadline the timer is armed for and has not been read since.
+    /// The deadline the timer is armed for and has not been read since (read on Linux only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     armed: Option<Instant>,
 }
 
