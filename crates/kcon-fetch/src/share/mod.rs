@@ -1064,10 +1064,8 @@ impl ShareFetchMachine {
             .outstanding
             .get(tp)
             .map(|h| {
-                h.range(..=last)
-                    .rev()
-                    .take_while(|(_, (end, _))| *end >= first)
-                    .map(|(start, (end, _))| ((*start).max(first), (*end).min(last)))
+                overlapping(h, first, last)
+                    .map(|(start, end)| (start.max(first), end.min(last)))
                     .collect()
             })
             .unwrap_or_default();
@@ -1258,14 +1256,25 @@ fn drop_renewals(pending: &mut Vec<Pending>, first: i64, last: i64) {
     *pending = kept;
 }
 
+/// The ranges of `ranges` (first offset to (last offset, payload), none overlapping another)
+/// that reach into `first..=last`, as (first, last), the highest first.
+fn overlapping<T>(
+    ranges: &BTreeMap<i64, (i64, T)>,
+    first: i64,
+    last: i64,
+) -> impl Iterator<Item = (i64, i64)> + '_ {
+    ranges
+        .range(..=last)
+        .rev()
+        .take_while(move |(_, (end, _))| *end >= first)
+        .map(|(start, (end, _))| (*start, *end))
+}
+
 /// Takes `first..=last` out of `ranges` (first offset to (last offset, payload)), splitting a
 /// range that reaches over either end.
 fn remove_range<T: Copy>(ranges: &mut BTreeMap<i64, (i64, T)>, first: i64, last: i64) {
-    let starts: Vec<i64> = ranges
-        .range(..=last)
-        .rev()
-        .take_while(|(_, (end, _))| *end >= first)
-        .map(|(start, _)| *start)
+    let starts: Vec<i64> = overlapping(ranges, first, last)
+        .map(|(start, _)| start)
         .collect();
     for start in starts {
         let Some((end, payload)) = ranges.remove(&start) else {
