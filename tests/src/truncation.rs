@@ -236,11 +236,26 @@ impl TruncatingBroker {
 
     /// Every Fetch's `(fetch offset, last fetched epoch)` for the partition, in order.
     pub fn fetched_from(&self) -> Vec<(i64, i32)> {
+        self.fetched_from_where(|_| true)
+    }
+
+    /// [`fetched_from`](Self::fetched_from), of the Fetches sent under `client_id` alone.
+    ///
+    /// A closed client's last Fetch may still be read by the broker after the client is gone
+    /// (the bytes wait in the socket for the connection's task), so a count of Fetches taken
+    /// then does not part one client's from the next one's; their client ids do.
+    pub fn fetched_from_by(&self, client_id: &str) -> Vec<(i64, i32)> {
+        self.fetched_from_where(|r| r.header.client_id.as_deref() == Some(client_id))
+    }
+
+    fn fetched_from_where(&self, from: impl Fn(&Received) -> bool) -> Vec<(i64, i32)> {
         self.broker
             .stats
-            .requests::<FetchRequest>(ApiKey::Fetch)
+            .received()
             .iter()
-            .flat_map(|r| r.topics.iter().flat_map(|t| t.partitions.iter()))
+            .filter(|r| r.api() == Some(ApiKey::Fetch) && from(r))
+            .map(Received::decode::<FetchRequest>)
+            .flat_map(|r| r.topics.into_iter().flat_map(|t| t.partitions))
             .map(|p| (p.fetch_offset, p.last_fetched_epoch))
             .collect()
     }
