@@ -113,6 +113,11 @@ impl PrefetchBudget {
         self.buffered.get(tp).copied().unwrap_or(0)
     }
 
+    /// The partitions holding buffered bytes.
+    pub fn buffered_partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.buffered.keys()
+    }
+
     /// Whether a request to `broker` is in flight.
     pub fn is_in_flight(&self, broker: i32) -> bool {
         self.in_flight.contains_key(&broker)

@@ -808,57 +808,84 @@ impl FetchMachine {
             .push_back(outgoing(id, FetchRequest::Connect { broker }));
     }
 
-    /// Whether `tp` is drained and may have records to fetch: not known to be at its high
-    /// watermark.
-    fn behind(&self, tp: &TopicPartition) -> bool {
-        if self.budget.buffered_for(tp) > 0 {
-            return false;
-        }
-        let Some(a) = self.partitions.get(tp) else {
-            return false;
-        };
-        match (a.state.position(), a.high_watermark) {
-            (Some(p), Some(hw)) => p.offset < hw,
-            _ => true,
-        }
-    }
-
-    fn plan_fetches(&mut self, now: Instant) {
-        let mut per_broker: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
-        let brokers = &self.brokers;
-        for (tp, a) in &mut self.partitions {
-            let Some(broker) = a.state.fetch_target(now) else {
+    /// The brokers a Fetch may go to now, each with its candidates (the partitions it serves
+    /// now, in the map's order), and brokers whose versions are unknown yet, with none (they
+    /// are connected to). A broker with a Fetch in flight or backing off is left out, and so
+    /// is one whose Fetch is held back (below).
+    ///
+    /// This runs after every input that drained a partition, over every assigned partition:
+    /// with thousands of them, a name copied or looked up per partition each time cost more
+    /// than the records (at 2,000 partitions, over twice the CPU per record of 6). So a partition
+    /// costs a look at its own state, and a name is copied only for a Fetch that goes out.
+    fn fetchable(&self, now: Instant) -> Vec<(i32, Vec<TopicPartition>)> {
+        // Per broker: its partitions, each with whether it may be below its high watermark.
+        let mut per_broker: BTreeMap<i32, Vec<(&TopicPartition, bool)>> = BTreeMap::new();
+        for (tp, a) in &self.partitions {
+            let Some(broker) = a.state.target_at(now) else {
                 continue;
             };
-            // A broker with a Fetch in flight or backing off gets none now: its partitions are
-            // not collected. This runs after every input (each batch handed out is one), over
-            // every assigned partition: with thousands of them, copying each one's name every
-            // time cost more than the records (4x the CPU per record at 2,000 partitions).
-            if brokers
+            if self
+                .brokers
                 .get(&broker)
                 .is_some_and(|b| b.fetching.is_some() || b.retry_at.is_some_and(|t| now < t))
             {
                 continue;
             }
-            per_broker.entry(broker).or_default().push(tp.clone());
-        }
-        // Brokers with a Fetch in flight or backing off were left out above.
-        for (broker, candidates) in per_broker {
-            let b = self.brokers.entry(broker).or_default();
-            let Some(info) = b.info else {
-                self.connect(now, broker);
-                continue;
+            let below = match (a.state.position(), a.high_watermark) {
+                (Some(p), Some(hw)) => p.offset < hw,
+                _ => true,
             };
+            per_broker.entry(broker).or_default().push((tp, below));
+        }
+        let mut due = Vec::new();
+        for (broker, candidates) in per_broker {
+            let known = self.brokers.get(&broker).is_some_and(|b| b.info.is_some());
             // A Fetch carrying only partitions already at their high watermark waits at the
             // broker for `fetch.max.wait.ms`, and with one Fetch in flight per broker the
             // partitions the application is draining meanwhile would wait for it too. While
             // one of this broker's partitions still has records being taken, hold such a
             // Fetch back: its drain plans again, and the Fetch then carries both. (Paused
-            // partitions have no fetch target, so they never hold one back.)
-            let draining = candidates.iter().any(|tp| self.budget.buffered_for(tp) > 0);
-            if draining && !candidates.iter().any(|tp| self.behind(tp)) {
-                continue;
+            // partitions have no fetch target, so they never hold one back.) A partition with
+            // records buffered is not behind: it is not fetched until drained.
+            if known {
+                let behind = candidates
+                    .iter()
+                    .any(|(tp, below)| *below && self.budget.buffered_for(tp) == 0);
+                if !behind && self.draining(now, broker) {
+                    continue;
+                }
             }
+            let candidates = if known {
+                candidates.into_iter().map(|(tp, _)| tp.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            due.push((broker, candidates));
+        }
+        due
+    }
+
+    /// Whether records buffered for one of the partitions `broker` serves now are still being
+    /// taken by the application. Asked of the buffered partitions, which a draining consumer
+    /// finds at the first.
+    fn draining(&self, now: Instant, broker: i32) -> bool {
+        self.budget
+            .buffered_partitions()
+            .any(|tp| self.partitions.get(tp).and_then(|a| a.state.target_at(now)) == Some(broker))
+    }
+
+    fn plan_fetches(&mut self, now: Instant) {
+        // An expired read replica is dropped here, once; the rest only reads.
+        for a in self.partitions.values_mut() {
+            a.state.fetch_target(now);
+        }
+        let due = self.fetchable(now);
+        for (broker, candidates) in due {
+            let b = self.brokers.entry(broker).or_default();
+            let Some(info) = b.info else {
+                self.connect(now, broker);
+                continue;
+            };
             let Some(grant) = self.budget.grant(broker, candidates) else {
                 continue;
             };

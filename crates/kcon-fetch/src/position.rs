@@ -589,17 +589,24 @@ impl PartitionState {
     /// dropped here (Java `SubscriptionState.preferredReadReplica` with its expiry), and
     /// fetching goes back to the leader.
     pub fn fetch_target(&mut self, now: Instant) -> Option<i32> {
+        let target = self.target_at(now)?;
+        if self.read_replica.is_some_and(|r| now >= r.expires_at) {
+            self.read_replica = None;
+        }
+        Some(target)
+    }
+
+    /// [`fetch_target`](Self::fetch_target) without dropping an expired read replica: the
+    /// same broker, for a reader that only looks.
+    pub fn target_at(&self, now: Instant) -> Option<i32> {
         if self.paused || self.status != FetchStatus::Fetching || !self.backoff_passed(now) {
             return None;
         }
         let leader = self.leader.leader?;
-        if let Some(r) = self.read_replica {
-            if now < r.expires_at {
-                return Some(r.broker);
-            }
-            self.read_replica = None;
+        match self.read_replica {
+            Some(r) if now < r.expires_at => Some(r.broker),
+            _ => Some(leader),
         }
-        Some(leader)
     }
 
     /// The fetcher lost the connection to `broker`, or its Fetch failed in transport: a read

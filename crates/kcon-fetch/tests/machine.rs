@@ -1275,6 +1275,42 @@ fn a_fetch_of_caught_up_partitions_waits_while_another_is_drained() {
     assert_eq!(offsets_of(&next), BTreeMap::from([(0, 10), (1, 0)]));
 }
 
+/// Only a partition of the same broker holds a Fetch of caught-up partitions back: one
+/// being drained from another broker does not, and the caught-up partition's own broker gets
+/// its Fetch (a long poll there) at once.
+#[test]
+fn a_partition_drained_from_another_broker_holds_no_fetch_back() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    sim.0
+        .machine
+        .metadata_updated(sim.0.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+    let out = sim.requests();
+    let fetch_of = |broker: i32| {
+        out.iter()
+            .find(|o| matches!(o.request, FetchRequest::Fetch { broker: b, .. } if b == broker))
+            .unwrap_or_else(|| panic!("a Fetch to broker {broker}: {out:?}"))
+            .clone()
+    };
+    let (to_1, to_2) = (fetch_of(1), fetch_of(2));
+    let mut with_records = response(0, vec![(0, 0, Some(batch(0, 10, 5)))]);
+    with_records.responses[0].partitions[0].high_watermark = 10;
+    sim.answer(&to_1, with_records);
+    let mut caught_up = response(0, vec![(1, 0, None)]);
+    caught_up.responses[0].partitions[0].high_watermark = 0;
+    sim.answer(&to_2, caught_up);
+    let events = sim.events();
+    assert!(
+        matches!(&events[..], [FetchEvent::Records(r)] if r.partition == tp(0)),
+        "{events:?}"
+    );
+    let again = sim.fetch();
+    assert!(
+        matches!(again.request, FetchRequest::Fetch { broker: 2, .. }),
+        "{again:?}"
+    );
+    assert_eq!(offsets_of(&again), BTreeMap::from([(1, 0)]));
+}
+
 /// Fails the next `n` Fetches in transport, reconnecting after each: how long the machine
 /// waited each time before it asked the broker again.
 fn fail_fetches(sim: &mut Sim, n: usize) -> Vec<Duration> {
