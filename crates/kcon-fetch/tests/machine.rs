@@ -79,6 +79,15 @@ impl Sim {
         sim
     }
 
+    /// [`Sim::new`] at offset 0 with partition 1 led by broker 2: each broker leads one.
+    fn on_two_brokers() -> Sim {
+        let mut sim = Sim::new(config(&[]), committed(0));
+        sim.0
+            .machine
+            .metadata_updated(sim.0.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+        sim
+    }
+
     /// The events, records decoded; those telling only where a log ends are left out (see
     /// [`Sim::all_events`]).
     fn events(&mut self) -> Vec<FetchEvent> {
@@ -280,10 +289,7 @@ fn a_paused_partition_is_forgotten_and_a_resumed_one_returns() {
 
 #[test]
 fn one_fetch_per_broker_and_brokers_in_parallel() {
-    let mut sim = Sim::new(config(&[]), committed(0));
-    sim.0
-        .machine
-        .metadata_updated(sim.0.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+    let mut sim = Sim::on_two_brokers();
     let out = sim.requests();
     let brokers: Vec<i32> = out
         .iter()
@@ -1280,10 +1286,7 @@ fn a_fetch_of_caught_up_partitions_waits_while_another_is_drained() {
 /// its Fetch (a long poll there) at once.
 #[test]
 fn a_partition_drained_from_another_broker_holds_no_fetch_back() {
-    let mut sim = Sim::new(config(&[]), committed(0));
-    sim.0
-        .machine
-        .metadata_updated(sim.0.now, &view(&[(0, 1, 5), (1, 2, 5)]));
+    let mut sim = Sim::on_two_brokers();
     let out = sim.requests();
     let fetch_of = |broker: i32| {
         out.iter()
