@@ -815,8 +815,9 @@ impl FetchMachine {
     ///
     /// This runs after every input that drained a partition, over every assigned partition:
     /// with thousands of them, a name copied or looked up per partition each time cost more
-    /// than the records (at 2,000 partitions, over twice the CPU per record of 6). So a partition
-    /// costs a look at its own state, and a name is copied only for a Fetch that goes out.
+    /// than the records (at 2,000 partitions, over twice the CPU per record of 6). So a
+    /// partition costs a look at its own state, and a name is copied only for a Fetch that
+    /// goes out.
     fn fetchable(&self, now: Instant) -> Vec<(i32, Vec<TopicPartition>)> {
         // Per broker: its partitions, each with whether it may be below its high watermark.
         let mut per_broker: BTreeMap<i32, Vec<(&TopicPartition, bool)>> = BTreeMap::new();
