@@ -1,17 +1,17 @@
 //! kcon-opentelemetry on Apache Kafka 4.4 (`Kafka::single()`), with OpenTelemetry's SDK and its
-//! in-memory exporters: a record sent under an application's span and handled by a
-//! `Processor` is one trace (send span under the application's, process span under the send
-//! span) or, by default, a process span linked to the send span; the spans carry the topic,
-//! partition and offset the broker gave; a retried record's tries each have a span, the failed
-//! one in error and ended with a `kcon.retry` event by the policy hooks; a dead-lettered
-//! record's span ends with `kcon.dead_letter`; the sent and consumed counts reach the metrics;
-//! `recv_batch`'s receive spans link every record's send span; a producer's hooks carry the
-//! current context in the headers of records sent without a send span; a consumer's lag is
-//! reported as gauges while observed; an exactly-once handler's output carries the context of
-//! a `create` span under its process span; a share consumer's batches have receive spans and a
-//! redelivered record's process span its delivery count. Across clients, with the Java client
-//! 4.4 under OpenTelemetry's instrumentation of it (`tests/java/OtelPeer.java`): a record the
-//! Java producer sent is continued by kcon's process span (child or link), and one kcon sent by
+//! in-memory exporters: a record sent under an application's span and handled by a `Processor` is
+//! one trace (send span under the application's, process span under the send span) or, by default,
+//! a process span linked to the send span; the spans carry the topic, partition and offset the
+//! broker gave; a retried record's tries each have a span, the failed one in error and ended with a
+//! `kcon.retry` event by the policy hooks; a dead-lettered record's span ends with
+//! `kcon.dead_letter`; the sent and consumed counts reach the metrics; `recv_batch`'s receive spans
+//! link every record's send span; a producer's hooks carry the current context in the headers of
+//! records sent without a send span; a consumer's lag is reported as gauges while observed; sends
+//! the sampler drops carry their context and are counted; an exactly-once handler's output carries
+//! the context of a `create` span under its process span; a share consumer's batches have receive
+//! spans and a redelivered record's process span its delivery count. Across clients, with the Java
+//! client 4.4 under OpenTelemetry's instrumentation of it (`tests/java/OtelPeer.java`): a record
+//! the Java producer sent is continued by kcon's process span (child or link), and one kcon sent by
 //! the Java consumer's process span, the trace ids equal.
 
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
 use tokio::sync::Notify;
 
 /// How long a processor may take to get through a test's records, group join included.
@@ -142,7 +142,7 @@ impl Sdk {
         })
     }
 
-    /// A gauge's points in what one collection exports (nothing when it exports nothing).
+    /// A metric's points in what one collection exports (nothing when it exports nothing).
     fn gauge<T>(&self, name: &str, points: impl Fn(&AggregatedMetrics) -> Vec<T>) -> Vec<T> {
         let before = self.metrics.get_finished_metrics().unwrap().len();
         self.meters.force_flush().unwrap();
@@ -563,6 +563,84 @@ async fn a_traced_delivery_asked_without_waiting_ends_its_span_when_it_finds_the
         ))
     );
     assert_eq!(sends[0].status, Status::Unset);
+}
+
+/// Sends its sampler drops still carry their context (flags `00`, a trace of their own each)
+/// and are counted and timed, though their spans record nothing and none is exported: the
+/// context is not kept once it is in the headers, whichever way the outcome is then read.
+#[tokio::test]
+async fn unsampled_sends_carry_their_context_and_are_counted() {
+    let bootstrap = Kafka::single().bootstrap();
+    let topic = topic(bootstrap, &[], 1).await;
+    let mut sdk = Sdk::new();
+    sdk.tracing = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOff)
+        .with_simple_exporter(sdk.spans.clone())
+        .build();
+    let telemetry = sdk.telemetry(ProcessParent::default(), "none");
+    let producer = producer(bootstrap, &[]);
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        let record = ProducerRecord::new(topic.as_str(), format!("v{i}"));
+        pending.push(telemetry.send(&producer, record).await.unwrap());
+    }
+    let last = pending.pop().expect("three sends");
+    for delivery in pending {
+        delivery.await.unwrap();
+    }
+    let mut last = last;
+    let started = std::time::Instant::now();
+    while let Err(waiting) = last.try_outcome() {
+        assert!(started.elapsed() < WITHIN, "no outcome within {WITHIN:?}");
+        last = waiting;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    producer.close().await.unwrap();
+    assert!(
+        sdk.span(&format!("send {topic}")).is_empty(),
+        "no span exported"
+    );
+    assert_eq!(
+        sdk.counted("messaging.client.sent.messages"),
+        [(None, 3)],
+        "every send counted"
+    );
+    let timed: u64 = sdk
+        .gauge("messaging.client.operation.duration", |data| match data {
+            AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                h.data_points().map(|p| p.count()).collect()
+            }
+            other => panic!("a histogram, not {other:?}"),
+        })
+        .into_iter()
+        .sum();
+    assert_eq!(timed, 3, "every send timed");
+
+    let mut consumer = kcon_tests::login::assigned_consumer(bootstrap, &[]);
+    consumer
+        .assign([kcon::TopicPartition::new(topic.as_str(), 0)])
+        .unwrap();
+    let mut traces = Vec::new();
+    for record in recv_n(&mut consumer, 3, WITHIN).await {
+        let parent = record
+            .headers
+            .iter()
+            .find(|(name, _)| &name[..] == b"traceparent")
+            .and_then(|(_, value)| value.as_ref())
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+            .unwrap_or_else(|| panic!("a traceparent on {record:?}"));
+        let fields: Vec<_> = parent.split('-').collect();
+        assert_eq!(fields.len(), 4, "{parent}");
+        assert_eq!(
+            (fields[0], fields[3]),
+            ("00", "00"),
+            "{parent}: not sampled"
+        );
+        traces.push(fields[1].to_owned());
+    }
+    traces.sort();
+    traces.dedup();
+    assert_eq!(traces.len(), 3, "a trace of its own each: {traces:?}");
 }
 
 /// The receive spans of `topic`, each a CONSUMER span checked by `check`: the records they

@@ -430,18 +430,22 @@ impl Telemetry {
         producer: &Producer,
         mut record: ProducerRecord,
     ) -> Result<TracedDelivery, ProduceError> {
-        let (cx, shape) = self.producer_span(Operation::Send, &mut record);
+        let (cx, shape, recording) = self.producer_span(Operation::Send, &mut record);
         let started = Instant::now();
+        // A span that does not record (most, when traces are sampled) is done with once its
+        // context is in the headers: its end does nothing, so it is not kept until the record
+        // is delivered, and is freed here, on the thread that made it.
+        let cx = recording.then_some(cx);
         let mut queued = Queued {
             telemetry: self.clone(),
-            cx: Some(cx),
+            cx,
             topic: record.topic.clone(),
             shape,
             partition_named: record.partition.is_some(),
             started,
         };
         let delivery = producer.send(record).await;
-        let cx = queued.cx.take().expect("taken only here");
+        let cx = queued.cx.take();
         match delivery {
             Ok(delivery) => Ok(TracedDelivery {
                 delivery,
@@ -449,7 +453,7 @@ impl Telemetry {
                 queued,
             }),
             Err(e) => {
-                self.delivered(&cx, &queued, &Err(e.clone()));
+                self.delivered(cx.as_ref(), &queued, &Err(e.clone()));
                 Err(e)
             }
         }
@@ -467,13 +471,13 @@ impl Telemetry {
     }
 
     /// A `send` or `create` span for `record` (kind PRODUCER), a child of the current context,
-    /// started and written into the record's headers: the context holding it, and the shape
-    /// it was made from.
+    /// started and written into the record's headers: the context holding it, the shape it was
+    /// made from, and whether it records.
     fn producer_span(
         &self,
         operation: Operation,
         record: &mut ProducerRecord,
-    ) -> (Context, Arc<Shape>) {
+    ) -> (Context, Arc<Shape>, bool) {
         let inner = &self.inner;
         let shape = inner.shapes.get(operation, &record.topic, record.partition);
         let current = Context::current();
@@ -483,14 +487,15 @@ impl Telemetry {
             .with_kind(SpanKind::Producer)
             .with_attributes(shape.span.clone())
             .start_with_context(&inner.tracer, &current);
-        if span.is_recording() {
+        let recording = span.is_recording();
+        if recording {
             let mut attributes = Vec::with_capacity(2);
             self.describe(record.key.as_ref(), record.value.as_ref(), &mut attributes);
             span.set_attributes(attributes);
         }
         let cx = current.with_span(span);
         self.inject(&cx, &mut record.headers);
-        (cx, shape)
+        (cx, shape, recording)
     }
 
     /// A record's own attributes on its send or process span (beside its shape's, which the
@@ -506,18 +511,21 @@ impl Telemetry {
         c.body(value.map(Bytes::len), into);
     }
 
-    /// Ends a send's span with its outcome, and counts it.
-    fn delivered(&self, cx: &Context, sent: &Queued, outcome: &Result<Delivered, ProduceError>) {
+    /// Ends a send's span with its outcome, if it records (`cx`: the context holding it), and
+    /// counts the send.
+    fn delivered(
+        &self,
+        cx: Option<&Context>,
+        sent: &Queued,
+        outcome: &Result<Delivered, ProduceError>,
+    ) {
         let inner = &self.inner;
         let c = inner.conventions;
-        let span = cx.span();
         let took = sent.started.elapsed().as_secs_f64();
-        // One look at the span's lock for what follows: a span that does not record (most,
-        // when traces are sampled) takes no attribute and needs no end.
-        let recording = span.is_recording();
         match outcome {
             Ok(delivered) => {
-                if recording {
+                if let Some(cx) = cx {
+                    let span = cx.span();
                     let mut kv = Vec::with_capacity(3);
                     // Named at the start when the record named its partition.
                     if !sent.partition_named {
@@ -548,7 +556,8 @@ impl Telemetry {
             }
             Err(e) => {
                 let kind = error_type(e);
-                if recording {
+                if let Some(cx) = cx {
+                    let span = cx.span();
                     span.set_attribute(KeyValue::new("error.type", kind.clone()));
                     span.set_status(Status::error(e.to_string()));
                     span.end();
@@ -979,8 +988,8 @@ impl Drop for Queued {
 #[must_use = "the record's span ends when its outcome is awaited"]
 pub struct TracedDelivery {
     delivery: Delivery,
-    /// The context holding the send span.
-    cx: Context,
+    /// The context holding the send span, while the span records.
+    cx: Option<Context>,
     /// What the span's end needs; its own context already taken, so that its drop says nothing.
     queued: Queued,
 }
@@ -997,7 +1006,7 @@ impl TracedDelivery {
         } = self;
         match delivery.try_outcome() {
             Ok(outcome) => {
-                queued.telemetry.delivered(&cx, &queued, &outcome);
+                queued.telemetry.delivered(cx.as_ref(), &queued, &outcome);
                 Ok(outcome)
             }
             Err(delivery) => Err(TracedDelivery {
@@ -1023,7 +1032,7 @@ impl Future for TracedDelivery {
         let outcome = std::task::ready!(Pin::new(&mut this.delivery).poll(cx));
         this.queued
             .telemetry
-            .delivered(&this.cx, &this.queued, &outcome);
+            .delivered(this.cx.as_ref(), &this.queued, &outcome);
         Poll::Ready(outcome)
     }
 }
