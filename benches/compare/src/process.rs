@@ -6,7 +6,9 @@
 //! run stops, commits and closes.
 //!
 //! `--telemetry R` runs each handler in kcon-opentelemetry's process span, traces sampled at
-//! ratio R (`src/otel.rs`); `off`, the default, without.
+//! ratio R (`src/otel.rs`); `off`, the default, without. With `--floor true` each handler runs
+//! inside a span made and timed through OpenTelemetry's SDK alone: the least any
+//! instrumentation of it costs.
 //!
 //! `--handler-timer exact` (the default) waits on [`ExactWaits`], which ends a wait within
 //! 0.1 ms of its deadline as the Java peer's `Thread.sleep` does; `--handler-timer tokio` waits
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize,
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use opentelemetry::trace::FutureExt as _;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -197,7 +200,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         "tokio" => Timer::Tokio,
         other => return Err(format!("--handler-timer is exact or tokio, not {other:?}").into()),
     };
-    let instrumented = crate::otel::Instrumented::from_args(args, Some(&group))?;
+    let instrumented = crate::otel::Instrumented::from_args(args, &topic, Some(&group))?;
     let handled = Arc::new(Handled::new(&ends, keys));
     // The runtime an application gets from `#[tokio::main]`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -211,7 +214,10 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
             time: Duration::from_millis(handler_ms),
             concurrency,
             timer,
-            telemetry: instrumented.as_ref().map(|i| i.telemetry.clone()),
+            telemetry: instrumented.as_ref().map(|i| match &i.floor {
+                Some(floor) => Instrumentation::Floor(floor.clone()),
+                None => Instrumentation::Telemetry(i.telemetry.clone()),
+            }),
         },
         handled.clone(),
     ))?;
@@ -276,7 +282,16 @@ struct Handler {
     time: Duration,
     concurrency: usize,
     timer: Timer,
-    telemetry: Option<kcon_opentelemetry::Telemetry>,
+    telemetry: Option<Instrumentation>,
+}
+
+/// What a handler runs inside.
+enum Instrumentation {
+    /// kcon-opentelemetry's process span (`--telemetry R`).
+    Telemetry(kcon_opentelemetry::Telemetry),
+    /// The least a span and a duration point per record cost through OpenTelemetry's SDK
+    /// (`--telemetry R --floor true`).
+    Floor(Arc<crate::otel::Floor>),
 }
 
 /// Handles every record of the topic with a processor, then commits and closes it.
@@ -310,7 +325,7 @@ async fn run(
     {
         builder = builder.set(k, v);
     }
-    if let Some(t) = &telemetry {
+    if let Some(Instrumentation::Telemetry(t)) = &telemetry {
         builder = builder.hooks(t.policy_hooks());
     }
     let mut processor = builder.build()?;
@@ -372,7 +387,13 @@ async fn run(
                 Ok::<(), kcon::Failure>(())
             };
             match &telemetry {
-                Some(t) => t.process(r, handling).await,
+                Some(Instrumentation::Telemetry(t)) => t.process(r, handling).await,
+                Some(Instrumentation::Floor(floor)) => {
+                    let started = floor.start();
+                    let outcome = handling.with_context(started.cx.clone()).await;
+                    floor.end(started.recording.then_some(&started.cx), started.at);
+                    outcome
+                }
                 None => handling.await,
             }
         }) => outcome?,

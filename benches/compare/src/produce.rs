@@ -9,7 +9,8 @@
 //! Clients: `kcon` (`Producer::send` per record), `kcon-all` (`Producer::send_all` per 1,000
 //! records), `rdkafka` (rust-rdkafka's `FutureProducer::send_result` per record). `kcon` with
 //! `--telemetry R` sends each record with kcon-opentelemetry's `Telemetry::send`, traces
-//! sampled at ratio R (`src/otel.rs`).
+//! sampled at ratio R (`src/otel.rs`); with `--floor true` as `kcon` does, plus the least a
+//! span and a duration point per record cost through OpenTelemetry's SDK.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -110,10 +111,13 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let instrumented = crate::otel::Instrumented::from_args(args, None)?;
+    let instrumented = crate::otel::Instrumented::from_args(args, &job.topic, None)?;
     let outcome = runtime.block_on(async {
         match client.as_str() {
             "kcon" => match &instrumented {
+                Some(crate::otel::Instrumented {
+                    floor: Some(floor), ..
+                }) => kcon(&job, Sends::Floor(floor)).await,
                 Some(i) => kcon(&job, Sends::Traced(&i.telemetry)).await,
                 None => kcon(&job, Sends::EachRecord).await,
             },
@@ -172,6 +176,9 @@ enum Sends<'a> {
     Together,
     /// `Telemetry::send` per record, each in its send span (`--telemetry`).
     Traced(&'a kcon_opentelemetry::Telemetry),
+    /// `Producer::send` per record, each with the SDK's least a span and a duration point
+    /// cost (`--telemetry R --floor true`).
+    Floor(&'a crate::otel::Floor),
 }
 
 async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
@@ -216,6 +223,29 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
         for delivery in pending {
             tally(&mut out, [delivery.await]);
         }
+    } else if let Sends::Floor(floor) = sends {
+        // Each send's delivery, its span's context while the span records, and its start.
+        let mut pending = VecDeque::new();
+        for i in 0..job.records {
+            let started = floor.start();
+            let delivery = producer.send(record(i)).await?;
+            let cx = started.recording.then_some(started.cx);
+            pending.push_back((delivery, cx, started.at));
+            read_done(&mut pending, &mut out, |(d, cx, at): Floored| {
+                match d.try_outcome() {
+                    Ok(o) => {
+                        floor.end(cx.as_ref(), at);
+                        Ok([o])
+                    }
+                    Err(d) => Err((d, cx, at)),
+                }
+            });
+        }
+        for (delivery, cx, at) in pending {
+            let outcome = delivery.await;
+            floor.end(cx.as_ref(), at);
+            tally(&mut out, [outcome]);
+        }
     } else {
         let mut pending = VecDeque::new();
         for i in 0..job.records {
@@ -236,6 +266,14 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
     producer.close().await?;
     Ok(out)
 }
+
+/// A send of `Sends::Floor` in flight: its delivery, its span's context while the span
+/// records, and when it started.
+type Floored = (
+    kcon_produce::Delivery,
+    Option<opentelemetry::Context>,
+    std::time::Instant,
+);
 
 /// Tallies the outcomes of the sends at the front of `pending` that are done, oldest first,
 /// up to the first still waiting, without waiting: `try_outcome` gives a send's outcomes, or
