@@ -811,35 +811,53 @@ impl FetchMachine {
     /// The brokers a Fetch may go to now, each with its candidates (the partitions it serves
     /// now, in the map's order), and brokers whose versions are unknown yet, with none (they
     /// are connected to). A broker with a Fetch in flight or backing off is left out, and so
-    /// is one whose Fetch is held back (below).
+    /// is one whose Fetch is held back (below). An expired read replica is dropped on the way.
     ///
     /// This runs after every input that drained a partition, over every assigned partition:
     /// with thousands of them, a name copied or looked up per partition each time cost more
-    /// than the records (at 2,000 partitions, over twice the CPU per record of 6). So a
-    /// partition costs a look at its own state, and a name is copied only for a Fetch that
-    /// goes out.
-    fn fetchable(&self, now: Instant) -> Vec<(i32, Vec<TopicPartition>)> {
-        // Per broker: its partitions, each with whether it may be below its high watermark.
-        let mut per_broker: BTreeMap<i32, Vec<(&TopicPartition, bool)>> = BTreeMap::new();
-        for (tp, a) in &self.partitions {
-            let Some(broker) = a.state.target_at(now) else {
+    /// than the records (at 2,000 partitions, over twice the CPU per record of 6). So the walk
+    /// that decides looks at each partition's own state and at a short list of brokers, and
+    /// names are gathered in a second walk only when a Fetch goes out: while the application
+    /// drains one partition after another, most plans hold their Fetch back and take one walk.
+    fn fetchable(&mut self, now: Instant) -> Vec<(i32, Vec<TopicPartition>)> {
+        // The brokers no Fetch may go to now: few, so a scan beats a map's lookup.
+        let busy: Vec<i32> = self
+            .brokers
+            .iter()
+            .filter(|(_, b)| b.fetching.is_some() || b.retry_at.is_some_and(|t| now < t))
+            .map(|(id, _)| *id)
+            .collect();
+        // The brokers that serve a fetchable partition now, each with whether one of its
+        // partitions is behind: it may be below its high watermark and has nothing buffered.
+        let mut serving: Vec<(i32, bool)> = Vec::new();
+        let budget = &self.budget;
+        for (tp, a) in &mut self.partitions {
+            let Some(broker) = a.state.fetch_target(now) else {
                 continue;
             };
-            if self
-                .brokers
-                .get(&broker)
-                .is_some_and(|b| b.fetching.is_some() || b.retry_at.is_some_and(|t| now < t))
-            {
+            if busy.contains(&broker) {
+                continue;
+            }
+            let i = match serving.iter().position(|(b, _)| *b == broker) {
+                Some(i) => i,
+                None => {
+                    serving.push((broker, false));
+                    serving.len() - 1
+                }
+            };
+            if serving[i].1 {
                 continue;
             }
             let below = match (a.state.position(), a.high_watermark) {
                 (Some(p), Some(hw)) => p.offset < hw,
                 _ => true,
             };
-            per_broker.entry(broker).or_default().push((tp, below));
+            serving[i].1 = below && budget.buffered_for(tp) == 0;
         }
-        let mut due = Vec::new();
-        for (broker, candidates) in per_broker {
+        let mut due: Vec<(i32, Vec<TopicPartition>)> = Vec::new();
+        let mut gather = Vec::new();
+        serving.sort_unstable();
+        for (broker, behind) in serving {
             let known = self.brokers.get(&broker).is_some_and(|b| b.info.is_some());
             // A Fetch carrying only partitions already at their high watermark waits at the
             // broker for `fetch.max.wait.ms`, and with one Fetch in flight per broker the
@@ -848,20 +866,23 @@ impl FetchMachine {
             // Fetch back: its drain plans again, and the Fetch then carries both. (Paused
             // partitions have no fetch target, so they never hold one back.) A partition with
             // records buffered is not behind: it is not fetched until drained.
+            if known && !behind && self.draining(now, broker) {
+                continue;
+            }
             if known {
-                let behind = candidates
-                    .iter()
-                    .any(|(tp, below)| *below && self.budget.buffered_for(tp) == 0);
-                if !behind && self.draining(now, broker) {
+                gather.push(due.len());
+            }
+            due.push((broker, Vec::new()));
+        }
+        if !gather.is_empty() {
+            for (tp, a) in &self.partitions {
+                let Some(broker) = a.state.target_at(now) else {
                     continue;
+                };
+                if let Some(&i) = gather.iter().find(|&&i| due[i].0 == broker) {
+                    due[i].1.push(tp.clone());
                 }
             }
-            let candidates = if known {
-                candidates.into_iter().map(|(tp, _)| tp.clone()).collect()
-            } else {
-                Vec::new()
-            };
-            due.push((broker, candidates));
         }
         due
     }
@@ -876,10 +897,6 @@ impl FetchMachine {
     }
 
     fn plan_fetches(&mut self, now: Instant) {
-        // An expired read replica is dropped here, once; the rest only reads.
-        for a in self.partitions.values_mut() {
-            a.state.fetch_target(now);
-        }
         let due = self.fetchable(now);
         for (broker, candidates) in due {
             let b = self.brokers.entry(broker).or_default();
