@@ -521,6 +521,88 @@ async fn a_connection_closed_mid_frame_fails_every_pending_request_once() {
     ));
 }
 
+/// A Heartbeat answer of about `bytes` bytes: an unknown tagged field (read and kept by the
+/// codec) of a pattern that shows a byte out of place.
+fn large_heartbeat_answer(bytes: usize) -> HeartbeatResponse {
+    let body: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+    HeartbeatResponse::default()
+        .with_throttle_time_ms(7)
+        .with_unknown_tagged_fields([(100, bytes::Bytes::from(body))].into())
+}
+
+/// An answer of megabytes (read into a memory map of its own), arriving in pieces with the
+/// next answer behind it in the same write, is read whole and in order, and the small answer
+/// after it through the shared buffer as before.
+#[tokio::test]
+async fn a_large_answer_arriving_in_pieces_is_read_whole_and_the_next_after_it() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let (first, second) = {
+        let conn = conn.clone();
+        let conn2 = conn.clone();
+        (
+            tokio::spawn(async move { conn.send(&heartbeat(1)).await }),
+            tokio::spawn(async move { conn2.send(&heartbeat(2)).await }),
+        )
+    };
+    let mut received = [p.recv().await.unwrap(), p.recv().await.unwrap()];
+    received.sort_by_key(|r| r.heartbeat_number());
+    let large = large_heartbeat_answer(3 << 20);
+    let big = received[0].frame::<HeartbeatRequest>(&large);
+    assert!(big.len() > 3 << 20);
+    let small = received[1].frame::<HeartbeatRequest>(&HeartbeatResponse::default());
+    // Part of the size prefix, then a little more, then the rest in reads of 64 KiB; the last
+    // piece carries the small answer too.
+    p.send_raw(&big[..3]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    p.send_raw(&big[3..1000]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut at = 1000;
+    while big.len() - at > 64 * 1024 {
+        p.send_raw(&big[at..at + 64 * 1024]).await;
+        at += 64 * 1024;
+    }
+    let mut tail = big[at..].to_vec();
+    tail.extend_from_slice(&small);
+    p.send_raw(&tail).await;
+    let answer = first.await.unwrap().unwrap();
+    assert_eq!(answer.throttle_time_ms, 7);
+    assert!(
+        answer.unknown_tagged_fields == large.unknown_tagged_fields,
+        "the large answer's bytes came back changed"
+    );
+    assert_eq!(second.await.unwrap().unwrap(), HeartbeatResponse::default());
+    assert_eq!(conn.in_flight(), 0);
+}
+
+/// A connection closed in the middle of a large answer fails the request with what it had
+/// read, prefix included.
+#[tokio::test]
+async fn a_connection_closed_in_a_large_answer_says_how_much_it_read() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let sent = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.send(&heartbeat(1)).await })
+    };
+    let r = p.recv().await.unwrap();
+    let big = r.frame::<HeartbeatRequest>(&large_heartbeat_answer(2 << 20));
+    p.send_raw(&big[..1 << 20]).await;
+    drop(p);
+    let err = sent.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                kind: TransportError::ClosedMidFrame { buffered },
+                ..
+            } if buffered == 1 << 20
+        ),
+        "{err:?}"
+    );
+    assert!(conn.is_closed());
+}
+
 fn assert_all_corrupt(
     results: &[kcon_pool::Result<HeartbeatResponse>],
     check: impl Fn(&Corruption) -> bool,
