@@ -1283,13 +1283,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         let missing = size.map_or(0, |size| size + SIZE_PREFIX_LEN - buf.len());
         buf.reserve(missing.clamp(READ_CHUNK, MAX_READ_RESERVE));
-        let read = match rd.read_buf(&mut buf).await {
-            // rustls reports a TCP close without TLS's close_notify so; for kcon it is a close
-            // like any other (Kafka brokers do not send close_notify either).
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-            read => read,
-        };
-        match read {
+        match eof_as_close(rd.read_buf(&mut buf).await) {
             Ok(0) if buf.is_empty() => {
                 break Error::transport(&shared.peer, TransportError::Closed);
             }
@@ -1337,7 +1331,7 @@ async fn read_mapped<R: AsyncRead + Unpin>(
             let _ = map.advise_range(memmap2::Advice::PopulateWrite, filled, step);
             populated = filled + step;
         }
-        match rd.read(&mut map[filled..]).await {
+        match eof_as_close(rd.read(&mut map[filled..]).await) {
             Ok(0) => {
                 return Err(Error::transport(
                     peer,
@@ -1347,19 +1341,20 @@ async fn read_mapped<R: AsyncRead + Unpin>(
                 ));
             }
             Ok(n) => filled += n,
-            // As in the read loop: a TCP close without TLS's close_notify is a close.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(Error::transport(
-                    peer,
-                    TransportError::ClosedMidFrame {
-                        buffered: SIZE_PREFIX_LEN + filled,
-                    },
-                ));
-            }
             Err(e) => return Err(Error::io(peer, e)),
         }
     }
     Ok(Bytes::from_owner(map))
+}
+
+/// A read's outcome with an unexpected end of stream read as a close (0 bytes): rustls reports
+/// a TCP close without TLS's close_notify so, and for kcon it is a close like any other (Kafka
+/// brokers do not send close_notify either).
+fn eof_as_close(read: std::io::Result<usize>) -> std::io::Result<usize> {
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        read => read,
+    }
 }
 
 /// Writes whole frames from the channel until every sender is gone or a write fails.
