@@ -18,12 +18,19 @@ use kcon_codec::records::{EncodeError, NewRecord, RecordBatchBuilder, with_produ
 use kcon_core::TopicPartition;
 use std::time::Instant;
 
+use crate::buffers::Buffers;
 use crate::error::ProduceError;
 
 /// The most record bytes a partition's first batch makes room for at once (the Java client's
 /// `batch.size` default): beyond them it grows as records come. Later batches make room for
 /// what the partition's last batch took.
 const FIRST_ROOM: usize = 16_384;
+
+/// How many full batches' buffers (`batch.size` each) the producer keeps for the next batches
+/// at most: about what a few partitions' batches in flight and the ones filling behind them
+/// take, so that a producer writing to a handful of partitions at full speed opens every
+/// batch in a buffer used before.
+const KEPT_BATCHES: usize = 8;
 
 /// When a batch is full, and how long one that is not waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +78,26 @@ pub(crate) struct Batch<T> {
     sent_with: Option<Option<Sequenced>>,
     /// The failure being retried, for the error if time runs out.
     pub(crate) last_error: Option<ProduceError>,
+    /// Where the builder's buffer goes back to once the batch is done.
+    buffers: Buffers,
 }
 
 impl<T> Batch<T> {
-    fn new(compression: Compression, now: Instant, deadline: Instant) -> Self {
+    /// A batch with room for `room` bytes of records, in a buffer kept from a batch before
+    /// when one of about that size is.
+    fn new(
+        compression: Compression,
+        now: Instant,
+        deadline: Instant,
+        buffers: &Buffers,
+        room: usize,
+    ) -> Self {
+        let mut builder = RecordBatchBuilder::new(0)
+            .compression(compression)
+            .with_buffer(buffers.take(room.saturating_add(RecordBatchBuilder::HEADER_LEN)));
+        builder.reserve(room);
         Batch {
-            builder: RecordBatchBuilder::new(0).compression(compression),
+            builder,
             records: Vec::new(),
             bytes: 0,
             created: now,
@@ -86,6 +107,7 @@ impl<T> Batch<T> {
             built: None,
             sent_with: None,
             last_error: None,
+            buffers: buffers.clone(),
         }
     }
 
@@ -124,10 +146,14 @@ impl<T> Batch<T> {
             )?,
             None => {
                 let builder = std::mem::replace(&mut self.builder, RecordBatchBuilder::new(0));
-                builder
+                let (bytes, spare) = builder
                     .producer(id, epoch, sequence)
                     .transactional(transactional)
-                    .finish()?
+                    .finish_with(|buffer| self.buffers.wrap(buffer))?;
+                if let Some(spare) = spare {
+                    self.buffers.give(spare);
+                }
+                bytes
             }
         };
         self.built = Some(bytes.clone());
@@ -162,14 +188,13 @@ impl<T> Queue<T> {
         record: NewRecord<'_>,
         size: usize,
         item: T,
-        new: impl FnOnce() -> Batch<T>,
+        new: impl FnOnce(usize) -> Batch<T>,
     ) -> bool {
         let open = self
             .batches
             .back()
             .is_some_and(|b| b.built.is_none() && b.fits(size, limits));
         if !open {
-            let mut batch = new();
             // Room for as many records as the last batch held, or, at first, for as many like
             // this one as `FIRST_ROOM` bytes hold, within the batch's limits; a batch that
             // takes more grows as it fills (a batch of a few records must not hold
@@ -177,9 +202,9 @@ impl<T> Queue<T> {
             let (last_records, last_bytes) = self.last;
             let first = limits.max_bytes.min(FIRST_ROOM) / size.max(1);
             let records = limits.max_records.min(first.max(last_records)).max(1);
-            batch.records.reserve_exact(records);
             let bytes = records.saturating_mul(size).max(last_bytes);
-            batch.builder.reserve(limits.max_bytes.min(bytes));
+            let mut batch = new(limits.max_bytes.min(bytes));
+            batch.records.reserve_exact(records);
             self.batches.push_back(batch);
         }
         // Invariant: a batch was pushed just above if there was none.
@@ -223,6 +248,8 @@ pub(crate) struct Accumulator<T> {
     limits: BatchLimits,
     compression: Compression,
     queues: BTreeMap<TopicPartition, Queue<T>>,
+    /// The buffers of batches done, for the next ones.
+    buffers: Buffers,
     /// The last [`wakes`](Accumulator::wakes) and the instant they were asked after, until the
     /// queues change: the task asks for them twice after each pass (whether it waits for a
     /// linger, and for how long it waits), and each answer scans every partition.
@@ -235,6 +262,7 @@ impl<T> Accumulator<T> {
             limits,
             compression,
             queues: BTreeMap::new(),
+            buffers: Buffers::new(limits.max_bytes.saturating_mul(KEPT_BATCHES)),
             wakes: Cell::new(None),
         }
     }
@@ -260,7 +288,8 @@ impl<T> Accumulator<T> {
     ) -> bool {
         self.changed();
         let compression = self.compression;
-        let new = || Batch::new(compression, received, deadline);
+        let buffers = &self.buffers;
+        let new = |room| Batch::new(compression, received, deadline, buffers, room);
         // One search of the queues for a partition that has one, as all but its first record
         // find.
         if let Some(queue) = self.queues.get_mut(tp) {

@@ -86,6 +86,7 @@
 //! ```
 
 mod accumulator;
+mod buffers;
 mod config;
 mod deliveries;
 mod error;

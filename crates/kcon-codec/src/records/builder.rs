@@ -111,6 +111,10 @@ pub struct RecordBatchBuilder {
 }
 
 impl RecordBatchBuilder {
+    /// The bytes a batch's header takes in front of its records: what a buffer given with
+    /// [`with_buffer`](Self::with_buffer) needs beyond the records' room.
+    pub const HEADER_LEN: usize = v2::HEADER_LEN;
+
     /// An empty batch starting at `base_offset`.
     pub fn new(base_offset: i64) -> Self {
         RecordBatchBuilder {
@@ -204,6 +208,18 @@ impl RecordBatchBuilder {
     /// compaction can leave a batch whose last records are gone.
     pub fn last_offset_delta(mut self, delta: i32) -> Self {
         self.last_offset_delta = Some(delta);
+        self
+    }
+
+    /// Encodes into `buffer` (emptied first) rather than a buffer of its own: a producer hands
+    /// each new batch a buffer a batch it sent before was built in, whose pages are already
+    /// memory, so that writing records into it does not fault fresh pages in. Given to a
+    /// builder with records already appended, the buffer is dropped and nothing changes.
+    pub fn with_buffer(mut self, mut buffer: Vec<u8>) -> Self {
+        if self.encoded.is_empty() {
+            buffer.clear();
+            self.encoded = buffer;
+        }
         self
     }
 
@@ -381,17 +397,29 @@ impl RecordBatchBuilder {
     /// Encodes the batch as [`build`](Self::build) does, taking the builder: uncompressed, the
     /// header is written in front of the records where they were encoded, without copying
     /// them (a producer's batch of a megabyte is not copied a second time to be sent).
-    pub fn finish(mut self) -> Result<Bytes, EncodeError> {
+    pub fn finish(self) -> Result<Bytes, EncodeError> {
+        self.finish_with(Bytes::from).map(|(batch, _)| batch)
+    }
+
+    /// [`finish`](Self::finish), with the buffer the records were encoded in made into the
+    /// batch's bytes by `wrap` when the batch is written in place (uncompressed), or handed
+    /// back beside a batch written elsewhere (compressed, or records re-encoded), for the
+    /// caller to use again ([`with_buffer`](Self::with_buffer)).
+    pub fn finish_with(
+        mut self,
+        wrap: impl FnOnce(Vec<u8>) -> Bytes,
+    ) -> Result<(Bytes, Option<Vec<u8>>), EncodeError> {
         let shape = self.shape()?;
         let in_place = self.compression == Compression::None
             && self.first_timestamp.unwrap_or(shape.base_timestamp) == shape.base_timestamp;
         if !in_place {
-            return self.build();
+            let batch = self.build()?;
+            return Ok((batch, Some(std::mem::take(&mut self.encoded))));
         }
         self.header_room();
         let mut out = std::mem::take(&mut self.encoded);
         self.write_header(&shape, &mut out)?;
-        Ok(Bytes::from(out))
+        Ok((wrap(out), None))
     }
 
     /// What the header says of the records, or why they cannot be encoded.

@@ -1209,3 +1209,54 @@ fn a_batch_given_another_producer_is_the_batch_built_for_it() {
     legacy[16] = 1;
     assert_eq!(with_producer(&legacy, 1, 0, 0, false), None);
 }
+
+#[test]
+fn a_batch_built_in_a_given_buffer_is_written_in_it_or_hands_it_back() {
+    let records = |b: &mut RecordBatchBuilder| {
+        for i in 0..3u8 {
+            b.record(1_000 + i64::from(i), Some(&[i]), Some(&[i; 50]));
+        }
+    };
+    let mut fresh = RecordBatchBuilder::new(0);
+    records(&mut fresh);
+    let expected = fresh.build().unwrap();
+
+    // Uncompressed, the batch is written where the records were, in the buffer given.
+    let buffer = vec![0xA5u8; 4096];
+    let at = buffer.as_ptr();
+    let mut b = RecordBatchBuilder::new(0).with_buffer(buffer);
+    records(&mut b);
+    let mut wrapped = None;
+    let (batch, spare) = b
+        .finish_with(|v| {
+            wrapped = Some((v.as_ptr(), v.capacity()));
+            Bytes::from(v)
+        })
+        .unwrap();
+    assert_eq!(batch, expected);
+    assert_eq!(wrapped, Some((at, 4096)));
+    assert!(spare.is_none());
+
+    // Compressed, the batch is written elsewhere and the buffer comes back for another.
+    let mut lz4 = RecordBatchBuilder::new(0).compression(Compression::Lz4);
+    records(&mut lz4);
+    let expected = lz4.build().unwrap();
+    let buffer = vec![0xA5u8; 4096];
+    let at = buffer.as_ptr();
+    let mut b = RecordBatchBuilder::new(0)
+        .compression(Compression::Lz4)
+        .with_buffer(buffer);
+    records(&mut b);
+    let (batch, spare) = b
+        .finish_with(|_| panic!("a compressed batch is not written in place"))
+        .unwrap();
+    assert_eq!(batch, expected);
+    let spare = spare.unwrap();
+    assert_eq!((spare.as_ptr(), spare.capacity()), (at, 4096));
+
+    // A buffer given once records are in changes nothing.
+    let mut b = RecordBatchBuilder::new(0);
+    records(&mut b);
+    let b = b.with_buffer(vec![1, 2, 3]);
+    assert_eq!(b.finish().unwrap(), fresh.build().unwrap());
+}
