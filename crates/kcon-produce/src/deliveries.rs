@@ -1,15 +1,20 @@
-//! How the producer's task answers whoever waits for a record: a channel of its own for a
-//! record sent alone ([`Delivery`](crate::Delivery)), or a slot in the shared results of the
-//! records sent together ([`Deliveries`]), which the task fills as they are done and which
-//! wakes its waiter once, when the last is.
+//! How the producer's task answers whoever waits for a record: a slot of its own for a record
+//! sent alone ([`Delivery`](crate::Delivery)), or a slot in the shared results of the records
+//! sent together ([`Deliveries`]), which the task fills as they are done and which wakes its
+//! waiter once, when the last is.
+//!
+//! The slots of records sent alone are made [`GROUP`] at a time, for the records sent one
+//! after another: one allocation, not one per record, and a slot the size of its outcome. An
+//! application that reads its deliveries in the order it sent them holds every one done
+//! behind the oldest still waiting (hundreds of thousands, when one partition's batch comes
+//! back after the others'), so what a delivery holds once done is most of what a fast
+//! producer takes beside its records.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-
-use tokio::sync::oneshot;
 
 use crate::error::ProduceError;
 use crate::record::Delivered;
@@ -20,7 +25,7 @@ pub(crate) type Outcome = Result<Delivered, ProduceError>;
 /// Where the outcome of one record goes.
 pub(crate) enum Reply {
     /// A record sent alone: its [`Delivery`](crate::Delivery) waits on the other end.
-    One(oneshot::Sender<Outcome>),
+    One(Single),
     /// A record sent with others: its slot among their [`Deliveries`].
     Member(Member),
 }
@@ -30,10 +35,124 @@ impl Reply {
     /// dropped) reads nothing: the outcome is counted in the producer's stats either way.
     pub(crate) fn answer(self, outcome: Outcome) {
         match self {
-            Reply::One(reply) => {
-                let _ = reply.send(outcome);
-            }
+            Reply::One(single) => single.answer(outcome),
             Reply::Member(member) => member.answer(outcome),
+        }
+    }
+}
+
+/// How many records sent alone share one allocation of slots.
+pub(crate) const GROUP: usize = 64;
+
+/// The slots of records sent alone, handed out in turn: the group being handed out, and the
+/// next of its slots.
+#[derive(Debug, Default)]
+pub(crate) struct Singles {
+    current: Mutex<Option<(Arc<Group>, usize)>>,
+}
+
+impl Singles {
+    /// The next slot: the task's end and the application's.
+    pub(crate) fn next(&self) -> (Single, crate::producer::Delivery) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let (group, index) = match current.take() {
+            Some((group, index)) if index < GROUP => (group, index),
+            _ => (Arc::new(Group::new()), 0),
+        };
+        *current = Some((group.clone(), index + 1));
+        drop(current);
+        let single = Single {
+            group: group.clone(),
+            index,
+            answered: false,
+        };
+        (single, crate::producer::Delivery::new(group, index))
+    }
+}
+
+/// The slots of up to [`GROUP`] records sent alone.
+#[derive(Debug)]
+pub(crate) struct Group {
+    state: Mutex<GroupState>,
+}
+
+#[derive(Debug)]
+struct GroupState {
+    /// Each record's outcome, once known and until read.
+    outcomes: Vec<Option<Outcome>>,
+    /// The deliveries waiting: their slot, and who to wake.
+    waiting: Vec<(usize, Waker)>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Group {
+            state: Mutex::new(GroupState {
+                outcomes: (0..GROUP).map(|_| None).collect(),
+                waiting: Vec::new(),
+            }),
+        }
+    }
+
+    /// The state, even if a thread panicked holding it: every write leaves it whole.
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Slot `index`'s outcome, taken, if it has one.
+    pub(crate) fn take(&self, index: usize) -> Option<Outcome> {
+        self.lock().outcomes.get_mut(index).and_then(Option::take)
+    }
+
+    /// Slot `index`'s outcome, taken, or `waker` kept to be woken when it comes.
+    pub(crate) fn poll(&self, index: usize, waker: &Waker) -> Poll<Outcome> {
+        let mut state = self.lock();
+        if let Some(outcome) = state.outcomes.get_mut(index).and_then(Option::take) {
+            return Poll::Ready(outcome);
+        }
+        match state.waiting.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, w)) if w.will_wake(waker) => {}
+            Some((_, w)) => w.clone_from(waker),
+            None => state.waiting.push((index, waker.clone())),
+        }
+        Poll::Pending
+    }
+}
+
+/// One record's slot, as the task holds it: answered once, or as closed when dropped
+/// unanswered (the task gone), so that its delivery never waits for nothing.
+pub(crate) struct Single {
+    group: Arc<Group>,
+    index: usize,
+    answered: bool,
+}
+
+impl Single {
+    fn answer(mut self, outcome: Outcome) {
+        self.set(outcome);
+    }
+
+    fn set(&mut self, outcome: Outcome) {
+        self.answered = true;
+        let waker = {
+            let mut state = self.group.lock();
+            match state.outcomes.get_mut(self.index) {
+                Some(slot) => *slot = Some(outcome),
+                None => return,
+            }
+            let at = state.waiting.iter().position(|(i, _)| *i == self.index);
+            at.map(|at| state.waiting.swap_remove(at).1)
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for Single {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.set(Err(ProduceError::closed()));
         }
     }
 }
@@ -260,5 +379,40 @@ mod tests {
         let (none, members) = Deliveries::new(0);
         assert!(members.is_empty() && none.is_empty());
         assert!(none.await.is_empty());
+    }
+
+    /// Records sent alone one after another share a group of slots, a new one after
+    /// [`GROUP`]; each delivery reads its own slot, woken when its outcome comes, whatever
+    /// order they come in; one whose slot is dropped unanswered reads as closed.
+    #[tokio::test]
+    async fn records_sent_alone_share_groups_of_slots_and_each_reads_its_own() {
+        let singles = Singles::default();
+        let mut slots: Vec<_> = (0..GROUP + 2).map(|_| singles.next()).collect();
+        assert!(Arc::ptr_eq(&slots[0].0.group, &slots[GROUP - 1].0.group));
+        assert!(!Arc::ptr_eq(&slots[0].0.group, &slots[GROUP].0.group));
+        assert_eq!(slots[GROUP + 1].0.index, 1);
+
+        let (last, last_delivery) = slots.pop().unwrap();
+        let (closed, closed_delivery) = slots.pop().unwrap();
+        let (second, second_delivery) = slots.remove(1);
+        let (first, first_delivery) = slots.remove(0);
+        let waiting = tokio::spawn(first_delivery);
+        tokio::task::yield_now().await;
+        second.answer(Ok(delivered(2)));
+        assert!(!waiting.is_finished(), "woken by another slot's outcome");
+        first.answer(Ok(delivered(1)));
+        assert_eq!(waiting.await.unwrap().unwrap().offset, Some(1));
+        match second_delivery.try_outcome() {
+            Ok(Ok(d)) => assert_eq!(d.offset, Some(2)),
+            other => panic!("not the second's: {other:?}"),
+        }
+        drop(closed);
+        match closed_delivery.try_outcome() {
+            Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed),
+            other => panic!("not closed: {other:?}"),
+        }
+        let last_delivery = last_delivery.try_outcome().expect_err("not answered yet");
+        last.answer(Ok(delivered(9)));
+        assert_eq!(last_delivery.await.unwrap().offset, Some(9));
     }
 }

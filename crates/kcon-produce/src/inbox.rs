@@ -257,7 +257,7 @@ mod tests {
     const BATCH: usize = 1000;
 
     fn record(size: usize) -> Command {
-        let (reply, _) = oneshot::channel();
+        let (reply, _) = crate::deliveries::Singles::default().next();
         Command::Record(Incoming {
             record: ProducerRecord::new("t", vec![0u8; size]),
             packed: None,

@@ -15,7 +15,7 @@ use kcon_pool::{AutoCreate, Pool, TokenProvider};
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use crate::config::{Acks, ProducerConfig};
-use crate::deliveries::{Deliveries, Reply};
+use crate::deliveries::{Deliveries, Group, Reply, Singles};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::inbox::{self, Queue};
@@ -77,6 +77,8 @@ struct Shared {
     pool: Pool,
     stats: Arc<Counters>,
     hooks: Hooks,
+    /// The slots of records sent alone ([`Producer::send`]), handed out in turn.
+    singles: Singles,
     /// The metrics pushed to the cluster (KIP-714), unless `enable.metrics.push` is false.
     telemetry: Option<kcon_pool::telemetry::Telemetry>,
 }
@@ -228,6 +230,7 @@ impl Producer {
                 pool,
                 stats,
                 hooks,
+                singles: Singles::default(),
                 telemetry,
             }),
         }
@@ -278,7 +281,7 @@ impl Producer {
                 .forget(),
         }
         let packed = packed::pack(&mut record);
-        let (reply, rx) = oneshot::channel();
+        let (reply, delivery) = self.shared.singles.next();
         self.shared
             .commands
             .send(Command::Record(Incoming {
@@ -295,7 +298,7 @@ impl Producer {
                 memory.add_permits(room as usize);
                 self.not_queued(ProduceError::closed())
             })?;
-        Ok(Delivery { rx })
+        Ok(delivery)
     }
 
     /// Queues `records`, in their order, and returns the [`Deliveries`] to await all their
@@ -721,13 +724,18 @@ impl fmt::Debug for Producer {
 ///
 /// Cancel-safe: dropping it does not withdraw the record, which is sent all the same (and counted
 /// in [`Producer::metrics`]); only its outcome goes unread.
-#[derive(Debug)]
 #[must_use = "a delivery says whether the record was written"]
 pub struct Delivery {
-    rx: oneshot::Receiver<Result<Delivered, ProduceError>>,
+    /// The group of slots its outcome comes to, shared with records sent before and after.
+    group: Arc<Group>,
+    index: usize,
 }
 
 impl Delivery {
+    pub(crate) fn new(group: Arc<Group>, index: usize) -> Self {
+        Delivery { group, index }
+    }
+
     /// The outcome if the record is done, without waiting; the delivery itself, to await or ask
     /// again, while it is not. For checking many deliveries in turn without a task that waits
     /// on each (whose waits add up to a wake-up per record).
@@ -743,22 +751,22 @@ impl Delivery {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn try_outcome(mut self) -> Result<Result<Delivered, ProduceError>, Delivery> {
-        match self.rx.try_recv() {
-            Ok(outcome) => Ok(outcome),
-            Err(oneshot::error::TryRecvError::Empty) => Err(self),
-            Err(oneshot::error::TryRecvError::Closed) => Ok(Err(ProduceError::closed())),
-        }
+    pub fn try_outcome(self) -> Result<Result<Delivered, ProduceError>, Delivery> {
+        self.group.take(self.index).ok_or(self)
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery").finish_non_exhaustive()
     }
 }
 
 impl Future for Delivery {
     type Output = Result<Delivered, ProduceError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(ProduceError::closed())))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.group.poll(self.index, cx.waker())
     }
 }
 
@@ -952,8 +960,8 @@ mod tests {
     /// whose producer went away without answering fails as closed.
     #[test]
     fn a_delivery_tells_its_outcome_without_waiting_once_it_has_one() {
-        let (reply, rx) = oneshot::channel();
-        let delivery = Delivery { rx };
+        let singles = Singles::default();
+        let (reply, delivery) = singles.next();
         let delivery = delivery.try_outcome().expect_err("not done yet");
         let delivered = Delivered {
             topic: "t".into(),
@@ -961,15 +969,15 @@ mod tests {
             offset: Some(41),
             timestamp: 7,
         };
-        reply.send(Ok(delivered.clone())).unwrap();
+        Reply::One(reply).answer(Ok(delivered.clone()));
         match delivery.try_outcome() {
             Ok(Ok(d)) => assert_eq!(d, delivered),
             other => panic!("not the delivery: {other:?}"),
         }
 
-        let (reply, rx) = oneshot::channel::<Result<Delivered, ProduceError>>();
+        let (reply, delivery) = singles.next();
         drop(reply);
-        match (Delivery { rx }).try_outcome() {
+        match delivery.try_outcome() {
             Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed, "{e:?}"),
             other => panic!("not closed: {other:?}"),
         }
