@@ -32,6 +32,13 @@ const FIRST_ROOM: usize = 16_384;
 /// batch in a buffer used before.
 const KEPT_BATCHES: usize = 8;
 
+/// The most bytes of buffers an accumulator of `batch.size` keeps for its next batches:
+/// [`KEPT_BATCHES`] full batches, and no more than `buffer.memory`, which the records they
+/// held could not take more of.
+pub(crate) fn buffers_kept(batch_size: usize, buffer_memory: usize) -> usize {
+    batch_size.saturating_mul(KEPT_BATCHES).min(buffer_memory)
+}
+
 /// When a batch is full, and how long one that is not waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchLimits {
@@ -257,12 +264,14 @@ pub(crate) struct Accumulator<T> {
 }
 
 impl<T> Accumulator<T> {
-    pub(crate) fn new(limits: BatchLimits, compression: Compression) -> Self {
+    /// An empty accumulator, keeping at most `kept` bytes of the buffers of batches done
+    /// ([`buffers_kept`]).
+    pub(crate) fn new(limits: BatchLimits, compression: Compression, kept: usize) -> Self {
         Accumulator {
             limits,
             compression,
             queues: BTreeMap::new(),
-            buffers: Buffers::new(limits.max_bytes.saturating_mul(KEPT_BATCHES)),
+            buffers: Buffers::new(kept),
             wakes: Cell::new(None),
         }
     }
@@ -518,7 +527,7 @@ mod tests {
     }
 
     fn acc() -> Accumulator<u32> {
-        Accumulator::new(LIMITS, Compression::None)
+        Accumulator::new(LIMITS, Compression::None, 1 << 20)
     }
 
     fn far(now: Instant) -> Instant {
@@ -536,7 +545,7 @@ mod tests {
             max_bytes: 1_000_000,
             linger: Duration::from_millis(10),
         };
-        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None);
+        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None, 1 << 23);
         let value = [7u8; 90];
         let first = FIRST_ROOM / 100;
         let append = |a: &mut Accumulator<u32>, n: u32| {
@@ -562,6 +571,14 @@ mod tests {
         let third = a.queues[&tp(0)].batches.back().unwrap();
         assert_eq!(third.records.capacity(), first, "after a batch of two");
         assert!(third.builder.spare_capacity() < 2 * FIRST_ROOM);
+    }
+
+    /// Eight full batches' buffers are kept, never more than `buffer.memory`.
+    #[test]
+    fn the_buffers_kept_stay_within_buffer_memory() {
+        assert_eq!(buffers_kept(1_000_000, 33_554_432), 8_000_000);
+        assert_eq!(buffers_kept(16_000_000, 33_554_432), 33_554_432);
+        assert_eq!(buffers_kept(usize::MAX, 1 << 20), 1 << 20);
     }
 
     #[test]

@@ -36,7 +36,9 @@ use kcon_core::{
 use kcon_pool::{Metadata, TopicScope};
 use tracing::{debug, warn};
 
-use crate::accumulator::{Accumulator, Batch, BatchLimits, Sequenced, Wakes, next_sequence};
+use crate::accumulator::{
+    Accumulator, Batch, BatchLimits, Sequenced, Wakes, buffers_kept, next_sequence,
+};
 use crate::config::ProducerConfig;
 use crate::error::{ErrorKind, ProduceError};
 use crate::packed::PackedHeaders;
@@ -312,7 +314,11 @@ impl<T> SenderMachine<T> {
             rng: fastrand::Rng::with_seed(seed),
             // Apart from the jitter's stream, so that drawing one does not move the other.
             partitioner_seeds: fastrand::Rng::with_seed(seed ^ PARTITIONER_STREAM),
-            acc: Accumulator::new(limits, config.compression),
+            acc: Accumulator::new(
+                limits,
+                config.compression,
+                buffers_kept(config.batch_size, config.buffer_memory),
+            ),
             topics: BTreeMap::new(),
             last_topic: None,
             metadata,
