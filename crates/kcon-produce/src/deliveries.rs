@@ -119,28 +119,16 @@ impl Group {
     }
 }
 
-/// One record's slot, as the task holds it: answered once, or as closed when dropped
-/// unanswered (the task gone), so that its delivery never waits for nothing.
-pub(crate) struct Single {
-    group: Arc<Group>,
-    index: usize,
-    answered: bool,
-}
-
-impl Single {
-    fn answer(mut self, outcome: Outcome) {
-        self.set(outcome);
-    }
-
-    fn set(&mut self, outcome: Outcome) {
-        self.answered = true;
+impl Outcomes for Group {
+    /// Fills slot `index` and wakes its delivery, if it waits.
+    fn fill(&self, index: usize, outcome: Outcome) {
         let waker = {
-            let mut state = self.group.lock();
-            match state.outcomes.get_mut(self.index) {
+            let mut state = self.lock();
+            match state.outcomes.get_mut(index) {
                 Some(slot) => *slot = Some(outcome),
                 None => return,
             }
-            let at = state.waiting.iter().position(|(i, _)| *i == self.index);
+            let at = state.waiting.iter().position(|(i, _)| *i == index);
             at.map(|at| state.waiting.swap_remove(at).1)
         };
         if let Some(waker) = waker {
@@ -149,7 +137,32 @@ impl Single {
     }
 }
 
-impl Drop for Single {
+/// Where the outcomes of a group of records go: slots by index, filled by the task.
+pub(crate) trait Outcomes {
+    /// Fills slot `index` with `outcome`, waking whoever waits for it.
+    fn fill(&self, index: usize, outcome: Outcome);
+}
+
+/// One record's slot in a group, as the task holds it: answered once, or as closed when
+/// dropped unanswered (the task gone), so that whoever waits for it is never left waiting.
+pub(crate) struct Slot<G: Outcomes> {
+    group: Arc<G>,
+    index: usize,
+    answered: bool,
+}
+
+impl<G: Outcomes> Slot<G> {
+    fn answer(mut self, outcome: Outcome) {
+        self.set(outcome);
+    }
+
+    fn set(&mut self, outcome: Outcome) {
+        self.answered = true;
+        self.group.fill(self.index, outcome);
+    }
+}
+
+impl<G: Outcomes> Drop for Slot<G> {
     fn drop(&mut self) {
         if !self.answered {
             self.set(Err(ProduceError::closed()));
@@ -157,9 +170,15 @@ impl Drop for Single {
     }
 }
 
+/// The slot of a record sent alone.
+pub(crate) type Single = Slot<Group>;
+
+/// One record's place among records sent together.
+pub(crate) type Member = Slot<Shared>;
+
 /// The results of records sent together, as the task fills them and their waiter reads them.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
 }
 
@@ -180,25 +199,12 @@ impl Shared {
     }
 }
 
-/// One record's place among records sent together: answered once, by the task, or as closed
-/// when dropped unanswered (the task gone), so that its group is never left waiting.
-pub(crate) struct Member {
-    shared: Arc<Shared>,
-    index: usize,
-    answered: bool,
-}
-
-impl Member {
-    fn answer(mut self, outcome: Outcome) {
-        self.set(outcome);
-    }
-
-    fn set(&mut self, outcome: Outcome) {
-        self.answered = true;
+impl Outcomes for Shared {
+    /// Fills slot `index` unless it was filled already, and wakes the waiter once the last is.
+    fn fill(&self, index: usize, outcome: Outcome) {
         let waker = {
-            let mut state = self.shared.lock();
-            let slot = state.outcomes.get_mut(self.index);
-            match slot {
+            let mut state = self.lock();
+            match state.outcomes.get_mut(index) {
                 Some(slot @ None) => {
                     *slot = Some(outcome);
                     state.remaining -= 1;
@@ -214,14 +220,6 @@ impl Member {
         };
         if let Some(waker) = waker {
             waker.wake();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.set(Err(ProduceError::closed()));
         }
     }
 }
@@ -255,7 +253,7 @@ impl Deliveries {
         });
         let members = (0..len)
             .map(|index| Member {
-                shared: shared.clone(),
+                group: shared.clone(),
                 index,
                 answered: false,
             })
