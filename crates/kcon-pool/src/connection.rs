@@ -1249,15 +1249,35 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = plaintext;
     let error = loop {
-        match frames.decode(&mut buf) {
-            Ok(Some(frame)) => match shared.deliver(frame) {
-                Ok(()) => {
-                    first = false;
-                    continue;
+        let frame = match frames.decode(&mut buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => match frames.peek_size(&buf).ok().flatten() {
+                Some(size) if size >= MAPPED_FRAME => {
+                    match read_mapped(&mut rd, &mut buf, size, &shared.peer).await {
+                        Ok(frame) => frame,
+                        Err(e) => break e,
+                    }
                 }
-                Err(e) => break e,
+                size => {
+                    let missing = size.map_or(0, |size| size + SIZE_PREFIX_LEN - buf.len());
+                    buf.reserve(missing.clamp(READ_CHUNK, MAX_READ_RESERVE));
+                    match eof_as_close(rd.read_buf(&mut buf).await) {
+                        Ok(0) if buf.is_empty() => {
+                            break Error::transport(&shared.peer, TransportError::Closed);
+                        }
+                        Ok(0) => {
+                            break Error::transport(
+                                &shared.peer,
+                                TransportError::ClosedMidFrame {
+                                    buffered: buf.len(),
+                                },
+                            );
+                        }
+                        Ok(_) => continue,
+                        Err(e) => break Error::io(&shared.peer, e),
+                    }
+                }
             },
-            Ok(None) => {}
             // A TLS alert or handshake record (type 21 or 22, version 3.x) read as a size is
             // hundreds of megabytes: refused as a frame, but it says what the listener is.
             Err(_) if first && matches!(buf.get(..2), Some([0x15 | 0x16, 0x03])) => {
@@ -1267,36 +1287,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
             }
             Err(e) => break Error::corrupt(&shared.peer, Corruption::Codec(e)),
-        }
-        let size = frames.peek_size(&buf).ok().flatten();
-        if let Some(size) = size.filter(|s| *s >= MAPPED_FRAME) {
-            match read_mapped(&mut rd, &mut buf, size, &shared.peer).await {
-                Ok(frame) => match shared.deliver(frame) {
-                    Ok(()) => {
-                        first = false;
-                        continue;
-                    }
-                    Err(e) => break e,
-                },
-                Err(e) => break e,
-            }
-        }
-        let missing = size.map_or(0, |size| size + SIZE_PREFIX_LEN - buf.len());
-        buf.reserve(missing.clamp(READ_CHUNK, MAX_READ_RESERVE));
-        match eof_as_close(rd.read_buf(&mut buf).await) {
-            Ok(0) if buf.is_empty() => {
-                break Error::transport(&shared.peer, TransportError::Closed);
-            }
-            Ok(0) => {
-                break Error::transport(
-                    &shared.peer,
-                    TransportError::ClosedMidFrame {
-                        buffered: buf.len(),
-                    },
-                );
-            }
-            Ok(_) => {}
-            Err(e) => break Error::io(&shared.peer, e),
+        };
+        match shared.deliver(frame) {
+            Ok(()) => first = false,
+            Err(e) => break e,
         }
     };
     let error = shared.hang_up(error, !plaintext);
