@@ -157,6 +157,9 @@ struct Pending<T> {
     topic: Arc<str>,
 }
 
+/// The least room for records a topic's queue keeps once they are placed.
+const WAITING_KEPT: usize = 64;
+
 /// A topic's records waiting for its metadata, and how to partition once it is there.
 struct TopicState<T> {
     partitioner: Option<Partitioner>,
@@ -668,6 +671,7 @@ impl<T> SenderMachine<T> {
                     .collect();
             }
             t.last_error = None;
+            let placed = t.waiting.len();
             for (id, incoming) in t.waiting.drain(..) {
                 let Incoming {
                     record,
@@ -723,6 +727,12 @@ impl<T> SenderMachine<T> {
                 // while the task waited for another batch's linger) waited part of it already.
                 self.acc
                     .append(tp, new, size, pending, received, received + timeout);
+            }
+            // Room for twice what this pass placed is kept; a burst's, like that of the records
+            // sent before the topic's first metadata came, is given back.
+            let placed = placed.max(WAITING_KEPT);
+            if t.waiting.capacity() > 2 * placed {
+                t.waiting.shrink_to(placed);
             }
         }
         if wanted {

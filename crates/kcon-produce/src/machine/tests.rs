@@ -447,6 +447,115 @@ fn records_that_come_together_are_placed_as_one_at_a_time_would_be_in_fewer_requ
     assert_eq!(answered, placed, "the same partition for each record");
 }
 
+/// A record for a partition its topic lacks fails alone; records sent while their topic is
+/// missing from the metadata wait for it, and a record sent once it is back comes behind
+/// them. Every record is written in the order it was sent.
+#[test]
+fn a_record_waits_behind_its_topics_records_waiting_for_metadata() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("linger.ms", "5000"),
+        ("enable.idempotence", "false"),
+        ("retry.backoff.ms", "100"),
+        ("retry.backoff.max.ms", "100"),
+    ]);
+    let (mut m, stats) = machine(config, metadata(), t0);
+    m.record(t0, incoming(1, t0));
+    m.record(t0, incoming(2, t0));
+    let mut missing = incoming(90, t0);
+    missing.record.partition = Some(3);
+    m.record(t0, missing);
+    match m.poll_event() {
+        Some(Event::Answer {
+            waiter: 90,
+            result: Err(e),
+        }) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidRecord);
+            assert!(e.to_string().contains("partition 3 of t"), "{e}");
+        }
+        other => panic!("not the record for partition 3 failing: {other:?}"),
+    }
+    // A record for a topic not known asks for the metadata, which comes back without `t`.
+    let mut elsewhere = incoming(91, t0);
+    elsewhere.record = ProducerRecord::new("u", "v");
+    m.record(t0, elsewhere);
+    let out = m.poll_request(t0).expect("a metadata refresh");
+    assert!(matches!(out.request, Request::Metadata(_)), "{out:?}");
+    let gone = Ok(Response::Metadata(Ok(Arc::new(Metadata::default()))));
+    m.handle_response(t0, out.id, gone);
+    m.record(t0, incoming(3, t0));
+    m.record(t0, incoming(4, t0));
+    assert_eq!(m.topics["t"].waiting.len(), 2, "waiting for t's metadata");
+    let mut now = t0;
+    let mut offsets = BTreeMap::new();
+    let mut back = false;
+    while offsets.len() < 5 {
+        while let Some(out) = m.poll_request(now) {
+            match out.request {
+                Request::Metadata(_) => {
+                    m.handle_response(now, out.id, Ok(Response::Metadata(Ok(metadata()))));
+                    if !back {
+                        // `t` is back: 3 and 4 are placed; 5 comes behind them.
+                        back = true;
+                        m.record(now, incoming(5, now));
+                    }
+                }
+                Request::Produce(request, _) => {
+                    m.handle_response(now, out.id, Ok(written(&request)));
+                }
+                other => panic!("neither a refresh nor a Produce request: {other:?}"),
+            }
+        }
+        while let Some(event) = m.poll_event() {
+            match event {
+                Event::Answer {
+                    waiter,
+                    result: Ok(delivered),
+                } => offsets.insert(waiter, delivered.offset),
+                other => panic!("not a delivery: {other:?}"),
+            };
+        }
+        now = m.poll_timeout().expect("a refresh or the linger ahead");
+        assert!(
+            now < t0 + Duration::from_secs(10),
+            "nothing written by {now:?}"
+        );
+        m.handle_timeout(now);
+    }
+    assert!(back);
+    let written: Vec<_> = offsets.into_iter().collect();
+    let expected: Vec<_> = (1..=5).zip((0..5).map(Some)).collect();
+    assert_eq!(written, expected, "one batch, in the order sent");
+    assert_eq!(stats.records_failed.load(Ordering::Relaxed), 1);
+}
+
+/// The records sent before their topic's metadata came wait in its queue; once they are placed,
+/// a later pass needing far less room gives the rest back, and one needing about as much
+/// keeps it.
+#[test]
+fn a_topics_queue_gives_back_the_room_of_a_burst_once_placed() {
+    let t0 = Instant::now();
+    let config = config(&[("linger.ms", "5000"), ("enable.idempotence", "false")]);
+    let (mut m, _) = machine(config, Arc::new(Metadata::default()), t0);
+    m.records(t0, (0..1000).map(|waiter| incoming(waiter, t0)));
+    assert_eq!(m.topics["t"].waiting.len(), 1000);
+    let out = m.poll_request(t0).expect("a metadata refresh");
+    assert!(matches!(out.request, Request::Metadata(_)), "{out:?}");
+    m.handle_response(t0, out.id, Ok(Response::Metadata(Ok(metadata()))));
+    let room = |m: &SenderMachine<u32>| m.topics["t"].waiting.capacity();
+    assert!(m.topics["t"].waiting.is_empty(), "placed");
+    assert!(room(&m) >= 1000, "kept for a pass as large: {}", room(&m));
+    m.records(t0, (1000..1600).map(|waiter| incoming(waiter, t0)));
+    assert!(
+        room(&m) >= 1000,
+        "kept while a pass needs half of it: {}",
+        room(&m)
+    );
+    m.record(t0, incoming(1600, t0));
+    assert!(room(&m) <= 2 * WAITING_KEPT, "given back: {}", room(&m));
+    assert!(m.topics["t"].waiting.is_empty());
+}
+
 /// The ids of records not done: the lowest is the lowest not taken out, whatever order they
 /// finish in; an id taken out twice, or never added, changes nothing.
 #[test]
