@@ -32,6 +32,10 @@ use crate::session::{FetchSession, PartitionFetch, RequestKind, SessionOutcome};
 use crate::transactions::AbortedTransaction;
 use crate::validation::{EpochQuery, epoch_answers, plan_validation};
 
+mod assignments;
+
+use assignments::Assignments;
+
 /// The fetch loop of one consumer. It does no IO and reads no clock: `now` is an argument.
 ///
 /// # Driving it
@@ -64,7 +68,7 @@ use crate::validation::{EpochQuery, epoch_answers, plan_validation};
 #[derive(Debug)]
 pub struct FetchMachine {
     config: FetchConfig,
-    partitions: BTreeMap<TopicPartition, Assigned>,
+    partitions: Assignments,
     brokers: BTreeMap<i32, Broker>,
     budget: PrefetchBudget,
     pending: HashMap<RequestId, Pending>,
@@ -240,7 +244,7 @@ impl FetchMachine {
         );
         FetchMachine {
             config,
-            partitions: BTreeMap::new(),
+            partitions: Assignments::default(),
             brokers: BTreeMap::new(),
             budget,
             pending: HashMap::new(),
@@ -326,7 +330,7 @@ impl FetchMachine {
                 StartPosition::Reset => state.request_reset(ResetReason::NoPosition),
             }
             let topic: Arc<str> = Arc::from(tp.topic.as_str());
-            self.partitions.insert(
+            self.partitions.edit().insert(
                 tp,
                 Assigned {
                     state,
@@ -351,7 +355,7 @@ impl FetchMachine {
     pub fn unassign<'a>(&mut self, partitions: impl IntoIterator<Item = &'a TopicPartition>) {
         self.plan_all = true;
         for tp in partitions {
-            if self.partitions.remove(tp).is_some() {
+            if self.partitions.edit().remove(tp).is_some() {
                 self.drop_buffered(tp);
                 self.budget.remove(tp);
             }
@@ -365,7 +369,7 @@ impl FetchMachine {
     /// is not fetched). The position does not move: it was past them when they were accepted.
     pub fn pause(&mut self, tp: &TopicPartition) {
         self.plan_all = true;
-        let Some(a) = self.partitions.get_mut(tp) else {
+        let Some(a) = self.partitions.edit().get_mut(tp) else {
             return;
         };
         a.state.pause();
@@ -385,7 +389,7 @@ impl FetchMachine {
     /// the pause are queued for the owner, in order.
     pub fn resume(&mut self, tp: &TopicPartition) {
         self.plan_all = true;
-        if let Some(a) = self.partitions.get_mut(tp) {
+        if let Some(a) = self.partitions.edit().get_mut(tp) {
             a.state.resume();
             self.events
                 .extend(a.held.drain(..).map(FetchEvent::Records));
@@ -405,7 +409,7 @@ impl FetchMachine {
     /// handed out are dropped; with a known epoch the position is validated first (KIP-320).
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64, leader_epoch: Option<i32>) {
         self.plan_all = true;
-        let Some(a) = self.partitions.get_mut(tp) else {
+        let Some(a) = self.partitions.edit().get_mut(tp) else {
             return;
         };
         a.state.seek_unvalidated(offset, leader_epoch);
@@ -419,7 +423,7 @@ impl FetchMachine {
     /// `seek_to_beginning` / `seek_to_end` go through a policy too).
     pub fn reset(&mut self, tp: &TopicPartition) {
         self.plan_all = true;
-        let Some(a) = self.partitions.get_mut(tp) else {
+        let Some(a) = self.partitions.edit().get_mut(tp) else {
             return;
         };
         a.state.request_reset(ResetReason::NoPosition);
@@ -464,7 +468,7 @@ impl FetchMachine {
         self.plan_all = true;
         self.budget.consumed(tp, bytes);
         let backoff = self.backoff();
-        let Some(a) = self.partitions.get_mut(tp) else {
+        let Some(a) = self.partitions.edit().get_mut(tp) else {
             return;
         };
         if !a.state.rewind_to_corrupt(
@@ -497,7 +501,7 @@ impl FetchMachine {
             broker.info = Some(*info);
         }
         let mut leaderless = false;
-        for (tp, a) in &mut self.partitions {
+        for (tp, a) in self.partitions.edit() {
             let Some(p) = view.partitions.get(tp) else {
                 leaderless = true;
                 continue;
@@ -639,7 +643,7 @@ impl FetchMachine {
     fn drop_buffered(&mut self, tp: &TopicPartition) {
         self.events
             .retain(|e| !matches!(e, FetchEvent::Records(r) if &r.partition == tp));
-        if let Some(a) = self.partitions.get_mut(tp) {
+        if let Some(a) = self.partitions.edit().get_mut(tp) {
             a.held.clear();
         }
         self.budget.discard(tp);
@@ -672,7 +676,7 @@ impl FetchMachine {
     fn plan_resets(&mut self, now: Instant) {
         let mut due = Vec::new();
         let mut no_position = Vec::new();
-        for (tp, a) in &mut self.partitions {
+        for (tp, a) in self.partitions.edit() {
             if a.resetting {
                 continue;
             }
@@ -703,7 +707,11 @@ impl FetchMachine {
         let mut requests: BTreeMap<(i32, bool), Vec<Lookup>> = BTreeMap::new();
         for (tp, reason, to_latest) in due {
             // Invariant: `due` holds assigned partitions.
-            let a = self.partitions.get_mut(&tp).expect("an assigned partition");
+            let a = self
+                .partitions
+                .edit()
+                .get_mut(&tp)
+                .expect("an assigned partition");
             let leader = a.state.leader();
             let Some(broker) = leader.leader else {
                 a.resetting = false;
@@ -751,7 +759,7 @@ impl FetchMachine {
         // Only partitions whose leader's versions are known: `plan_validation` completes the
         // others at once (their leader "cannot validate"), which must not happen to a leader we
         // simply have not connected to yet.
-        let candidates = self.partitions.iter_mut().filter(|(_, a)| {
+        let candidates = self.partitions.edit().iter_mut().filter(|(_, a)| {
             // Checked first: this runs after every input, over every assigned partition, and
             // almost none needs validation.
             if a.validating || !a.state.needs_validation(now) {
@@ -780,7 +788,7 @@ impl FetchMachine {
         }
         for request in plan.requests {
             for q in &request.queries {
-                if let Some(a) = self.partitions.get_mut(&q.partition) {
+                if let Some(a) = self.partitions.edit().get_mut(&q.partition) {
                     a.validating = true;
                 }
             }
@@ -831,7 +839,7 @@ impl FetchMachine {
         // partitions is behind: it may be below its high watermark and has nothing buffered.
         let mut serving: Vec<(i32, bool)> = Vec::new();
         let budget = &self.budget;
-        for (tp, a) in &mut self.partitions {
+        for (tp, a) in self.partitions.edit() {
             let Some(broker) = a.state.fetch_target(now) else {
                 continue;
             };
@@ -875,7 +883,7 @@ impl FetchMachine {
             due.push((broker, Vec::new()));
         }
         if !gather.is_empty() {
-            for (tp, a) in &self.partitions {
+            for (tp, a) in self.partitions.iter() {
                 let Some(broker) = a.state.target_at(now) else {
                     continue;
                 };
@@ -987,7 +995,7 @@ impl FetchMachine {
         b.info = None;
         self.broker_backoff(now, broker, BrokerFailure::Request(e));
         for tp in offsets.keys() {
-            if let Some(a) = self.partitions.get_mut(tp) {
+            if let Some(a) = self.partitions.edit().get_mut(tp) {
                 a.state.broker_failed(broker);
             }
         }
@@ -1055,7 +1063,7 @@ impl FetchMachine {
                 let Some(&fetch_offset) = offsets.get(&tp) else {
                     continue;
                 };
-                let Some(a) = self.partitions.get_mut(&tp) else {
+                let Some(a) = self.partitions.edit().get_mut(&tp) else {
                     continue;
                 };
                 let mut answer = PartitionAnswer::error(broker, fetch_offset, p.error_code);
@@ -1258,7 +1266,7 @@ impl FetchMachine {
             }
         };
         for tp in &failed {
-            if let Some(a) = self.partitions.get_mut(tp) {
+            if let Some(a) = self.partitions.edit().get_mut(tp) {
                 a.state.reset_failed_until(failure.retry_at);
             }
         }
@@ -1272,7 +1280,7 @@ impl FetchMachine {
         reason: ResetReason,
         listed: Option<ListedOffset>,
     ) -> bool {
-        let Some(a) = self.partitions.get_mut(tp) else {
+        let Some(a) = self.partitions.edit().get_mut(tp) else {
             return true;
         };
         a.resetting = false;
@@ -1323,7 +1331,7 @@ impl FetchMachine {
         answer: Option<&crate::validation::EpochAnswer>,
     ) {
         let ctx = self.ctx(now);
-        let Some(a) = self.partitions.get_mut(&q.partition) else {
+        let Some(a) = self.partitions.edit().get_mut(&q.partition) else {
             return;
         };
         a.validating = false;
@@ -1409,9 +1417,10 @@ impl Machine for FetchMachine {
     /// broker's backoff, kept per key beside their state. Backoffs passed are left in place
     /// (a partition's is read as "not before"), so only those ahead count.
     fn poll_timeout(&self) -> Option<Instant> {
-        let partitions = self.partitions.values().filter_map(|a| a.state.retry_at());
+        let partitions = self.partitions.next_backoff(self.now);
         let brokers = self.brokers.values().filter_map(|b| b.retry_at);
         partitions
+            .into_iter()
             .chain(brokers)
             .chain(self.timers.next())
             .filter(|t| *t > self.now)
@@ -1472,7 +1481,7 @@ impl Machine for FetchMachine {
                 // A read replica we cannot reach is given up for the leader (Java
                 // `AbstractFetch.selectReadReplica` falls back when the node is offline);
                 // otherwise a partition would wait on a dead follower for the whole lease.
-                for a in self.partitions.values_mut() {
+                for a in self.partitions.edit().values_mut() {
                     a.state.broker_failed(broker);
                 }
             }

@@ -716,6 +716,50 @@ fn records_of_a_paused_partition_are_held_back_until_it_resumes() {
     );
 }
 
+/// A partition's backoff is the next timer as soon as the partition backs off, stays it
+/// through inputs that change no partition (records handed out, time passing), and is gone
+/// once it has passed and the partition is fetched again.
+#[test]
+fn a_partitions_backoff_is_the_next_timer_until_it_passes() {
+    let mut sim = Sim::new(config(&[]), committed(0));
+    assert_eq!(sim.machine.poll_timeout(), None, "nothing backs off yet");
+    let first = sim.fetch();
+    // UNKNOWN_SERVER_ERROR for partition 0: it backs off; partition 1 has records.
+    sim.answer(
+        &first,
+        response(0, vec![(0, -1, None), (1, 0, Some(batch(0, 10, 5)))]),
+    );
+    let at = sim.machine.poll_timeout().expect("partition 0's backoff");
+    assert!(at > sim.0.now, "{at:?} ahead of {:?}", sim.0.now);
+    let size = sim
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            FetchEvent::Records(r) if r.partition == tp(1) => Some(r.size),
+            _ => None,
+        })
+        .expect("partition 1's records");
+    sim.machine.records_consumed(&tp(1), size);
+    sim.0.now += (at - sim.0.now) / 2;
+    let fetches = sim.requests();
+    assert!(
+        fetches.iter().all(|o| !offsets_of(o).contains_key(&0)),
+        "partition 0 fetched in its backoff: {fetches:?}"
+    );
+    assert_eq!(sim.machine.poll_timeout(), Some(at), "still the next timer");
+    sim.0.advance(at - sim.0.now);
+    assert_eq!(sim.machine.poll_timeout(), None, "passed");
+    // Partition 1's fetch answered with nothing new: the next one takes partition 0 along.
+    for fetch in &fetches {
+        sim.answer(fetch, response(0, vec![]));
+    }
+    let fetches = sim.requests();
+    assert!(
+        fetches.iter().any(|o| offsets_of(o).contains_key(&0)),
+        "partition 0 fetched once its backoff passed: {fetches:?}"
+    );
+}
+
 #[test]
 fn the_budget_holds_fetches_back_until_the_application_takes_records() {
     let mut sim = Sim::new(
