@@ -138,16 +138,22 @@ impl PrefetchBudget {
         if available == 0 {
             return None;
         }
-        let mut seen = BTreeSet::new();
         let mut partitions: Vec<TopicPartition> = candidates
             .into_iter()
-            .filter(|tp| !self.buffered.contains_key(tp) && seen.insert(tp.clone()))
+            .filter(|tp| !self.buffered.contains_key(tp))
             .collect();
+        // A fetcher gathers them in its map's order, each once: only others are looked over
+        // for repeats.
+        if !partitions.is_sorted_by(|a, b| a < b) {
+            let mut seen = BTreeSet::new();
+            partitions.retain(|tp| seen.insert(tp.clone()));
+        }
         if partitions.is_empty() {
             return None;
         }
-        // Stable: among partitions never served, the caller's order stands.
-        partitions.sort_by_key(|tp| self.served.get(tp).copied().unwrap_or(0));
+        // Stable: among partitions never served, the caller's order stands. Each partition's
+        // turn is looked up once, not at every comparison.
+        partitions.sort_by_cached_key(|tp| self.served.get(tp).copied().unwrap_or(0));
         let max_bytes = available.min(self.max_request);
         self.in_flight.insert(broker, max_bytes);
         self.in_flight_total += max_bytes;

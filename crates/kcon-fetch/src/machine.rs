@@ -916,10 +916,10 @@ impl FetchMachine {
                 continue;
             };
             let mut wanted = BTreeMap::new();
-            for tp in &grant.partitions {
+            for tp in grant.partitions {
                 // Invariant: the candidates are assigned partitions with a position (they
                 // had a fetch target).
-                let Some(a) = self.partitions.get(tp) else {
+                let Some(a) = self.partitions.get(&tp) else {
                     continue;
                 };
                 let Some(position) = a.state.position() else {
@@ -932,7 +932,7 @@ impl FetchMachine {
                 // broker), as for a reader its log is the leader's, only behind.
                 let to_leader = a.state.leader().leader == Some(broker);
                 wanted.insert(
-                    tp.clone(),
+                    tp,
                     PartitionFetch {
                         topic_id: a.topic_id,
                         fetch_offset: position.offset,

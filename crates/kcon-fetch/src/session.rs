@@ -323,9 +323,18 @@ impl FetchSession {
         };
         self.partitions = wanted.clone();
         self.topic_ids = topic_ids;
+        // A topic's partitions are together in `wanted`: its name is copied once.
+        let mut last = None;
         self.topic_names = wanted
             .iter()
-            .filter_map(|(tp, p)| Some((p.topic_id?, tp.topic.clone())))
+            .filter_map(|(tp, p)| {
+                let named = (p.topic_id?, tp.topic.as_str());
+                if last == Some(named) {
+                    return None;
+                }
+                last = Some(named);
+                Some((named.0, tp.topic.clone()))
+            })
             .collect();
         self.in_flight = Some(InFlight {
             kind: request.kind,
