@@ -96,11 +96,11 @@ pub struct FetchMachine {
     /// An input since the last plan may have made a request due: the next
     /// [`poll_request`](Machine::poll_request) with nothing queued plans everything.
     plan_all: bool,
-    /// Only handing out records happened since the last plan, and it drained a partition or
-    /// gave back part of a spent budget: the next plan is of Fetches alone, and only when a broker has none in flight. Handing out
-    /// records is the one input that comes once per batch; planning everything after each one
-    /// visits every assigned partition, which with thousands of partitions cost more than the
-    /// records themselves.
+    /// Only handing out records happened since the last plan, and it drained a partition that
+    /// may let a Fetch go or gave back part of a spent budget: the next plan is of Fetches
+    /// alone, and only when a broker has none in flight. Handing out records is the one input
+    /// that comes once per batch; planning everything after each one visits every assigned
+    /// partition, which with thousands of partitions cost more than the records themselves.
     fetches_due: bool,
     /// Draws the jitter of every backoff; seeded, so that a run can be replayed.
     rng: fastrand::Rng,
@@ -438,11 +438,33 @@ impl FetchMachine {
     pub fn records_consumed(&mut self, tp: &TopicPartition, bytes: usize) {
         let was_spent = self.budget.available() == 0;
         self.budget.consumed(tp, bytes);
-        // A drained partition may be fetched again, and a budget spent until now may grant a
-        // Fetch to a partition drained before: plan then, and only then.
-        if self.budget.buffered_for(tp) == 0 || (was_spent && self.budget.available() > 0) {
+        // A budget spent until now may grant a Fetch to a partition drained before, and a
+        // drained partition may let one go: plan then, and only then. Planning visits every
+        // partition, and a drain of thousands of partitions would plan once per partition.
+        if (was_spent && self.budget.available() > 0)
+            || (self.budget.buffered_for(tp) == 0 && self.drain_may_fetch(tp))
+        {
             self.fetches_due = true;
         }
+    }
+
+    /// Whether `tp`, drained, may let a Fetch go, as [`fetchable`](Self::fetchable) decides:
+    /// it is behind (below its high watermark, or that is not known), or no other partition
+    /// its broker serves is still being taken (a Fetch of partitions caught up is held back
+    /// until then). One with no broker to fetch from now lets none go: what gives it one (its
+    /// backoff's end, an answer, new metadata) plans everything.
+    fn drain_may_fetch(&self, tp: &TopicPartition) -> bool {
+        let Some(a) = self.partitions.get(tp) else {
+            return false;
+        };
+        let Some(broker) = a.state.target_at(self.now) else {
+            return false;
+        };
+        let behind = match (a.state.position(), a.high_watermark) {
+            (Some(p), Some(hw)) => p.offset < hw,
+            _ => true,
+        };
+        behind || !self.draining(self.now, broker)
     }
 
     /// Handing out `tp`'s records left `bytes` more held for those still to come (a
