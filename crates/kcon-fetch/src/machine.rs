@@ -154,6 +154,14 @@ struct Assigned {
 }
 
 impl Assigned {
+    /// Whether its position may be below its high watermark: it is, or either is not known.
+    fn below_high_watermark(&self) -> bool {
+        match (self.state.position(), self.high_watermark) {
+            (Some(p), Some(hw)) => p.offset < hw,
+            _ => true,
+        }
+    }
+
     /// Where the application stands: where the first held records were fetched from, or the
     /// position when nothing is held.
     fn delivered_position(&self) -> Option<FetchPosition> {
@@ -460,11 +468,7 @@ impl FetchMachine {
         let Some(broker) = a.state.target_at(self.now) else {
             return false;
         };
-        let behind = match (a.state.position(), a.high_watermark) {
-            (Some(p), Some(hw)) => p.offset < hw,
-            _ => true,
-        };
-        behind || !self.draining(self.now, broker)
+        a.below_high_watermark() || !self.draining(self.now, broker)
     }
 
     /// Handing out `tp`'s records left `bytes` more held for those still to come (a
@@ -878,11 +882,7 @@ impl FetchMachine {
             if serving[i].1 {
                 continue;
             }
-            let below = match (a.state.position(), a.high_watermark) {
-                (Some(p), Some(hw)) => p.offset < hw,
-                _ => true,
-            };
-            serving[i].1 = below && budget.buffered_for(tp) == 0;
+            serving[i].1 = a.below_high_watermark() && budget.buffered_for(tp) == 0;
         }
         let mut due: Vec<(i32, Vec<TopicPartition>)> = Vec::new();
         let mut gather = Vec::new();
