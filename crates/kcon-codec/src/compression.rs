@@ -568,6 +568,21 @@ pub fn compress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, Compression
     compress_with(codec, input, false)
 }
 
+/// [`compress`], appending to `out`: an LZ4 frame is written straight into it, block by
+/// block, where the other codecs' output is copied in.
+pub(crate) fn compress_onto(
+    codec: Compression,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    if codec == Compression::Lz4 {
+        lz4::compress_frame_into(input, out);
+    } else {
+        out.extend_from_slice(&compress(codec, input)?);
+    }
+    Ok(())
+}
+
 /// [`compress`], with the magic-0 LZ4 header checksum bug reproduced when `broken_lz4_checksum`
 /// is set (for the legacy test encoder).
 pub(crate) fn compress_with(
@@ -591,15 +606,8 @@ pub(crate) fn compress_with(
         }
         Compression::Snappy => Ok(snappy_xerial_compress(input)),
         Compression::Lz4 => {
-            let info = lz4_flex::frame::FrameInfo::new()
-                .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                .block_mode(lz4_flex::frame::BlockMode::Independent);
-            let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(
-                info,
-                Vec::with_capacity(input.len() / 2 + 64),
-            );
-            enc.write_all(input).map_err(|e| failed(&e))?;
-            let mut out = enc.finish().map_err(|e| failed(&e))?;
+            let mut out = Vec::new();
+            lz4::compress_frame_into(input, &mut out);
             if broken_lz4_checksum {
                 // KAFKA-3160: the checksum of Kafka before 0.10 covered the magic number too.
                 if let Some(hc_at) = lz4::header_len(&out) {

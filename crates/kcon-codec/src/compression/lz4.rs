@@ -1,4 +1,5 @@
-//! The LZ4 frame format (KIP-57), read block by block straight into the output buffer.
+//! The LZ4 frame format (KIP-57), read block by block straight into the output buffer, and
+//! written block by block straight into the batch being built.
 //!
 //! Each block is decompressed by `lz4_flex`'s block decoder from the input slice into its place
 //! in the output: no intermediate block buffers, no copies. What the frame declares is checked
@@ -7,6 +8,8 @@
 //! present, the content size and the content checksum when present, and the end mark. Only
 //! standard frames are read, one after another to the end of the input; the legacy LZ4 format,
 //! skippable frames and frames with a dictionary id are not Kafka's and are refused.
+
+use std::cell::RefCell;
 
 use twox_hash::XxHash32;
 
@@ -243,6 +246,57 @@ pub(super) fn decompress(
     Ok(filled)
 }
 
+/// The largest block [`compress_frame_into`] writes: 64 KiB, as the Java client's
+/// `KafkaLZ4BlockOutputStream` does by default.
+const BLOCK_MAX_WRITTEN: usize = 64 << 10;
+/// BD, the maximum block size byte, for 64 KiB blocks (code 4).
+const BD_64K: u8 = 4 << 4;
+
+thread_local! {
+    /// Room for one block's largest output, zeroed once per thread: the block compressor
+    /// writes into initialised memory, and zeroing that room for every block costs about what
+    /// copying the packed block out of it does.
+    static PACKED: RefCell<Vec<u8>> = RefCell::new(vec![
+        0;
+        lz4_flex::block::get_maximum_output_size(BLOCK_MAX_WRITTEN)
+    ]);
+}
+
+/// Appends `input` to `out` as one LZ4 frame of independent blocks of at most 64 KiB, with no
+/// checksums and no content size, as the Java producer writes it. A block that would not
+/// shrink is stored as it is.
+pub(super) fn compress_frame_into(input: &[u8], out: &mut Vec<u8>) {
+    let flg = FLG_VERSION_01 | FLG_INDEPENDENT_BLOCKS;
+    out.extend_from_slice(&FRAME_MAGIC);
+    out.extend_from_slice(&[flg, BD_64K, header_checksum(&[flg, BD_64K])]);
+    PACKED.with_borrow_mut(|packed| {
+        for (i, block) in input.chunks(BLOCK_MAX_WRITTEN).enumerate() {
+            // The room holds the largest output a block can have, so this cannot fail; were
+            // it to, the block is stored as it is, which any reader takes.
+            let written = match lz4_flex::block::compress_into(block, packed) {
+                Ok(n) if n < block.len() => {
+                    out.extend_from_slice(&(n as u32).to_le_bytes());
+                    &packed[..n]
+                }
+                _ => {
+                    out.extend_from_slice(&(block.len() as u32 | BLOCK_UNCOMPRESSED).to_le_bytes());
+                    block
+                }
+            };
+            if i == 0 {
+                // Room for the rest of the frame as the first block shrank, with a tenth more:
+                // the frame grows by copying only when later blocks shrink much less.
+                let rest = input.len() - block.len();
+                let shrunk = rest as u64 * written.len() as u64 / block.len() as u64;
+                let guess = usize::try_from(shrunk + shrunk / 10).unwrap_or(rest);
+                out.reserve(written.len() + guess + 4 * rest.div_ceil(BLOCK_MAX_WRITTEN) + 4);
+            }
+            out.extend_from_slice(written);
+        }
+    });
+    out.extend_from_slice(&0u32.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -314,18 +368,89 @@ mod tests {
         }
     }
 
-    #[test]
-    fn incompressible_data_in_stored_blocks_reads_back() {
-        // xorshift bytes: lz4_flex stores such blocks uncompressed (the size's high bit).
+    /// xorshift bytes, which no LZ4 block shrinks.
+    fn noise(len: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let data: Vec<u8> = (0..200_000)
+        (0..len)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 x as u8
             })
-            .collect();
+            .collect()
+    }
+
+    /// `data` as [`compress_frame_into`] writes it.
+    fn written(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress_frame_into(data, &mut out);
+        out
+    }
+
+    /// The blocks of a frame with a 7-byte header and no checksums: (stored, length).
+    fn blocks(frame: &[u8]) -> Vec<(bool, usize)> {
+        let mut at = 7;
+        let mut found = Vec::new();
+        while let Some(size) = read_u32(frame, at).filter(|&s| s != 0) {
+            let len = (size & !BLOCK_UNCOMPRESSED) as usize;
+            found.push((size & BLOCK_UNCOMPRESSED != 0, len));
+            at += 4 + len;
+        }
+        assert_eq!(at + 4, frame.len(), "the end mark closes the frame");
+        found
+    }
+
+    #[test]
+    fn a_written_frame_reads_back_here_and_in_lz4_flex() {
+        let mixed = [text(100_000), noise(70_000), text(1_000)].concat();
+        let sizes = [0, 1, 15, 64 << 10, (64 << 10) + 1, 300_000];
+        let cases = sizes.iter().map(|&n| text(n)).chain([noise(5_000), mixed]);
+        for data in cases {
+            let frame = written(&data);
+            // The header lz4_flex writes for independent 64 KiB blocks without checksums.
+            let info = FrameInfo::new()
+                .block_size(BlockSize::Max64KB)
+                .block_mode(BlockMode::Independent);
+            assert_eq!(frame[..7], encode(&data, info)[..7], "{} bytes", data.len());
+            let mut theirs = Vec::new();
+            FrameDecoder::new(&frame[..])
+                .read_to_end(&mut theirs)
+                .unwrap();
+            assert_eq!(theirs, data, "{} bytes", data.len());
+            assert_eq!(decode(&frame).unwrap(), data, "{} bytes", data.len());
+            assert_eq!(blocks(&frame).len(), data.len().div_ceil(64 << 10));
+        }
+    }
+
+    #[test]
+    fn a_written_block_that_would_not_shrink_is_stored() {
+        let data = [text(64 << 10), noise(64 << 10), text(10)].concat();
+        let frame = written(&data);
+        let found = blocks(&frame);
+        assert!(
+            !found[0].0 && found[0].1 < 64 << 10,
+            "text is packed: {found:?}"
+        );
+        assert_eq!(found[1], (true, 64 << 10), "noise is stored");
+        assert!(found[2].0, "ten bytes do not shrink: {found:?}");
+        assert_eq!(decode(&frame).unwrap(), data);
+    }
+
+    #[test]
+    fn a_frame_is_written_after_what_the_buffer_holds() {
+        let data = text(150_000);
+        let mut out = b"batch header".to_vec();
+        compress_frame_into(&data, &mut out);
+        assert_eq!(&out[..12], b"batch header");
+        assert_eq!(out[12..], written(&data));
+        assert_eq!(decode(&out[12..]).unwrap(), data);
+    }
+
+    #[test]
+    fn incompressible_data_in_stored_blocks_reads_back() {
+        // lz4_flex stores such blocks uncompressed (the size's high bit).
+        let data = noise(200_000);
         let frame = encode(&data, every_option());
         let first_block = read_u32(&frame, 7).unwrap();
         assert_ne!(
@@ -443,6 +568,19 @@ mod tests {
                 &data,
                 FrameInfo::new().block_mode(mode).block_checksums(sums).content_checksum(sums),
             );
+            prop_assert_eq!(decode(&frame).unwrap(), data);
+        }
+
+        #[test]
+        fn any_written_frame_round_trips(
+            data in proptest::collection::vec(any::<u8>(), 0..20_000),
+            repeat in 1usize..20,
+        ) {
+            let data = data.repeat(repeat);
+            let frame = written(&data);
+            let mut theirs = Vec::new();
+            FrameDecoder::new(&frame[..]).read_to_end(&mut theirs).unwrap();
+            prop_assert_eq!(&theirs, &data);
             prop_assert_eq!(decode(&frame).unwrap(), data);
         }
 

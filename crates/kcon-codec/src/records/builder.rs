@@ -380,18 +380,16 @@ impl RecordBatchBuilder {
         let records = self.records_from(shape.base_timestamp)?;
         let mut out;
         if self.compression == Compression::None {
-            out = BytesMut::with_capacity(v2::HEADER_LEN.saturating_add(records.len()));
-            out.put_bytes(0, v2::HEADER_LEN);
-            out.put_slice(&records);
+            out = Vec::with_capacity(v2::HEADER_LEN.saturating_add(records.len()));
+            out.resize(v2::HEADER_LEN, 0);
+            out.extend_from_slice(&records);
         } else {
-            let packed = compression::compress(self.compression, &records)
+            out = vec![0; v2::HEADER_LEN];
+            compression::compress_onto(self.compression, &records, &mut out)
                 .map_err(EncodeError::Compression)?;
-            out = BytesMut::with_capacity(v2::HEADER_LEN + packed.len());
-            out.put_bytes(0, v2::HEADER_LEN);
-            out.put_slice(&packed);
         }
         self.write_header(&shape, &mut out)?;
-        Ok(out.freeze())
+        Ok(Bytes::from(out))
     }
 
     /// Encodes the batch as [`build`](Self::build) does, taking the builder: uncompressed, the
