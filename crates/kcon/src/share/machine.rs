@@ -113,9 +113,9 @@ pub struct ShareConsumerMachine {
     /// The partitions the group assigned this member.
     assigned: BTreeSet<TopicPartition>,
     /// Records acquired and not handed out yet.
-    buffer: VecDeque<Record>,
+    buffer: Buffered,
     /// The last batch's records by partition and offset, with what the application said.
-    delivered: BTreeMap<TopicPartition, BTreeMap<i64, Option<AcknowledgeType>>>,
+    delivered: BTreeMap<TopicPartition, Delivered>,
     /// Outcomes of acknowledgements not read yet.
     outcomes: VecDeque<AcknowledgementOutcome>,
     /// The number the next commit goes by.
@@ -152,7 +152,7 @@ impl ShareConsumerMachine {
             max_poll_records: max_poll_records.max(1),
             subscription: BTreeSet::new(),
             assigned: BTreeSet::new(),
-            buffer: VecDeque::new(),
+            buffer: Buffered::default(),
             delivered: BTreeMap::new(),
             outcomes: VecDeque::new(),
             next_commit: 0,
@@ -272,8 +272,7 @@ impl ShareConsumerMachine {
     /// The next batch: at most `max.poll.records` of the records acquired, which become the
     /// last batch, to be acknowledged.
     pub fn take_batch(&mut self) -> Vec<Record> {
-        let n = self.max_poll_records.min(self.buffer.len());
-        let batch: Vec<Record> = self.buffer.drain(..n).collect();
+        let batch = self.buffer.take(self.max_poll_records);
         // A partition's records come in runs: its name is made and looked up once per run.
         let mut records = batch.iter().peekable();
         while let Some(first) = records.next() {
@@ -281,11 +280,11 @@ impl ShareConsumerMachine {
                 .delivered
                 .entry(TopicPartition::new(&*first.topic, first.partition))
                 .or_default();
-            offsets.insert(first.offset, None);
+            offsets.insert(first.offset);
             while let Some(r) =
                 records.next_if(|r| r.partition == first.partition && r.topic == first.topic)
             {
-                offsets.insert(r.offset, None);
+                offsets.insert(r.offset);
             }
         }
         batch
@@ -310,7 +309,7 @@ impl ShareConsumerMachine {
         let slot = self
             .delivered
             .get_mut(&tp)
-            .and_then(|offsets| offsets.get_mut(&record.offset))
+            .and_then(|offsets| offsets.get_mut(record.offset))
             .ok_or_else(|| {
                 Error::misuse(format!(
                     "{tp} offset {} is not a record of the last batch",
@@ -458,7 +457,7 @@ impl ShareConsumerMachine {
                     let count = usize::from(r.delivery_count.unwrap_or(1).clamp(1, 5));
                     m.delivery_counts[count - 1] += 1;
                 }
-                self.buffer.extend(records);
+                self.buffer.push(records);
                 self.commands.push_back(Command::Publish);
             }
             Some(ShareEvent::Acknowledged(o)) => {
@@ -505,10 +504,7 @@ impl ShareConsumerMachine {
                     .delivered
                     .iter()
                     .flat_map(|(tp, offsets)| {
-                        offsets
-                            .iter()
-                            .filter(|(_, a)| a.is_none())
-                            .map(move |(o, _)| format!("{tp}@{o}"))
+                        offsets.unacknowledged().map(move |o| format!("{tp}@{o}"))
                     })
                     .take(5)
                     .collect();
@@ -532,8 +528,7 @@ impl ShareConsumerMachine {
             return;
         }
         for (tp, offsets) in delivered {
-            for (first, last) in runs(offsets.iter().filter(|(_, a)| a.is_none()).map(|(o, _)| *o))
-            {
+            for (first, last) in runs(offsets.unacknowledged()) {
                 self.commands.push_back(Command::Acknowledge(
                     tp.clone(),
                     first,
@@ -550,14 +545,9 @@ impl ShareConsumerMachine {
         let buffered = std::mem::take(&mut self.buffer);
         let mut rest: BTreeMap<TopicPartition, BTreeSet<i64>> = BTreeMap::new();
         for (tp, offsets) in delivered {
-            rest.entry(tp).or_default().extend(
-                offsets
-                    .into_iter()
-                    .filter(|(_, a)| a.is_none())
-                    .map(|(o, _)| o),
-            );
+            rest.entry(tp).or_default().extend(offsets.unacknowledged());
         }
-        for r in buffered {
+        for r in buffered.into_records() {
             rest.entry(TopicPartition::new(&*r.topic, r.partition))
                 .or_default()
                 .insert(r.offset);
@@ -620,6 +610,96 @@ impl Machine for ShareConsumerMachine {
 }
 
 /// Consecutive offsets in `offsets` (ascending) as inclusive ranges.
+/// Records acquired and not handed out yet, in the runs the fetcher handed them over in: a
+/// batch that takes the rest of a run takes its vector (its records moved at most once, to its
+/// front, when some were taken before); one that takes part of a run moves those records alone.
+#[derive(Debug, Default)]
+struct Buffered {
+    chunks: VecDeque<std::vec::IntoIter<Record>>,
+    len: usize,
+}
+
+impl Buffered {
+    fn push(&mut self, records: Vec<Record>) {
+        if !records.is_empty() {
+            self.len += records.len();
+            self.chunks.push_back(records.into_iter());
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first `most` records (all of them, if fewer), in order.
+    fn take(&mut self, most: usize) -> Vec<Record> {
+        let mut out: Vec<Record> = Vec::new();
+        while out.len() < most {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let want = most - out.len();
+            let part: Vec<Record> = if front.len() <= want {
+                self.chunks
+                    .pop_front()
+                    .map(Vec::from_iter)
+                    .unwrap_or_default()
+            } else {
+                front.by_ref().take(want).collect()
+            };
+            if out.is_empty() {
+                out = part;
+            } else {
+                out.extend(part);
+            }
+        }
+        self.len -= out.len();
+        out
+    }
+
+    /// Every record, in order.
+    fn into_records(self) -> impl Iterator<Item = Record> {
+        self.chunks.into_iter().flatten()
+    }
+}
+
+/// A partition's records of the last batch, in offset order, each with what the application
+/// said of it. A batch's records of a partition come in ascending offsets, so a record is
+/// mostly pushed at the end; one that is not (a record released and delivered again within the
+/// batch) is put in its place. A batch holds at most `max.poll.records`.
+#[derive(Debug, Default)]
+struct Delivered(Vec<(i64, Option<AcknowledgeType>)>);
+
+impl Delivered {
+    /// `offset`, delivered and not acknowledged (again, if it was there).
+    fn insert(&mut self, offset: i64) {
+        match self.0.last() {
+            Some(&(last, _)) if last >= offset => {
+                match self.0.binary_search_by_key(&offset, |&(o, _)| o) {
+                    Ok(at) => self.0[at].1 = None,
+                    Err(at) => self.0.insert(at, (offset, None)),
+                }
+            }
+            _ => self.0.push((offset, None)),
+        }
+    }
+
+    /// What the application said of `offset`, if it was delivered.
+    fn get_mut(&mut self, offset: i64) -> Option<&mut Option<AcknowledgeType>> {
+        let at = self.0.binary_search_by_key(&offset, |&(o, _)| o).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    /// The offsets not acknowledged, ascending.
+    fn unacknowledged(&self) -> impl Iterator<Item = i64> + '_ {
+        self.0.iter().filter(|(_, a)| a.is_none()).map(|&(o, _)| o)
+    }
+}
+
 fn runs(offsets: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
     for o in offsets {
@@ -881,6 +961,65 @@ mod tests {
         assert_eq!(offsets(m.take_batch()), [2, 3]);
         assert_eq!(offsets(m.take_batch()), [4]);
         assert!(!m.has_records());
+    }
+
+    /// A batch takes records across the fetcher's runs, in the order acquired, and a run it
+    /// takes part of keeps the rest for the next.
+    #[test]
+    fn a_batch_takes_records_across_runs_in_order() {
+        let now = Instant::now();
+        let mut m = machine(AcknowledgementMode::Implicit, 4);
+        let run = |p: i32, offsets: std::ops::Range<i64>| offsets.map(|o| record(p, o)).collect();
+        m.fetch_event(now, records_event(0, run(0, 0..3), 0));
+        m.fetch_event(now, records_event(1, Vec::new(), 0));
+        m.fetch_event(now, records_event(1, run(1, 10..13), 0));
+        m.fetch_event(now, records_event(0, run(0, 3..5), 0));
+        let taken = |b: Vec<Record>| {
+            b.iter()
+                .map(|r| (r.partition, r.offset))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(m.buffered(), 8);
+        assert_eq!(taken(m.take_batch()), [(0, 0), (0, 1), (0, 2), (1, 10)]);
+        assert_eq!(m.buffered(), 4);
+        assert_eq!(taken(m.take_batch()), [(1, 11), (1, 12), (0, 3), (0, 4)]);
+        assert!(!m.has_records());
+        assert!(m.take_batch().is_empty());
+    }
+
+    /// Records of a batch below one delivered before it (released, then acquired again) are
+    /// kept in offset order: each is found by its offset, an offset that came twice is one
+    /// record, and what is left open is named in offset order.
+    #[test]
+    fn records_delivered_out_of_order_are_found_by_offset() {
+        let now = Instant::now();
+        let mut m = machine(AcknowledgementMode::Explicit, 10);
+        let batch = hand_out(&mut m, 0, &[5, 6, 2, 3, 6, 1]);
+        assert_eq!(batch.len(), 6);
+        m.acknowledge(now, &batch[0], AcknowledgeType::Accept)
+            .unwrap();
+        m.acknowledge(now, &batch[2], AcknowledgeType::Accept)
+            .unwrap();
+        let e = m.start_batch(now).unwrap_err();
+        assert!(e.to_string().contains("(t-0@1, t-0@3, t-0@6)"), "{e}");
+        m.acknowledge(now, &batch[4], AcknowledgeType::Reject)
+            .unwrap();
+        let e = m
+            .acknowledge(now, &batch[1], AcknowledgeType::Reject)
+            .unwrap_err();
+        assert!(e.to_string().contains("acknowledged already"), "{e}");
+        let e = m
+            .acknowledge(now, &record(0, 4), AcknowledgeType::Accept)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not a record of the last batch"),
+            "{e}"
+        );
+        m.acknowledge(now, &batch[3], AcknowledgeType::Release)
+            .unwrap();
+        m.acknowledge(now, &batch[5], AcknowledgeType::Accept)
+            .unwrap();
+        m.start_batch(now).unwrap();
     }
 
     /// A close accepts the last batch (implicit mode) and releases what was never handed out;
