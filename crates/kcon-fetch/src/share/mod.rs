@@ -1025,34 +1025,62 @@ impl ShareFetchMachine {
             warn!(group = %self.group_id, partition = %tp, offset = at,
                 "a corrupt record batch in a share fetch answer; releasing the offsets from there");
         }
-        let mut out = Vec::new();
-        let mut records = decoded.into_iter().peekable();
-        for (first, last, count) in kept {
-            let count = u16::try_from(count.max(1)).unwrap_or(1);
-            let readable_last = match corrupt_at {
-                Some(at) if at <= last => at - 1,
-                _ => last,
+        let readable = |last: i64| match corrupt_at {
+            Some(at) if at <= last => at - 1,
+            _ => last,
+        };
+        // The range being filled (its index in `kept`) and the next offset it expects: a
+        // record past its readable end closes it, one before its start is not acquired.
+        let mut at = 0;
+        let mut next = from;
+        let mut records = decoded;
+        // The records stay where they were decoded; those not acquired are taken out.
+        records.retain_mut(|r| {
+            while let Some(&range) = kept.get(at)
+                && r.offset > readable(range.1)
+            {
+                self.close_range(tp, range, next, readable(range.1));
+                at += 1;
+                next = kept.get(at).map_or(0, |k| k.0);
+            }
+            let Some(&(first, _, count)) = kept.get(at) else {
+                return false;
             };
-            let mut next = first;
-            while let Some(r) = records.next_if(|r| r.offset <= readable_last) {
-                if r.offset < first {
-                    continue;
-                }
-                if r.offset > next {
-                    self.settle_unheld(tp, next, r.offset - 1, AcknowledgeType::Gap);
-                }
-                next = r.offset + 1;
-                out.push(r.with_delivery_count(count));
+            if r.offset < first {
+                return false;
             }
-            if next <= readable_last {
-                self.settle_unheld(tp, next, readable_last, AcknowledgeType::Gap);
+            if r.offset > next {
+                self.settle_unheld(tp, next, r.offset - 1, AcknowledgeType::Gap);
             }
-            if readable_last < last {
-                let from = (readable_last + 1).max(first);
-                self.settle_unheld(tp, from, last, AcknowledgeType::Release);
-            }
+            next = r.offset + 1;
+            r.delivery_count = Some(u16::try_from(count.max(1)).unwrap_or(1));
+            true
+        });
+        while let Some(&range) = kept.get(at) {
+            self.close_range(tp, range, next, readable(range.1));
+            at += 1;
+            next = kept.get(at).map_or(0, |k| k.0);
         }
-        self.not_twice(tp, out)
+        self.not_twice(tp, records)
+    }
+
+    /// The acquired range `(first, last, _)` of `tp` is filled up to `next`, and its records
+    /// readable up to `readable_last`: the offsets from `next` on with no record are gaps, and
+    /// those past a corrupt record are released.
+    fn close_range(
+        &mut self,
+        tp: &TopicPartition,
+        (first, last, _): (i64, i64, i16),
+        next: i64,
+        readable_last: i64,
+    ) {
+        if next <= readable_last {
+            self.settle_unheld(tp, next, readable_last, AcknowledgeType::Gap);
+        }
+        if readable_last < last {
+            let from = (readable_last + 1).max(first);
+            self.settle_unheld(tp, from, last, AcknowledgeType::Release);
+        }
     }
 
     /// Acknowledges `first..=last` of `tp` as `kind` (a gap, or a release past a corrupt

@@ -838,3 +838,57 @@ fn held_ranges_reaching_over_either_end_are_never_settled() {
     let (_, _, f) = fetch(&mut h);
     assert_eq!(ranges(&f.partitions[0]), [(3, 6, AcknowledgeType::Gap)]);
 }
+
+/// Each acquired range takes its records at its delivery count: records between ranges or
+/// past the last are not handed out, an acquired offset without a record is a gap, and the
+/// acquired offsets past the last record read before a corrupt batch are released.
+#[test]
+fn each_acquired_range_takes_its_records_and_a_corrupt_batch_releases_the_rest() {
+    let mut h = machine(&[1]);
+    let (id, _, _) = fetch(&mut h);
+    let acquired = [(1, 2, 1), (6, 8, 3), (11, 12, 2)];
+    let offsets = [0, 1, 2, 3, 6, 7, 10, 11, 20];
+    h.answer(id, fetch_answer(vec![part(0, &offsets, &acquired)]));
+    assert_eq!(
+        handed_out(&h.events()),
+        [
+            (0, 1, Some(1)),
+            (0, 2, Some(1)),
+            (0, 6, Some(3)),
+            (0, 7, Some(3)),
+            (0, 11, Some(2))
+        ]
+    );
+    want(&mut h);
+    let (id, _, f) = fetch(&mut h);
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [(8, 8, AcknowledgeType::Gap), (12, 12, AcknowledgeType::Gap)]
+    );
+
+    // Offsets 30-31, 34-35 and 40: the batch at 34 fails its CRC.
+    let mut answer = fetch_answer(vec![part(
+        0,
+        &[30, 31, 34, 35, 40],
+        &[(30, 32, 1), (33, 41, 4)],
+    )]);
+    let ShareAnswer::Fetch(r) = &mut answer else {
+        unreachable!("fetch_answer makes a Fetch answer");
+    };
+    let bytes = r.responses[0].partitions[0].records.take().unwrap();
+    let mut bad = bytes.to_vec();
+    bad[records(&[30, 31]).len() + 70] ^= 0xff;
+    r.responses[0].partitions[0].records = Some(Bytes::from(bad));
+    h.answer(id, answer);
+    assert_eq!(
+        handed_out(&h.events()),
+        [(0, 30, Some(1)), (0, 31, Some(1))]
+    );
+    want(&mut h);
+    let (_, _, f) = fetch(&mut h);
+    // Nothing past the last good record is read: 32 on, gap or not, is released.
+    assert_eq!(
+        ranges(&f.partitions[0]),
+        [(32, 41, AcknowledgeType::Release)]
+    );
+}
