@@ -560,8 +560,6 @@ pub(crate) fn check_partition(
     out
 }
 
-/// The records of `walk` with offsets in `from..until`, read to the walk's end or its first
-/// unreadable record, and whether it met one.
 /// Every record of a share fetch answer's `bytes` for `partition` from offset `from` on,
 /// decoded (the broker filtered transactions for the group already), and the offset of the
 /// first corrupt record, when one stopped the walk.
@@ -582,6 +580,8 @@ pub(crate) fn share_records(
     (decoded.records, corrupt)
 }
 
+/// The records of `walk` with offsets in `from..until`, read to the walk's end or its first
+/// unreadable record, and whether it met one.
 fn count_within(walk: Records<'_>, from: i64, until: i64) -> (usize, bool) {
     let mut count = 0;
     for r in walk {
