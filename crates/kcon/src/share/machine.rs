@@ -613,26 +613,25 @@ impl Machine for ShareConsumerMachine {
 /// Records acquired and not handed out yet, in the runs the fetcher handed them over in: a
 /// batch that takes the rest of a run takes its vector (its records moved at most once, to its
 /// front, when some were taken before); one that takes part of a run moves those records alone.
+/// No run is kept empty.
 #[derive(Debug, Default)]
 struct Buffered {
     chunks: VecDeque<std::vec::IntoIter<Record>>,
-    len: usize,
 }
 
 impl Buffered {
     fn push(&mut self, records: Vec<Record>) {
         if !records.is_empty() {
-            self.len += records.len();
             self.chunks.push_back(records.into_iter());
         }
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.chunks.iter().map(ExactSizeIterator::len).sum()
     }
 
     fn is_empty(&self) -> bool {
-        self.len == 0
+        self.chunks.is_empty()
     }
 
     /// The first `most` records (all of them, if fewer), in order.
@@ -657,7 +656,6 @@ impl Buffered {
                 out.extend(part);
             }
         }
-        self.len -= out.len();
         out
     }
 
