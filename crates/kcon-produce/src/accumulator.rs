@@ -9,7 +9,7 @@
 //! same broker go in the same request, and several requests per broker may be in flight.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -256,12 +256,18 @@ impl Wakes {
 #[derive(Debug)]
 struct Queues<T> {
     by_topic: BTreeMap<String, BTreeMap<i32, (TopicPartition, Queue<T>)>>,
+    /// What the last batch of each partition without a queue took ([`Queue::last`]), for its
+    /// next queue's first batch: a transactional producer's partitions empty at every commit,
+    /// and each transaction's batch would otherwise start at [`FIRST_ROOM`] and grow, copied at
+    /// every doubling. One entry per partition written to and idle.
+    last: HashMap<TopicPartition, (usize, usize)>,
 }
 
 impl<T> Default for Queues<T> {
     fn default() -> Self {
         Queues {
             by_topic: BTreeMap::new(),
+            last: HashMap::new(),
         }
     }
 }
@@ -292,11 +298,19 @@ impl<T> Queues<T> {
 
     fn remove(&mut self, tp: &TopicPartition) {
         if let Some(partitions) = self.by_topic.get_mut(tp.topic.as_str()) {
-            partitions.remove(&tp.partition);
+            if let Some((tp, q)) = partitions.remove(&tp.partition) {
+                self.last.insert(tp, q.last);
+            }
             if partitions.is_empty() {
                 self.by_topic.remove(tp.topic.as_str());
             }
         }
+    }
+
+    /// What `tp`'s last batch took, when it had a queue before: forgotten once asked, for the
+    /// queue made with it keeps it from then on.
+    fn take_last(&mut self, tp: &TopicPartition) -> (usize, usize) {
+        self.last.remove(tp).unwrap_or((0, 0))
     }
 
     fn iter(&self) -> impl Iterator<Item = (&TopicPartition, &Queue<T>)> {
@@ -321,8 +335,15 @@ impl<T> Queues<T> {
 
     /// Keeps the queues `keep` says, and the topics left with one.
     fn retain(&mut self, mut keep: impl FnMut(&Queue<T>) -> bool) {
+        let last = &mut self.last;
         self.by_topic.retain(|_, partitions| {
-            partitions.retain(|_, (_, q)| keep(q));
+            partitions.retain(|_, (tp, q)| {
+                let kept = keep(q);
+                if !kept {
+                    last.insert(tp.clone(), q.last);
+                }
+                kept
+            });
             !partitions.is_empty()
         });
     }
@@ -390,7 +411,7 @@ impl<T> Accumulator<T> {
         let mut queue = Queue {
             batches: VecDeque::new(),
             in_flight: false,
-            last: (0, 0),
+            last: self.queues.take_last(tp),
         };
         let full = queue.append(&self.limits, record, size, item, new);
         self.queues.insert(tp, queue);
@@ -689,6 +710,62 @@ mod tests {
         let third = a.queues.get(&tp(0)).unwrap().batches.back().unwrap();
         assert_eq!(third.records.capacity(), first, "after a batch of two");
         assert!(third.builder.spare_capacity() < 2 * FIRST_ROOM);
+    }
+
+    /// A partition whose queue emptied (a transaction committed, its batches acknowledged)
+    /// opens its next batch with room for what its last took, however it emptied; a partition
+    /// never written to still starts at `FIRST_ROOM`.
+    #[test]
+    fn a_partition_emptied_keeps_the_room_its_last_batch_took() {
+        let now = Instant::now();
+        let limits = BatchLimits {
+            max_records: 100_000,
+            max_bytes: 1_000_000,
+            linger: Duration::from_millis(10),
+        };
+        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None, 1 << 23);
+        let value = [7u8; 90];
+        let append = |a: &mut Accumulator<u32>, tp: &TopicPartition, n: u32| {
+            for i in 0..n {
+                a.append(tp, record(&value), 100, i, now, far(now));
+            }
+        };
+        let room = |a: &mut Accumulator<u32>, tp: &TopicPartition| {
+            a.head_mut(tp).map(|b| b.records.capacity())
+        };
+        // Acknowledged: the queue goes, what its batch took stays.
+        append(&mut a, &tp(0), 1000);
+        a.set_in_flight(&tp(0));
+        a.pop_head(&tp(0)).unwrap();
+        assert!(a.is_empty());
+        append(&mut a, &tp(0), 1);
+        assert_eq!(room(&mut a, &tp(0)), Some(1000));
+        assert_eq!(room(&mut a, &tp(1)), None);
+        append(&mut a, &tp(1), 1);
+        assert_eq!(
+            room(&mut a, &tp(1)),
+            Some(FIRST_ROOM / 100),
+            "never written to"
+        );
+        // Expired (both partitions' batches) or drained, likewise; and a batch of one after it
+        // is small again.
+        append(&mut a, &tp(0), 1999);
+        assert_eq!(a.expire(far(now) + Duration::from_secs(1)).len(), 2);
+        append(&mut a, &tp(0), 1);
+        assert_eq!(room(&mut a, &tp(0)), Some(2000));
+        assert_eq!(a.drain_waiting().len(), 1);
+        append(&mut a, &tp(0), 1);
+        assert_eq!(
+            room(&mut a, &tp(0)),
+            Some(FIRST_ROOM / 100),
+            "after a batch of one"
+        );
+        let idle: Vec<_> = a.queues.last.keys().collect();
+        assert_eq!(
+            idle,
+            [&tp(1)],
+            "the partition without a queue is the one remembered"
+        );
     }
 
     /// Eight full batches' buffers are kept, never more than `buffer.memory`.
