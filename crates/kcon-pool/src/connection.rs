@@ -1232,7 +1232,8 @@ const MAX_READ_RESERVE: usize = 1024 * 1024;
 /// (up to 32 MiB): after the first large answer, the next ones came from the heap, and the
 /// heap kept what they had taken once their records were dropped. A consumer of 100-byte
 /// records on six partitions then peaked at about 36 MB where 24 MB held the same answers. A
-/// map of its own is returned to the system when the answer's last record is dropped.
+/// map is returned to the system when the answer's last record is dropped, but for the one
+/// its connection keeps for the next answer ([`SpareMap`]).
 const MAPPED_FRAME: usize = 1024 * 1024;
 /// The writer's buffer: many small frames, one write.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -1248,12 +1249,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = plaintext;
+    let spare = Arc::new(SpareMap::default());
     let error = loop {
         let frame = match frames.decode(&mut buf) {
             Ok(Some(frame)) => frame,
             Ok(None) => match frames.peek_size(&buf).ok().flatten() {
                 Some(size) if size >= MAPPED_FRAME => {
-                    match read_mapped(&mut rd, &mut buf, size, &shared.peer).await {
+                    match read_mapped(&mut rd, &mut buf, size, &shared.peer, &spare).await {
                         Ok(frame) => frame,
                         Err(e) => break e,
                     }
@@ -1297,26 +1299,96 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared.fail(error);
 }
 
+/// The most a connection keeps of a mapped frame done with, for its next one ([`SpareMap`]).
+const SPARE_MAP_MAX: usize = 16 * 1024 * 1024;
+
+/// The map of the last frame a connection read whole ([`read_mapped`]), kept once the frame's
+/// last slice is dropped, for the next such frame: its pages are memory already, where a
+/// fresh map's are faulted in and zeroed by the kernel, a cost per byte read: a consumer of
+/// 1 KiB records spent about a third of its CPU on it. One map at most, of at most
+/// [`SPARE_MAP_MAX`] bytes: a consumer draining one answer while the next is read needs no
+/// more, and keeps no more idle than the answer it last read.
+#[derive(Debug, Default)]
+struct SpareMap(std::sync::Mutex<Option<memmap2::MmapMut>>);
+
+impl SpareMap {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<memmap2::MmapMut>> {
+        // Held only to swap an Option, which cannot panic halfway.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The map kept, if it holds `size` bytes. One too small is let go: the frame's own map
+    /// takes its place once the frame is done, and until then it would be memory kept for
+    /// nothing.
+    fn take(&self, size: usize) -> Option<memmap2::MmapMut> {
+        self.lock().take().filter(|m| m.len() >= size)
+    }
+
+    /// Keeps `map` for the next frame, in place of one kept before.
+    fn keep(&self, map: memmap2::MmapMut) {
+        if map.len() <= SPARE_MAP_MAX {
+            *self.lock() = Some(map);
+        }
+    }
+}
+
+/// A frame read into a map: its first `len` bytes. The map goes back to its connection's
+/// [`SpareMap`] when the frame's last slice is dropped.
+struct MappedFrame {
+    map: Option<memmap2::MmapMut>,
+    len: usize,
+    spare: Arc<SpareMap>,
+}
+
+impl AsRef<[u8]> for MappedFrame {
+    fn as_ref(&self) -> &[u8] {
+        self.map
+            .as_ref()
+            .and_then(|m| m.get(..self.len))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for MappedFrame {
+    fn drop(&mut self) {
+        if let Some(map) = self.map.take() {
+            self.spare.keep(map);
+        }
+    }
+}
+
 /// Reads the rest of the frame of `size` bytes whose start `buf` holds (its size prefix and
-/// fewer than `size` bytes after it) into an anonymous memory map of its own, and returns the
-/// frame without its prefix; `buf` is left empty. Only the pages the bytes reach become
-/// memory, so a size prefix alone takes none. The map is unmapped when the frame's last slice
-/// is dropped ([`MAPPED_FRAME`] says why).
+/// fewer than `size` bytes after it) into an anonymous memory map, and returns the frame
+/// without its prefix; `buf` is left empty. The map is the connection's spare one when that
+/// is large enough ([`SpareMap`]), else a fresh one, of which only the pages the bytes reach
+/// become memory, so a size prefix alone takes none. The map goes back to `spare` when the
+/// frame's last slice is dropped ([`MAPPED_FRAME`] says why a large frame has a map).
 async fn read_mapped<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     size: usize,
     peer: &Peer,
+    spare: &Arc<SpareMap>,
 ) -> Result<Bytes> {
-    let mut map = memmap2::MmapMut::map_anon(size).map_err(|e| Error::io(peer, e))?;
+    let (mut map, reused) = match spare.take(size) {
+        Some(map) => (map, true),
+        None => (
+            memmap2::MmapMut::map_anon(size).map_err(|e| Error::io(peer, e))?,
+            false,
+        ),
+    };
     buf.advance(SIZE_PREFIX_LEN);
     let mut filled = buf.len();
     map[..filled].copy_from_slice(buf);
     buf.clear();
-    // Linux makes the pages memory a step ahead of the bytes, one call a step: faulting them
-    // in one by one as the bytes arrive cost more than the records' own reading.
+    // Linux makes a fresh map's pages memory a step ahead of the bytes, one call a step:
+    // faulting them in one by one as the bytes arrive cost more than the records' own reading.
     #[cfg(target_os = "linux")]
-    let mut populated = filled;
+    let mut populated = if reused { size } else { filled };
+    #[cfg(not(target_os = "linux"))]
+    let _ = reused;
     while filled < size {
         #[cfg(target_os = "linux")]
         if filled >= populated {
@@ -1325,7 +1397,7 @@ async fn read_mapped<R: AsyncRead + Unpin>(
             let _ = map.advise_range(memmap2::Advice::PopulateWrite, filled, step);
             populated = filled + step;
         }
-        match eof_as_close(rd.read(&mut map[filled..]).await) {
+        match eof_as_close(rd.read(&mut map[filled..size]).await) {
             Ok(0) => {
                 return Err(Error::transport(
                     peer,
@@ -1338,7 +1410,11 @@ async fn read_mapped<R: AsyncRead + Unpin>(
             Err(e) => return Err(Error::io(peer, e)),
         }
     }
-    Ok(Bytes::from_owner(map))
+    Ok(Bytes::from_owner(MappedFrame {
+        map: Some(map),
+        len: size,
+        spare: spare.clone(),
+    }))
 }
 
 /// A read's outcome with an unexpected end of stream read as a close (0 bytes): rustls reports

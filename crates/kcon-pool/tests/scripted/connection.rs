@@ -575,6 +575,70 @@ async fn a_large_answer_arriving_in_pieces_is_read_whole_and_the_next_after_it()
     assert_eq!(conn.in_flight(), 0);
 }
 
+/// The unknown tagged field of a large Heartbeat answer: its bytes, and where they lie.
+fn large_field(answer: &HeartbeatResponse) -> (&bytes::Bytes, usize) {
+    let field = &answer.unknown_tagged_fields[&100];
+    (field, field.as_ptr() as usize)
+}
+
+/// Large answers read one after another: once an answer's bytes are dropped, the next one
+/// no larger is read into the same map, exactly its own bytes (the small answer written
+/// right behind it is read after it, not into the map's room beyond it); a larger one gets a
+/// map of its own.
+#[tokio::test]
+async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let mut ask = async |n: i32, answers: &[HeartbeatResponse]| {
+        let sent = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.send(&heartbeat(n)).await })
+        };
+        let r = p.recv().await.unwrap();
+        let mut bytes = r.frame::<HeartbeatRequest>(&answers[0]).to_vec();
+        let mut then = Vec::new();
+        for answer in &answers[1..] {
+            let conn = conn.clone();
+            let next = tokio::spawn(async move { conn.send(&heartbeat(n + 1)).await });
+            let r = p.recv().await.unwrap();
+            bytes.extend_from_slice(&r.frame::<HeartbeatRequest>(answer));
+            then.push(next);
+        }
+        p.send_raw(&bytes).await;
+        let mut got = vec![sent.await.unwrap().unwrap()];
+        for next in then {
+            got.push(next.await.unwrap().unwrap());
+        }
+        got
+    };
+    let three = large_heartbeat_answer(3 << 20);
+    let got = ask(1, std::slice::from_ref(&three)).await;
+    assert!(got[0].unknown_tagged_fields == three.unknown_tagged_fields);
+    let (_, first_at) = large_field(&got[0]);
+    drop(got);
+    // Two MiB of another pattern, with a small answer in the same write behind it.
+    let mut two = large_heartbeat_answer(2 << 20);
+    let field: Vec<u8> = (0..2 << 20).map(|i| (i % 241) as u8).collect();
+    two.unknown_tagged_fields = [(100, bytes::Bytes::from(field))].into();
+    let got = ask(3, &[two.clone(), HeartbeatResponse::default()]).await;
+    assert!(got[0].unknown_tagged_fields == two.unknown_tagged_fields);
+    assert_eq!(got[1], HeartbeatResponse::default());
+    let (field, at) = large_field(&got[0]);
+    assert_eq!(field.len(), 2 << 20);
+    assert_eq!(at, first_at, "read into the first answer's map");
+    let kept = got;
+    // Larger than the map kept, and that map still held: a map of its own.
+    let four = large_heartbeat_answer(4 << 20);
+    let got = ask(5, std::slice::from_ref(&four)).await;
+    assert!(got[0].unknown_tagged_fields == four.unknown_tagged_fields);
+    assert_ne!(large_field(&got[0]).1, first_at);
+    assert!(
+        kept[0].unknown_tagged_fields == two.unknown_tagged_fields,
+        "untouched"
+    );
+    assert_eq!(conn.in_flight(), 0);
+}
+
 /// A connection closed in the middle of a large answer fails the request with what it had
 /// read, prefix included.
 #[tokio::test]
