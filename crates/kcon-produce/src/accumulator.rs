@@ -673,18 +673,23 @@ mod tests {
         assert!(a.queues.by_topic.is_empty());
     }
 
+    /// An accumulator of batches up to a megabyte or 100,000 records, uncompressed.
+    fn megabyte_batches() -> Accumulator<u32> {
+        let limits = BatchLimits {
+            max_records: 100_000,
+            max_bytes: 1_000_000,
+            linger: Duration::from_millis(10),
+        };
+        Accumulator::new(limits, Compression::None, 1 << 23)
+    }
+
     /// A partition's first batch makes room for `FIRST_ROOM` bytes of records like its first;
     /// each later one for what the batch before it took, so that batches of a megabyte are
     /// allocated once, and batches of a few records after them small again.
     #[test]
     fn a_new_batch_makes_room_for_what_the_last_took() {
         let now = Instant::now();
-        let limits = BatchLimits {
-            max_records: 100_000,
-            max_bytes: 1_000_000,
-            linger: Duration::from_millis(10),
-        };
-        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None, 1 << 23);
+        let mut a = megabyte_batches();
         let value = [7u8; 90];
         let first = FIRST_ROOM / 100;
         let append = |a: &mut Accumulator<u32>, n: u32| {
@@ -718,12 +723,7 @@ mod tests {
     #[test]
     fn a_partition_emptied_keeps_the_room_its_last_batch_took() {
         let now = Instant::now();
-        let limits = BatchLimits {
-            max_records: 100_000,
-            max_bytes: 1_000_000,
-            linger: Duration::from_millis(10),
-        };
-        let mut a: Accumulator<u32> = Accumulator::new(limits, Compression::None, 1 << 23);
+        let mut a = megabyte_batches();
         let value = [7u8; 90];
         let append = |a: &mut Accumulator<u32>, tp: &TopicPartition, n: u32| {
             for i in 0..n {
