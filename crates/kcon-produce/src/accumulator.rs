@@ -98,6 +98,7 @@ impl<T> Batch<T> {
         deadline: Instant,
         buffers: &Buffers,
         room: usize,
+        records: Vec<T>,
     ) -> Self {
         let mut builder = RecordBatchBuilder::new(0)
             .compression(compression)
@@ -105,7 +106,7 @@ impl<T> Batch<T> {
         builder.reserve(room);
         Batch {
             builder,
-            records: Vec::new(),
+            records,
             bytes: 0,
             created: now,
             deadline,
@@ -195,7 +196,7 @@ impl<T> Queue<T> {
         record: NewRecord<'_>,
         size: usize,
         item: T,
-        new: impl FnOnce(usize) -> Batch<T>,
+        new: impl FnOnce(usize, usize) -> Batch<T>,
     ) -> bool {
         let open = self
             .batches
@@ -210,9 +211,8 @@ impl<T> Queue<T> {
             let first = limits.max_bytes.min(FIRST_ROOM) / size.max(1);
             let records = limits.max_records.min(first.max(last_records)).max(1);
             let bytes = records.saturating_mul(size).max(last_bytes);
-            let mut batch = new(limits.max_bytes.min(bytes));
-            batch.records.reserve_exact(records);
-            self.batches.push_back(batch);
+            self.batches
+                .push_back(new(limits.max_bytes.min(bytes), records));
         }
         // Invariant: a batch was pushed just above if there was none.
         let Some(batch) = self.batches.back_mut() else {
@@ -361,6 +361,11 @@ pub(crate) struct Accumulator<T> {
     queues: Queues<T>,
     /// The buffers of batches done, for the next ones.
     buffers: Buffers,
+    /// The record lists of batches done, emptied, for the next ones: at most
+    /// [`KEPT_BATCHES`]. A list of a few thousand records is past glibc's threshold for a
+    /// map of its own (or is given back with the top of its heap), so a new one faults its
+    /// pages in again, record by record.
+    lists: Vec<Vec<T>>,
     /// The last [`wakes`](Accumulator::wakes) and the instant they were asked after, until the
     /// queues change: the task asks for them twice after each pass (whether it waits for a
     /// linger, and for how long it waits), and each answer scans every partition.
@@ -376,6 +381,7 @@ impl<T> Accumulator<T> {
             compression,
             queues: Queues::default(),
             buffers: Buffers::new(kept),
+            lists: Vec::new(),
             wakes: Cell::new(None),
         }
     }
@@ -402,7 +408,11 @@ impl<T> Accumulator<T> {
         self.changed();
         let compression = self.compression;
         let buffers = &self.buffers;
-        let new = |room| Batch::new(compression, received, deadline, buffers, room);
+        let lists = &mut self.lists;
+        let new = |room, records| {
+            let list = take_list(lists, records);
+            Batch::new(compression, received, deadline, buffers, room, list)
+        };
         // One search of the queues for a partition that has one, as all but its first record
         // find.
         if let Some(queue) = self.queues.get_mut(tp) {
@@ -593,9 +603,41 @@ impl<T> Accumulator<T> {
         self.queues.iter().map(|(tp, _)| tp)
     }
 
+    /// Keeps a done batch's record list, emptied, for a later batch, unless
+    /// [`KEPT_BATCHES`] are kept already.
+    pub(crate) fn give_list(&mut self, mut list: Vec<T>) {
+        list.clear();
+        if list.capacity() > 0 && self.lists.len() < KEPT_BATCHES {
+            self.lists.push(list);
+        }
+    }
+
     /// Whether no batch is waiting or in flight.
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.is_empty()
+    }
+
+    /// The records of every batch, waiting or in flight.
+    #[cfg(test)]
+    pub(crate) fn records(&self) -> usize {
+        self.queues
+            .values()
+            .flat_map(|q| &q.batches)
+            .map(|b| b.records.len())
+            .sum()
+    }
+}
+
+/// A record list with room for `records`: one kept with room for them and at most four times
+/// as many, the one kept last of those; or a new one of exactly that room.
+fn take_list<T>(lists: &mut Vec<Vec<T>>, records: usize) -> Vec<T> {
+    let most = records.saturating_mul(4);
+    match lists
+        .iter()
+        .rposition(|l| (records..=most).contains(&l.capacity()))
+    {
+        Some(at) => lists.swap_remove(at),
+        None => Vec::with_capacity(records),
     }
 }
 
@@ -681,6 +723,39 @@ mod tests {
             linger: Duration::from_millis(10),
         };
         Accumulator::new(limits, Compression::None, 1 << 23)
+    }
+
+    /// A done batch's record list, given back, holds the next batch's records when it has room
+    /// for them and at most four times as many; at most `KEPT_BATCHES` lists are kept.
+    #[test]
+    fn a_done_batchs_record_list_is_used_again() {
+        let now = Instant::now();
+        let mut a = megabyte_batches();
+        let value = [7u8; 90];
+        for i in 0..1000 {
+            a.append(&tp(0), record(&value), 100, i, now, far(now));
+        }
+        let done = a.pop_head(&tp(0)).unwrap().records;
+        let (at, room) = (done.as_ptr(), done.capacity());
+        assert!(room >= 1000);
+        a.give_list(done);
+        // The next batch makes room for 1,000 records, as the last took: the list fits.
+        a.append(&tp(0), record(&value), 100, 0, now, far(now));
+        let head = a.head_mut(&tp(0)).unwrap();
+        assert_eq!((head.records.as_ptr(), head.records.capacity()), (at, room));
+        assert_eq!(head.records, [0], "emptied when given back");
+        // A list too large for a small batch is not taken for it.
+        let small = a.pop_head(&tp(0)).unwrap().records;
+        a.give_list(Vec::with_capacity(100_000));
+        a.give_list(small);
+        a.append(&tp(1), record(&value), 100, 0, now, far(now));
+        let first = FIRST_ROOM / 100;
+        assert_eq!(a.head_mut(&tp(1)).unwrap().records.capacity(), first);
+        assert_eq!(a.lists.len(), 2, "neither fits {first} records");
+        for _ in 0..2 * KEPT_BATCHES {
+            a.give_list(Vec::with_capacity(10));
+        }
+        assert_eq!(a.lists.len(), KEPT_BATCHES);
     }
 
     /// A partition's first batch makes room for `FIRST_ROOM` bytes of records like its first;

@@ -157,7 +157,7 @@ struct Pending<T> {
     topic: Arc<str>,
 }
 
-/// The least room for records a topic's queue keeps once they are placed.
+/// The most room for records a topic's queue keeps once they are placed.
 const WAITING_KEPT: usize = 64;
 
 /// A topic's records waiting for its metadata, and how to partition once it is there.
@@ -169,6 +169,10 @@ struct TopicState<T> {
     waiting: VecDeque<(u64, Incoming<T>)>,
     /// Why the topic cannot be used yet, for the error if its records time out.
     last_error: Option<ProduceError>,
+    /// The partitioner and `partitions` match the metadata as it is: with nothing waiting, a
+    /// record is placed as it is taken, without a turn in `waiting`. Cleared by every new
+    /// metadata; set again by the next pass that places the topic's records.
+    placing: bool,
 }
 
 impl<T> TopicState<T> {
@@ -178,6 +182,7 @@ impl<T> TopicState<T> {
             partitions: Vec::new(),
             waiting: VecDeque::new(),
             last_error: None,
+            placing: false,
         }
     }
 }
@@ -397,21 +402,33 @@ impl<T> SenderMachine<T> {
                 }
                 _ => None,
             };
-            match same {
-                Some(topic) => topic.waiting.push_back((id, incoming)),
+            let (name, topic) = match same {
+                Some(topic) => (self.last_topic.as_ref().map(|(_, ours)| ours), topic),
                 None => {
                     let theirs = incoming.record.topic.clone();
                     let ours = match self.topics.get_key_value(&*theirs) {
                         Some((ours, _)) => ours.clone(),
                         None => Arc::from(&*theirs),
                     };
-                    self.topics
-                        .entry(ours.clone())
-                        .or_insert_with(TopicState::new)
-                        .waiting
-                        .push_back((id, incoming));
-                    self.last_topic = Some((theirs, ours));
+                    self.last_topic = Some((theirs, ours.clone()));
+                    let topic = self.topics.entry(ours).or_insert_with(TopicState::new);
+                    (self.last_topic.as_ref().map(|(_, ours)| ours), topic)
                 }
+            };
+            match (topic.placing && topic.waiting.is_empty(), name) {
+                // Its partitions known and nothing before it waiting: placed now, in order.
+                (true, Some(name)) if let Some(partitioner) = &mut topic.partitioner => {
+                    let mut placer = Placer {
+                        acc: &mut self.acc,
+                        events: &mut self.events,
+                        incomplete: &mut self.incomplete,
+                        stats: &self.stats,
+                        wall_ms: self.wall_ms,
+                        timeout: self.config.delivery_timeout,
+                    };
+                    placer.place(name, partitioner, &topic.partitions, id, incoming);
+                }
+                _ => topic.waiting.push_back((id, incoming)),
             }
         }
     }
@@ -671,68 +688,23 @@ impl<T> SenderMachine<T> {
                     .collect();
             }
             t.last_error = None;
-            let placed = t.waiting.len();
+            t.placing = true;
+            let mut placer = Placer {
+                acc: &mut self.acc,
+                events: &mut self.events,
+                incomplete: &mut self.incomplete,
+                stats: &self.stats,
+                wall_ms: self.wall_ms,
+                timeout,
+            };
             for (id, incoming) in t.waiting.drain(..) {
-                let Incoming {
-                    record,
-                    packed,
-                    size,
-                    waiter,
-                    received,
-                } = incoming;
-                let partition = match record.partition {
-                    Some(p) if p < count => p,
-                    Some(p) => {
-                        self.incomplete.remove(&id);
-                        Counters::add(&self.stats.records_failed, 1);
-                        answer_record(
-                            &mut self.events,
-                            waiter,
-                            Err(ProduceError::new(
-                                ErrorKind::InvalidRecord,
-                                false,
-                                format!("partition {p} of {name} does not exist (it has {count})"),
-                            )),
-                        );
-                        continue;
-                    }
-                    None => partitioner.partition(record.key.as_deref()),
-                };
-                let timestamp = record.timestamp.unwrap_or(self.wall_ms);
-                let headers: Vec<(&[u8], Option<&[u8]>)> = match &packed {
-                    Some(packed) => packed.iter().collect(),
-                    None => record
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (&k[..], v.as_deref()))
-                        .collect(),
-                };
-                let new = NewRecord {
-                    timestamp,
-                    key: record.key.as_deref(),
-                    value: record.value.as_deref(),
-                    headers: &headers,
-                    ..NewRecord::default()
-                };
-                let pending = Pending {
-                    id,
-                    timestamp,
-                    waiter,
-                    topic: record.topic,
-                };
-                // Invariant: `partition` is below `count`, the length of `partitions`.
-                let tp = &t.partitions[partition as usize];
-                // A batch opened by this record lingers from when the producer took it: a
-                // record that waited (for its topic's metadata, or in the producer's queue
-                // while the task waited for another batch's linger) waited part of it already.
-                self.acc
-                    .append(tp, new, size, pending, received, received + timeout);
+                placer.place(name, partitioner, &t.partitions, id, incoming);
             }
-            // Room for twice what this pass placed is kept; a burst's, like that of the records
-            // sent before the topic's first metadata came, is given back.
-            let placed = placed.max(WAITING_KEPT);
-            if t.waiting.capacity() > 2 * placed {
-                t.waiting.shrink_to(placed);
+            // The next records are placed as they come, until the metadata changes: the room
+            // of a burst that waited (the records sent before the topic's first metadata came,
+            // or those taken in the pass after a refresh) is given back.
+            if t.waiting.capacity() > 2 * WAITING_KEPT {
+                t.waiting.shrink_to(WAITING_KEPT);
             }
         }
         if wanted {
@@ -767,7 +739,13 @@ impl<T> SenderMachine<T> {
         now: Instant,
     ) {
         match result {
-            Ok(Ok(metadata)) => self.metadata = metadata,
+            Ok(Ok(metadata)) => {
+                self.metadata = metadata;
+                // Each topic's partitions are checked against it at its next pass.
+                for t in self.topics.values_mut() {
+                    t.placing = false;
+                }
+            }
             Ok(Err(e)) if !e.is_retriable() => {
                 // Authentication or an unsupported broker: the records waiting for the
                 // metadata cannot get it.
@@ -1182,7 +1160,8 @@ impl<T> SenderMachine<T> {
         };
         Counters::add(&self.stats.batches_delivered, 1);
         Counters::add(&self.stats.records_delivered, batch.records.len() as u64);
-        for (i, r) in batch.records.into_iter().enumerate() {
+        let mut list = batch.records;
+        for (i, r) in list.drain(..).enumerate() {
             self.incomplete.remove(&r.id);
             answer_record(
                 &mut self.events,
@@ -1195,6 +1174,7 @@ impl<T> SenderMachine<T> {
                 }),
             );
         }
+        self.acc.give_list(list);
     }
 
     /// Sends the head again after the backoff if retries and time allow, else fails it.
@@ -1250,10 +1230,12 @@ impl<T> SenderMachine<T> {
         }
         Counters::add(&self.stats.records_failed, batch.records.len() as u64);
         debug!(partition = %tp, error = %error, records = batch.records.len(), "batch failed");
-        for r in batch.records {
+        let mut list = batch.records;
+        for r in list.drain(..) {
             self.incomplete.remove(&r.id);
             answer_record(&mut self.events, r.waiter, Err(error.clone()));
         }
+        self.acc.give_list(list);
     }
 
     /// Answers every flush whose records (those queued before it) are all done.
@@ -1405,6 +1387,89 @@ fn fenced(code: i16) -> bool {
 }
 
 /// Tells a record's waiter its outcome.
+/// What placing a record in the accumulator touches of the machine, borrowed apart from its
+/// topics (whose partitioner and partitions place it).
+struct Placer<'a, T> {
+    acc: &'a mut Accumulator<Pending<T>>,
+    events: &'a mut VecDeque<Event<T>>,
+    incomplete: &'a mut Incomplete,
+    stats: &'a Counters,
+    /// The timestamp of a record taken without one.
+    wall_ms: i64,
+    /// `delivery.timeout.ms`.
+    timeout: Duration,
+}
+
+impl<T> Placer<'_, T> {
+    /// Places record `id` of topic `name` (of `partitions.len()` partitions) in its partition's
+    /// batch, or fails it when it names a partition the topic does not have.
+    fn place(
+        &mut self,
+        name: &str,
+        partitioner: &mut Partitioner,
+        partitions: &[TopicPartition],
+        id: u64,
+        incoming: Incoming<T>,
+    ) {
+        let Incoming {
+            record,
+            packed,
+            size,
+            waiter,
+            received,
+        } = incoming;
+        let count = partitions.len() as i32;
+        let partition = match record.partition {
+            Some(p) if (0..count).contains(&p) => p,
+            Some(p) => {
+                self.incomplete.remove(&id);
+                Counters::add(&self.stats.records_failed, 1);
+                answer_record(
+                    self.events,
+                    waiter,
+                    Err(ProduceError::new(
+                        ErrorKind::InvalidRecord,
+                        false,
+                        format!("partition {p} of {name} does not exist (it has {count})"),
+                    )),
+                );
+                return;
+            }
+            None => partitioner.partition(record.key.as_deref()),
+        };
+        let timestamp = record.timestamp.unwrap_or(self.wall_ms);
+        let headers: Vec<(&[u8], Option<&[u8]>)> = match &packed {
+            Some(packed) => packed.iter().collect(),
+            None => record
+                .headers
+                .iter()
+                .map(|(k, v)| (&k[..], v.as_deref()))
+                .collect(),
+        };
+        let new = NewRecord {
+            timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            ..NewRecord::default()
+        };
+        let pending = Pending {
+            id,
+            timestamp,
+            waiter,
+            topic: record.topic,
+        };
+        // Invariant: `partition` is below `count`, the length of `partitions` (the
+        // partitioner's own count).
+        let tp = &partitions[partition as usize];
+        // A batch opened by this record lingers from when the producer took it: a record that
+        // waited (for its topic's metadata, or in the producer's queue while the task waited
+        // for another batch's linger) waited part of it already.
+        self.acc
+            .append(tp, new, size, pending, received, received + self.timeout);
+    }
+}
+
 fn answer_record<T>(
     events: &mut VecDeque<Event<T>>,
     waiter: T,

@@ -544,16 +544,47 @@ fn a_topics_queue_gives_back_the_room_of_a_burst_once_placed() {
     m.handle_response(t0, out.id, Ok(Response::Metadata(Ok(metadata()))));
     let room = |m: &SenderMachine<u32>| m.topics["t"].waiting.capacity();
     assert!(m.topics["t"].waiting.is_empty(), "placed");
-    assert!(room(&m) >= 1000, "kept for a pass as large: {}", room(&m));
-    m.records(t0, (1000..1600).map(|waiter| incoming(waiter, t0)));
-    assert!(
-        room(&m) >= 1000,
-        "kept while a pass needs half of it: {}",
-        room(&m)
-    );
-    m.record(t0, incoming(1600, t0));
     assert!(room(&m) <= 2 * WAITING_KEPT, "given back: {}", room(&m));
+    assert_eq!(m.acc.records(), 1000);
+    // The topic's partitions known, records are placed as they come, without a turn in its
+    // queue, which keeps no more room for them.
+    m.records(t0, (1000..1600).map(|waiter| incoming(waiter, t0)));
     assert!(m.topics["t"].waiting.is_empty());
+    assert!(room(&m) <= 2 * WAITING_KEPT, "none taken: {}", room(&m));
+    assert_eq!(m.acc.records(), 1600);
+}
+
+/// Once a topic's partitions are known its records are placed as they come; a new metadata
+/// sends the next through the topic's queue, to be partitioned by the partitions it gives.
+#[test]
+fn records_placed_as_they_come_follow_a_new_metadatas_partitions() {
+    let t0 = Instant::now();
+    let config = config(&[("linger.ms", "5000"), ("enable.idempotence", "false")]);
+    let (mut m, stats) = machine(config, metadata_of(1), t0);
+    m.record(t0, incoming(1, t0));
+    assert!(m.topics["t"].placing, "placed by the first pass");
+    let to_1 = |waiter| {
+        let mut i = incoming(waiter, t0);
+        i.record.partition = Some(1);
+        i
+    };
+    m.record(t0, to_1(2));
+    match m.poll_event() {
+        Some(Event::Answer {
+            waiter: 2,
+            result: Err(e),
+        }) => assert!(e.to_string().contains("partition 1 of t"), "{e}"),
+        other => panic!("not the record for partition 1 failing: {other:?}"),
+    }
+    m.refreshed(Ok(Ok(metadata_of(2))), t0);
+    assert!(!m.topics["t"].placing, "checked again at the next pass");
+    m.record(t0, to_1(3));
+    assert!(m.topics["t"].placing);
+    assert!(m.poll_event().is_none(), "placed");
+    let placed: Vec<_> = m.acc.partitions().map(|tp| tp.partition).collect();
+    assert_eq!(placed, [0, 1]);
+    assert_eq!(m.acc.records(), 2);
+    assert_eq!(stats.records_failed.load(Ordering::Relaxed), 1);
 }
 
 /// The ids of records not done: the lowest is the lowest not taken out, whatever order they
