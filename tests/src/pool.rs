@@ -272,8 +272,12 @@ pub async fn assert_versions_of(
 /// answer it only after `slow` (longer than the pool's `request.timeout.ms`), on the connection
 /// the pool holds for `id`. The request must fail, retriably, with a request timeout after
 /// `request.timeout.ms` and before `slow`.
-pub async fn assert_request_times_out<R: Request>(pool: &Pool, id: i32, request: &R, slow: Duration)
-where
+pub async fn assert_request_times_out<R: Request + 'static>(
+    pool: &Pool,
+    id: i32,
+    request: &R,
+    slow: Duration,
+) where
     R::Response: 'static,
 {
     let timeout = pool.config().request_timeout;
@@ -711,7 +715,7 @@ pub async fn assert_back_within_backoff(pool: &Pool, id: i32) {
 
 /// Sends `request` to `target` `attempts` times in a row, each expected to fail because the
 /// broker refuses connections (it is down), and returns when each failure came back.
-pub async fn refused_attempts<R: Request>(
+pub async fn refused_attempts<R: Request + 'static>(
     pool: &Pool,
     target: BrokerTarget,
     request: &R,

@@ -28,6 +28,7 @@ mod guard;
 pub mod header;
 pub mod message;
 pub mod otlp;
+pub mod parts;
 pub mod records;
 pub mod schema_id;
 pub mod share_offsets_v1;

@@ -166,7 +166,7 @@ pub fn encode_response<R: Request>(
     })
 }
 
-fn check_version<R: Request>(version: i16) -> Result<()> {
+pub(crate) fn check_version<R: Request>(version: i16) -> Result<()> {
     let range = R::VERSIONS;
     if version < range.min || version > range.max {
         return Err(Error::UnsupportedVersion {

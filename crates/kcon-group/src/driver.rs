@@ -513,7 +513,7 @@ async fn send(pool: Pool, out: Outgoing) -> Result<GroupResponse, RequestFailure
 
 /// Sends `request` (built for the connection's `version`, or why it could not be) and waits
 /// for the answer.
-async fn call<R: Request>(
+async fn call<R: Request + 'static>(
     conn: &Connection,
     version: i16,
     request: Result<R, VersionError>,

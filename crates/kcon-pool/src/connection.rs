@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -37,7 +38,8 @@ use kcon_codec::frame::{FrameDecoder, SIZE_PREFIX_LEN};
 use kcon_codec::header::peek_correlation_id;
 use kcon_codec::kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use kcon_codec::kafka_protocol::protocol::{Request, StrBytes};
-use kcon_codec::message::{decode_response, encode_request};
+use kcon_codec::message::decode_response;
+use kcon_codec::parts::{Frame, encode_request_frame};
 use kcon_codec::versions::BrokerVersions;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -329,7 +331,7 @@ impl Connection {
     /// its in-flight slot until then). Sending it again is then a second request: safe for reads,
     /// and for writes only where the broker treats a repeat as the same (an idempotent producer's
     /// batch, a commit of the same offsets).
-    pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response>
+    pub async fn send<R: Request + 'static>(&self, request: &R) -> Result<R::Response>
     where
         R::Response: 'static,
     {
@@ -343,7 +345,7 @@ impl Connection {
     /// # Cancel safety
     ///
     /// As [`send`](Connection::send)'s.
-    pub async fn send_with_timeout<R: Request>(
+    pub async fn send_with_timeout<R: Request + 'static>(
         &self,
         request: &R,
         timeout: Duration,
@@ -363,7 +365,7 @@ impl Connection {
     /// # Cancel safety
     ///
     /// As [`send`](Connection::send)'s.
-    pub async fn send_within<R: Request>(
+    pub async fn send_within<R: Request + 'static>(
         &self,
         request: &R,
         lo: i16,
@@ -378,7 +380,7 @@ impl Connection {
     }
 
     /// Sends `request` at `version`, which the caller negotiated, and decodes its answer.
-    async fn send_at<R: Request>(
+    async fn send_at<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -697,7 +699,7 @@ pub(crate) struct Io {
     watch: Option<Arc<AnswerWatch>>,
     /// Whole frames for the writer task. Unbounded because the in-flight slots bound it: a frame
     /// is only queued by a caller holding a slot.
-    frames: mpsc::UnboundedSender<Bytes>,
+    frames: mpsc::UnboundedSender<Frame>,
     client_id: StrBytes,
     request_timeout: Duration,
     next_correlation_id: AtomicI32,
@@ -755,7 +757,7 @@ impl Io {
 
     /// Sends `request` at `version` and returns the answer's frame, in a debug span naming the
     /// API, version, broker, correlation id and latency (never the payload).
-    pub(crate) async fn exchange<R: Request>(
+    pub(crate) async fn exchange<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -783,7 +785,7 @@ impl Io {
         result
     }
 
-    async fn round_trip<R: Request>(
+    async fn round_trip<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -860,7 +862,7 @@ impl Io {
 
     /// Encodes `request`, registers it and hands it to the writer, in one synchronous step.
     /// `None`, with the slot released, if the connection is paused and `lane` must wait.
-    fn enqueue<R: Request>(
+    fn enqueue<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -870,15 +872,10 @@ impl Io {
         // Non-negative and wrapping, as the Java client's correlation ids. An id comes back into
         // use after 2^31 requests, long after its first request was answered or failed.
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let mut frame = BytesMut::new();
-        encode_request(
-            &mut frame,
-            correlation_id,
-            Some(&self.client_id),
-            version,
-            request,
-        )
-        .map_err(|e| Error::from_request_codec(&self.shared.peer, e))?;
+        // A Produce request's large batches are not copied into the frame: they go to the
+        // socket from the buffers the producer built them in.
+        let frame = encode_request_frame(correlation_id, Some(&self.client_id), version, request)
+            .map_err(|e| Error::from_request_codec(&self.shared.peer, e))?;
         let (reply, answer) = oneshot::channel();
         let mut st = self.shared.lock();
         if let Some(e) = &st.dead {
@@ -892,7 +889,7 @@ impl Io {
         // Registered and queued under one lock: a connection that dies meanwhile either finds
         // the request registered (and fails it) or refused it just above; a request is never
         // sent unregistered, nor registered unsent.
-        if self.frames.send(frame.freeze()).is_err() {
+        if self.frames.send(frame).is_err() {
             // The writer stops only after a failure, which sets `dead` under this lock first.
             return Err(Error::transport(
                 &self.shared.peer,
@@ -1430,7 +1427,7 @@ fn eof_as_close(read: std::io::Result<usize>) -> std::io::Result<usize> {
 /// Writes whole frames from the channel until every sender is gone or a write fails.
 async fn write_loop<W: AsyncWrite + Unpin>(
     wr: W,
-    mut queued: mpsc::UnboundedReceiver<Bytes>,
+    mut queued: mpsc::UnboundedReceiver<Frame>,
     shared: Arc<Shared>,
 ) {
     let mut wr = BufWriter::with_capacity(WRITE_BUFFER, wr);
@@ -1444,16 +1441,46 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 async fn write_batch<W: AsyncWrite + Unpin>(
     wr: &mut BufWriter<W>,
-    first: Bytes,
-    queued: &mut mpsc::UnboundedReceiver<Bytes>,
+    first: Frame,
+    queued: &mut mpsc::UnboundedReceiver<Frame>,
 ) -> std::io::Result<()> {
-    wr.write_all(&first).await?;
+    write_frame(wr, &first).await?;
     // Frames queued while this one was written go out with it: one flush for many small
     // requests is what pipelining buys.
     while let Ok(next) = queued.try_recv() {
-        wr.write_all(&next).await?;
+        write_frame(wr, &next).await?;
     }
     wr.flush().await
+}
+
+/// Writes `frame` after what `wr` holds. A frame in pieces larger than the buffer goes to the
+/// socket in vectored writes, its batches from their own buffers; a smaller one is buffered.
+async fn write_frame<W: AsyncWrite + Unpin>(
+    wr: &mut BufWriter<W>,
+    frame: &Frame,
+) -> std::io::Result<()> {
+    let parts = frame.parts();
+    if parts.len() == 1 || frame.len() < WRITE_BUFFER {
+        // BufWriter writes a piece as large as its buffer straight to the socket.
+        for part in parts {
+            wr.write_all(part).await?;
+        }
+        return Ok(());
+    }
+    // What is buffered goes first, then the pieces in place.
+    wr.flush().await?;
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        // A TCP stream writes at most `IOV_MAX` (1,024) pieces at a time (std caps them); a
+        // TLS stream, the first.
+        let written = wr.get_mut().write_vectored(left).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut left, written);
+    }
+    Ok(())
 }
 
 /// An API key's protocol name, formatted only if the span is recorded.

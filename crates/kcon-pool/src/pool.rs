@@ -115,7 +115,11 @@ impl Pool {
     /// safe for reads, and for writes only where the broker treats a repeat as the same (an
     /// idempotent producer's batch, a commit of the same offsets). A connection being set up for it
     /// is abandoned ([`connection`](Pool::connection)).
-    pub async fn send<R: Request>(&self, target: BrokerTarget, request: &R) -> Result<R::Response>
+    pub async fn send<R: Request + 'static>(
+        &self,
+        target: BrokerTarget,
+        request: &R,
+    ) -> Result<R::Response>
     where
         R::Response: 'static,
     {
@@ -129,7 +133,7 @@ impl Pool {
     /// # Cancel safety
     ///
     /// As [`send`](Pool::send)'s.
-    pub async fn send_with_timeout<R: Request>(
+    pub async fn send_with_timeout<R: Request + 'static>(
         &self,
         target: BrokerTarget,
         request: &R,

@@ -188,7 +188,7 @@ async fn carry(
 }
 
 /// `request` at the highest version of `lo..=hi` the broker of `target` speaks.
-async fn send_within<R: kcon_codec::kafka_protocol::protocol::Request>(
+async fn send_within<R: kcon_codec::kafka_protocol::protocol::Request + 'static>(
     pool: &Pool,
     target: BrokerTarget,
     request: &R,

@@ -382,7 +382,7 @@ fn refuse_renewals(answer: &mut ShareAcknowledgeResponse, sent: &ShareAcknowledg
 
 /// Sends `api`'s request, built for `broker`'s connection's version, on that connection, and
 /// waits for the answer `request.timeout.ms` plus `held` (how long the broker may hold it).
-async fn call<R: Request>(
+async fn call<R: Request + 'static>(
     pool: &Pool,
     broker: i32,
     api: ApiKey,

@@ -931,3 +931,56 @@ proptest! {
         prop_assert!(most <= cap, "peer saw {most} outstanding, cap {cap}");
     }
 }
+
+/// A Produce request of more batches than one vectored write takes, each large enough to go
+/// from its own buffer, behind a small request sent just before it: the peer reads the small
+/// request, then every batch exactly as sent, and both are answered.
+#[tokio::test]
+async fn a_produce_request_written_in_pieces_arrives_whole_and_in_order() {
+    use kcon_codec::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use kcon_codec::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let batches: Vec<bytes::Bytes> = (0..700)
+        .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; kcon_codec::parts::SHARED_MIN + i]))
+        .collect();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| {
+                            PartitionProduceData::default()
+                                .with_index(i as i32)
+                                .with_records(Some(b.clone()))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let peer = async {
+        let h = p.recv().await.unwrap();
+        assert_eq!(h.decode::<HeartbeatRequest>(), heartbeat(7));
+        let r = p.recv().await.unwrap();
+        assert_eq!(r.api(), Some(ApiKey::Produce));
+        assert!(
+            r.decode::<ProduceRequest>() == request,
+            "every batch as sent"
+        );
+        p.send_raw(&h.frame::<HeartbeatRequest>(&HeartbeatResponse::default()))
+            .await;
+        p.send_raw(&r.frame::<ProduceRequest>(&ProduceResponse::default()))
+            .await;
+    };
+    // Polled in this order: the heartbeat is queued first.
+    let small = heartbeat(7);
+    let (beat, produced, ()) = tokio::join!(conn.send(&small), conn.send(&request), peer);
+    assert_eq!(beat.unwrap(), HeartbeatResponse::default());
+    assert_eq!(produced.unwrap(), ProduceResponse::default());
+}
