@@ -39,11 +39,7 @@ pub fn encode_request<R: Request>(
     request: &R,
 ) -> Result<()> {
     check_version::<R>(version)?;
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(client_id.cloned());
+    let header = request_header::<R>(correlation_id, client_id, version);
     let header_version = R::header_version(version);
     write_frame(buf, |buf| {
         // Room for all of it first: a Produce request carries its batches, up to
@@ -164,6 +160,19 @@ pub fn encode_response<R: Request>(
         version,
         reason: e.to_string(),
     })
+}
+
+/// The header of request `R` at `version`.
+pub(crate) fn request_header<R: Request>(
+    correlation_id: i32,
+    client_id: Option<&StrBytes>,
+    version: i16,
+) -> RequestHeader {
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(client_id.cloned())
 }
 
 pub(crate) fn check_version<R: Request>(version: i16) -> Result<()> {

@@ -7,12 +7,12 @@
 use std::any::Any;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ProduceRequest, RequestHeader};
+use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 
 use crate::error::{Error, Result};
 use crate::frame::SIZE_PREFIX_LEN;
-use crate::message::{check_version, encode_request};
+use crate::message::{check_version, encode_request, request_header};
 use crate::wire::put_uvarint;
 
 /// A batch at least this large goes as a piece of its own; a smaller one is copied in with the
@@ -70,11 +70,7 @@ pub fn encode_request_frame<R: Request + 'static>(
         return Ok(Frame::Whole(buf.freeze()));
     };
     check_version::<R>(version)?;
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(client_id.cloned());
+    let header = request_header::<R>(correlation_id, client_id, version);
     let encode_error = |reason: String| Error::Encode {
         api_key: R::KEY,
         version,

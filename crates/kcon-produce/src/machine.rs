@@ -418,15 +418,7 @@ impl<T> SenderMachine<T> {
             match (topic.placing && topic.waiting.is_empty(), name) {
                 // Its partitions known and nothing before it waiting: placed now, in order.
                 (true, Some(name)) if let Some(partitioner) = &mut topic.partitioner => {
-                    let mut placer = Placer {
-                        acc: &mut self.acc,
-                        events: &mut self.events,
-                        incomplete: &mut self.incomplete,
-                        stats: &self.stats,
-                        wall_ms: self.wall_ms,
-                        timeout: self.config.delivery_timeout,
-                    };
-                    placer.place(name, partitioner, &topic.partitions, id, incoming);
+                    placer!(self).place(name, partitioner, &topic.partitions, id, incoming);
                 }
                 _ => topic.waiting.push_back((id, incoming)),
             }
@@ -638,7 +630,6 @@ impl<T> SenderMachine<T> {
         let metadata = self.metadata.clone();
         let kind = self.config.partitioner;
         let seeds = &mut self.partitioner_seeds;
-        let timeout = self.config.delivery_timeout;
         let mut wanted = false;
         for (name, t) in self.topics.iter_mut() {
             if t.waiting.is_empty() {
@@ -689,14 +680,7 @@ impl<T> SenderMachine<T> {
             }
             t.last_error = None;
             t.placing = true;
-            let mut placer = Placer {
-                acc: &mut self.acc,
-                events: &mut self.events,
-                incomplete: &mut self.incomplete,
-                stats: &self.stats,
-                wall_ms: self.wall_ms,
-                timeout,
-            };
+            let mut placer = placer!(self);
             for (id, incoming) in t.waiting.drain(..) {
                 placer.place(name, partitioner, &t.partitions, id, incoming);
             }
@@ -1387,6 +1371,22 @@ fn fenced(code: i16) -> bool {
 }
 
 /// Tells a record's waiter its outcome.
+/// The [`Placer`] of machine `$m`: its fields borrowed one by one, so that its topics can be
+/// borrowed beside them.
+macro_rules! placer {
+    ($m:expr) => {
+        Placer {
+            acc: &mut $m.acc,
+            events: &mut $m.events,
+            incomplete: &mut $m.incomplete,
+            stats: &$m.stats,
+            wall_ms: $m.wall_ms,
+            timeout: $m.config.delivery_timeout,
+        }
+    };
+}
+use placer;
+
 /// What placing a record in the accumulator touches of the machine, borrowed apart from its
 /// topics (whose partitioner and partitions place it).
 struct Placer<'a, T> {
