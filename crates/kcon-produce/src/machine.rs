@@ -1370,7 +1370,6 @@ fn fenced(code: i16) -> bool {
     )
 }
 
-/// Tells a record's waiter its outcome.
 /// The [`Placer`] of machine `$m`: its fields borrowed one by one, so that its topics can be
 /// borrowed beside them.
 macro_rules! placer {
@@ -1470,6 +1469,7 @@ impl<T> Placer<'_, T> {
     }
 }
 
+/// Tells a record's waiter its outcome.
 fn answer_record<T>(
     events: &mut VecDeque<Event<T>>,
     waiter: T,
