@@ -157,7 +157,8 @@ struct Pending<T> {
     topic: Arc<str>,
 }
 
-/// The most room for records a topic's queue keeps once they are placed.
+/// The room for records a topic's queue is shrunk to once they are placed, when it holds more
+/// than twice this.
 const WAITING_KEPT: usize = 64;
 
 /// A topic's records waiting for its metadata, and how to partition once it is there.
