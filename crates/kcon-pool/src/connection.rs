@@ -1229,8 +1229,8 @@ const MAX_READ_RESERVE: usize = 1024 * 1024;
 /// (up to 32 MiB): after the first large answer, the next ones came from the heap, and the
 /// heap kept what they had taken once their records were dropped. A consumer of 100-byte
 /// records on six partitions then peaked at about 36 MB where 24 MB held the same answers. A
-/// map is returned to the system when the answer's last record is dropped, but for the one
-/// its connection keeps for the next answer ([`SpareMap`]).
+/// map is returned to the system when the answer's last record is dropped, but for those
+/// its connection keeps for the next answers ([`SpareMap`]).
 const MAPPED_FRAME: usize = 1024 * 1024;
 /// The writer's buffer: many small frames, one write.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -1296,37 +1296,62 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared.fail(error);
 }
 
-/// The most a connection keeps of a mapped frame done with, for its next one ([`SpareMap`]).
+/// A fresh map's length is the frame's size rounded up to a multiple of this: answers of a
+/// consumer vary in size a little from one to the next (a partition's batch more or less), and
+/// a map kept for a later frame then fits those of about its size.
+const MAP_GRAIN: usize = 2 * 1024 * 1024;
+
+/// The most a connection keeps of the maps of frames done with, for its next ones
+/// ([`SpareMap`]).
 const SPARE_MAP_MAX: usize = 16 * 1024 * 1024;
 
-/// The map of the last frame a connection read whole ([`read_mapped`]), kept once the frame's
-/// last slice is dropped, for the next such frame: its pages are memory already, where a
-/// fresh map's are faulted in and zeroed by the kernel, a cost per byte read: a consumer of
-/// 1 KiB records spent about a third of its CPU on it. One map at most, of at most
-/// [`SPARE_MAP_MAX`] bytes: a consumer draining one answer while the next is read needs no
-/// more, and keeps no more idle than the answer it last read.
+/// The maps of the frames a connection read whole ([`read_mapped`]), kept once a frame's last
+/// slice is dropped, for its next frames: their pages are memory already, where a fresh map's
+/// are faulted in and zeroed by the kernel, a cost per byte read (a consumer of 1 KiB records
+/// spent about a third of its CPU on it). A consumer holds a few answers at a time (one read
+/// while it drains others, which it may drop in any order), so several maps are kept, the
+/// smallest let go first once they hold more than [`SPARE_MAP_MAX`] bytes together: memory
+/// kept idle is bounded, by about what those answers held.
 #[derive(Debug, Default)]
-struct SpareMap(std::sync::Mutex<Option<memmap2::MmapMut>>);
+struct SpareMap(std::sync::Mutex<Vec<KeptMap>>);
+
+/// A map and how far its pages were ever written: memory already up to there.
+#[derive(Debug)]
+struct KeptMap {
+    map: memmap2::MmapMut,
+    touched: usize,
+}
 
 impl SpareMap {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<memmap2::MmapMut>> {
-        // Held only to swap an Option, which cannot panic halfway.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<KeptMap>> {
+        // Held only to push or remove a map, which cannot panic halfway.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The map kept, if it holds `size` bytes. One too small is let go: the frame's own map
-    /// takes its place once the frame is done, and until then it would be memory kept for
-    /// nothing.
-    fn take(&self, size: usize) -> Option<memmap2::MmapMut> {
-        self.lock().take().filter(|m| m.len() >= size)
+    /// The smallest map kept that holds `size` bytes.
+    fn take(&self, size: usize) -> Option<KeptMap> {
+        let mut kept = self.lock();
+        let at = (0..kept.len())
+            .filter(|&i| kept[i].map.len() >= size)
+            .min_by_key(|&i| kept[i].map.len())?;
+        Some(kept.swap_remove(at))
     }
 
-    /// Keeps `map` for the next frame, in place of one kept before.
-    fn keep(&self, map: memmap2::MmapMut) {
-        if map.len() <= SPARE_MAP_MAX {
-            *self.lock() = Some(map);
+    /// Keeps `map` for a later frame, unless it alone is larger than [`SPARE_MAP_MAX`]; the
+    /// smallest maps kept are let go while all of them hold more than that.
+    fn keep(&self, map: KeptMap) {
+        if map.map.len() > SPARE_MAP_MAX {
+            return;
+        }
+        let mut kept = self.lock();
+        kept.push(map);
+        while kept.iter().map(|k| k.map.len()).sum::<usize>() > SPARE_MAP_MAX {
+            let smallest = (0..kept.len()).min_by_key(|&i| kept[i].map.len());
+            if let Some(i) = smallest {
+                kept.swap_remove(i);
+            }
         }
     }
 }
@@ -1334,7 +1359,7 @@ impl SpareMap {
 /// A frame read into a map: its first `len` bytes. The map goes back to its connection's
 /// [`SpareMap`] when the frame's last slice is dropped.
 struct MappedFrame {
-    map: Option<memmap2::MmapMut>,
+    map: Option<KeptMap>,
     len: usize,
     spare: Arc<SpareMap>,
 }
@@ -1343,7 +1368,7 @@ impl AsRef<[u8]> for MappedFrame {
     fn as_ref(&self) -> &[u8] {
         self.map
             .as_ref()
-            .and_then(|m| m.get(..self.len))
+            .and_then(|k| k.map.get(..self.len))
             .unwrap_or_default()
     }
 }
@@ -1358,10 +1383,11 @@ impl Drop for MappedFrame {
 
 /// Reads the rest of the frame of `size` bytes whose start `buf` holds (its size prefix and
 /// fewer than `size` bytes after it) into an anonymous memory map, and returns the frame
-/// without its prefix; `buf` is left empty. The map is the connection's spare one when that
-/// is large enough ([`SpareMap`]), else a fresh one, of which only the pages the bytes reach
-/// become memory, so a size prefix alone takes none. The map goes back to `spare` when the
-/// frame's last slice is dropped ([`MAPPED_FRAME`] says why a large frame has a map).
+/// without its prefix; `buf` is left empty. The map is the smallest of the connection's
+/// spare ones that is large enough ([`SpareMap`]), else a fresh one, of which only the pages
+/// the bytes reach become memory, so a size prefix alone takes none. The map goes back to
+/// `spare` when the frame's last slice is dropped ([`MAPPED_FRAME`] says why a large frame has
+/// a map).
 async fn read_mapped<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
@@ -1369,23 +1395,21 @@ async fn read_mapped<R: AsyncRead + Unpin>(
     peer: &Peer,
     spare: &Arc<SpareMap>,
 ) -> Result<Bytes> {
-    let (mut map, reused) = match spare.take(size) {
-        Some(map) => (map, true),
-        None => (
-            memmap2::MmapMut::map_anon(size).map_err(|e| Error::io(peer, e))?,
-            false,
-        ),
+    let KeptMap { mut map, touched } = match spare.take(size) {
+        Some(kept) => kept,
+        None => KeptMap {
+            map: fresh_map(size).map_err(|e| Error::io(peer, e))?,
+            touched: 0,
+        },
     };
     buf.advance(SIZE_PREFIX_LEN);
     let mut filled = buf.len();
     map[..filled].copy_from_slice(buf);
     buf.clear();
-    // Linux makes a fresh map's pages memory a step ahead of the bytes, one call a step:
+    // Linux makes the pages not yet memory a step ahead of the bytes, one call a step:
     // faulting them in one by one as the bytes arrive cost more than the records' own reading.
     #[cfg(target_os = "linux")]
-    let mut populated = if reused { size } else { filled };
-    #[cfg(not(target_os = "linux"))]
-    let _ = reused;
+    let mut populated = touched.max(filled);
     while filled < size {
         #[cfg(target_os = "linux")]
         if filled >= populated {
@@ -1408,10 +1432,18 @@ async fn read_mapped<R: AsyncRead + Unpin>(
         }
     }
     Ok(Bytes::from_owner(MappedFrame {
-        map: Some(map),
+        map: Some(KeptMap {
+            map,
+            touched: touched.max(size),
+        }),
         len: size,
         spare: spare.clone(),
     }))
+}
+
+/// A fresh map for a frame of `size` bytes, of a length rounded up to [`MAP_GRAIN`].
+fn fresh_map(size: usize) -> std::io::Result<memmap2::MmapMut> {
+    memmap2::MmapMut::map_anon(size.next_multiple_of(MAP_GRAIN))
 }
 
 /// A read's outcome with an unexpected end of stream read as a close (0 bytes): rustls reports
@@ -1498,4 +1530,60 @@ impl fmt::Display for ApiName {
 /// The API of request type `R`, refused when kcon's codec does not know its key.
 fn api_of<R: Request>() -> Result<ApiKey> {
     ApiKey::try_from(R::KEY).map_err(|()| Error::Misuse(Misuse::UnsupportedApi { api_key: R::KEY }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn kept(size: usize) -> KeptMap {
+        KeptMap {
+            map: fresh_map(size).unwrap(),
+            touched: size,
+        }
+    }
+
+    fn lengths(spare: &SpareMap) -> Vec<usize> {
+        let mut lengths: Vec<usize> = spare.lock().iter().map(|k| k.map.len()).collect();
+        lengths.sort_unstable();
+        lengths
+    }
+
+    #[test]
+    fn a_fresh_map_is_the_frame_rounded_up_to_whole_grains() {
+        assert_eq!(fresh_map(MIB).unwrap().len(), MAP_GRAIN);
+        assert_eq!(fresh_map(MAP_GRAIN).unwrap().len(), MAP_GRAIN);
+        assert_eq!(fresh_map(MAP_GRAIN + 1).unwrap().len(), 2 * MAP_GRAIN);
+    }
+
+    #[test]
+    fn the_smallest_map_that_holds_the_frame_is_taken() {
+        let spare = SpareMap::default();
+        for size in [6 * MIB, 2 * MIB, 4 * MIB] {
+            spare.keep(kept(size));
+        }
+        let taken = spare.take(3 * MIB).unwrap();
+        assert_eq!(taken.map.len(), 4 * MIB);
+        assert_eq!(taken.touched, 4 * MIB);
+        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB]);
+        assert!(spare.take(7 * MIB).is_none(), "none holds it");
+        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB], "too small, still kept");
+    }
+
+    #[test]
+    fn the_smallest_maps_are_let_go_past_the_bound_and_a_larger_one_is_not_kept() {
+        let spare = SpareMap::default();
+        for size in [8 * MIB, 4 * MIB, 6 * MIB] {
+            spare.keep(kept(size));
+        }
+        assert_eq!(lengths(&spare), [6 * MIB, 8 * MIB]);
+        spare.keep(kept(2 * MIB));
+        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB]);
+        spare.keep(kept(SPARE_MAP_MAX + 1));
+        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB]);
+        spare.keep(kept(SPARE_MAP_MAX));
+        assert_eq!(lengths(&spare), [SPARE_MAP_MAX]);
+    }
 }

@@ -581,6 +581,30 @@ fn large_field(answer: &HeartbeatResponse) -> (&bytes::Bytes, usize) {
     (field, field.as_ptr() as usize)
 }
 
+/// Sends Heartbeats numbered from `n`, one for each of `answers`, and has the peer answer
+/// them in order, all in one write; returns the answers as the connection read them.
+async fn answered_in_one_write(
+    conn: &Connection,
+    p: &mut PeerConn,
+    n: i32,
+    answers: &[HeartbeatResponse],
+) -> Vec<HeartbeatResponse> {
+    let mut sent = Vec::new();
+    let mut bytes = Vec::new();
+    for (i, answer) in (n..).zip(answers) {
+        let conn = conn.clone();
+        sent.push(tokio::spawn(async move { conn.send(&heartbeat(i)).await }));
+        let r = p.recv().await.unwrap();
+        bytes.extend_from_slice(&r.frame::<HeartbeatRequest>(answer));
+    }
+    p.send_raw(&bytes).await;
+    let mut got = Vec::new();
+    for answer in sent {
+        got.push(answer.await.unwrap().unwrap());
+    }
+    got
+}
+
 /// Large answers read one after another: once an answer's bytes are dropped, the next one
 /// no larger is read into the same map, exactly its own bytes (the small answer written
 /// right behind it is read after it, not into the map's room beyond it); a larger one gets a
@@ -590,26 +614,7 @@ async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
     let l = Listener::bind().await;
     let (conn, mut p) = connect(&l, &config(&[])).await;
     let mut ask = async |n: i32, answers: &[HeartbeatResponse]| {
-        let sent = {
-            let conn = conn.clone();
-            tokio::spawn(async move { conn.send(&heartbeat(n)).await })
-        };
-        let r = p.recv().await.unwrap();
-        let mut bytes = r.frame::<HeartbeatRequest>(&answers[0]).to_vec();
-        let mut then = Vec::new();
-        for answer in &answers[1..] {
-            let conn = conn.clone();
-            let next = tokio::spawn(async move { conn.send(&heartbeat(n + 1)).await });
-            let r = p.recv().await.unwrap();
-            bytes.extend_from_slice(&r.frame::<HeartbeatRequest>(answer));
-            then.push(next);
-        }
-        p.send_raw(&bytes).await;
-        let mut got = vec![sent.await.unwrap().unwrap()];
-        for next in then {
-            got.push(next.await.unwrap().unwrap());
-        }
-        got
+        answered_in_one_write(&conn, &mut p, n, answers).await
     };
     let three = large_heartbeat_answer(3 << 20);
     let got = ask(1, std::slice::from_ref(&three)).await;
@@ -635,6 +640,42 @@ async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
     assert!(
         kept[0].unknown_tagged_fields == two.unknown_tagged_fields,
         "untouched"
+    );
+    assert_eq!(conn.in_flight(), 0);
+}
+
+/// Several large answers held at once and dropped in any order: the maps of all of them are
+/// kept, and later answers are read into them, each into the smallest that holds it.
+#[tokio::test]
+async fn the_maps_of_large_answers_dropped_together_are_all_used_again() {
+    let l = Listener::bind().await;
+    let (conn, mut p) = connect(&l, &config(&[])).await;
+    let five = large_heartbeat_answer(5 << 20);
+    let three = large_heartbeat_answer(3 << 20);
+    let got = answered_in_one_write(&conn, &mut p, 1, &[five.clone(), three.clone()]).await;
+    let (five_at, three_at) = (large_field(&got[0]).1, large_field(&got[1]).1);
+    assert_ne!(five_at, three_at);
+    // Dropped the larger first: both are kept all the same.
+    let [first, second] = <[HeartbeatResponse; 2]>::try_from(got).unwrap();
+    drop(first);
+    drop(second);
+    // Smaller answers each go to the smallest map that holds them, whatever their order.
+    let mut two = large_heartbeat_answer(2 << 20);
+    let field: Vec<u8> = (0..2 << 20).map(|i| (i % 241) as u8).collect();
+    two.unknown_tagged_fields = [(100, bytes::Bytes::from(field))].into();
+    let four = large_heartbeat_answer(4 << 20);
+    let got = answered_in_one_write(&conn, &mut p, 3, &[four.clone(), two.clone()]).await;
+    assert!(got[0].unknown_tagged_fields == four.unknown_tagged_fields);
+    assert!(got[1].unknown_tagged_fields == two.unknown_tagged_fields);
+    assert_eq!(
+        large_field(&got[0]).1,
+        five_at,
+        "four MiB in the five's map"
+    );
+    assert_eq!(
+        large_field(&got[1]).1,
+        three_at,
+        "two MiB in the three's map"
     );
     assert_eq!(conn.in_flight(), 0);
 }
