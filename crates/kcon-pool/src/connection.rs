@@ -1345,14 +1345,19 @@ impl SpareMap {
         if map.map.len() > SPARE_MAP_MAX {
             return;
         }
-        let mut kept = self.lock();
-        kept.push(map);
-        while kept.iter().map(|k| k.map.len()).sum::<usize>() > SPARE_MAP_MAX {
-            let smallest = (0..kept.len()).min_by_key(|&i| kept[i].map.len());
-            if let Some(i) = smallest {
-                kept.swap_remove(i);
+        let mut let_go = Vec::new();
+        {
+            let mut kept = self.lock();
+            kept.push(map);
+            while kept.iter().map(|k| k.map.len()).sum::<usize>() > SPARE_MAP_MAX {
+                let smallest = (0..kept.len()).min_by_key(|&i| kept[i].map.len());
+                if let Some(i) = smallest {
+                    let_go.push(kept.swap_remove(i));
+                }
             }
         }
+        // Unmapped once the lock is released: the reader may be waiting for it.
+        drop(let_go);
     }
 }
 
