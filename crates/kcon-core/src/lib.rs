@@ -4,7 +4,7 @@
 //! them speaks of is defined here once, so none of them depends on another (or on tokio) for
 //! a type.
 //!
-//! - [`partition`]: [`TopicPartition`] and [`TopicId`].
+//! - [`partition`]: [`TopicPartition`], [`TopicId`] and [`Topic`], a record's interned topic name.
 //! - [`record`]: the [`Record`] handed to the application (kcon-fetch makes them from Fetch
 //!   answers).
 //! - [`deserialize`]: what reads a record's key or value: the [`Deserializer`] trait, its
@@ -66,7 +66,7 @@ pub use deserialize::{DeserializeError, Deserializer};
 pub use failure::{FailureTracker, PersistentFailure};
 pub use machine::{Coordinator, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target};
 pub use offsets::{IsolationLevel, OffsetSpec, ResetPolicy, Watermarks};
-pub use partition::{TopicId, TopicPartition};
+pub use partition::{Topic, TopicId, TopicPartition};
 pub use property::{ConfigError, Configurable, Part};
 pub use record::Record;
 pub use security::{EndpointIdentification, Password, SaslMechanism, SecurityProtocol};

@@ -1,10 +1,159 @@
 //! Partitions and topics by name and by id.
 
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// A topic partition: defined with the consumer protocol's codec, whose partition lists are
 /// made of it.
 pub use kcon_codec::TopicPartition;
+
+/// A topic's name as a record carries it: interned, so that a record holds it without a
+/// reference count to change as records are made and dropped (two atomic operations per
+/// record otherwise), and copying it costs nothing.
+///
+/// Each distinct name is kept for the life of the process, once: its bytes are the whole cost,
+/// and only the names of topics the client reads, or that the application names, are kept.
+/// It reads as a `&str` ([`Deref`], [`as_str`](Self::as_str)); it compares, orders and hashes
+/// as its name, so a map keyed by topics is searched with a `&str`.
+///
+/// ```
+/// use kcon_core::Topic;
+/// let t = Topic::new("orders");
+/// assert_eq!(t, "orders");
+/// assert_eq!(t.len(), 6);
+/// assert!(std::ptr::eq(t.as_str(), Topic::from(String::from("orders")).as_str()));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(&'static str);
+
+impl Topic {
+    /// The topic named `name`.
+    pub fn new(name: &str) -> Topic {
+        static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+        let mut names = NAMES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = names.get(name) {
+            return Topic(kept);
+        }
+        let kept: &'static str = Box::leak(Box::from(name));
+        names.insert(kept);
+        Topic(kept)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl Deref for Topic {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        self.0
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl From<&str> for Topic {
+    fn from(name: &str) -> Topic {
+        Topic::new(name)
+    }
+}
+
+impl From<&String> for Topic {
+    fn from(name: &String) -> Topic {
+        Topic::new(name)
+    }
+}
+
+impl From<String> for Topic {
+    fn from(name: String) -> Topic {
+        Topic::new(&name)
+    }
+}
+
+impl From<Arc<str>> for Topic {
+    fn from(name: Arc<str>) -> Topic {
+        Topic::new(&name)
+    }
+}
+
+impl From<&Arc<str>> for Topic {
+    fn from(name: &Arc<str>) -> Topic {
+        Topic::new(name)
+    }
+}
+
+impl From<Topic> for Arc<str> {
+    fn from(topic: Topic) -> Arc<str> {
+        Arc::from(topic.0)
+    }
+}
+
+impl From<Topic> for String {
+    fn from(topic: Topic) -> String {
+        topic.0.to_owned()
+    }
+}
+
+impl PartialEq<str> for Topic {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Topic {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Topic {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<Topic> for str {
+    fn eq(&self, other: &Topic) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<Topic> for &str {
+    fn eq(&self, other: &Topic) -> bool {
+        *self == other.0
+    }
+}
 
 /// A topic id (KIP-516): 16 bytes, shown as Kafka shows them, URL-safe base64 without padding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +187,30 @@ impl fmt::Debug for TopicId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_is_kept_once_and_reads_as_its_name() {
+        let a = Topic::new("kcon-core-interned");
+        let b = Topic::from(String::from("kcon-core-interned"));
+        assert_eq!(a, b);
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "one copy of each name"
+        );
+        assert_ne!(a, Topic::new("kcon-core-interned-2"));
+        assert_eq!(
+            format!("{a} {a:?}"),
+            "kcon-core-interned \"kcon-core-interned\""
+        );
+        let mut set = HashSet::new();
+        set.insert(a);
+        assert!(
+            set.contains("kcon-core-interned"),
+            "a set of topics is searched by name"
+        );
+        assert!(Topic::new("a") < Topic::new("b"));
+        assert_eq!(&*Arc::<str>::from(a), "kcon-core-interned");
+    }
 
     #[test]
     fn topic_ids_print_as_kafka_does() {

@@ -3,12 +3,10 @@
 //! lives here, below every part, so that what reads records (deserializers, kcon's record
 //! policies, the Schema Registry crate) needs neither the fetch layer nor the consumer.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use kcon_codec::records::TimestampType;
 
-use crate::partition::TopicPartition;
+use crate::partition::{Topic, TopicPartition};
 
 /// A record handed to the application: topic, partition, offset, leader epoch, timestamp and
 /// its type, key and value (`Bytes` slices of the Fetch answer: no copy), headers in order
@@ -19,8 +17,8 @@ use crate::partition::TopicPartition;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
-    /// The topic (shared by every record of a batch).
-    pub topic: Arc<str>,
+    /// The topic ([`Topic`]: interned, copied without a reference count).
+    pub topic: Topic,
     /// The partition.
     pub partition: i32,
     /// The record's offset.
@@ -55,7 +53,7 @@ impl Record {
     /// ```
     #[inline]
     pub fn new(
-        topic: impl Into<Arc<str>>,
+        topic: impl Into<Topic>,
         partition: i32,
         offset: i64,
         key: Option<Bytes>,
@@ -103,7 +101,7 @@ impl Record {
 
     /// The record's topic and partition.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(&*self.topic, self.partition)
+        TopicPartition::new(self.topic.as_str(), self.partition)
     }
 
     /// The value of the last header named `key`, if any (`Some(None)` for a null value).

@@ -323,7 +323,6 @@ mod tests {
     //! next arrival), and the releases each hand-out makes are read back.
 
     use std::collections::VecDeque;
-    use std::sync::Arc;
 
     use kcon_codec::compression::Compression;
     use kcon_codec::records::RecordBatchBuilder;
@@ -470,7 +469,7 @@ mod tests {
         let len = bytes.len();
         let d = crate::records::check_partition(
             &tp,
-            &Arc::from("t"),
+            kcon_core::Topic::new("t"),
             bytes.into(),
             0,
             Some(1),

@@ -3,7 +3,6 @@
 //! validation together, and decides what to send next.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
@@ -12,8 +11,8 @@ use kcon_core::error_codes::error_name;
 use kcon_core::failure::Failed;
 use kcon_core::list_offsets::ListedOffset;
 use kcon_core::{
-    FailureTracker, Machine, PersistentFailure, RequestFailure, RequestId, ResetPolicy, TopicId,
-    TopicPartition,
+    FailureTracker, Machine, PersistentFailure, RequestFailure, RequestId, ResetPolicy, Topic,
+    TopicId, TopicPartition,
 };
 use tracing::{debug, warn};
 
@@ -122,7 +121,7 @@ kcon_core::timers! {
 #[derive(Debug)]
 struct Assigned {
     state: PartitionState,
-    topic: Arc<str>,
+    topic: Topic,
     topic_id: Option<TopicId>,
     /// A ListOffsets for its reset is in flight.
     resetting: bool,
@@ -337,7 +336,7 @@ impl FetchMachine {
                 } => state.seek_unvalidated(offset, leader_epoch),
                 StartPosition::Reset => state.request_reset(ResetReason::NoPosition),
             }
-            let topic: Arc<str> = Arc::from(tp.topic.as_str());
+            let topic = Topic::new(&tp.topic);
             self.partitions.edit().insert(
                 tp,
                 Assigned {
@@ -1116,7 +1115,7 @@ impl FetchMachine {
                         });
                         Some(check_partition(
                             &tp,
-                            &a.topic,
+                            a.topic,
                             bytes.clone(),
                             fetch_offset,
                             a.state.position().and_then(|p| p.offset_epoch),

@@ -17,11 +17,10 @@
 //! ([`FetchMachine::records_corrupt`](crate::FetchMachine::records_corrupt)).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kcon_codec::records::{Batch, DecodeOptions, RecordBatches, Records, RecordsMark};
-use kcon_core::{Record, TopicPartition};
+use kcon_core::{Record, Topic, TopicPartition};
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
 
@@ -242,7 +241,7 @@ impl FetchedRecords {
 /// ahead of time.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Undecoded {
-    topic: Option<Arc<str>>,
+    topic: Option<Topic>,
     partition: i32,
     /// Bytes of the buffer the first batch was decompressed into when a part ending inside
     /// it was taken (0 for a batch read in place, or decompressed when the answer came and
@@ -336,7 +335,7 @@ impl Undecoded {
             out.reserve(want.min(d.count));
             let leader_epoch = d.leader_epoch();
             // Invariant: set with the first batch.
-            let topic = self.topic.as_ref().expect("a topic with the batches");
+            let topic = self.topic.expect("a topic with the batches");
             let mut walk = match d.resume {
                 Some(mark) => d.batch.records_from(mark),
                 None => d.batch.records(),
@@ -364,7 +363,7 @@ impl Undecoded {
                 // rest of its public fields set where it lies in `out` (a record finished on
                 // the stack and then pushed is copied twice: 4 % more instructions per record).
                 out.push(Record::new(
-                    topic.clone(),
+                    topic,
                     self.partition,
                     r.offset(),
                     r.key_bytes(),
@@ -481,7 +480,7 @@ pub(crate) struct Checked {
 /// read when handed out: see [`FetchedRecords::take`]). None is decoded here.
 pub(crate) fn check_partition(
     partition: &TopicPartition,
-    topic: &Arc<str>,
+    topic: Topic,
     bytes: Bytes,
     fetch_offset: i64,
     position_epoch: Option<i32>,
@@ -494,7 +493,7 @@ pub(crate) fn check_partition(
     };
     let mut out = Checked {
         batches: Undecoded {
-            topic: Some(topic.clone()),
+            topic: Some(topic),
             partition: partition.partition,
             epoch: position_epoch,
             fetched_from: (fetch_offset, position_epoch),
@@ -565,7 +564,7 @@ pub(crate) fn check_partition(
 /// first corrupt record, when one stopped the walk.
 pub(crate) fn share_records(
     partition: &TopicPartition,
-    topic: &Arc<str>,
+    topic: Topic,
     bytes: Bytes,
     from: i64,
 ) -> (Vec<Record>, Option<i64>) {

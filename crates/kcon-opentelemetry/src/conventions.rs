@@ -97,11 +97,14 @@ impl Conventions {
     /// sets).
     pub(crate) fn destination(
         self,
-        topic: &Arc<str>,
+        topic: impl Into<StringValue>,
         partition: Option<i32>,
         into: &mut Vec<KeyValue>,
     ) {
-        into.push(KeyValue::new("messaging.destination.name", text(topic)));
+        into.push(KeyValue::new(
+            "messaging.destination.name",
+            Value::String(topic.into()),
+        ));
         if let Some(partition) = partition {
             // Shared, as the topic is: a span's copy of its shape's attributes is then a
             // reference count, not a copy of the text.

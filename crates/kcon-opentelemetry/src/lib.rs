@@ -88,7 +88,9 @@ use bytes::Bytes;
 use kcon::deserialize::Decoded;
 use kcon::policy::Sink;
 use kcon::share::ShareConsumer;
-use kcon::{Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record};
+use kcon::{
+    Consumer, Failure, FailureInfo, MetricsHandle, PartitionLag, PolicyHooks, Record, Topic,
+};
 use kcon_produce::{Delivered, Delivery, ProduceError, Producer, ProducerHooks, ProducerRecord};
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
@@ -167,7 +169,7 @@ struct Inner {
 #[derive(Default)]
 struct Parked {
     next: u64,
-    spans: HashMap<(Arc<str>, i32, i64), (u64, Context)>,
+    spans: HashMap<(Topic, i32, i64), (u64, Context)>,
 }
 
 /// How many failed tries' spans wait for their outcome at most.
@@ -723,10 +725,10 @@ impl Telemetry {
                 let one_partition =
                     one_topic && records.iter().all(|r| r.partition == first.partition);
                 let name = if one_partition {
-                    c.destination(&first.topic, Some(first.partition), &mut attributes);
+                    c.destination(first.topic.as_str(), Some(first.partition), &mut attributes);
                     c.span_name(Operation::Receive, &first.topic)
                 } else if one_topic {
-                    c.destination(&first.topic, None, &mut attributes);
+                    c.destination(first.topic.as_str(), None, &mut attributes);
                     c.span_name(Operation::Receive, &first.topic)
                 } else {
                     c.span_name_alone(Operation::Receive)
@@ -789,13 +791,13 @@ impl Telemetry {
                 .spans
                 .iter()
                 .min_by_key(|(_, (n, _))| *n)
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
             && let Some((_, cx)) = parked.spans.remove(&oldest)
         {
             cx.span().end();
         }
         parked.next += 1;
-        let key = (record.topic.clone(), record.partition, record.offset);
+        let key = (record.topic, record.partition, record.offset);
         if let Some((_, earlier)) = parked.spans.insert(key, (parked.next, cx)) {
             earlier.span().end();
         }
@@ -803,7 +805,7 @@ impl Telemetry {
 
     /// Ends a failed try's span, if it is kept, with the event `name`.
     fn settle(&self, record: &Record, name: &'static str, attributes: Vec<KeyValue>) {
-        let key = (record.topic.clone(), record.partition, record.offset);
+        let key = (record.topic, record.partition, record.offset);
         let parked = self
             .inner
             .parked
@@ -888,11 +890,7 @@ impl LagSource {
             .map(|(tp, lag)| {
                 let mut attributes = Vec::with_capacity(7);
                 attributes.push(KeyValue::new("messaging.system", "kafka"));
-                c.destination(
-                    &tp.topic.as_str().into(),
-                    Some(tp.partition),
-                    &mut attributes,
-                );
+                c.destination(tp.topic, Some(tp.partition), &mut attributes);
                 if let Some(group) = group {
                     c.consumer_group(&group.into(), &mut attributes);
                 }

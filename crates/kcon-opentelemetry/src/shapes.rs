@@ -184,7 +184,7 @@ impl Shapes {
     pub(crate) fn get(
         &self,
         operation: Operation,
-        topic: &Arc<str>,
+        topic: &str,
         partition: Option<i32>,
     ) -> Arc<Shape> {
         let key = (operation, partition.unwrap_or(-1));
@@ -192,19 +192,23 @@ impl Shapes {
             .by_topic
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&**topic)
+            .get(topic)
             .and_then(|by| by.get(&key))
             .cloned();
         if let Some(shape) = known {
             return shape;
         }
-        self.by_topic
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut by_topic = self.by_topic.write().unwrap_or_else(|p| p.into_inner());
+        // The topic's name is shared by its shapes: made once, with its first shape.
+        let topic: Arc<str> = match by_topic.get_key_value(topic) {
+            Some((kept, _)) => kept.clone(),
+            None => topic.into(),
+        };
+        by_topic
             .entry(topic.clone())
             .or_default()
             .entry(key)
-            .or_insert_with(|| Arc::new(self.make(operation, topic, partition)))
+            .or_insert_with(|| Arc::new(self.make(operation, &topic, partition)))
             .clone()
     }
 
@@ -212,7 +216,7 @@ impl Shapes {
         let c = self.conventions;
         let mut metric = Vec::with_capacity(7);
         c.operation(operation, &mut metric);
-        c.destination(topic, partition, &mut metric);
+        c.destination(topic.clone(), partition, &mut metric);
         if operation == Operation::Process
             && let Some(group) = &self.consumer_group
         {

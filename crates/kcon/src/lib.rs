@@ -115,7 +115,7 @@ pub use kcon_core::group_offsets::OffsetAndMetadata;
 /// [`Consumer::client_instance_id`].
 pub use kcon_core::telemetry::ClientInstanceId;
 pub use kcon_core::{
-    ConsumerGroupMetadata, IsolationLevel, PersistentFailure, ResetPolicy, TopicPartition,
+    ConsumerGroupMetadata, IsolationLevel, PersistentFailure, ResetPolicy, Topic, TopicPartition,
     Watermarks,
 };
 pub use kcon_fetch::{LATENCY_BUCKETS, LatencyHistogram};

@@ -30,7 +30,7 @@ fn tp() -> TopicPartition {
 }
 
 fn check(bytes: Bytes, from: i64) -> Checked {
-    check_partition(&tp(), &Arc::from("t"), bytes, from, Some(0), None, -1)
+    check_partition(&tp(), Topic::new("t"), bytes, from, Some(0), None, -1)
 }
 
 fn fetched(d: Checked, size: usize) -> FetchedRecords {
@@ -344,7 +344,7 @@ fn a_record_that_does_not_parse_is_found_when_handed_out_and_the_records_before_
     // Nothing of the batch parses: the error is at its first offset, with the epoch of the
     // position the answer was fetched from.
     let bad_first = compressed_with_bad_record(10, 3, 0, Compression::Zstd);
-    let d = check_partition(&tp(), &Arc::from("t"), bad_first, 10, Some(7), None, -1);
+    let d = check_partition(&tp(), Topic::new("t"), bad_first, 10, Some(7), None, -1);
     let r = fetched(d, 1).decoded();
     assert!(r.records.is_empty());
     assert_eq!(

@@ -32,7 +32,6 @@ pub use driver::{ShareFetcher, Wanting};
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -42,7 +41,7 @@ use kcon_codec::kafka_protocol::messages::share_fetch_response::ShareFetchRespon
 use kcon_core::error_codes::error_name;
 use kcon_core::{
     ExponentialBackoff, FailureTracker, Machine, Record, RequestFailure, RequestId, RequestIds,
-    Target, TopicId, TopicPartition,
+    Target, Topic, TopicId, TopicPartition,
 };
 use tracing::{debug, warn};
 
@@ -1019,8 +1018,8 @@ impl ShareFetchMachine {
         let Some(&(from, _, _)) = kept.first() else {
             return (Vec::new(), 0);
         };
-        let topic: Arc<str> = Arc::from(tp.topic.as_str());
-        let (decoded, corrupt_at) = crate::records::share_records(tp, &topic, bytes, from);
+        let topic = Topic::new(&tp.topic);
+        let (decoded, corrupt_at) = crate::records::share_records(tp, topic, bytes, from);
         if let Some(at) = corrupt_at {
             warn!(group = %self.group_id, partition = %tp, offset = at,
                 "a corrupt record batch in a share fetch answer; releasing the offsets from there");
