@@ -1,6 +1,7 @@
 //! What is sent and what comes back.
 
 use bytes::Bytes;
+use kcon_core::Topic;
 use std::sync::Arc;
 
 /// A record to send.
@@ -18,9 +19,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerRecord {
-    /// The topic: shared, as a consumed record's is, so that records of one topic made from
-    /// one `Arc<str>` (or from a consumed record's topic) copy no bytes and allocate nothing
-    /// for it.
+    /// The topic: shared, so that records of one topic made from one `Arc<str>` copy no bytes
+    /// and allocate nothing for it.
     pub topic: Arc<str>,
     /// The partition; `None` lets the partitioner choose (murmur2 of the key, or by the
     /// `partitioner` property for a null key).
@@ -96,9 +96,9 @@ impl ProducerRecord {
 }
 
 /// A topic name as a [`ProducerRecord`] takes it: an `Arc<str>` (or a reference to one) is
-/// shared, a reference count and no copy; a `&str`, `&String`, `String`, `Box<str>` or `Cow`
-/// is copied into a new `Arc<str>`. A sender of many records to one topic makes its
-/// `Arc<str>` once and clones it, or passes on a consumed record's `topic`.
+/// shared, a reference count and no copy; a `&str`, `&String`, `String`, `Box<str>`, `Cow` or
+/// a consumed record's [`Topic`] is copied into a new `Arc<str>`. A sender of many records to
+/// one topic makes its `Arc<str>` once and clones it.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -109,6 +109,9 @@ impl ProducerRecord {
 /// assert!(Arc::ptr_eq(&shared.topic, &topic));
 /// let copied = ProducerRecord::new(String::from("invoices"), "paid");
 /// assert_eq!(copied.topic, topic);
+/// // A consumed record's topic, passed on.
+/// let consumed = kcon_core::Record::new("invoices", 0, 7, None, None);
+/// assert_eq!(ProducerRecord::new(consumed.topic, "paid").topic, topic);
 /// ```
 pub trait IntoTopic {
     /// The name, shared.
@@ -154,6 +157,18 @@ impl IntoTopic for Box<str> {
 impl IntoTopic for std::borrow::Cow<'_, str> {
     fn into_topic(self) -> Arc<str> {
         Arc::from(self)
+    }
+}
+
+impl IntoTopic for Topic {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self.as_str())
+    }
+}
+
+impl IntoTopic for &Topic {
+    fn into_topic(self) -> Arc<str> {
+        Arc::from(self.as_str())
     }
 }
 
