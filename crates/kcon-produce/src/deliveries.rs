@@ -13,6 +13,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -74,7 +75,15 @@ impl Singles {
 #[derive(Debug)]
 pub(crate) struct Group {
     state: Mutex<GroupState>,
+    /// Bit `i` is set while slot `i` holds an outcome not read yet: written with the lock
+    /// held, read without it, so that asking after a delivery still waiting (`try_outcome`,
+    /// once per send in a loop that reads its deliveries as they are done) takes no lock the
+    /// task fills the slots under.
+    filled: AtomicU64,
 }
+
+// One bit of `Group::filled` per slot.
+const _: () = assert!(GROUP <= 64);
 
 #[derive(Debug)]
 struct GroupState {
@@ -91,6 +100,7 @@ impl Group {
                 outcomes: (0..GROUP).map(|_| None).collect(),
                 waiting: Vec::new(),
             }),
+            filled: AtomicU64::new(0),
         }
     }
 
@@ -101,13 +111,26 @@ impl Group {
 
     /// Slot `index`'s outcome, taken, if it has one.
     pub(crate) fn take(&self, index: usize) -> Option<Outcome> {
-        self.lock().outcomes.get_mut(index).and_then(Option::take)
+        if self.filled.load(Ordering::Acquire) & bit(index) == 0 {
+            return None;
+        }
+        let mut state = self.lock();
+        self.taken(&mut state, index)
+    }
+
+    /// Slot `index`'s outcome taken out, its bit in `filled` cleared; with the lock held.
+    fn taken(&self, state: &mut GroupState, index: usize) -> Option<Outcome> {
+        let outcome = state.outcomes.get_mut(index).and_then(Option::take)?;
+        // Written only with the lock held: no other write comes between the load and the store.
+        let filled = self.filled.load(Ordering::Relaxed);
+        self.filled.store(filled & !bit(index), Ordering::Relaxed);
+        Some(outcome)
     }
 
     /// Slot `index`'s outcome, taken, or `waker` kept to be woken when it comes.
     pub(crate) fn poll(&self, index: usize, waker: &Waker) -> Poll<Outcome> {
         let mut state = self.lock();
-        if let Some(outcome) = state.outcomes.get_mut(index).and_then(Option::take) {
+        if let Some(outcome) = self.taken(&mut state, index) {
             return Poll::Ready(outcome);
         }
         match state.waiting.iter_mut().find(|(i, _)| *i == index) {
@@ -128,6 +151,10 @@ impl Outcomes for Group {
                 Some(slot) => *slot = Some(outcome),
                 None => return,
             }
+            // Released after the outcome is in its slot: a reader that sees the bit then
+            // takes the lock, and the outcome with it.
+            let filled = self.filled.load(Ordering::Relaxed);
+            self.filled.store(filled | bit(index), Ordering::Release);
             let at = state.waiting.iter().position(|(i, _)| *i == index);
             at.map(|at| state.waiting.swap_remove(at).1)
         };
@@ -135,6 +162,11 @@ impl Outcomes for Group {
             waker.wake();
         }
     }
+}
+
+/// Slot `index`'s bit in [`Group::filled`].
+fn bit(index: usize) -> u64 {
+    1 << (index % GROUP)
 }
 
 /// Where the outcomes of a group of records go: slots by index, filled by the task.
@@ -412,5 +444,29 @@ mod tests {
         let last_delivery = last_delivery.try_outcome().expect_err("not answered yet");
         last.answer(Ok(delivered(9)));
         assert_eq!(last_delivery.await.unwrap().offset, Some(9));
+    }
+
+    /// A slot's bit says whether it holds an outcome not read yet, however it is read: set
+    /// when it is filled, cleared when `take` or `poll` reads it, never set for a slot outside
+    /// the group.
+    #[test]
+    fn a_slots_bit_follows_its_outcome() {
+        let group = Group::new();
+        let filled = || group.filled.load(Ordering::Relaxed);
+        assert!(group.take(5).is_none(), "nothing yet");
+        group.fill(5, Ok(delivered(5)));
+        group.fill(GROUP - 1, Ok(delivered(63)));
+        group.fill(GROUP + 3, Ok(delivered(0)));
+        assert_eq!(filled(), bit(5) | bit(GROUP - 1));
+        assert_eq!(group.take(5).unwrap().unwrap().offset, Some(5));
+        assert!(group.take(5).is_none(), "read once");
+        assert_eq!(filled(), bit(GROUP - 1));
+        let waker = Waker::noop();
+        match group.poll(GROUP - 1, waker) {
+            Poll::Ready(Ok(d)) => assert_eq!(d.offset, Some(63)),
+            other => panic!("not the last slot's: {other:?}"),
+        }
+        assert_eq!(filled(), 0);
+        assert!(group.poll(GROUP - 1, waker).is_pending());
     }
 }
