@@ -224,9 +224,9 @@ async fn kcon(job: &Job, seen: Arc<Mutex<Seen>>) -> Result<u64, BoxError> {
         .build()?;
     let mut pending = VecDeque::new();
     let mut pacer = Pacer::new(job);
-    let topic: std::sync::Arc<str> = job.topic.as_str().into();
+    let topic = kcon_produce::Topic::new(&job.topic);
     while let Some(i) = pacer.due().await {
-        let record = ProducerRecord::new(&topic, job.value(i));
+        let record = ProducerRecord::new(topic, job.value(i));
         pending.push_back(producer.send(record).await?);
         while let Some(front) = pending.pop_front() {
             match front.try_outcome() {

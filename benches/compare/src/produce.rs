@@ -185,10 +185,10 @@ async fn kcon(job: &Job, sends: Sends<'_>) -> Result<Outcome, BoxError> {
     use kcon_opentelemetry::TracedDelivery;
     use kcon_produce::{Deliveries, Delivery, ProducerRecord};
     let producer = kcon_producer(job)?;
-    // The topic's name made once and shared by every record, as kcon_produce::IntoTopic says.
-    let topic: std::sync::Arc<str> = job.topic.as_str().into();
+    // The topic made once and given to every record, as kcon_produce::IntoTopic says.
+    let topic = kcon_produce::Topic::new(&job.topic);
     let record = |i: usize| {
-        let r = ProducerRecord::new(&topic, job.value(i));
+        let r = ProducerRecord::new(topic, job.value(i));
         match job.key(i) {
             Some(key) => r.with_key(key),
             None => r,

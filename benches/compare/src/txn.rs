@@ -99,11 +99,11 @@ async fn kcon(
     let producer = builder.build()?;
     producer.init_transactions(CALL).await?;
     let value = bytes::Bytes::copy_from_slice(value);
-    let topic: std::sync::Arc<str> = topic.into();
+    let topic = kcon_produce::Topic::new(topic);
     let started = Instant::now();
     for _ in 0..transactions {
         producer.begin_transaction(CALL).await?;
-        let record = || ProducerRecord::new(&topic, value.clone()).with_partition(0);
+        let record = || ProducerRecord::new(topic, value.clone()).with_partition(0);
         if together {
             let deliveries = producer.send_all((0..records).map(|_| record())).await?;
             producer.commit_transaction(CALL).await?;

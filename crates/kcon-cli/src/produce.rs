@@ -11,13 +11,12 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, IsTerminal};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kcon::property::registry;
-use kcon_produce::{Deliveries, ProduceError, Producer, ProducerConfig, ProducerRecord};
+use kcon_produce::{Deliveries, ProduceError, Producer, ProducerConfig, ProducerRecord, Topic};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -152,7 +151,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     let producer_names: Vec<&str> = kcon_produce::PROPERTIES.iter().map(|p| p.name).collect();
     let cluster = args.cluster.connect(Some(&producer_names)).await?;
     // Shared by every record: a reference count each, not a copy.
-    let topic: Arc<str> = args.topic.as_str().into();
+    let topic = Topic::new(&args.topic);
     let count = cluster.partitions_to_produce(&topic).await?.len() as i32;
     if let Some(p) = args.partition
         && !(0..count).contains(&p)
@@ -223,7 +222,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
                     None => None,
                 };
                 let line = input.line;
-                let record = input.into_record(&topic, partition);
+                let record = input.into_record(topic, partition);
                 let size = producer.room(&record);
                 if group.size.saturating_add(size) > buffer_memory {
                     group.send(&producer, &mut unchecked).await?;
@@ -421,9 +420,9 @@ fn delivery_failed(line: u64, e: &ProduceError) -> Failure {
 
 impl Input {
     /// The record to send to `topic` (and `partition`, if one was chosen).
-    fn into_record(self, topic: &Arc<str>, partition: Option<i32>) -> ProducerRecord {
+    fn into_record(self, topic: Topic, partition: Option<i32>) -> ProducerRecord {
         let mut record = ProducerRecord::default();
-        record.topic = topic.clone();
+        record.topic = topic;
         record.partition = partition;
         record.key = self.key.map(Bytes::from);
         record.value = self.value.map(Bytes::from);

@@ -1,6 +1,7 @@
 //! Partitions and topics by name and by id.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -26,12 +27,58 @@ pub use kcon_codec::TopicPartition;
 /// assert_eq!(t.len(), 6);
 /// assert!(std::ptr::eq(t.as_str(), Topic::from(String::from("orders")).as_str()));
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy)]
 pub struct Topic(&'static str);
 
+// As its name, so that a map keyed by topics is searched with a `&str`.
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+// One copy of each name: the same name is (almost always) the same pointer, compared first.
+impl PartialEq for Topic {
+    fn eq(&self, other: &Topic) -> bool {
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Topic {}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> std::cmp::Ordering {
+        if std::ptr::eq(self.0, other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(other.0)
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl Topic {
-    /// The topic named `name`.
+    /// The topic named `name`. A thread asking for the name it asked for last finds it
+    /// without the process's lock.
     pub fn new(name: &str) -> Topic {
+        thread_local! {
+            static LAST: Cell<Option<Topic>> = const { Cell::new(None) };
+        }
+        if let Some(last) = LAST.get()
+            && last.0 == name
+        {
+            return last;
+        }
+        let topic = Topic::interned(name);
+        LAST.set(Some(topic));
+        topic
+    }
+
+    fn interned(name: &str) -> Topic {
         static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
         let mut names = NAMES
             .get_or_init(Mutex::default)
@@ -98,6 +145,31 @@ impl From<&String> for Topic {
 impl From<String> for Topic {
     fn from(name: String) -> Topic {
         Topic::new(&name)
+    }
+}
+
+impl From<&Topic> for Topic {
+    fn from(topic: &Topic) -> Topic {
+        *topic
+    }
+}
+
+impl From<Box<str>> for Topic {
+    fn from(name: Box<str>) -> Topic {
+        Topic::new(&name)
+    }
+}
+
+impl From<Cow<'_, str>> for Topic {
+    fn from(name: Cow<'_, str>) -> Topic {
+        Topic::new(&name)
+    }
+}
+
+/// The empty name: no topic is named so (a record made with `Default` and not given one).
+impl Default for Topic {
+    fn default() -> Topic {
+        Topic("")
     }
 }
 
@@ -210,6 +282,20 @@ mod tests {
         );
         assert!(Topic::new("a") < Topic::new("b"));
         assert_eq!(&*Arc::<str>::from(a), "kcon-core-interned");
+        // Another thread, and the same thread asking again after another name, find the one
+        // copy.
+        let there = std::thread::spawn(|| Topic::new("kcon-core-interned"));
+        assert!(std::ptr::eq(there.join().unwrap().as_str(), a.as_str()));
+        assert!(std::ptr::eq(
+            Topic::new("kcon-core-interned").as_str(),
+            a.as_str()
+        ));
+        // The default, the empty name, equals an interned empty name though not its copy.
+        assert_eq!(Topic::default(), Topic::new(""));
+        assert_eq!(
+            Topic::default().cmp(&Topic::new("")),
+            std::cmp::Ordering::Equal
+        );
     }
 
     #[test]

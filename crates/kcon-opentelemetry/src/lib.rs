@@ -441,7 +441,7 @@ impl Telemetry {
         let mut queued = Queued {
             telemetry: self.clone(),
             cx,
-            topic: record.topic.clone(),
+            topic: record.topic,
             shape,
             partition_named: record.partition.is_some(),
             started,
@@ -956,7 +956,7 @@ impl PolicyHooks for PolicySpans {
 struct Queued {
     telemetry: Telemetry,
     cx: Option<Context>,
-    topic: Arc<str>,
+    topic: Topic,
     /// The send span's shape.
     shape: Arc<Shape>,
     /// The record named its partition: the span has it from its start.

@@ -117,6 +117,8 @@ pub use hooks::ProducerHooks;
 /// What a consumer hands [`Producer::send_offsets_to_transaction`]: its group, generation and
 /// member id.
 pub use kcon_core::ConsumerGroupMetadata;
+/// A topic's interned name, as records carry it.
+pub use kcon_core::Topic;
 /// A topic's partition, as [`Producer::send_offsets_to_transaction`] takes them.
 pub use kcon_core::TopicPartition;
 /// OAUTHBEARER tokens ([`ProducerBuilder::oauthbearer_token_provider`]), as the connection pool

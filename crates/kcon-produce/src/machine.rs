@@ -30,7 +30,7 @@ use kcon_codec::records::NewRecord;
 use kcon_core::coordinator::FoundCoordinator;
 use kcon_core::error_codes::is_stale_metadata_error;
 use kcon_core::{
-    ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target,
+    ExponentialBackoff, Machine, Outgoing, RequestFailure, RequestId, RequestIds, Target, Topic,
     TopicPartition,
 };
 use kcon_pool::{Metadata, TopicScope};
@@ -150,11 +150,8 @@ struct Pending<T> {
     id: u64,
     timestamp: i64,
     waiter: T,
-    /// The record's own topic, handed back in its [`Delivered`]: the task neither counts a
-    /// reference to it nor drops one, so a topic the sender shares between its records is
-    /// counted by the sender's thread alone (its count is not a cache line two threads write
-    /// for every record).
-    topic: Arc<str>,
+    /// The record's own topic, handed back in its [`Delivered`].
+    topic: Topic,
 }
 
 /// The room for records a topic's queue is shrunk to once they are placed, when it holds more
@@ -262,13 +259,8 @@ pub struct SenderMachine<T> {
     /// machine's seed: a seed spreads null-keyed records the same way every time.
     partitioner_seeds: fastrand::Rng,
     acc: Accumulator<Pending<T>>,
-    /// The topics produced to, by name (the machine's own copy of it, which no sender's
-    /// thread touches).
-    topics: BTreeMap<Arc<str>, TopicState<T>>,
-    /// The last record's topic as its sender made it, and the key of its entry in `topics`:
-    /// a record whose topic is that same `Arc` (a sender's shared one) finds its entry by
-    /// the pointer, without reading the name where the sender's thread counts references.
-    last_topic: Option<(Arc<str>, Arc<str>)>,
+    /// The topics produced to.
+    topics: BTreeMap<Topic, TopicState<T>>,
     metadata: Arc<Metadata>,
     /// The metadata refresh out.
     refresh: Option<RequestId>,
@@ -329,7 +321,6 @@ impl<T> SenderMachine<T> {
                 buffers_kept(config.batch_size, config.buffer_memory),
             ),
             topics: BTreeMap::new(),
-            last_topic: None,
             metadata,
             wall_ms: now_ms,
             refresh: None,
@@ -397,29 +388,14 @@ impl<T> SenderMachine<T> {
             self.next_id += 1;
             self.incomplete.insert(id);
             // Partitioned in `step`, in arrival order, once the topic is known.
-            let same = match &self.last_topic {
-                Some((theirs, ours)) if Arc::ptr_eq(theirs, &incoming.record.topic) => {
-                    self.topics.get_mut(ours)
-                }
-                _ => None,
-            };
-            let (name, topic) = match same {
-                Some(topic) => (self.last_topic.as_ref().map(|(_, ours)| ours), topic),
-                None => {
-                    let theirs = incoming.record.topic.clone();
-                    let ours = match self.topics.get_key_value(&*theirs) {
-                        Some((ours, _)) => ours.clone(),
-                        None => Arc::from(&*theirs),
-                    };
-                    self.last_topic = Some((theirs, ours.clone()));
-                    let topic = self.topics.entry(ours).or_insert_with(TopicState::new);
-                    (self.last_topic.as_ref().map(|(_, ours)| ours), topic)
-                }
-            };
-            match (topic.placing && topic.waiting.is_empty(), name) {
+            // Interned names compare by their pointers first: finding the one topic of most
+            // producers is one comparison of two words.
+            let name = incoming.record.topic;
+            let topic = self.topics.entry(name).or_insert_with(TopicState::new);
+            match topic.placing && topic.waiting.is_empty() {
                 // Its partitions known and nothing before it waiting: placed now, in order.
-                (true, Some(name)) if let Some(partitioner) = &mut topic.partitioner => {
-                    placer!(self).place(name, partitioner, &topic.partitions, id, incoming);
+                true if let Some(partitioner) = &mut topic.partitioner => {
+                    placer!(self).place(&name, partitioner, &topic.partitions, id, incoming);
                 }
                 _ => topic.waiting.push_back((id, incoming)),
             }
@@ -676,7 +652,7 @@ impl<T> SenderMachine<T> {
             }
             if t.partitions.len() != count as usize {
                 t.partitions = (0..count)
-                    .map(|p| TopicPartition::new(&**name, p))
+                    .map(|p| TopicPartition::new(name.as_str(), p))
                     .collect();
             }
             t.last_error = None;

@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use kcon_core::Topic;
-use std::sync::Arc;
 
 /// A record to send.
 ///
@@ -19,9 +18,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProducerRecord {
-    /// The topic: shared, so that records of one topic made from one `Arc<str>` copy no bytes
-    /// and allocate nothing for it.
-    pub topic: Arc<str>,
+    /// The topic ([`Topic`]: interned, held without a reference count).
+    pub topic: Topic,
     /// The partition; `None` lets the partitioner choose (murmur2 of the key, or by the
     /// `partitioner` property for a null key).
     pub partition: Option<i32>,
@@ -36,8 +34,7 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A record with `value` and no key for `topic` (see [`IntoTopic`]: an `Arc<str>` is
-    /// shared, a `&str` or `String` copied into a new one).
+    /// A record with `value` and no key for `topic` (see [`IntoTopic`]).
     pub fn new(topic: impl IntoTopic, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
             topic: topic.into_topic(),
@@ -95,80 +92,31 @@ impl ProducerRecord {
     }
 }
 
-/// A topic name as a [`ProducerRecord`] takes it: an `Arc<str>` (or a reference to one) is
-/// shared, a reference count and no copy; a `&str`, `&String`, `String`, `Box<str>`, `Cow` or
-/// a consumed record's [`Topic`] is copied into a new `Arc<str>`. A sender of many records to
-/// one topic makes its `Arc<str>` once and clones it.
+/// A topic name as a [`ProducerRecord`] takes it: a [`Topic`] (a consumed record's, or one
+/// made once with [`Topic::new`]) as it is, anything else that names a topic (`&str`,
+/// `String`, `Arc<str>`, ...) looked up in the process's interned names. A record holds its
+/// topic without a reference count, so neither the sender's thread nor the producer's task
+/// changes one per record.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use kcon_produce::ProducerRecord;
+/// use kcon_produce::{ProducerRecord, Topic};
 ///
-/// let topic: Arc<str> = "invoices".into();
-/// let shared = ProducerRecord::new(&topic, "paid");
-/// assert!(Arc::ptr_eq(&shared.topic, &topic));
-/// let copied = ProducerRecord::new(String::from("invoices"), "paid");
-/// assert_eq!(copied.topic, topic);
+/// let topic = Topic::new("invoices");
+/// let made = ProducerRecord::new(topic, "paid");
+/// assert_eq!(made.topic, topic);
+/// assert_eq!(ProducerRecord::new(String::from("invoices"), "paid").topic, topic);
 /// // A consumed record's topic, passed on.
 /// let consumed = kcon_core::Record::new("invoices", 0, 7, None, None);
-/// assert_eq!(ProducerRecord::new(consumed.topic, "paid").topic, topic);
+/// assert_eq!(ProducerRecord::new(consumed.topic, "paid").topic, "invoices");
 /// ```
 pub trait IntoTopic {
-    /// The name, shared.
-    fn into_topic(self) -> Arc<str>;
+    /// The topic.
+    fn into_topic(self) -> Topic;
 }
 
-impl IntoTopic for Arc<str> {
-    fn into_topic(self) -> Arc<str> {
-        self
-    }
-}
-
-impl IntoTopic for &Arc<str> {
-    fn into_topic(self) -> Arc<str> {
-        self.clone()
-    }
-}
-
-impl IntoTopic for &str {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self)
-    }
-}
-
-impl IntoTopic for &String {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self.as_str())
-    }
-}
-
-impl IntoTopic for String {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self)
-    }
-}
-
-impl IntoTopic for Box<str> {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self)
-    }
-}
-
-impl IntoTopic for std::borrow::Cow<'_, str> {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self)
-    }
-}
-
-impl IntoTopic for Topic {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self.as_str())
-    }
-}
-
-impl IntoTopic for &Topic {
-    fn into_topic(self) -> Arc<str> {
-        Arc::from(self.as_str())
+impl<T: Into<Topic>> IntoTopic for T {
+    fn into_topic(self) -> Topic {
+        self.into()
     }
 }
 
@@ -176,9 +124,8 @@ impl IntoTopic for &Topic {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Delivered {
-    /// The topic: the record's own [`topic`](ProducerRecord::topic), handed back (a record
-    /// made with a shared `Arc<str>` gets that `Arc` back, not a copy).
-    pub topic: Arc<str>,
+    /// The topic: the record's own [`topic`](ProducerRecord::topic), handed back.
+    pub topic: Topic,
     /// The partition it was written to.
     pub partition: i32,
     /// Its offset; `None` when the broker did not say: an idempotent retry answered

@@ -980,37 +980,34 @@ mod timeouts_and_lost_answers {
 
 mod txn;
 
-/// Each record's `Delivered` hands back the record's own topic `Arc`, and the machine keeps
-/// no reference to it beyond the last record's: records sharing one `Arc` and records each
-/// with an `Arc` of their own of the same name go into one batch of one topic.
+/// Each record's `Delivered` hands back the record's topic: records naming one topic by a
+/// `Topic`, a `&str` and an `Arc<str>` go into one batch of one topic, and each gets the one
+/// interned name back.
 #[test]
 fn a_delivery_hands_back_the_records_own_topic() {
     let t0 = Instant::now();
     let config = config(&[("linger.ms", "5"), ("enable.idempotence", "false")]);
     let (mut m, _) = machine(config, metadata(), t0);
+    let interned = Topic::new("t");
     let shared: Arc<str> = "t".into();
-    let own: Arc<str> = "t".into();
-    let with_topic = |topic: &Arc<str>, waiter: u32| {
-        let record = ProducerRecord::new(topic, "v");
-        Incoming {
-            size: record.size_upper_bound(),
-            record,
-            packed: None,
-            waiter,
-            received: t0,
-        }
+    let with_topic = |record: ProducerRecord, waiter: u32| Incoming {
+        size: record.size_upper_bound(),
+        record,
+        packed: None,
+        waiter,
+        received: t0,
     };
     m.records(
         t0,
         [
-            with_topic(&shared, 1),
-            with_topic(&shared, 2),
-            with_topic(&own, 3),
-            with_topic(&shared, 4),
+            with_topic(ProducerRecord::new(interned, "v"), 1),
+            with_topic(ProducerRecord::new("t", "v"), 2),
+            with_topic(ProducerRecord::new(&shared, "v"), 3),
+            with_topic(ProducerRecord::new(String::from("t"), "v"), 4),
         ],
     );
-    // The three sharing `shared` hold it, and the machine the last record's topic's.
-    assert_eq!(Arc::strong_count(&shared), 1 + 3 + 1);
+    // Naming the topic made no reference to the caller's `Arc`.
+    assert_eq!(Arc::strong_count(&shared), 1);
     let linger_end = t0 + Duration::from_millis(5);
     m.handle_timeout(linger_end);
     let (id, bytes) = produce_request(&mut m, linger_end);
@@ -1029,13 +1026,11 @@ fn a_delivery_hands_back_the_records_own_topic() {
         assert_eq!(delivered.offset, Some(10 + i64::from(waiter) - 1));
         topics.push((waiter, delivered.topic));
     }
-    let sources = [&shared, &shared, &own, &shared];
     assert_eq!(topics.len(), 4);
-    for ((waiter, topic), source) in topics.iter().zip(sources) {
-        assert!(Arc::ptr_eq(topic, source), "record {waiter}'s topic");
+    for (waiter, topic) in topics {
+        assert!(
+            std::ptr::eq(topic.as_str(), interned.as_str()),
+            "record {waiter}'s topic"
+        );
     }
-    drop(topics);
-    // What is left: the caller's own, and the machine's hold on the last record's topic.
-    assert_eq!(Arc::strong_count(&shared), 2);
-    assert_eq!(Arc::strong_count(&own), 1);
 }
