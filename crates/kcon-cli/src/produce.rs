@@ -150,7 +150,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     }
     let producer_names: Vec<&str> = kcon_produce::PROPERTIES.iter().map(|p| p.name).collect();
     let cluster = args.cluster.connect(Some(&producer_names)).await?;
-    // Shared by every record: a reference count each, not a copy.
+    // Made once: every record carries it with no reference count and no copy.
     let topic = Topic::new(&args.topic);
     let count = cluster.partitions_to_produce(&topic).await?.len() as i32;
     if let Some(p) = args.partition
