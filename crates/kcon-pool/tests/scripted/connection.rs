@@ -613,11 +613,8 @@ async fn answered_in_one_write(
 async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
     let l = Listener::bind().await;
     let (conn, mut p) = connect(&l, &config(&[])).await;
-    let mut ask = async |n: i32, answers: &[HeartbeatResponse]| {
-        answered_in_one_write(&conn, &mut p, n, answers).await
-    };
     let three = large_heartbeat_answer(3 << 20);
-    let got = ask(1, std::slice::from_ref(&three)).await;
+    let got = answered_in_one_write(&conn, &mut p, 1, std::slice::from_ref(&three)).await;
     assert!(got[0].unknown_tagged_fields == three.unknown_tagged_fields);
     let (_, first_at) = large_field(&got[0]);
     drop(got);
@@ -625,7 +622,13 @@ async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
     let mut two = large_heartbeat_answer(2 << 20);
     let field: Vec<u8> = (0..2 << 20).map(|i| (i % 241) as u8).collect();
     two.unknown_tagged_fields = [(100, bytes::Bytes::from(field))].into();
-    let got = ask(3, &[two.clone(), HeartbeatResponse::default()]).await;
+    let got = answered_in_one_write(
+        &conn,
+        &mut p,
+        3,
+        &[two.clone(), HeartbeatResponse::default()],
+    )
+    .await;
     assert!(got[0].unknown_tagged_fields == two.unknown_tagged_fields);
     assert_eq!(got[1], HeartbeatResponse::default());
     let (field, at) = large_field(&got[0]);
@@ -634,7 +637,7 @@ async fn a_large_answer_is_read_into_the_map_of_the_last_one_dropped() {
     let kept = got;
     // Larger than the map kept, and that map still held: a map of its own.
     let four = large_heartbeat_answer(4 << 20);
-    let got = ask(5, std::slice::from_ref(&four)).await;
+    let got = answered_in_one_write(&conn, &mut p, 5, std::slice::from_ref(&four)).await;
     assert!(got[0].unknown_tagged_fields == four.unknown_tagged_fields);
     assert_ne!(large_field(&got[0]).1, first_at);
     assert!(
