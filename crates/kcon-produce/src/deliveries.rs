@@ -9,9 +9,16 @@
 //! behind the oldest still waiting (hundreds of thousands, when one partition's batch comes
 //! back after the others'), so what a delivery holds once done is most of what a fast
 //! producer takes beside its records.
+//!
+//! A record sent alone carries its group's number to the task, not a reference to the group
+//! (but for a group's first record, which carries the group's [`Writer`]): the task finds the
+//! group among those it holds open ([`OpenGroups`]), so that no reference count is changed by
+//! both the sending thread and the task for every record.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,10 +41,23 @@ pub(crate) enum Reply {
 impl Reply {
     /// Gives the record's outcome to whoever waits for it. One who stopped waiting (a future
     /// dropped) reads nothing: the outcome is counted in the producer's stats either way.
-    pub(crate) fn answer(self, outcome: Outcome) {
+    /// A record sent alone is answered through the task's `open` groups, which must have
+    /// taken its group's [`Writer`] ([`Reply::open`]).
+    pub(crate) fn answer(self, outcome: Outcome, open: &mut OpenGroups) {
         match self {
-            Reply::One(single) => single.answer(outcome),
+            Reply::One(single) => open.answer(single, outcome),
             Reply::Member(member) => member.answer(outcome),
+        }
+    }
+
+    /// Hands the group a record sent alone opens, if it opens one, to the task's `open`
+    /// groups: called for every record in the order the records were queued, before any is
+    /// answered.
+    pub(crate) fn open(&mut self, open: &mut OpenGroups) {
+        if let Reply::One(single) = self
+            && let Some(writer) = single.opens.take()
+        {
+            open.open(single.group, writer);
         }
     }
 }
@@ -45,29 +65,133 @@ impl Reply {
 /// How many records sent alone share one allocation of slots.
 pub(crate) const GROUP: usize = 64;
 
-/// The slots of records sent alone, handed out in turn: the group being handed out, and the
-/// next of its slots.
+/// The slots of records sent alone, handed out in turn by the handles, under the lock that
+/// queues the records (so that the task takes the slots in the order they were handed out):
+/// the group being handed out, its number, and the next of its slots.
 #[derive(Debug, Default)]
-pub(crate) struct Singles {
-    current: Mutex<Option<(Arc<Group>, usize)>>,
+pub(crate) struct Handout {
+    current: Option<Arc<Group>>,
+    /// The current group's number; groups are numbered from 0 as they are made.
+    number: u64,
+    next: usize,
 }
 
-impl Singles {
-    /// The next slot: the task's end and the application's.
-    pub(crate) fn next(&self) -> (Single, crate::producer::Delivery) {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let (group, index) = match current.take() {
-            Some((group, index)) if index < GROUP => (group, index),
-            _ => (Arc::new(Group::new()), 0),
+impl Handout {
+    /// The next slot: the task's end and the application's. The first slot of a group carries
+    /// the group's [`Writer`] to the task; the others only the group's number, so that the
+    /// sending thread and the task change no reference count per record between them (the
+    /// application's [`Delivery`](crate::Delivery) holds one, which only its thread changes).
+    pub(crate) fn next(&mut self) -> (Single, crate::producer::Delivery) {
+        let (group, opens) = match &self.current {
+            Some(group) if self.next < GROUP => (group.clone(), None),
+            current => {
+                if current.is_some() {
+                    self.number += 1;
+                }
+                let group = Arc::new(Group::new());
+                self.current = Some(group.clone());
+                self.next = 0;
+                (group.clone(), Some(Writer(group)))
+            }
         };
-        *current = Some((group.clone(), index + 1));
-        drop(current);
+        let index = self.next;
+        self.next += 1;
         let single = Single {
-            group: group.clone(),
+            group: self.number,
             index,
-            answered: false,
+            opens,
         };
         (single, crate::producer::Delivery::new(group, index))
+    }
+}
+
+/// A record sent alone, as the task holds it: its group's number and its slot there; the
+/// first of a group also carries the group's [`Writer`].
+pub(crate) struct Single {
+    group: u64,
+    index: usize,
+    opens: Option<Writer>,
+}
+
+/// The task's hold on a group of slots: when it is dropped, every slot not answered is
+/// answered as closed, so that no delivery is left waiting once the task is gone (or a
+/// command that opened the group was dropped before the task took it).
+#[derive(Debug)]
+pub(crate) struct Writer(Arc<Group>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.close_unanswered();
+    }
+}
+
+/// The groups of slots the task answers records sent alone through, by number: each from its
+/// first slot's record (taken in queue order) until all its slots are answered. Dropped with
+/// the task, it answers every slot left as closed.
+///
+/// Kept in a map rather than in order: a group with one record still waiting (a partition
+/// whose leader is away) must not hold the many groups after it, all answered.
+#[derive(Debug, Default)]
+pub(crate) struct OpenGroups {
+    /// Each open group's writer, and how many of its slots were answered.
+    groups: HashMap<u64, (Writer, usize), BuildHasherDefault<NumberHasher>>,
+}
+
+impl OpenGroups {
+    /// Opens group `number`, held by `writer`.
+    fn open(&mut self, number: u64, writer: Writer) {
+        self.groups.insert(number, (writer, 0));
+    }
+
+    /// Answers `single` with `outcome`; a group all of whose slots are answered is let go. A
+    /// record whose group is not open (not possible: its group opened with an earlier record,
+    /// or this one, and closes only once this one is answered) reads nothing.
+    fn answer(&mut self, single: Single, outcome: Outcome) {
+        let Single {
+            group: number,
+            index,
+            opens,
+        } = single;
+        // Opened when it was taken; one answered without being taken opens it here.
+        if let Some(writer) = opens {
+            self.open(number, writer);
+        }
+        let Some((writer, answered)) = self.groups.get_mut(&number) else {
+            return;
+        };
+        if writer.0.fill(index, outcome) {
+            *answered += 1;
+            if *answered == GROUP {
+                self.groups.remove(&number);
+            }
+        }
+    }
+
+    /// How many groups are open.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+/// Hashes a group's number with one multiplication: numbers are consecutive, and a product
+/// by an odd constant keeps their low bits apart and spreads them into the high ones.
+#[derive(Default)]
+pub(crate) struct NumberHasher(u64);
+
+impl Hasher for NumberHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -89,6 +213,8 @@ const _: () = assert!(GROUP <= 64);
 struct GroupState {
     /// Each record's outcome, once known and until read.
     outcomes: Vec<Option<Outcome>>,
+    /// Bit `i` is set once slot `i` was answered (read since, or not).
+    answered: u64,
     /// The deliveries waiting: their slot, and who to wake.
     waiting: Vec<(usize, Waker)>,
 }
@@ -98,6 +224,7 @@ impl Group {
         Group {
             state: Mutex::new(GroupState {
                 outcomes: (0..GROUP).map(|_| None).collect(),
+                answered: 0,
                 waiting: Vec::new(),
             }),
             filled: AtomicU64::new(0),
@@ -142,15 +269,17 @@ impl Group {
     }
 }
 
-impl Outcomes for Group {
-    /// Fills slot `index` and wakes its delivery, if it waits.
-    fn fill(&self, index: usize, outcome: Outcome) {
+impl Group {
+    /// Fills slot `index`, unless it was answered before, and wakes its delivery, if it
+    /// waits; whether it was filled.
+    fn fill(&self, index: usize, outcome: Outcome) -> bool {
         let waker = {
             let mut state = self.lock();
-            match state.outcomes.get_mut(index) {
-                Some(slot) => *slot = Some(outcome),
-                None => return,
+            if index >= GROUP || state.answered & bit(index) != 0 {
+                return false;
             }
+            state.outcomes[index] = Some(outcome);
+            state.answered |= bit(index);
             // Released after the outcome is in its slot: a reader that sees the bit then
             // takes the lock, and the outcome with it.
             let filled = self.filled.load(Ordering::Relaxed);
@@ -161,6 +290,27 @@ impl Outcomes for Group {
         if let Some(waker) = waker {
             waker.wake();
         }
+        true
+    }
+
+    /// Answers every slot not answered yet as closed (the task gone), waking whoever waits.
+    fn close_unanswered(&self) {
+        let waiting = {
+            let mut state = self.lock();
+            for index in 0..GROUP {
+                if state.answered & bit(index) == 0 {
+                    state.outcomes[index] = Some(Err(ProduceError::closed()));
+                }
+            }
+            let unread = state.answered ^ u64::MAX;
+            state.answered = u64::MAX;
+            let filled = self.filled.load(Ordering::Relaxed);
+            self.filled.store(filled | unread, Ordering::Release);
+            std::mem::take(&mut state.waiting)
+        };
+        for (_, waker) in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -169,22 +319,17 @@ fn bit(index: usize) -> u64 {
     1 << (index % GROUP)
 }
 
-/// Where the outcomes of a group of records go: slots by index, filled by the task.
-pub(crate) trait Outcomes {
-    /// Fills slot `index` with `outcome`, waking whoever waits for it.
-    fn fill(&self, index: usize, outcome: Outcome);
-}
-
-/// One record's slot in a group, as the task holds it: answered once, or as closed when
-/// dropped unanswered (the task gone), so that whoever waits for it is never left waiting.
-pub(crate) struct Slot<G: Outcomes> {
-    group: Arc<G>,
+/// One record's place among records sent together, as the task holds it: answered once, or as
+/// closed when dropped unanswered (the task gone), so that whoever waits for it is never left
+/// waiting.
+pub(crate) struct Member {
+    group: Arc<Shared>,
     index: usize,
     answered: bool,
 }
 
-impl<G: Outcomes> Slot<G> {
-    fn answer(mut self, outcome: Outcome) {
+impl Member {
+    pub(crate) fn answer(mut self, outcome: Outcome) {
         self.set(outcome);
     }
 
@@ -194,19 +339,13 @@ impl<G: Outcomes> Slot<G> {
     }
 }
 
-impl<G: Outcomes> Drop for Slot<G> {
+impl Drop for Member {
     fn drop(&mut self) {
         if !self.answered {
             self.set(Err(ProduceError::closed()));
         }
     }
 }
-
-/// The slot of a record sent alone.
-pub(crate) type Single = Slot<Group>;
-
-/// One record's place among records sent together.
-pub(crate) type Member = Slot<Shared>;
 
 /// The results of records sent together, as the task fills them and their waiter reads them.
 #[derive(Debug)]
@@ -231,7 +370,7 @@ impl Shared {
     }
 }
 
-impl Outcomes for Shared {
+impl Shared {
     /// Fills slot `index` unless it was filled already, and wakes the waiter once the last is.
     fn fill(&self, index: usize, outcome: Outcome) {
         let waker = {
@@ -412,38 +551,110 @@ mod tests {
     }
 
     /// Records sent alone one after another share a group of slots, a new one after
-    /// [`GROUP`]; each delivery reads its own slot, woken when its outcome comes, whatever
-    /// order they come in; one whose slot is dropped unanswered reads as closed.
+    /// [`GROUP`], whose first slot carries its writer; each delivery reads its own slot, woken
+    /// when its outcome comes, whatever order they come in; a group is let go once all its
+    /// slots are answered, and every slot left unanswered reads as closed once the task's
+    /// groups are dropped (the task gone).
     #[tokio::test]
     async fn records_sent_alone_share_groups_of_slots_and_each_reads_its_own() {
-        let singles = Singles::default();
-        let mut slots: Vec<_> = (0..GROUP + 2).map(|_| singles.next()).collect();
-        assert!(Arc::ptr_eq(&slots[0].0.group, &slots[GROUP - 1].0.group));
-        assert!(!Arc::ptr_eq(&slots[0].0.group, &slots[GROUP].0.group));
-        assert_eq!(slots[GROUP + 1].0.index, 1);
+        let mut handout = Handout::default();
+        let mut open = OpenGroups::default();
+        let mut slots: Vec<_> = (0..2 * GROUP + 2).map(|_| handout.next()).collect();
+        let opens: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].0.opens.is_some())
+            .collect();
+        assert_eq!(
+            opens,
+            [0, GROUP, 2 * GROUP],
+            "each group's first slot opens it"
+        );
+        assert!(Arc::ptr_eq(&slots[0].1.group, &slots[GROUP - 1].1.group));
+        assert!(!Arc::ptr_eq(&slots[0].1.group, &slots[GROUP].1.group));
+        assert_eq!((slots[GROUP + 1].0.group, slots[GROUP + 1].0.index), (1, 1));
+        for (single, _) in &mut slots {
+            if let Some(writer) = single.opens.take() {
+                open.open(single.group, writer);
+            }
+        }
+        assert_eq!(open.len(), 3);
+
+        // The second group, answered whole, last slot first: let go, its deliveries read.
+        let second: Vec<_> = slots.drain(GROUP..2 * GROUP).collect();
+        let mut deliveries = Vec::new();
+        for (i, (single, delivery)) in second.into_iter().enumerate().rev() {
+            Reply::One(single).answer(Ok(delivered(100 + i as i64)), &mut open);
+            deliveries.push((i, delivery));
+        }
+        assert_eq!(open.len(), 2, "a group all answered is let go");
+        for (i, delivery) in deliveries {
+            match delivery.try_outcome() {
+                Ok(Ok(d)) => assert_eq!(d.offset, Some(100 + i as i64)),
+                other => panic!("not slot {i}'s: {other:?}"),
+            }
+        }
 
         let (last, last_delivery) = slots.pop().unwrap();
-        let (closed, closed_delivery) = slots.pop().unwrap();
+        let (_third, third_delivery) = slots.pop().unwrap();
         let (second, second_delivery) = slots.remove(1);
         let (first, first_delivery) = slots.remove(0);
         let waiting = tokio::spawn(first_delivery);
         tokio::task::yield_now().await;
-        second.answer(Ok(delivered(2)));
+        Reply::One(second).answer(Ok(delivered(2)), &mut open);
         assert!(!waiting.is_finished(), "woken by another slot's outcome");
-        first.answer(Ok(delivered(1)));
+        Reply::One(first).answer(Ok(delivered(1)), &mut open);
         assert_eq!(waiting.await.unwrap().unwrap().offset, Some(1));
         match second_delivery.try_outcome() {
             Ok(Ok(d)) => assert_eq!(d.offset, Some(2)),
             other => panic!("not the second's: {other:?}"),
         }
-        drop(closed);
-        match closed_delivery.try_outcome() {
+        let last_delivery = last_delivery.try_outcome().expect_err("not answered yet");
+        Reply::One(last).answer(Ok(delivered(9)), &mut open);
+        assert_eq!(last_delivery.await.unwrap().offset, Some(9));
+
+        // The task gone: what it held unanswered reads as closed, waiters woken; what was
+        // answered keeps its outcome.
+        let left = slots.pop().expect("the first group's last slot");
+        let waiting = tokio::spawn(left.1);
+        tokio::task::yield_now().await;
+        drop(open);
+        match waiting.await.unwrap() {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Closed),
+            other => panic!("not closed: {other:?}"),
+        }
+        match third_delivery.try_outcome() {
             Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed),
             other => panic!("not closed: {other:?}"),
         }
-        let last_delivery = last_delivery.try_outcome().expect_err("not answered yet");
-        last.answer(Ok(delivered(9)));
-        assert_eq!(last_delivery.await.unwrap().offset, Some(9));
+    }
+
+    /// A slot answered twice keeps its first outcome and counts once; a group opened by a
+    /// record the task never took (its command dropped) answers its slots as closed.
+    #[test]
+    fn a_slot_is_answered_once_and_a_group_never_taken_closes_its_slots() {
+        let mut handout = Handout::default();
+        let mut open = OpenGroups::default();
+        let (first, first_delivery) = handout.next();
+        let copy = Single {
+            group: first.group,
+            index: first.index,
+            opens: None,
+        };
+        Reply::One(first).answer(Ok(delivered(1)), &mut open);
+        Reply::One(copy).answer(Ok(delivered(2)), &mut open);
+        assert_eq!(open.groups[&0].1, 1, "counted once");
+        match first_delivery.try_outcome() {
+            Ok(Ok(d)) => assert_eq!(d.offset, Some(1)),
+            other => panic!("not the first outcome: {other:?}"),
+        }
+
+        let mut other = Handout::default();
+        let (opener, _) = other.next();
+        let (_, delivery) = other.next();
+        drop(opener);
+        match delivery.try_outcome() {
+            Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed),
+            other => panic!("not closed: {other:?}"),
+        }
     }
 
     /// A slot's bit says whether it holds an outcome not read yet, however it is read: set

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use crate::sender::Command;
+use crate::deliveries::{Handout, Single};
+use crate::producer::Delivery;
+use crate::sender::{Command, Incoming};
 
 /// The most commands the task takes in one round: a round each would partition, batch and
 /// look for batches to send once per record; one of unbounded size would hold back the
@@ -70,6 +72,8 @@ struct State {
     rung: bool,
     /// The task is gone: nothing more is queued.
     closed: bool,
+    /// The slots of records sent alone, handed out as they are queued.
+    handout: Handout,
 }
 
 impl std::fmt::Debug for State {
@@ -130,15 +134,40 @@ impl Queue {
     /// Queues `command` behind those queued before, waking the task if it must take it now;
     /// fails (dropping it) when the task is gone.
     pub(crate) fn send(&self, command: Command) -> Result<(), Gone> {
+        let state = self.inbox.lock();
+        if state.closed {
+            return Err(Gone);
+        }
+        self.push(state, command);
+        Ok(())
+    }
+
+    /// Queues the record `make` makes of the next slot for a record sent alone, and returns
+    /// the record's [`Delivery`]: the slot is handed out with the lock that queues the record
+    /// held, so that the task takes the slots in the order they were handed out. Fails (making
+    /// nothing) when the task is gone.
+    pub(crate) fn send_single(
+        &self,
+        make: impl FnOnce(Single) -> Incoming,
+    ) -> Result<Delivery, Gone> {
+        let mut state = self.inbox.lock();
+        if state.closed {
+            return Err(Gone);
+        }
+        let (single, delivery) = state.handout.next();
+        let command = Command::Record(make(single));
+        self.push(state, command);
+        Ok(delivery)
+    }
+
+    /// Queues `command` with the lock held (released here), and rings the task if it must
+    /// take it now.
+    fn push(&self, mut state: MutexGuard<'_, State>, command: Command) {
         let (records, bytes) = match &command {
             Command::Record(i) => (1, i.size),
             Command::Records(all) => (all.len(), all.iter().map(|i| i.size).sum()),
             _ => (0, 0),
         };
-        let mut state = self.inbox.lock();
-        if state.closed {
-            return Err(Gone);
-        }
         if records == 0 && !matches!(command, Command::Records(_)) {
             state.urgent += 1;
         }
@@ -163,7 +192,6 @@ impl Queue {
             // The task gone meanwhile fails what its queue holds when it ends, this included.
             let _ = self.doorbell.send(Ring);
         }
-        Ok(())
     }
 }
 
@@ -252,12 +280,11 @@ mod tests {
     use super::*;
     use crate::deliveries::Reply;
     use crate::record::ProducerRecord;
-    use crate::sender::Incoming;
 
     const BATCH: usize = 1000;
 
     fn record(size: usize) -> Command {
-        let (reply, _) = crate::deliveries::Singles::default().next();
+        let (reply, _) = crate::deliveries::Handout::default().next();
         Command::Record(Incoming {
             record: ProducerRecord::new("t", vec![0u8; size]),
             packed: None,

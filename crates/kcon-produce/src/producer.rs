@@ -15,7 +15,7 @@ use kcon_pool::{AutoCreate, Pool, TokenProvider};
 use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 
 use crate::config::{Acks, ProducerConfig};
-use crate::deliveries::{Deliveries, Group, Reply, Singles};
+use crate::deliveries::{Deliveries, Group, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks, ProducerHooks};
 use crate::inbox::{self, Queue};
@@ -77,8 +77,6 @@ struct Shared {
     pool: Pool,
     stats: Arc<Counters>,
     hooks: Hooks,
-    /// The slots of records sent alone ([`Producer::send`]), handed out in turn.
-    singles: Singles,
     /// The metrics pushed to the cluster (KIP-714), unless `enable.metrics.push` is false.
     telemetry: Option<kcon_pool::telemetry::Telemetry>,
 }
@@ -230,7 +228,6 @@ impl Producer {
                 pool,
                 stats,
                 hooks,
-                singles: Singles::default(),
                 telemetry,
             }),
         }
@@ -281,24 +278,22 @@ impl Producer {
                 .forget(),
         }
         let packed = packed::pack(&mut record);
-        let (reply, delivery) = self.shared.singles.next();
         self.shared
             .commands
-            .send(Command::Record(Incoming {
+            .send_single(|single| Incoming {
                 record,
                 packed,
                 size,
-                reply: Reply::One(reply),
+                reply: Reply::One(single),
                 room,
                 queued: None,
-            }))
+            })
             .map_err(|_| {
                 // The task is gone: the room goes back to whoever waits for it (none will
                 // queue either).
                 memory.add_permits(room as usize);
                 self.not_queued(ProduceError::closed())
-            })?;
-        Ok(delivery)
+            })
     }
 
     /// Queues `records`, in their order, and returns the [`Deliveries`] to await all their
@@ -337,7 +332,7 @@ impl Producer {
         for (mut record, member) in records.into_iter().zip(members) {
             let size = record.size_upper_bound();
             match self.refused(&record, size) {
-                Some(refused) => Reply::Member(member).answer(Err(self.not_queued(refused))),
+                Some(refused) => member.answer(Err(self.not_queued(refused))),
                 None => {
                     let own = self.shared.config.room(size);
                     room = room.saturating_add(own);
@@ -727,7 +722,7 @@ impl fmt::Debug for Producer {
 #[must_use = "a delivery says whether the record was written"]
 pub struct Delivery {
     /// The group of slots its outcome comes to, shared with records sent before and after.
-    group: Arc<Group>,
+    pub(crate) group: Arc<Group>,
     index: usize,
 }
 
@@ -957,11 +952,14 @@ mod tests {
     }
 
     /// A delivery not done comes back to be asked again; a done one gives its outcome; one
-    /// whose producer went away without answering fails as closed.
+    /// whose producer's task went away without answering fails as closed.
     #[test]
     fn a_delivery_tells_its_outcome_without_waiting_once_it_has_one() {
-        let singles = Singles::default();
-        let (reply, delivery) = singles.next();
+        let mut handout = crate::deliveries::Handout::default();
+        let mut open = crate::deliveries::OpenGroups::default();
+        let (reply, delivery) = handout.next();
+        let mut reply = Reply::One(reply);
+        reply.open(&mut open);
         let delivery = delivery.try_outcome().expect_err("not done yet");
         let delivered = Delivered {
             topic: "t".into(),
@@ -969,14 +967,15 @@ mod tests {
             offset: Some(41),
             timestamp: 7,
         };
-        Reply::One(reply).answer(Ok(delivered.clone()));
+        reply.answer(Ok(delivered.clone()), &mut open);
         match delivery.try_outcome() {
             Ok(Ok(d)) => assert_eq!(d, delivered),
             other => panic!("not the delivery: {other:?}"),
         }
 
-        let (reply, delivery) = singles.next();
-        drop(reply);
+        let (reply, delivery) = handout.next();
+        Reply::One(reply).open(&mut open);
+        drop(open);
         match delivery.try_outcome() {
             Ok(Err(e)) => assert_eq!(e.kind(), ErrorKind::Closed, "{e:?}"),
             other => panic!("not closed: {other:?}"),

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::config::ProducerConfig;
-use crate::deliveries::Reply;
+use crate::deliveries::{OpenGroups, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks};
 use crate::inbox::{Inbox, Ring};
@@ -117,6 +117,9 @@ pub(crate) struct Sender {
     taken: Vec<Command>,
     /// The records taken off the queue this round, handed to the machine together.
     records: Vec<machine::Incoming<Waiter>>,
+    /// The groups of slots records sent alone are answered through; dropped with the task,
+    /// they answer the slots left as closed.
+    singles: OpenGroups,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
     /// Transaction calls under way.
     calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
@@ -298,6 +301,7 @@ pub(crate) fn spawn(
         inbox,
         taken: Vec::new(),
         records: Vec::new(),
+        singles: OpenGroups::default(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
         close_waiters: Vec::new(),
@@ -347,7 +351,10 @@ impl Sender {
         let stamp = pool.clock().now_ms();
         for command in taken.drain(..) {
             match command {
-                Command::Record(i) => self.records.push(i.into_machine(now, stamp)),
+                Command::Record(mut i) => {
+                    i.reply.open(&mut self.singles);
+                    self.records.push(i.into_machine(now, stamp));
+                }
                 Command::Records(all) => self
                     .records
                     .extend(all.into_iter().map(|i| i.into_machine(now, stamp))),
@@ -396,13 +403,13 @@ impl Sender {
     /// Refuses a command the task will never take (it ended): a record fails as the producer
     /// being closed (told to the hooks, as a record not queued is), a close is answered (the
     /// task ended: another close finished), a flush is done, a transaction call fails.
-    fn refuse(&self, command: Command) {
-        let refuse_record = |i: Incoming| {
+    fn refuse(&mut self, command: Command) {
+        let mut refuse_record = |i: Incoming| {
             let e = ProduceError::closed();
             if !self.hooks.is_empty() {
                 hooks::acknowledged(&self.hooks, Err(&e));
             }
-            i.reply.answer(Err(e));
+            i.reply.answer(Err(e), &mut self.singles);
         };
         match command {
             Command::Record(i) => refuse_record(i),
@@ -494,7 +501,7 @@ impl Drive for Sender {
                     *count += 1;
                     first.get_or_insert_with(|| e.clone());
                 }
-                waiter.reply.answer(result);
+                waiter.reply.answer(result, &mut self.singles);
                 self.freed += waiter.room as usize;
             }
             Event::Flushed(id) => {
