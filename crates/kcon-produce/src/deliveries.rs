@@ -680,4 +680,42 @@ mod tests {
         assert_eq!(filled(), 0);
         assert!(group.poll(GROUP - 1, waker).is_pending());
     }
+
+    /// Deliveries awaited on one thread while the task sets their slots on another, in any
+    /// order: every one resolves to its own outcome (no wake-up lost between a delivery that
+    /// leaves its waker and a slot set meanwhile).
+    #[test]
+    fn deliveries_awaited_while_another_thread_sets_them_all_resolve() {
+        let mut handout = Handout::default();
+        let sent: Vec<_> = (0..200 * GROUP).map(|_| handout.next()).collect();
+        let (singles, deliveries): (Vec<_>, Vec<_>) = sent.into_iter().unzip();
+        let task = std::thread::spawn(move || {
+            let mut open = OpenGroups::default();
+            let mut singles: Vec<_> = singles.into_iter().enumerate().collect();
+            for (_, single) in &mut singles {
+                if let Some(writer) = single.opens.take() {
+                    open.open(single.group, writer);
+                }
+            }
+            // In groups of three: the last first.
+            singles.sort_by_key(|(i, _)| (i / 3, std::cmp::Reverse(*i)));
+            for (i, single) in singles {
+                open.answer(single, Ok(delivered(i as i64)));
+            }
+            assert_eq!(open.len(), 0, "every group answered whole and let go");
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for (i, delivery) in deliveries.into_iter().enumerate() {
+                let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), delivery)
+                    .await
+                    .unwrap_or_else(|_| panic!("delivery {i} not woken"));
+                assert_eq!(outcome.unwrap().offset, Some(i as i64));
+            }
+        });
+        task.join().unwrap();
+    }
 }
