@@ -46,18 +46,25 @@ impl Reply {
     pub(crate) fn answer(self, outcome: Outcome, open: &mut OpenGroups) {
         match self {
             Reply::One(single) => open.answer(single, outcome),
-            Reply::Member(member) => member.answer(outcome),
+            Reply::Member(member) => open.answer_member(member, outcome),
         }
     }
 
-    /// Hands the group a record sent alone opens, if it opens one, to the task's `open`
-    /// groups: called for every record in the order the records were queued, before any is
-    /// answered.
+    /// Hands the group a record sent alone opens, or the call a record sent with others
+    /// opens, if it opens one, to the task's `open` groups: called for every record in the
+    /// order the records were queued, before any is answered.
     pub(crate) fn open(&mut self, open: &mut OpenGroups) {
-        if let Reply::One(single) = self
-            && let Some(writer) = single.opens.take()
-        {
-            open.open(single.group, writer);
+        match self {
+            Reply::One(single) => {
+                if let Some(writer) = single.opens.take() {
+                    open.open(single.group, writer);
+                }
+            }
+            Reply::Member(member) => {
+                if let Some(writer) = member.opens.take() {
+                    open.calls.insert(member.call, writer);
+                }
+            }
         }
     }
 }
@@ -135,6 +142,8 @@ impl Drop for Writer {
 pub(crate) struct OpenGroups {
     /// Each open group's writer, and how many of its slots were answered.
     groups: HashMap<u64, (Writer, usize), BuildHasherDefault<NumberHasher>>,
+    /// The `send_all` calls with records not answered yet, by number.
+    calls: HashMap<u64, CallWriter, BuildHasherDefault<NumberHasher>>,
 }
 
 impl OpenGroups {
@@ -164,6 +173,20 @@ impl OpenGroups {
             if *answered == GROUP {
                 self.groups.remove(&number);
             }
+        }
+    }
+
+    /// Answers `member` with `outcome`; a call all of whose records are answered is let go. A
+    /// record whose call is not open (not possible, as for groups) reads nothing.
+    fn answer_member(&mut self, member: Member, outcome: Outcome) {
+        let Member { call, index, opens } = member;
+        if let Some(writer) = opens {
+            self.calls.insert(call, writer);
+        }
+        if let Some(writer) = self.calls.get(&call)
+            && writer.0.fill(index, outcome)
+        {
+            self.calls.remove(&call);
         }
     }
 
@@ -319,33 +342,30 @@ fn bit(index: usize) -> u64 {
     1 << (index % GROUP)
 }
 
-/// One record's place among records sent together, as the task holds it: answered once, or as
-/// closed when dropped unanswered (the task gone), so that whoever waits for it is never left
-/// waiting.
+/// One record's place among records sent together, as the task holds it: its call's number
+/// and its slot there; the call's first record queued also carries the call's [`CallWriter`]
+/// (so that, as for records sent alone, no reference count is changed by the sending thread
+/// and the task for every record).
 pub(crate) struct Member {
-    group: Arc<Shared>,
+    call: u64,
     index: usize,
-    answered: bool,
+    opens: Option<CallWriter>,
 }
 
-impl Member {
-    pub(crate) fn answer(mut self, outcome: Outcome) {
-        self.set(outcome);
-    }
+/// The task's hold on the results of one `send_all` call: when it is dropped, every record
+/// not answered is answered as closed, so that the call's waiter is never left waiting.
+#[derive(Debug)]
+pub(crate) struct CallWriter(Arc<Shared>);
 
-    fn set(&mut self, outcome: Outcome) {
-        self.answered = true;
-        self.group.fill(self.index, outcome);
-    }
-}
-
-impl Drop for Member {
+impl Drop for CallWriter {
     fn drop(&mut self) {
-        if !self.answered {
-            self.set(Err(ProduceError::closed()));
-        }
+        self.0.close_unanswered();
     }
 }
+
+/// The numbers of `send_all` calls: unique in the process, so that the task, which holds the
+/// calls of one producer, never takes one for another.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// The results of records sent together, as the task fills them and their waiter reads them.
 #[derive(Debug)]
@@ -368,11 +388,10 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-impl Shared {
-    /// Fills slot `index` unless it was filled already, and wakes the waiter once the last is.
-    fn fill(&self, index: usize, outcome: Outcome) {
+    /// Fills slot `index` unless it was filled already, and wakes the waiter once the last is;
+    /// whether that was the last.
+    fn fill(&self, index: usize, outcome: Outcome) -> bool {
         let waker = {
             let mut state = self.lock();
             match state.outcomes.get_mut(index) {
@@ -381,13 +400,31 @@ impl Shared {
                     state.remaining -= 1;
                 }
                 // Answered already, or not a slot of the group: nothing changes.
-                _ => return,
+                _ => return false,
             }
+            if state.remaining > 0 {
+                return false;
+            }
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Fills every slot not filled yet as closed (the task gone), waking the waiter.
+    fn close_unanswered(&self) {
+        let waker = {
+            let mut state = self.lock();
             if state.remaining == 0 {
-                state.waker.take()
-            } else {
-                None
+                return;
             }
+            for slot in state.outcomes.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = Some(Err(ProduceError::closed()));
+            }
+            state.remaining = 0;
+            state.waker.take()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -422,14 +459,25 @@ impl Deliveries {
                 waker: None,
             }),
         });
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let members = (0..len)
             .map(|index| Member {
-                group: shared.clone(),
+                call,
                 index,
-                answered: false,
+                opens: None,
             })
             .collect();
         (Deliveries { shared, len }, members)
+    }
+
+    /// Answers `member` here, on the sending side: a record refused before it was queued.
+    pub(crate) fn refuse(&self, member: Member, outcome: Outcome) {
+        self.shared.fill(member.index, outcome);
+    }
+
+    /// Makes `member`, the first of the call's records queued, carry the call to the task.
+    pub(crate) fn hand_over(&self, member: &mut Member) {
+        member.opens = Some(CallWriter(self.shared.clone()));
     }
 
     /// How many records were sent together.
@@ -507,43 +555,65 @@ mod tests {
     }
 
     /// The results come in the order the records were given, whatever order they are done
-    /// in, and only once all are; a slot dropped unanswered reads as closed, and a slot
-    /// answered twice keeps its first outcome.
+    /// in, and only once all are; the call's first record carries it to the task, which lets
+    /// it go once all are answered; a record answered twice keeps its first outcome; what is
+    /// left unanswered when the task's calls are dropped (the task gone) reads as closed; a
+    /// record refused before it was queued is answered on the sending side.
     #[tokio::test]
     async fn records_sent_together_resolve_once_all_are_done_in_their_order() {
+        let mut open = OpenGroups::default();
         let (deliveries, members) = Deliveries::new(3);
         assert_eq!(deliveries.len(), 3);
         let mut members = members.into_iter();
-        let (first, second, third) = (
+        let (mut first, second, third) = (
             members.next().unwrap(),
             members.next().unwrap(),
             members.next().unwrap(),
         );
-        third.answer(Ok(delivered(12)));
-        first.answer(Ok(delivered(10)));
+        deliveries.hand_over(&mut first);
+        let mut first = Reply::Member(first);
+        first.open(&mut open);
+        assert_eq!(open.calls.len(), 1);
+        Reply::Member(third).answer(Ok(delivered(12)), &mut open);
+        first.answer(Ok(delivered(10)), &mut open);
         let deliveries = deliveries.try_outcomes().expect_err("one is not done");
         let waiting = tokio::spawn(deliveries);
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        drop(second);
+        let again = Member {
+            call: second.call,
+            index: second.index,
+            opens: None,
+        };
+        Reply::Member(second).answer(Ok(delivered(11)), &mut open);
+        assert!(open.calls.is_empty(), "let go once all are answered");
+        Reply::Member(again).answer(Ok(delivered(99)), &mut open);
         let outcomes = waiting.await.unwrap();
-        assert_eq!(outcomes.len(), 3);
-        assert_eq!(outcomes[0].as_ref().unwrap().offset, Some(10));
-        assert_eq!(
-            outcomes[1].as_ref().unwrap_err().kind(),
-            ErrorKind::Closed,
-            "dropped unanswered"
-        );
-        assert_eq!(outcomes[2].as_ref().unwrap().offset, Some(12));
+        let offsets: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.as_ref().unwrap().offset)
+            .collect();
+        assert_eq!(offsets, [Some(10), Some(11), Some(12)]);
 
-        let (deliveries, members) = Deliveries::new(1);
-        let mut members = members;
-        let mut only = members.pop().unwrap();
-        only.set(Ok(delivered(1)));
-        only.set(Ok(delivered(2)));
-        drop(only);
-        let outcomes = deliveries.try_outcomes().expect("done");
-        assert_eq!(outcomes[0].as_ref().unwrap().offset, Some(1));
+        let (deliveries, members) = Deliveries::new(3);
+        let mut members = members.into_iter();
+        let refused = members.next().unwrap();
+        deliveries.refuse(refused, Err(ProduceError::closed()));
+        let mut first = members.next().unwrap();
+        deliveries.hand_over(&mut first);
+        let mut first = Reply::Member(first);
+        first.open(&mut open);
+        first.answer(Ok(delivered(1)), &mut open);
+        let deliveries = deliveries.try_outcomes().expect_err("one is not done");
+        drop(open);
+        let outcomes = deliveries.try_outcomes().expect("closed with the task");
+        assert!(outcomes[0].is_err(), "refused");
+        assert_eq!(outcomes[1].as_ref().unwrap().offset, Some(1));
+        assert_eq!(
+            outcomes[2].as_ref().unwrap_err().kind(),
+            ErrorKind::Closed,
+            "left unanswered"
+        );
 
         let (none, members) = Deliveries::new(0);
         assert!(members.is_empty() && none.is_empty());

@@ -329,11 +329,14 @@ impl Producer {
         // it is had.
         let mut incoming = Vec::with_capacity(records.len());
         let mut room = 0usize;
-        for (mut record, member) in records.into_iter().zip(members) {
+        for (mut record, mut member) in records.into_iter().zip(members) {
             let size = record.size_upper_bound();
             match self.refused(&record, size) {
-                Some(refused) => member.answer(Err(self.not_queued(refused))),
+                Some(refused) => deliveries.refuse(member, Err(self.not_queued(refused))),
                 None => {
+                    if incoming.is_empty() {
+                        deliveries.hand_over(&mut member);
+                    }
                     let own = self.shared.config.room(size);
                     room = room.saturating_add(own);
                     incoming.push(Incoming {

@@ -355,9 +355,10 @@ impl Sender {
                     i.reply.open(&mut self.singles);
                     self.records.push(i.into_machine(now, stamp));
                 }
-                Command::Records(all) => self
-                    .records
-                    .extend(all.into_iter().map(|i| i.into_machine(now, stamp))),
+                Command::Records(all) => self.records.extend(all.into_iter().map(|mut i| {
+                    i.reply.open(&mut self.singles);
+                    i.into_machine(now, stamp)
+                })),
                 Command::Flush(done) => {
                     self.hand_records(machine, now, stamp);
                     let id = machine.flush(now);
