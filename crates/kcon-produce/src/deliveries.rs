@@ -41,8 +41,8 @@ pub(crate) enum Reply {
 impl Reply {
     /// Gives the record's outcome to whoever waits for it. One who stopped waiting (a future
     /// dropped) reads nothing: the outcome is counted in the producer's stats either way.
-    /// A record sent alone is answered through the task's `open` groups, which must have
-    /// taken its group's [`Writer`] ([`Reply::open`]).
+    /// The record is answered through the task's `open` groups, which took its group's
+    /// [`Writer`] first ([`Reply::open`]).
     pub(crate) fn answer(self, outcome: Outcome, open: &mut OpenGroups) {
         match self {
             Reply::One(single) => open.answer(single, outcome),
@@ -57,12 +57,12 @@ impl Reply {
         match self {
             Reply::One(single) => {
                 if let Some(writer) = single.opens.take() {
-                    open.open(single.group, writer);
+                    open.open(single.number, writer);
                 }
             }
             Reply::Member(member) => {
                 if let Some(writer) = member.opens.take() {
-                    open.calls.insert(member.call, writer);
+                    open.calls.insert(member.number, writer);
                 }
             }
         }
@@ -104,7 +104,7 @@ impl Handout {
         let index = self.next;
         self.next += 1;
         let single = Single {
-            group: self.number,
+            number: self.number,
             index,
             opens,
         };
@@ -112,43 +112,58 @@ impl Handout {
     }
 }
 
-/// A record sent alone, as the task holds it: its group's number and its slot there; the
-/// first of a group also carries the group's [`Writer`].
-pub(crate) struct Single {
-    group: u64,
+/// One record's place, as the task holds it: the number of its group of slots (a [`Group`]
+/// of records sent alone, or the [`Shared`] results of one `send_all` call) and its slot
+/// there. The first record of a group (the first queued, for a call) also carries the
+/// group's [`Writer`]; the others only the number, by which the task finds the group.
+pub(crate) struct Place<S: Slots> {
+    number: u64,
     index: usize,
-    opens: Option<Writer>,
+    opens: Option<Writer<S>>,
+}
+
+/// A record sent alone.
+pub(crate) type Single = Place<Group>;
+
+/// A record sent with others.
+pub(crate) type Member = Place<Shared>;
+
+/// Slots the task answers records through.
+pub(crate) trait Slots {
+    /// Answers every slot not answered yet as closed (the task gone), waking who waits.
+    fn close_unanswered(&self);
 }
 
 /// The task's hold on a group of slots: when it is dropped, every slot not answered is
 /// answered as closed, so that no delivery is left waiting once the task is gone (or a
 /// command that opened the group was dropped before the task took it).
 #[derive(Debug)]
-pub(crate) struct Writer(Arc<Group>);
+pub(crate) struct Writer<S: Slots>(Arc<S>);
 
-impl Drop for Writer {
+impl<S: Slots> Drop for Writer<S> {
     fn drop(&mut self) {
         self.0.close_unanswered();
     }
 }
 
-/// The groups of slots the task answers records sent alone through, by number: each from its
-/// first slot's record (taken in queue order) until all its slots are answered. Dropped with
-/// the task, it answers every slot left as closed.
+/// The groups of slots the task answers records through, by number (the groups of records
+/// sent alone, and the `send_all` calls): each from its first record taken (in queue order)
+/// until all its slots are answered. Dropped with the task, it answers every slot left as
+/// closed.
 ///
 /// Kept in a map rather than in order: a group with one record still waiting (a partition
 /// whose leader is away) must not hold the many groups after it, all answered.
 #[derive(Debug, Default)]
 pub(crate) struct OpenGroups {
     /// Each open group's writer, and how many of its slots were answered.
-    groups: HashMap<u64, (Writer, usize), BuildHasherDefault<NumberHasher>>,
+    groups: HashMap<u64, (Writer<Group>, usize), BuildHasherDefault<NumberHasher>>,
     /// The `send_all` calls with records not answered yet, by number.
-    calls: HashMap<u64, CallWriter, BuildHasherDefault<NumberHasher>>,
+    calls: HashMap<u64, Writer<Shared>, BuildHasherDefault<NumberHasher>>,
 }
 
 impl OpenGroups {
     /// Opens group `number`, held by `writer`.
-    fn open(&mut self, number: u64, writer: Writer) {
+    fn open(&mut self, number: u64, writer: Writer<Group>) {
         self.groups.insert(number, (writer, 0));
     }
 
@@ -156,8 +171,8 @@ impl OpenGroups {
     /// record whose group is not open (not possible: its group opened with an earlier record,
     /// or this one, and closes only once this one is answered) reads nothing.
     fn answer(&mut self, single: Single, outcome: Outcome) {
-        let Single {
-            group: number,
+        let Place {
+            number,
             index,
             opens,
         } = single;
@@ -179,14 +194,18 @@ impl OpenGroups {
     /// Answers `member` with `outcome`; a call all of whose records are answered is let go. A
     /// record whose call is not open (not possible, as for groups) reads nothing.
     fn answer_member(&mut self, member: Member, outcome: Outcome) {
-        let Member { call, index, opens } = member;
+        let Place {
+            number,
+            index,
+            opens,
+        } = member;
         if let Some(writer) = opens {
-            self.calls.insert(call, writer);
+            self.calls.insert(number, writer);
         }
-        if let Some(writer) = self.calls.get(&call)
+        if let Some(writer) = self.calls.get(&number)
             && writer.0.fill(index, outcome)
         {
-            self.calls.remove(&call);
+            self.calls.remove(&number);
         }
     }
 
@@ -315,8 +334,9 @@ impl Group {
         }
         true
     }
+}
 
-    /// Answers every slot not answered yet as closed (the task gone), waking whoever waits.
+impl Slots for Group {
     fn close_unanswered(&self) {
         let waiting = {
             let mut state = self.lock();
@@ -340,27 +360,6 @@ impl Group {
 /// Slot `index`'s bit in [`Group::filled`].
 fn bit(index: usize) -> u64 {
     1 << (index % GROUP)
-}
-
-/// One record's place among records sent together, as the task holds it: its call's number
-/// and its slot there; the call's first record queued also carries the call's [`CallWriter`]
-/// (so that, as for records sent alone, no reference count is changed by the sending thread
-/// and the task for every record).
-pub(crate) struct Member {
-    call: u64,
-    index: usize,
-    opens: Option<CallWriter>,
-}
-
-/// The task's hold on the results of one `send_all` call: when it is dropped, every record
-/// not answered is answered as closed, so that the call's waiter is never left waiting.
-#[derive(Debug)]
-pub(crate) struct CallWriter(Arc<Shared>);
-
-impl Drop for CallWriter {
-    fn drop(&mut self) {
-        self.0.close_unanswered();
-    }
 }
 
 /// The numbers of `send_all` calls: unique in the process, so that the task, which holds the
@@ -412,8 +411,9 @@ impl Shared {
         }
         true
     }
+}
 
-    /// Fills every slot not filled yet as closed (the task gone), waking the waiter.
+impl Slots for Shared {
     fn close_unanswered(&self) {
         let waker = {
             let mut state = self.lock();
@@ -462,7 +462,7 @@ impl Deliveries {
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let members = (0..len)
             .map(|index| Member {
-                call,
+                number: call,
                 index,
                 opens: None,
             })
@@ -475,9 +475,10 @@ impl Deliveries {
         self.shared.fill(member.index, outcome);
     }
 
-    /// Makes `member`, the first of the call's records queued, carry the call to the task.
+    /// Makes `member`, the first of the call's records queued, carry the call's [`Writer`] to
+    /// the task.
     pub(crate) fn hand_over(&self, member: &mut Member) {
-        member.opens = Some(CallWriter(self.shared.clone()));
+        member.opens = Some(Writer(self.shared.clone()));
     }
 
     /// How many records were sent together.
@@ -581,7 +582,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         let again = Member {
-            call: second.call,
+            number: second.number,
             index: second.index,
             opens: None,
         };
@@ -640,10 +641,13 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&slots[0].1.group, &slots[GROUP - 1].1.group));
         assert!(!Arc::ptr_eq(&slots[0].1.group, &slots[GROUP].1.group));
-        assert_eq!((slots[GROUP + 1].0.group, slots[GROUP + 1].0.index), (1, 1));
+        assert_eq!(
+            (slots[GROUP + 1].0.number, slots[GROUP + 1].0.index),
+            (1, 1)
+        );
         for (single, _) in &mut slots {
             if let Some(writer) = single.opens.take() {
-                open.open(single.group, writer);
+                open.open(single.number, writer);
             }
         }
         assert_eq!(open.len(), 3);
@@ -705,7 +709,7 @@ mod tests {
         let mut open = OpenGroups::default();
         let (first, first_delivery) = handout.next();
         let copy = Single {
-            group: first.group,
+            number: first.number,
             index: first.index,
             opens: None,
         };
@@ -764,7 +768,7 @@ mod tests {
             let mut singles: Vec<_> = singles.into_iter().enumerate().collect();
             for (_, single) in &mut singles {
                 if let Some(writer) = single.opens.take() {
-                    open.open(single.group, writer);
+                    open.open(single.number, writer);
                 }
             }
             // In groups of three: the last first.

@@ -117,9 +117,9 @@ pub(crate) struct Sender {
     taken: Vec<Command>,
     /// The records taken off the queue this round, handed to the machine together.
     records: Vec<machine::Incoming<Waiter>>,
-    /// The groups of slots records sent alone are answered through; dropped with the task,
-    /// they answer the slots left as closed.
-    singles: OpenGroups,
+    /// The groups of slots of records sent alone, and the `send_all` calls, that records are
+    /// answered through; dropped with the task, they answer what is left as closed.
+    open: OpenGroups,
     flushes: HashMap<FlushId, oneshot::Sender<()>>,
     /// Transaction calls under way.
     calls: HashMap<CallId, oneshot::Sender<Result<(), ProduceError>>>,
@@ -301,7 +301,7 @@ pub(crate) fn spawn(
         inbox,
         taken: Vec::new(),
         records: Vec::new(),
-        singles: OpenGroups::default(),
+        open: OpenGroups::default(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
         close_waiters: Vec::new(),
@@ -352,11 +352,11 @@ impl Sender {
         for command in taken.drain(..) {
             match command {
                 Command::Record(mut i) => {
-                    i.reply.open(&mut self.singles);
+                    i.reply.open(&mut self.open);
                     self.records.push(i.into_machine(now, stamp));
                 }
                 Command::Records(all) => self.records.extend(all.into_iter().map(|mut i| {
-                    i.reply.open(&mut self.singles);
+                    i.reply.open(&mut self.open);
                     i.into_machine(now, stamp)
                 })),
                 Command::Flush(done) => {
@@ -410,7 +410,7 @@ impl Sender {
             if !self.hooks.is_empty() {
                 hooks::acknowledged(&self.hooks, Err(&e));
             }
-            i.reply.answer(Err(e), &mut self.singles);
+            i.reply.answer(Err(e), &mut self.open);
         };
         match command {
             Command::Record(i) => refuse_record(i),
@@ -502,7 +502,7 @@ impl Drive for Sender {
                     *count += 1;
                     first.get_or_insert_with(|| e.clone());
                 }
-                waiter.reply.answer(result, &mut self.singles);
+                waiter.reply.answer(result, &mut self.open);
                 self.freed += waiter.room as usize;
             }
             Event::Flushed(id) => {
