@@ -45,8 +45,8 @@ impl Reply {
     /// [`Writer`] first ([`Reply::open`]).
     pub(crate) fn answer(self, outcome: Outcome, open: &mut OpenGroups) {
         match self {
-            Reply::One(single) => open.answer(single, outcome),
-            Reply::Member(member) => open.answer_member(member, outcome),
+            Reply::One(single) => answer(&mut open.groups, single, outcome),
+            Reply::Member(member) => answer(&mut open.calls, member, outcome),
         }
     }
 
@@ -57,7 +57,7 @@ impl Reply {
         match self {
             Reply::One(single) => {
                 if let Some(writer) = single.opens.take() {
-                    open.open(single.number, writer);
+                    open.groups.insert(single.number, writer);
                 }
             }
             Reply::Member(member) => {
@@ -130,8 +130,28 @@ pub(crate) type Member = Place<Shared>;
 
 /// Slots the task answers records through.
 pub(crate) trait Slots {
-    /// Answers every slot not answered yet as closed (the task gone), waking who waits.
-    fn close_unanswered(&self);
+    /// How many slots there are.
+    fn len(&self) -> usize;
+
+    /// Fills slot `index` with the outcome `outcome` makes, unless it was answered before,
+    /// waking whoever waits for it; whether every slot is answered now, with this one.
+    fn fill(&self, index: usize, outcome: impl FnOnce() -> Outcome) -> bool;
+
+    /// Whether every slot is answered.
+    fn all_answered(&self) -> bool;
+
+    /// Answers every slot not answered yet as closed (the task gone), waking who waits. A
+    /// group let go because all its slots are answered costs one look.
+    fn close_unanswered(&self) {
+        if self.all_answered() {
+            return;
+        }
+        for index in 0..self.len() {
+            if self.fill(index, || Err(ProduceError::closed())) {
+                return;
+            }
+        }
+    }
 }
 
 /// The task's hold on a group of slots: when it is dropped, every slot not answered is
@@ -155,64 +175,42 @@ impl<S: Slots> Drop for Writer<S> {
 /// whose leader is away) must not hold the many groups after it, all answered.
 #[derive(Debug, Default)]
 pub(crate) struct OpenGroups {
-    /// Each open group's writer, and how many of its slots were answered.
-    groups: HashMap<u64, (Writer<Group>, usize), BuildHasherDefault<NumberHasher>>,
+    /// The groups of records sent alone with slots not answered yet, by number.
+    groups: HashMap<u64, Writer<Group>, BuildHasherDefault<NumberHasher>>,
     /// The `send_all` calls with records not answered yet, by number.
     calls: HashMap<u64, Writer<Shared>, BuildHasherDefault<NumberHasher>>,
 }
 
 impl OpenGroups {
-    /// Opens group `number`, held by `writer`.
-    fn open(&mut self, number: u64, writer: Writer<Group>) {
-        self.groups.insert(number, (writer, 0));
-    }
-
-    /// Answers `single` with `outcome`; a group all of whose slots are answered is let go. A
-    /// record whose group is not open (not possible: its group opened with an earlier record,
-    /// or this one, and closes only once this one is answered) reads nothing.
-    fn answer(&mut self, single: Single, outcome: Outcome) {
-        let Place {
-            number,
-            index,
-            opens,
-        } = single;
-        // Opened when it was taken; one answered without being taken opens it here.
-        if let Some(writer) = opens {
-            self.open(number, writer);
-        }
-        let Some((writer, answered)) = self.groups.get_mut(&number) else {
-            return;
-        };
-        if writer.0.fill(index, outcome) {
-            *answered += 1;
-            if *answered == GROUP {
-                self.groups.remove(&number);
-            }
-        }
-    }
-
-    /// Answers `member` with `outcome`; a call all of whose records are answered is let go. A
-    /// record whose call is not open (not possible, as for groups) reads nothing.
-    fn answer_member(&mut self, member: Member, outcome: Outcome) {
-        let Place {
-            number,
-            index,
-            opens,
-        } = member;
-        if let Some(writer) = opens {
-            self.calls.insert(number, writer);
-        }
-        if let Some(writer) = self.calls.get(&number)
-            && writer.0.fill(index, outcome)
-        {
-            self.calls.remove(&number);
-        }
-    }
-
-    /// How many groups are open.
+    /// How many groups of records sent alone are open.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.groups.len()
+    }
+}
+
+/// Answers `place` with `outcome` through its group among those `open`; a group all of whose
+/// slots are answered is let go. A record whose group is not open (not possible: its group
+/// opened with an earlier record, or this one, and closes only once this one is answered)
+/// reads nothing.
+fn answer<S: Slots>(
+    open: &mut HashMap<u64, Writer<S>, BuildHasherDefault<NumberHasher>>,
+    place: Place<S>,
+    outcome: Outcome,
+) {
+    let Place {
+        number,
+        index,
+        opens,
+    } = place;
+    // Opened when it was taken; one answered without being taken opens it here.
+    if let Some(writer) = opens {
+        open.insert(number, writer);
+    }
+    if let Some(writer) = open.get(&number)
+        && writer.0.fill(index, || outcome)
+    {
+        open.remove(&number);
     }
 }
 
@@ -311,51 +309,40 @@ impl Group {
     }
 }
 
-impl Group {
-    /// Fills slot `index`, unless it was answered before, and wakes its delivery, if it
-    /// waits; whether it was filled.
-    fn fill(&self, index: usize, outcome: Outcome) -> bool {
-        let waker = {
+impl Slots for Group {
+    fn len(&self) -> usize {
+        GROUP
+    }
+
+    fn all_answered(&self) -> bool {
+        self.lock().answered == ALL_ANSWERED
+    }
+
+    fn fill(&self, index: usize, outcome: impl FnOnce() -> Outcome) -> bool {
+        let (waker, all) = {
             let mut state = self.lock();
             if index >= GROUP || state.answered & bit(index) != 0 {
                 return false;
             }
-            state.outcomes[index] = Some(outcome);
+            state.outcomes[index] = Some(outcome());
             state.answered |= bit(index);
             // Released after the outcome is in its slot: a reader that sees the bit then
             // takes the lock, and the outcome with it.
             let filled = self.filled.load(Ordering::Relaxed);
             self.filled.store(filled | bit(index), Ordering::Release);
             let at = state.waiting.iter().position(|(i, _)| *i == index);
-            at.map(|at| state.waiting.swap_remove(at).1)
+            let waker = at.map(|at| state.waiting.swap_remove(at).1);
+            (waker, state.answered == ALL_ANSWERED)
         };
         if let Some(waker) = waker {
             waker.wake();
         }
-        true
+        all
     }
 }
 
-impl Slots for Group {
-    fn close_unanswered(&self) {
-        let waiting = {
-            let mut state = self.lock();
-            for index in 0..GROUP {
-                if state.answered & bit(index) == 0 {
-                    state.outcomes[index] = Some(Err(ProduceError::closed()));
-                }
-            }
-            let unread = state.answered ^ u64::MAX;
-            state.answered = u64::MAX;
-            let filled = self.filled.load(Ordering::Relaxed);
-            self.filled.store(filled | unread, Ordering::Release);
-            std::mem::take(&mut state.waiting)
-        };
-        for (_, waker) in waiting {
-            waker.wake();
-        }
-    }
-}
+/// [`GroupState::answered`] once every slot is.
+const ALL_ANSWERED: u64 = u64::MAX >> (64 - GROUP);
 
 /// Slot `index`'s bit in [`Group::filled`].
 fn bit(index: usize) -> u64 {
@@ -387,15 +374,24 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Fills slot `index` unless it was filled already, and wakes the waiter once the last is;
-    /// whether that was the last.
-    fn fill(&self, index: usize, outcome: Outcome) -> bool {
+impl Slots for Shared {
+    fn len(&self) -> usize {
+        self.lock().outcomes.len()
+    }
+
+    fn all_answered(&self) -> bool {
+        self.lock().remaining == 0
+    }
+
+    /// Wakes the waiter once the last slot is filled.
+    fn fill(&self, index: usize, outcome: impl FnOnce() -> Outcome) -> bool {
         let waker = {
             let mut state = self.lock();
             match state.outcomes.get_mut(index) {
                 Some(slot @ None) => {
-                    *slot = Some(outcome);
+                    *slot = Some(outcome());
                     state.remaining -= 1;
                 }
                 // Answered already, or not a slot of the group: nothing changes.
@@ -410,25 +406,6 @@ impl Shared {
             waker.wake();
         }
         true
-    }
-}
-
-impl Slots for Shared {
-    fn close_unanswered(&self) {
-        let waker = {
-            let mut state = self.lock();
-            if state.remaining == 0 {
-                return;
-            }
-            for slot in state.outcomes.iter_mut().filter(|slot| slot.is_none()) {
-                *slot = Some(Err(ProduceError::closed()));
-            }
-            state.remaining = 0;
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
     }
 }
 
@@ -472,7 +449,7 @@ impl Deliveries {
 
     /// Answers `member` here, on the sending side: a record refused before it was queued.
     pub(crate) fn refuse(&self, member: Member, outcome: Outcome) {
-        self.shared.fill(member.index, outcome);
+        self.shared.fill(member.index, || outcome);
     }
 
     /// Makes `member`, the first of the call's records queued, carry the call's [`Writer`] to
@@ -647,7 +624,7 @@ mod tests {
         );
         for (single, _) in &mut slots {
             if let Some(writer) = single.opens.take() {
-                open.open(single.number, writer);
+                open.groups.insert(single.number, writer);
             }
         }
         assert_eq!(open.len(), 3);
@@ -715,11 +692,17 @@ mod tests {
         };
         Reply::One(first).answer(Ok(delivered(1)), &mut open);
         Reply::One(copy).answer(Ok(delivered(2)), &mut open);
-        assert_eq!(open.groups[&0].1, 1, "counted once");
         match first_delivery.try_outcome() {
             Ok(Ok(d)) => assert_eq!(d.offset, Some(1)),
             other => panic!("not the first outcome: {other:?}"),
         }
+        // Counted once: the group stays open until each of its other slots is answered.
+        let rest: Vec<_> = (1..GROUP).map(|_| handout.next()).collect();
+        for (i, (single, _)) in rest.into_iter().enumerate() {
+            assert_eq!(open.len(), 1, "let go after {i} more slots");
+            Reply::One(single).answer(Ok(delivered(i as i64)), &mut open);
+        }
+        assert_eq!(open.len(), 0, "let go once every slot is answered");
 
         let mut other = Handout::default();
         let (opener, _) = other.next();
@@ -739,9 +722,9 @@ mod tests {
         let group = Group::new();
         let filled = || group.filled.load(Ordering::Relaxed);
         assert!(group.take(5).is_none(), "nothing yet");
-        group.fill(5, Ok(delivered(5)));
-        group.fill(GROUP - 1, Ok(delivered(63)));
-        group.fill(GROUP + 3, Ok(delivered(0)));
+        group.fill(5, || Ok(delivered(5)));
+        group.fill(GROUP - 1, || Ok(delivered(63)));
+        group.fill(GROUP + 3, || Ok(delivered(0)));
         assert_eq!(filled(), bit(5) | bit(GROUP - 1));
         assert_eq!(group.take(5).unwrap().unwrap().offset, Some(5));
         assert!(group.take(5).is_none(), "read once");
@@ -768,13 +751,13 @@ mod tests {
             let mut singles: Vec<_> = singles.into_iter().enumerate().collect();
             for (_, single) in &mut singles {
                 if let Some(writer) = single.opens.take() {
-                    open.open(single.number, writer);
+                    open.groups.insert(single.number, writer);
                 }
             }
             // In groups of three: the last first.
             singles.sort_by_key(|(i, _)| (i / 3, std::cmp::Reverse(*i)));
             for (i, single) in singles {
-                open.answer(single, Ok(delivered(i as i64)));
+                Reply::One(single).answer(Ok(delivered(i as i64)), &mut open);
             }
             assert_eq!(open.len(), 0, "every group answered whole and let go");
         });
