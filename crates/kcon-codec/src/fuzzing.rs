@@ -245,6 +245,7 @@ fn decode_as(api: m::ApiKey, version: i16, frame: Bytes) {
         IncrementalAlterConfigs => m::IncrementalAlterConfigsRequest,
         GetTelemetrySubscriptions => m::GetTelemetrySubscriptionsRequest,
         PushTelemetry => m::PushTelemetryRequest,
+        DescribeTransactions => m::DescribeTransactionsRequest,
     )
 }
 

@@ -56,14 +56,14 @@ use kafka_protocol::messages::{
     AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiKey, ApiVersionsResponse,
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
     DeleteGroupsResponse, DescribeConfigsResponse, DescribeGroupsResponse,
-    DescribeShareGroupOffsetsResponse, EndTxnResponse, FetchResponse, FindCoordinatorResponse,
-    GetTelemetrySubscriptionsResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, PushTelemetryResponse,
-    SaslAuthenticateResponse, SaslHandshakeResponse, ShareAcknowledgeResponse, ShareFetchResponse,
-    ShareGroupDescribeResponse, ShareGroupHeartbeatResponse, SyncGroupResponse,
-    TxnOffsetCommitResponse,
+    DescribeShareGroupOffsetsResponse, DescribeTransactionsResponse, EndTxnResponse, FetchResponse,
+    FindCoordinatorResponse, GetTelemetrySubscriptionsResponse, HeartbeatResponse,
+    IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
+    OffsetDeleteResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse,
+    PushTelemetryResponse, SaslAuthenticateResponse, SaslHandshakeResponse,
+    ShareAcknowledgeResponse, ShareFetchResponse, ShareGroupDescribeResponse,
+    ShareGroupHeartbeatResponse, SyncGroupResponse, TxnOffsetCommitResponse,
 };
 
 use crate::share_offsets_v1::DescribeShareGroupOffsetsResponseV1;
@@ -331,6 +331,11 @@ const APIS: &[(ApiKey, Option<i16>, &[AnswerType])] = &[
         &[throttle::<TxnOffsetCommitResponse>()],
     ),
     (
+        ApiKey::DescribeTransactions,
+        Some(0),
+        &[throttle::<DescribeTransactionsResponse>()],
+    ),
+    (
         ApiKey::ShareGroupHeartbeat,
         Some(0),
         &[both::<ShareGroupHeartbeatResponse>()],
@@ -477,6 +482,7 @@ answers!(
     IncrementalAlterConfigsResponse: IncrementalAlterConfigs,
     GetTelemetrySubscriptionsResponse: GetTelemetrySubscriptions,
     PushTelemetryResponse: PushTelemetry,
+    DescribeTransactionsResponse: DescribeTransactions,
 );
 
 error_code_field!(
@@ -539,6 +545,7 @@ throttle_time_field!(
     IncrementalAlterConfigsResponse,
     GetTelemetrySubscriptionsResponse,
     PushTelemetryResponse,
+    DescribeTransactionsResponse,
 );
 
 impl TopLevelError for ShareFetchResponseV2 {

@@ -50,6 +50,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 5),
     (ApiKey::TxnOffsetCommit, 0, 5),
+    // Whether the last transaction's markers are written (at transaction version 2, before the
+    // next transaction's first Produce): v0, the only version there is.
+    (ApiKey::DescribeTransactions, 0, 0),
     // Share groups (KIP-932): v1, the first version Apache Kafka released; ShareFetch and
     // ShareAcknowledge v2 (Kafka 4.2: the acquire mode, lock renewal) through kcon's own
     // encoding of the fields v2 adds (`share_v2`: kafka-protocol 0.18 has v1 only).

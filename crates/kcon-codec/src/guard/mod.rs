@@ -104,6 +104,7 @@ const MESSAGES: &[&Message] = &[
     &share::DESCRIBE_SHARE_GROUP_OFFSETS,
     &admin::DESCRIBE_CONFIGS,
     &admin::INCREMENTAL_ALTER_CONFIGS,
+    &txn::DESCRIBE_TRANSACTIONS,
     &admin::GET_TELEMETRY_SUBSCRIPTIONS,
     &admin::PUSH_TELEMETRY,
 ];

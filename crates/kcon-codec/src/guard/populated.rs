@@ -15,12 +15,12 @@ use kafka_protocol::messages::{
     consumer_group_describe_response as cgd, consumer_group_heartbeat_response as cgh,
     create_topics_response as ct, delete_groups_response as dg, describe_configs_response as dc,
     describe_groups_response as dsg, describe_share_group_offsets_response as dsgo,
-    end_txn_response as et, fetch_response as fr, find_coordinator_response as fc,
-    get_telemetry_subscriptions_response as gts, heartbeat_response as hb,
-    incremental_alter_configs_response as iac, init_producer_id_response as ipi,
-    join_group_response as jg, leave_group_response as lg, list_groups_response as lsg,
-    list_offsets_response as lo, metadata_response as md, offset_commit_response as oc,
-    offset_delete_response as od, offset_fetch_response as of,
+    describe_transactions_response as dt, end_txn_response as et, fetch_response as fr,
+    find_coordinator_response as fc, get_telemetry_subscriptions_response as gts,
+    heartbeat_response as hb, incremental_alter_configs_response as iac,
+    init_producer_id_response as ipi, join_group_response as jg, leave_group_response as lg,
+    list_groups_response as lsg, list_offsets_response as lo, metadata_response as md,
+    offset_commit_response as oc, offset_delete_response as od, offset_fetch_response as of,
     offset_for_leader_epoch_response as ofle, produce_response as pr,
     push_telemetry_response as pt, sasl_authenticate_response as sa, sasl_handshake_response as sh,
     share_acknowledge_response as sak, share_fetch_response as sf,
@@ -1132,4 +1132,33 @@ pub(super) fn push_telemetry(_v: i16, alt: bool) -> pt::PushTelemetryResponse {
         .with_throttle_time_ms(3)
         .with_error_code(if alt { 117 } else { 0 })
         .with_unknown_tagged_field(UNKNOWN_TAG, unknown())
+}
+
+pub(super) fn describe_transactions(_v: i16, alt: bool) -> dt::DescribeTransactionsResponse {
+    let state = |id: &'static str, error_code: i16, state: &'static str| {
+        dt::TransactionState::default()
+            .with_error_code(error_code)
+            .with_transactional_id(kafka_protocol::messages::TransactionalId(s(id)))
+            .with_transaction_state(s(state))
+            .with_transaction_timeout_ms(60_000)
+            .with_transaction_start_time_ms(1_700_000_000_000)
+            .with_producer_id(ProducerId(9))
+            .with_producer_epoch(3)
+            .with_topics(vec![
+                dt::TopicData::default()
+                    .with_topic(TopicName(s("a")))
+                    .with_partitions(vec![0, 2]),
+            ])
+    };
+    let states = if alt {
+        vec![state("tx-2", 53, "")]
+    } else {
+        vec![
+            state("tx-1", 0, "PrepareCommit"),
+            state("tx-3", 0, "CompleteAbort"),
+        ]
+    };
+    dt::DescribeTransactionsResponse::default()
+        .with_throttle_time_ms(4)
+        .with_transaction_states(states)
 }

@@ -216,6 +216,11 @@ macro_rules! dispatch {
                 let $build = populated::push_telemetry;
                 $body
             }
+            ApiKey::DescribeTransactions => {
+                type $R = kafka_protocol::messages::DescribeTransactionsRequest;
+                let $build = populated::describe_transactions;
+                $body
+            }
             other => panic!("no populated response for {other:?}"),
         }
     };
@@ -302,10 +307,10 @@ fn every_supported_version_round_trips_through_the_guard() {
         }
         pairs += 1;
     }
-    // 36 APIs; a change to SUPPORTED should be a deliberate change here too (Produce v12,
+    // 37 APIs; a change to SUPPORTED should be a deliberate change here too (Produce v12,
     // EndTxn v5 and TxnOffsetCommit v5: transaction version 2; GetTelemetrySubscriptions and
-    // PushTelemetry v0: KIP-714).
-    assert_eq!(pairs, 179);
+    // PushTelemetry v0: KIP-714; DescribeTransactions v0).
+    assert_eq!(pairs, 180);
 }
 
 #[test]
@@ -752,6 +757,21 @@ fn each_array_allocates_under_64_bytes_per_input_byte() {
             ApiKey::IncrementalAlterConfigs,
             "responses",
             size_of::<iac::AlterConfigsResourceResponse>(),
+        ),
+        (
+            ApiKey::DescribeTransactions,
+            "transaction_states",
+            size_of::<kafka_protocol::messages::describe_transactions_response::TransactionState>(),
+        ),
+        (
+            ApiKey::DescribeTransactions,
+            "transaction_states.topics",
+            size_of::<kafka_protocol::messages::describe_transactions_response::TopicData>(),
+        ),
+        (
+            ApiKey::DescribeTransactions,
+            "transaction_states.topics.partitions",
+            size_of::<i32>(),
         ),
         (
             ApiKey::GetTelemetrySubscriptions,

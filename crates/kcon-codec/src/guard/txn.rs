@@ -1,5 +1,5 @@
 //! Schemas of the transaction responses a transactional producer reads: AddPartitionsToTxn,
-//! AddOffsetsToTxn, TxnOffsetCommit, EndTxn.
+//! AddOffsetsToTxn, TxnOffsetCommit, EndTxn, DescribeTransactions.
 //!
 //! Field order, versions and nullability follow kafka-protocol 0.18's generated decoders.
 //! AddPartitionsToTxn is covered at v0-v3 only: from v4 its answer is the brokers' batched form
@@ -8,7 +8,9 @@
 use kafka_protocol::messages::ApiKey;
 
 use super::schema::Ty::{I16, I32, I64, Str};
-use super::schema::{ALL, Field, Message, StructDef, array, only, since, structs, until};
+use super::schema::{
+    ALL, Field, I32_ARRAY, Message, StructDef, array, only, since, structs, until,
+};
 
 pub(super) const ADD_PARTITIONS_TO_TXN: Message = Message {
     api_key: ApiKey::AddPartitionsToTxn,
@@ -81,5 +83,33 @@ structs! {
         error_code: I16, ALL;
         producer_id: I64, since(5);
         producer_epoch: I16, since(5);
+    }
+}
+
+pub(super) const DESCRIBE_TRANSACTIONS: Message = Message {
+    api_key: ApiKey::DescribeTransactions,
+    versions: only(0, 0),
+    flexible: 0,
+    body: &DESCRIBE_TRANSACTIONS_BODY,
+};
+
+structs! {
+    DESCRIBE_TRANSACTIONS_BODY = "" {
+        throttle_time_ms: I32, ALL;
+        transaction_states: array(&DESCRIBE_TRANSACTIONS_STATE), ALL;
+    }
+    DESCRIBE_TRANSACTIONS_STATE = "transaction_states." {
+        error_code: I16, ALL;
+        transactional_id: Str, ALL;
+        transaction_state: Str, ALL;
+        transaction_timeout_ms: I32, ALL;
+        transaction_start_time_ms: I64, ALL;
+        producer_id: I64, ALL;
+        producer_epoch: I16, ALL;
+        topics: array(&DESCRIBE_TRANSACTIONS_TOPIC), ALL;
+    }
+    DESCRIBE_TRANSACTIONS_TOPIC = "transaction_states.topics." {
+        topic: Str, ALL;
+        partitions: I32_ARRAY, ALL;
     }
 }
