@@ -239,5 +239,13 @@ async fn a_scrape_parsed_by_prometheus_client_equals_the_producer_metrics() {
         m.batches_delivered as f64
     );
     assert_eq!(get("kcon_producer_retries_total"), m.retries as f64);
+    assert_eq!(
+        get("kcon_producer_marker_checks_total"),
+        m.marker_checks as f64
+    );
+    assert_eq!(
+        get("kcon_producer_marker_waits_total"),
+        m.marker_waits as f64
+    );
     producer.close().await.expect("the producer closes");
 }

@@ -21,9 +21,10 @@ use kcon_codec::kafka_protocol::messages::produce_request::{
 };
 use kcon_codec::kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
-    TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::NewRecord;
@@ -76,6 +77,9 @@ pub enum Request {
     /// Commit or abort the transaction, at the transaction coordinator, at the versions of the
     /// transaction protocol.
     EndTxn(EndTxnRequest, TxnProtocol),
+    /// Ask the transaction coordinator what state the transaction is in (whether the last
+    /// one's markers are written), at transaction version 2 only.
+    DescribeTransactions(DescribeTransactionsRequest),
 }
 
 /// The pool's result of a [`Request`], its error kept whole: whether it is retriable, and what
@@ -99,6 +103,8 @@ pub enum Response {
     TxnOffsetCommit(Result<TxnOffsetCommitResponse, kcon_pool::Error>),
     /// The answer to [`Request::EndTxn`].
     EndTxn(Result<EndTxnResponse, kcon_pool::Error>),
+    /// The answer to [`Request::DescribeTransactions`].
+    DescribeTransactions(Result<DescribeTransactionsResponse, kcon_pool::Error>),
 }
 
 /// What the machine tells its driver.

@@ -94,6 +94,13 @@ pub struct ProducerMetrics {
     pub records_failed: u64,
     /// Batches sent again after a retriable failure.
     pub retries: u64,
+    /// Transaction version 2: times the transaction coordinator answered whether the last
+    /// transaction's markers were written, asked before the next transaction's first Produce
+    /// when it began soon after the last ended.
+    pub marker_checks: u64,
+    /// Transaction version 2: transactions whose first Produce (or offsets) waited because
+    /// the coordinator said the last transaction's markers were still being written.
+    pub marker_waits: u64,
 }
 
 /// A handle that reads a producer's metrics from any task or thread, while the producer runs
@@ -117,6 +124,8 @@ impl ProducerMetricsHandle {
             batches_delivered: s.batches_delivered.load(Ordering::Relaxed),
             records_failed: s.records_failed.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
+            marker_checks: s.marker_checks.load(Ordering::Relaxed),
+            marker_waits: s.marker_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -151,6 +160,8 @@ pub(crate) struct Counters {
     pub(crate) batches_delivered: AtomicU64,
     pub(crate) records_failed: AtomicU64,
     pub(crate) retries: AtomicU64,
+    pub(crate) marker_checks: AtomicU64,
+    pub(crate) marker_waits: AtomicU64,
 }
 
 impl Counters {

@@ -187,6 +187,9 @@ async fn carry(
             let (lo, hi) = protocol.versions(ApiKey::EndTxn);
             Response::EndTxn(send_within(pool, target, &r, lo, hi).await)
         }
+        Request::DescribeTransactions(r) => {
+            Response::DescribeTransactions(pool.send(target, &r).await)
+        }
     }
 }
 

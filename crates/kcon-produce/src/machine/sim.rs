@@ -21,6 +21,7 @@ use kcon_codec::kafka_protocol::ResponseError as E;
 use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kcon_codec::kafka_protocol::messages::describe_transactions_response::TransactionState;
 use kcon_codec::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
@@ -28,9 +29,9 @@ use kcon_codec::kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kcon_codec::kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse,
-    InitProducerIdResponse, MetadataResponse, ProduceResponse, ProducerId, TopicName,
-    TxnOffsetCommitResponse, metadata_response::MetadataResponseBroker,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, BrokerId, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdResponse, MetadataResponse, ProduceResponse,
+    ProducerId, TopicName, TxnOffsetCommitResponse, metadata_response::MetadataResponseBroker,
     metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
@@ -133,6 +134,8 @@ pub enum Api {
     EndTxn,
     /// Produce.
     Produce,
+    /// DescribeTransactions.
+    Describe,
 }
 
 impl Api {
@@ -146,6 +149,7 @@ impl Api {
             Request::AddOffsetsToTxn(_) => Some(Api::AddOffsets),
             Request::TxnOffsetCommit(..) => Some(Api::TxnOffsetCommit),
             Request::EndTxn(..) => Some(Api::EndTxn),
+            Request::DescribeTransactions(_) => Some(Api::Describe),
             Request::Metadata(_) => None,
         }
     }
@@ -627,6 +631,32 @@ impl Cluster {
                     );
                 }
                 Response::Produce(Ok(ProduceResponse::default().with_responses(topics)))
+            }
+            Request::DescribeTransactions(r) => {
+                let code = self.error_for(Api::Describe);
+                let state = match (&self.completing, &self.open, self.last_end) {
+                    (Some(c), _, _) if c.committed => "PrepareCommit",
+                    (Some(_), _, _) => "PrepareAbort",
+                    (None, Some(_), _) => "Ongoing",
+                    (None, None, Some((_, true))) => "CompleteCommit",
+                    (None, None, Some((_, false))) => "CompleteAbort",
+                    (None, None, None) => "Empty",
+                };
+                let states = r
+                    .transactional_ids
+                    .into_iter()
+                    .map(|id| {
+                        TransactionState::default()
+                            .with_transactional_id(id)
+                            .with_error_code(code)
+                            .with_transaction_state(StrBytes::from_static_str(state))
+                            .with_producer_id(ProducerId(self.producer_id))
+                            .with_producer_epoch(self.epoch)
+                    })
+                    .collect();
+                Response::DescribeTransactions(Ok(
+                    DescribeTransactionsResponse::default().with_transaction_states(states)
+                ))
             }
             Request::Metadata(_) => Response::Metadata(Ok(metadata_of(2))),
         }

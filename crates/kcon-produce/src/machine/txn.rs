@@ -56,6 +56,12 @@
 //!   leader's INVALID_PRODUCER_EPOCH (the coordinator aborted the transaction), the abort is an
 //!   EndTxn at the old epoch, which the coordinator answers with the new one.
 //!
+//! At version 2 the coordinator answers EndTxn before it writes the transaction's markers, and
+//! a partition leader holds a Produce of the next transaction that comes before them (for
+//! 20 ms or more at Apache Kafka's defaults; see [`Settling`]): after an end, the next
+//! transaction's first Produce and TxnOffsetCommit wait until DescribeTransactions no longer
+//! says the end is being prepared.
+//!
 //! The producer picks its protocol when `init_transactions` succeeds, from the finalized
 //! `transaction.version` the coordinator's broker reports in ApiVersions, and keeps it: a
 //! cluster upgraded later is spoken to at version 1 until the next producer initializes (the
@@ -65,7 +71,7 @@
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::ResponseError;
 use kcon_codec::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -73,8 +79,9 @@ use kcon_codec::kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kcon_codec::kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest,
-    GroupId, InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, GroupId,
+    InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
 };
 use kcon_codec::kafka_protocol::protocol::StrBytes;
@@ -86,6 +93,7 @@ use tracing::{debug, warn};
 
 use super::{Event, Request, SenderMachine};
 use crate::error::{ErrorKind, ProduceError};
+use crate::producer::Counters;
 
 /// The transaction protocol a transactional producer speaks (KIP-890; see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +221,37 @@ pub(crate) enum TxnState {
     Fatal(ProduceError),
 }
 
+/// How long after an EndTxn is answered at transaction version 2 the next transaction asks
+/// whether the last one's markers are written before its first Produce goes. A partition
+/// leader that gets the Produce while they are not yet written (the coordinator answers
+/// EndTxn once the outcome is decided, and writes the markers after) holds it for
+/// `add.partitions.to.txn.retry.backoff.ms` (20 ms, growing to 100 ms, at Apache Kafka's
+/// defaults) before it asks the coordinator again; past this, asking gains nothing over the
+/// leader's own wait.
+pub(crate) const SETTLE_FOR: Duration = Duration::from_millis(100);
+
+/// The wait between two DescribeTransactions while the markers are being written: 1 ms,
+/// doubling up to 8, with jitter.
+fn settle_backoff() -> ExponentialBackoff {
+    ExponentialBackoff::new(Duration::from_millis(1), Duration::from_millis(8))
+}
+
+/// The last transaction ended at transaction version 2, and its markers may still be being
+/// written: the next transaction asks the coordinator (DescribeTransactions) before its first
+/// Produce or TxnOffsetCommit goes, and again after a short wait while the coordinator says it
+/// is preparing the end. Apache Kafka's leader would hold that Produce (its group coordinator
+/// refuses the TxnOffsetCommit as CONCURRENT_TRANSACTIONS) for far longer than the markers
+/// take.
+#[derive(Debug)]
+struct Settling {
+    /// Past this the next transaction goes without asking ([`SETTLE_FOR`] after the end).
+    until: Instant,
+    /// When the next DescribeTransactions may go.
+    next: Instant,
+    /// DescribeTransactions answered that the end was still being prepared, so far.
+    asks: u32,
+}
+
 /// Offsets on their way into the transaction.
 #[derive(Debug)]
 struct OffsetsStep {
@@ -226,11 +265,17 @@ struct OffsetsStep {
 /// What a transaction request out is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Out {
-    Init { bump: bool },
+    Init {
+        bump: bool,
+    },
     AddPartitions(Vec<TopicPartition>),
     AddOffsets,
     CommitOffsets,
-    End { commit: bool },
+    End {
+        commit: bool,
+    },
+    /// DescribeTransactions: are the last transaction's markers written?
+    Settle,
 }
 
 /// What an error code means to a transaction request.
@@ -304,6 +349,13 @@ pub(super) struct Transactions {
     /// When the transaction under way began: the coordinator times it out
     /// `transaction.timeout.ms` after its first partition was added, at the earliest.
     begun_at: Option<Instant>,
+    /// Under transaction version 2, the last transaction ended lately and its markers may
+    /// still be being written: the next transaction's first Produce and TxnOffsetCommit wait
+    /// until the coordinator says they are (see [`Settling`]).
+    settling: Option<Settling>,
+    /// The coordinator cannot say (DescribeTransactions unsupported or refused): the next
+    /// transactions go without asking.
+    settle_unanswerable: bool,
     /// The tries of the request under way: its backoff, and a WARN line once it keeps
     /// failing. Started over for each kind of request.
     tries: FailureTracker,
@@ -336,6 +388,8 @@ impl Transactions {
             bump_wanted: false,
             aborted_by_coordinator: false,
             begun_at: None,
+            settling: None,
+            settle_unanswerable: false,
             tries: FailureTracker::new(ApiKey::InitProducerId, String::new(), backoff),
             call: None,
             kept: None,
@@ -399,10 +453,20 @@ impl Transactions {
                 .and_then(|g| g.retry_at(self.wants_group_coordinator())),
         ];
         let retry = self.tries.retry_at().filter(|_| self.out.is_none());
+        // The next ask once none is out; the end of the wait even while one is (the
+        // transaction goes then, whenever that answer comes).
+        let settle = self.settling.as_ref().map(|s| {
+            if self.out.is_none() {
+                s.next.min(s.until)
+            } else {
+                s.until
+            }
+        });
         lookups
             .into_iter()
             .flatten()
             .chain(retry)
+            .chain(settle)
             .filter(|&at| at > now)
             .min()
     }
@@ -887,6 +951,35 @@ impl<T> SenderMachine<T> {
         let Some(t) = self.txn.as_mut() else {
             return;
         };
+        if t.settling.as_ref().is_some_and(|s| now >= s.until) {
+            t.settling = None;
+        }
+        // Nothing waits to join the transaction (a commit of nothing goes on below).
+        let joining = self.acc.partitions().any(|tp| !t.added.contains(tp)) || t.offsets.is_some();
+        if t.protocol == TxnProtocol::V2
+            && matches!(t.state, TxnState::InTransaction | TxnState::Committing)
+            && joining
+            && let Some(settling) = &t.settling
+        {
+            if t.out.is_some() || now < settling.next {
+                return;
+            }
+            let Some(coordinator) = t.coordinator.known().cloned() else {
+                return;
+            };
+            let request = DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(t.id.clone()))]);
+            let id = self.ids.next_id();
+            t.out = Some((id, Out::Settle));
+            self.requests.push_back(Outgoing {
+                id,
+                target: Target::Coordinator(coordinator),
+                request: Request::DescribeTransactions(request),
+                // Its answer is of no use past the wait.
+                timeout: Some(SETTLE_FOR),
+            });
+            return;
+        }
         if t.protocol == TxnProtocol::V2
             && matches!(t.state, TxnState::InTransaction | TxnState::Committing)
         {
@@ -1040,6 +1133,7 @@ impl<T> SenderMachine<T> {
             Out::AddOffsets => ApiKey::AddOffsetsToTxn,
             Out::CommitOffsets => ApiKey::TxnOffsetCommit,
             Out::End { .. } => ApiKey::EndTxn,
+            Out::Settle => unreachable!("sent above"),
         });
         let id = self.ids.next_id();
         t.out = Some((id, out));
@@ -1182,6 +1276,33 @@ impl<T> SenderMachine<T> {
                 );
                 self.offsets_committed(now, random, answer);
             }
+            Out::Settle => {
+                let preparing = settle_answer(&t.id, result);
+                if preparing.is_ok() {
+                    Counters::add(&self.stats.marker_checks, 1);
+                }
+                match preparing {
+                    Ok(true) => {
+                        if let Some(s) = t.settling.as_mut() {
+                            if s.asks == 0 {
+                                Counters::add(&self.stats.marker_waits, 1);
+                            }
+                            s.next = now + settle_backoff().delay(s.asks, random);
+                            s.asks += 1;
+                        }
+                    }
+                    Ok(false) => t.settling = None,
+                    Err(Settle::Unanswerable(why)) => {
+                        debug!(transactional_id = %t.id, "{why}: transactions go without asking whether the last one's markers are written");
+                        t.settle_unanswerable = true;
+                        t.settling = None;
+                    }
+                    Err(Settle::Failed(why)) => {
+                        debug!(transactional_id = %t.id, "{why}: the transaction goes without waiting for the last one's markers");
+                        t.settling = None;
+                    }
+                }
+            }
             Out::End { commit } => {
                 let what = if commit {
                     "committing the transaction"
@@ -1209,6 +1330,13 @@ impl<T> SenderMachine<T> {
                     }
                     let t = self.txn.as_mut().expect("checked above");
                     t.ended = true;
+                    if t.protocol == TxnProtocol::V2 && !t.settle_unanswerable {
+                        t.settling = Some(Settling {
+                            until: now + SETTLE_FOR,
+                            next: now,
+                            asks: 0,
+                        });
+                    }
                     if commit {
                         t.state = TxnState::Ready;
                         t.offsets = None;
@@ -1578,4 +1706,50 @@ pub(crate) fn txn_offset_commit_at(
         }
     }
     request
+}
+
+/// Why a DescribeTransactions told nothing of the markers.
+enum Settle {
+    /// The coordinator cannot say, now or later (the API unsupported, the request refused).
+    Unanswerable(String),
+    /// This time only (a lost connection, a coordinator moving).
+    Failed(String),
+}
+
+/// Whether the coordinator's answer to DescribeTransactions says the last transaction of
+/// `id` is still being ended (`PrepareCommit`, `PrepareAbort`, `PrepareEpochFence`: its
+/// markers are not all written).
+fn settle_answer(
+    id: &str,
+    result: Result<super::Response, RequestFailure>,
+) -> Result<bool, Settle> {
+    let answer: DescribeTransactionsResponse = match result {
+        Ok(super::Response::DescribeTransactions(Ok(a))) => a,
+        Ok(super::Response::DescribeTransactions(Err(e))) if e.is_retriable() => {
+            return Err(Settle::Failed(format!("DescribeTransactions: {e}")));
+        }
+        Ok(super::Response::DescribeTransactions(Err(e))) => {
+            return Err(Settle::Unanswerable(format!("DescribeTransactions: {e}")));
+        }
+        Ok(_) => {
+            return Err(Settle::Failed(
+                "not a DescribeTransactions answer".to_owned(),
+            ));
+        }
+        Err(f) => return Err(Settle::Failed(format!("DescribeTransactions: {f}"))),
+    };
+    let Some(state) = answer
+        .transaction_states
+        .iter()
+        .find(|s| s.transactional_id.0.as_str() == id)
+    else {
+        return Err(Settle::Failed(
+            "DescribeTransactions answered without the transactional id".to_owned(),
+        ));
+    };
+    match ResponseError::try_from_code(state.error_code) {
+        None => Ok(state.transaction_state.as_str().starts_with("Prepare")),
+        Some(e) if e.is_retriable() => Err(Settle::Failed(format!("DescribeTransactions: {e}"))),
+        Some(e) => Err(Settle::Unanswerable(format!("DescribeTransactions: {e}"))),
+    }
 }

@@ -977,3 +977,250 @@ fn at_transaction_version_2_a_commit_after_the_coordinator_timed_the_transaction
     assert_eq!(e.code(), Some(E::InvalidTxnState), "{e}");
     assert_eq!(cluster.committed_records(), BTreeMap::new());
 }
+
+/// The APIs the cluster saw from index `from` on.
+fn seen_since(cluster: &Cluster, from: usize) -> Vec<Api> {
+    cluster.seen[from..].to_vec()
+}
+
+/// At transaction version 2, a transaction begun while the last one's markers are still being
+/// written: its first Produce waits while the coordinator says the end is being prepared
+/// (DescribeTransactions, asked again after a wait of a few milliseconds), and goes once the
+/// markers are written; no batch meets the unwritten markers, and the transaction commits.
+#[test]
+fn at_transaction_version_2_the_next_transaction_waits_for_the_last_ones_markers() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    cluster.hold_markers = true;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert!(cluster.completing.is_some(), "the markers are held");
+    let from = cluster.seen.len();
+    let ended_at = now;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 1, now));
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_millis(20),
+    );
+    let asked = seen_since(&cluster, from);
+    assert!(
+        asked.len() >= 3 && asked.iter().all(|a| *a == Api::Describe),
+        "{asked:?}"
+    );
+    assert!(now > ended_at, "the asks waited between them");
+    assert_eq!(seen.delivered, [1]);
+    assert!(cluster.write_markers());
+    let commit = m.transaction(now, TxnCall::Commit);
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    assert!(
+        seen.calls.iter().any(|(c, _, r)| *c == commit && r.is_ok()),
+        "{:?}",
+        seen.calls
+    );
+    let after: Vec<Api> = seen_since(&cluster, from)
+        .into_iter()
+        .skip_while(|a| *a == Api::Describe)
+        .collect();
+    assert_eq!(
+        after,
+        [Api::Produce, Api::EndTxn],
+        "one batch, met no markers"
+    );
+    assert_eq!(
+        cluster.committed_records(),
+        BTreeMap::from([(0, 1), (1, 1)])
+    );
+    assert_eq!(seen.delivered, [1, 2]);
+}
+
+/// Offsets sent at the start of a transaction that begins while the last one's markers are
+/// being written wait for them the same: the group coordinator would refuse them
+/// (CONCURRENT_TRANSACTIONS) and they would go again only after `retry.backoff.ms`.
+#[test]
+fn at_transaction_version_2_offsets_wait_for_the_last_transactions_markers() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    cluster.hold_markers = true;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    let from = cluster.seen.len();
+    let sent = m.transaction(
+        now,
+        TxnCall::SendOffsets {
+            offsets: offsets(8),
+            group: group(3),
+        },
+    );
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_millis(10),
+    );
+    let asked = seen_since(&cluster, from);
+    assert!(asked.contains(&Api::Describe), "{asked:?}");
+    assert!(!asked.contains(&Api::TxnOffsetCommit), "{asked:?}");
+    assert!(cluster.write_markers());
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_secs(1),
+    );
+    assert!(seen.calls.iter().any(|(c, _, r)| *c == sent && r.is_ok()));
+    let offset_commits = seen_since(&cluster, from)
+        .into_iter()
+        .filter(|a| *a == Api::TxnOffsetCommit)
+        .count();
+    assert_eq!(offset_commits, 1, "{:?}", cluster.seen);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.offsets, BTreeMap::from([(0, 8)]));
+}
+
+/// Markers that take longer than the leader's own wait: the next transaction stops asking
+/// [`SETTLE_FOR`](crate::machine::txn::SETTLE_FOR) after the end, and its Produce goes (the
+/// model's leader refuses it while the markers are unwritten, where Apache Kafka's holds it).
+#[test]
+fn at_transaction_version_2_the_wait_for_the_markers_ends_after_a_while() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    cluster.hold_markers = true;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    let ended_at = now;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    let from = cluster.seen.len();
+    m.record(now, record_to(2, 0, now));
+    let settle = crate::machine::txn::SETTLE_FOR;
+    let before = settle - Duration::from_millis(1);
+    run(&mut m, &mut cluster, &mut now, &mut seen, before);
+    assert!(!cluster.seen[from..].contains(&Api::Produce));
+    let asks = cluster.seen[from..].len();
+    assert!((5..=30).contains(&asks), "asked {asks} times in {settle:?}");
+    run(
+        &mut m,
+        &mut cluster,
+        &mut now,
+        &mut seen,
+        Duration::from_millis(10),
+    );
+    assert!(now >= ended_at + settle);
+    assert!(
+        cluster.seen[from + asks..].contains(&Api::Produce),
+        "{:?}",
+        cluster.seen
+    );
+    assert!(!cluster.seen[from + asks..].contains(&Api::Describe));
+    // The model's leader refuses the batch while the markers are unwritten: the transaction
+    // aborts, and the next one, which asks once and finds the abort complete, commits.
+    assert!(cluster.write_markers());
+    let e = call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap_err();
+    assert_eq!(e.outcome(), ErrorOutcome::Abort, "{e}");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Abort).unwrap();
+    let from = cluster.seen.len();
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(3, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(
+        seen_since(&cluster, from),
+        [Api::Describe, Api::Produce, Api::EndTxn]
+    );
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 2)]));
+}
+
+/// A coordinator that refuses DescribeTransactions: the transaction goes at once, and the
+/// next ones do not ask again; a transaction begun long after the last one ended does not ask;
+/// at transaction version 1 nothing asks.
+#[test]
+fn the_wait_for_the_markers_is_skipped_when_it_cannot_help() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    cluster.push_error(Api::Describe, E::TransactionalIdAuthorizationFailed);
+    for i in 0..3 {
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(i, 0, now));
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    }
+    let describes = cluster.seen.iter().filter(|a| **a == Api::Describe).count();
+    assert_eq!(
+        describes, 1,
+        "refused once, then not asked: {:?}",
+        cluster.seen
+    );
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 3)]));
+
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    now += crate::machine::txn::SETTLE_FOR;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert!(!cluster.seen.contains(&Api::Describe), "{:?}", cluster.seen);
+
+    let (mut m, mut cluster, mut now, mut seen) = started();
+    for i in 0..2 {
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(i, 0, now));
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    }
+    assert!(!cluster.seen.contains(&Api::Describe), "{:?}", cluster.seen);
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 2)]));
+}
+
+/// A DescribeTransactions whose answer does not come: the transaction's Produce goes once
+/// [`SETTLE_FOR`](crate::machine::txn::SETTLE_FOR) has passed since the last end, the ask
+/// still out; its late answer changes nothing.
+#[test]
+fn a_describe_never_answered_holds_the_transaction_no_longer_than_the_wait() {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    let ended_at = now;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(2, 0, now));
+    let ask = m.poll_request(now).expect("a DescribeTransactions");
+    assert!(
+        matches!(ask.request, Request::DescribeTransactions(_)),
+        "{:?}",
+        ask.request
+    );
+    assert_eq!(ask.timeout, Some(crate::machine::txn::SETTLE_FOR));
+    assert!(
+        m.poll_request(now).is_none(),
+        "nothing else while it is out"
+    );
+    // The machine's timers (the linger, then the end of the wait) until a request goes.
+    let produce = loop {
+        let at = m.poll_timeout().expect("a wake until the end of the wait");
+        assert!(at <= ended_at + crate::machine::txn::SETTLE_FOR);
+        now = at;
+        m.handle_timeout(now);
+        if let Some(out) = m.poll_request(now) {
+            break out;
+        }
+    };
+    assert!(matches!(produce.request, Request::Produce(..)));
+    assert_eq!(now, ended_at + crate::machine::txn::SETTLE_FOR);
+    let answer = cluster.reply(produce.request);
+    m.handle_response(now, produce.id, answer);
+    let late = cluster.reply(ask.request);
+    m.handle_response(now, ask.id, late);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 2)]));
+    assert_eq!(seen.delivered, [1, 2]);
+}
