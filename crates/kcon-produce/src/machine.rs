@@ -78,7 +78,7 @@ pub enum Request {
     /// transaction protocol.
     EndTxn(EndTxnRequest, TxnProtocol),
     /// Ask the transaction coordinator what state the transaction is in (whether the last
-    /// one's markers are written), at transaction version 2 only.
+    /// one's markers are written).
     DescribeTransactions(DescribeTransactionsRequest),
 }
 

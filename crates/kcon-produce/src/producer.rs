@@ -94,12 +94,12 @@ pub struct ProducerMetrics {
     pub records_failed: u64,
     /// Batches sent again after a retriable failure.
     pub retries: u64,
-    /// Transaction version 2: times the transaction coordinator answered whether the last
-    /// transaction's markers were written, asked before the next transaction's first Produce
-    /// when it began soon after the last ended.
+    /// Times the transaction coordinator answered whether the last transaction's markers
+    /// were written, asked before the next transaction added a partition or offsets when it
+    /// began soon after the last ended.
     pub marker_checks: u64,
-    /// Transaction version 2: transactions whose first Produce (or offsets) waited because
-    /// the coordinator said the last transaction's markers were still being written.
+    /// Transactions whose first partition or offsets waited because the coordinator said the
+    /// last transaction's markers were still being written.
     pub marker_waits: u64,
 }
 

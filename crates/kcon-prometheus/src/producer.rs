@@ -19,8 +19,8 @@ use crate::series::{Value, base_labels};
 /// | `kcon_producer_batches_delivered_total` | counter | batches the brokers acknowledged |
 /// | `kcon_producer_records_failed_total` | counter | records that failed |
 /// | `kcon_producer_retries_total` | counter | batches sent again after a retriable failure |
-/// | `kcon_producer_marker_checks_total` | counter | transaction version 2: answers of the transaction coordinator on whether the last transaction's markers were written, asked before the next one's first Produce |
-/// | `kcon_producer_marker_waits_total` | counter | transaction version 2: transactions whose first Produce waited for the last one's markers |
+/// | `kcon_producer_marker_checks_total` | counter | answers of the transaction coordinator on whether the last transaction's markers were written, asked before the next one added anything |
+/// | `kcon_producer_marker_waits_total` | counter | transactions whose first partition or offsets waited for the last one's markers |
 ///
 /// Label: `client_id`.
 #[derive(Debug, Clone)]
@@ -63,13 +63,13 @@ impl Collector for ProducerCollector {
             (
                 "kcon_producer_marker_checks",
                 "Answers on whether the last transaction's markers were written, asked before \
-                 the next transaction's first Produce (transaction version 2).",
+                 the next transaction added anything.",
                 m.marker_checks,
             ),
             (
                 "kcon_producer_marker_waits",
-                "Transactions whose first Produce waited for the last transaction's markers \
-                 (transaction version 2).",
+                "Transactions whose first partition or offsets waited for the last \
+                 transaction's markers.",
                 m.marker_waits,
             ),
         ];

@@ -56,11 +56,13 @@
 //!   leader's INVALID_PRODUCER_EPOCH (the coordinator aborted the transaction), the abort is an
 //!   EndTxn at the old epoch, which the coordinator answers with the new one.
 //!
-//! At version 2 the coordinator answers EndTxn before it writes the transaction's markers, and
-//! a partition leader holds a Produce of the next transaction that comes before them (for
-//! 20 ms or more at Apache Kafka's defaults; see [`Settling`]): after an end, the next
-//! transaction's first Produce and TxnOffsetCommit wait until DescribeTransactions no longer
-//! says the end is being prepared.
+//! The coordinator answers EndTxn before it writes the transaction's markers, and refuses to
+//! add to the next transaction until they are written: at version 1 it answers the first
+//! AddPartitionsToTxn CONCURRENT_TRANSACTIONS (sent again after `retry.backoff.ms`), at
+//! version 2 the partition's leader holds the first Produce for 20 ms or more (see
+//! [`Settling`]). So after an end, what the next transaction adds first (AddPartitionsToTxn or
+//! AddOffsetsToTxn at version 1; Produce or TxnOffsetCommit at version 2) waits until
+//! DescribeTransactions no longer says the end is being prepared.
 //!
 //! The producer picks its protocol when `init_transactions` succeeds, from the finalized
 //! `transaction.version` the coordinator's broker reports in ApiVersions, and keeps it: a
@@ -221,13 +223,14 @@ pub(crate) enum TxnState {
     Fatal(ProduceError),
 }
 
-/// How long after an EndTxn is answered at transaction version 2 the next transaction asks
-/// whether the last one's markers are written before its first Produce goes. A partition
-/// leader that gets the Produce while they are not yet written (the coordinator answers
-/// EndTxn once the outcome is decided, and writes the markers after) holds it for
+/// How long after an EndTxn is answered the next transaction asks whether the last one's
+/// markers are written before it adds anything. The coordinator answers EndTxn once the
+/// outcome is decided and writes the markers after; what comes before them waits: at
+/// transaction version 2 a partition leader holds the Produce for
 /// `add.partitions.to.txn.retry.backoff.ms` (20 ms, growing to 100 ms, at Apache Kafka's
-/// defaults) before it asks the coordinator again; past this, asking gains nothing over the
-/// leader's own wait.
+/// defaults) before it asks the coordinator again, at version 1 the AddPartitionsToTxn is
+/// refused and sent again after `retry.backoff.ms` (100 ms by default). Past this, asking gains
+/// nothing over those waits.
 pub(crate) const SETTLE_FOR: Duration = Duration::from_millis(100);
 
 /// The wait between two DescribeTransactions while the markers are being written: 1 ms,
@@ -236,12 +239,11 @@ fn settle_backoff() -> ExponentialBackoff {
     ExponentialBackoff::new(Duration::from_millis(1), Duration::from_millis(8))
 }
 
-/// The last transaction ended at transaction version 2, and its markers may still be being
-/// written: the next transaction asks the coordinator (DescribeTransactions) before its first
-/// Produce or TxnOffsetCommit goes, and again after a short wait while the coordinator says it
-/// is preparing the end. Apache Kafka's leader would hold that Produce (its group coordinator
-/// refuses the TxnOffsetCommit as CONCURRENT_TRANSACTIONS) for far longer than the markers
-/// take.
+/// The last transaction ended, and its markers may still be being written: the next
+/// transaction asks the coordinator (DescribeTransactions) before it adds a partition or
+/// offsets (at version 2: before its first Produce or TxnOffsetCommit goes), and again after a
+/// short wait while the coordinator says it is preparing the end. What came before the markers
+/// would wait far longer than they take (see [`SETTLE_FOR`]).
 #[derive(Debug)]
 struct Settling {
     /// Past this the next transaction goes without asking ([`SETTLE_FOR`] after the end).
@@ -349,9 +351,9 @@ pub(super) struct Transactions {
     /// When the transaction under way began: the coordinator times it out
     /// `transaction.timeout.ms` after its first partition was added, at the earliest.
     begun_at: Option<Instant>,
-    /// Under transaction version 2, the last transaction ended lately and its markers may
-    /// still be being written: the next transaction's first Produce and TxnOffsetCommit wait
-    /// until the coordinator says they are (see [`Settling`]).
+    /// The last transaction ended lately and its markers may still be being written: what
+    /// the next transaction adds first waits until the coordinator says they are (see
+    /// [`Settling`]).
     settling: Option<Settling>,
     /// The coordinator cannot say (DescribeTransactions unsupported or refused): the next
     /// transactions go without asking.
@@ -956,8 +958,7 @@ impl<T> SenderMachine<T> {
         }
         // Nothing waits to join the transaction (a commit of nothing goes on below).
         let joining = self.acc.partitions().any(|tp| !t.added.contains(tp)) || t.offsets.is_some();
-        if t.protocol == TxnProtocol::V2
-            && matches!(t.state, TxnState::InTransaction | TxnState::Committing)
+        if matches!(t.state, TxnState::InTransaction | TxnState::Committing)
             && joining
             && let Some(settling) = &t.settling
         {
@@ -1330,7 +1331,7 @@ impl<T> SenderMachine<T> {
                     }
                     let t = self.txn.as_mut().expect("checked above");
                     t.ended = true;
-                    if t.protocol == TxnProtocol::V2 && !t.settle_unanswerable {
+                    if !t.settle_unanswerable {
                         t.settling = Some(Settling {
                             until: now + SETTLE_FOR,
                             next: now,

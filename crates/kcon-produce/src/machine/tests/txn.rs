@@ -983,111 +983,120 @@ fn seen_since(cluster: &Cluster, from: usize) -> Vec<Api> {
     cluster.seen[from..].to_vec()
 }
 
-/// At transaction version 2, a transaction begun while the last one's markers are still being
-/// written: its first Produce waits while the coordinator says the end is being prepared
-/// (DescribeTransactions, asked again after a wait of a few milliseconds), and goes once the
-/// markers are written; no batch meets the unwritten markers, and the transaction commits.
+/// A transaction begun while the last one's markers are still being written, at either
+/// version: what it adds first (its AddPartitionsToTxn at version 1, its first Produce at
+/// version 2) waits while the coordinator says the end is being prepared (DescribeTransactions,
+/// asked again after a wait of a few milliseconds), and goes once the markers are written;
+/// nothing meets the unwritten markers, and the transaction commits.
 #[test]
-fn at_transaction_version_2_the_next_transaction_waits_for_the_last_ones_markers() {
-    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(1, 0, now));
-    cluster.hold_markers = true;
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-    assert!(cluster.completing.is_some(), "the markers are held");
-    let from = cluster.seen.len();
-    let ended_at = now;
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(2, 1, now));
-    run(
-        &mut m,
-        &mut cluster,
-        &mut now,
-        &mut seen,
-        Duration::from_millis(20),
-    );
-    let asked = seen_since(&cluster, from);
-    assert!(
-        asked.len() >= 3 && asked.iter().all(|a| *a == Api::Describe),
-        "{asked:?}"
-    );
-    assert!(now > ended_at, "the asks waited between them");
-    assert_eq!(seen.delivered, [1]);
-    assert!(cluster.write_markers());
-    let commit = m.transaction(now, TxnCall::Commit);
-    run(
-        &mut m,
-        &mut cluster,
-        &mut now,
-        &mut seen,
-        Duration::from_secs(1),
-    );
-    assert!(
-        seen.calls.iter().any(|(c, _, r)| *c == commit && r.is_ok()),
-        "{:?}",
-        seen.calls
-    );
-    let after: Vec<Api> = seen_since(&cluster, from)
-        .into_iter()
-        .skip_while(|a| *a == Api::Describe)
-        .collect();
-    assert_eq!(
-        after,
-        [Api::Produce, Api::EndTxn],
-        "one batch, met no markers"
-    );
-    assert_eq!(
-        cluster.committed_records(),
-        BTreeMap::from([(0, 1), (1, 1)])
-    );
-    assert_eq!(seen.delivered, [1, 2]);
+fn the_next_transaction_waits_for_the_last_ones_markers() {
+    for cluster in [Cluster::new(), Cluster::v2()] {
+        let v2 = cluster.v2;
+        let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(1, 0, now));
+        cluster.hold_markers = true;
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+        assert!(cluster.completing.is_some(), "the markers are held");
+        let from = cluster.seen.len();
+        let ended_at = now;
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(2, 1, now));
+        run(
+            &mut m,
+            &mut cluster,
+            &mut now,
+            &mut seen,
+            Duration::from_millis(20),
+        );
+        let asked = seen_since(&cluster, from);
+        assert!(
+            asked.len() >= 3 && asked.iter().all(|a| *a == Api::Describe),
+            "v2 {v2}: {asked:?}"
+        );
+        assert!(now > ended_at, "the asks waited between them");
+        assert_eq!(seen.delivered, [1]);
+        assert!(cluster.write_markers());
+        let commit = m.transaction(now, TxnCall::Commit);
+        run(
+            &mut m,
+            &mut cluster,
+            &mut now,
+            &mut seen,
+            Duration::from_secs(1),
+        );
+        assert!(
+            seen.calls.iter().any(|(c, _, r)| *c == commit && r.is_ok()),
+            "{:?}",
+            seen.calls
+        );
+        let after: Vec<Api> = seen_since(&cluster, from)
+            .into_iter()
+            .skip_while(|a| *a == Api::Describe)
+            .collect();
+        let expected: &[Api] = if v2 {
+            &[Api::Produce, Api::EndTxn]
+        } else {
+            &[Api::AddPartitions, Api::Produce, Api::EndTxn]
+        };
+        assert_eq!(after, expected, "met no markers");
+        assert_eq!(
+            cluster.committed_records(),
+            BTreeMap::from([(0, 1), (1, 1)])
+        );
+        assert_eq!(seen.delivered, [1, 2]);
+    }
 }
 
 /// Offsets sent at the start of a transaction that begins while the last one's markers are
-/// being written wait for them the same: the group coordinator would refuse them
-/// (CONCURRENT_TRANSACTIONS) and they would go again only after `retry.backoff.ms`.
+/// being written wait for them the same, at either version: the coordinators would refuse
+/// them (CONCURRENT_TRANSACTIONS) and they would go again only after `retry.backoff.ms`.
 #[test]
-fn at_transaction_version_2_offsets_wait_for_the_last_transactions_markers() {
-    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(1, 0, now));
-    cluster.hold_markers = true;
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    let from = cluster.seen.len();
-    let sent = m.transaction(
-        now,
-        TxnCall::SendOffsets {
-            offsets: offsets(8),
-            group: group(3),
-        },
-    );
-    run(
-        &mut m,
-        &mut cluster,
-        &mut now,
-        &mut seen,
-        Duration::from_millis(10),
-    );
-    let asked = seen_since(&cluster, from);
-    assert!(asked.contains(&Api::Describe), "{asked:?}");
-    assert!(!asked.contains(&Api::TxnOffsetCommit), "{asked:?}");
-    assert!(cluster.write_markers());
-    run(
-        &mut m,
-        &mut cluster,
-        &mut now,
-        &mut seen,
-        Duration::from_secs(1),
-    );
-    assert!(seen.calls.iter().any(|(c, _, r)| *c == sent && r.is_ok()));
-    let offset_commits = seen_since(&cluster, from)
-        .into_iter()
-        .filter(|a| *a == Api::TxnOffsetCommit)
-        .count();
-    assert_eq!(offset_commits, 1, "{:?}", cluster.seen);
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-    assert_eq!(cluster.offsets, BTreeMap::from([(0, 8)]));
+fn offsets_wait_for_the_last_transactions_markers() {
+    for cluster in [Cluster::new(), Cluster::v2()] {
+        let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        m.record(now, record_to(1, 0, now));
+        cluster.hold_markers = true;
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        let from = cluster.seen.len();
+        let sent = m.transaction(
+            now,
+            TxnCall::SendOffsets {
+                offsets: offsets(8),
+                group: group(3),
+            },
+        );
+        run(
+            &mut m,
+            &mut cluster,
+            &mut now,
+            &mut seen,
+            Duration::from_millis(10),
+        );
+        let asked = seen_since(&cluster, from);
+        assert!(asked.contains(&Api::Describe), "{asked:?}");
+        for api in [Api::AddOffsets, Api::TxnOffsetCommit] {
+            assert!(!asked.contains(&api), "{asked:?}");
+        }
+        assert!(cluster.write_markers());
+        run(
+            &mut m,
+            &mut cluster,
+            &mut now,
+            &mut seen,
+            Duration::from_secs(1),
+        );
+        assert!(seen.calls.iter().any(|(c, _, r)| *c == sent && r.is_ok()));
+        let offset_commits = seen_since(&cluster, from)
+            .into_iter()
+            .filter(|a| *a == Api::TxnOffsetCommit)
+            .count();
+        assert_eq!(offset_commits, 1, "{:?}", cluster.seen);
+        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+        assert_eq!(cluster.offsets, BTreeMap::from([(0, 8)]));
+    }
 }
 
 /// Markers that take longer than the leader's own wait: the next transaction stops asking
@@ -1142,8 +1151,7 @@ fn at_transaction_version_2_the_wait_for_the_markers_ends_after_a_while() {
 }
 
 /// A coordinator that refuses DescribeTransactions: the transaction goes at once, and the
-/// next ones do not ask again; a transaction begun long after the last one ended does not ask;
-/// at transaction version 1 nothing asks.
+/// next ones do not ask again; a transaction begun long after the last one ended does not ask.
 #[test]
 fn the_wait_for_the_markers_is_skipped_when_it_cannot_help() {
     let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
@@ -1170,15 +1178,6 @@ fn the_wait_for_the_markers_is_skipped_when_it_cannot_help() {
     m.record(now, record_to(2, 0, now));
     call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
     assert!(!cluster.seen.contains(&Api::Describe), "{:?}", cluster.seen);
-
-    let (mut m, mut cluster, mut now, mut seen) = started();
-    for i in 0..2 {
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-        m.record(now, record_to(i, 0, now));
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-    }
-    assert!(!cluster.seen.contains(&Api::Describe), "{:?}", cluster.seen);
-    assert_eq!(cluster.committed_records(), BTreeMap::from([(0, 2)]));
 }
 
 /// A DescribeTransactions whose answer does not come: the transaction's Produce goes once
