@@ -26,9 +26,10 @@ one JSON object per line on stdout, flushed at once:
 callback, sorted: the callback's set under the eager protocol, the running union under the
 cooperative one (both clients hand only the added and removed partitions there).
 
-Set GROUP_MEMBER_DEBUG in the environment to have the client log on stderr: kafka-python's
-logging at DEBUG, or librdkafka's `debug` property set to the variable's value (e.g.
-"cgrp,protocol"; "1" means "cgrp").
+kafka-python logs at INFO on stderr (each join, sync and assignment), which the tests show
+when a wait fails. Set GROUP_MEMBER_DEBUG in the environment to have the client log more:
+kafka-python's logging at DEBUG, or librdkafka's `debug` property set to the variable's value
+(e.g. "cgrp,protocol"; "1" means "cgrp").
 
 Stdin commands, one per line: "close" closes the consumer (leaving the group), prints
 {"event": "closed"} and exits 0. End of stdin does the same, so a test that dies takes its
@@ -172,8 +173,12 @@ def run_kafka_python(cfg, commands):
             kwargs[key] = cfg[key]
     if cfg.get("group_instance_id"):
         kwargs["group_instance_id"] = cfg["group_instance_id"]
-    if os.environ.get("GROUP_MEMBER_DEBUG"):
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    debug = os.environ.get("GROUP_MEMBER_DEBUG")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     kwargs.update(cfg.get("extra") or {})
     # JSON has no tuples; kafka-python wants its broker version as one, e.g. [2, 3] -> (2, 3).
     if isinstance(kwargs.get("api_version"), list):

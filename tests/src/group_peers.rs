@@ -11,9 +11,10 @@
 //! `error` for client errors, which are not always fatal (a broker closing a connection is one).
 //! A reader thread keeps the events and the latest full assignment; [`GroupPeer::wait_for`]
 //! waits on them. `close` on stdin makes the member leave the group and exit; so does the end of
-//! stdin, so a peer never outlives its test. Set `GROUP_MEMBER_DEBUG=1` (or a librdkafka
-//! `debug` list such as `cgrp,protocol`) to have the client log on the peer's stderr, which every
-//! failure message here includes.
+//! stdin, so a peer never outlives its test. kafka-python logs at INFO on the peer's stderr
+//! (each join, sync and assignment); set `GROUP_MEMBER_DEBUG=1` (or a librdkafka `debug` list
+//! such as `cgrp,protocol`) to have either client log more there. Every failure message here
+//! includes that stderr.
 //!
 //! # What the peers do on which broker (measured with 2-member groups on a 6-partition topic)
 //!
@@ -305,6 +306,18 @@ impl GroupPeer {
     /// Every event the member printed so far, oldest first.
     pub fn events(&self) -> Vec<Value> {
         self.seen().events.clone()
+    }
+
+    /// The last `max` bytes (about) of what the script wrote on stderr so far: the client's
+    /// log (kafka-python's at INFO, every join, sync and assignment; more with
+    /// `GROUP_MEMBER_DEBUG`).
+    pub fn stderr_tail(&self, max: usize) -> String {
+        let stderr = lock(&self.shared.stderr);
+        let mut from = stderr.len().saturating_sub(max);
+        while !stderr.is_char_boundary(from) {
+            from += 1;
+        }
+        stderr[from..].to_owned()
     }
 
     /// Makes the member close its consumer (leaving the group, after a final `revoked` or

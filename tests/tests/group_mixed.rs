@@ -156,8 +156,10 @@ async fn wait_for_split(
                         .iter()
                         .map(|m| format!("{}: {:?}", m.name, m.log()))
                         .collect();
-                    let peer_events: Vec<String> =
-                        peers.iter().map(|p| format!("{:?}", p.events())).collect();
+                    let peer_events: Vec<String> = peers
+                        .iter()
+                        .map(|p| format!("{:?}\nstderr:\n{}", p.events(), p.stderr_tail(8000)))
+                        .collect();
                     // The headline comes last too: CI shows the tail of a failing test's output.
                     panic!(
                         "no exactly-once split within {within:?}: {why}\nkcon: {kcon_logs:#?}\npeers: {peer_events:#?}\nno exactly-once split within {within:?}: {why}"
