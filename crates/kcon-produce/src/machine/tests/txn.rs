@@ -983,6 +983,21 @@ fn seen_since(cluster: &Cluster, from: usize) -> Vec<Api> {
     cluster.seen[from..].to_vec()
 }
 
+/// A producer initialized on `cluster` that committed a transaction (record 1, to t-0) whose
+/// markers the coordinator holds, and began the next one.
+fn begun_while_the_markers_are_held(
+    cluster: Cluster,
+) -> (SenderMachine<u32>, Cluster, Instant, Seen) {
+    let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    m.record(now, record_to(1, 0, now));
+    cluster.hold_markers = true;
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    assert!(cluster.completing.is_some(), "the markers are held");
+    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+    (m, cluster, now, seen)
+}
+
 /// A transaction begun while the last one's markers are still being written, at either
 /// version: what it adds first (its AddPartitionsToTxn at version 1, its first Produce at
 /// version 2) waits while the coordinator says the end is being prepared (DescribeTransactions,
@@ -992,15 +1007,9 @@ fn seen_since(cluster: &Cluster, from: usize) -> Vec<Api> {
 fn the_next_transaction_waits_for_the_last_ones_markers() {
     for cluster in [Cluster::new(), Cluster::v2()] {
         let v2 = cluster.v2;
-        let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-        m.record(now, record_to(1, 0, now));
-        cluster.hold_markers = true;
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-        assert!(cluster.completing.is_some(), "the markers are held");
+        let (mut m, mut cluster, mut now, mut seen) = begun_while_the_markers_are_held(cluster);
         let from = cluster.seen.len();
         let ended_at = now;
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
         m.record(now, record_to(2, 1, now));
         run(
             &mut m,
@@ -1042,12 +1051,7 @@ fn the_next_transaction_waits_for_the_last_ones_markers() {
 #[test]
 fn offsets_wait_for_the_last_transactions_markers() {
     for cluster in [Cluster::new(), Cluster::v2()] {
-        let (mut m, mut cluster, mut now, mut seen) = started_on(cluster);
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-        m.record(now, record_to(1, 0, now));
-        cluster.hold_markers = true;
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
-        call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
+        let (mut m, mut cluster, mut now, mut seen) = begun_while_the_markers_are_held(cluster);
         let from = cluster.seen.len();
         let sent = m.transaction(
             now,
@@ -1092,13 +1096,9 @@ fn offsets_wait_for_the_last_transactions_markers() {
 /// model's leader refuses it while the markers are unwritten, where Apache Kafka's holds it).
 #[test]
 fn at_transaction_version_2_the_wait_for_the_markers_ends_after_a_while() {
-    let (mut m, mut cluster, mut now, mut seen) = started_on(Cluster::v2());
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
-    m.record(now, record_to(1, 0, now));
-    cluster.hold_markers = true;
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Commit).unwrap();
+    let (mut m, mut cluster, mut now, mut seen) = begun_while_the_markers_are_held(Cluster::v2());
+    // Beginning takes no time on the model's clock, nor asks the cluster anything.
     let ended_at = now;
-    call(&mut m, &mut cluster, &mut now, &mut seen, TxnCall::Begin).unwrap();
     let from = cluster.seen.len();
     m.record(now, record_to(2, 0, now));
     let settle = crate::machine::txn::SETTLE_FOR;
