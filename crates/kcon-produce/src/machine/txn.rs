@@ -72,7 +72,7 @@
 //! only at one of them.
 
 use kcon_codec::kafka_protocol::messages::ApiKey;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use kcon_codec::kafka_protocol::ResponseError;
@@ -89,7 +89,8 @@ use kcon_codec::kafka_protocol::messages::{
 use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_core::coordinator::{self, ConsumerGroupMetadata, CoordinatorLookup, Lookup};
 use kcon_core::{
-    ExponentialBackoff, FailureTracker, Outgoing, RequestFailure, RequestId, Target, TopicPartition,
+    ExponentialBackoff, FailureTracker, Outgoing, RequestFailure, RequestId, RequestIds, Target,
+    TopicPartition,
 };
 use tracing::{debug, warn};
 
@@ -278,6 +279,20 @@ enum Out {
     },
     /// DescribeTransactions: are the last transaction's markers written?
     Settle,
+}
+
+impl Out {
+    /// The API of the request.
+    fn api(&self) -> ApiKey {
+        match self {
+            Out::Init { .. } => ApiKey::InitProducerId,
+            Out::AddPartitions(_) => ApiKey::AddPartitionsToTxn,
+            Out::AddOffsets => ApiKey::AddOffsetsToTxn,
+            Out::CommitOffsets => ApiKey::TxnOffsetCommit,
+            Out::End { .. } => ApiKey::EndTxn,
+            Out::Settle => ApiKey::DescribeTransactions,
+        }
+    }
 }
 
 /// What an error code means to a transaction request.
@@ -493,6 +508,27 @@ impl Transactions {
         let id = CallId(self.next_call);
         self.next_call += 1;
         id
+    }
+
+    /// Sends `request`, the transaction's request `out`, to `target` (with `timeout`, when not
+    /// `request.timeout.ms`): the one transaction request out.
+    fn send(
+        &mut self,
+        ids: &mut RequestIds,
+        requests: &mut VecDeque<Outgoing<Request, Target>>,
+        out: Out,
+        request: Request,
+        target: Target,
+        timeout: Option<Duration>,
+    ) {
+        let id = ids.next_id();
+        self.out = Some((id, out));
+        requests.push_back(Outgoing {
+            id,
+            target,
+            request,
+            timeout,
+        });
     }
 
     /// The request under way failed for `cause`: it goes again after the backoff.
@@ -956,11 +992,11 @@ impl<T> SenderMachine<T> {
         if t.settling.as_ref().is_some_and(|s| now >= s.until) {
             t.settling = None;
         }
-        // Nothing waits to join the transaction (a commit of nothing goes on below).
-        let joining = self.acc.partitions().any(|tp| !t.added.contains(tp)) || t.offsets.is_some();
-        if matches!(t.state, TxnState::InTransaction | TxnState::Committing)
-            && joining
-            && let Some(settling) = &t.settling
+        // Only what waits to join the transaction waits for the markers (a commit of nothing
+        // goes on below); looked for only while they may be unwritten.
+        if let Some(settling) = &t.settling
+            && matches!(t.state, TxnState::InTransaction | TxnState::Committing)
+            && (t.offsets.is_some() || self.acc.partitions().any(|tp| !t.added.contains(tp)))
         {
             if t.out.is_some() || now < settling.next {
                 return;
@@ -970,15 +1006,16 @@ impl<T> SenderMachine<T> {
             };
             let request = DescribeTransactionsRequest::default()
                 .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(t.id.clone()))]);
-            let id = self.ids.next_id();
-            t.out = Some((id, Out::Settle));
-            self.requests.push_back(Outgoing {
-                id,
-                target: Target::Coordinator(coordinator),
-                request: Request::DescribeTransactions(request),
+            // Not tracked as the transaction's tries: a failed ask lets the transaction go.
+            t.send(
+                &mut self.ids,
+                &mut self.requests,
+                Out::Settle,
+                Request::DescribeTransactions(request),
+                Target::Coordinator(coordinator),
                 // Its answer is of no use past the wait.
-                timeout: Some(SETTLE_FOR),
-            });
+                Some(SETTLE_FOR),
+            );
             return;
         }
         if t.protocol == TxnProtocol::V2
@@ -1128,22 +1165,15 @@ impl<T> SenderMachine<T> {
             }
             _ => return,
         };
-        t.track(match &out {
-            Out::Init { .. } => ApiKey::InitProducerId,
-            Out::AddPartitions(_) => ApiKey::AddPartitionsToTxn,
-            Out::AddOffsets => ApiKey::AddOffsetsToTxn,
-            Out::CommitOffsets => ApiKey::TxnOffsetCommit,
-            Out::End { .. } => ApiKey::EndTxn,
-            Out::Settle => unreachable!("sent above"),
-        });
-        let id = self.ids.next_id();
-        t.out = Some((id, out));
-        self.requests.push_back(Outgoing {
-            id,
-            target,
+        t.track(out.api());
+        t.send(
+            &mut self.ids,
+            &mut self.requests,
+            out,
             request,
-            timeout: None,
-        });
+            target,
+            None,
+        );
     }
 
     /// Records of the transaction all done: none waiting for metadata, batched or in flight.
