@@ -1,24 +1,23 @@
 //! `kcon produce`: records from stdin, one per line, sent through kcon-produce's `Producer`
 //! with acks=all.
 //!
-//! A thread reads and parses stdin and hands records over in chunks; the async side sends each
-//! through the producer, which partitions them (murmur2 for keys, in turn for null keys),
-//! batches up to [`BATCH_RECORDS`] records or [`BATCH_BYTES`] bytes per partition, keeps each
-//! partition's records in input order and retries what can be retried. The deliveries are
-//! checked in input order as chunks are sent, and the first failure is reported with its input
-//! line. Without `-X enable.idempotence=true` a retried batch may be written twice
-//! (at-least-once).
+//! A thread of the runtime's blocking pool reads and parses stdin and sends the records through
+//! the producer (with `send_all`, what each read of stdin brought), which partitions them
+//! (murmur2 for keys, in turn for null keys), batches up to [`BATCH_RECORDS`] records or
+//! [`BATCH_BYTES`] bytes per partition, keeps each partition's records in input order and
+//! retries what can be retried. The deliveries are checked in input order as the reads are
+//! sent, and the first failure is reported with its input line. Without
+//! `-X enable.idempotence=true` a retried batch may be written twice (at-least-once).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{IsTerminal, Read};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use clap::{Args, ValueEnum};
 use kcon::property::registry;
 use kcon_produce::{Deliveries, ProduceError, Producer, ProducerConfig, ProducerRecord, Topic};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::bytes_json::read_bytes;
 use crate::cluster::ClusterArgs;
@@ -32,15 +31,12 @@ const BATCH_RECORDS: usize = 1000;
 /// own).
 const BATCH_BYTES: usize = 1024 * 1024 - 16 * 1024;
 
-/// The most records the reader hands over at once.
-const CHUNK: usize = 1000;
-
-/// How much of stdin the reader buffers.
+/// The most of stdin one read takes.
 const STDIN_BUFFER: usize = 64 * 1024;
 
-/// The size of the buffers the reader copies lines' keys and values into, each record's a
-/// slice of one: one allocation per 64 KiB of input rather than one per record, all freed
-/// by whichever thread drops its last slice. A longer line gets a buffer of its length.
+/// The size of the buffers stdin is copied into, each line's key and value a slice of one:
+/// one allocation per 64 KiB of input rather than one per record, all freed by whichever
+/// thread drops its last slice. A longer line gets a buffer of its own.
 const ARENA: usize = 64 * 1024;
 
 /// How often progress is shown on a terminal.
@@ -181,68 +177,34 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::of(None, &e))?;
     }
 
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<Input>, Failure>>(4);
-    let format = args.format;
-    let delimiter = args.key_delimiter.clone().map(String::into_bytes);
-    // A thread of its own: reading stdin blocks, and a pipe may stay open for a long time.
-    std::thread::spawn(move || read_stdin(format, delimiter.as_deref(), &tx));
-
-    // Deliveries are checked in input order, without waiting, after each chunk read (so that
-    // sending never waits for an acknowledgement), and awaited at the end; the first failure
-    // ends the run.
-    let mut unchecked = Unchecked::default();
-    let mut failed = None;
-    let buffer_memory = producer.config().buffer_memory;
-
+    // Reading stdin blocks, and a pipe may stay open for a long time: the input is read,
+    // parsed and sent on a thread of the runtime's blocking pool, from line to `send_all` on
+    // that one thread, so that no record crosses between threads before the producer's queue.
+    let feed = Feed {
+        producer: producer.clone(),
+        topic,
+        count,
+        partition: args.partition,
+        format: args.format,
+        delimiter: args.key_delimiter.clone().map(String::into_bytes),
+        headers: args
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
+            .collect(),
+        progress: std::io::stderr().is_terminal(),
+    };
     let started = Instant::now();
-    let extra_headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = args
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
-        .collect();
+    let runtime = tokio::runtime::Handle::current();
+    let Fed {
+        sent,
+        mut failed,
+        mut unchecked,
+        produced,
+    } = tokio::task::spawn_blocking(move || runtime.block_on(feed.run(std::io::stdin())))
+        .await
+        .map_err(|e| Failure::runtime(format!("reading stdin stopped: {e}")))?;
     let progress = std::io::stderr().is_terminal();
-    let mut produced = 0u64;
-    let sent = async {
-        while let Some(chunk) = rx.recv().await {
-            if let Err(failure) = unchecked.check_done() {
-                failed = Some(failure);
-                break;
-            }
-            // The chunk's records go in groups that buffer.memory holds at once, each sent
-            // in one call.
-            let mut group = Group::default();
-            for mut input in chunk? {
-                input.headers.extend(extra_headers.iter().cloned());
-                let partition = match input.partition.or(args.partition) {
-                    Some(p) if (0..count).contains(&p) => Some(p),
-                    Some(p) => {
-                        // The records before it are sent; the run stops at it.
-                        group.send(&producer, &mut unchecked).await?;
-                        return Err(Failure::runtime(format!(
-                            "input line {}: partition {p} does not exist (topic {topic:?} has \
-                             {count})",
-                            input.line
-                        )));
-                    }
-                    None => None,
-                };
-                let line = input.line;
-                let record = input.into_record(topic, partition);
-                let size = producer.room(&record);
-                if group.size.saturating_add(size) > buffer_memory {
-                    group.send(&producer, &mut unchecked).await?;
-                }
-                group.add(line, record, size);
-                produced += 1;
-                if progress && produced.is_multiple_of(PROGRESS_EVERY) {
-                    eprint!("\rkcon: {produced} records read");
-                }
-            }
-            group.send(&producer, &mut unchecked).await?;
-        }
-        Ok(())
-    }
-    .await;
     if !transactional {
         // Whatever was sent is finished (acknowledged or failed) before the verdict. Each
         // record's failure is read from its own delivery below: the close's count of them adds
@@ -441,92 +403,211 @@ impl Input {
     }
 }
 
-/// Reads stdin to its end, parsing each line, and hands the records over in chunks; stops at
-/// the first bad line (the good lines before it are handed over, then the error) or when the
-/// receiver is gone. A chunk goes when it is
-/// full or when what stdin has written so far is read: lines typed, or written a few at a time
-/// by a program, are sent at once rather than after a thousand more or the end of the input.
-fn read_stdin(
+/// What `kcon produce` reads and how it sends it, moved onto the thread that reads stdin.
+struct Feed {
+    producer: Producer,
+    topic: Topic,
+    /// The topic's partitions.
+    count: i32,
+    /// `-p`.
+    partition: Option<i32>,
     format: InputFormat,
-    delimiter: Option<&[u8]>,
-    tx: &mpsc::Sender<Result<Vec<Input>, Failure>>,
-) {
-    let mut reader = BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock());
-    let mut line = Vec::new();
-    let mut arena = BytesMut::new();
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut number = 0u64;
-    loop {
-        // About to wait for stdin (or a full chunk): what was read goes now.
-        if !chunk.is_empty()
-            && (chunk.len() >= CHUNK || reader.buffer().is_empty())
-            && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-        {
-            return;
-        }
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(Failure::runtime(format!("cannot read stdin: {e}"))));
-                return;
-            }
-        }
-        number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let parsed = match format {
-            InputFormat::Lines => Ok(split_line(&line, delimiter, &mut arena)),
-            InputFormat::Json if line.iter().all(u8::is_ascii_whitespace) => continue,
-            InputFormat::Json => parse_json(&line),
+    /// `-K`.
+    delimiter: Option<Vec<u8>>,
+    /// `-H`, added to every record.
+    headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Whether progress is shown (stderr is a terminal).
+    progress: bool,
+}
+
+/// What feeding the input left behind.
+struct Fed {
+    /// Whether the input was read and sent to its end (or up to a delivery that failed), or
+    /// the failure that stopped it.
+    sent: Result<(), Failure>,
+    /// The first delivery found failed while sending, which ended the reading.
+    failed: Option<Failure>,
+    /// The deliveries not checked yet.
+    unchecked: Unchecked,
+    /// The records read and handed to the producer.
+    produced: u64,
+}
+
+impl Feed {
+    /// Reads `input` to its end, parsing each line, and sends the records. What was read goes
+    /// to the producer before each wait for more input (lines typed, or written a few at a time
+    /// by a program, are sent at once rather than after more arrive) and whenever it fills
+    /// `buffer.memory`; the deliveries already done are checked at the same points, without
+    /// waiting, so that sending never waits for an acknowledgement, and the first that failed
+    /// ends the reading. A bad line stops the run after the good lines before it are sent.
+    async fn run(self, input: impl Read) -> Fed {
+        let mut fed = Fed {
+            sent: Ok(()),
+            failed: None,
+            unchecked: Unchecked::default(),
+            produced: 0,
         };
-        match parsed {
-            Ok(mut input) => {
-                input.line = number;
-                chunk.push(input);
-            }
-            Err(e) => {
-                // The good lines read with the bad one are produced before the failure.
-                if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
-                    return;
+        fed.sent = self.send(Lines::new(input), &mut fed).await;
+        fed
+    }
+
+    async fn send(&self, mut lines: Lines<impl Read>, fed: &mut Fed) -> Result<(), Failure> {
+        let buffer_memory = self.producer.config().buffer_memory;
+        let mut group = Group::default();
+        loop {
+            let Some(line) = lines.next_buffered() else {
+                // About to wait for the input: what was read goes now.
+                group.send(&self.producer, &mut fed.unchecked).await?;
+                if let Err(failure) = fed.unchecked.check_done() {
+                    fed.failed = Some(failure);
+                    return Ok(());
                 }
-                let _ =
-                    tx.blocking_send(Err(Failure::runtime(format!("input line {number}: {e}"))));
-                return;
+                match lines.read() {
+                    Ok(true) => continue,
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err(Failure::runtime(format!("cannot read stdin: {e}"))),
+                }
+            };
+            let number = lines.number;
+            let parsed = match self.format {
+                InputFormat::Lines => Ok(split_line(line, self.delimiter.as_deref())),
+                InputFormat::Json if line.iter().all(u8::is_ascii_whitespace) => continue,
+                InputFormat::Json => parse_json(&line),
+            };
+            let mut input = match parsed {
+                Ok(input) => input,
+                Err(e) => {
+                    // The good lines read with the bad one are produced before the failure.
+                    group.send(&self.producer, &mut fed.unchecked).await?;
+                    return Err(Failure::runtime(format!("input line {number}: {e}")));
+                }
+            };
+            input.headers.extend(self.headers.iter().cloned());
+            let partition = match input.partition.or(self.partition) {
+                Some(p) if (0..self.count).contains(&p) => Some(p),
+                Some(p) => {
+                    // The records before it are sent; the run stops at it.
+                    group.send(&self.producer, &mut fed.unchecked).await?;
+                    return Err(Failure::runtime(format!(
+                        "input line {number}: partition {p} does not exist (topic {:?} has {})",
+                        self.topic, self.count
+                    )));
+                }
+                None => None,
+            };
+            let record = input.into_record(self.topic, partition);
+            let size = self.producer.room(&record);
+            if group.size.saturating_add(size) > buffer_memory {
+                group.send(&self.producer, &mut fed.unchecked).await?;
+            }
+            group.add(number, record, size);
+            fed.produced += 1;
+            if self.progress && fed.produced.is_multiple_of(PROGRESS_EVERY) {
+                eprint!("\rkcon: {} records read", fed.produced);
             }
         }
-    }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(Ok(chunk));
     }
 }
 
-/// A line as a record: the value, or key and value split at the first `delimiter`, each
-/// copied into `arena` and cut off it.
-fn split_line(line: &[u8], delimiter: Option<&[u8]>, arena: &mut BytesMut) -> Input {
-    if arena.capacity() < line.len() {
-        *arena = BytesMut::with_capacity(ARENA.max(line.len()));
+/// The input cut into lines. It is read a block at a time and appended to a buffer that each
+/// line is then cut from, without its newline: the lines are slices of one allocation per
+/// [`ARENA`] bytes of input (freed by whichever thread drops its last line), and each newline
+/// is found by one vectorized search of the bytes not searched yet.
+struct Lines<R> {
+    input: R,
+    /// What the last read wrote.
+    block: Vec<u8>,
+    /// Read and not cut yet: whole lines, then the start of the next.
+    arena: BytesMut,
+    /// How far `arena` is known to hold no newline.
+    searched: usize,
+    /// The last line's number (1-based).
+    number: u64,
+    /// The input ended.
+    ended: bool,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(input: R) -> Self {
+        Lines {
+            input,
+            block: vec![0; STDIN_BUFFER],
+            arena: BytesMut::new(),
+            searched: 0,
+            number: 0,
+            ended: false,
+        }
     }
-    let mut cut = |part: &[u8]| {
-        arena.extend_from_slice(part);
-        arena.split().freeze()
-    };
-    let split = delimiter.and_then(|d| {
-        let at = line.windows(d.len()).position(|w| w == d)?;
-        Some((&line[..at], &line[at + d.len()..]))
+
+    /// The next line among those read, if a whole one is (or, once the input ended, what
+    /// followed its last newline).
+    fn next_buffered(&mut self) -> Option<BytesMut> {
+        let line = match memchr::memchr(b'\n', &self.arena[self.searched..]) {
+            Some(at) => {
+                let at = self.searched + at;
+                let mut line = self.arena.split_to(at + 1);
+                line.truncate(at);
+                line
+            }
+            None if self.ended && !self.arena.is_empty() => self.arena.split(),
+            None => {
+                self.searched = self.arena.len();
+                return None;
+            }
+        };
+        self.searched = 0;
+        self.number += 1;
+        Some(line)
+    }
+
+    /// Waits for the input to write more and takes it; false once it has ended and nothing
+    /// read is left.
+    fn read(&mut self) -> std::io::Result<bool> {
+        if self.ended {
+            return Ok(!self.arena.is_empty());
+        }
+        let n = loop {
+            match self.input.read(&mut self.block) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            self.ended = true;
+            return Ok(!self.arena.is_empty());
+        }
+        if self.arena.capacity() - self.arena.len() < n {
+            // A new buffer, with the start of a line it holds moved into it; twice what it needs
+            // once a line outgrows `ARENA`, so a long line is copied a few times, not once a
+            // block.
+            let needed = self.arena.len() + n;
+            let mut fresh = BytesMut::with_capacity(if needed <= ARENA {
+                ARENA
+            } else {
+                needed.saturating_mul(2)
+            });
+            fresh.extend_from_slice(&self.arena);
+            self.arena = fresh;
+        }
+        self.arena.extend_from_slice(&self.block[..n]);
+        Ok(true)
+    }
+}
+
+/// A line as a record: the value, or key and value split at the first `delimiter`, each a
+/// slice of the line's buffer.
+fn split_line(mut line: BytesMut, delimiter: Option<&[u8]>) -> Input {
+    let key = delimiter.and_then(|d| {
+        let at = memchr::memmem::find(&line, d)?;
+        let key = line.split_to(at).freeze();
+        line.advance(d.len());
+        Some(key)
     });
-    match split {
-        Some((key, value)) => Input {
-            key: Some(cut(key)),
-            value: Some(cut(value)),
-            ..Input::default()
-        },
-        None => Input {
-            value: Some(cut(line)),
-            ..Input::default()
-        },
+    Input {
+        key,
+        value: Some(line.freeze()),
+        ..Input::default()
     }
 }
 
@@ -592,31 +673,87 @@ mod tests {
 
     #[test]
     fn lines_split_at_the_first_delimiter() {
-        let mut arena = BytesMut::new();
-        let i = split_line(b"k::v::w", Some(b"::"), &mut arena);
+        let line = |s: &[u8]| BytesMut::from(s);
+        let i = split_line(line(b"k::v::w"), Some(b"::"));
         assert_eq!(
             (i.key.as_deref(), i.value.as_deref()),
             (Some(&b"k"[..]), Some(&b"v::w"[..]))
         );
-        let i = split_line(b"no delimiter", Some(b":"), &mut arena);
+        let i = split_line(line(b"no delimiter"), Some(b":"));
         assert_eq!(
             (i.key, i.value.as_deref()),
             (None, Some(&b"no delimiter"[..]))
         );
-        let i = split_line(b"", None, &mut arena);
+        let i = split_line(line(b":starts with it"), Some(b":"));
+        assert_eq!(
+            (i.key.as_deref(), i.value.as_deref()),
+            (Some(&b""[..]), Some(&b"starts with it"[..]))
+        );
+        let i = split_line(line(b""), None);
         assert_eq!(i.value.as_deref(), Some(&b""[..]));
-        // Lines past what a buffer holds, and one longer than a buffer, each read whole.
-        let lines: Vec<Vec<u8>> = (0..2 * ARENA / 100)
-            .map(|n| format!("{n:0>99}").into_bytes())
-            .chain([vec![b'x'; 3 * ARENA]])
-            .collect();
-        let read: Vec<Input> = lines
-            .iter()
-            .map(|l| split_line(l, None, &mut arena))
-            .collect();
-        for (line, input) in lines.iter().zip(&read) {
-            assert_eq!(input.value.as_deref(), Some(&line[..]));
+    }
+
+    /// An input that gives at most `step` bytes a read, and is interrupted before each.
+    struct Trickle {
+        bytes: Vec<u8>,
+        at: usize,
+        step: usize,
+        interrupt: bool,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, into: &mut [u8]) -> std::io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = self.step.min(into.len()).min(self.bytes.len() - self.at);
+            into[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
         }
+    }
+
+    /// Every line of `bytes`, read `step` bytes at a time.
+    fn cut(bytes: &[u8], step: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut lines = Lines::new(Trickle {
+            bytes: bytes.to_vec(),
+            at: 0,
+            step,
+            interrupt: false,
+        });
+        let mut cut = Vec::new();
+        loop {
+            while let Some(line) = lines.next_buffered() {
+                cut.push((lines.number, line.to_vec()));
+            }
+            if !lines.read().expect("reads") {
+                return cut;
+            }
+        }
+    }
+
+    #[test]
+    fn lines_are_cut_whole_however_the_input_comes() {
+        // Lines past what a buffer holds, an empty one, one longer than a buffer, and a last
+        // one with no newline after it.
+        let mut given: Vec<Vec<u8>> = (0..2 * ARENA / 100)
+            .map(|n| format!("{n:0>99}").into_bytes())
+            .collect();
+        given.push(Vec::new());
+        given.push(vec![b'x'; 3 * ARENA + 7]);
+        given.push(b"last".to_vec());
+        let input = given.join(&b'\n');
+        let want: Vec<(u64, Vec<u8>)> = (1..).zip(given.iter().cloned()).collect();
+        for step in [1, 7, 100, 4096, STDIN_BUFFER] {
+            assert_eq!(cut(&input, step), want, "read {step} bytes at a time");
+        }
+        // A newline at the end ends the last line: no empty line after it.
+        assert_eq!(
+            cut(b"a\n\nb\n", 2),
+            vec![(1, b"a".to_vec()), (2, Vec::new()), (3, b"b".to_vec())]
+        );
+        assert!(cut(b"", 1).is_empty());
     }
 
     #[test]
