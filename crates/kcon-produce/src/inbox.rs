@@ -66,6 +66,8 @@ struct State {
     urgent: usize,
     /// The task waits for a batch's linger to end, and takes the queue then.
     lingering: bool,
+    /// The task's last take left commands queued before it: it takes them before it waits.
+    behind: bool,
     /// A doorbell is on its way.
     rung: bool,
     /// The task is gone: nothing more is queued.
@@ -93,23 +95,10 @@ impl State {
         !self.queue.is_empty()
             && (!self.lingering
                 || self.urgent > 0
+                || self.behind
                 || self.bytes >= inbox.batch_size
                 || self.records >= inbox.batch_records
                 || self.queue.len() >= COMMANDS_PER_ROUND)
-    }
-}
-
-/// The commands the task took off the queue and has not applied yet, oldest first: applied a
-/// round at a time ([`Inbox::take`]).
-#[derive(Default)]
-pub(crate) struct Rounds {
-    left: VecDeque<Command>,
-}
-
-impl Rounds {
-    /// What is left, given back to be refused when the task ends.
-    pub(crate) fn into_left(self) -> VecDeque<Command> {
-        self.left
     }
 }
 
@@ -223,47 +212,50 @@ impl Inbox {
         self.lock().rung = false;
     }
 
-    /// The task's next round of commands, oldest first: up to [`COMMANDS_PER_ROUND`],
-    /// records up to and including the first command of another kind. They come from what
-    /// `rounds` holds of an earlier take, and once that is all applied, from the queue, which
-    /// then changes hands whole, its commands not copied with the lock held (the handles wait
-    /// on it meanwhile): `rounds`' emptied allocation becomes the queue's. The task is awake
-    /// until it says otherwise ([`may_wait`](Self::may_wait)).
-    pub(crate) fn take<'a>(
-        &self,
-        rounds: &'a mut Rounds,
-    ) -> (std::collections::vec_deque::Drain<'a, Command>, Taken) {
-        let queue_emptied = {
-            let mut state = self.lock();
-            state.lingering = false;
-            if rounds.left.is_empty() && !state.queue.is_empty() {
-                std::mem::swap(&mut state.queue, &mut rounds.left);
-                state.records = 0;
-                state.bytes = 0;
-                state.urgent = 0;
-            }
-            state.queue.is_empty()
-        };
-        // Records up to the first other command, which ends the round: the events the
+    /// Moves up to [`COMMANDS_PER_ROUND`] commands into `into`, oldest first: records, up to
+    /// and including the first command of another kind. The task is awake until it says
+    /// otherwise ([`may_wait`](Self::may_wait)).
+    pub(crate) fn take(&self, into: &mut Vec<Command>) -> Taken {
+        let mut state = self.lock();
+        state.lingering = false;
+        if state.queue.is_empty() {
+            state.behind = false;
+            return Taken { emptied: true };
+        }
+        // Records up to the first other command, which ends the round's take: the events the
         // commands before it caused are handed on first (a transaction call's kept outcome
         // reaches its caller, or goes back to the machine, before the next call is taken).
-        let left = &mut rounds.left;
-        let n = left
+        let n = state
+            .queue
             .iter()
             .take(COMMANDS_PER_ROUND)
             .position(|c| !matches!(c, Command::Record(_) | Command::Records(_)))
-            .map_or(left.len().min(COMMANDS_PER_ROUND), |i| i + 1);
-        let emptied = queue_emptied && n == left.len();
-        (left.drain(..n), Taken { emptied })
+            .map_or(state.queue.len().min(COMMANDS_PER_ROUND), |i| i + 1);
+        let (mut records, mut bytes, mut urgent) = (0usize, 0usize, 0usize);
+        for command in state.queue.drain(..n) {
+            match &command {
+                Command::Record(i) => (records, bytes) = (records + 1, bytes + i.size),
+                Command::Records(all) => {
+                    records += all.len();
+                    bytes += all.iter().map(|i| i.size).sum::<usize>();
+                }
+                _ => urgent += 1,
+            }
+            into.push(command);
+        }
+        state.records = state.records.saturating_sub(records);
+        state.bytes = state.bytes.saturating_sub(bytes);
+        state.urgent = state.urgent.saturating_sub(urgent);
+        let emptied = state.queue.is_empty();
+        // What is left is taken before the task waits.
+        state.behind = !emptied;
+        Taken { emptied }
     }
 
     /// Whether the task may wait now, `lingering` saying whether it waits for a batch's linger
     /// to end (its timer then wakes it by then): not while the queue holds what it must take
     /// at once.
-    pub(crate) fn may_wait(&self, lingering: bool, rounds: &Rounds) -> bool {
-        if !rounds.left.is_empty() {
-            return false;
-        }
+    pub(crate) fn may_wait(&self, lingering: bool) -> bool {
         let mut state = self.lock();
         state.lingering = lingering;
         if state.wanted(self) {
@@ -307,12 +299,6 @@ mod tests {
         Command::Flush(oneshot::channel().0)
     }
 
-    /// The task's next round of commands, and whether nothing is left to take after it.
-    fn round(inbox: &Inbox, rounds: &mut Rounds) -> (Vec<Command>, bool) {
-        let (round, t) = inbox.take(rounds);
-        (round.collect(), t.emptied)
-    }
-
     /// Doorbells rung since the last look.
     fn rings(doorbell: &mut mpsc::UnboundedReceiver<Ring>) -> usize {
         std::iter::from_fn(|| doorbell.try_recv().ok()).count()
@@ -328,14 +314,14 @@ mod tests {
         queue.send(record(10)).expect("queued");
         assert_eq!(rings(&mut doorbell), 1, "answered, it rings again");
         // Waiting for nothing of its own (no linger), the task may not wait on what is queued.
-        assert!(!inbox.may_wait(false, &Rounds::default()));
+        assert!(!inbox.may_wait(false));
     }
 
     #[test]
     fn while_the_task_lingers_records_wait_until_they_would_fill_a_batch() {
         let (queue, inbox, mut doorbell) = super::queue(BATCH, 100);
         let before = std::time::Instant::now();
-        assert!(inbox.may_wait(true, &Rounds::default()));
+        assert!(inbox.may_wait(true));
         for _ in 0..4 {
             queue.send(record(200)).expect("queued");
         }
@@ -344,15 +330,11 @@ mod tests {
             0,
             "800 bytes: the linger's end is soon enough"
         );
-        assert!(
-            inbox.may_wait(true, &Rounds::default()),
-            "looked at again, it may still wait"
-        );
+        assert!(inbox.may_wait(true), "looked at again, it may still wait");
         queue.send(record(200)).expect("queued");
         assert_eq!(rings(&mut doorbell), 1, "1000 bytes fill a batch");
-        let mut rounds = Rounds::default();
-        let (round, t) = inbox.take(&mut rounds);
-        let taken: Vec<Command> = round.collect();
+        let mut taken = Vec::new();
+        let t = inbox.take(&mut taken);
         assert_eq!(taken.len(), 5);
         assert!(t.emptied);
         // Each left record stamped when it was queued; the one that rang, when taken.
@@ -371,7 +353,7 @@ mod tests {
         assert_eq!(stamps[4], None);
         inbox.answered();
         // Taken, the bytes counted start over; the task is awake until it says otherwise.
-        assert!(inbox.may_wait(true, &rounds));
+        assert!(inbox.may_wait(true));
         queue.send(record(200)).expect("queued");
         assert_eq!(rings(&mut doorbell), 0);
     }
@@ -379,7 +361,7 @@ mod tests {
     #[test]
     fn while_the_task_lingers_a_record_count_or_a_flush_rings_at_once() {
         let (queue, inbox, mut doorbell) = super::queue(BATCH, 3);
-        assert!(inbox.may_wait(true, &Rounds::default()));
+        assert!(inbox.may_wait(true));
         queue.send(record(1)).expect("queued");
         queue.send(record(1)).expect("queued");
         assert_eq!(rings(&mut doorbell), 0);
@@ -387,16 +369,16 @@ mod tests {
         assert_eq!(rings(&mut doorbell), 1, "batch.num.messages reached");
 
         let (queue, inbox, mut doorbell) = super::queue(BATCH, 100);
-        assert!(inbox.may_wait(true, &Rounds::default()));
+        assert!(inbox.may_wait(true));
         queue.send(record(1)).expect("queued");
         queue.send(flush()).expect("queued");
         assert_eq!(rings(&mut doorbell), 1, "a flush does not wait");
         assert!(
-            !inbox.may_wait(true, &Rounds::default()),
+            !inbox.may_wait(true),
             "nor does the task, with a flush queued"
         );
-        let mut rounds = Rounds::default();
-        let taken: Vec<Command> = inbox.take(&mut rounds).0.collect();
+        let mut taken = Vec::new();
+        inbox.take(&mut taken);
         assert!(
             matches!(taken.as_slice(), [Command::Record(_), Command::Flush(_)]),
             "in the order queued"
@@ -409,22 +391,21 @@ mod tests {
         for command in [record(1), flush(), flush(), record(1)] {
             queue.send(command).expect("queued");
         }
-        let mut rounds = Rounds::default();
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert!(!emptied);
+        let mut taken = Vec::new();
+        assert!(!inbox.take(&mut taken).emptied);
         assert!(matches!(
             taken.as_slice(),
             [Command::Record(_), Command::Flush(_)]
         ));
         assert!(
-            !inbox.may_wait(true, &rounds),
+            !inbox.may_wait(true),
             "the rest is taken before the task waits"
         );
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert!(!emptied);
+        taken.clear();
+        assert!(!inbox.take(&mut taken).emptied);
         assert!(matches!(taken.as_slice(), [Command::Flush(_)]));
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert!(emptied);
+        taken.clear();
+        assert!(inbox.take(&mut taken).emptied);
         assert!(matches!(taken.as_slice(), [Command::Record(_)]));
     }
 
@@ -434,38 +415,18 @@ mod tests {
         for _ in 0..COMMANDS_PER_ROUND + 5 {
             queue.send(record(1)).expect("queued");
         }
-        let mut rounds = Rounds::default();
-        let (taken, emptied) = round(&inbox, &mut rounds);
+        let mut taken = Vec::new();
+        let t = inbox.take(&mut taken);
         assert_eq!(taken.len(), COMMANDS_PER_ROUND);
-        assert!(!emptied);
+        assert!(!t.emptied);
         assert!(
-            !inbox.may_wait(true, &rounds),
+            !inbox.may_wait(true),
             "what is left is taken before the task waits"
         );
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert!(emptied);
+        taken.clear();
+        assert!(inbox.take(&mut taken).emptied);
         assert_eq!(taken.len(), 5);
-        assert!(inbox.may_wait(true, &rounds));
-    }
-
-    #[test]
-    fn what_a_take_left_goes_before_what_was_queued_after_it() {
-        let (queue, inbox, _doorbell) = super::queue(usize::MAX, usize::MAX);
-        for _ in 0..COMMANDS_PER_ROUND + 5 {
-            queue.send(record(1)).expect("queued");
-        }
-        let mut rounds = Rounds::default();
-        assert_eq!(round(&inbox, &mut rounds).0.len(), COMMANDS_PER_ROUND);
-        queue.send(flush()).expect("queued");
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert_eq!(taken.len(), 5, "the records left by the take before");
-        assert!(taken.iter().all(|c| matches!(c, Command::Record(_))));
-        assert!(!emptied, "the flush is still queued");
-        assert!(!inbox.may_wait(true, &rounds), "a flush is waiting");
-        let (taken, emptied) = round(&inbox, &mut rounds);
-        assert!(matches!(taken.as_slice(), [Command::Flush(_)]));
-        assert!(emptied);
-        assert!(round(&inbox, &mut rounds).0.is_empty());
+        assert!(inbox.may_wait(true));
     }
 
     #[test]

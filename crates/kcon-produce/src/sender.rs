@@ -27,7 +27,7 @@ use crate::config::ProducerConfig;
 use crate::deliveries::{OpenGroups, Reply};
 use crate::error::{ErrorKind, ProduceError};
 use crate::hooks::{self, Hooks};
-use crate::inbox::{Inbox, Ring, Rounds};
+use crate::inbox::{Inbox, Ring};
 use crate::machine::{
     self, CallId, Event, FlushId, Request, Response, SenderMachine, TxnCall, TxnOp,
 };
@@ -113,8 +113,8 @@ pub(crate) struct Sender {
     auto_create: AutoCreate,
     /// The handles' commands, in order.
     inbox: Arc<Inbox>,
-    /// The commands taken off the queue and not applied yet (kept for its allocation).
-    rounds: Rounds,
+    /// The commands taken off the queue this round (kept for its allocation).
+    taken: Vec<Command>,
     /// The groups of slots of records sent alone, and the `send_all` calls, that records are
     /// answered through; dropped with the task, they answer what is left as closed.
     open: OpenGroups,
@@ -300,7 +300,7 @@ pub(crate) fn spawn(
     let glue = Sender {
         auto_create,
         inbox,
-        rounds: Rounds::default(),
+        taken: Vec::new(),
         open: OpenGroups::default(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
@@ -330,14 +330,16 @@ impl Sender {
         while let Some(event) = machine.poll_event() {
             self.event(machine, now, event);
         }
-        let (mut commands, t) = self.inbox.take(&mut self.rounds);
-        let mut next = commands.next();
-        if next.is_none() {
-            drop(commands);
+        let mut taken = std::mem::take(&mut self.taken);
+        let t = self.inbox.take(&mut taken);
+        if taken.is_empty() {
+            self.taken = taken;
             self.close_if_gone(machine, now, t.emptied);
             return;
         }
         let stamp = pool.clock().now_ms();
+        let mut commands = taken.drain(..);
+        let mut next = commands.next();
         while let Some(command) = next.take() {
             match command {
                 run @ (Command::Record(_) | Command::Records(_)) => {
@@ -389,6 +391,7 @@ impl Sender {
             next = commands.next();
         }
         drop(commands);
+        self.taken = taken;
         self.close_if_gone(machine, now, t.emptied);
     }
 
@@ -439,8 +442,7 @@ impl Drop for Sender {
     fn drop(&mut self) {
         // The room of records the task held is not given back: nothing is queued any more.
         self.memory.close();
-        let left = std::mem::take(&mut self.rounds).into_left();
-        for command in left.into_iter().chain(self.inbox.close()) {
+        for command in self.inbox.close() {
             self.refuse(command);
         }
     }
@@ -485,7 +487,7 @@ impl Drive for Sender {
     }
 
     fn may_wait(&mut self, machine: &Self::Machine) -> bool {
-        self.inbox.may_wait(machine.lingering(), &self.rounds)
+        self.inbox.may_wait(machine.lingering())
     }
 
     fn precise_timer(&mut self) -> Option<PreciseTimer> {
