@@ -115,6 +115,8 @@ pub(crate) struct Sender {
     inbox: Arc<Inbox>,
     /// The commands taken off the queue this round (kept for its allocation).
     taken: Vec<Command>,
+    /// The records taken off the queue this round, handed to the machine together.
+    records: Vec<machine::Incoming<Waiter>>,
     /// The groups of slots of records sent alone, and the `send_all` calls, that records are
     /// answered through; dropped with the task, they answer what is left as closed.
     open: OpenGroups,
@@ -301,6 +303,7 @@ pub(crate) fn spawn(
         auto_create,
         inbox,
         taken: Vec::new(),
+        records: Vec::new(),
         open: OpenGroups::default(),
         flushes: HashMap::new(),
         calls: HashMap::new(),
@@ -317,12 +320,23 @@ pub(crate) fn spawn(
 }
 
 impl Sender {
-    /// Takes commands off the queue, oldest first, and applies them: a run of records goes to
-    /// the machine in one pass, ahead of the next command of another kind, each record moved
-    /// from its command into the machine (which places it in its batch at once when its
-    /// partitions are known) with no list of the run's records between: a take can hold
-    /// every record queued, and such a list, kept for its allocation, held that many records'
-    /// worth of memory for as long as the producer lived.
+    /// Hands the records taken so far to the machine, in one pass, stamped with `wall_ms`
+    /// where they carry no timestamp.
+    fn hand_records(
+        &mut self,
+        machine: &mut SenderMachine<Waiter>,
+        now: std::time::Instant,
+        wall_ms: i64,
+    ) {
+        if self.records.is_empty() {
+            return;
+        }
+        machine.wall_clock(wall_ms);
+        machine.records(now, self.records.drain(..));
+    }
+
+    /// Takes commands off the queue, oldest first, and applies them: records go to the
+    /// machine together, in one pass, ahead of the next command of another kind.
     fn take(&mut self, machine: &mut SenderMachine<Waiter>, pool: &Pool, now: std::time::Instant) {
         // The events the last input caused are handed on first, as they were before a command
         // came: an answer to a transaction call its caller gave up on goes back to the
@@ -338,59 +352,39 @@ impl Sender {
             return;
         }
         let stamp = pool.clock().now_ms();
-        let mut commands = taken.drain(..);
-        let mut next = commands.next();
-        while let Some(command) = next.take() {
+        for command in taken.drain(..) {
             match command {
-                run @ (Command::Record(_) | Command::Records(_)) => {
-                    // This command's records and those of the records commands after it; the
-                    // first command of another kind ends the run and is applied next.
-                    let mut first = Some(run);
-                    let mut batch = Vec::new().into_iter();
-                    let open = &mut self.open;
-                    let records = std::iter::from_fn(|| {
-                        loop {
-                            if let Some(incoming) = batch.next() {
-                                return Some(incoming);
-                            }
-                            match first.take().or_else(|| commands.next()) {
-                                Some(Command::Record(incoming)) => return Some(incoming),
-                                Some(Command::Records(all)) => batch = all.into_iter(),
-                                other => {
-                                    next = other;
-                                    return None;
-                                }
-                            }
-                        }
-                    });
-                    machine.wall_clock(stamp);
-                    machine.records(
-                        now,
-                        records.map(|mut incoming| {
-                            incoming.reply.open(open);
-                            incoming.into_machine(now, stamp)
-                        }),
-                    );
-                    continue;
+                Command::Record(mut i) => {
+                    i.reply.open(&mut self.open);
+                    self.records.push(i.into_machine(now, stamp));
                 }
+                Command::Records(all) => self.records.extend(all.into_iter().map(|mut i| {
+                    i.reply.open(&mut self.open);
+                    i.into_machine(now, stamp)
+                })),
                 Command::Flush(done) => {
+                    self.hand_records(machine, now, stamp);
                     let id = machine.flush(now);
                     self.flushes.insert(id, done);
                 }
                 Command::Transaction(call, reply) => {
+                    self.hand_records(machine, now, stamp);
                     let id = machine.transaction(now, call);
                     self.calls.insert(id, reply);
                 }
-                Command::Unread(op, result) => machine.unread(op, result),
+                Command::Unread(op, result) => {
+                    self.hand_records(machine, now, stamp);
+                    machine.unread(op, result);
+                }
                 Command::Close(done) => {
+                    self.hand_records(machine, now, stamp);
                     self.close_waiters.push(done);
                     self.close_failures.get_or_insert((0, None));
                     machine.close(now);
                 }
             }
-            next = commands.next();
         }
-        drop(commands);
+        self.hand_records(machine, now, stamp);
         self.taken = taken;
         self.close_if_gone(machine, now, t.emptied);
     }
