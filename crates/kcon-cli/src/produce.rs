@@ -177,6 +177,7 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::of(None, &e))?;
     }
 
+    let progress = std::io::stderr().is_terminal();
     // Reading stdin blocks, and a pipe may stay open for a long time: the input is read,
     // parsed and sent on a thread of the runtime's blocking pool, from line to `send_all` on
     // that one thread, so that no record crosses between threads before the producer's queue.
@@ -192,19 +193,18 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
             .iter()
             .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone().into_bytes())))
             .collect(),
-        progress: std::io::stderr().is_terminal(),
+        progress,
     };
     let started = Instant::now();
     let runtime = tokio::runtime::Handle::current();
     let Fed {
-        sent,
+        mut sent,
         mut failed,
         mut unchecked,
         produced,
     } = tokio::task::spawn_blocking(move || runtime.block_on(feed.run(std::io::stdin())))
         .await
         .map_err(|e| Failure::runtime(format!("reading stdin stopped: {e}")))?;
-    let progress = std::io::stderr().is_terminal();
     if !transactional {
         // Whatever was sent is finished (acknowledged or failed) before the verdict. Each
         // record's failure is read from its own delivery below: the close's count of them adds
@@ -214,7 +214,6 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Failure> {
     if failed.is_none() {
         failed = unchecked.all_done().await.err();
     }
-    let mut sent = sent;
     if transactional {
         if sent.is_ok() && failed.is_none() {
             if let Err(e) = producer.commit_transaction(TRANSACTION_CALL).await {
