@@ -38,6 +38,12 @@
 //!   or neither (librdkafka sends an empty regex with the names); otherwise an assertion
 //!   aborts the whole mock process, and every later command fails with that in its stderr.
 //! - Produce v5 answers lack the v5 log start offset (v3, v4 and v6-v10 are fine).
+//! - When any connection to a broker closes, the mock ends every share session on that broker
+//!   (every member's, every group's) and releases their records; Apache Kafka ends only the
+//!   session of the connection that closed. A client's pool closes its bootstrap connection
+//!   once the metadata names the brokers, about when its first share session opens, so a share
+//!   test whose acknowledgements must take keeps its sessions on a broker no connection of it
+//!   closes while they are open (`tests/share_mock.rs`, kcon-cli's `consume_mock.rs`).
 //! - Set `MOCK_CLUSTER_DEBUG=mock,protocol` to have the mock log each request it parses and
 //!   why it drops a connection; [`MockCluster::stderr`] returns that log.
 

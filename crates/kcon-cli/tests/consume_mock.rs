@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use common::kcon;
 use kcon_admin::Pool;
 use kcon_tests::brokers::unique_name;
-use kcon_tests::mock::MockCluster;
+use kcon_tests::mock::{CoordinatorType, MockCluster};
 use kcon_tests::offsets::{now_ms, produce};
 
 /// Records per partition: a different count each, so that a partition read twice or not at
@@ -138,15 +138,24 @@ async fn group_describe_on_the_mock_names_the_api_it_lacks() {
 /// records and hands every record of its batch back (those written released, the rest never
 /// written); the next run reads all ten again with delivery count 2, accepting them
 /// (implicitly), so a third run has nothing to read.
+///
+/// The mock ends every share session on a broker, releasing its records, when any connection
+/// to that broker closes, and each run closes its pools' bootstrap connections once the
+/// metadata names the brokers, about when its session opens: a run's acknowledgements would
+/// then be refused (SHARE_SESSION_NOT_FOUND) as often as that close comes after the session's
+/// first ShareFetch. So the runs bootstrap from broker 1, the group's coordinator, and the
+/// partition is led by broker 2, where no connection closes while a run's session is open.
 #[tokio::test(flavor = "multi_thread")]
 async fn share_consume_releases_and_accepts() {
-    let mock = MockCluster::start(1);
+    let mock = MockCluster::start(2);
     // Where a new share group starts: earliest, so the records can be there first.
     mock.set_sharegroup("auto_offset_reset", 1);
-    let b = mock.bootstrap().to_owned();
+    let b = mock.broker_addr(1).to_string();
     let topic = unique_name("T");
     let group = unique_name("g");
     mock.create_topic(&topic, 1, 1);
+    mock.set_leader(&topic, 0, 2);
+    mock.set_coordinator(CoordinatorType::Group, &group, 1);
     let pool = Pool::new(kcon_tests::pool::config(&b)).expect("a pool");
     produce(&pool, &topic, 0, 10, now_ms()).await;
     drop(pool);
