@@ -22,7 +22,8 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
         )?,
     }
     while !tally.done() {
-        for r in consumer.recv_batch().await? {
+        let batch = consumer.recv_batch().await?;
+        for r in &batch {
             tally.observe(
                 r.partition,
                 r.offset,
@@ -59,7 +60,8 @@ pub async fn run_split(w: &Workload, consumers: usize, tally: &mut Tally) -> Res
     while !tally.done() {
         let next = futures::future::select_all(all.iter_mut().map(|c| Box::pin(c.recv_batch())));
         let (batch, _, _) = next.await;
-        for r in batch? {
+        let batch = batch?;
+        for r in &batch {
             tally.observe(
                 r.partition,
                 r.offset,

@@ -27,7 +27,8 @@ pub async fn run(w: &Workload, client: Client, tally: &mut Tally) -> Result<(), 
         None => consumer.assign(&w.topic, w.partitions().collect()).await?,
     }
     while !tally.done() {
-        for r in consumer.poll(Duration::from_secs(1)).await? {
+        let records = consumer.poll(Duration::from_secs(1)).await?;
+        for r in &records {
             tally.observe(
                 r.partition,
                 r.offset,
