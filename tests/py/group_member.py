@@ -42,6 +42,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 
 _print_lock = threading.Lock()
@@ -196,6 +197,22 @@ def run_kafka_python(cfg, commands):
         def on_partitions_lost(self, lost):
             tracked.removed("lost", lost)
 
+    # kafka-python 3.0.12 can stay in a group without its assignment for good when it leads a
+    # rebalance that only its own metadata asked for: a leader whose first join came before its
+    # metadata knew the topic's partitions assigns nothing, then rejoins once the metadata
+    # names them (its assignment's snapshot of the metadata no longer matches). Performing that
+    # second assignment brings the snapshot up to date while the SyncGroup is in flight; if a
+    # poll's wait for the join ran out just before (polls here wait 100 ms), the next poll sees
+    # nothing to rejoin and never takes the sync's answer: no assignment callback, heartbeats
+    # off (`join_group_async` in kafka/coordinator/base.py). Knowing the partitions before
+    # subscribing, the first join assigns them all and that rejoin never comes.
+    deadline = time.monotonic() + 20
+    for topic in cfg["topics"]:
+        while not consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                emit("error", message=f"no partitions of {topic!r} in the metadata within 20 s")
+                break
+            time.sleep(0.1)
     consumer.subscribe(cfg["topics"], listener=Listener())
     emit("ready")
     while True:
