@@ -241,8 +241,8 @@ impl Batch {
         };
         let crc = u32::from_be_bytes(read_array(h, v2::CRC));
         if opts.verify_crc {
-            // One pass of the hardware CRC-32C (SSE 4.2 / ARMv8 CRC) over the batch.
-            let computed = crc32c::crc32c(&raw[v2::ATTRIBUTES..]);
+            // One pass of the CRC-32C over the batch (carry-less multiplication folding).
+            let computed = super::crc32c(&raw[v2::ATTRIBUTES..]);
             if computed != crc {
                 return Err(BatchErrorKind::CrcMismatch {
                     stored: crc,

@@ -475,7 +475,7 @@ impl RecordBatchBuilder {
         header.put_i16(self.producer_epoch);
         header.put_i32(self.base_sequence);
         header.put_i32(shape.record_count);
-        let crc = crc32c::crc32c(&out[v2::ATTRIBUTES..]);
+        let crc = super::crc32c(&out[v2::ATTRIBUTES..]);
         out[v2::CRC..v2::CRC + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(())
     }
@@ -531,7 +531,7 @@ pub fn with_producer(
     out[v2::PRODUCER_ID..v2::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
     out[v2::PRODUCER_EPOCH..v2::PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
     out[v2::BASE_SEQUENCE..v2::BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&out[v2::ATTRIBUTES..]);
+    let crc = super::crc32c(&out[v2::ATTRIBUTES..]);
     out[v2::CRC..v2::CRC + 4].copy_from_slice(&crc.to_be_bytes());
     Some(out.freeze())
 }

@@ -67,6 +67,13 @@ pub use fuzz::{fuzz_decode_all, fuzz_round_trip};
 
 use crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
+/// The CRC-32C (Castagnoli) of `bytes`, as a v2 record batch carries it over everything from
+/// its attributes on.
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    // CRC-32/ISCSI is CRC-32C; the 64-bit result holds the 32-bit CRC.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
+
 /// Options of the record decoder.
 ///
 /// ```
