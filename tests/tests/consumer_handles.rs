@@ -1,8 +1,8 @@
 //! What the consumer offers beside its receiving calls, on Apache Kafka (`Kafka::single()`) at
-//! the client's defaults: hooks told of fetches,
-//! records handed out, rebalances, commits (auto-commits too) and partition errors; a metrics handle read from
-//! another thread while the consumer runs; a commit handle storing and committing from another
-//! task while a `stream()` holds the consumer, refused once partitions are gone.
+//! the client's defaults: hooks told of fetches, records handed out (lent by `recv_borrowed`
+//! too), rebalances, commits (auto-commits too) and partition errors; a metrics handle read
+//! from another thread while the consumer runs; a commit handle storing and committing from
+//! another task while a `stream()` holds the consumer, refused once partitions are gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::poll_fn;
@@ -79,6 +79,48 @@ impl ConsumerHooks for Recorder {
             .partition_errors
             .push((partition.clone(), error.kind()));
     }
+}
+
+/// With hooks, `recv_borrowed` lends the records `on_records` heard of (decoded for it): each
+/// fetched record heard of and lent once, in order, and fetches counted as records arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_hear_the_records_recv_borrowed_lends() {
+    let topic = unique_name("hooks");
+    let pool = single_with(&[(&topic, 2)]).await;
+    produce_spread(&pool, &topic, 2, 40, 10).await;
+    let recorder = Recorder::default();
+    let mut c = group_builder_at_defaults(bootstrap(), &unique_name("g"), "range")
+        .max_poll_records(6)
+        .hooks(recorder.clone())
+        .build()
+        .unwrap();
+    c.subscribe([topic.as_str()]).unwrap();
+    let deadline = tokio::time::Instant::now() + REBALANCE_WITHIN;
+    let mut lent: BTreeMap<TopicPartition, Vec<i64>> = BTreeMap::new();
+    while lent.values().map(Vec::len).sum::<usize>() < 40 {
+        let batch = tokio::time::timeout_at(deadline, c.recv_borrowed())
+            .await
+            .unwrap_or_else(|_| panic!("40 records within {REBALANCE_WITHIN:?}: {lent:?}"))
+            .unwrap();
+        assert!((1..=6).contains(&batch.len()), "{batch:?}");
+        let offsets = lent.entry(batch.partition().clone()).or_default();
+        for r in &batch {
+            let value = format!("value-{}", r.offset() % 10);
+            assert_eq!(r.value(), Some(value.as_bytes()), "{r:?}");
+            offsets.push(r.offset());
+        }
+    }
+    let expected: BTreeMap<TopicPartition, Vec<i64>> = partitions(&topic, 2)
+        .into_iter()
+        .map(|tp| (tp, (0..20).collect()))
+        .collect();
+    assert_eq!(lent, expected);
+    {
+        let h = recorder.heard();
+        assert_eq!(h.handed, expected, "every record heard of once, in order");
+        assert_eq!(h.fetched_records, 40, "{h:?}");
+    }
+    c.close().await.unwrap();
 }
 
 /// Hooks hear every fetched and handed-out record once, in order, the assignment and the

@@ -4,9 +4,10 @@
 //! listener's) read back, cooperative groups of two consumers with a listener that commits on
 //! revocation, manual assignment (reset policies, seeks, pause/resume, watermarks, lag), lookups
 //! by timestamp and resets by duration answered with the log's real offsets, regex
-//! subscriptions, batch sizes and the `Stream`, metrics, configuration errors and misuse, and
-//! unsubscribing, closing or dropping a consumer (each leaves its group at once; a proxy in
-//! front of the node stands for a broker that is gone).
+//! subscriptions, batch sizes and the `Stream`, records lent in place (`recv_borrowed`),
+//! metrics, configuration errors and misuse, and unsubscribing, closing or dropping a consumer
+//! (each leaves its group at once; a proxy in front of the node stands for a broker that is
+//! gone).
 //!
 //! `current_lag`, the lag as the last Fetch answer left it, with no request sent (the Java
 //! client's `currentLag`, KIP-695): a partition that brings no records (empty, read to its end,
@@ -24,7 +25,9 @@ use kcon::{
     Consumer, ConsumerBuilder, ErrorKind, ListenerFuture, OffsetAndMetadata, RebalanceContext,
     RebalanceListener, Record, ResetPolicy, TopicPartition,
 };
+use kcon_codec::compression::Compression;
 use kcon_codec::kafka_protocol::messages::ApiKey;
+use kcon_codec::records::{NewRecord, RecordBatchBuilder};
 use kcon_produce::{Producer, ProducerRecord};
 use kcon_tests::brokers::unique_name;
 use kcon_tests::consumer::{
@@ -34,7 +37,7 @@ use kcon_tests::consumer::{
     poll_until, recv_n, wait_for_split, wait_until,
 };
 use kcon_tests::kafka::{Kafka, create_topics, single_with};
-use kcon_tests::offsets::{now_ms, produce, produce_at, produce_spread};
+use kcon_tests::offsets::{now_ms, produce, produce_at, produce_batch, produce_spread};
 use kcon_tests::produce::AnswerDropper;
 
 /// The single node's bootstrap list.
@@ -1118,6 +1121,131 @@ async fn recv_batch_respects_max_poll_records_and_the_stream_yields_in_order() {
         10,
     );
     c.close().await.unwrap();
+}
+
+/// `recv_borrowed` lends the records `recv_batch` would return, read where they lie in the
+/// answer (an LZ4 batch with keys and headers, split by `max.poll.records`, among them), at most
+/// `max.poll.records` a call. Mixed with `recv` and `recv_batch` calls, every record is handed
+/// out once; the position moves past what was lent and the close's auto-commit commits it, so
+/// a successor lending records starts right after the last record handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_borrowed_lends_each_record_once_and_the_commit_follows_it() {
+    let topic = unique_name("consumer");
+    let pool = single_with(&[(&topic, 2)]).await;
+    produce_spread(&pool, &topic, 2, 60, 10).await;
+    // Offsets 30..40 of partition 0: `value-{i}`, key `key-{i}`, header `h` = `i`.
+    let keys: Vec<String> = (0..10).map(|i| format!("key-{i}")).collect();
+    let values: Vec<String> = (0..10).map(|i| format!("value-{i}")).collect();
+    let numbers: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+    let headers: Vec<[Header<'_>; 1]> = numbers
+        .iter()
+        .map(|n| [(&b"h"[..], Some(n.as_bytes()))])
+        .collect();
+    let mut lz4 = RecordBatchBuilder::new(0).compression(Compression::Lz4);
+    for i in 0..10 {
+        lz4.push(NewRecord {
+            timestamp: now_ms(),
+            key: Some(keys[i].as_bytes()),
+            value: Some(values[i].as_bytes()),
+            headers: &headers[i],
+            ..NewRecord::default()
+        });
+    }
+    assert_eq!(
+        produce_batch(&pool, &topic, 0, lz4.build().unwrap()).await,
+        30
+    );
+    let ends: BTreeMap<TopicPartition, i64> = [
+        (TopicPartition::new(&topic, 0), 40),
+        (TopicPartition::new(&topic, 1), 30),
+    ]
+    .into();
+    let group = unique_name("g");
+    // Only the close commits: the timer would not fire during the test.
+    let consumer = || {
+        group_builder_at_defaults(bootstrap(), &group, "range")
+            .set("auto.commit.interval.ms", "60000")
+            .max_poll_records(7)
+            .build()
+            .unwrap()
+    };
+    // What a lent record says against what was produced at its offset.
+    let check = |r: &kcon::BorrowedRecord<'_>| {
+        assert_eq!(r.topic(), topic);
+        let lz4 = r.partition() == 0 && r.offset() >= 30;
+        let i = (r.offset() - 30).to_string();
+        let key = format!("key-{i}");
+        assert_eq!(r.key(), lz4.then_some(key.as_bytes()), "{r:?}");
+        let header = r.header("h");
+        assert_eq!(header, lz4.then_some(Some(i.as_bytes())), "{r:?}");
+        assert_eq!(r.headers().count(), usize::from(lz4));
+        assert!(r.timestamp() > 0);
+    };
+
+    let mut first = consumer();
+    first.subscribe([topic.as_str()]).unwrap();
+    let deadline = Instant::now() + REBALANCE_WITHIN;
+    let mut handed: Vec<Record> = Vec::new();
+    let mut calls = 0;
+    while handed.len() < 25 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = calls % 3;
+        calls += 1;
+        match call {
+            0 => {
+                let batch = tokio::time::timeout(left, first.recv_borrowed())
+                    .await
+                    .expect("records within the rebalance's time")
+                    .unwrap();
+                assert!((1..=7).contains(&batch.len()), "{batch:?}");
+                for r in &batch {
+                    check(&r);
+                    assert_eq!(r.partition(), batch.partition().partition);
+                }
+                assert_eq!(batch.iter().count(), batch.len());
+                handed.extend(batch.into_iter().map(|r| r.to_record()));
+            }
+            1 => handed.push(
+                tokio::time::timeout(left, first.recv())
+                    .await
+                    .expect("a record within the rebalance's time")
+                    .unwrap(),
+            ),
+            _ => handed.extend(
+                tokio::time::timeout(left, first.recv_batch())
+                    .await
+                    .expect("records within the rebalance's time")
+                    .unwrap(),
+            ),
+        }
+    }
+    let next: BTreeMap<TopicPartition, i64> = offsets_by_partition(&handed)
+        .into_iter()
+        .map(|(tp, offsets)| (tp, offsets.last().copied().unwrap_or(-1) + 1))
+        .collect();
+    for (tp, &offset) in &next {
+        assert_eq!(first.position(tp), Some(offset), "{tp}");
+    }
+    first.close().await.unwrap();
+
+    let mut second = consumer();
+    second.subscribe([topic.as_str()]).unwrap();
+    let deadline = Instant::now() + REBALANCE_WITHIN;
+    let mut rest: Vec<Record> = Vec::new();
+    while rest.len() < 70 - handed.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let batch = tokio::time::timeout(left, second.recv_borrowed())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} records", rest.len(), 70 - handed.len()))
+            .unwrap();
+        assert!((1..=7).contains(&batch.len()), "{batch:?}");
+        batch.iter().for_each(|r| check(&r));
+        rest.extend(batch.iter().map(|r| r.to_record()));
+    }
+    assert_exactly(&rest, &next, &ends, 10);
+    expect_no_record(&mut second, Duration::from_millis(500)).await;
+    second.close().await.unwrap();
 }
 
 /// `metrics` counts the records consumed, the rebalances and the commits with their latency.

@@ -37,6 +37,7 @@ fn types_are_send_and_sync() {
     send_sync::<PartitionStreams>();
     send_sync::<PartitionStream>();
     send_sync::<Record>();
+    send_sync::<kcon::BorrowedBatch<'static>>();
     send_sync::<kcon::Error>();
     send_sync::<Producer>();
     send_sync::<kcon::policy::Sink>();
@@ -73,6 +74,7 @@ async fn consumer_futures_are_send(mut consumer: Consumer, tp: TopicPartition) {
     let all = BTreeSet::from([tp.clone()]);
     send(&consumer.recv());
     send(&consumer.recv_batch());
+    send(&consumer.recv_borrowed());
     send(&consumer.unsubscribe());
     send(&consumer.commit());
     send(&consumer.commit_offsets(Vec::new()));

@@ -98,6 +98,9 @@ pub struct Handout {
     released: VecDeque<FetchedRecords>,
     /// `max.poll.records`, at least 1.
     max_poll_records: usize,
+    /// Whether parts leave with their records where they lie, to be read in place
+    /// ([`FetchedRecords::take_undecoded`]), rather than decoded.
+    in_place: bool,
 }
 
 impl Handout {
@@ -110,7 +113,15 @@ impl Handout {
             held: VecDeque::new(),
             released: VecDeque::new(),
             max_poll_records: max_poll_records.max(1),
+            in_place: false,
         }
+    }
+
+    /// Whether the parts handed out from now on leave their records where they lie in the
+    /// answer, for the application to read in place ([`FetchedRecords::borrowed`]), or
+    /// decoded (at first). Either way a part holds the same records and says the same of them.
+    pub fn set_in_place(&mut self, in_place: bool) {
+        self.in_place = in_place;
     }
 
     /// A hand-out side for a fetch task with `config`: `max.poll.records` checked (the field
@@ -242,11 +253,16 @@ impl Handout {
         }
     }
 
-    /// Records leave: at most `max.poll.records` of them, decoded now; the rest first in line
-    /// for the next call. The bytes leave the prefetch budget with the last part (and
-    /// decompressed bytes held between parts with the part that ends their batch).
+    /// Records leave: at most `max.poll.records` of them, decoded now (or left where they lie,
+    /// see [`set_in_place`](Self::set_in_place)); the rest first in line for the next call.
+    /// The bytes leave the prefetch budget with the last part (and decompressed bytes held
+    /// between parts with the part that ends their batch).
     fn hand_out(&mut self, mut r: FetchedRecords) -> HandedOut {
-        let part = r.take(self.max_poll_records);
+        let part = if self.in_place {
+            r.take_undecoded(self.max_poll_records)
+        } else {
+            r.take(self.max_poll_records)
+        };
         if !r.is_empty() {
             self.released.push_front(r);
         }

@@ -54,7 +54,9 @@ pub use messages::{
     BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
     StartPosition,
 };
-pub use records::{CorruptRecords, FetchedRecords};
+pub use records::{
+    BorrowedHeaders, BorrowedRecord, BorrowedRecords, CorruptRecords, FetchedRecords,
+};
 
 // The shared vocabulary, for the modules here as `crate::X`.
 use kcon_core::IsolationLevel;

@@ -24,6 +24,10 @@ use kcon_core::{Record, Topic, TopicPartition};
 
 use crate::transactions::{AbortedTransaction, BatchVerdict, TransactionFilter};
 
+mod borrowed;
+
+pub use borrowed::{BorrowedHeaders, BorrowedRecord, BorrowedRecords};
+
 /// Records of one partition from one Fetch answer, in offset order.
 ///
 /// The application's side of the fetch loop ([`Handout`](crate::handout::Handout)) hands
@@ -135,6 +139,16 @@ impl FetchedRecords {
         self.undecoded.fetched_from
     }
 
+    /// The timestamp of the last record, decoded or not: known for a part taken with
+    /// [`take`](Self::take) or [`take_undecoded`](Self::take_undecoded) (`None` only when it
+    /// is empty), and for an answer whose last batch is not compressed.
+    pub fn last_timestamp(&self) -> Option<i64> {
+        match self.undecoded.batches.back() {
+            Some(d) => d.last.map(|l| l.timestamp),
+            None => self.records.last().map(|r| r.timestamp),
+        }
+    }
+
     /// The leader epoch of the last record, decoded or not.
     pub fn last_leader_epoch(&self) -> Option<i32> {
         let u = &self.undecoded;
@@ -176,15 +190,35 @@ impl FetchedRecords {
     /// A corrupt record ends the records: the part that reaches it is the last, ends before it
     /// and carries [`CorruptRecords`].
     pub fn take(&mut self, max: usize) -> FetchedRecords {
+        self.take_part(max, true)
+    }
+
+    /// [`take`](Self::take), the records of the part left where they lie: its batches
+    /// decompressed and checked (a corrupt record ends the part as it ends `take`'s) but no
+    /// record decoded. [`borrowed`](Self::borrowed) reads them in place; `take` or
+    /// [`decoded`](Self::decoded) on the part decodes them. A batch whose every record goes
+    /// with the part moves as it is, unread; one the part ends inside is read up to the end
+    /// of the part, to find where the rest starts.
+    pub fn take_undecoded(&mut self, max: usize) -> FetchedRecords {
+        self.take_part(max, false)
+    }
+
+    fn take_part(&mut self, max: usize, decode: bool) -> FetchedRecords {
         let max = max.max(1);
         let held_before = self.undecoded.held;
         let mut records = std::mem::take(&mut self.records);
+        let mut kept = self.undecoded.part();
         if records.len() > max {
             // Decoded already: the rest stays in front of what is not.
             self.records = records.split_off(max);
         } else {
             let want = max - records.len();
-            self.undecoded.decode_into(&mut records, want);
+            let dest = if decode {
+                Dest::Records(&mut records)
+            } else {
+                Dest::Batches(&mut kept)
+            };
+            self.undecoded.take_into(dest, want);
         }
         if self.is_empty() {
             let u = &mut self.undecoded;
@@ -203,7 +237,7 @@ impl FetchedRecords {
                 // Everything counted for the answer leaves with its last part.
                 size: std::mem::take(&mut self.size),
                 bytes: std::mem::take(&mut self.bytes),
-                undecoded: Undecoded::default(),
+                undecoded: kept,
                 corrupt,
                 held_more: 0,
             };
@@ -215,12 +249,17 @@ impl FetchedRecords {
         self.size = self.size.saturating_sub(released) + held_more;
         // The answer's bytes go with the records: this part's share, by its records against
         // those left (a count exact unless compaction thinned a batch not decoded yet).
-        let taken = records.len();
+        let taken = records.len() + kept.len();
         let share = self.bytes as u128 * taken as u128 / (taken + self.len()) as u128;
         let bytes = (share as usize).min(self.bytes);
         self.bytes -= bytes;
-        // Invariant: `max` ≥ 1 and records are left, so the part holds `max` of them.
-        let after = records.last().map_or(self.next_offset, |r| r.offset + 1);
+        // Invariant: `max` ≥ 1 and records are left, so the part holds `max` of them; a batch
+        // kept whole or in part knows its last record's offset.
+        let last = match kept.batches.back() {
+            Some(d) => d.last.map(|l| l.offset),
+            None => records.last().map(|r| r.offset),
+        };
+        let after = last.map_or(self.next_offset, |offset| offset + 1);
         let mut part = FetchedRecords::new(
             self.partition.clone(),
             records,
@@ -228,11 +267,29 @@ impl FetchedRecords {
             self.high_watermark,
             released,
         );
+        part.undecoded = kept;
         part.bytes = bytes;
         part.held_more = held_more;
         part.last_stable_offset = self.last_stable_offset;
         part
     }
+
+    /// The records, read where they lie in the answer (those already decoded first, as
+    /// records): nothing is copied and no reference counted. The records of a part taken with
+    /// [`take_undecoded`](Self::take_undecoded) or [`take`](Self::take) are all there; a
+    /// compressed batch not decompressed yet (records as the fetch loop handed them over,
+    /// before any part was taken) reads as none.
+    pub fn borrowed(&self) -> BorrowedRecords<'_> {
+        BorrowedRecords::new(&self.records, &self.undecoded)
+    }
+}
+
+/// Where [`Undecoded::take_into`] puts the records it takes.
+enum Dest<'a> {
+    /// Decoded, one [`Record`] each.
+    Records(&'a mut Vec<Record>),
+    /// Left where they lie: the batches (or the ranges of them) that hold them.
+    Batches(&'a mut Undecoded),
 }
 
 /// Batches of one partition, checked and kept as received until their records are handed
@@ -270,6 +327,10 @@ struct Deliverable {
     from: i64,
     until: i64,
     count: usize,
+    /// The last of the `count` records: known once they were counted (a batch read when the
+    /// answer came, or decompressed since); `None` for a compressed batch not decompressed
+    /// yet.
+    last: Option<Last>,
     resume: Option<RecordsMark>,
     /// Whether the walk fails after the `count` records: found when a part ending inside a
     /// batch decompressed for it counted the rest.
@@ -295,8 +356,8 @@ impl PartialEq for Undecoded {
             && self.fetched_from == other.fetched_from
             && self.batches.len() == other.batches.len()
             && self.batches.iter().zip(&other.batches).all(|(a, b)| {
-                (a.from, a.until, a.count, a.resume, a.corrupt_after)
-                    == (b.from, b.until, b.count, b.resume, b.corrupt_after)
+                (a.from, a.until, a.count, a.last, a.resume, a.corrupt_after)
+                    == (b.from, b.until, b.count, b.last, b.resume, b.corrupt_after)
                     && a.batch.as_bytes() == b.batch.as_bytes()
             })
     }
@@ -313,11 +374,28 @@ impl Undecoded {
         self.len() == 0
     }
 
-    /// Appends up to `want` records to `out`, in order, decoding (and decompressing) batches
-    /// as needed; a batch whose records outnumber what is wanted stays first, marked where
-    /// its walk stopped. A corrupt record stops it: the records before it are kept, the
-    /// batches after it dropped, and `corrupt_at` says where.
-    fn decode_into(&mut self, out: &mut Vec<Record>, mut want: usize) {
+    /// The same partition's records, none yet: a part of these taken with its records left
+    /// where they lie.
+    fn part(&self) -> Undecoded {
+        Undecoded {
+            topic: self.topic,
+            partition: self.partition,
+            epoch: self.epoch,
+            fetched_from: self.fetched_from,
+            ..Undecoded::default()
+        }
+    }
+
+    fn push(&mut self, d: Deliverable) {
+        self.in_batches += d.count;
+        self.batches.push_back(d);
+    }
+
+    /// Moves up to `want` records to `dest`, in order, decompressing batches as needed; a
+    /// batch whose records outnumber what is wanted stays first, marked where its walk
+    /// stopped. A corrupt record stops it: the records before it go, the batches after it are
+    /// dropped, and `corrupt_at` says where.
+    fn take_into(&mut self, mut dest: Dest<'_>, mut want: usize) {
         while want > 0 {
             let Some(d) = self.batches.front_mut() else {
                 break;
@@ -330,75 +408,138 @@ impl Undecoded {
                 self.stop_at(from);
                 return;
             }
-            // The count is bounded by the records' bytes now (`Batch::decompress` checks a
-            // compressed batch's), so a hostile header cannot size this.
-            out.reserve(want.min(d.count));
             let leader_epoch = d.leader_epoch();
-            // Invariant: set with the first batch.
-            let topic = self.topic.expect("a topic with the batches");
+            if let Dest::Batches(part) = &mut dest
+                && !decompressed_now
+                && d.count <= want
+                && !d.corrupt_after
+            {
+                // Every record goes, counted already and readable to the batch's end: the
+                // batch moves as it is, unread.
+                let Some(d) = self.batches.pop_front() else {
+                    unreachable!("the batch in front was there just now")
+                };
+                self.in_batches -= d.count;
+                self.held = 0;
+                want -= d.count;
+                self.epoch = leader_epoch.or(self.epoch);
+                part.push(d);
+                continue;
+            }
+            // A count is exact once the batch was read (when the answer came, or decompressed
+            // for an earlier part): no walk goes past its records. A batch decompressed just
+            // now has its header's count, so its walk goes to its end.
+            let most = if decompressed_now {
+                want
+            } else {
+                want.min(d.count)
+            };
             let mut walk = match d.resume {
                 Some(mark) => d.batch.records_from(mark),
                 None => d.batch.records(),
             };
             let mut taken = 0;
-            // The first offset of the batch's range not decoded yet.
+            // The first offset of the batch's range not taken yet.
             let mut next = d.from;
             let mut failed = false;
-            while taken < want {
-                // An uncompressed batch was read whole when the answer came; a compressed one
-                // is read for the first time here.
-                let r = match walk.next() {
-                    None => break,
-                    Some(Ok(r)) => r,
-                    Some(Err(_)) => {
-                        failed = true;
-                        break;
+            // Whether the walk came to the batch's end.
+            let mut ended = false;
+            // The timestamp of the last record taken, for a part that keeps its records.
+            let mut last_timestamp = 0;
+            match &mut dest {
+                Dest::Records(out) => {
+                    // The count is bounded by the records' bytes now (`Batch::decompress` checks
+                    // a compressed batch's), so a hostile header cannot size this.
+                    out.reserve(most.min(d.count));
+                    // Invariant: set with the first batch.
+                    let topic = self.topic.expect("a topic with the batches");
+                    while taken < most {
+                        // An uncompressed batch was read whole when the answer came; a
+                        // compressed one is read for the first time here.
+                        let r = match walk.next() {
+                            None => {
+                                ended = true;
+                                break;
+                            }
+                            Some(Ok(r)) => r,
+                            Some(Err(_)) => {
+                                failed = true;
+                                break;
+                            }
+                        };
+                        if !(d.from..d.until).contains(&r.offset()) {
+                            continue;
+                        }
+                        next = r.offset() + 1;
+                        // `Record` is kcon-core's and open to new fields: made by its
+                        // constructor, the rest of its public fields set where it lies in `out`
+                        // (a record finished on the stack and then pushed is copied twice: 4 %
+                        // more instructions per record).
+                        out.push(Record::new(
+                            topic,
+                            self.partition,
+                            r.offset(),
+                            r.key_bytes(),
+                            r.value_bytes(),
+                        ));
+                        let Some(record) = out.last_mut() else {
+                            unreachable!("a record was pushed just now")
+                        };
+                        finish_record(record, &r, leader_epoch);
+                        taken += 1;
                     }
-                };
-                if !(d.from..d.until).contains(&r.offset()) {
-                    continue;
                 }
-                next = r.offset() + 1;
-                // `Record` is kcon-core's and open to new fields: made by its constructor, the
-                // rest of its public fields set where it lies in `out` (a record finished on
-                // the stack and then pushed is copied twice: 4 % more instructions per record).
-                out.push(Record::new(
-                    topic,
-                    self.partition,
-                    r.offset(),
-                    r.key_bytes(),
-                    r.value_bytes(),
-                ));
-                let Some(record) = out.last_mut() else {
-                    unreachable!("a record was pushed just now")
-                };
-                record.leader_epoch = leader_epoch;
-                record.timestamp = r.timestamp();
-                record.timestamp_type = r.timestamp_type();
-                // Most records have none: no call to collect them.
-                if r.header_count() > 0 {
-                    record.headers = r
-                        .headers()
-                        .map(|h| (h.key_bytes(), h.value_bytes()))
-                        .collect();
+                Dest::Batches(_) => {
+                    while taken < most {
+                        match walk.next() {
+                            None => {
+                                ended = true;
+                                break;
+                            }
+                            Some(Ok(r)) if (d.from..d.until).contains(&r.offset()) => {
+                                next = r.offset() + 1;
+                                last_timestamp = r.timestamp();
+                                taken += 1;
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) => {
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
                 }
-                taken += 1;
             }
             if taken > 0 {
                 // Magic 0 and 1 records carry no epoch: the one known stays.
                 self.epoch = leader_epoch.or(self.epoch);
+                if let Dest::Batches(part) = &mut dest {
+                    part.push(Deliverable {
+                        batch: d.batch.clone(),
+                        from: d.from,
+                        until: next,
+                        count: taken,
+                        last: Some(Last {
+                            offset: next - 1,
+                            timestamp: last_timestamp,
+                        }),
+                        resume: d.resume,
+                        corrupt_after: false,
+                    });
+                }
             }
             want -= taken;
             // Where the next part starts, and what the batch still holds from there: exact
             // for a batch read when the answer came; a batch decompressed just now is counted
             // here, once.
             let mark = walk.mark();
-            let (left, bad_after) = if failed || want > 0 {
-                (0, false)
+            let (left, last, bad_after) = if failed || ended {
+                (0, None, false)
             } else if decompressed_now {
-                count_within(d.batch.records_from(mark), next, d.until)
+                let c = count_within(d.batch.records_from(mark), next, d.until);
+                (c.count, c.last, c.unreadable)
             } else {
-                (d.count.saturating_sub(taken), d.corrupt_after)
+                (d.count.saturating_sub(taken), d.last, d.corrupt_after)
             };
             if failed || (left == 0 && bad_after) {
                 self.stop_at(next);
@@ -411,6 +552,7 @@ impl Undecoded {
                 continue;
             }
             d.count = left;
+            d.last = last;
             d.corrupt_after = bad_after;
             d.from = next;
             d.resume = Some(mark);
@@ -429,18 +571,20 @@ impl Undecoded {
                 continue;
             }
             d.until = offset;
-            let count = if d.batch.needs_decompression() {
-                declared_in(&d.batch, d.from, offset)
+            let (count, last) = if d.batch.needs_decompression() {
+                (declared_in(&d.batch, d.from, offset), None)
             } else {
                 let walk = match d.resume {
                     Some(mark) => d.batch.records_from(mark),
                     None => d.batch.records(),
                 };
-                count_within(walk, d.from, offset).0
+                let c = count_within(walk, d.from, offset);
+                (c.count, c.last)
             };
             // An unreadable record after those counted may now lie past the cut.
             d.corrupt_after &= count == d.count;
             d.count = count;
+            d.last = last;
         }
         self.batches.retain(|d| d.count > 0);
         self.in_batches = self.batches.iter().map(|d| d.count).sum();
@@ -531,11 +675,20 @@ pub(crate) fn check_partition(
                 break;
             }
         };
-        let (count, unreadable) = if batch.needs_decompression() {
-            (declared_in(&batch, from, until), false)
+        let counted = if batch.needs_decompression() {
+            Counted {
+                count: declared_in(&batch, from, until),
+                last: None,
+                unreadable: false,
+            }
         } else {
             count_within(batch.records(), from, until)
         };
+        let Counted {
+            count,
+            last,
+            unreadable,
+        } = counted;
         if unreadable {
             // A record of the batch is unreadable: the whole batch is withheld, so the
             // position stays at its start and the application is told.
@@ -550,6 +703,7 @@ pub(crate) fn check_partition(
                 from,
                 until,
                 count,
+                last,
                 resume: None,
                 corrupt_after: false,
             });
@@ -579,17 +733,68 @@ pub(crate) fn share_records(
     (decoded.records, corrupt)
 }
 
+/// The offset and timestamp of a batch's last record within its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Last {
+    offset: i64,
+    timestamp: i64,
+}
+
+/// What a walk of a batch's records found within a range of offsets.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    count: usize,
+    /// The last record counted.
+    last: Option<Last>,
+    /// Whether the walk met an unreadable record (after those counted).
+    unreadable: bool,
+}
+
 /// The records of `walk` with offsets in `from..until`, read to the walk's end or its first
-/// unreadable record, and whether it met one.
-fn count_within(walk: Records<'_>, from: i64, until: i64) -> (usize, bool) {
-    let mut count = 0;
+/// unreadable record.
+fn count_within(walk: Records<'_>, from: i64, until: i64) -> Counted {
+    let mut c = Counted {
+        count: 0,
+        last: None,
+        unreadable: false,
+    };
     for r in walk {
         match r {
-            Ok(r) => count += usize::from((from..until).contains(&r.offset())),
-            Err(_) => return (count, true),
+            Ok(r) if (from..until).contains(&r.offset()) => {
+                c.count += 1;
+                c.last = Some(Last {
+                    offset: r.offset(),
+                    timestamp: r.timestamp(),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => {
+                c.unreadable = true;
+                break;
+            }
         }
     }
-    (count, false)
+    c
+}
+
+/// Sets what [`Record::new`] leaves at its default in `record`, made of `r`: its leader
+/// epoch, timestamp and headers.
+#[inline]
+fn finish_record(
+    record: &mut Record,
+    r: &kcon_codec::records::Record<'_>,
+    leader_epoch: Option<i32>,
+) {
+    record.leader_epoch = leader_epoch;
+    record.timestamp = r.timestamp();
+    record.timestamp_type = r.timestamp_type();
+    // Most records have none: no call to collect them.
+    if r.header_count() > 0 {
+        record.headers = r
+            .headers()
+            .map(|h| (h.key_bytes(), h.value_bytes()))
+            .collect();
+    }
 }
 
 /// The records a compressed batch declares within `from..until`: its count, bounded by the

@@ -83,7 +83,7 @@ pub use policy::{
 };
 pub use stream::RecordStream;
 
-pub use record::Record;
+pub use record::{BorrowedBatch, BorrowedHeaders, BorrowedRecord, BorrowedRecords, Record};
 
 pub use kcon_codec::kafka_protocol::messages::ApiKey;
 pub use kcon_codec::records::TimestampType;

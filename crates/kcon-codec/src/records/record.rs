@@ -772,6 +772,7 @@ fn read_record_exact(
 /// running past the batch, a bad varint, fewer records than the header declares, or bytes left
 /// after the declared records. Such an error means the batch, and what follows it in the
 /// partition, cannot be trusted: stop consuming the partition.
+#[derive(Clone)]
 pub struct Records<'a> {
     batch: &'a Batch,
     /// The bytes not read yet.

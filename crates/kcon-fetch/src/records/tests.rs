@@ -437,3 +437,176 @@ fn records_cut_where_the_log_diverged_keep_those_before_and_count_no_bytes() {
     assert!(r.cut_at(12));
     assert_eq!((r.len(), r.next_offset, r.size), (12, 12, 0));
 }
+
+/// Takes `a` with `take` and `b`, the same answer, with `take_undecoded`, `max` records a
+/// part: each part left undecoded, read in place and decoded later, holds the records `take`
+/// decodes, and says the same of its position, bytes, epoch and corruption. The number of
+/// parts.
+fn undecoded_parts_match(mut a: FetchedRecords, mut b: FetchedRecords, max: usize) -> usize {
+    let mut parts = 0;
+    while !a.is_empty() {
+        let decoded = a.take(max);
+        let kept = b.take_undecoded(max);
+        let read: Vec<Record> = kept.borrowed().map(|r| r.to_record()).collect();
+        assert_eq!(
+            read, decoded.records,
+            "max {max}, part {parts}: read in place"
+        );
+        assert_eq!(kept.len(), decoded.records.len());
+        let said = |p: &FetchedRecords| {
+            (
+                p.next_offset,
+                p.size,
+                p.bytes,
+                p.held_more(),
+                p.corrupt().copied(),
+                p.last_leader_epoch(),
+                p.last_timestamp(),
+            )
+        };
+        assert_eq!(said(&kept), said(&decoded), "max {max}, part {parts}");
+        assert_eq!(
+            kept.decoded().records,
+            decoded.records,
+            "max {max}, part {parts}: decoded later"
+        );
+        assert_eq!(
+            (b.len(), b.next_offset, b.size, b.bytes),
+            (a.len(), a.next_offset, a.size, a.bytes),
+            "max {max}, part {parts}: what is left"
+        );
+        parts += 1;
+    }
+    assert!(b.is_empty());
+    parts
+}
+
+#[test]
+fn parts_left_undecoded_hold_what_take_decodes() {
+    let mut compacted = RecordBatchBuilder::new(0)
+        .partition_leader_epoch(1)
+        .compression(Compression::Zstd);
+    for delta in [0, 2, 4, 6, 8] {
+        compacted.push(NewRecord {
+            offset_delta: Some(delta),
+            timestamp: 1_000,
+            value: Some(b"v"),
+            ..NewRecord::default()
+        });
+    }
+    let answers = [
+        (
+            joined(&[
+                batch(0, 5, 3, Compression::None),
+                batch(5, 7, 4, Compression::None),
+            ]),
+            0,
+        ),
+        (
+            joined(&[
+                batch(0, 4, 1, Compression::Lz4),
+                batch(4, 3, 2, Compression::Zstd),
+                batch(7, 3, 2, Compression::None),
+            ]),
+            0,
+        ),
+        (batch(0, 6, 1, Compression::None), 3),
+        (batch(0, 6, 1, Compression::Lz4), 3),
+        (
+            joined(&[
+                batch(0, 3, 4, Compression::Lz4),
+                compressed_cut(3, 3, Compression::Lz4),
+                batch(6, 3, 4, Compression::Lz4),
+            ]),
+            0,
+        ),
+        (
+            joined(&[
+                batch(0, 2, 4, Compression::Lz4),
+                compressed_with_bad_record(2, 4, 2, Compression::Lz4),
+                batch(6, 3, 4, Compression::Lz4),
+            ]),
+            0,
+        ),
+        (compressed_with_bad_record(10, 3, 0, Compression::Zstd), 10),
+        (
+            joined(&[
+                compacted.build().unwrap(),
+                batch(9, 2, 1, Compression::None),
+            ]),
+            3,
+        ),
+    ];
+    for (bytes, from) in answers {
+        for max in [1, 2, 3, 5, 100] {
+            let answer = || {
+                let mut r = fetched(check(bytes.clone(), from), bytes.len() + 7);
+                r.bytes = 1_000;
+                r
+            };
+            let parts = undecoded_parts_match(answer(), answer(), max);
+            assert!(parts > 0);
+        }
+    }
+}
+
+#[test]
+fn records_read_in_place_are_slices_of_the_answer_with_their_headers() {
+    let mut b = RecordBatchBuilder::new(40).partition_leader_epoch(6);
+    let headers: [(&[u8], Option<&[u8]>); 3] = [
+        (b"trace", Some(b"a")),
+        (b"null", None),
+        (b"trace", Some(b"b")),
+    ];
+    b.push(NewRecord {
+        timestamp: 5,
+        key: Some(b"k"),
+        value: Some(b"first"),
+        headers: &headers,
+        ..NewRecord::default()
+    });
+    b.push(NewRecord {
+        timestamp: 6,
+        value: None,
+        ..NewRecord::default()
+    });
+    let bytes = b.build().unwrap();
+    let mut r = fetched(check(bytes.clone(), 40), bytes.len());
+    let part = r.take_undecoded(10);
+    assert!(r.is_empty());
+    let read: Vec<BorrowedRecord<'_>> = part.borrowed().collect();
+    assert_eq!(read.len(), 2);
+    let first = read[0];
+    assert_eq!(
+        (
+            first.topic(),
+            first.partition(),
+            first.offset(),
+            first.leader_epoch()
+        ),
+        ("t", 2, 40, Some(6))
+    );
+    assert_eq!(
+        (first.key(), first.value()),
+        (Some(&b"k"[..]), Some(&b"first"[..]))
+    );
+    assert_eq!(first.timestamp(), 5);
+    assert_eq!(first.headers().collect::<Vec<_>>(), headers);
+    assert_eq!(first.header("trace"), Some(Some(&b"b"[..])));
+    assert_eq!(first.header("null"), Some(None));
+    assert_eq!(first.header("none"), None);
+    // No copy: the value lies in the answer's buffer.
+    let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+    assert!(range.contains(&(first.value().unwrap().as_ptr() as usize)));
+    assert_eq!((read[1].offset(), read[1].value()), (41, None));
+
+    // Records decoded already read the same.
+    let records: Vec<Record> = read.iter().map(BorrowedRecord::to_record).collect();
+    let again: Vec<Record> = BorrowedRecords::of_records(&records)
+        .map(|r| r.to_record())
+        .collect();
+    assert_eq!(again, records);
+    let from_records = BorrowedRecords::of_records(&records).next().unwrap();
+    assert_eq!(from_records.headers().collect::<Vec<_>>(), headers);
+    assert_eq!(format!("{:?}", from_records), format!("{first:?}"));
+}

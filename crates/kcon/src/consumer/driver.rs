@@ -136,6 +136,11 @@ pub trait Parts {
     fn fetched(&mut self, now: Instant, batch: &FetchedBatch<'_>);
     /// A batch is about to be handed out.
     fn records(&mut self, now: Instant, tp: &TopicPartition, records: &[Record]);
+    /// Whether [`records`](Self::records) is to be told of each batch: records left where
+    /// they lie in the answer are decoded for it.
+    fn watches_records(&self) -> bool {
+        true
+    }
     /// The fetcher's error for `tp` goes to the application.
     fn partition_error(&mut self, now: Instant, tp: &TopicPartition, error: &Error);
     /// A request keeps failing, or recovered.
@@ -420,13 +425,13 @@ impl Driver {
         // An answer that brought no records and no bytes only says where the log ends: no
         // batch was fetched.
         if let Some(FetchEvent::Records(r)) = &event
-            && (!r.records.is_empty() || r.bytes > 0)
+            && (!r.is_empty() || r.bytes > 0)
         {
             parts.fetched(
                 now,
                 &FetchedBatch {
                     partition: &r.partition,
-                    records: r.records.len(),
+                    records: r.len(),
                     bytes: r.bytes,
                     high_watermark: r.high_watermark,
                 },
@@ -444,7 +449,9 @@ impl Driver {
             self.machine.publish_for(now, &tp);
             self.run(now, parts);
         }
-        if let Some((tp, records)) = self.machine.fresh_batch() {
+        if parts.watches_records()
+            && let Some((tp, records)) = self.machine.fresh_batch()
+        {
             parts.records(now, tp, records);
         }
         Got::Records

@@ -37,7 +37,7 @@ use kcon_core::{
 };
 use kcon_fetch::handout::{Arrival, HandedOut, Handout, Release};
 use kcon_fetch::position::{PartitionError, ResetReason};
-use kcon_fetch::{FetchEvent, FetchedRecords, StartPosition};
+use kcon_fetch::{BorrowedRecords, FetchEvent, FetchedRecords, StartPosition};
 use kcon_group::{GroupEvent, RevocationId};
 use tracing::{debug, info, warn};
 
@@ -464,10 +464,9 @@ impl ConsumerMachine {
     }
 
     /// The batch about to be handed out, when nothing of it was yet: its partition and
-    /// records.
-    pub(crate) fn fresh_batch(&self) -> Option<(&TopicPartition, &[Record])> {
-        let b = self.current.as_ref()?;
-        Some((&b.partition, b.fresh()?))
+    /// records (decoded now, if they were left where they lie).
+    pub(crate) fn fresh_batch(&mut self) -> Option<(&TopicPartition, &[Record])> {
+        self.current.as_mut()?.fresh()
     }
 
     /// The counters behind the metrics.
@@ -637,6 +636,19 @@ impl ConsumerMachine {
     /// The next record of the current batch, if any.
     pub(crate) fn next_record(&mut self) -> Option<Record> {
         self.current.as_mut()?.next()
+    }
+
+    /// The rest of the current batch lent to be read in place, with its partition and how
+    /// many records it holds, if any: handed out now.
+    pub(crate) fn lend_batch(&mut self) -> Option<(&TopicPartition, usize, BorrowedRecords<'_>)> {
+        self.current.as_mut()?.lend()
+    }
+
+    /// Whether the records handed out from now on are left where they lie in the Fetch
+    /// answer (for [`lend_batch`](Self::lend_batch)) rather than decoded: either way they are
+    /// the same records, decoded when asked for as such.
+    pub(crate) fn set_in_place(&mut self, in_place: bool) {
+        self.handout.set_in_place(in_place);
     }
 
     /// The rest of the current batch, with its partition, if any.
@@ -1377,11 +1389,11 @@ impl ConsumerMachine {
         if !self.assignment.contains(&r.partition) {
             return;
         }
-        self.metrics.fetched(now, r.records.len(), r.bytes);
+        self.metrics.fetched(now, r.len(), r.bytes);
         // Without records (an answer that only says where the log ends, or control batches
         // and aborted transactions only), the last record's time still bounds the next one's.
-        let last_timestamp = match r.records.last() {
-            Some(last) => Some(last.timestamp),
+        let last_timestamp = match r.last_timestamp() {
+            Some(timestamp) => Some(timestamp),
             None => self
                 .fetched
                 .get(&r.partition)
@@ -1395,7 +1407,7 @@ impl ConsumerMachine {
                 last_timestamp,
             },
         );
-        if r.records.is_empty() {
+        if r.is_empty() {
             // Control batches or aborted transactions only: the position moves (forward: an
             // answer that brought nothing leaves it where it is).
             let last = self.positions.get(&r.partition).copied();

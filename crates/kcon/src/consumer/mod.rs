@@ -52,7 +52,7 @@ use crate::error::{Error, ErrorKind};
 use crate::hooks::{CommitSource, ConsumerHooks, HookList};
 use crate::listener::RebalanceListener;
 use crate::metrics::{Metrics, MetricsHandle};
-use crate::record::Record;
+use crate::record::{BorrowedBatch, Record};
 use crate::{ClientInstanceId, TopicPartition};
 
 pub use rebalance::Hook;
@@ -388,6 +388,7 @@ impl Consumer {
                 return Ok(record);
             }
             self.driver.machine.finish_current();
+            self.driver.machine.set_in_place(false);
             self.fill().await?;
         }
     }
@@ -419,8 +420,53 @@ impl Consumer {
                 return Ok(records);
             }
             self.driver.machine.finish_current();
+            self.driver.machine.set_in_place(false);
             self.fill().await?;
         }
+    }
+
+    /// The next records, lent to be read where they lie in the Fetch answer, waiting for at
+    /// least one: the records [`recv_batch`](Consumer::recv_batch) would return (at most
+    /// `max.poll.records`, of one partition, in order), handed out as it hands them out (the
+    /// position moves past them, and `enable.auto.offset.store` stores it), but no [`Record`]
+    /// is built: keys, values and headers are slices of the answer's bytes, no copy and no
+    /// reference count per record. For a loop that reads each record once and keeps none
+    /// (counting, parsing into types of its own, forwarding) this costs less per record than
+    /// `recv_batch`; [`BorrowedRecord::to_record`](crate::BorrowedRecord::to_record) keeps one.
+    ///
+    /// The batch borrows the consumer: drop it before the consumer's next call. With
+    /// `enable.auto.offset.store=false`, commit the offsets read with
+    /// [`commit_offsets`](Consumer::commit_offsets), or store a record kept with `to_record`
+    /// ([`store_offset`](Consumer::store_offset)). With [`ConsumerHooks`], the records are
+    /// decoded for `on_records` first and lent from there.
+    ///
+    /// ```no_run
+    /// # async fn f(consumer: &mut kcon::Consumer) -> Result<(), kcon::Error> {
+    /// loop {
+    ///     for record in &consumer.recv_borrowed().await? {
+    ///         println!("{} {:?}", record.offset(), record.value());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`recv_batch`](Consumer::recv_batch): records are lent only in the poll
+    /// that returns them.
+    pub async fn recv_borrowed(&mut self) -> Result<BorrowedBatch<'_>, Error> {
+        self.driver.machine.set_in_place(true);
+        while !self.driver.machine.has_records() {
+            self.driver.machine.finish_current();
+            self.fill().await?;
+        }
+        if let Some(tp) = self.driver.machine.current_partition().cloned() {
+            self.publish_for(&tp);
+        }
+        let Some((partition, len, records)) = self.driver.machine.lend_batch() else {
+            unreachable!("the current batch has records to lend")
+        };
+        Ok(BorrowedBatch::new(partition, len, records))
     }
 
     /// [`recv_batch`](Consumer::recv_batch) with the batch's partition, or what `interrupt`

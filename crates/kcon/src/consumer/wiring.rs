@@ -304,6 +304,10 @@ impl Parts for Wiring {
         }
     }
 
+    fn watches_records(&self) -> bool {
+        !self.hooks.is_empty()
+    }
+
     fn partition_error(&mut self, _now: Instant, tp: &TopicPartition, error: &Error) {
         self.hooks.each(|h| h.on_partition_error(tp, error));
     }
