@@ -5,8 +5,10 @@ use kcon::{Consumer, TopicPartition};
 use crate::tally::Tally;
 use crate::{BoxError, Workload};
 
-/// Reads the workload with `recv_batch`, then closes the consumer (leaving the group).
-pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
+/// Reads the workload with `recv_borrowed` (records read where they lie in the answer) or,
+/// when `owned`, with `recv_batch` (a `Record` each), then closes the consumer (leaving the
+/// group).
+pub async fn run(w: &Workload, owned: bool, tally: &mut Tally) -> Result<(), BoxError> {
     let mut builder = Consumer::builder()
         .set("bootstrap.servers", w.bootstrap.as_str())
         .set("auto.offset.reset", "earliest");
@@ -22,13 +24,20 @@ pub async fn run(w: &Workload, tally: &mut Tally) -> Result<(), BoxError> {
         )?,
     }
     while !tally.done() {
-        let batch = consumer.recv_batch().await?;
-        for r in &batch {
-            tally.observe(
-                r.partition,
-                r.offset,
-                r.value.as_ref().map_or(0, |v| v.len()),
-            );
+        if owned {
+            let batch = consumer.recv_batch().await?;
+            for r in &batch {
+                tally.observe(
+                    r.partition,
+                    r.offset,
+                    r.value.as_ref().map_or(0, |v| v.len()),
+                );
+            }
+        } else {
+            let batch = consumer.recv_borrowed().await?;
+            for r in &batch {
+                tally.observe(r.partition(), r.offset(), r.value().map_or(0, <[u8]>::len));
+            }
         }
     }
     consumer.close().await?;

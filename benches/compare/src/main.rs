@@ -65,8 +65,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// setting all of them need to read a topic from its start); the rest is as named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
-    /// kcon, default settings.
+    /// kcon, default settings, `recv_borrowed`.
     Kcon,
+    /// kcon, default settings, `recv_batch`.
+    KconBatch,
     /// rust-rdkafka's `BaseConsumer`, default settings.
     RdkafkaBase,
     /// rust-rdkafka's `BaseConsumer` with `fetch.queue.backoff.ms=0`.
@@ -90,8 +92,9 @@ pub enum Client {
 
 impl Client {
     /// Every client, by its command-line name.
-    pub const ALL: [(&'static str, Client); 10] = [
+    pub const ALL: [(&'static str, Client); 11] = [
         ("kcon", Client::Kcon),
+        ("kcon-batch", Client::KconBatch),
         ("rdkafka-base", Client::RdkafkaBase),
         ("rdkafka-base-backoff0", Client::RdkafkaBaseNoBackoff),
         ("rdkafka-stream", Client::RdkafkaStream),
@@ -186,7 +189,8 @@ fn consume(args: &Args, started: SystemTime) -> Result<(), BoxError> {
                 .build()?;
             runtime.block_on(async {
                 match client {
-                    Client::Kcon => kcon_client::run(&workload, &mut tally).await,
+                    Client::Kcon => kcon_client::run(&workload, false, &mut tally).await,
+                    Client::KconBatch => kcon_client::run(&workload, true, &mut tally).await,
                     Client::RdkafkaStream => {
                         rdkafka_client::run_stream(&workload, &mut tally).await
                     }
