@@ -17,12 +17,13 @@
 //! | 8 | pause one |
 //! | 9 | resume one |
 //! | 10 | seek one, with or without a leader epoch |
-//! | 11–13 | the application takes the next event |
+//! | 11–13 | the application takes the next event; parts cut from then on are decoded (11, 12) or left where they lie in the answer (13) |
 //! | 14 | the application takes every event there is |
 //! | 15 | a metadata update the machine did not ask for |
 //!
 //! After every op, the machine's requests and events are drained (each within
 //! [`MAX_PER_OP`]), and:
+//! - a part left where it lies reads, in place, as the records it decodes to;
 //! - the records handed out for a partition never go backwards or repeat, except after a seek,
 //!   an unassignment, an assignment, a `FetchEvent::Reset` or a log truncation kcon
 //!   repositioned itself;
@@ -48,7 +49,7 @@ use kcon_codec::kafka_protocol::protocol::StrBytes;
 use kcon_codec::records::RecordBatchBuilder;
 use kcon_core::harness::Harness;
 use kcon_core::list_offsets::ListedOffset;
-use kcon_core::{Machine, RequestFailure, TopicPartition};
+use kcon_core::{Machine, Record, RequestFailure, TopicPartition};
 use kcon_fetch::handout::{Arrival, Handout, Release};
 use kcon_fetch::position::{LeaderAndEpoch, PartitionError};
 use kcon_fetch::{
@@ -237,6 +238,8 @@ impl<'a> Sim<'a> {
                 self.expected.remove(&p);
             }
             11..=13 => {
+                // Parts cut from here on are decoded, or left in place to be read there.
+                self.handout.set_in_place(op % 16 == 13);
                 self.take();
             }
             14 => {
@@ -327,7 +330,14 @@ impl<'a> Sim<'a> {
     fn handed_out(&mut self, event: &FetchEvent) {
         match event {
             FetchEvent::Records(r) => {
+                // A part read in place holds the records it decodes to.
+                let read: Vec<Record> = r.borrowed().map(|b| b.to_record()).collect();
                 let r = r.clone().decoded();
+                assert_eq!(
+                    read, r.records,
+                    "{}: a part read in place is not the records it decodes to",
+                    r.partition
+                );
                 for record in &r.records {
                     if let Some(&e) = self.expected.get(&r.partition) {
                         assert!(
