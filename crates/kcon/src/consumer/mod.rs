@@ -456,15 +456,22 @@ impl Consumer {
     /// that returns them.
     pub async fn recv_borrowed(&mut self) -> Result<BorrowedBatch<'_>, Error> {
         self.driver.machine.set_in_place(true);
-        while !self.driver.machine.has_records() {
-            self.driver.machine.finish_current();
-            self.fill().await?;
-        }
-        if let Some(tp) = self.driver.machine.current_partition().cloned() {
-            self.publish_for(&tp);
+        loop {
+            while !self.driver.machine.has_records() {
+                self.driver.machine.finish_current();
+                self.fill().await?;
+            }
+            if let Some(tp) = self.driver.machine.current_partition().cloned() {
+                self.publish_for(&tp);
+            }
+            // Publishing runs the machine's commands: the batch is lent only if it still holds
+            // records after them.
+            if self.driver.machine.has_records() {
+                break;
+            }
         }
         let Some((partition, len, records)) = self.driver.machine.lend_batch() else {
-            unreachable!("the current batch has records to lend")
+            unreachable!("the current batch has records to lend, checked just now")
         };
         Ok(BorrowedBatch::new(partition, len, records))
     }
