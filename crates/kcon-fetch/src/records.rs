@@ -278,7 +278,7 @@ impl FetchedRecords {
     /// records): nothing is copied and no reference counted. The records of a part taken with
     /// [`take_undecoded`](Self::take_undecoded) or [`take`](Self::take) are all there; a
     /// compressed batch not decompressed yet (records as the fetch loop handed them over,
-    /// before any part was taken) reads as none.
+    /// before any part was taken) reads as none, and counts as none in the walk's length.
     pub fn borrowed(&self) -> BorrowedRecords<'_> {
         BorrowedRecords::new(&self.records, &self.undecoded)
     }
@@ -446,6 +446,9 @@ impl Undecoded {
             let mut ended = false;
             // The timestamp of the last record taken, for a part that keeps its records.
             let mut last_timestamp = 0;
+            // The walk is written out for each destination: one loop with a step per
+            // destination, or one generic walk taking the step as a closure, cost 2 % and 5-10 %
+            // more CPU per record on the consume paths (1,000,000 records of 100 B).
             match &mut dest {
                 Dest::Records(out) => {
                     // The count is bounded by the records' bytes now (`Batch::decompress` checks

@@ -27,21 +27,12 @@ pub use kcon_fetch::{BorrowedHeaders, BorrowedRecord, BorrowedRecords};
 #[derive(Clone)]
 pub struct BorrowedBatch<'a> {
     partition: &'a TopicPartition,
-    len: usize,
     records: BorrowedRecords<'a>,
 }
 
 impl<'a> BorrowedBatch<'a> {
-    pub(crate) fn new(
-        partition: &'a TopicPartition,
-        len: usize,
-        records: BorrowedRecords<'a>,
-    ) -> Self {
-        BorrowedBatch {
-            partition,
-            len,
-            records,
-        }
+    pub(crate) fn new(partition: &'a TopicPartition, records: BorrowedRecords<'a>) -> Self {
+        BorrowedBatch { partition, records }
     }
 
     /// The partition.
@@ -51,12 +42,12 @@ impl<'a> BorrowedBatch<'a> {
 
     /// How many records.
     pub fn len(&self) -> usize {
-        self.len
+        self.records.len()
     }
 
     /// Whether there are none (never, for a batch a consumer lent).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.records.len() == 0
     }
 
     /// The records, in order; read again from the first at each call.
@@ -87,7 +78,7 @@ impl fmt::Debug for BorrowedBatch<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BorrowedBatch")
             .field("partition", &self.partition)
-            .field("len", &self.len)
+            .field("len", &self.records.len())
             .finish_non_exhaustive()
     }
 }

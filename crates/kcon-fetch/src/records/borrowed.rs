@@ -20,7 +20,9 @@ pub struct BorrowedRecords<'a> {
     decoded: std::slice::Iter<'a, Record>,
     batches: vec_deque::Iter<'a, Deliverable>,
     walk: Option<Walk<'a>>,
-    /// Records still to come, as counted (the batches' counts are exact once a part is taken).
+    /// Records still to come: the batches' counts are exact once they were read (when the
+    /// answer came, or decompressed for a part); a batch still compressed holds none to read
+    /// in place and counts none.
     left: usize,
 }
 
@@ -43,7 +45,13 @@ impl<'a> BorrowedRecords<'a> {
             decoded: decoded.iter(),
             batches: undecoded.batches.iter(),
             walk: None,
-            left: decoded.len() + undecoded.len(),
+            left: decoded.len()
+                + undecoded
+                    .batches
+                    .iter()
+                    .filter(|d| !d.batch.needs_decompression())
+                    .map(|d| d.count)
+                    .sum::<usize>(),
         }
     }
 
@@ -85,13 +93,20 @@ impl<'a> Iterator for BorrowedRecords<'a> {
                             }));
                         }
                         Some(Ok(_)) => {}
-                        // The records were read when the part was taken: an end or an error here
-                        // means a batch still compressed, which holds none to read in place.
-                        _ => w.left = 0,
+                        // The batch was read whole before (it is not compressed, or was
+                        // decompressed and counted): its walk does not end or fail before its
+                        // count. Were it to, what it left uncounted no longer comes.
+                        _ => {
+                            self.left = self.left.saturating_sub(w.left);
+                            w.left = 0;
+                        }
                     }
                 }
             }
             let d = self.batches.next()?;
+            if d.batch.needs_decompression() {
+                continue;
+            }
             self.walk = Some(Walk {
                 records: match d.resume {
                     Some(mark) => d.batch.records_from(mark),
@@ -106,9 +121,11 @@ impl<'a> Iterator for BorrowedRecords<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left))
+        (self.left, Some(self.left))
     }
 }
+
+impl ExactSizeIterator for BorrowedRecords<'_> {}
 
 impl std::iter::FusedIterator for BorrowedRecords<'_> {}
 

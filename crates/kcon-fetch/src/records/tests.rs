@@ -221,6 +221,12 @@ fn a_compressed_batch_is_decompressed_only_when_its_records_are_handed_out() {
         };
         assert_eq!(still(&r), [true, true], "{codec}: held as they came");
         assert_eq!(r.len(), 8, "counted from the headers");
+        // Still compressed: nothing to read in place, and the walk counts nothing.
+        assert_eq!(
+            (r.borrowed().len(), r.borrowed().count()),
+            (0, 0),
+            "{codec}"
+        );
 
         let first = r.take(4);
         assert_eq!(offsets(&first), [0, 1, 2, 3]);
@@ -453,6 +459,7 @@ fn undecoded_parts_match(mut a: FetchedRecords, mut b: FetchedRecords, max: usiz
             "max {max}, part {parts}: read in place"
         );
         assert_eq!(kept.len(), decoded.records.len());
+        assert_eq!(kept.borrowed().len(), decoded.records.len());
         let said = |p: &FetchedRecords| {
             (
                 p.next_offset,

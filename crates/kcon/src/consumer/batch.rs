@@ -95,10 +95,10 @@ impl Batch {
         records
     }
 
-    /// Every record not handed out yet, lent to be read in place, with the partition and how
-    /// many they are: handed out now (the batch is done), kept here until the batch is
-    /// finished. `None` when none is left.
-    pub(crate) fn lend(&mut self) -> Option<(&TopicPartition, usize, BorrowedRecords<'_>)> {
+    /// Every record not handed out yet, lent to be read in place, with the partition: handed
+    /// out now (the batch is done), kept here until the batch is finished. `None` when none is
+    /// left.
+    pub(crate) fn lend(&mut self) -> Option<(&TopicPartition, BorrowedRecords<'_>)> {
         if self.is_done() {
             return None;
         }
@@ -109,12 +109,12 @@ impl Batch {
         };
         self.handed = Some((self.next_offset, epoch));
         self.lent = true;
-        let (len, records) = match &self.records {
-            Remaining::InPlace(r) => (r.len(), r.borrowed()),
-            Remaining::Whole(v) => (v.len(), BorrowedRecords::of_records(v)),
-            Remaining::Rest(rest) => (rest.len(), BorrowedRecords::of_records(rest.as_slice())),
+        let records = match &self.records {
+            Remaining::InPlace(r) => r.borrowed(),
+            Remaining::Whole(v) => BorrowedRecords::of_records(v),
+            Remaining::Rest(rest) => BorrowedRecords::of_records(rest.as_slice()),
         };
-        Some((&self.partition, len, records))
+        Some((&self.partition, records))
     }
 
     /// Its partition and every record, when none was handed out yet (decoded now if they

@@ -638,9 +638,9 @@ impl ConsumerMachine {
         self.current.as_mut()?.next()
     }
 
-    /// The rest of the current batch lent to be read in place, with its partition and how
-    /// many records it holds, if any: handed out now.
-    pub(crate) fn lend_batch(&mut self) -> Option<(&TopicPartition, usize, BorrowedRecords<'_>)> {
+    /// The rest of the current batch lent to be read in place, with its partition, if any:
+    /// handed out now.
+    pub(crate) fn lend_batch(&mut self) -> Option<(&TopicPartition, BorrowedRecords<'_>)> {
         self.current.as_mut()?.lend()
     }
 

@@ -470,10 +470,10 @@ impl Consumer {
                 break;
             }
         }
-        let Some((partition, len, records)) = self.driver.machine.lend_batch() else {
+        let Some((partition, records)) = self.driver.machine.lend_batch() else {
             unreachable!("the current batch has records to lend, checked just now")
         };
-        Ok(BorrowedBatch::new(partition, len, records))
+        Ok(BorrowedBatch::new(partition, records))
     }
 
     /// [`recv_batch`](Consumer::recv_batch) with the batch's partition, or what `interrupt`
