@@ -1247,6 +1247,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = plaintext;
     let spare = Arc::new(SpareMap::default());
+    let mut idle_check = Instant::now() + SPARE_MAP_CHECK;
     let error = loop {
         let frame = match frames.decode(&mut buf) {
             Ok(Some(frame)) => frame,
@@ -1291,6 +1292,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(()) => first = false,
             Err(e) => break e,
         }
+        let now = Instant::now();
+        if now >= idle_check {
+            spare.let_go_idle(now);
+            idle_check = now + SPARE_MAP_CHECK;
+        }
     };
     let error = shared.hang_up(error, !plaintext);
     shared.fail(error);
@@ -1301,25 +1307,38 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// a map kept for a later frame then fits those of about its size.
 const MAP_GRAIN: usize = 2 * 1024 * 1024;
 
-/// The most a connection keeps of the maps of frames done with, for its next ones
-/// ([`SpareMap`]).
+/// What a connection keeps of the maps of frames done with, for its next ones ([`SpareMap`]),
+/// when they are small: up to this many bytes together, or twice the largest map kept, if
+/// that is more.
 const SPARE_MAP_MAX: usize = 16 * 1024 * 1024;
+
+/// How long a kept map waits for a frame to take it before it is let go ([`SpareMap`]).
+const SPARE_MAP_IDLE: Duration = Duration::from_secs(10);
+
+/// How often, at most, the reader looks for kept maps idle for [`SPARE_MAP_IDLE`].
+const SPARE_MAP_CHECK: Duration = Duration::from_secs(1);
 
 /// The maps of the frames a connection read whole ([`read_mapped`]), kept once a frame's last
 /// slice is dropped, for its next frames: their pages are memory already, where a fresh map's
 /// are faulted in and zeroed by the kernel, a cost per byte read (a consumer of 1 KiB records
-/// spent about a third of its CPU on it). A consumer holds a few answers at a time (one read
-/// while it drains others, which it may drop in any order), so several maps are kept, the
-/// smallest let go first once they hold more than [`SPARE_MAP_MAX`] bytes together: memory
-/// kept idle is bounded, by about what those answers held.
+/// spent about a third of its CPU on it; one of 2,000 partitions, whose answers are
+/// `fetch.max.bytes` each, a third more CPU than with the maps kept). A consumer holds a few
+/// answers at a time (one read while it drains others, which it may drop in any order), so
+/// several maps are kept, the smallest let go first once they hold more than [`SPARE_MAP_MAX`]
+/// bytes together, or twice the largest of them if that is more (two such answers in turn, one
+/// read while the other is drained): memory kept is bounded, by about what those answers held.
+/// A map no frame took for [`SPARE_MAP_IDLE`] is let go when the next frame comes, so a
+/// consumer that caught up, whose answers are small, returns the memory of its large ones.
 #[derive(Debug, Default)]
 struct SpareMap(std::sync::Mutex<Vec<KeptMap>>);
 
-/// A map and how far its pages were ever written: memory already up to there.
+/// A map, how far its pages were ever written (memory already up to there) and, while it is
+/// kept, since when.
 #[derive(Debug)]
 struct KeptMap {
     map: memmap2::MmapMut,
     touched: usize,
+    kept_at: Option<Instant>,
 }
 
 impl SpareMap {
@@ -1336,20 +1355,22 @@ impl SpareMap {
         let at = (0..kept.len())
             .filter(|&i| kept[i].map.len() >= size)
             .min_by_key(|&i| kept[i].map.len())?;
-        Some(kept.swap_remove(at))
+        let mut map = kept.swap_remove(at);
+        map.kept_at = None;
+        Some(map)
     }
 
-    /// Keeps `map` for a later frame, unless it alone is larger than [`SPARE_MAP_MAX`]; the
-    /// smallest maps kept are let go while all of them hold more than that.
-    fn keep(&self, map: KeptMap) {
-        if map.map.len() > SPARE_MAP_MAX {
-            return;
-        }
+    /// Keeps `map` for a later frame, from `now`; the smallest maps kept are let go while all
+    /// of them hold more than [`SPARE_MAP_MAX`] and more than twice the largest.
+    fn keep(&self, mut map: KeptMap, now: Instant) {
+        map.kept_at = Some(now);
         let mut let_go = Vec::new();
         {
             let mut kept = self.lock();
             kept.push(map);
-            while kept.iter().map(|k| k.map.len()).sum::<usize>() > SPARE_MAP_MAX {
+            let largest = kept.iter().map(|k| k.map.len()).max().unwrap_or(0);
+            let bound = SPARE_MAP_MAX.max(2 * largest);
+            while kept.iter().map(|k| k.map.len()).sum::<usize>() > bound {
                 let smallest = (0..kept.len()).min_by_key(|&i| kept[i].map.len());
                 if let Some(i) = smallest {
                     let_go.push(kept.swap_remove(i));
@@ -1357,6 +1378,24 @@ impl SpareMap {
             }
         }
         // Unmapped once the lock is released: the reader may be waiting for it.
+        drop(let_go);
+    }
+
+    /// Lets go of the maps kept since [`SPARE_MAP_IDLE`] before `now` or earlier.
+    fn let_go_idle(&self, now: Instant) {
+        let mut let_go = Vec::new();
+        {
+            let mut kept = self.lock();
+            let mut i = 0;
+            while i < kept.len() {
+                match kept[i].kept_at {
+                    Some(at) if now.saturating_duration_since(at) >= SPARE_MAP_IDLE => {
+                        let_go.push(kept.swap_remove(i));
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
         drop(let_go);
     }
 }
@@ -1381,7 +1420,7 @@ impl AsRef<[u8]> for MappedFrame {
 impl Drop for MappedFrame {
     fn drop(&mut self) {
         if let Some(map) = self.map.take() {
-            self.spare.keep(map);
+            self.spare.keep(map, Instant::now());
         }
     }
 }
@@ -1400,11 +1439,14 @@ async fn read_mapped<R: AsyncRead + Unpin>(
     peer: &Peer,
     spare: &Arc<SpareMap>,
 ) -> Result<Bytes> {
-    let KeptMap { mut map, touched } = match spare.take(size) {
+    let KeptMap {
+        mut map, touched, ..
+    } = match spare.take(size) {
         Some(kept) => kept,
         None => KeptMap {
             map: fresh_map(size).map_err(|e| Error::io(peer, e))?,
             touched: 0,
+            kept_at: None,
         },
     };
     buf.advance(SIZE_PREFIX_LEN);
@@ -1440,6 +1482,7 @@ async fn read_mapped<R: AsyncRead + Unpin>(
         map: Some(KeptMap {
             map,
             touched: touched.max(size),
+            kept_at: None,
         }),
         len: size,
         spare: spare.clone(),
@@ -1547,6 +1590,7 @@ mod tests {
         KeptMap {
             map: fresh_map(size).unwrap(),
             touched: size,
+            kept_at: None,
         }
     }
 
@@ -1566,29 +1610,73 @@ mod tests {
     #[test]
     fn the_smallest_map_that_holds_the_frame_is_taken() {
         let spare = SpareMap::default();
+        let now = Instant::now();
         for size in [6 * MIB, 2 * MIB, 4 * MIB] {
-            spare.keep(kept(size));
+            spare.keep(kept(size), now);
         }
         let taken = spare.take(3 * MIB).unwrap();
         assert_eq!(taken.map.len(), 4 * MIB);
         assert_eq!(taken.touched, 4 * MIB);
+        assert_eq!(taken.kept_at, None, "no longer kept");
         assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB]);
         assert!(spare.take(7 * MIB).is_none(), "none holds it");
         assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB], "too small, still kept");
     }
 
     #[test]
-    fn the_smallest_maps_are_let_go_past_the_bound_and_a_larger_one_is_not_kept() {
+    fn the_smallest_maps_are_let_go_past_the_bound() {
         let spare = SpareMap::default();
+        let now = Instant::now();
         for size in [8 * MIB, 4 * MIB, 6 * MIB] {
-            spare.keep(kept(size));
+            spare.keep(kept(size), now);
         }
         assert_eq!(lengths(&spare), [6 * MIB, 8 * MIB]);
-        spare.keep(kept(2 * MIB));
+        spare.keep(kept(2 * MIB), now);
         assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB]);
-        spare.keep(kept(SPARE_MAP_MAX + 1));
-        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB]);
-        spare.keep(kept(SPARE_MAP_MAX));
-        assert_eq!(lengths(&spare), [SPARE_MAP_MAX]);
+        // Twice the largest: room for all four, then for the two largest of five.
+        spare.keep(kept(SPARE_MAP_MAX), now);
+        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB, SPARE_MAP_MAX]);
+        spare.keep(kept(12 * MIB), now);
+        assert_eq!(lengths(&spare), [12 * MIB, SPARE_MAP_MAX]);
+    }
+
+    #[test]
+    fn two_maps_larger_than_the_bound_are_kept_and_a_third_is_not() {
+        // A consumer of many partitions: answers of `fetch.max.bytes`, one read while another
+        // is drained.
+        let (large, small) = (50 * MIB, 6 * MIB);
+        let spare = SpareMap::default();
+        let now = Instant::now();
+        spare.keep(kept(small), now);
+        spare.keep(kept(large), now);
+        assert_eq!(lengths(&spare), [small, large]);
+        spare.keep(kept(large), now);
+        assert_eq!(lengths(&spare), [large, large], "the small one let go");
+        spare.keep(kept(large), now);
+        assert_eq!(lengths(&spare), [large, large]);
+        assert_eq!(spare.take(large - MIB).unwrap().map.len(), large);
+        assert_eq!(lengths(&spare), [large]);
+    }
+
+    #[test]
+    fn maps_no_frame_took_for_a_while_are_let_go() {
+        let spare = SpareMap::default();
+        let start = Instant::now();
+        spare.keep(kept(50 * MIB), start);
+        spare.keep(kept(4 * MIB), start + SPARE_MAP_IDLE / 2);
+        spare.let_go_idle(start + SPARE_MAP_IDLE - Duration::from_millis(1));
+        assert_eq!(
+            lengths(&spare),
+            [4 * MIB, 50 * MIB],
+            "neither idle long enough"
+        );
+        spare.let_go_idle(start + SPARE_MAP_IDLE);
+        assert_eq!(lengths(&spare), [4 * MIB], "the one kept first is let go");
+        let taken = spare.take(MIB).unwrap();
+        spare.keep(taken, start + SPARE_MAP_IDLE * 2);
+        spare.let_go_idle(start + SPARE_MAP_IDLE * 2);
+        assert_eq!(lengths(&spare), [4 * MIB], "kept again: idle from then");
+        spare.let_go_idle(start + SPARE_MAP_IDLE * 3);
+        assert_eq!(lengths(&spare), [] as [usize; 0]);
     }
 }
