@@ -19,7 +19,7 @@
 //! "field":"value","kind":"json","message":"...","dead_letter_topic":"t.dlq"}` (the last
 //! member only with `--dlq-topic`).
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -164,18 +164,18 @@ struct RebalanceEvent<'a> {
 }
 
 fn text_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
-    let mut line = format!("{}/{}@{}", r.topic, r.partition, r.offset);
+    // Invariant: writing to a Vec cannot fail.
+    let _ = write!(out, "{}/{}@{}", r.topic, r.partition, r.offset);
     if !is_null(key) {
-        line.push_str(" key=");
-        text_field(&mut line, key);
+        out.extend_from_slice(b" key=");
+        text_field(out, key);
     }
-    line.push(' ');
+    out.push(b' ');
     if is_null(value) {
-        line.push_str("(null)");
+        out.extend_from_slice(b"(null)");
     } else {
-        text_field(&mut line, value);
+        text_field(out, value);
     }
-    out.extend_from_slice(line.as_bytes());
 }
 
 /// A null field: left out (a key) or `(null)` (a value) in text. JSON's own `null` is a value
@@ -184,12 +184,15 @@ fn is_null(field: Shown<'_>) -> bool {
     matches!(field, Shown::Bytes(None) | Shown::Text(None))
 }
 
-fn text_field(line: &mut String, field: Shown<'_>) {
+fn text_field(out: &mut Vec<u8>, field: Shown<'_>) {
     match field {
-        Shown::Bytes(Some(b)) => text_bytes(line, b),
-        Shown::Text(Some(t)) => text_str(line, t),
+        Shown::Bytes(Some(b)) => text_bytes(out, b),
+        Shown::Text(Some(t)) => text_str(out, t),
         // Compact JSON holds no control characters: strings escape them.
-        Shown::Json(v) => line.push_str(&v.to_string()),
+        Shown::Json(v) => {
+            // Invariant: serializing a JSON value to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
         Shown::Bytes(None) | Shown::Text(None) => {}
     }
 }
@@ -235,30 +238,39 @@ struct FailureReport<'a> {
 
 /// UTF-8 text with control characters and backslashes escaped, so that a record stays on one
 /// line; other bytes as base64.
-fn text_bytes(line: &mut String, bytes: &[u8]) {
+fn text_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
-        line.push_str("base64:");
-        line.push_str(&STANDARD.encode(bytes));
+        out.extend_from_slice(b"base64:");
+        out.extend_from_slice(STANDARD.encode(bytes).as_bytes());
         return;
     };
-    text_str(line, text);
+    text_str(out, text);
 }
 
 /// Text with control characters and backslashes escaped, so that a record stays on one line.
-fn text_str(line: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
-            '\r' => line.push_str("\\r"),
-            '\t' => line.push_str("\\t"),
-            c if c.is_control() => {
-                // Invariant: writing to a String cannot fail.
-                let _ = write!(line, "\\u{{{:x}}}", u32::from(c));
+/// What needs no escape is copied in runs, not character by character.
+fn text_str(out: &mut Vec<u8>, text: &str) {
+    let mut run = 0;
+    for (at, c) in text.char_indices() {
+        let escaped: Option<&[u8]> = match c {
+            '\\' => Some(b"\\\\"),
+            '\n' => Some(b"\\n"),
+            '\r' => Some(b"\\r"),
+            '\t' => Some(b"\\t"),
+            c if c.is_control() => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&text.as_bytes()[run..at]);
+        run = at + c.len_utf8();
+        match escaped {
+            Some(escaped) => out.extend_from_slice(escaped),
+            // Invariant: writing to a Vec cannot fail.
+            None => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
-            c => line.push(c),
         }
     }
+    out.extend_from_slice(&text.as_bytes()[run..]);
 }
 
 #[cfg(test)]
@@ -316,6 +328,49 @@ mod tests {
         assert_eq!(
             line(Format::Text, &record(None, Some(b"\xff"))),
             "t\"q/3@41 base64:/w==\n"
+        );
+    }
+
+    #[test]
+    fn text_escapes_what_breaks_a_line_and_copies_the_rest_as_it_is() {
+        // Each character on its own: what the runs copied must add up to.
+        fn one_by_one(text: &str) -> String {
+            text.chars()
+                .map(|c| match c {
+                    '\\' => "\\\\".to_owned(),
+                    '\n' => "\\n".to_owned(),
+                    '\r' => "\\r".to_owned(),
+                    '\t' => "\\t".to_owned(),
+                    c if c.is_control() => format!("\\u{{{:x}}}", u32::from(c)),
+                    c => c.to_string(),
+                })
+                .collect()
+        }
+        for text in [
+            "",
+            "plain",
+            "\\",
+            "\n\nend",
+            "start\t",
+            "é ü 漢字 🦀",
+            "a\u{85}b\u{9f}\u{a0}c",
+            "\u{0}\u{1f}\u{7f}\u{80}",
+            "mid\\dle\r\nof 🦀\u{1b}[0m",
+        ] {
+            let mut out = Vec::new();
+            text_str(&mut out, text);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                one_by_one(text),
+                "{text:?}"
+            );
+        }
+        let mut out = Vec::new();
+        text_str(&mut out, "a\u{85}b\u{a0}");
+        assert_eq!(
+            out,
+            "a\\u{85}b\u{a0}".as_bytes(),
+            "C1 controls, not what follows them"
         );
     }
 
