@@ -38,8 +38,8 @@ use std::time::Duration;
 use clap::Args;
 use kcon::deserialize::{Decoded, decode};
 use kcon::{
-    Consumer, FailureInfo, ListenerFuture, PolicyConfig, PolicyHooks, Processor, RebalanceContext,
-    RebalanceListener, Record, Stage, TopicPartition,
+    BorrowedBatch, Consumer, FailureInfo, ListenerFuture, PolicyConfig, PolicyHooks, Processor,
+    RebalanceContext, RebalanceListener, Record, Stage, TopicPartition,
 };
 use kcon_admin::TopicScope;
 use regex::Regex;
@@ -473,25 +473,29 @@ struct Handled {
     stopped_at: Option<(usize, Failure)>,
 }
 
-/// Writes `batch` into `handled`, reading keys and values as `args` says.
+/// Writes the first `take` records of `batch` into `handled`, reading keys and values as
+/// `args` says. Records written as they are (bytes) are read where they lie in the Fetch
+/// answer; one whose key or value is read by a format is made a [`Record`] for it.
 async fn handle_batch(
-    batch: &[Record],
+    batch: &BorrowedBatch<'_>,
+    take: usize,
     args: &ConsumeArgs,
     fields: &Fields,
     handled: &mut Handled,
 ) {
     if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
-        for record in batch {
+        for record in batch.iter().take(take) {
             args.format.write_record(&mut handled.out, record);
         }
         return;
     }
     let (key, value) = (&fields.key, &fields.value);
-    for (i, record) in batch.iter().enumerate() {
+    for (i, record) in batch.iter().take(take).enumerate() {
+        let record = record.to_record();
         let failure = match decode(record.clone(), key, value).await {
             Ok(d) => {
                 args.format
-                    .write_decoded(&mut handled.out, record, &d.key, &d.value);
+                    .write_decoded(&mut handled.out, &record, &d.key, &d.value);
                 continue;
             }
             Err(f) => f,
@@ -501,7 +505,7 @@ async fn handle_batch(
             return;
         }
         handled.reports.extend(failure_line(
-            record,
+            &record,
             failure.field.name(),
             failure.error.kind(),
             &failure.error.to_string(),
@@ -580,22 +584,37 @@ async fn consume(
         let received = tokio::select! {
             biased;
             () = shutdown.wait() => return Stop::Signal,
-            r = next_batch(consumer, args.exit_at_end) => r,
+            r = next_borrowed(consumer, args.exit_at_end) => r,
+        };
+        let Some(received) = received else {
+            if ends.all(consumer) {
+                return Stop::Done;
+            }
+            continue;
         };
         let batch = match received {
-            None if ends.all(consumer) => return Stop::Done,
-            None => continue,
-            Some(Ok(batch)) => batch,
-            Some(Err(e)) if e.is_retriable() => {
+            Ok(batch) => batch,
+            Err(e) if e.is_retriable() => {
                 tracing::warn!(error = %e, "retrying");
                 continue;
             }
-            Some(Err(e)) => return Stop::Failed(Failure::from_consumer(e)),
+            Err(e) => return Stop::Failed(Failure::from_consumer(e)),
         };
-        let batch = &batch[..batch.len().min(take_max)];
+        let tp = batch.partition().clone();
+        let taken = batch.len().min(take_max);
         handled.out.clear();
         handled.reports.clear();
-        handle_batch(batch, args, fields, &mut handled).await;
+        handle_batch(&batch, taken, args, fields, &mut handled).await;
+        // Written and flushed, reported: then the records count as consumed, up to the first
+        // that was not. The last of them is kept to store its offset: the batch borrows the
+        // consumer, and is not used past here.
+        let stop = handled.stopped_at.take();
+        let done = stop.as_ref().map_or(taken, |(i, _)| taken.min(*i));
+        let last = match done.checked_sub(1) {
+            Some(at) if in_group => batch.iter().nth(at).map(|r| r.to_record()),
+            _ => None,
+        };
+        let whole = done == taken;
         let mut stdout = io::stdout().lock();
         match stdout.write_all(&handled.out).and_then(|()| stdout.flush()) {
             Ok(()) => {}
@@ -607,15 +626,7 @@ async fn consume(
         drop(stdout);
         // Nothing to do when stderr is gone.
         let _ = io::stderr().lock().write_all(&handled.reports);
-        // Written and flushed, reported: now the records count as consumed, up to the first
-        // that was not.
-        let mut done = batch.len();
-        let stop = handled.stopped_at.take();
-        if let Some((i, _)) = &stop {
-            done = done.min(*i);
-        }
-        if in_group
-            && let Some(last) = batch[..done].last()
+        if let Some(last) = &last
             && let Err(e) = consumer.store_offset(last)
         {
             return Stop::Failed(Failure::from_consumer(e));
@@ -624,17 +635,24 @@ async fn consume(
         if let Some((_, failure)) = stop {
             return Stop::Failed(failure);
         }
-        if args.exit_at_end
-            && done == batch.len()
-            && let Some(first) = batch.first()
-            && ends.after_batch(
-                consumer,
-                &TopicPartition::new(&*first.topic, first.partition),
-            )
-        {
+        if args.exit_at_end && whole && ends.after_batch(consumer, &tp) {
             return Stop::Done;
         }
     }
+}
+
+/// The next batch, lent in place; with `-e`, `None` when none came within [`END_TICK`]. The
+/// consumer's receiving calls are cancel-safe, so giving up on one loses nothing.
+async fn next_borrowed(
+    consumer: &mut Consumer,
+    exit_at_end: bool,
+) -> Option<Result<BorrowedBatch<'_>, kcon::Error>> {
+    if !exit_at_end {
+        return Some(consumer.recv_borrowed().await);
+    }
+    tokio::time::timeout(END_TICK, consumer.recv_borrowed())
+        .await
+        .ok()
 }
 
 /// The next batch; with `-e`, `None` when none came within [`END_TICK`]. The consumer's

@@ -24,7 +24,7 @@ use std::io::Write as _;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::ValueEnum;
-use kcon::{Record, TopicPartition};
+use kcon::{BorrowedRecord, Record, TopicPartition};
 use serde::{Serialize, Serializer};
 
 use crate::bytes_json::{JsonBytes, PartitionJson, write_line};
@@ -48,6 +48,92 @@ impl<'a> From<&'a Field> for Shown<'a> {
     }
 }
 
+/// The record a line tells of: one a consumer handed out, or one it lent where it lies in the
+/// Fetch answer (`recv_borrowed`).
+#[derive(Clone, Copy)]
+pub(crate) enum Shows<'a> {
+    Record(&'a Record),
+    InPlace(BorrowedRecord<'a>),
+}
+
+impl<'a> From<&'a Record> for Shows<'a> {
+    fn from(r: &'a Record) -> Shows<'a> {
+        Shows::Record(r)
+    }
+}
+
+impl<'a> From<BorrowedRecord<'a>> for Shows<'a> {
+    fn from(r: BorrowedRecord<'a>) -> Shows<'a> {
+        Shows::InPlace(r)
+    }
+}
+
+impl<'a> Shows<'a> {
+    fn topic(self) -> &'a str {
+        match self {
+            Shows::Record(r) => &r.topic,
+            Shows::InPlace(r) => r.topic(),
+        }
+    }
+
+    fn partition(self) -> i32 {
+        match self {
+            Shows::Record(r) => r.partition,
+            Shows::InPlace(r) => r.partition(),
+        }
+    }
+
+    fn offset(self) -> i64 {
+        match self {
+            Shows::Record(r) => r.offset,
+            Shows::InPlace(r) => r.offset(),
+        }
+    }
+
+    fn timestamp(self) -> i64 {
+        match self {
+            Shows::Record(r) => r.timestamp,
+            Shows::InPlace(r) => r.timestamp(),
+        }
+    }
+
+    fn key(self) -> Option<&'a [u8]> {
+        match self {
+            Shows::Record(r) => r.key.as_deref(),
+            Shows::InPlace(r) => r.key(),
+        }
+    }
+
+    fn value(self) -> Option<&'a [u8]> {
+        match self {
+            Shows::Record(r) => r.value.as_deref(),
+            Shows::InPlace(r) => r.value(),
+        }
+    }
+
+    fn headers(self) -> Vec<(JsonBytes<'a>, JsonBytes<'a>)> {
+        match self {
+            Shows::Record(r) => r
+                .headers
+                .iter()
+                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v.as_deref())))
+                .collect(),
+            Shows::InPlace(r) => r
+                .headers()
+                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v)))
+                .collect(),
+        }
+    }
+
+    /// A share group's delivery count; none for a record read in place.
+    fn delivery_count(self) -> Option<u16> {
+        match self {
+            Shows::Record(r) => r.delivery_count,
+            Shows::InPlace(_) => None,
+        }
+    }
+}
+
 /// An output format (of `kcon consume`, and of the administrative commands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -59,9 +145,10 @@ pub(crate) enum Format {
 
 impl Format {
     /// Appends `record` and a newline to `out`.
-    pub(crate) fn write_record(self, out: &mut Vec<u8>, record: &Record) {
-        let key = Shown::Bytes(record.key.as_deref());
-        let value = Shown::Bytes(record.value.as_deref());
+    pub(crate) fn write_record<'a>(self, out: &mut Vec<u8>, record: impl Into<Shows<'a>>) {
+        let record = record.into();
+        let key = Shown::Bytes(record.key());
+        let value = Shown::Bytes(record.value());
         self.write(out, record, key, value);
     }
 
@@ -73,10 +160,10 @@ impl Format {
         key: &Field,
         value: &Field,
     ) {
-        self.write(out, record, key.into(), value.into());
+        self.write(out, record.into(), key.into(), value.into());
     }
 
-    fn write(self, out: &mut Vec<u8>, record: &Record, key: Shown<'_>, value: Shown<'_>) {
+    fn write(self, out: &mut Vec<u8>, record: Shows<'_>, key: Shown<'_>, value: Shown<'_>) {
         match self {
             Format::Json => write_line(out, &JsonRecord::new(record, key, value)),
             Format::Text => {
@@ -128,20 +215,16 @@ struct JsonRecord<'a> {
 }
 
 impl<'a> JsonRecord<'a> {
-    fn new(r: &'a Record, key: Shown<'a>, value: Shown<'a>) -> JsonRecord<'a> {
+    fn new(r: Shows<'a>, key: Shown<'a>, value: Shown<'a>) -> JsonRecord<'a> {
         JsonRecord {
-            topic: &r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
+            topic: r.topic(),
+            partition: r.partition(),
+            offset: r.offset(),
+            timestamp: r.timestamp(),
             key,
             value,
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v.as_deref())))
-                .collect(),
-            delivery_count: r.delivery_count,
+            headers: r.headers(),
+            delivery_count: r.delivery_count(),
         }
     }
 }
@@ -163,9 +246,9 @@ struct RebalanceEvent<'a> {
     partitions: Vec<PartitionJson<'a>>,
 }
 
-fn text_record(out: &mut Vec<u8>, r: &Record, key: Shown<'_>, value: Shown<'_>) {
+fn text_record(out: &mut Vec<u8>, r: Shows<'_>, key: Shown<'_>, value: Shown<'_>) {
     // Invariant: writing to a Vec cannot fail.
-    let _ = write!(out, "{}/{}@{}", r.topic, r.partition, r.offset);
+    let _ = write!(out, "{}/{}@{}", r.topic(), r.partition(), r.offset());
     if !is_null(key) {
         out.extend_from_slice(b" key=");
         text_field(out, key);
