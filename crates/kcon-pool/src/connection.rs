@@ -29,7 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -118,18 +118,20 @@ impl Connection {
     /// Cancel-safe: dropping the future closes the socket being set up (at whatever step: the TCP
     /// connect, TLS, ApiVersions, SASL); nothing is left open.
     pub async fn connect(peer: Peer, config: &PoolConfig) -> Result<Connection> {
-        Connection::connect_secured(peer, config, &security(config)?, None, None).await
+        let spare = Arc::default();
+        Connection::connect_secured(peer, config, &security(config)?, None, None, &spare).await
     }
 
     /// [`connect`](Connection::connect) with the security settings loaded already, what the
-    /// pool knows of the broker's versions beyond what it advertises, and where the pool
-    /// watches its answers.
+    /// pool knows of the broker's versions beyond what it advertises, where the pool watches
+    /// its answers, and the maps its connections read large frames into ([`SpareMap`]).
     pub(crate) async fn connect_secured(
         peer: Peer,
         config: &PoolConfig,
         security: &Security,
         step_down: Option<&Arc<StepDown>>,
         watch: Option<&Arc<AnswerWatch>>,
+        spare: &Arc<SpareMap>,
     ) -> Result<Connection> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(peer.address.as_str())
             .await
@@ -144,6 +146,7 @@ impl Connection {
                 security,
                 step_down,
                 watch,
+                spare,
             )
             .await
             {
@@ -180,7 +183,9 @@ impl Connection {
         addr: SocketAddr,
         config: &PoolConfig,
     ) -> Result<Connection> {
-        Connection::connect_addr_secured(peer, addr, config, &security(config)?, None, None).await
+        let spare = Arc::default();
+        Connection::connect_addr_secured(peer, addr, config, &security(config)?, None, None, &spare)
+            .await
     }
 
     /// [`connect_addr`](Connection::connect_addr) with the security settings loaded already.
@@ -195,6 +200,7 @@ impl Connection {
         security: &Security,
         step_down: Option<&Arc<StepDown>>,
         watch: Option<&Arc<AnswerWatch>>,
+        spare: &Arc<SpareMap>,
     ) -> Result<Connection> {
         let timeout = config.socket_connection_setup_timeout;
         let deadline = Instant::now() + timeout;
@@ -221,14 +227,14 @@ impl Connection {
         let mut io = match &security.tls {
             None => {
                 let (rd, wr) = stream.into_split();
-                Io::start(rd, wr, peer.clone(), config, false)
+                Io::start(rd, wr, peer.clone(), config, false, spare)
             }
             Some(tls) => {
                 let stream = step(SetupStage::TlsHandshake)
                     .run(tls.handshake(&peer, stream))
                     .await?;
                 let (rd, wr) = tokio::io::split(stream);
-                Io::start(rd, wr, peer.clone(), config, true)
+                Io::start(rd, wr, peer.clone(), config, true, spare)
             }
         };
         let offered = step(SetupStage::ApiVersions).run(handshake(&io)).await?;
@@ -710,7 +716,14 @@ pub(crate) struct Io {
 impl Io {
     /// Spawns the reader and writer tasks of a stream's two halves. `tls` says whether the
     /// stream is TLS: a plaintext one watches for a TLS answer instead of a frame.
-    fn start<R, W>(rd: R, wr: W, peer: Peer, config: &PoolConfig, tls: bool) -> Io
+    fn start<R, W>(
+        rd: R,
+        wr: W,
+        peer: Peer,
+        config: &PoolConfig,
+        tls: bool,
+        spare: &Arc<SpareMap>,
+    ) -> Io
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -725,6 +738,7 @@ impl Io {
             shared.clone(),
             FrameDecoder::new(config.receive_message_max_bytes),
             !tls,
+            spare.clone(),
         ));
         let writer = tokio::spawn(write_loop(wr, queued, shared.clone()));
         shared.adopt_tasks([reader.abort_handle(), writer.abort_handle()]);
@@ -1230,7 +1244,7 @@ const MAX_READ_RESERVE: usize = 1024 * 1024;
 /// heap kept what they had taken once their records were dropped. A consumer of 100-byte
 /// records on six partitions then peaked at about 36 MB where 24 MB held the same answers. A
 /// map is returned to the system when the answer's last record is dropped, but for those
-/// its connection keeps for the next answers ([`SpareMap`]).
+/// kept for the next answers ([`SpareMap`]).
 const MAPPED_FRAME: usize = 1024 * 1024;
 /// The writer's buffer: many small frames, one write.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -1243,16 +1257,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     frames: FrameDecoder,
     plaintext: bool,
+    spare: Arc<SpareMap>,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut first = plaintext;
-    let spare = Arc::new(SpareMap::default());
+    let mut reading = None;
     let mut idle_check = Instant::now() + SPARE_MAP_CHECK;
     let error = loop {
         let frame = match frames.decode(&mut buf) {
             Ok(Some(frame)) => frame,
             Ok(None) => match frames.peek_size(&buf).ok().flatten() {
                 Some(size) if size >= MAPPED_FRAME => {
+                    reading.get_or_insert_with(|| Reading::new(&spare));
                     match read_mapped(&mut rd, &mut buf, size, &shared.peer, &spare).await {
                         Ok(frame) => frame,
                         Err(e) => break e,
@@ -1307,9 +1323,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// a map kept for a later frame then fits those of about its size.
 const MAP_GRAIN: usize = 2 * 1024 * 1024;
 
-/// What a connection keeps of the maps of frames done with, for its next ones ([`SpareMap`]),
-/// when they are small: up to this many bytes together, or twice the largest map kept, if
-/// that is more.
+/// What a pool keeps of the maps of frames done with, for the next ones ([`SpareMap`]),
+/// when they are small: up to this many bytes together for each connection that reads frames
+/// into maps, or twice the largest map kept, if that is more.
 const SPARE_MAP_MAX: usize = 16 * 1024 * 1024;
 
 /// How long a kept map waits for a frame to take it before it is let go ([`SpareMap`]).
@@ -1318,19 +1334,44 @@ const SPARE_MAP_IDLE: Duration = Duration::from_secs(10);
 /// How often, at most, the reader looks for kept maps idle for [`SPARE_MAP_IDLE`].
 const SPARE_MAP_CHECK: Duration = Duration::from_secs(1);
 
-/// The maps of the frames a connection read whole ([`read_mapped`]), kept once a frame's last
-/// slice is dropped, for its next frames: their pages are memory already, where a fresh map's
-/// are faulted in and zeroed by the kernel, a cost per byte read (a consumer of 1 KiB records
-/// spent about a third of its CPU on it; one of 2,000 partitions, whose answers are
-/// `fetch.max.bytes` each, a third more CPU than with the maps kept). A consumer holds a few
-/// answers at a time (one read while it drains others, which it may drop in any order), so
-/// several maps are kept, the smallest let go first once they hold more than [`SPARE_MAP_MAX`]
-/// bytes together, or twice the largest of them if that is more (two such answers in turn, one
-/// read while the other is drained): memory kept is bounded, by about what those answers held.
-/// A map no frame took for [`SPARE_MAP_IDLE`] is let go when the next frame comes, so a
-/// consumer that caught up, whose answers are small, returns the memory of its large ones.
+/// The maps of the frames a pool's connections read whole ([`read_mapped`]), kept once a
+/// frame's last slice is dropped, for the next frames of any of them: their pages are memory
+/// already, where a fresh map's are faulted in and zeroed by the kernel, a cost per byte read
+/// (a consumer of 1 KiB records spent about a third of its CPU on it; one of 2,000 partitions,
+/// whose answers are `fetch.max.bytes` each, a third more than with the maps kept). A consumer
+/// holds a few answers at a time (one read while it drains others, which it may drop in any
+/// order), so several maps are kept, the smallest let go first once they hold more than
+/// [`SPARE_MAP_MAX`] bytes together for each connection reading into maps, or twice the
+/// largest of them if that is more (two such answers in turn, one read while the other is
+/// drained): memory kept is bounded, by about what those answers held. One for the pool, not
+/// one per connection: a consumer reads answers from several brokers, and maps of
+/// `fetch.max.bytes` kept per connection would add up to twice that for each broker, where the
+/// consumer holds a few answers at a time in all. A map no frame took for [`SPARE_MAP_IDLE`]
+/// is let go when the next frame comes, so a consumer that caught up, whose answers are small,
+/// returns the memory of its large ones. A connection made outside a pool has its own.
 #[derive(Debug, Default)]
-struct SpareMap(std::sync::Mutex<Vec<KeptMap>>);
+pub(crate) struct SpareMap {
+    kept: std::sync::Mutex<Vec<KeptMap>>,
+    /// The connections that read a frame into a map and are still reading ([`Reading`]).
+    readers: AtomicUsize,
+}
+
+/// A connection's count among the [`SpareMap`]'s readers, from its first frame read into a
+/// map until its reader ends.
+struct Reading(Arc<SpareMap>);
+
+impl Reading {
+    fn new(spare: &Arc<SpareMap>) -> Reading {
+        spare.readers.fetch_add(1, Ordering::Relaxed);
+        Reading(spare.clone())
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A map, how far its pages were ever written (memory already up to there) and, while it is
 /// kept, since when.
@@ -1344,7 +1385,7 @@ struct KeptMap {
 impl SpareMap {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<KeptMap>> {
         // Held only to push or remove a map, which cannot panic halfway.
-        self.0
+        self.kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -1361,7 +1402,8 @@ impl SpareMap {
     }
 
     /// Keeps `map` for a later frame, from `now`; the smallest maps kept are let go while all
-    /// of them hold more than [`SPARE_MAP_MAX`] and more than twice the largest.
+    /// of them hold more than [`SPARE_MAP_MAX`] for each reader and more than twice the
+    /// largest.
     fn keep(&self, mut map: KeptMap, now: Instant) {
         map.kept_at = Some(now);
         let mut let_go = Vec::new();
@@ -1369,7 +1411,8 @@ impl SpareMap {
             let mut kept = self.lock();
             kept.push(map);
             let largest = kept.iter().map(|k| k.map.len()).max().unwrap_or(0);
-            let bound = SPARE_MAP_MAX.max(2 * largest);
+            let readers = self.readers.load(Ordering::Relaxed).max(1);
+            let bound = SPARE_MAP_MAX.saturating_mul(readers).max(2 * largest);
             while kept.iter().map(|k| k.map.len()).sum::<usize>() > bound {
                 let smallest = (0..kept.len()).min_by_key(|&i| kept[i].map.len());
                 if let Some(i) = smallest {
@@ -1400,8 +1443,8 @@ impl SpareMap {
     }
 }
 
-/// A frame read into a map: its first `len` bytes. The map goes back to its connection's
-/// [`SpareMap`] when the frame's last slice is dropped.
+/// A frame read into a map: its first `len` bytes. The map goes back to the [`SpareMap`] when
+/// the frame's last slice is dropped.
 struct MappedFrame {
     map: Option<KeptMap>,
     len: usize,
@@ -1427,8 +1470,8 @@ impl Drop for MappedFrame {
 
 /// Reads the rest of the frame of `size` bytes whose start `buf` holds (its size prefix and
 /// fewer than `size` bytes after it) into an anonymous memory map, and returns the frame
-/// without its prefix; `buf` is left empty. The map is the smallest of the connection's
-/// spare ones that is large enough ([`SpareMap`]), else a fresh one, of which only the pages
+/// without its prefix; `buf` is left empty. The map is the smallest of the spare ones that is
+/// large enough ([`SpareMap`]), else a fresh one, of which only the pages
 /// the bytes reach become memory, so a size prefix alone takes none. The map goes back to
 /// `spare` when the frame's last slice is dropped ([`MAPPED_FRAME`] says why a large frame has
 /// a map).
@@ -1625,26 +1668,27 @@ mod tests {
 
     #[test]
     fn the_smallest_maps_are_let_go_past_the_bound() {
+        const M: usize = SPARE_MAP_MAX;
         let spare = SpareMap::default();
         let now = Instant::now();
-        for size in [8 * MIB, 4 * MIB, 6 * MIB] {
+        for size in [M / 2, M / 4, 3 * M / 8] {
             spare.keep(kept(size), now);
         }
-        assert_eq!(lengths(&spare), [6 * MIB, 8 * MIB]);
-        spare.keep(kept(2 * MIB), now);
-        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB]);
+        assert_eq!(lengths(&spare), [3 * M / 8, M / 2]);
+        spare.keep(kept(M / 8), now);
+        assert_eq!(lengths(&spare), [M / 8, 3 * M / 8, M / 2]);
         // Twice the largest: room for all four, then for the two largest of five.
-        spare.keep(kept(SPARE_MAP_MAX), now);
-        assert_eq!(lengths(&spare), [2 * MIB, 6 * MIB, 8 * MIB, SPARE_MAP_MAX]);
-        spare.keep(kept(12 * MIB), now);
-        assert_eq!(lengths(&spare), [12 * MIB, SPARE_MAP_MAX]);
+        spare.keep(kept(M), now);
+        assert_eq!(lengths(&spare), [M / 8, 3 * M / 8, M / 2, M]);
+        spare.keep(kept(3 * M / 4), now);
+        assert_eq!(lengths(&spare), [3 * M / 4, M]);
     }
 
     #[test]
     fn two_maps_larger_than_the_bound_are_kept_and_a_third_is_not() {
         // A consumer of many partitions: answers of `fetch.max.bytes`, one read while another
         // is drained.
-        let (large, small) = (50 * MIB, 6 * MIB);
+        let (large, small) = (SPARE_MAP_MAX + 16 * MIB, 6 * MIB);
         let spare = SpareMap::default();
         let now = Instant::now();
         spare.keep(kept(small), now);
@@ -1656,6 +1700,30 @@ mod tests {
         assert_eq!(lengths(&spare), [large, large]);
         assert_eq!(spare.take(large - MIB).unwrap().map.len(), large);
         assert_eq!(lengths(&spare), [large]);
+    }
+
+    #[test]
+    fn each_connection_reading_into_maps_adds_to_the_bound() {
+        let spare = Arc::new(SpareMap::default());
+        let now = Instant::now();
+        let (first, second) = (Reading::new(&spare), Reading::new(&spare));
+        for _ in 0..3 {
+            spare.keep(kept(10 * MIB), now);
+        }
+        assert_eq!(
+            lengths(&spare),
+            [10 * MIB; 3],
+            "within two connections' bound"
+        );
+        drop(second);
+        spare.keep(kept(10 * MIB), now);
+        assert_eq!(
+            lengths(&spare),
+            [10 * MIB; 2],
+            "one connection's, or two of the largest"
+        );
+        drop(first);
+        assert_eq!(spare.readers.load(Ordering::Relaxed), 0);
     }
 
     #[test]

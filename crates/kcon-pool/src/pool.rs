@@ -18,7 +18,7 @@ use kcon_core::{ConfigError, ExponentialBackoff, FailureTracker, RequestFailure,
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{MetadataRecoveryStrategy, PoolConfig};
-use crate::connection::{Connection, Security};
+use crate::connection::{Connection, Security, SpareMap};
 use crate::error::{Error, Misuse, Peer, Result};
 use crate::rebootstrap::{AnswerWatch, RebootstrapCause, RebootstrapCounter, Rebootstraps};
 use crate::step_down::StepDown;
@@ -74,6 +74,7 @@ impl Pool {
             config,
             clock,
             security,
+            spare: Arc::default(),
             state: Mutex::new(state),
             watch: Arc::new(AnswerWatch::new(wake.clone())),
             rebootstraps: Arc::new(RebootstrapCounter::default()),
@@ -323,6 +324,8 @@ struct PoolInner {
     clock: Arc<dyn Clock>,
     /// TLS and SASL settings, loaded from `config` once.
     security: Security,
+    /// The maps the connections read large answers into, kept for the next ones.
+    spare: Arc<SpareMap>,
     state: Mutex<PoolState>,
     /// What the connections tell of their answers: a broker asked for a rebootstrap.
     watch: Arc<AnswerWatch>,
@@ -556,6 +559,7 @@ impl PoolInner {
             &self.security,
             Some(&step_down),
             Some(&self.watch),
+            &self.spare,
         )
         .await;
         match connected {

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kcon_codec::kafka_protocol::messages::{ApiKey, HeartbeatRequest, MetadataResponse};
+use kcon_codec::kafka_protocol::messages::{
+    ApiKey, HeartbeatRequest, HeartbeatResponse, MetadataResponse,
+};
 use kcon_core::ConfigError;
 use kcon_pool::{BrokerTarget, Corruption, Error, Misuse, Pool, Purpose, TopicScope};
 use tokio::task::JoinSet;
@@ -383,4 +385,45 @@ async fn pool_new_refuses_a_bad_config() {
 fn pool_new_outside_a_runtime_is_misuse() {
     let err = Pool::new(config(&["localhost:9092".into()])).unwrap_err();
     assert!(matches!(err, Error::Misuse(Misuse::NoRuntime)), "{err:?}");
+}
+
+/// The maps large answers are read into are the pool's, not a connection's: an answer from one
+/// broker is read into the map of an answer another broker sent, once that one was dropped (a
+/// consumer reading from many brokers keeps a few maps in all, not a few per broker).
+#[tokio::test]
+async fn a_large_answer_from_one_broker_is_read_into_the_map_of_anothers() {
+    let body: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    let large = HeartbeatResponse::default()
+        .with_unknown_tagged_fields([(100, bytes::Bytes::from(body))].into());
+    let answering = move |r: &Received| {
+        (r.api() == Some(ApiKey::Heartbeat)).then(|| r.answer::<HeartbeatRequest>(&large))
+    };
+    let meta = shared(MetadataResponse::default());
+    let a = Broker::start(serving(meta.clone(), answering.clone())).await;
+    let b = Broker::start(serving(meta.clone(), answering)).await;
+    *meta.lock().unwrap() = metadata(&[(1, a.addr), (2, b.addr)], &[]);
+    let pool = Pool::new(config(&[a.address()])).unwrap();
+    pool.refresh_metadata(TopicScope::none()).await.unwrap();
+    let at = |answer: &HeartbeatResponse| {
+        let field = &answer.unknown_tagged_fields[&100];
+        assert_eq!(field.len(), 3 << 20);
+        field.as_ptr() as usize
+    };
+    let first = pool
+        .send(BrokerTarget::Broker(1), &heartbeat(1))
+        .await
+        .unwrap();
+    let first_at = at(&first);
+    drop(first);
+    let second = pool
+        .send(BrokerTarget::Broker(2), &heartbeat(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        at(&second),
+        first_at,
+        "read into the map broker 1's answer left"
+    );
+    assert_eq!(a.stats.count(ApiKey::Heartbeat), 1);
+    assert_eq!(b.stats.count(ApiKey::Heartbeat), 1);
 }
