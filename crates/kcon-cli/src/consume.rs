@@ -605,9 +605,9 @@ async fn consume(
         handled.out.clear();
         handled.reports.clear();
         handle_batch(&batch, taken, args, fields, &mut handled).await;
-        // Written and flushed, reported: then the records count as consumed, up to the first
-        // that was not. The last of them is kept to store its offset: the batch borrows the
-        // consumer, and is not used past here.
+        // Once written, flushed and reported (below), the records count as consumed, up to the
+        // first that was not: the last of them is made a `Record` here to store its offset
+        // then, since the batch borrows the consumer and is not used past this point.
         let stop = handled.stopped_at.take();
         let done = stop.as_ref().map_or(taken, |(i, _)| taken.min(*i));
         let last = match done.checked_sub(1) {
