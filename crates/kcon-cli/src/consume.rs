@@ -485,7 +485,7 @@ async fn handle_batch(
 ) {
     if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
         for record in batch.iter().take(take) {
-            args.format.write_record(&mut handled.out, record);
+            args.format.write_borrowed(&mut handled.out, record, None);
         }
         return;
     }

@@ -48,92 +48,6 @@ impl<'a> From<&'a Field> for Shown<'a> {
     }
 }
 
-/// The record a line tells of: one a consumer handed out, or one it lent where it lies in the
-/// Fetch answer (`recv_borrowed`).
-#[derive(Clone, Copy)]
-pub(crate) enum Shows<'a> {
-    Record(&'a Record),
-    InPlace(BorrowedRecord<'a>),
-}
-
-impl<'a> From<&'a Record> for Shows<'a> {
-    fn from(r: &'a Record) -> Shows<'a> {
-        Shows::Record(r)
-    }
-}
-
-impl<'a> From<BorrowedRecord<'a>> for Shows<'a> {
-    fn from(r: BorrowedRecord<'a>) -> Shows<'a> {
-        Shows::InPlace(r)
-    }
-}
-
-impl<'a> Shows<'a> {
-    fn topic(self) -> &'a str {
-        match self {
-            Shows::Record(r) => &r.topic,
-            Shows::InPlace(r) => r.topic(),
-        }
-    }
-
-    fn partition(self) -> i32 {
-        match self {
-            Shows::Record(r) => r.partition,
-            Shows::InPlace(r) => r.partition(),
-        }
-    }
-
-    fn offset(self) -> i64 {
-        match self {
-            Shows::Record(r) => r.offset,
-            Shows::InPlace(r) => r.offset(),
-        }
-    }
-
-    fn timestamp(self) -> i64 {
-        match self {
-            Shows::Record(r) => r.timestamp,
-            Shows::InPlace(r) => r.timestamp(),
-        }
-    }
-
-    fn key(self) -> Option<&'a [u8]> {
-        match self {
-            Shows::Record(r) => r.key.as_deref(),
-            Shows::InPlace(r) => r.key(),
-        }
-    }
-
-    fn value(self) -> Option<&'a [u8]> {
-        match self {
-            Shows::Record(r) => r.value.as_deref(),
-            Shows::InPlace(r) => r.value(),
-        }
-    }
-
-    fn headers(self) -> Vec<(JsonBytes<'a>, JsonBytes<'a>)> {
-        match self {
-            Shows::Record(r) => r
-                .headers
-                .iter()
-                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v.as_deref())))
-                .collect(),
-            Shows::InPlace(r) => r
-                .headers()
-                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v)))
-                .collect(),
-        }
-    }
-
-    /// A share group's delivery count; none for a record read in place.
-    fn delivery_count(self) -> Option<u16> {
-        match self {
-            Shows::Record(r) => r.delivery_count,
-            Shows::InPlace(_) => None,
-        }
-    }
-}
-
 /// An output format (of `kcon consume`, and of the administrative commands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -145,11 +59,21 @@ pub(crate) enum Format {
 
 impl Format {
     /// Appends `record` and a newline to `out`.
-    pub(crate) fn write_record<'a>(self, out: &mut Vec<u8>, record: impl Into<Shows<'a>>) {
-        let record = record.into();
+    pub(crate) fn write_record(self, out: &mut Vec<u8>, record: &Record) {
+        self.write_borrowed(out, record.into(), record.delivery_count);
+    }
+
+    /// Appends `record`, one read where it lies in the Fetch answer (or a [`Record`] read so),
+    /// with a share group's `delivery_count` if it has one, and a newline, to `out`.
+    pub(crate) fn write_borrowed(
+        self,
+        out: &mut Vec<u8>,
+        record: BorrowedRecord<'_>,
+        delivery_count: Option<u16>,
+    ) {
         let key = Shown::Bytes(record.key());
         let value = Shown::Bytes(record.value());
-        self.write(out, record, key, value);
+        self.write(out, record, delivery_count, key, value);
     }
 
     /// Appends `record` with its key and value as read, and a newline, to `out`.
@@ -160,12 +84,25 @@ impl Format {
         key: &Field,
         value: &Field,
     ) {
-        self.write(out, record.into(), key.into(), value.into());
+        self.write(
+            out,
+            record.into(),
+            record.delivery_count,
+            key.into(),
+            value.into(),
+        );
     }
 
-    fn write(self, out: &mut Vec<u8>, record: Shows<'_>, key: Shown<'_>, value: Shown<'_>) {
+    fn write(
+        self,
+        out: &mut Vec<u8>,
+        record: BorrowedRecord<'_>,
+        delivery_count: Option<u16>,
+        key: Shown<'_>,
+        value: Shown<'_>,
+    ) {
         match self {
-            Format::Json => write_line(out, &JsonRecord::new(record, key, value)),
+            Format::Json => write_line(out, &JsonRecord::new(record, delivery_count, key, value)),
             Format::Text => {
                 text_record(out, record, key, value);
                 out.push(b'\n');
@@ -215,7 +152,12 @@ struct JsonRecord<'a> {
 }
 
 impl<'a> JsonRecord<'a> {
-    fn new(r: Shows<'a>, key: Shown<'a>, value: Shown<'a>) -> JsonRecord<'a> {
+    fn new(
+        r: BorrowedRecord<'a>,
+        delivery_count: Option<u16>,
+        key: Shown<'a>,
+        value: Shown<'a>,
+    ) -> JsonRecord<'a> {
         JsonRecord {
             topic: r.topic(),
             partition: r.partition(),
@@ -223,8 +165,11 @@ impl<'a> JsonRecord<'a> {
             timestamp: r.timestamp(),
             key,
             value,
-            headers: r.headers(),
-            delivery_count: r.delivery_count(),
+            headers: r
+                .headers()
+                .map(|(k, v)| (JsonBytes(Some(k)), JsonBytes(v)))
+                .collect(),
+            delivery_count,
         }
     }
 }
@@ -246,7 +191,7 @@ struct RebalanceEvent<'a> {
     partitions: Vec<PartitionJson<'a>>,
 }
 
-fn text_record(out: &mut Vec<u8>, r: Shows<'_>, key: Shown<'_>, value: Shown<'_>) {
+fn text_record(out: &mut Vec<u8>, r: BorrowedRecord<'_>, key: Shown<'_>, value: Shown<'_>) {
     // Invariant: writing to a Vec cannot fail.
     let _ = write!(out, "{}/{}@{}", r.topic(), r.partition(), r.offset());
     if !is_null(key) {

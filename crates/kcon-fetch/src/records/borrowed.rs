@@ -75,7 +75,7 @@ impl<'a> Iterator for BorrowedRecords<'a> {
     fn next(&mut self) -> Option<BorrowedRecord<'a>> {
         if let Some(r) = self.decoded.next() {
             self.left -= 1;
-            return Some(BorrowedRecord(Inner::Decoded(r)));
+            return Some(r.into());
         }
         loop {
             if let Some(w) = &mut self.walk {
@@ -153,6 +153,13 @@ enum Inner<'a> {
         record: wire::Record<'a>,
     },
     Decoded(&'a Record),
+}
+
+/// A decoded record, read as a borrowed one (as [`BorrowedRecords::of_records`] lends each).
+impl<'a> From<&'a Record> for BorrowedRecord<'a> {
+    fn from(record: &'a Record) -> Self {
+        BorrowedRecord(Inner::Decoded(record))
+    }
 }
 
 impl<'a> BorrowedRecord<'a> {
