@@ -38,8 +38,8 @@ use std::time::Duration;
 use clap::Args;
 use kcon::deserialize::{Decoded, decode};
 use kcon::{
-    BorrowedBatch, Consumer, FailureInfo, ListenerFuture, PolicyConfig, PolicyHooks, Processor,
-    RebalanceContext, RebalanceListener, Record, Stage, TopicPartition,
+    BorrowedBatch, BorrowedRecord, Consumer, FailureInfo, ListenerFuture, PolicyConfig,
+    PolicyHooks, Processor, RebalanceContext, RebalanceListener, Record, Stage, TopicPartition,
 };
 use kcon_admin::TopicScope;
 use regex::Regex;
@@ -475,43 +475,46 @@ struct Handled {
 
 /// Writes the first `take` records of `batch` into `handled`, reading keys and values as
 /// `args` says. Records written as they are (bytes) are read where they lie in the Fetch
-/// answer; one whose key or value is read by a format is made a [`Record`] for it.
-async fn handle_batch(
-    batch: &BorrowedBatch<'_>,
+/// answer; one whose key or value is read by a format is made a [`Record`] for it. Returns the
+/// last record handled (written or reported), if any.
+async fn handle_batch<'b>(
+    batch: &BorrowedBatch<'b>,
     take: usize,
     args: &ConsumeArgs,
     fields: &Fields,
     handled: &mut Handled,
-) {
+) -> Option<BorrowedRecord<'b>> {
+    let mut last = None;
     if fields.key.format() == FieldFormat::Bytes && fields.value.format() == FieldFormat::Bytes {
         for record in batch.iter().take(take) {
             args.format.write_borrowed(&mut handled.out, record, None);
+            last = Some(record);
         }
-        return;
+        return last;
     }
     let (key, value) = (&fields.key, &fields.value);
-    for (i, record) in batch.iter().take(take).enumerate() {
-        let record = record.to_record();
-        let failure = match decode(record.clone(), key, value).await {
+    for (i, lent) in batch.iter().take(take).enumerate() {
+        let record = lent.to_record();
+        match decode(record.clone(), key, value).await {
             Ok(d) => {
                 args.format
                     .write_decoded(&mut handled.out, &record, &d.key, &d.value);
-                continue;
             }
-            Err(f) => f,
-        };
-        if failure.error.is_retriable() {
-            handled.stopped_at = Some((i, Failure::runtime(failure.to_string())));
-            return;
+            Err(failure) if failure.error.is_retriable() => {
+                handled.stopped_at = Some((i, Failure::runtime(failure.to_string())));
+                return last;
+            }
+            Err(failure) => handled.reports.extend(failure_line(
+                &record,
+                failure.field.name(),
+                failure.error.kind(),
+                &failure.error.to_string(),
+                None,
+            )),
         }
-        handled.reports.extend(failure_line(
-            &record,
-            failure.field.name(),
-            failure.error.kind(),
-            &failure.error.to_string(),
-            None,
-        ));
+        last = Some(lent);
     }
+    last
 }
 
 /// Checks the cluster and the topics, then subscribes (with a group) or assigns every
@@ -604,16 +607,13 @@ async fn consume(
         let taken = batch.len().min(take_max);
         handled.out.clear();
         handled.reports.clear();
-        handle_batch(&batch, taken, args, fields, &mut handled).await;
+        let last = handle_batch(&batch, taken, args, fields, &mut handled).await;
         // Once written, flushed and reported (below), the records count as consumed, up to the
         // first that was not: the last of them is made a `Record` here to store its offset
         // then, since the batch borrows the consumer and is not used past this point.
+        let last = last.filter(|_| in_group).map(|r| r.to_record());
         let stop = handled.stopped_at.take();
         let done = stop.as_ref().map_or(taken, |(i, _)| taken.min(*i));
-        let last = match done.checked_sub(1) {
-            Some(at) if in_group => batch.iter().nth(at).map(|r| r.to_record()),
-            _ => None,
-        };
         let whole = done == taken;
         let mut stdout = io::stdout().lock();
         match stdout.write_all(&handled.out).and_then(|()| stdout.flush()) {
