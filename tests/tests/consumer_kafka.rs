@@ -1123,6 +1123,53 @@ async fn recv_batch_respects_max_poll_records_and_the_stream_yields_in_order() {
     c.close().await.unwrap();
 }
 
+/// zstd batches of 100 records, cut by `max.poll.records`, on a prefetch budget smaller than a
+/// batch decompressed: the parts hold and give back decompressed bytes, which the consumer tells
+/// its fetch task together, with the answer's last part or before it waits for the task. Every
+/// record comes once, in order, and the budget spent by what is held never stalls the fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_batches_cut_by_max_poll_records_on_a_small_budget_arrive_whole() {
+    let topic = unique_name("consumer");
+    let pool = single_with(&[(&topic, 2)]).await;
+    let values: Vec<String> = (0..100).map(|i| format!("value-{i}")).collect();
+    for partition in 0..2 {
+        for base in (0..600).step_by(100) {
+            let mut zstd = RecordBatchBuilder::new(0).compression(Compression::Zstd);
+            for value in &values {
+                zstd.push(NewRecord {
+                    timestamp: now_ms(),
+                    value: Some(value.as_bytes()),
+                    ..NewRecord::default()
+                });
+            }
+            let batch = zstd.build().unwrap();
+            assert_eq!(produce_batch(&pool, &topic, partition, batch).await, base);
+        }
+    }
+    let mut c = builder_at_defaults(bootstrap())
+        .max_poll_records(30)
+        .set("fetch.max.bytes", "512")
+        .set("max.partition.fetch.bytes", "512")
+        .set("fetch.buffer.max.bytes", "1024")
+        .build()
+        .unwrap();
+    let ends: BTreeMap<TopicPartition, i64> = (0..2)
+        .map(|p| (TopicPartition::new(&topic, p), 600))
+        .collect();
+    c.assign(ends.keys().cloned()).unwrap();
+    let mut records = Vec::new();
+    while records.len() < 1200 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), c.recv_batch())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {} records", records.len()))
+            .unwrap();
+        assert!((1..=30).contains(&batch.len()), "{}", batch.len());
+        records.extend(batch);
+    }
+    assert_exactly(&records, &BTreeMap::new(), &ends, 100);
+    c.close().await.unwrap();
+}
+
 /// `recv_borrowed` lends the records `recv_batch` would return, read where they lie in the
 /// answer (an LZ4 batch with keys and headers, split by `max.poll.records`, among them), at most
 /// `max.poll.records` a call. Mixed with `recv` and `recv_batch` calls, every record is handed

@@ -14,7 +14,11 @@
 //! Buffered bytes are an answer's bytes as they came, plus the decompressed bytes held for
 //! records not handed out yet ([`PrefetchBudget::hold`]): a compressed batch is decompressed
 //! as its records are handed out, and when `max.poll.records` cuts it, the rest of it waits
-//! decompressed.
+//! decompressed. The consumer's handle tells held bytes, and those given back before an
+//! answer's last part, together with its next command ([`FetchHandle::release`]): up to 1 MiB
+//! of held bytes may go uncounted meanwhile.
+//!
+//! [`FetchHandle::release`]: crate::FetchHandle::release
 //!
 //! The budget also sizes the process-wide free list of decompression buffers: it holds a
 //! [`FreeListShare`] of what it has not buffered (`max_buffered` less the buffered bytes), so

@@ -48,6 +48,11 @@ use kcon_core::TopicPartition;
 /// leave, at most `max.poll.records` at a time, a corrupt record ending an answer's records)
 /// is the [`handout`](crate::handout) module's.
 ///
+/// A release that cannot let a Fetch go waits in the handle to be told with the next command
+/// or before the handle waits for the task ([`release`](FetchHandle::release)): each command
+/// wakes the task, on a thread of its own, and a compressed batch cut by `max.poll.records`
+/// holds and gives back its decompressed bytes once each, twice a batch.
+///
 /// Dropping the handle stops the task without closing the fetch sessions (the brokers evict
 /// them); [`close`](FetchHandle::close) closes them.
 ///
@@ -59,7 +64,18 @@ pub struct FetchHandle {
     task: Option<JoinHandle<()>>,
     /// Fetch latencies, counted by the task's request tasks.
     latency: Arc<FetchLatency>,
+    /// Releases not told to the task yet ([`release`](FetchHandle::release)).
+    untold: Untold,
 }
+
+/// The most decompressed bytes a handle holds back from the task's budget
+/// ([`FetchHandle::release`]): a batch of 1,000 records of 100 bytes is a tenth of it, and one
+/// larger is told at once.
+const UNTOLD_HELD_MAX: usize = 1024 * 1024;
+
+/// The most releases a handle keeps untold: an answer of many small compressed batches told
+/// every few hundred rather than once, at its last part.
+const UNTOLD_MAX: usize = 256;
 
 #[derive(Debug)]
 enum Command {
@@ -70,6 +86,8 @@ enum Command {
     Seek(TopicPartition, i64, Option<i32>, u64),
     /// What records handed out release or hold.
     Release(Release),
+    /// Releases told together, in order.
+    Releases(Vec<Release>),
     Close,
 }
 
@@ -100,6 +118,7 @@ impl FetchHandle {
             events,
             task: Some(task),
             latency,
+            untold: Untold::default(),
         })
     }
 
@@ -115,41 +134,62 @@ impl FetchHandle {
     }
 
     /// Starts fetching `partitions`, each from its start.
-    pub fn assign(&self, partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>) {
+    pub fn assign(
+        &mut self,
+        partitions: impl IntoIterator<Item = (TopicPartition, StartPosition)>,
+    ) {
         self.command(Command::Assign(partitions.into_iter().collect()));
     }
 
     /// Stops fetching `partitions`; the task confirms with [`Arrival::Fenced`] and `fence`
     /// (from [`Handout::unassign`](crate::handout::Handout::unassign)) once it has.
-    pub fn unassign(&self, partitions: Vec<TopicPartition>, fence: u64) {
+    pub fn unassign(&mut self, partitions: Vec<TopicPartition>, fence: u64) {
         self.command(Command::Unassign(partitions, fence));
     }
 
     /// Stops fetching `tp` (it leaves its fetch session); records sent before stay on their
     /// way (a [`Handout`](crate::handout::Handout) holds them).
-    pub fn pause(&self, tp: TopicPartition) {
+    pub fn pause(&mut self, tp: TopicPartition) {
         self.command(Command::Pause(tp));
     }
 
     /// Fetches `tp` again.
-    pub fn resume(&self, tp: TopicPartition) {
+    pub fn resume(&mut self, tp: TopicPartition) {
         self.command(Command::Resume(tp));
     }
 
     /// Moves `tp` to `offset` (validated first when `leader_epoch` is known, KIP-320); the
     /// task confirms with [`Arrival::Fenced`] and `fence` (from
     /// [`Handout::seek`](crate::handout::Handout::seek)).
-    pub fn seek(&self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>, fence: u64) {
+    pub fn seek(&mut self, tp: TopicPartition, offset: i64, leader_epoch: Option<i32>, fence: u64) {
         self.command(Command::Seek(tp, offset, leader_epoch, fence));
     }
 
     /// What records handed out release from, or hold in, the prefetch budget.
-    pub fn release(&self, release: Release) {
-        self.command(Command::Release(release));
+    ///
+    /// Decompressed bytes held ([`Release::Held`]) and given back before the answer's last
+    /// part ([`Release::Returned`]) let no Fetch go that the answer's last part would not: they
+    /// wait here and go with the next command, or before the handle waits for the task
+    /// ([`next`](Self::next)), so the application's receiving calls wake the task about once
+    /// an answer rather than twice a batch. The budget meanwhile may count up to 1 MiB of held
+    /// bytes too few, and a batch's bytes given back later than they could be; bytes held past
+    /// that, or 256 releases, are told at once.
+    pub fn release(&mut self, release: Release) {
+        match self.untold.keep(release) {
+            Kept::Waits => {}
+            Kept::Full => self.tell_untold(),
+            Kept::Not(release) => self.command(Command::Release(release)),
+        }
     }
 
-    /// What the task sent next; `None` once it has stopped and everything was read.
+    /// What the task sent next; `None` once it has stopped and everything was read. The
+    /// releases not told yet go to the task first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: an arrival is taken only when this resolves.
     pub async fn next(&mut self) -> Option<Arrival> {
+        self.tell_untold();
         self.events.recv().await
     }
 
@@ -179,9 +219,60 @@ impl FetchHandle {
 
     /// Hands `command` to the fetch task. The send fails only once the task has ended (closed,
     /// or stopped by a panic the handle's `next` shows as `None`): nothing is left to act on
-    /// it, so it is dropped.
-    fn command(&self, command: Command) {
+    /// it, so it is dropped. The releases not told yet go first, in order.
+    fn command(&mut self, command: Command) {
+        self.tell_untold();
         let _ = self.commands.send(command);
+    }
+
+    /// Tells the task the releases kept back, together.
+    fn tell_untold(&mut self) {
+        if let Some(releases) = self.untold.take() {
+            let _ = self.commands.send(Command::Releases(releases));
+        }
+    }
+}
+
+/// Releases a handle keeps back from its task, in order ([`FetchHandle::release`]).
+#[derive(Debug, Default)]
+struct Untold {
+    releases: Vec<Release>,
+    /// The decompressed bytes `releases` holds, less those they give back: what the task's
+    /// budget does not count yet.
+    held: usize,
+}
+
+/// What [`Untold::keep`] did with a release.
+#[derive(Debug)]
+enum Kept {
+    /// Kept: it waits for the next command.
+    Waits,
+    /// Kept, and what is kept is to be told now: it holds more than [`UNTOLD_HELD_MAX`]
+    /// bytes, or [`UNTOLD_MAX`] releases.
+    Full,
+    /// Not kept: a release that may let a Fetch go, to be told now (after what is kept).
+    Not(Release),
+}
+
+impl Untold {
+    fn keep(&mut self, release: Release) -> Kept {
+        match &release {
+            Release::Held(_, bytes) => self.held += bytes,
+            Release::Returned(_, bytes) => self.held = self.held.saturating_sub(*bytes),
+            Release::Consumed(..) | Release::Corrupt(..) => return Kept::Not(release),
+        }
+        self.releases.push(release);
+        if self.held > UNTOLD_HELD_MAX || self.releases.len() >= UNTOLD_MAX {
+            Kept::Full
+        } else {
+            Kept::Waits
+        }
+    }
+
+    /// What is kept, to be told; `None` when nothing is.
+    fn take(&mut self) -> Option<Vec<Release>> {
+        self.held = 0;
+        (!self.releases.is_empty()).then(|| std::mem::take(&mut self.releases))
     }
 }
 
@@ -250,6 +341,11 @@ impl Drive for FetchTask {
                 self.tell(Arrival::Fenced(vec![tp], fence));
             }
             Some(Command::Release(release)) => release.apply(machine, now),
+            Some(Command::Releases(releases)) => {
+                for release in releases {
+                    release.apply(machine, now);
+                }
+            }
             Some(Command::Close) | None => machine.close(now),
         }
     }
@@ -446,5 +542,83 @@ async fn send(
                 &pool, &metadata, &topics,
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::CorruptRecords;
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition::new("t", partition)
+    }
+
+    #[test]
+    fn held_and_returned_bytes_wait_and_what_may_let_a_fetch_go_does_not() {
+        let mut untold = Untold::default();
+        assert!(untold.take().is_none(), "nothing kept, nothing told");
+        assert!(matches!(
+            untold.keep(Release::Held(tp(0), 100)),
+            Kept::Waits
+        ));
+        assert!(matches!(
+            untold.keep(Release::Returned(tp(0), 100)),
+            Kept::Waits
+        ));
+        assert!(matches!(untold.keep(Release::Held(tp(0), 50)), Kept::Waits));
+        // A partition's last part may let its next Fetch go: told now, after what waits.
+        let last = Release::Consumed(tp(0), 700);
+        assert!(matches!(untold.keep(last.clone()), Kept::Not(r) if r == last));
+        let corrupt = Release::Corrupt(
+            tp(1),
+            CorruptRecords {
+                offset: 3,
+                leader_epoch: None,
+                answer_end: 9,
+            },
+            70,
+        );
+        assert!(matches!(untold.keep(corrupt.clone()), Kept::Not(r) if r == corrupt));
+        assert_eq!(
+            untold.take(),
+            Some(vec![
+                Release::Held(tp(0), 100),
+                Release::Returned(tp(0), 100),
+                Release::Held(tp(0), 50),
+            ]),
+            "in the order they were made"
+        );
+        assert!(untold.take().is_none());
+    }
+
+    #[test]
+    fn held_bytes_past_the_bound_or_too_many_releases_are_told_at_once() {
+        let mut untold = Untold::default();
+        assert!(matches!(
+            untold.keep(Release::Held(tp(0), UNTOLD_HELD_MAX)),
+            Kept::Waits
+        ));
+        // What is given back does not count: the budget counts too much meanwhile, not too
+        // little.
+        assert!(matches!(
+            untold.keep(Release::Returned(tp(0), UNTOLD_HELD_MAX)),
+            Kept::Waits
+        ));
+        assert!(matches!(
+            untold.keep(Release::Held(tp(0), UNTOLD_HELD_MAX)),
+            Kept::Waits
+        ));
+        assert!(matches!(untold.keep(Release::Held(tp(1), 1)), Kept::Full));
+        assert_eq!(untold.take().map(|r| r.len()), Some(4));
+
+        // Told, the count starts again.
+        assert!(matches!(untold.keep(Release::Held(tp(0), 1)), Kept::Waits));
+        let mut kept = 1;
+        while let Kept::Waits = untold.keep(Release::Returned(tp(0), 1)) {
+            kept += 1;
+        }
+        assert_eq!(kept + 1, UNTOLD_MAX);
+        assert_eq!(untold.take().map(|r| r.len()), Some(UNTOLD_MAX));
     }
 }

@@ -64,6 +64,12 @@ pub enum Release {
     Held(TopicPartition, usize),
     /// The answer's bytes leave the budget: its last records were handed out.
     Consumed(TopicPartition, usize),
+    /// Decompressed bytes held for a batch leave the budget: its last records were handed
+    /// out, and the answer's records go on. Told to the machine as [`Release::Consumed`] is,
+    /// but it cannot let a Fetch go that the answer's last part would not (the partition is
+    /// not drained), so the handle may tell it together with others
+    /// ([`FetchHandle::release`](crate::FetchHandle::release)).
+    Returned(TopicPartition, usize),
     /// The records handed out end at a corrupt record: the answer's bytes leave the budget and
     /// the partition goes back to the corrupt record. One message, since between a release
     /// and a rewind the machine could fetch the partition from the answer's end.
@@ -75,7 +81,9 @@ impl Release {
     pub fn apply(self, machine: &mut FetchMachine, now: Instant) {
         match self {
             Release::Held(tp, bytes) => machine.records_held(&tp, bytes),
-            Release::Consumed(tp, bytes) => machine.records_consumed(&tp, bytes),
+            Release::Consumed(tp, bytes) | Release::Returned(tp, bytes) => {
+                machine.records_consumed(&tp, bytes);
+            }
             Release::Corrupt(tp, corrupt, bytes) => {
                 machine.records_corrupt(now, &tp, &corrupt, bytes);
             }
@@ -263,7 +271,8 @@ impl Handout {
         } else {
             r.take(self.max_poll_records)
         };
-        if !r.is_empty() {
+        let more = !r.is_empty();
+        if more {
             self.released.push_front(r);
         }
         let tp = &part.partition;
@@ -275,8 +284,13 @@ impl Handout {
             releases.push(Release::Corrupt(tp.clone(), *corrupt, part.size));
         } else if part.size > 0 {
             // Parts that release nothing say nothing (the budget has no entry for nothing
-            // buffered, so a 0 would be a no-op).
-            releases.push(Release::Consumed(tp.clone(), part.size));
+            // buffered, so a 0 would be a no-op). A part the answer's records go on after
+            // gives back only the decompressed bytes of the batch it ended.
+            releases.push(if more {
+                Release::Returned(tp.clone(), part.size)
+            } else {
+                Release::Consumed(tp.clone(), part.size)
+            });
         }
         HandedOut {
             event: FetchEvent::Records(part),
@@ -529,6 +543,45 @@ mod tests {
             f.handout.is_idle(),
             "nothing after the corrupt record waits"
         );
+    }
+
+    #[test]
+    fn bytes_given_back_before_the_answers_last_part_are_returned_not_consumed() {
+        let mut f = Side::new(3);
+        let mut answer = compressed(0, 5, Compression::Zstd, false);
+        answer.extend(compressed(5, 4, Compression::Lz4, false));
+        let wire = answer.len();
+        f.send(checked(answer, 9));
+
+        // Parts 0..3 and 3..6 (the second ends the first batch and opens the next) hold and
+        // give back decompressed bytes, as Held and Returned: the answer's records go on.
+        // Only the last part says Consumed, with the answer's bytes and what is still held.
+        let mut parts = Vec::new();
+        for want in [[0, 1, 2], [3, 4, 5], [6, 7, 8]] {
+            assert_eq!(offsets(f.next()).1, want);
+            parts.push(f.take());
+        }
+        let (mut held, mut returned) = (0, 0);
+        for release in parts[..2].iter().flatten() {
+            match release {
+                Release::Held(_, bytes) => held += bytes,
+                Release::Returned(_, bytes) => returned += bytes,
+                other => panic!("before the last part: {other:?}"),
+            }
+        }
+        assert!(held > 0 && returned > 0, "held {held}, returned {returned}");
+        match parts[2].as_slice() {
+            [Release::Consumed(tp, bytes)] => {
+                assert_eq!(tp.partition, 0);
+                assert_eq!(
+                    *bytes,
+                    wire + held - returned,
+                    "every byte counted comes back"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(f.handout.is_idle());
     }
 
     #[test]
