@@ -431,8 +431,13 @@ impl<T> Accumulator<T> {
     /// The partitions whose head batch may go now (not in flight, past its retry backoff), each
     /// with whether it is ready: full, not alone in its queue (the Java client's
     /// `RecordAccumulator.ready` rule), a retry, lingered `linger.ms`, or `flushing` (flush or
-    /// close). A head not ready may still go with a ready one to the same broker.
-    pub(crate) fn sendable(&self, now: Instant, flushing: bool) -> Vec<(TopicPartition, bool)> {
+    /// close), and when the head was opened. A head not ready may still go with a ready one to
+    /// the same broker.
+    pub(crate) fn sendable(
+        &self,
+        now: Instant,
+        flushing: bool,
+    ) -> Vec<(TopicPartition, bool, Instant)> {
         self.queues
             .iter()
             .filter(|(_, q)| !q.in_flight)
@@ -446,7 +451,7 @@ impl<T> Accumulator<T> {
                     || head.is_full(&self.limits)
                     || head.retries > 0
                     || now >= head.created + self.limits.linger;
-                Some((tp.clone(), ready))
+                Some((tp.clone(), ready, head.created))
             })
             .collect()
     }
@@ -456,7 +461,7 @@ impl<T> Accumulator<T> {
     fn ready(&self, now: Instant, flushing: bool) -> Vec<TopicPartition> {
         self.sendable(now, flushing)
             .into_iter()
-            .filter_map(|(tp, ready)| ready.then_some(tp))
+            .filter_map(|(tp, ready, _)| ready.then_some(tp))
             .collect()
     }
 

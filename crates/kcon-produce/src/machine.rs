@@ -864,8 +864,9 @@ impl<T> SenderMachine<T> {
         // Per leader: whether a head is ready, and every head that may go. A leader with a ready
         // head takes the others' heads too, lingered or not, as the Java client's drain takes
         // every partition of a ready node: their records go sooner, in the same request.
-        let mut by_leader: BTreeMap<i32, (bool, Vec<(TopicPartition, bool)>)> = BTreeMap::new();
-        for (tp, ready) in self.acc.sendable(now, flushing) {
+        type Heads = Vec<(TopicPartition, bool, Instant)>;
+        let mut by_leader: BTreeMap<i32, (bool, Heads)> = BTreeMap::new();
+        for (tp, ready, opened) in self.acc.sendable(now, flushing) {
             // In a transaction, a partition's batches wait until it is added to it.
             if self.txn.as_ref().is_some_and(|t| !t.may_send(&tp)) {
                 continue;
@@ -879,7 +880,7 @@ impl<T> SenderMachine<T> {
                 Some(leader) => {
                     let (any_ready, heads) = by_leader.entry(leader).or_default();
                     *any_ready |= ready;
-                    heads.push((tp, ready));
+                    heads.push((tp, ready, opened));
                 }
                 None if ready => self.refresh_wanted = true,
                 None => {}
@@ -890,17 +891,23 @@ impl<T> SenderMachine<T> {
             if !any_ready {
                 continue;
             }
-            // The ready heads first (in partition order, as before); the others fill the room
-            // left in the requests the ready ones make, and never make one of their own.
-            heads.sort_by_key(|(_, ready)| !ready);
+            // The ready heads first, the one opened first first (partition order among heads
+            // opened together); the others fill the room left in the requests the ready ones
+            // make, and never make one of their own. In partition order alone, batches too
+            // large to share a request (a full one at 100 B is most of `max.request.size`)
+            // starved the partitions late in the order: one early in it, its next batch ready
+            // whenever its answer came, took every request slot that came free, and the
+            // others waited until `send` stopped for room. The Java client rotates where its
+            // drain starts for the same reason.
+            heads.sort_by_key(|(_, ready, opened)| (!ready, *opened));
             let mut partitions = heads.into_iter().peekable();
-            while partitions.peek().is_some_and(|(_, ready)| *ready)
+            while partitions.peek().is_some_and(|(_, ready, _)| *ready)
                 && self.in_flight.get(&leader).copied().unwrap_or(0) < max_in_flight
             {
                 let mut carried = Vec::new();
                 let mut data: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
                 let mut total = 0usize;
-                while let Some((tp, _)) = partitions.peek().cloned() {
+                while let Some((tp, _, _)) = partitions.peek().cloned() {
                     let Some(head) = self.acc.head_mut(&tp) else {
                         partitions.next();
                         continue;

@@ -380,6 +380,48 @@ fn a_seed_spreads_null_keyed_records_the_same_way_every_time() {
     assert_eq!(used, (0..4).collect());
 }
 
+/// Ready batches go the one opened first first, whatever its partition: with one request slot
+/// and requests too small for two batches, a partition whose next batch is ready whenever its
+/// answer comes does not keep the slot from the partitions whose batches waited longer.
+#[test]
+fn the_ready_batch_opened_first_goes_first_whatever_its_partition() {
+    let t0 = Instant::now();
+    let config = config(&[
+        ("linger.ms", "0"),
+        ("enable.idempotence", "false"),
+        ("max.in.flight.requests.per.connection", "1"),
+        ("max.request.size", "100"),
+    ]);
+    let (mut m, _) = machine(config, metadata_of(3), t0);
+    let to = |partition: i32, waiter: u32, at: Instant| {
+        let mut i = incoming(waiter, at);
+        i.record.partition = Some(partition);
+        i
+    };
+    for p in 0..3 {
+        m.record(t0, to(p, p as u32, t0));
+    }
+    let mut order = Vec::new();
+    let mut now = t0;
+    for waiter in 10..16 {
+        now += Duration::from_millis(1);
+        let out = m.poll_request(now).expect("a Produce request");
+        assert!(m.poll_request(now).is_none(), "one request slot");
+        let Request::Produce(request, _) = out.request else {
+            panic!("not a Produce request: {:?}", out.request);
+        };
+        let [sent] = partitions_of(&request)[..] else {
+            panic!("one batch a request: {:?}", partitions_of(&request));
+        };
+        order.push(sent);
+        // The partition just sent has its next batch ready before its answer comes.
+        m.record(now, to(sent, waiter, now));
+        m.handle_response(now, out.id, Ok(written(&request)));
+        while m.poll_event().is_some() {}
+    }
+    assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+}
+
 /// Records given to the machine together go where one at a time would put them, in fewer
 /// Produce requests (one pass places them all before anything is sent), and a flush behind
 /// them is answered once every one of them is done.
