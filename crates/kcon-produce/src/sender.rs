@@ -115,7 +115,8 @@ pub(crate) struct Sender {
     inbox: Arc<Inbox>,
     /// The commands taken off the queue this round (kept for its allocation).
     taken: Vec<Command>,
-    /// The records taken off the queue this round, handed to the machine together.
+    /// The records taken off the queue this round, handed to the machine together, at most
+    /// [`HANDED_AT`] at a time.
     records: Vec<machine::Incoming<Waiter>>,
     /// The groups of slots of records sent alone, and the `send_all` calls, that records are
     /// answered through; dropped with the task, they answer what is left as closed.
@@ -319,6 +320,13 @@ pub(crate) fn spawn(
     tokio::spawn(drive(pool, machine, glue, doorbell));
 }
 
+/// The most records the task gathers before it hands them to the machine in one pass. A round
+/// takes up to [`COMMANDS_PER_ROUND`](crate::inbox::COMMANDS_PER_ROUND) commands, and a
+/// `send_all` call is one command of any number of records: gathered whole, a round of them
+/// (up to `queue.buffering.max.messages`, 100,000 by default) grew the list the task keeps to
+/// 9 MiB, for good. A pass of a few thousand places records as well as one of all of them.
+const HANDED_AT: usize = 4096;
+
 impl Sender {
     /// Hands the records taken so far to the machine, in one pass, stamped with `wall_ms`
     /// where they carry no timestamp.
@@ -358,10 +366,15 @@ impl Sender {
                     i.reply.open(&mut self.open);
                     self.records.push(i.into_machine(now, stamp));
                 }
-                Command::Records(all) => self.records.extend(all.into_iter().map(|mut i| {
-                    i.reply.open(&mut self.open);
-                    i.into_machine(now, stamp)
-                })),
+                Command::Records(all) => {
+                    self.records.extend(all.into_iter().map(|mut i| {
+                        i.reply.open(&mut self.open);
+                        i.into_machine(now, stamp)
+                    }));
+                    if self.records.len() >= HANDED_AT {
+                        self.hand_records(machine, now, stamp);
+                    }
+                }
                 Command::Flush(done) => {
                     self.hand_records(machine, now, stamp);
                     let id = machine.flush(now);
