@@ -215,10 +215,20 @@ impl Inbox {
     /// Moves up to [`COMMANDS_PER_ROUND`] commands into `into`, oldest first: records, up to
     /// and including the first command of another kind. The task is awake until it says
     /// otherwise ([`may_wait`](Self::may_wait)).
-    pub(crate) fn take(&self, into: &mut Vec<Command>) -> Taken {
+    pub(crate) fn take(&self, into: &mut VecDeque<Command>) -> Taken {
         let mut state = self.lock();
         state.lingering = false;
         if state.queue.is_empty() {
+            state.behind = false;
+            return Taken { emptied: true };
+        }
+        // Records alone, within a round's share: the queue goes whole, its buffer swapped for
+        // `into`'s, not moved out command by command (a command is 224 bytes, and the handles
+        // wait on the lock meanwhile).
+        if state.urgent == 0 && state.queue.len() <= COMMANDS_PER_ROUND && into.is_empty() {
+            std::mem::swap(&mut state.queue, into);
+            state.records = 0;
+            state.bytes = 0;
             state.behind = false;
             return Taken { emptied: true };
         }
@@ -241,7 +251,7 @@ impl Inbox {
                 }
                 _ => urgent += 1,
             }
-            into.push(command);
+            into.push_back(command);
         }
         state.records = state.records.saturating_sub(records);
         state.bytes = state.bytes.saturating_sub(bytes);
@@ -333,7 +343,7 @@ mod tests {
         assert!(inbox.may_wait(true), "looked at again, it may still wait");
         queue.send(record(200)).expect("queued");
         assert_eq!(rings(&mut doorbell), 1, "1000 bytes fill a batch");
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         let t = inbox.take(&mut taken);
         assert_eq!(taken.len(), 5);
         assert!(t.emptied);
@@ -377,10 +387,13 @@ mod tests {
             !inbox.may_wait(true),
             "nor does the task, with a flush queued"
         );
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         inbox.take(&mut taken);
         assert!(
-            matches!(taken.as_slice(), [Command::Record(_), Command::Flush(_)]),
+            matches!(
+                taken.make_contiguous(),
+                [Command::Record(_), Command::Flush(_)]
+            ),
             "in the order queued"
         );
     }
@@ -391,10 +404,10 @@ mod tests {
         for command in [record(1), flush(), flush(), record(1)] {
             queue.send(command).expect("queued");
         }
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         assert!(!inbox.take(&mut taken).emptied);
         assert!(matches!(
-            taken.as_slice(),
+            taken.make_contiguous(),
             [Command::Record(_), Command::Flush(_)]
         ));
         assert!(
@@ -403,10 +416,10 @@ mod tests {
         );
         taken.clear();
         assert!(!inbox.take(&mut taken).emptied);
-        assert!(matches!(taken.as_slice(), [Command::Flush(_)]));
+        assert!(matches!(taken.make_contiguous(), [Command::Flush(_)]));
         taken.clear();
         assert!(inbox.take(&mut taken).emptied);
-        assert!(matches!(taken.as_slice(), [Command::Record(_)]));
+        assert!(matches!(taken.make_contiguous(), [Command::Record(_)]));
     }
 
     #[test]
@@ -415,7 +428,7 @@ mod tests {
         for _ in 0..COMMANDS_PER_ROUND + 5 {
             queue.send(record(1)).expect("queued");
         }
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         let t = inbox.take(&mut taken);
         assert_eq!(taken.len(), COMMANDS_PER_ROUND);
         assert!(!t.emptied);

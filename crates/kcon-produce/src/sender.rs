@@ -7,7 +7,7 @@
 //! InitProducerId, a metadata refresh, the transaction coordinator's) over the pool, and
 //! answers whoever waits when the machine says a record, a flush or a call is done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +114,7 @@ pub(crate) struct Sender {
     /// The handles' commands, in order.
     inbox: Arc<Inbox>,
     /// The commands taken off the queue this round (kept for its allocation).
-    taken: Vec<Command>,
+    taken: VecDeque<Command>,
     /// The records taken off the queue this round, handed to the machine together, at most
     /// [`HANDED_AT`] at a time.
     records: Vec<machine::Incoming<Waiter>>,
@@ -303,7 +303,7 @@ pub(crate) fn spawn(
     let glue = Sender {
         auto_create,
         inbox,
-        taken: Vec::new(),
+        taken: VecDeque::new(),
         records: Vec::new(),
         open: OpenGroups::default(),
         flushes: HashMap::new(),
