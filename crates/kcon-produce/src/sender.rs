@@ -324,7 +324,8 @@ pub(crate) fn spawn(
 /// takes up to [`COMMANDS_PER_ROUND`](crate::inbox::COMMANDS_PER_ROUND) commands, and a
 /// `send_all` call is one command of any number of records: gathered whole, a round of them
 /// (up to `queue.buffering.max.messages`, 100,000 by default) grew the list the task keeps to
-/// 9 MiB, for good. A pass of a few thousand places records as well as one of all of them.
+/// 9 MiB, for good. The records go to the machine in the order they were queued either way;
+/// a batch filled by one pass may go out before the next pass places the rest.
 const HANDED_AT: usize = 4096;
 
 impl Sender {
