@@ -1170,6 +1170,72 @@ async fn compressed_batches_cut_by_max_poll_records_on_a_small_budget_arrive_who
     c.close().await.unwrap();
 }
 
+/// A backlog of about 19 MiB on 16 partitions, read at the defaults: answers of megabytes, read
+/// into memory maps and timed from their first bytes, on requests that ask for the first window
+/// (8 MiB) and, when the broker's answers wait long against their reading, for more. Every
+/// record comes once, in order, with its own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_megabyte_answers_arrives_whole_at_the_defaults() {
+    const PARTITIONS: i32 = 16;
+    const BATCHES: i64 = 2;
+    const PER_BATCH: i64 = 100;
+    let topic = unique_name("consumer");
+    let pool = single_with(&[(&topic, PARTITIONS)]).await;
+    let value = |p: i32, offset: i64| {
+        let mut v = format!("{p}-{offset}-").into_bytes();
+        v.resize(6_000, b'x');
+        v
+    };
+    for partition in 0..PARTITIONS {
+        for b in 0..BATCHES {
+            let mut batch = RecordBatchBuilder::new(0);
+            let values: Vec<Vec<u8>> = (0..PER_BATCH)
+                .map(|i| value(partition, b * PER_BATCH + i))
+                .collect();
+            for v in &values {
+                batch.push(NewRecord {
+                    timestamp: now_ms(),
+                    value: Some(v),
+                    ..NewRecord::default()
+                });
+            }
+            let base = produce_batch(&pool, &topic, partition, batch.build().unwrap()).await;
+            assert_eq!(base, b * PER_BATCH);
+        }
+    }
+    let mut c = builder_at_defaults(bootstrap()).build().unwrap();
+    let ends: BTreeMap<TopicPartition, i64> = (0..PARTITIONS)
+        .map(|p| (TopicPartition::new(&topic, p), BATCHES * PER_BATCH))
+        .collect();
+    c.assign(ends.keys().cloned()).unwrap();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut count = 0;
+    while count < PARTITIONS as i64 * BATCHES * PER_BATCH {
+        let batch = tokio::time::timeout(Duration::from_secs(30), c.recv_batch())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {count} records"))
+            .unwrap();
+        for r in &batch {
+            let at = next.entry(r.partition).or_insert(0);
+            assert_eq!(r.offset, *at, "partition {}", r.partition);
+            assert!(
+                r.value.as_deref() == Some(&value(r.partition, r.offset)[..]),
+                "{}@{}: another value",
+                r.partition,
+                r.offset
+            );
+            *at += 1;
+            count += 1;
+        }
+    }
+    assert_eq!(
+        next,
+        (0..PARTITIONS).map(|p| (p, BATCHES * PER_BATCH)).collect(),
+        "every partition read to its end"
+    );
+    c.close().await.unwrap();
+}
+
 /// `recv_borrowed` lends the records `recv_batch` would return, read where they lie in the
 /// answer (an LZ4 batch with keys and headers, split by `max.poll.records`, among them), at most
 /// `max.poll.records` a call. Mixed with `recv` and `recv_batch` calls, every record is handed

@@ -23,6 +23,95 @@ fn grant_reserves_up_to_the_request_cap_and_what_is_left() {
     assert_eq!(b.grant(3, tps(4..5)), None);
 }
 
+const MIB: usize = 1024 * 1024;
+
+fn pace(waited_ms: u64, read_ms: u64) -> AnswerPace {
+    AnswerPace {
+        waited: std::time::Duration::from_millis(waited_ms),
+        read: std::time::Duration::from_millis(read_ms),
+    }
+}
+
+/// One request to broker 1 for the whole window, answered with `answered` bytes at `pace`;
+/// the window asked for.
+fn answer(b: &mut PrefetchBudget, answered: usize, at: AnswerPace) -> usize {
+    let g = b.grant(1, tps(0..4)).expect("budget left");
+    b.paced(1, answered, at);
+    b.failed(1);
+    g.max_bytes
+}
+
+#[test]
+fn requests_ask_for_the_first_window_until_answers_widen_it() {
+    let mut b = PrefetchBudget::new(200 * MIB, 50 * MIB);
+    assert_eq!(b.window(1), FIRST_WINDOW);
+    assert_eq!(answer(&mut b, FIRST_WINDOW, pace(6, 4)), FIRST_WINDOW);
+    // One long wait is not enough: it may be a core the broker did not get.
+    assert_eq!(b.window(1), FIRST_WINDOW);
+    // The shorter of two waits (6 ms) is 1.5 times the shorter read (4 ms): the window whose
+    // read would be 1.5 times the wait is 2.25 times as large.
+    assert_eq!(
+        answer(&mut b, FIRST_WINDOW - FIRST_WINDOW / 8, pace(9, 5)),
+        FIRST_WINDOW
+    );
+    assert_eq!(b.window(1), FIRST_WINDOW * 9 / 4);
+    assert_eq!(b.window(2), FIRST_WINDOW, "each broker has its own");
+    // Two more such answers reach fetch.max.bytes, and it goes no further.
+    answer(&mut b, FIRST_WINDOW * 9 / 4, pace(40, 10));
+    assert_eq!(
+        answer(&mut b, FIRST_WINDOW * 9 / 4, pace(40, 10)),
+        FIRST_WINDOW * 9 / 4
+    );
+    assert_eq!(b.window(1), 50 * MIB);
+    assert_eq!(answer(&mut b, 50 * MIB, pace(40, 10)), 50 * MIB);
+}
+
+#[test]
+fn a_window_widens_at_least_twice_over() {
+    let mut b = PrefetchBudget::new(200 * MIB, 50 * MIB);
+    // Waits exactly two thirds of the reads: the window balanced is this one.
+    answer(&mut b, FIRST_WINDOW, pace(2, 3));
+    answer(&mut b, FIRST_WINDOW, pace(4, 3));
+    assert_eq!(b.window(1), 2 * FIRST_WINDOW);
+}
+
+#[test]
+fn short_waits_half_answers_and_cut_requests_leave_the_window() {
+    let mut b = PrefetchBudget::new(200 * MIB, 50 * MIB);
+    // Waits under two thirds of the reads: twice the window would not come a quarter faster.
+    answer(&mut b, FIRST_WINDOW, pace(10, 16));
+    answer(&mut b, FIRST_WINDOW, pace(20, 16));
+    answer(&mut b, FIRST_WINDOW, pace(10, 20));
+    assert_eq!(b.window(1), FIRST_WINDOW);
+    // Answers short of seven eighths of the window: the broker had no more to send.
+    let mut b = PrefetchBudget::new(200 * MIB, 50 * MIB);
+    for _ in 0..3 {
+        answer(&mut b, FIRST_WINDOW - FIRST_WINDOW / 8 - 1, pace(50, 1));
+    }
+    assert_eq!(b.window(1), FIRST_WINDOW);
+    // Requests the budget cut below the window say nothing of it.
+    let mut b = PrefetchBudget::new(FIRST_WINDOW / 2, 50 * MIB);
+    for _ in 0..3 {
+        assert_eq!(
+            answer(&mut b, FIRST_WINDOW / 2, pace(50, 1)),
+            FIRST_WINDOW / 2
+        );
+    }
+    assert_eq!(b.window(1), FIRST_WINDOW);
+}
+
+#[test]
+fn a_first_window_of_fetch_max_bytes_asks_for_it_from_the_first() {
+    let mut b = PrefetchBudget::with_first_window(200 * MIB, 50 * MIB, 50 * MIB);
+    assert_eq!(answer(&mut b, 50 * MIB, pace(50, 1)), 50 * MIB);
+    // A smaller fetch.max.bytes is the window whatever the first.
+    let mut b = PrefetchBudget::new(200 * MIB, MIB);
+    assert_eq!(b.window(1), MIB);
+    answer(&mut b, MIB, pace(50, 1));
+    answer(&mut b, MIB, pace(50, 1));
+    assert_eq!(answer(&mut b, MIB, pace(50, 1)), MIB);
+}
+
 #[test]
 fn one_request_per_broker() {
     let mut b = PrefetchBudget::new(1000, 100);
