@@ -1170,10 +1170,9 @@ async fn compressed_batches_cut_by_max_poll_records_on_a_small_budget_arrive_who
     c.close().await.unwrap();
 }
 
-/// A backlog of about 19 MiB on 16 partitions, read at the defaults: answers of megabytes, read
-/// into memory maps and timed from their first bytes, on requests that ask for the first window
-/// (8 MiB) and, when the broker's answers wait long against their reading, for more. Every
-/// record comes once, in order, with its own value.
+/// A backlog of about 19 MiB on 16 partitions, read at the defaults: answers of megabytes (up
+/// to 1 MiB a partition), each read into a memory map, the maps of answers drained taking the
+/// next ones. Every record comes once, in order, with its own value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_megabyte_answers_arrives_whole_at_the_defaults() {
     const PARTITIONS: i32 = 16;

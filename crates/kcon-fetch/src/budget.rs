@@ -26,20 +26,6 @@
 //! the budget together, and a consumer that holds little keeps room for reuse. Reservations of
 //! requests in flight are not memory yet and do not shrink it.
 //!
-//! A request to a broker asks for at most its window: [`FIRST_WINDOW`] at first (or
-//! `fetch.max.bytes` if that is less, or if `fetch.max.bytes` was set), widened up to
-//! `fetch.max.bytes` after answers that filled the window and spent at least two thirds as
-//! long coming (the round trip and the broker's work) as being read
-//! ([`PrefetchBudget::paced`]): a request twice as large would then bring at least a quarter
-//! more a second. An answer is read into memory the kernel has to map and zero the first time
-//! it is used; answers of the window's size are read into memory kept from the answers
-//! before, and a consumer holds about two windows (one answer read while it drains another),
-//! not two answers of `fetch.max.bytes`. Reading 1,000,000 records of 100 B on 600 partitions
-//! from one broker on the same host, a consumer peaked at 58 MiB, not 119, on a quarter less
-//! CPU; on 2,000 partitions, where the broker works longer on each request, the window widened
-//! (to 16-48 MiB in three runs), and the consumer peaked at 72-80 MiB, not 124, on the same
-//! CPU, though its narrower first requests made it 15 % slower to the last record.
-//!
 //! Two rules from the Java client (`AbstractFetch.fetchablePartitions`, `FetchBuffer`):
 //! a partition with buffered data is not fetched again until it is drained, so one partition
 //! never holds more than one answer's worth; and partitions that just got data move to the
@@ -52,26 +38,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use kcon_codec::compression::FreeListShare;
 use kcon_core::TopicPartition;
 
-use crate::messages::AnswerPace;
-
-/// What a request to a broker asks for at most until its answers show that larger ones would
-/// come faster ([`PrefetchBudget::paced`]).
-pub const FIRST_WINDOW: usize = 8 * 1024 * 1024;
-
 /// The shared prefetch budget. Bookkeeping, and the size of its share of the free list of
 /// decompression buffers: no IO, no clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefetchBudget {
     max_buffered: usize,
     max_request: usize,
-    /// Each broker's window until its answers widen it.
-    first_window: usize,
     buffered: BTreeMap<TopicPartition, usize>,
     buffered_total: usize,
     in_flight: BTreeMap<i32, usize>,
     in_flight_total: usize,
-    /// Each broker's window, once one of its answers filled [`FIRST_WINDOW`].
-    windows: BTreeMap<i32, Window>,
     /// Rotation: when each partition last got data (a counter, not a time); the least recently
     /// served go first. Partitions never served count as 0.
     served: BTreeMap<TopicPartition, u64>,
@@ -80,19 +56,11 @@ pub struct PrefetchBudget {
     free_list: FreeListShare,
 }
 
-/// A broker's window ([`PrefetchBudget::paced`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
-    bytes: usize,
-    /// The pace of the last answer that filled the window, if one did since it last widened.
-    full: Option<AnswerPace>,
-}
-
 /// What one Fetch request to a broker may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchGrant {
-    /// The request's `max_bytes`: at most the broker's window (at most `fetch.max.bytes`),
-    /// and at most what the budget has left. Reserved until [`PrefetchBudget::complete`] or [`PrefetchBudget::failed`].
+    /// The request's `max_bytes`: at most `fetch.max.bytes`, and at most what the budget has
+    /// left. Reserved until [`PrefetchBudget::complete`] or [`PrefetchBudget::failed`].
     pub max_bytes: usize,
     /// The partitions to fetch, least recently served first.
     pub partitions: Vec<TopicPartition>,
@@ -100,24 +68,15 @@ pub struct FetchGrant {
 
 impl PrefetchBudget {
     /// A budget of `max_buffered` bytes in all (buffered plus reserved for requests in
-    /// flight), with requests of at most `max_request` bytes (`fetch.max.bytes`), each broker's
-    /// window starting at [`FIRST_WINDOW`].
+    /// flight), with requests of at most `max_request` bytes (`fetch.max.bytes`).
     pub fn new(max_buffered: usize, max_request: usize) -> Self {
-        Self::with_first_window(max_buffered, max_request, FIRST_WINDOW)
-    }
-
-    /// [`new`](Self::new) with each broker's window starting at `first_window` (at most
-    /// `max_request`): requests ask for `max_request` from the first when it is as large.
-    pub fn with_first_window(max_buffered: usize, max_request: usize, first_window: usize) -> Self {
         PrefetchBudget {
             max_buffered,
             max_request,
-            first_window,
             buffered: BTreeMap::new(),
             buffered_total: 0,
             in_flight: BTreeMap::new(),
             in_flight_total: 0,
-            windows: BTreeMap::new(),
             served: BTreeMap::new(),
             next_serial: 1,
             free_list: FreeListShare::new(max_buffered),
@@ -163,51 +122,6 @@ impl PrefetchBudget {
         self.buffered.keys()
     }
 
-    /// What a request to `broker` asks for at most: its window.
-    pub fn window(&self, broker: i32) -> usize {
-        self.windows
-            .get(&broker)
-            .map_or(self.first_window, |w| w.bytes)
-            .min(self.max_request)
-    }
-
-    /// The answer of `broker`'s request in flight held `answered` bytes of records and came at
-    /// `pace`; call before [`complete`](Self::complete). An answer takes a wait (from the
-    /// request's sending to its first bytes: the round trip and the broker's work, the same
-    /// for a larger answer) and a read (its transfer, which grows with it). Doubling a window
-    /// whose wait is at least two thirds of its read brings at least a quarter more a second;
-    /// after two answers that filled all but an eighth of a request for the whole window, the
-    /// broker's window widens to where its wait would be two thirds of its read, at least
-    /// doubling, up to `fetch.max.bytes`. Of the two answers' waits and reads the shorter
-    /// counts, because either is longer whenever the broker or the consumer did not get a core
-    /// at once. An answer the budget cut short, or a broker with less to send, says nothing of
-    /// the window.
-    pub fn paced(&mut self, broker: i32, answered: usize, pace: AnswerPace) {
-        let window = self.window(broker);
-        let Some(&asked) = self.in_flight.get(&broker) else {
-            return;
-        };
-        if asked < window || window >= self.max_request || answered < asked - asked / 8 {
-            return;
-        }
-        let w = self.windows.entry(broker).or_insert(Window {
-            bytes: window,
-            full: None,
-        });
-        let Some(before) = w.full.replace(pace) else {
-            return;
-        };
-        let waited = before.waited.min(pace.waited).as_nanos();
-        let read = before.read.min(pace.read).as_nanos().max(1);
-        if waited * 3 >= read * 2 {
-            // The window whose read would be 3/2 of the wait, at the read's rate so far.
-            let balanced = (window as u128).saturating_mul(waited * 3) / (read * 2);
-            let wider = usize::try_from(balanced).unwrap_or(usize::MAX);
-            w.bytes = wider.max(window.saturating_mul(2)).min(self.max_request);
-            w.full = None;
-        }
-    }
-
     /// Whether a request to `broker` is in flight.
     pub fn is_in_flight(&self, broker: i32) -> bool {
         self.in_flight.contains_key(&broker)
@@ -244,7 +158,7 @@ impl PrefetchBudget {
         // Stable: among partitions never served, the caller's order stands. Each partition's
         // turn is looked up once, not at every comparison.
         partitions.sort_by_cached_key(|tp| self.served.get(tp).copied().unwrap_or(0));
-        let max_bytes = available.min(self.window(broker));
+        let max_bytes = available.min(self.max_request);
         self.in_flight.insert(broker, max_bytes);
         self.in_flight_total += max_bytes;
         Some(FetchGrant {

@@ -14,16 +14,14 @@ use crate::IsolationLevel;
 /// How the fetcher fetches. [`set`](FetchConfig::set) takes Kafka property names; the fields
 /// can also be set directly. Defaults are the Java consumer's, as the property table lists
 /// them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchConfig {
     /// `fetch.min.bytes`: the broker waits for this many bytes (or `fetch.max.wait.ms`).
     pub min_bytes: i32,
     /// `fetch.max.wait.ms`: how long the broker may hold a Fetch waiting for `fetch.min.bytes`.
     pub max_wait: Duration,
     /// `fetch.max.bytes`: the most one Fetch answer may carry (a first batch larger than it is
-    /// still returned, KIP-74). Unless set by its property, a broker's requests ask for less
-    /// until its answers show that larger ones would come faster
-    /// ([`first_window`](Self::first_window)).
+    /// still returned, KIP-74).
     pub max_bytes: i32,
     /// `max.partition.fetch.bytes`: the most one partition of an answer may carry.
     pub partition_max_bytes: i32,
@@ -53,8 +51,6 @@ pub struct FetchConfig {
     pub max_poll_records: i32,
     /// Whether `fetch.buffer.max.bytes` was set; if not it follows `fetch.max.bytes`.
     buffer_max_bytes_set: bool,
-    /// Whether `fetch.max.bytes` was set: then every request asks for it.
-    max_bytes_set: bool,
 }
 
 impl Default for FetchConfig {
@@ -74,45 +70,7 @@ impl Default for FetchConfig {
             buffer_max_bytes: 3 * 52_428_800,
             max_poll_records: 500,
             buffer_max_bytes_set: false,
-            max_bytes_set: false,
         }
-    }
-}
-
-/// The settings, not whether a property set them: a value set to its default shows as the
-/// default.
-impl std::fmt::Debug for FetchConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let FetchConfig {
-            min_bytes,
-            max_wait,
-            max_bytes,
-            partition_max_bytes,
-            isolation_level,
-            client_rack,
-            reset_policy,
-            retry_backoff,
-            retry_backoff_max,
-            metadata_max_age,
-            buffer_max_bytes,
-            max_poll_records,
-            buffer_max_bytes_set: _,
-            max_bytes_set: _,
-        } = self;
-        f.debug_struct("FetchConfig")
-            .field("min_bytes", min_bytes)
-            .field("max_wait", max_wait)
-            .field("max_bytes", max_bytes)
-            .field("partition_max_bytes", partition_max_bytes)
-            .field("isolation_level", isolation_level)
-            .field("client_rack", client_rack)
-            .field("reset_policy", reset_policy)
-            .field("retry_backoff", retry_backoff)
-            .field("retry_backoff_max", retry_backoff_max)
-            .field("metadata_max_age", metadata_max_age)
-            .field("buffer_max_bytes", buffer_max_bytes)
-            .field("max_poll_records", max_poll_records)
-            .finish()
     }
 }
 
@@ -128,20 +86,6 @@ impl FetchConfig {
     /// and leaves the configuration unchanged.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         property::set(PROPERTIES, self, name, value)
-    }
-
-    /// What a broker's requests ask for at most until its answers widen that
-    /// ([`PrefetchBudget::paced`](crate::budget::PrefetchBudget::paced)):
-    /// [`FIRST_WINDOW`](crate::budget::FIRST_WINDOW), or `fetch.max.bytes` if that is less or
-    /// was set by its property (a consumer told how large its answers should be gets them, as
-    /// the Java client's does).
-    pub fn first_window(&self) -> usize {
-        let max = self.max_bytes.max(1) as usize;
-        if self.max_bytes_set {
-            max
-        } else {
-            crate::budget::FIRST_WINDOW.min(max)
-        }
     }
 
     /// The Fetch fields besides the partitions, for a request that may carry `max_bytes`.
@@ -166,7 +110,6 @@ impl Configurable<FetchSetting> for FetchConfig {
             FetchSetting::FetchMaxWait(d) => self.max_wait = *d,
             FetchSetting::FetchMaxBytes(n) => {
                 self.max_bytes = *n;
-                self.max_bytes_set = true;
                 if !self.buffer_max_bytes_set {
                     self.buffer_max_bytes = 3 * self.max_bytes as usize;
                 }
@@ -231,21 +174,6 @@ mod tests {
         c.set("fetch.buffer.max.bytes", "500").unwrap();
         c.set("fetch.max.bytes", "2000").unwrap();
         assert_eq!(c.buffer_max_bytes, 500);
-    }
-
-    #[test]
-    fn requests_start_below_fetch_max_bytes_until_it_is_set() {
-        let mut c = FetchConfig::default();
-        assert_eq!(c.first_window(), crate::budget::FIRST_WINDOW);
-        c.max_bytes = 1000;
-        assert_eq!(c.first_window(), 1000, "never above fetch.max.bytes");
-        let mut c = FetchConfig::default();
-        c.set("fetch.max.bytes", "52428800").unwrap();
-        assert_eq!(
-            c.first_window(),
-            52_428_800,
-            "set, it is asked for from the first"
-        );
     }
 
     #[test]

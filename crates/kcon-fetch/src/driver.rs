@@ -27,8 +27,8 @@ use crate::handout::{Arrival, Release};
 use crate::latency::{FetchLatency, LatencyHistogram};
 use crate::machine::FetchMachine;
 use crate::messages::{
-    AnswerPace, BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing,
-    PartitionInfo, StartPosition,
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
+    StartPosition,
 };
 use crate::position::LeaderAndEpoch;
 use crate::session::RequestKind;
@@ -478,17 +478,7 @@ async fn send(
                 .await
                 .map_err(|e| RequestFailure::from(e).at_version(version))?;
             latency.record(sent.elapsed());
-            let done = Instant::now();
-            // One Fetch at a time on this connection: a large answer begun since this one was
-            // sent is its answer.
-            let pace = conn
-                .large_answer_began()
-                .filter(|&began| began >= sent)
-                .map(|began| AnswerPace {
-                    waited: began - sent,
-                    read: done.saturating_duration_since(began),
-                });
-            Ok(FetchAnswer::Fetch(Box::new(answer), pace))
+            Ok(FetchAnswer::Fetch(Box::new(answer)))
         }
         FetchRequest::Connect { broker } => {
             let conn = pool

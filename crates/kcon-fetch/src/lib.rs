@@ -51,8 +51,8 @@ pub use kcon_core::Record;
 pub use latency::{FetchLatency, LATENCY_BUCKETS, LatencyHistogram};
 pub use machine::{FetchMachine, is_session_close};
 pub use messages::{
-    AnswerPace, BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing,
-    PartitionInfo, StartPosition,
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, PartitionInfo,
+    StartPosition,
 };
 pub use records::{
     BorrowedHeaders, BorrowedRecord, BorrowedRecords, CorruptRecords, FetchedRecords,

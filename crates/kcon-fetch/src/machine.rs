@@ -20,8 +20,7 @@ use crate::IsolationLevel;
 use crate::budget::PrefetchBudget;
 use crate::config::FetchConfig;
 use crate::messages::{
-    AnswerPace, BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing,
-    StartPosition,
+    BrokerInfo, FetchAnswer, FetchEvent, FetchRequest, MetadataView, Outgoing, StartPosition,
 };
 use crate::position::{
     AnswerContext, Backoff, DivergingEpoch, FetchAction, FetchPosition, FetchStatus,
@@ -244,11 +243,7 @@ enum Pending {
 impl FetchMachine {
     /// A machine with nothing assigned; `seed` seeds the jitter of its backoffs.
     pub fn new(config: FetchConfig, now: Instant, seed: u64) -> Self {
-        let budget = PrefetchBudget::with_first_window(
-            config.buffer_max_bytes,
-            config.max_bytes.max(1) as usize,
-            config.first_window(),
-        );
+        let budget = PrefetchBudget::new(config.buffer_max_bytes, config.max_bytes.max(1) as usize);
         let metadata_tries = FailureTracker::new(
             ApiKey::Metadata,
             "the assigned partitions' leaders",
@@ -1034,7 +1029,6 @@ impl FetchMachine {
         broker: i32,
         offsets: &BTreeMap<TopicPartition, i64>,
         response: &FetchResponse,
-        pace: Option<AnswerPace>,
     ) {
         let b = self.brokers.entry(broker).or_default();
         b.fetching = None;
@@ -1224,25 +1218,6 @@ impl FetchMachine {
                 if a.give_up_held() {
                     self.budget.discard(&tp);
                 }
-            }
-        }
-        if let Some(pace) = pace {
-            let answered = response
-                .responses
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
-                .sum();
-            let window = self.budget.window(broker);
-            self.budget.paced(broker, answered, pace);
-            if self.budget.window(broker) > window {
-                debug!(
-                    broker,
-                    window = self.budget.window(broker),
-                    waited = ?pace.waited,
-                    read = ?pace.read,
-                    "the broker's answers wait long against their reading: its requests ask for more"
-                );
             }
         }
         self.budget.complete(broker, received);
@@ -1504,8 +1479,8 @@ impl Machine for FetchMachine {
             return;
         };
         match (pending, result) {
-            (Pending::Fetch { broker, offsets }, Ok(FetchAnswer::Fetch(r, pace))) => {
-                self.on_fetch(now, broker, &offsets, &r, pace);
+            (Pending::Fetch { broker, offsets }, Ok(FetchAnswer::Fetch(r))) => {
+                self.on_fetch(now, broker, &offsets, &r);
             }
             (Pending::Fetch { broker, offsets }, Err(e)) => {
                 self.on_fetch_failed(now, broker, &offsets, &e)

@@ -92,9 +92,8 @@ impl FetchRequest {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum FetchAnswer {
-    /// The Fetch answer, and how it came when the driver could tell (an answer of at least
-    /// 1 MiB).
-    Fetch(Box<FetchResponse>, Option<AnswerPace>),
+    /// The Fetch answer.
+    Fetch(Box<FetchResponse>),
     /// A broker's versions after a [`FetchRequest::Connect`].
     Broker(BrokerInfo),
     /// Each partition's ListOffsets answer.
@@ -103,20 +102,6 @@ pub enum FetchAnswer {
     Validation(Box<OffsetForLeaderEpochResponse>),
     /// A metadata snapshot.
     Metadata(MetadataView),
-}
-
-/// How a Fetch answer came: the time from its request's sending to its first bytes (the
-/// round trip and the broker's work, the same for a larger answer) and from there to its last
-/// (its transfer, which grows with it). The prefetch budget widens a broker's requests while
-/// the first is a large part of the whole ([`PrefetchBudget::paced`]).
-///
-/// [`PrefetchBudget::paced`]: crate::budget::PrefetchBudget::paced
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AnswerPace {
-    /// From the request's sending to the answer's first bytes.
-    pub waited: std::time::Duration,
-    /// From the answer's first bytes to its last.
-    pub read: std::time::Duration,
 }
 
 /// What the fetcher needs to know of a broker.

@@ -92,9 +92,7 @@ pub static PROPERTIES: &[Property<FetchSetting>] = &[
         default: DefaultValue::Value("52428800"),
         parts: &[FETCH],
         doc: "The most a Fetch answer may carry, though a first batch larger than that still \
-              comes whole (KIP-74). Unless set, a broker's requests ask for 8 MiB at first, \
-              and for more, up to this, while its answers wait long against their reading; \
-              set, every request asks for it.",
+              comes whole (KIP-74).",
         kind: Kind::Count {
             min: 0,
             max: MAX_COUNT,

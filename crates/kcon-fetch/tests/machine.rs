@@ -132,8 +132,7 @@ impl Sim {
 
     /// `request` answered with the Fetch response `r`.
     fn answer(&mut self, request: &Outgoing, r: FetchResponse) {
-        self.0
-            .answer(request.id, FetchAnswer::Fetch(Box::new(r), None));
+        self.0.answer(request.id, FetchAnswer::Fetch(Box::new(r)));
     }
 }
 
@@ -758,65 +757,6 @@ fn a_partitions_backoff_is_the_next_timer_until_it_passes() {
     assert!(
         fetches.iter().any(|o| offsets_of(o).contains_key(&0)),
         "partition 0 fetched once its backoff passed: {fetches:?}"
-    );
-}
-
-/// A batch of `n` records of `size`-byte values from `base`.
-fn wide_batch(base: i64, n: usize, size: usize) -> Bytes {
-    let mut b = RecordBatchBuilder::new(base).partition_leader_epoch(5);
-    let value = vec![b'x'; size];
-    for i in 0..n {
-        b.record(1_000 + i as i64, None, Some(&value));
-    }
-    b.build().expect("a batch")
-}
-
-fn max_bytes_of(o: &Outgoing) -> i32 {
-    match &o.request {
-        FetchRequest::Fetch { params, .. } => params.max_bytes,
-        other => panic!("not a Fetch: {other:?}"),
-    }
-}
-
-#[test]
-fn fetches_ask_for_more_once_two_full_answers_waited_long_for_their_first_bytes() {
-    const MIB: usize = 1024 * 1024;
-    let first_window = kcon_fetch::budget::FIRST_WINDOW;
-    let mut sim = Sim::new(config(&[]), committed(0));
-    let slow = kcon_fetch::AnswerPace {
-        waited: Duration::from_millis(15),
-        read: Duration::from_millis(10),
-    };
-    let mut size = 0;
-    for p in [0, 1] {
-        let fetch = sim.fetch();
-        assert_eq!(max_bytes_of(&fetch) as usize, first_window, "{p}");
-        let full = wide_batch(0, first_window / MIB, MIB - 100);
-        assert!(full.len() > first_window - first_window / 8 && full.len() <= first_window);
-        let r = response(0, vec![(p, 0, Some(full))]);
-        sim.0
-            .answer(fetch.id, FetchAnswer::Fetch(Box::new(r), Some(slow)));
-        let events = sim.events();
-        let Some(FetchEvent::Records(r)) = events.first() else {
-            panic!("{events:?}")
-        };
-        size = r.size;
-    }
-    // Waits 1.5 times the reads: the window whose read would be 1.5 times the wait is 2.25
-    // times as large.
-    sim.machine.records_consumed(&tp(0), size);
-    let fetch = sim.fetch();
-    assert_eq!(max_bytes_of(&fetch) as usize, first_window * 9 / 4);
-}
-
-#[test]
-fn fetches_ask_for_fetch_max_bytes_from_the_first_when_it_is_set() {
-    let mut sim = Sim::new(config(&[("fetch.max.bytes", "52428800")]), committed(0));
-    assert_eq!(max_bytes_of(&sim.fetch()), 52_428_800);
-    let mut sim = Sim::new(config(&[]), committed(0));
-    assert_eq!(
-        max_bytes_of(&sim.fetch()) as usize,
-        kcon_fetch::budget::FIRST_WINDOW
     );
 }
 

@@ -408,19 +408,6 @@ impl Connection {
         self.inner.io.shared.lock().pending.len()
     }
 
-    /// When the first bytes of the last answer of at least 1 MiB read on this connection came
-    /// (the read that brought its size prefix), if one came. An answer's time from there to
-    /// its last byte is its transfer; the time before, since its request was sent, is the
-    /// round trip and the broker's work. On a connection with one request in flight, an
-    /// instant after that request was sent is its answer's.
-    pub fn large_answer_began(&self) -> Option<Instant> {
-        let shared = &self.inner.io.shared;
-        match shared.mapped_began_nanos.load(Ordering::Relaxed) {
-            0 => None,
-            nanos => Some(shared.born + Duration::from_nanos(nanos - 1)),
-        }
-    }
-
     /// Whether the connection has failed or been closed; it cannot be used again.
     pub fn is_closed(&self) -> bool {
         self.inner.io.shared.lock().dead.is_some()
@@ -1002,12 +989,9 @@ struct Shared {
     paused: AtomicBool,
     /// Wakes the requests waiting for a pause to end, or for the connection's death.
     resume: Notify,
-    /// Time base of `last_active_nanos` and `mapped_began_nanos`.
+    /// Time base of `last_active_nanos`.
     born: Instant,
     last_active_nanos: AtomicU64,
-    /// When the reader last began a frame read into a map: its size prefix had come
-    /// (nanoseconds since `born`, plus one; 0 for never).
-    mapped_began_nanos: AtomicU64,
     /// Answers delivered.
     answers: AtomicU64,
     /// On a connection set up without SASL, the answers delivered when its setup ended: a
@@ -1071,7 +1055,6 @@ impl Shared {
             resume: Notify::new(),
             born: Instant::now(),
             last_active_nanos: AtomicU64::new(0),
-            mapped_began_nanos: AtomicU64::new(0),
             answers: AtomicU64::new(0),
             setup_answers: AtomicU64::new(u64::MAX),
         }
@@ -1233,12 +1216,6 @@ impl Shared {
     fn last_active(&self) -> Instant {
         self.born + Duration::from_nanos(self.last_active_nanos.load(Ordering::Relaxed))
     }
-
-    /// The reader begins a frame read into a map, now.
-    fn mapped_began(&self) {
-        let nanos = self.born.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64;
-        self.mapped_began_nanos.store(nanos + 1, Ordering::Relaxed);
-    }
 }
 
 /// A paused connection; dropping it resumes the waiting requests.
@@ -1292,7 +1269,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(None) => match frames.peek_size(&buf).ok().flatten() {
                 Some(size) if size >= MAPPED_FRAME => {
                     reading.get_or_insert_with(|| Reading::new(&spare));
-                    shared.mapped_began();
                     match read_mapped(&mut rd, &mut buf, size, &shared.peer, &spare).await {
                         Ok(frame) => frame,
                         Err(e) => break e,

@@ -575,43 +575,6 @@ async fn a_large_answer_arriving_in_pieces_is_read_whole_and_the_next_after_it()
     assert_eq!(conn.in_flight(), 0);
 }
 
-/// A large answer's first bytes are timed when they come, not when the request went nor when
-/// its last bytes came; a small answer after it leaves that time as it was.
-#[tokio::test]
-async fn a_large_answer_is_timed_from_its_first_bytes() {
-    let l = Listener::bind().await;
-    let (conn, mut p) = connect(&l, &config(&[])).await;
-    assert_eq!(conn.large_answer_began(), None);
-    let sent = tokio::time::Instant::now();
-    let asked = {
-        let conn = conn.clone();
-        tokio::spawn(async move { conn.send(&heartbeat(1)).await })
-    };
-    let r = p.recv().await.unwrap();
-    let big = r.frame::<HeartbeatRequest>(&large_heartbeat_answer(2 << 20));
-    // The broker's work, then the first bytes, then the transfer.
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let before_first = tokio::time::Instant::now();
-    p.send_raw(&big[..64 * 1024]).await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let before_rest = tokio::time::Instant::now();
-    p.send_raw(&big[64 * 1024..]).await;
-    asked.await.unwrap().unwrap();
-    let began = conn.large_answer_began().expect("a large answer came");
-    assert!(began >= before_first && began >= sent + Duration::from_millis(60));
-    assert!(began < before_rest, "timed at its last bytes");
-    // A small answer is no large answer's beginning.
-    let small = {
-        let conn = conn.clone();
-        tokio::spawn(async move { conn.send(&heartbeat(2)).await })
-    };
-    let r = p.recv().await.unwrap();
-    p.send_raw(&r.frame::<HeartbeatRequest>(&HeartbeatResponse::default()))
-        .await;
-    small.await.unwrap().unwrap();
-    assert_eq!(conn.large_answer_began(), Some(began));
-}
-
 /// The unknown tagged field of a large Heartbeat answer: its bytes, and where they lie.
 fn large_field(answer: &HeartbeatResponse) -> (&bytes::Bytes, usize) {
     let field = &answer.unknown_tagged_fields[&100];

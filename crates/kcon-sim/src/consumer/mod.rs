@@ -1161,7 +1161,7 @@ impl World {
                     client,
                     part,
                     id,
-                    Ok(Reply::Fetch(FetchAnswer::Fetch(Box::new(answer), None))),
+                    Ok(Reply::Fetch(FetchAnswer::Fetch(Box::new(answer)))),
                     wait,
                 );
             }
