@@ -39,6 +39,13 @@ fn incoming(waiter: u32, now: Instant) -> Incoming<u32> {
     }
 }
 
+/// [`incoming`] for `partition`, chosen by the caller.
+fn incoming_to(partition: i32, waiter: u32, now: Instant) -> Incoming<u32> {
+    let mut i = incoming(waiter, now);
+    i.record = i.record.with_partition(partition);
+    i
+}
+
 fn produce_answer(error_code: i16, base_offset: i64) -> Response {
     Response::Produce(Ok(ProduceResponse::default().with_responses(vec![
         TopicProduceResponse::default()
@@ -119,14 +126,9 @@ fn a_lingered_batch_takes_the_other_heads_of_its_leader_with_it() {
     let t0 = Instant::now();
     let config = config(&[("linger.ms", "5"), ("enable.idempotence", "false")]);
     let (mut m, _) = machine(config, metadata_of(3), t0);
-    let to = |p: i32, waiter: u32, at: Instant| {
-        let mut i = incoming(waiter, at);
-        i.record = i.record.with_partition(p);
-        i
-    };
-    m.record(t0, to(0, 1, t0));
+    m.record(t0, incoming_to(0, 1, t0));
     let t1 = t0 + Duration::from_millis(2);
-    m.record(t1, to(1, 2, t1));
+    m.record(t1, incoming_to(1, 2, t1));
     // Neither has lingered: nothing goes, and the first linger's end is the next wake.
     assert!(m.poll_request(t1).is_none());
     let lingered = t0 + Duration::from_millis(5);
@@ -144,7 +146,7 @@ fn a_lingered_batch_takes_the_other_heads_of_its_leader_with_it() {
     );
     // Partition 2's batch, opened now, lingers its whole linger: the heads in flight are not
     // ready heads of its leader.
-    m.record(lingered, to(2, 3, lingered));
+    m.record(lingered, incoming_to(2, 3, lingered));
     assert!(m.poll_request(lingered).is_none());
     assert_eq!(m.poll_timeout(), Some(lingered + Duration::from_millis(5)));
 }
@@ -393,13 +395,8 @@ fn the_ready_batch_opened_first_goes_first_whatever_its_partition() {
         ("max.request.size", "100"),
     ]);
     let (mut m, _) = machine(config, metadata_of(3), t0);
-    let to = |partition: i32, waiter: u32, at: Instant| {
-        let mut i = incoming(waiter, at);
-        i.record.partition = Some(partition);
-        i
-    };
     for p in 0..3 {
-        m.record(t0, to(p, p as u32, t0));
+        m.record(t0, incoming_to(p, p as u32, t0));
     }
     let mut order = Vec::new();
     let mut now = t0;
@@ -415,7 +412,7 @@ fn the_ready_batch_opened_first_goes_first_whatever_its_partition() {
         };
         order.push(sent);
         // The partition just sent has its next batch ready before its answer comes.
-        m.record(now, to(sent, waiter, now));
+        m.record(now, incoming_to(sent, waiter, now));
         m.handle_response(now, out.id, Ok(written(&request)));
         while m.poll_event().is_some() {}
     }
@@ -605,12 +602,7 @@ fn records_placed_as_they_come_follow_a_new_metadatas_partitions() {
     let (mut m, stats) = machine(config, metadata_of(1), t0);
     m.record(t0, incoming(1, t0));
     assert!(m.topics["t"].placing, "placed by the first pass");
-    let to_1 = |waiter| {
-        let mut i = incoming(waiter, t0);
-        i.record.partition = Some(1);
-        i
-    };
-    m.record(t0, to_1(2));
+    m.record(t0, incoming_to(1, 2, t0));
     match m.poll_event() {
         Some(Event::Answer {
             waiter: 2,
@@ -620,7 +612,7 @@ fn records_placed_as_they_come_follow_a_new_metadatas_partitions() {
     }
     m.refreshed(Ok(Ok(metadata_of(2))), t0);
     assert!(!m.topics["t"].placing, "checked again at the next pass");
-    m.record(t0, to_1(3));
+    m.record(t0, incoming_to(1, 3, t0));
     assert!(m.topics["t"].placing);
     assert!(m.poll_event().is_none(), "placed");
     let placed: Vec<_> = m.acc.partitions().map(|tp| tp.partition).collect();
