@@ -284,6 +284,31 @@ async fn sending_waits_while_queue_buffering_max_messages_records_are_unacknowle
     assert_eq!(read_back(&topic, PARTITIONS, 4).await.len(), 4);
 }
 
+/// One `send_all` call of 10,000 records, at the defaults: the producer's task hands them to
+/// its machine a few thousand at a time, and every one arrives once, in each partition in the
+/// order given, at the offset its delivery reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_all_of_ten_thousand_records_arrives_once_in_order() {
+    let b = Kafka::single().bootstrap();
+    let topic = unique_name("produce-all");
+    create(&topic, PARTITIONS).await;
+    let producer = producer(b).build().unwrap();
+    let sent: Vec<ProducerRecord> = (0..10_000)
+        .map(|i| ProducerRecord::new(topic.clone(), value(i)))
+        .collect();
+    let deliveries = producer.send_all(sent.clone()).await.unwrap();
+    let deliveries: Vec<Delivered> = timeout(DELIVERED_WITHIN, deliveries)
+        .await
+        .expect("the records done")
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| d.unwrap_or_else(|e| panic!("record {i} failed: {e} ({e:?})")))
+        .collect();
+    let records = read_back(&topic, PARTITIONS, sent.len()).await;
+    assert_arrived_once_in_order(&sent, &deliveries, &records);
+    producer.close().await.unwrap();
+}
+
 /// Records sent together with `send_all` arrive once, in per-partition order, at the offsets
 /// their results report, in the order given; a record `send` would refuse fails in its place
 /// while the others are written; records that `buffer.memory` cannot hold at once are refused

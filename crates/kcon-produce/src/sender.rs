@@ -344,6 +344,22 @@ impl Sender {
         machine.records(now, self.records.drain(..));
     }
 
+    /// Opens `i`'s reply and adds it to the records taken, handing them to the machine once
+    /// they are [`HANDED_AT`].
+    fn gather(
+        &mut self,
+        machine: &mut SenderMachine<Waiter>,
+        mut i: Incoming,
+        now: std::time::Instant,
+        stamp: i64,
+    ) {
+        i.reply.open(&mut self.open);
+        self.records.push(i.into_machine(now, stamp));
+        if self.records.len() >= HANDED_AT {
+            self.hand_records(machine, now, stamp);
+        }
+    }
+
     /// Takes commands off the queue, oldest first, and applies them: records go to the
     /// machine together, in one pass, ahead of the next command of another kind.
     fn take(&mut self, machine: &mut SenderMachine<Waiter>, pool: &Pool, now: std::time::Instant) {
@@ -363,17 +379,10 @@ impl Sender {
         let stamp = pool.clock().now_ms();
         for command in taken.drain(..) {
             match command {
-                Command::Record(mut i) => {
-                    i.reply.open(&mut self.open);
-                    self.records.push(i.into_machine(now, stamp));
-                }
+                Command::Record(i) => self.gather(machine, i, now, stamp),
                 Command::Records(all) => {
-                    self.records.extend(all.into_iter().map(|mut i| {
-                        i.reply.open(&mut self.open);
-                        i.into_machine(now, stamp)
-                    }));
-                    if self.records.len() >= HANDED_AT {
-                        self.hand_records(machine, now, stamp);
+                    for i in all {
+                        self.gather(machine, i, now, stamp);
                     }
                 }
                 Command::Flush(done) => {
