@@ -16,12 +16,8 @@ pub async fn run(w: &Workload, owned: bool, tally: &mut Tally) -> Result<(), Box
         builder = builder.set("group.id", group.as_str());
     }
     // An experiment's consumer properties (never passed by `run`).
-    for (k, v) in std::env::var("KCON_COMPARE_SET")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-    {
-        builder = builder.set(k, v);
+    for (k, v) in crate::experiment_properties() {
+        builder = builder.set(&k, v);
     }
     let mut consumer = builder.build()?;
     match &w.group {

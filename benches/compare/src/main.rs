@@ -61,6 +61,21 @@ use tally::Tally;
 /// A boxed error: the clients' error types differ, and every error ends the process.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Properties written `name=value,name=value`: `produce --set`'s and `KCON_COMPARE_SET`'s
+/// form. A piece without `=` is passed over.
+pub fn properties(list: &str) -> Vec<(String, String)> {
+    list.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// An experiment's properties for a kcon client, from `KCON_COMPARE_SET` ([`properties`]):
+/// never passed by `run`, so not what it measures.
+pub fn experiment_properties() -> Vec<(String, String)> {
+    properties(&std::env::var("KCON_COMPARE_SET").unwrap_or_default())
+}
+
 /// The clients and their configurations. Every one reads from the earliest offset (the one
 /// setting all of them need to read a topic from its start); the rest is as named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -318,12 +318,8 @@ async fn run(
         .set("processing.ordering", "key")
         .set("processing.max.concurrency", concurrency.to_string());
     // An experiment's processor properties (never passed by `run`), as `txn` takes them.
-    for (k, v) in std::env::var("KCON_COMPARE_SET")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-    {
-        builder = builder.set(k, v);
+    for (k, v) in crate::experiment_properties() {
+        builder = builder.set(&k, v);
     }
     if let Some(Instrumentation::Telemetry(t)) = &telemetry {
         builder = builder.hooks(t.policy_hooks());

@@ -100,12 +100,7 @@ pub fn main(args: &Args, started: SystemTime) -> Result<(), BoxError> {
         copy: args.optional("copy") == Some("true"),
         extra: args
             .optional("set")
-            .map(|s| {
-                s.split(',')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect()
-            })
+            .map(crate::properties)
             .unwrap_or_default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

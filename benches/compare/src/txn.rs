@@ -89,12 +89,8 @@ async fn kcon(
         .bootstrap_servers(bootstrap)
         .set("transactional.id", id);
     // An experiment's properties, `name=value,...`: not what `run` measures.
-    for (k, v) in std::env::var("KCON_COMPARE_SET")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-    {
-        builder = builder.set(k, v);
+    for (k, v) in crate::experiment_properties() {
+        builder = builder.set(&k, v);
     }
     let producer = builder.build()?;
     producer.init_transactions(CALL).await?;
